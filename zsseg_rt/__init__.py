@@ -1,0 +1,24 @@
+"""zsseg_rt: open-vocabulary semantic segmentation runtime (ZegCLIP family) for edge GPUs.
+
+``import zsseg_rt`` is light: it needs neither torch, nor a GPU, nor TensorRT. Heavy pieces load on first use.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Engine": ("zsseg_rt.runtime", "Engine"),
+    "create_model": ("zsseg_rt.models", "create_model"),
+}
+
+
+def __getattr__(name):  # PEP 562 lazy attributes
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        return getattr(importlib.import_module(module_name), attr)
+    raise AttributeError(f"module 'zsseg_rt' has no attribute {name!r}")
+
+
+__all__ = ["Engine", "create_model", "__version__"]

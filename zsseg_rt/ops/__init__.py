@@ -1,0 +1,20 @@
+"""Native ops of zsseg_rt: the Python face of ``zsseg_rt._C``.
+
+CPU calls take and return NumPy arrays; CUDA calls take device arrays (torch/CuPy through DLPack or
+``__cuda_array_interface__``) and return ``zsseg_rt._C.DeviceArray`` (which exposes both protocols).
+``reference`` holds the pure NumPy specification each op is tested against.
+"""
+from ._loader import cuda_available, native_module
+from .dense import relation_descriptor, similarity
+from .masks import segment, upsample
+from . import reference
+
+__all__ = [
+    "cuda_available",
+    "native_module",
+    "similarity",
+    "relation_descriptor",
+    "upsample",
+    "segment",
+    "reference",
+]

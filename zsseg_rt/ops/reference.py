@@ -1,0 +1,167 @@
+"""Pure NumPy reference implementations of the native ops (one reference per op).
+
+These are the specification the C++/CUDA kernels in ``csrc/`` are tested against. They are written for
+clarity, not speed, compute in float64 and return float32 (labels int32). They need neither torch nor ``_C``.
+
+Semantics shared with the kernels:
+
+* L2 normalisation divides by ``max(||x||_2, 1e-12)`` (``torch.nn.functional.normalize``).
+* Bilinear resizing is ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`` without
+  anti-aliasing, for up- and down-sampling and non-square sizes: the source coordinate of output index ``i`` is
+  ``max((i + 0.5) * in / out - 0.5, 0)``; the lower neighbour is its floor, the upper one is clamped to
+  ``in - 1``.
+* ``crop = (top, left, height, width)`` selects the valid region of a padded logit map; the op then behaves
+  exactly as if it were given ``logits[..., top:top+height, left:left+width]``.
+* ``argmax`` follows ``torch.argmax``: ties resolve to the lowest class index, and a NaN wins over any number
+  (the first NaN, if there are several).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+NORM_EPS = 1e-12
+
+__all__ = ["similarity", "relation_descriptor", "upsample", "segment", "bilinear_taps", "argmax_torch"]
+
+
+def _l2_normalize(x: np.ndarray) -> np.ndarray:
+    norm = np.sqrt((x * x).sum(axis=-1, keepdims=True))
+    return x / np.maximum(norm, NORM_EPS)
+
+
+def similarity(patches: np.ndarray, text: np.ndarray, normalize: bool = False, scale: float = 1.0) -> np.ndarray:
+    """Patch-text similarity.
+
+    Args:
+        patches: ``[B, N, D]`` patch embeddings.
+        text: ``[C, D]`` (shared by the batch) or ``[B, C, D]`` class embeddings.
+        normalize: L2-normalise both sides over D first.
+        scale: multiplies the dot products.
+    Returns:
+        ``[B, C, N]`` float32, ``scale * <text_c, patch_n>``.
+    """
+    p = np.asarray(patches, dtype=np.float64)
+    t = np.asarray(text, dtype=np.float64)
+    if normalize:
+        p, t = _l2_normalize(p), _l2_normalize(t)
+    if t.ndim == 2:
+        out = np.einsum("cd,bnd->bcn", t, p)
+    else:
+        out = np.einsum("bcd,bnd->bcn", t, p)
+    return (scale * out).astype(np.float32)
+
+
+def relation_descriptor(
+    text: np.ndarray,
+    image_global: np.ndarray,
+    weight: Optional[np.ndarray] = None,
+    bias: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """ZegCLIP's relationship descriptor ``Linear(concat(text * g, text))``.
+
+    Args:
+        text: ``[C, D]`` class embeddings (ZegCLIP passes them L2-normalised).
+        image_global: ``[B, D]`` global image embedding (L2-normalised in ZegCLIP).
+        weight: ``[Dout, 2D]`` or None (no linear layer).
+        bias: ``[Dout]`` or None.
+    Returns:
+        ``[B, C, Dout]`` float32, or ``[B, C, 2D]`` when ``weight`` is None.
+    """
+    t = np.asarray(text, dtype=np.float64)
+    g = np.asarray(image_global, dtype=np.float64)
+    prod = t[None, :, :] * g[:, None, :]  # [B, C, D]
+    cat = np.concatenate([prod, np.broadcast_to(t[None], prod.shape)], axis=-1)  # [B, C, 2D]
+    if weight is None:
+        return cat.astype(np.float32)
+    out = cat @ np.asarray(weight, dtype=np.float64).T
+    if bias is not None:
+        out = out + np.asarray(bias, dtype=np.float64)
+    return out.astype(np.float32)
+
+
+def bilinear_taps(in_size: int, out_size: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of torch's bilinear (align_corners=False) along one axis.
+
+    Returns:
+        ``(i0, i1, lam)``: int64 lower/upper source index and float64 weight of the upper one, each ``[out]``.
+    """
+    scale = in_size / out_size
+    src = (np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5
+    src = np.maximum(src, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    lam = src - i0
+    return i0, i1, lam
+
+
+def _apply_crop(logits: np.ndarray, crop: Optional[Sequence[int]]) -> np.ndarray:
+    if crop is None:
+        return logits
+    top, left, height, width = (int(v) for v in crop)
+    return logits[..., top : top + height, left : left + width]
+
+
+def upsample(logits: np.ndarray, size: Sequence[int], crop: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Bilinear resize with torch's align_corners=False semantics.
+
+    Args:
+        logits: ``[B, C, h, w]``.
+        size: ``(H, W)`` output size.
+        crop: optional ``(top, left, height, width)`` valid region of ``logits``.
+    Returns:
+        ``[B, C, H, W]`` float32.
+    """
+    x = _apply_crop(np.asarray(logits, dtype=np.float64), crop)
+    out_h, out_w = int(size[0]), int(size[1])
+    y0, y1, ly = bilinear_taps(x.shape[-2], out_h)
+    x0, x1, lx = bilinear_taps(x.shape[-1], out_w)
+    ly = ly[:, None]
+    lx = lx[None, :]
+    top = x[..., y0[:, None], x0[None, :]] * (1 - lx) + x[..., y0[:, None], x1[None, :]] * lx
+    bot = x[..., y1[:, None], x0[None, :]] * (1 - lx) + x[..., y1[:, None], x1[None, :]] * lx
+    return ((1 - ly) * top + ly * bot).astype(np.float32)
+
+
+def argmax_torch(x: np.ndarray, axis: int) -> np.ndarray:
+    """``torch.argmax`` semantics: lowest index on ties, the first NaN wins."""
+    x = np.asarray(x)
+    nan = np.isnan(x)
+    idx = np.argmax(x, axis=axis)  # numpy also returns the first NaN, but be explicit about it
+    has_nan = nan.any(axis=axis)
+    if has_nan.any():
+        idx = np.where(has_nan, np.argmax(nan, axis=axis), idx)
+    return idx
+
+
+def segment(
+    logits: np.ndarray,
+    size: Sequence[int],
+    class_bias: Optional[np.ndarray] = None,
+    sigmoid: bool = True,
+    crop: Optional[Sequence[int]] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Upsample + optional sigmoid + per-class bias subtraction + argmax over classes.
+
+    The calibrated value of class c at a pixel is ``f(up(logits)_c) - class_bias[c]`` with ``f`` = sigmoid or
+    identity. ZegCLIP's inductive calibration is ``sigmoid=True`` and ``class_bias = 0.1`` on seen classes.
+
+    Args:
+        logits: ``[B, C, h, w]`` mask logits.
+        size: ``(H, W)`` output size.
+        class_bias: ``[C]`` subtracted after the sigmoid, or None.
+        sigmoid: apply the logistic function before the bias.
+        crop: optional ``(top, left, height, width)`` valid region of ``logits``.
+    Returns:
+        ``labels [B, H, W]`` int32 (argmax, torch tie/NaN rules) and ``scores [B, H, W]`` float32 (the winning
+        calibrated value).
+    """
+    up = upsample(logits, size, crop).astype(np.float64)
+    if sigmoid:
+        up = 1.0 / (1.0 + np.exp(-up))
+    if class_bias is not None:
+        up = up - np.asarray(class_bias, dtype=np.float64)[None, :, None, None]
+    labels = argmax_torch(up, axis=1)
+    scores = np.take_along_axis(up, labels[:, None], axis=1)[:, 0]
+    return labels.astype(np.int32), scores.astype(np.float32)
