@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from zsseg_rt import pipeline
+from zsseg_rt.pipeline.preprocess import rescaled_size
+
+
+def test_rescaled_size_matches_mmcv_formula():
+    # mmcv.imrescale(scale=(2048, 512)): factor = min(2048 / long, 512 / short); size = int(x * factor + 0.5)
+    assert rescaled_size(375, 500) == (512, 683)   # VOC landscape photo: short side -> 512
+    assert rescaled_size(500, 375) == (683, 512)
+    assert rescaled_size(512, 512) == (512, 512)
+    assert rescaled_size(100, 1000) == (205, 2048)  # long side bounded by 2048
+    assert rescaled_size(1024, 1536) == (512, 768)  # downscaling
+
+
+def test_sliding_windows_match_mmseg_slide_inference():
+    # 512 x 683 (a rescaled VOC photo) with crop 512 / stride 426: two windows, the last clamped to the edge.
+    assert pipeline.sliding_windows(512, 683, 512, 426) == [(0, 512, 0, 512), (0, 512, 171, 683)]
+    assert pipeline.sliding_windows(512, 512, 512, 426) == [(0, 512, 0, 512)]
+    assert pipeline.sliding_windows(300, 200, 512, 426) == [(0, 300, 0, 200)]  # smaller than one crop
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 1500), st.integers(1, 1500), st.integers(16, 600), st.integers(1, 600))
+def test_sliding_windows_cover_the_image(h, w, crop, stride):
+    stride = min(stride, crop)
+    wins = pipeline.sliding_windows(h, w, crop, stride)
+    cover = np.zeros((h, w), dtype=np.int32)
+    for y1, y2, x1, x2 in wins:
+        assert 0 <= y1 < y2 <= h and 0 <= x1 < x2 <= w
+        assert y2 - y1 == min(crop, h) and x2 - x1 == min(crop, w)
+        cover[y1:y2, x1:x2] += 1
+    assert cover.min() >= 1
+
+
+def test_normalize_uses_imagenet_stats_and_chw():
+    rgb = np.zeros((2, 3, 3), dtype=np.uint8)
+    rgb[..., 0] = 255
+    out = pipeline.normalize_image(rgb)
+    assert out.shape == (3, 2, 3) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0], (255 - 123.675) / 58.395, rtol=1e-6)
+    np.testing.assert_allclose(out[2], (0 - 103.53) / 57.375, rtol=1e-6)
+
+
+def test_to_rgb_converts_bgr_gray_and_rgba():
+    bgr = np.zeros((4, 5, 3), dtype=np.uint8)
+    bgr[..., 0] = 7  # blue in BGR
+    assert pipeline.to_rgb_uint8(bgr, "bgr")[0, 0].tolist() == [0, 0, 7]
+    assert pipeline.to_rgb_uint8(bgr, "rgb")[0, 0].tolist() == [7, 0, 0]
+    gray = np.full((4, 5), 9, dtype=np.uint8)
+    assert pipeline.to_rgb_uint8(gray).shape == (4, 5, 3)
+    rgba = np.zeros((4, 5, 4), dtype=np.uint8)
+    assert pipeline.to_rgb_uint8(rgba, "rgb").shape == (4, 5, 3)
+
+
+@pytest.mark.parametrize(
+    "image, error, match",
+    [
+        (np.zeros((4, 5, 3), dtype=np.float32), TypeError, "dtype uint8.*float32"),
+        (np.zeros((0, 5, 3), dtype=np.uint8), ValueError, "empty"),
+        (np.zeros((4, 5, 2), dtype=np.uint8), ValueError, "1, 3 or 4 channels, got 2"),
+        (np.zeros((2, 4, 5, 3), dtype=np.uint8), ValueError, r"\[H, W, 3\].*\[2, 4, 5, 3\]"),
+        ([[1, 2]], TypeError, "numpy.ndarray.*list"),
+    ],
+)
+def test_to_rgb_rejects_bad_images(image, error, match):
+    with pytest.raises(error, match=match):
+        pipeline.to_rgb_uint8(image)
+
+
+def test_pad_to_multiple_keeps_valid_region():
+    chw = np.ones((3, 17, 30), dtype=np.float32)
+    out = pipeline.pad_to_multiple(chw, 16, (32, 32))
+    assert out.shape == (3, 32, 32)
+    assert out[:, :17, :30].min() == 1 and out[:, 17:].max() == 0 and out[:, :, 30:].max() == 0

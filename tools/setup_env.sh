@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Creates/updates the project's virtual environment and builds zsseg_rt into it, from scratch if needed.
+# Used by tools/run_tests.sh and tools/run_demo.sh (the README's two commands). Idempotent.
+#   ZSSEG_VENV   venv location (default: .venv in the repo root)
+#   CMAKE_CUDA_ARCHITECTURES  override the CUDA archs (default 75;80;86;87;89;90)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${ZSSEG_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+
+need_gtest=${ZSSEG_NEED_GTEST:-1}
+if [ "$need_gtest" = 1 ] && [ ! -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestConfig.cmake ] \
+   && [ ! -f /usr/lib/aarch64-linux-gnu/cmake/GTest/GTestConfig.cmake ]; then
+  echo "[setup] installing GoogleTest (Debian libgtest-dev)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libgtest-dev libgmock-dev >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating virtual environment $VENV"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q -U pip
+fi
+echo "[setup] installing pinned dependencies (requirements.txt; torch 2.14.1 takes ~2 min the first time)"
+"$VENV/bin/pip" install -q -r "$ROOT/requirements.txt"
+
+echo "[setup] building zsseg_rt (native ops; CUDA kernels too when nvcc is found)"
+ARGS=()
+if [ -n "${CMAKE_CUDA_ARCHITECTURES:-}" ]; then
+  ARGS+=(-C "cmake.define.CMAKE_CUDA_ARCHITECTURES=${CMAKE_CUDA_ARCHITECTURES}")
+fi
+# nvcc is often outside PATH (/usr/local/cuda/bin): let CMake find it.
+if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export CUDACXX=/usr/local/cuda/bin/nvcc
+fi
+(cd "$ROOT" && "$VENV/bin/pip" install -q --no-build-isolation -e . "${ARGS[@]}")
+"$VENV/bin/python" -c "import zsseg_rt, zsseg_rt.ops as o; print('[setup] zsseg_rt', zsseg_rt.__version__, '| CUDA compiled:', o.native_module().cuda_compiled(), '| CUDA available:', o.cuda_available())"

@@ -1,0 +1,26 @@
+"""The export bundle format, shared by the exporter (torch side) and the runtime (no torch).
+
+A bundle is a directory::
+
+    meta.json            architecture, input size, mean/std, templates, calibration, I/O names, versions,
+                         verification results and the sha256 of every other file
+    image_encoder.onnx   image [B,3,S,S] -> image_global [B,D], patches [B,N,D]
+    head.onnx            text_embeddings [C,D], image_global [B,D], patches [B,N,D] -> mask_logits [B,C,h,w]
+    text_encoder.onnx    tokens [P,L] int32 -> text_embeddings [P,D] (L2-normalised)
+    tokenizer.json       CLIP BPE tokenizer (HF `tokenizers` format)
+
+Tensor and file names are spelled in ``spec`` and nowhere else.
+"""
+from .spec import BUNDLE_FORMAT_VERSION, Files, Names
+from .meta import BundleError, BundleMeta, load_meta, sha256_file, verify_files
+
+__all__ = [
+    "BUNDLE_FORMAT_VERSION",
+    "Files",
+    "Names",
+    "BundleError",
+    "BundleMeta",
+    "load_meta",
+    "sha256_file",
+    "verify_files",
+]

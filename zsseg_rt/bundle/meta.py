@@ -1,0 +1,117 @@
+"""Reading and verifying a bundle's ``meta.json`` (no torch)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+from .spec import BUNDLE_FORMAT_VERSION, Files
+
+
+class BundleError(RuntimeError):
+    """A bundle is missing, incomplete, corrupted or incompatible."""
+
+
+def sha256_file(path: str, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class BundleMeta:
+    """The parsed ``meta.json`` of a bundle (see ``zsseg_rt.bundle``)."""
+
+    path: str
+    format_version: int
+    architecture: Dict[str, Any]
+    image_size: int
+    patch_size: int
+    embed_dim: int
+    context_length: int
+    mean: List[float]
+    std: List[float]
+    templates: List[str]
+    calibration_bias: float
+    seen_class_names: List[str]
+    training_class_names: List[str]
+    max_classes: int
+    crop_size: int
+    stride: int
+    opset: int
+    files: Dict[str, str]
+    raw: Dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def grid(self) -> tuple:
+        side = self.image_size // self.patch_size
+        return side, side
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def class_bias(self, class_names: Sequence[str]) -> List[float]:
+        """Per-class calibration: ``calibration_bias`` for names that were seen in training, else 0.
+
+        This is the official inductive calibration (minus 0.1 after the sigmoid on seen classes) applied to a
+        run-time vocabulary: a class counts as seen when its name equals a training-split seen class name.
+        """
+        seen = set(self.seen_class_names)
+        return [self.calibration_bias if name in seen else 0.0 for name in class_names]
+
+
+_REQUIRED = (
+    "format_version", "architecture", "image_size", "patch_size", "embed_dim", "context_length", "mean", "std",
+    "templates", "calibration_bias", "seen_class_names", "training_class_names", "max_classes", "crop_size",
+    "stride", "opset", "files",
+)
+
+
+def load_meta(bundle_dir: str) -> BundleMeta:
+    """Parse ``bundle_dir/meta.json`` and check its format (not the file hashes: see ``verify_files``)."""
+    meta_path = os.path.join(bundle_dir, Files.META)
+    if not os.path.isdir(bundle_dir):
+        raise BundleError(f"bundle directory not found: {bundle_dir!r}; create one with `zsseg export`")
+    if not os.path.isfile(meta_path):
+        raise BundleError(f"{meta_path!r} is missing: {bundle_dir!r} is not a complete bundle (re-run `zsseg export`)")
+    try:
+        with open(meta_path, "r", encoding="utf-8") as handle:
+            raw = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"cannot read {meta_path!r}: {exc}") from exc
+    missing = [key for key in _REQUIRED if key not in raw]
+    if missing:
+        raise BundleError(f"{meta_path!r} lacks required fields {missing}; re-export the bundle")
+    if raw["format_version"] != BUNDLE_FORMAT_VERSION:
+        raise BundleError(
+            f"bundle format {raw['format_version']} is not supported by this zsseg_rt (expects "
+            f"{BUNDLE_FORMAT_VERSION}); re-export the bundle with this version"
+        )
+    kwargs = {key: raw[key] for key in _REQUIRED}
+    return BundleMeta(path=os.path.abspath(bundle_dir), raw=raw, **kwargs)
+
+
+def verify_files(meta: BundleMeta, names: Optional[Sequence[str]] = None) -> None:
+    """Check that the bundle's files exist and match the sha256 recorded in ``meta.json``.
+
+    Raises:
+        BundleError naming the file, the expected and the actual hash.
+    """
+    for name in names if names is not None else sorted(meta.files):
+        expected = meta.files.get(name)
+        if expected is None:
+            raise BundleError(f"meta.json of {meta.path!r} records no hash for {name!r}")
+        path = meta.file(name)
+        if not os.path.isfile(path):
+            raise BundleError(f"bundle file {path!r} is missing (re-run `zsseg export`)")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise BundleError(
+                f"bundle file {path!r} is corrupted or was modified: sha256 {actual} != recorded {expected}; "
+                "re-run `zsseg export`"
+            )

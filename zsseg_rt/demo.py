@@ -1,0 +1,102 @@
+"""``zsseg demo``: the README's main job. Export (or reuse) a bundle, segment a real photo, write the overlay.
+
+Meaningful labels need a trained ZegCLIP checkpoint (the official VOC/COCO checkpoints from the ZegCLIP
+README, or one trained with zsseg_rt). CLIP weights alone leave the prompts and the decoder untrained. With no
+weights at all, ``--allow-random-weights`` still runs every stage (export, ONNX verification, tokenizer,
+Engine, native post-processing) and labels the output as a random-weights pipeline check.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+NO_WEIGHTS_MESSAGE = """\
+No trained ZegCLIP weights are available on this machine, and none can be downloaded from here.
+To see real segmentations, give the demo a trained checkpoint:
+  * official ZegCLIP checkpoint (VOC or COCO, linked from the ZegCLIP README):
+        zsseg demo --official /path/to/zegclip_voc_inductive.pth
+  * or a native checkpoint written by `zsseg convert`:  zsseg demo --native /path/to/dir
+  * or set ZSSEG_CHECKPOINT=/path/to/official.pth
+(CLIP weights alone, --clip-weights openai|/path/ViT-B-16.pt, load the towers but leave the ZegCLIP head untrained.)"""
+
+RANDOM_LABEL = "RANDOM WEIGHTS - pipeline check only, labels are meaningless"
+
+
+def _sample_image() -> str:
+    from zsseg_rt.cli import SAMPLE_DIR  # noqa: WPS433
+
+    path = os.path.join(SAMPLE_DIR, "JPEGImages", "2011_000006.jpg")
+    if not os.path.isfile(path):
+        raise SystemExit(f"sample photo not found at {path!r}; pass --image PATH")
+    return path
+
+
+def _resolve_model(args):
+    """Returns (model, source path or None, title label for the overlay)."""
+    from zsseg_rt.models import create_model, load_native, load_official_zegclip  # noqa: WPS433
+
+    official = args.official or os.environ.get("ZSSEG_CHECKPOINT")
+    if official:
+        model, report = load_official_zegclip(official, config=args.config)
+        return model, official, f"ZegCLIP ({os.path.basename(official)})"
+    if args.native:
+        return load_native(args.native), args.native, f"ZegCLIP ({os.path.basename(args.native)})"
+    if args.clip_weights:
+        model = create_model(args.config, pretrained=args.clip_weights)
+        return model, args.clip_weights, "CLIP weights + UNTRAINED head - labels are not meaningful"
+    print(NO_WEIGHTS_MESSAGE, flush=True)
+    if not args.allow_random_weights:
+        raise SystemExit(2)
+    print(f"\n*** {RANDOM_LABEL} ***\n", flush=True)
+    return create_model(args.config, pretrained=None), None, RANDOM_LABEL
+
+
+def _bundle_matches(bundle_dir: str, source, config: str) -> bool:
+    meta_path = os.path.join(bundle_dir, "meta.json")
+    if not os.path.isfile(meta_path):
+        return False
+    with open(meta_path, "r", encoding="utf-8") as handle:
+        meta = json.load(handle)
+    wanted = os.path.abspath(source) if source else None
+    return meta.get("source_checkpoint") == wanted and meta.get("demo_config") == config
+
+
+def run_demo(args) -> int:
+    import cv2  # noqa: WPS433
+
+    from zsseg_rt.runtime import Engine  # noqa: WPS433
+
+    image_path = args.image or _sample_image()
+    image = cv2.imread(image_path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise SystemExit(f"cannot read image {image_path!r}")
+    model, source, title = _resolve_model(args)
+    tag = "random" if source is None else os.path.splitext(os.path.basename(os.path.normpath(source)))[0]
+    bundle_dir = os.path.join(args.workdir, "bundles", f"{args.config}-{tag}")
+    if source is not None and _bundle_matches(bundle_dir, source, args.config):
+        print(f"[demo] reusing bundle {bundle_dir}")
+    else:
+        from zsseg_rt.cli import _sample_images  # noqa: WPS433
+        from zsseg_rt.export.onnx_export import export_bundle  # noqa: WPS433
+
+        start = time.perf_counter()
+        print(f"[demo] exporting + verifying the ONNX bundle -> {bundle_dir}", flush=True)
+        export_bundle(model, bundle_dir, source=source, overwrite=True, verify_images=_sample_images(None)[:1],
+                      extra_meta={"demo_config": args.config})
+        print(f"[demo] bundle ready in {time.perf_counter() - start:.1f}s", flush=True)
+    classes = args.classes or ",".join(model.config.class_names)
+    engine = Engine(bundle_dir, classes=classes, backend="auto")
+    start = time.perf_counter()
+    result = engine(image)
+    elapsed = time.perf_counter() - start
+    os.makedirs(args.workdir, exist_ok=True)
+    out_path = os.path.join(args.workdir, "demo_overlay.png")
+    cv2.imwrite(out_path, result.overlay(image, alpha=0.5, title=title))
+    share = {result.class_names[i]: float((result.labels == i).mean()) for i in result.present_classes()}
+    print(f"[demo] {title}")
+    print(f"[demo] {image_path} ({image.shape[1]}x{image.shape[0]}) segmented in {elapsed:.2f}s "
+          f"with backend={engine.backend.name}, {len(result.class_names)} classes")
+    print("[demo] pixels: " + ", ".join(f"{name} {frac:.1%}" for name, frac in list(share.items())[:8]))
+    print(f"[demo] overlay written to {out_path}")
+    return 0

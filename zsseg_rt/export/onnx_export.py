@@ -1,0 +1,222 @@
+"""``zsseg export``: write a verified bundle (ONNX graphs + tokenizer + meta.json) from a PyTorch model.
+
+The bundle is written into a temporary directory beside the target and renamed into place only after every
+graph passed ``onnx.checker`` and the numerical verification, so a failed export never leaves a partial bundle.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, Files, Names, sha256_file
+from zsseg_rt.bundle.tokenizer import build_tokenizer_json
+
+from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph
+from .verify import verify_bundle
+
+DEFAULT_OPSET = 18
+
+
+class ExportError(RuntimeError):
+    """The export failed its checks; nothing was written at the destination."""
+
+
+def _export_graph(module, args, path, input_names, output_names, dynamic_axes, opset) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(
+            module,
+            args,
+            path,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def _check_graph(path: str) -> None:
+    import onnx  # noqa: WPS433
+
+    onnx.checker.check_model(path, full_check=True)
+
+
+def export_graphs(model, out_dir: str, max_classes: int = 256, opset: int = DEFAULT_OPSET) -> None:
+    """Export the image encoder, head and text encoder of ``model`` (eval mode, CPU, fp32) into ``out_dir``."""
+    cfg = model.config
+    size = int(cfg.image_size)
+    grid = (size // cfg.patch_size, size // cfg.patch_size)
+    dim = int(cfg.embed_dim)
+    image = torch.zeros(1, 3, size, size)
+    _export_graph(
+        ImageEncoderGraph(model), (image,), os.path.join(out_dir, Files.IMAGE_ENCODER),
+        Names.IMAGE_ENCODER_INPUTS, Names.IMAGE_ENCODER_OUTPUTS,
+        {Names.IMAGE: {0: Names.BATCH}, Names.IMAGE_GLOBAL: {0: Names.BATCH}, Names.PATCHES: {0: Names.BATCH}},
+        opset,
+    )
+    classes = min(3, max_classes)
+    text = torch.nn.functional.normalize(torch.randn(classes, dim), dim=-1)
+    g = torch.nn.functional.normalize(torch.randn(1, dim), dim=-1)
+    patches = torch.nn.functional.normalize(torch.randn(1, grid[0] * grid[1], dim), dim=-1)
+    _export_graph(
+        HeadGraph(model, grid), (text, g, patches), os.path.join(out_dir, Files.HEAD),
+        Names.HEAD_INPUTS, Names.HEAD_OUTPUTS,
+        {
+            Names.TEXT_EMBEDDINGS: {0: Names.NUM_CLASSES},
+            Names.IMAGE_GLOBAL: {0: Names.BATCH},
+            Names.PATCHES: {0: Names.BATCH},
+            Names.MASK_LOGITS: {0: Names.BATCH, 1: Names.NUM_CLASSES},
+        },
+        opset,
+    )
+    tokens = torch.zeros(2, int(model.text_encoder.context_length), dtype=torch.int32)
+    tokens[:, 0] = 49406
+    tokens[:, 1] = 49407
+    _export_graph(
+        TextEncoderGraph(model), (tokens,), os.path.join(out_dir, Files.TEXT_ENCODER),
+        Names.TEXT_ENCODER_INPUTS, Names.TEXT_ENCODER_OUTPUTS,
+        {Names.TOKENS: {0: Names.NUM_PROMPTS}, Names.TEXT_EMBEDDINGS: {0: Names.NUM_PROMPTS}},
+        opset,
+    )
+    for name in (Files.IMAGE_ENCODER, Files.HEAD, Files.TEXT_ENCODER):
+        _check_graph(os.path.join(out_dir, name))
+
+
+def _versions() -> Dict[str, str]:
+    import onnx  # noqa: WPS433
+
+    import zsseg_rt  # noqa: WPS433
+
+    versions = {"zsseg_rt": zsseg_rt.__version__, "torch": torch.__version__, "onnx": onnx.__version__}
+    try:
+        import onnxruntime  # noqa: WPS433
+
+        versions["onnxruntime"] = onnxruntime.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import open_clip  # noqa: WPS433
+
+        versions["open_clip"] = open_clip.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return versions
+
+
+def build_meta(model, max_classes: int, opset: int, source: Optional[str], extra: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``meta.json`` content (without file hashes and verification)."""
+    cfg = model.config
+    names: List[str] = list(cfg.class_names)
+    seen = [names[i] for i in cfg.seen_classes]
+    meta = {
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "architecture": {"family": "zegclip", "config": cfg.to_dict()},
+        "image_size": int(cfg.image_size),
+        "patch_size": int(cfg.patch_size),
+        "embed_dim": int(cfg.embed_dim),
+        "context_length": int(model.text_encoder.context_length),
+        "mean": [float(v) for v in cfg.mean],
+        "std": [float(v) for v in cfg.std],
+        "templates": list(cfg.templates),
+        "calibration_bias": float(cfg.calibration_bias),
+        "seen_class_names": seen,
+        "training_class_names": names,
+        "max_classes": int(max_classes),
+        "crop_size": int(getattr(cfg, "crop_size", cfg.image_size)),
+        "stride": int(getattr(cfg, "stride", 426)),
+        "opset": int(opset),
+        "io": {
+            "image_encoder": {"inputs": list(Names.IMAGE_ENCODER_INPUTS), "outputs": list(Names.IMAGE_ENCODER_OUTPUTS)},
+            "head": {"inputs": list(Names.HEAD_INPUTS), "outputs": list(Names.HEAD_OUTPUTS)},
+            "text_encoder": {"inputs": list(Names.TEXT_ENCODER_INPUTS), "outputs": list(Names.TEXT_ENCODER_OUTPUTS)},
+        },
+        "exporter_versions": _versions(),
+        "source_checkpoint": os.path.abspath(source) if source else None,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    meta.update(extra)
+    return meta
+
+
+def export_bundle(
+    model,
+    out_dir: str,
+    max_classes: int = 256,
+    opset: int = DEFAULT_OPSET,
+    source: Optional[str] = None,
+    overwrite: bool = False,
+    verify_images: Sequence[str] = (),
+    extra_meta: Optional[Dict[str, Any]] = None,
+) -> str:
+    """Export ``model`` to a verified bundle directory and return its path.
+
+    Args:
+        model: a ``zsseg_rt.models.ZegCLIP`` (any config).
+        out_dir: destination directory (must not exist unless ``overwrite``).
+        max_classes: the largest vocabulary the bundle (and its TensorRT profile) accepts; >= 1.
+        opset: ONNX opset (>= 17 so LayerNormalization is a native op for TensorRT).
+        source: path of the checkpoint the model came from (recorded; used by the torch backend).
+        overwrite: replace an existing bundle.
+        verify_images: real photos used (with random inputs) by the ORT-vs-PyTorch check.
+    Raises:
+        ExportError when a check fails; the destination is left untouched.
+    """
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17 (native LayerNormalization for TensorRT), got {opset}")
+    if max_classes < 1:
+        raise ValueError(f"max_classes must be >= 1, got {max_classes}")
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and not overwrite:
+        raise FileExistsError(f"{out_dir!r} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    model = model.eval().float().cpu()
+    tmp = tempfile.mkdtemp(prefix=".zsseg-export-", dir=parent)
+    try:
+        export_graphs(model, tmp, max_classes, opset)
+        tok = model.text_encoder.tokenizer
+        build_tokenizer_json(tok.encoder, tok.bpe_ranks, os.path.join(tmp, Files.TOKENIZER))
+        meta = build_meta(model, max_classes, opset, source, extra_meta or {})
+        meta["files"] = {
+            name: sha256_file(os.path.join(tmp, name))
+            for name in (Files.IMAGE_ENCODER, Files.HEAD, Files.TEXT_ENCODER, Files.TOKENIZER)
+        }
+        _write_json(os.path.join(tmp, Files.META), meta)
+        report = verify_bundle(tmp, model, verify_images)
+        meta["verification"] = report
+        _write_json(os.path.join(tmp, Files.META), meta)
+        if not report["passed"]:
+            raise ExportError(f"ONNX Runtime does not reproduce PyTorch: {json.dumps(report, indent=1)}")
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write_json(path: str, data: Dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, sort_keys=False)
+        handle.write("\n")
+
+
+def _replace_dir(src: str, dst: str) -> None:
+    """Move ``src`` to ``dst``, replacing an existing ``dst`` only once ``src`` is complete."""
+    if os.path.exists(dst):
+        old = dst + ".old-" + os.path.basename(src)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)

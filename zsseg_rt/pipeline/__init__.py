@@ -1,0 +1,33 @@
+"""Pre- and post-processing shared by every model path and runtime backend (NumPy + OpenCV + ``_C``; no torch).
+
+The official ZegCLIP test-time order (reference §9) is implemented here once:
+rescale (keep ratio, short side 512) -> normalise -> 512x512 windows with stride 426 -> per window: logits
+[C,h,w] -> bilinear to the head size -> sigmoid -> minus calibration bias -> average overlapping windows ->
+bilinear to the original size -> argmax.
+"""
+from .preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Window,
+    normalize_image,
+    pad_to_multiple,
+    rescale_keep_ratio,
+    sliding_windows,
+    to_rgb_uint8,
+)
+from .postprocess import calibrated_window_scores, finalize_scores, merge_windows, segment_fast
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Window",
+    "normalize_image",
+    "pad_to_multiple",
+    "rescale_keep_ratio",
+    "sliding_windows",
+    "to_rgb_uint8",
+    "calibrated_window_scores",
+    "merge_windows",
+    "finalize_scores",
+    "segment_fast",
+]

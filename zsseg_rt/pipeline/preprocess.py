@@ -1,0 +1,128 @@
+"""Image pre-processing identical to the official ZegCLIP/mmseg test pipeline, without torch."""
+from __future__ import annotations
+
+from typing import List, NamedTuple, Sequence, Tuple
+
+import numpy as np
+
+# mmseg's ImageNet statistics (RGB, 0..255), used by every official ZegCLIP config (not CLIP's mean/std).
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+class Window(NamedTuple):
+    """One sliding-window crop ``image[y1:y2, x1:x2]``."""
+
+    y1: int
+    y2: int
+    x1: int
+    x2: int
+
+
+def _cv2():
+    try:
+        import cv2  # noqa: WPS433
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError("OpenCV is required for image resizing: pip install opencv-python-headless") from exc
+    return cv2
+
+
+def to_rgb_uint8(image: np.ndarray, color_order: str = "bgr") -> np.ndarray:
+    """Validate an image and return it as a contiguous ``[H, W, 3]`` uint8 RGB array.
+
+    Args:
+        image: ``[H, W, 3]`` uint8 (``color_order`` says BGR as OpenCV gives it, or RGB); ``[H, W]`` or
+            ``[H, W, 1]`` grayscale is expanded to 3 channels; ``[H, W, 4]`` has its alpha channel dropped.
+        color_order: "bgr" or "rgb".
+    Returns:
+        ``[H, W, 3]`` uint8, RGB.
+    Raises:
+        TypeError / ValueError naming what was expected and what was given.
+    """
+    if color_order not in ("bgr", "rgb"):
+        raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a numpy.ndarray [H, W, 3] uint8, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise TypeError(
+            f"image must have dtype uint8 (0..255), got {image.dtype}; convert with "
+            "np.clip(x * 255, 0, 255).astype(np.uint8) if it holds floats in [0, 1]"
+        )
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3:
+        raise ValueError(f"image must have shape [H, W, 3] (or [H, W] grayscale), got {list(image.shape)}")
+    h, w, ch = image.shape
+    if h == 0 or w == 0:
+        raise ValueError(f"image is empty: shape {list(image.shape)}")
+    if ch == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif ch == 4:
+        image = image[:, :, :3]
+    elif ch != 3:
+        raise ValueError(f"image must have 1, 3 or 4 channels, got {ch} (shape {list(image.shape)})")
+    if color_order == "bgr":
+        image = image[:, :, ::-1]
+    return np.ascontiguousarray(image)
+
+
+def rescaled_size(height: int, width: int, scale: Sequence[int] = (2048, 512)) -> Tuple[int, int]:
+    """mmcv ``imrescale`` size: the largest size within ``(long, short)`` keeping the aspect ratio.
+
+    Returns:
+        ``(new_height, new_width)``.
+    """
+    long_max, short_max = max(scale), min(scale)
+    factor = min(long_max / max(height, width), short_max / min(height, width))
+    return int(height * factor + 0.5), int(width * factor + 0.5)
+
+
+def rescale_keep_ratio(image: np.ndarray, scale: Sequence[int] = (2048, 512)) -> np.ndarray:
+    """Resize ``[H, W, 3]`` like mmseg's test ``Resize(img_scale=(2048, 512), keep_ratio=True)`` (cv2 bilinear)."""
+    new_h, new_w = rescaled_size(image.shape[0], image.shape[1], scale)
+    if (new_h, new_w) == image.shape[:2]:
+        return image
+    return _cv2().resize(image, (new_w, new_h), interpolation=_cv2().INTER_LINEAR)
+
+
+def normalize_image(
+    rgb: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> np.ndarray:
+    """``[H, W, 3]`` uint8 RGB -> ``[3, H, W]`` float32, ``(x - mean) / std`` per channel."""
+    mean_arr = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
+    std_arr = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
+    chw = np.transpose(rgb, (2, 0, 1)).astype(np.float32)
+    return np.ascontiguousarray((chw - mean_arr) / std_arr)
+
+
+def pad_to_multiple(chw: np.ndarray, multiple: int, min_size: Sequence[int] = (0, 0)) -> np.ndarray:
+    """Zero-pad a normalised ``[3, H, W]`` image at the bottom/right to a multiple of ``multiple``.
+
+    Also pads up to ``min_size`` (a fixed-size engine input). The valid region stays ``[:H, :W]``.
+    """
+    _, h, w = chw.shape
+    target_h = max(-(-h // multiple) * multiple, int(min_size[0]))
+    target_w = max(-(-w // multiple) * multiple, int(min_size[1]))
+    if (target_h, target_w) == (h, w):
+        return chw
+    out = np.zeros((chw.shape[0], target_h, target_w), dtype=chw.dtype)
+    out[:, :h, :w] = chw
+    return out
+
+
+def sliding_windows(height: int, width: int, crop: int = 512, stride: int = 426) -> List[Window]:
+    """mmseg ``slide_inference`` windows: a grid with the given stride, the last row/column clamped inside.
+
+    An image smaller than ``crop`` along an axis gets a single window covering that axis.
+    """
+    if crop <= 0 or stride <= 0:
+        raise ValueError(f"crop and stride must be positive, got crop={crop}, stride={stride}")
+    h_grids = max(height - crop + stride - 1, 0) // stride + 1
+    w_grids = max(width - crop + stride - 1, 0) // stride + 1
+    windows = []
+    for hi in range(h_grids):
+        for wi in range(w_grids):
+            y2 = min(hi * stride + crop, height)
+            x2 = min(wi * stride + crop, width)
+            windows.append(Window(max(y2 - crop, 0), y2, max(x2 - crop, 0), x2))
+    return windows

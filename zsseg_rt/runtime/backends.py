@@ -1,0 +1,175 @@
+"""Backends run the three bundle graphs; everything around them (pre/post-processing) is shared.
+
+Each backend exposes ``encode_image``, ``head`` and ``encode_text`` on NumPy arrays. Only the torch backend
+imports torch, and only when it is chosen.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+from zsseg_rt.bundle import BundleMeta, Files, Names
+
+
+class Backend:
+    """Interface: NumPy in, NumPy out."""
+
+    name = "abstract"
+
+    def encode_image(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """``[B,3,S,S]`` float32 -> ``(image_global [B,D], patches [B,N,D])``."""
+        raise NotImplementedError
+
+    def head(self, text: np.ndarray, image_global: np.ndarray, patches: np.ndarray) -> np.ndarray:
+        """``text [C,D]``, ``image_global [B,D]``, ``patches [B,N,D]`` -> ``mask_logits [B,C,h,w]``."""
+        raise NotImplementedError
+
+    def encode_text(self, tokens: np.ndarray) -> np.ndarray:
+        """``[P,L]`` int32 token ids -> ``[P,D]`` L2-normalised embeddings."""
+        raise NotImplementedError
+
+
+def _ort():
+    try:
+        import onnxruntime  # noqa: WPS433
+    except ImportError as exc:
+        raise ImportError("the onnxruntime backend needs onnxruntime: pip install onnxruntime") from exc
+    return onnxruntime
+
+
+def ort_providers(device: str) -> List[str]:
+    """ONNX Runtime execution providers for ``device`` ("auto", "cpu" or "cuda"); refuses an unusable "cuda"."""
+    available = _ort().get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise RuntimeError(
+                f"device='cuda' was requested but this onnxruntime has no CUDAExecutionProvider "
+                f"(available: {available}); install onnxruntime-gpu or use device='cpu'"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device != "auto":
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs the bundle's ONNX graphs with ONNX Runtime. ``InferenceSession.run`` is thread-safe."""
+
+    name = "onnxruntime"
+
+    def __init__(self, meta: BundleMeta, device: str = "auto", threads: int = 0):
+        ort = _ort()
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        providers = ort_providers(device)
+        self.providers = providers
+        self._sessions = {}
+        for key, file_name in (("image", Files.IMAGE_ENCODER), ("head", Files.HEAD), ("text", Files.TEXT_ENCODER)):
+            self._sessions[key] = ort.InferenceSession(meta.file(file_name), options, providers=providers)
+
+    def encode_image(self, images):
+        global_emb, patches = self._sessions["image"].run(
+            list(Names.IMAGE_ENCODER_OUTPUTS), {Names.IMAGE: np.ascontiguousarray(images, dtype=np.float32)}
+        )
+        return global_emb, patches
+
+    def head(self, text, image_global, patches):
+        feeds = {Names.TEXT_EMBEDDINGS: text, Names.IMAGE_GLOBAL: image_global, Names.PATCHES: patches}
+        return self._sessions["head"].run(list(Names.HEAD_OUTPUTS), feeds)[0]
+
+    def encode_text(self, tokens):
+        feeds = {Names.TOKENS: np.ascontiguousarray(tokens, dtype=np.int32)}
+        return self._sessions["text"].run(list(Names.TEXT_ENCODER_OUTPUTS), feeds)[0]
+
+
+class TensorRTBackend(Backend):
+    """Runs engines built by ``zsseg build-engine`` (TensorRT 10). One execution context per graph, so calls
+    are serialised with a lock (a TensorRT execution context is not thread-safe)."""
+
+    name = "tensorrt"
+
+    def __init__(self, meta: BundleMeta, precision: str = "fp16"):
+        from zsseg_rt.export import tensorrt as trt_build  # noqa: WPS433  (imports tensorrt lazily)
+
+        paths = trt_build.find_engines(meta.path, precision=precision)
+        self._runners: Dict[str, object] = {key: trt_build.TensorRTRunner(path) for key, path in paths.items()}
+        self._lock = threading.Lock()
+
+    def _run(self, key, feeds, outputs):
+        with self._lock:
+            result = self._runners[key].run(feeds)
+        return [result[name] for name in outputs]
+
+    def encode_image(self, images):
+        g, p = self._run("image", {Names.IMAGE: np.ascontiguousarray(images, dtype=np.float32)},
+                         Names.IMAGE_ENCODER_OUTPUTS)
+        return g, p
+
+    def head(self, text, image_global, patches):
+        feeds = {Names.TEXT_EMBEDDINGS: text, Names.IMAGE_GLOBAL: image_global, Names.PATCHES: patches}
+        return self._run("head", feeds, Names.HEAD_OUTPUTS)[0]
+
+    def encode_text(self, tokens):
+        return self._run("text", {Names.TOKENS: np.ascontiguousarray(tokens, dtype=np.int32)},
+                         Names.TEXT_ENCODER_OUTPUTS)[0]
+
+
+class TorchBackend(Backend):
+    """Runs the PyTorch model the bundle was exported from (reference backend; needs torch)."""
+
+    name = "torch"
+
+    def __init__(self, meta: BundleMeta, device: str = "auto", model=None):
+        import torch  # noqa: WPS433
+
+        from zsseg_rt.export.graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph  # noqa: WPS433
+
+        if model is None:
+            model = _load_source_model(meta)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._torch = torch
+        self.device = torch.device(device)
+        model = model.eval().to(self.device)
+        self._image = ImageEncoderGraph(model)
+        self._head = HeadGraph(model, meta.grid)
+        self._text = TextEncoderGraph(model)
+
+    def _np(self, tensor):
+        return tensor.detach().float().cpu().numpy()
+
+    def encode_image(self, images):
+        with self._torch.inference_mode():
+            g, p = self._image(self._torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(self.device))
+        return self._np(g), self._np(p)
+
+    def head(self, text, image_global, patches):
+        t = self._torch
+        with t.inference_mode():
+            out = self._head(*(t.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.device)
+                               for a in (text, image_global, patches)))
+        return self._np(out)
+
+    def encode_text(self, tokens):
+        with self._torch.inference_mode():
+            out = self._text(self._torch.from_numpy(np.ascontiguousarray(tokens, np.int32)).to(self.device))
+        return self._np(out)
+
+
+def _load_source_model(meta: BundleMeta):
+    import os  # noqa: WPS433
+
+    from zsseg_rt.models import load_native  # noqa: WPS433
+
+    source = meta.raw.get("source_checkpoint")
+    if not source or not os.path.exists(source):
+        raise FileNotFoundError(
+            f"the torch backend needs the checkpoint the bundle was exported from; meta.json records "
+            f"{source!r}, which does not exist here. Pass model=... to Engine, or use backend='onnxruntime'."
+        )
+    return load_native(source)

@@ -1,0 +1,221 @@
+"""``zsseg_rt.Engine``: open-vocabulary segmentation from an export bundle, vocabulary chosen at run time."""
+from __future__ import annotations
+
+import collections
+import threading
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from zsseg_rt import pipeline
+from zsseg_rt.bundle import BundleMeta, Files, load_meta, verify_files
+from zsseg_rt.bundle.tokenizer import ClipTokenizer, expand_templates
+
+from .backends import Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend
+from .result import SegmentationResult
+
+_MODES = ("exact", "fast")
+
+
+def validate_class_names(names: Sequence[str], max_classes: int) -> List[str]:
+    """Strip names and refuse empty, duplicate or too many classes, saying which."""
+    if isinstance(names, str):
+        names = [part for part in names.split(",")]
+    cleaned = [str(name).strip() for name in names]
+    if not cleaned:
+        raise ValueError("the class list is empty: give at least one class name, e.g. classes=['cat', 'floor']")
+    empty = [i for i, name in enumerate(cleaned) if not name]
+    if empty:
+        raise ValueError(f"class names at positions {empty} are empty strings")
+    seen, dupes = set(), []
+    for name in cleaned:
+        if name in seen:
+            dupes.append(name)
+        seen.add(name)
+    if dupes:
+        raise ValueError(f"duplicate class names {sorted(set(dupes))}: every class must appear once")
+    if len(cleaned) > max_classes:
+        raise ValueError(
+            f"{len(cleaned)} classes given but this bundle supports at most {max_classes} "
+            "(re-export with a larger --max-classes)"
+        )
+    return cleaned
+
+
+class Engine:
+    """Segment images with a ZegCLIP-family bundle; change the vocabulary without re-exporting anything.
+
+    Args:
+        bundle: a bundle directory written by ``zsseg export``.
+        classes: initial class names (list, or a comma-separated string), or None to set later.
+        backend: "auto" (TensorRT when its engines exist and import, else ONNX Runtime), "tensorrt",
+            "onnxruntime" or "torch".
+        device: "auto", "cpu" or "cuda" (ONNX Runtime / torch backends).
+        mode: "exact" (the official order: calibrate at crop resolution, average windows, resize, argmax) or
+            "fast" (single-window images: fused upsample+sigmoid+bias+argmax straight to the output size, no
+            [C,H,W] buffer; multi-window images are processed as in "exact").
+        max_batch: windows run through the image encoder together.
+        verify: check the sha256 of every bundle file on load.
+        model: (torch backend) the PyTorch model to run instead of loading the source checkpoint.
+
+    Thread safety: one Engine may be shared by threads. ``__call__`` reads an immutable vocabulary snapshot;
+    ``set_classes`` swaps it under a lock; ONNX Runtime sessions are thread-safe and the TensorRT backend
+    serialises its execution contexts with a lock.
+    """
+
+    def __init__(
+        self,
+        bundle: str,
+        classes: Optional[Union[str, Sequence[str]]] = None,
+        backend: str = "auto",
+        device: str = "auto",
+        mode: str = "exact",
+        max_batch: int = 4,
+        verify: bool = True,
+        model=None,
+    ):
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.meta: BundleMeta = load_meta(bundle)
+        if verify:
+            verify_files(self.meta)
+        self.mode = mode
+        self.max_batch = int(max_batch)
+        self.backend: Backend = _make_backend(self.meta, backend, device, model)
+        self.tokenizer = ClipTokenizer(self.meta.file(Files.TOKENIZER), self.meta.context_length)
+        self._lock = threading.Lock()
+        self._cache: "collections.OrderedDict[tuple, np.ndarray]" = collections.OrderedDict()
+        self._vocab: Optional[Tuple[Tuple[str, ...], np.ndarray, np.ndarray]] = None
+        if classes is not None:
+            self.set_classes(classes)
+
+    # ---- vocabulary -------------------------------------------------------------------------------------
+    @property
+    def class_names(self) -> List[str]:
+        return list(self._vocab[0]) if self._vocab else []
+
+    def set_classes(self, names, templates: Optional[Sequence[str]] = None, class_bias=None) -> None:
+        """Encode a vocabulary once (cached) and make it current. No re-export, no engine rebuild.
+
+        Args:
+            names: class names (list or comma-separated string).
+            templates: prompt templates with ``{}``; default: the bundle's (the model's training templates).
+            class_bias: ``[C]`` calibration subtracted after the sigmoid; default: the bundle's calibration
+                for names that were seen classes in training, 0 for the others.
+        """
+        names = validate_class_names(names, self.meta.max_classes)
+        templates = tuple(templates) if templates else tuple(self.meta.templates)
+        if not templates:
+            raise ValueError("templates is empty: give at least one prompt template such as 'a photo of a {}'")
+        embeddings = self._embed(tuple(names), templates)
+        self._install(names, embeddings, class_bias)
+
+    def set_text_embeddings(self, names, embeddings: np.ndarray, class_bias=None) -> None:
+        """Use precomputed class embeddings ``[C, D]`` (e.g. the official ZegCLIP ``.npy``; fp16 is cast)."""
+        names = validate_class_names(names, self.meta.max_classes)
+        emb = np.asarray(embeddings)
+        if emb.ndim != 2 or emb.shape != (len(names), self.meta.embed_dim):
+            raise ValueError(
+                f"embeddings must have shape [{len(names)}, {self.meta.embed_dim}] (classes x embed_dim), "
+                f"got {list(emb.shape)}"
+            )
+        if not np.isfinite(emb).all():
+            raise ValueError("embeddings contain NaN or inf")
+        self._install(names, np.ascontiguousarray(emb, dtype=np.float32), class_bias)
+
+    def _install(self, names, embeddings, class_bias) -> None:
+        if class_bias is None:
+            bias = np.asarray(self.meta.class_bias(names), dtype=np.float32)
+        else:
+            bias = np.asarray(class_bias, dtype=np.float32).reshape(-1)
+            if bias.shape != (len(names),):
+                raise ValueError(f"class_bias must have {len(names)} values (one per class), got {bias.shape[0]}")
+        with self._lock:
+            self._vocab = (tuple(names), embeddings, bias)
+
+    def _embed(self, names: Tuple[str, ...], templates: Tuple[str, ...]) -> np.ndarray:
+        key = (names, templates)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        tokens = self.tokenizer(expand_templates(names, templates))  # [C*T, L]
+        chunks = [self.backend.encode_text(tokens[i : i + 256]) for i in range(0, len(tokens), 256)]
+        per_prompt = np.concatenate(chunks, axis=0).reshape(len(names), len(templates), -1)
+        per_prompt /= np.maximum(np.linalg.norm(per_prompt, axis=-1, keepdims=True), 1e-12)
+        mean = per_prompt.mean(axis=1)
+        mean /= np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
+        mean = np.ascontiguousarray(mean, dtype=np.float32)
+        with self._lock:
+            self._cache[key] = mean
+            while len(self._cache) > 16:
+                self._cache.popitem(last=False)
+        return mean
+
+    # ---- inference --------------------------------------------------------------------------------------
+    def __call__(self, image, color_order: str = "bgr"):
+        """Segment one ``[H, W, 3]`` uint8 image (BGR by default, as OpenCV reads it) or a list of them.
+
+        Returns:
+            a ``SegmentationResult`` (or a list of them, for a list input).
+        """
+        vocab = self._vocab
+        if vocab is None:
+            raise RuntimeError("no vocabulary: call engine.set_classes(['cat', 'floor', ...]) first")
+        if isinstance(image, (list, tuple)):
+            return [self._segment_one(img, color_order, vocab) for img in image]
+        return self._segment_one(image, color_order, vocab)
+
+    def _segment_one(self, image, color_order, vocab) -> SegmentationResult:
+        names, text, bias = vocab
+        rgb = pipeline.to_rgb_uint8(image, color_order)
+        size = self.meta.image_size
+        orig_hw = rgb.shape[:2]
+        scaled = pipeline.rescale_keep_ratio(rgb, (4 * size, size))
+        chw = pipeline.normalize_image(scaled, self.meta.mean, self.meta.std)
+        windows = pipeline.sliding_windows(chw.shape[1], chw.shape[2], self.meta.crop_size, self.meta.stride)
+        logits = self._window_logits(chw, windows, text)  # [n, C, h, w]
+        head_size = (size, size)
+        if self.mode == "fast" and len(windows) == 1 and windows[0] == (0, size, 0, size):
+            labels, scores = pipeline.segment_fast(logits, orig_hw, bias)
+            return SegmentationResult(labels[0], scores[0], list(names), color_order)
+        window_scores = []
+        for i, win in enumerate(windows):
+            full = pipeline.calibrated_window_scores(logits[i : i + 1], head_size, head_size, bias)
+            window_scores.append(full[:, :, : win.y2 - win.y1, : win.x2 - win.x1])
+        merged = pipeline.merge_windows(window_scores, windows, chw.shape[1:])
+        labels, scores = pipeline.finalize_scores(merged, orig_hw)
+        return SegmentationResult(labels[0], scores[0], list(names), color_order)
+
+    def _window_logits(self, chw: np.ndarray, windows, text: np.ndarray) -> np.ndarray:
+        size = self.meta.image_size
+        crops = [
+            pipeline.pad_to_multiple(chw[:, w.y1 : w.y2, w.x1 : w.x2], self.meta.patch_size, (size, size))
+            for w in windows
+        ]
+        outputs = []
+        for start in range(0, len(crops), self.max_batch):
+            batch = np.stack(crops[start : start + self.max_batch])
+            image_global, patches = self.backend.encode_image(batch)
+            outputs.append(self.backend.head(text, image_global, patches))
+        return np.concatenate(outputs, axis=0)
+
+
+def _make_backend(meta: BundleMeta, backend: str, device: str, model) -> Backend:
+    if backend == "onnxruntime":
+        return OnnxRuntimeBackend(meta, device)
+    if backend == "tensorrt":
+        return TensorRTBackend(meta)
+    if backend == "torch":
+        return TorchBackend(meta, device, model)
+    if backend == "auto":
+        try:
+            return TensorRTBackend(meta)
+        except Exception as exc:  # noqa: BLE001 - any TensorRT problem -> ONNX Runtime, said out loud
+            import logging  # noqa: WPS433
+
+            logging.getLogger("zsseg_rt").info("TensorRT backend unavailable (%s); using ONNX Runtime", exc)
+            return OnnxRuntimeBackend(meta, device)
+    raise ValueError(f"backend must be 'auto', 'tensorrt', 'onnxruntime' or 'torch', got {backend!r}")
