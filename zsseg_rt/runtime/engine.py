@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
+import time
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -88,8 +90,23 @@ class Engine:
         self._lock = threading.Lock()
         self._cache: "collections.OrderedDict[tuple, np.ndarray]" = collections.OrderedDict()
         self._vocab: Optional[Tuple[Tuple[str, ...], np.ndarray, np.ndarray]] = None
+        # Optional per-stage timing hook: a callable ``(stage: str, seconds: float) -> None`` called after each
+        # stage ("text_encoder", "preprocess", "image_encoder", "head", "postprocess"). Used by tools/profile.py.
+        # Wall-clock on the host; GPU backends synchronise before returning NumPy arrays, so stage times are
+        # complete. Set it to a function, or None (default, no overhead beyond one check per stage).
+        self.stage_hook = None
         if classes is not None:
             self.set_classes(classes)
+
+    @contextlib.contextmanager
+    def _stage(self, name: str):
+        hook = self.stage_hook
+        if hook is None:
+            yield
+            return
+        start = time.perf_counter()
+        yield
+        hook(name, time.perf_counter() - start)
 
     # ---- vocabulary -------------------------------------------------------------------------------------
     @property
@@ -141,8 +158,9 @@ class Engine:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        tokens = self.tokenizer(expand_templates(names, templates))  # [C*T, L]
-        chunks = [self.backend.encode_text(tokens[i : i + 256]) for i in range(0, len(tokens), 256)]
+        with self._stage("text_encoder"):
+            tokens = self.tokenizer(expand_templates(names, templates))  # [C*T, L]
+            chunks = [self.backend.encode_text(tokens[i : i + 256]) for i in range(0, len(tokens), 256)]
         per_prompt = np.concatenate(chunks, axis=0).reshape(len(names), len(templates), -1)
         per_prompt /= np.maximum(np.linalg.norm(per_prompt, axis=-1, keepdims=True), 1e-12)
         mean = per_prompt.mean(axis=1)
@@ -170,36 +188,42 @@ class Engine:
 
     def _segment_one(self, image, color_order, vocab) -> SegmentationResult:
         names, text, bias = vocab
-        rgb = pipeline.to_rgb_uint8(image, color_order)
         size = self.meta.image_size
-        orig_hw = rgb.shape[:2]
-        scaled = pipeline.rescale_keep_ratio(rgb, (4 * size, size))
-        chw = pipeline.normalize_image(scaled, self.meta.mean, self.meta.std)
-        windows = pipeline.sliding_windows(chw.shape[1], chw.shape[2], self.meta.crop_size, self.meta.stride)
-        logits = self._window_logits(chw, windows, text)  # [n, C, h, w]
+        with self._stage("preprocess"):
+            rgb = pipeline.to_rgb_uint8(image, color_order)
+            orig_hw = rgb.shape[:2]
+            scaled = pipeline.rescale_keep_ratio(rgb, (4 * size, size))
+            chw = pipeline.normalize_image(scaled, self.meta.mean, self.meta.std)
+            windows = pipeline.sliding_windows(chw.shape[1], chw.shape[2], self.meta.crop_size, self.meta.stride)
+            crops = [
+                pipeline.pad_to_multiple(chw[:, w.y1 : w.y2, w.x1 : w.x2], self.meta.patch_size, (size, size))
+                for w in windows
+            ]
+        logits = self._window_logits(crops, text)  # [n, C, h, w]
+        with self._stage("postprocess"):
+            labels, scores = self._postprocess(logits, windows, bias, chw.shape[1:], orig_hw)
+        return SegmentationResult(labels[0], scores[0], list(names), color_order)
+
+    def _postprocess(self, logits, windows, bias, scaled_hw, orig_hw):
+        size = self.meta.image_size
         head_size = (size, size)
         if self.mode == "fast" and len(windows) == 1 and windows[0] == (0, size, 0, size):
-            labels, scores = pipeline.segment_fast(logits, orig_hw, bias)
-            return SegmentationResult(labels[0], scores[0], list(names), color_order)
+            return pipeline.segment_fast(logits, orig_hw, bias)
         window_scores = []
         for i, win in enumerate(windows):
             full = pipeline.calibrated_window_scores(logits[i : i + 1], head_size, head_size, bias)
             window_scores.append(full[:, :, : win.y2 - win.y1, : win.x2 - win.x1])
-        merged = pipeline.merge_windows(window_scores, windows, chw.shape[1:])
-        labels, scores = pipeline.finalize_scores(merged, orig_hw)
-        return SegmentationResult(labels[0], scores[0], list(names), color_order)
+        merged = pipeline.merge_windows(window_scores, windows, scaled_hw)
+        return pipeline.finalize_scores(merged, orig_hw)
 
-    def _window_logits(self, chw: np.ndarray, windows, text: np.ndarray) -> np.ndarray:
-        size = self.meta.image_size
-        crops = [
-            pipeline.pad_to_multiple(chw[:, w.y1 : w.y2, w.x1 : w.x2], self.meta.patch_size, (size, size))
-            for w in windows
-        ]
+    def _window_logits(self, crops: List[np.ndarray], text: np.ndarray) -> np.ndarray:
         outputs = []
         for start in range(0, len(crops), self.max_batch):
             batch = np.stack(crops[start : start + self.max_batch])
-            image_global, patches = self.backend.encode_image(batch)
-            outputs.append(self.backend.head(text, image_global, patches))
+            with self._stage("image_encoder"):
+                image_global, patches = self.backend.encode_image(batch)
+            with self._stage("head"):
+                outputs.append(self.backend.head(text, image_global, patches))
         return np.concatenate(outputs, axis=0)
 
 
