@@ -105,18 +105,31 @@ class TensorRTBackend(Backend):
             result = self._runners[key].run(feeds)
         return [result[name] for name in outputs]
 
+    def _limit(self, key: str, name: str) -> int:
+        """Largest leading dimension the engine's optimisation profile accepts for input ``name``."""
+        return int(self._runners[key].input_profile(name)[2][0])
+
     def encode_image(self, images):
-        g, p = self._run("image", {Names.IMAGE: np.ascontiguousarray(images, dtype=np.float32)},
-                         Names.IMAGE_ENCODER_OUTPUTS)
-        return g, p
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        step = self._limit("image", Names.IMAGE)
+        parts = [self._run("image", {Names.IMAGE: images[i : i + step]}, Names.IMAGE_ENCODER_OUTPUTS)
+                 for i in range(0, len(images), step)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def head(self, text, image_global, patches):
-        feeds = {Names.TEXT_EMBEDDINGS: text, Names.IMAGE_GLOBAL: image_global, Names.PATCHES: patches}
-        return self._run("head", feeds, Names.HEAD_OUTPUTS)[0]
+        step = self._limit("head", Names.IMAGE_GLOBAL)
+        outs = []
+        for i in range(0, len(image_global), step):
+            feeds = {Names.TEXT_EMBEDDINGS: text, Names.IMAGE_GLOBAL: image_global[i : i + step],
+                     Names.PATCHES: patches[i : i + step]}
+            outs.append(self._run("head", feeds, Names.HEAD_OUTPUTS)[0])
+        return np.concatenate(outs)
 
     def encode_text(self, tokens):
-        return self._run("text", {Names.TOKENS: np.ascontiguousarray(tokens, dtype=np.int32)},
-                         Names.TEXT_ENCODER_OUTPUTS)[0]
+        tokens = np.ascontiguousarray(tokens, dtype=np.int32)
+        step = self._limit("text", Names.TOKENS)
+        return np.concatenate([self._run("text", {Names.TOKENS: tokens[i : i + step]}, Names.TEXT_ENCODER_OUTPUTS)[0]
+                               for i in range(0, len(tokens), step)])
 
 
 class TorchBackend(Backend):
