@@ -16,6 +16,7 @@ class ImageEncoderGraph(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
+        self.eval()  # exporters restore the wrapper's mode afterwards: it must be eval, or dropout turns on
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         image_global, patches, _ = self.model.encode_image(image)
@@ -32,6 +33,7 @@ class HeadGraph(nn.Module):
         super().__init__()
         self.model = model
         self.grid = (int(grid[0]), int(grid[1]))
+        self.eval()
 
     def forward(self, text: torch.Tensor, image_global: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
         return self.model.decode(text, image_global, patches, self.grid)
@@ -46,6 +48,7 @@ class TextEncoderGraph(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.text = model.text_encoder
+        self.eval()
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.text.encode_tokens(tokens)

@@ -50,6 +50,7 @@ def verify_bundle(bundle_dir: str, model, images: Sequence[str] = (), seed: int 
     """
     import onnxruntime as ort  # noqa: WPS433
 
+    model.eval()
     meta = load_meta(bundle_dir)
     rng = np.random.default_rng(seed)
     sess = {

@@ -1,0 +1,33 @@
+"""PyTorch ZegCLIP models (needs torch + open_clip): model, configs, weights, losses, inference glue.
+
+Public API: ``create_model``, ``load_official_zegclip``, ``load_native``, ``ZegCLIP``, ``VocabularyCache``.
+"""
+from .config import ZegCLIPConfig, list_configs, load_class_names, load_config, load_templates
+from .convert import add_convert_command, convert_official, load_native, save_native
+from .factory import create_model
+from .losses import ZegCLIPLoss, zegclip_loss
+from .official import OfficialImportReport, load_official_zegclip
+from .text import VocabularyCache, load_text_embeddings
+from .weights import WeightsError
+from .zegclip import ZegCLIP
+
+__all__ = [
+    "create_model",
+    "load_official_zegclip",
+    "load_native",
+    "save_native",
+    "convert_official",
+    "add_convert_command",
+    "ZegCLIP",
+    "ZegCLIPConfig",
+    "VocabularyCache",
+    "load_config",
+    "list_configs",
+    "load_class_names",
+    "load_templates",
+    "load_text_embeddings",
+    "zegclip_loss",
+    "ZegCLIPLoss",
+    "OfficialImportReport",
+    "WeightsError",
+]

@@ -1,0 +1,164 @@
+"""ZegCLIP's decode head (``ATMSingleHeadSeg`` with ``use_proj=False``, official ``decode_seg.py``).
+
+* Relationship descriptor: ``q = q_proj(concat[t * g, t])`` (``get_qs``), ``t`` the class embeddings, ``g`` the
+  global image embedding, one query per class.
+* ``TPN_DecoderLayer`` x3, cross-attention ONLY (the official ``self_attn``/``norm1`` exist in the checkpoint
+  but are never called; they are not built here)::
+
+      tgt2, attn = multihead_attn(tgt, memory, memory)   # custom Attention, see below
+      tgt = norm2(tgt + dropout2(tgt2))
+      tgt = norm3(tgt + dropout3(linear2(dropout(relu(linear1(tgt))))))
+
+* ``Attention``: separate ``q``/``k``/``v``/``proj`` Linear layers with bias, ``scale = head_dim ** -0.5``,
+  ``attn = (q @ k^T) * scale``; the returned map is the PRE-softmax ``attn.sum(heads) / num_heads``
+  (scale included), shape ``[B, C, HW]``; softmax -> attn_drop -> ``@ v`` -> proj.
+* Mask logits = the LAST layer's map, reshaped to ``[B, C, h, w]``. The last layer's output queries are never
+  used (not in inference, not in the loss), so that part of the last layer is not computed here; its
+  parameters exist for checkpoint compatibility (and, as in the official code, get no gradient).
+
+Because the heads are averaged, ``mean_h(scale * q_h . k_h) = (scale / H) * (q . k)`` over the full width: the
+mask logits are a plain similarity ``(scale/H) * <Wq q + bq, Wk m + bk>`` (used by the native-op path).
+"""
+from __future__ import annotations
+
+import copy
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["CrossAttention", "TPNDecoderLayer", "ZegCLIPHead"]
+
+
+class CrossAttention(nn.Module):
+    """The official ``Attention`` module (SegViT): plain MatMul-Softmax, exportable."""
+
+    def __init__(self, dim: int, num_heads: int = 8, attn_drop: float = 0.1, proj_drop: float = 0.0):
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"dim {dim} not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.q = nn.Linear(dim, dim, bias=True)
+        self.k = nn.Linear(dim, dim, bias=True)
+        self.v = nn.Linear(dim, dim, bias=True)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        return x.reshape(b, n, self.num_heads, c // self.num_heads).permute(0, 2, 1, 3)
+
+    def logits(self, xq: torch.Tensor, xk: torch.Tensor) -> torch.Tensor:
+        """Scaled pre-softmax logits per head ``[B, H, Nq, Nk]``."""
+        q = self._split(self.q(xq))
+        k = self._split(self.k(xk))
+        return (q @ k.transpose(-2, -1)) * self.scale
+
+    def mean_logits(self, xq: torch.Tensor, xk: torch.Tensor) -> torch.Tensor:
+        """Head-averaged pre-softmax logits ``[B, Nq, Nk]`` (official ``attn_save.sum(1) / num_heads``)."""
+        return self.logits(xq, xk).sum(dim=1) / self.num_heads
+
+    def forward(self, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        b, nq, c = xq.shape
+        attn = self.logits(xq, xk)
+        attn_save = attn.sum(dim=1) / self.num_heads
+        attn = attn.softmax(dim=-1)
+        attn = self.attn_drop(attn)
+        v = self._split(self.v(xv))
+        x = (attn @ v).transpose(1, 2).reshape(b, nq, c)
+        x = self.proj_drop(self.proj(x))
+        return x, attn_save
+
+
+class TPNDecoderLayer(nn.Module):
+    """Official ``TPN_DecoderLayer`` without the unused self-attention (post-norm, ReLU FFN)."""
+
+    def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float = 0.1, attn_dropout: float = 0.1):
+        super().__init__()
+        self.multihead_attn = CrossAttention(dim, num_heads, attn_drop=attn_dropout)
+        self.linear1 = nn.Linear(dim, ffn_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(ffn_dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.norm3 = nn.LayerNorm(dim)
+        self.dropout2 = nn.Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout)
+
+    def forward(self, tgt: torch.Tensor, memory: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``tgt [B, C, D]``, ``memory [B, N, D]`` -> (new tgt ``[B, C, D]``, logits ``[B, C, N]``)."""
+        tgt2, attn = self.multihead_attn(tgt, memory, memory)
+        tgt = self.norm2(tgt + self.dropout2(tgt2))
+        tgt2 = self.linear2(self.dropout(F.relu(self.linear1(tgt))))
+        tgt = self.norm3(tgt + self.dropout3(tgt2))
+        return tgt, attn
+
+
+class ZegCLIPHead(nn.Module):
+    """Relationship descriptor + cross-attention decoder -> mask logits ``[B, C, h, w]``."""
+
+    def __init__(
+        self,
+        dim: int = 512,
+        num_layers: int = 3,
+        num_heads: int = 8,
+        ffn_dim: int = 2048,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.1,
+    ):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError("the decoder needs at least one layer")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(2 * dim, dim)
+        # torch's TransformerDecoder deep-copies ONE layer num_layers times, so the official layers all start
+        # from identical weights; reproduce that.
+        layer = TPNDecoderLayer(dim, num_heads, ffn_dim, dropout, attn_dropout)
+        self.layers = nn.ModuleList([copy.deepcopy(layer) for _ in range(num_layers)])
+
+    @staticmethod
+    def relation(text: torch.Tensor, image_global: torch.Tensor) -> torch.Tensor:
+        """``concat[t * g, t]``: ``text [C, D]`` or ``[B, C, D]``, ``image_global [B, D]`` -> ``[B, C, 2D]``."""
+        b = image_global.shape[0]
+        if text.dim() == 2:
+            text = text.unsqueeze(0).expand(b, -1, -1)
+        return torch.cat([text * image_global.unsqueeze(1), text], dim=-1)
+
+    def queries(self, text: torch.Tensor, image_global: torch.Tensor) -> torch.Tensor:
+        return self.q_proj(self.relation(text, image_global))
+
+    def forward_queries(self, q: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """Run the decoder from class queries ``[B, C, D]``; returns the last layer's logits ``[B, C, N]``."""
+        for layer in self.layers[:-1]:
+            q, _ = layer(q, patches)
+        return self.layers[-1].multihead_attn.mean_logits(q, patches)
+
+    def forward_all(self, q: torch.Tensor, patches: torch.Tensor) -> List[torch.Tensor]:
+        """Every layer's logits (the official code computes them all; only the last is used)."""
+        out = []
+        for layer in self.layers:
+            q, attn = layer(q, patches)
+            out.append(attn)
+        return out
+
+    def forward(
+        self,
+        text: torch.Tensor,
+        image_global: torch.Tensor,
+        patches: torch.Tensor,
+        grid: Tuple[int, int],
+    ) -> torch.Tensor:
+        q = self.queries(text, image_global)
+        logits = self.forward_queries(q, patches)
+        b, c, _ = logits.shape
+        return logits.reshape(b, c, int(grid[0]), int(grid[1]))
+
+    def num_official_unused_parameters(self) -> int:
+        """Parameters of the official (never called) ``self_attn`` + ``norm1`` in every layer."""
+        d = self.dim
+        per_layer = (3 * d * d + 3 * d) + (d * d + d) + 2 * d
+        return per_layer * len(self.layers)
