@@ -1,0 +1,545 @@
+// Parsing and validation of array arguments; see array_args.h for the contract.
+#include "array_args.h"
+
+#include <climits>
+#include <sstream>
+
+#ifdef ZSSEG_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace zsseg_py {
+namespace {
+
+// An array as described by its producer, before the op-independent checks.
+struct RawArray {
+  const void* data = nullptr;
+  std::vector<std::int64_t> shape;
+  std::vector<std::int64_t> byte_strides;  // empty = C-contiguous by contract
+  ElemType type = ElemType::Other;
+  std::string type_name;
+  Placement place;
+  py::object keep_alive;
+  const char* via = "";                   // "numpy", "__dlpack__", "__cuda_array_interface__"
+  std::optional<std::int64_t> cai_stream;  // __cuda_array_interface__ "stream" entry
+};
+
+std::string join_shape(const std::vector<std::int64_t>& shape) {
+  std::ostringstream text;
+  text << '[';
+  for (std::size_t i = 0; i < shape.size(); ++i) text << (i ? ", " : "") << shape[i];
+  text << ']';
+  return text.str();
+}
+
+// "BufferError: message" without pybind11's appended traceback.
+std::string python_type_name(py::handle obj) {
+  return py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>();
+}
+
+// "BufferError: message" without pybind11's appended traceback.
+std::string error_text(py::error_already_set& err) {
+  return py::str(err.type().attr("__name__")).cast<std::string>() + ": " + py::str(err.value()).cast<std::string>();
+}
+
+// Name like numpy's for (kind, bytes): ('f', 8) -> "float64".
+std::string kind_size_name(char kind, long bytes) {
+  const char* base = kind == 'f' ? "float" : kind == 'i' ? "int" : kind == 'u' ? "uint" : kind == 'b' ? "bool"
+                     : kind == 'c' ? "complex" : nullptr;
+  if (base == nullptr) return std::string("kind '") + kind + "'";
+  if (kind == 'b') return "bool";
+  return std::string(base) + std::to_string(bytes * 8);
+}
+
+ElemType elem_type_of(char kind, long bytes) {
+  if (kind == 'f' && bytes == 4) return ElemType::Float32;
+  if (kind == 'f' && bytes == 2) return ElemType::Float16;
+  if (kind == 'i' && bytes == 4) return ElemType::Int32;
+  return ElemType::Other;
+}
+
+// ---- NumPy ------------------------------------------------------------------------------------------
+RawArray from_numpy(const py::array& arr) {
+  RawArray raw;
+  raw.via = "numpy";
+  const py::dtype dtype = arr.dtype();
+  raw.type_name = py::str(dtype).cast<std::string>();
+  const bool native_order = dtype.byteorder() != '>';
+  raw.type = native_order ? elem_type_of(dtype.kind(), static_cast<long>(dtype.itemsize())) : ElemType::Other;
+  for (py::ssize_t i = 0; i < arr.ndim(); ++i) {
+    raw.shape.push_back(static_cast<std::int64_t>(arr.shape(i)));
+    raw.byte_strides.push_back(static_cast<std::int64_t>(arr.strides(i)));
+  }
+  raw.data = arr.data();
+  raw.keep_alive = py::reinterpret_borrow<py::object>(arr);
+  return raw;
+}
+
+// ---- DLPack -----------------------------------------------------------------------------------------
+std::string dlpack_type_name(const dlpack::DLDataType& t) {
+  const char* base = t.code == dlpack::kDLFloat ? "float" : t.code == dlpack::kDLInt ? "int"
+                     : t.code == dlpack::kDLUInt ? "uint" : t.code == dlpack::kDLBfloat ? "bfloat"
+                     : t.code == dlpack::kDLComplex ? "complex" : t.code == dlpack::kDLBool ? "bool" : "dltype";
+  std::string name = std::string(base) + std::to_string(t.bits);
+  if (t.lanes != 1) name += "x" + std::to_string(t.lanes);
+  return name;
+}
+
+void fill_from_dltensor(const dlpack::DLTensor& t, RawArray& raw, const ArgParser& p, const char* name) {
+  if (t.ndim < 0 || t.ndim > 32 || (t.ndim > 0 && t.shape == nullptr)) {
+    p.fail_value(std::string("argument '") + name + "' has an invalid DLPack rank " + std::to_string(t.ndim));
+  }
+  const auto& dt = t.dtype;
+  raw.type_name = dlpack_type_name(dt);
+  raw.type = ElemType::Other;
+  if (dt.lanes == 1 && dt.code == dlpack::kDLFloat && dt.bits == 32) raw.type = ElemType::Float32;
+  if (dt.lanes == 1 && dt.code == dlpack::kDLFloat && dt.bits == 16) raw.type = ElemType::Float16;
+  if (dt.lanes == 1 && dt.code == dlpack::kDLInt && dt.bits == 32) raw.type = ElemType::Int32;
+  const std::int64_t item = dt.bits / 8;
+  raw.shape.assign(t.shape, t.shape + t.ndim);
+  if (t.strides != nullptr) {
+    for (int i = 0; i < t.ndim; ++i) raw.byte_strides.push_back(t.strides[i] * item);
+  }
+  raw.data = static_cast<const char*>(t.data) + t.byte_offset;
+  const int kind = t.device.device_type;
+  if (kind == dlpack::kDLCPU) {
+    raw.place = Placement{Device::CPU, 0};
+  } else if (kind == dlpack::kDLCUDA || kind == dlpack::kDLCUDAManaged) {
+    raw.place = Placement{Device::CUDA, t.device.device_id};
+  } else {
+    p.fail_value(std::string("argument '") + name + "' is on DLPack device type " + std::to_string(kind) +
+                 "; expected CPU (1) or CUDA (2)");
+  }
+}
+
+template <class Managed>
+py::capsule own_dlpack(PyObject* capsule, const char* name, const char* used_name) {
+  auto* managed = static_cast<Managed*>(PyCapsule_GetPointer(capsule, name));
+  if (managed == nullptr) throw py::error_already_set();
+  PyCapsule_SetName(capsule, used_name);  // we are the consumer now: the deleter is ours to call
+  return py::capsule(managed, [](void* ptr) {
+    auto* m = static_cast<Managed*>(ptr);
+    if (m->deleter != nullptr) m->deleter(m);
+  });
+}
+
+py::object call_dlpack(py::handle obj, bool on_cuda, std::int64_t stream) {
+  // DLPack: stream 1 names the legacy default stream on CUDA; CPU producers get no stream.
+  py::dict plain;
+  if (on_cuda) plain["stream"] = py::int_(stream == 0 ? 1 : stream);
+  py::dict with_version = py::reinterpret_steal<py::dict>(PyDict_Copy(plain.ptr()));
+  with_version["max_version"] = py::make_tuple(1, 0);
+  const py::object method = obj.attr("__dlpack__");
+  for (const py::dict* kwargs : {&with_version, &plain}) {
+    try {
+      return method(**(*kwargs));
+    } catch (py::error_already_set& err) {
+      if (!err.matches(PyExc_TypeError)) throw;
+    }
+  }
+  return method();
+}
+
+RawArray from_dlpack(py::handle obj, const ArgParser& p, const char* name) {
+  RawArray raw;
+  raw.via = "__dlpack__";
+  bool on_cuda = false;
+  try {
+    const py::tuple device = obj.attr("__dlpack_device__")();
+    const int kind = device[0].cast<int>();
+    on_cuda = kind == dlpack::kDLCUDA || kind == dlpack::kDLCUDAManaged;
+  } catch (py::error_already_set& err) {
+    p.fail_value(std::string("argument '") + name + "': __dlpack_device__() failed: " + error_text(err));
+  } catch (const std::exception&) {
+    p.fail_value(std::string("argument '") + name + "': __dlpack_device__() did not return (int, int)");
+  }
+  py::object capsule;
+  try {
+    capsule = call_dlpack(obj, on_cuda, p.stream_int());
+  } catch (py::error_already_set& err) {
+    p.fail_value(std::string("argument '") + name + "' could not be exported with __dlpack__: " + error_text(err));
+  }
+  PyObject* cap = capsule.ptr();
+  if (PyCapsule_IsValid(cap, "dltensor_versioned")) {
+    raw.keep_alive = own_dlpack<dlpack::DLManagedTensorVersioned>(cap, "dltensor_versioned",
+                                                                  "used_dltensor_versioned");
+    const auto* m = static_cast<const dlpack::DLManagedTensorVersioned*>(raw.keep_alive.cast<py::capsule>().get_pointer());
+    if (m->version.major != 1) {
+      p.fail_value(std::string("argument '") + name + "': unsupported DLPack major version " +
+                   std::to_string(m->version.major) + " (expected 1)");
+    }
+    fill_from_dltensor(m->dl_tensor, raw, p, name);
+  } else if (PyCapsule_IsValid(cap, "dltensor")) {
+    raw.keep_alive = own_dlpack<dlpack::DLManagedTensor>(cap, "dltensor", "used_dltensor");
+    const auto* m = static_cast<const dlpack::DLManagedTensor*>(raw.keep_alive.cast<py::capsule>().get_pointer());
+    fill_from_dltensor(m->dl_tensor, raw, p, name);
+  } else {
+    p.fail_type(std::string("argument '") + name + "': __dlpack__() returned " + python_type_name(capsule) +
+                ", not an unused DLPack capsule");
+  }
+  return raw;
+}
+
+// ---- __cuda_array_interface__ -----------------------------------------------------------------------
+std::int64_t cai_int(py::handle value, const ArgParser& p, const char* name, const char* what) {
+  if (!PyLong_Check(value.ptr())) {
+    p.fail_value(std::string("argument '") + name + "': __cuda_array_interface__ " + what +
+                 " must be an int, got " + python_type_name(value));
+  }
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+  if (overflow != 0 || (v == -1 && PyErr_Occurred())) {
+    PyErr_Clear();
+    p.fail_value(std::string("argument '") + name + "': __cuda_array_interface__ " + what +
+                 " does not fit in int64: " + py::str(value).cast<std::string>());
+  }
+  return static_cast<std::int64_t>(v);
+}
+
+py::tuple cai_tuple(const py::dict& cai, const char* key, const ArgParser& p, const char* name) {
+  if (!cai.contains(key) || !py::isinstance<py::tuple>(cai[key])) {
+    p.fail_value(std::string("argument '") + name + "': __cuda_array_interface__ needs a tuple '" + key + "'");
+  }
+  return cai[key].cast<py::tuple>();
+}
+
+void parse_cai_typestr(const py::dict& cai, RawArray& raw, const ArgParser& p, const char* name) {
+  if (!cai.contains("typestr") || !py::isinstance<py::str>(cai["typestr"])) {
+    p.fail_value(std::string("argument '") + name + "': __cuda_array_interface__ needs a str 'typestr'");
+  }
+  const std::string typestr = cai["typestr"].cast<std::string>();
+  long bytes = 0;
+  if (typestr.size() >= 3) bytes = std::strtol(typestr.c_str() + 2, nullptr, 10);
+  const bool little = typestr.size() >= 3 && (typestr[0] == '<' || typestr[0] == '|' || typestr[0] == '=');
+  raw.type_name = typestr.size() >= 3 ? kind_size_name(typestr[1], bytes) : "'" + typestr + "'";
+  if (!little && typestr.size() >= 3) raw.type_name = "'" + typestr + "' (big-endian)";
+  raw.type = little ? elem_type_of(typestr[1], bytes) : ElemType::Other;
+}
+
+RawArray from_cai(py::handle obj, const ArgParser& p, const char* name) {
+  RawArray raw;
+  raw.via = "__cuda_array_interface__";
+  py::object cai_obj;
+  try {
+    cai_obj = obj.attr("__cuda_array_interface__");
+  } catch (py::error_already_set& err) {
+    p.fail_value(std::string("argument '") + name + "': reading __cuda_array_interface__ failed: " + error_text(err));
+  }
+  if (!py::isinstance<py::dict>(cai_obj)) {
+    p.fail_value(std::string("argument '") + name + "': __cuda_array_interface__ must be a dict, got " +
+                 python_type_name(cai_obj));
+  }
+  const py::dict cai = cai_obj.cast<py::dict>();
+  for (py::handle dim : cai_tuple(cai, "shape", p, name)) raw.shape.push_back(cai_int(dim, p, name, "shape entry"));
+  parse_cai_typestr(cai, raw, p, name);
+  const py::tuple data = cai_tuple(cai, "data", p, name);
+  if (data.size() != 2) p.fail_value(std::string("argument '") + name + "': __cuda_array_interface__ 'data' must be (ptr, readonly)");
+  raw.data = reinterpret_cast<const void*>(static_cast<std::uintptr_t>(cai_int(data[0], p, name, "data pointer")));
+  if (cai.contains("strides") && !cai["strides"].is_none()) {
+    for (py::handle s : cai_tuple(cai, "strides", p, name)) raw.byte_strides.push_back(cai_int(s, p, name, "stride"));
+    if (raw.byte_strides.size() != raw.shape.size()) {
+      p.fail_value(std::string("argument '") + name + "': __cuda_array_interface__ strides and shape differ in length");
+    }
+  }
+  if (cai.contains("mask") && !cai["mask"].is_none()) {
+    p.fail_value(std::string("argument '") + name + "': masked __cuda_array_interface__ arrays are not supported");
+  }
+  if (cai.contains("stream") && !cai["stream"].is_none()) raw.cai_stream = cai_int(cai["stream"], p, name, "stream");
+  raw.place = Placement{Device::CUDA, 0};  // the device is read from the pointer once CUDA is known usable
+  raw.keep_alive = py::reinterpret_borrow<py::object>(obj);
+  return raw;
+}
+
+// ---- checks shared by every source ------------------------------------------------------------------
+bool is_c_contiguous(const RawArray& raw, std::int64_t item) {
+  if (raw.byte_strides.empty()) return true;
+  std::int64_t expected = item;
+  for (int i = static_cast<int>(raw.shape.size()) - 1; i >= 0; --i) {
+    if (raw.shape[i] != 1 && raw.byte_strides[i] != expected) return false;
+    expected *= raw.shape[i];
+  }
+  return true;
+}
+
+void check_size(const RawArray& raw, const ArgParser& p, const char* name) {
+  std::int64_t count = 1;
+  for (std::int64_t d : raw.shape) {
+    if (d <= 0) {
+      p.fail_value(std::string("argument '") + name + "' must not have zero-sized or negative dimensions, got shape " +
+                   join_shape(raw.shape));
+    }
+    if (count > kMaxElements / d) {
+      p.fail_value(std::string("argument '") + name + "' has more than 2^31 - 1 elements (shape " +
+                   join_shape(raw.shape) + ")");
+    }
+    count *= d;
+  }
+}
+
+#ifdef ZSSEG_WITH_CUDA
+// Device of a CUDA pointer; ValueError when it is not device / managed memory.
+int device_of_pointer(const void* ptr, const ArgParser& p, const char* name) {
+  cudaPointerAttributes attr{};
+  const cudaError_t err = cudaPointerGetAttributes(&attr, ptr);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    p.fail_value(std::string("argument '") + name + "': cudaPointerGetAttributes failed (" +
+                 cudaGetErrorString(err) + "); the pointer is not CUDA memory");
+  }
+  if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged) {
+    p.fail_value(std::string("argument '") + name + "' claims to be a CUDA array but its data pointer is not " +
+                 "device memory (cudaMemoryType " + std::to_string(static_cast<int>(attr.type)) + ")");
+  }
+  return attr.device;
+}
+
+// Make the launch stream wait for work pending on a __cuda_array_interface__ producer stream.
+void wait_for_producer(std::int64_t producer, const ArgParser& p, const char* name, int device_id) {
+  if (producer == 0) p.fail_value(std::string("argument '") + name + "': __cuda_array_interface__ stream 0 is invalid");
+  cudaStream_t theirs = producer == 1 ? cudaStreamLegacy : producer == 2 ? cudaStreamPerThread
+                                                                           : reinterpret_cast<cudaStream_t>(producer);
+  cudaStream_t ours = static_cast<cudaStream_t>(p.stream());
+  if (theirs == ours) return;
+  CudaDeviceGuard guard(Placement{Device::CUDA, device_id});
+  cudaEvent_t ready = nullptr;
+  cudaError_t err = cudaEventCreateWithFlags(&ready, cudaEventDisableTiming);
+  if (err == cudaSuccess) err = cudaEventRecord(ready, theirs);
+  if (err == cudaSuccess) err = cudaStreamWaitEvent(ours, ready, 0);
+  if (ready != nullptr) cudaEventDestroy(ready);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    p.fail_value(std::string("argument '") + name + "': could not order its stream before ours: " +
+                 cudaGetErrorString(err));
+  }
+}
+#endif
+
+void check_cuda_usable(RawArray& raw, const ArgParser& p, const char* name) {
+#ifdef ZSSEG_WITH_CUDA
+  if (zsseg::cuda_device_count() == 0) {
+    p.fail_value(std::string("argument '") + name + "' is a CUDA array (" + raw.via +
+                 ") but no CUDA device is usable here: " + zsseg::cuda_error_string(-1));
+  }
+  if (raw.data == nullptr) p.fail_value(std::string("argument '") + name + "' has a null data pointer");
+  const int pointer_device = device_of_pointer(raw.data, p, name);
+  if (std::string(raw.via) == "__cuda_array_interface__") {
+    raw.place.device_id = pointer_device;  // CAI carries no device id: the pointer says where it lives
+  } else if (pointer_device != raw.place.device_id) {
+    p.fail_value(std::string("argument '") + name + "' says it is on cuda:" + std::to_string(raw.place.device_id) +
+                 " but its data lives on cuda:" + std::to_string(pointer_device));
+  }
+  if (raw.cai_stream) wait_for_producer(*raw.cai_stream, p, name, raw.place.device_id);
+#else
+  (void)raw;
+  p.fail_value(std::string("argument '") + name + "' is a CUDA array but zsseg_rt was built without CUDA");
+#endif
+}
+
+void check_type(const RawArray& raw, const ArgParser& p, const char* name) {
+  const bool ok = raw.type == ElemType::Float32 || (raw.type == ElemType::Float16 && raw.place.is_cuda());
+  if (ok) return;
+  std::string expected = raw.place.is_cuda() ? "float32 or float16" : "float32 (float16 is accepted on CUDA only)";
+  p.fail_type(std::string("argument '") + name + "' must have dtype " + expected + ", got " + raw.type_name +
+              " on " + raw.place.str() + "; nothing is cast implicitly, convert it first (e.g. .astype(np.float32))");
+}
+
+}  // namespace
+
+// ---- small public helpers ---------------------------------------------------------------------------
+const char* elem_type_name(ElemType type) {
+  switch (type) {
+    case ElemType::Float32: return "float32";
+    case ElemType::Float16: return "float16";
+    case ElemType::Int32: return "int32";
+    default: return "other";
+  }
+}
+
+std::size_t elem_size(ElemType type) {
+  switch (type) {
+    case ElemType::Float32: return 4;
+    case ElemType::Float16: return 2;
+    case ElemType::Int32: return 4;
+    default: return 0;
+  }
+}
+
+zsseg::DType to_kernel_dtype(ElemType type) {
+  if (type == ElemType::Float32) return zsseg::DType::Float32;
+  if (type == ElemType::Float16) return zsseg::DType::Float16;
+  throw py::type_error(std::string("kernel dtype must be float32 or float16, got ") + elem_type_name(type));
+}
+
+std::string Placement::str() const { return is_cuda() ? "cuda:" + std::to_string(device_id) : "cpu"; }
+
+std::int64_t ArrayArg::numel() const {
+  std::int64_t count = 1;
+  for (std::int64_t d : shape) count *= d;  // bounded by kMaxElements at parse time
+  return count;
+}
+
+std::string ArrayArg::shape_str() const { return join_shape(shape); }
+
+// ---- ArgParser --------------------------------------------------------------------------------------
+ArgParser::ArgParser(std::string op, std::int64_t stream) : op_(std::move(op)), stream_(stream) {
+  if (stream < 0) fail_value("stream must be a cudaStream_t as a non-negative int (0 = default), got " + std::to_string(stream));
+}
+
+ArrayArg ArgParser::array(const char* name, py::handle obj) const {
+  RawArray raw;
+  if (py::isinstance<py::array>(obj)) {
+    raw = from_numpy(py::reinterpret_borrow<py::array>(obj));
+  } else if (!obj.is_none() && py::hasattr(obj, "__cuda_array_interface__") && !py::hasattr(obj, "__dlpack__")) {
+    raw = from_cai(obj, *this, name);
+  } else if (!obj.is_none() && py::hasattr(obj, "__dlpack__") && py::hasattr(obj, "__dlpack_device__")) {
+    raw = from_dlpack(obj, *this, name);
+  } else if (!obj.is_none() && py::hasattr(obj, "__cuda_array_interface__")) {
+    raw = from_cai(obj, *this, name);
+  } else {
+    fail_type(std::string("argument '") + name + "' must be an array (a float32 numpy array on the CPU, or a CUDA " +
+              "array exposing __dlpack__ / __cuda_array_interface__), got " + python_type_name(obj));
+  }
+  check_type(raw, *this, name);
+  check_size(raw, *this, name);  // before strides: empty arrays carry arbitrary strides
+  const std::int64_t item = static_cast<std::int64_t>(elem_size(raw.type));
+  if (!is_c_contiguous(raw, item)) {
+    fail_value(std::string("argument '") + name + "' must be C-contiguous, got shape " + join_shape(raw.shape) +
+               " with byte strides " + join_shape(raw.byte_strides) + "; pass a contiguous copy");
+  }
+  if (raw.place.is_cuda()) check_cuda_usable(raw, *this, name);
+  ArrayArg out;
+  out.name = name;
+  out.data = raw.data;
+  out.shape = std::move(raw.shape);
+  out.type = raw.type;
+  out.type_name = raw.type_name;
+  out.place = raw.place;
+  out.keep_alive = std::move(raw.keep_alive);
+  return out;
+}
+
+std::optional<ArrayArg> ArgParser::optional_array(const char* name, py::handle obj) const {
+  if (obj.is_none()) return std::nullopt;
+  return array(name, obj);
+}
+
+Placement ArgParser::placement(std::initializer_list<const ArrayArg*> args) const {
+  const ArrayArg* first = nullptr;
+  for (const ArrayArg* arg : args) {
+    if (arg == nullptr) continue;
+    if (first == nullptr) {
+      first = arg;
+      continue;
+    }
+    const Placement& a = first->place;
+    const Placement& b = arg->place;
+    if (a.device != b.device || a.device_id != b.device_id) {
+      fail_value("arguments '" + first->name + "' (" + a.str() + ") and '" + arg->name + "' (" + b.str() +
+                 ") are on different devices; put all arrays on one device");
+    }
+  }
+  if (first == nullptr) fail_value("no array arguments given");
+  if (!first->place.is_cuda() && stream_ != 0) {
+    fail_value("stream=" + std::to_string(stream_) + " was given but the arrays are on the CPU (argument '" +
+               first->name + "' is on cpu); pass CUDA arrays or stream=0");
+  }
+  return first->place;
+}
+
+void ArgParser::require_cuda(const ArrayArg& arg) const {
+  if (!arg.place.is_cuda()) {
+    fail_value("argument '" + arg.name + "' must be on a CUDA device, got " + arg.place.str());
+  }
+}
+
+void ArgParser::require_same_type(std::initializer_list<const ArrayArg*> args) const {
+  const ArrayArg* first = nullptr;
+  for (const ArrayArg* arg : args) {
+    if (arg == nullptr) continue;
+    if (first == nullptr) first = arg;
+    if (arg->type != first->type) {
+      fail_type("arguments '" + first->name + "' (" + first->type_name + ") and '" + arg->name + "' (" +
+                arg->type_name + ") must have the same dtype");
+    }
+  }
+}
+
+void ArgParser::fail_shape(const ArrayArg& arg, const std::string& expected) const {
+  fail_value("argument '" + arg.name + "' must have shape " + expected + ", got " + arg.shape_str());
+}
+
+void ArgParser::fail_value(const std::string& message) const { throw py::value_error(op_ + ": " + message); }
+
+void ArgParser::fail_type(const std::string& message) const { throw py::type_error(op_ + ": " + message); }
+
+std::int64_t ArgParser::output_numel(const char* name, const std::vector<std::int64_t>& shape) const {
+  std::int64_t count = 1;
+  for (std::int64_t d : shape) {
+    if (d <= 0) fail_value(std::string("output '") + name + "' would have shape " + join_shape(shape) + " with an empty dimension");
+    if (count > kMaxElements / d) {
+      fail_value(std::string("output '") + name + "' of shape " + join_shape(shape) +
+                 " would have more than 2^31 - 1 elements; split the call into smaller batches");
+    }
+    count *= d;
+  }
+  return count;
+}
+
+Output ArgParser::output(const char* name, const std::vector<std::int64_t>& shape, ElemType type,
+                         const Placement& where) const {
+  const std::int64_t count = output_numel(name, shape);
+  Output out;
+  if (!where.is_cuda()) {
+    if (type != ElemType::Float32 && type != ElemType::Int32) {
+      fail_type(std::string("output '") + name + "' cannot be " + elem_type_name(type) + " on the CPU");
+    }
+    std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+    py::array arr = type == ElemType::Float32 ? py::array(py::dtype::of<float>(), dims)
+                                              : py::array(py::dtype::of<std::int32_t>(), dims);
+    out.data = arr.mutable_data();
+    out.array = std::move(arr);
+    return out;
+  }
+  DeviceArray device_array;
+  device_array.buffer = std::make_shared<DeviceBuffer>(static_cast<std::size_t>(count) * elem_size(type), where.device_id);
+  device_array.shape = shape;
+  device_array.type = type;
+  device_array.stream = stream_;
+  out.data = device_array.buffer->data();
+  out.array = py::cast(std::move(device_array));
+  return out;
+}
+
+void ArgParser::check_launch(zsseg::CudaStatus status) const {
+  if (status != 0) {
+    throw std::runtime_error(op_ + ": CUDA error " + std::to_string(status) + " (" + zsseg::cuda_error_string(status) + ")");
+  }
+}
+
+zsseg::Stream ArgParser::stream() const {
+  return reinterpret_cast<zsseg::Stream>(static_cast<std::uintptr_t>(stream_));
+}
+
+// ---- CudaDeviceGuard --------------------------------------------------------------------------------
+CudaDeviceGuard::CudaDeviceGuard(const Placement& where) {
+#ifdef ZSSEG_WITH_CUDA
+  if (!where.is_cuda()) return;
+  int current = 0;
+  if (cudaGetDevice(&current) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  if (current != where.device_id && cudaSetDevice(where.device_id) == cudaSuccess) previous_ = current;
+  cudaGetLastError();
+#else
+  (void)where;
+#endif
+}
+
+CudaDeviceGuard::~CudaDeviceGuard() {
+#ifdef ZSSEG_WITH_CUDA
+  if (previous_ >= 0) cudaSetDevice(previous_);
+#endif
+}
+
+}  // namespace zsseg_py

@@ -1,0 +1,206 @@
+// array_args.h: the ONE place where Python arguments of the native ops become validated raw views.
+//
+// What it accepts
+//   * CPU: NumPy arrays (C-contiguous, exactly float32; nothing is cast) or any object whose __dlpack__
+//     device is kDLCPU (e.g. a torch CPU tensor).
+//   * CUDA: objects exporting __dlpack__ with device kDLCUDA / kDLCUDAManaged (torch, CuPy, DeviceArray;
+//     classic "dltensor" and versioned "dltensor_versioned" capsules), or __cuda_array_interface__
+//     (v0..v3; typestr '<f4' / '<f2'; strides None or contiguous). float32 or float16.
+//   Every array must be C-contiguous (size-1 dims may carry any stride), have no zero-sized dimension and at
+//   most kMaxElements elements. Violations raise py::type_error (dtype / not an array) or py::value_error
+//   (shape, device, contiguity, size). Messages read "<op>: argument '<name>' must ..., got ...".
+//
+// Usage in a binding (see similarity.cpp):
+//     ArgParser args("similarity", stream);
+//     ArrayArg patches = args.array("patches", patches_obj);          // [B, N, D]
+//     if (patches.ndim() != 3) args.fail_shape(patches, "[B, N, D]");
+//     Placement where = args.placement({&patches, &text});           // mixed devices -> ValueError
+//     args.require_same_type({&patches, &text});                     // fp16 + fp32 -> TypeError
+//     Output out = args.output("output", {B, C, N}, patches.type, where);  // refuses 0 / > kMaxElements
+//     { CudaDeviceGuard guard(where); args.check_launch(kernel_cuda(params, args.stream())); }
+//     return out.array;
+//
+// Streams: a CUDA call enqueues its kernels on `stream` (an integer cudaStream_t; 0 = legacy default stream)
+// and returns WITHOUT synchronising. Inputs are ordered before that stream: __dlpack__ is called with the
+// stream (1 for the legacy default, as the DLPack spec asks), and a __cuda_array_interface__ "stream" entry is
+// waited on with an event. The returned DeviceArray remembers the stream, publishes it in its
+// __cuda_array_interface__ and, in __dlpack__(stream=s), makes the consumer's stream wait for it.
+// Inputs must stay alive until the enqueued work has finished (the usual CUDA rule).
+// CPU calls release the GIL while they compute and return NumPy arrays; passing stream != 0 with CPU arrays
+// is a ValueError.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "zsseg/common.h"
+
+namespace zsseg_py {
+namespace py = pybind11;
+
+// Largest element count of any input or output (kernels index with 32-bit-safe sizes).
+constexpr std::int64_t kMaxElements = 2147483647LL;  // 2^31 - 1
+
+enum class Device : int { CPU = 0, CUDA = 1 };
+
+// Element types seen at the boundary. Other = anything else; ArrayArg::type_name says which.
+enum class ElemType : int { Float32 = 0, Float16 = 1, Int32 = 2, Other = 3 };
+const char* elem_type_name(ElemType type);  // "float32", "float16", "int32", "other"
+std::size_t elem_size(ElemType type);       // bytes; 0 for Other
+zsseg::DType to_kernel_dtype(ElemType type);  // Float32/Float16 only (throws py::type_error otherwise)
+
+// Where an array lives.
+struct Placement {
+  Device device = Device::CPU;
+  int device_id = 0;
+  bool is_cuda() const { return device == Device::CUDA; }
+  std::string str() const;  // "cpu" or "cuda:<id>"
+};
+
+// A validated, borrowed view of one argument. `keep_alive` owns the producer's reference.
+struct ArrayArg {
+  std::string name;                 // argument name, for messages
+  const void* data = nullptr;       // first element (DLPack byte_offset applied)
+  std::vector<std::int64_t> shape;  // all entries > 0
+  ElemType type = ElemType::Other;
+  std::string type_name;            // "float32", "float64", "int32", "object", ...
+  Placement place;
+  py::object keep_alive;            // numpy array or a capsule releasing the DLPack tensor
+
+  int ndim() const { return static_cast<int>(shape.size()); }
+  std::int64_t dim(int axis) const { return shape.at(static_cast<std::size_t>(axis)); }
+  std::int64_t numel() const;
+  std::string shape_str() const;  // "[3, 64]"
+  template <class T>
+  const T* ptr() const { return static_cast<const T*>(data); }
+};
+
+// An output allocated by ArgParser::output: a NumPy array (CPU) or a DeviceArray (CUDA).
+struct Output {
+  py::object array;  // what the binding returns to Python
+  void* data = nullptr;
+  template <class T>
+  T* ptr() const { return static_cast<T*>(data); }
+};
+
+// Per-call helper: knows the op name (message prefix) and the launch stream.
+class ArgParser {
+ public:
+  explicit ArgParser(std::string op, std::int64_t stream = 0);
+
+  // Parse a required array argument (float32 on CPU; float32/float16 on CUDA). None -> TypeError.
+  ArrayArg array(const char* name, py::handle obj) const;
+  // Same, but None gives std::nullopt.
+  std::optional<ArrayArg> optional_array(const char* name, py::handle obj) const;
+
+  // Common placement of the given arguments (nullptr entries are skipped). Mixed devices -> ValueError
+  // naming both arguments and devices; CPU arrays with stream != 0 -> ValueError.
+  Placement placement(std::initializer_list<const ArrayArg*> args) const;
+  // A CUDA-only entry point: ValueError naming the argument and its device if it is not on CUDA.
+  void require_cuda(const ArrayArg& arg) const;
+  // All given arguments must share one element type (e.g. no fp16 + fp32 mix) -> TypeError.
+  void require_same_type(std::initializer_list<const ArrayArg*> args) const;
+
+  // "<op>: argument '<name>' must have shape <expected>, got <actual>" as py::value_error.
+  [[noreturn]] void fail_shape(const ArrayArg& arg, const std::string& expected) const;
+  // "<op>: <message>" as py::value_error / py::type_error.
+  [[noreturn]] void fail_value(const std::string& message) const;
+  [[noreturn]] void fail_type(const std::string& message) const;
+
+  // Element count of an output shape; ValueError when any dim <= 0, on int64 overflow or > kMaxElements.
+  std::int64_t output_numel(const char* name, const std::vector<std::int64_t>& shape) const;
+  // Allocate an output on `where` (checks output_numel first, so nothing is allocated for a bad size).
+  Output output(const char* name, const std::vector<std::int64_t>& shape, ElemType type,
+                const Placement& where) const;
+
+  // Raise py RuntimeError "<op>: CUDA error <code> (<text>)" when status != 0.
+  void check_launch(zsseg::CudaStatus status) const;
+
+  zsseg::Stream stream() const;  // the launch stream as a cudaStream_t handle
+  std::int64_t stream_int() const { return stream_; }
+  const std::string& op() const { return op_; }
+
+ private:
+  std::string op_;
+  std::int64_t stream_;
+};
+
+// Makes `where.device_id` current for its lifetime (no-op for CPU or a CPU-only build).
+class CudaDeviceGuard {
+ public:
+  explicit CudaDeviceGuard(const Placement& where);
+  ~CudaDeviceGuard();
+  CudaDeviceGuard(const CudaDeviceGuard&) = delete;
+  CudaDeviceGuard& operator=(const CudaDeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
+// ---- device memory owned by Python (implemented in device.cpp) ---------------------------------------
+
+// One cudaMalloc'd buffer, freed (on its device) in the destructor. Shared by a DeviceArray and every
+// DLPack capsule exported from it, so the memory lives as long as any of them.
+class DeviceBuffer {
+ public:
+  DeviceBuffer(std::size_t bytes, int device_id);  // throws py::error on allocation failure
+  ~DeviceBuffer();
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+  int device_id() const { return device_id_; }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+  int device_id_ = 0;
+};
+
+// The Python class zsseg_rt._C.DeviceArray: shape, dtype, __cuda_array_interface__ (v3), __dlpack__.
+struct DeviceArray {
+  std::shared_ptr<DeviceBuffer> buffer;
+  std::vector<std::int64_t> shape;
+  ElemType type = ElemType::Float32;
+  std::int64_t stream = 0;  // stream the producing kernels were enqueued on (0 = legacy default)
+};
+
+// ---- DLPack ABI (dlpack.h v1.x; only what the boundary needs) -----------------------------------------
+namespace dlpack {
+enum DeviceType : std::int32_t { kDLCPU = 1, kDLCUDA = 2, kDLCUDAHost = 3, kDLCUDAManaged = 13 };
+enum TypeCode : std::uint8_t { kDLInt = 0, kDLUInt = 1, kDLFloat = 2, kDLBfloat = 4, kDLComplex = 5, kDLBool = 6 };
+struct DLDevice { std::int32_t device_type; std::int32_t device_id; };
+struct DLDataType { std::uint8_t code; std::uint8_t bits; std::uint16_t lanes; };
+struct DLTensor {
+  void* data;
+  DLDevice device;
+  std::int32_t ndim;
+  DLDataType dtype;
+  std::int64_t* shape;
+  std::int64_t* strides;  // in elements; nullptr = C-contiguous
+  std::uint64_t byte_offset;
+};
+struct DLManagedTensor {  // capsule name "dltensor" (consumers rename it "used_dltensor")
+  DLTensor dl_tensor;
+  void* manager_ctx;
+  void (*deleter)(DLManagedTensor* self);
+};
+struct DLPackVersion { std::uint32_t major; std::uint32_t minor; };
+constexpr std::uint64_t kFlagReadOnly = 1ULL << 0;
+struct DLManagedTensorVersioned {  // capsule name "dltensor_versioned" ("used_dltensor_versioned")
+  DLPackVersion version;
+  void* manager_ctx;
+  void (*deleter)(DLManagedTensorVersioned* self);
+  std::uint64_t flags;
+  DLTensor dl_tensor;
+};
+}  // namespace dlpack
+
+}  // namespace zsseg_py

@@ -1,0 +1,85 @@
+"""Dense native ops: patch-text similarity and ZegCLIP's relation descriptor.
+
+Both run on the CPU for float32 NumPy arrays (torch CPU tensors are accepted and viewed as NumPy without a
+copy) and on CUDA for device arrays (torch / CuPy / ``DeviceArray``, float32 or float16) exposing
+``__dlpack__`` or ``__cuda_array_interface__``. Validation and its error messages live in C++
+(``csrc/bindings/array_args.h``); these wrappers only forward.
+
+CUDA calls enqueue their kernels on ``stream`` (an integer ``cudaStream_t``; 0 = the default stream) and return
+without synchronising; the returned ``DeviceArray`` carries that stream to its consumers.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+from ._loader import native_module
+
+__all__ = ["similarity", "relation_descriptor"]
+
+
+def _as_native_array(value: Any) -> Any:
+    """Torch CPU tensors become NumPy views (zero-copy); everything else is passed through unchanged.
+
+    torch is never imported here: a runtime without torch must keep working.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor) and value.device.type == "cpu":
+        import numpy as np
+
+        return np.asarray(value.detach() if value.requires_grad else value)
+    return value
+
+
+def similarity(patches: Any, text: Any, normalize: bool = False, scale: float = 1.0, stream: int = 0) -> Any:
+    """Patch-text similarity ``scale * <text_c, patch_n>``, optionally on L2-normalised vectors.
+
+    Args:
+        patches: ``[B, N, D]`` patch embeddings. float32 NumPy array / torch CPU tensor, or a CUDA array
+            (float32 or float16).
+        text: ``[C, D]`` class embeddings shared by the batch, or ``[B, C, D]``; same device and dtype as
+            ``patches``.
+        normalize: L2-normalise both sides over D first (divides by ``max(norm, 1e-12)``; zero vectors give 0).
+        scale: multiplies the dot products (e.g. CLIP's logit scale).
+        stream: CUDA stream as an integer ``cudaStream_t`` (0 = default); must be 0 for CPU inputs.
+    Returns:
+        ``[B, C, N]``: float32 ``numpy.ndarray`` on the CPU; on CUDA a ``zsseg_rt._C.DeviceArray`` with the
+        inputs' dtype (fp32 accumulation), usable with ``torch.from_dlpack``.
+    Raises:
+        TypeError: an argument is not an array or has the wrong dtype.
+        ValueError: wrong rank or shape, mixed devices, non-contiguous, empty, or too large (> 2^31 - 1 elements).
+    """
+    return native_module().similarity(
+        _as_native_array(patches), _as_native_array(text), bool(normalize), float(scale), int(stream)
+    )
+
+
+def relation_descriptor(
+    text: Any,
+    image_global: Any,
+    weight: Optional[Any] = None,
+    bias: Optional[Any] = None,
+    stream: int = 0,
+) -> Any:
+    """ZegCLIP's relationship descriptor ``Linear(concat(text * g, text))``, fused (the concat is never built).
+
+    Args:
+        text: ``[C, D]`` class embeddings (float32 on the CPU; float32 or float16 on CUDA).
+        image_global: ``[B, D]`` global image embeddings, same device and dtype.
+        weight: ``[Dout, 2D]`` linear weight, or None for the bare ``concat(text * g, text)``.
+        bias: ``[Dout]`` or None; only valid together with ``weight``.
+        stream: CUDA stream as an integer ``cudaStream_t`` (0 = default); must be 0 for CPU inputs.
+    Returns:
+        ``[B, C, Dout]`` (``[B, C, 2D]`` without weight): float32 ``numpy.ndarray`` on the CPU, or a
+        ``DeviceArray`` with the inputs' dtype on CUDA.
+    Raises:
+        TypeError: an argument is not an array or has the wrong dtype.
+        ValueError: shape mismatch, bias without weight, mixed devices, non-contiguous, empty or too large.
+    """
+    return native_module().relation_descriptor(
+        _as_native_array(text),
+        _as_native_array(image_global),
+        _as_native_array(weight),
+        _as_native_array(bias),
+        int(stream),
+    )
