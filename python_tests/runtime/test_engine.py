@@ -69,10 +69,10 @@ def test_vocabulary_change_needs_no_rebuild_and_classes_are_independent(engine):
     image = _photo()
     names = ["person", "bottle", "chair", "sofa"]
     engine.set_classes(names)
-    full = engine.backend.head(engine._vocab[1], *engine.backend.encode_image(np.zeros((1, 3, 64, 64), np.float32)))
+    full = engine.backend.head(engine._vocab[1], engine.backend.encode_image(np.zeros((1, 3, 64, 64), np.float32)))
     for idx, name in enumerate(names):
         engine.set_classes([name])
-        single = engine.backend.head(engine._vocab[1], *engine.backend.encode_image(np.zeros((1, 3, 64, 64), np.float32)))
+        single = engine.backend.head(engine._vocab[1], engine.backend.encode_image(np.zeros((1, 3, 64, 64), np.float32)))
         np.testing.assert_allclose(single[:, 0], full[:, idx], atol=1e-6)
     engine.set_classes(names)
     assert engine(image).class_names == names

@@ -11,13 +11,16 @@ A bundle is a directory::
 
 Tensor and file names are spelled in ``spec`` and nowhere else.
 """
-from .spec import BUNDLE_FORMAT_VERSION, Files, Names
+from .spec import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, Names, default_graph_io, graph_io
 from .meta import BundleError, BundleMeta, load_meta, sha256_file, verify_files
 
 __all__ = [
     "BUNDLE_FORMAT_VERSION",
     "Files",
+    "GRAPH_FILES",
     "Names",
+    "default_graph_io",
+    "graph_io",
     "BundleError",
     "BundleMeta",
     "load_meta",

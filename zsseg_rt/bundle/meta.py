@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-from .spec import BUNDLE_FORMAT_VERSION, Files
+from .spec import BUNDLE_FORMAT_VERSION, Files, graph_io
 
 
 class BundleError(RuntimeError):
@@ -46,6 +46,22 @@ class BundleMeta:
     opset: int
     files: Dict[str, str]
     raw: Dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def io(self) -> Dict[str, Dict[str, Any]]:
+        """Per graph role ("image", "head", "text"): inputs, outputs, dynamic axes."""
+        return graph_io(self.raw)
+
+    @property
+    def family(self) -> str:
+        return str(self.architecture.get("family", "zegclip"))
+
+    @property
+    def postprocess(self) -> Dict[str, Any]:
+        """How mask logits become labels: {"activation": "sigmoid"|"softmax", "logit_scale": float,
+        "background_threshold": float|None}. ZegCLIP: sigmoid, calibration bias after it."""
+        return dict({"activation": "sigmoid", "logit_scale": 1.0, "background_threshold": None},
+                    **self.raw.get("postprocess", {}))
 
     @property
     def grid(self) -> tuple:

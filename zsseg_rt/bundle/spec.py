@@ -38,3 +38,47 @@ class Names:
     HEAD_OUTPUTS = (MASK_LOGITS,)
     TEXT_ENCODER_INPUTS = (TOKENS,)
     TEXT_ENCODER_OUTPUTS = (TEXT_EMBEDDINGS,)
+
+
+# Graph roles -> file names. Every per-graph table in zsseg_rt is keyed by these roles.
+GRAPH_FILES = {"image": Files.IMAGE_ENCODER, "head": Files.HEAD, "text": Files.TEXT_ENCODER}
+
+
+def default_graph_io(image_outputs=Names.IMAGE_ENCODER_OUTPUTS):
+    """The I/O table meta.json records under "io": per role, inputs, outputs and dynamic axes.
+
+    ``image_outputs`` are the image encoder's outputs in order (ZegCLIP: image_global, patches); the head takes
+    the text embeddings followed by all of them. Every image output has the batch on axis 0.
+    """
+    image_outputs = list(image_outputs)
+    return {
+        "image": {
+            "inputs": [Names.IMAGE],
+            "outputs": image_outputs,
+            "dynamic_axes": {name: {0: Names.BATCH} for name in [Names.IMAGE] + image_outputs},
+        },
+        "head": {
+            "inputs": [Names.TEXT_EMBEDDINGS] + image_outputs,
+            "outputs": [Names.MASK_LOGITS],
+            "dynamic_axes": dict(
+                {Names.TEXT_EMBEDDINGS: {0: Names.NUM_CLASSES}, Names.MASK_LOGITS: {0: Names.BATCH, 1: Names.NUM_CLASSES}},
+                **{name: {0: Names.BATCH} for name in image_outputs},
+            ),
+        },
+        "text": {
+            "inputs": [Names.TOKENS],
+            "outputs": [Names.TEXT_EMBEDDINGS],
+            "dynamic_axes": {Names.TOKENS: {0: Names.NUM_PROMPTS}, Names.TEXT_EMBEDDINGS: {0: Names.NUM_PROMPTS}},
+        },
+    }
+
+
+def graph_io(meta_raw):
+    """The bundle's I/O table with integer axis keys (JSON stores them as strings)."""
+    table = meta_raw.get("io") or default_graph_io()
+    out = {}
+    for role, entry in table.items():
+        axes = {name: {int(axis): label for axis, label in spec.items()}
+                for name, spec in entry.get("dynamic_axes", {}).items()}
+        out[role] = {"inputs": list(entry["inputs"]), "outputs": list(entry["outputs"]), "dynamic_axes": axes}
+    return out

@@ -15,7 +15,8 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from zsseg_rt.bundle import BundleMeta, Files, Names, sha256_file
+from zsseg_rt.bundle import GRAPH_FILES as SPEC_GRAPH_FILES
+from zsseg_rt.bundle import BundleMeta, Names, sha256_file
 from zsseg_rt.export.cuda_driver import DeviceInfo
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -24,14 +25,16 @@ ENGINE_RECORD = "engine.json"
 ENGINE_SUFFIX = ".engine"
 DEFAULT_MAX_PROMPTS = 256
 
-# Which graphs exist and which of their input axes are dynamic (everything else comes static from the ONNX).
-GRAPH_FILES: Dict[str, str] = {"image": Files.IMAGE_ENCODER, "head": Files.HEAD, "text": Files.TEXT_ENCODER}
-DYNAMIC_AXES: Dict[str, Dict[str, Dict[int, str]]] = {
-    "image": {Names.IMAGE: {0: Names.BATCH}},
-    "head": {Names.TEXT_EMBEDDINGS: {0: Names.NUM_CLASSES}, Names.IMAGE_GLOBAL: {0: Names.BATCH},
-             Names.PATCHES: {0: Names.BATCH}},
-    "text": {Names.TOKENS: {0: Names.NUM_PROMPTS}},
-}
+# Which graphs exist (role -> file) and which of their input axes are dynamic: both come from the bundle
+# (zsseg_rt.bundle.spec.GRAPH_FILES and meta.json's "io" table), so every model family is covered.
+GRAPH_FILES: Dict[str, str] = dict(SPEC_GRAPH_FILES)
+
+
+def dynamic_input_axes(meta: BundleMeta, role: str) -> Dict[str, Dict[int, str]]:
+    """Dynamic axes of graph ``role``'s inputs, as recorded by the exporter in meta.json."""
+    entry = meta.io[role]
+    return {name: axes for name, axes in entry["dynamic_axes"].items() if name in entry["inputs"]}
+
 
 AxisRange = Tuple[int, int, int]  # (min, opt, max)
 Shape = Tuple[int, ...]
@@ -81,9 +84,9 @@ def axis_ranges(meta: BundleMeta, max_batch: int = 1, opt_classes: int = 20,
     }
 
 
-def graph_profile(role: str, ranges: Mapping[str, AxisRange]) -> Dict[str, AxisRange]:
+def graph_profile(meta: BundleMeta, role: str, ranges: Mapping[str, AxisRange]) -> Dict[str, AxisRange]:
     """The axis ranges one graph uses (so e.g. changing opt_classes does not rebuild the image encoder)."""
-    used = {axis for axes in DYNAMIC_AXES[role].values() for axis in axes.values()}
+    used = {axis for axes in dynamic_input_axes(meta, role).values() for axis in axes.values()}
     return {axis: tuple(ranges[axis]) for axis in sorted(used)}
 
 
@@ -160,7 +163,7 @@ def make_engine_key(meta: BundleMeta, role: str, precision: str, ranges: Mapping
     own_precision = graph_precision(precision, role)
     return EngineKey(
         graph=graph, onnx_sha256=meta.files[graph], precision=own_precision,
-        profile=tuple(sorted(graph_profile(role, ranges).items())), tensorrt_version=str(tensorrt_version),
+        profile=tuple(sorted(graph_profile(meta, role, ranges).items())), tensorrt_version=str(tensorrt_version),
         gpu_name=device.name, compute_capability=device.sm,
         calibration_sha256=calibration_sha256 if own_precision == "int8" else "",
     )

@@ -16,10 +16,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, Files, Names, sha256_file
+from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, default_graph_io, sha256_file
 from zsseg_rt.bundle.tokenizer import build_tokenizer_json
 
-from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph
+from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph, image_output_names
 from .verify import verify_bundle
 
 DEFAULT_OPSET = 18
@@ -58,39 +58,22 @@ def export_graphs(model, out_dir: str, max_classes: int = 256, opset: int = DEFA
     size = int(cfg.image_size)
     grid = (size // cfg.patch_size, size // cfg.patch_size)
     dim = int(cfg.embed_dim)
+    io = default_graph_io(image_output_names(model))
+    image_graph = ImageEncoderGraph(model)
     image = torch.zeros(1, 3, size, size)
-    _export_graph(
-        ImageEncoderGraph(model), (image,), os.path.join(out_dir, Files.IMAGE_ENCODER),
-        Names.IMAGE_ENCODER_INPUTS, Names.IMAGE_ENCODER_OUTPUTS,
-        {Names.IMAGE: {0: Names.BATCH}, Names.IMAGE_GLOBAL: {0: Names.BATCH}, Names.PATCHES: {0: Names.BATCH}},
-        opset,
-    )
-    classes = min(3, max_classes)
-    text = torch.nn.functional.normalize(torch.randn(classes, dim), dim=-1)
-    g = torch.nn.functional.normalize(torch.randn(1, dim), dim=-1)
-    patches = torch.nn.functional.normalize(torch.randn(1, grid[0] * grid[1], dim), dim=-1)
-    _export_graph(
-        HeadGraph(model, grid), (text, g, patches), os.path.join(out_dir, Files.HEAD),
-        Names.HEAD_INPUTS, Names.HEAD_OUTPUTS,
-        {
-            Names.TEXT_EMBEDDINGS: {0: Names.NUM_CLASSES},
-            Names.IMAGE_GLOBAL: {0: Names.BATCH},
-            Names.PATCHES: {0: Names.BATCH},
-            Names.MASK_LOGITS: {0: Names.BATCH, 1: Names.NUM_CLASSES},
-        },
-        opset,
-    )
+    with torch.no_grad():
+        features = tuple(t.detach() for t in image_graph(image))
+    jobs = [("image", image_graph, (image,))]
+    text = torch.nn.functional.normalize(torch.randn(min(3, max_classes), dim), dim=-1)
+    jobs.append(("head", HeadGraph(model, grid), (text,) + features))
     tokens = torch.zeros(2, int(model.text_encoder.context_length), dtype=torch.int32)
-    tokens[:, 0] = 49406
-    tokens[:, 1] = 49407
-    _export_graph(
-        TextEncoderGraph(model), (tokens,), os.path.join(out_dir, Files.TEXT_ENCODER),
-        Names.TEXT_ENCODER_INPUTS, Names.TEXT_ENCODER_OUTPUTS,
-        {Names.TOKENS: {0: Names.NUM_PROMPTS}, Names.TEXT_EMBEDDINGS: {0: Names.NUM_PROMPTS}},
-        opset,
-    )
-    for name in (Files.IMAGE_ENCODER, Files.HEAD, Files.TEXT_ENCODER):
-        _check_graph(os.path.join(out_dir, name))
+    tokens[:, 0], tokens[:, 1] = 49406, 49407
+    jobs.append(("text", TextEncoderGraph(model), (tokens,)))
+    for role, module, args in jobs:
+        entry = io[role]
+        path = os.path.join(out_dir, GRAPH_FILES[role])
+        _export_graph(module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset)
+        _check_graph(path)
 
 
 def _versions() -> Dict[str, str]:
@@ -121,7 +104,7 @@ def build_meta(model, max_classes: int, opset: int, source: Optional[str], extra
     seen = [names[i] for i in cfg.seen_classes]
     meta = {
         "format_version": BUNDLE_FORMAT_VERSION,
-        "architecture": {"family": "zegclip", "config": cfg.to_dict()},
+        "architecture": {"family": getattr(model, "family", "zegclip"), "config": cfg.to_dict()},
         "image_size": int(cfg.image_size),
         "patch_size": int(cfg.patch_size),
         "embed_dim": int(cfg.embed_dim),
@@ -136,11 +119,8 @@ def build_meta(model, max_classes: int, opset: int, source: Optional[str], extra
         "crop_size": int(getattr(cfg, "crop_size", cfg.image_size)),
         "stride": int(getattr(cfg, "stride", 426)),
         "opset": int(opset),
-        "io": {
-            "image_encoder": {"inputs": list(Names.IMAGE_ENCODER_INPUTS), "outputs": list(Names.IMAGE_ENCODER_OUTPUTS)},
-            "head": {"inputs": list(Names.HEAD_INPUTS), "outputs": list(Names.HEAD_OUTPUTS)},
-            "text_encoder": {"inputs": list(Names.TEXT_ENCODER_INPUTS), "outputs": list(Names.TEXT_ENCODER_OUTPUTS)},
-        },
+        "io": default_graph_io(image_output_names(model)),
+        "postprocess": dict(getattr(model, "export_postprocess", None) or {"activation": "sigmoid"}),
         "exporter_versions": _versions(),
         "source_checkpoint": os.path.abspath(source) if source else None,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -25,10 +25,10 @@ import numpy as np
 from zsseg_rt.bundle import BundleMeta, Files, load_meta, verify_files
 from zsseg_rt.export.cuda_driver import CudaDriver, DeviceInfo
 from zsseg_rt.export.engine_cache import (  # noqa: F401  (re-exported: the engine-cache API lives here too)
-    BUILD_RECIPE_VERSION, DEFAULT_MAX_PROMPTS, DYNAMIC_AXES, ENGINE_RECORD, ENGINE_SUFFIX, GRAPH_FILES, PRECISIONS,
+    BUILD_RECIPE_VERSION, DEFAULT_MAX_PROMPTS, ENGINE_RECORD, ENGINE_SUFFIX, GRAPH_FILES, PRECISIONS,
     AxisRange, EngineBuildError, EngineKey, EngineMismatchError, Shape, _atomic_write, _cached_engine_problem,
     axis_ranges, calibration_batches, calibration_sha256, check_engine, check_engine_platform, engine_path_for,
-    graph_precision, graph_profile, make_engine_key, preprocess_calibration_image, profile_shapes,
+    dynamic_input_axes, graph_precision, graph_profile, make_engine_key, preprocess_calibration_image, profile_shapes,
     read_engine_record, validate_precision, write_engine_record,
 )
 
@@ -359,7 +359,7 @@ def _build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device,
     int8 = key.precision == "int8"
     return BuildJob(
         role=role, onnx_path=meta.file(key.graph), engine_path=engine_path, key=key,
-        dynamic_axes=DYNAMIC_AXES[role], ranges=dict(ranges),
+        dynamic_axes=dynamic_input_axes(meta, role), ranges=dict(ranges),
         workspace_bytes=int(workspace_gb * (1 << 30)) if workspace_gb else None,
         timing_cache_path=timing_cache_path(root, key.tensorrt_version, device),
         calibration=(lambda: calibration_batches(calibration_images, meta)) if int8 else None,

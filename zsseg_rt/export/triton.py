@@ -15,6 +15,7 @@ import os
 import shutil
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from zsseg_rt.bundle import graph_io
 from zsseg_rt.bundle import BundleMeta, Files, Names, load_meta
 
 _ROLES = {"image": Files.IMAGE_ENCODER, "head": Files.HEAD, "text": Files.TEXT_ENCODER}
@@ -93,6 +94,11 @@ def write_triton_repository(bundle_dir: str, repository_dir: str, engines: Optio
     if int(max_batch) < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     meta = load_meta(bundle_dir)
+    if meta.io != graph_io({}):
+        raise NotImplementedError(
+            f"the Triton writer supports bundles with ZegCLIP's graph I/O; {bundle_dir!r} ({meta.family}) has "
+            f"image outputs {meta.io['image']['outputs']}. Serve it through zsseg_rt.Engine instead."
+        )
     tensors = _tensors(meta)
     platform = "tensorrt_plan" if engines else "onnxruntime_onnx"
     written = {}

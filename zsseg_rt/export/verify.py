@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from zsseg_rt import pipeline
-from zsseg_rt.bundle import Files, Names, load_meta
+from zsseg_rt.bundle import GRAPH_FILES, Files, Names, load_meta
 from zsseg_rt.bundle.tokenizer import ClipTokenizer, expand_templates
 
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph
@@ -52,11 +52,10 @@ def verify_bundle(bundle_dir: str, model, images: Sequence[str] = (), seed: int 
 
     model.eval()
     meta = load_meta(bundle_dir)
+    io = meta.io
     rng = np.random.default_rng(seed)
-    sess = {
-        key: ort.InferenceSession(meta.file(name), providers=["CPUExecutionProvider"])
-        for key, name in (("image", Files.IMAGE_ENCODER), ("head", Files.HEAD), ("text", Files.TEXT_ENCODER))
-    }
+    sess = {role: ort.InferenceSession(meta.file(name), providers=["CPUExecutionProvider"])
+            for role, name in GRAPH_FILES.items()}
     image_graph, head_graph, text_graph = ImageEncoderGraph(model), HeadGraph(model, meta.grid), TextEncoderGraph(model)
     tokenizer = ClipTokenizer(meta.file(Files.TOKENIZER), meta.context_length)
     names = list(meta.training_class_names)[: min(meta.max_classes, 20)] or ["object"]
@@ -69,20 +68,21 @@ def verify_bundle(bundle_dir: str, model, images: Sequence[str] = (), seed: int 
                       "max_abs": _max_abs(text_ref, text_ort), "atol": EMBED_ATOL})
         text = text_ref[: len(names)]
         for idx, batch in enumerate(_window_batch(images, meta, rng)):
-            g_ref, p_ref = (t.numpy() for t in image_graph(torch.from_numpy(batch)))
-            g_ort, p_ort = sess["image"].run(None, {Names.IMAGE: batch})
-            cases.append({"graph": "image_encoder", "input": "random" if idx == 0 else images[idx - 1],
-                          "max_abs": max(_max_abs(g_ref, g_ort), _max_abs(p_ref, p_ort)), "atol": EMBED_ATOL})
+            source = "random" if idx == 0 else images[idx - 1]
+            feats_ref = [t.numpy() for t in image_graph(torch.from_numpy(batch))]
+            feats_ort = sess["image"].run(None, {Names.IMAGE: batch})
+            cases.append({"graph": "image_encoder", "input": source, "atol": EMBED_ATOL,
+                          "max_abs": max(_max_abs(a, b) for a, b in zip(feats_ref, feats_ort))})
+            feeds = dict(zip(io["image"]["outputs"], feats_ref))
             for classes in sorted({1, len(names), meta.max_classes}):
                 t = text if classes == len(names) else _random_text(rng, classes, meta.embed_dim)
-                ref = head_graph(*(torch.from_numpy(a) for a in (t, g_ref, p_ref))).numpy()
-                got = sess["head"].run(
-                    None, {Names.TEXT_EMBEDDINGS: t, Names.IMAGE_GLOBAL: g_ref, Names.PATCHES: p_ref})[0]
+                ref = head_graph(torch.from_numpy(t), *(torch.from_numpy(a) for a in feats_ref)).numpy()
+                got = sess["head"].run(None, dict(feeds, **{Names.TEXT_EMBEDDINGS: t}))[0]
                 size = (meta.image_size, meta.image_size)
                 labels_ref, _ = pipeline.segment_fast(ref, size, None)
                 labels_got, _ = pipeline.segment_fast(np.ascontiguousarray(got), size, None)
                 cases.append({
-                    "graph": "head", "input": "random" if idx == 0 else images[idx - 1], "classes": int(classes),
+                    "graph": "head", "input": source, "classes": int(classes),
                     "max_abs": _max_abs(ref, got), "atol": LOGIT_ATOL,
                     "label_agreement": float((labels_ref == labels_got).mean()),
                 })

@@ -6,24 +6,27 @@ imports torch, and only when it is chosen.
 from __future__ import annotations
 
 import threading
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import numpy as np
 
-from zsseg_rt.bundle import BundleMeta, Files, Names
+from zsseg_rt.bundle import GRAPH_FILES, BundleMeta, Names
+
+Features = Dict[str, np.ndarray]
 
 
 class Backend:
-    """Interface: NumPy in, NumPy out."""
+    """Interface: NumPy in, NumPy out. Image features are a dict keyed by the bundle's image-encoder output
+    names (ZegCLIP: ``image_global [B,D]``, ``patches [B,N,D]``), in meta.json's order."""
 
     name = "abstract"
 
-    def encode_image(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """``[B,3,S,S]`` float32 -> ``(image_global [B,D], patches [B,N,D])``."""
+    def encode_image(self, images: np.ndarray) -> Features:
+        """``[B,3,S,S]`` float32 -> image features."""
         raise NotImplementedError
 
-    def head(self, text: np.ndarray, image_global: np.ndarray, patches: np.ndarray) -> np.ndarray:
-        """``text [C,D]``, ``image_global [B,D]``, ``patches [B,N,D]`` -> ``mask_logits [B,C,h,w]``."""
+    def head(self, text: np.ndarray, features: Features) -> np.ndarray:
+        """``text [C,D]`` + image features -> ``mask_logits [B,C,h,w]``."""
         raise NotImplementedError
 
     def encode_text(self, tokens: np.ndarray) -> np.ndarray:
@@ -68,23 +71,22 @@ class OnnxRuntimeBackend(Backend):
             options.intra_op_num_threads = int(threads)
         providers = ort_providers(device)
         self.providers = providers
-        self._sessions = {}
-        for key, file_name in (("image", Files.IMAGE_ENCODER), ("head", Files.HEAD), ("text", Files.TEXT_ENCODER)):
-            self._sessions[key] = ort.InferenceSession(meta.file(file_name), options, providers=providers)
+        self._io = meta.io
+        self._sessions = {role: ort.InferenceSession(meta.file(name), options, providers=providers)
+                          for role, name in GRAPH_FILES.items()}
 
     def encode_image(self, images):
-        global_emb, patches = self._sessions["image"].run(
-            list(Names.IMAGE_ENCODER_OUTPUTS), {Names.IMAGE: np.ascontiguousarray(images, dtype=np.float32)}
-        )
-        return global_emb, patches
+        names = self._io["image"]["outputs"]
+        outs = self._sessions["image"].run(names, {Names.IMAGE: np.ascontiguousarray(images, dtype=np.float32)})
+        return dict(zip(names, outs))
 
-    def head(self, text, image_global, patches):
-        feeds = {Names.TEXT_EMBEDDINGS: text, Names.IMAGE_GLOBAL: image_global, Names.PATCHES: patches}
-        return self._sessions["head"].run(list(Names.HEAD_OUTPUTS), feeds)[0]
+    def head(self, text, features):
+        feeds = dict(features, **{Names.TEXT_EMBEDDINGS: text})
+        return self._sessions["head"].run(list(self._io["head"]["outputs"]), feeds)[0]
 
     def encode_text(self, tokens):
         feeds = {Names.TOKENS: np.ascontiguousarray(tokens, dtype=np.int32)}
-        return self._sessions["text"].run(list(Names.TEXT_ENCODER_OUTPUTS), feeds)[0]
+        return self._sessions["text"].run(list(self._io["text"]["outputs"]), feeds)[0]
 
 
 class TensorRTBackend(Backend):
@@ -98,6 +100,7 @@ class TensorRTBackend(Backend):
 
         paths = trt_build.find_engines(meta.path, precision=precision)
         self._runners: Dict[str, object] = {key: trt_build.TensorRTRunner(path) for key, path in paths.items()}
+        self._io = meta.io
         self._lock = threading.Lock()
 
     def _run(self, key, feeds, outputs):
@@ -111,24 +114,25 @@ class TensorRTBackend(Backend):
 
     def encode_image(self, images):
         images = np.ascontiguousarray(images, dtype=np.float32)
+        names = self._io["image"]["outputs"]
         step = self._limit("image", Names.IMAGE)
-        parts = [self._run("image", {Names.IMAGE: images[i : i + step]}, Names.IMAGE_ENCODER_OUTPUTS)
-                 for i in range(0, len(images), step)]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        parts = [self._run("image", {Names.IMAGE: images[i : i + step]}, names) for i in range(0, len(images), step)]
+        return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(names)}
 
-    def head(self, text, image_global, patches):
-        step = self._limit("head", Names.IMAGE_GLOBAL)
+    def head(self, text, features):
+        step = self._limit("head", next(iter(features)))  # batch limit of the first image feature
+        batch = len(next(iter(features.values())))
         outs = []
-        for i in range(0, len(image_global), step):
-            feeds = {Names.TEXT_EMBEDDINGS: text, Names.IMAGE_GLOBAL: image_global[i : i + step],
-                     Names.PATCHES: patches[i : i + step]}
-            outs.append(self._run("head", feeds, Names.HEAD_OUTPUTS)[0])
+        for i in range(0, batch, step):
+            feeds = {name: value[i : i + step] for name, value in features.items()}
+            feeds[Names.TEXT_EMBEDDINGS] = text
+            outs.append(self._run("head", feeds, self._io["head"]["outputs"])[0])
         return np.concatenate(outs)
 
     def encode_text(self, tokens):
         tokens = np.ascontiguousarray(tokens, dtype=np.int32)
         step = self._limit("text", Names.TOKENS)
-        return np.concatenate([self._run("text", {Names.TOKENS: tokens[i : i + step]}, Names.TEXT_ENCODER_OUTPUTS)[0]
+        return np.concatenate([self._run("text", {Names.TOKENS: tokens[i : i + step]}, self._io["text"]["outputs"])[0]
                                for i in range(0, len(tokens), step)])
 
 
@@ -152,25 +156,28 @@ class TorchBackend(Backend):
         self._image = ImageEncoderGraph(model)
         self._head = HeadGraph(model, meta.grid)
         self._text = TextEncoderGraph(model)
+        self._io = meta.io
 
     def _np(self, tensor):
         return tensor.detach().float().cpu().numpy()
 
+    def _tensor(self, array, dtype=np.float32):
+        return self._torch.from_numpy(np.ascontiguousarray(array, dtype)).to(self.device)
+
     def encode_image(self, images):
         with self._torch.inference_mode():
-            g, p = self._image(self._torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(self.device))
-        return self._np(g), self._np(p)
+            outs = self._image(self._tensor(images))
+        return {name: self._np(t) for name, t in zip(self._io["image"]["outputs"], outs)}
 
-    def head(self, text, image_global, patches):
-        t = self._torch
-        with t.inference_mode():
-            out = self._head(*(t.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.device)
-                               for a in (text, image_global, patches)))
+    def head(self, text, features):
+        names = self._io["head"]["inputs"][1:]
+        with self._torch.inference_mode():
+            out = self._head(self._tensor(text), *(self._tensor(features[name]) for name in names))
         return self._np(out)
 
     def encode_text(self, tokens):
         with self._torch.inference_mode():
-            out = self._text(self._torch.from_numpy(np.ascontiguousarray(tokens, np.int32)).to(self.device))
+            out = self._text(self._tensor(tokens, np.int32))
         return self._np(out)
 
 

@@ -221,9 +221,9 @@ class Engine:
         for start in range(0, len(crops), self.max_batch):
             batch = np.stack(crops[start : start + self.max_batch])
             with self._stage("image_encoder"):
-                image_global, patches = self.backend.encode_image(batch)
+                features = self.backend.encode_image(batch)
             with self._stage("head"):
-                outputs.append(self.backend.head(text, image_global, patches))
+                outputs.append(self.backend.head(text, features))
         return np.concatenate(outputs, axis=0)
 
 
