@@ -10,6 +10,11 @@ from typing import Any, Dict, List, Optional, Sequence
 from .spec import BUNDLE_FORMAT_VERSION, Files, graph_io
 
 
+def normalize_class_name(name: str) -> str:
+    """The form in which class names are compared (seen-class calibration): whitespace collapsed, lower case."""
+    return " ".join(str(name).split()).lower()
+
+
 class BundleError(RuntimeError):
     """A bundle is missing, incomplete, corrupted or incompatible."""
 
@@ -75,10 +80,11 @@ class BundleMeta:
         """Per-class calibration: ``calibration_bias`` for names that were seen in training, else 0.
 
         This is the official inductive calibration (minus 0.1 after the sigmoid on seen classes) applied to a
-        run-time vocabulary: a class counts as seen when its name equals a training-split seen class name.
+        run-time vocabulary: a class counts as seen when its name equals a training-split seen class name (compared by
+        ``normalize_class_name``: case and repeated whitespace do not matter).
         """
-        seen = set(self.seen_class_names)
-        return [self.calibration_bias if name in seen else 0.0 for name in class_names]
+        seen = {normalize_class_name(name) for name in self.seen_class_names}
+        return [self.calibration_bias if normalize_class_name(name) in seen else 0.0 for name in class_names]
 
 
 _REQUIRED = (

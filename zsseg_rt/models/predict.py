@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from zsseg_rt.bundle.meta import normalize_class_name
 import torch
 
 __all__ = ["predict", "seen_class_bias"]
@@ -34,8 +36,8 @@ def seen_class_bias(model, class_names: Sequence[str], seen_classes: Optional[Se
     c = len(class_names)
     out = np.zeros(c, dtype=np.float32)
     if seen_classes is None:
-        seen_names = {" ".join(cfg.class_names[i].split()).lower() for i in cfg.seen_classes}
-        idx = [i for i, n in enumerate(class_names) if " ".join(n.split()).lower() in seen_names]
+        seen_names = {normalize_class_name(cfg.class_names[i]) for i in cfg.seen_classes}
+        idx = [i for i, n in enumerate(class_names) if normalize_class_name(n) in seen_names]
     else:
         idx = [int(i) for i in seen_classes]
         bad = [i for i in idx if not 0 <= i < c]

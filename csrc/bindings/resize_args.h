@@ -1,0 +1,69 @@
+// Parsing of the `size` and `crop` arguments shared by the upsample and segment bindings.
+#pragma once
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "array_args.h"
+#include "zsseg/bilinear.h"
+
+namespace zsseg_py {
+
+// A tuple/list of exactly `count` Python ints (named `what` in messages), else TypeError/ValueError.
+inline std::vector<std::int64_t> parse_int_tuple(const ArgParser& args, py::handle obj, const char* name,
+                                                 std::size_t count, const char* layout) {
+  const std::string expected = std::string("argument '") + name + "' must be a tuple of " +
+                               std::to_string(count) + " ints " + layout + ", got ";
+  if (!py::isinstance<py::tuple>(obj) && !py::isinstance<py::list>(obj)) {
+    args.fail_type(expected + py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+  }
+  const py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
+  if (seq.size() != count) args.fail_value(expected + py::repr(obj).cast<std::string>());
+  std::vector<std::int64_t> values;
+  for (py::handle item : seq) {
+    if (py::isinstance<py::bool_>(item) || !py::hasattr(item, "__index__")) {
+      args.fail_type(expected + py::repr(obj).cast<std::string>());
+    }
+    try {
+      values.push_back(py::cast<std::int64_t>(item.attr("__index__")()));
+    } catch (const py::cast_error&) {
+      args.fail_value(expected + py::repr(obj).cast<std::string>() + " (out of the int64 range)");
+    }
+  }
+  return values;
+}
+
+inline std::string tuple_str(const std::vector<std::int64_t>& v) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + ")";
+}
+
+// Geometry of logits [B, C, h, w] resized to `size` = (H, W), optionally cropped to
+// `crop` = (top, left, height, width), which must lie inside the h x w map.
+inline zsseg::ResizeGeometry parse_resize_geometry(const ArgParser& args, const ArrayArg& logits, py::handle size,
+                                                   py::handle crop) {
+  zsseg::ResizeGeometry g;
+  g.batch = logits.dim(0), g.channels = logits.dim(1), g.in_height = logits.dim(2), g.in_width = logits.dim(3);
+  const std::vector<std::int64_t> out_size = parse_int_tuple(args, size, "size", 2, "(H, W)");
+  if (out_size[0] < 1 || out_size[1] < 1) {
+    args.fail_value("argument 'size' must be (H, W) with H >= 1 and W >= 1, got " + tuple_str(out_size));
+  }
+  g.out_height = out_size[0], g.out_width = out_size[1];
+  g.crop_height = g.in_height, g.crop_width = g.in_width;
+  if (crop.is_none()) return g;
+  const std::vector<std::int64_t> box = parse_int_tuple(args, crop, "crop", 4, "(top, left, height, width)");
+  const bool inside = box[0] >= 0 && box[1] >= 0 && box[2] >= 1 && box[3] >= 1 && box[0] <= g.in_height - box[2] &&
+                      box[1] <= g.in_width - box[3];
+  if (!inside) {
+    args.fail_value("argument 'crop' (top, left, height, width) must have top, left >= 0, height, width >= 1 and "
+                    "lie inside the logits map of size h x w = " + std::to_string(g.in_height) + " x " +
+                    std::to_string(g.in_width) + ", got " + tuple_str(box));
+  }
+  g.crop_top = box[0], g.crop_left = box[1], g.crop_height = box[2], g.crop_width = box[3];
+  return g;
+}
+
+}  // namespace zsseg_py

@@ -1,0 +1,70 @@
+// Python binding of segment: validation through array_args.h, then the CPU or CUDA launcher.
+#include <cmath>
+#include <optional>
+
+#include "registry.h"
+#include "resize_args.h"
+#include "zsseg/segment.h"
+
+namespace zsseg_py {
+namespace {
+
+// class_bias: [C] float32 on the logits' device; NaN is refused on the CPU (it is checked where it is cheap).
+std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handle obj, std::int64_t classes) {
+  std::optional<ArrayArg> bias = args.optional_array("class_bias", obj);
+  if (!bias) return bias;
+  if (bias->ndim() != 1 || bias->dim(0) != classes) {
+    args.fail_shape(*bias, "[C] = [" + std::to_string(classes) + "] (one bias per class of logits)");
+  }
+  if (bias->type != ElemType::Float32) {
+    args.fail_type("argument 'class_bias' must be float32, got " + bias->type_name);
+  }
+  if (!bias->place.is_cuda()) {
+    for (std::int64_t c = 0; c < classes; ++c) {
+      if (std::isnan(bias->ptr<float>()[c])) {
+        args.fail_value("argument 'class_bias' must not contain NaN, got NaN at class " + std::to_string(c));
+      }
+    }
+  }
+  return bias;
+}
+
+py::tuple segment(py::handle logits_obj, py::handle size, py::handle class_bias_obj, bool apply_sigmoid,
+                  py::handle crop, std::int64_t stream) {
+  ArgParser args("segment", stream);
+  const ArrayArg logits = args.array("logits", logits_obj);  // [B, C, h, w]
+  if (logits.ndim() != 4) args.fail_shape(logits, "[B, C, h, w] (4 dimensions)");
+  const std::optional<ArrayArg> bias = parse_class_bias(args, class_bias_obj, logits.dim(1));  // [C]
+  const Placement where = args.placement({&logits, bias ? &*bias : nullptr});
+  const zsseg::ResizeGeometry g = parse_resize_geometry(args, logits, size, crop);
+  const std::vector<std::int64_t> out_shape{g.batch, g.out_height, g.out_width};
+  Output labels = args.output("labels", out_shape, ElemType::Int32, where);
+  Output scores = args.output("scores", out_shape, ElemType::Float32, where);
+  zsseg::SegmentParams params;
+  params.logits = logits.data;
+  params.class_bias = bias ? bias->ptr<float>() : nullptr;
+  params.apply_sigmoid = apply_sigmoid;
+  params.labels = labels.ptr<std::int32_t>();
+  params.scores = scores.ptr<float>();
+  params.geometry = g;
+  if (where.is_cuda()) {
+    params.dtype = to_kernel_dtype(logits.type);
+    CudaDeviceGuard guard(where);
+    args.check_launch(zsseg::segment_cuda(params, args.stream()));
+  } else {
+    py::gil_scoped_release release;
+    zsseg::segment_cpu(params);
+  }
+  return py::make_tuple(labels.array, scores.array);
+}
+
+}  // namespace
+
+void register_segment(py::module_& m) {
+  m.def("segment", &segment, py::arg("logits"), py::arg("size"), py::arg("class_bias") = py::none(),
+        py::arg("sigmoid") = true, py::arg("crop") = py::none(), py::arg("stream") = 0,
+        "Fused upsample + sigmoid + class bias + argmax: (labels [B, H, W] int32, scores [B, H, W] float32); "
+        "see zsseg_rt.ops.segment.");
+}
+
+}  // namespace zsseg_py

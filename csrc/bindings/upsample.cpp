@@ -1,0 +1,40 @@
+// Python binding of upsample: validation through array_args.h, then the CPU or CUDA launcher.
+#include "registry.h"
+#include "resize_args.h"
+#include "zsseg/upsample.h"
+
+namespace zsseg_py {
+namespace {
+
+py::object upsample(py::handle logits_obj, py::handle size, py::handle crop, std::int64_t stream) {
+  ArgParser args("upsample", stream);
+  const ArrayArg logits = args.array("logits", logits_obj);  // [B, C, h, w]
+  if (logits.ndim() != 4) args.fail_shape(logits, "[B, C, h, w] (4 dimensions)");
+  const Placement where = args.placement({&logits});
+  const zsseg::ResizeGeometry g = parse_resize_geometry(args, logits, size, crop);
+  Output out = args.output("output", {g.batch, g.channels, g.out_height, g.out_width}, logits.type, where);
+  zsseg::UpsampleParams params;
+  params.input = logits.data;
+  params.output = out.data;
+  params.dtype = zsseg::DType::Float32;
+  params.geometry = g;
+  if (where.is_cuda()) {
+    params.dtype = to_kernel_dtype(logits.type);
+    CudaDeviceGuard guard(where);
+    args.check_launch(zsseg::upsample_cuda(params, args.stream()));
+  } else {
+    py::gil_scoped_release release;
+    zsseg::upsample_cpu(params);
+  }
+  return out.array;
+}
+
+}  // namespace
+
+void register_upsample(py::module_& m) {
+  m.def("upsample", &upsample, py::arg("logits"), py::arg("size"), py::arg("crop") = py::none(),
+        py::arg("stream") = 0,
+        "Bilinear resize (torch align_corners=False) of [B, C, h, w] to [B, C, H, W]; see zsseg_rt.ops.upsample.");
+}
+
+}  // namespace zsseg_py

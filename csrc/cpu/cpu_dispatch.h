@@ -1,0 +1,15 @@
+// Instruction-set dispatch for the hot CPU loops. Wheels are compiled for the x86-64 baseline (SSE2); on
+// x86-64 Linux with GCC/Clang the functions marked ZS_CPU_CLONES get an extra AVX2+FMA clone that the loader
+// picks on CPUs that have it (ifunc). Helpers they call are inlined into each clone (ZS_CPU_INLINE), so their
+// loops are vectorised for the clone's instruction set. Elsewhere (aarch64 / Jetson: NEON is baseline) the
+// macros are empty.
+#pragma once
+
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(__CUDACC__) && !defined(ZS_NO_CPU_CLONES)
+#define ZS_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define ZS_CPU_INLINE inline __attribute__((always_inline))
+#else
+#define ZS_CPU_CLONES
+#define ZS_CPU_INLINE inline
+#endif

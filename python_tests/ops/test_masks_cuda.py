@@ -1,0 +1,70 @@
+"""upsample / segment on CUDA (torch device tensors, fp32 and fp16) against the NumPy reference."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zsseg_rt.ops import cuda_available, reference, segment, upsample
+
+pytestmark = pytest.mark.skipif(not cuda_available(), reason="no usable CUDA device (or a CPU-only build of _C)")
+
+torch = pytest.importorskip("torch")
+
+
+def to_numpy(device_array, dtype) -> np.ndarray:
+    return torch.from_dlpack(device_array).to(dtype).cpu().numpy()
+
+
+def coordinate_tolerance(x: np.ndarray, crop_hw) -> float:
+    # torch's fp32 source-coordinate error (see test_upsample.reference_tolerance)
+    return float(np.abs(x).max()) * (3.6e-7 * (crop_hw[0] + crop_hw[1] + 2) + 5e-7) * 2 + 1e-7
+
+
+CASES = [
+    ((1, 5, 8, 8), (32, 32), None),
+    ((2, 7, 13, 9), (40, 21), (1, 2, 10, 6)),
+    ((1, 3, 20, 17), (6, 5), None),
+    ((1, 171, 32, 32), (512, 512), None),
+]
+
+
+@pytest.mark.parametrize("shape,size,crop", CASES)
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_upsample_matches_reference(shape, size, crop, dtype):
+    x = np.random.default_rng(0).normal(0, 3, shape).astype(np.float32)
+    t = torch.from_numpy(x).to("cuda", getattr(torch, dtype))
+    x_in = t.float().cpu().numpy()  # the exact values the kernel sees (fp16-rounded)
+    out = to_numpy(upsample(t, size, crop=crop), torch.float32)
+    crop_hw = shape[2:] if crop is None else crop[2:]
+    # fp16 output: half an ulp of |x| <= ~16 is 2^-7; fp32: the coordinate bound.
+    atol = 8e-3 if dtype == "float16" else coordinate_tolerance(x_in, crop_hw)
+    np.testing.assert_allclose(out, reference.upsample(x_in, size, crop), rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("shape,size,crop", CASES)
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("bias_kind", ["none", "random"])
+@pytest.mark.parametrize("sigmoid", [True, False])
+def test_segment_matches_reference(shape, size, crop, dtype, bias_kind, sigmoid):
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 3, shape).astype(np.float32)
+    bias = None if bias_kind == "none" else rng.uniform(-0.3, 0.3, shape[1]).astype(np.float32)
+    t = torch.from_numpy(x).to("cuda", getattr(torch, dtype))
+    x_in = t.float().cpu().numpy()
+    bias_t = None if bias is None else torch.from_numpy(bias).cuda()
+    labels, scores = segment(t, size, class_bias=bias_t, sigmoid=sigmoid, crop=crop)
+    labels, scores = to_numpy(labels, torch.int32), to_numpy(scores, torch.float32)
+    ref_labels, ref_scores = reference.segment(x_in, size, bias, sigmoid, crop)
+    tol = coordinate_tolerance(x_in, shape[2:] if crop is None else crop[2:]) * (0.25 if sigmoid else 1) + 2e-7
+    up = reference.upsample(x_in, size, crop).astype(np.float64)
+    values = (1 / (1 + np.exp(-up)) if sigmoid else up) - (0 if bias is None else bias[None, :, None, None])
+    top2 = -np.sort(-values, axis=1)[:, :2] if shape[1] > 1 else None
+    near_tie = (top2[:, 0] - top2[:, 1] < 2 * tol) if top2 is not None else np.zeros_like(labels, bool)
+    assert not ((labels != ref_labels) & ~near_tie).any()
+    np.testing.assert_allclose(scores, ref_scores, rtol=0, atol=tol)
+
+
+def test_cpu_bias_with_cuda_logits_is_refused():
+    t = torch.zeros(1, 3, 4, 4, device="cuda")
+    with pytest.raises(ValueError, match="class_bias"):
+        segment(t, (8, 8), class_bias=np.zeros(3, np.float32))

@@ -1,0 +1,103 @@
+"""upsample (CPU) against zsseg_rt.ops.reference.upsample and torch's F.interpolate."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zsseg_rt.ops import reference, upsample
+
+
+def reference_tolerance(x: np.ndarray, crop_hw: tuple) -> float:
+    """Bound of |kernel - fp64 reference|.
+
+    torch (the spec the kernel follows bit-for-bit in its index math) computes the source coordinate in fp32:
+    an error of about 3 * 2^-24 * (in + 1) that moves the blend weight, so the value by up to that times the
+    neighbour difference (<= 2 max|x|) per axis; plus a few fp32 roundings of max|x|. Factor 2 of safety.
+    """
+    max_abs = float(np.abs(x).max()) if x.size else 0.0
+    return max_abs * (3.6e-7 * (crop_hw[0] + crop_hw[1] + 2) + 5e-7) * 2 + 1e-7
+
+
+def torch_upsample(x: np.ndarray, size, crop=None) -> np.ndarray:
+    t = torch.from_numpy(x)
+    if crop is not None:
+        top, left, height, width = crop
+        t = t[..., top : top + height, left : left + width]
+    return F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False).numpy()
+
+
+def check(x: np.ndarray, size, crop=None) -> None:
+    out = upsample(x, size, crop=crop)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32
+    assert out.shape == (x.shape[0], x.shape[1], size[0], size[1])
+    crop_hw = x.shape[2:] if crop is None else crop[2:]
+    np.testing.assert_allclose(out, reference.upsample(x, size, crop), rtol=0, atol=reference_tolerance(x, crop_hw))
+    # torch itself is not bit-stable here: its AVX2/AVX-512 builds contract `scale * (i + 0.5) - 0.5` into an
+    # FMA, which moves the fp32 source coordinate by an ulp (observed 1.1e-5 at |x| ~ 12, 32 -> 511). The same
+    # coordinate-error bound as against the reference therefore applies.
+    np.testing.assert_allclose(out, torch_upsample(x, size, crop), rtol=0, atol=reference_tolerance(x, crop_hw))
+
+
+@st.composite
+def cases(draw):
+    b, c = draw(st.integers(1, 2)), draw(st.integers(1, 12))
+    h, w = draw(st.integers(1, 20)), draw(st.integers(1, 20))
+    size = (draw(st.integers(1, 70)), draw(st.integers(1, 70)))
+    crop = None
+    if draw(st.booleans()):
+        top, left = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
+        crop = (top, left, draw(st.integers(1, h - top)), draw(st.integers(1, w - left)))
+    return (b, c, h, w), size, crop
+
+
+@settings(max_examples=120, deadline=None)
+@given(case=cases(), seed=st.integers(0, 2**31 - 1))
+def test_matches_reference_and_torch(case, seed):
+    shape, size, crop = case
+    x = np.random.default_rng(seed).normal(0, 3, shape).astype(np.float32)
+    check(x, size, crop)
+
+
+@pytest.mark.parametrize(
+    "shape,size",
+    [
+        ((1, 1, 1, 1), (1, 1)),  # 1x1 identity
+        ((1, 3, 1, 1), (9, 4)),  # 1x1 broadcast
+        ((2, 5, 7, 9), (7, 9)),  # identity size
+        ((1, 1, 8, 8), (64, 64)),  # C = 1
+        ((1, 1000, 3, 4), (5, 7)),  # many classes, small spatial
+        ((1, 4, 20, 20), (3, 70)),  # down in H, up in W
+        ((2, 2, 32, 32), (512, 511)),  # the model's real ratio, odd output
+    ],
+)
+def test_explicit_shapes(shape, size):
+    x = np.random.default_rng(0).normal(0, 3, shape).astype(np.float32)
+    check(x, size)
+
+
+def test_crop_equals_slicing_and_ignores_padding():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (2, 3, 12, 10)).astype(np.float32)
+    crop = (2, 1, 8, 7)
+    padded = x.copy()
+    padded[..., :2, :] = 1e6  # padding outside the crop must not leak in
+    padded[..., :, 8:] = -1e6
+    np.testing.assert_array_equal(upsample(padded, (20, 17), crop=crop), upsample(np.ascontiguousarray(x[..., 2:10, 1:8]), (20, 17)))
+
+
+def test_nan_neighbour_propagates_like_torch():
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    x[0, 0, 1, 2] = np.nan
+    out = upsample(x, (8, 8))
+    expected = torch_upsample(x, (8, 8))
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    assert np.isnan(out).any()
+
+
+def test_accepts_torch_cpu_tensor():
+    x = torch.randn(1, 2, 5, 6)
+    np.testing.assert_allclose(upsample(x, (10, 12)), torch_upsample(x.numpy(), (10, 12)), atol=1e-6)

@@ -1,0 +1,86 @@
+"""Mask-logit post-processing ops: bilinear ``upsample`` and the fused ``segment``.
+
+Both accept NumPy float32 arrays on the CPU (torch CPU tensors are converted with ``np.asarray`` when torch is
+already imported) and CUDA device arrays (torch / CuPy / ``DeviceArray``, float32 or float16) through DLPack or
+``__cuda_array_interface__``. Validation (dtype, rank, contiguity, sizes, devices) happens once, in the native
+module; the messages name the argument, what was expected and what was given. The NumPy specification of both
+ops is :mod:`zsseg_rt.ops.reference`.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ._loader import native_module
+
+__all__ = ["upsample", "segment"]
+
+
+def _as_native_input(x: Any) -> Any:
+    """A torch CPU tensor becomes a NumPy view; everything else is passed through unchanged.
+
+    torch is never imported here: a tensor can only exist if the caller already imported it.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor) and x.device.type == "cpu":
+        return np.asarray(x.detach())
+    return x
+
+
+def upsample(logits: Any, size: Sequence[int], crop: Optional[Sequence[int]] = None, stream: int = 0) -> Any:
+    """Bilinear resize exactly like ``F.interpolate(mode="bilinear", align_corners=False)`` (no antialias).
+
+    Args:
+        logits: ``[B, C, h, w]`` float32 (CPU) or float32/float16 (CUDA), C-contiguous.
+        size: ``(H, W)`` output size, each >= 1 (up- or down-sampling, any aspect ratio).
+        crop: optional ``(top, left, height, width)`` valid region of ``logits`` (e.g. without padding); the
+            result equals ``upsample(logits[..., top:top+height, left:left+width], size)``. Must lie inside
+            the ``h x w`` map.
+        stream: CUDA stream handle (int, 0 = legacy default) for device inputs; must be 0 for CPU inputs.
+    Returns:
+        ``[B, C, H, W]``: a float32 NumPy array for CPU input, a ``zsseg_rt._C.DeviceArray`` with the input's
+        dtype for CUDA input (enqueued on ``stream``, not synchronised).
+    """
+    return native_module().upsample(_as_native_input(logits), size, crop=crop, stream=stream)
+
+
+def segment(
+    logits: Any,
+    size: Sequence[int],
+    class_bias: Any = None,
+    sigmoid: bool = True,
+    crop: Optional[Sequence[int]] = None,
+    stream: int = 0,
+) -> Tuple[Any, Any]:
+    """Fused upsample + optional sigmoid + per-class bias + argmax over classes.
+
+    Computes, per output pixel, the calibrated values ``f(up(logits)[c]) - class_bias[c]`` (``f`` = sigmoid or
+    identity) and their argmax with ``torch.argmax``'s rules (lowest index on ties; if any value is NaN the
+    first NaN class wins and its score is NaN), without ever materialising the ``[B, C, H, W]`` map.
+    ZegCLIP's inductive calibration is ``sigmoid=True`` with ``class_bias = 0.1`` on seen classes.
+
+    Args:
+        logits: ``[B, C, h, w]`` mask logits, float32 (CPU) or float32/float16 (CUDA), C-contiguous.
+        size: ``(H, W)`` output size, each >= 1.
+        class_bias: ``[C]`` float32 on the same device, subtracted after the sigmoid, or None. NaN is refused
+            on the CPU (and gives NaN scores on CUDA, where it is not checked); +inf disables a class.
+        sigmoid: apply the logistic function before subtracting the bias.
+        crop: optional ``(top, left, height, width)`` valid region of ``logits`` (see :func:`upsample`).
+        stream: CUDA stream handle for device inputs; must be 0 for CPU inputs.
+    Returns:
+        ``(labels, scores)``: ``labels [B, H, W]`` int32 class indices and ``scores [B, H, W]`` float32 winning
+        calibrated values. NumPy arrays for CPU input, ``DeviceArray`` for CUDA input (enqueued on ``stream``).
+        On the CPU the winner is chosen with fp64 calibration (like the reference); on CUDA in fp32, so the
+        two can differ only where two classes are within fp32 rounding of each other.
+    """
+    return native_module().segment(
+        _as_native_input(logits),
+        size,
+        class_bias=_as_native_input(class_bias),
+        sigmoid=bool(sigmoid),
+        crop=crop,
+        stream=stream,
+    )
+
