@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser("convert", help="convert an official ZegCLIP checkpoint (needs torch)")
         p.set_defaults(func=lambda _a, _e=exc: sys.exit(f"zsseg convert needs the torch extra: {_e}"))
 
+    _add_optional_commands(sub)
+
     p = sub.add_parser("demo", help="end-to-end: export (or reuse) a bundle and segment a sample photo")
     p.add_argument("--official", help="official ZegCLIP checkpoint (.pth)")
     p.add_argument("--native", help="native checkpoint directory (from `zsseg convert`)")
@@ -158,6 +160,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when no weights can be had, run a clearly labelled random-weights pipeline check")
     p.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _add_optional_commands(sub) -> None:
+    """Commands whose modules need optional dependencies: registered when importable, else explained."""
+    for module_name, function, command, needs in (
+        ("zsseg_rt.stream.cli", "add_camera_command", "camera", "opencv-python-headless and onnxruntime"),
+        ("zsseg_rt.train.cli", "add_train_command", "train", "the torch extra"),
+        ("zsseg_rt.eval.cli", "add_eval_command", "eval", "the torch extra or onnxruntime"),
+    ):
+        try:
+            import importlib  # noqa: WPS433
+
+            getattr(importlib.import_module(module_name), function)(sub)
+        except ImportError as exc:
+            p = sub.add_parser(command, help=f"(unavailable: needs {needs})")
+            p.set_defaults(func=lambda _a, _e=exc, _c=command, _n=needs: sys.exit(f"zsseg {_c} needs {_n}: {_e}"))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -59,6 +59,8 @@ class Engine:
         max_batch: windows run through the image encoder together.
         verify: check the sha256 of every bundle file on load.
         model: (torch backend) the PyTorch model to run instead of loading the source checkpoint.
+        precision: (TensorRT backend) which built engines to use: "fp16", "fp32" or "int8".
+        threads: (ONNX Runtime backend) intra-op threads; 0 lets ONNX Runtime choose.
 
     Thread safety: one Engine may be shared by threads. ``__call__`` reads an immutable vocabulary snapshot;
     ``set_classes`` swaps it under a lock; ONNX Runtime sessions are thread-safe and the TensorRT backend
@@ -75,6 +77,8 @@ class Engine:
         max_batch: int = 4,
         verify: bool = True,
         model=None,
+        precision: str = "fp16",
+        threads: int = 0,
     ):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -85,7 +89,7 @@ class Engine:
             verify_files(self.meta)
         self.mode = mode
         self.max_batch = int(max_batch)
-        self.backend: Backend = _make_backend(self.meta, backend, device, model)
+        self.backend: Backend = _make_backend(self.meta, backend, device, model, precision, threads)
         self.tokenizer = ClipTokenizer(self.meta.file(Files.TOKENIZER), self.meta.context_length)
         self._lock = threading.Lock()
         self._cache: "collections.OrderedDict[tuple, np.ndarray]" = collections.OrderedDict()
@@ -207,6 +211,23 @@ class Engine:
     def _postprocess(self, logits, windows, bias, scaled_hw, orig_hw):
         size = self.meta.image_size
         head_size = (size, size)
+        post = self.meta.postprocess
+        if post.get("activation", "sigmoid") == "softmax":
+            # Training-free dense CLIP (SCLIP-style slide inference): average window logits, resize to the image,
+            # softmax over classes, argmax; best probability below background_threshold -> class 0.
+            from zsseg_rt.pipeline import postprocess as softmax_post
+
+            scale = 1.0 if post.get("logit_scale_in_head", True) else float(post.get("logit_scale", 1.0))
+            options = dict(logit_scale=scale, class_bias=bias, background_threshold=post.get("background_threshold"),
+                           area_threshold=post.get("area_threshold"))
+            if self.mode == "fast" and len(windows) == 1 and windows[0] == (0, size, 0, size):
+                return softmax_post.softmax_segment(logits, orig_hw, **options)
+            parts = []
+            for i, win in enumerate(windows):
+                full = softmax_post.window_scores(logits[i : i + 1], head_size, head_size, "softmax")
+                parts.append(full[:, :, : win.y2 - win.y1, : win.x2 - win.x1])
+            merged = pipeline.merge_windows(parts, windows, scaled_hw)
+            return softmax_post.softmax_segment(merged, orig_hw, **options)
         if self.mode == "fast" and len(windows) == 1 and windows[0] == (0, size, 0, size):
             return pipeline.segment_fast(logits, orig_hw, bias)
         window_scores = []
@@ -227,19 +248,19 @@ class Engine:
         return np.concatenate(outputs, axis=0)
 
 
-def _make_backend(meta: BundleMeta, backend: str, device: str, model) -> Backend:
+def _make_backend(meta: BundleMeta, backend: str, device: str, model, precision: str, threads: int) -> Backend:
     if backend == "onnxruntime":
-        return OnnxRuntimeBackend(meta, device)
+        return OnnxRuntimeBackend(meta, device, threads)
     if backend == "tensorrt":
-        return TensorRTBackend(meta)
+        return TensorRTBackend(meta, precision)
     if backend == "torch":
         return TorchBackend(meta, device, model)
     if backend == "auto":
         try:
-            return TensorRTBackend(meta)
+            return TensorRTBackend(meta, precision)
         except Exception as exc:  # noqa: BLE001 - any TensorRT problem -> ONNX Runtime, said out loud
             import logging  # noqa: WPS433
 
             logging.getLogger("zsseg_rt").info("TensorRT backend unavailable (%s); using ONNX Runtime", exc)
-            return OnnxRuntimeBackend(meta, device)
+            return OnnxRuntimeBackend(meta, device, threads)
     raise ValueError(f"backend must be 'auto', 'tensorrt', 'onnxruntime' or 'torch', got {backend!r}")

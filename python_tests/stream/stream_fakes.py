@@ -1,0 +1,71 @@
+"""Fakes for the stream tests: an engine-like callable and numbered frames (no camera, no model)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from zsseg_rt.runtime.result import SegmentationResult
+
+
+class FakeEngine:
+    """Engine-like: ``__call__(frame) -> SegmentationResult``, ``set_classes``, ``class_names``.
+
+    Labels are a deterministic function of the frame (column bands), so overlays differ from the input.
+    ``delay``: seconds spent per frame (to make the consumer slower than the source).
+    """
+
+    def __init__(self, classes=("sky", "road"), delay: float = 0.0):
+        self.class_names = list(classes)
+        self.delay = delay
+        self.calls = 0
+        self.seen_vocab = []
+        self.thread_ids = set()
+
+    def set_classes(self, names):
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if not names or any(not n for n in names) or len(set(names)) != len(names):
+            raise ValueError("empty or duplicate class name")
+        self.class_names = list(names)
+
+    def __call__(self, frame):
+        self.calls += 1
+        self.thread_ids.add(threading.get_ident())
+        self.seen_vocab.append(tuple(self.class_names))
+        if self.delay:
+            time.sleep(self.delay)
+        h, w = frame.shape[:2]
+        c = len(self.class_names)
+        labels = np.broadcast_to((np.arange(w, dtype=np.int32) * c // max(w, 1))[None, :], (h, w)).copy()
+        scores = np.full((h, w), 0.5, dtype=np.float32)
+        return SegmentationResult(labels, scores, list(self.class_names), "bgr")
+
+
+def numbered_frame(index: int, size=(48, 64)) -> np.ndarray:
+    """A BGR frame whose top-left pixel block encodes ``index`` (read back with ``frame_number``)."""
+    frame = np.zeros((size[0], size[1], 3), dtype=np.uint8)
+    frame[:, :, 1] = 40
+    frame[:8, :8, 0] = index % 256
+    frame[:8, :8, 2] = (index // 256) % 256
+    return frame
+
+
+
+def frame_number(frame: np.ndarray) -> int:
+    """The index written by ``numbered_frame`` (exact for uncompressed frames)."""
+    block = frame[2:6, 2:6].astype(np.float32)
+    return int(round(block[:, :, 0].mean())) + 256 * int(round(block[:, :, 2].mean()))
+
+
+def write_test_video(path: str, count: int, size=(48, 64), fps: float = 30.0) -> str:
+    """Write ``count`` numbered frames to a video file with OpenCV (MJPG in .avi: available in every build)."""
+    import cv2
+
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, (size[1], size[0]))
+    assert writer.isOpened(), "OpenCV cannot write MJPG video here"
+    for i in range(count):
+        writer.write(numbered_frame(i, size))
+    writer.release()
+    return path

@@ -1,0 +1,124 @@
+"""The MJPEG preview fetched over loopback (127.0.0.1 only; every request loop is bounded)."""
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+from stream_fakes import FakeEngine, numbered_frame
+
+from zsseg_rt.stream import CallableSource, MjpegSink, StreamRunner
+
+HOST = "127.0.0.1"
+
+
+def _get(port, path, timeout=5.0):
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type"), response.read()
+    finally:
+        conn.close()
+
+
+def _read_mjpeg_parts(port, parts: int, timeout=5.0):
+    """Read ``parts`` JPEG parts from /stream.mjpg (bounded: stops after ``parts`` or 200 reads)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", "/stream.mjpg")
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Type") == "multipart/x-mixed-replace; boundary=frame"
+        images = []
+        for _ in range(200):
+            if len(images) == parts:
+                break
+            line = response.fp.readline()
+            if not line.startswith(b"Content-Length:"):
+                continue
+            length = int(line.split(b":")[1])
+            assert response.fp.readline() == b"\r\n"
+            images.append(cv2.imdecode(np.frombuffer(response.fp.read(length), np.uint8), cv2.IMREAD_COLOR))
+        return images
+    finally:
+        conn.close()
+
+
+def test_mjpeg_endpoints_over_loopback(thread_guard):
+    sink = MjpegSink(port=0, host=HOST, quality=90, stats_provider=lambda: {"fps": 12.5})
+    try:
+        assert sink.port > 0 and sink.url == f"http://{HOST}:{sink.port}/"
+        status, _, _ = _get(sink.port, "/snapshot.jpg", timeout=5.0)
+        assert status == 503  # no frame yet: answered after a bounded wait, not hung
+
+        stop = threading.Event()
+
+        def produce():
+            i = 0
+            while not stop.is_set() and i < 2000:
+                frame = numbered_frame(i, (120, 160))
+                frame[20:100, 20:140] = (0, 0, 255)  # a red block to check the decoded content
+                sink.write(frame)
+                i += 1
+                time.sleep(0.01)
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        try:
+            status, ctype, body = _get(sink.port, "/snapshot.jpg")
+            assert status == 200 and ctype == "image/jpeg"
+            snap = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+            assert snap.shape == (120, 160, 3)
+            assert snap[60, 80, 2] > 200 and snap[60, 80, 0] < 60
+            images = _read_mjpeg_parts(sink.port, 3)
+            assert len(images) == 3 and all(img.shape == (120, 160, 3) for img in images)
+            status, ctype, body = _get(sink.port, "/stats")
+            assert status == 200 and json.loads(body) == {"fps": 12.5}
+            status, ctype, body = _get(sink.port, "/")
+            assert status == 200 and b"/stream.mjpg" in body
+            assert _get(sink.port, "/nope")[0] == 404
+        finally:
+            stop.set()
+            producer.join()
+    finally:
+        sink.close()
+
+
+def test_mjpeg_close_ends_open_streams(thread_guard):
+    """A client still connected to /stream.mjpg must not keep a server thread alive after close()."""
+    sink = MjpegSink(port=0, host=HOST)
+    sink.write(numbered_frame(1))
+    conn = http.client.HTTPConnection(HOST, sink.port, timeout=5.0)
+    conn.request("GET", "/stream.mjpg")
+    response = conn.getresponse()
+    assert response.status == 200
+    start = time.monotonic()
+    sink.close()
+    assert time.monotonic() - start < 5.0
+    conn.close()
+
+
+def test_runner_serves_overlays_and_stats(thread_guard):
+    box = {}
+    sink = MjpegSink(port=0, host=HOST, stats_provider=lambda: box["runner"].snapshot())
+    fetched = {}
+
+    def on_result(frame, result, stats):
+        if stats.processed == 5 and "stats" not in fetched:
+            fetched["stats"] = json.loads(_get(sink.port, "/stats")[2])
+            fetched["snapshot"] = _get(sink.port, "/snapshot.jpg")
+
+    source = CallableSource(lambda: (numbered_frame(i, (96, 128)) for i in range(10)), live=False)
+    runner = StreamRunner(FakeEngine(["sky", "road"]), source, [sink], drop_stale=False, on_result=on_result)
+    box["runner"] = runner
+    stats = runner.run()
+    assert stats.processed == 10 and sink.closed
+    assert fetched["stats"]["processed"] == 5 and fetched["stats"]["classes"] == ["sky", "road"]
+    assert fetched["snapshot"][0] == 200
+    with pytest.raises(OSError):
+        _get(sink.port, "/", timeout=1.0)  # the server is gone

@@ -1,0 +1,135 @@
+"""tools/profile.py on the tiny bundle (CPU, ONNX Runtime): files written, statistics consistent, stage times
+adding up to the end-to-end time."""
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+def _load_tool():
+    # imported under another name: "profile" is also a standard-library module
+    spec = importlib.util.spec_from_file_location("zsseg_profile_tool", os.path.join(REPO, "tools", "profile.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+profile_tool = _load_tool()
+
+# Stages are timed back to back inside Engine.__call__; only array stacking / result construction / the hook
+# itself fall outside them. On the 64 px tiny model that glue is a few percent of a call; 85% leaves room for a
+# loaded 2-core CI machine while still failing if a stage went missing (each is >= 5% here).
+MIN_STAGE_COVERAGE = 0.85
+
+
+@pytest.fixture(scope="module")
+def profile_run(tiny_bundle, tmp_path_factory):
+    out = tmp_path_factory.mktemp("profile")
+    argv = ["--bundle", tiny_bundle, "--classes", "3", "--resolutions", "64x64,128x96", "--batch-sizes", "1,2",
+            "--iters", "12", "--warmup", "2", "--text-iters", "2", "--compare", "onnxruntime:cpu,onnxruntime",
+            "--out", str(out), "--quiet"]
+    assert profile_tool.main(argv) == 0
+    with open(out / "profile.json", encoding="utf-8") as handle:
+        return out, json.load(handle)
+
+
+def test_files_written(profile_run):
+    out, report = profile_run
+    assert sorted(os.listdir(out)) == ["profile.csv", "profile.json", "profile.png"]
+    import cv2
+
+    png = cv2.imread(str(out / "profile.png"))
+    assert png is not None and png.shape[0] > 200 and png.shape[1] > 400
+    with open(out / "profile.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    # 2 backends x 2 resolutions x 2 batch sizes, 6 rows each, + 2 text-encoder rows
+    assert len(rows) == 2 * 2 * 2 * 6 + 2
+    assert {r["stage"] for r in rows} == {"preprocess", "image_encoder", "head", "postprocess", "other",
+                                          "end_to_end", "text_encoder"}
+    assert all(float(r["p50_ms"]) >= 0 for r in rows)
+
+
+def test_report_records_system_and_settings(profile_run):
+    _, report = profile_run
+    system = report["system"]
+    for key in ("cpu", "cpu_count", "onnxruntime", "tensorrt", "cuda", "gpu", "jetson", "python"):
+        assert key in system
+    assert system["onnxruntime"] and system["cpu"]
+    assert report["settings"]["image_size"] == 64 and report["settings"]["iters"] == 12
+    assert [b["timing"] for b in report["backends"]] == ["wall", "wall"]  # CPU: wall-clock, said so
+    assert len(report["results"]) == 8
+    first = report["results"][0]
+    assert (first["precision"], first["resolution"], first["batch"], first["classes"]) == ("fp32", [64, 64], 1, 3)
+    assert first["peak_host_rss_bytes"] > 10 * 2 ** 20
+    assert first["device_memory"]["bytes"] is None and "CPU" in first["device_memory"]["how"]
+
+
+def test_statistics_are_consistent_and_stages_add_up(profile_run):
+    _, report = profile_run
+    for res in report["results"]:
+        e2e = res["end_to_end"]
+        assert e2e["min"] <= e2e["p50"] <= e2e["p90"] <= e2e["p99"] <= e2e["max"]
+        samples = np.asarray(res["samples_ms"]["end_to_end"])
+        assert len(samples) == 12
+        assert e2e["mean"] == pytest.approx(samples.mean(), rel=1e-3)
+        assert res["fps"] == pytest.approx(res["batch"] * 1000.0 / samples.mean(), rel=1e-3)
+        for stage in profile_tool.STAGES:
+            assert res["stages"][stage]["mean"] > 0, (stage, res["backend"])
+        stage_mean_sum = sum(res["stages"][s]["mean"] for s in profile_tool.STAGES)
+        assert MIN_STAGE_COVERAGE <= res["stage_sum_coverage"] <= 1.0 + 1e-9, res["stage_sum_coverage"]
+        assert stage_mean_sum == pytest.approx(res["stage_sum_coverage"] * e2e["mean"], rel=1e-6)
+    text = report["text_encoder"]
+    assert [(t["backend"], t["classes"], t["n"]) for t in text] == [("onnxruntime:cpu", 3, 2), ("onnxruntime", 3, 2)]
+    assert all(t["wall"]["p50"] > 0 for t in text)
+
+
+def test_compare_rows(profile_run):
+    _, report = profile_run
+    rows = report["comparison"]
+    assert len(rows) == 4 and all(r["baseline"] == "onnxruntime:cpu" and r["backend"] == "onnxruntime"
+                                  for r in rows)
+    res = {(r["backend"], tuple(r["resolution"]), r["batch"], r["classes"]): r for r in report["results"]}
+    row = rows[0]
+    key = (tuple(row["resolution"]), row["batch"], row["classes"])
+    base, other = res[("onnxruntime:cpu",) + key], res[("onnxruntime",) + key]
+    assert row["speedup_end_to_end_p50"] == pytest.approx(base["end_to_end"]["p50"] / other["end_to_end"]["p50"])
+
+
+def test_terminal_table(profile_run):
+    _, report = profile_run
+    table = profile_tool.format_table(report)
+    assert "end_to_end" in table and "p99" in table and "text encoder" in table and "speedup" in table
+
+
+def test_compare_ratios_on_synthetic_results():
+    def result(backend, e2e, stage):
+        st = {"p50": stage, "mean": stage}
+        return {"backend": backend, "resolution": [64, 64], "batch": 1, "classes": 3,
+                "end_to_end": {"p50": e2e, "mean": e2e}, "stages": {s: st for s in profile_tool.STAGES}}
+    rows = profile_tool.compare([result("a", 10.0, 2.0), result("b", 5.0, 1.0), result("c", 20.0, 4.0)])
+    assert [(r["backend"], r["speedup_end_to_end_p50"], r["head_latency_ratio_p50"]) for r in rows] == [
+        ("b", 2.0, 0.5), ("c", 0.5, 2.0)]
+
+
+def test_argument_parsing_errors():
+    assert profile_tool.parse_resolution("640x480") == (640, 480)
+    assert profile_tool.parse_backend("tensorrt:int8")["precision"] == "int8"
+    assert profile_tool.parse_backend("torch:cuda")["device"] == "cuda"
+    for bad in ("640", "x480"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            profile_tool.parse_resolution(bad)
+    for bad in ("openvino", "tensorrt:fp8", "onnxruntime:tpu"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            profile_tool.parse_backend(bad)
+    with pytest.raises(argparse.ArgumentTypeError):
+        profile_tool.parse_int_list("0,4")
+    stats = profile_tool.percentiles([0.001, 0.002, 0.003])
+    assert stats["p50"] == pytest.approx(2.0) and stats["mean"] == pytest.approx(2.0)

@@ -1,0 +1,192 @@
+"""The capture thread: reads a source continuously and always hands the newest frame over (stale frames are
+dropped and counted), reconnecting with exponential backoff when the source is lost."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Optional
+
+import numpy as np
+
+from .sources import FrameSource, SourceError
+
+log = logging.getLogger("zsseg_rt.stream")
+
+
+@dataclasses.dataclass
+class Frame:
+    """One captured frame. ``index``: capture order (gaps = dropped frames); ``timestamp``: time.monotonic() at
+    capture, for end-to-end latency."""
+
+    image: np.ndarray  # [H, W, 3] uint8 BGR
+    index: int
+    timestamp: float
+
+
+@dataclasses.dataclass
+class Backoff:
+    """Reconnect delays: ``initial``, doubled after each failure up to ``maximum`` (reset after a good frame)."""
+
+    initial: float = 0.5
+    maximum: float = 10.0
+    factor: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
+
+
+class FrameGrabber:
+    """Runs ``source`` in a background thread.
+
+    Args:
+        source: the ``FrameSource`` (opened by the thread).
+        drop_stale: True (default, latency over throughput): a frame not yet taken when the next one arrives is
+            replaced and counted in ``dropped``. False: the thread waits until each frame is taken (every frame
+            processed, e.g. converting a video file).
+        loop: restart finite sources (files, folders) at their end instead of stopping.
+        backoff: reconnect delays after the source is lost or fails to open.
+        max_reconnects: give up after this many consecutive failed attempts (None: never; ``error`` is set).
+        pace: for non-live sources with a known fps, read at that rate (as a camera would deliver them) when
+            ``drop_stale``; without pacing a file would be read as fast as possible and mostly dropped.
+    """
+
+    def __init__(self, source: FrameSource, drop_stale: bool = True, loop: bool = False,
+                 backoff: Optional[Backoff] = None, max_reconnects: Optional[int] = None, pace: bool = True):
+        self.source = source
+        self.drop_stale = drop_stale
+        self.loop = loop
+        self.backoff = backoff or Backoff()
+        self.max_reconnects = max_reconnects
+        self.pace = pace
+        self.captured = 0
+        self.dropped = 0
+        self.reconnects = 0
+        self.error: Optional[BaseException] = None
+        self._cond = threading.Condition()
+        self._latest: Optional[Frame] = None
+        self._finished = False
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    # ---- consumer side ----------------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        """True once the source ended (finite, not looping), gave up reconnecting, or ``stop()`` was called,
+        and the last frame has been taken."""
+        with self._cond:
+            return self._finished and self._latest is None
+
+    def get(self, timeout: Optional[float] = None) -> Optional[Frame]:
+        """The newest frame not yet taken, waiting up to ``timeout`` seconds; None when there is none."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._latest is None and not self._finished:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            frame, self._latest = self._latest, None
+            self._cond.notify_all()
+            return frame
+
+    def start(self) -> "FrameGrabber":
+        if self._thread is not None:
+            raise RuntimeError("FrameGrabber.start() called twice")
+        self._thread = threading.Thread(target=self._run, name=f"zsseg-capture[{self.source.name}]", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread and close the source (waits up to ``timeout`` for a blocked read to return)."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("capture thread of %s did not stop within %.1fs (blocked in a read)",
+                            self.source.name, timeout)
+
+    # ---- capture thread ---------------------------------------------------------------------------------
+    def _publish(self, frame: Frame) -> None:
+        with self._cond:
+            if not self.drop_stale:
+                while self._latest is not None and not self._stop.is_set():
+                    self._cond.wait(0.1)
+            if self._latest is not None:
+                self.dropped += 1
+            self._latest = frame
+            self._cond.notify_all()
+
+    def _finish(self) -> None:
+        with self._cond:
+            self._finished = True
+            self._cond.notify_all()
+
+    def _open_with_backoff(self, attempt: int) -> int:
+        """Open the source, retrying with backoff; returns the number of failed attempts (0 = opened at once)."""
+        while not self._stop.is_set():
+            try:
+                self.source.open()
+                return attempt
+            except (SourceError, OSError) as exc:
+                attempt += 1
+                if self.max_reconnects is not None and attempt > self.max_reconnects:
+                    self.error = exc
+                    log.error("giving up on %s after %d attempts: %s", self.source.name, attempt - 1, exc)
+                    return -1
+                delay = self.backoff.delay(attempt)
+                log.warning("source %s unavailable (%s); retrying in %.1fs (attempt %d)",
+                            self.source.name, exc, delay, attempt)
+                self._stop.wait(delay)
+        return -1
+
+    def _run(self) -> None:
+        attempt = 0
+        try:
+            if self._open_with_backoff(0) < 0:
+                return
+            next_due = time.monotonic()
+            while not self._stop.is_set():
+                image = self.source.read()
+                if image is not None:
+                    attempt = 0
+                    self.captured += 1
+                    self._publish(Frame(image, self.captured - 1, time.monotonic()))
+                    if self.drop_stale and self.pace and not self.source.live and self.source.fps:
+                        next_due += 1.0 / self.source.fps
+                        wait = next_due - time.monotonic()
+                        if wait > 0:
+                            self._stop.wait(wait)
+                        else:
+                            next_due = time.monotonic()
+                    continue
+                if self.source.ended and not self.loop:
+                    log.info("source %s ended after %d frames", self.source.name, self.captured)
+                    return
+                self.source.close()
+                if self.source.ended:
+                    log.info("source %s ended; looping", self.source.name)
+                else:
+                    attempt += 1
+                    self.reconnects += 1
+                    delay = self.backoff.delay(attempt)
+                    log.warning("source %s lost; reconnecting in %.1fs (attempt %d)",
+                                self.source.name, delay, attempt)
+                    if self.max_reconnects is not None and attempt > self.max_reconnects:
+                        self.error = SourceError(f"{self.source.name} lost and not back after {attempt - 1} tries")
+                        log.error("%s", self.error)
+                        return
+                    self._stop.wait(delay)
+                attempt = self._open_with_backoff(attempt)
+                if attempt < 0:
+                    return
+                next_due = time.monotonic()
+        except BaseException as exc:  # noqa: BLE001 - reported to the consumer through ``error``
+            self.error = exc
+            log.exception("capture thread of %s failed", self.source.name)
+        finally:
+            self.source.close()
+            self._finish()

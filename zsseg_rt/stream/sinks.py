@@ -1,0 +1,304 @@
+"""Frame sinks: an on-screen window, a video file, an image folder, and an MJPEG-over-HTTP preview.
+
+Each sink has ``write(frame_bgr_uint8)`` and ``close()``; ``open_sink(spec)`` builds one from a user string
+(``display://``, ``out.mp4``, ``frames/``, ``http://127.0.0.1:8080``).
+"""
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import os
+import socketserver
+import threading
+from typing import Callable, Optional
+
+import numpy as np
+
+from .capabilities import require_window
+from .sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
+log = logging.getLogger("zsseg_rt.stream")
+
+_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+class SinkError(RuntimeError):
+    """A sink could not be created or written."""
+
+
+class FrameSink:
+    """Interface: ``write(frame)`` (BGR uint8 ``[H, W, 3]``), ``close()``; ``stop_requested`` when the sink asks
+    the stream to stop (e.g. the window's q / Esc key)."""
+
+    name = "sink"
+    stop_requested = False
+
+    def write(self, frame: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class WindowSink(FrameSink):
+    """``cv2.imshow`` window; q or Esc asks the stream to stop. Refuses clearly on headless OpenCV / no display."""
+
+    def __init__(self, title: str = "zsseg"):
+        require_window()
+        self.title = title
+        self.name = "window"
+        self.stop_requested = False
+
+    def write(self, frame):
+        import cv2  # noqa: WPS433
+
+        cv2.imshow(self.title, frame)
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):
+            self.stop_requested = True
+
+    def close(self):
+        import cv2  # noqa: WPS433
+
+        cv2.destroyWindow(self.title)
+
+
+class VideoFileSink(FrameSink):
+    """A video file (codec from the extension: mp4v for .mp4/.mov, MJPG for .avi/.mkv), opened at the first
+    frame's size. ``close()`` releases the writer, which finalises the container so the file stays playable."""
+
+    def __init__(self, path: str, fps: float = 30.0, fourcc: Optional[str] = None):
+        ext = os.path.splitext(path)[1].lower()
+        if fourcc is None and ext not in _FOURCC:
+            raise SinkError(f"unknown video extension {ext!r} for {path!r}: use one of {sorted(_FOURCC)}")
+        self.path = path
+        self.fps = float(fps)
+        self.fourcc = fourcc or _FOURCC[ext]
+        self.name = f"file:{path}"
+        self.frames = 0
+        self._writer = None
+        self._size = None
+
+    def write(self, frame):
+        import cv2  # noqa: WPS433
+
+        height, width = frame.shape[:2]
+        if self._writer is None:
+            parent = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(parent, exist_ok=True)
+            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
+            if not self._writer.isOpened():
+                self._writer = None
+                raise SinkError(f"cannot write video {self.path!r} with codec {self.fourcc} (OpenCV has no encoder "
+                                "for it; try an .avi path, which uses MJPG)")
+            self._size = (width, height)
+        if (width, height) != self._size:
+            frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(np.ascontiguousarray(frame, dtype=np.uint8))
+        self.frames += 1
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            log.info("wrote %d frames to %s", self.frames, self.path)
+
+
+class ImageFolderSink(FrameSink):
+    """One image per frame, ``frame_000000.jpg`` ... in ``folder`` (created)."""
+
+    def __init__(self, folder: str, extension: str = ".jpg"):
+        if not extension.startswith("."):
+            extension = "." + extension
+        if extension.lower() not in IMAGE_EXTENSIONS:
+            raise SinkError(f"image extension {extension!r} is not one of {IMAGE_EXTENSIONS}")
+        os.makedirs(folder, exist_ok=True)
+        self.folder = folder
+        self.extension = extension
+        self.name = f"folder:{folder}"
+        self.frames = 0
+
+    def write(self, frame):
+        import cv2  # noqa: WPS433
+
+        path = os.path.join(self.folder, f"frame_{self.frames:06d}{self.extension}")
+        if not cv2.imwrite(path, frame):
+            raise SinkError(f"cannot write {path!r}")
+        self.frames += 1
+
+
+_INDEX_HTML = """<!doctype html><html><head><title>zsseg preview</title>
+<style>body{{background:#111;color:#ddd;font-family:sans-serif;margin:1em}}img{{max-width:100%}}</style></head>
+<body><h3>zsseg live segmentation</h3><img src="/stream.mjpg" alt="stream">
+<p><a href="/snapshot.jpg">snapshot</a> &middot; <a href="/stats">stats (JSON)</a></p></body></html>"""
+
+
+class _MjpegHandler(http.server.BaseHTTPRequestHandler):
+    server: "_MjpegHTTPServer"
+    timeout = 5.0  # socket timeout: a client that stops reading cannot hold a handler thread forever
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, fmt, *args):  # noqa: D401 - quiet: route to logging at debug level
+        log.debug("mjpeg %s: " + fmt, self.client_address[0], *args)
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802 - http.server naming
+        sink = self.server.sink
+        path = self.path.split("?", 1)[0]
+        if path in ("/", "/index.html"):
+            self._send(200, _INDEX_HTML.format().encode(), "text/html; charset=utf-8")
+        elif path == "/snapshot.jpg":
+            jpeg, _seq = sink.wait_frame(-1, timeout=2.0)
+            if jpeg is None:
+                self._send(503, b"no frame yet\n", "text/plain")
+            else:
+                self._send(200, jpeg, "image/jpeg")
+        elif path == "/stats":
+            stats = sink.stats_provider() if sink.stats_provider else {}
+            self._send(200, json.dumps(stats).encode(), "application/json")
+        elif path == "/stream.mjpg":
+            self._stream(sink)
+        else:
+            self._send(404, b"not found: try /, /stream.mjpg, /snapshot.jpg or /stats\n", "text/plain")
+
+    def _stream(self, sink: "MjpegSink") -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        seq = -1
+        try:
+            while not sink.closed:
+                jpeg, new_seq = sink.wait_frame(seq, timeout=0.5)
+                if jpeg is None:
+                    continue
+                seq = new_seq
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg))
+                self.wfile.write(jpeg)
+                self.wfile.write(b"\r\n")
+        except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
+            pass  # the client went away
+
+
+class _MjpegHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = False
+    block_on_close = True  # server_close() joins the client threads: no thread outlives the sink
+    allow_reuse_address = True
+    sink: "MjpegSink"
+
+
+class MjpegSink(FrameSink):
+    """MJPEG-over-HTTP preview for headless devices: ``http://HOST:PORT/`` (page), ``/stream.mjpg`` (the stream),
+    ``/snapshot.jpg`` (newest frame), ``/stats`` (JSON from ``stats_provider``).
+
+    Args:
+        port: TCP port (0: pick a free one; read ``port`` afterwards).
+        host: interface to bind: 127.0.0.1 (default, this machine only). Use "0.0.0.0" to serve the LAN
+            (there is no authentication: only on a trusted network) or reach it with an SSH tunnel.
+        quality: JPEG quality 1-100.
+        stats_provider: optional callable returning a JSON-serialisable dict for ``/stats``.
+    """
+
+    def __init__(self, port: int = 8080, host: str = "127.0.0.1", quality: int = 80,
+                 stats_provider: Optional[Callable[[], dict]] = None):
+        if not 1 <= int(quality) <= 100:
+            raise SinkError(f"JPEG quality must be in 1..100, got {quality}")
+        self.quality = int(quality)
+        self.stats_provider = stats_provider
+        self.closed = False
+        self._cond = threading.Condition()
+        self._jpeg: Optional[bytes] = None
+        self._seq = 0
+        try:
+            self._server = _MjpegHTTPServer((host, int(port)), _MjpegHandler)
+        except OSError as exc:
+            raise SinkError(f"cannot serve the MJPEG preview on {host}:{port} ({exc}); pick another --preview "
+                            "port") from exc
+        self._server.sink = self
+        self.host, self.port = self._server.server_address[:2]
+        self.name = f"mjpeg:http://{self.host}:{self.port}/"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name=f"zsseg-mjpeg[{self.port}]", daemon=True)
+        self._thread.start()
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("MJPEG preview serves %s:%d without authentication", host, self.port)
+        log.info("MJPEG preview at http://%s:%d/", self.host, self.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def write(self, frame):
+        import cv2  # noqa: WPS433
+
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            raise SinkError("JPEG encoding failed")
+        with self._cond:
+            self._jpeg = buf.tobytes()
+            self._seq += 1
+            self._cond.notify_all()
+
+    def wait_frame(self, after_seq: int, timeout: float):
+        """(jpeg bytes, sequence) of a frame newer than ``after_seq``, or (None, after_seq) after ``timeout``."""
+        with self._cond:
+            if self._seq <= after_seq or self._jpeg is None:
+                self._cond.wait_for(lambda: self.closed or (self._jpeg is not None and self._seq > after_seq),
+                                    timeout)
+            if self._jpeg is None or self._seq <= after_seq or self.closed:
+                return None, after_seq
+            return self._jpeg, self._seq
+
+    def close(self):
+        if self.closed:
+            return
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5.0)
+
+
+class NullSink(FrameSink):
+    """Discards frames (benchmarks, soak tests); counts them."""
+
+    name = "null"
+
+    def __init__(self):
+        self.frames = 0
+
+    def write(self, frame):
+        self.frames += 1
+
+
+def open_sink(spec: str, fps: float = 30.0) -> FrameSink:
+    """Sink for a user string: ``display://`` / ``window`` (on-screen), ``http://HOST:PORT`` (MJPEG preview),
+    a video path (``.mp4``, ``.avi``, ...), or a folder (existing, ending in ``/``, or without extension)."""
+    text = str(spec).strip()
+    lower = text.lower()
+    if lower in ("display", "display://", "window", "screen"):
+        return WindowSink()
+    if lower.startswith("http://"):
+        hostport = text[len("http://"):].strip("/")
+        host, _, port = hostport.rpartition(":")
+        if not port.isdigit():
+            raise SinkError(f"MJPEG sink needs http://HOST:PORT, got {spec!r}")
+        return MjpegSink(int(port), host or "127.0.0.1")
+    if lower == "null":
+        return NullSink()
+    ext = os.path.splitext(text)[1].lower()
+    if ext in VIDEO_EXTENSIONS:
+        return VideoFileSink(text, fps=fps)
+    if text.endswith(("/", os.sep)) or os.path.isdir(text) or not ext:
+        return ImageFolderSink(text)
+    raise SinkError(f"output {spec!r} is not a window (display://), an MJPEG URL (http://127.0.0.1:8080), a video "
+                    f"file ({', '.join(VIDEO_EXTENSIONS)}) or a folder")

@@ -1,0 +1,287 @@
+"""Frame sources: V4L2 cameras, Jetson CSI cameras (GStreamer), RTSP/HTTP streams, video files, image folders.
+
+Every source yields BGR uint8 ``[H, W, 3]`` frames through ``read() -> Optional[np.ndarray]`` (None: no frame:
+the source is lost or, for finite sources, ended; ``ended`` tells which) and is (re)opened with ``open()``.
+Use ``open_source("csi://0")`` / ``parse_source(spec)`` to go from a user string to a source.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Iterable, List, Optional
+
+import numpy as np
+
+from .capabilities import require_gstreamer
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+
+
+class SourceError(RuntimeError):
+    """A source could not be opened or read."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSpec:
+    """A parsed source string.
+
+    Attributes:
+        kind: "v4l2", "csi", "network", "file", "folder" or "gstreamer".
+        target: the device path / index, sensor id, URL, file path, folder path or pipeline.
+        live: True for cameras and network streams (frames arrive in real time; losing them means reconnect).
+    """
+
+    kind: str
+    target: str
+    live: bool
+
+
+def parse_source(spec) -> SourceSpec:
+    """Classify a user source string: ``0``, ``/dev/video0``, ``v4l2:///dev/video1``, ``csi://0``,
+    ``rtsp://...``/``http://...``, ``file://clip.mp4`` or a path to a video file / image folder, or a raw
+    GStreamer pipeline ending in ``appsink``."""
+    text = str(spec).strip()
+    if not text:
+        raise SourceError("the source is empty: give a camera (0, /dev/video0, csi://0), a URL, a file or a folder")
+    if text.isdigit():
+        return SourceSpec("v4l2", text, True)
+    lower = text.lower()
+    if lower.startswith("v4l2://"):
+        return SourceSpec("v4l2", text[len("v4l2://"):], True)
+    if lower.startswith("/dev/video"):
+        return SourceSpec("v4l2", text, True)
+    if lower.startswith("csi://"):
+        sensor = text[len("csi://"):] or "0"
+        if not sensor.isdigit():
+            raise SourceError(f"csi:// takes a sensor id such as csi://0, got {text!r}")
+        return SourceSpec("csi", sensor, True)
+    if lower.startswith(NETWORK_SCHEMES):
+        return SourceSpec("network", text, True)
+    if "!" in text and "appsink" in text:
+        return SourceSpec("gstreamer", text, True)
+    if lower.startswith("file://"):
+        text = text[len("file://"):]
+    if os.path.isdir(text):
+        return SourceSpec("folder", text, False)
+    if os.path.isfile(text):
+        return SourceSpec("file", text, False)
+    raise SourceError(
+        f"source {spec!r} is neither a camera (0, /dev/video0, csi://0), a URL (rtsp://, http://), an existing video "
+        "file nor an existing image folder"
+    )
+
+
+def csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30, flip: int = 0) -> str:
+    """GStreamer pipeline for a Jetson CSI camera (nvarguscamerasrc -> BGR appsink, newest buffer only)."""
+    return (
+        f"nvarguscamerasrc sensor-id={int(sensor_id)} ! "
+        f"video/x-raw(memory:NVMM), width=(int){int(width)}, height=(int){int(height)}, "
+        f"framerate=(fraction){int(fps)}/1, format=(string)NV12 ! "
+        f"nvvidconv flip-method={int(flip)} ! video/x-raw, format=(string)BGRx ! "
+        "videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false"
+    )
+
+
+class FrameSource:
+    """Interface. ``open()`` (idempotent re-open), ``read()``, ``close()``; ``ended`` after a finite source's
+    last frame; ``live`` for real-time sources; ``fps`` when known (used to pace non-live sources)."""
+
+    name = "source"
+    live = False
+    fps: Optional[float] = None
+
+    def __init__(self):
+        self.ended = False
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def read(self) -> Optional[np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        self.open()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class OpenCVSource(FrameSource):
+    """``cv2.VideoCapture`` over a V4L2 device, a CSI/GStreamer pipeline, a network stream or a video file.
+
+    Args:
+        spec: a ``SourceSpec`` (kind v4l2, csi, gstreamer, network or file).
+        width, height, fps: requested capture format for cameras (None: the device's default). CSI needs them;
+            defaults 1280x720 at 30 fps.
+        timeout_s: open/read timeout for network streams (FFmpeg backend), so a dead RTSP server is noticed.
+    """
+
+    def __init__(self, spec: SourceSpec, width: Optional[int] = None, height: Optional[int] = None,
+                 fps: Optional[float] = None, timeout_s: float = 5.0):
+        super().__init__()
+        if spec.kind not in ("v4l2", "csi", "gstreamer", "network", "file"):
+            raise SourceError(f"OpenCVSource cannot open a {spec.kind!r} source")
+        if spec.kind in ("csi", "gstreamer"):
+            require_gstreamer(f"source {spec.target!r}" if spec.kind == "gstreamer" else f"csi://{spec.target}")
+        self.spec = spec
+        self.live = spec.live
+        self.name = f"{spec.kind}:{spec.target}"
+        self.width, self.height, self.requested_fps = width, height, fps
+        self.timeout_s = float(timeout_s)
+        self.fps = fps
+        self._cap = None
+
+    def _capture(self):
+        import cv2  # noqa: WPS433
+
+        kind, target = self.spec.kind, self.spec.target
+        if kind == "csi":
+            pipeline = csi_pipeline(int(target), self.width or 1280, self.height or 720, int(self.requested_fps or 30))
+            return cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
+        if kind == "gstreamer":
+            return cv2.VideoCapture(target, cv2.CAP_GSTREAMER)
+        if kind == "v4l2":
+            device = int(target) if target.isdigit() else target
+            return cv2.VideoCapture(device, cv2.CAP_V4L2)
+        if kind == "network":
+            ms = int(self.timeout_s * 1000)
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+        return cv2.VideoCapture(target)
+
+    def open(self) -> None:
+        import cv2  # noqa: WPS433
+
+        self.close()
+        self.ended = False
+        cap = self._capture()
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {self.name} (device missing or busy, URL unreachable, or not a video)")
+        if self.spec.kind == "v4l2":
+            if self.width:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+            if self.height:
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+            if self.requested_fps:
+                cap.set(cv2.CAP_PROP_FPS, self.requested_fps)
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep the driver queue short: newest frame, lowest latency
+        reported = cap.get(cv2.CAP_PROP_FPS)
+        if self.requested_fps is None and reported and 0 < reported < 1000:
+            self.fps = float(reported)
+        self._cap = cap
+
+    def read(self) -> Optional[np.ndarray]:
+        if self._cap is None:
+            return None
+        ok, frame = self._cap.read()
+        if not ok or frame is None:
+            if not self.live:
+                self.ended = True
+            return None
+        if frame.ndim == 2:
+            frame = np.repeat(frame[:, :, None], 3, axis=2)
+        return frame
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class ImageFolderSource(FrameSource):
+    """The images of a folder, in name order, as frames (unreadable files are skipped)."""
+
+    def __init__(self, folder: str, fps: Optional[float] = None):
+        super().__init__()
+        self.folder = folder
+        self.name = f"folder:{folder}"
+        self.fps = fps
+        self._paths: List[str] = []
+        self._index = 0
+
+    def open(self) -> None:
+        if not os.path.isdir(self.folder):
+            raise SourceError(f"image folder {self.folder!r} does not exist")
+        self._paths = sorted(
+            os.path.join(self.folder, name) for name in os.listdir(self.folder)
+            if name.lower().endswith(IMAGE_EXTENSIONS)
+        )
+        if not self._paths:
+            raise SourceError(f"image folder {self.folder!r} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        self._index = 0
+        self.ended = False
+
+    def read(self) -> Optional[np.ndarray]:
+        import cv2  # noqa: WPS433
+
+        while self._index < len(self._paths):
+            path = self._paths[self._index]
+            self._index += 1
+            frame = cv2.imread(path, cv2.IMREAD_COLOR)
+            if frame is not None:
+                return frame
+        self.ended = True
+        return None
+
+
+class CallableSource(FrameSource):
+    """Frames from a Python callable or iterable (synthetic sources, tests, frames from another library).
+
+    Args:
+        factory: called on every ``open()``; returns an iterable of BGR uint8 frames (a generator is fine).
+            Raising an exception from ``factory`` or from the iteration counts as losing the source.
+        live: whether the frames are real-time (a lost live source is reconnected with backoff).
+        fps: pace for non-live sources (None: as fast as they are consumed).
+    """
+
+    def __init__(self, factory: Callable[[], Iterable[np.ndarray]], live: bool = True, fps: Optional[float] = None,
+                 name: str = "callable"):
+        super().__init__()
+        self.factory = factory
+        self.live = live
+        self.fps = fps
+        self.name = name
+        self._iter = None
+
+    def open(self) -> None:
+        self.ended = False
+        try:
+            self._iter = iter(self.factory())
+        except Exception as exc:  # noqa: BLE001 - any failure to open is reported as a SourceError
+            self._iter = None
+            raise SourceError(f"cannot open {self.name}: {exc}") from exc
+
+    def read(self) -> Optional[np.ndarray]:
+        if self._iter is None:
+            return None
+        try:
+            return next(self._iter)
+        except StopIteration:
+            self._iter = None
+            if not self.live:
+                self.ended = True
+            return None
+        except Exception:  # noqa: BLE001 - a failing generator is a lost source, not a crash
+            self._iter = None
+            return None
+
+    def close(self) -> None:
+        self._iter = None
+
+
+def open_source(spec, width: Optional[int] = None, height: Optional[int] = None,
+                fps: Optional[float] = None) -> FrameSource:
+    """Build (not yet open) the ``FrameSource`` for a user string or ``SourceSpec``."""
+    if isinstance(spec, FrameSource):
+        return spec
+    parsed = spec if isinstance(spec, SourceSpec) else parse_source(spec)
+    if parsed.kind == "folder":
+        return ImageFolderSource(parsed.target, fps=fps)
+    return OpenCVSource(parsed, width=width, height=height, fps=fps)

@@ -1,0 +1,62 @@
+"""Live vocabulary changes: a text file watched for edits (one class per line or comma-separated)."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import List, Optional, Tuple
+
+log = logging.getLogger("zsseg_rt.stream")
+
+
+def parse_class_text(text: str) -> List[str]:
+    """Class names from file text: one per line and/or comma-separated; ``#`` starts a comment; blanks skipped."""
+    names: List[str] = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        names.extend(part.strip() for part in line.split(",") if part.strip())
+    return names
+
+
+class ClassFileWatcher:
+    """Polls a class-list file; ``poll()`` returns the new names when the file changed since the last poll.
+
+    Polling (mtime + size + content) instead of inotify keeps it portable; the stream loop calls ``poll()`` at
+    most every ``interval`` seconds, so watching costs nothing measurable.
+    """
+
+    def __init__(self, path: str, interval: float = 0.5):
+        self.path = path
+        self.interval = float(interval)
+        self._stamp: Optional[Tuple[float, int]] = None
+        self._names: Optional[List[str]] = None
+        self._last_poll = float("-inf")
+
+    def read(self) -> List[str]:
+        with open(self.path, encoding="utf-8") as handle:
+            return parse_class_text(handle.read())
+
+    def poll(self, now: float) -> Optional[List[str]]:
+        """New class names if the file changed (and is non-empty), else None. ``now``: time.monotonic()."""
+        if now - self._last_poll < self.interval:
+            return None
+        self._last_poll = now
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None  # being replaced (editors write a new file and rename): try again next poll
+        stamp = (stat.st_mtime, stat.st_size)
+        if stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        try:
+            names = self.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("cannot read class file %s: %s", self.path, exc)
+            return None
+        if not names:
+            log.warning("class file %s is empty; keeping the current classes", self.path)
+            return None
+        if names == self._names:
+            return None
+        self._names = names
+        return names
