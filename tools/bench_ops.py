@@ -13,17 +13,17 @@ Method (printed with the results):
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import re
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import machine_description, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "## Native ops (CPU)"
@@ -164,25 +164,6 @@ def verdict(kind: str, ours: dict, torch_side: dict) -> str:
     return "(no target)"
 
 
-def machine_description(threads: int) -> List[str]:
-    cpu = "unknown CPU"
-    try:
-        cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1).strip()
-    except (OSError, AttributeError):
-        pass
-    try:
-        import torch
-
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = "not installed"
-    return [
-        f"- Machine: {cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
-        f"- Threads: {threads} (OMP_NUM_THREADS for zsseg_rt, torch.set_num_threads for PyTorch)",
-        f"- PyTorch {torch_version}, Python {platform.python_version()}, date {datetime.date.today().isoformat()}",
-    ]
-
-
 def render(rows: List[tuple], args) -> str:
     lines = [SECTION, "", "Regenerate: `.venv/bin/python tools/bench_ops.py --write`", ""]
     lines += machine_description(args.threads)
@@ -220,18 +201,6 @@ NOTES = [
 ]
 
 
-def write_section(text: str) -> Path:
-    path = REPO / "BENCHMARKS.md"
-    if not path.exists():
-        path.write_text("# Benchmarks\n\nEach section says how to regenerate it.\n\n" + text)
-        return path
-    content = path.read_text()
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=^## |\Z)", re.S | re.M)
-    content = pattern.sub(lambda _: text + "\n", content) if pattern.search(content) else content.rstrip() + "\n\n" + text
-    path.write_text(content)
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", action="store_true", help="update the section in BENCHMARKS.md")
@@ -254,7 +223,7 @@ def main() -> None:
     print()
     print(text)
     if args.write:
-        print(f"wrote {write_section(text)}")
+        print(f"wrote {write_section(SECTION, text)}")
 
 
 if __name__ == "__main__":

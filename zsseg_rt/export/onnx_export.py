@@ -13,7 +13,6 @@ import tempfile
 import warnings
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 
 from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, default_graph_io, sha256_file
