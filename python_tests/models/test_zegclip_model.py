@@ -71,8 +71,7 @@ def official_reference(model: ZegCLIP, img: torch.Tensor, text: torch.Tensor, he
     g = g / g.norm(dim=1, keepdim=True)
     # decode head (get_qs + TPN decoder, sequence-first as in the official code)
     head = model.decode_head
-    t = text / text.norm(dim=-1, keepdim=True)
-    tq = t.expand(b, -1, -1)
+    tq = text.expand(b, -1, -1)  # official get_qs: the embeddings exactly as given (no re-normalisation)
     q = torch.cat((torch.einsum("bd,bcd->bcd", g, tq), tq), dim=-1) @ head.q_proj.weight.T + head.q_proj.bias
     q = q.transpose(0, 1)  # [C, B, D]
     mem = vis.flatten(-2).transpose(-1, -2).transpose(0, 1)  # [HW, B, D]
@@ -99,6 +98,7 @@ def official_reference(model: ZegCLIP, img: torch.Tensor, text: torch.Tensor, he
 
 def test_forward_matches_official_transcription(tiny_model, tiny_images, tiny_text):
     heads = tiny_model.config.width // 32  # tiny config: head_width 32
+    tiny_text = F.normalize(tiny_text, dim=-1)  # as the text encoder / official .npy files provide them
     with torch.no_grad():
         g_ref, vis_ref, logits_ref = official_reference(tiny_model, tiny_images, tiny_text, heads)
         g, patches, grid = tiny_model.encode_image(tiny_images)
@@ -109,6 +109,21 @@ def test_forward_matches_official_transcription(tiny_model, tiny_images, tiny_te
     assert logits.shape == (2, 5, 4, 4)
     # fp32, ~10 matmuls deep: 1e-4 relative is rounding, a semantic slip (scale, head mean, order) is O(1)
     torch.testing.assert_close(logits, logits_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_text_used_as_given_unless_renormalize_option(tiny_model, tiny_images, tiny_text):
+    unit = F.normalize(tiny_text, dim=-1)
+    with torch.no_grad():
+        g, p, grid = tiny_model.encode_image(tiny_images)
+        as_given = tiny_model.decode(3.0 * unit, g, p, grid)
+        unit_logits = tiny_model.decode(unit, g, p, grid)
+    assert tiny_model.config.renormalize_text is False
+    assert not torch.allclose(as_given, unit_logits, atol=1e-3)  # official: no re-normalisation inside the head
+    fixed = create_model(TINY, renormalize_text=True)
+    fixed.load_state_dict(tiny_model.state_dict())
+    with torch.no_grad():
+        renorm = fixed.eval().decode(3.0 * unit, g, p, grid)
+    torch.testing.assert_close(renorm, unit_logits, rtol=1e-5, atol=1e-6)
 
 
 def test_outputs_are_normalised_and_cls_quirk_is_default(tiny_model, tiny_images):

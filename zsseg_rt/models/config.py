@@ -91,6 +91,9 @@ class ZegCLIPConfig:
     deep_prompt_layers: Optional[int] = None  # None -> layers - 1 (official total_d_layer=11 for 12 layers)
     prompt_dropout: float = 0.1
     fix_double_class_embedding: bool = False  # official quirk: CLS = 2*class_embedding + pos[0]
+    # Official: the head uses the class embeddings exactly as given (the .npy rows are fp16-normalised; the text
+    # encoder path normalises). True re-normalises them inside decode (an option for unnormalised inputs).
+    renormalize_text: bool = False
     decoder_layers: int = 3
     decoder_heads: int = 8
     decoder_ffn_dim: Optional[int] = 2048  # None -> 4 * embed_dim

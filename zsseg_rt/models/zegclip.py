@@ -185,8 +185,14 @@ class ZegCLIP(nn.Module):
         patches: torch.Tensor,
         grid: Tuple[int, int],
     ) -> torch.Tensor:
-        """Mask logits ``[B, C, h, w]`` from text ``[C,D]``/``[B,C,D]`` (L2-normalised here) and image features."""
-        text = F.normalize(text.to(patches.dtype), dim=-1)
+        """Mask logits ``[B, C, h, w]`` from text ``[C,D]``/``[B,C,D]`` and image features.
+
+        The text embeddings are used as given, like the official head (they come L2-normalised from the text
+        encoder or the official .npy files); ``config.renormalize_text`` re-normalises them first.
+        """
+        text = text.to(patches.dtype)
+        if self.config.renormalize_text:
+            text = F.normalize(text, dim=-1)
         return self.decode_head(text, image_global, patches, grid)
 
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -211,7 +217,9 @@ class ZegCLIP(nn.Module):
 
         head = self.decode_head
         dev, dtype = patches.device, patches.dtype
-        text = F.normalize(text.float(), dim=-1)
+        text = text.float()
+        if self.config.renormalize_text:
+            text = F.normalize(text, dim=-1)
         t_np = text.detach().cpu().numpy()
         g_np = image_global.detach().float().cpu().numpy()
         w = head.q_proj.weight.detach().float().cpu().numpy()
