@@ -22,8 +22,23 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import machine_description, write_section  # noqa: E402
+
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)  # tools/profile.py is named like the stdlib ``profile`` module (imported by torch)
+
+
+def _load_bench_common():
+    """tools/ must not go on sys.path: tools/profile.py would shadow the stdlib ``profile`` module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_common", Path(__file__).resolve().parent / "bench_common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_common = _load_bench_common()
+machine_description, write_section = _common.machine_description, _common.write_section
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "## Native ops (CPU)"
