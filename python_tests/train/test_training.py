@@ -1,0 +1,236 @@
+"""Training: recipe/schedule checks, learning on synthetic data, exact resume, crash safety, accumulation."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from zsseg_rt.data import SyntheticDataset  # noqa: E402
+from zsseg_rt.eval import evaluate  # noqa: E402
+from zsseg_rt.train import Trainer, load_train_config, poly_lr  # noqa: E402
+from zsseg_rt.train.checkpoint import find_resume_checkpoint, load_checkpoint  # noqa: E402
+
+NO_DROPOUT = {"prompt_dropout": 0.0, "decoder_dropout": 0.0, "decoder_attn_dropout": 0.0}
+
+
+def _cfg(tmp, **kw):
+    return load_train_config("tiny_test", work_dir=str(tmp), **kw)
+
+
+def test_official_recipes_and_schedule():
+    for name, iters in [("voc_inductive", 20000), ("coco_inductive", 80000), ("voc_transductive", 10000),
+                        ("coco_transductive", 40000), ("voc_fully", 20000), ("coco_fully", 80000)]:
+        cfg = load_train_config(name)
+        assert (cfg.iterations, cfg.batch_size, cfg.lr, cfg.weight_decay) == (iters, 16, 2e-4, 0.01)
+        assert (cfg.warmup_iters, cfg.warmup_ratio, cfg.poly_power, cfg.min_lr) == (1500, 1e-6, 0.9, 1e-6)
+    assert load_train_config("voc_transductive").init_from.endswith("iter_0010000.pt")
+    kw = dict(base_lr=2e-4, max_iters=20000, power=0.9, min_lr=1e-6, warmup_iters=1500, warmup_ratio=1e-6)
+    assert poly_lr(0, **kw) == pytest.approx(2e-4 * 1e-6, rel=1e-3)  # mmcv: regular_lr * (1 - k), k = 1 - 1e-6
+    reg = (2e-4 - 1e-6) * (1 - 750 / 20000) ** 0.9 + 1e-6
+    assert poly_lr(750, **kw) == pytest.approx(reg * (1 - 0.5 * (1 - 1e-6)))
+    assert poly_lr(1500, **kw) == pytest.approx((2e-4 - 1e-6) * (1 - 1500 / 20000) ** 0.9 + 1e-6)
+    assert poly_lr(20000, **kw) == pytest.approx(1e-6)
+
+
+def test_unknown_config_keys_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown training config keys \['bacth_size'\]"):
+        load_train_config("tiny_test", ["bacth_size=4"])
+    with pytest.raises(ValueError, match="unknown config keys"):  # model overrides go through the model config
+        Trainer(_cfg(tmp_path, model_overrides={"bogus": 1}), progress=False)
+
+
+def test_tiny_model_learns_seen_classes(tmp_path, capsys):
+    """300 iterations on synthetic shapes must clearly beat the untrained model on seen-class mIoU."""
+    cfg = _cfg(tmp_path, iterations=300, checkpoint_interval=1000)
+    tr = Trainer(cfg, progress=False)
+    text = tr.text_all.numpy()
+    held_out = SyntheticDataset(length=16, size=(64, 64), num_classes=6, seed=999, unseen=["cyan checker"])
+    # seen_classes=[]: no -0.1 seen calibration, because the unseen class's RANDOM text embedding is not
+    # meaningful here (real CLIP text is what makes unseen classes work); seen-class learning is what we test.
+    kw = dict(mode="whole", text_embeddings=text, seen_classes=[], progress=False)
+    before = evaluate(tr.model, held_out, **kw)
+    t0 = time.time()
+    summary = tr.train()
+    after = evaluate(tr.model, held_out, **kw)
+    with capsys.disabled():
+        print(f"\n[learning] mIoU(seen) {before['mIoU_seen']:.1f} -> {after['mIoU_seen']:.1f}, pAcc "
+              f"{before['pAcc']:.1f} -> {after['pAcc']:.1f}, {time.time() - t0:.1f}s for 300 iterations")
+    assert summary["iteration"] == 300 and (tmp_path / "final" / "model.safetensors").is_file()
+    assert after["mIoU_seen"] >= before["mIoU_seen"] + 20.0
+    assert after["pAcc"] >= before["pAcc"] + 20.0
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("iter,loss") and len(rows) == 31
+
+
+def _params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    over = dict(iterations=10, checkpoint_interval=5, batch_size=4, warmup_iters=3, save_native=False)
+    a = Trainer(_cfg(tmp_path / "a", **over), progress=False)
+    a.train()
+    b = Trainer(_cfg(tmp_path / "b", **over), progress=False)
+    assert b.train(stop_after=5)["iteration"] == 5
+    del b
+    c = Trainer(_cfg(tmp_path / "b", **over), progress=False)
+    out = c.train(resume="auto")
+    assert out["iteration"] == 10
+    pa, pc = _params(a.model), _params(c.model)
+    assert pa.keys() == pc.keys()
+    for k in pa:
+        assert torch.equal(pa[k], pc[k]), k  # bitwise
+    sa, sc = a.optimizer.state_dict()["state"], c.optimizer.state_dict()["state"]
+    for i in sa:
+        assert torch.equal(sa[i]["exp_avg"], sc[i]["exp_avg"])
+    la = (tmp_path / "a" / "log.csv").read_text().splitlines()
+    lc = (tmp_path / "b" / "log.csv").read_text().splitlines()
+    rows_c = [r.split(",")[:6] for r in lc if not r.startswith("5,")]  # the interrupted run also logged iter 5
+    assert [r.split(",")[:6] for r in la] == rows_c  # same losses and lrs, no duplicated rows
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    over = dict(iterations=4, checkpoint_interval=2, batch_size=2, save_native=False)
+    tr = Trainer(_cfg(tmp_path, **over), progress=False)
+    tr.train(stop_after=2)
+    good = find_resume_checkpoint(tmp_path)
+    assert good.name == "iter_0000002.pt"
+    import zsseg_rt.train.checkpoint as ck
+
+    def dying_save(obj, f):
+        f.write(b"PK\x03\x04 partial checkpoint bytes")
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(ck.torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        tr.train(stop_after=2)
+    monkeypatch.undo()
+    files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert files == ["iter_0000002.pt", "last_checkpoint"]  # no truncated file under any name
+    assert find_resume_checkpoint(tmp_path) == good and load_checkpoint(good)["iteration"] == 2
+    # a garbage file with a checkpoint name is skipped in favour of the newest readable one
+    (tmp_path / "checkpoints" / "iter_0000003.pt").write_bytes(b"garbage")
+    (tmp_path / "checkpoints" / "last_checkpoint").write_text("iter_0000003.pt\n")
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        assert find_resume_checkpoint(tmp_path) == good
+
+
+def test_killed_training_process_resumes(tmp_path):
+    cmd = [sys.executable, "-m", "zsseg_rt.train", "tiny_test", "--work-dir", str(tmp_path), "--no-progress",
+           "--iterations", "100000", "--batch-size", "2", "--set", "checkpoint_interval=2"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            if len(list((tmp_path / "checkpoints").glob("iter_*.pt"))) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    path = find_resume_checkpoint(tmp_path)
+    assert path is not None
+    it = load_checkpoint(path)["iteration"]
+    tr = Trainer(_cfg(tmp_path, iterations=100000, batch_size=2, checkpoint_interval=2), progress=False)
+    assert tr.train(resume="auto", stop_after=2)["iteration"] == it + 2
+
+
+def test_grad_accumulation_matches_one_big_batch(tmp_path):
+    over = dict(batch_size=4, warmup_iters=0, model_overrides={"image_size": 64, "crop_size": 64, **NO_DROPOUT},
+                save_native=False)
+    one = Trainer(_cfg(tmp_path / "1", grad_accum=1, **over), progress=False)
+    two = Trainer(_cfg(tmp_path / "2", grad_accum=2, **over), progress=False)
+    it1, it2 = iter(one._loader()), iter(two._loader())
+    one.train_step([next(it1)])
+    two.train_step([next(it2), next(it2)])
+    # the gradients of the step (left in .grad) must agree: Adam's first update is ~sign(grad), which would
+    # amplify float-rounding differences of near-zero gradients, so compare gradients, not parameters
+    g1 = [p.grad for p in one.model.trainable_parameters() if p.grad is not None]
+    g2 = [p.grad for p in two.model.trainable_parameters() if p.grad is not None]
+    assert len(g1) == len(g2) > 0
+    scale = max(float(g.abs().max()) for g in g1)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("setting", ["transductive", "fully"])
+def test_other_settings_train(tmp_path, setting):
+    tr = Trainer(_cfg(tmp_path, setting=setting, iterations=3, batch_size=2, save_native=False), progress=False)
+    assert tr.text_train.shape[0] == 6  # all class embeddings
+    if setting == "transductive":
+        _, lab, _ = tr.stream[0]
+        assert (lab == -1).any() or not (lab == 5).any()  # unseen (cyan checker, 5) GT -> -1, never 5
+    out = tr.train()
+    assert out["iteration"] == 3 and np.isfinite(out["last_loss"])
+
+
+def test_transductive_init_from_inductive_checkpoint(tmp_path):
+    ind = Trainer(_cfg(tmp_path / "ind", iterations=2, batch_size=2, save_native=False), progress=False)
+    ckpt = ind.train()["checkpoint"]
+    st = Trainer(_cfg(tmp_path / "st", setting="transductive", init_from=str(ckpt), iterations=1, batch_size=2),
+                 progress=False)
+    for k, v in ind.model.state_dict().items():
+        assert torch.equal(v, st.model.state_dict()[k])
+    assert st.iteration == 0
+
+
+def test_torchrun_two_process_gloo_matches_single_process(tmp_path):
+    """DDP on the CPU (gloo, 2 processes): same data partition and loss normalisation as one process."""
+    import json
+    import shutil
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    if not os.path.exists(torchrun):
+        pytest.skip("torchrun not found")
+    cfg = {"model": "zegclip_tiny_p8_test",
+           "model_overrides": {"image_size": 64, "crop_size": 64, "stride": 48, "test_scale": [256, 64], **NO_DROPOUT},
+           "dataset": {"type": "synthetic", "length": 32, "size": [64, 64], "num_classes": 6, "seed": 0,
+                       "unseen": ["cyan checker"]},
+           "text_embeddings": "random:0", "iterations": 3, "batch_size": 4, "lr": 1e-3, "warmup_iters": 0,
+           "crop_size": 64, "img_scale": [128, 64], "num_workers": 0, "checkpoint_interval": 3, "log_interval": 1,
+           "save_native": False}
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run([torchrun, "--nproc_per_node=2", "-m", "zsseg_rt.train", str(path), "--work-dir",
+                          str(tmp_path / "ddp"), "--no-progress", "--device", "cpu"], env=env, capture_output=True,
+                         timeout=180)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    Trainer(load_train_config(str(path), work_dir=str(tmp_path / "one")), device="cpu", progress=False).train()
+
+    def losses(d):
+        rows = (tmp_path / d / "log.csv").read_text().splitlines()[1:]
+        return [[float(x) for x in r.split(",")[1:6]] for r in rows]
+
+    a, b = losses("ddp"), losses("one")
+    assert len(a) == len(b) == 3
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+    assert len(load_checkpoint(tmp_path / "ddp" / "checkpoints" / "iter_0000003.pt")["rng"]) == 2
+
+
+def test_cli_commands_register():
+    import argparse
+
+    from zsseg_rt.eval.cli import add_eval_command
+    from zsseg_rt.train.cli import add_train_command
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="cmd")
+    add_train_command(sub)
+    add_eval_command(sub)
+    a = parser.parse_args(["train", "voc_inductive", "--amp", "--grad-accum", "4", "--set", "iterations=5"])
+    assert a.amp is True and a.grad_accum == 4 and a.overrides == ["iterations=5"] and callable(a.func)
+    e = parser.parse_args(["eval", "ckpt.pt", "--dataset", "voc", "--data-root", "/x", "--mode", "whole"])
+    assert e.dataset == "voc" and e.mode == "whole" and e.skip_corrupt is False

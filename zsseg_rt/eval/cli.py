@@ -1,0 +1,83 @@
+"""``zsseg eval CHECKPOINT|BUNDLE --dataset ...``: metrics table + JSON (``add_eval_command``)."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import List, Optional
+
+__all__ = ["add_eval_command", "main"]
+
+
+def _split_list(text: Optional[str]):
+    if text is None:
+        return None
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from zsseg_rt.data import build_dataset
+
+    from .evaluate import evaluate, save_json
+    from .metrics import format_table
+
+    if args.dataset_config:
+        with open(args.dataset_config, "r", encoding="utf-8") as f:
+            spec = json.load(f)
+    else:
+        if args.dataset is None:
+            raise SystemExit("give --dataset {voc,coco_stuff,context59,ade150,folder,synthetic} or --dataset-config")
+        spec = {"type": args.dataset}
+        if args.data_root:
+            spec["root"] = args.data_root
+        if args.split:
+            spec["split"] = args.split
+    spec["on_corrupt"] = "skip" if args.skip_corrupt else "raise"
+    if args.ignore_bad_labels:
+        spec["on_bad_label"] = "ignore"
+    ds = build_dataset(spec)
+    metrics = evaluate(args.checkpoint, ds, mode=args.mode, text_embeddings=args.text_embeddings,
+                       unseen=_split_list(args.unseen), device=args.device, backend=args.backend, limit=args.limit,
+                       progress=not args.no_progress)
+    print(format_table(metrics, per_class=not args.no_per_class))
+    print(f"{metrics['images']} images ({metrics['skipped']} skipped), mode {metrics['mode']}, {metrics['source']}")
+    if args.json:
+        save_json(metrics, args.json)
+        print(f"metrics written to {args.json}")
+    return 0
+
+
+def add_eval_command(subparsers) -> argparse.ArgumentParser:
+    """Register ``eval`` on an argparse subparsers object (``zsseg eval``)."""
+    p = subparsers.add_parser(
+        "eval", help="evaluate a checkpoint or bundle: per-class IoU, mIoU(seen/unseen), hIoU, pAcc",
+        description="Evaluate a training checkpoint (.pt), a native checkpoint directory or an export bundle on "
+                    "a labelled dataset, with all classes predicted jointly (generalized zero-shot).")
+    p.add_argument("checkpoint", help="training checkpoint .pt, native checkpoint dir, or bundle dir")
+    p.add_argument("--dataset", choices=["voc", "coco_stuff", "context59", "ade150", "folder", "synthetic"],
+                   default=None, help="dataset layout (cross-dataset: any of them, with its own class names)")
+    p.add_argument("--data-root", default=None, help="dataset directory")
+    p.add_argument("--split", default=None, help="dataset split (default: the layout's validation split)")
+    p.add_argument("--dataset-config", default=None, help="JSON dataset spec instead of --dataset/--data-root")
+    p.add_argument("--mode", choices=["slide", "whole"], default="slide",
+                   help="slide: official crop/stride windows (default); whole: one window (torch models only)")
+    p.add_argument("--text-embeddings", default=None, help="precomputed [C, D] class embeddings (.npy/.pt)")
+    p.add_argument("--unseen", default=None, help="comma-separated unseen classes (names or indices) overriding the "
+                                                   "dataset split")
+    p.add_argument("--json", default=None, help="write the metrics to this JSON file")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--device", default=None, help="torch device (default: the checkpoint's / auto for bundles)")
+    p.add_argument("--backend", default="auto", help="bundle backend: auto, onnxruntime, tensorrt, torch")
+    p.add_argument("--skip-corrupt", action="store_true", help="skip undecodable files (counted) instead of failing")
+    p.add_argument("--ignore-bad-labels", action="store_true", help="treat out-of-range label values as ignore")
+    p.add_argument("--no-per-class", action="store_true", help="print only the summary line")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m zsseg_rt.eval")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_eval_command(sub)
+    args = parser.parse_args(["eval"] + list(argv if argv is not None else __import__("sys").argv[1:]))
+    return args.func(args)

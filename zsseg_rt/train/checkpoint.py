@@ -1,0 +1,134 @@
+"""Training checkpoints: atomic writes, RNG capture/restore, finding the newest readable checkpoint.
+
+A checkpoint is a ``torch.save`` dict readable with ``torch.load(weights_only=True)`` (only tensors, numbers,
+strings, lists and dicts)::
+
+    {"format": "zsseg_rt.train.v1", "iteration": int (iterations completed), "model": full state_dict,
+     "model_config": dict, "train_config": dict, "optimizer": ..., "schedule": ..., "scaler": ... | None,
+     "rng": {"torch": ByteTensor, "cuda": [ByteTensor], "numpy": {...}, "python": [...]}}
+
+Written to ``<name>.tmp-<pid>`` in the same directory, flushed + fsynced, then ``os.replace``d, so a run
+killed mid-write never leaves a truncated checkpoint under the final name; ``last_checkpoint`` (a text
+file naming the newest one) is replaced the same way afterwards.
+"""
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+
+FORMAT = "zsseg_rt.train.v1"
+POINTER = "last_checkpoint"
+
+__all__ = ["atomic_save", "save_checkpoint", "load_checkpoint", "find_resume_checkpoint", "capture_rng",
+           "restore_rng", "FORMAT"]
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:  # make the rename durable
+        fd = os.open(str(path.parent), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def atomic_save(obj: Any, path: Union[str, Path]) -> None:
+    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+
+
+def capture_rng() -> Dict[str, Any]:
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": [int(py_state[0]), list(py_state[1]), py_state[2]],
+    }
+
+
+def restore_rng(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        cuda = state["cuda"]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        else:
+            warnings.warn(f"checkpoint holds {len(cuda)} CUDA RNG states for {torch.cuda.device_count()} devices; "
+                          "CUDA RNG not restored", RuntimeWarning)
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+def save_checkpoint(state: Dict[str, Any], work_dir: Union[str, Path], iteration: int, keep: int = 3) -> Path:
+    """Write ``checkpoints/iter_<N>.pt`` atomically, then point ``last_checkpoint`` at it; keep the newest
+    ``keep`` (0 keeps all)."""
+    ckpt_dir = Path(work_dir) / "checkpoints"
+    path = ckpt_dir / f"iter_{int(iteration):07d}.pt"
+    for stale in ckpt_dir.glob("*.tmp-*"):  # left by a run killed mid-write
+        if not stale.name.endswith(f".tmp-{os.getpid()}"):
+            stale.unlink(missing_ok=True)
+    atomic_save(dict(state, format=FORMAT, iteration=int(iteration)), path)
+    _atomic_write(ckpt_dir / POINTER, lambda f: f.write(path.name.encode() + b"\n"))
+    if keep and keep > 0:
+        for old in sorted(ckpt_dir.glob("iter_*.pt"))[:-keep]:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: Union[str, Path], map_location="cpu") -> Dict[str, Any]:
+    path = Path(path)
+    try:
+        state = torch.load(str(path), map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise RuntimeError(f"cannot read training checkpoint {path}: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise RuntimeError(f"{path} is not a zsseg_rt training checkpoint (format {FORMAT})")
+    return state
+
+
+def _candidates(work_dir: Path) -> List[Path]:
+    ckpt_dir = work_dir / "checkpoints"
+    out = []
+    if (ckpt_dir / POINTER).is_file():
+        name = (ckpt_dir / POINTER).read_text().strip()
+        if name:
+            out.append(ckpt_dir / name)
+    out += sorted(ckpt_dir.glob("iter_*.pt"), reverse=True)
+    return list(dict.fromkeys(out))
+
+
+def find_resume_checkpoint(work_dir: Union[str, Path]) -> Optional[Path]:
+    """The newest checkpoint in ``work_dir`` that loads; unreadable ones are skipped with a warning."""
+    for cand in _candidates(Path(work_dir)):
+        if not cand.is_file():
+            continue
+        try:
+            load_checkpoint(cand)
+            return cand
+        except RuntimeError as exc:
+            warnings.warn(f"skipping unreadable checkpoint: {exc}", RuntimeWarning)
+    return None

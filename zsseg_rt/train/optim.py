@@ -1,0 +1,63 @@
+"""Optimizer and learning-rate schedule of the official recipe.
+
+The schedule is a pure function of the iteration (mmcv ``PolyLrUpdaterHook`` with linear warm-up), so its
+"state" is the iteration number stored in the checkpoint::
+
+    poly(i)  = (base_lr - min_lr) * (1 - i / max_iters) ** power + min_lr
+    lr(i)    = poly(i) * (1 - (1 - i / warmup_iters) * (1 - warmup_ratio))   for i < warmup_iters
+             = poly(i)                                                      otherwise
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+__all__ = ["poly_lr", "build_optimizer", "PolyWarmupSchedule"]
+
+
+def poly_lr(iteration: int, base_lr: float, max_iters: int, power: float = 0.9, min_lr: float = 1e-6,
+            warmup_iters: int = 0, warmup_ratio: float = 1e-6) -> float:
+    i = min(max(int(iteration), 0), int(max_iters))
+    lr = (base_lr - min_lr) * (1.0 - i / max_iters) ** power + min_lr
+    if warmup_iters and i < warmup_iters:
+        k = (1.0 - i / warmup_iters) * (1.0 - warmup_ratio)
+        lr = lr * (1.0 - k)
+    return lr
+
+
+class PolyWarmupSchedule:
+    """Sets every param group's lr for a given iteration (``step(i)`` before optimizer step ``i``)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, max_iters: int, power: float = 0.9,
+                 min_lr: float = 1e-6, warmup_iters: int = 1500, warmup_ratio: float = 1e-6):
+        self.optimizer = optimizer
+        self.kw = dict(base_lr=float(base_lr), max_iters=int(max_iters), power=float(power), min_lr=float(min_lr),
+                       warmup_iters=int(warmup_iters), warmup_ratio=float(warmup_ratio))
+        self.last_iter = -1
+
+    def lr_at(self, iteration: int) -> float:
+        return poly_lr(iteration, **self.kw)
+
+    def step(self, iteration: int) -> float:
+        lr = self.lr_at(iteration)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr * g.get("lr_mult", 1.0)
+        self.last_iter = int(iteration)
+        return lr
+
+    def state_dict(self):
+        return {"last_iter": self.last_iter, **self.kw}
+
+    def load_state_dict(self, state):
+        self.last_iter = int(state["last_iter"])
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], lr: float = 2e-4, weight_decay: float = 0.01,
+                    betas=(0.9, 0.999)) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, one group (official effective setting: lr 2e-4, wd 0.01 for
+    prompts AND head; mmcv's first-match rule means the norm/ln decay_mult=0 keys never apply)."""
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("no trainable parameters: the model is fully frozen")
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas))
