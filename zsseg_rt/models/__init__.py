@@ -10,6 +10,11 @@ from .official import OfficialImportReport, load_official_zegclip
 from .text import VocabularyCache, load_text_embeddings
 from .weights import WeightsError
 from .zegclip import ZegCLIP
+from .cliprc import CLIPRC, CLIPRCLoss, create_cliprc
+from .cliprc_config import CLIPRCConfig, load_cliprc_config
+from .cliprc_official import load_official_cliprc
+from .training_free import TrainingFreeSegmenter, create_training_free_model
+from .training_free_config import TrainingFreeConfig, load_training_free_config
 
 __all__ = [
     "create_model",
@@ -30,4 +35,14 @@ __all__ = [
     "ZegCLIPLoss",
     "OfficialImportReport",
     "WeightsError",
+    "CLIPRC",
+    "CLIPRCConfig",
+    "CLIPRCLoss",
+    "create_cliprc",
+    "load_cliprc_config",
+    "load_official_cliprc",
+    "TrainingFreeSegmenter",
+    "TrainingFreeConfig",
+    "create_training_free_model",
+    "load_training_free_config",
 ]

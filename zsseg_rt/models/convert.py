@@ -30,8 +30,9 @@ def save_native(model, dst_dir: Union[str, os.PathLike], extra: Optional[dict] =
     dst.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     check_finite(state, "model")
-    save_file(state, str(dst / WEIGHTS_FILE), metadata={"format": NATIVE_FORMAT})
-    meta = {"format": NATIVE_FORMAT, "config": model.config.to_dict()}
+    fmt = getattr(model, "native_format", NATIVE_FORMAT)  # CLIP-RC: zsseg_rt.cliprc.v1
+    save_file(state, str(dst / WEIGHTS_FILE), metadata={"format": fmt})
+    meta = {"format": fmt, "config": model.config.to_dict()}
     if extra:
         meta.update(extra)
     with open(dst / CONFIG_FILE, "w", encoding="utf-8") as f:
@@ -59,6 +60,10 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
         )
     with open(d / CONFIG_FILE, "r", encoding="utf-8") as f:
         meta = json.load(f)
+    if str(meta.get("format", "")).startswith("zsseg_rt.cliprc."):  # CLIP-RC native checkpoint
+        from .cliprc_official import load_native_cliprc
+
+        return load_native_cliprc(d, device=device, **overrides)
     if meta.get("format") != NATIVE_FORMAT:
         raise WeightsError(f"{d / CONFIG_FILE}: unknown format {meta.get('format')!r} (expected {NATIVE_FORMAT})")
     cfg_dict = dict(meta["config"])
@@ -85,8 +90,16 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
 
 def convert_official(src: Union[str, os.PathLike], dst_dir: Union[str, os.PathLike], config=None,
                      overwrite: bool = False, allow_missing_text_encoder: bool = False) -> Path:
-    """Official mmcv checkpoint -> native checkpoint directory. Returns the directory."""
+    """Official mmcv checkpoint -> native checkpoint directory. Returns the directory.
+
+    CLIP-RC checkpoints (``backbone.region_level_bridge``, ``decode_head.decoder_q.*``...) are detected by their
+    keys and imported with ``load_official_cliprc``; everything else goes to ``load_official_zegclip``."""
     from .official import load_official_zegclip
+    from .cliprc_official import convert_official_cliprc, official_checkpoint_family
+
+    if official_checkpoint_family(src) == "cliprc":
+        return convert_official_cliprc(src, dst_dir, config=config, overwrite=overwrite,
+                                       allow_missing_text_encoder=allow_missing_text_encoder)
 
     model, report = load_official_zegclip(src, config=config, return_report=True,
                                           allow_missing_text_encoder=allow_missing_text_encoder)
@@ -118,8 +131,9 @@ def add_convert_command(subparsers) -> argparse.ArgumentParser:
     """Register ``convert SRC DST`` on an argparse subparsers object (``zsseg convert``)."""
     p = subparsers.add_parser(
         "convert",
-        help="convert an official ZegCLIP checkpoint to a native one",
-        description="Convert an official ZegCLIP (mmcv) checkpoint into a native checkpoint directory "
+        help="convert an official ZegCLIP or CLIP-RC checkpoint to a native one",
+        description="Convert an official ZegCLIP or CLIP-RC (mmcv) checkpoint (the family is detected from the "
+                    "keys) into a native checkpoint directory "
                     "(model.safetensors + config.json). The file is read with torch.load(weights_only=True).",
     )
     p.add_argument("src", help="official checkpoint (.pth)")

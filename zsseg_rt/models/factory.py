@@ -32,7 +32,19 @@ def create_model(
     from .convert import CONFIG_FILE, WEIGHTS_FILE, load_native
     from .weights import load_clip_weights
     from .zegclip import ZegCLIP
+    from .cliprc_config import is_cliprc_spec
 
+    if is_cliprc_spec(name):  # CLIP-RC configs ("family": "cliprc"), aliases and native checkpoints
+        from .cliprc import create_cliprc
+
+        return create_cliprc(name, pretrained=pretrained, device=device, **overrides)
+    from .training_free_config import training_free_config_path
+
+    if training_free_config_path(name) is not None:
+        # training-free MaskCLIP / SCLIP / ClearCLIP / NACLIP ("family": "training_free"; "sclip-vitb16" etc.)
+        from .training_free import create_training_free_model
+
+        return create_training_free_model(name, pretrained=pretrained, device=device, **overrides)
     p = Path(str(name))
     if p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
         if pretrained is not None:

@@ -88,3 +88,112 @@ def segment_fast(
     """
     logits = _check_logits(logits)
     return ops.segment(logits, tuple(size), class_bias, sigmoid=True, crop=valid)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Activation-aware scoring: "sigmoid" (ZegCLIP family, per-class calibrated probabilities averaged over windows)
+# and "softmax" (training-free dense CLIP: MaskCLIP / SCLIP / ClearCLIP / NACLIP). The official slide inference
+# of the softmax methods averages the window *logits*, resizes them to the image, then applies softmax over
+# classes (SCLIP ``forward_slide`` + ``postprocess_result``), so the softmax happens once, in ``softmax_segment``.
+
+ACTIVATIONS = ("sigmoid", "softmax")
+
+
+def window_scores(
+    logits: np.ndarray,
+    head_size: Tuple[int, int],
+    window_size: Tuple[int, int],
+    activation: str = "sigmoid",
+    class_bias: Optional[np.ndarray] = None,
+    valid: Optional[Tuple[int, int, int, int]] = None,
+) -> np.ndarray:
+    """Per-window values that are averaged over overlapping windows, for either activation.
+
+    ``"sigmoid"``: exactly ``calibrated_window_scores`` (sigmoid, minus ``class_bias``). ``"softmax"``: the logits
+    bilinearly resized to ``head_size`` then ``window_size`` (no activation yet; ``class_bias`` is applied by
+    ``softmax_segment`` after the softmax).
+
+    Returns:
+        ``[B, C, Hw, Ww]`` float32.
+    """
+    if activation == "sigmoid":
+        return calibrated_window_scores(logits, head_size, window_size, class_bias, valid)
+    if activation != "softmax":
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    scores = ops.upsample(_check_logits(logits), tuple(head_size), crop=valid)
+    if tuple(window_size) != tuple(head_size):
+        scores = ops.upsample(np.ascontiguousarray(scores, dtype=np.float32), tuple(window_size))
+    return scores
+
+
+def _softmax_dense(up: np.ndarray) -> np.ndarray:
+    up = up - up.max(axis=1, keepdims=True)
+    np.exp(up, out=up)
+    up /= up.sum(axis=1, keepdims=True)
+    return up
+
+
+def _area_filter(probs: np.ndarray, area_threshold: float) -> np.ndarray:
+    """SCLIP ``area_thd``: classes 1.. whose argmax area is <= ``area_threshold`` of all class>0 area lose their
+    probability (set to 0); class 0 (background) is never dropped."""
+    batch, classes = probs.shape[:2]
+    winners = probs.argmax(axis=1)
+    for b in range(batch):
+        area = np.bincount(winners[b].reshape(-1), minlength=classes)[1:].astype(np.float64)
+        drop = ~(area > area_threshold * area.sum())
+        probs[b, 1:][drop] = 0.0
+    return probs
+
+
+def softmax_segment(
+    logits: np.ndarray,
+    size: Tuple[int, int],
+    logit_scale: float = 1.0,
+    class_bias: Optional[np.ndarray] = None,
+    background_threshold: Optional[float] = None,
+    area_threshold: Optional[float] = None,
+    background_index: int = 0,
+    chunk: int = 16,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Softmax post-processing of (window-averaged) logits, the training-free methods' official order.
+
+    ``logits`` -> bilinear to ``size`` -> ``* logit_scale`` -> softmax over classes -> (``area_threshold``) ->
+    minus ``class_bias`` -> argmax; pixels whose winning probability is below ``background_threshold`` get
+    ``background_index`` (SCLIP/NACLIP ``prob_thd``: put the background class first in the vocabulary).
+    Without bias and area filter the labels come from the fused native ``segment`` op and the winning
+    probability ``1 / sum_c exp(l_c - l_max)`` is accumulated over class chunks: no ``[B, C, H, W]`` buffer.
+
+    Args:
+        logits: ``[B, C, h, w]`` float32 (the head's logits, already scaled when the bundle says so).
+        size: ``(H, W)`` output size.
+        logit_scale: multiplies the logits before the softmax (1.0 when the head applied it).
+    Returns:
+        ``labels [B, H, W]`` int32 and ``scores [B, H, W]`` float32 (winning probability, minus its bias).
+    """
+    logits = _check_logits(logits)
+    if logit_scale != 1.0:
+        logits = np.ascontiguousarray(logits * np.float32(logit_scale), dtype=np.float32)
+    bias = None if class_bias is None else np.asarray(class_bias, dtype=np.float32).reshape(-1)
+    if bias is not None and not bias.any():
+        bias = None
+    size = tuple(int(s) for s in size)
+    if bias is None and area_threshold is None:
+        labels, top = ops.segment(logits, size, None, sigmoid=False)
+        denom = np.zeros_like(top)
+        for c0 in range(0, logits.shape[1], chunk):
+            up = ops.upsample(np.ascontiguousarray(logits[:, c0 : c0 + chunk]), size)
+            up -= top[:, None]
+            np.exp(up, out=up)
+            denom += up.sum(axis=1)
+        scores = (1.0 / denom).astype(np.float32)
+    else:
+        probs = _softmax_dense(ops.upsample(logits, size))
+        if area_threshold is not None:
+            probs = _area_filter(probs, float(area_threshold))
+        if bias is not None:
+            probs -= bias[None, :, None, None]
+        labels = probs.argmax(axis=1).astype(np.int32)
+        scores = np.take_along_axis(probs, labels[:, None].astype(np.int64), axis=1)[:, 0].astype(np.float32)
+    if background_threshold is not None:
+        labels = np.where(scores < np.float32(background_threshold), np.int32(background_index), labels)
+    return np.ascontiguousarray(labels, dtype=np.int32), np.ascontiguousarray(scores, dtype=np.float32)

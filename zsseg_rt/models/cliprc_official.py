@@ -1,0 +1,277 @@
+"""Import of official CLIP-RC (mmcv/mmseg, ``uyzhang/CLIP-RC``) checkpoints, and native CLIP-RC checkpoints.
+
+Layout (``shared/reference/cliprc_official_keys.txt``): ``{'meta', 'state_dict': {backbone.*, text_encoder.*,
+decode_head.*}, 'optimizer'}``. Mapping onto :class:`~zsseg_rt.models.cliprc.CLIPRC`: every key keeps its name
+(``backbone.region_level_bridge``, ``decode_head.decoder_q.layers.{i}.*``, ``decode_head.decoder_v.layers.{i}.*``,
+``decode_head.recovery_decoder.*``, ``decode_head.{q_proj,lateral_proj}.*``), except the tensors the official
+forward never uses, which are reported and not loaded: ``self_attn.*`` and ``norm1.*`` of every
+``TPN_DecoderLayer`` (decoder_q, decoder_v, recovery decoder) and any ``decode_head.loss_decode.*`` buffer.
+
+Same contract as :func:`zsseg_rt.models.load_official_zegclip`: read with ``torch.load(weights_only=True)``,
+every tensor the model uses must be present with the right shape, anything unexpected is an error, and a ZegCLIP
+checkpoint is refused with a message saying so (nothing is half-loaded).
+"""
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+
+from .cliprc_config import CLIPRCConfig, load_cliprc_config
+from .official import OfficialImportReport, read_official_checkpoint
+from .weights import WeightsError, check_finite, describe_keys
+
+__all__ = [
+    "load_official_cliprc",
+    "official_cliprc_to_native_key",
+    "official_checkpoint_family",
+    "load_native_cliprc",
+    "convert_official_cliprc",
+    "load_official_any",
+]
+
+_UNUSED_LAYER_RE = re.compile(
+    r"^decode_head\.(decoder_[qv]\.layers\.\d+|recovery_decoder\.decouple_[qv]\.\d+)\.(self_attn|norm1)\."
+)
+_BRIDGE_KEY = "backbone.region_level_bridge"
+_CLIPRC_MARKERS = (_BRIDGE_KEY, "decode_head.decoder_q.", "decode_head.decoder_v.", "decode_head.lateral_proj.",
+                   "decode_head.recovery_decoder.")
+_ZEGCLIP_MARKER = "decode_head.decoder_1."
+
+
+def official_cliprc_to_native_key(key: str) -> Optional[str]:
+    """Official key -> our key; None for tensors the official forward never uses."""
+    if key.startswith("decode_head.loss_decode."):
+        return None
+    if _UNUSED_LAYER_RE.match(key):
+        return None
+    return key
+
+
+def family_of_keys(keys) -> Optional[str]:
+    """"cliprc", "zegclip" or None from a checkpoint's key names."""
+    keys = list(keys)
+    if any(k.startswith(m) or k == m for k in keys for m in _CLIPRC_MARKERS):
+        return "cliprc"
+    if any(k.startswith(_ZEGCLIP_MARKER) for k in keys):
+        return "zegclip"
+    return None
+
+
+def official_checkpoint_family(path: Union[str, Path]) -> Optional[str]:
+    """Tell a CLIP-RC checkpoint from a ZegCLIP one by its keys without reading every tensor (memory-mapped
+    ``torch.load(weights_only=True)``; safetensors headers). None when neither (or unreadable)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                return family_of_keys(f.keys())
+        try:
+            ck = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # not a zip archive (legacy format): plain read
+            ck = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    sd = ck.get("state_dict", ck) if isinstance(ck, dict) else {}
+    keys = [str(k) for k in sd] if isinstance(sd, dict) else []
+    keys = [k[len("module."):] if k.startswith("module.") else k for k in keys]
+    return family_of_keys(keys)
+
+
+def _infer_config(sd: Dict[str, torch.Tensor], meta: Dict[str, object]) -> str:
+    tokens = int(sd["backbone.prompt_embeddings"].shape[1]) if "backbone.prompt_embeddings" in sd else None
+    dataset = {10: "voc", 100: "coco"}.get(tokens) if tokens is not None else None
+    if dataset is None:
+        raise WeightsError(
+            f"cannot infer the CLIP-RC config from {tokens} prompt tokens (10=VOC, 100=COCO); pass config=..."
+        )
+    cfg_text = str(meta.get("config", "")) if isinstance(meta, dict) else ""
+    flat = cfg_text.replace(" ", "").replace("\n", "")
+    if "self_training=True" in flat:
+        setting = "transductive"
+    elif "novel_class=[]" in flat:
+        setting = "fully"
+    else:
+        setting = "inductive"
+        if not cfg_text:
+            warnings.warn("official CLIP-RC checkpoint without a meta config: assuming the inductive setting; "
+                          "pass config=... to choose (transductive / fully)")
+    return f"cliprc_vitb16_{dataset}_{setting}"
+
+
+def _check_family(sd: Dict[str, torch.Tensor], source: str) -> None:
+    fam = family_of_keys(sd.keys())
+    if fam == "zegclip":
+        raise WeightsError(
+            f"{source} is an official ZegCLIP checkpoint (it has decode_head.decoder_1.* and no region-level "
+            "bridge), not a CLIP-RC one: load it with zsseg_rt.models.load_official_zegclip (`zsseg convert` "
+            "detects the family by itself)"
+        )
+    if fam is None:
+        raise WeightsError(
+            f"{source} is not an official CLIP-RC checkpoint: none of {list(_CLIPRC_MARKERS)} is in its state_dict"
+        )
+
+
+def load_official_cliprc(
+    path: Union[str, Path],
+    config: Optional[Union[str, CLIPRCConfig, dict]] = None,
+    allow_missing_text_encoder: bool = False,
+    device: Optional[Union[str, torch.device]] = None,
+    return_report: bool = False,
+    **overrides,
+):
+    """Build a :class:`CLIPRC` and load an official CLIP-RC checkpoint into it.
+
+    Args:
+        path: official ``.pth`` (mmcv checkpoint) or a plain state dict in the official key layout.
+        config: config name/path/object; None infers one of the bundled ViT-B/16 configs from the prompt count
+            (10 VOC / 100 COCO) and the mmcv meta config (``self_training=True`` -> transductive,
+            ``novel_class = []`` -> fully, else inductive).
+        allow_missing_text_encoder: accept checkpoints without ``text_encoder.*``.
+        return_report: also return an :class:`~zsseg_rt.models.official.OfficialImportReport`.
+    """
+    from .cliprc import CLIPRC
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"official CLIP-RC checkpoint {str(p)!r} not found (the releases are linked from the README of "
+            "github.com/uyzhang/CLIP-RC)"
+        )
+    sd, meta = read_official_checkpoint(p)
+    _check_family(sd, str(p))
+    inferred = config is None
+    if inferred:
+        config = _infer_config(sd, meta)
+    cfg = load_cliprc_config(config, **overrides)
+    model = CLIPRC(cfg)
+    target = model.state_dict()
+
+    mapped: Dict[str, torch.Tensor] = {}
+    unused: List[str] = []
+    unexpected: List[str] = []
+    for k, v in sd.items():
+        nk = official_cliprc_to_native_key(k)
+        if nk is None:
+            unused.append(k)
+        elif nk in target:
+            mapped[nk] = v
+        else:
+            unexpected.append(k)
+    missing = [k for k in target if k not in mapped]
+    text_keys = [k for k in target if k.startswith("text_encoder.")]
+    text_missing = [k for k in missing if k.startswith("text_encoder.")]
+    text_loaded = not text_missing
+    if allow_missing_text_encoder and text_missing and len(text_missing) == len(text_keys):
+        missing = [k for k in missing if not k.startswith("text_encoder.")]
+    mismatched = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
+        for k, v in mapped.items()
+        if tuple(v.shape) != tuple(target[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = [
+            describe_keys("missing", missing),
+            describe_keys("unexpected", unexpected),
+            describe_keys("shape-mismatched", mismatched, first=3),
+        ]
+        hint = (" The checkpoint looks truncated or belongs to another configuration (prompt tokens, bridge "
+                "tokens, image size, CLIP model); pass the matching config=...")
+        raise WeightsError(f"{p}: official CLIP-RC checkpoint does not fit {cfg.name}: "
+                           + "; ".join(x for x in parts if x) + "." + hint)
+    check_finite(mapped, str(p))
+    mapped = {k: v.to(target[k].dtype) for k, v in mapped.items()}
+    result = model.load_state_dict(mapped, strict=False)
+    if result.unexpected_keys:  # pragma: no cover - guarded above
+        raise WeightsError(f"unexpected keys after mapping: {result.unexpected_keys[:5]}")
+    model.text_encoder.cache.clear()
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    report = OfficialImportReport(
+        source=str(p),
+        config_name=cfg.name,
+        config_inferred=inferred,
+        loaded=len(mapped),
+        unused_official=sorted(unused),
+        text_encoder_loaded=text_loaded,
+        meta={k: v for k, v in meta.items() if isinstance(v, (str, int, float)) and k != "config"},
+    )
+    model.import_report = report
+    return (model, report) if return_report else model
+
+
+def convert_official_cliprc(src, dst_dir, config=None, overwrite: bool = False,
+                            allow_missing_text_encoder: bool = False) -> Path:
+    """Official CLIP-RC checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``)."""
+    from .convert import save_native
+
+    model, report = load_official_cliprc(src, config=config, return_report=True,
+                                         allow_missing_text_encoder=allow_missing_text_encoder)
+    extra = {
+        "source_checkpoint": str(src),
+        "import_report": {
+            "config_name": report.config_name,
+            "config_inferred": report.config_inferred,
+            "loaded": report.loaded,
+            "unused_official": report.unused_official,
+            "text_encoder_loaded": report.text_encoder_loaded,
+        },
+    }
+    return save_native(model, dst_dir, extra=extra, overwrite=overwrite)
+
+
+def load_native_cliprc(path_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None, **overrides):
+    """Load a native CLIP-RC checkpoint directory (format ``zsseg_rt.cliprc.v1``); every tensor must fit."""
+    from safetensors.torch import load_file
+
+    from .cliprc import CLIPRC, CLIPRC_NATIVE_FORMAT
+    from .convert import CONFIG_FILE, WEIGHTS_FILE
+
+    d = Path(path_dir)
+    if d.is_file() and d.name in (WEIGHTS_FILE, CONFIG_FILE):
+        d = d.parent
+    if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{d} is not a native checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+    with open(d / CONFIG_FILE, "r", encoding="utf-8") as f:
+        meta = json.load(f)
+    if meta.get("format") != CLIPRC_NATIVE_FORMAT:
+        raise WeightsError(f"{d / CONFIG_FILE}: format {meta.get('format')!r} is not {CLIPRC_NATIVE_FORMAT!r}")
+    cfg_dict = dict(meta["config"])
+    cfg_dict.update(overrides)
+    model = CLIPRC(CLIPRCConfig.from_dict(cfg_dict))
+    state = load_file(str(d / WEIGHTS_FILE))
+    target = model.state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
+                  for k in state if k in target and tuple(state[k].shape) != tuple(target[k].shape)]
+    if missing or unexpected or mismatched:
+        parts = [describe_keys("missing", missing), describe_keys("unexpected", unexpected),
+                 describe_keys("shape-mismatched", mismatched, first=3)]
+        raise WeightsError(f"{d}: native CLIP-RC checkpoint does not fit its config: " + "; ".join(x for x in parts if x))
+    check_finite(state, str(d / WEIGHTS_FILE))
+    model.load_state_dict(state, strict=True)
+    model.text_encoder.cache.clear()
+    if device is not None:
+        model = model.to(device)
+    return model.eval()
+
+
+def load_official_any(path: Union[str, Path], config=None, **kwargs):
+    """Import an official ZegCLIP or CLIP-RC checkpoint, choosing the importer from the keys (for callers such
+    as ``zsseg export --official`` that should accept both families)."""
+    if official_checkpoint_family(path) == "cliprc":
+        return load_official_cliprc(path, config=config, **kwargs)
+    from .official import load_official_zegclip
+
+    return load_official_zegclip(path, config=config, **kwargs)
