@@ -151,8 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="end-to-end: export (or reuse) a bundle and segment a sample photo")
     p.add_argument("--official", help="official ZegCLIP checkpoint (.pth)")
     p.add_argument("--native", help="native checkpoint directory (from `zsseg convert`)")
-    p.add_argument("--clip-weights", default=None, help="open_clip tag or local CLIP file (head stays untrained)")
-    p.add_argument("--config", default="zegclip_vitb16_voc_inductive")
+    p.add_argument("--clip-weights", default=None,
+                   help="stock CLIP weights for training-free mode: local file or open_clip tag (default: openai)")
+    p.add_argument("--method", default="sclip-vitb16",
+                   help="training-free method used with stock CLIP weights (maskclip/sclip/clearclip/naclip-vitb16)")
+    p.add_argument("--config", default="zegclip_vitb16_voc_inductive",
+                   help="ZegCLIP config for --official checkpoints and for the random-weights check")
     p.add_argument("--image", default=None, help="photo to segment (default: a VOC sample)")
     p.add_argument("--classes", default=None, help="comma-separated classes (default: the 20 VOC classes)")
     p.add_argument("--workdir", default="out", help="where the bundle and the overlay go")

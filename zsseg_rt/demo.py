@@ -1,9 +1,12 @@
 """``zsseg demo``: the README's main job. Export (or reuse) a bundle, segment a real photo, write the overlay.
 
-Meaningful labels need a trained ZegCLIP checkpoint (the official VOC/COCO checkpoints from the ZegCLIP
-README, or one trained with zsseg_rt). CLIP weights alone leave the prompts and the decoder untrained. With no
-weights at all, ``--allow-random-weights`` still runs every stage (export, ONNX verification, tokenizer,
-Engine, native post-processing) and labels the output as a random-weights pipeline check.
+Which model runs, in order of preference:
+1. a trained ZegCLIP checkpoint (``--official`` / ``ZSSEG_CHECKPOINT``, or ``--native``);
+2. otherwise training-free segmentation (SCLIP by default, ``--method``) on stock CLIP weights: the open_clip
+   tag ``openai`` (downloaded when a network exists) or a local file given with ``--clip-weights``;
+3. with no weights reachable at all it says so plainly, and ``--allow-random-weights`` still runs every stage
+   (export, ONNX verification, tokenizer, Engine, native post-processing) with random weights, labelled as a
+   pipeline check on the overlay and in the output.
 """
 from __future__ import annotations
 
@@ -12,13 +15,15 @@ import os
 import time
 
 NO_WEIGHTS_MESSAGE = """\
-No trained ZegCLIP weights are available on this machine, and none can be downloaded from here.
-To see real segmentations, give the demo a trained checkpoint:
-  * official ZegCLIP checkpoint (VOC or COCO, linked from the ZegCLIP README):
-        zsseg demo --official /path/to/zegclip_voc_inductive.pth
-  * or a native checkpoint written by `zsseg convert`:  zsseg demo --native /path/to/dir
-  * or set ZSSEG_CHECKPOINT=/path/to/official.pth
-(CLIP weights alone, --clip-weights openai|/path/ViT-B-16.pt, load the towers but leave the ZegCLIP head untrained.)"""
+No model weights are available: no trained ZegCLIP checkpoint was given, and the stock CLIP weights ({tag!r})
+could not be loaded ({error}).
+To see real segmentations, give the demo weights:
+  * an official ZegCLIP checkpoint (VOC or COCO, linked from the ZegCLIP README):
+        bash tools/run_demo.sh --official /path/to/zegclip_voc_inductive.pth   (or ZSSEG_CHECKPOINT=...)
+  * or a native checkpoint written by `zsseg convert`:  --native /path/to/dir
+  * or stock CLIP ViT-B/16 weights for training-free segmentation: a local file (OpenAI ViT-B-16.pt archive,
+    open_clip state_dict or .safetensors):  --clip-weights /path/to/ViT-B-16.pt
+    (on a machine with internet the open_clip tag 'openai' is downloaded automatically)"""
 
 RANDOM_LABEL = "RANDOM WEIGHTS - pipeline check only, labels are meaningless"
 
@@ -33,23 +38,32 @@ def _sample_image() -> str:
 
 
 def _resolve_model(args):
-    """Returns (model, source path or None, title label for the overlay)."""
+    """Returns (model, source path or None, title label for the overlay, bundle directory name)."""
     from zsseg_rt.models import create_model, load_native, load_official_zegclip  # noqa: WPS433
 
     official = args.official or os.environ.get("ZSSEG_CHECKPOINT")
     if official:
         model, report = load_official_zegclip(official, config=args.config)
-        return model, official, f"ZegCLIP ({os.path.basename(official)})"
+        return model, official, f"ZegCLIP ({os.path.basename(official)})", _stem(official)
     if args.native:
-        return load_native(args.native), args.native, f"ZegCLIP ({os.path.basename(args.native)})"
-    if args.clip_weights:
-        model = create_model(args.config, pretrained=args.clip_weights)
-        return model, args.clip_weights, "CLIP weights + UNTRAINED head - labels are not meaningful"
-    print(NO_WEIGHTS_MESSAGE, flush=True)
+        return load_native(args.native), args.native, f"ZegCLIP ({os.path.basename(args.native)})", _stem(args.native)
+    tag = args.clip_weights or "openai"
+    try:
+        model = create_model(args.method, pretrained=tag)
+        source = tag if os.path.exists(tag) else None
+        return model, source, f"{args.method} (training-free, CLIP weights {tag})", f"{args.method}-{_stem(tag)}"
+    except Exception as exc:  # noqa: BLE001 - any failure to get weights is reported, never hidden
+        if args.clip_weights:
+            raise  # an explicit file that fails to load is an error, not a reason to fall back
+        print(NO_WEIGHTS_MESSAGE.format(tag=tag, error=str(exc).splitlines()[0][:200]), flush=True)
     if not args.allow_random_weights:
         raise SystemExit(2)
     print(f"\n*** {RANDOM_LABEL} ***\n", flush=True)
-    return create_model(args.config, pretrained=None), None, RANDOM_LABEL
+    return create_model(args.config, pretrained=None), None, RANDOM_LABEL, f"{args.config}-random"
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
 
 
 def _bundle_matches(bundle_dir: str, source, config: str) -> bool:
@@ -71,10 +85,9 @@ def run_demo(args) -> int:
     image = cv2.imread(image_path, cv2.IMREAD_COLOR)
     if image is None:
         raise SystemExit(f"cannot read image {image_path!r}")
-    model, source, title = _resolve_model(args)
-    tag = "random" if source is None else os.path.splitext(os.path.basename(os.path.normpath(source)))[0]
-    bundle_dir = os.path.join(args.workdir, "bundles", f"{args.config}-{tag}")
-    if source is not None and _bundle_matches(bundle_dir, source, args.config):
+    model, source, title, bundle_name = _resolve_model(args)
+    bundle_dir = os.path.join(args.workdir, "bundles", bundle_name)
+    if source is not None and _bundle_matches(bundle_dir, source, bundle_name):
         print(f"[demo] reusing bundle {bundle_dir}")
     else:
         from zsseg_rt.cli import _sample_images  # noqa: WPS433
@@ -83,7 +96,7 @@ def run_demo(args) -> int:
         start = time.perf_counter()
         print(f"[demo] exporting + verifying the ONNX bundle -> {bundle_dir}", flush=True)
         export_bundle(model, bundle_dir, source=source, overwrite=True, verify_images=_sample_images(None)[:1],
-                      extra_meta={"demo_config": args.config})
+                      extra_meta={"demo_config": bundle_name})
         print(f"[demo] bundle ready in {time.perf_counter() - start:.1f}s", flush=True)
     classes = args.classes or ",".join(model.config.class_names)
     engine = Engine(bundle_dir, classes=classes, backend="auto")

@@ -1,0 +1,59 @@
+"""The README's main job resolves weights in the documented order and says plainly when there are none."""
+import types
+
+import pytest
+
+pytest.importorskip("torch")
+
+from zsseg_rt import demo  # noqa: E402
+
+
+def _args(**over):
+    base = dict(official=None, native=None, clip_weights=None, method="sclip-vitb16",
+                config="zegclip_tiny_test", allow_random_weights=False)
+    base.update(over)
+    return types.SimpleNamespace(**base)
+
+
+def test_no_weights_says_so_and_refuses_without_the_random_flag(monkeypatch, capsys):
+    monkeypatch.delenv("ZSSEG_CHECKPOINT", raising=False)
+
+    def offline(name, pretrained=None, **_):
+        if pretrained:
+            raise RuntimeError("Failed to download weights for tag 'openai'")
+        raise AssertionError("random weights must not be used without --allow-random-weights")
+
+    monkeypatch.setattr("zsseg_rt.models.create_model", offline)
+    with pytest.raises(SystemExit) as exit_info:
+        demo._resolve_model(_args())
+    assert exit_info.value.code == 2
+    out = capsys.readouterr().out
+    assert "No model weights are available" in out and "--official" in out and "--clip-weights" in out
+
+
+def test_random_weights_are_labelled(monkeypatch, capsys):
+    monkeypatch.delenv("ZSSEG_CHECKPOINT", raising=False)
+    calls = []
+
+    def offline(name, pretrained=None, **_):
+        calls.append((name, pretrained))
+        if pretrained:
+            raise RuntimeError("offline")
+        return "random-model"
+
+    monkeypatch.setattr("zsseg_rt.models.create_model", offline)
+    model, source, title, bundle = demo._resolve_model(_args(allow_random_weights=True))
+    assert model == "random-model" and source is None and bundle.endswith("-random")
+    assert "RANDOM WEIGHTS" in title and "RANDOM WEIGHTS" in capsys.readouterr().out
+    assert calls == [("sclip-vitb16", "openai"), ("zegclip_tiny_test", None)]
+
+
+def test_explicit_clip_file_that_fails_is_an_error_not_a_fallback(monkeypatch, tmp_path):
+    monkeypatch.delenv("ZSSEG_CHECKPOINT", raising=False)
+
+    def broken(name, pretrained=None, **_):
+        raise ValueError(f"cannot read {pretrained}")
+
+    monkeypatch.setattr("zsseg_rt.models.create_model", broken)
+    with pytest.raises(ValueError, match="cannot read"):
+        demo._resolve_model(_args(clip_weights=str(tmp_path / "ViT-B-16.pt"), allow_random_weights=True))
