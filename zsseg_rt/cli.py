@@ -14,15 +14,16 @@ SAMPLE_DIR = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."
 def _cmd_export(args) -> int:
     from zsseg_rt.export.onnx_export import export_bundle  # noqa: WPS433
 
-    from zsseg_rt.models import create_model, load_native, load_official_zegclip  # noqa: WPS433
+    from zsseg_rt.models import create_model, load_native, load_official_any  # noqa: WPS433
 
-    if args.official:
-        model, _report = load_official_zegclip(args.official, config=args.config)
+    if args.official:  # ZegCLIP or CLIP-RC, told apart by the checkpoint's keys; config inferred unless given
+        model, report = load_official_any(args.official, config=args.config, return_report=True)
+        print(report.summary())
         source = args.official
     elif args.native:
         model, source = load_native(args.native), args.native
     else:
-        model = create_model(args.config, pretrained=args.clip_weights)
+        model = create_model(args.config or "zegclip_vitb16_voc_inductive", pretrained=args.clip_weights)
         source = args.clip_weights
     out = export_bundle(model, args.output, max_classes=args.max_classes, opset=args.opset, source=source,
                         overwrite=args.overwrite, verify_images=_sample_images(args.verify_images))
@@ -106,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a verified ONNX bundle from a model checkpoint")
     p.add_argument("output", help="bundle directory to create")
-    p.add_argument("--config", default="zegclip_vitb16_voc_inductive", help="model config name or JSON path")
+    p.add_argument("--config", default=None,
+                   help="model config name or JSON path (default: inferred from an --official checkpoint, "
+                        "else zegclip_vitb16_voc_inductive)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--official", help="official ZegCLIP checkpoint (.pth) to convert")
     src.add_argument("--native", help="native checkpoint directory written by `zsseg convert`")

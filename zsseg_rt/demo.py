@@ -39,11 +39,11 @@ def _sample_image() -> str:
 
 def _resolve_model(args):
     """Returns (model, source path or None, title label for the overlay, bundle directory name)."""
-    from zsseg_rt.models import create_model, load_native, load_official_zegclip  # noqa: WPS433
+    from zsseg_rt.models import create_model, load_native, load_official_any  # noqa: WPS433
 
     official = args.official or os.environ.get("ZSSEG_CHECKPOINT")
     if official:
-        model, report = load_official_zegclip(official, config=args.config)
+        model = load_official_any(official)  # ZegCLIP or CLIP-RC, config inferred from the checkpoint
         return model, official, f"ZegCLIP ({os.path.basename(official)})", _stem(official)
     if args.native:
         return load_native(args.native), args.native, f"ZegCLIP ({os.path.basename(args.native)})", _stem(args.native)

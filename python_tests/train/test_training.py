@@ -234,3 +234,24 @@ def test_cli_commands_register():
     assert a.amp is True and a.grad_accum == 4 and a.overrides == ["iterations=5"] and callable(a.func)
     e = parser.parse_args(["eval", "ckpt.pt", "--dataset", "voc", "--data-root", "/x", "--mode", "whole"])
     assert e.dataset == "voc" and e.mode == "whole" and e.skip_corrupt is False
+
+
+def test_cliprc_recipes_follow_the_official_schedules():
+    for name, iters in [("cliprc_voc_inductive", 40000), ("cliprc_coco_inductive", 80000),
+                        ("cliprc_voc_transductive", 20000), ("cliprc_coco_transductive", 40000)]:
+        cfg = load_train_config(name)
+        assert (cfg.iterations, cfg.lr, cfg.weight_decay, cfg.warmup_iters) == (iters, 2e-4, 0.01, 1500)
+    assert load_train_config("cliprc_voc_transductive").init_from.endswith("cliprc_voc_inductive/checkpoints/iter_0020000.pt")
+
+
+def test_cliprc_trains_through_the_same_trainer_with_its_recovery_loss(tmp_path):
+    tr = Trainer(_cfg(tmp_path, model="cliprc_tiny_test", iterations=2, batch_size=2, save_native=False),
+                 progress=False)
+    assert type(tr.model).__name__ == "CLIPRC"
+    images, labels, _ = tr.stream[0]
+    tr.model.train()
+    logits = tr.model(torch.as_tensor(images)[None], tr.text_train)
+    parts = tr.loss_fn(logits.float(), torch.as_tensor(labels)[None].long())
+    assert "recovery_loss_q" in parts and float(parts["recovery_loss_q"].detach()) > 0
+    out = tr.train()
+    assert out["iteration"] == 2 and np.isfinite(out["last_loss"])

@@ -22,6 +22,7 @@ class Names:
     IMAGE = "image"                      # [B, 3, S, S] float32, normalised
     IMAGE_GLOBAL = "image_global"        # [B, D] float32, L2-normalised
     PATCHES = "patches"                  # [B, N, D] float32, L2-normalised, N = h*w
+    REGIONS = "regions"                  # [B, R, D] float32, L2-normalised (CLIP-RC region-bridge tokens, R = 16)
     # head
     TEXT_EMBEDDINGS = "text_embeddings"  # [C, D] float32 (also the text encoder's output)
     MASK_LOGITS = "mask_logits"          # [B, C, h, w] float32, pre-sigmoid

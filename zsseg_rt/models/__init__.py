@@ -4,7 +4,7 @@ Public API: ``create_model``, ``load_official_zegclip``, ``load_native``, ``ZegC
 """
 from .config import ZegCLIPConfig, list_configs, load_class_names, load_config, load_templates
 from .convert import add_convert_command, convert_official, load_native, save_native
-from .factory import create_model
+from .factory import create_model, load_model_config
 from .losses import ZegCLIPLoss, zegclip_loss
 from .official import OfficialImportReport, load_official_zegclip
 from .text import VocabularyCache, load_text_embeddings
@@ -12,11 +12,13 @@ from .weights import WeightsError
 from .zegclip import ZegCLIP
 from .cliprc import CLIPRC, CLIPRCLoss, create_cliprc
 from .cliprc_config import CLIPRCConfig, load_cliprc_config
-from .cliprc_official import load_official_cliprc
+from .cliprc_official import load_official_any, load_official_cliprc
 from .training_free import TrainingFreeSegmenter, create_training_free_model
 from .training_free_config import TrainingFreeConfig, load_training_free_config
 
 __all__ = [
+    "load_official_any",
+    "load_model_config",
     "create_model",
     "load_official_zegclip",
     "load_native",

@@ -142,12 +142,13 @@ class PromptedVisionTransformer(nn.Module):
         x = self.ln_pre(x)
 
         n = self.num_tokens
-        prompts = self.prompt_dropout(self.prompt_proj(self.prompt_embeddings)).expand(b, -1, -1)
+        # official order: project, expand to the batch, THEN dropout (an independent mask per image in training)
+        prompts = self.prompt_dropout(self.prompt_proj(self.prompt_embeddings).expand(b, -1, -1))
         x = torch.cat([x[:, :1], prompts.to(x.dtype), x[:, 1:]], dim=1)
         for i in range(self.num_layers):
             if 1 <= i <= self.deep_layers:
-                deep = self.prompt_dropout(self.prompt_proj(self.deep_prompt_embeddings[i - 1]))
-                deep = deep.unsqueeze(0).expand(b, -1, -1).to(x.dtype)
+                deep = self.prompt_proj(self.deep_prompt_embeddings[i - 1]).unsqueeze(0).expand(b, -1, -1)
+                deep = self.prompt_dropout(deep).to(x.dtype)
                 x = torch.cat([x[:, :1], deep, x[:, 1 + n :]], dim=1)
             elif self.deep_layers > 0 and i > self.deep_layers:
                 x = torch.cat([x[:, :1], x[:, -(h * w) :]], dim=1)  # official: prompts dropped

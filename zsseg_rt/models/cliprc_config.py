@@ -11,7 +11,6 @@ class queries, so a class's scores depend on the whole vocabulary given at run t
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -173,7 +172,3 @@ def load_cliprc_config(
         else:
             data[k] = v
     return CLIPRCConfig.from_dict(data)
-
-
-def config_fields() -> list:
-    return [f.name for f in dataclasses.fields(CLIPRCConfig)]

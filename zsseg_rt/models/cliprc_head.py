@@ -24,7 +24,7 @@ Because the keys attend to all queries, the classes are COUPLED: a class's mask 
 from __future__ import annotations
 
 import copy
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn as nn

@@ -9,7 +9,19 @@ import torch
 
 from .config import load_config
 
-__all__ = ["create_model"]
+__all__ = ["create_model", "load_model_config"]
+
+
+def load_model_config(name: Union[str, os.PathLike], **overrides):
+    """The config of any model family (ZegCLIP, CLIP-RC, training-free) by name, path or native directory."""
+    from .cliprc_config import is_cliprc_spec, load_cliprc_config
+    from .training_free_config import load_training_free_config, training_free_config_path
+
+    if is_cliprc_spec(name):
+        return load_cliprc_config(name, **overrides)
+    if training_free_config_path(name) is not None:
+        return load_training_free_config(name, **overrides)
+    return load_config(name, **overrides)
 
 
 def create_model(

@@ -141,9 +141,9 @@ class Trainer:
                                      on_bad_label=cfg.dataset.get("on_bad_label", cfg.on_bad_label),
                                      **({"unseen": cfg.unseen} if cfg.unseen is not None else {}))
         split = self.dataset.split
-        from zsseg_rt.models import create_model, load_config
+        from zsseg_rt.models import create_model, load_model_config
 
-        base = load_config(cfg.model, **cfg.model_overrides)
+        base = load_model_config(cfg.model, **cfg.model_overrides)  # ZegCLIP or CLIP-RC
         setting = cfg.setting or base.setting
         seen = list(range(split.num_classes)) if setting == "fully" else list(split.seen)
         if not seen:
@@ -171,7 +171,9 @@ class Trainer:
         self.stream = TrainStream(self.dataset, aug, lut, seed=cfg.seed)
         from zsseg_rt.models.losses import ZegCLIPLoss
 
-        self.loss_fn = ZegCLIPLoss.from_config(mc)
+        # a model family with extra loss terms (CLIP-RC's recovery loss) builds its own loss
+        build_loss = getattr(self.model, "build_loss", None)
+        self.loss_fn = build_loss() if build_loss is not None else ZegCLIPLoss.from_config(mc)
         self.optimizer = build_optimizer(self.model.trainable_parameters(), cfg.lr, cfg.weight_decay, cfg.betas)
         self.schedule = PolyWarmupSchedule(self.optimizer, cfg.lr, cfg.iterations, cfg.poly_power, cfg.min_lr,
                                            cfg.warmup_iters, cfg.warmup_ratio)
