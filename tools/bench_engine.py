@@ -23,23 +23,11 @@ from typing import Dict, List
 import numpy as np
 
 
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)  # tools/profile.py is named like the stdlib ``profile`` module (imported by torch)
-
-
-def _load_bench_common():
-    """tools/ must not go on sys.path: tools/profile.py would shadow the stdlib ``profile`` module."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_common", Path(__file__).resolve().parent / "bench_common.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_common = _load_bench_common()
-machine_description, write_section = _common.machine_description, _common.write_section
-REPO = _common.REPO
+_TOOLS = Path(__file__).resolve().parent
+if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
+    sys.path.pop(0)
+sys.path.append(str(_TOOLS))  # last: the stdlib ``profile`` (imported by torch) must win over tools/profile.py
+from bench_common import REPO, machine_description, write_section  # noqa: E402
 
 SECTION = "## Engine (ONNX Runtime CPU) vs PyTorch, full-size ZegCLIP ViT-B/16"
 EMBEDDINGS = REPO.parent / "shared" / "data" / "zegclip_text_embeddings"

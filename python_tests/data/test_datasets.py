@@ -1,7 +1,6 @@
 """Dataset readers, splits, label remapping and the training augmentation, on the real VOC samples."""
 from __future__ import annotations
 
-import json
 import os
 import warnings
 

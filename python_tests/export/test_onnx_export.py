@@ -1,8 +1,6 @@
 """Exporter: verified bundle contents, atomic writes, refusal of bad arguments."""
-import json
 import os
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")

@@ -1,7 +1,6 @@
 """ZegCLIP forward semantics against an independent transcription of the official code."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

@@ -39,7 +39,7 @@ def test_result_types_and_sizes(engine):
 
 
 def test_onnxruntime_equals_torch_backend_and_model_predict(tiny_bundle, engine):
-    torch = pytest.importorskip("torch")  # noqa: F841
+    pytest.importorskip("torch")
     from zsseg_rt.models import load_native
     from zsseg_rt.models.predict import predict
 

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .labels import CorruptFileError, check_label_range, read_image, read_label, reduce_zero_label
-from .splits import ClassSplit, load_split, resolve_classes
+from .splits import ClassSplit, load_split
 
 __all__ = ["SegmentationDataset", "DatasetLayoutError", "build_dataset", "DATASET_TYPES"]
 

@@ -13,7 +13,7 @@ Images are RGB uint8 here (mmseg works in BGR; only the HSV conversions care, an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 

@@ -8,7 +8,7 @@ seen/unseen indices; hIoU = 2*S*U/(S+U) (not computed in the official code); pAc
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 

@@ -17,13 +17,13 @@ import json
 import re
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, Optional, Union
 
 import torch
 
 from .cliprc_config import CLIPRCConfig, load_cliprc_config
-from .official import OfficialImportReport, read_official_checkpoint
-from .weights import WeightsError, check_finite, describe_keys
+from .official import load_mapped_official, read_official_checkpoint
+from .weights import WeightsError
 
 __all__ = [
     "load_official_cliprc",
@@ -154,59 +154,11 @@ def load_official_cliprc(
         config = _infer_config(sd, meta)
     cfg = load_cliprc_config(config, **overrides)
     model = CLIPRC(cfg)
-    target = model.state_dict()
-
-    mapped: Dict[str, torch.Tensor] = {}
-    unused: List[str] = []
-    unexpected: List[str] = []
-    for k, v in sd.items():
-        nk = official_cliprc_to_native_key(k)
-        if nk is None:
-            unused.append(k)
-        elif nk in target:
-            mapped[nk] = v
-        else:
-            unexpected.append(k)
-    missing = [k for k in target if k not in mapped]
-    text_keys = [k for k in target if k.startswith("text_encoder.")]
-    text_missing = [k for k in missing if k.startswith("text_encoder.")]
-    text_loaded = not text_missing
-    if allow_missing_text_encoder and text_missing and len(text_missing) == len(text_keys):
-        missing = [k for k in missing if not k.startswith("text_encoder.")]
-    mismatched = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
-        for k, v in mapped.items()
-        if tuple(v.shape) != tuple(target[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = [
-            describe_keys("missing", missing),
-            describe_keys("unexpected", unexpected),
-            describe_keys("shape-mismatched", mismatched, first=3),
-        ]
-        hint = (" The checkpoint looks truncated or belongs to another configuration (prompt tokens, bridge "
-                "tokens, image size, CLIP model); pass the matching config=...")
-        raise WeightsError(f"{p}: official CLIP-RC checkpoint does not fit {cfg.name}: "
-                           + "; ".join(x for x in parts if x) + "." + hint)
-    check_finite(mapped, str(p))
-    mapped = {k: v.to(target[k].dtype) for k, v in mapped.items()}
-    result = model.load_state_dict(mapped, strict=False)
-    if result.unexpected_keys:  # pragma: no cover - guarded above
-        raise WeightsError(f"unexpected keys after mapping: {result.unexpected_keys[:5]}")
-    model.text_encoder.cache.clear()
-    if device is not None:
-        model = model.to(device)
-    model.eval()
-    report = OfficialImportReport(
-        source=str(p),
-        config_name=cfg.name,
-        config_inferred=inferred,
-        loaded=len(mapped),
-        unused_official=sorted(unused),
-        text_encoder_loaded=text_loaded,
-        meta={k: v for k, v in meta.items() if isinstance(v, (str, int, float)) and k != "config"},
+    model, report = load_mapped_official(
+        model, sd, meta, official_cliprc_to_native_key, source=str(p), family="official CLIP-RC",
+        inferred=inferred, allow_missing_text_encoder=allow_missing_text_encoder, device=device,
+        hint="prompt tokens, bridge tokens, image size, CLIP model",
     )
-    model.import_report = report
     return (model, report) if return_report else model
 
 
@@ -232,10 +184,8 @@ def convert_official_cliprc(src, dst_dir, config=None, overwrite: bool = False,
 
 def load_native_cliprc(path_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None, **overrides):
     """Load a native CLIP-RC checkpoint directory (format ``zsseg_rt.cliprc.v1``); every tensor must fit."""
-    from safetensors.torch import load_file
-
     from .cliprc import CLIPRC, CLIPRC_NATIVE_FORMAT
-    from .convert import CONFIG_FILE, WEIGHTS_FILE
+    from .convert import CONFIG_FILE, WEIGHTS_FILE, load_native_state
 
     d = Path(path_dir)
     if d.is_file() and d.name in (WEIGHTS_FILE, CONFIG_FILE):
@@ -249,22 +199,7 @@ def load_native_cliprc(path_dir: Union[str, Path], device: Optional[Union[str, t
     cfg_dict = dict(meta["config"])
     cfg_dict.update(overrides)
     model = CLIPRC(CLIPRCConfig.from_dict(cfg_dict))
-    state = load_file(str(d / WEIGHTS_FILE))
-    target = model.state_dict()
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
-                  for k in state if k in target and tuple(state[k].shape) != tuple(target[k].shape)]
-    if missing or unexpected or mismatched:
-        parts = [describe_keys("missing", missing), describe_keys("unexpected", unexpected),
-                 describe_keys("shape-mismatched", mismatched, first=3)]
-        raise WeightsError(f"{d}: native CLIP-RC checkpoint does not fit its config: " + "; ".join(x for x in parts if x))
-    check_finite(state, str(d / WEIGHTS_FILE))
-    model.load_state_dict(state, strict=True)
-    model.text_encoder.cache.clear()
-    if device is not None:
-        model = model.to(device)
-    return model.eval()
+    return load_native_state(model, d, "native CLIP-RC", device)
 
 
 def load_official_any(path: Union[str, Path], config=None, **kwargs):

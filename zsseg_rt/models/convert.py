@@ -46,8 +46,6 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
     ``overrides`` may change non-architectural config fields (e.g. ``calibration_bias``); every weight tensor
     must match the rebuilt model exactly.
     """
-    from safetensors.torch import load_file
-
     from .zegclip import ZegCLIP
 
     d = Path(path_dir)
@@ -70,7 +68,17 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
     cfg_dict.update(overrides)
     config = ZegCLIPConfig.from_dict(cfg_dict)
     model = ZegCLIP(config)
-    state = load_file(str(d / WEIGHTS_FILE))
+    return load_native_state(model, d, "native", device)
+
+
+def load_native_state(model, directory: Path, label: str, device=None):
+    """Fill ``model`` from ``directory/model.safetensors``: every tensor must fit (names, shapes, finite values).
+
+    Shared by the ZegCLIP and CLIP-RC native loaders. Returns the model in eval mode.
+    """
+    from safetensors.torch import load_file
+
+    state = load_file(str(directory / WEIGHTS_FILE))
     target = model.state_dict()
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
@@ -79,8 +87,9 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
     if missing or unexpected or mismatched:
         parts = [describe_keys("missing", missing), describe_keys("unexpected", unexpected),
                  describe_keys("shape-mismatched", mismatched, first=3)]
-        raise WeightsError(f"{d}: native checkpoint does not fit its config: " + "; ".join(p for p in parts if p))
-    check_finite(state, str(d / WEIGHTS_FILE))
+        raise WeightsError(f"{directory}: {label} checkpoint does not fit its config: "
+                           + "; ".join(x for x in parts if x))
+    check_finite(state, str(directory / WEIGHTS_FILE))
     model.load_state_dict(state, strict=True)
     model.text_encoder.cache.clear()
     if device is not None:

@@ -22,7 +22,7 @@ mask logits are a plain similarity ``(scale/H) * <Wq q + bq, Wk m + bk>`` (used 
 from __future__ import annotations
 
 import copy
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn as nn

@@ -171,13 +171,39 @@ def load_official_zegclip(
         config = _infer_config(sd, meta)
     cfg = load_config(config, **overrides)
     model = ZegCLIP(cfg)
-    target = model.state_dict()
+    model, report = load_mapped_official(
+        model, sd, meta, official_to_native_key, source=str(path), family="official", inferred=inferred,
+        allow_missing_text_encoder=allow_missing_text_encoder, device=device,
+        hint="prompt tokens, image size, CLIP model",
+    )
+    return (model, report) if return_report else model
 
+
+def load_mapped_official(
+    model,
+    sd: Dict[str, torch.Tensor],
+    meta: Dict,
+    to_native_key,
+    source: str,
+    family: str,
+    inferred: bool,
+    allow_missing_text_encoder: bool,
+    device,
+    hint: str,
+):
+    """Load an official state dict into ``model`` through ``to_native_key`` (official key -> native key, or None
+    for tensors the official model never uses). Shared by the ZegCLIP and CLIP-RC importers.
+
+    Every tensor the model uses must be present with the right shape and finite values; anything else raises
+    ``WeightsError`` naming the keys. Returns ``(model in eval mode, OfficialImportReport)``.
+    """
+    cfg = model.config
+    target = model.state_dict()
     mapped: Dict[str, torch.Tensor] = {}
     unused: List[str] = []
     unexpected: List[str] = []
     for k, v in sd.items():
-        nk = official_to_native_key(k)
+        nk = to_native_key(k)
         if nk is None:
             unused.append(k)
         elif nk in target:
@@ -186,11 +212,10 @@ def load_official_zegclip(
             unexpected.append(k)
 
     missing = [k for k in target if k not in mapped]
+    text_keys = [k for k in target if k.startswith("text_encoder.")]
     text_missing = [k for k in missing if k.startswith("text_encoder.")]
     text_loaded = not text_missing
-    if allow_missing_text_encoder and text_missing and len(text_missing) == len(
-        [k for k in target if k.startswith("text_encoder.")]
-    ):
+    if allow_missing_text_encoder and text_missing and len(text_missing) == len(text_keys):
         missing = [k for k in missing if not k.startswith("text_encoder.")]
     mismatched = [
         f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
@@ -203,12 +228,12 @@ def load_official_zegclip(
             describe_keys("unexpected", unexpected),
             describe_keys("shape-mismatched", mismatched, first=3),
         ]
-        hint = (
-            " The checkpoint looks truncated or belongs to another configuration (prompt tokens, image size, "
-            "CLIP model); pass the matching config=..."
+        raise WeightsError(
+            f"{source}: {family} checkpoint does not fit {cfg.name}: " + "; ".join(x for x in parts if x) + "."
+            f" The checkpoint looks truncated or belongs to another configuration ({hint}); "
+            "pass the matching config=..."
         )
-        raise WeightsError(f"{path}: official checkpoint does not fit {cfg.name}: " + "; ".join(p for p in parts if p) + "." + hint)
-    check_finite(mapped, str(path))
+    check_finite(mapped, source)
     mapped = {k: v.to(target[k].dtype) for k, v in mapped.items()}
     result = model.load_state_dict(mapped, strict=False)
     if result.unexpected_keys:  # pragma: no cover - guarded above
@@ -218,7 +243,7 @@ def load_official_zegclip(
         model = model.to(device)
     model.eval()
     report = OfficialImportReport(
-        source=str(path),
+        source=source,
         config_name=cfg.name,
         config_inferred=inferred,
         loaded=len(mapped),
@@ -227,4 +252,4 @@ def load_official_zegclip(
         meta={k: v for k, v in meta.items() if isinstance(v, (str, int, float)) and k != "config"},
     )
     model.import_report = report
-    return (model, report) if return_report else model
+    return model, report

@@ -11,7 +11,7 @@ dropping the trailing rows/columns of a crop that is not a multiple of the patch
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
