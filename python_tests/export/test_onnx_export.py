@@ -20,6 +20,8 @@ def test_bundle_contents_and_verification(tiny_bundle):
     assert all(c["max_abs"] <= c["atol"] for c in report["cases"])
     assert meta.opset >= 17 and meta.max_classes == 32
     assert meta.raw["io"]["head"]["inputs"] == list(Names.HEAD_INPUTS)
+    compat = meta.raw["tensorrt_compatibility"]
+    assert all(compat[role]["ok"] and not compat[role]["errors"] for role in ("image", "head", "text")), compat
 
 
 def test_graphs_have_dynamic_class_and_batch_axes_and_pass_static_trt_check(tiny_bundle):

@@ -75,6 +75,24 @@ def export_graphs(model, out_dir: str, max_classes: int = 256, opset: int = DEFA
         _check_graph(path)
 
 
+def tensorrt_compatibility(out_dir: str) -> Dict[str, Any]:
+    """Static TensorRT 10 check of every graph (TensorRT itself may be absent): recorded in meta.json.
+
+    Findings do not fail the export (the bundle still runs with ONNX Runtime); ``zsseg build-engine`` is where
+    TensorRT itself decides.
+    """
+    from .trt_compat import check_trt_compatibility  # noqa: WPS433
+
+    result: Dict[str, Any] = {"checker": "zsseg_rt.export.trt_compat (onnx-tensorrt 10.x operator list)"}
+    for role, name in GRAPH_FILES.items():
+        report = check_trt_compatibility(os.path.join(out_dir, name))
+        result[role] = {"ok": report.ok, "errors": [str(f) for f in report.errors],
+                        "warnings": [str(f) for f in report.warnings]}
+        if report.errors:
+            warnings.warn(f"{name}: TensorRT 10 would likely reject this graph:\n{report.format()}")
+    return result
+
+
 def _versions() -> Dict[str, str]:
     import onnx  # noqa: WPS433
 
@@ -167,6 +185,7 @@ def export_bundle(
         tok = model.text_encoder.tokenizer
         build_tokenizer_json(tok.encoder, tok.bpe_ranks, os.path.join(tmp, Files.TOKENIZER))
         meta = build_meta(model, max_classes, opset, source, extra_meta or {})
+        meta["tensorrt_compatibility"] = tensorrt_compatibility(tmp)
         meta["files"] = {
             name: sha256_file(os.path.join(tmp, name))
             for name in (Files.IMAGE_ENCODER, Files.HEAD, Files.TEXT_ENCODER, Files.TOKENIZER)
