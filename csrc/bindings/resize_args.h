@@ -1,8 +1,10 @@
-// Parsing of the `size` and `crop` arguments shared by the upsample and segment bindings.
+// Parsing of the `size`, `crop` and `class_bias` arguments shared by the upsample and segment bindings.
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +66,28 @@ inline zsseg::ResizeGeometry parse_resize_geometry(const ArgParser& args, const 
   }
   g.crop_top = box[0], g.crop_left = box[1], g.crop_height = box[2], g.crop_width = box[3];
   return g;
+}
+
+// class_bias: [C] float32 (C-contiguous, checked by ArgParser) or None. The caller puts it in the same
+// placement() call as the logits (same device). NaN is refused on the CPU, naming the first NaN class (it is
+// checked where it is cheap: on CUDA a NaN bias gives NaN values). +/-inf is allowed: +inf disables a class.
+inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handle obj, std::int64_t classes) {
+  std::optional<ArrayArg> bias = args.optional_array("class_bias", obj);
+  if (!bias) return bias;
+  if (bias->ndim() != 1 || bias->dim(0) != classes) {
+    args.fail_shape(*bias, "[C] = [" + std::to_string(classes) + "] (one bias per class of logits)");
+  }
+  if (bias->type != ElemType::Float32) {
+    args.fail_type("argument 'class_bias' must be float32, got " + bias->type_name);
+  }
+  if (!bias->place.is_cuda()) {
+    for (std::int64_t c = 0; c < classes; ++c) {
+      if (std::isnan(bias->ptr<float>()[c])) {
+        args.fail_value("argument 'class_bias' must not contain NaN, got NaN at class " + std::to_string(c));
+      }
+    }
+  }
+  return bias;
 }
 
 }  // namespace zsseg_py

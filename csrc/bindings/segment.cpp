@@ -1,5 +1,4 @@
 // Python binding of segment: validation through array_args.h, then the CPU or CUDA launcher.
-#include <cmath>
 #include <optional>
 
 #include "registry.h"
@@ -8,26 +7,6 @@
 
 namespace zsseg_py {
 namespace {
-
-// class_bias: [C] float32 on the logits' device; NaN is refused on the CPU (it is checked where it is cheap).
-std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handle obj, std::int64_t classes) {
-  std::optional<ArrayArg> bias = args.optional_array("class_bias", obj);
-  if (!bias) return bias;
-  if (bias->ndim() != 1 || bias->dim(0) != classes) {
-    args.fail_shape(*bias, "[C] = [" + std::to_string(classes) + "] (one bias per class of logits)");
-  }
-  if (bias->type != ElemType::Float32) {
-    args.fail_type("argument 'class_bias' must be float32, got " + bias->type_name);
-  }
-  if (!bias->place.is_cuda()) {
-    for (std::int64_t c = 0; c < classes; ++c) {
-      if (std::isnan(bias->ptr<float>()[c])) {
-        args.fail_value("argument 'class_bias' must not contain NaN, got NaN at class " + std::to_string(c));
-      }
-    }
-  }
-  return bias;
-}
 
 py::tuple segment(py::handle logits_obj, py::handle size, py::handle class_bias_obj, bool apply_sigmoid,
                   py::handle crop, std::int64_t stream) {

@@ -1,4 +1,6 @@
 // Python binding of upsample: validation through array_args.h, then the CPU or CUDA launcher.
+#include <optional>
+
 #include "registry.h"
 #include "resize_args.h"
 #include "zsseg/upsample.h"
@@ -6,11 +8,13 @@
 namespace zsseg_py {
 namespace {
 
-py::object upsample(py::handle logits_obj, py::handle size, py::handle crop, std::int64_t stream) {
+py::object upsample(py::handle logits_obj, py::handle size, py::handle crop, bool apply_sigmoid,
+                    py::handle class_bias_obj, std::int64_t stream) {
   ArgParser args("upsample", stream);
   const ArrayArg logits = args.array("logits", logits_obj);  // [B, C, h, w]
   if (logits.ndim() != 4) args.fail_shape(logits, "[B, C, h, w] (4 dimensions)");
-  const Placement where = args.placement({&logits});
+  const std::optional<ArrayArg> bias = parse_class_bias(args, class_bias_obj, logits.dim(1));  // [C]
+  const Placement where = args.placement({&logits, bias ? &*bias : nullptr});
   const zsseg::ResizeGeometry g = parse_resize_geometry(args, logits, size, crop);
   Output out = args.output("output", {g.batch, g.channels, g.out_height, g.out_width}, logits.type, where);
   zsseg::UpsampleParams params;
@@ -18,6 +22,8 @@ py::object upsample(py::handle logits_obj, py::handle size, py::handle crop, std
   params.output = out.data;
   params.dtype = zsseg::DType::Float32;
   params.geometry = g;
+  params.apply_sigmoid = apply_sigmoid;
+  params.class_bias = bias ? bias->ptr<float>() : nullptr;
   if (where.is_cuda()) {
     params.dtype = to_kernel_dtype(logits.type);
     CudaDeviceGuard guard(where);
@@ -33,8 +39,9 @@ py::object upsample(py::handle logits_obj, py::handle size, py::handle crop, std
 
 void register_upsample(py::module_& m) {
   m.def("upsample", &upsample, py::arg("logits"), py::arg("size"), py::arg("crop") = py::none(),
-        py::arg("stream") = 0,
-        "Bilinear resize (torch align_corners=False) of [B, C, h, w] to [B, C, H, W]; see zsseg_rt.ops.upsample.");
+        py::arg("sigmoid") = false, py::arg("class_bias") = py::none(), py::arg("stream") = 0,
+        "Bilinear resize (torch align_corners=False) of [B, C, h, w] to [B, C, H, W], optionally followed by "
+        "sigmoid and minus a per-class bias in the same pass; see zsseg_rt.ops.upsample.");
 }
 
 }  // namespace zsseg_py

@@ -1,4 +1,5 @@
-// CUDA bilinear resize (torch align_corners=False): one thread per output element, fp32 math.
+// CUDA bilinear resize (torch align_corners=False): one thread per output element, fp32 math, with the optional
+// calibration f(v) - class_bias[c] (f = sigmoid or identity) applied before the store.
 #include "resize_common.cuh"
 #include "zsseg/upsample.h"
 
@@ -10,7 +11,8 @@ using cuda_detail::store_from_float;
 
 template <typename T>
 __global__ void upsample_kernel(const T* __restrict__ input, T* __restrict__ output, ResizeGeometry g,
-                                float scale_y, float scale_x) {
+                                float scale_y, float scale_x, bool apply_sigmoid,
+                                const float* __restrict__ class_bias) {
   const int64_t total = g.batch * g.channels * g.out_height * g.out_width;
   const int64_t plane_in = g.in_height * g.in_width;
   const int64_t crop_offset = g.crop_top * g.in_width + g.crop_left;
@@ -22,7 +24,10 @@ __global__ void upsample_kernel(const T* __restrict__ input, T* __restrict__ out
     const int64_t plane = rest / g.out_height;
     const BilinearTap ty = bilinear_tap(scale_y, y, g.crop_height);
     const BilinearTap tx = bilinear_tap(scale_x, x, g.crop_width);
-    store_from_float(output + i, bilinear_at(input + plane * plane_in + crop_offset, g.in_width, ty, tx));
+    float v = bilinear_at(input + plane * plane_in + crop_offset, g.in_width, ty, tx);
+    if (apply_sigmoid) v = sigmoid_f32(v);  // fp32 expf; NaN propagates, saturates to exactly 0 / 1
+    if (class_bias != nullptr) v -= __ldg(class_bias + plane % g.channels);
+    store_from_float(output + i, v);
   }
 }
 
@@ -32,7 +37,7 @@ CudaStatus launch(const UpsampleParams& p, cudaStream_t stream) {
   const int64_t total = g.batch * g.channels * g.out_height * g.out_width;
   upsample_kernel<T><<<cuda_detail::blocks_for(total), cuda_detail::kThreadsPerBlock, 0, stream>>>(
       static_cast<const T*>(p.input), static_cast<T*>(p.output), g, bilinear_scale(g.crop_height, g.out_height),
-      bilinear_scale(g.crop_width, g.out_width));
+      bilinear_scale(g.crop_width, g.out_width), p.apply_sigmoid, p.class_bias);
   return static_cast<CudaStatus>(cudaGetLastError());
 }
 

@@ -45,19 +45,28 @@ def test_bad_common_arguments(op, logits, size, kwargs, error, match):
         op(logits, size=size, **kwargs)
 
 
+@pytest.mark.parametrize("op", ["upsample", "segment"])
 @pytest.mark.parametrize(
     "bias,error,match",
     [
         (np.zeros(4, np.float32), ValueError, r"'class_bias' must have shape \[C\] = \[3\].*got \[4\]"),
+        (np.zeros(2, np.float32), ValueError, r"'class_bias' must have shape \[C\] = \[3\].*got \[2\]"),
         (np.zeros((1, 3), np.float32), ValueError, r"'class_bias' must have shape \[C\] = \[3\].*got \[1, 3\]"),
         (np.zeros(3, np.float64), TypeError, r"'class_bias' must have dtype float32.*got float64"),
+        (np.zeros(3, np.float16), TypeError, r"'class_bias' must have dtype float32.*got float16"),
         (np.zeros(3, np.int64), TypeError, r"'class_bias' must have dtype float32.*got int64"),
+        (np.zeros(6, np.float32)[::2], ValueError, r"'class_bias' must be C-contiguous"),
+        ([0.1, 0.0, 0.0], TypeError, r"'class_bias' must be an array.*got list"),
         (np.array([0.0, np.nan, 0.0], np.float32), ValueError, r"'class_bias' must not contain NaN, got NaN at class 1"),
+        (np.array([0.0, 0.0, np.nan], np.float32), ValueError, r"'class_bias' must not contain NaN, got NaN at class 2"),
     ],
 )
-def test_bad_class_bias(bias, error, match):
-    with pytest.raises(error, match=match):
-        segment(X, (2, 2), class_bias=bias)
+def test_bad_class_bias(op, bias, error, match):
+    with pytest.raises(error, match=rf"^{op}: argument {match}"):
+        if op == "upsample":
+            upsample(X, (2, 2), sigmoid=True, class_bias=bias)
+        else:
+            segment(X, (2, 2), class_bias=bias)
 
 
 def test_infinite_bias_disables_a_class():

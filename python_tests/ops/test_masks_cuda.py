@@ -1,4 +1,5 @@
-"""upsample / segment on CUDA (torch device tensors, fp32 and fp16) against the NumPy reference."""
+"""upsample (plain and calibrated) / segment on CUDA (torch device tensors, fp32 and fp16) against the NumPy
+reference. Skipped, with the reason, where there is no usable GPU."""
 from __future__ import annotations
 
 import numpy as np
@@ -39,6 +40,62 @@ def test_upsample_matches_reference(shape, size, crop, dtype):
     # fp16 output: half an ulp of |x| <= ~16 is 2^-7; fp32: the coordinate bound.
     atol = 8e-3 if dtype == "float16" else coordinate_tolerance(x_in, crop_hw)
     np.testing.assert_allclose(out, reference.upsample(x_in, size, crop), rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("shape,size,crop", CASES)
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("bias_kind", ["none", "random"])
+@pytest.mark.parametrize("sigmoid", [True, False])
+def test_calibrated_upsample_matches_reference_and_torch(shape, size, crop, dtype, bias_kind, sigmoid):
+    if bias_kind == "none" and not sigmoid:
+        pytest.skip("the plain resize: test_upsample_matches_reference")
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 3, shape).astype(np.float32)
+    bias = None if bias_kind == "none" else rng.uniform(-0.3, 0.3, shape[1]).astype(np.float32)
+    t = torch.from_numpy(x).to("cuda", getattr(torch, dtype))
+    x_in = t.float().cpu().numpy()
+    bias_t = None if bias is None else torch.from_numpy(bias).cuda()
+    out = upsample(t, size, crop=crop, sigmoid=sigmoid, class_bias=bias_t)
+    out_t = torch.from_dlpack(out)
+    assert out_t.dtype == t.dtype and tuple(out_t.shape) == (shape[0], shape[1], *size)
+    out = out_t.float().cpu().numpy()
+    crop_hw = shape[2:] if crop is None else crop[2:]
+    if dtype == "float16":
+        # one fp16 rounding of the result: half an ulp of |v| <= ~16 (no sigmoid) or < 2 (sigmoid)
+        atol = 8e-3 if not sigmoid else 1e-3
+    else:
+        # expf is accurate to a few ulp: the CPU bound (test_upsample.calibrated_tolerance) applies
+        base = coordinate_tolerance(x_in, crop_hw)
+        atol = base * 0.25 + 3e-7 if sigmoid else base + 2.4e-7 * (1.0 + float(np.abs(x_in).max()))
+    np.testing.assert_allclose(out, reference.upsample(x_in, size, crop, sigmoid=sigmoid, class_bias=bias),
+                               rtol=0, atol=atol)
+    # torch on the same device: interpolate -> sigmoid -> sub, in fp32
+    import torch.nn.functional as F
+
+    tv = t.float()
+    if crop is not None:
+        tv = tv[..., crop[0] : crop[0] + crop[2], crop[1] : crop[1] + crop[3]]
+    ref_t = F.interpolate(tv, size=size, mode="bilinear", align_corners=False)
+    ref_t = ref_t.sigmoid() if sigmoid else ref_t
+    if bias_t is not None:
+        ref_t = ref_t - bias_t[None, :, None, None]
+    np.testing.assert_allclose(out, ref_t.cpu().numpy(), rtol=0, atol=atol)
+
+
+def test_upsample_bias_on_another_device_is_refused():
+    t = torch.zeros(1, 3, 4, 4, device="cuda")
+    with pytest.raises(ValueError, match="upsample: .*'class_bias'.*cpu"):
+        upsample(t, (8, 8), sigmoid=True, class_bias=np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="upsample: .*'class_bias'.*cuda:0"):
+        upsample(np.zeros((1, 3, 4, 4), np.float32), (8, 8), class_bias=torch.zeros(3, device="cuda"))
+
+
+def test_upsample_bias_dtype_and_shape_on_cuda():
+    t = torch.zeros(1, 3, 4, 4, device="cuda")
+    with pytest.raises(TypeError, match="upsample: argument 'class_bias' must be float32, got float16"):
+        upsample(t, (8, 8), class_bias=torch.zeros(3, device="cuda", dtype=torch.float16))
+    with pytest.raises(ValueError, match=r"upsample: argument 'class_bias' must have shape \[C\] = \[3\]"):
+        upsample(t, (8, 8), class_bias=torch.zeros(4, device="cuda"))
 
 
 @pytest.mark.parametrize("shape,size,crop", CASES)

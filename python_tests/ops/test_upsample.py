@@ -1,4 +1,5 @@
-"""upsample (CPU) against zsseg_rt.ops.reference.upsample and torch's F.interpolate."""
+"""upsample (CPU) against zsseg_rt.ops.reference.upsample and torch's F.interpolate, plain and with the fused
+calibration ``sigmoid -> minus class_bias`` (torch: ``torch.sigmoid(F.interpolate(...)) - bias[None, :, None, None]``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -28,6 +29,38 @@ def torch_upsample(x: np.ndarray, size, crop=None) -> np.ndarray:
         top, left, height, width = crop
         t = t[..., top : top + height, left : left + width]
     return F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False).numpy()
+
+
+def calibrated_tolerance(x: np.ndarray, crop_hw: tuple, sigmoid: bool) -> float:
+    """Bound of |calibrated kernel - fp64 reference| (and vs torch).
+
+    With the sigmoid: its slope is <= 1/4, so the resize's coordinate bound shrinks 4x; the CPU kernel's
+    vectorised sigmoid adds < 1e-7 absolute (checked in cpp_tests/test_segment.cpp), and the fp32 roundings of
+    the sigmoid and of the subtraction (values in (-1, 2)) add < 2.4e-7. 3e-7 covers both; the total stays far
+    below the 1e-6 the pipeline needs. Without the sigmoid: the resize bound plus the rounding of ``v - b``.
+    """
+    base = reference_tolerance(x, crop_hw)
+    return base * 0.25 + 3e-7 if sigmoid else base + 2.4e-7 * (1.0 + float(np.abs(x).max()))
+
+
+def torch_calibrated(x: np.ndarray, size, crop=None, sigmoid=False, bias=None) -> np.ndarray:
+    t = torch.from_numpy(torch_upsample(x, size, crop))
+    if sigmoid:
+        t = torch.sigmoid(t)
+    if bias is not None:
+        t = t - torch.from_numpy(bias)[None, :, None, None]
+    return t.numpy()
+
+
+def check_calibrated(x: np.ndarray, size, crop, sigmoid: bool, bias) -> None:
+    out = upsample(x, size, crop=crop, sigmoid=sigmoid, class_bias=bias)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32
+    assert out.shape == (x.shape[0], x.shape[1], size[0], size[1])
+    crop_hw = x.shape[2:] if crop is None else crop[2:]
+    tol = calibrated_tolerance(x, crop_hw, sigmoid)
+    ref = reference.upsample(x, size, crop, sigmoid=sigmoid, class_bias=bias)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=tol)
+    np.testing.assert_allclose(out, torch_calibrated(x, size, crop, sigmoid, bias), rtol=0, atol=tol)
 
 
 def check(x: np.ndarray, size, crop=None) -> None:
@@ -101,3 +134,72 @@ def test_nan_neighbour_propagates_like_torch():
 def test_accepts_torch_cpu_tensor():
     x = torch.randn(1, 2, 5, 6)
     np.testing.assert_allclose(upsample(x, (10, 12)), torch_upsample(x.numpy(), (10, 12)), atol=1e-6)
+
+
+# ---- fused calibration: f(up(x)) - class_bias[c] ----------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=cases(), seed=st.integers(0, 2**31 - 1), sigmoid=st.booleans(), with_bias=st.booleans(),
+       scale=st.sampled_from([0.1, 3.0, 30.0]))
+def test_calibrated_matches_reference_and_torch(case, seed, sigmoid, with_bias, scale):
+    shape, size, crop = case  # includes C = 1, crops, down- and up-sampling
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, scale, shape).astype(np.float32)
+    bias = rng.uniform(-0.5, 0.5, shape[1]).astype(np.float32) if with_bias else None
+    check_calibrated(x, size, crop, sigmoid, bias)
+
+
+@pytest.mark.parametrize(
+    "shape,size,crop",
+    [
+        ((1, 1, 8, 8), (64, 64), None),  # C = 1
+        ((2, 4, 20, 20), (3, 70), (2, 1, 15, 17)),  # crop, down in H, up in W
+        ((1, 171, 32, 32), (512, 512), None),  # ZegCLIP's per-window step (COCO-Stuff 171 classes)
+        ((1, 20, 32, 32), (512, 512), (0, 0, 24, 32)),  # VOC, padded window
+    ],
+)
+@pytest.mark.parametrize("bias_kind", ["none", "zegclip"])
+def test_calibrated_explicit_shapes(shape, size, crop, bias_kind):
+    x = np.random.default_rng(2).normal(0, 3, shape).astype(np.float32)
+    c = shape[1]
+    bias = None if bias_kind == "none" else np.where(np.arange(c) < max(c * 11 // 12, 1), 0.1, 0.0).astype(np.float32)
+    check_calibrated(x, size, crop, True, bias)
+
+
+def test_defaults_are_bit_identical_to_the_plain_resize():
+    x = np.random.default_rng(3).normal(0, 3, (2, 5, 13, 9)).astype(np.float32)
+    plain = upsample(x, (40, 21), crop=(1, 2, 10, 6))
+    explicit = upsample(x, (40, 21), crop=(1, 2, 10, 6), sigmoid=False, class_bias=None)
+    np.testing.assert_array_equal(plain.view(np.uint32), explicit.view(np.uint32))
+    # v - 0.0f == v exactly, and a bias alone is the plain resize minus the bias, rounded once
+    zero = upsample(x, (40, 21), crop=(1, 2, 10, 6), class_bias=np.zeros(5, np.float32))
+    np.testing.assert_array_equal(plain.view(np.uint32), zero.view(np.uint32))
+    bias = np.linspace(-0.3, 0.3, 5).astype(np.float32)
+    np.testing.assert_array_equal(upsample(x, (40, 21), crop=(1, 2, 10, 6), class_bias=bias),
+                                  plain - bias[None, :, None, None])
+
+
+def test_sigmoid_saturates_and_propagates_nan():
+    x = np.array([0.0, 50.0, -50.0, 1e30, -1e30, np.nan], np.float32).reshape(1, 6, 1, 1)
+    out = upsample(x, (2, 3), sigmoid=True)
+    expected = torch.sigmoid(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, np.broadcast_to(expected, out.shape), rtol=0, atol=1e-7)
+    assert np.isnan(out[0, 5]).all() and not np.isnan(out[0, :5]).any()
+    # infinite bias: -inf for that class (usable to disable a class downstream)
+    out = upsample(x[:, :2], (2, 2), sigmoid=True, class_bias=np.array([np.inf, 0.0], np.float32))
+    assert (out[0, 0] == -np.inf).all()
+
+
+def test_calibrated_nan_neighbour_propagates_like_torch():
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4) / 8
+    x[0, 0, 1, 2] = np.nan
+    out = upsample(x, (8, 8), sigmoid=True, class_bias=np.array([0.1], np.float32))
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(torch_calibrated(x, (8, 8), sigmoid=True)))
+    assert np.isnan(out).any()
+
+
+def test_calibrated_accepts_torch_cpu_tensors():
+    x, bias = torch.randn(1, 3, 5, 6), torch.tensor([0.1, 0.0, -0.2])
+    np.testing.assert_allclose(upsample(x, (10, 12), sigmoid=True, class_bias=bias),
+                               torch_calibrated(x.numpy(), (10, 12), sigmoid=True, bias=bias.numpy()), rtol=0, atol=1e-6)

@@ -29,8 +29,22 @@ def _as_native_input(x: Any) -> Any:
     return x
 
 
-def upsample(logits: Any, size: Sequence[int], crop: Optional[Sequence[int]] = None, stream: int = 0) -> Any:
-    """Bilinear resize exactly like ``F.interpolate(mode="bilinear", align_corners=False)`` (no antialias).
+def upsample(
+    logits: Any,
+    size: Sequence[int],
+    crop: Optional[Sequence[int]] = None,
+    sigmoid: bool = False,
+    class_bias: Any = None,
+    stream: int = 0,
+) -> Any:
+    """Bilinear resize exactly like ``F.interpolate(mode="bilinear", align_corners=False)`` (no antialias),
+    optionally followed by a fused per-class calibration.
+
+    Computes ``out[b, c, y, x] = f(up(logits)[b, c, y, x]) - class_bias[c]`` with ``f`` = logistic sigmoid when
+    ``sigmoid`` else identity, and no bias term when ``class_bias`` is None, in ONE pass over the output (no
+    intermediate ``[B, C, H, W]`` maps). ZegCLIP's per-window step "resize -> sigmoid -> minus 0.1 on seen
+    classes" is ``upsample(logits, size, sigmoid=True, class_bias=bias)``. With the defaults the result is
+    bit-for-bit the plain resize.
 
     Args:
         logits: ``[B, C, h, w]`` float32 (CPU) or float32/float16 (CUDA), C-contiguous.
@@ -38,12 +52,25 @@ def upsample(logits: Any, size: Sequence[int], crop: Optional[Sequence[int]] = N
         crop: optional ``(top, left, height, width)`` valid region of ``logits`` (e.g. without padding); the
             result equals ``upsample(logits[..., top:top+height, left:left+width], size)``. Must lie inside
             the ``h x w`` map.
+        sigmoid: apply the logistic function to the resized values (fp32 math; NaN stays NaN). On the CPU a
+            vectorised approximation with absolute error below 1e-7 is used; on CUDA ``expf``.
+        class_bias: ``[C]`` float32 on the same device as ``logits`` (C-contiguous), subtracted last, or None.
+            NaN is refused on the CPU (ValueError naming the class; on CUDA it is not checked and gives NaN);
+            +inf gives -inf for that class.
         stream: CUDA stream handle (int, 0 = legacy default) for device inputs; must be 0 for CPU inputs.
     Returns:
         ``[B, C, H, W]``: a float32 NumPy array for CPU input, a ``zsseg_rt._C.DeviceArray`` with the input's
-        dtype for CUDA input (enqueued on ``stream``, not synchronised).
+        dtype for CUDA input (enqueued on ``stream``, not synchronised; fp16 output is rounded once, after the
+        calibration).
     """
-    return native_module().upsample(_as_native_input(logits), size, crop=crop, stream=stream)
+    return native_module().upsample(
+        _as_native_input(logits),
+        size,
+        crop=crop,
+        sigmoid=bool(sigmoid),
+        class_bias=_as_native_input(class_bias),
+        stream=stream,
+    )
 
 
 def segment(

@@ -103,13 +103,37 @@ def _apply_crop(logits: np.ndarray, crop: Optional[Sequence[int]]) -> np.ndarray
     return logits[..., top : top + height, left : left + width]
 
 
-def upsample(logits: np.ndarray, size: Sequence[int], crop: Optional[Sequence[int]] = None) -> np.ndarray:
-    """Bilinear resize with torch's align_corners=False semantics.
+def _calibrate(values: np.ndarray, sigmoid: bool, class_bias: Optional[np.ndarray]) -> np.ndarray:
+    """``f(values) - class_bias[c]`` in float64 over ``[B, C, ...]``; ``f`` = logistic sigmoid or identity."""
+    out = np.asarray(values, dtype=np.float64)
+    if sigmoid:
+        with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x < -709: sigmoid is then exactly 0
+            out = 1.0 / (1.0 + np.exp(-out))
+    if class_bias is not None:
+        bias = np.asarray(class_bias, dtype=np.float64)
+        out = out - bias.reshape((1, -1) + (1,) * (out.ndim - 2))
+    return out
+
+
+def upsample(
+    logits: np.ndarray,
+    size: Sequence[int],
+    crop: Optional[Sequence[int]] = None,
+    sigmoid: bool = False,
+    class_bias: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """Bilinear resize with torch's align_corners=False semantics, optionally calibrated.
+
+    ``out[b, c, y, x] = f(bilinear(logits)[b, c, y, x]) - class_bias[c]`` with ``f`` = logistic sigmoid when
+    ``sigmoid`` else identity, and no bias term when ``class_bias`` is None (the defaults give the plain resize).
+    Everything is computed in float64 and rounded to float32 once at the end.
 
     Args:
         logits: ``[B, C, h, w]``.
         size: ``(H, W)`` output size.
         crop: optional ``(top, left, height, width)`` valid region of ``logits``.
+        sigmoid: apply the logistic function after the resize.
+        class_bias: ``[C]`` subtracted last, or None.
     Returns:
         ``[B, C, H, W]`` float32.
     """
@@ -121,7 +145,10 @@ def upsample(logits: np.ndarray, size: Sequence[int], crop: Optional[Sequence[in
     lx = lx[None, :]
     top = x[..., y0[:, None], x0[None, :]] * (1 - lx) + x[..., y0[:, None], x1[None, :]] * lx
     bot = x[..., y1[:, None], x0[None, :]] * (1 - lx) + x[..., y1[:, None], x1[None, :]] * lx
-    return ((1 - ly) * top + ly * bot).astype(np.float32)
+    up = (1 - ly) * top + ly * bot
+    if sigmoid or class_bias is not None:
+        up = _calibrate(up, sigmoid, class_bias)
+    return up.astype(np.float32)
 
 
 def argmax_torch(x: np.ndarray, axis: int) -> np.ndarray:
@@ -157,11 +184,9 @@ def segment(
         ``labels [B, H, W]`` int32 (argmax, torch tie/NaN rules) and ``scores [B, H, W]`` float32 (the winning
         calibrated value).
     """
-    up = upsample(logits, size, crop).astype(np.float64)
-    if sigmoid:
-        up = 1.0 / (1.0 + np.exp(-up))
-    if class_bias is not None:
-        up = up - np.asarray(class_bias, dtype=np.float64)[None, :, None, None]
+    # The calibration is applied to the float32-rounded upsampled value (as the kernels do), in float64, and
+    # the winner is chosen on the float64 values (not on upsample(..., sigmoid, class_bias)'s float32 output).
+    up = _calibrate(upsample(logits, size, crop), sigmoid, class_bias)
     labels = argmax_torch(up, axis=1)
     scores = np.take_along_axis(up, labels[:, None], axis=1)[:, 0]
     return labels.astype(np.int32), scores.astype(np.float32)

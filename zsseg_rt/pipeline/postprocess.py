@@ -39,10 +39,9 @@ def calibrated_window_scores(
         ``[B, C, Hw, Ww]`` float32 calibrated scores.
     """
     logits = _check_logits(logits)
-    scores = ops.upsample(logits, tuple(head_size), crop=valid)
-    scores = 1.0 / (1.0 + np.exp(-scores, dtype=np.float32))
-    if class_bias is not None:
-        scores -= np.asarray(class_bias, dtype=np.float32)[None, :, None, None]
+    bias = None if class_bias is None else np.ascontiguousarray(class_bias, dtype=np.float32).reshape(-1)
+    # one native pass: bilinear resize, sigmoid and the per-class bias (no [B,C,H,W] temporaries)
+    scores = ops.upsample(logits, tuple(head_size), crop=valid, sigmoid=True, class_bias=bias)
     if tuple(window_size) != tuple(head_size):
         scores = ops.upsample(np.ascontiguousarray(scores, dtype=np.float32), tuple(window_size))
     return scores
