@@ -8,11 +8,19 @@ from zsseg_rt.pipeline.preprocess import rescaled_size
 
 def test_rescaled_size_matches_mmcv_formula():
     # mmcv.imrescale(scale=(2048, 512)): factor = min(2048 / long, 512 / short); size = int(x * factor + 0.5)
-    assert rescaled_size(375, 500) == (512, 683)   # VOC landscape photo: short side -> 512
-    assert rescaled_size(500, 375) == (683, 512)
-    assert rescaled_size(512, 512) == (512, 512)
-    assert rescaled_size(100, 1000) == (205, 2048)  # long side bounded by 2048
-    assert rescaled_size(1024, 1536) == (512, 768)  # downscaling
+    scale = (2048, 512)
+    assert rescaled_size(375, 500, scale) == (512, 683)   # VOC landscape photo: short side -> 512
+    assert rescaled_size(500, 375, scale) == (683, 512)
+    assert rescaled_size(512, 512, scale) == (512, 512)
+    assert rescaled_size(100, 1000, scale) == (205, 2048)  # long side bounded by 2048
+    assert rescaled_size(1024, 1536, scale) == (512, 768)  # downscaling
+
+
+def test_official_zegclip_min_size_resize_has_no_long_side_cap():
+    # mmseg 0.x Resize(keep_ratio=True, min_size=512): short side exactly 512, long side unbounded
+    assert rescaled_size(300, 1500) == (512, 2560)
+    assert rescaled_size(1500, 300, (None, 512)) == (2560, 512)
+    assert rescaled_size(375, 500) == (512, 683)
 
 
 def test_sliding_windows_match_mmseg_slide_inference():

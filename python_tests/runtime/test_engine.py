@@ -183,3 +183,22 @@ print('ok', engine.backend.name)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "ok onnxruntime" in out.stdout
+
+
+def test_elongated_image_follows_the_official_min_size_resize(tmp_path):
+    """Official ZegCLIP test resize (min_size rule): short side exactly S, long side uncapped. The Engine reads
+    the rule from meta.json and must give the labels of the PyTorch reference path on a 1:10 image."""
+    pytest.importorskip("torch")
+    from zsseg_rt.export.onnx_export import export_bundle
+    from zsseg_rt.models import create_model
+    from zsseg_rt.models.predict import predict
+
+    model = create_model("zegclip_tiny_test", test_scale=[None, 64]).eval()
+    bundle = export_bundle(model, str(tmp_path / "b"), max_classes=4)
+    engine = Engine(bundle, classes=["sky", "road", "car"], backend="onnxruntime")
+    assert engine.meta.test_scale == [None, 64]
+    image = np.random.default_rng(3).integers(0, 255, (30, 300, 3), dtype=np.uint8)
+    result = engine(image)
+    labels, _ = predict(model, image[:, :, ::-1].copy(), class_names=["sky", "road", "car"], mode="slide")
+    np.testing.assert_array_equal(result.labels, labels)
+    assert result.labels.shape == (30, 300)

@@ -69,6 +69,16 @@ class BundleMeta:
                     **self.raw.get("postprocess", {}))
 
     @property
+    def test_scale(self) -> List[Optional[int]]:
+        """Keep-ratio test resize ``[long_max, short]`` (long_max None: short side exactly ``short``, the official
+        ZegCLIP/CLIP-RC ``min_size`` rule); see ``zsseg_rt.pipeline.preprocess.rescaled_size``."""
+        scale = self.raw.get("test_scale")
+        if scale is None:
+            short = self.postprocess.get("short_side") or self.image_size
+            return [None, int(short)]
+        return [None if v is None else int(v) for v in scale]
+
+    @property
     def grid(self) -> tuple:
         side = self.image_size // self.patch_size
         return side, side

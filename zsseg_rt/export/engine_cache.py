@@ -284,7 +284,7 @@ def preprocess_calibration_image(image, meta: BundleMeta) -> np.ndarray:
             raise ValueError(f"cannot read calibration image {os.fspath(image)!r}")
         rgb = to_rgb_uint8(bgr, color_order="bgr")
     size = int(meta.image_size)
-    chw = normalize_image(rescale_keep_ratio(rgb), meta.mean, meta.std)
+    chw = normalize_image(rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
     chw = pad_to_multiple(chw, int(meta.patch_size), min_size=(size, size))
     top, left = (chw.shape[1] - size) // 2, (chw.shape[2] - size) // 2
     return np.ascontiguousarray(chw[:, top:top + size, left:left + size], dtype=np.float32)

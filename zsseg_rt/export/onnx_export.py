@@ -134,6 +134,7 @@ def build_meta(model, max_classes: int, opset: int, source: Optional[str], extra
         "training_class_names": names,
         "max_classes": int(max_classes),
         "crop_size": int(getattr(cfg, "crop_size", cfg.image_size)),
+        "test_scale": [None if v is None else int(v) for v in getattr(cfg, "test_scale", [None, cfg.image_size])],
         "stride": int(getattr(cfg, "stride", 426)),
         "opset": int(opset),
         "io": default_graph_io(image_output_names(model)),

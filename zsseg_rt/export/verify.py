@@ -31,7 +31,7 @@ def _window_batch(paths: Sequence[str], meta, rng: np.random.Generator) -> List[
     batches = [rng.standard_normal((2, 3, size, size)).astype(np.float32)]
     for path in paths:
         rgb = pipeline.to_rgb_uint8(_read_image(path), "bgr")
-        chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, (4 * size, size)), meta.mean, meta.std)
+        chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
         win = pipeline.sliding_windows(chw.shape[1], chw.shape[2], size, meta.stride)[0]
         crop = pipeline.pad_to_multiple(chw[:, win.y1 : win.y2, win.x1 : win.x2], meta.patch_size, (size, size))
         batches.append(crop[None])

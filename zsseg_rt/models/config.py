@@ -108,7 +108,8 @@ class ZegCLIPConfig:
     calibration_bias: float = 0.1  # subtracted from sigmoid scores of seen classes (0 for transductive)
     crop_size: int = 512
     stride: int = 426
-    test_scale: List[int] = field(default_factory=lambda: [2048, 512])
+    # official test resize: [long_max, short]; long_max None = mmseg Resize(keep_ratio=True, min_size=512)
+    test_scale: List[Optional[int]] = field(default_factory=lambda: [None, 512])
     mean: List[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
     std: List[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
     loss: Dict[str, Any] = field(

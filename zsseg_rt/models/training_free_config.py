@@ -64,7 +64,7 @@ class TrainingFreeConfig:
 
     ``image_size`` is the image-encoder input (= the sliding-window crop); the stock positional table is resized
     to its grid when the weights are loaded. ``short_side``/``crop_size``/``stride`` are the official test
-    settings (``test_scale = [4 * short_side, short_side]``). ``attention``/``residual``/``ffn``/``gaussian_std``/
+    settings (``test_scale = [2048, short_side]``). ``attention``/``residual``/``ffn``/``gaussian_std``/
     ``pos_resize`` default (None) to the method's values in ``METHODS``.
     """
 
@@ -125,7 +125,8 @@ class TrainingFreeConfig:
 
     @property
     def test_scale(self) -> List[int]:
-        return [4 * int(self.short_side), int(self.short_side)]
+        """Official mmseg 1.x test resize ``Resize(scale=(2048, short_side), keep_ratio=True)``."""
+        return [2048, int(self.short_side)]
 
     # ------------------------------------------------------------------ validation / io
     def validate(self) -> "TrainingFreeConfig":

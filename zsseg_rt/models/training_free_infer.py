@@ -74,7 +74,7 @@ def slide_inference(
 
     rgb = pipeline.to_rgb_uint8(image, color_order)
     orig_hw = rgb.shape[:2]
-    chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, (4 * short, short)), cfg.mean, cfg.std)
+    chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, (2048, short)), cfg.mean, cfg.std)
     img = torch.from_numpy(np.ascontiguousarray(chw)).to(device)[None]
     _, _, h_img, w_img = img.shape
     text = text.to(device)

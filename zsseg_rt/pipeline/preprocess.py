@@ -1,7 +1,7 @@
 """Image pre-processing identical to the official ZegCLIP/mmseg test pipeline, without torch."""
 from __future__ import annotations
 
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -66,19 +66,27 @@ def to_rgb_uint8(image: np.ndarray, color_order: str = "bgr") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def rescaled_size(height: int, width: int, scale: Sequence[int] = (2048, 512)) -> Tuple[int, int]:
-    """mmcv ``imrescale`` size: the largest size within ``(long, short)`` keeping the aspect ratio.
+def rescaled_size(height: int, width: int, scale: Sequence[Optional[int]] = (None, 512)) -> Tuple[int, int]:
+    """Keep-ratio test resize size, ``scale = (long_max, short)``.
+
+    * ``long_max`` None: the short side becomes exactly ``short`` whatever the long side (mmseg 0.x
+      ``Resize(keep_ratio=True, min_size=512)``, the official ZegCLIP / CLIP-RC test pipeline);
+    * otherwise mmcv ``imrescale``: the largest size within ``(long_max, short)`` (e.g. ``(2048, 336)``).
+    Sizes are rounded like mmcv (``int(x * factor + 0.5)``).
 
     Returns:
         ``(new_height, new_width)``.
     """
-    long_max, short_max = max(scale), min(scale)
-    factor = min(long_max / max(height, width), short_max / min(height, width))
+    long_max, short = scale[0], scale[1]
+    factor = short / min(height, width)
+    if long_max:
+        long_max, short = max(long_max, short), min(long_max, short)
+        factor = min(long_max / max(height, width), short / min(height, width))
     return int(height * factor + 0.5), int(width * factor + 0.5)
 
 
-def rescale_keep_ratio(image: np.ndarray, scale: Sequence[int] = (2048, 512)) -> np.ndarray:
-    """Resize ``[H, W, 3]`` like mmseg's test ``Resize(img_scale=(2048, 512), keep_ratio=True)`` (cv2 bilinear)."""
+def rescale_keep_ratio(image: np.ndarray, scale: Sequence[Optional[int]] = (None, 512)) -> np.ndarray:
+    """Resize ``[H, W, 3]`` like mmseg's keep-ratio test ``Resize`` (cv2 bilinear); see ``rescaled_size``."""
     new_h, new_w = rescaled_size(image.shape[0], image.shape[1], scale)
     if (new_h, new_w) == image.shape[:2]:
         return image

@@ -202,8 +202,7 @@ class Engine:
         with self._stage("preprocess"):
             rgb = pipeline.to_rgb_uint8(image, color_order)
             orig_hw = rgb.shape[:2]
-            short = int(self.meta.postprocess.get("short_side") or size)  # test-time short side (ZegCLIP: 512)
-            scaled = pipeline.rescale_keep_ratio(rgb, (4 * short, short))
+            scaled = pipeline.rescale_keep_ratio(rgb, self.meta.test_scale)  # the official keep-ratio test resize
             chw = pipeline.normalize_image(scaled, self.meta.mean, self.meta.std)
             windows = pipeline.sliding_windows(chw.shape[1], chw.shape[2], self.meta.crop_size, self.meta.stride)
             crops = [
