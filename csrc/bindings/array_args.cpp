@@ -137,7 +137,17 @@ py::object call_dlpack(py::handle obj, bool on_cuda, std::int64_t stream) {
       if (!err.matches(PyExc_TypeError)) throw;
     }
   }
-  return method();
+  py::object capsule = method();
+#ifdef ZSSEG_WITH_CUDA
+  // The producer took no stream argument, so its pending work cannot be ordered before ours: wait for it.
+  if (on_cuda) {
+    const cudaError_t status = cudaDeviceSynchronize();
+    if (status != cudaSuccess) {
+      throw py::value_error(std::string("__dlpack__: cudaDeviceSynchronize failed: ") + cudaGetErrorString(status));
+    }
+  }
+#endif
+  return capsule;
 }
 
 RawArray from_dlpack(py::handle obj, const ArgParser& p, const char* name) {
@@ -385,8 +395,29 @@ ArgParser::ArgParser(std::string op, std::int64_t stream) : op_(std::move(op)), 
   if (stream < 0) fail_value("stream must be a cudaStream_t as a non-negative int (0 = default), got " + std::to_string(stream));
 }
 
+// torch tensors can carry a lazy negation / conjugation bit that DLPack and the array interfaces do not apply:
+// their raw memory holds the un-negated values. Refuse them rather than compute on the wrong numbers.
+void refuse_lazy_views(py::handle obj, const ArgParser& p, const char* name) {
+  for (const char* bit : {"is_neg", "is_conj"}) {
+    if (!py::hasattr(obj, bit)) continue;
+    bool set = false;
+    try {
+      set = obj.attr(bit)().cast<bool>();
+    } catch (py::error_already_set&) {
+      continue;  // not torch's method: ignore
+    } catch (py::cast_error&) {
+      continue;
+    }
+    if (set) {
+      p.fail_type(std::string("argument '") + name + "' is a torch tensor with the lazy " + (bit + 3) +
+                  " bit set, whose memory does not hold its values; pass tensor.resolve_" + (bit + 3) + "()");
+    }
+  }
+}
+
 ArrayArg ArgParser::array(const char* name, py::handle obj) const {
   RawArray raw;
+  if (!obj.is_none() && !py::isinstance<py::array>(obj)) refuse_lazy_views(obj, *this, name);
   if (py::isinstance<py::array>(obj)) {
     raw = from_numpy(py::reinterpret_borrow<py::array>(obj));
   } else if (!obj.is_none() && py::hasattr(obj, "__cuda_array_interface__") && !py::hasattr(obj, "__dlpack__")) {

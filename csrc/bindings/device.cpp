@@ -112,8 +112,8 @@ py::capsule make_capsule(const DeviceArray& arr, const char* name) {
 // Make the consumer's stream (DLPack numbering: 1 legacy default, 2 per-thread, else a pointer) wait for
 // the stream the array was produced on.
 void order_for_consumer(const DeviceArray& arr, const py::object& stream) {
-  if (stream.is_none()) return;
-  const std::int64_t consumer = stream.cast<std::int64_t>();
+  // DLPack: None means the consumer works on the legacy default stream (1), which must be ordered too.
+  const std::int64_t consumer = stream.is_none() ? 1 : stream.cast<std::int64_t>();
   if (consumer == -1) return;  // DLPack: -1 = the consumer asks for no synchronisation
   if (consumer == 0) throw py::value_error("DeviceArray.__dlpack__: stream 0 is ambiguous on CUDA; pass 1 for the legacy default stream");
 #ifdef ZSSEG_WITH_CUDA

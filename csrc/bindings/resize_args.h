@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "array_args.h"
+#ifdef ZSSEG_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
 #include "zsseg/bilinear.h"
 
 namespace zsseg_py {
@@ -69,8 +72,10 @@ inline zsseg::ResizeGeometry parse_resize_geometry(const ArgParser& args, const 
 }
 
 // class_bias: [C] float32 (C-contiguous, checked by ArgParser) or None. The caller puts it in the same
-// placement() call as the logits (same device). NaN is refused on the CPU, naming the first NaN class (it is
-// checked where it is cheap: on CUDA a NaN bias gives NaN values). +/-inf is allowed: +inf disables a class.
+// placement() call as the logits (same device). Every value must be finite (NaN and +/-inf are refused, naming
+// the first bad class): with infinite biases whole groups of classes tie at +/-inf, where the fused CPU argmax
+// and the per-class CUDA argmax would not pick the same label. On CUDA the C values are copied to the host for
+// the check (a few bytes; synchronises the legacy default stream). To drop a class, leave it out of the vocabulary.
 inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handle obj, std::int64_t classes) {
   std::optional<ArrayArg> bias = args.optional_array("class_bias", obj);
   if (!bias) return bias;
@@ -80,11 +85,24 @@ inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handl
   if (bias->type != ElemType::Float32) {
     args.fail_type("argument 'class_bias' must be float32, got " + bias->type_name);
   }
-  if (!bias->place.is_cuda()) {
-    for (std::int64_t c = 0; c < classes; ++c) {
-      if (std::isnan(bias->ptr<float>()[c])) {
-        args.fail_value("argument 'class_bias' must not contain NaN, got NaN at class " + std::to_string(c));
-      }
+  std::vector<float> host;
+  const float* values = bias->ptr<float>();
+  if (bias->place.is_cuda()) {
+#ifdef ZSSEG_WITH_CUDA
+    host.resize(static_cast<std::size_t>(classes));
+    CudaDeviceGuard guard(bias->place);
+    const cudaError_t status = cudaMemcpy(host.data(), values, host.size() * sizeof(float), cudaMemcpyDeviceToHost);
+    if (status != cudaSuccess) {
+      args.fail_value(std::string("argument 'class_bias': cannot read it from the GPU: ") + cudaGetErrorString(status));
+    }
+    values = host.data();
+#endif
+  }
+  for (std::int64_t c = 0; c < classes; ++c) {
+    if (!std::isfinite(values[c])) {
+      args.fail_value("argument 'class_bias' must be finite, got " + std::string(std::isnan(values[c]) ? "NaN" :
+                      (values[c] > 0 ? "inf" : "-inf")) + " at class " + std::to_string(c) +
+                      " (to drop a class, leave it out of the vocabulary)");
     }
   }
   return bias;

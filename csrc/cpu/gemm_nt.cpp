@@ -86,17 +86,22 @@ void gemm_nt(const GemmNT& g) {
   std::vector<float> packed_a(static_cast<std::size_t>(a_panels * kRows * std::max<std::int64_t>(g.k, 1)));
   const std::int64_t work = g.m * g.n * std::max<std::int64_t>(g.k, 1);
   const bool parallel = work > (1 << 16);
-#pragma omp parallel if (parallel)
+  // Per-thread B panels are allocated before the parallel region (an allocation failure inside an OpenMP
+  // region would terminate the process instead of reaching Python as MemoryError).
+  const int threads = parallel ? std::max(1, omp_get_max_threads()) : 1;
+  const std::size_t panel_size = static_cast<std::size_t>(kCols * std::max<std::int64_t>(g.k, 1));
+  std::vector<float> b_panels_ws(panel_size * static_cast<std::size_t>(threads));
+#pragma omp parallel num_threads(threads)
   {
 #pragma omp for schedule(static)
     for (std::int64_t p = 0; p < a_panels; ++p) {
       pack_panel<kRows>(g.a, g.lda, g.m, p * kRows, g.k, g.a_row_scale, g.k_scale, packed_a.data() + p * g.k * kRows);
     }
-    std::vector<float> b_panel(static_cast<std::size_t>(kCols * std::max<std::int64_t>(g.k, 1)));
+    float* b_panel = b_panels_ws.data() + panel_size * static_cast<std::size_t>(omp_get_thread_num());
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t p = 0; p < b_panels; ++p) {
-      pack_panel<kCols>(g.b, g.ldb, g.n, p * kCols, g.k, g.b_row_scale, nullptr, b_panel.data());
-      column_panel(g, packed_a.data(), b_panel.data(), p * kCols);
+      pack_panel<kCols>(g.b, g.ldb, g.n, p * kCols, g.k, g.b_row_scale, nullptr, b_panel);
+      column_panel(g, packed_a.data(), b_panel, p * kCols);
     }
   }
 }

@@ -24,6 +24,8 @@
 #include <limits>
 #include <vector>
 
+#include <omp.h>
+
 #include "cpu_dispatch.h"
 #include "zsseg/segment.h"
 
@@ -266,16 +268,22 @@ void segment_cpu(const SegmentParams& params) {
   const int64_t batch_stride = g.channels * g.in_height * g.in_width;
   const int64_t total_rows = g.batch * g.out_height;
 
-#pragma omp parallel
+  // Per-thread scratch is allocated here, before the parallel region: an allocation failure inside an OpenMP
+  // region cannot propagate and would terminate the process; here it reaches Python as MemoryError.
+  const int threads = std::max(1, omp_get_max_threads());
+  const size_t per_thread = static_cast<size_t>(g.crop_width * g.channels + 2 * g.channels);
+  std::vector<float> workspace(per_thread * static_cast<size_t>(threads));
+
+#pragma omp parallel num_threads(threads)
   {
-    std::vector<float> scratch(static_cast<size_t>(g.crop_width * g.channels));  // [crop_w, C]
-    std::vector<float> v(static_cast<size_t>(g.channels));                       // [C]
-    std::vector<float> approx(static_cast<size_t>(g.channels));                  // [C]
+    float* scratch = workspace.data() + per_thread * static_cast<size_t>(omp_get_thread_num());  // [crop_w, C]
+    float* v = scratch + g.crop_width * g.channels;                                              // [C]
+    float* approx = v + g.channels;                                                              // [C]
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < total_rows; ++row) {
       const int64_t b = row / g.out_height;
       const BilinearTap& ty = row_taps[static_cast<size_t>(row % g.out_height)];
-      segment_row(ctx, logits + b * batch_stride, ty, scratch.data(), v.data(), approx.data(),
+      segment_row(ctx, logits + b * batch_stride, ty, scratch, v, approx,
                   params.labels + row * g.out_width, params.scores + row * g.out_width);
     }
   }

@@ -57,8 +57,8 @@ def test_bad_common_arguments(op, logits, size, kwargs, error, match):
         (np.zeros(3, np.int64), TypeError, r"'class_bias' must have dtype float32.*got int64"),
         (np.zeros(6, np.float32)[::2], ValueError, r"'class_bias' must be C-contiguous"),
         ([0.1, 0.0, 0.0], TypeError, r"'class_bias' must be an array.*got list"),
-        (np.array([0.0, np.nan, 0.0], np.float32), ValueError, r"'class_bias' must not contain NaN, got NaN at class 1"),
-        (np.array([0.0, 0.0, np.nan], np.float32), ValueError, r"'class_bias' must not contain NaN, got NaN at class 2"),
+        (np.array([0.0, np.nan, 0.0], np.float32), ValueError, r"'class_bias' must be finite, got NaN at class 1"),
+        (np.array([0.0, 0.0, np.nan], np.float32), ValueError, r"'class_bias' must be finite, got NaN at class 2"),
     ],
 )
 def test_bad_class_bias(op, bias, error, match):
@@ -69,14 +69,31 @@ def test_bad_class_bias(op, bias, error, match):
             segment(X, (2, 2), class_bias=bias)
 
 
-def test_infinite_bias_disables_a_class():
+@pytest.mark.parametrize("value, word", [(np.inf, "inf"), (-np.inf, "-inf"), (np.nan, "NaN")])
+def test_non_finite_bias_is_refused_by_both_ops(value, word):
+    # Infinite biases make whole groups of classes tie at +/-inf, where a fused argmax cannot follow torch's
+    # lowest-index rule cheaply: refused, with the class named.
     x = np.zeros((1, 3, 2, 2), np.float32)
-    x[:, 0] = 5.0
-    labels, _ = segment(x, (3, 3), class_bias=np.array([np.inf, 0.0, 0.1], np.float32))
-    assert (labels == 1).all()
+    bias = np.array([0.0, value, 0.1], np.float32)
+    with pytest.raises(ValueError, match=rf"class_bias' must be finite, got {word} at class 1"):
+        segment(x, (3, 3), class_bias=bias)
+    with pytest.raises(ValueError, match=rf"class_bias' must be finite, got {word} at class 1"):
+        upsample(x, (3, 3), sigmoid=True, class_bias=bias)
 
 
 def test_absurd_size_raises_before_allocating():
     # 2^31 output pixels of int32 + float32 would be 16 GiB: the call must fail at once, not try to allocate.
     with pytest.raises(ValueError, match=r"output 'labels' of shape \[1, 65536, 32768\]"):
         segment(X, (65536, 32768))
+
+
+def test_torch_tensors_with_lazy_negation_are_refused():
+    torch = pytest.importorskip("torch")
+    from zsseg_rt import _C
+
+    t = torch.randn(1, 2, 3, 3)
+    # DLPack would hand over the un-negated memory: refuse instead of computing on the wrong values
+    with pytest.raises(TypeError, match=r"'logits' is a torch tensor with the lazy neg bit set.*resolve_neg"):
+        _C.upsample(t._neg_view(), (4, 4))
+    out = _C.upsample(t._neg_view().resolve_neg(), (4, 4))
+    np.testing.assert_allclose(np.asarray(out), upsample(-t.numpy(), (4, 4)), rtol=1e-6, atol=1e-6)

@@ -186,9 +186,6 @@ def test_sigmoid_saturates_and_propagates_nan():
     expected = torch.sigmoid(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(out, np.broadcast_to(expected, out.shape), rtol=0, atol=1e-7)
     assert np.isnan(out[0, 5]).all() and not np.isnan(out[0, :5]).any()
-    # infinite bias: -inf for that class (usable to disable a class downstream)
-    out = upsample(x[:, :2], (2, 2), sigmoid=True, class_bias=np.array([np.inf, 0.0], np.float32))
-    assert (out[0, 0] == -np.inf).all()
 
 
 def test_calibrated_nan_neighbour_propagates_like_torch():
