@@ -193,3 +193,94 @@ def test_synthetic_generator_is_deterministic_and_labelled():
     assert set(np.unique(labs).tolist()) <= set(range(6)) and len(np.unique(labs)) >= 4
     assert ds.split.unseen == (5,)
     assert reduce_zero_label(np.array([0, 1, 20, 255], np.uint8)).tolist() == [255, 0, 19, 255]
+
+
+# ------------------------------------------------------------------ official tables, restated independently
+def _official_visiable_mask(seen_classes):
+    """ZegCLIP models/segmentor/zegclip.py ``_visiable_mask`` + decode_seg ``gt[gt == -1] = 255``, verbatim."""
+    seen_map = np.array([-1] * 256)
+    seen_map[255] = 255
+    for i, n in enumerate(list(seen_classes)):
+        seen_map[n] = i
+    seen_map[seen_map == -1] = 255
+    return seen_map
+
+
+def _official_visiable_mask_st(seen_classes):
+    """ZegCLIP models/segmentor/zegclip.py ``_visiable_mask_st``, verbatim."""
+    seen_map = np.array([-1] * 256)
+    seen_map[255] = 255
+    for i, n in enumerate(list(seen_classes)):
+        seen_map[n] = n
+    seen_map[200] = 200  # pixels of padding will be excluded
+    return seen_map
+
+
+@pytest.mark.parametrize("name", ["voc20", "coco_stuff171", "context59"])
+def test_training_luts_equal_the_official_tables_for_every_value(name):
+    torch = pytest.importorskip("torch")
+    from zsseg_rt.models.losses import remap_labels_inductive, remap_labels_transductive
+
+    split = load_split(name)
+    seen = list(split.seen)
+    every = np.arange(256, dtype=np.uint8)
+    np.testing.assert_array_equal(apply_lut(every, inductive_lut(seen)), _official_visiable_mask(seen))
+    st = apply_lut(every, transductive_lut(seen, split.num_classes))
+    np.testing.assert_array_equal(st, _official_visiable_mask_st(seen))
+    assert st[200] == 200 and st[255] == 255 and (st[list(split.unseen)] == -1).all()
+    # the model-side (losses) remaps agree with the data-side tables on all 256 values
+    t = torch.arange(256)
+    np.testing.assert_array_equal(remap_labels_inductive(t, seen).numpy(), _official_visiable_mask(seen))
+    np.testing.assert_array_equal(remap_labels_transductive(t, seen).numpy(), _official_visiable_mask_st(seen))
+    with pytest.raises(ValueError, match="outside"):
+        transductive_lut([0, 25], 20)
+
+
+# ------------------------------------------------------------------ VOC train_aug (official ann_dir/split pairs)
+def _fake_voc(root, train_ids, aug_ids, fine, sbd, trainaug=None):
+    """VOC2012 tree; ``fine``/``sbd``: {id: label value} written to SegmentationClass / SegmentationClassAug."""
+    for d in ("JPEGImages", "SegmentationClass", "SegmentationClassAug", "ImageSets/Segmentation"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for i in sorted(set(train_ids) | set(aug_ids) | set(fine) | set(sbd)):
+        Image.fromarray(np.full((8, 10, 3), 90, np.uint8)).save(root / "JPEGImages" / f"{i}.jpg")
+    for d, labels in (("SegmentationClass", fine), ("SegmentationClassAug", sbd)):
+        for i, v in labels.items():
+            Image.fromarray(np.full((8, 10), v, np.uint8)).save(root / d / f"{i}.png")
+    sets = root / "ImageSets" / "Segmentation"
+    (sets / "train.txt").write_text("".join(f"{i}\n" for i in train_ids))
+    (sets / "aug.txt").write_text("".join(f"{i}\n" for i in aug_ids))
+    (sets / "val.txt").write_text("v0\n")
+    if trainaug is not None:
+        (sets / "trainaug.txt").write_text("".join(f"{i}\n" for i in trainaug))
+    return root
+
+
+def test_voc_train_aug_pairs_train_with_fine_masks_and_aug_with_sbd_masks(tmp_path):
+    # "both" has a fine mask (class 3 -> 2 after reduce_zero_label) AND an SBD mask (class 7 -> 6), and is
+    # listed in train.txt and aug.txt (as in mmseg's aug.txt, which includes the train ids)
+    root = _fake_voc(tmp_path / "VOC2012", train_ids=["both", "t1"], aug_ids=["a1", "both"],
+                     fine={"both": 3, "t1": 4, "v0": 1, "a1": 9}, sbd={"both": 7, "a1": 5, "t1": 11},
+                     trainaug=["zzz"])  # a merged list, ignored when the official train.txt + aug.txt exist
+    ds = build_dataset({"type": "voc", "root": str(root), "split": "train_aug"})
+    got = [(ds.image_id(i), os.path.basename(os.path.dirname(ds.items[i][1])), int(ds.load(i)[1][0, 0]))
+           for i in range(len(ds))]
+    # official ConcatDataset order and no de-duplication: train.txt with SegmentationClass, then aug.txt with
+    # SegmentationClassAug
+    assert got == [("both", "SegmentationClass", 2), ("t1", "SegmentationClass", 3),
+                   ("a1", "SegmentationClassAug", 4), ("both", "SegmentationClassAug", 6)]
+    # train.txt ids need their fine mask (no silent switch to the SBD one)
+    (root / "SegmentationClass" / "t1.png").unlink()
+    with pytest.raises(DatasetLayoutError, match="t1"):
+        build_dataset({"type": "voc", "root": str(root), "split": "train_aug"})
+    # the other splits keep reading SegmentationClass
+    assert build_dataset({"type": "voc", "root": str(root), "split": "val"}).items[0][1].endswith(
+        os.path.join("SegmentationClass", "v0.png"))
+
+
+def test_voc_merged_trainaug_list_prefers_sbd_masks(tmp_path):
+    root = _fake_voc(tmp_path / "VOC2012", train_ids=[], aug_ids=[], fine={"x": 3, "y": 4}, sbd={"x": 7},
+                     trainaug=["x", "y"])
+    for f in ("train.txt", "aug.txt"):
+        (root / "ImageSets" / "Segmentation" / f).unlink()
+    ds = build_dataset({"type": "voc", "root": str(root), "split": "train_aug"})
+    assert [int(ds.load(i)[1][0, 0]) for i in range(len(ds))] == [6, 3]

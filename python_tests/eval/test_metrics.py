@@ -160,3 +160,31 @@ def test_eval_skips_corrupt_images_with_a_count(tmp_path):
     with pytest.warns(RuntimeWarning, match="skipping corrupt"):
         m = evaluate(model, ds, mode="whole", text_embeddings=text, progress=False)
     assert m["images"] == 2 and m["skipped"] == 1 and "00001" in m["skipped_files"][0]
+
+
+@pytest.mark.parametrize("model", ["cliprc_tiny_test", "zegclip_tiny_p8_test"])
+def test_training_checkpoint_of_either_family_evaluates(tmp_path, model):
+    """A training checkpoint (.pt) is rebuilt in its own family (CLIP-RC or ZegCLIP) and gives the same metrics
+    as the in-memory model that wrote it."""
+    torch = pytest.importorskip("torch")
+    from zsseg_rt.data import SyntheticDataset
+    from zsseg_rt.eval import evaluate
+    from zsseg_rt.eval.evaluate import load_for_eval
+    from zsseg_rt.train import Trainer, load_train_config
+
+    cfg = load_train_config("tiny_test", model=model, work_dir=str(tmp_path), iterations=1, batch_size=2,
+                            save_native=False)
+    tr = Trainer(cfg, progress=False)
+    ckpt = tr.train()["checkpoint"]
+    assert ckpt is not None and ckpt.suffix == ".pt"
+    kind, loaded = load_for_eval(str(ckpt))
+    assert kind == "train" and type(loaded) is type(tr.model) and not loaded.training
+    for k, v in tr.model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k].cpu(), v.cpu()), k
+    ds = SyntheticDataset(length=3, size=(64, 64), num_classes=6, seed=5, unseen=["cyan checker"])
+    text = tr.text_all.numpy()
+    a = evaluate(str(ckpt), ds, mode="whole", text_embeddings=text, progress=False)
+    b = evaluate(tr.model.eval(), ds, mode="whole", text_embeddings=text, progress=False)
+    assert a["source"] == "train" and a["images"] == 3
+    for key in ("pAcc", "mIoU", "mIoU_seen", "mIoU_unseen"):
+        assert a[key] == b[key], key

@@ -110,15 +110,32 @@ def test_ensemble_chains_encoder_into_head(bundle, tmp_path):
     assert {i["name"] for i in ensemble["input"]} == {Names.IMAGE, Names.TEXT_EMBEDDINGS}
 
 
+def _fake_engine(directory, role, batch_max):
+    from zsseg_rt.export.engine_cache import EngineKey, write_engine_record
+
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(str(directory), f"{role}.engine")
+    with open(path, "wb") as handle:
+        handle.write(b"plan")
+    key = EngineKey(graph=f"{role}.onnx", onnx_sha256="0" * 64, precision="fp16",
+                    profile=(("batch", (1, batch_max, batch_max)),), tensorrt_version="10.3.0",
+                    gpu_name="Orin", compute_capability="8.7")
+    write_engine_record(path, key)
+    return path
+
+
 def test_engines_are_served_as_tensorrt_plans(bundle, tmp_path):
-    engines = {}
-    for role in ("image", "head"):
-        engines[role] = str(tmp_path / f"{role}.engine")
-        with open(engines[role], "wb") as handle:
-            handle.write(b"plan")
+    engines = {role: _fake_engine(tmp_path / role, role, batch_max=8) for role in ("image", "head")}
     models = write_triton_repository(bundle, str(tmp_path / "repo"), engines=engines)
     assert sorted(models) == ["zsseg_head", "zsseg_image_encoder", "zsseg_segment"]  # no text engine given
     assert _config(models["zsseg_head"])["platform"] == "tensorrt_plan"
     assert os.path.isfile(os.path.join(models["zsseg_head"], "1", "model.plan"))
     with pytest.raises(ValueError, match="max_batch"):
         write_triton_repository(bundle, str(tmp_path / "repo2"), max_batch=0)
+
+
+def test_engine_batch_profile_must_cover_max_batch(bundle, tmp_path):
+    engines = {"image": _fake_engine(tmp_path / "image", "image", batch_max=1)}
+    with pytest.raises(ValueError, match=r"accepts at most 1 on its 'batch' axis but max_batch=8.*--max-batch 8"):
+        write_triton_repository(bundle, str(tmp_path / "repo"), engines=engines, max_batch=8)
+    assert write_triton_repository(bundle, str(tmp_path / "repo"), engines=engines, max_batch=1)

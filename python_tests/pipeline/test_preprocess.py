@@ -23,6 +23,12 @@ def test_official_zegclip_min_size_resize_has_no_long_side_cap():
     assert rescaled_size(375, 500) == (512, 683)
 
 
+def test_extreme_aspect_ratios_are_clamped_or_refused_clearly():
+    assert rescaled_size(1, 10000, (2048, 512)) == (1, 2048)  # capped long side: the short side stays >= 1 px
+    with pytest.raises(ValueError, match=r"1x10000 would be rescaled to 512x5120000.*aspect ratio is too extreme"):
+        rescaled_size(1, 10000, (None, 512))  # uncapped (official min_size rule): 2.6 G pixels refused
+
+
 def test_sliding_windows_match_mmseg_slide_inference():
     # 512 x 683 (a rescaled VOC photo) with crop 512 / stride 426: two windows, the last clamped to the edge.
     assert pipeline.sliding_windows(512, 683, 512, 426) == [(0, 512, 0, 512), (0, 512, 171, 683)]

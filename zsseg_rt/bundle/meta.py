@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-from .spec import BUNDLE_FORMAT_VERSION, Files, graph_io
+from .spec import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, graph_io
 
 
 def normalize_class_name(name: str) -> str:
@@ -134,7 +134,14 @@ def verify_files(meta: BundleMeta, names: Optional[Sequence[str]] = None) -> Non
     Raises:
         BundleError naming the file, the expected and the actual hash.
     """
-    for name in names if names is not None else sorted(meta.files):
+    if names is None:
+        # every file the runtime opens must be covered, not only those meta.json happens to list
+        required = sorted(set(GRAPH_FILES.values()) | {Files.TOKENIZER})
+        unlisted = [name for name in required if name not in meta.files]
+        if unlisted:
+            raise BundleError(f"meta.json of {meta.path!r} records no sha256 for {unlisted}; re-export the bundle")
+        names = sorted(set(meta.files) | set(required))
+    for name in names:
         expected = meta.files.get(name)
         if expected is None:
             raise BundleError(f"meta.json of {meta.path!r} records no hash for {name!r}")

@@ -7,9 +7,10 @@ layout needs it, so labels are ``0..C-1`` or 255 (ignore).
 Layouts (``root`` is the directory named first):
 
 * ``voc``: ``VOC2012/{JPEGImages, SegmentationClass, SegmentationClassAug, ImageSets/Segmentation/*.txt}``;
-  split ``train_aug`` (10,582; ids from ``trainaug.txt``, else ``train.txt`` + ``aug.txt``; labels from
-  ``SegmentationClassAug`` falling back to ``SegmentationClass``), ``val`` (1,449), ``train``. Background ->
-  ignore (reduce_zero_label), 20 classes.
+  split ``train_aug`` (official: ``train.txt`` ids with ``SegmentationClass`` masks followed by ``aug.txt`` ids
+  with ``SegmentationClassAug`` masks, concatenated as mmseg does: 1,464 + 10,582 = 12,046 samples with
+  mmseg's converter; else ids from ``trainaug.txt`` with ``SegmentationClassAug`` preferred), ``val`` (1,449),
+  ``train``. Background -> ignore (reduce_zero_label), 20 classes.
 * ``coco_stuff``: ``coco_stuff164k/{images,annotations}/{train2017,val2017}``, ``*_labelTrainIds.png``, 171.
 * ``context59``: ``VOC2010/{JPEGImages, SegmentationClassContext, ImageSets/SegmentationContext/*.txt}``,
   reduce_zero_label, 59 classes.
@@ -167,30 +168,45 @@ def _pairs_from_dirs(kind, root, img_dir, lab_dir, lab_suffix, layout, img_exts=
 VOC_LAYOUT = """  VOC2012/JPEGImages/<id>.jpg
   VOC2012/SegmentationClass/<id>.png        (palette PNG: 0 background, 1..20, 255 ignore)
   VOC2012/SegmentationClassAug/<id>.png     (train_aug only; SBD masks from mmseg's voc_aug converter)
-  VOC2012/ImageSets/Segmentation/{train,val}.txt (+ trainaug.txt or aug.txt for train_aug)"""
+  VOC2012/ImageSets/Segmentation/{train,val}.txt (+ aug.txt for train_aug; or a merged trainaug.txt)"""
 
 
 def voc_dataset(root, split: str = "val", **kw) -> SegmentationDataset:
     root = Path(root)
     _require_dirs("PASCAL VOC 2012", root, ["JPEGImages", "ImageSets/Segmentation"], VOC_LAYOUT)
     sets = root / "ImageSets" / "Segmentation"
+    kind = "PASCAL VOC 2012"
     if split == "train_aug":
-        if (sets / "trainaug.txt").is_file():
+        if (sets / "train.txt").is_file() and (sets / "aug.txt").is_file():
+            # official (ZegCLIP configs/_base_/datasets/voc12_20_aug_512x512.py, as mmseg's voc12aug.py):
+            # ann_dir=['SegmentationClass', 'SegmentationClassAug'] paired with split=[train.txt, aug.txt], i.e.
+            # a ConcatDataset: train.txt ids with their fine SegmentationClass masks, then aug.txt ids with
+            # their SegmentationClassAug (SBD) masks. No de-duplication: mmseg's aug.txt (10,582 ids) already
+            # holds the train ids, which therefore appear twice (fine + SBD mask), 12,046 samples in all.
+            # An aug id without a SegmentationClassAug mask falls back to SegmentationClass (officially a
+            # missing-file error).
+            for d in ("SegmentationClass", "SegmentationClassAug"):
+                if not (root / d).is_dir():
+                    raise _layout_error(kind, root, f"split train_aug (train.txt + aug.txt) needs {d}/", VOC_LAYOUT)
+            items = _pairs_from_ids(kind, root, _read_ids(sets / "train.txt"), ["JPEGImages"], ".jpg",
+                                    ["SegmentationClass"], ".png", VOC_LAYOUT)
+            items += _pairs_from_ids(kind, root, _read_ids(sets / "aug.txt"), ["JPEGImages"], ".jpg",
+                                     ["SegmentationClassAug", "SegmentationClass"], ".png", VOC_LAYOUT)
+            return SegmentationDataset(items, load_split("voc20", kw.pop("unseen", None)), True, f"voc_{split}", **kw)
+        if (sets / "trainaug.txt").is_file():  # a single merged list (other converters): SBD masks preferred
             ids = _read_ids(sets / "trainaug.txt")
-        elif (sets / "aug.txt").is_file() and (sets / "train.txt").is_file():
-            ids = list(dict.fromkeys(_read_ids(sets / "train.txt") + _read_ids(sets / "aug.txt")))
         else:
-            raise _layout_error("PASCAL VOC 2012", root, "split train_aug needs ImageSets/Segmentation/trainaug.txt "
-                                "or train.txt + aug.txt", VOC_LAYOUT)
+            raise _layout_error(kind, root, "split train_aug needs ImageSets/Segmentation/train.txt + aug.txt "
+                                "(official) or trainaug.txt", VOC_LAYOUT)
         lab_dirs = ["SegmentationClassAug", "SegmentationClass"]
     else:
         if not (sets / f"{split}.txt").is_file():
-            raise _layout_error("PASCAL VOC 2012", root, f"no ImageSets/Segmentation/{split}.txt", VOC_LAYOUT)
+            raise _layout_error(kind, root, f"no ImageSets/Segmentation/{split}.txt", VOC_LAYOUT)
         ids = _read_ids(sets / f"{split}.txt")
         lab_dirs = ["SegmentationClass", "SegmentationClassAug"]
     if not any((root / d).is_dir() for d in lab_dirs):
-        raise _layout_error("PASCAL VOC 2012", root, f"none of {lab_dirs} exists", VOC_LAYOUT)
-    items = _pairs_from_ids("PASCAL VOC 2012", root, ids, ["JPEGImages"], ".jpg", lab_dirs, ".png", VOC_LAYOUT)
+        raise _layout_error(kind, root, f"none of {lab_dirs} exists", VOC_LAYOUT)
+    items = _pairs_from_ids(kind, root, ids, ["JPEGImages"], ".jpg", lab_dirs, ".png", VOC_LAYOUT)
     return SegmentationDataset(items, load_split("voc20", kw.pop("unseen", None)), True, f"voc_{split}", **kw)
 
 

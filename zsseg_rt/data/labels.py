@@ -102,19 +102,37 @@ def identity_lut() -> np.ndarray:
 
 
 def inductive_lut(seen_classes: Sequence[int]) -> np.ndarray:
-    """Official ``_visiable_mask``: seen id -> its position in ``seen_classes``; everything else -> 255."""
+    """Official ``_visiable_mask`` followed by the decode head's ``-1 -> 255``: seen id -> its position in
+    ``seen_classes``; everything else -> 255."""
     lut = np.full(256, IGNORE_INDEX, dtype=np.int16)
     for pos, cls in enumerate(seen_classes):
         lut[int(cls)] = pos
     return lut
 
 
-def transductive_lut(seen_classes: Sequence[int], num_classes: int) -> np.ndarray:
-    """Official ``_visiable_mask_st``: seen ids kept, unseen ids -> -1 (pseudo-labelled online), 255 kept."""
-    lut = np.full(256, IGNORE_INDEX, dtype=np.int16)
-    lut[:num_classes] = UNSEEN_MARK
-    for cls in seen_classes:
-        lut[int(cls)] = int(cls)
+ST_PAD_VALUE = 200  # the official *_st configs pad labels with seg_pad_val=200; _visiable_mask_st keeps it
+
+
+def transductive_lut(seen_classes: Sequence[int], num_classes: Optional[int] = None) -> np.ndarray:
+    """Official ``_visiable_mask_st`` (ZegCLIP ``models/segmentor/zegclip.py``), entry for entry::
+
+        seen_map = [-1] * 256; seen_map[255] = 255
+        for n in seen_classes: seen_map[n] = n
+        seen_map[200] = 200   # "pixels of padding will be excluded"
+
+    i.e. seen ids kept, 255 kept, 200 kept, EVERY other value -> -1 (pseudo-labelled online). The table does
+    not depend on the number of classes; ``num_classes`` (optional) only checks that the seen ids fit.
+    Values ``>= num_classes`` never reach it in this pipeline (``check_label_range`` runs at load time and
+    the augmentation pads labels with 255), so 200 matters only for datasets with more than 200 classes.
+    """
+    seen = [int(c) for c in seen_classes]
+    if num_classes is not None and any(not 0 <= c < int(num_classes) for c in seen):
+        raise ValueError(f"seen classes {seen} outside [0, {num_classes})")
+    lut = np.full(256, UNSEEN_MARK, dtype=np.int16)
+    lut[IGNORE_INDEX] = IGNORE_INDEX
+    for cls in seen:
+        lut[cls] = cls
+    lut[ST_PAD_VALUE] = ST_PAD_VALUE
     return lut
 
 

@@ -6,8 +6,9 @@ original size, argmax) — through :func:`zsseg_rt.models.predict.predict` for P
 ``zsseg_rt.Engine`` for bundles — over ALL classes of the dataset's vocabulary jointly, and compared with the
 ground truth at the original resolution.
 
-Checkpoint kinds: a training checkpoint (``.pt`` from ``zsseg train``), a native checkpoint directory
-(``model.safetensors`` + ``config.json``), or a bundle directory (``meta.json``, run by ``Engine``).
+Checkpoint kinds: a training checkpoint (``.pt`` from ``zsseg train``; ZegCLIP or CLIP-RC, from the stored
+``model_config``), a native checkpoint directory (``model.safetensors`` + ``config.json``), or a bundle
+directory (``meta.json``, run by ``Engine``).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from zsseg_rt.data import SegmentationDataset, build_dataset
 
 from .metrics import ConfusionMatrix, summarize
 
-__all__ = ["evaluate", "load_for_eval", "Segmenter", "checkpoint_kind"]
+__all__ = ["evaluate", "load_for_eval", "Segmenter", "checkpoint_kind", "model_from_config"]
 
 
 def checkpoint_kind(path: Union[str, Path]) -> str:
@@ -77,22 +78,39 @@ def load_for_eval(path: Union[str, Path], device: Optional[str] = None, backend:
             raise ValueError("bundles are evaluated with the official sliding-window order (mode 'slide'); "
                              f"got mode {mode!r}")
         return kind, Engine(str(path), backend=backend, device=device or "auto", mode="exact")
-    import torch
-
-    from zsseg_rt.models import ZegCLIP, load_native
-    from zsseg_rt.models.config import ZegCLIPConfig
+    from zsseg_rt.models import load_native
 
     if kind == "native":
-        model = load_native(str(path), device=device)
+        model = load_native(str(path), device=device)  # dispatches ZegCLIP / CLIP-RC on the stored format
     else:
         from zsseg_rt.train.checkpoint import load_checkpoint
 
         state = load_checkpoint(path)
-        model = ZegCLIP(ZegCLIPConfig.from_dict(state["model_config"]))
+        model = model_from_config(state["model_config"])
         model.load_state_dict(state["model"], strict=True)
         if device:
             model = model.to(device)
     return kind, model.eval()
+
+
+def model_from_config(config: Dict[str, Any]):
+    """An untrained model of the family a training checkpoint's ``model_config`` names (weights come after):
+    ``"family": "cliprc"`` -> CLIP-RC, no family -> ZegCLIP (the two families the trainer trains)."""
+    from zsseg_rt.models import ZegCLIP
+    from zsseg_rt.models.cliprc_config import is_cliprc_spec
+    from zsseg_rt.models.config import ZegCLIPConfig
+
+    if not isinstance(config, dict):
+        raise TypeError(f"model_config must be a dict, got {type(config).__name__}")
+    if is_cliprc_spec(config):
+        from zsseg_rt.models import create_model
+
+        return create_model(dict(config))  # CLIP-RC: load_cliprc_config(dict) + CLIPRC(config)
+    family = config.get("family")
+    if family not in (None, "zegclip"):
+        raise ValueError(f"training checkpoint holds a model of family {family!r}; only ZegCLIP and CLIP-RC "
+                         "checkpoints are trained")
+    return ZegCLIP(ZegCLIPConfig.from_dict(config))
 
 
 def evaluate(
@@ -107,7 +125,7 @@ def evaluate(
     progress: bool = True,
     seen_classes: Optional[Sequence[int]] = None,
 ) -> Dict[str, Any]:
-    """Metrics of ``checkpoint`` (path, ``ZegCLIP`` or ``Engine``) on ``dataset`` (object or spec dict).
+    """Metrics of ``checkpoint`` (path, ``ZegCLIP`` / ``CLIPRC`` or ``Engine``) on ``dataset`` (object or spec dict).
 
     Args:
         mode: "slide" (official crop 512 / stride 426) or "whole" (torch models only).

@@ -117,6 +117,13 @@ class CudaDriver:
         self._check(self._lib.cuCtxSetCurrent(context), "cuCtxSetCurrent")
         self._context, self._context_device = context, device
 
+    def make_current(self) -> None:
+        """Bind the retained primary context to the CALLING thread (CUDA contexts are current per thread: a
+        runner created on one thread and used from another must call this before touching device memory)."""
+        if self._context is None:
+            raise RuntimeError("no CUDA context retained: call use_primary_context() first")
+        self._check(self._lib.cuCtxSetCurrent(self._context), "cuCtxSetCurrent")
+
     def release_primary_context(self) -> None:
         if self._context is not None:
             self._lib.cuDevicePrimaryCtxRelease_v2(self._context_device)

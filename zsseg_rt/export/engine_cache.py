@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, fields
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -245,9 +246,11 @@ def _cached_engine_problem(engine_path: str, key: EngineKey) -> Optional[str]:
 
 def _atomic_write(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
+    tmp = f"{path}.tmp{os.getpid()}-{threading.get_ident()}"  # unique per process AND thread
     with open(tmp, "wb") as handle:
         handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 

@@ -1,8 +1,8 @@
 """TensorRT engines from an export bundle: build (TensorRT Python API, no trtexec), cache, load and run.
 
-Supported: TensorRT 10.x (the target; JetPack 6.1+ and NVIDIA's desktop wheels). TensorRT 8.6 (JetPack 6.0) is
-accepted with the explicit-batch flag but untested. TensorRT <= 8.5 (JetPack 5) is refused: its ONNX parser has
-no LayerNormalization, and bundles are exported at opset >= 17 with native LayerNormalization.
+Supported: TensorRT 10.x (JetPack 6.1+ and NVIDIA's desktop wheels). TensorRT 8.x (JetPack 5: 8.5, JetPack 6.0:
+8.6) is refused with a clear message: bundles are exported at ONNX opset 18 (native LayerNormalization), beyond
+what those parsers accept.
 
 ``import tensorrt`` happens inside functions, so this module imports anywhere; calls that need TensorRT raise an
 ``ImportError`` with install guidance. Engines live in ``<bundle>/engines/<key>/`` where ``key`` hashes
@@ -34,12 +34,12 @@ from zsseg_rt.export.engine_cache import (  # noqa: F401  (re-exported: the engi
 
 LOG = logging.getLogger("zsseg_rt.tensorrt")
 
-MIN_TENSORRT = (8, 6)
+MIN_TENSORRT = (10, 0)  # bundles are exported at opset 18; the TensorRT 8.x ONNX parsers stop at opset 17
 
 INSTALL_HINT = (
     "TensorRT 10 is required for this (it is imported lazily; nothing else in zsseg_rt needs it). "
     "Jetson: use JetPack 6.1+ (TensorRT 10.3, Python bindings from `sudo apt install python3-libnvinfer`); "
-    "JetPack 5 ships TensorRT 8.5, which is not supported. "
+    "JetPack 5 (TensorRT 8.5) and JetPack 6.0 (TensorRT 8.6) are not supported. "
     "x86_64/aarch64 desktop: `pip install tensorrt` (NVIDIA's wheels, also on "
     "`--extra-index-url https://pypi.nvidia.com`), matching your CUDA 12 driver."
 )
@@ -64,8 +64,8 @@ def import_tensorrt():
     if _parse_version(version)[:2] < MIN_TENSORRT:
         raise ImportError(
             f"TensorRT {version} is too old: zsseg_rt needs TensorRT >= {MIN_TENSORRT[0]}.{MIN_TENSORRT[1]} "
-            "(10.x recommended) because bundles use opset >= 17 LayerNormalization, which the TensorRT 8.5 ONNX "
-            f"parser lacks. {INSTALL_HINT}"
+            "because bundles are exported at ONNX opset 18 (native LayerNormalization), beyond what the TensorRT "
+            f"8.x ONNX parsers (JetPack 5: 8.5, JetPack 6.0: 8.6) accept. {INSTALL_HINT}"
         )
     return trt
 
@@ -503,6 +503,7 @@ class TensorRTRunner:
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Execute the engine. ``inputs`` must hold exactly the engine's inputs; returns every output."""
+        self._cuda.make_current()  # this thread may not be the one that created the runner
         missing, extra = set(self.input_names) - set(inputs), set(inputs) - set(self.input_names)
         if missing or extra:
             raise KeyError(f"engine {self.engine_path!r} takes inputs {self.input_names}; missing "
@@ -531,6 +532,7 @@ class TensorRTRunner:
         cuda = getattr(self, "_cuda", None)
         if cuda is None:
             return
+        cuda.make_current()
         for pointer, _ in self._buffers.values():
             cuda.mem_free(pointer)
         self._buffers = {}
@@ -539,6 +541,7 @@ class TensorRTRunner:
             self._stream = None
         self.context = None
         self.engine = None
+        cuda.release_primary_context()
         self._cuda = None
 
     def __enter__(self) -> "TensorRTRunner":

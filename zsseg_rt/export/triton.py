@@ -78,6 +78,24 @@ def ensemble_config(name: str, image_model: str, head_model: str, meta: BundleMe
     return text + ",\n".join(blocks) + "\n  ]\n}\n"
 
 
+def _check_engine_batch(engines: Mapping[str, str], max_batch: int) -> None:
+    """Triton batches the image and text encoders up to ``max_batch``: their engines' profiles must cover it."""
+    from .engine_cache import read_engine_record  # noqa: WPS433
+
+    axis = {"image": Names.BATCH, "text": Names.NUM_PROMPTS}
+    for role, name in axis.items():
+        path = engines.get(role)
+        if not path:
+            continue
+        key, _ = read_engine_record(path)
+        high = dict(key.profile).get(name, (0, 0, 0))[2]
+        if high < max_batch:
+            raise ValueError(
+                f"the {role} engine {path!r} accepts at most {high} on its {name!r} axis but max_batch={max_batch}; "
+                f"rebuild with `zsseg build-engine --max-batch {max_batch}` or pass max_batch={high}"
+            )
+
+
 def write_triton_repository(bundle_dir: str, repository_dir: str, engines: Optional[Mapping[str, str]] = None,
                             max_batch: int = 8, prefix: str = "zsseg_") -> Dict[str, str]:
     """Write a Triton model repository for a bundle.
@@ -100,6 +118,8 @@ def write_triton_repository(bundle_dir: str, repository_dir: str, engines: Optio
             f"image outputs {meta.io['image']['outputs']}. Serve it through zsseg_rt.Engine instead."
         )
     tensors = _tensors(meta)
+    if engines:
+        _check_engine_batch(engines, max_batch)
     platform = "tensorrt_plan" if engines else "onnxruntime_onnx"
     written = {}
     for role, graph in _ROLES.items():

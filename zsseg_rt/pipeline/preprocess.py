@@ -10,6 +10,11 @@ IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
+# Largest rescaled image accepted (e.g. 512 x 65536, an aspect ratio of 128:1): beyond it the short-side rule of
+# the official test resize would allocate gigabytes for one elongated image.
+MAX_RESCALED_PIXELS = 1 << 25
+
+
 class Window(NamedTuple):
     """One sliding-window crop ``image[y1:y2, x1:x2]``."""
 
@@ -82,7 +87,13 @@ def rescaled_size(height: int, width: int, scale: Sequence[Optional[int]] = (Non
     if long_max:
         long_max, short = max(long_max, short), min(long_max, short)
         factor = min(long_max / max(height, width), short / min(height, width))
-    return int(height * factor + 0.5), int(width * factor + 0.5)
+    new_h, new_w = max(1, int(height * factor + 0.5)), max(1, int(width * factor + 0.5))
+    if new_h * new_w > MAX_RESCALED_PIXELS:
+        raise ValueError(
+            f"image of {height}x{width} would be rescaled to {new_h}x{new_w} by the test resize {list(scale)} "
+            f"(more than {MAX_RESCALED_PIXELS} pixels): its aspect ratio is too extreme; crop it into parts first"
+        )
+    return new_h, new_w
 
 
 def rescale_keep_ratio(image: np.ndarray, scale: Sequence[Optional[int]] = (None, 512)) -> np.ndarray:

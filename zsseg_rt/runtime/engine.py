@@ -53,7 +53,9 @@ class Engine:
         backend: "auto" (TensorRT when its engines exist and import, else ONNX Runtime), "tensorrt",
             "onnxruntime" or "torch".
         device: "auto", "cpu" or "cuda" (ONNX Runtime / torch backends).
-        mode: "exact" (the official order: calibrate at crop resolution, average windows, resize, argmax) or
+        mode: "exact" (the official order: calibrate at crop resolution, average windows, resize, argmax; in
+            fp32, so labels can differ from another fp32 implementation only where two classes tie within
+            ~1e-7) or
             "fast" (single-window images: fused upsample+sigmoid+bias+argmax straight to the output size, no
             [C,H,W] buffer; multi-window images are processed as in "exact").
         max_batch: windows run through the image encoder together.
@@ -265,8 +267,13 @@ def _make_backend(meta: BundleMeta, backend: str, device: str, model, precision:
         try:
             return TensorRTBackend(meta, precision)
         except Exception as exc:  # noqa: BLE001 - any TensorRT problem -> ONNX Runtime, said out loud
-            import logging  # noqa: WPS433
+            import warnings  # noqa: WPS433
 
-            logging.getLogger("zsseg_rt").info("TensorRT backend unavailable (%s); using ONNX Runtime", exc)
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            warnings.warn(
+                f"backend='auto': TensorRT cannot be used ({reason}); running the bundle with ONNX Runtime instead "
+                "(slower, fp32). Build engines with `zsseg build-engine`, or pass backend='onnxruntime' to "
+                "silence this.", RuntimeWarning, stacklevel=3,
+            )
             return OnnxRuntimeBackend(meta, device, threads)
     raise ValueError(f"backend must be 'auto', 'tensorrt', 'onnxruntime' or 'torch', got {backend!r}")

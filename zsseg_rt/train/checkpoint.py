@@ -17,7 +17,7 @@ import os
 import random
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ import torch
 FORMAT = "zsseg_rt.train.v1"
 POINTER = "last_checkpoint"
 
-__all__ = ["atomic_save", "save_checkpoint", "load_checkpoint", "find_resume_checkpoint", "capture_rng",
+__all__ = ["atomic_save", "save_checkpoint", "prune_checkpoints", "checkpoint_name", "load_checkpoint", "find_resume_checkpoint", "capture_rng",
            "restore_rng", "FORMAT"]
 
 
@@ -83,19 +83,36 @@ def restore_rng(state: Dict[str, Any]) -> None:
     random.setstate((p[0], tuple(p[1]), p[2]))
 
 
-def save_checkpoint(state: Dict[str, Any], work_dir: Union[str, Path], iteration: int, keep: int = 3) -> Path:
+def checkpoint_name(iteration: int) -> str:
+    return f"iter_{int(iteration):07d}.pt"
+
+
+def prune_checkpoints(ckpt_dir: Union[str, Path], keep: int = 3, protect: Sequence[int] = ()) -> List[Path]:
+    """Delete all but the newest ``keep`` ``iter_*.pt`` files (0 keeps all), never one whose iteration is in
+    ``protect`` (e.g. the inductive checkpoint a transductive recipe starts from). Returns the deleted paths."""
+    if not keep or keep <= 0:
+        return []
+    protected = {checkpoint_name(i) for i in protect or ()}
+    deleted = []
+    for old in sorted(Path(ckpt_dir).glob("iter_*.pt"))[:-keep]:
+        if old.name not in protected:
+            old.unlink(missing_ok=True)
+            deleted.append(old)
+    return deleted
+
+
+def save_checkpoint(state: Dict[str, Any], work_dir: Union[str, Path], iteration: int, keep: int = 3,
+                    protect: Sequence[int] = ()) -> Path:
     """Write ``checkpoints/iter_<N>.pt`` atomically, then point ``last_checkpoint`` at it; keep the newest
-    ``keep`` (0 keeps all)."""
+    ``keep`` (0 keeps all) plus the iterations in ``protect``."""
     ckpt_dir = Path(work_dir) / "checkpoints"
-    path = ckpt_dir / f"iter_{int(iteration):07d}.pt"
+    path = ckpt_dir / checkpoint_name(iteration)
     for stale in ckpt_dir.glob("*.tmp-*"):  # left by a run killed mid-write
         if not stale.name.endswith(f".tmp-{os.getpid()}"):
             stale.unlink(missing_ok=True)
     atomic_save(dict(state, format=FORMAT, iteration=int(iteration)), path)
     _atomic_write(ckpt_dir / POINTER, lambda f: f.write(path.name.encode() + b"\n"))
-    if keep and keep > 0:
-        for old in sorted(ckpt_dir.glob("iter_*.pt"))[:-keep]:
-            old.unlink(missing_ok=True)
+    prune_checkpoints(ckpt_dir, keep, protect)
     return path
 
 

@@ -63,7 +63,8 @@ class TrainConfig:
     # bookkeeping
     work_dir: str = "work_dirs/run"
     checkpoint_interval: int = 2000
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = 3  # newest checkpoints kept (0: all)
+    keep_iterations: List[int] = field(default_factory=list)  # never pruned (e.g. a transductive init_from)
     log_interval: int = 10
     tensorboard: bool = False
     save_native: bool = True  # write work_dir/final (model.safetensors + config.json) at the end
@@ -83,6 +84,12 @@ class TrainConfig:
             raise ValueError(f"on_corrupt must be skip|raise, got {self.on_corrupt!r}")
         if self.on_bad_label not in ("raise", "ignore"):
             raise ValueError(f"on_bad_label must be raise|ignore, got {self.on_bad_label!r}")
+        if self.keep_checkpoints < 0:
+            raise ValueError(f"keep_checkpoints must be >= 0 (0 keeps all), got {self.keep_checkpoints}")
+        if not isinstance(self.keep_iterations, (list, tuple)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in self.keep_iterations):
+            raise ValueError(f"keep_iterations must be a list of positive iteration numbers, got "
+                             f"{self.keep_iterations!r}")
         if not isinstance(self.dataset, dict) or "type" not in self.dataset:
             raise ValueError(f"dataset must be a dict with a 'type', got {self.dataset!r}")
         return self

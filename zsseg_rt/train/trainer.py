@@ -8,7 +8,11 @@ Exactness notes:
   the gradients, so any (GPUs x accumulation) split of batch 16 gives the gradient of one batch of 16. In
   transductive mode with ``grad_accum > 1`` the pseudo-labelled count of a later micro-batch is not known when
   an earlier one back-propagates, so each micro-batch is normalised by its own count / ``grad_accum``
-  (approximation; exact for ``grad_accum = 1``).
+  (approximation; exact for ``grad_accum = 1``). Only mask + dice are re-normalised that way: CLIP-RC's recovery
+  losses are per-sample means (official ``nn.L1Loss`` per rank, gradients averaged by DDP), so each
+  micro-batch's recovery terms are weighted ``1 / grad_accum`` (exact for equal micro-batches).
+* ``train_step`` puts the network in training mode (dropout on, CLIP-RC's recovery branch active), as the
+  official runner does.
 * Resume restores the full model state, optimizer, schedule, grad scaler, iteration and every RNG (torch, CUDA,
   NumPy, Python; one set per rank). Data order and augmentation are functions of (seed, iteration)
   (``zsseg_rt.data.loader``), so a resumed run continues bit-identically (same device/threads).
@@ -39,6 +43,7 @@ from .optim import PolyWarmupSchedule, build_optimizer
 __all__ = ["Trainer", "train", "load_model_weights", "make_text_embeddings", "count_present"]
 
 LOG_FIELDS = ["iter", "loss", "loss_mask", "loss_dice", "lr", "num_masks", "seconds", "eta_seconds"]
+EXTRA_LOSS_KEYS = ("recovery_loss_q", "recovery_loss_k")  # mean-reduced terms beyond mask + dice (CLIP-RC)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -160,7 +165,7 @@ class Trainer:
         if setting == "inductive":
             lut = inductive_lut(seen)
         elif setting == "transductive":
-            lut = transductive_lut(seen, split.num_classes)
+            lut = transductive_lut(seen, split.num_classes)  # official _visiable_mask_st table
         else:
             lut = None
         mc = self.model.config
@@ -231,7 +236,8 @@ class Trainer:
         state = self.state_dict()  # collective under DDP: every rank calls it
         if self.dist.rank != 0:
             return None
-        return save_checkpoint(state, self.work_dir, self.iteration, self.cfg.keep_checkpoints)
+        return save_checkpoint(state, self.work_dir, self.iteration, self.cfg.keep_checkpoints,
+                               protect=self.cfg.keep_iterations)
 
     def resume(self, path: Union[str, Path, None] = "auto") -> Optional[Path]:
         """Resume from ``path`` or, with "auto", the newest readable checkpoint in ``work_dir`` (if any)."""
@@ -270,10 +276,19 @@ class Trainer:
                 norm = max(total / self.dist.world, 1.0)
             else:
                 norm = nm * cfg.grad_accum
-        return out, out["loss"] * (nm / norm)
+        # mask + dice are sums over (image, class) pairs / num_masks: re-normalised by the global count. Extra
+        # terms (CLIP-RC's recovery L1 losses) are per-micro-batch MEANS (official nn.L1Loss per rank, DDP
+        # averaging the ranks): equal-sized micro-batches average exactly with a 1 / grad_accum weight.
+        seg = out["loss_mask"] + out["loss_dice"]
+        extra = [out[k] for k in EXTRA_LOSS_KEYS if k in out]
+        loss = seg * (nm / norm)
+        for term in extra:
+            loss = loss + term / cfg.grad_accum
+        return out, loss
 
     def train_step(self, batches) -> Dict[str, float]:
         cfg = self.cfg
+        self.net.train()  # official training runs with dropout on (and CLIP-RC's recovery branch needs it)
         lr = self.schedule.step(self.iteration)
         self.optimizer.zero_grad(set_to_none=True)
         norm = None
@@ -324,12 +339,21 @@ class Trainer:
         if path.is_file():  # keep only rows up to the resumed iteration
             with open(path, "r", newline="", encoding="utf-8") as f:
                 rows = [r for r in csv.DictReader(f) if r.get("iter", "").isdigit() and int(r["iter"]) <= self.iteration]
-        f = open(path, "w", newline="", encoding="utf-8")
-        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-        f.flush()
-        return f, writer
+        # rewrite through a temporary file + os.replace: a crash mid-rewrite leaves the old log intact
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        f = open(path, "a", newline="", encoding="utf-8")
+        return f, csv.DictWriter(f, fieldnames=LOG_FIELDS)
 
     def _tensorboard(self):
         if not self.cfg.tensorboard or self.dist.rank != 0:
