@@ -44,9 +44,10 @@ def _resolve_model(args):
     official = args.official or os.environ.get("ZSSEG_CHECKPOINT")
     if official:
         model = load_official_any(official)  # ZegCLIP or CLIP-RC, config inferred from the checkpoint
-        return model, official, f"ZegCLIP ({os.path.basename(official)})", _stem(official)
+        return model, official, f"{type(model).__name__} ({os.path.basename(official)})", _stem(official)
     if args.native:
-        return load_native(args.native), args.native, f"ZegCLIP ({os.path.basename(args.native)})", _stem(args.native)
+        model = load_native(args.native)
+        return model, args.native, f"{type(model).__name__} ({os.path.basename(args.native)})", _stem(args.native)
     tag = args.clip_weights or "openai"
     try:
         model = create_model(args.method, pretrained=tag)

@@ -74,10 +74,14 @@ def _openai_jit_archive(sd, path):
     torch.jit.save(torch.jit.script(root), str(path))
 
 
-def test_openai_jit_archive(tmp_path, clip224):
+def test_openai_jit_archive(tmp_path, clip224, monkeypatch):
     path = tmp_path / "ViT-tiny.pt"
     _openai_jit_archive(clip224, path)
     assert "visual.transformer.resblocks.0.attn.in_proj_weight" in torch.jit.load(str(path)).state_dict()
+    # not an official OpenAI release: TorchScript (which compiles code from the file) is refused by default
+    with pytest.raises(WeightsError, match=r"not one of OpenAI's published CLIP releases.*ZSSEG_TRUST_TORCHSCRIPT"):
+        create_model(TINY, pretrained=str(path))
+    monkeypatch.setenv("ZSSEG_TRUST_TORCHSCRIPT", "1")
     model = create_model(TINY, pretrained=str(path))
     ms = model.state_dict()
     torch.testing.assert_close(ms["backbone.conv1.weight"], clip224["visual.conv1.weight"].half().float())
@@ -127,3 +131,17 @@ def test_missing_file_and_offline_tag(monkeypatch):
     monkeypatch.setattr(ocp, "download_pretrained", offline)
     with pytest.raises(RuntimeError, match="Offline.*local file"):
         create_model(TINY, pretrained="openai")
+
+
+def test_official_openai_archives_are_recognised_by_their_published_hash(monkeypatch, tmp_path):
+    from zsseg_rt.models import weights
+
+    hashes = weights._official_openai_archive_hashes()
+    # ViT-B/16's archive, as published in OpenAI's download URL (and in open_clip's registry)
+    assert "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f" in hashes
+    fake = tmp_path / "ViT-B-16.pt"
+    fake.write_bytes(b"not the release")
+    from zsseg_rt.bundle import sha256_file
+
+    monkeypatch.setattr(weights, "_official_openai_archive_hashes", lambda: {sha256_file(str(fake))})
+    weights._check_torchscript_trusted(fake, None)  # a published hash: accepted without opt-in

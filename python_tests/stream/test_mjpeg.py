@@ -122,3 +122,28 @@ def test_runner_serves_overlays_and_stats(thread_guard):
     assert fetched["snapshot"][0] == 200
     with pytest.raises(OSError):
         _get(sink.port, "/", timeout=1.0)  # the server is gone
+
+
+def test_mjpeg_caps_simultaneous_clients(thread_guard, monkeypatch):
+    import socket
+
+    from zsseg_rt.stream import sinks
+
+    monkeypatch.setattr(sinks._MjpegHTTPServer, "max_clients", 2)
+    sink = MjpegSink(port=0, host=HOST)
+    sink.write(numbered_frame(1))
+    held = []
+    try:
+        for _ in range(2):  # two streaming clients occupy both slots
+            conn = http.client.HTTPConnection(HOST, sink.port, timeout=5)
+            conn.request("GET", "/stream.mjpg")
+            assert conn.getresponse().status == 200
+            held.append(conn)
+        extra = socket.create_connection((HOST, sink.port), timeout=5)
+        extra.sendall(b"GET /snapshot.jpg HTTP/1.0\r\n\r\n")
+        assert extra.recv(64) == b""  # refused: closed without a response
+        extra.close()
+    finally:
+        for conn in held:
+            conn.close()
+        sink.close()

@@ -1,8 +1,10 @@
 """Safe weight loading: OpenAI CLIP JIT archives, open_clip state dicts, safetensors; CLIP -> ZegCLIP mapping.
 
-Nothing here unpickles arbitrary objects: ``.pt``/``.bin``/``.pth`` go through ``torch.load(weights_only=True)``,
-TorchScript archives through ``torch.jit.load`` (TorchScript deserialisation, not pickle of Python objects),
-``.safetensors`` through safetensors.
+Nothing here unpickles arbitrary objects: ``.pt``/``.bin``/``.pth`` go through ``torch.load(weights_only=True)``
+and ``.safetensors`` through safetensors. TorchScript archives (the format of OpenAI's CLIP releases) need
+``torch.jit.load``, which deserialises and compiles code from the file, so they are loaded only when the file is
+one of OpenAI's published CLIP releases (its sha256 is in open_clip's download URLs) or when the caller trusts it
+explicitly (``trust_torchscript=True`` or ``ZSSEG_TRUST_TORCHSCRIPT=1``).
 """
 from __future__ import annotations
 
@@ -82,8 +84,47 @@ def _unwrap(obj, source: str) -> Dict[str, torch.Tensor]:
     raise WeightsError(f"{source}: expected a state dict, got {type(obj).__name__}")
 
 
-def read_state_dict(path: Union[str, os.PathLike]) -> Dict[str, torch.Tensor]:
-    """Read tensors from a local weight file of any supported format (float tensors as stored)."""
+def _official_openai_archive_hashes() -> set:
+    """sha256 of OpenAI's CLIP release archives, taken from open_clip's pretrained registry URLs."""
+    import re
+
+    try:
+        from open_clip import pretrained as registry
+    except ImportError:  # pragma: no cover - open_clip is a dependency of the torch side
+        return set()
+    hashes = set()
+    for tags in getattr(registry, "_PRETRAINED", {}).values():
+        for cfg in tags.values():
+            url = cfg.get("url", "") if isinstance(cfg, dict) else ""
+            match = re.search(r"/clip/models/([0-9a-f]{64})/", url or "")
+            if match:
+                hashes.add(match.group(1))
+    return hashes
+
+
+def _check_torchscript_trusted(path: Path, trust: Optional[bool]) -> None:
+    if trust is None:
+        trust = os.environ.get("ZSSEG_TRUST_TORCHSCRIPT", "") == "1"
+    if trust:
+        return
+    from zsseg_rt.bundle import sha256_file
+
+    digest = sha256_file(str(path))
+    if digest not in _official_openai_archive_hashes():
+        raise WeightsError(
+            f"{path}: a TorchScript archive that is not one of OpenAI's published CLIP releases (sha256 {digest}). "
+            "Loading TorchScript deserialises and compiles code from the file, so zsseg_rt only does it for the "
+            "official archives. If you trust this file, pass trust_torchscript=True (or set "
+            "ZSSEG_TRUST_TORCHSCRIPT=1); better, convert it once to .safetensors."
+        )
+
+
+def read_state_dict(path: Union[str, os.PathLike], trust_torchscript: Optional[bool] = None) -> Dict[str, torch.Tensor]:
+    """Read tensors from a local weight file of any supported format (float tensors as stored).
+
+    ``trust_torchscript``: load a TorchScript archive that is not an official OpenAI CLIP release (default: the
+    ``ZSSEG_TRUST_TORCHSCRIPT`` environment variable, else no).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weight file {str(path)!r} does not exist. {HOW_TO_GET_WEIGHTS}")
@@ -93,6 +134,7 @@ def read_state_dict(path: Union[str, os.PathLike]) -> Dict[str, torch.Tensor]:
 
         return dict(load_file(src, device="cpu"))
     if _is_torchscript_archive(path):
+        _check_torchscript_trusted(path, trust_torchscript)
         try:
             import warnings
 

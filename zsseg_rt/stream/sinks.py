@@ -192,7 +192,21 @@ class _MjpegHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = False
     block_on_close = True  # server_close() joins the client threads: no thread outlives the sink
     allow_reuse_address = True
+    max_clients = 16       # connections served at once; more are refused (one thread each)
     sink: "MjpegSink"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._clients = threading.BoundedSemaphore(self.max_clients)
+
+    def verify_request(self, request, client_address) -> bool:
+        return self._clients.acquire(blocking=False)  # False: the connection is closed at once
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._clients.release()
 
 
 class MjpegSink(FrameSink):
