@@ -43,7 +43,7 @@ def _simulate_checkpoint_retention(cfg, root):
     return written, sorted((root / cfg.work_dir / "checkpoints").glob("iter_*.pt"))
 
 
-def test_transductive_recipes_start_from_a_kept_inductive_checkpoint(tmp_path):
+def _check_transductive_chain(tmp_path):
     """The documented chain inductive -> transductive: every transductive recipe's init_from is a checkpoint
     its inductive recipe writes AND still holds after the run (retention must not delete it)."""
     for name in TRANSDUCTIVE_RECIPES:
@@ -57,7 +57,10 @@ def test_transductive_recipes_start_from_a_kept_inductive_checkpoint(tmp_path):
         assert target in kept, f"{name}: {st.init_from} is deleted by {ind.name}'s retention policy"
         assert load_checkpoint(target)["iteration"] == int(target.stem.split("_")[1])
         assert len(kept) <= max(ind.keep_checkpoints, 0) + len(ind.keep_iterations) or ind.keep_checkpoints == 0
-    # the retention policy itself: newest `keep` plus the protected iterations; 0 keeps everything
+
+
+def test_checkpoint_retention_keeps_newest_and_protected_iterations(tmp_path):
+    """Newest ``keep`` plus the protected iterations survive; 0 keeps everything."""
     from zsseg_rt.train.checkpoint import save_checkpoint
 
     for keep, protect, expect in [(2, [], [4, 5]), (2, [2], [2, 4, 5]), (0, [], [1, 2, 3, 4, 5])]:
@@ -67,7 +70,8 @@ def test_transductive_recipes_start_from_a_kept_inductive_checkpoint(tmp_path):
         assert [int(p.stem[5:]) for p in sorted((d / "checkpoints").glob("iter_*.pt"))] == expect
 
 
-def test_official_recipes_and_schedule():
+def test_official_recipes_and_schedule(tmp_path):
+    _check_transductive_chain(tmp_path)
     for name, iters in [("voc_inductive", 20000), ("coco_inductive", 80000), ("voc_transductive", 10000),
                         ("coco_transductive", 40000), ("voc_fully", 20000), ("coco_fully", 80000)]:
         cfg = load_train_config(name)
@@ -327,11 +331,15 @@ def test_torchrun_two_process_gloo_matches_single_process(tmp_path):
     # final weights after 3 AdamW steps: the two runs differ only in fp32 summation order (gradients averaged
     # over 2 ranks by all-reduce vs one batch of 4), ~1e-7 relative on the gradients. Adam's update
     # g/(sqrt(v)+eps) is bounded by lr (1e-3) per step and moves by about lr x the relative gradient error, so
-    # the weights agree far inside atol 1e-5 (1% of one step). Different data per step, a rank stepping on its
-    # own half-batch gradient or a wrong per-rank weighting changes the gradient direction and moves the
-    # weights by O(lr) (a global loss scale is what the logged losses above check; Adam is ~invariant to it).
+    # the weights agree far inside atol 1e-5 (1% of one step; observed <= 1e-6). Different data per step, a
+    # rank stepping on its own half-batch gradient or a wrong per-rank weighting changes the gradient direction
+    # and moves the weights by O(lr) (a global loss scale is what the logged losses above check; Adam is
+    # ~invariant to it). Exception: attention KEY biases have an exactly-zero true gradient (softmax is
+    # invariant to the constant q.b_k it adds over the keys), so their float gradient is rounding noise that
+    # Adam divides by eps (1e-8): they get only Adam's hard bound of lr per step (observed ~1e-4).
     for k, v in one["model"].items():
-        torch.testing.assert_close(ddp["model"][k], v, rtol=1e-5, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
+        tol = cfg["iterations"] * cfg["lr"] if k.endswith("multihead_attn.k.bias") else 1e-5
+        torch.testing.assert_close(ddp["model"][k], v, rtol=0, atol=tol, msg=lambda m, k=k: f"{k}: {m}")
     init = Trainer(load_train_config(str(path), work_dir=str(tmp_path / "init")), device="cpu", progress=False)
     moved = [k for k, v in init.model.state_dict().items() if not torch.equal(v, one["model"][k])]
     assert moved  # the comparison is about trained weights, not untouched initial ones

@@ -25,8 +25,8 @@ import torch
 FORMAT = "zsseg_rt.train.v1"
 POINTER = "last_checkpoint"
 
-__all__ = ["atomic_save", "save_checkpoint", "prune_checkpoints", "checkpoint_name", "load_checkpoint", "find_resume_checkpoint", "capture_rng",
-           "restore_rng", "FORMAT"]
+__all__ = ["atomic_save", "save_checkpoint", "prune_checkpoints", "checkpoint_name", "load_checkpoint",
+           "find_resume_checkpoint", "capture_rng", "restore_rng", "FORMAT"]
 
 
 def _atomic_write(path: Path, write) -> None:
