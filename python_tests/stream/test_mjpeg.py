@@ -137,13 +137,15 @@ def test_mjpeg_caps_simultaneous_clients(thread_guard, monkeypatch):
         for _ in range(2):  # two streaming clients occupy both slots
             conn = http.client.HTTPConnection(HOST, sink.port, timeout=5)
             conn.request("GET", "/stream.mjpg")
-            assert conn.getresponse().status == 200
-            held.append(conn)
+            response = conn.getresponse()  # keep it referenced: a collected response closes its socket
+            assert response.status == 200
+            held.append((conn, response))
         extra = socket.create_connection((HOST, sink.port), timeout=5)
         extra.sendall(b"GET /snapshot.jpg HTTP/1.0\r\n\r\n")
         assert extra.recv(64) == b""  # refused: closed without a response
         extra.close()
     finally:
-        for conn in held:
+        for conn, response in held:
+            response.close()
             conn.close()
         sink.close()
