@@ -269,7 +269,10 @@ def _make_backend(meta: BundleMeta, backend: str, device: str, model, precision:
         except Exception as exc:  # noqa: BLE001 - any TensorRT problem -> ONNX Runtime, said out loud
             import warnings  # noqa: WPS433
 
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if isinstance(exc, ImportError):
+                reason = "TensorRT is not installed"
+            else:  # engines missing or built for another device/TensorRT/bundle: the reason matters here
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             warnings.warn(
                 f"backend='auto': TensorRT cannot be used ({reason}); running the bundle with ONNX Runtime instead "
                 "(slower, fp32). Build engines with `zsseg build-engine`, or pass backend='onnxruntime' to "
