@@ -68,6 +68,14 @@ def load_templates(ref: Union[str, Sequence[str]]) -> List[str]:
     return templates
 
 
+def check_known_keys(cls, data: Dict[str, Any], what: str = "config") -> None:
+    """Refuse keys that are not fields of dataclass ``cls``, naming them and the known ones."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} keys {unknown}; known keys: {sorted(known)}")
+
+
 def _deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in over.items():
@@ -204,10 +212,7 @@ class ZegCLIPConfig:
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ZegCLIPConfig":
         data = dict(data)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        check_known_keys(cls, data)
         if "class_names" in data:
             data["class_names"] = load_class_names(data["class_names"])
         if "templates" in data:

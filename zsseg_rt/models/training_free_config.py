@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from .config import CONFIG_DIR, VOCAB_DIR, _deep_merge, load_class_names, load_templates
+from .config import CONFIG_DIR, VOCAB_DIR, _deep_merge, check_known_keys, load_class_names, load_templates
 
 __all__ = [
     "TrainingFreeConfig",
@@ -165,10 +165,7 @@ class TrainingFreeConfig:
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TrainingFreeConfig":
         data = dict(data)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training-free config keys {unknown}; known keys: {sorted(known)}")
+        check_known_keys(cls, data, "training-free config")
         if "class_names" in data:
             data["class_names"] = load_class_names(data["class_names"])
         if "templates" in data:

@@ -99,10 +99,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys {unknown}; known keys: {sorted(known)}")
+        from zsseg_rt.models.config import check_known_keys  # noqa: WPS433
+
+        check_known_keys(cls, data, "training config")
         return cls(**data).validate()
 
 
