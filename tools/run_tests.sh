@@ -11,11 +11,11 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 LOG="$(mktemp)"
 echo "== C++ tests (GoogleTest via ctest) =="
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDACXX=/usr/local/cuda/bin/nvcc; fi
-cmake -S . -B build-tests -G Ninja -DCMAKE_MAKE_PROGRAM="$VENV/bin/ninja" -DZS_BUILD_TESTS=ON -DZS_BUILD_PYTHON=OFF \
+"$VENV/bin/cmake" -S . -B build-tests -G Ninja -DCMAKE_MAKE_PROGRAM="$VENV/bin/ninja" -DZS_BUILD_TESTS=ON -DZS_BUILD_PYTHON=OFF \
   ${CMAKE_CUDA_ARCHITECTURES:+-DCMAKE_CUDA_ARCHITECTURES=$CMAKE_CUDA_ARCHITECTURES} >"$LOG" 2>&1 \
   || { cat "$LOG"; exit 1; }
-cmake --build build-tests -j2 >>"$LOG" 2>&1 || { tail -50 "$LOG"; exit 1; }
-ctest --test-dir build-tests --output-on-failure
+"$VENV/bin/cmake" --build build-tests -j2 >>"$LOG" 2>&1 || { tail -50 "$LOG"; exit 1; }
+"$VENV/bin/ctest" --test-dir build-tests --output-on-failure
 rm -f "$LOG"
 
 echo "== Python tests (pytest) =="
