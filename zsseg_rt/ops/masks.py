@@ -91,8 +91,8 @@ def segment(
     Args:
         logits: ``[B, C, h, w]`` mask logits, float32 (CPU) or float32/float16 (CUDA), C-contiguous.
         size: ``(H, W)`` output size, each >= 1.
-        class_bias: ``[C]`` float32 on the same device, subtracted after the sigmoid, or None. NaN is refused
-            on the CPU (and gives NaN scores on CUDA, where it is not checked); +inf disables a class.
+        class_bias: ``[C]`` float32 on the same device, subtracted after the sigmoid, or None. Every value must
+            be finite (NaN and +/-inf raise ValueError naming the class); to drop a class, leave it out.
         sigmoid: apply the logistic function before subtracting the bias.
         crop: optional ``(top, left, height, width)`` valid region of ``logits`` (see :func:`upsample`).
         stream: CUDA stream handle for device inputs; must be 0 for CPU inputs.
@@ -100,7 +100,9 @@ def segment(
         ``(labels, scores)``: ``labels [B, H, W]`` int32 class indices and ``scores [B, H, W]`` float32 winning
         calibrated values. NumPy arrays for CPU input, ``DeviceArray`` for CUDA input (enqueued on ``stream``).
         On the CPU the winner is chosen with fp64 calibration (like the reference); on CUDA in fp32, so the
-        two can differ only where two classes are within fp32 rounding of each other.
+        two can differ only where two classes are within fp32 rounding of each other. Note that torch's fp32
+        ``sigmoid`` saturates to exactly 1.0 above x ~ 17, where ``torch.argmax`` then picks the lowest index;
+        this op (like the fp64 reference) still orders such classes by their logits.
     """
     return native_module().segment(
         _as_native_input(logits),
