@@ -55,8 +55,7 @@ def upsample(
         sigmoid: apply the logistic function to the resized values (fp32 math; NaN stays NaN). On the CPU a
             vectorised approximation with absolute error below 1e-7 is used; on CUDA ``expf``.
         class_bias: ``[C]`` float32 on the same device as ``logits`` (C-contiguous), subtracted last, or None.
-            NaN is refused on the CPU (ValueError naming the class; on CUDA it is not checked and gives NaN);
-            +inf gives -inf for that class.
+            Every value must be finite (NaN and +/-inf raise ValueError naming the class, on both devices).
         stream: CUDA stream handle (int, 0 = legacy default) for device inputs; must be 0 for CPU inputs.
     Returns:
         ``[B, C, H, W]``: a float32 NumPy array for CPU input, a ``zsseg_rt._C.DeviceArray`` with the input's
