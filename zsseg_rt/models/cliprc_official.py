@@ -165,21 +165,11 @@ def load_official_cliprc(
 def convert_official_cliprc(src, dst_dir, config=None, overwrite: bool = False,
                             allow_missing_text_encoder: bool = False) -> Path:
     """Official CLIP-RC checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``)."""
-    from .convert import save_native
+    from .convert import save_imported
 
     model, report = load_official_cliprc(src, config=config, return_report=True,
                                          allow_missing_text_encoder=allow_missing_text_encoder)
-    extra = {
-        "source_checkpoint": str(src),
-        "import_report": {
-            "config_name": report.config_name,
-            "config_inferred": report.config_inferred,
-            "loaded": report.loaded,
-            "unused_official": report.unused_official,
-            "text_encoder_loaded": report.text_encoder_loaded,
-        },
-    }
-    return save_native(model, dst_dir, extra=extra, overwrite=overwrite)
+    return save_imported(model, report, src, dst_dir, overwrite)
 
 
 def load_native_cliprc(path_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None, **overrides):

@@ -112,6 +112,12 @@ def convert_official(src: Union[str, os.PathLike], dst_dir: Union[str, os.PathLi
 
     model, report = load_official_zegclip(src, config=config, return_report=True,
                                           allow_missing_text_encoder=allow_missing_text_encoder)
+    return save_imported(model, report, src, dst_dir, overwrite)
+
+
+def save_imported(model, report, src, dst_dir, overwrite: bool = False) -> Path:
+    """Write an imported official model as a native checkpoint, recording where it came from and its import
+    report (shared by the ZegCLIP and CLIP-RC converters)."""
     extra = {
         "source_checkpoint": str(src),
         "import_report": {
