@@ -6,6 +6,7 @@ CPU calls take and return NumPy arrays; CUDA calls take device arrays (torch/CuP
 """
 from ._loader import cuda_available, native_module
 from .dense import relation_descriptor, similarity
+from .image import preprocess
 from .masks import segment, upsample
 from . import reference
 
@@ -16,5 +17,6 @@ __all__ = [
     "relation_descriptor",
     "upsample",
     "segment",
+    "preprocess",
     "reference",
 ]
