@@ -35,6 +35,17 @@ def _inputs(case: str, device: str, small: bool):
     def normal(*shape, std=1.0):
         return (torch.randn(*shape, generator=gen) * std).to(device)
 
+    if case == "preprocess":
+        h, w = (48, 64) if small else (480, 640)
+        image = torch.randint(0, 256, (h, w, 3), generator=gen, dtype=torch.uint8).to(device)
+        from zsseg_rt import pipeline
+
+        crop = 64 if small else 512
+        scaled = pipeline.preprocess.rescaled_size(h, w, (None, crop))
+        windows = pipeline.sliding_windows(scaled[0], scaled[1], crop, crop * 426 // 512)
+        return {"image": image, "scaled": scaled, "windows": [tuple(v) for v in windows], "crop": crop,
+                "mean": torch.tensor(pipeline.preprocess.IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
+                "std": torch.tensor(pipeline.preprocess.IMAGENET_STD, device=device).view(1, 3, 1, 1)}
     if case.startswith(("segment", "upsample")):
         seen = int(classes * 0.9)
         bias = torch.where(torch.arange(classes) < seen, 0.1, 0.0).to(device)
@@ -48,6 +59,11 @@ def _inputs(case: str, device: str, small: bool):
 def _ours(case: str, x, stream: int) -> Callable[[], object]:
     from zsseg_rt import ops
 
+    if case == "preprocess":
+        from zsseg_rt import pipeline
+
+        mean, std = pipeline.preprocess.IMAGENET_MEAN, pipeline.preprocess.IMAGENET_STD
+        return lambda: ops.preprocess(x["image"], x["scaled"], x["windows"], x["crop"], mean, std, stream=stream)
     if case.startswith("segment"):
         return lambda: ops.segment(x["logits"], x["size"], class_bias=x["bias"], sigmoid=True, stream=stream)
     if case.startswith("upsample_calibrate"):
@@ -65,6 +81,16 @@ def _torch(case: str, x) -> Callable[[], object]:
     import torch
     import torch.nn.functional as F
 
+    if case == "preprocess":
+        def prep():  # BGR -> RGB, float bilinear resize, normalise, crop + zero-pad each window
+            img = x["image"].flip(-1).permute(2, 0, 1)[None].float()
+            img = F.interpolate(img, size=x["scaled"], mode="bilinear", align_corners=False)
+            img = (img - x["mean"]) / x["std"]
+            out = img.new_zeros((len(x["windows"]), 3, x["crop"], x["crop"]))
+            for k, (y1, y2, x1, x2) in enumerate(x["windows"]):
+                out[k, :, : y2 - y1, : x2 - x1] = img[0, :, y1:y2, x1:x2]
+            return out
+        return prep
     if case.startswith("segment"):
         def run():
             v = F.interpolate(x["logits"], size=x["size"], mode="bilinear", align_corners=False)
@@ -90,6 +116,7 @@ def _torch(case: str, x) -> Callable[[], object]:
 
 
 CASES: Dict[str, str] = {
+    "preprocess": "preprocess 480x640 BGR uint8 -> 512x683 -> 2 windows [2,3,512,512] fp32",
     "segment_c171": "segment C=171 32x32->512x512, sigmoid, bias (fused argmax)",
     "segment_c20": "segment C=20 32x32->512x512, sigmoid, bias",
     "upsample_c171": "upsample C=171 32x32->512x512",
