@@ -162,6 +162,19 @@ class TorchBackend(Backend):
         self._text = TextEncoderGraph(model)
         self._io = meta.io
 
+    # the graphs and I/O table, for the device-resident pipeline (runtime/device_pipeline.py)
+    @property
+    def image_graph(self):
+        return self._image
+
+    @property
+    def head_graph(self):
+        return self._head
+
+    @property
+    def io(self):
+        return self._io
+
     def _np(self, tensor):
         return tensor.detach().float().cpu().numpy()
 

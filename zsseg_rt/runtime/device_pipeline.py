@@ -1,0 +1,289 @@
+"""Device-resident frame pipeline: the frame goes to the device once, labels (and scores if asked) come back once.
+
+    frame (host, uint8) --upload--> ops.preprocess --> image encoder --> head --> fused post-processing
+                                                        (bound buffers: no copies between graphs)
+    labels [H,W] int32 (+ scores) --download--> host
+
+Every stage runs where the buffers live, on one stream: a ``Memory`` says where that is (``HostMemory``: NumPy,
+for CPU runs and tests; ``TorchMemory``: torch tensors on any torch device, exchanged with the native ops through
+DLPack; ``CudaMemory`` in ``cuda_memory.py``: raw CUDA allocations for TensorRT), and an ``Executor`` runs the
+bundle graphs on those buffers (the image encoder's outputs are the head's inputs as they are). The text
+embeddings and per-class bias are uploaded once per vocabulary (``set_vocabulary``).
+
+Every host<->device copy goes through ``Memory.upload`` / ``Memory.download`` and is counted in
+``Memory.transfers``, so tests can prove the count per frame with a recording memory.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from zsseg_rt import ops, pipeline
+from zsseg_rt.bundle import BundleMeta, Names
+
+Buffer = Any  # an array of the Memory's kind (np.ndarray, torch.Tensor, CudaBuffer)
+
+
+@dataclasses.dataclass
+class TransferLog:
+    """Host<->device copies: one entry ``(direction, name, nbytes)`` per copy ("up" or "down")."""
+
+    entries: List[Tuple[str, str, int]] = dataclasses.field(default_factory=list)
+
+    def record(self, direction: str, name: str, nbytes: int) -> None:
+        self.entries.append((direction, name, int(nbytes)))
+
+    def count(self, direction: str) -> int:
+        return sum(1 for d, _, _ in self.entries if d == direction)
+
+    def nbytes(self, direction: str) -> int:
+        return sum(n for d, _, n in self.entries if d == direction)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+class Memory:
+    """Where a pipeline's buffers live. Subclasses allocate, copy and synchronise; copies are logged."""
+
+    kind = "abstract"
+    stream = 0  # the stream every op of the pipeline is enqueued on (CUDA handle as int; 0 elsewhere)
+
+    def __init__(self) -> None:
+        self.transfers = TransferLog()
+
+    def empty(self, shape: Sequence[int], dtype) -> Buffer:
+        raise NotImplementedError
+
+    def host_buffer(self, shape: Sequence[int], dtype) -> np.ndarray:
+        """A host array that copies are fastest from/into (pinned memory on CUDA)."""
+        return np.empty(tuple(shape), dtype=dtype)
+
+    def _copy_up(self, host: np.ndarray, buffer: Buffer) -> None:
+        raise NotImplementedError
+
+    def _copy_down(self, buffer: Buffer, host: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def upload(self, name: str, host: np.ndarray, buffer: Buffer) -> None:
+        self.transfers.record("up", name, host.nbytes)
+        self._copy_up(host, buffer)
+
+    def download(self, name: str, buffer: Buffer, host: np.ndarray) -> None:
+        self.transfers.record("down", name, host.nbytes)
+        self._copy_down(buffer, host)
+
+    def leading(self, buffer: Buffer, n: int) -> Buffer:
+        """The first ``n`` entries along axis 0, without a copy."""
+        return buffer[:n]
+
+    def synchronize(self) -> None:
+        """Wait for everything enqueued on ``stream``."""
+
+
+class HostMemory(Memory):
+    """Buffers are NumPy arrays: the 'device' is the host (CPU execution, and recording tests)."""
+
+    kind = "host"
+
+    def empty(self, shape, dtype):
+        return np.empty(tuple(shape), dtype=dtype)
+
+    def _copy_up(self, host, buffer):
+        np.copyto(buffer, host)
+
+    def _copy_down(self, buffer, host):
+        np.copyto(host, buffer)
+
+
+class TorchMemory(Memory):
+    """Buffers are torch tensors on ``device`` (CUDA or CPU); the native ops take them through DLPack and are
+    enqueued on torch's current stream. Host buffers are pinned when the device is CUDA."""
+
+    kind = "torch"
+
+    def __init__(self, device) -> None:
+        super().__init__()
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.stream = torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
+
+    def empty(self, shape, dtype):
+        return self.torch.empty(tuple(shape), dtype=_torch_dtype(self.torch, dtype), device=self.device)
+
+    def host_buffer(self, shape, dtype):
+        tensor = self.torch.empty(tuple(shape), dtype=_torch_dtype(self.torch, dtype), pin_memory=self.cuda)
+        return tensor.numpy()
+
+    def _copy_up(self, host, buffer):
+        buffer.copy_(self.torch.from_numpy(host), non_blocking=self.cuda)
+
+    def _copy_down(self, buffer, host):
+        self.torch.from_numpy(host).copy_(buffer, non_blocking=self.cuda)
+
+    def synchronize(self):
+        if self.cuda:
+            self.torch.cuda.current_stream(self.device).synchronize()
+
+
+def _torch_dtype(torch, dtype):
+    return {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16,
+            np.dtype(np.int32): torch.int32, np.dtype(np.uint8): torch.uint8}[np.dtype(dtype)]
+
+
+class Executor:
+    """Runs bundle graphs on a Memory's buffers: ``run(role, inputs) -> outputs`` (names from meta.json's I/O
+    table), enqueued on ``memory.stream``. Outputs are buffers the executor owns; they stay valid until the next
+    ``run`` of the same role, so the image encoder's outputs are passed to the head as they are."""
+
+    memory: Memory
+
+    def run(self, role: str, inputs: Dict[str, Buffer]) -> Dict[str, Buffer]:
+        raise NotImplementedError
+
+
+class DevicePipeline:
+    """One frame in, labels out, with the whole computation on ``executor.memory``'s device.
+
+    Args:
+        meta: the bundle's metadata (sizes, mean/std, windows, test resize, I/O names).
+        executor: runs the bundle's graphs where the buffers live.
+        max_windows: windows per encoder call (the engine's batch profile); larger frames run in chunks.
+    """
+
+    def __init__(self, meta: BundleMeta, executor: Executor, max_windows: int = 4):
+        activation = meta.postprocess.get("activation", "sigmoid")
+        if activation != "sigmoid":
+            raise ValueError(f"the device pipeline runs sigmoid (ZegCLIP-family) bundles; this one uses {activation!r}")
+        self.meta = meta
+        self.executor = executor
+        self.memory = executor.memory
+        self.max_windows = int(max_windows)
+        size = int(meta.image_size)
+        self._image = self.memory.empty((self.max_windows, 3, size, size), np.float32)
+        self._frame: Optional[Buffer] = None
+        self._frame_host: Optional[np.ndarray] = None
+        self._text: Optional[Buffer] = None
+        self._bias: Optional[Buffer] = None
+        self._num_classes = 0
+
+    # ---- vocabulary: uploaded once per set_classes ------------------------------------------------------
+    def set_vocabulary(self, text: np.ndarray, class_bias: np.ndarray) -> None:
+        """Upload ``text [C, D]`` and ``class_bias [C]`` (float32) for every following frame."""
+        text = np.ascontiguousarray(text, dtype=np.float32)
+        bias = np.ascontiguousarray(class_bias, dtype=np.float32).reshape(-1)
+        if text.ndim != 2 or bias.shape != (text.shape[0],):
+            raise ValueError(f"need text [C, D] and class_bias [C], got {list(text.shape)} and {list(bias.shape)}")
+        self._text = self.memory.empty(text.shape, np.float32)
+        self._bias = self.memory.empty(bias.shape, np.float32)
+        self.memory.upload("text_embeddings", text, self._text)
+        self.memory.upload("class_bias", bias, self._bias)
+        self._num_classes = text.shape[0]
+
+    # ---- one frame --------------------------------------------------------------------------------------
+    def _frame_buffers(self, frame: np.ndarray) -> Tuple[np.ndarray, Buffer]:
+        if self._frame_host is None or self._frame_host.shape != frame.shape:
+            self._frame_host = self.memory.host_buffer(frame.shape, np.uint8)
+            self._frame = self.memory.empty(frame.shape, np.uint8)
+        return self._frame_host, self._frame
+
+    def __call__(self, frame: np.ndarray, color_order: str = "bgr", with_scores: bool = True):
+        """Segment one ``[H, W, C]`` uint8 frame (C = 1, 3 or 4; ``[H, W]`` gray too).
+
+        Returns:
+            ``(labels [H, W] int32, scores [H, W] float32 or None)`` on the host.
+        """
+        if self._text is None:
+            raise RuntimeError("no vocabulary: call set_vocabulary(text, class_bias) first")
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim not in (2, 3):
+            raise TypeError(f"frame must be a uint8 numpy array [H, W, C] or [H, W], got "
+                            f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}")
+        meta = self.meta
+        height, width = frame.shape[:2]
+        scaled = pipeline.preprocess.rescaled_size(height, width, meta.test_scale)
+        windows = pipeline.sliding_windows(scaled[0], scaled[1], meta.crop_size, meta.stride)
+        host, device_frame = self._frame_buffers(frame)
+        np.copyto(host, frame)
+        self.memory.upload("frame", host, device_frame)
+        logits = []
+        for start in range(0, len(windows), self.max_windows):
+            chunk = windows[start : start + self.max_windows]
+            batch = self.memory.leading(self._image, len(chunk))
+            ops.preprocess(device_frame, scaled, chunk, meta.image_size, meta.mean, meta.std,
+                           color_order=color_order, out=batch, stream=self.memory.stream)
+            features = self.executor.run("image", {Names.IMAGE: batch})
+            head_inputs = dict(features, **{Names.TEXT_EMBEDDINGS: self._text})
+            logits.append(self.executor.run("head", head_inputs)[Names.MASK_LOGITS])
+        labels, scores = self._postprocess(logits, windows, scaled, (height, width))
+        labels_host = self.memory.host_buffer((height, width), np.int32)
+        self.memory.download("labels", labels, labels_host)
+        scores_host = None
+        if with_scores:
+            scores_host = self.memory.host_buffer((height, width), np.float32)
+            self.memory.download("scores", scores, scores_host)
+        self.memory.synchronize()
+        return labels_host, scores_host
+
+    def _postprocess(self, logits: List[Buffer], windows, scaled_hw, out_hw):
+        """The official post-processing of all windows (calibrate per window, average, resize, argmax)."""
+        memory = self.memory
+        if memory.kind == "host":
+            merged = np.concatenate(logits) if len(logits) > 1 else logits[0]
+            return _exact_host(merged, windows, self.meta.image_size, scaled_hw, out_hw, self._bias)
+        if memory.kind == "torch" and not memory.cuda:
+            merged = memory.torch.cat(logits).numpy() if len(logits) > 1 else logits[0].numpy()
+            labels, scores = _exact_host(merged, windows, self.meta.image_size, scaled_hw, out_hw, self._bias.numpy())
+            return memory.torch.from_numpy(labels), memory.torch.from_numpy(scores)
+        raise NotImplementedError("device post-processing needs the fused native op ops.segment_windows")
+
+
+def _exact_host(logits: np.ndarray, windows, size: int, scaled_hw, out_hw, bias: np.ndarray):
+    parts = []
+    for i, win in enumerate(windows):
+        full = pipeline.calibrated_window_scores(logits[i : i + 1], (size, size), (size, size), bias)
+        parts.append(full[:, :, : win.y2 - win.y1, : win.x2 - win.x1])
+    labels, scores = pipeline.finalize_scores(pipeline.merge_windows(parts, windows, scaled_hw), out_hw)
+    return labels[0], scores[0]
+
+
+class OnnxRuntimeExecutor(Executor):
+    """The bundle's graphs with ONNX Runtime on host buffers (``HostMemory``): the CPU form of the pipeline."""
+
+    def __init__(self, backend, memory: Optional[HostMemory] = None):
+        self.backend = backend
+        self.memory = memory if memory is not None else HostMemory()
+
+    def run(self, role, inputs):
+        if role == "image":
+            return self.backend.encode_image(inputs[Names.IMAGE])
+        if role == "head":
+            text = inputs[Names.TEXT_EMBEDDINGS]
+            features = {k: v for k, v in inputs.items() if k != Names.TEXT_EMBEDDINGS}
+            return {Names.MASK_LOGITS: self.backend.head(text, features)}
+        raise ValueError(f"unknown graph role {role!r}")
+
+
+class TorchExecutor(Executor):
+    """The PyTorch graphs of a ``TorchBackend`` on tensors that stay on its device (``TorchMemory``)."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.memory = TorchMemory(backend.device)
+
+    def run(self, role, inputs):
+        torch = self.memory.torch
+        io = self.backend.io
+        with torch.inference_mode():
+            if role == "image":
+                outs = self.backend.image_graph(inputs[Names.IMAGE])
+                return dict(zip(io["image"]["outputs"], outs))
+            if role == "head":
+                names = io["head"]["inputs"][1:]
+                out = self.backend.head_graph(inputs[Names.TEXT_EMBEDDINGS], *(inputs[n] for n in names))
+                return {Names.MASK_LOGITS: out.float().contiguous()}
+        raise ValueError(f"unknown graph role {role!r}")
