@@ -89,3 +89,31 @@ def test_bad_frames_and_missing_vocabulary(engine):
         pipe(_frames()[0].astype(np.float32))
     with pytest.raises(ValueError, match="class_bias"):
         pipe.set_vocabulary(engine._vocab[1], engine._vocab[2][:-1])
+
+
+def test_engine_uses_the_device_pipeline_when_asked(tiny_bundle, engine):
+    pytest.importorskip("torch")
+    dev = Engine(tiny_bundle, classes=CLASSES, backend="torch", device="cpu", device_pipeline=True)
+    assert dev._device is not None
+    frame = _frames()[0]
+    result = dev(frame)
+    memory = dev._device.memory
+    assert [e[1] for e in memory.transfers.entries] == ["text_embeddings", "class_bias", "frame", "labels", "scores"]
+    expected = engine(frame)
+    np.testing.assert_array_equal(result.labels, expected.labels)
+    np.testing.assert_allclose(result.scores, expected.scores, rtol=0, atol=1e-6)
+    dev.set_classes(CLASSES[:3])
+    memory.transfers.clear()
+    dev(frame)
+    dev(frame)
+    names = [e[1] for e in memory.transfers.entries]
+    assert names.count("text_embeddings") == 1 and names.count("frame") == 2  # vocabulary uploaded once
+
+
+def test_device_pipeline_settings(tiny_bundle):
+    auto = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime")
+    assert auto._device is None  # ONNX Runtime on the host: the host path
+    forced = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device_pipeline=True)
+    assert forced._device.memory.kind == "host"  # the same pipeline on host buffers (its CPU form)
+    with pytest.raises(ValueError, match="device_pipeline"):
+        Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device_pipeline="yes")

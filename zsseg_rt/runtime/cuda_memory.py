@@ -102,6 +102,9 @@ class CudaMemory(Memory):
     def synchronize(self):
         self.driver.stream_synchronize(self.stream)
 
+    def activate(self):
+        self.driver.make_current()
+
     def close(self) -> None:
         self.synchronize()
         for pointer in self._device:

@@ -82,6 +82,9 @@ class Memory:
     def synchronize(self) -> None:
         """Wait for everything enqueued on ``stream``."""
 
+    def activate(self) -> None:
+        """Make this memory's device context current on the calling thread (CUDA driver contexts are per thread)."""
+
 
 class HostMemory(Memory):
     """Buffers are NumPy arrays: the 'device' is the host (CPU execution, and recording tests)."""
@@ -207,6 +210,7 @@ class DevicePipeline:
         height, width = frame.shape[:2]
         scaled = pipeline.preprocess.rescaled_size(height, width, meta.test_scale)
         windows = pipeline.sliding_windows(scaled[0], scaled[1], meta.crop_size, meta.stride)
+        self.memory.activate()
         host, device_frame = self._frame_buffers(frame)
         np.copyto(host, frame)
         self.memory.upload("frame", host, device_frame)
@@ -287,3 +291,40 @@ class TorchExecutor(Executor):
                 out = self.backend.head_graph(inputs[Names.TEXT_EMBEDDINGS], *(inputs[n] for n in names))
                 return {Names.MASK_LOGITS: out.float().contiguous()}
         raise ValueError(f"unknown graph role {role!r}")
+
+
+def make_device_pipeline(meta: BundleMeta, backend, setting="auto", max_windows: int = 4) -> Optional[DevicePipeline]:
+    """The device pipeline for ``backend``, or None where the host path is used.
+
+    ``setting``: "auto" (on where the data can stay on a GPU: TensorRT, or torch on CUDA, with a sigmoid bundle
+    and CUDA native ops), True (required: refuse with the reason when impossible), False (host path).
+    """
+    if setting not in ("auto", True, False):
+        raise ValueError(f"device_pipeline must be 'auto', True or False, got {setting!r}")
+    if setting is False:
+        return None
+    reason = None
+    if meta.postprocess.get("activation", "sigmoid") != "sigmoid":
+        reason = "the bundle's post-processing is softmax (training-free family): it runs on the host"
+    elif backend.name == "torch":
+        if backend.device.type != "cuda" and setting == "auto":
+            reason = "the torch backend runs on the CPU"
+    elif backend.name == "tensorrt":
+        if not ops.cuda_available():
+            reason = "zsseg_rt's CUDA ops are not usable here (see zsseg_rt.ops.cuda_available())"
+    elif backend.name == "onnxruntime":
+        if setting == "auto":
+            reason = "ONNX Runtime runs on the host"
+    else:
+        reason = f"backend {backend.name!r} has no device executor"
+    if reason is not None:
+        if setting is True:
+            raise RuntimeError(f"device_pipeline=True is not possible: {reason}")
+        return None
+    if backend.name == "torch":
+        executor: Executor = TorchExecutor(backend)
+    elif backend.name == "tensorrt":
+        executor = backend.device_executor()
+    else:
+        executor = OnnxRuntimeExecutor(backend)
+    return DevicePipeline(meta, executor, max_windows=max_windows)

@@ -64,6 +64,9 @@ class Engine:
         model: (torch backend) the PyTorch model to run instead of loading the source checkpoint.
         precision: (TensorRT backend) which built engines to use: "fp16", "fp32" or "int8".
         threads: (ONNX Runtime backend) intra-op threads; 0 lets ONNX Runtime choose.
+        device_pipeline: "auto" keeps a frame's data on the GPU where it can (TensorRT, torch on CUDA): one upload
+            of the frame, pre-processing, encoder, head and the exact post-processing on one stream, one download
+            of labels and scores (``runtime/device_pipeline.py``); True requires it, False uses the host path.
 
     Fixed-size graphs: a bundle's image encoder has one input size S. Images are rescaled so the short side is S
     (official test pipeline), so every window is S x S, except for images more than 4:1 elongated, whose short
@@ -88,6 +91,7 @@ class Engine:
         model=None,
         precision: str = "fp16",
         threads: int = 0,
+        device_pipeline="auto",
     ):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -99,6 +103,11 @@ class Engine:
         self.mode = mode
         self.max_batch = int(max_batch)
         self.backend: Backend = _make_backend(self.meta, backend, device, model, precision, threads)
+        from .device_pipeline import make_device_pipeline
+
+        self._device = make_device_pipeline(self.meta, self.backend, device_pipeline, self.max_batch)
+        self._device_lock = threading.Lock()
+        self._device_vocab = None  # the vocabulary snapshot uploaded to the device pipeline (once per set_classes)
         self.tokenizer = ClipTokenizer(self.meta.file(Files.TOKENIZER), self.meta.context_length)
         self._lock = threading.Lock()
         # Per-class text-embedding cache: (name, templates) -> [D]. Editing a vocabulary encodes only new names.
@@ -241,6 +250,14 @@ class Engine:
 
     def _segment_one(self, image, color_order, vocab) -> SegmentationResult:
         names, text, bias = vocab
+        if self._device is not None and self.mode == "exact":
+            pipeline.to_rgb_uint8(image, color_order)  # the same input checks and messages as the host path
+            with self._device_lock, self._stage("device_pipeline"):
+                if self._device_vocab is not vocab:  # first frame after set_classes: upload text + bias once
+                    self._device.set_vocabulary(text, bias)
+                    self._device_vocab = vocab
+                labels, scores = self._device(np.ascontiguousarray(image), color_order)
+            return SegmentationResult(labels, scores, list(names), color_order)
         size = self.meta.image_size
         with self._stage("preprocess"):
             rgb = pipeline.to_rgb_uint8(image, color_order)
