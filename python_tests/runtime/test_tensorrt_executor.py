@@ -127,3 +127,42 @@ def test_cuda_buffer_interface_and_leading_view():
     assert cai["typestr"] == "<f2" and cai["data"] == (4096, False) and cai["stream"] == 5 and cai["version"] == 3
     with pytest.raises(IndexError):
         buffer[1:3]
+
+
+class FakeIntegratedDriver(FakeDriver):
+    """An integrated GPU (Jetson): host allocations are real memory, mapped at a fake device address."""
+
+    def __init__(self):
+        super().__init__()
+        self.host = []
+
+    def device_attribute(self, attribute, index=0):
+        return 1  # integrated, can map host memory
+
+    def host_alloc(self, nbytes, mapped=False):
+        import ctypes
+
+        block = ctypes.create_string_buffer(int(nbytes))
+        self.host.append((block, mapped))
+        return ctypes.addressof(block)
+
+    def host_device_pointer(self, host_pointer):
+        return host_pointer + (1 << 44)
+
+
+def test_zero_copy_frame_on_integrated_gpus():
+    from zsseg_rt.runtime.device_pipeline import DevicePipeline
+
+    driver = FakeIntegratedDriver()
+    memory = CudaMemory(driver)  # zero_copy="auto": on, since the fake device reports integrated memory
+    assert memory.zero_copy
+    pipe = DevicePipeline.__new__(DevicePipeline)
+    pipe.memory, pipe._frame_host = memory, None
+    frame = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    host, device = pipe._frame_buffers(frame)
+    assert all(mapped for _, mapped in driver.host)
+    assert device.pointer == host.__array_interface__["data"][0] + (1 << 44)
+    np.copyto(host, frame)
+    memory.upload("frame", host, device)
+    assert memory.transfers.entries == [("mapped", "frame", frame.nbytes)]
+    assert not [c for c in driver.calls if c[0] == "htod"]  # nothing crossed a bus

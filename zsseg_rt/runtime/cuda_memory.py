@@ -69,7 +69,7 @@ class CudaMemory(Memory):
         self.zero_copy = bool(zero_copy)
         self._device: List[int] = []
         self._host: List[int] = []
-        self._mapped: Dict[int, CudaBuffer] = {}  # id(host array) -> its device view (zero-copy)
+        self._mapped: Dict[Tuple[int, int], CudaBuffer] = {}  # (host address, nbytes) -> device view (zero-copy)
 
     def empty(self, shape, dtype):
         dtype = np.dtype(dtype)
@@ -86,12 +86,13 @@ class CudaMemory(Memory):
         raw = (ctypes.c_uint8 * max(nbytes, 1)).from_address(pointer)
         array = np.frombuffer(raw, dtype=np.uint8, count=nbytes).view(dtype).reshape(tuple(shape))
         if self.zero_copy:
-            self._mapped[id(array)] = CudaBuffer(self.driver.host_device_pointer(pointer), shape, dtype, self.stream)
+            self._mapped[(pointer, nbytes)] = CudaBuffer(self.driver.host_device_pointer(pointer), shape, dtype,
+                                                         self.stream)
         return array
 
     def device_view(self, host: np.ndarray) -> Optional[CudaBuffer]:
         """The device address of a mapped host buffer (zero-copy), or None."""
-        return self._mapped.get(id(host))
+        return self._mapped.get((host.__array_interface__["data"][0], host.nbytes))
 
     def _copy_up(self, host, buffer):
         self.driver.copy_to_device(buffer.pointer, host, self.stream)

@@ -67,11 +67,26 @@ class Memory:
     def _copy_down(self, buffer: Buffer, host: np.ndarray) -> None:
         raise NotImplementedError
 
+    def device_view(self, host: np.ndarray) -> Optional[Buffer]:
+        """The device address of a host buffer from ``host_buffer`` when the device reads host memory directly
+        (zero-copy on integrated GPUs), else None."""
+        return None
+
     def upload(self, name: str, host: np.ndarray, buffer: Buffer) -> None:
+        """Make ``buffer`` hold ``host``: a copy, or nothing when ``buffer`` is ``host``'s zero-copy view
+        (logged as "mapped")."""
+        view = self.device_view(host)
+        if view is not None and _same_address(view, buffer):
+            self.transfers.record("mapped", name, host.nbytes)
+            return
         self.transfers.record("up", name, host.nbytes)
         self._copy_up(host, buffer)
 
     def download(self, name: str, buffer: Buffer, host: np.ndarray) -> None:
+        view = self.device_view(host)
+        if view is not None and _same_address(view, buffer):
+            self.transfers.record("mapped", name, host.nbytes)
+            return
         self.transfers.record("down", name, host.nbytes)
         self._copy_down(buffer, host)
 
@@ -84,6 +99,10 @@ class Memory:
 
     def activate(self) -> None:
         """Make this memory's device context current on the calling thread (CUDA driver contexts are per thread)."""
+
+
+def _same_address(a, b) -> bool:
+    return getattr(a, "pointer", None) is not None and a.pointer == getattr(b, "pointer", None)
 
 
 class HostMemory(Memory):
@@ -192,7 +211,8 @@ class DevicePipeline:
     def _frame_buffers(self, frame: np.ndarray) -> Tuple[np.ndarray, Buffer]:
         if self._frame_host is None or self._frame_host.shape != frame.shape:
             self._frame_host = self.memory.host_buffer(frame.shape, np.uint8)
-            self._frame = self.memory.empty(frame.shape, np.uint8)
+            view = self.memory.device_view(self._frame_host)  # zero-copy: the kernels read the host buffer
+            self._frame = view if view is not None else self.memory.empty(frame.shape, np.uint8)
         return self._frame_host, self._frame
 
     def __call__(self, frame: np.ndarray, color_order: str = "bgr", with_scores: bool = True):
