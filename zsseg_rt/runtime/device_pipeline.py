@@ -337,6 +337,9 @@ def make_device_pipeline(meta: BundleMeta, backend, setting="auto", max_windows:
             reason = "ONNX Runtime runs on the host"
     else:
         reason = f"backend {backend.name!r} has no device executor"
+    on_gpu = backend.name == "tensorrt" or (backend.name == "torch" and backend.device.type == "cuda")
+    if reason is None and on_gpu and not hasattr(ops, "segment_windows"):
+        reason = "this build has no fused device post-processing op (ops.segment_windows)"
     if reason is not None:
         if setting is True:
             raise RuntimeError(f"device_pipeline=True is not possible: {reason}")
