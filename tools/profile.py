@@ -47,7 +47,7 @@ if REPO not in sys.path:
 
 STAGES = ("preprocess", "image_encoder", "head", "postprocess")
 DEVICE_STAGES = ("image_encoder", "head", "text_encoder")
-SAMPLE_IMAGE = os.path.join(REPO, "..", "shared", "data", "voc_samples", "JPEGImages")
+SAMPLE_IMAGE = os.path.join(REPO, "zsseg_rt", "assets", "samples", "JPEGImages")
 
 
 # ---- small helpers ------------------------------------------------------------------------------------------

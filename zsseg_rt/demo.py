@@ -29,12 +29,9 @@ RANDOM_LABEL = "RANDOM WEIGHTS - pipeline check only, labels are meaningless"
 
 
 def _sample_image() -> str:
-    from zsseg_rt.cli import SAMPLE_DIR  # noqa: WPS433
+    from zsseg_rt.assets import sample_image
 
-    path = os.path.join(SAMPLE_DIR, "JPEGImages", "2011_000006.jpg")
-    if not os.path.isfile(path):
-        raise SystemExit(f"sample photo not found at {path!r}; pass --image PATH")
-    return path
+    return str(sample_image())  # shipped with the package
 
 
 def _resolve_model(args):

@@ -11,13 +11,14 @@ import torch
 
 from test_cliprc_helpers import make_tiny
 
-SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "voc_samples", "JPEGImages")
+from zsseg_rt.assets import SAMPLES_DIR
+
+SAMPLES = str(SAMPLES_DIR / "JPEGImages")
 
 
 def _photo_path(name="2011_000025.jpg"):
     path = os.path.join(SAMPLES, name)
-    if not os.path.isfile(path):
-        pytest.skip(f"VOC sample photo not found at {path}")
+    assert os.path.isfile(path), f"the sample photo {path} ships with the package"
     return path
 
 

@@ -29,7 +29,6 @@ from zsseg_rt.models import (
 )
 from zsseg_rt.models.cliprc_official import _infer_config, official_checkpoint_family, official_cliprc_to_native_key
 
-pytestmark = pytest.mark.skipif(not CLIPRC_KEYS_FILE.is_file(), reason="reference key list not present")
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,11 @@ import torch.nn.functional as F
 
 from zeg_helpers import randomize_
 
+from zsseg_rt.assets import sample_images
+
 TINY_TF = "training_free_tiny_test"
 METHODS = ("maskclip", "sclip", "clearclip", "naclip")
-VOC_IMAGES = sorted(glob.glob("/work/shared/data/voc_samples/JPEGImages/*.jpg"))
+VOC_IMAGES = [str(p) for p in sample_images()]
 
 
 def _model(method: str, seed: int = 1, **overrides):

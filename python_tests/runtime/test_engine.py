@@ -12,14 +12,15 @@ import pytest
 from zsseg_rt.bundle import BundleError
 from zsseg_rt.runtime import Engine
 
-SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "voc_samples", "JPEGImages")
+from zsseg_rt.assets import SAMPLES_DIR
+
+SAMPLES = str(SAMPLES_DIR / "JPEGImages")
 
 
 def _photo(name="2011_000003.jpg"):
     cv2 = pytest.importorskip("cv2")
     path = os.path.join(SAMPLES, name)
-    if not os.path.isfile(path):
-        pytest.skip(f"VOC sample photo not found at {path}")
+    assert os.path.isfile(path), f"the sample photo {path} ships with the package"
     return cv2.imread(path, cv2.IMREAD_COLOR)
 
 

@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from zsseg_rt.assets import TEXT_EMBEDDINGS_DIR
+
 __all__ = [
     "TextEncoder",
     "VocabularyCache",
@@ -23,8 +25,8 @@ __all__ = [
     "OFFICIAL_EMBEDDINGS_DIR",
 ]
 
-# Where this project keeps the official precomputed embeddings (a shared data folder, may be absent).
-OFFICIAL_EMBEDDINGS_DIR = Path("/work/shared/data/zegclip_text_embeddings")
+# The official precomputed embeddings shipped with the package (zsseg_rt/assets/text_embeddings).
+OFFICIAL_EMBEDDINGS_DIR = TEXT_EMBEDDINGS_DIR
 
 
 def validate_class_names(names: Sequence[str]) -> Tuple[str, ...]:
