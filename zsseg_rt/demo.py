@@ -46,6 +46,13 @@ def _resolve_model(args):
         model = load_native(args.native)
         return model, args.native, f"{type(model).__name__} ({os.path.basename(args.native)})", _stem(args.native)
     tag = args.clip_weights or "openai"
+    if not os.path.exists(tag):
+        from zsseg_rt.models.weights import go_offline, hub_endpoint, hub_reachable  # noqa: WPS433
+
+        if not hub_reachable(timeout=1.5):
+            print(f"[demo] no network: {hub_endpoint()} did not answer within 1.5 s; looking for the CLIP weights "
+                  f"{tag!r} in the local cache only", flush=True)
+            go_offline()
     try:
         model = create_model(args.method, pretrained=tag)
         source = tag if os.path.exists(tag) else None
