@@ -1,9 +1,26 @@
-"""Comparison helpers for parity tests, with the means to prove that a comparison can fail."""
+"""Shared test support: the golden tiny models, a vocabulary that gives several labels, and comparison helpers
+for parity tests with the means to prove that a comparison can fail."""
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
+# A vocabulary for which the tiny test models give several labels per sample photo (>= 3; asserted by the tests)
+VOCAB10 = ["person", "cat", "dog", "car", "chair", "sofa", "table", "plant", "bottle", "tv"]
+
+
+def golden_tiny_model(family: str = "zegclip"):
+    """The tiny model of the golden fixtures (python_tests/data/golden), imported from its official-layout
+    checkpoint: random but non-degenerate weights (mask logits spread over several units, several classes win),
+    unlike a freshly initialised tiny model whose logits are nearly flat (one label everywhere)."""
+    import zsseg_rt.models as models
+
+    folder, config = {"zegclip": ("zegclip_tiny", "zegclip_tiny_test"), "cliprc": ("cliprc_tiny", "cliprc_tiny_test")}[family]
+    loader = models.load_official_zegclip if family == "zegclip" else models.load_official_cliprc
+    return loader(GOLDEN / folder / "official_tiny.safetensors", config=config, decoder_ffn_dim=128).eval()
 
 
 def assert_segmentations_agree(labels_a, scores_a, labels_b, scores_b, min_agree: float = 0.999,
