@@ -8,6 +8,7 @@ from ._loader import cuda_available, native_module
 from .dense import relation_descriptor, similarity
 from .image import preprocess
 from .masks import segment, upsample
+from .windows import segment_windows
 from . import reference
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "upsample",
     "segment",
     "preprocess",
+    "segment_windows",
     "reference",
 ]

@@ -245,3 +245,30 @@ def preprocess(
     for k, (y1, y2, x1, x2) in enumerate(windows):
         out[k, :, : y2 - y1, : x2 - x1] = chw[:, y1:y2, x1:x2]
     return out
+
+
+# ---- segment_windows ---------------------------------------------------------------------------------------
+
+def segment_windows(
+    logits: np.ndarray,
+    windows: Sequence[Sequence[int]],
+    head_size: Sequence[int],
+    scaled_size: Sequence[int],
+    output_size: Sequence[int],
+    class_bias: Optional[np.ndarray] = None,
+    sigmoid: bool = True,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Reference of ``ops.segment_windows`` in fp64: per window resize to the head size, calibrate, cut; average
+    overlaps; resize to the output size; argmax (torch's rules). Returns ``labels [H, W]``, ``scores [H, W]``."""
+    n, classes = logits.shape[:2]
+    total = np.zeros((classes,) + tuple(scaled_size))
+    count = np.zeros(tuple(scaled_size))
+    for k, (y1, y2, x1, x2) in enumerate(windows):
+        up = upsample(logits[k : k + 1].astype(np.float64), tuple(head_size))[0]
+        cal = _calibrate(up[None], sigmoid, class_bias)[0]
+        total[:, y1:y2, x1:x2] += cal[:, : y2 - y1, : x2 - x1]
+        count[y1:y2, x1:x2] += 1
+    if (count == 0).any():
+        raise ValueError("the windows do not cover the whole rescaled image")
+    labels, scores = segment(total[None] / count, tuple(output_size), None, sigmoid=False)
+    return labels[0], scores[0]
