@@ -79,6 +79,7 @@ class CudaDriver:
         lib.cuMemFree_v2.argtypes = [c_u64]
         lib.cuMemcpyHtoDAsync_v2.argtypes = [c_u64, c_ptr, c_size, c_ptr]
         lib.cuMemcpyDtoHAsync_v2.argtypes = [c_ptr, c_u64, c_size, c_ptr]
+        lib.cuMemcpyDtoDAsync_v2.argtypes = [c_u64, c_u64, c_size, c_ptr]
         lib.cuStreamCreate.argtypes = [ctypes.POINTER(c_ptr), ctypes.c_uint]
         lib.cuStreamSynchronize.argtypes = [c_ptr]
         lib.cuStreamDestroy_v2.argtypes = [c_ptr]
@@ -181,6 +182,11 @@ class CudaDriver:
         if array.nbytes:
             self._check(self._lib.cuMemcpyDtoHAsync_v2(array.ctypes.data, device_pointer, array.nbytes, stream),
                         "cuMemcpyDtoHAsync")
+
+    def copy_device_to_device(self, destination: int, source: int, nbytes: int, stream: int) -> None:
+        """Asynchronous device->device copy on ``stream``."""
+        if nbytes:
+            self._check(self._lib.cuMemcpyDtoDAsync_v2(destination, source, nbytes, stream), "cuMemcpyDtoDAsync")
 
     def stream_create(self) -> int:
         stream = ctypes.c_void_p()

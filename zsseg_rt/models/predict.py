@@ -127,6 +127,8 @@ def predict(
         head = (cfg.image_size, cfg.image_size)
         ph, pw = model.patch_size
         scores: List[Optional[np.ndarray]] = [None] * len(windows)
+        raw: List[Optional[np.ndarray]] = [None] * len(windows)
+        full_size = all((win.y2 - win.y1, win.x2 - win.x1) == head for win in windows)
         for group in _group_windows(windows):
             for s in range(0, len(group), max(1, int(window_batch))):
                 idx = group[s : s + max(1, int(window_batch))]
@@ -139,9 +141,15 @@ def predict(
                     )
                 batch = np.stack([chw[:, win.y1 : win.y1 + fh, win.x1 : win.x1 + fw] for win in (windows[i] for i in idx)])
                 logits = model(torch.from_numpy(batch).to(dev), text_t).float().cpu().numpy()
+                if full_size:  # every window at the head size: the fused exact op below takes the logits
+                    for j, i in enumerate(idx):
+                        raw[i] = logits[j : j + 1]
+                    continue
                 cal = post.calibrated_window_scores(logits, head, (wh, ww), bias)
                 for j, i in enumerate(idx):
                     scores[i] = cal[j : j + 1]
+        if full_size:  # same results as the unfused order below, without its [C, H, W] buffers
+            return post.segment_windows_exact(np.concatenate(raw), windows, head, (h, w), tuple(orig_hw), bias)
         merged = post.merge_windows(scores, windows, (h, w))
         labels, best = post.finalize_scores(merged, tuple(orig_hw))
         return labels[0], best[0]

@@ -15,7 +15,7 @@ from .preprocess import (
     sliding_windows,
     to_rgb_uint8,
 )
-from .postprocess import calibrated_window_scores, finalize_scores, merge_windows, segment_fast
+from .postprocess import calibrated_window_scores, finalize_scores, merge_windows, segment_fast, segment_windows_exact
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -30,4 +30,5 @@ __all__ = [
     "merge_windows",
     "finalize_scores",
     "segment_fast",
+    "segment_windows_exact",
 ]

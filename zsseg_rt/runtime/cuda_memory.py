@@ -43,6 +43,13 @@ class CudaBuffer:
         return CudaBuffer(self.pointer, (n,) + self.shape[1:], self.dtype, self.stream)
 
 
+def _pointer(buffer) -> int:
+    """Device address of a CudaBuffer or of any __cuda_array_interface__ producer (e.g. an op's DeviceArray)."""
+    if isinstance(buffer, CudaBuffer):
+        return buffer.pointer
+    return int(buffer.__cuda_array_interface__["data"][0])
+
+
 class CudaMemory(Memory):
     """Device buffers from ``cuMemAlloc``, host buffers page-locked, one stream for the whole pipeline.
 
@@ -98,7 +105,17 @@ class CudaMemory(Memory):
         self.driver.copy_to_device(buffer.pointer, host, self.stream)
 
     def _copy_down(self, buffer, host):
-        self.driver.copy_to_host(host, buffer.pointer, self.stream)
+        self.driver.copy_to_host(host, _pointer(buffer), self.stream)
+
+    def concatenate(self, buffers):
+        first = buffers[0]
+        total = sum(b.shape[0] for b in buffers)
+        out = self.empty((total,) + tuple(first.shape[1:]), first.dtype)
+        offset = 0
+        for b in buffers:
+            self.driver.copy_device_to_device(out.pointer + offset, _pointer(b), b.nbytes, self.stream)
+            offset += b.nbytes
+        return out
 
     def synchronize(self):
         self.driver.stream_synchronize(self.stream)

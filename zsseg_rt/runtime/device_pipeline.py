@@ -90,6 +90,10 @@ class Memory:
         self.transfers.record("down", name, host.nbytes)
         self._copy_down(buffer, host)
 
+    def concatenate(self, buffers: Sequence[Buffer]) -> Buffer:
+        """Buffers joined along axis 0 on the device (a device-side copy, not a host transfer)."""
+        raise NotImplementedError
+
     def leading(self, buffer: Buffer, n: int) -> Buffer:
         """The first ``n`` entries along axis 0, without a copy."""
         return buffer[:n]
@@ -119,6 +123,9 @@ class HostMemory(Memory):
     def _copy_down(self, buffer, host):
         np.copyto(host, buffer)
 
+    def concatenate(self, buffers):
+        return np.concatenate(buffers)
+
 
 class TorchMemory(Memory):
     """Buffers are torch tensors on ``device`` (CUDA or CPU); the native ops take them through DLPack and are
@@ -146,7 +153,11 @@ class TorchMemory(Memory):
         buffer.copy_(self.torch.from_numpy(host), non_blocking=self.cuda)
 
     def _copy_down(self, buffer, host):
-        self.torch.from_numpy(host).copy_(buffer, non_blocking=self.cuda)
+        source = buffer if isinstance(buffer, self.torch.Tensor) else self.torch.from_dlpack(buffer)
+        self.torch.from_numpy(host).copy_(source, non_blocking=self.cuda)
+
+    def concatenate(self, buffers):
+        return self.torch.cat(list(buffers))
 
     def synchronize(self):
         if self.cuda:
@@ -254,25 +265,14 @@ class DevicePipeline:
         return labels_host, scores_host
 
     def _postprocess(self, logits: List[Buffer], windows, scaled_hw, out_hw):
-        """The official post-processing of all windows (calibrate per window, average, resize, argmax)."""
-        memory = self.memory
-        if memory.kind == "host":
-            merged = np.concatenate(logits) if len(logits) > 1 else logits[0]
-            return _exact_host(merged, windows, self.meta.image_size, scaled_hw, out_hw, self._bias)
-        if memory.kind == "torch" and not memory.cuda:
-            merged = memory.torch.cat(logits).numpy() if len(logits) > 1 else logits[0].numpy()
-            labels, scores = _exact_host(merged, windows, self.meta.image_size, scaled_hw, out_hw, self._bias.numpy())
-            return memory.torch.from_numpy(labels), memory.torch.from_numpy(scores)
-        raise NotImplementedError("device post-processing needs the fused native op ops.segment_windows")
-
-
-def _exact_host(logits: np.ndarray, windows, size: int, scaled_hw, out_hw, bias: np.ndarray):
-    parts = []
-    for i, win in enumerate(windows):
-        full = pipeline.calibrated_window_scores(logits[i : i + 1], (size, size), (size, size), bias)
-        parts.append(full[:, :, : win.y2 - win.y1, : win.x2 - win.x1])
-    labels, scores = pipeline.finalize_scores(pipeline.merge_windows(parts, windows, scaled_hw), out_hw)
-    return labels[0], scores[0]
+        """The fused official post-processing of all windows (``ops.segment_windows``) where the logits are."""
+        merged = logits[0] if len(logits) == 1 else self.memory.concatenate(logits)
+        bias = self._bias
+        if self.memory.kind == "host" or (self.memory.kind == "torch" and not self.memory.cuda):
+            merged, bias = np.asarray(merged), np.asarray(bias)  # CPU tensors: zero-copy NumPy views
+        size = (self.meta.image_size, self.meta.image_size)
+        return ops.segment_windows(merged, [tuple(w) for w in windows], size, tuple(scaled_hw), tuple(out_hw),
+                                   class_bias=bias, sigmoid=True, stream=self.memory.stream)
 
 
 class OnnxRuntimeExecutor(Executor):
@@ -338,8 +338,8 @@ def make_device_pipeline(meta: BundleMeta, backend, setting="auto", max_windows:
     else:
         reason = f"backend {backend.name!r} has no device executor"
     on_gpu = backend.name == "tensorrt" or (backend.name == "torch" and backend.device.type == "cuda")
-    if reason is None and on_gpu and not hasattr(ops, "segment_windows"):
-        reason = "this build has no fused device post-processing op (ops.segment_windows)"
+    if reason is None and on_gpu and not ops.cuda_available():
+        reason = "zsseg_rt's CUDA ops are not usable here (see zsseg_rt.ops.cuda_available())"
     if reason is not None:
         if setting is True:
             raise RuntimeError(f"device_pipeline=True is not possible: {reason}")

@@ -296,12 +296,10 @@ class Engine:
             return softmax_post.softmax_segment(merged, orig_hw, **options)
         if self.mode == "fast" and len(windows) == 1 and windows[0] == (0, size, 0, size):
             return pipeline.segment_fast(logits, orig_hw, bias)
-        window_scores = []
-        for i, win in enumerate(windows):
-            full = pipeline.calibrated_window_scores(logits[i : i + 1], head_size, head_size, bias)
-            window_scores.append(full[:, :, : win.y2 - win.y1, : win.x2 - win.x1])
-        merged = pipeline.merge_windows(window_scores, windows, scaled_hw)
-        return pipeline.finalize_scores(merged, orig_hw)
+        # the official order (calibrate per window, average, resize, argmax) in one native pass: bit-identical to
+        # calibrated_window_scores -> merge_windows -> finalize_scores, without their [C, H, W] buffers
+        labels, scores = pipeline.segment_windows_exact(logits, windows, head_size, scaled_hw, orig_hw, bias)
+        return labels[None], scores[None]
 
     def _window_logits(self, crops: List[np.ndarray], text: np.ndarray) -> np.ndarray:
         outputs = []
