@@ -46,6 +46,15 @@ def _inputs(case: str, device: str, small: bool):
         return {"image": image, "scaled": scaled, "windows": [tuple(v) for v in windows], "crop": crop,
                 "mean": torch.tensor(pipeline.preprocess.IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
                 "std": torch.tensor(pipeline.preprocess.IMAGENET_STD, device=device).view(1, 3, 1, 1)}
+    if case == "segment_windows_c171":
+        classes, scaled, out = 171, ((64, 85) if small else (512, 683)), ((47, 63) if small else (375, 500))
+        crop = 64 if small else 512
+        from zsseg_rt import pipeline
+
+        windows = pipeline.sliding_windows(scaled[0], scaled[1], crop, crop * 426 // 512)
+        bias = torch.where(torch.arange(classes) < 156, 0.1, 0.0).to(device)
+        return {"logits": normal(len(windows), classes, crop // 16, crop // 16, std=3.0).contiguous(), "bias": bias,
+                "windows": [tuple(w) for w in windows], "head": (crop, crop), "scaled": scaled, "out": out}
     if case.startswith(("segment", "upsample")):
         seen = int(classes * 0.9)
         bias = torch.where(torch.arange(classes) < seen, 0.1, 0.0).to(device)
@@ -64,6 +73,9 @@ def _ours(case: str, x, stream: int) -> Callable[[], object]:
 
         mean, std = pipeline.preprocess.IMAGENET_MEAN, pipeline.preprocess.IMAGENET_STD
         return lambda: ops.preprocess(x["image"], x["scaled"], x["windows"], x["crop"], mean, std, stream=stream)
+    if case == "segment_windows_c171":
+        return lambda: ops.segment_windows(x["logits"], x["windows"], x["head"], x["scaled"], x["out"],
+                                           class_bias=x["bias"], stream=stream)
     if case.startswith("segment"):
         return lambda: ops.segment(x["logits"], x["size"], class_bias=x["bias"], sigmoid=True, stream=stream)
     if case.startswith("upsample_calibrate"):
@@ -91,6 +103,18 @@ def _torch(case: str, x) -> Callable[[], object]:
                 out[k, :, : y2 - y1, : x2 - x1] = img[0, :, y1:y2, x1:x2]
             return out
         return prep
+    if case == "segment_windows_c171":
+        def windows_run():  # the unfused official order in torch
+            total = x["logits"].new_zeros((x["logits"].shape[1],) + tuple(x["scaled"]))
+            count = x["logits"].new_zeros(tuple(x["scaled"]))
+            for k, (y1, y2, x1, x2) in enumerate(x["windows"]):
+                up = F.interpolate(x["logits"][k : k + 1], size=x["head"], mode="bilinear", align_corners=False)
+                up = up[0].sigmoid() - x["bias"][:, None, None]
+                total[:, y1:y2, x1:x2] += up[:, : y2 - y1, : x2 - x1]
+                count[y1:y2, x1:x2] += 1
+            final = F.interpolate((total / count)[None], size=x["out"], mode="bilinear", align_corners=False)[0]
+            return final.max(0)
+        return windows_run
     if case.startswith("segment"):
         def run():
             v = F.interpolate(x["logits"], size=x["size"], mode="bilinear", align_corners=False)
@@ -117,6 +141,7 @@ def _torch(case: str, x) -> Callable[[], object]:
 
 CASES: Dict[str, str] = {
     "preprocess": "preprocess 480x640 BGR uint8 -> 512x683 -> 2 windows [2,3,512,512] fp32",
+    "segment_windows_c171": "segment_windows C=171, 2 windows 32x32 -> 512 -> 512x683 merged -> 375x500 (photo case)",
     "segment_c171": "segment C=171 32x32->512x512, sigmoid, bias (fused argmax)",
     "segment_c20": "segment C=20 32x32->512x512, sigmoid, bias",
     "upsample_c171": "upsample C=171 32x32->512x512",
