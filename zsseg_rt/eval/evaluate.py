@@ -95,22 +95,17 @@ def load_for_eval(path: Union[str, Path], device: Optional[str] = None, backend:
 
 def model_from_config(config: Dict[str, Any]):
     """An untrained model of the family a training checkpoint's ``model_config`` names (weights come after):
-    ``"family": "cliprc"`` -> CLIP-RC, no family -> ZegCLIP (the two families the trainer trains)."""
-    from zsseg_rt.models import ZegCLIP
-    from zsseg_rt.models.cliprc_config import is_cliprc_spec
-    from zsseg_rt.models.config import ZegCLIPConfig
+    the family is resolved by the model registry (no ``"family"`` -> ZegCLIP); only trainable families
+    (ZegCLIP, CLIP-RC) are accepted."""
+    from zsseg_rt.models import create_model, family_of
 
     if not isinstance(config, dict):
         raise TypeError(f"model_config must be a dict, got {type(config).__name__}")
-    if is_cliprc_spec(config):
-        from zsseg_rt.models import create_model
-
-        return create_model(dict(config))  # CLIP-RC: load_cliprc_config(dict) + CLIPRC(config)
-    family = config.get("family")
-    if family not in (None, "zegclip"):
+    family = family_of(config)
+    if family not in ("zegclip", "cliprc"):
         raise ValueError(f"training checkpoint holds a model of family {family!r}; only ZegCLIP and CLIP-RC "
                          "checkpoints are trained")
-    return ZegCLIP(ZegCLIPConfig.from_dict(config))
+    return create_model(dict(config))
 
 
 def evaluate(

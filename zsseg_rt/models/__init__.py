@@ -1,8 +1,12 @@
-"""PyTorch ZegCLIP models (needs torch + open_clip): model, configs, weights, losses, inference glue.
+"""PyTorch models (needs torch + open_clip): the families ZegCLIP, CLIP-RC and training-free dense CLIP, their
+configs, weights, losses and inference glue. One registry (:mod:`zsseg_rt.models.registry`) maps a family name
+to its config and model classes; ``create_model``/``load_config``/``list_configs`` resolve names through it.
 
-Public API: ``create_model``, ``load_official_zegclip``, ``load_native``, ``ZegCLIP``, ``VocabularyCache``.
+Public API: ``create_model``, ``load_config``, ``list_configs``, ``load_official_zegclip``, ``load_native``,
+``ZegCLIP``, ``VocabularyCache``.
 """
-from .config import ZegCLIPConfig, list_configs, load_class_names, load_config, load_templates
+from .config import ZegCLIPConfig, load_class_names, load_templates, load_zegclip_config
+from .registry import ModelFamily, families, family_of, get_family, list_configs, load_config, register_family
 from .convert import add_convert_command, convert_official, load_native, save_native
 from .factory import create_model, load_model_config
 from .losses import ZegCLIPLoss, zegclip_loss
@@ -29,6 +33,12 @@ __all__ = [
     "ZegCLIPConfig",
     "VocabularyCache",
     "load_config",
+    "load_zegclip_config",
+    "ModelFamily",
+    "register_family",
+    "families",
+    "family_of",
+    "get_family",
     "list_configs",
     "load_class_names",
     "load_templates",

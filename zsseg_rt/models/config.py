@@ -20,12 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 VOCAB_DIR = CONFIG_DIR / "vocab"
 
-__all__ = ["ZegCLIPConfig", "load_config", "list_configs", "load_class_names", "load_templates", "CONFIG_DIR"]
-
-
-def list_configs() -> List[str]:
-    """Names of the bundled model configs."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+__all__ = ["ZegCLIPConfig", "load_zegclip_config", "load_class_names", "load_templates", "CONFIG_DIR"]
 
 
 def _read_json(path: Path) -> Dict[str, Any]:
@@ -91,6 +86,7 @@ class ZegCLIPConfig:
     """Everything that defines a ZegCLIP model and its official inference/training settings."""
 
     name: str = "zegclip_vitb16_voc_inductive"
+    family: str = "zegclip"  # registry key (zsseg_rt.models.registry); subclasses set their own
     clip_model: str = "ViT-B-16"
     clip_cfg: Dict[str, Any] = field(default_factory=dict)
     quick_gelu: bool = True  # OpenAI CLIP weights use QuickGELU
@@ -186,6 +182,9 @@ class ZegCLIPConfig:
 
     # ------------------------------------------------------------------ validation / io
     def validate(self) -> "ZegCLIPConfig":
+        expected = type(self).__dataclass_fields__["family"].default
+        if self.family != expected:
+            raise ValueError(f"{type(self).__name__} must have family={expected!r}, got {self.family!r}")
         if self.setting not in ("inductive", "transductive", "fully"):
             raise ValueError(f"setting must be inductive|transductive|fully, got {self.setting!r}")
         if self.num_prompt_tokens < 0:
@@ -227,8 +226,10 @@ class ZegCLIPConfig:
         return cfg.validate()
 
 
-def load_config(name_or_path: Union[str, os.PathLike, ZegCLIPConfig, Dict[str, Any]], **overrides) -> ZegCLIPConfig:
-    """Load a config by bundled name (``"zegclip_vitb16_voc_inductive"``), JSON path, dict or config object.
+def load_zegclip_config(
+    name_or_path: Union[str, os.PathLike, ZegCLIPConfig, Dict[str, Any]], **overrides
+) -> ZegCLIPConfig:
+    """Load a ZegCLIP config by bundled name (``"zegclip_vitb16_voc_inductive"``), JSON path, dict or config object.
 
     ``overrides`` replace top-level keys (``clip_cfg`` and ``loss`` are deep-merged).
     """
@@ -243,7 +244,8 @@ def load_config(name_or_path: Union[str, os.PathLike, ZegCLIPConfig, Dict[str, A
             path = CONFIG_DIR / (s if s.endswith(".json") else f"{s}.json")
         if not path.is_file():
             raise FileNotFoundError(
-                f"model config {s!r} is neither a file nor a bundled config; bundled: {list_configs()}"
+                f"ZegCLIP config {s!r} is neither a file nor a bundled config; bundled: "
+                f"{sorted(p.stem for p in CONFIG_DIR.glob('zegclip_*.json'))}"
             )
         data = _read_json(path)
     for k, v in overrides.items():

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from .config import ZegCLIPConfig, load_config
+from .config import ZegCLIPConfig, load_zegclip_config
 from .weights import WeightsError, check_finite, describe_keys
 
 __all__ = ["load_official_zegclip", "OfficialImportReport", "official_to_native_key", "read_official_checkpoint"]
@@ -169,7 +169,7 @@ def load_official_zegclip(
     inferred = config is None
     if inferred:
         config = _infer_config(sd, meta)
-    cfg = load_config(config, **overrides)
+    cfg = load_zegclip_config(config, **overrides)
     model = ZegCLIP(cfg)
     model, report = load_mapped_official(
         model, sd, meta, official_to_native_key, source=str(path), family="official", inferred=inferred,

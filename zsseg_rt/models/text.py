@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from zsseg_rt.pipeline.vocabulary import validate_class_names  # re-exported: the one vocabulary check
+
 __all__ = [
     "TextEncoder",
     "VocabularyCache",
@@ -25,26 +27,6 @@ __all__ = [
 
 # Where this project keeps the official precomputed embeddings (a shared data folder, may be absent).
 OFFICIAL_EMBEDDINGS_DIR = Path("/work/shared/data/zegclip_text_embeddings")
-
-
-def validate_class_names(names: Sequence[str]) -> Tuple[str, ...]:
-    """Check a vocabulary: non-empty, strings, no blanks, no duplicates (case/space-insensitive)."""
-    if isinstance(names, str):
-        raise TypeError("class names must be a sequence of strings, not a single string")
-    names = tuple(names)
-    if len(names) == 0:
-        raise ValueError("the class-name list is empty: give at least one class name")
-    seen: Dict[str, int] = {}
-    for i, n in enumerate(names):
-        if not isinstance(n, str):
-            raise TypeError(f"class name #{i} is {type(n).__name__}, expected str")
-        key = " ".join(n.split()).lower()
-        if not key:
-            raise ValueError(f"class name #{i} is blank")
-        if key in seen:
-            raise ValueError(f"duplicate class name {n!r} (positions {seen[key]} and {i})")
-        seen[key] = i
-    return names
 
 
 class VocabularyCache:
@@ -154,7 +136,7 @@ class TextEncoder(nn.Module):
 
     def encode(self, names: Sequence[str], templates: Sequence[str] = ("a photo of a {}",), use_cache: bool = True) -> torch.Tensor:
         """Class names -> ``[C, D]`` float32 (normalise / average over templates / renormalise)."""
-        names = validate_class_names(names)
+        names = tuple(validate_class_names(names))
         if isinstance(templates, str):
             templates = [templates]
         templates = tuple(templates)

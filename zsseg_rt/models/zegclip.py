@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .backbone import PromptedVisionTransformer
-from .config import ZegCLIPConfig, load_config
+from .config import ZegCLIPConfig, load_zegclip_config
 from .head import ZegCLIPHead
 from .text import TextEncoder, validate_class_names
 
@@ -53,7 +53,7 @@ class ZegCLIP(nn.Module):
     def __init__(self, config: Union[ZegCLIPConfig, str, dict], device: Optional[Union[str, torch.device]] = None):
         super().__init__()
         if not isinstance(config, ZegCLIPConfig):
-            config = load_config(config)
+            config = load_zegclip_config(config)
         self.config = config.validate()
         ctx = torch.device(device) if device is not None else contextlib.nullcontext()
         with ctx:

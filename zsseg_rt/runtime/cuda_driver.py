@@ -1,0 +1,161 @@
+"""A minimal ctypes binding of the CUDA driver API (``libcuda``): device name / compute capability, device memory,
+copies and streams for the TensorRT runner. No cuda-python, pycuda or torch needed; ``libcuda`` ships with the
+NVIDIA driver (and with JetPack), so it is present wherever TensorRT can run.
+
+Untested in CI (no GPU there); the tests only check that a missing driver gives a clear error.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+_LIBRARY_NAMES = ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
+_ATTR_COMPUTE_CAPABILITY_MAJOR = 75  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+_ATTR_COMPUTE_CAPABILITY_MINOR = 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
+
+
+class CudaError(RuntimeError):
+    """The CUDA driver is missing, has no device, or a driver call failed."""
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The GPU an engine is built for / runs on."""
+
+    name: str                              # e.g. "Orin (nvgpu)", "NVIDIA GeForce RTX 4090"
+    compute_capability: Tuple[int, int]    # e.g. (8, 7)
+
+    @property
+    def sm(self) -> str:
+        return f"{self.compute_capability[0]}.{self.compute_capability[1]}"
+
+
+def _load_library() -> ctypes.CDLL:
+    candidates = list(_LIBRARY_NAMES)
+    found = ctypes.util.find_library("cuda")
+    if found:
+        candidates.append(found)
+    errors = []
+    for name in candidates:
+        try:
+            return ctypes.CDLL(name)
+        except OSError as exc:
+            errors.append(f"{name}: {exc}")
+    raise CudaError(
+        "the CUDA driver library (libcuda) was not found: TensorRT needs an NVIDIA GPU with its driver installed "
+        "(on Jetson it comes with JetPack). Tried: " + "; ".join(errors)
+    )
+
+
+class CudaDriver:
+    """The CUDA driver API through ctypes. ``cuInit`` runs on construction."""
+
+    def __init__(self, library: Optional[ctypes.CDLL] = None):
+        self._lib = library if library is not None else _load_library()
+        self._declare()
+        self._check(self._lib.cuInit(0), "cuInit")
+        self._context = None
+        self._context_device = None
+
+    def _declare(self) -> None:
+        lib, c_size, c_ptr, c_u64 = self._lib, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_uint64
+        lib.cuInit.argtypes = [ctypes.c_uint]
+        lib.cuDeviceGetCount.argtypes = [ctypes.POINTER(ctypes.c_int)]
+        lib.cuDeviceGet.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+        lib.cuDeviceGetName.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
+        lib.cuDeviceGetAttribute.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int]
+        lib.cuDevicePrimaryCtxRetain.argtypes = [ctypes.POINTER(c_ptr), ctypes.c_int]
+        lib.cuDevicePrimaryCtxRelease_v2.argtypes = [ctypes.c_int]
+        lib.cuCtxSetCurrent.argtypes = [c_ptr]
+        lib.cuMemAlloc_v2.argtypes = [ctypes.POINTER(c_u64), c_size]
+        lib.cuMemFree_v2.argtypes = [c_u64]
+        lib.cuMemcpyHtoDAsync_v2.argtypes = [c_u64, c_ptr, c_size, c_ptr]
+        lib.cuMemcpyDtoHAsync_v2.argtypes = [c_ptr, c_u64, c_size, c_ptr]
+        lib.cuStreamCreate.argtypes = [ctypes.POINTER(c_ptr), ctypes.c_uint]
+        lib.cuStreamSynchronize.argtypes = [c_ptr]
+        lib.cuStreamDestroy_v2.argtypes = [c_ptr]
+        lib.cuGetErrorString.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
+
+    def _check(self, result: int, call: str) -> None:
+        if result == 0:
+            return
+        text = ctypes.c_char_p()
+        described = self._lib.cuGetErrorString(result, ctypes.byref(text)) == 0 and text.value
+        detail = text.value.decode(errors="replace") if described else "unknown error"
+        hint = " (no CUDA-capable GPU is visible)" if result == 100 else ""
+        raise CudaError(f"CUDA driver call {call} failed with error {result}: {detail}{hint}")
+
+    def _device(self, index: int) -> int:
+        count = ctypes.c_int()
+        self._check(self._lib.cuDeviceGetCount(ctypes.byref(count)), "cuDeviceGetCount")
+        if not 0 <= index < count.value:
+            raise CudaError(f"CUDA device {index} requested but {count.value} device(s) are visible")
+        device = ctypes.c_int()
+        self._check(self._lib.cuDeviceGet(ctypes.byref(device), index), "cuDeviceGet")
+        return device.value
+
+    def device_info(self, index: int = 0) -> DeviceInfo:
+        """Name and compute capability of CUDA device ``index``."""
+        device = self._device(index)
+        name = ctypes.create_string_buffer(256)
+        self._check(self._lib.cuDeviceGetName(name, len(name), device), "cuDeviceGetName")
+        major, minor = ctypes.c_int(), ctypes.c_int()
+        get = self._lib.cuDeviceGetAttribute
+        self._check(get(ctypes.byref(major), _ATTR_COMPUTE_CAPABILITY_MAJOR, device), "cuDeviceGetAttribute")
+        self._check(get(ctypes.byref(minor), _ATTR_COMPUTE_CAPABILITY_MINOR, device), "cuDeviceGetAttribute")
+        return DeviceInfo(name.value.decode(errors="replace").strip(), (major.value, minor.value))
+
+    def use_primary_context(self, index: int = 0) -> None:
+        """Make the device's primary context (the one the CUDA runtime and TensorRT use) current."""
+        device = self._device(index)
+        context = ctypes.c_void_p()
+        self._check(self._lib.cuDevicePrimaryCtxRetain(ctypes.byref(context), device), "cuDevicePrimaryCtxRetain")
+        self._check(self._lib.cuCtxSetCurrent(context), "cuCtxSetCurrent")
+        self._context, self._context_device = context, device
+
+    def make_current(self) -> None:
+        """Bind the retained primary context to the CALLING thread (CUDA contexts are current per thread: a
+        runner created on one thread and used from another must call this before touching device memory)."""
+        if self._context is None:
+            raise RuntimeError("no CUDA context retained: call use_primary_context() first")
+        self._check(self._lib.cuCtxSetCurrent(self._context), "cuCtxSetCurrent")
+
+    def release_primary_context(self) -> None:
+        if self._context is not None:
+            self._lib.cuDevicePrimaryCtxRelease_v2(self._context_device)
+            self._context = None
+
+    def mem_alloc(self, nbytes: int) -> int:
+        pointer = ctypes.c_uint64()
+        self._check(self._lib.cuMemAlloc_v2(ctypes.byref(pointer), max(int(nbytes), 1)), f"cuMemAlloc({nbytes})")
+        return pointer.value
+
+    def mem_free(self, pointer: int) -> None:
+        self._check(self._lib.cuMemFree_v2(pointer), "cuMemFree")
+
+    def copy_to_device(self, device_pointer: int, array: np.ndarray, stream: int) -> None:
+        """Asynchronous host->device copy of a C-contiguous array (keep ``array`` alive until the stream syncs)."""
+        if array.nbytes:
+            self._check(self._lib.cuMemcpyHtoDAsync_v2(device_pointer, array.ctypes.data, array.nbytes, stream),
+                        "cuMemcpyHtoDAsync")
+
+    def copy_to_host(self, array: np.ndarray, device_pointer: int, stream: int) -> None:
+        """Asynchronous device->host copy into a C-contiguous array."""
+        if array.nbytes:
+            self._check(self._lib.cuMemcpyDtoHAsync_v2(array.ctypes.data, device_pointer, array.nbytes, stream),
+                        "cuMemcpyDtoHAsync")
+
+    def stream_create(self) -> int:
+        stream = ctypes.c_void_p()
+        self._check(self._lib.cuStreamCreate(ctypes.byref(stream), 0), "cuStreamCreate")
+        return stream.value or 0
+
+    def stream_synchronize(self, stream: int) -> None:
+        self._check(self._lib.cuStreamSynchronize(stream), "cuStreamSynchronize")
+
+    def stream_destroy(self, stream: int) -> None:
+        self._check(self._lib.cuStreamDestroy_v2(stream), "cuStreamDestroy")

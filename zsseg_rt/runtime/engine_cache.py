@@ -1,0 +1,299 @@
+"""Engine cache keys, shape profiles, ``engine.json`` records and calibration data (no TensorRT needed).
+
+An engine depends on (graph, ONNX sha256 from meta.json, precision, shape profile, TensorRT version, GPU name,
+compute capability, int8 calibration set, build recipe): ``EngineKey`` holds them, ``EngineKey.digest()`` names
+the cache directory ``<bundle>/engines/<digest>/``, and ``engine.json`` beside the engine records them so a
+mismatching engine is rebuilt or refused with a message saying what differs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass, fields
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from zsseg_rt.bundle import GRAPH_FILES as SPEC_GRAPH_FILES
+from zsseg_rt.bundle import BundleMeta, Names, sha256_file
+from zsseg_rt.runtime.cuda_driver import DeviceInfo
+
+PRECISIONS = ("fp32", "fp16", "int8")
+BUILD_RECIPE_VERSION = 1   # bump when the TensorRT build settings change, so cached engines are rebuilt
+ENGINE_RECORD = "engine.json"
+ENGINE_SUFFIX = ".engine"
+DEFAULT_MAX_PROMPTS = 256
+
+# Which graphs exist (role -> file) and which of their input axes are dynamic: both come from the bundle
+# (zsseg_rt.bundle.spec.GRAPH_FILES and meta.json's "io" table), so every model family is covered.
+GRAPH_FILES: Dict[str, str] = dict(SPEC_GRAPH_FILES)
+
+
+def dynamic_input_axes(meta: BundleMeta, role: str) -> Dict[str, Dict[int, str]]:
+    """Dynamic axes of graph ``role``'s inputs, as recorded by the exporter in meta.json."""
+    entry = meta.io[role]
+    return {name: axes for name, axes in entry["dynamic_axes"].items() if name in entry["inputs"]}
+
+
+AxisRange = Tuple[int, int, int]  # (min, opt, max)
+Shape = Tuple[int, ...]
+
+
+class EngineMismatchError(RuntimeError):
+    """A cached engine was built for another TensorRT / GPU / graph / profile, or is missing or corrupted."""
+
+
+class EngineBuildError(RuntimeError):
+    """TensorRT could not parse or build a graph."""
+
+
+# ---------------------------------------------------------------------------------------------- profiles and keys
+def validate_precision(precision: str, calibration_images: Optional[Sequence] = None) -> None:
+    """Raise ValueError for an unknown precision, or int8 without calibration images (no random calibration)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "int8" and not calibration_images:
+        raise ValueError(
+            "precision='int8' needs calibration_images (paths or [H, W, 3] uint8 RGB arrays, a few hundred "
+            "representative photos); zsseg_rt never calibrates with random data. Use 'fp16' otherwise."
+        )
+    if precision != "int8" and calibration_images:
+        raise ValueError(f"calibration_images are only used with precision='int8', got precision={precision!r}")
+
+
+def graph_precision(precision: str, role: str) -> str:
+    """int8 applies to the image encoder only (calibration data are images); the head and text encoder are fp16."""
+    return "fp16" if precision == "int8" and role != "image" else precision
+
+
+def axis_ranges(meta: BundleMeta, max_batch: int = 1, opt_classes: int = 20,
+                max_prompts: int = DEFAULT_MAX_PROMPTS) -> Dict[str, AxisRange]:
+    """(min, opt, max) of every dynamic axis. Batch opt = max_batch (callers batching crops use full batches)."""
+    if int(max_batch) < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    if not 1 <= int(opt_classes) <= int(meta.max_classes):
+        raise ValueError(f"opt_classes must be in 1..{meta.max_classes} (meta.max_classes), got {opt_classes}")
+    if int(max_prompts) < 1:
+        raise ValueError(f"max_prompts must be >= 1, got {max_prompts}")
+    opt_prompts = min(int(max_prompts), int(opt_classes) * max(1, len(meta.templates)))
+    return {
+        Names.BATCH: (1, int(max_batch), int(max_batch)),
+        Names.NUM_CLASSES: (1, int(opt_classes), int(meta.max_classes)),
+        Names.NUM_PROMPTS: (1, opt_prompts, int(max_prompts)),
+    }
+
+
+def graph_profile(meta: BundleMeta, role: str, ranges: Mapping[str, AxisRange]) -> Dict[str, AxisRange]:
+    """The axis ranges one graph uses (so e.g. changing opt_classes does not rebuild the image encoder)."""
+    used = {axis for axes in dynamic_input_axes(meta, role).values() for axis in axes.values()}
+    return {axis: tuple(ranges[axis]) for axis in sorted(used)}
+
+
+def profile_shapes(input_name: str, network_shape: Sequence[int], dynamic_axes: Mapping[int, str],
+                   ranges: Mapping[str, AxisRange]) -> Tuple[Shape, Shape, Shape]:
+    """(min, opt, max) shapes of one network input: static dims from the ONNX, dynamic ones from ``ranges``.
+
+    Raises:
+        EngineBuildError when the ONNX has a dynamic axis zsseg_rt has no range for, or a static axis where the
+        profile asks for a range (re-export with that axis dynamic).
+    """
+    shapes: Tuple[List[int], List[int], List[int]] = ([], [], [])
+    for axis, dim in enumerate(network_shape):
+        axis_name = dynamic_axes.get(axis)
+        if axis_name is None:
+            if dim < 0:
+                raise EngineBuildError(f"input {input_name!r} axis {axis} is dynamic in the ONNX graph, but zsseg_rt "
+                                       "expects it static; re-export the bundle")
+            low = opt = high = int(dim)
+        else:
+            low, opt, high = ranges[axis_name]
+            if dim >= 0 and not low == opt == high == dim:
+                raise EngineBuildError(
+                    f"input {input_name!r} axis {axis} ({axis_name}) is static ({dim}) in the ONNX graph but the "
+                    f"profile asks for {low}..{high}; re-export with a dynamic {axis_name} axis or use {dim}")
+        for shape, value in zip(shapes, (low, opt, high)):
+            shape.append(int(value))
+    return tuple(shapes[0]), tuple(shapes[1]), tuple(shapes[2])
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """Everything an engine depends on. ``digest()`` names its cache directory."""
+
+    graph: str                                  # ONNX file name (from zsseg_rt.bundle.spec.Files)
+    onnx_sha256: str                            # from meta.json
+    precision: str                              # of this graph (see graph_precision)
+    profile: Tuple[Tuple[str, AxisRange], ...]  # sorted (axis name, (min, opt, max))
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str                     # "8.7"
+    calibration_sha256: str = ""                # int8 only: hash of the calibration images
+    recipe: int = BUILD_RECIPE_VERSION
+
+    def as_dict(self) -> Dict:
+        data = asdict(self)
+        data["profile"] = {axis: list(rng) for axis, rng in self.profile}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "EngineKey":
+        known = {f.name for f in fields(cls)}
+        values = {name: data[name] for name in known if name in data}
+        values["profile"] = tuple(sorted((axis, tuple(rng)) for axis, rng in dict(data.get("profile", {})).items()))
+        return cls(**values)
+
+    def digest(self) -> str:
+        canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+    def differences(self, other: "EngineKey") -> List[str]:
+        """Human-readable ``field: engine has X, expected Y`` for every differing field."""
+        mine, theirs = self.as_dict(), other.as_dict()
+        return [f"{name}: engine has {mine[name]!r}, expected {theirs[name]!r}"
+                for name in mine if mine[name] != theirs.get(name)]
+
+
+def make_engine_key(meta: BundleMeta, role: str, precision: str, ranges: Mapping[str, AxisRange],
+                    tensorrt_version: str, device: DeviceInfo, calibration_sha256: str = "") -> EngineKey:
+    """The key of graph ``role`` ("image", "head", "text") for this bundle, request and platform."""
+    graph = GRAPH_FILES[role]
+    if graph not in meta.files:
+        raise EngineMismatchError(f"meta.json of {meta.path!r} records no {graph!r}; re-export the bundle")
+    own_precision = graph_precision(precision, role)
+    return EngineKey(
+        graph=graph, onnx_sha256=meta.files[graph], precision=own_precision,
+        profile=tuple(sorted(graph_profile(meta, role, ranges).items())), tensorrt_version=str(tensorrt_version),
+        gpu_name=device.name, compute_capability=device.sm,
+        calibration_sha256=calibration_sha256 if own_precision == "int8" else "",
+    )
+
+
+# ---------------------------------------------------------------------------------------------- engine records
+def engine_path_for(engine_root: str, key: EngineKey) -> str:
+    return os.path.join(engine_root, key.digest(), os.path.splitext(key.graph)[0] + ENGINE_SUFFIX)
+
+
+def write_engine_record(engine_path: str, key: EngineKey) -> None:
+    record = {"key": key.as_dict(), "digest": key.digest(), "engine_file": os.path.basename(engine_path),
+              "engine_sha256": sha256_file(engine_path)}
+    _atomic_write(os.path.join(os.path.dirname(engine_path), ENGINE_RECORD),
+                  json.dumps(record, indent=2, sort_keys=True).encode())
+
+
+def read_engine_record(engine_path: str) -> Tuple[EngineKey, Dict]:
+    """The key recorded beside an engine. Raises EngineMismatchError if the record is missing or unreadable."""
+    record_path = os.path.join(os.path.dirname(os.path.abspath(engine_path)), ENGINE_RECORD)
+    try:
+        with open(record_path, "r", encoding="utf-8") as handle:
+            record = json.load(handle)
+        return EngineKey.from_dict(record["key"]), record
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EngineMismatchError(
+            f"cannot read the engine record {record_path!r} ({exc}); zsseg_rt only loads engines it built and "
+            "recorded. Rebuild with `zsseg build-engine <bundle>`") from exc
+
+
+def check_engine(engine_path: str, expected_key: EngineKey, check_file_hash: bool = True) -> EngineKey:
+    """Refuse an engine whose recorded key differs from ``expected_key`` or whose file does not match its record.
+
+    Returns:
+        the recorded key (equal to ``expected_key``).
+    Raises:
+        EngineMismatchError saying which fields differ and to rebuild with ``zsseg build-engine``.
+    """
+    recorded, record = read_engine_record(engine_path)
+    diffs = recorded.differences(expected_key)
+    if diffs:
+        raise EngineMismatchError(
+            f"refusing TensorRT engine {engine_path!r}: it was built for a different setup:\n  - "
+            + "\n  - ".join(diffs) + "\nRebuild it on this machine with `zsseg build-engine <bundle>`")
+    if not os.path.isfile(engine_path):
+        raise EngineMismatchError(f"engine file {engine_path!r} is missing; rebuild with `zsseg build-engine <bundle>`")
+    if check_file_hash and sha256_file(engine_path) != record.get("engine_sha256"):
+        raise EngineMismatchError(
+            f"engine file {engine_path!r} does not match the sha256 in its engine.json (truncated or modified); "
+            "rebuild with `zsseg build-engine <bundle> --force`")
+    return recorded
+
+
+def check_engine_platform(engine_path: str, tensorrt_version: str, device: DeviceInfo) -> EngineKey:
+    """Refuse an engine recorded for another TensorRT version or GPU (used when no full key is known)."""
+    recorded, _ = read_engine_record(engine_path)
+    expected = {"tensorrt_version": str(tensorrt_version), "gpu_name": device.name,
+                "compute_capability": device.sm}
+    diffs = [f"{name}: engine has {getattr(recorded, name)!r}, this machine has {value!r}"
+             for name, value in expected.items() if getattr(recorded, name) != value]
+    if diffs:
+        raise EngineMismatchError(
+            f"refusing TensorRT engine {engine_path!r}; TensorRT engines are specific to the TensorRT version and "
+            "GPU they were built with:\n  - " + "\n  - ".join(diffs)
+            + "\nRebuild it on this machine with `zsseg build-engine <bundle>`")
+    return recorded
+
+
+def _cached_engine_problem(engine_path: str, key: EngineKey) -> Optional[str]:
+    """None when a valid engine for ``key`` is cached at ``engine_path``, else why not."""
+    if not os.path.isfile(engine_path):
+        return "not built yet"
+    try:
+        check_engine(engine_path, key)
+    except EngineMismatchError as exc:
+        return str(exc)
+    return None
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}-{threading.get_ident()}"  # unique per process AND thread
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------- calibration data
+def calibration_sha256(images: Sequence) -> str:
+    """Identity of a calibration set (file contents or array bytes), part of an int8 engine's key."""
+    digest = hashlib.sha256()
+    for image in images:
+        if isinstance(image, np.ndarray):
+            digest.update(str((image.shape, image.dtype.str)).encode())
+            digest.update(np.ascontiguousarray(image).tobytes())
+        else:
+            digest.update(sha256_file(os.fspath(image)).encode())
+    return digest.hexdigest()
+
+
+def preprocess_calibration_image(image, meta: BundleMeta) -> np.ndarray:
+    """One calibration sample as the encoder sees it: ``[3, S, S]`` float32 (S = meta.image_size).
+
+    Args:
+        image: a file path (read with OpenCV, BGR) or an ``[H, W, 3]`` uint8 RGB array.
+    Follows the test pipeline: rescale (keep ratio), normalise with the bundle's mean/std, zero-pad to a
+    multiple of the patch size and at least S, then take the centre ``S x S`` crop.
+    """
+    from zsseg_rt.pipeline.preprocess import normalize_image, pad_to_multiple, rescale_keep_ratio, to_rgb_uint8
+
+    if isinstance(image, np.ndarray):
+        rgb = to_rgb_uint8(image, color_order="rgb")
+    else:
+        import cv2  # noqa: WPS433
+
+        bgr = cv2.imread(os.fspath(image), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"cannot read calibration image {os.fspath(image)!r}")
+        rgb = to_rgb_uint8(bgr, color_order="bgr")
+    size = int(meta.image_size)
+    chw = normalize_image(rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
+    chw = pad_to_multiple(chw, int(meta.patch_size), min_size=(size, size))
+    top, left = (chw.shape[1] - size) // 2, (chw.shape[2] - size) // 2
+    return np.ascontiguousarray(chw[:, top:top + size, left:left + size], dtype=np.float32)
+
+
+def calibration_batches(images: Sequence, meta: BundleMeta) -> Iterator[np.ndarray]:
+    """``[1, 3, S, S]`` float32 batches, one image each (the calibration profile is batch 1)."""
+    for image in images:
+        yield preprocess_calibration_image(image, meta)[None]
