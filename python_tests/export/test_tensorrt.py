@@ -14,8 +14,8 @@ import pytest
 
 from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, Files, Names, load_meta, sha256_file
 from zsseg_rt.export import tensorrt as trt_build
-from zsseg_rt.export.cuda_driver import CudaDriver, CudaError, DeviceInfo
-from zsseg_rt.export.engine_cache import EngineKey, EngineMismatchError
+from zsseg_rt.runtime.cuda_driver import CudaDriver, CudaError, DeviceInfo
+from zsseg_rt.runtime.engine_cache import EngineKey, EngineMismatchError
 
 ORIN = DeviceInfo("Orin (nvgpu)", (8, 7))
 RTX = DeviceInfo("NVIDIA GeForce RTX 4090", (8, 9))
@@ -155,7 +155,8 @@ def test_import_does_not_import_tensorrt():
         "        if name.split('.')[0] == 'tensorrt': Spy.seen.append(name)\n"
         "        return None\n"
         "sys.meta_path.insert(0, Spy())\n"
-        "import zsseg_rt.export.tensorrt, zsseg_rt.export.engine_cache, zsseg_rt.export.cuda_driver\n"
+        "import zsseg_rt.export.tensorrt, zsseg_rt.runtime.tensorrt, zsseg_rt.runtime.engine_cache\n"
+        "import zsseg_rt.runtime.cuda_driver\n"
         "print('seen', Spy.seen)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

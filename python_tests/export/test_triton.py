@@ -111,7 +111,7 @@ def test_ensemble_chains_encoder_into_head(bundle, tmp_path):
 
 
 def _fake_engine(directory, role, batch_max):
-    from zsseg_rt.export.engine_cache import EngineKey, write_engine_record
+    from zsseg_rt.runtime.engine_cache import EngineKey, write_engine_record
 
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(str(directory), f"{role}.engine")

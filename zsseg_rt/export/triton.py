@@ -80,7 +80,7 @@ def ensemble_config(name: str, image_model: str, head_model: str, meta: BundleMe
 
 def _check_engine_batch(engines: Mapping[str, str], max_batch: int) -> None:
     """Triton batches the image and text encoders up to ``max_batch``: their engines' profiles must cover it."""
-    from .engine_cache import read_engine_record  # noqa: WPS433
+    from zsseg_rt.runtime.engine_cache import read_engine_record
 
     axis = {"image": Names.BATCH, "text": Names.NUM_PROMPTS}
     for role, name in axis.items():

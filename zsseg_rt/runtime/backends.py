@@ -100,10 +100,10 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, meta: BundleMeta, precision: str = "fp16"):
-        from zsseg_rt.export import tensorrt as trt_build  # noqa: WPS433  (imports tensorrt lazily)
+        from zsseg_rt.runtime import tensorrt as trt_run  # imports tensorrt itself lazily
 
-        paths = trt_build.find_engines(meta.path, precision=precision)
-        self._runners: Dict[str, object] = {key: trt_build.TensorRTRunner(path) for key, path in paths.items()}
+        paths = trt_run.find_engines(meta.path, precision=precision)
+        self._runners: Dict[str, object] = {key: trt_run.TensorRTRunner(path) for key, path in paths.items()}
         self._io = meta.io
         self._lock = threading.Lock()
 

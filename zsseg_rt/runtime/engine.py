@@ -12,36 +12,12 @@ import numpy as np
 from zsseg_rt import pipeline
 from zsseg_rt.bundle import BundleMeta, Files, load_meta, verify_files
 from zsseg_rt.bundle.tokenizer import ClipTokenizer, expand_templates
+from zsseg_rt.pipeline.vocabulary import validate_class_names
 
 from .backends import Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend
 from .result import SegmentationResult
 
 _MODES = ("exact", "fast")
-
-
-def validate_class_names(names: Sequence[str], max_classes: int) -> List[str]:
-    """Strip names and refuse empty, duplicate or too many classes, saying which."""
-    if isinstance(names, str):
-        names = [part for part in names.split(",")]
-    cleaned = [str(name).strip() for name in names]
-    if not cleaned:
-        raise ValueError("the class list is empty: give at least one class name, e.g. classes=['cat', 'floor']")
-    empty = [i for i, name in enumerate(cleaned) if not name]
-    if empty:
-        raise ValueError(f"class names at positions {empty} are empty strings")
-    seen, dupes = set(), []
-    for name in cleaned:
-        if name in seen:
-            dupes.append(name)
-        seen.add(name)
-    if dupes:
-        raise ValueError(f"duplicate class names {sorted(set(dupes))}: every class must appear once")
-    if len(cleaned) > max_classes:
-        raise ValueError(
-            f"{len(cleaned)} classes given but this bundle supports at most {max_classes} "
-            "(re-export with a larger --max-classes)"
-        )
-    return cleaned
 
 
 class Engine:
