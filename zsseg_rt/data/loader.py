@@ -11,7 +11,6 @@ the sampler there (no loader RNG state to save).
 """
 from __future__ import annotations
 
-import warnings
 from typing import Iterator, Optional
 
 import numpy as np
@@ -103,7 +102,3 @@ class PositionSampler:
 
     def __len__(self) -> int:
         return 2 ** 62
-
-
-def warn_once(msg: str) -> None:  # pragma: no cover - tiny helper
-    warnings.warn(msg, RuntimeWarning, stacklevel=2)

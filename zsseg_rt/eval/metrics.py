@@ -7,7 +7,6 @@ seen/unseen indices; hIoU = 2*S*U/(S+U) (not computed in the official code); pAc
 """
 from __future__ import annotations
 
-import json
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -133,7 +132,3 @@ def format_table(metrics: Dict, per_class: bool = True) -> str:
     keys = ["pAcc", "mIoU", "mIoU_seen", "mIoU_unseen", "hIoU"]
     lines.append("  ".join(f"{k} {_fmt(metrics[k]).strip()}" for k in keys))
     return "\n".join(lines)
-
-
-def to_json(metrics: Dict) -> str:
-    return json.dumps(metrics, indent=1)

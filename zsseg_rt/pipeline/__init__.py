@@ -16,6 +16,7 @@ from .preprocess import (
     to_rgb_uint8,
 )
 from .postprocess import calibrated_window_scores, finalize_scores, merge_windows, segment_fast
+from .vocabulary import validate_class_names
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -30,4 +31,5 @@ __all__ = [
     "merge_windows",
     "finalize_scores",
     "segment_fast",
+    "validate_class_names",
 ]
