@@ -2,7 +2,7 @@
 
 Only the network call on each crop is torch; everything else (rescale, normalise, windows, calibration,
 merging, final resize + argmax) is the shared torch-free ``zsseg_rt.pipeline`` code also used by the runtime
-Engine, so both paths compute the official order of reference §9:
+Engine (through the one :class:`zsseg_rt.pipeline.Postprocessor`), so both paths compute the official order:
 
     rescale keep-ratio (short side 512) -> normalise (ImageNet mean/std) -> windows (crop 512, stride 426)
     -> per window: logits [C,h,w] -> bilinear to image_size (512) -> sigmoid -> minus bias on seen classes
@@ -89,7 +89,7 @@ def predict(
         rescale: apply the official keep-ratio test resize (``config.test_scale``) first.
     """
     from zsseg_rt.pipeline import preprocess as pre
-    from zsseg_rt.pipeline import postprocess as post
+    from zsseg_rt.pipeline.postprocessor import Postprocessor
 
     cfg = model.config
     if mode not in ("slide", "whole"):
@@ -124,9 +124,8 @@ def predict(
             windows = pre.sliding_windows(h, w, crop_size or cfg.crop_size, stride or cfg.stride)
         else:
             windows = [pre.Window(0, h, 0, w)]
-        head = (cfg.image_size, cfg.image_size)
         ph, pw = model.patch_size
-        scores: List[Optional[np.ndarray]] = [None] * len(windows)
+        logits_rows: List[Optional[np.ndarray]] = [None] * len(windows)
         for group in _group_windows(windows):
             for s in range(0, len(group), max(1, int(window_batch))):
                 idx = group[s : s + max(1, int(window_batch))]
@@ -139,11 +138,11 @@ def predict(
                     )
                 batch = np.stack([chw[:, win.y1 : win.y1 + fh, win.x1 : win.x1 + fw] for win in (windows[i] for i in idx)])
                 logits = model(torch.from_numpy(batch).to(dev), text_t).float().cpu().numpy()
-                cal = post.calibrated_window_scores(logits, head, (wh, ww), bias)
                 for j, i in enumerate(idx):
-                    scores[i] = cal[j : j + 1]
-        merged = post.merge_windows(scores, windows, (h, w))
-        labels, best = post.finalize_scores(merged, tuple(orig_hw))
+                    logits_rows[i] = logits[j : j + 1]
+        # sliding windows all share one size (min(crop, side)), so the rows stack into [n, C, h, w]
+        postprocessor = Postprocessor.from_config(cfg, window_logits="fitted")
+        labels, best = postprocessor(np.concatenate(logits_rows), windows, (h, w), tuple(orig_hw), bias)
         return labels[0], best[0]
     finally:
         model.train(was_training)

@@ -69,7 +69,7 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
-        # ONNX Runtime's idle worker threads spin by default; on small CPUs (2-core VMs, Jetson) they then steal the
+        # ONNX Runtime's idle worker threads spin by default; on small CPUs (Jetson, small VMs) they then steal the
         # cores the native post-processing (OpenMP) runs on next: measured 4-30x slower post-processing here.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")

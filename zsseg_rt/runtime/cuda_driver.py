@@ -2,7 +2,7 @@
 copies and streams for the TensorRT runner. No cuda-python, pycuda or torch needed; ``libcuda`` ships with the
 NVIDIA driver (and with JetPack), so it is present wherever TensorRT can run.
 
-Untested in CI (no GPU there); the tests only check that a missing driver gives a clear error.
+The tests without a GPU only check that a missing driver gives a clear error (the README says what was verified where).
 """
 from __future__ import annotations
 

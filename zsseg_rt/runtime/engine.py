@@ -12,12 +12,13 @@ import numpy as np
 from zsseg_rt import pipeline
 from zsseg_rt.bundle import BundleMeta, Files, load_meta, verify_files
 from zsseg_rt.bundle.tokenizer import ClipTokenizer, expand_templates
+from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
 from zsseg_rt.pipeline.vocabulary import validate_class_names
 
 from .backends import Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend
 from .result import SegmentationResult
 
-_MODES = ("exact", "fast")
+_MODES = MODES
 
 
 class Engine:
@@ -72,6 +73,7 @@ class Engine:
         if verify:
             verify_files(self.meta)
         self.mode = mode
+        self.postprocessor = Postprocessor.from_meta(self.meta, mode=mode)  # windows, exact/fast, activation
         self.max_batch = int(max_batch)
         self.backend: Backend = _make_backend(self.meta, backend, device, model, precision, threads)
         self.tokenizer = ClipTokenizer(self.meta.file(Files.TOKENIZER), self.meta.context_length)
@@ -189,37 +191,8 @@ class Engine:
             ]
         logits = self._window_logits(crops, text)  # [n, C, h, w]
         with self._stage("postprocess"):
-            labels, scores = self._postprocess(logits, windows, bias, chw.shape[1:], orig_hw)
+            labels, scores = self.postprocessor(logits, windows, chw.shape[1:], orig_hw, bias)
         return SegmentationResult(labels[0], scores[0], list(names), color_order)
-
-    def _postprocess(self, logits, windows, bias, scaled_hw, orig_hw):
-        size = self.meta.image_size
-        head_size = (size, size)
-        post = self.meta.postprocess
-        if post.get("activation", "sigmoid") == "softmax":
-            # Training-free dense CLIP (SCLIP-style slide inference): average window logits, resize to the image,
-            # softmax over classes, argmax; best probability below background_threshold -> class 0.
-            from zsseg_rt.pipeline import postprocess as softmax_post
-
-            scale = 1.0 if post.get("logit_scale_in_head", True) else float(post.get("logit_scale", 1.0))
-            options = dict(logit_scale=scale, class_bias=bias, background_threshold=post.get("background_threshold"),
-                           area_threshold=post.get("area_threshold"))
-            if self.mode == "fast" and len(windows) == 1 and windows[0] == (0, size, 0, size):
-                return softmax_post.softmax_segment(logits, orig_hw, **options)
-            parts = []
-            for i, win in enumerate(windows):
-                full = softmax_post.window_scores(logits[i : i + 1], head_size, head_size, "softmax")
-                parts.append(full[:, :, : win.y2 - win.y1, : win.x2 - win.x1])
-            merged = pipeline.merge_windows(parts, windows, scaled_hw)
-            return softmax_post.softmax_segment(merged, orig_hw, **options)
-        if self.mode == "fast" and len(windows) == 1 and windows[0] == (0, size, 0, size):
-            return pipeline.segment_fast(logits, orig_hw, bias)
-        window_scores = []
-        for i, win in enumerate(windows):
-            full = pipeline.calibrated_window_scores(logits[i : i + 1], head_size, head_size, bias)
-            window_scores.append(full[:, :, : win.y2 - win.y1, : win.x2 - win.x1])
-        merged = pipeline.merge_windows(window_scores, windows, scaled_hw)
-        return pipeline.finalize_scores(merged, orig_hw)
 
     def _window_logits(self, crops: List[np.ndarray], text: np.ndarray) -> np.ndarray:
         outputs = []

@@ -168,7 +168,6 @@ class TensorRTRunner:
 
     Device buffers are allocated with the CUDA driver API (ctypes) and grown on demand; copies and execution
     use one stream (``execute_async_v3``). Not thread-safe: use one runner per thread or a lock.
-    Untested in CI (no GPU/TensorRT there).
     """
 
     def __init__(self, engine_path: str, expected_key: Optional[EngineKey] = None, device_index: int = 0):

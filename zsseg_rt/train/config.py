@@ -1,7 +1,7 @@
 """Training recipes: a small dataclass loaded from JSON (``zsseg_rt/train/configs/*.json``); unknown keys are
 an error that names them.
 
-Defaults are the official ZegCLIP recipe (reference §4): AdamW, lr 2e-4 for every trainable parameter (the
+Defaults are the official ZegCLIP recipe: AdamW, lr 2e-4 for every trainable parameter (the
 mmcv first-match quirk makes prompts and head both x10 of 2e-5), weight decay 0.01 (no norm exemption),
 poly(0.9) to 1e-6 with 1,500 linear warm-up iterations (ratio 1e-6), batch 16, crop 512.
 """
