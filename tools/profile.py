@@ -85,7 +85,7 @@ def reset_peak_rss() -> bool:
 def peak_rss_bytes() -> Optional[int]:
     value = _proc_status("VmHWM")
     if value is None:
-        import resource  # noqa: WPS433
+        import resource
 
         value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     return value
@@ -216,7 +216,7 @@ def system_info() -> dict:
     ort_version = _module_version("onnxruntime")
     providers = None
     if ort_version:
-        import onnxruntime  # noqa: WPS433
+        import onnxruntime
 
         providers = onnxruntime.get_available_providers()
     return {
@@ -234,7 +234,7 @@ class CudaEventTimer:
     """Wraps a backend's graph calls with CUDA events (torch), collecting device milliseconds per stage."""
 
     def __init__(self, backend):
-        import torch  # noqa: WPS433
+        import torch
 
         self.torch = torch
         self.pending: List[tuple] = []
@@ -278,7 +278,7 @@ def choose_timing(requested: str, engine) -> str:
     cuda_ok = False
     if on_gpu:
         try:
-            import torch  # noqa: WPS433
+            import torch
 
             cuda_ok = torch.cuda.is_available()
         except ImportError:
@@ -309,7 +309,7 @@ def device_memory(engine) -> dict:
 
 # ---- the profile ----------------------------------------------------------------------------------------------
 def make_engine(bundle: str, spec: Dict[str, str], mode: str, verify: bool):
-    from zsseg_rt.runtime import Engine  # noqa: WPS433
+    from zsseg_rt.runtime import Engine
 
     kwargs = dict(backend=spec["backend"], device=spec["device"], mode=mode, verify=verify)
     if spec["backend"] == "tensorrt":
@@ -319,7 +319,7 @@ def make_engine(bundle: str, spec: Dict[str, str], mode: str, verify: bool):
 
 
 def load_image(path: Optional[str]) -> np.ndarray:
-    import cv2  # noqa: WPS433
+    import cv2
 
     if path is None and os.path.isdir(SAMPLE_IMAGE):
         names = sorted(n for n in os.listdir(SAMPLE_IMAGE) if n.lower().endswith((".jpg", ".png")))
@@ -347,7 +347,7 @@ def profile_text(engine, count: int, iters: int, timer) -> dict:
     templates = len(engine.meta.templates)
     for rep in range(iters + 1):
         seen = {}
-        engine.stage_hook = lambda stage, sec: seen.__setitem__(stage, seen.get(stage, 0.0) + sec)
+        engine.stage_hook = lambda stage, sec: seen.__setitem__(stage, seen.get(stage, 0.0) + sec)  # noqa: B023 (used within this iteration)
         engine.set_classes(class_names(count, f"v{rep}"))
         engine.stage_hook = None
         if timer is not None:
@@ -363,7 +363,7 @@ def profile_text(engine, count: int, iters: int, timer) -> dict:
 
 def profile_config(engine, image: np.ndarray, batch: int, warmup: int, iters: int, timer) -> dict:
     """Warm-up then ``iters`` timed calls of ``engine([image] * batch)``; per-stage and end-to-end samples."""
-    import cv2  # noqa: WPS433
+    import cv2
 
     images = [image] * batch if batch > 1 else image
     engine.max_batch = max(batch, 1)
@@ -413,9 +413,9 @@ def profile_config(engine, image: np.ndarray, batch: int, warmup: int, iters: in
 
 def run_profile(args) -> dict:
     """Profile every (backend, classes, resolution, batch) combination; returns the JSON-able report."""
-    from zsseg_rt.bundle import load_meta  # noqa: WPS433
+    from zsseg_rt.bundle import load_meta
 
-    import cv2  # noqa: WPS433
+    import cv2
 
     meta = load_meta(args.bundle)
     base_image = load_image(args.image)
@@ -549,10 +549,10 @@ def write_csv(report: dict, path: str) -> None:
 
 def write_plot(report: dict, path: str) -> None:
     """Stage breakdown (stacked mean ms per configuration) and end-to-end latency histograms (Agg backend)."""
-    import matplotlib  # noqa: WPS433
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: WPS433
+    import matplotlib.pyplot as plt
 
     results = report["results"]
     labels = [f"{r['backend']}\n{r['resolution'][0]}x{r['resolution'][1]} B{r['batch']} C{r['classes']}"

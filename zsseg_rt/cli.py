@@ -12,9 +12,9 @@ SAMPLE_DIR = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."
 
 
 def _cmd_export(args) -> int:
-    from zsseg_rt.export.onnx_export import export_bundle  # noqa: WPS433
+    from zsseg_rt.export.onnx_export import export_bundle
 
-    from zsseg_rt.models import create_model, load_native, load_official_any  # noqa: WPS433
+    from zsseg_rt.models import create_model, load_native, load_official_any
 
     if args.official:  # ZegCLIP or CLIP-RC, told apart by the checkpoint's keys; config inferred unless given
         model, report = load_official_any(args.official, config=args.config, return_report=True)
@@ -41,10 +41,10 @@ def _sample_images(paths: Optional[List[str]]) -> List[str]:
 
 
 def _cmd_segment(args) -> int:
-    import cv2  # noqa: WPS433
-    import numpy as np  # noqa: WPS433
+    import cv2
+    import numpy as np
 
-    from zsseg_rt.runtime import Engine  # noqa: WPS433
+    from zsseg_rt.runtime import Engine
 
     engine = Engine(args.bundle, classes=args.classes, backend=args.backend, device=args.device, mode=args.mode)
     outputs = []
@@ -86,7 +86,7 @@ def _output_path(output: Optional[str], image_path: str, index: int, count: int)
 
 
 def _cmd_build_engine(args) -> int:
-    from zsseg_rt.export import tensorrt as trt_build  # noqa: WPS433
+    from zsseg_rt.export import tensorrt as trt_build
 
     paths = trt_build.build_engines(args.bundle, precision=args.precision, calibration_images=args.calibration,
                                     max_batch=args.max_batch, force=args.force)
@@ -96,7 +96,7 @@ def _cmd_build_engine(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from zsseg_rt.demo import run_demo  # noqa: WPS433
+    from zsseg_rt.demo import run_demo
 
     return run_demo(args)
 
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_build_engine)
 
     try:
-        from zsseg_rt.models.convert import add_convert_command  # noqa: WPS433
+        from zsseg_rt.models.convert import add_convert_command
 
         add_convert_command(sub)
     except ImportError as exc:  # torch missing: the runtime-only install
@@ -177,7 +177,7 @@ def _add_optional_commands(sub) -> None:
         ("zsseg_rt.eval.cli", "add_eval_command", "eval", "the torch extra or onnxruntime"),
     ):
         try:
-            import importlib  # noqa: WPS433
+            import importlib
 
             getattr(importlib.import_module(module_name), function)(sub)
         except ImportError as exc:

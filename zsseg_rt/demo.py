@@ -29,7 +29,7 @@ RANDOM_LABEL = "RANDOM WEIGHTS - pipeline check only, labels are meaningless"
 
 
 def _sample_image() -> str:
-    from zsseg_rt.cli import SAMPLE_DIR  # noqa: WPS433
+    from zsseg_rt.cli import SAMPLE_DIR
 
     path = os.path.join(SAMPLE_DIR, "JPEGImages", "2011_000006.jpg")
     if not os.path.isfile(path):
@@ -39,7 +39,7 @@ def _sample_image() -> str:
 
 def _resolve_model(args):
     """Returns (model, source path or None, title label for the overlay, bundle directory name)."""
-    from zsseg_rt.models import create_model, load_native, load_official_any  # noqa: WPS433
+    from zsseg_rt.models import create_model, load_native, load_official_any
 
     official = args.official or os.environ.get("ZSSEG_CHECKPOINT")
     if official:
@@ -78,9 +78,9 @@ def _bundle_matches(bundle_dir: str, source, config: str) -> bool:
 
 
 def run_demo(args) -> int:
-    import cv2  # noqa: WPS433
+    import cv2
 
-    from zsseg_rt.runtime import Engine  # noqa: WPS433
+    from zsseg_rt.runtime import Engine
 
     image_path = args.image or _sample_image()
     image = cv2.imread(image_path, cv2.IMREAD_COLOR)
@@ -91,8 +91,8 @@ def run_demo(args) -> int:
     if source is not None and _bundle_matches(bundle_dir, source, bundle_name):
         print(f"[demo] reusing bundle {bundle_dir}")
     else:
-        from zsseg_rt.cli import _sample_images  # noqa: WPS433
-        from zsseg_rt.export.onnx_export import export_bundle  # noqa: WPS433
+        from zsseg_rt.cli import _sample_images
+        from zsseg_rt.export.onnx_export import export_bundle
 
         start = time.perf_counter()
         print(f"[demo] exporting + verifying the ONNX bundle -> {bundle_dir}", flush=True)

@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zeg_helpers import TINY
 
 
 def _native_available():

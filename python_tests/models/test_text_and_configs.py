@@ -1,12 +1,10 @@
 """Text side: templates, ensembles, vocabulary cache, official .npy embeddings, config data files."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from zsseg_rt.models import VocabularyCache, list_configs, load_config, load_templates, load_text_embeddings
 from zsseg_rt.models.text import OFFICIAL_EMBEDDINGS_DIR

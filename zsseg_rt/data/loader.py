@@ -41,7 +41,7 @@ class TrainStream:
         self.augmentation = augmentation
         self.lut = lut
         self.seed = int(seed)
-        self._perm_cache = {}
+        self._perm_cache: dict = {}
 
     def __len__(self) -> int:
         return 2 ** 62

@@ -46,7 +46,7 @@ def _export_graph(module, args, path, input_names, output_names, dynamic_axes, o
 
 
 def _check_graph(path: str) -> None:
-    import onnx  # noqa: WPS433
+    import onnx
 
     onnx.checker.check_model(path, full_check=True)
 
@@ -81,7 +81,7 @@ def tensorrt_compatibility(out_dir: str) -> Dict[str, Any]:
     Findings do not fail the export (the bundle still runs with ONNX Runtime); ``zsseg build-engine`` is where
     TensorRT itself decides.
     """
-    from .trt_compat import check_trt_compatibility  # noqa: WPS433
+    from .trt_compat import check_trt_compatibility
 
     result: Dict[str, Any] = {"checker": "zsseg_rt.export.trt_compat (onnx-tensorrt 10.x operator list)"}
     for role, name in GRAPH_FILES.items():
@@ -94,19 +94,19 @@ def tensorrt_compatibility(out_dir: str) -> Dict[str, Any]:
 
 
 def _versions() -> Dict[str, str]:
-    import onnx  # noqa: WPS433
+    import onnx
 
-    import zsseg_rt  # noqa: WPS433
+    import zsseg_rt
 
     versions = {"zsseg_rt": zsseg_rt.__version__, "torch": torch.__version__, "onnx": onnx.__version__}
     try:
-        import onnxruntime  # noqa: WPS433
+        import onnxruntime
 
         versions["onnxruntime"] = onnxruntime.__version__
     except ImportError:  # pragma: no cover
         pass
     try:
-        import open_clip  # noqa: WPS433
+        import open_clip
 
         versions["open_clip"] = open_clip.__version__
     except ImportError:  # pragma: no cover

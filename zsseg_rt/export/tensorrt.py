@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from zsseg_rt.bundle import BundleMeta, Files, load_meta, verify_files
+from zsseg_rt.bundle import load_meta, verify_files
 from zsseg_rt.runtime.cuda_driver import CudaDriver, DeviceInfo
 from zsseg_rt.runtime.engine_cache import (  # noqa: F401  (re-exported: the engine-cache API lives here too)
     BUILD_RECIPE_VERSION, DEFAULT_MAX_PROMPTS, ENGINE_RECORD, ENGINE_SUFFIX, GRAPH_FILES, PRECISIONS,

@@ -130,7 +130,7 @@ class TrtCompatibilityError(ValueError):
 
 def _onnx():
     try:
-        import onnx  # noqa: WPS433
+        import onnx
     except ImportError as exc:  # pragma: no cover
         raise ImportError("the TensorRT compatibility check needs onnx: pip install 'zsseg_rt[export]'") from exc
     return onnx

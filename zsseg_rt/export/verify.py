@@ -18,7 +18,7 @@ LABEL_AGREEMENT = 0.999    # >= 99.9 % identical labels after the shared post-pr
 
 
 def _read_image(path: str) -> np.ndarray:
-    import cv2  # noqa: WPS433
+    import cv2
 
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
@@ -48,7 +48,7 @@ def verify_bundle(bundle_dir: str, model, images: Sequence[str] = (), seed: int 
     Returns:
         a JSON-able report: per-case max-abs differences, label agreement, thresholds and ``passed``.
     """
-    import onnxruntime as ort  # noqa: WPS433
+    import onnxruntime as ort
 
     model.eval()
     meta = load_meta(bundle_dir)

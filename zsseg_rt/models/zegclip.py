@@ -28,7 +28,6 @@ __all__ = ["ZegCLIP", "build_clip"]
 
 def build_clip(config: ZegCLIPConfig) -> nn.Module:
     """Build an (untrained) open_clip CLIP with the config's towers at the config's image size."""
-    import open_clip
     from open_clip.model import CLIP
 
     cfg = config.open_clip_cfg()

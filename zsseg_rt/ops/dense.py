@@ -10,7 +10,6 @@ without synchronising; the returned ``DeviceArray`` carries that stream to its c
 """
 from __future__ import annotations
 
-import sys
 from typing import Any, Optional
 
 from ._arrays import as_native_array as _as_native_array

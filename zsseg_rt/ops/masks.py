@@ -8,10 +8,8 @@ ops is :mod:`zsseg_rt.ops.reference`.
 """
 from __future__ import annotations
 
-import sys
 from typing import Any, Optional, Sequence, Tuple
 
-import numpy as np
 
 from ._arrays import as_native_array as _as_native_input
 from ._loader import native_module

@@ -177,7 +177,7 @@ def softmax_segment(
     bias = None if class_bias is None else np.asarray(class_bias, dtype=np.float32).reshape(-1)
     if bias is not None and not bias.any():
         bias = None
-    size = tuple(int(s) for s in size)
+    size = (int(size[0]), int(size[1]))
     if bias is None and area_threshold is None:
         labels, top = ops.segment(logits, size, None, sigmoid=False)
         denom = np.zeros_like(top)

@@ -6,7 +6,7 @@ imports torch, and only when it is chosen.
 from __future__ import annotations
 
 import threading
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class Backend:
 
 def _ort():
     try:
-        import onnxruntime  # noqa: WPS433
+        import onnxruntime
     except ImportError as exc:
         raise ImportError("the onnxruntime backend needs onnxruntime: pip install onnxruntime") from exc
     return onnxruntime
@@ -103,7 +103,7 @@ class TensorRTBackend(Backend):
         from zsseg_rt.runtime import tensorrt as trt_run  # imports tensorrt itself lazily
 
         paths = trt_run.find_engines(meta.path, precision=precision)
-        self._runners: Dict[str, object] = {key: trt_run.TensorRTRunner(path) for key, path in paths.items()}
+        self._runners: Dict[str, Any] = {key: trt_run.TensorRTRunner(path) for key, path in paths.items()}
         self._io = meta.io
         self._lock = threading.Lock()
 
@@ -146,9 +146,9 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, meta: BundleMeta, device: str = "auto", model=None):
-        import torch  # noqa: WPS433
+        import torch
 
-        from zsseg_rt.export.graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph  # noqa: WPS433
+        from zsseg_rt.export.graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph
 
         if model is None:
             model = _load_source_model(meta)
@@ -186,9 +186,9 @@ class TorchBackend(Backend):
 
 
 def _load_source_model(meta: BundleMeta):
-    import os  # noqa: WPS433
+    import os
 
-    from zsseg_rt.models import load_native  # noqa: WPS433
+    from zsseg_rt.models import load_native
 
     source = meta.raw.get("source_checkpoint")
     if not source or not os.path.exists(source):

@@ -58,8 +58,8 @@ class CudaDriver:
         self._lib = library if library is not None else _load_library()
         self._declare()
         self._check(self._lib.cuInit(0), "cuInit")
-        self._context = None
-        self._context_device = None
+        self._context: Optional[ctypes.c_void_p] = None
+        self._context_device: Optional[int] = None
 
     def _declare(self) -> None:
         lib, c_size, c_ptr, c_u64 = self._lib, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_uint64

@@ -216,7 +216,7 @@ def _make_backend(meta: BundleMeta, backend: str, device: str, model, precision:
         try:
             return TensorRTBackend(meta, precision)
         except Exception as exc:  # noqa: BLE001 - any TensorRT problem -> ONNX Runtime, said out loud
-            import warnings  # noqa: WPS433
+            import warnings
 
             if isinstance(exc, ImportError):
                 reason = "TensorRT is not installed"

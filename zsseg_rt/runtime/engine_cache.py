@@ -88,7 +88,7 @@ def axis_ranges(meta: BundleMeta, max_batch: int = 1, opt_classes: int = 20,
 def graph_profile(meta: BundleMeta, role: str, ranges: Mapping[str, AxisRange]) -> Dict[str, AxisRange]:
     """The axis ranges one graph uses (so e.g. changing opt_classes does not rebuild the image encoder)."""
     used = {axis for axes in dynamic_input_axes(meta, role).values() for axis in axes.values()}
-    return {axis: tuple(ranges[axis]) for axis in sorted(used)}
+    return {axis: ranges[axis] for axis in sorted(used)}
 
 
 def profile_shapes(input_name: str, network_shape: Sequence[int], dynamic_axes: Mapping[int, str],
@@ -280,7 +280,7 @@ def preprocess_calibration_image(image, meta: BundleMeta) -> np.ndarray:
     if isinstance(image, np.ndarray):
         rgb = to_rgb_uint8(image, color_order="rgb")
     else:
-        import cv2  # noqa: WPS433
+        import cv2
 
         bgr = cv2.imread(os.fspath(image), cv2.IMREAD_COLOR)
         if bgr is None:

@@ -54,7 +54,7 @@ def _parse_version(text: str) -> Tuple[int, ...]:
 def import_tensorrt():
     """``import tensorrt``, checking the version. Raises ImportError with install guidance."""
     try:
-        import tensorrt as trt  # noqa: WPS433
+        import tensorrt as trt
     except ImportError as exc:
         raise ImportError(f"cannot import tensorrt ({exc}). {INSTALL_HINT}") from exc
     version = getattr(trt, "__version__", "0")
@@ -187,7 +187,8 @@ class TensorRTRunner:
     def input_profile(self, name: str) -> Tuple[Shape, Shape, Shape]:
         """(min, opt, max) shape of an input in the engine's profile 0."""
         shapes = self.engine.get_tensor_profile_shape(name, 0)
-        return tuple(tuple(int(d) for d in shape) for shape in shapes)
+        low, opt, high = (tuple(int(d) for d in shape) for shape in shapes)
+        return low, opt, high
 
     def _device_buffer(self, name: str, nbytes: int) -> int:
         pointer, capacity = self._buffers.get(name, (0, 0))
@@ -251,11 +252,11 @@ class TensorRTRunner:
         self._buffers = {}
         if getattr(self, "_stream", None):
             cuda.stream_destroy(self._stream)
-            self._stream = None
+            self._stream = None  # type: ignore[assignment]  # closed
         self.context = None
         self.engine = None
         cuda.release_primary_context()
-        self._cuda = None
+        self._cuda = None  # type: ignore[assignment]  # closed
 
     def __enter__(self) -> "TensorRTRunner":
         return self

@@ -24,5 +24,6 @@ __all__ = [
     "ImageFolderSink", "ImageFolderSource", "MjpegSink", "NullSink", "OpenCVSource", "SinkError", "SourceError",
     "SourceSpec", "StreamCapabilityError", "StreamRunner", "StreamStats", "VideoFileSink", "WindowSink",
     "csi_pipeline", "display_available", "open_sink", "open_source", "opencv_has_gstreamer", "opencv_has_gui",
+    "parse_source",
     "parse_class_text", "require_gstreamer", "require_window",
 ]

@@ -13,7 +13,7 @@ class StreamCapabilityError(RuntimeError):
 
 @functools.lru_cache(maxsize=1)
 def _build_info() -> str:
-    import cv2  # noqa: WPS433
+    import cv2
 
     return cv2.getBuildInformation()
 
@@ -45,7 +45,7 @@ def require_gstreamer(what: str, info: str = None) -> None:
     """Raise ``StreamCapabilityError`` with the fix when ``cv2`` has no GStreamer (needed for ``csi://``)."""
     if opencv_has_gstreamer(info):
         return
-    import cv2  # noqa: WPS433
+    import cv2
 
     raise StreamCapabilityError(
         f"{what} needs OpenCV built with GStreamer, but this cv2 ({cv2.__version__}, {cv2.__file__}) reports "

@@ -54,7 +54,7 @@ def _initial_classes(args):
     if args.classes:
         return args.classes
     if args.class_file:
-        from .vocabulary import ClassFileWatcher  # noqa: WPS433
+        from .vocabulary import ClassFileWatcher
 
         names = ClassFileWatcher(args.class_file).read()
         if names:
@@ -64,8 +64,8 @@ def _initial_classes(args):
 
 
 def _build_sinks(args, runner_stats):
-    from .capabilities import StreamCapabilityError, display_available, opencv_has_gui  # noqa: WPS433
-    from .sinks import MjpegSink, open_sink  # noqa: WPS433
+    from .capabilities import StreamCapabilityError, display_available, opencv_has_gui
+    from .sinks import MjpegSink, open_sink
 
     sinks = []
     try:
@@ -91,11 +91,11 @@ def run_camera_command(args) -> int:
     """Entry point of ``zsseg camera`` (argparse namespace from ``add_camera_command``)."""
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
-    from zsseg_rt.runtime import Engine  # noqa: WPS433
+    from zsseg_rt.runtime import Engine
 
-    from .capabilities import StreamCapabilityError  # noqa: WPS433
-    from .runner import StreamRunner  # noqa: WPS433
-    from .sources import SourceError, open_source  # noqa: WPS433
+    from .capabilities import StreamCapabilityError
+    from .runner import StreamRunner
+    from .sources import SourceError, open_source
 
     try:
         source = open_source(args.source, width=args.width, height=args.height, fps=args.fps)
@@ -103,7 +103,7 @@ def run_camera_command(args) -> int:
         raise SystemExit(str(exc)) from exc
     engine = Engine(args.bundle, classes=_initial_classes(args), backend=args.backend, device=args.device,
                     mode=args.mode)
-    holder = {}
+    holder: dict = {}
     sinks = _build_sinks(args, lambda: holder["runner"].snapshot() if "runner" in holder else {})
     runner = StreamRunner(engine, source, sinks, class_file=args.class_file, drop_stale=not args.every_frame,
                           loop=args.loop, max_reconnects=args.max_reconnects, alpha=args.alpha,

@@ -12,7 +12,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Callable, Deque, List, Optional, Sequence
+from typing import Callable, Deque, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -85,7 +85,7 @@ class StreamRunner:
         self._times: Deque[float] = collections.deque(maxlen=max(2, int(window)))
         self._latencies: Deque[float] = collections.deque(maxlen=max(1, int(window)))
         self._e2e: Deque[float] = collections.deque(maxlen=max(1, int(window)))
-        self._pending_classes = None
+        self._pending_classes: Optional[Union[List[str], str]] = None
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
         self._stats_lock = threading.Lock()

@@ -51,7 +51,7 @@ class WindowSink(FrameSink):
         self.stop_requested = False
 
     def write(self, frame):
-        import cv2  # noqa: WPS433
+        import cv2
 
         cv2.imshow(self.title, frame)
         key = cv2.waitKey(1) & 0xFF
@@ -59,7 +59,7 @@ class WindowSink(FrameSink):
             self.stop_requested = True
 
     def close(self):
-        import cv2  # noqa: WPS433
+        import cv2
 
         cv2.destroyWindow(self.title)
 
@@ -81,7 +81,7 @@ class VideoFileSink(FrameSink):
         self._size = None
 
     def write(self, frame):
-        import cv2  # noqa: WPS433
+        import cv2
 
         height, width = frame.shape[:2]
         if self._writer is None:
@@ -120,7 +120,7 @@ class ImageFolderSink(FrameSink):
         self.frames = 0
 
     def write(self, frame):
-        import cv2  # noqa: WPS433
+        import cv2
 
         path = os.path.join(self.folder, f"frame_{self.frames:06d}{self.extension}")
         if not cv2.imwrite(path, frame):
@@ -237,7 +237,8 @@ class MjpegSink(FrameSink):
             raise SinkError(f"cannot serve the MJPEG preview on {host}:{port} ({exc}); pick another --preview "
                             "port") from exc
         self._server.sink = self
-        self.host, self.port = self._server.server_address[:2]
+        host_port = self._server.server_address[:2]
+        self.host, self.port = str(host_port[0]), int(host_port[1])
         self.name = f"mjpeg:http://{self.host}:{self.port}/"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name=f"zsseg-mjpeg[{self.port}]", daemon=True)
@@ -251,7 +252,7 @@ class MjpegSink(FrameSink):
         return f"http://{self.host}:{self.port}/"
 
     def write(self, frame):
-        import cv2  # noqa: WPS433
+        import cv2
 
         ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:

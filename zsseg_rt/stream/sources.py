@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, Iterator, List, Optional
 
 import numpy as np
 
@@ -138,7 +138,7 @@ class OpenCVSource(FrameSource):
         self._cap = None
 
     def _capture(self):
-        import cv2  # noqa: WPS433
+        import cv2
 
         kind, target = self.spec.kind, self.spec.target
         if kind == "csi":
@@ -156,7 +156,7 @@ class OpenCVSource(FrameSource):
         return cv2.VideoCapture(target)
 
     def open(self) -> None:
-        import cv2  # noqa: WPS433
+        import cv2
 
         self.close()
         self.ended = False
@@ -219,7 +219,7 @@ class ImageFolderSource(FrameSource):
         self.ended = False
 
     def read(self) -> Optional[np.ndarray]:
-        import cv2  # noqa: WPS433
+        import cv2
 
         while self._index < len(self._paths):
             path = self._paths[self._index]
@@ -248,7 +248,7 @@ class CallableSource(FrameSource):
         self.live = live
         self.fps = fps
         self.name = name
-        self._iter = None
+        self._iter: Optional[Iterator[np.ndarray]] = None
 
     def open(self) -> None:
         self.ended = False
