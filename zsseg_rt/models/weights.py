@@ -191,7 +191,7 @@ def clip_state_dict_to_zegclip(sd: Dict[str, torch.Tensor], model, source: str =
     pk = "backbone.positional_embedding"
     if pk in out and out[pk].shape != target[pk].shape and out[pk].dim() == 2 and out[pk].shape[1] == target[pk].shape[1]:
         out[pk] = resize_pos_embed_official(out[pk].float(), model.backbone.grid)
-    expected = [k for k in target if not model.is_trainable_name(k)]
+    expected = [k for k in target if model.is_clip_weight(k)]
     missing = [k for k in expected if k not in out]
     mismatched = [
         f"{k}: file {tuple(out[k].shape)} vs model {tuple(target[k].shape)}"

@@ -51,27 +51,36 @@ class ZegCLIP(nn.Module):
 
     def __init__(self, config: Union[ZegCLIPConfig, str, dict], device: Optional[Union[str, torch.device]] = None):
         super().__init__()
-        if not isinstance(config, ZegCLIPConfig):
-            config = load_zegclip_config(config)
-        self.config = config.validate()
+        self.config = self._coerce_config(config).validate()
+        config = self.config
         ctx = torch.device(device) if device is not None else contextlib.nullcontext()
         with ctx:
             clip = build_clip(config)
-            self.backbone = PromptedVisionTransformer(
-                clip.visual,
-                num_tokens=config.num_prompt_tokens,
-                deep_layers=config.num_deep_prompt_layers,
-                prompt_dropout=config.prompt_dropout,
-                fix_double_class_embedding=config.fix_double_class_embedding,
-            )
+            self.backbone = self._make_backbone(config, clip.visual)
             tokenizer = _make_tokenizer(config, int(clip.positional_embedding.shape[0]))
             self.text_encoder = TextEncoder(clip, tokenizer)
             self.decode_head = self._make_head(config, config.embed_dim)
         self.use_native_ops = False
         self.freeze()
 
+    # ------------------------------------------------------------------ construction hooks (subclasses override)
+    @classmethod
+    def _coerce_config(cls, config: Union[ZegCLIPConfig, str, dict]) -> ZegCLIPConfig:
+        """The family's config object from a config, name, path or dict."""
+        return config if isinstance(config, ZegCLIPConfig) else load_zegclip_config(config)
+
     @staticmethod
-    def _make_head(config: ZegCLIPConfig, dim: int) -> ZegCLIPHead:
+    def _make_backbone(config: ZegCLIPConfig, visual: nn.Module) -> nn.Module:
+        return PromptedVisionTransformer(
+            visual,
+            num_tokens=config.num_prompt_tokens,
+            deep_layers=config.num_deep_prompt_layers,
+            prompt_dropout=config.prompt_dropout,
+            fix_double_class_embedding=config.fix_double_class_embedding,
+        )
+
+    @staticmethod
+    def _make_head(config: ZegCLIPConfig, dim: int) -> nn.Module:
         return ZegCLIPHead(
             dim=dim,
             num_layers=config.decoder_layers,
@@ -88,6 +97,10 @@ class ZegCLIP(nn.Module):
         if name.startswith("decode_head."):
             return True
         return name.startswith("backbone.") and "prompt" in name
+
+    def is_clip_weight(self, name: str) -> bool:
+        """True for parameters/buffers that come from a CLIP checkpoint (``weights.load_clip_weights``)."""
+        return not self.is_trainable_name(name)
 
     def freeze(self) -> "ZegCLIP":
         """Freeze the CLIP towers (text and image); only prompt params and the head stay trainable."""
