@@ -110,3 +110,19 @@ def test_register_family_extends_registry():
             register_family(other)
     finally:
         registry._FAMILIES.pop("zz_test_family", None)
+
+
+def test_one_base_config_holds_the_shared_fields():
+    import dataclasses
+
+    from zsseg_rt.models.config import BaseModelConfig
+
+    shared = {f.name for f in dataclasses.fields(BaseModelConfig)}
+    assert {"clip_model", "image_size", "crop_size", "stride", "mean", "std", "class_names", "templates"} <= shared
+    for cls in CONFIG_CLASSES.values():
+        assert issubclass(cls, BaseModelConfig)
+        assert cls.__dataclass_fields__["family"].default in CONFIG_CLASSES
+    with pytest.raises(ValueError, match="must have family=''"):
+        BaseModelConfig().check_family()  # the base has no family: a config must name one
+    with pytest.raises(ValueError, match="family='training_free'"):
+        load_config("training_free_tiny_test", family="zegclip")
