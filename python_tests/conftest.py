@@ -5,19 +5,25 @@ import os
 
 import pytest
 
+from support import golden_tiny_model
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: full-size models (minutes); run by tools/run_tests.sh, deselect with "
+                                       "-m 'not slow'")
+
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
-    """A bundle exported once per session from the tiny random test model ``zegclip_tiny_test`` (64 px input,
-    4x4 patch grid, max 32 classes). Its native checkpoint is saved next to it and recorded in meta.json, so the
-    torch backend can load it too. Returns the bundle directory. Needs torch (skips without it)."""
+    """A bundle exported once per session from the golden tiny ZegCLIP model (64 px input, 4x4 patch grid, max 32
+    classes). Its native checkpoint is saved next to it and recorded in meta.json, so the torch backend can load
+    it too. Returns the bundle directory. Needs torch (skips without it)."""
     pytest.importorskip("torch", reason="exporting the tiny test bundle needs torch")
     from zsseg_rt.export.onnx_export import export_bundle
-    from zsseg_rt.models import create_model
     from zsseg_rt.models.convert import save_native
 
     root = tmp_path_factory.mktemp("tiny_bundle")
-    model = create_model("zegclip_tiny_test").eval()
+    model = golden_tiny_model("zegclip")
     native = save_native(model, os.path.join(root, "native"))
     return export_bundle(model, os.path.join(root, "bundle"), max_classes=32, source=str(native), verify_images=())
 

@@ -57,3 +57,39 @@ def test_explicit_clip_file_that_fails_is_an_error_not_a_fallback(monkeypatch, t
     monkeypatch.setattr("zsseg_rt.models.create_model", broken)
     with pytest.raises(ValueError, match="cannot read"):
         demo._resolve_model(_args(clip_weights=str(tmp_path / "ViT-B-16.pt"), allow_random_weights=True))
+
+
+def test_no_network_is_detected_quickly_and_said_once(monkeypatch, capsys):
+    import time
+
+    from zsseg_rt.models import weights
+
+    monkeypatch.delenv("ZSSEG_CHECKPOINT", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens, refused at once
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", hub_constants.HF_HUB_OFFLINE)  # restored afterwards
+    start = time.perf_counter()
+    assert weights.hub_reachable(timeout=1.5) is False
+    assert time.perf_counter() - start < 2.0
+    seen = {}
+
+    def offline_create(name, pretrained=None, **_):
+        seen["offline"] = weights.hub_offline_requested()
+        if pretrained:
+            raise RuntimeError("cannot find the requested files in the local cache")
+        return "random-model"
+
+    monkeypatch.setattr("zsseg_rt.models.create_model", offline_create)
+    demo._resolve_model(_args(allow_random_weights=True))
+    out = capsys.readouterr().out
+    assert seen["offline"] is True  # open_clip was told to use the local cache only: no download retries
+    assert out.count("no network") == 1 and "RANDOM WEIGHTS" in out
+
+
+def test_hub_offline_variable_short_circuits(monkeypatch):
+    from zsseg_rt.models import weights
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert weights.hub_reachable() is False

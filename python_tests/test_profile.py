@@ -33,7 +33,7 @@ MIN_STAGE_COVERAGE = 0.85
 @pytest.fixture(scope="module")
 def profile_run(tiny_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("profile")
-    argv = ["--bundle", tiny_bundle, "--classes", "3", "--resolutions", "64x64,128x96", "--batch-sizes", "1,2",
+    argv = ["--bundle", tiny_bundle, "--classes", "10", "--resolutions", "64x64,128x96", "--batch-sizes", "1,2",
             "--iters", "12", "--warmup", "2", "--text-iters", "2", "--compare", "onnxruntime:cpu,onnxruntime",
             "--out", str(out), "--quiet"]
     assert profile_tool.main(argv) == 0
@@ -67,7 +67,7 @@ def test_report_records_system_and_settings(profile_run):
     assert [b["timing"] for b in report["backends"]] == ["wall", "wall"]  # CPU: wall-clock, said so
     assert len(report["results"]) == 8
     first = report["results"][0]
-    assert (first["precision"], first["resolution"], first["batch"], first["classes"]) == ("fp32", [64, 64], 1, 3)
+    assert (first["precision"], first["resolution"], first["batch"], first["classes"]) == ("fp32", [64, 64], 1, 10)
     assert first["peak_host_rss_bytes"] > 10 * 2 ** 20
     assert first["device_memory"]["bytes"] is None and "CPU" in first["device_memory"]["how"]
 
@@ -87,7 +87,7 @@ def test_statistics_are_consistent_and_stages_add_up(profile_run):
         assert MIN_STAGE_COVERAGE <= res["stage_sum_coverage"] <= 1.0 + 1e-9, res["stage_sum_coverage"]
         assert stage_mean_sum == pytest.approx(res["stage_sum_coverage"] * e2e["mean"], rel=1e-6)
     text = report["text_encoder"]
-    assert [(t["backend"], t["classes"], t["n"]) for t in text] == [("onnxruntime:cpu", 3, 2), ("onnxruntime", 3, 2)]
+    assert [(t["backend"], t["classes"], t["n"]) for t in text] == [("onnxruntime:cpu", 10, 2), ("onnxruntime", 10, 2)]
     assert all(t["wall"]["p50"] > 0 for t in text)
 
 
@@ -133,3 +133,8 @@ def test_argument_parsing_errors():
         profile_tool.parse_int_list("0,4")
     stats = profile_tool.percentiles([0.001, 0.002, 0.003])
     assert stats["p50"] == pytest.approx(2.0) and stats["mean"] == pytest.approx(2.0)
+
+
+def test_the_profiled_engine_really_segments(profile_run):
+    _, report = profile_run
+    assert max(r["distinct_labels"] for r in report["results"]) >= 3  # not a constant label map

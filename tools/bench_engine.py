@@ -2,7 +2,7 @@
 """Per-frame latency of zsseg_rt.Engine (ONNX Runtime, CPU) vs the PyTorch model on the same 512x512 input.
 
 Full-size ZegCLIP ViT-B/16 (VOC config, random weights: latency does not depend on the weights), C = 20 and
-C = 171 with the official ZegCLIP text embeddings (shared/data/zegclip_text_embeddings). For each side: the
+C = 171 with the official ZegCLIP text embeddings (zsseg_rt/assets/text_embeddings). For each side: the
 end-to-end time per frame and the image-encoder-only time; for the Engine also the head and post-processing
 stages (Engine.stage_hook). Target (issue 4): head + post-processing add at most 30 % to the encoder time at
 C=171.
@@ -30,8 +30,8 @@ sys.path.append(str(_TOOLS))  # last: the stdlib ``profile`` (imported by torch)
 from bench_common import REPO, machine_description, write_section  # noqa: E402
 
 SECTION = "## Engine (ONNX Runtime CPU) vs PyTorch, full-size ZegCLIP ViT-B/16"
-EMBEDDINGS = REPO.parent / "shared" / "data" / "zegclip_text_embeddings"
-PHOTO = REPO.parent / "shared" / "data" / "voc_samples" / "JPEGImages" / "2011_000006.jpg"
+EMBEDDINGS = REPO / "zsseg_rt" / "assets" / "text_embeddings"
+PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"
 
 
 def _median_ms(samples: List[float]) -> float:

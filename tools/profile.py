@@ -47,7 +47,7 @@ if REPO not in sys.path:
 
 STAGES = ("preprocess", "image_encoder", "head", "postprocess")
 DEVICE_STAGES = ("image_encoder", "head", "text_encoder")
-SAMPLE_IMAGE = os.path.join(REPO, "..", "shared", "data", "voc_samples", "JPEGImages")
+SAMPLE_IMAGE = os.path.join(REPO, "zsseg_rt", "assets", "samples", "JPEGImages")
 
 
 # ---- small helpers ------------------------------------------------------------------------------------------
@@ -446,7 +446,9 @@ def run_profile(args) -> dict:
                 for batch in args.batch_sizes:
                     result = profile_config(engine, image, batch, args.warmup, args.iters, timer)
                     result.update({"backend": spec["label"], "precision": spec["precision"], "timing": timing,
-                                   "resolution": [width, height], "batch": batch, "classes": count})
+                                   "resolution": [width, height], "batch": batch, "classes": count,
+                                   # what was profiled really segments: classes winning somewhere in the frame
+                                   "distinct_labels": int(len(np.unique(engine(image).labels)))})
                     report["results"].append(result)
                     if not args.quiet:
                         print(f"  {spec['label']:<18} {width}x{height} B={batch} C={count}: "

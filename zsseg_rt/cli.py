@@ -8,7 +8,9 @@ import sys
 import time
 from typing import List, Optional
 
-SAMPLE_DIR = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "voc_samples"))
+from zsseg_rt.assets import SAMPLES_DIR
+
+SAMPLE_DIR = str(SAMPLES_DIR)  # the VOC sample photos shipped with the package
 
 
 def _cmd_export(args) -> int:

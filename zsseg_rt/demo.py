@@ -29,12 +29,9 @@ RANDOM_LABEL = "RANDOM WEIGHTS - pipeline check only, labels are meaningless"
 
 
 def _sample_image() -> str:
-    from zsseg_rt.cli import SAMPLE_DIR
+    from zsseg_rt.assets import sample_image
 
-    path = os.path.join(SAMPLE_DIR, "JPEGImages", "2011_000006.jpg")
-    if not os.path.isfile(path):
-        raise SystemExit(f"sample photo not found at {path!r}; pass --image PATH")
-    return path
+    return str(sample_image())  # shipped with the package
 
 
 def _resolve_model(args):
@@ -49,6 +46,13 @@ def _resolve_model(args):
         model = load_native(args.native)
         return model, args.native, f"{type(model).__name__} ({os.path.basename(args.native)})", _stem(args.native)
     tag = args.clip_weights or "openai"
+    if not os.path.exists(tag):
+        from zsseg_rt.models.weights import go_offline, hub_endpoint, hub_reachable
+
+        if not hub_reachable(timeout=1.5):
+            print(f"[demo] no network: {hub_endpoint()} did not answer within 1.5 s; looking for the CLIP weights "
+                  f"{tag!r} in the local cache only", flush=True)
+            go_offline()
     try:
         model = create_model(args.method, pretrained=tag)
         source = tag if os.path.exists(tag) else None

@@ -55,6 +55,7 @@ ElemType elem_type_of(char kind, long bytes) {
   if (kind == 'f' && bytes == 4) return ElemType::Float32;
   if (kind == 'f' && bytes == 2) return ElemType::Float16;
   if (kind == 'i' && bytes == 4) return ElemType::Int32;
+  if (kind == 'u' && bytes == 1) return ElemType::UInt8;
   return ElemType::Other;
 }
 
@@ -95,6 +96,7 @@ void fill_from_dltensor(const dlpack::DLTensor& t, RawArray& raw, const ArgParse
   if (dt.lanes == 1 && dt.code == dlpack::kDLFloat && dt.bits == 32) raw.type = ElemType::Float32;
   if (dt.lanes == 1 && dt.code == dlpack::kDLFloat && dt.bits == 16) raw.type = ElemType::Float16;
   if (dt.lanes == 1 && dt.code == dlpack::kDLInt && dt.bits == 32) raw.type = ElemType::Int32;
+  if (dt.lanes == 1 && dt.code == dlpack::kDLUInt && dt.bits == 8) raw.type = ElemType::UInt8;
   const std::int64_t item = dt.bits / 8;
   raw.shape.assign(t.shape, t.shape + t.ndim);
   if (t.strides != nullptr) {
@@ -361,6 +363,7 @@ const char* elem_type_name(ElemType type) {
     case ElemType::Float32: return "float32";
     case ElemType::Float16: return "float16";
     case ElemType::Int32: return "int32";
+    case ElemType::UInt8: return "uint8";
     default: return "other";
   }
 }
@@ -370,6 +373,7 @@ std::size_t elem_size(ElemType type) {
     case ElemType::Float32: return 4;
     case ElemType::Float16: return 2;
     case ElemType::Int32: return 4;
+    case ElemType::UInt8: return 1;
     default: return 0;
   }
 }
@@ -415,7 +419,11 @@ void refuse_lazy_views(py::handle obj, const ArgParser& p, const char* name) {
   }
 }
 
-ArrayArg ArgParser::array(const char* name, py::handle obj) const {
+ArrayArg ArgParser::array(const char* name, py::handle obj) const { return parse_array(name, obj, false); }
+
+ArrayArg ArgParser::uint8_array(const char* name, py::handle obj) const { return parse_array(name, obj, true); }
+
+ArrayArg ArgParser::parse_array(const char* name, py::handle obj, bool uint8) const {
   RawArray raw;
   if (!obj.is_none() && !py::isinstance<py::array>(obj)) refuse_lazy_views(obj, *this, name);
   if (py::isinstance<py::array>(obj)) {
@@ -430,7 +438,11 @@ ArrayArg ArgParser::array(const char* name, py::handle obj) const {
     fail_type(std::string("argument '") + name + "' must be an array (a float32 numpy array on the CPU, or a CUDA " +
               "array exposing __dlpack__ / __cuda_array_interface__), got " + python_type_name(obj));
   }
-  check_type(raw, *this, name);
+  if (uint8 && raw.type != ElemType::UInt8) {
+    fail_type(std::string("argument '") + name + "' must have dtype uint8 (an 8-bit image), got " + raw.type_name +
+              " on " + raw.place.str() + "; nothing is cast implicitly");
+  }
+  if (!uint8) check_type(raw, *this, name);
   check_size(raw, *this, name);  // before strides: empty arrays carry arbitrary strides
   const std::int64_t item = static_cast<std::int64_t>(elem_size(raw.type));
   if (!is_c_contiguous(raw, item)) {

@@ -51,8 +51,8 @@ constexpr std::int64_t kMaxElements = 2147483647LL;  // 2^31 - 1
 enum class Device : int { CPU = 0, CUDA = 1 };
 
 // Element types seen at the boundary. Other = anything else; ArrayArg::type_name says which.
-enum class ElemType : int { Float32 = 0, Float16 = 1, Int32 = 2, Other = 3 };
-const char* elem_type_name(ElemType type);  // "float32", "float16", "int32", "other"
+enum class ElemType : int { Float32 = 0, Float16 = 1, Int32 = 2, Other = 3, UInt8 = 4 };
+const char* elem_type_name(ElemType type);  // "float32", "float16", "int32", "uint8", "other"
 std::size_t elem_size(ElemType type);       // bytes; 0 for Other
 zsseg::DType to_kernel_dtype(ElemType type);  // Float32/Float16 only (throws py::type_error otherwise)
 
@@ -97,7 +97,9 @@ class ArgParser {
 
   // Parse a required array argument (float32 on CPU; float32/float16 on CUDA). None -> TypeError.
   ArrayArg array(const char* name, py::handle obj) const;
-  // Same, but None gives std::nullopt.
+  // An 8-bit image argument: exactly uint8 on the CPU or on CUDA, otherwise the same rules as array().
+  ArrayArg uint8_array(const char* name, py::handle obj) const;
+  // Same as array(), but None gives std::nullopt.
   std::optional<ArrayArg> optional_array(const char* name, py::handle obj) const;
 
   // Common placement of the given arguments (nullptr entries are skipped). Mixed devices -> ValueError
@@ -128,6 +130,7 @@ class ArgParser {
   const std::string& op() const { return op_; }
 
  private:
+  ArrayArg parse_array(const char* name, py::handle obj, bool uint8) const;
   std::string op_;
   std::int64_t stream_;
 };

@@ -7,4 +7,6 @@ PYBIND11_MODULE(_C, m) {
   zsseg_py::register_relation_descriptor(m);
   zsseg_py::register_upsample(m);
   zsseg_py::register_segment(m);
+  zsseg_py::register_preprocess(m);
+  zsseg_py::register_segment_windows(m);
 }

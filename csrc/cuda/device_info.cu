@@ -7,8 +7,13 @@
 
 namespace zsseg {
 namespace {
-// Result of the last cudaGetDeviceCount call (cudaSuccess, or e.g. 35 insufficient driver, 100 no device).
+// Result of the last cudaGetDeviceCount call (cudaSuccess, or e.g. 35 insufficient driver, 100 no device), or of
+// the kernel-image probe (209: this build has no code for the device's architecture).
 std::atomic<int> last_count_status{cudaSuccess};
+
+// An empty kernel compiled like every other kernel of the module: if the current device can load it, the
+// module's kernels are runnable there (a build without this GPU's architecture fails here, not mid-inference).
+__global__ void probe_kernel() {}
 }  // namespace
 
 int cuda_device_count() {
@@ -19,7 +24,15 @@ int cuda_device_count() {
     cudaGetLastError();  // clear the sticky-free error so later calls do not see it
     return 0;
   }
-  return count > 0 ? count : 0;
+  if (count <= 0) return 0;
+  cudaFuncAttributes attributes;
+  const cudaError_t probe = cudaFuncGetAttributes(&attributes, probe_kernel);
+  if (probe != cudaSuccess) {  // e.g. cudaErrorNoKernelImageForDevice: the GPU is there, our code for it is not
+    last_count_status.store(static_cast<int>(probe));
+    cudaGetLastError();
+    return 0;
+  }
+  return count;
 }
 
 const char* cuda_error_string(CudaStatus code) {

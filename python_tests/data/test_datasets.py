@@ -11,13 +11,12 @@ from PIL import Image
 from zsseg_rt.data import (CorruptFileError, DatasetLayoutError, SyntheticDataset, TrainAugmentation, build_dataset,
                            inductive_lut, load_split, make_synthetic_sample, transductive_lut, write_synthetic_dataset)
 from zsseg_rt.data.labels import apply_lut, reduce_zero_label
+from zsseg_rt.assets import SAMPLES_DIR
 from zsseg_rt.data.loader import PositionSampler, TrainStream
 
-VOC = "/work/shared/data/voc_samples"
-needs_voc = pytest.mark.skipif(not os.path.isdir(VOC), reason="voc_samples not present")
+VOC = str(SAMPLES_DIR)
 
 
-@needs_voc
 def test_voc_reader_reduces_zero_label_exactly():
     ds = build_dataset({"type": "voc", "root": VOC, "split": "val"})
     assert len(ds) == 4 and ds.num_classes == 20
@@ -32,7 +31,6 @@ def test_voc_reader_reduces_zero_label_exactly():
     assert set(np.unique(ds.load(idx)[1]).tolist()) == {8, 14, 17, 255}
 
 
-@needs_voc
 def test_voc_inductive_and_transductive_remap_match_official_tables():
     torch = pytest.importorskip("torch")
     from zsseg_rt.models.losses import remap_labels_inductive, remap_labels_transductive
@@ -53,7 +51,6 @@ def test_voc_inductive_and_transductive_remap_match_official_tables():
     assert (sofa == 17).any() and not (apply_lut(sofa, inductive_lut(seen)) == 17).any()
 
 
-@needs_voc
 def test_train_stream_remaps_after_augmentation_and_is_deterministic():
     ds = build_dataset({"type": "voc", "root": VOC, "split": "val"})
     aug = TrainAugmentation(crop_size=(256, 256), img_scale=(1024, 256))

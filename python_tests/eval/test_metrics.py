@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from zsseg_rt.assets import SAMPLES_DIR
 from zsseg_rt.eval.metrics import ConfusionMatrix, format_table, harmonic_iou, summarize
 
-VOC = "/work/shared/data/voc_samples"
+VOC = str(SAMPLES_DIR)
 
 
 def reference_metrics(preds, gts, num_classes, unseen, ignore=255):
@@ -61,7 +61,6 @@ def _check(preds, gts, c, unseen, names=None):
     return m
 
 
-@pytest.mark.skipif(not os.path.isdir(VOC), reason="voc_samples not present")
 def test_metrics_match_independent_computation_on_voc_samples():
     from zsseg_rt.data import build_dataset
 
@@ -112,7 +111,6 @@ def test_metric_edge_cases():
         cm.update(np.zeros(3), np.zeros(4))
 
 
-@pytest.mark.skipif(not os.path.isdir(VOC), reason="voc_samples not present")
 def test_checkpoint_and_bundle_give_the_same_numbers(tiny_bundle, tmp_path):
     """The same weights through predict() (torch) and through Engine (ONNX Runtime) on the real photos."""
     pytest.importorskip("onnxruntime")

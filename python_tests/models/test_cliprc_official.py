@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from test_cliprc_helpers import (
-    CLIPRC_KEYS_FILE,
     CLIPRC_TINY,
     make_tiny,
     official_key_list,
@@ -29,7 +28,6 @@ from zsseg_rt.models import (
 )
 from zsseg_rt.models.cliprc_official import _infer_config, official_checkpoint_family, official_cliprc_to_native_key
 
-pytestmark = pytest.mark.skipif(not CLIPRC_KEYS_FILE.is_file(), reason="reference key list not present")
 
 
 @pytest.fixture(scope="module")

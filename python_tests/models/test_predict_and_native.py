@@ -66,6 +66,7 @@ def _reference_slide(model, chw, text, bias, crop, stride, out_hw):
 
 @needs_native
 def test_sliding_window_equals_whole_image_at_crop_size(tiny_model):
+    """At the crop size both modes run the same single window: identical results (a consistency check)."""
     from zsseg_rt.models.predict import predict
 
     rng = np.random.default_rng(0)
@@ -76,6 +77,40 @@ def test_sliding_window_equals_whole_image_at_crop_size(tiny_model):
     assert lab_s.shape == (64, 64) and lab_s.dtype == np.int32 and sc_s.dtype == np.float32
     np.testing.assert_array_equal(lab_s, lab_w)
     np.testing.assert_allclose(sc_s, sc_w, rtol=0, atol=1e-6)
+
+
+@needs_native
+def test_slide_and_whole_on_an_image_with_several_windows():
+    """70x130 -> 64x119: slide runs 3 windows, whole runs the model once on the whole (patch-floored) image. Each
+    must match its own torch transcription of the official order, and they must differ (the windows matter)."""
+    from support import VOCAB10, golden_tiny_model
+
+    from zsseg_rt.models.predict import predict, seen_class_bias
+    from zsseg_rt.pipeline import preprocess as pre
+
+    model = golden_tiny_model("zegclip")
+    cfg = model.config
+    img = np.ascontiguousarray(np.random.default_rng(2).integers(0, 256, (70, 130, 3), dtype=np.uint8))
+    text = model.text_embeddings(VOCAB10, cfg.templates)
+    bias = torch.from_numpy(seen_class_bias(model, VOCAB10))[None, :, None, None]
+    chw = pre.normalize_image(pre.rescale_keep_ratio(img, tuple(cfg.test_scale)), cfg.mean, cfg.std)
+    assert len(pre.sliding_windows(chw.shape[1], chw.shape[2], cfg.crop_size, cfg.stride)) == 3
+    lab_s, sc_s = predict(model, img, class_names=VOCAB10, mode="slide")
+    ref_s, ref_sc = _reference_slide(model, chw, text, bias[0, :, 0, 0].numpy(), cfg.crop_size, cfg.stride, (70, 130))
+    np.testing.assert_array_equal(lab_s, ref_s)
+    lab_w, sc_w = predict(model, img, class_names=VOCAB10, mode="whole")
+    h, w = chw.shape[1:]
+    fh, fw = h // 16 * 16, w // 16 * 16  # the official patch embedding floors the input to the patch grid
+    with torch.no_grad():
+        logits = model(torch.from_numpy(chw)[None, :, :fh, :fw], text)
+    s = cfg.image_size
+    pm = F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False).sigmoid() - bias
+    pm = F.interpolate(pm, size=(h, w), mode="bilinear", align_corners=False)
+    pm = F.interpolate(pm, size=(70, 130), mode="bilinear", align_corners=False)
+    agree = lab_w == pm.argmax(1)[0].numpy()
+    assert agree.mean() >= 0.999
+    np.testing.assert_allclose(sc_w[agree], pm.max(1).values[0].numpy()[agree], rtol=0, atol=1e-5)
+    assert (lab_w != lab_s).mean() > 0.01 and len(np.unique(lab_s)) >= 2  # not the same computation
 
 
 @needs_native

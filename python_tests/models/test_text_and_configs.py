@@ -69,7 +69,6 @@ def test_vocabulary_cache(tiny_model):
     assert [list(c) for c in calls] == [["a"], ["b"], ["c"]]  # "a" was served from the cache once
 
 
-@pytest.mark.skipif(not OFFICIAL_EMBEDDINGS_DIR.is_dir(), reason="shared official embeddings not present")
 @pytest.mark.parametrize("name,shape", [("voc12_single.npy", (20, 512)), ("coco_multi.npy", (171, 512))])
 def test_official_npy_embeddings(name, shape):
     raw = np.load(OFFICIAL_EMBEDDINGS_DIR / name)

@@ -35,3 +35,13 @@ def test_device_array_class_is_exposed_but_not_constructible_from_python():
     assert hasattr(native, "DeviceArray")
     with pytest.raises(TypeError):
         native.DeviceArray()
+
+
+def test_unavailable_cuda_has_a_reason():
+    from zsseg_rt.ops import cuda_available, cuda_unavailable_reason
+
+    reason = cuda_unavailable_reason()
+    if cuda_available():
+        assert reason == ""
+    else:  # here: no driver (the static cudart says so), a CPU-only build, or no code for this GPU's architecture
+        assert reason and isinstance(reason, str)

@@ -32,6 +32,7 @@ class Names:
     BATCH = "batch"
     NUM_CLASSES = "num_classes"
     NUM_PROMPTS = "num_prompts"
+    TOKEN_LENGTH = "token_length"  # text encoder sequence length (<= context length; runtime trims padding)
 
     IMAGE_ENCODER_INPUTS = (IMAGE,)
     IMAGE_ENCODER_OUTPUTS = (IMAGE_GLOBAL, PATCHES)
@@ -69,7 +70,10 @@ def default_graph_io(image_outputs=Names.IMAGE_ENCODER_OUTPUTS):
         "text": {
             "inputs": [Names.TOKENS],
             "outputs": [Names.TEXT_EMBEDDINGS],
-            "dynamic_axes": {Names.TOKENS: {0: Names.NUM_PROMPTS}, Names.TEXT_EMBEDDINGS: {0: Names.NUM_PROMPTS}},
+            "dynamic_axes": {
+                Names.TOKENS: {0: Names.NUM_PROMPTS, 1: Names.TOKEN_LENGTH},
+                Names.TEXT_EMBEDDINGS: {0: Names.NUM_PROMPTS},
+            },
         },
     }
 

@@ -5,7 +5,9 @@ graph passed ``onnx.checker`` and the numerical verification, so a failed export
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import io
 import json
 import os
 import shutil
@@ -28,10 +30,32 @@ class ExportError(RuntimeError):
     """The export failed its checks; nothing was written at the destination."""
 
 
-def _export_graph(module, args, path, input_names, output_names, dynamic_axes, opset) -> None:
+def _export_graph(module, args, path, input_names, output_names, dynamic_axes, opset, dynamo=False) -> None:
+    """Export one graph. ``dynamo=True`` uses the torch.export-based exporter with symbolic dimensions: needed
+    for the text encoder's sequence axis, which the TorchScript tracer bakes into the attention reshapes."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        if dynamo:
+            dims = {}
+            shapes = {}
+            for name, axes in dynamic_axes.items():
+                if name in input_names:
+                    shapes[name] = {axis: dims.setdefault(label, torch.export.Dim(label)) for axis, label in axes.items()}
+            with contextlib.redirect_stdout(io.StringIO()):  # the dynamo exporter prints progress lines
+                torch.onnx.export(
+                    module,
+                    args,
+                    path,
+                    input_names=list(input_names),
+                    output_names=list(output_names),
+                    dynamic_shapes=shapes,
+                    opset_version=opset,
+                    dynamo=True,
+                    external_data=False,
+                    verbose=False,
+                )
+            return
         torch.onnx.export(
             module,
             args,
@@ -65,13 +89,15 @@ def export_graphs(model, out_dir: str, max_classes: int = 256, opset: int = DEFA
     jobs = [("image", image_graph, (image,))]
     text = torch.nn.functional.normalize(torch.randn(min(3, max_classes), dim), dim=-1)
     jobs.append(("head", HeadGraph(model, grid), (text,) + features))
-    tokens = torch.zeros(2, int(model.text_encoder.context_length), dtype=torch.int32)
+    # a short dummy sequence: the traced graph must not bake the context length into any reshape
+    tokens = torch.zeros(2, 16, dtype=torch.int32)
     tokens[:, 0], tokens[:, 1] = 49406, 49407
     jobs.append(("text", TextEncoderGraph(model), (tokens,)))
     for role, module, args in jobs:
         entry = io[role]
         path = os.path.join(out_dir, GRAPH_FILES[role])
-        _export_graph(module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset)
+        _export_graph(module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset,
+                      dynamo=(role == "text"))
         _check_graph(path)
 
 

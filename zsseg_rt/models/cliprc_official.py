@@ -1,6 +1,6 @@
 """Import of official CLIP-RC (mmcv/mmseg, ``uyzhang/CLIP-RC``) checkpoints, and native CLIP-RC checkpoints.
 
-Layout (``shared/reference/cliprc_official_keys.txt``): ``{'meta', 'state_dict': {backbone.*, text_encoder.*,
+Layout (``python_tests/data/reference/cliprc_official_keys.txt``): ``{'meta', 'state_dict': {backbone.*, text_encoder.*,
 decode_head.*}, 'optimizer'}``. Mapping onto :class:`~zsseg_rt.models.cliprc.CLIPRC`: every key keeps its name
 (``backbone.region_level_bridge``, ``decode_head.decoder_q.layers.{i}.*``, ``decode_head.decoder_v.layers.{i}.*``,
 ``decode_head.recovery_decoder.*``, ``decode_head.{q_proj,lateral_proj}.*``), except the tensors the official

@@ -1,6 +1,6 @@
 """Import of official ZegCLIP (mmcv/mmseg) checkpoints.
 
-Layout (``shared/reference/zegclip_official_keys.txt``): ``{'meta': ..., 'state_dict': {backbone.*,
+Layout (``python_tests/data/reference/zegclip_official_keys.txt``): ``{'meta': ..., 'state_dict': {backbone.*,
 text_encoder.*, decode_head.*}, 'optimizer': ...}``. Mapping onto :class:`ZegCLIP`:
 
 * ``backbone.*`` and ``text_encoder.*``: same names.

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from zsseg_rt.assets import TEXT_EMBEDDINGS_DIR
 from zsseg_rt.pipeline.vocabulary import validate_class_names  # re-exported: the one vocabulary check
 
 __all__ = [
@@ -25,8 +26,8 @@ __all__ = [
     "OFFICIAL_EMBEDDINGS_DIR",
 ]
 
-# Where this project keeps the official precomputed embeddings (a shared data folder, may be absent).
-OFFICIAL_EMBEDDINGS_DIR = Path("/work/shared/data/zegclip_text_embeddings")
+# The official precomputed embeddings shipped with the package (zsseg_rt/assets/text_embeddings).
+OFFICIAL_EMBEDDINGS_DIR = TEXT_EMBEDDINGS_DIR
 
 
 class VocabularyCache:
@@ -101,17 +102,27 @@ class TextEncoder(nn.Module):
         return int(tp.out_features if isinstance(tp, nn.Linear) else tp.shape[1])
 
     def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``tokens [P, context_length]`` int64 -> L2-normalised embeddings ``[P, D]``."""
+        """``tokens [P, L]`` (``1 <= L <= context_length``) -> L2-normalised embeddings ``[P, D]``.
+
+        ``L`` may be shorter than the context length when every row's end token lies within the first ``L``
+        positions: CLIP's causal mask makes a position's output depend only on the positions before it, so the
+        end token's output (the pooled embedding) does not change when the padding after it is cut off. The
+        runtime uses that to run the text encoder on ~10 tokens instead of 77.
+        """
         from open_clip.transformer import text_global_pool
 
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must be [P, {self.context_length}], got shape {tuple(tokens.shape)}")
+        if tokens.dim() != 2 or not 1 <= tokens.shape[1] <= self.context_length:
+            raise ValueError(
+                f"tokens must be [P, L] with 1 <= L <= {self.context_length}, got shape {tuple(tokens.shape)}"
+            )
+        length = tokens.shape[1]
         x = self.token_embedding(tokens)
-        x = x + self.positional_embedding.to(x.dtype)
+        x = x + self.positional_embedding[:length].to(x.dtype)
+        mask = self.attn_mask[:length, :length]
         if getattr(self.transformer, "batch_first", True):
-            x = self.transformer(x, attn_mask=self.attn_mask)
+            x = self.transformer(x, attn_mask=mask)
         else:
-            x = self.transformer(x.transpose(0, 1), attn_mask=self.attn_mask).transpose(0, 1)
+            x = self.transformer(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
         x = self.ln_final(x)
         x = text_global_pool(x, tokens, self.pool_type, eos_token_id=self.eos_id)
         tp = self.text_projection

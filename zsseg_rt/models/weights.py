@@ -212,6 +212,51 @@ def clip_state_dict_to_zegclip(sd: Dict[str, torch.Tensor], model, source: str =
     return out
 
 
+def hub_endpoint() -> str:
+    """The Hugging Face hub endpoint open_clip downloads from (``HF_ENDPOINT`` overrides it)."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hub_offline_requested() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """One TCP connection attempt to the hub endpoint, name lookup included, given at most ``timeout`` seconds
+    (a daemon thread, so a hanging lookup cannot hold the caller). False when ``HF_HUB_OFFLINE`` is set."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    if hub_offline_requested():
+        return False
+    url = urlparse(hub_endpoint())
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    result = []
+
+    def attempt():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(result and result[0])
+
+
+def go_offline() -> None:
+    """Make huggingface_hub (and so open_clip) use the local cache only: no download retries."""
+    import sys
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # already imported: it read the variable at import time
+        constants.HF_HUB_OFFLINE = True
+
+
 def _resolve_pretrained(pretrained: str, clip_model: str) -> Tuple[Path, Optional[dict]]:
     """A local path, or an open_clip pretrained tag resolved (and downloaded) through open_clip."""
     p = Path(os.path.expanduser(pretrained))

@@ -27,3 +27,17 @@ def cuda_available() -> bool:
     except ImportError:
         return False
     return bool(mod.cuda_available())
+
+
+def cuda_unavailable_reason() -> str:
+    """Why ``cuda_available()`` is False ("" when it is True): a CPU-only build, no driver, no device, or a GPU
+    whose architecture this build has no code for (rebuild with ``CMAKE_CUDA_ARCHITECTURES`` including it)."""
+    try:
+        mod = native_module()
+    except ImportError as exc:
+        return str(exc).splitlines()[0]
+    if not mod.cuda_compiled():
+        return "zsseg_rt was built without CUDA (no nvcc at build time)"
+    if mod.cuda_available():
+        return ""
+    return str(mod.cuda_status())

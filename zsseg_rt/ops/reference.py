@@ -190,3 +190,85 @@ def segment(
     labels = argmax_torch(up, axis=1)
     scores = np.take_along_axis(up, labels[:, None], axis=1)[:, 0]
     return labels.astype(np.int32), scores.astype(np.float32)
+
+
+# ---- preprocess ------------------------------------------------------------------------------------------------
+
+def _linear_u8_taps(in_size: int, out_size: int, clamp_weights: bool):
+    """OpenCV INTER_LINEAR uint8 taps: indices and 11-bit weights (columns clamp the weights, rows do not)."""
+    scale = 1.0 / (out_size / in_size)
+    f = ((np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+    s = np.floor(f).astype(np.int64)
+    f = f - s.astype(np.float32)
+    if clamp_weights:
+        low, high = s < 0, s >= in_size - 1
+        f[low | high] = 0.0
+        s = np.clip(s, 0, in_size - 1)
+    w0 = np.rint((np.float32(1.0) - f) * np.float32(2048)).astype(np.int64)
+    w1 = np.rint(f * np.float32(2048)).astype(np.int64)
+    return np.clip(s, 0, in_size - 1), np.clip(s + 1, 0, in_size - 1), w0, w1
+
+
+def resize_u8_linear(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)`` for uint8 ``[H, W, C]``, written
+    out: horizontal pass in integers, vertical pass with OpenCV's SIMD rounding."""
+    if image.shape[:2] == (height, width):
+        return image.copy()
+    xs0, xs1, xa0, xa1 = _linear_u8_taps(image.shape[1], width, True)
+    ys0, ys1, yb0, yb1 = _linear_u8_taps(image.shape[0], height, False)
+    img = image.astype(np.int64)
+    horiz = img[:, xs0] * xa0[None, :, None] + img[:, xs1] * xa1[None, :, None]
+    value = (((horiz[ys0] >> 4) * yb0[:, None, None]) >> 16) + (((horiz[ys1] >> 4) * yb1[:, None, None]) >> 16)
+    return np.clip((value + 2) >> 2, 0, 255).astype(np.uint8)
+
+
+def preprocess(
+    image: np.ndarray,
+    scaled_size: Sequence[int],
+    windows: Sequence[Sequence[int]],
+    crop: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    color_order: str = "bgr",
+) -> np.ndarray:
+    """Reference of ``ops.preprocess``: ``[n, 3, crop, crop]`` float32."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.shape[2] == 1:
+        rgb = np.repeat(image, 3, axis=2)
+    else:
+        rgb = image[:, :, :3][:, :, ::-1] if color_order == "bgr" else image[:, :, :3]
+    scaled = resize_u8_linear(np.ascontiguousarray(rgb), int(scaled_size[0]), int(scaled_size[1]))
+    chw = (np.transpose(scaled, (2, 0, 1)).astype(np.float32) - np.asarray(mean, np.float32).reshape(3, 1, 1)) \
+        / np.asarray(std, np.float32).reshape(3, 1, 1)
+    out = np.zeros((len(windows), 3, crop, crop), dtype=np.float32)
+    for k, (y1, y2, x1, x2) in enumerate(windows):
+        out[k, :, : y2 - y1, : x2 - x1] = chw[:, y1:y2, x1:x2]
+    return out
+
+
+# ---- segment_windows ---------------------------------------------------------------------------------------
+
+def segment_windows(
+    logits: np.ndarray,
+    windows: Sequence[Sequence[int]],
+    head_size: Sequence[int],
+    scaled_size: Sequence[int],
+    output_size: Sequence[int],
+    class_bias: Optional[np.ndarray] = None,
+    sigmoid: bool = True,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Reference of ``ops.segment_windows`` in fp64: per window resize to the head size, calibrate, cut; average
+    overlaps; resize to the output size; argmax (torch's rules). Returns ``labels [H, W]``, ``scores [H, W]``."""
+    n, classes = logits.shape[:2]
+    total = np.zeros((classes,) + tuple(scaled_size))
+    count = np.zeros(tuple(scaled_size))
+    for k, (y1, y2, x1, x2) in enumerate(windows):
+        up = upsample(logits[k : k + 1].astype(np.float64), tuple(head_size))[0]
+        cal = _calibrate(up[None], sigmoid, class_bias)[0]
+        total[:, y1:y2, x1:x2] += cal[:, : y2 - y1, : x2 - x1]
+        count[y1:y2, x1:x2] += 1
+    if (count == 0).any():
+        raise ValueError("the windows do not cover the whole rescaled image")
+    labels, scores = segment(total[None] / count, tuple(output_size), None, sigmoid=False)
+    return labels[0], scores[0]

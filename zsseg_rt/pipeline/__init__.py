@@ -15,7 +15,7 @@ from .preprocess import (
     sliding_windows,
     to_rgb_uint8,
 )
-from .postprocess import calibrated_window_scores, finalize_scores, merge_windows, segment_fast
+from .postprocess import calibrated_window_scores, finalize_scores, merge_windows, segment_fast, segment_windows_exact
 from .postprocessor import Postprocessor
 from .vocabulary import validate_class_names
 
@@ -34,4 +34,5 @@ __all__ = [
     "segment_fast",
     "validate_class_names",
     "Postprocessor",
+    "segment_windows_exact",
 ]

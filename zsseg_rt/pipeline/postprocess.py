@@ -76,6 +76,27 @@ def finalize_scores(scores: np.ndarray, size: Tuple[int, int]) -> Tuple[np.ndarr
     return ops.segment(np.ascontiguousarray(scores, dtype=np.float32), tuple(size), None, sigmoid=False)
 
 
+def segment_windows_exact(
+    logits: np.ndarray,
+    windows: Sequence[Window],
+    head_size: Tuple[int, int],
+    scaled_size: Tuple[int, int],
+    output_size: Tuple[int, int],
+    class_bias: Optional[np.ndarray],
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The official exact sliding-window order for windows run at the head size (zero-padded when smaller):
+    ``calibrated_window_scores`` per window, cut to the window, ``merge_windows``, ``finalize_scores`` -- fused into
+    one native op (``ops.segment_windows``) with the same results and no ``[C, H, W]`` buffer.
+
+    Returns:
+        ``labels [H, W]`` int32 and ``scores [H, W]`` float32.
+    """
+    logits = _check_logits(logits)
+    bias = None if class_bias is None else np.ascontiguousarray(class_bias, dtype=np.float32).reshape(-1)
+    return ops.segment_windows(logits, [tuple(w) for w in windows], tuple(head_size), tuple(scaled_size),
+                               tuple(output_size), class_bias=bias, sigmoid=True)
+
+
 def segment_fast(
     logits: np.ndarray,
     size: Tuple[int, int],

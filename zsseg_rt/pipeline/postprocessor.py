@@ -146,7 +146,8 @@ class Postprocessor:
         output_size: Size,
         class_bias: Optional[np.ndarray],
     ) -> Tuple[np.ndarray, np.ndarray]:
-        """The official sigmoid order (the one method a fused native ``segment_windows`` op replaces).
+        """The official sigmoid order. Padded windows (the Engine) go through the fused native ``ops.segment_windows``;
+        fitted windows (resized to their own size) through the unfused composition.
 
         Args:
             logits: ``[n, C, h, w]`` float32 per-window logits; windows: their placements; head_size: the size
@@ -154,6 +155,11 @@ class Postprocessor:
         Returns:
             ``labels [1, H, W]`` int32, ``scores [1, H, W]`` float32 (winning calibrated score).
         """
+        full_size = all((win.y2 - win.y1, win.x2 - win.x1) == tuple(head_size) for win in windows)
+        if self.window_logits == "padded" or full_size:  # (fitted = padded when every window has the head size)
+            # one native pass (ops.segment_windows), bit-identical to the composition below, no [C, H, W] buffers
+            labels, scores = post.segment_windows_exact(logits, windows, head_size, scaled_size, output_size, class_bias)
+            return labels[None], scores[None]
         parts = [
             self._window_part(logits[i : i + 1], win, head_size, "sigmoid", class_bias)
             for i, win in enumerate(windows)

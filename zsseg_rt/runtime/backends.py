@@ -107,6 +107,15 @@ class TensorRTBackend(Backend):
         self._io = meta.io
         self._lock = threading.Lock()
 
+    def device_executor(self):
+        """An executor running these engines on device buffers (the device-resident pipeline), on the image
+        runner's CUDA context and a stream of its own."""
+        from .cuda_memory import CudaMemory, TensorRTExecutor
+
+        driver = self._runners["image"]._cuda
+        driver.make_current()
+        return TensorRTExecutor({role: self._runners[role].context for role in ("image", "head")}, CudaMemory(driver))
+
     def _run(self, key, feeds, outputs):
         with self._lock:
             result = self._runners[key].run(feeds)
@@ -161,6 +170,19 @@ class TorchBackend(Backend):
         self._head = HeadGraph(model, meta.grid)
         self._text = TextEncoderGraph(model)
         self._io = meta.io
+
+    # the graphs and I/O table, for the device-resident pipeline (runtime/device_pipeline.py)
+    @property
+    def image_graph(self):
+        return self._image
+
+    @property
+    def head_graph(self):
+        return self._head
+
+    @property
+    def io(self):
+        return self._io
 
     def _np(self, tensor):
         return tensor.detach().float().cpu().numpy()

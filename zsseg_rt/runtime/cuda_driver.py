@@ -16,6 +16,10 @@ import numpy as np
 _LIBRARY_NAMES = ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
 _ATTR_COMPUTE_CAPABILITY_MAJOR = 75  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
 _ATTR_COMPUTE_CAPABILITY_MINOR = 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
+ATTR_INTEGRATED = 18  # CU_DEVICE_ATTRIBUTE_INTEGRATED: the GPU shares the host's memory (Jetson)
+ATTR_CAN_MAP_HOST_MEMORY = 19  # CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY
+_MEMHOSTALLOC_PORTABLE = 0x01
+_MEMHOSTALLOC_DEVICEMAP = 0x02
 
 
 class CudaError(RuntimeError):
@@ -75,10 +79,14 @@ class CudaDriver:
         lib.cuMemFree_v2.argtypes = [c_u64]
         lib.cuMemcpyHtoDAsync_v2.argtypes = [c_u64, c_ptr, c_size, c_ptr]
         lib.cuMemcpyDtoHAsync_v2.argtypes = [c_ptr, c_u64, c_size, c_ptr]
+        lib.cuMemcpyDtoDAsync_v2.argtypes = [c_u64, c_u64, c_size, c_ptr]
         lib.cuStreamCreate.argtypes = [ctypes.POINTER(c_ptr), ctypes.c_uint]
         lib.cuStreamSynchronize.argtypes = [c_ptr]
         lib.cuStreamDestroy_v2.argtypes = [c_ptr]
         lib.cuGetErrorString.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
+        lib.cuMemHostAlloc.argtypes = [ctypes.POINTER(c_ptr), c_size, ctypes.c_uint]
+        lib.cuMemFreeHost.argtypes = [c_ptr]
+        lib.cuMemHostGetDevicePointer_v2.argtypes = [ctypes.POINTER(c_u64), c_ptr, ctypes.c_uint]
 
     def _check(self, result: int, call: str) -> None:
         if result == 0:
@@ -108,6 +116,32 @@ class CudaDriver:
         self._check(get(ctypes.byref(major), _ATTR_COMPUTE_CAPABILITY_MAJOR, device), "cuDeviceGetAttribute")
         self._check(get(ctypes.byref(minor), _ATTR_COMPUTE_CAPABILITY_MINOR, device), "cuDeviceGetAttribute")
         return DeviceInfo(name.value.decode(errors="replace").strip(), (major.value, minor.value))
+
+    def device_attribute(self, attribute: int, index: int = 0) -> int:
+        """``cuDeviceGetAttribute`` (e.g. ``ATTR_INTEGRATED``) of device ``index``."""
+        device = self._device(index)
+        value = ctypes.c_int()
+        self._check(self._lib.cuDeviceGetAttribute(ctypes.byref(value), int(attribute), device), "cuDeviceGetAttribute")
+        return int(value.value)
+
+    def host_alloc(self, nbytes: int, mapped: bool = False) -> int:
+        """Page-locked host memory (``cuMemHostAlloc``); ``mapped`` also maps it into the device's address space
+        (zero-copy on integrated GPUs). Free with ``host_free``."""
+        pointer = ctypes.c_void_p()
+        flags = _MEMHOSTALLOC_PORTABLE | (_MEMHOSTALLOC_DEVICEMAP if mapped else 0)
+        self._check(self._lib.cuMemHostAlloc(ctypes.byref(pointer), max(int(nbytes), 1), flags),
+                    f"cuMemHostAlloc({nbytes})")
+        return int(pointer.value or 0)
+
+    def host_free(self, pointer: int) -> None:
+        self._check(self._lib.cuMemFreeHost(ctypes.c_void_p(pointer)), "cuMemFreeHost")
+
+    def host_device_pointer(self, host_pointer: int) -> int:
+        """The device address of mapped page-locked host memory (``cuMemHostGetDevicePointer``)."""
+        device_pointer = ctypes.c_uint64()
+        self._check(self._lib.cuMemHostGetDevicePointer_v2(ctypes.byref(device_pointer), ctypes.c_void_p(host_pointer), 0),
+                    "cuMemHostGetDevicePointer")
+        return int(device_pointer.value)
 
     def use_primary_context(self, index: int = 0) -> None:
         """Make the device's primary context (the one the CUDA runtime and TensorRT use) current."""
@@ -148,6 +182,11 @@ class CudaDriver:
         if array.nbytes:
             self._check(self._lib.cuMemcpyDtoHAsync_v2(array.ctypes.data, device_pointer, array.nbytes, stream),
                         "cuMemcpyDtoHAsync")
+
+    def copy_device_to_device(self, destination: int, source: int, nbytes: int, stream: int) -> None:
+        """Asynchronous device->device copy on ``stream``."""
+        if nbytes:
+            self._check(self._lib.cuMemcpyDtoDAsync_v2(destination, source, nbytes, stream), "cuMemcpyDtoDAsync")
 
     def stream_create(self) -> int:
         stream = ctypes.c_void_p()

@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from zsseg_rt import pipeline
-from zsseg_rt.bundle import BundleMeta, Files, load_meta, verify_files
+from zsseg_rt.bundle import BundleMeta, Files, Names, load_meta, verify_files
 from zsseg_rt.bundle.tokenizer import ClipTokenizer, expand_templates
 from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
 from zsseg_rt.pipeline.vocabulary import validate_class_names
@@ -19,6 +19,7 @@ from .backends import Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend
 from .result import SegmentationResult
 
 _MODES = MODES
+TOKEN_BUCKET = 8  # text sequence lengths are rounded up to a multiple of this (few distinct shapes for TensorRT)
 
 
 class Engine:
@@ -40,6 +41,9 @@ class Engine:
         model: (torch backend) the PyTorch model to run instead of loading the source checkpoint.
         precision: (TensorRT backend) which built engines to use: "fp16", "fp32" or "int8".
         threads: (ONNX Runtime backend) intra-op threads; 0 lets ONNX Runtime choose.
+        device_pipeline: "auto" keeps a frame's data on the GPU where it can (TensorRT, torch on CUDA): one upload
+            of the frame, pre-processing, encoder, head and the exact post-processing on one stream, one download
+            of labels and scores (``runtime/device_pipeline.py``); True requires it, False uses the host path.
 
     Fixed-size graphs: a bundle's image encoder has one input size S. Images are rescaled so the short side is S
     (official test pipeline), so every window is S x S, except for images more than 4:1 elongated, whose short
@@ -64,6 +68,7 @@ class Engine:
         model=None,
         precision: str = "fp16",
         threads: int = 0,
+        device_pipeline="auto",
     ):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -76,9 +81,18 @@ class Engine:
         self.postprocessor = Postprocessor.from_meta(self.meta, mode=mode)  # windows, exact/fast, activation
         self.max_batch = int(max_batch)
         self.backend: Backend = _make_backend(self.meta, backend, device, model, precision, threads)
+        from .device_pipeline import make_device_pipeline
+
+        self._device = make_device_pipeline(self.meta, self.backend, device_pipeline, self.max_batch)
+        self._device_lock = threading.Lock()
+        self._device_vocab = None  # the vocabulary snapshot uploaded to the device pipeline (once per set_classes)
         self.tokenizer = ClipTokenizer(self.meta.file(Files.TOKENIZER), self.meta.context_length)
         self._lock = threading.Lock()
+        # Per-class text-embedding cache: (name, templates) -> [D]. Editing a vocabulary encodes only new names.
         self._cache: "collections.OrderedDict[tuple, np.ndarray]" = collections.OrderedDict()
+        self.text_cache_size = 4096
+        text_axes = self.meta.io.get("text", {}).get("dynamic_axes", {}).get(Names.TOKENS, {})
+        self._trim_tokens = 1 in text_axes  # bundles exported before the dynamic sequence axis run all 77
         self._vocab: Optional[Tuple[Tuple[str, ...], np.ndarray, np.ndarray]] = None
         # Optional per-stage timing hook: a callable ``(stage: str, seconds: float) -> None`` called after each
         # stage ("text_encoder", "preprocess", "image_encoder", "head", "postprocess"). Used by tools/profile.py.
@@ -143,24 +157,60 @@ class Engine:
             self._vocab = (tuple(names), embeddings, bias)
 
     def _embed(self, names: Tuple[str, ...], templates: Tuple[str, ...]) -> np.ndarray:
-        key = (names, templates)
+        """``[C, D]`` class embeddings; only names not already cached for these templates are encoded."""
         with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        with self._stage("text_encoder"):
-            tokens = self.tokenizer(expand_templates(names, templates))  # [C*T, L]
-            chunks = [self.backend.encode_text(tokens[i : i + 256]) for i in range(0, len(tokens), 256)]
-        per_prompt = np.concatenate(chunks, axis=0).reshape(len(names), len(templates), -1)
+            missing = [name for name in dict.fromkeys(names) if (name, templates) not in self._cache]
+        if missing:
+            with self._stage("text_encoder"):
+                fresh = self._encode_classes(missing, templates)
+            with self._lock:
+                for name, row in zip(missing, fresh):
+                    self._cache[(name, templates)] = row
+        with self._lock:
+            rows = []
+            for name in names:
+                row = self._cache.get((name, templates))
+                if row is None:  # evicted by a concurrent set_classes between the two locked sections
+                    row = self._encode_classes([name], templates)[0]
+                else:
+                    self._cache.move_to_end((name, templates))
+                rows.append(row)
+            while len(self._cache) > self.text_cache_size:
+                self._cache.popitem(last=False)
+        return np.ascontiguousarray(np.stack(rows), dtype=np.float32)
+
+    def _encode_classes(self, names: Sequence[str], templates: Tuple[str, ...]) -> np.ndarray:
+        """Text encoder over every (class, template) prompt -> ``[len(names), D]`` (normalise, average, normalise).
+
+        Each prompt runs with its padding trimmed to a length bucket of its own (when the bundle's text graph
+        has a dynamic sequence axis), so a class's embedding does not depend on the other classes' prompts.
+        """
+        tokens = self.tokenizer(expand_templates(names, templates))  # [C*T, L]
+        per_prompt: np.ndarray = np.empty((len(tokens), self.meta.embed_dim), dtype=np.float32)
+        for rows, trimmed in self._token_batches(tokens):
+            per_prompt[rows] = self.backend.encode_text(trimmed)
+        per_prompt = per_prompt.reshape(len(names), len(templates), -1)
         per_prompt /= np.maximum(np.linalg.norm(per_prompt, axis=-1, keepdims=True), 1e-12)
         mean = per_prompt.mean(axis=1)
         mean /= np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
-        mean = np.ascontiguousarray(mean, dtype=np.float32)
-        with self._lock:
-            self._cache[key] = mean
-            while len(self._cache) > 16:
-                self._cache.popitem(last=False)
-        return mean
+        return np.ascontiguousarray(mean, dtype=np.float32)
+
+    def _token_batches(self, tokens: np.ndarray, max_prompts: int = 256):
+        """Yield ``(row indices, tokens[rows, :L])`` chunks of at most ``max_prompts`` prompts.
+
+        With a dynamic sequence axis, prompts are grouped by ``L`` = their own length (start token .. end token)
+        rounded up to a multiple of ``TOKEN_BUCKET``; otherwise every chunk keeps the full context length.
+        """
+        lengths = np.count_nonzero(tokens, axis=1)  # ids after the end token are 0 (padding)
+        if self._trim_tokens:
+            buckets = np.minimum(-(-lengths // TOKEN_BUCKET) * TOKEN_BUCKET, tokens.shape[1])
+        else:
+            buckets = np.full(len(tokens), tokens.shape[1])
+        for length in np.unique(buckets):
+            rows = np.flatnonzero(buckets == length)
+            for start in range(0, len(rows), max_prompts):
+                part = rows[start : start + max_prompts]
+                yield part, np.ascontiguousarray(tokens[part, : int(length)])
 
     # ---- inference --------------------------------------------------------------------------------------
     def __call__(self, image, color_order: str = "bgr"):
@@ -178,6 +228,14 @@ class Engine:
 
     def _segment_one(self, image, color_order, vocab) -> SegmentationResult:
         names, text, bias = vocab
+        if self._device is not None and self.mode == "exact":
+            pipeline.to_rgb_uint8(image, color_order)  # the same input checks and messages as the host path
+            with self._device_lock, self._stage("device_pipeline"):
+                if self._device_vocab is not vocab:  # first frame after set_classes: upload text + bias once
+                    self._device.set_vocabulary(text, bias)
+                    self._device_vocab = vocab
+                labels, scores = self._device(np.ascontiguousarray(image), color_order)
+            return SegmentationResult(labels, scores, list(names), color_order)
         size = self.meta.image_size
         with self._stage("preprocess"):
             rgb = pipeline.to_rgb_uint8(image, color_order)

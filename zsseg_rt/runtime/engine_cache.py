@@ -82,6 +82,8 @@ def axis_ranges(meta: BundleMeta, max_batch: int = 1, opt_classes: int = 20,
         Names.BATCH: (1, int(max_batch), int(max_batch)),
         Names.NUM_CLASSES: (1, int(opt_classes), int(meta.max_classes)),
         Names.NUM_PROMPTS: (1, opt_prompts, int(max_prompts)),
+        # text sequence length (bundles with a dynamic token axis): the runtime trims padding to multiples of 8
+        Names.TOKEN_LENGTH: (1, min(16, int(meta.context_length)), int(meta.context_length)),
     }
 
 

@@ -1,0 +1,41 @@
+// The official exact post-processing of sliding-window inference, fused (reference:
+// zsseg_rt/ops/reference.py::segment_windows). For windows k placed at (y1, y2, x1, x2) in the rescaled image:
+//   window scores  s_k = f(bilinear(logits_k -> head_h x head_w)) - class_bias, cut to the window's extent
+//                        (f = sigmoid or identity; the window's graph input was zero-padded to the head size)
+//   merged         m   = (s_1 + s_2 + ...) / count  where windows overlap, in window order (fp32, as numpy)
+//   output         labels/scores = argmax over classes of bilinear(m -> out_h x out_w) (torch's tie/NaN rules)
+// exactly the order of pipeline.calibrated_window_scores -> merge_windows -> finalize_scores, with the same
+// per-element arithmetic as upsample_cpu and segment_cpu (shared inline functions), so the results are the
+// unfused path's. No [C, H, W] buffer of either size exists: the CPU kernel streams rows, keeping two merged
+// rescaled rows ([C, scaled_w] each) per thread.
+#pragma once
+#include "zsseg/bilinear.h"
+#include "zsseg/common.h"
+
+namespace zsseg {
+
+struct WindowPlacement {
+  int32_t y1, y2, x1, x2;  // in the rescaled image; extent <= the head size
+};
+
+struct SegmentWindowsParams {
+  const void* logits = nullptr;         // [num_windows, classes, in_height, in_width], contiguous, `dtype`
+  DType dtype = DType::Float32;         // Float16: CUDA only; math is fp32
+  int64_t num_windows = 0, classes = 0, in_height = 0, in_width = 0;
+  const WindowPlacement* windows = nullptr;  // [num_windows], HOST memory (read by the launcher)
+  int64_t head_height = 0, head_width = 0;   // per-window resize target (the model's image size)
+  int64_t scaled_height = 0, scaled_width = 0;  // the rescaled image the windows tile
+  int64_t out_height = 0, out_width = 0;        // the output (original image) size
+  const float* class_bias = nullptr;   // [classes] finite, or nullptr; on the logits' device
+  bool apply_sigmoid = true;
+  int32_t* labels = nullptr;           // [out_height, out_width]
+  float* scores = nullptr;             // [out_height, out_width] winning merged value (NaN if NaN won)
+};
+
+// CPU (OpenMP over output rows). Returns false when some rescaled pixel is covered by no window (outputs are
+// then unspecified); the caller validates the windows first, so this is a second line of defence.
+bool segment_windows_cpu(const SegmentWindowsParams& params);
+// CUDA: logits/class_bias/labels/scores are device pointers; windows is host memory copied into the launch.
+CudaStatus segment_windows_cuda(const SegmentWindowsParams& params, Stream stream);
+
+}  // namespace zsseg

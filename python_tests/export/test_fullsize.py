@@ -1,0 +1,46 @@
+"""The full-size ViT-B/16 ZegCLIP bundle: exported, verified and run by ONNX Runtime against PyTorch (slow: a few
+minutes on 2 cores; tools/run_tests.sh runs it, `-m "not slow"` deselects it). Random weights: the exporter and
+ONNX Runtime do not care what the weights are, and no pretrained weights can be downloaded in CI."""
+import os
+
+import numpy as np
+import pytest
+
+from support import VOCAB10
+
+pytestmark = pytest.mark.slow
+
+
+def test_full_size_bundle_onnxruntime_matches_pytorch(tmp_path):
+    torch = pytest.importorskip("torch")
+    import cv2
+
+    from zsseg_rt import Engine
+    from zsseg_rt.assets import sample_image
+    from zsseg_rt.export.onnx_export import export_bundle
+    from zsseg_rt.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("zegclip_vitb16_voc_inductive").eval()
+    photo = str(sample_image("2011_000006.jpg"))
+    bundle = export_bundle(model, str(tmp_path / "vitb16"), max_classes=32, verify_images=[photo])
+    engine = Engine(bundle, classes=VOCAB10, backend="onnxruntime")
+    assert engine.meta.image_size == 512 and engine.meta.embed_dim == 512
+    image = cv2.imread(photo, cv2.IMREAD_COLOR)
+    batch = np.random.default_rng(0).standard_normal((2, 3, 512, 512)).astype(np.float32)
+    ort_features = engine.backend.encode_image(batch)
+    ort_logits = engine.backend.head(engine._vocab[1], ort_features)
+    with torch.no_grad():
+        g, p, grid = model.encode_image(torch.from_numpy(batch))
+        ref_logits = model.decode(torch.from_numpy(engine._vocab[1]), g, p, grid).numpy()
+    scale = float(np.abs(ref_logits).max())
+    # relative tolerance: fp32 re-ordering in a 12-block ViT gives errors proportional to the values' size
+    np.testing.assert_allclose(ort_logits, ref_logits, rtol=0, atol=1e-4 * max(1.0, scale))
+    np.testing.assert_allclose(ort_features["patches"], p.numpy(), rtol=0, atol=1e-4)
+    mutated = ref_logits.copy()
+    mutated[:, 3] += 5e-3 * max(1.0, scale)  # mutation self-check: one class moved by 50x the tolerance is caught
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(ort_logits, mutated, rtol=0, atol=1e-4 * max(1.0, scale))
+    result = engine(image)
+    assert result.labels.shape == image.shape[:2]
+    assert os.path.getsize(os.path.join(bundle, "image_encoder.onnx")) > 300e6  # really the full-size tower

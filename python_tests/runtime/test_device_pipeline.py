@@ -1,0 +1,122 @@
+"""The device-resident pipeline: one upload per frame, one or two downloads, no intermediate copies, and the
+same labels/scores as the Engine's host path. Run here with host memory (NumPy, ONNX Runtime) and with torch
+tensors on the CPU; the CUDA/TensorRT forms share the same code and are exercised by tools/gpu_check.sh."""
+import numpy as np
+import pytest
+
+from zsseg_rt.runtime import Engine
+from zsseg_rt.runtime.device_pipeline import DevicePipeline, OnnxRuntimeExecutor, TorchExecutor
+
+CLASSES = ["person", "bottle", "chair", "sofa", "tv", "cat"]
+
+
+def _frames():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    frames = [np.kron(base, np.ones((40, 40, 1), np.uint8))]  # 480x640: 2 windows after the test resize
+    frames.append(rng.integers(0, 256, (50, 50), dtype=np.uint8))  # gray, one window
+    frames.append(rng.integers(0, 256, (90, 40, 4), dtype=np.uint8))  # RGBA, tall
+    return frames
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_bundle):
+    return Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime")
+
+
+def _check_frame(pipe, engine, frame, color_order="bgr", same_batches=True):
+    pipe.memory.transfers.clear()
+    labels, scores = pipe(frame, color_order=color_order)
+    log = pipe.memory.transfers
+    assert log.count("up") == 1 and [e[1] for e in log.entries if e[0] == "up"] == ["frame"]
+    assert log.nbytes("up") == frame.nbytes
+    assert [e[1] for e in log.entries if e[0] == "down"] == ["labels", "scores"]
+    expected = engine(frame, color_order=color_order)
+    if same_batches:
+        np.testing.assert_array_equal(labels, expected.labels)
+    else:  # fp32 differences of ~1e-7 can flip a pixel where two classes tie within them
+        assert (labels == expected.labels).mean() >= 0.999
+    if same_batches:  # same input bits, same graphs at the same batch size, same ops: bit-identical
+        np.testing.assert_array_equal(scores, expected.scores)
+    else:  # the encoder at another batch size (ONNX Runtime's GEMM blocking) moves scores by a few ulps
+        np.testing.assert_allclose(scores, expected.scores, rtol=0, atol=1e-5)
+    pipe.memory.transfers.clear()
+    labels_only, none = pipe(frame, color_order=color_order, with_scores=False)
+    assert none is None and pipe.memory.transfers.count("down") == 1
+    np.testing.assert_array_equal(labels_only, labels)
+
+
+def test_host_memory_counts_one_upload_and_matches_the_engine(engine):
+    pipe = DevicePipeline(engine.meta, OnnxRuntimeExecutor(engine.backend), max_windows=4)
+    pipe.set_vocabulary(engine._vocab[1], engine._vocab[2])
+    assert [e[1] for e in pipe.memory.transfers.entries] == ["text_embeddings", "class_bias"]
+    for frame in _frames():
+        _check_frame(pipe, engine, frame)
+    _check_frame(pipe, engine, _frames()[0], color_order="rgb")
+
+
+def test_chunks_of_windows_give_the_same_result(engine):
+    pipe = DevicePipeline(engine.meta, OnnxRuntimeExecutor(engine.backend), max_windows=1)
+    pipe.set_vocabulary(engine._vocab[1], engine._vocab[2])
+    _check_frame(pipe, engine, _frames()[0], same_batches=False)
+
+
+def test_torch_tensors_stay_torch_tensors(tiny_bundle, engine):
+    torch = pytest.importorskip("torch")
+    from zsseg_rt.runtime.backends import TorchBackend
+
+    backend = TorchBackend(engine.meta, device="cpu")
+    executor = TorchExecutor(backend)
+    seen = []
+    original = executor.run
+
+    def recording_run(role, inputs):
+        assert all(isinstance(v, torch.Tensor) for v in inputs.values()), role
+        outputs = original(role, inputs)
+        seen.append(role)
+        return outputs
+
+    executor.run = recording_run
+    pipe = DevicePipeline(engine.meta, executor, max_windows=4)
+    pipe.set_vocabulary(engine._vocab[1], engine._vocab[2])
+    _check_frame(pipe, engine, _frames()[0], same_batches=False)  # torch vs ONNX Runtime: fp32 rounding
+    assert seen[-2:] == ["image", "head"]
+
+
+def test_bad_frames_and_missing_vocabulary(engine):
+    pipe = DevicePipeline(engine.meta, OnnxRuntimeExecutor(engine.backend))
+    with pytest.raises(RuntimeError, match="vocabulary"):
+        pipe(_frames()[0])
+    pipe.set_vocabulary(engine._vocab[1], engine._vocab[2])
+    with pytest.raises(TypeError, match="uint8"):
+        pipe(_frames()[0].astype(np.float32))
+    with pytest.raises(ValueError, match="class_bias"):
+        pipe.set_vocabulary(engine._vocab[1], engine._vocab[2][:-1])
+
+
+def test_engine_uses_the_device_pipeline_when_asked(tiny_bundle, engine):
+    pytest.importorskip("torch")
+    dev = Engine(tiny_bundle, classes=CLASSES, backend="torch", device="cpu", device_pipeline=True)
+    assert dev._device is not None
+    frame = _frames()[0]
+    result = dev(frame)
+    memory = dev._device.memory
+    assert [e[1] for e in memory.transfers.entries] == ["text_embeddings", "class_bias", "frame", "labels", "scores"]
+    expected = engine(frame)
+    assert (result.labels == expected.labels).mean() >= 0.999  # torch vs ONNX Runtime fp32
+    np.testing.assert_allclose(result.scores, expected.scores, rtol=0, atol=1e-5)
+    dev.set_classes(CLASSES[:3])
+    memory.transfers.clear()
+    dev(frame)
+    dev(frame)
+    names = [e[1] for e in memory.transfers.entries]
+    assert names.count("text_embeddings") == 1 and names.count("frame") == 2  # vocabulary uploaded once
+
+
+def test_device_pipeline_settings(tiny_bundle):
+    auto = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime")
+    assert auto._device is None  # ONNX Runtime on the host: the host path
+    forced = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device_pipeline=True)
+    assert forced._device.memory.kind == "host"  # the same pipeline on host buffers (its CPU form)
+    with pytest.raises(ValueError, match="device_pipeline"):
+        Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device_pipeline="yes")

@@ -1,0 +1,54 @@
+"""Shared test support: the golden tiny models, a vocabulary that gives several labels, and comparison helpers
+for parity tests with the means to prove that a comparison can fail."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
+# A vocabulary for which the tiny test models give several labels per sample photo (>= 3; asserted by the tests)
+VOCAB10 = ["person", "cat", "dog", "car", "chair", "sofa", "table", "plant", "bottle", "tv"]
+
+
+def golden_tiny_model(family: str = "zegclip"):
+    """The tiny model of the golden fixtures (python_tests/data/golden), imported from its official-layout
+    checkpoint: random but non-degenerate weights (mask logits spread over several units, several classes win),
+    unlike a freshly initialised tiny model whose logits are nearly flat (one label everywhere)."""
+    import zsseg_rt.models as models
+
+    folder, config = {"zegclip": ("zegclip_tiny", "zegclip_tiny_test"), "cliprc": ("cliprc_tiny", "cliprc_tiny_test")}[family]
+    loader = models.load_official_zegclip if family == "zegclip" else models.load_official_cliprc
+    return loader(GOLDEN / folder / "official_tiny.safetensors", config=config, decoder_ffn_dim=128).eval()
+
+
+def assert_segmentations_agree(labels_a, scores_a, labels_b, scores_b, min_agree: float = 0.999,
+                               score_atol: float = 1e-5, what: str = "") -> None:
+    """Labels equal on at least ``min_agree`` of the pixels and winning scores within ``score_atol`` where they
+    agree (fp32 implementations can flip a pixel only where two classes tie within their rounding)."""
+    agree = np.asarray(labels_a) == np.asarray(labels_b)
+    assert agree.mean() >= min_agree, f"{what}: labels agree on {agree.mean():.5f} < {min_agree} of the pixels"
+    diff = np.abs(np.asarray(scores_a, np.float64) - np.asarray(scores_b, np.float64))[agree]
+    assert diff.max(initial=0.0) <= score_atol, f"{what}: winning scores differ by {diff.max():.3e} > {score_atol}"
+
+
+@contextlib.contextmanager
+def perturbed_head(engine, class_index: int, delta: float):
+    """Mutation: ``engine``'s head adds ``delta`` to the logits of one class (the other side stays correct)."""
+    original = engine.backend.head
+
+    def head(text, features):
+        logits = np.array(original(text, features), copy=True)
+        logits[:, class_index] += np.float32(delta)
+        return logits
+
+    engine.backend.head = head
+    try:
+        yield engine
+    finally:
+        engine.backend.head = original
+
+
+def distinct_labels(labels) -> int:
+    return int(len(np.unique(np.asarray(labels))))

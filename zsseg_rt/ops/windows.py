@@ -1,0 +1,47 @@
+"""The official exact multi-window post-processing as one native op (no [C, H, W] buffer of any size)."""
+from __future__ import annotations
+
+from typing import Any, Sequence, Tuple
+
+from ._loader import native_module
+from .masks import _as_native_input
+
+
+def segment_windows(
+    logits: Any,
+    windows: Sequence[Sequence[int]],
+    head_size: Sequence[int],
+    scaled_size: Sequence[int],
+    output_size: Sequence[int],
+    class_bias: Any = None,
+    sigmoid: bool = True,
+    stream: int = 0,
+) -> Tuple[Any, Any]:
+    """Sliding-window scores -> labels, in the official order, fused.
+
+    For window ``k`` at ``(y1, y2, x1, x2)`` of the rescaled image: its logits are resized bilinearly
+    (``align_corners=False``) to ``head_size``, calibrated (``sigmoid`` -> minus ``class_bias``) and cut to the
+    window's extent (the window's graph input was zero-padded to the head size); overlapping windows are
+    averaged; the average is resized bilinearly to ``output_size``; the argmax over classes follows
+    ``torch.argmax`` (lowest index on ties, the first NaN class wins with score NaN). This is exactly
+    ``pipeline.calibrated_window_scores`` -> ``pipeline.merge_windows`` -> ``pipeline.finalize_scores`` (the CPU
+    path uses the same per-element arithmetic, so labels and scores are the unfused path's), with memory
+    O(classes x scaled width) per thread instead of O(classes x scaled height x scaled width).
+
+    Args:
+        logits: ``[n, C, h, w]`` per-window mask logits, float32 (CPU) or float32/float16 (CUDA), C-contiguous.
+        windows: ``n`` placements ``(y1, y2, x1, x2)`` (``pipeline.sliding_windows``); together they must cover
+            the rescaled image; each at most ``head_size``.
+        head_size: ``(S, S)`` the size every window's logits are resized to (the model's image size).
+        scaled_size: ``(H', W')`` the rescaled image the windows tile.
+        output_size: ``(H, W)`` the original image size.
+        class_bias: ``[C]`` float32 on the logits' device, finite, or None.
+        sigmoid: calibrate with the logistic function (ZegCLIP family); False averages raw values.
+        stream: CUDA stream for device inputs; 0 for CPU inputs.
+    Returns:
+        ``(labels [H, W] int32, scores [H, W] float32)``: NumPy arrays, or ``DeviceArray`` for CUDA inputs.
+    """
+    return native_module().segment_windows(
+        _as_native_input(logits), windows.tolist() if hasattr(windows, "tolist") else windows, head_size, scaled_size,
+        output_size, class_bias=_as_native_input(class_bias), sigmoid=bool(sigmoid), stream=stream,
+    )

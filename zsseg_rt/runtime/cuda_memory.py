@@ -1,0 +1,182 @@
+"""CUDA memory for the device-resident pipeline without torch: raw allocations through the CUDA driver (ctypes),
+page-locked host buffers, and on integrated GPUs (Jetson: one DRAM shared by CPU and GPU) zero-copy mapped host
+memory instead of copies. Buffers expose ``__cuda_array_interface__`` so the native ops read and write them in
+place; the TensorRT executor binds them as engine inputs/outputs.
+
+Written against the CUDA driver API and TensorRT 10; never run in this project's CI (no GPU there).
+"""
+from __future__ import annotations
+
+import ctypes
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .device_pipeline import Executor, Memory
+
+_TYPESTR = {np.dtype(np.float32): "<f4", np.dtype(np.float16): "<f2", np.dtype(np.int32): "<i4",
+            np.dtype(np.uint8): "|u1"}
+
+
+class CudaBuffer:
+    """A C-contiguous device array: ``pointer``, ``shape``, ``dtype`` (no ownership: ``CudaMemory`` frees it)."""
+
+    def __init__(self, pointer: int, shape: Sequence[int], dtype, stream: int = 0):
+        self.pointer = int(pointer)
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+        self.stream = int(stream)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.shape, "typestr": _TYPESTR[self.dtype], "data": (self.pointer, False), "version": 3,
+                "strides": None, "stream": self.stream or None}
+
+    def __getitem__(self, item):
+        if not isinstance(item, slice) or item.start not in (None, 0) or item.step not in (None, 1):
+            raise IndexError("CudaBuffer supports only leading slices buffer[:n]")
+        n = min(self.shape[0], item.stop if item.stop is not None else self.shape[0])
+        return CudaBuffer(self.pointer, (n,) + self.shape[1:], self.dtype, self.stream)
+
+
+def _pointer(buffer) -> int:
+    """Device address of a CudaBuffer or of any __cuda_array_interface__ producer (e.g. an op's DeviceArray)."""
+    if isinstance(buffer, CudaBuffer):
+        return buffer.pointer
+    return int(buffer.__cuda_array_interface__["data"][0])
+
+
+class CudaMemory(Memory):
+    """Device buffers from ``cuMemAlloc``, host buffers page-locked, one stream for the whole pipeline.
+
+    Args:
+        driver: a ``CudaDriver`` with a current context.
+        stream: the stream every op is enqueued on (created when 0).
+        zero_copy: "auto" (on when the device reports integrated memory and can map host memory), True, False.
+            With zero-copy the frame and the results live in mapped page-locked host memory that the kernels
+            read and write directly: ``upload``/``download`` then copy nothing over a bus (they are still logged,
+            as "mapped" copies within the one DRAM).
+    """
+
+    kind = "cuda"
+
+    def __init__(self, driver, stream: int = 0, zero_copy="auto", device_index: int = 0):
+        super().__init__()
+        from zsseg_rt.runtime.cuda_driver import ATTR_CAN_MAP_HOST_MEMORY, ATTR_INTEGRATED
+
+        self.driver = driver
+        self.stream = stream or driver.stream_create()
+        if zero_copy == "auto":
+            zero_copy = bool(driver.device_attribute(ATTR_INTEGRATED, device_index)) and bool(
+                driver.device_attribute(ATTR_CAN_MAP_HOST_MEMORY, device_index))
+        self.zero_copy = bool(zero_copy)
+        self._device: List[int] = []
+        self._host: List[int] = []
+        self._mapped: Dict[Tuple[int, int], CudaBuffer] = {}  # (host address, nbytes) -> device view (zero-copy)
+
+    def empty(self, shape, dtype):
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        pointer = self.driver.mem_alloc(nbytes)
+        self._device.append(pointer)
+        return CudaBuffer(pointer, shape, dtype, self.stream)
+
+    def host_buffer(self, shape, dtype):
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        pointer = self.driver.host_alloc(nbytes, mapped=self.zero_copy)
+        self._host.append(pointer)
+        raw = (ctypes.c_uint8 * max(nbytes, 1)).from_address(pointer)
+        array = np.frombuffer(raw, dtype=np.uint8, count=nbytes).view(dtype).reshape(tuple(shape))
+        if self.zero_copy:
+            self._mapped[(pointer, nbytes)] = CudaBuffer(self.driver.host_device_pointer(pointer), shape, dtype,
+                                                         self.stream)
+        return array
+
+    def device_view(self, host: np.ndarray) -> Optional[CudaBuffer]:
+        """The device address of a mapped host buffer (zero-copy), or None."""
+        return self._mapped.get((host.__array_interface__["data"][0], host.nbytes))
+
+    def _copy_up(self, host, buffer):
+        self.driver.copy_to_device(buffer.pointer, host, self.stream)
+
+    def _copy_down(self, buffer, host):
+        self.driver.copy_to_host(host, _pointer(buffer), self.stream)
+
+    def concatenate(self, buffers):
+        first = buffers[0]
+        total = sum(b.shape[0] for b in buffers)
+        out = self.empty((total,) + tuple(first.shape[1:]), first.dtype)
+        offset = 0
+        for b in buffers:
+            self.driver.copy_device_to_device(out.pointer + offset, _pointer(b), b.nbytes, self.stream)
+            offset += b.nbytes
+        return out
+
+    def synchronize(self):
+        self.driver.stream_synchronize(self.stream)
+
+    def activate(self):
+        self.driver.make_current()
+
+    def close(self) -> None:
+        self.synchronize()
+        for pointer in self._device:
+            self.driver.mem_free(pointer)
+        for pointer in self._host:
+            self.driver.host_free(pointer)
+        self._device, self._host, self._mapped = [], [], {}
+
+
+class TensorRTExecutor(Executor):
+    """TensorRT 10 engines run on ``CudaBuffer`` bindings: inputs are bound where they are (the image encoder's
+    output buffers ARE the head's inputs), outputs go to buffers this executor owns (grown on demand), and every
+    graph is enqueued with ``execute_async_v3`` on the memory's stream: no host round trip between graphs.
+
+    ``contexts`` maps a graph role ("image", "head") to a TensorRT ``IExecutionContext`` of its engine.
+    """
+
+    def __init__(self, contexts: Dict[str, object], memory: CudaMemory):
+        self.contexts = contexts
+        self.memory = memory
+        self._outputs: Dict[Tuple[str, str], Tuple[CudaBuffer, int]] = {}
+
+    def _output_buffer(self, role: str, name: str, shape, dtype) -> CudaBuffer:
+        needed = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        current = self._outputs.get((role, name))
+        if current is None or current[1] < needed:
+            buffer = self.memory.empty((max(needed, 1),), np.uint8)
+            current = (buffer, needed)
+            self._outputs[(role, name)] = current
+        return CudaBuffer(current[0].pointer, shape, dtype, self.memory.stream)
+
+    def run(self, role, inputs):
+        context = self.contexts[role]
+        engine = context.engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        import tensorrt as trt  # the executor exists only where TensorRT does
+
+        outputs = {}
+        for name in names:
+            if engine.get_tensor_mode(name) != trt.TensorIOMode.INPUT:
+                continue
+            if name not in inputs:
+                raise KeyError(f"graph {role!r} needs input {name!r}; got {sorted(inputs)}")
+            buffer = inputs[name]
+            if not context.set_input_shape(name, buffer.shape):
+                raise ValueError(f"TensorRT rejected shape {list(buffer.shape)} for input {name!r} of {role!r}")
+            context.set_tensor_address(name, buffer.pointer)
+        for name in names:
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                continue
+            shape = tuple(int(d) for d in context.get_tensor_shape(name))
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            outputs[name] = self._output_buffer(role, name, shape, dtype)
+            context.set_tensor_address(name, outputs[name].pointer)
+        if not context.execute_async_v3(self.memory.stream):
+            raise RuntimeError(f"TensorRT execution of the {role!r} graph failed (see its log)")
+        return outputs

@@ -1,0 +1,353 @@
+"""Device-resident frame pipeline: the frame goes to the device once, labels (and scores if asked) come back once.
+
+    frame (host, uint8) --upload--> ops.preprocess --> image encoder --> head --> fused post-processing
+                                                        (bound buffers: no copies between graphs)
+    labels [H,W] int32 (+ scores) --download--> host
+
+Every stage runs where the buffers live, on one stream: a ``Memory`` says where that is (``HostMemory``: NumPy,
+for CPU runs and tests; ``TorchMemory``: torch tensors on any torch device, exchanged with the native ops through
+DLPack; ``CudaMemory`` in ``cuda_memory.py``: raw CUDA allocations for TensorRT), and an ``Executor`` runs the
+bundle graphs on those buffers (the image encoder's outputs are the head's inputs as they are). The text
+embeddings and per-class bias are uploaded once per vocabulary (``set_vocabulary``).
+
+Every host<->device copy goes through ``Memory.upload`` / ``Memory.download`` and is counted in
+``Memory.transfers``, so tests can prove the count per frame with a recording memory.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from zsseg_rt import ops, pipeline
+from zsseg_rt.bundle import BundleMeta, Names
+
+Buffer = Any  # an array of the Memory's kind (np.ndarray, torch.Tensor, CudaBuffer)
+
+
+@dataclasses.dataclass
+class TransferLog:
+    """Host<->device copies: one entry ``(direction, name, nbytes)`` per copy ("up" or "down")."""
+
+    entries: List[Tuple[str, str, int]] = dataclasses.field(default_factory=list)
+
+    def record(self, direction: str, name: str, nbytes: int) -> None:
+        self.entries.append((direction, name, int(nbytes)))
+
+    def count(self, direction: str) -> int:
+        return sum(1 for d, _, _ in self.entries if d == direction)
+
+    def nbytes(self, direction: str) -> int:
+        return sum(n for d, _, n in self.entries if d == direction)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+class Memory:
+    """Where a pipeline's buffers live. Subclasses allocate, copy and synchronise; copies are logged."""
+
+    kind = "abstract"
+    stream = 0  # the stream every op of the pipeline is enqueued on (CUDA handle as int; 0 elsewhere)
+
+    def __init__(self) -> None:
+        self.transfers = TransferLog()
+
+    def empty(self, shape: Sequence[int], dtype) -> Buffer:
+        raise NotImplementedError
+
+    def host_buffer(self, shape: Sequence[int], dtype) -> np.ndarray:
+        """A host array that copies are fastest from/into (pinned memory on CUDA)."""
+        return np.empty(tuple(shape), dtype=dtype)
+
+    def _copy_up(self, host: np.ndarray, buffer: Buffer) -> None:
+        raise NotImplementedError
+
+    def _copy_down(self, buffer: Buffer, host: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def device_view(self, host: np.ndarray) -> Optional[Buffer]:
+        """The device address of a host buffer from ``host_buffer`` when the device reads host memory directly
+        (zero-copy on integrated GPUs), else None."""
+        return None
+
+    def upload(self, name: str, host: np.ndarray, buffer: Buffer) -> None:
+        """Make ``buffer`` hold ``host``: a copy, or nothing when ``buffer`` is ``host``'s zero-copy view
+        (logged as "mapped")."""
+        view = self.device_view(host)
+        if view is not None and _same_address(view, buffer):
+            self.transfers.record("mapped", name, host.nbytes)
+            return
+        self.transfers.record("up", name, host.nbytes)
+        self._copy_up(host, buffer)
+
+    def download(self, name: str, buffer: Buffer, host: np.ndarray) -> None:
+        view = self.device_view(host)
+        if view is not None and _same_address(view, buffer):
+            self.transfers.record("mapped", name, host.nbytes)
+            return
+        self.transfers.record("down", name, host.nbytes)
+        self._copy_down(buffer, host)
+
+    def concatenate(self, buffers: Sequence[Buffer]) -> Buffer:
+        """Buffers joined along axis 0 on the device (a device-side copy, not a host transfer)."""
+        raise NotImplementedError
+
+    def leading(self, buffer: Buffer, n: int) -> Buffer:
+        """The first ``n`` entries along axis 0, without a copy."""
+        return buffer[:n]
+
+    def synchronize(self) -> None:
+        """Wait for everything enqueued on ``stream``."""
+
+    def activate(self) -> None:
+        """Make this memory's device context current on the calling thread (CUDA driver contexts are per thread)."""
+
+
+def _same_address(a, b) -> bool:
+    return getattr(a, "pointer", None) is not None and a.pointer == getattr(b, "pointer", None)
+
+
+class HostMemory(Memory):
+    """Buffers are NumPy arrays: the 'device' is the host (CPU execution, and recording tests)."""
+
+    kind = "host"
+
+    def empty(self, shape, dtype):
+        return np.empty(tuple(shape), dtype=dtype)
+
+    def _copy_up(self, host, buffer):
+        np.copyto(buffer, host)
+
+    def _copy_down(self, buffer, host):
+        np.copyto(host, buffer)
+
+    def concatenate(self, buffers):
+        return np.concatenate(buffers)
+
+
+class TorchMemory(Memory):
+    """Buffers are torch tensors on ``device`` (CUDA or CPU); the native ops take them through DLPack and are
+    enqueued on torch's current stream. Host buffers are pinned when the device is CUDA."""
+
+    kind = "torch"
+
+    def __init__(self, device) -> None:
+        super().__init__()
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.stream = torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
+
+    def empty(self, shape, dtype):
+        return self.torch.empty(tuple(shape), dtype=_torch_dtype(self.torch, dtype), device=self.device)
+
+    def host_buffer(self, shape, dtype):
+        tensor = self.torch.empty(tuple(shape), dtype=_torch_dtype(self.torch, dtype), pin_memory=self.cuda)
+        return tensor.numpy()
+
+    def _copy_up(self, host, buffer):
+        buffer.copy_(self.torch.from_numpy(host), non_blocking=self.cuda)
+
+    def _copy_down(self, buffer, host):
+        source = buffer if isinstance(buffer, self.torch.Tensor) else self.torch.from_dlpack(buffer)
+        self.torch.from_numpy(host).copy_(source, non_blocking=self.cuda)
+
+    def concatenate(self, buffers):
+        return self.torch.cat(list(buffers))
+
+    def synchronize(self):
+        if self.cuda:
+            self.torch.cuda.current_stream(self.device).synchronize()
+
+
+def _torch_dtype(torch, dtype):
+    return {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16,
+            np.dtype(np.int32): torch.int32, np.dtype(np.uint8): torch.uint8}[np.dtype(dtype)]
+
+
+class Executor:
+    """Runs bundle graphs on a Memory's buffers: ``run(role, inputs) -> outputs`` (names from meta.json's I/O
+    table), enqueued on ``memory.stream``. Outputs are buffers the executor owns; they stay valid until the next
+    ``run`` of the same role, so the image encoder's outputs are passed to the head as they are."""
+
+    memory: Memory
+
+    def run(self, role: str, inputs: Dict[str, Buffer]) -> Dict[str, Buffer]:
+        raise NotImplementedError
+
+
+class DevicePipeline:
+    """One frame in, labels out, with the whole computation on ``executor.memory``'s device.
+
+    Args:
+        meta: the bundle's metadata (sizes, mean/std, windows, test resize, I/O names).
+        executor: runs the bundle's graphs where the buffers live.
+        max_windows: windows per encoder call (the engine's batch profile); larger frames run in chunks.
+    """
+
+    def __init__(self, meta: BundleMeta, executor: Executor, max_windows: int = 4):
+        activation = meta.postprocess.get("activation", "sigmoid")
+        if activation != "sigmoid":
+            raise ValueError(f"the device pipeline runs sigmoid (ZegCLIP-family) bundles; this one uses {activation!r}")
+        self.meta = meta
+        self.executor = executor
+        self.memory = executor.memory
+        self.max_windows = int(max_windows)
+        size = int(meta.image_size)
+        self._image = self.memory.empty((self.max_windows, 3, size, size), np.float32)
+        self._frame: Optional[Buffer] = None
+        self._frame_host: Optional[np.ndarray] = None
+        self._text: Optional[Buffer] = None
+        self._bias: Optional[Buffer] = None
+        self._num_classes = 0
+
+    # ---- vocabulary: uploaded once per set_classes ------------------------------------------------------
+    def set_vocabulary(self, text: np.ndarray, class_bias: np.ndarray) -> None:
+        """Upload ``text [C, D]`` and ``class_bias [C]`` (float32) for every following frame."""
+        text = np.ascontiguousarray(text, dtype=np.float32)
+        bias = np.ascontiguousarray(class_bias, dtype=np.float32).reshape(-1)
+        if text.ndim != 2 or bias.shape != (text.shape[0],):
+            raise ValueError(f"need text [C, D] and class_bias [C], got {list(text.shape)} and {list(bias.shape)}")
+        self._text = self.memory.empty(text.shape, np.float32)
+        self._bias = self.memory.empty(bias.shape, np.float32)
+        self.memory.upload("text_embeddings", text, self._text)
+        self.memory.upload("class_bias", bias, self._bias)
+        self._num_classes = text.shape[0]
+
+    # ---- one frame --------------------------------------------------------------------------------------
+    def _frame_buffers(self, frame: np.ndarray) -> Tuple[np.ndarray, Buffer]:
+        if self._frame_host is None or self._frame_host.shape != frame.shape:
+            self._frame_host = self.memory.host_buffer(frame.shape, np.uint8)
+            view = self.memory.device_view(self._frame_host)  # zero-copy: the kernels read the host buffer
+            self._frame = view if view is not None else self.memory.empty(frame.shape, np.uint8)
+        return self._frame_host, self._frame
+
+    def __call__(self, frame: np.ndarray, color_order: str = "bgr", with_scores: bool = True):
+        """Segment one ``[H, W, C]`` uint8 frame (C = 1, 3 or 4; ``[H, W]`` gray too).
+
+        Returns:
+            ``(labels [H, W] int32, scores [H, W] float32 or None)`` on the host.
+        """
+        if self._text is None:
+            raise RuntimeError("no vocabulary: call set_vocabulary(text, class_bias) first")
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim not in (2, 3):
+            raise TypeError(f"frame must be a uint8 numpy array [H, W, C] or [H, W], got "
+                            f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}")
+        meta = self.meta
+        height, width = frame.shape[:2]
+        scaled = pipeline.preprocess.rescaled_size(height, width, meta.test_scale)
+        windows = pipeline.sliding_windows(scaled[0], scaled[1], meta.crop_size, meta.stride)
+        self.memory.activate()
+        host, device_frame = self._frame_buffers(frame)
+        np.copyto(host, frame)
+        self.memory.upload("frame", host, device_frame)
+        logits = []
+        for start in range(0, len(windows), self.max_windows):
+            chunk = windows[start : start + self.max_windows]
+            batch = self.memory.leading(self._image, len(chunk))
+            ops.preprocess(device_frame, scaled, chunk, meta.image_size, meta.mean, meta.std,
+                           color_order=color_order, out=batch, stream=self.memory.stream)
+            features = self.executor.run("image", {Names.IMAGE: batch})
+            head_inputs = dict(features, **{Names.TEXT_EMBEDDINGS: self._text})
+            logits.append(self.executor.run("head", head_inputs)[Names.MASK_LOGITS])
+        labels, scores = self._postprocess(logits, windows, scaled, (height, width))
+        labels_host = self.memory.host_buffer((height, width), np.int32)
+        self.memory.download("labels", labels, labels_host)
+        scores_host = None
+        if with_scores:
+            scores_host = self.memory.host_buffer((height, width), np.float32)
+            self.memory.download("scores", scores, scores_host)
+        self.memory.synchronize()
+        return labels_host, scores_host
+
+    def _postprocess(self, logits: List[Buffer], windows, scaled_hw, out_hw):
+        """The fused official post-processing of all windows (``ops.segment_windows``) where the logits are."""
+        merged = logits[0] if len(logits) == 1 else self.memory.concatenate(logits)
+        bias = self._bias
+        if self.memory.kind == "host" or (self.memory.kind == "torch" and not getattr(self.memory, "cuda", False)):
+            merged, bias = np.asarray(merged), np.asarray(bias)  # CPU tensors: zero-copy NumPy views
+        size = (self.meta.image_size, self.meta.image_size)
+        return ops.segment_windows(merged, [tuple(w) for w in windows], size, tuple(scaled_hw), tuple(out_hw),
+                                   class_bias=bias, sigmoid=True, stream=self.memory.stream)
+
+
+class OnnxRuntimeExecutor(Executor):
+    """The bundle's graphs with ONNX Runtime on host buffers (``HostMemory``): the CPU form of the pipeline."""
+
+    def __init__(self, backend, memory: Optional[HostMemory] = None):
+        self.backend = backend
+        self.memory = memory if memory is not None else HostMemory()
+
+    def run(self, role, inputs):
+        if role == "image":
+            return self.backend.encode_image(inputs[Names.IMAGE])
+        if role == "head":
+            text = inputs[Names.TEXT_EMBEDDINGS]
+            features = {k: v for k, v in inputs.items() if k != Names.TEXT_EMBEDDINGS}
+            return {Names.MASK_LOGITS: self.backend.head(text, features)}
+        raise ValueError(f"unknown graph role {role!r}")
+
+
+class TorchExecutor(Executor):
+    """The PyTorch graphs of a ``TorchBackend`` on tensors that stay on its device (``TorchMemory``)."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.memory = TorchMemory(backend.device)
+
+    def run(self, role, inputs):
+        torch = self.memory.torch
+        io = self.backend.io
+        with torch.inference_mode():
+            if role == "image":
+                outs = self.backend.image_graph(inputs[Names.IMAGE])
+                return dict(zip(io["image"]["outputs"], outs))
+            if role == "head":
+                names = io["head"]["inputs"][1:]
+                out = self.backend.head_graph(inputs[Names.TEXT_EMBEDDINGS], *(inputs[n] for n in names))
+                return {Names.MASK_LOGITS: out.float().contiguous()}
+        raise ValueError(f"unknown graph role {role!r}")
+
+
+def make_device_pipeline(meta: BundleMeta, backend, setting="auto", max_windows: int = 4) -> Optional[DevicePipeline]:
+    """The device pipeline for ``backend``, or None where the host path is used.
+
+    ``setting``: "auto" (on where the data can stay on a GPU: TensorRT, or torch on CUDA, with a sigmoid bundle
+    and CUDA native ops), True (required: refuse with the reason when impossible), False (host path).
+    """
+    if setting not in ("auto", True, False):
+        raise ValueError(f"device_pipeline must be 'auto', True or False, got {setting!r}")
+    if setting is False:
+        return None
+    reason = None
+    if meta.postprocess.get("activation", "sigmoid") != "sigmoid":
+        reason = "the bundle's post-processing is softmax (training-free family): it runs on the host"
+    elif backend.name == "torch":
+        if backend.device.type != "cuda" and setting == "auto":
+            reason = "the torch backend runs on the CPU"
+    elif backend.name == "tensorrt":
+        if not ops.cuda_available():
+            reason = "zsseg_rt's CUDA ops are not usable here (see zsseg_rt.ops.cuda_available())"
+    elif backend.name == "onnxruntime":
+        if setting == "auto":
+            reason = "ONNX Runtime runs on the host"
+    else:
+        reason = f"backend {backend.name!r} has no device executor"
+    on_gpu = backend.name == "tensorrt" or (backend.name == "torch" and backend.device.type == "cuda")
+    if reason is None and on_gpu and not ops.cuda_available():
+        reason = "zsseg_rt's CUDA ops are not usable here (see zsseg_rt.ops.cuda_available())"
+    if reason is not None:
+        if setting is True:
+            raise RuntimeError(f"device_pipeline=True is not possible: {reason}")
+        return None
+    if backend.name == "torch":
+        executor: Executor = TorchExecutor(backend)
+    elif backend.name == "tensorrt":
+        executor = backend.device_executor()
+    else:
+        executor = OnnxRuntimeExecutor(backend)
+    return DevicePipeline(meta, executor, max_windows=max_windows)
