@@ -1,16 +1,17 @@
 """Shared pytest fixtures."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
-
 from support import golden_tiny_model
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: full-size models (minutes); run by tools/run_tests.sh, deselect with "
-                                       "-m 'not slow'")
+    config.addinivalue_line(
+        "markers", "slow: full-size models (minutes); run by tools/run_tests.sh, deselect with -m 'not slow'"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ Which model runs, in order of preference:
    (export, ONNX verification, tokenizer, Engine, native post-processing) with random weights, labelled as a
    pipeline check on the overlay and in the output.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,11 @@ def _resolve_model(args):
         from zsseg_rt.models.weights import go_offline, hub_endpoint, hub_reachable
 
         if not hub_reachable(timeout=1.5):
-            print(f"[demo] no network: {hub_endpoint()} did not answer within 1.5 s; looking for the CLIP weights "
-                  f"{tag!r} in the local cache only", flush=True)
+            print(
+                f"[demo] no network: {hub_endpoint()} did not answer within 1.5 s; looking for the CLIP weights "
+                f"{tag!r} in the local cache only",
+                flush=True,
+            )
             go_offline()
     try:
         model = create_model(args.method, pretrained=tag)
@@ -100,8 +104,14 @@ def run_demo(args) -> int:
 
         start = time.perf_counter()
         print(f"[demo] exporting + verifying the ONNX bundle -> {bundle_dir}", flush=True)
-        export_bundle(model, bundle_dir, source=source, overwrite=True, verify_images=_sample_images(None)[:1],
-                      extra_meta={"demo_config": bundle_name})
+        export_bundle(
+            model,
+            bundle_dir,
+            source=source,
+            overwrite=True,
+            verify_images=_sample_images(None)[:1],
+            extra_meta={"demo_config": bundle_name},
+        )
         print(f"[demo] bundle ready in {time.perf_counter() - start:.1f}s", flush=True)
     classes = args.classes or ",".join(model.config.class_names)
     engine = Engine(bundle_dir, classes=classes, backend="auto")
@@ -113,8 +123,10 @@ def run_demo(args) -> int:
     cv2.imwrite(out_path, result.overlay(image, alpha=0.5, title=title))
     share = {result.class_names[i]: float((result.labels == i).mean()) for i in result.present_classes()}
     print(f"[demo] {title}")
-    print(f"[demo] {image_path} ({image.shape[1]}x{image.shape[0]}) segmented in {elapsed:.2f}s "
-          f"with backend={engine.backend.name}, {len(result.class_names)} classes")
+    print(
+        f"[demo] {image_path} ({image.shape[1]}x{image.shape[0]}) segmented in {elapsed:.2f}s "
+        f"with backend={engine.backend.name}, {len(result.class_names)} classes"
+    )
     print("[demo] pixels: " + ", ".join(f"{name} {frac:.1%}" for name, frac in list(share.items())[:8]))
     print(f"[demo] overlay written to {out_path}")
     return 0

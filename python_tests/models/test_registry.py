@@ -105,7 +105,9 @@ def test_register_family_extends_registry():
         register_family(entry)
         assert "zz_test_family" in families()
         register_family(entry)  # the same entry again is a no-op
-        other = ModelFamily(name="zz_test_family", config_class="a:b", model_class="a:b", load_config="a:b", create="a:b")
+        other = ModelFamily(
+            name="zz_test_family", config_class="a:b", model_class="a:b", load_config="a:b", create="a:b"
+        )
         with pytest.raises(ValueError, match="already registered"):
             register_family(other)
     finally:

@@ -71,10 +71,13 @@ def test_softmax_from_meta_uses_the_bundle_options():
     pp = Postprocessor.from_meta(meta)
     assert (pp.activation, pp.logit_scale, pp.background_threshold) == ("softmax", 4.0, 0.4)
     labels, scores = pp(logits, windows, (20, 28), (20, 28))
-    parts = [post.window_scores(logits[i : i + 1], HEAD, HEAD, "softmax")[:, :, : w.y2 - w.y1, : w.x2 - w.x1]
-             for i, w in enumerate(windows)]
-    ref = post.softmax_segment(post.merge_windows(parts, windows, (20, 28)), (20, 28), logit_scale=4.0,
-                               background_threshold=0.4)
+    parts = [
+        post.window_scores(logits[i : i + 1], HEAD, HEAD, "softmax")[:, :, : w.y2 - w.y1, : w.x2 - w.x1]
+        for i, w in enumerate(windows)
+    ]
+    ref = post.softmax_segment(
+        post.merge_windows(parts, windows, (20, 28)), (20, 28), logit_scale=4.0, background_threshold=0.4
+    )
     np.testing.assert_array_equal(labels, ref[0])
     np.testing.assert_allclose(scores, ref[1], rtol=1e-6)
     assert (labels == 0).any() and (scores >= 0).all() and (scores <= 1).all()

@@ -5,6 +5,7 @@ Definitions follow mmseg's ``eval_metrics`` as ZegCLIP's ``evaluate`` uses them:
 both the prediction and the ground truth (so it does not count); mIoU(S)/mIoU(U) are the NaN-mean over the
 seen/unseen indices; hIoU = 2*S*U/(S+U) (not computed in the official code); pAcc = correct / valid pixels.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Sequence
@@ -98,8 +99,12 @@ def summarize(cm: ConfusionMatrix, class_names: Sequence[str], unseen: Sequence[
         "unseen": [class_names[i] for i in u],
         "valid_pixels": int(cm.counts.sum()),
         "per_class": {
-            class_names[i]: {"IoU": 100 * float(iou[i]), "Acc": 100 * float(acc[i]), "seen": i not in set(u),
-                             "gt_pixels": int(cm.counts[i].sum())}
+            class_names[i]: {
+                "IoU": 100 * float(iou[i]),
+                "Acc": 100 * float(acc[i]),
+                "seen": i not in set(u),
+                "gt_pixels": int(cm.counts[i].sum()),
+            }
             for i in range(cm.num_classes)
         },
     }

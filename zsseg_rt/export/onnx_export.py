@@ -3,6 +3,7 @@
 The bundle is written into a temporary directory beside the target and renamed into place only after every
 graph passed ``onnx.checker`` and the numerical verification, so a failed export never leaves a partial bundle.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,7 +42,9 @@ def _export_graph(module, args, path, input_names, output_names, dynamic_axes, o
             shapes = {}
             for name, axes in dynamic_axes.items():
                 if name in input_names:
-                    shapes[name] = {axis: dims.setdefault(label, torch.export.Dim(label)) for axis, label in axes.items()}
+                    shapes[name] = {
+                        axis: dims.setdefault(label, torch.export.Dim(label)) for axis, label in axes.items()
+                    }
             with contextlib.redirect_stdout(io.StringIO()):  # the dynamo exporter prints progress lines
                 torch.onnx.export(
                     module,
@@ -96,8 +99,9 @@ def export_graphs(model, out_dir: str, max_classes: int = 256, opset: int = DEFA
     for role, module, args in jobs:
         entry = io[role]
         path = os.path.join(out_dir, GRAPH_FILES[role])
-        _export_graph(module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset,
-                      dynamo=(role == "text"))
+        _export_graph(
+            module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset, dynamo=(role == "text")
+        )
         _check_graph(path)
 
 
@@ -112,8 +116,11 @@ def tensorrt_compatibility(out_dir: str) -> Dict[str, Any]:
     result: Dict[str, Any] = {"checker": "zsseg_rt.export.trt_compat (onnx-tensorrt 10.x operator list)"}
     for role, name in GRAPH_FILES.items():
         report = check_trt_compatibility(os.path.join(out_dir, name))
-        result[role] = {"ok": report.ok, "errors": [str(f) for f in report.errors],
-                        "warnings": [str(f) for f in report.warnings]}
+        result[role] = {
+            "ok": report.ok,
+            "errors": [str(f) for f in report.errors],
+            "warnings": [str(f) for f in report.warnings],
+        }
         if report.errors:
             warnings.warn(f"{name}: TensorRT 10 would likely reject this graph:\n{report.format()}")
     return result

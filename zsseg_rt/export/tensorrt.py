@@ -11,6 +11,7 @@ what those parsers accept.
 an ``engine.json`` beside each engine records those fields, and an engine whose record does not match this
 machine is rebuilt (``build_engines``) or refused (``load_engine``, ``find_engines``), never used silently.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,14 +24,44 @@ import numpy as np
 from zsseg_rt.bundle import load_meta, verify_files
 from zsseg_rt.runtime.cuda_driver import CudaDriver, DeviceInfo
 from zsseg_rt.runtime.engine_cache import (  # noqa: F401  (re-exported: the engine-cache API lives here too)
-    BUILD_RECIPE_VERSION, DEFAULT_MAX_PROMPTS, ENGINE_RECORD, ENGINE_SUFFIX, GRAPH_FILES, PRECISIONS,
-    AxisRange, EngineBuildError, EngineKey, EngineMismatchError, Shape, _atomic_write, _cached_engine_problem,
-    axis_ranges, calibration_batches, calibration_sha256, check_engine, check_engine_platform, engine_path_for,
-    dynamic_input_axes, graph_precision, graph_profile, make_engine_key, preprocess_calibration_image, profile_shapes,
-    read_engine_record, validate_precision, write_engine_record,
+    BUILD_RECIPE_VERSION,
+    DEFAULT_MAX_PROMPTS,
+    ENGINE_RECORD,
+    ENGINE_SUFFIX,
+    GRAPH_FILES,
+    PRECISIONS,
+    AxisRange,
+    EngineBuildError,
+    EngineKey,
+    EngineMismatchError,
+    Shape,
+    _atomic_write,
+    _cached_engine_problem,
+    axis_ranges,
+    calibration_batches,
+    calibration_sha256,
+    check_engine,
+    check_engine_platform,
+    dynamic_input_axes,
+    engine_path_for,
+    graph_precision,
+    graph_profile,
+    make_engine_key,
+    preprocess_calibration_image,
+    profile_shapes,
+    read_engine_record,
+    validate_precision,
+    write_engine_record,
 )
 from zsseg_rt.runtime.tensorrt import (  # noqa: F401  (re-exported: the builder's public API includes the runner)
-    INSTALL_HINT, MIN_TENSORRT, TensorRTRunner, _engine_root, _parse_version, _roles, find_engines, import_tensorrt,
+    INSTALL_HINT,
+    MIN_TENSORRT,
+    TensorRTRunner,
+    _engine_root,
+    _parse_version,
+    _roles,
+    find_engines,
+    import_tensorrt,
     load_engine,
 )
 
@@ -94,8 +125,9 @@ def keep_numerics_in_fp32(network, trt, hops: int = 2) -> List[str]:
         nxt = set()
         for index in frontier:
             for j in range(layers[index].num_outputs):
-                nxt.update(c for c in consumers.get(layers[index].get_output(j).name, [])
-                           if layers[c].type in followers)
+                nxt.update(
+                    c for c in consumers.get(layers[index].get_output(j).name, []) if layers[c].type in followers
+                )
         marked |= nxt
         frontier = nxt
     pinned = []
@@ -176,14 +208,17 @@ class TensorRTToolchain:
         trt = self.trt
         self.cuda.use_primary_context(self.device_index)
         builder = trt.Builder(self.logger)
-        explicit_batch = 0 if _parse_version(self.version)[0] >= 10 else \
-            1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        explicit_batch = (
+            0 if _parse_version(self.version)[0] >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        )
         network = builder.create_network(explicit_batch)
         parser = trt.OnnxParser(network, self.logger)
         if not parser.parse_from_file(job.onnx_path):
             errors = "\n  ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise EngineBuildError(f"TensorRT could not parse {job.onnx_path!r}:\n  {errors}\n"
-                                   "Run zsseg_rt.export.trt_compat.check_trt_compatibility on it for a diagnosis.")
+            raise EngineBuildError(
+                f"TensorRT could not parse {job.onnx_path!r}:\n  {errors}\n"
+                "Run zsseg_rt.export.trt_compat.check_trt_compatibility on it for a diagnosis."
+            )
         config = builder.create_builder_config()
         if job.workspace_bytes:
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(job.workspace_bytes))
@@ -197,8 +232,10 @@ class TensorRTToolchain:
             if calibrator is not None:
                 calibrator.free()
         if serialized is None:
-            raise EngineBuildError(f"TensorRT failed to build {job.onnx_path!r} ({job.key.precision}); see the "
-                                   "TensorRT log above; precision='fp32' or a smaller profile may build")
+            raise EngineBuildError(
+                f"TensorRT failed to build {job.onnx_path!r} ({job.key.precision}); see the "
+                "TensorRT log above; precision='fp32' or a smaller profile may build"
+            )
         if job.timing_cache_path:
             _atomic_write(job.timing_cache_path, bytes(timing_cache.serialize()))
         _atomic_write(job.engine_path, bytes(serialized))
@@ -209,8 +246,10 @@ class TensorRTToolchain:
             tensor = network.get_input(i)
             axes = job.dynamic_axes.get(tensor.name)
             if axes is None:
-                raise EngineBuildError(f"{job.onnx_path!r} has an unexpected input {tensor.name!r}; expected "
-                                       f"{sorted(job.dynamic_axes)}; re-export the bundle")
+                raise EngineBuildError(
+                    f"{job.onnx_path!r} has an unexpected input {tensor.name!r}; expected "
+                    f"{sorted(job.dynamic_axes)}; re-export the bundle"
+                )
             profile.set_shape(tensor.name, *profile_shapes(tensor.name, tuple(tensor.shape), axes, job.ranges))
         return profile
 
@@ -230,8 +269,12 @@ class TensorRTToolchain:
         calib_profile = builder.create_optimization_profile()
         for i in range(network.num_inputs):
             tensor = network.get_input(i)
-            _, _, high = profile_shapes(tensor.name, tuple(tensor.shape), job.dynamic_axes[tensor.name],
-                                        {axis: (1, 1, 1) for axis in job.ranges})
+            _, _, high = profile_shapes(
+                tensor.name,
+                tuple(tensor.shape),
+                job.dynamic_axes[tensor.name],
+                {axis: (1, 1, 1) for axis in job.ranges},
+            )
             calib_profile.set_shape(tensor.name, high, high, high)
         config.set_calibration_profile(calib_profile)
         calibrator = _make_calibrator(trt, self.cuda, job.calibration(), job.calibration_cache_path)
@@ -260,10 +303,20 @@ def timing_cache_path(engine_root: str, tensorrt_version: str, device: DeviceInf
 
 
 # ---------------------------------------------------------------------------------------------- build
-def build_engines(bundle_dir: str, precision: str = "fp16", calibration_images: Optional[Sequence] = None,
-                  max_batch: int = 1, opt_classes: int = 20, workspace_gb: Optional[float] = None,
-                  cache_dir: Optional[str] = None, force: bool = False, *, max_prompts: int = DEFAULT_MAX_PROMPTS,
-                  graphs: Optional[Sequence[str]] = None, toolchain=None) -> Dict[str, str]:
+def build_engines(
+    bundle_dir: str,
+    precision: str = "fp16",
+    calibration_images: Optional[Sequence] = None,
+    max_batch: int = 1,
+    opt_classes: int = 20,
+    workspace_gb: Optional[float] = None,
+    cache_dir: Optional[str] = None,
+    force: bool = False,
+    *,
+    max_prompts: int = DEFAULT_MAX_PROMPTS,
+    graphs: Optional[Sequence[str]] = None,
+    toolchain=None,
+) -> Dict[str, str]:
     """Build (or reuse) TensorRT engines for a bundle's graphs on this machine.
 
     Args:
@@ -302,8 +355,9 @@ def build_engines(bundle_dir: str, precision: str = "fp16", calibration_images: 
         else:
             LOG.info("building %s engine (%s)", role, problem.splitlines()[0])
             verify_files(meta, [key.graph])
-            toolchain.build(_build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device,
-                                       calibration_images))
+            toolchain.build(
+                _build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device, calibration_images)
+            )
             write_engine_record(engine_path, key)
         paths[role] = engine_path
     return paths
@@ -312,8 +366,12 @@ def build_engines(bundle_dir: str, precision: str = "fp16", calibration_images: 
 def _build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device, calibration_images) -> BuildJob:
     int8 = key.precision == "int8"
     return BuildJob(
-        role=role, onnx_path=meta.file(key.graph), engine_path=engine_path, key=key,
-        dynamic_axes=dynamic_input_axes(meta, role), ranges=dict(ranges),
+        role=role,
+        onnx_path=meta.file(key.graph),
+        engine_path=engine_path,
+        key=key,
+        dynamic_axes=dynamic_input_axes(meta, role),
+        ranges=dict(ranges),
         workspace_bytes=int(workspace_gb * (1 << 30)) if workspace_gb else None,
         timing_cache_path=timing_cache_path(root, key.tensorrt_version, device),
         calibration=(lambda: calibration_batches(calibration_images, meta)) if int8 else None,

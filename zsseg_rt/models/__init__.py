@@ -5,20 +5,21 @@ to its config and model classes; ``create_model``/``load_config``/``list_configs
 Public API: ``create_model``, ``load_config``, ``list_configs``, ``load_official_zegclip``, ``load_native``,
 ``ZegCLIP``, ``VocabularyCache``.
 """
+
+from .cliprc import CLIPRC, CLIPRCLoss, create_cliprc
+from .cliprc_config import CLIPRCConfig, load_cliprc_config
+from .cliprc_official import load_official_any, load_official_cliprc
 from .config import ZegCLIPConfig, load_class_names, load_templates, load_zegclip_config
-from .registry import ModelFamily, families, family_of, get_family, list_configs, load_config, register_family
 from .convert import add_convert_command, convert_official, load_native, save_native
 from .factory import create_model, load_model_config
 from .losses import ZegCLIPLoss, zegclip_loss
 from .official import OfficialImportReport, load_official_zegclip
+from .registry import ModelFamily, families, family_of, get_family, list_configs, load_config, register_family
 from .text import VocabularyCache, load_text_embeddings
-from .weights import WeightsError
-from .zegclip import ZegCLIP
-from .cliprc import CLIPRC, CLIPRCLoss, create_cliprc
-from .cliprc_config import CLIPRCConfig, load_cliprc_config
-from .cliprc_official import load_official_any, load_official_cliprc
 from .training_free import TrainingFreeSegmenter, create_training_free_model
 from .training_free_config import TrainingFreeConfig, load_training_free_config
+from .weights import WeightsError
+from .zegclip import ZegCLIP
 
 __all__ = [
     "load_official_any",

@@ -25,6 +25,7 @@ order of the classes does not matter (up to float rounding), the set does.
 and the whole decode head. The bridge tokens (``backbone.region_level_bridge``) are FROZEN, as in the release;
 ``train_region_bridge=True`` in the config trains them (an option, not the official recipe).
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,7 @@ from .cliprc_head import CLIPRCHead
 from .losses import zegclip_loss
 from .zegclip import ZegCLIP
 
-__all__ = ["CLIPRC", "CLIPRCLoss", "recovery_loss", "create_cliprc", "load_clip_weights_cliprc",
-           "CLIPRC_NATIVE_FORMAT"]
+__all__ = ["CLIPRC", "CLIPRCLoss", "recovery_loss", "create_cliprc", "load_clip_weights_cliprc", "CLIPRC_NATIVE_FORMAT"]
 
 CLIPRC_NATIVE_FORMAT = "zsseg_rt.cliprc.v1"
 
@@ -113,8 +113,15 @@ class CLIPRC(ZegCLIP):
                 )
         return self.backbone(images)
 
-    def decode(self, text: torch.Tensor, image_global: torch.Tensor, patches: torch.Tensor,
-               regions: torch.Tensor, grid: Tuple[int, int], return_recovery: bool = False):
+    def decode(
+        self,
+        text: torch.Tensor,
+        image_global: torch.Tensor,
+        patches: torch.Tensor,
+        regions: torch.Tensor,
+        grid: Tuple[int, int],
+        return_recovery: bool = False,
+    ):
         """Mask logits ``[B, C, h, w]``; ``return_recovery`` as in the head.
 
         The text embeddings are used as given, like the official ``combine_token`` (they come L2-normalised from
@@ -187,12 +194,28 @@ class CLIPRCLoss(nn.Module):
     Returns ``loss`` (total), ``loss_mask``, ``loss_dice``, ``recovery_loss_q``, ``recovery_loss_k``, ``num_masks``.
     """
 
-    def __init__(self, pred_size=512, mask_weight=100.0, dice_weight=1.0, focal_alpha=0.25, focal_gamma=2.0,
-                 ignore_index=255, mask_ignore=False, recovery_weight=2.0, model: Optional[CLIPRC] = None):
+    def __init__(
+        self,
+        pred_size=512,
+        mask_weight=100.0,
+        dice_weight=1.0,
+        focal_alpha=0.25,
+        focal_gamma=2.0,
+        ignore_index=255,
+        mask_ignore=False,
+        recovery_weight=2.0,
+        model: Optional[CLIPRC] = None,
+    ):
         super().__init__()
-        self.kw = dict(pred_size=pred_size, mask_weight=mask_weight, dice_weight=dice_weight,
-                       focal_alpha=focal_alpha, focal_gamma=focal_gamma, ignore_index=ignore_index,
-                       mask_ignore=mask_ignore)
+        self.kw = dict(
+            pred_size=pred_size,
+            mask_weight=mask_weight,
+            dice_weight=dice_weight,
+            focal_alpha=focal_alpha,
+            focal_gamma=focal_gamma,
+            ignore_index=ignore_index,
+            mask_ignore=mask_ignore,
+        )
         self.recovery_weight = float(recovery_weight)
         self._model = [model]  # a list: not registered as a submodule
 
@@ -203,8 +226,9 @@ class CLIPRCLoss(nn.Module):
         kw.update(overrides)
         return cls(model=model, **kw)
 
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor,
-                recovery: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
+    def forward(
+        self, logits: torch.Tensor, labels: torch.Tensor, recovery: Optional[Dict[str, torch.Tensor]] = None
+    ) -> Dict[str, torch.Tensor]:
         out = zegclip_loss(logits, labels, **self.kw)
         model = self._model[0]
         if recovery is None and model is not None:

@@ -9,6 +9,7 @@ Configs live beside ZegCLIP's in ``zsseg_rt/models/configs/cliprc_*.json`` and c
 Vocabulary coupling: unlike ZegCLIP, the CLIP-RC decoder updates the keys (image tokens) by attending to ALL
 class queries, so a class's scores depend on the whole vocabulary given at run time (not only on its own text).
 """
+
 from __future__ import annotations
 
 import json

@@ -7,6 +7,7 @@ deep-merged on top of it (tiny test towers, or any other change).
 
 ``mean``/``std`` are ImageNet statistics on the 0-255 scale (the official mmseg ``img_norm_cfg``), RGB order.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,7 +21,14 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 VOCAB_DIR = CONFIG_DIR / "vocab"
 
-__all__ = ["BaseModelConfig", "ZegCLIPConfig", "load_zegclip_config", "load_class_names", "load_templates", "CONFIG_DIR"]
+__all__ = [
+    "BaseModelConfig",
+    "ZegCLIPConfig",
+    "load_zegclip_config",
+    "load_class_names",
+    "load_templates",
+    "CONFIG_DIR",
+]
 
 
 def _read_json(path: Path) -> Dict[str, Any]:
@@ -205,9 +213,7 @@ class ZegCLIPConfig(BaseModelConfig):
         if self.num_prompt_tokens < 0:
             raise ValueError(f"num_prompt_tokens must be >= 0, got {self.num_prompt_tokens}")
         if self.image_size % self.patch_size != 0:
-            raise ValueError(
-                f"image_size {self.image_size} is not a multiple of the patch size {self.patch_size}"
-            )
+            raise ValueError(f"image_size {self.image_size} is not a multiple of the patch size {self.patch_size}")
         if self.embed_dim % self.decoder_heads != 0:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by decoder_heads {self.decoder_heads}")
         if not (0 <= self.num_deep_prompt_layers <= self.layers - 1):

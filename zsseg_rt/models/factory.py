@@ -1,4 +1,5 @@
 """``create_model``: a model of any registered family from a config name/path, optionally with pretrained weights."""
+
 from __future__ import annotations
 
 import os

@@ -12,20 +12,25 @@ Crops whose sides are not multiples of the patch size (only possible for images 
 floored to the patch multiple before the network, which is exactly what the official stride-p patch conv does
 (it ignores the trailing pixels); the scores are still resized to the full window size.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 
 from zsseg_rt.bundle.meta import normalize_class_name
-import torch
 
 __all__ = ["predict", "seen_class_bias"]
 
 
-def seen_class_bias(model, class_names: Sequence[str], seen_classes: Optional[Sequence[int]] = None,
-                    calibration_bias: Optional[float] = None) -> np.ndarray:
+def seen_class_bias(
+    model,
+    class_names: Sequence[str],
+    seen_classes: Optional[Sequence[int]] = None,
+    calibration_bias: Optional[float] = None,
+) -> np.ndarray:
     """``[C]`` float32: ``calibration_bias`` on seen classes, 0 elsewhere.
 
     ``seen_classes`` None: the config's seen classes, matched BY NAME against ``class_names`` (so a custom
@@ -51,8 +56,14 @@ def _group_windows(windows) -> List[List[int]]:
     groups: List[List[int]] = []
     for i, w in enumerate(windows):
         size = (w.y2 - w.y1, w.x2 - w.x1)
-        if groups and (windows[groups[-1][0]].y2 - windows[groups[-1][0]].y1,
-                       windows[groups[-1][0]].x2 - windows[groups[-1][0]].x1) == size:
+        if (
+            groups
+            and (
+                windows[groups[-1][0]].y2 - windows[groups[-1][0]].y1,
+                windows[groups[-1][0]].x2 - windows[groups[-1][0]].x1,
+            )
+            == size
+        ):
             groups[-1].append(i)
         else:
             groups.append([i])
@@ -102,7 +113,9 @@ def predict(
             names = list(cfg.class_names if class_names is None else class_names)
             text_t = model.text_embeddings(names, cfg.templates)
         else:
-            text_t = torch.as_tensor(np.asarray(text, dtype=np.float32) if isinstance(text, np.ndarray) else text).float()
+            text_t = torch.as_tensor(
+                np.asarray(text, dtype=np.float32) if isinstance(text, np.ndarray) else text
+            ).float()
             names = list(class_names) if class_names is not None else None
         model.check_text(text_t)
         if names is not None and len(names) != text_t.shape[0]:
@@ -110,8 +123,12 @@ def predict(
         if names is None and seen_classes is None:
             bias = np.zeros(text_t.shape[0], dtype=np.float32)
         else:
-            bias = seen_class_bias(model, names if names is not None else [str(i) for i in range(text_t.shape[0])],
-                                   seen_classes, calibration_bias)
+            bias = seen_class_bias(
+                model,
+                names if names is not None else [str(i) for i in range(text_t.shape[0])],
+                seen_classes,
+                calibration_bias,
+            )
         text_t = text_t.to(dev)
 
         rgb = pre.to_rgb_uint8(image, color_order)
@@ -133,10 +150,10 @@ def predict(
                 wh, ww = win0.y2 - win0.y1, win0.x2 - win0.x1
                 fh, fw = wh // ph * ph, ww // pw * pw  # official conv floors to the patch grid
                 if fh == 0 or fw == 0:
-                    raise ValueError(
-                        f"window {wh}x{ww} is smaller than one patch ({ph}x{pw}); the image is too small"
-                    )
-                batch = np.stack([chw[:, win.y1 : win.y1 + fh, win.x1 : win.x1 + fw] for win in (windows[i] for i in idx)])
+                    raise ValueError(f"window {wh}x{ww} is smaller than one patch ({ph}x{pw}); the image is too small")
+                batch = np.stack(
+                    [chw[:, win.y1 : win.y1 + fh, win.x1 : win.x1 + fw] for win in (windows[i] for i in idx)]
+                )
                 logits = model(torch.from_numpy(batch).to(dev), text_t).float().cpu().numpy()
                 for j, i in enumerate(idx):
                     logits_rows[i] = logits[j : j + 1]

@@ -4,6 +4,7 @@ Class names -> one prompt per template -> CLIP text tower -> L2-normalise each p
 templates -> L2-normalise again (the official ``get_embedding.ipynb``; with one template this is plain
 normalisation). Output ``[C, D]`` float32.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -145,7 +146,9 @@ class TextEncoder(nn.Module):
         emb = emb.mean(dim=1)
         return F.normalize(emb, dim=-1)
 
-    def encode(self, names: Sequence[str], templates: Sequence[str] = ("a photo of a {}",), use_cache: bool = True) -> torch.Tensor:
+    def encode(
+        self, names: Sequence[str], templates: Sequence[str] = ("a photo of a {}",), use_cache: bool = True
+    ) -> torch.Tensor:
         """Class names -> ``[C, D]`` float32 (normalise / average over templates / renormalise)."""
         names = tuple(validate_class_names(names))
         if isinstance(templates, str):

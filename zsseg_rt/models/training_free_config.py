@@ -15,6 +15,7 @@ clearclip ``softmax(qq^T s)``                   no / no      slide 448/224, shor
 naclip   ``softmax(kk^T s + Omega)`` (Gaussian) no / no      slide 224/112, short side 336, logit scale 40
 ======== ====================================== ============ =================================================
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -184,7 +185,7 @@ def load_training_free_config(
         if path is None:
             bundled = sorted(p.stem for p in CONFIG_DIR.glob("*.json") if training_free_config_path(p) is not None)
             raise FileNotFoundError(
-                f"{str(name_or_path)!r} is not a training-free config (JSON with \"family\": \"{FAMILY}\"); "
+                f'{str(name_or_path)!r} is not a training-free config (JSON with "family": "{FAMILY}"); '
                 f"bundled: {bundled}"
             )
         with open(path, "r", encoding="utf-8") as handle:

@@ -8,6 +8,7 @@ Input rule: ``encode_image`` requires ``H`` and ``W`` to be positive multiples o
 ``ValueError`` otherwise (the official conv silently floors; ``predict`` reproduces that flooring explicitly by
 dropping the trailing rows/columns of a crop that is not a multiple of the patch size).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Loads the native module once and says whether CUDA can be used."""
+
 from __future__ import annotations
 
 import functools

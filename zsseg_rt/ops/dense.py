@@ -8,6 +8,7 @@ copy) and on CUDA for device arrays (torch / CuPy / ``DeviceArray``, float32 or 
 CUDA calls enqueue their kernels on ``stream`` (an integer ``cudaStream_t``; 0 = the default stream) and return
 without synchronising; the returned ``DeviceArray`` carries that stream to its consumers.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional

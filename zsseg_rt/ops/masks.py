@@ -6,10 +6,10 @@ already imported) and CUDA device arrays (torch / CuPy / ``DeviceArray``, float3
 module; the messages name the argument, what was expected and what was given. The NumPy specification of both
 ops is :mod:`zsseg_rt.ops.reference`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence, Tuple
-
 
 from ._arrays import as_native_array as _as_native_input
 from ._loader import native_module
@@ -99,4 +99,3 @@ def segment(
         crop=crop,
         stream=stream,
     )
-

@@ -5,6 +5,9 @@ rescale (keep ratio, short side 512) -> normalise -> 512x512 windows with stride
 [C,h,w] -> bilinear to the head size -> sigmoid -> minus calibration bias -> average overlapping windows ->
 bilinear to the original size -> argmax.
 """
+
+from .postprocess import calibrated_window_scores, finalize_scores, merge_windows, segment_fast, segment_windows_exact
+from .postprocessor import Postprocessor
 from .preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -15,8 +18,6 @@ from .preprocess import (
     sliding_windows,
     to_rgb_uint8,
 )
-from .postprocess import calibrated_window_scores, finalize_scores, merge_windows, segment_fast, segment_windows_exact
-from .postprocessor import Postprocessor
 from .vocabulary import validate_class_names
 
 __all__ = [

@@ -158,11 +158,12 @@ class Postprocessor:
         full_size = all((win.y2 - win.y1, win.x2 - win.x1) == tuple(head_size) for win in windows)
         if self.window_logits == "padded" or full_size:  # (fitted = padded when every window has the head size)
             # one native pass (ops.segment_windows), bit-identical to the composition below, no [C, H, W] buffers
-            labels, scores = post.segment_windows_exact(logits, windows, head_size, scaled_size, output_size, class_bias)
+            labels, scores = post.segment_windows_exact(
+                logits, windows, head_size, scaled_size, output_size, class_bias
+            )
             return labels[None], scores[None]
         parts = [
-            self._window_part(logits[i : i + 1], win, head_size, "sigmoid", class_bias)
-            for i, win in enumerate(windows)
+            self._window_part(logits[i : i + 1], win, head_size, "sigmoid", class_bias) for i, win in enumerate(windows)
         ]
         merged = post.merge_windows(parts, windows, scaled_size)
         return post.finalize_scores(merged, output_size)
@@ -177,8 +178,7 @@ class Postprocessor:
     ) -> Tuple[np.ndarray, np.ndarray]:
         """The training-free official order: average window logits, resize, softmax, thresholds."""
         parts = [
-            self._window_part(logits[i : i + 1], win, self.head_size, "softmax", None)
-            for i, win in enumerate(windows)
+            self._window_part(logits[i : i + 1], win, self.head_size, "softmax", None) for i, win in enumerate(windows)
         ]
         merged = post.merge_windows(parts, windows, scaled_size)
         return post.softmax_segment(merged, output_size, **self._softmax_options(class_bias))

@@ -1,4 +1,5 @@
 """Image pre-processing identical to the official ZegCLIP/mmseg test pipeline, without torch."""
+
 from __future__ import annotations
 
 from typing import List, NamedTuple, Optional, Sequence, Tuple

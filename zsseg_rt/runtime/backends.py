@@ -3,6 +3,7 @@
 Each backend exposes ``encode_image``, ``head`` and ``encode_text`` on NumPy arrays. Only the torch backend
 imports torch, and only when it is chosen.
 """
+
 from __future__ import annotations
 
 import threading
@@ -76,8 +77,10 @@ class OnnxRuntimeBackend(Backend):
         providers = ort_providers(device)
         self.providers = providers
         self._io = meta.io
-        self._sessions = {role: ort.InferenceSession(meta.file(name), options, providers=providers)
-                          for role, name in GRAPH_FILES.items()}
+        self._sessions = {
+            role: ort.InferenceSession(meta.file(name), options, providers=providers)
+            for role, name in GRAPH_FILES.items()
+        }
 
     def encode_image(self, images):
         names = self._io["image"]["outputs"]
@@ -145,8 +148,12 @@ class TensorRTBackend(Backend):
     def encode_text(self, tokens):
         tokens = np.ascontiguousarray(tokens, dtype=np.int32)
         step = self._limit("text", Names.TOKENS)
-        return np.concatenate([self._run("text", {Names.TOKENS: tokens[i : i + step]}, self._io["text"]["outputs"])[0]
-                               for i in range(0, len(tokens), step)])
+        return np.concatenate(
+            [
+                self._run("text", {Names.TOKENS: tokens[i : i + step]}, self._io["text"]["outputs"])[0]
+                for i in range(0, len(tokens), step)
+            ]
+        )
 
 
 class TorchBackend(Backend):

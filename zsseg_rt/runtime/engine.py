@@ -1,4 +1,5 @@
 """``zsseg_rt.Engine``: open-vocabulary segmentation from an export bundle, vocabulary chosen at run time."""
+
 from __future__ import annotations
 
 import collections
@@ -283,7 +284,9 @@ def _make_backend(meta: BundleMeta, backend: str, device: str, model, precision:
             warnings.warn(
                 f"backend='auto': TensorRT cannot be used ({reason}); running the bundle with ONNX Runtime instead "
                 "(slower, fp32). Build engines with `zsseg build-engine`, or pass backend='onnxruntime' to "
-                "silence this.", RuntimeWarning, stacklevel=3,
+                "silence this.",
+                RuntimeWarning,
+                stacklevel=3,
             )
             return OnnxRuntimeBackend(meta, device, threads)
     raise ValueError(f"backend must be 'auto', 'tensorrt', 'onnxruntime' or 'torch', got {backend!r}")

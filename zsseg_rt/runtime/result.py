@@ -1,4 +1,5 @@
 """The result type every backend returns, with colouring and overlay helpers (NumPy + OpenCV)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ class SegmentationResult:
                 cv2.rectangle(canvas, (x, y), (x + line - 4, y + line - 4), tuple(int(c) for c in color), -1)
                 x += line
             cv2.putText(canvas, text, (x, y + line - 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(canvas, text, (x, y + line - 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
-                        cv2.LINE_AA)
+            cv2.putText(
+                canvas, text, (x, y + line - 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+            )
         return canvas

@@ -67,7 +67,6 @@ def import_tensorrt():
     return trt
 
 
-
 def _engine_root(meta: BundleMeta, cache_dir: Optional[str]) -> str:
     return os.path.abspath(cache_dir) if cache_dir else os.path.join(meta.path, Files.ENGINE_DIR)
 
@@ -81,9 +80,15 @@ def _roles(meta: BundleMeta, graphs: Optional[Sequence[str]]) -> List[str]:
     return list(graphs)
 
 
-def find_engines(bundle_dir: str, precision: str = "fp16", cache_dir: Optional[str] = None, *,
-                 graphs: Optional[Sequence[str]] = None, tensorrt_version: Optional[str] = None,
-                 device: Optional[DeviceInfo] = None) -> Dict[str, str]:
+def find_engines(
+    bundle_dir: str,
+    precision: str = "fp16",
+    cache_dir: Optional[str] = None,
+    *,
+    graphs: Optional[Sequence[str]] = None,
+    tensorrt_version: Optional[str] = None,
+    device: Optional[DeviceInfo] = None,
+) -> Dict[str, str]:
     """Engines already built for this bundle, precision, TensorRT version and GPU (any profile; the one with
     the largest profile wins). Never builds.
 
@@ -108,9 +113,15 @@ def find_engines(bundle_dir: str, precision: str = "fp16", cache_dir: Optional[s
 
 def _find_engine(root: str, meta: BundleMeta, role: str, precision: str, version: str, device: DeviceInfo) -> str:
     graph = GRAPH_FILES[role]
-    wanted = {"graph": graph, "onnx_sha256": meta.files.get(graph), "precision": precision,
-              "tensorrt_version": str(version), "gpu_name": device.name, "compute_capability": device.sm,
-              "recipe": BUILD_RECIPE_VERSION}
+    wanted = {
+        "graph": graph,
+        "onnx_sha256": meta.files.get(graph),
+        "precision": precision,
+        "tensorrt_version": str(version),
+        "gpu_name": device.name,
+        "compute_capability": device.sm,
+        "recipe": BUILD_RECIPE_VERSION,
+    }
     candidates, rejected = [], []
     for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         engine_path = os.path.join(root, entry, os.path.splitext(graph)[0] + ENGINE_SUFFIX)
@@ -121,8 +132,11 @@ def _find_engine(root: str, meta: BundleMeta, role: str, precision: str, version
         except EngineMismatchError as exc:
             rejected.append(str(exc))
             continue
-        diffs = [f"{name}={getattr(key, name)!r} (need {value!r})" for name, value in wanted.items()
-                 if getattr(key, name) != value]
+        diffs = [
+            f"{name}={getattr(key, name)!r} (need {value!r})"
+            for name, value in wanted.items()
+            if getattr(key, name) != value
+        ]
         if diffs:
             rejected.append(f"{engine_path}: " + ", ".join(diffs))
             continue
@@ -136,13 +150,20 @@ def _find_engine(root: str, meta: BundleMeta, role: str, precision: str, version
         why = ("\n  - " + "\n  - ".join(rejected)) if rejected else " (no engines in " + repr(root) + ")"
         raise EngineMismatchError(
             f"no usable {precision} TensorRT engine for {graph} on {device.name} (sm {device.sm}) with TensorRT "
-            f"{version}:{why}\nBuild one with `zsseg build-engine {meta.path} --precision {precision}`")
+            f"{version}:{why}\nBuild one with `zsseg build-engine {meta.path} --precision {precision}`"
+        )
     return max(candidates)[1]
 
 
 # ---------------------------------------------------------------------------------------------- load / run
-def load_engine(engine_path: str, expected_key: Optional[EngineKey] = None, *, logger=None,
-                device_index: int = 0, cuda: Optional[CudaDriver] = None):
+def load_engine(
+    engine_path: str,
+    expected_key: Optional[EngineKey] = None,
+    *,
+    logger=None,
+    device_index: int = 0,
+    cuda: Optional[CudaDriver] = None,
+):
     """Deserialise an engine after checking its ``engine.json``.
 
     With ``expected_key`` every key field must match; without it the engine must at least be recorded for this
@@ -158,8 +179,10 @@ def load_engine(engine_path: str, expected_key: Optional[EngineKey] = None, *, l
     with open(engine_path, "rb") as handle:
         engine = runtime.deserialize_cuda_engine(handle.read())
     if engine is None:
-        raise EngineMismatchError(f"TensorRT could not deserialise {engine_path!r} (see its log); rebuild with "
-                                  "`zsseg build-engine <bundle> --force`")
+        raise EngineMismatchError(
+            f"TensorRT could not deserialise {engine_path!r} (see its log); rebuild with "
+            "`zsseg build-engine <bundle> --force`"
+        )
     return engine
 
 
@@ -209,8 +232,10 @@ class TensorRTRunner:
         array = np.ascontiguousarray(array)
         low, _, high = self.input_profile(name)
         if array.ndim != len(low) or any(not lo <= d <= hi for d, lo, hi in zip(array.shape, low, high)):
-            raise ValueError(f"input {name!r} has shape {list(array.shape)}, outside the engine profile "
-                             f"{list(low)}..{list(high)}; split the call or rebuild with a larger profile")
+            raise ValueError(
+                f"input {name!r} has shape {list(array.shape)}, outside the engine profile "
+                f"{list(low)}..{list(high)}; split the call or rebuild with a larger profile"
+            )
         if not self.context.set_input_shape(name, array.shape):
             raise ValueError(f"TensorRT rejected shape {list(array.shape)} for input {name!r}")
         return array
@@ -220,8 +245,10 @@ class TensorRTRunner:
         self._cuda.make_current()  # this thread may not be the one that created the runner
         missing, extra = set(self.input_names) - set(inputs), set(inputs) - set(self.input_names)
         if missing or extra:
-            raise KeyError(f"engine {self.engine_path!r} takes inputs {self.input_names}; missing "
-                           f"{sorted(missing)}, unexpected {sorted(extra)}")
+            raise KeyError(
+                f"engine {self.engine_path!r} takes inputs {self.input_names}; missing "
+                f"{sorted(missing)}, unexpected {sorted(extra)}"
+            )
         host = {name: self._prepare_input(name, inputs[name]) for name in self.input_names}
         for name, array in host.items():
             pointer = self._device_buffer(name, array.nbytes)

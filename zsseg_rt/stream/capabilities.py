@@ -1,4 +1,5 @@
 """What this OpenCV build can do (GStreamer, on-screen windows), with errors that say how to fix it."""
+
 from __future__ import annotations
 
 import functools
