@@ -3,6 +3,7 @@
 This file exists for tools that still look for setup.py; it does not build anything itself.
 Build/install with:  pip install .            (or, for development: pip install --no-build-isolation -e .)
 """
+
 import sys
 
 if __name__ == "__main__":

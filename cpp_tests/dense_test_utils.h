@@ -20,7 +20,9 @@ inline std::vector<float> random_vector(std::size_t count, unsigned seed, float 
 }
 
 // fp32 tolerance for a D-term dot product of O(1) values: rounding grows ~ sqrt(D) * eps * |terms|.
-inline double dot_tolerance(std::int64_t dim) { return 1e-5 * std::sqrt(static_cast<double>(dim)) + 1e-6; }
+inline double dot_tolerance(std::int64_t dim) {
+  return 1e-5 * std::sqrt(static_cast<double>(dim)) + 1e-6;
+}
 
 #ifdef ZSSEG_WITH_CUDA
 template <class T>

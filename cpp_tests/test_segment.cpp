@@ -103,8 +103,8 @@ double upsample_tolerance(const ResizeGeometry& g, const std::vector<float>& x) 
 
 // Labels must match exactly except where the naive top-2 calibrated values are within twice the value error
 // bound (fp32 index math / rounding can swap such classes); scores within that bound too.
-void expect_matches_naive(const SegmentOutput& got, const std::vector<float>& logits,
-                          const std::vector<float>* bias, bool apply_sigmoid, const ResizeGeometry& g) {
+void expect_matches_naive(const SegmentOutput& got, const std::vector<float>& logits, const std::vector<float>* bias,
+                          bool apply_sigmoid, const ResizeGeometry& g) {
   const double score_tol = upsample_tolerance(g, logits) * (apply_sigmoid ? 0.25 : 1.0) + 1e-7;
   size_t i = 0;
   for (int64_t b = 0; b < g.batch; ++b) {
@@ -113,8 +113,8 @@ void expect_matches_naive(const SegmentOutput& got, const std::vector<float>& lo
         const std::vector<double> values = naive_calibrated(logits, bias, apply_sigmoid, g, b, y, x);
         const int32_t want = torch_argmax(values);
         if (got.labels[i] != want) {
-          ASSERT_LT(top2_gap(values), 2 * score_tol) << "label " << got.labels[i] << " != " << want << " at " << b << ","
-                                            << y << "," << x;
+          ASSERT_LT(top2_gap(values), 2 * score_tol)
+              << "label " << got.labels[i] << " != " << want << " at " << b << "," << y << "," << x;
         }
         ASSERT_NEAR(got.scores[i], values[static_cast<size_t>(want)], score_tol) << "at " << b << "," << y << "," << x;
       }
@@ -147,8 +147,8 @@ struct Case {
 };
 
 const Case kCases[] = {
-    {1, 1, 1, 1, 3, 4, 0, 0, 1, 1},      {2, 5, 4, 6, 4, 6, 0, 0, 4, 6},     {1, 12, 7, 5, 19, 23, 0, 0, 7, 5},
-    {2, 9, 20, 17, 6, 5, 0, 0, 20, 17},  {1, 7, 16, 16, 40, 33, 2, 3, 11, 9}, {1, 300, 4, 3, 9, 10, 0, 0, 4, 3},
+    {1, 1, 1, 1, 3, 4, 0, 0, 1, 1},     {2, 5, 4, 6, 4, 6, 0, 0, 4, 6},      {1, 12, 7, 5, 19, 23, 0, 0, 7, 5},
+    {2, 9, 20, 17, 6, 5, 0, 0, 20, 17}, {1, 7, 16, 16, 40, 33, 2, 3, 11, 9}, {1, 300, 4, 3, 9, 10, 0, 0, 4, 3},
 };
 
 ResizeGeometry geometry_of(const Case& k) {

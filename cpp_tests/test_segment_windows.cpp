@@ -83,7 +83,8 @@ void check(const Case& c, std::mt19937& rng) {
   seg.apply_sigmoid = false;
   seg.labels = labels_ref.data();
   seg.scores = scores_ref.data();
-  seg.geometry = zsseg::ResizeGeometry{1, c.classes, c.scaled_h, c.scaled_w, 0, 0, c.scaled_h, c.scaled_w, c.out_h, c.out_w};
+  seg.geometry =
+      zsseg::ResizeGeometry{1, c.classes, c.scaled_h, c.scaled_w, 0, 0, c.scaled_h, c.scaled_w, c.out_h, c.out_w};
   zsseg::segment_cpu(seg);
 
   zsseg::SegmentWindowsParams p;
@@ -109,11 +110,11 @@ void check(const Case& c, std::mt19937& rng) {
 TEST(SegmentWindowsCpu, EqualsTheUnfusedComposition) {
   std::mt19937 rng(7);
   const Case cases[] = {
-      {5, 4, 32, 32, 70, 30, 66, false},   // two windows side by side, downsampled output
-      {3, 3, 16, 50, 50, 77, 81, false},   // 3x3 windows, upsampled output
-      {1, 2, 8, 8, 8, 5, 5, false},        // one window, C = 1
-      {7, 5, 24, 20, 60, 21, 59, false},   // windows smaller than the head (zero-padded inputs)
-      {4, 4, 32, 64, 100, 60, 90, true},   // NaN in one window
+      {5, 4, 32, 32, 70, 30, 66, false},              // two windows side by side, downsampled output
+      {3, 3, 16, 50, 50, 77, 81, false},              // 3x3 windows, upsampled output
+      {1, 2, 8, 8, 8, 5, 5, false},                   // one window, C = 1
+      {7, 5, 24, 20, 60, 21, 59, false},              // windows smaller than the head (zero-padded inputs)
+      {4, 4, 32, 64, 100, 60, 90, true},              // NaN in one window
       {171, 4, 64, 64, 85, 375 / 5, 500 / 5, false},  // the photo case, scaled down
   };
   for (const Case& c : cases) check(c, rng);

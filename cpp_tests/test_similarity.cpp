@@ -25,7 +25,8 @@ void PrintTo(const Case& k, std::ostream* os) {
 }
 
 // out[b, c, n] = scale * <t_c / max(|t_c|, eps), p_n / max(|p_n|, eps)>, in double.
-std::vector<double> naive_similarity(const Case& k, const std::vector<float>& p, const std::vector<float>& t, float scale) {
+std::vector<double> naive_similarity(const Case& k, const std::vector<float>& p, const std::vector<float>& t,
+                                     float scale) {
   auto norm = [&](const float* x) {
     double s = 0;
     for (std::int64_t d = 0; d < k.dim; ++d) s += double(x[d]) * x[d];

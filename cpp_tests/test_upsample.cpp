@@ -61,7 +61,8 @@ std::vector<double> naive_calibrate(std::vector<double> values, const ResizeGeom
   for (size_t i = 0; i < values.size(); ++i) {
     double v = values[i];
     if (apply_sigmoid) v = 1.0 / (1.0 + std::exp(-v));
-    if (class_bias != nullptr) v -= (*class_bias)[static_cast<size_t>((static_cast<int64_t>(i) / plane_size) % g.channels)];
+    if (class_bias != nullptr)
+      v -= (*class_bias)[static_cast<size_t>((static_cast<int64_t>(i) / plane_size) % g.channels)];
     values[i] = v;
   }
   return values;
@@ -122,14 +123,14 @@ struct Case {
 
 std::vector<Case> cases() {
   return {
-      {1, 1, 1, 1, 1, 1, 0, 0, 1, 1},          // 1x1 identity
-      {1, 3, 1, 1, 5, 7, 0, 0, 1, 1},          // 1x1 broadcast
-      {2, 3, 4, 5, 4, 5, 0, 0, 4, 5},          // identity size
-      {1, 2, 8, 8, 32, 32, 0, 0, 8, 8},        // 4x upsampling
-      {2, 3, 7, 5, 19, 23, 0, 0, 7, 5},        // odd ratios, h != w
-      {1, 4, 20, 17, 6, 5, 0, 0, 20, 17},      // downsampling
-      {1, 2, 16, 16, 40, 33, 2, 3, 11, 9},     // crop
-      {2, 5, 12, 10, 3, 50, 1, 0, 10, 10},     // crop, down in H, up in W
+      {1, 1, 1, 1, 1, 1, 0, 0, 1, 1},       // 1x1 identity
+      {1, 3, 1, 1, 5, 7, 0, 0, 1, 1},       // 1x1 broadcast
+      {2, 3, 4, 5, 4, 5, 0, 0, 4, 5},       // identity size
+      {1, 2, 8, 8, 32, 32, 0, 0, 8, 8},     // 4x upsampling
+      {2, 3, 7, 5, 19, 23, 0, 0, 7, 5},     // odd ratios, h != w
+      {1, 4, 20, 17, 6, 5, 0, 0, 20, 17},   // downsampling
+      {1, 2, 16, 16, 40, 33, 2, 3, 11, 9},  // crop
+      {2, 5, 12, 10, 3, 50, 1, 0, 10, 10},  // crop, down in H, up in W
   };
 }
 
@@ -180,8 +181,7 @@ TEST(UpsampleCpu, CalibratedMatchesNaiveLoop) {
         SCOPED_TRACE(testing::Message() << "case in " << k.h << "x" << k.w << " out " << k.out_h << "x" << k.out_w
                                         << " crop " << k.top << "," << k.left << "," << k.crop_h << "," << k.crop_w
                                         << " sigmoid " << apply_sigmoid << " bias " << (class_bias != nullptr));
-        expect_close(run_cpu(input, g, apply_sigmoid, class_bias),
-                     naive_calibrate(plain, g, apply_sigmoid, class_bias),
+        expect_close(run_cpu(input, g, apply_sigmoid, class_bias), naive_calibrate(plain, g, apply_sigmoid, class_bias),
                      calibrated_tolerance(g, input, apply_sigmoid));
       }
     }

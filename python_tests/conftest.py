@@ -1,16 +1,17 @@
 """Shared pytest fixtures."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
-
 from support import golden_tiny_model
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: full-size models (minutes); run by tools/run_tests.sh, deselect with "
-                                       "-m 'not slow'")
+    config.addinivalue_line(
+        "markers", "slow: full-size models (minutes); run by tools/run_tests.sh, deselect with -m 'not slow'"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +27,21 @@ def tiny_bundle(tmp_path_factory):
     model = golden_tiny_model("zegclip")
     native = save_native(model, os.path.join(root, "native"))
     return export_bundle(model, os.path.join(root, "bundle"), max_classes=32, source=str(native), verify_images=())
+
+
+# Test directories whose tiny CPU models run fastest with one torch intra-op thread (training/evaluation loops
+# of many tiny steps, where thread hand-off costs more than it saves).
+SINGLE_TORCH_THREAD_DIRS = ("eval", "train")
+
+
+@pytest.fixture(autouse=True)
+def _single_torch_thread(request):
+    """One torch intra-op thread for the tests under ``SINGLE_TORCH_THREAD_DIRS``; the old count is restored."""
+    if request.node.path.parent.name not in SINGLE_TORCH_THREAD_DIRS:
+        yield
+        return
+    torch = pytest.importorskip("torch")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

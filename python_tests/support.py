@@ -1,5 +1,6 @@
 """Shared test support: the golden tiny models, a vocabulary that gives several labels, and comparison helpers
 for parity tests with the means to prove that a comparison can fail."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,13 +19,16 @@ def golden_tiny_model(family: str = "zegclip"):
     unlike a freshly initialised tiny model whose logits are nearly flat (one label everywhere)."""
     import zsseg_rt.models as models
 
-    folder, config = {"zegclip": ("zegclip_tiny", "zegclip_tiny_test"), "cliprc": ("cliprc_tiny", "cliprc_tiny_test")}[family]
+    folder, config = {"zegclip": ("zegclip_tiny", "zegclip_tiny_test"), "cliprc": ("cliprc_tiny", "cliprc_tiny_test")}[
+        family
+    ]
     loader = models.load_official_zegclip if family == "zegclip" else models.load_official_cliprc
     return loader(GOLDEN / folder / "official_tiny.safetensors", config=config, decoder_ffn_dim=128).eval()
 
 
-def assert_segmentations_agree(labels_a, scores_a, labels_b, scores_b, min_agree: float = 0.999,
-                               score_atol: float = 1e-5, what: str = "") -> None:
+def assert_segmentations_agree(
+    labels_a, scores_a, labels_b, scores_b, min_agree: float = 0.999, score_atol: float = 1e-5, what: str = ""
+) -> None:
     """Labels equal on at least ``min_agree`` of the pixels and winning scores within ``score_atol`` where they
     agree (fp32 implementations can flip a pixel only where two classes tie within their rounding)."""
     agree = np.asarray(labels_a) == np.asarray(labels_b)

@@ -1,4 +1,5 @@
 """The README's main job resolves weights in the documented order and says plainly when there are none."""
+
 import types
 
 import pytest
@@ -9,8 +10,14 @@ from zsseg_rt import demo  # noqa: E402
 
 
 def _args(**over):
-    base = dict(official=None, native=None, clip_weights=None, method="sclip-vitb16",
-                config="zegclip_tiny_test", allow_random_weights=False)
+    base = dict(
+        official=None,
+        native=None,
+        clip_weights=None,
+        method="sclip-vitb16",
+        config="zegclip_tiny_test",
+        allow_random_weights=False,
+    )
     base.update(over)
     return types.SimpleNamespace(**base)
 

@@ -1,5 +1,6 @@
 """tools/profile.py on the tiny bundle (CPU, ONNX Runtime): files written, statistics consistent, stage times
 adding up to the end-to-end time."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,9 +34,27 @@ MIN_STAGE_COVERAGE = 0.85
 @pytest.fixture(scope="module")
 def profile_run(tiny_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("profile")
-    argv = ["--bundle", tiny_bundle, "--classes", "10", "--resolutions", "64x64,128x96", "--batch-sizes", "1,2",
-            "--iters", "12", "--warmup", "2", "--text-iters", "2", "--compare", "onnxruntime:cpu,onnxruntime",
-            "--out", str(out), "--quiet"]
+    argv = [
+        "--bundle",
+        tiny_bundle,
+        "--classes",
+        "10",
+        "--resolutions",
+        "64x64,128x96",
+        "--batch-sizes",
+        "1,2",
+        "--iters",
+        "12",
+        "--warmup",
+        "2",
+        "--text-iters",
+        "2",
+        "--compare",
+        "onnxruntime:cpu,onnxruntime",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert profile_tool.main(argv) == 0
     with open(out / "profile.json", encoding="utf-8") as handle:
         return out, json.load(handle)
@@ -52,8 +71,15 @@ def test_files_written(profile_run):
         rows = list(csv.DictReader(handle))
     # 2 backends x 2 resolutions x 2 batch sizes, 6 rows each, + 2 text-encoder rows
     assert len(rows) == 2 * 2 * 2 * 6 + 2
-    assert {r["stage"] for r in rows} == {"preprocess", "image_encoder", "head", "postprocess", "other",
-                                          "end_to_end", "text_encoder"}
+    assert {r["stage"] for r in rows} == {
+        "preprocess",
+        "image_encoder",
+        "head",
+        "postprocess",
+        "other",
+        "end_to_end",
+        "text_encoder",
+    }
     assert all(float(r["p50_ms"]) >= 0 for r in rows)
 
 
@@ -68,7 +94,7 @@ def test_report_records_system_and_settings(profile_run):
     assert len(report["results"]) == 8
     first = report["results"][0]
     assert (first["precision"], first["resolution"], first["batch"], first["classes"]) == ("fp32", [64, 64], 1, 10)
-    assert first["peak_host_rss_bytes"] > 10 * 2 ** 20
+    assert first["peak_host_rss_bytes"] > 10 * 2**20
     assert first["device_memory"]["bytes"] is None and "CPU" in first["device_memory"]["how"]
 
 
@@ -94,8 +120,7 @@ def test_statistics_are_consistent_and_stages_add_up(profile_run):
 def test_compare_rows(profile_run):
     _, report = profile_run
     rows = report["comparison"]
-    assert len(rows) == 4 and all(r["baseline"] == "onnxruntime:cpu" and r["backend"] == "onnxruntime"
-                                  for r in rows)
+    assert len(rows) == 4 and all(r["baseline"] == "onnxruntime:cpu" and r["backend"] == "onnxruntime" for r in rows)
     res = {(r["backend"], tuple(r["resolution"]), r["batch"], r["classes"]): r for r in report["results"]}
     row = rows[0]
     key = (tuple(row["resolution"]), row["batch"], row["classes"])
@@ -112,11 +137,20 @@ def test_terminal_table(profile_run):
 def test_compare_ratios_on_synthetic_results():
     def result(backend, e2e, stage):
         st = {"p50": stage, "mean": stage}
-        return {"backend": backend, "resolution": [64, 64], "batch": 1, "classes": 3,
-                "end_to_end": {"p50": e2e, "mean": e2e}, "stages": {s: st for s in profile_tool.STAGES}}
+        return {
+            "backend": backend,
+            "resolution": [64, 64],
+            "batch": 1,
+            "classes": 3,
+            "end_to_end": {"p50": e2e, "mean": e2e},
+            "stages": {s: st for s in profile_tool.STAGES},
+        }
+
     rows = profile_tool.compare([result("a", 10.0, 2.0), result("b", 5.0, 1.0), result("c", 20.0, 4.0)])
     assert [(r["backend"], r["speedup_end_to_end_p50"], r["head_latency_ratio_p50"]) for r in rows] == [
-        ("b", 2.0, 0.5), ("c", 0.5, 2.0)]
+        ("b", 2.0, 0.5),
+        ("c", 0.5, 2.0),
+    ]
 
 
 def test_argument_parsing_errors():

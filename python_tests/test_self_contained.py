@@ -1,4 +1,5 @@
 """The repository works on its own: no tracked file other than documentation names a path outside it."""
+
 import re
 import subprocess
 from pathlib import Path
@@ -46,8 +47,9 @@ def test_no_tracked_file_joins_a_sibling_shared_folder():
     for path in _tracked_files():
         if path.suffix == ".py" and path.name != Path(__file__).name:
             text = path.read_text(encoding="utf-8")
-            offenders += [f"{path.relative_to(REPO)}:{i}" for i, line in enumerate(text.splitlines(), 1)
-                          if pattern.search(line)]
+            offenders += [
+                f"{path.relative_to(REPO)}:{i}" for i, line in enumerate(text.splitlines(), 1) if pattern.search(line)
+            ]
     assert not offenders, offenders
 
 
@@ -56,5 +58,8 @@ def test_package_data_is_present():
 
     assert len(assets.sample_images()) == 4
     assert all(assets.sample_label(p.name).is_file() for p in assets.sample_images())
-    assert {p.name for p in assets.TEXT_EMBEDDINGS_DIR.glob("*.npy")} == {"voc12_single.npy", "coco_single.npy",
-                                                                           "coco_multi.npy"}
+    assert {p.name for p in assets.TEXT_EMBEDDINGS_DIR.glob("*.npy")} == {
+        "voc12_single.npy",
+        "coco_single.npy",
+        "coco_multi.npy",
+    }

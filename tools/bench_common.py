@@ -1,4 +1,5 @@
 """Shared pieces of the benchmark scripts: machine description and BENCHMARKS.md section writing."""
+
 from __future__ import annotations
 
 import datetime

@@ -12,6 +12,7 @@ memory: ``torch.cuda.max_memory_allocated`` delta for torch; zsseg_rt allocates 
 ``cudaMallocAsync`` outside torch's allocator, so its outputs' size is reported instead (computed, marked).
 Target (issue 14): every CUDA op within 2x of the best torch equivalent.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,9 +44,14 @@ def _inputs(case: str, device: str, small: bool):
         crop = 64 if small else 512
         scaled = pipeline.preprocess.rescaled_size(h, w, (None, crop))
         windows = pipeline.sliding_windows(scaled[0], scaled[1], crop, crop * 426 // 512)
-        return {"image": image, "scaled": scaled, "windows": [tuple(v) for v in windows], "crop": crop,
-                "mean": torch.tensor(pipeline.preprocess.IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
-                "std": torch.tensor(pipeline.preprocess.IMAGENET_STD, device=device).view(1, 3, 1, 1)}
+        return {
+            "image": image,
+            "scaled": scaled,
+            "windows": [tuple(v) for v in windows],
+            "crop": crop,
+            "mean": torch.tensor(pipeline.preprocess.IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
+            "std": torch.tensor(pipeline.preprocess.IMAGENET_STD, device=device).view(1, 3, 1, 1),
+        }
     if case == "segment_windows_c171":
         classes, scaled, out = 171, ((64, 85) if small else (512, 683)), ((47, 63) if small else (375, 500))
         crop = 64 if small else 512
@@ -53,16 +59,26 @@ def _inputs(case: str, device: str, small: bool):
 
         windows = pipeline.sliding_windows(scaled[0], scaled[1], crop, crop * 426 // 512)
         bias = torch.where(torch.arange(classes) < 156, 0.1, 0.0).to(device)
-        return {"logits": normal(len(windows), classes, crop // 16, crop // 16, std=3.0).contiguous(), "bias": bias,
-                "windows": [tuple(w) for w in windows], "head": (crop, crop), "scaled": scaled, "out": out}
+        return {
+            "logits": normal(len(windows), classes, crop // 16, crop // 16, std=3.0).contiguous(),
+            "bias": bias,
+            "windows": [tuple(w) for w in windows],
+            "head": (crop, crop),
+            "scaled": scaled,
+            "out": out,
+        }
     if case.startswith(("segment", "upsample")):
         seen = int(classes * 0.9)
         bias = torch.where(torch.arange(classes) < seen, 0.1, 0.0).to(device)
         return {"logits": normal(1, classes, grid, grid, std=3.0).contiguous(), "bias": bias, "size": (size, size)}
     if case.startswith("similarity"):
         return {"patches": normal(1, (grid * grid), 512), "text": normal(classes, 512)}
-    return {"text": normal(classes, 512), "image_global": normal(1, 512), "weight": normal(512, 1024, std=1 / 32),
-            "bias": normal(512)}
+    return {
+        "text": normal(classes, 512),
+        "image_global": normal(1, 512),
+        "weight": normal(512, 1024, std=1 / 32),
+        "bias": normal(512),
+    }
 
 
 def _ours(case: str, x, stream: int) -> Callable[[], object]:
@@ -74,8 +90,9 @@ def _ours(case: str, x, stream: int) -> Callable[[], object]:
         mean, std = pipeline.preprocess.IMAGENET_MEAN, pipeline.preprocess.IMAGENET_STD
         return lambda: ops.preprocess(x["image"], x["scaled"], x["windows"], x["crop"], mean, std, stream=stream)
     if case == "segment_windows_c171":
-        return lambda: ops.segment_windows(x["logits"], x["windows"], x["head"], x["scaled"], x["out"],
-                                           class_bias=x["bias"], stream=stream)
+        return lambda: ops.segment_windows(
+            x["logits"], x["windows"], x["head"], x["scaled"], x["out"], class_bias=x["bias"], stream=stream
+        )
     if case.startswith("segment"):
         return lambda: ops.segment(x["logits"], x["size"], class_bias=x["bias"], sigmoid=True, stream=stream)
     if case.startswith("upsample_calibrate"):
@@ -94,6 +111,7 @@ def _torch(case: str, x) -> Callable[[], object]:
     import torch.nn.functional as F
 
     if case == "preprocess":
+
         def prep():  # BGR -> RGB, float bilinear resize, normalise, crop + zero-pad each window
             img = x["image"].flip(-1).permute(2, 0, 1)[None].float()
             img = F.interpolate(img, size=x["scaled"], mode="bilinear", align_corners=False)
@@ -102,8 +120,10 @@ def _torch(case: str, x) -> Callable[[], object]:
             for k, (y1, y2, x1, x2) in enumerate(x["windows"]):
                 out[k, :, : y2 - y1, : x2 - x1] = img[0, :, y1:y2, x1:x2]
             return out
+
         return prep
     if case == "segment_windows_c171":
+
         def windows_run():  # the unfused official order in torch
             total = x["logits"].new_zeros((x["logits"].shape[1],) + tuple(x["scaled"]))
             count = x["logits"].new_zeros(tuple(x["scaled"]))
@@ -114,17 +134,22 @@ def _torch(case: str, x) -> Callable[[], object]:
                 count[y1:y2, x1:x2] += 1
             final = F.interpolate((total / count)[None], size=x["out"], mode="bilinear", align_corners=False)[0]
             return final.max(0)
+
         return windows_run
     if case.startswith("segment"):
+
         def run():
             v = F.interpolate(x["logits"], size=x["size"], mode="bilinear", align_corners=False)
             v = v.sigmoid() - x["bias"][None, :, None, None]
             labels = v.argmax(dim=1)
             return labels, v.gather(1, labels[:, None])
+
         return run
     if case.startswith("upsample_calibrate"):
-        return lambda: torch.sigmoid(F.interpolate(x["logits"], size=x["size"], mode="bilinear",
-                                                   align_corners=False)) - x["bias"][None, :, None, None]
+        return lambda: (
+            torch.sigmoid(F.interpolate(x["logits"], size=x["size"], mode="bilinear", align_corners=False))
+            - x["bias"][None, :, None, None]
+        )
     if case.startswith("upsample"):
         return lambda: F.interpolate(x["logits"], size=x["size"], mode="bilinear", align_corners=False)
     if case == "similarity_norm":
@@ -136,6 +161,7 @@ def _torch(case: str, x) -> Callable[[], object]:
         text, g = x["text"], x["image_global"]
         cat = torch.cat([text[None] * g[:, None], text[None].expand(g.shape[0], -1, -1)], dim=-1)
         return F.linear(cat, x["weight"], x["bias"])
+
     return relation
 
 
@@ -179,8 +205,10 @@ def run(args) -> List[dict]:
     from zsseg_rt import ops
 
     if args.device == "cuda" and not (torch.cuda.is_available() and ops.cuda_available()):
-        sys.exit("bench_cuda: no usable CUDA device (torch.cuda.is_available()=%s, zsseg_rt.ops.cuda_available()=%s)"
-                 % (torch.cuda.is_available(), ops.cuda_available()))
+        sys.exit(
+            "bench_cuda: no usable CUDA device (torch.cuda.is_available()=%s, zsseg_rt.ops.cuda_available()=%s)"
+            % (torch.cuda.is_available(), ops.cuda_available())
+        )
     stream = torch.cuda.current_stream().cuda_stream if args.device == "cuda" else 0
     rows = []
     for case, label in CASES.items():
@@ -197,19 +225,33 @@ def run(args) -> List[dict]:
             torch_ms[name] = statistics.median(_time(fn, args.device, args.warmup, args.repeats))
         best = min(torch_ms, key=torch_ms.get)
         ratio = ours_ms / torch_ms[best]
-        rows.append({"case": case, "description": label, "zsseg_rt_ms": ours_ms, "torch_ms": torch_ms,
-                     "torch_best": best, "ratio_vs_best_torch": ratio, "target": "<= 2x best torch",
-                     "pass": bool(ratio <= 2.0)})
+        rows.append(
+            {
+                "case": case,
+                "description": label,
+                "zsseg_rt_ms": ours_ms,
+                "torch_ms": torch_ms,
+                "torch_best": best,
+                "ratio_vs_best_torch": ratio,
+                "target": "<= 2x best torch",
+                "pass": bool(ratio <= 2.0),
+            }
+        )
     return rows
 
 
 def render(rows: List[dict], device_name: str) -> str:
-    lines = [f"Device: {device_name}", "",
-             "| case | zsseg_rt ms | best torch ms (variant) | zsseg_rt / torch | target <= 2x |",
-             "|---|---:|---:|---:|---|"]
+    lines = [
+        f"Device: {device_name}",
+        "",
+        "| case | zsseg_rt ms | best torch ms (variant) | zsseg_rt / torch | target <= 2x |",
+        "|---|---:|---:|---:|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['description']} | {r['zsseg_rt_ms']:.3f} | {r['torch_ms'][r['torch_best']]:.3f} "
-                     f"({r['torch_best']}) | {r['ratio_vs_best_torch']:.2f} | {'PASS' if r['pass'] else 'MISS'} |")
+        lines.append(
+            f"| {r['description']} | {r['zsseg_rt_ms']:.3f} | {r['torch_ms'][r['torch_best']]:.3f} "
+            f"({r['torch_best']}) | {r['ratio_vs_best_torch']:.2f} | {'PASS' if r['pass'] else 'MISS'} |"
+        )
     return "\n".join(lines)
 
 

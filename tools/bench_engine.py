@@ -9,6 +9,7 @@ C=171.
 
     .venv/bin/python tools/bench_engine.py --write     # updates the "## Engine" section of BENCHMARKS.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
-
 
 _TOOLS = Path(__file__).resolve().parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:

@@ -10,6 +10,7 @@ Method (printed with the results):
 * peak extra memory: Linux VmHWM (peak RSS, reset through /proc/self/clear_refs once the inputs exist)
   minus VmRSS just before the first call, i.e. everything the call itself allocates (outputs included).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
-
 
 _TOOLS = Path(__file__).resolve().parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
@@ -48,6 +48,7 @@ CASES: Dict[str, Tuple[str, str]] = {
 
 # ---- inputs and the two sides of every case (run inside the worker subprocess) ------------------------
 
+
 def _inputs(case: str):
     import numpy as np
 
@@ -61,12 +62,16 @@ def _inputs(case: str):
             bias = rng.uniform(0.0, 0.2, classes).astype(np.float32)
         return {"logits": logits, "bias": bias, "size": (512, 512)}
     if case.startswith("similarity"):
-        return {"patches": rng.normal(0, 1, (1, 1024, 512)).astype(np.float32),
-                "text": rng.normal(0, 1, (171, 512)).astype(np.float32)}
-    return {"text": rng.normal(0, 1, (171, 512)).astype(np.float32),
-            "image_global": rng.normal(0, 1, (1, 512)).astype(np.float32),
-            "weight": (rng.normal(0, 1, (512, 1024)) / 32).astype(np.float32),
-            "bias": rng.normal(0, 1, 512).astype(np.float32)}
+        return {
+            "patches": rng.normal(0, 1, (1, 1024, 512)).astype(np.float32),
+            "text": rng.normal(0, 1, (171, 512)).astype(np.float32),
+        }
+    return {
+        "text": rng.normal(0, 1, (171, 512)).astype(np.float32),
+        "image_global": rng.normal(0, 1, (1, 512)).astype(np.float32),
+        "weight": (rng.normal(0, 1, (512, 1024)) / 32).astype(np.float32),
+        "bias": rng.normal(0, 1, 512).astype(np.float32),
+    }
 
 
 def _ours(case: str, x) -> Callable[[], object]:
@@ -91,16 +96,20 @@ def _torch(case: str, x) -> Callable[[], object]:
 
     t = {k: torch.from_numpy(v) for k, v in x.items() if hasattr(v, "shape")}
     if case.startswith("segment"):
+
         def run():
             v = F.interpolate(t["logits"], size=x["size"], mode="bilinear", align_corners=False)
             v = v.sigmoid() - t["bias"][None, :, None, None]
             labels = v.argmax(dim=1)
             return labels, v.gather(1, labels[:, None])
+
         return run
     if case.startswith("upsample_calibrate"):
+
         def calibrate():
             v = F.interpolate(t["logits"], size=x["size"], mode="bilinear", align_corners=False)
             return torch.sigmoid(v) - t["bias"][None, :, None, None]
+
         return calibrate
     if case.startswith("upsample"):
         return lambda: F.interpolate(t["logits"], size=x["size"], mode="bilinear", align_corners=False)
@@ -113,6 +122,7 @@ def _torch(case: str, x) -> Callable[[], object]:
         text, g = t["text"], t["image_global"]
         cat = torch.cat([text[None] * g[:, None], text[None].expand(g.shape[0], -1, -1)], dim=-1)
         return F.linear(cat, t["weight"], t["bias"])
+
     return relation
 
 
@@ -149,10 +159,22 @@ def _worker(case: str, side: str, threads: int, warmup: int, repeats: int) -> di
 
 # ---- driver ------------------------------------------------------------------------------------------
 
+
 def run_side(case: str, side: str, args) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(REPO))
-    cmd = [sys.executable, __file__, "--worker", case, side, "--threads", str(args.threads),
-           "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        case,
+        side,
+        "--threads",
+        str(args.threads),
+        "--warmup",
+        str(args.warmup),
+        "--repeats",
+        str(args.repeats),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
@@ -166,8 +188,14 @@ def verdict(kind: str, ours: dict, torch_side: dict) -> str:
     mem_ratio = ours["peak_extra_mb"] / max(torch_side["peak_extra_mb"], 1e-9)
     if kind == "segment":
         ok = speedup >= 5 and mem_ratio <= 0.1
-        why = [] if ok else [f"speed-up {speedup:.1f}x < 5x" if speedup < 5 else "",
-                             f"memory ratio {mem_ratio:.2f} > 0.1" if mem_ratio > 0.1 else ""]
+        why = (
+            []
+            if ok
+            else [
+                f"speed-up {speedup:.1f}x < 5x" if speedup < 5 else "",
+                f"memory ratio {mem_ratio:.2f} > 0.1" if mem_ratio > 0.1 else "",
+            ]
+        )
         return ("PASS" if ok else "MISS: " + "; ".join(w for w in why if w)) + " (target >= 5x, <= 1/10 memory)"
     if kind == "similarity":
         ok = ours["median_ms"] <= 1.5 * torch_side["median_ms"]

@@ -11,6 +11,7 @@ fresh subprocess: median time of --repeats calls after a warm-up, and peak extra
 
     .venv/bin/python tools/bench_postprocess.py --write    # updates the "## Exact post-processing" section
 """
+
 from __future__ import annotations
 
 import argparse
@@ -108,8 +109,12 @@ def main() -> None:
             rgb = pipeline.to_rgb_uint8(image, "bgr")
             chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
             windows = pipeline.sliding_windows(chw.shape[1], chw.shape[2], meta.crop_size, meta.stride)
-            crops = np.stack([pipeline.pad_to_multiple(chw[:, w.y1 : w.y2, w.x1 : w.x2], meta.patch_size,
-                                                       (meta.image_size,) * 2) for w in windows])
+            crops = np.stack(
+                [
+                    pipeline.pad_to_multiple(chw[:, w.y1 : w.y2, w.x1 : w.x2], meta.patch_size, (meta.image_size,) * 2)
+                    for w in windows
+                ]
+            )
             encoder = []
             for _ in range(3):
                 start = time.perf_counter()
@@ -117,38 +122,69 @@ def main() -> None:
                 encoder.append(time.perf_counter() - start)
             logits = engine.backend.head(engine._vocab[1], features)
             npz = os.path.join(tmp, f"c{len(names)}.npz")
-            np.savez(npz, logits=logits, bias=engine._vocab[2], windows=np.array([tuple(w) for w in windows]),
-                     head=np.array([meta.image_size] * 2), scaled=np.array(chw.shape[1:]), out=np.array(image.shape[:2]))
+            np.savez(
+                npz,
+                logits=logits,
+                bias=engine._vocab[2],
+                windows=np.array([tuple(w) for w in windows]),
+                head=np.array([meta.image_size] * 2),
+                scaled=np.array(chw.shape[1:]),
+                out=np.array(image.shape[:2]),
+            )
             sides = {}
             for side in ("unfused", "fused"):
                 env = dict(os.environ, PYTHONPATH=str(REPO))
-                proc = subprocess.run([sys.executable, __file__, "--worker", npz, side, "--repeats", str(args.repeats)],
-                                      capture_output=True, text=True, env=env, timeout=1200, check=True)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--worker", npz, side, "--repeats", str(args.repeats)],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=1200,
+                    check=True,
+                )
                 sides[side] = json.loads(proc.stdout.strip().splitlines()[-1])
-            same = np.array_equal(np.load(npz.replace(".npz", "_unfused_labels.npy")),
-                                  np.load(npz.replace(".npz", "_fused_labels.npy")))
-            rows.append({"classes": len(names), "windows": len(windows), "scaled": chw.shape[1:],
-                         "encoder_ms": 1e3 * statistics.median(encoder), **{f"{k}_{m}": v[m] for k, v in sides.items()
-                                                                           for m in v}, "labels_identical": same})
-    lines = [SECTION, "", "Regenerate: `.venv/bin/python tools/bench_postprocess.py --write`", "",
-             *machine_description(args.threads),
-             f"- Photo 2011_000006.jpg 500x375 -> rescaled {rows[0]['scaled'][1]}x{rows[0]['scaled'][0]}, "
-             f"{rows[0]['windows']} windows; full-size ZegCLIP ViT-B/16 bundle (random weights), ONNX Runtime CPU; "
-             f"post-processing median of {args.repeats} calls, each side in its own process.",
-             "", "| C | image encoder ms (2 windows) | unfused post ms | fused post ms | speed-up | post / encoder: "
-             "unfused -> fused | peak extra MB: unfused -> fused | labels identical | targets |",
-             "|---:|---:|---:|---:|---:|---|---|---|---|"]
+            same = np.array_equal(
+                np.load(npz.replace(".npz", "_unfused_labels.npy")), np.load(npz.replace(".npz", "_fused_labels.npy"))
+            )
+            rows.append(
+                {
+                    "classes": len(names),
+                    "windows": len(windows),
+                    "scaled": chw.shape[1:],
+                    "encoder_ms": 1e3 * statistics.median(encoder),
+                    **{f"{k}_{m}": v[m] for k, v in sides.items() for m in v},
+                    "labels_identical": same,
+                }
+            )
+    lines = [
+        SECTION,
+        "",
+        "Regenerate: `.venv/bin/python tools/bench_postprocess.py --write`",
+        "",
+        *machine_description(args.threads),
+        f"- Photo 2011_000006.jpg 500x375 -> rescaled {rows[0]['scaled'][1]}x{rows[0]['scaled'][0]}, "
+        f"{rows[0]['windows']} windows; full-size ZegCLIP ViT-B/16 bundle (random weights), ONNX Runtime CPU; "
+        f"post-processing median of {args.repeats} calls, each side in its own process.",
+        "",
+        "| C | image encoder ms (2 windows) | unfused post ms | fused post ms | speed-up | post / encoder: "
+        "unfused -> fused | peak extra MB: unfused -> fused | labels identical | targets |",
+        "|---:|---:|---:|---:|---:|---|---|---|---|",
+    ]
     for r in rows:
         enc, old, new = r["encoder_ms"], r["unfused_median_ms"], r["fused_median_ms"]
         mem_old, mem_new = r["unfused_peak_extra_mb"], r["fused_peak_extra_mb"]
         if r["classes"] == 171:
-            target = (f"post <= 5 % of encoder: {'PASS' if new <= 0.05 * enc else 'MISS'}; memory <= 1/20: "
-                      f"{'PASS' if mem_new <= mem_old / 20 else 'MISS'}")
+            target = (
+                f"post <= 5 % of encoder: {'PASS' if new <= 0.05 * enc else 'MISS'}; memory <= 1/20: "
+                f"{'PASS' if mem_new <= mem_old / 20 else 'MISS'}"
+            )
         else:
             target = f"no slower than before: {'PASS' if new <= old else 'MISS'}"
-        lines.append(f"| {r['classes']} | {enc:.0f} | {old:.1f} | {new:.1f} | {old / new:.1f}x | "
-                     f"{100 * old / enc:.1f} % -> {100 * new / enc:.1f} % | {mem_old:.1f} -> {mem_new:.1f} | "
-                     f"{'yes' if r['labels_identical'] else 'NO'} | {target} |")
+        lines.append(
+            f"| {r['classes']} | {enc:.0f} | {old:.1f} | {new:.1f} | {old / new:.1f}x | "
+            f"{100 * old / enc:.1f} % -> {100 * new / enc:.1f} % | {mem_old:.1f} -> {mem_new:.1f} | "
+            f"{'yes' if r['labels_identical'] else 'NO'} | {target} |"
+        )
     lines.append("")
     text = "\n".join(lines)
     print(text)

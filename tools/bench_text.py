@@ -8,6 +8,7 @@ the bundle's single template. Each timing is the median of --repeats runs in thi
 
     .venv/bin/python tools/bench_text.py --write     # updates the "## Vocabulary" section of BENCHMARKS.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,16 @@ def _measure(engine, names, templates, repeats: int) -> dict:
         engine.set_classes(names, templates=templates)
 
     add_ms = _median_ms(add_one, repeats)
-    return {"templates": len(templates), "prompts": len(tokens), "lengths": f"{lengths.min()}..{lengths.max()} of 77",
-            "full_ms": full_ms, "trimmed_ms": trimmed_ms, "max_diff": max_diff, "cold_ms": cold_ms, "add_ms": add_ms}
+    return {
+        "templates": len(templates),
+        "prompts": len(tokens),
+        "lengths": f"{lengths.min()}..{lengths.max()} of 77",
+        "full_ms": full_ms,
+        "trimmed_ms": trimmed_ms,
+        "max_diff": max_diff,
+        "cold_ms": cold_ms,
+        "add_ms": add_ms,
+    }
 
 
 def main() -> None:
@@ -94,7 +103,10 @@ def main() -> None:
         for templates in (("a photo of a {}.",), tuple(engine.meta.templates)):
             rows.append(_measure(engine, names, templates, args.repeats))
     lines = [
-        SECTION, "", "Regenerate: `.venv/bin/python tools/bench_text.py --write`", "",
+        SECTION,
+        "",
+        "Regenerate: `.venv/bin/python tools/bench_text.py --write`",
+        "",
         *machine_description(args.threads),
         f"- Vocabulary: the {len(names)} COCO-Stuff names; median of {args.repeats} runs. Before: every prompt padded "
         "to 77 tokens, chunks of 256 prompts (the Engine until this change). After: prompts grouped by their own "
@@ -105,10 +117,16 @@ def main() -> None:
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['templates']} | {r['prompts']} | {r['lengths']} | {r['full_ms']:.0f} | {r['trimmed_ms']:.0f} | "
-                     f"{r['full_ms'] / r['trimmed_ms']:.1f}x | {r['max_diff']:.1e} | {r['cold_ms']:.0f} | {r['add_ms']:.0f} |")
-    lines += ["", "Trimming is exact up to fp32 rounding (CLIP's causal mask: the end token's output does not depend "
-              "on the padding after it); adding one class encodes only that class's prompts.", ""]
+        lines.append(
+            f"| {r['templates']} | {r['prompts']} | {r['lengths']} | {r['full_ms']:.0f} | {r['trimmed_ms']:.0f} | "
+            f"{r['full_ms'] / r['trimmed_ms']:.1f}x | {r['max_diff']:.1e} | {r['cold_ms']:.0f} | {r['add_ms']:.0f} |"
+        )
+    lines += [
+        "",
+        "Trimming is exact up to fp32 rounding (CLIP's causal mask: the end token's output does not depend "
+        "on the padding after it); adding one class encodes only that class's prompts.",
+        "",
+    ]
     text = "\n".join(lines)
     print(text)
     if args.write:

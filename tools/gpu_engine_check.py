@@ -12,6 +12,7 @@ Usage (on a CUDA machine; tools/gpu_check.sh runs it):
    Engine through its stage hook; target (issue 14): post-processing <= 3 % of the image-encoder time at C=171.
 Writes ``engine_check.json`` into ``--out`` and prints a summary. Exit code 1 when a check fails.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,9 @@ def _export(config: str, out_dir: Path, max_classes: int, scale_weights: bool) -
                 if "decode_head" in name or "head" in name.split(".")[0]:
                     param.mul_(3.0)
     native = save_native(model, str(out_dir / f"{config}_native"))
-    return export_bundle(model, str(out_dir / f"{config}_bundle"), max_classes=max_classes, source=str(native),
-                         verify_images=())
+    return export_bundle(
+        model, str(out_dir / f"{config}_bundle"), max_classes=max_classes, source=str(native), verify_images=()
+    )
 
 
 def check_labels(bundle: str, device: str, images) -> dict:
@@ -68,9 +70,14 @@ def check_labels(bundle: str, device: str, images) -> dict:
     for path in images:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         a, b = gpu(image), cpu(image)
-        rows.append({"image": path.name, "labels_equal": float((a.labels == b.labels).mean()),
-                     "max_score_diff": float(np.abs(a.scores - b.scores).max()),
-                     "distinct_labels": int(len(np.unique(b.labels)))})
+        rows.append(
+            {
+                "image": path.name,
+                "labels_equal": float((a.labels == b.labels).mean()),
+                "max_score_diff": float(np.abs(a.scores - b.scores).max()),
+                "distinct_labels": int(len(np.unique(b.labels))),
+            }
+        )
     worst = min(r["labels_equal"] for r in rows)
     return {"rows": rows, "worst_labels_equal": worst, "pass": bool(worst >= 0.999)}
 
@@ -90,9 +97,15 @@ def time_stages(bundle: str, device: str, image_path: Path, classes: int, frames
     per_frame = {k: sum(v) / frames for k, v in stages.items()}
     encoder = per_frame.get("image_encoder", float("nan"))
     post = per_frame.get("postprocess", float("nan"))
-    return {"classes": classes, "frames": frames, "ms_per_frame_by_stage": per_frame,
-            "post_over_encoder": post / encoder, "median_frame_ms": statistics.median(
-                [sum(stages[k][i] for k in stages if k != "text_encoder" and i < len(stages[k])) for i in range(frames)])}
+    return {
+        "classes": classes,
+        "frames": frames,
+        "ms_per_frame_by_stage": per_frame,
+        "post_over_encoder": post / encoder,
+        "median_frame_ms": statistics.median(
+            [sum(stages[k][i] for k in stages if k != "text_encoder" and i < len(stages[k])) for i in range(frames)]
+        ),
+    }
 
 
 def main() -> None:
@@ -114,12 +127,17 @@ def main() -> None:
             photo = next(p for p in images if p.name == PHOTO)
             report["timing"] = [time_stages(full, args.device, photo, c, args.frames) for c in (20, 171)]
             c171 = report["timing"][1]
-            report["post_target"] = {"post_over_encoder_c171": c171["post_over_encoder"], "target": 0.03,
-                                     "pass": bool(c171["post_over_encoder"] <= 0.03)}
+            report["post_target"] = {
+                "post_over_encoder_c171": c171["post_over_encoder"],
+                "target": 0.03,
+                "pass": bool(c171["post_over_encoder"] <= 0.03),
+            }
     (out / "engine_check.json").write_text(json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items() if k != "labels"}, indent=2))
-    print(f"labels: worst share equal {report['labels']['worst_labels_equal']:.5f} over {len(images)} photos "
-          f"({'PASS' if report['labels']['pass'] else 'FAIL'}, target >= 0.999)")
+    print(
+        f"labels: worst share equal {report['labels']['worst_labels_equal']:.5f} over {len(images)} photos "
+        f"({'PASS' if report['labels']['pass'] else 'FAIL'}, target >= 0.999)"
+    )
     ok = report["labels"]["pass"] and report.get("post_target", {}).get("pass", True)
     sys.exit(0 if ok else 1)
 

@@ -23,6 +23,7 @@ Outputs (in --out): profile.json, profile.csv, profile.png (stage breakdown + la
 Agg backend), and a table on the terminal. The JSON records the system (CPU/GPU, Jetson power mode, ONNX
 Runtime / TensorRT / CUDA versions), precision, input size and class count.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,9 +57,15 @@ def percentiles(values_s: Sequence[float]) -> Dict[str, float]:
     arr = np.asarray(values_s, dtype=np.float64) * 1000.0
     if arr.size == 0:
         return {k: float("nan") for k in ("p50", "p90", "p99", "mean", "std", "min", "max")}
-    return {"p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)),
-            "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "std": float(arr.std()),
-            "min": float(arr.min()), "max": float(arr.max())}
+    return {
+        "p50": float(np.percentile(arr, 50)),
+        "p90": float(np.percentile(arr, 90)),
+        "p99": float(np.percentile(arr, 99)),
+        "mean": float(arr.mean()),
+        "std": float(arr.std()),
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+    }
 
 
 def _proc_status(key: str) -> Optional[int]:
@@ -85,7 +92,7 @@ def reset_peak_rss() -> bool:
 def peak_rss_bytes() -> Optional[int]:
     value = _proc_status("VmHWM")
     if value is None:
-        import resource  # noqa: WPS433
+        import resource
 
         value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     return value
@@ -203,8 +210,13 @@ def gpu_info() -> Optional[List[dict]]:
         gpus = []
         for line in out.splitlines():
             parts = [p.strip() for p in line.split(",")]
-            gpus.append({"name": parts[0], "driver": parts[1] if len(parts) > 1 else None,
-                         "memory": parts[2] if len(parts) > 2 else None})
+            gpus.append(
+                {
+                    "name": parts[0],
+                    "driver": parts[1] if len(parts) > 1 else None,
+                    "memory": parts[2] if len(parts) > 2 else None,
+                }
+            )
         return gpus
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
@@ -216,15 +228,23 @@ def system_info() -> dict:
     ort_version = _module_version("onnxruntime")
     providers = None
     if ort_version:
-        import onnxruntime  # noqa: WPS433
+        import onnxruntime
 
         providers = onnxruntime.get_available_providers()
     return {
-        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-        "python": platform.python_version(), "numpy": np.__version__, "gpu": gpu_info(), "jetson": jetson_info(),
-        "onnxruntime": ort_version, "onnxruntime_providers": providers, "tensorrt": _module_version("tensorrt"),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "gpu": gpu_info(),
+        "jetson": jetson_info(),
+        "onnxruntime": ort_version,
+        "onnxruntime_providers": providers,
+        "tensorrt": _module_version("tensorrt"),
         "cuda": cuda_version(),  # the torch build's CUDA, else the installed toolkit's "torch": getattr(sys.modules.get("torch"), "__version__", None),
-        "opencv": _module_version("cv2"), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "opencv": _module_version("cv2"),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -234,7 +254,7 @@ class CudaEventTimer:
     """Wraps a backend's graph calls with CUDA events (torch), collecting device milliseconds per stage."""
 
     def __init__(self, backend):
-        import torch  # noqa: WPS433
+        import torch
 
         self.torch = torch
         self.pending: List[tuple] = []
@@ -250,6 +270,7 @@ class CudaEventTimer:
             end.record()
             self.pending.append((stage, start, end))
             return out
+
         return timed
 
     def collect(self) -> Dict[str, float]:
@@ -278,14 +299,16 @@ def choose_timing(requested: str, engine) -> str:
     cuda_ok = False
     if on_gpu:
         try:
-            import torch  # noqa: WPS433
+            import torch
 
             cuda_ok = torch.cuda.is_available()
         except ImportError:
             cuda_ok = False
     if requested == "cuda" and not cuda_ok:
-        raise SystemExit(f"--timing cuda needs the backend on a GPU and torch with CUDA for the events; "
-                         f"{engine.backend.name} runs on {'GPU' if on_gpu else 'CPU'} here. Use --timing wall.")
+        raise SystemExit(
+            f"--timing cuda needs the backend on a GPU and torch with CUDA for the events; "
+            f"{engine.backend.name} runs on {'GPU' if on_gpu else 'CPU'} here. Use --timing wall."
+        )
     return "cuda" if cuda_ok else "wall"
 
 
@@ -309,7 +332,7 @@ def device_memory(engine) -> dict:
 
 # ---- the profile ----------------------------------------------------------------------------------------------
 def make_engine(bundle: str, spec: Dict[str, str], mode: str, verify: bool):
-    from zsseg_rt.runtime import Engine  # noqa: WPS433
+    from zsseg_rt.runtime import Engine
 
     kwargs = dict(backend=spec["backend"], device=spec["device"], mode=mode, verify=verify)
     if spec["backend"] == "tensorrt":
@@ -319,7 +342,7 @@ def make_engine(bundle: str, spec: Dict[str, str], mode: str, verify: bool):
 
 
 def load_image(path: Optional[str]) -> np.ndarray:
-    import cv2  # noqa: WPS433
+    import cv2
 
     if path is None and os.path.isdir(SAMPLE_IMAGE):
         names = sorted(n for n in os.listdir(SAMPLE_IMAGE) if n.lower().endswith((".jpg", ".png")))
@@ -335,8 +358,28 @@ def load_image(path: Optional[str]) -> np.ndarray:
 
 def class_names(count: int, tag: str = "") -> List[str]:
     """``count`` distinct, tokenizable class names (suffix ``tag`` makes a fresh, uncached vocabulary)."""
-    base = ["person", "car", "road", "tree", "sky", "building", "dog", "cat", "chair", "table", "floor", "wall",
-            "grass", "water", "bicycle", "bus", "train", "boat", "bird", "bottle"]
+    base = [
+        "person",
+        "car",
+        "road",
+        "tree",
+        "sky",
+        "building",
+        "dog",
+        "cat",
+        "chair",
+        "table",
+        "floor",
+        "wall",
+        "grass",
+        "water",
+        "bicycle",
+        "bus",
+        "train",
+        "boat",
+        "bird",
+        "bottle",
+    ]
     names = [base[i] if i < len(base) else f"{base[i % len(base)]} {i // len(base)}" for i in range(count)]
     return [f"{name} {tag}".strip() for name in names]
 
@@ -347,15 +390,20 @@ def profile_text(engine, count: int, iters: int, timer) -> dict:
     templates = len(engine.meta.templates)
     for rep in range(iters + 1):
         seen = {}
-        engine.stage_hook = lambda stage, sec: seen.__setitem__(stage, seen.get(stage, 0.0) + sec)
+        engine.stage_hook = lambda stage, sec: seen.__setitem__(stage, seen.get(stage, 0.0) + sec)  # noqa: B023 (used within this iteration)
         engine.set_classes(class_names(count, f"v{rep}"))
         engine.stage_hook = None
         if timer is not None:
             device.append(timer.collect().get("text_encoder", 0.0))
         if rep > 0:  # the first vocabulary is warm-up
             samples.append(seen["text_encoder"])
-    result = {"stage": "text_encoder", "classes": count, "prompts": count * templates, "n": len(samples),
-              "wall": percentiles(samples)}
+    result = {
+        "stage": "text_encoder",
+        "classes": count,
+        "prompts": count * templates,
+        "n": len(samples),
+        "wall": percentiles(samples),
+    }
     if timer is not None:
         result["device"] = percentiles(device[1:])
     return result
@@ -363,7 +411,7 @@ def profile_text(engine, count: int, iters: int, timer) -> dict:
 
 def profile_config(engine, image: np.ndarray, batch: int, warmup: int, iters: int, timer) -> dict:
     """Warm-up then ``iters`` timed calls of ``engine([image] * batch)``; per-stage and end-to-end samples."""
-    import cv2  # noqa: WPS433
+    import cv2
 
     images = [image] * batch if batch > 1 else image
     engine.max_batch = max(batch, 1)
@@ -413,17 +461,29 @@ def profile_config(engine, image: np.ndarray, batch: int, warmup: int, iters: in
 
 def run_profile(args) -> dict:
     """Profile every (backend, classes, resolution, batch) combination; returns the JSON-able report."""
-    from zsseg_rt.bundle import load_meta  # noqa: WPS433
+    import cv2
 
-    import cv2  # noqa: WPS433
+    from zsseg_rt.bundle import load_meta
 
     meta = load_meta(args.bundle)
     base_image = load_image(args.image)
-    report = {"tool": "tools/profile.py", "bundle": os.path.abspath(args.bundle), "system": system_info(),
-              "settings": {"iters": args.iters, "warmup": args.warmup, "text_iters": args.text_iters,
-                           "mode": args.mode, "image_size": meta.image_size, "max_classes": meta.max_classes,
-                           "peak_rss_resettable": reset_peak_rss()},
-              "backends": [], "results": [], "text_encoder": []}
+    report = {
+        "tool": "tools/profile.py",
+        "bundle": os.path.abspath(args.bundle),
+        "system": system_info(),
+        "settings": {
+            "iters": args.iters,
+            "warmup": args.warmup,
+            "text_iters": args.text_iters,
+            "mode": args.mode,
+            "image_size": meta.image_size,
+            "max_classes": meta.max_classes,
+            "peak_rss_resettable": reset_peak_rss(),
+        },
+        "backends": [],
+        "results": [],
+        "text_encoder": [],
+    }
     for spec in args.backends:
         rss_before = _proc_status("VmRSS")
         start = time.perf_counter()
@@ -431,10 +491,16 @@ def run_profile(args) -> dict:
         load_s = time.perf_counter() - start
         timing = choose_timing(args.timing, engine)
         timer = CudaEventTimer(engine.backend) if timing == "cuda" else None
-        report["backends"].append({**spec, "name": engine.backend.name, "timing": timing,
-                                   "providers": getattr(engine.backend, "providers", None),
-                                   "load_seconds": load_s, "load_rss_delta_bytes":
-                                   (_proc_status("VmRSS") or 0) - (rss_before or 0)})
+        report["backends"].append(
+            {
+                **spec,
+                "name": engine.backend.name,
+                "timing": timing,
+                "providers": getattr(engine.backend, "providers", None),
+                "load_seconds": load_s,
+                "load_rss_delta_bytes": (_proc_status("VmRSS") or 0) - (rss_before or 0),
+            }
+        )
         for count in args.classes:
             if count > meta.max_classes:
                 raise SystemExit(f"--classes {count} exceeds the bundle's max_classes {meta.max_classes}")
@@ -445,14 +511,25 @@ def run_profile(args) -> dict:
                 image = cv2.resize(base_image, (width, height), interpolation=cv2.INTER_AREA)
                 for batch in args.batch_sizes:
                     result = profile_config(engine, image, batch, args.warmup, args.iters, timer)
-                    result.update({"backend": spec["label"], "precision": spec["precision"], "timing": timing,
-                                   "resolution": [width, height], "batch": batch, "classes": count,
-                                   # what was profiled really segments: classes winning somewhere in the frame
-                                   "distinct_labels": int(len(np.unique(engine(image).labels)))})
+                    result.update(
+                        {
+                            "backend": spec["label"],
+                            "precision": spec["precision"],
+                            "timing": timing,
+                            "resolution": [width, height],
+                            "batch": batch,
+                            "classes": count,
+                            # what was profiled really segments: classes winning somewhere in the frame
+                            "distinct_labels": int(len(np.unique(engine(image).labels))),
+                        }
+                    )
                     report["results"].append(result)
                     if not args.quiet:
-                        print(f"  {spec['label']:<18} {width}x{height} B={batch} C={count}: "
-                              f"p50 {result['end_to_end']['p50']:.2f} ms, {result['fps']:.1f} img/s", flush=True)
+                        print(
+                            f"  {spec['label']:<18} {width}x{height} B={batch} C={count}: "
+                            f"p50 {result['end_to_end']['p50']:.2f} ms, {result['fps']:.1f} img/s",
+                            flush=True,
+                        )
         del engine, timer
     report["comparison"] = compare(report["results"])
     return report
@@ -469,10 +546,15 @@ def compare(results: List[dict]) -> List[dict]:
             continue
         base = members[0]
         for other in members[1:]:
-            row = {"baseline": base["backend"], "backend": other["backend"], "resolution": list(key[0]),
-                   "batch": key[1], "classes": key[2],
-                   "speedup_end_to_end_p50": base["end_to_end"]["p50"] / other["end_to_end"]["p50"],
-                   "latency_ratio_end_to_end_p50": other["end_to_end"]["p50"] / base["end_to_end"]["p50"]}
+            row = {
+                "baseline": base["backend"],
+                "backend": other["backend"],
+                "resolution": list(key[0]),
+                "batch": key[1],
+                "classes": key[2],
+                "speedup_end_to_end_p50": base["end_to_end"]["p50"] / other["end_to_end"]["p50"],
+                "latency_ratio_end_to_end_p50": other["end_to_end"]["p50"] / base["end_to_end"]["p50"],
+            }
             for stage in STAGES:
                 b, o = base["stages"][stage]["p50"], other["stages"][stage]["p50"]
                 row[f"{stage}_latency_ratio_p50"] = o / b if b > 0 else float("nan")
@@ -485,45 +567,79 @@ def format_table(report: dict) -> str:
     lines = []
     sysinfo = report["system"]
     gpus = ", ".join(g["name"] for g in sysinfo["gpu"]) if sysinfo["gpu"] else "none"
-    lines.append(f"system: {sysinfo['cpu']} ({sysinfo['cpu_count']} cores), GPU: {gpus}, ORT "
-                 f"{sysinfo['onnxruntime']}, TensorRT {sysinfo['tensorrt']}, CUDA {sysinfo['cuda']}")
+    lines.append(
+        f"system: {sysinfo['cpu']} ({sysinfo['cpu_count']} cores), GPU: {gpus}, ORT "
+        f"{sysinfo['onnxruntime']}, TensorRT {sysinfo['tensorrt']}, CUDA {sysinfo['cuda']}"
+    )
     if sysinfo.get("jetson"):
         lines.append(f"jetson: {sysinfo['jetson']['model']}, power mode: {sysinfo['jetson']['power_mode']}")
     settings = report["settings"]
-    lines.append(f"bundle image size {settings['image_size']}, mode {settings['mode']}, {settings['iters']} iters "
-                 f"after {settings['warmup']} warm-up; times in ms (p50 / p90 / p99 / mean)")
-    head = f"{'backend':<16} {'prec':<5} {'input':>9} {'B':>2} {'C':>4} {'stage':<14} " \
-           f"{'p50':>8} {'p90':>8} {'p99':>8} {'mean':>8}  {'FPS':>7}"
+    lines.append(
+        f"bundle image size {settings['image_size']}, mode {settings['mode']}, {settings['iters']} iters "
+        f"after {settings['warmup']} warm-up; times in ms (p50 / p90 / p99 / mean)"
+    )
+    head = (
+        f"{'backend':<16} {'prec':<5} {'input':>9} {'B':>2} {'C':>4} {'stage':<14} "
+        f"{'p50':>8} {'p90':>8} {'p99':>8} {'mean':>8}  {'FPS':>7}"
+    )
     lines += [head, "-" * len(head)]
     for res in report["results"]:
-        prefix = (f"{res['backend']:<16} {res['precision']:<5} {res['resolution'][0]:>4}x{res['resolution'][1]:<4} "
-                  f"{res['batch']:>2} {res['classes']:>4}")
+        prefix = (
+            f"{res['backend']:<16} {res['precision']:<5} {res['resolution'][0]:>4}x{res['resolution'][1]:<4} "
+            f"{res['batch']:>2} {res['classes']:>4}"
+        )
         rows = [(s, res["stages"][s]) for s in STAGES] + [("other", res["other"]), ("end_to_end", res["end_to_end"])]
         for i, (stage, st) in enumerate(rows):
             fps = f"{res['fps']:>7.1f}" if stage == "end_to_end" else ""
-            lines.append(f"{prefix if i == 0 else ' ' * len(prefix)} {stage:<14} {st['p50']:>8.3f} "
-                         f"{st['p90']:>8.3f} {st['p99']:>8.3f} {st['mean']:>8.3f}  {fps}")
+            lines.append(
+                f"{prefix if i == 0 else ' ' * len(prefix)} {stage:<14} {st['p50']:>8.3f} "
+                f"{st['p90']:>8.3f} {st['p99']:>8.3f} {st['mean']:>8.3f}  {fps}"
+            )
         rss = res["peak_host_rss_bytes"]
-        lines.append(f"{' ' * len(prefix)} stage sum covers {res['stage_sum_coverage']:.1%} of end-to-end; "
-                     f"peak host RSS {rss / 2**20:.0f} MiB; device memory "
-                     f"{res['device_memory']['bytes'] if res['device_memory']['bytes'] is not None else 'n/a'}")
+        lines.append(
+            f"{' ' * len(prefix)} stage sum covers {res['stage_sum_coverage']:.1%} of end-to-end; "
+            f"peak host RSS {rss / 2**20:.0f} MiB; device memory "
+            f"{res['device_memory']['bytes'] if res['device_memory']['bytes'] is not None else 'n/a'}"
+        )
     lines.append("text encoder (once per vocabulary change):")
     for row in report["text_encoder"]:
         st = row["wall"]
-        lines.append(f"  {row['backend']:<16} C={row['classes']:<4} ({row['prompts']} prompts): p50 {st['p50']:.3f}"
-                     f" ms, mean {st['mean']:.3f} ms over {row['n']} vocabularies")
+        lines.append(
+            f"  {row['backend']:<16} C={row['classes']:<4} ({row['prompts']} prompts): p50 {st['p50']:.3f}"
+            f" ms, mean {st['mean']:.3f} ms over {row['n']} vocabularies"
+        )
     if report["comparison"]:
         lines.append("comparison (vs the first backend; speedup > 1 = faster):")
         for row in report["comparison"]:
             stages = ", ".join(f"{s} x{row[f'{s}_latency_ratio_p50']:.2f}" for s in STAGES)
-            lines.append(f"  {row['backend']} vs {row['baseline']} {row['resolution'][0]}x{row['resolution'][1]} "
-                         f"B={row['batch']} C={row['classes']}: end-to-end speedup "
-                         f"{row['speedup_end_to_end_p50']:.2f}x (p50 latency ratios, < 1 = faster: {stages})")
+            lines.append(
+                f"  {row['backend']} vs {row['baseline']} {row['resolution'][0]}x{row['resolution'][1]} "
+                f"B={row['batch']} C={row['classes']}: end-to-end speedup "
+                f"{row['speedup_end_to_end_p50']:.2f}x (p50 latency ratios, < 1 = faster: {stages})"
+            )
     return "\n".join(lines)
 
 
-CSV_FIELDS = ["backend", "precision", "timing", "width", "height", "batch", "classes", "stage", "n", "p50_ms",
-              "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "fps", "peak_host_rss_bytes"]
+CSV_FIELDS = [
+    "backend",
+    "precision",
+    "timing",
+    "width",
+    "height",
+    "batch",
+    "classes",
+    "stage",
+    "n",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "std_ms",
+    "min_ms",
+    "max_ms",
+    "fps",
+    "peak_host_rss_bytes",
+]
 
 
 def write_csv(report: dict, path: str) -> None:
@@ -532,38 +648,55 @@ def write_csv(report: dict, path: str) -> None:
         writer.writeheader()
         n = report["settings"]["iters"]
         for res in report["results"]:
-            rows = [(s, res["stages"][s]) for s in STAGES] + [("other", res["other"]),
-                                                              ("end_to_end", res["end_to_end"])]
+            rows = [(s, res["stages"][s]) for s in STAGES] + [
+                ("other", res["other"]),
+                ("end_to_end", res["end_to_end"]),
+            ]
             for stage, st in rows:
-                writer.writerow({"backend": res["backend"], "precision": res["precision"], "timing": res["timing"],
-                                 "width": res["resolution"][0], "height": res["resolution"][1], "batch": res["batch"],
-                                 "classes": res["classes"], "stage": stage, "n": n,
-                                 **{f"{k}_ms": round(st[k], 4) for k in ("p50", "p90", "p99", "mean", "std", "min",
-                                                                         "max")},
-                                 "fps": round(res["fps"], 3) if stage == "end_to_end" else "",
-                                 "peak_host_rss_bytes": res["peak_host_rss_bytes"]})
+                writer.writerow(
+                    {
+                        "backend": res["backend"],
+                        "precision": res["precision"],
+                        "timing": res["timing"],
+                        "width": res["resolution"][0],
+                        "height": res["resolution"][1],
+                        "batch": res["batch"],
+                        "classes": res["classes"],
+                        "stage": stage,
+                        "n": n,
+                        **{f"{k}_ms": round(st[k], 4) for k in ("p50", "p90", "p99", "mean", "std", "min", "max")},
+                        "fps": round(res["fps"], 3) if stage == "end_to_end" else "",
+                        "peak_host_rss_bytes": res["peak_host_rss_bytes"],
+                    }
+                )
         for row in report["text_encoder"]:
             st = row["wall"]
-            writer.writerow({"backend": row["backend"], "classes": row["classes"], "stage": "text_encoder",
-                             "n": row["n"], **{f"{k}_ms": round(st[k], 4) for k in ("p50", "p90", "p99", "mean",
-                                                                                    "std", "min", "max")}})
+            writer.writerow(
+                {
+                    "backend": row["backend"],
+                    "classes": row["classes"],
+                    "stage": "text_encoder",
+                    "n": row["n"],
+                    **{f"{k}_ms": round(st[k], 4) for k in ("p50", "p90", "p99", "mean", "std", "min", "max")},
+                }
+            )
 
 
 def write_plot(report: dict, path: str) -> None:
     """Stage breakdown (stacked mean ms per configuration) and end-to-end latency histograms (Agg backend)."""
-    import matplotlib  # noqa: WPS433
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: WPS433
+    import matplotlib.pyplot as plt
 
     results = report["results"]
-    labels = [f"{r['backend']}\n{r['resolution'][0]}x{r['resolution'][1]} B{r['batch']} C{r['classes']}"
-              for r in results]
+    labels = [
+        f"{r['backend']}\n{r['resolution'][0]}x{r['resolution'][1]} B{r['batch']} C{r['classes']}" for r in results
+    ]
     fig, (bars, hist) = plt.subplots(1, 2, figsize=(max(10, 2.2 * len(results) + 6), 5))
     bottom = np.zeros(len(results))
     for stage in STAGES + ("other",):
-        values = np.array([r["stages"][stage]["mean"] if stage in r["stages"] else r["other"]["mean"]
-                           for r in results])
+        values = np.array([r["stages"][stage]["mean"] if stage in r["stages"] else r["other"]["mean"] for r in results])
         bars.bar(range(len(results)), values, bottom=bottom, label=stage)
         bottom += values
     bars.set_xticks(range(len(results)))
@@ -596,24 +729,37 @@ def write_outputs(report: dict, out_dir: str, plot: bool = True) -> Dict[str, st
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("--bundle", required=True, help="bundle directory (zsseg export)")
     p.add_argument("--classes", type=parse_int_list, default=[20], help="class counts C, e.g. 1,20,150")
-    p.add_argument("--resolutions", type=lambda t: [parse_resolution(x) for x in t.split(",")],
-                   default=[(640, 480)], help="input image sizes WxH, comma-separated (default 640x480)")
+    p.add_argument(
+        "--resolutions",
+        type=lambda t: [parse_resolution(x) for x in t.split(",")],
+        default=[(640, 480)],
+        help="input image sizes WxH, comma-separated (default 640x480)",
+    )
     p.add_argument("--batch-sizes", type=parse_int_list, default=[1], help="images per call, e.g. 1,4")
-    p.add_argument("--backends", "--compare", dest="backends",
-                   type=lambda t: [parse_backend(x) for x in t.split(",") if x.strip()],
-                   default=[parse_backend("onnxruntime")],
-                   help="backend[:device|:precision] list profiled side by side, e.g. onnxruntime,torch or "
-                        "tensorrt:fp16,tensorrt:int8,onnxruntime:cuda (ratios vs the first)")
+    p.add_argument(
+        "--backends",
+        "--compare",
+        dest="backends",
+        type=lambda t: [parse_backend(x) for x in t.split(",") if x.strip()],
+        default=[parse_backend("onnxruntime")],
+        help="backend[:device|:precision] list profiled side by side, e.g. onnxruntime,torch or "
+        "tensorrt:fp16,tensorrt:int8,onnxruntime:cuda (ratios vs the first)",
+    )
     p.add_argument("--iters", type=int, default=50, help="timed iterations per configuration")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up iterations per configuration")
     p.add_argument("--text-iters", type=int, default=3, help="fresh vocabularies timed per class count")
     p.add_argument("--mode", default="exact", choices=["exact", "fast"])
-    p.add_argument("--timing", default="auto", choices=["auto", "wall", "cuda"],
-                   help="auto: CUDA events for GPU backends when torch+CUDA exist, else wall-clock")
+    p.add_argument(
+        "--timing",
+        default="auto",
+        choices=["auto", "wall", "cuda"],
+        help="auto: CUDA events for GPU backends when torch+CUDA exist, else wall-clock",
+    )
     p.add_argument("--image", help="photo to resize to each resolution (default: a VOC sample or noise)")
     p.add_argument("--out", default="out/profile", help="directory for profile.json/.csv/.png")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")

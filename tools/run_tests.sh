@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite from scratch: environment + build, Python tests (pytest), C++ tests (GoogleTest/ctest).
+# The whole test suite from scratch: environment + build, static checks (tools/lint.sh), C++ tests
+# (GoogleTest/ctest), Python tests (pytest).
 # GPU- and TensorRT-only tests skip with a reason when those are absent. Exits non-zero on any failure.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ZSSEG_VENV:-$ROOT/.venv}"
 bash "$ROOT/tools/setup_env.sh"
 cd "$ROOT"
+echo "== static checks (ruff, mypy, clang-format) =="
+bash "$ROOT/tools/lint.sh"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 
 LOG="$(mktemp)"

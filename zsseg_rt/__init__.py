@@ -2,6 +2,7 @@
 
 ``import zsseg_rt`` is light: it needs neither torch, nor a GPU, nor TensorRT. Heavy pieces load on first use.
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
 """``zsseg`` command line: thin wrappers over the library (each command imports what it needs lazily)."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,9 +15,8 @@ SAMPLE_DIR = str(SAMPLES_DIR)  # the VOC sample photos shipped with the package
 
 
 def _cmd_export(args) -> int:
-    from zsseg_rt.export.onnx_export import export_bundle  # noqa: WPS433
-
-    from zsseg_rt.models import create_model, load_native, load_official_any  # noqa: WPS433
+    from zsseg_rt.export.onnx_export import export_bundle
+    from zsseg_rt.models import create_model, load_native, load_official_any
 
     if args.official:  # ZegCLIP or CLIP-RC, told apart by the checkpoint's keys; config inferred unless given
         model, report = load_official_any(args.official, config=args.config, return_report=True)
@@ -27,8 +27,15 @@ def _cmd_export(args) -> int:
     else:
         model = create_model(args.config or "zegclip_vitb16_voc_inductive", pretrained=args.clip_weights)
         source = args.clip_weights
-    out = export_bundle(model, args.output, max_classes=args.max_classes, opset=args.opset, source=source,
-                        overwrite=args.overwrite, verify_images=_sample_images(args.verify_images))
+    out = export_bundle(
+        model,
+        args.output,
+        max_classes=args.max_classes,
+        opset=args.opset,
+        source=source,
+        overwrite=args.overwrite,
+        verify_images=_sample_images(args.verify_images),
+    )
     print(f"bundle written and verified: {out}")
     return 0
 
@@ -43,10 +50,10 @@ def _sample_images(paths: Optional[List[str]]) -> List[str]:
 
 
 def _cmd_segment(args) -> int:
-    import cv2  # noqa: WPS433
-    import numpy as np  # noqa: WPS433
+    import cv2
+    import numpy as np
 
-    from zsseg_rt.runtime import Engine  # noqa: WPS433
+    from zsseg_rt.runtime import Engine
 
     engine = Engine(args.bundle, classes=args.classes, backend=args.backend, device=args.device, mode=args.mode)
     outputs = []
@@ -62,13 +69,21 @@ def _cmd_segment(args) -> int:
         if args.save_labels:
             cv2.imwrite(os.path.splitext(out_path)[0] + "_labels.png", result.labels.astype(np.uint16))
         counts = np.bincount(result.labels.ravel(), minlength=len(result.class_names))
-        summary = {"image": path, "overlay": out_path, "seconds": round(elapsed, 3), "backend": engine.backend.name,
-                   "classes": {result.class_names[i]: round(float(counts[i]) / result.labels.size, 4)
-                               for i in result.present_classes()}}
+        summary = {
+            "image": path,
+            "overlay": out_path,
+            "seconds": round(elapsed, 3),
+            "backend": engine.backend.name,
+            "classes": {
+                result.class_names[i]: round(float(counts[i]) / result.labels.size, 4) for i in result.present_classes()
+            },
+        }
         outputs.append(summary)
         if not args.json:
-            print(f"{path}: {elapsed:.2f}s -> {out_path}  " +
-                  ", ".join(f"{k} {v:.1%}" for k, v in summary["classes"].items()))
+            print(
+                f"{path}: {elapsed:.2f}s -> {out_path}  "
+                + ", ".join(f"{k} {v:.1%}" for k, v in summary["classes"].items())
+            )
     if args.json:
         print(json.dumps(outputs, indent=1))
     return 0
@@ -88,17 +103,22 @@ def _output_path(output: Optional[str], image_path: str, index: int, count: int)
 
 
 def _cmd_build_engine(args) -> int:
-    from zsseg_rt.export import tensorrt as trt_build  # noqa: WPS433
+    from zsseg_rt.export import tensorrt as trt_build
 
-    paths = trt_build.build_engines(args.bundle, precision=args.precision, calibration_images=args.calibration,
-                                    max_batch=args.max_batch, force=args.force)
+    paths = trt_build.build_engines(
+        args.bundle,
+        precision=args.precision,
+        calibration_images=args.calibration,
+        max_batch=args.max_batch,
+        force=args.force,
+    )
     for key, path in paths.items():
         print(f"{key}: {path}")
     return 0
 
 
 def _cmd_demo(args) -> int:
-    from zsseg_rt.demo import run_demo  # noqa: WPS433
+    from zsseg_rt.demo import run_demo
 
     return run_demo(args)
 
@@ -109,9 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a verified ONNX bundle from a model checkpoint")
     p.add_argument("output", help="bundle directory to create")
-    p.add_argument("--config", default=None,
-                   help="model config name or JSON path (default: inferred from an --official checkpoint, "
-                        "else zegclip_vitb16_voc_inductive)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="model config name or JSON path (default: inferred from an --official checkpoint, "
+        "else zegclip_vitb16_voc_inductive)",
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--official", help="official ZegCLIP checkpoint (.pth) to convert")
     src.add_argument("--native", help="native checkpoint directory written by `zsseg convert`")
@@ -144,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_build_engine)
 
     try:
-        from zsseg_rt.models.convert import add_convert_command  # noqa: WPS433
+        from zsseg_rt.models.convert import add_convert_command
 
         add_convert_command(sub)
     except ImportError as exc:  # torch missing: the runtime-only install
@@ -156,17 +179,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="end-to-end: export (or reuse) a bundle and segment a sample photo")
     p.add_argument("--official", help="official ZegCLIP checkpoint (.pth)")
     p.add_argument("--native", help="native checkpoint directory (from `zsseg convert`)")
-    p.add_argument("--clip-weights", default=None,
-                   help="stock CLIP weights for training-free mode: local file or open_clip tag (default: openai)")
-    p.add_argument("--method", default="sclip-vitb16",
-                   help="training-free method used with stock CLIP weights (maskclip/sclip/clearclip/naclip-vitb16)")
-    p.add_argument("--config", default="zegclip_vitb16_voc_inductive",
-                   help="ZegCLIP config for --official checkpoints and for the random-weights check")
+    p.add_argument(
+        "--clip-weights",
+        default=None,
+        help="stock CLIP weights for training-free mode: local file or open_clip tag (default: openai)",
+    )
+    p.add_argument(
+        "--method",
+        default="sclip-vitb16",
+        help="training-free method used with stock CLIP weights (maskclip/sclip/clearclip/naclip-vitb16)",
+    )
+    p.add_argument(
+        "--config",
+        default="zegclip_vitb16_voc_inductive",
+        help="ZegCLIP config for --official checkpoints and for the random-weights check",
+    )
     p.add_argument("--image", default=None, help="photo to segment (default: a VOC sample)")
     p.add_argument("--classes", default=None, help="comma-separated classes (default: the 20 VOC classes)")
     p.add_argument("--workdir", default="out", help="where the bundle and the overlay go")
-    p.add_argument("--allow-random-weights", action="store_true",
-                   help="when no weights can be had, run a clearly labelled random-weights pipeline check")
+    p.add_argument(
+        "--allow-random-weights",
+        action="store_true",
+        help="when no weights can be had, run a clearly labelled random-weights pipeline check",
+    )
     p.set_defaults(func=_cmd_demo)
     return parser
 
@@ -179,7 +214,7 @@ def _add_optional_commands(sub) -> None:
         ("zsseg_rt.eval.cli", "add_eval_command", "eval", "the torch extra or onnxruntime"),
     ):
         try:
-            import importlib  # noqa: WPS433
+            import importlib
 
             getattr(importlib.import_module(module_name), function)(sub)
         except ImportError as exc:

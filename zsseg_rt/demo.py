@@ -8,6 +8,7 @@ Which model runs, in order of preference:
    (export, ONNX verification, tokenizer, Engine, native post-processing) with random weights, labelled as a
    pipeline check on the overlay and in the output.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ def _sample_image() -> str:
 
 def _resolve_model(args):
     """Returns (model, source path or None, title label for the overlay, bundle directory name)."""
-    from zsseg_rt.models import create_model, load_native, load_official_any  # noqa: WPS433
+    from zsseg_rt.models import create_model, load_native, load_official_any
 
     official = args.official or os.environ.get("ZSSEG_CHECKPOINT")
     if official:
@@ -47,11 +48,14 @@ def _resolve_model(args):
         return model, args.native, f"{type(model).__name__} ({os.path.basename(args.native)})", _stem(args.native)
     tag = args.clip_weights or "openai"
     if not os.path.exists(tag):
-        from zsseg_rt.models.weights import go_offline, hub_endpoint, hub_reachable  # noqa: WPS433
+        from zsseg_rt.models.weights import go_offline, hub_endpoint, hub_reachable
 
         if not hub_reachable(timeout=1.5):
-            print(f"[demo] no network: {hub_endpoint()} did not answer within 1.5 s; looking for the CLIP weights "
-                  f"{tag!r} in the local cache only", flush=True)
+            print(
+                f"[demo] no network: {hub_endpoint()} did not answer within 1.5 s; looking for the CLIP weights "
+                f"{tag!r} in the local cache only",
+                flush=True,
+            )
             go_offline()
     try:
         model = create_model(args.method, pretrained=tag)
@@ -82,9 +86,9 @@ def _bundle_matches(bundle_dir: str, source, config: str) -> bool:
 
 
 def run_demo(args) -> int:
-    import cv2  # noqa: WPS433
+    import cv2
 
-    from zsseg_rt.runtime import Engine  # noqa: WPS433
+    from zsseg_rt.runtime import Engine
 
     image_path = args.image or _sample_image()
     image = cv2.imread(image_path, cv2.IMREAD_COLOR)
@@ -95,13 +99,19 @@ def run_demo(args) -> int:
     if source is not None and _bundle_matches(bundle_dir, source, bundle_name):
         print(f"[demo] reusing bundle {bundle_dir}")
     else:
-        from zsseg_rt.cli import _sample_images  # noqa: WPS433
-        from zsseg_rt.export.onnx_export import export_bundle  # noqa: WPS433
+        from zsseg_rt.cli import _sample_images
+        from zsseg_rt.export.onnx_export import export_bundle
 
         start = time.perf_counter()
         print(f"[demo] exporting + verifying the ONNX bundle -> {bundle_dir}", flush=True)
-        export_bundle(model, bundle_dir, source=source, overwrite=True, verify_images=_sample_images(None)[:1],
-                      extra_meta={"demo_config": bundle_name})
+        export_bundle(
+            model,
+            bundle_dir,
+            source=source,
+            overwrite=True,
+            verify_images=_sample_images(None)[:1],
+            extra_meta={"demo_config": bundle_name},
+        )
         print(f"[demo] bundle ready in {time.perf_counter() - start:.1f}s", flush=True)
     classes = args.classes or ",".join(model.config.class_names)
     engine = Engine(bundle_dir, classes=classes, backend="auto")
@@ -113,8 +123,10 @@ def run_demo(args) -> int:
     cv2.imwrite(out_path, result.overlay(image, alpha=0.5, title=title))
     share = {result.class_names[i]: float((result.labels == i).mean()) for i in result.present_classes()}
     print(f"[demo] {title}")
-    print(f"[demo] {image_path} ({image.shape[1]}x{image.shape[0]}) segmented in {elapsed:.2f}s "
-          f"with backend={engine.backend.name}, {len(result.class_names)} classes")
+    print(
+        f"[demo] {image_path} ({image.shape[1]}x{image.shape[0]}) segmented in {elapsed:.2f}s "
+        f"with backend={engine.backend.name}, {len(result.class_names)} classes"
+    )
     print("[demo] pixels: " + ", ".join(f"{name} {frac:.1%}" for name, frac in list(share.items())[:8]))
     print(f"[demo] overlay written to {out_path}")
     return 0

@@ -20,7 +20,7 @@ struct RawArray {
   std::string type_name;
   Placement place;
   py::object keep_alive;
-  const char* via = "";                   // "numpy", "__dlpack__", "__cuda_array_interface__"
+  const char* via = "";                    // "numpy", "__dlpack__", "__cuda_array_interface__"
   std::optional<std::int64_t> cai_stream;  // __cuda_array_interface__ "stream" entry
 };
 
@@ -44,8 +44,12 @@ std::string error_text(py::error_already_set& err) {
 
 // Name like numpy's for (kind, bytes): ('f', 8) -> "float64".
 std::string kind_size_name(char kind, long bytes) {
-  const char* base = kind == 'f' ? "float" : kind == 'i' ? "int" : kind == 'u' ? "uint" : kind == 'b' ? "bool"
-                     : kind == 'c' ? "complex" : nullptr;
+  const char* base = kind == 'f'   ? "float"
+                     : kind == 'i' ? "int"
+                     : kind == 'u' ? "uint"
+                     : kind == 'b' ? "bool"
+                     : kind == 'c' ? "complex"
+                                   : nullptr;
   if (base == nullptr) return std::string("kind '") + kind + "'";
   if (kind == 'b') return "bool";
   return std::string(base) + std::to_string(bytes * 8);
@@ -78,9 +82,13 @@ RawArray from_numpy(const py::array& arr) {
 
 // ---- DLPack -----------------------------------------------------------------------------------------
 std::string dlpack_type_name(const dlpack::DLDataType& t) {
-  const char* base = t.code == dlpack::kDLFloat ? "float" : t.code == dlpack::kDLInt ? "int"
-                     : t.code == dlpack::kDLUInt ? "uint" : t.code == dlpack::kDLBfloat ? "bfloat"
-                     : t.code == dlpack::kDLComplex ? "complex" : t.code == dlpack::kDLBool ? "bool" : "dltype";
+  const char* base = t.code == dlpack::kDLFloat     ? "float"
+                     : t.code == dlpack::kDLInt     ? "int"
+                     : t.code == dlpack::kDLUInt    ? "uint"
+                     : t.code == dlpack::kDLBfloat  ? "bfloat"
+                     : t.code == dlpack::kDLComplex ? "complex"
+                     : t.code == dlpack::kDLBool    ? "bool"
+                                                    : "dltype";
   std::string name = std::string(base) + std::to_string(t.bits);
   if (t.lanes != 1) name += "x" + std::to_string(t.lanes);
   return name;
@@ -173,9 +181,9 @@ RawArray from_dlpack(py::handle obj, const ArgParser& p, const char* name) {
   }
   PyObject* cap = capsule.ptr();
   if (PyCapsule_IsValid(cap, "dltensor_versioned")) {
-    raw.keep_alive = own_dlpack<dlpack::DLManagedTensorVersioned>(cap, "dltensor_versioned",
-                                                                  "used_dltensor_versioned");
-    const auto* m = static_cast<const dlpack::DLManagedTensorVersioned*>(raw.keep_alive.cast<py::capsule>().get_pointer());
+    raw.keep_alive = own_dlpack<dlpack::DLManagedTensorVersioned>(cap, "dltensor_versioned", "used_dltensor_versioned");
+    const auto* m =
+        static_cast<const dlpack::DLManagedTensorVersioned*>(raw.keep_alive.cast<py::capsule>().get_pointer());
     if (m->version.major != 1) {
       p.fail_value(std::string("argument '") + name + "': unsupported DLPack major version " +
                    std::to_string(m->version.major) + " (expected 1)");
@@ -195,8 +203,8 @@ RawArray from_dlpack(py::handle obj, const ArgParser& p, const char* name) {
 // ---- __cuda_array_interface__ -----------------------------------------------------------------------
 std::int64_t cai_int(py::handle value, const ArgParser& p, const char* name, const char* what) {
   if (!PyLong_Check(value.ptr())) {
-    p.fail_value(std::string("argument '") + name + "': __cuda_array_interface__ " + what +
-                 " must be an int, got " + python_type_name(value));
+    p.fail_value(std::string("argument '") + name + "': __cuda_array_interface__ " + what + " must be an int, got " +
+                 python_type_name(value));
   }
   int overflow = 0;
   const long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
@@ -245,7 +253,8 @@ RawArray from_cai(py::handle obj, const ArgParser& p, const char* name) {
   for (py::handle dim : cai_tuple(cai, "shape", p, name)) raw.shape.push_back(cai_int(dim, p, name, "shape entry"));
   parse_cai_typestr(cai, raw, p, name);
   const py::tuple data = cai_tuple(cai, "data", p, name);
-  if (data.size() != 2) p.fail_value(std::string("argument '") + name + "': __cuda_array_interface__ 'data' must be (ptr, readonly)");
+  if (data.size() != 2)
+    p.fail_value(std::string("argument '") + name + "': __cuda_array_interface__ 'data' must be (ptr, readonly)");
   raw.data = reinterpret_cast<const void*>(static_cast<std::uintptr_t>(cai_int(data[0], p, name, "data pointer")));
   if (cai.contains("strides") && !cai["strides"].is_none()) {
     for (py::handle s : cai_tuple(cai, "strides", p, name)) raw.byte_strides.push_back(cai_int(s, p, name, "stride"));
@@ -295,8 +304,8 @@ int device_of_pointer(const void* ptr, const ArgParser& p, const char* name) {
   const cudaError_t err = cudaPointerGetAttributes(&attr, ptr);
   if (err != cudaSuccess) {
     cudaGetLastError();
-    p.fail_value(std::string("argument '") + name + "': cudaPointerGetAttributes failed (" +
-                 cudaGetErrorString(err) + "); the pointer is not CUDA memory");
+    p.fail_value(std::string("argument '") + name + "': cudaPointerGetAttributes failed (" + cudaGetErrorString(err) +
+                 "); the pointer is not CUDA memory");
   }
   if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged) {
     p.fail_value(std::string("argument '") + name + "' claims to be a CUDA array but its data pointer is not " +
@@ -308,8 +317,9 @@ int device_of_pointer(const void* ptr, const ArgParser& p, const char* name) {
 // Make the launch stream wait for work pending on a __cuda_array_interface__ producer stream.
 void wait_for_producer(std::int64_t producer, const ArgParser& p, const char* name, int device_id) {
   if (producer == 0) p.fail_value(std::string("argument '") + name + "': __cuda_array_interface__ stream 0 is invalid");
-  cudaStream_t theirs = producer == 1 ? cudaStreamLegacy : producer == 2 ? cudaStreamPerThread
-                                                                           : reinterpret_cast<cudaStream_t>(producer);
+  cudaStream_t theirs = producer == 1   ? cudaStreamLegacy
+                        : producer == 2 ? cudaStreamPerThread
+                                        : reinterpret_cast<cudaStream_t>(producer);
   cudaStream_t ours = static_cast<cudaStream_t>(p.stream());
   if (theirs == ours) return;
   CudaDeviceGuard guard(Placement{Device::CUDA, device_id});
@@ -320,8 +330,8 @@ void wait_for_producer(std::int64_t producer, const ArgParser& p, const char* na
   if (ready != nullptr) cudaEventDestroy(ready);
   if (err != cudaSuccess) {
     cudaGetLastError();
-    p.fail_value(std::string("argument '") + name + "': could not order its stream before ours: " +
-                 cudaGetErrorString(err));
+    p.fail_value(std::string("argument '") + name +
+                 "': could not order its stream before ours: " + cudaGetErrorString(err));
   }
 }
 #endif
@@ -351,8 +361,8 @@ void check_type(const RawArray& raw, const ArgParser& p, const char* name) {
   const bool ok = raw.type == ElemType::Float32 || (raw.type == ElemType::Float16 && raw.place.is_cuda());
   if (ok) return;
   std::string expected = raw.place.is_cuda() ? "float32 or float16" : "float32 (float16 is accepted on CUDA only)";
-  p.fail_type(std::string("argument '") + name + "' must have dtype " + expected + ", got " + raw.type_name +
-              " on " + raw.place.str() + "; nothing is cast implicitly, convert it first (e.g. .astype(np.float32))");
+  p.fail_type(std::string("argument '") + name + "' must have dtype " + expected + ", got " + raw.type_name + " on " +
+              raw.place.str() + "; nothing is cast implicitly, convert it first (e.g. .astype(np.float32))");
 }
 
 }  // namespace
@@ -360,21 +370,31 @@ void check_type(const RawArray& raw, const ArgParser& p, const char* name) {
 // ---- small public helpers ---------------------------------------------------------------------------
 const char* elem_type_name(ElemType type) {
   switch (type) {
-    case ElemType::Float32: return "float32";
-    case ElemType::Float16: return "float16";
-    case ElemType::Int32: return "int32";
-    case ElemType::UInt8: return "uint8";
-    default: return "other";
+    case ElemType::Float32:
+      return "float32";
+    case ElemType::Float16:
+      return "float16";
+    case ElemType::Int32:
+      return "int32";
+    case ElemType::UInt8:
+      return "uint8";
+    default:
+      return "other";
   }
 }
 
 std::size_t elem_size(ElemType type) {
   switch (type) {
-    case ElemType::Float32: return 4;
-    case ElemType::Float16: return 2;
-    case ElemType::Int32: return 4;
-    case ElemType::UInt8: return 1;
-    default: return 0;
+    case ElemType::Float32:
+      return 4;
+    case ElemType::Float16:
+      return 2;
+    case ElemType::Int32:
+      return 4;
+    case ElemType::UInt8:
+      return 1;
+    default:
+      return 0;
   }
 }
 
@@ -384,7 +404,9 @@ zsseg::DType to_kernel_dtype(ElemType type) {
   throw py::type_error(std::string("kernel dtype must be float32 or float16, got ") + elem_type_name(type));
 }
 
-std::string Placement::str() const { return is_cuda() ? "cuda:" + std::to_string(device_id) : "cpu"; }
+std::string Placement::str() const {
+  return is_cuda() ? "cuda:" + std::to_string(device_id) : "cpu";
+}
 
 std::int64_t ArrayArg::numel() const {
   std::int64_t count = 1;
@@ -392,11 +414,14 @@ std::int64_t ArrayArg::numel() const {
   return count;
 }
 
-std::string ArrayArg::shape_str() const { return join_shape(shape); }
+std::string ArrayArg::shape_str() const {
+  return join_shape(shape);
+}
 
 // ---- ArgParser --------------------------------------------------------------------------------------
 ArgParser::ArgParser(std::string op, std::int64_t stream) : op_(std::move(op)), stream_(stream) {
-  if (stream < 0) fail_value("stream must be a cudaStream_t as a non-negative int (0 = default), got " + std::to_string(stream));
+  if (stream < 0)
+    fail_value("stream must be a cudaStream_t as a non-negative int (0 = default), got " + std::to_string(stream));
 }
 
 // torch tensors can carry a lazy negation / conjugation bit that DLPack and the array interfaces do not apply:
@@ -419,9 +444,13 @@ void refuse_lazy_views(py::handle obj, const ArgParser& p, const char* name) {
   }
 }
 
-ArrayArg ArgParser::array(const char* name, py::handle obj) const { return parse_array(name, obj, false); }
+ArrayArg ArgParser::array(const char* name, py::handle obj) const {
+  return parse_array(name, obj, false);
+}
 
-ArrayArg ArgParser::uint8_array(const char* name, py::handle obj) const { return parse_array(name, obj, true); }
+ArrayArg ArgParser::uint8_array(const char* name, py::handle obj) const {
+  return parse_array(name, obj, true);
+}
 
 ArrayArg ArgParser::parse_array(const char* name, py::handle obj, bool uint8) const {
   RawArray raw;
@@ -511,14 +540,20 @@ void ArgParser::fail_shape(const ArrayArg& arg, const std::string& expected) con
   fail_value("argument '" + arg.name + "' must have shape " + expected + ", got " + arg.shape_str());
 }
 
-void ArgParser::fail_value(const std::string& message) const { throw py::value_error(op_ + ": " + message); }
+void ArgParser::fail_value(const std::string& message) const {
+  throw py::value_error(op_ + ": " + message);
+}
 
-void ArgParser::fail_type(const std::string& message) const { throw py::type_error(op_ + ": " + message); }
+void ArgParser::fail_type(const std::string& message) const {
+  throw py::type_error(op_ + ": " + message);
+}
 
 std::int64_t ArgParser::output_numel(const char* name, const std::vector<std::int64_t>& shape) const {
   std::int64_t count = 1;
   for (std::int64_t d : shape) {
-    if (d <= 0) fail_value(std::string("output '") + name + "' would have shape " + join_shape(shape) + " with an empty dimension");
+    if (d <= 0)
+      fail_value(std::string("output '") + name + "' would have shape " + join_shape(shape) +
+                 " with an empty dimension");
     if (count > kMaxElements / d) {
       fail_value(std::string("output '") + name + "' of shape " + join_shape(shape) +
                  " would have more than 2^31 - 1 elements; split the call into smaller batches");
@@ -544,7 +579,8 @@ Output ArgParser::output(const char* name, const std::vector<std::int64_t>& shap
     return out;
   }
   DeviceArray device_array;
-  device_array.buffer = std::make_shared<DeviceBuffer>(static_cast<std::size_t>(count) * elem_size(type), where.device_id);
+  device_array.buffer =
+      std::make_shared<DeviceBuffer>(static_cast<std::size_t>(count) * elem_size(type), where.device_id);
   device_array.shape = shape;
   device_array.type = type;
   device_array.stream = stream_;
@@ -555,7 +591,8 @@ Output ArgParser::output(const char* name, const std::vector<std::int64_t>& shap
 
 void ArgParser::check_launch(zsseg::CudaStatus status) const {
   if (status != 0) {
-    throw std::runtime_error(op_ + ": CUDA error " + std::to_string(status) + " (" + zsseg::cuda_error_string(status) + ")");
+    throw std::runtime_error(op_ + ": CUDA error " + std::to_string(status) + " (" + zsseg::cuda_error_string(status) +
+                             ")");
   }
 }
 

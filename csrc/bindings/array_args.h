@@ -52,8 +52,8 @@ enum class Device : int { CPU = 0, CUDA = 1 };
 
 // Element types seen at the boundary. Other = anything else; ArrayArg::type_name says which.
 enum class ElemType : int { Float32 = 0, Float16 = 1, Int32 = 2, Other = 3, UInt8 = 4 };
-const char* elem_type_name(ElemType type);  // "float32", "float16", "int32", "uint8", "other"
-std::size_t elem_size(ElemType type);       // bytes; 0 for Other
+const char* elem_type_name(ElemType type);    // "float32", "float16", "int32", "uint8", "other"
+std::size_t elem_size(ElemType type);         // bytes; 0 for Other
 zsseg::DType to_kernel_dtype(ElemType type);  // Float32/Float16 only (throws py::type_error otherwise)
 
 // Where an array lives.
@@ -70,16 +70,18 @@ struct ArrayArg {
   const void* data = nullptr;       // first element (DLPack byte_offset applied)
   std::vector<std::int64_t> shape;  // all entries > 0
   ElemType type = ElemType::Other;
-  std::string type_name;            // "float32", "float64", "int32", "object", ...
+  std::string type_name;  // "float32", "float64", "int32", "object", ...
   Placement place;
-  py::object keep_alive;            // numpy array or a capsule releasing the DLPack tensor
+  py::object keep_alive;  // numpy array or a capsule releasing the DLPack tensor
 
   int ndim() const { return static_cast<int>(shape.size()); }
   std::int64_t dim(int axis) const { return shape.at(static_cast<std::size_t>(axis)); }
   std::int64_t numel() const;
   std::string shape_str() const;  // "[3, 64]"
   template <class T>
-  const T* ptr() const { return static_cast<const T*>(data); }
+  const T* ptr() const {
+    return static_cast<const T*>(data);
+  }
 };
 
 // An output allocated by ArgParser::output: a NumPy array (CPU) or a DeviceArray (CUDA).
@@ -87,7 +89,9 @@ struct Output {
   py::object array;  // what the binding returns to Python
   void* data = nullptr;
   template <class T>
-  T* ptr() const { return static_cast<T*>(data); }
+  T* ptr() const {
+    return static_cast<T*>(data);
+  }
 };
 
 // Per-call helper: knows the op name (message prefix) and the launch stream.
@@ -119,8 +123,7 @@ class ArgParser {
   // Element count of an output shape; ValueError when any dim <= 0, on int64 overflow or > kMaxElements.
   std::int64_t output_numel(const char* name, const std::vector<std::int64_t>& shape) const;
   // Allocate an output on `where` (checks output_numel first, so nothing is allocated for a bad size).
-  Output output(const char* name, const std::vector<std::int64_t>& shape, ElemType type,
-                const Placement& where) const;
+  Output output(const char* name, const std::vector<std::int64_t>& shape, ElemType type, const Placement& where) const;
 
   // Raise py RuntimeError "<op>: CUDA error <code> (<text>)" when status != 0.
   void check_launch(zsseg::CudaStatus status) const;
@@ -179,8 +182,15 @@ struct DeviceArray {
 namespace dlpack {
 enum DeviceType : std::int32_t { kDLCPU = 1, kDLCUDA = 2, kDLCUDAHost = 3, kDLCUDAManaged = 13 };
 enum TypeCode : std::uint8_t { kDLInt = 0, kDLUInt = 1, kDLFloat = 2, kDLBfloat = 4, kDLComplex = 5, kDLBool = 6 };
-struct DLDevice { std::int32_t device_type; std::int32_t device_id; };
-struct DLDataType { std::uint8_t code; std::uint8_t bits; std::uint16_t lanes; };
+struct DLDevice {
+  std::int32_t device_type;
+  std::int32_t device_id;
+};
+struct DLDataType {
+  std::uint8_t code;
+  std::uint8_t bits;
+  std::uint16_t lanes;
+};
 struct DLTensor {
   void* data;
   DLDevice device;
@@ -195,7 +205,10 @@ struct DLManagedTensor {  // capsule name "dltensor" (consumers rename it "used_
   void* manager_ctx;
   void (*deleter)(DLManagedTensor* self);
 };
-struct DLPackVersion { std::uint32_t major; std::uint32_t minor; };
+struct DLPackVersion {
+  std::uint32_t major;
+  std::uint32_t minor;
+};
 constexpr std::uint64_t kFlagReadOnly = 1ULL << 0;
 struct DLManagedTensorVersioned {  // capsule name "dltensor_versioned" ("used_dltensor_versioned")
   DLPackVersion version;

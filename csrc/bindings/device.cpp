@@ -41,18 +41,25 @@ namespace {
 
 const char* cai_typestr(ElemType type) {
   switch (type) {
-    case ElemType::Float32: return "<f4";
-    case ElemType::Float16: return "<f2";
-    case ElemType::Int32: return "<i4";
-    default: return "|V0";
+    case ElemType::Float32:
+      return "<f4";
+    case ElemType::Float16:
+      return "<f2";
+    case ElemType::Int32:
+      return "<i4";
+    default:
+      return "|V0";
   }
 }
 
 dlpack::DLDataType dl_dtype(ElemType type) {
   switch (type) {
-    case ElemType::Float16: return {dlpack::kDLFloat, 16, 1};
-    case ElemType::Int32: return {dlpack::kDLInt, 32, 1};
-    default: return {dlpack::kDLFloat, 32, 1};
+    case ElemType::Float16:
+      return {dlpack::kDLFloat, 16, 1};
+    case ElemType::Int32:
+      return {dlpack::kDLInt, 32, 1};
+    default:
+      return {dlpack::kDLFloat, 32, 1};
   }
 }
 
@@ -115,7 +122,9 @@ void order_for_consumer(const DeviceArray& arr, const py::object& stream) {
   // DLPack: None means the consumer works on the legacy default stream (1), which must be ordered too.
   const std::int64_t consumer = stream.is_none() ? 1 : stream.cast<std::int64_t>();
   if (consumer == -1) return;  // DLPack: -1 = the consumer asks for no synchronisation
-  if (consumer == 0) throw py::value_error("DeviceArray.__dlpack__: stream 0 is ambiguous on CUDA; pass 1 for the legacy default stream");
+  if (consumer == 0)
+    throw py::value_error(
+        "DeviceArray.__dlpack__: stream 0 is ambiguous on CUDA; pass 1 for the legacy default stream");
 #ifdef ZSSEG_WITH_CUDA
   auto* consumer_stream = reinterpret_cast<cudaStream_t>(static_cast<std::uintptr_t>(consumer));
   auto* producer_stream = reinterpret_cast<cudaStream_t>(static_cast<std::uintptr_t>(arr.stream));
@@ -129,7 +138,8 @@ void order_for_consumer(const DeviceArray& arr, const py::object& stream) {
   if (ready != nullptr) cudaEventDestroy(ready);
   if (status != cudaSuccess) {
     cudaGetLastError();
-    throw std::runtime_error(std::string("DeviceArray.__dlpack__: stream ordering failed: ") + cudaGetErrorString(status));
+    throw std::runtime_error(std::string("DeviceArray.__dlpack__: stream ordering failed: ") +
+                             cudaGetErrorString(status));
   }
 #else
   (void)arr;
@@ -174,7 +184,8 @@ py::dict cuda_array_interface(const DeviceArray& arr) {
 py::array to_numpy(const DeviceArray& arr) {
   std::vector<py::ssize_t> dims(arr.shape.begin(), arr.shape.end());
   py::dtype dtype = arr.type == ElemType::Float16 ? py::dtype("float16")
-                    : arr.type == ElemType::Int32 ? py::dtype::of<std::int32_t>() : py::dtype::of<float>();
+                    : arr.type == ElemType::Int32 ? py::dtype::of<std::int32_t>()
+                                                  : py::dtype::of<float>();
   py::array host(dtype, dims);
 #ifdef ZSSEG_WITH_CUDA
   CudaDeviceGuard guard(Placement{Device::CUDA, arr.buffer->device_id()});
@@ -195,8 +206,8 @@ py::array to_numpy(const DeviceArray& arr) {
 std::string device_array_repr(const DeviceArray& arr) {
   std::string shape;
   for (std::size_t i = 0; i < arr.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(arr.shape[i]);
-  return "DeviceArray(shape=[" + shape + "], dtype=" + elem_type_name(arr.type) + ", device=cuda:" +
-         std::to_string(arr.buffer->device_id()) + ")";
+  return "DeviceArray(shape=[" + shape + "], dtype=" + elem_type_name(arr.type) +
+         ", device=cuda:" + std::to_string(arr.buffer->device_id()) + ")";
 }
 
 }  // namespace
@@ -205,24 +216,29 @@ void register_device(py::module_& m) {
   m.def("cuda_compiled", &zsseg::cuda_compiled, "True when this build compiled the CUDA kernels.");
   m.def("cuda_device_count", &zsseg::cuda_device_count,
         "Number of usable CUDA devices; 0 when there is no driver, no GPU, or no CUDA build. Never raises.");
-  m.def("cuda_available", [] { return zsseg::cuda_compiled() && zsseg::cuda_device_count() > 0; },
-        "True when the CUDA kernels are compiled in and at least one CUDA device is usable.");
-  m.def("cuda_status", [] { return std::string(zsseg::cuda_error_string(-1)); },
-        "Why cuda_device_count() is what it is (text of the last cudaGetDeviceCount result).");
+  m.def(
+      "cuda_available", [] { return zsseg::cuda_compiled() && zsseg::cuda_device_count() > 0; },
+      "True when the CUDA kernels are compiled in and at least one CUDA device is usable.");
+  m.def(
+      "cuda_status", [] { return std::string(zsseg::cuda_error_string(-1)); },
+      "Why cuda_device_count() is what it is (text of the last cudaGetDeviceCount result).");
 
   py::class_<DeviceArray>(m, "DeviceArray",
                           "C-contiguous CUDA memory returned by the CUDA ops. Consume it with torch.from_dlpack(x), "
                           "torch.as_tensor(x, device='cuda') or CuPy; the memory lives as long as any consumer.")
       .def_property_readonly("shape", [](const DeviceArray& a) { return py::tuple(py::cast(a.shape)); })
       .def_property_readonly("dtype", [](const DeviceArray& a) { return std::string(elem_type_name(a.type)); })
-      .def_property_readonly("device", [](const DeviceArray& a) { return "cuda:" + std::to_string(a.buffer->device_id()); })
+      .def_property_readonly("device",
+                             [](const DeviceArray& a) { return "cuda:" + std::to_string(a.buffer->device_id()); })
       .def_property_readonly("nbytes", [](const DeviceArray& a) { return a.buffer->bytes(); })
-      .def_property_readonly("stream", [](const DeviceArray& a) { return a.stream; },
-                             "Integer cudaStream_t the producing kernels were enqueued on (0 = default stream).")
+      .def_property_readonly(
+          "stream", [](const DeviceArray& a) { return a.stream; },
+          "Integer cudaStream_t the producing kernels were enqueued on (0 = default stream).")
       .def_property_readonly("__cuda_array_interface__", &cuda_array_interface)
       .def("__dlpack__", &dlpack_export, py::kw_only(), py::arg("stream") = py::none(),
            py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
-      .def("__dlpack_device__", [](const DeviceArray& a) { return py::make_tuple(int(dlpack::kDLCUDA), a.buffer->device_id()); })
+      .def("__dlpack_device__",
+           [](const DeviceArray& a) { return py::make_tuple(int(dlpack::kDLCUDA), a.buffer->device_id()); })
       .def("numpy", &to_numpy, "Copy to a new NumPy array (synchronises the producing stream).")
       .def("__repr__", &device_array_repr);
 }

@@ -59,7 +59,8 @@ py::object preprocess(py::handle image_obj, py::handle scaled_size, py::handle w
   if (color_order != "bgr" && color_order != "rgb") {
     args.fail_value("color_order must be 'bgr' or 'rgb', got '" + color_order + "'");
   }
-  if (dtype != "float32" && dtype != "float16") args.fail_value("dtype must be 'float32' or 'float16', got '" + dtype + "'");
+  if (dtype != "float32" && dtype != "float16")
+    args.fail_value("dtype must be 'float32' or 'float16', got '" + dtype + "'");
   const std::vector<std::int64_t> scaled = int_tuple(args, scaled_size, 2, "scaled_size (height, width)");
   if (scaled[0] < 1 || scaled[1] < 1 || scaled[0] > kMaxSide || scaled[1] > kMaxSide) {
     args.fail_value("scaled_size must be in 1.." + std::to_string(kMaxSide) + " per side, got (" +
@@ -76,8 +77,9 @@ py::object preprocess(py::handle image_obj, py::handle scaled_size, py::handle w
     if (w[0] < 0 || w[1] > scaled[0] || w[0] >= w[1] || w[2] < 0 || w[3] > scaled[1] || w[2] >= w[3] ||
         w[1] - w[0] > crop || w[3] - w[2] > crop) {
       args.fail_value(what + " = (" + std::to_string(w[0]) + ", " + std::to_string(w[1]) + ", " + std::to_string(w[2]) +
-                      ", " + std::to_string(w[3]) + ") must lie inside the rescaled image " + std::to_string(scaled[0]) +
-                      "x" + std::to_string(scaled[1]) + " and be at most " + std::to_string(crop) + " per side");
+                      ", " + std::to_string(w[3]) + ") must lie inside the rescaled image " +
+                      std::to_string(scaled[0]) + "x" + std::to_string(scaled[1]) + " and be at most " +
+                      std::to_string(crop) + " per side");
     }
     windows.push_back({static_cast<std::int32_t>(w[0]), static_cast<std::int32_t>(w[1]),
                        static_cast<std::int32_t>(w[2]), static_cast<std::int32_t>(w[3])});
@@ -98,7 +100,9 @@ py::object preprocess(py::handle image_obj, py::handle scaled_size, py::handle w
     data = out.data;
   } else {
     const ArrayArg out = args.array("out", out_obj);
-    if (out.shape != shape) args.fail_shape(out, "[" + std::to_string(shape[0]) + ", 3, " + std::to_string(crop) + ", " + std::to_string(crop) + "]");
+    if (out.shape != shape)
+      args.fail_shape(
+          out, "[" + std::to_string(shape[0]) + ", 3, " + std::to_string(crop) + ", " + std::to_string(crop) + "]");
     if (out.type != out_type) args.fail_type("argument 'out' must have dtype " + dtype + ", got " + out.type_name);
     args.placement({&image, &out});
     result = py::reinterpret_borrow<py::object>(out_obj);

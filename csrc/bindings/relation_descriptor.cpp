@@ -1,12 +1,14 @@
 // Binding of zsseg::relation_descriptor_{cpu,cuda}: validation happens here, once (see array_args.h).
+#include "zsseg/relation_descriptor.h"
 #include "array_args.h"
 #include "registry.h"
-#include "zsseg/relation_descriptor.h"
 
 namespace zsseg_py {
 namespace {
 
-std::string from_text(const ArrayArg& text) { return " (from 'text' " + text.shape_str() + ")"; }
+std::string from_text(const ArrayArg& text) {
+  return " (from 'text' " + text.shape_str() + ")";
+}
 
 void check_shapes(const ArgParser& args, const ArrayArg& text, const ArrayArg& global,
                   const std::optional<ArrayArg>& weight, const std::optional<ArrayArg>& bias) {
@@ -18,8 +20,8 @@ void check_shapes(const ArgParser& args, const ArrayArg& text, const ArrayArg& g
     args.fail_shape(*weight, "[Dout, 2D] with 2D=" + std::to_string(2 * dim) + from_text(text));
   }
   if (bias && (bias->ndim() != 1 || bias->dim(0) != weight->dim(0))) {
-    args.fail_shape(*bias, "[Dout] with Dout=" + std::to_string(weight->dim(0)) + " (from 'weight' " +
-                               weight->shape_str() + ")");
+    args.fail_shape(
+        *bias, "[Dout] with Dout=" + std::to_string(weight->dim(0)) + " (from 'weight' " + weight->shape_str() + ")");
   }
 }
 
@@ -28,7 +30,7 @@ py::object relation_descriptor(py::handle text_obj, py::handle global_obj, py::h
   ArgParser args("relation_descriptor", stream);
   const ArrayArg text = args.array("text", text_obj);  // [C, D]
   if (text.ndim() != 2) args.fail_shape(text, "[C, D]");
-  const ArrayArg global = args.array("image_global", global_obj);                   // [B, D]
+  const ArrayArg global = args.array("image_global", global_obj);                    // [B, D]
   const std::optional<ArrayArg> weight = args.optional_array("weight", weight_obj);  // [Dout, 2D]
   if (!weight && !bias_obj.is_none()) {
     args.fail_value("argument 'bias' was given without 'weight'; bias needs weight [Dout, 2D]");

@@ -19,8 +19,8 @@ namespace zsseg_py {
 // A tuple/list of exactly `count` Python ints (named `what` in messages), else TypeError/ValueError.
 inline std::vector<std::int64_t> parse_int_tuple(const ArgParser& args, py::handle obj, const char* name,
                                                  std::size_t count, const char* layout) {
-  const std::string expected = std::string("argument '") + name + "' must be a tuple of " +
-                               std::to_string(count) + " ints " + layout + ", got ";
+  const std::string expected =
+      std::string("argument '") + name + "' must be a tuple of " + std::to_string(count) + " ints " + layout + ", got ";
   if (!py::isinstance<py::tuple>(obj) && !py::isinstance<py::list>(obj)) {
     args.fail_type(expected + py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
   }
@@ -63,9 +63,10 @@ inline zsseg::ResizeGeometry parse_resize_geometry(const ArgParser& args, const 
   const bool inside = box[0] >= 0 && box[1] >= 0 && box[2] >= 1 && box[3] >= 1 && box[0] <= g.in_height - box[2] &&
                       box[1] <= g.in_width - box[3];
   if (!inside) {
-    args.fail_value("argument 'crop' (top, left, height, width) must have top, left >= 0, height, width >= 1 and "
-                    "lie inside the logits map of size h x w = " + std::to_string(g.in_height) + " x " +
-                    std::to_string(g.in_width) + ", got " + tuple_str(box));
+    args.fail_value(
+        "argument 'crop' (top, left, height, width) must have top, left >= 0, height, width >= 1 and "
+        "lie inside the logits map of size h x w = " +
+        std::to_string(g.in_height) + " x " + std::to_string(g.in_width) + ", got " + tuple_str(box));
   }
   g.crop_top = box[0], g.crop_left = box[1], g.crop_height = box[2], g.crop_width = box[3];
   return g;
@@ -100,9 +101,9 @@ inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handl
   }
   for (std::int64_t c = 0; c < classes; ++c) {
     if (!std::isfinite(values[c])) {
-      args.fail_value("argument 'class_bias' must be finite, got " + std::string(std::isnan(values[c]) ? "NaN" :
-                      (values[c] > 0 ? "inf" : "-inf")) + " at class " + std::to_string(c) +
-                      " (to drop a class, leave it out of the vocabulary)");
+      args.fail_value("argument 'class_bias' must be finite, got " +
+                      std::string(std::isnan(values[c]) ? "NaN" : (values[c] > 0 ? "inf" : "-inf")) + " at class " +
+                      std::to_string(c) + " (to drop a class, leave it out of the vocabulary)");
     }
   }
   return bias;

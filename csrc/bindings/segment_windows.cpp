@@ -39,7 +39,8 @@ bool windows_cover(const std::vector<zsseg::WindowPlacement>& windows, std::int6
 }
 
 std::int64_t positive(const ArgParser& args, std::int64_t v, const std::string& what) {
-  if (v < 1 || v > kMaxSide) args.fail_value(what + " must be in 1.." + std::to_string(kMaxSide) + ", got " + std::to_string(v));
+  if (v < 1 || v > kMaxSide)
+    args.fail_value(what + " must be in 1.." + std::to_string(kMaxSide) + ", got " + std::to_string(v));
   return v;
 }
 

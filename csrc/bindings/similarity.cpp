@@ -1,7 +1,7 @@
 // Binding of zsseg::similarity_{cpu,cuda}: validation happens here, once (see array_args.h).
+#include "zsseg/similarity.h"
 #include "array_args.h"
 #include "registry.h"
-#include "zsseg/similarity.h"
 
 namespace zsseg_py {
 namespace {

@@ -5,8 +5,8 @@
 // macros are empty.
 #pragma once
 
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(__CUDACC__) && !defined(ZS_NO_CPU_CLONES)
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__) && \
+    !defined(ZS_NO_CPU_CLONES)
 #define ZS_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #define ZS_CPU_INLINE inline __attribute__((always_inline))
 #else

@@ -10,17 +10,17 @@ namespace zsseg::cpu {
 
 struct GemmNT {
   std::int64_t m = 0, n = 0, k = 0;
-  const float* a = nullptr;            // [M, K], row stride lda
+  const float* a = nullptr;  // [M, K], row stride lda
   std::int64_t lda = 0;
-  const float* b = nullptr;            // [N, K], row stride ldb
+  const float* b = nullptr;  // [N, K], row stride ldb
   std::int64_t ldb = 0;
   const float* a_row_scale = nullptr;  // [M] or nullptr
   const float* b_row_scale = nullptr;  // [N] or nullptr
   const float* k_scale = nullptr;      // [K] or nullptr
   float alpha = 1.0f;
-  const float* addend = nullptr;       // [M, N] with row stride ld_addend, or nullptr
+  const float* addend = nullptr;  // [M, N] with row stride ld_addend, or nullptr
   std::int64_t ld_addend = 0;
-  float* c = nullptr;                  // [M, N], row stride ldc
+  float* c = nullptr;  // [M, N], row stride ldc
   std::int64_t ldc = 0;
 };
 

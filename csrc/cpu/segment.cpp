@@ -101,8 +101,8 @@ int32_t first_nan_class(const float* v, const ClassLayout& layout, int64_t class
 
 // Horizontal blend of scratch columns col0 / col1 for slots [begin, end) into v; returns their maximum
 // (NaN-blind: NaN rows are handled separately).
-ZS_CPU_INLINE float blend_and_max(const float* col0, const float* col1, float w0, float w1, int64_t begin,
-                                  int64_t end, float* v) {
+ZS_CPU_INLINE float blend_and_max(const float* col0, const float* col1, float w0, float w1, int64_t begin, int64_t end,
+                                  float* v) {
   float m = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : m)
   for (int64_t s = begin; s < end; ++s) {
@@ -127,8 +127,8 @@ ZS_CPU_INLINE int64_t first_at_least(const float* values, int64_t begin, int64_t
 
 // Grouped path. v: [C] scratch (slot order), filled here from the two scratch columns.
 ZS_CPU_INLINE PixelResult decide_grouped(const float* col0, const float* col1, const BilinearTap& tx,
-                                         const ClassLayout& layout, bool apply_sigmoid, bool check_nan,
-                                         int64_t classes, float* v) {
+                                         const ClassLayout& layout, bool apply_sigmoid, bool check_nan, int64_t classes,
+                                         float* v) {
   const size_t groups = layout.group_begin.size() - 1;  // <= kMaxGroupedBiases
   float group_max[kMaxGroupedBiases];
   for (size_t g = 0; g < groups; ++g) {
@@ -186,8 +186,8 @@ ZS_CPU_INLINE float approximate_calibrated(const float* v, const float* bias, bo
 
 // General path (slot order == class order). v, approx: [C] scratch.
 ZS_CPU_INLINE PixelResult decide_general(const float* col0, const float* col1, const BilinearTap& tx,
-                                         const ClassLayout& layout, bool apply_sigmoid, bool check_nan,
-                                         int64_t classes, float* v, float* approx) {
+                                         const ClassLayout& layout, bool apply_sigmoid, bool check_nan, int64_t classes,
+                                         float* v, float* approx) {
   blend_and_max(col0, col1, tx.w0, tx.w1, 0, classes, v);
   if (check_nan) {
     const int32_t nan_class = first_nan_class(v, layout, classes);
@@ -238,8 +238,8 @@ struct RowContext {
 };
 
 // One output row: scratch [crop_width * C], v / approx [C] per thread.
-ZS_CPU_CLONES void segment_row(const RowContext& ctx, const float* batch_logits, const BilinearTap& ty,
-                               float* scratch, float* v, float* approx, int32_t* labels, float* scores) {
+ZS_CPU_CLONES void segment_row(const RowContext& ctx, const float* batch_logits, const BilinearTap& ty, float* scratch,
+                               float* v, float* approx, int32_t* labels, float* scores) {
   const ResizeGeometry& g = ctx.geometry;
   const int64_t classes = g.channels;
   // A finite scratch row cannot produce NaN (weights are in [0, 1]); otherwise check every pixel.
@@ -249,8 +249,9 @@ ZS_CPU_CLONES void segment_row(const RowContext& ctx, const float* batch_logits,
     const float* col0 = scratch + tx.i0 * classes;
     const float* col1 = scratch + tx.i1 * classes;
     const PixelResult result =
-        ctx.layout.grouped ? decide_grouped(col0, col1, tx, ctx.layout, ctx.apply_sigmoid, check_nan, classes, v)
-                           : decide_general(col0, col1, tx, ctx.layout, ctx.apply_sigmoid, check_nan, classes, v, approx);
+        ctx.layout.grouped
+            ? decide_grouped(col0, col1, tx, ctx.layout, ctx.apply_sigmoid, check_nan, classes, v)
+            : decide_general(col0, col1, tx, ctx.layout, ctx.apply_sigmoid, check_nan, classes, v, approx);
     labels[x] = result.label;
     scores[x] = result.score;
   }
@@ -283,8 +284,8 @@ void segment_cpu(const SegmentParams& params) {
     for (int64_t row = 0; row < total_rows; ++row) {
       const int64_t b = row / g.out_height;
       const BilinearTap& ty = row_taps[static_cast<size_t>(row % g.out_height)];
-      segment_row(ctx, logits + b * batch_stride, ty, scratch, v, approx,
-                  params.labels + row * g.out_width, params.scores + row * g.out_width);
+      segment_row(ctx, logits + b * batch_stride, ty, scratch, v, approx, params.labels + row * g.out_width,
+                  params.scores + row * g.out_width);
     }
   }
 }

@@ -43,13 +43,15 @@ ZS_CPU_INLINE void add_window_row(const float* row0, const float* row1, float wy
   if (sigmoid) {
 #pragma omp simd
     for (int64_t x = 0; x < width; ++x) {
-      const float v = blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
+      const float v =
+          blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
       acc[x] += sigmoid_fast_nan_f32(v) - bias;
     }
   } else {
 #pragma omp simd
     for (int64_t x = 0; x < width; ++x) {
-      const float v = blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
+      const float v =
+          blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
       acc[x] += v - bias;
     }
   }
@@ -146,8 +148,15 @@ ZS_CPU_CLONES void output_row(const Geometry& geo, const float* m0, const float*
 }  // namespace
 
 bool segment_windows_cpu(const SegmentWindowsParams& p) {
-  Geometry geo{p, make_taps(p.in_height, p.head_height), make_taps(p.in_width, p.head_width),
-               make_taps(p.scaled_height, p.out_height), make_taps(p.scaled_width, p.out_width), {}, {}, {}, {}};
+  Geometry geo{p,
+               make_taps(p.in_height, p.head_height),
+               make_taps(p.in_width, p.head_width),
+               make_taps(p.scaled_height, p.out_height),
+               make_taps(p.scaled_width, p.out_width),
+               {},
+               {},
+               {},
+               {}};
   for (const BilinearTap& t : geo.head_cols) {
     geo.ci0.push_back(t.i0), geo.ci1.push_back(t.i1), geo.cw0.push_back(t.w0), geo.cw1.push_back(t.w1);
   }

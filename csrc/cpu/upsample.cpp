@@ -75,11 +75,11 @@ void upsample_cpu(const UpsampleParams& params) {
   const std::vector<BilinearTap> row_taps = make_taps(g.crop_height, g.out_height);
   const ColumnTaps col_taps = make_column_taps(g.crop_width, g.out_width);
   const float* input = static_cast<const float*>(params.input);  // [B, C, in_h, in_w]
-  float* output = static_cast<float*>(params.output);             // [B, C, H, W]
+  float* output = static_cast<float*>(params.output);            // [B, C, H, W]
   const int64_t plane_in = g.in_height * g.in_width;
   const int64_t crop_offset = g.crop_top * g.in_width + g.crop_left;
   const int64_t total_rows = g.batch * g.channels * g.out_height;
-  const Calibration mode = params.apply_sigmoid      ? Calibration::SigmoidBias
+  const Calibration mode = params.apply_sigmoid           ? Calibration::SigmoidBias
                            : params.class_bias != nullptr ? Calibration::Bias
                                                           : Calibration::None;
 

@@ -44,6 +44,8 @@ const char* cuda_error_string(CudaStatus code) {
   return cudaGetErrorString(static_cast<cudaError_t>(code));
 }
 
-bool cuda_compiled() { return true; }
+bool cuda_compiled() {
+  return true;
+}
 
 }  // namespace zsseg

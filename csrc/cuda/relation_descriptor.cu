@@ -27,8 +27,9 @@ __device__ void tile_product(TilePair& tiles, const T* a, std::int64_t lda, std:
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     relation_linear_kernel(const T* __restrict__ text, const T* __restrict__ global, const T* __restrict__ weight,
-                           const T* __restrict__ bias, T* __restrict__ out, std::int64_t batch, std::int64_t num_classes,
-                           std::int64_t dim, std::int64_t out_dim, std::int64_t c_tiles, std::int64_t batch_chunk) {
+                           const T* __restrict__ bias, T* __restrict__ out, std::int64_t batch,
+                           std::int64_t num_classes, std::int64_t dim, std::int64_t out_dim, std::int64_t c_tiles,
+                           std::int64_t batch_chunk) {
   __shared__ TilePair tiles;
   const std::int64_t o0 = static_cast<std::int64_t>(blockIdx.x) * kTile;
   const std::int64_t b_begin = static_cast<std::int64_t>(blockIdx.z) * batch_chunk;
@@ -66,7 +67,8 @@ __global__ void relation_concat_kernel(const T* __restrict__ text, const T* __re
     const std::int64_t c = row % num_classes, b = row / num_classes;
     const bool product_half = j < dim;
     const std::int64_t d = product_half ? j : j - dim;
-    out[e] = from_float<T>(relation_concat_value(to_float(text[c * dim + d]), to_float(global[b * dim + d]), product_half));
+    out[e] =
+        from_float<T>(relation_concat_value(to_float(text[c * dim + d]), to_float(global[b * dim + d]), product_half));
   }
 }
 

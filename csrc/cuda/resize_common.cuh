@@ -13,10 +13,18 @@ namespace cuda_detail {
 constexpr int kThreadsPerBlock = 256;
 constexpr int64_t kMaxBlocks = 65535;  // grid-stride loops cover the rest
 
-__device__ __forceinline__ float load_as_float(const float* p) { return __ldg(p); }
-__device__ __forceinline__ float load_as_float(const __half* p) { return __half2float(p[0]); }
-__device__ __forceinline__ void store_from_float(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store_from_float(__half* p, float v) { *p = __float2half_rn(v); }
+__device__ __forceinline__ float load_as_float(const float* p) {
+  return __ldg(p);
+}
+__device__ __forceinline__ float load_as_float(const __half* p) {
+  return __half2float(p[0]);
+}
+__device__ __forceinline__ void store_from_float(float* p, float v) {
+  *p = v;
+}
+__device__ __forceinline__ void store_from_float(__half* p, float v) {
+  *p = __float2half_rn(v);
+}
 
 inline int blocks_for(int64_t work_items) {
   int64_t blocks = (work_items + kThreadsPerBlock - 1) / kThreadsPerBlock;

@@ -10,9 +10,9 @@ namespace {
 using cuda_detail::bilinear_at;
 
 template <typename T>
-__global__ void segment_kernel(const T* __restrict__ logits, const float* __restrict__ class_bias,
-                               bool apply_sigmoid, int32_t* __restrict__ labels, float* __restrict__ scores,
-                               ResizeGeometry g, float scale_y, float scale_x) {
+__global__ void segment_kernel(const T* __restrict__ logits, const float* __restrict__ class_bias, bool apply_sigmoid,
+                               int32_t* __restrict__ labels, float* __restrict__ scores, ResizeGeometry g,
+                               float scale_y, float scale_x) {
   const int64_t total = g.batch * g.out_height * g.out_width;
   const int64_t plane_in = g.in_height * g.in_width;
   const int64_t crop_offset = g.crop_top * g.in_width + g.crop_left;

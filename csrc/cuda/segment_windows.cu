@@ -77,10 +77,21 @@ CudaStatus launch(const SegmentWindowsParams& p, cudaStream_t stream) {
   if (p.num_windows > kMaxWindowsCuda) return static_cast<CudaStatus>(cudaErrorInvalidValue);
   WindowTable table{};
   for (int64_t k = 0; k < p.num_windows; ++k) table.w[k] = p.windows[k];
-  Dims d{p.num_windows, p.classes, p.in_height, p.in_width, p.head_height, p.head_width, p.scaled_height,
-         p.scaled_width, p.out_height, p.out_width, bilinear_scale(p.in_height, p.head_height),
-         bilinear_scale(p.in_width, p.head_width), bilinear_scale(p.scaled_height, p.out_height),
-         bilinear_scale(p.scaled_width, p.out_width), p.apply_sigmoid};
+  Dims d{p.num_windows,
+         p.classes,
+         p.in_height,
+         p.in_width,
+         p.head_height,
+         p.head_width,
+         p.scaled_height,
+         p.scaled_width,
+         p.out_height,
+         p.out_width,
+         bilinear_scale(p.in_height, p.head_height),
+         bilinear_scale(p.in_width, p.head_width),
+         bilinear_scale(p.scaled_height, p.out_height),
+         bilinear_scale(p.scaled_width, p.out_width),
+         p.apply_sigmoid};
   const int64_t total = p.out_height * p.out_width;
   segment_windows_kernel<T><<<cuda_detail::blocks_for(total), cuda_detail::kThreadsPerBlock, 0, stream>>>(
       static_cast<const T*>(p.logits), table, d, p.class_bias, p.labels, p.scores);

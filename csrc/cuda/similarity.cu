@@ -10,9 +10,9 @@ using namespace dense_cuda;
 // grid.x = B * n_tiles, grid.y strides over class tiles.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    similarity_kernel(const T* __restrict__ patches, const T* __restrict__ text, T* __restrict__ out, std::int64_t num_patches,
-                      std::int64_t num_classes, std::int64_t dim, bool text_batched, bool normalize, float scale,
-                      std::int64_t n_tiles, std::int64_t c_tiles) {
+    similarity_kernel(const T* __restrict__ patches, const T* __restrict__ text, T* __restrict__ out,
+                      std::int64_t num_patches, std::int64_t num_classes, std::int64_t dim, bool text_batched,
+                      bool normalize, float scale, std::int64_t n_tiles, std::int64_t c_tiles) {
   __shared__ TilePair tiles;
   __shared__ float text_squares[kTile], patch_squares[kTile];
   const std::int64_t b = blockIdx.x / n_tiles;
@@ -55,9 +55,9 @@ CudaStatus launch(const SimilarityParams& p, cudaStream_t stream) {
   const std::int64_t n_tiles = (p.num_patches + kTile - 1) / kTile;
   const std::int64_t c_tiles = (p.num_classes + kTile - 1) / kTile;
   const dim3 grid(static_cast<unsigned int>(p.batch * n_tiles), grid_dim_capped(c_tiles));
-  similarity_kernel<T><<<grid, kThreads, 0, stream>>>(
-      static_cast<const T*>(p.patches), static_cast<const T*>(p.text), static_cast<T*>(p.out), p.num_patches,
-      p.num_classes, p.dim, p.text_batched, p.normalize, p.scale, n_tiles, c_tiles);
+  similarity_kernel<T><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(p.patches), static_cast<const T*>(p.text),
+                                                      static_cast<T*>(p.out), p.num_patches, p.num_classes, p.dim,
+                                                      p.text_batched, p.normalize, p.scale, n_tiles, c_tiles);
   return static_cast<CudaStatus>(cudaGetLastError());
 }
 

@@ -10,9 +10,8 @@ using cuda_detail::bilinear_at;
 using cuda_detail::store_from_float;
 
 template <typename T>
-__global__ void upsample_kernel(const T* __restrict__ input, T* __restrict__ output, ResizeGeometry g,
-                                float scale_y, float scale_x, bool apply_sigmoid,
-                                const float* __restrict__ class_bias) {
+__global__ void upsample_kernel(const T* __restrict__ input, T* __restrict__ output, ResizeGeometry g, float scale_y,
+                                float scale_x, bool apply_sigmoid, const float* __restrict__ class_bias) {
   const int64_t total = g.batch * g.channels * g.out_height * g.out_width;
   const int64_t plane_in = g.in_height * g.in_width;
   const int64_t crop_offset = g.crop_top * g.in_width + g.crop_left;

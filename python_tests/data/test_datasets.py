@@ -1,4 +1,5 @@
 """Dataset readers, splits, label remapping and the training augmentation, on the real VOC samples."""
+
 from __future__ import annotations
 
 import os
@@ -8,10 +9,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zsseg_rt.data import (CorruptFileError, DatasetLayoutError, SyntheticDataset, TrainAugmentation, build_dataset,
-                           inductive_lut, load_split, make_synthetic_sample, transductive_lut, write_synthetic_dataset)
-from zsseg_rt.data.labels import apply_lut, reduce_zero_label
 from zsseg_rt.assets import SAMPLES_DIR
+from zsseg_rt.data import (
+    CorruptFileError,
+    DatasetLayoutError,
+    SyntheticDataset,
+    TrainAugmentation,
+    build_dataset,
+    inductive_lut,
+    load_split,
+    make_synthetic_sample,
+    transductive_lut,
+    write_synthetic_dataset,
+)
+from zsseg_rt.data.labels import apply_lut, reduce_zero_label
 from zsseg_rt.data.loader import PositionSampler, TrainStream
 
 VOC = str(SAMPLES_DIR)
@@ -72,8 +83,7 @@ def test_train_stream_remaps_after_augmentation_and_is_deterministic():
 def test_augmentation_pads_with_zero_and_ignore():
     rgb = np.full((40, 30, 3), 200, np.uint8)
     lab = np.zeros((40, 30), np.uint8)
-    aug = TrainAugmentation(crop_size=(64, 64), img_scale=(40, 30), ratio_range=None, photometric=False,
-                            flip_prob=0.0)
+    aug = TrainAugmentation(crop_size=(64, 64), img_scale=(40, 30), ratio_range=None, photometric=False, flip_prob=0.0)
     img, out = aug(rgb, lab, np.random.default_rng(0))
     assert img.shape == (3, 64, 64) and out.shape == (64, 64)
     assert (out[40:] == 255).all() and (out[:, 30:] == 255).all() and (out[:40, :30] == 0).all()
@@ -86,8 +96,14 @@ def test_random_crop_respects_cat_max_ratio_when_possible():
     lab = np.zeros((200, 200), np.uint8)
     lab[:, 100:] = 1  # any 100-wide crop straddling x=100 has two classes
     rgb = np.zeros((200, 200, 3), np.uint8)
-    aug = TrainAugmentation(crop_size=(100, 100), img_scale=(200, 200), ratio_range=None, photometric=False,
-                            flip_prob=0.0, cat_max_ratio=0.75)
+    aug = TrainAugmentation(
+        crop_size=(100, 100),
+        img_scale=(200, 200),
+        ratio_range=None,
+        photometric=False,
+        flip_prob=0.0,
+        cat_max_ratio=0.75,
+    )
     ok = 0
     for s in range(30):
         out = aug(rgb, lab, np.random.default_rng(s))[1]
@@ -116,9 +132,13 @@ def test_splits_match_the_paper_and_model_configs():
 
 
 def test_missing_or_malformed_dataset_names_the_layout(tmp_path):
-    for kind, needle in [("voc", "JPEGImages"), ("coco_stuff", "_labelTrainIds.png"),
-                         ("context59", "SegmentationClassContext"), ("ade150", "ADEChallengeData2016"),
-                         ("folder", "classes.txt")]:
+    for kind, needle in [
+        ("voc", "JPEGImages"),
+        ("coco_stuff", "_labelTrainIds.png"),
+        ("context59", "SegmentationClassContext"),
+        ("ade150", "ADEChallengeData2016"),
+        ("folder", "classes.txt"),
+    ]:
         with pytest.raises(DatasetLayoutError, match="Expected layout") as err:
             build_dataset({"type": kind, "root": str(tmp_path / "nope")})
         assert needle in str(err.value)
@@ -255,28 +275,43 @@ def _fake_voc(root, train_ids, aug_ids, fine, sbd, trainaug=None):
 def test_voc_train_aug_pairs_train_with_fine_masks_and_aug_with_sbd_masks(tmp_path):
     # "both" has a fine mask (class 3 -> 2 after reduce_zero_label) AND an SBD mask (class 7 -> 6), and is
     # listed in train.txt and aug.txt (as in mmseg's aug.txt, which includes the train ids)
-    root = _fake_voc(tmp_path / "VOC2012", train_ids=["both", "t1"], aug_ids=["a1", "both"],
-                     fine={"both": 3, "t1": 4, "v0": 1, "a1": 9}, sbd={"both": 7, "a1": 5, "t1": 11},
-                     trainaug=["zzz"])  # a merged list, ignored when the official train.txt + aug.txt exist
+    root = _fake_voc(
+        tmp_path / "VOC2012",
+        train_ids=["both", "t1"],
+        aug_ids=["a1", "both"],
+        fine={"both": 3, "t1": 4, "v0": 1, "a1": 9},
+        sbd={"both": 7, "a1": 5, "t1": 11},
+        trainaug=["zzz"],
+    )  # a merged list, ignored when the official train.txt + aug.txt exist
     ds = build_dataset({"type": "voc", "root": str(root), "split": "train_aug"})
-    got = [(ds.image_id(i), os.path.basename(os.path.dirname(ds.items[i][1])), int(ds.load(i)[1][0, 0]))
-           for i in range(len(ds))]
+    got = [
+        (ds.image_id(i), os.path.basename(os.path.dirname(ds.items[i][1])), int(ds.load(i)[1][0, 0]))
+        for i in range(len(ds))
+    ]
     # official ConcatDataset order and no de-duplication: train.txt with SegmentationClass, then aug.txt with
     # SegmentationClassAug
-    assert got == [("both", "SegmentationClass", 2), ("t1", "SegmentationClass", 3),
-                   ("a1", "SegmentationClassAug", 4), ("both", "SegmentationClassAug", 6)]
+    assert got == [
+        ("both", "SegmentationClass", 2),
+        ("t1", "SegmentationClass", 3),
+        ("a1", "SegmentationClassAug", 4),
+        ("both", "SegmentationClassAug", 6),
+    ]
     # train.txt ids need their fine mask (no silent switch to the SBD one)
     (root / "SegmentationClass" / "t1.png").unlink()
     with pytest.raises(DatasetLayoutError, match="t1"):
         build_dataset({"type": "voc", "root": str(root), "split": "train_aug"})
     # the other splits keep reading SegmentationClass
-    assert build_dataset({"type": "voc", "root": str(root), "split": "val"}).items[0][1].endswith(
-        os.path.join("SegmentationClass", "v0.png"))
+    assert (
+        build_dataset({"type": "voc", "root": str(root), "split": "val"})
+        .items[0][1]
+        .endswith(os.path.join("SegmentationClass", "v0.png"))
+    )
 
 
 def test_voc_merged_trainaug_list_prefers_sbd_masks(tmp_path):
-    root = _fake_voc(tmp_path / "VOC2012", train_ids=[], aug_ids=[], fine={"x": 3, "y": 4}, sbd={"x": 7},
-                     trainaug=["x", "y"])
+    root = _fake_voc(
+        tmp_path / "VOC2012", train_ids=[], aug_ids=[], fine={"x": 3, "y": 4}, sbd={"x": 7}, trainaug=["x", "y"]
+    )
     for f in ("train.txt", "aug.txt"):
         (root / "ImageSets" / "Segmentation" / f).unlink()
     ds = build_dataset({"type": "voc", "root": str(root), "split": "train_aug"})

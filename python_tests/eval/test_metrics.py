@@ -1,9 +1,9 @@
 """Metrics against an independent per-class set computation; evaluation of checkpoints vs bundles."""
+
 from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -128,8 +128,9 @@ def test_checkpoint_and_bundle_give_the_same_numbers(tiny_bundle, tmp_path):
     from zsseg_rt.eval.evaluate import Segmenter, load_for_eval
 
     seg_t = Segmenter("native", model, ds.class_names, text, "slide")
-    seg_b = Segmenter("bundle", load_for_eval(str(tiny_bundle), backend="onnxruntime")[1], ds.class_names, text,
-                      "slide")
+    seg_b = Segmenter(
+        "bundle", load_for_eval(str(tiny_bundle), backend="onnxruntime")[1], ds.class_names, text, "slide"
+    )
     distinct = 0
     for i in range(len(ds)):
         rgb = ds.load(i)[0]
@@ -171,8 +172,9 @@ def test_training_checkpoint_of_either_family_evaluates(tmp_path, model):
     from zsseg_rt.eval.evaluate import load_for_eval
     from zsseg_rt.train import Trainer, load_train_config
 
-    cfg = load_train_config("tiny_test", model=model, work_dir=str(tmp_path), iterations=1, batch_size=2,
-                            save_native=False)
+    cfg = load_train_config(
+        "tiny_test", model=model, work_dir=str(tmp_path), iterations=1, batch_size=2, save_native=False
+    )
     tr = Trainer(cfg, progress=False)
     ckpt = tr.train()["checkpoint"]
     assert ckpt is not None and ckpt.suffix == ".pt"

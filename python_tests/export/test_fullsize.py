@@ -1,11 +1,11 @@
 """The full-size ViT-B/16 ZegCLIP bundle: exported, verified and run by ONNX Runtime against PyTorch (slow: a few
 minutes on 2 cores; tools/run_tests.sh runs it, `-m "not slow"` deselects it). Random weights: the exporter and
 ONNX Runtime do not care what the weights are, and no pretrained weights can be downloaded in CI."""
+
 import os
 
 import numpy as np
 import pytest
-
 from support import VOCAB10
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,5 @@
 """Exporter: verified bundle contents, atomic writes, refusal of bad arguments."""
+
 import os
 
 import pytest

@@ -1,5 +1,6 @@
 """TensorRT engine building/caching. Key, cache, refusal and validation logic run everywhere (a fake toolchain
 stands in for TensorRT); real builds need TensorRT and a GPU and skip otherwise."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,8 @@ import pytest
 
 from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, Files, Names, load_meta, sha256_file
 from zsseg_rt.export import tensorrt as trt_build
-from zsseg_rt.export.cuda_driver import CudaDriver, CudaError, DeviceInfo
-from zsseg_rt.export.engine_cache import EngineKey, EngineMismatchError
+from zsseg_rt.runtime.cuda_driver import CudaDriver, CudaError, DeviceInfo
+from zsseg_rt.runtime.engine_cache import EngineKey, EngineMismatchError
 
 ORIN = DeviceInfo("Orin (nvgpu)", (8, 7))
 RTX = DeviceInfo("NVIDIA GeForce RTX 4090", (8, 9))
@@ -29,11 +30,23 @@ def _write_bundle(path, max_classes=256, image_size=32, patch_size=16):
             handle.write(f"fake onnx {index}".encode())
         hashes[name] = sha256_file(os.path.join(path, name))
     meta = {
-        "format_version": BUNDLE_FORMAT_VERSION, "architecture": {"name": "tiny"}, "image_size": image_size,
-        "patch_size": patch_size, "embed_dim": 8, "context_length": 77, "mean": [123.675, 116.28, 103.53],
-        "std": [58.395, 57.12, 57.375], "templates": ["a photo of a {}.", "a {}."], "calibration_bias": 0.0,
-        "seen_class_names": [], "training_class_names": [], "max_classes": max_classes, "crop_size": image_size,
-        "stride": image_size, "opset": 18, "files": hashes,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "architecture": {"name": "tiny"},
+        "image_size": image_size,
+        "patch_size": patch_size,
+        "embed_dim": 8,
+        "context_length": 77,
+        "mean": [123.675, 116.28, 103.53],
+        "std": [58.395, 57.12, 57.375],
+        "templates": ["a photo of a {}.", "a {}."],
+        "calibration_bias": 0.0,
+        "seen_class_names": [],
+        "training_class_names": [],
+        "max_classes": max_classes,
+        "crop_size": image_size,
+        "stride": image_size,
+        "opset": 18,
+        "files": hashes,
     }
     with open(os.path.join(path, Files.META), "w", encoding="utf-8") as handle:
         json.dump(meta, handle)
@@ -59,9 +72,16 @@ def bundle(tmp_path):
 
 
 def _key(**overrides):
-    base = dict(graph=Files.HEAD, onnx_sha256="ab" * 32, precision="fp16",
-                profile=((Names.BATCH, (1, 1, 1)), (Names.NUM_CLASSES, (1, 20, 256))), tensorrt_version="10.3.0",
-                gpu_name=ORIN.name, compute_capability=ORIN.sm, calibration_sha256="")
+    base = dict(
+        graph=Files.HEAD,
+        onnx_sha256="ab" * 32,
+        precision="fp16",
+        profile=((Names.BATCH, (1, 1, 1)), (Names.NUM_CLASSES, (1, 20, 256))),
+        tensorrt_version="10.3.0",
+        gpu_name=ORIN.name,
+        compute_capability=ORIN.sm,
+        calibration_sha256="",
+    )
     base.update(overrides)
     return EngineKey(**base)
 
@@ -73,11 +93,20 @@ def test_key_digest_is_stable_and_roundtrips():
     assert EngineKey.from_dict(_key().as_dict()).digest() == _key().digest()
 
 
-@pytest.mark.parametrize("field, value", [
-    ("graph", Files.IMAGE_ENCODER), ("onnx_sha256", "cd" * 32), ("precision", "fp32"),
-    ("profile", ((Names.BATCH, (1, 4, 4)), (Names.NUM_CLASSES, (1, 20, 256)))), ("tensorrt_version", "10.7.0"),
-    ("gpu_name", RTX.name), ("compute_capability", RTX.sm), ("calibration_sha256", "ef" * 32), ("recipe", 99),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("graph", Files.IMAGE_ENCODER),
+        ("onnx_sha256", "cd" * 32),
+        ("precision", "fp32"),
+        ("profile", ((Names.BATCH, (1, 4, 4)), (Names.NUM_CLASSES, (1, 20, 256)))),
+        ("tensorrt_version", "10.7.0"),
+        ("gpu_name", RTX.name),
+        ("compute_capability", RTX.sm),
+        ("calibration_sha256", "ef" * 32),
+        ("recipe", 99),
+    ],
+)
 def test_changing_any_key_field_changes_the_digest(field, value):
     changed = dataclasses.replace(_key(), **{field: value})
     assert changed.digest() != _key().digest()
@@ -85,8 +114,17 @@ def test_changing_any_key_field_changes_the_digest(field, value):
 
 
 def test_every_key_field_is_covered_by_the_parametrisation():
-    covered = {"graph", "onnx_sha256", "precision", "profile", "tensorrt_version", "gpu_name",
-               "compute_capability", "calibration_sha256", "recipe"}
+    covered = {
+        "graph",
+        "onnx_sha256",
+        "precision",
+        "profile",
+        "tensorrt_version",
+        "gpu_name",
+        "compute_capability",
+        "calibration_sha256",
+        "recipe",
+    }
     assert {f.name for f in dataclasses.fields(EngineKey)} == covered
 
 
@@ -102,8 +140,11 @@ def test_graph_keys_use_only_their_own_axes(bundle):
 
 def test_profile_shapes_fill_static_dims_and_reject_static_batch():
     ranges = {Names.BATCH: (1, 4, 4)}
-    assert trt_build.profile_shapes("image", (-1, 3, 32, 32), {0: Names.BATCH}, ranges) == \
-        ((1, 3, 32, 32), (4, 3, 32, 32), (4, 3, 32, 32))
+    assert trt_build.profile_shapes("image", (-1, 3, 32, 32), {0: Names.BATCH}, ranges) == (
+        (1, 3, 32, 32),
+        (4, 3, 32, 32),
+        (4, 3, 32, 32),
+    )
     with pytest.raises(trt_build.EngineBuildError, match="static"):
         trt_build.profile_shapes("image", (1, 3, 32, 32), {0: Names.BATCH}, ranges)
     with pytest.raises(trt_build.EngineBuildError, match="dynamic"):
@@ -155,7 +196,8 @@ def test_import_does_not_import_tensorrt():
         "        if name.split('.')[0] == 'tensorrt': Spy.seen.append(name)\n"
         "        return None\n"
         "sys.meta_path.insert(0, Spy())\n"
-        "import zsseg_rt.export.tensorrt, zsseg_rt.export.engine_cache, zsseg_rt.export.cuda_driver\n"
+        "import zsseg_rt.export.tensorrt, zsseg_rt.runtime.tensorrt, zsseg_rt.runtime.engine_cache\n"
+        "import zsseg_rt.runtime.cuda_driver\n"
         "print('seen', Spy.seen)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -306,13 +348,16 @@ def test_real_build_and_run_tiny_graph(tmp_path):
 
     assert int(trt.__version__.split(".")[0]) >= 10
     node = helper.make_node("Softmax", [Names.TOKENS], [Names.TEXT_EMBEDDINGS], axis=-1)
-    graph = helper.make_graph([node], "tiny", [helper.make_tensor_value_info(Names.TOKENS, TensorProto.FLOAT,
-                                                                             [Names.NUM_PROMPTS, 8])],
-                              [helper.make_tensor_value_info(Names.TEXT_EMBEDDINGS, TensorProto.FLOAT,
-                                                             [Names.NUM_PROMPTS, 8])])
+    graph = helper.make_graph(
+        [node],
+        "tiny",
+        [helper.make_tensor_value_info(Names.TOKENS, TensorProto.FLOAT, [Names.NUM_PROMPTS, 8])],
+        [helper.make_tensor_value_info(Names.TEXT_EMBEDDINGS, TensorProto.FLOAT, [Names.NUM_PROMPTS, 8])],
+    )
     bundle = _write_bundle(tmp_path / "bundle")
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
-              os.path.join(bundle, Files.TEXT_ENCODER))
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), os.path.join(bundle, Files.TEXT_ENCODER)
+    )
     meta_path = os.path.join(bundle, Files.META)
     with open(meta_path, encoding="utf-8") as handle:
         meta = json.load(handle)

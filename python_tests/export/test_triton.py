@@ -1,4 +1,5 @@
 """Triton model repository text: parsed back with a small protobuf-text reader and checked field by field."""
+
 from __future__ import annotations
 
 import json
@@ -65,10 +66,25 @@ def bundle(tmp_path):
     for name in (Files.IMAGE_ENCODER, Files.HEAD, Files.TEXT_ENCODER):
         (path / name).write_bytes(name.encode())
         hashes[name] = sha256_file(str(path / name))
-    meta = {"format_version": BUNDLE_FORMAT_VERSION, "architecture": {}, "image_size": 64, "patch_size": 16,
-            "embed_dim": 8, "context_length": 77, "mean": [0, 0, 0], "std": [1, 1, 1], "templates": ["{}"],
-            "calibration_bias": 0.0, "seen_class_names": [], "training_class_names": [], "max_classes": 256,
-            "crop_size": 64, "stride": 64, "opset": 18, "files": hashes}
+    meta = {
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "architecture": {},
+        "image_size": 64,
+        "patch_size": 16,
+        "embed_dim": 8,
+        "context_length": 77,
+        "mean": [0, 0, 0],
+        "std": [1, 1, 1],
+        "templates": ["{}"],
+        "calibration_bias": 0.0,
+        "seen_class_names": [],
+        "training_class_names": [],
+        "max_classes": 256,
+        "crop_size": 64,
+        "stride": 64,
+        "opset": 18,
+        "files": hashes,
+    }
     (path / Files.META).write_text(json.dumps(meta))
     return str(path)
 
@@ -91,7 +107,10 @@ def test_onnx_repository_configs(bundle, tmp_path):
     head = _config(models["zsseg_head"])
     assert head["max_batch_size"] == 0 and "dynamic_batching" not in head
     assert {i["name"]: i["dims"] for i in head["input"]} == {
-        Names.TEXT_EMBEDDINGS: [-1, 8], Names.IMAGE_GLOBAL: [-1, 8], Names.PATCHES: [-1, 16, 8]}
+        Names.TEXT_EMBEDDINGS: [-1, 8],
+        Names.IMAGE_GLOBAL: [-1, 8],
+        Names.PATCHES: [-1, 16, 8],
+    }
     assert head["output"][0]["dims"] == [-1, -1, 4, 4]
 
     text = _config(models["zsseg_text_encoder"])
@@ -111,15 +130,21 @@ def test_ensemble_chains_encoder_into_head(bundle, tmp_path):
 
 
 def _fake_engine(directory, role, batch_max):
-    from zsseg_rt.export.engine_cache import EngineKey, write_engine_record
+    from zsseg_rt.runtime.engine_cache import EngineKey, write_engine_record
 
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(str(directory), f"{role}.engine")
     with open(path, "wb") as handle:
         handle.write(b"plan")
-    key = EngineKey(graph=f"{role}.onnx", onnx_sha256="0" * 64, precision="fp16",
-                    profile=(("batch", (1, batch_max, batch_max)),), tensorrt_version="10.3.0",
-                    gpu_name="Orin", compute_capability="8.7")
+    key = EngineKey(
+        graph=f"{role}.onnx",
+        onnx_sha256="0" * 64,
+        precision="fp16",
+        profile=(("batch", (1, batch_max, batch_max)),),
+        tensorrt_version="10.3.0",
+        gpu_name="Orin",
+        compute_capability="8.7",
+    )
     write_engine_record(path, key)
     return path
 

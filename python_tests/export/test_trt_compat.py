@@ -1,4 +1,5 @@
 """Static TensorRT-compatibility check on hand-built ONNX graphs (no TensorRT needed)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,8 +54,11 @@ def test_clean_attention_layernorm_graph_passes():
 
 def test_nonzero_is_a_data_dependent_shape_error():
     nodes = [helper.make_node("NonZero", ["x"], ["idx"], name="nz")]
-    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
-                   [helper.make_tensor_value_info("idx", TensorProto.INT64, [2, "n"])])
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+        [helper.make_tensor_value_info("idx", TensorProto.INT64, [2, "n"])],
+    )
     report = check_trt_compatibility(model)
     assert not report.ok
     assert [(f.code, f.node) for f in report.errors] == [("data_dependent_shape", "nz")]
@@ -68,17 +72,25 @@ def test_reshape_to_value_derived_shape_is_flagged_but_shape_derived_is_not():
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     from_values = _model([helper.make_node("Reshape", ["x", "s"], ["y"], name="r")], [x, s], [y])
     assert [(f.code, f.node) for f in check_trt_compatibility(from_values).errors] == [("data_dependent_shape", "r")]
-    from_shape = _model([
-        helper.make_node("Shape", ["x"], ["xs"]),
-        helper.make_node("Reshape", ["x", "xs"], ["y"], name="r"),
-    ], [x], [y])
+    from_shape = _model(
+        [
+            helper.make_node("Shape", ["x"], ["xs"]),
+            helper.make_node("Reshape", ["x", "xs"], ["y"], name="r"),
+        ],
+        [x],
+        [y],
+    )
     assert "data_dependent_shape" not in check_trt_compatibility(from_shape).codes()
 
 
 def test_custom_domain_op_is_unsupported():
     nodes = [helper.make_node("FancyNorm", ["x"], ["y"], domain="com.example", name="fancy")]
-    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, D])],
-                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, D])], extra_opsets=[("com.example", 1)])
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, D])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, D])],
+        extra_opsets=[("com.example", 1)],
+    )
     report = check_trt_compatibility(model)
     assert [(f.code, f.node) for f in report.errors] == [("unsupported_op", "fancy")]
     assert "com.example::FancyNorm" in report.errors[0].message
@@ -97,8 +109,12 @@ def test_opset_16_graph_warns_about_decomposed_layernorm():
         helper.make_node("ReduceMean", ["x"], ["mu"], axes=[-1], name="mean"),
         helper.make_node("Sub", ["x", "mu"], ["y"], name="center"),
     ]
-    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", D])],
-                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", D])], opset=16)
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", D])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", D])],
+        opset=16,
+    )
     report = check_trt_compatibility(model)
     assert report.ok  # a warning, not an error
     assert [f.code for f in report.warnings] == ["old_opset"]
@@ -108,11 +124,17 @@ def test_opset_16_graph_warns_about_decomposed_layernorm():
 
 def test_int64_argmax_warns():
     nodes = [helper.make_node("ArgMax", ["tokens"], ["eot"], axis=-1, keepdims=0, name="eot_argmax")]
-    model = _model(nodes, [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["prompts", 77])],
-                   [helper.make_tensor_value_info("eot", TensorProto.INT64, ["prompts"])])
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["prompts", 77])],
+        [helper.make_tensor_value_info("eot", TensorProto.INT64, ["prompts"])],
+    )
     assert [(f.code, f.node) for f in check_trt_compatibility(model).warnings] == [("int64_index_op", "eot_argmax")]
-    as_int32 = _model(nodes, [helper.make_tensor_value_info("tokens", TensorProto.INT32, ["prompts", 77])],
-                      [helper.make_tensor_value_info("eot", TensorProto.INT64, ["prompts"])])
+    as_int32 = _model(
+        nodes,
+        [helper.make_tensor_value_info("tokens", TensorProto.INT32, ["prompts", 77])],
+        [helper.make_tensor_value_info("eot", TensorProto.INT64, ["prompts"])],
+    )
     assert check_trt_compatibility(as_int32).findings == []
 
 
@@ -125,9 +147,14 @@ def test_unnamed_dynamic_dim_warns():
 
 def test_reduce_axes_from_data_need_a_constant():
     nodes = [helper.make_node("ReduceSum", ["x", "axes"], ["y"], name="sum")]
-    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, D]),
-                           helper.make_tensor_value_info("axes", TensorProto.INT64, [1])],
-                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = _model(
+        nodes,
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, D]),
+            helper.make_tensor_value_info("axes", TensorProto.INT64, [1]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
     assert [(f.code, f.node) for f in check_trt_compatibility(model).errors] == [("constant_input_required", "sum")]
 
 
@@ -160,11 +187,27 @@ def test_torch_exported_module_passes(tmp_path, dynamo):
     x = torch.randn(2, 5, D)
     if dynamo:
         batch = torch.export.Dim("batch", min=1, max=64)
-        torch.onnx.export(TinyBlock().eval(), (x,), path, input_names=["x"], output_names=["y"], opset_version=18,
-                          dynamo=True, dynamic_shapes={"x": {0: batch}})
+        torch.onnx.export(
+            TinyBlock().eval(),
+            (x,),
+            path,
+            input_names=["x"],
+            output_names=["y"],
+            opset_version=18,
+            dynamo=True,
+            dynamic_shapes={"x": {0: batch}},
+        )
     else:
-        torch.onnx.export(TinyBlock().eval(), (x,), path, input_names=["x"], output_names=["y"], opset_version=18,
-                          dynamo=False, dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+        torch.onnx.export(
+            TinyBlock().eval(),
+            (x,),
+            path,
+            input_names=["x"],
+            output_names=["y"],
+            opset_version=18,
+            dynamo=False,
+            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+        )
     report = assert_trt_compatible(path)
     assert report.errors == [], report.format()
     assert report.opset == 18

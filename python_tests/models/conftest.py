@@ -1,9 +1,9 @@
 """Fixtures for the ZegCLIP model tests."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-
 from zeg_helpers import TINY, randomize_
 
 

@@ -1,4 +1,5 @@
 """`zsseg export --official` + `zsseg segment`: an official-layout checkpoint to an overlay, through the CLI."""
+
 import json
 import os
 
@@ -10,6 +11,7 @@ cv2 = pytest.importorskip("cv2")
 
 from test_official_import import _save_mmcv, official_layout  # noqa: E402
 from zeg_helpers import TINY, randomize_  # noqa: E402
+
 from zsseg_rt import cli  # noqa: E402
 from zsseg_rt.models import create_model  # noqa: E402
 
@@ -20,8 +22,10 @@ def test_export_official_checkpoint_then_segment(tmp_path, capsys):
     ckpt = tmp_path / "iter_20000.pth"
     _save_mmcv(ckpt, official_layout(source))
     bundle = str(tmp_path / "bundle")
-    assert cli.main(["export", bundle, "--official", str(ckpt), "--config", TINY, "--max-classes", "8",
-                     "--verify-images"]) == 0
+    assert (
+        cli.main(["export", bundle, "--official", str(ckpt), "--config", TINY, "--max-classes", "8", "--verify-images"])
+        == 0
+    )
     meta = json.load(open(os.path.join(bundle, "meta.json")))
     assert meta["verification"]["passed"] and meta["source_checkpoint"] == str(ckpt)
     assert "unused" in capsys.readouterr().out  # the import report lists the official never-used tensors
@@ -30,8 +34,25 @@ def test_export_official_checkpoint_then_segment(tmp_path, capsys):
     photo = str(tmp_path / "photo.png")
     cv2.imwrite(photo, image)
     overlay = str(tmp_path / "overlay.png")
-    assert cli.main(["segment", photo, "--bundle", bundle, "--classes", "cat, dog ,sofa", "-o", overlay,
-                     "--json", "--save-labels", "--backend", "onnxruntime"]) == 0
+    assert (
+        cli.main(
+            [
+                "segment",
+                photo,
+                "--bundle",
+                bundle,
+                "--classes",
+                "cat, dog ,sofa",
+                "-o",
+                overlay,
+                "--json",
+                "--save-labels",
+                "--backend",
+                "onnxruntime",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary[0]["overlay"] == overlay and set(summary[0]["classes"]) <= {"cat", "dog", "sofa"}
     assert cv2.imread(overlay).shape == (50, 70, 3)

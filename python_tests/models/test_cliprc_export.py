@@ -1,5 +1,6 @@
 """CLIP-RC bundles: verified ONNX export (image encoder with a "regions" output, head with dynamic C) and the
 Engine (onnxruntime) reproducing the PyTorch model for the same vocabulary on a VOC photo."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from support import VOCAB10, assert_segmentations_agree, distinct_labels, golden_tiny_model, perturbed_head
 
 from zsseg_rt.assets import SAMPLES_DIR
@@ -32,8 +32,9 @@ def cliprc_bundle(tmp_path_factory):
     model = golden_tiny_model("cliprc")  # non-degenerate weights: scores spread, several classes win
     native = save_native(model, os.path.join(root, "native"))
     photo = _photo_path()
-    bundle = export_bundle(model, os.path.join(root, "bundle"), max_classes=12, source=str(native),
-                           verify_images=[photo])
+    bundle = export_bundle(
+        model, os.path.join(root, "bundle"), max_classes=12, source=str(native), verify_images=[photo]
+    )
     return bundle, model
 
 
@@ -68,8 +69,9 @@ def test_engine_onnxruntime_reproduces_pytorch_labels_on_a_voc_photo(cliprc_bund
     assert_segmentations_agree(labels, scores, result.labels, result.scores, score_atol=1e-4, what="ort vs torch")
     # the torch backend loads the native CLIP-RC checkpoint recorded in meta.json
     torch_result = Engine(bundle, classes=names, backend="torch")(image)
-    assert_segmentations_agree(labels, scores, torch_result.labels, torch_result.scores, score_atol=1e-4,
-                               what="torch backend vs predict")
+    assert_segmentations_agree(
+        labels, scores, torch_result.labels, torch_result.scores, score_atol=1e-4, what="torch backend vs predict"
+    )
     # mutation self-check: the comparison fails when one class's logits move by 0.05 on one side
     winner = int(np.bincount(labels.reshape(-1)).argmax())
     with perturbed_head(engine, winner, 0.05):

@@ -1,12 +1,12 @@
 """Helpers for the CLIP-RC tests (tiny random model: ViT width 64, 2 layers, patch 8, 64 px -> 8x8 grid,
 4x4 region bridges of 2x2 patches, 4 prompt tokens)."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
-
 from zeg_helpers import randomize_
 
 CLIPRC_TINY = "cliprc_tiny_test"
@@ -54,7 +54,7 @@ def official_layout_tiny(model) -> "OrderedDict[str, torch.Tensor]":
     for key, _ in official_key_list():
         skip = False
         for prefix, n in limits.items():
-            if key.startswith(prefix) and int(key[len(prefix):].split(".", 1)[0]) >= n:
+            if key.startswith(prefix) and int(key[len(prefix) :].split(".", 1)[0]) >= n:
                 skip = True
         if skip:
             continue
@@ -76,6 +76,18 @@ def official_layout_tiny(model) -> "OrderedDict[str, torch.Tensor]":
 
 
 def save_mmcv(path, sd, meta=None):
-    torch.save({"meta": meta if meta is not None else {"CLASSES": ("a", "b"), "iter": 40000, "mmcv_version": "1.4.0",
-                                                       "config": "model = dict(type='CLIPRC')"},
-                "state_dict": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 2e-5}]}}, path)
+    torch.save(
+        {
+            "meta": meta
+            if meta is not None
+            else {
+                "CLASSES": ("a", "b"),
+                "iter": 40000,
+                "mmcv_version": "1.4.0",
+                "config": "model = dict(type='CLIPRC')",
+            },
+            "state_dict": sd,
+            "optimizer": {"state": {}, "param_groups": [{"lr": 2e-5}]},
+        },
+        path,
+    )

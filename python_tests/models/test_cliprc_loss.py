@@ -1,10 +1,11 @@
 """CLIP-RC loss: ZegCLIP's focal + dice plus the official L1 recovery loss against detached targets."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-
 from test_cliprc_helpers import make_tiny
+
 from zsseg_rt.models import CLIPRCLoss, zegclip_loss
 from zsseg_rt.models.cliprc import recovery_loss
 

@@ -1,10 +1,11 @@
 """CLIP-RC model: attention mask (cell by cell), region bridge, head, freezing, configs, bad input."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-
 from test_cliprc_helpers import CLIPRC_TINY, make_tiny
+
 from zsseg_rt.models import CLIPRC, ZegCLIP, create_model, load_cliprc_config
 from zsseg_rt.models.cliprc_backbone import region_bridge_attention_mask
 
@@ -132,7 +133,7 @@ def test_head_matches_a_direct_transcription_of_the_official_forward():
         attn = q @ lat.transpose(-2, -1)  # [B, 16C, HW]
         fused = attn[:, :3].clone()
         for i in range(1, 16):
-            fused += attn[:, i * 3:(i + 1) * 3]
+            fused += attn[:, i * 3 : (i + 1) * 3]
         want = (fused / 16.0).reshape(b, 3, 8, 8)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
@@ -154,8 +155,13 @@ def test_official_freezing_and_bridge_option():
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert "backbone.region_level_bridge" not in trainable  # official: name lacks "prompt"
     assert {n for n in trainable if n.startswith("backbone.")} == {
-        "backbone.prompt_embeddings", "backbone.deep_prompt_embeddings", "backbone.prompt_proj.weight",
-        "backbone.prompt_proj.bias", "backbone.prompt_norm.weight", "backbone.prompt_norm.bias"}
+        "backbone.prompt_embeddings",
+        "backbone.deep_prompt_embeddings",
+        "backbone.prompt_proj.weight",
+        "backbone.prompt_proj.bias",
+        "backbone.prompt_norm.weight",
+        "backbone.prompt_norm.bias",
+    }
     assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith("decode_head."))
     assert not any(p.requires_grad for n, p in model.named_parameters() if n.startswith("text_encoder."))
     opt = create_model(CLIPRC_TINY, train_region_bridge=True)
@@ -168,8 +174,14 @@ def test_full_size_learnable_parameter_counts():
     coco = CLIPRC(load_cliprc_config("cliprc_vitb16_coco_inductive"), device="meta")
     prompts_voc = 10 * 768 + 11 * 10 * 768 + 768 * 768 + 768 + 2 * 768
     tpn = 4 * (512 * 512 + 512) + (512 * 2048 + 2048) + (2048 * 512 + 512) + 4 * 512
-    head = 8 * tpn + 2 * (512 * 512 + 512) + (512 * 1024 + 1024) + (512 * 512 + 512) + (1536 * 512 + 512) \
+    head = (
+        8 * tpn
+        + 2 * (512 * 512 + 512)
+        + (512 * 1024 + 1024)
+        + (512 * 512 + 512)
+        + (1536 * 512 + 512)
         + (1024 * 512 + 512)
+    )
     assert voc.num_learnable_parameters() == prompts_voc + head == 28_528_384
     assert coco.num_learnable_parameters() == 29_357_824
     unused = 8 * ((3 * 512 * 512 + 3 * 512) + (512 * 512 + 512) + 2 * 512)
@@ -187,14 +199,22 @@ def test_configs_follow_the_official_release():
     }
     for name, (n, mw, dw, rw, iters, cal) in want.items():
         c = load_cliprc_config(name)
-        assert (c.num_prompt_tokens, c.loss["mask_weight"], c.loss["dice_weight"], c.loss["recovery_weight"],
-                c.schedule["iterations"], c.calibration_bias) == (n, mw, dw, rw, iters, cal), name
+        assert (
+            c.num_prompt_tokens,
+            c.loss["mask_weight"],
+            c.loss["dice_weight"],
+            c.loss["recovery_weight"],
+            c.schedule["iterations"],
+            c.calibration_bias,
+        ) == (n, mw, dw, rw, iters, cal), name
         assert c.region_bridge_size == 16 and c.image_size == 512 and c.crop_size == 512 and c.stride == 426
         assert c.region_stride == 8 and not c.train_region_bridge and "whole vocabulary" in c.notes
     assert "inductive" in load_cliprc_config("cliprc_vitb16_voc_transductive").schedule["init_from"]
     assert load_cliprc_config("cliprc-vitb16-voc").name == "cliprc_vitb16_voc_inductive"
     assert load_cliprc_config("cliprc-vitb16-coco-transductive").name == "cliprc_vitb16_coco_transductive"
-    assert isinstance(create_model("zegclip_tiny_test"), ZegCLIP) and not isinstance(create_model("zegclip_tiny_test"), CLIPRC)
+    assert isinstance(create_model("zegclip_tiny_test"), ZegCLIP) and not isinstance(
+        create_model("zegclip_tiny_test"), CLIPRC
+    )
     with pytest.raises(ValueError, match="crop_size must equal"):
         load_cliprc_config(CLIPRC_TINY, crop_size=32)
     with pytest.raises(ValueError, match="square"):

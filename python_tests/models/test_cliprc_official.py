@@ -1,4 +1,5 @@
 """Official CLIP-RC checkpoints: key layout, complete import, parity, family detection, clear errors, convert."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,15 +8,14 @@ from collections import OrderedDict
 
 import pytest
 import torch
-
 from test_cliprc_helpers import (
-    CLIPRC_KEYS_FILE,
     CLIPRC_TINY,
     make_tiny,
     official_key_list,
     official_layout_tiny,
     save_mmcv,
 )
+
 from zsseg_rt.models import (
     CLIPRC,
     WeightsError,
@@ -28,7 +28,6 @@ from zsseg_rt.models import (
     load_official_zegclip,
 )
 from zsseg_rt.models.cliprc_official import _infer_config, official_checkpoint_family, official_cliprc_to_native_key
-
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +84,9 @@ def test_import_is_complete_and_reproduces_outputs(official_file, source_model):
 def test_family_detection_and_cross_family_refusal(tmp_path, official_file):
     assert official_checkpoint_family(official_file) == "cliprc"
     zeg = create_model("zegclip_tiny_test")
-    zsd = OrderedDict((k.replace("decode_head.layers.", "decode_head.decoder_1.layers."), v)
-                      for k, v in zeg.state_dict().items())
+    zsd = OrderedDict(
+        (k.replace("decode_head.layers.", "decode_head.decoder_1.layers."), v) for k, v in zeg.state_dict().items()
+    )
     save_mmcv(tmp_path / "zeg.pth", zsd)
     assert official_checkpoint_family(tmp_path / "zeg.pth") == "zegclip"
     with pytest.raises(WeightsError, match="is an official ZegCLIP checkpoint.*load_official_zegclip"):
@@ -106,15 +106,21 @@ def test_truncated_mismatched_and_nan_checkpoints_fail_clearly(tmp_path, source_
     del sd["decode_head.decoder_v.layers.2.linear2.weight"]
     del sd["backbone.region_level_bridge"]
     save_mmcv(tmp_path / "trunc.pth", sd)
-    with pytest.raises(WeightsError, match=r"2 missing key\(s\): backbone.region_level_bridge, "
-                                           r"decode_head.decoder_v.layers.2.linear2.weight.*truncated"):
+    with pytest.raises(
+        WeightsError,
+        match=r"2 missing key\(s\): backbone.region_level_bridge, "
+        r"decode_head.decoder_v.layers.2.linear2.weight.*truncated",
+    ):
         load_official_cliprc(tmp_path / "trunc.pth", config=CLIPRC_TINY)
     sd = official_layout_tiny(source_model)
     sd["backbone.region_level_bridge"] = torch.zeros(9, 64)
     sd["decode_head.something_new"] = torch.zeros(1)
     save_mmcv(tmp_path / "mism.pth", sd)
-    with pytest.raises(WeightsError, match=r"unexpected key\(s\): decode_head.something_new.*"
-                                           r"shape-mismatched.*region_level_bridge: file \(9, 64\)"):
+    with pytest.raises(
+        WeightsError,
+        match=r"unexpected key\(s\): decode_head.something_new.*"
+        r"shape-mismatched.*region_level_bridge: file \(9, 64\)",
+    ):
         load_official_cliprc(tmp_path / "mism.pth", config=CLIPRC_TINY)
     sd = official_layout_tiny(source_model)
     sd["decode_head.lateral_proj.bias"] = sd["decode_head.lateral_proj.bias"].clone()
@@ -139,8 +145,9 @@ def test_missing_text_encoder_only_when_allowed(tmp_path, source_model):
     save_mmcv(tmp_path / "notext.pth", sd)
     with pytest.raises(WeightsError, match="missing"):
         load_official_cliprc(tmp_path / "notext.pth", config=CLIPRC_TINY)
-    model, rep = load_official_cliprc(tmp_path / "notext.pth", config=CLIPRC_TINY, allow_missing_text_encoder=True,
-                                      return_report=True)
+    model, rep = load_official_cliprc(
+        tmp_path / "notext.pth", config=CLIPRC_TINY, allow_missing_text_encoder=True, return_report=True
+    )
     assert rep.text_encoder_loaded is False
     torch.testing.assert_close(model.backbone.region_level_bridge, source_model.backbone.region_level_bridge)
 
@@ -150,8 +157,10 @@ def test_config_inference():
     sd100 = {"backbone.prompt_embeddings": torch.zeros(1, 100, 1)}
     with pytest.warns(UserWarning, match="assuming the inductive"):
         assert _infer_config(sd10, {}) == "cliprc_vitb16_voc_inductive"
-    assert _infer_config(sd100, {"config": "model = dict(\n    self_training=True,\n)"}) == \
-        "cliprc_vitb16_coco_transductive"
+    assert (
+        _infer_config(sd100, {"config": "model = dict(\n    self_training=True,\n)"})
+        == "cliprc_vitb16_coco_transductive"
+    )
     assert _infer_config(sd10, {"config": "novel_class = []\nboth_class = base_class"}) == "cliprc_vitb16_voc_fully"
     assert _infer_config(sd100, {"config": "novel_class = [19, 23]"}) == "cliprc_vitb16_coco_inductive"
 

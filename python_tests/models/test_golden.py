@@ -7,6 +7,7 @@ The fixtures (python_tests/data/golden, see its README.md) are the contract with
 when one of these tests fails, the package is wrong, not the fixture. Tolerances (from the fixture README, all
 fp32): logits 2e-4 absolute, text embeddings 1e-6, photo labels >= 99.9 % equal, winning scores within 1e-4.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,12 @@ def _load(family, return_report=False):
 
     folder, _, _ = _fixture(family)
     loader = getattr(models, FAMILIES[family][2])
-    return loader(folder / "official_tiny.safetensors", config=FAMILIES[family][1], decoder_ffn_dim=128,
-                  return_report=return_report)
+    return loader(
+        folder / "official_tiny.safetensors",
+        config=FAMILIES[family][1],
+        decoder_ffn_dim=128,
+        return_report=return_report,
+    )
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
@@ -52,8 +57,9 @@ def golden(request):
 
 
 def _photo_rgb(readme):
-    import cv2
     import hashlib
+
+    import cv2
 
     path = sample_image(readme["photo"])
     assert hashlib.sha256(path.read_bytes()).hexdigest() == readme["photo_sha256"], "the sample photo changed"
@@ -76,8 +82,10 @@ def test_importer_loads_every_used_official_tensor(golden):
     keys = set(load_file(str(_fixture(family)[0] / "official_tiny.safetensors")))
     assert report.loaded + len(report.unused_official) == len(keys)
     # the unused ones are exactly what the official forward never touches (decoder self-attention and friends)
-    assert all(".self_attn." in k or "norm1" in k or k.startswith(("decode_head.", "backbone.")) for k in
-               report.unused_official), report.unused_official
+    assert all(
+        ".self_attn." in k or "norm1" in k or k.startswith(("decode_head.", "backbone."))
+        for k in report.unused_official
+    ), report.unused_official
 
 
 def test_tokenizer_matches_official_ids(golden):
@@ -120,8 +128,9 @@ def test_model_logits_match_official(golden):
 
 def test_calibrated_scores_match_official(golden):
     family, model, _, readme, expected = golden
-    bias = np.where(np.isin(np.arange(20), readme["architecture"]["seen_classes"]),
-                    readme["architecture"]["calibration_bias"], 0.0).astype(np.float32)
+    bias = np.where(
+        np.isin(np.arange(20), readme["architecture"]["seen_classes"]), readme["architecture"]["calibration_bias"], 0.0
+    ).astype(np.float32)
     ours = 1.0 / (1.0 + np.exp(-_mask_logits(model, expected).astype(np.float64))) - bias[None, :, None, None]
     np.testing.assert_allclose(ours, expected["calibrated_scores"], rtol=0, atol=LOGIT_TOL / 4)
 

@@ -1,4 +1,5 @@
 """ZegCLIP loss against a hand computation (explicit per-pixel Python math), both ignore modes."""
+
 from __future__ import annotations
 
 import math
@@ -94,7 +95,10 @@ def test_loss_upsamples_to_pred_size_then_label_size():
     # official two-step: to pred_size (e.g. 512) first, then to the label size
     up2 = torch.nn.functional.interpolate(
         torch.nn.functional.interpolate(logits, size=(32, 32), mode="bilinear", align_corners=False),
-        size=(16, 16), mode="bilinear", align_corners=False)
+        size=(16, 16),
+        mode="bilinear",
+        align_corners=False,
+    )
     c = zegclip_loss(logits, labels, pred_size=32)
     torch.testing.assert_close(c["loss"], zegclip_loss(up2, labels, pred_size=None)["loss"])
 

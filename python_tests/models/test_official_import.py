@@ -1,4 +1,5 @@
 """Official mmcv checkpoints: key layout, complete import, parity, clear errors; native convert/load."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from zeg_helpers import TINY, randomize_
+
 from zsseg_rt.models import (
     WeightsError,
     ZegCLIP,
@@ -55,9 +56,21 @@ def official_layout(model: ZegCLIP, num_seen: int = 15) -> "OrderedDict[str, tor
 
 
 def _save_mmcv(path, sd, meta=None):
-    torch.save({"meta": meta or {"CLASSES": ("a", "b"), "PALETTE": [[1, 2, 3]], "iter": 20000,
-                                 "mmcv_version": "1.4.0", "config": "model = dict(type='ZegCLIP')"},
-                "state_dict": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 2e-5}]}}, path)
+    torch.save(
+        {
+            "meta": meta
+            or {
+                "CLASSES": ("a", "b"),
+                "PALETTE": [[1, 2, 3]],
+                "iter": 20000,
+                "mmcv_version": "1.4.0",
+                "config": "model = dict(type='ZegCLIP')",
+            },
+            "state_dict": sd,
+            "optimizer": {"state": {}, "param_groups": [{"lr": 2e-5}]},
+        },
+        path,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,15 +126,21 @@ def test_truncated_or_mismatched_checkpoints_fail_clearly(tmp_path, source_model
     del sd["decode_head.decoder_1.layers.1.linear2.weight"]
     del sd["backbone.deep_prompt_embeddings"]
     _save_mmcv(tmp_path / "trunc.pth", sd)
-    with pytest.raises(WeightsError, match=r"2 missing key\(s\): backbone.deep_prompt_embeddings, "
-                                           r"decode_head.layers.1.linear2.weight.*truncated"):
+    with pytest.raises(
+        WeightsError,
+        match=r"2 missing key\(s\): backbone.deep_prompt_embeddings, "
+        r"decode_head.layers.1.linear2.weight.*truncated",
+    ):
         load_official_zegclip(tmp_path / "trunc.pth", config=TINY)
     sd = official_layout(source_model)
     sd["backbone.prompt_embeddings"] = torch.zeros(1, 7, 64)
     sd["decode_head.something_new"] = torch.zeros(1)
     _save_mmcv(tmp_path / "mism.pth", sd)
-    with pytest.raises(WeightsError, match=r"unexpected key\(s\): decode_head.something_new.*"
-                                           r"shape-mismatched.*prompt_embeddings: file \(1, 7, 64\)"):
+    with pytest.raises(
+        WeightsError,
+        match=r"unexpected key\(s\): decode_head.something_new.*"
+        r"shape-mismatched.*prompt_embeddings: file \(1, 7, 64\)",
+    ):
         load_official_zegclip(tmp_path / "mism.pth", config=TINY)
     # a byte-truncated file
     raw = (tmp_path / "trunc.pth").read_bytes()
@@ -147,8 +166,9 @@ def test_missing_text_encoder_only_when_allowed(tmp_path, source_model):
     _save_mmcv(tmp_path / "notext.pth", sd)
     with pytest.raises(WeightsError, match="missing"):
         load_official_zegclip(tmp_path / "notext.pth", config=TINY)
-    model, rep = load_official_zegclip(tmp_path / "notext.pth", config=TINY, allow_missing_text_encoder=True,
-                                       return_report=True)
+    model, rep = load_official_zegclip(
+        tmp_path / "notext.pth", config=TINY, allow_missing_text_encoder=True, return_report=True
+    )
     assert rep.text_encoder_loaded is False
     torch.testing.assert_close(model.state_dict()["backbone.proj"], source_model.state_dict()["backbone.proj"])
 
@@ -157,12 +177,26 @@ def test_config_inference_from_prompt_count(tmp_path):
     # full-size layout on the meta device is too big to save; check the inference helper directly
     from zsseg_rt.models.official import _infer_config
 
-    assert _infer_config({"backbone.prompt_embeddings": torch.zeros(1, 10, 1),
-                          "decode_head.loss_decode.criterion.empty_weight": torch.ones(16)}, {}) == \
-        "zegclip_vitb16_voc_inductive"
-    assert _infer_config({"backbone.prompt_embeddings": torch.zeros(1, 100, 1),
-                          "decode_head.loss_decode.criterion.empty_weight": torch.ones(172)},
-                         {"config": "model = dict(self_training=True)"}) == "zegclip_vitb16_coco_transductive"
+    assert (
+        _infer_config(
+            {
+                "backbone.prompt_embeddings": torch.zeros(1, 10, 1),
+                "decode_head.loss_decode.criterion.empty_weight": torch.ones(16),
+            },
+            {},
+        )
+        == "zegclip_vitb16_voc_inductive"
+    )
+    assert (
+        _infer_config(
+            {
+                "backbone.prompt_embeddings": torch.zeros(1, 100, 1),
+                "decode_head.loss_decode.criterion.empty_weight": torch.ones(172),
+            },
+            {"config": "model = dict(self_training=True)"},
+        )
+        == "zegclip_vitb16_coco_transductive"
+    )
     with pytest.raises(WeightsError, match="prompt tokens"):
         _infer_config({"backbone.prompt_embeddings": torch.zeros(1, 7, 1)}, {})
 

@@ -1,12 +1,11 @@
 """Whole-image / sliding-window inference (official §9 order) and the native-op inference path."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from zeg_helpers import TINY
 
 
 def _native_available():

@@ -1,12 +1,10 @@
 """Text side: templates, ensembles, vocabulary cache, official .npy embeddings, config data files."""
-from __future__ import annotations
 
-from pathlib import Path
+from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from zsseg_rt.models import VocabularyCache, list_configs, load_config, load_templates, load_text_embeddings
 from zsseg_rt.models.text import OFFICIAL_EMBEDDINGS_DIR
@@ -111,8 +109,22 @@ def test_bundled_configs_and_vocab_files():
     coco = load_config("zegclip_vitb16_coco_inductive")
     assert len(coco.class_names) == 171 and len(coco.seen_classes) == 156 and coco.num_prompt_tokens == 100
     assert [coco.class_names[i] for i in coco.unseen_classes] == [
-        "cow", "giraffe", "suitcase", "frisbee", "skateboard", "carrot", "scissors", "cardboard", "clouds",
-        "grass", "playingfield", "river", "road", "tree", "wall-concrete"]
+        "cow",
+        "giraffe",
+        "suitcase",
+        "frisbee",
+        "skateboard",
+        "carrot",
+        "scissors",
+        "cardboard",
+        "clouds",
+        "grass",
+        "playingfield",
+        "river",
+        "road",
+        "tree",
+        "wall-concrete",
+    ]
     assert len(coco.templates) == 15
     assert load_config("zegclip_vitb16_coco_transductive").calibration_bias == 0.0
     fully = load_config("zegclip_vitb16_voc_fully")

@@ -1,15 +1,14 @@
 """Training-free dense CLIP (MaskCLIP / SCLIP / ClearCLIP / NACLIP) at tiny sizes: last-block formulas against
 hand-written references, weights, native vs torch similarity, post-processing, export + Engine parity."""
+
 from __future__ import annotations
 
-import glob
 import math
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from zeg_helpers import randomize_
 
 from zsseg_rt.assets import sample_images
@@ -63,8 +62,10 @@ def _ref_last_block(block, x: torch.Tensor, grid, method: str, std: float = 5.0)
         if method == "maskclip":  # each token attends only to itself
             a = vh
         elif method == "sclip":  # correlative self-attention
-            a = (torch.softmax(qh @ qh.transpose(1, 2) / math.sqrt(d), -1)
-                 + torch.softmax(kh @ kh.transpose(1, 2) / math.sqrt(d), -1)) @ vh
+            a = (
+                torch.softmax(qh @ qh.transpose(1, 2) / math.sqrt(d), -1)
+                + torch.softmax(kh @ kh.transpose(1, 2) / math.sqrt(d), -1)
+            ) @ vh
         elif method == "clearclip":  # query-query attention
             a = torch.softmax(qh @ qh.transpose(1, 2) / math.sqrt(d), -1) @ vh
         else:  # NACLIP: key-key attention + Gaussian neighbourhood
@@ -107,8 +108,12 @@ def test_last_block_and_patches_match_reference(models, method):
         patches, grid = model.encode_image(images)
         assert grid == (4, 4) and patches.shape == (2, 16, 32)
         torch.testing.assert_close(patches, _ref_patches(model, images, method), rtol=1e-5, atol=1e-5)
-    expected = {"maskclip": ("identity", True, True), "sclip": ("qq+kk", True, True),
-                "clearclip": ("qq", False, False), "naclip": ("kk", False, False)}[method]
+    expected = {
+        "maskclip": ("identity", True, True),
+        "sclip": ("qq+kk", True, True),
+        "clearclip": ("qq", False, False),
+        "naclip": ("kk", False, False),
+    }[method]
     db = model.dense_block
     assert (db.attention, db.residual, db.ffn) == expected
     assert (db.gaussian_std == 5.0) == (method == "naclip")
@@ -172,15 +177,17 @@ def test_stock_weights_load_and_positional_table_is_resized(tmp_path):
         model = create_model("training-free-tiny-test", pretrained=str(tmp_path / name), method="clearclip")
         got = model.state_dict()
         torch.testing.assert_close(got["visual.proj"], sd["visual.proj"], rtol=0, atol=0)
-        torch.testing.assert_close(got["text_encoder.token_embedding.weight"], sd["token_embedding.weight"],
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            got["text_encoder.token_embedding.weight"], sd["token_embedding.weight"], rtol=0, atol=0
+        )
         pos = got["visual.positional_embedding"]
         assert pos.shape == (17, 64)
         torch.testing.assert_close(pos, resize_positional_embedding(sd["visual.positional_embedding"], (4, 4), "dino"))
     # the SCLIP-family resize is DINO's: bicubic with scale (g + 0.1) / g0, not size=(g, g)
     p = sd["visual.positional_embedding"][1:].reshape(1, 2, 2, 64).permute(0, 3, 1, 2)
-    dino = F.interpolate(p, scale_factor=(4.1 / 2, 4.1 / 2), mode="bicubic", align_corners=False,
-                         recompute_scale_factor=False)
+    dino = F.interpolate(
+        p, scale_factor=(4.1 / 2, 4.1 / 2), mode="bicubic", align_corners=False, recompute_scale_factor=False
+    )
     torch.testing.assert_close(pos[1:], dino.reshape(64, 16).T)
     bad = dict(sd)
     bad.pop("visual.proj")
@@ -201,8 +208,15 @@ def test_bundled_configs_follow_the_official_settings():
     }
     for name, values in expect.items():
         cfg = load_training_free_config(name)
-        got = (cfg.crop_size, cfg.stride, cfg.short_side, cfg.logit_scale, cfg.resolved("attention"),
-               cfg.resolved("residual"), cfg.resolved("ffn"))
+        got = (
+            cfg.crop_size,
+            cfg.stride,
+            cfg.short_side,
+            cfg.logit_scale,
+            cfg.resolved("attention"),
+            cfg.resolved("residual"),
+            cfg.resolved("ffn"),
+        )
         assert got == values, name
         assert cfg.image_size == cfg.crop_size and cfg.calibration_bias == 0.0 and cfg.background_threshold is None
         assert len(cfg.templates) == 80 and cfg.templates[0] == "a bad photo of a {}." and cfg.patch_size == 16
@@ -244,11 +258,14 @@ def test_softmax_segment_matches_torch_reference_and_thresholds():
     assert (softmax_segment(logits, (23, 17), class_bias=bias)[0] != plain[0, 0, 0]).all()
     # the sigmoid branch of window_scores is ZegCLIP's calibrated_window_scores, bit for bit
     cb = np.full(7, 0.1, np.float32)
-    np.testing.assert_array_equal(window_scores(logits, (16, 16), (12, 10), "sigmoid", cb),
-                                  calibrated_window_scores(logits, (16, 16), (12, 10), cb))
+    np.testing.assert_array_equal(
+        window_scores(logits, (16, 16), (12, 10), "sigmoid", cb),
+        calibrated_window_scores(logits, (16, 16), (12, 10), cb),
+    )
     soft = window_scores(logits, (16, 16), (12, 10), "softmax")
-    ref = F.interpolate(F.interpolate(torch.from_numpy(logits), size=(16, 16), mode="bilinear"), size=(12, 10),
-                        mode="bilinear")
+    ref = F.interpolate(
+        F.interpolate(torch.from_numpy(logits), size=(16, 16), mode="bilinear"), size=(12, 10), mode="bilinear"
+    )
     np.testing.assert_allclose(soft, ref.numpy(), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="activation"):
         window_scores(logits, (16, 16), (16, 16), "relu")

@@ -1,4 +1,5 @@
 """Loading CLIP tower weights: OpenAI JIT archive, open_clip state dict, safetensors; clear errors."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,8 +7,8 @@ import argparse
 import pytest
 import torch
 import torch.nn as nn
-
 from zeg_helpers import TINY
+
 from zsseg_rt.models import WeightsError, create_model, load_config
 from zsseg_rt.models.backbone import resize_pos_embed_official
 from zsseg_rt.models.zegclip import build_clip
@@ -26,8 +27,10 @@ def _check_loaded(model, sd):
     ms = model.state_dict()
     torch.testing.assert_close(ms["backbone.conv1.weight"], sd["visual.conv1.weight"].float())
     torch.testing.assert_close(ms["text_encoder.token_embedding.weight"], sd["token_embedding.weight"].float())
-    torch.testing.assert_close(ms["backbone.transformer.resblocks.1.attn.in_proj_weight"],
-                               sd["visual.transformer.resblocks.1.attn.in_proj_weight"].float())
+    torch.testing.assert_close(
+        ms["backbone.transformer.resblocks.1.attn.in_proj_weight"],
+        sd["visual.transformer.resblocks.1.attn.in_proj_weight"].float(),
+    )
     # positional table resized the official way, 14x14 -> 4x4 (bilinear, align_corners=False)
     pe = sd["visual.positional_embedding"].float()
     assert pe.shape == (197, 64)

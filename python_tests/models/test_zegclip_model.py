@@ -1,12 +1,12 @@
 """ZegCLIP forward semantics against an independent transcription of the official code."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
-
 from zeg_helpers import TINY, randomize_
+
 from zsseg_rt.models import ZegCLIP, create_model, load_config
 
 
@@ -28,7 +28,7 @@ def _clip_block(x, blk, heads):  # x: [L, B, W]; OpenAI ResidualAttentionBlock w
     def split(t):
         return t.reshape(l, b * heads, hd).transpose(0, 1)
 
-    att = (split(q) * hd ** -0.5) @ split(k).transpose(1, 2)
+    att = (split(q) * hd**-0.5) @ split(k).transpose(1, 2)
     o = att.softmax(-1) @ split(v)
     o = o.transpose(0, 1).reshape(l, b, w)
     x = x + (o @ blk.attn.out_proj.weight.T + blk.attn.out_proj.bias)
@@ -60,12 +60,12 @@ def official_reference(model: ZegCLIP, img: torch.Tensor, text: torch.Tensor, he
             hs = _clip_block(x, blk, heads_vit)
         else:
             deep = proj(bb.deep_prompt_embeddings[i - 1]).expand(b, -1, -1).permute(1, 0, 2)
-            hs = torch.cat((hs[:1], deep, hs[1 + n:]), dim=0)
+            hs = torch.cat((hs[:1], deep, hs[1 + n :]), dim=0)
             hs = _clip_block(hs, blk, heads_vit)
     x = _ln(hs, bb.prompt_norm).permute(1, 0, 2)
     x = _ln(x, bb.ln_post) @ bb.proj
     g = x[:, 0]
-    vis = x[:, -(h * w):].reshape(b, h, w, -1).permute(0, 3, 1, 2)
+    vis = x[:, -(h * w) :].reshape(b, h, w, -1).permute(0, 3, 1, 2)
     vis = vis / vis.norm(dim=1, keepdim=True)
     g = g / g.norm(dim=1, keepdim=True)
     # decode head (get_qs + TPN decoder, sequence-first as in the official code)
@@ -150,8 +150,16 @@ def test_positional_embedding_resize_and_non_square_grid(tiny_model):
     pos = bb._positional(4, 4, torch.float32)
     torch.testing.assert_close(pos[0, 1:], bb.positional_embedding[1:].detach())  # identity at the training grid
     pos = bb._positional(3, 6, torch.float32)
-    ref = F.interpolate(bb.positional_embedding[1:].detach().reshape(1, 4, 4, 64).permute(0, 3, 1, 2), size=(3, 6),
-                        mode="bilinear", align_corners=False).reshape(64, 18).T
+    ref = (
+        F.interpolate(
+            bb.positional_embedding[1:].detach().reshape(1, 4, 4, 64).permute(0, 3, 1, 2),
+            size=(3, 6),
+            mode="bilinear",
+            align_corners=False,
+        )
+        .reshape(64, 18)
+        .T
+    )
     torch.testing.assert_close(pos[0, 1:], ref)
     x = torch.randn(1, 3, 48, 96)
     text = torch.randn(3, 32)
@@ -189,9 +197,15 @@ def test_gradients_reach_only_prompts_and_head(tiny_images):
     assert with_grad <= trainable
     assert all(n.startswith("decode_head.") or "prompt" in n for n in trainable)
     assert not any(n.startswith("text_encoder.") for n in trainable)
-    for must in ("backbone.prompt_embeddings", "backbone.deep_prompt_embeddings", "backbone.prompt_proj.weight",
-                 "backbone.prompt_norm.weight", "decode_head.q_proj.weight", "decode_head.layers.0.linear1.weight",
-                 "decode_head.layers.2.multihead_attn.k.weight"):
+    for must in (
+        "backbone.prompt_embeddings",
+        "backbone.deep_prompt_embeddings",
+        "backbone.prompt_proj.weight",
+        "backbone.prompt_norm.weight",
+        "decode_head.q_proj.weight",
+        "decode_head.layers.0.linear1.weight",
+        "decode_head.layers.2.multihead_attn.k.weight",
+    ):
         assert must in with_grad, must
     # as in the official code, the last layer's output path is unused and receives no gradient
     assert "decode_head.layers.2.linear1.weight" not in with_grad

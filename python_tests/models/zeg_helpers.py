@@ -1,4 +1,5 @@
 """Helpers for the ZegCLIP model tests (tiny random models: ViT width 64, 2 layers, 64 px, patch 16 -> 4x4)."""
+
 from __future__ import annotations
 
 import torch
@@ -12,11 +13,20 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     with torch.no_grad():
         for name, p in model.named_parameters():
             noise = torch.randn(p.shape, generator=g) * 0.2
-            if name.endswith(("norm.weight", "ln_1.weight", "ln_2.weight", "ln_pre.weight", "ln_post.weight",
-                              "ln_final.weight", "norm2.weight", "norm3.weight", "prompt_norm.weight")):
+            if name.endswith(
+                (
+                    "norm.weight",
+                    "ln_1.weight",
+                    "ln_2.weight",
+                    "ln_pre.weight",
+                    "ln_post.weight",
+                    "ln_final.weight",
+                    "norm2.weight",
+                    "norm3.weight",
+                    "prompt_norm.weight",
+                )
+            ):
                 p.copy_(1.0 + noise)
             else:
                 p.copy_(noise)
     return model
-
-

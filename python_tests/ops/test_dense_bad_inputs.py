@@ -1,4 +1,5 @@
 """Every bad input to similarity / relation_descriptor raises TypeError/ValueError naming the argument."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,18 +23,26 @@ class FakeCudaArray:
 
     def __init__(self, shape, typestr="<f4", ptr=0xDEAD0000, strides=None):
         self.__cuda_array_interface__ = {
-            "shape": tuple(shape), "typestr": typestr, "data": (ptr, False), "strides": strides, "version": 3,
+            "shape": tuple(shape),
+            "typestr": typestr,
+            "data": (ptr, False),
+            "strides": strides,
+            "version": 3,
         }
 
 
 # ---- similarity: shapes ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "patches,text,match",
     [
         (np.ones((5, 8), F32), _t(), r"similarity: argument 'patches' must have shape \[B, N, D\], got \[5, 8\]"),
-        (_p(), np.ones((3, 64), F32),
-         r"argument 'text' must have shape \[C, D\] or \[B, C, D\] with B=2, D=8 \(from 'patches' \[2, 5, 8\]\), got \[3, 64\]"),
+        (
+            _p(),
+            np.ones((3, 64), F32),
+            r"argument 'text' must have shape \[C, D\] or \[B, C, D\] with B=2, D=8 \(from 'patches' \[2, 5, 8\]\), got \[3, 64\]",
+        ),
         (_p(), np.ones((3, 3, 8), F32), r"argument 'text' .* with B=2, D=8 .* got \[3, 3, 8\]"),
         (_p(), np.ones((8,), F32), r"argument 'text' .* got \[8\]"),
         (_p(), np.ones((1, 2, 3, 8), F32), r"argument 'text' .* got \[1, 2, 3, 8\]"),
@@ -46,7 +55,9 @@ def test_similarity_shape_errors(patches, text, match):
 
 @pytest.mark.parametrize("shape", [(0, 5, 8), (2, 0, 8), (2, 5, 0)])
 def test_zero_sized_patches(shape):
-    with pytest.raises(ValueError, match=r"argument 'patches' must not have zero-sized .* got shape \[%d, %d, %d\]" % shape):
+    with pytest.raises(
+        ValueError, match=r"argument 'patches' must not have zero-sized .* got shape \[%d, %d, %d\]" % shape
+    ):
         similarity(np.ones(shape, F32), _t(d=shape[2]))
 
 
@@ -57,8 +68,18 @@ def test_zero_sized_text():
 
 # ---- dtypes and non-arrays -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype,name", [(np.float64, "float64"), (np.int32, "int32"), (np.float16, "float16"),
-                                        (np.int64, "int64"), (np.bool_, "bool"), (object, "object")])
+
+@pytest.mark.parametrize(
+    "dtype,name",
+    [
+        (np.float64, "float64"),
+        (np.int32, "int32"),
+        (np.float16, "float16"),
+        (np.int64, "int64"),
+        (np.bool_, "bool"),
+        (object, "object"),
+    ],
+)
 def test_wrong_dtype_is_type_error(dtype, name):
     with pytest.raises(TypeError, match=r"argument 'text' must have dtype float32 .*got %s on cpu" % name):
         similarity(_p(), _t().astype(dtype))
@@ -69,8 +90,9 @@ def test_big_endian_float32_is_refused():
         similarity(_p().astype(">f4"), _t())
 
 
-@pytest.mark.parametrize("value,type_name", [(None, "NoneType"), ([[1.0] * 8] * 3, "list"), (3.0, "float"),
-                                             ("text", "str")])
+@pytest.mark.parametrize(
+    "value,type_name", [(None, "NoneType"), ([[1.0] * 8] * 3, "list"), (3.0, "float"), ("text", "str")]
+)
 def test_non_arrays_are_type_errors(value, type_name):
     with pytest.raises(TypeError, match=r"argument 'text' must be an array .*got %s" % type_name):
         similarity(_p(), value)
@@ -78,9 +100,12 @@ def test_non_arrays_are_type_errors(value, type_name):
 
 # ---- layout ----------------------------------------------------------------------------------------
 
+
 def test_non_contiguous_is_refused_with_strides():
     wide = np.ones((3, 16), F32)
-    with pytest.raises(ValueError, match=r"argument 'text' must be C-contiguous, got shape \[3, 8\] with byte strides \[64, 8\]"):
+    with pytest.raises(
+        ValueError, match=r"argument 'text' must be C-contiguous, got shape \[3, 8\] with byte strides \[64, 8\]"
+    ):
         similarity(_p(), wide[:, ::2])
 
 
@@ -97,9 +122,12 @@ def test_broadcast_view_is_refused_not_read_out_of_bounds():
 
 # ---- sizes -----------------------------------------------------------------------------------------
 
+
 def test_output_larger_than_int32_is_refused_before_allocating():
     # inputs of 65536 floats each, output [1, 65536, 65536] = 2^32 elements (16 GiB) -> refused
-    with pytest.raises(ValueError, match=r"output 'output' of shape \[1, 65536, 65536\] would have more than 2\^31 - 1"):
+    with pytest.raises(
+        ValueError, match=r"output 'output' of shape \[1, 65536, 65536\] would have more than 2\^31 - 1"
+    ):
         similarity(np.ones((1, 65536, 1), F32), np.ones((65536, 1), F32))
 
 
@@ -110,7 +138,9 @@ def test_relation_output_larger_than_int32_is_refused():
 
 def test_absurd_claimed_input_shape_is_refused_before_touching_memory():
     fake = FakeCudaArray((1 << 20, 1 << 20, 512))
-    with pytest.raises(ValueError, match=r"argument 'patches' has more than 2\^31 - 1 elements \(shape \[1048576, 1048576, 512\]\)"):
+    with pytest.raises(
+        ValueError, match=r"argument 'patches' has more than 2\^31 - 1 elements \(shape \[1048576, 1048576, 512\]\)"
+    ):
         similarity(fake, _t(d=512))
 
 
@@ -128,9 +158,12 @@ def test_cai_shape_beyond_int64_is_value_error():
 
 # ---- devices and streams ---------------------------------------------------------------------------
 
+
 @pytest.mark.skipif(cuda_available(), reason="checks the no-GPU message")
 def test_fake_cuda_array_without_gpu_is_clear_value_error():
-    with pytest.raises(ValueError, match=r"argument 'text' is a CUDA array \(__cuda_array_interface__\) but no CUDA device is usable"):
+    with pytest.raises(
+        ValueError, match=r"argument 'text' is a CUDA array \(__cuda_array_interface__\) but no CUDA device is usable"
+    ):
         similarity(_p(), FakeCudaArray((3, 8)))
 
 
@@ -150,8 +183,15 @@ def test_fake_cuda_array_with_strides_is_refused():
         similarity(_p(), FakeCudaArray((3, 8), strides=(4, 12)))
 
 
-@pytest.mark.parametrize("cai", [None, {"shape": (3, 8)}, {"shape": (3, 8), "typestr": "<f4", "data": 5},
-                                 {"shape": ("a", 8), "typestr": "<f4", "data": (1, False)}])
+@pytest.mark.parametrize(
+    "cai",
+    [
+        None,
+        {"shape": (3, 8)},
+        {"shape": (3, 8), "typestr": "<f4", "data": 5},
+        {"shape": ("a", 8), "typestr": "<f4", "data": (1, False)},
+    ],
+)
 def test_malformed_cuda_array_interface(cai):
     class Bad:
         __cuda_array_interface__ = cai
@@ -161,7 +201,9 @@ def test_malformed_cuda_array_interface(cai):
 
 
 def test_cpu_arrays_with_stream_are_refused():
-    with pytest.raises(ValueError, match=r"stream=12345 was given but the arrays are on the CPU \(argument 'patches' is on cpu\)"):
+    with pytest.raises(
+        ValueError, match=r"stream=12345 was given but the arrays are on the CPU \(argument 'patches' is on cpu\)"
+    ):
         similarity(_p(), _t(), stream=12345)
 
 
@@ -179,6 +221,7 @@ def test_mixed_devices_name_both_arguments():
 
 # ---- relation_descriptor ---------------------------------------------------------------------------
 
+
 def test_relation_bias_without_weight():
     with pytest.raises(ValueError, match=r"argument 'bias' was given without 'weight'"):
         relation_descriptor(_t(), np.ones((2, 8), F32), None, np.ones(4, F32))
@@ -187,11 +230,35 @@ def test_relation_bias_without_weight():
 @pytest.mark.parametrize(
     "text,glob,weight,bias,match",
     [
-        (np.ones((3, 8, 1), F32), np.ones((2, 8), F32), None, None, r"argument 'text' must have shape \[C, D\], got \[3, 8, 1\]"),
-        (_t(), np.ones((2, 7), F32), None, None, r"argument 'image_global' must have shape \[B, D\] with D=8 \(from 'text' \[3, 8\]\), got \[2, 7\]"),
+        (
+            np.ones((3, 8, 1), F32),
+            np.ones((2, 8), F32),
+            None,
+            None,
+            r"argument 'text' must have shape \[C, D\], got \[3, 8, 1\]",
+        ),
+        (
+            _t(),
+            np.ones((2, 7), F32),
+            None,
+            None,
+            r"argument 'image_global' must have shape \[B, D\] with D=8 \(from 'text' \[3, 8\]\), got \[2, 7\]",
+        ),
         (_t(), np.ones((8,), F32), None, None, r"argument 'image_global' must have shape \[B, D\].*got \[8\]"),
-        (_t(), np.ones((2, 8), F32), np.ones((4, 8), F32), None, r"argument 'weight' must have shape \[Dout, 2D\] with 2D=16 .* got \[4, 8\]"),
-        (_t(), np.ones((2, 8), F32), np.ones((4, 16), F32), np.ones(5, F32), r"argument 'bias' must have shape \[Dout\] with Dout=4 \(from 'weight' \[4, 16\]\), got \[5\]"),
+        (
+            _t(),
+            np.ones((2, 8), F32),
+            np.ones((4, 8), F32),
+            None,
+            r"argument 'weight' must have shape \[Dout, 2D\] with 2D=16 .* got \[4, 8\]",
+        ),
+        (
+            _t(),
+            np.ones((2, 8), F32),
+            np.ones((4, 16), F32),
+            np.ones(5, F32),
+            r"argument 'bias' must have shape \[Dout\] with Dout=4 \(from 'weight' \[4, 16\]\), got \[5\]",
+        ),
         (_t(), np.ones((2, 8), F32), np.ones((4, 16), F32), np.ones((4, 1), F32), r"argument 'bias' .* got \[4, 1\]"),
     ],
 )
@@ -220,6 +287,7 @@ def test_errors_come_from_native_module_too():
 
 # ---- DLPack producers that misbehave ---------------------------------------------------------------
 
+
 class _DlpackFake:
     def __init__(self, device=(2, 0), result=5, error=None):
         self._device, self._result, self._error = device, result, error
@@ -234,12 +302,16 @@ class _DlpackFake:
 
 
 def test_dlpack_returning_a_non_capsule_is_type_error():
-    with pytest.raises(TypeError, match=r"argument 'patches': __dlpack__\(\) returned int, not an unused DLPack capsule"):
+    with pytest.raises(
+        TypeError, match=r"argument 'patches': __dlpack__\(\) returned int, not an unused DLPack capsule"
+    ):
         similarity(_DlpackFake(), _t())
 
 
 def test_dlpack_export_failure_is_value_error_with_the_producer_message():
-    with pytest.raises(ValueError, match=r"argument 'text' could not be exported with __dlpack__: BufferError: no export"):
+    with pytest.raises(
+        ValueError, match=r"argument 'text' could not be exported with __dlpack__: BufferError: no export"
+    ):
         similarity(_p(), _DlpackFake(device=(1, 0), error=BufferError("no export")))
 
 

@@ -1,4 +1,5 @@
 """CUDA similarity / relation_descriptor against the NumPy reference, and DeviceArray interop (GPU only)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,9 @@ import pytest
 
 from zsseg_rt.ops import cuda_available, reference, relation_descriptor, similarity
 
-pytestmark = pytest.mark.skipif(not cuda_available(), reason="no usable CUDA device (zsseg_rt.ops.cuda_available() is False)")
+pytestmark = pytest.mark.skipif(
+    not cuda_available(), reason="no usable CUDA device (zsseg_rt.ops.cuda_available() is False)"
+)
 
 torch = pytest.importorskip("torch")
 
@@ -36,7 +39,9 @@ def test_similarity_fp16_error_comparable_to_torch():
     t = torch.randn(171, 512, generator=gen)
     expected = reference.similarity(p.numpy(), t.numpy(), True, 10.0)
     ph, th = p.cuda().half(), t.cuda().half()
-    torch_fp16 = (10.0 * torch.nn.functional.normalize(th, dim=-1) @ torch.nn.functional.normalize(ph, dim=-1).transpose(1, 2))
+    torch_fp16 = (
+        10.0 * torch.nn.functional.normalize(th, dim=-1) @ torch.nn.functional.normalize(ph, dim=-1).transpose(1, 2)
+    )
     out = similarity(ph, th, normalize=True, scale=10.0)
     assert out.dtype == "float16"
     got = torch.from_dlpack(out).float().cpu().numpy()
@@ -53,8 +58,9 @@ def test_relation_fp32_matches_reference(out_dim, with_bias):
     b = torch.rand(out_dim, generator=gen) - 0.5 if with_bias else None
     cuda = lambda x: None if x is None else x.cuda()  # noqa: E731
     out = relation_descriptor(cuda(t), cuda(g), cuda(w), cuda(b))
-    expected = reference.relation_descriptor(t.numpy(), g.numpy(), None if w is None else w.numpy(),
-                                             None if b is None else b.numpy())
+    expected = reference.relation_descriptor(
+        t.numpy(), g.numpy(), None if w is None else w.numpy(), None if b is None else b.numpy()
+    )
     np.testing.assert_allclose(torch.from_dlpack(out).cpu().numpy(), expected, rtol=1e-5, atol=2e-6 * np.sqrt(192))
 
 
@@ -123,9 +129,12 @@ def test_cuda_array_interface_input_and_mixed_dtypes():
 
     p = torch.rand(1, 4, 8, device="cuda")
     t = torch.rand(3, 8, device="cuda")
-    torch.testing.assert_close(torch.from_dlpack(similarity(CaiOnly(p), CaiOnly(t))), (t @ p[0].T)[None],
-                               rtol=1e-5, atol=1e-6)
-    with pytest.raises(TypeError, match=r"arguments 'patches' \(float32\) and 'text' \(float16\) must have the same dtype"):
+    torch.testing.assert_close(
+        torch.from_dlpack(similarity(CaiOnly(p), CaiOnly(t))), (t @ p[0].T)[None], rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(
+        TypeError, match=r"arguments 'patches' \(float32\) and 'text' \(float16\) must have the same dtype"
+    ):
         similarity(p, t.half())
     with pytest.raises(ValueError, match=r"argument 'text' must be C-contiguous"):
         similarity(p, torch.rand(8, 3, device="cuda").T)

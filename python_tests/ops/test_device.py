@@ -1,4 +1,5 @@
 """Importing zsseg_rt and asking about CUDA never fails, with or without a GPU/driver."""
+
 from __future__ import annotations
 
 import importlib

@@ -1,5 +1,6 @@
 """Random (mostly invalid) arguments to every native op: the process must never crash, and a rejected call
 must raise TypeError or ValueError. Runs in a subprocess so that a segfault fails the test instead of pytest."""
+
 import subprocess
 import sys
 import textwrap

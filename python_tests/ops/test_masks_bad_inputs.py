@@ -1,5 +1,6 @@
 """upsample / segment refuse bad arguments with messages naming the argument, what was expected and what was
 given (validation lives in csrc/bindings/array_args.h + resize_args.h; nothing is checked in Python)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,13 @@ def both_ops():
 @pytest.mark.parametrize(
     "logits,size,kwargs,error,match",
     [
-        (np.zeros((3, 4, 4), np.float32), (2, 2), {}, ValueError, r"'logits' must have shape \[B, C, h, w\].*got \[3, 4, 4\]"),
+        (
+            np.zeros((3, 4, 4), np.float32),
+            (2, 2),
+            {},
+            ValueError,
+            r"'logits' must have shape \[B, C, h, w\].*got \[3, 4, 4\]",
+        ),
         (np.zeros((1, 0, 4, 4), np.float32), (2, 2), {}, ValueError, r"'logits'.*zero-sized.*\[1, 0, 4, 4\]"),
         (X, (0, 5), {}, ValueError, r"'size' must be \(H, W\) with H >= 1 and W >= 1, got \(0, 5\)"),
         (X, (5, -1), {}, ValueError, r"'size'.*got \(5, -1\)"),
@@ -29,15 +36,39 @@ def both_ops():
         (X, (1, 2, 3), {}, ValueError, r"'size' must be a tuple of 2 ints.*got \(1, 2, 3\)"),
         (X, (2.5, 3), {}, TypeError, r"'size' must be a tuple of 2 ints.*got \(2.5, 3\)"),
         (X, (100000, 100000), {}, ValueError, r"100000, 100000\] would have more than 2\^31 - 1 elements"),
-        (np.zeros((1, 3, 4, 8), np.float32)[..., ::2], (2, 2), {}, ValueError, r"'logits' must be C-contiguous, got shape \[1, 3, 4, 4\]"),
+        (
+            np.zeros((1, 3, 4, 8), np.float32)[..., ::2],
+            (2, 2),
+            {},
+            ValueError,
+            r"'logits' must be C-contiguous, got shape \[1, 3, 4, 4\]",
+        ),
         (X.astype(np.float64), (2, 2), {}, TypeError, r"'logits' must have dtype float32.*got float64"),
         (X.astype(np.int32), (2, 2), {}, TypeError, r"'logits' must have dtype float32.*got int32"),
         ([[1.0]], (2, 2), {}, TypeError, r"'logits' must be an array.*got list"),
-        (X, (2, 2), {"crop": (1, 1, 4, 4)}, ValueError, r"'crop'.*inside the logits map of size h x w = 4 x 4, got \(1, 1, 4, 4\)"),
+        (
+            X,
+            (2, 2),
+            {"crop": (1, 1, 4, 4)},
+            ValueError,
+            r"'crop'.*inside the logits map of size h x w = 4 x 4, got \(1, 1, 4, 4\)",
+        ),
         (X, (2, 2), {"crop": (-1, 0, 2, 2)}, ValueError, r"'crop'.*top, left >= 0.*got \(-1, 0, 2, 2\)"),
         (X, (2, 2), {"crop": (0, 0, 0, 2)}, ValueError, r"'crop'.*height, width >= 1.*got \(0, 0, 0, 2\)"),
-        (X, (2, 2), {"crop": (0, 0, 2)}, ValueError, r"'crop' must be a tuple of 4 ints \(top, left, height, width\), got \(0, 0, 2\)"),
-        (X, (2, 2), {"stream": 7}, ValueError, r"stream=7 was given but the arrays are on the CPU \(argument 'logits' is on cpu\)"),
+        (
+            X,
+            (2, 2),
+            {"crop": (0, 0, 2)},
+            ValueError,
+            r"'crop' must be a tuple of 4 ints \(top, left, height, width\), got \(0, 0, 2\)",
+        ),
+        (
+            X,
+            (2, 2),
+            {"stream": 7},
+            ValueError,
+            r"stream=7 was given but the arrays are on the CPU \(argument 'logits' is on cpu\)",
+        ),
     ],
 )
 def test_bad_common_arguments(op, logits, size, kwargs, error, match):

@@ -1,5 +1,6 @@
 """upsample (plain and calibrated) / segment on CUDA (torch device tensors, fp32 and fp16) against the NumPy
 reference. Skipped, with the reason, where there is no usable GPU."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -67,8 +68,9 @@ def test_calibrated_upsample_matches_reference_and_torch(shape, size, crop, dtyp
         # expf is accurate to a few ulp: the CPU bound (test_upsample.calibrated_tolerance) applies
         base = coordinate_tolerance(x_in, crop_hw)
         atol = base * 0.25 + 3e-7 if sigmoid else base + 2.4e-7 * (1.0 + float(np.abs(x_in).max()))
-    np.testing.assert_allclose(out, reference.upsample(x_in, size, crop, sigmoid=sigmoid, class_bias=bias),
-                               rtol=0, atol=atol)
+    np.testing.assert_allclose(
+        out, reference.upsample(x_in, size, crop, sigmoid=sigmoid, class_bias=bias), rtol=0, atol=atol
+    )
     # torch on the same device: interpolate -> sigmoid -> sub, in fp32
     import torch.nn.functional as F
 

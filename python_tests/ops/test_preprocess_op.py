@@ -1,5 +1,6 @@
 """preprocess (CPU) against OpenCV + the pipeline's NumPy pre-processing (the Engine's current path), and against
 zsseg_rt.ops.reference.preprocess; bad inputs raise clear errors. CUDA cases skip without a device."""
+
 from __future__ import annotations
 
 import cv2
@@ -26,8 +27,12 @@ def pipeline_batch(image, color_order, short, crop, stride):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    h=st.integers(1, 300), w=st.integers(1, 300), channels=st.sampled_from([0, 1, 3, 4]),
-    order=st.sampled_from(["bgr", "rgb"]), short=st.integers(8, 200), pad=st.sampled_from([0, 0, 3, 17]),
+    h=st.integers(1, 300),
+    w=st.integers(1, 300),
+    channels=st.sampled_from([0, 1, 3, 4]),
+    order=st.sampled_from(["bgr", "rgb"]),
+    short=st.integers(8, 200),
+    pad=st.sampled_from([0, 0, 3, 17]),
     seed=st.integers(0, 2**31 - 1),
 )
 def test_matches_the_opencv_pipeline_bit_for_bit(h, w, channels, order, short, pad, seed):
@@ -102,8 +107,9 @@ def test_a_one_level_change_is_seen():  # the comparison can fail: one grey leve
     ],
 )
 def test_bad_inputs(kwargs, error, match):
-    args = dict(image=np.zeros((4, 4, 3), np.uint8), scaled_size=(4, 4), windows=[(0, 4, 0, 4)], crop=4,
-                mean=MEAN, std=STD)
+    args = dict(
+        image=np.zeros((4, 4, 3), np.uint8), scaled_size=(4, 4), windows=[(0, 4, 0, 4)], crop=4, mean=MEAN, std=STD
+    )
     args.update(kwargs)
     with pytest.raises(error, match=match):
         ops.preprocess(**args)
@@ -115,7 +121,9 @@ def test_non_contiguous_image_is_refused():
         ops.preprocess(image, (4, 4), [(0, 4, 0, 4)], 4, MEAN, STD)
 
 
-cuda = pytest.mark.skipif(not ops.cuda_available(), reason="no usable CUDA device (zsseg_rt.ops.cuda_available() is False)")
+cuda = pytest.mark.skipif(
+    not ops.cuda_available(), reason="no usable CUDA device (zsseg_rt.ops.cuda_available() is False)"
+)
 
 
 @cuda

@@ -1,4 +1,5 @@
 """relation_descriptor (CPU) against zsseg_rt.ops.reference.relation_descriptor and torch."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,16 +36,18 @@ def test_matches_reference(batch, classes, dim, out_dim, with_bias, seed):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=_atol(dim))
 
 
-@pytest.mark.parametrize("batch,classes,dim,out_dim", [(1, 1, 1, 1), (1, 1, 1, None), (2, 1, 5, 3), (1, 1000, 16, 8),
-                                                        (2, 171, 512, 512)])
+@pytest.mark.parametrize(
+    "batch,classes,dim,out_dim", [(1, 1, 1, 1), (1, 1, 1, None), (2, 1, 5, 3), (1, 1000, 16, 8), (2, 171, 512, 512)]
+)
 def test_odd_and_real_sizes(batch, classes, dim, out_dim):
     rng = np.random.default_rng(classes + dim)
     t = rng.uniform(-1, 1, (classes, dim)).astype(np.float32)
     g = rng.uniform(-1, 1, (batch, dim)).astype(np.float32)
     w = None if out_dim is None else rng.uniform(-1, 1, (out_dim, 2 * dim)).astype(np.float32)
     b = None if out_dim is None else rng.uniform(-1, 1, (out_dim,)).astype(np.float32)
-    np.testing.assert_allclose(relation_descriptor(t, g, w, b), reference.relation_descriptor(t, g, w, b),
-                               rtol=1e-5, atol=_atol(dim))
+    np.testing.assert_allclose(
+        relation_descriptor(t, g, w, b), reference.relation_descriptor(t, g, w, b), rtol=1e-5, atol=_atol(dim)
+    )
 
 
 def test_without_weight_is_exact_concat():

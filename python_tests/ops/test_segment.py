@@ -6,6 +6,7 @@ legitimately swap the two classes. The bound is not a fixed 1e-5 because torch (
 source coordinate in fp32, whose error grows with the map size and the logit magnitude (see test_upsample).
 Everywhere else labels are compared exactly.
 """
+
 from __future__ import annotations
 
 import os
@@ -201,8 +202,14 @@ def test_no_full_resolution_buffer_is_allocated():
         """
     )
     env = dict(os.environ, OMP_NUM_THREADS="2")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
     assert out.returncode == 0, out.stderr
     segment_growth_mb, upsample_growth_mb = (float(v) for v in out.stdout.split())
     assert upsample_growth_mb > 150, f"probe did not see upsample's 179 MB output ({upsample_growth_mb:.1f} MB)"

@@ -1,5 +1,6 @@
 """segment_windows (CPU) against today's unfused exact path (pipeline: calibrated_window_scores -> merge_windows
 -> finalize_scores, bit for bit), the fp64 NumPy reference and torch; bad inputs raise clear errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,18 +55,29 @@ def case(rng, classes, grid, head, scaled, stride, out, nan=False, ties=False):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    classes=st.sampled_from([1, 2, 5, 17, 64]), grid=st.integers(1, 6), head=st.integers(4, 40),
-    extra_h=st.integers(0, 60), extra_w=st.integers(0, 60), pad_h=st.integers(0, 2), pad_w=st.integers(0, 2),
-    out_h=st.integers(1, 90), out_w=st.integers(1, 90), nan=st.booleans(), ties=st.booleans(),
+    classes=st.sampled_from([1, 2, 5, 17, 64]),
+    grid=st.integers(1, 6),
+    head=st.integers(4, 40),
+    extra_h=st.integers(0, 60),
+    extra_w=st.integers(0, 60),
+    pad_h=st.integers(0, 2),
+    pad_w=st.integers(0, 2),
+    out_h=st.integers(1, 90),
+    out_w=st.integers(1, 90),
+    nan=st.booleans(),
+    ties=st.booleans(),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_equals_the_unfused_exact_path_bit_for_bit(classes, grid, head, extra_h, extra_w, pad_h, pad_w, out_h, out_w,
-                                                   nan, ties, seed):
+def test_equals_the_unfused_exact_path_bit_for_bit(
+    classes, grid, head, extra_h, extra_w, pad_h, pad_w, out_h, out_w, nan, ties, seed
+):
     rng = np.random.default_rng(seed)
     # windows smaller than the head (zero-padded inputs) when the rescaled image is smaller than the head
     scaled = (max(1, head + extra_h - pad_h * head // 3), max(1, head + extra_w - pad_w * head // 3))
     stride = max(1, head * 5 // 6)
-    logits, windows, bias = case(rng, classes, grid, (head, head), scaled, stride, (out_h, out_w), nan, ties and classes > 1)
+    logits, windows, bias = case(
+        rng, classes, grid, (head, head), scaled, stride, (out_h, out_w), nan, ties and classes > 1
+    )
     got = ops.segment_windows(logits, windows, (head, head), scaled, (out_h, out_w), class_bias=bias)
     want = unfused(logits, windows, (head, head), scaled, (out_h, out_w), bias)
     np.testing.assert_array_equal(got[0], want[0])
@@ -125,8 +137,14 @@ def test_a_small_change_of_one_class_is_seen():  # the bit-exact comparison can 
     ],
 )
 def test_bad_inputs(kwargs, error, match):
-    args = dict(logits=np.zeros((2, 3, 4, 4), np.float32), windows=[(0, 8, 0, 8), (0, 8, 8, 16)], head_size=(8, 8),
-                scaled_size=(8, 16), output_size=(10, 20), class_bias=None)
+    args = dict(
+        logits=np.zeros((2, 3, 4, 4), np.float32),
+        windows=[(0, 8, 0, 8), (0, 8, 8, 16)],
+        head_size=(8, 8),
+        scaled_size=(8, 16),
+        output_size=(10, 20),
+        class_bias=None,
+    )
     args.update(kwargs)
     with pytest.raises(error, match=match):
         ops.segment_windows(**args)

@@ -1,4 +1,5 @@
 """similarity (CPU) against zsseg_rt.ops.reference.similarity and torch."""
+
 from __future__ import annotations
 
 import numpy as np

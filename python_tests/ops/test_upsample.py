@@ -1,5 +1,6 @@
 """upsample (CPU) against zsseg_rt.ops.reference.upsample and torch's F.interpolate, plain and with the fused
 calibration ``sigmoid -> minus class_bias`` (torch: ``torch.sigmoid(F.interpolate(...)) - bias[None, :, None, None]``)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -119,7 +120,9 @@ def test_crop_equals_slicing_and_ignores_padding():
     padded = x.copy()
     padded[..., :2, :] = 1e6  # padding outside the crop must not leak in
     padded[..., :, 8:] = -1e6
-    np.testing.assert_array_equal(upsample(padded, (20, 17), crop=crop), upsample(np.ascontiguousarray(x[..., 2:10, 1:8]), (20, 17)))
+    np.testing.assert_array_equal(
+        upsample(padded, (20, 17), crop=crop), upsample(np.ascontiguousarray(x[..., 2:10, 1:8]), (20, 17))
+    )
 
 
 def test_nan_neighbour_propagates_like_torch():
@@ -140,8 +143,13 @@ def test_accepts_torch_cpu_tensor():
 
 
 @settings(max_examples=150, deadline=None)
-@given(case=cases(), seed=st.integers(0, 2**31 - 1), sigmoid=st.booleans(), with_bias=st.booleans(),
-       scale=st.sampled_from([0.1, 3.0, 30.0]))
+@given(
+    case=cases(),
+    seed=st.integers(0, 2**31 - 1),
+    sigmoid=st.booleans(),
+    with_bias=st.booleans(),
+    scale=st.sampled_from([0.1, 3.0, 30.0]),
+)
 def test_calibrated_matches_reference_and_torch(case, seed, sigmoid, with_bias, scale):
     shape, size, crop = case  # includes C = 1, crops, down- and up-sampling
     rng = np.random.default_rng(seed)
@@ -176,8 +184,9 @@ def test_defaults_are_bit_identical_to_the_plain_resize():
     zero = upsample(x, (40, 21), crop=(1, 2, 10, 6), class_bias=np.zeros(5, np.float32))
     np.testing.assert_array_equal(plain.view(np.uint32), zero.view(np.uint32))
     bias = np.linspace(-0.3, 0.3, 5).astype(np.float32)
-    np.testing.assert_array_equal(upsample(x, (40, 21), crop=(1, 2, 10, 6), class_bias=bias),
-                                  plain - bias[None, :, None, None])
+    np.testing.assert_array_equal(
+        upsample(x, (40, 21), crop=(1, 2, 10, 6), class_bias=bias), plain - bias[None, :, None, None]
+    )
 
 
 def test_sigmoid_saturates_and_propagates_nan():
@@ -198,5 +207,9 @@ def test_calibrated_nan_neighbour_propagates_like_torch():
 
 def test_calibrated_accepts_torch_cpu_tensors():
     x, bias = torch.randn(1, 3, 5, 6), torch.tensor([0.1, 0.0, -0.2])
-    np.testing.assert_allclose(upsample(x, (10, 12), sigmoid=True, class_bias=bias),
-                               torch_calibrated(x.numpy(), (10, 12), sigmoid=True, bias=bias.numpy()), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        upsample(x, (10, 12), sigmoid=True, class_bias=bias),
+        torch_calibrated(x.numpy(), (10, 12), sigmoid=True, bias=bias.numpy()),
+        rtol=0,
+        atol=1e-6,
+    )

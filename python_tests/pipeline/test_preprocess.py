@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zsseg_rt import pipeline
 from zsseg_rt.pipeline.preprocess import rescaled_size
@@ -9,7 +10,7 @@ from zsseg_rt.pipeline.preprocess import rescaled_size
 def test_rescaled_size_matches_mmcv_formula():
     # mmcv.imrescale(scale=(2048, 512)): factor = min(2048 / long, 512 / short); size = int(x * factor + 0.5)
     scale = (2048, 512)
-    assert rescaled_size(375, 500, scale) == (512, 683)   # VOC landscape photo: short side -> 512
+    assert rescaled_size(375, 500, scale) == (512, 683)  # VOC landscape photo: short side -> 512
     assert rescaled_size(500, 375, scale) == (683, 512)
     assert rescaled_size(512, 512, scale) == (512, 512)
     assert rescaled_size(100, 1000, scale) == (205, 2048)  # long side bounded by 2048

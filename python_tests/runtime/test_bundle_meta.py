@@ -6,7 +6,6 @@ import pytest
 from zsseg_rt.bundle import BundleError, load_meta, sha256_file, verify_files
 from zsseg_rt.bundle.spec import BUNDLE_FORMAT_VERSION
 
-
 FILES = ("image_encoder.onnx", "head.onnx", "text_encoder.onnx", "tokenizer.json")
 
 
@@ -14,10 +13,22 @@ def _write_bundle(tmp_path, **over):
     for name in FILES:
         (tmp_path / name).write_bytes(b"bytes of " + name.encode())
     meta = {
-        "format_version": BUNDLE_FORMAT_VERSION, "architecture": {}, "image_size": 64, "patch_size": 16,
-        "embed_dim": 8, "context_length": 77, "mean": [0, 0, 0], "std": [1, 1, 1], "templates": ["a {}"],
-        "calibration_bias": 0.1, "seen_class_names": ["cat"], "training_class_names": ["cat", "dog"],
-        "max_classes": 4, "crop_size": 64, "stride": 50, "opset": 18,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "architecture": {},
+        "image_size": 64,
+        "patch_size": 16,
+        "embed_dim": 8,
+        "context_length": 77,
+        "mean": [0, 0, 0],
+        "std": [1, 1, 1],
+        "templates": ["a {}"],
+        "calibration_bias": 0.1,
+        "seen_class_names": ["cat"],
+        "training_class_names": ["cat", "dog"],
+        "max_classes": 4,
+        "crop_size": 64,
+        "stride": 50,
+        "opset": 18,
         "files": {name: sha256_file(str(tmp_path / name)) for name in FILES},
     }
     meta.update(over)

@@ -1,11 +1,12 @@
 """The device-resident pipeline: one upload per frame, one or two downloads, no intermediate copies, and the
 same labels/scores as the Engine's host path. Run here with host memory (NumPy, ONNX Runtime) and with torch
 tensors on the CPU; the CUDA/TensorRT forms share the same code and are exercised by tools/gpu_check.sh."""
+
 import numpy as np
 import pytest
 
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.device_pipeline import DevicePipeline, HostMemory, OnnxRuntimeExecutor, TorchExecutor
+from zsseg_rt.runtime.device_pipeline import DevicePipeline, OnnxRuntimeExecutor, TorchExecutor
 
 CLASSES = ["person", "bottle", "chair", "sofa", "tv", "cat"]
 

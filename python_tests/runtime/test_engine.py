@@ -1,4 +1,5 @@
 """Engine on a tiny exported bundle: parity with PyTorch, run-time vocabularies, bad input, thread safety."""
+
 import json
 import os
 import shutil
@@ -8,13 +9,11 @@ import threading
 
 import numpy as np
 import pytest
-
 from support import GOLDEN, VOCAB10, assert_segmentations_agree, distinct_labels, perturbed_head
 
+from zsseg_rt.assets import SAMPLES_DIR
 from zsseg_rt.bundle import BundleError
 from zsseg_rt.runtime import Engine
-
-from zsseg_rt.assets import SAMPLES_DIR
 
 SAMPLES = str(SAMPLES_DIR / "JPEGImages")
 
@@ -52,8 +51,9 @@ def test_onnxruntime_equals_torch_backend_and_model_predict(tiny_bundle):
     assert distinct_labels(ort_result.labels) >= 3  # a model that says one label everywhere proves nothing
     torch_engine = Engine(tiny_bundle, classes=VOCAB10, backend="torch")
     torch_result = torch_engine(image)
-    assert_segmentations_agree(torch_result.labels, torch_result.scores, ort_result.labels, ort_result.scores,
-                               what="torch vs onnxruntime")
+    assert_segmentations_agree(
+        torch_result.labels, torch_result.scores, ort_result.labels, ort_result.scores, what="torch vs onnxruntime"
+    )
     meta = json.load(open(os.path.join(tiny_bundle, "meta.json")))
     model = load_native(meta["source_checkpoint"]).eval()
     labels, scores = predict(model, image[:, :, ::-1].copy(), class_names=VOCAB10, mode="slide")
@@ -85,8 +85,9 @@ def test_fast_mode_on_single_window(tiny_bundle):
     # a 48x48 frame (rescaled to one 64x64 window): fast = the fused op straight from the logits to 48x48
     small = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
     result = fast(small)
-    chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(pipeline.to_rgb_uint8(small), fast.meta.test_scale),
-                                   fast.meta.mean, fast.meta.std)
+    chw = pipeline.normalize_image(
+        pipeline.rescale_keep_ratio(pipeline.to_rgb_uint8(small), fast.meta.test_scale), fast.meta.mean, fast.meta.std
+    )
     logits = fast.backend.head(fast._vocab[1], fast.backend.encode_image(chw[None]))
     labels, scores = pipeline.segment_fast(logits, (48, 48), fast._vocab[2])
     np.testing.assert_array_equal(result.labels, labels[0])
@@ -113,7 +114,9 @@ def test_fast_mode_on_single_window(tiny_bundle):
     low, high = sig(lo) - bias[:, None, None], sig(hi) - bias[:, None, None]
     yy, xx = np.mgrid[:48, :48]
     for res in (result, official):
-        assert np.all(res.scores >= low[res.labels, yy, xx] - 1e-6) and np.all(res.scores <= high[res.labels, yy, xx] + 1e-6)
+        assert np.all(res.scores >= low[res.labels, yy, xx] - 1e-6) and np.all(
+            res.scores <= high[res.labels, yy, xx] + 1e-6
+        )
     differ = result.labels != official.labels
     a, b = result.labels[differ], official.labels[differ]
     ys, xs = yy[differ], xx[differ]
@@ -128,7 +131,9 @@ def test_vocabulary_change_needs_no_rebuild_and_classes_are_independent(engine):
     full = engine.backend.head(engine._vocab[1], engine.backend.encode_image(np.zeros((1, 3, 64, 64), np.float32)))
     for idx, name in enumerate(names):
         engine.set_classes([name])
-        single = engine.backend.head(engine._vocab[1], engine.backend.encode_image(np.zeros((1, 3, 64, 64), np.float32)))
+        single = engine.backend.head(
+            engine._vocab[1], engine.backend.encode_image(np.zeros((1, 3, 64, 64), np.float32))
+        )
         # independent up to fp32 rounding: GEMM blocking changes with C (logits of a few units: ~1e-6 relative)
         np.testing.assert_allclose(single[:, 0], full[:, idx], rtol=0, atol=1e-5)
     engine.set_classes(names)
@@ -156,7 +161,12 @@ def test_seen_class_calibration_follows_bundle_meta(engine):
 
 @pytest.mark.parametrize(
     "names, match",
-    [([], "empty"), (["cat", "cat"], "duplicate"), (["cat", " "], "empty strings"), (["c%d" % i for i in range(33)], "at most 32")],
+    [
+        ([], "empty"),
+        (["cat", "cat"], "duplicate"),
+        (["cat", " "], "empty strings"),
+        (["c%d" % i for i in range(33)], "at most 32"),
+    ],
 )
 def test_bad_vocabularies(engine, names, match):
     with pytest.raises(ValueError, match=match):
@@ -187,7 +197,11 @@ def test_grayscale_rgba_and_tiny_images_work(engine):
 
 def test_batch_of_images_equals_one_by_one(tiny_bundle):
     engine = Engine(tiny_bundle, classes=VOCAB10, backend="onnxruntime")
-    images = [_photo(), np.random.default_rng(5).integers(0, 255, (40, 90, 3), dtype=np.uint8), _photo("2011_000006.jpg")]
+    images = [
+        _photo(),
+        np.random.default_rng(5).integers(0, 255, (40, 90, 3), dtype=np.uint8),
+        _photo("2011_000006.jpg"),
+    ]
     results = engine(images)
     assert [r.labels.shape for r in results] == [im.shape[:2] for im in images]
     for image, batched in zip(images, results):
@@ -268,8 +282,12 @@ def test_elongated_image_follows_the_official_min_size_resize(tmp_path):
     from zsseg_rt.models import load_official_zegclip
     from zsseg_rt.models.predict import predict
 
-    model = load_official_zegclip(GOLDEN / "zegclip_tiny" / "official_tiny.safetensors", config="zegclip_tiny_test",
-                                  decoder_ffn_dim=128, test_scale=[None, 64]).eval()
+    model = load_official_zegclip(
+        GOLDEN / "zegclip_tiny" / "official_tiny.safetensors",
+        config="zegclip_tiny_test",
+        decoder_ffn_dim=128,
+        test_scale=[None, 64],
+    ).eval()
     bundle = export_bundle(model, str(tmp_path / "b"), max_classes=12)
     engine = Engine(bundle, classes=VOCAB10, backend="onnxruntime")
     assert engine.meta.test_scale == [None, 64]

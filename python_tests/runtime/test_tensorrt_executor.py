@@ -4,6 +4,7 @@ set_input_shape(name: str, shape: Dims) -> bool; set_tensor_address(name: str, m
 get_tensor_shape(name: str) -> Dims; execute_async_v3(stream_handle: int) -> bool; ICudaEngine.num_io_tensors,
 get_tensor_name(index: int) -> str, get_tensor_mode(name: str) -> TensorIOMode, get_tensor_dtype(name: str) ->
 DataType; tensorrt.nptype(DataType) -> numpy type."""
+
 import sys
 import types
 
@@ -40,8 +41,9 @@ class FakeDriver:
 
 @pytest.fixture()
 def fake_trt(monkeypatch):
-    module = types.SimpleNamespace(TensorIOMode=types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT"),
-                                   nptype=lambda dtype: np.float32)
+    module = types.SimpleNamespace(
+        TensorIOMode=types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT"), nptype=lambda dtype: np.float32
+    )
     monkeypatch.setitem(sys.modules, "tensorrt", module)
     return module
 
@@ -83,10 +85,16 @@ class FakeContext:
 
 def test_image_outputs_are_bound_as_head_inputs_without_copies(fake_trt):
     log = []
-    image = FakeContext(FakeEngine([Names.IMAGE], [Names.IMAGE_GLOBAL, Names.PATCHES]),
-                        {Names.IMAGE_GLOBAL: (2, 32), Names.PATCHES: (2, 16, 32)}.get, log)
-    head = FakeContext(FakeEngine([Names.TEXT_EMBEDDINGS, Names.IMAGE_GLOBAL, Names.PATCHES], [Names.MASK_LOGITS]),
-                       {Names.MASK_LOGITS: (2, 5, 4, 4)}.get, log)
+    image = FakeContext(
+        FakeEngine([Names.IMAGE], [Names.IMAGE_GLOBAL, Names.PATCHES]),
+        {Names.IMAGE_GLOBAL: (2, 32), Names.PATCHES: (2, 16, 32)}.get,
+        log,
+    )
+    head = FakeContext(
+        FakeEngine([Names.TEXT_EMBEDDINGS, Names.IMAGE_GLOBAL, Names.PATCHES], [Names.MASK_LOGITS]),
+        {Names.MASK_LOGITS: (2, 5, 4, 4)}.get,
+        log,
+    )
     driver = FakeDriver()
     memory = CudaMemory(driver, zero_copy=False)
     executor = TensorRTExecutor({"image": image, "head": head}, memory)

@@ -1,4 +1,5 @@
 """Vocabulary edits cost only what changed, and the text encoder runs only up to the longest prompt's end token."""
+
 import numpy as np
 import pytest
 
@@ -81,8 +82,9 @@ def test_adding_one_class_encodes_only_its_prompts(engine):
 
 def test_class_embedding_does_not_depend_on_the_rest_of_the_vocabulary(tiny_bundle):
     alone = Engine(tiny_bundle, classes=["cat"], backend="onnxruntime")
-    crowd = Engine(tiny_bundle, classes=["an extremely long and wordy description of a room", "dog", "cat"],
-                   backend="onnxruntime")
+    crowd = Engine(
+        tiny_bundle, classes=["an extremely long and wordy description of a room", "dog", "cat"], backend="onnxruntime"
+    )
     np.testing.assert_array_equal(alone._vocab[1][0], crowd._vocab[1][2])
 
 

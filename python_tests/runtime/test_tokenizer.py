@@ -1,7 +1,9 @@
 """The torch-free tokenizer must give exactly open_clip's token ids."""
+
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 open_clip = pytest.importorskip("open_clip")
 
@@ -17,9 +19,18 @@ def tokenizers(tmp_path_factory):
 
 
 FIXED = [
-    "a photo of a pottedplant", "This is a photo of a small tv monitor.", "There is the wall-concrete in the scene.",
-    "a photo of a  Café &amp; naïve 123 dog's", "", "x" * 400, "playingfield", "hello world " * 40, "日本語 テキスト",
-    "tab\tand\nnewline", "it's a cat's toy, they'll see", "emoji 🐈 cat",
+    "a photo of a pottedplant",
+    "This is a photo of a small tv monitor.",
+    "There is the wall-concrete in the scene.",
+    "a photo of a  Café &amp; naïve 123 dog's",
+    "",
+    "x" * 400,
+    "playingfield",
+    "hello world " * 40,
+    "日本語 テキスト",
+    "tab\tand\nnewline",
+    "it's a cat's toy, they'll see",
+    "emoji 🐈 cat",
 ]
 
 

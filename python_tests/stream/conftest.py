@@ -1,4 +1,5 @@
 """Fixtures for the stream tests."""
+
 from __future__ import annotations
 
 import threading

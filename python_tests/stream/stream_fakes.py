@@ -1,4 +1,5 @@
 """Fakes for the stream tests: an engine-like callable and numbered frames (no camera, no model)."""
+
 from __future__ import annotations
 
 import threading
@@ -50,7 +51,6 @@ def numbered_frame(index: int, size=(48, 64)) -> np.ndarray:
     frame[:8, :8, 0] = index % 256
     frame[:8, :8, 2] = (index // 256) % 256
     return frame
-
 
 
 def frame_number(frame: np.ndarray) -> int:

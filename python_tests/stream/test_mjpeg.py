@@ -1,4 +1,5 @@
 """The MJPEG preview fetched over loopback (127.0.0.1 only; every request loop is bounded)."""
+
 from __future__ import annotations
 
 import http.client

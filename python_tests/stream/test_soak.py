@@ -3,6 +3,7 @@ CPU): bounded memory (RSS growth after warm-up under 2%), no leaked threads, no 
 
 The soak runs in a fresh interpreter that imports only the runtime, so its RSS (~150 MiB) is the deployment
 footprint rather than pytest + torch (~1.1 GiB, where 2% would hide a 20 MiB leak)."""
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,14 @@ SOAK_SCRIPT = textwrap.dedent("""
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="RSS is read from /proc (Linux)")
 def test_soak_real_engine_bounded_memory_no_leaked_threads(tiny_bundle):
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", SOAK_SCRIPT, tiny_bundle, str(FRAMES), str(WARMUP)],
-                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", SOAK_SCRIPT, tiny_bundle, str(FRAMES), str(WARMUP)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     stats = out["stats"]
@@ -94,8 +101,10 @@ def test_soak_real_engine_bounded_memory_no_leaked_threads(tiny_bundle):
     rss = {int(k): v for k, v in out["rss"].items()}
     warm, end = rss[WARMUP], rss[FRAMES]
     growth = (end - warm) / warm
-    print(f"soak: {FRAMES} frames in {out['seconds']:.1f}s ({FRAMES / out['seconds']:.0f} FPS); RSS after "
-          f"{WARMUP}-frame warm-up {warm / 2**20:.1f} MiB, at {FRAMES // 2} {rss[FRAMES // 2] / 2**20:.1f} MiB, "
-          f"at {FRAMES} {end / 2**20:.1f} MiB ({growth:+.2%})")
+    print(
+        f"soak: {FRAMES} frames in {out['seconds']:.1f}s ({FRAMES / out['seconds']:.0f} FPS); RSS after "
+        f"{WARMUP}-frame warm-up {warm / 2**20:.1f} MiB, at {FRAMES // 2} {rss[FRAMES // 2] / 2**20:.1f} MiB, "
+        f"at {FRAMES} {end / 2**20:.1f} MiB ({growth:+.2%})"
+    )
     assert growth < MAX_RSS_GROWTH, f"RSS grew {growth:.2%} after warm-up ({warm} -> {end} bytes)"
     assert out["leaked_threads"] == []

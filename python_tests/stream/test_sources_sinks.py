@@ -1,4 +1,5 @@
 """Source parsing, capability detection and the file / folder sources and sinks (no camera needed)."""
+
 from __future__ import annotations
 
 import os
@@ -8,24 +9,40 @@ import numpy as np
 import pytest
 from stream_fakes import FakeEngine, numbered_frame, write_test_video
 
-from zsseg_rt.stream import (ImageFolderSink, ImageFolderSource, SinkError, SourceError, StreamCapabilityError,
-                             StreamRunner, VideoFileSink, open_sink, open_source, opencv_has_gstreamer,
-                             opencv_has_gui, parse_source, require_gstreamer, require_window)
+from zsseg_rt.stream import (
+    ImageFolderSink,
+    ImageFolderSource,
+    SinkError,
+    SourceError,
+    StreamCapabilityError,
+    StreamRunner,
+    VideoFileSink,
+    open_sink,
+    open_source,
+    opencv_has_gstreamer,
+    opencv_has_gui,
+    parse_source,
+    require_gstreamer,
+    require_window,
+)
 
 HEADLESS_INFO = "  GUI:                           NONE\n  Video I/O:\n    GStreamer:                   NO\n"
 FULL_INFO = "  GUI:                           GTK3\n  Video I/O:\n    GStreamer:                   YES (1.20.3)\n"
 
 
-@pytest.mark.parametrize("text, kind, target, live", [
-    ("0", "v4l2", "0", True),
-    ("/dev/video2", "v4l2", "/dev/video2", True),
-    ("v4l2:///dev/video1", "v4l2", "/dev/video1", True),
-    ("csi://1", "csi", "1", True),
-    ("csi://", "csi", "0", True),
-    ("rtsp://10.0.0.2:8554/cam", "network", "rtsp://10.0.0.2:8554/cam", True),
-    ("http://cam.local/video.mjpg", "network", "http://cam.local/video.mjpg", True),
-    ("videotestsrc ! videoconvert ! appsink", "gstreamer", "videotestsrc ! videoconvert ! appsink", True),
-])
+@pytest.mark.parametrize(
+    "text, kind, target, live",
+    [
+        ("0", "v4l2", "0", True),
+        ("/dev/video2", "v4l2", "/dev/video2", True),
+        ("v4l2:///dev/video1", "v4l2", "/dev/video1", True),
+        ("csi://1", "csi", "1", True),
+        ("csi://", "csi", "0", True),
+        ("rtsp://10.0.0.2:8554/cam", "network", "rtsp://10.0.0.2:8554/cam", True),
+        ("http://cam.local/video.mjpg", "network", "http://cam.local/video.mjpg", True),
+        ("videotestsrc ! videoconvert ! appsink", "gstreamer", "videotestsrc ! videoconvert ! appsink", True),
+    ],
+)
 def test_parse_live_sources(text, kind, target, live):
     spec = parse_source(text)
     assert (spec.kind, spec.target, spec.live) == (kind, target, live)
@@ -114,8 +131,9 @@ def test_image_folder_source_to_image_folder_sink(tmp_path):
     for i in range(4):
         cv2.imwrite(str(src_dir / f"img_{i}.png"), numbered_frame(i))
     (src_dir / "notes.txt").write_text("not an image")
-    stats = StreamRunner(FakeEngine(), ImageFolderSource(str(src_dir)), [ImageFolderSink(str(out_dir))],
-                         drop_stale=False).run()
+    stats = StreamRunner(
+        FakeEngine(), ImageFolderSource(str(src_dir)), [ImageFolderSink(str(out_dir))], drop_stale=False
+    ).run()
     assert stats.processed == 4
     assert sorted(os.listdir(out_dir)) == [f"frame_{i:06d}.jpg" for i in range(4)]
     with pytest.raises(SourceError, match="no images"):

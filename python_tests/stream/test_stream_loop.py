@@ -1,5 +1,6 @@
 """The stream loop with a fake engine: newest-frame dropping, reconnect after source loss, live vocabulary
 changes, clean stop on SIGTERM, and no leaked threads."""
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,7 @@ import cv2
 import pytest
 from stream_fakes import FakeEngine, frame_number, numbered_frame
 
-from zsseg_rt.stream import (Backoff, CallableSource, FrameGrabber, NullSink, StreamRunner, parse_class_text)
+from zsseg_rt.stream import Backoff, CallableSource, FrameGrabber, NullSink, StreamRunner, parse_class_text
 
 FAST = Backoff(initial=0.01, maximum=0.05)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -24,18 +25,25 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 
 def live_counter(period: float = 0.002, limit: int = 100000):
     """A live source producing numbered frames every ``period`` seconds (a fast camera)."""
+
     def frames():
         for i in range(limit):
             time.sleep(period)
             yield numbered_frame(i)
+
     return CallableSource(frames, live=True, name="fake-camera")
 
 
 def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted(thread_guard):
     engine = FakeEngine(delay=0.03)
     processed = []
-    stats = StreamRunner(engine, live_counter(0.002), [NullSink()], max_frames=10,
-                         on_result=lambda f, r, s: processed.append((f.index, frame_number(f.image)))).run()
+    stats = StreamRunner(
+        engine,
+        live_counter(0.002),
+        [NullSink()],
+        max_frames=10,
+        on_result=lambda f, r, s: processed.append((f.index, frame_number(f.image))),
+    ).run()
     assert stats.processed == 10
     assert stats.dropped > 10, stats  # ~15 frames arrive per 30 ms of processing
     assert stats.captured >= stats.processed + stats.dropped - 1
@@ -49,8 +57,9 @@ def test_every_frame_mode_drops_nothing(thread_guard):
     engine = FakeEngine(delay=0.005)
     seen = []
     source = CallableSource(lambda: (numbered_frame(i) for i in range(30)), live=False)
-    stats = StreamRunner(engine, source, [], drop_stale=False,
-                         on_result=lambda f, r, s: seen.append(frame_number(f.image))).run()
+    stats = StreamRunner(
+        engine, source, [], drop_stale=False, on_result=lambda f, r, s: seen.append(frame_number(f.image))
+    ).run()
     assert seen == list(range(30)) and stats.dropped == 0
 
 
@@ -89,8 +98,9 @@ def test_source_lost_mid_stream_reconnects_with_backoff_and_logs(caplog, thread_
     camera = FlakyCamera(outage=2)
     engine = FakeEngine()
     with caplog.at_level(logging.WARNING, logger="zsseg_rt.stream"):
-        runner = StreamRunner(engine, CallableSource(camera, live=True, name="flaky"), [], drop_stale=False,
-                              backoff=FAST, max_frames=12)
+        runner = StreamRunner(
+            engine, CallableSource(camera, live=True, name="flaky"), [], drop_stale=False, backoff=FAST, max_frames=12
+        )
         stats = runner.run()
     assert stats.processed == 12  # frames from three camera sessions: 5 + 5 + 2
     assert stats.reconnects >= 2 and camera.failed_opens >= 2
@@ -102,9 +112,11 @@ def test_source_lost_mid_stream_reconnects_with_backoff_and_logs(caplog, thread_
 def test_gives_up_after_max_reconnects_without_crashing(caplog, thread_guard):
     def never():
         raise OSError("no camera")
+
     with caplog.at_level(logging.ERROR, logger="zsseg_rt.stream"):
-        runner = StreamRunner(FakeEngine(), CallableSource(never, live=True, name="dead"), [], backoff=FAST,
-                              max_reconnects=3)
+        runner = StreamRunner(
+            FakeEngine(), CallableSource(never, live=True, name="dead"), [], backoff=FAST, max_reconnects=3
+        )
         stats = runner.run()
     assert stats.processed == 0
     assert runner.grabber.error is not None and "giving up on dead after 3" in caplog.text
@@ -181,7 +193,7 @@ def test_grabber_stop_closes_the_source(thread_guard):
             closed.append(True)
             super().close()
 
-    grabber = FrameGrabber(Source(lambda: (numbered_frame(i) for i in range(10 ** 6)), live=True)).start()
+    grabber = FrameGrabber(Source(lambda: (numbered_frame(i) for i in range(10**6)), live=True)).start()
     assert grabber.get(timeout=2.0) is not None
     grabber.stop()
     grabber.get(timeout=0)  # drain the frame published before the stop, if any
@@ -216,8 +228,9 @@ def test_signal_stops_cleanly_and_the_mp4_stays_playable(tmp_path, sig):
     out = str(tmp_path / "live.mp4")
     script = SIGTERM_SCRIPT.format(here=HERE, out=out)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     try:
         line = proc.stdout.readline()
         assert line.strip() == "STREAMING", proc.stderr.read() if proc.poll() is not None else line

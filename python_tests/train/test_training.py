@@ -1,4 +1,5 @@
 """Training: recipe/schedule checks, learning on synthetic data, exact resume, crash safety, accumulation."""
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,13 @@ def _simulate_checkpoint_retention(cfg, root):
     return the checkpoint files that survive its retention policy."""
     from types import SimpleNamespace
 
-    stub = SimpleNamespace(cfg=cfg, work_dir=root / cfg.work_dir, dist=SimpleNamespace(rank=0), iteration=0,
-                           state_dict=lambda: {"model": {}})
+    stub = SimpleNamespace(
+        cfg=cfg,
+        work_dir=root / cfg.work_dir,
+        dist=SimpleNamespace(rank=0),
+        iteration=0,
+        state_dict=lambda: {"model": {}},
+    )
     written = []
     for it in range(1, cfg.iterations + 1):
         if it % cfg.checkpoint_interval == 0 or it == cfg.iterations:  # Trainer.train's save rule
@@ -72,8 +78,14 @@ def test_checkpoint_retention_keeps_newest_and_protected_iterations(tmp_path):
 
 def test_official_recipes_and_schedule(tmp_path):
     _check_transductive_chain(tmp_path)
-    for name, iters in [("voc_inductive", 20000), ("coco_inductive", 80000), ("voc_transductive", 10000),
-                        ("coco_transductive", 40000), ("voc_fully", 20000), ("coco_fully", 80000)]:
+    for name, iters in [
+        ("voc_inductive", 20000),
+        ("coco_inductive", 80000),
+        ("voc_transductive", 10000),
+        ("coco_transductive", 40000),
+        ("voc_fully", 20000),
+        ("coco_fully", 80000),
+    ]:
         cfg = load_train_config(name)
         assert (cfg.iterations, cfg.batch_size, cfg.lr, cfg.weight_decay) == (iters, 16, 2e-4, 0.01)
         assert (cfg.warmup_iters, cfg.warmup_ratio, cfg.poly_power, cfg.min_lr) == (1500, 1e-6, 0.9, 1e-6)
@@ -107,8 +119,10 @@ def test_tiny_model_learns_seen_classes(tmp_path, capsys):
     summary = tr.train()
     after = evaluate(tr.model, held_out, **kw)
     with capsys.disabled():
-        print(f"\n[learning] mIoU(seen) {before['mIoU_seen']:.1f} -> {after['mIoU_seen']:.1f}, pAcc "
-              f"{before['pAcc']:.1f} -> {after['pAcc']:.1f}, {time.time() - t0:.1f}s for 300 iterations")
+        print(
+            f"\n[learning] mIoU(seen) {before['mIoU_seen']:.1f} -> {after['mIoU_seen']:.1f}, pAcc "
+            f"{before['pAcc']:.1f} -> {after['pAcc']:.1f}, {time.time() - t0:.1f}s for 300 iterations"
+        )
     assert summary["iteration"] == 300 and (tmp_path / "final" / "model.safetensors").is_file()
     assert after["mIoU_seen"] >= before["mIoU_seen"] + 20.0
     assert after["pAcc"] >= before["pAcc"] + 20.0
@@ -200,8 +214,21 @@ def test_log_rewrite_on_resume_is_atomic(tmp_path, monkeypatch):
 
 
 def test_killed_training_process_resumes(tmp_path):
-    cmd = [sys.executable, "-m", "zsseg_rt.train", "tiny_test", "--work-dir", str(tmp_path), "--no-progress",
-           "--iterations", "100000", "--batch-size", "2", "--set", "checkpoint_interval=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "zsseg_rt.train",
+        "tiny_test",
+        "--work-dir",
+        str(tmp_path),
+        "--no-progress",
+        "--iterations",
+        "100000",
+        "--batch-size",
+        "2",
+        "--set",
+        "checkpoint_interval=2",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
@@ -225,8 +252,13 @@ def test_killed_training_process_resumes(tmp_path):
 
 def _accumulation_grads(tmp_path, model="tiny_test_default", **extra):
     """One step with grad_accum 1 and 2 (dropout 0, so train mode is deterministic); the step's gradients."""
-    over = dict(batch_size=4, warmup_iters=0, save_native=False,
-                model_overrides={"image_size": 64, "crop_size": 64, **NO_DROPOUT}, **extra)
+    over = dict(
+        batch_size=4,
+        warmup_iters=0,
+        save_native=False,
+        model_overrides={"image_size": 64, "crop_size": 64, **NO_DROPOUT},
+        **extra,
+    )
     if model != "tiny_test_default":
         over["model"] = model
     one = Trainer(_cfg(tmp_path / "1", grad_accum=1, **over), progress=False)
@@ -237,8 +269,9 @@ def _accumulation_grads(tmp_path, model="tiny_test_default", **extra):
     two.train_step([next(it2), next(it2)])
     for tr in (one, two):
         # train mode everywhere but the frozen text tower (kept in eval by the model, as officially)
-        assert tr.model.training and all(m.training for n, m in tr.model.named_modules()
-                                         if not n.startswith("text_encoder"))
+        assert tr.model.training and all(
+            m.training for n, m in tr.model.named_modules() if not n.startswith("text_encoder")
+        )
         assert all(m.p == 0 for m in tr.model.modules() if isinstance(m, torch.nn.Dropout))
     named1 = {n: p.grad for n, p in one.model.named_parameters() if p.grad is not None}
     named2 = {n: p.grad for n, p in two.model.named_parameters() if p.grad is not None}
@@ -287,8 +320,9 @@ def test_other_settings_train(tmp_path, setting):
 def test_transductive_init_from_inductive_checkpoint(tmp_path):
     ind = Trainer(_cfg(tmp_path / "ind", iterations=2, batch_size=2, save_native=False), progress=False)
     ckpt = ind.train()["checkpoint"]
-    st = Trainer(_cfg(tmp_path / "st", setting="transductive", init_from=str(ckpt), iterations=1, batch_size=2),
-                 progress=False)
+    st = Trainer(
+        _cfg(tmp_path / "st", setting="transductive", init_from=str(ckpt), iterations=1, batch_size=2), progress=False
+    )
     for k, v in ind.model.state_dict().items():
         assert torch.equal(v, st.model.state_dict()[k])
     assert st.iteration == 0
@@ -302,19 +336,49 @@ def test_torchrun_two_process_gloo_matches_single_process(tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
     if not os.path.exists(torchrun):
         pytest.skip("torchrun not found")
-    cfg = {"model": "zegclip_tiny_p8_test",
-           "model_overrides": {"image_size": 64, "crop_size": 64, "stride": 48, "test_scale": [256, 64], **NO_DROPOUT},
-           "dataset": {"type": "synthetic", "length": 32, "size": [64, 64], "num_classes": 6, "seed": 0,
-                       "unseen": ["cyan checker"]},
-           "text_embeddings": "random:0", "iterations": 3, "batch_size": 4, "lr": 1e-3, "warmup_iters": 0,
-           "crop_size": 64, "img_scale": [128, 64], "num_workers": 0, "checkpoint_interval": 3, "log_interval": 1,
-           "save_native": False}
+    cfg = {
+        "model": "zegclip_tiny_p8_test",
+        "model_overrides": {"image_size": 64, "crop_size": 64, "stride": 48, "test_scale": [256, 64], **NO_DROPOUT},
+        "dataset": {
+            "type": "synthetic",
+            "length": 32,
+            "size": [64, 64],
+            "num_classes": 6,
+            "seed": 0,
+            "unseen": ["cyan checker"],
+        },
+        "text_embeddings": "random:0",
+        "iterations": 3,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "warmup_iters": 0,
+        "crop_size": 64,
+        "img_scale": [128, 64],
+        "num_workers": 0,
+        "checkpoint_interval": 3,
+        "log_interval": 1,
+        "save_native": False,
+    }
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps(cfg))
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    res = subprocess.run([torchrun, "--nproc_per_node=2", "-m", "zsseg_rt.train", str(path), "--work-dir",
-                          str(tmp_path / "ddp"), "--no-progress", "--device", "cpu"], env=env, capture_output=True,
-                         timeout=180)
+    res = subprocess.run(
+        [
+            torchrun,
+            "--nproc_per_node=2",
+            "-m",
+            "zsseg_rt.train",
+            str(path),
+            "--work-dir",
+            str(tmp_path / "ddp"),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=180,
+    )
     assert res.returncode == 0, res.stderr.decode()[-3000:]
     Trainer(load_train_config(str(path), work_dir=str(tmp_path / "one")), device="cpu", progress=False).train()
 
@@ -362,16 +426,23 @@ def test_cli_commands_register():
 
 
 def test_cliprc_recipes_follow_the_official_schedules():
-    for name, iters in [("cliprc_voc_inductive", 40000), ("cliprc_coco_inductive", 80000),
-                        ("cliprc_voc_transductive", 20000), ("cliprc_coco_transductive", 40000)]:
+    for name, iters in [
+        ("cliprc_voc_inductive", 40000),
+        ("cliprc_coco_inductive", 80000),
+        ("cliprc_voc_transductive", 20000),
+        ("cliprc_coco_transductive", 40000),
+    ]:
         cfg = load_train_config(name)
         assert (cfg.iterations, cfg.lr, cfg.weight_decay, cfg.warmup_iters) == (iters, 2e-4, 0.01, 1500)
-    assert load_train_config("cliprc_voc_transductive").init_from.endswith("cliprc_voc_inductive/checkpoints/iter_0020000.pt")
+    assert load_train_config("cliprc_voc_transductive").init_from.endswith(
+        "cliprc_voc_inductive/checkpoints/iter_0020000.pt"
+    )
 
 
 def test_cliprc_trains_through_the_same_trainer_with_its_recovery_loss(tmp_path):
-    tr = Trainer(_cfg(tmp_path, model="cliprc_tiny_test", iterations=2, batch_size=2, save_native=False),
-                 progress=False)
+    tr = Trainer(
+        _cfg(tmp_path, model="cliprc_tiny_test", iterations=2, batch_size=2, save_native=False), progress=False
+    )
     assert type(tr.model).__name__ == "CLIPRC"
     images, labels, _ = tr.stream[0]
     tr.model.train()

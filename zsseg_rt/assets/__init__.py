@@ -2,6 +2,7 @@
 (``samples/``, used by the demo, ``zsseg segment`` without an image, the profiler and the tests) and the official
 ZegCLIP text embeddings of the VOC and COCO-Stuff class names (``text_embeddings/``, real CLIP ViT-B/16 text-tower
 outputs). See the README.md in each folder for their origin."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,5 +36,12 @@ def sample_label(name: str = DEMO_PHOTO) -> Path:
     return path
 
 
-__all__ = ["ASSETS_DIR", "SAMPLES_DIR", "TEXT_EMBEDDINGS_DIR", "DEMO_PHOTO", "sample_images", "sample_image",
-           "sample_label"]
+__all__ = [
+    "ASSETS_DIR",
+    "SAMPLES_DIR",
+    "TEXT_EMBEDDINGS_DIR",
+    "DEMO_PHOTO",
+    "sample_images",
+    "sample_image",
+    "sample_label",
+]

@@ -11,8 +11,9 @@ A bundle is a directory::
 
 Tensor and file names are spelled in ``spec`` and nowhere else.
 """
-from .spec import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, Names, default_graph_io, graph_io
+
 from .meta import BundleError, BundleMeta, load_meta, sha256_file, verify_files
+from .spec import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, Names, default_graph_io, graph_io
 
 __all__ = [
     "BUNDLE_FORMAT_VERSION",

@@ -1,4 +1,5 @@
 """Reading and verifying a bundle's ``meta.json`` (no torch)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -65,8 +66,10 @@ class BundleMeta:
     def postprocess(self) -> Dict[str, Any]:
         """How mask logits become labels: {"activation": "sigmoid"|"softmax", "logit_scale": float,
         "background_threshold": float|None}. ZegCLIP: sigmoid, calibration bias after it."""
-        return dict({"activation": "sigmoid", "logit_scale": 1.0, "background_threshold": None},
-                    **self.raw.get("postprocess", {}))
+        return dict(
+            {"activation": "sigmoid", "logit_scale": 1.0, "background_threshold": None},
+            **self.raw.get("postprocess", {}),
+        )
 
     @property
     def test_scale(self) -> List[Optional[int]]:
@@ -98,9 +101,23 @@ class BundleMeta:
 
 
 _REQUIRED = (
-    "format_version", "architecture", "image_size", "patch_size", "embed_dim", "context_length", "mean", "std",
-    "templates", "calibration_bias", "seen_class_names", "training_class_names", "max_classes", "crop_size",
-    "stride", "opset", "files",
+    "format_version",
+    "architecture",
+    "image_size",
+    "patch_size",
+    "embed_dim",
+    "context_length",
+    "mean",
+    "std",
+    "templates",
+    "calibration_bias",
+    "seen_class_names",
+    "training_class_names",
+    "max_classes",
+    "crop_size",
+    "stride",
+    "opset",
+    "files",
 )
 
 

@@ -1,4 +1,5 @@
 """File names and ONNX tensor names of an export bundle: the only place they are spelled."""
+
 from __future__ import annotations
 
 BUNDLE_FORMAT_VERSION = 1
@@ -19,15 +20,15 @@ class Names:
     """ONNX graph input/output tensor names (and dynamic axis names)."""
 
     # image encoder
-    IMAGE = "image"                      # [B, 3, S, S] float32, normalised
-    IMAGE_GLOBAL = "image_global"        # [B, D] float32, L2-normalised
-    PATCHES = "patches"                  # [B, N, D] float32, L2-normalised, N = h*w
-    REGIONS = "regions"                  # [B, R, D] float32, L2-normalised (CLIP-RC region-bridge tokens, R = 16)
+    IMAGE = "image"  # [B, 3, S, S] float32, normalised
+    IMAGE_GLOBAL = "image_global"  # [B, D] float32, L2-normalised
+    PATCHES = "patches"  # [B, N, D] float32, L2-normalised, N = h*w
+    REGIONS = "regions"  # [B, R, D] float32, L2-normalised (CLIP-RC region-bridge tokens, R = 16)
     # head
     TEXT_EMBEDDINGS = "text_embeddings"  # [C, D] float32 (also the text encoder's output)
-    MASK_LOGITS = "mask_logits"          # [B, C, h, w] float32, pre-sigmoid
+    MASK_LOGITS = "mask_logits"  # [B, C, h, w] float32, pre-sigmoid
     # text encoder
-    TOKENS = "tokens"                    # [P, L] int32 token ids
+    TOKENS = "tokens"  # [P, L] int32 token ids
     # dynamic axes
     BATCH = "batch"
     NUM_CLASSES = "num_classes"
@@ -63,7 +64,10 @@ def default_graph_io(image_outputs=Names.IMAGE_ENCODER_OUTPUTS):
             "inputs": [Names.TEXT_EMBEDDINGS] + image_outputs,
             "outputs": [Names.MASK_LOGITS],
             "dynamic_axes": dict(
-                {Names.TEXT_EMBEDDINGS: {0: Names.NUM_CLASSES}, Names.MASK_LOGITS: {0: Names.BATCH, 1: Names.NUM_CLASSES}},
+                {
+                    Names.TEXT_EMBEDDINGS: {0: Names.NUM_CLASSES},
+                    Names.MASK_LOGITS: {0: Names.BATCH, 1: Names.NUM_CLASSES},
+                },
                 **{name: {0: Names.BATCH} for name in image_outputs},
             ),
         },
@@ -83,7 +87,9 @@ def graph_io(meta_raw):
     table = meta_raw.get("io") or default_graph_io()
     out = {}
     for role, entry in table.items():
-        axes = {name: {int(axis): label for axis, label in spec.items()}
-                for name, spec in entry.get("dynamic_axes", {}).items()}
+        axes = {
+            name: {int(axis): label for axis, label in spec.items()}
+            for name, spec in entry.get("dynamic_axes", {}).items()
+        }
         out[role] = {"inputs": list(entry["inputs"]), "outputs": list(entry["outputs"]), "dynamic_axes": axes}
     return out

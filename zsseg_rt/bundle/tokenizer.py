@@ -8,6 +8,7 @@ Known difference (tested): for *unassigned* Unicode code points (category Cn) ne
 regex engine groups characters differently from Python's ``regex``, so the ids can differ. Assigned characters
 of every script, punctuation, digits and emoji give identical ids.
 """
+
 from __future__ import annotations
 
 import html
@@ -23,7 +24,7 @@ EOT_TOKEN = "<end_of_text>"
 
 def _tokenizers():
     try:
-        import tokenizers  # noqa: WPS433
+        import tokenizers
     except ImportError as exc:  # pragma: no cover
         raise ImportError("the runtime tokenizer needs the `tokenizers` package: pip install tokenizers") from exc
     return tokenizers
@@ -53,8 +54,9 @@ def build_tokenizer_json(encoder: Dict[str, int], bpe_ranks: Dict[Tuple[str, str
 
 def clean_text(text: str) -> str:
     """open_clip's default cleaning: ftfy fix, double HTML unescape, whitespace collapse, lower case."""
-    import ftfy  # noqa: WPS433  (pure Python; a dependency of the runtime)
-    import re  # noqa: WPS433
+    import re
+
+    import ftfy  # pure Python; a dependency of the runtime
 
     text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
     return re.sub(r"\s+", " ", text).strip().lower()

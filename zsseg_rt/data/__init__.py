@@ -6,16 +6,43 @@
 * :mod:`.transforms`: the official training augmentation; :mod:`.loader`: deterministic resumable sampling
 * :mod:`.synthetic`: procedural labelled images for tests
 """
+
 from .datasets import DATASET_TYPES, DatasetLayoutError, SegmentationDataset, build_dataset
-from .labels import (IGNORE_INDEX, CorruptFileError, apply_lut, check_label_range, inductive_lut, read_image,
-                     read_label, reduce_zero_label, transductive_lut)
+from .labels import (
+    IGNORE_INDEX,
+    CorruptFileError,
+    apply_lut,
+    check_label_range,
+    inductive_lut,
+    read_image,
+    read_label,
+    reduce_zero_label,
+    transductive_lut,
+)
 from .splits import ClassSplit, list_splits, load_split
 from .synthetic import SyntheticDataset, make_synthetic_sample, synthetic_dataset, write_synthetic_dataset
 from .transforms import TrainAugmentation
 
 __all__ = [
-    "build_dataset", "SegmentationDataset", "DatasetLayoutError", "DATASET_TYPES", "ClassSplit", "load_split",
-    "list_splits", "IGNORE_INDEX", "CorruptFileError", "apply_lut", "check_label_range", "inductive_lut",
-    "transductive_lut", "read_image", "read_label", "reduce_zero_label", "TrainAugmentation", "SyntheticDataset",
-    "synthetic_dataset", "write_synthetic_dataset", "make_synthetic_sample",
+    "build_dataset",
+    "SegmentationDataset",
+    "DatasetLayoutError",
+    "DATASET_TYPES",
+    "ClassSplit",
+    "load_split",
+    "list_splits",
+    "IGNORE_INDEX",
+    "CorruptFileError",
+    "apply_lut",
+    "check_label_range",
+    "inductive_lut",
+    "transductive_lut",
+    "read_image",
+    "read_label",
+    "reduce_zero_label",
+    "TrainAugmentation",
+    "SyntheticDataset",
+    "synthetic_dataset",
+    "write_synthetic_dataset",
+    "make_synthetic_sample",
 ]

@@ -18,6 +18,7 @@ Layouts (``root`` is the directory named first):
 * ``folder``: ``root/images/*.{jpg,png}``, ``root/labels/<stem>.png``, ``root/classes.txt`` (one name per
   line) or ``classes.json`` (``{"class_names": [...], "unseen": [...]}``).
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,15 @@ class SegmentationDataset:
         on_bad_label: "raise" or "ignore" (-> 255, counted in ``bad_label_pixels``) for out-of-range values.
     """
 
-    def __init__(self, items: Sequence[Tuple[str, str]], split: ClassSplit, reduce_zero_label: bool = False,
-                 name: str = "dataset", on_corrupt: str = "raise", on_bad_label: str = "raise"):
+    def __init__(
+        self,
+        items: Sequence[Tuple[str, str]],
+        split: ClassSplit,
+        reduce_zero_label: bool = False,
+        name: str = "dataset",
+        on_corrupt: str = "raise",
+        on_bad_label: str = "raise",
+    ):
         if on_corrupt not in ("skip", "raise"):
             raise ValueError(f"on_corrupt must be 'skip' or 'raise', got {on_corrupt!r}")
         if on_bad_label not in ("raise", "ignore"):
@@ -90,8 +98,10 @@ class SegmentationDataset:
         rgb = read_image(img_path)
         label = read_label(lab_path)
         if label.shape != rgb.shape[:2]:
-            raise CorruptFileError(f"label {lab_path!r} is {label.shape[1]}x{label.shape[0]} but image "
-                                   f"{img_path!r} is {rgb.shape[1]}x{rgb.shape[0]}")
+            raise CorruptFileError(
+                f"label {lab_path!r} is {label.shape[1]}x{label.shape[0]} but image "
+                f"{img_path!r} is {rgb.shape[1]}x{rgb.shape[0]}"
+            )
         if self.reduce_zero_label:
             label = reduce_zero_label(label)
         self.bad_label_pixels += check_label_range(label, self.num_classes, lab_path, self.on_bad_label)
@@ -107,13 +117,18 @@ class SegmentationDataset:
                 raise CorruptFileError(f"{exc} (pass on_corrupt='skip' / --skip-corrupt to skip such files)") from exc
             if index not in self.skipped:
                 self.skipped[index] = str(exc)
-                warnings.warn(f"skipping corrupt sample #{index}: {exc} ({len(self.skipped)} skipped so far)",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"skipping corrupt sample #{index}: {exc} ({len(self.skipped)} skipped so far)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             return None
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.name!r}, {len(self)} images, {self.num_classes} classes, "
-                f"{len(self.split.unseen)} unseen)")
+        return (
+            f"{type(self).__name__}({self.name!r}, {len(self)} images, {self.num_classes} classes, "
+            f"{len(self.split.unseen)} unseen)"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -140,8 +155,9 @@ def _pairs_from_ids(kind, root, ids, img_dirs, img_ext, lab_dirs, lab_suffix, la
             continue
         items.append((str(img), str(lab)))
     if missing:
-        raise _layout_error(kind, root, f"{len(missing)} of {len(ids)} listed ids have no image or label "
-                            f"(first: {missing[:3]})", layout)
+        raise _layout_error(
+            kind, root, f"{len(missing)} of {len(ids)} listed ids have no image or label (first: {missing[:3]})", layout
+        )
     if not items:
         raise _layout_error(kind, root, "the split lists no images", layout)
     return items
@@ -159,8 +175,12 @@ def _pairs_from_dirs(kind, root, img_dir, lab_dir, lab_suffix, layout, img_exts=
         else:
             missing.append(p.name)
     if missing:
-        raise _layout_error(kind, root, f"{len(missing)} images have no label {lab_dir}/<stem>{lab_suffix} "
-                            f"(first: {missing[:3]})", layout)
+        raise _layout_error(
+            kind,
+            root,
+            f"{len(missing)} images have no label {lab_dir}/<stem>{lab_suffix} (first: {missing[:3]})",
+            layout,
+        )
     return items
 
 
@@ -188,16 +208,36 @@ def voc_dataset(root, split: str = "val", **kw) -> SegmentationDataset:
             for d in ("SegmentationClass", "SegmentationClassAug"):
                 if not (root / d).is_dir():
                     raise _layout_error(kind, root, f"split train_aug (train.txt + aug.txt) needs {d}/", VOC_LAYOUT)
-            items = _pairs_from_ids(kind, root, _read_ids(sets / "train.txt"), ["JPEGImages"], ".jpg",
-                                    ["SegmentationClass"], ".png", VOC_LAYOUT)
-            items += _pairs_from_ids(kind, root, _read_ids(sets / "aug.txt"), ["JPEGImages"], ".jpg",
-                                     ["SegmentationClassAug", "SegmentationClass"], ".png", VOC_LAYOUT)
+            items = _pairs_from_ids(
+                kind,
+                root,
+                _read_ids(sets / "train.txt"),
+                ["JPEGImages"],
+                ".jpg",
+                ["SegmentationClass"],
+                ".png",
+                VOC_LAYOUT,
+            )
+            items += _pairs_from_ids(
+                kind,
+                root,
+                _read_ids(sets / "aug.txt"),
+                ["JPEGImages"],
+                ".jpg",
+                ["SegmentationClassAug", "SegmentationClass"],
+                ".png",
+                VOC_LAYOUT,
+            )
             return SegmentationDataset(items, load_split("voc20", kw.pop("unseen", None)), True, f"voc_{split}", **kw)
         if (sets / "trainaug.txt").is_file():  # a single merged list (other converters): SBD masks preferred
             ids = _read_ids(sets / "trainaug.txt")
         else:
-            raise _layout_error(kind, root, "split train_aug needs ImageSets/Segmentation/train.txt + aug.txt "
-                                "(official) or trainaug.txt", VOC_LAYOUT)
+            raise _layout_error(
+                kind,
+                root,
+                "split train_aug needs ImageSets/Segmentation/train.txt + aug.txt (official) or trainaug.txt",
+                VOC_LAYOUT,
+            )
         lab_dirs = ["SegmentationClassAug", "SegmentationClass"]
     else:
         if not (sets / f"{split}.txt").is_file():
@@ -219,10 +259,12 @@ def coco_stuff_dataset(root, split: str = "train2017", **kw) -> SegmentationData
     root = Path(root)
     split = {"train": "train2017", "val": "val2017"}.get(split, split)
     _require_dirs("COCO-Stuff 164k", root, [f"images/{split}", f"annotations/{split}"], COCO_LAYOUT)
-    items = _pairs_from_dirs("COCO-Stuff 164k", root, f"images/{split}", f"annotations/{split}",
-                             "_labelTrainIds.png", COCO_LAYOUT)
-    return SegmentationDataset(items, load_split("coco_stuff171", kw.pop("unseen", None)), False,
-                               f"coco_stuff_{split}", **kw)
+    items = _pairs_from_dirs(
+        "COCO-Stuff 164k", root, f"images/{split}", f"annotations/{split}", "_labelTrainIds.png", COCO_LAYOUT
+    )
+    return SegmentationDataset(
+        items, load_split("coco_stuff171", kw.pop("unseen", None)), False, f"coco_stuff_{split}", **kw
+    )
 
 
 CONTEXT_LAYOUT = """  VOC2010/JPEGImages/<id>.jpg
@@ -232,11 +274,16 @@ CONTEXT_LAYOUT = """  VOC2010/JPEGImages/<id>.jpg
 
 def context59_dataset(root, split: str = "val", **kw) -> SegmentationDataset:
     root = Path(root)
-    _require_dirs("PASCAL Context-59", root, ["JPEGImages", "SegmentationClassContext",
-                                              f"ImageSets/SegmentationContext/{split}.txt"], CONTEXT_LAYOUT)
+    _require_dirs(
+        "PASCAL Context-59",
+        root,
+        ["JPEGImages", "SegmentationClassContext", f"ImageSets/SegmentationContext/{split}.txt"],
+        CONTEXT_LAYOUT,
+    )
     ids = _read_ids(root / "ImageSets" / "SegmentationContext" / f"{split}.txt")
-    items = _pairs_from_ids("PASCAL Context-59", root, ids, ["JPEGImages"], ".jpg", ["SegmentationClassContext"],
-                            ".png", CONTEXT_LAYOUT)
+    items = _pairs_from_ids(
+        "PASCAL Context-59", root, ids, ["JPEGImages"], ".jpg", ["SegmentationClassContext"], ".png", CONTEXT_LAYOUT
+    )
     return SegmentationDataset(items, load_split("context59", kw.pop("unseen", None)), True, f"context59_{split}", **kw)
 
 
@@ -258,8 +305,16 @@ FOLDER_LAYOUT = """  <root>/images/<stem>.{jpg,png}
      or <root>/classes.json       ({"class_names": [...], "unseen": [names]})"""
 
 
-def folder_dataset(root, split: Optional[str] = None, reduce_zero_label: bool = False, image_dir: str = "images",
-                   label_dir: str = "labels", label_suffix: str = ".png", class_names=None, **kw) -> SegmentationDataset:
+def folder_dataset(
+    root,
+    split: Optional[str] = None,
+    reduce_zero_label: bool = False,
+    image_dir: str = "images",
+    label_dir: str = "labels",
+    label_suffix: str = ".png",
+    class_names=None,
+    **kw,
+) -> SegmentationDataset:
     root = Path(root)
     if split:
         root = root / split

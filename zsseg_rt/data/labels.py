@@ -3,6 +3,7 @@
 All remapping is a 256-entry lookup table applied to uint8 labels (``lut[label]``), exactly like the
 official ``_visiable_mask`` (inductive) and ``_visiable_mask_st`` (transductive) in ZegCLIP.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -59,11 +60,14 @@ def read_label(path: str) -> np.ndarray:
             elif im.mode in ("I;16", "I", "I;16B"):
                 arr = np.array(im)
                 if arr.max(initial=0) > 255:
-                    raise CorruptFileError(f"label {path!r} holds values > 255 (max {arr.max()}); labels must be 0..255")
+                    raise CorruptFileError(
+                        f"label {path!r} holds values > 255 (max {arr.max()}); labels must be 0..255"
+                    )
                 arr = arr.astype(np.uint8)
             else:
                 raise CorruptFileError(
-                    f"label {path!r} has PIL mode {im.mode!r}; expected a single-channel index map (P or L)")
+                    f"label {path!r} has PIL mode {im.mode!r}; expected a single-channel index map (P or L)"
+                )
     except CorruptFileError:
         raise
     except Exception as exc:  # PIL raises many types for broken files
@@ -90,7 +94,8 @@ def check_label_range(label: np.ndarray, num_classes: int, where: str = "", poli
             raise ValueError(
                 f"label {where or ''} has {n} pixels with values {vals} outside the {num_classes} classes [0, "
                 f"{num_classes}) and not ignore (255); fix the labels, check reduce_zero_label, or set "
-                "on_bad_label='ignore' to map them to 255")
+                "on_bad_label='ignore' to map them to 255"
+            )
         if policy != "ignore":
             raise ValueError(f"on_bad_label must be 'raise' or 'ignore', got {policy!r}")
         label[bad] = IGNORE_INDEX

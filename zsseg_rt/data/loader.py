@@ -9,9 +9,9 @@ every epoch, like mmseg's ``DistributedSampler`` + ``IterLoader``), and its augm
 not on the number of GPUs, workers or accumulation steps — and resuming at iteration ``it`` just starts
 the sampler there (no loader RNG state to save).
 """
+
 from __future__ import annotations
 
-import warnings
 from typing import Iterator, Optional
 
 import numpy as np
@@ -34,18 +34,19 @@ class TrainStream:
     ``on_corrupt="skip"`` are replaced by the next dataset index (deterministically) with a warning.
     """
 
-    def __init__(self, dataset: SegmentationDataset, augmentation: TrainAugmentation, lut: Optional[np.ndarray],
-                 seed: int = 0):
+    def __init__(
+        self, dataset: SegmentationDataset, augmentation: TrainAugmentation, lut: Optional[np.ndarray], seed: int = 0
+    ):
         if len(dataset) == 0:
             raise ValueError(f"{dataset!r} is empty: nothing to train on")
         self.dataset = dataset
         self.augmentation = augmentation
         self.lut = lut
         self.seed = int(seed)
-        self._perm_cache = {}
+        self._perm_cache: dict = {}
 
     def __len__(self) -> int:
-        return 2 ** 62
+        return 2**62
 
     def index_of(self, position: int) -> int:
         n = len(self.dataset)
@@ -78,11 +79,13 @@ class TrainStream:
 class PositionSampler:
     """Infinite sampler of this rank's positions from iteration ``start_iter`` on (see module docstring)."""
 
-    def __init__(self, global_batch: int, world_size: int = 1, rank: int = 0, accum_steps: int = 1,
-                 start_iter: int = 0):
+    def __init__(
+        self, global_batch: int, world_size: int = 1, rank: int = 0, accum_steps: int = 1, start_iter: int = 0
+    ):
         if global_batch % (world_size * accum_steps):
-            raise ValueError(f"batch_size {global_batch} must be divisible by world_size x grad_accum = "
-                             f"{world_size} x {accum_steps}")
+            raise ValueError(
+                f"batch_size {global_batch} must be divisible by world_size x grad_accum = {world_size} x {accum_steps}"
+            )
         self.global_batch = int(global_batch)
         self.world_size = int(world_size)
         self.rank = int(rank)
@@ -102,8 +105,4 @@ class PositionSampler:
             it += 1
 
     def __len__(self) -> int:
-        return 2 ** 62
-
-
-def warn_once(msg: str) -> None:  # pragma: no cover - tiny helper
-    warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        return 2**62

@@ -5,6 +5,7 @@
 ``coco_stuff171`` (156/15), ``context59`` (49/10), ``ade150`` (no split; cross-dataset evaluation).
 Any split can be overridden by passing ``unseen=[...]`` (names or indices) or a JSON path of the same form.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,8 +74,10 @@ def resolve_classes(class_names: Sequence[str], refs: Sequence[Union[int, str]])
         else:
             bad.append(r)
     if bad:
-        raise ValueError(f"unknown classes {bad}: not names or indices of this {len(class_names)}-class vocabulary "
-                         f"(first names: {list(class_names[:5])})")
+        raise ValueError(
+            f"unknown classes {bad}: not names or indices of this {len(class_names)}-class vocabulary "
+            f"(first names: {list(class_names[:5])})"
+        )
     return tuple(sorted(out))
 
 
@@ -86,7 +89,9 @@ def _class_names(ref) -> List[str]:
     return [str(n) for n in ref]
 
 
-def load_split(ref: Union[str, Path, dict, ClassSplit], unseen: Optional[Sequence[Union[int, str]]] = None) -> ClassSplit:
+def load_split(
+    ref: Union[str, Path, dict, ClassSplit], unseen: Optional[Sequence[Union[int, str]]] = None
+) -> ClassSplit:
     """Load a split by bundled name (``"voc20"``), JSON path or dict; ``unseen`` overrides its unseen set."""
     if isinstance(ref, ClassSplit):
         return ref.with_unseen(unseen)

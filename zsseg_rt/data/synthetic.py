@@ -5,6 +5,7 @@ class has its own base colour and texture (flat, stripes, checker, dots), plus p
 whose frozen towers are random can still separate the classes. Generation is a pure function of
 ``(seed, index)``.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,13 +17,37 @@ import numpy as np
 from .datasets import SegmentationDataset
 from .splits import load_split
 
-__all__ = ["SyntheticDataset", "synthetic_dataset", "write_synthetic_dataset", "make_synthetic_sample",
-           "SYNTHETIC_CLASSES"]
+__all__ = [
+    "SyntheticDataset",
+    "synthetic_dataset",
+    "write_synthetic_dataset",
+    "make_synthetic_sample",
+    "SYNTHETIC_CLASSES",
+]
 
-SYNTHETIC_CLASSES = ["red blob", "green field", "blue water", "yellow sand", "magenta stripes", "cyan checker",
-                     "white dots", "orange brick"]
-_COLORS = np.array([[220, 30, 30], [30, 170, 40], [30, 60, 220], [230, 210, 60], [200, 40, 200], [40, 210, 210],
-                    [240, 240, 240], [240, 130, 20]], np.float32)
+SYNTHETIC_CLASSES = [
+    "red blob",
+    "green field",
+    "blue water",
+    "yellow sand",
+    "magenta stripes",
+    "cyan checker",
+    "white dots",
+    "orange brick",
+]
+_COLORS = np.array(
+    [
+        [220, 30, 30],
+        [30, 170, 40],
+        [30, 60, 220],
+        [230, 210, 60],
+        [200, 40, 200],
+        [40, 210, 210],
+        [240, 240, 240],
+        [240, 130, 20],
+    ],
+    np.float32,
+)
 _TEXTURES = ["flat", "flat", "noise", "flat", "stripes", "checker", "dots", "bricks"]
 
 
@@ -49,8 +74,9 @@ def _texture(c: int, h: int, w: int) -> np.ndarray:
     return t.astype(np.float32)
 
 
-def make_synthetic_sample(seed: int, index: int, size: Tuple[int, int] = (64, 64), num_classes: int = 6,
-                          max_shapes: int = 3) -> Tuple[np.ndarray, np.ndarray]:
+def make_synthetic_sample(
+    seed: int, index: int, size: Tuple[int, int] = (64, 64), num_classes: int = 6, max_shapes: int = 3
+) -> Tuple[np.ndarray, np.ndarray]:
     """``(rgb [H,W,3] uint8, label [H,W] uint8)`` for sample ``index`` of generator ``seed``."""
     h, w = size
     rng = np.random.default_rng([int(seed), int(index)])
@@ -78,15 +104,30 @@ def make_synthetic_sample(seed: int, index: int, size: Tuple[int, int] = (64, 64
 class SyntheticDataset(SegmentationDataset):
     """In-memory synthetic dataset with the :class:`SegmentationDataset` interface (no files)."""
 
-    def __init__(self, length: int = 64, size: Sequence[int] = (64, 64), num_classes: int = 6, seed: int = 0,
-                 unseen: Optional[Sequence] = None, class_names: Optional[Sequence[str]] = None, **kw):
-        names = list(class_names) if class_names is not None else [
-            SYNTHETIC_CLASSES[i] if i < len(SYNTHETIC_CLASSES) else f"synthetic class {i}" for i in range(num_classes)]
+    def __init__(
+        self,
+        length: int = 64,
+        size: Sequence[int] = (64, 64),
+        num_classes: int = 6,
+        seed: int = 0,
+        unseen: Optional[Sequence] = None,
+        class_names: Optional[Sequence[str]] = None,
+        **kw,
+    ):
+        names = (
+            list(class_names)
+            if class_names is not None
+            else [
+                SYNTHETIC_CLASSES[i] if i < len(SYNTHETIC_CLASSES) else f"synthetic class {i}"
+                for i in range(num_classes)
+            ]
+        )
         if len(names) != num_classes:
             raise ValueError(f"{len(names)} class names for {num_classes} classes")
         split = load_split({"name": "synthetic", "class_names": names, "unseen": list(unseen or [])})
-        super().__init__([(f"synthetic:{i}", f"synthetic:{i}") for i in range(int(length))], split, False,
-                         f"synthetic_{seed}", **kw)
+        super().__init__(
+            [(f"synthetic:{i}", f"synthetic:{i}") for i in range(int(length))], split, False, f"synthetic_{seed}", **kw
+        )
         self.size = (int(size[0]), int(size[1]))
         self.seed = int(seed)
 
@@ -106,8 +147,9 @@ def synthetic_dataset(**kw) -> SyntheticDataset:
     return SyntheticDataset(**kw)
 
 
-def write_synthetic_dataset(root, length: int = 32, size: Sequence[int] = (64, 64), num_classes: int = 6,
-                            seed: int = 0, unseen: Sequence = ()) -> Path:
+def write_synthetic_dataset(
+    root, length: int = 32, size: Sequence[int] = (64, 64), num_classes: int = 6, seed: int = 0, unseen: Sequence = ()
+) -> Path:
     """Write a synthetic dataset in the generic folder layout (``images/``, ``labels/``, ``classes.json``)."""
     import cv2
 

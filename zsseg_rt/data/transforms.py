@@ -10,6 +10,7 @@ function of ``(image, label, rng seed)``: the training loader seeds it from ``(s
 which makes resuming reproduce an uninterrupted run without saving any data-pipeline RNG state.
 Images are RGB uint8 here (mmseg works in BGR; only the HSV conversions care, and they use the RGB codes).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -57,8 +58,10 @@ class TrainAugmentation:
     hue_delta: int = 18
 
     def __post_init__(self):
-        self.crop_size = tuple(int(c) for c in (self.crop_size if isinstance(self.crop_size, (list, tuple))
-                                                  else (self.crop_size, self.crop_size)))
+        self.crop_size = tuple(
+            int(c)
+            for c in (self.crop_size if isinstance(self.crop_size, (list, tuple)) else (self.crop_size, self.crop_size))
+        )
         self.img_scale = tuple(int(s) for s in self.img_scale)
         if self.ratio_range is not None:
             self.ratio_range = tuple(float(r) for r in self.ratio_range)
@@ -119,7 +122,7 @@ class TrainAugmentation:
             img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
         if rng.integers(2):  # hue
             hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
-            hsv[:, :, 0] = ((hsv[:, :, 0].astype(int) + int(rng.integers(-self.hue_delta, self.hue_delta))) % 180)
+            hsv[:, :, 0] = (hsv[:, :, 0].astype(int) + int(rng.integers(-self.hue_delta, self.hue_delta))) % 180
             img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
         if mode == 0 and rng.integers(2):  # contrast last
             img = self._convert(img, alpha=rng.uniform(*self.contrast_range))

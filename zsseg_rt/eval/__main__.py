@@ -1,4 +1,5 @@
 """``python -m zsseg_rt.eval CHECKPOINT --dataset ...``."""
+
 import sys
 
 from .cli import main

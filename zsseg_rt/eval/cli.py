@@ -1,4 +1,5 @@
 """``zsseg eval CHECKPOINT|BUNDLE --dataset ...``: metrics table + JSON (``add_eval_command``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.ignore_bad_labels:
         spec["on_bad_label"] = "ignore"
     ds = build_dataset(spec)
-    metrics = evaluate(args.checkpoint, ds, mode=args.mode, text_embeddings=args.text_embeddings,
-                       unseen=_split_list(args.unseen), device=args.device, backend=args.backend, limit=args.limit,
-                       progress=not args.no_progress)
+    metrics = evaluate(
+        args.checkpoint,
+        ds,
+        mode=args.mode,
+        text_embeddings=args.text_embeddings,
+        unseen=_split_list(args.unseen),
+        device=args.device,
+        backend=args.backend,
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
     print(format_table(metrics, per_class=not args.no_per_class))
     print(f"{metrics['images']} images ({metrics['skipped']} skipped), mode {metrics['mode']}, {metrics['source']}")
     if args.json:
@@ -49,20 +58,31 @@ def _run(args: argparse.Namespace) -> int:
 def add_eval_command(subparsers) -> argparse.ArgumentParser:
     """Register ``eval`` on an argparse subparsers object (``zsseg eval``)."""
     p = subparsers.add_parser(
-        "eval", help="evaluate a checkpoint or bundle: per-class IoU, mIoU(seen/unseen), hIoU, pAcc",
+        "eval",
+        help="evaluate a checkpoint or bundle: per-class IoU, mIoU(seen/unseen), hIoU, pAcc",
         description="Evaluate a training checkpoint (.pt), a native checkpoint directory or an export bundle on "
-                    "a labelled dataset, with all classes predicted jointly (generalized zero-shot).")
+        "a labelled dataset, with all classes predicted jointly (generalized zero-shot).",
+    )
     p.add_argument("checkpoint", help="training checkpoint .pt, native checkpoint dir, or bundle dir")
-    p.add_argument("--dataset", choices=["voc", "coco_stuff", "context59", "ade150", "folder", "synthetic"],
-                   default=None, help="dataset layout (cross-dataset: any of them, with its own class names)")
+    p.add_argument(
+        "--dataset",
+        choices=["voc", "coco_stuff", "context59", "ade150", "folder", "synthetic"],
+        default=None,
+        help="dataset layout (cross-dataset: any of them, with its own class names)",
+    )
     p.add_argument("--data-root", default=None, help="dataset directory")
     p.add_argument("--split", default=None, help="dataset split (default: the layout's validation split)")
     p.add_argument("--dataset-config", default=None, help="JSON dataset spec instead of --dataset/--data-root")
-    p.add_argument("--mode", choices=["slide", "whole"], default="slide",
-                   help="slide: official crop/stride windows (default); whole: one window (torch models only)")
+    p.add_argument(
+        "--mode",
+        choices=["slide", "whole"],
+        default="slide",
+        help="slide: official crop/stride windows (default); whole: one window (torch models only)",
+    )
     p.add_argument("--text-embeddings", default=None, help="precomputed [C, D] class embeddings (.npy/.pt)")
-    p.add_argument("--unseen", default=None, help="comma-separated unseen classes (names or indices) overriding the "
-                                                   "dataset split")
+    p.add_argument(
+        "--unseen", default=None, help="comma-separated unseen classes (names or indices) overriding the dataset split"
+    )
     p.add_argument("--json", default=None, help="write the metrics to this JSON file")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--device", default=None, help="torch device (default: the checkpoint's / auto for bundles)")

@@ -10,6 +10,7 @@ Checkpoint kinds: a training checkpoint (``.pt`` from ``zsseg train``; ZegCLIP o
 ``model_config``), a native checkpoint directory (``model.safetensors`` + ``config.json``), or a bundle
 directory (``meta.json``, run by ``Engine``).
 """
+
 from __future__ import annotations
 
 import json
@@ -33,15 +34,25 @@ def checkpoint_kind(path: Union[str, Path]) -> str:
         return "native"
     if p.is_file():
         return "train"
-    raise FileNotFoundError(f"{str(p)!r} is not a training checkpoint (.pt), a native checkpoint directory "
-                            "(model.safetensors + config.json) or an export bundle (meta.json)")
+    raise FileNotFoundError(
+        f"{str(p)!r} is not a training checkpoint (.pt), a native checkpoint directory "
+        "(model.safetensors + config.json) or an export bundle (meta.json)"
+    )
 
 
 class Segmenter:
     """``segmenter(rgb [H,W,3] uint8) -> labels [H,W]`` over a fixed vocabulary (torch model or Engine)."""
 
-    def __init__(self, kind: str, obj, class_names: Sequence[str], text: Optional[np.ndarray], mode: str,
-                 device: Optional[str] = None, seen_classes=None):
+    def __init__(
+        self,
+        kind: str,
+        obj,
+        class_names: Sequence[str],
+        text: Optional[np.ndarray],
+        mode: str,
+        device: Optional[str] = None,
+        seen_classes=None,
+    ):
         self.kind, self.obj, self.mode = kind, obj, mode
         self.class_names = list(class_names)
         self.device = device
@@ -63,8 +74,16 @@ class Segmenter:
             return self.obj(rgb, color_order="rgb").labels
         from zsseg_rt.models.predict import predict
 
-        labels, _ = predict(self.obj, rgb, class_names=self.class_names, text=self.text, mode=self.mode,
-                            color_order="rgb", device=self.device, seen_classes=self.seen_classes)
+        labels, _ = predict(
+            self.obj,
+            rgb,
+            class_names=self.class_names,
+            text=self.text,
+            mode=self.mode,
+            color_order="rgb",
+            device=self.device,
+            seen_classes=self.seen_classes,
+        )
         return labels
 
 
@@ -75,8 +94,9 @@ def load_for_eval(path: Union[str, Path], device: Optional[str] = None, backend:
         from zsseg_rt.runtime import Engine
 
         if mode not in ("slide", "exact"):
-            raise ValueError("bundles are evaluated with the official sliding-window order (mode 'slide'); "
-                             f"got mode {mode!r}")
+            raise ValueError(
+                f"bundles are evaluated with the official sliding-window order (mode 'slide'); got mode {mode!r}"
+            )
         return kind, Engine(str(path), backend=backend, device=device or "auto", mode="exact")
     from zsseg_rt.models import load_native
 
@@ -95,22 +115,18 @@ def load_for_eval(path: Union[str, Path], device: Optional[str] = None, backend:
 
 def model_from_config(config: Dict[str, Any]):
     """An untrained model of the family a training checkpoint's ``model_config`` names (weights come after):
-    ``"family": "cliprc"`` -> CLIP-RC, no family -> ZegCLIP (the two families the trainer trains)."""
-    from zsseg_rt.models import ZegCLIP
-    from zsseg_rt.models.cliprc_config import is_cliprc_spec
-    from zsseg_rt.models.config import ZegCLIPConfig
+    the family is resolved by the model registry (no ``"family"`` -> ZegCLIP); only trainable families
+    (ZegCLIP, CLIP-RC) are accepted."""
+    from zsseg_rt.models import create_model, family_of
 
     if not isinstance(config, dict):
         raise TypeError(f"model_config must be a dict, got {type(config).__name__}")
-    if is_cliprc_spec(config):
-        from zsseg_rt.models import create_model
-
-        return create_model(dict(config))  # CLIP-RC: load_cliprc_config(dict) + CLIPRC(config)
-    family = config.get("family")
-    if family not in (None, "zegclip"):
-        raise ValueError(f"training checkpoint holds a model of family {family!r}; only ZegCLIP and CLIP-RC "
-                         "checkpoints are trained")
-    return ZegCLIP(ZegCLIPConfig.from_dict(config))
+    family = family_of(config)
+    if family not in ("zegclip", "cliprc"):
+        raise ValueError(
+            f"training checkpoint holds a model of family {family!r}; only ZegCLIP and CLIP-RC checkpoints are trained"
+        )
+    return create_model(dict(config))
 
 
 def evaluate(
@@ -167,8 +183,16 @@ def evaluate(
         cm.update(seg(rgb), gt)
         done += 1
     out = summarize(cm, ds.class_names, split.unseen)
-    out.update({"images": done, "skipped": len(ds.skipped), "skipped_files": list(ds.skipped.values())[:20],
-                "mode": mode, "dataset": ds.name, "source": kind})
+    out.update(
+        {
+            "images": done,
+            "skipped": len(ds.skipped),
+            "skipped_files": list(ds.skipped.values())[:20],
+            "mode": mode,
+            "dataset": ds.name,
+            "source": kind,
+        }
+    )
     return out
 
 

@@ -5,9 +5,9 @@ Definitions follow mmseg's ``eval_metrics`` as ZegCLIP's ``evaluate`` uses them:
 both the prediction and the ground truth (so it does not count); mIoU(S)/mIoU(U) are the NaN-mean over the
 seen/unseen indices; hIoU = 2*S*U/(S+U) (not computed in the official code); pAcc = correct / valid pixels.
 """
+
 from __future__ import annotations
 
-import json
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -99,8 +99,12 @@ def summarize(cm: ConfusionMatrix, class_names: Sequence[str], unseen: Sequence[
         "unseen": [class_names[i] for i in u],
         "valid_pixels": int(cm.counts.sum()),
         "per_class": {
-            class_names[i]: {"IoU": 100 * float(iou[i]), "Acc": 100 * float(acc[i]), "seen": i not in set(u),
-                             "gt_pixels": int(cm.counts[i].sum())}
+            class_names[i]: {
+                "IoU": 100 * float(iou[i]),
+                "Acc": 100 * float(acc[i]),
+                "seen": i not in set(u),
+                "gt_pixels": int(cm.counts[i].sum()),
+            }
             for i in range(cm.num_classes)
         },
     }
@@ -133,7 +137,3 @@ def format_table(metrics: Dict, per_class: bool = True) -> str:
     keys = ["pAcc", "mIoU", "mIoU_seen", "mIoU_unseen", "hIoU"]
     lines.append("  ".join(f"{k} {_fmt(metrics[k]).strip()}" for k in keys))
     return "\n".join(lines)
-
-
-def to_json(metrics: Dict) -> str:
-    return json.dumps(metrics, indent=1)

@@ -8,6 +8,7 @@ A model family plugs in through optional hooks (ZegCLIP needs none):
   * ``export_decode(text, *image_outputs, grid=(h, w)) -> mask_logits`` (default: ``decode(text, g, p, grid)``);
   * ``export_postprocess``: dict recorded in meta.json (activation, logit_scale, background_threshold).
 """
+
 from __future__ import annotations
 
 from typing import Tuple

@@ -3,6 +3,7 @@
 The bundle is written into a temporary directory beside the target and renamed into place only after every
 graph passed ``onnx.checker`` and the numerical verification, so a failed export never leaves a partial bundle.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,7 +42,9 @@ def _export_graph(module, args, path, input_names, output_names, dynamic_axes, o
             shapes = {}
             for name, axes in dynamic_axes.items():
                 if name in input_names:
-                    shapes[name] = {axis: dims.setdefault(label, torch.export.Dim(label)) for axis, label in axes.items()}
+                    shapes[name] = {
+                        axis: dims.setdefault(label, torch.export.Dim(label)) for axis, label in axes.items()
+                    }
             with contextlib.redirect_stdout(io.StringIO()):  # the dynamo exporter prints progress lines
                 torch.onnx.export(
                     module,
@@ -70,7 +73,7 @@ def _export_graph(module, args, path, input_names, output_names, dynamic_axes, o
 
 
 def _check_graph(path: str) -> None:
-    import onnx  # noqa: WPS433
+    import onnx
 
     onnx.checker.check_model(path, full_check=True)
 
@@ -96,8 +99,9 @@ def export_graphs(model, out_dir: str, max_classes: int = 256, opset: int = DEFA
     for role, module, args in jobs:
         entry = io[role]
         path = os.path.join(out_dir, GRAPH_FILES[role])
-        _export_graph(module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset,
-                      dynamo=(role == "text"))
+        _export_graph(
+            module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset, dynamo=(role == "text")
+        )
         _check_graph(path)
 
 
@@ -107,32 +111,35 @@ def tensorrt_compatibility(out_dir: str) -> Dict[str, Any]:
     Findings do not fail the export (the bundle still runs with ONNX Runtime); ``zsseg build-engine`` is where
     TensorRT itself decides.
     """
-    from .trt_compat import check_trt_compatibility  # noqa: WPS433
+    from .trt_compat import check_trt_compatibility
 
     result: Dict[str, Any] = {"checker": "zsseg_rt.export.trt_compat (onnx-tensorrt 10.x operator list)"}
     for role, name in GRAPH_FILES.items():
         report = check_trt_compatibility(os.path.join(out_dir, name))
-        result[role] = {"ok": report.ok, "errors": [str(f) for f in report.errors],
-                        "warnings": [str(f) for f in report.warnings]}
+        result[role] = {
+            "ok": report.ok,
+            "errors": [str(f) for f in report.errors],
+            "warnings": [str(f) for f in report.warnings],
+        }
         if report.errors:
             warnings.warn(f"{name}: TensorRT 10 would likely reject this graph:\n{report.format()}")
     return result
 
 
 def _versions() -> Dict[str, str]:
-    import onnx  # noqa: WPS433
+    import onnx
 
-    import zsseg_rt  # noqa: WPS433
+    import zsseg_rt
 
     versions = {"zsseg_rt": zsseg_rt.__version__, "torch": torch.__version__, "onnx": onnx.__version__}
     try:
-        import onnxruntime  # noqa: WPS433
+        import onnxruntime
 
         versions["onnxruntime"] = onnxruntime.__version__
     except ImportError:  # pragma: no cover
         pass
     try:
-        import open_clip  # noqa: WPS433
+        import open_clip
 
         versions["open_clip"] = open_clip.__version__
     except ImportError:  # pragma: no cover

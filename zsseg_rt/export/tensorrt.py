@@ -1,4 +1,5 @@
-"""TensorRT engines from an export bundle: build (TensorRT Python API, no trtexec), cache, load and run.
+"""TensorRT engines from an export bundle: build (TensorRT Python API, no trtexec) and cache. Loading and running
+engines lives on the runtime side (:mod:`zsseg_rt.runtime.tensorrt`, re-exported here).
 
 Supported: TensorRT 10.x (JetPack 6.1+ and NVIDIA's desktop wheels). TensorRT 8.x (JetPack 5: 8.5, JetPack 6.0:
 8.6) is refused with a clear message: bundles are exported at ONNX opset 18 (native LayerNormalization), beyond
@@ -9,65 +10,62 @@ what those parsers accept.
 (graph, ONNX sha256 from meta.json, precision, shape profile, TensorRT version, GPU name, compute capability);
 an ``engine.json`` beside each engine records those fields, and an engine whose record does not match this
 machine is rebuilt (``build_engines``) or refused (``load_engine``, ``find_engines``), never used silently.
-
-Untested here: everything that imports ``tensorrt`` or touches a GPU (``TensorRTToolchain.build``, the int8
-calibrator, ``load_engine``'s deserialisation, ``TensorRTRunner``). Key, cache and validation logic is tested.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from zsseg_rt.bundle import BundleMeta, Files, load_meta, verify_files
-from zsseg_rt.export.cuda_driver import CudaDriver, DeviceInfo
-from zsseg_rt.export.engine_cache import (  # noqa: F401  (re-exported: the engine-cache API lives here too)
-    BUILD_RECIPE_VERSION, DEFAULT_MAX_PROMPTS, ENGINE_RECORD, ENGINE_SUFFIX, GRAPH_FILES, PRECISIONS,
-    AxisRange, EngineBuildError, EngineKey, EngineMismatchError, Shape, _atomic_write, _cached_engine_problem,
-    axis_ranges, calibration_batches, calibration_sha256, check_engine, check_engine_platform, engine_path_for,
-    dynamic_input_axes, graph_precision, graph_profile, make_engine_key, preprocess_calibration_image, profile_shapes,
-    read_engine_record, validate_precision, write_engine_record,
+from zsseg_rt.bundle import load_meta, verify_files
+from zsseg_rt.runtime.cuda_driver import CudaDriver, DeviceInfo
+from zsseg_rt.runtime.engine_cache import (  # noqa: F401  (re-exported: the engine-cache API lives here too)
+    BUILD_RECIPE_VERSION,
+    DEFAULT_MAX_PROMPTS,
+    ENGINE_RECORD,
+    ENGINE_SUFFIX,
+    GRAPH_FILES,
+    PRECISIONS,
+    AxisRange,
+    EngineBuildError,
+    EngineKey,
+    EngineMismatchError,
+    Shape,
+    _atomic_write,
+    _cached_engine_problem,
+    axis_ranges,
+    calibration_batches,
+    calibration_sha256,
+    check_engine,
+    check_engine_platform,
+    dynamic_input_axes,
+    engine_path_for,
+    graph_precision,
+    graph_profile,
+    make_engine_key,
+    preprocess_calibration_image,
+    profile_shapes,
+    read_engine_record,
+    validate_precision,
+    write_engine_record,
+)
+from zsseg_rt.runtime.tensorrt import (  # noqa: F401  (re-exported: the builder's public API includes the runner)
+    INSTALL_HINT,
+    MIN_TENSORRT,
+    TensorRTRunner,
+    _engine_root,
+    _parse_version,
+    _roles,
+    find_engines,
+    import_tensorrt,
+    load_engine,
 )
 
 LOG = logging.getLogger("zsseg_rt.tensorrt")
-
-MIN_TENSORRT = (10, 0)  # bundles are exported at opset 18; the TensorRT 8.x ONNX parsers stop at opset 17
-
-INSTALL_HINT = (
-    "TensorRT 10 is required for this (it is imported lazily; nothing else in zsseg_rt needs it). "
-    "Jetson: use JetPack 6.1+ (TensorRT 10.3, Python bindings from `sudo apt install python3-libnvinfer`); "
-    "JetPack 5 (TensorRT 8.5) and JetPack 6.0 (TensorRT 8.6) are not supported. "
-    "x86_64/aarch64 desktop: `pip install tensorrt` (NVIDIA's wheels, also on "
-    "`--extra-index-url https://pypi.nvidia.com`), matching your CUDA 12 driver."
-)
-
-
-# ---------------------------------------------------------------------------------------------- TensorRT import
-def _parse_version(text: str) -> Tuple[int, ...]:
-    parts = []
-    for piece in text.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
-def import_tensorrt():
-    """``import tensorrt``, checking the version. Raises ImportError with install guidance."""
-    try:
-        import tensorrt as trt  # noqa: WPS433
-    except ImportError as exc:
-        raise ImportError(f"cannot import tensorrt ({exc}). {INSTALL_HINT}") from exc
-    version = getattr(trt, "__version__", "0")
-    if _parse_version(version)[:2] < MIN_TENSORRT:
-        raise ImportError(
-            f"TensorRT {version} is too old: zsseg_rt needs TensorRT >= {MIN_TENSORRT[0]}.{MIN_TENSORRT[1]} "
-            "because bundles are exported at ONNX opset 18 (native LayerNormalization), beyond what the TensorRT "
-            f"8.x ONNX parsers (JetPack 5: 8.5, JetPack 6.0: 8.6) accept. {INSTALL_HINT}"
-        )
-    return trt
 
 
 # ---------------------------------------------------------------------------------------------- TensorRT builder
@@ -127,8 +125,9 @@ def keep_numerics_in_fp32(network, trt, hops: int = 2) -> List[str]:
         nxt = set()
         for index in frontier:
             for j in range(layers[index].num_outputs):
-                nxt.update(c for c in consumers.get(layers[index].get_output(j).name, [])
-                           if layers[c].type in followers)
+                nxt.update(
+                    c for c in consumers.get(layers[index].get_output(j).name, []) if layers[c].type in followers
+                )
         marked |= nxt
         frontier = nxt
     pinned = []
@@ -209,14 +208,17 @@ class TensorRTToolchain:
         trt = self.trt
         self.cuda.use_primary_context(self.device_index)
         builder = trt.Builder(self.logger)
-        explicit_batch = 0 if _parse_version(self.version)[0] >= 10 else \
-            1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        explicit_batch = (
+            0 if _parse_version(self.version)[0] >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        )
         network = builder.create_network(explicit_batch)
         parser = trt.OnnxParser(network, self.logger)
         if not parser.parse_from_file(job.onnx_path):
             errors = "\n  ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise EngineBuildError(f"TensorRT could not parse {job.onnx_path!r}:\n  {errors}\n"
-                                   "Run zsseg_rt.export.trt_compat.check_trt_compatibility on it for a diagnosis.")
+            raise EngineBuildError(
+                f"TensorRT could not parse {job.onnx_path!r}:\n  {errors}\n"
+                "Run zsseg_rt.export.trt_compat.check_trt_compatibility on it for a diagnosis."
+            )
         config = builder.create_builder_config()
         if job.workspace_bytes:
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(job.workspace_bytes))
@@ -230,8 +232,10 @@ class TensorRTToolchain:
             if calibrator is not None:
                 calibrator.free()
         if serialized is None:
-            raise EngineBuildError(f"TensorRT failed to build {job.onnx_path!r} ({job.key.precision}); see the "
-                                   "TensorRT log above; precision='fp32' or a smaller profile may build")
+            raise EngineBuildError(
+                f"TensorRT failed to build {job.onnx_path!r} ({job.key.precision}); see the "
+                "TensorRT log above; precision='fp32' or a smaller profile may build"
+            )
         if job.timing_cache_path:
             _atomic_write(job.timing_cache_path, bytes(timing_cache.serialize()))
         _atomic_write(job.engine_path, bytes(serialized))
@@ -242,8 +246,10 @@ class TensorRTToolchain:
             tensor = network.get_input(i)
             axes = job.dynamic_axes.get(tensor.name)
             if axes is None:
-                raise EngineBuildError(f"{job.onnx_path!r} has an unexpected input {tensor.name!r}; expected "
-                                       f"{sorted(job.dynamic_axes)}; re-export the bundle")
+                raise EngineBuildError(
+                    f"{job.onnx_path!r} has an unexpected input {tensor.name!r}; expected "
+                    f"{sorted(job.dynamic_axes)}; re-export the bundle"
+                )
             profile.set_shape(tensor.name, *profile_shapes(tensor.name, tuple(tensor.shape), axes, job.ranges))
         return profile
 
@@ -263,8 +269,12 @@ class TensorRTToolchain:
         calib_profile = builder.create_optimization_profile()
         for i in range(network.num_inputs):
             tensor = network.get_input(i)
-            _, _, high = profile_shapes(tensor.name, tuple(tensor.shape), job.dynamic_axes[tensor.name],
-                                        {axis: (1, 1, 1) for axis in job.ranges})
+            _, _, high = profile_shapes(
+                tensor.name,
+                tuple(tensor.shape),
+                job.dynamic_axes[tensor.name],
+                {axis: (1, 1, 1) for axis in job.ranges},
+            )
             calib_profile.set_shape(tensor.name, high, high, high)
         config.set_calibration_profile(calib_profile)
         calibrator = _make_calibrator(trt, self.cuda, job.calibration(), job.calibration_cache_path)
@@ -292,24 +302,21 @@ def timing_cache_path(engine_root: str, tensorrt_version: str, device: DeviceInf
     return os.path.join(engine_root, f"timing-trt{tensorrt_version}-{_slug(device.name)}-sm{device.sm}.cache")
 
 
-# ---------------------------------------------------------------------------------------------- build / find
-def _engine_root(meta: BundleMeta, cache_dir: Optional[str]) -> str:
-    return os.path.abspath(cache_dir) if cache_dir else os.path.join(meta.path, Files.ENGINE_DIR)
-
-
-def _roles(meta: BundleMeta, graphs: Optional[Sequence[str]]) -> List[str]:
-    if graphs is None:
-        return [role for role, name in GRAPH_FILES.items() if name in meta.files]
-    unknown = [role for role in graphs if role not in GRAPH_FILES]
-    if unknown:
-        raise ValueError(f"graphs must be among {sorted(GRAPH_FILES)}, got {unknown}")
-    return list(graphs)
-
-
-def build_engines(bundle_dir: str, precision: str = "fp16", calibration_images: Optional[Sequence] = None,
-                  max_batch: int = 1, opt_classes: int = 20, workspace_gb: Optional[float] = None,
-                  cache_dir: Optional[str] = None, force: bool = False, *, max_prompts: int = DEFAULT_MAX_PROMPTS,
-                  graphs: Optional[Sequence[str]] = None, toolchain=None) -> Dict[str, str]:
+# ---------------------------------------------------------------------------------------------- build
+def build_engines(
+    bundle_dir: str,
+    precision: str = "fp16",
+    calibration_images: Optional[Sequence] = None,
+    max_batch: int = 1,
+    opt_classes: int = 20,
+    workspace_gb: Optional[float] = None,
+    cache_dir: Optional[str] = None,
+    force: bool = False,
+    *,
+    max_prompts: int = DEFAULT_MAX_PROMPTS,
+    graphs: Optional[Sequence[str]] = None,
+    toolchain=None,
+) -> Dict[str, str]:
     """Build (or reuse) TensorRT engines for a bundle's graphs on this machine.
 
     Args:
@@ -348,8 +355,9 @@ def build_engines(bundle_dir: str, precision: str = "fp16", calibration_images: 
         else:
             LOG.info("building %s engine (%s)", role, problem.splitlines()[0])
             verify_files(meta, [key.graph])
-            toolchain.build(_build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device,
-                                       calibration_images))
+            toolchain.build(
+                _build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device, calibration_images)
+            )
             write_engine_record(engine_path, key)
         paths[role] = engine_path
     return paths
@@ -358,200 +366,14 @@ def build_engines(bundle_dir: str, precision: str = "fp16", calibration_images: 
 def _build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device, calibration_images) -> BuildJob:
     int8 = key.precision == "int8"
     return BuildJob(
-        role=role, onnx_path=meta.file(key.graph), engine_path=engine_path, key=key,
-        dynamic_axes=dynamic_input_axes(meta, role), ranges=dict(ranges),
+        role=role,
+        onnx_path=meta.file(key.graph),
+        engine_path=engine_path,
+        key=key,
+        dynamic_axes=dynamic_input_axes(meta, role),
+        ranges=dict(ranges),
         workspace_bytes=int(workspace_gb * (1 << 30)) if workspace_gb else None,
         timing_cache_path=timing_cache_path(root, key.tensorrt_version, device),
         calibration=(lambda: calibration_batches(calibration_images, meta)) if int8 else None,
         calibration_cache_path=os.path.join(os.path.dirname(engine_path), "calibration.cache") if int8 else None,
     )
-
-
-def find_engines(bundle_dir: str, precision: str = "fp16", cache_dir: Optional[str] = None, *,
-                 graphs: Optional[Sequence[str]] = None, tensorrt_version: Optional[str] = None,
-                 device: Optional[DeviceInfo] = None) -> Dict[str, str]:
-    """Engines already built for this bundle, precision, TensorRT version and GPU (any profile; the one with
-    the largest profile wins). Never builds.
-
-    Args:
-        tensorrt_version, device: this machine's (default: from tensorrt and the CUDA driver; tests inject them).
-    Raises:
-        EngineMismatchError listing the engines found and why each does not fit, and how to build one.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    meta = load_meta(bundle_dir)
-    if tensorrt_version is None:
-        tensorrt_version = str(import_tensorrt().__version__)
-    if device is None:
-        device = CudaDriver().device_info(0)
-    root = _engine_root(meta, cache_dir)
-    found = {}
-    for role in _roles(meta, graphs):
-        found[role] = _find_engine(root, meta, role, graph_precision(precision, role), tensorrt_version, device)
-    return found
-
-
-def _find_engine(root: str, meta: BundleMeta, role: str, precision: str, version: str, device: DeviceInfo) -> str:
-    graph = GRAPH_FILES[role]
-    wanted = {"graph": graph, "onnx_sha256": meta.files.get(graph), "precision": precision,
-              "tensorrt_version": str(version), "gpu_name": device.name, "compute_capability": device.sm,
-              "recipe": BUILD_RECIPE_VERSION}
-    candidates, rejected = [], []
-    for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        engine_path = os.path.join(root, entry, os.path.splitext(graph)[0] + ENGINE_SUFFIX)
-        if not os.path.isfile(engine_path):
-            continue
-        try:
-            key, _ = read_engine_record(engine_path)
-        except EngineMismatchError as exc:
-            rejected.append(str(exc))
-            continue
-        diffs = [f"{name}={getattr(key, name)!r} (need {value!r})" for name, value in wanted.items()
-                 if getattr(key, name) != value]
-        if diffs:
-            rejected.append(f"{engine_path}: " + ", ".join(diffs))
-            continue
-        try:
-            check_engine(engine_path, key)
-        except EngineMismatchError as exc:
-            rejected.append(str(exc))
-            continue
-        candidates.append((sorted(rng[2] for _, rng in key.profile), engine_path))
-    if not candidates:
-        why = ("\n  - " + "\n  - ".join(rejected)) if rejected else " (no engines in " + repr(root) + ")"
-        raise EngineMismatchError(
-            f"no usable {precision} TensorRT engine for {graph} on {device.name} (sm {device.sm}) with TensorRT "
-            f"{version}:{why}\nBuild one with `zsseg build-engine {meta.path} --precision {precision}`")
-    return max(candidates)[1]
-
-
-# ---------------------------------------------------------------------------------------------- load / run
-def load_engine(engine_path: str, expected_key: Optional[EngineKey] = None, *, logger=None,
-                device_index: int = 0, cuda: Optional[CudaDriver] = None):
-    """Deserialise an engine after checking its ``engine.json``.
-
-    With ``expected_key`` every key field must match; without it the engine must at least be recorded for this
-    TensorRT version and GPU. Raises EngineMismatchError (before touching TensorRT when the key differs).
-    """
-    if expected_key is not None:
-        check_engine(engine_path, expected_key)
-    trt = import_tensorrt()
-    if expected_key is None:
-        cuda = cuda if cuda is not None else CudaDriver()
-        check_engine_platform(engine_path, str(trt.__version__), cuda.device_info(device_index))
-    runtime = trt.Runtime(logger if logger is not None else trt.Logger(trt.Logger.WARNING))
-    with open(engine_path, "rb") as handle:
-        engine = runtime.deserialize_cuda_engine(handle.read())
-    if engine is None:
-        raise EngineMismatchError(f"TensorRT could not deserialise {engine_path!r} (see its log); rebuild with "
-                                  "`zsseg build-engine <bundle> --force`")
-    return engine
-
-
-class TensorRTRunner:
-    """Runs one engine with numpy inputs and outputs: ``TensorRTRunner(path).run({name: array}) -> {name: array}``.
-
-    Device buffers are allocated with the CUDA driver API (ctypes) and grown on demand; copies and execution
-    use one stream (``execute_async_v3``). Not thread-safe: use one runner per thread or a lock.
-    Untested in CI (no GPU/TensorRT there).
-    """
-
-    def __init__(self, engine_path: str, expected_key: Optional[EngineKey] = None, device_index: int = 0):
-        self._trt = trt = import_tensorrt()
-        self._cuda = CudaDriver()
-        self._cuda.use_primary_context(device_index)
-        self.engine_path = engine_path
-        self.engine = load_engine(engine_path, expected_key, device_index=device_index, cuda=self._cuda)
-        self.context = self.engine.create_execution_context()
-        self._stream = self._cuda.stream_create()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
-        self._buffers: Dict[str, Tuple[int, int]] = {}  # name -> (device pointer, capacity in bytes)
-
-    def input_profile(self, name: str) -> Tuple[Shape, Shape, Shape]:
-        """(min, opt, max) shape of an input in the engine's profile 0."""
-        shapes = self.engine.get_tensor_profile_shape(name, 0)
-        return tuple(tuple(int(d) for d in shape) for shape in shapes)
-
-    def _device_buffer(self, name: str, nbytes: int) -> int:
-        pointer, capacity = self._buffers.get(name, (0, 0))
-        if nbytes > capacity or not pointer:
-            if pointer:
-                self._cuda.mem_free(pointer)
-            pointer, capacity = self._cuda.mem_alloc(max(nbytes, 256)), max(nbytes, 256)
-            self._buffers[name] = (pointer, capacity)
-        return pointer
-
-    def _prepare_input(self, name: str, array: np.ndarray) -> np.ndarray:
-        expected = self.dtypes[name]
-        array = np.asarray(array)
-        if array.dtype != expected:
-            if not np.can_cast(array.dtype, expected, casting="same_kind"):
-                raise TypeError(f"input {name!r} must be {expected}, got {array.dtype}")
-            array = array.astype(expected)
-        array = np.ascontiguousarray(array)
-        low, _, high = self.input_profile(name)
-        if array.ndim != len(low) or any(not lo <= d <= hi for d, lo, hi in zip(array.shape, low, high)):
-            raise ValueError(f"input {name!r} has shape {list(array.shape)}, outside the engine profile "
-                             f"{list(low)}..{list(high)}; split the call or rebuild with a larger profile")
-        if not self.context.set_input_shape(name, array.shape):
-            raise ValueError(f"TensorRT rejected shape {list(array.shape)} for input {name!r}")
-        return array
-
-    def run(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        """Execute the engine. ``inputs`` must hold exactly the engine's inputs; returns every output."""
-        self._cuda.make_current()  # this thread may not be the one that created the runner
-        missing, extra = set(self.input_names) - set(inputs), set(inputs) - set(self.input_names)
-        if missing or extra:
-            raise KeyError(f"engine {self.engine_path!r} takes inputs {self.input_names}; missing "
-                           f"{sorted(missing)}, unexpected {sorted(extra)}")
-        host = {name: self._prepare_input(name, inputs[name]) for name in self.input_names}
-        for name, array in host.items():
-            pointer = self._device_buffer(name, array.nbytes)
-            self._cuda.copy_to_device(pointer, array, self._stream)
-            self.context.set_tensor_address(name, pointer)
-        outputs = {}
-        for name in self.output_names:
-            shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
-            if any(d < 0 for d in shape):
-                raise RuntimeError(f"output {name!r} has a data-dependent shape {shape}; not supported")
-            outputs[name] = np.empty(shape, dtype=self.dtypes[name])
-            self.context.set_tensor_address(name, self._device_buffer(name, outputs[name].nbytes))
-        if not self.context.execute_async_v3(self._stream):
-            raise RuntimeError(f"TensorRT execution of {self.engine_path!r} failed (see its log)")
-        for name, array in outputs.items():
-            self._cuda.copy_to_host(array, self._buffers[name][0], self._stream)
-        self._cuda.stream_synchronize(self._stream)  # also keeps `host` alive until the copies are done
-        return outputs
-
-    def close(self) -> None:
-        """Free device buffers and the stream (also on garbage collection)."""
-        cuda = getattr(self, "_cuda", None)
-        if cuda is None:
-            return
-        cuda.make_current()
-        for pointer, _ in self._buffers.values():
-            cuda.mem_free(pointer)
-        self._buffers = {}
-        if getattr(self, "_stream", None):
-            cuda.stream_destroy(self._stream)
-            self._stream = None
-        self.context = None
-        self.engine = None
-        cuda.release_primary_context()
-        self._cuda = None
-
-    def __enter__(self) -> "TensorRTRunner":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass

@@ -9,14 +9,14 @@ an ensemble ``<prefix>segment`` chaining image encoder -> head.
 * ensemble: ``max_batch_size: 0``; its ``image`` input carries the batch axis explicitly.
 Untested against a running Triton here; the tests check the generated text.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from zsseg_rt.bundle import graph_io
-from zsseg_rt.bundle import BundleMeta, Files, Names, load_meta
+from zsseg_rt.bundle import BundleMeta, Files, Names, graph_io, load_meta
 
 _ROLES = {"image": Files.IMAGE_ENCODER, "head": Files.HEAD, "text": Files.TEXT_ENCODER}
 Tensor = Tuple[str, str, Sequence[int]]  # (name, Triton data type, dims)
@@ -28,24 +28,41 @@ def _tensors(meta: BundleMeta) -> Dict[str, Tuple[List[Tensor], List[Tensor]]]:
     grid_h, grid_w = meta.grid
     patches = grid_h * grid_w
     return {
-        "image": ([(Names.IMAGE, "TYPE_FP32", [3, size, size])],
-                  [(Names.IMAGE_GLOBAL, "TYPE_FP32", [dim]), (Names.PATCHES, "TYPE_FP32", [patches, dim])]),
-        "head": ([(Names.TEXT_EMBEDDINGS, "TYPE_FP32", [-1, dim]), (Names.IMAGE_GLOBAL, "TYPE_FP32", [-1, dim]),
-                  (Names.PATCHES, "TYPE_FP32", [-1, patches, dim])],
-                 [(Names.MASK_LOGITS, "TYPE_FP32", [-1, -1, grid_h, grid_w])]),
-        "text": ([(Names.TOKENS, "TYPE_INT32", [int(meta.context_length)])],
-                 [(Names.TEXT_EMBEDDINGS, "TYPE_FP32", [dim])]),
+        "image": (
+            [(Names.IMAGE, "TYPE_FP32", [3, size, size])],
+            [(Names.IMAGE_GLOBAL, "TYPE_FP32", [dim]), (Names.PATCHES, "TYPE_FP32", [patches, dim])],
+        ),
+        "head": (
+            [
+                (Names.TEXT_EMBEDDINGS, "TYPE_FP32", [-1, dim]),
+                (Names.IMAGE_GLOBAL, "TYPE_FP32", [-1, dim]),
+                (Names.PATCHES, "TYPE_FP32", [-1, patches, dim]),
+            ],
+            [(Names.MASK_LOGITS, "TYPE_FP32", [-1, -1, grid_h, grid_w])],
+        ),
+        "text": (
+            [(Names.TOKENS, "TYPE_INT32", [int(meta.context_length)])],
+            [(Names.TEXT_EMBEDDINGS, "TYPE_FP32", [dim])],
+        ),
     }
 
 
 def _tensor_block(kind: str, tensors: Sequence[Tensor]) -> str:
-    items = [f'  {{\n    name: "{name}"\n    data_type: {dtype}\n    dims: [ {", ".join(str(d) for d in dims)} ]\n  }}'
-             for name, dtype, dims in tensors]
+    items = [
+        f'  {{\n    name: "{name}"\n    data_type: {dtype}\n    dims: [ {", ".join(str(d) for d in dims)} ]\n  }}'
+        for name, dtype, dims in tensors
+    ]
     return f"{kind} [\n" + ",\n".join(items) + "\n]\n"
 
 
-def model_config(name: str, platform: str, max_batch: int, inputs: Sequence[Tensor], outputs: Sequence[Tensor],
-                 dynamic_batching: bool) -> str:
+def model_config(
+    name: str,
+    platform: str,
+    max_batch: int,
+    inputs: Sequence[Tensor],
+    outputs: Sequence[Tensor],
+    dynamic_batching: bool,
+) -> str:
     """The ``config.pbtxt`` text of one model."""
     text = f'name: "{name}"\nplatform: "{platform}"\nmax_batch_size: {int(max_batch)}\n'
     text += _tensor_block("input", inputs) + _tensor_block("output", outputs)
@@ -61,10 +78,20 @@ def ensemble_config(name: str, image_model: str, head_model: str, meta: BundleMe
     image_in = [(n, t, [-1] + list(d)) for n, t, d in tensors["image"][0]]
     text_in = [tensors["head"][0][0]]
     steps = [
-        (image_model, [(Names.IMAGE, Names.IMAGE)],
-         [(Names.IMAGE_GLOBAL, "_image_global"), (Names.PATCHES, "_patches")]),
-        (head_model, [(Names.TEXT_EMBEDDINGS, Names.TEXT_EMBEDDINGS), (Names.IMAGE_GLOBAL, "_image_global"),
-                      (Names.PATCHES, "_patches")], [(Names.MASK_LOGITS, Names.MASK_LOGITS)]),
+        (
+            image_model,
+            [(Names.IMAGE, Names.IMAGE)],
+            [(Names.IMAGE_GLOBAL, "_image_global"), (Names.PATCHES, "_patches")],
+        ),
+        (
+            head_model,
+            [
+                (Names.TEXT_EMBEDDINGS, Names.TEXT_EMBEDDINGS),
+                (Names.IMAGE_GLOBAL, "_image_global"),
+                (Names.PATCHES, "_patches"),
+            ],
+            [(Names.MASK_LOGITS, Names.MASK_LOGITS)],
+        ),
     ]
     text = f'name: "{name}"\nplatform: "ensemble"\nmax_batch_size: 0\n'
     text += _tensor_block("input", image_in + text_in) + _tensor_block("output", tensors["head"][1])
@@ -80,7 +107,7 @@ def ensemble_config(name: str, image_model: str, head_model: str, meta: BundleMe
 
 def _check_engine_batch(engines: Mapping[str, str], max_batch: int) -> None:
     """Triton batches the image and text encoders up to ``max_batch``: their engines' profiles must cover it."""
-    from .engine_cache import read_engine_record  # noqa: WPS433
+    from zsseg_rt.runtime.engine_cache import read_engine_record
 
     axis = {"image": Names.BATCH, "text": Names.NUM_PROMPTS}
     for role, name in axis.items():
@@ -96,8 +123,13 @@ def _check_engine_batch(engines: Mapping[str, str], max_batch: int) -> None:
             )
 
 
-def write_triton_repository(bundle_dir: str, repository_dir: str, engines: Optional[Mapping[str, str]] = None,
-                            max_batch: int = 8, prefix: str = "zsseg_") -> Dict[str, str]:
+def write_triton_repository(
+    bundle_dir: str,
+    repository_dir: str,
+    engines: Optional[Mapping[str, str]] = None,
+    max_batch: int = 8,
+    prefix: str = "zsseg_",
+) -> Dict[str, str]:
     """Write a Triton model repository for a bundle.
 
     Args:

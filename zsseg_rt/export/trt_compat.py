@@ -20,6 +20,7 @@ ONNX shape inference and reports what the TensorRT 10 ONNX parser is known to re
 
 This is an approximation: the only real test is a TensorRT build on the target (``zsseg build-engine``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
 # Operators the TensorRT 10 ONNX parser implements ("Y" rows of the support matrix).
 # Source: onnx/onnx-tensorrt, docs/operators.md at tag/branch 10.1-GA (commit 96e78110, June 2024), whose header
 # reads "TensorRT 10.0 supports operators in the inclusive range of opset 9 to opset 20".
-TRT10_SUPPORTED_OPS = frozenset("""
+TRT10_SUPPORTED_OPS = frozenset(
+    """
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast CastLike Ceil Celu
 Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DeformConv DepthToSpace DequantizeLinear Div
 Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements GatherND Gelu Gemm
@@ -41,7 +43,8 @@ ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSqu
 ReverseSequence RNN RoiAlign Round ScaledTanh Scan Scatter ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign
 Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile
 TopK Transpose Trilu Unsqueeze Upsample Where Xor
-""".split())
+""".split()
+)
 
 TRT10_MIN_OPSET = 9
 TRT10_MAX_DOCUMENTED_OPSET = 20
@@ -52,23 +55,51 @@ DATA_DEPENDENT_OUTPUT_OPS = frozenset({"NonZero", "NonMaxSuppression", "Unique",
 
 # op -> input indices that determine an output shape (must be computable from constants and input shapes).
 SHAPE_INPUTS: Dict[str, Tuple[int, ...]] = {
-    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "ConstantOfShape": (0,), "Range": (0, 1, 2),
-    "Resize": (1, 2, 3), "Upsample": (1,), "Slice": (1, 2, 3, 4), "Pad": (1, 3), "Split": (1,), "OneHot": (1,),
+    "Reshape": (1,),
+    "Expand": (1,),
+    "Tile": (1,),
+    "ConstantOfShape": (0,),
+    "Range": (0, 1, 2),
+    "Resize": (1, 2, 3),
+    "Upsample": (1,),
+    "Slice": (1, 2, 3, 4),
+    "Pad": (1, 3),
+    "Split": (1,),
+    "OneHot": (1,),
     "CenterCropPad": (1,),
 }  # TopK's K and (Un)Squeeze's axes are covered by CONSTANT_INPUTS
 
 # op -> input indices the TensorRT parser requires to be initializers / constants (docs/operators.md restrictions).
 CONSTANT_INPUTS: Dict[str, Tuple[int, ...]] = {
-    "TopK": (1,), "CumSum": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "Pad": (3,), "Slice": (3,),
-    **{op: (1,) for op in ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean",
-                          "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare")},
+    "TopK": (1,),
+    "CumSum": (1,),
+    "Squeeze": (1,),
+    "Unsqueeze": (1,),
+    "Pad": (3,),
+    "Slice": (3,),
+    **{
+        op: (1,)
+        for op in (
+            "ReduceL1",
+            "ReduceL2",
+            "ReduceLogSum",
+            "ReduceLogSumExp",
+            "ReduceMax",
+            "ReduceMean",
+            "ReduceMin",
+            "ReduceProd",
+            "ReduceSum",
+            "ReduceSumSquare",
+        )
+    },
 }
 
 INDEX_OPS = frozenset({"ArgMax", "ArgMin", "TopK"})
 
 # Ops whose outputs are never constant-foldable (random) even from constant inputs.
-_NONDETERMINISTIC_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
-                                   "Bernoulli", "Multinomial"})
+_NONDETERMINISTIC_OPS = frozenset(
+    {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Bernoulli", "Multinomial"}
+)
 _SHAPE_SOURCE_OPS = frozenset({"Shape", "Size"})
 _STANDARD_DOMAINS = ("", "ai.onnx")
 
@@ -115,8 +146,10 @@ class CompatReport:
         return {f.code for f in self.findings}
 
     def format(self) -> str:
-        head = f"TensorRT compatibility of {self.source} (opset {self.opset}): " \
-               f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)"
+        head = (
+            f"TensorRT compatibility of {self.source} (opset {self.opset}): "
+            f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)"
+        )
         return "\n".join([head] + [f"  - {f}" for f in self.findings])
 
 
@@ -130,7 +163,7 @@ class TrtCompatibilityError(ValueError):
 
 def _onnx():
     try:
-        import onnx  # noqa: WPS433
+        import onnx
     except ImportError as exc:  # pragma: no cover
         raise ImportError("the TensorRT compatibility check needs onnx: pip install 'zsseg_rt[export]'") from exc
     return onnx
@@ -204,21 +237,33 @@ def _shape_computable_tensors(graph) -> Set[str]:
 def _check_ops(model, findings: List[Finding]) -> None:
     for node in _iter_nodes(model.graph):
         if node.domain not in _STANDARD_DOMAINS:
-            findings.append(Finding(
-                "error", "unsupported_op",
-                f"custom-domain op {node.domain}::{node.op_type} is not an ONNX standard op; TensorRT can build it "
-                "only if a plugin of that name is registered; export it with standard ops instead",
-                _node_label(node)))
+            findings.append(
+                Finding(
+                    "error",
+                    "unsupported_op",
+                    f"custom-domain op {node.domain}::{node.op_type} is not an ONNX standard op; TensorRT can build it "
+                    "only if a plugin of that name is registered; export it with standard ops instead",
+                    _node_label(node),
+                )
+            )
         elif node.op_type not in TRT10_SUPPORTED_OPS:
-            findings.append(Finding(
-                "error", "unsupported_op",
-                f"{node.op_type} is not supported by the TensorRT 10 ONNX parser (onnx-tensorrt docs/operators.md)",
-                _node_label(node)))
+            findings.append(
+                Finding(
+                    "error",
+                    "unsupported_op",
+                    f"{node.op_type} is not supported by the TensorRT 10 ONNX parser (onnx-tensorrt docs/operators.md)",
+                    _node_label(node),
+                )
+            )
         elif node.op_type == "LayerNormalization" and len([o for o in node.output if o]) > 1:
-            findings.append(Finding(
-                "error", "unsupported_op",
-                "LayerNormalization: TensorRT supports only the first output Y (Mean/InvStdDev are requested)",
-                _node_label(node)))
+            findings.append(
+                Finding(
+                    "error",
+                    "unsupported_op",
+                    "LayerNormalization: TensorRT supports only the first output Y (Mean/InvStdDev are requested)",
+                    _node_label(node),
+                )
+            )
 
 
 def _check_shapes(model, findings: List[Finding]) -> None:
@@ -230,23 +275,38 @@ def _check_shapes(model, findings: List[Finding]) -> None:
         if node.domain not in _STANDARD_DOMAINS:
             continue
         if node.op_type in DATA_DEPENDENT_OUTPUT_OPS:
-            findings.append(Finding(
-                "error", "data_dependent_shape",
-                f"{node.op_type} has an output shape that depends on tensor values; the runner pre-allocates "
-                "outputs from input shapes and cannot run it (pad to a fixed size instead)", label))
+            findings.append(
+                Finding(
+                    "error",
+                    "data_dependent_shape",
+                    f"{node.op_type} has an output shape that depends on tensor values; the runner pre-allocates "
+                    "outputs from input shapes and cannot run it (pad to a fixed size instead)",
+                    label,
+                )
+            )
             continue
         for index in SHAPE_INPUTS.get(node.op_type, ()):
             if index < len(node.input) and node.input[index] and node.input[index] not in computable:
-                findings.append(Finding(
-                    "error", "data_dependent_shape",
-                    f"{node.op_type} input #{index} ({node.input[index]!r}) sets an output shape but depends on "
-                    "tensor values, not only on constants and input shapes", label))
+                findings.append(
+                    Finding(
+                        "error",
+                        "data_dependent_shape",
+                        f"{node.op_type} input #{index} ({node.input[index]!r}) sets an output shape but depends on "
+                        "tensor values, not only on constants and input shapes",
+                        label,
+                    )
+                )
         for index in CONSTANT_INPUTS.get(node.op_type, ()):
             if index < len(node.input) and node.input[index] and node.input[index] not in constants:
-                findings.append(Finding(
-                    "error", "constant_input_required",
-                    f"{node.op_type} input #{index} ({node.input[index]!r}) must be an initializer or Constant for "
-                    "the TensorRT parser", label))
+                findings.append(
+                    Finding(
+                        "error",
+                        "constant_input_required",
+                        f"{node.op_type} input #{index} ({node.input[index]!r}) must be an initializer or Constant for "
+                        "the TensorRT parser",
+                        label,
+                    )
+                )
 
 
 def _check_index_ops(model, findings: List[Finding]) -> None:
@@ -254,11 +314,15 @@ def _check_index_ops(model, findings: List[Finding]) -> None:
     types = _tensor_types(model)
     for node in model.graph.node:
         if node.op_type in INDEX_OPS and node.input and types.get(node.input[0]) == int64:
-            findings.append(Finding(
-                "warning", "int64_index_op",
-                f"{node.op_type} reads INT64 tensor {node.input[0]!r}: TensorRT 8.x rejects it and TensorRT 10 "
-                "inserts casts; cast to int32 before it in the export (e.g. token ids before the EOT argmax)",
-                _node_label(node)))
+            findings.append(
+                Finding(
+                    "warning",
+                    "int64_index_op",
+                    f"{node.op_type} reads INT64 tensor {node.input[0]!r}: TensorRT 8.x rejects it and TensorRT 10 "
+                    "inserts casts; cast to int32 before it in the export (e.g. token ids before the EOT argmax)",
+                    _node_label(node),
+                )
+            )
 
 
 def _check_opset(opset: Optional[int], findings: List[Finding]) -> None:
@@ -266,19 +330,31 @@ def _check_opset(opset: Optional[int], findings: List[Finding]) -> None:
         findings.append(Finding("error", "opset_out_of_range", "the model imports no default-domain opset"))
         return
     if opset < TRT10_MIN_OPSET:
-        findings.append(Finding(
-            "error", "opset_out_of_range",
-            f"opset {opset} is below {TRT10_MIN_OPSET}, the oldest the TensorRT 10 parser supports; re-export"))
+        findings.append(
+            Finding(
+                "error",
+                "opset_out_of_range",
+                f"opset {opset} is below {TRT10_MIN_OPSET}, the oldest the TensorRT 10 parser supports; re-export",
+            )
+        )
     elif opset < NATIVE_LAYERNORM_OPSET:
-        findings.append(Finding(
-            "warning", "old_opset",
-            f"opset {opset} < {NATIVE_LAYERNORM_OPSET}: LayerNormalization is decomposed into ReduceMean/Pow/Sqrt/"
-            "Div, which overflows in fp16 unless kept in fp32; export with opset >= 17"))
+        findings.append(
+            Finding(
+                "warning",
+                "old_opset",
+                f"opset {opset} < {NATIVE_LAYERNORM_OPSET}: LayerNormalization is decomposed into ReduceMean/Pow/Sqrt/"
+                "Div, which overflows in fp16 unless kept in fp32; export with opset >= 17",
+            )
+        )
     if opset > TRT10_MAX_DOCUMENTED_OPSET:
-        findings.append(Finding(
-            "warning", "opset_out_of_range",
-            f"opset {opset} is newer than the TensorRT 10.0 parser's documented range "
-            f"{TRT10_MIN_OPSET}..{TRT10_MAX_DOCUMENTED_OPSET}; older TensorRT 10.x releases may reject it"))
+        findings.append(
+            Finding(
+                "warning",
+                "opset_out_of_range",
+                f"opset {opset} is newer than the TensorRT 10.0 parser's documented range "
+                f"{TRT10_MIN_OPSET}..{TRT10_MAX_DOCUMENTED_OPSET}; older TensorRT 10.x releases may reject it",
+            )
+        )
 
 
 def _dynamic_dims(value_infos: Iterable) -> Iterator[Tuple[str, int]]:
@@ -297,10 +373,14 @@ def _check_dynamic_dims(model, findings: List[Finding]) -> None:
     inputs = [info for info in graph.input if info.name not in initializers]
     for kind, infos in (("input", inputs), ("output", graph.output)):
         for tensor, axis in _dynamic_dims(infos):
-            findings.append(Finding(
-                "warning", "unnamed_dynamic_dim",
-                f"graph {kind} {tensor!r} axis {axis} is dynamic but unnamed; name it (dynamic_axes / dynamic_shapes) "
-                "so profiles and Triton configs can refer to it, or make it static"))
+            findings.append(
+                Finding(
+                    "warning",
+                    "unnamed_dynamic_dim",
+                    f"graph {kind} {tensor!r} axis {axis} is dynamic but unnamed; name it (dynamic_axes / dynamic_shapes) "
+                    "so profiles and Triton configs can refer to it, or make it static",
+                )
+            )
 
 
 def check_trt_compatibility(model: ModelOrPath) -> CompatReport:

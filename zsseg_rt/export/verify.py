@@ -1,4 +1,5 @@
 """Numerical check of an exported bundle: ONNX Runtime against PyTorch on random and real inputs."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence
@@ -12,14 +13,14 @@ from zsseg_rt.bundle.tokenizer import ClipTokenizer, expand_templates
 
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph
 
-LOGIT_ATOL = 1e-4          # issue 4: mask logits within 1e-4 max-abs in fp32 ...
-LOGIT_RTOL = 1e-5          # ... plus 1e-5 of the largest |logit|: fp32 error of graph re-ordering scales with it
-EMBED_ATOL = 1e-4          # embeddings are unit vectors; fp32 graph re-ordering gives ~1e-6
-LABEL_AGREEMENT = 0.999    # >= 99.9 % identical labels after the shared post-processing
+LOGIT_ATOL = 1e-4  # issue 4: mask logits within 1e-4 max-abs in fp32 ...
+LOGIT_RTOL = 1e-5  # ... plus 1e-5 of the largest |logit|: fp32 error of graph re-ordering scales with it
+EMBED_ATOL = 1e-4  # embeddings are unit vectors; fp32 graph re-ordering gives ~1e-6
+LABEL_AGREEMENT = 0.999  # >= 99.9 % identical labels after the shared post-processing
 
 
 def _read_image(path: str) -> np.ndarray:
-    import cv2  # noqa: WPS433
+    import cv2
 
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
@@ -49,14 +50,16 @@ def verify_bundle(bundle_dir: str, model, images: Sequence[str] = (), seed: int 
     Returns:
         a JSON-able report: per-case max-abs differences, label agreement, thresholds and ``passed``.
     """
-    import onnxruntime as ort  # noqa: WPS433
+    import onnxruntime as ort
 
     model.eval()
     meta = load_meta(bundle_dir)
     io = meta.io
     rng = np.random.default_rng(seed)
-    sess = {role: ort.InferenceSession(meta.file(name), providers=["CPUExecutionProvider"])
-            for role, name in GRAPH_FILES.items()}
+    sess = {
+        role: ort.InferenceSession(meta.file(name), providers=["CPUExecutionProvider"])
+        for role, name in GRAPH_FILES.items()
+    }
     image_graph, head_graph, text_graph = ImageEncoderGraph(model), HeadGraph(model, meta.grid), TextEncoderGraph(model)
     tokenizer = ClipTokenizer(meta.file(Files.TOKENIZER), meta.context_length)
     names = list(meta.training_class_names)[: min(meta.max_classes, 20)] or ["object"]
@@ -65,15 +68,27 @@ def verify_bundle(bundle_dir: str, model, images: Sequence[str] = (), seed: int 
     with torch.inference_mode():
         text_ref = text_graph(torch.from_numpy(tokens)).numpy()
         text_ort = sess["text"].run(None, {Names.TOKENS: tokens})[0]
-        cases.append({"graph": "text_encoder", "prompts": int(len(tokens)),
-                      "max_abs": _max_abs(text_ref, text_ort), "atol": EMBED_ATOL})
+        cases.append(
+            {
+                "graph": "text_encoder",
+                "prompts": int(len(tokens)),
+                "max_abs": _max_abs(text_ref, text_ort),
+                "atol": EMBED_ATOL,
+            }
+        )
         text = text_ref[: len(names)]
         for idx, batch in enumerate(_window_batch(images, meta, rng)):
             source = "random" if idx == 0 else images[idx - 1]
             feats_ref = [t.numpy() for t in image_graph(torch.from_numpy(batch))]
             feats_ort = sess["image"].run(None, {Names.IMAGE: batch})
-            cases.append({"graph": "image_encoder", "input": source, "atol": EMBED_ATOL,
-                          "max_abs": max(_max_abs(a, b) for a, b in zip(feats_ref, feats_ort))})
+            cases.append(
+                {
+                    "graph": "image_encoder",
+                    "input": source,
+                    "atol": EMBED_ATOL,
+                    "max_abs": max(_max_abs(a, b) for a, b in zip(feats_ref, feats_ort)),
+                }
+            )
             feeds = dict(zip(io["image"]["outputs"], feats_ref))
             for classes in sorted({1, len(names), meta.max_classes}):
                 t = text if classes == len(names) else _random_text(rng, classes, meta.embed_dim)
@@ -84,18 +99,31 @@ def verify_bundle(bundle_dir: str, model, images: Sequence[str] = (), seed: int 
                 labels_got, _ = pipeline.segment_fast(np.ascontiguousarray(got), size, None)
                 scale = float(np.abs(ref).max())
                 max_abs = _max_abs(ref, got)
-                cases.append({
-                    "graph": "head", "input": source, "classes": int(classes), "ref_max_abs": scale,
-                    "max_abs": max_abs, "atol": LOGIT_ATOL + LOGIT_RTOL * scale,
-                    "label_agreement": float((labels_ref == labels_got).mean()),
-                    "flips_beyond_ties": _flips_beyond_ties(ref, labels_ref, labels_got, size, max_abs),
-                })
+                cases.append(
+                    {
+                        "graph": "head",
+                        "input": source,
+                        "classes": int(classes),
+                        "ref_max_abs": scale,
+                        "max_abs": max_abs,
+                        "atol": LOGIT_ATOL + LOGIT_RTOL * scale,
+                        "label_agreement": float((labels_ref == labels_got).mean()),
+                        "flips_beyond_ties": _flips_beyond_ties(ref, labels_ref, labels_got, size, max_abs),
+                    }
+                )
     # Labels: >= 99.9 % equal, or every differing pixel is a near-tie of the reference (its top two classes within
     # twice the measured logit error, where either answer is within fp32 rounding of correct).
-    passed = all(c["max_abs"] <= c["atol"] and (c.get("label_agreement", 1.0) >= LABEL_AGREEMENT
-                                                or c.get("flips_beyond_ties", 0) == 0) for c in cases)
-    return {"passed": bool(passed), "runtime": f"onnxruntime {ort.__version__} CPU",
-            "label_agreement_min": LABEL_AGREEMENT, "cases": cases}
+    passed = all(
+        c["max_abs"] <= c["atol"]
+        and (c.get("label_agreement", 1.0) >= LABEL_AGREEMENT or c.get("flips_beyond_ties", 0) == 0)
+        for c in cases
+    )
+    return {
+        "passed": bool(passed),
+        "runtime": f"onnxruntime {ort.__version__} CPU",
+        "label_agreement_min": LABEL_AGREEMENT,
+        "cases": cases,
+    }
 
 
 def _flips_beyond_ties(ref: np.ndarray, labels_ref: np.ndarray, labels_got: np.ndarray, size, max_abs: float) -> int:

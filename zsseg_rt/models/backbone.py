@@ -15,6 +15,7 @@ Computes exactly the official ``VPTCLIPVisionTransformer.forward`` (ZegCLIP ``mo
 
 Unlike the official ``d3_to_d4``, non-square grids are handled with the real ``(h, w)``.
 """
+
 from __future__ import annotations
 
 import math

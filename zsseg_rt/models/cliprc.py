@@ -25,9 +25,9 @@ order of the classes does not matter (up to float rounding), the set does.
 and the whole decode head. The bridge tokens (``backbone.region_level_bridge``) are FROZEN, as in the release;
 ``train_region_bridge=True`` in the config trains them (an option, not the official recipe).
 """
+
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
@@ -40,11 +40,9 @@ from .cliprc_backbone import RegionBridgeVisionTransformer
 from .cliprc_config import FAMILY, CLIPRCConfig, load_cliprc_config
 from .cliprc_head import CLIPRCHead
 from .losses import zegclip_loss
-from .text import TextEncoder
-from .zegclip import ZegCLIP, _make_tokenizer, build_clip
+from .zegclip import ZegCLIP
 
-__all__ = ["CLIPRC", "CLIPRCLoss", "recovery_loss", "create_cliprc", "load_clip_weights_cliprc",
-           "CLIPRC_NATIVE_FORMAT"]
+__all__ = ["CLIPRC", "CLIPRCLoss", "recovery_loss", "create_cliprc", "load_clip_weights_cliprc", "CLIPRC_NATIVE_FORMAT"]
 
 CLIPRC_NATIVE_FORMAT = "zsseg_rt.cliprc.v1"
 
@@ -56,36 +54,37 @@ class CLIPRC(ZegCLIP):
     native_format = CLIPRC_NATIVE_FORMAT
 
     def __init__(self, config: Union[CLIPRCConfig, str, dict], device: Optional[Union[str, torch.device]] = None):
-        nn.Module.__init__(self)
-        if not isinstance(config, CLIPRCConfig):
-            config = load_cliprc_config(config)
-        self.config = config.validate()
-        ctx = torch.device(device) if device is not None else contextlib.nullcontext()
-        with ctx:
-            clip = build_clip(config)
-            self.backbone = RegionBridgeVisionTransformer(
-                clip.visual,
-                num_tokens=config.num_prompt_tokens,
-                deep_layers=config.num_deep_prompt_layers,
-                prompt_dropout=config.prompt_dropout,
-                fix_double_class_embedding=config.fix_double_class_embedding,
-                region_bridge_size=config.region_bridge_size,
-            )
-            tokenizer = _make_tokenizer(config, int(clip.positional_embedding.shape[0]))
-            self.text_encoder = TextEncoder(clip, tokenizer)
-            self.decode_head = CLIPRCHead(
-                dim=config.embed_dim,
-                num_layers=config.decoder_layers,
-                num_heads=config.decoder_heads,
-                ffn_dim=config.ffn_dim,
-                dropout=config.decoder_dropout,
-                attn_dropout=config.decoder_attn_dropout,
-                num_regions=config.region_bridge_size,
-                recovery_layers=config.recovery_decoder_layers,
-            )
-        self.use_native_ops = False
+        super().__init__(config, device)  # ZegCLIP's constructor, with the hooks below
         self.last_recovery: Optional[Dict[str, torch.Tensor]] = None
-        self.freeze()
+
+    # ------------------------------------------------------------------ construction hooks
+    @classmethod
+    def _coerce_config(cls, config) -> CLIPRCConfig:
+        return config if isinstance(config, CLIPRCConfig) else load_cliprc_config(config)
+
+    @staticmethod
+    def _make_backbone(config, visual: nn.Module) -> nn.Module:
+        return RegionBridgeVisionTransformer(
+            visual,
+            num_tokens=config.num_prompt_tokens,
+            deep_layers=config.num_deep_prompt_layers,
+            prompt_dropout=config.prompt_dropout,
+            fix_double_class_embedding=config.fix_double_class_embedding,
+            region_bridge_size=config.region_bridge_size,
+        )
+
+    @staticmethod
+    def _make_head(config, dim: int) -> nn.Module:
+        return CLIPRCHead(
+            dim=dim,
+            num_layers=config.decoder_layers,
+            num_heads=config.decoder_heads,
+            ffn_dim=config.ffn_dim,
+            dropout=config.decoder_dropout,
+            attn_dropout=config.decoder_attn_dropout,
+            num_regions=config.region_bridge_size,
+            recovery_layers=config.recovery_decoder_layers,
+        )
 
     # ------------------------------------------------------------------ parameters
     def is_trainable_name(self, name: str) -> bool:  # instance method: depends on train_region_bridge
@@ -93,6 +92,10 @@ class CLIPRC(ZegCLIP):
         if name == "backbone.region_level_bridge":
             return bool(self.config.train_region_bridge)
         return ZegCLIP.is_trainable_name(name)
+
+    def is_clip_weight(self, name: str) -> bool:
+        """The bridge tokens are not CLIP weights: they are initialised from CLIP after loading (official)."""
+        return name != "backbone.region_level_bridge" and not self.is_trainable_name(name)
 
     # ------------------------------------------------------------------ network
     def encode_image(self, images: torch.Tensor):
@@ -110,8 +113,15 @@ class CLIPRC(ZegCLIP):
                 )
         return self.backbone(images)
 
-    def decode(self, text: torch.Tensor, image_global: torch.Tensor, patches: torch.Tensor,
-               regions: torch.Tensor, grid: Tuple[int, int], return_recovery: bool = False):
+    def decode(
+        self,
+        text: torch.Tensor,
+        image_global: torch.Tensor,
+        patches: torch.Tensor,
+        regions: torch.Tensor,
+        grid: Tuple[int, int],
+        return_recovery: bool = False,
+    ):
         """Mask logits ``[B, C, h, w]``; ``return_recovery`` as in the head.
 
         The text embeddings are used as given, like the official ``combine_token`` (they come L2-normalised from
@@ -184,12 +194,28 @@ class CLIPRCLoss(nn.Module):
     Returns ``loss`` (total), ``loss_mask``, ``loss_dice``, ``recovery_loss_q``, ``recovery_loss_k``, ``num_masks``.
     """
 
-    def __init__(self, pred_size=512, mask_weight=100.0, dice_weight=1.0, focal_alpha=0.25, focal_gamma=2.0,
-                 ignore_index=255, mask_ignore=False, recovery_weight=2.0, model: Optional[CLIPRC] = None):
+    def __init__(
+        self,
+        pred_size=512,
+        mask_weight=100.0,
+        dice_weight=1.0,
+        focal_alpha=0.25,
+        focal_gamma=2.0,
+        ignore_index=255,
+        mask_ignore=False,
+        recovery_weight=2.0,
+        model: Optional[CLIPRC] = None,
+    ):
         super().__init__()
-        self.kw = dict(pred_size=pred_size, mask_weight=mask_weight, dice_weight=dice_weight,
-                       focal_alpha=focal_alpha, focal_gamma=focal_gamma, ignore_index=ignore_index,
-                       mask_ignore=mask_ignore)
+        self.kw = dict(
+            pred_size=pred_size,
+            mask_weight=mask_weight,
+            dice_weight=dice_weight,
+            focal_alpha=focal_alpha,
+            focal_gamma=focal_gamma,
+            ignore_index=ignore_index,
+            mask_ignore=mask_ignore,
+        )
         self.recovery_weight = float(recovery_weight)
         self._model = [model]  # a list: not registered as a submodule
 
@@ -200,8 +226,9 @@ class CLIPRCLoss(nn.Module):
         kw.update(overrides)
         return cls(model=model, **kw)
 
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor,
-                recovery: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
+    def forward(
+        self, logits: torch.Tensor, labels: torch.Tensor, recovery: Optional[Dict[str, torch.Tensor]] = None
+    ) -> Dict[str, torch.Tensor]:
         out = zegclip_loss(logits, labels, **self.kw)
         model = self._model[0]
         if recovery is None and model is not None:
@@ -214,32 +241,12 @@ class CLIPRCLoss(nn.Module):
 
 
 # ---------------------------------------------------------------------- construction / CLIP weights
-class _BridgelessView:
-    """What ``weights.load_clip_weights`` needs to see of a CLIP-RC model: everything but the bridge tokens
-    (they are not CLIP weights; they are initialised from CLIP afterwards, as officially)."""
-
-    def __init__(self, model: CLIPRC):
-        self._m = model
-        self.config = model.config
-        self.backbone = model.backbone
-        self.text_encoder = model.text_encoder
-
-    def state_dict(self):
-        return {k: v for k, v in self._m.state_dict().items() if k != "backbone.region_level_bridge"}
-
-    def is_trainable_name(self, name: str) -> bool:
-        return ZegCLIP.is_trainable_name(name)
-
-    def load_state_dict(self, state, strict: bool = False):
-        return self._m.load_state_dict(state, strict=False)
-
-
 def load_clip_weights_cliprc(model: CLIPRC, pretrained: str) -> Dict[str, object]:
     """Load CLIP tower weights (open_clip tag or local file) into a CLIP-RC model, then initialise the bridge
     tokens officially (``class_embedding + positional_embedding[0]``)."""
     from .weights import load_clip_weights
 
-    report = load_clip_weights(_BridgelessView(model), pretrained)
+    report = load_clip_weights(model, pretrained)
     model.backbone.reset_region_bridge()
     return report
 

@@ -17,6 +17,7 @@ Differences from :class:`~zsseg_rt.models.backbone.PromptedVisionTransformer`, i
 The mask is built for the training grid, so the input size is FIXED at ``image_size`` (larger images go through
 sliding windows); ``forward`` raises for any other size.
 """
+
 from __future__ import annotations
 
 import math

@@ -2,13 +2,14 @@
 bridge, the recovery decoder, the recovery-loss weight and the official schedule.
 
 Configs live beside ZegCLIP's in ``zsseg_rt/models/configs/cliprc_*.json`` and carry ``"family": "cliprc"``
-(that is how :func:`zsseg_rt.models.create_model` tells them apart). Names: the file stem
+(the model registry, :mod:`zsseg_rt.models.registry`, dispatches on it). Names: the file stem
 (``"cliprc_vitb16_voc_inductive"``) or the short hyphenated form (``"cliprc-vitb16-voc"`` = inductive,
 ``"cliprc-vitb16-coco-transductive"``...).
 
 Vocabulary coupling: unlike ZegCLIP, the CLIP-RC decoder updates the keys (image tokens) by attending to ALL
 class queries, so a class's scores depend on the whole vocabulary given at run time (not only on its own text).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,6 @@ __all__ = [
     "CLIPRCConfig",
     "load_cliprc_config",
     "resolve_cliprc_name",
-    "is_cliprc_spec",
     "FAMILY",
     "VOCABULARY_COUPLING_NOTE",
 ]
@@ -115,32 +115,6 @@ def resolve_cliprc_name(name: str) -> Optional[Path]:
 def _read_json(path: Path) -> Dict[str, Any]:
     with open(path, "r", encoding="utf-8") as f:
         return json.load(f)
-
-
-def is_cliprc_spec(spec: Any) -> bool:
-    """True if ``spec`` (config object, dict, bundled name/alias, JSON path, native checkpoint dir) is CLIP-RC."""
-    if isinstance(spec, CLIPRCConfig):
-        return True
-    if isinstance(spec, ZegCLIPConfig):
-        return False
-    if isinstance(spec, dict):
-        return spec.get("family") == FAMILY
-    if not isinstance(spec, (str, os.PathLike)):
-        return False
-    p = Path(str(spec))
-    try:
-        if p.is_dir():
-            cfg = p / "config.json"
-            if cfg.is_file():
-                meta = _read_json(cfg)
-                return str(meta.get("format", "")).startswith("zsseg_rt.cliprc")
-            return False
-        if p.is_file() and p.suffix == ".json":
-            data = _read_json(p)
-            return isinstance(data, dict) and data.get("family") == FAMILY
-    except (OSError, ValueError):
-        return False
-    return resolve_cliprc_name(str(spec)) is not None
 
 
 def load_cliprc_config(

@@ -21,6 +21,7 @@ are never called; they are not built here (the importer reports them).
 
 Because the keys attend to all queries, the classes are COUPLED: a class's mask depends on the whole vocabulary.
 """
+
 from __future__ import annotations
 
 import copy
@@ -60,13 +61,22 @@ class RecoveryDecoder(nn.Module):
     """Official ``RecoveryDecoder``: ``linear_*_in`` -> bidirectional layers -> ``linear_q_out`` (D -> 2D) and
     ``linear_k_out`` (D -> D). Initialised as officially (its own ``init_weights`` runs in ``__init__``)."""
 
-    def __init__(self, dim: int, num_heads: int, ffn_dim: int, num_layers: int = 1,
-                 dropout: float = 0.1, attn_dropout: float = 0.1):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        num_layers: int = 1,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.1,
+    ):
         super().__init__()
         self.decouple_q = nn.ModuleList(
-            [TPNDecoderLayer(dim, num_heads, ffn_dim, dropout, attn_dropout) for _ in range(num_layers)])
+            [TPNDecoderLayer(dim, num_heads, ffn_dim, dropout, attn_dropout) for _ in range(num_layers)]
+        )
         self.decouple_v = nn.ModuleList(
-            [TPNDecoderLayer(dim, num_heads, ffn_dim, dropout, attn_dropout) for _ in range(num_layers)])
+            [TPNDecoderLayer(dim, num_heads, ffn_dim, dropout, attn_dropout) for _ in range(num_layers)]
+        )
         self.linear_q_in = nn.Linear(dim, dim)
         self.linear_k_in = nn.Linear(dim, dim)
         self.linear_q_out = nn.Linear(dim, dim * 2)
@@ -102,7 +112,7 @@ class CLIPRCHead(nn.Module):
         self.dim = dim
         self.num_heads = num_heads
         self.num_regions = int(num_regions)
-        self.region_grid = int(round(self.num_regions ** 0.5))
+        self.region_grid = int(round(self.num_regions**0.5))
         layer_q = TPNDecoderLayer(dim, num_heads, ffn_dim, dropout, attn_dropout)
         self.decoder_q = DecoderStack(layer_q, num_layers)
         layer_v = TPNDecoderLayer(dim, num_heads, ffn_dim, dropout, attn_dropout)
@@ -140,8 +150,9 @@ class CLIPRCHead(nn.Module):
         plain = t.expand(-1, nr, -1, -1).reshape(b, -1, d)
         return torch.cat([mixed, plain], dim=-1)
 
-    def keys_input(self, image_global: torch.Tensor, patches: torch.Tensor, regions: torch.Tensor,
-                   grid: Tuple[int, int]) -> torch.Tensor:
+    def keys_input(
+        self, image_global: torch.Tensor, patches: torch.Tensor, regions: torch.Tensor, grid: Tuple[int, int]
+    ) -> torch.Tensor:
         """``concat(up(regions), g, patches)`` ``[B, h*w, 3D]``."""
         b, nr, d = regions.shape
         h, w = int(grid[0]), int(grid[1])

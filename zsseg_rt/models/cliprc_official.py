@@ -11,6 +11,7 @@ Same contract as :func:`zsseg_rt.models.load_official_zegclip`: read with ``torc
 every tensor the model uses must be present with the right shape, anything unexpected is an error, and a ZegCLIP
 checkpoint is refused with a message saying so (nothing is half-loaded).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,13 @@ _UNUSED_LAYER_RE = re.compile(
     r"^decode_head\.(decoder_[qv]\.layers\.\d+|recovery_decoder\.decouple_[qv]\.\d+)\.(self_attn|norm1)\."
 )
 _BRIDGE_KEY = "backbone.region_level_bridge"
-_CLIPRC_MARKERS = (_BRIDGE_KEY, "decode_head.decoder_q.", "decode_head.decoder_v.", "decode_head.lateral_proj.",
-                   "decode_head.recovery_decoder.")
+_CLIPRC_MARKERS = (
+    _BRIDGE_KEY,
+    "decode_head.decoder_q.",
+    "decode_head.decoder_v.",
+    "decode_head.lateral_proj.",
+    "decode_head.recovery_decoder.",
+)
 _ZEGCLIP_MARKER = "decode_head.decoder_1."
 
 
@@ -53,7 +59,7 @@ def official_cliprc_to_native_key(key: str) -> Optional[str]:
 
 
 def family_of_keys(keys) -> Optional[str]:
-    """"cliprc", "zegclip" or None from a checkpoint's key names."""
+    """ "cliprc", "zegclip" or None from a checkpoint's key names."""
     keys = list(keys)
     if any(k.startswith(m) or k == m for k in keys for m in _CLIPRC_MARKERS):
         return "cliprc"
@@ -82,7 +88,7 @@ def official_checkpoint_family(path: Union[str, Path]) -> Optional[str]:
         return None
     sd = ck.get("state_dict", ck) if isinstance(ck, dict) else {}
     keys = [str(k) for k in sd] if isinstance(sd, dict) else []
-    keys = [k[len("module."):] if k.startswith("module.") else k for k in keys]
+    keys = [k[len("module.") :] if k.startswith("module.") else k for k in keys]
     return family_of_keys(keys)
 
 
@@ -102,8 +108,10 @@ def _infer_config(sd: Dict[str, torch.Tensor], meta: Dict[str, object]) -> str:
     else:
         setting = "inductive"
         if not cfg_text:
-            warnings.warn("official CLIP-RC checkpoint without a meta config: assuming the inductive setting; "
-                          "pass config=... to choose (transductive / fully)")
+            warnings.warn(
+                "official CLIP-RC checkpoint without a meta config: assuming the inductive setting; "
+                "pass config=... to choose (transductive / fully)"
+            )
     return f"cliprc_vitb16_{dataset}_{setting}"
 
 
@@ -155,20 +163,29 @@ def load_official_cliprc(
     cfg = load_cliprc_config(config, **overrides)
     model = CLIPRC(cfg)
     model, report = load_mapped_official(
-        model, sd, meta, official_cliprc_to_native_key, source=str(p), family="official CLIP-RC",
-        inferred=inferred, allow_missing_text_encoder=allow_missing_text_encoder, device=device,
+        model,
+        sd,
+        meta,
+        official_cliprc_to_native_key,
+        source=str(p),
+        family="official CLIP-RC",
+        inferred=inferred,
+        allow_missing_text_encoder=allow_missing_text_encoder,
+        device=device,
         hint="prompt tokens, bridge tokens, image size, CLIP model",
     )
     return (model, report) if return_report else model
 
 
-def convert_official_cliprc(src, dst_dir, config=None, overwrite: bool = False,
-                            allow_missing_text_encoder: bool = False) -> Path:
+def convert_official_cliprc(
+    src, dst_dir, config=None, overwrite: bool = False, allow_missing_text_encoder: bool = False
+) -> Path:
     """Official CLIP-RC checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``)."""
     from .convert import save_imported
 
-    model, report = load_official_cliprc(src, config=config, return_report=True,
-                                         allow_missing_text_encoder=allow_missing_text_encoder)
+    model, report = load_official_cliprc(
+        src, config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder
+    )
     return save_imported(model, report, src, dst_dir, overwrite)
 
 

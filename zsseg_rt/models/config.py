@@ -7,6 +7,7 @@ deep-merged on top of it (tiny test towers, or any other change).
 
 ``mean``/``std`` are ImageNet statistics on the 0-255 scale (the official mmseg ``img_norm_cfg``), RGB order.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,12 +21,14 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 VOCAB_DIR = CONFIG_DIR / "vocab"
 
-__all__ = ["ZegCLIPConfig", "load_config", "list_configs", "load_class_names", "load_templates", "CONFIG_DIR"]
-
-
-def list_configs() -> List[str]:
-    """Names of the bundled model configs."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+__all__ = [
+    "BaseModelConfig",
+    "ZegCLIPConfig",
+    "load_zegclip_config",
+    "load_class_names",
+    "load_templates",
+    "CONFIG_DIR",
+]
 
 
 def _read_json(path: Path) -> Dict[str, Any]:
@@ -87,49 +90,27 @@ def _deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
 
 
 @dataclass
-class ZegCLIPConfig:
-    """Everything that defines a ZegCLIP model and its official inference/training settings."""
+class BaseModelConfig:
+    """The fields every model family shares: the open_clip tower, input size, sliding-window test settings,
+    normalisation, vocabulary, prompt templates and the seen-class calibration. ``family`` is required: each
+    family's subclass sets it (the registry key, :mod:`zsseg_rt.models.registry`) and ``validate`` checks it.
+    """
 
-    name: str = "zegclip_vitb16_voc_inductive"
+    name: str = ""
+    family: str = ""
     clip_model: str = "ViT-B-16"
     clip_cfg: Dict[str, Any] = field(default_factory=dict)
     quick_gelu: bool = True  # OpenAI CLIP weights use QuickGELU
-    image_size: int = 512  # training size; the stored positional grid is image_size // patch_size
-    num_prompt_tokens: int = 10
-    deep_prompt_layers: Optional[int] = None  # None -> layers - 1 (official total_d_layer=11 for 12 layers)
-    prompt_dropout: float = 0.1
-    fix_double_class_embedding: bool = False  # official quirk: CLS = 2*class_embedding + pos[0]
-    # Official: the head uses the class embeddings exactly as given (the .npy rows are fp16-normalised; the text
-    # encoder path normalises). True re-normalises them inside decode (an option for unnormalised inputs).
-    renormalize_text: bool = False
-    decoder_layers: int = 3
-    decoder_heads: int = 8
-    decoder_ffn_dim: Optional[int] = 2048  # None -> 4 * embed_dim
-    decoder_dropout: float = 0.1
-    decoder_attn_dropout: float = 0.1
+    image_size: int = 512  # network input; the stored positional grid is image_size // patch_size
+    crop_size: int = 512
+    stride: int = 426
+    mean: List[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
+    std: List[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
     dataset: str = "voc20"
     class_names: List[str] = field(default_factory=list)
     templates: List[str] = field(default_factory=lambda: ["a photo of a {}"])
-    text_embeddings_file: Optional[str] = None  # name of the official precomputed .npy (informational)
-    setting: str = "inductive"  # inductive | transductive | fully
     seen_classes: List[int] = field(default_factory=list)
-    calibration_bias: float = 0.1  # subtracted from sigmoid scores of seen classes (0 for transductive)
-    crop_size: int = 512
-    stride: int = 426
-    # official test resize: [long_max, short]; long_max None = mmseg Resize(keep_ratio=True, min_size=512)
-    test_scale: List[Optional[int]] = field(default_factory=lambda: [None, 512])
-    mean: List[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
-    std: List[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
-    loss: Dict[str, Any] = field(
-        default_factory=lambda: {
-            "mask_weight": 100.0,
-            "dice_weight": 1.0,
-            "focal_alpha": 0.25,
-            "focal_gamma": 2.0,
-            "mask_ignore": False,
-        }
-    )
-    ignore_index: int = 255
+    calibration_bias: float = 0.1  # subtracted from the scores of seen classes
     source: str = ""
 
     # ------------------------------------------------------------------ derived architecture
@@ -171,6 +152,46 @@ class ZegCLIPConfig:
     def grid_size(self) -> int:
         return self.image_size // self.patch_size
 
+    def check_family(self) -> None:
+        """Refuse a config whose ``family`` is not its class's (or is missing)."""
+        expected = type(self).__dataclass_fields__["family"].default
+        if not expected or self.family != expected:
+            raise ValueError(f"{type(self).__name__} must have family={expected!r}, got {self.family!r}")
+
+
+@dataclass
+class ZegCLIPConfig(BaseModelConfig):
+    """Everything that defines a ZegCLIP model and its official inference/training settings."""
+
+    name: str = "zegclip_vitb16_voc_inductive"
+    family: str = "zegclip"  # registry key (zsseg_rt.models.registry); subclasses set their own
+    num_prompt_tokens: int = 10
+    deep_prompt_layers: Optional[int] = None  # None -> layers - 1 (official total_d_layer=11 for 12 layers)
+    prompt_dropout: float = 0.1
+    fix_double_class_embedding: bool = False  # official quirk: CLS = 2*class_embedding + pos[0]
+    # Official: the head uses the class embeddings exactly as given (the .npy rows are fp16-normalised; the text
+    # encoder path normalises). True re-normalises them inside decode (an option for unnormalised inputs).
+    renormalize_text: bool = False
+    decoder_layers: int = 3
+    decoder_heads: int = 8
+    decoder_ffn_dim: Optional[int] = 2048  # None -> 4 * embed_dim
+    decoder_dropout: float = 0.1
+    decoder_attn_dropout: float = 0.1
+    text_embeddings_file: Optional[str] = None  # name of the official precomputed .npy (informational)
+    setting: str = "inductive"  # inductive | transductive | fully
+    # official test resize: [long_max, short]; long_max None = mmseg Resize(keep_ratio=True, min_size=512)
+    test_scale: List[Optional[int]] = field(default_factory=lambda: [None, 512])
+    loss: Dict[str, Any] = field(
+        default_factory=lambda: {
+            "mask_weight": 100.0,
+            "dice_weight": 1.0,
+            "focal_alpha": 0.25,
+            "focal_gamma": 2.0,
+            "mask_ignore": False,
+        }
+    )
+    ignore_index: int = 255
+
     @property
     def num_deep_prompt_layers(self) -> int:
         return self.layers - 1 if self.deep_prompt_layers is None else int(self.deep_prompt_layers)
@@ -186,14 +207,13 @@ class ZegCLIPConfig:
 
     # ------------------------------------------------------------------ validation / io
     def validate(self) -> "ZegCLIPConfig":
+        self.check_family()
         if self.setting not in ("inductive", "transductive", "fully"):
             raise ValueError(f"setting must be inductive|transductive|fully, got {self.setting!r}")
         if self.num_prompt_tokens < 0:
             raise ValueError(f"num_prompt_tokens must be >= 0, got {self.num_prompt_tokens}")
         if self.image_size % self.patch_size != 0:
-            raise ValueError(
-                f"image_size {self.image_size} is not a multiple of the patch size {self.patch_size}"
-            )
+            raise ValueError(f"image_size {self.image_size} is not a multiple of the patch size {self.patch_size}")
         if self.embed_dim % self.decoder_heads != 0:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by decoder_heads {self.decoder_heads}")
         if not (0 <= self.num_deep_prompt_layers <= self.layers - 1):
@@ -227,8 +247,10 @@ class ZegCLIPConfig:
         return cfg.validate()
 
 
-def load_config(name_or_path: Union[str, os.PathLike, ZegCLIPConfig, Dict[str, Any]], **overrides) -> ZegCLIPConfig:
-    """Load a config by bundled name (``"zegclip_vitb16_voc_inductive"``), JSON path, dict or config object.
+def load_zegclip_config(
+    name_or_path: Union[str, os.PathLike, ZegCLIPConfig, Dict[str, Any]], **overrides
+) -> ZegCLIPConfig:
+    """Load a ZegCLIP config by bundled name (``"zegclip_vitb16_voc_inductive"``), JSON path, dict or config object.
 
     ``overrides`` replace top-level keys (``clip_cfg`` and ``loss`` are deep-merged).
     """
@@ -243,7 +265,8 @@ def load_config(name_or_path: Union[str, os.PathLike, ZegCLIPConfig, Dict[str, A
             path = CONFIG_DIR / (s if s.endswith(".json") else f"{s}.json")
         if not path.is_file():
             raise FileNotFoundError(
-                f"model config {s!r} is neither a file nor a bundled config; bundled: {list_configs()}"
+                f"ZegCLIP config {s!r} is neither a file nor a bundled config; bundled: "
+                f"{sorted(p.stem for p in CONFIG_DIR.glob('zegclip_*.json'))}"
             )
         data = _read_json(path)
     for k, v in overrides.items():

@@ -1,4 +1,5 @@
 """Native ZegCLIP checkpoints (``model.safetensors`` + ``config.json``) and the ``zsseg convert`` command."""
+
 from __future__ import annotations
 
 import argparse
@@ -82,13 +83,20 @@ def load_native_state(model, directory: Path, label: str, device=None):
     target = model.state_dict()
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
-    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
-                  for k in state if k in target and tuple(state[k].shape) != tuple(target[k].shape)]
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
+        for k in state
+        if k in target and tuple(state[k].shape) != tuple(target[k].shape)
+    ]
     if missing or unexpected or mismatched:
-        parts = [describe_keys("missing", missing), describe_keys("unexpected", unexpected),
-                 describe_keys("shape-mismatched", mismatched, first=3)]
-        raise WeightsError(f"{directory}: {label} checkpoint does not fit its config: "
-                           + "; ".join(x for x in parts if x))
+        parts = [
+            describe_keys("missing", missing),
+            describe_keys("unexpected", unexpected),
+            describe_keys("shape-mismatched", mismatched, first=3),
+        ]
+        raise WeightsError(
+            f"{directory}: {label} checkpoint does not fit its config: " + "; ".join(x for x in parts if x)
+        )
     check_finite(state, str(directory / WEIGHTS_FILE))
     model.load_state_dict(state, strict=True)
     model.text_encoder.cache.clear()
@@ -97,21 +105,28 @@ def load_native_state(model, directory: Path, label: str, device=None):
     return model.eval()
 
 
-def convert_official(src: Union[str, os.PathLike], dst_dir: Union[str, os.PathLike], config=None,
-                     overwrite: bool = False, allow_missing_text_encoder: bool = False) -> Path:
+def convert_official(
+    src: Union[str, os.PathLike],
+    dst_dir: Union[str, os.PathLike],
+    config=None,
+    overwrite: bool = False,
+    allow_missing_text_encoder: bool = False,
+) -> Path:
     """Official mmcv checkpoint -> native checkpoint directory. Returns the directory.
 
     CLIP-RC checkpoints (``backbone.region_level_bridge``, ``decode_head.decoder_q.*``...) are detected by their
     keys and imported with ``load_official_cliprc``; everything else goes to ``load_official_zegclip``."""
-    from .official import load_official_zegclip
     from .cliprc_official import convert_official_cliprc, official_checkpoint_family
+    from .official import load_official_zegclip
 
     if official_checkpoint_family(src) == "cliprc":
-        return convert_official_cliprc(src, dst_dir, config=config, overwrite=overwrite,
-                                       allow_missing_text_encoder=allow_missing_text_encoder)
+        return convert_official_cliprc(
+            src, dst_dir, config=config, overwrite=overwrite, allow_missing_text_encoder=allow_missing_text_encoder
+        )
 
-    model, report = load_official_zegclip(src, config=config, return_report=True,
-                                          allow_missing_text_encoder=allow_missing_text_encoder)
+    model, report = load_official_zegclip(
+        src, config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder
+    )
     return save_imported(model, report, src, dst_dir, overwrite)
 
 
@@ -132,13 +147,20 @@ def save_imported(model, report, src, dst_dir, overwrite: bool = False) -> Path:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    out = convert_official(args.src, args.dst, config=args.config, overwrite=args.overwrite,
-                           allow_missing_text_encoder=args.allow_missing_text_encoder)
+    out = convert_official(
+        args.src,
+        args.dst,
+        config=args.config,
+        overwrite=args.overwrite,
+        allow_missing_text_encoder=args.allow_missing_text_encoder,
+    )
     with open(Path(out) / CONFIG_FILE, "r", encoding="utf-8") as f:
         rep = json.load(f)["import_report"]
-    print(f"wrote {out / WEIGHTS_FILE} and {out / CONFIG_FILE} (config {rep['config_name']}"
-          f"{', inferred' if rep['config_inferred'] else ''}; {rep['loaded']} tensors; "
-          f"{len(rep['unused_official'])} official-but-unused tensors skipped)")
+    print(
+        f"wrote {out / WEIGHTS_FILE} and {out / CONFIG_FILE} (config {rep['config_name']}"
+        f"{', inferred' if rep['config_inferred'] else ''}; {rep['loaded']} tensors; "
+        f"{len(rep['unused_official'])} official-but-unused tensors skipped)"
+    )
     return 0
 
 
@@ -148,15 +170,17 @@ def add_convert_command(subparsers) -> argparse.ArgumentParser:
         "convert",
         help="convert an official ZegCLIP or CLIP-RC checkpoint to a native one",
         description="Convert an official ZegCLIP or CLIP-RC (mmcv) checkpoint (the family is detected from the "
-                    "keys) into a native checkpoint directory "
-                    "(model.safetensors + config.json). The file is read with torch.load(weights_only=True).",
+        "keys) into a native checkpoint directory "
+        "(model.safetensors + config.json). The file is read with torch.load(weights_only=True).",
     )
     p.add_argument("src", help="official checkpoint (.pth)")
     p.add_argument("dst", help="output directory")
-    p.add_argument("--config", default=None,
-                   help="model config name or JSON path (default: inferred from the checkpoint)")
+    p.add_argument(
+        "--config", default=None, help="model config name or JSON path (default: inferred from the checkpoint)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in DST")
-    p.add_argument("--allow-missing-text-encoder", action="store_true",
-                   help="accept checkpoints without text_encoder.* weights")
+    p.add_argument(
+        "--allow-missing-text-encoder", action="store_true", help="accept checkpoints without text_encoder.* weights"
+    )
     p.set_defaults(func=_run_convert)
     return p

@@ -1,27 +1,22 @@
-"""``create_model``: a ZegCLIP from a config name/path, optionally with pretrained weights."""
+"""``create_model``: a model of any registered family from a config name/path, optionally with pretrained weights."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 
-from .config import load_config
+from . import registry
+from .config import load_zegclip_config
 
-__all__ = ["create_model", "load_model_config"]
+__all__ = ["create_model", "create_zegclip", "load_model_config"]
 
 
-def load_model_config(name: Union[str, os.PathLike], **overrides):
-    """The config of any model family (ZegCLIP, CLIP-RC, training-free) by name, path or native directory."""
-    from .cliprc_config import is_cliprc_spec, load_cliprc_config
-    from .training_free_config import load_training_free_config, training_free_config_path
-
-    if is_cliprc_spec(name):
-        return load_cliprc_config(name, **overrides)
-    if training_free_config_path(name) is not None:
-        return load_training_free_config(name, **overrides)
-    return load_config(name, **overrides)
+def load_model_config(name: Union[str, os.PathLike, Dict[str, Any], Any], **overrides):
+    """The config of any registered model family by name, alias, path, dict, config or native directory."""
+    return registry.load_config(name, **overrides)
 
 
 def create_model(
@@ -30,10 +25,13 @@ def create_model(
     device: Optional[Union[str, torch.device]] = None,
     **overrides,
 ):
-    """Build a ZegCLIP model (returned in eval mode, CLIP towers frozen).
+    """Build a model of any registered family (returned in eval mode, CLIP towers frozen).
+
+    The family comes from the spec (``"family"`` in the JSON; none = ZegCLIP; a native checkpoint's format)
+    through :mod:`zsseg_rt.models.registry`.
 
     Args:
-        name: bundled config name (``"zegclip_vitb16_voc_inductive"``, see ``config.list_configs()``), a config
+        name: bundled config name (``"zegclip_vitb16_voc_inductive"``, see ``list_configs()``), a config
             JSON path, or a native checkpoint directory (``model.safetensors`` + ``config.json``).
         pretrained: None (random init; prompts/head always start at the official init), an open_clip tag of the
             config's CLIP model (e.g. ``"openai"``; downloaded by open_clip, needs network), or a local file:
@@ -41,28 +39,26 @@ def create_model(
             towers only. For official ZegCLIP checkpoints use ``load_official_zegclip``.
         overrides: config fields to replace (e.g. ``fix_double_class_embedding=True``, ``calibration_bias=0``).
     """
+    return registry.create_model(name, pretrained=pretrained, device=device, **overrides)
+
+
+def create_zegclip(
+    name: Union[str, os.PathLike, Dict[str, Any], Any] = "zegclip_vitb16_voc_inductive",
+    pretrained: Optional[str] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    **overrides,
+):
+    """The ZegCLIP family's factory (registry entry ``"zegclip"``); arguments as in :func:`create_model`."""
     from .convert import CONFIG_FILE, WEIGHTS_FILE, load_native
     from .weights import load_clip_weights
     from .zegclip import ZegCLIP
-    from .cliprc_config import is_cliprc_spec
 
-    if is_cliprc_spec(name):  # CLIP-RC configs ("family": "cliprc"), aliases and native checkpoints
-        from .cliprc import create_cliprc
-
-        return create_cliprc(name, pretrained=pretrained, device=device, **overrides)
-    from .training_free_config import training_free_config_path
-
-    if training_free_config_path(name) is not None:
-        # training-free MaskCLIP / SCLIP / ClearCLIP / NACLIP ("family": "training_free"; "sclip-vitb16" etc.)
-        from .training_free import create_training_free_model
-
-        return create_training_free_model(name, pretrained=pretrained, device=device, **overrides)
-    p = Path(str(name))
-    if p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
+    p = Path(str(name)) if isinstance(name, (str, os.PathLike)) else None
+    if p is not None and p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
         if pretrained is not None:
             raise ValueError(f"{p} is a native checkpoint that already holds weights; drop pretrained=")
         return load_native(p, device=device, **overrides)
-    config = load_config(name, **overrides)
+    config = load_zegclip_config(name, **overrides)
     model = ZegCLIP(config)
     if pretrained is not None:
         pp = Path(os.path.expanduser(str(pretrained)))

@@ -19,6 +19,7 @@
 Because the heads are averaged, ``mean_h(scale * q_h . k_h) = (scale / H) * (q . k)`` over the full width: the
 mask logits are a plain similarity ``(scale/H) * <Wq q + bq, Wk m + bk>`` (used by the native-op path).
 """
+
 from __future__ import annotations
 
 import copy
@@ -40,7 +41,7 @@ class CrossAttention(nn.Module):
             raise ValueError(f"dim {dim} not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
         self.q = nn.Linear(dim, dim, bias=True)
         self.k = nn.Linear(dim, dim, bias=True)
         self.v = nn.Linear(dim, dim, bias=True)

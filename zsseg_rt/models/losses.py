@@ -15,6 +15,7 @@
 ``mask_ignore=True``: ignore pixels are excluded — the focal term averages over valid pixels only (per map:
 sum over valid pixels / number of valid pixels, 0 when an image has none) and the dice sums skip them.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -34,7 +35,9 @@ __all__ = [
 ]
 
 
-def upsample_logits(logits: torch.Tensor, pred_size: Optional[Union[int, Tuple[int, int]]], label_size: Tuple[int, int]) -> torch.Tensor:
+def upsample_logits(
+    logits: torch.Tensor, pred_size: Optional[Union[int, Tuple[int, int]]], label_size: Tuple[int, int]
+) -> torch.Tensor:
     """Official two-step resize: head -> ``pred_size`` (512), criterion -> label size (identity when equal)."""
     x = logits
     if pred_size is not None:
@@ -73,7 +76,9 @@ def sigmoid_focal_loss(
     return per_map.sum() / num_masks
 
 
-def dice_loss(inputs: torch.Tensor, targets: torch.Tensor, num_masks: float, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+def dice_loss(
+    inputs: torch.Tensor, targets: torch.Tensor, num_masks: float, valid: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """``inputs`` logits / ``targets`` ``[M, P]``; +1 smoothing; summed over maps, / num_masks."""
     p = inputs.sigmoid()
     if valid is not None:
@@ -150,12 +155,26 @@ def zegclip_loss(
 class ZegCLIPLoss(torch.nn.Module):
     """Module wrapper configured from a ``ZegCLIPConfig``'s ``loss`` section."""
 
-    def __init__(self, pred_size=512, mask_weight=100.0, dice_weight=1.0, focal_alpha=0.25, focal_gamma=2.0,
-                 ignore_index=255, mask_ignore=False):
+    def __init__(
+        self,
+        pred_size=512,
+        mask_weight=100.0,
+        dice_weight=1.0,
+        focal_alpha=0.25,
+        focal_gamma=2.0,
+        ignore_index=255,
+        mask_ignore=False,
+    ):
         super().__init__()
-        self.kw = dict(pred_size=pred_size, mask_weight=mask_weight, dice_weight=dice_weight,
-                       focal_alpha=focal_alpha, focal_gamma=focal_gamma, ignore_index=ignore_index,
-                       mask_ignore=mask_ignore)
+        self.kw = dict(
+            pred_size=pred_size,
+            mask_weight=mask_weight,
+            dice_weight=dice_weight,
+            focal_alpha=focal_alpha,
+            focal_gamma=focal_gamma,
+            ignore_index=ignore_index,
+            mask_ignore=mask_ignore,
+        )
 
     @classmethod
     def from_config(cls, config, **overrides) -> "ZegCLIPLoss":
@@ -184,7 +203,9 @@ def remap_labels_inductive(labels: torch.Tensor, seen_classes: Sequence[int], ig
     return torch.where(out < 0, torch.full_like(out, ignore_index), out)
 
 
-def remap_labels_transductive(labels: torch.Tensor, seen_classes: Sequence[int], ignore_index: int = 255) -> torch.Tensor:
+def remap_labels_transductive(
+    labels: torch.Tensor, seen_classes: Sequence[int], ignore_index: int = 255
+) -> torch.Tensor:
     """Official ``_visiable_mask_st``: seen ids kept, unseen -> -1 (to be pseudo-labelled), 255 kept, and the
     ``*_st`` padding value 200 kept."""
     lut = _lut()

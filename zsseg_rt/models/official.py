@@ -15,6 +15,7 @@ dicts, lists, strings, numbers and tensors, which that accepts. If the file hold
 (e.g. NumPy scalars in ``meta``), loading is REFUSED with an explanation: arbitrary objects are never
 unpickled here. Re-save the trusted file's ``state_dict`` alone (see the error message) and import that.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,7 +26,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from .config import ZegCLIPConfig, load_config
+from .config import ZegCLIPConfig, load_zegclip_config
 from .weights import WeightsError, check_finite, describe_keys
 
 __all__ = ["load_official_zegclip", "OfficialImportReport", "official_to_native_key", "read_official_checkpoint"]
@@ -105,7 +106,7 @@ def read_official_checkpoint(path: Union[str, Path]) -> Tuple[Dict[str, torch.Te
         raise WeightsError(f"{path}: 'state_dict' is a {type(sd).__name__}, expected a dict of tensors")
     sd = {str(k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
     if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     if not sd:
         raise WeightsError(f"{path}: no tensors in the checkpoint's state_dict")
     meta = ck.get("meta", {}) if isinstance(ck.get("meta", {}), dict) else {}
@@ -169,11 +170,18 @@ def load_official_zegclip(
     inferred = config is None
     if inferred:
         config = _infer_config(sd, meta)
-    cfg = load_config(config, **overrides)
+    cfg = load_zegclip_config(config, **overrides)
     model = ZegCLIP(cfg)
     model, report = load_mapped_official(
-        model, sd, meta, official_to_native_key, source=str(path), family="official", inferred=inferred,
-        allow_missing_text_encoder=allow_missing_text_encoder, device=device,
+        model,
+        sd,
+        meta,
+        official_to_native_key,
+        source=str(path),
+        family="official",
+        inferred=inferred,
+        allow_missing_text_encoder=allow_missing_text_encoder,
+        device=device,
         hint="prompt tokens, image size, CLIP model",
     )
     return (model, report) if return_report else model

@@ -2,7 +2,7 @@
 
 Only the network call on each crop is torch; everything else (rescale, normalise, windows, calibration,
 merging, final resize + argmax) is the shared torch-free ``zsseg_rt.pipeline`` code also used by the runtime
-Engine, so both paths compute the official order of reference §9:
+Engine (through the one :class:`zsseg_rt.pipeline.Postprocessor`), so both paths compute the official order:
 
     rescale keep-ratio (short side 512) -> normalise (ImageNet mean/std) -> windows (crop 512, stride 426)
     -> per window: logits [C,h,w] -> bilinear to image_size (512) -> sigmoid -> minus bias on seen classes
@@ -12,20 +12,25 @@ Crops whose sides are not multiples of the patch size (only possible for images 
 floored to the patch multiple before the network, which is exactly what the official stride-p patch conv does
 (it ignores the trailing pixels); the scores are still resized to the full window size.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 
 from zsseg_rt.bundle.meta import normalize_class_name
-import torch
 
 __all__ = ["predict", "seen_class_bias"]
 
 
-def seen_class_bias(model, class_names: Sequence[str], seen_classes: Optional[Sequence[int]] = None,
-                    calibration_bias: Optional[float] = None) -> np.ndarray:
+def seen_class_bias(
+    model,
+    class_names: Sequence[str],
+    seen_classes: Optional[Sequence[int]] = None,
+    calibration_bias: Optional[float] = None,
+) -> np.ndarray:
     """``[C]`` float32: ``calibration_bias`` on seen classes, 0 elsewhere.
 
     ``seen_classes`` None: the config's seen classes, matched BY NAME against ``class_names`` (so a custom
@@ -51,8 +56,14 @@ def _group_windows(windows) -> List[List[int]]:
     groups: List[List[int]] = []
     for i, w in enumerate(windows):
         size = (w.y2 - w.y1, w.x2 - w.x1)
-        if groups and (windows[groups[-1][0]].y2 - windows[groups[-1][0]].y1,
-                       windows[groups[-1][0]].x2 - windows[groups[-1][0]].x1) == size:
+        if (
+            groups
+            and (
+                windows[groups[-1][0]].y2 - windows[groups[-1][0]].y1,
+                windows[groups[-1][0]].x2 - windows[groups[-1][0]].x1,
+            )
+            == size
+        ):
             groups[-1].append(i)
         else:
             groups.append([i])
@@ -89,7 +100,7 @@ def predict(
         rescale: apply the official keep-ratio test resize (``config.test_scale``) first.
     """
     from zsseg_rt.pipeline import preprocess as pre
-    from zsseg_rt.pipeline import postprocess as post
+    from zsseg_rt.pipeline.postprocessor import Postprocessor
 
     cfg = model.config
     if mode not in ("slide", "whole"):
@@ -102,7 +113,9 @@ def predict(
             names = list(cfg.class_names if class_names is None else class_names)
             text_t = model.text_embeddings(names, cfg.templates)
         else:
-            text_t = torch.as_tensor(np.asarray(text, dtype=np.float32) if isinstance(text, np.ndarray) else text).float()
+            text_t = torch.as_tensor(
+                np.asarray(text, dtype=np.float32) if isinstance(text, np.ndarray) else text
+            ).float()
             names = list(class_names) if class_names is not None else None
         model.check_text(text_t)
         if names is not None and len(names) != text_t.shape[0]:
@@ -110,8 +123,12 @@ def predict(
         if names is None and seen_classes is None:
             bias = np.zeros(text_t.shape[0], dtype=np.float32)
         else:
-            bias = seen_class_bias(model, names if names is not None else [str(i) for i in range(text_t.shape[0])],
-                                   seen_classes, calibration_bias)
+            bias = seen_class_bias(
+                model,
+                names if names is not None else [str(i) for i in range(text_t.shape[0])],
+                seen_classes,
+                calibration_bias,
+            )
         text_t = text_t.to(dev)
 
         rgb = pre.to_rgb_uint8(image, color_order)
@@ -124,11 +141,8 @@ def predict(
             windows = pre.sliding_windows(h, w, crop_size or cfg.crop_size, stride or cfg.stride)
         else:
             windows = [pre.Window(0, h, 0, w)]
-        head = (cfg.image_size, cfg.image_size)
         ph, pw = model.patch_size
-        scores: List[Optional[np.ndarray]] = [None] * len(windows)
-        raw: List[Optional[np.ndarray]] = [None] * len(windows)
-        full_size = all((win.y2 - win.y1, win.x2 - win.x1) == head for win in windows)
+        logits_rows: List[Optional[np.ndarray]] = [None] * len(windows)
         for group in _group_windows(windows):
             for s in range(0, len(group), max(1, int(window_batch))):
                 idx = group[s : s + max(1, int(window_batch))]
@@ -136,22 +150,16 @@ def predict(
                 wh, ww = win0.y2 - win0.y1, win0.x2 - win0.x1
                 fh, fw = wh // ph * ph, ww // pw * pw  # official conv floors to the patch grid
                 if fh == 0 or fw == 0:
-                    raise ValueError(
-                        f"window {wh}x{ww} is smaller than one patch ({ph}x{pw}); the image is too small"
-                    )
-                batch = np.stack([chw[:, win.y1 : win.y1 + fh, win.x1 : win.x1 + fw] for win in (windows[i] for i in idx)])
+                    raise ValueError(f"window {wh}x{ww} is smaller than one patch ({ph}x{pw}); the image is too small")
+                batch = np.stack(
+                    [chw[:, win.y1 : win.y1 + fh, win.x1 : win.x1 + fw] for win in (windows[i] for i in idx)]
+                )
                 logits = model(torch.from_numpy(batch).to(dev), text_t).float().cpu().numpy()
-                if full_size:  # every window at the head size: the fused exact op below takes the logits
-                    for j, i in enumerate(idx):
-                        raw[i] = logits[j : j + 1]
-                    continue
-                cal = post.calibrated_window_scores(logits, head, (wh, ww), bias)
                 for j, i in enumerate(idx):
-                    scores[i] = cal[j : j + 1]
-        if full_size:  # same results as the unfused order below, without its [C, H, W] buffers
-            return post.segment_windows_exact(np.concatenate(raw), windows, head, (h, w), tuple(orig_hw), bias)
-        merged = post.merge_windows(scores, windows, (h, w))
-        labels, best = post.finalize_scores(merged, tuple(orig_hw))
+                    logits_rows[i] = logits[j : j + 1]
+        # sliding windows all share one size (min(crop, side)), so the rows stack into [n, C, h, w]
+        postprocessor = Postprocessor.from_config(cfg, window_logits="fitted")
+        labels, best = postprocessor(np.concatenate(logits_rows), windows, (h, w), tuple(orig_hw), bias)
         return labels[0], best[0]
     finally:
         model.train(was_training)

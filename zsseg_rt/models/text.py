@@ -4,11 +4,12 @@ Class names -> one prompt per template -> CLIP text tower -> L2-normalise each p
 templates -> L2-normalise again (the official ``get_embedding.ipynb``; with one template this is plain
 normalisation). Output ``[C, D]`` float32.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zsseg_rt.assets import TEXT_EMBEDDINGS_DIR
+from zsseg_rt.pipeline.vocabulary import validate_class_names  # re-exported: the one vocabulary check
 
 __all__ = [
     "TextEncoder",
@@ -27,26 +29,6 @@ __all__ = [
 
 # The official precomputed embeddings shipped with the package (zsseg_rt/assets/text_embeddings).
 OFFICIAL_EMBEDDINGS_DIR = TEXT_EMBEDDINGS_DIR
-
-
-def validate_class_names(names: Sequence[str]) -> Tuple[str, ...]:
-    """Check a vocabulary: non-empty, strings, no blanks, no duplicates (case/space-insensitive)."""
-    if isinstance(names, str):
-        raise TypeError("class names must be a sequence of strings, not a single string")
-    names = tuple(names)
-    if len(names) == 0:
-        raise ValueError("the class-name list is empty: give at least one class name")
-    seen: Dict[str, int] = {}
-    for i, n in enumerate(names):
-        if not isinstance(n, str):
-            raise TypeError(f"class name #{i} is {type(n).__name__}, expected str")
-        key = " ".join(n.split()).lower()
-        if not key:
-            raise ValueError(f"class name #{i} is blank")
-        if key in seen:
-            raise ValueError(f"duplicate class name {n!r} (positions {seen[key]} and {i})")
-        seen[key] = i
-    return names
 
 
 class VocabularyCache:
@@ -164,9 +146,11 @@ class TextEncoder(nn.Module):
         emb = emb.mean(dim=1)
         return F.normalize(emb, dim=-1)
 
-    def encode(self, names: Sequence[str], templates: Sequence[str] = ("a photo of a {}",), use_cache: bool = True) -> torch.Tensor:
+    def encode(
+        self, names: Sequence[str], templates: Sequence[str] = ("a photo of a {}",), use_cache: bool = True
+    ) -> torch.Tensor:
         """Class names -> ``[C, D]`` float32 (normalise / average over templates / renormalise)."""
-        names = validate_class_names(names)
+        names = tuple(validate_class_names(names))
         if isinstance(templates, str):
             templates = [templates]
         templates = tuple(templates)

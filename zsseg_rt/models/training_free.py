@@ -16,6 +16,7 @@ Dense patch features are ``normalize(ln_post(x'_patches) @ proj)``; mask logits 
 Post-processing (``zsseg_rt.pipeline.postprocess.softmax_segment``): average window logits, resize to the image,
 softmax over classes, argmax; optional background threshold (max probability below it -> class 0).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -73,8 +74,13 @@ def resize_positional_embedding(pos: torch.Tensor, grid: Tuple[int, int], mode: 
         return pos
     spatial = pos[1:].reshape(1, g, g, width).permute(0, 3, 1, 2).float()
     if mode == "dino":
-        spatial = F.interpolate(spatial, scale_factor=((h + 0.1) / g, (w + 0.1) / g), mode="bicubic",
-                                align_corners=False, recompute_scale_factor=False)
+        spatial = F.interpolate(
+            spatial,
+            scale_factor=((h + 0.1) / g, (w + 0.1) / g),
+            mode="bicubic",
+            align_corners=False,
+            recompute_scale_factor=False,
+        )
     elif mode == "size":
         spatial = F.interpolate(spatial, size=(h, w), mode="bicubic", align_corners=False)
     else:
@@ -123,8 +129,9 @@ class DenseLastBlock(nn.Module):
         self._bias_cache: Dict[Tuple[int, int], np.ndarray] = {}
 
     def extra_repr(self) -> str:
-        return (f"attention={self.attention!r}, residual={self.residual}, ffn={self.ffn}, "
-                f"gaussian_std={self.gaussian_std}")
+        return (
+            f"attention={self.attention!r}, residual={self.residual}, ffn={self.ffn}, gaussian_std={self.gaussian_std}"
+        )
 
     def neighbourhood_bias(self, grid: Tuple[int, int], num_tokens: int) -> Optional[np.ndarray]:
         if self.gaussian_std is None:
@@ -145,12 +152,14 @@ class DenseLastBlock(nn.Module):
         y = block.ln_1(x)
         qkv = F.linear(y, attn.in_proj_weight, attn.in_proj_bias)
         q, k, v = (t.reshape(b, length, heads, head_dim).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
-        scale = head_dim ** -0.5
+        scale = head_dim**-0.5
         if self.attention == "identity":
             out = v
         elif self.attention == "qq+kk":
-            out = (torch.softmax((q @ q.transpose(-2, -1)) * scale, dim=-1)
-                   + torch.softmax((k @ k.transpose(-2, -1)) * scale, dim=-1)) @ v
+            out = (
+                torch.softmax((q @ q.transpose(-2, -1)) * scale, dim=-1)
+                + torch.softmax((k @ k.transpose(-2, -1)) * scale, dim=-1)
+            ) @ v
         elif self.attention == "qq":
             out = torch.softmax((q @ q.transpose(-2, -1)) * scale, dim=-1) @ v
         else:
@@ -195,7 +204,9 @@ class TrainingFreeSegmenter(nn.Module):
         self.visual = visual
         self.text_encoder = TextEncoder(clip, _make_tokenizer(config, int(clip.positional_embedding.shape[0])))
         self.dense_block = DenseLastBlock(
-            config.resolved("attention"), config.resolved("residual"), config.resolved("ffn"),
+            config.resolved("attention"),
+            config.resolved("residual"),
+            config.resolved("ffn"),
             config.resolved("gaussian_std"),
         )
         self.use_native_ops = False
@@ -282,7 +293,7 @@ class TrainingFreeSegmenter(nn.Module):
             for blk in blocks[:-1]:
                 x = blk(x) if batch_first else blk(x.transpose(0, 1)).transpose(0, 1)
         x = self.dense_block(blocks[-1], x, (h, w))
-        x = v.ln_post(x[:, -(h * w):]) @ v.proj
+        x = v.ln_post(x[:, -(h * w) :]) @ v.proj
         return F.normalize(x, dim=-1), (h, w)
 
     def export_encode_image(self, image: torch.Tensor) -> Tuple[torch.Tensor]:
@@ -325,8 +336,9 @@ class TrainingFreeSegmenter(nn.Module):
         return self.decode(text, patches, grid)
 
     # ------------------------------------------------------------------ text
-    def text_embeddings(self, class_names: Optional[Sequence[str]] = None,
-                        templates: Optional[Sequence[str]] = None) -> torch.Tensor:
+    def text_embeddings(
+        self, class_names: Optional[Sequence[str]] = None, templates: Optional[Sequence[str]] = None
+    ) -> torch.Tensor:
         """Prompt-ensembled text embeddings ``[C, D]`` float32 (cached per ``(names, templates)``)."""
         names = list(self.config.class_names if class_names is None else class_names)
         validate_class_names(names)
@@ -342,14 +354,22 @@ def load_stock_clip_weights(model: TrainingFreeSegmenter, pretrained: str) -> Di
     """Load stock CLIP weights (open_clip tag, OpenAI JIT archive, open_clip state dict or safetensors; see
     ``weights.py``) into ``model``. The positional table is resized to the model grid the method's way."""
     from .weights import (
-        _CLIP_UNUSED, HOW_TO_GET_WEIGHTS, WeightsError, _normalise_clip_keys, _resolve_pretrained, check_finite,
-        describe_keys, read_state_dict,
+        _CLIP_UNUSED,
+        HOW_TO_GET_WEIGHTS,
+        WeightsError,
+        _normalise_clip_keys,
+        _resolve_pretrained,
+        check_finite,
+        describe_keys,
+        read_state_dict,
     )
 
     path, tag_cfg = _resolve_pretrained(pretrained, model.config.clip_model)
     if tag_cfg is not None and bool(tag_cfg.get("quick_gelu", False)) != bool(model.config.quick_gelu):
-        warnings.warn(f"open_clip tag {pretrained!r} expects quick_gelu={bool(tag_cfg.get('quick_gelu', False))} but "
-                      f"the config says quick_gelu={model.config.quick_gelu}; pass quick_gelu= to create_model")
+        warnings.warn(
+            f"open_clip tag {pretrained!r} expects quick_gelu={bool(tag_cfg.get('quick_gelu', False))} but "
+            f"the config says quick_gelu={model.config.quick_gelu}; pass quick_gelu= to create_model"
+        )
     sd = _normalise_clip_keys(dict(read_state_dict(path)))
     target = model.state_dict()
     out, unexpected = {}, []
@@ -366,13 +386,22 @@ def load_stock_clip_weights(model: TrainingFreeSegmenter, pretrained: str) -> Di
     if resizable and out[pk].shape != target[pk].shape:
         out[pk] = resize_positional_embedding(out[pk].float(), model.grid, model.config.resolved("pos_resize"))
     missing = [k for k in target if k not in out]
-    mismatched = [f"{k}: file {tuple(out[k].shape)} vs model {tuple(target[k].shape)}"
-                  for k in out if tuple(out[k].shape) != tuple(target[k].shape)]
+    mismatched = [
+        f"{k}: file {tuple(out[k].shape)} vs model {tuple(target[k].shape)}"
+        for k in out
+        if tuple(out[k].shape) != tuple(target[k].shape)
+    ]
     if missing or unexpected or mismatched:
-        parts = [describe_keys("missing", [m.replace("text_encoder.", "") for m in missing]),
-                 describe_keys("unexpected", unexpected), describe_keys("shape-mismatched", mismatched, first=3)]
-        raise WeightsError(f"{path}: CLIP weights do not fit {model.config.clip_model!r} ({model.config.name}): "
-                           + "; ".join(p for p in parts if p) + f". {HOW_TO_GET_WEIGHTS}")
+        parts = [
+            describe_keys("missing", [m.replace("text_encoder.", "") for m in missing]),
+            describe_keys("unexpected", unexpected),
+            describe_keys("shape-mismatched", mismatched, first=3),
+        ]
+        raise WeightsError(
+            f"{path}: CLIP weights do not fit {model.config.clip_model!r} ({model.config.name}): "
+            + "; ".join(p for p in parts if p)
+            + f". {HOW_TO_GET_WEIGHTS}"
+        )
     check_finite(out, str(path))
     model.load_state_dict({k: v.to(target[k].dtype) for k, v in out.items()}, strict=True)
     model.text_encoder.cache.clear()

@@ -15,6 +15,7 @@ clearclip ``softmax(qq^T s)``                   no / no      slide 448/224, shor
 naclip   ``softmax(kk^T s + Omega)`` (Gaussian) no / no      slide 224/112, short side 336, logit scale 40
 ======== ====================================== ============ =================================================
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,7 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from .config import CONFIG_DIR, VOCAB_DIR, _deep_merge, check_known_keys, load_class_names, load_templates
+from .config import (
+    CONFIG_DIR,
+    VOCAB_DIR,
+    BaseModelConfig,
+    _deep_merge,
+    check_known_keys,
+    load_class_names,
+    load_templates,
+)
 
 __all__ = [
     "TrainingFreeConfig",
@@ -59,7 +68,7 @@ def load_training_free_templates(ref: Union[str, Sequence[str]]) -> List[str]:
 
 
 @dataclass
-class TrainingFreeConfig:
+class TrainingFreeConfig(BaseModelConfig):
     """Everything that defines a training-free segmenter and its inference settings.
 
     ``image_size`` is the image-encoder input (= the sliding-window crop); the stock positional table is resized
@@ -71,9 +80,6 @@ class TrainingFreeConfig:
     name: str = "sclip_vitb16"
     family: str = FAMILY
     method: str = "sclip"
-    clip_model: str = "ViT-B-16"
-    clip_cfg: Dict[str, Any] = field(default_factory=dict)
-    quick_gelu: bool = True
     image_size: int = 224
     crop_size: int = 224
     stride: int = 112
@@ -86,42 +92,15 @@ class TrainingFreeConfig:
     ffn: Optional[bool] = None
     gaussian_std: Optional[float] = None
     pos_resize: Optional[str] = None  # "dino": bicubic, scale (g+0.1)/g0 (SCLIP family); "size": bicubic to size
-    dataset: str = "voc20"
-    class_names: List[str] = field(default_factory=list)
     templates: List[str] = field(default_factory=lambda: ["a photo of a {}."])
     mean: List[float] = field(default_factory=lambda: [122.771, 116.746, 104.094])
     std: List[float] = field(default_factory=lambda: [68.501, 66.632, 70.323])
     calibration_bias: float = 0.0  # ZegCLIP's seen-class calibration never applies here; kept for the bundle
-    seen_classes: List[int] = field(default_factory=list)
-    source: str = ""
 
     # ------------------------------------------------------------------ derived
     def resolved(self, key: str):
         value = getattr(self, key)
         return METHODS[self.method][key] if value is None else value
-
-    def open_clip_cfg(self) -> Dict[str, Any]:
-        import open_clip
-
-        base = open_clip.get_model_config(self.clip_model)
-        if base is None:
-            raise ValueError(f"unknown open_clip model config {self.clip_model!r}; see open_clip.list_models()")
-        cfg = _deep_merge(base, self.clip_cfg or {})
-        cfg["vision_cfg"] = dict(cfg["vision_cfg"], image_size=int(self.image_size))
-        return cfg
-
-    @property
-    def patch_size(self) -> int:
-        p = self.open_clip_cfg()["vision_cfg"].get("patch_size", 16)
-        return int(p[0] if isinstance(p, (list, tuple)) else p)
-
-    @property
-    def embed_dim(self) -> int:
-        return int(self.open_clip_cfg()["embed_dim"])
-
-    @property
-    def grid_size(self) -> int:
-        return self.image_size // self.patch_size
 
     @property
     def test_scale(self) -> List[int]:
@@ -130,8 +109,7 @@ class TrainingFreeConfig:
 
     # ------------------------------------------------------------------ validation / io
     def validate(self) -> "TrainingFreeConfig":
-        if self.family != FAMILY:
-            raise ValueError(f"family must be {FAMILY!r}, got {self.family!r}")
+        self.check_family()
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
         if self.resolved("attention") not in ATTENTION_MODES:
@@ -207,7 +185,7 @@ def load_training_free_config(
         if path is None:
             bundled = sorted(p.stem for p in CONFIG_DIR.glob("*.json") if training_free_config_path(p) is not None)
             raise FileNotFoundError(
-                f"{str(name_or_path)!r} is not a training-free config (JSON with \"family\": \"{FAMILY}\"); "
+                f'{str(name_or_path)!r} is not a training-free config (JSON with "family": "{FAMILY}"); '
                 f"bundled: {bundled}"
             )
         with open(path, "r", encoding="utf-8") as handle:

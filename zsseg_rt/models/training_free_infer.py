@@ -10,6 +10,7 @@ Differences from the official code, all shared with the Engine: windows smaller 
 is below the crop) are zero-padded bottom/right to the crop and the padded logits dropped (SCLIP runs the small
 crop as is; ClearCLIP pads centred); synonyms per class (``"sky, wall, ..."`` lines) are not supported.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple

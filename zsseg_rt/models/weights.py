@@ -6,6 +6,7 @@ and ``.safetensors`` through safetensors. TorchScript archives (the format of Op
 one of OpenAI's published CLIP releases (its sha256 is in open_clip's download URLs) or when the caller trusts it
 explicitly (``trust_torchscript=True`` or ``ZSSEG_TRUST_TORCHSCRIPT=1``).
 """
+
 from __future__ import annotations
 
 import os
@@ -52,7 +53,11 @@ def describe_keys(label: str, keys: Iterable[str], first: int = 5) -> str:
 
 
 def check_finite(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = [
+        k
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()
+    ]
     if bad:
         raise WeightsError(f"{source}: weights contain NaN or inf in {describe_keys('tensor', bad)}")
 
@@ -79,7 +84,7 @@ def _unwrap(obj, source: str) -> Dict[str, torch.Tensor]:
         if not out:
             raise WeightsError(f"{source}: no tensors found (top-level keys: {sorted(map(str, obj))[:8]})")
         if all(k.startswith("module.") for k in out):
-            out = {k[len("module."):]: v for k, v in out.items()}
+            out = {k[len("module.") :]: v for k, v in out.items()}
         return out
     raise WeightsError(f"{source}: expected a state dict, got {type(obj).__name__}")
 
@@ -159,13 +164,15 @@ def _normalise_clip_keys(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]
     """open_clip 'custom text' layout (``text.*``) -> OpenAI layout; strip a ``clip.``/``model.`` prefix."""
     for prefix in ("clip.", "model."):
         if sd and all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
+            sd = {k[len(prefix) :]: v for k, v in sd.items()}
     if any(k.startswith("text.") for k in sd):
-        sd = {(k[len("text."):] if k.startswith("text.") else k): v for k, v in sd.items()}
+        sd = {(k[len("text.") :] if k.startswith("text.") else k): v for k, v in sd.items()}
     return sd
 
 
-def clip_state_dict_to_zegclip(sd: Dict[str, torch.Tensor], model, source: str = "checkpoint") -> Dict[str, torch.Tensor]:
+def clip_state_dict_to_zegclip(
+    sd: Dict[str, torch.Tensor], model, source: str = "checkpoint"
+) -> Dict[str, torch.Tensor]:
     """Map CLIP keys onto ZegCLIP's frozen towers (``visual.*`` -> ``backbone.*``, text -> ``text_encoder.*``),
     resizing the positional table the official way (bilinear, align_corners=False) to the training grid.
 
@@ -181,7 +188,7 @@ def clip_state_dict_to_zegclip(sd: Dict[str, torch.Tensor], model, source: str =
         if k in _CLIP_UNUSED:
             continue
         if k.startswith("visual."):
-            nk = "backbone." + k[len("visual."):]
+            nk = "backbone." + k[len("visual.") :]
         else:
             nk = "text_encoder." + k
         if nk not in target or "prompt" in nk:
@@ -189,9 +196,14 @@ def clip_state_dict_to_zegclip(sd: Dict[str, torch.Tensor], model, source: str =
             continue
         out[nk] = v
     pk = "backbone.positional_embedding"
-    if pk in out and out[pk].shape != target[pk].shape and out[pk].dim() == 2 and out[pk].shape[1] == target[pk].shape[1]:
+    if (
+        pk in out
+        and out[pk].shape != target[pk].shape
+        and out[pk].dim() == 2
+        and out[pk].shape[1] == target[pk].shape[1]
+    ):
         out[pk] = resize_pos_embed_official(out[pk].float(), model.backbone.grid)
-    expected = [k for k in target if not model.is_trainable_name(k)]
+    expected = [k for k in target if model.is_clip_weight(k)]
     missing = [k for k in expected if k not in out]
     mismatched = [
         f"{k}: file {tuple(out[k].shape)} vs model {tuple(target[k].shape)}"

@@ -8,6 +8,7 @@ Input rule: ``encode_image`` requires ``H`` and ``W`` to be positive multiples o
 ``ValueError`` otherwise (the official conv silently floors; ``predict`` reproduces that flooring explicitly by
 dropping the trailing rows/columns of a crop that is not a multiple of the patch size).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .backbone import PromptedVisionTransformer
-from .config import ZegCLIPConfig, load_config
+from .config import ZegCLIPConfig, load_zegclip_config
 from .head import ZegCLIPHead
 from .text import TextEncoder, validate_class_names
 
@@ -28,7 +29,6 @@ __all__ = ["ZegCLIP", "build_clip"]
 
 def build_clip(config: ZegCLIPConfig) -> nn.Module:
     """Build an (untrained) open_clip CLIP with the config's towers at the config's image size."""
-    import open_clip
     from open_clip.model import CLIP
 
     cfg = config.open_clip_cfg()
@@ -52,27 +52,36 @@ class ZegCLIP(nn.Module):
 
     def __init__(self, config: Union[ZegCLIPConfig, str, dict], device: Optional[Union[str, torch.device]] = None):
         super().__init__()
-        if not isinstance(config, ZegCLIPConfig):
-            config = load_config(config)
-        self.config = config.validate()
+        self.config = self._coerce_config(config).validate()
+        config = self.config
         ctx = torch.device(device) if device is not None else contextlib.nullcontext()
         with ctx:
             clip = build_clip(config)
-            self.backbone = PromptedVisionTransformer(
-                clip.visual,
-                num_tokens=config.num_prompt_tokens,
-                deep_layers=config.num_deep_prompt_layers,
-                prompt_dropout=config.prompt_dropout,
-                fix_double_class_embedding=config.fix_double_class_embedding,
-            )
+            self.backbone = self._make_backbone(config, clip.visual)
             tokenizer = _make_tokenizer(config, int(clip.positional_embedding.shape[0]))
             self.text_encoder = TextEncoder(clip, tokenizer)
             self.decode_head = self._make_head(config, config.embed_dim)
         self.use_native_ops = False
         self.freeze()
 
+    # ------------------------------------------------------------------ construction hooks (subclasses override)
+    @classmethod
+    def _coerce_config(cls, config: Union[ZegCLIPConfig, str, dict]) -> ZegCLIPConfig:
+        """The family's config object from a config, name, path or dict."""
+        return config if isinstance(config, ZegCLIPConfig) else load_zegclip_config(config)
+
     @staticmethod
-    def _make_head(config: ZegCLIPConfig, dim: int) -> ZegCLIPHead:
+    def _make_backbone(config: ZegCLIPConfig, visual: nn.Module) -> nn.Module:
+        return PromptedVisionTransformer(
+            visual,
+            num_tokens=config.num_prompt_tokens,
+            deep_layers=config.num_deep_prompt_layers,
+            prompt_dropout=config.prompt_dropout,
+            fix_double_class_embedding=config.fix_double_class_embedding,
+        )
+
+    @staticmethod
+    def _make_head(config: ZegCLIPConfig, dim: int) -> nn.Module:
         return ZegCLIPHead(
             dim=dim,
             num_layers=config.decoder_layers,
@@ -89,6 +98,10 @@ class ZegCLIP(nn.Module):
         if name.startswith("decode_head."):
             return True
         return name.startswith("backbone.") and "prompt" in name
+
+    def is_clip_weight(self, name: str) -> bool:
+        """True for parameters/buffers that come from a CLIP checkpoint (``weights.load_clip_weights``)."""
+        return not self.is_trainable_name(name)
 
     def freeze(self) -> "ZegCLIP":
         """Freeze the CLIP towers (text and image); only prompt params and the head stay trainable."""

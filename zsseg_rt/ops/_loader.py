@@ -1,4 +1,5 @@
 """Loads the native module once and says whether CUDA can be used."""
+
 from __future__ import annotations
 
 import functools
@@ -8,7 +9,7 @@ import functools
 def native_module():
     """Return ``zsseg_rt._C`` or raise ImportError with what to do."""
     try:
-        from zsseg_rt import _C  # noqa: WPS433
+        from zsseg_rt import _C
     except ImportError as exc:  # pragma: no cover - only when the package was not built
         raise ImportError(
             "zsseg_rt._C (the native ops) is not built. Install the package with `pip install .` "

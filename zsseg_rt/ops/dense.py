@@ -8,27 +8,15 @@ copy) and on CUDA for device arrays (torch / CuPy / ``DeviceArray``, float32 or 
 CUDA calls enqueue their kernels on ``stream`` (an integer ``cudaStream_t``; 0 = the default stream) and return
 without synchronising; the returned ``DeviceArray`` carries that stream to its consumers.
 """
+
 from __future__ import annotations
 
-import sys
 from typing import Any, Optional
 
+from ._arrays import as_native_array as _as_native_array
 from ._loader import native_module
 
 __all__ = ["similarity", "relation_descriptor"]
-
-
-def _as_native_array(value: Any) -> Any:
-    """Torch CPU tensors become NumPy views (zero-copy); everything else is passed through unchanged.
-
-    torch is never imported here: a runtime without torch must keep working.
-    """
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor) and value.device.type == "cpu":
-        import numpy as np
-
-        return np.asarray(value.detach() if value.requires_grad else value)
-    return value
 
 
 def similarity(patches: Any, text: Any, normalize: bool = False, scale: float = 1.0, stream: int = 0) -> Any:

@@ -1,7 +1,8 @@
 """Image pre-processing op: uint8 frame -> the engine's normalised window batch, in one native pass."""
+
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 from ._loader import native_module
 
@@ -44,6 +45,14 @@ def preprocess(
         ``[n, 3, S, S]``: a NumPy array (CPU), a ``DeviceArray`` (CUDA), or ``out``.
     """
     return native_module().preprocess(
-        image, tuple(scaled_size), [tuple(w) for w in windows], int(crop), tuple(mean), tuple(std),
-        color_order=color_order, dtype=dtype, out=out, stream=stream,
+        image,
+        tuple(scaled_size),
+        [tuple(w) for w in windows],
+        int(crop),
+        tuple(mean),
+        tuple(std),
+        color_order=color_order,
+        dtype=dtype,
+        out=out,
+        stream=stream,
     )

@@ -6,27 +6,15 @@ already imported) and CUDA device arrays (torch / CuPy / ``DeviceArray``, float3
 module; the messages name the argument, what was expected and what was given. The NumPy specification of both
 ops is :mod:`zsseg_rt.ops.reference`.
 """
+
 from __future__ import annotations
 
-import sys
 from typing import Any, Optional, Sequence, Tuple
 
-import numpy as np
-
+from ._arrays import as_native_array as _as_native_input
 from ._loader import native_module
 
 __all__ = ["upsample", "segment"]
-
-
-def _as_native_input(x: Any) -> Any:
-    """A torch CPU tensor becomes a NumPy view; everything else is passed through unchanged.
-
-    torch is never imported here: a tensor can only exist if the caller already imported it.
-    """
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(x, torch.Tensor) and x.device.type == "cpu":
-        return np.asarray(x.detach())
-    return x
 
 
 def upsample(
@@ -111,4 +99,3 @@ def segment(
         crop=crop,
         stream=stream,
     )
-

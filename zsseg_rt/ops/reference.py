@@ -15,6 +15,7 @@ Semantics shared with the kernels:
 * ``argmax`` follows ``torch.argmax``: ties resolve to the lowest class index, and a NaN wins over any number
   (the first NaN, if there are several).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
@@ -194,6 +195,7 @@ def segment(
 
 # ---- preprocess ------------------------------------------------------------------------------------------------
 
+
 def _linear_u8_taps(in_size: int, out_size: int, clamp_weights: bool):
     """OpenCV INTER_LINEAR uint8 taps: indices and 11-bit weights (columns clamp the weights, rows do not)."""
     scale = 1.0 / (out_size / in_size)
@@ -239,8 +241,9 @@ def preprocess(
     else:
         rgb = image[:, :, :3][:, :, ::-1] if color_order == "bgr" else image[:, :, :3]
     scaled = resize_u8_linear(np.ascontiguousarray(rgb), int(scaled_size[0]), int(scaled_size[1]))
-    chw = (np.transpose(scaled, (2, 0, 1)).astype(np.float32) - np.asarray(mean, np.float32).reshape(3, 1, 1)) \
-        / np.asarray(std, np.float32).reshape(3, 1, 1)
+    chw = (
+        np.transpose(scaled, (2, 0, 1)).astype(np.float32) - np.asarray(mean, np.float32).reshape(3, 1, 1)
+    ) / np.asarray(std, np.float32).reshape(3, 1, 1)
     out = np.zeros((len(windows), 3, crop, crop), dtype=np.float32)
     for k, (y1, y2, x1, x2) in enumerate(windows):
         out[k, :, : y2 - y1, : x2 - x1] = chw[:, y1:y2, x1:x2]
@@ -248,6 +251,7 @@ def preprocess(
 
 
 # ---- segment_windows ---------------------------------------------------------------------------------------
+
 
 def segment_windows(
     logits: np.ndarray,

@@ -1,4 +1,5 @@
 """The official exact multi-window post-processing as one native op (no [C, H, W] buffer of any size)."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence, Tuple
@@ -42,6 +43,12 @@ def segment_windows(
         ``(labels [H, W] int32, scores [H, W] float32)``: NumPy arrays, or ``DeviceArray`` for CUDA inputs.
     """
     return native_module().segment_windows(
-        _as_native_input(logits), windows.tolist() if hasattr(windows, "tolist") else windows, head_size, scaled_size,
-        output_size, class_bias=_as_native_input(class_bias), sigmoid=bool(sigmoid), stream=stream,
+        _as_native_input(logits),
+        windows.tolist() if hasattr(windows, "tolist") else windows,
+        head_size,
+        scaled_size,
+        output_size,
+        class_bias=_as_native_input(class_bias),
+        sigmoid=bool(sigmoid),
+        stream=stream,
     )

@@ -1,10 +1,13 @@
 """Pre- and post-processing shared by every model path and runtime backend (NumPy + OpenCV + ``_C``; no torch).
 
-The official ZegCLIP test-time order (reference §9) is implemented here once:
+The official ZegCLIP test-time order is implemented here once (:class:`Postprocessor` owns the window loop):
 rescale (keep ratio, short side 512) -> normalise -> 512x512 windows with stride 426 -> per window: logits
 [C,h,w] -> bilinear to the head size -> sigmoid -> minus calibration bias -> average overlapping windows ->
 bilinear to the original size -> argmax.
 """
+
+from .postprocess import calibrated_window_scores, finalize_scores, merge_windows, segment_fast, segment_windows_exact
+from .postprocessor import Postprocessor
 from .preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -15,7 +18,7 @@ from .preprocess import (
     sliding_windows,
     to_rgb_uint8,
 )
-from .postprocess import calibrated_window_scores, finalize_scores, merge_windows, segment_fast, segment_windows_exact
+from .vocabulary import validate_class_names
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -30,5 +33,7 @@ __all__ = [
     "merge_windows",
     "finalize_scores",
     "segment_fast",
+    "validate_class_names",
+    "Postprocessor",
     "segment_windows_exact",
 ]

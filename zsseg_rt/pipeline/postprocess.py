@@ -1,4 +1,5 @@
 """Score calibration, window merging and the final argmax, on top of the native ops (no torch)."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
@@ -47,9 +48,7 @@ def calibrated_window_scores(
     return scores
 
 
-def merge_windows(
-    window_scores: Sequence[np.ndarray], windows: Sequence[Window], size: Tuple[int, int]
-) -> np.ndarray:
+def merge_windows(window_scores: Sequence[np.ndarray], windows: Sequence[Window], size: Tuple[int, int]) -> np.ndarray:
     """Average overlapping window scores into one ``[B, C, H, W]`` map (mmseg ``slide_inference``)."""
     if len(window_scores) != len(windows) or not windows:
         raise ValueError(f"need one score map per window, got {len(window_scores)} maps for {len(windows)} windows")
@@ -93,8 +92,15 @@ def segment_windows_exact(
     """
     logits = _check_logits(logits)
     bias = None if class_bias is None else np.ascontiguousarray(class_bias, dtype=np.float32).reshape(-1)
-    return ops.segment_windows(logits, [tuple(w) for w in windows], tuple(head_size), tuple(scaled_size),
-                               tuple(output_size), class_bias=bias, sigmoid=True)
+    return ops.segment_windows(
+        logits,
+        [tuple(w) for w in windows],
+        tuple(head_size),
+        tuple(scaled_size),
+        tuple(output_size),
+        class_bias=bias,
+        sigmoid=True,
+    )
 
 
 def segment_fast(
@@ -198,7 +204,7 @@ def softmax_segment(
     bias = None if class_bias is None else np.asarray(class_bias, dtype=np.float32).reshape(-1)
     if bias is not None and not bias.any():
         bias = None
-    size = tuple(int(s) for s in size)
+    size = (int(size[0]), int(size[1]))
     if bias is None and area_threshold is None:
         labels, top = ops.segment(logits, size, None, sigmoid=False)
         denom = np.zeros_like(top)

@@ -1,4 +1,5 @@
 """Image pre-processing identical to the official ZegCLIP/mmseg test pipeline, without torch."""
+
 from __future__ import annotations
 
 from typing import List, NamedTuple, Optional, Sequence, Tuple
@@ -26,7 +27,7 @@ class Window(NamedTuple):
 
 def _cv2():
     try:
-        import cv2  # noqa: WPS433
+        import cv2
     except ImportError as exc:  # pragma: no cover
         raise ImportError("OpenCV is required for image resizing: pip install opencv-python-headless") from exc
     return cv2
@@ -83,6 +84,8 @@ def rescaled_size(height: int, width: int, scale: Sequence[Optional[int]] = (Non
         ``(new_height, new_width)``.
     """
     long_max, short = scale[0], scale[1]
+    if short is None:
+        raise ValueError(f"scale must be (long_max or None, short), got {tuple(scale)}")
     factor = short / min(height, width)
     if long_max:
         long_max, short = max(long_max, short), min(long_max, short)

@@ -1,4 +1,5 @@
 """Run-time inference (no torch needed for the ONNX Runtime and TensorRT backends)."""
+
 from .engine import Engine, validate_class_names
 from .result import SegmentationResult, palette
 

@@ -3,10 +3,11 @@
 Each backend exposes ``encode_image``, ``head`` and ``encode_text`` on NumPy arrays. Only the torch backend
 imports torch, and only when it is chosen.
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class Backend:
 
 def _ort():
     try:
-        import onnxruntime  # noqa: WPS433
+        import onnxruntime
     except ImportError as exc:
         raise ImportError("the onnxruntime backend needs onnxruntime: pip install onnxruntime") from exc
     return onnxruntime
@@ -69,15 +70,17 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
-        # ONNX Runtime's idle worker threads spin by default; on small CPUs (2-core VMs, Jetson) they then steal the
+        # ONNX Runtime's idle worker threads spin by default; on small CPUs (Jetson, small VMs) they then steal the
         # cores the native post-processing (OpenMP) runs on next: measured 4-30x slower post-processing here.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         providers = ort_providers(device)
         self.providers = providers
         self._io = meta.io
-        self._sessions = {role: ort.InferenceSession(meta.file(name), options, providers=providers)
-                          for role, name in GRAPH_FILES.items()}
+        self._sessions = {
+            role: ort.InferenceSession(meta.file(name), options, providers=providers)
+            for role, name in GRAPH_FILES.items()
+        }
 
     def encode_image(self, images):
         names = self._io["image"]["outputs"]
@@ -100,10 +103,10 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, meta: BundleMeta, precision: str = "fp16"):
-        from zsseg_rt.export import tensorrt as trt_build  # noqa: WPS433  (imports tensorrt lazily)
+        from zsseg_rt.runtime import tensorrt as trt_run  # imports tensorrt itself lazily
 
-        paths = trt_build.find_engines(meta.path, precision=precision)
-        self._runners: Dict[str, object] = {key: trt_build.TensorRTRunner(path) for key, path in paths.items()}
+        paths = trt_run.find_engines(meta.path, precision=precision)
+        self._runners: Dict[str, Any] = {key: trt_run.TensorRTRunner(path) for key, path in paths.items()}
         self._io = meta.io
         self._lock = threading.Lock()
 
@@ -145,8 +148,12 @@ class TensorRTBackend(Backend):
     def encode_text(self, tokens):
         tokens = np.ascontiguousarray(tokens, dtype=np.int32)
         step = self._limit("text", Names.TOKENS)
-        return np.concatenate([self._run("text", {Names.TOKENS: tokens[i : i + step]}, self._io["text"]["outputs"])[0]
-                               for i in range(0, len(tokens), step)])
+        return np.concatenate(
+            [
+                self._run("text", {Names.TOKENS: tokens[i : i + step]}, self._io["text"]["outputs"])[0]
+                for i in range(0, len(tokens), step)
+            ]
+        )
 
 
 class TorchBackend(Backend):
@@ -155,9 +162,9 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, meta: BundleMeta, device: str = "auto", model=None):
-        import torch  # noqa: WPS433
+        import torch
 
-        from zsseg_rt.export.graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph  # noqa: WPS433
+        from zsseg_rt.export.graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph
 
         if model is None:
             model = _load_source_model(meta)
@@ -208,9 +215,9 @@ class TorchBackend(Backend):
 
 
 def _load_source_model(meta: BundleMeta):
-    import os  # noqa: WPS433
+    import os
 
-    from zsseg_rt.models import load_native  # noqa: WPS433
+    from zsseg_rt.models import load_native
 
     source = meta.raw.get("source_checkpoint")
     if not source or not os.path.exists(source):

@@ -5,6 +5,7 @@ place; the TensorRT executor binds them as engine inputs/outputs.
 
 Written against the CUDA driver API and TensorRT 10; never run in this project's CI (no GPU there).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -14,8 +15,12 @@ import numpy as np
 
 from .device_pipeline import Executor, Memory
 
-_TYPESTR = {np.dtype(np.float32): "<f4", np.dtype(np.float16): "<f2", np.dtype(np.int32): "<i4",
-            np.dtype(np.uint8): "|u1"}
+_TYPESTR = {
+    np.dtype(np.float32): "<f4",
+    np.dtype(np.float16): "<f2",
+    np.dtype(np.int32): "<i4",
+    np.dtype(np.uint8): "|u1",
+}
 
 
 class CudaBuffer:
@@ -33,8 +38,14 @@ class CudaBuffer:
 
     @property
     def __cuda_array_interface__(self):
-        return {"shape": self.shape, "typestr": _TYPESTR[self.dtype], "data": (self.pointer, False), "version": 3,
-                "strides": None, "stream": self.stream or None}
+        return {
+            "shape": self.shape,
+            "typestr": _TYPESTR[self.dtype],
+            "data": (self.pointer, False),
+            "version": 3,
+            "strides": None,
+            "stream": self.stream or None,
+        }
 
     def __getitem__(self, item):
         if not isinstance(item, slice) or item.start not in (None, 0) or item.step not in (None, 1):
@@ -66,13 +77,14 @@ class CudaMemory(Memory):
 
     def __init__(self, driver, stream: int = 0, zero_copy="auto", device_index: int = 0):
         super().__init__()
-        from zsseg_rt.export.cuda_driver import ATTR_CAN_MAP_HOST_MEMORY, ATTR_INTEGRATED
+        from zsseg_rt.runtime.cuda_driver import ATTR_CAN_MAP_HOST_MEMORY, ATTR_INTEGRATED
 
         self.driver = driver
         self.stream = stream or driver.stream_create()
         if zero_copy == "auto":
             zero_copy = bool(driver.device_attribute(ATTR_INTEGRATED, device_index)) and bool(
-                driver.device_attribute(ATTR_CAN_MAP_HOST_MEMORY, device_index))
+                driver.device_attribute(ATTR_CAN_MAP_HOST_MEMORY, device_index)
+            )
         self.zero_copy = bool(zero_copy)
         self._device: List[int] = []
         self._host: List[int] = []
@@ -93,8 +105,9 @@ class CudaMemory(Memory):
         raw = (ctypes.c_uint8 * max(nbytes, 1)).from_address(pointer)
         array = np.frombuffer(raw, dtype=np.uint8, count=nbytes).view(dtype).reshape(tuple(shape))
         if self.zero_copy:
-            self._mapped[(pointer, nbytes)] = CudaBuffer(self.driver.host_device_pointer(pointer), shape, dtype,
-                                                         self.stream)
+            self._mapped[(pointer, nbytes)] = CudaBuffer(
+                self.driver.host_device_pointer(pointer), shape, dtype, self.stream
+            )
         return array
 
     def device_view(self, host: np.ndarray) -> Optional[CudaBuffer]:

@@ -13,6 +13,7 @@ embeddings and per-class bias are uploaded once per vocabulary (``set_vocabulary
 Every host<->device copy goes through ``Memory.upload`` / ``Memory.download`` and is counted in
 ``Memory.transfers``, so tests can prove the count per frame with a recording memory.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -165,8 +166,12 @@ class TorchMemory(Memory):
 
 
 def _torch_dtype(torch, dtype):
-    return {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16,
-            np.dtype(np.int32): torch.int32, np.dtype(np.uint8): torch.uint8}[np.dtype(dtype)]
+    return {
+        np.dtype(np.float32): torch.float32,
+        np.dtype(np.float16): torch.float16,
+        np.dtype(np.int32): torch.int32,
+        np.dtype(np.uint8): torch.uint8,
+    }[np.dtype(dtype)]
 
 
 class Executor:
@@ -235,8 +240,10 @@ class DevicePipeline:
         if self._text is None:
             raise RuntimeError("no vocabulary: call set_vocabulary(text, class_bias) first")
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim not in (2, 3):
-            raise TypeError(f"frame must be a uint8 numpy array [H, W, C] or [H, W], got "
-                            f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}")
+            raise TypeError(
+                f"frame must be a uint8 numpy array [H, W, C] or [H, W], got "
+                f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}"
+            )
         meta = self.meta
         height, width = frame.shape[:2]
         scaled = pipeline.preprocess.rescaled_size(height, width, meta.test_scale)
@@ -249,8 +256,17 @@ class DevicePipeline:
         for start in range(0, len(windows), self.max_windows):
             chunk = windows[start : start + self.max_windows]
             batch = self.memory.leading(self._image, len(chunk))
-            ops.preprocess(device_frame, scaled, chunk, meta.image_size, meta.mean, meta.std,
-                           color_order=color_order, out=batch, stream=self.memory.stream)
+            ops.preprocess(
+                device_frame,
+                scaled,
+                chunk,
+                meta.image_size,
+                meta.mean,
+                meta.std,
+                color_order=color_order,
+                out=batch,
+                stream=self.memory.stream,
+            )
             features = self.executor.run("image", {Names.IMAGE: batch})
             head_inputs = dict(features, **{Names.TEXT_EMBEDDINGS: self._text})
             logits.append(self.executor.run("head", head_inputs)[Names.MASK_LOGITS])
@@ -268,11 +284,19 @@ class DevicePipeline:
         """The fused official post-processing of all windows (``ops.segment_windows``) where the logits are."""
         merged = logits[0] if len(logits) == 1 else self.memory.concatenate(logits)
         bias = self._bias
-        if self.memory.kind == "host" or (self.memory.kind == "torch" and not self.memory.cuda):
+        if self.memory.kind == "host" or (self.memory.kind == "torch" and not getattr(self.memory, "cuda", False)):
             merged, bias = np.asarray(merged), np.asarray(bias)  # CPU tensors: zero-copy NumPy views
         size = (self.meta.image_size, self.meta.image_size)
-        return ops.segment_windows(merged, [tuple(w) for w in windows], size, tuple(scaled_hw), tuple(out_hw),
-                                   class_bias=bias, sigmoid=True, stream=self.memory.stream)
+        return ops.segment_windows(
+            merged,
+            [tuple(w) for w in windows],
+            size,
+            tuple(scaled_hw),
+            tuple(out_hw),
+            class_bias=bias,
+            sigmoid=True,
+            stream=self.memory.stream,
+        )
 
 
 class OnnxRuntimeExecutor(Executor):

@@ -1,4 +1,5 @@
 """``zsseg_rt.Engine``: open-vocabulary segmentation from an export bundle, vocabulary chosen at run time."""
+
 from __future__ import annotations
 
 import collections
@@ -12,37 +13,14 @@ import numpy as np
 from zsseg_rt import pipeline
 from zsseg_rt.bundle import BundleMeta, Files, Names, load_meta, verify_files
 from zsseg_rt.bundle.tokenizer import ClipTokenizer, expand_templates
+from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
+from zsseg_rt.pipeline.vocabulary import validate_class_names
 
 from .backends import Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend
 from .result import SegmentationResult
 
-_MODES = ("exact", "fast")
+_MODES = MODES
 TOKEN_BUCKET = 8  # text sequence lengths are rounded up to a multiple of this (few distinct shapes for TensorRT)
-
-
-def validate_class_names(names: Sequence[str], max_classes: int) -> List[str]:
-    """Strip names and refuse empty, duplicate or too many classes, saying which."""
-    if isinstance(names, str):
-        names = [part for part in names.split(",")]
-    cleaned = [str(name).strip() for name in names]
-    if not cleaned:
-        raise ValueError("the class list is empty: give at least one class name, e.g. classes=['cat', 'floor']")
-    empty = [i for i, name in enumerate(cleaned) if not name]
-    if empty:
-        raise ValueError(f"class names at positions {empty} are empty strings")
-    seen, dupes = set(), []
-    for name in cleaned:
-        if name in seen:
-            dupes.append(name)
-        seen.add(name)
-    if dupes:
-        raise ValueError(f"duplicate class names {sorted(set(dupes))}: every class must appear once")
-    if len(cleaned) > max_classes:
-        raise ValueError(
-            f"{len(cleaned)} classes given but this bundle supports at most {max_classes} "
-            "(re-export with a larger --max-classes)"
-        )
-    return cleaned
 
 
 class Engine:
@@ -101,6 +79,7 @@ class Engine:
         if verify:
             verify_files(self.meta)
         self.mode = mode
+        self.postprocessor = Postprocessor.from_meta(self.meta, mode=mode)  # windows, exact/fast, activation
         self.max_batch = int(max_batch)
         self.backend: Backend = _make_backend(self.meta, backend, device, model, precision, threads)
         from .device_pipeline import make_device_pipeline
@@ -208,7 +187,7 @@ class Engine:
         has a dynamic sequence axis), so a class's embedding does not depend on the other classes' prompts.
         """
         tokens = self.tokenizer(expand_templates(names, templates))  # [C*T, L]
-        per_prompt = np.empty((len(tokens), self.meta.embed_dim), dtype=np.float32)
+        per_prompt: np.ndarray = np.empty((len(tokens), self.meta.embed_dim), dtype=np.float32)
         for rows, trimmed in self._token_batches(tokens):
             per_prompt[rows] = self.backend.encode_text(trimmed)
         per_prompt = per_prompt.reshape(len(names), len(templates), -1)
@@ -271,35 +250,8 @@ class Engine:
             ]
         logits = self._window_logits(crops, text)  # [n, C, h, w]
         with self._stage("postprocess"):
-            labels, scores = self._postprocess(logits, windows, bias, chw.shape[1:], orig_hw)
+            labels, scores = self.postprocessor(logits, windows, chw.shape[1:], orig_hw, bias)
         return SegmentationResult(labels[0], scores[0], list(names), color_order)
-
-    def _postprocess(self, logits, windows, bias, scaled_hw, orig_hw):
-        size = self.meta.image_size
-        head_size = (size, size)
-        post = self.meta.postprocess
-        if post.get("activation", "sigmoid") == "softmax":
-            # Training-free dense CLIP (SCLIP-style slide inference): average window logits, resize to the image,
-            # softmax over classes, argmax; best probability below background_threshold -> class 0.
-            from zsseg_rt.pipeline import postprocess as softmax_post
-
-            scale = 1.0 if post.get("logit_scale_in_head", True) else float(post.get("logit_scale", 1.0))
-            options = dict(logit_scale=scale, class_bias=bias, background_threshold=post.get("background_threshold"),
-                           area_threshold=post.get("area_threshold"))
-            if self.mode == "fast" and len(windows) == 1 and windows[0] == (0, size, 0, size):
-                return softmax_post.softmax_segment(logits, orig_hw, **options)
-            parts = []
-            for i, win in enumerate(windows):
-                full = softmax_post.window_scores(logits[i : i + 1], head_size, head_size, "softmax")
-                parts.append(full[:, :, : win.y2 - win.y1, : win.x2 - win.x1])
-            merged = pipeline.merge_windows(parts, windows, scaled_hw)
-            return softmax_post.softmax_segment(merged, orig_hw, **options)
-        if self.mode == "fast" and len(windows) == 1 and windows[0] == (0, size, 0, size):
-            return pipeline.segment_fast(logits, orig_hw, bias)
-        # the official order (calibrate per window, average, resize, argmax) in one native pass: bit-identical to
-        # calibrated_window_scores -> merge_windows -> finalize_scores, without their [C, H, W] buffers
-        labels, scores = pipeline.segment_windows_exact(logits, windows, head_size, scaled_hw, orig_hw, bias)
-        return labels[None], scores[None]
 
     def _window_logits(self, crops: List[np.ndarray], text: np.ndarray) -> np.ndarray:
         outputs = []
@@ -323,7 +275,7 @@ def _make_backend(meta: BundleMeta, backend: str, device: str, model, precision:
         try:
             return TensorRTBackend(meta, precision)
         except Exception as exc:  # noqa: BLE001 - any TensorRT problem -> ONNX Runtime, said out loud
-            import warnings  # noqa: WPS433
+            import warnings
 
             if isinstance(exc, ImportError):
                 reason = "TensorRT is not installed"
@@ -332,7 +284,9 @@ def _make_backend(meta: BundleMeta, backend: str, device: str, model, precision:
             warnings.warn(
                 f"backend='auto': TensorRT cannot be used ({reason}); running the bundle with ONNX Runtime instead "
                 "(slower, fp32). Build engines with `zsseg build-engine`, or pass backend='onnxruntime' to "
-                "silence this.", RuntimeWarning, stacklevel=3,
+                "silence this.",
+                RuntimeWarning,
+                stacklevel=3,
             )
             return OnnxRuntimeBackend(meta, device, threads)
     raise ValueError(f"backend must be 'auto', 'tensorrt', 'onnxruntime' or 'torch', got {backend!r}")

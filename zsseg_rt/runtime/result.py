@@ -1,4 +1,5 @@
 """The result type every backend returns, with colouring and overlay helpers (NumPy + OpenCV)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ import numpy as np
 
 def palette(num_classes: int, seed: int = 0) -> np.ndarray:
     """Deterministic, well-separated RGB colours: ``[num_classes, 3]`` uint8 (golden-ratio hues)."""
-    import colorsys  # noqa: WPS433
+    import colorsys
 
     colors = np.zeros((max(num_classes, 1), 3), dtype=np.uint8)
     for idx in range(num_classes):
@@ -52,7 +53,7 @@ class SegmentationResult:
 
     def overlay(self, image: np.ndarray, alpha: float = 0.5, legend: bool = True, title: str = "") -> np.ndarray:
         """Blend the colour labels onto ``image`` (same size, same channel order) and draw a legend."""
-        import cv2  # noqa: WPS433
+        import cv2
 
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -65,7 +66,7 @@ class SegmentationResult:
         return blended
 
     def _draw_legend(self, canvas: np.ndarray, title: str) -> np.ndarray:
-        import cv2  # noqa: WPS433
+        import cv2
 
         table = palette(len(self.class_names))
         if self.color_order == "bgr":
@@ -81,6 +82,7 @@ class SegmentationResult:
                 cv2.rectangle(canvas, (x, y), (x + line - 4, y + line - 4), tuple(int(c) for c in color), -1)
                 x += line
             cv2.putText(canvas, text, (x, y + line - 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(canvas, text, (x, y + line - 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
-                        cv2.LINE_AA)
+            cv2.putText(
+                canvas, text, (x, y + line - 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+            )
         return canvas

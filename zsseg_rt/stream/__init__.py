@@ -9,20 +9,60 @@ No torch import here (runtime layer). Example::
     runner = StreamRunner(engine, open_source("/dev/video0"), [MjpegSink(8080)])
     runner.run()          # Ctrl-C stops; runner.set_classes([...]) from another thread changes the vocabulary
 """
-from .capabilities import (StreamCapabilityError, display_available, opencv_has_gstreamer, opencv_has_gui,
-                           require_gstreamer, require_window)
+
+from .capabilities import (
+    StreamCapabilityError,
+    display_available,
+    opencv_has_gstreamer,
+    opencv_has_gui,
+    require_gstreamer,
+    require_window,
+)
 from .capture import Backoff, Frame, FrameGrabber
-from .sinks import (FrameSink, ImageFolderSink, MjpegSink, NullSink, SinkError, VideoFileSink, WindowSink,
-                    open_sink)
-from .sources import (CallableSource, FrameSource, ImageFolderSource, OpenCVSource, SourceError, SourceSpec,
-                      csi_pipeline, open_source, parse_source)
 from .runner import StreamRunner, StreamStats
+from .sinks import FrameSink, ImageFolderSink, MjpegSink, NullSink, SinkError, VideoFileSink, WindowSink, open_sink
+from .sources import (
+    CallableSource,
+    FrameSource,
+    ImageFolderSource,
+    OpenCVSource,
+    SourceError,
+    SourceSpec,
+    csi_pipeline,
+    open_source,
+    parse_source,
+)
 from .vocabulary import ClassFileWatcher, parse_class_text
 
 __all__ = [
-    "Backoff", "CallableSource", "ClassFileWatcher", "Frame", "FrameGrabber", "FrameSink", "FrameSource",
-    "ImageFolderSink", "ImageFolderSource", "MjpegSink", "NullSink", "OpenCVSource", "SinkError", "SourceError",
-    "SourceSpec", "StreamCapabilityError", "StreamRunner", "StreamStats", "VideoFileSink", "WindowSink",
-    "csi_pipeline", "display_available", "open_sink", "open_source", "opencv_has_gstreamer", "opencv_has_gui",
-    "parse_class_text", "require_gstreamer", "require_window",
+    "Backoff",
+    "CallableSource",
+    "ClassFileWatcher",
+    "Frame",
+    "FrameGrabber",
+    "FrameSink",
+    "FrameSource",
+    "ImageFolderSink",
+    "ImageFolderSource",
+    "MjpegSink",
+    "NullSink",
+    "OpenCVSource",
+    "SinkError",
+    "SourceError",
+    "SourceSpec",
+    "StreamCapabilityError",
+    "StreamRunner",
+    "StreamStats",
+    "VideoFileSink",
+    "WindowSink",
+    "csi_pipeline",
+    "display_available",
+    "open_sink",
+    "open_source",
+    "opencv_has_gstreamer",
+    "opencv_has_gui",
+    "parse_source",
+    "parse_class_text",
+    "require_gstreamer",
+    "require_window",
 ]

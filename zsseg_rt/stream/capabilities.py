@@ -1,4 +1,5 @@
 """What this OpenCV build can do (GStreamer, on-screen windows), with errors that say how to fix it."""
+
 from __future__ import annotations
 
 import functools
@@ -13,7 +14,7 @@ class StreamCapabilityError(RuntimeError):
 
 @functools.lru_cache(maxsize=1)
 def _build_info() -> str:
-    import cv2  # noqa: WPS433
+    import cv2
 
     return cv2.getBuildInformation()
 
@@ -45,7 +46,7 @@ def require_gstreamer(what: str, info: str = None) -> None:
     """Raise ``StreamCapabilityError`` with the fix when ``cv2`` has no GStreamer (needed for ``csi://``)."""
     if opencv_has_gstreamer(info):
         return
-    import cv2  # noqa: WPS433
+    import cv2
 
     raise StreamCapabilityError(
         f"{what} needs OpenCV built with GStreamer, but this cv2 ({cv2.__version__}, {cv2.__file__}) reports "

@@ -1,5 +1,6 @@
 """The capture thread: reads a source continuously and always hands the newest frame over (stale frames are
 dropped and counted), reconnecting with exponential backoff when the source is lost."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,8 +53,15 @@ class FrameGrabber:
             ``drop_stale``; without pacing a file would be read as fast as possible and mostly dropped.
     """
 
-    def __init__(self, source: FrameSource, drop_stale: bool = True, loop: bool = False,
-                 backoff: Optional[Backoff] = None, max_reconnects: Optional[int] = None, pace: bool = True):
+    def __init__(
+        self,
+        source: FrameSource,
+        drop_stale: bool = True,
+        loop: bool = False,
+        backoff: Optional[Backoff] = None,
+        max_reconnects: Optional[int] = None,
+        pace: bool = True,
+    ):
         self.source = source
         self.drop_stale = drop_stale
         self.loop = loop
@@ -106,8 +114,9 @@ class FrameGrabber:
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                log.warning("capture thread of %s did not stop within %.1fs (blocked in a read)",
-                            self.source.name, timeout)
+                log.warning(
+                    "capture thread of %s did not stop within %.1fs (blocked in a read)", self.source.name, timeout
+                )
 
     # ---- capture thread ---------------------------------------------------------------------------------
     def _publish(self, frame: Frame) -> None:
@@ -138,8 +147,9 @@ class FrameGrabber:
                     log.error("giving up on %s after %d attempts: %s", self.source.name, attempt - 1, exc)
                     return -1
                 delay = self.backoff.delay(attempt)
-                log.warning("source %s unavailable (%s); retrying in %.1fs (attempt %d)",
-                            self.source.name, exc, delay, attempt)
+                log.warning(
+                    "source %s unavailable (%s); retrying in %.1fs (attempt %d)", self.source.name, exc, delay, attempt
+                )
                 self._stop.wait(delay)
         return -1
 
@@ -173,8 +183,7 @@ class FrameGrabber:
                     attempt += 1
                     self.reconnects += 1
                     delay = self.backoff.delay(attempt)
-                    log.warning("source %s lost; reconnecting in %.1fs (attempt %d)",
-                                self.source.name, delay, attempt)
+                    log.warning("source %s lost; reconnecting in %.1fs (attempt %d)", self.source.name, delay, attempt)
                     if self.max_reconnects is not None and attempt > self.max_reconnects:
                         self.error = SourceError(f"{self.source.name} lost and not back after {attempt - 1} tries")
                         log.error("%s", self.error)

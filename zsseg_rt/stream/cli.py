@@ -2,6 +2,7 @@
 
 Wire it into the main CLI with ``add_camera_command(subparsers)``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,22 +16,34 @@ log = logging.getLogger("zsseg_rt.stream")
 def add_camera_command(subparsers) -> argparse.ArgumentParser:
     """Add the ``camera`` subcommand to an ``argparse`` subparsers object; returns its parser."""
     p = subparsers.add_parser(
-        "camera", help="segment a live camera, RTSP/HTTP stream, video file or image folder",
+        "camera",
+        help="segment a live camera, RTSP/HTTP stream, video file or image folder",
         description="Segment a stream with the newest frame always processed (stale frames dropped). Sources: 0 or "
-                    "/dev/video0 (V4L2), csi://0 (Jetson CSI via GStreamer), rtsp://... / http://..., a video "
-                    "file, an image folder. Outputs: display:// (window), out.mp4 / out.avi, a folder/, and "
-                    "--preview PORT (MJPEG in a browser, for headless devices). Ctrl-C / SIGTERM stop cleanly.",
+        "/dev/video0 (V4L2), csi://0 (Jetson CSI via GStreamer), rtsp://... / http://..., a video "
+        "file, an image folder. Outputs: display:// (window), out.mp4 / out.avi, a folder/, and "
+        "--preview PORT (MJPEG in a browser, for headless devices). Ctrl-C / SIGTERM stop cleanly.",
     )
     p.add_argument("source", help="0, /dev/video0, csi://0, rtsp://host/stream, http://..., clip.mp4 or a folder")
     p.add_argument("--bundle", required=True, help="bundle directory written by `zsseg export`")
     p.add_argument("--classes", help='comma-separated class names, e.g. "person,floor,wall"')
-    p.add_argument("--class-file", help="text file of class names (one per line or comma-separated), watched: "
-                                         "edit it while streaming to change the vocabulary")
-    p.add_argument("-o", "--output", action="append", default=[],
-                   help="display:// (window), a video file (.mp4, .avi), or a folder for images; repeatable")
+    p.add_argument(
+        "--class-file",
+        help="text file of class names (one per line or comma-separated), watched: "
+        "edit it while streaming to change the vocabulary",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        action="append",
+        default=[],
+        help="display:// (window), a video file (.mp4, .avi), or a folder for images; repeatable",
+    )
     p.add_argument("--preview", type=int, metavar="PORT", help="serve an MJPEG preview on this port")
-    p.add_argument("--preview-host", default="127.0.0.1",
-                   help="interface for --preview (default 127.0.0.1; 0.0.0.0 serves the network, no auth)")
+    p.add_argument(
+        "--preview-host",
+        default="127.0.0.1",
+        help="interface for --preview (default 127.0.0.1; 0.0.0.0 serves the network, no auth)",
+    )
     p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--mode", default="fast", choices=["exact", "fast"])
@@ -38,8 +51,11 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, help="requested capture height (V4L2 / CSI)")
     p.add_argument("--fps", type=float, help="requested capture fps; pace for image folders; output video fps")
     p.add_argument("--loop", action="store_true", help="restart a video file / folder at its end")
-    p.add_argument("--every-frame", action="store_true",
-                   help="process every frame (no dropping), e.g. to convert a whole video file")
+    p.add_argument(
+        "--every-frame",
+        action="store_true",
+        help="process every frame (no dropping), e.g. to convert a whole video file",
+    )
     p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
     p.add_argument("--max-reconnects", type=int, help="give up after this many failed reconnects (default: never)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
@@ -54,18 +70,18 @@ def _initial_classes(args):
     if args.classes:
         return args.classes
     if args.class_file:
-        from .vocabulary import ClassFileWatcher  # noqa: WPS433
+        from .vocabulary import ClassFileWatcher
 
         names = ClassFileWatcher(args.class_file).read()
         if names:
             return names
         raise SystemExit(f"class file {args.class_file!r} is empty: put one class name per line")
-    raise SystemExit("give the vocabulary with --classes \"a,b,c\" or --class-file classes.txt")
+    raise SystemExit('give the vocabulary with --classes "a,b,c" or --class-file classes.txt')
 
 
 def _build_sinks(args, runner_stats):
-    from .capabilities import StreamCapabilityError, display_available, opencv_has_gui  # noqa: WPS433
-    from .sinks import MjpegSink, open_sink  # noqa: WPS433
+    from .capabilities import StreamCapabilityError, display_available, opencv_has_gui
+    from .sinks import MjpegSink, open_sink
 
     sinks = []
     try:
@@ -77,8 +93,10 @@ def _build_sinks(args, runner_stats):
             if opencv_has_gui() and display_available():
                 sinks.append(open_sink("display://"))
             else:
-                log.warning("no output given and no window possible (headless OpenCV or no display): serving the "
-                            "MJPEG preview on http://127.0.0.1:8080/ (use -o out.mp4 or --preview PORT to choose)")
+                log.warning(
+                    "no output given and no window possible (headless OpenCV or no display): serving the "
+                    "MJPEG preview on http://127.0.0.1:8080/ (use -o out.mp4 or --preview PORT to choose)"
+                )
                 sinks.append(MjpegSink(8080, "127.0.0.1", stats_provider=runner_stats))
     except StreamCapabilityError as exc:
         for sink in sinks:
@@ -89,33 +107,55 @@ def _build_sinks(args, runner_stats):
 
 def run_camera_command(args) -> int:
     """Entry point of ``zsseg camera`` (argparse namespace from ``add_camera_command``)."""
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
-    from zsseg_rt.runtime import Engine  # noqa: WPS433
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    from zsseg_rt.runtime import Engine
 
-    from .capabilities import StreamCapabilityError  # noqa: WPS433
-    from .runner import StreamRunner  # noqa: WPS433
-    from .sources import SourceError, open_source  # noqa: WPS433
+    from .capabilities import StreamCapabilityError
+    from .runner import StreamRunner
+    from .sources import SourceError, open_source
 
     try:
         source = open_source(args.source, width=args.width, height=args.height, fps=args.fps)
     except (SourceError, StreamCapabilityError) as exc:
         raise SystemExit(str(exc)) from exc
-    engine = Engine(args.bundle, classes=_initial_classes(args), backend=args.backend, device=args.device,
-                    mode=args.mode)
-    holder = {}
+    engine = Engine(
+        args.bundle, classes=_initial_classes(args), backend=args.backend, device=args.device, mode=args.mode
+    )
+    holder: dict = {}
     sinks = _build_sinks(args, lambda: holder["runner"].snapshot() if "runner" in holder else {})
-    runner = StreamRunner(engine, source, sinks, class_file=args.class_file, drop_stale=not args.every_frame,
-                          loop=args.loop, max_reconnects=args.max_reconnects, alpha=args.alpha,
-                          legend=not args.no_legend, max_frames=args.max_frames)
+    runner = StreamRunner(
+        engine,
+        source,
+        sinks,
+        class_file=args.class_file,
+        drop_stale=not args.every_frame,
+        loop=args.loop,
+        max_reconnects=args.max_reconnects,
+        alpha=args.alpha,
+        legend=not args.no_legend,
+        max_frames=args.max_frames,
+    )
     holder["runner"] = runner
-    log.info("streaming %s with %s (%s) -> %s", source.name, engine.backend.name, ", ".join(engine.class_names),
-             ", ".join(sink.name for sink in sinks))
+    log.info(
+        "streaming %s with %s (%s) -> %s",
+        source.name,
+        engine.backend.name,
+        ", ".join(engine.class_names),
+        ", ".join(sink.name for sink in sinks),
+    )
     stats = runner.run()
     summary = stats.as_dict()
     summary["backend"] = engine.backend.name
-    log.info("stopped: %d frames processed, %d captured, %d dropped, %d reconnects, %.1f FPS",
-             stats.processed, stats.captured, stats.dropped, stats.reconnects, stats.fps)
+    log.info(
+        "stopped: %d frames processed, %d captured, %d dropped, %d reconnects, %.1f FPS",
+        stats.processed,
+        stats.captured,
+        stats.dropped,
+        stats.reconnects,
+        stats.fps,
+    )
     if args.stats_json:
         with open(args.stats_json, "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=1)

@@ -4,6 +4,7 @@
 title)``); a ``zsseg_rt.Engine`` is one. Vocabulary changes (``set_classes``, a watched class file) are applied
 between frames, so the stream never restarts and nothing is rebuilt.
 """
+
 from __future__ import annotations
 
 import collections
@@ -12,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Callable, Deque, List, Optional, Sequence
+from typing import Callable, Deque, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -65,18 +66,31 @@ class StreamRunner:
         window: frames averaged for the FPS / latency figures.
     """
 
-    def __init__(self, segment: Callable, source: FrameSource, sinks: Sequence[FrameSink] = (),
-                 set_classes: Optional[Callable] = None, class_file: Optional[str] = None,
-                 drop_stale: bool = True, loop: bool = False, backoff: Optional[Backoff] = None,
-                 max_reconnects: Optional[int] = None, alpha: float = 0.5, legend: bool = True,
-                 max_frames: Optional[int] = None, on_result: Optional[Callable] = None, window: int = 30):
+    def __init__(
+        self,
+        segment: Callable,
+        source: FrameSource,
+        sinks: Sequence[FrameSink] = (),
+        set_classes: Optional[Callable] = None,
+        class_file: Optional[str] = None,
+        drop_stale: bool = True,
+        loop: bool = False,
+        backoff: Optional[Backoff] = None,
+        max_reconnects: Optional[int] = None,
+        alpha: float = 0.5,
+        legend: bool = True,
+        max_frames: Optional[int] = None,
+        on_result: Optional[Callable] = None,
+        window: int = 30,
+    ):
         self.segment = segment
         self.source = source
         self.sinks: List[FrameSink] = list(sinks)
         self._set_classes = set_classes if set_classes is not None else getattr(segment, "set_classes", None)
         self.watcher = ClassFileWatcher(class_file) if class_file else None
-        self.grabber = FrameGrabber(source, drop_stale=drop_stale, loop=loop, backoff=backoff,
-                                    max_reconnects=max_reconnects)
+        self.grabber = FrameGrabber(
+            source, drop_stale=drop_stale, loop=loop, backoff=backoff, max_reconnects=max_reconnects
+        )
         self.alpha = float(alpha)
         self.legend = bool(legend)
         self.max_frames = max_frames
@@ -85,7 +99,7 @@ class StreamRunner:
         self._times: Deque[float] = collections.deque(maxlen=max(2, int(window)))
         self._latencies: Deque[float] = collections.deque(maxlen=max(1, int(window)))
         self._e2e: Deque[float] = collections.deque(maxlen=max(1, int(window)))
-        self._pending_classes = None
+        self._pending_classes: Optional[Union[List[str], str]] = None
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
         self._stats_lock = threading.Lock()
@@ -182,8 +196,9 @@ class StreamRunner:
             return
         current = getattr(self.segment, "class_names", None)
         with self._stats_lock:
-            self.stats.classes = list(current) if current else (names.split(",") if isinstance(names, str)
-                                                                 else list(names))
+            self.stats.classes = (
+                list(current) if current else (names.split(",") if isinstance(names, str) else list(names))
+            )
             self.stats.vocabulary_changes += 1
         log.info("vocabulary now %s", ", ".join(self.stats.classes))
 

@@ -3,6 +3,7 @@
 Each sink has ``write(frame_bgr_uint8)`` and ``close()``; ``open_sink(spec)`` builds one from a user string
 (``display://``, ``out.mp4``, ``frames/``, ``http://127.0.0.1:8080``).
 """
+
 from __future__ import annotations
 
 import http.server
@@ -51,7 +52,7 @@ class WindowSink(FrameSink):
         self.stop_requested = False
 
     def write(self, frame):
-        import cv2  # noqa: WPS433
+        import cv2
 
         cv2.imshow(self.title, frame)
         key = cv2.waitKey(1) & 0xFF
@@ -59,7 +60,7 @@ class WindowSink(FrameSink):
             self.stop_requested = True
 
     def close(self):
-        import cv2  # noqa: WPS433
+        import cv2
 
         cv2.destroyWindow(self.title)
 
@@ -81,7 +82,7 @@ class VideoFileSink(FrameSink):
         self._size = None
 
     def write(self, frame):
-        import cv2  # noqa: WPS433
+        import cv2
 
         height, width = frame.shape[:2]
         if self._writer is None:
@@ -90,8 +91,10 @@ class VideoFileSink(FrameSink):
             self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
             if not self._writer.isOpened():
                 self._writer = None
-                raise SinkError(f"cannot write video {self.path!r} with codec {self.fourcc} (OpenCV has no encoder "
-                                "for it; try an .avi path, which uses MJPG)")
+                raise SinkError(
+                    f"cannot write video {self.path!r} with codec {self.fourcc} (OpenCV has no encoder "
+                    "for it; try an .avi path, which uses MJPG)"
+                )
             self._size = (width, height)
         if (width, height) != self._size:
             frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
@@ -120,7 +123,7 @@ class ImageFolderSink(FrameSink):
         self.frames = 0
 
     def write(self, frame):
-        import cv2  # noqa: WPS433
+        import cv2
 
         path = os.path.join(self.folder, f"frame_{self.frames:06d}{self.extension}")
         if not cv2.imwrite(path, frame):
@@ -192,7 +195,7 @@ class _MjpegHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = False
     block_on_close = True  # server_close() joins the client threads: no thread outlives the sink
     allow_reuse_address = True
-    max_clients = 16       # connections served at once; more are refused (one thread each)
+    max_clients = 16  # connections served at once; more are refused (one thread each)
     sink: "MjpegSink"
 
     def __init__(self, *args, **kwargs):
@@ -221,8 +224,13 @@ class MjpegSink(FrameSink):
         stats_provider: optional callable returning a JSON-serialisable dict for ``/stats``.
     """
 
-    def __init__(self, port: int = 8080, host: str = "127.0.0.1", quality: int = 80,
-                 stats_provider: Optional[Callable[[], dict]] = None):
+    def __init__(
+        self,
+        port: int = 8080,
+        host: str = "127.0.0.1",
+        quality: int = 80,
+        stats_provider: Optional[Callable[[], dict]] = None,
+    ):
         if not 1 <= int(quality) <= 100:
             raise SinkError(f"JPEG quality must be in 1..100, got {quality}")
         self.quality = int(quality)
@@ -234,13 +242,19 @@ class MjpegSink(FrameSink):
         try:
             self._server = _MjpegHTTPServer((host, int(port)), _MjpegHandler)
         except OSError as exc:
-            raise SinkError(f"cannot serve the MJPEG preview on {host}:{port} ({exc}); pick another --preview "
-                            "port") from exc
+            raise SinkError(
+                f"cannot serve the MJPEG preview on {host}:{port} ({exc}); pick another --preview port"
+            ) from exc
         self._server.sink = self
-        self.host, self.port = self._server.server_address[:2]
+        host_port = self._server.server_address[:2]
+        self.host, self.port = str(host_port[0]), int(host_port[1])
         self.name = f"mjpeg:http://{self.host}:{self.port}/"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name=f"zsseg-mjpeg[{self.port}]", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name=f"zsseg-mjpeg[{self.port}]",
+            daemon=True,
+        )
         self._thread.start()
         if host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("MJPEG preview serves %s:%d without authentication", host, self.port)
@@ -251,7 +265,7 @@ class MjpegSink(FrameSink):
         return f"http://{self.host}:{self.port}/"
 
     def write(self, frame):
-        import cv2  # noqa: WPS433
+        import cv2
 
         ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
@@ -265,8 +279,7 @@ class MjpegSink(FrameSink):
         """(jpeg bytes, sequence) of a frame newer than ``after_seq``, or (None, after_seq) after ``timeout``."""
         with self._cond:
             if self._seq <= after_seq or self._jpeg is None:
-                self._cond.wait_for(lambda: self.closed or (self._jpeg is not None and self._seq > after_seq),
-                                    timeout)
+                self._cond.wait_for(lambda: self.closed or (self._jpeg is not None and self._seq > after_seq), timeout)
             if self._jpeg is None or self._seq <= after_seq or self.closed:
                 return None, after_seq
             return self._jpeg, self._seq
@@ -302,7 +315,7 @@ def open_sink(spec: str, fps: float = 30.0) -> FrameSink:
     if lower in ("display", "display://", "window", "screen"):
         return WindowSink()
     if lower.startswith("http://"):
-        hostport = text[len("http://"):].strip("/")
+        hostport = text[len("http://") :].strip("/")
         host, _, port = hostport.rpartition(":")
         if not port.isdigit():
             raise SinkError(f"MJPEG sink needs http://HOST:PORT, got {spec!r}")
@@ -314,5 +327,7 @@ def open_sink(spec: str, fps: float = 30.0) -> FrameSink:
         return VideoFileSink(text, fps=fps)
     if text.endswith(("/", os.sep)) or os.path.isdir(text) or not ext:
         return ImageFolderSink(text)
-    raise SinkError(f"output {spec!r} is not a window (display://), an MJPEG URL (http://127.0.0.1:8080), a video "
-                    f"file ({', '.join(VIDEO_EXTENSIONS)}) or a folder")
+    raise SinkError(
+        f"output {spec!r} is not a window (display://), an MJPEG URL (http://127.0.0.1:8080), a video "
+        f"file ({', '.join(VIDEO_EXTENSIONS)}) or a folder"
+    )

@@ -4,11 +4,12 @@ Every source yields BGR uint8 ``[H, W, 3]`` frames through ``read() -> Optional[
 the source is lost or, for finite sources, ended; ``ended`` tells which) and is (re)opened with ``open()``.
 Use ``open_source("csi://0")`` / ``parse_source(spec)`` to go from a user string to a source.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, Iterator, List, Optional
 
 import numpy as np
 
@@ -49,11 +50,11 @@ def parse_source(spec) -> SourceSpec:
         return SourceSpec("v4l2", text, True)
     lower = text.lower()
     if lower.startswith("v4l2://"):
-        return SourceSpec("v4l2", text[len("v4l2://"):], True)
+        return SourceSpec("v4l2", text[len("v4l2://") :], True)
     if lower.startswith("/dev/video"):
         return SourceSpec("v4l2", text, True)
     if lower.startswith("csi://"):
-        sensor = text[len("csi://"):] or "0"
+        sensor = text[len("csi://") :] or "0"
         if not sensor.isdigit():
             raise SourceError(f"csi:// takes a sensor id such as csi://0, got {text!r}")
         return SourceSpec("csi", sensor, True)
@@ -62,7 +63,7 @@ def parse_source(spec) -> SourceSpec:
     if "!" in text and "appsink" in text:
         return SourceSpec("gstreamer", text, True)
     if lower.startswith("file://"):
-        text = text[len("file://"):]
+        text = text[len("file://") :]
     if os.path.isdir(text):
         return SourceSpec("folder", text, False)
     if os.path.isfile(text):
@@ -122,8 +123,14 @@ class OpenCVSource(FrameSource):
         timeout_s: open/read timeout for network streams (FFmpeg backend), so a dead RTSP server is noticed.
     """
 
-    def __init__(self, spec: SourceSpec, width: Optional[int] = None, height: Optional[int] = None,
-                 fps: Optional[float] = None, timeout_s: float = 5.0):
+    def __init__(
+        self,
+        spec: SourceSpec,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        fps: Optional[float] = None,
+        timeout_s: float = 5.0,
+    ):
         super().__init__()
         if spec.kind not in ("v4l2", "csi", "gstreamer", "network", "file"):
             raise SourceError(f"OpenCVSource cannot open a {spec.kind!r} source")
@@ -138,7 +145,7 @@ class OpenCVSource(FrameSource):
         self._cap = None
 
     def _capture(self):
-        import cv2  # noqa: WPS433
+        import cv2
 
         kind, target = self.spec.kind, self.spec.target
         if kind == "csi":
@@ -156,7 +163,7 @@ class OpenCVSource(FrameSource):
         return cv2.VideoCapture(target)
 
     def open(self) -> None:
-        import cv2  # noqa: WPS433
+        import cv2
 
         self.close()
         self.ended = False
@@ -210,7 +217,8 @@ class ImageFolderSource(FrameSource):
         if not os.path.isdir(self.folder):
             raise SourceError(f"image folder {self.folder!r} does not exist")
         self._paths = sorted(
-            os.path.join(self.folder, name) for name in os.listdir(self.folder)
+            os.path.join(self.folder, name)
+            for name in os.listdir(self.folder)
             if name.lower().endswith(IMAGE_EXTENSIONS)
         )
         if not self._paths:
@@ -219,7 +227,7 @@ class ImageFolderSource(FrameSource):
         self.ended = False
 
     def read(self) -> Optional[np.ndarray]:
-        import cv2  # noqa: WPS433
+        import cv2
 
         while self._index < len(self._paths):
             path = self._paths[self._index]
@@ -241,14 +249,19 @@ class CallableSource(FrameSource):
         fps: pace for non-live sources (None: as fast as they are consumed).
     """
 
-    def __init__(self, factory: Callable[[], Iterable[np.ndarray]], live: bool = True, fps: Optional[float] = None,
-                 name: str = "callable"):
+    def __init__(
+        self,
+        factory: Callable[[], Iterable[np.ndarray]],
+        live: bool = True,
+        fps: Optional[float] = None,
+        name: str = "callable",
+    ):
         super().__init__()
         self.factory = factory
         self.live = live
         self.fps = fps
         self.name = name
-        self._iter = None
+        self._iter: Optional[Iterator[np.ndarray]] = None
 
     def open(self) -> None:
         self.ended = False
@@ -276,8 +289,9 @@ class CallableSource(FrameSource):
         self._iter = None
 
 
-def open_source(spec, width: Optional[int] = None, height: Optional[int] = None,
-                fps: Optional[float] = None) -> FrameSource:
+def open_source(
+    spec, width: Optional[int] = None, height: Optional[int] = None, fps: Optional[float] = None
+) -> FrameSource:
     """Build (not yet open) the ``FrameSource`` for a user string or ``SourceSpec``."""
     if isinstance(spec, FrameSource):
         return spec

@@ -1,4 +1,5 @@
 """Live vocabulary changes: a text file watched for edits (one class per line or comma-separated)."""
+
 from __future__ import annotations
 
 import logging

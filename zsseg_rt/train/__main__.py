@@ -1,4 +1,5 @@
 """``python -m zsseg_rt.train CONFIG`` / ``torchrun --nproc_per_node=N -m zsseg_rt.train CONFIG``."""
+
 import sys
 
 from .cli import main

@@ -11,6 +11,7 @@ Written to ``<name>.tmp-<pid>`` in the same directory, flushed + fsynced, then `
 killed mid-write never leaves a truncated checkpoint under the final name; ``last_checkpoint`` (a text
 file naming the newest one) is replaced the same way afterwards.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,17 @@ import torch
 FORMAT = "zsseg_rt.train.v1"
 POINTER = "last_checkpoint"
 
-__all__ = ["atomic_save", "save_checkpoint", "prune_checkpoints", "checkpoint_name", "load_checkpoint",
-           "find_resume_checkpoint", "capture_rng", "restore_rng", "FORMAT"]
+__all__ = [
+    "atomic_save",
+    "save_checkpoint",
+    "prune_checkpoints",
+    "checkpoint_name",
+    "load_checkpoint",
+    "find_resume_checkpoint",
+    "capture_rng",
+    "restore_rng",
+    "FORMAT",
+]
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -61,8 +71,13 @@ def capture_rng() -> Dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "name": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "python": [int(py_state[0]), list(py_state[1]), py_state[2]],
     }
 
@@ -74,11 +89,15 @@ def restore_rng(state: Dict[str, Any]) -> None:
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
         else:
-            warnings.warn(f"checkpoint holds {len(cuda)} CUDA RNG states for {torch.cuda.device_count()} devices; "
-                          "CUDA RNG not restored", RuntimeWarning)
+            warnings.warn(
+                f"checkpoint holds {len(cuda)} CUDA RNG states for {torch.cuda.device_count()} devices; "
+                "CUDA RNG not restored",
+                RuntimeWarning,
+            )
     n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p[0], tuple(p[1]), p[2]))
 
@@ -101,8 +120,9 @@ def prune_checkpoints(ckpt_dir: Union[str, Path], keep: int = 3, protect: Sequen
     return deleted
 
 
-def save_checkpoint(state: Dict[str, Any], work_dir: Union[str, Path], iteration: int, keep: int = 3,
-                    protect: Sequence[int] = ()) -> Path:
+def save_checkpoint(
+    state: Dict[str, Any], work_dir: Union[str, Path], iteration: int, keep: int = 3, protect: Sequence[int] = ()
+) -> Path:
     """Write ``checkpoints/iter_<N>.pt`` atomically, then point ``last_checkpoint`` at it; keep the newest
     ``keep`` (0 keeps all) plus the iterations in ``protect``."""
     ckpt_dir = Path(work_dir) / "checkpoints"

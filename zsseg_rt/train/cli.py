@@ -1,4 +1,5 @@
 """``zsseg train CONFIG``: argparse wiring for the training loop (``add_train_command``) and the torchrun entry."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,11 +10,20 @@ __all__ = ["add_train_command", "build_parser", "main"]
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="training recipe: a bundled name (voc_inductive, voc_transductive, voc_fully, "
-                                  "coco_inductive, coco_transductive, coco_fully, tiny_test) or a JSON path")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe key (JSON value; dotted keys reach into dicts), e.g. "
-                        "--set dataset.root=/data/VOC2012 --set iterations=1000 (repeatable)")
+    p.add_argument(
+        "config",
+        help="training recipe: a bundled name (voc_inductive, voc_transductive, voc_fully, "
+        "coco_inductive, coco_transductive, coco_fully, tiny_test) or a JSON path",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key (JSON value; dotted keys reach into dicts), e.g. "
+        "--set dataset.root=/data/VOC2012 --set iterations=1000 (repeatable)",
+    )
     p.add_argument("--data-root", default=None, help="dataset root directory (same as --set dataset.root=...)")
     p.add_argument("--work-dir", default=None, help="output directory for checkpoints, log.csv and final/")
     p.add_argument("--pretrained", default=None, help="CLIP weights: open_clip tag (openai) or a local file")
@@ -28,8 +38,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK if available), cpu, cuda")
     p.add_argument("--dist-backend", default=None, help="torch.distributed backend under torchrun (nccl / gloo)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--resume", default="auto", metavar="CHECKPOINT",
-                   help="checkpoint to resume from (default: the newest one in the work dir, if any)")
+    g.add_argument(
+        "--resume",
+        default="auto",
+        metavar="CHECKPOINT",
+        help="checkpoint to resume from (default: the newest one in the work dir, if any)",
+    )
     g.add_argument("--no-resume", action="store_true", help="start from iteration 0 even if checkpoints exist")
     c = p.add_mutually_exclusive_group()
     c.add_argument("--skip-corrupt", action="store_true", help="skip undecodable images/labels with a warning")
@@ -43,8 +57,17 @@ def _run(args: argparse.Namespace) -> int:
     from .config import load_train_config
 
     kw = {}
-    for key in ("work_dir", "pretrained", "init_from", "iterations", "batch_size", "grad_accum", "num_workers",
-                "seed", "amp_dtype"):
+    for key in (
+        "work_dir",
+        "pretrained",
+        "init_from",
+        "iterations",
+        "batch_size",
+        "grad_accum",
+        "num_workers",
+        "seed",
+        "amp_dtype",
+    ):
         value = getattr(args, key)
         if value is not None:
             kw[key] = value
@@ -64,22 +87,27 @@ def _run(args: argparse.Namespace) -> int:
     from .trainer import train
 
     resume = None if args.no_resume else args.resume
-    summary = train(cfg, resume=resume, device=args.device, progress=not args.no_progress,
-                    stop_after=args.stop_after)
+    summary = train(cfg, resume=resume, device=args.device, progress=not args.no_progress, stop_after=args.stop_after)
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({k: (str(v) if v is not None and not isinstance(v, (int, float)) else v)
-                          for k, v in summary.items()}, indent=1))
+        print(
+            json.dumps(
+                {k: (str(v) if v is not None and not isinstance(v, (int, float)) else v) for k, v in summary.items()},
+                indent=1,
+            )
+        )
     return 0
 
 
 def add_train_command(subparsers) -> argparse.ArgumentParser:
     """Register ``train`` on an argparse subparsers object (``zsseg train``)."""
     p = subparsers.add_parser(
-        "train", help="train a ZegCLIP model (inductive / transductive / fully supervised)",
+        "train",
+        help="train a ZegCLIP model (inductive / transductive / fully supervised)",
         description="Train ZegCLIP with the official recipe (AdamW lr 2e-4, wd 0.01, poly 0.9, 1500 warm-up "
-                    "iterations, batch 16). Multi-GPU: torchrun --nproc_per_node=N -m zsseg_rt.train CONFIG.")
+        "iterations, batch 16). Multi-GPU: torchrun --nproc_per_node=N -m zsseg_rt.train CONFIG.",
+    )
     _add_arguments(p)
     p.set_defaults(func=_run)
     return p

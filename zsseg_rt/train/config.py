@@ -1,10 +1,11 @@
 """Training recipes: a small dataclass loaded from JSON (``zsseg_rt/train/configs/*.json``); unknown keys are
 an error that names them.
 
-Defaults are the official ZegCLIP recipe (reference §4): AdamW, lr 2e-4 for every trainable parameter (the
+Defaults are the official ZegCLIP recipe: AdamW, lr 2e-4 for every trainable parameter (the
 mmcv first-match quirk makes prompts and head both x10 of 2e-5), weight decay 0.01 (no norm exemption),
 poly(0.9) to 1e-6 with 1,500 linear warm-up iterations (ratio 1e-6), batch 16, crop 512.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +34,9 @@ class TrainConfig:
     unseen: Optional[List[Any]] = None  # override the split's unseen classes (names or indices)
     text_embeddings: Optional[str] = None  # None: CLIP text tower; ".npy/.pt/.safetensors" file; "random:SEED"
     # data
-    dataset: Dict[str, Any] = field(default_factory=lambda: {"type": "voc", "root": "data/VOCdevkit/VOC2012",
-                                                             "split": "train_aug"})
+    dataset: Dict[str, Any] = field(
+        default_factory=lambda: {"type": "voc", "root": "data/VOCdevkit/VOC2012", "split": "train_aug"}
+    )
     crop_size: int = 512
     img_scale: List[int] = field(default_factory=lambda: [2048, 512])
     ratio_range: Optional[List[float]] = field(default_factory=lambda: [0.5, 2.0])
@@ -87,9 +89,11 @@ class TrainConfig:
         if self.keep_checkpoints < 0:
             raise ValueError(f"keep_checkpoints must be >= 0 (0 keeps all), got {self.keep_checkpoints}")
         if not isinstance(self.keep_iterations, (list, tuple)) or not all(
-                isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in self.keep_iterations):
-            raise ValueError(f"keep_iterations must be a list of positive iteration numbers, got "
-                             f"{self.keep_iterations!r}")
+            isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in self.keep_iterations
+        ):
+            raise ValueError(
+                f"keep_iterations must be a list of positive iteration numbers, got {self.keep_iterations!r}"
+            )
         if not isinstance(self.dataset, dict) or "type" not in self.dataset:
             raise ValueError(f"dataset must be a dict with a 'type', got {self.dataset!r}")
         return self
@@ -99,7 +103,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
-        from zsseg_rt.models.config import check_known_keys  # noqa: WPS433
+        from zsseg_rt.models.config import check_known_keys
 
         check_known_keys(cls, data, "training config")
         return cls(**data).validate()
@@ -128,8 +132,9 @@ def parse_override(text: str):
     return key.strip(), value
 
 
-def load_train_config(ref: Union[str, Path, Dict[str, Any], TrainConfig], overrides: Optional[List[str]] = None,
-                      **kw) -> TrainConfig:
+def load_train_config(
+    ref: Union[str, Path, Dict[str, Any], TrainConfig], overrides: Optional[List[str]] = None, **kw
+) -> TrainConfig:
     """Load a recipe by bundled name (``"voc_inductive"``), JSON path, dict or object; ``overrides`` are
     ``key=value`` strings (dotted keys reach into ``dataset`` / ``model_overrides``), ``kw`` plain keys."""
     if isinstance(ref, TrainConfig):
@@ -141,8 +146,9 @@ def load_train_config(ref: Union[str, Path, Dict[str, Any], TrainConfig], overri
         if not p.is_file():
             p = CONFIG_DIR / (str(ref) if str(ref).endswith(".json") else f"{ref}.json")
         if not p.is_file():
-            raise FileNotFoundError(f"training config {str(ref)!r} is neither a file nor a bundled recipe "
-                                    f"{list_train_configs()}")
+            raise FileNotFoundError(
+                f"training config {str(ref)!r} is neither a file nor a bundled recipe {list_train_configs()}"
+            )
         with open(p, "r", encoding="utf-8") as f:
             data = json.load(f)
         data.setdefault("name", p.stem)

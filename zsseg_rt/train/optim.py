@@ -7,6 +7,7 @@ The schedule is a pure function of the iteration (mmcv ``PolyLrUpdaterHook`` wit
     lr(i)    = poly(i) * (1 - (1 - i / warmup_iters) * (1 - warmup_ratio))   for i < warmup_iters
              = poly(i)                                                      otherwise
 """
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -16,8 +17,15 @@ import torch
 __all__ = ["poly_lr", "build_optimizer", "PolyWarmupSchedule"]
 
 
-def poly_lr(iteration: int, base_lr: float, max_iters: int, power: float = 0.9, min_lr: float = 1e-6,
-            warmup_iters: int = 0, warmup_ratio: float = 1e-6) -> float:
+def poly_lr(
+    iteration: int,
+    base_lr: float,
+    max_iters: int,
+    power: float = 0.9,
+    min_lr: float = 1e-6,
+    warmup_iters: int = 0,
+    warmup_ratio: float = 1e-6,
+) -> float:
     i = min(max(int(iteration), 0), int(max_iters))
     lr = (base_lr - min_lr) * (1.0 - i / max_iters) ** power + min_lr
     if warmup_iters and i < warmup_iters:
@@ -29,11 +37,25 @@ def poly_lr(iteration: int, base_lr: float, max_iters: int, power: float = 0.9, 
 class PolyWarmupSchedule:
     """Sets every param group's lr for a given iteration (``step(i)`` before optimizer step ``i``)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, max_iters: int, power: float = 0.9,
-                 min_lr: float = 1e-6, warmup_iters: int = 1500, warmup_ratio: float = 1e-6):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        base_lr: float,
+        max_iters: int,
+        power: float = 0.9,
+        min_lr: float = 1e-6,
+        warmup_iters: int = 1500,
+        warmup_ratio: float = 1e-6,
+    ):
         self.optimizer = optimizer
-        self.kw = dict(base_lr=float(base_lr), max_iters=int(max_iters), power=float(power), min_lr=float(min_lr),
-                       warmup_iters=int(warmup_iters), warmup_ratio=float(warmup_ratio))
+        self.kw = dict(
+            base_lr=float(base_lr),
+            max_iters=int(max_iters),
+            power=float(power),
+            min_lr=float(min_lr),
+            warmup_iters=int(warmup_iters),
+            warmup_ratio=float(warmup_ratio),
+        )
         self.last_iter = -1
 
     def lr_at(self, iteration: int) -> float:
@@ -53,8 +75,9 @@ class PolyWarmupSchedule:
         self.last_iter = int(state["last_iter"])
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], lr: float = 2e-4, weight_decay: float = 0.01,
-                    betas=(0.9, 0.999)) -> torch.optim.AdamW:
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], lr: float = 2e-4, weight_decay: float = 0.01, betas=(0.9, 0.999)
+) -> torch.optim.AdamW:
     """AdamW over the trainable parameters, one group (official effective setting: lr 2e-4, wd 0.01 for
     prompts AND head; mmcv's first-match rule means the norm/ln decay_mult=0 keys never apply)."""
     params = [p for p in params if p.requires_grad]

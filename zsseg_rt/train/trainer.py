@@ -17,6 +17,7 @@ Exactness notes:
   NumPy, Python; one set per rank). Data order and augmentation are functions of (seed, iteration)
   (``zsseg_rt.data.loader``), so a resumed run continues bit-identically (same device/threads).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -71,8 +72,10 @@ def make_text_embeddings(model, class_names: Sequence[str], spec: Optional[str])
 
     t = torch.as_tensor(np.asarray(load_text_embeddings(spec), dtype=np.float32))
     if t.shape != (len(class_names), d):
-        raise ValueError(f"text embeddings {spec!r} have shape {tuple(t.shape)}, expected [{len(class_names)}, {d}] "
-                         "(classes x embed_dim, in the dataset's class order)")
+        raise ValueError(
+            f"text embeddings {spec!r} have shape {tuple(t.shape)}, expected [{len(class_names)}, {d}] "
+            "(classes x embed_dim, in the dataset's class order)"
+        )
     return t
 
 
@@ -122,8 +125,9 @@ class Trainer:
         dist_backend: torch.distributed backend under torchrun (default nccl on GPU, gloo on CPU).
     """
 
-    def __init__(self, cfg: TrainConfig, device: str = "auto", progress: bool = True,
-                 dist_backend: Optional[str] = None):
+    def __init__(
+        self, cfg: TrainConfig, device: str = "auto", progress: bool = True, dist_backend: Optional[str] = None
+    ):
         self.cfg = cfg.validate()
         self.dist = _Dist()
         self.dist.init(dist_backend)
@@ -142,9 +146,12 @@ class Trainer:
         cfg = self.cfg
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        self.dataset = build_dataset(dict(cfg.dataset), on_corrupt=cfg.dataset.get("on_corrupt", cfg.on_corrupt),
-                                     on_bad_label=cfg.dataset.get("on_bad_label", cfg.on_bad_label),
-                                     **({"unseen": cfg.unseen} if cfg.unseen is not None else {}))
+        self.dataset = build_dataset(
+            dict(cfg.dataset),
+            on_corrupt=cfg.dataset.get("on_corrupt", cfg.on_corrupt),
+            on_bad_label=cfg.dataset.get("on_bad_label", cfg.on_bad_label),
+            **({"unseen": cfg.unseen} if cfg.unseen is not None else {}),
+        )
         split = self.dataset.split
         from zsseg_rt.models import create_model, load_model_config
 
@@ -169,10 +176,17 @@ class Trainer:
         else:
             lut = None
         mc = self.model.config
-        aug = TrainAugmentation(crop_size=(cfg.crop_size, cfg.crop_size), img_scale=tuple(cfg.img_scale),
-                                ratio_range=cfg.ratio_range, cat_max_ratio=cfg.cat_max_ratio,
-                                flip_prob=cfg.flip_prob, photometric=cfg.photometric, mean=mc.mean, std=mc.std,
-                                ignore_index=mc.ignore_index)
+        aug = TrainAugmentation(
+            crop_size=(cfg.crop_size, cfg.crop_size),
+            img_scale=tuple(cfg.img_scale),
+            ratio_range=cfg.ratio_range,
+            cat_max_ratio=cfg.cat_max_ratio,
+            flip_prob=cfg.flip_prob,
+            photometric=cfg.photometric,
+            mean=mc.mean,
+            std=mc.std,
+            ignore_index=mc.ignore_index,
+        )
         self.stream = TrainStream(self.dataset, aug, lut, seed=cfg.seed)
         from zsseg_rt.models.losses import ZegCLIPLoss
 
@@ -180,8 +194,9 @@ class Trainer:
         build_loss = getattr(self.model, "build_loss", None)
         self.loss_fn = build_loss() if build_loss is not None else ZegCLIPLoss.from_config(mc)
         self.optimizer = build_optimizer(self.model.trainable_parameters(), cfg.lr, cfg.weight_decay, cfg.betas)
-        self.schedule = PolyWarmupSchedule(self.optimizer, cfg.lr, cfg.iterations, cfg.poly_power, cfg.min_lr,
-                                           cfg.warmup_iters, cfg.warmup_ratio)
+        self.schedule = PolyWarmupSchedule(
+            self.optimizer, cfg.lr, cfg.iterations, cfg.poly_power, cfg.min_lr, cfg.warmup_iters, cfg.warmup_ratio
+        )
         self.amp_dtype = torch.float16 if cfg.amp_dtype == "float16" else torch.bfloat16
         use_scaler = cfg.amp and self.amp_dtype == torch.float16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
@@ -190,10 +205,13 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             # the last decoder layer's query-update params never get a gradient (official too)
-            self.net = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                           find_unused_parameters=True)
+            self.net = DDP(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
         torch.manual_seed(cfg.seed * 1000 + 17 + self.dist.rank)  # dropout stream, per rank
-        np.random.seed((cfg.seed * 1000 + self.dist.rank) % 2 ** 32)
+        np.random.seed((cfg.seed * 1000 + self.dist.rank) % 2**32)
 
     # -------------------------------------------------------------- checkpoints
     def state_dict(self) -> Dict[str, Any]:
@@ -227,17 +245,20 @@ class Trainer:
         if len(rng) == self.dist.world:
             restore_rng(rng[self.dist.rank])
         else:
-            warnings.warn(f"checkpoint was written by {len(rng)} processes, this run has {self.dist.world}: the "
-                          "dropout RNG streams are re-seeded (data order/augmentation are unaffected)",
-                          RuntimeWarning)
+            warnings.warn(
+                f"checkpoint was written by {len(rng)} processes, this run has {self.dist.world}: the "
+                "dropout RNG streams are re-seeded (data order/augmentation are unaffected)",
+                RuntimeWarning,
+            )
             torch.manual_seed(self.cfg.seed * 1000 + 17 + self.dist.rank + 7 * self.iteration)
 
     def save(self) -> Optional[Path]:
         state = self.state_dict()  # collective under DDP: every rank calls it
         if self.dist.rank != 0:
             return None
-        return save_checkpoint(state, self.work_dir, self.iteration, self.cfg.keep_checkpoints,
-                               protect=self.cfg.keep_iterations)
+        return save_checkpoint(
+            state, self.work_dir, self.iteration, self.cfg.keep_checkpoints, protect=self.cfg.keep_iterations
+        )
 
     def resume(self, path: Union[str, Path, None] = "auto") -> Optional[Path]:
         """Resume from ``path`` or, with "auto", the newest readable checkpoint in ``work_dir`` (if any)."""
@@ -253,11 +274,18 @@ class Trainer:
     def _loader(self):
         from torch.utils.data import DataLoader
 
-        sampler = PositionSampler(self.cfg.batch_size, self.dist.world, self.dist.rank, self.cfg.grad_accum,
-                                  start_iter=self.iteration)
-        return DataLoader(self.stream, batch_size=sampler.micro_batch, sampler=sampler,
-                          num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False, generator=torch.Generator().manual_seed(self.cfg.seed))
+        sampler = PositionSampler(
+            self.cfg.batch_size, self.dist.world, self.dist.rank, self.cfg.grad_accum, start_iter=self.iteration
+        )
+        return DataLoader(
+            self.stream,
+            batch_size=sampler.micro_batch,
+            sampler=sampler,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            generator=torch.Generator().manual_seed(self.cfg.seed),
+        )
 
     def _micro_loss(self, images, labels, norm: Optional[float]):
         cfg, mc = self.cfg, self.model.config
@@ -301,8 +329,9 @@ class Trainer:
             if self.dist.enabled and m < len(batches) - 1:
                 sync = self.net.no_sync()
             with sync:
-                out, loss = self._micro_loss(images.to(self.device, non_blocking=True),
-                                             labels.to(self.device, non_blocking=True), norm)
+                out, loss = self._micro_loss(
+                    images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True), norm
+                )
                 self.scaler.scale(loss).backward()
             nm = float(out["num_masks"])
             for k in ("loss_mask", "loss_dice"):
@@ -310,17 +339,22 @@ class Trainer:
             logs["loss"] += float(loss.detach())
             logs["num_masks"] += nm
         if self.dist.enabled:  # log the global-batch values (rank-local losses are partial sums)
-            t = torch.tensor([logs["loss"], logs["loss_mask"], logs["loss_dice"], logs["num_masks"]],
-                             dtype=torch.float64, device=self.device)
+            t = torch.tensor(
+                [logs["loss"], logs["loss_mask"], logs["loss_dice"], logs["num_masks"]],
+                dtype=torch.float64,
+                device=self.device,
+            )
             dist.all_reduce(t)
-            logs.update(loss=float(t[0]) / self.dist.world, loss_mask=float(t[1]), loss_dice=float(t[2]),
-                        num_masks=float(t[3]))
+            logs.update(
+                loss=float(t[0]) / self.dist.world, loss_mask=float(t[1]), loss_dice=float(t[2]), num_masks=float(t[3])
+            )
         total_nm = max(logs["num_masks"], 1.0)
         logs["loss_mask"] /= total_nm
         logs["loss_dice"] /= total_nm
         if not math.isfinite(logs["loss"]):
-            raise FloatingPointError(f"loss is {logs['loss']} at iteration {self.iteration}; lower the lr or "
-                                     "disable amp")
+            raise FloatingPointError(
+                f"loss is {logs['loss']} at iteration {self.iteration}; lower the lr or disable amp"
+            )
         if cfg.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), cfg.grad_clip)
@@ -338,7 +372,9 @@ class Trainer:
         rows = []
         if path.is_file():  # keep only rows up to the resumed iteration
             with open(path, "r", newline="", encoding="utf-8") as f:
-                rows = [r for r in csv.DictReader(f) if r.get("iter", "").isdigit() and int(r["iter"]) <= self.iteration]
+                rows = [
+                    r for r in csv.DictReader(f) if r.get("iter", "").isdigit() and int(r["iter"]) <= self.iteration
+                ]
         # rewrite through a temporary file + os.replace: a crash mid-rewrite leaves the old log intact
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         try:
@@ -361,8 +397,9 @@ class Trainer:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except Exception as exc:  # tensorboard not installed
-            warnings.warn(f"tensorboard logging requested but unavailable ({exc}); pip install tensorboard",
-                          RuntimeWarning)
+            warnings.warn(
+                f"tensorboard logging requested but unavailable ({exc}); pip install tensorboard", RuntimeWarning
+            )
             return None
         return SummaryWriter(str(self.work_dir / "tensorboard"))
 
@@ -386,8 +423,13 @@ class Trainer:
         self.net.train()
         log_file, writer = self._open_log()
         tb = self._tensorboard()
-        bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not self.progress, dynamic_ncols=True,
-                   desc=f"train {cfg.name or self.setting}")
+        bar = tqdm(
+            total=cfg.iterations,
+            initial=self.iteration,
+            disable=not self.progress,
+            dynamic_ncols=True,
+            desc=f"train {cfg.name or self.setting}",
+        )
         last_ckpt, logs = resumed, {}
         start_time, start_iter = time.time(), self.iteration
         data_iter = iter(self._loader()) if self.iteration < end else None
@@ -402,10 +444,18 @@ class Trainer:
                 if self.progress:
                     bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}")
                 if writer is not None and (self.iteration % cfg.log_interval == 0 or self.iteration == end):
-                    writer.writerow({"iter": self.iteration, "loss": f"{logs['loss']:.6f}",
-                                     "loss_mask": f"{logs['loss_mask']:.6f}", "loss_dice": f"{logs['loss_dice']:.6f}",
-                                     "lr": f"{logs['lr']:.6e}", "num_masks": int(logs["num_masks"]),
-                                     "seconds": f"{elapsed:.2f}", "eta_seconds": f"{eta:.0f}"})
+                    writer.writerow(
+                        {
+                            "iter": self.iteration,
+                            "loss": f"{logs['loss']:.6f}",
+                            "loss_mask": f"{logs['loss_mask']:.6f}",
+                            "loss_dice": f"{logs['loss_dice']:.6f}",
+                            "lr": f"{logs['lr']:.6e}",
+                            "num_masks": int(logs["num_masks"]),
+                            "seconds": f"{elapsed:.2f}",
+                            "eta_seconds": f"{eta:.0f}",
+                        }
+                    )
                     log_file.flush()
                     if tb is not None:
                         for k in ("loss", "loss_mask", "loss_dice", "lr"):
@@ -422,16 +472,32 @@ class Trainer:
         if self.iteration >= cfg.iterations and cfg.save_native and self.dist.rank == 0:
             from zsseg_rt.models.convert import save_native
 
-            native = save_native(self.model, self.work_dir / "final", overwrite=True,
-                                 extra={"trained_iterations": self.iteration, "train_config": cfg.to_dict()})
+            native = save_native(
+                self.model,
+                self.work_dir / "final",
+                overwrite=True,
+                extra={"trained_iterations": self.iteration, "train_config": cfg.to_dict()},
+            )
         if self.dist.enabled:
             dist.barrier()
-        return {"iteration": self.iteration, "last_loss": logs.get("loss"), "checkpoint": last_ckpt,
-                "native": native, "skipped_samples": len(self.dataset.skipped)}
+        return {
+            "iteration": self.iteration,
+            "last_loss": logs.get("loss"),
+            "checkpoint": last_ckpt,
+            "native": native,
+            "skipped_samples": len(self.dataset.skipped),
+        }
 
 
-def train(config, overrides: Optional[List[str]] = None, resume: Union[str, None] = "auto", device: str = "auto",
-          progress: bool = True, stop_after: Optional[int] = None, **kw) -> Dict[str, Any]:
+def train(
+    config,
+    overrides: Optional[List[str]] = None,
+    resume: Union[str, None] = "auto",
+    device: str = "auto",
+    progress: bool = True,
+    stop_after: Optional[int] = None,
+    **kw,
+) -> Dict[str, Any]:
     """Load a recipe, build a :class:`Trainer` and train (resuming from work_dir by default)."""
     cfg = load_train_config(config, overrides, **kw)
     trainer = Trainer(cfg, device=device, progress=progress)

@@ -32,7 +32,7 @@ struct ResizeGeometry {
   int64_t channels = 0;
   int64_t in_height = 0;  // full map height (row stride = in_width)
   int64_t in_width = 0;
-  int64_t crop_top = 0;  // valid region: rows [crop_top, crop_top + crop_height)
+  int64_t crop_top = 0;   // valid region: rows [crop_top, crop_top + crop_height)
   int64_t crop_left = 0;  //               cols [crop_left, crop_left + crop_width)
   int64_t crop_height = 0;
   int64_t crop_width = 0;
@@ -63,7 +63,9 @@ ZS_HD BilinearTap bilinear_tap(float scale, int64_t out_index, int64_t in_size) 
 }
 
 // Linear blend of two values with torch's operation order (w0 * a + w1 * b).
-ZS_HD float blend2(float a, float b, float w0, float w1) { return a * w0 + b * w1; }
+ZS_HD float blend2(float a, float b, float w0, float w1) {
+  return a * w0 + b * w1;
+}
 
 // The 2-D bilinear value from the four neighbours (a<row><col>), rows outer as in torch.
 ZS_HD float blend4(float a00, float a01, float a10, float a11, const BilinearTap& ty, const BilinearTap& tx) {
@@ -116,7 +118,9 @@ ZS_HD float exp_fast_f32(float x) {
 }
 
 // Logistic function from exp_fast_f32: absolute error below 1e-7 for non-NaN input (checked in cpp_tests).
-ZS_HD float sigmoid_fast_f32(float x) { return 1.f / (1.f + exp_fast_f32(-x)); }
+ZS_HD float sigmoid_fast_f32(float x) {
+  return 1.f / (1.f + exp_fast_f32(-x));
+}
 
 // sigmoid_fast_f32 that also propagates NaN like torch.sigmoid (a select, so loops still vectorise). Used by
 // the fused calibration of upsample on the CPU: absolute error below 1e-7 against the exact logistic function.
@@ -125,8 +129,12 @@ ZS_HD float sigmoid_fast_nan_f32(float x) {
   return x == x ? s : x;
 }
 
-ZS_HD bool is_nan_value(float x) { return x != x; }
-ZS_HD bool is_nan_value(double x) { return x != x; }
+ZS_HD bool is_nan_value(float x) {
+  return x != x;
+}
+ZS_HD bool is_nan_value(double x) {
+  return x != x;
+}
 
 // torch.argmax's order when scanning classes in increasing index: does `candidate` (at a higher index than
 // the current best) replace `best`? A NaN beats any number and the first NaN stays; on equality the lower

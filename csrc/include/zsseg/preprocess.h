@@ -26,15 +26,15 @@ struct PreprocessWindow {
 struct PreprocessParams {
   const uint8_t* image = nullptr;  // [in_height, in_width, in_channels], C-contiguous, on the kernel's device
   int32_t in_height = 0, in_width = 0, in_channels = 3;  // in_channels: 1 (gray), 3 or 4 (alpha ignored)
-  bool bgr = true;                 // 3/4 channels are B, G, R(, A) (OpenCV order); else R, G, B(, A)
+  bool bgr = true;                              // 3/4 channels are B, G, R(, A) (OpenCV order); else R, G, B(, A)
   int32_t scaled_height = 0, scaled_width = 0;  // the keep-ratio rescaled size the windows refer to
-  int32_t crop = 0;                // output windows are crop x crop (zero beyond each window's extent)
-  int32_t num_windows = 0;         // 1..kPreprocessMaxWindows
+  int32_t crop = 0;                             // output windows are crop x crop (zero beyond each window's extent)
+  int32_t num_windows = 0;                      // 1..kPreprocessMaxWindows
   PreprocessWindow windows[kPreprocessMaxWindows];
   float mean[3] = {0.f, 0.f, 0.f};  // RGB order, 0..255 units
   float std[3] = {1.f, 1.f, 1.f};   // RGB order, > 0
-  void* output = nullptr;          // [num_windows, 3, crop, crop], `dtype`, C-contiguous
-  DType dtype = DType::Float32;    // Float16: CUDA only
+  void* output = nullptr;           // [num_windows, 3, crop, crop], `dtype`, C-contiguous
+  DType dtype = DType::Float32;     // Float16: CUDA only
 };
 
 // One source coordinate of the uint8 bilinear resize: two indices and their 11-bit fixed-point weights.
@@ -74,8 +74,8 @@ ZS_HD LinearU8Tap linear_u8_row_tap(int32_t dst, int32_t in_size, int32_t out_si
 }
 
 // The resized uint8 value of channel `ch` (source channel index) at one output pixel.
-ZS_HD int32_t resized_u8(const uint8_t* image, int32_t in_width, int32_t in_channels, int32_t ch,
-                         const LinearU8Tap& ty, const LinearU8Tap& tx) {
+ZS_HD int32_t resized_u8(const uint8_t* image, int32_t in_width, int32_t in_channels, int32_t ch, const LinearU8Tap& ty,
+                         const LinearU8Tap& tx) {
   const uint8_t* r0 = image + static_cast<int64_t>(ty.i0) * in_width * in_channels + ch;
   const uint8_t* r1 = image + static_cast<int64_t>(ty.i1) * in_width * in_channels + ch;
   const int32_t h0 = r0[tx.i0 * in_channels] * tx.w0 + r0[tx.i1 * in_channels] * tx.w1;

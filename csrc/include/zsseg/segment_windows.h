@@ -19,17 +19,17 @@ struct WindowPlacement {
 };
 
 struct SegmentWindowsParams {
-  const void* logits = nullptr;         // [num_windows, classes, in_height, in_width], contiguous, `dtype`
-  DType dtype = DType::Float32;         // Float16: CUDA only; math is fp32
+  const void* logits = nullptr;  // [num_windows, classes, in_height, in_width], contiguous, `dtype`
+  DType dtype = DType::Float32;  // Float16: CUDA only; math is fp32
   int64_t num_windows = 0, classes = 0, in_height = 0, in_width = 0;
-  const WindowPlacement* windows = nullptr;  // [num_windows], HOST memory (read by the launcher)
-  int64_t head_height = 0, head_width = 0;   // per-window resize target (the model's image size)
+  const WindowPlacement* windows = nullptr;     // [num_windows], HOST memory (read by the launcher)
+  int64_t head_height = 0, head_width = 0;      // per-window resize target (the model's image size)
   int64_t scaled_height = 0, scaled_width = 0;  // the rescaled image the windows tile
   int64_t out_height = 0, out_width = 0;        // the output (original image) size
-  const float* class_bias = nullptr;   // [classes] finite, or nullptr; on the logits' device
+  const float* class_bias = nullptr;            // [classes] finite, or nullptr; on the logits' device
   bool apply_sigmoid = true;
-  int32_t* labels = nullptr;           // [out_height, out_width]
-  float* scores = nullptr;             // [out_height, out_width] winning merged value (NaN if NaN won)
+  int32_t* labels = nullptr;  // [out_height, out_width]
+  float* scores = nullptr;    // [out_height, out_width] winning merged value (NaN if NaN won)
 };
 
 // CPU (OpenMP over output rows). Returns false when some rescaled pixel is covered by no window (outputs are

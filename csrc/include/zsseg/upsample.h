@@ -11,10 +11,10 @@
 namespace zsseg {
 
 struct UpsampleParams {
-  const void* input = nullptr;  // [batch, channels, in_height, in_width], contiguous, `dtype`
-  void* output = nullptr;       // [batch, channels, out_height, out_width], contiguous, `dtype`
-  DType dtype = DType::Float32;  // element type of input and output (Float16: CUDA only); math is fp32
-  ResizeGeometry geometry;       // sizes and crop, validated by the caller (crop inside the map, sizes > 0)
+  const void* input = nullptr;        // [batch, channels, in_height, in_width], contiguous, `dtype`
+  void* output = nullptr;             // [batch, channels, out_height, out_width], contiguous, `dtype`
+  DType dtype = DType::Float32;       // element type of input and output (Float16: CUDA only); math is fp32
+  ResizeGeometry geometry;            // sizes and crop, validated by the caller (crop inside the map, sizes > 0)
   bool apply_sigmoid = false;         // f = sigmoid (fp32; CPU: vectorised approximation, abs error < 1e-7)
   const float* class_bias = nullptr;  // [channels] float32 on the input's device, or nullptr (no bias)
 };

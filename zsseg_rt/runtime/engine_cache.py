@@ -5,6 +5,7 @@ compute capability, int8 calibration set, build recipe): ``EngineKey`` holds the
 the cache directory ``<bundle>/engines/<digest>/``, and ``engine.json`` beside the engine records them so a
 mismatching engine is rebuilt or refused with a message saying what differs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,10 +19,10 @@ import numpy as np
 
 from zsseg_rt.bundle import GRAPH_FILES as SPEC_GRAPH_FILES
 from zsseg_rt.bundle import BundleMeta, Names, sha256_file
-from zsseg_rt.export.cuda_driver import DeviceInfo
+from zsseg_rt.runtime.cuda_driver import DeviceInfo
 
 PRECISIONS = ("fp32", "fp16", "int8")
-BUILD_RECIPE_VERSION = 1   # bump when the TensorRT build settings change, so cached engines are rebuilt
+BUILD_RECIPE_VERSION = 1  # bump when the TensorRT build settings change, so cached engines are rebuilt
 ENGINE_RECORD = "engine.json"
 ENGINE_SUFFIX = ".engine"
 DEFAULT_MAX_PROMPTS = 256
@@ -68,8 +69,9 @@ def graph_precision(precision: str, role: str) -> str:
     return "fp16" if precision == "int8" and role != "image" else precision
 
 
-def axis_ranges(meta: BundleMeta, max_batch: int = 1, opt_classes: int = 20,
-                max_prompts: int = DEFAULT_MAX_PROMPTS) -> Dict[str, AxisRange]:
+def axis_ranges(
+    meta: BundleMeta, max_batch: int = 1, opt_classes: int = 20, max_prompts: int = DEFAULT_MAX_PROMPTS
+) -> Dict[str, AxisRange]:
     """(min, opt, max) of every dynamic axis. Batch opt = max_batch (callers batching crops use full batches)."""
     if int(max_batch) < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -90,11 +92,12 @@ def axis_ranges(meta: BundleMeta, max_batch: int = 1, opt_classes: int = 20,
 def graph_profile(meta: BundleMeta, role: str, ranges: Mapping[str, AxisRange]) -> Dict[str, AxisRange]:
     """The axis ranges one graph uses (so e.g. changing opt_classes does not rebuild the image encoder)."""
     used = {axis for axes in dynamic_input_axes(meta, role).values() for axis in axes.values()}
-    return {axis: tuple(ranges[axis]) for axis in sorted(used)}
+    return {axis: ranges[axis] for axis in sorted(used)}
 
 
-def profile_shapes(input_name: str, network_shape: Sequence[int], dynamic_axes: Mapping[int, str],
-                   ranges: Mapping[str, AxisRange]) -> Tuple[Shape, Shape, Shape]:
+def profile_shapes(
+    input_name: str, network_shape: Sequence[int], dynamic_axes: Mapping[int, str], ranges: Mapping[str, AxisRange]
+) -> Tuple[Shape, Shape, Shape]:
     """(min, opt, max) shapes of one network input: static dims from the ONNX, dynamic ones from ``ranges``.
 
     Raises:
@@ -106,15 +109,18 @@ def profile_shapes(input_name: str, network_shape: Sequence[int], dynamic_axes: 
         axis_name = dynamic_axes.get(axis)
         if axis_name is None:
             if dim < 0:
-                raise EngineBuildError(f"input {input_name!r} axis {axis} is dynamic in the ONNX graph, but zsseg_rt "
-                                       "expects it static; re-export the bundle")
+                raise EngineBuildError(
+                    f"input {input_name!r} axis {axis} is dynamic in the ONNX graph, but zsseg_rt "
+                    "expects it static; re-export the bundle"
+                )
             low = opt = high = int(dim)
         else:
             low, opt, high = ranges[axis_name]
             if dim >= 0 and not low == opt == high == dim:
                 raise EngineBuildError(
                     f"input {input_name!r} axis {axis} ({axis_name}) is static ({dim}) in the ONNX graph but the "
-                    f"profile asks for {low}..{high}; re-export with a dynamic {axis_name} axis or use {dim}")
+                    f"profile asks for {low}..{high}; re-export with a dynamic {axis_name} axis or use {dim}"
+                )
         for shape, value in zip(shapes, (low, opt, high)):
             shape.append(int(value))
     return tuple(shapes[0]), tuple(shapes[1]), tuple(shapes[2])
@@ -124,14 +130,14 @@ def profile_shapes(input_name: str, network_shape: Sequence[int], dynamic_axes: 
 class EngineKey:
     """Everything an engine depends on. ``digest()`` names its cache directory."""
 
-    graph: str                                  # ONNX file name (from zsseg_rt.bundle.spec.Files)
-    onnx_sha256: str                            # from meta.json
-    precision: str                              # of this graph (see graph_precision)
+    graph: str  # ONNX file name (from zsseg_rt.bundle.spec.Files)
+    onnx_sha256: str  # from meta.json
+    precision: str  # of this graph (see graph_precision)
     profile: Tuple[Tuple[str, AxisRange], ...]  # sorted (axis name, (min, opt, max))
     tensorrt_version: str
     gpu_name: str
-    compute_capability: str                     # "8.7"
-    calibration_sha256: str = ""                # int8 only: hash of the calibration images
+    compute_capability: str  # "8.7"
+    calibration_sha256: str = ""  # int8 only: hash of the calibration images
     recipe: int = BUILD_RECIPE_VERSION
 
     def as_dict(self) -> Dict:
@@ -153,21 +159,35 @@ class EngineKey:
     def differences(self, other: "EngineKey") -> List[str]:
         """Human-readable ``field: engine has X, expected Y`` for every differing field."""
         mine, theirs = self.as_dict(), other.as_dict()
-        return [f"{name}: engine has {mine[name]!r}, expected {theirs[name]!r}"
-                for name in mine if mine[name] != theirs.get(name)]
+        return [
+            f"{name}: engine has {mine[name]!r}, expected {theirs[name]!r}"
+            for name in mine
+            if mine[name] != theirs.get(name)
+        ]
 
 
-def make_engine_key(meta: BundleMeta, role: str, precision: str, ranges: Mapping[str, AxisRange],
-                    tensorrt_version: str, device: DeviceInfo, calibration_sha256: str = "") -> EngineKey:
+def make_engine_key(
+    meta: BundleMeta,
+    role: str,
+    precision: str,
+    ranges: Mapping[str, AxisRange],
+    tensorrt_version: str,
+    device: DeviceInfo,
+    calibration_sha256: str = "",
+) -> EngineKey:
     """The key of graph ``role`` ("image", "head", "text") for this bundle, request and platform."""
     graph = GRAPH_FILES[role]
     if graph not in meta.files:
         raise EngineMismatchError(f"meta.json of {meta.path!r} records no {graph!r}; re-export the bundle")
     own_precision = graph_precision(precision, role)
     return EngineKey(
-        graph=graph, onnx_sha256=meta.files[graph], precision=own_precision,
-        profile=tuple(sorted(graph_profile(meta, role, ranges).items())), tensorrt_version=str(tensorrt_version),
-        gpu_name=device.name, compute_capability=device.sm,
+        graph=graph,
+        onnx_sha256=meta.files[graph],
+        precision=own_precision,
+        profile=tuple(sorted(graph_profile(meta, role, ranges).items())),
+        tensorrt_version=str(tensorrt_version),
+        gpu_name=device.name,
+        compute_capability=device.sm,
         calibration_sha256=calibration_sha256 if own_precision == "int8" else "",
     )
 
@@ -178,10 +198,15 @@ def engine_path_for(engine_root: str, key: EngineKey) -> str:
 
 
 def write_engine_record(engine_path: str, key: EngineKey) -> None:
-    record = {"key": key.as_dict(), "digest": key.digest(), "engine_file": os.path.basename(engine_path),
-              "engine_sha256": sha256_file(engine_path)}
-    _atomic_write(os.path.join(os.path.dirname(engine_path), ENGINE_RECORD),
-                  json.dumps(record, indent=2, sort_keys=True).encode())
+    record = {
+        "key": key.as_dict(),
+        "digest": key.digest(),
+        "engine_file": os.path.basename(engine_path),
+        "engine_sha256": sha256_file(engine_path),
+    }
+    _atomic_write(
+        os.path.join(os.path.dirname(engine_path), ENGINE_RECORD), json.dumps(record, indent=2, sort_keys=True).encode()
+    )
 
 
 def read_engine_record(engine_path: str) -> Tuple[EngineKey, Dict]:
@@ -194,7 +219,8 @@ def read_engine_record(engine_path: str) -> Tuple[EngineKey, Dict]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise EngineMismatchError(
             f"cannot read the engine record {record_path!r} ({exc}); zsseg_rt only loads engines it built and "
-            "recorded. Rebuild with `zsseg build-engine <bundle>`") from exc
+            "recorded. Rebuild with `zsseg build-engine <bundle>`"
+        ) from exc
 
 
 def check_engine(engine_path: str, expected_key: EngineKey, check_file_hash: bool = True) -> EngineKey:
@@ -210,28 +236,35 @@ def check_engine(engine_path: str, expected_key: EngineKey, check_file_hash: boo
     if diffs:
         raise EngineMismatchError(
             f"refusing TensorRT engine {engine_path!r}: it was built for a different setup:\n  - "
-            + "\n  - ".join(diffs) + "\nRebuild it on this machine with `zsseg build-engine <bundle>`")
+            + "\n  - ".join(diffs)
+            + "\nRebuild it on this machine with `zsseg build-engine <bundle>`"
+        )
     if not os.path.isfile(engine_path):
         raise EngineMismatchError(f"engine file {engine_path!r} is missing; rebuild with `zsseg build-engine <bundle>`")
     if check_file_hash and sha256_file(engine_path) != record.get("engine_sha256"):
         raise EngineMismatchError(
             f"engine file {engine_path!r} does not match the sha256 in its engine.json (truncated or modified); "
-            "rebuild with `zsseg build-engine <bundle> --force`")
+            "rebuild with `zsseg build-engine <bundle> --force`"
+        )
     return recorded
 
 
 def check_engine_platform(engine_path: str, tensorrt_version: str, device: DeviceInfo) -> EngineKey:
     """Refuse an engine recorded for another TensorRT version or GPU (used when no full key is known)."""
     recorded, _ = read_engine_record(engine_path)
-    expected = {"tensorrt_version": str(tensorrt_version), "gpu_name": device.name,
-                "compute_capability": device.sm}
-    diffs = [f"{name}: engine has {getattr(recorded, name)!r}, this machine has {value!r}"
-             for name, value in expected.items() if getattr(recorded, name) != value]
+    expected = {"tensorrt_version": str(tensorrt_version), "gpu_name": device.name, "compute_capability": device.sm}
+    diffs = [
+        f"{name}: engine has {getattr(recorded, name)!r}, this machine has {value!r}"
+        for name, value in expected.items()
+        if getattr(recorded, name) != value
+    ]
     if diffs:
         raise EngineMismatchError(
             f"refusing TensorRT engine {engine_path!r}; TensorRT engines are specific to the TensorRT version and "
-            "GPU they were built with:\n  - " + "\n  - ".join(diffs)
-            + "\nRebuild it on this machine with `zsseg build-engine <bundle>`")
+            "GPU they were built with:\n  - "
+            + "\n  - ".join(diffs)
+            + "\nRebuild it on this machine with `zsseg build-engine <bundle>`"
+        )
     return recorded
 
 
@@ -282,7 +315,7 @@ def preprocess_calibration_image(image, meta: BundleMeta) -> np.ndarray:
     if isinstance(image, np.ndarray):
         rgb = to_rgb_uint8(image, color_order="rgb")
     else:
-        import cv2  # noqa: WPS433
+        import cv2
 
         bgr = cv2.imread(os.fspath(image), cv2.IMREAD_COLOR)
         if bgr is None:
@@ -292,7 +325,7 @@ def preprocess_calibration_image(image, meta: BundleMeta) -> np.ndarray:
     chw = normalize_image(rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
     chw = pad_to_multiple(chw, int(meta.patch_size), min_size=(size, size))
     top, left = (chw.shape[1] - size) // 2, (chw.shape[2] - size) // 2
-    return np.ascontiguousarray(chw[:, top:top + size, left:left + size], dtype=np.float32)
+    return np.ascontiguousarray(chw[:, top : top + size, left : left + size], dtype=np.float32)
 
 
 def calibration_batches(images: Sequence, meta: BundleMeta) -> Iterator[np.ndarray]:

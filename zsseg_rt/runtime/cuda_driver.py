@@ -2,8 +2,9 @@
 copies and streams for the TensorRT runner. No cuda-python, pycuda or torch needed; ``libcuda`` ships with the
 NVIDIA driver (and with JetPack), so it is present wherever TensorRT can run.
 
-Untested in CI (no GPU there); the tests only check that a missing driver gives a clear error.
+The tests without a GPU only check that a missing driver gives a clear error (the README says what was verified where).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -30,8 +31,8 @@ class CudaError(RuntimeError):
 class DeviceInfo:
     """The GPU an engine is built for / runs on."""
 
-    name: str                              # e.g. "Orin (nvgpu)", "NVIDIA GeForce RTX 4090"
-    compute_capability: Tuple[int, int]    # e.g. (8, 7)
+    name: str  # e.g. "Orin (nvgpu)", "NVIDIA GeForce RTX 4090"
+    compute_capability: Tuple[int, int]  # e.g. (8, 7)
 
     @property
     def sm(self) -> str:
@@ -62,8 +63,8 @@ class CudaDriver:
         self._lib = library if library is not None else _load_library()
         self._declare()
         self._check(self._lib.cuInit(0), "cuInit")
-        self._context = None
-        self._context_device = None
+        self._context: Optional[ctypes.c_void_p] = None
+        self._context_device: Optional[int] = None
 
     def _declare(self) -> None:
         lib, c_size, c_ptr, c_u64 = self._lib, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_uint64
@@ -129,9 +130,10 @@ class CudaDriver:
         (zero-copy on integrated GPUs). Free with ``host_free``."""
         pointer = ctypes.c_void_p()
         flags = _MEMHOSTALLOC_PORTABLE | (_MEMHOSTALLOC_DEVICEMAP if mapped else 0)
-        self._check(self._lib.cuMemHostAlloc(ctypes.byref(pointer), max(int(nbytes), 1), flags),
-                    f"cuMemHostAlloc({nbytes})")
-        return int(pointer.value)
+        self._check(
+            self._lib.cuMemHostAlloc(ctypes.byref(pointer), max(int(nbytes), 1), flags), f"cuMemHostAlloc({nbytes})"
+        )
+        return int(pointer.value or 0)
 
     def host_free(self, pointer: int) -> None:
         self._check(self._lib.cuMemFreeHost(ctypes.c_void_p(pointer)), "cuMemFreeHost")
@@ -139,8 +141,10 @@ class CudaDriver:
     def host_device_pointer(self, host_pointer: int) -> int:
         """The device address of mapped page-locked host memory (``cuMemHostGetDevicePointer``)."""
         device_pointer = ctypes.c_uint64()
-        self._check(self._lib.cuMemHostGetDevicePointer_v2(ctypes.byref(device_pointer), ctypes.c_void_p(host_pointer), 0),
-                    "cuMemHostGetDevicePointer")
+        self._check(
+            self._lib.cuMemHostGetDevicePointer_v2(ctypes.byref(device_pointer), ctypes.c_void_p(host_pointer), 0),
+            "cuMemHostGetDevicePointer",
+        )
         return int(device_pointer.value)
 
     def use_primary_context(self, index: int = 0) -> None:
@@ -174,14 +178,18 @@ class CudaDriver:
     def copy_to_device(self, device_pointer: int, array: np.ndarray, stream: int) -> None:
         """Asynchronous host->device copy of a C-contiguous array (keep ``array`` alive until the stream syncs)."""
         if array.nbytes:
-            self._check(self._lib.cuMemcpyHtoDAsync_v2(device_pointer, array.ctypes.data, array.nbytes, stream),
-                        "cuMemcpyHtoDAsync")
+            self._check(
+                self._lib.cuMemcpyHtoDAsync_v2(device_pointer, array.ctypes.data, array.nbytes, stream),
+                "cuMemcpyHtoDAsync",
+            )
 
     def copy_to_host(self, array: np.ndarray, device_pointer: int, stream: int) -> None:
         """Asynchronous device->host copy into a C-contiguous array."""
         if array.nbytes:
-            self._check(self._lib.cuMemcpyDtoHAsync_v2(array.ctypes.data, device_pointer, array.nbytes, stream),
-                        "cuMemcpyDtoHAsync")
+            self._check(
+                self._lib.cuMemcpyDtoHAsync_v2(array.ctypes.data, device_pointer, array.nbytes, stream),
+                "cuMemcpyDtoHAsync",
+            )
 
     def copy_device_to_device(self, destination: int, source: int, nbytes: int, stream: int) -> None:
         """Asynchronous device->device copy on ``stream``."""

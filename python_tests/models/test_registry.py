@@ -1,0 +1,130 @@
+"""The model registry: every bundled config loads through ``load_config`` and builds through its family."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from zsseg_rt.models import (
+    CLIPRCConfig,
+    TrainingFreeConfig,
+    ZegCLIPConfig,
+    create_model,
+    families,
+    family_of,
+    get_family,
+    list_configs,
+    load_config,
+    load_model_config,
+    register_family,
+)
+from zsseg_rt.models.registry import ModelFamily
+
+CONFIG_CLASSES = {"zegclip": ZegCLIPConfig, "cliprc": CLIPRCConfig, "training_free": TrainingFreeConfig}
+
+
+def test_builtin_families_registered():
+    assert families()[:3] == ["zegclip", "cliprc", "training_free"]
+    for name, cls in CONFIG_CLASSES.items():
+        assert get_family(name).config_cls() is cls
+    with pytest.raises(ValueError, match="unknown model family 'nope'"):
+        get_family("nope")
+
+
+def test_list_configs_by_family_partitions_all():
+    every = list_configs()
+    assert len(every) >= 20
+    parts = [list_configs(family=f) for f in families()]
+    assert sorted(n for part in parts for n in part) == every
+    assert "cliprc_vitb16_voc_inductive" in list_configs(family="cliprc")
+    assert "sclip_vitb16" in list_configs(family="training_free")
+    assert "zegclip_tiny_test" in list_configs(family="zegclip")
+    with pytest.raises(ValueError, match="unknown model family"):
+        list_configs(family="zegformer_typo")
+
+
+@pytest.mark.parametrize("name", list_configs())
+def test_every_listed_config_loads_and_builds(name):
+    cfg = load_config(name)
+    fam = family_of(name)
+    assert cfg.family == fam
+    assert type(cfg) is CONFIG_CLASSES[fam]
+    assert type(load_model_config(name)) is type(cfg)
+    # tiny configs build for real on the CPU; full-size ones on the meta device (no memory, no weights)
+    device = None if "tiny" in name else "meta"
+    model = get_family(fam).model_cls()(cfg, device=device)
+    assert model.config.name == cfg.name
+    assert sum(p.numel() for p in model.parameters()) > 0
+    if device is None:
+        assert type(create_model(name)) is get_family(fam).model_cls()
+
+
+def test_family_of_specs(tmp_path):
+    assert family_of("cliprc-vitb16-voc") == "cliprc"  # alias -> cliprc_vitb16_voc_inductive
+    assert family_of("sclip-vitb16") == "training_free"
+    assert family_of({"name": "x"}) == "zegclip"
+    assert family_of(load_config("cliprc_tiny_test")) == "cliprc"
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"family": "training_free", "method": "maskclip"}))
+    assert family_of(str(p)) == "training_free"
+    with pytest.raises(FileNotFoundError, match="neither a file nor a bundled config"):
+        family_of("no_such_config")
+
+
+def test_config_family_mismatch_refused():
+    with pytest.raises(ValueError, match="family='zegclip'"):
+        ZegCLIPConfig.from_dict({"family": "cliprc", "name": "x"})
+
+
+def test_native_checkpoint_dirs_resolve(tmp_path):
+    from zsseg_rt.models import save_native
+
+    torch.manual_seed(0)
+    for tiny in ("zegclip_tiny_test", "cliprc_tiny_test"):
+        model = create_model(tiny)
+        out = tmp_path / tiny
+        save_native(model, out)
+        assert family_of(str(out)) == model.config.family
+        assert type(load_config(str(out))) is type(model.config)
+        assert type(create_model(str(out))) is type(model)
+
+
+def test_register_family_extends_registry():
+    entry = ModelFamily(
+        name="zz_test_family",
+        config_class="zsseg_rt.models.config:ZegCLIPConfig",
+        model_class="zsseg_rt.models.zegclip:ZegCLIP",
+        load_config="zsseg_rt.models.config:load_zegclip_config",
+        create="zsseg_rt.models.factory:create_zegclip",
+    )
+    from zsseg_rt.models import registry
+
+    try:
+        register_family(entry)
+        assert "zz_test_family" in families()
+        register_family(entry)  # the same entry again is a no-op
+        other = ModelFamily(
+            name="zz_test_family", config_class="a:b", model_class="a:b", load_config="a:b", create="a:b"
+        )
+        with pytest.raises(ValueError, match="already registered"):
+            register_family(other)
+    finally:
+        registry._FAMILIES.pop("zz_test_family", None)
+
+
+def test_one_base_config_holds_the_shared_fields():
+    import dataclasses
+
+    from zsseg_rt.models.config import BaseModelConfig
+
+    shared = {f.name for f in dataclasses.fields(BaseModelConfig)}
+    assert {"clip_model", "image_size", "crop_size", "stride", "mean", "std", "class_names", "templates"} <= shared
+    for cls in CONFIG_CLASSES.values():
+        assert issubclass(cls, BaseModelConfig)
+        assert cls.__dataclass_fields__["family"].default in CONFIG_CLASSES
+    with pytest.raises(ValueError, match="must have family=''"):
+        BaseModelConfig().check_family()  # the base has no family: a config must name one
+    with pytest.raises(ValueError, match="family='training_free'"):
+        load_config("training_free_tiny_test", family="zegclip")

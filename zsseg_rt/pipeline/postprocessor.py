@@ -1,0 +1,207 @@
+"""The one post-processor: per-window mask logits -> labels and scores at the original image size.
+
+It owns the window loop, the exact/fast rule and the sigmoid/softmax choice, for every path that segments
+an image: the runtime ``Engine`` (built from the bundle's ``meta.json`` with :meth:`Postprocessor.from_meta`),
+``zsseg_rt.models.predict`` (built from a model config with :meth:`Postprocessor.from_config`).
+
+Official orders (no torch; the native ops do the work):
+
+- ``"sigmoid"`` (ZegCLIP, CLIP-RC): per window logits -> bilinear to the head size -> sigmoid -> minus the
+  per-class calibration bias -> to the window -> average overlapping windows -> bilinear to the original size
+  -> argmax. This is :meth:`Postprocessor.exact_sigmoid`, the single method a fused native op replaces.
+- ``"softmax"`` (training-free dense CLIP): window logits averaged (not probabilities), resized to the
+  original size, ``* logit_scale``, softmax, optional area filter / background threshold
+  (:func:`zsseg_rt.pipeline.postprocess.softmax_segment`).
+
+``mode="fast"`` takes the fused single-pass path when there is exactly one window covering the whole
+head-size input (labels may differ from the exact order at a few boundary pixels); otherwise exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import postprocess as post
+from .preprocess import Window
+
+__all__ = ["Postprocessor", "MODES", "WINDOW_LOGITS"]
+
+MODES = ("exact", "fast")
+# How each window's logits relate to the window: "padded" (the crop was zero-padded bottom/right to the head
+# size, the scores are cropped back: the Engine's fixed-shape graphs) or "fitted" (the network saw the window
+# itself, the scores are resized to the window: PyTorch ``predict``, as in the official code).
+WINDOW_LOGITS = ("padded", "fitted")
+
+Size = Tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Postprocessor:
+    """Turns ``logits [n, C, h, w]`` (one row per window) into ``labels [1, H, W]`` int32 and ``scores [1, H, W]``
+    float32 at the output size.
+
+    Attributes:
+        head_size: ``(Hh, Wh)`` the size the head resizes its logits to (the model's image size).
+        activation: ``"sigmoid"`` or ``"softmax"``.
+        mode: ``"exact"`` (official order) or ``"fast"`` (fused path for a single whole-image window).
+        window_logits: ``"padded"`` or ``"fitted"`` (see ``WINDOW_LOGITS``).
+        logit_scale: softmax only: multiplies the logits first (1.0 when the head already applied it).
+        background_threshold / area_threshold: softmax only (SCLIP ``prob_thd`` / ``area_thd``), or None.
+    """
+
+    head_size: Size
+    activation: str = "sigmoid"
+    mode: str = "exact"
+    window_logits: str = "padded"
+    logit_scale: float = 1.0
+    background_threshold: Optional[float] = None
+    area_threshold: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if self.activation not in post.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {post.ACTIVATIONS}, got {self.activation!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.window_logits not in WINDOW_LOGITS:
+            raise ValueError(f"window_logits must be one of {WINDOW_LOGITS}, got {self.window_logits!r}")
+        if len(self.head_size) != 2 or min(self.head_size) < 1:
+            raise ValueError(f"head_size must be (height, width) >= 1, got {self.head_size}")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_meta(cls, meta: Any, mode: str = "exact") -> "Postprocessor":
+        """From a bundle's :class:`~zsseg_rt.bundle.BundleMeta` (its ``image_size`` and ``postprocess`` table)."""
+        options: Mapping[str, Any] = meta.postprocess
+        scale = 1.0 if options.get("logit_scale_in_head", True) else float(options.get("logit_scale", 1.0))
+        return cls(
+            head_size=(int(meta.image_size), int(meta.image_size)),
+            activation=str(options.get("activation", "sigmoid")),
+            mode=mode,
+            window_logits="padded",
+            logit_scale=scale,
+            background_threshold=options.get("background_threshold"),
+            area_threshold=options.get("area_threshold"),
+        )
+
+    @classmethod
+    def from_config(cls, config: Any, mode: str = "exact", window_logits: str = "fitted") -> "Postprocessor":
+        """From a ZegCLIP-family model config (sigmoid, head size ``image_size``)."""
+        size = int(config.image_size)
+        return cls(head_size=(size, size), activation="sigmoid", mode=mode, window_logits=window_logits)
+
+    # ------------------------------------------------------------------ entry point
+    def __call__(
+        self,
+        logits: np.ndarray,
+        windows: Sequence[Window],
+        scaled_size: Size,
+        output_size: Size,
+        class_bias: Optional[np.ndarray] = None,
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Segment one image.
+
+        Args:
+            logits: ``[n, C, h, w]`` float32, row ``i`` for ``windows[i]``.
+            windows: the window placements in the rescaled image (``pipeline.sliding_windows``).
+            scaled_size: ``(H', W')`` of the rescaled image the windows tile.
+            output_size: ``(H, W)`` of the result (the original image).
+            class_bias: ``[C]`` float32 calibration bias (subtracted after the activation), or None.
+        Returns:
+            ``labels [1, H, W]`` int32 and ``scores [1, H, W]`` float32.
+        """
+        if not isinstance(logits, np.ndarray) or logits.ndim != 4 or len(logits) != len(windows) or not windows:
+            shape = getattr(logits, "shape", None)
+            raise ValueError(f"need logits [n, C, h, w] with one row per window ({len(windows)}), got {shape}")
+        scaled_size = (int(scaled_size[0]), int(scaled_size[1]))
+        output_size = (int(output_size[0]), int(output_size[1]))
+        if self.is_fast(windows):
+            return self.fast(logits, output_size, class_bias)
+        if self.activation == "softmax":
+            return self.exact_softmax(logits, windows, scaled_size, output_size, class_bias)
+        return self.exact_sigmoid(logits, windows, self.head_size, scaled_size, output_size, class_bias)
+
+    def is_fast(self, windows: Sequence[Window]) -> bool:
+        """The exact/fast rule: fast mode and one window covering the whole head-size input."""
+        hh, wh = self.head_size
+        return self.mode == "fast" and len(windows) == 1 and tuple(windows[0]) == (0, hh, 0, wh)
+
+    # ------------------------------------------------------------------ paths
+    def fast(
+        self, logits: np.ndarray, output_size: Size, class_bias: Optional[np.ndarray]
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Fused single-window path (logits straight to the output size)."""
+        if self.activation == "softmax":
+            return post.softmax_segment(logits, output_size, **self._softmax_options(class_bias))
+        return post.segment_fast(logits, output_size, class_bias)
+
+    def exact_sigmoid(
+        self,
+        logits: np.ndarray,
+        windows: Sequence[Window],
+        head_size: Size,
+        scaled_size: Size,
+        output_size: Size,
+        class_bias: Optional[np.ndarray],
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """The official sigmoid order. Padded windows (the Engine) go through the fused native ``ops.segment_windows``;
+        fitted windows (resized to their own size) through the unfused composition.
+
+        Args:
+            logits: ``[n, C, h, w]`` float32 per-window logits; windows: their placements; head_size: the size
+            the head calibrates at; scaled_size: the tiled image; output_size: the result; class_bias: ``[C]``.
+        Returns:
+            ``labels [1, H, W]`` int32, ``scores [1, H, W]`` float32 (winning calibrated score).
+        """
+        full_size = all((win.y2 - win.y1, win.x2 - win.x1) == tuple(head_size) for win in windows)
+        if self.window_logits == "padded" or full_size:  # (fitted = padded when every window has the head size)
+            # one native pass (ops.segment_windows), bit-identical to the composition below, no [C, H, W] buffers
+            labels, scores = post.segment_windows_exact(
+                logits, windows, head_size, scaled_size, output_size, class_bias
+            )
+            return labels[None], scores[None]
+        parts = [
+            self._window_part(logits[i : i + 1], win, head_size, "sigmoid", class_bias) for i, win in enumerate(windows)
+        ]
+        merged = post.merge_windows(parts, windows, scaled_size)
+        return post.finalize_scores(merged, output_size)
+
+    def exact_softmax(
+        self,
+        logits: np.ndarray,
+        windows: Sequence[Window],
+        scaled_size: Size,
+        output_size: Size,
+        class_bias: Optional[np.ndarray],
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """The training-free official order: average window logits, resize, softmax, thresholds."""
+        parts = [
+            self._window_part(logits[i : i + 1], win, self.head_size, "softmax", None) for i, win in enumerate(windows)
+        ]
+        merged = post.merge_windows(parts, windows, scaled_size)
+        return post.softmax_segment(merged, output_size, **self._softmax_options(class_bias))
+
+    # ------------------------------------------------------------------ helpers
+    def _window_part(
+        self,
+        logits: np.ndarray,
+        win: Window,
+        head_size: Size,
+        activation: str,
+        class_bias: Optional[np.ndarray],
+    ) -> np.ndarray:
+        win_size = (win.y2 - win.y1, win.x2 - win.x1)
+        if self.window_logits == "fitted":
+            return post.window_scores(logits, head_size, win_size, activation, class_bias)
+        full = post.window_scores(logits, head_size, head_size, activation, class_bias)
+        return full[:, :, : win_size[0], : win_size[1]]
+
+    def _softmax_options(self, class_bias: Optional[np.ndarray]) -> dict:
+        return dict(
+            logit_scale=self.logit_scale,
+            class_bias=class_bias,
+            background_threshold=self.background_threshold,
+            area_threshold=self.area_threshold,
+        )

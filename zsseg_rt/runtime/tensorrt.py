@@ -1,0 +1,298 @@
+"""Load and run TensorRT engines built for an export bundle (runtime side; needs no torch and no exporter).
+
+``import tensorrt`` happens inside functions, so this module imports anywhere; calls that need TensorRT raise an
+``ImportError`` with install guidance. ``find_engines`` picks the engines recorded (``engine.json``) for this
+bundle, precision, TensorRT version and GPU; ``TensorRTRunner`` executes one with numpy inputs/outputs through
+the CUDA driver shim (:mod:`zsseg_rt.runtime.cuda_driver`). Engines are built by :mod:`zsseg_rt.export.tensorrt`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from zsseg_rt.bundle import BundleMeta, Files, load_meta
+from zsseg_rt.runtime.cuda_driver import CudaDriver, DeviceInfo
+from zsseg_rt.runtime.engine_cache import (
+    BUILD_RECIPE_VERSION,
+    ENGINE_SUFFIX,
+    GRAPH_FILES,
+    PRECISIONS,
+    EngineKey,
+    EngineMismatchError,
+    Shape,
+    check_engine,
+    check_engine_platform,
+    graph_precision,
+    read_engine_record,
+)
+
+__all__ = ["import_tensorrt", "find_engines", "load_engine", "TensorRTRunner", "INSTALL_HINT", "MIN_TENSORRT"]
+
+MIN_TENSORRT = (10, 0)  # bundles are exported at opset 18; the TensorRT 8.x ONNX parsers stop at opset 17
+
+INSTALL_HINT = (
+    "TensorRT 10 is required for this (it is imported lazily; nothing else in zsseg_rt needs it). "
+    "Jetson: use JetPack 6.1+ (TensorRT 10.3, Python bindings from `sudo apt install python3-libnvinfer`); "
+    "JetPack 5 (TensorRT 8.5) and JetPack 6.0 (TensorRT 8.6) are not supported. "
+    "x86_64/aarch64 desktop: `pip install tensorrt` (NVIDIA's wheels, also on "
+    "`--extra-index-url https://pypi.nvidia.com`), matching your CUDA 12 driver."
+)
+
+
+# ---------------------------------------------------------------------------------------------- TensorRT import
+def _parse_version(text: str) -> Tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def import_tensorrt():
+    """``import tensorrt``, checking the version. Raises ImportError with install guidance."""
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise ImportError(f"cannot import tensorrt ({exc}). {INSTALL_HINT}") from exc
+    version = getattr(trt, "__version__", "0")
+    if _parse_version(version)[:2] < MIN_TENSORRT:
+        raise ImportError(
+            f"TensorRT {version} is too old: zsseg_rt needs TensorRT >= {MIN_TENSORRT[0]}.{MIN_TENSORRT[1]} "
+            "because bundles are exported at ONNX opset 18 (native LayerNormalization), beyond what the TensorRT "
+            f"8.x ONNX parsers (JetPack 5: 8.5, JetPack 6.0: 8.6) accept. {INSTALL_HINT}"
+        )
+    return trt
+
+
+def _engine_root(meta: BundleMeta, cache_dir: Optional[str]) -> str:
+    return os.path.abspath(cache_dir) if cache_dir else os.path.join(meta.path, Files.ENGINE_DIR)
+
+
+def _roles(meta: BundleMeta, graphs: Optional[Sequence[str]]) -> List[str]:
+    if graphs is None:
+        return [role for role, name in GRAPH_FILES.items() if name in meta.files]
+    unknown = [role for role in graphs if role not in GRAPH_FILES]
+    if unknown:
+        raise ValueError(f"graphs must be among {sorted(GRAPH_FILES)}, got {unknown}")
+    return list(graphs)
+
+
+def find_engines(
+    bundle_dir: str,
+    precision: str = "fp16",
+    cache_dir: Optional[str] = None,
+    *,
+    graphs: Optional[Sequence[str]] = None,
+    tensorrt_version: Optional[str] = None,
+    device: Optional[DeviceInfo] = None,
+) -> Dict[str, str]:
+    """Engines already built for this bundle, precision, TensorRT version and GPU (any profile; the one with
+    the largest profile wins). Never builds.
+
+    Args:
+        tensorrt_version, device: this machine's (default: from tensorrt and the CUDA driver; tests inject them).
+    Raises:
+        EngineMismatchError listing the engines found and why each does not fit, and how to build one.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    meta = load_meta(bundle_dir)
+    if tensorrt_version is None:
+        tensorrt_version = str(import_tensorrt().__version__)
+    if device is None:
+        device = CudaDriver().device_info(0)
+    root = _engine_root(meta, cache_dir)
+    found = {}
+    for role in _roles(meta, graphs):
+        found[role] = _find_engine(root, meta, role, graph_precision(precision, role), tensorrt_version, device)
+    return found
+
+
+def _find_engine(root: str, meta: BundleMeta, role: str, precision: str, version: str, device: DeviceInfo) -> str:
+    graph = GRAPH_FILES[role]
+    wanted = {
+        "graph": graph,
+        "onnx_sha256": meta.files.get(graph),
+        "precision": precision,
+        "tensorrt_version": str(version),
+        "gpu_name": device.name,
+        "compute_capability": device.sm,
+        "recipe": BUILD_RECIPE_VERSION,
+    }
+    candidates, rejected = [], []
+    for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        engine_path = os.path.join(root, entry, os.path.splitext(graph)[0] + ENGINE_SUFFIX)
+        if not os.path.isfile(engine_path):
+            continue
+        try:
+            key, _ = read_engine_record(engine_path)
+        except EngineMismatchError as exc:
+            rejected.append(str(exc))
+            continue
+        diffs = [
+            f"{name}={getattr(key, name)!r} (need {value!r})"
+            for name, value in wanted.items()
+            if getattr(key, name) != value
+        ]
+        if diffs:
+            rejected.append(f"{engine_path}: " + ", ".join(diffs))
+            continue
+        try:
+            check_engine(engine_path, key)
+        except EngineMismatchError as exc:
+            rejected.append(str(exc))
+            continue
+        candidates.append((sorted(rng[2] for _, rng in key.profile), engine_path))
+    if not candidates:
+        why = ("\n  - " + "\n  - ".join(rejected)) if rejected else " (no engines in " + repr(root) + ")"
+        raise EngineMismatchError(
+            f"no usable {precision} TensorRT engine for {graph} on {device.name} (sm {device.sm}) with TensorRT "
+            f"{version}:{why}\nBuild one with `zsseg build-engine {meta.path} --precision {precision}`"
+        )
+    return max(candidates)[1]
+
+
+# ---------------------------------------------------------------------------------------------- load / run
+def load_engine(
+    engine_path: str,
+    expected_key: Optional[EngineKey] = None,
+    *,
+    logger=None,
+    device_index: int = 0,
+    cuda: Optional[CudaDriver] = None,
+):
+    """Deserialise an engine after checking its ``engine.json``.
+
+    With ``expected_key`` every key field must match; without it the engine must at least be recorded for this
+    TensorRT version and GPU. Raises EngineMismatchError (before touching TensorRT when the key differs).
+    """
+    if expected_key is not None:
+        check_engine(engine_path, expected_key)
+    trt = import_tensorrt()
+    if expected_key is None:
+        cuda = cuda if cuda is not None else CudaDriver()
+        check_engine_platform(engine_path, str(trt.__version__), cuda.device_info(device_index))
+    runtime = trt.Runtime(logger if logger is not None else trt.Logger(trt.Logger.WARNING))
+    with open(engine_path, "rb") as handle:
+        engine = runtime.deserialize_cuda_engine(handle.read())
+    if engine is None:
+        raise EngineMismatchError(
+            f"TensorRT could not deserialise {engine_path!r} (see its log); rebuild with "
+            "`zsseg build-engine <bundle> --force`"
+        )
+    return engine
+
+
+class TensorRTRunner:
+    """Runs one engine with numpy inputs and outputs: ``TensorRTRunner(path).run({name: array}) -> {name: array}``.
+
+    Device buffers are allocated with the CUDA driver API (ctypes) and grown on demand; copies and execution
+    use one stream (``execute_async_v3``). Not thread-safe: use one runner per thread or a lock.
+    """
+
+    def __init__(self, engine_path: str, expected_key: Optional[EngineKey] = None, device_index: int = 0):
+        self._trt = trt = import_tensorrt()
+        self._cuda = CudaDriver()
+        self._cuda.use_primary_context(device_index)
+        self.engine_path = engine_path
+        self.engine = load_engine(engine_path, expected_key, device_index=device_index, cuda=self._cuda)
+        self.context = self.engine.create_execution_context()
+        self._stream = self._cuda.stream_create()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        self._buffers: Dict[str, Tuple[int, int]] = {}  # name -> (device pointer, capacity in bytes)
+
+    def input_profile(self, name: str) -> Tuple[Shape, Shape, Shape]:
+        """(min, opt, max) shape of an input in the engine's profile 0."""
+        shapes = self.engine.get_tensor_profile_shape(name, 0)
+        low, opt, high = (tuple(int(d) for d in shape) for shape in shapes)
+        return low, opt, high
+
+    def _device_buffer(self, name: str, nbytes: int) -> int:
+        pointer, capacity = self._buffers.get(name, (0, 0))
+        if nbytes > capacity or not pointer:
+            if pointer:
+                self._cuda.mem_free(pointer)
+            pointer, capacity = self._cuda.mem_alloc(max(nbytes, 256)), max(nbytes, 256)
+            self._buffers[name] = (pointer, capacity)
+        return pointer
+
+    def _prepare_input(self, name: str, array: np.ndarray) -> np.ndarray:
+        expected = self.dtypes[name]
+        array = np.asarray(array)
+        if array.dtype != expected:
+            if not np.can_cast(array.dtype, expected, casting="same_kind"):
+                raise TypeError(f"input {name!r} must be {expected}, got {array.dtype}")
+            array = array.astype(expected)
+        array = np.ascontiguousarray(array)
+        low, _, high = self.input_profile(name)
+        if array.ndim != len(low) or any(not lo <= d <= hi for d, lo, hi in zip(array.shape, low, high)):
+            raise ValueError(
+                f"input {name!r} has shape {list(array.shape)}, outside the engine profile "
+                f"{list(low)}..{list(high)}; split the call or rebuild with a larger profile"
+            )
+        if not self.context.set_input_shape(name, array.shape):
+            raise ValueError(f"TensorRT rejected shape {list(array.shape)} for input {name!r}")
+        return array
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Execute the engine. ``inputs`` must hold exactly the engine's inputs; returns every output."""
+        self._cuda.make_current()  # this thread may not be the one that created the runner
+        missing, extra = set(self.input_names) - set(inputs), set(inputs) - set(self.input_names)
+        if missing or extra:
+            raise KeyError(
+                f"engine {self.engine_path!r} takes inputs {self.input_names}; missing "
+                f"{sorted(missing)}, unexpected {sorted(extra)}"
+            )
+        host = {name: self._prepare_input(name, inputs[name]) for name in self.input_names}
+        for name, array in host.items():
+            pointer = self._device_buffer(name, array.nbytes)
+            self._cuda.copy_to_device(pointer, array, self._stream)
+            self.context.set_tensor_address(name, pointer)
+        outputs = {}
+        for name in self.output_names:
+            shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise RuntimeError(f"output {name!r} has a data-dependent shape {shape}; not supported")
+            outputs[name] = np.empty(shape, dtype=self.dtypes[name])
+            self.context.set_tensor_address(name, self._device_buffer(name, outputs[name].nbytes))
+        if not self.context.execute_async_v3(self._stream):
+            raise RuntimeError(f"TensorRT execution of {self.engine_path!r} failed (see its log)")
+        for name, array in outputs.items():
+            self._cuda.copy_to_host(array, self._buffers[name][0], self._stream)
+        self._cuda.stream_synchronize(self._stream)  # also keeps `host` alive until the copies are done
+        return outputs
+
+    def close(self) -> None:
+        """Free device buffers and the stream (also on garbage collection)."""
+        cuda = getattr(self, "_cuda", None)
+        if cuda is None:
+            return
+        cuda.make_current()
+        for pointer, _ in self._buffers.values():
+            cuda.mem_free(pointer)
+        self._buffers = {}
+        if getattr(self, "_stream", None):
+            cuda.stream_destroy(self._stream)
+            self._stream = None  # type: ignore[assignment]  # closed
+        self.context = None
+        self.engine = None
+        cuda.release_primary_context()
+        self._cuda = None  # type: ignore[assignment]  # closed
+
+    def __enter__(self) -> "TensorRTRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
