@@ -53,3 +53,10 @@ def test_random_text_matches_open_clip(tokenizers, text):
 
 def test_expand_templates_is_class_major():
     assert expand_templates(["cat", "dog"], ["a {}", "the {}."]) == ["a cat", "the cat.", "a dog", "the dog."]
+
+
+def test_combining_ypogegrammeni_is_dropped_like_open_clip(tokenizers):
+    """Hypothesis found 'Í\\x85' (ftfy turns it into U+0345, which open_clip's IGNORECASE pattern drops)."""
+    ref, ours = tokenizers
+    for text in ["Í\x85", "a\u0345b", "x\u0345 y\u0345", "\u0345"]:
+        np.testing.assert_array_equal(ours([text]), ref([text]).numpy().astype(np.int32))

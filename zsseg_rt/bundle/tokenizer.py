@@ -59,6 +59,9 @@ def clean_text(text: str) -> str:
     import ftfy  # pure Python; a dependency of the runtime
 
     text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    # U+0345 (combining ypogegrammeni) case-folds to a letter, so open_clip's IGNORECASE pattern neither matches it
+    # as a letter run nor as "other": it is dropped and splits the text there. A space does exactly that here.
+    text = text.replace("\u0345", " ")
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
