@@ -21,7 +21,7 @@ def tiny_bundle(tmp_path_factory):
     it too. Returns the bundle directory. Needs torch (skips without it)."""
     pytest.importorskip("torch", reason="exporting the tiny test bundle needs torch")
     from zsseg_rt.export.onnx_export import export_bundle
-    from zsseg_rt.models.convert import save_native
+    from zsseg_rt.models.common.convert import save_native
 
     root = tmp_path_factory.mktemp("tiny_bundle")
     model = golden_tiny_model("zegclip")

@@ -40,7 +40,7 @@ def _median_ms(samples: List[float]) -> float:
 
 def _vocabularies(model) -> Dict[int, tuple]:
     from zsseg_rt.models import load_text_embeddings
-    from zsseg_rt.models.config import load_class_names
+    from zsseg_rt.models.common.config import load_class_names
 
     voc = load_text_embeddings(str(EMBEDDINGS / "voc12_single.npy"))
     coco = load_text_embeddings(str(EMBEDDINGS / "coco_multi.npy"))
@@ -81,7 +81,7 @@ def bench_torch(model, emb, image, iters: int, warmup: int) -> Dict[str, float]:
     import torch
 
     from zsseg_rt import pipeline
-    from zsseg_rt.models.predict import predict
+    from zsseg_rt.models.common.predict import predict
 
     rgb = image[:, :, ::-1].copy()
     x = torch.from_numpy(pipeline.normalize_image(rgb, model.config.mean, model.config.std)[None])

@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_build_engine)
 
     try:
-        from zsseg_rt.models.convert import add_convert_command
+        from zsseg_rt.models.common.convert import add_convert_command
 
         add_convert_command(sub)
     except ImportError as exc:  # torch missing: the runtime-only install

@@ -48,7 +48,7 @@ def _resolve_model(args):
         return model, args.native, f"{type(model).__name__} ({os.path.basename(args.native)})", _stem(args.native)
     tag = args.clip_weights or "openai"
     if not os.path.exists(tag):
-        from zsseg_rt.models.weights import go_offline, hub_endpoint, hub_reachable
+        from zsseg_rt.models.common.weights import go_offline, hub_endpoint, hub_reachable
 
         if not hub_reachable(timeout=1.5):
             print(

@@ -116,7 +116,7 @@ def predict(
             text_t = torch.as_tensor(
                 np.asarray(text, dtype=np.float32) if isinstance(text, np.ndarray) else text
             ).float()
-            names = list(class_names) if class_names is not None else None
+            names = list(class_names) if class_names is not None else None  # type: ignore[assignment]
         model.check_text(text_t)
         if names is not None and len(names) != text_t.shape[0]:
             raise ValueError(f"{len(names)} class names but {text_t.shape[0]} text embeddings")
@@ -159,7 +159,8 @@ def predict(
                     logits_rows[i] = logits[j : j + 1]
         # sliding windows all share one size (min(crop, side)), so the rows stack into [n, C, h, w]
         postprocessor = Postprocessor.from_config(cfg, window_logits="fitted")
-        labels, best = postprocessor(np.concatenate(logits_rows), windows, (h, w), tuple(orig_hw), bias)
+        rows = [row for row in logits_rows if row is not None]  # every window was run
+        labels, best = postprocessor(np.concatenate(rows), windows, (h, w), (int(orig_hw[0]), int(orig_hw[1])), bias)
         return labels[0], best[0]
     finally:
         model.train(was_training)

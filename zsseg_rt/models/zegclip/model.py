@@ -1,7 +1,7 @@
 """ZegCLIP (Zhou et al., CVPR 2023) in plain PyTorch, computing what the official implementation computes.
 
 ``forward(images [B,3,H,W] normalised, text [C,D]) -> logits [B,C,H/p,W/p]`` (pre-sigmoid mask logits at the
-patch grid). See ``backbone.py`` and ``head.py`` for the exact per-module semantics, ``predict.py`` for
+patch grid). See ``backbone.py`` and ``head.py`` for the exact per-module semantics, ``common/predict.py`` for
 whole-image / sliding-window inference and ``losses.py`` for the training loss.
 
 Input rule: ``encode_image`` requires ``H`` and ``W`` to be positive multiples of the patch size and raises
@@ -12,22 +12,25 @@ dropping the trailing rows/columns of a crop that is not a multiple of the patch
 from __future__ import annotations
 
 import contextlib
-from typing import Optional, Sequence, Tuple, Union
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .backbone import PromptedVisionTransformer
-from .config import ZegCLIPConfig, load_zegclip_config
-from .head import ZegCLIPHead
-from .text import TextEncoder, validate_class_names
+from zsseg_rt.models.common.config import BaseModelConfig
+from zsseg_rt.models.common.text import TextEncoder, validate_class_names
+from zsseg_rt.models.zegclip.backbone import PromptedVisionTransformer
+from zsseg_rt.models.zegclip.config import ZegCLIPConfig, load_zegclip_config
+from zsseg_rt.models.zegclip.head import ZegCLIPHead
 
-__all__ = ["ZegCLIP", "build_clip"]
+__all__ = ["ZegCLIP", "build_clip", "create_zegclip"]
 
 
-def build_clip(config: ZegCLIPConfig) -> nn.Module:
+def build_clip(config: BaseModelConfig) -> nn.Module:
     """Build an (untrained) open_clip CLIP with the config's towers at the config's image size."""
     from open_clip.model import CLIP
 
@@ -41,7 +44,7 @@ def build_clip(config: ZegCLIPConfig) -> nn.Module:
     return CLIP(**cfg, quick_gelu=config.quick_gelu)
 
 
-def _make_tokenizer(config: ZegCLIPConfig, context_length: int):
+def _make_tokenizer(config: BaseModelConfig, context_length: int):
     from open_clip.tokenizer import SimpleTokenizer
 
     return SimpleTokenizer(context_length=context_length)
@@ -57,7 +60,7 @@ class ZegCLIP(nn.Module):
         ctx = torch.device(device) if device is not None else contextlib.nullcontext()
         with ctx:
             clip = build_clip(config)
-            self.backbone = self._make_backbone(config, clip.visual)
+            self.backbone = self._make_backbone(config, cast(nn.Module, clip.visual))
             tokenizer = _make_tokenizer(config, int(clip.positional_embedding.shape[0]))
             self.text_encoder = TextEncoder(clip, tokenizer)
             self.decode_head = self._make_head(config, config.embed_dim)
@@ -128,7 +131,7 @@ class ZegCLIP(nn.Module):
     # ------------------------------------------------------------------ properties
     @property
     def patch_size(self) -> Tuple[int, int]:
-        return self.backbone.patch_size
+        return cast(Tuple[int, int], self.backbone.patch_size)
 
     @property
     def embed_dim(self) -> int:
@@ -278,3 +281,31 @@ class ZegCLIP(nn.Module):
         bad = [n for n, p in self.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
         if bad:
             raise ValueError(f"model weights contain NaN/inf in {len(bad)} tensors, e.g. {bad[:5]}")
+
+
+def create_zegclip(
+    name: Union[str, os.PathLike, Dict[str, Any], Any] = "zegclip_vitb16_voc_inductive",
+    pretrained: Optional[str] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    **overrides,
+) -> ZegCLIP:
+    """The ZegCLIP family's factory (registry entry ``"zegclip"``); arguments as in
+    :func:`zsseg_rt.models.create_model`."""
+    from zsseg_rt.models.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native
+    from zsseg_rt.models.common.weights import load_clip_weights
+
+    p = Path(str(name)) if isinstance(name, (str, os.PathLike)) else None
+    if p is not None and p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
+        if pretrained is not None:
+            raise ValueError(f"{p} is a native checkpoint that already holds weights; drop pretrained=")
+        return load_native(p, device=device, **overrides)
+    config = load_zegclip_config(name, **overrides)
+    model = ZegCLIP(config)
+    if pretrained is not None:
+        pp = Path(os.path.expanduser(str(pretrained)))
+        if pp.is_dir() and (pp / CONFIG_FILE).is_file():
+            raise ValueError(f"{pp} is a native ZegCLIP checkpoint; use create_model({str(pp)!r}) or load_native")
+        load_clip_weights(model, str(pretrained))
+    if device is not None:
+        model = model.to(device)
+    return model.eval()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -89,7 +89,7 @@ class TextEncoder(nn.Module):
         self.transformer = clip_model.transformer
         self.ln_final = clip_model.ln_final
         self.text_projection = clip_model.text_projection
-        self.register_buffer("attn_mask", clip_model.attn_mask, persistent=False)
+        self.register_buffer("attn_mask", cast(torch.Tensor, clip_model.attn_mask), persistent=False)
         self.pool_type = getattr(clip_model, "text_pool_type", "argmax")
         self.eos_id = getattr(clip_model, "text_eos_id", None)
         self.context_length = int(self.positional_embedding.shape[0])
@@ -136,7 +136,7 @@ class TextEncoder(nn.Module):
 
     @torch.no_grad()
     def _encode_uncached(self, names: Sequence[str], templates: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        device = self.positional_embedding.device
+        device = cast(torch.Tensor, self.positional_embedding).device
         prompts = [t.format(n) for n in names for t in templates]  # class-major: [C, T]
         outs = []
         for s in range(0, len(prompts), batch_size):
@@ -161,7 +161,9 @@ class TextEncoder(nn.Module):
                 raise ValueError(f"template {t!r} must contain exactly one '{{}}' placeholder")
         if not use_cache:
             return self._encode_uncached(names, templates)
-        return self.cache.get(names, templates, self._encode_uncached)
+        embeddings = self.cache.get(names, templates, self._encode_uncached)
+        assert embeddings is not None  # get() computes on a miss when given compute
+        return embeddings
 
 
 def load_text_embeddings(

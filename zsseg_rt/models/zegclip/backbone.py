@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from functools import reduce
 from operator import mul
-from typing import Tuple
+from typing import Tuple, cast
 
 import torch
 import torch.nn as nn
@@ -69,19 +69,19 @@ class PromptedVisionTransformer(nn.Module):
             raise ValueError(f"ZegCLIP needs a CLS-token ViT (pool_type='tok'), got {visual.pool_type!r}")
         if not hasattr(visual, "conv1") or not hasattr(visual, "transformer"):
             raise ValueError("only open_clip VisionTransformer towers are supported (no ResNet / timm towers)")
-        self.conv1 = visual.conv1
-        self.class_embedding = visual.class_embedding
-        self.positional_embedding = visual.positional_embedding
+        self.conv1 = cast(nn.Conv2d, visual.conv1)
+        self.class_embedding = cast(torch.Tensor, visual.class_embedding)
+        self.positional_embedding = cast(torch.Tensor, visual.positional_embedding)
         self.ln_pre = visual.ln_pre
-        self.transformer = visual.transformer
+        self.transformer = cast(nn.Module, visual.transformer)
         self.ln_post = visual.ln_post
         self.proj = visual.proj
 
-        width = self.conv1.out_channels
+        width = int(self.conv1.out_channels)
         patch = self.conv1.kernel_size
         self.width = width
         self.patch_size = (int(patch[0]), int(patch[1]))
-        self.num_layers = len(self.transformer.resblocks)
+        self.num_layers = len(cast(nn.ModuleList, self.transformer.resblocks))
         g = int(round(math.sqrt(self.positional_embedding.shape[0] - 1)))
         self.grid = (g, g)
         self.num_tokens = int(num_tokens)
@@ -114,7 +114,7 @@ class PromptedVisionTransformer(nn.Module):
     # ------------------------------------------------------------------ forward
     def _positional(self, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
         pos = self.positional_embedding.to(dtype)
-        width = pos.shape[-1]
+        width = int(pos.shape[-1])
         cls_pos = pos[0]
         if not self.fix_double_class_embedding:
             cls_pos = cls_pos + self.class_embedding.to(dtype)

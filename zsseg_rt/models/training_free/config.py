@@ -1,6 +1,6 @@
 """Config of the training-free dense-CLIP segmenters (MaskCLIP, SCLIP, ClearCLIP, NACLIP) on stock CLIP weights.
 
-Bundled configs: ``zsseg_rt/models/configs/{maskclip,sclip,clearclip,naclip}_vitb16.json`` (+ the tiny test config
+Bundled configs: ``zsseg_rt/models/training_free/configs/{maskclip,sclip,clearclip,naclip}_vitb16.json`` (+ the tiny test config
 ``training_free_tiny_test.json``). They carry ``"family": "training_free"``, which is how ``create_model`` tells
 them from ZegCLIP configs; names may be given with dashes (``"sclip-vitb16"``).
 
@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from .config import (
-    CONFIG_DIR,
+from zsseg_rt.models.common.config import (
     VOCAB_DIR,
     BaseModelConfig,
     _deep_merge,
     check_known_keys,
+    family_config_dir,
     load_class_names,
     load_templates,
 )
@@ -159,7 +159,10 @@ def training_free_config_path(name: Union[str, os.PathLike]) -> Optional[Path]:
     s = str(name)
     candidates = [Path(s)]
     if not s.endswith(".json"):
-        candidates += [CONFIG_DIR / f"{s}.json", CONFIG_DIR / f"{s.replace('-', '_')}.json"]
+        candidates += [
+            family_config_dir(FAMILY) / f"{s}.json",
+            family_config_dir(FAMILY) / f"{s.replace('-', '_')}.json",
+        ]
     for path in candidates:
         if path.is_file() and path.suffix == ".json":
             try:
@@ -183,7 +186,7 @@ def load_training_free_config(
     else:
         path = training_free_config_path(name_or_path)
         if path is None:
-            bundled = sorted(p.stem for p in CONFIG_DIR.glob("*.json") if training_free_config_path(p) is not None)
+            bundled = sorted(p.stem for p in family_config_dir(FAMILY).glob("*.json"))
             raise FileNotFoundError(
                 f'{str(name_or_path)!r} is not a training-free config (JSON with "family": "{FAMILY}"); '
                 f"bundled: {bundled}"

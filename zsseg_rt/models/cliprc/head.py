@@ -25,13 +25,13 @@ Because the keys attend to all queries, the classes are COUPLED: a class's mask 
 from __future__ import annotations
 
 import copy
-from typing import Dict, Tuple
+from typing import Dict, Tuple, cast
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .head import TPNDecoderLayer
+from zsseg_rt.models.zegclip.head import TPNDecoderLayer
 
 __all__ = ["CLIPRCHead", "RecoveryDecoder", "DecoderStack"]
 
@@ -133,9 +133,10 @@ class CLIPRCHead(nn.Module):
         default either.
         """
         _trunc_normal_init_(self)
-        for layer in self.decoder_v.layers:
-            nn.init.zeros_(layer.linear2.weight)
-            nn.init.zeros_(layer.linear2.bias)
+        for layer in cast(nn.ModuleList, self.decoder_v.layers):
+            linear2 = cast(nn.Linear, layer.linear2)
+            nn.init.zeros_(linear2.weight)
+            nn.init.zeros_(linear2.bias)
 
     # ------------------------------------------------------------------ pieces
     def combine_tokens(self, text: torch.Tensor, image_global: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Configuration of CLIP-RC (Zhang et al., CVPR 2024, ``uyzhang/CLIP-RC``): ZegCLIP's config plus the region
 bridge, the recovery decoder, the recovery-loss weight and the official schedule.
 
-Configs live beside ZegCLIP's in ``zsseg_rt/models/configs/cliprc_*.json`` and carry ``"family": "cliprc"``
+Configs live in ``zsseg_rt/models/cliprc/configs/cliprc_*.json`` and carry ``"family": "cliprc"``
 (the model registry, :mod:`zsseg_rt.models.registry`, dispatches on it). Names: the file stem
 (``"cliprc_vitb16_voc_inductive"``) or the short hyphenated form (``"cliprc-vitb16-voc"`` = inductive,
 ``"cliprc-vitb16-coco-transductive"``...).
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from .config import CONFIG_DIR, ZegCLIPConfig, _deep_merge
+from zsseg_rt.models.common.config import _deep_merge, family_config_dir
+from zsseg_rt.models.zegclip.config import ZegCLIPConfig
 
 __all__ = [
     "CLIPRCConfig",
@@ -106,7 +107,7 @@ def resolve_cliprc_name(name: str) -> Optional[Path]:
     if not stem.startswith("cliprc"):
         return None
     for cand in (stem, f"{stem}_inductive"):
-        p = CONFIG_DIR / f"{cand}.json"
+        p = family_config_dir(FAMILY) / f"{cand}.json"
         if p.is_file():
             return p
     return None
@@ -134,7 +135,7 @@ def load_cliprc_config(
         if not path.is_file():
             path = resolve_cliprc_name(s) or path
         if not path.is_file():
-            bundled = sorted(p.stem for p in CONFIG_DIR.glob("cliprc_*.json"))
+            bundled = sorted(p.stem for p in family_config_dir(FAMILY).glob("*.json"))
             raise FileNotFoundError(f"CLIP-RC config {s!r} is neither a file nor a bundled config; bundled: {bundled}")
         data = _read_json(path)
     data.setdefault("family", FAMILY)

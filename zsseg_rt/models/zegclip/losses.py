@@ -131,7 +131,7 @@ def zegclip_loss(
         vals = torch.unique(labels[bad])[:8].tolist()
         raise ValueError(f"labels hold values {vals} outside [0, {c}) that are not ignore_index={ignore_index}")
 
-    pred = upsample_logits(logits.float(), pred_size, tuple(labels.shape[-2:]))
+    pred = upsample_logits(logits.float(), pred_size, (int(labels.shape[-2]), int(labels.shape[-1])))
     hw = labels.shape[-2] * labels.shape[-1]
     safe = torch.where(ignore, torch.zeros_like(labels), labels)
     onehot = F.one_hot(safe.reshape(b, hw), c).permute(0, 2, 1).to(pred.dtype)  # [B, C, HW]

@@ -1,7 +1,7 @@
 """CLIP-RC's image encoder: ZegCLIP's prompted CLIP ViT plus the Region-Level Bridge (official
 ``CLIPVisionTransformerWithRLB``, ``models/backbone/img_encoder_rlb.py``).
 
-Differences from :class:`~zsseg_rt.models.backbone.PromptedVisionTransformer`, in the official order:
+Differences from :class:`~zsseg_rt.models.zegclip.backbone.PromptedVisionTransformer`, in the official order:
 
 1. After the positional embedding is added (CLS and patches as in ZegCLIP), ``R`` bridge tokens
    ``region_level_bridge [R, W]`` are APPENDED (no positional embedding of their own: the official init already
@@ -21,13 +21,13 @@ sliding windows); ``forward`` raises for any other size.
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Tuple, cast
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .backbone import PromptedVisionTransformer
+from zsseg_rt.models.zegclip.backbone import PromptedVisionTransformer
 
 __all__ = ["RegionBridgeVisionTransformer", "region_bridge_attention_mask", "region_of_patch"]
 
@@ -103,7 +103,7 @@ class RegionBridgeVisionTransformer(PromptedVisionTransformer):
             raise ValueError(f"patch grid {gh}x{gw} is smaller than the {r}x{r} region-bridge grid")
         self.region_grid = r
         self.num_regions = r * r
-        self.region_level_bridge = nn.Parameter(torch.zeros(self.num_regions, self.width))
+        self.region_level_bridge = nn.Parameter(torch.zeros(self.num_regions, int(self.width)))
         self.register_buffer("attn_mask", region_bridge_attention_mask(self.num_tokens, gh, r), persistent=False)
         self._drops_prompts = 0 < self.deep_layers < self.num_layers - 1
         if self._drops_prompts:
@@ -133,7 +133,7 @@ class RegionBridgeVisionTransformer(PromptedVisionTransformer):
             raise ValueError(
                 f"CLIP-RC's attention mask fixes the input at {self.grid[0] * ph}x{self.grid[1] * pw} pixels "
                 f"(a {self.grid[0]}x{self.grid[1]} patch grid); got a {h}x{w} grid. Run larger images through "
-                "sliding windows (zsseg_rt.models.predict / the Engine)"
+                "sliding windows (zsseg_rt.models.common.predict / the Engine)"
             )
         x = x.reshape(b, c, h * w).permute(0, 2, 1)
         cls = self.class_embedding.to(x.dtype).reshape(1, 1, c).expand(b, 1, c)
@@ -147,7 +147,7 @@ class RegionBridgeVisionTransformer(PromptedVisionTransformer):
         # official order: dropout AFTER the batch expand (independent dropout masks per image in training)
         prompts = self.prompt_dropout(self.prompt_proj(self.prompt_embeddings).expand(b, -1, -1))
         x = torch.cat([x[:, :1], prompts.to(x.dtype), x[:, 1:]], dim=1)
-        mask = self.attn_mask
+        mask = cast(torch.Tensor, self.attn_mask)
         for i in range(self.num_layers):
             if 1 <= i <= self.deep_layers:
                 deep = self.prompt_proj(self.deep_prompt_embeddings[i - 1]).unsqueeze(0).expand(b, -1, -1)
@@ -156,7 +156,7 @@ class RegionBridgeVisionTransformer(PromptedVisionTransformer):
             elif self.deep_layers > 0 and i > self.deep_layers:
                 if mask is self.attn_mask:  # official: prompts dropped once, bridges kept
                     x = torch.cat([x[:, :1], x[:, 1 + n :]], dim=1)
-                    mask = self.attn_mask_no_prompts
+                    mask = cast(torch.Tensor, self.attn_mask_no_prompts)
             x = self._masked_block(i, x, mask)
         nr = self.num_regions
         if self.deep_layers > 0:  # official: prompt_norm on everything but the bridges (skipped when shallow)

@@ -1,5 +1,7 @@
-"""PyTorch slide inference of the training-free segmenters, written after the official ``forward_slide`` +
-``postprocess_result`` of SCLIP / ClearCLIP / NACLIP (the reference the Engine's softmax path is tested against).
+"""Test reference: PyTorch slide inference of the training-free segmenters, transcribed independently from the
+official ``forward_slide`` + ``postprocess_result`` of SCLIP / ClearCLIP / NACLIP. The package's own inference
+(:func:`zsseg_rt.models.training_free.infer.segment`, the Engine's softmax path) goes through the one
+``zsseg_rt.pipeline.Postprocessor``; this torch loop is what both are tested against.
 
 Official order: rescale (keep ratio, short side ``short_side``) -> normalise -> windows ``crop``/``stride`` -> per
 window cosine logits bilinearly upsampled to the window -> average overlapping windows (logits, not

@@ -26,8 +26,8 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from .config import ZegCLIPConfig, load_zegclip_config
-from .weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.models.common.weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.models.zegclip.config import ZegCLIPConfig, load_zegclip_config
 
 __all__ = ["load_official_zegclip", "OfficialImportReport", "official_to_native_key", "read_official_checkpoint"]
 
@@ -164,13 +164,12 @@ def load_official_zegclip(
     Every tensor the model uses must be present with the right shape; anything else is an error, except the
     official-but-unused tensors, which are listed in the report.
     """
-    from .zegclip import ZegCLIP
+    from zsseg_rt.models.zegclip.model import ZegCLIP
 
     sd, meta = read_official_checkpoint(path)
     inferred = config is None
-    if inferred:
-        config = _infer_config(sd, meta)
-    cfg = load_zegclip_config(config, **overrides)
+    spec = _infer_config(sd, meta) if config is None else config
+    cfg = load_zegclip_config(spec, **overrides)
     model = ZegCLIP(cfg)
     model, report = load_mapped_official(
         model,

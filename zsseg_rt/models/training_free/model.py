@@ -24,7 +24,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -32,9 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zsseg_rt.bundle import Names
-
-from .text import TextEncoder, validate_class_names
-from .training_free_config import FAMILY, TrainingFreeConfig, load_training_free_config
+from zsseg_rt.models.common.text import TextEncoder, validate_class_names
+from zsseg_rt.models.training_free.config import FAMILY, TrainingFreeConfig, load_training_free_config
 
 __all__ = [
     "DenseLastBlock",
@@ -188,7 +187,7 @@ class TrainingFreeSegmenter(nn.Module):
 
     def __init__(self, config: Union[TrainingFreeConfig, str, dict], device: Optional[Union[str, torch.device]] = None):
         super().__init__()
-        from .zegclip import _make_tokenizer, build_clip
+        from zsseg_rt.models.zegclip.model import _make_tokenizer, build_clip
 
         if not isinstance(config, TrainingFreeConfig):
             config = load_training_free_config(config)
@@ -271,7 +270,7 @@ class TrainingFreeSegmenter(nn.Module):
             raise ValueError(f"image size {h}x{w} is not a positive multiple of the patch size {ph}x{pw}")
 
     def _positional(self, h: int, w: int) -> torch.Tensor:
-        pos = self.visual.positional_embedding
+        pos = cast(torch.Tensor, self.visual.positional_embedding)
         if (h, w) != self.grid:  # shape-only branch (the bundle grid equals the stored one: nothing traced)
             pos = resize_positional_embedding(pos, (h, w), self.config.resolved("pos_resize"))
         return pos
@@ -353,7 +352,7 @@ class TrainingFreeSegmenter(nn.Module):
 def load_stock_clip_weights(model: TrainingFreeSegmenter, pretrained: str) -> Dict[str, object]:
     """Load stock CLIP weights (open_clip tag, OpenAI JIT archive, open_clip state dict or safetensors; see
     ``weights.py``) into ``model``. The positional table is resized to the model grid the method's way."""
-    from .weights import (
+    from zsseg_rt.models.common.weights import (
         _CLIP_UNUSED,
         HOW_TO_GET_WEIGHTS,
         WeightsError,

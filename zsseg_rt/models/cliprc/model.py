@@ -1,12 +1,12 @@
 """CLIP-RC (Zhang et al., "Exploring Regional Clues in CLIP for Zero-Shot Semantic Segmentation", CVPR 2024) in
 plain PyTorch, computing what the official release ``uyzhang/CLIP-RC`` computes.
 
-Built from ZegCLIP's pieces (:class:`~zsseg_rt.models.zegclip.ZegCLIP` is the base class: CLIP towers, prompts,
+Built from ZegCLIP's pieces (:class:`~zsseg_rt.models.zegclip.model.ZegCLIP` is the base class: CLIP towers, prompts,
 text side, input checks, calibration helpers, ``predict``, losses):
 
-* image tower: :class:`~zsseg_rt.models.cliprc_backbone.RegionBridgeVisionTransformer` (16 region-level bridge
+* image tower: :class:`~zsseg_rt.models.cliprc.backbone.RegionBridgeVisionTransformer` (16 region-level bridge
   tokens + the official static attention mask) -> ``image_global``, ``patches``, ``regions``;
-* head: :class:`~zsseg_rt.models.cliprc_head.CLIPRCHead` (Region Alignment Module, bidirectional decoder,
+* head: :class:`~zsseg_rt.models.cliprc.head.CLIPRCHead` (Region Alignment Module, bidirectional decoder,
   recovery decoder for training);
 * loss: :class:`CLIPRCLoss` = ZegCLIP's focal + dice + the L1 recovery loss.
 
@@ -36,11 +36,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .cliprc_backbone import RegionBridgeVisionTransformer
-from .cliprc_config import FAMILY, CLIPRCConfig, load_cliprc_config
-from .cliprc_head import CLIPRCHead
-from .losses import zegclip_loss
-from .zegclip import ZegCLIP
+from zsseg_rt.models.cliprc.backbone import RegionBridgeVisionTransformer
+from zsseg_rt.models.cliprc.config import FAMILY, CLIPRCConfig, load_cliprc_config
+from zsseg_rt.models.cliprc.head import CLIPRCHead
+from zsseg_rt.models.zegclip.losses import zegclip_loss
+from zsseg_rt.models.zegclip.model import ZegCLIP
 
 __all__ = ["CLIPRC", "CLIPRCLoss", "recovery_loss", "create_cliprc", "load_clip_weights_cliprc", "CLIPRC_NATIVE_FORMAT"]
 
@@ -51,6 +51,7 @@ class CLIPRC(ZegCLIP):
     """CLIP-RC: frozen CLIP towers + deep visual prompts + region-level bridge + region alignment decoder."""
 
     family = FAMILY
+    config: CLIPRCConfig  # set by ZegCLIP.__init__ through _coerce_config
     native_format = CLIPRC_NATIVE_FORMAT
 
     def __init__(self, config: Union[CLIPRCConfig, str, dict], device: Optional[Union[str, torch.device]] = None):
@@ -87,7 +88,7 @@ class CLIPRC(ZegCLIP):
         )
 
     # ------------------------------------------------------------------ parameters
-    def is_trainable_name(self, name: str) -> bool:  # instance method: depends on train_region_bridge
+    def is_trainable_name(self, name: str) -> bool:  # type: ignore[override]  # instance: reads the config
         """Official rule (prompt params + head); the bridge tokens only with ``train_region_bridge``."""
         if name == "backbone.region_level_bridge":
             return bool(self.config.train_region_bridge)
@@ -109,11 +110,11 @@ class CLIPRC(ZegCLIP):
                 raise ValueError(
                     f"CLIP-RC takes {s}x{s} inputs only (its attention mask is built for that grid), got "
                     f"{images.shape[-2]}x{images.shape[-1]}; larger images go through sliding windows "
-                    "(zsseg_rt.models.predict.predict(mode='slide') or the Engine)"
+                    "(zsseg_rt.models.common.predict.predict(mode='slide') or the Engine)"
                 )
         return self.backbone(images)
 
-    def decode(
+    def decode(  # type: ignore[override]  # CLIP-RC's decoder also takes the region tokens
         self,
         text: torch.Tensor,
         image_global: torch.Tensor,
@@ -244,7 +245,7 @@ class CLIPRCLoss(nn.Module):
 def load_clip_weights_cliprc(model: CLIPRC, pretrained: str) -> Dict[str, object]:
     """Load CLIP tower weights (open_clip tag or local file) into a CLIP-RC model, then initialise the bridge
     tokens officially (``class_embedding + positional_embedding[0]``)."""
-    from .weights import load_clip_weights
+    from zsseg_rt.models.common.weights import load_clip_weights
 
     report = load_clip_weights(model, pretrained)
     model.backbone.reset_region_bridge()
@@ -264,14 +265,14 @@ def create_cliprc(
     ``pretrained``: CLIP tower weights as in ``create_model`` (official CLIP-RC checkpoints go through
     :func:`zsseg_rt.models.load_official_cliprc`).
     """
-    from .convert import CONFIG_FILE, WEIGHTS_FILE
+    from zsseg_rt.models.common.convert import CONFIG_FILE, WEIGHTS_FILE
 
     if isinstance(name, (str, os.PathLike)):
         p = Path(str(name))
         if p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
             if pretrained is not None:
                 raise ValueError(f"{p} is a native checkpoint that already holds weights; drop pretrained=")
-            from .cliprc_official import load_native_cliprc
+            from zsseg_rt.models.cliprc.official import load_native_cliprc
 
             return load_native_cliprc(p, device=device, **overrides)
     config = load_cliprc_config(name, **overrides)

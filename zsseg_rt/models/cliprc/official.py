@@ -1,7 +1,7 @@
 """Import of official CLIP-RC (mmcv/mmseg, ``uyzhang/CLIP-RC``) checkpoints, and native CLIP-RC checkpoints.
 
 Layout (``python_tests/data/reference/cliprc_official_keys.txt``): ``{'meta', 'state_dict': {backbone.*, text_encoder.*,
-decode_head.*}, 'optimizer'}``. Mapping onto :class:`~zsseg_rt.models.cliprc.CLIPRC`: every key keeps its name
+decode_head.*}, 'optimizer'}``. Mapping onto :class:`~zsseg_rt.models.cliprc.model.CLIPRC`: every key keeps its name
 (``backbone.region_level_bridge``, ``decode_head.decoder_q.layers.{i}.*``, ``decode_head.decoder_v.layers.{i}.*``,
 ``decode_head.recovery_decoder.*``, ``decode_head.{q_proj,lateral_proj}.*``), except the tensors the official
 forward never uses, which are reported and not loaded: ``self_attn.*`` and ``norm1.*`` of every
@@ -22,9 +22,9 @@ from typing import Dict, Optional, Union
 
 import torch
 
-from .cliprc_config import CLIPRCConfig, load_cliprc_config
-from .official import load_mapped_official, read_official_checkpoint
-from .weights import WeightsError
+from zsseg_rt.models.cliprc.config import CLIPRCConfig, load_cliprc_config
+from zsseg_rt.models.common.weights import WeightsError
+from zsseg_rt.models.zegclip.official import load_mapped_official, read_official_checkpoint
 
 __all__ = [
     "load_official_cliprc",
@@ -145,9 +145,9 @@ def load_official_cliprc(
             (10 VOC / 100 COCO) and the mmcv meta config (``self_training=True`` -> transductive,
             ``novel_class = []`` -> fully, else inductive).
         allow_missing_text_encoder: accept checkpoints without ``text_encoder.*``.
-        return_report: also return an :class:`~zsseg_rt.models.official.OfficialImportReport`.
+        return_report: also return an :class:`~zsseg_rt.models.zegclip.official.OfficialImportReport`.
     """
-    from .cliprc import CLIPRC
+    from zsseg_rt.models.cliprc.model import CLIPRC
 
     p = Path(path)
     if not p.is_file():
@@ -158,9 +158,8 @@ def load_official_cliprc(
     sd, meta = read_official_checkpoint(p)
     _check_family(sd, str(p))
     inferred = config is None
-    if inferred:
-        config = _infer_config(sd, meta)
-    cfg = load_cliprc_config(config, **overrides)
+    spec = _infer_config(sd, meta) if config is None else config
+    cfg = load_cliprc_config(spec, **overrides)
     model = CLIPRC(cfg)
     model, report = load_mapped_official(
         model,
@@ -181,7 +180,7 @@ def convert_official_cliprc(
     src, dst_dir, config=None, overwrite: bool = False, allow_missing_text_encoder: bool = False
 ) -> Path:
     """Official CLIP-RC checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``)."""
-    from .convert import save_imported
+    from zsseg_rt.models.common.convert import save_imported
 
     model, report = load_official_cliprc(
         src, config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder
@@ -191,8 +190,8 @@ def convert_official_cliprc(
 
 def load_native_cliprc(path_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None, **overrides):
     """Load a native CLIP-RC checkpoint directory (format ``zsseg_rt.cliprc.v1``); every tensor must fit."""
-    from .cliprc import CLIPRC, CLIPRC_NATIVE_FORMAT
-    from .convert import CONFIG_FILE, WEIGHTS_FILE, load_native_state
+    from zsseg_rt.models.cliprc.model import CLIPRC, CLIPRC_NATIVE_FORMAT
+    from zsseg_rt.models.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native_state
 
     d = Path(path_dir)
     if d.is_file() and d.name in (WEIGHTS_FILE, CONFIG_FILE):
@@ -214,6 +213,6 @@ def load_official_any(path: Union[str, Path], config=None, **kwargs):
     as ``zsseg export --official`` that should accept both families)."""
     if official_checkpoint_family(path) == "cliprc":
         return load_official_cliprc(path, config=config, **kwargs)
-    from .official import load_official_zegclip
+    from zsseg_rt.models.zegclip.official import load_official_zegclip
 
     return load_official_zegclip(path, config=config, **kwargs)

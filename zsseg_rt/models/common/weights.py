@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import torch
 
@@ -178,7 +178,7 @@ def clip_state_dict_to_zegclip(
 
     Raises WeightsError for missing / unexpected / mis-shaped keys.
     """
-    from .backbone import resize_pos_embed_official
+    from zsseg_rt.models.zegclip.backbone import resize_pos_embed_official
 
     sd = _normalise_clip_keys(dict(sd))
     target = model.state_dict()
@@ -264,7 +264,7 @@ def go_offline() -> None:
     import sys
 
     os.environ["HF_HUB_OFFLINE"] = "1"
-    constants = sys.modules.get("huggingface_hub.constants")
+    constants: Any = sys.modules.get("huggingface_hub.constants")
     if constants is not None:  # already imported: it read the variable at import time
         constants.HF_HUB_OFFLINE = True
 

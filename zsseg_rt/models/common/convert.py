@@ -10,8 +10,8 @@ from typing import Optional, Union
 
 import torch
 
-from .config import ZegCLIPConfig
-from .weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.models.common.weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.models.zegclip.config import ZegCLIPConfig
 
 __all__ = ["convert_official", "save_native", "load_native", "add_convert_command", "NATIVE_FORMAT"]
 
@@ -47,7 +47,7 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
     ``overrides`` may change non-architectural config fields (e.g. ``calibration_bias``); every weight tensor
     must match the rebuilt model exactly.
     """
-    from .zegclip import ZegCLIP
+    from zsseg_rt.models.zegclip.model import ZegCLIP
 
     d = Path(path_dir)
     if d.is_file() and d.name in (WEIGHTS_FILE, CONFIG_FILE):
@@ -55,12 +55,12 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
     if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(
             f"{d} is not a native ZegCLIP checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE}); create one with "
-            "`zsseg convert OFFICIAL.pth DST` or zsseg_rt.models.convert.save_native"
+            "`zsseg convert OFFICIAL.pth DST` or zsseg_rt.models.common.convert.save_native"
         )
     with open(d / CONFIG_FILE, "r", encoding="utf-8") as f:
         meta = json.load(f)
     if str(meta.get("format", "")).startswith("zsseg_rt.cliprc."):  # CLIP-RC native checkpoint
-        from .cliprc_official import load_native_cliprc
+        from zsseg_rt.models.cliprc.official import load_native_cliprc
 
         return load_native_cliprc(d, device=device, **overrides)
     if meta.get("format") != NATIVE_FORMAT:
@@ -116,16 +116,16 @@ def convert_official(
 
     CLIP-RC checkpoints (``backbone.region_level_bridge``, ``decode_head.decoder_q.*``...) are detected by their
     keys and imported with ``load_official_cliprc``; everything else goes to ``load_official_zegclip``."""
-    from .cliprc_official import convert_official_cliprc, official_checkpoint_family
-    from .official import load_official_zegclip
+    from zsseg_rt.models.cliprc.official import convert_official_cliprc, official_checkpoint_family
+    from zsseg_rt.models.zegclip.official import load_official_zegclip
 
-    if official_checkpoint_family(src) == "cliprc":
+    if official_checkpoint_family(Path(src)) == "cliprc":
         return convert_official_cliprc(
             src, dst_dir, config=config, overwrite=overwrite, allow_missing_text_encoder=allow_missing_text_encoder
         )
 
     model, report = load_official_zegclip(
-        src, config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder
+        Path(src), config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder
     )
     return save_imported(model, report, src, dst_dir, overwrite)
 
