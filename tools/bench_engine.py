@@ -107,7 +107,7 @@ def render(rows, args) -> str:
         f"- Input: {PHOTO.name} resized to 512x512 (one window), median of {args.iters} frames after {args.warmup} "
         "warm-up frames; random weights (latency does not depend on them); official text embeddings.",
         "- Engine: ONNX Runtime CPU EP (spinning off), exact mode (calibrate at 512, resize, fused argmax).",
-        "  PyTorch: `zsseg_rt.models.predict` (same official order) with torch.set_num_threads(threads).",
+        "  PyTorch: `zsseg_rt.models.common.predict` (same official order) with torch.set_num_threads(threads).",
         "",
         "| C | Engine ms/frame | Engine encoder | head | post-process | (head+post)/encoder | torch ms/frame | "
         "torch encoder | Engine/torch | target |",
