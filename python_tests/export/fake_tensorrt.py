@@ -157,10 +157,12 @@ class IBuilderConfig:
         return True
 
 
-def make_module(version: str = "10.3.0", graphs: Dict[str, List[LayerSpec]] = None):
-    """A fake ``tensorrt`` module (see the module docstring)."""
+def make_module(version: str = "10.3.0", graphs: Dict[str, List[LayerSpec]] = None, input_shapes=None):
+    """A fake ``tensorrt`` module (see the module docstring); ``input_shapes``: network input name -> shape
+    (default ``(-1, -1)``)."""
     calls: List = []
     graphs = dict(graphs or {})
+    input_shapes = dict(input_shapes or {})
 
     class Logger:
         WARNING, VERBOSE = "WARNING", "VERBOSE"
@@ -186,7 +188,7 @@ def make_module(version: str = "10.3.0", graphs: Dict[str, List[LayerSpec]] = No
                 ins = []
                 for tensor in inputs:
                     if tensor not in tensors:  # a network input
-                        tensors[tensor] = ITensor(tensor, DataType.FLOAT)
+                        tensors[tensor] = ITensor(tensor, DataType.FLOAT, input_shapes.get(tensor, (-1, -1)))
                         self.network.inputs.append(tensors[tensor])
                     ins.append(tensors[tensor])
                 outs = [tensors.setdefault(t, ITensor(t, DataType[dtype])) for t in outputs]
@@ -223,6 +225,7 @@ def make_module(version: str = "10.3.0", graphs: Dict[str, List[LayerSpec]] = No
         __version__=version,
         calls=calls,
         graphs=graphs,
+        input_shapes=input_shapes,
         Logger=Logger,
         Builder=Builder,
         OnnxParser=OnnxParser,
