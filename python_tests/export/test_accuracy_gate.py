@@ -58,7 +58,7 @@ class GatedFakeToolchain:
 
 @pytest.fixture()
 def bundle(tiny_bundle, tmp_path):
-    return shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    return str(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
 
 
 def _boost_class(delta, where=(slice(None), slice(None))):
@@ -155,3 +155,37 @@ def _photo():
     from zsseg_rt.assets import sample_image
 
     return cv2.imread(str(sample_image()), cv2.IMREAD_COLOR)
+
+
+# ------------------------------------------------------------------------------------------------ zsseg build-engine
+def test_cli_build_engine_flags_and_one_line_summary(bundle, monkeypatch, capsys):
+    from zsseg_rt.cli import main
+
+    toolchain = GatedFakeToolchain()
+    monkeypatch.setattr(trt_build, "TensorRTToolchain", lambda: toolchain)
+    assert main(["build-engine", bundle, "--opt-classes", "8", "--workspace", "2", "--precision", "fp16"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    summary = lines[-1]
+    windows = trt_build.frame_windows(load_meta(bundle))
+    assert summary.startswith(f"fp16 engines image+head+text (batch <= {windows}) for TensorRT 10.3.0 on Orin")
+    assert "built image+head+text" in summary and "MiB" in summary and "accuracy gate passed" in summary
+    image_job = next(job for job in toolchain.jobs if job.role == "image")
+    assert image_job.ranges["batch"] == (1, windows, windows)  # default --max-batch: a 4:3 frame's windows
+    assert image_job.workspace_bytes == 2 << 30
+    head_job = next(job for job in toolchain.jobs if job.role == "head")
+    assert head_job.ranges["num_classes"][1] == 8
+
+    monkeypatch.setattr(trt_build, "TensorRTToolchain", lambda: GatedFakeToolchain(_boost_class(50.0)))
+    assert main(["build-engine", bundle, "--max-batch", "1", "--force"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("zsseg build-engine: accuracy gate FAILED") and "--accept-below-gate" in error
+
+
+def test_default_max_batch_is_the_windows_of_a_4_3_frame():
+    from types import SimpleNamespace
+
+    vitb16 = SimpleNamespace(test_scale=(2048, 512), crop_size=512, stride=341)  # ZegCLIP VOC test pipeline
+    assert trt_build.frame_windows(vitb16) == 2  # 640x480 -> 683x512 -> two 512 windows side by side
+    assert trt_build.frame_windows(vitb16, width=1920, height=1080) == 3  # 16:9: 910x512 -> three
+    square = SimpleNamespace(test_scale=(2048, 512), crop_size=512, stride=341)
+    assert trt_build.frame_windows(square, width=512, height=512) == 1
