@@ -54,18 +54,22 @@ def _fp16_sum_of_squares(x: np.ndarray) -> np.ndarray:  # [..., D] -> [...] floa
 
 
 def graph_report(path: str, feeds_list: List[Dict[str, np.ndarray]], ops: Optional[Set[str]] = None) -> Dict:
-    """Max |value| of the float intermediates (all, or those of ``ops`` nodes) and the fp16 sum of squares before
-    every ReduceL2."""
+    """Max |finite value| of the float intermediates (all, or those of ``ops`` nodes), which of them hold +-inf
+    already in fp32, and the fp16 sum of squares before every ReduceL2."""
     model, l2_inputs = _with_all_outputs(path, ops)
     session = _session(model)
     names = [o.name for o in session.get_outputs()]
-    peak: Dict[str, float] = {}
+    peak: Dict[str, float] = {}  # max |finite value|
+    infinite: Set[str] = set()
     l2: Dict[str, Dict] = {}
     for feeds in feeds_list:
         for name, value in zip(names, session.run(names, feeds)):
             if value.dtype != np.float32 or value.size == 0:
                 continue
-            peak[name] = max(peak.get(name, 0.0), float(np.abs(value).max()))
+            finite = np.isfinite(value)
+            if not finite.all():  # e.g. the text tower's causal mask (-inf by design, already in fp32)
+                infinite.add(name)
+            peak[name] = max(peak.get(name, 0.0), float(np.abs(value[finite]).max(initial=0.0)))
             if name in l2_inputs:
                 entry = l2.setdefault(l2_inputs[name], {"input": name, "max_norm": 0.0, "fp16_inf": False})
                 entry["max_norm"] = max(entry["max_norm"], float(np.linalg.norm(value, axis=-1).max()))
@@ -75,6 +79,7 @@ def graph_report(path: str, feeds_list: List[Dict[str, np.ndarray]], ops: Option
     return {
         "max_intermediate": top,
         "over_fp16_max": [name for name, value in peak.items() if value > FP16_MAX],
+        "infinite_in_fp32": sorted(infinite),
         "reduce_l2": l2,
     }
 
@@ -86,6 +91,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the report here too")
     parser.add_argument("--ops", help="comma-separated node types whose outputs to record (default: every tensor)")
     parser.add_argument("--max-windows", type=int, default=0, help="use at most this many photo windows (0: all)")
+    parser.add_argument("--graphs", default="image,text,head", help="which graphs to measure")
     args = parser.parse_args(argv)
     ops = set(args.ops.split(",")) if args.ops else None
 
@@ -103,13 +109,16 @@ def main(argv=None) -> int:
         windows = windows[: args.max_windows]
     crops += windows
     tokens = engine.tokenizer([f"a photo of a {c}." for c in ("person", "sofa", "chair", "bus", "bottle", "car")])
-    report = {
-        "image": graph_report(meta.file(Files.IMAGE_ENCODER), [{Names.IMAGE: c} for c in crops], ops),
-        "text": graph_report(meta.file(Files.TEXT_ENCODER), [{Names.TOKENS: tokens}], ops),
-    }
-    text = engine.backend.encode_text(tokens)
-    head_feeds = [dict(engine.backend.encode_image(c), **{Names.TEXT_EMBEDDINGS: text}) for c in crops]
-    report["head"] = graph_report(meta.file(Files.HEAD), head_feeds, ops)
+    graphs = args.graphs.split(",")
+    report = {}
+    if "image" in graphs:
+        report["image"] = graph_report(meta.file(Files.IMAGE_ENCODER), [{Names.IMAGE: c} for c in crops], ops)
+    if "text" in graphs:
+        report["text"] = graph_report(meta.file(Files.TEXT_ENCODER), [{Names.TOKENS: tokens}], ops)
+    if "head" in graphs:
+        text = engine.backend.encode_text(tokens)
+        head_feeds = [dict(engine.backend.encode_image(c), **{Names.TEXT_EMBEDDINGS: text}) for c in crops]
+        report["head"] = graph_report(meta.file(Files.HEAD), head_feeds, ops)
     report["inputs"] = {"random_batches": args.random, "photo_windows": len(windows), "prompts": len(tokens)}
     print(json.dumps(report, indent=1))
     if args.json:
