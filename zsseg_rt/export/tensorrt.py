@@ -15,7 +15,8 @@ build then passes the accuracy gate (:mod:`zsseg_rt.export.accuracy_gate`) befor
 
 ``import tensorrt`` happens inside functions, so this module imports anywhere; calls that need TensorRT raise an
 ``ImportError`` with install guidance. Engines live in ``<bundle>/engines/<key>/`` where ``key`` hashes
-(graph, ONNX sha256 from meta.json, precision, shape profile, TensorRT version, GPU name, compute capability);
+(graph, ONNX sha256 from meta.json, precision, shape profile, TensorRT version, GPU name, compute capability,
+multiprocessor count, total memory);
 an ``engine.json`` beside each engine records those fields, and an engine whose record does not match this
 machine is rebuilt (``build_engines``) or refused (``load_engine``, ``find_engines``), never used silently.
 """

@@ -44,7 +44,7 @@ class Engine:
             by (size, mtime, ctime, inode, sha256) so a restart does not hash them again
             (``runtime/file_verification.py``).
         model: (torch backend) the PyTorch model to run instead of loading the source checkpoint.
-        precision: (TensorRT backend) which built engines to use: "fp16", "fp32" or "int8".
+        precision: (TensorRT backend) which built engines to use: "fp16", "fp16-pinned", "fp32" or "int8".
         threads: (ONNX Runtime backend) intra-op threads; 0 lets ONNX Runtime choose.
         device_pipeline: "auto" keeps a frame's data on the GPU where it can (TensorRT, torch on CUDA): one upload
             of the frame, pre-processing, encoder, head and the exact post-processing on one stream, one download
