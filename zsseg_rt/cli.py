@@ -103,17 +103,27 @@ def _output_path(output: Optional[str], image_path: str, index: int, count: int)
 
 
 def _cmd_build_engine(args) -> int:
+    from zsseg_rt.bundle import BundleError, load_meta
     from zsseg_rt.export import tensorrt as trt_build
+    from zsseg_rt.export.accuracy_gate import EngineAccuracyError
 
-    paths = trt_build.build_engines(
-        args.bundle,
-        precision=args.precision,
-        calibration_images=args.calibration,
-        max_batch=args.max_batch,
-        force=args.force,
-    )
-    for key, path in paths.items():
+    try:
+        max_batch = args.max_batch if args.max_batch is not None else trt_build.frame_windows(load_meta(args.bundle))
+        report = trt_build.build_engine_set(
+            args.bundle,
+            precision=args.precision,
+            max_batch=max_batch,
+            opt_classes=args.opt_classes,
+            workspace_gb=args.workspace,
+            force=args.force,
+            accept_below_gate=args.accept_below_gate,
+        )
+    except (ImportError, ValueError, BundleError, trt_build.EngineBuildError, EngineAccuracyError) as exc:
+        print(f"zsseg build-engine: {exc}", file=sys.stderr)
+        return 2
+    for key, path in report.paths.items():
         print(f"{key}: {path}")
+    print(report.summary())
     return 0
 
 
@@ -158,12 +168,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.5)
     p.set_defaults(func=_cmd_segment)
 
-    p = sub.add_parser("build-engine", help="build TensorRT engines for a bundle on this device")
+    p = sub.add_parser("build-engine", help="build TensorRT 10 engines for a bundle on this device (accuracy-gated)")
     p.add_argument("bundle")
-    p.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "int8"])
-    p.add_argument("--calibration", nargs="*", help="calibration images (required for int8)")
-    p.add_argument("--max-batch", type=int, default=1)
+    p.add_argument(
+        "--precision",
+        default="fp16",
+        choices=["fp16", "fp16-pinned", "fp32", "int8"],
+        help="fp16: plain fp16 (L2-norm sums of squares in fp32); fp16-pinned: LayerNorm/Softmax also fp32; "
+        "int8: explicitly quantised (Q/DQ) bundles only",
+    )
+    p.add_argument("--max-batch", type=int, default=None, help="windows per encoder call (default: a 4:3 frame's)")
+    p.add_argument("--opt-classes", type=int, default=20, help="class count the head engine is tuned for")
+    p.add_argument("--workspace", type=float, default=None, help="builder workspace limit in GiB (default: TensorRT's)")
     p.add_argument("--force", action="store_true", help="rebuild even if a matching engine is cached")
+    p.add_argument(
+        "--accept-below-gate",
+        action="store_true",
+        help="keep and use engines that fail the accuracy gate against ONNX Runtime fp32 (recorded as overridden)",
+    )
     p.set_defaults(func=_cmd_build_engine)
 
     try:

@@ -11,12 +11,13 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from zsseg_rt import pipeline
-from zsseg_rt.bundle import BundleMeta, Files, Names, load_meta, verify_files
+from zsseg_rt.bundle import GRAPH_FILES, BundleMeta, Files, Names, load_meta
 from zsseg_rt.bundle.tokenizer import ClipTokenizer, expand_templates
 from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
 from zsseg_rt.pipeline.vocabulary import validate_class_names
 
 from .backends import Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend
+from .file_verification import verify_bundle_files
 from .result import SegmentationResult
 
 _MODES = MODES
@@ -30,7 +31,7 @@ class Engine:
         bundle: a bundle directory written by ``zsseg export``.
         classes: initial class names (list, or a comma-separated string), or None to set later.
         backend: "auto" (TensorRT when its engines exist and import, else ONNX Runtime), "tensorrt",
-            "onnxruntime" or "torch".
+            "onnxruntime" or "torch" (or a ready ``Backend`` object, e.g. the accuracy gate's).
         device: "auto", "cpu" or "cuda" (ONNX Runtime / torch backends).
         mode: "exact" (the official order: calibrate at crop resolution, average windows, resize, argmax; in
             fp32, so labels can differ from another fp32 implementation only where two classes tie within
@@ -38,9 +39,12 @@ class Engine:
             "fast" (single-window images: fused upsample+sigmoid+bias+argmax straight to the output size, no
             [C,H,W] buffer; multi-window images are processed as in "exact").
         max_batch: windows run through the image encoder together.
-        verify: check the sha256 of every bundle file on load.
+        verify: check the sha256 of the bundle files the chosen backend opens (the tokenizer, and the ONNX graphs
+            for ONNX Runtime; TensorRT engines are checked against their engine.json), remembering verified files
+            by (size, mtime, ctime, inode, sha256) so a restart does not hash them again
+            (``runtime/file_verification.py``).
         model: (torch backend) the PyTorch model to run instead of loading the source checkpoint.
-        precision: (TensorRT backend) which built engines to use: "fp16", "fp32" or "int8".
+        precision: (TensorRT backend) which built engines to use: "fp16", "fp16-pinned", "fp32" or "int8".
         threads: (ONNX Runtime backend) intra-op threads; 0 lets ONNX Runtime choose.
         device_pipeline: "auto" keeps a frame's data on the GPU where it can (TensorRT, torch on CUDA): one upload
             of the frame, pre-processing, encoder, head and the exact post-processing on one stream, one download
@@ -77,11 +81,11 @@ class Engine:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.meta: BundleMeta = load_meta(bundle)
         if verify:
-            verify_files(self.meta)
+            verify_bundle_files(self.meta, [Files.TOKENIZER])
         self.mode = mode
         self.postprocessor = Postprocessor.from_meta(self.meta, mode=mode)  # windows, exact/fast, activation
         self.max_batch = int(max_batch)
-        self.backend: Backend = _make_backend(self.meta, backend, device, model, precision, threads)
+        self.backend: Backend = _make_backend(self.meta, backend, device, model, precision, threads, verify)
         from .device_pipeline import make_device_pipeline
 
         self._device = make_device_pipeline(self.meta, self.backend, device_pipeline, self.max_batch)
@@ -264,9 +268,19 @@ class Engine:
         return np.concatenate(outputs, axis=0)
 
 
-def _make_backend(meta: BundleMeta, backend: str, device: str, model, precision: str, threads: int) -> Backend:
+def _onnxruntime_backend(meta: BundleMeta, device: str, threads: int, verify: bool) -> Backend:
+    if verify:  # the graphs ONNX Runtime is about to open
+        verify_bundle_files(meta, sorted(GRAPH_FILES.values()))
+    return OnnxRuntimeBackend(meta, device, threads)
+
+
+def _make_backend(
+    meta: BundleMeta, backend, device: str, model, precision: str, threads: int, verify: bool = True
+) -> Backend:
+    if isinstance(backend, Backend):
+        return backend
     if backend == "onnxruntime":
-        return OnnxRuntimeBackend(meta, device, threads)
+        return _onnxruntime_backend(meta, device, threads, verify)
     if backend == "tensorrt":
         return TensorRTBackend(meta, precision)
     if backend == "torch":
@@ -288,5 +302,5 @@ def _make_backend(meta: BundleMeta, backend: str, device: str, model, precision:
                 RuntimeWarning,
                 stacklevel=3,
             )
-            return OnnxRuntimeBackend(meta, device, threads)
+            return _onnxruntime_backend(meta, device, threads, verify)
     raise ValueError(f"backend must be 'auto', 'tensorrt', 'onnxruntime' or 'torch', got {backend!r}")
