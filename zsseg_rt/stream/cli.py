@@ -58,7 +58,14 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
     p.add_argument("--max-reconnects", type=int, help="give up after this many failed reconnects (default: never)")
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse frames / folder images with more pixels than this, checked before decoding "
+        "(default: $ZSSEG_MAX_PIXELS or 40000000; 0 = no limit)",
+    )
     p.add_argument("--no-legend", action="store_true", help="no legend / FPS text on the overlay")
     p.add_argument("--stats-json", help="write the final stream statistics to this JSON file")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -110,14 +117,19 @@ def run_camera_command(args) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
+    from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.image_io import max_pixels_limit
     from zsseg_rt.runtime import Engine
 
     from .capabilities import StreamCapabilityError
     from .runner import StreamRunner
     from .sources import SourceError, open_source
 
+    if not 0.0 <= args.alpha <= 1.0:
+        raise CliError(f"--alpha is the overlay opacity, between 0 and 1; got {args.alpha}")
+    max_pixels = max_pixels_limit(args.max_pixels)
     try:
-        source = open_source(args.source, width=args.width, height=args.height, fps=args.fps)
+        source = open_source(args.source, width=args.width, height=args.height, fps=args.fps, max_pixels=max_pixels)
     except (SourceError, StreamCapabilityError) as exc:
         raise SystemExit(str(exc)) from exc
     engine = Engine(
