@@ -73,7 +73,21 @@ def _has_image_extension(path: str) -> bool:
     return bool(os.path.splitext(path)[1]) and bool(cv2.haveImageWriter(path))
 
 
+def _ancestors(directory: str) -> List[str]:
+    """``directory`` and its parents, nearest first."""
+    chain, path = [], os.path.abspath(directory)
+    while True:
+        chain.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            return chain
+        path = parent
+
+
 def _check_directory(directory: str) -> None:
+    blocker = next((p for p in _ancestors(directory) if os.path.exists(p) and not os.path.isdir(p)), None)
+    if blocker is not None:
+        raise CliError(f"cannot create the output directory {directory!r}: {blocker!r} is a file, not a directory")
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as exc:

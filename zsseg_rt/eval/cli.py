@@ -26,7 +26,9 @@ def _run(args: argparse.Namespace) -> int:
             spec = json.load(f)
     else:
         if args.dataset is None:
-            raise SystemExit("give --dataset {voc,coco_stuff,context59,ade150,folder,synthetic} or --dataset-config")
+            raise SystemExit(
+                "zsseg eval: error: give --dataset {voc,coco_stuff,context59,ade150,folder,synthetic} or --dataset-config"
+            )
         spec = {"type": args.dataset}
         if args.data_root:
             spec["root"] = args.data_root
@@ -100,4 +102,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_eval_command(sub)
     args = parser.parse_args(["eval"] + list(argv if argv is not None else __import__("sys").argv[1:]))
-    return args.func(args)
+    from zsseg_rt.cli_errors import run_command
+
+    return run_command(args.func, args)

@@ -74,6 +74,8 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
 
 
 def _initial_classes(args):
+    from zsseg_rt.cli_errors import CliError
+
     if args.classes:
         return args.classes
     if args.class_file:
@@ -82,12 +84,12 @@ def _initial_classes(args):
         names = ClassFileWatcher(args.class_file).read()
         if names:
             return names
-        raise SystemExit(f"class file {args.class_file!r} is empty: put one class name per line")
-    raise SystemExit('give the vocabulary with --classes "a,b,c" or --class-file classes.txt')
+        raise CliError(f"class file {args.class_file!r} is empty: put one class name per line")
+    raise CliError('give the vocabulary with --classes "a,b,c" or --class-file classes.txt')
 
 
 def _build_sinks(args, runner_stats):
-    from .capabilities import StreamCapabilityError, display_available, opencv_has_gui
+    from .capabilities import display_available, opencv_has_gui
     from .sinks import MjpegSink, open_sink
 
     sinks = []
@@ -105,10 +107,10 @@ def _build_sinks(args, runner_stats):
                     "MJPEG preview on http://127.0.0.1:8080/ (use -o out.mp4 or --preview PORT to choose)"
                 )
                 sinks.append(MjpegSink(8080, "127.0.0.1", stats_provider=runner_stats))
-    except StreamCapabilityError as exc:
+    except BaseException:  # e.g. StreamCapabilityError: close what was opened; the CLI prints one line
         for sink in sinks:
             sink.close()
-        raise SystemExit(str(exc)) from exc
+        raise
     return sinks
 
 
@@ -121,17 +123,14 @@ def run_camera_command(args) -> int:
     from zsseg_rt.image_io import max_pixels_limit
     from zsseg_rt.runtime import Engine
 
-    from .capabilities import StreamCapabilityError
     from .runner import StreamRunner
-    from .sources import SourceError, open_source
+    from .sources import open_source
 
     if not 0.0 <= args.alpha <= 1.0:
         raise CliError(f"--alpha is the overlay opacity, between 0 and 1; got {args.alpha}")
     max_pixels = max_pixels_limit(args.max_pixels)
-    try:
-        source = open_source(args.source, width=args.width, height=args.height, fps=args.fps, max_pixels=max_pixels)
-    except (SourceError, StreamCapabilityError) as exc:
-        raise SystemExit(str(exc)) from exc
+    # SourceError / StreamCapabilityError: one line from zsseg_rt.cli_errors
+    source = open_source(args.source, width=args.width, height=args.height, fps=args.fps, max_pixels=max_pixels)
     engine = Engine(
         args.bundle, classes=_initial_classes(args), backend=args.backend, device=args.device, mode=args.mode
     )
@@ -179,7 +178,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="zsseg")
     add_camera_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    from zsseg_rt.cli_errors import run_command
+
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":
