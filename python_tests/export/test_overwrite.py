@@ -138,9 +138,25 @@ def test_failed_swap_puts_the_old_bundle_back(tmp_path, tiny_bundle, monkeypatch
 
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="simulated"):
-        replace_directory(str(new), out)
+        replace_directory(str(new), out, atomic_exchange=False)
     monkeypatch.undo()
     assert _snapshot(out) == before and new.is_dir()
+
+
+@pytest.mark.parametrize("atomic_exchange", [True, False])
+def test_replace_directory_swaps_contents(tmp_path, atomic_exchange):
+    out, new = tmp_path / "b", tmp_path / ".new"
+    out.mkdir()
+    (out / "meta.json").write_text("old")
+    new.mkdir()
+    (new / "meta.json").write_text("new")
+    replace_directory(str(new), str(out), atomic_exchange=atomic_exchange)
+    assert (out / "meta.json").read_text() == "new" and sorted(os.listdir(tmp_path)) == ["b"]
+
+
+def test_empty_directory_may_be_written(tmp_path):
+    (tmp_path / "empty").mkdir()
+    check_export_destination(str(tmp_path / "empty"), overwrite=False)  # nothing there to lose
 
 
 def test_library_refuses_the_same_cases(tmp_path):

@@ -4,15 +4,18 @@ Only a directory that is recognisably a bundle written by ``export_bundle`` is e
 (not a symbolic link) whose ``meta.json`` carries the bundle format marker and which holds nothing but the files
 that ``meta.json`` lists and the TensorRT engine cache. Anything else (a file, a link, a directory with other
 files, the directory holding the checkpoint being exported) is refused with a message, and nothing is deleted.
-The new bundle is written beside the destination and swapped in with renames, so the old bundle is removed only
-after the new one is complete.
+The new bundle is written beside the destination and swapped in (atomically on Linux), so the old bundle is
+removed only after the new one is complete.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
+import sys
 from typing import Iterable, Optional, Set
 
 from zsseg_rt.bundle import Files
@@ -82,6 +85,8 @@ def check_export_destination(out_dir: str, overwrite: bool, sources: Iterable[Op
                 f"export destination {out_dir!r} contains the source {source!r} being exported; "
                 "write the bundle to another directory"
             )
+    if not os.listdir(out_dir):
+        return  # an empty directory: nothing can be lost
     if not overwrite:
         raise OverwriteRefused(f"{out_dir!r} exists; pass overwrite=True (CLI: --overwrite) to replace the bundle")
     allowed = _bundle_entries(out_dir)
@@ -101,14 +106,38 @@ def check_export_destination(out_dir: str, overwrite: bool, sources: Iterable[Op
         )
 
 
-def replace_directory(new_dir: str, out_dir: str) -> None:
+def _exchange(path_a: str, path_b: str) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2  # glibc >= 2.28
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(path_a), at_fdcwd, os.fsencode(path_b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):  # file system without the flag
+        return False
+    raise OSError(code, os.strerror(code), path_b)
+
+
+def replace_directory(new_dir: str, out_dir: str, atomic_exchange: bool = True) -> None:
     """Move the complete directory ``new_dir`` to ``out_dir`` (same parent), replacing an existing directory.
 
-    The old ``out_dir`` is renamed aside, the new one renamed in, and only then the old one deleted; if the second
-    rename fails the old directory is put back. Call :func:`check_export_destination` first.
+    On Linux the two are exchanged in one atomic step (``out_dir`` is never missing) and the old bundle, now at
+    ``new_dir``, is deleted. Elsewhere (or when ``atomic_exchange`` is False, or the file system lacks the
+    exchange) the old ``out_dir`` is renamed aside, the new one renamed in, and only then the old one deleted; if
+    the second rename fails the old directory is put back. Call :func:`check_export_destination` first.
     """
     if not os.path.lexists(out_dir):
         os.replace(new_dir, out_dir)
+        return
+    if atomic_exchange and _exchange(new_dir, out_dir):
+        shutil.rmtree(new_dir, ignore_errors=True)
         return
     old = os.path.join(os.path.dirname(out_dir), f".{os.path.basename(out_dir)}.old-{os.path.basename(new_dir)}")
     os.replace(out_dir, old)
