@@ -125,3 +125,18 @@ def test_format_error_collapses_lines_and_names_unexpected_types():
     line = format_error(ZeroDivisionError("division by zero"))
     assert line.startswith("unexpected ZeroDivisionError: division by zero") and "--debug" in line
     assert len(format_error(ValueError("x" * 5000))) < 700
+
+
+def test_help_lists_every_command_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom zsseg_rt import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('TORCH', 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for command in ("export", "segment", "build-engine", "convert", "camera", "train", "eval", "demo"):
+        assert command in out.stdout
+    assert "TORCH False" in out.stdout and "--debug" in out.stdout

@@ -165,3 +165,36 @@ def test_image_folder_source_skips_images_over_the_limit(tmp_path, hostile_pngs)
     frame = source.read()
     assert frame is not None and frame.shape == (6, 5, 3) and int(frame[0, 0, 0]) == 7
     assert source.read() is None and source.ended
+
+
+def test_video_source_over_the_limit_is_refused_before_reading_frames(tmp_path):
+    from zsseg_rt.stream.sources import OpenCVSource, SourceError, parse_source
+
+    path = str(tmp_path / "clip.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (64, 48))
+    assert writer.isOpened()
+    for value in range(3):
+        writer.write(np.full((48, 64, 3), value * 40, np.uint8))
+    writer.release()
+    source = OpenCVSource(parse_source(path), max_pixels=64 * 48 - 1)
+    with pytest.raises(SourceError, match="64x48 .* over the"):
+        source.open()
+    allowed = OpenCVSource(parse_source(path), max_pixels=64 * 48)
+    allowed.open()
+    frame = allowed.read()
+    allowed.close()
+    assert frame is not None and frame.shape == (48, 64, 3)
+
+
+def test_dataset_images_are_checked_before_decoding(tmp_path, hostile_pngs, monkeypatch):
+    from zsseg_rt.data.labels import CorruptFileError, read_image
+
+    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
+    with pytest.raises(CorruptFileError, match="20000x20000 .* over the 40 MP limit"):
+        read_image(hostile_pngs[20000])
+    small = str(tmp_path / "s.png")
+    cv2.imwrite(small, np.zeros((5, 7, 3), np.uint8))
+    assert read_image(small).shape == (5, 7, 3)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "34")
+    with pytest.raises(CorruptFileError, match="7x5"):
+        read_image(small)
