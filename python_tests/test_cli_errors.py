@@ -140,3 +140,23 @@ def test_help_lists_every_command_without_importing_torch():
     for command in ("export", "segment", "build-engine", "convert", "camera", "train", "eval", "demo"):
         assert command in out.stdout
     assert "TORCH False" in out.stdout and "--debug" in out.stdout
+
+
+def test_unwritable_output_directory_is_found_before_inference(tmp_path, photo, capsys, monkeypatch):
+    import tempfile
+
+    def read_only(*args, **kwargs):  # as root, chmod cannot make a directory unwritable: simulate the refusal
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    argv = ["segment", photo, "--bundle", str(tmp_path / "nope"), "--classes", "a", "-o", str(tmp_path / "o.png")]
+    _one_line_error(capsys, argv, "is not writable")
+
+
+def test_weights_error_is_one_line(tmp_path, capsys):
+    pytest.importorskip("torch")
+    native = tmp_path / "native"
+    native.mkdir()
+    (native / "config.json").write_text('{"format": "someone.else.v9"}')
+    (native / "model.safetensors").write_bytes(b"")
+    _one_line_error(capsys, ["export", str(tmp_path / "b"), "--native", str(native)], "unknown format")
