@@ -198,3 +198,13 @@ def test_dataset_images_are_checked_before_decoding(tmp_path, hostile_pngs, monk
     monkeypatch.setenv(MAX_PIXELS_ENV, "34")
     with pytest.raises(CorruptFileError, match="7x5"):
         read_image(small)
+
+
+def test_pillow_own_limit_is_restored(hostile_pngs):
+    from PIL import Image
+
+    from zsseg_rt.image_io import image_size
+
+    saved = Image.MAX_IMAGE_PIXELS
+    assert image_size(hostile_pngs[40000]) == (40000, 40000)  # over Pillow's 2x89 MP bomb limit, yet read
+    assert Image.MAX_IMAGE_PIXELS == saved

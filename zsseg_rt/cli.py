@@ -210,7 +210,7 @@ def _add_optional_commands(sub, wanted: Optional[str] = None) -> None:
         ("zsseg_rt.eval.cli", "add_eval_command", "eval", "the torch extra or onnxruntime"),
     ):
         if not _registers(command, wanted):
-            sub.add_parser(command, help=_LAZY_HELP[command])
+            sub.add_parser(command, help=_LAZY_HELP.get(command))
             continue
         try:
             import importlib

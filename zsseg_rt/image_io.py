@@ -11,6 +11,7 @@ The limit is ``max_pixels`` when given, else the environment variable ``ZSSEG_MA
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from typing import Optional, Tuple
 
@@ -29,6 +30,7 @@ __all__ = [
 
 DEFAULT_MAX_PIXELS = 40_000_000
 MAX_PIXELS_ENV = "ZSSEG_MAX_PIXELS"
+_PIL_LIMIT_LOCK = threading.Lock()  # guards the temporary change of Pillow's global MAX_IMAGE_PIXELS
 
 
 class ImageReadError(ValueError):
@@ -69,7 +71,7 @@ def image_size(path: str) -> Tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():
+        with _PIL_LIMIT_LOCK, warnings.catch_warnings():  # the lock: threads must not interleave save/restore
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             saved_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own limit applies instead
             try:
