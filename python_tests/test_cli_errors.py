@@ -160,3 +160,15 @@ def test_weights_error_is_one_line(tmp_path, capsys):
     (native / "config.json").write_text('{"format": "someone.else.v9"}')
     (native / "model.safetensors").write_bytes(b"")
     _one_line_error(capsys, ["export", str(tmp_path / "b"), "--native", str(native)], "unknown format")
+
+
+def test_eval_refuses_dataset_images_over_the_limit(tmp_path, tiny_bundle, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    from zsseg_rt.data import write_synthetic_dataset
+    from zsseg_rt.image_io import MAX_PIXELS_ENV
+
+    monkeypatch.setenv(MAX_PIXELS_ENV, "")  # restored after the test (the command sets it for its process)
+    root = write_synthetic_dataset(tmp_path / "s", length=2, size=(64, 64), num_classes=4)
+    argv = ["eval", tiny_bundle, "--dataset", "folder", "--data-root", str(root), "--backend", "onnxruntime"]
+    line = _one_line_error(capsys, [*argv, "--max-pixels", "1000", "--no-progress"], "64x64")
+    assert "over the 0.001 MP limit" in line and "--skip-corrupt" in line

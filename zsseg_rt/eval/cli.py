@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import List, Optional
 
 __all__ = ["add_eval_command", "main"]
@@ -34,6 +35,10 @@ def _run(args: argparse.Namespace) -> int:
             spec["root"] = args.data_root
         if args.split:
             spec["split"] = args.split
+    if args.max_pixels is not None:  # dataset images are read with zsseg_rt.image_io's limit, from the environment
+        from zsseg_rt.image_io import MAX_PIXELS_ENV, max_pixels_limit
+
+        os.environ[MAX_PIXELS_ENV] = str(max_pixels_limit(args.max_pixels))
     spec["on_corrupt"] = "skip" if args.skip_corrupt else "raise"
     if args.ignore_bad_labels:
         spec["on_bad_label"] = "ignore"
@@ -91,6 +96,13 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help="bundle backend: auto, onnxruntime, tensorrt, torch")
     p.add_argument("--skip-corrupt", action="store_true", help="skip undecodable files (counted) instead of failing")
     p.add_argument("--ignore-bad-labels", action="store_true", help="treat out-of-range label values as ignore")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse (or with --skip-corrupt skip) images with more pixels than this, checked before decoding "
+        "(default: $ZSSEG_MAX_PIXELS or 40000000; 0 = no limit)",
+    )
     p.add_argument("--no-per-class", action="store_true", help="print only the summary line")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)
