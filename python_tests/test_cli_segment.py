@@ -40,6 +40,8 @@ def test_output_names_are_unique_and_deterministic(tmp_path):
     assert plan_output_paths(["x/a.png"], None) == [os.path.join(".", "a_seg.png")]
     assert plan_output_paths(["a.png"], "res") == [os.path.join("res", "a_seg.png")]  # no extension: a directory
     assert plan_output_paths(["a.png"], "o.jpg") == ["o.jpg"]
+    inputs = [str(tmp_path / "a.png"), str(tmp_path / "a_seg.png")]  # a_seg.png is an input: never overwritten
+    assert [os.path.basename(p) for p in plan_output_paths(inputs, str(tmp_path))] == ["a_seg_2.png", "a_seg_seg.png"]
     with pytest.raises(CliError, match="give a directory"):
         plan_output_paths(["a.png", "b.png"], str(tmp_path / "o.png"))
 

@@ -34,8 +34,8 @@ def _wants_directory(output: Optional[str], count: int) -> bool:
 
 
 def plan_output_paths(images: Sequence[str], output: Optional[str]) -> List[str]:
-    """One overlay path per input image, all different (deterministic: the first image with a given stem gets
-    ``STEM_seg.png``, later ones ``STEM_seg_2.png``, ``STEM_seg_3.png``... in input order).
+    """One overlay path per input image, all different and none of them an input (deterministic: the first image
+    with a given stem gets ``STEM_seg.png``, later ones ``STEM_seg_2.png``, ``STEM_seg_3.png``... in input order).
 
     Args:
         images: the input paths, in order.
@@ -55,12 +55,14 @@ def plan_output_paths(images: Sequence[str], output: Optional[str]) -> List[str]
             "give a directory for the overlays (e.g. -o out/)"
         )
     directory = output or "."
+    inputs = {os.path.realpath(image) for image in images}
     used: set = set()
     paths = []
     for image in images:
         stem = os.path.splitext(os.path.basename(os.path.normpath(image)))[0]
         name, number = f"{stem}{OVERLAY_SUFFIX}.png", 2
-        while name.lower() in used:  # lower(): also distinct on case-insensitive file systems
+        # lower(): also distinct on case-insensitive file systems; never the path of an input image
+        while name.lower() in used or os.path.realpath(os.path.join(directory, name)) in inputs:
             name, number = f"{stem}{OVERLAY_SUFFIX}_{number}.png", number + 1
         used.add(name.lower())
         paths.append(os.path.join(directory, name))
