@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import List, Optional
 
 __all__ = ["add_eval_command", "main"]
@@ -26,12 +27,18 @@ def _run(args: argparse.Namespace) -> int:
             spec = json.load(f)
     else:
         if args.dataset is None:
-            raise SystemExit("give --dataset {voc,coco_stuff,context59,ade150,folder,synthetic} or --dataset-config")
+            raise SystemExit(
+                "zsseg eval: error: give --dataset {voc,coco_stuff,context59,ade150,folder,synthetic} or --dataset-config"
+            )
         spec = {"type": args.dataset}
         if args.data_root:
             spec["root"] = args.data_root
         if args.split:
             spec["split"] = args.split
+    if args.max_pixels is not None:  # dataset images are read with zsseg_rt.image_io's limit, from the environment
+        from zsseg_rt.image_io import MAX_PIXELS_ENV, max_pixels_limit
+
+        os.environ[MAX_PIXELS_ENV] = str(max_pixels_limit(args.max_pixels))
     spec["on_corrupt"] = "skip" if args.skip_corrupt else "raise"
     if args.ignore_bad_labels:
         spec["on_bad_label"] = "ignore"
@@ -89,6 +96,13 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help="bundle backend: auto, onnxruntime, tensorrt, torch")
     p.add_argument("--skip-corrupt", action="store_true", help="skip undecodable files (counted) instead of failing")
     p.add_argument("--ignore-bad-labels", action="store_true", help="treat out-of-range label values as ignore")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse (or with --skip-corrupt skip) images with more pixels than this, checked before decoding "
+        "(default: $ZSSEG_MAX_PIXELS or 40000000; 0 = no limit)",
+    )
     p.add_argument("--no-per-class", action="store_true", help="print only the summary line")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)
@@ -100,4 +114,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_eval_command(sub)
     args = parser.parse_args(["eval"] + list(argv if argv is not None else __import__("sys").argv[1:]))
-    return args.func(args)
+    from zsseg_rt.cli_errors import run_command
+
+    return run_command(args.func, args)
