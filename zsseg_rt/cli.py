@@ -76,7 +76,11 @@ def _cmd_build_engine(args) -> int:
             accept_below_gate=args.accept_below_gate,
         )
     except (ImportError, ValueError, BundleError, trt_build.EngineBuildError, EngineAccuracyError) as exc:
-        print(f"zsseg build-engine: {exc}", file=sys.stderr)
+        if getattr(args, "debug", False):
+            raise
+        from zsseg_rt.cli_errors import format_error
+
+        print(f"zsseg build-engine: error: {format_error(exc)}", file=sys.stderr)
         return 2
     for key, path in report.paths.items():
         print(f"{key}: {path}")

@@ -178,7 +178,7 @@ def test_cli_build_engine_flags_and_one_line_summary(bundle, monkeypatch, capsys
     monkeypatch.setattr(trt_build, "TensorRTToolchain", lambda: GatedFakeToolchain(_boost_class(50.0)))
     assert main(["build-engine", bundle, "--max-batch", "1", "--force"]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("zsseg build-engine: accuracy gate FAILED") and "--accept-below-gate" in error
+    assert error.startswith("zsseg build-engine: error: accuracy gate FAILED") and "--accept-below-gate" in error
 
 
 def test_default_max_batch_is_the_windows_of_a_4_3_frame():
