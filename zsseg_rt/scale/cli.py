@@ -82,9 +82,10 @@ def add_batch_command(subparsers) -> argparse.ArgumentParser:
 
 def _run_serve(args: argparse.Namespace) -> int:
     from . import init_ray
+
+    init_ray(args.address, num_cpus=args.num_cpus)  # before Ray Serve's import: a local cluster stays on loopback
     from .serve import run_server
 
-    init_ray(args.address, num_cpus=args.num_cpus)
     run_server(
         args.bundle,
         args.classes,
