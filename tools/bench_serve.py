@@ -130,7 +130,7 @@ def render(result: Dict, args) -> str:
         "Regenerate: `.venv/bin/python tools/bench_serve.py --write` (local Ray cluster on 127.0.0.1; one replica "
         "with 1 CPU, ONNX Runtime; client threads in the same process).",
         "",
-        *machine_description(int(os.environ.get("OMP_NUM_THREADS", "0") or 0)),
+        *[line for line in machine_description(0) if not line.startswith("- Threads")],  # ORT default threads
         f"- Bundle: {result['bundle']}; images: the 4 VOC samples as JPEG, {', '.join(result['image_sizes'])}; "
         f"vocabulary of {len(VOCAB)} classes",
         f"- Load: {args.rounds} rounds x {args.requests} requests, {args.concurrency} concurrent clients, "
