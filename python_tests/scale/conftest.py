@@ -10,8 +10,6 @@ import pytest
 
 from zsseg_rt.assets import sample_images
 
-VOCAB = ["person", "cat", "dog", "car", "chair", "sofa", "table", "plant", "bottle", "tv"]
-
 
 @pytest.fixture(scope="session")
 def ray_cluster():

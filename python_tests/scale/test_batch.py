@@ -11,12 +11,16 @@ import signal
 import cv2
 import numpy as np
 import pytest
-from conftest import VOCAB
+from support import VOCAB10 as VOCAB
 
 from zsseg_rt.runtime import Engine
 from zsseg_rt.scale.batch import MANIFEST, iter_segment_images, plan_batch, read_manifest, segment_images
 
 RUN = dict(workers=2, cpus_per_worker=0.5, batch_size=2, backend="onnxruntime")
+
+
+# Ray start-up (~15-25 s on 2 cores) and actor pools: slow, but run by CI (tools/run_tests.sh runs all).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,13 @@ import socket
 import cv2
 import numpy as np
 import pytest
-from conftest import VOCAB
+from support import VOCAB10 as VOCAB
 
 from zsseg_rt.assets import sample_images
 from zsseg_rt.runtime import Engine
+
+# Ray start-up (~15-25 s on 2 cores) and actor pools: slow, but run by CI (tools/run_tests.sh runs all).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
