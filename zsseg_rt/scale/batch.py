@@ -1,7 +1,7 @@
 """Batch segmentation on Ray Data: images in, label PNGs + a JSON-lines manifest out, resumable.
 
 The images are read by ``ray.data.read_binary_files`` (a local folder, a list file, or any path/URI Ray Data
-reads: ``s3://``, ``gs://``, a glob), decoded and segmented by an actor pool (``map_batches`` with a callable
+reads: ``s3://``, ``gs://``; or a local glob), decoded and segmented by an actor pool (``map_batches`` with a callable
 class: one ``zsseg_rt.Engine`` per actor, loaded once; ``num_gpus`` per actor, CPU-only actors with 0). Ray
 Data schedules the work and retries it: an actor that dies is restarted and the batches it held are run again
 (``max_restarts`` / ``max_task_retries``), so a killed worker's images are redone.
@@ -114,7 +114,8 @@ def plan_batch(input_path: str, output_dir: str, resume: bool = True) -> BatchPl
 
     Args:
         input_path: a folder (searched recursively for .jpg/.png/...), a list file (.txt/.lst: one path per
-            line, relative to the list's folder, ``#`` comments), one image, or a URI/glob Ray Data reads.
+            line, relative to the list's folder, ``#`` comments), one image, a local glob (``"photos/**/*.jpg"``),
+            or a URI Ray Data reads (``s3://bucket/prefix/``: listed by Ray Data, done images skipped in the actors).
         output_dir: the output folder (its manifest tells what is done).
         resume: skip images whose label PNG exists and whose manifest row is ``ok``.
     Returns:
@@ -127,9 +128,17 @@ def plan_batch(input_path: str, output_dir: str, resume: bool = True) -> BatchPl
             for row in read_manifest(output_dir)
             if row.get("status") == "ok" and os.path.isfile(os.path.join(output_dir, row.get("labels", "")))
         }
-    if _is_remote(input_path) or any(ch in input_path for ch in "*?["):
-        root = input_path.split("*", 1)[0] if "*" in input_path else input_path
-        return BatchPlan(sources=input_path, root=root.rstrip("/"), total=None, done_keys=done)
+    if _is_remote(input_path):  # listed by Ray Data; done images are skipped in the actors
+        return BatchPlan(sources=input_path, root=input_path.rstrip("/"), total=None, done_keys=done)
+    if any(ch in input_path for ch in "*?["):  # a local glob ("**" recurses)
+        import glob
+
+        paths = sorted(os.path.abspath(p) for p in glob.glob(input_path, recursive=True) if os.path.isfile(p))
+        if not paths:
+            raise FileNotFoundError(f"the pattern {input_path!r} matches no file")
+        root = os.path.commonpath([os.path.dirname(p) for p in paths])
+        pending = [p for p in paths if output_key(p, root) not in done]
+        return BatchPlan(sources=pending, root=root, total=len(paths), done_keys=done)
     if not os.path.exists(input_path):
         raise FileNotFoundError(f"input {input_path!r} does not exist: give a folder, a list file, an image or a URI")
     paths, root = _local_images(input_path)
