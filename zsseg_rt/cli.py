@@ -234,6 +234,8 @@ def _add_optional_commands(sub, wanted: Optional[str] = None) -> None:
         ("zsseg_rt.stream.cli", "add_camera_command", "camera", "opencv-python-headless and onnxruntime"),
         ("zsseg_rt.train.cli", "add_train_command", "train", "the torch extra"),
         ("zsseg_rt.eval.cli", "add_eval_command", "eval", "the torch extra or onnxruntime"),
+        ("zsseg_rt.scale.cli", "add_batch_command", "batch", "the scale extra (ray[data,serve])"),
+        ("zsseg_rt.scale.cli", "add_serve_command", "serve", "the scale extra (ray[data,serve])"),
     ):
         if not _registers(command, wanted):
             sub.add_parser(command, help=_LAZY_HELP.get(command))

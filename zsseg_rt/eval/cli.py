@@ -19,8 +19,7 @@ def _split_list(text: Optional[str]):
 def _run(args: argparse.Namespace) -> int:
     from zsseg_rt.data import build_dataset
 
-    from .evaluate import evaluate, save_json
-    from .metrics import format_table
+    from .evaluate import evaluate
 
     if args.dataset_config:
         with open(args.dataset_config, "r", encoding="utf-8") as f:
@@ -42,6 +41,26 @@ def _run(args: argparse.Namespace) -> int:
     spec["on_corrupt"] = "skip" if args.skip_corrupt else "raise"
     if args.ignore_bad_labels:
         spec["on_bad_label"] = "ignore"
+    if args.ray:  # the same evaluation on a Ray Data actor pool (zsseg_rt.scale): identical metrics
+        from zsseg_rt.scale import init_ray
+        from zsseg_rt.scale.parallel_eval import evaluate_parallel
+
+        init_ray(args.address)
+        metrics = evaluate_parallel(
+            args.checkpoint,
+            spec,
+            mode=args.mode,
+            text_embeddings=args.text_embeddings,
+            unseen=_split_list(args.unseen),
+            device=args.device,
+            backend=args.backend,
+            limit=args.limit,
+            workers=args.workers,
+            gpus_per_worker=args.gpus_per_worker,
+            cpus_per_worker=args.cpus_per_worker,
+            progress=not args.no_progress,
+        )
+        return _report(metrics, args)
     ds = build_dataset(spec)
     metrics = evaluate(
         args.checkpoint,
@@ -54,6 +73,13 @@ def _run(args: argparse.Namespace) -> int:
         limit=args.limit,
         progress=not args.no_progress,
     )
+    return _report(metrics, args)
+
+
+def _report(metrics, args: argparse.Namespace) -> int:
+    from .evaluate import save_json
+    from .metrics import format_table
+
     print(format_table(metrics, per_class=not args.no_per_class))
     print(f"{metrics['images']} images ({metrics['skipped']} skipped), mode {metrics['mode']}, {metrics['source']}")
     if args.json:
@@ -105,6 +131,11 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-per-class", action="store_true", help="print only the summary line")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--ray", action="store_true", help="evaluate on a Ray Data actor pool (zsseg_rt.scale)")
+    p.add_argument("--workers", type=int, default=1, help="(--ray) actors, one model/Engine each")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="(--ray) GPUs per actor")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="(--ray) CPUs per actor")
+    p.add_argument("--address", default=None, help="(--ray) Ray cluster address (default: a local one, 127.0.0.1)")
     p.set_defaults(func=_run)
     return p
 
