@@ -52,7 +52,7 @@ def _load_text(text_embeddings, num_classes: int) -> Optional[np.ndarray]:
     if text_embeddings is None:
         return None
     if isinstance(text_embeddings, (str, Path)):
-        from zsseg_rt.models.text import load_text_embeddings
+        from zsseg_rt.models.common.text import load_text_embeddings
 
         text = np.asarray(load_text_embeddings(str(text_embeddings)), dtype=np.float32)
     else:
