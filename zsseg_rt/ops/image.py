@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from ._arrays import as_native_array, check_stream
 from ._loader import native_module
 
 
@@ -45,7 +46,7 @@ def preprocess(
         ``[n, 3, S, S]``: a NumPy array (CPU), a ``DeviceArray`` (CUDA), or ``out``.
     """
     return native_module().preprocess(
-        image,
+        as_native_array(image, "preprocess", "image"),
         tuple(scaled_size),
         [tuple(w) for w in windows],
         int(crop),
@@ -53,6 +54,6 @@ def preprocess(
         tuple(std),
         color_order=color_order,
         dtype=dtype,
-        out=out,
-        stream=stream,
+        out=as_native_array(out, "preprocess", "out"),
+        stream=check_stream(stream, "preprocess"),
     )
