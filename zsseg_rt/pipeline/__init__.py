@@ -18,7 +18,7 @@ from .preprocess import (
     sliding_windows,
     to_rgb_uint8,
 )
-from .vocabulary import validate_class_names
+from .vocabulary import validate_class_bias, validate_class_names, validate_templates
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -34,6 +34,8 @@ __all__ = [
     "finalize_scores",
     "segment_fast",
     "validate_class_names",
+    "validate_templates",
+    "validate_class_bias",
     "Postprocessor",
     "segment_windows_exact",
 ]

@@ -14,7 +14,7 @@ from zsseg_rt import pipeline
 from zsseg_rt.bundle import BundleMeta, Files, Names, load_meta, verify_files
 from zsseg_rt.bundle.tokenizer import ClipTokenizer, expand_templates
 from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
-from zsseg_rt.pipeline.vocabulary import validate_class_names
+from zsseg_rt.pipeline.vocabulary import validate_class_bias, validate_class_names, validate_templates
 
 from .backends import Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend
 from .result import SegmentationResult
@@ -118,21 +118,53 @@ class Engine:
     def class_names(self) -> List[str]:
         return list(self._vocab[0]) if self._vocab else []
 
-    def set_classes(self, names, templates: Optional[Sequence[str]] = None, class_bias=None) -> None:
+    def set_classes(self, names, templates: Optional[Union[str, Sequence[str]]] = None, class_bias=None) -> None:
         """Encode a vocabulary once (cached) and make it current. No re-export, no engine rebuild.
 
+        Everything is checked before anything is installed: a refused call leaves the current vocabulary as it was.
+
         Args:
-            names: class names (list or comma-separated string).
-            templates: prompt templates with ``{}``; default: the bundle's (the model's training templates).
-            class_bias: ``[C]`` calibration subtracted after the sigmoid; default: the bundle's calibration
+            names: class names (list or comma-separated string; see ``validate_class_names``).
+            templates: prompt templates, each with exactly one ``{}`` (a plain string is one template; see
+                ``validate_templates``); default: the bundle's (the model's training templates).
+            class_bias: ``[C]`` finite numbers subtracted after the sigmoid; default: the bundle's calibration
                 for names that were seen classes in training, 0 for the others.
+        Raises:
+            TypeError / ValueError: a bad name, template or bias, or two names whose prompts are identical
+                token for token (the later class could never win).
         """
         names = validate_class_names(names, self.meta.max_classes)
-        templates = tuple(templates) if templates else tuple(self.meta.templates)
-        if not templates:
-            raise ValueError("templates is empty: give at least one prompt template such as 'a photo of a {}'")
+        templates = validate_templates(templates) if templates is not None else tuple(self.meta.templates)
+        bias = self._class_bias(names, class_bias)
+        self._check_distinct_prompts(names, templates)
         embeddings = self._embed(tuple(names), templates)
-        self._install(names, embeddings, class_bias)
+        with self._lock:
+            self._vocab = (tuple(names), embeddings, bias)
+
+    def _check_distinct_prompts(self, names: Sequence[str], templates: Tuple[str, ...]) -> None:
+        """Refuse two names whose prompts tokenise identically (e.g. ``"t-shirt"`` and ``"t - shirt"``, or long
+        names that differ only past the context length): their embeddings would be equal."""
+        seen: dict = {}
+        limit = self.tokenizer.context_length - 2  # minus the start and end tokens
+        for i, name in enumerate(names):
+            ids = tuple(self.tokenizer.encode(name))
+            if len(ids) >= limit // 2:  # a prompt may be truncated: compare the prompts as the encoder gets them
+                key: tuple = ("prompts", self.tokenizer(expand_templates([name], templates)).tobytes())
+            else:
+                key = ("name", ids)
+            if key in seen:
+                raise ValueError(
+                    f"class names {names[seen[key]]!r} (position {seen[key]}) and {name!r} (position {i}) give "
+                    "identical prompts once tokenised (CLIP ignores case, spacing around punctuation and text past "
+                    f"{self.tokenizer.context_length} tokens), so {name!r} could never win: rename or drop one"
+                )
+            seen[key] = i
+
+    def _class_bias(self, names: Sequence[str], class_bias) -> np.ndarray:
+        """``[C]`` float32: the given bias (validated), or the bundle's calibration for these names."""
+        if class_bias is None:
+            return np.asarray(self.meta.class_bias(names), dtype=np.float32)
+        return validate_class_bias(class_bias, len(names))
 
     def set_text_embeddings(self, names, embeddings: np.ndarray, class_bias=None) -> None:
         """Use precomputed class embeddings ``[C, D]`` (e.g. the official ZegCLIP ``.npy``; fp16 is cast)."""
@@ -143,17 +175,12 @@ class Engine:
                 f"embeddings must have shape [{len(names)}, {self.meta.embed_dim}] (classes x embed_dim), "
                 f"got {list(emb.shape)}"
             )
+        if emb.dtype.kind not in "iuf":
+            raise TypeError(f"embeddings must be numeric, got dtype {emb.dtype}")
         if not np.isfinite(emb).all():
             raise ValueError("embeddings contain NaN or inf")
-        self._install(names, np.ascontiguousarray(emb, dtype=np.float32), class_bias)
-
-    def _install(self, names, embeddings, class_bias) -> None:
-        if class_bias is None:
-            bias = np.asarray(self.meta.class_bias(names), dtype=np.float32)
-        else:
-            bias = np.asarray(class_bias, dtype=np.float32).reshape(-1)
-            if bias.shape != (len(names),):
-                raise ValueError(f"class_bias must have {len(names)} values (one per class), got {bias.shape[0]}")
+        bias = self._class_bias(names, class_bias)
+        embeddings = np.ascontiguousarray(emb, dtype=np.float32)
         with self._lock:
             self._vocab = (tuple(names), embeddings, bias)
 
