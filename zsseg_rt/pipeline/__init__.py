@@ -6,12 +6,14 @@ rescale (keep ratio, short side 512) -> normalise -> 512x512 windows with stride
 bilinear to the original size -> argmax.
 """
 
+from .limits import InputLimitError, InputLimits, estimate_bytes
 from .postprocess import calibrated_window_scores, finalize_scores, merge_windows, segment_fast, segment_windows_exact
 from .postprocessor import Postprocessor
 from .preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Window,
+    check_image,
     normalize_image,
     pad_to_multiple,
     rescale_keep_ratio,
@@ -24,6 +26,10 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Window",
+    "check_image",
+    "InputLimits",
+    "InputLimitError",
+    "estimate_bytes",
     "normalize_image",
     "pad_to_multiple",
     "rescale_keep_ratio",
