@@ -70,7 +70,15 @@ class ClipTokenizer:
 
     def __init__(self, tokenizer_json: str, context_length: int = 77):
         tk = _tokenizers()
-        self._tok = tk.Tokenizer.from_file(tokenizer_json)
+        try:
+            self._tok = tk.Tokenizer.from_file(tokenizer_json)
+        except Exception as exc:  # noqa: BLE001 - the tokenizers library raises its own untyped Exception
+            from .meta import BundleError
+
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise BundleError(
+                f"{tokenizer_json!r} is not a valid tokenizer file ({reason}); re-export the bundle"
+            ) from None
         self.context_length = int(context_length)
         self.sot_id = self._tok.token_to_id(SOT_TOKEN)
         self.eot_id = self._tok.token_to_id(EOT_TOKEN)
