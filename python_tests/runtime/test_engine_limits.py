@@ -1,6 +1,6 @@
 """Issue 16 item 2: the Engine's memory is bounded for any input (configurable limits, clear errors), and the
 documented formula (``pipeline.estimate_bytes``) matches the measured peak. Measurements run in a subprocess
-(``tools/measure_engine_memory.py``: peak RSS rise of one call) so ``ru_maxrss`` starts fresh."""
+(``tools/measure_engine_memory.py``: the rise of the process's own peak RSS, VmHWM, during one call)."""
 
 import json
 import os
@@ -58,6 +58,7 @@ def test_elongated_image_runs_within_the_documented_estimate(min_size_bundle):
     assert result["estimate_mib"] < 100
     # the estimate leaves out ONNX Runtime's own working memory (a constant of the model, measured 15-35 MiB)
     assert result["peak_rise_mib"] <= result["estimate_mib"] + 64, result
+    assert result["peak_rise_mib"] >= 0.5 * result["estimate_mib"], result  # the measurement itself works
 
 
 @pytest.fixture(scope="module")
