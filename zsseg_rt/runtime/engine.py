@@ -270,8 +270,12 @@ class Engine:
         windows)``. Raises TypeError/ValueError for a bad image, ``InputLimitError`` past a limit."""
         height, width, _ = pipeline.check_image(image)
         scaled = rescaled_size(height, width, self.meta.test_scale, max_pixels=None)
-        self.limits.check((height, width), scaled, 1, None)  # pixel limits before the windows are even listed
-        windows = pipeline.sliding_windows(scaled[0], scaled[1], self.meta.crop_size, self.meta.stride)
+        crop, stride = self.meta.crop_size, self.meta.stride
+        count = (max(scaled[0] - crop + stride - 1, 0) // stride + 1) * (
+            max(scaled[1] - crop + stride - 1, 0) // stride + 1
+        )
+        self.limits.check((height, width), scaled, count, None)  # pixel and window limits before listing windows
+        windows = pipeline.sliding_windows(scaled[0], scaled[1], crop, stride)
         options = self.meta.postprocess
         estimate = estimate_bytes(
             (height, width),
