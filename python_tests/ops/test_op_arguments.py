@@ -107,3 +107,11 @@ def test_torch_lazy_views_raise_the_native_type_error(bit):
     resolved = getattr(lazy, f"resolve_{bit}")()
     if bit == "neg":
         np.testing.assert_array_equal(ops.upsample(resolved, (4, 4)), -np.ones((1, 2, 4, 4), np.float32))
+
+
+def test_preprocess_returns_the_callers_own_out_object():
+    torch = pytest.importorskip("torch")
+    out = torch.zeros(1, 3, 4, 4)
+    image = np.full((4, 4, 3), 7, np.uint8)
+    assert ops.preprocess(image, (4, 4), [(0, 4, 0, 4)], 4, (0, 0, 0), (1, 1, 1), out=out) is out
+    assert float(out.min()) == 7.0

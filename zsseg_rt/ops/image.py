@@ -45,6 +45,8 @@ def preprocess(
     Returns:
         ``[n, 3, S, S]``: a NumPy array (CPU), a ``DeviceArray`` (CUDA), or ``out``.
     """
+    as_native_array(out, "preprocess", "out")  # the same checks (masked arrays, lazy torch views); ``out`` itself
+    # is passed on unconverted so that the caller gets back the very object it gave
     return native_module().preprocess(
         as_native_array(image, "preprocess", "image"),
         tuple(scaled_size),
@@ -54,6 +56,6 @@ def preprocess(
         tuple(std),
         color_order=color_order,
         dtype=dtype,
-        out=as_native_array(out, "preprocess", "out"),
+        out=out,
         stream=check_stream(stream, "preprocess"),
     )
