@@ -313,6 +313,7 @@ def test_engine_background_threshold(models, tmp_path):
     import cv2
 
     from zsseg_rt import Engine
+    from zsseg_rt.bundle import write_meta
     from zsseg_rt.export.onnx_export import export_bundle
 
     model = models["naclip"]
@@ -323,9 +324,8 @@ def test_engine_background_threshold(models, tmp_path):
     threshold = float(np.quantile(plain.scores, 0.5))
     with open(f"{out}/meta.json") as handle:
         meta = json.load(handle)
-    meta["postprocess"]["background_threshold"] = threshold  # meta.json itself is not hashed
-    with open(f"{out}/meta.json", "w") as handle:
-        json.dump(meta, handle)
+    meta["postprocess"]["background_threshold"] = threshold
+    write_meta(f"{out}/meta.json", meta)  # a deliberate edit: re-record meta.json's own hash
     thr = Engine(out, classes=names, backend="onnxruntime")(image)
     np.testing.assert_array_equal(thr.scores, plain.scores)
     np.testing.assert_array_equal(thr.labels, np.where(plain.scores < threshold, 0, plain.labels))

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, default_graph_io, sha256_file
+from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, default_graph_io, sha256_file, write_meta
 from zsseg_rt.bundle.tokenizer import build_tokenizer_json
 
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph, image_output_names
@@ -224,14 +224,12 @@ def export_bundle(
         build_tokenizer_json(tok.encoder, tok.bpe_ranks, os.path.join(tmp, Files.TOKENIZER))
         meta = build_meta(model, max_classes, opset, source, extra_meta or {})
         meta["tensorrt_compatibility"] = tensorrt_compatibility(tmp)
-        meta["files"] = {
-            name: sha256_file(os.path.join(tmp, name))
-            for name in (Files.IMAGE_ENCODER, Files.HEAD, Files.TEXT_ENCODER, Files.TOKENIZER)
-        }
-        _write_json(os.path.join(tmp, Files.META), meta)
+        meta["files"] = _hash_bundle_files(tmp)  # every file, ONNX external data included
+        write_meta(os.path.join(tmp, Files.META), meta)  # with meta_sha256 over meta.json itself
         report = verify_bundle(tmp, model, verify_images)
         meta["verification"] = report
-        _write_json(os.path.join(tmp, Files.META), meta)
+        write_meta(os.path.join(tmp, Files.META), meta)
+        _make_readable(tmp)
         if not report["passed"]:
             raise ExportError(f"ONNX Runtime does not reproduce PyTorch: {json.dumps(report, indent=1)}")
         check_export_destination(out_dir, overwrite, sources)  # again: the destination may have changed meanwhile
@@ -242,7 +240,20 @@ def export_bundle(
     return out_dir
 
 
-def _write_json(path: str, data: Dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=False)
-        handle.write("\n")
+def _hash_bundle_files(folder: str) -> Dict[str, str]:
+    """sha256 of every file in a fresh bundle except meta.json, by relative ``/``-separated name."""
+    hashes = {}
+    for root, _, names in os.walk(folder):
+        for name in sorted(names):
+            rel = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+            if rel != Files.META:
+                hashes[rel] = sha256_file(os.path.join(root, name))
+    return dict(sorted(hashes.items()))
+
+
+def _make_readable(folder: str) -> None:
+    """Directories 0755 and files 0644 (``mkdtemp`` creates 0700: other users could not read the bundle)."""
+    for root, _, names in os.walk(folder):
+        os.chmod(root, 0o755)
+        for name in names:
+            os.chmod(os.path.join(root, name), 0o644)

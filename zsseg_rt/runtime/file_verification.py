@@ -16,7 +16,7 @@ import os
 import threading
 from typing import Dict, Optional, Sequence
 
-from zsseg_rt.bundle import BundleError, BundleMeta, sha256_file
+from zsseg_rt.bundle import BundleError, BundleMeta, bundle_file, check_bundle_integrity, sha256_file
 
 LOG = logging.getLogger("zsseg_rt.verify")
 CACHE_FILE = "verified_files.json"
@@ -112,13 +112,12 @@ def verify_bundle_files(meta: BundleMeta, names: Sequence[str]) -> None:
     Raises:
         BundleError naming the file, the expected and the actual hash.
     """
+    check_bundle_integrity(meta)  # meta.json's own hash recorded, no unhashed file anywhere in the bundle
     for name in names:
         expected = meta.files.get(name)
         if expected is None:
             raise BundleError(f"meta.json of {meta.path!r} records no sha256 for {name!r}; re-export the bundle")
-        path = meta.file(name)
-        if not os.path.isfile(path):
-            raise BundleError(f"bundle file {path!r} is missing (re-run `zsseg export`)")
+        path = bundle_file(meta.path, name, must_exist=True)  # inside the bundle, a regular file
         actual = cached_sha256(path)
         if actual != expected:
             raise BundleError(

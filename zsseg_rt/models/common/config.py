@@ -83,12 +83,9 @@ def load_templates(ref: Union[str, Sequence[str]]) -> List[str]:
             templates = [ref]
         else:
             raise ValueError(f"unknown template set {ref!r}; known: {sorted(sets)} (or give a string with '{{}}')")
-    if not templates:
-        raise ValueError("the template list is empty")
-    for t in templates:
-        if t.count("{}") != 1:
-            raise ValueError(f"template {t!r} must contain exactly one '{{}}' placeholder")
-    return templates
+    from zsseg_rt.pipeline.vocabulary import validate_templates  # the one template check
+
+    return list(validate_templates(templates))
 
 
 def check_known_keys(cls, data: Dict[str, Any], what: str = "config") -> None:

@@ -17,7 +17,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zsseg_rt.assets import TEXT_EMBEDDINGS_DIR
-from zsseg_rt.pipeline.vocabulary import validate_class_names  # re-exported: the one vocabulary check
+from zsseg_rt.pipeline.vocabulary import (
+    validate_class_names,  # re-exported: the one vocabulary check
+    validate_templates,
+)
 
 __all__ = [
     "TextEncoder",
@@ -151,14 +154,7 @@ class TextEncoder(nn.Module):
     ) -> torch.Tensor:
         """Class names -> ``[C, D]`` float32 (normalise / average over templates / renormalise)."""
         names = tuple(validate_class_names(names))
-        if isinstance(templates, str):
-            templates = [templates]
-        templates = tuple(templates)
-        if not templates:
-            raise ValueError("the template list is empty")
-        for t in templates:
-            if t.count("{}") != 1:
-                raise ValueError(f"template {t!r} must contain exactly one '{{}}' placeholder")
+        templates = validate_templates(templates)
         if not use_cache:
             return self._encode_uncached(names, templates)
         embeddings = self.cache.get(names, templates, self._encode_uncached)
