@@ -6,6 +6,7 @@ Public API: ``create_model``, ``load_config``, ``list_configs``, ``load_official
 ``ZegCLIP``, ``VocabularyCache``.
 """
 
+from . import zeroseg  # noqa: E402,F401  registers the "zeroseg" family
 from .cliprc import CLIPRC, CLIPRCLoss, create_cliprc
 from .cliprc_config import CLIPRCConfig, load_cliprc_config
 from .cliprc_official import load_official_any, load_official_cliprc
