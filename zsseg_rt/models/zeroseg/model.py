@@ -294,7 +294,10 @@ class ZeroSeg(nn.Module):
         out["maps"] = self.assignment_maps(out["assignments"], enc["grid"])
         return out
 
-    def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """images [B, 3, H, W] -> (segment features [B, m, E], global feature [B, E], maps [B, m, h, w])."""
+    def forward(self, images: torch.Tensor, masked: bool = False) -> Any:
+        """images [B, 3, H, W] -> (segment features [B, m, E], global feature [B, E], maps [B, m, h, w]);
+        ``masked=True`` is the training pass (:meth:`forward_train`'s dict; lets DDP wrap the model)."""
+        if masked:
+            return self.forward_train(images)
         out = self.encode_image(images)
         return out["segment_features"], out["global_feature"], out["maps"]

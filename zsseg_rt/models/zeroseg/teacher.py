@@ -202,3 +202,30 @@ class TeacherFeatureCache:
         tmp = p.with_name(f"{p.name}.tmp-{os.getpid()}")
         save_file({"views": views.detach().to("cpu", self.dtype).contiguous()}, str(tmp))
         os.replace(tmp, p)
+
+
+class PlantedTeacher(nn.Module):
+    """A known synthetic teacher for tests and demos (recipe ``"teacher": "planted:SEED"``): each view's feature
+    is a fixed random MLP of the view's mean colour, so the segment tokens can only match the crops by learning
+    the colours of image regions. Same interface as :class:`CLIPTeacher` (no text tower)."""
+
+    def __init__(self, config: ZeroSegConfig, seed: int = 0):
+        super().__init__()
+        self.config, self.seed = config, int(seed)
+        g = torch.Generator().manual_seed(self.seed)
+        self.register_buffer("w1", torch.randn(3, 64, generator=g) * 2.0, persistent=False)
+        self.register_buffer("w2", torch.randn(64, config.embed_dim, generator=g) / 8.0, persistent=False)
+
+    def train(self, mode: bool = True) -> "PlantedTeacher":
+        return super().train(False)
+
+    @property
+    def fingerprint(self) -> Dict[str, Any]:
+        return dict(teacher_fingerprint(self.config, None), planted_seed=self.seed)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, H, W] 0-255 -> [B, n, E]."""
+        boxes = grid_boxes(images.shape[-2], images.shape[-1], self.config.teacher_grids)
+        means = torch.stack([images[:, :, t:b, x0:x1].float().mean((-2, -1)) for t, b, x0, x1 in boxes], 1) / 255.0
+        return torch.tanh((means - 0.5) @ self.w1) @ self.w2  # [B, n, E]
