@@ -188,3 +188,11 @@ def test_gradients_reach_every_student_part(tiny):
         grad = dict(tiny.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
     tiny.zero_grad(set_to_none=True)
+
+
+def test_batch_of_one_in_training_is_a_clear_error():
+    m = create_model(TINY).train()
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        m.forward_train(torch.randn(1, 3, 64, 64))
+    m2 = create_model(TINY, projector_norm="none").train()
+    assert m2.forward_train(torch.randn(1, 3, 64, 64))["segment_features"].shape[0] == 1

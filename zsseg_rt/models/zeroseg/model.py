@@ -92,6 +92,11 @@ class ProjectionMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
+        if self.training and isinstance(self.norm, nn.BatchNorm1d) and x.reshape(-1, shape[-1]).shape[0] < 2:
+            raise ValueError(
+                "the projector's BatchNorm needs at least 2 samples per training step and process (got a batch of "
+                "1); use a larger per-GPU batch or projector_norm='none'"
+            )
         h = self.fc1(x.reshape(-1, shape[-1]))
         h = F.relu(self.norm(h))
         return self.fc2(h).reshape(*shape[:-1], -1)
