@@ -120,7 +120,8 @@ class GroupingBlock(nn.Module):
     ):
         super().__init__()
         self.norm_tokens = nn.LayerNorm(dim)
-        self.token_mlp = TokenMlp(num_group_tokens, int(num_group_tokens * mlp_ratio[0]) or 1, num_group_tokens)
+        # GroupViT: hidden widths are fractions of the CHANNEL width (tokens_dim = 0.5 * dim, channels 4 * dim)
+        self.token_mlp = TokenMlp(num_group_tokens, int(dim * mlp_ratio[0]), num_group_tokens)
         self.norm_post_tokens = nn.LayerNorm(dim)
         self.norm_x = nn.LayerNorm(dim)
         self.pre_assign = CrossAttentionBlock(dim, heads)
@@ -142,5 +143,6 @@ class GroupingBlock(nn.Module):
 
 
 def group_token_projector(prev_tokens: int, tokens: int, dim: int) -> Optional[nn.Module]:
-    """GroupViT's stage-to-stage group-token projector: LayerNorm + token MLP (prev S -> this stage's S)."""
-    return nn.Sequential(nn.LayerNorm(dim), TokenMlp(prev_tokens, max(prev_tokens // 2, 1), tokens))
+    """GroupViT's stage-to-stage group-token projector: LayerNorm + token MLP (prev S -> this stage's S, hidden
+    width dim // 2 as GroupViT's MixerMlp)."""
+    return nn.Sequential(nn.LayerNorm(dim), TokenMlp(prev_tokens, dim // 2, tokens))
