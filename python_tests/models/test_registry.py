@@ -23,6 +23,7 @@ from zsseg_rt.models import (
 from zsseg_rt.models.registry import ModelFamily
 
 CONFIG_CLASSES = {"zegclip": ZegCLIPConfig, "cliprc": CLIPRCConfig, "training_free": TrainingFreeConfig}
+CONFIG_CLASSES["zeroseg"] = load_config("zeroseg_tiny_test").__class__  # issue 19
 
 
 def test_builtin_families_registered():

@@ -6,6 +6,7 @@ Public API: ``create_model``, ``load_config``, ``list_configs``, ``load_official
 ``ZegCLIP``, ``VocabularyCache``.
 """
 
+from zsseg_rt.models import zeroseg  # noqa: F401  (registers the "zeroseg" family)
 from zsseg_rt.models.cliprc.config import CLIPRCConfig, load_cliprc_config
 from zsseg_rt.models.cliprc.model import CLIPRC, CLIPRCLoss, create_cliprc
 from zsseg_rt.models.cliprc.official import load_official_any, load_official_cliprc

@@ -57,6 +57,7 @@ class TrainConfig:
     min_lr: float = 1e-6
     warmup_iters: int = 1500
     warmup_ratio: float = 1e-6
+    lr_schedule: str = "poly"  # poly (official ZegCLIP/CLIP-RC) | cosine (linear warm-up + cosine, MAE/ZeroSeg)
     grad_clip: Optional[float] = None  # official: none
     amp: bool = False
     amp_dtype: str = "float16"  # float16 (with a GradScaler) | bfloat16
@@ -80,6 +81,8 @@ class TrainConfig:
             raise ValueError("iterations, batch_size and grad_accum must be >= 1")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
+        if self.lr_schedule not in ("poly", "cosine"):
+            raise ValueError(f"lr_schedule must be poly|cosine, got {self.lr_schedule!r}")
         if self.amp_dtype not in ("float16", "bfloat16"):
             raise ValueError(f"amp_dtype must be float16 or bfloat16, got {self.amp_dtype!r}")
         if self.on_corrupt not in ("skip", "raise"):

@@ -41,7 +41,7 @@ from .checkpoint import capture_rng, find_resume_checkpoint, load_checkpoint, re
 from .config import TrainConfig, load_train_config
 from .optim import PolyWarmupSchedule, build_optimizer
 
-__all__ = ["Trainer", "train", "load_model_weights", "make_text_embeddings", "count_present"]
+__all__ = ["Trainer", "trainer_class", "train", "load_model_weights", "make_text_embeddings", "count_present"]
 
 LOG_FIELDS = ["iter", "loss", "loss_mask", "loss_dice", "lr", "num_masks", "seconds", "eta_seconds"]
 EXTRA_LOSS_KEYS = ("recovery_loss_q", "recovery_loss_k")  # mean-reduced terms beyond mask + dice (CLIP-RC)
@@ -364,6 +364,21 @@ class Trainer:
         logs["lr"] = lr
         return logs
 
+    log_fields = LOG_FIELDS  # a family's trainer (ZeroSeg) logs its own loss terms
+    tensorboard_keys = ("loss", "loss_mask", "loss_dice", "lr")
+
+    def _log_row(self, logs: Dict[str, float], elapsed: float, eta: float) -> Dict[str, Any]:
+        return {
+            "iter": self.iteration,
+            "loss": f"{logs['loss']:.6f}",
+            "loss_mask": f"{logs['loss_mask']:.6f}",
+            "loss_dice": f"{logs['loss_dice']:.6f}",
+            "lr": f"{logs['lr']:.6e}",
+            "num_masks": int(logs["num_masks"]),
+            "seconds": f"{elapsed:.2f}",
+            "eta_seconds": f"{eta:.0f}",
+        }
+
     def _open_log(self):
         if self.dist.rank != 0:
             return None, None
@@ -379,7 +394,7 @@ class Trainer:
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         try:
             with open(tmp, "w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+                writer = csv.DictWriter(f, fieldnames=self.log_fields, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(rows)
                 f.flush()
@@ -389,7 +404,7 @@ class Trainer:
             if tmp.exists():
                 tmp.unlink()
         f = open(path, "a", newline="", encoding="utf-8")
-        return f, csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        return f, csv.DictWriter(f, fieldnames=self.log_fields)
 
     def _tensorboard(self):
         if not self.cfg.tensorboard or self.dist.rank != 0:
@@ -444,21 +459,10 @@ class Trainer:
                 if self.progress:
                     bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}")
                 if writer is not None and (self.iteration % cfg.log_interval == 0 or self.iteration == end):
-                    writer.writerow(
-                        {
-                            "iter": self.iteration,
-                            "loss": f"{logs['loss']:.6f}",
-                            "loss_mask": f"{logs['loss_mask']:.6f}",
-                            "loss_dice": f"{logs['loss_dice']:.6f}",
-                            "lr": f"{logs['lr']:.6e}",
-                            "num_masks": int(logs["num_masks"]),
-                            "seconds": f"{elapsed:.2f}",
-                            "eta_seconds": f"{eta:.0f}",
-                        }
-                    )
+                    writer.writerow(self._log_row(logs, elapsed, eta))
                     log_file.flush()
                     if tb is not None:
-                        for k in ("loss", "loss_mask", "loss_dice", "lr"):
+                        for k in self.tensorboard_keys:
                             tb.add_scalar(f"train/{k}", logs[k], self.iteration)
                 if self.iteration % cfg.checkpoint_interval == 0 or self.iteration == cfg.iterations:
                     last_ckpt = self.save() or last_ckpt
@@ -489,6 +493,17 @@ class Trainer:
         }
 
 
+def trainer_class(cfg: TrainConfig) -> type:
+    """The trainer of the recipe's model family (ZeroSeg's distillation trainer, or the segmentation one)."""
+    from zsseg_rt.models.registry import family_of
+
+    if family_of(cfg.model) == "zeroseg":
+        from .zeroseg import ZeroSegTrainer
+
+        return ZeroSegTrainer
+    return Trainer
+
+
 def train(
     config,
     overrides: Optional[List[str]] = None,
@@ -500,7 +515,7 @@ def train(
 ) -> Dict[str, Any]:
     """Load a recipe, build a :class:`Trainer` and train (resuming from work_dir by default)."""
     cfg = load_train_config(config, overrides, **kw)
-    trainer = Trainer(cfg, device=device, progress=progress)
+    trainer = trainer_class(cfg)(cfg, device=device, progress=progress)
     try:
         return trainer.train(resume=resume, stop_after=stop_after)
     finally:
