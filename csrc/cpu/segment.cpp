@@ -211,20 +211,26 @@ ZS_CPU_INLINE PixelResult decide_general(const float* col0, const float* col1, c
   return best;
 }
 
-// out: [out_width, C]; source row `src_row` (of the crop) of every class blended horizontally (slot order).
-// Returns true when every blended value is finite.
+// out: [out_width, C]; source row `src_row` (of the crop) of every class blended horizontally (slot order),
+// through `row_t` [crop_width, C]: the row transposed class-contiguous first, so that the blend loop runs over
+// contiguous classes (vectorised). Returns true when every blended value is finite.
 ZS_CPU_CLONES bool blend_row_horizontally(const float* batch_logits, const ResizeGeometry& g, int64_t src_row,
                                           const std::vector<BilinearTap>& col_taps, const ClassLayout& layout,
-                                          float* out) {
+                                          float* row_t, float* out) {
   const int64_t classes = g.channels;
   const int64_t plane = g.in_height * g.in_width;
   const int64_t row_offset = (g.crop_top + src_row) * g.in_width + g.crop_left;
   for (int64_t s = 0; s < classes; ++s) {
     const float* row = batch_logits + layout.class_of_slot[static_cast<size_t>(s)] * plane + row_offset;
-    for (int64_t x = 0; x < g.out_width; ++x) {
-      const BilinearTap& tx = col_taps[static_cast<size_t>(x)];
-      out[x * classes + s] = blend2(row[tx.i0], row[tx.i1], tx.w0, tx.w1);
-    }
+    for (int64_t x = 0; x < g.crop_width; ++x) row_t[x * classes + s] = row[x];
+  }
+  for (int64_t x = 0; x < g.out_width; ++x) {
+    const BilinearTap& tx = col_taps[static_cast<size_t>(x)];
+    const float* col0 = row_t + tx.i0 * classes;
+    const float* col1 = row_t + tx.i1 * classes;
+    float* dst = out + x * classes;
+#pragma omp simd
+    for (int64_t s = 0; s < classes; ++s) dst[s] = blend2(col0[s], col1[s], tx.w0, tx.w1);
   }
   int non_finite = 0;
   const float max_finite = std::numeric_limits<float>::max();
@@ -282,17 +288,18 @@ void segment_cpu(const SegmentParams& params) {
   // region cannot propagate and would terminate the process; here it reaches Python as MemoryError.
   const int threads = std::max(1, omp_get_max_threads());
   const size_t blended = static_cast<size_t>(g.out_width * g.channels);
-  const size_t per_thread = 2 * blended + static_cast<size_t>(2 * g.channels);
+  const size_t per_thread = 2 * blended + static_cast<size_t>(g.crop_width * g.channels + 2 * g.channels);
   std::vector<float> workspace(per_thread * static_cast<size_t>(threads));
 
 #pragma omp parallel num_threads(threads)
   {
     float* base = workspace.data() + per_thread * static_cast<size_t>(omp_get_thread_num());
     BlendedRow cache[2];
-    cache[0].values = base;            // [out_w, C]
-    cache[1].values = base + blended;  // [out_w, C]
-    float* v = base + 2 * blended;     // [C]
-    float* approx = v + g.channels;    // [C]
+    cache[0].values = base;              // [out_w, C]
+    cache[1].values = base + blended;    // [out_w, C]
+    float* v = base + 2 * blended;       // [C]
+    float* approx = v + g.channels;      // [C]
+    float* row_t = approx + g.channels;  // [crop_w, C]
     // The cached row for `key`, computed if needed; never evicts the row `keep`.
     auto blended_row = [&](int64_t b, int64_t src_row, int64_t keep) -> BlendedRow& {
       const int64_t key = b * g.crop_height + src_row;
@@ -303,7 +310,7 @@ void segment_cpu(const SegmentParams& params) {
                                            : (cache[1].key == keep          ? cache[0]
                                               : cache[0].key < cache[1].key ? cache[0]
                                                                             : cache[1]);
-      r.finite = blend_row_horizontally(logits + b * batch_stride, g, src_row, col_taps, layout, r.values);
+      r.finite = blend_row_horizontally(logits + b * batch_stride, g, src_row, col_taps, layout, row_t, r.values);
       r.key = key;
       return r;
     };
