@@ -1,10 +1,10 @@
 // CPU fused upsample + calibration + argmax over classes. OpenMP over output rows (batch * out_height).
 //
 // Blend order: columns first, then rows, as upsample (CPU and CUDA), the CUDA segment kernel and torch, so the
-// upsampled values are bit for bit upsample_cpu's. Each source row of every class is blended horizontally into
-// a [out_width, classes] row (class-contiguous); a thread keeps the two it last used (consecutive output rows
-// mostly share their source rows), and per output pixel the vertical blend of the two gives the C upsampled
-// values v[c] in a [classes] scratch. No [B, C, H, W] buffer exists.
+// upsampled values are bit for bit upsample_cpu's. Each source row of every class is transposed into a
+// [crop_width, classes] row (class-contiguous); a thread keeps the two it last used (consecutive output rows
+// mostly share their source rows), and per output pixel the four taps of every class are blended (columns,
+// then rows) into the C upsampled values v[c] in a [classes] scratch. No [B, C, H, W] buffer exists.
 //
 // Choosing the winner exactly like the reference (fp64 sigmoid and bias on the fp32 upsampled value):
 // * "grouped" path (few distinct bias values, the usual case: ZegCLIP's 0.1 on seen classes, 0 elsewhere):
@@ -101,15 +101,21 @@ int32_t first_nan_class(const float* v, const ClassLayout& layout, int64_t class
   return -1;
 }
 
-// Vertical blend of one pixel's two blended rows col0 / col1 (upper, lower) for slots [begin, end) into v
-// (w0 * upper + w1 * lower: upsample_cpu's expression); returns their maximum
-// (NaN-blind: NaN rows are handled separately).
-ZS_CPU_INLINE float blend_and_max(const float* col0, const float* col1, float w0, float w1, int64_t begin, int64_t end,
-                                  float* v) {
+// One output pixel's four source columns (class-contiguous rows of the transposed source rows: a = upper row,
+// b = lower row, 0/1 = left/right) and its weights.
+struct PixelTaps {
+  const float *a0, *a1, *b0, *b1;
+  float wx0, wx1, wy0, wy1;
+};
+
+// Bilinear values of one pixel for slots [begin, end) into v, columns first then rows (upsample_cpu's
+// expression); returns their maximum (NaN-blind: NaN rows are handled separately).
+ZS_CPU_INLINE float blend_and_max(const PixelTaps& p, int64_t begin, int64_t end, float* v) {
   float m = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : m)
   for (int64_t s = begin; s < end; ++s) {
-    const float t = blend2(col0[s], col1[s], w0, w1);
+    const float t =
+        blend2(blend2(p.a0[s], p.a1[s], p.wx0, p.wx1), blend2(p.b0[s], p.b1[s], p.wx0, p.wx1), p.wy0, p.wy1);
     v[s] = t;
     m = m > t ? m : t;
   }
@@ -129,13 +135,12 @@ ZS_CPU_INLINE int64_t first_at_least(const float* values, int64_t begin, int64_t
 }
 
 // Grouped path. v: [C] scratch (slot order), filled here from the pixel's two blended rows.
-ZS_CPU_INLINE PixelResult decide_grouped(const float* col0, const float* col1, const BilinearTap& ty,
-                                         const ClassLayout& layout, bool apply_sigmoid, bool check_nan, int64_t classes,
-                                         float* v) {
+ZS_CPU_INLINE PixelResult decide_grouped(const PixelTaps& taps, const ClassLayout& layout, bool apply_sigmoid,
+                                         bool check_nan, int64_t classes, float* v) {
   const size_t groups = layout.group_begin.size() - 1;  // <= kMaxGroupedBiases
   float group_max[kMaxGroupedBiases];
   for (size_t g = 0; g < groups; ++g) {
-    group_max[g] = blend_and_max(col0, col1, ty.w0, ty.w1, layout.group_begin[g], layout.group_begin[g + 1], v);
+    group_max[g] = blend_and_max(taps, layout.group_begin[g], layout.group_begin[g + 1], v);
   }
   if (check_nan) {
     const int32_t nan_class = first_nan_class(v, layout, classes);
@@ -188,10 +193,9 @@ ZS_CPU_INLINE float approximate_calibrated(const float* v, const float* bias, bo
 }
 
 // General path (slot order == class order). v, approx: [C] scratch.
-ZS_CPU_INLINE PixelResult decide_general(const float* col0, const float* col1, const BilinearTap& ty,
-                                         const ClassLayout& layout, bool apply_sigmoid, bool check_nan, int64_t classes,
-                                         float* v, float* approx) {
-  blend_and_max(col0, col1, ty.w0, ty.w1, 0, classes, v);
+ZS_CPU_INLINE PixelResult decide_general(const PixelTaps& taps, const ClassLayout& layout, bool apply_sigmoid,
+                                         bool check_nan, int64_t classes, float* v, float* approx) {
+  blend_and_max(taps, 0, classes, v);
   if (check_nan) {
     const int32_t nan_class = first_nan_class(v, layout, classes);
     if (nan_class >= 0) return {nan_class, std::numeric_limits<float>::quiet_NaN()};
@@ -211,38 +215,28 @@ ZS_CPU_INLINE PixelResult decide_general(const float* col0, const float* col1, c
   return best;
 }
 
-// out: [out_width, C]; source row `src_row` (of the crop) of every class blended horizontally (slot order),
-// through `row_t` [crop_width, C]: the row transposed class-contiguous first, so that the blend loop runs over
-// contiguous classes (vectorised). Returns true when every blended value is finite.
-ZS_CPU_CLONES bool blend_row_horizontally(const float* batch_logits, const ResizeGeometry& g, int64_t src_row,
-                                          const std::vector<BilinearTap>& col_taps, const ClassLayout& layout,
-                                          float* row_t, float* out) {
+// out: [crop_width, C]; source row `src_row` (of the crop) of every class, transposed class-contiguous (slot
+// order). Returns true when every value is finite.
+ZS_CPU_CLONES bool transpose_source_row(const float* batch_logits, const ResizeGeometry& g, int64_t src_row,
+                                        const ClassLayout& layout, float* out) {
   const int64_t classes = g.channels;
   const int64_t plane = g.in_height * g.in_width;
   const int64_t row_offset = (g.crop_top + src_row) * g.in_width + g.crop_left;
   for (int64_t s = 0; s < classes; ++s) {
     const float* row = batch_logits + layout.class_of_slot[static_cast<size_t>(s)] * plane + row_offset;
-    for (int64_t x = 0; x < g.crop_width; ++x) row_t[x * classes + s] = row[x];
-  }
-  for (int64_t x = 0; x < g.out_width; ++x) {
-    const BilinearTap& tx = col_taps[static_cast<size_t>(x)];
-    const float* col0 = row_t + tx.i0 * classes;
-    const float* col1 = row_t + tx.i1 * classes;
-    float* dst = out + x * classes;
-#pragma omp simd
-    for (int64_t s = 0; s < classes; ++s) dst[s] = blend2(col0[s], col1[s], tx.w0, tx.w1);
+    for (int64_t x = 0; x < g.crop_width; ++x) out[x * classes + s] = row[x];
   }
   int non_finite = 0;
   const float max_finite = std::numeric_limits<float>::max();
 #pragma omp simd reduction(| : non_finite)
-  for (int64_t i = 0; i < classes * g.out_width; ++i)
+  for (int64_t i = 0; i < classes * g.crop_width; ++i)
     non_finite |= static_cast<int>(!(std::fabs(out[i]) <= max_finite));
   return non_finite == 0;
 }
 
-// A horizontally blended source row kept by a thread: `key` = batch * crop_height + source row (-1: empty).
+// A transposed source row kept by a thread: `key` = batch * crop_height + source row (-1: empty).
 struct BlendedRow {
-  float* values = nullptr;  // [out_width, C]
+  float* values = nullptr;  // [crop_width, C]
   int64_t key = -1;
   bool finite = true;
 };
@@ -250,6 +244,7 @@ struct BlendedRow {
 struct RowContext {
   const ResizeGeometry& geometry;
   const ClassLayout& layout;
+  const std::vector<BilinearTap>& col_taps;
   bool apply_sigmoid;
 };
 
@@ -261,12 +256,18 @@ ZS_CPU_CLONES void segment_row(const RowContext& ctx, const BlendedRow& top, con
   // Finite rows cannot produce NaN (weights are in [0, 1]); otherwise check every pixel.
   const bool check_nan = !(top.finite && bottom.finite);
   for (int64_t x = 0; x < g.out_width; ++x) {
-    const float* col0 = top.values + x * classes;
-    const float* col1 = bottom.values + x * classes;
-    const PixelResult result =
-        ctx.layout.grouped
-            ? decide_grouped(col0, col1, ty, ctx.layout, ctx.apply_sigmoid, check_nan, classes, v)
-            : decide_general(col0, col1, ty, ctx.layout, ctx.apply_sigmoid, check_nan, classes, v, approx);
+    const BilinearTap& tx = ctx.col_taps[static_cast<size_t>(x)];
+    const PixelTaps taps{top.values + tx.i0 * classes,
+                         top.values + tx.i1 * classes,
+                         bottom.values + tx.i0 * classes,
+                         bottom.values + tx.i1 * classes,
+                         tx.w0,
+                         tx.w1,
+                         ty.w0,
+                         ty.w1};
+    const PixelResult result = ctx.layout.grouped
+                                   ? decide_grouped(taps, ctx.layout, ctx.apply_sigmoid, check_nan, classes, v)
+                                   : decide_general(taps, ctx.layout, ctx.apply_sigmoid, check_nan, classes, v, approx);
     labels[x] = result.label;
     scores[x] = result.score;
   }
@@ -279,7 +280,7 @@ void segment_cpu(const SegmentParams& params) {
   const std::vector<BilinearTap> row_taps = make_taps(g.crop_height, g.out_height);
   const std::vector<BilinearTap> col_taps = make_taps(g.crop_width, g.out_width);
   const ClassLayout layout = make_class_layout(params.class_bias, g.channels);
-  const RowContext ctx{g, layout, params.apply_sigmoid};
+  const RowContext ctx{g, layout, col_taps, params.apply_sigmoid};
   const float* logits = static_cast<const float*>(params.logits);  // [B, C, in_h, in_w]
   const int64_t batch_stride = g.channels * g.in_height * g.in_width;
   const int64_t total_rows = g.batch * g.out_height;
@@ -287,19 +288,18 @@ void segment_cpu(const SegmentParams& params) {
   // Per-thread scratch is allocated here, before the parallel region: an allocation failure inside an OpenMP
   // region cannot propagate and would terminate the process; here it reaches Python as MemoryError.
   const int threads = std::max(1, omp_get_max_threads());
-  const size_t blended = static_cast<size_t>(g.out_width * g.channels);
-  const size_t per_thread = 2 * blended + static_cast<size_t>(g.crop_width * g.channels + 2 * g.channels);
+  const size_t blended = static_cast<size_t>(g.crop_width * g.channels);
+  const size_t per_thread = 2 * blended + static_cast<size_t>(2 * g.channels);
   std::vector<float> workspace(per_thread * static_cast<size_t>(threads));
 
 #pragma omp parallel num_threads(threads)
   {
     float* base = workspace.data() + per_thread * static_cast<size_t>(omp_get_thread_num());
     BlendedRow cache[2];
-    cache[0].values = base;              // [out_w, C]
-    cache[1].values = base + blended;    // [out_w, C]
-    float* v = base + 2 * blended;       // [C]
-    float* approx = v + g.channels;      // [C]
-    float* row_t = approx + g.channels;  // [crop_w, C]
+    cache[0].values = base;            // [crop_w, C]
+    cache[1].values = base + blended;  // [crop_w, C]
+    float* v = base + 2 * blended;     // [C]
+    float* approx = v + g.channels;    // [C]
     // The cached row for `key`, computed if needed; never evicts the row `keep`.
     auto blended_row = [&](int64_t b, int64_t src_row, int64_t keep) -> BlendedRow& {
       const int64_t key = b * g.crop_height + src_row;
@@ -310,7 +310,7 @@ void segment_cpu(const SegmentParams& params) {
                                            : (cache[1].key == keep          ? cache[0]
                                               : cache[0].key < cache[1].key ? cache[0]
                                                                             : cache[1]);
-      r.finite = blend_row_horizontally(logits + b * batch_stride, g, src_row, col_taps, layout, row_t, r.values);
+      r.finite = transpose_source_row(logits + b * batch_stride, g, src_row, layout, r.values);
       r.key = key;
       return r;
     };
