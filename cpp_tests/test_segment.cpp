@@ -10,6 +10,7 @@
 
 #include "zsseg/bilinear.h"
 #include "zsseg/segment.h"
+#include "zsseg/upsample.h"
 
 #ifdef ZSSEG_WITH_CUDA
 #include <cuda_runtime.h>
@@ -169,6 +170,51 @@ TEST(SegmentCpu, MatchesNaiveForAllBiasKindsAndSigmoidModes) {
         SCOPED_TRACE(testing::Message() << "C=" << k.c << " out " << k.out_h << "x" << k.out_w << " bias kind "
                                         << static_cast<int>(kind) << " sigmoid " << apply_sigmoid);
         expect_matches_naive(run_cpu(logits, bias_ptr, apply_sigmoid, g), logits, bias_ptr, apply_sigmoid, g);
+      }
+    }
+  }
+}
+
+// Issue 13: segment_cpu blended rows then columns while upsample (and torch, and CUDA) blend columns then rows,
+// so its upsampled values were ~1 ulp off and its labels not exactly argmax(upsample). Now bit for bit: the
+// winning raw value (identity, no bias: score == the upsampled maximum) and the torch-rule argmax.
+TEST(SegmentCpu, EqualsArgmaxOfUpsampleBitForBit) {
+  std::mt19937 rng(31);
+  std::uniform_real_distribution<float> dist(-4.f, 4.f);
+  struct Case {
+    int64_t batch, classes, in_h, in_w, crop_top, crop_left, crop_h, crop_w, out_h, out_w;
+  };
+  for (const Case& c : {Case{1, 7, 9, 11, 0, 0, 9, 11, 37, 29}, Case{2, 3, 13, 10, 2, 1, 9, 8, 31, 45},
+                        Case{1, 20, 16, 16, 0, 0, 16, 16, 64, 64}, Case{1, 5, 40, 33, 3, 2, 30, 25, 11, 13}}) {
+    ResizeGeometry g = make_geometry(c.batch, c.classes, c.in_h, c.in_w, c.out_h, c.out_w);
+    g.crop_top = c.crop_top, g.crop_left = c.crop_left, g.crop_height = c.crop_h, g.crop_width = c.crop_w;
+    std::vector<float> logits(static_cast<size_t>(c.batch * c.classes * c.in_h * c.in_w));
+    for (float& v : logits) v = dist(rng);
+    logits[logits.size() / 3] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> up(static_cast<size_t>(c.batch * c.classes * c.out_h * c.out_w));
+    zsseg::UpsampleParams u;
+    u.input = logits.data();
+    u.output = up.data();
+    u.geometry = g;
+    zsseg::upsample_cpu(u);
+    const SegmentOutput out = run_cpu(logits, nullptr, false, g);
+    const int64_t plane = c.out_h * c.out_w;
+    for (int64_t b = 0; b < c.batch; ++b) {
+      for (int64_t i = 0; i < plane; ++i) {
+        int32_t best = 0;
+        for (int64_t k = 1; k < c.classes; ++k) {
+          if (zsseg::argmax_better(up[(b * c.classes + k) * plane + i], up[(b * c.classes + best) * plane + i])) {
+            best = static_cast<int32_t>(k);
+          }
+        }
+        const float best_value = up[(b * c.classes + best) * plane + i];
+        const size_t at = static_cast<size_t>(b * plane + i);
+        ASSERT_EQ(out.labels[at], best) << "batch " << b << " pixel " << i;
+        if (std::isnan(best_value)) {
+          ASSERT_TRUE(std::isnan(out.scores[at]));
+        } else {
+          ASSERT_EQ(out.scores[at], best_value) << "batch " << b << " pixel " << i;
+        }
       }
     }
   }

@@ -21,5 +21,15 @@ if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then ex
 "$VENV/bin/ctest" --test-dir build-tests --output-on-failure
 rm -f "$LOG"
 
+echo "== CUDA kernels on the host (csrc/emu) under AddressSanitizer + UBSan =="
+LOG="$(mktemp)"
+"$VENV/bin/cmake" -S . -B build-emu-asan -G Ninja -DCMAKE_MAKE_PROGRAM="$VENV/bin/ninja" -DZS_WITH_CUDA=OFF \
+  -DZS_BUILD_PYTHON=OFF -DZS_BUILD_TESTS=OFF -DZS_BUILD_CUDA_EMULATION_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+  >"$LOG" 2>&1 || { cat "$LOG"; exit 1; }
+"$VENV/bin/cmake" --build build-emu-asan -j2 >>"$LOG" 2>&1 || { tail -50 "$LOG"; exit 1; }
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$VENV/bin/ctest" --test-dir build-emu-asan --output-on-failure
+rm -f "$LOG"
+
 echo "== Python tests (pytest) =="
 "$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider "$@"

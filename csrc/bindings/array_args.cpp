@@ -151,7 +151,11 @@ py::object call_dlpack(py::handle obj, bool on_cuda, std::int64_t stream) {
 #ifdef ZSSEG_WITH_CUDA
   // The producer took no stream argument, so its pending work cannot be ordered before ours: wait for it.
   if (on_cuda) {
-    const cudaError_t status = cudaDeviceSynchronize();
+    cudaError_t status;
+    {
+      py::gil_scoped_release release;  // other Python threads run while this one waits for the GPU
+      status = cudaDeviceSynchronize();
+    }
     if (status != cudaSuccess) {
       throw py::value_error(std::string("__dlpack__: cudaDeviceSynchronize failed: ") + cudaGetErrorString(status));
     }

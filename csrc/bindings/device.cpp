@@ -190,10 +190,13 @@ py::array to_numpy(const DeviceArray& arr) {
 #ifdef ZSSEG_WITH_CUDA
   CudaDeviceGuard guard(Placement{Device::CUDA, arr.buffer->device_id()});
   auto* stream = reinterpret_cast<cudaStream_t>(static_cast<std::uintptr_t>(arr.stream));
-  cudaError_t status = cudaStreamSynchronize(stream);
-  if (status == cudaSuccess) {
-    status = cudaMemcpy(host.mutable_data(), arr.buffer->data(),
-                        static_cast<std::size_t>(shape_numel(arr.shape)) * elem_size(arr.type), cudaMemcpyDeviceToHost);
+  void* destination = host.mutable_data();
+  const std::size_t bytes = static_cast<std::size_t>(shape_numel(arr.shape)) * elem_size(arr.type);
+  cudaError_t status;
+  {
+    py::gil_scoped_release release;  // other Python threads run while this one waits for the GPU
+    status = cudaStreamSynchronize(stream);
+    if (status == cudaSuccess) status = cudaMemcpy(destination, arr.buffer->data(), bytes, cudaMemcpyDeviceToHost);
   }
   if (status != cudaSuccess) {
     cudaGetLastError();

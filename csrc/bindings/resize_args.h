@@ -90,9 +90,19 @@ inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handl
   const float* values = bias->ptr<float>();
   if (bias->place.is_cuda()) {
 #ifdef ZSSEG_WITH_CUDA
+    // Read back on the launch stream, which is already ordered after the bias' producer (DLPack stream argument
+    // or __cuda_array_interface__ stream), never on the legacy stream, and without the GIL while waiting.
+    // Still one synchronisation per call with a CUDA bias (issue 13: validating where the bias is made, or an
+    // in-kernel flag, would remove it).
     host.resize(static_cast<std::size_t>(classes));
     CudaDeviceGuard guard(bias->place);
-    const cudaError_t status = cudaMemcpy(host.data(), values, host.size() * sizeof(float), cudaMemcpyDeviceToHost);
+    const auto stream = static_cast<cudaStream_t>(args.stream());
+    cudaError_t status =
+        cudaMemcpyAsync(host.data(), values, host.size() * sizeof(float), cudaMemcpyDeviceToHost, stream);
+    if (status == cudaSuccess) {
+      py::gil_scoped_release release;
+      status = cudaStreamSynchronize(stream);
+    }
     if (status != cudaSuccess) {
       args.fail_value(std::string("argument 'class_bias': cannot read it from the GPU: ") + cudaGetErrorString(status));
     }

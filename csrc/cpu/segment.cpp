@@ -1,8 +1,10 @@
 // CPU fused upsample + calibration + argmax over classes. OpenMP over output rows (batch * out_height).
 //
-// Per output row: the two source rows of every class are blended vertically into a [crop_width, classes]
-// scratch (class-contiguous), then per output pixel the horizontal blend gives the C upsampled values v[c]
-// in a [classes] scratch. No [B, C, H, W] buffer exists.
+// Blend order: columns first, then rows, as upsample (CPU and CUDA), the CUDA segment kernel and torch, so the
+// upsampled values are bit for bit upsample_cpu's. Each source row of every class is transposed into a
+// [crop_width, classes] row (class-contiguous); a thread keeps the two it last used (consecutive output rows
+// mostly share their source rows), and per output pixel the four taps of every class are blended (columns,
+// then rows) into the C upsampled values v[c] in a [classes] scratch. No [B, C, H, W] buffer exists.
 //
 // Choosing the winner exactly like the reference (fp64 sigmoid and bias on the fp32 upsampled value):
 // * "grouped" path (few distinct bias values, the usual case: ZegCLIP's 0.1 on seen classes, 0 elsewhere):
@@ -99,14 +101,21 @@ int32_t first_nan_class(const float* v, const ClassLayout& layout, int64_t class
   return -1;
 }
 
-// Horizontal blend of scratch columns col0 / col1 for slots [begin, end) into v; returns their maximum
-// (NaN-blind: NaN rows are handled separately).
-ZS_CPU_INLINE float blend_and_max(const float* col0, const float* col1, float w0, float w1, int64_t begin, int64_t end,
-                                  float* v) {
+// One output pixel's four source columns (class-contiguous rows of the transposed source rows: a = upper row,
+// b = lower row, 0/1 = left/right) and its weights.
+struct PixelTaps {
+  const float *a0, *a1, *b0, *b1;
+  float wx0, wx1, wy0, wy1;
+};
+
+// Bilinear values of one pixel for slots [begin, end) into v, columns first then rows (upsample_cpu's
+// expression); returns their maximum (NaN-blind: NaN rows are handled separately).
+ZS_CPU_INLINE float blend_and_max(const PixelTaps& p, int64_t begin, int64_t end, float* v) {
   float m = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : m)
   for (int64_t s = begin; s < end; ++s) {
-    const float t = blend2(col0[s], col1[s], w0, w1);
+    const float t =
+        blend2(blend2(p.a0[s], p.a1[s], p.wx0, p.wx1), blend2(p.b0[s], p.b1[s], p.wx0, p.wx1), p.wy0, p.wy1);
     v[s] = t;
     m = m > t ? m : t;
   }
@@ -125,14 +134,13 @@ ZS_CPU_INLINE int64_t first_at_least(const float* values, int64_t begin, int64_t
   return s;
 }
 
-// Grouped path. v: [C] scratch (slot order), filled here from the two scratch columns.
-ZS_CPU_INLINE PixelResult decide_grouped(const float* col0, const float* col1, const BilinearTap& tx,
-                                         const ClassLayout& layout, bool apply_sigmoid, bool check_nan, int64_t classes,
-                                         float* v) {
+// Grouped path. v: [C] scratch (slot order), filled here from the pixel's two blended rows.
+ZS_CPU_INLINE PixelResult decide_grouped(const PixelTaps& taps, const ClassLayout& layout, bool apply_sigmoid,
+                                         bool check_nan, int64_t classes, float* v) {
   const size_t groups = layout.group_begin.size() - 1;  // <= kMaxGroupedBiases
   float group_max[kMaxGroupedBiases];
   for (size_t g = 0; g < groups; ++g) {
-    group_max[g] = blend_and_max(col0, col1, tx.w0, tx.w1, layout.group_begin[g], layout.group_begin[g + 1], v);
+    group_max[g] = blend_and_max(taps, layout.group_begin[g], layout.group_begin[g + 1], v);
   }
   if (check_nan) {
     const int32_t nan_class = first_nan_class(v, layout, classes);
@@ -185,10 +193,9 @@ ZS_CPU_INLINE float approximate_calibrated(const float* v, const float* bias, bo
 }
 
 // General path (slot order == class order). v, approx: [C] scratch.
-ZS_CPU_INLINE PixelResult decide_general(const float* col0, const float* col1, const BilinearTap& tx,
-                                         const ClassLayout& layout, bool apply_sigmoid, bool check_nan, int64_t classes,
-                                         float* v, float* approx) {
-  blend_and_max(col0, col1, tx.w0, tx.w1, 0, classes, v);
+ZS_CPU_INLINE PixelResult decide_general(const PixelTaps& taps, const ClassLayout& layout, bool apply_sigmoid,
+                                         bool check_nan, int64_t classes, float* v, float* approx) {
+  blend_and_max(taps, 0, classes, v);
   if (check_nan) {
     const int32_t nan_class = first_nan_class(v, layout, classes);
     if (nan_class >= 0) return {nan_class, std::numeric_limits<float>::quiet_NaN()};
@@ -208,27 +215,31 @@ ZS_CPU_INLINE PixelResult decide_general(const float* col0, const float* col1, c
   return best;
 }
 
-// scratch: [crop_width, C]; blends source rows ty.i0 / ty.i1 of every class (slot order). Returns true when
-// every blended value is finite (then no output value of the row can be NaN).
-ZS_CPU_INLINE bool blend_rows_vertically(const float* batch_logits, const ResizeGeometry& g, const BilinearTap& ty,
-                                         const ClassLayout& layout, float* scratch) {
+// out: [crop_width, C]; source row `src_row` (of the crop) of every class, transposed class-contiguous (slot
+// order). Returns true when every value is finite.
+ZS_CPU_CLONES bool transpose_source_row(const float* batch_logits, const ResizeGeometry& g, int64_t src_row,
+                                        const ClassLayout& layout, float* out) {
   const int64_t classes = g.channels;
   const int64_t plane = g.in_height * g.in_width;
-  const int64_t crop_offset = g.crop_top * g.in_width + g.crop_left;
+  const int64_t row_offset = (g.crop_top + src_row) * g.in_width + g.crop_left;
   for (int64_t s = 0; s < classes; ++s) {
-    const float* src = batch_logits + layout.class_of_slot[static_cast<size_t>(s)] * plane + crop_offset;
-    const float* row0 = src + ty.i0 * g.in_width;
-    const float* row1 = src + ty.i1 * g.in_width;
-    for (int64_t x = 0; x < g.crop_width; ++x) scratch[x * classes + s] = blend2(row0[x], row1[x], ty.w0, ty.w1);
+    const float* row = batch_logits + layout.class_of_slot[static_cast<size_t>(s)] * plane + row_offset;
+    for (int64_t x = 0; x < g.crop_width; ++x) out[x * classes + s] = row[x];
   }
   int non_finite = 0;
   const float max_finite = std::numeric_limits<float>::max();
 #pragma omp simd reduction(| : non_finite)
-  for (int64_t i = 0; i < classes * g.crop_width; ++i) {
-    non_finite |= static_cast<int>(!(std::fabs(scratch[i]) <= max_finite));
-  }
+  for (int64_t i = 0; i < classes * g.crop_width; ++i)
+    non_finite |= static_cast<int>(!(std::fabs(out[i]) <= max_finite));
   return non_finite == 0;
 }
+
+// A transposed source row kept by a thread: `key` = batch * crop_height + source row (-1: empty).
+struct BlendedRow {
+  float* values = nullptr;  // [crop_width, C]
+  int64_t key = -1;
+  bool finite = true;
+};
 
 struct RowContext {
   const ResizeGeometry& geometry;
@@ -237,21 +248,26 @@ struct RowContext {
   bool apply_sigmoid;
 };
 
-// One output row: scratch [crop_width * C], v / approx [C] per thread.
-ZS_CPU_CLONES void segment_row(const RowContext& ctx, const float* batch_logits, const BilinearTap& ty, float* scratch,
-                               float* v, float* approx, int32_t* labels, float* scores) {
+// One output row from its two blended source rows (vertical blend with ty); v / approx: [C] per thread.
+ZS_CPU_CLONES void segment_row(const RowContext& ctx, const BlendedRow& top, const BlendedRow& bottom,
+                               const BilinearTap& ty, float* v, float* approx, int32_t* labels, float* scores) {
   const ResizeGeometry& g = ctx.geometry;
   const int64_t classes = g.channels;
-  // A finite scratch row cannot produce NaN (weights are in [0, 1]); otherwise check every pixel.
-  const bool check_nan = !blend_rows_vertically(batch_logits, g, ty, ctx.layout, scratch);
+  // Finite rows cannot produce NaN (weights are in [0, 1]); otherwise check every pixel.
+  const bool check_nan = !(top.finite && bottom.finite);
   for (int64_t x = 0; x < g.out_width; ++x) {
     const BilinearTap& tx = ctx.col_taps[static_cast<size_t>(x)];
-    const float* col0 = scratch + tx.i0 * classes;
-    const float* col1 = scratch + tx.i1 * classes;
-    const PixelResult result =
-        ctx.layout.grouped
-            ? decide_grouped(col0, col1, tx, ctx.layout, ctx.apply_sigmoid, check_nan, classes, v)
-            : decide_general(col0, col1, tx, ctx.layout, ctx.apply_sigmoid, check_nan, classes, v, approx);
+    const PixelTaps taps{top.values + tx.i0 * classes,
+                         top.values + tx.i1 * classes,
+                         bottom.values + tx.i0 * classes,
+                         bottom.values + tx.i1 * classes,
+                         tx.w0,
+                         tx.w1,
+                         ty.w0,
+                         ty.w1};
+    const PixelResult result = ctx.layout.grouped
+                                   ? decide_grouped(taps, ctx.layout, ctx.apply_sigmoid, check_nan, classes, v)
+                                   : decide_general(taps, ctx.layout, ctx.apply_sigmoid, check_nan, classes, v, approx);
     labels[x] = result.label;
     scores[x] = result.score;
   }
@@ -272,19 +288,39 @@ void segment_cpu(const SegmentParams& params) {
   // Per-thread scratch is allocated here, before the parallel region: an allocation failure inside an OpenMP
   // region cannot propagate and would terminate the process; here it reaches Python as MemoryError.
   const int threads = std::max(1, omp_get_max_threads());
-  const size_t per_thread = static_cast<size_t>(g.crop_width * g.channels + 2 * g.channels);
+  const size_t blended = static_cast<size_t>(g.crop_width * g.channels);
+  const size_t per_thread = 2 * blended + static_cast<size_t>(2 * g.channels);
   std::vector<float> workspace(per_thread * static_cast<size_t>(threads));
 
 #pragma omp parallel num_threads(threads)
   {
-    float* scratch = workspace.data() + per_thread * static_cast<size_t>(omp_get_thread_num());  // [crop_w, C]
-    float* v = scratch + g.crop_width * g.channels;                                              // [C]
-    float* approx = v + g.channels;                                                              // [C]
+    float* base = workspace.data() + per_thread * static_cast<size_t>(omp_get_thread_num());
+    BlendedRow cache[2];
+    cache[0].values = base;            // [crop_w, C]
+    cache[1].values = base + blended;  // [crop_w, C]
+    float* v = base + 2 * blended;     // [C]
+    float* approx = v + g.channels;    // [C]
+    // The cached row for `key`, computed if needed; never evicts the row `keep`.
+    auto blended_row = [&](int64_t b, int64_t src_row, int64_t keep) -> BlendedRow& {
+      const int64_t key = b * g.crop_height + src_row;
+      for (BlendedRow& r : cache) {
+        if (r.key == key) return r;
+      }
+      BlendedRow& r = cache[0].key == keep ? cache[1]
+                                           : (cache[1].key == keep          ? cache[0]
+                                              : cache[0].key < cache[1].key ? cache[0]
+                                                                            : cache[1]);
+      r.finite = transpose_source_row(logits + b * batch_stride, g, src_row, layout, r.values);
+      r.key = key;
+      return r;
+    };
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < total_rows; ++row) {
       const int64_t b = row / g.out_height;
       const BilinearTap& ty = row_taps[static_cast<size_t>(row % g.out_height)];
-      segment_row(ctx, logits + b * batch_stride, ty, scratch, v, approx, params.labels + row * g.out_width,
+      const BlendedRow& top = blended_row(b, ty.i0, -1);
+      const BlendedRow& bottom = blended_row(b, ty.i1, b * g.crop_height + ty.i0);
+      segment_row(ctx, top, bottom, ty, v, approx, params.labels + row * g.out_width,
                   params.scores + row * g.out_width);
     }
   }

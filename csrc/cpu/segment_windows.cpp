@@ -1,5 +1,6 @@
 // CPU fused multi-window exact post-processing (see zsseg/segment_windows.h). OpenMP over output rows; each
-// thread keeps a cache of two merged rescaled rows ([C, scaled_w] floats each) and a [scaled_w, C] scratch.
+// thread keeps a [C, scaled_w] merged-row scratch and a cache of two merged rescaled rows transposed to [scaled_w,
+// C]; each output pixel blends columns first, then rows, as every resize here.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
@@ -100,30 +101,47 @@ ZS_CPU_CLONES bool merged_row(const Geometry& geo, int64_t r, float* merged, flo
   return true;
 }
 
-// One output row from two merged rows (as segment_cpu with no bias and no sigmoid: rows blended first into a
-// class-contiguous [scaled_w, C] scratch, then columns; raw argmax, lowest index on ties, first NaN wins).
-ZS_CPU_CLONES void output_row(const Geometry& geo, const float* m0, const float* m1, const BilinearTap& ty,
-                              float* scratch, float* v, int32_t* labels, float* scores) {
+// A merged rescaled row transposed class-contiguous, [scaled_w, C], cached per thread; `row` = the rescaled row
+// (-1: empty).
+struct MergedRowT {
+  float* values = nullptr;
+  int64_t row = -1;
+  bool finite = true;
+};
+
+// merged [C, scaled_w] -> out [scaled_w, C]. Returns true when every value is finite.
+ZS_CPU_CLONES bool transpose_merged_row(const Geometry& geo, const float* merged, float* out) {
   const SegmentWindowsParams& p = geo.p;
   const int64_t classes = p.classes, ws = p.scaled_width;
-  bool finite = true;
   for (int64_t c = 0; c < classes; ++c) {
-    const float* r0 = m0 + c * ws;
-    const float* r1 = m1 + c * ws;
-    for (int64_t x = 0; x < ws; ++x) {
-      const float t = blend2(r0[x], r1[x], ty.w0, ty.w1);
-      scratch[x * classes + c] = t;
-      finite = finite && std::fabs(t) <= std::numeric_limits<float>::max();
-    }
+    const float* row = merged + c * ws;
+    for (int64_t x = 0; x < ws; ++x) out[x * classes + c] = row[x];
   }
+  int non_finite = 0;
+  const float max_finite = std::numeric_limits<float>::max();
+#pragma omp simd reduction(| : non_finite)
+  for (int64_t i = 0; i < classes * ws; ++i) non_finite |= static_cast<int>(!(std::fabs(out[i]) <= max_finite));
+  return non_finite == 0;
+}
+
+// One output row from two merged rows (as segment_cpu with no bias and no sigmoid: per pixel and class the
+// bilinear value blending columns first, then rows, as every resize here; raw argmax, lowest index on ties,
+// first NaN wins).
+ZS_CPU_CLONES void output_row(const Geometry& geo, const MergedRowT& top, const MergedRowT& bottom,
+                              const BilinearTap& ty, float* v, int32_t* labels, float* scores) {
+  const SegmentWindowsParams& p = geo.p;
+  const int64_t classes = p.classes;
+  const bool finite = top.finite && bottom.finite;
   for (int64_t x = 0; x < p.out_width; ++x) {
     const BilinearTap& tx = geo.out_cols[static_cast<size_t>(x)];
-    const float* col0 = scratch + tx.i0 * classes;
-    const float* col1 = scratch + tx.i1 * classes;
+    const float* a0 = top.values + tx.i0 * classes;
+    const float* a1 = top.values + tx.i1 * classes;
+    const float* b0 = bottom.values + tx.i0 * classes;
+    const float* b1 = bottom.values + tx.i1 * classes;
     float best = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : best)
     for (int64_t c = 0; c < classes; ++c) {
-      const float t = blend2(col0[c], col1[c], tx.w0, tx.w1);
+      const float t = blend2(blend2(a0[c], a1[c], tx.w0, tx.w1), blend2(b0[c], b1[c], tx.w0, tx.w1), ty.w0, ty.w1);
       v[c] = t;
       best = best > t ? best : t;
     }
@@ -161,35 +179,38 @@ bool segment_windows_cpu(const SegmentWindowsParams& p) {
     geo.ci0.push_back(t.i0), geo.ci1.push_back(t.i1), geo.cw0.push_back(t.w0), geo.cw1.push_back(t.w1);
   }
   const int threads = std::max(1, omp_get_max_threads());
-  const size_t row = static_cast<size_t>(p.classes * p.scaled_width);
-  // per thread: two merged rows, their counts, the [scaled_w, C] scratch and a [C] pixel vector; allocated
-  // before the parallel region so that a failure reaches Python as MemoryError
-  const size_t per_thread = 3 * row + 2 * static_cast<size_t>(p.scaled_width) + static_cast<size_t>(p.classes);
+  const size_t merged_size = static_cast<size_t>(p.classes * p.scaled_width);
+  // per thread: one merged row and its counts, two cached transposed merged rows and a [C] pixel vector;
+  // allocated before the parallel region so that a failure reaches Python as MemoryError
+  const size_t per_thread = 3 * merged_size + static_cast<size_t>(p.scaled_width) + static_cast<size_t>(p.classes);
   std::vector<float> workspace(per_thread * static_cast<size_t>(threads));
   int uncovered = 0;
 #pragma omp parallel num_threads(threads) reduction(| : uncovered)
   {
-    float* base = workspace.data() + per_thread * static_cast<size_t>(omp_get_thread_num());
-    float* rows[2] = {base, base + row};
-    float* counts = base + 2 * row;
-    float* scratch = counts + 2 * p.scaled_width;
-    float* v = scratch + row;
-    int64_t cached[2] = {-1, -1};
-    auto merged_for = [&](int64_t r, int64_t keep) -> float* {  // never evicts the cached row `keep`
-      for (int i = 0; i < 2; ++i) {
-        if (cached[i] == r) return rows[i];
+    float* merged = workspace.data() + per_thread * static_cast<size_t>(omp_get_thread_num());  // [C, scaled_w]
+    float* counts = merged + merged_size;
+    MergedRowT cache[2];
+    cache[0].values = counts + p.scaled_width;
+    cache[1].values = cache[0].values + merged_size;
+    float* v = cache[1].values + merged_size;
+    auto merged_for = [&](int64_t r, int64_t keep) -> const MergedRowT& {  // never evicts the cached row `keep`
+      for (const MergedRowT& m : cache) {
+        if (m.row == r) return m;
       }
-      const int slot = cached[0] == keep ? 1 : (cached[1] == keep ? 0 : (cached[0] < cached[1] ? 0 : 1));
-      if (!merged_row(geo, r, rows[slot], counts + slot * p.scaled_width)) uncovered = 1;
-      cached[slot] = r;
-      return rows[slot];
+      MergedRowT& slot = cache[0].row == keep   ? cache[1]
+                         : cache[1].row == keep ? cache[0]
+                                                : (cache[0].row < cache[1].row ? cache[0] : cache[1]);
+      if (!merged_row(geo, r, merged, counts)) uncovered = 1;
+      slot.finite = transpose_merged_row(geo, merged, slot.values);
+      slot.row = r;
+      return slot;
     };
 #pragma omp for schedule(static)
     for (int64_t y = 0; y < p.out_height; ++y) {
       const BilinearTap& ty = geo.out_rows[static_cast<size_t>(y)];
-      float* m0 = merged_for(ty.i0, -1);
-      float* m1 = merged_for(ty.i1, ty.i0);
-      output_row(geo, m0, m1, ty, scratch, v, p.labels + y * p.out_width, p.scores + y * p.out_width);
+      const MergedRowT& top = merged_for(ty.i0, -1);
+      const MergedRowT& bottom = merged_for(ty.i1, ty.i0);
+      output_row(geo, top, bottom, ty, v, p.labels + y * p.out_width, p.scores + y * p.out_width);
     }
   }
   return uncovered == 0;

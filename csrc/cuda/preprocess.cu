@@ -43,9 +43,9 @@ CudaStatus preprocess_cuda(const PreprocessParams& params, Stream stream) {
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   const int64_t total = static_cast<int64_t>(params.num_windows) * 3 * params.crop * params.crop;
   if (params.dtype == DType::Float16) {
-    preprocess_kernel<__half><<<cuda_detail::blocks_for(total), cuda_detail::kThreadsPerBlock, 0, s>>>(params);
+    ZS_LAUNCH(preprocess_kernel<__half>, cuda_detail::blocks_for(total), cuda_detail::kThreadsPerBlock, s, params);
   } else {
-    preprocess_kernel<float><<<cuda_detail::blocks_for(total), cuda_detail::kThreadsPerBlock, 0, s>>>(params);
+    ZS_LAUNCH(preprocess_kernel<float>, cuda_detail::blocks_for(total), cuda_detail::kThreadsPerBlock, s, params);
   }
   return static_cast<CudaStatus>(cudaGetLastError());
 }

@@ -80,8 +80,8 @@ CudaStatus launch(const RelationDescriptorParams& p, cudaStream_t stream) {
   if (p.weight == nullptr) {
     const std::int64_t total = p.batch * p.num_classes * 2 * p.dim;
     const std::int64_t blocks = (total + 255) / 256;
-    relation_concat_kernel<T><<<static_cast<unsigned int>(blocks < 65535 ? blocks : 65535), 256, 0, stream>>>(
-        text, global, out, p.num_classes, p.dim, total);
+    ZS_LAUNCH(relation_concat_kernel<T>, grid_dim_capped(blocks), 256, stream, text, global, out, p.num_classes, p.dim,
+              total);
     return static_cast<CudaStatus>(cudaGetLastError());
   }
   const std::int64_t o_tiles = (p.out_dim + kTile - 1) / kTile;
@@ -93,9 +93,8 @@ CudaStatus launch(const RelationDescriptorParams& p, cudaStream_t stream) {
   const std::int64_t batch_chunk = (p.batch + chunks - 1) / chunks;
   const std::int64_t z_blocks = (p.batch + batch_chunk - 1) / batch_chunk;
   const dim3 grid(static_cast<unsigned int>(o_tiles), grid_dim_capped(c_tiles), static_cast<unsigned int>(z_blocks));
-  relation_linear_kernel<T><<<grid, kThreads, 0, stream>>>(text, global, static_cast<const T*>(p.weight),
-                                                           static_cast<const T*>(p.bias), out, p.batch, p.num_classes,
-                                                           p.dim, p.out_dim, c_tiles, batch_chunk);
+  ZS_LAUNCH(relation_linear_kernel<T>, grid, kThreads, stream, text, global, static_cast<const T*>(p.weight),
+            static_cast<const T*>(p.bias), out, p.batch, p.num_classes, p.dim, p.out_dim, c_tiles, batch_chunk);
   return static_cast<CudaStatus>(cudaGetLastError());
 }
 

@@ -5,13 +5,13 @@
 
 #include <cstdint>
 
+#include "launch.cuh"
 #include "zsseg/bilinear.h"
 
 namespace zsseg {
 namespace cuda_detail {
 
 constexpr int kThreadsPerBlock = 256;
-constexpr int64_t kMaxBlocks = 65535;  // grid-stride loops cover the rest
 
 __device__ __forceinline__ float load_as_float(const float* p) {
   return __ldg(p);
@@ -28,7 +28,7 @@ __device__ __forceinline__ void store_from_float(__half* p, float v) {
 
 inline int blocks_for(int64_t work_items) {
   int64_t blocks = (work_items + kThreadsPerBlock - 1) / kThreadsPerBlock;
-  if (blocks > kMaxBlocks) blocks = kMaxBlocks;
+  if (blocks > ZS_CUDA_GRID_CAP) blocks = ZS_CUDA_GRID_CAP;  // grid-stride loops cover the rest
   return static_cast<int>(blocks < 1 ? 1 : blocks);
 }
 

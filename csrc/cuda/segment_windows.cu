@@ -1,10 +1,8 @@
 // CUDA fused multi-window exact post-processing (see zsseg/segment_windows.h): one thread per output pixel; per
 // class, the four rescaled taps of the output pixel are evaluated from the windows covering them (bilinear from
-// the window logits, sigmoid, bias, average), blended rows first then columns as segment_cpu, and the argmax is
+// the window logits, sigmoid, bias, average), blended columns first then rows as every resize here, and the argmax is
 // kept with torch's tie/NaN rules. No intermediate buffer at all. fp32 math (expf sigmoid: within 1e-7 of the
 // CPU path's vectorised sigmoid). Compiled everywhere nvcc exists; never run in this project's CI (no GPU).
-#include <math_constants.h>
-
 #include "resize_common.cuh"
 #include "zsseg/segment_windows.h"
 
@@ -60,8 +58,8 @@ __global__ void segment_windows_kernel(const T* __restrict__ logits, WindowTable
       const float a01 = merged_value(logits, table, d, c, bias, ty.i0, tx.i1);
       const float a10 = merged_value(logits, table, d, c, bias, ty.i1, tx.i0);
       const float a11 = merged_value(logits, table, d, c, bias, ty.i1, tx.i1);
-      // rows first, then columns: segment_cpu's order
-      const float v = blend2(blend2(a00, a10, ty.w0, ty.w1), blend2(a01, a11, ty.w0, ty.w1), tx.w0, tx.w1);
+      // columns first, then rows: the blend order of every resize here (upsample, segment, torch)
+      const float v = blend4(a00, a01, a10, a11, ty, tx);
       if (best_label < 0 || argmax_better(v, best)) {
         best_label = static_cast<int32_t>(c);
         best = v;
@@ -93,8 +91,8 @@ CudaStatus launch(const SegmentWindowsParams& p, cudaStream_t stream) {
          bilinear_scale(p.scaled_width, p.out_width),
          p.apply_sigmoid};
   const int64_t total = p.out_height * p.out_width;
-  segment_windows_kernel<T><<<cuda_detail::blocks_for(total), cuda_detail::kThreadsPerBlock, 0, stream>>>(
-      static_cast<const T*>(p.logits), table, d, p.class_bias, p.labels, p.scores);
+  ZS_LAUNCH(segment_windows_kernel<T>, cuda_detail::blocks_for(total), cuda_detail::kThreadsPerBlock, stream,
+            static_cast<const T*>(p.logits), table, d, p.class_bias, p.labels, p.scores);
   return static_cast<CudaStatus>(cudaGetLastError());
 }
 

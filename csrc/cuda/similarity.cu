@@ -7,46 +7,52 @@ namespace zsseg {
 namespace {
 using namespace dense_cuda;
 
-// grid.x = B * n_tiles, grid.y strides over class tiles.
+// grid.x = B * n_tiles, grid.y strides over class tiles. With normalize, the inverse L2 norms of the block's
+// rows are computed first (scaled, so no fp32 overflow/underflow) and folded into the tile loads, as the CPU
+// folds them into its operand packing: the products are of unit-length rows and cannot overflow either.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     similarity_kernel(const T* __restrict__ patches, const T* __restrict__ text, T* __restrict__ out,
                       std::int64_t num_patches, std::int64_t num_classes, std::int64_t dim, bool text_batched,
                       bool normalize, float scale, std::int64_t n_tiles, std::int64_t c_tiles) {
   __shared__ TilePair tiles;
-  __shared__ float text_squares[kTile], patch_squares[kTile];
+  __shared__ float text_inverse[kTile], patch_inverse[kTile];
   const std::int64_t b = blockIdx.x / n_tiles;
   const std::int64_t n0 = (blockIdx.x % n_tiles) * kTile;
   const T* patch_rows = patches + b * num_patches * dim;                   // [N, D]
   const T* text_rows = text + (text_batched ? b * num_classes * dim : 0);  // [C, D]
   const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+  if (normalize && threadIdx.x >= kTile && threadIdx.x < 2 * kTile) {
+    const std::int64_t n = n0 + (threadIdx.x - kTile);
+    patch_inverse[threadIdx.x - kTile] = n < num_patches ? inverse_row_norm_scaled(patch_rows + n * dim, dim) : 0.0f;
+  }
   for (std::int64_t c_tile = blockIdx.y; c_tile < c_tiles; c_tile += gridDim.y) {
     const std::int64_t c0 = c_tile * kTile;
     float acc[4][4] = {};
-    if (threadIdx.x < kTile) {
-      text_squares[threadIdx.x] = 0.0f;
-      patch_squares[threadIdx.x] = 0.0f;
+    if (normalize && threadIdx.x < kTile) {
+      const std::int64_t c = c0 + threadIdx.x;
+      text_inverse[threadIdx.x] = c < num_classes ? inverse_row_norm_scaled(text_rows + c * dim, dim) : 0.0f;
     }
+    __syncthreads();  // the inverse norms are read by every thread's tile loads
     for (std::int64_t k0 = 0; k0 < dim; k0 += kDepth) {
-      load_tile(tiles.a, text_rows, dim, num_classes, c0, dim, k0, static_cast<const T*>(nullptr));
-      load_tile(tiles.b, patch_rows, dim, num_patches, n0, dim, k0, static_cast<const T*>(nullptr));
+      load_tile(tiles.a, text_rows, dim, num_classes, c0, dim, k0, static_cast<const T*>(nullptr),
+                normalize ? text_inverse : nullptr);
+      load_tile(tiles.b, patch_rows, dim, num_patches, n0, dim, k0, static_cast<const T*>(nullptr),
+                normalize ? patch_inverse : nullptr);
       __syncthreads();
-      if (normalize) accumulate_row_squares(tiles, text_squares, patch_squares);
       multiply_tiles(tiles, acc, ty, tx);
       __syncthreads();
     }
     for (int i = 0; i < 4; ++i) {
       const std::int64_t c = c0 + ty * 4 + i;
       if (c >= num_classes) break;
-      const float row_factor = scale * (normalize ? inverse_l2_norm(text_squares[ty * 4 + i]) : 1.0f);
       for (int j = 0; j < 4; ++j) {
         const std::int64_t n = n0 + tx * 4 + j;
         if (n >= num_patches) break;
-        const float col_factor = normalize ? inverse_l2_norm(patch_squares[tx * 4 + j]) : 1.0f;
-        out[(b * num_classes + c) * num_patches + n] = from_float<T>(acc[i][j] * row_factor * col_factor);
+        out[(b * num_classes + c) * num_patches + n] = from_float<T>(acc[i][j] * scale);
       }
     }
-    __syncthreads();  // the squares are reset by the next class tile
+    __syncthreads();  // text_inverse is rewritten for the next class tile
   }
 }
 
@@ -55,9 +61,9 @@ CudaStatus launch(const SimilarityParams& p, cudaStream_t stream) {
   const std::int64_t n_tiles = (p.num_patches + kTile - 1) / kTile;
   const std::int64_t c_tiles = (p.num_classes + kTile - 1) / kTile;
   const dim3 grid(static_cast<unsigned int>(p.batch * n_tiles), grid_dim_capped(c_tiles));
-  similarity_kernel<T><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(p.patches), static_cast<const T*>(p.text),
-                                                      static_cast<T*>(p.out), p.num_patches, p.num_classes, p.dim,
-                                                      p.text_batched, p.normalize, p.scale, n_tiles, c_tiles);
+  ZS_LAUNCH(similarity_kernel<T>, grid, kThreads, stream, static_cast<const T*>(p.patches),
+            static_cast<const T*>(p.text), static_cast<T*>(p.out), p.num_patches, p.num_classes, p.dim, p.text_batched,
+            p.normalize, p.scale, n_tiles, c_tiles);
   return static_cast<CudaStatus>(cudaGetLastError());
 }
 

@@ -7,6 +7,9 @@
 
 #include <cstdint>
 
+#include "launch.cuh"
+#include "zsseg/similarity.h"
+
 namespace zsseg::dense_cuda {
 
 constexpr int kTile = 64;
@@ -36,10 +39,12 @@ struct TilePair {
   float b[kDepth][kTile + kPad];  // b[k][row of B]
 };
 
-// tile[k][r] = X[row0 + r, k0 + k] * k_scale[k0 + k] (k_scale optional), zero outside [rows, depth).
+// tile[k][r] = X[row0 + r, k0 + k] * k_scale[k0 + k] * row_scale[r] (both optional; row_scale indexes the tile's
+// rows), zero outside [rows, depth).
 template <class T>
 __device__ __forceinline__ void load_tile(float (*tile)[kTile + kPad], const T* x, std::int64_t ld, std::int64_t rows,
-                                          std::int64_t row0, std::int64_t depth, std::int64_t k0, const T* k_scale) {
+                                          std::int64_t row0, std::int64_t depth, std::int64_t k0, const T* k_scale,
+                                          const float* row_scale = nullptr) {
   for (int e = threadIdx.x; e < kTile * kDepth; e += kThreads) {
     const int r = e / kDepth, k = e % kDepth;
     const std::int64_t row = row0 + r, col = k0 + k;
@@ -47,6 +52,7 @@ __device__ __forceinline__ void load_tile(float (*tile)[kTile + kPad], const T* 
     if (row < rows && col < depth) {
       value = to_float(x[row * ld + col]);
       if (k_scale != nullptr) value *= to_float(k_scale[col]);
+      if (row_scale != nullptr) value *= row_scale[r];
     }
     tile[k][r] = value;
   }
@@ -70,23 +76,32 @@ __device__ __forceinline__ void multiply_tiles(const TilePair& s, float (&acc)[4
   }
 }
 
-// Threads 0..kTile-1 add the squares of A-tile row r, threads kTile..2*kTile-1 those of B-tile row r.
-__device__ __forceinline__ void accumulate_row_squares(const TilePair& s, float* a_squares, float* b_squares) {
-  const int t = threadIdx.x;
-  if (t >= 2 * kTile) return;
-  const bool is_a = t < kTile;
-  const int r = is_a ? t : t - kTile;
-  float sum = 0.0f;
-#pragma unroll
-  for (int k = 0; k < kDepth; ++k) {
-    const float v = is_a ? s.a[k][r] : s.b[k][r];
-    sum = fmaf(v, v, sum);
+// 1 / max(||row||, eps) of row [dim] without fp32 overflow or underflow: the sum of squares of row / max|row|
+// (in [1, dim]) times max|row|, as torch/the CPU (which sums in double) up to fp32 rounding. NaN in the row gives
+// NaN, an infinite entry 0 (the CPU's 1 / inf), an all-zero row 1 / eps.
+template <class T>
+__device__ __forceinline__ float inverse_row_norm_scaled(const T* row, std::int64_t dim) {
+  float largest = 0.0f;
+  bool has_nan = false;
+  for (std::int64_t d = 0; d < dim; ++d) {
+    const float a = fabsf(to_float(row[d]));
+    has_nan = has_nan || a != a;
+    largest = a > largest ? a : largest;
   }
-  (is_a ? a_squares : b_squares)[r] += sum;
+  if (has_nan) return __int_as_float(0x7fc00000);
+  if (largest == 0.0f) return 1.0f / kNormEps;
+  if (largest > 3.0e38f) return 0.0f;  // an infinite entry (or a norm beyond fp32)
+  float sum = 0.0f;
+  for (std::int64_t d = 0; d < dim; ++d) {
+    const float r = to_float(row[d]) / largest;
+    sum = fmaf(r, r, sum);
+  }
+  const float norm = largest * sqrtf(sum);
+  return 1.0f / (norm > kNormEps ? norm : kNormEps);
 }
 
 inline unsigned int grid_dim_capped(std::int64_t tiles) {
-  return static_cast<unsigned int>(tiles < 65535 ? tiles : 65535);
+  return static_cast<unsigned int>(tiles < ZS_CUDA_GRID_CAP ? tiles : ZS_CUDA_GRID_CAP);
 }
 
 }  // namespace zsseg::dense_cuda

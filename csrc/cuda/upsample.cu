@@ -34,9 +34,9 @@ template <typename T>
 CudaStatus launch(const UpsampleParams& p, cudaStream_t stream) {
   const ResizeGeometry& g = p.geometry;
   const int64_t total = g.batch * g.channels * g.out_height * g.out_width;
-  upsample_kernel<T><<<cuda_detail::blocks_for(total), cuda_detail::kThreadsPerBlock, 0, stream>>>(
-      static_cast<const T*>(p.input), static_cast<T*>(p.output), g, bilinear_scale(g.crop_height, g.out_height),
-      bilinear_scale(g.crop_width, g.out_width), p.apply_sigmoid, p.class_bias);
+  ZS_LAUNCH(upsample_kernel<T>, cuda_detail::blocks_for(total), cuda_detail::kThreadsPerBlock, stream,
+            static_cast<const T*>(p.input), static_cast<T*>(p.output), g, bilinear_scale(g.crop_height, g.out_height),
+            bilinear_scale(g.crop_width, g.out_width), p.apply_sigmoid, p.class_bias);
   return static_cast<CudaStatus>(cudaGetLastError());
 }
 

@@ -6,7 +6,7 @@
 //   output         labels/scores = argmax over classes of bilinear(m -> out_h x out_w) (torch's tie/NaN rules)
 // exactly the order of pipeline.calibrated_window_scores -> merge_windows -> finalize_scores, with the same
 // per-element arithmetic as upsample_cpu and segment_cpu (shared inline functions), so the results are the
-// unfused path's. No [C, H, W] buffer of either size exists: the CPU kernel streams rows, keeping two merged
+// unfused path's. No [C, H, W] buffer of either size exists: the CPU kernel streams rows, keeping three merged
 // rescaled rows ([C, scaled_w] each) per thread.
 #pragma once
 #include "zsseg/bilinear.h"

@@ -1,0 +1,266 @@
+// The CUDA upsample / segment / segment_windows kernels, run on the host (csrc/emu), against the CPU ops on
+// random shapes: odd sizes, crops, C=1, batches, NaN, fp16 input, and grids capped so that the grid-stride
+// loops wrap.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "emu/kernels_emulated.h"
+#include "emu_test_utils.h"
+
+namespace {
+
+using zsseg::DType;
+using zsseg::ResizeGeometry;
+
+struct ResizeCase {
+  int64_t batch, channels, in_h, in_w, crop_top, crop_left, crop_h, crop_w, out_h, out_w;
+};
+
+ResizeGeometry geometry_of(const ResizeCase& c) {
+  ResizeGeometry g;
+  g.batch = c.batch;
+  g.channels = c.channels;
+  g.in_height = c.in_h;
+  g.in_width = c.in_w;
+  g.crop_top = c.crop_top;
+  g.crop_left = c.crop_left;
+  g.crop_height = c.crop_h;
+  g.crop_width = c.crop_w;
+  g.out_height = c.out_h;
+  g.out_width = c.out_w;
+  return g;
+}
+
+const std::vector<ResizeCase>& resize_cases() {
+  static const std::vector<ResizeCase> cases{
+      {1, 1, 1, 1, 0, 0, 1, 1, 5, 3},      // C=1, 1x1 source
+      {2, 3, 7, 9, 1, 2, 5, 6, 17, 13},    // batch 2, crop, odd upsample
+      {1, 5, 16, 12, 0, 0, 16, 12, 7, 5},  // downsample
+      {3, 2, 11, 13, 3, 4, 8, 9, 23, 29},  // crop, odd sizes, batch 3
+      {1, 20, 8, 8, 0, 0, 8, 8, 32, 32},   // typical 4x upsample, many classes
+      {1, 4, 10, 10, 2, 2, 7, 1, 9, 4},    // crop one column wide
+  };
+  return cases;
+}
+
+std::vector<float> random_logits(const ResizeCase& c, std::mt19937& rng, bool with_nan) {
+  std::vector<float> logits =
+      emu_test::random_floats(static_cast<size_t>(c.batch * c.channels * c.in_h * c.in_w), rng, -6.f, 6.f);
+  if (with_nan) {
+    std::uniform_int_distribution<size_t> pick(0, logits.size() - 1);
+    for (int k = 0; k < 3; ++k) logits[pick(rng)] = std::numeric_limits<float>::quiet_NaN();
+  }
+  return logits;
+}
+
+// ---- upsample ----------------------------------------------------------------------------------------------
+TEST(UpsampleEmulated, MatchesCpu) {
+  std::mt19937 rng(11);
+  for (int64_t cap : emu_test::grid_caps()) {
+    zs_emu::GridCapScope scope(cap);
+    for (const ResizeCase& c : resize_cases()) {
+      for (int variant = 0; variant < 4; ++variant) {  // plain, NaN, sigmoid+bias, fp16
+        const bool with_nan = variant == 1, calibrate = variant == 2, half = variant == 3;
+        std::vector<float> input = random_logits(c, rng, with_nan);
+        std::vector<__half> input_half;
+        if (half) input_half = emu_test::round_to_half(input);
+        const std::vector<float> bias = emu_test::random_floats(static_cast<size_t>(c.channels), rng, -0.2f, 0.2f);
+        const size_t out_count = static_cast<size_t>(c.batch * c.channels * c.out_h * c.out_w);
+        zsseg::UpsampleParams p;
+        p.geometry = geometry_of(c);
+        p.apply_sigmoid = calibrate;
+        p.class_bias = calibrate ? bias.data() : nullptr;
+        std::vector<float> expected(out_count);
+        p.input = input.data();
+        p.output = expected.data();
+        zsseg::upsample_cpu(p);
+        std::vector<float> got(out_count);
+        std::vector<__half> got_half(half ? out_count : 0);
+        p.input = half ? static_cast<const void*>(input_half.data()) : input.data();
+        p.output = half ? static_cast<void*>(got_half.data()) : got.data();
+        p.dtype = half ? DType::Float16 : DType::Float32;
+        ASSERT_EQ(zsseg::upsample_cuda_emulated(p, nullptr), 0);
+        if (half) got = emu_test::to_floats(got_half);
+        for (size_t i = 0; i < out_count; ++i) {
+          // fp16: the kernel rounds the fp32 value once; calibrated: expf vs the CPU's fast sigmoid (< 1e-7) + 2 ulp
+          const float want = half ? __half2float(__float2half_rn(expected[i])) : expected[i];
+          if (calibrate) {
+            ASSERT_NEAR(got[i], want, 4e-7) << "cap " << cap << " case " << c.out_h << "x" << c.out_w << " i " << i;
+          } else if (std::isnan(want)) {
+            ASSERT_TRUE(std::isnan(got[i])) << "cap " << cap << " variant " << variant << " i " << i;
+          } else {
+            // Same taps, weights and blend order; the CPU's AVX2+FMA clone contracts a * w0 + b * w1 into an
+            // fma (as nvcc does on the GPU), the host build of the kernel does not: a few ulp of the inputs
+            // (|x| <= 6, ulp 4.8e-7) at most; an fp16 store may then round to the neighbouring half.
+            const double ulps = half ? 1e-3 * std::fabs(want) + 2e-6 : 2e-6;
+            ASSERT_NEAR(got[i], want, ulps) << "cap " << cap << " variant " << variant << " i " << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- segment -----------------------------------------------------------------------------------------------
+struct LabelsScores {
+  std::vector<int32_t> labels;
+  std::vector<float> scores;
+};
+
+// Labels must agree except where the two winners' values are within fp32 rounding of each other (the CUDA
+// kernel compares calibrated values in fp32, the CPU one re-checks near-ties in fp64); scores within 1e-6.
+void expect_same_decisions(const LabelsScores& got, const LabelsScores& want, const char* what) {
+  ASSERT_EQ(got.labels.size(), want.labels.size());
+  size_t near_ties = 0;
+  for (size_t i = 0; i < want.labels.size(); ++i) {
+    if (std::isnan(want.scores[i])) {
+      ASSERT_TRUE(std::isnan(got.scores[i])) << what << " pixel " << i;
+      ASSERT_EQ(got.labels[i], want.labels[i]) << what << " pixel " << i << " (first NaN class)";
+      continue;
+    }
+    ASSERT_NEAR(got.scores[i], want.scores[i], 1e-6) << what << " pixel " << i;
+    if (got.labels[i] != want.labels[i]) ++near_ties;
+  }
+  EXPECT_LE(near_ties, want.labels.size() / 100 + 1) << what;
+}
+
+TEST(SegmentEmulated, MatchesCpu) {
+  std::mt19937 rng(12);
+  for (int64_t cap : emu_test::grid_caps()) {
+    zs_emu::GridCapScope scope(cap);
+    for (const ResizeCase& c : resize_cases()) {
+      for (int variant = 0; variant < 5; ++variant) {  // raw, NaN, sigmoid+grouped bias, identity+bias, fp16
+        const bool with_nan = variant == 1, half = variant == 4;
+        const bool sigmoid = variant != 3, with_bias = variant == 2 || variant == 3;
+        std::vector<float> logits = random_logits(c, rng, with_nan);
+        std::vector<__half> logits_half;
+        if (half) logits_half = emu_test::round_to_half(logits);
+        std::vector<float> bias(static_cast<size_t>(c.channels));
+        for (size_t k = 0; k < bias.size(); ++k) bias[k] = (k % 3 == 0) ? 0.1f : 0.f;  // ZegCLIP's seen/unseen
+        const size_t count = static_cast<size_t>(c.batch * c.out_h * c.out_w);
+        zsseg::SegmentParams p;
+        p.geometry = geometry_of(c);
+        p.apply_sigmoid = sigmoid;
+        p.class_bias = with_bias ? bias.data() : nullptr;
+        LabelsScores want{std::vector<int32_t>(count), std::vector<float>(count)};
+        p.logits = logits.data();
+        p.labels = want.labels.data();
+        p.scores = want.scores.data();
+        zsseg::segment_cpu(p);
+        LabelsScores got{std::vector<int32_t>(count, -7), std::vector<float>(count, -7.f)};
+        p.logits = half ? static_cast<const void*>(logits_half.data()) : logits.data();
+        p.dtype = half ? DType::Float16 : DType::Float32;
+        p.labels = got.labels.data();
+        p.scores = got.scores.data();
+        ASSERT_EQ(zsseg::segment_cuda_emulated(p, nullptr), 0);
+        if (!with_bias) {  // the raw argmax of identical fp32 upsampled values: no tolerance on labels
+          EXPECT_EQ(got.labels, want.labels) << "cap " << cap << " variant " << variant << " " << c.out_h;
+        }
+        expect_same_decisions(got, want, "segment");
+      }
+    }
+  }
+}
+
+// Issue 13: fp32 sigmoid saturates to exactly 1 above ~16.6, so with a bias every class ties; the CPU orders
+// them by logit (argmax of raw logits within each group of equal bias), the kernel must too.
+TEST(SegmentEmulated, SaturatedSigmoidTiesFollowTheLogits) {
+  const std::vector<float> logits{20.f, 25.f};  // [1, 2, 1, 1]
+  const std::vector<float> bias{0.f, 0.f};
+  ResizeCase c{1, 2, 1, 1, 0, 0, 1, 1, 1, 1};
+  zsseg::SegmentParams p;
+  p.geometry = geometry_of(c);
+  p.logits = logits.data();
+  p.class_bias = bias.data();
+  int32_t cpu_label = -1, cuda_label = -1;
+  float cpu_score = 0.f, cuda_score = 0.f;
+  p.labels = &cpu_label;
+  p.scores = &cpu_score;
+  zsseg::segment_cpu(p);
+  p.labels = &cuda_label;
+  p.scores = &cuda_score;
+  ASSERT_EQ(zsseg::segment_cuda_emulated(p, nullptr), 0);
+  EXPECT_EQ(cpu_label, 1);
+  EXPECT_EQ(cuda_label, 1);
+  EXPECT_EQ(cuda_score, cpu_score);
+}
+
+// ---- segment_windows ---------------------------------------------------------------------------------------
+std::vector<zsseg::WindowPlacement> sliding(int64_t h, int64_t w, int64_t crop, int64_t stride) {
+  const int64_t rows = std::max<int64_t>(h - crop + stride - 1, 0) / stride + 1;
+  const int64_t cols = std::max<int64_t>(w - crop + stride - 1, 0) / stride + 1;
+  std::vector<zsseg::WindowPlacement> out;
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) {
+      const int64_t y2 = std::min(i * stride + crop, h), x2 = std::min(j * stride + crop, w);
+      out.push_back({static_cast<int32_t>(std::max<int64_t>(y2 - crop, 0)), static_cast<int32_t>(y2),
+                     static_cast<int32_t>(std::max<int64_t>(x2 - crop, 0)), static_cast<int32_t>(x2)});
+    }
+  }
+  return out;
+}
+
+struct WindowsCase {
+  int64_t classes, grid, head, scaled_h, scaled_w, out_h, out_w;
+};
+
+TEST(SegmentWindowsEmulated, MatchesCpu) {
+  const std::vector<WindowsCase> cases{
+      {1, 4, 16, 16, 16, 11, 13},  // one window, C=1
+      {3, 5, 16, 16, 29, 23, 41},  // two windows side by side
+      {4, 4, 12, 21, 12, 30, 17},  // two windows stacked, padded head rows
+      {2, 3, 10, 19, 23, 7, 9},    // 2x3 windows, downsample
+      {1, 3, 10, 9, 7, 12, 12},    // one padded window (scaled smaller than the head)
+  };
+  std::mt19937 rng(13);
+  for (int64_t cap : emu_test::grid_caps()) {
+    zs_emu::GridCapScope scope(cap);
+    for (const WindowsCase& c : cases) {
+      for (int variant = 0; variant < 4; ++variant) {  // sigmoid+bias, identity, NaN, fp16
+        const bool sigmoid = variant != 1, with_nan = variant == 2, half = variant == 3;
+        const auto windows = sliding(c.scaled_h, c.scaled_w, c.head, std::max<int64_t>(c.head * 2 / 3, 1));
+        const int64_t n = static_cast<int64_t>(windows.size());
+        std::vector<float> logits =
+            emu_test::random_floats(static_cast<size_t>(n * c.classes * c.grid * c.grid), rng, -5.f, 5.f);
+        if (with_nan) logits[logits.size() / 2] = std::numeric_limits<float>::quiet_NaN();
+        std::vector<__half> logits_half;
+        if (half) logits_half = emu_test::round_to_half(logits);
+        std::vector<float> bias(static_cast<size_t>(c.classes));
+        for (size_t k = 0; k < bias.size(); ++k) bias[k] = (k % 2 == 0) ? 0.1f : 0.f;
+        zsseg::SegmentWindowsParams p;
+        p.num_windows = n;
+        p.classes = c.classes;
+        p.in_height = p.in_width = c.grid;
+        p.windows = windows.data();
+        p.head_height = p.head_width = c.head;
+        p.scaled_height = c.scaled_h;
+        p.scaled_width = c.scaled_w;
+        p.out_height = c.out_h;
+        p.out_width = c.out_w;
+        p.class_bias = variant == 1 ? nullptr : bias.data();
+        p.apply_sigmoid = sigmoid;
+        const size_t count = static_cast<size_t>(c.out_h * c.out_w);
+        LabelsScores want{std::vector<int32_t>(count), std::vector<float>(count)};
+        p.logits = logits.data();
+        p.labels = want.labels.data();
+        p.scores = want.scores.data();
+        ASSERT_TRUE(zsseg::segment_windows_cpu(p));
+        LabelsScores got{std::vector<int32_t>(count, -7), std::vector<float>(count, -7.f)};
+        p.logits = half ? static_cast<const void*>(logits_half.data()) : logits.data();
+        p.dtype = half ? DType::Float16 : DType::Float32;
+        p.labels = got.labels.data();
+        p.scores = got.scores.data();
+        ASSERT_EQ(zsseg::segment_windows_cuda_emulated(p, nullptr), 0);
+        expect_same_decisions(got, want, "segment_windows");
+      }
+    }
+  }
+}
+
+}  // namespace

@@ -1,0 +1,239 @@
+// A small host emulation of the CUDA execution model, so that the kernel bodies of csrc/cuda/ compile with the
+// host compiler and run in CI (under AddressSanitizer and UBSan) although no GPU is there.
+//
+// What it models:
+// * __global__ / __device__ / __host__ / __forceinline__ / __launch_bounds__ are plain host functions.
+// * A launch (ZS_LAUNCH in csrc/cuda/launch.cuh) runs the blocks of the grid one after another; the threads of
+//   a block are real host threads (one std::thread per CUDA thread), so __syncthreads() is a real barrier and a
+//   data race or a missing barrier shows up as a wrong result (or a sanitizer report). Every barrier arrival is
+//   checked: threads of one block reaching different barriers (one at __syncthreads, another at the end of the
+//   kernel) abort with a message -- divergent __syncthreads is undefined behaviour on a GPU.
+// * blockIdx / threadIdx / blockDim / gridDim are thread-local.
+// * __shared__ variables are function-local statics: one instance, used by one block at a time (blocks do not
+//   overlap), so it behaves as per-block shared memory.
+// * The launch configuration is checked as the driver does (block <= 1024 threads, grid.y/z <= 65535, no zero
+//   dimension); a bad one is reported by cudaGetLastError() as cudaErrorInvalidConfiguration.
+// * __half is IEEE binary16 stored in 16 bits; conversions round to nearest even (the hardware's
+//   __float2half_rn), through the compiler's _Float16.
+// What it cannot model: device math functions (expf, sqrtf, fmaf contraction as compiled by nvcc), timing,
+// warp scheduling, memory coherence subtleties, streams, the driver.
+#pragma once
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#define ZS_CUDA_EMULATION 1
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+
+struct dim3 {
+  unsigned int x, y, z;
+  constexpr dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+using uint3 = dim3;
+
+inline thread_local dim3 threadIdx{0, 0, 0};
+inline thread_local dim3 blockIdx{0, 0, 0};
+inline thread_local dim3 blockDim{1, 1, 1};
+inline thread_local dim3 gridDim{1, 1, 1};
+
+// ---- runtime API subset ------------------------------------------------------------------------------------
+enum cudaError_t : int {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorLaunchFailure = 719,
+};
+struct CUstream_st;
+using cudaStream_t = CUstream_st*;
+
+// ---- fp16 ----------------------------------------------------------------------------------------------------
+struct __half {
+  std::uint16_t bits;
+};
+inline __half __float2half_rn(float v) {
+  const _Float16 h = static_cast<_Float16>(v);  // IEEE round to nearest even
+  __half out;
+  static_assert(sizeof(h) == sizeof(out.bits), "binary16 is 16 bits");
+  std::memcpy(&out.bits, &h, sizeof(h));
+  return out;
+}
+inline float __half2float(__half v) {
+  _Float16 h;
+  std::memcpy(&h, &v.bits, sizeof(h));
+  return static_cast<float>(h);
+}
+
+// ---- device intrinsics used by the kernels ---------------------------------------------------------------------
+template <typename T>
+inline T __ldg(const T* p) {
+  return *p;
+}
+inline float __fdiv_rn(float a, float b) {
+  return a / b;
+}
+inline float __int_as_float(int bits) {
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+namespace zs_emu {
+
+// Largest grid dimension the launchers ask for (CUDA: 65535 on y/z, what csrc/cuda caps every dimension at).
+// Tests lower it so that the grid-stride loops wrap with small inputs; restored by GridCapScope.
+inline std::atomic<std::int64_t>& grid_cap_storage() {
+  static std::atomic<std::int64_t> cap{65535};
+  return cap;
+}
+inline std::int64_t grid_cap() {
+  return grid_cap_storage().load();
+}
+struct GridCapScope {
+  std::int64_t saved;
+  explicit GridCapScope(std::int64_t cap) : saved(grid_cap_storage().exchange(cap)) {}
+  ~GridCapScope() { grid_cap_storage().store(saved); }
+  GridCapScope(const GridCapScope&) = delete;
+  GridCapScope& operator=(const GridCapScope&) = delete;
+};
+
+inline cudaError_t& last_error() {
+  static thread_local cudaError_t error = cudaSuccess;
+  return error;
+}
+
+// Barrier of the threads of one block. Each arrival names its site (a __syncthreads or the end of the kernel);
+// all threads of one phase must name the same site.
+class BlockBarrier {
+ public:
+  explicit BlockBarrier(unsigned int threads) : threads_(threads) {}
+  void arrive_and_wait(const char* site) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (arrived_ == 0) {
+      site_ = site;
+    } else if (site_ != site) {
+      std::fprintf(stderr, "zs_emu: divergent barrier in block (%u,%u,%u): '%s' and '%s'\n", blockIdx.x, blockIdx.y,
+                   blockIdx.z, site_, site);
+      std::abort();
+    }
+    const std::uint64_t phase = phase_;
+    if (++arrived_ == threads_) {
+      arrived_ = 0;
+      ++phase_;
+      lock.unlock();
+      wake_.notify_all();
+      return;
+    }
+    wake_.wait(lock, [&] { return phase_ != phase; });
+  }
+
+ private:
+  const unsigned int threads_;
+  unsigned int arrived_ = 0;
+  std::uint64_t phase_ = 0;
+  const char* site_ = nullptr;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+};
+
+inline BlockBarrier*& current_barrier() {
+  static thread_local BlockBarrier* barrier = nullptr;
+  return barrier;
+}
+
+constexpr const char* kSyncthreadsSite = "__syncthreads()";
+constexpr const char* kKernelEndSite = "end of kernel";
+
+// Runs `body` for every thread of every block: blocks in order, the threads of a block concurrently.
+template <class Body>
+void run_grid(dim3 grid, dim3 block, const Body& body) {
+  const unsigned int threads = block.x * block.y * block.z;
+  BlockBarrier barrier(threads);
+  std::vector<std::thread> workers;
+  workers.reserve(threads);
+  std::mutex error_mutex;
+  std::string error;
+  for (unsigned int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      threadIdx = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
+      blockDim = block;
+      gridDim = grid;
+      current_barrier() = &barrier;
+      for (unsigned int bz = 0; bz < grid.z; ++bz) {
+        for (unsigned int by = 0; by < grid.y; ++by) {
+          for (unsigned int bx = 0; bx < grid.x; ++bx) {
+            blockIdx = dim3(bx, by, bz);
+            try {
+              body();
+            } catch (const std::exception& e) {
+              std::lock_guard<std::mutex> lock(error_mutex);
+              error = e.what();
+            }
+            barrier.arrive_and_wait(kKernelEndSite);  // shared memory is reused by the next block
+          }
+        }
+      }
+      current_barrier() = nullptr;
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  if (!error.empty()) {
+    std::fprintf(stderr, "zs_emu: kernel threw: %s\n", error.c_str());
+    last_error() = cudaErrorLaunchFailure;
+  }
+}
+
+inline bool valid_configuration(dim3 grid, dim3 block) {
+  const std::uint64_t threads = static_cast<std::uint64_t>(block.x) * block.y * block.z;
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || threads == 0 || threads > 1024) return false;
+  if (block.z > 64 || grid.y > 65535 || grid.z > 65535 || grid.x > 2147483647u) return false;
+  return true;
+}
+
+// kernel<<<grid, block, 0, stream>>>(args...): arguments are copied per thread, as CUDA passes them by value.
+template <class... Params, class... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t /*stream: runs synchronously*/,
+            Args&&... args) {
+  if (!valid_configuration(grid, block)) {
+    last_error() = cudaErrorInvalidConfiguration;
+    return;
+  }
+  const std::tuple<std::decay_t<Params>...> copied(std::forward<Args>(args)...);
+  run_grid(grid, block, [&] {
+    std::tuple<std::decay_t<Params>...> local = copied;
+    std::apply(kernel, local);
+  });
+}
+
+}  // namespace zs_emu
+
+inline void __syncthreads() {
+  zs_emu::BlockBarrier* barrier = zs_emu::current_barrier();
+  if (barrier == nullptr) {
+    std::fprintf(stderr, "zs_emu: __syncthreads() outside a kernel launch\n");
+    std::abort();
+  }
+  barrier->arrive_and_wait(zs_emu::kSyncthreadsSite);
+}
+
+inline cudaError_t cudaGetLastError() {
+  const cudaError_t error = zs_emu::last_error();
+  zs_emu::last_error() = cudaSuccess;
+  return error;
+}
