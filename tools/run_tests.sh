@@ -21,5 +21,8 @@ if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then ex
 "$VENV/bin/ctest" --test-dir build-tests --output-on-failure
 rm -f "$LOG"
 
+echo "== C++ tests on aarch64 (cross-compiled, run under qemu-user-static; the Jetson CPU path) =="
+bash "$ROOT/tools/cross_test_aarch64.sh"
+
 echo "== Python tests (pytest) =="
 "$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider "$@"
