@@ -86,7 +86,8 @@ say "installing the runtime dependencies (.[$EXTRAS], $NUMPY; no torch) and the 
 ARGS=()
 [ -n "$ARCH" ] && ARGS+=(-C "cmake.define.CMAKE_CUDA_ARCHITECTURES=$ARCH")
 [ -x "$NVCC" ] && export CUDACXX="$NVCC"
-say "building zsseg_rt with ${CUDA_VERSION:+nvcc $CUDA_VERSION}${CUDA_VERSION:-no CUDA} (a few minutes on the device)"
+if [ -n "$CUDA_VERSION" ]; then COMPILER="nvcc $CUDA_VERSION"; else COMPILER="no CUDA"; fi
+say "building zsseg_rt with $COMPILER (a few minutes on the device)"
 (cd "$ROOT" && "$VENV/bin/pip" install -q --no-build-isolation "${ARGS[@]}" ".[$EXTRAS]" "$NUMPY")
 
 (cd / && "$VENV/bin/python" - <<'PYCHECK'
