@@ -12,6 +12,7 @@ VENV="${ZSSEG_VENV:-$ROOT/.venv-jetson}"
 PY="${PYTHON:-python3}"
 SYSROOT="${ZSSEG_SYSROOT:-}"
 NVCC="${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"
+if [ ! -x "$NVCC" ] && [ -z "${CUDA_HOME:-}" ] && command -v nvcc >/dev/null 2>&1; then NVCC="$(command -v nvcc)"; fi
 CHECK_ONLY=0
 case "${1:-}" in
   --check) CHECK_ONLY=1 ;;
@@ -84,8 +85,12 @@ fi
 say "installing the runtime dependencies (.[$EXTRAS], $NUMPY; no torch) and the build tools"
 "$VENV/bin/pip" install -q "$NUMPY" "${TOOLS[@]}"
 ARGS=()
-[ -n "$ARCH" ] && ARGS+=(-C "cmake.define.CMAKE_CUDA_ARCHITECTURES=$ARCH")
-[ -x "$NVCC" ] && export CUDACXX="$NVCC"
+if [ -n "$CUDA_VERSION" ]; then
+  export CUDACXX="$NVCC"
+  if [ -n "$ARCH" ]; then ARGS+=(-C "cmake.define.CMAKE_CUDA_ARCHITECTURES=$ARCH"); fi
+else
+  ARGS+=(-C "cmake.define.ZS_WITH_CUDA=OFF")  # as announced above, even if CMake could find another nvcc
+fi
 if [ -n "$CUDA_VERSION" ]; then COMPILER="nvcc $CUDA_VERSION"; else COMPILER="no CUDA"; fi
 say "building zsseg_rt with $COMPILER (a few minutes on the device)"
 (cd "$ROOT" && "$VENV/bin/pip" install -q --no-build-isolation "${ARGS[@]}" ".[$EXTRAS]" "$NUMPY")
