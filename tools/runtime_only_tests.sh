@@ -29,6 +29,7 @@ pip_q install -q -U pip
 # pyproject.toml's ranges, as a user's `pip install .[runtime]` does.
 mapfile -t TOOLS < <(grep -E '^(pytest|hypothesis|scikit-build-core|pybind11|cmake|ninja)==' requirements.txt)
 pip_q install -q "$NUMPY_PIN" "${TOOLS[@]}"
+echo "[runtime-only] tools installed (${SECONDS}s); installing .[runtime] and building the package (CUDA off)"
 pip_q install -q --no-build-isolation -C build-dir=build/runtime-only \
   -C cmake.define.ZS_WITH_CUDA=OFF ".[runtime]" "$NUMPY_PIN"
 
