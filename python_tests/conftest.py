@@ -35,6 +35,12 @@ def tiny_bundle(tmp_path_factory):
     return export_tiny_bundle(root)
 
 
+@pytest.fixture(autouse=True)
+def _private_zsseg_cache(tmp_path_factory, monkeypatch):
+    """zsseg_rt's cache directory (verified-file hashes) is a per-session temporary one, never the user's."""
+    monkeypatch.setenv("ZSSEG_RT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "zsseg_rt_cache"))
+
+
 # Test directories whose tiny CPU models run fastest with one torch intra-op thread (training/evaluation loops
 # of many tiny steps, where thread hand-off costs more than it saves).
 SINGLE_TORCH_THREAD_DIRS = ("eval", "train")

@@ -33,7 +33,7 @@ def export_tiny_bundle(root) -> str:
     import os
 
     from zsseg_rt.export.onnx_export import export_bundle
-    from zsseg_rt.models.convert import save_native
+    from zsseg_rt.models.common.convert import save_native
 
     model = golden_tiny_model("zegclip")
     native = save_native(model, os.path.join(root, "native"))

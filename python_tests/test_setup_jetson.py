@@ -30,11 +30,17 @@ def _check(tmp_path: Path, release: str | None, model: str = "NVIDIA Jetson AGX 
 def test_reports_jetpack6_orin(tmp_path):
     out = _check(tmp_path, "# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic, EABI: aarch64\n")
     assert out.returncode == 0, out.stderr
-    assert "L4T R36.3.0 | JetPack 6.x" in out.stdout
+    assert "L4T R36.3.0 | JetPack 6.0 or earlier, TensorRT 8.6" in out.stdout
     assert "GPU: NVIDIA Jetson AGX Orin Developer Kit (building for sm_87)" in out.stdout
     assert "CUDA: 12.6" in out.stdout
     assert f"Python: {sys.executable} {sys.version_info[0]}.{sys.version_info[1]}" in out.stdout
     assert "TensorRT:" in out.stdout
+
+
+def test_jetpack61(tmp_path):
+    out = _check(tmp_path, "# R36 (release), REVISION: 4.3, GCID: 1\n", model="NVIDIA Jetson Orin Nano Developer Kit")
+    assert out.returncode == 0, out.stderr
+    assert "L4T R36.4.3 | JetPack 6.1 or newer" in out.stdout and "(building for sm_87)" in out.stdout
 
 
 def test_xavier_builds_for_sm72(tmp_path):

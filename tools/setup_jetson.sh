@@ -33,7 +33,10 @@ L4T="R$L4T_MAJOR.${L4T_REVISION:-?}"
 JETPACK="$(dpkg-query -W -f='${Version}' nvidia-jetpack 2>/dev/null || true)"
 if [ -z "$JETPACK" ] || [ -n "$SYSROOT" ]; then
   case "$L4T_MAJOR" in
-    36) JETPACK="6.x (from L4T $L4T)" ;;
+    36) case "$L4T_REVISION" in
+          [0-3].*) JETPACK="6.0 or earlier, TensorRT 8.6 (from L4T $L4T)" ;;
+          *) JETPACK="6.1 or newer (from L4T $L4T)" ;;
+        esac ;;
     35) JETPACK="5.1.x (from L4T $L4T)" ;;
     34) JETPACK="5.0 developer preview (from L4T $L4T)" ;;
     *) JETPACK="unknown (L4T $L4T)" ;;
@@ -64,7 +67,7 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; th
 fi
 case "$TRT_VERSION" in
   10.*) ;;
-  *) say "WARNING: the TensorRT backend needs TensorRT 10 (JetPack 6), found: $TRT_VERSION. The ONNX Runtime backend works without it." ;;
+  *) say "WARNING: the TensorRT backend needs TensorRT 10 (JetPack 6.1+), found: $TRT_VERSION. The ONNX Runtime backend works without it." ;;
 esac
 [ -n "$CUDA_VERSION" ] || say "WARNING: no nvcc at $NVCC (set CUDA_HOME): the native module is built without CUDA kernels."
 [ -n "$ARCH" ] || say "WARNING: unknown GPU '$MODEL': set CMAKE_CUDA_ARCHITECTURES (87 Orin, 72 Xavier); building for nvcc's default list."

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 from typing import List, Optional
 
 from zsseg_rt.assets import SAMPLES_DIR
@@ -15,6 +13,12 @@ SAMPLE_DIR = str(SAMPLES_DIR)  # the VOC sample photos shipped with the package
 
 
 def _cmd_export(args) -> int:
+    from zsseg_rt.export.overwrite import check_export_destination
+
+    source_path = args.official or args.native or args.clip_weights
+    # before loading anything: refuse a destination that is not a bundle of ours or that holds the source
+    check_export_destination(os.path.abspath(args.output), args.overwrite, [source_path, args.config])
+
     from zsseg_rt.export.onnx_export import export_bundle
     from zsseg_rt.models import create_model, load_native, load_official_any
 
@@ -50,70 +54,37 @@ def _sample_images(paths: Optional[List[str]]) -> List[str]:
 
 
 def _cmd_segment(args) -> int:
-    import cv2
-    import numpy as np
+    from zsseg_rt.cli_segment import run_segment
 
-    from zsseg_rt.runtime import Engine
-
-    engine = Engine(args.bundle, classes=args.classes, backend=args.backend, device=args.device, mode=args.mode)
-    outputs = []
-    for index, path in enumerate(args.images):
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise SystemExit(f"cannot read image {path!r} (missing or not an image)")
-        start = time.perf_counter()
-        result = engine(image)
-        elapsed = time.perf_counter() - start
-        out_path = _output_path(args.output, path, index, len(args.images))
-        cv2.imwrite(out_path, result.overlay(image, alpha=args.alpha))
-        if args.save_labels:
-            cv2.imwrite(os.path.splitext(out_path)[0] + "_labels.png", result.labels.astype(np.uint16))
-        counts = np.bincount(result.labels.ravel(), minlength=len(result.class_names))
-        summary = {
-            "image": path,
-            "overlay": out_path,
-            "seconds": round(elapsed, 3),
-            "backend": engine.backend.name,
-            "classes": {
-                result.class_names[i]: round(float(counts[i]) / result.labels.size, 4) for i in result.present_classes()
-            },
-        }
-        outputs.append(summary)
-        if not args.json:
-            print(
-                f"{path}: {elapsed:.2f}s -> {out_path}  "
-                + ", ".join(f"{k} {v:.1%}" for k, v in summary["classes"].items())
-            )
-    if args.json:
-        print(json.dumps(outputs, indent=1))
-    return 0
-
-
-def _output_path(output: Optional[str], image_path: str, index: int, count: int) -> str:
-    stem = os.path.splitext(os.path.basename(image_path))[0]
-    if output is None:
-        return f"{stem}_seg.png"
-    if count > 1 or os.path.isdir(output):
-        os.makedirs(output, exist_ok=True)
-        return os.path.join(output, f"{stem}_seg.png")
-    parent = os.path.dirname(output)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    return output
+    return run_segment(args)
 
 
 def _cmd_build_engine(args) -> int:
+    from zsseg_rt.bundle import BundleError, load_meta
     from zsseg_rt.export import tensorrt as trt_build
+    from zsseg_rt.export.accuracy_gate import EngineAccuracyError
 
-    paths = trt_build.build_engines(
-        args.bundle,
-        precision=args.precision,
-        calibration_images=args.calibration,
-        max_batch=args.max_batch,
-        force=args.force,
-    )
-    for key, path in paths.items():
+    try:
+        max_batch = args.max_batch if args.max_batch is not None else trt_build.frame_windows(load_meta(args.bundle))
+        report = trt_build.build_engine_set(
+            args.bundle,
+            precision=args.precision,
+            max_batch=max_batch,
+            opt_classes=args.opt_classes,
+            workspace_gb=args.workspace,
+            force=args.force,
+            accept_below_gate=args.accept_below_gate,
+        )
+    except (ImportError, ValueError, BundleError, trt_build.EngineBuildError, EngineAccuracyError) as exc:
+        if getattr(args, "debug", False):
+            raise
+        from zsseg_rt.cli_errors import format_error
+
+        print(f"zsseg build-engine: error: {format_error(exc)}", file=sys.stderr)
+        return 2
+    for key, path in report.paths.items():
         print(f"{key}: {path}")
+    print(report.summary())
     return 0
 
 
@@ -123,8 +94,32 @@ def _cmd_demo(args) -> int:
     return run_demo(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose modules import torch (or other heavy packages) are imported only when that command runs, so
+# `zsseg segment` with the onnxruntime / TensorRT backend never imports torch. Their one-line help for `zsseg -h`:
+_LAZY_HELP = {
+    "convert": "convert an official ZegCLIP or CLIP-RC checkpoint to a native one",
+    "camera": "segment a live camera, RTSP/HTTP stream, video file or image folder",
+    "train": "train a ZegCLIP model (inductive / transductive / fully supervised)",
+    "eval": "evaluate a checkpoint or bundle: per-class IoU, mIoU(seen/unseen), hIoU, pAcc",
+}
+
+
+def _registers(name: str, command: Optional[str]) -> bool:
+    """Whether the full parser of a lazily imported command is built: always when no command is known (e.g. a
+    caller that parses several command lines), else only for the command being run."""
+    return command is None or command == name
+
+
+def _command_in(argv: List[str]) -> str:
+    """The subcommand named on a command line ("" when none, e.g. `zsseg -h`)."""
+    return next((token for token in argv if not token.startswith("-")), "")
+
+
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The ``zsseg`` parser. ``command``: the subcommand about to run (the others whose modules import torch are
+    then registered by name and help only); None registers every command in full."""
     parser = argparse.ArgumentParser(prog="zsseg", description="Open-vocabulary semantic segmentation (ZegCLIP).")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("export", help="export a verified ONNX bundle from a model checkpoint")
@@ -155,26 +150,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--mode", default="exact", choices=["exact", "fast"])
-    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse images with more pixels than this, read from the file header before decoding "
+        "(default: $ZSSEG_MAX_PIXELS or 40000000; 0 = no limit)",
+    )
     p.set_defaults(func=_cmd_segment)
 
-    p = sub.add_parser("build-engine", help="build TensorRT engines for a bundle on this device")
+    p = sub.add_parser("build-engine", help="build TensorRT 10 engines for a bundle on this device (accuracy-gated)")
     p.add_argument("bundle")
-    p.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "int8"])
-    p.add_argument("--calibration", nargs="*", help="calibration images (required for int8)")
-    p.add_argument("--max-batch", type=int, default=1)
+    p.add_argument(
+        "--precision",
+        default="fp16",
+        choices=["fp16", "fp16-pinned", "fp32", "int8"],
+        help="fp16: plain fp16 (L2-norm sums of squares in fp32); fp16-pinned: LayerNorm/Softmax also fp32; "
+        "int8: explicitly quantised (Q/DQ) bundles only",
+    )
+    p.add_argument("--max-batch", type=int, default=None, help="windows per encoder call (default: a 4:3 frame's)")
+    p.add_argument("--opt-classes", type=int, default=20, help="class count the head engine is tuned for")
+    p.add_argument("--workspace", type=float, default=None, help="builder workspace limit in GiB (default: TensorRT's)")
     p.add_argument("--force", action="store_true", help="rebuild even if a matching engine is cached")
+    p.add_argument(
+        "--accept-below-gate",
+        action="store_true",
+        help="keep and use engines that fail the accuracy gate against ONNX Runtime fp32 (recorded as overridden)",
+    )
     p.set_defaults(func=_cmd_build_engine)
 
-    try:
-        from zsseg_rt.models.convert import add_convert_command
+    if _registers("convert", command):
+        try:
+            from zsseg_rt.models.common.convert import add_convert_command
 
-        add_convert_command(sub)
-    except ImportError as exc:  # torch missing: the runtime-only install
-        p = sub.add_parser("convert", help="convert an official ZegCLIP checkpoint (needs torch)")
-        p.set_defaults(func=lambda _a, _e=exc: sys.exit(f"zsseg convert needs the torch extra: {_e}"))
+            add_convert_command(sub)
+        except ImportError as exc:  # torch missing: the runtime-only install
+            p = sub.add_parser("convert", help="convert an official ZegCLIP checkpoint (needs torch)")
+            p.set_defaults(func=lambda _a, _e=exc: sys.exit(f"zsseg convert needs the torch extra: {_e}"))
+    else:
+        sub.add_parser("convert", help=_LAZY_HELP["convert"])
 
-    _add_optional_commands(sub)
+    _add_optional_commands(sub, command)
 
     p = sub.add_parser("demo", help="end-to-end: export (or reuse) a bundle and segment a sample photo")
     p.add_argument("--official", help="official ZegCLIP checkpoint (.pth)")
@@ -203,16 +220,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="when no weights can be had, run a clearly labelled random-weights pipeline check",
     )
     p.set_defaults(func=_cmd_demo)
+    for subparser in sub.choices.values():  # `zsseg CMD ... --debug` works as well as `zsseg --debug CMD ...`
+        subparser.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error"
+        )
     return parser
 
 
-def _add_optional_commands(sub) -> None:
-    """Commands whose modules need optional dependencies: registered when importable, else explained."""
+def _add_optional_commands(sub, wanted: Optional[str] = None) -> None:
+    """Commands whose modules need optional dependencies: registered when importable, else explained (only by
+    name and help when ``wanted`` names another command: see ``_registers``)."""
     for module_name, function, command, needs in (
         ("zsseg_rt.stream.cli", "add_camera_command", "camera", "opencv-python-headless and onnxruntime"),
         ("zsseg_rt.train.cli", "add_train_command", "train", "the torch extra"),
         ("zsseg_rt.eval.cli", "add_eval_command", "eval", "the torch extra or onnxruntime"),
+        ("zsseg_rt.scale.cli", "add_batch_command", "batch", "the scale extra (ray[data,serve])"),
+        ("zsseg_rt.scale.cli", "add_serve_command", "serve", "the scale extra (ray[data,serve])"),
     ):
+        if not _registers(command, wanted):
+            sub.add_parser(command, help=_LAZY_HELP.get(command))
+            continue
         try:
             import importlib
 
@@ -223,8 +250,13 @@ def _add_optional_commands(sub) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    """``zsseg`` entry point. A failing command prints one line (``zsseg CMD: error: ...``) and returns non-zero;
+    ``--debug`` shows the traceback instead."""
+    from zsseg_rt.cli_errors import run_command
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_command_in(argv)).parse_args(argv)
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def _resolve_model(args):
         return model, args.native, f"{type(model).__name__} ({os.path.basename(args.native)})", _stem(args.native)
     tag = args.clip_weights or "openai"
     if not os.path.exists(tag):
-        from zsseg_rt.models.weights import go_offline, hub_endpoint, hub_reachable
+        from zsseg_rt.models.common.weights import go_offline, hub_endpoint, hub_reachable
 
         if not hub_reachable(timeout=1.5):
             print(
@@ -88,12 +88,11 @@ def _bundle_matches(bundle_dir: str, source, config: str) -> bool:
 def run_demo(args) -> int:
     import cv2
 
+    from zsseg_rt.image_io import read_image_bgr
     from zsseg_rt.runtime import Engine
 
     image_path = args.image or _sample_image()
-    image = cv2.imread(image_path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise SystemExit(f"cannot read image {image_path!r}")
+    image = read_image_bgr(image_path)  # ImageReadError (one line from the CLI) if unreadable or over the limit
     model, source, title, bundle_name = _resolve_model(args)
     bundle_dir = os.path.join(args.workdir, "bundles", bundle_name)
     if source is not None and _bundle_matches(bundle_dir, source, bundle_name):

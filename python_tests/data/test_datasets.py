@@ -44,7 +44,7 @@ def test_voc_reader_reduces_zero_label_exactly():
 
 def test_voc_inductive_and_transductive_remap_match_official_tables():
     torch = pytest.importorskip("torch")
-    from zsseg_rt.models.losses import remap_labels_inductive, remap_labels_transductive
+    from zsseg_rt.models.zegclip.losses import remap_labels_inductive, remap_labels_transductive
 
     ds = build_dataset({"type": "voc", "root": VOC, "split": "val"})
     seen = list(ds.split.seen)
@@ -236,7 +236,7 @@ def _official_visiable_mask_st(seen_classes):
 @pytest.mark.parametrize("name", ["voc20", "coco_stuff171", "context59"])
 def test_training_luts_equal_the_official_tables_for_every_value(name):
     torch = pytest.importorskip("torch")
-    from zsseg_rt.models.losses import remap_labels_inductive, remap_labels_transductive
+    from zsseg_rt.models.zegclip.losses import remap_labels_inductive, remap_labels_transductive
 
     split = load_split(name)
     seen = list(split.seen)

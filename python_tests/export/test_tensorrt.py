@@ -18,8 +18,15 @@ from zsseg_rt.export import tensorrt as trt_build
 from zsseg_rt.runtime.cuda_driver import CudaDriver, CudaError, DeviceInfo
 from zsseg_rt.runtime.engine_cache import EngineKey, EngineMismatchError
 
-ORIN = DeviceInfo("Orin (nvgpu)", (8, 7))
-RTX = DeviceInfo("NVIDIA GeForce RTX 4090", (8, 9))
+ORIN = DeviceInfo("Orin (nvgpu)", (8, 7), multiprocessors=16, total_memory_mib=62800)  # AGX Orin 64GB
+ORIN_NX = DeviceInfo("Orin (nvgpu)", (8, 7), multiprocessors=8, total_memory_mib=15388)  # same name and sm
+RTX = DeviceInfo("NVIDIA GeForce RTX 4090", (8, 9), multiprocessors=128, total_memory_mib=24210)
+
+
+def _build(bundle, **kwargs):
+    """build_engines on a fake bundle (fake ONNX bytes): the accuracy gate cannot run there, so it is skipped
+    (and recorded as skipped); python_tests/export/test_accuracy_gate.py tests the gate on a real bundle."""
+    return trt_build.build_engines(bundle, accuracy_gate=False, **kwargs)
 
 
 def _write_bundle(path, max_classes=256, image_size=32, patch_size=16):
@@ -80,7 +87,8 @@ def _key(**overrides):
         tensorrt_version="10.3.0",
         gpu_name=ORIN.name,
         compute_capability=ORIN.sm,
-        calibration_sha256="",
+        gpu_multiprocessors=ORIN.multiprocessors,
+        gpu_memory_mib=ORIN.total_memory_mib,
     )
     base.update(overrides)
     return EngineKey(**base)
@@ -103,7 +111,8 @@ def test_key_digest_is_stable_and_roundtrips():
         ("tensorrt_version", "10.7.0"),
         ("gpu_name", RTX.name),
         ("compute_capability", RTX.sm),
-        ("calibration_sha256", "ef" * 32),
+        ("gpu_multiprocessors", ORIN_NX.multiprocessors),
+        ("gpu_memory_mib", ORIN_NX.total_memory_mib),
         ("recipe", 99),
     ],
 )
@@ -122,7 +131,8 @@ def test_every_key_field_is_covered_by_the_parametrisation():
         "tensorrt_version",
         "gpu_name",
         "compute_capability",
-        "calibration_sha256",
+        "gpu_multiprocessors",
+        "gpu_memory_mib",
         "recipe",
     }
     assert {f.name for f in dataclasses.fields(EngineKey)} == covered
@@ -152,24 +162,16 @@ def test_profile_shapes_fill_static_dims_and_reject_static_batch():
 
 
 # ------------------------------------------------------------------------------------------------ validation
-@pytest.mark.parametrize("precision", ["fp8", "FP16", "", "half"])
+@pytest.mark.parametrize("precision", ["fp8", "FP16", "", "half", "fp16-obey"])
 def test_unknown_precision_is_rejected(bundle, precision):
     with pytest.raises(ValueError, match="precision must be one of"):
-        trt_build.build_engines(bundle, precision=precision, toolchain=FakeToolchain())
-
-
-@pytest.mark.parametrize("images", [None, []])
-def test_int8_without_calibration_images_raises(bundle, images):
-    toolchain = FakeToolchain()
-    with pytest.raises(ValueError, match="never calibrates with random data"):
-        trt_build.build_engines(bundle, precision="int8", calibration_images=images, toolchain=toolchain)
-    assert toolchain.jobs == []
+        _build(bundle, precision=precision, toolchain=FakeToolchain())
 
 
 @pytest.mark.parametrize("kwargs", [{"max_batch": 0}, {"opt_classes": 0}, {"opt_classes": 257}, {"max_prompts": 0}])
 def test_profile_arguments_are_validated(bundle, kwargs):
     with pytest.raises(ValueError):
-        trt_build.build_engines(bundle, toolchain=FakeToolchain(), **kwargs)
+        _build(bundle, toolchain=FakeToolchain(), **kwargs)
 
 
 def test_build_without_tensorrt_raises_import_error_with_guidance(bundle, monkeypatch):
@@ -179,12 +181,23 @@ def test_build_without_tensorrt_raises_import_error_with_guidance(bundle, monkey
     assert "pypi.nvidia.com" in str(info.value)
 
 
-def test_tensorrt_8_5_is_refused(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.5.2.2"))
-    with pytest.raises(ImportError, match="LayerNormalization"):
+@pytest.mark.parametrize(
+    "version, why",
+    [("8.5.2.2", "too old"), ("8.6.1", "too old"), ("11.0.0.114", "not supported"), ("11.4.0.106", "not supported")],
+)
+def test_tensorrt_outside_10_x_is_refused_with_one_line(monkeypatch, version, why):
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=version))
+    with pytest.raises(ImportError) as info:
         trt_build.import_tensorrt()
-    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0.30"))
-    assert trt_build.import_tensorrt().__version__ == "10.3.0.30"
+    message = str(info.value)
+    assert "\n" not in message and why in message and version in message
+    assert 'pip install "tensorrt>=10,<11"' in message and "JetPack 6" in message
+
+
+@pytest.mark.parametrize("version", ["10.0.1.6", "10.3.0.30", "10.13.3.9"])
+def test_tensorrt_10_x_is_accepted(monkeypatch, version):
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=version))
+    assert trt_build.import_tensorrt().__version__ == version
 
 
 def test_import_does_not_import_tensorrt():
@@ -216,7 +229,7 @@ def test_missing_cuda_driver_gives_a_clear_error(monkeypatch):
 # ------------------------------------------------------------------------------------------------ cache behaviour
 def test_build_then_reuse_then_rebuild_on_changes(bundle):
     toolchain = FakeToolchain()
-    first = trt_build.build_engines(bundle, toolchain=toolchain)
+    first = _build(bundle, toolchain=toolchain)
     assert sorted(first) == ["head", "image", "text"] and len(toolchain.jobs) == 3
     for role, path in first.items():
         key, record = trt_build.read_engine_record(path)
@@ -224,21 +237,21 @@ def test_build_then_reuse_then_rebuild_on_changes(bundle):
         assert os.path.basename(os.path.dirname(path)) == key.digest()
         assert os.path.dirname(os.path.dirname(path)) == os.path.join(load_meta(bundle).path, Files.ENGINE_DIR)
 
-    assert trt_build.build_engines(bundle, toolchain=toolchain) == first and len(toolchain.jobs) == 3  # reused
-    trt_build.build_engines(bundle, opt_classes=50, toolchain=toolchain)
+    assert _build(bundle, toolchain=toolchain) == first and len(toolchain.jobs) == 3  # reused
+    _build(bundle, opt_classes=50, toolchain=toolchain)
     # C's opt changes the head and the prompt opt (opt_classes x templates), never the image encoder
     assert [job.role for job in toolchain.jobs[3:]] == ["head", "text"]
-    trt_build.build_engines(bundle, force=True, toolchain=toolchain)
+    _build(bundle, force=True, toolchain=toolchain)
     assert len(toolchain.jobs) == 8
 
     other_gpu = FakeToolchain(device=RTX)
-    moved = trt_build.build_engines(bundle, toolchain=other_gpu)
+    moved = _build(bundle, toolchain=other_gpu)
     assert len(other_gpu.jobs) == 3 and set(moved.values()).isdisjoint(first.values())
 
 
 def test_corrupted_or_mismatching_cached_engine_is_rebuilt(bundle):
     toolchain = FakeToolchain()
-    paths = trt_build.build_engines(bundle, toolchain=toolchain)
+    paths = _build(bundle, toolchain=toolchain)
     with open(paths["image"], "ab") as handle:
         handle.write(b"truncated/modified")
     record_path = os.path.join(os.path.dirname(paths["head"]), trt_build.ENGINE_RECORD)
@@ -247,7 +260,7 @@ def test_corrupted_or_mismatching_cached_engine_is_rebuilt(bundle):
     record["key"]["tensorrt_version"] = "10.0.0"  # stale record in the same directory
     with open(record_path, "w", encoding="utf-8") as handle:
         json.dump(record, handle)
-    trt_build.build_engines(bundle, toolchain=toolchain)
+    _build(bundle, toolchain=toolchain)
     assert sorted(job.role for job in toolchain.jobs[3:]) == ["head", "image"]
     meta = load_meta(bundle)
     head_key = trt_build.make_engine_key(meta, "head", "fp16", trt_build.axis_ranges(meta), "10.3.0", ORIN)
@@ -260,38 +273,13 @@ def test_modified_onnx_is_refused_at_build(bundle):
     with open(os.path.join(bundle, Files.HEAD), "ab") as handle:
         handle.write(b"edited")
     with pytest.raises(BundleError, match="corrupted or was modified"):
-        trt_build.build_engines(bundle, toolchain=FakeToolchain())
-
-
-def test_int8_applies_to_the_image_encoder_and_keys_the_calibration_set(bundle):
-    images = [np.full((20, 30, 3), value, np.uint8) for value in (0, 128)]
-    toolchain = FakeToolchain()
-    trt_build.build_engines(bundle, precision="int8", calibration_images=images, toolchain=toolchain)
-    precisions = {job.role: job.key.precision for job in toolchain.jobs}
-    assert precisions == {"image": "int8", "head": "fp16", "text": "fp16"}
-    image_job = next(job for job in toolchain.jobs if job.role == "image")
-    assert image_job.key.calibration_sha256 == trt_build.calibration_sha256(images)
-    other = [np.full((20, 30, 3), 7, np.uint8)]
-    trt_build.build_engines(bundle, precision="int8", calibration_images=other, toolchain=toolchain)
-    assert [job.role for job in toolchain.jobs[3:]] == ["image"]  # head/text fp16 engines are shared
-
-
-def test_calibration_batches_are_preprocessed_encoder_inputs(bundle):
-    pytest.importorskip("cv2", reason="calibration preprocessing resizes with OpenCV")
-    meta = load_meta(bundle)
-    image = np.zeros((40, 60, 3), np.uint8)
-    image[..., 0] = 255
-    batches = list(trt_build.calibration_batches([image], meta))
-    assert len(batches) == 1 and batches[0].shape == (1, 3, meta.image_size, meta.image_size)
-    assert batches[0].dtype == np.float32
-    expected_red = (255 - meta.mean[0]) / meta.std[0]
-    np.testing.assert_allclose(batches[0][0, 0, 5, 5], expected_red, rtol=1e-5)  # inside the image, not padding
+        _build(bundle, toolchain=FakeToolchain())
 
 
 # ------------------------------------------------------------------------------------------------ refusal
 def test_load_engine_refuses_a_mismatching_engine_before_touching_tensorrt(bundle, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    paths = trt_build.build_engines(bundle, toolchain=FakeToolchain(version="10.3.0", device=ORIN))
+    paths = _build(bundle, toolchain=FakeToolchain(version="10.3.0", device=ORIN))
     meta = load_meta(bundle)
     ranges = trt_build.axis_ranges(meta)
     expected = trt_build.make_engine_key(meta, "head", "fp16", ranges, "10.7.0", RTX)
@@ -306,7 +294,7 @@ def test_load_engine_refuses_a_mismatching_engine_before_touching_tensorrt(bundl
 
 
 def test_engine_sha_and_missing_record_are_refused(bundle):
-    paths = trt_build.build_engines(bundle, toolchain=FakeToolchain())
+    paths = _build(bundle, toolchain=FakeToolchain())
     key, _ = trt_build.read_engine_record(paths["text"])
     with open(paths["text"], "wb") as handle:
         handle.write(b"another engine")
@@ -318,15 +306,15 @@ def test_engine_sha_and_missing_record_are_refused(bundle):
 
 
 def test_check_engine_platform(bundle):
-    paths = trt_build.build_engines(bundle, toolchain=FakeToolchain())
+    paths = _build(bundle, toolchain=FakeToolchain())
     assert trt_build.check_engine_platform(paths["head"], "10.3.0", ORIN).graph == Files.HEAD
     with pytest.raises(EngineMismatchError, match="compute_capability"):
         trt_build.check_engine_platform(paths["head"], "10.3.0", DeviceInfo(ORIN.name, (7, 2)))
 
 
 def test_find_engines_picks_matching_engines_and_explains_misses(bundle):
-    built = trt_build.build_engines(bundle, max_batch=4, toolchain=FakeToolchain())
-    trt_build.build_engines(bundle, max_batch=1, toolchain=FakeToolchain())
+    built = _build(bundle, max_batch=4, toolchain=FakeToolchain())
+    _build(bundle, max_batch=1, toolchain=FakeToolchain())
     found = trt_build.find_engines(bundle, tensorrt_version="10.3.0", device=ORIN)
     assert found == built  # the largest profile wins
     with pytest.raises(EngineMismatchError, match="tensorrt_version='10.3.0' \\(need '10.7.0'\\)"):
@@ -364,9 +352,11 @@ def test_real_build_and_run_tiny_graph(tmp_path):
     meta["files"][Files.TEXT_ENCODER] = sha256_file(os.path.join(bundle, Files.TEXT_ENCODER))
     with open(meta_path, "w", encoding="utf-8") as handle:
         json.dump(meta, handle)
-    paths = trt_build.build_engines(bundle, precision="fp16", graphs=["text"], max_prompts=16)
+    # the gate needs every graph of a real bundle; this bundle's other graphs are fake (the gate is tested in
+    # test_accuracy_gate.py), so it is skipped here and the output is compared with numpy instead
+    paths = _build(bundle, precision="fp16", graphs=["text"], max_prompts=16)
     x = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
     with trt_build.TensorRTRunner(paths["text"]) as runner:
         y = runner.run({Names.TOKENS: x})[Names.TEXT_EMBEDDINGS]
     expected = np.exp(x) / np.exp(x).sum(-1, keepdims=True)
-    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)  # softmax is pinned to fp32
+    np.testing.assert_allclose(y, expected, rtol=2e-3, atol=1e-3)  # plain fp16: ~1e-3 relative (10-bit mantissa)

@@ -7,7 +7,7 @@ import torch
 from test_cliprc_helpers import make_tiny
 
 from zsseg_rt.models import CLIPRCLoss, zegclip_loss
-from zsseg_rt.models.cliprc import recovery_loss
+from zsseg_rt.models.cliprc.model import recovery_loss
 
 
 def test_recovery_loss_zero_when_the_decoder_returns_its_targets():

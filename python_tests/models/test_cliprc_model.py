@@ -7,7 +7,7 @@ import torch
 from test_cliprc_helpers import CLIPRC_TINY, make_tiny
 
 from zsseg_rt.models import CLIPRC, ZegCLIP, create_model, load_cliprc_config
-from zsseg_rt.models.cliprc_backbone import region_bridge_attention_mask
+from zsseg_rt.models.cliprc.backbone import region_bridge_attention_mask
 
 
 def _hand_mask(n: int, g: int, r: int) -> torch.Tensor:
@@ -251,7 +251,7 @@ def test_bad_images_and_vocabularies():
 def test_clip_weights_fill_towers_and_initialise_bridges(tmp_path):
     from safetensors.torch import save_file
 
-    from zsseg_rt.models.zegclip import build_clip
+    from zsseg_rt.models.zegclip.model import build_clip
 
     cfg = load_cliprc_config(CLIPRC_TINY)
     torch.manual_seed(5)

@@ -27,7 +27,7 @@ from zsseg_rt.models import (
     load_official_cliprc,
     load_official_zegclip,
 )
-from zsseg_rt.models.cliprc_official import _infer_config, official_checkpoint_family, official_cliprc_to_native_key
+from zsseg_rt.models.cliprc.official import _infer_config, official_checkpoint_family, official_cliprc_to_native_key
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +192,7 @@ def test_convert_detects_cliprc_and_native_roundtrip(tmp_path, official_file, so
 
 
 def test_load_official_any_dispatches_on_the_keys(official_file, source_model):
-    from zsseg_rt.models.cliprc_official import load_official_any
+    from zsseg_rt.models.cliprc.official import load_official_any
 
     model = load_official_any(official_file, config=CLIPRC_TINY)
     assert isinstance(model, CLIPRC)

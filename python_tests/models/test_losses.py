@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from zsseg_rt.models.losses import (
+from zsseg_rt.models.zegclip.losses import (
     ZegCLIPLoss,
     remap_labels_inductive,
     remap_labels_transductive,

@@ -21,7 +21,7 @@ from zsseg_rt.models import (
     load_official_zegclip,
     save_native,
 )
-from zsseg_rt.models.official import official_to_native_key
+from zsseg_rt.models.zegclip.official import official_to_native_key
 
 KEYS_FILE = Path(__file__).resolve().parents[1] / "data" / "reference" / "zegclip_official_keys.txt"
 
@@ -175,7 +175,7 @@ def test_missing_text_encoder_only_when_allowed(tmp_path, source_model):
 
 def test_config_inference_from_prompt_count(tmp_path):
     # full-size layout on the meta device is too big to save; check the inference helper directly
-    from zsseg_rt.models.official import _infer_config
+    from zsseg_rt.models.zegclip.official import _infer_config
 
     assert (
         _infer_config(

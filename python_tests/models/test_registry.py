@@ -94,10 +94,10 @@ def test_native_checkpoint_dirs_resolve(tmp_path):
 def test_register_family_extends_registry():
     entry = ModelFamily(
         name="zz_test_family",
-        config_class="zsseg_rt.models.config:ZegCLIPConfig",
-        model_class="zsseg_rt.models.zegclip:ZegCLIP",
-        load_config="zsseg_rt.models.config:load_zegclip_config",
-        create="zsseg_rt.models.factory:create_zegclip",
+        config_class="zsseg_rt.models.zegclip.config:ZegCLIPConfig",
+        model_class="zsseg_rt.models.zegclip.model:ZegCLIP",
+        load_config="zsseg_rt.models.zegclip.config:load_zegclip_config",
+        create="zsseg_rt.models.zegclip.model:create_zegclip",
     )
     from zsseg_rt.models import registry
 
@@ -117,7 +117,7 @@ def test_register_family_extends_registry():
 def test_one_base_config_holds_the_shared_fields():
     import dataclasses
 
-    from zsseg_rt.models.config import BaseModelConfig
+    from zsseg_rt.models.common.config import BaseModelConfig
 
     shared = {f.name for f in dataclasses.fields(BaseModelConfig)}
     assert {"clip_model", "image_size", "crop_size", "stride", "mean", "std", "class_names", "templates"} <= shared

@@ -120,7 +120,7 @@ def test_last_block_and_patches_match_reference(models, method):
 
 
 def test_neighbourhood_bias_matches_naclip_window():
-    from zsseg_rt.models.training_free import gaussian_neighbourhood_bias
+    from zsseg_rt.models.training_free.model import gaussian_neighbourhood_bias
 
     for (h, w), std in (((4, 4), 5.0), ((3, 5), 1.0)):
         got = torch.from_numpy(gaussian_neighbourhood_bias((h, w), std))
@@ -129,7 +129,7 @@ def test_neighbourhood_bias_matches_naclip_window():
 
 
 def test_gaussian_std_changes_naclip_and_only_naclip_accepts_it():
-    from zsseg_rt.models.training_free import DenseLastBlock
+    from zsseg_rt.models.training_free.model import DenseLastBlock
 
     with pytest.raises(ValueError, match="gaussian_std"):
         DenseLastBlock("qq", False, False, gaussian_std=1.0)
@@ -163,9 +163,9 @@ def test_stock_weights_load_and_positional_table_is_resized(tmp_path):
     from safetensors.torch import save_file
 
     from zsseg_rt.models import WeightsError, create_model
-    from zsseg_rt.models.training_free import resize_positional_embedding
-    from zsseg_rt.models.training_free_config import load_training_free_config
-    from zsseg_rt.models.zegclip import build_clip
+    from zsseg_rt.models.training_free.config import load_training_free_config
+    from zsseg_rt.models.training_free.model import resize_positional_embedding
+    from zsseg_rt.models.zegclip.model import build_clip
 
     torch.manual_seed(3)
     small = load_training_free_config(TINY_TF, image_size=32, crop_size=32, stride=16)  # grid 2x2
@@ -198,7 +198,7 @@ def test_stock_weights_load_and_positional_table_is_resized(tmp_path):
 
 def test_bundled_configs_follow_the_official_settings():
     from zsseg_rt.models import load_training_free_config
-    from zsseg_rt.models.training_free_config import training_free_config_path
+    from zsseg_rt.models.training_free.config import training_free_config_path
 
     expect = {  # crop, stride, short side, logit scale, attention, residual, ffn
         "maskclip-vitb16": (512, 341, 512, 100.0, "identity", True, True),
@@ -228,7 +228,7 @@ def test_bundled_configs_follow_the_official_settings():
 
 # ---------------------------------------------------------------------------------------------- post-processing
 def _dense_reference(logits, size, bg=None, area=None):
-    from zsseg_rt.models.training_free_infer import softmax_labels
+    from training_free_reference import softmax_labels
 
     up = F.interpolate(torch.from_numpy(logits), size=size, mode="bilinear", align_corners=False)
     labels, best = softmax_labels(up, bg, area)
@@ -275,11 +275,12 @@ def test_softmax_segment_matches_torch_reference_and_thresholds():
 @pytest.mark.parametrize("method", METHODS)
 def test_export_bundle_and_engine_match_torch(models, method, tmp_path):
     import cv2
+    from training_free_reference import slide_inference
 
     from zsseg_rt import Engine
     from zsseg_rt.bundle import load_meta
     from zsseg_rt.export.onnx_export import export_bundle
-    from zsseg_rt.models.training_free_infer import slide_inference
+    from zsseg_rt.models.training_free.infer import segment
 
     model = models[method]
     out = export_bundle(model, str(tmp_path / "bundle"), max_classes=8, verify_images=VOC_IMAGES[:1])
@@ -294,6 +295,10 @@ def test_export_bundle_and_engine_match_torch(models, method, tmp_path):
     result = engine(image)
     torch_engine = Engine(out, classes=names, backend="torch", model=model)(image)
     labels, scores = slide_inference(model, image, names, color_order="bgr", short_side=meta.image_size)
+    # the package's torch inference (through the one Postprocessor) against the independent torch transcription
+    own_labels, own_scores = segment(model, image, names, color_order="bgr", short_side=meta.image_size)
+    assert (own_labels == labels).mean() > 0.999
+    np.testing.assert_allclose(own_scores, scores, rtol=1e-4, atol=1e-5)
     assert result.labels.shape == image.shape[:2] and len(np.unique(labels)) > 1
     assert (result.labels == labels).mean() > 0.999 and (torch_engine.labels == labels).mean() > 0.999
     np.testing.assert_allclose(result.scores, scores, rtol=1e-4, atol=1e-5)  # probabilities, fp32 ORT vs torch
@@ -308,6 +313,7 @@ def test_engine_background_threshold(models, tmp_path):
     import cv2
 
     from zsseg_rt import Engine
+    from zsseg_rt.bundle import write_meta
     from zsseg_rt.export.onnx_export import export_bundle
 
     model = models["naclip"]
@@ -318,9 +324,8 @@ def test_engine_background_threshold(models, tmp_path):
     threshold = float(np.quantile(plain.scores, 0.5))
     with open(f"{out}/meta.json") as handle:
         meta = json.load(handle)
-    meta["postprocess"]["background_threshold"] = threshold  # meta.json itself is not hashed
-    with open(f"{out}/meta.json", "w") as handle:
-        json.dump(meta, handle)
+    meta["postprocess"]["background_threshold"] = threshold
+    write_meta(f"{out}/meta.json", meta)  # a deliberate edit: re-record meta.json's own hash
     thr = Engine(out, classes=names, backend="onnxruntime")(image)
     np.testing.assert_array_equal(thr.scores, plain.scores)
     np.testing.assert_array_equal(thr.labels, np.where(plain.scores < threshold, 0, plain.labels))

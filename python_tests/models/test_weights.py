@@ -10,8 +10,8 @@ import torch.nn as nn
 from zeg_helpers import TINY
 
 from zsseg_rt.models import WeightsError, create_model, load_config
-from zsseg_rt.models.backbone import resize_pos_embed_official
-from zsseg_rt.models.zegclip import build_clip
+from zsseg_rt.models.zegclip.backbone import resize_pos_embed_official
+from zsseg_rt.models.zegclip.model import build_clip
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_missing_file_and_offline_tag(monkeypatch):
 
 
 def test_official_openai_archives_are_recognised_by_their_published_hash(monkeypatch, tmp_path):
-    from zsseg_rt.models import weights
+    from zsseg_rt.models.common import weights
 
     hashes = weights._official_openai_archive_hashes()
     # ViT-B/16's archive, as published in OpenAI's download URL (and in open_clip's registry)

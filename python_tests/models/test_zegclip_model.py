@@ -183,7 +183,7 @@ def test_class_count_independence(tiny_model, tiny_images, tiny_text):
 
 
 def test_gradients_reach_only_prompts_and_head(tiny_images):
-    from zsseg_rt.models.losses import zegclip_loss
+    from zsseg_rt.models.zegclip.losses import zegclip_loss
 
     model = create_model(TINY)
     randomize_(model, seed=5)

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from zsseg_rt.bundle import BundleError, load_meta, sha256_file, verify_files
+from zsseg_rt.bundle import BundleError, load_meta, sha256_file, verify_files, write_meta
 from zsseg_rt.bundle.spec import BUNDLE_FORMAT_VERSION
 
 FILES = ("image_encoder.onnx", "head.onnx", "text_encoder.onnx", "tokenizer.json")
@@ -32,7 +32,7 @@ def _write_bundle(tmp_path, **over):
         "files": {name: sha256_file(str(tmp_path / name)) for name in FILES},
     }
     meta.update(over)
-    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    write_meta(str(tmp_path / "meta.json"), meta)
     return str(tmp_path)
 
 
@@ -80,3 +80,124 @@ def test_a_graph_missing_from_meta_files_is_refused(tmp_path):
     del meta.files["text_encoder.onnx"]
     with pytest.raises(BundleError, match=r"records no sha256 for \['text_encoder.onnx'\]"):
         verify_files(meta)
+
+
+# ---- issue 16 item 5: schema, meta.json's own hash, file names, external data, tokenizer -------------------
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("std", [1, 0, 1], r"std: expected 3 numbers, each a finite number > 0"),
+        ("std", [1, -1, 1], "std"),
+        ("mean", [0, 0], r"mean: expected a list of 3 numbers"),
+        ("patch_size", 0, r"patch_size: expected an integer in \[1,"),
+        ("patch_size", 5, "does not divide image_size"),
+        ("image_size", "64", "image_size: expected an integer"),
+        ("image_size", True, "image_size: expected an integer"),
+        ("context_length", 10**9, r"context_length: expected an integer in \[2, 4096\]"),
+        ("context_length", 1, "context_length"),
+        ("crop_size", 0, "crop_size"),
+        ("crop_size", 128, "larger than the graphs' input"),
+        ("stride", -3, "stride"),
+        ("embed_dim", 2.5, "embed_dim"),
+        ("max_classes", 0, "max_classes"),
+        ("seen_class_names", "cat", r"seen_class_names: expected a list of strings"),
+        ("seen_class_names", ["cat", 3], "seen_class_names"),
+        ("templates", [], "templates: expected a non-empty list"),
+        ("templates", ["a photo"], "templates: expected prompt templates"),
+        ("calibration_bias", float("nan"), "calibration_bias: expected a finite number"),
+        ("test_scale", [None, 0], "test_scale"),
+        ("postprocess", {"activation": "relu"}, "activation 'sigmoid' or 'softmax'"),
+        ("architecture", [], "architecture: expected an object"),
+        ("files", {"head.onnx": "xyz"}, "64 lower-case hex digits"),
+    ],
+)
+def test_meta_schema_violations_are_named(tmp_path, field, value, match):
+    with pytest.raises(BundleError, match=r"meta.json' is malformed: .*" + match):
+        load_meta(_write_bundle(tmp_path, **{field: value}))
+
+
+@pytest.mark.parametrize("name", ["../outside.onnx", "/etc/passwd", "a/../../b", "sub\\x.onnx", "", "./x"])
+def test_file_names_must_stay_inside_the_bundle(tmp_path, name):
+    bundle = _write_bundle(tmp_path)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    meta["files"][name] = "0" * 64
+    write_meta(str(tmp_path / "meta.json"), meta)
+    with pytest.raises(BundleError, match="plain relative path|relative to the bundle|non-empty"):
+        load_meta(bundle)
+
+
+def test_tampered_meta_is_detected_by_its_own_hash(tmp_path):
+    bundle = _write_bundle(tmp_path)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    meta["calibration_bias"] = 0.5  # a plausible edit the file hashes would not catch
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="was modified after export.*meta_sha256"):
+        load_meta(bundle)
+    del meta["meta_sha256"]  # removing the hash does not help: verification requires it
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="records no meta_sha256"):
+        verify_files(load_meta(bundle))
+
+
+def test_symlink_leaving_the_bundle_is_refused(tmp_path):
+    outside = tmp_path / "secret.onnx"
+    outside.write_bytes(b"bytes of head.onnx")
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    _write_bundle(bundle)
+    os.remove(bundle / "head.onnx")
+    os.symlink(outside, bundle / "head.onnx")  # same bytes, same hash: only the location is wrong
+    meta = load_meta(str(bundle))
+    with pytest.raises(BundleError, match="outside the bundle"):
+        verify_files(meta)
+    with pytest.raises(BundleError, match="outside the bundle"):
+        meta.file("head.onnx")
+
+
+def test_fifo_is_refused_without_hanging(tmp_path):
+    bundle = _write_bundle(tmp_path)
+    os.remove(tmp_path / "head.onnx")
+    os.mkfifo(tmp_path / "head.onnx")  # opening it for reading would block forever
+    meta = load_meta(bundle)
+    with pytest.raises(BundleError, match="not a regular file"):
+        verify_files(meta)
+    os.remove(tmp_path / "meta.json")
+    os.mkfifo(tmp_path / "meta.json")
+    with pytest.raises(BundleError, match="not a regular file"):
+        load_meta(bundle)
+
+
+def test_unhashed_files_such_as_external_data_are_refused(tmp_path):
+    bundle = _write_bundle(tmp_path)
+    (tmp_path / "image_encoder.onnx.data").write_bytes(b"weights")  # ONNX external data ORT would load
+    with pytest.raises(BundleError, match=r"records no sha256 for: \['image_encoder.onnx.data'\]"):
+        verify_files(load_meta(bundle))
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    meta["files"]["image_encoder.onnx.data"] = sha256_file(str(tmp_path / "image_encoder.onnx.data"))
+    write_meta(str(tmp_path / "meta.json"), meta)
+    verify_files(load_meta(bundle))  # listed: verified like the graphs
+    (tmp_path / "image_encoder.onnx.data").write_bytes(b"weightz")
+    with pytest.raises(BundleError, match="image_encoder.onnx.data.*corrupted"):
+        verify_files(load_meta(bundle))
+    (tmp_path / "engines").mkdir()  # TensorRT engines built on the device are not part of the export
+    (tmp_path / "engines" / "x.plan").write_bytes(b"plan")
+
+
+def test_garbage_tokenizer_names_its_file(tmp_path):
+    from zsseg_rt.bundle.tokenizer import ClipTokenizer
+
+    path = tmp_path / "tokenizer.json"
+    path.write_text("{garbage")
+    with pytest.raises(BundleError, match="tokenizer.json' is not a valid tokenizer file"):
+        ClipTokenizer(str(path))
+
+
+def test_exported_bundle_is_signed_complete_and_readable_by_others(tiny_bundle):
+    import stat
+
+    meta = load_meta(tiny_bundle)
+    verify_files(meta)
+    assert "meta_sha256" in meta.raw and set(meta.files) >= set(FILES)
+    assert stat.S_IMODE(os.stat(tiny_bundle).st_mode) == 0o755
+    for name in os.listdir(tiny_bundle):
+        assert stat.S_IMODE(os.stat(os.path.join(tiny_bundle, name)).st_mode) == 0o644, name

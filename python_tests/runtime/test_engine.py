@@ -43,7 +43,7 @@ def test_result_types_and_sizes(engine):
 def test_onnxruntime_equals_torch_backend_and_model_predict(tiny_bundle):
     pytest.importorskip("torch")
     from zsseg_rt.models import load_native
-    from zsseg_rt.models.predict import predict
+    from zsseg_rt.models.common.predict import predict
 
     image = _photo("2011_000025.jpg")
     ort_engine = Engine(tiny_bundle, classes=VOCAB10, backend="onnxruntime")
@@ -280,7 +280,7 @@ def test_elongated_image_follows_the_official_min_size_resize(tmp_path):
 
     from zsseg_rt.export.onnx_export import export_bundle
     from zsseg_rt.models import load_official_zegclip
-    from zsseg_rt.models.predict import predict
+    from zsseg_rt.models.common.predict import predict
 
     model = load_official_zegclip(
         GOLDEN / "zegclip_tiny" / "official_tiny.safetensors",

@@ -12,7 +12,8 @@ A bundle is a directory::
 Tensor and file names are spelled in ``spec`` and nowhere else.
 """
 
-from .meta import BundleError, BundleMeta, load_meta, sha256_file, verify_files
+from .meta import BundleError, BundleMeta, bundle_file, check_bundle_integrity, load_meta, sha256_file, verify_files
+from .schema import canonical_meta_sha256, check_meta_schema, write_meta
 from .spec import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, Names, default_graph_io, graph_io
 
 __all__ = [
@@ -23,8 +24,13 @@ __all__ = [
     "default_graph_io",
     "graph_io",
     "BundleError",
+    "bundle_file",
+    "canonical_meta_sha256",
+    "check_meta_schema",
+    "write_meta",
     "BundleMeta",
     "load_meta",
     "sha256_file",
     "verify_files",
+    "check_bundle_integrity",
 ]

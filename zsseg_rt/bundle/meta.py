@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from .schema import META_HASH_FIELD, SchemaError, canonical_meta_sha256, check_file_name, check_meta_schema
 from .spec import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, graph_io
+
+MAX_META_BYTES = 16 << 20  # a meta.json larger than this is refused before it is parsed
 
 
 def normalize_class_name(name: str) -> str:
@@ -87,7 +91,9 @@ class BundleMeta:
         return side, side
 
     def file(self, name: str) -> str:
-        return os.path.join(self.path, name)
+        """The path of bundle file ``name``, checked: inside the bundle (also after following symlinks) and a
+        regular file when it exists (a FIFO or device would hang or flood a load). Raises BundleError."""
+        return bundle_file(self.path, name)
 
     def class_bias(self, class_names: Sequence[str]) -> List[float]:
         """Per-class calibration: ``calibration_bias`` for names that were seen in training, else 0.
@@ -121,50 +127,145 @@ _REQUIRED = (
 )
 
 
+def bundle_file(bundle_dir: str, name: str, must_exist: bool = False) -> str:
+    """``bundle_dir/name`` after checking that it cannot leave the bundle or hang a reader.
+
+    Args:
+        bundle_dir: the bundle directory; name: a relative file name as recorded in meta.json.
+        must_exist: raise when the file is missing (otherwise the caller reports it).
+    Returns:
+        the path (not resolved: symlinks inside the bundle are allowed).
+    Raises:
+        BundleError: an absolute name or one with ``..``; a symlink resolving outside the bundle; something
+            that is not a regular file (directory, FIFO, device, socket); missing when ``must_exist``.
+    """
+    try:
+        check_file_name(name)
+    except SchemaError as exc:
+        raise BundleError(f"bundle {bundle_dir!r}: {exc}") from None
+    path = os.path.join(bundle_dir, name)
+    root = os.path.realpath(bundle_dir)
+    real = os.path.realpath(path)
+    if os.path.commonpath([root, real]) != root:
+        raise BundleError(f"bundle file {path!r} resolves to {real!r}, outside the bundle {root!r}; refusing it")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if must_exist:
+            raise BundleError(f"bundle file {path!r} is missing (re-run `zsseg export`)") from None
+        return path
+    except OSError as exc:
+        raise BundleError(f"cannot stat bundle file {path!r}: {exc}") from exc
+    if not stat.S_ISREG(mode):
+        raise BundleError(f"bundle file {path!r} is not a regular file (a directory, FIFO or device); refusing it")
+    return path
+
+
+def _read_meta_json(meta_path: str) -> Any:
+    try:
+        info = os.stat(meta_path)
+    except OSError as exc:
+        raise BundleError(f"cannot read {meta_path!r}: {exc}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise BundleError(f"{meta_path!r} is not a regular file (a directory, FIFO or device); refusing it")
+    if info.st_size > MAX_META_BYTES:
+        raise BundleError(f"{meta_path!r} is {info.st_size} bytes, more than {MAX_META_BYTES}: not a bundle's meta")
+    try:
+        with open(meta_path, "r", encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise BundleError(f"cannot read {meta_path!r}: {exc}") from exc
+
+
 def load_meta(bundle_dir: str) -> BundleMeta:
-    """Parse ``bundle_dir/meta.json`` and check its format (not the file hashes: see ``verify_files``)."""
+    """Parse ``bundle_dir/meta.json`` and check it against the schema (``bundle.schema``: types and ranges of
+    every field, file names inside the bundle) and, when recorded, its own hash ``meta_sha256``. The other
+    files' hashes are checked by ``verify_files``.
+
+    Raises:
+        BundleError naming the file and every malformed field.
+    """
     meta_path = os.path.join(bundle_dir, Files.META)
     if not os.path.isdir(bundle_dir):
         raise BundleError(f"bundle directory not found: {bundle_dir!r}; create one with `zsseg export`")
-    if not os.path.isfile(meta_path):
+    if not os.path.lexists(meta_path):
         raise BundleError(f"{meta_path!r} is missing: {bundle_dir!r} is not a complete bundle (re-run `zsseg export`)")
-    try:
-        with open(meta_path, "r", encoding="utf-8") as handle:
-            raw = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"cannot read {meta_path!r}: {exc}") from exc
-    missing = [key for key in _REQUIRED if key not in raw]
-    if missing:
-        raise BundleError(f"{meta_path!r} lacks required fields {missing}; re-export the bundle")
-    if raw["format_version"] != BUNDLE_FORMAT_VERSION:
+    bundle_file(bundle_dir, Files.META)  # inside the bundle, a regular file
+    raw = _read_meta_json(meta_path)
+    if isinstance(raw, dict) and "format_version" in raw and raw["format_version"] != BUNDLE_FORMAT_VERSION:
         raise BundleError(
-            f"bundle format {raw['format_version']} is not supported by this zsseg_rt (expects "
+            f"bundle format {raw['format_version']!r} is not supported by this zsseg_rt (expects "
             f"{BUNDLE_FORMAT_VERSION}); re-export the bundle with this version"
+        )
+    problems = check_meta_schema(raw)
+    if problems:
+        raise BundleError(f"{meta_path!r} is malformed: {'; '.join(problems)}; re-export the bundle")
+    recorded = raw.get(META_HASH_FIELD)
+    if recorded is not None and recorded != canonical_meta_sha256(raw):
+        raise BundleError(
+            f"{meta_path!r} was modified after export: its content does not match its recorded {META_HASH_FIELD} "
+            f"{recorded}; re-export the bundle (or re-sign a deliberate edit with zsseg_rt.bundle.schema.write_meta)"
         )
     kwargs = {key: raw[key] for key in _REQUIRED}
     return BundleMeta(path=os.path.abspath(bundle_dir), raw=raw, **kwargs)
 
 
+def _unlisted_files(meta: BundleMeta) -> List[str]:
+    """Files in the bundle (outside ``engines/``) that meta.json does not hash: an ONNX graph could load them as
+    external data unverified."""
+    found = []
+    for folder, dirs, files in os.walk(meta.path):
+        rel_dir = os.path.relpath(folder, meta.path)
+        if rel_dir == ".":
+            dirs[:] = [d for d in dirs if d != Files.ENGINE_DIR]
+        for name in files:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+            if rel != Files.META and rel not in meta.files:
+                found.append(rel)
+    return sorted(found)
+
+
+def check_bundle_integrity(meta: BundleMeta) -> None:
+    """What must hold before any file hash means anything: meta.json records its own hash (so a modified meta.json
+    cannot pass), records a sha256 for every file the runtime opens, and no file of the bundle (outside
+    ``engines/``; e.g. ONNX external data) is unhashed.
+
+    Raises:
+        BundleError saying what is missing and what to do.
+    """
+    if META_HASH_FIELD not in meta.raw:
+        raise BundleError(
+            f"meta.json of {meta.path!r} records no {META_HASH_FIELD}, so a modified meta.json would pass; "
+            "re-export the bundle with this zsseg_rt (or Engine(..., verify=False) to skip all checks)"
+        )
+    # every file the runtime opens must be covered, not only those meta.json happens to list
+    required = sorted(set(GRAPH_FILES.values()) | {Files.TOKENIZER})
+    unlisted = [name for name in required if name not in meta.files]
+    if unlisted:
+        raise BundleError(f"meta.json of {meta.path!r} records no sha256 for {unlisted}; re-export the bundle")
+    extra = _unlisted_files(meta)
+    if extra:
+        raise BundleError(
+            f"bundle {meta.path!r} holds files that meta.json records no sha256 for: {extra[:10]} (an ONNX "
+            "graph could load them as external data unverified); remove them or re-export the bundle"
+        )
+
+
 def verify_files(meta: BundleMeta, names: Optional[Sequence[str]] = None) -> None:
-    """Check that the bundle's files exist and match the sha256 recorded in ``meta.json``.
+    """Check that the bundle's files exist and match the sha256 recorded in ``meta.json``; with ``names`` None
+    also that meta.json records its own hash and that no file of the bundle (e.g. ONNX external data) is unhashed.
 
     Raises:
         BundleError naming the file, the expected and the actual hash.
     """
     if names is None:
-        # every file the runtime opens must be covered, not only those meta.json happens to list
-        required = sorted(set(GRAPH_FILES.values()) | {Files.TOKENIZER})
-        unlisted = [name for name in required if name not in meta.files]
-        if unlisted:
-            raise BundleError(f"meta.json of {meta.path!r} records no sha256 for {unlisted}; re-export the bundle")
-        names = sorted(set(meta.files) | set(required))
+        check_bundle_integrity(meta)
+        names = sorted(set(meta.files) | set(GRAPH_FILES.values()) | {Files.TOKENIZER})
     for name in names:
         expected = meta.files.get(name)
         if expected is None:
             raise BundleError(f"meta.json of {meta.path!r} records no hash for {name!r}")
-        path = meta.file(name)
-        if not os.path.isfile(path):
-            raise BundleError(f"bundle file {path!r} is missing (re-run `zsseg export`)")
+        path = bundle_file(meta.path, name, must_exist=True)
         actual = sha256_file(path)
         if actual != expected:
             raise BundleError(

@@ -70,7 +70,15 @@ class ClipTokenizer:
 
     def __init__(self, tokenizer_json: str, context_length: int = 77):
         tk = _tokenizers()
-        self._tok = tk.Tokenizer.from_file(tokenizer_json)
+        try:
+            self._tok = tk.Tokenizer.from_file(tokenizer_json)
+        except Exception as exc:  # noqa: BLE001 - the tokenizers library raises its own untyped Exception
+            from .meta import BundleError
+
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise BundleError(
+                f"{tokenizer_json!r} is not a valid tokenizer file ({reason}); re-export the bundle"
+            ) from None
         self.context_length = int(context_length)
         self.sot_id = self._tok.token_to_id(SOT_TOKEN)
         self.eot_id = self._tok.token_to_id(EOT_TOKEN)
@@ -96,9 +104,7 @@ class ClipTokenizer:
 
 
 def expand_templates(class_names: Iterable[str], templates: Sequence[str]) -> List[str]:
-    """``[c0 t0, c0 t1, ..., c1 t0, ...]``: every template filled with every class name (class-major)."""
-    prompts = []
-    for name in class_names:
-        for template in templates:
-            prompts.append(template.format(name) if "{}" in template else template.replace("{c}", name))
-    return prompts
+    """``[c0 t0, c0 t1, ..., c1 t0, ...]``: every template filled with every class name (class-major).
+
+    Templates hold exactly one ``{}`` (checked by ``zsseg_rt.pipeline.vocabulary.validate_templates``)."""
+    return [template.format(name) for name in class_names for template in templates]

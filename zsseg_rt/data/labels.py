@@ -6,6 +6,7 @@ official ``_visiable_mask`` (inductive) and ``_visiable_mask_st`` (transductive)
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Sequence
 
 import numpy as np
@@ -33,9 +34,18 @@ class CorruptFileError(IOError):
 
 
 def read_image(path: str) -> np.ndarray:
-    """``[H, W, 3]`` uint8 RGB. Raises :class:`CorruptFileError` when the file cannot be decoded."""
+    """``[H, W, 3]`` uint8 RGB. Raises :class:`CorruptFileError` when the file cannot be decoded or has more pixels
+    than the limit of ``zsseg_rt.image_io`` (``$ZSSEG_MAX_PIXELS``, default 40 MP; checked before decoding)."""
     import cv2
 
+    from zsseg_rt.image_io import ImageReadError, check_frame_size, image_size
+
+    if path and os.path.isfile(path):  # refuse from the header, before decoding: see zsseg_rt.image_io
+        try:
+            width, height = image_size(path)
+            check_frame_size(width, height, what=f"image {path!r}")
+        except ImageReadError as exc:
+            raise CorruptFileError(str(exc)) from None
     data = np.fromfile(path, dtype=np.uint8) if path else np.zeros(0, np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:

@@ -83,7 +83,7 @@ def resolve_classes(class_names: Sequence[str], refs: Sequence[Union[int, str]])
 
 def _class_names(ref) -> List[str]:
     if isinstance(ref, str):
-        from zsseg_rt.models.config import load_class_names  # the model package's vocabulary files
+        from zsseg_rt.models.common.config import load_class_names  # the model package's vocabulary files
 
         return load_class_names(ref)
     return [str(n) for n in ref]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import List, Optional
 
 __all__ = ["add_eval_command", "main"]
@@ -18,23 +19,48 @@ def _split_list(text: Optional[str]):
 def _run(args: argparse.Namespace) -> int:
     from zsseg_rt.data import build_dataset
 
-    from .evaluate import evaluate, save_json
-    from .metrics import format_table
+    from .evaluate import evaluate
 
     if args.dataset_config:
         with open(args.dataset_config, "r", encoding="utf-8") as f:
             spec = json.load(f)
     else:
         if args.dataset is None:
-            raise SystemExit("give --dataset {voc,coco_stuff,context59,ade150,folder,synthetic} or --dataset-config")
+            raise SystemExit(
+                "zsseg eval: error: give --dataset {voc,coco_stuff,context59,ade150,folder,synthetic} or --dataset-config"
+            )
         spec = {"type": args.dataset}
         if args.data_root:
             spec["root"] = args.data_root
         if args.split:
             spec["split"] = args.split
+    if args.max_pixels is not None:  # dataset images are read with zsseg_rt.image_io's limit, from the environment
+        from zsseg_rt.image_io import MAX_PIXELS_ENV, max_pixels_limit
+
+        os.environ[MAX_PIXELS_ENV] = str(max_pixels_limit(args.max_pixels))
     spec["on_corrupt"] = "skip" if args.skip_corrupt else "raise"
     if args.ignore_bad_labels:
         spec["on_bad_label"] = "ignore"
+    if args.ray:  # the same evaluation on a Ray Data actor pool (zsseg_rt.scale): identical metrics
+        from zsseg_rt.scale import init_ray
+        from zsseg_rt.scale.parallel_eval import evaluate_parallel
+
+        init_ray(args.address)
+        metrics = evaluate_parallel(
+            args.checkpoint,
+            spec,
+            mode=args.mode,
+            text_embeddings=args.text_embeddings,
+            unseen=_split_list(args.unseen),
+            device=args.device,
+            backend=args.backend,
+            limit=args.limit,
+            workers=args.workers,
+            gpus_per_worker=args.gpus_per_worker,
+            cpus_per_worker=args.cpus_per_worker,
+            progress=not args.no_progress,
+        )
+        return _report(metrics, args)
     ds = build_dataset(spec)
     metrics = evaluate(
         args.checkpoint,
@@ -47,6 +73,13 @@ def _run(args: argparse.Namespace) -> int:
         limit=args.limit,
         progress=not args.no_progress,
     )
+    return _report(metrics, args)
+
+
+def _report(metrics, args: argparse.Namespace) -> int:
+    from .evaluate import save_json
+    from .metrics import format_table
+
     print(format_table(metrics, per_class=not args.no_per_class))
     print(f"{metrics['images']} images ({metrics['skipped']} skipped), mode {metrics['mode']}, {metrics['source']}")
     if args.json:
@@ -89,8 +122,20 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help="bundle backend: auto, onnxruntime, tensorrt, torch")
     p.add_argument("--skip-corrupt", action="store_true", help="skip undecodable files (counted) instead of failing")
     p.add_argument("--ignore-bad-labels", action="store_true", help="treat out-of-range label values as ignore")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse (or with --skip-corrupt skip) images with more pixels than this, checked before decoding "
+        "(default: $ZSSEG_MAX_PIXELS or 40000000; 0 = no limit)",
+    )
     p.add_argument("--no-per-class", action="store_true", help="print only the summary line")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--ray", action="store_true", help="evaluate on a Ray Data actor pool (zsseg_rt.scale)")
+    p.add_argument("--workers", type=int, default=1, help="(--ray) actors, one model/Engine each")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="(--ray) GPUs per actor")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="(--ray) CPUs per actor")
+    p.add_argument("--address", default=None, help="(--ray) Ray cluster address (default: a local one, 127.0.0.1)")
     p.set_defaults(func=_run)
     return p
 
@@ -100,4 +145,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_eval_command(sub)
     args = parser.parse_args(["eval"] + list(argv if argv is not None else __import__("sys").argv[1:]))
-    return args.func(args)
+    from zsseg_rt.cli_errors import run_command
+
+    return run_command(args.func, args)

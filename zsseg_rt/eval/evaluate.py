@@ -2,7 +2,7 @@
 
 Every image is segmented with the shared test-time pipeline (``zsseg_rt.pipeline``: keep-ratio rescale,
 ImageNet normalisation, sliding windows or the whole image, calibrated scores averaged, resized to the
-original size, argmax) — through :func:`zsseg_rt.models.predict.predict` for PyTorch models and
+original size, argmax) — through :func:`zsseg_rt.models.common.predict.predict` for PyTorch models and
 ``zsseg_rt.Engine`` for bundles — over ALL classes of the dataset's vocabulary jointly, and compared with the
 ground truth at the original resolution.
 
@@ -72,7 +72,7 @@ class Segmenter:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         if self.kind == "bundle":
             return self.obj(rgb, color_order="rgb").labels
-        from zsseg_rt.models.predict import predict
+        from zsseg_rt.models.common.predict import predict
 
         labels, _ = predict(
             self.obj,
@@ -164,7 +164,7 @@ def evaluate(
         obj = checkpoint
     text = None
     if isinstance(text_embeddings, (str, Path)):
-        from zsseg_rt.models.text import load_text_embeddings
+        from zsseg_rt.models.common.text import load_text_embeddings
 
         text = np.asarray(load_text_embeddings(str(text_embeddings)), dtype=np.float32)
     elif text_embeddings is not None:

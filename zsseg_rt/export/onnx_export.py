@@ -18,10 +18,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, default_graph_io, sha256_file
+from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, default_graph_io, sha256_file, write_meta
 from zsseg_rt.bundle.tokenizer import build_tokenizer_json
 
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph, image_output_names
+from .overwrite import check_export_destination, replace_directory
 from .verify import verify_bundle
 
 DEFAULT_OPSET = 18
@@ -198,18 +199,21 @@ def export_bundle(
         max_classes: the largest vocabulary the bundle (and its TensorRT profile) accepts; >= 1.
         opset: ONNX opset (>= 17 so LayerNormalization is a native op for TensorRT).
         source: path of the checkpoint the model came from (recorded; used by the torch backend).
-        overwrite: replace an existing bundle.
+        overwrite: replace an existing bundle (only a directory holding nothing but a bundle written by this
+            function; never a file, a link, another directory or one that contains ``source``: see
+            ``zsseg_rt.export.overwrite``).
         verify_images: real photos used (with random inputs) by the ORT-vs-PyTorch check.
     Raises:
         ExportError when a check fails; the destination is left untouched.
+        OverwriteRefused (a FileExistsError) when the destination may not be written.
     """
     if opset < 17:
         raise ValueError(f"opset must be >= 17 (native LayerNormalization for TensorRT), got {opset}")
     if max_classes < 1:
         raise ValueError(f"max_classes must be >= 1, got {max_classes}")
     out_dir = os.path.abspath(out_dir)
-    if os.path.exists(out_dir) and not overwrite:
-        raise FileExistsError(f"{out_dir!r} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    sources = [source, *verify_images]
+    check_export_destination(out_dir, overwrite, sources)  # before any work: refuse what must not be replaced
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     model = model.eval().float().cpu()
@@ -220,35 +224,36 @@ def export_bundle(
         build_tokenizer_json(tok.encoder, tok.bpe_ranks, os.path.join(tmp, Files.TOKENIZER))
         meta = build_meta(model, max_classes, opset, source, extra_meta or {})
         meta["tensorrt_compatibility"] = tensorrt_compatibility(tmp)
-        meta["files"] = {
-            name: sha256_file(os.path.join(tmp, name))
-            for name in (Files.IMAGE_ENCODER, Files.HEAD, Files.TEXT_ENCODER, Files.TOKENIZER)
-        }
-        _write_json(os.path.join(tmp, Files.META), meta)
+        meta["files"] = _hash_bundle_files(tmp)  # every file, ONNX external data included
+        write_meta(os.path.join(tmp, Files.META), meta)  # with meta_sha256 over meta.json itself
         report = verify_bundle(tmp, model, verify_images)
         meta["verification"] = report
-        _write_json(os.path.join(tmp, Files.META), meta)
+        write_meta(os.path.join(tmp, Files.META), meta)
+        _make_readable(tmp)
         if not report["passed"]:
             raise ExportError(f"ONNX Runtime does not reproduce PyTorch: {json.dumps(report, indent=1)}")
-        _replace_dir(tmp, out_dir)
+        check_export_destination(out_dir, overwrite, sources)  # again: the destination may have changed meanwhile
+        replace_directory(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
 
 
-def _write_json(path: str, data: Dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=False)
-        handle.write("\n")
+def _hash_bundle_files(folder: str) -> Dict[str, str]:
+    """sha256 of every file in a fresh bundle except meta.json, by relative ``/``-separated name."""
+    hashes = {}
+    for root, _, names in os.walk(folder):
+        for name in sorted(names):
+            rel = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+            if rel != Files.META:
+                hashes[rel] = sha256_file(os.path.join(root, name))
+    return dict(sorted(hashes.items()))
 
 
-def _replace_dir(src: str, dst: str) -> None:
-    """Move ``src`` to ``dst``, replacing an existing ``dst`` only once ``src`` is complete."""
-    if os.path.exists(dst):
-        old = dst + ".old-" + os.path.basename(src)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
+def _make_readable(folder: str) -> None:
+    """Directories 0755 and files 0644 (``mkdtemp`` creates 0700: other users could not read the bundle)."""
+    for root, _, names in os.walk(folder):
+        os.chmod(root, 0o755)
+        for name in names:
+            os.chmod(os.path.join(root, name), 0o644)

@@ -1,13 +1,22 @@
 """TensorRT engines from an export bundle: build (TensorRT Python API, no trtexec) and cache. Loading and running
 engines lives on the runtime side (:mod:`zsseg_rt.runtime.tensorrt`, re-exported here).
 
-Supported: TensorRT 10.x (JetPack 6.1+ and NVIDIA's desktop wheels). TensorRT 8.x (JetPack 5: 8.5, JetPack 6.0:
-8.6) is refused with a clear message: bundles are exported at ONNX opset 18 (native LayerNormalization), beyond
-what those parsers accept.
+Supported: TensorRT 10.x (JetPack 6.1+ and NVIDIA's desktop wheels, `pip install "tensorrt>=10,<11"`). TensorRT 8.x
+(JetPack 5: 8.5, JetPack 6.0: 8.6) is refused with a clear message: bundles are exported at ONNX opset 18 (native
+LayerNormalization), beyond what those parsers accept. TensorRT 11+ is refused too: it removed the fp16/int8
+builder flags and precision constraints this builder uses (weakly typed networks).
+
+Precision policy: "fp16" is plain fp16 (the ONNX importer computes opset-17+ LayerNormalization in fp32 by itself)
+with only the sum of squares of each L2 normalisation (ReduceL2 = square -> sum -> sqrt) preferred in fp32: it is the
+one place where a value grows with the square of the features (x*x overflows fp16 once |x| > 255.9, the sum once
+||x|| > 255.9). "fp16-pinned" is the former recipe (LayerNorm/Softmax/reductions pinned to fp32 with
+OBEY_PRECISION_CONSTRAINTS), "fp32" the reference, "int8" explicit quantisation only (Q/DQ nodes in the graph). Every
+build then passes the accuracy gate (:mod:`zsseg_rt.export.accuracy_gate`) before its engines are used.
 
 ``import tensorrt`` happens inside functions, so this module imports anywhere; calls that need TensorRT raise an
 ``ImportError`` with install guidance. Engines live in ``<bundle>/engines/<key>/`` where ``key`` hashes
-(graph, ONNX sha256 from meta.json, precision, shape profile, TensorRT version, GPU name, compute capability);
+(graph, ONNX sha256 from meta.json, precision, shape profile, TensorRT version, GPU name, compute capability,
+multiprocessor count, total memory);
 an ``engine.json`` beside each engine records those fields, and an engine whose record does not match this
 machine is rebuilt (``build_engines``) or refused (``load_engine``, ``find_engines``), never used silently.
 """
@@ -16,12 +25,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
 
-import numpy as np
-
-from zsseg_rt.bundle import load_meta, verify_files
+from zsseg_rt.bundle import BundleMeta, load_meta
+from zsseg_rt.pipeline.preprocess import rescaled_size, sliding_windows
 from zsseg_rt.runtime.cuda_driver import CudaDriver, DeviceInfo
 from zsseg_rt.runtime.engine_cache import (  # noqa: F401  (re-exported: the engine-cache API lives here too)
     BUILD_RECIPE_VERSION,
@@ -37,9 +46,8 @@ from zsseg_rt.runtime.engine_cache import (  # noqa: F401  (re-exported: the eng
     Shape,
     _atomic_write,
     _cached_engine_problem,
+    accuracy_gate_problem,
     axis_ranges,
-    calibration_batches,
-    calibration_sha256,
     check_engine,
     check_engine_platform,
     dynamic_input_axes,
@@ -47,19 +55,22 @@ from zsseg_rt.runtime.engine_cache import (  # noqa: F401  (re-exported: the eng
     graph_precision,
     graph_profile,
     make_engine_key,
-    preprocess_calibration_image,
     profile_shapes,
     read_engine_record,
+    record_accuracy_gate,
     validate_precision,
     write_engine_record,
 )
+from zsseg_rt.runtime.file_verification import verify_bundle_files
 from zsseg_rt.runtime.tensorrt import (  # noqa: F401  (re-exported: the builder's public API includes the runner)
     INSTALL_HINT,
+    MAX_TENSORRT,
     MIN_TENSORRT,
     TensorRTRunner,
     _engine_root,
     _parse_version,
     _roles,
+    check_tensorrt_version,
     find_engines,
     import_tensorrt,
     load_engine,
@@ -81,8 +92,6 @@ class BuildJob:
     ranges: Dict[str, AxisRange]
     workspace_bytes: Optional[int] = None
     timing_cache_path: Optional[str] = None
-    calibration: Optional[Callable[[], Iterator[np.ndarray]]] = None  # int8: yields [1, 3, S, S] float32
-    calibration_cache_path: Optional[str] = None
 
 
 def _fp32_sensitive(layer, trt) -> bool:
@@ -105,7 +114,7 @@ def _is_float_layer(layer, trt) -> bool:
 
 
 def keep_numerics_in_fp32(network, trt, hops: int = 2) -> List[str]:
-    """Pin LayerNorm (native or decomposed), Softmax and L2-normalisation layers to fp32.
+    """The "fp16-pinned" recipe: pin LayerNorm (native or decomposed), Softmax and L2-normalisation layers to fp32.
 
     The decomposed forms (ReduceMean/Pow/Sqrt/Div, x / ||x||) are found by marking reductions, Pow and Sqrt and
     then the elementwise/activation layers up to ``hops`` consumers downstream of a reduction or Sqrt (x - mean,
@@ -130,11 +139,57 @@ def keep_numerics_in_fp32(network, trt, hops: int = 2) -> List[str]:
                 )
         marked |= nxt
         frontier = nxt
+    return pin_to_fp32([layers[index] for index in sorted(marked)], trt)  # int (shape) layers are skipped
+
+
+def _producers(network) -> Dict[str, object]:
+    """tensor name -> the layer producing it."""
+    producers = {}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        for j in range(layer.num_outputs):
+            producers[layer.get_output(j).name] = layer
+    return producers
+
+
+def _is_square(layer, trt) -> bool:
+    """x * x (the ONNX importer's ReduceSumSquare / ReduceL2 lowering) or x ** 2 (a decomposed norm)."""
+    if layer is None or layer.type != trt.LayerType.ELEMENTWISE:
+        return False
+    layer.__class__ = trt.IElementWiseLayer
+    if layer.op == trt.ElementWiseOperation.PROD:
+        return layer.get_input(0).name == layer.get_input(1).name
+    return layer.op == trt.ElementWiseOperation.POW
+
+
+def l2_sum_of_squares_layers(network, trt) -> List[object]:
+    """The layers of every L2 norm: square -> ReduceSum -> Sqrt (how the ONNX parser lowers ReduceL2), the one
+    place in these graphs whose values grow with the square of the features."""
+    producers = _producers(network)
+    found = []
+    for i in range(network.num_layers):
+        sqrt = network.get_layer(i)
+        if sqrt.type != trt.LayerType.UNARY:
+            continue
+        sqrt.__class__ = trt.IUnaryLayer
+        if sqrt.op != trt.UnaryOperation.SQRT:
+            continue
+        reduce = producers.get(sqrt.get_input(0).name)
+        if reduce is None or reduce.type != trt.LayerType.REDUCE:
+            continue
+        reduce.__class__ = trt.IReduceLayer
+        square = producers.get(reduce.get_input(0).name)
+        if reduce.op == trt.ReduceOperation.SUM and _is_square(square, trt):
+            found.extend([square, reduce, sqrt])
+    return found
+
+
+def pin_to_fp32(layers, trt) -> List[str]:
+    """Set precision and output types of float ``layers`` to fp32; returns their names."""
     pinned = []
-    for index in sorted(marked):
-        layer = layers[index]
+    for layer in layers:
         if not _is_float_layer(layer, trt):
-            continue  # shape arithmetic on int tensors
+            continue
         layer.precision = trt.float32
         for j in range(layer.num_outputs):
             layer.set_output_type(j, trt.float32)
@@ -142,56 +197,19 @@ def keep_numerics_in_fp32(network, trt, hops: int = 2) -> List[str]:
     return pinned
 
 
-def _make_calibrator(trt, cuda: CudaDriver, batches: Iterator[np.ndarray], cache_path: Optional[str]):
-    """An IInt8EntropyCalibrator2 fed from preprocessed images (implicit quantisation; deprecated but present
-    in TensorRT 10.x)."""
-
-    class ImageEntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self):
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self._batches, self._device, self._capacity, self._current = batches, 0, 0, None
-
-        def get_batch_size(self):
-            return 1
-
-        def get_batch(self, names):
-            batch = next(self._batches, None)
-            if batch is None:
-                return None
-            self._current = np.ascontiguousarray(batch, dtype=np.float32)
-            if self._current.nbytes > self._capacity:
-                if self._device:
-                    cuda.mem_free(self._device)
-                self._device, self._capacity = cuda.mem_alloc(self._current.nbytes), self._current.nbytes
-            cuda.copy_to_device(self._device, self._current, 0)
-            cuda.stream_synchronize(0)
-            return [self._device] * len(names)
-
-        def read_calibration_cache(self):
-            if cache_path and os.path.isfile(cache_path):
-                with open(cache_path, "rb") as handle:
-                    return handle.read()
-            return None
-
-        def write_calibration_cache(self, cache):
-            if cache_path:
-                _atomic_write(cache_path, bytes(cache))
-
-        def free(self):
-            if self._device:
-                cuda.mem_free(self._device)
-                self._device = 0
-
-    return ImageEntropyCalibrator()
+def has_explicit_quantization(network, trt) -> bool:
+    """True when the parsed network has QuantizeLinear/DequantizeLinear layers (an explicitly quantised graph)."""
+    kinds = (trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE)
+    return any(network.get_layer(i).type in kinds for i in range(network.num_layers))
 
 
 class TensorRTToolchain:
     """The real TensorRT + CUDA backend of ``build_engines`` (tests substitute a fake with the same members:
     ``version``, ``device`` and ``build(job)``)."""
 
-    def __init__(self, device_index: int = 0, verbose: bool = False):
+    def __init__(self, device_index: int = 0, verbose: bool = False, cuda: Optional[CudaDriver] = None):
         self.trt = import_tensorrt()
-        self.cuda = CudaDriver()
+        self.cuda = cuda if cuda is not None else CudaDriver()
         self.device_index = device_index
         self.logger = self.trt.Logger(self.trt.Logger.VERBOSE if verbose else self.trt.Logger.WARNING)
 
@@ -202,6 +220,12 @@ class TensorRTToolchain:
     @property
     def device(self) -> DeviceInfo:
         return self.cuda.device_info(self.device_index)
+
+    def backend(self, meta: BundleMeta, engine_paths: Dict[str, str]):
+        """A runtime backend running these freshly built engines (for the accuracy gate)."""
+        from zsseg_rt.runtime.backends import TensorRTBackend
+
+        return TensorRTBackend(meta, engine_paths=engine_paths)
 
     def build(self, job: BuildJob) -> None:
         """Parse ``job.onnx_path`` (streamed from file), build with the job's profile/precision, write the engine."""
@@ -223,14 +247,10 @@ class TensorRTToolchain:
         if job.workspace_bytes:
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(job.workspace_bytes))
         config.add_optimization_profile(self._profile(builder, network, job))
-        calibrator = self._set_precision(builder, network, config, job)
+        self._set_precision(network, config, job)
         timing_cache = self._load_timing_cache(config, job.timing_cache_path)
         LOG.warning("building TensorRT %s engine for %s (this takes minutes)", job.key.precision, job.onnx_path)
-        try:
-            serialized = builder.build_serialized_network(network, config)
-        finally:
-            if calibrator is not None:
-                calibrator.free()
+        serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise EngineBuildError(
                 f"TensorRT failed to build {job.onnx_path!r} ({job.key.precision}); see the "
@@ -253,33 +273,31 @@ class TensorRTToolchain:
             profile.set_shape(tensor.name, *profile_shapes(tensor.name, tuple(tensor.shape), axes, job.ranges))
         return profile
 
-    def _set_precision(self, builder, network, config, job: BuildJob):
+    def _set_precision(self, network, config, job: BuildJob) -> None:
+        """Builder flags and layer precisions of ``job.key.precision`` (see the module docstring)."""
         trt, precision = self.trt, job.key.precision
         if precision == "fp32":
             config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means reference numerics, not TF32 matmuls
-            return None
-        config.set_flag(trt.BuilderFlag.FP16)
-        pinned = keep_numerics_in_fp32(network, trt)
-        if pinned:
-            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        LOG.info("%d layers pinned to fp32 (LayerNorm/Softmax/normalisation)", len(pinned))
-        if precision != "int8":
-            return None
-        config.set_flag(trt.BuilderFlag.INT8)
-        calib_profile = builder.create_optimization_profile()
-        for i in range(network.num_inputs):
-            tensor = network.get_input(i)
-            _, _, high = profile_shapes(
-                tensor.name,
-                tuple(tensor.shape),
-                job.dynamic_axes[tensor.name],
-                {axis: (1, 1, 1) for axis in job.ranges},
+            return
+        if precision == "int8" and not has_explicit_quantization(network, trt):
+            raise EngineBuildError(
+                f"precision='int8' needs an explicitly quantised graph (QuantizeLinear/DequantizeLinear nodes), "
+                f"and {job.onnx_path!r} has none. zsseg_rt does not calibrate implicitly (deprecated in TensorRT 10, "
+                "removed in 11); quantise the ONNX graph (e.g. NVIDIA Model Optimizer) or use precision='fp16'"
             )
-            calib_profile.set_shape(tensor.name, high, high, high)
-        config.set_calibration_profile(calib_profile)
-        calibrator = _make_calibrator(trt, self.cuda, job.calibration(), job.calibration_cache_path)
-        config.int8_calibrator = calibrator
-        return calibrator
+        config.set_flag(trt.BuilderFlag.FP16)
+        if precision == "int8":
+            config.set_flag(trt.BuilderFlag.INT8)  # runs the graph's Q/DQ pairs in int8
+        if precision == "fp16-pinned":
+            pinned = keep_numerics_in_fp32(network, trt)
+            if pinned:
+                config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+            LOG.info("%d layers pinned to fp32 (LayerNorm/Softmax/normalisation, obeyed)", len(pinned))
+            return
+        pinned = pin_to_fp32(l2_sum_of_squares_layers(network, trt), trt)
+        if pinned:  # a preference: TensorRT may still fuse them (with a warning) rather than fail the build
+            config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+        LOG.info("%d L2-norm layers (sum of squares) preferred in fp32", len(pinned))
 
     def _load_timing_cache(self, config, path: Optional[str]):
         data = b""
@@ -303,10 +321,50 @@ def timing_cache_path(engine_root: str, tensorrt_version: str, device: DeviceInf
 
 
 # ---------------------------------------------------------------------------------------------- build
-def build_engines(
+def frame_windows(meta: BundleMeta, width: int = 640, height: int = 480) -> int:
+    """Sliding windows of a ``width x height`` frame (default 4:3) at the bundle's test scale, crop and stride:
+    the default ``max_batch`` of ``zsseg build-engine`` (one encoder call per camera frame)."""
+    scaled_h, scaled_w = rescaled_size(int(height), int(width), meta.test_scale)
+    return len(sliding_windows(scaled_h, scaled_w, int(meta.crop_size), int(meta.stride)))
+
+
+@dataclass
+class EngineBuildReport:
+    """What ``build_engine_set`` did: the engines, which were built now, their size, and the accuracy gate."""
+
+    paths: Dict[str, str]
+    precision: str
+    built: List[str] = field(default_factory=list)
+    seconds: float = 0.0
+    gate: Optional[Dict] = None  # the accuracy_gate record (None: no engine built and none recorded)
+    tensorrt_version: str = ""
+    device: Optional[DeviceInfo] = None
+    max_batch: int = 1
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(os.path.getsize(path) for path in self.paths.values() if os.path.isfile(path))
+
+    def summary(self) -> str:
+        """One line: what was built (or reused), its size, and the accuracy-gate result."""
+        built = "+".join(self.built) if self.built else "nothing (all cached)"
+        roles = "+".join(self.paths)
+        where = f"{self.device.name} sm {self.device.sm}" if self.device else "this GPU"
+        gate = self.gate.get("summary", "accuracy gate: not run") if self.gate else "accuracy gate: not run"
+        return (
+            f"{self.precision} engines {roles} (batch <= {self.max_batch}) for TensorRT {self.tensorrt_version} on "
+            f"{where}: built {built} in {self.seconds:.0f} s, {self.total_bytes / 2**20:.1f} MiB; {gate}"
+        )
+
+
+def build_engines(bundle_dir: str, precision: str = "fp16", **kwargs) -> Dict[str, str]:
+    """``build_engine_set(...).paths``: ``{"image": path, "head": path, "text": path}`` (see ``build_engine_set``)."""
+    return build_engine_set(bundle_dir, precision, **kwargs).paths
+
+
+def build_engine_set(
     bundle_dir: str,
     precision: str = "fp16",
-    calibration_images: Optional[Sequence] = None,
     max_batch: int = 1,
     opt_classes: int = 20,
     workspace_gb: Optional[float] = None,
@@ -316,14 +374,17 @@ def build_engines(
     max_prompts: int = DEFAULT_MAX_PROMPTS,
     graphs: Optional[Sequence[str]] = None,
     toolchain=None,
-) -> Dict[str, str]:
-    """Build (or reuse) TensorRT engines for a bundle's graphs on this machine.
+    accuracy_gate: bool = True,
+    accept_below_gate: bool = False,
+    gate_images: Optional[Sequence] = None,
+) -> EngineBuildReport:
+    """Build (or reuse) TensorRT engines for a bundle's graphs on this machine, then gate them on accuracy.
 
     Args:
         bundle_dir: an export bundle (``zsseg export``).
-        precision: "fp32", "fp16" (LayerNorm/Softmax/normalisation kept fp32) or "int8" (image encoder only,
-            needs ``calibration_images``; head and text encoder are then fp16).
-        calibration_images: int8 only: file paths or ``[H, W, 3]`` uint8 RGB arrays.
+        precision: "fp16" (plain fp16, L2-norm sums of squares in fp32), "fp16-pinned" (LayerNorm/Softmax/
+            normalisation obeyed in fp32), "fp32", or "int8" (explicitly quantised image encoder only; the head
+            and text encoder are then fp16).
         max_batch: batch profile 1..max_batch (opt = max_batch) of the image encoder and head.
         opt_classes: class-count profile of the head: 1 / opt_classes / meta.max_classes.
         workspace_gb: builder workspace limit (default: TensorRT's, i.e. the device memory).
@@ -332,39 +393,88 @@ def build_engines(
         max_prompts: prompt-count profile max of the text encoder (callers chunk larger vocabularies).
         graphs: subset of ("image", "head", "text"); default: every graph in the bundle.
         toolchain: a ``TensorRTToolchain`` (default: a new one; tests pass a fake).
+        accuracy_gate: run the gate after a build. False skips it and records ``SKIPPED_GATE`` in engine.json (for
+            tests of the cache logic on fake bundles; the CLI always runs the gate).
+        accept_below_gate: keep and use engines that fail the gate (recorded as overridden).
+        gate_images: photos for the gate (default: the sample photos shipped with zsseg_rt).
     Returns:
-        ``{"image": path, "head": path, "text": path}`` of engines valid for this TensorRT and GPU.
+        an ``EngineBuildReport`` (``.paths``: engines valid for this TensorRT and GPU; ``.summary()``).
     Raises:
-        ValueError (arguments), ImportError (no TensorRT, with install guidance), BundleError, EngineBuildError.
+        ValueError (arguments), ImportError (no TensorRT 10, with install guidance), BundleError,
+        EngineBuildError, EngineAccuracyError (the gate failed; the engines stay on disk, marked refused).
     """
-    validate_precision(precision, calibration_images)
+    validate_precision(precision)
     meta = load_meta(bundle_dir)
     ranges = axis_ranges(meta, max_batch, opt_classes, max_prompts)
     roles = _roles(meta, graphs)
     toolchain = toolchain if toolchain is not None else TensorRTToolchain()
     version, device = toolchain.version, toolchain.device
     root = _engine_root(meta, cache_dir)
-    calib_sha = calibration_sha256(calibration_images) if precision == "int8" else ""
-    paths = {}
+    report = EngineBuildReport({}, precision, tensorrt_version=str(version), device=device, max_batch=int(max_batch))
+    start = time.perf_counter()
     for role in roles:
-        key = make_engine_key(meta, role, precision, ranges, version, device, calib_sha)
+        key = make_engine_key(meta, role, precision, ranges, version, device)
         engine_path = engine_path_for(root, key)
         problem = "rebuild forced" if force else _cached_engine_problem(engine_path, key)
         if problem is None:
             LOG.info("reusing cached %s engine %s", role, engine_path)
         else:
             LOG.info("building %s engine (%s)", role, problem.splitlines()[0])
-            verify_files(meta, [key.graph])
-            toolchain.build(
-                _build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device, calibration_images)
-            )
+            verify_bundle_files(meta, [key.graph])
+            toolchain.build(_build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device))
             write_engine_record(engine_path, key)
-        paths[role] = engine_path
-    return paths
+            report.built.append(role)
+        report.paths[role] = engine_path
+    report.seconds = time.perf_counter() - start
+    if report.built and accuracy_gate:
+        report.gate = _gate(meta, toolchain, report, max_batch, accept_below_gate, gate_images)
+    elif report.built:
+        report.gate = dict(SKIPPED_GATE)
+        for path in report.paths.values():
+            record_accuracy_gate(path, report.gate)
+    elif report.paths:
+        report.gate = read_engine_record(next(iter(report.paths.values())))[1].get("accuracy_gate")
+    return report
 
 
-def _build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device, calibration_images) -> BuildJob:
-    int8 = key.precision == "int8"
+SKIPPED_GATE = {
+    "accepted": True,
+    "passed": None,
+    "skipped": True,
+    "summary": "accuracy gate skipped by the caller (build_engine_set(accuracy_gate=False))",
+}
+
+
+def _gate(meta, toolchain, report: EngineBuildReport, max_batch, accept_below_gate, gate_images) -> Dict:
+    """Run the accuracy gate on a fresh build, record it in every engine.json of the set, raise when refused."""
+    from zsseg_rt.export.accuracy_gate import EngineAccuracyError, MixedBackend, run_accuracy_gate
+    from zsseg_rt.runtime.backends import OnnxRuntimeBackend
+
+    verify_bundle_files(meta, sorted(GRAPH_FILES.values()))  # the reference opens every graph
+    reference = OnnxRuntimeBackend(meta, "cpu")
+    roles = list(report.paths)
+    candidate = MixedBackend(toolchain.backend(meta, report.paths), reference, roles)
+    result = run_accuracy_gate(
+        meta,
+        candidate,
+        reference,
+        report.precision,
+        roles=roles,
+        images=gate_images,
+        max_batch=max_batch,
+        accept_below_gate=accept_below_gate,
+    ).as_dict()
+    for path in report.paths.values():
+        record_accuracy_gate(path, result)
+    if not result["accepted"]:
+        raise EngineAccuracyError(
+            f"{result['summary']}. The {report.precision} engines are refused (kept on disk, marked in engine.json); "
+            "build with --precision fp16-pinned or fp32, or accept them with --accept-below-gate"
+        )
+    return result
+
+
+def _build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device) -> BuildJob:
     return BuildJob(
         role=role,
         onnx_path=meta.file(key.graph),
@@ -374,6 +484,4 @@ def _build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device,
         ranges=dict(ranges),
         workspace_bytes=int(workspace_gb * (1 << 30)) if workspace_gb else None,
         timing_cache_path=timing_cache_path(root, key.tensorrt_version, device),
-        calibration=(lambda: calibration_batches(calibration_images, meta)) if int8 else None,
-        calibration_cache_path=os.path.join(os.path.dirname(engine_path), "calibration.cache") if int8 else None,
     )

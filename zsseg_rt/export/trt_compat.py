@@ -343,7 +343,8 @@ def _check_opset(opset: Optional[int], findings: List[Finding]) -> None:
                 "warning",
                 "old_opset",
                 f"opset {opset} < {NATIVE_LAYERNORM_OPSET}: LayerNormalization is decomposed into ReduceMean/Pow/Sqrt/"
-                "Div, which overflows in fp16 unless kept in fp32; export with opset >= 17",
+                "Div, which overflows in fp16 unless kept in fp32 (`zsseg build-engine --precision fp16-pinned`); "
+                "export with opset >= 17",
             )
         )
     if opset > TRT10_MAX_DOCUMENTED_OPSET:

@@ -20,12 +20,12 @@ LABEL_AGREEMENT = 0.999  # >= 99.9 % identical labels after the shared post-proc
 
 
 def _read_image(path: str) -> np.ndarray:
-    import cv2
+    from zsseg_rt.image_io import ImageReadError, read_image_bgr
 
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read verification image {path!r}")
-    return image
+    try:
+        return read_image_bgr(path)  # refused from the header past the pixel limit (zsseg_rt.image_io)
+    except ImageReadError as exc:
+        raise FileNotFoundError(f"verification image: {exc}") from None
 
 
 def _window_batch(paths: Sequence[str], meta, rng: np.random.Generator) -> List[np.ndarray]:

@@ -6,20 +6,30 @@ Public API: ``create_model``, ``load_config``, ``list_configs``, ``load_official
 ``ZegCLIP``, ``VocabularyCache``.
 """
 
-from .cliprc import CLIPRC, CLIPRCLoss, create_cliprc
-from .cliprc_config import CLIPRCConfig, load_cliprc_config
-from .cliprc_official import load_official_any, load_official_cliprc
-from .config import ZegCLIPConfig, load_class_names, load_templates, load_zegclip_config
-from .convert import add_convert_command, convert_official, load_native, save_native
-from .factory import create_model, load_model_config
-from .losses import ZegCLIPLoss, zegclip_loss
-from .official import OfficialImportReport, load_official_zegclip
-from .registry import ModelFamily, families, family_of, get_family, list_configs, load_config, register_family
-from .text import VocabularyCache, load_text_embeddings
-from .training_free import TrainingFreeSegmenter, create_training_free_model
-from .training_free_config import TrainingFreeConfig, load_training_free_config
-from .weights import WeightsError
-from .zegclip import ZegCLIP
+from zsseg_rt.models.cliprc.config import CLIPRCConfig, load_cliprc_config
+from zsseg_rt.models.cliprc.model import CLIPRC, CLIPRCLoss, create_cliprc
+from zsseg_rt.models.cliprc.official import load_official_any, load_official_cliprc
+from zsseg_rt.models.common.config import load_class_names, load_templates
+from zsseg_rt.models.common.convert import add_convert_command, convert_official, load_native, save_native
+from zsseg_rt.models.common.text import VocabularyCache, load_text_embeddings
+from zsseg_rt.models.common.weights import WeightsError
+from zsseg_rt.models.registry import (
+    ModelFamily,
+    create_model,
+    families,
+    family_of,
+    get_family,
+    list_configs,
+    load_config,
+    load_model_config,
+    register_family,
+)
+from zsseg_rt.models.training_free.config import TrainingFreeConfig, load_training_free_config
+from zsseg_rt.models.training_free.model import TrainingFreeSegmenter, create_training_free_model
+from zsseg_rt.models.zegclip.config import ZegCLIPConfig, load_zegclip_config
+from zsseg_rt.models.zegclip.losses import ZegCLIPLoss, zegclip_loss
+from zsseg_rt.models.zegclip.model import ZegCLIP
+from zsseg_rt.models.zegclip.official import OfficialImportReport, load_official_zegclip
 
 __all__ = [
     "load_official_any",

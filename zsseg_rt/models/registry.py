@@ -2,8 +2,8 @@
 
 Every place that turns a name into a config or a model (``create_model``, ``load_model_config``,
 ``load_config``, ``list_configs``, evaluation) asks this module which family a spec belongs to, so the
-answer is decided once. A bundled config declares its family in its JSON (``"family": "cliprc"``); configs
-without the key are ZegCLIP's (the first family). A native checkpoint directory is told apart by the
+answer is decided once. Bundled configs live in their family's subpackage (``zsseg_rt/models/<family>/configs``)
+and declare the family in their JSON (``"family": "cliprc"``); configs without the key are ZegCLIP's. A native checkpoint directory is told apart by the
 ``format`` string of its ``config.json`` (``zsseg_rt.<family>.vN``; ZegCLIP's is ``zsseg_rt.zegclip.v1``).
 
 Adding a family (see CONTRIBUTING.md): write the config class (a dataclass with a ``family`` field, a
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .config import CONFIG_DIR
+from zsseg_rt.models.common.config import family_config_dir
 
 __all__ = [
     "ModelFamily",
@@ -33,6 +33,7 @@ __all__ = [
     "list_configs",
     "load_config",
     "create_model",
+    "load_model_config",
     "DEFAULT_FAMILY",
 ]
 
@@ -132,9 +133,10 @@ def bundled_config_path(name: str) -> Optional[Path]:
         if fam.aliases is not None:
             stems += fam.aliases(s.replace("-", "_"))
     for stem in stems:
-        p = CONFIG_DIR / f"{stem}.json"
-        if p.is_file():
-            return p
+        for fam in _FAMILIES.values():
+            p = family_config_dir(fam.name) / f"{stem}.json"
+            if p.is_file():
+                return p
     return None
 
 
@@ -182,10 +184,13 @@ def list_configs(family: Optional[str] = None) -> List[str]:
     if family is not None:
         get_family(family)
     names = []
-    for p in sorted(CONFIG_DIR.glob("*.json")):
-        if family is None or _family_of_data(_read_json(p)) == family:
+    for fam in [family] if family is not None else families():
+        for p in sorted(family_config_dir(fam).glob("*.json")):
+            declared = _family_of_data(_read_json(p))
+            if declared != fam:
+                raise ValueError(f"{p} declares family {declared!r} but lives in the configs of {fam!r}")
             names.append(p.stem)
-    return names
+    return sorted(names)
 
 
 def _spec_for_loader(spec: Any) -> Any:
@@ -214,8 +219,29 @@ def load_config(spec: Any, **overrides: Any) -> Any:
     return fam.load(_spec_for_loader(spec), **overrides)
 
 
-def create_model(spec: Any, pretrained: Optional[str] = None, device: Any = None, **overrides: Any) -> Any:
-    """A model of any registered family (see :func:`zsseg_rt.models.create_model`)."""
+def load_model_config(spec: Any, **overrides: Any) -> Any:
+    """The config of any registered model family by name, alias, path, dict, config or native directory
+    (same as :func:`load_config`)."""
+    return load_config(spec, **overrides)
+
+
+def create_model(
+    spec: Any = "zegclip_vitb16_voc_inductive", pretrained: Optional[str] = None, device: Any = None, **overrides: Any
+) -> Any:
+    """Build a model of any registered family (returned in eval mode, CLIP towers frozen).
+
+    The family comes from the spec (``"family"`` in the JSON; none = ZegCLIP; a native checkpoint's format).
+
+    Args:
+        spec: bundled config name (``"zegclip_vitb16_voc_inductive"``, see :func:`list_configs`), a config JSON
+            path, a dict or config object, or a native checkpoint directory (``model.safetensors`` + ``config.json``).
+        pretrained: None (random init; prompts/head always start at the official init), an open_clip tag of the
+            config's CLIP model (e.g. ``"openai"``; downloaded by open_clip, needs network), or a local file:
+            OpenAI CLIP JIT archive, open_clip state dict (.pt/.bin/.pth) or .safetensors. These fill the CLIP
+            towers only. For official checkpoints use ``load_official_zegclip`` / ``load_official_cliprc``.
+        device: where to put the model.
+        overrides: config fields to replace (e.g. ``fix_double_class_embedding=True``, ``calibration_bias=0``).
+    """
     fam = get_family(family_of(spec))
     return fam.build(_spec_for_loader(spec), pretrained=pretrained, device=device, **overrides)
 
@@ -229,10 +255,10 @@ def _cliprc_aliases(stem: str) -> List[str]:
 register_family(
     ModelFamily(
         name="zegclip",
-        config_class="zsseg_rt.models.config:ZegCLIPConfig",
-        model_class="zsseg_rt.models.zegclip:ZegCLIP",
-        load_config="zsseg_rt.models.config:load_zegclip_config",
-        create="zsseg_rt.models.factory:create_zegclip",
+        config_class="zsseg_rt.models.zegclip.config:ZegCLIPConfig",
+        model_class="zsseg_rt.models.zegclip.model:ZegCLIP",
+        load_config="zsseg_rt.models.zegclip.config:load_zegclip_config",
+        create="zsseg_rt.models.zegclip.model:create_zegclip",
         native_formats=("zsseg_rt.zegclip.",),
         description="ZegCLIP (Zhou et al., CVPR 2023)",
     )
@@ -240,10 +266,10 @@ register_family(
 register_family(
     ModelFamily(
         name="cliprc",
-        config_class="zsseg_rt.models.cliprc_config:CLIPRCConfig",
-        model_class="zsseg_rt.models.cliprc:CLIPRC",
-        load_config="zsseg_rt.models.cliprc_config:load_cliprc_config",
-        create="zsseg_rt.models.cliprc:create_cliprc",
+        config_class="zsseg_rt.models.cliprc.config:CLIPRCConfig",
+        model_class="zsseg_rt.models.cliprc.model:CLIPRC",
+        load_config="zsseg_rt.models.cliprc.config:load_cliprc_config",
+        create="zsseg_rt.models.cliprc.model:create_cliprc",
         native_formats=("zsseg_rt.cliprc.",),
         aliases=_cliprc_aliases,
         description="CLIP-RC (Zhang et al., CVPR 2024)",
@@ -252,10 +278,10 @@ register_family(
 register_family(
     ModelFamily(
         name="training_free",
-        config_class="zsseg_rt.models.training_free_config:TrainingFreeConfig",
-        model_class="zsseg_rt.models.training_free:TrainingFreeSegmenter",
-        load_config="zsseg_rt.models.training_free_config:load_training_free_config",
-        create="zsseg_rt.models.training_free:create_training_free_model",
+        config_class="zsseg_rt.models.training_free.config:TrainingFreeConfig",
+        model_class="zsseg_rt.models.training_free.model:TrainingFreeSegmenter",
+        load_config="zsseg_rt.models.training_free.config:load_training_free_config",
+        create="zsseg_rt.models.training_free.model:create_training_free_model",
         description="training-free dense CLIP: MaskCLIP, SCLIP, ClearCLIP, NACLIP",
     )
 )

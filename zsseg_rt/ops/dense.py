@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ._arrays import as_native_array as _as_native_array
+from ._arrays import check_scale, check_stream
 from ._loader import native_module
 
 __all__ = ["similarity", "relation_descriptor"]
@@ -28,17 +29,22 @@ def similarity(patches: Any, text: Any, normalize: bool = False, scale: float = 
         text: ``[C, D]`` class embeddings shared by the batch, or ``[B, C, D]``; same device and dtype as
             ``patches``.
         normalize: L2-normalise both sides over D first (divides by ``max(norm, 1e-12)``; zero vectors give 0).
-        scale: multiplies the dot products (e.g. CLIP's logit scale).
+        scale: multiplies the dot products (e.g. CLIP's logit scale); finite, within float32's range.
         stream: CUDA stream as an integer ``cudaStream_t`` (0 = default); must be 0 for CPU inputs.
     Returns:
         ``[B, C, N]``: float32 ``numpy.ndarray`` on the CPU; on CUDA a ``zsseg_rt._C.DeviceArray`` with the
         inputs' dtype (fp32 accumulation), usable with ``torch.from_dlpack``.
     Raises:
         TypeError: an argument is not an array or has the wrong dtype.
-        ValueError: wrong rank or shape, mixed devices, non-contiguous, empty, or too large (> 2^31 - 1 elements).
+        ValueError: wrong rank or shape, mixed devices, non-contiguous, empty, or too large (> 2^31 - 1 elements);
+            a negative ``stream``; a non-finite or out-of-range ``scale``.
     """
     return native_module().similarity(
-        _as_native_array(patches), _as_native_array(text), bool(normalize), float(scale), int(stream)
+        _as_native_array(patches, "similarity", "patches"),
+        _as_native_array(text, "similarity", "text"),
+        bool(normalize),
+        check_scale(scale, "similarity"),
+        check_stream(stream, "similarity"),
     )
 
 
@@ -65,9 +71,9 @@ def relation_descriptor(
         ValueError: shape mismatch, bias without weight, mixed devices, non-contiguous, empty or too large.
     """
     return native_module().relation_descriptor(
-        _as_native_array(text),
-        _as_native_array(image_global),
-        _as_native_array(weight),
-        _as_native_array(bias),
-        int(stream),
+        _as_native_array(text, "relation_descriptor", "text"),
+        _as_native_array(image_global, "relation_descriptor", "image_global"),
+        _as_native_array(weight, "relation_descriptor", "weight"),
+        _as_native_array(bias, "relation_descriptor", "bias"),
+        check_stream(stream, "relation_descriptor"),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from ._arrays import as_native_array, check_stream
 from ._loader import native_module
 
 
@@ -44,8 +45,10 @@ def preprocess(
     Returns:
         ``[n, 3, S, S]``: a NumPy array (CPU), a ``DeviceArray`` (CUDA), or ``out``.
     """
+    as_native_array(out, "preprocess", "out")  # the same checks (masked arrays, lazy torch views); ``out`` itself
+    # is passed on unconverted so that the caller gets back the very object it gave
     return native_module().preprocess(
-        image,
+        as_native_array(image, "preprocess", "image"),
         tuple(scaled_size),
         [tuple(w) for w in windows],
         int(crop),
@@ -54,5 +57,5 @@ def preprocess(
         color_order=color_order,
         dtype=dtype,
         out=out,
-        stream=stream,
+        stream=check_stream(stream, "preprocess"),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence, Tuple
 
 from ._arrays import as_native_array as _as_native_input
+from ._arrays import check_stream
 from ._loader import native_module
 
 __all__ = ["upsample", "segment"]
@@ -51,12 +52,12 @@ def upsample(
         calibration).
     """
     return native_module().upsample(
-        _as_native_input(logits),
+        _as_native_input(logits, "upsample", "logits"),
         size,
         crop=crop,
         sigmoid=bool(sigmoid),
-        class_bias=_as_native_input(class_bias),
-        stream=stream,
+        class_bias=_as_native_input(class_bias, "upsample", "class_bias"),
+        stream=check_stream(stream, "upsample"),
     )
 
 
@@ -92,10 +93,10 @@ def segment(
         this op (like the fp64 reference) still orders such classes by their logits.
     """
     return native_module().segment(
-        _as_native_input(logits),
+        _as_native_input(logits, "segment", "logits"),
         size,
-        class_bias=_as_native_input(class_bias),
+        class_bias=_as_native_input(class_bias, "segment", "class_bias"),
         sigmoid=bool(sigmoid),
         crop=crop,
-        stream=stream,
+        stream=check_stream(stream, "segment"),
     )

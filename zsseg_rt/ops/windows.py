@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence, Tuple
 
+from ._arrays import as_native_array, check_stream
 from ._loader import native_module
-from .masks import _as_native_input
 
 
 def segment_windows(
@@ -43,12 +43,12 @@ def segment_windows(
         ``(labels [H, W] int32, scores [H, W] float32)``: NumPy arrays, or ``DeviceArray`` for CUDA inputs.
     """
     return native_module().segment_windows(
-        _as_native_input(logits),
+        as_native_array(logits, "segment_windows", "logits"),
         windows.tolist() if hasattr(windows, "tolist") else windows,
         head_size,
         scaled_size,
         output_size,
-        class_bias=_as_native_input(class_bias),
+        class_bias=as_native_array(class_bias, "segment_windows", "class_bias"),
         sigmoid=bool(sigmoid),
-        stream=stream,
+        stream=check_stream(stream, "segment_windows"),
     )

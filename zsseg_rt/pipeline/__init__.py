@@ -6,24 +6,30 @@ rescale (keep ratio, short side 512) -> normalise -> 512x512 windows with stride
 bilinear to the original size -> argmax.
 """
 
+from .limits import InputLimitError, InputLimits, estimate_bytes
 from .postprocess import calibrated_window_scores, finalize_scores, merge_windows, segment_fast, segment_windows_exact
 from .postprocessor import Postprocessor
 from .preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Window,
+    check_image,
     normalize_image,
     pad_to_multiple,
     rescale_keep_ratio,
     sliding_windows,
     to_rgb_uint8,
 )
-from .vocabulary import validate_class_names
+from .vocabulary import validate_class_bias, validate_class_names, validate_templates
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Window",
+    "check_image",
+    "InputLimits",
+    "InputLimitError",
+    "estimate_bytes",
     "normalize_image",
     "pad_to_multiple",
     "rescale_keep_ratio",
@@ -34,6 +40,8 @@ __all__ = [
     "finalize_scores",
     "segment_fast",
     "validate_class_names",
+    "validate_templates",
+    "validate_class_bias",
     "Postprocessor",
     "segment_windows_exact",
 ]

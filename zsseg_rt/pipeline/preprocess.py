@@ -33,6 +33,33 @@ def _cv2():
     return cv2
 
 
+def check_image(image: np.ndarray) -> Tuple[int, int, int]:
+    """Validate an image without copying it; returns ``(height, width, channels)`` (channels 1 for ``[H, W]``).
+
+    Raises:
+        TypeError: not a plain ``numpy.ndarray`` of dtype uint8 (masked arrays are refused: the mask would be
+            ignored). ValueError: wrong rank, empty, or a channel count other than 1, 3 or 4.
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a numpy.ndarray [H, W, 3] uint8, got {type(image).__name__}")
+    if isinstance(image, np.ma.MaskedArray):
+        raise TypeError("image is a numpy masked array; its mask would be ignored: pass np.ma.filled(image, 0)")
+    if image.dtype != np.uint8:
+        raise TypeError(
+            f"image must have dtype uint8 (0..255), got {image.dtype}; convert with "
+            "np.clip(x * 255, 0, 255).astype(np.uint8) if it holds floats in [0, 1]"
+        )
+    if image.ndim not in (2, 3):
+        raise ValueError(f"image must have shape [H, W, 3] (or [H, W] grayscale), got {list(image.shape)}")
+    h, w = image.shape[:2]
+    ch = image.shape[2] if image.ndim == 3 else 1
+    if h == 0 or w == 0:
+        raise ValueError(f"image is empty: shape {list(image.shape)}")
+    if ch not in (1, 3, 4):
+        raise ValueError(f"image must have 1, 3 or 4 channels, got {ch} (shape {list(image.shape)})")
+    return h, w, ch
+
+
 def to_rgb_uint8(image: np.ndarray, color_order: str = "bgr") -> np.ndarray:
     """Validate an image and return it as a contiguous ``[H, W, 3]`` uint8 RGB array.
 
@@ -43,42 +70,35 @@ def to_rgb_uint8(image: np.ndarray, color_order: str = "bgr") -> np.ndarray:
     Returns:
         ``[H, W, 3]`` uint8, RGB.
     Raises:
-        TypeError / ValueError naming what was expected and what was given.
+        TypeError / ValueError naming what was expected and what was given (``check_image``).
     """
     if color_order not in ("bgr", "rgb"):
         raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"image must be a numpy.ndarray [H, W, 3] uint8, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise TypeError(
-            f"image must have dtype uint8 (0..255), got {image.dtype}; convert with "
-            "np.clip(x * 255, 0, 255).astype(np.uint8) if it holds floats in [0, 1]"
-        )
+    _, _, ch = check_image(image)
     if image.ndim == 2:
         image = image[:, :, None]
-    if image.ndim != 3:
-        raise ValueError(f"image must have shape [H, W, 3] (or [H, W] grayscale), got {list(image.shape)}")
-    h, w, ch = image.shape
-    if h == 0 or w == 0:
-        raise ValueError(f"image is empty: shape {list(image.shape)}")
     if ch == 1:
         image = np.repeat(image, 3, axis=2)
     elif ch == 4:
         image = image[:, :, :3]
-    elif ch != 3:
-        raise ValueError(f"image must have 1, 3 or 4 channels, got {ch} (shape {list(image.shape)})")
     if color_order == "bgr":
         image = image[:, :, ::-1]
     return np.ascontiguousarray(image)
 
 
-def rescaled_size(height: int, width: int, scale: Sequence[Optional[int]] = (None, 512)) -> Tuple[int, int]:
+def rescaled_size(
+    height: int,
+    width: int,
+    scale: Sequence[Optional[int]] = (None, 512),
+    max_pixels: Optional[int] = MAX_RESCALED_PIXELS,
+) -> Tuple[int, int]:
     """Keep-ratio test resize size, ``scale = (long_max, short)``.
 
     * ``long_max`` None: the short side becomes exactly ``short`` whatever the long side (mmseg 0.x
       ``Resize(keep_ratio=True, min_size=512)``, the official ZegCLIP / CLIP-RC test pipeline);
     * otherwise mmcv ``imrescale``: the largest size within ``(long_max, short)`` (e.g. ``(2048, 336)``).
-    Sizes are rounded like mmcv (``int(x * factor + 0.5)``).
+    Sizes are rounded like mmcv (``int(x * factor + 0.5)``). More than ``max_pixels`` (None: no check) raises
+    ValueError (the Engine checks its own, configurable ``max_rescaled_pixels`` instead).
 
     Returns:
         ``(new_height, new_width)``.
@@ -91,17 +111,19 @@ def rescaled_size(height: int, width: int, scale: Sequence[Optional[int]] = (Non
         long_max, short = max(long_max, short), min(long_max, short)
         factor = min(long_max / max(height, width), short / min(height, width))
     new_h, new_w = max(1, int(height * factor + 0.5)), max(1, int(width * factor + 0.5))
-    if new_h * new_w > MAX_RESCALED_PIXELS:
+    if max_pixels is not None and new_h * new_w > max_pixels:
         raise ValueError(
             f"image of {height}x{width} would be rescaled to {new_h}x{new_w} by the test resize {list(scale)} "
-            f"(more than {MAX_RESCALED_PIXELS} pixels): its aspect ratio is too extreme; crop it into parts first"
+            f"(more than {max_pixels} pixels): its aspect ratio is too extreme; crop it into parts first"
         )
     return new_h, new_w
 
 
-def rescale_keep_ratio(image: np.ndarray, scale: Sequence[Optional[int]] = (None, 512)) -> np.ndarray:
+def rescale_keep_ratio(
+    image: np.ndarray, scale: Sequence[Optional[int]] = (None, 512), max_pixels: Optional[int] = MAX_RESCALED_PIXELS
+) -> np.ndarray:
     """Resize ``[H, W, 3]`` like mmseg's keep-ratio test ``Resize`` (cv2 bilinear); see ``rescaled_size``."""
-    new_h, new_w = rescaled_size(image.shape[0], image.shape[1], scale)
+    new_h, new_w = rescaled_size(image.shape[0], image.shape[1], scale, max_pixels)
     if (new_h, new_w) == image.shape[:2]:
         return image
     return _cv2().resize(image, (new_w, new_h), interpolation=_cv2().INTER_LINEAR)

@@ -7,7 +7,7 @@ imports torch, and only when it is chosen.
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -102,10 +102,12 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, meta: BundleMeta, precision: str = "fp16"):
+    def __init__(self, meta: BundleMeta, precision: str = "fp16", engine_paths: Optional[Dict[str, str]] = None):
+        """``engine_paths`` (role -> engine file) runs these engines, checked only against this machine's TensorRT
+        and GPU (the accuracy gate uses it on a fresh build); default: ``find_engines`` for ``precision``."""
         from zsseg_rt.runtime import tensorrt as trt_run  # imports tensorrt itself lazily
 
-        paths = trt_run.find_engines(meta.path, precision=precision)
+        paths = dict(engine_paths) if engine_paths else trt_run.find_engines(meta.path, precision=precision)
         self._runners: Dict[str, Any] = {key: trt_run.TensorRTRunner(path) for key, path in paths.items()}
         self._io = meta.io
         self._lock = threading.Lock()

@@ -17,6 +17,7 @@ import numpy as np
 _LIBRARY_NAMES = ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
 _ATTR_COMPUTE_CAPABILITY_MAJOR = 75  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
 _ATTR_COMPUTE_CAPABILITY_MINOR = 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
+ATTR_MULTIPROCESSOR_COUNT = 16  # CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
 ATTR_INTEGRATED = 18  # CU_DEVICE_ATTRIBUTE_INTEGRATED: the GPU shares the host's memory (Jetson)
 ATTR_CAN_MAP_HOST_MEMORY = 19  # CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY
 _MEMHOSTALLOC_PORTABLE = 0x01
@@ -29,10 +30,13 @@ class CudaError(RuntimeError):
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    """The GPU an engine is built for / runs on."""
+    """The GPU an engine is built for / runs on. The name and compute capability do not tell Jetson modules apart
+    (every Orin reports "Orin", sm 8.7); the multiprocessor count and total memory do."""
 
     name: str  # e.g. "Orin (nvgpu)", "NVIDIA GeForce RTX 4090"
     compute_capability: Tuple[int, int]  # e.g. (8, 7)
+    multiprocessors: int = 0  # streaming multiprocessors (AGX Orin 16, Orin NX 16GB 8, Orin Nano 8GB 8, 4GB 4)
+    total_memory_mib: int = 0  # cuDeviceTotalMem / 2**20 (shared with the CPU on Jetson)
 
     @property
     def sm(self) -> str:
@@ -73,6 +77,7 @@ class CudaDriver:
         lib.cuDeviceGet.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_int]
         lib.cuDeviceGetName.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
         lib.cuDeviceGetAttribute.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int]
+        lib.cuDeviceTotalMem_v2.argtypes = [ctypes.POINTER(c_size), ctypes.c_int]
         lib.cuDevicePrimaryCtxRetain.argtypes = [ctypes.POINTER(c_ptr), ctypes.c_int]
         lib.cuDevicePrimaryCtxRelease_v2.argtypes = [ctypes.c_int]
         lib.cuCtxSetCurrent.argtypes = [c_ptr]
@@ -108,15 +113,23 @@ class CudaDriver:
         return device.value
 
     def device_info(self, index: int = 0) -> DeviceInfo:
-        """Name and compute capability of CUDA device ``index``."""
+        """Name, compute capability, multiprocessor count and total memory of CUDA device ``index``."""
         device = self._device(index)
         name = ctypes.create_string_buffer(256)
         self._check(self._lib.cuDeviceGetName(name, len(name), device), "cuDeviceGetName")
-        major, minor = ctypes.c_int(), ctypes.c_int()
-        get = self._lib.cuDeviceGetAttribute
-        self._check(get(ctypes.byref(major), _ATTR_COMPUTE_CAPABILITY_MAJOR, device), "cuDeviceGetAttribute")
-        self._check(get(ctypes.byref(minor), _ATTR_COMPUTE_CAPABILITY_MINOR, device), "cuDeviceGetAttribute")
-        return DeviceInfo(name.value.decode(errors="replace").strip(), (major.value, minor.value))
+        values = {}
+        for attribute in (_ATTR_COMPUTE_CAPABILITY_MAJOR, _ATTR_COMPUTE_CAPABILITY_MINOR, ATTR_MULTIPROCESSOR_COUNT):
+            value = ctypes.c_int()
+            self._check(self._lib.cuDeviceGetAttribute(ctypes.byref(value), attribute, device), "cuDeviceGetAttribute")
+            values[attribute] = int(value.value)
+        total = ctypes.c_size_t()
+        self._check(self._lib.cuDeviceTotalMem_v2(ctypes.byref(total), device), "cuDeviceTotalMem")
+        return DeviceInfo(
+            name.value.decode(errors="replace").strip(),
+            (values[_ATTR_COMPUTE_CAPABILITY_MAJOR], values[_ATTR_COMPUTE_CAPABILITY_MINOR]),
+            multiprocessors=values[ATTR_MULTIPROCESSOR_COUNT],
+            total_memory_mib=int(total.value) >> 20,
+        )
 
     def device_attribute(self, attribute: int, index: int = 0) -> int:
         """``cuDeviceGetAttribute`` (e.g. ``ATTR_INTEGRATED``) of device ``index``."""

@@ -11,12 +11,15 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from zsseg_rt import pipeline
-from zsseg_rt.bundle import BundleMeta, Files, Names, load_meta, verify_files
+from zsseg_rt.bundle import GRAPH_FILES, BundleMeta, Files, Names, load_meta
 from zsseg_rt.bundle.tokenizer import ClipTokenizer, expand_templates
+from zsseg_rt.pipeline.limits import InputLimits, estimate_bytes
 from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
-from zsseg_rt.pipeline.vocabulary import validate_class_names
+from zsseg_rt.pipeline.preprocess import Window, rescaled_size
+from zsseg_rt.pipeline.vocabulary import validate_class_bias, validate_class_names, validate_templates
 
 from .backends import Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend
+from .file_verification import verify_bundle_files
 from .result import SegmentationResult
 
 _MODES = MODES
@@ -30,7 +33,7 @@ class Engine:
         bundle: a bundle directory written by ``zsseg export``.
         classes: initial class names (list, or a comma-separated string), or None to set later.
         backend: "auto" (TensorRT when its engines exist and import, else ONNX Runtime), "tensorrt",
-            "onnxruntime" or "torch".
+            "onnxruntime" or "torch" (or a ready ``Backend`` object, e.g. the accuracy gate's).
         device: "auto", "cpu" or "cuda" (ONNX Runtime / torch backends).
         mode: "exact" (the official order: calibrate at crop resolution, average windows, resize, argmax; in
             fp32, so labels can differ from another fp32 implementation only where two classes tie within
@@ -38,18 +41,25 @@ class Engine:
             "fast" (single-window images: fused upsample+sigmoid+bias+argmax straight to the output size, no
             [C,H,W] buffer; multi-window images are processed as in "exact").
         max_batch: windows run through the image encoder together.
-        verify: check the sha256 of every bundle file on load.
+        verify: check the sha256 of the bundle files the chosen backend opens (the tokenizer, and the ONNX graphs
+            for ONNX Runtime; TensorRT engines are checked against their engine.json), remembering verified files
+            by (size, mtime, ctime, inode, sha256) so a restart does not hash them again
+            (``runtime/file_verification.py``).
         model: (torch backend) the PyTorch model to run instead of loading the source checkpoint.
-        precision: (TensorRT backend) which built engines to use: "fp16", "fp32" or "int8".
+        precision: (TensorRT backend) which built engines to use: "fp16", "fp16-pinned", "fp32" or "int8".
         threads: (ONNX Runtime backend) intra-op threads; 0 lets ONNX Runtime choose.
         device_pipeline: "auto" keeps a frame's data on the GPU where it can (TensorRT, torch on CUDA): one upload
             of the frame, pre-processing, encoder, head and the exact post-processing on one stream, one download
             of labels and scores (``runtime/device_pipeline.py``); True requires it, False uses the host path.
+        max_pixels, max_rescaled_pixels, max_windows, max_memory_mb: input limits (``pipeline.InputLimits``,
+            README "Input limits and memory"): an image over one of them is refused with ``InputLimitError`` (a
+            ValueError) naming the limit, before any work. Defaults: 2^26 input pixels, 2^25 rescaled pixels,
+            4096 windows, 2048 MiB estimated working memory per image.
 
     Fixed-size graphs: a bundle's image encoder has one input size S. Images are rescaled so the short side is S
     (official test pipeline), so every window is S x S, except for images more than 4:1 elongated, whose short
     side the (4S, S) rescale bound keeps below S: those windows are zero-padded to S x S and the padding is cut
-    from the scores. The official code (and ``zsseg_rt.models.predict``) runs such a window at its own size
+    from the scores. The official code (and ``zsseg_rt.models.common.predict``) runs such a window at its own size
     instead, so labels can differ slightly there.
 
     Thread safety: one Engine may be shared by threads. ``__call__`` reads an immutable vocabulary snapshot;
@@ -70,18 +80,23 @@ class Engine:
         precision: str = "fp16",
         threads: int = 0,
         device_pipeline="auto",
+        max_pixels: int = InputLimits.max_pixels,
+        max_rescaled_pixels: int = InputLimits.max_rescaled_pixels,
+        max_windows: int = InputLimits.max_windows,
+        max_memory_mb: int = InputLimits.max_memory_mb,
     ):
+        self.limits = InputLimits(max_pixels, max_rescaled_pixels, max_windows, max_memory_mb)
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.meta: BundleMeta = load_meta(bundle)
         if verify:
-            verify_files(self.meta)
+            verify_bundle_files(self.meta, [Files.TOKENIZER])
         self.mode = mode
         self.postprocessor = Postprocessor.from_meta(self.meta, mode=mode)  # windows, exact/fast, activation
         self.max_batch = int(max_batch)
-        self.backend: Backend = _make_backend(self.meta, backend, device, model, precision, threads)
+        self.backend: Backend = _make_backend(self.meta, backend, device, model, precision, threads, verify)
         from .device_pipeline import make_device_pipeline
 
         self._device = make_device_pipeline(self.meta, self.backend, device_pipeline, self.max_batch)
@@ -118,21 +133,53 @@ class Engine:
     def class_names(self) -> List[str]:
         return list(self._vocab[0]) if self._vocab else []
 
-    def set_classes(self, names, templates: Optional[Sequence[str]] = None, class_bias=None) -> None:
+    def set_classes(self, names, templates: Optional[Union[str, Sequence[str]]] = None, class_bias=None) -> None:
         """Encode a vocabulary once (cached) and make it current. No re-export, no engine rebuild.
 
+        Everything is checked before anything is installed: a refused call leaves the current vocabulary as it was.
+
         Args:
-            names: class names (list or comma-separated string).
-            templates: prompt templates with ``{}``; default: the bundle's (the model's training templates).
-            class_bias: ``[C]`` calibration subtracted after the sigmoid; default: the bundle's calibration
+            names: class names (list or comma-separated string; see ``validate_class_names``).
+            templates: prompt templates, each with exactly one ``{}`` (a plain string is one template; see
+                ``validate_templates``); default: the bundle's (the model's training templates).
+            class_bias: ``[C]`` finite numbers subtracted after the sigmoid; default: the bundle's calibration
                 for names that were seen classes in training, 0 for the others.
+        Raises:
+            TypeError / ValueError: a bad name, template or bias, or two names whose prompts are identical
+                token for token (the later class could never win).
         """
         names = validate_class_names(names, self.meta.max_classes)
-        templates = tuple(templates) if templates else tuple(self.meta.templates)
-        if not templates:
-            raise ValueError("templates is empty: give at least one prompt template such as 'a photo of a {}'")
+        templates = validate_templates(templates) if templates is not None else tuple(self.meta.templates)
+        bias = self._class_bias(names, class_bias)
+        self._check_distinct_prompts(names, templates)
         embeddings = self._embed(tuple(names), templates)
-        self._install(names, embeddings, class_bias)
+        with self._lock:
+            self._vocab = (tuple(names), embeddings, bias)
+
+    def _check_distinct_prompts(self, names: Sequence[str], templates: Tuple[str, ...]) -> None:
+        """Refuse two names whose prompts tokenise identically (e.g. ``"t-shirt"`` and ``"t - shirt"``, or long
+        names that differ only past the context length): their embeddings would be equal."""
+        seen: dict = {}
+        limit = self.tokenizer.context_length - 2  # minus the start and end tokens
+        for i, name in enumerate(names):
+            ids = tuple(self.tokenizer.encode(name))
+            if len(ids) >= limit // 2:  # a prompt may be truncated: compare the prompts as the encoder gets them
+                key: tuple = ("prompts", self.tokenizer(expand_templates([name], templates)).tobytes())
+            else:
+                key = ("name", ids)
+            if key in seen:
+                raise ValueError(
+                    f"class names {names[seen[key]]!r} (position {seen[key]}) and {name!r} (position {i}) give "
+                    "identical prompts once tokenised (CLIP ignores case, spacing around punctuation and text past "
+                    f"{self.tokenizer.context_length} tokens), so {name!r} could never win: rename or drop one"
+                )
+            seen[key] = i
+
+    def _class_bias(self, names: Sequence[str], class_bias) -> np.ndarray:
+        """``[C]`` float32: the given bias (validated), or the bundle's calibration for these names."""
+        if class_bias is None:
+            return np.asarray(self.meta.class_bias(names), dtype=np.float32)
+        return validate_class_bias(class_bias, len(names))
 
     def set_text_embeddings(self, names, embeddings: np.ndarray, class_bias=None) -> None:
         """Use precomputed class embeddings ``[C, D]`` (e.g. the official ZegCLIP ``.npy``; fp16 is cast)."""
@@ -143,17 +190,12 @@ class Engine:
                 f"embeddings must have shape [{len(names)}, {self.meta.embed_dim}] (classes x embed_dim), "
                 f"got {list(emb.shape)}"
             )
+        if emb.dtype.kind not in "iuf":
+            raise TypeError(f"embeddings must be numeric, got dtype {emb.dtype}")
         if not np.isfinite(emb).all():
             raise ValueError("embeddings contain NaN or inf")
-        self._install(names, np.ascontiguousarray(emb, dtype=np.float32), class_bias)
-
-    def _install(self, names, embeddings, class_bias) -> None:
-        if class_bias is None:
-            bias = np.asarray(self.meta.class_bias(names), dtype=np.float32)
-        else:
-            bias = np.asarray(class_bias, dtype=np.float32).reshape(-1)
-            if bias.shape != (len(names),):
-                raise ValueError(f"class_bias must have {len(names)} values (one per class), got {bias.shape[0]}")
+        bias = self._class_bias(names, class_bias)
+        embeddings = np.ascontiguousarray(emb, dtype=np.float32)
         with self._lock:
             self._vocab = (tuple(names), embeddings, bias)
 
@@ -227,46 +269,92 @@ class Engine:
             return [self._segment_one(img, color_order, vocab) for img in image]
         return self._segment_one(image, color_order, vocab)
 
+    def _plan(self, image, bias: np.ndarray) -> Tuple[Tuple[int, int], Tuple[int, int], List[Window]]:
+        """Validate the image and check the input limits before any work: ``(original size, rescaled size,
+        windows)``. Raises TypeError/ValueError for a bad image, ``InputLimitError`` past a limit."""
+        height, width, _ = pipeline.check_image(image)
+        scaled = rescaled_size(height, width, self.meta.test_scale, max_pixels=None)
+        crop, stride = self.meta.crop_size, self.meta.stride
+        count = (max(scaled[0] - crop + stride - 1, 0) // stride + 1) * (
+            max(scaled[1] - crop + stride - 1, 0) // stride + 1
+        )
+        self.limits.check((height, width), scaled, count, None)  # pixel and window limits before listing windows
+        windows = pipeline.sliding_windows(scaled[0], scaled[1], crop, stride)
+        options = self.meta.postprocess
+        estimate = estimate_bytes(
+            (height, width),
+            scaled,
+            len(windows),
+            len(bias),
+            self.meta.image_size,
+            self.meta.grid,
+            self.max_batch,
+            activation=self.postprocessor.activation,
+            single_fast_window=self.postprocessor.is_fast(windows),
+            dense_softmax=options.get("area_threshold") is not None or bool(np.any(bias)),
+        )
+        self.limits.check((height, width), scaled, len(windows), estimate)
+        return (height, width), scaled, windows
+
     def _segment_one(self, image, color_order, vocab) -> SegmentationResult:
         names, text, bias = vocab
+        if color_order not in ("bgr", "rgb"):
+            raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
+        orig_hw, scaled_hw, windows = self._plan(image, bias)
         if self._device is not None and self.mode == "exact":
-            pipeline.to_rgb_uint8(image, color_order)  # the same input checks and messages as the host path
             with self._device_lock, self._stage("device_pipeline"):
                 if self._device_vocab is not vocab:  # first frame after set_classes: upload text + bias once
                     self._device.set_vocabulary(text, bias)
                     self._device_vocab = vocab
                 labels, scores = self._device(np.ascontiguousarray(image), color_order)
             return SegmentationResult(labels, scores, list(names), color_order)
-        size = self.meta.image_size
         with self._stage("preprocess"):
             rgb = pipeline.to_rgb_uint8(image, color_order)
-            orig_hw = rgb.shape[:2]
-            scaled = pipeline.rescale_keep_ratio(rgb, self.meta.test_scale)  # the official keep-ratio test resize
-            chw = pipeline.normalize_image(scaled, self.meta.mean, self.meta.std)
-            windows = pipeline.sliding_windows(chw.shape[1], chw.shape[2], self.meta.crop_size, self.meta.stride)
-            crops = [
-                pipeline.pad_to_multiple(chw[:, w.y1 : w.y2, w.x1 : w.x2], self.meta.patch_size, (size, size))
-                for w in windows
-            ]
-        logits = self._window_logits(crops, text)  # [n, C, h, w]
+            scaled = pipeline.rescale_keep_ratio(rgb, self.meta.test_scale, max_pixels=None)  # official keep-ratio
+            del rgb  # the original-size copy is not needed any more
+        logits = self._window_logits(scaled, windows, text)  # [n, C, h, w]
         with self._stage("postprocess"):
-            labels, scores = self.postprocessor(logits, windows, chw.shape[1:], orig_hw, bias)
+            labels, scores = self.postprocessor(logits, windows, scaled_hw, orig_hw, bias)
         return SegmentationResult(labels[0], scores[0], list(names), color_order)
 
-    def _window_logits(self, crops: List[np.ndarray], text: np.ndarray) -> np.ndarray:
+    def _window_logits(self, scaled: np.ndarray, windows: List[Window], text: np.ndarray) -> np.ndarray:
+        """Mask logits ``[n, C, h, w]`` of every window of the rescaled ``[H', W', 3]`` uint8 RGB image. Windows
+        are cut, normalised and zero-padded to the graph size one batch at a time (``max_batch x 3 x S x S``
+        float32 in memory, never the whole normalised image)."""
+        size = self.meta.image_size
         outputs = []
-        for start in range(0, len(crops), self.max_batch):
-            batch = np.stack(crops[start : start + self.max_batch])
+        for start in range(0, len(windows), self.max_batch):
+            with self._stage("preprocess"):
+                batch = np.stack(
+                    [
+                        pipeline.pad_to_multiple(
+                            pipeline.normalize_image(scaled[w.y1 : w.y2, w.x1 : w.x2], self.meta.mean, self.meta.std),
+                            self.meta.patch_size,
+                            (size, size),
+                        )
+                        for w in windows[start : start + self.max_batch]
+                    ]
+                )  # [b, 3, S, S]
             with self._stage("image_encoder"):
                 features = self.backend.encode_image(batch)
             with self._stage("head"):
                 outputs.append(self.backend.head(text, features))
-        return np.concatenate(outputs, axis=0)
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
 
 
-def _make_backend(meta: BundleMeta, backend: str, device: str, model, precision: str, threads: int) -> Backend:
+def _onnxruntime_backend(meta: BundleMeta, device: str, threads: int, verify: bool) -> Backend:
+    if verify:  # the graphs ONNX Runtime is about to open
+        verify_bundle_files(meta, sorted(GRAPH_FILES.values()))
+    return OnnxRuntimeBackend(meta, device, threads)
+
+
+def _make_backend(
+    meta: BundleMeta, backend, device: str, model, precision: str, threads: int, verify: bool = True
+) -> Backend:
+    if isinstance(backend, Backend):
+        return backend
     if backend == "onnxruntime":
-        return OnnxRuntimeBackend(meta, device, threads)
+        return _onnxruntime_backend(meta, device, threads, verify)
     if backend == "tensorrt":
         return TensorRTBackend(meta, precision)
     if backend == "torch":
@@ -288,5 +376,5 @@ def _make_backend(meta: BundleMeta, backend: str, device: str, model, precision:
                 RuntimeWarning,
                 stacklevel=3,
             )
-            return OnnxRuntimeBackend(meta, device, threads)
+            return _onnxruntime_backend(meta, device, threads, verify)
     raise ValueError(f"backend must be 'auto', 'tensorrt', 'onnxruntime' or 'torch', got {backend!r}")

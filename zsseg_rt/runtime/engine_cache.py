@@ -1,9 +1,11 @@
-"""Engine cache keys, shape profiles, ``engine.json`` records and calibration data (no TensorRT needed).
+"""Engine cache keys, shape profiles and ``engine.json`` records (no TensorRT needed).
 
 An engine depends on (graph, ONNX sha256 from meta.json, precision, shape profile, TensorRT version, GPU name,
-compute capability, int8 calibration set, build recipe): ``EngineKey`` holds them, ``EngineKey.digest()`` names
-the cache directory ``<bundle>/engines/<digest>/``, and ``engine.json`` beside the engine records them so a
-mismatching engine is rebuilt or refused with a message saying what differs.
+compute capability, multiprocessor count, total GPU memory, build recipe): ``EngineKey`` holds them,
+``EngineKey.digest()`` names the cache directory ``<bundle>/engines/<digest>/``, and ``engine.json`` beside the
+engine records them (and the accuracy-gate result of the build) so a mismatching engine is rebuilt or refused with
+a message saying what differs. The GPU name alone does not tell Jetson modules apart ("Orin" is AGX, NX and Nano
+alike); the multiprocessor count and memory do.
 """
 
 from __future__ import annotations
@@ -13,16 +15,18 @@ import json
 import os
 import threading
 from dataclasses import asdict, dataclass, fields
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
-
-import numpy as np
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from zsseg_rt.bundle import GRAPH_FILES as SPEC_GRAPH_FILES
-from zsseg_rt.bundle import BundleMeta, Names, sha256_file
+from zsseg_rt.bundle import BundleMeta, Names
 from zsseg_rt.runtime.cuda_driver import DeviceInfo
+from zsseg_rt.runtime.file_verification import cached_sha256
 
-PRECISIONS = ("fp32", "fp16", "int8")
-BUILD_RECIPE_VERSION = 1  # bump when the TensorRT build settings change, so cached engines are rebuilt
+# fp32: reference numerics (TF32 off). fp16: plain fp16, only each L2 normalisation's sum of squares kept in fp32.
+# fp16-pinned: the former recipe (LayerNorm/Softmax/reductions and two hops after them pinned to fp32 with
+# OBEY_PRECISION_CONSTRAINTS). int8: explicitly quantised graphs only (QuantizeLinear/DequantizeLinear nodes).
+PRECISIONS = ("fp32", "fp16", "fp16-pinned", "int8")
+BUILD_RECIPE_VERSION = 2  # bump when the TensorRT build settings change, so cached engines are rebuilt
 ENGINE_RECORD = "engine.json"
 ENGINE_SUFFIX = ".engine"
 DEFAULT_MAX_PROMPTS = 256
@@ -51,21 +55,18 @@ class EngineBuildError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------- profiles and keys
-def validate_precision(precision: str, calibration_images: Optional[Sequence] = None) -> None:
-    """Raise ValueError for an unknown precision, or int8 without calibration images (no random calibration)."""
+def validate_precision(precision: str) -> None:
+    """Raise ValueError for an unknown precision."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "int8" and not calibration_images:
         raise ValueError(
-            "precision='int8' needs calibration_images (paths or [H, W, 3] uint8 RGB arrays, a few hundred "
-            "representative photos); zsseg_rt never calibrates with random data. Use 'fp16' otherwise."
+            f"precision must be one of {PRECISIONS}, got {precision!r} (int8 needs an explicitly quantised "
+            "bundle: QuantizeLinear/DequantizeLinear nodes in its image encoder; implicit calibration is not offered)"
         )
-    if precision != "int8" and calibration_images:
-        raise ValueError(f"calibration_images are only used with precision='int8', got precision={precision!r}")
 
 
 def graph_precision(precision: str, role: str) -> str:
-    """int8 applies to the image encoder only (calibration data are images); the head and text encoder are fp16."""
+    """int8 applies to the image encoder only (the graph a quantisation tool would quantise); the head and text
+    encoder are then fp16."""
     return "fp16" if precision == "int8" and role != "image" else precision
 
 
@@ -137,7 +138,8 @@ class EngineKey:
     tensorrt_version: str
     gpu_name: str
     compute_capability: str  # "8.7"
-    calibration_sha256: str = ""  # int8 only: hash of the calibration images
+    gpu_multiprocessors: int = 0  # CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT (Orin AGX 16, NX 8, Nano 4..8)
+    gpu_memory_mib: int = 0  # cuDeviceTotalMem in MiB
     recipe: int = BUILD_RECIPE_VERSION
 
     def as_dict(self) -> Dict:
@@ -173,7 +175,6 @@ def make_engine_key(
     ranges: Mapping[str, AxisRange],
     tensorrt_version: str,
     device: DeviceInfo,
-    calibration_sha256: str = "",
 ) -> EngineKey:
     """The key of graph ``role`` ("image", "head", "text") for this bundle, request and platform."""
     graph = GRAPH_FILES[role]
@@ -188,8 +189,20 @@ def make_engine_key(
         tensorrt_version=str(tensorrt_version),
         gpu_name=device.name,
         compute_capability=device.sm,
-        calibration_sha256=calibration_sha256 if own_precision == "int8" else "",
+        gpu_multiprocessors=int(device.multiprocessors),
+        gpu_memory_mib=int(device.total_memory_mib),
     )
+
+
+def platform_fields(tensorrt_version: str, device: DeviceInfo) -> Dict[str, object]:
+    """The key fields that tie an engine to this TensorRT and this GPU."""
+    return {
+        "tensorrt_version": str(tensorrt_version),
+        "gpu_name": device.name,
+        "compute_capability": device.sm,
+        "gpu_multiprocessors": int(device.multiprocessors),
+        "gpu_memory_mib": int(device.total_memory_mib),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- engine records
@@ -202,7 +215,8 @@ def write_engine_record(engine_path: str, key: EngineKey) -> None:
         "key": key.as_dict(),
         "digest": key.digest(),
         "engine_file": os.path.basename(engine_path),
-        "engine_sha256": sha256_file(engine_path),
+        "engine_sha256": cached_sha256(engine_path),
+        "engine_bytes": os.path.getsize(engine_path),
     }
     _atomic_write(
         os.path.join(os.path.dirname(engine_path), ENGINE_RECORD), json.dumps(record, indent=2, sort_keys=True).encode()
@@ -223,8 +237,11 @@ def read_engine_record(engine_path: str) -> Tuple[EngineKey, Dict]:
         ) from exc
 
 
-def check_engine(engine_path: str, expected_key: EngineKey, check_file_hash: bool = True) -> EngineKey:
-    """Refuse an engine whose recorded key differs from ``expected_key`` or whose file does not match its record.
+def check_engine(
+    engine_path: str, expected_key: EngineKey, check_file_hash: bool = True, require_gate: bool = True
+) -> EngineKey:
+    """Refuse an engine whose recorded key differs from ``expected_key``, whose file does not match its record, or
+    (``require_gate``) that did not pass the accuracy gate after its build (nor was accepted with the override).
 
     Returns:
         the recorded key (equal to ``expected_key``).
@@ -241,18 +258,49 @@ def check_engine(engine_path: str, expected_key: EngineKey, check_file_hash: boo
         )
     if not os.path.isfile(engine_path):
         raise EngineMismatchError(f"engine file {engine_path!r} is missing; rebuild with `zsseg build-engine <bundle>`")
-    if check_file_hash and sha256_file(engine_path) != record.get("engine_sha256"):
+    if check_file_hash and cached_sha256(engine_path) != record.get("engine_sha256"):
         raise EngineMismatchError(
             f"engine file {engine_path!r} does not match the sha256 in its engine.json (truncated or modified); "
             "rebuild with `zsseg build-engine <bundle> --force`"
         )
+    problem = accuracy_gate_problem(record) if require_gate else None
+    if problem:
+        raise EngineMismatchError(f"refusing TensorRT engine {engine_path!r}: {problem}")
     return recorded
+
+
+GATE_FIELD = "accuracy_gate"
+
+
+def record_accuracy_gate(engine_path: str, gate: Mapping) -> None:
+    """Store the accuracy-gate result of a build in the engine's ``engine.json`` (``gate["accepted"]`` decides
+    whether ``check_engine`` lets the engine be used)."""
+    record_path = os.path.join(os.path.dirname(os.path.abspath(engine_path)), ENGINE_RECORD)
+    _, record = read_engine_record(engine_path)
+    record[GATE_FIELD] = dict(gate)
+    _atomic_write(record_path, json.dumps(record, indent=2, sort_keys=True).encode())
+
+
+def accuracy_gate_problem(record: Mapping) -> Optional[str]:
+    """None when the engine record says the accuracy gate passed (or was overridden), else why it is refused."""
+    gate = record.get(GATE_FIELD)
+    if not isinstance(gate, Mapping):
+        return (
+            "its build was not checked by the accuracy gate (interrupted build?); rebuild with "
+            "`zsseg build-engine <bundle> --force`"
+        )
+    if not gate.get("accepted"):
+        return (
+            f"it failed the accuracy gate ({gate.get('summary', 'no summary')}); rebuild with another "
+            "--precision (fp16-pinned or fp32), or accept it explicitly with `zsseg build-engine --accept-below-gate`"
+        )
+    return None
 
 
 def check_engine_platform(engine_path: str, tensorrt_version: str, device: DeviceInfo) -> EngineKey:
     """Refuse an engine recorded for another TensorRT version or GPU (used when no full key is known)."""
     recorded, _ = read_engine_record(engine_path)
-    expected = {"tensorrt_version": str(tensorrt_version), "gpu_name": device.name, "compute_capability": device.sm}
+    expected = platform_fields(tensorrt_version, device)
     diffs = [
         f"{name}: engine has {getattr(recorded, name)!r}, this machine has {value!r}"
         for name, value in expected.items()
@@ -287,48 +335,3 @@ def _atomic_write(path: str, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------------------------------- calibration data
-def calibration_sha256(images: Sequence) -> str:
-    """Identity of a calibration set (file contents or array bytes), part of an int8 engine's key."""
-    digest = hashlib.sha256()
-    for image in images:
-        if isinstance(image, np.ndarray):
-            digest.update(str((image.shape, image.dtype.str)).encode())
-            digest.update(np.ascontiguousarray(image).tobytes())
-        else:
-            digest.update(sha256_file(os.fspath(image)).encode())
-    return digest.hexdigest()
-
-
-def preprocess_calibration_image(image, meta: BundleMeta) -> np.ndarray:
-    """One calibration sample as the encoder sees it: ``[3, S, S]`` float32 (S = meta.image_size).
-
-    Args:
-        image: a file path (read with OpenCV, BGR) or an ``[H, W, 3]`` uint8 RGB array.
-    Follows the test pipeline: rescale (keep ratio), normalise with the bundle's mean/std, zero-pad to a
-    multiple of the patch size and at least S, then take the centre ``S x S`` crop.
-    """
-    from zsseg_rt.pipeline.preprocess import normalize_image, pad_to_multiple, rescale_keep_ratio, to_rgb_uint8
-
-    if isinstance(image, np.ndarray):
-        rgb = to_rgb_uint8(image, color_order="rgb")
-    else:
-        import cv2
-
-        bgr = cv2.imread(os.fspath(image), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"cannot read calibration image {os.fspath(image)!r}")
-        rgb = to_rgb_uint8(bgr, color_order="bgr")
-    size = int(meta.image_size)
-    chw = normalize_image(rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
-    chw = pad_to_multiple(chw, int(meta.patch_size), min_size=(size, size))
-    top, left = (chw.shape[1] - size) // 2, (chw.shape[2] - size) // 2
-    return np.ascontiguousarray(chw[:, top : top + size, left : left + size], dtype=np.float32)
-
-
-def calibration_batches(images: Sequence, meta: BundleMeta) -> Iterator[np.ndarray]:
-    """``[1, 3, S, S]`` float32 batches, one image each (the calibration profile is batch 1)."""
-    for image in images:
-        yield preprocess_calibration_image(image, meta)[None]

@@ -26,18 +26,32 @@ from zsseg_rt.runtime.engine_cache import (
     check_engine,
     check_engine_platform,
     graph_precision,
+    platform_fields,
     read_engine_record,
 )
 
-__all__ = ["import_tensorrt", "find_engines", "load_engine", "TensorRTRunner", "INSTALL_HINT", "MIN_TENSORRT"]
+__all__ = [
+    "import_tensorrt",
+    "find_engines",
+    "load_engine",
+    "TensorRTRunner",
+    "INSTALL_HINT",
+    "MIN_TENSORRT",
+    "MAX_TENSORRT",
+    "check_tensorrt_version",
+]
 
-MIN_TENSORRT = (10, 0)  # bundles are exported at opset 18; the TensorRT 8.x ONNX parsers stop at opset 17
+# Supported: TensorRT 10.x. Below: bundles are exported at opset 18, beyond the TensorRT 8.x ONNX parsers.
+# 11.0 and later: removed BuilderFlag.FP16/INT8 and OBEY_PRECISION_CONSTRAINTS (strongly typed networks only),
+# which this builder uses; `pip install tensorrt` resolves to 11.x today while JetPack 6 stays on 10.x.
+MIN_TENSORRT = (10, 0)
+MAX_TENSORRT = (11, 0)  # exclusive
 
 INSTALL_HINT = (
-    "TensorRT 10 is required for this (it is imported lazily; nothing else in zsseg_rt needs it). "
+    "TensorRT 10.x is required for this (it is imported lazily; nothing else in zsseg_rt needs it). "
     "Jetson: use JetPack 6.1+ (TensorRT 10.3, Python bindings from `sudo apt install python3-libnvinfer`); "
     "JetPack 5 (TensorRT 8.5) and JetPack 6.0 (TensorRT 8.6) are not supported. "
-    "x86_64/aarch64 desktop: `pip install tensorrt` (NVIDIA's wheels, also on "
+    'x86_64/aarch64 desktop: `pip install "tensorrt>=10,<11"` (NVIDIA\'s wheels, also on '
     "`--extra-index-url https://pypi.nvidia.com`), matching your CUDA 12 driver."
 )
 
@@ -51,19 +65,28 @@ def _parse_version(text: str) -> Tuple[int, ...]:
     return tuple(parts)
 
 
+def check_tensorrt_version(version: str) -> None:
+    """Raise ImportError (one line, with the fix) unless ``version`` is a TensorRT 10.x release."""
+    parsed = _parse_version(str(version))[:2]
+    if parsed < MIN_TENSORRT:
+        raise ImportError(
+            f"TensorRT {version} is too old: zsseg_rt supports TensorRT 10.x only (bundles use ONNX opset 18, beyond "
+            'the TensorRT 8.x parsers); install `pip install "tensorrt>=10,<11"` or use JetPack 6.1+ (TensorRT 10.3)'
+        )
+    if parsed >= MAX_TENSORRT:
+        raise ImportError(
+            f"TensorRT {version} is not supported: zsseg_rt supports TensorRT 10.x only (11 removed the fp16/int8 "
+            'builder flags it uses); install `pip install "tensorrt>=10,<11"` or use JetPack 6.1+ (TensorRT 10.3)'
+        )
+
+
 def import_tensorrt():
-    """``import tensorrt``, checking the version. Raises ImportError with install guidance."""
+    """``import tensorrt``, checking that it is 10.x. Raises ImportError with install guidance."""
     try:
         import tensorrt as trt
     except ImportError as exc:
         raise ImportError(f"cannot import tensorrt ({exc}). {INSTALL_HINT}") from exc
-    version = getattr(trt, "__version__", "0")
-    if _parse_version(version)[:2] < MIN_TENSORRT:
-        raise ImportError(
-            f"TensorRT {version} is too old: zsseg_rt needs TensorRT >= {MIN_TENSORRT[0]}.{MIN_TENSORRT[1]} "
-            "because bundles are exported at ONNX opset 18 (native LayerNormalization), beyond what the TensorRT "
-            f"8.x ONNX parsers (JetPack 5: 8.5, JetPack 6.0: 8.6) accept. {INSTALL_HINT}"
-        )
+    check_tensorrt_version(getattr(trt, "__version__", "0"))
     return trt
 
 
@@ -117,9 +140,7 @@ def _find_engine(root: str, meta: BundleMeta, role: str, precision: str, version
         "graph": graph,
         "onnx_sha256": meta.files.get(graph),
         "precision": precision,
-        "tensorrt_version": str(version),
-        "gpu_name": device.name,
-        "compute_capability": device.sm,
+        **platform_fields(version, device),
         "recipe": BUILD_RECIPE_VERSION,
     }
     candidates, rejected = [], []

@@ -58,7 +58,14 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
     p.add_argument("--max-reconnects", type=int, help="give up after this many failed reconnects (default: never)")
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse frames / folder images with more pixels than this, checked before decoding "
+        "(default: $ZSSEG_MAX_PIXELS or 40000000; 0 = no limit)",
+    )
     p.add_argument("--no-legend", action="store_true", help="no legend / FPS text on the overlay")
     p.add_argument("--stats-json", help="write the final stream statistics to this JSON file")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -67,6 +74,8 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
 
 
 def _initial_classes(args):
+    from zsseg_rt.cli_errors import CliError
+
     if args.classes:
         return args.classes
     if args.class_file:
@@ -75,12 +84,12 @@ def _initial_classes(args):
         names = ClassFileWatcher(args.class_file).read()
         if names:
             return names
-        raise SystemExit(f"class file {args.class_file!r} is empty: put one class name per line")
-    raise SystemExit('give the vocabulary with --classes "a,b,c" or --class-file classes.txt')
+        raise CliError(f"class file {args.class_file!r} is empty: put one class name per line")
+    raise CliError('give the vocabulary with --classes "a,b,c" or --class-file classes.txt')
 
 
 def _build_sinks(args, runner_stats):
-    from .capabilities import StreamCapabilityError, display_available, opencv_has_gui
+    from .capabilities import display_available, opencv_has_gui
     from .sinks import MjpegSink, open_sink
 
     sinks = []
@@ -98,10 +107,10 @@ def _build_sinks(args, runner_stats):
                     "MJPEG preview on http://127.0.0.1:8080/ (use -o out.mp4 or --preview PORT to choose)"
                 )
                 sinks.append(MjpegSink(8080, "127.0.0.1", stats_provider=runner_stats))
-    except StreamCapabilityError as exc:
+    except BaseException:  # e.g. StreamCapabilityError: close what was opened; the CLI prints one line
         for sink in sinks:
             sink.close()
-        raise SystemExit(str(exc)) from exc
+        raise
     return sinks
 
 
@@ -110,16 +119,18 @@ def run_camera_command(args) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
+    from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.image_io import max_pixels_limit
     from zsseg_rt.runtime import Engine
 
-    from .capabilities import StreamCapabilityError
     from .runner import StreamRunner
-    from .sources import SourceError, open_source
+    from .sources import open_source
 
-    try:
-        source = open_source(args.source, width=args.width, height=args.height, fps=args.fps)
-    except (SourceError, StreamCapabilityError) as exc:
-        raise SystemExit(str(exc)) from exc
+    if not 0.0 <= args.alpha <= 1.0:
+        raise CliError(f"--alpha is the overlay opacity, between 0 and 1; got {args.alpha}")
+    max_pixels = max_pixels_limit(args.max_pixels)
+    # SourceError / StreamCapabilityError: one line from zsseg_rt.cli_errors
+    source = open_source(args.source, width=args.width, height=args.height, fps=args.fps, max_pixels=max_pixels)
     engine = Engine(
         args.bundle, classes=_initial_classes(args), backend=args.backend, device=args.device, mode=args.mode
     )
@@ -167,7 +178,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="zsseg")
     add_camera_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    from zsseg_rt.cli_errors import run_command
+
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

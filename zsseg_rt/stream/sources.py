@@ -8,12 +8,15 @@ Use ``open_source("csi://0")`` / ``parse_source(spec)`` to go from a user string
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Callable, Iterable, Iterator, List, Optional
 
 import numpy as np
 
 from .capabilities import require_gstreamer
+
+log = logging.getLogger("zsseg_rt.stream")
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -121,6 +124,8 @@ class OpenCVSource(FrameSource):
         width, height, fps: requested capture format for cameras (None: the device's default). CSI needs them;
             defaults 1280x720 at 30 fps.
         timeout_s: open/read timeout for network streams (FFmpeg backend), so a dead RTSP server is noticed.
+        max_pixels: refuse a stream whose frame size (from the container / device, before any frame is read)
+            exceeds this (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: no limit; see ``zsseg_rt.image_io``).
     """
 
     def __init__(
@@ -130,6 +135,7 @@ class OpenCVSource(FrameSource):
         height: Optional[int] = None,
         fps: Optional[float] = None,
         timeout_s: float = 5.0,
+        max_pixels: Optional[int] = None,
     ):
         super().__init__()
         if spec.kind not in ("v4l2", "csi", "gstreamer", "network", "file"):
@@ -141,6 +147,7 @@ class OpenCVSource(FrameSource):
         self.name = f"{spec.kind}:{spec.target}"
         self.width, self.height, self.requested_fps = width, height, fps
         self.timeout_s = float(timeout_s)
+        self.max_pixels = max_pixels
         self.fps = fps
         self._cap = None
 
@@ -179,10 +186,24 @@ class OpenCVSource(FrameSource):
             if self.requested_fps:
                 cap.set(cv2.CAP_PROP_FPS, self.requested_fps)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep the driver queue short: newest frame, lowest latency
+        self._check_frame_size(cap)
         reported = cap.get(cv2.CAP_PROP_FPS)
         if self.requested_fps is None and reported and 0 < reported < 1000:
             self.fps = float(reported)
         self._cap = cap
+
+    def _check_frame_size(self, cap) -> None:
+        """Refuse (release + SourceError) a stream whose reported frame size is over the pixel limit."""
+        import cv2
+
+        from zsseg_rt.image_io import ImageTooLargeError, check_frame_size
+
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        try:
+            check_frame_size(width, height, self.max_pixels, what=f"{self.name}'s frame")
+        except ImageTooLargeError as exc:
+            cap.release()
+            raise SourceError(str(exc)) from None
 
     def read(self) -> Optional[np.ndarray]:
         if self._cap is None:
@@ -203,10 +224,12 @@ class OpenCVSource(FrameSource):
 
 
 class ImageFolderSource(FrameSource):
-    """The images of a folder, in name order, as frames (unreadable files are skipped)."""
+    """The images of a folder, in name order, as frames (unreadable files and images over the pixel limit,
+    ``max_pixels`` as in ``zsseg_rt.image_io.read_image_bgr``, are skipped with a warning)."""
 
-    def __init__(self, folder: str, fps: Optional[float] = None):
+    def __init__(self, folder: str, fps: Optional[float] = None, max_pixels: Optional[int] = None):
         super().__init__()
+        self.max_pixels = max_pixels
         self.folder = folder
         self.name = f"folder:{folder}"
         self.fps = fps
@@ -227,14 +250,15 @@ class ImageFolderSource(FrameSource):
         self.ended = False
 
     def read(self) -> Optional[np.ndarray]:
-        import cv2
+        from zsseg_rt.image_io import ImageReadError, read_image_bgr
 
         while self._index < len(self._paths):
             path = self._paths[self._index]
             self._index += 1
-            frame = cv2.imread(path, cv2.IMREAD_COLOR)
-            if frame is not None:
-                return frame
+            try:
+                return read_image_bgr(path, self.max_pixels)
+            except ImageReadError as exc:
+                log.warning("skipped %s", exc)
         self.ended = True
         return None
 
@@ -290,12 +314,17 @@ class CallableSource(FrameSource):
 
 
 def open_source(
-    spec, width: Optional[int] = None, height: Optional[int] = None, fps: Optional[float] = None
+    spec,
+    width: Optional[int] = None,
+    height: Optional[int] = None,
+    fps: Optional[float] = None,
+    max_pixels: Optional[int] = None,
 ) -> FrameSource:
-    """Build (not yet open) the ``FrameSource`` for a user string or ``SourceSpec``."""
+    """Build (not yet open) the ``FrameSource`` for a user string or ``SourceSpec``; ``max_pixels`` bounds the
+    size of the frames it may decode (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: no limit)."""
     if isinstance(spec, FrameSource):
         return spec
     parsed = spec if isinstance(spec, SourceSpec) else parse_source(spec)
     if parsed.kind == "folder":
-        return ImageFolderSource(parsed.target, fps=fps)
-    return OpenCVSource(parsed, width=width, height=height, fps=fps)
+        return ImageFolderSource(parsed.target, fps=fps, max_pixels=max_pixels)
+    return OpenCVSource(parsed, width=width, height=height, fps=fps, max_pixels=max_pixels)

@@ -188,7 +188,7 @@ class Trainer:
             ignore_index=mc.ignore_index,
         )
         self.stream = TrainStream(self.dataset, aug, lut, seed=cfg.seed)
-        from zsseg_rt.models.losses import ZegCLIPLoss
+        from zsseg_rt.models.zegclip.losses import ZegCLIPLoss
 
         # a model family with extra loss terms (CLIP-RC's recovery loss) builds its own loss
         build_loss = getattr(self.model, "build_loss", None)
@@ -292,7 +292,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=cfg.amp):
             logits = self.net(images, self.text_train)
         if self.setting == "transductive":
-            from zsseg_rt.models.losses import transductive_pseudo_labels, upsample_logits
+            from zsseg_rt.models.zegclip.losses import transductive_pseudo_labels, upsample_logits
 
             pred = upsample_logits(logits.detach().float(), mc.image_size, tuple(labels.shape[-2:]))
             labels = transductive_pseudo_labels(pred, labels, self.seen, mc.ignore_index)
@@ -470,7 +470,7 @@ class Trainer:
                 tb.close()
         native = None
         if self.iteration >= cfg.iterations and cfg.save_native and self.dist.rank == 0:
-            from zsseg_rt.models.convert import save_native
+            from zsseg_rt.models.common.convert import save_native
 
             native = save_native(
                 self.model,

@@ -1,0 +1,277 @@
+"""A recording fake of the part of the TensorRT 10 Python API that zsseg_rt's builder uses.
+
+It checks call order and arguments only: every method below has the parameter list of the TensorRT 10 Python
+bindings (docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api, ``tensorrt.Builder``,
+``IBuilderConfig``, ``OnnxParser``, ``INetworkDefinition``, ``ILayer``, ``IOptimizationProfile``), so a call with a
+wrong arity or keyword fails here as it would there. It computes nothing: numerics need real TensorRT on a GPU.
+
+``make_module(version, graphs)`` returns a module-like object; ``graphs`` maps an ONNX path to the layers
+``OnnxParser.parse_from_file`` "parses" into the network: ``(name, LayerType name, op name or None, inputs,
+outputs, dtype)`` tuples. Every call is appended to ``module.calls`` as ``(qualified name, args)``.
+"""
+
+from __future__ import annotations
+
+import enum
+import types
+from typing import Dict, List, Sequence, Tuple
+
+
+class DataType(enum.Enum):
+    FLOAT = "float32"
+    HALF = "float16"
+    INT32 = "int32"
+    INT64 = "int64"
+    INT8 = "int8"
+    BOOL = "bool"
+
+
+LayerType = enum.Enum(
+    "LayerType",
+    "ELEMENTWISE UNARY REDUCE NORMALIZATION SOFTMAX ACTIVATION QUANTIZE DEQUANTIZE MATRIX_MULTIPLY CONSTANT SHUFFLE",
+)
+ElementWiseOperation = enum.Enum("ElementWiseOperation", "SUM PROD MAX MIN SUB DIV POW")
+UnaryOperation = enum.Enum("UnaryOperation", "EXP LOG SQRT RECIP ABS NEG")
+ReduceOperation = enum.Enum("ReduceOperation", "SUM PROD MAX MIN AVG")
+BuilderFlag = enum.Enum(
+    "BuilderFlag", "FP16 BF16 INT8 TF32 OBEY_PRECISION_CONSTRAINTS PREFER_PRECISION_CONSTRAINTS STRONGLY_TYPED"
+)
+MemoryPoolType = enum.Enum("MemoryPoolType", "WORKSPACE DLA_MANAGED_SRAM TACTIC_DRAM")
+NetworkDefinitionCreationFlag = enum.Enum("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH STRONGLY_TYPED")
+
+LayerSpec = Tuple[str, str, object, Sequence[str], Sequence[str], str]
+
+
+class ITensor:
+    def __init__(self, name: str, dtype: DataType, shape=(-1, -1)):
+        self.name, self.dtype, self.shape = name, dtype, tuple(shape)
+
+
+class ILayer:
+    def __init__(self, calls: List, name: str, kind, op, inputs: List[ITensor], outputs: List[ITensor]):
+        self._calls, self.name, self.type, self.op = calls, name, kind, op
+        self._inputs, self._outputs = inputs, outputs
+        self._precision = None
+        self.output_types: Dict[int, DataType] = {}
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self._inputs)
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self._outputs)
+
+    def get_input(self, index: int) -> ITensor:
+        return self._inputs[index]
+
+    def get_output(self, index: int) -> ITensor:
+        return self._outputs[index]
+
+    @property
+    def precision(self):
+        return self._precision
+
+    @precision.setter
+    def precision(self, dtype: DataType) -> None:
+        self._calls.append(("ILayer.precision", (self.name, dtype)))
+        self._precision = dtype
+
+    def set_output_type(self, index: int, dtype: DataType) -> None:
+        self._calls.append(("ILayer.set_output_type", (self.name, index, dtype)))
+        self.output_types[index] = dtype
+
+
+class IUnaryLayer(ILayer):
+    pass
+
+
+class IElementWiseLayer(ILayer):
+    pass
+
+
+class IReduceLayer(ILayer):
+    pass
+
+
+class INetworkDefinition:
+    def __init__(self, calls: List):
+        self._calls, self.layers, self.inputs = calls, [], []  # type: ignore[var-annotated]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.inputs)
+
+    def get_layer(self, index: int) -> ILayer:
+        return self.layers[index]
+
+    def get_input(self, index: int) -> ITensor:
+        return self.inputs[index]
+
+
+class IOptimizationProfile:
+    def __init__(self, calls: List):
+        self._calls = calls
+
+    def set_shape(self, input: str, min, opt, max) -> None:  # noqa: A002 - TensorRT's parameter names
+        self._calls.append(("IOptimizationProfile.set_shape", (input, tuple(min), tuple(opt), tuple(max))))
+
+
+class ITimingCache:
+    def serialize(self) -> bytes:
+        return b"timing"
+
+
+class IBuilderConfig:
+    def __init__(self, calls: List):
+        self._calls, self.flags = calls, set()  # type: ignore[var-annotated]
+
+    def set_flag(self, flag: BuilderFlag) -> None:
+        self._calls.append(("IBuilderConfig.set_flag", (flag,)))
+        self.flags.add(flag)
+
+    def clear_flag(self, flag: BuilderFlag) -> None:
+        self._calls.append(("IBuilderConfig.clear_flag", (flag,)))
+        self.flags.discard(flag)
+
+    def get_flag(self, flag: BuilderFlag) -> bool:
+        return flag in self.flags
+
+    def set_memory_pool_limit(self, pool: MemoryPoolType, pool_size: int) -> None:
+        self._calls.append(("IBuilderConfig.set_memory_pool_limit", (pool, pool_size)))
+
+    def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
+        self._calls.append(("IBuilderConfig.add_optimization_profile", (profile,)))
+        return 0
+
+    def create_timing_cache(self, serialized_timing_cache) -> ITimingCache:
+        self._calls.append(("IBuilderConfig.create_timing_cache", (bytes(serialized_timing_cache),)))
+        return ITimingCache()
+
+    def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+        self._calls.append(("IBuilderConfig.set_timing_cache", (cache, ignore_mismatch)))
+        return True
+
+
+def make_module(version: str = "10.3.0", graphs: Dict[str, List[LayerSpec]] = None, input_shapes=None):
+    """A fake ``tensorrt`` module (see the module docstring); ``input_shapes``: network input name -> shape
+    (default ``(-1, -1)``)."""
+    calls: List = []
+    graphs = dict(graphs or {})
+    input_shapes = dict(input_shapes or {})
+
+    class Logger:
+        WARNING, VERBOSE = "WARNING", "VERBOSE"
+
+        def __init__(self, min_severity="WARNING"):
+            calls.append(("Logger", (min_severity,)))
+
+    class OnnxParser:
+        def __init__(self, network: INetworkDefinition, logger):
+            self.network = network
+            calls.append(("OnnxParser", ()))
+
+        def parse_from_file(self, model: str) -> bool:
+            calls.append(("OnnxParser.parse_from_file", (model,)))
+            tensors: Dict[str, ITensor] = {}
+            for name, kind, op, inputs, outputs, dtype in graphs[model]:
+                kind_enum = LayerType[kind]
+                op_enum = None
+                if op is not None:
+                    op_enum = {"ELEMENTWISE": ElementWiseOperation, "UNARY": UnaryOperation, "REDUCE": ReduceOperation}[
+                        kind
+                    ][op]
+                ins = []
+                for tensor in inputs:
+                    if tensor not in tensors:  # a network input
+                        tensors[tensor] = ITensor(tensor, DataType.FLOAT, input_shapes.get(tensor, (-1, -1)))
+                        self.network.inputs.append(tensors[tensor])
+                    ins.append(tensors[tensor])
+                outs = [tensors.setdefault(t, ITensor(t, DataType[dtype])) for t in outputs]
+                self.network.layers.append(ILayer(calls, name, kind_enum, op_enum, ins, outs))
+            return True
+
+        @property
+        def num_errors(self) -> int:
+            return 0
+
+        def get_error(self, index: int):
+            raise IndexError(index)
+
+    class Builder:
+        def __init__(self, logger):
+            calls.append(("Builder", ()))
+
+        def create_network(self, flags: int = 0) -> INetworkDefinition:
+            calls.append(("Builder.create_network", (flags,)))
+            return INetworkDefinition(calls)
+
+        def create_builder_config(self) -> IBuilderConfig:
+            calls.append(("Builder.create_builder_config", ()))
+            return IBuilderConfig(calls)
+
+        def create_optimization_profile(self) -> IOptimizationProfile:
+            return IOptimizationProfile(calls)
+
+        def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig):
+            calls.append(("Builder.build_serialized_network", (network, config)))
+            return b"serialized engine"
+
+    module = types.SimpleNamespace(
+        __version__=version,
+        calls=calls,
+        graphs=graphs,
+        input_shapes=input_shapes,
+        Logger=Logger,
+        Builder=Builder,
+        OnnxParser=OnnxParser,
+        BuilderFlag=BuilderFlag,
+        MemoryPoolType=MemoryPoolType,
+        NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
+        LayerType=LayerType,
+        ElementWiseOperation=ElementWiseOperation,
+        UnaryOperation=UnaryOperation,
+        ReduceOperation=ReduceOperation,
+        ILayer=ILayer,
+        IUnaryLayer=IUnaryLayer,
+        IElementWiseLayer=IElementWiseLayer,
+        IReduceLayer=IReduceLayer,
+        float32=DataType.FLOAT,
+        float16=DataType.HALF,
+        int32=DataType.INT32,
+    )
+    return module
+
+
+def l2_norm_layers(prefix: str, source: str, output: str) -> List[LayerSpec]:
+    """ReduceL2 as the TensorRT ONNX parser lowers it (x * x -> ReduceSum -> Sqrt), then the division."""
+    return [
+        (f"{prefix}/square", "ELEMENTWISE", "PROD", [source, source], [f"{prefix}/sq"], "FLOAT"),
+        (f"{prefix}/sum", "REDUCE", "SUM", [f"{prefix}/sq"], [f"{prefix}/sumsq"], "FLOAT"),
+        (f"{prefix}/sqrt", "UNARY", "SQRT", [f"{prefix}/sumsq"], [f"{prefix}/norm"], "FLOAT"),
+        (f"{prefix}/div", "ELEMENTWISE", "DIV", [source, f"{prefix}/norm"], [output], "FLOAT"),
+    ]
+
+
+def encoder_layers(input_name: str, with_qdq: bool = False) -> List[LayerSpec]:
+    """A miniature transformer block + L2 normalisation, as parsed layers (``input_name``: the network input)."""
+    layers: List[LayerSpec] = [("shape_const", "CONSTANT", None, [], ["shape_a"], "INT32")]
+    if with_qdq:
+        layers += [
+            ("q", "QUANTIZE", None, [input_name], ["xq"], "INT8"),
+            ("dq", "DEQUANTIZE", None, ["xq"], ["x"], "FLOAT"),
+        ]
+    else:
+        layers += [("in", "ACTIVATION", None, [input_name], ["x"], "FLOAT")]
+    layers += [
+        ("ln", "NORMALIZATION", None, ["x"], ["ln_out"], "FLOAT"),
+        ("qk", "MATRIX_MULTIPLY", None, ["ln_out", "ln_out"], ["scores"], "FLOAT"),
+        ("softmax", "SOFTMAX", None, ["scores"], ["probs"], "FLOAT"),
+        ("av", "MATRIX_MULTIPLY", None, ["probs", "ln_out"], ["attn"], "FLOAT"),
+        ("shape_mul", "ELEMENTWISE", "PROD", ["shape_a", "shape_a"], ["shape_b"], "INT32"),
+    ]
+    return layers + l2_norm_layers("l2", "attn", "text_embeddings")

@@ -1,0 +1,117 @@
+"""Issue 16 item 6: every op checks ``stream``, lazy torch views, ``scale`` and masked arrays the same way."""
+
+import numpy as np
+import pytest
+
+from zsseg_rt import ops
+
+
+def _logits():
+    return np.zeros((1, 2, 4, 4), np.float32)
+
+
+# op name -> call(stream=..., **array overrides); every public op of zsseg_rt.ops
+OPS = {
+    "upsample": lambda stream=0: ops.upsample(_logits(), (4, 4), stream=stream),
+    "segment": lambda stream=0: ops.segment(_logits(), (4, 4), stream=stream),
+    "segment_windows": lambda stream=0: ops.segment_windows(
+        _logits(), [(0, 4, 0, 4)], (4, 4), (4, 4), (4, 4), stream=stream
+    ),
+    "similarity": lambda stream=0: ops.similarity(
+        np.zeros((1, 3, 4), np.float32), np.zeros((2, 4), np.float32), stream=stream
+    ),
+    "relation_descriptor": lambda stream=0: ops.relation_descriptor(
+        np.zeros((2, 4), np.float32), np.zeros((1, 4), np.float32), stream=stream
+    ),
+    "preprocess": lambda stream=0: ops.preprocess(
+        np.zeros((4, 4, 3), np.uint8), (4, 4), [(0, 4, 0, 4)], 4, (0, 0, 0), (1, 1, 1), stream=stream
+    ),
+}
+
+
+def test_every_public_op_is_covered():
+    assert set(OPS) == set(ops.__all__) - {"cuda_available", "cuda_unavailable_reason", "native_module", "reference"}
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("stream", [0.5, 1.0, "0", None, True, np.float32(0)])
+def test_stream_of_the_wrong_type_is_refused_by_every_op(name, stream):
+    # before: 0.5 was truncated to 0 by similarity/relation_descriptor and refused by the others; True meant 1
+    with pytest.raises(TypeError, match=f"{name}: stream must be an int"):
+        OPS[name](stream=stream)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("stream", [-1, 2**63, 2**70])
+def test_stream_out_of_range_is_a_value_error_from_every_op(name, stream):
+    with pytest.raises(ValueError, match=f"{name}: stream must be a cudaStream_t as a non-negative int"):
+        OPS[name](stream=stream)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_integer_streams_are_accepted(name):
+    OPS[name](stream=0)
+    OPS[name](stream=np.int64(0))
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), -float("inf"), 1e40, -1e39])
+def test_similarity_scale_out_of_range(scale):
+    with pytest.raises(ValueError, match="similarity: scale must be finite"):
+        ops.similarity(np.ones((1, 3, 4), np.float32), np.ones((2, 4), np.float32), scale=scale)
+
+
+@pytest.mark.parametrize("scale", ["2", None, True])
+def test_similarity_scale_not_a_number(scale):
+    with pytest.raises(TypeError, match="similarity: scale must be a real number"):
+        ops.similarity(np.ones((1, 3, 4), np.float32), np.ones((2, 4), np.float32), scale=scale)
+
+
+def test_similarity_valid_scale_still_scales():
+    out = ops.similarity(np.ones((1, 3, 4), np.float32), np.ones((2, 4), np.float32), scale=np.float32(2.5))
+    np.testing.assert_allclose(out, np.full((1, 2, 3), 10.0, np.float32))
+
+
+MASKED_CALLS = {
+    "upsample": lambda m: ops.upsample(m, (4, 4)),
+    "segment": lambda m: ops.segment(m, (4, 4)),
+    "segment_windows": lambda m: ops.segment_windows(m, [(0, 4, 0, 4)], (4, 4), (4, 4), (4, 4)),
+    "similarity": lambda m: ops.similarity(m[0, :, :3, :], np.zeros((2, 4), np.float32)),
+    "relation_descriptor": lambda m: ops.relation_descriptor(np.zeros((2, 4), np.float32), m[0, :1, 0, :]),
+    "preprocess": lambda m: ops.preprocess(
+        np.ma.masked_array(np.zeros((4, 4, 3), np.uint8)), (4, 4), [(0, 4, 0, 4)], 4, (0, 0, 0), (1, 1, 1)
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MASKED_CALLS))
+def test_masked_arrays_are_refused(name):
+    masked = np.ma.masked_array(_logits(), mask=np.zeros((1, 2, 4, 4), bool))
+    with pytest.raises(TypeError, match=f"{name}: argument '.*' is a numpy masked array"):
+        MASKED_CALLS[name](masked)
+
+
+@pytest.mark.parametrize("bit", ["neg", "conj"])
+def test_torch_lazy_views_raise_the_native_type_error(bit):
+    torch = pytest.importorskip("torch")
+    base = torch.ones(1, 2, 4, 4)
+    if bit == "neg":
+        lazy = torch._neg_view(base)
+    else:
+        lazy = torch.ones(1, 2, 4, 4, dtype=torch.complex64).conj()
+    assert getattr(lazy, f"is_{bit}")()
+    # before: RuntimeError from tensor.numpy(); now the same TypeError (and text) as the native check
+    with pytest.raises(TypeError, match=f"upsample: argument 'logits' is a torch tensor with the lazy {bit} bit set"):
+        ops.upsample(lazy, (4, 4))
+    with pytest.raises(TypeError, match=f"similarity: argument 'patches' is a torch tensor with the lazy {bit} bit"):
+        ops.similarity(lazy[0], torch.ones(2, 4))
+    resolved = getattr(lazy, f"resolve_{bit}")()
+    if bit == "neg":
+        np.testing.assert_array_equal(ops.upsample(resolved, (4, 4)), -np.ones((1, 2, 4, 4), np.float32))
+
+
+def test_preprocess_returns_the_callers_own_out_object():
+    torch = pytest.importorskip("torch")
+    out = torch.zeros(1, 3, 4, 4)
+    image = np.full((4, 4, 3), 7, np.uint8)
+    assert ops.preprocess(image, (4, 4), [(0, 4, 0, 4)], 4, (0, 0, 0), (1, 1, 1), out=out) is out
+    assert float(out.min()) == 7.0

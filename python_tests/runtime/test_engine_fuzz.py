@@ -1,0 +1,37 @@
+"""Issue 16 "Done when": a hypothesis fuzz of Engine inputs on the tiny bundle finds no crash, hang or
+untyped error, under a memory ceiling (RLIMIT_AS in a subprocess, and its peak RSS asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+FUZZ = Path(__file__).with_name("engine_fuzz.py")
+ROOT = Path(__file__).resolve().parents[2]
+ADDRESS_SPACE_LIMIT = 3 << 30  # RLIMIT_AS: ONNX Runtime alone reserves ~0.8 GiB of address space
+PEAK_RSS_LIMIT_MIB = 1024
+EXAMPLES = 100
+
+
+def test_engine_fuzz_no_crash_hang_or_untyped_error(tiny_bundle):
+    code = (
+        "import resource, runpy, sys; "
+        f"resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE_LIMIT}, {ADDRESS_SPACE_LIMIT})); "
+        "sys.argv = ['engine_fuzz'] + sys.argv[1:]; "
+        f"runpy.run_path({str(FUZZ)!r}, run_name='__main__')"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
+    out = subprocess.run(
+        [sys.executable, "-c", code, tiny_bundle, str(EXAMPLES)], capture_output=True, text=True, env=env, timeout=600
+    )
+    # a negative return code is a signal (a crash); a timeout is a hang; a traceback is an untyped error
+    assert out.returncode == 0, f"rc={out.returncode}\n{out.stderr[-4000:]}"
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    outcomes = report["outcomes"]
+    assert sum(v for k, v in outcomes.items() if k.startswith("image")) == EXAMPLES
+    # the fuzz must exercise both sides: real segmentations and refusals of each kind
+    assert outcomes.get("image ok", 0) >= 10 and outcomes.get("vocabulary ok", 0) >= 5, outcomes
+    assert outcomes.get("image TypeError", 0) >= 1 and outcomes.get("image ValueError", 0) >= 1, outcomes
+    assert outcomes.get("vocabulary ValueError", 0) >= 1, outcomes
+    assert report["peak_rss_mib"] < PEAK_RSS_LIMIT_MIB, report

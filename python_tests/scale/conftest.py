@@ -1,0 +1,51 @@
+"""One local Ray cluster (2 CPUs, bound to 127.0.0.1) shared by every test of this folder, and a few dozen test
+images made from the packaged VOC samples."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from zsseg_rt.assets import sample_images
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster for the session: 2 CPUs, every service on 127.0.0.1, no dashboard."""
+    from zsseg_rt.scale import LOOPBACK_ENV, init_ray
+
+    os.environ[LOOPBACK_ENV] = "0"  # before the first import of ray: every service on 127.0.0.1
+    ray = pytest.importorskip("ray", reason="the scale tests need the 'scale' extra (ray[data,serve])")
+    os.environ.pop("RAY_ADDRESS", None)
+    init_ray(num_cpus=2)
+    assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]
+    assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """24 small JPEG/PNG images (crops and flips of the 4 VOC samples, 40-120 px) in two sub-folders."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    count = 0
+    for path in sample_images():
+        photo = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        for k in range(6):
+            h, w = (int(v) for v in rng.integers(40, 121, size=2))
+            y, x = int(rng.integers(0, photo.shape[0] - h)), int(rng.integers(0, photo.shape[1] - w))
+            crop = photo[y : y + h, x : x + w]
+            crop = crop[:, ::-1] if k % 2 else crop
+            sub = root / ("a" if count % 2 else "b")
+            sub.mkdir(exist_ok=True)
+            ext = ".png" if k == 5 else ".jpg"
+            cv2.imwrite(str(sub / f"{path.stem}_{k}{ext}"), np.ascontiguousarray(crop))
+            count += 1
+    return str(root)

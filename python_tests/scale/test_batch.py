@@ -1,0 +1,119 @@
+"""Batch segmentation on a local 2-CPU Ray cluster (127.0.0.1): outputs equal to the serial Engine, resume, a
+killed worker's images redone, bad inputs reported without losing the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+
+import cv2
+import numpy as np
+import pytest
+from support import VOCAB10 as VOCAB
+
+from zsseg_rt.runtime import Engine
+from zsseg_rt.scale.batch import MANIFEST, iter_segment_images, plan_batch, read_manifest, segment_images
+
+RUN = dict(workers=2, cpus_per_worker=0.5, batch_size=2, backend="onnxruntime")
+
+
+# Ray start-up (~15-25 s on 2 cores) and actor pools: slow, but run by CI (tools/run_tests.sh runs all).
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def serial_labels(tiny_bundle, image_folder):
+    """{relative key: labels [H, W] int32} from one Engine in this process, image by image."""
+    engine = Engine(tiny_bundle, classes=VOCAB, backend="onnxruntime")
+    plan = plan_batch(image_folder, os.path.join(image_folder, "no-output"), resume=False)
+    out = {}
+    for path in plan.sources:
+        key = os.path.splitext(os.path.relpath(path, image_folder))[0]
+        out[key] = engine(cv2.imread(path, cv2.IMREAD_COLOR)).labels
+    assert len(out) == 24 and len({int(v) for labels in out.values() for v in np.unique(labels)}) >= 3
+    return out
+
+
+def _read_labels(output_dir, key):
+    labels = cv2.imread(os.path.join(output_dir, key + ".png"), cv2.IMREAD_UNCHANGED)
+    assert labels is not None and labels.dtype == np.uint8, f"{key}: 8-bit label PNG expected for 10 classes"
+    return labels
+
+
+def _assert_identical(output_dir, serial_labels):
+    for key, expected in serial_labels.items():
+        np.testing.assert_array_equal(_read_labels(output_dir, key), expected, err_msg=key)
+
+
+def test_outputs_equal_serial_engine_and_resume_skips(ray_cluster, tiny_bundle, image_folder, serial_labels, tmp_path):
+    out = str(tmp_path / "out")
+    summary = segment_images(image_folder, out, tiny_bundle, VOCAB, progress=False, **RUN)
+    assert (summary["ok"], summary["error"], summary["skipped"]) == (24, 0, 0)
+    _assert_identical(out, serial_labels)
+    rows = read_manifest(out)
+    assert len(rows) == 24
+    for row in rows:
+        labels = serial_labels[row["key"]]
+        counts = np.bincount(labels.ravel(), minlength=len(VOCAB))
+        assert row["areas"] == {VOCAB[i]: int(counts[i]) for i in np.flatnonzero(counts)}
+        assert (row["height"], row["width"]) == labels.shape and row["seconds"]["segment"] > 0
+    assert json.load(open(os.path.join(out, "vocabulary.json")))["class_names"] == VOCAB
+
+    # resume: nothing left to do; then two deleted outputs (and one whose manifest row is missing) are redone
+    assert segment_images(image_folder, out, tiny_bundle, VOCAB, progress=False, **RUN)["skipped"] == 24
+    gone = sorted(serial_labels)[:2]
+    for key in gone:
+        os.remove(os.path.join(out, key + ".png"))
+    kept_mtime = os.path.getmtime(os.path.join(out, sorted(serial_labels)[5] + ".png"))
+    summary = segment_images(image_folder, out, tiny_bundle, VOCAB, progress=False, **RUN)
+    assert (summary["ok"], summary["skipped"]) == (2, 22)
+    assert sorted(r["key"] for r in read_manifest(out)[24:]) == gone
+    assert os.path.getmtime(os.path.join(out, sorted(serial_labels)[5] + ".png")) == kept_mtime
+    _assert_identical(out, serial_labels)
+
+    with pytest.raises(ValueError, match="vocabulary"):  # other classes would give label values other meanings
+        segment_images(image_folder, out, tiny_bundle, ["cat", "dog"], progress=False, **RUN)
+
+
+def test_killed_worker_images_are_redone(ray_cluster, tiny_bundle, image_folder, serial_labels, tmp_path):
+    out = str(tmp_path / "out")
+    rows, killed = [], None
+    for row in iter_segment_images(image_folder, out, tiny_bundle, VOCAB, workers=1, batch_size=1):
+        rows.append(row)
+        if killed is None:  # the actor that made the first result dies with work still queued for it
+            killed = row["worker"]
+            os.kill(killed, signal.SIGKILL)
+    assert killed is not None
+    assert sorted(r["key"] for r in rows) == sorted(serial_labels)  # every image exactly once
+    assert {r["status"] for r in rows} == {"ok"}
+    redone = [r["key"] for r in rows if r["worker"] != killed]
+    assert redone, "every image was done before the kill: no result came from a restarted actor"
+    _assert_identical(out, serial_labels)
+
+
+def test_list_file_bad_image_and_cli(ray_cluster, tiny_bundle, image_folder, serial_labels, tmp_path):
+    from zsseg_rt.cli import main
+
+    folder = tmp_path / "in"
+    shutil.copytree(image_folder, folder)
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    keys = [k for k in sorted(serial_labels) if (folder / f"{k}.jpg").is_file()][:3]
+    listing = folder / "list.txt"
+    listing.write_text("# three images and a broken one\n" + "".join(f"{k}.jpg\n" for k in keys) + "broken.jpg\n")
+    out = tmp_path / "out"
+    code = main(
+        ["batch", str(listing), str(out), "--bundle", tiny_bundle, "--classes", ",".join(VOCAB)]
+        + ["--workers", "1", "--cpus-per-worker", "0.5", "--backend", "onnxruntime", "--no-progress"]
+    )
+    assert code == 1  # one image failed: reported, the others written
+    rows = {r["key"]: r for r in read_manifest(str(out))}
+    assert rows["broken"]["status"] == "error" and "cannot decode" in rows["broken"]["error"]
+    for key in keys:
+        assert rows[key]["status"] == "ok"
+        np.testing.assert_array_equal(_read_labels(str(out), key), serial_labels[key])
+    assert os.path.isfile(os.path.join(out, MANIFEST))
+    with pytest.raises(FileNotFoundError, match="missing file"):
+        listing.write_text("nowhere.jpg\n")
+        plan_batch(str(listing), str(out))

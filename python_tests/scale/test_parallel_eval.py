@@ -1,0 +1,35 @@
+"""``zsseg eval --ray`` (Ray Data actor pool) gives exactly the serial evaluation's metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from zsseg_rt.assets import SAMPLES_DIR
+from zsseg_rt.eval.evaluate import evaluate
+from zsseg_rt.scale.parallel_eval import evaluate_parallel
+
+# Ray start-up (~15-25 s on 2 cores) and actor pools: slow, but run by CI (tools/run_tests.sh runs all).
+pytestmark = pytest.mark.slow
+
+
+def test_parallel_eval_equals_serial(ray_cluster, tiny_bundle, tmp_path):
+    from zsseg_rt.cli import main
+
+    spec = {"type": "voc", "root": str(SAMPLES_DIR), "split": "val"}
+    serial = evaluate(tiny_bundle, dict(spec), backend="onnxruntime", progress=False)
+    parallel = evaluate_parallel(
+        tiny_bundle, spec, backend="onnxruntime", workers=2, cpus_per_worker=0.5, batch_size=1, progress=False
+    )
+    assert serial["images"] == parallel["images"] == 4
+    assert serial["valid_pixels"] > 0 and sum(c["gt_pixels"] > 0 for c in serial["per_class"].values()) >= 3
+    assert parallel == serial  # integer confusion counts summed in any order: identical metrics
+
+    out = tmp_path / "metrics.json"
+    code = main(
+        ["eval", tiny_bundle, "--dataset", "voc", "--data-root", str(SAMPLES_DIR), "--backend", "onnxruntime"]
+        + ["--ray", "--workers", "2", "--cpus-per-worker", "0.5", "--no-progress", "--json", str(out)]
+    )
+    assert code == 0
+    assert json.loads(out.read_text()) == json.loads(json.dumps(serial))

@@ -1,0 +1,220 @@
+"""The schema of a bundle's ``meta.json``, checked on every load, and the hash that covers meta.json itself.
+
+A small explicit validator (no dependency): every field the runtime reads has a type and a range, and a
+violation names the field, what was expected and what was found. File names recorded in ``files`` must stay
+inside the bundle (relative, no ``..``, no backslashes or NUL). ``meta_sha256`` is the sha256 of the canonical
+JSON of meta.json without that field (``canonical_meta_sha256``), so editing meta.json by hand is detected by
+``verify_files`` like a modified graph; ``write_meta`` writes a meta.json with that field (the exporter, or a
+tool that edits a bundle on purpose).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from typing import Any, Callable, Dict, List, Mapping
+
+__all__ = ["META_HASH_FIELD", "canonical_meta_sha256", "check_meta_schema", "check_file_name", "write_meta"]
+
+META_HASH_FIELD = "meta_sha256"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_SIDE = 1 << 14  # the largest graph input side / crop accepted (16384)
+
+
+class SchemaError(ValueError):
+    """One field of meta.json is malformed (converted to BundleError by ``load_meta``)."""
+
+
+def canonical_meta_sha256(raw: Mapping[str, Any]) -> str:
+    """sha256 of meta.json's content without ``meta_sha256``: sorted keys, compact separators, UTF-8."""
+    body = {key: value for key, value in raw.items() if key != META_HASH_FIELD}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_meta(path: str, raw: Dict[str, Any]) -> None:
+    """Write ``raw`` as meta.json at ``path`` with its ``meta_sha256`` (mode 0644: readable by other users).
+
+    Args:
+        path: the meta.json file to (over)write; raw: its content (``meta_sha256`` is replaced).
+    """
+    data = {key: value for key, value in raw.items() if key != META_HASH_FIELD}
+    data[META_HASH_FIELD] = canonical_meta_sha256(data)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1)
+        handle.write("\n")
+    os.chmod(path, 0o644)
+
+
+def check_file_name(name: Any) -> str:
+    """A file name recorded in meta.json: a non-empty relative path inside the bundle (``/``-separated, no
+    ``..``/``.`` parts, no absolute path, backslash or NUL). Returns it; raises SchemaError otherwise."""
+    if not isinstance(name, str) or not name:
+        raise SchemaError(f"file names must be non-empty strings, got {name!r}")
+    parts = name.split("/")
+    if name.startswith("/") or "\\" in name or "\0" in name or any(part in ("", ".", "..") for part in parts):
+        raise SchemaError(f"file name {name!r} must be a plain relative path inside the bundle (no '..', no '/' start)")
+    if os.path.isabs(name) or os.path.splitdrive(name)[0]:
+        raise SchemaError(f"file name {name!r} must be relative to the bundle directory")
+    return name
+
+
+# ---- field checkers -----------------------------------------------------------------------------------------
+def _int(low: int, high: int) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"an integer in [{low}, {high}], got {type(value).__name__} {value!r}"
+        return "" if low <= value <= high else f"an integer in [{low}, {high}], got {value}"
+
+    return check
+
+
+def _number(positive: bool = False) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        what = "a finite number" + (" > 0" if positive else "")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{what}, got {value!r}"
+        return "" if value > 0 or not positive else f"{what}, got {value}"
+
+    return check
+
+
+def _optional(check: Callable[[Any], str]) -> Callable[[Any], str]:
+    return lambda value: "" if value is None else check(value)
+
+
+def _triple(positive: bool) -> Callable[[Any], str]:
+    number = _number(positive)
+
+    def check(value: Any) -> str:
+        if not isinstance(value, list) or len(value) != 3:
+            return f"a list of 3 numbers (R, G, B), got {value!r}"
+        errors = [number(v) for v in value]
+        return next((f"3 numbers, each {e}" for e in errors if e), "")
+
+    return check
+
+
+def _strings(non_empty: bool = False) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"a list of strings, got {type(value).__name__}"
+        return "a non-empty list of strings, got []" if non_empty and not value else ""
+
+    return check
+
+
+def _templates(value: Any) -> str:
+    error = _strings(non_empty=True)(value)
+    if error:
+        return error
+    from zsseg_rt.pipeline.vocabulary import validate_templates  # torch-free
+
+    try:
+        validate_templates(value)
+    except (TypeError, ValueError) as exc:
+        return f"prompt templates with one '{{}}' each: {exc}"
+    return ""
+
+
+def _files(value: Any) -> str:
+    if not isinstance(value, dict) or not value:
+        return f"a non-empty object {{file name: sha256}}, got {type(value).__name__}"
+    for name, digest in value.items():
+        try:
+            check_file_name(name)
+        except SchemaError as exc:
+            return str(exc)
+        if not isinstance(digest, str) or not _SHA256.match(digest):
+            return f"64 lower-case hex digits (sha256) for {name!r}, got {digest!r}"
+    return ""
+
+
+def _dict(value: Any) -> str:
+    return "" if isinstance(value, dict) else f"an object, got {type(value).__name__}"
+
+
+def _test_scale(value: Any) -> str:
+    side = _int(1, 1 << 16)
+    if not isinstance(value, list) or len(value) != 2 or side(value[1]) or (value[0] is not None and side(value[0])):
+        return f"[long_max or null, short] with sides in [1, 65536], got {value!r}"
+    return ""
+
+
+def _postprocess(value: Any) -> str:
+    if not isinstance(value, dict):
+        return f"an object, got {type(value).__name__}"
+    if value.get("activation", "sigmoid") not in ("sigmoid", "softmax"):
+        return f"activation 'sigmoid' or 'softmax', got {value.get('activation')!r}"
+    checks = {
+        "logit_scale": _number(positive=True),
+        "background_threshold": _optional(_number()),
+        "area_threshold": _optional(_number()),
+        "short_side": _optional(_int(1, 1 << 16)),
+    }
+    for key, check in checks.items():
+        error = check(value[key]) if key in value else ""
+        if error:
+            return f"{key}: {error}"
+    return ""
+
+
+def _io(value: Any) -> str:
+    if not isinstance(value, dict):
+        return f"an object, got {type(value).__name__}"
+    for role, entry in value.items():
+        if not isinstance(entry, dict) or _strings()(entry.get("inputs")) or _strings()(entry.get("outputs")):
+            return f"{role!r}: an object with 'inputs' and 'outputs' lists of names"
+        if not isinstance(entry.get("dynamic_axes", {}), dict):
+            return f"{role!r}: 'dynamic_axes' must be an object"
+    return ""
+
+
+REQUIRED: Dict[str, Callable[[Any], str]] = {
+    "format_version": _int(1, 1 << 16),
+    "architecture": _dict,
+    "image_size": _int(1, MAX_SIDE),
+    "patch_size": _int(1, MAX_SIDE),
+    "embed_dim": _int(1, 1 << 16),
+    "context_length": _int(2, 4096),
+    "mean": _triple(positive=False),
+    "std": _triple(positive=True),
+    "templates": _templates,
+    "calibration_bias": _number(),
+    "seen_class_names": _strings(),
+    "training_class_names": _strings(),
+    "max_classes": _int(1, 1 << 16),
+    "crop_size": _int(1, MAX_SIDE),
+    "stride": _int(1, MAX_SIDE),
+    "opset": _int(1, 1000),
+    "files": _files,
+}
+OPTIONAL: Dict[str, Callable[[Any], str]] = {
+    "test_scale": _test_scale,
+    "postprocess": _postprocess,
+    "io": _io,
+    "source_checkpoint": _optional(lambda v: "" if isinstance(v, str) else f"a path string, got {v!r}"),
+    META_HASH_FIELD: lambda v: "" if isinstance(v, str) and _SHA256.match(v) else f"64 hex digits, got {v!r}",
+}
+
+
+def check_meta_schema(raw: Any) -> List[str]:
+    """All schema violations of a parsed meta.json (empty when it is valid), each ``"field: expected ..."``."""
+    if not isinstance(raw, dict):
+        return [f"meta.json must hold a JSON object, got {type(raw).__name__}"]
+    missing = [key for key in REQUIRED if key not in raw]
+    if missing:
+        return [f"lacks required fields {missing}"]
+    problems = [f"{key}: expected {error}" for key, check in REQUIRED.items() if (error := check(raw[key]))]
+    problems += [
+        f"{key}: expected {error}" for key, check in OPTIONAL.items() if key in raw and (error := check(raw[key]))
+    ]
+    if not problems:
+        if raw["image_size"] % raw["patch_size"]:
+            problems.append(f"patch_size: {raw['patch_size']} does not divide image_size {raw['image_size']}")
+        if raw["crop_size"] > raw["image_size"]:
+            problems.append(f"crop_size: {raw['crop_size']} is larger than the graphs' input image_size")
+    return problems

@@ -1,0 +1,79 @@
+"""One-line error messages for every ``zsseg`` subcommand (``--debug`` shows the traceback instead).
+
+``run_command(args)`` calls the subcommand and turns an exception into one line on stderr,
+``zsseg <command>: error: <what was wrong and what to do>``, and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Callable
+
+__all__ = ["CliError", "EXIT_ERROR", "EXIT_INTERRUPTED", "format_error", "run_command"]
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+MAX_MESSAGE_CHARS = 600
+
+# Built-in exception types whose messages are meant for the user (raised by the package for bad input or by the
+# system for missing/unwritable files). Exceptions defined in zsseg_rt are user-facing too.
+_USER_FACING = (OSError, ValueError, ImportError, MemoryError, LookupError, RuntimeError)
+
+_HINTS = {
+    MemoryError: "not enough memory for this input: use a smaller image (--max-pixels), fewer classes, or --mode fast",
+    PermissionError: "check that you may read the input and write the output path",
+}
+
+
+class CliError(Exception):
+    """A user error the CLI itself found (bad argument, output path problem); the message says what to do."""
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(str(text).split())
+    if len(line) > MAX_MESSAGE_CHARS:
+        line = line[: MAX_MESSAGE_CHARS - 40].rstrip() + " ... (--debug shows the full message)"
+    return line
+
+
+def _is_user_facing(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    return module.startswith("zsseg_rt") or module == "cv2" or isinstance(exc, _USER_FACING)
+
+
+def format_error(exc: BaseException) -> str:
+    """The one-line description of ``exc``: its message, a hint where the type calls for one, and for unexpected
+    exception types their name and a pointer to ``--debug``."""
+    message = _one_line(str(exc)) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:  # "[Errno 2] ..." -> "No such file...: 'x'"
+        message = _one_line(f"{exc.strerror}: {exc.filename!r}")
+    for kind, hint in _HINTS.items():
+        if isinstance(exc, kind):
+            message = f"{message} ({hint})" if str(exc) else hint
+    if not _is_user_facing(exc):
+        message = f"unexpected {type(exc).__name__}: {message} (rerun with --debug for the traceback and report it)"
+    return message
+
+
+def run_command(func: Callable, args) -> int:
+    """Run ``func(args)``; return its exit code, or print one line and return non-zero if it raised.
+
+    ``args.debug`` (``--debug``) lets the exception propagate with its traceback instead.
+    """
+    command = getattr(args, "command", None) or "zsseg"
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        if getattr(args, "debug", False):
+            raise
+        print(f"zsseg {command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one line (or a traceback with --debug)
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+            return EXIT_ERROR
+        print(f"zsseg {command}: error: {format_error(exc)}", file=sys.stderr)
+        return EXIT_ERROR

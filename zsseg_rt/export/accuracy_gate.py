@@ -1,0 +1,240 @@
+"""The accuracy gate every TensorRT build passes before its engines are used.
+
+The candidate (the built engines) and the reference (ONNX Runtime, fp32, CPU) run the same inputs:
+
+* random inputs per graph: a random-normal image batch (image encoder), random unit-norm class embeddings with the
+  reference's image features (head) and tokenised random words (text encoder): max |difference| per graph;
+* the sample photos shipped in ``zsseg_rt/assets`` (or given ones), segmented end to end with the VOC class names
+  by two ``Engine`` objects that differ only in their backend: the fraction of pixels with the same label, and the
+  max |difference| of the mask logits.
+
+The gate passes when every output is finite and the label agreement reaches the precision's threshold
+(``MIN_LABEL_AGREEMENT``: fp16 99.5 %). The result goes into each engine's ``engine.json``; an engine that failed is
+refused at load time unless the build was explicitly accepted (``accept_below_gate``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from zsseg_rt.bundle import BundleMeta, Files
+from zsseg_rt.runtime.backends import Backend
+
+MIN_LABEL_AGREEMENT = {"fp32": 0.999, "fp16": 0.995, "fp16-pinned": 0.995, "int8": 0.995}
+VOC_CLASSES = (
+    "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person "
+    "pottedplant sheep sofa train tvmonitor"
+).split()
+RANDOM_WORDS = ("zebra", "lamp post", "ceiling", "a red kite", "sand", "keyboard", "glacier", "traffic cone")
+
+
+class EngineAccuracyError(RuntimeError):
+    """A built engine set failed the accuracy gate (and the failure was not explicitly accepted)."""
+
+
+@dataclass
+class GateReport:
+    """What the gate measured and decided (stored in ``engine.json`` under ``accuracy_gate``)."""
+
+    precision: str
+    label_agreement: float  # fraction of sample-photo pixels where candidate and reference labels agree
+    min_label_agreement: float
+    max_abs_logit_error: float  # mask logits on the sample photos, end to end (text and image through the engines)
+    random_max_abs_error: Dict[str, float]  # per graph ("image", "head", "text"), random inputs
+    photos: int
+    pixels: int
+    finite: bool
+    passed: bool
+    accepted: bool = False  # passed, or explicitly accepted below the gate
+    reference: str = "onnxruntime fp32 (CPU)"
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        verdict = "passed" if self.passed else ("FAILED (accepted by override)" if self.accepted else "FAILED")
+        finite = "" if self.finite else ", non-finite outputs"
+        return (
+            f"accuracy gate {verdict}: {100 * self.label_agreement:.2f}% labels agree with ONNX Runtime fp32 on "
+            f"{self.photos} photo(s) (need >= {100 * self.min_label_agreement:.1f}%), max |logit error| "
+            f"{self.max_abs_logit_error:.3g}{finite}"
+        )
+
+    def as_dict(self) -> Dict:
+        data = asdict(self)
+        data["summary"] = self.summary
+        return data
+
+
+class _RecordingBackend(Backend):
+    """Delegates to ``inner`` and keeps every head output (the mask logits), in call order."""
+
+    def __init__(self, inner: Backend):
+        self.inner, self.name, self.logits = inner, f"recording-{inner.name}", []  # type: List[np.ndarray]
+
+    def encode_image(self, images):
+        return self.inner.encode_image(images)
+
+    def head(self, text, features):
+        logits = np.asarray(self.inner.head(text, features))
+        self.logits.append(logits)
+        return logits
+
+    def encode_text(self, tokens):
+        return self.inner.encode_text(tokens)
+
+
+def _max_abs(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"candidate output shape {list(a.shape)} != reference {list(b.shape)}")
+    return float(np.max(np.abs(a - b), initial=0.0))
+
+
+def _all_finite(*arrays) -> bool:
+    return all(np.isfinite(np.asarray(a)).all() for a in arrays)
+
+
+def random_input_errors(
+    meta: BundleMeta, candidate: Backend, reference: Backend, roles: Sequence[str], seed: int = 0
+) -> Dict[str, object]:
+    """Max |candidate - reference| per graph in ``roles`` on random inputs, and whether all outputs were finite."""
+    from zsseg_rt.bundle.tokenizer import ClipTokenizer
+
+    rng = np.random.default_rng(seed)
+    size = int(meta.image_size)
+    images = rng.standard_normal((2, 3, size, size)).astype(np.float32)  # [2, 3, S, S]
+    ref_features = reference.encode_image(images)
+    errors: Dict[str, float] = {}
+    finite = True
+    if "image" in roles:
+        cand_features = candidate.encode_image(images)
+        errors["image"] = max(_max_abs(cand_features[k], ref_features[k]) for k in ref_features)
+        finite &= _all_finite(*cand_features.values())
+    if "head" in roles:
+        classes = min(8, int(meta.max_classes))
+        text = rng.standard_normal((classes, int(meta.embed_dim))).astype(np.float32)  # [C, D]
+        text /= np.linalg.norm(text, axis=1, keepdims=True)
+        cand_logits = candidate.head(text, ref_features)
+        errors["head"] = _max_abs(cand_logits, reference.head(text, ref_features))
+        finite &= _all_finite(cand_logits)
+    if "text" in roles:
+        tokenizer = ClipTokenizer(meta.file(Files.TOKENIZER), meta.context_length)
+        tokens = tokenizer([f"a photo of a {word}." for word in RANDOM_WORDS])  # [P, L] int32
+        cand_text = candidate.encode_text(tokens)
+        errors["text"] = _max_abs(cand_text, reference.encode_text(tokens))
+        finite &= _all_finite(cand_text)
+    return {"errors": errors, "finite": bool(finite)}
+
+
+def _read_photos(images: Optional[Sequence]) -> List[np.ndarray]:
+    """``[H, W, 3]`` uint8 BGR photos: the given paths/arrays, or the sample photos shipped with zsseg_rt."""
+    import cv2
+
+    if images is None:
+        from zsseg_rt.assets import sample_images
+
+        images = [str(path) for path in sample_images()]
+    photos = []
+    for image in images:
+        if isinstance(image, np.ndarray):
+            photos.append(image)
+            continue
+        bgr = cv2.imread(os.fspath(image), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"accuracy gate: cannot read photo {os.fspath(image)!r}")
+        photos.append(bgr)
+    if not photos:
+        raise ValueError("the accuracy gate needs at least one photo")
+    return photos
+
+
+def run_accuracy_gate(
+    meta: BundleMeta,
+    candidate: Backend,
+    reference: Backend,
+    precision: str,
+    roles: Sequence[str] = ("image", "head", "text"),
+    images: Optional[Sequence] = None,
+    classes: Optional[Sequence[str]] = None,
+    max_batch: int = 1,
+    accept_below_gate: bool = False,
+) -> GateReport:
+    """Compare ``candidate`` with ``reference`` on random inputs and photos and decide.
+
+    Args:
+        meta: the bundle both backends run.
+        candidate: the engines under test (graphs outside ``roles`` should be the reference's).
+        reference: ONNX Runtime fp32.
+        precision: the build's precision (selects ``MIN_LABEL_AGREEMENT``).
+        roles: the graphs that were built (random-input errors are measured for these).
+        images: photo paths or ``[H, W, 3]`` uint8 BGR arrays (default: the shipped sample photos).
+        classes: vocabulary for the photos (default: the 20 VOC classes, capped at ``meta.max_classes``).
+        max_batch: windows per encoder call (both sides batch alike).
+        accept_below_gate: mark a failing result as accepted (explicit override).
+    Returns:
+        the ``GateReport``.
+    """
+    from zsseg_rt.runtime.engine import Engine
+
+    random = random_input_errors(meta, candidate, reference, roles)
+    names = list(classes) if classes else VOC_CLASSES[: int(meta.max_classes)]
+    recorders = [_RecordingBackend(candidate), _RecordingBackend(reference)]
+    engines = [
+        Engine(meta.path, names, backend=b, verify=False, max_batch=max_batch, device_pipeline=False) for b in recorders
+    ]
+    agree, pixels, finite = 0, 0, bool(random["finite"])
+    photos = _read_photos(images)
+    for photo in photos:
+        cand, ref = (engine(photo) for engine in engines)
+        agree += int(np.count_nonzero(cand.labels == ref.labels))
+        pixels += int(cand.labels.size)
+        finite &= _all_finite(cand.scores)
+    logit_error = max((_max_abs(c, r) for c, r in zip(recorders[0].logits, recorders[1].logits)), default=0.0)
+    finite &= _all_finite(*recorders[0].logits)
+    agreement = agree / max(pixels, 1)
+    threshold = MIN_LABEL_AGREEMENT[precision]
+    passed = bool(finite and agreement >= threshold)
+    return GateReport(
+        precision=precision,
+        label_agreement=agreement,
+        min_label_agreement=threshold,
+        max_abs_logit_error=logit_error,
+        random_max_abs_error=dict(random["errors"]),  # type: ignore[arg-type]
+        photos=len(photos),
+        pixels=pixels,
+        finite=finite,
+        passed=passed,
+        accepted=passed or bool(accept_below_gate),
+    )
+
+
+class MixedBackend(Backend):
+    """The candidate's graphs where engines were built (``roles``), the reference's elsewhere."""
+
+    name = "tensorrt+onnxruntime"
+
+    def __init__(self, candidate: Backend, reference: Backend, roles: Sequence[str]):
+        self._pick = {role: candidate if role in roles else reference for role in ("image", "head", "text")}
+
+    def encode_image(self, images):
+        return self._pick["image"].encode_image(images)
+
+    def head(self, text, features):
+        return self._pick["head"].head(text, features)
+
+    def encode_text(self, tokens):
+        return self._pick["text"].encode_text(tokens)
+
+
+__all__ = [
+    "EngineAccuracyError",
+    "GateReport",
+    "MIN_LABEL_AGREEMENT",
+    "MixedBackend",
+    "random_input_errors",
+    "run_accuracy_gate",
+]

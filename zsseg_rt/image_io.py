@@ -1,0 +1,136 @@
+"""Reading user images with a bounded size (torch-free): the one place the CLI and the stream sources decode files.
+
+The size is read from the file's header with Pillow (``Image.open`` is lazy: it parses the header and decodes
+no pixels) and an image larger than the pixel limit is refused before OpenCV decodes it, so a tiny hostile file
+(a 40000x40000 PNG of a few hundred bytes) cannot make the process allocate gigabytes.
+
+The limit is ``max_pixels`` when given, else the environment variable ``ZSSEG_MAX_PIXELS``, else
+:data:`DEFAULT_MAX_PIXELS` (40 megapixels, e.g. 8000x5000); ``0`` means no limit.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from typing import Optional, Tuple
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "MAX_PIXELS_ENV",
+    "ImageReadError",
+    "ImageTooLargeError",
+    "image_size",
+    "max_pixels_limit",
+    "read_image_bgr",
+    "check_frame_size",
+]
+
+DEFAULT_MAX_PIXELS = 40_000_000
+MAX_PIXELS_ENV = "ZSSEG_MAX_PIXELS"
+_PIL_LIMIT_LOCK = threading.Lock()  # guards the temporary change of Pillow's global MAX_IMAGE_PIXELS
+
+
+class ImageReadError(ValueError):
+    """A user image is missing, unreadable, not an image, or too large to decode."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image has more pixels than the configured limit (``--max-pixels`` / ``ZSSEG_MAX_PIXELS``)."""
+
+
+def max_pixels_limit(max_pixels: Optional[int] = None) -> int:
+    """The pixel limit in force: ``max_pixels`` if given, else ``$ZSSEG_MAX_PIXELS``, else 40 MP (0 = none).
+
+    Raises:
+        ValueError: the value (argument or environment) is not a non-negative integer.
+    """
+    if max_pixels is None:
+        text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+        if not text:
+            return DEFAULT_MAX_PIXELS
+        try:
+            max_pixels = int(text.replace("_", ""))
+        except ValueError:
+            raise ValueError(
+                f"{MAX_PIXELS_ENV} must be a whole number of pixels (0 = no limit), got {text!r}"
+            ) from None
+    if int(max_pixels) < 0:
+        raise ValueError(f"the pixel limit must be >= 0 (0 = no limit), got {max_pixels}")
+    return int(max_pixels)
+
+
+def image_size(path: str) -> Tuple[int, int]:
+    """``(width, height)`` of an image file from its header, without decoding pixels.
+
+    Raises:
+        ImageReadError: the file is missing, unreadable, or its format is not recognised.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with _PIL_LIMIT_LOCK, warnings.catch_warnings():  # the lock: threads must not interleave save/restore
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            saved_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own limit applies instead
+            try:
+                with Image.open(path) as image:  # lazy: header only
+                    return int(image.size[0]), int(image.size[1])
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved_limit
+    except FileNotFoundError:
+        raise ImageReadError(f"image {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"image {path!r} is a directory, not an image file") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(
+            f"cannot read image {path!r}: not an image, or a format without a readable header"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL raises SyntaxError for some corrupt headers
+        raise ImageReadError(f"cannot read image {path!r}: {exc}") from None
+
+
+def _check_pixels(width: int, height: int, limit: int, what: str) -> None:
+    if limit and width * height > limit:
+        raise ImageTooLargeError(
+            f"{what} is {width}x{height} = {width * height / 1e6:.1f} MP, over the {limit / 1e6:g} MP limit; "
+            f"downscale it, or raise the limit with --max-pixels N or {MAX_PIXELS_ENV}=N (0 = no limit) if this "
+            "machine has the memory"
+        )
+
+
+def check_frame_size(width: int, height: int, max_pixels: Optional[int] = None, what: str = "the frame") -> None:
+    """Refuse a frame size (e.g. a video's, from its container header) over the pixel limit.
+
+    Raises:
+        ImageTooLargeError: ``width * height`` exceeds the limit.
+    """
+    _check_pixels(int(width), int(height), max_pixels_limit(max_pixels), what)
+
+
+def read_image_bgr(path: str, max_pixels: Optional[int] = None) -> np.ndarray:
+    """Decode an image file to ``[H, W, 3]`` uint8 BGR (OpenCV order), refusing it before decoding when its header
+    says it has more than the pixel limit.
+
+    Args:
+        path: image file (any format Pillow can read the header of and OpenCV can decode: PNG, JPEG, BMP, TIFF,
+            WebP, PPM/PGM...).
+        max_pixels: the limit (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: no limit).
+    Returns:
+        ``[H, W, 3]`` uint8 BGR array.
+    Raises:
+        ImageTooLargeError: over the limit (nothing was decoded).
+        ImageReadError: missing, unreadable or undecodable file.
+    """
+    import cv2
+
+    width, height = image_size(path)
+    _check_pixels(width, height, max_pixels_limit(max_pixels), f"image {path!r}")
+    try:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise ImageReadError(f"cannot decode image {path!r}: {str(exc).strip().splitlines()[-1]}") from None
+    if image is None:
+        raise ImageReadError(f"cannot decode image {path!r} (truncated, corrupt, or a format OpenCV cannot read)")
+    return image

@@ -1,0 +1,218 @@
+"""Import of official CLIP-RC (mmcv/mmseg, ``uyzhang/CLIP-RC``) checkpoints, and native CLIP-RC checkpoints.
+
+Layout (``python_tests/data/reference/cliprc_official_keys.txt``): ``{'meta', 'state_dict': {backbone.*, text_encoder.*,
+decode_head.*}, 'optimizer'}``. Mapping onto :class:`~zsseg_rt.models.cliprc.model.CLIPRC`: every key keeps its name
+(``backbone.region_level_bridge``, ``decode_head.decoder_q.layers.{i}.*``, ``decode_head.decoder_v.layers.{i}.*``,
+``decode_head.recovery_decoder.*``, ``decode_head.{q_proj,lateral_proj}.*``), except the tensors the official
+forward never uses, which are reported and not loaded: ``self_attn.*`` and ``norm1.*`` of every
+``TPN_DecoderLayer`` (decoder_q, decoder_v, recovery decoder) and any ``decode_head.loss_decode.*`` buffer.
+
+Same contract as :func:`zsseg_rt.models.load_official_zegclip`: read with ``torch.load(weights_only=True)``,
+every tensor the model uses must be present with the right shape, anything unexpected is an error, and a ZegCLIP
+checkpoint is refused with a message saying so (nothing is half-loaded).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Dict, Optional, Union
+
+import torch
+
+from zsseg_rt.models.cliprc.config import CLIPRCConfig, load_cliprc_config
+from zsseg_rt.models.common.weights import WeightsError
+from zsseg_rt.models.zegclip.official import load_mapped_official, read_official_checkpoint
+
+__all__ = [
+    "load_official_cliprc",
+    "official_cliprc_to_native_key",
+    "official_checkpoint_family",
+    "load_native_cliprc",
+    "convert_official_cliprc",
+    "load_official_any",
+]
+
+_UNUSED_LAYER_RE = re.compile(
+    r"^decode_head\.(decoder_[qv]\.layers\.\d+|recovery_decoder\.decouple_[qv]\.\d+)\.(self_attn|norm1)\."
+)
+_BRIDGE_KEY = "backbone.region_level_bridge"
+_CLIPRC_MARKERS = (
+    _BRIDGE_KEY,
+    "decode_head.decoder_q.",
+    "decode_head.decoder_v.",
+    "decode_head.lateral_proj.",
+    "decode_head.recovery_decoder.",
+)
+_ZEGCLIP_MARKER = "decode_head.decoder_1."
+
+
+def official_cliprc_to_native_key(key: str) -> Optional[str]:
+    """Official key -> our key; None for tensors the official forward never uses."""
+    if key.startswith("decode_head.loss_decode."):
+        return None
+    if _UNUSED_LAYER_RE.match(key):
+        return None
+    return key
+
+
+def family_of_keys(keys) -> Optional[str]:
+    """ "cliprc", "zegclip" or None from a checkpoint's key names."""
+    keys = list(keys)
+    if any(k.startswith(m) or k == m for k in keys for m in _CLIPRC_MARKERS):
+        return "cliprc"
+    if any(k.startswith(_ZEGCLIP_MARKER) for k in keys):
+        return "zegclip"
+    return None
+
+
+def official_checkpoint_family(path: Union[str, Path]) -> Optional[str]:
+    """Tell a CLIP-RC checkpoint from a ZegCLIP one by its keys without reading every tensor (memory-mapped
+    ``torch.load(weights_only=True)``; safetensors headers). None when neither (or unreadable)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                return family_of_keys(f.keys())
+        try:
+            ck = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # not a zip archive (legacy format): plain read
+            ck = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    sd = ck.get("state_dict", ck) if isinstance(ck, dict) else {}
+    keys = [str(k) for k in sd] if isinstance(sd, dict) else []
+    keys = [k[len("module.") :] if k.startswith("module.") else k for k in keys]
+    return family_of_keys(keys)
+
+
+def _infer_config(sd: Dict[str, torch.Tensor], meta: Dict[str, object]) -> str:
+    tokens = int(sd["backbone.prompt_embeddings"].shape[1]) if "backbone.prompt_embeddings" in sd else None
+    dataset = {10: "voc", 100: "coco"}.get(tokens) if tokens is not None else None
+    if dataset is None:
+        raise WeightsError(
+            f"cannot infer the CLIP-RC config from {tokens} prompt tokens (10=VOC, 100=COCO); pass config=..."
+        )
+    cfg_text = str(meta.get("config", "")) if isinstance(meta, dict) else ""
+    flat = cfg_text.replace(" ", "").replace("\n", "")
+    if "self_training=True" in flat:
+        setting = "transductive"
+    elif "novel_class=[]" in flat:
+        setting = "fully"
+    else:
+        setting = "inductive"
+        if not cfg_text:
+            warnings.warn(
+                "official CLIP-RC checkpoint without a meta config: assuming the inductive setting; "
+                "pass config=... to choose (transductive / fully)"
+            )
+    return f"cliprc_vitb16_{dataset}_{setting}"
+
+
+def _check_family(sd: Dict[str, torch.Tensor], source: str) -> None:
+    fam = family_of_keys(sd.keys())
+    if fam == "zegclip":
+        raise WeightsError(
+            f"{source} is an official ZegCLIP checkpoint (it has decode_head.decoder_1.* and no region-level "
+            "bridge), not a CLIP-RC one: load it with zsseg_rt.models.load_official_zegclip (`zsseg convert` "
+            "detects the family by itself)"
+        )
+    if fam is None:
+        raise WeightsError(
+            f"{source} is not an official CLIP-RC checkpoint: none of {list(_CLIPRC_MARKERS)} is in its state_dict"
+        )
+
+
+def load_official_cliprc(
+    path: Union[str, Path],
+    config: Optional[Union[str, CLIPRCConfig, dict]] = None,
+    allow_missing_text_encoder: bool = False,
+    device: Optional[Union[str, torch.device]] = None,
+    return_report: bool = False,
+    **overrides,
+):
+    """Build a :class:`CLIPRC` and load an official CLIP-RC checkpoint into it.
+
+    Args:
+        path: official ``.pth`` (mmcv checkpoint) or a plain state dict in the official key layout.
+        config: config name/path/object; None infers one of the bundled ViT-B/16 configs from the prompt count
+            (10 VOC / 100 COCO) and the mmcv meta config (``self_training=True`` -> transductive,
+            ``novel_class = []`` -> fully, else inductive).
+        allow_missing_text_encoder: accept checkpoints without ``text_encoder.*``.
+        return_report: also return an :class:`~zsseg_rt.models.zegclip.official.OfficialImportReport`.
+    """
+    from zsseg_rt.models.cliprc.model import CLIPRC
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"official CLIP-RC checkpoint {str(p)!r} not found (the releases are linked from the README of "
+            "github.com/uyzhang/CLIP-RC)"
+        )
+    sd, meta = read_official_checkpoint(p)
+    _check_family(sd, str(p))
+    inferred = config is None
+    spec = _infer_config(sd, meta) if config is None else config
+    cfg = load_cliprc_config(spec, **overrides)
+    model = CLIPRC(cfg)
+    model, report = load_mapped_official(
+        model,
+        sd,
+        meta,
+        official_cliprc_to_native_key,
+        source=str(p),
+        family="official CLIP-RC",
+        inferred=inferred,
+        allow_missing_text_encoder=allow_missing_text_encoder,
+        device=device,
+        hint="prompt tokens, bridge tokens, image size, CLIP model",
+    )
+    return (model, report) if return_report else model
+
+
+def convert_official_cliprc(
+    src, dst_dir, config=None, overwrite: bool = False, allow_missing_text_encoder: bool = False
+) -> Path:
+    """Official CLIP-RC checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``)."""
+    from zsseg_rt.models.common.convert import save_imported
+
+    model, report = load_official_cliprc(
+        src, config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder
+    )
+    return save_imported(model, report, src, dst_dir, overwrite)
+
+
+def load_native_cliprc(path_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None, **overrides):
+    """Load a native CLIP-RC checkpoint directory (format ``zsseg_rt.cliprc.v1``); every tensor must fit."""
+    from zsseg_rt.models.cliprc.model import CLIPRC, CLIPRC_NATIVE_FORMAT
+    from zsseg_rt.models.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native_state
+
+    d = Path(path_dir)
+    if d.is_file() and d.name in (WEIGHTS_FILE, CONFIG_FILE):
+        d = d.parent
+    if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{d} is not a native checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+    with open(d / CONFIG_FILE, "r", encoding="utf-8") as f:
+        meta = json.load(f)
+    if meta.get("format") != CLIPRC_NATIVE_FORMAT:
+        raise WeightsError(f"{d / CONFIG_FILE}: format {meta.get('format')!r} is not {CLIPRC_NATIVE_FORMAT!r}")
+    cfg_dict = dict(meta["config"])
+    cfg_dict.update(overrides)
+    model = CLIPRC(CLIPRCConfig.from_dict(cfg_dict))
+    return load_native_state(model, d, "native CLIP-RC", device)
+
+
+def load_official_any(path: Union[str, Path], config=None, **kwargs):
+    """Import an official ZegCLIP or CLIP-RC checkpoint, choosing the importer from the keys (for callers such
+    as ``zsseg export --official`` that should accept both families)."""
+    if official_checkpoint_family(path) == "cliprc":
+        return load_official_cliprc(path, config=config, **kwargs)
+    from zsseg_rt.models.zegclip.official import load_official_zegclip
+
+    return load_official_zegclip(path, config=config, **kwargs)

@@ -1,0 +1,176 @@
+"""What every model family's configuration shares: ``BaseModelConfig`` and the bundled config/vocabulary files.
+
+Each family's bundled configs live in its own subpackage, ``zsseg_rt/models/<family>/configs/*.json`` (one per paper
+setting plus tiny test models; :func:`family_config_dir`); class-name lists and prompt templates shared by all
+families live in ``zsseg_rt/models/common/vocab/*.json``. A config names an open_clip model (``clip_model``, e.g.
+``"ViT-B-16"``) whose open_clip JSON config gives the tower architecture; ``clip_cfg`` is deep-merged on top of it
+(tiny test towers, or any other change).
+
+``mean``/``std`` are ImageNet statistics on the 0-255 scale (the official mmseg ``img_norm_cfg``), RGB order.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+MODELS_DIR = Path(__file__).resolve().parent.parent
+VOCAB_DIR = Path(__file__).resolve().parent / "vocab"
+
+__all__ = [
+    "BaseModelConfig",
+    "load_class_names",
+    "load_templates",
+    "family_config_dir",
+    "bundled_config_file",
+    "VOCAB_DIR",
+]
+
+
+def family_config_dir(family: str) -> Path:
+    """The directory of a family's bundled JSON configs: ``zsseg_rt/models/<family>/configs``."""
+    return MODELS_DIR / family / "configs"
+
+
+def bundled_config_file(family: str, name: str) -> Optional[Path]:
+    """The bundled config ``name`` (file stem, ``-`` or ``_``, ``.json`` optional) of ``family``, else None."""
+    stem = str(name)[: -len(".json")] if str(name).endswith(".json") else str(name)
+    if not stem or "/" in stem or os.sep in stem:
+        return None
+    for cand in (stem, stem.replace("-", "_")):
+        p = family_config_dir(family) / f"{cand}.json"
+        if p.is_file():
+            return p
+    return None
+
+
+def _read_json(path: Path) -> Dict[str, Any]:
+    with open(path, "r", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_class_names(ref: Union[str, Sequence[str]]) -> List[str]:
+    """Class names from a vocab file name (``"vocab/voc20.json"``, ``"voc20"``), a path, or a list."""
+    if not isinstance(ref, str):
+        return [str(n) for n in ref]
+    candidates = [Path(ref), VOCAB_DIR / ref, VOCAB_DIR / f"{ref}.json"]
+    if ref.startswith("vocab/"):
+        candidates.append(VOCAB_DIR / ref[len("vocab/") :])
+    for p in candidates:
+        if p.is_file():
+            data = _read_json(p)
+            names = data["class_names"] if isinstance(data, dict) else data
+            return [str(n) for n in names]
+    raise FileNotFoundError(
+        f"class-name list {ref!r} not found (looked in {VOCAB_DIR}); give a JSON file with a 'class_names' list"
+    )
+
+
+def load_templates(ref: Union[str, Sequence[str]]) -> List[str]:
+    """Prompt templates by set name (``"single"``, ``"coco_multi"``; see vocab/templates.json) or as a list."""
+    if not isinstance(ref, str):
+        templates = [str(t) for t in ref]
+    else:
+        sets = _read_json(VOCAB_DIR / "templates.json")["templates"]
+        if ref in sets:
+            templates = list(sets[ref])
+        elif "{}" in ref:
+            templates = [ref]
+        else:
+            raise ValueError(f"unknown template set {ref!r}; known: {sorted(sets)} (or give a string with '{{}}')")
+    from zsseg_rt.pipeline.vocabulary import validate_templates  # the one template check
+
+    return list(validate_templates(templates))
+
+
+def check_known_keys(cls, data: Dict[str, Any], what: str = "config") -> None:
+    """Refuse keys that are not fields of dataclass ``cls``, naming them and the known ones."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} keys {unknown}; known keys: {sorted(known)}")
+
+
+def _deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+@dataclass
+class BaseModelConfig:
+    """The fields every model family shares: the open_clip tower, input size, sliding-window test settings,
+    normalisation, vocabulary, prompt templates and the seen-class calibration. ``family`` is required: each
+    family's subclass sets it (the registry key, :mod:`zsseg_rt.models.registry`) and ``validate`` checks it.
+    """
+
+    name: str = ""
+    family: str = ""
+    clip_model: str = "ViT-B-16"
+    clip_cfg: Dict[str, Any] = field(default_factory=dict)
+    quick_gelu: bool = True  # OpenAI CLIP weights use QuickGELU
+    image_size: int = 512  # network input; the stored positional grid is image_size // patch_size
+    crop_size: int = 512
+    stride: int = 426
+    mean: List[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
+    std: List[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
+    dataset: str = "voc20"
+    class_names: List[str] = field(default_factory=list)
+    templates: List[str] = field(default_factory=lambda: ["a photo of a {}"])
+    seen_classes: List[int] = field(default_factory=list)
+    calibration_bias: float = 0.1  # subtracted from the scores of seen classes
+    source: str = ""
+
+    # ------------------------------------------------------------------ derived architecture
+    def open_clip_cfg(self) -> Dict[str, Any]:
+        """The open_clip model config (tower hyper-parameters) after merging ``clip_cfg``."""
+        import open_clip
+
+        base = open_clip.get_model_config(self.clip_model)
+        if base is None:
+            raise ValueError(
+                f"unknown open_clip model config {self.clip_model!r}; see open_clip.list_models() for names"
+            )
+        cfg = _deep_merge(base, self.clip_cfg or {})
+        cfg["vision_cfg"] = dict(cfg["vision_cfg"], image_size=int(self.image_size))
+        return cfg
+
+    @property
+    def _vision(self) -> Dict[str, Any]:
+        return self.open_clip_cfg()["vision_cfg"]
+
+    @property
+    def patch_size(self) -> int:
+        p = self._vision.get("patch_size", 16)
+        return int(p[0] if isinstance(p, (list, tuple)) else p)
+
+    @property
+    def width(self) -> int:
+        return int(self._vision.get("width", 768))
+
+    @property
+    def layers(self) -> int:
+        return int(self._vision.get("layers", 12))
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.open_clip_cfg()["embed_dim"])
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+    def check_family(self) -> None:
+        """Refuse a config whose ``family`` is not its class's (or is missing)."""
+        expected = type(self).__dataclass_fields__["family"].default
+        if not expected or self.family != expected:
+            raise ValueError(f"{type(self).__name__} must have family={expected!r}, got {self.family!r}")

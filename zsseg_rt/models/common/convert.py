@@ -1,0 +1,186 @@
+"""Native ZegCLIP checkpoints (``model.safetensors`` + ``config.json``) and the ``zsseg convert`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from zsseg_rt.models.common.weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.models.zegclip.config import ZegCLIPConfig
+
+__all__ = ["convert_official", "save_native", "load_native", "add_convert_command", "NATIVE_FORMAT"]
+
+NATIVE_FORMAT = "zsseg_rt.zegclip.v1"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def save_native(model, dst_dir: Union[str, os.PathLike], extra: Optional[dict] = None, overwrite: bool = False) -> Path:
+    """Write ``model.safetensors`` (full state dict, fp32, contiguous) + ``config.json`` into ``dst_dir``."""
+    from safetensors.torch import save_file
+
+    dst = Path(dst_dir)
+    if dst.exists() and any(dst.iterdir()) and not overwrite:
+        if (dst / WEIGHTS_FILE).exists() or (dst / CONFIG_FILE).exists():
+            raise FileExistsError(f"{dst} already holds a checkpoint; pass overwrite=True (--overwrite)")
+    dst.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    check_finite(state, "model")
+    fmt = getattr(model, "native_format", NATIVE_FORMAT)  # CLIP-RC: zsseg_rt.cliprc.v1
+    save_file(state, str(dst / WEIGHTS_FILE), metadata={"format": fmt})
+    meta = {"format": fmt, "config": model.config.to_dict()}
+    if extra:
+        meta.update(extra)
+    with open(dst / CONFIG_FILE, "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1)
+    return dst
+
+
+def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, torch.device]] = None, **overrides):
+    """Load a native checkpoint directory written by :func:`save_native` / :func:`convert_official`.
+
+    ``overrides`` may change non-architectural config fields (e.g. ``calibration_bias``); every weight tensor
+    must match the rebuilt model exactly.
+    """
+    from zsseg_rt.models.zegclip.model import ZegCLIP
+
+    d = Path(path_dir)
+    if d.is_file() and d.name in (WEIGHTS_FILE, CONFIG_FILE):
+        d = d.parent
+    if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(
+            f"{d} is not a native ZegCLIP checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE}); create one with "
+            "`zsseg convert OFFICIAL.pth DST` or zsseg_rt.models.common.convert.save_native"
+        )
+    with open(d / CONFIG_FILE, "r", encoding="utf-8") as f:
+        meta = json.load(f)
+    if str(meta.get("format", "")).startswith("zsseg_rt.cliprc."):  # CLIP-RC native checkpoint
+        from zsseg_rt.models.cliprc.official import load_native_cliprc
+
+        return load_native_cliprc(d, device=device, **overrides)
+    if meta.get("format") != NATIVE_FORMAT:
+        raise WeightsError(f"{d / CONFIG_FILE}: unknown format {meta.get('format')!r} (expected {NATIVE_FORMAT})")
+    cfg_dict = dict(meta["config"])
+    cfg_dict.update(overrides)
+    config = ZegCLIPConfig.from_dict(cfg_dict)
+    model = ZegCLIP(config)
+    return load_native_state(model, d, "native", device)
+
+
+def load_native_state(model, directory: Path, label: str, device=None):
+    """Fill ``model`` from ``directory/model.safetensors``: every tensor must fit (names, shapes, finite values).
+
+    Shared by the ZegCLIP and CLIP-RC native loaders. Returns the model in eval mode.
+    """
+    from safetensors.torch import load_file
+
+    state = load_file(str(directory / WEIGHTS_FILE))
+    target = model.state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
+        for k in state
+        if k in target and tuple(state[k].shape) != tuple(target[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = [
+            describe_keys("missing", missing),
+            describe_keys("unexpected", unexpected),
+            describe_keys("shape-mismatched", mismatched, first=3),
+        ]
+        raise WeightsError(
+            f"{directory}: {label} checkpoint does not fit its config: " + "; ".join(x for x in parts if x)
+        )
+    check_finite(state, str(directory / WEIGHTS_FILE))
+    model.load_state_dict(state, strict=True)
+    model.text_encoder.cache.clear()
+    if device is not None:
+        model = model.to(device)
+    return model.eval()
+
+
+def convert_official(
+    src: Union[str, os.PathLike],
+    dst_dir: Union[str, os.PathLike],
+    config=None,
+    overwrite: bool = False,
+    allow_missing_text_encoder: bool = False,
+) -> Path:
+    """Official mmcv checkpoint -> native checkpoint directory. Returns the directory.
+
+    CLIP-RC checkpoints (``backbone.region_level_bridge``, ``decode_head.decoder_q.*``...) are detected by their
+    keys and imported with ``load_official_cliprc``; everything else goes to ``load_official_zegclip``."""
+    from zsseg_rt.models.cliprc.official import convert_official_cliprc, official_checkpoint_family
+    from zsseg_rt.models.zegclip.official import load_official_zegclip
+
+    if official_checkpoint_family(Path(src)) == "cliprc":
+        return convert_official_cliprc(
+            src, dst_dir, config=config, overwrite=overwrite, allow_missing_text_encoder=allow_missing_text_encoder
+        )
+
+    model, report = load_official_zegclip(
+        Path(src), config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder
+    )
+    return save_imported(model, report, src, dst_dir, overwrite)
+
+
+def save_imported(model, report, src, dst_dir, overwrite: bool = False) -> Path:
+    """Write an imported official model as a native checkpoint, recording where it came from and its import
+    report (shared by the ZegCLIP and CLIP-RC converters)."""
+    extra = {
+        "source_checkpoint": str(src),
+        "import_report": {
+            "config_name": report.config_name,
+            "config_inferred": report.config_inferred,
+            "loaded": report.loaded,
+            "unused_official": report.unused_official,
+            "text_encoder_loaded": report.text_encoder_loaded,
+        },
+    }
+    return save_native(model, dst_dir, extra=extra, overwrite=overwrite)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    out = convert_official(
+        args.src,
+        args.dst,
+        config=args.config,
+        overwrite=args.overwrite,
+        allow_missing_text_encoder=args.allow_missing_text_encoder,
+    )
+    with open(Path(out) / CONFIG_FILE, "r", encoding="utf-8") as f:
+        rep = json.load(f)["import_report"]
+    print(
+        f"wrote {out / WEIGHTS_FILE} and {out / CONFIG_FILE} (config {rep['config_name']}"
+        f"{', inferred' if rep['config_inferred'] else ''}; {rep['loaded']} tensors; "
+        f"{len(rep['unused_official'])} official-but-unused tensors skipped)"
+    )
+    return 0
+
+
+def add_convert_command(subparsers) -> argparse.ArgumentParser:
+    """Register ``convert SRC DST`` on an argparse subparsers object (``zsseg convert``)."""
+    p = subparsers.add_parser(
+        "convert",
+        help="convert an official ZegCLIP or CLIP-RC checkpoint to a native one",
+        description="Convert an official ZegCLIP or CLIP-RC (mmcv) checkpoint (the family is detected from the "
+        "keys) into a native checkpoint directory "
+        "(model.safetensors + config.json). The file is read with torch.load(weights_only=True).",
+    )
+    p.add_argument("src", help="official checkpoint (.pth)")
+    p.add_argument("dst", help="output directory")
+    p.add_argument(
+        "--config", default=None, help="model config name or JSON path (default: inferred from the checkpoint)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in DST")
+    p.add_argument(
+        "--allow-missing-text-encoder", action="store_true", help="accept checkpoints without text_encoder.* weights"
+    )
+    p.set_defaults(func=_run_convert)
+    return p

@@ -1,0 +1,333 @@
+"""Safe weight loading: OpenAI CLIP JIT archives, open_clip state dicts, safetensors; CLIP -> ZegCLIP mapping.
+
+Nothing here unpickles arbitrary objects: ``.pt``/``.bin``/``.pth`` go through ``torch.load(weights_only=True)``
+and ``.safetensors`` through safetensors. TorchScript archives (the format of OpenAI's CLIP releases) need
+``torch.jit.load``, which deserialises and compiles code from the file, so they are loaded only when the file is
+one of OpenAI's published CLIP releases (its sha256 is in open_clip's download URLs) or when the caller trusts it
+explicitly (``trust_torchscript=True`` or ``ZSSEG_TRUST_TORCHSCRIPT=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+
+import torch
+
+__all__ = [
+    "WeightsError",
+    "read_state_dict",
+    "load_clip_weights",
+    "clip_state_dict_to_zegclip",
+    "check_finite",
+    "describe_keys",
+    "HOW_TO_GET_WEIGHTS",
+]
+
+HOW_TO_GET_WEIGHTS = (
+    "To get CLIP weights: on a machine with network access run "
+    "`python -c \"import open_clip; open_clip.create_model('ViT-B-16', pretrained='openai')\"` (weights land in "
+    "the Hugging Face cache), or download OpenAI's ViT-B-16.pt JIT archive "
+    "(https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt), "
+    "then pass its local path as `pretrained=`. Accepted files: OpenAI JIT archive (.pt), open_clip state dict "
+    "(.pt/.bin/.pth), .safetensors; official ZegCLIP checkpoints go through load_official_zegclip / `zsseg convert`."
+)
+
+# Keys found in CLIP checkpoints that ZegCLIP does not use.
+_CLIP_UNUSED = ("logit_scale", "logit_bias", "input_resolution", "context_length", "vocab_size", "attn_mask")
+
+
+class WeightsError(ValueError):
+    """A checkpoint is unreadable, incomplete, mismatched or holds non-finite values."""
+
+
+def describe_keys(label: str, keys: Iterable[str], first: int = 5) -> str:
+    keys = sorted(keys)
+    if not keys:
+        return ""
+    shown = ", ".join(keys[:first])
+    more = f", ... (+{len(keys) - first} more)" if len(keys) > first else ""
+    return f"{len(keys)} {label} key(s): {shown}{more}"
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    bad = [
+        k
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()
+    ]
+    if bad:
+        raise WeightsError(f"{source}: weights contain NaN or inf in {describe_keys('tensor', bad)}")
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    # TorchScript archives carry serialized code (``<name>/code/...``); torch.save archives never do.
+    return any("/code/" in n for n in names)
+
+
+def _unwrap(obj, source: str) -> Dict[str, torch.Tensor]:
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model", "module"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+        out = {}
+        for k, v in obj.items():
+            if isinstance(v, torch.Tensor):
+                out[str(k)] = v
+        if not out:
+            raise WeightsError(f"{source}: no tensors found (top-level keys: {sorted(map(str, obj))[:8]})")
+        if all(k.startswith("module.") for k in out):
+            out = {k[len("module.") :]: v for k, v in out.items()}
+        return out
+    raise WeightsError(f"{source}: expected a state dict, got {type(obj).__name__}")
+
+
+def _official_openai_archive_hashes() -> set:
+    """sha256 of OpenAI's CLIP release archives, taken from open_clip's pretrained registry URLs."""
+    import re
+
+    try:
+        from open_clip import pretrained as registry
+    except ImportError:  # pragma: no cover - open_clip is a dependency of the torch side
+        return set()
+    hashes = set()
+    for tags in getattr(registry, "_PRETRAINED", {}).values():
+        for cfg in tags.values():
+            url = cfg.get("url", "") if isinstance(cfg, dict) else ""
+            match = re.search(r"/clip/models/([0-9a-f]{64})/", url or "")
+            if match:
+                hashes.add(match.group(1))
+    return hashes
+
+
+def _check_torchscript_trusted(path: Path, trust: Optional[bool]) -> None:
+    if trust is None:
+        trust = os.environ.get("ZSSEG_TRUST_TORCHSCRIPT", "") == "1"
+    if trust:
+        return
+    from zsseg_rt.bundle import sha256_file
+
+    digest = sha256_file(str(path))
+    if digest not in _official_openai_archive_hashes():
+        raise WeightsError(
+            f"{path}: a TorchScript archive that is not one of OpenAI's published CLIP releases (sha256 {digest}). "
+            "Loading TorchScript deserialises and compiles code from the file, so zsseg_rt only does it for the "
+            "official archives. If you trust this file, pass trust_torchscript=True (or set "
+            "ZSSEG_TRUST_TORCHSCRIPT=1); better, convert it once to .safetensors."
+        )
+
+
+def read_state_dict(path: Union[str, os.PathLike], trust_torchscript: Optional[bool] = None) -> Dict[str, torch.Tensor]:
+    """Read tensors from a local weight file of any supported format (float tensors as stored).
+
+    ``trust_torchscript``: load a TorchScript archive that is not an official OpenAI CLIP release (default: the
+    ``ZSSEG_TRUST_TORCHSCRIPT`` environment variable, else no).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weight file {str(path)!r} does not exist. {HOW_TO_GET_WEIGHTS}")
+    src = str(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return dict(load_file(src, device="cpu"))
+    if _is_torchscript_archive(path):
+        _check_torchscript_trusted(path, trust_torchscript)
+        try:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation notice
+                module = torch.jit.load(src, map_location="cpu")
+        except Exception as e:  # pragma: no cover - corrupt archive
+            raise WeightsError(f"{src}: could not read the TorchScript archive ({e})") from e
+        return {k: v for k, v in module.state_dict().items()}
+    try:
+        obj = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise WeightsError(
+            f"{src}: torch.load(weights_only=True) refused or failed ({type(e).__name__}: {str(e)[:300]}). "
+            "Only plain tensor state dicts are accepted (no pickled Python objects); re-save the weights as "
+            "a state dict of tensors or as .safetensors."
+        ) from e
+    return _unwrap(obj, src)
+
+
+def _normalise_clip_keys(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """open_clip 'custom text' layout (``text.*``) -> OpenAI layout; strip a ``clip.``/``model.`` prefix."""
+    for prefix in ("clip.", "model."):
+        if sd and all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix) :]: v for k, v in sd.items()}
+    if any(k.startswith("text.") for k in sd):
+        sd = {(k[len("text.") :] if k.startswith("text.") else k): v for k, v in sd.items()}
+    return sd
+
+
+def clip_state_dict_to_zegclip(
+    sd: Dict[str, torch.Tensor], model, source: str = "checkpoint"
+) -> Dict[str, torch.Tensor]:
+    """Map CLIP keys onto ZegCLIP's frozen towers (``visual.*`` -> ``backbone.*``, text -> ``text_encoder.*``),
+    resizing the positional table the official way (bilinear, align_corners=False) to the training grid.
+
+    Raises WeightsError for missing / unexpected / mis-shaped keys.
+    """
+    from zsseg_rt.models.zegclip.backbone import resize_pos_embed_official
+
+    sd = _normalise_clip_keys(dict(sd))
+    target = model.state_dict()
+    out: Dict[str, torch.Tensor] = {}
+    unexpected: List[str] = []
+    for k, v in sd.items():
+        if k in _CLIP_UNUSED:
+            continue
+        if k.startswith("visual."):
+            nk = "backbone." + k[len("visual.") :]
+        else:
+            nk = "text_encoder." + k
+        if nk not in target or "prompt" in nk:
+            unexpected.append(k)
+            continue
+        out[nk] = v
+    pk = "backbone.positional_embedding"
+    if (
+        pk in out
+        and out[pk].shape != target[pk].shape
+        and out[pk].dim() == 2
+        and out[pk].shape[1] == target[pk].shape[1]
+    ):
+        out[pk] = resize_pos_embed_official(out[pk].float(), model.backbone.grid)
+    expected = [k for k in target if model.is_clip_weight(k)]
+    missing = [k for k in expected if k not in out]
+    mismatched = [
+        f"{k}: file {tuple(out[k].shape)} vs model {tuple(target[k].shape)}"
+        for k in out
+        if tuple(out[k].shape) != tuple(target[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = [
+            describe_keys("missing", [m.replace("backbone.", "visual.").replace("text_encoder.", "") for m in missing]),
+            describe_keys("unexpected", unexpected),
+            describe_keys("shape-mismatched", mismatched, first=3),
+        ]
+        raise WeightsError(
+            f"{source}: CLIP weights do not fit model {model.config.clip_model!r} "
+            f"({model.config.name}): " + "; ".join(p for p in parts if p) + f". {HOW_TO_GET_WEIGHTS}"
+        )
+    check_finite(out, source)
+    return out
+
+
+def hub_endpoint() -> str:
+    """The Hugging Face hub endpoint open_clip downloads from (``HF_ENDPOINT`` overrides it)."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hub_offline_requested() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """One TCP connection attempt to the hub endpoint, name lookup included, given at most ``timeout`` seconds
+    (a daemon thread, so a hanging lookup cannot hold the caller). False when ``HF_HUB_OFFLINE`` is set."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    if hub_offline_requested():
+        return False
+    url = urlparse(hub_endpoint())
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    result = []
+
+    def attempt():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(result and result[0])
+
+
+def go_offline() -> None:
+    """Make huggingface_hub (and so open_clip) use the local cache only: no download retries."""
+    import sys
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants: Any = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # already imported: it read the variable at import time
+        constants.HF_HUB_OFFLINE = True
+
+
+def _resolve_pretrained(pretrained: str, clip_model: str) -> Tuple[Path, Optional[dict]]:
+    """A local path, or an open_clip pretrained tag resolved (and downloaded) through open_clip."""
+    p = Path(os.path.expanduser(pretrained))
+    if p.is_file():
+        return p, None
+    if p.is_dir():
+        for pat in ("*.safetensors", "open_clip_pytorch_model.bin", "*.bin", "*.pt", "*.pth"):
+            found = sorted(p.glob(pat))
+            if found:
+                return found[0], None
+        raise FileNotFoundError(f"no weight file (*.safetensors, *.bin, *.pt, *.pth) in directory {str(p)!r}")
+    import open_clip
+    from open_clip.pretrained import download_pretrained, get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(clip_model, pretrained)
+    if not cfg:
+        looks_like_path = any(s in pretrained for s in ("/", "\\", "."))
+        if looks_like_path:
+            raise FileNotFoundError(f"pretrained weight file {pretrained!r} does not exist. {HOW_TO_GET_WEIGHTS}")
+        tags = open_clip.list_pretrained_tags_by_model(clip_model)
+        raise ValueError(
+            f"{pretrained!r} is neither a local file nor an open_clip pretrained tag of {clip_model!r} "
+            f"(known tags: {tags}). {HOW_TO_GET_WEIGHTS}"
+        )
+    try:
+        local = download_pretrained(cfg)
+    except Exception as e:
+        raise RuntimeError(
+            f"could not download open_clip weights {clip_model}/{pretrained} ({type(e).__name__}: {str(e)[:200]}). "
+            f"Offline? Supply a local file instead: pretrained='/path/to/weights'. {HOW_TO_GET_WEIGHTS}"
+        ) from e
+    if not local:
+        raise RuntimeError(f"open_clip returned no file for {clip_model}/{pretrained}. {HOW_TO_GET_WEIGHTS}")
+    return Path(local), cfg
+
+
+def load_clip_weights(model, pretrained: str) -> Dict[str, object]:
+    """Load CLIP tower weights (tag or local file) into a ZegCLIP model. Prompt/head params are untouched.
+
+    Returns a small report dict (source file, number of tensors loaded).
+    """
+    import warnings
+
+    path, tag_cfg = _resolve_pretrained(pretrained, model.config.clip_model)
+    if tag_cfg is not None and "quick_gelu" in tag_cfg and bool(tag_cfg["quick_gelu"]) != bool(model.config.quick_gelu):
+        warnings.warn(
+            f"open_clip tag {pretrained!r} was trained with quick_gelu={tag_cfg['quick_gelu']} but the model "
+            f"config says quick_gelu={model.config.quick_gelu}; pass quick_gelu={tag_cfg['quick_gelu']}"
+        )
+    elif tag_cfg is not None and "quick_gelu" not in tag_cfg and model.config.quick_gelu:
+        warnings.warn(
+            f"open_clip tag {pretrained!r} uses nn.GELU but the model config says quick_gelu=True; "
+            "pass quick_gelu=False for non-OpenAI weights"
+        )
+    sd = read_state_dict(path)
+    mapped = clip_state_dict_to_zegclip(sd, model, source=str(path))
+    ref = model.state_dict()
+    mapped = {k: v.to(ref[k].dtype) for k, v in mapped.items()}
+    result = model.load_state_dict(mapped, strict=False)
+    assert not result.unexpected_keys, result.unexpected_keys
+    model.text_encoder.cache.clear()
+    return {"source": str(path), "loaded": len(mapped)}

@@ -1,0 +1,201 @@
+"""Config of the training-free dense-CLIP segmenters (MaskCLIP, SCLIP, ClearCLIP, NACLIP) on stock CLIP weights.
+
+Bundled configs: ``zsseg_rt/models/training_free/configs/{maskclip,sclip,clearclip,naclip}_vitb16.json`` (+ the tiny test config
+``training_free_tiny_test.json``). They carry ``"family": "training_free"``, which is how ``create_model`` tells
+them from ZegCLIP configs; names may be given with dashes (``"sclip-vitb16"``).
+
+The four methods differ only in the last transformer block of the CLIP image tower (see ``training_free.py``):
+
+======== ====================================== ============ =================================================
+method   last-block attention                   residual/FFN official inference (ViT-B/16, OpenAI weights)
+======== ====================================== ============ =================================================
+maskclip identity (``out_proj(v)``)             kept / kept  whole image, short side 512, ImageNet mean/std
+sclip    ``softmax(qq^T s) + softmax(kk^T s)``  kept / kept  slide 224/112, short side 336, logit scale 40
+clearclip ``softmax(qq^T s)``                   no / no      slide 448/224, short side 448, logit scale 50
+naclip   ``softmax(kk^T s + Omega)`` (Gaussian) no / no      slide 224/112, short side 336, logit scale 40
+======== ====================================== ============ =================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from zsseg_rt.models.common.config import (
+    VOCAB_DIR,
+    BaseModelConfig,
+    _deep_merge,
+    check_known_keys,
+    family_config_dir,
+    load_class_names,
+    load_templates,
+)
+
+__all__ = [
+    "TrainingFreeConfig",
+    "METHODS",
+    "ATTENTION_MODES",
+    "FAMILY",
+    "load_training_free_config",
+    "training_free_config_path",
+    "load_training_free_templates",
+]
+
+FAMILY = "training_free"
+ATTENTION_MODES = ("identity", "qq+kk", "qq", "kk")
+# Per method: last-block attention, residual kept, FFN kept, Gaussian neighbourhood std (NACLIP), pos-embed resize.
+METHODS: Dict[str, Dict[str, Any]] = {
+    "maskclip": {"attention": "identity", "residual": True, "ffn": True, "gaussian_std": None, "pos_resize": "size"},
+    "sclip": {"attention": "qq+kk", "residual": True, "ffn": True, "gaussian_std": None, "pos_resize": "dino"},
+    "clearclip": {"attention": "qq", "residual": False, "ffn": False, "gaussian_std": None, "pos_resize": "dino"},
+    "naclip": {"attention": "kk", "residual": False, "ffn": False, "gaussian_std": 5.0, "pos_resize": "dino"},
+}
+_TEMPLATE_FILE = VOCAB_DIR / "imagenet_templates.json"
+
+
+def load_training_free_templates(ref: Union[str, Sequence[str]]) -> List[str]:
+    """Templates by set name: ``"imagenet80"`` (the 80 CLIP ImageNet templates) or any ``load_templates`` set."""
+    if isinstance(ref, str):
+        with open(_TEMPLATE_FILE, "r", encoding="utf-8") as handle:
+            sets = json.load(handle)["templates"]
+        if ref in sets:
+            return load_templates(list(sets[ref]))
+    return load_templates(ref)
+
+
+@dataclass
+class TrainingFreeConfig(BaseModelConfig):
+    """Everything that defines a training-free segmenter and its inference settings.
+
+    ``image_size`` is the image-encoder input (= the sliding-window crop); the stock positional table is resized
+    to its grid when the weights are loaded. ``short_side``/``crop_size``/``stride`` are the official test
+    settings (``test_scale = [2048, short_side]``). ``attention``/``residual``/``ffn``/``gaussian_std``/
+    ``pos_resize`` default (None) to the method's values in ``METHODS``.
+    """
+
+    name: str = "sclip_vitb16"
+    family: str = FAMILY
+    method: str = "sclip"
+    image_size: int = 224
+    crop_size: int = 224
+    stride: int = 112
+    short_side: int = 336
+    logit_scale: float = 40.0
+    background_threshold: Optional[float] = None  # max softmax probability below it -> class 0 (SCLIP prob_thd)
+    area_threshold: Optional[float] = None  # SCLIP area_thd: drop classes covering <= this share of class>0 area
+    attention: Optional[str] = None
+    residual: Optional[bool] = None
+    ffn: Optional[bool] = None
+    gaussian_std: Optional[float] = None
+    pos_resize: Optional[str] = None  # "dino": bicubic, scale (g+0.1)/g0 (SCLIP family); "size": bicubic to size
+    templates: List[str] = field(default_factory=lambda: ["a photo of a {}."])
+    mean: List[float] = field(default_factory=lambda: [122.771, 116.746, 104.094])
+    std: List[float] = field(default_factory=lambda: [68.501, 66.632, 70.323])
+    calibration_bias: float = 0.0  # ZegCLIP's seen-class calibration never applies here; kept for the bundle
+
+    # ------------------------------------------------------------------ derived
+    def resolved(self, key: str):
+        value = getattr(self, key)
+        return METHODS[self.method][key] if value is None else value
+
+    @property
+    def test_scale(self) -> List[int]:
+        """Official mmseg 1.x test resize ``Resize(scale=(2048, short_side), keep_ratio=True)``."""
+        return [2048, int(self.short_side)]
+
+    # ------------------------------------------------------------------ validation / io
+    def validate(self) -> "TrainingFreeConfig":
+        self.check_family()
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
+        if self.resolved("attention") not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {self.attention!r}")
+        std = self.resolved("gaussian_std")
+        if std is not None and not float(std) > 0:
+            raise ValueError(f"gaussian_std must be > 0 (or null for no neighbourhood bias), got {std}")
+        if self.resolved("pos_resize") not in ("dino", "size"):
+            raise ValueError(f"pos_resize must be 'dino' or 'size', got {self.pos_resize!r}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of the patch size {self.patch_size}")
+        if self.crop_size != self.image_size:
+            raise ValueError(
+                f"crop_size {self.crop_size} must equal image_size {self.image_size} (the encoder input is the crop)"
+            )
+        if not (0 < self.stride <= self.crop_size):
+            raise ValueError(f"stride must be in (0, crop_size={self.crop_size}], got {self.stride}")
+        if self.short_side < 1 or not self.logit_scale > 0:
+            raise ValueError(f"short_side >= 1 and logit_scale > 0 expected, got {self.short_side}, {self.logit_scale}")
+        for key in ("background_threshold", "area_threshold"):
+            v = getattr(self, key)
+            if v is not None and not (0.0 <= float(v) <= 1.0):
+                raise ValueError(f"{key} must be null or in [0, 1], got {v}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError("mean and std must have 3 entries (RGB)")
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "TrainingFreeConfig":
+        data = dict(data)
+        check_known_keys(cls, data, "training-free config")
+        if "class_names" in data:
+            data["class_names"] = load_class_names(data["class_names"])
+        if "templates" in data:
+            data["templates"] = load_training_free_templates(data["templates"])
+        cfg = cls(**data)
+        if not cfg.class_names:
+            cfg.class_names = load_class_names(cfg.dataset)
+        return cfg.validate()
+
+
+def training_free_config_path(name: Union[str, os.PathLike]) -> Optional[Path]:
+    """The JSON file of a training-free config (bundled name with ``-`` or ``_``, or a path), else None."""
+    s = str(name)
+    candidates = [Path(s)]
+    if not s.endswith(".json"):
+        candidates += [
+            family_config_dir(FAMILY) / f"{s}.json",
+            family_config_dir(FAMILY) / f"{s.replace('-', '_')}.json",
+        ]
+    for path in candidates:
+        if path.is_file() and path.suffix == ".json":
+            try:
+                with open(path, "r", encoding="utf-8") as handle:
+                    data = json.load(handle)
+            except (OSError, ValueError):
+                return None
+            return path if isinstance(data, dict) and data.get("family") == FAMILY else None
+    return None
+
+
+def load_training_free_config(
+    name_or_path: Union[str, os.PathLike, TrainingFreeConfig, Dict[str, Any]], **overrides
+) -> TrainingFreeConfig:
+    """Load by bundled name (``"sclip-vitb16"``), JSON path, dict or config; ``overrides`` replace keys
+    (``clip_cfg`` is deep-merged)."""
+    if isinstance(name_or_path, TrainingFreeConfig):
+        data = name_or_path.to_dict()
+    elif isinstance(name_or_path, dict):
+        data = dict(name_or_path)
+    else:
+        path = training_free_config_path(name_or_path)
+        if path is None:
+            bundled = sorted(p.stem for p in family_config_dir(FAMILY).glob("*.json"))
+            raise FileNotFoundError(
+                f'{str(name_or_path)!r} is not a training-free config (JSON with "family": "{FAMILY}"); '
+                f"bundled: {bundled}"
+            )
+        with open(path, "r", encoding="utf-8") as handle:
+            data = json.load(handle)
+    for k, v in overrides.items():
+        if k == "clip_cfg" and isinstance(v, dict) and isinstance(data.get(k), dict):
+            data[k] = _deep_merge(data[k], v)
+        else:
+            data[k] = v
+    return TrainingFreeConfig.from_dict(data)

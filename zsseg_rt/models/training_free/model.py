@@ -1,0 +1,433 @@
+"""Training-free open-vocabulary segmentation on stock CLIP weights: MaskCLIP, SCLIP, ClearCLIP, NACLIP.
+
+The four methods change only the last transformer block of the CLIP image tower (``DenseLastBlock``); every
+other weight is the stock CLIP checkpoint. With ``x`` the input of the last block, ``y = ln_1(x)``,
+``q, k, v = in_proj(y)`` split into heads, ``s = head_dim ** -0.5``:
+
+* ``identity`` (MaskCLIP):   ``a = v``
+* ``qq+kk``    (SCLIP):      ``a = (softmax(q q^T s) + softmax(k k^T s)) v``
+* ``qq``       (ClearCLIP):  ``a = softmax(q q^T s) v``
+* ``kk``       (NACLIP):     ``a = softmax(k k^T s + Omega) v``, ``Omega[i, j] = exp(-|p_i - p_j|^2 / (2 std^2))``
+  between patch positions ``p`` (0 on the CLS row/column); without ``gaussian_std`` plain ``softmax(k k^T s)``.
+
+then ``o = out_proj(a)``, ``x' = x + o`` if ``residual`` else ``o``, and ``x' += mlp(ln_2(x'))`` if ``ffn``.
+Dense patch features are ``normalize(ln_post(x'_patches) @ proj)``; mask logits are
+``logit_scale * <patch, normalize(text)>`` (``[B, C, h, w]``), one class independent of the others.
+Post-processing (``zsseg_rt.pipeline.postprocess.softmax_segment``): average window logits, resize to the image,
+softmax over classes, argmax; optional background threshold (max probability below it -> class 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple, Union, cast
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from zsseg_rt.bundle import Names
+from zsseg_rt.models.common.text import TextEncoder, validate_class_names
+from zsseg_rt.models.training_free.config import FAMILY, TrainingFreeConfig, load_training_free_config
+
+__all__ = [
+    "DenseLastBlock",
+    "TrainingFreeSegmenter",
+    "gaussian_neighbourhood_bias",
+    "resize_positional_embedding",
+    "load_stock_clip_weights",
+    "create_training_free_model",
+]
+
+
+def gaussian_neighbourhood_bias(grid: Tuple[int, int], std: float, num_prefix_tokens: int = 1) -> np.ndarray:
+    """NACLIP's attention bias ``Omega`` ``[P+N, P+N]`` float32: ``exp(-d^2 / (2 std^2))`` between the 2-D patch
+    positions of a row-major ``grid`` (``N = h*w``), 0 on the ``P`` prefix (CLS) rows and columns."""
+    h, w = int(grid[0]), int(grid[1])
+    ys, xs = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    pos = np.stack([ys.reshape(-1), xs.reshape(-1)], axis=1)  # [N, 2]
+    d2 = ((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1)
+    n = h * w + num_prefix_tokens
+    out = np.zeros((n, n), dtype=np.float32)
+    out[num_prefix_tokens:, num_prefix_tokens:] = np.exp(-d2 / (2.0 * float(std) ** 2))
+    return out
+
+
+def resize_positional_embedding(pos: torch.Tensor, grid: Tuple[int, int], mode: str = "dino") -> torch.Tensor:
+    """Resize a square CLIP positional table ``[1 + g*g, W]`` to ``[1 + h*w, W]`` (CLS row kept), bicubic.
+
+    ``mode="dino"``: the SCLIP/ClearCLIP/NACLIP ``interpolate_pos_encoding`` (``scale_factor=(h+0.1)/g``, no
+    recomputed scale); ``mode="size"``: mmseg's ``resize_pos_embed`` (``size=(h, w)``, align_corners=False).
+    """
+    n, width = pos.shape
+    g = int(round(math.sqrt(n - 1)))
+    if g * g != n - 1:
+        raise ValueError(f"positional table with {n - 1} spatial rows is not a square grid")
+    h, w = int(grid[0]), int(grid[1])
+    if (h, w) == (g, g):
+        return pos
+    spatial = pos[1:].reshape(1, g, g, width).permute(0, 3, 1, 2).float()
+    if mode == "dino":
+        spatial = F.interpolate(
+            spatial,
+            scale_factor=((h + 0.1) / g, (w + 0.1) / g),
+            mode="bicubic",
+            align_corners=False,
+            recompute_scale_factor=False,
+        )
+    elif mode == "size":
+        spatial = F.interpolate(spatial, size=(h, w), mode="bicubic", align_corners=False)
+    else:
+        raise ValueError(f"mode must be 'dino' or 'size', got {mode!r}")
+    if tuple(spatial.shape[-2:]) != (h, w):
+        raise ValueError(f"positional resize produced {tuple(spatial.shape[-2:])}, expected {(h, w)}")
+    spatial = spatial.reshape(width, h * w).permute(1, 0).to(pos.dtype)
+    return torch.cat([pos[:1], spatial], dim=0)
+
+
+@contextlib.contextmanager
+def _mha_fastpath_off_when_tracing():
+    """nn.MultiheadAttention's inference fast path (``_native_multi_head_attention``) has no ONNX export: turn it
+    off while tracing (nothing here requires grad, so it would otherwise be taken)."""
+    if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+        yield
+        return
+    previous = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(previous)
+
+
+class DenseLastBlock(nn.Module):
+    """The switchable last block (no parameters of its own: it runs a stock open_clip ``ResidualAttentionBlock``).
+
+    Args:
+        attention: ``"identity" | "qq+kk" | "qq" | "kk"``.
+        residual: keep the attention residual connection.
+        ffn: keep the MLP (with its residual).
+        gaussian_std: NACLIP's neighbourhood bias std (only with ``"kk"``), or None.
+    """
+
+    def __init__(self, attention: str, residual: bool, ffn: bool, gaussian_std: Optional[float] = None):
+        super().__init__()
+        if attention not in ("identity", "qq+kk", "qq", "kk"):
+            raise ValueError(f"attention must be identity | qq+kk | qq | kk, got {attention!r}")
+        if gaussian_std is not None and attention != "kk":
+            raise ValueError(f"gaussian_std is NACLIP's bias for 'kk' attention, not for {attention!r}")
+        self.attention = attention
+        self.residual = bool(residual)
+        self.ffn = bool(ffn)
+        self.gaussian_std = None if gaussian_std is None else float(gaussian_std)
+        self._bias_cache: Dict[Tuple[int, int], np.ndarray] = {}
+
+    def extra_repr(self) -> str:
+        return (
+            f"attention={self.attention!r}, residual={self.residual}, ffn={self.ffn}, gaussian_std={self.gaussian_std}"
+        )
+
+    def neighbourhood_bias(self, grid: Tuple[int, int], num_tokens: int) -> Optional[np.ndarray]:
+        if self.gaussian_std is None:
+            return None
+        key = (int(grid[0]), int(grid[1]))
+        if key not in self._bias_cache:
+            self._bias_cache[key] = gaussian_neighbourhood_bias(key, self.gaussian_std, num_tokens - key[0] * key[1])
+        return self._bias_cache[key]
+
+    def forward(self, block: nn.Module, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """``x [B, L, W]`` (batch first, CLS first, patches last in row-major ``grid``) -> ``[B, L, W]``."""
+        attn = block.attn
+        if not isinstance(attn, nn.MultiheadAttention) or not attn._qkv_same_embed_dim:
+            raise TypeError("DenseLastBlock needs an open_clip block with nn.MultiheadAttention (packed in_proj)")
+        b, length, width = x.shape
+        heads = int(attn.num_heads)
+        head_dim = width // heads
+        y = block.ln_1(x)
+        qkv = F.linear(y, attn.in_proj_weight, attn.in_proj_bias)
+        q, k, v = (t.reshape(b, length, heads, head_dim).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+        scale = head_dim**-0.5
+        if self.attention == "identity":
+            out = v
+        elif self.attention == "qq+kk":
+            out = (
+                torch.softmax((q @ q.transpose(-2, -1)) * scale, dim=-1)
+                + torch.softmax((k @ k.transpose(-2, -1)) * scale, dim=-1)
+            ) @ v
+        elif self.attention == "qq":
+            out = torch.softmax((q @ q.transpose(-2, -1)) * scale, dim=-1) @ v
+        else:
+            logits = (k @ k.transpose(-2, -1)) * scale
+            omega = self.neighbourhood_bias(grid, length)
+            if omega is not None:  # a constant per grid: folded into the exported graph
+                logits = logits + torch.from_numpy(omega).to(device=logits.device, dtype=logits.dtype)
+            out = torch.softmax(logits, dim=-1) @ v
+        out = out.transpose(1, 2).reshape(b, length, width)
+        out = block.ls_1(F.linear(out, attn.out_proj.weight, attn.out_proj.bias))
+        x = x + out if self.residual else out
+        if self.ffn:
+            x = x + block.ls_2(block.mlp(block.ln_2(x)))
+        return x
+
+
+class TrainingFreeSegmenter(nn.Module):
+    """Stock CLIP + a dense last block: ``forward(images [B,3,H,W], text [C,D]) -> logits [B,C,H/p,W/p]``.
+
+    Bundle hooks (``zsseg_rt.export.graphs``): the image graph outputs ``patches [B,N,D]`` (L2-normalised), the
+    head graph the scaled cosine logits; ``export_postprocess`` selects softmax post-processing in the Engine.
+    """
+
+    family = FAMILY
+    export_image_outputs = (Names.PATCHES,)
+
+    def __init__(self, config: Union[TrainingFreeConfig, str, dict], device: Optional[Union[str, torch.device]] = None):
+        super().__init__()
+        from zsseg_rt.models.zegclip.model import _make_tokenizer, build_clip
+
+        if not isinstance(config, TrainingFreeConfig):
+            config = load_training_free_config(config)
+        self.config = config.validate()
+        ctx = torch.device(device) if device is not None else contextlib.nullcontext()
+        with ctx:
+            clip = build_clip(config)
+        visual = clip.visual
+        if not hasattr(visual, "conv1") or getattr(visual, "attn_pool", None) is not None:
+            raise ValueError(f"{config.clip_model}: only plain open_clip ViT image towers are supported")
+        if getattr(visual, "pool_type", "tok") != "tok" or getattr(visual, "final_ln_after_pool", False):
+            raise ValueError(f"{config.clip_model}: needs a CLS-token ViT with ln_post on all tokens")
+        self.visual = visual
+        self.text_encoder = TextEncoder(clip, _make_tokenizer(config, int(clip.positional_embedding.shape[0])))
+        self.dense_block = DenseLastBlock(
+            config.resolved("attention"),
+            config.resolved("residual"),
+            config.resolved("ffn"),
+            config.resolved("gaussian_std"),
+        )
+        self.use_native_ops = False
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def patch_size(self) -> Tuple[int, int]:
+        k = self.visual.conv1.kernel_size
+        return int(k[0]), int(k[1])
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    @property
+    def grid(self) -> Tuple[int, int]:
+        g = int(round(math.sqrt(self.visual.positional_embedding.shape[0] - 1)))
+        return g, g
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.config.logit_scale)
+
+    @property
+    def class_names(self):
+        return self.config.class_names
+
+    @property
+    def export_postprocess(self) -> Dict[str, object]:
+        """Recorded in meta.json: softmax over classes of the head's (already scaled) logits."""
+        c = self.config
+        return {
+            "activation": "softmax",
+            "logit_scale": float(c.logit_scale),
+            "logit_scale_in_head": True,
+            "background_threshold": None if c.background_threshold is None else float(c.background_threshold),
+            "area_threshold": None if c.area_threshold is None else float(c.area_threshold),
+            "short_side": int(c.short_side),
+            "method": c.method,
+        }
+
+    @staticmethod
+    def is_trainable_name(name: str) -> bool:
+        return False
+
+    def class_bias(self, num_classes: Optional[int] = None, seen=None) -> np.ndarray:
+        """No calibration in training-free models (ZegCLIP's -0.1 never applies): zeros ``[C]``."""
+        return np.zeros(len(self.config.class_names) if num_classes is None else num_classes, dtype=np.float32)
+
+    # ------------------------------------------------------------------ image side
+    def check_images(self, images: torch.Tensor) -> None:
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be a float tensor [B,3,H,W], got {getattr(images, 'shape', type(images))}")
+        if not images.is_floating_point():
+            raise TypeError(f"images must be normalised floating point, got {images.dtype}")
+        ph, pw = self.patch_size
+        h, w = int(images.shape[2]), int(images.shape[3])
+        if h < ph or w < pw or h % ph or w % pw:
+            raise ValueError(f"image size {h}x{w} is not a positive multiple of the patch size {ph}x{pw}")
+
+    def _positional(self, h: int, w: int) -> torch.Tensor:
+        pos = cast(torch.Tensor, self.visual.positional_embedding)
+        if (h, w) != self.grid:  # shape-only branch (the bundle grid equals the stored one: nothing traced)
+            pos = resize_positional_embedding(pos, (h, w), self.config.resolved("pos_resize"))
+        return pos
+
+    def encode_image(self, images: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """``images [B,3,H,W]`` -> (``patches [B, h*w, D]`` L2-normalised, ``(h, w)``)."""
+        if not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+            self.check_images(images)
+        v = self.visual
+        x = v.conv1(images)
+        b, c, h, w = x.shape
+        x = x.reshape(b, c, h * w).permute(0, 2, 1)
+        cls = v.class_embedding.to(x.dtype).reshape(1, 1, c).expand(b, 1, c)
+        x = torch.cat([cls, x], dim=1) + self._positional(h, w).to(x.dtype).unsqueeze(0)
+        x = v.ln_pre(x)
+        blocks = v.transformer.resblocks
+        batch_first = bool(getattr(v.transformer, "batch_first", True))
+        with _mha_fastpath_off_when_tracing():
+            for blk in blocks[:-1]:
+                x = blk(x) if batch_first else blk(x.transpose(0, 1)).transpose(0, 1)
+        x = self.dense_block(blocks[-1], x, (h, w))
+        x = v.ln_post(x[:, -(h * w) :]) @ v.proj
+        return F.normalize(x, dim=-1), (h, w)
+
+    def export_encode_image(self, image: torch.Tensor) -> Tuple[torch.Tensor]:
+        return (self.encode_image(image)[0],)
+
+    # ------------------------------------------------------------------ head
+    def decode(self, text: torch.Tensor, patches: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """``logit_scale * cos(patch, text)``: text ``[C,D]`` (normalised here), patches ``[B,N,D]`` ->
+        ``[B,C,h,w]``."""
+        text = F.normalize(text.to(patches.dtype), dim=-1)
+        patches = F.normalize(patches, dim=-1)
+        logits = torch.einsum("bnd,cd->bcn", patches, text) * self.logit_scale
+        return logits.reshape(logits.shape[0], logits.shape[1], int(grid[0]), int(grid[1]))
+
+    def export_decode(self, text: torch.Tensor, patches: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        return self.decode(text, patches, grid)
+
+    @torch.no_grad()
+    def decode_native(self, text: torch.Tensor, patches: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """Same as ``decode`` with the native ``similarity`` op (CPU NumPy; normalise + scale inside the op)."""
+        from zsseg_rt import ops
+
+        p = np.ascontiguousarray(patches.detach().float().cpu().numpy())
+        t = np.ascontiguousarray(text.detach().float().cpu().numpy())
+        logits = ops.similarity(p, t, normalize=True, scale=self.logit_scale)
+        out = torch.from_numpy(np.ascontiguousarray(logits)).to(patches.device, patches.dtype)
+        return out.reshape(out.shape[0], out.shape[1], int(grid[0]), int(grid[1]))
+
+    def check_text(self, text: torch.Tensor) -> None:
+        if not isinstance(text, torch.Tensor) or text.dim() != 2 or text.shape[0] == 0:
+            raise ValueError(f"text must be a tensor [C, D] with C >= 1, got {getattr(text, 'shape', type(text))}")
+        if text.shape[1] != self.embed_dim:
+            raise ValueError(f"text embedding width {text.shape[1]} != model embed_dim {self.embed_dim}")
+
+    def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        self.check_text(text)
+        patches, grid = self.encode_image(images)
+        if self.use_native_ops:
+            return self.decode_native(text, patches, grid)
+        return self.decode(text, patches, grid)
+
+    # ------------------------------------------------------------------ text
+    def text_embeddings(
+        self, class_names: Optional[Sequence[str]] = None, templates: Optional[Sequence[str]] = None
+    ) -> torch.Tensor:
+        """Prompt-ensembled text embeddings ``[C, D]`` float32 (cached per ``(names, templates)``)."""
+        names = list(self.config.class_names if class_names is None else class_names)
+        validate_class_names(names)
+        return self.text_encoder.encode(names, self.config.templates if templates is None else templates)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"config={c.name!r}, method={c.method}, clip={c.clip_model}, image_size={c.image_size}"
+
+
+# ---------------------------------------------------------------------------------------------------- weights
+def load_stock_clip_weights(model: TrainingFreeSegmenter, pretrained: str) -> Dict[str, object]:
+    """Load stock CLIP weights (open_clip tag, OpenAI JIT archive, open_clip state dict or safetensors; see
+    ``weights.py``) into ``model``. The positional table is resized to the model grid the method's way."""
+    from zsseg_rt.models.common.weights import (
+        _CLIP_UNUSED,
+        HOW_TO_GET_WEIGHTS,
+        WeightsError,
+        _normalise_clip_keys,
+        _resolve_pretrained,
+        check_finite,
+        describe_keys,
+        read_state_dict,
+    )
+
+    path, tag_cfg = _resolve_pretrained(pretrained, model.config.clip_model)
+    if tag_cfg is not None and bool(tag_cfg.get("quick_gelu", False)) != bool(model.config.quick_gelu):
+        warnings.warn(
+            f"open_clip tag {pretrained!r} expects quick_gelu={bool(tag_cfg.get('quick_gelu', False))} but "
+            f"the config says quick_gelu={model.config.quick_gelu}; pass quick_gelu= to create_model"
+        )
+    sd = _normalise_clip_keys(dict(read_state_dict(path)))
+    target = model.state_dict()
+    out, unexpected = {}, []
+    for k, v in sd.items():
+        if k in _CLIP_UNUSED:
+            continue
+        nk = k if k.startswith("visual.") else "text_encoder." + k
+        if nk in target:
+            out[nk] = v
+        else:
+            unexpected.append(k)
+    pk = "visual.positional_embedding"
+    resizable = pk in out and out[pk].dim() == 2 and out[pk].shape[1] == target[pk].shape[1]
+    if resizable and out[pk].shape != target[pk].shape:
+        out[pk] = resize_positional_embedding(out[pk].float(), model.grid, model.config.resolved("pos_resize"))
+    missing = [k for k in target if k not in out]
+    mismatched = [
+        f"{k}: file {tuple(out[k].shape)} vs model {tuple(target[k].shape)}"
+        for k in out
+        if tuple(out[k].shape) != tuple(target[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = [
+            describe_keys("missing", [m.replace("text_encoder.", "") for m in missing]),
+            describe_keys("unexpected", unexpected),
+            describe_keys("shape-mismatched", mismatched, first=3),
+        ]
+        raise WeightsError(
+            f"{path}: CLIP weights do not fit {model.config.clip_model!r} ({model.config.name}): "
+            + "; ".join(p for p in parts if p)
+            + f". {HOW_TO_GET_WEIGHTS}"
+        )
+    check_finite(out, str(path))
+    model.load_state_dict({k: v.to(target[k].dtype) for k, v in out.items()}, strict=True)
+    model.text_encoder.cache.clear()
+    return {"source": str(path), "loaded": len(out)}
+
+
+def create_training_free_model(
+    name: Union[str, os.PathLike, TrainingFreeConfig, dict] = "sclip_vitb16",
+    pretrained: Optional[str] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    **overrides,
+) -> TrainingFreeSegmenter:
+    """Build a training-free segmenter (eval mode, all weights frozen).
+
+    Args:
+        name: ``"maskclip-vitb16" | "sclip-vitb16" | "clearclip-vitb16" | "naclip-vitb16"`` (or ``_``), a config
+            JSON path with ``"family": "training_free"``, a dict or a ``TrainingFreeConfig``.
+        pretrained: stock CLIP weights: an open_clip tag (``"openai"``, needs network) or a local file (OpenAI
+            JIT archive, open_clip state dict, safetensors). None leaves random weights (tests only).
+        overrides: config fields, e.g. ``logit_scale=65, background_threshold=0.1, method="naclip"``.
+    """
+    if isinstance(name, Path):
+        name = str(name)
+    config = load_training_free_config(name, **overrides)
+    model = TrainingFreeSegmenter(config)
+    if pretrained is not None:
+        load_stock_clip_weights(model, str(pretrained))
+    if device is not None:
+        model = model.to(device)
+    return model.eval()

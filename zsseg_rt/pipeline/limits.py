@@ -1,0 +1,139 @@
+"""Input limits of the runtime and the memory formula they enforce (README "Input limits and memory").
+
+Segmenting one image of ``H x W`` pixels with ``C`` classes on a bundle of input size ``S`` works on:
+
+- the image itself, converted to RGB uint8 (``3 H W`` bytes) and the outputs, labels int32 + scores float32
+  (``8 H W`` bytes);
+- the keep-ratio rescaled image ``H' x W'`` (``3 H' W'`` bytes, uint8); its ``n`` sliding windows are
+  normalised one batch at a time (``2 x 12 B S^2`` bytes for a batch of ``B = max_batch`` windows);
+- the mask logits of every window, ``[n, C, h, w]`` float32 (``2 x 4 n C h w`` bytes: the per-batch parts and
+  their concatenation), ``h x w`` the head's logit grid;
+- post-processing: the fused exact op keeps, per CPU thread ``T``, three ``[C, W']`` rows
+  (``4 T (3 C W' + 2 W' + C)`` bytes); fast mode with one window nothing beyond the outputs; the softmax family
+  (training-free bundles) a ``[C, H', W']`` average (``4 C H' W'``) plus a 16-class chunk at the output size
+  (``64 H W``), or a full ``[C, H, W]`` map (``4 C H W``) when a class bias or an area threshold is used.
+
+Not counted: the encoder's own activations for one batch (model- and backend-dependent, independent of the
+image size) and the caller's own copy of the image. ``estimate_bytes`` is that sum; ``InputLimits.check``
+refuses an image before any work when a pixel, window or memory limit would be exceeded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+__all__ = ["InputLimits", "InputLimitError", "estimate_bytes", "cpu_threads"]
+
+MIB = 1 << 20
+
+
+class InputLimitError(ValueError):
+    """An input exceeds one of the Engine's documented limits (the message names it and how to raise it)."""
+
+
+def cpu_threads() -> int:
+    """The CPU threads the native ops use (OpenMP): ``OMP_NUM_THREADS`` when set, else the usable cores."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def estimate_bytes(
+    image_size: Tuple[int, int],
+    scaled_size: Tuple[int, int],
+    windows: int,
+    classes: int,
+    crop: int,
+    logit_size: Tuple[int, int],
+    batch: int,
+    activation: str = "sigmoid",
+    single_fast_window: bool = False,
+    dense_softmax: bool = False,
+    threads: Optional[int] = None,
+) -> int:
+    """Working memory in bytes of segmenting one image (the module docstring's formula).
+
+    Args:
+        image_size: ``(H, W)`` input = output size; scaled_size: ``(H', W')`` after the keep-ratio rescale.
+        windows: ``n`` sliding windows; classes: ``C``; crop: the graph input size ``S``;
+        logit_size: ``(h, w)`` of the head's mask logits; batch: windows per encoder call.
+        activation: "sigmoid" (ZegCLIP family) or "softmax" (training-free family).
+        single_fast_window: fast mode with one window (the fused path straight to the output size).
+        dense_softmax: softmax with a class bias or an area threshold (a full ``[C, H, W]`` map).
+        threads: CPU threads of the native ops (default ``cpu_threads()``).
+    Returns:
+        the estimate in bytes.
+    """
+    height, width = image_size
+    scaled_h, scaled_w = scaled_size
+    pixels, scaled = height * width, scaled_h * scaled_w
+    total = 11 * pixels + 3 * scaled + 24 * min(batch, windows) * crop * crop
+    total += 8 * windows * classes * logit_size[0] * logit_size[1]
+    if activation == "softmax":
+        total += 4 * classes * scaled + (4 * classes * pixels if dense_softmax else 64 * pixels)
+    elif not single_fast_window:
+        total += 4 * (threads or cpu_threads()) * (3 * classes * scaled_w + 2 * scaled_w + classes)
+    return int(total)
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """What one Engine call accepts; every field is an ``Engine(...)`` argument of the same name.
+
+    Attributes:
+        max_pixels: input (= output) pixels ``H x W``.
+        max_rescaled_pixels: pixels ``H' x W'`` after the keep-ratio test rescale (an elongated image grows:
+            1 x 128 becomes 512 x 65536 under the short-side-512 rule).
+        max_windows: sliding windows per image.
+        max_memory_mb: the estimated working memory (``estimate_bytes``) of one image, in MiB.
+    """
+
+    max_pixels: int = 1 << 26
+    max_rescaled_pixels: int = 1 << 25
+    max_windows: int = 4096
+    max_memory_mb: int = 2048
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "max_rescaled_pixels", "max_windows", "max_memory_mb"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+    def check(
+        self, image_size: Tuple[int, int], scaled_size: Tuple[int, int], windows: int, estimate: Optional[int]
+    ) -> None:
+        """Raise ``InputLimitError`` naming the first limit the image exceeds (checked before any work)."""
+        height, width = image_size
+        scaled_h, scaled_w = scaled_size
+        what = f"image of {height}x{width}"
+        if height * width > self.max_pixels:
+            self._fail(what, f"has {height * width} pixels", "max_pixels", self.max_pixels, "resize it")
+        if scaled_h * scaled_w > self.max_rescaled_pixels:
+            self._fail(
+                what,
+                f"is rescaled to {scaled_h}x{scaled_w} = {scaled_h * scaled_w} pixels by the test resize (its aspect "
+                "ratio is extreme)",
+                "max_rescaled_pixels",
+                self.max_rescaled_pixels,
+                "crop it into less elongated parts",
+            )
+        if windows > self.max_windows:
+            self._fail(what, f"needs {windows} sliding windows", "max_windows", self.max_windows, "crop it into parts")
+        if estimate is not None and estimate > self.max_memory_mb * MIB:
+            self._fail(
+                what,
+                f"needs ~{estimate / MIB:.0f} MiB of working memory (README 'Input limits and memory')",
+                "max_memory_mb",
+                self.max_memory_mb,
+                "use fewer classes, mode='fast', or crop it",
+            )
+
+    @staticmethod
+    def _fail(what: str, problem: str, name: str, limit: int, advice: str) -> None:
+        raise InputLimitError(
+            f"{what} {problem}: more than this Engine's {name}={limit}; {advice}, or raise the limit with "
+            f"Engine(..., {name}=N)"
+        )

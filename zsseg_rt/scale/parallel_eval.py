@@ -1,0 +1,145 @@
+"""``zsseg eval --ray``: the serial evaluation (:func:`zsseg_rt.eval.evaluate.evaluate`) spread over a Ray Data
+actor pool. Each actor builds the dataset from its spec and the same ``Segmenter`` the serial path uses, and
+returns one integer confusion matrix per batch of image indices; the driver adds them up. Integer sums do not
+depend on order, so the metrics are identical to the serial evaluation's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import import_ray
+
+__all__ = ["evaluate_parallel"]
+
+
+class EvalWorker:
+    """Ray Data actor: dataset + Segmenter built once; ``__call__`` turns a batch of indices into a confusion
+    matrix ``[1, C*C]`` int64, the number of images done and the indices skipped as corrupt."""
+
+    def __init__(self, checkpoint, dataset_spec, mode, text_embeddings, device, backend, seen_classes):
+        from zsseg_rt.data import build_dataset
+        from zsseg_rt.eval.evaluate import Segmenter, load_for_eval
+
+        self.dataset = build_dataset(dict(dataset_spec))
+        kind, obj = load_for_eval(checkpoint, device=device, backend=backend, mode=mode)
+        self.segmenter = Segmenter(kind, obj, self.dataset.class_names, text_embeddings, mode, device, seen_classes)
+
+    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        from zsseg_rt.eval.metrics import ConfusionMatrix
+
+        matrix = ConfusionMatrix(self.dataset.num_classes)
+        done, skipped = 0, []
+        for index in batch["id"]:
+            sample = self.dataset.load_safe(int(index))
+            if sample is None:
+                skipped.append(self.dataset.skipped.get(int(index), f"sample #{int(index)}"))
+                continue
+            rgb, gt = sample
+            matrix.update(self.segmenter(rgb), gt)
+            done += 1
+        return {
+            "counts": matrix.counts.reshape(1, -1),
+            "done": np.array([done], np.int64),
+            "skipped": np.array([json.dumps(skipped)], dtype=object),
+        }
+
+
+def _load_text(text_embeddings, num_classes: int) -> Optional[np.ndarray]:
+    if text_embeddings is None:
+        return None
+    if isinstance(text_embeddings, (str, Path)):
+        from zsseg_rt.models.common.text import load_text_embeddings
+
+        text = np.asarray(load_text_embeddings(str(text_embeddings)), dtype=np.float32)
+    else:
+        text = np.asarray(text_embeddings, dtype=np.float32)
+    if text.shape[0] != num_classes:
+        raise ValueError(f"text embeddings have {text.shape[0]} rows for {num_classes} dataset classes")
+    return text
+
+
+def evaluate_parallel(
+    checkpoint: Union[str, Path],
+    dataset_spec: Dict[str, Any],
+    mode: str = "slide",
+    text_embeddings: Union[None, str, np.ndarray] = None,
+    unseen: Optional[Sequence] = None,
+    device: Optional[str] = None,
+    backend: str = "auto",
+    limit: Optional[int] = None,
+    seen_classes: Optional[Sequence[int]] = None,
+    workers: Union[int, Tuple[int, int]] = 1,
+    gpus_per_worker: float = 0.0,
+    cpus_per_worker: float = 1.0,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> Dict[str, Any]:
+    """:func:`zsseg_rt.eval.evaluate.evaluate` on the current Ray cluster; same arguments and the same result.
+
+    Args:
+        checkpoint: a path (bundle, native checkpoint directory or training checkpoint) every node can read.
+        dataset_spec: the dataset as a spec dict (``{"type": "voc", "root": ..., "split": "val"}``), built on
+            every actor; its files must be readable at the same paths on every node.
+        workers, gpus_per_worker, cpus_per_worker: the actor pool (see :func:`zsseg_rt.scale.batch.iter_segment_images`).
+        batch_size: image indices per actor call.
+        progress: a tqdm bar over batches.
+        (the others: see ``evaluate``)
+    Returns:
+        the metrics dict of ``evaluate`` (``images``, ``skipped``, ``mode``, ``dataset``, ``source`` included).
+    """
+    from tqdm import tqdm
+
+    from zsseg_rt.data import build_dataset
+    from zsseg_rt.eval.evaluate import checkpoint_kind
+    from zsseg_rt.eval.metrics import ConfusionMatrix, summarize
+
+    from .batch import _pool_size
+
+    ray = import_ray()
+    dataset = build_dataset(dict(dataset_spec))
+    split = dataset.split.with_unseen(unseen)
+    text = _load_text(text_embeddings, dataset.num_classes)
+    kind = checkpoint_kind(checkpoint)
+    count = len(dataset) if limit is None else min(len(dataset), int(limit))
+    pipeline = ray.data.range(count).map_batches(
+        EvalWorker,
+        fn_constructor_kwargs=dict(
+            checkpoint=str(checkpoint),
+            dataset_spec=dict(dataset_spec),
+            mode=mode,
+            text_embeddings=text,
+            device=device,
+            backend=backend,
+            seen_classes=seen_classes,
+        ),
+        batch_size=int(batch_size),
+        compute=ray.data.ActorPoolStrategy(**_pool_size(workers)),
+        num_gpus=float(gpus_per_worker),
+        num_cpus=float(cpus_per_worker),
+        batch_format="numpy",
+    )
+    matrix = ConfusionMatrix(dataset.num_classes)
+    done, skipped = 0, []
+    bar = tqdm(total=count, desc=f"eval {dataset.name}", disable=not progress, dynamic_ncols=True)
+    for batch in pipeline.iter_batches(batch_size=None, batch_format="numpy"):
+        matrix.counts += batch["counts"].sum(axis=0).reshape(matrix.counts.shape)
+        done += int(batch["done"].sum())
+        skipped += [message for text in batch["skipped"] for message in json.loads(str(text))]
+        bar.update(int(batch["done"].sum()) + sum(len(json.loads(str(t))) for t in batch["skipped"]))
+    bar.close()
+    out = summarize(matrix, dataset.class_names, split.unseen)
+    out.update(
+        {
+            "images": done,
+            "skipped": len(skipped),
+            "skipped_files": skipped[:20],
+            "mode": mode,
+            "dataset": dataset.name,
+            "source": kind,
+        }
+    )
+    return out
