@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
-from support import golden_tiny_model
+from support import export_tiny_bundle
+
+# A bundle exported elsewhere (tools/runtime_only_tests.sh exports it with torch, then runs the runtime tests in a
+# venv without torch): the tiny_bundle fixture copies it instead of exporting.
+PREBUILT_BUNDLE_ENV = "ZSSEG_TEST_TINY_BUNDLE"
 
 
 def pytest_configure(config):
@@ -18,15 +23,16 @@ def pytest_configure(config):
 def tiny_bundle(tmp_path_factory):
     """A bundle exported once per session from the golden tiny ZegCLIP model (64 px input, 4x4 patch grid, max 32
     classes). Its native checkpoint is saved next to it and recorded in meta.json, so the torch backend can load
-    it too. Returns the bundle directory. Needs torch (skips without it)."""
-    pytest.importorskip("torch", reason="exporting the tiny test bundle needs torch")
-    from zsseg_rt.export.onnx_export import export_bundle
-    from zsseg_rt.models.common.convert import save_native
-
+    it too. Returns the bundle directory. Needs torch (skips without it), unless $ZSSEG_TEST_TINY_BUNDLE names
+    such a bundle exported beforehand: then a copy of it is returned (tests may write into their bundle)."""
     root = tmp_path_factory.mktemp("tiny_bundle")
-    model = golden_tiny_model("zegclip")
-    native = save_native(model, os.path.join(root, "native"))
-    return export_bundle(model, os.path.join(root, "bundle"), max_classes=32, source=str(native), verify_images=())
+    prebuilt = os.environ.get(PREBUILT_BUNDLE_ENV)
+    if prebuilt:
+        if not os.path.isfile(os.path.join(prebuilt, "meta.json")):
+            raise FileNotFoundError(f"${PREBUILT_BUNDLE_ENV}={prebuilt!r} is not a bundle (no meta.json in it)")
+        return shutil.copytree(prebuilt, os.path.join(root, "bundle"))
+    pytest.importorskip("torch", reason="exporting the tiny test bundle needs torch")
+    return export_tiny_bundle(root)
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,20 @@ def golden_tiny_model(family: str = "zegclip"):
     return loader(GOLDEN / folder / "official_tiny.safetensors", config=config, decoder_ffn_dim=128).eval()
 
 
+def export_tiny_bundle(root) -> str:
+    """Exports the golden tiny ZegCLIP model (64 px input, 4x4 patch grid, max 32 classes) as a bundle under
+    ``root`` (its native checkpoint beside it, recorded in meta.json for the torch backend). Needs torch.
+    Returns the bundle directory. tools/runtime_only_tests.sh calls it to hand a bundle to a torch-free venv."""
+    import os
+
+    from zsseg_rt.export.onnx_export import export_bundle
+    from zsseg_rt.models.common.convert import save_native
+
+    model = golden_tiny_model("zegclip")
+    native = save_native(model, os.path.join(root, "native"))
+    return export_bundle(model, os.path.join(root, "bundle"), max_classes=32, source=str(native), verify_images=())
+
+
 def assert_segmentations_agree(
     labels_a, scores_a, labels_b, scores_b, min_agree: float = 0.999, score_atol: float = 1e-5, what: str = ""
 ) -> None:

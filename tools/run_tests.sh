@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from scratch: environment + build, static checks (tools/lint.sh), C++ tests
-# (GoogleTest/ctest), Python tests (pytest).
+# (GoogleTest/ctest; also cross-compiled for aarch64 and run under qemu), Python tests (pytest), and the runtime
+# tests once more in a torch-free venv holding only the runtime install (tools/runtime_only_tests.sh).
 # GPU- and TensorRT-only tests skip with a reason when those are absent. Exits non-zero on any failure.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,5 +32,11 @@ LOG="$(mktemp)"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$VENV/bin/ctest" --test-dir build-emu-asan --output-on-failure
 rm -f "$LOG"
 
+echo "== C++ tests on aarch64 (cross-compiled, run under qemu-user-static; the Jetson CPU path) =="
+bash "$ROOT/tools/cross_test_aarch64.sh"
+
 echo "== Python tests (pytest) =="
 "$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider "$@"
+
+echo "== Runtime-only install (clean venv: .[runtime], NumPy 1.26, no torch; runtime tests on the installed package) =="
+bash "$ROOT/tools/runtime_only_tests.sh"

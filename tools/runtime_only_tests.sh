@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The runtime as a lean deployment installs it: a clean venv with only the runtime dependencies (`.[runtime]`,
+# NumPy 1.26 as on a Jetson whose OpenCV is built against NumPy 1.x), no torch, no open_clip; the package is built
+# and installed into it (CUDA off), then the runtime tests run against the installed package.
+# The tiny test bundle is exported beforehand with the development venv (which has torch) and handed over through
+# $ZSSEG_TEST_TINY_BUNDLE, so the bundle-based tests run instead of skipping.
+# Called by tools/run_tests.sh after setup_env.sh; standalone:  bash tools/runtime_only_tests.sh [pytest args]
+#   ZSSEG_VENV          the development venv (default .venv), used only to export the test bundle
+#   ZSSEG_RUNTIME_VENV  the runtime-only venv (default .venv-runtime; recreated from scratch every run)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${ZSSEG_VENV:-$ROOT/.venv}"
+RVENV="${ZSSEG_RUNTIME_VENV:-$ROOT/.venv-runtime}"
+PY="${PYTHON:-python3}"
+NUMPY_PIN="numpy==1.26.4"
+# Runtime test directories; the files listed in TORCH_ONLY compare kernels against torch at import time.
+RUNTIME_TESTS=(python_tests/runtime python_tests/pipeline python_tests/ops python_tests/stream)
+TORCH_ONLY=(python_tests/ops/test_segment.py python_tests/ops/test_segment_windows.py python_tests/ops/test_upsample.py)
+cd "$ROOT"
+# pip, minus one harmless warning this machine's pip configuration repeats for every package
+pip_q() { "$RVENV/bin/pip" "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+unset PYTHONPATH  # the tests must import the installed package, not the source tree
+
+echo "[runtime-only] clean venv $RVENV ($("$PY" --version)), $NUMPY_PIN, .[runtime], no torch"
+rm -rf "$RVENV"
+"$PY" -m venv "$RVENV"
+pip_q install -q -U pip
+# Test and build tools at the development pins (requirements.txt); the runtime set itself resolves from
+# pyproject.toml's ranges, as a user's `pip install .[runtime]` does.
+mapfile -t TOOLS < <(grep -E '^(pytest|hypothesis|scikit-build-core|pybind11|cmake|ninja)==' requirements.txt)
+pip_q install -q "$NUMPY_PIN" "${TOOLS[@]}"
+echo "[runtime-only] tools installed (${SECONDS}s); installing .[runtime] and building the package (CUDA off)"
+pip_q install -q --no-build-isolation -C build-dir=build/runtime-only \
+  -C cmake.define.ZS_WITH_CUDA=OFF ".[runtime]" "$NUMPY_PIN"
+
+# What the venv holds: the runtime set, NumPy 1.26, the installed package, and neither torch nor open_clip.
+(cd / && "$RVENV/bin/python" - "$RVENV" <<'PY'
+import importlib, importlib.metadata as md, sys
+venv = sys.argv[1]
+for name in ("torch", "open_clip", "torchvision"):
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        continue
+    sys.exit(f"[runtime-only] {name} is importable in the runtime-only venv; it must not be")
+import numpy, zsseg_rt, zsseg_rt.ops as ops
+if not numpy.__version__.startswith("1.26."):
+    sys.exit(f"[runtime-only] expected NumPy 1.26.x, got {numpy.__version__}")
+if not zsseg_rt.__file__.startswith(venv):
+    sys.exit(f"[runtime-only] zsseg_rt imports from {zsseg_rt.__file__}, not from the venv {venv}")
+versions = {d: md.version(d) for d in ("numpy", "onnxruntime", "opencv-python-headless", "tokenizers", "ftfy")}
+print("[runtime-only]", ", ".join(f"{k} {v}" for k, v in versions.items()),
+      "| torch, open_clip: not importable | _C CUDA compiled:", ops.native_module().cuda_compiled())
+PY
+)
+
+BUNDLE_DIR="$(mktemp -d)"
+JUNIT="$BUNDLE_DIR/junit.xml"
+trap 'rm -rf "$BUNDLE_DIR"' EXIT
+echo "[runtime-only] venv ready in ${SECONDS}s"
+echo "[runtime-only] exporting the tiny test bundle with the development venv"
+PYTHONPATH="$ROOT:$ROOT/python_tests" "$VENV/bin/python" -c \
+  "import sys; from support import export_tiny_bundle; export_tiny_bundle(sys.argv[1])" "$BUNDLE_DIR" >/dev/null
+
+echo "[runtime-only] bundle exported (${SECONDS}s)"
+IGNORES=(); for f in "${TORCH_ONLY[@]}"; do IGNORES+=("--ignore=$f"); done
+echo "[runtime-only] pytest ${RUNTIME_TESTS[*]} (torch-only files ignored: ${TORCH_ONLY[*]##*/})"
+# The console script, not `python -m pytest`: that would put the source tree first on sys.path.
+ZSSEG_TEST_TINY_BUNDLE="$BUNDLE_DIR/bundle" "$RVENV/bin/pytest" "${RUNTIME_TESTS[@]}" "${IGNORES[@]}" \
+  -q -p no:cacheprovider --junitxml="$JUNIT" "$@"
+# Tests must have run, and none may have skipped for want of the bundle.
+"$RVENV/bin/python" - "$JUNIT" <<'PY'
+import sys, xml.etree.ElementTree as ET
+cases = list(ET.parse(sys.argv[1]).getroot().iter("testcase"))
+skips = [s.get("message", "") for c in cases for s in c.findall("skipped")]
+passed = len(cases) - len(skips) - sum(1 for c in cases if c.find("failure") is not None or c.find("error") is not None)
+if passed == 0:
+    sys.exit("[runtime-only] no runtime test passed")
+if any("tiny test bundle needs torch" in s for s in skips):
+    sys.exit("[runtime-only] bundle tests skipped: the prebuilt bundle was not used")
+print(f"[runtime-only] {passed} passed, {len(skips)} skipped (GPU / TensorRT / torch comparisons) of {len(cases)}")
+PY
+echo "[runtime-only] done in ${SECONDS}s"
