@@ -20,6 +20,7 @@ from .training_free import TrainingFreeSegmenter, create_training_free_model
 from .training_free_config import TrainingFreeConfig, load_training_free_config
 from .weights import WeightsError
 from .zegclip import ZegCLIP
+from .zegformer import ZegFormerConfig, load_zegformer_config  # registers the ZegFormer family
 
 __all__ = [
     "load_official_any",
@@ -58,4 +59,6 @@ __all__ = [
     "TrainingFreeConfig",
     "create_training_free_model",
     "load_training_free_config",
+    "ZegFormerConfig",
+    "load_zegformer_config",
 ]
