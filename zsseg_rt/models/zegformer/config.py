@@ -131,6 +131,8 @@ class ZegFormerConfig(BaseModelConfig):
         }
     )
     ignore_index: int = 255
+    setting: str = "inductive"  # official: train on seen classes only (unseen pixels ignored)
+    backbone_lr_mult: float = 0.1  # official SOLVER.BACKBONE_MULTIPLIER
 
     @property
     def layers_per_stage(self) -> List[int]:
@@ -163,6 +165,8 @@ class ZegFormerConfig(BaseModelConfig):
             raise ValueError(f"fusion must be one of {FUSION_MODES}, got {self.fusion!r}")
         if not 0.0 <= self.ensemble_lambda <= 1.0:
             raise ValueError(f"ensemble_lambda must be in [0, 1], got {self.ensemble_lambda}")
+        if self.setting != "inductive":
+            raise ValueError(f"ZegFormer trains in the inductive setting only (official), got setting={self.setting!r}")
         if self.hidden_dim % self.nheads:
             raise ValueError(f"hidden_dim {self.hidden_dim} is not divisible by nheads {self.nheads}")
         if self.conv_dim % 32:

@@ -135,6 +135,27 @@ class ZegFormer(nn.Module):
     def trainable_parameters(self) -> List[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    def optimizer_param_groups(self, weight_decay: float) -> List[Dict[str, object]]:
+        """Official MaskFormer optimizer groups: backbone lr x ``backbone_lr_mult``; no weight decay on norm
+        layers (``WEIGHT_DECAY_NORM`` 0) and on the query embedding (``WEIGHT_DECAY_EMBED`` 0)."""
+        norm_params = {
+            id(p) for m in self.modules() if isinstance(m, (nn.GroupNorm, nn.LayerNorm)) for p in m.parameters()
+        }
+        groups: List[Dict[str, object]] = []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            no_decay = id(p) in norm_params or name == "predictor.query_embed.weight"
+            mult = self.config.backbone_lr_mult if name.startswith("backbone.") else 1.0
+            groups.append({"params": [p], "weight_decay": 0.0 if no_decay else weight_decay, "lr_mult": mult})
+        return groups
+
+    def build_loss(self):
+        """The training criterion (:class:`~zsseg_rt.models.zegformer.losses.ZegFormerLoss`)."""
+        from .losses import ZegFormerLoss
+
+        return ZegFormerLoss(len(self.config.seen_classes), self.config.loss, self.config.ignore_index)
+
     def train(self, mode: bool = True):
         super().train(mode)
         self.clip_visual.eval()
@@ -216,6 +237,8 @@ class ZegFormer(nn.Module):
         fusion: Optional[str] = None,
         clip_cls_style: Optional[str] = None,
         calibration_bias: Optional[float] = None,
+        text: Optional[torch.Tensor] = None,
+        clip_text: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Official test-time inference on images already resized for testing.
 
@@ -226,6 +249,8 @@ class ZegFormer(nn.Module):
             out_size: ``(height, width)`` of the returned maps (default ``(H, W)``); official
                 ``sem_seg_postprocess``: crop the padding, bilinear resize.
             fusion / clip_cls_style / calibration_bias: override the config.
+            text / clip_text: precomputed ``[C, D]`` query-classifier / CLIP-branch text embeddings (default:
+                computed from ``class_names`` with the CLIP text tower).
 
         Returns:
             ``[B, C, out_h, out_w]`` class scores (argmax over C gives the labels).
@@ -240,14 +265,16 @@ class ZegFormer(nn.Module):
         bias = c.calibration_bias if calibration_bias is None else float(calibration_bias)
         h, w = images.shape[-2:]
         padded = self.pad((images - self.pixel_mean) / self.pixel_std)
-        out = self.forward(padded, self.text_embeddings(names).to(padded))
+        text = self.text_embeddings(names) if text is None else text
+        out = self.forward(padded, text.to(padded))
         masks = F.interpolate(out["pred_masks"], size=padded.shape[-2:], mode="bilinear", align_corners=False)
         clip_logits = None
         if fusion != "none":
             clip_images = self.pad((images - self.clip_pixel_mean) / self.clip_pixel_std)
             crops = clip_crops(clip_images, masks, style, size=c.image_size)
             feats = self.encode_crops(crops).reshape(masks.shape[0], masks.shape[1], -1)
-            clip_logits = self.clip_logit_scale.exp() * feats @ self.clip_text_embeddings(names).to(feats).t()
+            clip_text = self.clip_text_embeddings(names) if clip_text is None else clip_text
+            clip_logits = self.clip_logit_scale.exp() * feats @ clip_text.to(feats).t()
         scores = fuse_scores(out["pred_logits"], clip_logits, seen, fusion, c.ensemble_lambda)
         sem = semantic_maps(scores, masks)[..., :h, :w]
         if out_size is not None and tuple(out_size) != (h, w):
