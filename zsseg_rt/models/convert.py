@@ -63,6 +63,10 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
         from .cliprc_official import load_native_cliprc
 
         return load_native_cliprc(d, device=device, **overrides)
+    if str(meta.get("format", "")).startswith("zsseg_rt.zegformer."):  # ZegFormer native checkpoint
+        from .zegformer.factory import load_native_zegformer
+
+        return load_native_zegformer(d, device=device, **overrides)
     if meta.get("format") != NATIVE_FORMAT:
         raise WeightsError(f"{d / CONFIG_FILE}: unknown format {meta.get('format')!r} (expected {NATIVE_FORMAT})")
     cfg_dict = dict(meta["config"])
