@@ -168,3 +168,11 @@ def test_family_detection_and_convert(tiny, tmp_path):
     assert isinstance(native, ZegFormer)
     for k, v in tiny.state_dict().items():
         assert torch.equal(native.state_dict()[k], v), k
+
+
+def test_export_bundle_refuses_zegformer_clearly(tiny, tmp_path):
+    from zsseg_rt.export.onnx_export import export_bundle
+
+    with pytest.raises(NotImplementedError, match="no bundle format yet"):
+        export_bundle(tiny, str(tmp_path / "bundle"))
+    assert not (tmp_path / "bundle").exists()
