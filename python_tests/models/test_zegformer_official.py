@@ -176,3 +176,30 @@ def test_export_bundle_refuses_zegformer_clearly(tiny, tmp_path):
     with pytest.raises(NotImplementedError, match="no bundle format yet"):
         export_bundle(tiny, str(tmp_path / "bundle"))
     assert not (tmp_path / "bundle").exists()
+
+
+def test_backbone_imagenet_weights_from_a_torchvision_state_dict(tmp_path):
+    from torchvision.models.resnet import Bottleneck, ResNet
+
+    from zsseg_rt.models.zegformer.factory import load_backbone_weights
+
+    torch.manual_seed(5)
+    ref = ResNet(Bottleneck, [1, 1, 1, 1])
+    with torch.no_grad():
+        for m in ref.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    path = tmp_path / "resnet.pth"
+    torch.save(ref.state_dict(), path)  # torchvision layout incl. fc.* and num_batches_tracked
+    model = create_model("zegformer_tiny_test", backbone_pretrained=str(path))
+    x = torch.randn(1, 3, 64, 64)
+    ref.eval()
+    with torch.no_grad():
+        want = ref.layer4(ref.layer3(ref.layer2(ref.layer1(ref.maxpool(ref.relu(ref.bn1(ref.conv1(x))))))))
+        torch.testing.assert_close(model.backbone(x)["res5"], want, rtol=1e-5, atol=1e-5)
+    sd = ref.state_dict()
+    del sd["layer2.0.conv1.weight"]
+    torch.save(sd, path)
+    with pytest.raises(WeightsError, match="missing.*layer2.0.conv1.weight"):
+        load_backbone_weights(model, str(path))

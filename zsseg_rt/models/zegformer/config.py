@@ -133,6 +133,10 @@ class ZegFormerConfig(BaseModelConfig):
     ignore_index: int = 255
     setting: str = "inductive"  # official: train on seen classes only (unseen pixels ignored)
     backbone_lr_mult: float = 0.1  # official SOLVER.BACKBONE_MULTIPLIER
+    # ImageNet init of the ResNet when a model is built from a config (official MODEL.WEIGHTS R-101.pkl = the
+    # torchvision weights): a torchvision weights tag ("IMAGENET1K_V1", downloaded by torchvision) or a local
+    # torchvision-layout state dict; None = random init. Ignored when loading native/official checkpoints.
+    backbone_pretrained: Optional[str] = None
 
     @property
     def layers_per_stage(self) -> List[int]:

@@ -12,7 +12,13 @@ import torch
 from ..weights import WeightsError, check_finite, describe_keys
 from .config import ZegFormerConfig, load_zegformer_config
 
-__all__ = ["create_zegformer", "load_clip_weights_zegformer", "load_native_zegformer", "clip_state_dict_to_zegformer"]
+__all__ = [
+    "create_zegformer",
+    "load_backbone_weights",
+    "load_clip_weights_zegformer",
+    "load_native_zegformer",
+    "clip_state_dict_to_zegformer",
+]
 
 _CLIP_SKIP = ("logit_bias", "input_resolution", "context_length", "vocab_size", "attn_mask")
 
@@ -74,6 +80,50 @@ def load_clip_weights_zegformer(model, pretrained: str) -> Dict[str, object]:
     return {"source": str(path), "loaded": len(mapped)}
 
 
+def load_backbone_weights(model, spec: str) -> Dict[str, object]:
+    """ImageNet weights for the ResNet trunk: a torchvision weights tag (``"IMAGENET1K_V1"``: the official
+    ``R-101.pkl`` / ``R-50.pkl`` are these weights converted) or a local torchvision-layout state dict
+    (``conv1.weight``, ``bn1.*``, ``layer{1..4}.*``; ``fc.*`` is ignored). Every trunk tensor must be present."""
+    if spec.startswith("IMAGENET1K_"):
+        import torchvision
+
+        enum = {"resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights"}[model.config.backbone]
+        sd = torchvision.models.get_weight(f"{enum}.{spec}").get_state_dict(progress=True)
+        source = f"torchvision {enum}.{spec}"
+    else:
+        p = Path(os.path.expanduser(spec))
+        if not p.is_file():
+            raise FileNotFoundError(f"backbone weights {spec!r}: not a torchvision tag (IMAGENET1K_V1) nor a file")
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+        sd = obj.get("state_dict", obj.get("model", obj)) if isinstance(obj, dict) else None
+        if not isinstance(sd, dict):
+            raise WeightsError(f"{p}: expected a state dict of tensors, got {type(obj).__name__}")
+        source = str(p)
+    target = model.backbone.state_dict()
+    sd = {str(k): v for k, v in sd.items() if isinstance(v, torch.Tensor) and not str(k).startswith("fc.")}
+    sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+    missing = [k for k in target if k not in sd]
+    unexpected = [k for k in sd if k not in target]
+    mismatched = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
+        for k, v in sd.items()
+        if k in target and v.shape != target[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = [
+            describe_keys("missing", missing),
+            describe_keys("unexpected", unexpected),
+            describe_keys("shape-mismatched", mismatched, first=3),
+        ]
+        raise WeightsError(
+            f"{source}: backbone weights do not fit {model.config.backbone} {model.config.layers_per_stage}: "
+            + "; ".join(x for x in parts if x)
+        )
+    check_finite(sd, source)
+    model.backbone.load_state_dict(sd, strict=True)
+    return {"source": source, "loaded": len(sd)}
+
+
 def load_native_zegformer(path_dir: Union[str, os.PathLike], device=None, **overrides):
     """Load a native ZegFormer checkpoint directory (``model.safetensors`` + ``config.json``, format
     ``zsseg_rt.zegformer.v1``); every tensor must fit."""
@@ -117,6 +167,8 @@ def create_zegformer(
                 raise ValueError(f"{p} is a native checkpoint that already holds weights; drop pretrained=")
             return load_native_zegformer(p, device=device, **overrides)
     model = ZegFormer(load_zegformer_config(name, **overrides))
+    if model.config.backbone_pretrained:
+        load_backbone_weights(model, model.config.backbone_pretrained)
     if pretrained is not None:
         load_clip_weights_zegformer(model, str(pretrained))
     if device is not None:
