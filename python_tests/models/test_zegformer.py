@@ -295,6 +295,13 @@ def test_synonyms_are_averaged(model):
     assert emb.shape == (1, model.embed_dim)
 
 
+def test_bad_vocabularies_are_refused(model):
+    with pytest.raises(ValueError, match="duplicate class name"):
+        model.text_embeddings(["cat", "Cat"])
+    with pytest.raises(ValueError, match="empty"):
+        model.clip_text_embeddings([])
+
+
 def test_seen_mask_by_name_and_bad_seen_shape(model):
     assert model.seen_mask(["aeroplane", "sheep", "dog"]).tolist() == [True, False, True]
     with pytest.raises(ValueError, match="seen mask"):

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..text import TextEncoder
+from ..text import TextEncoder, validate_class_names
 from .clip_branch import clip_crops, fuse_scores, semantic_maps
 from .config import CLIP_BRANCH_TEMPLATES, ZegFormerConfig, load_zegformer_config
 from .modules import MLP, PixelDecoder, QueryDecoder, ResNetTrunk, SinePositionEncoding, c2_xavier_fill
@@ -179,6 +179,7 @@ class ZegFormer(nn.Module):
 
     # ------------------------------------------------------------------ text
     def _text(self, names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+        names = validate_class_names(list(names))  # a list item may hold ", "-separated synonyms
         key = (tuple(names), tuple(templates))
         if key not in self._text_cache:
             self._text_cache[key] = zeroshot_text_embeddings(self.text_encoder, names, templates)
