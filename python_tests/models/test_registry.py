@@ -21,9 +21,11 @@ from zsseg_rt.models import (
     register_family,
 )
 from zsseg_rt.models.registry import ModelFamily
+from zsseg_rt.models.zegformer import ZegFormerConfig
 
 CONFIG_CLASSES = {"zegclip": ZegCLIPConfig, "cliprc": CLIPRCConfig, "training_free": TrainingFreeConfig}
 CONFIG_CLASSES["zeroseg"] = load_config("zeroseg_tiny_test").__class__  # issue 19
+CONFIG_CLASSES["zegformer"] = ZegFormerConfig  # issue 18
 
 
 def test_builtin_families_registered():
@@ -83,7 +85,7 @@ def test_native_checkpoint_dirs_resolve(tmp_path):
     from zsseg_rt.models import save_native
 
     torch.manual_seed(0)
-    for tiny in ("zegclip_tiny_test", "cliprc_tiny_test"):
+    for tiny in ("zegclip_tiny_test", "cliprc_tiny_test", "zegformer_tiny_test"):
         model = create_model(tiny)
         out = tmp_path / tiny
         save_native(model, out)

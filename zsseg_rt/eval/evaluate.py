@@ -72,6 +72,13 @@ class Segmenter:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         if self.kind == "bundle":
             return self.obj(rgb, color_order="rgb").labels
+        if getattr(self.obj.config, "family", "") == "zegformer":  # two-stage: its own whole-image test pipeline
+            from zsseg_rt.models.zegformer.predict import predict_zegformer
+
+            labels, _ = predict_zegformer(
+                self.obj, rgb, self.class_names, text=self.text, seen_classes=self.seen_classes, device=self.device
+            )
+            return labels
         from zsseg_rt.models.common.predict import predict
 
         labels, _ = predict(
@@ -122,9 +129,10 @@ def model_from_config(config: Dict[str, Any]):
     if not isinstance(config, dict):
         raise TypeError(f"model_config must be a dict, got {type(config).__name__}")
     family = family_of(config)
-    if family not in ("zegclip", "cliprc"):
+    if family not in ("zegclip", "cliprc", "zegformer"):
         raise ValueError(
-            f"training checkpoint holds a model of family {family!r}; only ZegCLIP and CLIP-RC checkpoints are trained"
+            f"training checkpoint holds a model of family {family!r}; only ZegCLIP, CLIP-RC and ZegFormer "
+            "checkpoints are trained"
         )
     return create_model(dict(config))
 

@@ -207,6 +207,11 @@ def export_bundle(
         ExportError when a check fails; the destination is left untouched.
         OverwriteRefused (a FileExistsError) when the destination may not be written.
     """
+    if getattr(getattr(model, "config", None), "family", "") == "zegformer":
+        raise NotImplementedError(
+            "ZegFormer (two-stage) has no bundle format yet: its CLIP crop branch needs its own graphs and runtime "
+            "steps. Run it in PyTorch (zsseg_rt.models.zegformer.predict.predict_zegformer / `zsseg eval`)."
+        )
     if opset < 17:
         raise ValueError(f"opset must be >= 17 (native LayerNormalization for TensorRT), got {opset}")
     if max_classes < 1:

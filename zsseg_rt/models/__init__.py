@@ -31,6 +31,7 @@ from zsseg_rt.models.zegclip.config import ZegCLIPConfig, load_zegclip_config
 from zsseg_rt.models.zegclip.losses import ZegCLIPLoss, zegclip_loss
 from zsseg_rt.models.zegclip.model import ZegCLIP
 from zsseg_rt.models.zegclip.official import OfficialImportReport, load_official_zegclip
+from zsseg_rt.models.zegformer import ZegFormerConfig, load_zegformer_config  # registers the "zegformer" family
 
 __all__ = [
     "load_official_any",
@@ -69,4 +70,6 @@ __all__ = [
     "TrainingFreeConfig",
     "create_training_free_model",
     "load_training_free_config",
+    "ZegFormerConfig",
+    "load_zegformer_config",
 ]

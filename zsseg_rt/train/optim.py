@@ -10,7 +10,7 @@ The schedule is a pure function of the iteration (mmcv ``PolyLrUpdaterHook`` wit
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 
@@ -76,11 +76,16 @@ class PolyWarmupSchedule:
 
 
 def build_optimizer(
-    params: Iterable[torch.nn.Parameter], lr: float = 2e-4, weight_decay: float = 0.01, betas=(0.9, 0.999)
+    params: Iterable[Any], lr: float = 2e-4, weight_decay: float = 0.01, betas=(0.9, 0.999)
 ) -> torch.optim.AdamW:
     """AdamW over the trainable parameters, one group (official effective setting: lr 2e-4, wd 0.01 for
-    prompts AND head; mmcv's first-match rule means the norm/ln decay_mult=0 keys never apply)."""
-    params = [p for p in params if p.requires_grad]
+    prompts AND head; mmcv's first-match rule means the norm/ln decay_mult=0 keys never apply). ``params`` may
+    also be a list of parameter-group dicts (with their own ``weight_decay`` / ``lr_mult``)."""
+    params = list(params)
+    if params and isinstance(params[0], dict):  # parameter groups given by the model family
+        params = [g for g in params if any(p.requires_grad for p in g["params"])]
+    else:
+        params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters: the model is fully frozen")
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas))

@@ -44,7 +44,8 @@ from .optim import PolyWarmupSchedule, build_optimizer
 __all__ = ["Trainer", "trainer_class", "train", "load_model_weights", "make_text_embeddings", "count_present"]
 
 LOG_FIELDS = ["iter", "loss", "loss_mask", "loss_dice", "lr", "num_masks", "seconds", "eta_seconds"]
-EXTRA_LOSS_KEYS = ("recovery_loss_q", "recovery_loss_k")  # mean-reduced terms beyond mask + dice (CLIP-RC)
+# mean-reduced terms beyond mask + dice (CLIP-RC's recovery losses, ZegFormer's query classification CE)
+EXTRA_LOSS_KEYS = ("recovery_loss_q", "recovery_loss_k", "loss_ce")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -193,7 +194,10 @@ class Trainer:
         # a model family with extra loss terms (CLIP-RC's recovery loss) builds its own loss
         build_loss = getattr(self.model, "build_loss", None)
         self.loss_fn = build_loss() if build_loss is not None else ZegCLIPLoss.from_config(mc)
-        self.optimizer = build_optimizer(self.model.trainable_parameters(), cfg.lr, cfg.weight_decay, cfg.betas)
+        # a family with its own parameter groups (ZegFormer: backbone lr multiplier, no decay on norms/embeddings)
+        groups_fn = getattr(self.model, "optimizer_param_groups", None)
+        params = groups_fn(cfg.weight_decay) if groups_fn is not None else self.model.trainable_parameters()
+        self.optimizer = build_optimizer(params, cfg.lr, cfg.weight_decay, cfg.betas)
         self.schedule = PolyWarmupSchedule(
             self.optimizer, cfg.lr, cfg.iterations, cfg.poly_power, cfg.min_lr, cfg.warmup_iters, cfg.warmup_ratio
         )
@@ -296,7 +300,7 @@ class Trainer:
 
             pred = upsample_logits(logits.detach().float(), mc.image_size, tuple(labels.shape[-2:]))
             labels = transductive_pseudo_labels(pred, labels, self.seen, mc.ignore_index)
-        out = self.loss_fn(logits.float(), labels)
+        out = self.loss_fn(logits.float() if isinstance(logits, torch.Tensor) else logits, labels)
         nm = float(out["num_masks"])
         if norm is None:  # transductive: the count is known only now
             if cfg.grad_accum == 1:

@@ -59,8 +59,12 @@ def official_cliprc_to_native_key(key: str) -> Optional[str]:
 
 
 def family_of_keys(keys) -> Optional[str]:
-    """ "cliprc", "zegclip" or None from a checkpoint's key names."""
+    """ "cliprc", "zegclip", "zegformer" or None from a checkpoint's key names."""
+    from .zegformer.official import is_zegformer_keys
+
     keys = list(keys)
+    if is_zegformer_keys(keys):
+        return "zegformer"
     if any(k.startswith(m) or k == m for k in keys for m in _CLIPRC_MARKERS):
         return "cliprc"
     if any(k.startswith(_ZEGCLIP_MARKER) for k in keys):
@@ -86,7 +90,7 @@ def official_checkpoint_family(path: Union[str, Path]) -> Optional[str]:
             ck = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception:
         return None
-    sd = ck.get("state_dict", ck) if isinstance(ck, dict) else {}
+    sd = ck.get("state_dict", ck.get("model", ck)) if isinstance(ck, dict) else {}  # mmcv / detectron2
     keys = [str(k) for k in sd] if isinstance(sd, dict) else []
     keys = [k[len("module.") :] if k.startswith("module.") else k for k in keys]
     return family_of_keys(keys)
@@ -209,10 +213,15 @@ def load_native_cliprc(path_dir: Union[str, Path], device: Optional[Union[str, t
 
 
 def load_official_any(path: Union[str, Path], config=None, **kwargs):
-    """Import an official ZegCLIP or CLIP-RC checkpoint, choosing the importer from the keys (for callers such
+    """Import an official ZegCLIP, CLIP-RC or ZegFormer checkpoint, choosing the importer from the keys (for callers such
     as ``zsseg export --official`` that should accept both families)."""
-    if official_checkpoint_family(path) == "cliprc":
+    family = official_checkpoint_family(path)
+    if family == "cliprc":
         return load_official_cliprc(path, config=config, **kwargs)
+    if family == "zegformer":
+        from zsseg_rt.models.zegformer.official import load_official_zegformer
+
+        return load_official_zegformer(path, config=config, **kwargs)
     from zsseg_rt.models.zegclip.official import load_official_zegclip
 
     return load_official_zegclip(path, config=config, **kwargs)

@@ -63,6 +63,10 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
         from zsseg_rt.models.cliprc.official import load_native_cliprc
 
         return load_native_cliprc(d, device=device, **overrides)
+    if str(meta.get("format", "")).startswith("zsseg_rt.zegformer."):  # ZegFormer native checkpoint
+        from zsseg_rt.models.zegformer.factory import load_native_zegformer
+
+        return load_native_zegformer(d, device=device, **overrides)
     if meta.get("format") != NATIVE_FORMAT:
         raise WeightsError(f"{d / CONFIG_FILE}: unknown format {meta.get('format')!r} (expected {NATIVE_FORMAT})")
     cfg_dict = dict(meta["config"])
@@ -111,15 +115,31 @@ def convert_official(
     config=None,
     overwrite: bool = False,
     allow_missing_text_encoder: bool = False,
+    clip_pretrained: Optional[str] = None,
 ) -> Path:
     """Official mmcv checkpoint -> native checkpoint directory. Returns the directory.
+
+    ZegFormer (detectron2) checkpoints are detected by their keys too; ``clip_pretrained`` gives them CLIP weights
+    (they hold none), ``allow_missing_text_encoder`` accepts them without.
 
     CLIP-RC checkpoints (``backbone.region_level_bridge``, ``decode_head.decoder_q.*``...) are detected by their
     keys and imported with ``load_official_cliprc``; everything else goes to ``load_official_zegclip``."""
     from zsseg_rt.models.cliprc.official import convert_official_cliprc, official_checkpoint_family
     from zsseg_rt.models.zegclip.official import load_official_zegclip
 
-    if official_checkpoint_family(Path(src)) == "cliprc":
+    family = official_checkpoint_family(Path(src))
+    if family == "zegformer":
+        from zsseg_rt.models.zegformer.official import convert_official_zegformer
+
+        return convert_official_zegformer(
+            src,
+            dst_dir,
+            config,
+            overwrite,
+            clip_pretrained=clip_pretrained,
+            allow_missing_clip=allow_missing_text_encoder,
+        )
+    if family == "cliprc":
         return convert_official_cliprc(
             src, dst_dir, config=config, overwrite=overwrite, allow_missing_text_encoder=allow_missing_text_encoder
         )
@@ -153,6 +173,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         config=args.config,
         overwrite=args.overwrite,
         allow_missing_text_encoder=args.allow_missing_text_encoder,
+        clip_pretrained=getattr(args, "clip_pretrained", None),
     )
     with open(Path(out) / CONFIG_FILE, "r", encoding="utf-8") as f:
         rep = json.load(f)["import_report"]
@@ -181,6 +202,11 @@ def add_convert_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in DST")
     p.add_argument(
         "--allow-missing-text-encoder", action="store_true", help="accept checkpoints without text_encoder.* weights"
+    )
+    p.add_argument(
+        "--clip-pretrained",
+        default=None,
+        help="ZegFormer only: CLIP weights (open_clip tag or local file) for checkpoints that hold none",
     )
     p.set_defaults(func=_run_convert)
     return p

@@ -1,5 +1,0 @@
-if(EXISTS "/work/wt/merge/build-dev/zsseg_cpp_tests_4fba942f_tests.cmake")
-  include("/work/wt/merge/build-dev/zsseg_cpp_tests_4fba942f_tests.cmake")
-else()
-  add_test(zsseg_cpp_tests_NOT_BUILT zsseg_cpp_tests_NOT_BUILT)
-endif()
