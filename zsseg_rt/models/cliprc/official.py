@@ -60,7 +60,7 @@ def official_cliprc_to_native_key(key: str) -> Optional[str]:
 
 def family_of_keys(keys) -> Optional[str]:
     """ "cliprc", "zegclip", "zegformer" or None from a checkpoint's key names."""
-    from .zegformer.official import is_zegformer_keys
+    from zsseg_rt.models.zegformer.official import is_zegformer_keys
 
     keys = list(keys)
     if is_zegformer_keys(keys):
