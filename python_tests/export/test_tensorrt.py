@@ -13,7 +13,7 @@ import types
 import numpy as np
 import pytest
 
-from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, Files, Names, load_meta, sha256_file
+from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, Files, Names, load_meta, sha256_file, write_meta
 from zsseg_rt.export import tensorrt as trt_build
 from zsseg_rt.runtime.cuda_driver import CudaDriver, CudaError, DeviceInfo
 from zsseg_rt.runtime.engine_cache import EngineKey, EngineMismatchError
@@ -32,9 +32,9 @@ def _build(bundle, **kwargs):
 def _write_bundle(path, max_classes=256, image_size=32, patch_size=16):
     os.makedirs(path, exist_ok=True)
     hashes = {}
-    for index, name in enumerate((Files.IMAGE_ENCODER, Files.HEAD, Files.TEXT_ENCODER)):
+    for index, name in enumerate((Files.IMAGE_ENCODER, Files.HEAD, Files.TEXT_ENCODER, Files.TOKENIZER)):
         with open(os.path.join(path, name), "wb") as handle:
-            handle.write(f"fake onnx {index}".encode())
+            handle.write(f"fake bundle file {index}".encode())
         hashes[name] = sha256_file(os.path.join(path, name))
     meta = {
         "format_version": BUNDLE_FORMAT_VERSION,
@@ -55,8 +55,7 @@ def _write_bundle(path, max_classes=256, image_size=32, patch_size=16):
         "opset": 18,
         "files": hashes,
     }
-    with open(os.path.join(path, Files.META), "w", encoding="utf-8") as handle:
-        json.dump(meta, handle)
+    write_meta(os.path.join(path, Files.META), meta)  # with meta_sha256, as every exported bundle
     return str(path)
 
 
@@ -350,8 +349,7 @@ def test_real_build_and_run_tiny_graph(tmp_path):
     with open(meta_path, encoding="utf-8") as handle:
         meta = json.load(handle)
     meta["files"][Files.TEXT_ENCODER] = sha256_file(os.path.join(bundle, Files.TEXT_ENCODER))
-    with open(meta_path, "w", encoding="utf-8") as handle:
-        json.dump(meta, handle)
+    write_meta(meta_path, meta)
     # the gate needs every graph of a real bundle; this bundle's other graphs are fake (the gate is tested in
     # test_accuracy_gate.py), so it is skipped here and the output is compared with numpy instead
     paths = _build(bundle, precision="fp16", graphs=["text"], max_prompts=16)
