@@ -4,6 +4,7 @@ for parity tests with the means to prove that a comparison can fail."""
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +71,12 @@ def perturbed_head(engine, class_index: int, delta: float):
 
 def distinct_labels(labels) -> int:
     return int(len(np.unique(np.asarray(labels))))
+
+
+def package_import_root() -> str:
+    """The directory this process imported ``zsseg_rt`` from (the repository with an editable install, the venv's
+    site-packages with a regular one): a subprocess given it as PYTHONPATH imports the same package, never a
+    source tree without the built ``_C`` (the runtime-only CI job tests the installed package)."""
+    import zsseg_rt
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(zsseg_rt.__file__)))

@@ -65,9 +65,12 @@ PYTHONPATH="$ROOT:$ROOT/python_tests" "$VENV/bin/python" -c \
 echo "[runtime-only] bundle exported (${SECONDS}s)"
 IGNORES=(); for f in "${TORCH_ONLY[@]}"; do IGNORES+=("--ignore=$f"); done
 echo "[runtime-only] pytest ${RUNTIME_TESTS[*]} (torch-only files ignored: ${TORCH_ONLY[*]##*/})"
-# The console script, not `python -m pytest`: that would put the source tree first on sys.path.
-ZSSEG_TEST_TINY_BUNDLE="$BUNDLE_DIR/bundle" "$RVENV/bin/pytest" "${RUNTIME_TESTS[@]}" "${IGNORES[@]}" \
-  -q -p no:cacheprovider --junitxml="$JUNIT" "$@"
+# The console script, not `python -m pytest` (that would put the source tree first on sys.path), run from outside
+# the repository: subprocesses that the tests start (`python -c ...`) put their working directory first on sys.path,
+# and must import the installed package, not the source tree (which has no built _C in a clean clone).
+(cd "$BUNDLE_DIR" && ZSSEG_TEST_TINY_BUNDLE="$BUNDLE_DIR/bundle" "$RVENV/bin/pytest" \
+  "${RUNTIME_TESTS[@]/#/$ROOT/}" "${IGNORES[@]/#--ignore=/--ignore=$ROOT/}" \
+  --rootdir="$ROOT" -c "$ROOT/pyproject.toml" -q -p no:cacheprovider --junitxml="$JUNIT" "$@")
 # Tests must have run, and none may have skipped for want of the bundle.
 "$RVENV/bin/python" - "$JUNIT" <<'PY'
 import sys, xml.etree.ElementTree as ET

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support import package_import_root
+
 FUZZ = Path(__file__).with_name("engine_fuzz.py")
-ROOT = Path(__file__).resolve().parents[2]
 ADDRESS_SPACE_LIMIT = 3 << 30  # RLIMIT_AS: ONNX Runtime alone reserves ~0.8 GiB of address space
 PEAK_RSS_LIMIT_MIB = 1024
 EXAMPLES = 100
@@ -21,7 +22,7 @@ def test_engine_fuzz_no_crash_hang_or_untyped_error(tiny_bundle):
         "sys.argv = ['engine_fuzz'] + sys.argv[1:]; "
         f"runpy.run_path({str(FUZZ)!r}, run_name='__main__')"
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
+    env = dict(os.environ, PYTHONPATH=package_import_root(), OMP_NUM_THREADS="2")
     out = subprocess.run(
         [sys.executable, "-c", code, tiny_bundle, str(EXAMPLES)], capture_output=True, text=True, env=env, timeout=600
     )

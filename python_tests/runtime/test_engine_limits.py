@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import package_import_root
 
 from zsseg_rt.bundle import write_meta
 from zsseg_rt.pipeline import InputLimitError, InputLimits
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "measure_engine_memory.py"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def _measure(bundle, *args):
     code = (
         f"import runpy, sys; sys.argv = ['measure'] + sys.argv[1:]; runpy.run_path({str(TOOL)!r}, run_name='__main__')"
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
+    env = dict(os.environ, PYTHONPATH=package_import_root(), OMP_NUM_THREADS="2")
     out = subprocess.run(
         [sys.executable, "-c", code, bundle, *args], capture_output=True, text=True, env=env, timeout=300
     )
