@@ -1,5 +1,7 @@
 // Python binding of segment_windows: validation (shapes, window placement and coverage) then CPU or CUDA.
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -45,7 +47,8 @@ std::int64_t positive(const ArgParser& args, std::int64_t v, const std::string& 
 }
 
 py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::handle head_size, py::handle scaled_size,
-                          py::handle output_size, py::handle class_bias_obj, bool apply_sigmoid, std::int64_t stream) {
+                          py::handle output_size, py::handle class_bias_obj, bool apply_sigmoid, bool softmax,
+                          double logit_scale, py::handle class_drop_obj, std::int64_t stream) {
   ArgParser args("segment_windows", stream);
   const ArrayArg logits = args.array("logits", logits_obj);  // [n, C, h, w]
   if (logits.ndim() != 4) args.fail_shape(logits, "[n_windows, C, h, w] (4 dimensions)");
@@ -82,6 +85,29 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
   if (!windows_cover(windows, scaled[0], scaled[1])) {
     args.fail_value("the windows do not cover the whole rescaled image " + tuple_str(scaled));
   }
+  if (softmax && apply_sigmoid) args.fail_value("softmax=True needs sigmoid=False (the activations are exclusive)");
+  if (!std::isfinite(logit_scale) || std::fabs(logit_scale) > 3.0e38)
+    args.fail_value("logit_scale must be a finite float32 number, got " + std::to_string(logit_scale));
+  if (!softmax && logit_scale != 1.0) args.fail_value("logit_scale applies with softmax=True only");
+  std::vector<std::uint8_t> class_drop;
+  if (!class_drop_obj.is_none()) {
+    if (!softmax) args.fail_value("class_drop applies with softmax=True only");
+    if (!py::isinstance<py::sequence>(class_drop_obj) || py::isinstance<py::str>(class_drop_obj)) {
+      args.fail_type("class_drop must be a sequence of C booleans, got " +
+                     py::str(py::type::of(class_drop_obj).attr("__name__")).cast<std::string>());
+    }
+    for (py::handle item : py::reinterpret_borrow<py::sequence>(class_drop_obj)) {
+      if (!py::isinstance<py::bool_>(item) && !py::isinstance<py::int_>(item)) {
+        args.fail_type("class_drop[" + std::to_string(class_drop.size()) + "] must be a bool, got " +
+                       py::str(py::type::of(item).attr("__name__")).cast<std::string>());
+      }
+      class_drop.push_back(item.cast<bool>() ? 1 : 0);
+    }
+    if (static_cast<std::int64_t>(class_drop.size()) != logits.dim(1)) {
+      args.fail_value("class_drop has " + std::to_string(class_drop.size()) + " entries, the logits have " +
+                      std::to_string(logits.dim(1)) + " classes");
+    }
+  }
   const std::vector<std::int64_t> out_shape{out[0], out[1]};
   args.output_numel("scratch", {logits.dim(1), scaled[1], 3});  // per-thread scratch of the CPU path
   Output labels = args.output("labels", out_shape, ElemType::Int32, where);
@@ -98,12 +124,18 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
   p.out_height = out[0], p.out_width = out[1];
   p.class_bias = bias ? bias->ptr<float>() : nullptr;
   p.apply_sigmoid = apply_sigmoid;
+  p.softmax = softmax;
+  p.logit_scale = static_cast<float>(logit_scale);
+  p.class_drop = class_drop.empty() ? nullptr : class_drop.data();
   p.labels = labels.ptr<std::int32_t>();
   p.scores = scores.ptr<float>();
   if (where.is_cuda()) {
     if (windows.size() > 64) {
       args.fail_value("the CUDA path takes at most 64 windows (an image more elongated than ~25:1), got " +
                       std::to_string(windows.size()) + "; run it on the CPU");
+    }
+    if (p.class_drop != nullptr) {
+      args.fail_value("class_drop (the area filter) runs on the CPU only; pass CPU logits, or no class_drop");
     }
     p.dtype = to_kernel_dtype(logits.type);
     CudaDeviceGuard guard(where);
@@ -124,6 +156,7 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
 void register_segment_windows(py::module_& m) {
   m.def("segment_windows", &segment_windows, py::arg("logits"), py::arg("windows"), py::arg("head_size"),
         py::arg("scaled_size"), py::arg("output_size"), py::arg("class_bias") = py::none(), py::arg("sigmoid") = true,
+        py::arg("softmax") = false, py::arg("logit_scale") = 1.0, py::arg("class_drop") = py::none(),
         py::arg("stream") = 0,
         "The official exact multi-window post-processing fused: (labels [H, W] int32, scores [H, W] float32); "
         "see zsseg_rt.ops.segment_windows.");

@@ -77,9 +77,10 @@ ZS_CPU_CLONES bool merged_row(const Geometry& geo, int64_t r, float* merged, flo
     const float* base = logits + k * p.classes * plane;
     for (int64_t c = 0; c < p.classes; ++c) {
       const float* src = base + c * plane;
-      const float bias = p.class_bias != nullptr ? p.class_bias[c] : 0.f;
-      add_window_row(src + ty.i0 * p.in_width, src + ty.i1 * p.in_width, ty.w0, ty.w1, geo, width, p.apply_sigmoid,
-                     bias, merged + c * ws + w.x1);
+      // softmax: raw logits are averaged; the bias applies after the softmax (output_row_softmax)
+      const float bias = p.class_bias != nullptr && !p.softmax ? p.class_bias[c] : 0.f;
+      add_window_row(src + ty.i0 * p.in_width, src + ty.i1 * p.in_width, ty.w0, ty.w1, geo, width,
+                     p.apply_sigmoid && !p.softmax, bias, merged + c * ws + w.x1);
     }
   }
   bool covered = windows_here > 0;
@@ -113,9 +114,17 @@ struct MergedRowT {
 ZS_CPU_CLONES bool transpose_merged_row(const Geometry& geo, const float* merged, float* out) {
   const SegmentWindowsParams& p = geo.p;
   const int64_t classes = p.classes, ws = p.scaled_width;
-  for (int64_t c = 0; c < classes; ++c) {
-    const float* row = merged + c * ws;
-    for (int64_t x = 0; x < ws; ++x) out[x * classes + c] = row[x];
+  if (p.softmax && p.logit_scale != 1.f) {  // softmax_segment: merged * logit_scale before the output resize
+    const float scale = p.logit_scale;
+    for (int64_t c = 0; c < classes; ++c) {
+      const float* row = merged + c * ws;
+      for (int64_t x = 0; x < ws; ++x) out[x * classes + c] = row[x] * scale;
+    }
+  } else {
+    for (int64_t c = 0; c < classes; ++c) {
+      const float* row = merged + c * ws;
+      for (int64_t x = 0; x < ws; ++x) out[x * classes + c] = row[x];
+    }
   }
   int non_finite = 0;
   const float max_finite = std::numeric_limits<float>::max();
@@ -160,6 +169,58 @@ ZS_CPU_CLONES void output_row(const Geometry& geo, const MergedRowT& top, const 
     while (c < classes && !(v[c] >= best)) ++c;
     labels[x] = static_cast<int32_t>(c < classes ? c : 0);
     scores[x] = c < classes ? v[c] : best;
+  }
+}
+
+// Softmax variant of output_row: per output pixel the resized logits v (as output_row), then the softmax over
+// classes in NumPy's order (v - max, exp, sum in class order, divide), dropped classes zeroed, minus the bias,
+// argmax (lowest index on ties, first NaN wins). A NaN logit or a non-finite max gives (0, NaN).
+ZS_CPU_CLONES void output_row_softmax(const Geometry& geo, const MergedRowT& top, const MergedRowT& bottom,
+                                      const BilinearTap& ty, float* v, int32_t* labels, float* scores) {
+  const SegmentWindowsParams& p = geo.p;
+  const int64_t classes = p.classes;
+  const bool finite = top.finite && bottom.finite;
+  const float* bias = p.class_bias;
+  const uint8_t* drop = p.class_drop;
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t x = 0; x < p.out_width; ++x) {
+    const BilinearTap& tx = geo.out_cols[static_cast<size_t>(x)];
+    const float* a0 = top.values + tx.i0 * classes;
+    const float* a1 = top.values + tx.i1 * classes;
+    const float* b0 = bottom.values + tx.i0 * classes;
+    const float* b1 = bottom.values + tx.i1 * classes;
+    float best = -inf;
+#pragma omp simd reduction(max : best)
+    for (int64_t c = 0; c < classes; ++c) {
+      const float t = blend2(blend2(a0[c], a1[c], tx.w0, tx.w1), blend2(b0[c], b1[c], tx.w0, tx.w1), ty.w0, ty.w1);
+      v[c] = t;
+      best = best > t ? best : t;
+    }
+    bool bad = !(std::fabs(best) <= std::numeric_limits<float>::max());  // max is +-inf (or NaN)
+    if (!finite || bad) {  // a blend of finite rows can still overflow: scan for NaN
+      for (int64_t c = 0; c < classes && !bad; ++c) bad = is_nan_value(v[c]);
+    }
+    if (bad) {
+      labels[x] = 0;
+      scores[x] = std::numeric_limits<float>::quiet_NaN();
+      continue;
+    }
+    for (int64_t c = 0; c < classes; ++c) v[c] = std::exp(v[c] - best);
+    float sum = 0.f;
+    for (int64_t c = 0; c < classes; ++c) sum += v[c];  // class order, as NumPy's reduction over the class axis
+    int32_t label = 0;
+    float top_value = -inf;
+    for (int64_t c = 0; c < classes; ++c) {
+      float prob = v[c] / sum;
+      if (drop != nullptr && drop[c] != 0) prob = 0.f;
+      if (bias != nullptr) prob -= bias[c];
+      if (c == 0 || prob > top_value) {  // all finite here: strict > keeps the lowest index on ties
+        label = static_cast<int32_t>(c);
+        top_value = prob;
+      }
+    }
+    labels[x] = label;
+    scores[x] = top_value;
   }
 }
 
@@ -210,7 +271,11 @@ bool segment_windows_cpu(const SegmentWindowsParams& p) {
       const BilinearTap& ty = geo.out_rows[static_cast<size_t>(y)];
       const MergedRowT& top = merged_for(ty.i0, -1);
       const MergedRowT& bottom = merged_for(ty.i1, ty.i0);
-      output_row(geo, top, bottom, ty, v, p.labels + y * p.out_width, p.scores + y * p.out_width);
+      if (p.softmax) {
+        output_row_softmax(geo, top, bottom, ty, v, p.labels + y * p.out_width, p.scores + y * p.out_width);
+      } else {
+        output_row(geo, top, bottom, ty, v, p.labels + y * p.out_width, p.scores + y * p.out_width);
+      }
     }
   }
   return uncovered == 0;

@@ -3,6 +3,8 @@
 // the window logits, sigmoid, bias, average), blended columns first then rows as every resize here, and the argmax is
 // kept with torch's tie/NaN rules. No intermediate buffer at all. fp32 math (expf sigmoid: within 1e-7 of the
 // CPU path's vectorised sigmoid). Compiled everywhere nvcc exists; never run in this project's CI (no GPU).
+#include <cmath>
+
 #include "resize_common.cuh"
 #include "zsseg/segment_windows.h"
 
@@ -19,6 +21,7 @@ struct Dims {
   int64_t num_windows, classes, in_h, in_w, head_h, head_w, scaled_h, scaled_w, out_h, out_w;
   float head_scale_y, head_scale_x, out_scale_y, out_scale_x;
   bool sigmoid;
+  float logit_scale;  // softmax kernel only
 };
 
 // The merged (window-averaged) calibrated value of class c at rescaled pixel (r, q).
@@ -70,6 +73,68 @@ __global__ void segment_windows_kernel(const T* __restrict__ logits, WindowTable
   }
 }
 
+// The resized (output-pixel) averaged logit of class c times logit_scale at the merged taps: softmax variant.
+template <typename T>
+__device__ float softmax_input(const T* __restrict__ logits, const WindowTable& table, const Dims& d, int64_t c,
+                               const BilinearTap& ty, const BilinearTap& tx) {
+  const float a00 = merged_value(logits, table, d, c, 0.f, ty.i0, tx.i0) * d.logit_scale;
+  const float a01 = merged_value(logits, table, d, c, 0.f, ty.i0, tx.i1) * d.logit_scale;
+  const float a10 = merged_value(logits, table, d, c, 0.f, ty.i1, tx.i0) * d.logit_scale;
+  const float a11 = merged_value(logits, table, d, c, 0.f, ty.i1, tx.i1) * d.logit_scale;
+  return blend4(a00, a01, a10, a11, ty, tx);
+}
+
+// Softmax variant (see zsseg/segment_windows.h): one thread per output pixel, the class values recomputed per
+// pass instead of stored (pass 1: max and NaN; pass 2: the sum of exp in class order and, without a bias, the
+// argmax; pass 3, with a bias only: argmax of p_c - bias_c). No class_drop on CUDA (the binding refuses it).
+template <typename T>
+__global__ void segment_windows_softmax_kernel(const T* __restrict__ logits, WindowTable table, Dims d,
+                                               const float* __restrict__ class_bias, int32_t* __restrict__ labels,
+                                               float* __restrict__ scores) {
+  const int64_t total = d.out_h * d.out_w;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t y = i / d.out_w, x = i % d.out_w;
+    const BilinearTap ty = bilinear_tap(d.out_scale_y, y, d.scaled_h);
+    const BilinearTap tx = bilinear_tap(d.out_scale_x, x, d.scaled_w);
+    float best = -INFINITY;
+    bool bad = false;
+    for (int64_t c = 0; c < d.classes; ++c) {
+      const float v = softmax_input(logits, table, d, c, ty, tx);
+      bad = bad || is_nan_value(v);
+      best = best > v ? best : v;
+    }
+    bad = bad || !(fabsf(best) <= 3.402823466e+38f);
+    if (bad) {
+      labels[i] = 0;
+      scores[i] = NAN;
+      continue;
+    }
+    float sum = 0.f, top_e = -1.f;
+    int32_t label = 0;
+    for (int64_t c = 0; c < d.classes; ++c) {
+      const float e = expf(softmax_input(logits, table, d, c, ty, tx) - best);
+      sum += e;
+      if (e > top_e) {  // first maximal exp = first maximal probability (division by the sum is monotonic)
+        top_e = e;
+        label = static_cast<int32_t>(c);
+      }
+    }
+    float top_value = top_e / sum;
+    if (class_bias != nullptr) {
+      for (int64_t c = 0; c < d.classes; ++c) {
+        const float prob = expf(softmax_input(logits, table, d, c, ty, tx) - best) / sum - __ldg(class_bias + c);
+        if (c == 0 || prob > top_value) {
+          top_value = prob;
+          label = static_cast<int32_t>(c);
+        }
+      }
+    }
+    labels[i] = label;
+    scores[i] = top_value;
+  }
+}
+
 template <typename T>
 CudaStatus launch(const SegmentWindowsParams& p, cudaStream_t stream) {
   if (p.num_windows > kMaxWindowsCuda) return static_cast<CudaStatus>(cudaErrorInvalidValue);
@@ -89,8 +154,15 @@ CudaStatus launch(const SegmentWindowsParams& p, cudaStream_t stream) {
          bilinear_scale(p.in_width, p.head_width),
          bilinear_scale(p.scaled_height, p.out_height),
          bilinear_scale(p.scaled_width, p.out_width),
-         p.apply_sigmoid};
+         p.apply_sigmoid && !p.softmax,
+         p.logit_scale};
   const int64_t total = p.out_height * p.out_width;
+  if (p.softmax) {
+    if (p.class_drop != nullptr) return static_cast<CudaStatus>(cudaErrorInvalidValue);
+    ZS_LAUNCH(segment_windows_softmax_kernel<T>, cuda_detail::blocks_for(total), cuda_detail::kThreadsPerBlock, stream,
+              static_cast<const T*>(p.logits), table, d, p.class_bias, p.labels, p.scores);
+    return static_cast<CudaStatus>(cudaGetLastError());
+  }
   ZS_LAUNCH(segment_windows_kernel<T>, cuda_detail::blocks_for(total), cuda_detail::kThreadsPerBlock, stream,
             static_cast<const T*>(p.logits), table, d, p.class_bias, p.labels, p.scores);
   return static_cast<CudaStatus>(cudaGetLastError());

@@ -241,7 +241,7 @@ def test_softmax_segment_matches_torch_reference_and_thresholds():
     rng = np.random.default_rng(0)
     logits = (rng.standard_normal((2, 7, 5, 6)) * 3).astype(np.float32)
     for bg, area in ((None, None), (0.5, None), (None, 0.1), (0.4, 0.2)):
-        labels, scores = softmax_segment(logits, (23, 17), background_threshold=bg, area_threshold=area, chunk=3)
+        labels, scores = softmax_segment(logits, (23, 17), background_threshold=bg, area_threshold=area)
         ref_labels, ref_best = _dense_reference(logits, (23, 17), bg, area)
         assert (labels == ref_labels).mean() > 0.999
         np.testing.assert_allclose(scores, ref_best, rtol=1e-5, atol=1e-6)

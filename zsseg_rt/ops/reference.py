@@ -261,9 +261,20 @@ def segment_windows(
     output_size: Sequence[int],
     class_bias: Optional[np.ndarray] = None,
     sigmoid: bool = True,
+    softmax: bool = False,
+    logit_scale: float = 1.0,
+    class_drop: Optional[Sequence[bool]] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Reference of ``ops.segment_windows`` in fp64: per window resize to the head size, calibrate, cut; average
-    overlaps; resize to the output size; argmax (torch's rules). Returns ``labels [H, W]``, ``scores [H, W]``."""
+    overlaps; resize to the output size; argmax (torch's rules). Returns ``labels [H, W]``, ``scores [H, W]``.
+
+    ``softmax``: the raw logits are averaged, multiplied by ``logit_scale``, resized, softmaxed over classes; the
+    probabilities of ``class_drop`` classes are set to 0, ``class_bias`` is subtracted, and the argmax follows
+    torch's rules (a pixel with a NaN logit or a non-finite max: label 0, score NaN)."""
+    if softmax:
+        return _segment_windows_softmax(
+            logits, windows, head_size, scaled_size, output_size, class_bias, logit_scale, class_drop
+        )
     n, classes = logits.shape[:2]
     total = np.zeros((classes,) + tuple(scaled_size))
     count = np.zeros(tuple(scaled_size))
@@ -276,3 +287,31 @@ def segment_windows(
         raise ValueError("the windows do not cover the whole rescaled image")
     labels, scores = segment(total[None] / count, tuple(output_size), None, sigmoid=False)
     return labels[0], scores[0]
+
+
+def _segment_windows_softmax(logits, windows, head_size, scaled_size, output_size, class_bias, logit_scale, class_drop):
+    classes = logits.shape[1]
+    total = np.zeros((classes,) + tuple(scaled_size))
+    count = np.zeros(tuple(scaled_size))
+    for k, (y1, y2, x1, x2) in enumerate(windows):
+        up = upsample(logits[k : k + 1].astype(np.float64), tuple(head_size))[0]
+        total[:, y1:y2, x1:x2] += up[:, : y2 - y1, : x2 - x1]
+        count[y1:y2, x1:x2] += 1
+    if (count == 0).any():
+        raise ValueError("the windows do not cover the whole rescaled image")
+    merged = total / count * float(logit_scale)
+    up = upsample(merged[None], tuple(output_size))[0].astype(np.float64)  # [C, H, W]
+    with np.errstate(invalid="ignore", over="ignore"):
+        top = up.max(axis=0)  # NaN when any class is NaN
+        bad = ~np.isfinite(top)
+        e = np.exp(up - np.where(bad, 0.0, top)[None])
+        probs = e / e.sum(axis=0, keepdims=True)
+    if class_drop is not None:
+        probs[np.asarray(class_drop, dtype=bool)] = 0.0
+    if class_bias is not None:
+        probs = probs - np.asarray(class_bias, dtype=np.float64).reshape(-1, 1, 1)
+    labels = argmax_torch(probs, axis=0)
+    scores = np.take_along_axis(probs, labels[None], axis=0)[0]
+    labels = np.where(bad, 0, labels).astype(np.int32)
+    scores = np.where(bad, np.nan, scores).astype(np.float32)
+    return labels, scores

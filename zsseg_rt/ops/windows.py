@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 from ._arrays import as_native_array, check_stream
 from ._loader import native_module
@@ -15,8 +15,11 @@ def segment_windows(
     scaled_size: Sequence[int],
     output_size: Sequence[int],
     class_bias: Any = None,
-    sigmoid: bool = True,
+    sigmoid: Optional[bool] = None,
     stream: int = 0,
+    softmax: bool = False,
+    logit_scale: float = 1.0,
+    class_drop: Any = None,
 ) -> Tuple[Any, Any]:
     """Sliding-window scores -> labels, in the official order, fused.
 
@@ -37,8 +40,17 @@ def segment_windows(
         scaled_size: ``(H', W')`` the rescaled image the windows tile.
         output_size: ``(H, W)`` the original image size.
         class_bias: ``[C]`` float32 on the logits' device, finite, or None.
-        sigmoid: calibrate with the logistic function (ZegCLIP family); False averages raw values.
+        sigmoid: calibrate with the logistic function (ZegCLIP family; the default unless ``softmax``); False
+            averages raw values.
         stream: CUDA stream for device inputs; 0 for CPU inputs.
+        softmax: the training-free family's order instead (SCLIP/MaskCLIP slide inference +
+            ``pipeline.softmax_segment``): raw window logits averaged, ``* logit_scale``, resized to
+            ``output_size``, softmax over classes per pixel, the probability of each ``class_drop`` class set to
+            0 (SCLIP's area filter; CPU only), minus ``class_bias``, argmax. Scores are that winning value
+            (probability minus bias). A pixel with a NaN logit or an infinite max gets label 0 and score NaN (the
+            softmax is all NaN there; torch's argmax of all-NaN is 0). No ``[C, H, W]`` buffer either.
+        logit_scale: softmax only: multiplies the averaged logits before the resize.
+        class_drop: softmax only: ``C`` booleans, True = probability 0 (CPU only).
     Returns:
         ``(labels [H, W] int32, scores [H, W] float32)``: NumPy arrays, or ``DeviceArray`` for CUDA inputs.
     """
@@ -49,6 +61,11 @@ def segment_windows(
         scaled_size,
         output_size,
         class_bias=as_native_array(class_bias, "segment_windows", "class_bias"),
-        sigmoid=bool(sigmoid),
+        sigmoid=(not softmax) if sigmoid is None else bool(sigmoid),
+        softmax=bool(softmax),
+        logit_scale=float(logit_scale),
+        class_drop=None
+        if class_drop is None
+        else (class_drop.tolist() if hasattr(class_drop, "tolist") else list(class_drop)),
         stream=check_stream(stream, "segment_windows"),
     )

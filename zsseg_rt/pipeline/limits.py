@@ -8,10 +8,10 @@ Segmenting one image of ``H x W`` pixels with ``C`` classes on a bundle of input
   normalised one batch at a time (``2 x 12 B S^2`` bytes for a batch of ``B = max_batch`` windows);
 - the mask logits of every window, ``[n, C, h, w]`` float32 (``2 x 4 n C h w`` bytes: the per-batch parts and
   their concatenation), ``h x w`` the head's logit grid;
-- post-processing: the fused exact op keeps, per CPU thread ``T``, three ``[C, W']`` rows
-  (``4 T (3 C W' + 2 W' + C)`` bytes); fast mode with one window nothing beyond the outputs; the softmax family
-  (training-free bundles) a ``[C, H', W']`` average (``4 C H' W'``) plus a 16-class chunk at the output size
-  (``64 H W``), or a full ``[C, H, W]`` map (``4 C H W``) when a class bias or an area threshold is used.
+- post-processing: the fused exact op (``ops.segment_windows``, sigmoid and softmax alike) keeps, per CPU thread
+  ``T``, three ``[C, W']`` rows (``4 T (3 C W' + 2 W' + C)`` bytes); fast mode with one window: nothing beyond
+  the outputs for sigmoid, the same rows at the logit width ``w`` for softmax. (Softmax logits holding inf/NaN,
+  a broken model, take the dense NumPy path, ``4 C H W`` more; that is not predictable before the encoder runs.)
 
 Not counted: the encoder's own activations for one batch (model- and backend-dependent, independent of the
 image size) and the caller's own copy of the image. ``estimate_bytes`` is that sum; ``InputLimits.check``
@@ -51,7 +51,6 @@ def estimate_bytes(
     batch: int,
     activation: str = "sigmoid",
     single_fast_window: bool = False,
-    dense_softmax: bool = False,
     threads: Optional[int] = None,
 ) -> int:
     """Working memory in bytes of segmenting one image (the module docstring's formula).
@@ -62,7 +61,6 @@ def estimate_bytes(
         logit_size: ``(h, w)`` of the head's mask logits; batch: windows per encoder call.
         activation: "sigmoid" (ZegCLIP family) or "softmax" (training-free family).
         single_fast_window: fast mode with one window (the fused path straight to the output size).
-        dense_softmax: softmax with a class bias or an area threshold (a full ``[C, H, W]`` map).
         threads: CPU threads of the native ops (default ``cpu_threads()``).
     Returns:
         the estimate in bytes.
@@ -72,10 +70,9 @@ def estimate_bytes(
     pixels, scaled = height * width, scaled_h * scaled_w
     total = 11 * pixels + 3 * scaled + 24 * min(batch, windows) * crop * crop
     total += 8 * windows * classes * logit_size[0] * logit_size[1]
-    if activation == "softmax":
-        total += 4 * classes * scaled + (4 * classes * pixels if dense_softmax else 64 * pixels)
-    elif not single_fast_window:
-        total += 4 * (threads or cpu_threads()) * (3 * classes * scaled_w + 2 * scaled_w + classes)
+    rows_width = logit_size[1] if single_fast_window else scaled_w
+    if activation == "softmax" or not single_fast_window:
+        total += 4 * (threads or cpu_threads()) * (3 * classes * rows_width + 2 * rows_width + classes)
     return int(total)
 
 

@@ -173,6 +173,51 @@ def _area_filter(probs: np.ndarray, area_threshold: float) -> np.ndarray:
     return probs
 
 
+def segment_windows_softmax(
+    logits: np.ndarray,
+    windows: Sequence[Window],
+    head_size: Tuple[int, int],
+    scaled_size: Tuple[int, int],
+    output_size: Tuple[int, int],
+    logit_scale: float = 1.0,
+    class_bias: Optional[np.ndarray] = None,
+    background_threshold: Optional[float] = None,
+    area_threshold: Optional[float] = None,
+    background_index: int = 0,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The training-free methods' official slide order, fused (``ops.segment_windows(softmax=True)``): window
+    logits resized to the head size and cut, averaged where windows overlap, ``* logit_scale``, resized to
+    ``output_size``, softmax over classes, (``area_threshold``), minus ``class_bias``, argmax, then
+    ``background_threshold``. No ``[C, H, W]`` buffer of either size. With an area threshold the op runs twice
+    (once for the winners whose areas decide which classes are dropped, once for the result).
+
+    Returns:
+        ``labels [H, W]`` int32 and ``scores [H, W]`` float32 (winning probability, minus its bias).
+    """
+    logits = _check_logits(logits)
+    bias = None if class_bias is None else np.ascontiguousarray(class_bias, dtype=np.float32).reshape(-1)
+    if bias is not None and not bias.any():
+        bias = None
+    args = ([tuple(w) for w in windows], tuple(head_size), tuple(scaled_size), tuple(output_size))
+    drop = None
+    if area_threshold is not None:
+        winners, _ = ops.segment_windows(logits, *args, softmax=True, logit_scale=logit_scale)
+        drop = _area_drop(winners, logits.shape[1], float(area_threshold))
+    labels, scores = ops.segment_windows(
+        logits, *args, class_bias=bias, softmax=True, logit_scale=logit_scale, class_drop=drop
+    )
+    if background_threshold is not None:
+        labels = np.where(scores < np.float32(background_threshold), np.int32(background_index), labels)
+    return np.ascontiguousarray(labels, dtype=np.int32), np.ascontiguousarray(scores, dtype=np.float32)
+
+
+def _area_drop(winners: np.ndarray, classes: int, area_threshold: float) -> np.ndarray:
+    """SCLIP ``area_thd`` on one image's argmax map: class 0 is kept; class ``c >= 1`` is dropped when its area is
+    not above ``area_threshold`` of the area of all classes >= 1 (as ``_area_filter``)."""
+    area = np.bincount(winners.reshape(-1), minlength=classes)[1:].astype(np.float64)
+    return np.concatenate([[False], ~(area > area_threshold * area.sum())])
+
+
 def softmax_segment(
     logits: np.ndarray,
     size: Tuple[int, int],
@@ -181,15 +226,15 @@ def softmax_segment(
     background_threshold: Optional[float] = None,
     area_threshold: Optional[float] = None,
     background_index: int = 0,
-    chunk: int = 16,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Softmax post-processing of (window-averaged) logits, the training-free methods' official order.
 
     ``logits`` -> bilinear to ``size`` -> ``* logit_scale`` -> softmax over classes -> (``area_threshold``) ->
     minus ``class_bias`` -> argmax; pixels whose winning probability is below ``background_threshold`` get
     ``background_index`` (SCLIP/NACLIP ``prob_thd``: put the background class first in the vocabulary).
-    Without bias and area filter the labels come from the fused native ``segment`` op and the winning
-    probability ``1 / sum_c exp(l_c - l_max)`` is accumulated over class chunks: no ``[B, C, H, W]`` buffer.
+    Finite logits go through the fused native op (``segment_windows_softmax`` with one window covering the map,
+    whose resize to its own size is exact): no ``[B, C, H, W]`` buffer. Logits holding inf/NaN take the dense
+    NumPy path (``softmax_segment_dense``), which propagates them exactly as torch does.
 
     Args:
         logits: ``[B, C, h, w]`` float32 (the head's logits, already scaled when the bundle says so).
@@ -199,29 +244,56 @@ def softmax_segment(
         ``labels [B, H, W]`` int32 and ``scores [B, H, W]`` float32 (winning probability, minus its bias).
     """
     logits = _check_logits(logits)
+    if not np.isfinite(logits).all():
+        return softmax_segment_dense(
+            logits, size, logit_scale, class_bias, background_threshold, area_threshold, background_index
+        )
+    height, width = logits.shape[2:]
+    size = (int(size[0]), int(size[1]))
+    results = [
+        segment_windows_softmax(
+            logits[b : b + 1],
+            [Window(0, height, 0, width)],
+            (height, width),
+            (height, width),
+            size,
+            logit_scale,
+            class_bias,
+            background_threshold,
+            area_threshold,
+            background_index,
+        )
+        for b in range(len(logits))
+    ]
+    return np.stack([r[0] for r in results]), np.stack([r[1] for r in results])
+
+
+def softmax_segment_dense(
+    logits: np.ndarray,
+    size: Tuple[int, int],
+    logit_scale: float = 1.0,
+    class_bias: Optional[np.ndarray] = None,
+    background_threshold: Optional[float] = None,
+    area_threshold: Optional[float] = None,
+    background_index: int = 0,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """``softmax_segment`` written out in NumPy with a ``[B, C, H, W]`` probability map (the unfused order; the
+    reference the fused path is tested against, and the path for non-finite logits)."""
+    logits = _check_logits(logits)
     if logit_scale != 1.0:
         logits = np.ascontiguousarray(logits * np.float32(logit_scale), dtype=np.float32)
     bias = None if class_bias is None else np.asarray(class_bias, dtype=np.float32).reshape(-1)
     if bias is not None and not bias.any():
         bias = None
     size = (int(size[0]), int(size[1]))
-    if bias is None and area_threshold is None:
-        labels, top = ops.segment(logits, size, None, sigmoid=False)
-        denom = np.zeros_like(top)
-        for c0 in range(0, logits.shape[1], chunk):
-            up = ops.upsample(np.ascontiguousarray(logits[:, c0 : c0 + chunk]), size)
-            up -= top[:, None]
-            np.exp(up, out=up)
-            denom += up.sum(axis=1)
-        scores = (1.0 / denom).astype(np.float32)
-    else:
+    with np.errstate(invalid="ignore", over="ignore"):
         probs = _softmax_dense(ops.upsample(logits, size))
-        if area_threshold is not None:
-            probs = _area_filter(probs, float(area_threshold))
-        if bias is not None:
-            probs -= bias[None, :, None, None]
-        labels = probs.argmax(axis=1).astype(np.int32)
-        scores = np.take_along_axis(probs, labels[:, None].astype(np.int64), axis=1)[:, 0].astype(np.float32)
+    if area_threshold is not None:
+        probs = _area_filter(probs, float(area_threshold))
+    if bias is not None:
+        probs -= bias[None, :, None, None]
+    labels = probs.argmax(axis=1).astype(np.int32)
+    scores = np.take_along_axis(probs, labels[:, None].astype(np.int64), axis=1)[:, 0].astype(np.float32)
     if background_threshold is not None:
         labels = np.where(scores < np.float32(background_threshold), np.int32(background_index), labels)
     return np.ascontiguousarray(labels, dtype=np.int32), np.ascontiguousarray(scores, dtype=np.float32)

@@ -176,7 +176,16 @@ class Postprocessor:
         output_size: Size,
         class_bias: Optional[np.ndarray],
     ) -> Tuple[np.ndarray, np.ndarray]:
-        """The training-free official order: average window logits, resize, softmax, thresholds."""
+        """The training-free official order: average window logits, resize, softmax, thresholds. Padded windows
+        (the Engine) with finite logits go through the fused native op (``post.segment_windows_softmax``: no
+        ``[C, H, W]`` buffer of either size); fitted windows, and logits holding inf/NaN, through the composition
+        below (its softmax is fused too when the merged logits are finite)."""
+        full_size = all((win.y2 - win.y1, win.x2 - win.x1) == tuple(self.head_size) for win in windows)
+        if (self.window_logits == "padded" or full_size) and np.isfinite(logits).all():
+            labels, scores = post.segment_windows_softmax(
+                logits, windows, self.head_size, scaled_size, output_size, **self._softmax_options(class_bias)
+            )
+            return labels[None], scores[None]
         parts = [
             self._window_part(logits[i : i + 1], win, self.head_size, "softmax", None) for i, win in enumerate(windows)
         ]

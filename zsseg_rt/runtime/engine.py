@@ -280,7 +280,6 @@ class Engine:
         )
         self.limits.check((height, width), scaled, count, None)  # pixel and window limits before listing windows
         windows = pipeline.sliding_windows(scaled[0], scaled[1], crop, stride)
-        options = self.meta.postprocess
         estimate = estimate_bytes(
             (height, width),
             scaled,
@@ -291,7 +290,6 @@ class Engine:
             self.max_batch,
             activation=self.postprocessor.activation,
             single_fast_window=self.postprocessor.is_fast(windows),
-            dense_softmax=options.get("area_threshold") is not None or bool(np.any(bias)),
         )
         self.limits.check((height, width), scaled, len(windows), estimate)
         return (height, width), scaled, windows

@@ -8,6 +8,14 @@
 // per-element arithmetic as upsample_cpu and segment_cpu (shared inline functions), so the results are the
 // unfused path's. No [C, H, W] buffer of either size exists: the CPU kernel streams rows, keeping three merged
 // rescaled rows ([C, scaled_w] each) per thread.
+//
+// softmax = true (training-free family, SCLIP/MaskCLIP slide inference): the windows' raw logits are averaged
+// (f = identity, no bias), the average is multiplied by logit_scale, resized to the output size, and at each
+// output pixel p_c = exp(v_c - max v) / sum_c' exp(v_c' - max v) (classes summed in index order, as NumPy and
+// torch reduce a non-inner axis), p_c = 0 for classes flagged in class_drop (SCLIP's area filter), then
+// p_c - class_bias_c; labels/scores are the argmax of that (torch's rules). A pixel whose resized logits hold a
+// NaN or whose max is not finite gets label 0 and score NaN (softmax of such a vector is all NaN, and torch's
+// argmax of an all-NaN vector is 0). Reference: zsseg_rt/ops/reference.py::segment_windows(softmax=True).
 #pragma once
 #include "zsseg/bilinear.h"
 #include "zsseg/common.h"
@@ -27,7 +35,10 @@ struct SegmentWindowsParams {
   int64_t scaled_height = 0, scaled_width = 0;  // the rescaled image the windows tile
   int64_t out_height = 0, out_width = 0;        // the output (original image) size
   const float* class_bias = nullptr;            // [classes] finite, or nullptr; on the logits' device
-  bool apply_sigmoid = true;
+  bool apply_sigmoid = true;                    // ignored when softmax is set
+  bool softmax = false;                         // softmax over classes at the output (see above)
+  float logit_scale = 1.f;                      // softmax: multiplies the averaged logits before the output resize
+  const uint8_t* class_drop = nullptr;          // softmax, CPU only: [classes] HOST flags (1 = probability 0)
   int32_t* labels = nullptr;  // [out_height, out_width]
   float* scores = nullptr;    // [out_height, out_width] winning merged value (NaN if NaN won)
 };
