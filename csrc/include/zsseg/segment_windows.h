@@ -39,8 +39,8 @@ struct SegmentWindowsParams {
   bool softmax = false;                         // softmax over classes at the output (see above)
   float logit_scale = 1.f;                      // softmax: multiplies the averaged logits before the output resize
   const uint8_t* class_drop = nullptr;          // softmax, CPU only: [classes] HOST flags (1 = probability 0)
-  int32_t* labels = nullptr;  // [out_height, out_width]
-  float* scores = nullptr;    // [out_height, out_width] winning merged value (NaN if NaN won)
+  int32_t* labels = nullptr;                    // [out_height, out_width]
+  float* scores = nullptr;                      // [out_height, out_width] winning merged value (NaN if NaN won)
 };
 
 // CPU (OpenMP over output rows). Returns false when some rescaled pixel is covered by no window (outputs are
