@@ -12,14 +12,13 @@ class queries, so a class's scores depend on the whole vocabulary given at run t
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from zsseg_rt.models.common.config import _deep_merge, family_config_dir
+from zsseg_rt.models.common.config import family_config_dir, load_config_data
 from zsseg_rt.models.zegclip.config import ZegCLIPConfig
 
 __all__ = [
@@ -113,37 +112,19 @@ def resolve_cliprc_name(name: str) -> Optional[Path]:
     return None
 
 
-def _read_json(path: Path) -> Dict[str, Any]:
-    with open(path, "r", encoding="utf-8") as f:
-        return json.load(f)
-
-
 def load_cliprc_config(
     name_or_path: Union[str, os.PathLike, CLIPRCConfig, Dict[str, Any]], **overrides
 ) -> CLIPRCConfig:
     """Load a CLIP-RC config by bundled name or alias, JSON path, dict or config object (``overrides`` as in
     :func:`zsseg_rt.models.load_config`: ``clip_cfg``, ``loss`` and ``schedule`` are deep-merged)."""
-    if isinstance(name_or_path, CLIPRCConfig):
-        data = name_or_path.to_dict()
-    elif isinstance(name_or_path, ZegCLIPConfig):
-        raise ValueError(f"{name_or_path.name!r} is a ZegCLIP config, not a CLIP-RC one")
-    elif isinstance(name_or_path, dict):
-        data = dict(name_or_path)
-    else:
-        s = str(name_or_path)
-        path = Path(s)
-        if not path.is_file():
-            path = resolve_cliprc_name(s) or path
-        if not path.is_file():
-            bundled = sorted(p.stem for p in family_config_dir(FAMILY).glob("*.json"))
-            raise FileNotFoundError(f"CLIP-RC config {s!r} is neither a file nor a bundled config; bundled: {bundled}")
-        data = _read_json(path)
-    data.setdefault("family", FAMILY)
-    if data.get("family") != FAMILY:
-        raise ValueError(f"config {data.get('name')!r} has family {data.get('family')!r}, not {FAMILY!r}")
-    for k, v in overrides.items():
-        if k in ("clip_cfg", "loss", "schedule") and isinstance(v, dict) and isinstance(data.get(k), dict):
-            data[k] = _deep_merge(data[k], v)
-        else:
-            data[k] = v
+    data = load_config_data(
+        name_or_path,
+        family=FAMILY,
+        label="CLIP-RC",
+        config_cls=CLIPRCConfig,
+        overrides=overrides,
+        merge_keys=("clip_cfg", "loss", "schedule"),
+        resolve=resolve_cliprc_name,
+        check_family=True,
+    )
     return CLIPRCConfig.from_dict(data)

@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
 
 MODELS_DIR = Path(__file__).resolve().parent.parent
 VOCAB_DIR = Path(__file__).resolve().parent / "vocab"
@@ -106,6 +106,60 @@ def _deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def load_config_data(
+    spec: Any,
+    *,
+    family: str,
+    label: str,
+    config_cls: "Type[BaseModelConfig]",
+    overrides: Dict[str, Any],
+    merge_keys: Sequence[str] = ("clip_cfg", "loss"),
+    resolve: Optional[Callable[[str], Optional[Path]]] = None,
+    check_family: bool = False,
+) -> Dict[str, Any]:
+    """The dict a family's ``load_<family>_config`` builds its config from (one implementation for every family).
+
+    Args:
+        spec: a ``config_cls`` instance, a dict, a JSON path, or a bundled name of ``family``.
+        family: the family whose bundled configs names are looked up in (``family_config_dir``).
+        label: the family's name in messages (``"ZegCLIP"``).
+        config_cls: the family's config class; another family's config object is refused.
+        overrides: top-level keys replaced; those in ``merge_keys`` are deep-merged into a dict value.
+        resolve: name -> bundled file (default ``bundled_config_file(family, name)``); None when unknown.
+        check_family: refuse data whose ``"family"`` is not ``family`` (a missing one is set).
+    Raises:
+        FileNotFoundError: neither a file nor a bundled name (the message lists the bundled configs).
+        ValueError: another family's config object, or (``check_family``) data of another family.
+    """
+    if isinstance(spec, config_cls):
+        data = spec.to_dict()
+    elif isinstance(spec, BaseModelConfig):
+        raise ValueError(f"{spec.name!r} is a {type(spec).__name__}, not a {label} config ({config_cls.__name__})")
+    elif isinstance(spec, dict):
+        data = dict(spec)
+    else:
+        s = str(spec)
+        path: Optional[Path] = Path(s)
+        if path is None or not path.is_file():
+            path = resolve(s) if resolve is not None else bundled_config_file(family, s)
+        if path is None or not path.is_file():
+            bundled = sorted(p.stem for p in family_config_dir(family).glob("*.json"))
+            raise FileNotFoundError(f"{label} config {s!r} is neither a file nor a bundled config; bundled: {bundled}")
+        data = _read_json(path)
+        if not isinstance(data, dict):
+            raise ValueError(f"{label} config {str(path)!r} must hold a JSON object, got {type(data).__name__}")
+    if check_family:
+        data.setdefault("family", family)
+        if data.get("family") != family:
+            raise ValueError(f"config {data.get('name')!r} has family {data.get('family')!r}, not {family!r}")
+    for key, value in overrides.items():
+        if key in merge_keys and isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = _deep_merge(data[key], value)
+        else:
+            data[key] = value
+    return data
+
+
 @dataclass
 class BaseModelConfig:
     """The fields every model family shares: the open_clip tower, input size, sliding-window test settings,
@@ -129,6 +183,10 @@ class BaseModelConfig:
     seen_classes: List[int] = field(default_factory=list)
     calibration_bias: float = 0.1  # subtracted from the scores of seen classes
     source: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The config as plain JSON-able data (families with extra serialisation override this)."""
+        return dataclasses.asdict(self)
 
     # ------------------------------------------------------------------ derived architecture
     def open_clip_cfg(self) -> Dict[str, Any]:

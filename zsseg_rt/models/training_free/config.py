@@ -28,10 +28,10 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from zsseg_rt.models.common.config import (
     VOCAB_DIR,
     BaseModelConfig,
-    _deep_merge,
     check_known_keys,
     family_config_dir,
     load_class_names,
+    load_config_data,
     load_templates,
 )
 
@@ -179,23 +179,14 @@ def load_training_free_config(
 ) -> TrainingFreeConfig:
     """Load by bundled name (``"sclip-vitb16"``), JSON path, dict or config; ``overrides`` replace keys
     (``clip_cfg`` is deep-merged)."""
-    if isinstance(name_or_path, TrainingFreeConfig):
-        data = name_or_path.to_dict()
-    elif isinstance(name_or_path, dict):
-        data = dict(name_or_path)
-    else:
-        path = training_free_config_path(name_or_path)
-        if path is None:
-            bundled = sorted(p.stem for p in family_config_dir(FAMILY).glob("*.json"))
-            raise FileNotFoundError(
-                f'{str(name_or_path)!r} is not a training-free config (JSON with "family": "{FAMILY}"); '
-                f"bundled: {bundled}"
-            )
-        with open(path, "r", encoding="utf-8") as handle:
-            data = json.load(handle)
-    for k, v in overrides.items():
-        if k == "clip_cfg" and isinstance(v, dict) and isinstance(data.get(k), dict):
-            data[k] = _deep_merge(data[k], v)
-        else:
-            data[k] = v
+    data = load_config_data(
+        name_or_path,
+        family=FAMILY,
+        label="training-free",
+        config_cls=TrainingFreeConfig,
+        overrides=overrides,
+        merge_keys=("clip_cfg",),
+        resolve=training_free_config_path,
+        check_family=True,
+    )
     return TrainingFreeConfig.from_dict(data)

@@ -7,17 +7,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Type, TypeVar, Union
 
 from zsseg_rt.models.common.config import (
     BaseModelConfig,
     _deep_merge,
-    _read_json,
-    bundled_config_file,
     check_known_keys,
-    family_config_dir,
     load_class_names,
+    load_config_data,
     load_templates,
 )
 
@@ -123,24 +120,5 @@ def load_zegclip_config(
 
     ``overrides`` replace top-level keys (``clip_cfg`` and ``loss`` are deep-merged).
     """
-    if isinstance(name_or_path, ZegCLIPConfig):
-        data = name_or_path.to_dict()
-    elif isinstance(name_or_path, dict):
-        data = dict(name_or_path)
-    else:
-        s = str(name_or_path)
-        path = Path(s)
-        if not path.is_file():
-            path = bundled_config_file(FAMILY, s) or path
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"ZegCLIP config {s!r} is neither a file nor a bundled config; bundled: "
-                f"{sorted(p.stem for p in family_config_dir(FAMILY).glob('*.json'))}"
-            )
-        data = _read_json(path)
-    for k, v in overrides.items():
-        if k in ("clip_cfg", "loss") and isinstance(v, dict) and isinstance(data.get(k), dict):
-            data[k] = _deep_merge(data[k], v)
-        else:
-            data[k] = v
+    data = load_config_data(name_or_path, family=FAMILY, label="ZegCLIP", config_cls=ZegCLIPConfig, overrides=overrides)
     return ZegCLIPConfig.from_dict(data)

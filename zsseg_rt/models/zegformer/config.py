@@ -14,18 +14,16 @@ crops (0-255 scale, RGB).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from zsseg_rt.models.common.config import (
     BaseModelConfig,
     _deep_merge,
     check_known_keys,
-    family_config_dir,
     load_class_names,
+    load_config_data,
 )
 
 __all__ = [
@@ -230,25 +228,7 @@ def load_zegformer_config(
     Returns:
         The validated :class:`ZegFormerConfig`.
     """
-    if isinstance(name_or_path, ZegFormerConfig):
-        data = name_or_path.to_dict()
-    elif isinstance(name_or_path, dict):
-        data = dict(name_or_path)
-    else:
-        s = str(name_or_path)
-        path = Path(s)
-        if not path.is_file():
-            path = family_config_dir("zegformer") / (s if s.endswith(".json") else f"{s}.json")
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"ZegFormer config {s!r} is neither a file nor a bundled config; bundled: "
-                f"{sorted(p.stem for p in family_config_dir('zegformer').glob('*.json'))}"
-            )
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    for k, v in overrides.items():
-        if k in ("clip_cfg", "loss") and isinstance(v, dict) and isinstance(data.get(k), dict):
-            data[k] = _deep_merge(data[k], v)
-        else:
-            data[k] = v
+    data = load_config_data(
+        name_or_path, family="zegformer", label="ZegFormer", config_cls=ZegFormerConfig, overrides=overrides
+    )
     return ZegFormerConfig.from_dict(data)

@@ -13,18 +13,16 @@ Configs live in ``zsseg_rt/models/zeroseg/configs/*.json`` with ``"family": "zer
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, Union
 
 from zsseg_rt.models.common.config import (
     BaseModelConfig,
     _deep_merge,
     check_known_keys,
-    family_config_dir,
     load_class_names,
+    load_config_data,
     load_templates,
 )
 
@@ -210,26 +208,7 @@ def load_zeroseg_config(
 
     ``overrides`` replace top-level keys (``clip_cfg`` and ``loss`` are deep-merged).
     """
-    if isinstance(name_or_path, ZeroSegConfig):
-        data = name_or_path.to_dict()
-    elif isinstance(name_or_path, dict):
-        data = dict(name_or_path)
-    else:
-        s = str(name_or_path)
-        path = Path(s)
-        if not path.is_file():
-            path = family_config_dir(FAMILY) / (s if s.endswith(".json") else f"{s}.json")
-        if not path.is_file():
-            bundled = sorted(p.stem for p in family_config_dir(FAMILY).glob("*.json"))
-            raise FileNotFoundError(f"ZeroSeg config {s!r} is neither a file nor a bundled config; bundled: {bundled}")
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    data.setdefault("family", FAMILY)
-    if data.get("family") != FAMILY:
-        raise ValueError(f"config {data.get('name')!r} has family {data.get('family')!r}, not {FAMILY!r}")
-    for k, v in overrides.items():
-        if k in ("clip_cfg", "loss") and isinstance(v, dict) and isinstance(data.get(k), dict):
-            data[k] = _deep_merge(data[k], v)
-        else:
-            data[k] = v
+    data = load_config_data(
+        name_or_path, family=FAMILY, label="ZeroSeg", config_cls=ZeroSegConfig, overrides=overrides, check_family=True
+    )
     return ZeroSegConfig.from_dict(data)
