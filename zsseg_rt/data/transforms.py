@@ -14,7 +14,7 @@ Images are RGB uint8 here (mmseg works in BGR; only the HSV conversions care, an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class TrainAugmentation:
 
     crop_size: Tuple[int, int] = (512, 512)
     img_scale: Tuple[int, int] = (2048, 512)
-    ratio_range: Tuple[float, float] = (0.5, 2.0)
+    ratio_range: Optional[Tuple[float, float]] = (0.5, 2.0)
     cat_max_ratio: float = 0.75
     flip_prob: float = 0.5
     photometric: bool = True

@@ -10,7 +10,7 @@ The schedule is a pure function of the iteration (mmcv ``PolyLrUpdaterHook`` wit
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Dict, Iterable
 
 import torch
 
@@ -48,7 +48,7 @@ class PolyWarmupSchedule:
         warmup_ratio: float = 1e-6,
     ):
         self.optimizer = optimizer
-        self.kw = dict(
+        self.kw: Dict[str, Any] = dict(
             base_lr=float(base_lr),
             max_iters=int(max_iters),
             power=float(power),

@@ -28,7 +28,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -179,8 +179,8 @@ class Trainer:
         mc = self.model.config
         aug = TrainAugmentation(
             crop_size=(cfg.crop_size, cfg.crop_size),
-            img_scale=tuple(cfg.img_scale),
-            ratio_range=cfg.ratio_range,
+            img_scale=(int(cfg.img_scale[0]), int(cfg.img_scale[1])),
+            ratio_range=None if cfg.ratio_range is None else (float(cfg.ratio_range[0]), float(cfg.ratio_range[1])),
             cat_max_ratio=cfg.cat_max_ratio,
             flip_prob=cfg.flip_prob,
             photometric=cfg.photometric,
@@ -368,8 +368,11 @@ class Trainer:
         logs["lr"] = lr
         return logs
 
-    log_fields = LOG_FIELDS  # a family's trainer (ZeroSeg) logs its own loss terms
-    tensorboard_keys = ("loss", "loss_mask", "loss_dice", "lr")
+    log_fields: Sequence[str] = LOG_FIELDS  # a family's trainer (ZeroSeg) logs its own loss terms
+    tensorboard_keys: Tuple[str, ...] = ("loss", "loss_mask", "loss_dice", "lr")
+    # what _build sets; a family's trainer (ZeroSeg) brings its own dataset and stream types
+    dataset: Any
+    stream: Any
 
     def _log_row(self, logs: Dict[str, float], elapsed: float, eta: float) -> Dict[str, Any]:
         return {
@@ -454,6 +457,7 @@ class Trainer:
         data_iter = iter(self._loader()) if self.iteration < end else None
         try:
             while self.iteration < end:
+                assert data_iter is not None  # set whenever the loop runs
                 batches = [next(data_iter) for _ in range(cfg.grad_accum)]
                 logs = self.train_step(batches)
                 bar.update(1)

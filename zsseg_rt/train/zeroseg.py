@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Union
 
 import numpy as np
 import torch
@@ -55,7 +55,7 @@ class CosineWarmupSchedule:
 
     def __init__(self, optimizer, base_lr: float, max_iters: int, warmup_iters: int, min_lr: float = 0.0):
         self.optimizer = optimizer
-        self.kw = dict(
+        self.kw: Dict[str, Any] = dict(
             base_lr=float(base_lr), max_iters=int(max_iters), warmup_iters=int(warmup_iters), min_lr=float(min_lr)
         )
         self.last_iter = -1
@@ -151,6 +151,7 @@ class ZeroSegTrainer(Trainer):
         teacher_spec = spec.pop("teacher", None)
         cache_dir = spec.pop("teacher_cache", None)
         cache_dtype = spec.pop("cache_dtype", "float16")
+        self.teacher: Union[PlantedTeacher, CLIPTeacher]
         if teacher_spec is not None and str(teacher_spec).startswith("planted:"):
             self.teacher = PlantedTeacher(mc, int(str(teacher_spec).split(":", 1)[1]))
         elif teacher_spec is None:
@@ -159,6 +160,7 @@ class ZeroSegTrainer(Trainer):
             raise ValueError(f"dataset.teacher must be null (CLIP teacher) or 'planted:SEED', got {teacher_spec!r}")
         self.teacher = self.teacher.to(self.device)
         self.cache = TeacherFeatureCache(cache_dir, self.teacher.fingerprint, cache_dtype) if cache_dir else None
+        images: Union[UnlabeledImageFolder, _ArrayImages]
         if spec.get("type") == "image_folder":
             images = UnlabeledImageFolder(
                 spec["root"], mc.image_size, spec.get("on_corrupt", cfg.on_corrupt), spec.get("limit")
@@ -205,14 +207,15 @@ class ZeroSegTrainer(Trainer):
 
     def _optimizer(self) -> torch.optim.AdamW:
         """AdamW, no weight decay on biases, norms and learned tokens (MAE/timm convention; inferred)."""
-        decay, no_decay = [], []
+        decay: List[torch.nn.Parameter] = []
+        no_decay: List[torch.nn.Parameter] = []
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
                 continue
             skip = p.ndim <= 1 or name.endswith(".bias") or any(k in name for k in NO_DECAY_NAMES)
             (no_decay if skip else decay).append(p)
         groups = [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=self.cfg.lr, betas=tuple(self.cfg.betas))
+        return torch.optim.AdamW(groups, lr=self.cfg.lr, betas=(float(self.cfg.betas[0]), float(self.cfg.betas[1])))
 
     def _loader(self):
         from torch.utils.data import DataLoader
