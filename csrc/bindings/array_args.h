@@ -38,6 +38,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "zsseg/common.h"
@@ -73,6 +74,7 @@ struct ArrayArg {
   std::string type_name;  // "float32", "float64", "int32", "object", ...
   Placement place;
   py::object keep_alive;  // numpy array or a capsule releasing the DLPack tensor
+  bool readonly = false;  // NumPy not writeable, DLPack read-only flag, or CAI data (ptr, True)
 
   int ndim() const { return static_cast<int>(shape.size()); }
   std::int64_t dim(int axis) const { return shape.at(static_cast<std::size_t>(axis)); }
@@ -88,6 +90,7 @@ struct ArrayArg {
 struct Output {
   py::object array;  // what the binding returns to Python
   void* data = nullptr;
+  std::size_t bytes = 0;
   template <class T>
   T* ptr() const {
     return static_cast<T*>(data);
@@ -124,6 +127,17 @@ class ArgParser {
   std::int64_t output_numel(const char* name, const std::vector<std::int64_t>& shape) const;
   // Allocate an output on `where` (checks output_numel first, so nothing is allocated for a bad size).
   Output output(const char* name, const std::vector<std::int64_t>& shape, ElemType type, const Placement& where) const;
+  // An output the caller may preallocate (`out=`): None -> output(name, ...); otherwise `out_obj` is parsed like
+  // an input (NumPy on the CPU; __dlpack__ / __cuda_array_interface__ on CUDA) and must be writable, of exactly
+  // `type` and `shape`, on `where`, C-contiguous, and must not overlap any of `inputs` (ValueError / TypeError
+  // "<op>: argument '<arg_name>' must ..., got ..."). The returned Output's array is `out_obj` itself.
+  Output output_or(const char* name, const char* arg_name, py::handle out_obj, const std::vector<std::int64_t>& shape,
+                   ElemType type, const Placement& where, std::initializer_list<const ArrayArg*> inputs = {}) const;
+  // `out=` of an op returning two arrays: None -> (None, None); else a tuple/list of exactly two entries, each an
+  // array or None (that one is allocated). Anything else -> TypeError naming `first` and `second`.
+  std::pair<py::object, py::object> out_pair(py::handle out_obj, const char* first, const char* second) const;
+  // ValueError when two outputs share memory (e.g. out=(labels, scores) given as views of one buffer).
+  void require_disjoint(const Output& a, const char* a_name, const Output& b, const char* b_name) const;
 
   // Raise py RuntimeError "<op>: CUDA error <code> (<text>)" when status != 0.
   void check_launch(zsseg::CudaStatus status) const;
@@ -133,7 +147,8 @@ class ArgParser {
   const std::string& op() const { return op_; }
 
  private:
-  ArrayArg parse_array(const char* name, py::handle obj, bool uint8) const;
+  enum class Accept { Float, UInt8, Exact };  // Exact: exactly `exact` (outputs)
+  ArrayArg parse_array(const char* name, py::handle obj, Accept accept, ElemType exact = ElemType::Other) const;
   std::string op_;
   std::int64_t stream_;
 };

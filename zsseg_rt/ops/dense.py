@@ -20,7 +20,9 @@ from ._loader import native_module
 __all__ = ["similarity", "relation_descriptor"]
 
 
-def similarity(patches: Any, text: Any, normalize: bool = False, scale: float = 1.0, stream: int = 0) -> Any:
+def similarity(
+    patches: Any, text: Any, normalize: bool = False, scale: float = 1.0, stream: int = 0, out: Any = None
+) -> Any:
     """Patch-text similarity ``scale * <text_c, patch_n>``, optionally on L2-normalised vectors.
 
     Args:
@@ -31,20 +33,26 @@ def similarity(patches: Any, text: Any, normalize: bool = False, scale: float = 
         normalize: L2-normalise both sides over D first (divides by ``max(norm, 1e-12)``; zero vectors give 0).
         scale: multiplies the dot products (e.g. CLIP's logit scale); finite, within float32's range.
         stream: CUDA stream as an integer ``cudaStream_t`` (0 = default); must be 0 for CPU inputs.
+        out: optional preallocated result to write into (and return): ``[B, C, N]`` of the result's dtype on the
+            inputs' device (a NumPy array on the CPU; a CUDA array via DLPack / ``__cuda_array_interface__``),
+            C-contiguous, writable, not overlapping any input. No allocation happens then (on CUDA: no
+            ``cudaMalloc``, so the call can be captured in a CUDA graph).
     Returns:
         ``[B, C, N]``: float32 ``numpy.ndarray`` on the CPU; on CUDA a ``zsseg_rt._C.DeviceArray`` with the
         inputs' dtype (fp32 accumulation), usable with ``torch.from_dlpack``.
     Raises:
         TypeError: an argument is not an array or has the wrong dtype.
         ValueError: wrong rank or shape, mixed devices, non-contiguous, empty, or too large (> 2^31 - 1 elements);
-            a negative ``stream``; a non-finite or out-of-range ``scale``.
+            a negative ``stream``; a non-finite or out-of-range ``scale``; an unusable ``out``.
     """
+    _as_native_array(out, "similarity", "out")  # the same checks; ``out`` itself is passed on (and returned)
     return native_module().similarity(
         _as_native_array(patches, "similarity", "patches"),
         _as_native_array(text, "similarity", "text"),
         bool(normalize),
         check_scale(scale, "similarity"),
-        check_stream(stream, "similarity"),
+        out=out,
+        stream=check_stream(stream, "similarity"),
     )
 
 
@@ -54,6 +62,7 @@ def relation_descriptor(
     weight: Optional[Any] = None,
     bias: Optional[Any] = None,
     stream: int = 0,
+    out: Any = None,
 ) -> Any:
     """ZegCLIP's relationship descriptor ``Linear(concat(text * g, text))``, fused (the concat is never built).
 
@@ -63,17 +72,24 @@ def relation_descriptor(
         weight: ``[Dout, 2D]`` linear weight, or None for the bare ``concat(text * g, text)``.
         bias: ``[Dout]`` or None; only valid together with ``weight``.
         stream: CUDA stream as an integer ``cudaStream_t`` (0 = default); must be 0 for CPU inputs.
+        out: optional preallocated result to write into (and return): ``[B, C, Dout]`` of the result's dtype on the
+            inputs' device (a NumPy array on the CPU; a CUDA array via DLPack / ``__cuda_array_interface__``),
+            C-contiguous, writable, not overlapping any input. No allocation happens then (on CUDA: no
+            ``cudaMalloc``, so the call can be captured in a CUDA graph).
     Returns:
         ``[B, C, Dout]`` (``[B, C, 2D]`` without weight): float32 ``numpy.ndarray`` on the CPU, or a
         ``DeviceArray`` with the inputs' dtype on CUDA.
     Raises:
         TypeError: an argument is not an array or has the wrong dtype.
-        ValueError: shape mismatch, bias without weight, mixed devices, non-contiguous, empty or too large.
+        ValueError: shape mismatch, bias without weight, mixed devices, non-contiguous, empty or too large; an
+            unusable ``out``.
     """
+    _as_native_array(out, "relation_descriptor", "out")
     return native_module().relation_descriptor(
         _as_native_array(text, "relation_descriptor", "text"),
         _as_native_array(image_global, "relation_descriptor", "image_global"),
         _as_native_array(weight, "relation_descriptor", "weight"),
         _as_native_array(bias, "relation_descriptor", "bias"),
-        check_stream(stream, "relation_descriptor"),
+        out=out,
+        stream=check_stream(stream, "relation_descriptor"),
     )

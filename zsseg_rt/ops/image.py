@@ -40,7 +40,7 @@ def preprocess(
         color_order: "bgr" (OpenCV) or "rgb"; ignored for gray images.
         dtype: "float32", or "float16" (CUDA only; rounded once after the fp32 normalisation).
         out: optional ``[n, 3, S, S]`` array of ``dtype`` on the image's device to write into (e.g. the engine's
-            input binding); returned.
+            input binding), C-contiguous, writable, not overlapping ``image``; returned. No allocation then.
         stream: CUDA stream handle for device inputs; must be 0 for CPU inputs.
     Returns:
         ``[n, 3, S, S]``: a NumPy array (CPU), a ``DeviceArray`` (CUDA), or ``out``.

@@ -25,6 +25,7 @@ def upsample(
     sigmoid: bool = False,
     class_bias: Any = None,
     stream: int = 0,
+    out: Any = None,
 ) -> Any:
     """Bilinear resize exactly like ``F.interpolate(mode="bilinear", align_corners=False)`` (no antialias),
     optionally followed by a fused per-class calibration.
@@ -46,17 +47,23 @@ def upsample(
         class_bias: ``[C]`` float32 on the same device as ``logits`` (C-contiguous), subtracted last, or None.
             Every value must be finite (NaN and +/-inf raise ValueError naming the class, on both devices).
         stream: CUDA stream handle (int, 0 = legacy default) for device inputs; must be 0 for CPU inputs.
+        out: optional preallocated result to write into (and return): ``[B, C, H, W]`` of the result's dtype on the
+            inputs' device (a NumPy array on the CPU; a CUDA array via DLPack / ``__cuda_array_interface__``),
+            C-contiguous, writable, not overlapping any input. No allocation happens then (on CUDA: no
+            ``cudaMalloc``, so the call can be captured in a CUDA graph).
     Returns:
         ``[B, C, H, W]``: a float32 NumPy array for CPU input, a ``zsseg_rt._C.DeviceArray`` with the input's
         dtype for CUDA input (enqueued on ``stream``, not synchronised; fp16 output is rounded once, after the
         calibration).
     """
+    _as_native_input(out, "upsample", "out")  # the same checks; ``out`` itself is passed on (and returned)
     return native_module().upsample(
         _as_native_input(logits, "upsample", "logits"),
         size,
         crop=crop,
         sigmoid=bool(sigmoid),
         class_bias=_as_native_input(class_bias, "upsample", "class_bias"),
+        out=out,
         stream=check_stream(stream, "upsample"),
     )
 
@@ -68,6 +75,7 @@ def segment(
     sigmoid: bool = True,
     crop: Optional[Sequence[int]] = None,
     stream: int = 0,
+    out: Optional[Sequence[Any]] = None,
 ) -> Tuple[Any, Any]:
     """Fused upsample + optional sigmoid + per-class bias + argmax over classes.
 
@@ -84,6 +92,9 @@ def segment(
         sigmoid: apply the logistic function before subtracting the bias.
         crop: optional ``(top, left, height, width)`` valid region of ``logits`` (see :func:`upsample`).
         stream: CUDA stream handle for device inputs; must be 0 for CPU inputs.
+        out: optional preallocated ``(labels, scores)`` to write into (and return), either entry None to allocate
+            that one: ``[B, H, W]`` int32 and float32 on the inputs' device (NumPy on the CPU; CUDA arrays via
+            DLPack / ``__cuda_array_interface__``), C-contiguous, writable, distinct, not overlapping any input.
     Returns:
         ``(labels, scores)``: ``labels [B, H, W]`` int32 class indices and ``scores [B, H, W]`` float32 winning
         calibrated values. NumPy arrays for CPU input, ``DeviceArray`` for CUDA input (enqueued on ``stream``).
@@ -92,11 +103,15 @@ def segment(
         ``sigmoid`` saturates to exactly 1.0 above x ~ 17, where ``torch.argmax`` then picks the lowest index;
         this op (like the fp64 reference) still orders such classes by their logits.
     """
+    if isinstance(out, (tuple, list)):
+        for i, item in enumerate(out):
+            _as_native_input(item, "segment", f"out[{i}]")
     return native_module().segment(
         _as_native_input(logits, "segment", "logits"),
         size,
         class_bias=_as_native_input(class_bias, "segment", "class_bias"),
         sigmoid=bool(sigmoid),
         crop=crop,
+        out=out,
         stream=check_stream(stream, "segment"),
     )

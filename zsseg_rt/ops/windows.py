@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 from ._arrays import as_native_array, check_stream
 from ._loader import native_module
@@ -17,6 +17,7 @@ def segment_windows(
     class_bias: Any = None,
     sigmoid: bool = True,
     stream: int = 0,
+    out: Optional[Sequence[Any]] = None,
 ) -> Tuple[Any, Any]:
     """Sliding-window scores -> labels, in the official order, fused.
 
@@ -39,9 +40,15 @@ def segment_windows(
         class_bias: ``[C]`` float32 on the logits' device, finite, or None.
         sigmoid: calibrate with the logistic function (ZegCLIP family); False averages raw values.
         stream: CUDA stream for device inputs; 0 for CPU inputs.
+        out: optional preallocated ``(labels, scores)`` to write into (and return), either entry None to allocate
+            that one: ``[H, W]`` int32 and float32 on the inputs' device (NumPy on the CPU; CUDA arrays via
+            DLPack / ``__cuda_array_interface__``), C-contiguous, writable, distinct, not overlapping any input.
     Returns:
         ``(labels [H, W] int32, scores [H, W] float32)``: NumPy arrays, or ``DeviceArray`` for CUDA inputs.
     """
+    if isinstance(out, (tuple, list)):
+        for i, item in enumerate(out):
+            as_native_array(item, "segment_windows", f"out[{i}]")
     return native_module().segment_windows(
         as_native_array(logits, "segment_windows", "logits"),
         windows.tolist() if hasattr(windows, "tolist") else windows,
@@ -50,5 +57,6 @@ def segment_windows(
         output_size,
         class_bias=as_native_array(class_bias, "segment_windows", "class_bias"),
         sigmoid=bool(sigmoid),
+        out=out,
         stream=check_stream(stream, "segment_windows"),
     )
