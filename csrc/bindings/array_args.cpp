@@ -428,6 +428,7 @@ std::string ArrayArg::shape_str() const {
 
 // ---- ArgParser --------------------------------------------------------------------------------------
 ArgParser::ArgParser(std::string op, std::int64_t stream) : op_(std::move(op)), stream_(stream) {
+  sweep_in_use();
   if (stream < 0)
     fail_value("stream must be a cudaStream_t as a non-negative int (0 = default), got " + std::to_string(stream));
 }
@@ -501,6 +502,7 @@ ArrayArg ArgParser::parse_array(const char* name, py::handle obj, Accept accept,
   out.place = raw.place;
   out.keep_alive = std::move(raw.keep_alive);
   out.readonly = raw.readonly;
+  if (out.place.is_cuda()) in_use_.push_back(out.keep_alive);  // alive until the launch reading it completes
   return out;
 }
 
@@ -594,8 +596,13 @@ Output ArgParser::output(const char* name, const std::vector<std::int64_t>& shap
     return out;
   }
   DeviceArray device_array;
-  device_array.buffer =
-      std::make_shared<DeviceBuffer>(static_cast<std::size_t>(count) * elem_size(type), where.device_id);
+  try {
+    device_array.buffer =
+        std::make_shared<DeviceBuffer>(static_cast<std::size_t>(count) * elem_size(type), where.device_id, stream_);
+  } catch (const std::runtime_error& err) {
+    throw std::runtime_error(op_ + ": output '" + name + "': " + err.what());
+  }
+  allocated_.push_back(device_array.buffer);
   device_array.shape = shape;
   device_array.type = type;
   device_array.stream = stream_;
@@ -654,6 +661,9 @@ void ArgParser::require_disjoint(const Output& a, const char* a_name, const Outp
 }
 
 void ArgParser::check_launch(zsseg::CudaStatus status) const {
+  // Recorded even when the launch failed: the outputs' release must still be ordered after the allocations.
+  const int recorded = finish_launch(stream_, std::vector<py::object>(in_use_), allocated_);
+  if (status == 0 && recorded != 0) status = recorded;
   if (status != 0) {
     throw std::runtime_error(op_ + ": CUDA error " + std::to_string(status) + " (" + zsseg::cuda_error_string(status) +
                              ")");

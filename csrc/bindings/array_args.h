@@ -23,9 +23,12 @@
 // Streams: a CUDA call enqueues its kernels on `stream` (an integer cudaStream_t; 0 = legacy default stream)
 // and returns WITHOUT synchronising. Inputs are ordered before that stream: __dlpack__ is called with the
 // stream (1 for the legacy default, as the DLPack spec asks), and a __cuda_array_interface__ "stream" entry is
-// waited on with an event. The returned DeviceArray remembers the stream, publishes it in its
-// __cuda_array_interface__ and, in __dlpack__(stream=s), makes the consumer's stream wait for it.
-// Inputs must stay alive until the enqueued work has finished (the usual CUDA rule).
+// waited on with an event. Outputs are allocated stream-ordered (cudaMallocAsync on `stream`, see
+// csrc/cuda/stream_order.h) unless the caller passes them (`out=`). After the launch (check_launch) an event is
+// recorded on `stream`; from then on nothing uses the caller's stream handle again (the caller may destroy it):
+// the returned DeviceArray orders its consumers after the event, host reads wait for it, its memory is freed
+// with cudaFreeAsync after it, and the Python owners of the inputs and `out=` arrays are kept alive until it has
+// completed (a process-wide list, polled without blocking at every op call and drained at exit).
 // CPU calls release the GIL while they compute and return NumPy arrays; passing stream != 0 with CPU arrays
 // is a ValueError.
 #pragma once
@@ -97,6 +100,8 @@ struct Output {
   }
 };
 
+class DeviceBuffer;
+
 // Per-call helper: knows the op name (message prefix) and the launch stream.
 class ArgParser {
  public:
@@ -139,7 +144,9 @@ class ArgParser {
   // ValueError when two outputs share memory (e.g. out=(labels, scores) given as views of one buffer).
   void require_disjoint(const Output& a, const char* a_name, const Output& b, const char* b_name) const;
 
-  // Raise py RuntimeError "<op>: CUDA error <code> (<text>)" when status != 0.
+  // After a CUDA launch on stream(): records the completion event, attaches it to the outputs allocated by this
+  // parser and keeps every parsed argument's owner alive until it completes; then raises py RuntimeError
+  // "<op>: CUDA error <code> (<text>)" when status != 0. Call it with the launch's device current.
   void check_launch(zsseg::CudaStatus status) const;
 
   zsseg::Stream stream() const;  // the launch stream as a cudaStream_t handle
@@ -151,6 +158,10 @@ class ArgParser {
   ArrayArg parse_array(const char* name, py::handle obj, Accept accept, ElemType exact = ElemType::Other) const;
   std::string op_;
   std::int64_t stream_;
+  // CUDA only: owners of the parsed arguments (kept alive until the launch completes) and the outputs allocated
+  // here (they get the launch's completion event).
+  mutable std::vector<py::object> in_use_;
+  mutable std::vector<std::shared_ptr<DeviceBuffer>> allocated_;
 };
 
 // Makes `where.device_id` current for its lifetime (no-op for CPU or a CPU-only build).
@@ -167,22 +178,27 @@ class CudaDeviceGuard {
 
 // ---- device memory owned by Python (implemented in device.cpp) ---------------------------------------
 
-// One cudaMalloc'd buffer, freed (on its device) in the destructor. Shared by a DeviceArray and every
+// One stream-ordered device allocation (zsseg::stream_order::StreamBuffer in a CUDA build): allocated on the
+// launch stream, released with cudaFreeAsync once the launch's completion event has passed (nothing blocks in
+// the destructor, which may run without the GIL, e.g. from a DLPack deleter). Shared by a DeviceArray and every
 // DLPack capsule exported from it, so the memory lives as long as any of them.
 class DeviceBuffer {
  public:
-  DeviceBuffer(std::size_t bytes, int device_id);  // throws py::error on allocation failure
+  DeviceBuffer(std::size_t bytes, int device_id, std::int64_t stream);  // throws on allocation failure
   ~DeviceBuffer();
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   void* data() const { return data_; }
   std::size_t bytes() const { return bytes_; }
   int device_id() const { return device_id_; }
+  // The implementation (CUDA build): completion event, ordering of consumers.
+  const std::shared_ptr<void>& impl() const { return impl_; }
 
  private:
   void* data_ = nullptr;
   std::size_t bytes_ = 0;
   int device_id_ = 0;
+  std::shared_ptr<void> impl_;  // zsseg::stream_order::StreamBuffer
 };
 
 // The Python class zsseg_rt._C.DeviceArray: shape, dtype, __cuda_array_interface__ (v3), __dlpack__.
@@ -190,8 +206,15 @@ struct DeviceArray {
   std::shared_ptr<DeviceBuffer> buffer;
   std::vector<std::int64_t> shape;
   ElemType type = ElemType::Float32;
-  std::int64_t stream = 0;  // stream the producing kernels were enqueued on (0 = legacy default)
+  std::int64_t stream = 0;  // the handle the op was given (informational only: never used after the call)
 };
+
+// Drop the owners of finished launches' arguments (never blocks; GIL held). Called by every ArgParser.
+void sweep_in_use();
+// After a launch on `stream` (current device = the launch's): record the completion event, attach it to
+// `outputs` and keep `in_use` alive until it completes. Returns the CUDA status of the event record.
+int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
+                  const std::vector<std::shared_ptr<DeviceBuffer>>& outputs);
 
 // ---- DLPack ABI (dlpack.h v1.x; only what the boundary needs) -----------------------------------------
 namespace dlpack {

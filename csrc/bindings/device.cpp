@@ -7,35 +7,87 @@
 
 #ifdef ZSSEG_WITH_CUDA
 #include <cuda_runtime.h>
+
+#include "cuda/stream_order.h"
 #endif
 
 namespace zsseg_py {
 
-// ---- DeviceBuffer -----------------------------------------------------------------------------------
-DeviceBuffer::DeviceBuffer(std::size_t bytes, int device_id) : bytes_(bytes), device_id_(device_id) {
 #ifdef ZSSEG_WITH_CUDA
-  CudaDeviceGuard guard(Placement{Device::CUDA, device_id});
-  const cudaError_t status = cudaMalloc(&data_, bytes);
+namespace so = zsseg::stream_order;
+
+namespace {
+// Owners of the arguments of launches that may still be running (see array_args.h). Never destroyed: Python
+// objects must not be released after the interpreter is gone; drain_in_use() empties it at exit.
+so::DeferredRelease<std::vector<py::object>>& in_use_list() {
+  static auto* list = new so::DeferredRelease<std::vector<py::object>>();
+  return *list;
+}
+
+so::StreamBuffer& stream_buffer(const DeviceBuffer& buffer) {
+  return *static_cast<so::StreamBuffer*>(buffer.impl().get());
+}
+
+// Wait (without the GIL) for every launch still holding arguments, then release them. Registered with atexit.
+void drain_in_use() {
+  const auto events = in_use_list().pending_events();
+  {
+    py::gil_scoped_release release;
+    for (const auto& event : events) {
+      if (event && event->synchronize() != cudaSuccess) cudaGetLastError();
+    }
+  }
+  in_use_list().sweep();
+}
+}  // namespace
+
+void sweep_in_use() {
+  in_use_list().sweep();
+}
+
+int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
+                  const std::vector<std::shared_ptr<DeviceBuffer>>& outputs) {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) cudaGetLastError();
+  auto ready = std::make_shared<so::ReadyEvent>();
+  const cudaError_t status = ready->record(so::as_stream(stream), device);
   if (status != cudaSuccess) {
     cudaGetLastError();
-    data_ = nullptr;
-    throw std::runtime_error("cudaMalloc of " + std::to_string(bytes) + " bytes on cuda:" + std::to_string(device_id) +
+    // No event: keep nothing pending on it (the outputs fall back to a synchronising cudaFree).
+    in_use_list().keep_until(nullptr, std::move(in_use));
+    return static_cast<int>(status);
+  }
+  for (const auto& buffer : outputs) stream_buffer(*buffer).set_ready(ready);
+  in_use_list().keep_until(ready, std::move(in_use));
+  return 0;
+}
+#else
+void sweep_in_use() {}
+int finish_launch(std::int64_t, std::vector<py::object>&&, const std::vector<std::shared_ptr<DeviceBuffer>>&) {
+  return 0;
+}
+#endif
+
+// ---- DeviceBuffer -----------------------------------------------------------------------------------
+DeviceBuffer::DeviceBuffer(std::size_t bytes, int device_id, std::int64_t stream)
+    : bytes_(bytes), device_id_(device_id) {
+#ifdef ZSSEG_WITH_CUDA
+  std::shared_ptr<so::StreamBuffer> buffer;
+  const cudaError_t status = so::StreamBuffer::allocate(bytes, device_id, so::as_stream(stream), &buffer);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    throw std::runtime_error("allocating " + std::to_string(bytes) + " bytes on cuda:" + std::to_string(device_id) +
                              " failed: " + cudaGetErrorString(status));
   }
+  data_ = buffer->data();
+  impl_ = std::move(buffer);
 #else
+  (void)stream;
   throw std::runtime_error("DeviceBuffer: zsseg_rt was built without CUDA");
 #endif
 }
 
-DeviceBuffer::~DeviceBuffer() {
-#ifdef ZSSEG_WITH_CUDA
-  if (data_ != nullptr) {
-    CudaDeviceGuard guard(Placement{Device::CUDA, device_id_});
-    cudaFree(data_);
-    cudaGetLastError();
-  }
-#endif
-}
+DeviceBuffer::~DeviceBuffer() = default;  // the StreamBuffer frees stream-ordered, without blocking
 
 namespace {
 
@@ -126,16 +178,13 @@ void order_for_consumer(const DeviceArray& arr, const py::object& stream) {
     throw py::value_error(
         "DeviceArray.__dlpack__: stream 0 is ambiguous on CUDA; pass 1 for the legacy default stream");
 #ifdef ZSSEG_WITH_CUDA
-  auto* consumer_stream = reinterpret_cast<cudaStream_t>(static_cast<std::uintptr_t>(consumer));
-  auto* producer_stream = reinterpret_cast<cudaStream_t>(static_cast<std::uintptr_t>(arr.stream));
-  const bool both_legacy = arr.stream == 0 && consumer == 1;
-  if (both_legacy || consumer_stream == producer_stream) return;
-  CudaDeviceGuard guard(Placement{Device::CUDA, arr.buffer->device_id()});
-  cudaEvent_t ready = nullptr;
-  cudaError_t status = cudaEventCreateWithFlags(&ready, cudaEventDisableTiming);
-  if (status == cudaSuccess) status = cudaEventRecord(ready, producer_stream);
-  if (status == cudaSuccess) status = cudaStreamWaitEvent(consumer_stream, ready, 0);
-  if (ready != nullptr) cudaEventDestroy(ready);
+  // The consumer waits for the completion event of the producing launch; the producer's stream handle is never
+  // touched (it may be destroyed by now). DLPack numbering: 1 legacy default, 2 per-thread default, else a handle.
+  const cudaStream_t consumer_stream = consumer == 1   ? cudaStreamLegacy
+                                       : consumer == 2 ? cudaStreamPerThread
+                                                       : so::as_stream(consumer);
+  const auto& ready = stream_buffer(*arr.buffer).ready();
+  const cudaError_t status = ready ? ready->order_before(consumer_stream) : cudaSuccess;
   if (status != cudaSuccess) {
     cudaGetLastError();
     throw std::runtime_error(std::string("DeviceArray.__dlpack__: stream ordering failed: ") +
@@ -169,6 +218,32 @@ py::object dlpack_export(const DeviceArray& arr, const py::object& stream, const
   return std::move(capsule);
 }
 
+// CAI v3 "stream": the consumer synchronises on it. The producer's own stream may be gone by then, so this is
+// the library's release stream of the device (never destroyed), made to wait for the completion event.
+py::object cai_stream(const DeviceArray& arr) {
+#ifdef ZSSEG_WITH_CUDA
+  const auto& ready = stream_buffer(*arr.buffer).ready();
+  if (!ready || ready->done()) return py::none();  // nothing to wait for
+  cudaStream_t stream = so::release_stream(arr.buffer->device_id());
+  if (stream != nullptr && ready->order_before(stream) == cudaSuccess) {
+    return py::int_(reinterpret_cast<std::uintptr_t>(stream));
+  }
+  cudaGetLastError();
+  cudaError_t status;
+  {
+    py::gil_scoped_release release;  // last resort: wait here
+    status = ready->synchronize();
+  }
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    throw std::runtime_error(std::string("DeviceArray.__cuda_array_interface__: ") + cudaGetErrorString(status));
+  }
+#else
+  (void)arr;
+#endif
+  return py::none();
+}
+
 py::dict cuda_array_interface(const DeviceArray& arr) {
   py::dict cai;
   cai["shape"] = py::tuple(py::cast(arr.shape));
@@ -176,7 +251,7 @@ py::dict cuda_array_interface(const DeviceArray& arr) {
   cai["data"] = py::make_tuple(reinterpret_cast<std::uintptr_t>(arr.buffer->data()), false);
   cai["strides"] = py::none();
   cai["version"] = 3;
-  cai["stream"] = py::int_(arr.stream == 0 ? 1 : arr.stream);  // CAI v3: 1 = legacy default stream
+  cai["stream"] = cai_stream(arr);
   return cai;
 }
 
@@ -189,13 +264,13 @@ py::array to_numpy(const DeviceArray& arr) {
   py::array host(dtype, dims);
 #ifdef ZSSEG_WITH_CUDA
   CudaDeviceGuard guard(Placement{Device::CUDA, arr.buffer->device_id()});
-  auto* stream = reinterpret_cast<cudaStream_t>(static_cast<std::uintptr_t>(arr.stream));
+  const auto ready = stream_buffer(*arr.buffer).ready();
   void* destination = host.mutable_data();
   const std::size_t bytes = static_cast<std::size_t>(shape_numel(arr.shape)) * elem_size(arr.type);
   cudaError_t status;
   {
     py::gil_scoped_release release;  // other Python threads run while this one waits for the GPU
-    status = cudaStreamSynchronize(stream);
+    status = ready ? ready->synchronize() : cudaSuccess;
     if (status == cudaSuccess) status = cudaMemcpy(destination, arr.buffer->data(), bytes, cudaMemcpyDeviceToHost);
   }
   if (status != cudaSuccess) {
@@ -216,15 +291,26 @@ std::string device_array_repr(const DeviceArray& arr) {
 }  // namespace
 
 void register_device(py::module_& m) {
+#ifdef ZSSEG_WITH_CUDA
+  // Launches still running at exit keep their arguments until they finish, then release them while Python is
+  // still there.
+  py::module_::import("atexit").attr("register")(py::cpp_function(&drain_in_use));
+#endif
   m.def("cuda_compiled", &zsseg::cuda_compiled, "True when this build compiled the CUDA kernels.");
   m.def("cuda_device_count", &zsseg::cuda_device_count,
-        "Number of usable CUDA devices; 0 when there is no driver, no GPU, or no CUDA build. Never raises.");
+        "Number of usable CUDA devices; 0 when there is no driver, no GPU, no CUDA build, or a visible GPU this "
+        "build has no code for (every device is probed once per process). Never raises.");
   m.def(
       "cuda_available", [] { return zsseg::cuda_compiled() && zsseg::cuda_device_count() > 0; },
       "True when the CUDA kernels are compiled in and at least one CUDA device is usable.");
   m.def(
-      "cuda_status", [] { return std::string(zsseg::cuda_error_string(-1)); },
-      "Why cuda_device_count() is what it is (text of the last cudaGetDeviceCount result).");
+      "cuda_status",
+      [] {
+        zsseg::cuda_device_count();  // probes once per process
+        return std::string(zsseg::cuda_error_string(-1));
+      },
+      "Why cuda_device_count() is what it is: 'no error', the cudaGetDeviceCount error, or which device cannot run "
+      "this build's kernels (no code for its architecture) and how to rebuild.");
 
   py::class_<DeviceArray>(m, "DeviceArray",
                           "C-contiguous CUDA memory returned by the CUDA ops. Consume it with torch.from_dlpack(x), "
@@ -236,13 +322,26 @@ void register_device(py::module_& m) {
       .def_property_readonly("nbytes", [](const DeviceArray& a) { return a.buffer->bytes(); })
       .def_property_readonly(
           "stream", [](const DeviceArray& a) { return a.stream; },
-          "Integer cudaStream_t the producing kernels were enqueued on (0 = default stream).")
+          "The integer cudaStream_t the op was given (0 = default stream); informational only: consumers are "
+          "ordered after the launch's completion event, so that stream may be destroyed after the call.")
+      .def(
+          "ready",
+          [](const DeviceArray& a) {
+#ifdef ZSSEG_WITH_CUDA
+            const auto& ready = stream_buffer(*a.buffer).ready();
+            return !ready || ready->done();
+#else
+            (void)a;
+            return true;
+#endif
+          },
+          "True when the producing launch has finished (never blocks).")
       .def_property_readonly("__cuda_array_interface__", &cuda_array_interface)
       .def("__dlpack__", &dlpack_export, py::kw_only(), py::arg("stream") = py::none(),
            py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
       .def("__dlpack_device__",
            [](const DeviceArray& a) { return py::make_tuple(int(dlpack::kDLCUDA), a.buffer->device_id()); })
-      .def("numpy", &to_numpy, "Copy to a new NumPy array (synchronises the producing stream).")
+      .def("numpy", &to_numpy, "Copy to a new NumPy array (waits, without the GIL, for the producing launch).")
       .def("__repr__", &device_array_repr);
 }
 

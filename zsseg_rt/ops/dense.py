@@ -5,8 +5,11 @@ copy) and on CUDA for device arrays (torch / CuPy / ``DeviceArray``, float32 or 
 ``__dlpack__`` or ``__cuda_array_interface__``. Validation and its error messages live in C++
 (``csrc/bindings/array_args.h``); these wrappers only forward.
 
-CUDA calls enqueue their kernels on ``stream`` (an integer ``cudaStream_t``; 0 = the default stream) and return
-without synchronising; the returned ``DeviceArray`` carries that stream to its consumers.
+CUDA calls enqueue their kernels on ``stream`` (an integer ``cudaStream_t``; 0 = the legacy default stream; None =
+torch's current stream for torch inputs) and return without synchronising. Outputs are allocated stream-ordered
+(``cudaMallocAsync``) unless given with ``out=``; the returned ``DeviceArray`` orders its consumers after an event
+recorded at the end of the launch (``__dlpack__(stream=s)`` makes ``s`` wait for it; ``numpy()`` waits for it
+without the GIL), never through the caller's stream handle.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ._arrays import as_native_array as _as_native_array
-from ._arrays import check_scale, check_stream
+from ._arrays import check_scale, resolve_stream
 from ._loader import native_module
 
 __all__ = ["similarity", "relation_descriptor"]
 
 
 def similarity(
-    patches: Any, text: Any, normalize: bool = False, scale: float = 1.0, stream: int = 0, out: Any = None
+    patches: Any, text: Any, normalize: bool = False, scale: float = 1.0, stream: Optional[int] = None, out: Any = None
 ) -> Any:
     """Patch-text similarity ``scale * <text_c, patch_n>``, optionally on L2-normalised vectors.
 
@@ -32,7 +35,9 @@ def similarity(
             ``patches``.
         normalize: L2-normalise both sides over D first (divides by ``max(norm, 1e-12)``; zero vectors give 0).
         scale: multiplies the dot products (e.g. CLIP's logit scale); finite, within float32's range.
-        stream: CUDA stream as an integer ``cudaStream_t`` (0 = default); must be 0 for CPU inputs.
+        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
+            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
+            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
         out: optional preallocated result to write into (and return): ``[B, C, N]`` of the result's dtype on the
             inputs' device (a NumPy array on the CPU; a CUDA array via DLPack / ``__cuda_array_interface__``),
             C-contiguous, writable, not overlapping any input. No allocation happens then (on CUDA: no
@@ -52,7 +57,7 @@ def similarity(
         bool(normalize),
         check_scale(scale, "similarity"),
         out=out,
-        stream=check_stream(stream, "similarity"),
+        stream=resolve_stream(stream, "similarity", patches, text),
     )
 
 
@@ -61,7 +66,7 @@ def relation_descriptor(
     image_global: Any,
     weight: Optional[Any] = None,
     bias: Optional[Any] = None,
-    stream: int = 0,
+    stream: Optional[int] = None,
     out: Any = None,
 ) -> Any:
     """ZegCLIP's relationship descriptor ``Linear(concat(text * g, text))``, fused (the concat is never built).
@@ -71,7 +76,9 @@ def relation_descriptor(
         image_global: ``[B, D]`` global image embeddings, same device and dtype.
         weight: ``[Dout, 2D]`` linear weight, or None for the bare ``concat(text * g, text)``.
         bias: ``[Dout]`` or None; only valid together with ``weight``.
-        stream: CUDA stream as an integer ``cudaStream_t`` (0 = default); must be 0 for CPU inputs.
+        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
+            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
+            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
         out: optional preallocated result to write into (and return): ``[B, C, Dout]`` of the result's dtype on the
             inputs' device (a NumPy array on the CPU; a CUDA array via DLPack / ``__cuda_array_interface__``),
             C-contiguous, writable, not overlapping any input. No allocation happens then (on CUDA: no
@@ -91,5 +98,5 @@ def relation_descriptor(
         _as_native_array(weight, "relation_descriptor", "weight"),
         _as_native_array(bias, "relation_descriptor", "bias"),
         out=out,
-        stream=check_stream(stream, "relation_descriptor"),
+        stream=resolve_stream(stream, "relation_descriptor", text, image_global),
     )

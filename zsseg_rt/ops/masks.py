@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence, Tuple
 
 from ._arrays import as_native_array as _as_native_input
-from ._arrays import check_stream
+from ._arrays import resolve_stream
 from ._loader import native_module
 
 __all__ = ["upsample", "segment"]
@@ -24,7 +24,7 @@ def upsample(
     crop: Optional[Sequence[int]] = None,
     sigmoid: bool = False,
     class_bias: Any = None,
-    stream: int = 0,
+    stream: Optional[int] = None,
     out: Any = None,
 ) -> Any:
     """Bilinear resize exactly like ``F.interpolate(mode="bilinear", align_corners=False)`` (no antialias),
@@ -46,7 +46,9 @@ def upsample(
             vectorised approximation with absolute error below 1e-7 is used; on CUDA ``expf``.
         class_bias: ``[C]`` float32 on the same device as ``logits`` (C-contiguous), subtracted last, or None.
             Every value must be finite (NaN and +/-inf raise ValueError naming the class, on both devices).
-        stream: CUDA stream handle (int, 0 = legacy default) for device inputs; must be 0 for CPU inputs.
+        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
+            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
+            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
         out: optional preallocated result to write into (and return): ``[B, C, H, W]`` of the result's dtype on the
             inputs' device (a NumPy array on the CPU; a CUDA array via DLPack / ``__cuda_array_interface__``),
             C-contiguous, writable, not overlapping any input. No allocation happens then (on CUDA: no
@@ -64,7 +66,7 @@ def upsample(
         sigmoid=bool(sigmoid),
         class_bias=_as_native_input(class_bias, "upsample", "class_bias"),
         out=out,
-        stream=check_stream(stream, "upsample"),
+        stream=resolve_stream(stream, "upsample", logits),
     )
 
 
@@ -74,7 +76,7 @@ def segment(
     class_bias: Any = None,
     sigmoid: bool = True,
     crop: Optional[Sequence[int]] = None,
-    stream: int = 0,
+    stream: Optional[int] = None,
     out: Optional[Sequence[Any]] = None,
 ) -> Tuple[Any, Any]:
     """Fused upsample + optional sigmoid + per-class bias + argmax over classes.
@@ -91,7 +93,9 @@ def segment(
             be finite (NaN and +/-inf raise ValueError naming the class); to drop a class, leave it out.
         sigmoid: apply the logistic function before subtracting the bias.
         crop: optional ``(top, left, height, width)`` valid region of ``logits`` (see :func:`upsample`).
-        stream: CUDA stream handle for device inputs; must be 0 for CPU inputs.
+        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
+            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
+            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
         out: optional preallocated ``(labels, scores)`` to write into (and return), either entry None to allocate
             that one: ``[B, H, W]`` int32 and float32 on the inputs' device (NumPy on the CPU; CUDA arrays via
             DLPack / ``__cuda_array_interface__``), C-contiguous, writable, distinct, not overlapping any input.
@@ -113,5 +117,5 @@ def segment(
         sigmoid=bool(sigmoid),
         crop=crop,
         out=out,
-        stream=check_stream(stream, "segment"),
+        stream=resolve_stream(stream, "segment", logits),
     )

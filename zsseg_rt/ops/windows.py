@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence, Tuple
 
-from ._arrays import as_native_array, check_stream
+from ._arrays import as_native_array, resolve_stream
 from ._loader import native_module
 
 
@@ -16,7 +16,7 @@ def segment_windows(
     output_size: Sequence[int],
     class_bias: Any = None,
     sigmoid: bool = True,
-    stream: int = 0,
+    stream: Optional[int] = None,
     out: Optional[Sequence[Any]] = None,
 ) -> Tuple[Any, Any]:
     """Sliding-window scores -> labels, in the official order, fused.
@@ -39,7 +39,9 @@ def segment_windows(
         output_size: ``(H, W)`` the original image size.
         class_bias: ``[C]`` float32 on the logits' device, finite, or None.
         sigmoid: calibrate with the logistic function (ZegCLIP family); False averages raw values.
-        stream: CUDA stream for device inputs; 0 for CPU inputs.
+        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
+            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
+            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
         out: optional preallocated ``(labels, scores)`` to write into (and return), either entry None to allocate
             that one: ``[H, W]`` int32 and float32 on the inputs' device (NumPy on the CPU; CUDA arrays via
             DLPack / ``__cuda_array_interface__``), C-contiguous, writable, distinct, not overlapping any input.
@@ -58,5 +60,5 @@ def segment_windows(
         class_bias=as_native_array(class_bias, "segment_windows", "class_bias"),
         sigmoid=bool(sigmoid),
         out=out,
-        stream=check_stream(stream, "segment_windows"),
+        stream=resolve_stream(stream, "segment_windows", logits),
     )

@@ -209,6 +209,7 @@ class DevicePipeline:
         self._text: Optional[Buffer] = None
         self._bias: Optional[Buffer] = None
         self._num_classes = 0
+        self._result: Optional[Tuple[Tuple[int, int], Buffer, Buffer]] = None  # (H, W), labels, scores
 
     # ---- vocabulary: uploaded once per set_classes ------------------------------------------------------
     def set_vocabulary(self, text: np.ndarray, class_bias: np.ndarray) -> None:
@@ -287,6 +288,9 @@ class DevicePipeline:
         if self.memory.kind == "host" or (self.memory.kind == "torch" and not getattr(self.memory, "cuda", False)):
             merged, bias = np.asarray(merged), np.asarray(bias)  # CPU tensors: zero-copy NumPy views
         size = (self.meta.image_size, self.meta.image_size)
+        out_hw = (int(out_hw[0]), int(out_hw[1]))
+        if self._result is None or self._result[0] != out_hw:  # reused while the frame size stays: no allocation
+            self._result = (out_hw, self.memory.empty(out_hw, np.int32), self.memory.empty(out_hw, np.float32))
         return ops.segment_windows(
             merged,
             [tuple(w) for w in windows],
@@ -296,6 +300,7 @@ class DevicePipeline:
             class_bias=bias,
             sigmoid=True,
             stream=self.memory.stream,
+            out=self._result[1:],
         )
 
 
