@@ -662,7 +662,7 @@ void ArgParser::require_disjoint(const Output& a, const char* a_name, const Outp
 
 void ArgParser::check_launch(zsseg::CudaStatus status) const {
   // Recorded even when the launch failed: the outputs' release must still be ordered after the allocations.
-  const int recorded = finish_launch(stream_, std::vector<py::object>(in_use_), allocated_);
+  const int recorded = finish_launch(stream_, std::vector<py::object>(in_use_), allocated_, checks_);
   if (status == 0 && recorded != 0) status = recorded;
   if (status != 0) {
     throw std::runtime_error(op_ + ": CUDA error " + std::to_string(status) + " (" + zsseg::cuda_error_string(status) +

@@ -158,9 +158,17 @@ class ArgParser {
   ArrayArg parse_array(const char* name, py::handle obj, Accept accept, ElemType exact = ElemType::Other) const;
   std::string op_;
   std::int64_t stream_;
-  // CUDA only: owners of the parsed arguments (kept alive until the launch completes) and the outputs allocated
-  // here (they get the launch's completion event).
+  // CUDA only: owners of the parsed arguments (kept alive until the launch completes), the outputs allocated
+  // here (they get the launch's completion event) and device-side checks to report after it (class_bias).
   mutable std::vector<py::object> in_use_;
+  mutable std::vector<std::shared_ptr<void>> checks_;
+
+ public:
+  // A CUDA class_bias [C] float32: enqueue the device-side finiteness check on stream() (no host wait; reported
+  // after the launch, see parse_class_bias). False when it could not be enqueued (the caller checks blocking).
+  bool check_bias_on_device(const ArrayArg& bias) const;
+
+ private:
   mutable std::vector<std::shared_ptr<DeviceBuffer>> allocated_;
 };
 
@@ -193,6 +201,8 @@ class DeviceBuffer {
   int device_id() const { return device_id_; }
   // The implementation (CUDA build): completion event, ordering of consumers.
   const std::shared_ptr<void>& impl() const { return impl_; }
+  // Device-side checks of the launch that wrote this buffer (zsseg::stream_order::DeviceCheck), for numpy().
+  std::vector<std::shared_ptr<void>> checks;
 
  private:
   void* data_ = nullptr;
@@ -209,12 +219,14 @@ struct DeviceArray {
   std::int64_t stream = 0;  // the handle the op was given (informational only: never used after the call)
 };
 
-// Drop the owners of finished launches' arguments (never blocks; GIL held). Called by every ArgParser.
+// Drop the owners of finished launches' arguments (never blocks; GIL held). Called by every ArgParser. Raises
+// ValueError for a finished launch whose device-side check failed (a non-finite CUDA class_bias), once.
 void sweep_in_use();
 // After a launch on `stream` (current device = the launch's): record the completion event, attach it to
 // `outputs` and keep `in_use` alive until it completes. Returns the CUDA status of the event record.
 int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
-                  const std::vector<std::shared_ptr<DeviceBuffer>>& outputs);
+                  const std::vector<std::shared_ptr<DeviceBuffer>>& outputs,
+                  const std::vector<std::shared_ptr<void>>& checks);
 
 // ---- DLPack ABI (dlpack.h v1.x; only what the boundary needs) -----------------------------------------
 namespace dlpack {

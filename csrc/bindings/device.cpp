@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/stream_order.h"
+#include "zsseg/bias_check.h"
 #endif
 
 namespace zsseg_py {
@@ -17,19 +18,51 @@ namespace zsseg_py {
 namespace so = zsseg::stream_order;
 
 namespace {
+// What a launch that may still be running holds: its arguments' owners and its device-side checks.
+struct InUse {
+  std::vector<py::object> objects;
+  std::vector<std::shared_ptr<so::DeviceCheck>> checks;
+};
+
 // Owners of the arguments of launches that may still be running (see array_args.h). Never destroyed: Python
 // objects must not be released after the interpreter is gone; drain_in_use() empties it at exit.
-so::DeferredRelease<std::vector<py::object>>& in_use_list() {
-  static auto* list = new so::DeferredRelease<std::vector<py::object>>();
+so::DeferredRelease<InUse>& in_use_list() {
+  static auto* list = new so::DeferredRelease<InUse>();
   return *list;
+}
+
+cudaStream_t stream_order_stream(std::int64_t handle) {
+  return so::as_stream(handle);
+}
+
+std::shared_ptr<so::DeviceCheck> as_check(const std::shared_ptr<void>& check) {
+  return std::static_pointer_cast<so::DeviceCheck>(check);
+}
+
+// The message of a failed class_bias check, or "" (finished, all finite, or the kernel never ran).
+std::string bias_check_failure(const so::DeviceCheck& check) {
+  const std::int32_t code = check.value();
+  if (code < 0) return "";
+  return check.what + " must be finite, got " + zsseg::bad_class_kind(code) + " at class " + std::to_string(code / 4) +
+         " (found by the device-side check after the launch: its outputs are invalid; to drop a class, leave it "
+         "out of the vocabulary)";
+}
+
+void report_finished_checks(InUse& finished) {
+  for (const auto& check : finished.checks) {
+    if (!check || !check->armed || !check->finished()) continue;
+    const std::string failure = bias_check_failure(*check);
+    if (!failure.empty() && check->claim()) throw py::value_error(failure);
+  }
 }
 
 so::StreamBuffer& stream_buffer(const DeviceBuffer& buffer) {
   return *static_cast<so::StreamBuffer*>(buffer.impl().get());
 }
 
-// Wait (without the GIL) for every launch still holding arguments, then release them. Registered with atexit.
-void drain_in_use() {
+// Wait (without the GIL) for every launch still holding arguments, then release them (reporting a failed
+// device-side check when `report`). Registered with atexit (without reporting) and as check_pending_errors.
+void drain_in_use(bool report) {
   const auto events = in_use_list().pending_events();
   {
     py::gil_scoped_release release;
@@ -37,33 +70,85 @@ void drain_in_use() {
       if (event && event->synchronize() != cudaSuccess) cudaGetLastError();
     }
   }
-  in_use_list().sweep();
+  if (report) {
+    in_use_list().sweep(&report_finished_checks);
+  } else {
+    in_use_list().sweep();
+  }
 }
 }  // namespace
 
 void sweep_in_use() {
-  in_use_list().sweep();
+  in_use_list().sweep(&report_finished_checks);
+}
+
+bool ArgParser::check_bias_on_device(const ArrayArg& bias) const {
+  auto check = so::DeviceCheck::create(zsseg::kBiasNotChecked);
+  if (!check) return false;  // every slot in use: the caller checks with a blocking read-back
+  check->what = op_ + ": argument 'class_bias'";
+  zsseg::BiasCheckParams params;
+  params.bias = bias.ptr<float>();
+  params.classes = bias.numel();
+  params.result = check->device_result();
+  CudaDeviceGuard guard(bias.place);
+  const zsseg::CudaStatus status = zsseg::bias_check_cuda(params, stream());
+  if (status != 0) {
+    cudaGetLastError();
+    return false;
+  }
+  // The slot stays taken until the check kernel has run, whatever happens to this call (an error before the
+  // op's launch leaves the check unarmed: never reported).
+  auto ran = std::make_shared<so::ReadyEvent>();
+  if (ran->record(stream_order_stream(stream_int()), bias.place.device_id) != cudaSuccess) {
+    cudaGetLastError();
+    {
+      py::gil_scoped_release release;
+      cudaStreamSynchronize(stream_order_stream(stream_int()));  // cannot track it: wait (error paths only)
+    }
+    cudaGetLastError();
+    ran = nullptr;
+  }
+  check->set_event(ran);
+  in_use_list().keep_until(ran, InUse{{}, {check}});
+  checks_.push_back(std::move(check));
+  return true;
 }
 
 int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
-                  const std::vector<std::shared_ptr<DeviceBuffer>>& outputs) {
+                  const std::vector<std::shared_ptr<DeviceBuffer>>& outputs,
+                  const std::vector<std::shared_ptr<void>>& checks) {
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) cudaGetLastError();
+  InUse held;
+  held.objects = std::move(in_use);
+  for (const auto& check : checks) held.checks.push_back(as_check(check));
   auto ready = std::make_shared<so::ReadyEvent>();
   const cudaError_t status = ready->record(so::as_stream(stream), device);
   if (status != cudaSuccess) {
     cudaGetLastError();
-    // No event: keep nothing pending on it (the outputs fall back to a synchronising cudaFree).
-    in_use_list().keep_until(nullptr, std::move(in_use));
+    // No event: keep nothing pending on it (the outputs fall back to a synchronising cudaFree; the checks are
+    // never reported: their kernel's completion cannot be observed).
+    in_use_list().keep_until(nullptr, std::move(held));
     return static_cast<int>(status);
   }
-  for (const auto& buffer : outputs) stream_buffer(*buffer).set_ready(ready);
-  in_use_list().keep_until(ready, std::move(in_use));
+  for (const auto& check : held.checks) {
+    check->set_event(ready);
+    check->armed = true;
+  }
+  for (const auto& buffer : outputs) {
+    stream_buffer(*buffer).set_ready(ready);
+    buffer->checks = checks;
+  }
+  in_use_list().keep_until(ready, std::move(held));
   return 0;
 }
 #else
 void sweep_in_use() {}
-int finish_launch(std::int64_t, std::vector<py::object>&&, const std::vector<std::shared_ptr<DeviceBuffer>>&) {
+bool ArgParser::check_bias_on_device(const ArrayArg&) const {
+  return false;
+}
+int finish_launch(std::int64_t, std::vector<py::object>&&, const std::vector<std::shared_ptr<DeviceBuffer>>&,
+                  const std::vector<std::shared_ptr<void>>&) {
   return 0;
 }
 #endif
@@ -277,6 +362,13 @@ py::array to_numpy(const DeviceArray& arr) {
     cudaGetLastError();
     throw std::runtime_error(std::string("DeviceArray.numpy: ") + cudaGetErrorString(status));
   }
+  for (const auto& check : arr.buffer->checks) {  // the launch is over: its device-side checks are readable
+    const std::string failure = bias_check_failure(*as_check(check));
+    if (!failure.empty() && as_check(check)->armed) {
+      as_check(check)->claim();
+      throw py::value_error(failure);
+    }
+  }
 #endif
   return host;
 }
@@ -294,8 +386,25 @@ void register_device(py::module_& m) {
 #ifdef ZSSEG_WITH_CUDA
   // Launches still running at exit keep their arguments until they finish, then release them while Python is
   // still there.
-  py::module_::import("atexit").attr("register")(py::cpp_function(&drain_in_use));
+  py::module_::import("atexit").attr("register")(py::cpp_function([] { drain_in_use(false); }));
 #endif
+  m.def(
+      "check_pending_errors",
+      [](bool wait) {
+#ifdef ZSSEG_WITH_CUDA
+        if (wait) {
+          drain_in_use(true);
+        } else {
+          sweep_in_use();
+        }
+#else
+        (void)wait;
+#endif
+      },
+      py::arg("wait") = false,
+      "Raise ValueError if a finished CUDA launch's device-side check failed (a non-finite class_bias), once; "
+      "wait=True first waits (without the GIL) for every launch still running. Every op call does the "
+      "non-waiting form first.");
   m.def("cuda_compiled", &zsseg::cuda_compiled, "True when this build compiled the CUDA kernels.");
   m.def("cuda_device_count", &zsseg::cuda_device_count,
         "Number of usable CUDA devices; 0 when there is no driver, no GPU, no CUDA build, or a visible GPU this "

@@ -20,8 +20,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -218,6 +220,12 @@ class DeferredRelease {
   }
   // Drop the payloads whose work is done (never blocks); returns how many are still pending.
   std::size_t sweep() {
+    return sweep([](Payload&) {});
+  }
+  // Same, calling `visit(payload)` on each finished payload first (outside the lock; an exception from `visit`
+  // propagates after every finished payload was visited and dropped).
+  template <class Visit>
+  std::size_t sweep(Visit&& visit) {
     std::vector<Entry> finished;
     std::size_t pending = 0;
     {
@@ -233,7 +241,17 @@ class DeferredRelease {
       entries_.swap(keep);
       pending = entries_.size();
     }
-    return pending;  // `finished` is destroyed here, outside the lock
+    std::exception_ptr first_error;
+    for (Entry& entry : finished) {
+      try {
+        visit(entry.second);
+      } catch (...) {
+        if (!first_error) first_error = std::current_exception();
+      }
+    }
+    finished.clear();  // destroyed here, outside the lock
+    if (first_error) std::rethrow_exception(first_error);
+    return pending;
   }
   // The events to wait for before everything can be dropped (for drain()).
   std::vector<std::shared_ptr<ReadyEvent>> pending_events() const {
@@ -251,6 +269,92 @@ class DeferredRelease {
   using Entry = std::pair<std::shared_ptr<ReadyEvent>, Payload>;
   mutable std::mutex mutex_;
   std::vector<Entry> entries_;
+};
+
+// A fixed slab of int32 slots in page-locked, mapped host memory (allocated on first use, never freed): a kernel
+// writes a slot through its device address, the host reads it once the kernel's event has passed -- no copy and
+// no wait. acquire() gives -1 when every slot is in use (the caller falls back to a blocking check).
+class PinnedSlots {
+ public:
+  static constexpr int kSlots = 1024;
+  static PinnedSlots& instance() {
+    static auto* slots = new PinnedSlots();  // never destroyed: slots may be read until the process ends
+    return *slots;
+  }
+  int acquire() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (base_ == nullptr) {
+      void* memory = nullptr;
+      if (cudaHostAlloc(&memory, sizeof(std::int32_t) * kSlots, cudaHostAllocMapped | cudaHostAllocPortable) !=
+          cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+      }
+      base_ = static_cast<std::int32_t*>(memory);
+      for (int i = kSlots - 1; i >= 0; --i) free_.push_back(i);
+    }
+    if (free_.empty()) return -1;
+    const int slot = free_.back();
+    free_.pop_back();
+    return slot;
+  }
+  void release(int slot) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (slot >= 0) free_.push_back(slot);
+  }
+  // Host view of a slot (with unified addressing, also the address kernels use for mapped memory).
+  volatile std::int32_t* at(int slot) const { return base_ + slot; }
+  std::size_t in_use() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return base_ == nullptr ? 0 : kSlots - free_.size();
+  }
+
+ private:
+  PinnedSlots() = default;
+  mutable std::mutex mutex_;
+  std::int32_t* base_ = nullptr;
+  std::vector<int> free_;
+};
+
+// The result of a device-side check (e.g. the class-bias check) that the host reads once `event` has passed,
+// reported at most once. Owns one PinnedSlots slot.
+class DeviceCheck {
+ public:
+  // nullptr when no slot is free.
+  static std::shared_ptr<DeviceCheck> create(std::int32_t initial) {
+    const int slot = PinnedSlots::instance().acquire();
+    if (slot < 0) return nullptr;
+    auto check = std::shared_ptr<DeviceCheck>(new DeviceCheck(slot));
+    *PinnedSlots::instance().at(slot) = initial;  // written before the launch: the kernel sees it
+    return check;
+  }
+  ~DeviceCheck() { PinnedSlots::instance().release(slot_); }
+  DeviceCheck(const DeviceCheck&) = delete;
+  DeviceCheck& operator=(const DeviceCheck&) = delete;
+
+  std::int32_t* device_result() const { return const_cast<std::int32_t*>(PinnedSlots::instance().at(slot_)); }
+  void set_event(std::shared_ptr<ReadyEvent> event) { event_ = std::move(event); }
+  // True once the checking kernel has finished (never blocks); false while no event is set.
+  bool finished() const { return event_ != nullptr && event_->done(); }
+  const std::shared_ptr<ReadyEvent>& event() const { return event_; }
+  // The value the kernel wrote; only meaningful when finished().
+  std::int32_t value() const { return *PinnedSlots::instance().at(slot_); }
+  // Claims the report: true exactly once (so an error is raised by one reporter, not by every later one).
+  bool claim() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (reported_) return false;
+    reported_ = true;
+    return true;
+  }
+  std::string what;    // context for the message, e.g. "segment: argument 'class_bias'"
+  bool armed = false;  // set once the op's own launch was enqueued: only armed checks are reported
+
+ private:
+  explicit DeviceCheck(int slot) : slot_(slot) {}
+  int slot_;
+  std::shared_ptr<ReadyEvent> event_;
+  std::mutex mutex_;
+  bool reported_ = false;
 };
 
 }  // namespace stream_order

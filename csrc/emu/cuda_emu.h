@@ -265,6 +265,9 @@ enum cudaMemcpyKind : int {
   cudaMemcpyDeviceToDevice = 3,
   cudaMemcpyDefault = 4
 };
+constexpr unsigned int cudaHostAllocDefault = 0x0;
+constexpr unsigned int cudaHostAllocPortable = 0x1;
+constexpr unsigned int cudaHostAllocMapped = 0x2;
 constexpr unsigned int cudaStreamDefault = 0x0;
 constexpr unsigned int cudaStreamNonBlocking = 0x1;
 constexpr unsigned int cudaEventDefault = 0x0;
@@ -591,6 +594,15 @@ inline cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(zs_emu::runtime().mutex);
   zs_emu::runtime().pending_frees.emplace_back(zs_emu::stream_of(stream).tail, ptr);
   zs_emu::collect_frees();
+  return cudaSuccess;
+}
+// Page-locked host memory: plain host memory here (the emulated device reads and writes host memory anyway).
+inline cudaError_t cudaHostAlloc(void** ptr, std::size_t bytes, unsigned int /*flags*/) {
+  *ptr = std::malloc(bytes == 0 ? 1 : bytes);
+  return *ptr == nullptr ? (zs_emu::last_error() = cudaErrorMemoryAllocation) : cudaSuccess;
+}
+inline cudaError_t cudaFreeHost(void* ptr) {
+  std::free(ptr);
   return cudaSuccess;
 }
 inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind /*kind*/) {

@@ -86,3 +86,31 @@ def test_stream_none_is_torchs_current_stream():
 def test_cuda_status_says_no_error_when_available():
     assert ops.native_module().cuda_status() == "no error"
     assert ops.cuda_unavailable_reason() == ""
+
+
+@pytest.mark.parametrize("op", ["upsample", "segment"])
+def test_a_non_finite_cuda_bias_is_reported_after_the_launch_without_a_host_wait(op):
+    logits = torch.rand(1, 3, 4, 4, device="cuda")
+    bias = torch.tensor([0.0, float("nan"), 0.0], device="cuda")
+    call = getattr(ops, op)
+    result = call(logits, (8, 8), class_bias=bias)  # returns at once: the check runs on the device
+    first = result if op == "upsample" else result[1]
+    with pytest.raises(ValueError, match=rf"^{op}: argument 'class_bias' must be finite, got NaN at class 1"):
+        first.numpy()  # the host learns it once the launch has finished
+    call(logits, (8, 8), class_bias=bias)
+    torch.cuda.synchronize()
+    with pytest.raises(ValueError, match=rf"^{op}: argument 'class_bias' must be finite, got NaN at class 1"):
+        ops.upsample(logits, (8, 8))  # ... or from the next op call, once
+    ops.upsample(logits, (8, 8))
+    call(logits, (8, 8), class_bias=torch.tensor([0.0, 0.0, -float("inf")], device="cuda"))
+    with pytest.raises(ValueError, match=r"must be finite, got -inf at class 2"):
+        ops.native_module().check_pending_errors(wait=True)
+    ops.native_module().check_pending_errors(wait=True)  # reported once
+
+
+def test_a_finite_cuda_bias_reports_nothing():
+    logits = torch.rand(2, 5, 4, 4, device="cuda")
+    bias = torch.full((5,), 0.1, device="cuda")
+    labels, scores = ops.segment(logits, (8, 8), class_bias=bias)
+    ops.native_module().check_pending_errors(wait=True)
+    assert scores.numpy().shape == (2, 8, 8)

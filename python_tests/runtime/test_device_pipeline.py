@@ -148,3 +148,13 @@ def test_result_buffers_are_reused_while_the_frame_size_stays(engine):
     assert second[0] is not buffers[0]  # the caller gets host copies, not the reused buffers
     pipe(_frames()[2])
     assert pipe._result[0] == (90, 40)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_bias_is_refused_on_the_host_at_upload(engine, value):
+    pipe = DevicePipeline(engine.meta, OnnxRuntimeExecutor(engine.backend), max_windows=4)
+    bias = np.array(engine._vocab[2], np.float32).copy()
+    bias[2] = value
+    with pytest.raises(ValueError, match=r"class_bias must be finite, got -?(nan|inf) at class 2"):
+        pipe.set_vocabulary(engine._vocab[1], bias)
+    assert pipe.memory.transfers.entries == []  # refused before anything went to the device

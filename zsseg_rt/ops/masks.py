@@ -46,6 +46,9 @@ def upsample(
             vectorised approximation with absolute error below 1e-7 is used; on CUDA ``expf``.
         class_bias: ``[C]`` float32 on the same device as ``logits`` (C-contiguous), subtracted last, or None.
             Every value must be finite (NaN and +/-inf raise ValueError naming the class, on both devices).
+            On CUDA the check runs on the device without a host wait and the ValueError comes once the launch
+            has finished: from ``numpy()`` of an output, from the next op call, or from
+            ``native_module().check_pending_errors()``.
         stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
             current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
             the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
@@ -91,6 +94,9 @@ def segment(
         size: ``(H, W)`` output size, each >= 1.
         class_bias: ``[C]`` float32 on the same device, subtracted after the sigmoid, or None. Every value must
             be finite (NaN and +/-inf raise ValueError naming the class); to drop a class, leave it out.
+            On CUDA the check runs on the device without a host wait and the ValueError comes once the launch
+            has finished: from ``numpy()`` of an output, from the next op call, or from
+            ``native_module().check_pending_errors()``.
         sigmoid: apply the logistic function before subtracting the bias.
         crop: optional ``(top, left, height, width)`` valid region of ``logits`` (see :func:`upsample`).
         stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's

@@ -38,6 +38,9 @@ def segment_windows(
         scaled_size: ``(H', W')`` the rescaled image the windows tile.
         output_size: ``(H, W)`` the original image size.
         class_bias: ``[C]`` float32 on the logits' device, finite, or None.
+            On CUDA the check runs on the device without a host wait and the ValueError comes once the launch
+            has finished: from ``numpy()`` of an output, from the next op call, or from
+            ``native_module().check_pending_errors()``.
         sigmoid: calibrate with the logistic function (ZegCLIP family); False averages raw values.
         stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
             current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after

@@ -213,11 +213,19 @@ class DevicePipeline:
 
     # ---- vocabulary: uploaded once per set_classes ------------------------------------------------------
     def set_vocabulary(self, text: np.ndarray, class_bias: np.ndarray) -> None:
-        """Upload ``text [C, D]`` and ``class_bias [C]`` (float32) for every following frame."""
+        """Upload ``text [C, D]`` and ``class_bias [C]`` (float32) for every following frame. The bias is checked
+        here, on the host where it is made (finite; the ops' device-side check would report it only after a
+        frame's launch)."""
         text = np.ascontiguousarray(text, dtype=np.float32)
         bias = np.ascontiguousarray(class_bias, dtype=np.float32).reshape(-1)
         if text.ndim != 2 or bias.shape != (text.shape[0],):
             raise ValueError(f"need text [C, D] and class_bias [C], got {list(text.shape)} and {list(bias.shape)}")
+        bad = np.flatnonzero(~np.isfinite(bias))
+        if bad.size:
+            raise ValueError(
+                f"class_bias must be finite, got {bias[bad[0]]} at class {int(bad[0])} (to drop a class, leave it out "
+                "of the vocabulary)"
+            )
         self._text = self.memory.empty(text.shape, np.float32)
         self._bias = self.memory.empty(bias.shape, np.float32)
         self.memory.upload("text_embeddings", text, self._text)
