@@ -74,7 +74,7 @@ TEST(BiasCheck, TheHostLearnsTheResultOnlyAfterTheEventWithoutWaiting) {
   }
   ASSERT_TRUE(check->finished());
   EXPECT_EQ(check->value(), 1 * 4 + 0);
-  EXPECT_TRUE(check->claim());  // reported once ...
+  EXPECT_TRUE(check->claim());   // reported once ...
   EXPECT_FALSE(check->claim());  // ... not by every later reporter
   EXPECT_EQ(zs_emu::runtime_stats().blocking_waits, 0);
   cudaStreamDestroy(stream);
