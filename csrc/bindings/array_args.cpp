@@ -20,6 +20,7 @@ struct RawArray {
   std::string type_name;
   Placement place;
   py::object keep_alive;
+  bool readonly = false;
   const char* via = "";                    // "numpy", "__dlpack__", "__cuda_array_interface__"
   std::optional<std::int64_t> cai_stream;  // __cuda_array_interface__ "stream" entry
 };
@@ -76,6 +77,7 @@ RawArray from_numpy(const py::array& arr) {
     raw.byte_strides.push_back(static_cast<std::int64_t>(arr.strides(i)));
   }
   raw.data = arr.data();
+  raw.readonly = !arr.writeable();
   raw.keep_alive = py::reinterpret_borrow<py::object>(arr);
   return raw;
 }
@@ -193,6 +195,7 @@ RawArray from_dlpack(py::handle obj, const ArgParser& p, const char* name) {
                    std::to_string(m->version.major) + " (expected 1)");
     }
     fill_from_dltensor(m->dl_tensor, raw, p, name);
+    raw.readonly = (m->flags & dlpack::kFlagReadOnly) != 0;
   } else if (PyCapsule_IsValid(cap, "dltensor")) {
     raw.keep_alive = own_dlpack<dlpack::DLManagedTensor>(cap, "dltensor", "used_dltensor");
     const auto* m = static_cast<const dlpack::DLManagedTensor*>(raw.keep_alive.cast<py::capsule>().get_pointer());
@@ -260,6 +263,7 @@ RawArray from_cai(py::handle obj, const ArgParser& p, const char* name) {
   if (data.size() != 2)
     p.fail_value(std::string("argument '") + name + "': __cuda_array_interface__ 'data' must be (ptr, readonly)");
   raw.data = reinterpret_cast<const void*>(static_cast<std::uintptr_t>(cai_int(data[0], p, name, "data pointer")));
+  raw.readonly = py::bool_(py::reinterpret_borrow<py::object>(data[1])).cast<bool>();
   if (cai.contains("strides") && !cai["strides"].is_none()) {
     for (py::handle s : cai_tuple(cai, "strides", p, name)) raw.byte_strides.push_back(cai_int(s, p, name, "stride"));
     if (raw.byte_strides.size() != raw.shape.size()) {
@@ -424,6 +428,7 @@ std::string ArrayArg::shape_str() const {
 
 // ---- ArgParser --------------------------------------------------------------------------------------
 ArgParser::ArgParser(std::string op, std::int64_t stream) : op_(std::move(op)), stream_(stream) {
+  sweep_in_use();
   if (stream < 0)
     fail_value("stream must be a cudaStream_t as a non-negative int (0 = default), got " + std::to_string(stream));
 }
@@ -449,14 +454,15 @@ void refuse_lazy_views(py::handle obj, const ArgParser& p, const char* name) {
 }
 
 ArrayArg ArgParser::array(const char* name, py::handle obj) const {
-  return parse_array(name, obj, false);
+  return parse_array(name, obj, Accept::Float);
 }
 
 ArrayArg ArgParser::uint8_array(const char* name, py::handle obj) const {
-  return parse_array(name, obj, true);
+  return parse_array(name, obj, Accept::UInt8);
 }
 
-ArrayArg ArgParser::parse_array(const char* name, py::handle obj, bool uint8) const {
+ArrayArg ArgParser::parse_array(const char* name, py::handle obj, Accept accept, ElemType exact) const {
+  const bool uint8 = accept == Accept::UInt8;
   RawArray raw;
   if (!obj.is_none() && !py::isinstance<py::array>(obj)) refuse_lazy_views(obj, *this, name);
   if (py::isinstance<py::array>(obj)) {
@@ -475,7 +481,11 @@ ArrayArg ArgParser::parse_array(const char* name, py::handle obj, bool uint8) co
     fail_type(std::string("argument '") + name + "' must have dtype uint8 (an 8-bit image), got " + raw.type_name +
               " on " + raw.place.str() + "; nothing is cast implicitly");
   }
-  if (!uint8) check_type(raw, *this, name);
+  if (accept == Accept::Float) check_type(raw, *this, name);
+  if (accept == Accept::Exact && raw.type != exact) {
+    fail_type(std::string("argument '") + name + "' must have dtype " + elem_type_name(exact) + ", got " +
+              raw.type_name + " on " + raw.place.str() + "; nothing is cast implicitly");
+  }
   check_size(raw, *this, name);  // before strides: empty arrays carry arbitrary strides
   const std::int64_t item = static_cast<std::int64_t>(elem_size(raw.type));
   if (!is_c_contiguous(raw, item)) {
@@ -491,6 +501,8 @@ ArrayArg ArgParser::parse_array(const char* name, py::handle obj, bool uint8) co
   out.type_name = raw.type_name;
   out.place = raw.place;
   out.keep_alive = std::move(raw.keep_alive);
+  out.readonly = raw.readonly;
+  if (out.place.is_cuda()) in_use_.push_back(out.keep_alive);  // alive until the launch reading it completes
   return out;
 }
 
@@ -579,21 +591,79 @@ Output ArgParser::output(const char* name, const std::vector<std::int64_t>& shap
     py::array arr = type == ElemType::Float32 ? py::array(py::dtype::of<float>(), dims)
                                               : py::array(py::dtype::of<std::int32_t>(), dims);
     out.data = arr.mutable_data();
+    out.bytes = static_cast<std::size_t>(count) * elem_size(type);
     out.array = std::move(arr);
     return out;
   }
   DeviceArray device_array;
-  device_array.buffer =
-      std::make_shared<DeviceBuffer>(static_cast<std::size_t>(count) * elem_size(type), where.device_id);
+  try {
+    device_array.buffer =
+        std::make_shared<DeviceBuffer>(static_cast<std::size_t>(count) * elem_size(type), where.device_id, stream_);
+  } catch (const std::runtime_error& err) {
+    throw std::runtime_error(op_ + ": output '" + name + "': " + err.what());
+  }
+  allocated_.push_back(device_array.buffer);
   device_array.shape = shape;
   device_array.type = type;
   device_array.stream = stream_;
   out.data = device_array.buffer->data();
+  out.bytes = device_array.buffer->bytes();
   out.array = py::cast(std::move(device_array));
   return out;
 }
 
+Output ArgParser::output_or(const char* name, const char* arg_name, py::handle out_obj,
+                            const std::vector<std::int64_t>& shape, ElemType type, const Placement& where,
+                            std::initializer_list<const ArrayArg*> inputs) const {
+  if (out_obj.is_none()) return output(name, shape, type, where);
+  output_numel(name, shape);
+  const ArrayArg out = parse_array(arg_name, out_obj, Accept::Exact, type);
+  if (out.shape != shape) fail_shape(out, join_shape(shape));
+  if (out.place.device != where.device || out.place.device_id != where.device_id) {
+    fail_value(std::string("argument '") + arg_name + "' must be on " + where.str() + " like the inputs, got " +
+               out.place.str());
+  }
+  if (out.readonly) fail_value(std::string("argument '") + arg_name + "' is read-only; pass a writable array");
+  const auto* begin = static_cast<const char*>(out.data);
+  const auto* end = begin + out.numel() * static_cast<std::int64_t>(elem_size(out.type));
+  for (const ArrayArg* input : inputs) {
+    if (input == nullptr) continue;
+    const auto* in_begin = static_cast<const char*>(input->data);
+    const auto* in_end = in_begin + input->numel() * static_cast<std::int64_t>(elem_size(input->type));
+    if (input->place.device == out.place.device && begin < in_end && in_begin < end) {
+      fail_value(std::string("argument '") + arg_name + "' overlaps the memory of input '" + input->name +
+                 "'; pass a separate output array");
+    }
+  }
+  Output result;
+  result.array = py::reinterpret_borrow<py::object>(out_obj);
+  result.data = const_cast<void*>(out.data);
+  result.bytes = static_cast<std::size_t>(end - begin);
+  return result;
+}
+
+std::pair<py::object, py::object> ArgParser::out_pair(py::handle out_obj, const char* first, const char* second) const {
+  if (out_obj.is_none()) return {py::none(), py::none()};
+  if ((!py::isinstance<py::tuple>(out_obj) && !py::isinstance<py::list>(out_obj)) || py::len(out_obj) != 2) {
+    fail_type(std::string("argument 'out' must be None or a tuple (") + first + ", " + second +
+              ") of two arrays (either may be None), got " + python_type_name(out_obj));
+  }
+  const py::sequence seq = py::reinterpret_borrow<py::sequence>(out_obj);
+  return {py::object(seq[0]), py::object(seq[1])};
+}
+
+void ArgParser::require_disjoint(const Output& a, const char* a_name, const Output& b, const char* b_name) const {
+  const auto* a_begin = static_cast<const char*>(a.data);
+  const auto* b_begin = static_cast<const char*>(b.data);
+  if (a_begin < b_begin + b.bytes && b_begin < a_begin + a.bytes) {
+    fail_value(std::string("arguments '") + a_name + "' and '" + b_name + "' share memory; pass two separate arrays");
+  }
+}
+
 void ArgParser::check_launch(zsseg::CudaStatus status) const {
+  // Recorded even when the launch failed: the outputs' release must still be ordered after the allocations.
+  const int recorded = finish_launch(stream_, std::vector<py::object>(in_use_), allocated_, checks_);
+  if (status == 0 && recorded != 0) status = recorded;
   if (status != 0) {
     throw std::runtime_error(op_ + ": CUDA error " + std::to_string(status) + " (" + zsseg::cuda_error_string(status) +
                              ")");

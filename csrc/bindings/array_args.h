@@ -23,9 +23,12 @@
 // Streams: a CUDA call enqueues its kernels on `stream` (an integer cudaStream_t; 0 = legacy default stream)
 // and returns WITHOUT synchronising. Inputs are ordered before that stream: __dlpack__ is called with the
 // stream (1 for the legacy default, as the DLPack spec asks), and a __cuda_array_interface__ "stream" entry is
-// waited on with an event. The returned DeviceArray remembers the stream, publishes it in its
-// __cuda_array_interface__ and, in __dlpack__(stream=s), makes the consumer's stream wait for it.
-// Inputs must stay alive until the enqueued work has finished (the usual CUDA rule).
+// waited on with an event. Outputs are allocated stream-ordered (cudaMallocAsync on `stream`, see
+// csrc/cuda/stream_order.h) unless the caller passes them (`out=`). After the launch (check_launch) an event is
+// recorded on `stream`; from then on nothing uses the caller's stream handle again (the caller may destroy it):
+// the returned DeviceArray orders its consumers after the event, host reads wait for it, its memory is freed
+// with cudaFreeAsync after it, and the Python owners of the inputs and `out=` arrays are kept alive until it has
+// completed (a process-wide list, polled without blocking at every op call and drained at exit).
 // CPU calls release the GIL while they compute and return NumPy arrays; passing stream != 0 with CPU arrays
 // is a ValueError.
 #pragma once
@@ -38,6 +41,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "zsseg/common.h"
@@ -73,6 +77,7 @@ struct ArrayArg {
   std::string type_name;  // "float32", "float64", "int32", "object", ...
   Placement place;
   py::object keep_alive;  // numpy array or a capsule releasing the DLPack tensor
+  bool readonly = false;  // NumPy not writeable, DLPack read-only flag, or CAI data (ptr, True)
 
   int ndim() const { return static_cast<int>(shape.size()); }
   std::int64_t dim(int axis) const { return shape.at(static_cast<std::size_t>(axis)); }
@@ -88,11 +93,14 @@ struct ArrayArg {
 struct Output {
   py::object array;  // what the binding returns to Python
   void* data = nullptr;
+  std::size_t bytes = 0;
   template <class T>
   T* ptr() const {
     return static_cast<T*>(data);
   }
 };
+
+class DeviceBuffer;
 
 // Per-call helper: knows the op name (message prefix) and the launch stream.
 class ArgParser {
@@ -124,8 +132,21 @@ class ArgParser {
   std::int64_t output_numel(const char* name, const std::vector<std::int64_t>& shape) const;
   // Allocate an output on `where` (checks output_numel first, so nothing is allocated for a bad size).
   Output output(const char* name, const std::vector<std::int64_t>& shape, ElemType type, const Placement& where) const;
+  // An output the caller may preallocate (`out=`): None -> output(name, ...); otherwise `out_obj` is parsed like
+  // an input (NumPy on the CPU; __dlpack__ / __cuda_array_interface__ on CUDA) and must be writable, of exactly
+  // `type` and `shape`, on `where`, C-contiguous, and must not overlap any of `inputs` (ValueError / TypeError
+  // "<op>: argument '<arg_name>' must ..., got ..."). The returned Output's array is `out_obj` itself.
+  Output output_or(const char* name, const char* arg_name, py::handle out_obj, const std::vector<std::int64_t>& shape,
+                   ElemType type, const Placement& where, std::initializer_list<const ArrayArg*> inputs = {}) const;
+  // `out=` of an op returning two arrays: None -> (None, None); else a tuple/list of exactly two entries, each an
+  // array or None (that one is allocated). Anything else -> TypeError naming `first` and `second`.
+  std::pair<py::object, py::object> out_pair(py::handle out_obj, const char* first, const char* second) const;
+  // ValueError when two outputs share memory (e.g. out=(labels, scores) given as views of one buffer).
+  void require_disjoint(const Output& a, const char* a_name, const Output& b, const char* b_name) const;
 
-  // Raise py RuntimeError "<op>: CUDA error <code> (<text>)" when status != 0.
+  // After a CUDA launch on stream(): records the completion event, attaches it to the outputs allocated by this
+  // parser and keeps every parsed argument's owner alive until it completes; then raises py RuntimeError
+  // "<op>: CUDA error <code> (<text>)" when status != 0. Call it with the launch's device current.
   void check_launch(zsseg::CudaStatus status) const;
 
   zsseg::Stream stream() const;  // the launch stream as a cudaStream_t handle
@@ -133,9 +154,22 @@ class ArgParser {
   const std::string& op() const { return op_; }
 
  private:
-  ArrayArg parse_array(const char* name, py::handle obj, bool uint8) const;
+  enum class Accept { Float, UInt8, Exact };  // Exact: exactly `exact` (outputs)
+  ArrayArg parse_array(const char* name, py::handle obj, Accept accept, ElemType exact = ElemType::Other) const;
   std::string op_;
   std::int64_t stream_;
+  // CUDA only: owners of the parsed arguments (kept alive until the launch completes), the outputs allocated
+  // here (they get the launch's completion event) and device-side checks to report after it (class_bias).
+  mutable std::vector<py::object> in_use_;
+  mutable std::vector<std::shared_ptr<void>> checks_;
+
+ public:
+  // A CUDA class_bias [C] float32: enqueue the device-side finiteness check on stream() (no host wait; reported
+  // after the launch, see parse_class_bias). False when it could not be enqueued (the caller checks blocking).
+  bool check_bias_on_device(const ArrayArg& bias) const;
+
+ private:
+  mutable std::vector<std::shared_ptr<DeviceBuffer>> allocated_;
 };
 
 // Makes `where.device_id` current for its lifetime (no-op for CPU or a CPU-only build).
@@ -152,22 +186,29 @@ class CudaDeviceGuard {
 
 // ---- device memory owned by Python (implemented in device.cpp) ---------------------------------------
 
-// One cudaMalloc'd buffer, freed (on its device) in the destructor. Shared by a DeviceArray and every
+// One stream-ordered device allocation (zsseg::stream_order::StreamBuffer in a CUDA build): allocated on the
+// launch stream, released with cudaFreeAsync once the launch's completion event has passed (nothing blocks in
+// the destructor, which may run without the GIL, e.g. from a DLPack deleter). Shared by a DeviceArray and every
 // DLPack capsule exported from it, so the memory lives as long as any of them.
 class DeviceBuffer {
  public:
-  DeviceBuffer(std::size_t bytes, int device_id);  // throws py::error on allocation failure
+  DeviceBuffer(std::size_t bytes, int device_id, std::int64_t stream);  // throws on allocation failure
   ~DeviceBuffer();
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   void* data() const { return data_; }
   std::size_t bytes() const { return bytes_; }
   int device_id() const { return device_id_; }
+  // The implementation (CUDA build): completion event, ordering of consumers.
+  const std::shared_ptr<void>& impl() const { return impl_; }
+  // Device-side checks of the launch that wrote this buffer (zsseg::stream_order::DeviceCheck), for numpy().
+  std::vector<std::shared_ptr<void>> checks;
 
  private:
   void* data_ = nullptr;
   std::size_t bytes_ = 0;
   int device_id_ = 0;
+  std::shared_ptr<void> impl_;  // zsseg::stream_order::StreamBuffer
 };
 
 // The Python class zsseg_rt._C.DeviceArray: shape, dtype, __cuda_array_interface__ (v3), __dlpack__.
@@ -175,8 +216,17 @@ struct DeviceArray {
   std::shared_ptr<DeviceBuffer> buffer;
   std::vector<std::int64_t> shape;
   ElemType type = ElemType::Float32;
-  std::int64_t stream = 0;  // stream the producing kernels were enqueued on (0 = legacy default)
+  std::int64_t stream = 0;  // the handle the op was given (informational only: never used after the call)
 };
+
+// Drop the owners of finished launches' arguments (never blocks; GIL held). Called by every ArgParser. Raises
+// ValueError for a finished launch whose device-side check failed (a non-finite CUDA class_bias), once.
+void sweep_in_use();
+// After a launch on `stream` (current device = the launch's): record the completion event, attach it to
+// `outputs` and keep `in_use` alive until it completes. Returns the CUDA status of the event record.
+int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
+                  const std::vector<std::shared_ptr<DeviceBuffer>>& outputs,
+                  const std::vector<std::shared_ptr<void>>& checks);
 
 // ---- DLPack ABI (dlpack.h v1.x; only what the boundary needs) -----------------------------------------
 namespace dlpack {

@@ -7,35 +7,172 @@
 
 #ifdef ZSSEG_WITH_CUDA
 #include <cuda_runtime.h>
+
+#include "cuda/stream_order.h"
+#include "zsseg/bias_check.h"
 #endif
 
 namespace zsseg_py {
 
-// ---- DeviceBuffer -----------------------------------------------------------------------------------
-DeviceBuffer::DeviceBuffer(std::size_t bytes, int device_id) : bytes_(bytes), device_id_(device_id) {
 #ifdef ZSSEG_WITH_CUDA
-  CudaDeviceGuard guard(Placement{Device::CUDA, device_id});
-  const cudaError_t status = cudaMalloc(&data_, bytes);
+namespace so = zsseg::stream_order;
+
+namespace {
+// What a launch that may still be running holds: its arguments' owners and its device-side checks.
+struct InUse {
+  std::vector<py::object> objects;
+  std::vector<std::shared_ptr<so::DeviceCheck>> checks;
+};
+
+// Owners of the arguments of launches that may still be running (see array_args.h). Never destroyed: Python
+// objects must not be released after the interpreter is gone; drain_in_use() empties it at exit.
+so::DeferredRelease<InUse>& in_use_list() {
+  static auto* list = new so::DeferredRelease<InUse>();
+  return *list;
+}
+
+cudaStream_t stream_order_stream(std::int64_t handle) {
+  return so::as_stream(handle);
+}
+
+std::shared_ptr<so::DeviceCheck> as_check(const std::shared_ptr<void>& check) {
+  return std::static_pointer_cast<so::DeviceCheck>(check);
+}
+
+// The message of a failed class_bias check, or "" (finished, all finite, or the kernel never ran).
+std::string bias_check_failure(const so::DeviceCheck& check) {
+  const std::int32_t code = check.value();
+  if (code < 0) return "";
+  return check.what + " must be finite, got " + zsseg::bad_class_kind(code) + " at class " + std::to_string(code / 4) +
+         " (found by the device-side check after the launch: its outputs are invalid; to drop a class, leave it "
+         "out of the vocabulary)";
+}
+
+void report_finished_checks(InUse& finished) {
+  for (const auto& check : finished.checks) {
+    if (!check || !check->armed || !check->finished()) continue;
+    const std::string failure = bias_check_failure(*check);
+    if (!failure.empty() && check->claim()) throw py::value_error(failure);
+  }
+}
+
+so::StreamBuffer& stream_buffer(const DeviceBuffer& buffer) {
+  return *static_cast<so::StreamBuffer*>(buffer.impl().get());
+}
+
+// Wait (without the GIL) for every launch still holding arguments, then release them (reporting a failed
+// device-side check when `report`). Registered with atexit (without reporting) and as check_pending_errors.
+void drain_in_use(bool report) {
+  const auto events = in_use_list().pending_events();
+  {
+    py::gil_scoped_release release;
+    for (const auto& event : events) {
+      if (event && event->synchronize() != cudaSuccess) cudaGetLastError();
+    }
+  }
+  if (report) {
+    in_use_list().sweep(&report_finished_checks);
+  } else {
+    in_use_list().sweep();
+  }
+}
+}  // namespace
+
+void sweep_in_use() {
+  in_use_list().sweep(&report_finished_checks);
+}
+
+bool ArgParser::check_bias_on_device(const ArrayArg& bias) const {
+  auto check = so::DeviceCheck::create(zsseg::kBiasNotChecked);
+  if (!check) return false;  // every slot in use: the caller checks with a blocking read-back
+  check->what = op_ + ": argument 'class_bias'";
+  zsseg::BiasCheckParams params;
+  params.bias = bias.ptr<float>();
+  params.classes = bias.numel();
+  params.result = check->device_result();
+  CudaDeviceGuard guard(bias.place);
+  const zsseg::CudaStatus status = zsseg::bias_check_cuda(params, stream());
+  if (status != 0) {
+    cudaGetLastError();
+    return false;
+  }
+  // The slot stays taken until the check kernel has run, whatever happens to this call (an error before the
+  // op's launch leaves the check unarmed: never reported).
+  auto ran = std::make_shared<so::ReadyEvent>();
+  if (ran->record(stream_order_stream(stream_int()), bias.place.device_id) != cudaSuccess) {
+    cudaGetLastError();
+    {
+      py::gil_scoped_release release;
+      cudaStreamSynchronize(stream_order_stream(stream_int()));  // cannot track it: wait (error paths only)
+    }
+    cudaGetLastError();
+    ran = nullptr;
+  }
+  check->set_event(ran);
+  in_use_list().keep_until(ran, InUse{{}, {check}});
+  checks_.push_back(std::move(check));
+  return true;
+}
+
+int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
+                  const std::vector<std::shared_ptr<DeviceBuffer>>& outputs,
+                  const std::vector<std::shared_ptr<void>>& checks) {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) cudaGetLastError();
+  InUse held;
+  held.objects = std::move(in_use);
+  for (const auto& check : checks) held.checks.push_back(as_check(check));
+  auto ready = std::make_shared<so::ReadyEvent>();
+  const cudaError_t status = ready->record(so::as_stream(stream), device);
   if (status != cudaSuccess) {
     cudaGetLastError();
-    data_ = nullptr;
-    throw std::runtime_error("cudaMalloc of " + std::to_string(bytes) + " bytes on cuda:" + std::to_string(device_id) +
+    // No event: keep nothing pending on it (the outputs fall back to a synchronising cudaFree; the checks are
+    // never reported: their kernel's completion cannot be observed).
+    in_use_list().keep_until(nullptr, std::move(held));
+    return static_cast<int>(status);
+  }
+  for (const auto& check : held.checks) {
+    check->set_event(ready);
+    check->armed = true;
+  }
+  for (const auto& buffer : outputs) {
+    stream_buffer(*buffer).set_ready(ready);
+    buffer->checks = checks;
+  }
+  in_use_list().keep_until(ready, std::move(held));
+  return 0;
+}
+#else
+void sweep_in_use() {}
+bool ArgParser::check_bias_on_device(const ArrayArg&) const {
+  return false;
+}
+int finish_launch(std::int64_t, std::vector<py::object>&&, const std::vector<std::shared_ptr<DeviceBuffer>>&,
+                  const std::vector<std::shared_ptr<void>>&) {
+  return 0;
+}
+#endif
+
+// ---- DeviceBuffer -----------------------------------------------------------------------------------
+DeviceBuffer::DeviceBuffer(std::size_t bytes, int device_id, std::int64_t stream)
+    : bytes_(bytes), device_id_(device_id) {
+#ifdef ZSSEG_WITH_CUDA
+  std::shared_ptr<so::StreamBuffer> buffer;
+  const cudaError_t status = so::StreamBuffer::allocate(bytes, device_id, so::as_stream(stream), &buffer);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    throw std::runtime_error("allocating " + std::to_string(bytes) + " bytes on cuda:" + std::to_string(device_id) +
                              " failed: " + cudaGetErrorString(status));
   }
+  data_ = buffer->data();
+  impl_ = std::move(buffer);
 #else
+  (void)stream;
   throw std::runtime_error("DeviceBuffer: zsseg_rt was built without CUDA");
 #endif
 }
 
-DeviceBuffer::~DeviceBuffer() {
-#ifdef ZSSEG_WITH_CUDA
-  if (data_ != nullptr) {
-    CudaDeviceGuard guard(Placement{Device::CUDA, device_id_});
-    cudaFree(data_);
-    cudaGetLastError();
-  }
-#endif
-}
+DeviceBuffer::~DeviceBuffer() = default;  // the StreamBuffer frees stream-ordered, without blocking
 
 namespace {
 
@@ -126,16 +263,13 @@ void order_for_consumer(const DeviceArray& arr, const py::object& stream) {
     throw py::value_error(
         "DeviceArray.__dlpack__: stream 0 is ambiguous on CUDA; pass 1 for the legacy default stream");
 #ifdef ZSSEG_WITH_CUDA
-  auto* consumer_stream = reinterpret_cast<cudaStream_t>(static_cast<std::uintptr_t>(consumer));
-  auto* producer_stream = reinterpret_cast<cudaStream_t>(static_cast<std::uintptr_t>(arr.stream));
-  const bool both_legacy = arr.stream == 0 && consumer == 1;
-  if (both_legacy || consumer_stream == producer_stream) return;
-  CudaDeviceGuard guard(Placement{Device::CUDA, arr.buffer->device_id()});
-  cudaEvent_t ready = nullptr;
-  cudaError_t status = cudaEventCreateWithFlags(&ready, cudaEventDisableTiming);
-  if (status == cudaSuccess) status = cudaEventRecord(ready, producer_stream);
-  if (status == cudaSuccess) status = cudaStreamWaitEvent(consumer_stream, ready, 0);
-  if (ready != nullptr) cudaEventDestroy(ready);
+  // The consumer waits for the completion event of the producing launch; the producer's stream handle is never
+  // touched (it may be destroyed by now). DLPack numbering: 1 legacy default, 2 per-thread default, else a handle.
+  const cudaStream_t consumer_stream = consumer == 1   ? cudaStreamLegacy
+                                       : consumer == 2 ? cudaStreamPerThread
+                                                       : so::as_stream(consumer);
+  const auto& ready = stream_buffer(*arr.buffer).ready();
+  const cudaError_t status = ready ? ready->order_before(consumer_stream) : cudaSuccess;
   if (status != cudaSuccess) {
     cudaGetLastError();
     throw std::runtime_error(std::string("DeviceArray.__dlpack__: stream ordering failed: ") +
@@ -169,6 +303,32 @@ py::object dlpack_export(const DeviceArray& arr, const py::object& stream, const
   return std::move(capsule);
 }
 
+// CAI v3 "stream": the consumer synchronises on it. The producer's own stream may be gone by then, so this is
+// the library's release stream of the device (never destroyed), made to wait for the completion event.
+py::object cai_stream(const DeviceArray& arr) {
+#ifdef ZSSEG_WITH_CUDA
+  const auto& ready = stream_buffer(*arr.buffer).ready();
+  if (!ready || ready->done()) return py::none();  // nothing to wait for
+  cudaStream_t stream = so::release_stream(arr.buffer->device_id());
+  if (stream != nullptr && ready->order_before(stream) == cudaSuccess) {
+    return py::int_(reinterpret_cast<std::uintptr_t>(stream));
+  }
+  cudaGetLastError();
+  cudaError_t status;
+  {
+    py::gil_scoped_release release;  // last resort: wait here
+    status = ready->synchronize();
+  }
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    throw std::runtime_error(std::string("DeviceArray.__cuda_array_interface__: ") + cudaGetErrorString(status));
+  }
+#else
+  (void)arr;
+#endif
+  return py::none();
+}
+
 py::dict cuda_array_interface(const DeviceArray& arr) {
   py::dict cai;
   cai["shape"] = py::tuple(py::cast(arr.shape));
@@ -176,7 +336,7 @@ py::dict cuda_array_interface(const DeviceArray& arr) {
   cai["data"] = py::make_tuple(reinterpret_cast<std::uintptr_t>(arr.buffer->data()), false);
   cai["strides"] = py::none();
   cai["version"] = 3;
-  cai["stream"] = py::int_(arr.stream == 0 ? 1 : arr.stream);  // CAI v3: 1 = legacy default stream
+  cai["stream"] = cai_stream(arr);
   return cai;
 }
 
@@ -189,18 +349,25 @@ py::array to_numpy(const DeviceArray& arr) {
   py::array host(dtype, dims);
 #ifdef ZSSEG_WITH_CUDA
   CudaDeviceGuard guard(Placement{Device::CUDA, arr.buffer->device_id()});
-  auto* stream = reinterpret_cast<cudaStream_t>(static_cast<std::uintptr_t>(arr.stream));
+  const auto ready = stream_buffer(*arr.buffer).ready();
   void* destination = host.mutable_data();
   const std::size_t bytes = static_cast<std::size_t>(shape_numel(arr.shape)) * elem_size(arr.type);
   cudaError_t status;
   {
     py::gil_scoped_release release;  // other Python threads run while this one waits for the GPU
-    status = cudaStreamSynchronize(stream);
+    status = ready ? ready->synchronize() : cudaSuccess;
     if (status == cudaSuccess) status = cudaMemcpy(destination, arr.buffer->data(), bytes, cudaMemcpyDeviceToHost);
   }
   if (status != cudaSuccess) {
     cudaGetLastError();
     throw std::runtime_error(std::string("DeviceArray.numpy: ") + cudaGetErrorString(status));
+  }
+  for (const auto& check : arr.buffer->checks) {  // the launch is over: its device-side checks are readable
+    const std::string failure = bias_check_failure(*as_check(check));
+    if (!failure.empty() && as_check(check)->armed) {
+      as_check(check)->claim();
+      throw py::value_error(failure);
+    }
   }
 #endif
   return host;
@@ -216,15 +383,43 @@ std::string device_array_repr(const DeviceArray& arr) {
 }  // namespace
 
 void register_device(py::module_& m) {
+#ifdef ZSSEG_WITH_CUDA
+  // Launches still running at exit keep their arguments until they finish, then release them while Python is
+  // still there.
+  py::module_::import("atexit").attr("register")(py::cpp_function([] { drain_in_use(false); }));
+#endif
+  m.def(
+      "check_pending_errors",
+      [](bool wait) {
+#ifdef ZSSEG_WITH_CUDA
+        if (wait) {
+          drain_in_use(true);
+        } else {
+          sweep_in_use();
+        }
+#else
+        (void)wait;
+#endif
+      },
+      py::arg("wait") = false,
+      "Raise ValueError if a finished CUDA launch's device-side check failed (a non-finite class_bias), once; "
+      "wait=True first waits (without the GIL) for every launch still running. Every op call does the "
+      "non-waiting form first.");
   m.def("cuda_compiled", &zsseg::cuda_compiled, "True when this build compiled the CUDA kernels.");
   m.def("cuda_device_count", &zsseg::cuda_device_count,
-        "Number of usable CUDA devices; 0 when there is no driver, no GPU, or no CUDA build. Never raises.");
+        "Number of usable CUDA devices; 0 when there is no driver, no GPU, no CUDA build, or a visible GPU this "
+        "build has no code for (every device is probed once per process). Never raises.");
   m.def(
       "cuda_available", [] { return zsseg::cuda_compiled() && zsseg::cuda_device_count() > 0; },
       "True when the CUDA kernels are compiled in and at least one CUDA device is usable.");
   m.def(
-      "cuda_status", [] { return std::string(zsseg::cuda_error_string(-1)); },
-      "Why cuda_device_count() is what it is (text of the last cudaGetDeviceCount result).");
+      "cuda_status",
+      [] {
+        zsseg::cuda_device_count();  // probes once per process
+        return std::string(zsseg::cuda_error_string(-1));
+      },
+      "Why cuda_device_count() is what it is: 'no error', the cudaGetDeviceCount error, or which device cannot run "
+      "this build's kernels (no code for its architecture) and how to rebuild.");
 
   py::class_<DeviceArray>(m, "DeviceArray",
                           "C-contiguous CUDA memory returned by the CUDA ops. Consume it with torch.from_dlpack(x), "
@@ -236,13 +431,26 @@ void register_device(py::module_& m) {
       .def_property_readonly("nbytes", [](const DeviceArray& a) { return a.buffer->bytes(); })
       .def_property_readonly(
           "stream", [](const DeviceArray& a) { return a.stream; },
-          "Integer cudaStream_t the producing kernels were enqueued on (0 = default stream).")
+          "The integer cudaStream_t the op was given (0 = default stream); informational only: consumers are "
+          "ordered after the launch's completion event, so that stream may be destroyed after the call.")
+      .def(
+          "ready",
+          [](const DeviceArray& a) {
+#ifdef ZSSEG_WITH_CUDA
+            const auto& ready = stream_buffer(*a.buffer).ready();
+            return !ready || ready->done();
+#else
+            (void)a;
+            return true;
+#endif
+          },
+          "True when the producing launch has finished (never blocks).")
       .def_property_readonly("__cuda_array_interface__", &cuda_array_interface)
       .def("__dlpack__", &dlpack_export, py::kw_only(), py::arg("stream") = py::none(),
            py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
       .def("__dlpack_device__",
            [](const DeviceArray& a) { return py::make_tuple(int(dlpack::kDLCUDA), a.buffer->device_id()); })
-      .def("numpy", &to_numpy, "Copy to a new NumPy array (synchronises the producing stream).")
+      .def("numpy", &to_numpy, "Copy to a new NumPy array (waits, without the GIL, for the producing launch).")
       .def("__repr__", &device_array_repr);
 }
 

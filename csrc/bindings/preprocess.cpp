@@ -92,22 +92,9 @@ py::object preprocess(py::handle image_obj, py::handle scaled_size, py::handle w
   if (out_type == ElemType::Float16 && !where.is_cuda()) args.fail_type("dtype 'float16' is supported on CUDA only");
   const std::vector<std::int64_t> shape = {static_cast<std::int64_t>(windows.size()), 3, crop, crop};
   args.output_numel("output", shape);
-  py::object result;
-  void* data = nullptr;
-  if (out_obj.is_none()) {
-    Output out = args.output("output", shape, out_type, where);
-    result = out.array;
-    data = out.data;
-  } else {
-    const ArrayArg out = args.array("out", out_obj);
-    if (out.shape != shape)
-      args.fail_shape(
-          out, "[" + std::to_string(shape[0]) + ", 3, " + std::to_string(crop) + ", " + std::to_string(crop) + "]");
-    if (out.type != out_type) args.fail_type("argument 'out' must have dtype " + dtype + ", got " + out.type_name);
-    args.placement({&image, &out});
-    result = py::reinterpret_borrow<py::object>(out_obj);
-    data = const_cast<void*>(out.data);
-  }
+  const Output out = args.output_or("output", "out", out_obj, shape, out_type, where, {&image});
+  const py::object result = out.array;
+  void* data = out.data;
   params.image = image.ptr<std::uint8_t>();
   params.in_height = static_cast<std::int32_t>(image.dim(0));
   params.in_width = static_cast<std::int32_t>(image.dim(1));

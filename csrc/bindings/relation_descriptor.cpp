@@ -26,7 +26,7 @@ void check_shapes(const ArgParser& args, const ArrayArg& text, const ArrayArg& g
 }
 
 py::object relation_descriptor(py::handle text_obj, py::handle global_obj, py::handle weight_obj, py::handle bias_obj,
-                               std::int64_t stream) {
+                               py::handle out_obj, std::int64_t stream) {
   ArgParser args("relation_descriptor", stream);
   const ArrayArg text = args.array("text", text_obj);  // [C, D]
   if (text.ndim() != 2) args.fail_shape(text, "[C, D]");
@@ -52,7 +52,8 @@ py::object relation_descriptor(py::handle text_obj, py::handle global_obj, py::h
   params.image_global = global.data;
   params.weight = weight ? weight->data : nullptr;
   params.bias = bias ? bias->data : nullptr;
-  Output out = args.output("output", {params.batch, params.num_classes, params.out_dim}, text.type, where);
+  Output out = args.output_or("output", "out", out_obj, {params.batch, params.num_classes, params.out_dim}, text.type,
+                              where, {&text, &global, weight_ptr, bias_ptr});
   params.out = out.data;
   if (where.is_cuda()) {
     CudaDeviceGuard guard(where);
@@ -68,7 +69,8 @@ py::object relation_descriptor(py::handle text_obj, py::handle global_obj, py::h
 
 void register_relation_descriptor(py::module_& m) {
   m.def("relation_descriptor", &relation_descriptor, py::arg("text"), py::arg("image_global"),
-        py::arg("weight") = py::none(), py::arg("bias") = py::none(), py::arg("stream") = 0,
+        py::arg("weight") = py::none(), py::arg("bias") = py::none(), py::arg("out") = py::none(),
+        py::arg("stream") = 0,
         "Linear(concat(text * g, text)) fused -> [B, C, Dout] (or [B, C, 2D] without weight). "
         "See zsseg_rt.ops.relation_descriptor.");
 }

@@ -75,8 +75,12 @@ inline zsseg::ResizeGeometry parse_resize_geometry(const ArgParser& args, const 
 // class_bias: [C] float32 (C-contiguous, checked by ArgParser) or None. The caller puts it in the same
 // placement() call as the logits (same device). Every value must be finite (NaN and +/-inf are refused, naming
 // the first bad class): with infinite biases whole groups of classes tie at +/-inf, where the fused CPU argmax
-// and the per-class CUDA argmax would not pick the same label. On CUDA the C values are copied to the host for
-// the check (a few bytes; synchronises the legacy default stream). To drop a class, leave it out of the vocabulary.
+// and the per-class CUDA argmax would not pick the same label. To drop a class, leave it out of the vocabulary.
+// A host (NumPy) bias is checked here, before anything runs. A CUDA bias is checked on the device without a
+// host wait (zsseg/bias_check.h): a one-block kernel on the launch stream, before the op's kernel, writes the
+// first bad class into mapped pinned memory, and the ValueError comes once the launch has finished -- from
+// DeviceArray.numpy() of an output, from the next op call, or from _C.check_pending_errors() (like CUDA's own
+// asynchronous errors). Only when no check slot is free (1024 launches in flight) is it read back blocking.
 inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handle obj, std::int64_t classes) {
   std::optional<ArrayArg> bias = args.optional_array("class_bias", obj);
   if (!bias) return bias;
@@ -90,10 +94,8 @@ inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handl
   const float* values = bias->ptr<float>();
   if (bias->place.is_cuda()) {
 #ifdef ZSSEG_WITH_CUDA
-    // Read back on the launch stream, which is already ordered after the bias' producer (DLPack stream argument
-    // or __cuda_array_interface__ stream), never on the legacy stream, and without the GIL while waiting.
-    // Still one synchronisation per call with a CUDA bias (issue 13: validating where the bias is made, or an
-    // in-kernel flag, would remove it).
+    if (args.check_bias_on_device(*bias)) return bias;  // reported after the launch, without a host wait
+    // Fallback: read back on the launch stream (ordered after the bias' producer), without the GIL while waiting.
     host.resize(static_cast<std::size_t>(classes));
     CudaDeviceGuard guard(bias->place);
     const auto stream = static_cast<cudaStream_t>(args.stream());

@@ -9,7 +9,7 @@ namespace zsseg_py {
 namespace {
 
 py::tuple segment(py::handle logits_obj, py::handle size, py::handle class_bias_obj, bool apply_sigmoid,
-                  py::handle crop, std::int64_t stream) {
+                  py::handle crop, py::handle out_obj, std::int64_t stream) {
   ArgParser args("segment", stream);
   const ArrayArg logits = args.array("logits", logits_obj);  // [B, C, h, w]
   if (logits.ndim() != 4) args.fail_shape(logits, "[B, C, h, w] (4 dimensions)");
@@ -17,8 +17,13 @@ py::tuple segment(py::handle logits_obj, py::handle size, py::handle class_bias_
   const Placement where = args.placement({&logits, bias ? &*bias : nullptr});
   const zsseg::ResizeGeometry g = parse_resize_geometry(args, logits, size, crop);
   const std::vector<std::int64_t> out_shape{g.batch, g.out_height, g.out_width};
-  Output labels = args.output("labels", out_shape, ElemType::Int32, where);
-  Output scores = args.output("scores", out_shape, ElemType::Float32, where);
+  const auto outs = args.out_pair(out_obj, "labels", "scores");
+  const ArrayArg* bias_arg = bias ? &*bias : nullptr;
+  Output labels =
+      args.output_or("labels", "out[0]", outs.first, out_shape, ElemType::Int32, where, {&logits, bias_arg});
+  Output scores =
+      args.output_or("scores", "out[1]", outs.second, out_shape, ElemType::Float32, where, {&logits, bias_arg});
+  args.require_disjoint(labels, "out[0]", scores, "out[1]");
   zsseg::SegmentParams params;
   params.logits = logits.data;
   params.class_bias = bias ? bias->ptr<float>() : nullptr;
@@ -41,7 +46,7 @@ py::tuple segment(py::handle logits_obj, py::handle size, py::handle class_bias_
 
 void register_segment(py::module_& m) {
   m.def("segment", &segment, py::arg("logits"), py::arg("size"), py::arg("class_bias") = py::none(),
-        py::arg("sigmoid") = true, py::arg("crop") = py::none(), py::arg("stream") = 0,
+        py::arg("sigmoid") = true, py::arg("crop") = py::none(), py::arg("out") = py::none(), py::arg("stream") = 0,
         "Fused upsample + sigmoid + class bias + argmax: (labels [B, H, W] int32, scores [B, H, W] float32); "
         "see zsseg_rt.ops.segment.");
 }

@@ -48,7 +48,7 @@ std::int64_t positive(const ArgParser& args, std::int64_t v, const std::string& 
 
 py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::handle head_size, py::handle scaled_size,
                           py::handle output_size, py::handle class_bias_obj, bool apply_sigmoid, bool softmax,
-                          double logit_scale, py::handle class_drop_obj, std::int64_t stream) {
+                          double logit_scale, py::handle class_drop_obj, py::handle out_obj, std::int64_t stream) {
   ArgParser args("segment_windows", stream);
   const ArrayArg logits = args.array("logits", logits_obj);  // [n, C, h, w]
   if (logits.ndim() != 4) args.fail_shape(logits, "[n_windows, C, h, w] (4 dimensions)");
@@ -110,8 +110,13 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
   }
   const std::vector<std::int64_t> out_shape{out[0], out[1]};
   args.output_numel("scratch", {logits.dim(1), scaled[1], 3});  // per-thread scratch of the CPU path
-  Output labels = args.output("labels", out_shape, ElemType::Int32, where);
-  Output scores = args.output("scores", out_shape, ElemType::Float32, where);
+  const auto outs = args.out_pair(out_obj, "labels", "scores");
+  const ArrayArg* bias_arg = bias ? &*bias : nullptr;
+  Output labels =
+      args.output_or("labels", "out[0]", outs.first, out_shape, ElemType::Int32, where, {&logits, bias_arg});
+  Output scores =
+      args.output_or("scores", "out[1]", outs.second, out_shape, ElemType::Float32, where, {&logits, bias_arg});
+  args.require_disjoint(labels, "out[0]", scores, "out[1]");
   zsseg::SegmentWindowsParams p;
   p.logits = logits.data;
   p.num_windows = logits.dim(0);
@@ -157,7 +162,7 @@ void register_segment_windows(py::module_& m) {
   m.def("segment_windows", &segment_windows, py::arg("logits"), py::arg("windows"), py::arg("head_size"),
         py::arg("scaled_size"), py::arg("output_size"), py::arg("class_bias") = py::none(), py::arg("sigmoid") = true,
         py::arg("softmax") = false, py::arg("logit_scale") = 1.0, py::arg("class_drop") = py::none(),
-        py::arg("stream") = 0,
+        py::arg("out") = py::none(), py::arg("stream") = 0,
         "The official exact multi-window post-processing fused: (labels [H, W] int32, scores [H, W] float32); "
         "see zsseg_rt.ops.segment_windows.");
 }

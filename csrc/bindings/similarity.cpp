@@ -15,7 +15,8 @@ bool check_text_shape(const ArgParser& args, const ArrayArg& patches, const Arra
                             " (from 'patches' " + patches.shape_str() + ")");
 }
 
-py::object similarity(py::handle patches_obj, py::handle text_obj, bool normalize, double scale, std::int64_t stream) {
+py::object similarity(py::handle patches_obj, py::handle text_obj, bool normalize, double scale, py::handle out_obj,
+                      std::int64_t stream) {
   ArgParser args("similarity", stream);
   const ArrayArg patches = args.array("patches", patches_obj);  // [B, N, D]
   if (patches.ndim() != 3) args.fail_shape(patches, "[B, N, D]");
@@ -35,7 +36,8 @@ py::object similarity(py::handle patches_obj, py::handle text_obj, bool normaliz
   params.dtype = to_kernel_dtype(patches.type);
   params.patches = patches.data;
   params.text = text.data;
-  Output out = args.output("output", {params.batch, params.num_classes, params.num_patches}, patches.type, where);
+  Output out = args.output_or("output", "out", out_obj, {params.batch, params.num_classes, params.num_patches},
+                              patches.type, where, {&patches, &text});
   params.out = out.data;
   if (where.is_cuda()) {
     CudaDeviceGuard guard(where);
@@ -51,7 +53,7 @@ py::object similarity(py::handle patches_obj, py::handle text_obj, bool normaliz
 
 void register_similarity(py::module_& m) {
   m.def("similarity", &similarity, py::arg("patches"), py::arg("text"), py::arg("normalize") = false,
-        py::arg("scale") = 1.0, py::arg("stream") = 0,
+        py::arg("scale") = 1.0, py::arg("out") = py::none(), py::arg("stream") = 0,
         "scale * <text_c, patch_n> -> [B, C, N]; patches [B, N, D], text [C, D] or [B, C, D]. "
         "See zsseg_rt.ops.similarity.");
 }

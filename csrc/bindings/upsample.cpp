@@ -9,14 +9,15 @@ namespace zsseg_py {
 namespace {
 
 py::object upsample(py::handle logits_obj, py::handle size, py::handle crop, bool apply_sigmoid,
-                    py::handle class_bias_obj, std::int64_t stream) {
+                    py::handle class_bias_obj, py::handle out_obj, std::int64_t stream) {
   ArgParser args("upsample", stream);
   const ArrayArg logits = args.array("logits", logits_obj);  // [B, C, h, w]
   if (logits.ndim() != 4) args.fail_shape(logits, "[B, C, h, w] (4 dimensions)");
   const std::optional<ArrayArg> bias = parse_class_bias(args, class_bias_obj, logits.dim(1));  // [C]
   const Placement where = args.placement({&logits, bias ? &*bias : nullptr});
   const zsseg::ResizeGeometry g = parse_resize_geometry(args, logits, size, crop);
-  Output out = args.output("output", {g.batch, g.channels, g.out_height, g.out_width}, logits.type, where);
+  Output out = args.output_or("output", "out", out_obj, {g.batch, g.channels, g.out_height, g.out_width}, logits.type,
+                              where, {&logits, bias ? &*bias : nullptr});
   zsseg::UpsampleParams params;
   params.input = logits.data;
   params.output = out.data;
@@ -39,7 +40,8 @@ py::object upsample(py::handle logits_obj, py::handle size, py::handle crop, boo
 
 void register_upsample(py::module_& m) {
   m.def("upsample", &upsample, py::arg("logits"), py::arg("size"), py::arg("crop") = py::none(),
-        py::arg("sigmoid") = false, py::arg("class_bias") = py::none(), py::arg("stream") = 0,
+        py::arg("sigmoid") = false, py::arg("class_bias") = py::none(), py::arg("out") = py::none(),
+        py::arg("stream") = 0,
         "Bilinear resize (torch align_corners=False) of [B, C, h, w] to [B, C, H, W], optionally followed by "
         "sigmoid and minus a per-class bias in the same pass; see zsseg_rt.ops.upsample.");
 }

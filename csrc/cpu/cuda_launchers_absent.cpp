@@ -3,6 +3,7 @@
 // at import. The bindings refuse device arrays before reaching here; this is the last line, not the first.
 // With CUDA, csrc/cuda/*.cu define them instead.
 #ifndef ZSSEG_WITH_CUDA
+#include "zsseg/bias_check.h"
 #include "zsseg/preprocess.h"
 #include "zsseg/relation_descriptor.h"
 #include "zsseg/segment.h"
@@ -17,6 +18,9 @@ namespace {
 constexpr CudaStatus kBuiltWithoutCuda = 1;
 }  // namespace
 
+CudaStatus bias_check_cuda(const BiasCheckParams&, Stream) {
+  return kBuiltWithoutCuda;
+}
 CudaStatus preprocess_cuda(const PreprocessParams&, Stream) {
   return kBuiltWithoutCuda;
 }

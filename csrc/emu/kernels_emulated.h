@@ -2,6 +2,7 @@
 // signatures as the real ones, with `_emulated` appended; every pointer is host memory and the launch runs
 // synchronously. Only for tests (cpp_tests/emulation/), never linked into the Python module.
 #pragma once
+#include "zsseg/bias_check.h"
 #include "zsseg/common.h"
 #include "zsseg/preprocess.h"
 #include "zsseg/relation_descriptor.h"
@@ -12,6 +13,7 @@
 
 namespace zsseg {
 
+CudaStatus bias_check_cuda_emulated(const BiasCheckParams& params, Stream stream);
 CudaStatus preprocess_cuda_emulated(const PreprocessParams& params, Stream stream);
 CudaStatus relation_descriptor_cuda_emulated(const RelationDescriptorParams& params, Stream stream);
 CudaStatus segment_cuda_emulated(const SegmentParams& params, Stream stream);

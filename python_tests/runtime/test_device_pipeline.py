@@ -121,3 +121,40 @@ def test_device_pipeline_settings(tiny_bundle):
     assert forced._device.memory.kind == "host"  # the same pipeline on host buffers (its CPU form)
     with pytest.raises(ValueError, match="device_pipeline"):
         Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device_pipeline="yes")
+
+
+def test_result_buffers_are_reused_while_the_frame_size_stays(engine):
+    # issue 13: segment_windows writes into the pipeline's own (labels, scores) via out=, allocated once per size
+    pipe = DevicePipeline(engine.meta, OnnxRuntimeExecutor(engine.backend), max_windows=4)
+    pipe.set_vocabulary(engine._vocab[1], engine._vocab[2])
+    shapes = []
+    original = pipe.memory.empty
+
+    def recording_empty(shape, dtype):
+        shapes.append((tuple(shape), np.dtype(dtype)))
+        return original(shape, dtype)
+
+    pipe.memory.empty = recording_empty
+    frame = _frames()[1]
+    first = pipe(frame)
+    assert ((50, 50), np.dtype(np.int32)) in shapes and ((50, 50), np.dtype(np.float32)) in shapes
+    buffers = pipe._result[1:]
+    shapes.clear()
+    second = pipe(frame)
+    assert shapes == []  # nothing allocated for the second frame of the same size
+    assert pipe._result[1] is buffers[0] and pipe._result[2] is buffers[1]
+    np.testing.assert_array_equal(second[0], first[0])
+    np.testing.assert_array_equal(second[1], first[1])
+    assert second[0] is not buffers[0]  # the caller gets host copies, not the reused buffers
+    pipe(_frames()[2])
+    assert pipe._result[0] == (90, 40)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_bias_is_refused_on_the_host_at_upload(engine, value):
+    pipe = DevicePipeline(engine.meta, OnnxRuntimeExecutor(engine.backend), max_windows=4)
+    bias = np.array(engine._vocab[2], np.float32).copy()
+    bias[2] = value
+    with pytest.raises(ValueError, match=r"class_bias must be finite, got -?(nan|inf) at class 2"):
+        pipe.set_vocabulary(engine._vocab[1], bias)
+    assert pipe.memory.transfers.entries == []  # refused before anything went to the device

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_native_array", "check_stream", "check_scale"]
+__all__ = ["as_native_array", "check_stream", "check_scale", "resolve_stream"]
 
 _MAX_STREAM = (1 << 63) - 1  # a cudaStream_t handle passed as a non-negative int64
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -77,6 +77,24 @@ def check_stream(stream: Any, op: str) -> int:
     if not 0 <= handle <= _MAX_STREAM:
         raise ValueError(f"{op}: stream must be a cudaStream_t as a non-negative int (0 = default), got {handle}")
     return handle
+
+
+def resolve_stream(stream: Any, op: str, *arrays: Any) -> int:
+    """The stream an op enqueues on: ``stream`` itself (checked by :func:`check_stream`), or for ``stream=None``
+    the stream the inputs' framework is working on: torch's current stream on the device of the first torch CUDA
+    tensor among ``arrays`` (so ``with torch.cuda.stream(s): ops.upsample(t, ...)`` runs on ``s``, as torch's own
+    ops would), else 0 (the legacy default stream; always 0 for CPU inputs).
+
+    torch is never imported here (see :func:`as_native_array`).
+    """
+    if stream is not None:
+        return check_stream(stream, op)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        for value in arrays:
+            if isinstance(value, torch.Tensor) and value.device.type == "cuda":
+                return int(torch.cuda.current_stream(value.device).cuda_stream)
+    return 0
 
 
 def check_scale(scale: Any, op: str) -> float:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
-from ._arrays import as_native_array, check_stream
+from ._arrays import as_native_array, resolve_stream
 from ._loader import native_module
 
 
@@ -18,7 +18,7 @@ def preprocess(
     color_order: str = "bgr",
     dtype: str = "float32",
     out: Any = None,
-    stream: int = 0,
+    stream: Optional[int] = None,
 ) -> Any:
     """The official test pre-processing fused into one pass: keep-ratio rescale -> normalise -> window crops.
 
@@ -40,8 +40,10 @@ def preprocess(
         color_order: "bgr" (OpenCV) or "rgb"; ignored for gray images.
         dtype: "float32", or "float16" (CUDA only; rounded once after the fp32 normalisation).
         out: optional ``[n, 3, S, S]`` array of ``dtype`` on the image's device to write into (e.g. the engine's
-            input binding); returned.
-        stream: CUDA stream handle for device inputs; must be 0 for CPU inputs.
+            input binding), C-contiguous, writable, not overlapping ``image``; returned. No allocation then.
+        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
+            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
+            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
     Returns:
         ``[n, 3, S, S]``: a NumPy array (CPU), a ``DeviceArray`` (CUDA), or ``out``.
     """
@@ -57,5 +59,5 @@ def preprocess(
         color_order=color_order,
         dtype=dtype,
         out=out,
-        stream=check_stream(stream, "preprocess"),
+        stream=resolve_stream(stream, "preprocess", image),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence, Tuple
 
 from ._arrays import as_native_array as _as_native_input
-from ._arrays import check_stream
+from ._arrays import resolve_stream
 from ._loader import native_module
 
 __all__ = ["upsample", "segment"]
@@ -24,7 +24,8 @@ def upsample(
     crop: Optional[Sequence[int]] = None,
     sigmoid: bool = False,
     class_bias: Any = None,
-    stream: int = 0,
+    stream: Optional[int] = None,
+    out: Any = None,
 ) -> Any:
     """Bilinear resize exactly like ``F.interpolate(mode="bilinear", align_corners=False)`` (no antialias),
     optionally followed by a fused per-class calibration.
@@ -45,19 +46,30 @@ def upsample(
             vectorised approximation with absolute error below 1e-7 is used; on CUDA ``expf``.
         class_bias: ``[C]`` float32 on the same device as ``logits`` (C-contiguous), subtracted last, or None.
             Every value must be finite (NaN and +/-inf raise ValueError naming the class, on both devices).
-        stream: CUDA stream handle (int, 0 = legacy default) for device inputs; must be 0 for CPU inputs.
+            On CUDA the check runs on the device without a host wait and the ValueError comes once the launch
+            has finished: from ``numpy()`` of an output, from the next op call, or from
+            ``native_module().check_pending_errors()``.
+        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
+            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
+            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
+        out: optional preallocated result to write into (and return): ``[B, C, H, W]`` of the result's dtype on the
+            inputs' device (a NumPy array on the CPU; a CUDA array via DLPack / ``__cuda_array_interface__``),
+            C-contiguous, writable, not overlapping any input. No allocation happens then (on CUDA: no
+            ``cudaMalloc``, so the call can be captured in a CUDA graph).
     Returns:
         ``[B, C, H, W]``: a float32 NumPy array for CPU input, a ``zsseg_rt._C.DeviceArray`` with the input's
         dtype for CUDA input (enqueued on ``stream``, not synchronised; fp16 output is rounded once, after the
         calibration).
     """
+    _as_native_input(out, "upsample", "out")  # the same checks; ``out`` itself is passed on (and returned)
     return native_module().upsample(
         _as_native_input(logits, "upsample", "logits"),
         size,
         crop=crop,
         sigmoid=bool(sigmoid),
         class_bias=_as_native_input(class_bias, "upsample", "class_bias"),
-        stream=check_stream(stream, "upsample"),
+        out=out,
+        stream=resolve_stream(stream, "upsample", logits),
     )
 
 
@@ -67,7 +79,8 @@ def segment(
     class_bias: Any = None,
     sigmoid: bool = True,
     crop: Optional[Sequence[int]] = None,
-    stream: int = 0,
+    stream: Optional[int] = None,
+    out: Optional[Sequence[Any]] = None,
 ) -> Tuple[Any, Any]:
     """Fused upsample + optional sigmoid + per-class bias + argmax over classes.
 
@@ -81,9 +94,17 @@ def segment(
         size: ``(H, W)`` output size, each >= 1.
         class_bias: ``[C]`` float32 on the same device, subtracted after the sigmoid, or None. Every value must
             be finite (NaN and +/-inf raise ValueError naming the class); to drop a class, leave it out.
+            On CUDA the check runs on the device without a host wait and the ValueError comes once the launch
+            has finished: from ``numpy()`` of an output, from the next op call, or from
+            ``native_module().check_pending_errors()``.
         sigmoid: apply the logistic function before subtracting the bias.
         crop: optional ``(top, left, height, width)`` valid region of ``logits`` (see :func:`upsample`).
-        stream: CUDA stream handle for device inputs; must be 0 for CPU inputs.
+        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
+            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
+            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
+        out: optional preallocated ``(labels, scores)`` to write into (and return), either entry None to allocate
+            that one: ``[B, H, W]`` int32 and float32 on the inputs' device (NumPy on the CPU; CUDA arrays via
+            DLPack / ``__cuda_array_interface__``), C-contiguous, writable, distinct, not overlapping any input.
     Returns:
         ``(labels, scores)``: ``labels [B, H, W]`` int32 class indices and ``scores [B, H, W]`` float32 winning
         calibrated values. NumPy arrays for CPU input, ``DeviceArray`` for CUDA input (enqueued on ``stream``).
@@ -92,11 +113,15 @@ def segment(
         ``sigmoid`` saturates to exactly 1.0 above x ~ 17, where ``torch.argmax`` then picks the lowest index;
         this op (like the fp64 reference) still orders such classes by their logits.
     """
+    if isinstance(out, (tuple, list)):
+        for i, item in enumerate(out):
+            _as_native_input(item, "segment", f"out[{i}]")
     return native_module().segment(
         _as_native_input(logits, "segment", "logits"),
         size,
         class_bias=_as_native_input(class_bias, "segment", "class_bias"),
         sigmoid=bool(sigmoid),
         crop=crop,
-        stream=check_stream(stream, "segment"),
+        out=out,
+        stream=resolve_stream(stream, "segment", logits),
     )

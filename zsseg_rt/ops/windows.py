@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence, Tuple
 
-from ._arrays import as_native_array, check_stream
+from ._arrays import as_native_array, resolve_stream
 from ._loader import native_module
 
 
@@ -16,7 +16,8 @@ def segment_windows(
     output_size: Sequence[int],
     class_bias: Any = None,
     sigmoid: Optional[bool] = None,
-    stream: int = 0,
+    stream: Optional[int] = None,
+    out: Optional[Sequence[Any]] = None,
     softmax: bool = False,
     logit_scale: float = 1.0,
     class_drop: Any = None,
@@ -40,9 +41,17 @@ def segment_windows(
         scaled_size: ``(H', W')`` the rescaled image the windows tile.
         output_size: ``(H, W)`` the original image size.
         class_bias: ``[C]`` float32 on the logits' device, finite, or None.
+            On CUDA the check runs on the device without a host wait and the ValueError comes once the launch
+            has finished: from ``numpy()`` of an output, from the next op call, or from
+            ``native_module().check_pending_errors()``.
         sigmoid: calibrate with the logistic function (ZegCLIP family; the default unless ``softmax``); False
             averages raw values.
-        stream: CUDA stream for device inputs; 0 for CPU inputs.
+        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
+            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
+            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
+        out: optional preallocated ``(labels, scores)`` to write into (and return), either entry None to allocate
+            that one: ``[H, W]`` int32 and float32 on the inputs' device (NumPy on the CPU; CUDA arrays via
+            DLPack / ``__cuda_array_interface__``), C-contiguous, writable, distinct, not overlapping any input.
         softmax: the training-free family's order instead (SCLIP/MaskCLIP slide inference +
             ``pipeline.softmax_segment``): raw window logits averaged, ``* logit_scale``, resized to
             ``output_size``, softmax over classes per pixel, the probability of each ``class_drop`` class set to
@@ -54,6 +63,9 @@ def segment_windows(
     Returns:
         ``(labels [H, W] int32, scores [H, W] float32)``: NumPy arrays, or ``DeviceArray`` for CUDA inputs.
     """
+    if isinstance(out, (tuple, list)):
+        for i, item in enumerate(out):
+            as_native_array(item, "segment_windows", f"out[{i}]")
     return native_module().segment_windows(
         as_native_array(logits, "segment_windows", "logits"),
         windows.tolist() if hasattr(windows, "tolist") else windows,
@@ -67,5 +79,6 @@ def segment_windows(
         class_drop=None
         if class_drop is None
         else (class_drop.tolist() if hasattr(class_drop, "tolist") else list(class_drop)),
-        stream=check_stream(stream, "segment_windows"),
+        out=out,
+        stream=resolve_stream(stream, "segment_windows", logits),
     )

@@ -209,14 +209,23 @@ class DevicePipeline:
         self._text: Optional[Buffer] = None
         self._bias: Optional[Buffer] = None
         self._num_classes = 0
+        self._result: Optional[Tuple[Tuple[int, int], Buffer, Buffer]] = None  # (H, W), labels, scores
 
     # ---- vocabulary: uploaded once per set_classes ------------------------------------------------------
     def set_vocabulary(self, text: np.ndarray, class_bias: np.ndarray) -> None:
-        """Upload ``text [C, D]`` and ``class_bias [C]`` (float32) for every following frame."""
+        """Upload ``text [C, D]`` and ``class_bias [C]`` (float32) for every following frame. The bias is checked
+        here, on the host where it is made (finite; the ops' device-side check would report it only after a
+        frame's launch)."""
         text = np.ascontiguousarray(text, dtype=np.float32)
         bias = np.ascontiguousarray(class_bias, dtype=np.float32).reshape(-1)
         if text.ndim != 2 or bias.shape != (text.shape[0],):
             raise ValueError(f"need text [C, D] and class_bias [C], got {list(text.shape)} and {list(bias.shape)}")
+        bad = np.flatnonzero(~np.isfinite(bias))
+        if bad.size:
+            raise ValueError(
+                f"class_bias must be finite, got {bias[bad[0]]} at class {int(bad[0])} (to drop a class, leave it out "
+                "of the vocabulary)"
+            )
         self._text = self.memory.empty(text.shape, np.float32)
         self._bias = self.memory.empty(bias.shape, np.float32)
         self.memory.upload("text_embeddings", text, self._text)
@@ -287,6 +296,9 @@ class DevicePipeline:
         if self.memory.kind == "host" or (self.memory.kind == "torch" and not getattr(self.memory, "cuda", False)):
             merged, bias = np.asarray(merged), np.asarray(bias)  # CPU tensors: zero-copy NumPy views
         size = (self.meta.image_size, self.meta.image_size)
+        out_hw = (int(out_hw[0]), int(out_hw[1]))
+        if self._result is None or self._result[0] != out_hw:  # reused while the frame size stays: no allocation
+            self._result = (out_hw, self.memory.empty(out_hw, np.int32), self.memory.empty(out_hw, np.float32))
         return ops.segment_windows(
             merged,
             [tuple(w) for w in windows],
@@ -296,6 +308,7 @@ class DevicePipeline:
             class_bias=bias,
             sigmoid=True,
             stream=self.memory.stream,
+            out=self._result[1:],
         )
 
 
