@@ -60,7 +60,7 @@ def estimate_bytes(
         image_size: ``(H, W)`` input = output size; scaled_size: ``(H', W')`` after the keep-ratio rescale.
         windows: ``n`` sliding windows; classes: ``C``; crop: the graph input size ``S``;
         logit_size: ``(h, w)`` of the head's mask logits; batch: windows per encoder call.
-        activation: "sigmoid" (ZegCLIP family) or "softmax" (training-free family).
+        activation: "sigmoid" (ZegCLIP family), "softmax" (training-free family) or "maps" (ZeroSeg).
         single_fast_window: fast mode with one window (the fused path straight to the output size).
         dense_softmax: softmax with a class bias or an area threshold (a full ``[C, H, W]`` map).
         threads: CPU threads of the native ops (default ``cpu_threads()``).
@@ -72,7 +72,9 @@ def estimate_bytes(
     pixels, scaled = height * width, scaled_h * scaled_w
     total = 11 * pixels + 3 * scaled + 24 * min(batch, windows) * crop * crop
     total += 8 * windows * classes * logit_size[0] * logit_size[1]
-    if activation == "softmax":
+    if activation == "maps":  # the [C, H', W'] window average; the resize is fused with the argmax
+        total += 4 * classes * scaled
+    elif activation == "softmax":
         total += 4 * classes * scaled + (4 * classes * pixels if dense_softmax else 64 * pixels)
     elif not single_fast_window:
         total += 4 * (threads or cpu_threads()) * (3 * classes * scaled_w + 2 * scaled_w + classes)

@@ -27,9 +27,13 @@ import numpy as np
 from . import postprocess as post
 from .preprocess import Window
 
-__all__ = ["Postprocessor", "MODES", "WINDOW_LOGITS"]
+__all__ = ["Postprocessor", "MODES", "WINDOW_LOGITS", "MAPS"]
 
 MODES = ("exact", "fast")
+# "maps" (ZeroSeg / GroupViT): the head already painted each window's class maps at the head size (no activation,
+# no calibration): windows averaged, resized to the output size, argmax. Kept here, apart from the native
+# activations of ``postprocess.ACTIVATIONS``.
+MAPS = "maps"
 # How each window's logits relate to the window: "padded" (the crop was zero-padded bottom/right to the head
 # size, the scores are cropped back: the Engine's fixed-shape graphs) or "fitted" (the network saw the window
 # itself, the scores are resized to the window: PyTorch ``predict``, as in the official code).
@@ -61,8 +65,8 @@ class Postprocessor:
     area_threshold: Optional[float] = None
 
     def __post_init__(self) -> None:
-        if self.activation not in post.ACTIVATIONS:
-            raise ValueError(f"activation must be one of {post.ACTIVATIONS}, got {self.activation!r}")
+        if self.activation not in post.ACTIVATIONS + (MAPS,):
+            raise ValueError(f"activation must be one of {post.ACTIVATIONS + (MAPS,)}, got {self.activation!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.window_logits not in WINDOW_LOGITS:
@@ -117,6 +121,8 @@ class Postprocessor:
             raise ValueError(f"need logits [n, C, h, w] with one row per window ({len(windows)}), got {shape}")
         scaled_size = (int(scaled_size[0]), int(scaled_size[1]))
         output_size = (int(output_size[0]), int(output_size[1]))
+        if self.activation == MAPS:  # one order in both modes (nothing to fuse)
+            return self.exact_maps(logits, windows, scaled_size, output_size, class_bias)
         if self.is_fast(windows):
             return self.fast(logits, output_size, class_bias)
         if self.activation == "softmax":
@@ -182,6 +188,28 @@ class Postprocessor:
         ]
         merged = post.merge_windows(parts, windows, scaled_size)
         return post.softmax_segment(merged, output_size, **self._softmax_options(class_bias))
+
+    def exact_maps(
+        self,
+        maps: np.ndarray,
+        windows: Sequence[Window],
+        scaled_size: Size,
+        output_size: Size,
+        class_bias: Optional[np.ndarray],
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """GroupViT's order (mmseg ``slide_inference``) for per-window class maps already at the head size:
+        cut each padded window back to its size, average overlapping windows, bilinear to the output size,
+        argmax. ``scores`` are the winning channel's averaged value. A class bias is refused (none is defined)."""
+        if class_bias is not None and np.any(class_bias):
+            raise ValueError("this bundle's post-processing ('maps') takes no class bias; pass class_bias=None or 0")
+        if tuple(maps.shape[2:]) != tuple(self.head_size):
+            raise ValueError(f"'maps' post-processing needs [n, C, {self.head_size}] maps, got {list(maps.shape)}")
+        parts = [
+            np.ascontiguousarray(maps[i : i + 1, :, : win.y2 - win.y1, : win.x2 - win.x1], dtype=np.float32)
+            for i, win in enumerate(windows)
+        ]
+        merged = post.merge_windows(parts, windows, scaled_size)
+        return post.finalize_scores(merged, output_size)
 
     # ------------------------------------------------------------------ helpers
     def _window_part(
