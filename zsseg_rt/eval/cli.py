@@ -27,7 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         if args.dataset is None:
             raise SystemExit(
-                "zsseg eval: error: give --dataset {voc,coco_stuff,context59,ade150,folder,synthetic} or --dataset-config"
+                "zsseg eval: error: give --dataset {voc,coco_stuff,context59,coco_object,ade150,folder,synthetic} or --dataset-config"
             )
         spec = {"type": args.dataset}
         if args.data_root:
@@ -99,7 +99,7 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="training checkpoint .pt, native checkpoint dir, or bundle dir")
     p.add_argument(
         "--dataset",
-        choices=["voc", "coco_stuff", "context59", "ade150", "folder", "synthetic"],
+        choices=["voc", "coco_stuff", "context59", "coco_object", "ade150", "folder", "synthetic"],
         default=None,
         help="dataset layout (cross-dataset: any of them, with its own class names)",
     )
