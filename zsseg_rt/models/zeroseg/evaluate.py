@@ -27,7 +27,15 @@ from zsseg_rt.eval.metrics import ConfusionMatrix
 from .config import DATASET_BACKGROUND_THRESHOLDS, GROUPVIT_BACKGROUND_THRESHOLDS
 from .infer import predict_image
 
-__all__ = ["evaluate_zeroseg", "PROTOCOL", "protocol_threshold", "with_background", "main"]
+__all__ = [
+    "evaluate_zeroseg",
+    "evaluate_checkpoint",
+    "is_zeroseg",
+    "PROTOCOL",
+    "protocol_threshold",
+    "with_background",
+    "main",
+]
 
 # dataset type of zsseg_rt.data.build_dataset -> (threshold key, number of classes with background)
 PROTOCOL = {"voc": ("voc", 21), "context59": ("context", 60), "coco_object": ("coco_object", 81)}
@@ -100,6 +108,110 @@ def evaluate_zeroseg(
         "num_images": n,
         "threshold": thr,
     }
+
+
+def is_zeroseg(obj) -> bool:
+    """A ZeroSeg student or an Engine running a ZeroSeg bundle."""
+    meta = getattr(obj, "meta", None)
+    if meta is not None and hasattr(meta, "family"):
+        return meta.family == "zeroseg"
+    return getattr(getattr(obj, "config", None), "family", "") == "zeroseg"
+
+
+def evaluate_checkpoint(
+    obj,
+    dataset,
+    mode: Optional[str] = None,
+    text: Optional[np.ndarray] = None,
+    text_weights: Optional[str] = None,
+    background_threshold: Optional[float] = None,
+    thresholds: str = "paper",
+    limit: Optional[int] = None,
+    progress: bool = True,
+    device: Optional[str] = None,
+) -> Dict[str, Any]:
+    """``zsseg eval`` for ZeroSeg: a student (PyTorch, :func:`.infer.predict_image`) or an ``Engine`` on a ZeroSeg
+    bundle, over background + the dataset's classes; metrics in :func:`zsseg_rt.eval.metrics.summarize`'s form
+    plus ``background_threshold``.
+
+    Args:
+        text: ``[C, E]`` class embeddings in the dataset's order, or None: the student needs ``text_weights``
+            (its teacher's CLIP weights, e.g. "openai"), a bundle uses its own text encoder.
+        background_threshold: None = the dataset's value in ``thresholds`` ("paper" or "groupvit"). A bundle's
+            threshold is part of its head graph: a different requested value is refused.
+    """
+    from tqdm import tqdm
+
+    from zsseg_rt.eval.metrics import summarize
+
+    data = with_background(dataset)
+    names = list(dataset.class_names)
+    thr = background_threshold
+    if thr is None:
+        thr = protocol_threshold(dataset.name, thresholds)
+    meta = getattr(obj, "meta", None)
+    if meta is not None:  # Engine on a ZeroSeg bundle
+        baked = float(meta.postprocess["background_threshold"])
+        if thr is not None and abs(float(thr) - baked) > 1e-9:
+            raise ValueError(
+                f"this ZeroSeg bundle paints background below {baked} (fixed in its head graph); {dataset.name} asks "
+                f"for {thr}: export a bundle with that threshold (zsseg export --background-threshold {thr}) or pass "
+                f"--background-threshold {baked}"
+            )
+        thr = baked
+        if text is not None:
+            obj.set_text_embeddings(names, text)
+        else:
+            obj.set_classes(names)
+
+        def segment(rgb):
+            return obj(rgb, color_order="rgb").labels
+
+    else:
+        if text is None:
+            if text_weights is None:
+                raise ValueError(
+                    "a ZeroSeg checkpoint has no text tower: pass --text-weights (its teacher's CLIP weights, e.g. "
+                    "openai) or --text-embeddings"
+                )
+            from .teacher import CLIPTeacher
+
+            teacher = CLIPTeacher(obj.config, None)
+            from .bundle import _load_text_tower
+
+            _load_text_tower(teacher, text_weights)
+            text_t = teacher.to(next(obj.parameters()).device).text_embeddings(names, obj.config.templates)
+        else:
+            text_t = torch.as_tensor(np.asarray(text, dtype=np.float32))
+        thr = obj.config.background_threshold if thr is None else thr
+
+        def segment(rgb):
+            return predict_image(obj, rgb, text_t, thr, mode)[0].numpy()
+
+    cm = ConfusionMatrix(len(names) + 1, ignore_index=255)
+    n = len(data) if limit is None else min(len(data), int(limit))
+    done = 0
+    for i in tqdm(range(n), desc=f"zeroseg eval {dataset.name}", disable=not progress, dynamic_ncols=True):
+        sample = data.load_safe(i)
+        if sample is None:
+            continue
+        rgb, gt = sample
+        cm.update(np.asarray(segment(rgb)), gt)
+        done += 1
+    out = summarize(cm, ["background"] + names, ())
+    out.update(
+        {
+            "images": done,
+            "skipped": len(data.skipped),
+            "skipped_files": list(data.skipped.values())[:20],
+            "mode": mode or ("slide" if meta is not None else obj.config.test_mode),
+            "dataset": dataset.name,
+            "source": "bundle" if meta is not None else "torch",
+            "protocol": "ZeroSeg / GroupViT (background + classes, threshold)",
+            "background_threshold": float(thr),
+        }
+    )
+    return out
 
 
 def main(argv: Optional[List[str]] = None) -> int:
