@@ -13,6 +13,10 @@ Official orders (no torch; the native ops do the work):
   original size, ``* logit_scale``, softmax, optional area filter / background threshold
   (:func:`zsseg_rt.pipeline.postprocess.softmax_segment`).
 
+- ``"maps"`` (ZeroSeg, GroupViT's order): the head already painted per-window class maps at the head size
+  (background first); windows averaged, resized to the original size, argmax (:meth:`Postprocessor.exact_maps`,
+  the same in both modes).
+
 ``mode="fast"`` takes the fused single-pass path when there is exactly one window covering the whole
 head-size input (labels may differ from the exact order at a few boundary pixels); otherwise exact.
 """
