@@ -107,3 +107,11 @@ def test_cli_export_of_a_zeroseg_checkpoint(native, tmp_path):
     meta = load_meta(str(out))
     assert meta.family == "zeroseg" and meta.postprocess["background_threshold"] == 0.35
     assert meta.raw["verification"]["passed"]
+
+
+def test_generic_segmenter_refuses_zeroseg(native):
+    from zsseg_rt.eval.evaluate import Segmenter
+
+    _, model, text = native
+    with pytest.raises(ValueError, match="own protocol"):
+        Segmenter("torch", model, ["a"] * 20, text.numpy(), "slide")

@@ -53,6 +53,13 @@ class Segmenter:
         device: Optional[str] = None,
         seen_classes=None,
     ):
+        from zsseg_rt.models.zeroseg.evaluate import is_zeroseg
+
+        if is_zeroseg(obj):  # its labels put background at 0: the generic confusion matrix would be silently wrong
+            raise ValueError(
+                "ZeroSeg is evaluated under its own protocol (background + classes): use zsseg eval without --ray "
+                "(zsseg_rt.models.zeroseg.evaluate.evaluate_checkpoint)"
+            )
         self.kind, self.obj, self.mode = kind, obj, mode
         self.class_names = list(class_names)
         self.device = device
