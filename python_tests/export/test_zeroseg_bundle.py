@@ -106,3 +106,15 @@ def test_export_zeroseg_bundle_entry_point(tmp_path):
     assert meta.image_size == 32 and meta.postprocess["background_threshold"] == 0.95
     with pytest.raises(ValueError, match="sliding-window"):
         build_bundle_model(create_model(TINY, test_mode="whole"), None)
+
+
+@pytest.mark.slow
+def test_torch_backend_runs_the_exported_model(bundle):
+    out, model = bundle
+    names = ["person", "cat", "dog"]
+    rgb = np.random.default_rng(2).integers(0, 256, (70, 100, 3), dtype=np.uint8)
+    ort = Engine(out, classes=names, backend="onnxruntime")(rgb)
+    torch_result = Engine(out, classes=names, backend="torch", device="cpu", model=model)(rgb)
+    assert (ort.labels == torch_result.labels).mean() >= 0.999
+    with pytest.raises(ValueError, match="needs the exported model"):
+        Engine(out, classes=names, backend="torch", device="cpu")
