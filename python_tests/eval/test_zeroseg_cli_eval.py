@@ -115,3 +115,15 @@ def test_generic_segmenter_refuses_zeroseg(native):
     _, model, text = native
     with pytest.raises(ValueError, match="own protocol"):
         Segmenter("torch", model, ["a"] * 20, text.numpy(), "slide")
+
+
+def test_training_checkpoint_of_zeroseg_is_evaluated(native, tmp_path):
+    from zsseg_rt.train.checkpoint import save_checkpoint
+
+    path, model, text = native
+    state = {"model": model.state_dict(), "model_config": model.config.to_dict(), "train_config": {}}
+    ckpt = save_checkpoint(state, tmp_path, 10)
+    data = build_dataset({"type": "voc", "root": str(SAMPLES), "split": "val"})
+    got = evaluate(str(ckpt), data, text_embeddings=text.numpy(), limit=2, progress=False)
+    want = evaluate(str(path), data, text_embeddings=text.numpy(), limit=2, progress=False)
+    assert got["source"] == "torch" and got["mIoU"] == want["mIoU"] and got["num_classes"] == 21
