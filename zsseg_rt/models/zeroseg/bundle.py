@@ -26,12 +26,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from zsseg_rt.bundle import Names
+
 from .config import ZeroSegConfig
 from .infer import predict_image, window_class_maps
 
 __all__ = ["ZeroSegBundleModel", "BundleConfig", "build_bundle_model", "export_zeroseg_bundle", "IMAGE_OUTPUTS"]
 
-IMAGE_OUTPUTS = ("segment_features", "global_feature", "assignment_maps")
+IMAGE_OUTPUTS = (Names.SEGMENT_FEATURES, Names.GLOBAL_FEATURE, Names.ASSIGNMENT_MAPS)
 FEATURE_ATOL = 1e-4  # image-graph outputs of unit scale, fp32 re-ordering (~1e-6 measured)
 MAPS_ATOL = 1e-5  # assignment probabilities in [0, 1]
 EMBED_ATOL = 1e-4
@@ -196,7 +198,7 @@ def verify_zeroseg_bundle(
     import onnxruntime as ort
 
     from zsseg_rt import pipeline
-    from zsseg_rt.bundle import GRAPH_FILES, Files, Names, load_meta
+    from zsseg_rt.bundle import GRAPH_FILES, Files, load_meta
     from zsseg_rt.bundle.tokenizer import ClipTokenizer, expand_templates
     from zsseg_rt.image_io import read_image_bgr
     from zsseg_rt.runtime.engine import Engine
@@ -224,7 +226,11 @@ def verify_zeroseg_bundle(
         win = pipeline.sliding_windows(chw.shape[1], chw.shape[2], size, meta.stride)[0]
         crop = pipeline.pad_to_multiple(chw[:, win.y1 : win.y2, win.x1 : win.x2], meta.patch_size, (size, size))
         batches.append((str(path), crop[None]))
-    limits = {"segment_features": FEATURE_ATOL, "global_feature": FEATURE_ATOL, "assignment_maps": MAPS_ATOL}
+    limits = {
+        Names.SEGMENT_FEATURES: FEATURE_ATOL,
+        Names.GLOBAL_FEATURE: FEATURE_ATOL,
+        Names.ASSIGNMENT_MAPS: MAPS_ATOL,
+    }
     for source, batch in batches:
         with torch.inference_mode():
             want = [t.numpy() for t in model.student(torch.from_numpy(batch))]
