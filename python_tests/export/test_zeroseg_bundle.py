@@ -46,7 +46,7 @@ def test_bundle_meta_integrity_and_verification(bundle):
     assert report["passed"]
     engine_cases = [c for c in report["cases"] if c["graph"] == "engine"]
     assert len(engine_cases) == 1 + len(default_verify_images())
-    assert all(c["label_agreement"] >= 0.999 and c["score_max_abs"] <= 1e-4 for c in engine_cases)
+    assert all(c["label_agreement"] >= 0.999 and c["score_agreement"] >= 0.999 for c in engine_cases)
     assert max(c["labels_present"] for c in engine_cases) >= 2  # the check compares real label maps
 
 
@@ -67,8 +67,8 @@ def test_engine_matches_pytorch_on_photos(bundle, mode):
         assert result.class_names == ["background"] + names
         assert result.labels.shape == bgr.shape[:2]
         assert (result.labels == labels.numpy()).mean() >= 0.999
-        same = result.labels == labels.numpy()
-        assert np.abs(result.scores[same] - scores.numpy()[same]).max() <= 1e-4
+        close = np.abs(result.scores - scores.numpy()) <= 1e-4
+        assert close.mean() >= 0.999
         present |= set(np.unique(result.labels).tolist())
     assert len(present) >= 2
 
@@ -118,3 +118,17 @@ def test_torch_backend_runs_the_exported_model(bundle):
     assert (ort.labels == torch_result.labels).mean() >= 0.999
     with pytest.raises(ValueError, match="needs the exported model"):
         Engine(out, classes=names, backend="torch", device="cpu")
+
+
+@pytest.mark.slow  # a real export (~10 s)
+def test_verification_fails_for_a_different_model(tmp_path):
+    """The Engine-vs-PyTorch check can fail: verify a fresh bundle against a model whose projector moved."""
+    from zsseg_rt.models.zeroseg.bundle import verify_zeroseg_bundle
+
+    torch.manual_seed(4)
+    model = build_bundle_model(create_model(TINY, crop_size=32, stride=16), None, 0.0)
+    out = export_bundle(model, str(tmp_path / "b"), max_classes=4)
+    with torch.no_grad():
+        model.student.projector.fc2.bias.add_(0.5)
+    report = verify_zeroseg_bundle(out, model, default_verify_images()[:1])
+    assert not report["passed"]

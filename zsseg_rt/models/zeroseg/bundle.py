@@ -141,8 +141,8 @@ class ZeroSegBundleModel(nn.Module):
     def export_verify(self, bundle_dir: str, images: Sequence[str] = (), seed: int = 0) -> Dict[str, Any]:
         """ONNX Runtime vs PyTorch for a freshly written bundle: the text and image graphs on random and real
         windows, and the whole Engine (ONNX Runtime) against :func:`.infer.predict_image` (PyTorch) on every
-        verification photo and a random image: labels >= 99.9 % equal, scores within ``SCORE_ATOL`` where the
-        labels agree. Returns the JSON-able report (``passed``)."""
+        verification photo and a random image: labels >= 99.9 % equal and >= 99.9 % of the pixels with the same
+        label and a score within ``SCORE_ATOL``. Returns the JSON-able report (``passed``)."""
         return verify_zeroseg_bundle(bundle_dir, self, images, seed)
 
 
@@ -255,21 +255,25 @@ def verify_zeroseg_bundle(
         labels, scores = predict_image(model.student, rgb, text, model.background_threshold)
         labels_np, scores_np = labels.numpy(), scores.numpy()
         same = result.labels == labels_np
+        close = same & (np.abs(result.scores - scores_np) <= SCORE_ATOL)
         cases.append(
             {
                 "graph": "engine",
                 "input": source,
                 "label_agreement": float(same.mean()),
+                # a pixel between two segments of the same class may take the other one (fp32 near-tie of the
+                # assignment maps): same label, another score; such pixels count against score_agreement
+                "score_agreement": float(close.mean()),
                 "labels_present": int(len(np.unique(labels_np))),
                 "min_agreement": LABEL_AGREEMENT,
                 "score_max_abs": _max_abs(result.scores[same], scores_np[same]),
-                "atol": SCORE_ATOL,
+                "score_atol": SCORE_ATOL,
             }
         )
     passed = all(
-        c.get("max_abs", 0.0) <= c["atol"]
-        and c.get("score_max_abs", 0.0) <= c["atol"]
+        c.get("max_abs", 0.0) <= c.get("atol", 0.0)
         and c.get("label_agreement", 1.0) >= LABEL_AGREEMENT
+        and c.get("score_agreement", 1.0) >= LABEL_AGREEMENT
         for c in cases
     )
     return {
