@@ -40,6 +40,14 @@ def checkpoint_kind(path: Union[str, Path]) -> str:
     )
 
 
+def _is_zeroseg(obj) -> bool:
+    """A ZeroSeg student or an Engine on a ZeroSeg bundle (no torch import: bundles evaluate without torch)."""
+    meta = getattr(obj, "meta", None)
+    if meta is not None and hasattr(meta, "family"):
+        return meta.family == "zeroseg"
+    return getattr(getattr(obj, "config", None), "family", "") == "zeroseg"
+
+
 class Segmenter:
     """``segmenter(rgb [H,W,3] uint8) -> labels [H,W]`` over a fixed vocabulary (torch model or Engine)."""
 
@@ -53,9 +61,7 @@ class Segmenter:
         device: Optional[str] = None,
         seen_classes=None,
     ):
-        from zsseg_rt.models.zeroseg.evaluate import is_zeroseg
-
-        if is_zeroseg(obj):  # its labels put background at 0: the generic confusion matrix would be silently wrong
+        if _is_zeroseg(obj):  # its labels put background at 0: the generic confusion matrix would be silently wrong
             raise ValueError(
                 "ZeroSeg is evaluated under its own protocol (background + classes): use zsseg eval without --ray "
                 "(zsseg_rt.models.zeroseg.evaluate.evaluate_checkpoint)"
@@ -191,9 +197,9 @@ def evaluate(
         text = np.asarray(text_embeddings, dtype=np.float32)
     if text is not None and text.shape[0] != ds.num_classes:
         raise ValueError(f"text embeddings have {text.shape[0]} rows for {ds.num_classes} dataset classes")
-    from zsseg_rt.models.zeroseg.evaluate import evaluate_checkpoint, is_zeroseg
+    if _is_zeroseg(obj):  # background kept as class 0, per-dataset threshold: its own protocol
+        from zsseg_rt.models.zeroseg.evaluate import evaluate_checkpoint  # (torch is imported only here)
 
-    if is_zeroseg(obj):  # background kept as class 0, per-dataset threshold: its own protocol
         return evaluate_checkpoint(
             obj, ds, mode, text, text_weights, background_threshold, thresholds, limit, progress, device
         )

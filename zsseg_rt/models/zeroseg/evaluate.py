@@ -112,10 +112,9 @@ def evaluate_zeroseg(
 
 def is_zeroseg(obj) -> bool:
     """A ZeroSeg student or an Engine running a ZeroSeg bundle."""
-    meta = getattr(obj, "meta", None)
-    if meta is not None and hasattr(meta, "family"):
-        return meta.family == "zeroseg"
-    return getattr(getattr(obj, "config", None), "family", "") == "zeroseg"
+    from zsseg_rt.eval.evaluate import _is_zeroseg
+
+    return _is_zeroseg(obj)
 
 
 def evaluate_checkpoint(
