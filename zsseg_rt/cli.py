@@ -31,6 +31,17 @@ def _cmd_export(args) -> int:
     else:
         model = create_model(args.config or "zegclip_vitb16_voc_inductive", pretrained=args.clip_weights)
         source = args.clip_weights
+    if getattr(getattr(model, "config", None), "family", "") == "zeroseg":  # student + its teacher's text tower
+        from zsseg_rt.models.zeroseg.bundle import build_bundle_model
+
+        if args.text_weights is None:
+            raise SystemExit(
+                "zsseg export: error: a ZeroSeg checkpoint has no text tower: add --text-weights (its teacher's CLIP "
+                "weights, e.g. openai)"
+            )
+        model = build_bundle_model(model, args.text_weights, args.background_threshold)
+    elif args.text_weights is not None or args.background_threshold is not None:
+        raise SystemExit("zsseg export: error: --text-weights / --background-threshold apply to ZeroSeg checkpoints")
     out = export_bundle(
         model,
         args.output,
@@ -138,6 +149,18 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--verify-images", nargs="*", help="real photos for the ORT-vs-PyTorch check")
+    p.add_argument(
+        "--text-weights",
+        default=None,
+        help="(ZeroSeg --native) CLIP weights of the teacher whose text tower classifies segments, e.g. openai",
+    )
+    p.add_argument(
+        "--background-threshold",
+        type=float,
+        default=None,
+        help="(ZeroSeg) background threshold baked into the head graph (default: the config's; paper: VOC 0.95, "
+        "Context 0.05, COCO-Object 0.35)",
+    )
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("segment", help="segment images with a bundle")

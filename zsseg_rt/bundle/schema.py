@@ -147,8 +147,8 @@ def _test_scale(value: Any) -> str:
 def _postprocess(value: Any) -> str:
     if not isinstance(value, dict):
         return f"an object, got {type(value).__name__}"
-    if value.get("activation", "sigmoid") not in ("sigmoid", "softmax"):
-        return f"activation 'sigmoid' or 'softmax', got {value.get('activation')!r}"
+    if value.get("activation", "sigmoid") not in ("sigmoid", "softmax", "maps"):
+        return f"activation 'sigmoid' or 'softmax' (or 'maps': ZeroSeg), got {value.get('activation')!r}"
     checks = {
         "logit_scale": _number(positive=True),
         "background_threshold": _optional(_number()),

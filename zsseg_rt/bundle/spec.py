@@ -24,9 +24,12 @@ class Names:
     IMAGE_GLOBAL = "image_global"  # [B, D] float32, L2-normalised
     PATCHES = "patches"  # [B, N, D] float32, L2-normalised, N = h*w
     REGIONS = "regions"  # [B, R, D] float32, L2-normalised (CLIP-RC region-bridge tokens, R = 16)
+    SEGMENT_FEATURES = "segment_features"  # [B, m, D] float32 (ZeroSeg segment tokens in CLIP space)
+    GLOBAL_FEATURE = "global_feature"  # [B, D] float32 (ZeroSeg pooled embedding z)
+    ASSIGNMENT_MAPS = "assignment_maps"  # [B, m, h, w] float32 (ZeroSeg patch -> segment assignment)
     # head
     TEXT_EMBEDDINGS = "text_embeddings"  # [C, D] float32 (also the text encoder's output)
-    MASK_LOGITS = "mask_logits"  # [B, C, h, w] float32, pre-sigmoid
+    MASK_LOGITS = "mask_logits"  # [B, C, h, w] float32, pre-sigmoid (ZeroSeg: [B, 1 + C, S, S] class maps)
     # text encoder
     TOKENS = "tokens"  # [P, L] int32 token ids
     # dynamic axes

@@ -14,6 +14,8 @@ Layouts (``root`` is the directory named first):
 * ``coco_stuff``: ``coco_stuff164k/{images,annotations}/{train2017,val2017}``, ``*_labelTrainIds.png``, 171.
 * ``context59``: ``VOC2010/{JPEGImages, SegmentationClassContext, ImageSets/SegmentationContext/*.txt}``,
   reduce_zero_label, 59 classes.
+* ``coco_object``: ``coco_stuff164k/{images,annotations}/val2017``, GroupViT's ``*_instanceTrainIds.png`` or the raw
+  stuffthingmaps converted on the fly; 80 things, background reduced to ignore (ZeroSeg's evaluator keeps it).
 * ``ade150``: ``ADEChallengeData2016/{images,annotations}/{training,validation}``, reduce_zero_label, 150.
 * ``folder``: ``root/images/*.{jpg,png}``, ``root/labels/<stem>.png``, ``root/classes.txt`` (one name per
   line) or ``classes.json`` (``{"class_names": [...], "unseen": [...]}``).
@@ -96,7 +98,7 @@ class SegmentationDataset:
         """``(rgb [H,W,3] uint8, label [H,W] uint8)``; raises CorruptFileError / ValueError."""
         img_path, lab_path = self.items[index]
         rgb = read_image(img_path)
-        label = read_label(lab_path)
+        label = self.read_label_file(lab_path)
         if label.shape != rgb.shape[:2]:
             raise CorruptFileError(
                 f"label {lab_path!r} is {label.shape[1]}x{label.shape[0]} but image "
@@ -106,6 +108,10 @@ class SegmentationDataset:
             label = reduce_zero_label(label)
         self.bad_label_pixels += check_label_range(label, self.num_classes, lab_path, self.on_bad_label)
         return rgb, label
+
+    def read_label_file(self, path: str) -> np.ndarray:
+        """The label PNG as stored (a layout that converts ids on the fly overrides this)."""
+        return read_label(path)
 
     def load_safe(self, index: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """:meth:`load`, or None (with a warning, recorded in ``skipped``) for a corrupt file when
@@ -287,6 +293,55 @@ def context59_dataset(root, split: str = "val", **kw) -> SegmentationDataset:
     return SegmentationDataset(items, load_split("context59", kw.pop("unseen", None)), True, f"context59_{split}", **kw)
 
 
+COCO_OBJECT_LAYOUT = """  <root>/images/val2017/<id>.jpg              (root: the COCO-Stuff 164k directory, as GroupViT's local_data/coco)
+  <root>/annotations/val2017/<id>_instanceTrainIds.png   (GroupViT's convert_coco_object.py: 0 background, 1..80)
+  or <root>/annotations/val2017/<id>.png     (raw COCO-Stuff 164k stuffthingmaps, 0-based COCO ids, 255 unlabeled;
+                                              converted on the fly with the same mapping)"""
+
+# The 80 COCO thing category ids (1-based, COCO's instances json order). COCO-Object (GroupViT): thing id -> its
+# rank + 1, every stuff id (92..182) and unlabeled (255) -> 0 background; the 0-based raw stuffthingmaps store id - 1.
+COCO_THING_IDS = (
+    *range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66), 67, 70, *range(72, 83), *range(84, 91)
+)  # fmt: skip
+COCO_OBJECT_SUFFIX = "_instanceTrainIds.png"
+
+
+def coco_object_lut() -> np.ndarray:
+    """uint8[256]: raw COCO-Stuff 164k value (0-based COCO id) -> COCO-Object label (0 background, 1..80 things,
+    255 for the 11 ids no category uses, which never occur)."""
+    lut = np.full(256, 255, dtype=np.uint8)
+    lut[91:182] = 0  # stuff classes 92..182 -> background
+    lut[255] = 0  # unlabeled -> background, as GroupViT's converter maps it
+    for rank, cat in enumerate(COCO_THING_IDS):
+        lut[cat - 1] = rank + 1
+    return lut
+
+
+class CocoObjectDataset(SegmentationDataset):
+    """COCO-Object: converted ``*_instanceTrainIds.png`` read as they are, raw COCO-Stuff maps converted."""
+
+    _LUT = coco_object_lut()
+
+    def read_label_file(self, path: str) -> np.ndarray:
+        label = read_label(path)
+        return label if path.endswith(COCO_OBJECT_SUFFIX) else self._LUT[label]
+
+
+def coco_object_dataset(root, split: str = "val2017", **kw) -> SegmentationDataset:
+    """COCO-Object (GroupViT / ZeroSeg protocol): 80 things + background from the COCO-Stuff 164k pixel maps.
+    Background is reduced to ignore like VOC (labels 0..79 = the things); ZeroSeg's evaluator keeps it."""
+    root = Path(root)
+    split = {"train": "train2017", "val": "val2017"}.get(split, split)
+    kind = "COCO-Object"
+    _require_dirs(kind, root, [f"images/{split}", f"annotations/{split}"], COCO_OBJECT_LAYOUT)
+    ann = root / "annotations" / split
+    converted = any(ann.glob(f"*{COCO_OBJECT_SUFFIX}"))
+    suffix = COCO_OBJECT_SUFFIX if converted else ".png"
+    items = _pairs_from_dirs(kind, root, f"images/{split}", f"annotations/{split}", suffix, COCO_OBJECT_LAYOUT)
+    unseen = kw.pop("unseen", None)
+    return CocoObjectDataset(items, load_split("coco_object80", unseen), True, f"coco_object_{split}", **kw)
+
+
 ADE_LAYOUT = """  ADEChallengeData2016/images/{training,validation}/<id>.jpg
   ADEChallengeData2016/annotations/{training,validation}/<id>.png   (0 other, 1..150)"""
 
@@ -344,6 +399,7 @@ DATASET_TYPES = {
     "voc": voc_dataset,
     "coco_stuff": coco_stuff_dataset,
     "context59": context59_dataset,
+    "coco_object": coco_object_dataset,
     "ade150": ade150_dataset,
     "folder": folder_dataset,
 }

@@ -2,7 +2,8 @@
 
 ``zsseg_rt/data/splits/<name>.json`` holds ``class_names`` (a list, or a reference to a vocabulary file of
 ``zsseg_rt.models``, e.g. ``"vocab/voc20.json"``) and ``unseen`` (class NAMES). Bundled: ``voc20`` (15/5),
-``coco_stuff171`` (156/15), ``context59`` (49/10), ``ade150`` (no split; cross-dataset evaluation).
+``coco_stuff171`` (156/15), ``context59`` (49/10), ``ade150`` (no split; cross-dataset evaluation),
+``coco_object80`` (the 80 COCO things, no split; ZeroSeg / GroupViT COCO-Object).
 Any split can be overridden by passing ``unseen=[...]`` (names or indices) or a JSON path of the same form.
 """
 

@@ -27,7 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         if args.dataset is None:
             raise SystemExit(
-                "zsseg eval: error: give --dataset {voc,coco_stuff,context59,ade150,folder,synthetic} or --dataset-config"
+                "zsseg eval: error: give --dataset {voc,coco_stuff,context59,coco_object,ade150,folder,synthetic} or --dataset-config"
             )
         spec = {"type": args.dataset}
         if args.data_root:
@@ -72,6 +72,9 @@ def _run(args: argparse.Namespace) -> int:
         backend=args.backend,
         limit=args.limit,
         progress=not args.no_progress,
+        text_weights=args.text_weights,
+        background_threshold=args.background_threshold,
+        thresholds=args.thresholds,
     )
     return _report(metrics, args)
 
@@ -99,7 +102,7 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="training checkpoint .pt, native checkpoint dir, or bundle dir")
     p.add_argument(
         "--dataset",
-        choices=["voc", "coco_stuff", "context59", "ade150", "folder", "synthetic"],
+        choices=["voc", "coco_stuff", "context59", "coco_object", "ade150", "folder", "synthetic"],
         default=None,
         help="dataset layout (cross-dataset: any of them, with its own class names)",
     )
@@ -115,6 +118,24 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--text-embeddings", default=None, help="precomputed [C, D] class embeddings (.npy/.pt)")
     p.add_argument(
         "--unseen", default=None, help="comma-separated unseen classes (names or indices) overriding the dataset split"
+    )
+    p.add_argument(
+        "--text-weights",
+        default=None,
+        help="(ZeroSeg checkpoints) CLIP weights of the teacher's text tower, e.g. openai",
+    )
+    p.add_argument(
+        "--background-threshold",
+        type=float,
+        default=None,
+        help="(ZeroSeg) background threshold (default: the dataset's value in --thresholds)",
+    )
+    p.add_argument(
+        "--thresholds",
+        choices=["paper", "groupvit"],
+        default="paper",
+        help="(ZeroSeg) per-dataset thresholds: the paper's (VOC 0.95, Context 0.05, COCO-Object 0.35) or GroupViT's "
+        "configs (0.95, 0.35, 0.95)",
     )
     p.add_argument("--json", default=None, help="write the metrics to this JSON file")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")

@@ -40,6 +40,14 @@ def checkpoint_kind(path: Union[str, Path]) -> str:
     )
 
 
+def _is_zeroseg(obj) -> bool:
+    """A ZeroSeg student or an Engine on a ZeroSeg bundle (no torch import: bundles evaluate without torch)."""
+    meta = getattr(obj, "meta", None)
+    if meta is not None and hasattr(meta, "family"):
+        return meta.family == "zeroseg"
+    return getattr(getattr(obj, "config", None), "family", "") == "zeroseg"
+
+
 class Segmenter:
     """``segmenter(rgb [H,W,3] uint8) -> labels [H,W]`` over a fixed vocabulary (torch model or Engine)."""
 
@@ -53,6 +61,11 @@ class Segmenter:
         device: Optional[str] = None,
         seen_classes=None,
     ):
+        if _is_zeroseg(obj):  # its labels put background at 0: the generic confusion matrix would be silently wrong
+            raise ValueError(
+                "ZeroSeg is evaluated under its own protocol (background + classes): use zsseg eval without --ray "
+                "(zsseg_rt.models.zeroseg.evaluate.evaluate_checkpoint)"
+            )
         self.kind, self.obj, self.mode = kind, obj, mode
         self.class_names = list(class_names)
         self.device = device
@@ -129,9 +142,9 @@ def model_from_config(config: Dict[str, Any]):
     if not isinstance(config, dict):
         raise TypeError(f"model_config must be a dict, got {type(config).__name__}")
     family = family_of(config)
-    if family not in ("zegclip", "cliprc", "zegformer"):
+    if family not in ("zegclip", "cliprc", "zegformer", "zeroseg"):
         raise ValueError(
-            f"training checkpoint holds a model of family {family!r}; only ZegCLIP, CLIP-RC and ZegFormer "
+            f"training checkpoint holds a model of family {family!r}; only ZegCLIP, CLIP-RC, ZegFormer and ZeroSeg "
             "checkpoints are trained"
         )
     return create_model(dict(config))
@@ -148,6 +161,9 @@ def evaluate(
     limit: Optional[int] = None,
     progress: bool = True,
     seen_classes: Optional[Sequence[int]] = None,
+    text_weights: Optional[str] = None,
+    background_threshold: Optional[float] = None,
+    thresholds: str = "paper",
 ) -> Dict[str, Any]:
     """Metrics of ``checkpoint`` (path, ``ZegCLIP`` / ``CLIPRC`` or ``Engine``) on ``dataset`` (object or spec dict).
 
@@ -158,6 +174,8 @@ def evaluate(
         unseen: override the dataset split's unseen classes (names or indices) for mIoU(S)/mIoU(U)/hIoU.
         seen_classes: indices calibrated as seen (default: the checkpoint's seen classes, matched by name).
         limit: evaluate only the first ``limit`` images.
+        text_weights, background_threshold, thresholds: ZeroSeg only (its protocol: background + classes, see
+            :func:`zsseg_rt.models.zeroseg.evaluate.evaluate_checkpoint`).
     Returns:
         the :func:`summarize` dict plus ``images``, ``skipped`` (corrupt files), ``mode``, ``dataset``.
     """
@@ -179,6 +197,12 @@ def evaluate(
         text = np.asarray(text_embeddings, dtype=np.float32)
     if text is not None and text.shape[0] != ds.num_classes:
         raise ValueError(f"text embeddings have {text.shape[0]} rows for {ds.num_classes} dataset classes")
+    if _is_zeroseg(obj):  # background kept as class 0, per-dataset threshold: its own protocol
+        from zsseg_rt.models.zeroseg.evaluate import evaluate_checkpoint  # (torch is imported only here)
+
+        return evaluate_checkpoint(
+            obj, ds, mode, text, text_weights, background_threshold, thresholds, limit, progress, device
+        )
     seg = Segmenter(kind, obj, ds.class_names, text, mode, device, seen_classes)
     cm = ConfusionMatrix(ds.num_classes)
     n = len(ds) if limit is None else min(len(ds), int(limit))

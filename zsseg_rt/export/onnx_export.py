@@ -212,6 +212,11 @@ def export_bundle(
             "ZegFormer (two-stage) has no bundle format yet: its CLIP crop branch needs its own graphs and runtime "
             "steps. Run it in PyTorch (zsseg_rt.models.zegformer.predict.predict_zegformer / `zsseg eval`)."
         )
+    if getattr(getattr(model, "config", None), "family", "") == "zeroseg" and not hasattr(model, "export_verify"):
+        raise ValueError(
+            "a ZeroSeg student has no text tower: export it with zsseg_rt.models.zeroseg.bundle.export_zeroseg_bundle "
+            "(or `zsseg export --native DIR --text-weights openai`), which adds its teacher's CLIP text tower"
+        )
     if opset < 17:
         raise ValueError(f"opset must be >= 17 (native LayerNormalization for TensorRT), got {opset}")
     if max_classes < 1:
@@ -231,7 +236,8 @@ def export_bundle(
         meta["tensorrt_compatibility"] = tensorrt_compatibility(tmp)
         meta["files"] = _hash_bundle_files(tmp)  # every file, ONNX external data included
         write_meta(os.path.join(tmp, Files.META), meta)  # with meta_sha256 over meta.json itself
-        report = verify_bundle(tmp, model, verify_images)
+        hook = getattr(model, "export_verify", None)  # a family's own check (ZeroSeg: the Engine end to end)
+        report = hook(tmp, verify_images) if hook is not None else verify_bundle(tmp, model, verify_images)
         meta["verification"] = report
         write_meta(os.path.join(tmp, Files.META), meta)
         _make_readable(tmp)

@@ -3,7 +3,7 @@
 One graph, ``images [B, 3, S, S]`` (normalised, S = the config's image_size) -> ``segment_features [B, m, E]``,
 ``global_feature [B, E]``, ``assignment_maps [B, m, S/p, S/p]``; batch is dynamic. Classifying the segments
 against text embeddings and painting pixels (:mod:`zsseg_rt.models.zeroseg.infer`) are cheap and stay outside.
-Not yet a bundle for :class:`zsseg_rt.Engine` (README, ZeroSeg: not done).
+The Engine bundle (graphs + text encoder + post-processing) is :mod:`zsseg_rt.models.zeroseg.bundle`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from typing import Dict, Union
 import numpy as np
 import torch
 
+from zsseg_rt.bundle import Names
+
 __all__ = ["export_zeroseg_onnx", "verify_zeroseg_onnx", "INPUT_NAME", "OUTPUT_NAMES"]
 
 INPUT_NAME = "images"
-OUTPUT_NAMES = ("segment_features", "global_feature", "assignment_maps")
+OUTPUT_NAMES = (Names.SEGMENT_FEATURES, Names.GLOBAL_FEATURE, Names.ASSIGNMENT_MAPS)
 FEATURE_ATOL = 1e-4  # fp32 graph re-ordering gives ~1e-6 on features of unit scale
 MAPS_ATOL = 1e-5  # assignment probabilities in [0, 1]
 
@@ -72,7 +74,11 @@ def verify_zeroseg_onnx(path: Union[str, os.PathLike], model, seed: int = 0) -> 
         flips += int((got[2].argmax(1) != ref[2].argmax(1)).sum())
         total += ref[2].shape[0] * ref[2].shape[2] * ref[2].shape[3]
     report["segment_flip_fraction"] = flips / total
-    limits = {"segment_features": FEATURE_ATOL, "global_feature": FEATURE_ATOL, "assignment_maps": MAPS_ATOL}
+    limits = {
+        Names.SEGMENT_FEATURES: FEATURE_ATOL,
+        Names.GLOBAL_FEATURE: FEATURE_ATOL,
+        Names.ASSIGNMENT_MAPS: MAPS_ATOL,
+    }
     bad = {k: v for k, v in report.items() if k in limits and v > limits[k]}
     if bad or report["segment_flip_fraction"] > 0.001:
         raise RuntimeError(f"ONNX export of ZeroSeg disagrees with PyTorch: {report} (limits {limits}, flips 0.1 %)")

@@ -59,7 +59,7 @@ def estimate_bytes(
         image_size: ``(H, W)`` input = output size; scaled_size: ``(H', W')`` after the keep-ratio rescale.
         windows: ``n`` sliding windows; classes: ``C``; crop: the graph input size ``S``;
         logit_size: ``(h, w)`` of the head's mask logits; batch: windows per encoder call.
-        activation: "sigmoid" (ZegCLIP family) or "softmax" (training-free family).
+        activation: "sigmoid" (ZegCLIP family), "softmax" (training-free family) or "maps" (ZeroSeg).
         single_fast_window: fast mode with one window (the fused path straight to the output size).
         threads: CPU threads of the native ops (default ``cpu_threads()``).
     Returns:
@@ -71,7 +71,7 @@ def estimate_bytes(
     total = 11 * pixels + 3 * scaled + 24 * min(batch, windows) * crop * crop
     total += 8 * windows * classes * logit_size[0] * logit_size[1]
     rows_width = logit_size[1] if single_fast_window else scaled_w
-    if activation == "softmax" or not single_fast_window:
+    if activation in ("softmax", "maps") or not single_fast_window:
         total += 4 * (threads or cpu_threads()) * (3 * classes * rows_width + 2 * rows_width + classes)
     return int(total)
 

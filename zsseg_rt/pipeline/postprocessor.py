@@ -13,6 +13,10 @@ Official orders (no torch; the native ops do the work):
   original size, ``* logit_scale``, softmax, optional area filter / background threshold
   (:func:`zsseg_rt.pipeline.postprocess.softmax_segment`).
 
+- ``"maps"`` (ZeroSeg, GroupViT's order): the head already painted per-window class maps at the head size
+  (background first); windows averaged, resized to the original size, argmax (:meth:`Postprocessor.exact_maps`,
+  the same in both modes).
+
 ``mode="fast"`` takes the fused single-pass path when there is exactly one window covering the whole
 head-size input (labels may differ from the exact order at a few boundary pixels); otherwise exact.
 """
@@ -24,12 +28,18 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from zsseg_rt import ops
+
 from . import postprocess as post
 from .preprocess import Window
 
-__all__ = ["Postprocessor", "MODES", "WINDOW_LOGITS"]
+__all__ = ["Postprocessor", "MODES", "WINDOW_LOGITS", "MAPS"]
 
 MODES = ("exact", "fast")
+# "maps" (ZeroSeg / GroupViT): the head already painted each window's class maps at the head size (no activation,
+# no calibration): windows averaged, resized to the output size, argmax. Kept here, apart from the native
+# activations of ``postprocess.ACTIVATIONS``.
+MAPS = "maps"
 # How each window's logits relate to the window: "padded" (the crop was zero-padded bottom/right to the head
 # size, the scores are cropped back: the Engine's fixed-shape graphs) or "fitted" (the network saw the window
 # itself, the scores are resized to the window: PyTorch ``predict``, as in the official code).
@@ -61,8 +71,8 @@ class Postprocessor:
     area_threshold: Optional[float] = None
 
     def __post_init__(self) -> None:
-        if self.activation not in post.ACTIVATIONS:
-            raise ValueError(f"activation must be one of {post.ACTIVATIONS}, got {self.activation!r}")
+        if self.activation not in post.ACTIVATIONS + (MAPS,):
+            raise ValueError(f"activation must be one of {post.ACTIVATIONS + (MAPS,)}, got {self.activation!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.window_logits not in WINDOW_LOGITS:
@@ -117,6 +127,8 @@ class Postprocessor:
             raise ValueError(f"need logits [n, C, h, w] with one row per window ({len(windows)}), got {shape}")
         scaled_size = (int(scaled_size[0]), int(scaled_size[1]))
         output_size = (int(output_size[0]), int(output_size[1]))
+        if self.activation == MAPS:  # one order in both modes (nothing to fuse)
+            return self.exact_maps(logits, windows, scaled_size, output_size, class_bias)
         if self.is_fast(windows):
             return self.fast(logits, output_size, class_bias)
         if self.activation == "softmax":
@@ -191,6 +203,36 @@ class Postprocessor:
         ]
         merged = post.merge_windows(parts, windows, scaled_size)
         return post.softmax_segment(merged, output_size, **self._softmax_options(class_bias))
+
+    def exact_maps(
+        self,
+        maps: np.ndarray,
+        windows: Sequence[Window],
+        scaled_size: Size,
+        output_size: Size,
+        class_bias: Optional[np.ndarray],
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """GroupViT's order (mmseg ``slide_inference``) for per-window class maps already at the head size:
+        cut each padded window back to its size, average overlapping windows, bilinear to the output size,
+        argmax. ``scores`` are the winning channel's averaged value. A class bias is refused (none is defined).
+        Finite maps go through the fused ``ops.segment_windows`` (identity calibration; its resize of a map to its
+        own size is exact), so no ``[C, H', W']`` average is built."""
+        if class_bias is not None and np.any(class_bias):
+            raise ValueError("this bundle's post-processing ('maps') takes no class bias; pass class_bias=None or 0")
+        if tuple(maps.shape[2:]) != tuple(self.head_size):
+            raise ValueError(f"'maps' post-processing needs [n, C, {self.head_size}] maps, got {list(maps.shape)}")
+        maps = np.ascontiguousarray(maps, dtype=np.float32)
+        if np.isfinite(maps).all():  # the fused op, identity calibration: the same arithmetic, no [C, H', W']
+            labels, scores = ops.segment_windows(
+                maps, [tuple(w) for w in windows], tuple(self.head_size), scaled_size, output_size, sigmoid=False
+            )
+            return labels[None], scores[None]
+        parts = [  # non-finite maps: the composition (its head-size resize is skipped, so NaN does not spread)
+            np.ascontiguousarray(maps[i : i + 1, :, : win.y2 - win.y1, : win.x2 - win.x1], dtype=np.float32)
+            for i, win in enumerate(windows)
+        ]
+        merged = post.merge_windows(parts, windows, scaled_size)
+        return post.finalize_scores(merged, output_size)
 
     # ------------------------------------------------------------------ helpers
     def _window_part(

@@ -221,6 +221,12 @@ def _load_source_model(meta: BundleMeta):
 
     from zsseg_rt.models import load_native
 
+    if meta.family == "zeroseg":  # the checkpoint holds the student only; the bundle adds the teacher's text tower
+        raise ValueError(
+            "the torch backend of a ZeroSeg bundle needs the exported model: pass "
+            "model=zsseg_rt.models.zeroseg.bundle.build_bundle_model(student, text_weights, threshold) to Engine, "
+            "or use backend='onnxruntime'"
+        )
     source = meta.raw.get("source_checkpoint")
     if not source or not os.path.exists(source):
         raise FileNotFoundError(

@@ -280,13 +280,14 @@ class Engine:
         )
         self.limits.check((height, width), scaled, count, None)  # pixel and window limits before listing windows
         windows = pipeline.sliding_windows(scaled[0], scaled[1], crop, stride)
+        maps = self.postprocessor.activation == "maps"  # ZeroSeg: 1 + C class maps at the graph size per window
         estimate = estimate_bytes(
             (height, width),
             scaled,
             len(windows),
-            len(bias),
+            len(bias) + int(maps),
             self.meta.image_size,
-            self.meta.grid,
+            (self.meta.image_size,) * 2 if maps else self.meta.grid,
             self.max_batch,
             activation=self.postprocessor.activation,
             single_fast_window=self.postprocessor.is_fast(windows),
@@ -313,7 +314,13 @@ class Engine:
         logits = self._window_logits(scaled, windows, text)  # [n, C, h, w]
         with self._stage("postprocess"):
             labels, scores = self.postprocessor(logits, windows, scaled_hw, orig_hw, bias)
-        return SegmentationResult(labels[0], scores[0], list(names), color_order)
+        return SegmentationResult(labels[0], scores[0], self._label_names(names), color_order)
+
+    def _label_names(self, names: Sequence[str]) -> List[str]:
+        """The names the labels index: the bundle's background label first where its head paints one (ZeroSeg's
+        ``postprocess.background_label``: label 0 = background, 1..C = the vocabulary), else the vocabulary."""
+        background = self.meta.postprocess.get("background_label")
+        return ([str(background)] if background else []) + list(names)
 
     def _window_logits(self, scaled: np.ndarray, windows: List[Window], text: np.ndarray) -> np.ndarray:
         """Mask logits ``[n, C, h, w]`` of every window of the rescaled ``[H', W', 3]`` uint8 RGB image. Windows

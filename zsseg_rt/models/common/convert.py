@@ -67,6 +67,10 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
         from zsseg_rt.models.zegformer.factory import load_native_zegformer
 
         return load_native_zegformer(d, device=device, **overrides)
+    if str(meta.get("format", "")).startswith("zsseg_rt.zeroseg."):  # ZeroSeg student
+        from zsseg_rt.models.zeroseg.factory import load_native_zeroseg
+
+        return load_native_zeroseg(d, device=device, **overrides)
     if meta.get("format") != NATIVE_FORMAT:
         raise WeightsError(f"{d / CONFIG_FILE}: unknown format {meta.get('format')!r} (expected {NATIVE_FORMAT})")
     cfg_dict = dict(meta["config"])

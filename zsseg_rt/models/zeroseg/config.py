@@ -26,11 +26,22 @@ from zsseg_rt.models.common.config import (
     load_templates,
 )
 
-__all__ = ["ZeroSegConfig", "load_zeroseg_config", "FAMILY", "DATASET_BACKGROUND_THRESHOLDS", "CLIP_MEAN", "CLIP_STD"]
+__all__ = [
+    "ZeroSegConfig",
+    "load_zeroseg_config",
+    "FAMILY",
+    "DATASET_BACKGROUND_THRESHOLDS",
+    "GROUPVIT_BACKGROUND_THRESHOLDS",
+    "CLIP_MEAN",
+    "CLIP_STD",
+]
 
 FAMILY = "zeroseg"
 # paper §4.2 (following GroupViT's configs): background threshold per evaluation dataset
 DATASET_BACKGROUND_THRESHOLDS = {"voc": 0.95, "context": 0.05, "coco_object": 0.35}
+# GroupViT's own dataset configs (segmentation/configs/_base_/datasets/*.py) use other values for Context and
+# COCO; ``zsseg eval --thresholds groupvit`` selects them (an option: the paper's table is the default)
+GROUPVIT_BACKGROUND_THRESHOLDS = {"voc": 0.95, "context": 0.35, "coco_object": 0.95}
 CLIP_MEAN = [122.771, 116.746, 104.094]  # OpenAI CLIP statistics on the 0-255 scale (teacher input)
 CLIP_STD = [68.501, 66.632, 70.323]
 
@@ -104,8 +115,15 @@ class ZeroSegConfig(BaseModelConfig):
     topk_classes: int = 5  # inferred (GroupViT): keep the top-k classes of the pooled embedding; 0 = all
     assignment_maps: str = "soft"  # GroupViT multiplies the SOFT stage maps | "hard"
     short_side: int = 448  # [P] test images resized to short side 448
-    crop_size: int = 448  # inferred (GroupViT): sliding window 448 / stride 224
+    max_long_side: int = 2048  # GroupViT configs: img_scale=(2048, 448) keep-ratio (long side bounded by 2048)
+    test_mode: str = "slide"  # GroupViT configs (VOC, Context, COCO): mode='slide' | "whole" (one window)
+    crop_size: int = 448  # inferred (GroupViT configs): sliding window 448 / stride 224
     stride: int = 224
+    # GroupViT's encode_decode: the top-k-masked class softmax of a segment is multiplied by its unmasked softmax
+    affinity_product: bool = True
+    # GroupViT's encode_decode: threshold = min(background_threshold, best segment score of the window), so the
+    # best segment of a window is never background
+    clamp_background_threshold: bool = True
     templates: List[str] = field(default_factory=lambda: ["a photo of a {}."])
 
     # ------------------------------------------------------------------ derived
@@ -160,6 +178,12 @@ class ZeroSegConfig(BaseModelConfig):
             raise ValueError(f"projector_norm must be batchnorm|none, got {self.projector_norm!r}")
         if self.score_mode not in ("softmax", "cosine"):
             raise ValueError(f"score_mode must be softmax|cosine, got {self.score_mode!r}")
+        if self.test_mode not in ("slide", "whole"):
+            raise ValueError(f"test_mode must be slide|whole, got {self.test_mode!r}")
+        if min(self.crop_size, self.stride, self.short_side, self.max_long_side) < 1:
+            raise ValueError("crop_size, stride, short_side and max_long_side must be >= 1")
+        if self.crop_size % self.patch_size:
+            raise ValueError(f"crop_size {self.crop_size} is not a multiple of student_patch_size {self.patch_size}")
         if self.assignment_maps not in ("soft", "hard"):
             raise ValueError(f"assignment_maps must be soft|hard, got {self.assignment_maps!r}")
         if not self.teacher_grids or min(self.teacher_grids) < 1:

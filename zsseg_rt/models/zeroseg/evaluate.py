@@ -1,15 +1,16 @@
 """ZeroSeg's evaluation protocol ([P] §4.2 following GroupViT): zero-shot mIoU WITH a background class on
-PASCAL VOC (21 = background + 20) and PASCAL Context (60 = background + 59), background decided by the
-per-dataset threshold (VOC 0.95, Context 0.05; COCO-Object 0.35), images resized to a short side of 448.
+PASCAL VOC (21 = background + 20), PASCAL Context (60 = background + 59) and COCO-Object (81 = background + 80
+things), background decided by the per-dataset threshold (paper: VOC 0.95, Context 0.05, COCO-Object 0.35; or
+GroupViT's configs: 0.95 / 0.35 / 0.95), GroupViT's test pipeline (:func:`.infer.predict_image`: keep-ratio
+rescale to (2048, 448), 448/224 sliding windows, class maps averaged, resized to the image, arg-max).
 
-Labels are read raw (no reduce-zero-label): 0 = background, c = class c, 255 = ignore, which is the
-label convention of :func:`zsseg_rt.models.zeroseg.infer.labels_from_segments`.
+Labels are read raw (no reduce-zero-label): 0 = background, c = class c, 255 = ignore, the label convention of
+:func:`zsseg_rt.models.zeroseg.infer.predict_image` and of a ZeroSeg bundle's Engine labels.
 
     python -m zsseg_rt.models.zeroseg.evaluate --model work_dirs/zeroseg_in1k/final --dataset voc \\
         --root data/VOCdevkit/VOC2012 --pretrained openai
 
-Differences from GroupViT's protocol (README, ZeroSeg): whole-image inference (no 448/224 sliding window) with
-the input rounded to a multiple of the patch size; COCO-Object (from instance masks) is not wired yet.
+or ``zsseg eval CHECKPOINT_OR_BUNDLE --dataset voc|context59|coco_object --text-weights openai``.
 """
 
 from __future__ import annotations
@@ -23,25 +24,49 @@ import torch
 
 from zsseg_rt.eval.metrics import ConfusionMatrix
 
-from .config import DATASET_BACKGROUND_THRESHOLDS
-from .infer import predict
+from .config import DATASET_BACKGROUND_THRESHOLDS, GROUPVIT_BACKGROUND_THRESHOLDS
+from .infer import predict_image
 
-__all__ = ["evaluate_zeroseg", "PROTOCOL", "main"]
+__all__ = [
+    "evaluate_zeroseg",
+    "evaluate_checkpoint",
+    "is_zeroseg",
+    "PROTOCOL",
+    "protocol_threshold",
+    "with_background",
+    "main",
+]
 
-# dataset type of zsseg_rt.data.build_dataset -> (paper threshold key, number of classes with background)
-PROTOCOL = {"voc": ("voc", 21), "context59": ("context", 60)}
+# dataset type of zsseg_rt.data.build_dataset -> (threshold key, number of classes with background)
+PROTOCOL = {"voc": ("voc", 21), "context59": ("context", 60), "coco_object": ("coco_object", 81)}
+THRESHOLD_TABLES = {"paper": DATASET_BACKGROUND_THRESHOLDS, "groupvit": GROUPVIT_BACKGROUND_THRESHOLDS}
 
 
-def _input_tensor(rgb: np.ndarray, short_side: int, patch: int, mean, std) -> torch.Tensor:
-    """[H, W, 3] uint8 -> normalised [1, 3, h', w'] with the short side at ``short_side`` (rounded to the patch)."""
-    import torch.nn.functional as F
+def protocol_threshold(dataset_name: str, table: str = "paper") -> Optional[float]:
+    """The background threshold of a dataset (by its ``SegmentationDataset.name``, e.g. ``"voc_val"``) in
+    ``table`` ("paper" or "groupvit"), or None for a dataset outside the protocol."""
+    if table not in THRESHOLD_TABLES:
+        raise ValueError(f"threshold table must be one of {sorted(THRESHOLD_TABLES)}, got {table!r}")
+    for kind in sorted(PROTOCOL, key=len, reverse=True):
+        if dataset_name == kind or dataset_name.startswith(kind + "_"):
+            return float(THRESHOLD_TABLES[table][PROTOCOL[kind][0]])
+    return None
 
-    h, w = rgb.shape[:2]
-    scale = short_side / min(h, w)
-    size = (max(patch, round(h * scale / patch) * patch), max(patch, round(w * scale / patch) * patch))
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
-    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+def with_background(dataset):
+    """A shallow copy of ``dataset`` that keeps background as class 0 (``reduce_zero_label`` off) and names it,
+    so labels 0..C are in range (C + 1 classes)."""
+    from zsseg_rt.data.splits import ClassSplit
+
+    data = copy.copy(dataset)
+    if not dataset.reduce_zero_label:
+        raise ValueError(
+            f"{dataset.name}: ZeroSeg's protocol needs a dataset whose label 0 is background (VOC, Context-59, "
+            "COCO-Object read with reduce_zero_label)"
+        )
+    data.reduce_zero_label = False
+    data.split = ClassSplit(dataset.split.name + "+background", ("background",) + tuple(dataset.class_names), ())
+    return data
 
 
 @torch.no_grad()
@@ -52,30 +77,29 @@ def evaluate_zeroseg(
     background_threshold: Optional[float] = None,
     limit: Optional[int] = None,
     progress: bool = True,
+    mode: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """mIoU of ``model`` on ``dataset`` (a :class:`zsseg_rt.data.SegmentationDataset` of VOC or Context) with
-    class embeddings ``text`` [C, E] of its foreground classes (C = 20 or 59).
+    """mIoU of ``model`` on ``dataset`` (a :class:`zsseg_rt.data.SegmentationDataset` of VOC, Context-59 or
+    COCO-Object, background reduced to ignore as those readers do) with class embeddings ``text`` [C, E] of its
+    foreground classes (C = 20, 59 or 80). ``mode``: "slide" / "whole" (default: the config's ``test_mode``).
 
     Returns ``{"mIoU", "IoU" (per class, background first), "pixel_accuracy", "num_images", "threshold"}``
-    (mIoU in percent, NaN classes absent from the ground truth skipped).
+    (mIoU in percent, NaN classes absent from the ground truth and the prediction skipped).
     """
     from tqdm import tqdm
 
     cfg = model.config
-    data = copy.copy(dataset)
-    data.reduce_zero_label = False  # keep background = 0
+    data = with_background(dataset)
     n_cls = text.shape[0] + 1
+    if n_cls != data.num_classes:
+        raise ValueError(f"text has {text.shape[0]} rows for the {dataset.num_classes} classes of {dataset.name}")
     thr = cfg.background_threshold if background_threshold is None else float(background_threshold)
     cm = ConfusionMatrix(n_cls, ignore_index=255)
     n = len(data) if limit is None else min(len(data), int(limit))
-    device = next(model.parameters()).device
     for i in tqdm(range(n), desc="zeroseg eval", disable=not progress, dynamic_ncols=True):
         rgb, gt = data.load(i)
-        x = _input_tensor(rgb, cfg.short_side, cfg.patch_size, cfg.mean, cfg.std).to(device)
-        out = predict(model, x, text.to(device), background_threshold=thr)
-        # labels at the network input size -> back to the ground truth's size (nearest: labels are indices)
-        labels = torch.nn.functional.interpolate(out["labels"][None].float(), size=gt.shape, mode="nearest")
-        cm.update(labels[0, 0].long().cpu().numpy(), gt)
+        labels, _ = predict_image(model, rgb, text, thr, mode)
+        cm.update(labels.numpy(), gt)
     iou = cm.iou()
     return {
         "mIoU": float(np.nanmean(iou) * 100.0),
@@ -86,6 +110,109 @@ def evaluate_zeroseg(
     }
 
 
+def is_zeroseg(obj) -> bool:
+    """A ZeroSeg student or an Engine running a ZeroSeg bundle."""
+    from zsseg_rt.eval.evaluate import _is_zeroseg
+
+    return _is_zeroseg(obj)
+
+
+def evaluate_checkpoint(
+    obj,
+    dataset,
+    mode: Optional[str] = None,
+    text: Optional[np.ndarray] = None,
+    text_weights: Optional[str] = None,
+    background_threshold: Optional[float] = None,
+    thresholds: str = "paper",
+    limit: Optional[int] = None,
+    progress: bool = True,
+    device: Optional[str] = None,
+) -> Dict[str, Any]:
+    """``zsseg eval`` for ZeroSeg: a student (PyTorch, :func:`.infer.predict_image`) or an ``Engine`` on a ZeroSeg
+    bundle, over background + the dataset's classes; metrics in :func:`zsseg_rt.eval.metrics.summarize`'s form
+    plus ``background_threshold``.
+
+    Args:
+        text: ``[C, E]`` class embeddings in the dataset's order, or None: the student needs ``text_weights``
+            (its teacher's CLIP weights, e.g. "openai"), a bundle uses its own text encoder.
+        background_threshold: None = the dataset's value in ``thresholds`` ("paper" or "groupvit"). A bundle's
+            threshold is part of its head graph: a different requested value is refused.
+    """
+    from tqdm import tqdm
+
+    from zsseg_rt.eval.metrics import summarize
+
+    data = with_background(dataset)
+    names = list(dataset.class_names)
+    thr = background_threshold
+    if thr is None:
+        thr = protocol_threshold(dataset.name, thresholds)
+    meta = getattr(obj, "meta", None)
+    if meta is not None:  # Engine on a ZeroSeg bundle
+        baked = float(meta.postprocess["background_threshold"])
+        if thr is not None and abs(float(thr) - baked) > 1e-9:
+            raise ValueError(
+                f"this ZeroSeg bundle paints background below {baked} (fixed in its head graph); {dataset.name} asks "
+                f"for {thr}: export a bundle with that threshold (zsseg export --background-threshold {thr}) or pass "
+                f"--background-threshold {baked}"
+            )
+        thr = baked
+        if text is not None:
+            obj.set_text_embeddings(names, text)
+        else:
+            obj.set_classes(names)
+
+        def segment(rgb):
+            return obj(rgb, color_order="rgb").labels
+
+    else:
+        if text is None:
+            if text_weights is None:
+                raise ValueError(
+                    "a ZeroSeg checkpoint has no text tower: pass --text-weights (its teacher's CLIP weights, e.g. "
+                    "openai) or --text-embeddings"
+                )
+            from .teacher import CLIPTeacher
+
+            teacher = CLIPTeacher(obj.config, None)
+            from .bundle import _load_text_tower
+
+            _load_text_tower(teacher, text_weights)
+            text_t = teacher.to(next(obj.parameters()).device).text_embeddings(names, obj.config.templates)
+        else:
+            text_t = torch.as_tensor(np.asarray(text, dtype=np.float32))
+        thr = obj.config.background_threshold if thr is None else thr
+
+        def segment(rgb):
+            return predict_image(obj, rgb, text_t, thr, mode)[0].numpy()
+
+    cm = ConfusionMatrix(len(names) + 1, ignore_index=255)
+    n = len(data) if limit is None else min(len(data), int(limit))
+    done = 0
+    for i in tqdm(range(n), desc=f"zeroseg eval {dataset.name}", disable=not progress, dynamic_ncols=True):
+        sample = data.load_safe(i)
+        if sample is None:
+            continue
+        rgb, gt = sample
+        cm.update(np.asarray(segment(rgb)), gt)
+        done += 1
+    out = summarize(cm, ["background"] + names, ())
+    out.update(
+        {
+            "images": done,
+            "skipped": len(data.skipped),
+            "skipped_files": list(data.skipped.values())[:20],
+            "mode": mode or ("slide" if meta is not None else obj.config.test_mode),
+            "dataset": dataset.name,
+            "source": "bundle" if meta is not None else "torch",
+            "protocol": "ZeroSeg / GroupViT (background + classes, threshold)",
+            "background_threshold": float(thr),
+        }
+    )
+    return out
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="native ZeroSeg checkpoint directory (work_dir/final)")
@@ -93,7 +220,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--root", required=True, help="dataset root (layouts: zsseg_rt.data.datasets)")
     ap.add_argument("--split", default="val")
     ap.add_argument("--pretrained", required=True, help="CLIP weights of the text tower (the teacher's), e.g. openai")
-    ap.add_argument("--threshold", type=float, default=None, help="background threshold (default: the paper's)")
+    ap.add_argument("--threshold", type=float, default=None, help="background threshold (default: --thresholds)")
+    ap.add_argument("--thresholds", default="paper", choices=sorted(THRESHOLD_TABLES), help="per-dataset table")
+    ap.add_argument("--mode", default=None, choices=["slide", "whole"], help="default: the config's test_mode")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
@@ -107,8 +236,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     teacher = CLIPTeacher(model.config, args.pretrained).to(args.device)
     text = teacher.text_embeddings(dataset.class_names, model.config.templates)
     key, _ = PROTOCOL[args.dataset]
-    thr = DATASET_BACKGROUND_THRESHOLDS[key] if args.threshold is None else args.threshold
-    result = evaluate_zeroseg(model, text, dataset, thr, args.limit)
+    thr = THRESHOLD_TABLES[args.thresholds][key] if args.threshold is None else args.threshold
+    result = evaluate_zeroseg(model, text, dataset, thr, args.limit, mode=args.mode)
     print(f"{args.dataset}: mIoU {result['mIoU']:.2f} over {result['num_images']} images (threshold {thr})")
     return 0
 
