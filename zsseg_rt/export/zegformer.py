@@ -5,7 +5,7 @@ Graphs (``bundle.spec.ZEGFORMER_GRAPH_FILES``, I/O in ``bundle.spec.zegformer_gr
 * ``mask_branch.onnx``: ``image [1,3,H,W]`` (normalised, zero-padded to ``size_divisibility``; H and W dynamic) +
   ``text_embeddings [C,D]`` -> ``class_logits [1,Q,C+1]``, ``query_masks [1,Q,H/4,W/4]`` (ResNet, pixel decoder,
   transformer decoder, mask embeddings, cosine classifier with the learnt background embedding);
-* ``clip_image_encoder.onnx``: ``crops [N,3,S,S]`` (S = the CLIP input size, N dynamic) -> ``crop_embeddings
+* ``clip_image_encoder.onnx`` (fp32, whatever the model's ``clip_precision``): ``crops [N,3,S,S]`` (S = the CLIP input size, N dynamic) -> ``crop_embeddings
   [N,D]`` L2-normalised (CLIP's image tower);
 * ``text_encoder.onnx``: the CLIP text tower, as in every bundle (both text-embedding sets come from it).
 
@@ -121,6 +121,7 @@ def zegformer_meta(model, meta: Dict[str, Any]) -> Dict[str, Any]:
                 "size_divisibility": int(c.size_divisibility),
                 "test_short_side": int(c.test_short_side),
                 "test_max_size": int(c.test_max_size),
+                "clip_precision": "fp32",  # the graphs (the model's clip_precision applies to PyTorch only)
             },
             "tensorrt_compatibility": {"supported": False, "reason": "ZegFormer bundles run with ONNX Runtime only"},
         }
@@ -238,14 +239,19 @@ def export_zegformer_bundle(
 
     from .onnx_export import _hash_bundle_files, build_meta
 
-    export_zegformer_graphs(model, tmp, opset)
-    tok = model.text_encoder.tokenizer
-    build_tokenizer_json(tok.encoder, tok.bpe_ranks, os.path.join(tmp, Files.TOKENIZER))
-    meta = zegformer_meta(model, build_meta(model, max_classes, opset, source, {}))
-    meta.update(extra_meta or {})
-    meta["files"] = _hash_bundle_files(tmp)
-    write_meta(os.path.join(tmp, Files.META), meta)
-    report = verify_zegformer_bundle(tmp, model, verify_images)
+    precision = model.config.clip_precision
+    model.config.clip_precision = "fp32"  # bundles hold fp32 graphs; checked against the model in fp32
+    try:
+        export_zegformer_graphs(model, tmp, opset)
+        tok = model.text_encoder.tokenizer
+        build_tokenizer_json(tok.encoder, tok.bpe_ranks, os.path.join(tmp, Files.TOKENIZER))
+        meta = zegformer_meta(model, build_meta(model, max_classes, opset, source, {}))
+        meta.update(extra_meta or {})
+        meta["files"] = _hash_bundle_files(tmp)
+        write_meta(os.path.join(tmp, Files.META), meta)
+        report = verify_zegformer_bundle(tmp, model, verify_images)
+    finally:
+        model.config.clip_precision = precision
     meta["verification"] = report
     write_meta(os.path.join(tmp, Files.META), meta)
     return report
