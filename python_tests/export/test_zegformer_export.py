@@ -153,3 +153,27 @@ def test_export_check_catches_a_runtime_that_disagrees(model, tmp_path, monkeypa
     with pytest.raises(onnx_export.ExportError, match="does not reproduce PyTorch"):
         onnx_export.export_bundle(model, str(tmp_path / "b"), max_classes=32)
     assert os.listdir(tmp_path) == []
+
+
+def test_cli_segment_runs_a_zegformer_bundle(bundle, tmp_path, capsys):
+    from zsseg_rt import cli
+
+    out = tmp_path / "seg.png"
+    code = cli.main(["segment", SAMPLES[0], "--bundle", bundle, "--classes", "cat,dog,person,sofa", "-o", str(out)])
+    assert code == 0 and out.is_file()
+    assert cli.main(["segment", SAMPLES[0], "--bundle", bundle, "--classes", "cat", "--backend", "tensorrt"]) != 0
+    assert "ONNX Runtime only" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a second export (~15 s)
+def test_cli_export_from_a_native_checkpoint(model, tmp_path):
+    from zsseg_rt import cli
+    from zsseg_rt.models.common.convert import save_native
+
+    native = save_native(model, tmp_path / "native")
+    out = tmp_path / "bundle"
+    assert cli.main(["export", str(out), "--native", str(native), "--max-classes", "16"]) == 0
+    meta = load_meta(str(out))
+    assert meta.family == "zegformer" and meta.max_classes == 16 and meta.raw["verification"]["passed"]
+    assert meta.raw["source_checkpoint"] == os.path.abspath(native)
+    verify_files(meta)
