@@ -177,3 +177,29 @@ def test_cli_export_from_a_native_checkpoint(model, tmp_path):
     assert meta.family == "zegformer" and meta.max_classes == 16 and meta.raw["verification"]["passed"]
     assert meta.raw["source_checkpoint"] == os.path.abspath(native)
     verify_files(meta)
+
+
+def test_input_limits_apply(bundle):
+    from zsseg_rt.pipeline.limits import InputLimitError
+
+    engine = Engine(bundle, classes="cat, dog", backend="onnxruntime", max_memory_mb=1)
+    with pytest.raises(InputLimitError, match="max_memory_mb"):
+        engine(np.zeros((300, 400, 3), np.uint8))
+    engine = Engine(bundle, classes="cat, dog", backend="onnxruntime", max_pixels=1000)
+    with pytest.raises(InputLimitError, match="max_pixels"):
+        engine(np.zeros((300, 400, 3), np.uint8))
+    assert Engine(bundle, classes="cat", backend="onnxruntime")(np.zeros((30, 40, 3), np.uint8)).labels.shape == (
+        30,
+        40,
+    )
+
+
+def test_runtime_module_needs_no_torch():
+    import subprocess
+    import sys
+
+    from support import package_import_root
+
+    code = "import sys, zsseg_rt.runtime.zegformer; sys.exit('torch' in sys.modules or 'open_clip' in sys.modules)"
+    env = dict(os.environ, PYTHONPATH=package_import_root())
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0

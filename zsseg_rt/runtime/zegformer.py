@@ -431,7 +431,10 @@ class ZegFormerEngine(Engine):
         div = int(z["size_divisibility"])
         ph, pw = -(-nh // div) * div, -(-nw // div) * div
         queries = int(self.meta.raw["architecture"].get("config", {}).get("num_queries", 100))
-        estimate = 4 * ph * pw * (3 * queries + 2 * len(names) + 9) + 12 * height * width
+        # working memory: masks + their sigmoid (float32) and binary copy [Q, ph, pw], the semantic maps [C, ph, pw],
+        # three [3, ph, pw] float32 images, one batch of crops, the RGB input and the outputs
+        crops = 4 * self.max_batch * 3 * int(z["clip_image_size"]) ** 2
+        estimate = ph * pw * (9 * queries + 4 * len(names) + 36) + crops + 11 * height * width
         self.limits.check((height, width), (nh, nw), 1, estimate)
         with self._stage("preprocess"):
             rgb = pipeline.to_rgb_uint8(image, color_order)
