@@ -433,8 +433,8 @@ class ZegFormerEngine(Engine):
         queries = int(self.meta.raw["architecture"].get("config", {}).get("num_queries", 100))
         # working memory: masks + their sigmoid (float32) and binary copy [Q, ph, pw], the semantic maps [C, ph, pw],
         # three [3, ph, pw] float32 images, one batch of crops, the RGB input and the outputs
-        crops = 4 * self.max_batch * 3 * int(z["clip_image_size"]) ** 2
-        estimate = ph * pw * (9 * queries + 4 * len(names) + 36) + crops + 11 * height * width
+        crop_bytes = 4 * self.max_batch * 3 * int(z["clip_image_size"]) ** 2
+        estimate = ph * pw * (9 * queries + 4 * len(names) + 36) + crop_bytes + 11 * height * width
         self.limits.check((height, width), (nh, nw), 1, estimate)
         with self._stage("preprocess"):
             rgb = pipeline.to_rgb_uint8(image, color_order)
