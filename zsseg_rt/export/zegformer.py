@@ -133,6 +133,18 @@ def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
 
 
+def flips_beyond_ties(scores_ref: np.ndarray, labels_ref: np.ndarray, labels: np.ndarray, max_abs: float) -> int:
+    """Pixels whose labels differ although the reference's two best class scores (``scores_ref [C,H,W]``) are more
+    than ``2 x max_abs`` apart."""
+    differ = labels != labels_ref
+    if not differ.any():
+        return 0
+    if scores_ref.shape[0] < 2:
+        return int(differ.sum())
+    top2 = np.sort(scores_ref[:, differ], axis=0)[-2:]
+    return int(np.count_nonzero(top2[1] - top2[0] > 2.0 * max_abs))
+
+
 def synthetic_image(height: int = 90, width: int = 140, seed: int = 0) -> np.ndarray:
     """A smooth random ``[H, W, 3]`` uint8 RGB image (blobs of colour), used when no real image is given."""
     rng = np.random.default_rng(seed)
@@ -203,18 +215,25 @@ def verify_zegformer_bundle(bundle_dir: str, model, images: Sequence[str] = (), 
     for source, rgb in sources:
         result = engine(rgb, color_order="rgb")
         labels_ref, scores_ref = predict_zegformer(model, rgb, names, device="cpu")
-        best_ref = scores_ref.max(axis=0)
+        max_abs = _max_abs(result.scores, scores_ref.max(axis=0))
         cases.append(
             {
                 "graph": "engine",
                 "input": source,
                 "size": [int(rgb.shape[0]), int(rgb.shape[1])],
                 "label_agreement": float((result.labels == labels_ref).mean()),
-                "max_abs": _max_abs(result.scores, best_ref),
+                "flips_beyond_ties": flips_beyond_ties(scores_ref, labels_ref, result.labels, max_abs),
+                "max_abs": max_abs,
                 "atol": SCORE_ATOL,
             }
         )
-    passed = all(c["max_abs"] <= c["atol"] and c.get("label_agreement", 1.0) >= LABEL_AGREEMENT for c in cases)
+    # Labels: >= 99.9 % equal, or every differing pixel is a near-tie of the reference (its two best classes within
+    # twice the measured score error: either answer is within rounding of correct), as for the other families.
+    passed = all(
+        c["max_abs"] <= c["atol"]
+        and (c.get("label_agreement", 1.0) >= LABEL_AGREEMENT or c.get("flips_beyond_ties", 0) == 0)
+        for c in cases
+    )
     return {
         "passed": bool(passed),
         "runtime": f"onnxruntime {ort.__version__} CPU",
