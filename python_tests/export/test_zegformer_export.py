@@ -129,6 +129,9 @@ def test_bad_use_is_refused_clearly(bundle):
 
     with pytest.raises(ValueError, match="ZegFormer bundle"):
         trt_build.build_engine_set(bundle)
+    from zsseg_rt import cli
+
+    assert cli.main(["build-engine", bundle]) == 2  # one line on stderr, no traceback
 
 
 def test_tampered_bundle_is_refused(bundle, tmp_path):
@@ -233,3 +236,18 @@ def test_flips_beyond_ties_counts_only_clear_disagreements():
     assert flips_beyond_ties(scores, labels_ref, labels_ref, 1e-6) == 0
     assert flips_beyond_ties(scores, labels_ref, flipped, 1e-6) == 2  # pixels 0 and 2; pixel 1 is a near-tie
     assert flips_beyond_ties(scores, labels_ref, flipped, 1.0) == 0
+
+
+@pytest.mark.slow  # one export per case (~15 s each)
+@pytest.mark.parametrize("fusion,style", [("none", "cropmask"), ("ensemble_all", "mask"), ("clip_only", "crop")])
+def test_other_fusions_and_crop_styles_export_and_match(tmp_path, fusion, style):
+    model = _tiny_model()
+    model.config.fusion, model.config.clip_cls_style = fusion, style
+    bundle = onnx_export.export_bundle(model, str(tmp_path / "b"), max_classes=32, verify_images=SAMPLES[:1])
+    meta = load_meta(bundle)
+    assert meta.raw["zegformer"]["fusion"] == fusion and meta.raw["zegformer"]["clip_cls_style"] == style
+    engine = Engine(bundle, classes=list(model.config.class_names), backend="onnxruntime")
+    rgb = np.ascontiguousarray(read_image_bgr(SAMPLES[1])[:, :, ::-1])
+    labels, scores = predict_zegformer(model, rgb)
+    agreement, score_err = _agree(engine(rgb, color_order="rgb"), labels, scores)
+    assert agreement >= LABEL_AGREEMENT and score_err <= SCORE_ATOL

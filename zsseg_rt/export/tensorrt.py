@@ -323,7 +323,7 @@ def timing_cache_path(engine_root: str, tensorrt_version: str, device: DeviceInf
 # ---------------------------------------------------------------------------------------------- build
 def refuse_unsupported_family(meta: BundleMeta) -> None:
     """Raise ValueError for a bundle whose pipeline has no TensorRT path (ZegFormer's two-stage graphs)."""
-    if meta.family == "zegformer":
+    if getattr(meta, "family", "") == "zegformer":
         raise ValueError(
             f"{meta.path!r} is a ZegFormer bundle: TensorRT engines are not built for its two-stage pipeline "
             "(mask branch + CLIP crop encoder); run it with ONNX Runtime (Engine(..., backend='onnxruntime'))"
