@@ -250,9 +250,11 @@ def export_zegformer_bundle(
     source: Optional[str],
     verify_images: Sequence[str],
     extra_meta: Optional[Dict[str, Any]],
+    verify: bool = True,
 ) -> Dict[str, Any]:
     """Write a ZegFormer bundle into the temporary directory ``tmp`` (``export_bundle`` checks the destination,
-    renames it into place and cleans up); returns the verification report (meta.json records it)."""
+    renames it into place and cleans up); returns the verification report (meta.json records it).
+    ``verify=False`` (benchmark bundles only, ``tools/bench_zegformer_engine.py``) records ``passed: None``."""
     from zsseg_rt.bundle import write_meta
     from zsseg_rt.bundle.tokenizer import build_tokenizer_json
 
@@ -268,7 +270,10 @@ def export_zegformer_bundle(
         meta.update(extra_meta or {})
         meta["files"] = _hash_bundle_files(tmp)
         write_meta(os.path.join(tmp, Files.META), meta)
-        report = verify_zegformer_bundle(tmp, model, verify_images)
+        if verify:
+            report = verify_zegformer_bundle(tmp, model, verify_images)
+        else:
+            report = {"passed": None, "skipped": "unverified benchmark bundle (tools/bench_zegformer_engine.py)"}
     finally:
         model.config.clip_precision = precision
     meta["verification"] = report
