@@ -123,7 +123,8 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
         "- The official ZegFormer calls `encode_image` once per IMAGE on its 100 crops (batch 100), not once per "
         "query; this package batches the crops of all images of a batch into one call. The per-crop loop row only "
         "shows what batching saves.",
-        "- ONNX Runtime numbers are missing: the ZegFormer bundle/Engine is not implemented yet.",
+        '- ONNX Runtime numbers: not in this table (this tool times PyTorch only); see "ZegFormer Engine (ONNX '
+        'Runtime CPU) vs PyTorch" below (`tools/bench_zegformer_engine.py`).',
         "- Shared 2-core VM: absolute times vary with other jobs; both models ran back to back in one process.",
     ]
     return lines

@@ -306,3 +306,34 @@ def test_seen_mask_by_name_and_bad_seen_shape(model):
     assert model.seen_mask(["aeroplane", "sheep", "dog"]).tolist() == [True, False, True]
     with pytest.raises(ValueError, match="seen mask"):
         model.segment(torch.rand(1, 3, 32, 32) * 255, NAMES, seen=torch.tensor([True]))
+
+
+# ---------------------------------------------------------------------- CLIP precision (official fp16 on CUDA)
+def test_clip_precision_official_default_and_fp16_option():
+    import copy
+
+    torch.manual_seed(0)
+    auto = create_model("zegformer_tiny_test").eval()
+    assert auto.config.clip_precision == "auto"
+    assert auto.clip_dtype("cpu") == torch.float32 and auto.clip_dtype(torch.device("cuda")) == torch.float16
+    fp32 = create_model("zegformer_tiny_test", clip_precision="fp32")
+    assert fp32.clip_dtype(torch.device("cuda")) == torch.float32
+    with pytest.raises(ValueError, match="clip_precision must be one of"):
+        load_config("zegformer_tiny_test", clip_precision="bf16")
+
+    half = create_model("zegformer_tiny_test", clip_precision="fp16").eval()
+    half.load_state_dict(auto.state_dict())
+    assert half.clip_dtype("cpu") == torch.float16
+    crops = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        got = half.encode_crops(crops)
+        want = F.normalize(copy.deepcopy(auto.clip_visual).half()(crops.half()), dim=-1, eps=0.0)
+        ref32 = auto.encode_crops(crops)
+    assert got.dtype == torch.float16 and torch.equal(got, want)  # the tower really ran in half precision
+    assert 0 < (got.float() - ref32).abs().max() < 5e-3
+    text16, text32 = half.text_embeddings(NAMES), auto.text_embeddings(NAMES)
+    assert text16.dtype == torch.float32 and 0 < (text16 - text32).abs().max() < 5e-3
+    assert all(p.dtype == torch.float32 for p in half.parameters())  # the model's own weights are untouched
+    images = torch.rand(1, 3, 64, 96) * 255
+    a, b = half.segment(images, NAMES), auto.segment(images, NAMES)
+    assert a.dtype == torch.float32 and (a.argmax(1) == b.argmax(1)).float().mean() > 0.95

@@ -170,14 +170,6 @@ def test_family_detection_and_convert(tiny, tmp_path):
         assert torch.equal(native.state_dict()[k], v), k
 
 
-def test_export_bundle_refuses_zegformer_clearly(tiny, tmp_path):
-    from zsseg_rt.export.onnx_export import export_bundle
-
-    with pytest.raises(NotImplementedError, match="no bundle format yet"):
-        export_bundle(tiny, str(tmp_path / "bundle"))
-    assert not (tmp_path / "bundle").exists()
-
-
 def test_backbone_imagenet_weights_from_a_torchvision_state_dict(tmp_path):
     from torchvision.models.resnet import Bottleneck, ResNet
 

@@ -137,3 +137,51 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     init = Trainer(_cfg(tmp_path / "init", **over), progress=False).model.state_dict()
     changed = sum(not torch.equal(init[k], sa[k]) for k in sa)
     assert changed > 10  # training moved the weights
+
+
+@pytest.mark.slow
+def test_torchrun_two_process_gloo(tmp_path):
+    """DDP on the CPU (gloo, 2 processes) through ``python -m zsseg_rt.train``: it trains, checkpoints both ranks'
+    RNG states and moves the weights, and its first iteration (same weights, same global batch split over the
+    ranks) logs the mask and dice losses of one process with the whole batch: the official ``num_masks``
+    all-reduce normalisation. (The query-classification CE is a per-rank weighted mean, as in the official
+    criterion, so the total loss and later iterations are not compared.)"""
+    import csv
+    import json
+    import math
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from zsseg_rt.train.checkpoint import load_checkpoint
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    if not os.path.exists(torchrun):
+        pytest.skip("torchrun not found")
+    cfg = load_train_config("zegformer_tiny_test").to_dict()
+    cfg.update(iterations=3, batch_size=4, checkpoint_interval=3, log_interval=1, save_native=False)
+    cfg["model_overrides"] = dict(cfg.get("model_overrides") or {}, **NO_DROPOUT)
+    cfg["dataset"] = dict(cfg["dataset"], length=16)
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    cmd = [torchrun, "--nproc_per_node=2", "-m", "zsseg_rt.train", str(path), "--work-dir", str(tmp_path / "ddp")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run([*cmd, "--no-progress", "--device", "cpu"], env=env, capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    ckpt = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "iter_0000003.pt")
+    assert len(ckpt["rng"]) == 2 and ckpt["world_size"] == 2
+    Trainer(load_train_config(str(path), work_dir=str(tmp_path / "one")), device="cpu", progress=False).train()
+    init = Trainer(load_train_config(str(path), work_dir=str(tmp_path / "init")), device="cpu", progress=False)
+    moved = [k for k, v in init.model.state_dict().items() if not torch.equal(v, ckpt["model"][k])]
+    assert len(moved) > 10
+
+    def rows(d):
+        with open(tmp_path / d / "log.csv", newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+
+    ddp, one = rows("ddp"), rows("one")
+    assert len(ddp) == len(one) == 3 and all(math.isfinite(float(r["loss"])) for r in ddp)
+    for key in ("loss_mask", "loss_dice", "num_masks"):
+        assert float(ddp[0][key]) == pytest.approx(float(one[0][key]), rel=1e-5), key

@@ -7,6 +7,8 @@ A bundle is a directory::
     image_encoder.onnx   image [B,3,S,S] -> image_global [B,D], patches [B,N,D]
     head.onnx            text_embeddings [C,D], image_global [B,D], patches [B,N,D] -> mask_logits [B,C,h,w]
     text_encoder.onnx    tokens [P,L] int32 -> text_embeddings [P,D] (L2-normalised)
+    (ZegFormer bundles, architecture.family "zegformer", hold mask_branch.onnx and clip_image_encoder.onnx
+    instead of image_encoder.onnx and head.onnx: ``spec.ZEGFORMER_GRAPH_FILES``)
     tokenizer.json       CLIP BPE tokenizer (HF `tokenizers` format)
 
 Tensor and file names are spelled in ``spec`` and nowhere else.
@@ -14,12 +16,25 @@ Tensor and file names are spelled in ``spec`` and nowhere else.
 
 from .meta import BundleError, BundleMeta, bundle_file, check_bundle_integrity, load_meta, sha256_file, verify_files
 from .schema import canonical_meta_sha256, check_meta_schema, write_meta
-from .spec import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, Names, default_graph_io, graph_io
+from .spec import (
+    BUNDLE_FORMAT_VERSION,
+    GRAPH_FILES,
+    ZEGFORMER_GRAPH_FILES,
+    Files,
+    Names,
+    default_graph_io,
+    graph_files,
+    graph_io,
+    zegformer_graph_io,
+)
 
 __all__ = [
     "BUNDLE_FORMAT_VERSION",
     "Files",
     "GRAPH_FILES",
+    "ZEGFORMER_GRAPH_FILES",
+    "graph_files",
+    "zegformer_graph_io",
     "Names",
     "default_graph_io",
     "graph_io",

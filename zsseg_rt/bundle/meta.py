@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from .schema import META_HASH_FIELD, SchemaError, canonical_meta_sha256, check_file_name, check_meta_schema
-from .spec import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, graph_io
+from .spec import BUNDLE_FORMAT_VERSION, Files, graph_files, graph_io
 
 MAX_META_BYTES = 16 << 20  # a meta.json larger than this is refused before it is parsed
 
@@ -239,7 +239,7 @@ def check_bundle_integrity(meta: BundleMeta) -> None:
             "re-export the bundle with this zsseg_rt (or Engine(..., verify=False) to skip all checks)"
         )
     # every file the runtime opens must be covered, not only those meta.json happens to list
-    required = sorted(set(GRAPH_FILES.values()) | {Files.TOKENIZER})
+    required = sorted(set(graph_files(meta.family).values()) | {Files.TOKENIZER})
     unlisted = [name for name in required if name not in meta.files]
     if unlisted:
         raise BundleError(f"meta.json of {meta.path!r} records no sha256 for {unlisted}; re-export the bundle")
@@ -260,7 +260,7 @@ def verify_files(meta: BundleMeta, names: Optional[Sequence[str]] = None) -> Non
     """
     if names is None:
         check_bundle_integrity(meta)
-        names = sorted(set(meta.files) | set(GRAPH_FILES.values()) | {Files.TOKENIZER})
+        names = sorted(set(meta.files) | set(graph_files(meta.family).values()) | {Files.TOKENIZER})
     for name in names:
         expected = meta.files.get(name)
         if expected is None:

@@ -173,6 +173,39 @@ def _io(value: Any) -> str:
     return ""
 
 
+ZEGFORMER_FUSIONS = ("ensemble", "ensemble_all", "clip_only", "none")
+ZEGFORMER_CLIP_STYLES = ("cropmask", "crop", "mask")
+
+
+def _zegformer(value: Any) -> str:
+    """The ``zegformer`` section of a ZegFormer bundle (``zsseg_rt.runtime.zegformer`` reads every field)."""
+    if not isinstance(value, dict):
+        return f"an object, got {type(value).__name__}"
+    checks: Dict[str, Callable[[Any], str]] = {
+        "clip_templates": _templates,
+        "clip_logit_scale": _number(positive=True),
+        "clip_image_size": _int(1, MAX_SIDE),
+        "clip_mean": _triple(positive=False),
+        "clip_std": _triple(positive=True),
+        "fusion": lambda v: "" if v in ZEGFORMER_FUSIONS else f"one of {ZEGFORMER_FUSIONS}, got {v!r}",
+        "clip_cls_style": lambda v: "" if v in ZEGFORMER_CLIP_STYLES else f"one of {ZEGFORMER_CLIP_STYLES}, got {v!r}",
+        "ensemble_lambda": lambda v: _number()(v) or ("" if 0.0 <= v <= 1.0 else f"a number in [0, 1], got {v}"),
+        "size_divisibility": _int(1, 1024),
+        "test_short_side": _int(1, 1 << 16),
+        "test_max_size": _int(1, 1 << 16),
+    }
+    missing = [key for key in checks if key not in value]
+    if missing:
+        return f"an object with {sorted(checks)}; lacks {missing}"
+    for key, check in checks.items():
+        error = check(value[key])
+        if error:
+            return f"{key}: {error}"
+    if value["test_max_size"] < value["test_short_side"]:
+        return f"test_max_size >= test_short_side, got {value['test_max_size']} < {value['test_short_side']}"
+    return ""
+
+
 REQUIRED: Dict[str, Callable[[Any], str]] = {
     "format_version": _int(1, 1 << 16),
     "architecture": _dict,
@@ -196,6 +229,7 @@ OPTIONAL: Dict[str, Callable[[Any], str]] = {
     "test_scale": _test_scale,
     "postprocess": _postprocess,
     "io": _io,
+    "zegformer": _zegformer,
     "source_checkpoint": _optional(lambda v: "" if isinstance(v, str) else f"a path string, got {v!r}"),
     META_HASH_FIELD: lambda v: "" if isinstance(v, str) and _SHA256.match(v) else f"64 hex digits, got {v!r}",
 }
@@ -217,4 +251,6 @@ def check_meta_schema(raw: Any) -> List[str]:
             problems.append(f"patch_size: {raw['patch_size']} does not divide image_size {raw['image_size']}")
         if raw["crop_size"] > raw["image_size"]:
             problems.append(f"crop_size: {raw['crop_size']} is larger than the graphs' input image_size")
+        if raw["architecture"].get("family") == "zegformer" and "zegformer" not in raw:
+            problems.append("zegformer: a ZegFormer bundle (architecture.family 'zegformer') needs this section")
     return problems

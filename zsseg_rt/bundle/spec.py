@@ -13,6 +13,9 @@ class Files:
     HEAD = "head.onnx"
     TEXT_ENCODER = "text_encoder.onnx"
     TOKENIZER = "tokenizer.json"
+    # ZegFormer (two-stage) bundles: the mask branch and CLIP's image tower on the proposals' crops
+    MASK_BRANCH = "mask_branch.onnx"
+    CLIP_IMAGE_ENCODER = "clip_image_encoder.onnx"
     ENGINE_DIR = "engines"  # TensorRT engines + timing cache, built on the target device
 
 
@@ -32,6 +35,11 @@ class Names:
     MASK_LOGITS = "mask_logits"  # [B, C, h, w] float32, pre-sigmoid (ZeroSeg: [B, 1 + C, S, S] class maps)
     # text encoder
     TOKENS = "tokens"  # [P, L] int32 token ids
+    # ZegFormer mask branch and CLIP crop encoder
+    CLASS_LOGITS = "class_logits"  # [B, Q, C+1] float32, query-classifier logits (last column: no-object)
+    QUERY_MASKS = "query_masks"  # [B, Q, H/4, W/4] float32, per-query mask logits
+    CROPS = "crops"  # [N, 3, S, S] float32, CLIP-normalised crops (S = the CLIP input size)
+    CROP_EMBEDDINGS = "crop_embeddings"  # [N, D] float32, L2-normalised
     # dynamic axes
     BATCH = "batch"
     NUM_CLASSES = "num_classes"
@@ -48,6 +56,38 @@ class Names:
 
 # Graph roles -> file names. Every per-graph table in zsseg_rt is keyed by these roles.
 GRAPH_FILES = {"image": Files.IMAGE_ENCODER, "head": Files.HEAD, "text": Files.TEXT_ENCODER}
+# ZegFormer bundles (architecture.family "zegformer") hold other graphs: the mask branch, CLIP's image tower on
+# the crops (dynamic crop batch) and the same text encoder.
+ZEGFORMER_GRAPH_FILES = {"mask": Files.MASK_BRANCH, "clip_image": Files.CLIP_IMAGE_ENCODER, "text": Files.TEXT_ENCODER}
+
+
+def graph_files(family: str):
+    """Graph roles -> file names of a bundle of model family ``family`` (``meta.json`` architecture.family)."""
+    return dict(ZEGFORMER_GRAPH_FILES if family == "zegformer" else GRAPH_FILES)
+
+
+def zegformer_graph_io():
+    """The I/O table of a ZegFormer bundle: mask branch (image of any size, padded to the size divisibility),
+    CLIP crop encoder (dynamic crop batch) and text encoder."""
+    text = default_graph_io()["text"]
+    return {
+        "mask": {
+            "inputs": [Names.IMAGE, Names.TEXT_EMBEDDINGS],
+            "outputs": [Names.CLASS_LOGITS, Names.QUERY_MASKS],
+            "dynamic_axes": {
+                Names.IMAGE: {0: Names.BATCH, 2: "height", 3: "width"},
+                Names.TEXT_EMBEDDINGS: {0: Names.NUM_CLASSES},
+                Names.CLASS_LOGITS: {0: Names.BATCH, 2: "num_classes_and_background"},
+                Names.QUERY_MASKS: {0: Names.BATCH, 2: "mask_height", 3: "mask_width"},
+            },
+        },
+        "clip_image": {
+            "inputs": [Names.CROPS],
+            "outputs": [Names.CROP_EMBEDDINGS],
+            "dynamic_axes": {Names.CROPS: {0: "num_crops"}, Names.CROP_EMBEDDINGS: {0: "num_crops"}},
+        },
+        "text": text,
+    }
 
 
 def default_graph_io(image_outputs=Names.IMAGE_ENCODER_OUTPUTS):

@@ -186,7 +186,9 @@ def evaluate(
     if isinstance(checkpoint, (str, Path)):
         kind, obj = load_for_eval(checkpoint, device=device, backend=backend, mode=mode)
     else:
-        kind = "bundle" if type(checkpoint).__name__ == "Engine" else "torch"
+        from zsseg_rt.runtime import Engine  # torch-free
+
+        kind = "bundle" if isinstance(checkpoint, Engine) else "torch"  # ZegFormerEngine is an Engine too
         obj = checkpoint
     text = None
     if isinstance(text_embeddings, (str, Path)):

@@ -194,7 +194,8 @@ def export_bundle(
     """Export ``model`` to a verified bundle directory and return its path.
 
     Args:
-        model: a ``zsseg_rt.models.ZegCLIP`` (any config).
+        model: a ``zsseg_rt.models.ZegCLIP`` (any config), or another family's model with export hooks; a
+            ZegFormer gets its own graphs and checks (``zsseg_rt.export.zegformer``).
         out_dir: destination directory (must not exist unless ``overwrite``).
         max_classes: the largest vocabulary the bundle (and its TensorRT profile) accepts; >= 1.
         opset: ONNX opset (>= 17 so LayerNormalization is a native op for TensorRT).
@@ -207,11 +208,6 @@ def export_bundle(
         ExportError when a check fails; the destination is left untouched.
         OverwriteRefused (a FileExistsError) when the destination may not be written.
     """
-    if getattr(getattr(model, "config", None), "family", "") == "zegformer":
-        raise NotImplementedError(
-            "ZegFormer (two-stage) has no bundle format yet: its CLIP crop branch needs its own graphs and runtime "
-            "steps. Run it in PyTorch (zsseg_rt.models.zegformer.predict.predict_zegformer / `zsseg eval`)."
-        )
     if getattr(getattr(model, "config", None), "family", "") == "zeroseg" and not hasattr(model, "export_verify"):
         raise ValueError(
             "a ZeroSeg student has no text tower: export it with zsseg_rt.models.zeroseg.bundle.export_zeroseg_bundle "
@@ -229,6 +225,16 @@ def export_bundle(
     model = model.eval().float().cpu()
     tmp = tempfile.mkdtemp(prefix=".zsseg-export-", dir=parent)
     try:
+        if getattr(model.config, "family", "") == "zegformer":  # two-stage: graphs + runtime of its own
+            from .zegformer import export_zegformer_bundle
+
+            report = export_zegformer_bundle(model, tmp, max_classes, opset, source, verify_images, extra_meta)
+            _make_readable(tmp)
+            if not report["passed"]:
+                raise ExportError(f"ONNX Runtime does not reproduce PyTorch: {json.dumps(report, indent=1)}")
+            check_export_destination(out_dir, overwrite, sources)
+            replace_directory(tmp, out_dir)
+            return out_dir
         export_graphs(model, tmp, max_classes, opset)
         tok = model.text_encoder.tokenizer
         build_tokenizer_json(tok.encoder, tok.bpe_ranks, os.path.join(tmp, Files.TOKENIZER))

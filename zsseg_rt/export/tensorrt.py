@@ -321,9 +321,19 @@ def timing_cache_path(engine_root: str, tensorrt_version: str, device: DeviceInf
 
 
 # ---------------------------------------------------------------------------------------------- build
+def refuse_unsupported_family(meta: BundleMeta) -> None:
+    """Raise ValueError for a bundle whose pipeline has no TensorRT path (ZegFormer's two-stage graphs)."""
+    if getattr(meta, "family", "") == "zegformer":
+        raise ValueError(
+            f"{meta.path!r} is a ZegFormer bundle: TensorRT engines are not built for its two-stage pipeline "
+            "(mask branch + CLIP crop encoder); run it with ONNX Runtime (Engine(..., backend='onnxruntime'))"
+        )
+
+
 def frame_windows(meta: BundleMeta, width: int = 640, height: int = 480) -> int:
     """Sliding windows of a ``width x height`` frame (default 4:3) at the bundle's test scale, crop and stride:
     the default ``max_batch`` of ``zsseg build-engine`` (one encoder call per camera frame)."""
+    refuse_unsupported_family(meta)
     scaled_h, scaled_w = rescaled_size(int(height), int(width), meta.test_scale)
     return len(sliding_windows(scaled_h, scaled_w, int(meta.crop_size), int(meta.stride)))
 
@@ -405,6 +415,7 @@ def build_engine_set(
     """
     validate_precision(precision)
     meta = load_meta(bundle_dir)
+    refuse_unsupported_family(meta)
     ranges = axis_ranges(meta, max_batch, opt_classes, max_prompts)
     roles = _roles(meta, graphs)
     toolchain = toolchain if toolchain is not None else TensorRTToolchain()

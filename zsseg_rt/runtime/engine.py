@@ -67,6 +67,16 @@ class Engine:
     serialises its execution contexts with a lock.
     """
 
+    def __new__(cls, bundle=None, *args, **kwargs):
+        """Family dispatch: a ZegFormer bundle (two-stage pipeline) gets ``runtime.zegformer.ZegFormerEngine``, a
+        subclass with the same API; every other bundle this class. An unreadable bundle falls through to
+        ``__init__``, which reports it."""
+        if cls is Engine and _bundle_family(bundle) == "zegformer":
+            from .zegformer import ZegFormerEngine
+
+            return super().__new__(ZegFormerEngine)
+        return super().__new__(cls)
+
     def __init__(
         self,
         bundle: str,
@@ -345,6 +355,20 @@ class Engine:
             with self._stage("head"):
                 outputs.append(self.backend.head(text, features))
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
+
+
+def _bundle_family(bundle) -> str:
+    """``architecture.family`` of a bundle directory's meta.json, or "" when it cannot be read here."""
+    import os
+
+    from zsseg_rt.bundle import BundleError
+
+    if not isinstance(bundle, (str, os.PathLike)):
+        return ""
+    try:
+        return load_meta(os.fspath(bundle)).family
+    except BundleError:
+        return ""
 
 
 def _onnxruntime_backend(meta: BundleMeta, device: str, threads: int, verify: bool) -> Backend:

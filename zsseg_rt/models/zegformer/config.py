@@ -32,6 +32,7 @@ __all__ = [
     "QUERY_TEMPLATE_SETS",
     "CLIP_BRANCH_TEMPLATES",
     "CLIP_STYLES",
+    "CLIP_PRECISIONS",
     "FUSION_MODES",
 ]
 
@@ -88,6 +89,7 @@ CLIP_BRANCH_TEMPLATES: List[str] = [
 ]
 
 CLIP_STYLES = ("cropmask", "crop", "mask")
+CLIP_PRECISIONS = ("auto", "fp16", "fp32")
 # ensemble: official ENSEMBLING (seen-class CLIP probabilities averaged, geometric mix with lambda);
 # ensemble_all: official ENSEMBLING_ALL_CLS; clip_only: CLIP_CLASSIFICATION without ensembling (CLIP logits +
 # ZegFormer's no-object logit); none: CLIP_CLASSIFICATION off (query classifier only).
@@ -120,6 +122,10 @@ class ZegFormerConfig(BaseModelConfig):
     ensemble_lambda: float = 2.0 / 3.0
     clip_mean: List[float] = field(default_factory=lambda: [122.7709383, 116.7460125, 104.09373615])
     clip_std: List[float] = field(default_factory=lambda: [68.5005327, 66.6321579, 70.3231630])
+    # Precision of the frozen CLIP towers (text embeddings, CLIP image branch): "auto" = the official behaviour
+    # (``clip.load`` keeps OpenAI CLIP in fp16 on CUDA and casts it to fp32 on the CPU), "fp16" or "fp32" always.
+    # The segmentation network is unaffected; exported bundles run CLIP in fp32.
+    clip_precision: str = "auto"
     size_divisibility: int = 32
     test_short_side: int = 512
     test_max_size: int = 2048
@@ -169,6 +175,8 @@ class ZegFormerConfig(BaseModelConfig):
             )
         if self.clip_cls_style not in CLIP_STYLES:
             raise ValueError(f"clip_cls_style must be one of {CLIP_STYLES}, got {self.clip_cls_style!r}")
+        if self.clip_precision not in CLIP_PRECISIONS:
+            raise ValueError(f"clip_precision must be one of {CLIP_PRECISIONS}, got {self.clip_precision!r}")
         if self.fusion not in FUSION_MODES:
             raise ValueError(f"fusion must be one of {FUSION_MODES}, got {self.fusion!r}")
         if not 0.0 <= self.ensemble_lambda <= 1.0:

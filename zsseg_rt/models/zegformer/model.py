@@ -10,8 +10,10 @@ Two stages:
    distributions are fused (``clip_branch.fuse_scores``) and combined with the masks.
 
 CLIP (open_clip ViT-B/16 at 224, OpenAI weights) supplies both text embeddings and the image branch; it is never
-trained. Official numerics that differ on purpose: the official CLIP runs in fp16 on the GPU (text embeddings and
-the image-branch logits are computed in half precision); here CLIP runs in the model's dtype (fp32 on CPU).
+trained. Precision (``config.clip_precision``): "auto" is the official behaviour, the CLIP towers in fp16 on CUDA
+(the official ``clip.load`` keeps OpenAI CLIP in half precision there) and fp32 on the CPU; "fp16"/"fp32" force
+one. In fp16 the towers run on a half-precision copy of their weights (open_clip's LayerNorm computes in fp32, as
+OpenAI CLIP's), the CLIP logits are formed in fp16 and cast to fp32 for the fusion.
 """
 
 from __future__ import annotations
@@ -115,8 +117,35 @@ class ZegFormer(nn.Module):
         self.register_buffer("clip_pixel_mean", torch.tensor(c.clip_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("clip_pixel_std", torch.tensor(c.clip_std).view(3, 1, 1), persistent=False)
         self._text_cache: Dict[tuple, torch.Tensor] = {}
-        self.register_load_state_dict_post_hook(lambda module, incompatible: module._text_cache.clear())
+        self._half_towers: Dict[tuple, nn.Module] = {}  # (tower, device) -> fp16 copy; not a submodule
+        self.register_load_state_dict_post_hook(lambda module, incompatible: module._clear_caches())
         self.freeze()
+
+    def _clear_caches(self) -> None:
+        self._text_cache.clear()
+        self._half_towers.clear()
+
+    # ------------------------------------------------------------------ CLIP precision
+    def clip_dtype(self, device: Union[str, torch.device, None] = None) -> torch.dtype:
+        """The dtype the CLIP towers run in on ``device`` (default: the model's): ``config.clip_precision``."""
+        dev = torch.device(device) if device is not None else self.clip_logit_scale.device
+        mode = self.config.clip_precision
+        if mode == "fp16" or (mode == "auto" and dev.type == "cuda"):
+            return torch.float16
+        return torch.float32
+
+    def _tower(self, name: str, device: torch.device) -> nn.Module:
+        """``clip_visual`` / ``text_encoder`` in the precision of :meth:`clip_dtype` (an fp16 copy is made once
+        per device and kept until new weights are loaded)."""
+        tower = getattr(self, name)
+        if self.clip_dtype(device) != torch.float16:
+            return tower
+        key = (name, str(device))
+        if key not in self._half_towers:
+            import copy
+
+            self._half_towers[key] = copy.deepcopy(tower).to(device).half().eval()
+        return self._half_towers[key]
 
     # ------------------------------------------------------------------ parameters
     @staticmethod
@@ -181,9 +210,11 @@ class ZegFormer(nn.Module):
     # ------------------------------------------------------------------ text
     def _text(self, names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
         names = validate_class_names(list(names))  # a list item may hold ", "-separated synonyms
-        key = (tuple(names), tuple(templates))
+        device = self.clip_logit_scale.device
+        key = (tuple(names), tuple(templates), self.clip_dtype(device))
         if key not in self._text_cache:
-            self._text_cache[key] = zeroshot_text_embeddings(self.text_encoder, names, templates)
+            tower = self._tower("text_encoder", device)
+            self._text_cache[key] = zeroshot_text_embeddings(tower, names, templates).float()
         return self._text_cache[key].clone()
 
     def text_embeddings(self, class_names: Optional[Sequence[str]] = None, templates=None) -> torch.Tensor:
@@ -219,8 +250,11 @@ class ZegFormer(nn.Module):
         return {"pred_logits": logits[-1], "pred_masks": masks[-1], "aux_outputs": aux}
 
     def encode_crops(self, crops: torch.Tensor) -> torch.Tensor:
-        """``[N,3,224,224]`` CLIP-normalised crops -> L2-normalised CLIP image embeddings ``[N, D]``."""
-        return F.normalize(self.clip_visual(crops), dim=-1, eps=0.0)
+        """``[N,3,224,224]`` CLIP-normalised crops -> L2-normalised CLIP image embeddings ``[N, D]``, in the dtype
+        of :meth:`clip_dtype` (fp16 in the official CUDA setting)."""
+        dtype = self.clip_dtype(crops.device)
+        tower = self._tower("clip_visual", crops.device)
+        return F.normalize(tower(crops.to(dtype)), dim=-1, eps=0.0)
 
     def pad(self, images: torch.Tensor) -> torch.Tensor:
         """Zero-pad ``[B,3,H,W]`` at the bottom/right to multiples of ``size_divisibility`` (detectron2
@@ -276,7 +310,7 @@ class ZegFormer(nn.Module):
             crops = clip_crops(clip_images, masks, style, size=c.image_size)
             feats = self.encode_crops(crops).reshape(masks.shape[0], masks.shape[1], -1)
             clip_text = self.clip_text_embeddings(names) if clip_text is None else clip_text
-            clip_logits = self.clip_logit_scale.exp() * feats @ clip_text.to(feats).t()
+            clip_logits = (self.clip_logit_scale.exp().to(feats) * feats @ clip_text.to(feats).t()).float()
         scores = fuse_scores(out["pred_logits"], clip_logits, seen, fusion, c.ensemble_lambda)
         sem = semantic_maps(scores, masks)[..., :h, :w]
         if out_size is not None and tuple(out_size) != (h, w):
