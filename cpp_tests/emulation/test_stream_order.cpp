@@ -140,6 +140,23 @@ TEST_F(StreamOrder, ABufferWhoseLaunchWasNeverRecordedIsFreedSynchronously) {
   EXPECT_EQ(zs_emu::live_allocations(), 0u);
 }
 
+// Review finding: a buffer exported to another library (DLPack / CAI) may still be read by that library's later
+// work on its own stream, which the completion event does not cover; a stream-ordered free would let the pool hand
+// the memory to the next op too early. Exported buffers are freed with cudaFree (a device-wide wait).
+TEST_F(StreamOrder, ABufferSharedWithAnotherLibraryIsFreedSynchronously) {
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  {
+    auto buffer = produce(stream, 100, 1.f);
+    buffer->mark_shared();
+    EXPECT_TRUE(buffer->shared());
+  }
+  EXPECT_EQ(zs_emu::runtime_stats().async_free, 0);
+  EXPECT_EQ(zs_emu::runtime_stats().sync_free, 1);
+  EXPECT_EQ(zs_emu::live_allocations(), 0u);
+  cudaStreamDestroy(stream);
+}
+
 struct Counted {
   int* alive;
   explicit Counted(int* counter) : alive(counter) { ++*alive; }

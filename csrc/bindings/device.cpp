@@ -294,6 +294,9 @@ py::object dlpack_export(const DeviceArray& arr, const py::object& stream, const
     }
   }
   order_for_consumer(arr, stream);
+#ifdef ZSSEG_WITH_CUDA
+  stream_buffer(*arr.buffer).mark_shared();  // the consumer's later work is not ordered before our release
+#endif
   const bool versioned = !max_version.is_none() && max_version.cast<std::pair<int, int>>().first >= 1;
   if (!versioned) return make_capsule<dlpack::DLManagedTensor>(arr, "dltensor");
   py::capsule capsule = make_capsule<dlpack::DLManagedTensorVersioned>(arr, "dltensor_versioned");
@@ -330,6 +333,9 @@ py::object cai_stream(const DeviceArray& arr) {
 }
 
 py::dict cuda_array_interface(const DeviceArray& arr) {
+#ifdef ZSSEG_WITH_CUDA
+  stream_buffer(*arr.buffer).mark_shared();  // the consumer's later work is not ordered before our release
+#endif
   py::dict cai;
   cai["shape"] = py::tuple(py::cast(arr.shape));
   cai["typestr"] = cai_typestr(arr.type);

@@ -81,7 +81,10 @@ inline zsseg::ResizeGeometry parse_resize_geometry(const ArgParser& args, const 
 // first bad class into mapped pinned memory, and the ValueError comes once the launch has finished -- from
 // DeviceArray.numpy() of an output, from the next op call, or from _C.check_pending_errors() (like CUDA's own
 // asynchronous errors). Only when no check slot is free (1024 launches in flight) is it read back blocking.
-inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handle obj, std::int64_t classes) {
+// `logits` is the op's [.., C, ..] input: the bias must have its C entries and live on its device (checked here,
+// before any device-side work, so a bias on another GPU gets the one-line mixed-device error).
+inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handle obj, const ArrayArg& logits) {
+  const std::int64_t classes = logits.dim(1);
   std::optional<ArrayArg> bias = args.optional_array("class_bias", obj);
   if (!bias) return bias;
   if (bias->ndim() != 1 || bias->dim(0) != classes) {
@@ -90,6 +93,7 @@ inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handl
   if (bias->type != ElemType::Float32) {
     args.fail_type("argument 'class_bias' must be float32, got " + bias->type_name);
   }
+  args.placement({&logits, &*bias});  // same device as the logits, before anything runs there
   std::vector<float> host;
   const float* values = bias->ptr<float>();
   if (bias->place.is_cuda()) {

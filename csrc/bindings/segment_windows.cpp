@@ -52,7 +52,7 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
   ArgParser args("segment_windows", stream);
   const ArrayArg logits = args.array("logits", logits_obj);  // [n, C, h, w]
   if (logits.ndim() != 4) args.fail_shape(logits, "[n_windows, C, h, w] (4 dimensions)");
-  const std::optional<ArrayArg> bias = parse_class_bias(args, class_bias_obj, logits.dim(1));
+  const std::optional<ArrayArg> bias = parse_class_bias(args, class_bias_obj, logits);
   const Placement where = args.placement({&logits, bias ? &*bias : nullptr});
   const auto head = parse_int_tuple(args, head_size, "head_size", 2, "(height, width)");
   const auto scaled = parse_int_tuple(args, scaled_size, "scaled_size", 2, "(height, width)");
@@ -108,6 +108,15 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
                       std::to_string(logits.dim(1)) + " classes");
     }
   }
+  if (where.is_cuda()) {  // CUDA-only refusals before any output is allocated
+    if (windows.size() > 64) {
+      args.fail_value("the CUDA path takes at most 64 windows (an image more elongated than ~25:1), got " +
+                      std::to_string(windows.size()) + "; run it on the CPU");
+    }
+    if (!class_drop.empty()) {
+      args.fail_value("class_drop (the area filter) runs on the CPU only; pass CPU logits, or no class_drop");
+    }
+  }
   const std::vector<std::int64_t> out_shape{out[0], out[1]};
   args.output_numel("scratch", {logits.dim(1), scaled[1], 3});  // per-thread scratch of the CPU path
   const auto outs = args.out_pair(out_obj, "labels", "scores");
@@ -135,13 +144,6 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
   p.labels = labels.ptr<std::int32_t>();
   p.scores = scores.ptr<float>();
   if (where.is_cuda()) {
-    if (windows.size() > 64) {
-      args.fail_value("the CUDA path takes at most 64 windows (an image more elongated than ~25:1), got " +
-                      std::to_string(windows.size()) + "; run it on the CPU");
-    }
-    if (p.class_drop != nullptr) {
-      args.fail_value("class_drop (the area filter) runs on the CPU only; pass CPU logits, or no class_drop");
-    }
     p.dtype = to_kernel_dtype(logits.type);
     CudaDeviceGuard guard(where);
     args.check_launch(zsseg::segment_windows_cuda(p, args.stream()));

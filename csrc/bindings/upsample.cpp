@@ -13,7 +13,7 @@ py::object upsample(py::handle logits_obj, py::handle size, py::handle crop, boo
   ArgParser args("upsample", stream);
   const ArrayArg logits = args.array("logits", logits_obj);  // [B, C, h, w]
   if (logits.ndim() != 4) args.fail_shape(logits, "[B, C, h, w] (4 dimensions)");
-  const std::optional<ArrayArg> bias = parse_class_bias(args, class_bias_obj, logits.dim(1));  // [C]
+  const std::optional<ArrayArg> bias = parse_class_bias(args, class_bias_obj, logits);  // [C]
   const Placement where = args.placement({&logits, bias ? &*bias : nullptr});
   const zsseg::ResizeGeometry g = parse_resize_geometry(args, logits, size, crop);
   Output out = args.output_or("output", "out", out_obj, {g.batch, g.channels, g.out_height, g.out_width}, logits.type,

@@ -7,8 +7,8 @@
 #include "device_probe.h"
 #include "zsseg/common.h"
 
-#define ZS_STRINGIFY2(x) #x
-#define ZS_STRINGIFY(x) ZS_STRINGIFY2(x)
+#define ZS_STRINGIFY2(...) #__VA_ARGS__
+#define ZS_STRINGIFY(...) ZS_STRINGIFY2(__VA_ARGS__)
 
 namespace zsseg {
 namespace {

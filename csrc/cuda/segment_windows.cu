@@ -85,8 +85,8 @@ __device__ float softmax_input(const T* __restrict__ logits, const WindowTable& 
 }
 
 // Softmax variant (see zsseg/segment_windows.h): one thread per output pixel, the class values recomputed per
-// pass instead of stored (pass 1: max and NaN; pass 2: the sum of exp in class order and, without a bias, the
-// argmax; pass 3, with a bias only: argmax of p_c - bias_c). No class_drop on CUDA (the binding refuses it).
+// pass instead of stored (pass 1: max and NaN; pass 2: the sum of exp in class order; pass 3: argmax of
+// exp / sum - bias_c). No class_drop on CUDA (the binding refuses it).
 template <typename T>
 __global__ void segment_windows_softmax_kernel(const T* __restrict__ logits, WindowTable table, Dims d,
                                                const float* __restrict__ class_bias, int32_t* __restrict__ labels,
@@ -110,24 +110,18 @@ __global__ void segment_windows_softmax_kernel(const T* __restrict__ logits, Win
       scores[i] = NAN;
       continue;
     }
-    float sum = 0.f, top_e = -1.f;
+    float sum = 0.f;
+    for (int64_t c = 0; c < d.classes; ++c) sum += expf(softmax_input(logits, table, d, c, ty, tx) - best);
+    // argmax of the probabilities themselves (e / sum, minus the bias), as the CPU and torch: two exp values one
+    // ulp apart can divide to the same probability, and then the lower class index wins
+    float top_value = 0.f;
     int32_t label = 0;
     for (int64_t c = 0; c < d.classes; ++c) {
-      const float e = expf(softmax_input(logits, table, d, c, ty, tx) - best);
-      sum += e;
-      if (e > top_e) {  // first maximal exp = first maximal probability (division by the sum is monotonic)
-        top_e = e;
+      float prob = expf(softmax_input(logits, table, d, c, ty, tx) - best) / sum;
+      if (class_bias != nullptr) prob -= __ldg(class_bias + c);
+      if (c == 0 || prob > top_value) {
+        top_value = prob;
         label = static_cast<int32_t>(c);
-      }
-    }
-    float top_value = top_e / sum;
-    if (class_bias != nullptr) {
-      for (int64_t c = 0; c < d.classes; ++c) {
-        const float prob = expf(softmax_input(logits, table, d, c, ty, tx) - best) / sum - __ldg(class_bias + c);
-        if (c == 0 || prob > top_value) {
-          top_value = prob;
-          label = static_cast<int32_t>(c);
-        }
       }
     }
     labels[i] = label;

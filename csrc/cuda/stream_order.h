@@ -18,6 +18,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -179,7 +180,11 @@ class StreamBuffer {
   ~StreamBuffer() {
     if (data_ == nullptr) return;
     DeviceScope scope(device_);
-    cudaStream_t release = pooled_ && ready_ != nullptr ? release_stream(device_) : nullptr;
+    // A buffer handed to another library (DLPack / __cuda_array_interface__) may still be read by work that library
+    // queued on its own streams, which our completion event does not cover: free it with cudaFree, which waits for
+    // the whole device (as before stream-ordered allocation), never with the stream-ordered release.
+    cudaStream_t release =
+        pooled_ && ready_ != nullptr && !shared_.load(std::memory_order_acquire) ? release_stream(device_) : nullptr;
     if (release != nullptr && ready_->order_before(release) == cudaSuccess &&
         cudaFreeAsync(data_, release) == cudaSuccess) {
       return;  // freed once the producing work is done; nothing blocks here
@@ -199,6 +204,9 @@ class StreamBuffer {
   // The event recorded after the work that writes the buffer: consumers and the release wait for it.
   void set_ready(std::shared_ptr<ReadyEvent> event) { ready_ = std::move(event); }
   const std::shared_ptr<ReadyEvent>& ready() const { return ready_; }
+  // Exported to another library: released with a device-wide cudaFree instead of cudaFreeAsync.
+  void mark_shared() { shared_.store(true, std::memory_order_release); }
+  bool shared() const { return shared_.load(std::memory_order_acquire); }
 
  private:
   StreamBuffer() = default;
@@ -206,6 +214,7 @@ class StreamBuffer {
   std::size_t bytes_ = 0;
   int device_ = 0;
   bool pooled_ = false;
+  std::atomic<bool> shared_{false};
   std::shared_ptr<ReadyEvent> ready_;
 };
 

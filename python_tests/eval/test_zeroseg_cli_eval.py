@@ -77,6 +77,24 @@ def test_cli_eval_zeroseg_bundle_equals_pytorch(native, tmp_path):
     assert abs(got["mIoU"] - want["mIoU"]) < 0.5  # labels >= 99.9 % equal -> mIoU within a fraction of a point
     with pytest.raises(ValueError, match="fixed in its head graph"):
         evaluate(bundle, data, backend="onnxruntime", background_threshold=0.5, progress=False)
+    # the same evaluation where torch cannot be imported (a runtime-only install): the same number
+    import os
+    import subprocess
+    import sys
+
+    from support import package_import_root
+
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from zsseg_rt.data import build_dataset\n"
+        "from zsseg_rt.eval.evaluate import evaluate\n"
+        f"data = build_dataset({{'type': 'voc', 'root': {str(SAMPLES)!r}, 'split': 'val'}})\n"
+        f"print(repr(evaluate({bundle!r}, data, backend='onnxruntime', progress=False)['mIoU']))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=package_import_root())
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.strip().splitlines()[-1]) == got["mIoU"]
 
 
 def test_cli_export_of_a_zeroseg_checkpoint_needs_text_weights(native, tmp_path, capsys):

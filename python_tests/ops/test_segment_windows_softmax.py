@@ -198,6 +198,17 @@ def test_peak_memory_has_no_class_map():
     assert peak < class_map / 20, (peak, class_map)  # the outputs + a bincount, not [C, H, W]
 
 
+def test_numpy_flags_are_accepted():  # review finding: a list of np.bool_ was refused as "got bool"
+    rng = np.random.default_rng(4)
+    logits, windows = make_case(rng, 3, 4, 8, (8, 8), 8)
+    args = (logits, [tuple(w) for w in windows], (8, 8), (8, 8), (9, 9))
+    want = ops.segment_windows(*args, softmax=True, class_drop=[False, True, False])
+    assert (want[0] != 1).all()
+    for flags in ([np.False_, np.True_, np.False_], np.array([0, 1, 0], dtype=bool), (0, 1, 0)):
+        got = ops.segment_windows(*args, softmax=True, class_drop=flags)
+        np.testing.assert_array_equal(got[0], want[0])
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [

@@ -179,7 +179,12 @@ def evaluate(
     Returns:
         the :func:`summarize` dict plus ``images``, ``skipped`` (corrupt files), ``mode``, ``dataset``.
     """
-    from tqdm import tqdm
+    try:
+        from tqdm import tqdm
+    except ImportError:  # a runtime-only install (no torch extra) has no tqdm: no progress bar
+
+        def tqdm(iterable, **_kwargs):  # type: ignore[no-redef]
+            return iterable
 
     ds = build_dataset(dataset) if isinstance(dataset, dict) else dataset
     split = ds.split.with_unseen(unseen)
@@ -199,7 +204,11 @@ def evaluate(
         text = np.asarray(text_embeddings, dtype=np.float32)
     if text is not None and text.shape[0] != ds.num_classes:
         raise ValueError(f"text embeddings have {text.shape[0]} rows for {ds.num_classes} dataset classes")
-    if _is_zeroseg(obj):  # background kept as class 0, per-dataset threshold: its own protocol
+    if _is_zeroseg(obj) and kind == "bundle":  # background kept as class 0, per-dataset threshold; no torch
+        from .zeroseg_protocol import evaluate_zeroseg_bundle
+
+        return evaluate_zeroseg_bundle(obj, ds, text, background_threshold, thresholds, limit, progress)
+    if _is_zeroseg(obj):  # the PyTorch student, same protocol
         from zsseg_rt.models.zeroseg.evaluate import evaluate_checkpoint  # (torch is imported only here)
 
         return evaluate_checkpoint(

@@ -76,9 +76,20 @@ def segment_windows(
         sigmoid=(not softmax) if sigmoid is None else bool(sigmoid),
         softmax=bool(softmax),
         logit_scale=float(logit_scale),
-        class_drop=None
-        if class_drop is None
-        else (class_drop.tolist() if hasattr(class_drop, "tolist") else list(class_drop)),
+        class_drop=_plain_flags(class_drop),
         out=out,
         stream=resolve_stream(stream, "segment_windows", logits),
     )
+
+
+def _plain_flags(flags: Any) -> Any:
+    """``class_drop`` as Python objects for the binding (a NumPy array, or a sequence holding NumPy scalars such as
+    ``np.bool_``, becomes a list of Python bools/ints); anything else is passed on for the binding to refuse."""
+    if flags is None or isinstance(flags, (str, bytes)):
+        return flags
+    if hasattr(flags, "tolist"):
+        return flags.tolist()
+    try:
+        return [item.item() if hasattr(item, "item") and hasattr(item, "dtype") else item for item in flags]
+    except TypeError:
+        return flags

@@ -201,9 +201,14 @@ def roi_align(image: np.ndarray, boxes: np.ndarray, size: int, masks: Optional[n
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
+    """``1 / (1 + exp(-x))`` in float32 with one new array (in place after the negation), so the working memory is
+    the one ``[Q, H, W]`` copy the Engine's estimate counts."""
+    out = np.negative(np.asarray(x, dtype=np.float32))
     with np.errstate(over="ignore"):
-        return (np.float32(1.0) / (np.float32(1.0) + np.exp(-x))).astype(np.float32)
+        np.exp(out, out=out)
+        out += np.float32(1.0)
+        np.reciprocal(out, out=out)
+    return out
 
 
 def clip_crops(clip_image: np.ndarray, masks: np.ndarray, style: str, size: int) -> np.ndarray:

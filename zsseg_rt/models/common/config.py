@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
 
+from zsseg_rt.data.vocab import VOCAB_DIR, load_class_names  # noqa: F401 - torch-free; re-exported here
+
 MODELS_DIR = Path(__file__).resolve().parent.parent
-VOCAB_DIR = Path(__file__).resolve().parent / "vocab"
 
 __all__ = [
     "BaseModelConfig",
@@ -52,23 +53,6 @@ def bundled_config_file(family: str, name: str) -> Optional[Path]:
 def _read_json(path: Path) -> Dict[str, Any]:
     with open(path, "r", encoding="utf-8") as f:
         return json.load(f)
-
-
-def load_class_names(ref: Union[str, Sequence[str]]) -> List[str]:
-    """Class names from a vocab file name (``"vocab/voc20.json"``, ``"voc20"``), a path, or a list."""
-    if not isinstance(ref, str):
-        return [str(n) for n in ref]
-    candidates = [Path(ref), VOCAB_DIR / ref, VOCAB_DIR / f"{ref}.json"]
-    if ref.startswith("vocab/"):
-        candidates.append(VOCAB_DIR / ref[len("vocab/") :])
-    for p in candidates:
-        if p.is_file():
-            data = _read_json(p)
-            names = data["class_names"] if isinstance(data, dict) else data
-            return [str(n) for n in names]
-    raise FileNotFoundError(
-        f"class-name list {ref!r} not found (looked in {VOCAB_DIR}); give a JSON file with a 'class_names' list"
-    )
 
 
 def load_templates(ref: Union[str, Sequence[str]]) -> List[str]:

@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Union
 
+from zsseg_rt.eval.zeroseg_protocol import DATASET_BACKGROUND_THRESHOLDS, GROUPVIT_BACKGROUND_THRESHOLDS
 from zsseg_rt.models.common.config import (
     BaseModelConfig,
     _deep_merge,
@@ -37,11 +38,6 @@ __all__ = [
 ]
 
 FAMILY = "zeroseg"
-# paper §4.2 (following GroupViT's configs): background threshold per evaluation dataset
-DATASET_BACKGROUND_THRESHOLDS = {"voc": 0.95, "context": 0.05, "coco_object": 0.35}
-# GroupViT's own dataset configs (segmentation/configs/_base_/datasets/*.py) use other values for Context and
-# COCO; ``zsseg eval --thresholds groupvit`` selects them (an option: the paper's table is the default)
-GROUPVIT_BACKGROUND_THRESHOLDS = {"voc": 0.95, "context": 0.35, "coco_object": 0.95}
 CLIP_MEAN = [122.771, 116.746, 104.094]  # OpenAI CLIP statistics on the 0-255 scale (teacher input)
 CLIP_STD = [68.501, 66.632, 70.323]
 

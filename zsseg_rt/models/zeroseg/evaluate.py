@@ -16,15 +16,21 @@ or ``zsseg eval CHECKPOINT_OR_BUNDLE --dataset voc|context59|coco_object --text-
 from __future__ import annotations
 
 import argparse
-import copy
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 
 from zsseg_rt.eval.metrics import ConfusionMatrix
+from zsseg_rt.eval.zeroseg_protocol import (  # noqa: F401 - the protocol's tables, re-exported
+    PROTOCOL,
+    THRESHOLD_TABLES,
+    evaluate_zeroseg_bundle,
+    protocol_threshold,
+    run_protocol,
+    with_background,
+)
 
-from .config import DATASET_BACKGROUND_THRESHOLDS, GROUPVIT_BACKGROUND_THRESHOLDS
 from .infer import predict_image
 
 __all__ = [
@@ -36,37 +42,6 @@ __all__ = [
     "with_background",
     "main",
 ]
-
-# dataset type of zsseg_rt.data.build_dataset -> (threshold key, number of classes with background)
-PROTOCOL = {"voc": ("voc", 21), "context59": ("context", 60), "coco_object": ("coco_object", 81)}
-THRESHOLD_TABLES = {"paper": DATASET_BACKGROUND_THRESHOLDS, "groupvit": GROUPVIT_BACKGROUND_THRESHOLDS}
-
-
-def protocol_threshold(dataset_name: str, table: str = "paper") -> Optional[float]:
-    """The background threshold of a dataset (by its ``SegmentationDataset.name``, e.g. ``"voc_val"``) in
-    ``table`` ("paper" or "groupvit"), or None for a dataset outside the protocol."""
-    if table not in THRESHOLD_TABLES:
-        raise ValueError(f"threshold table must be one of {sorted(THRESHOLD_TABLES)}, got {table!r}")
-    for kind in sorted(PROTOCOL, key=len, reverse=True):
-        if dataset_name == kind or dataset_name.startswith(kind + "_"):
-            return float(THRESHOLD_TABLES[table][PROTOCOL[kind][0]])
-    return None
-
-
-def with_background(dataset):
-    """A shallow copy of ``dataset`` that keeps background as class 0 (``reduce_zero_label`` off) and names it,
-    so labels 0..C are in range (C + 1 classes)."""
-    from zsseg_rt.data.splits import ClassSplit
-
-    data = copy.copy(dataset)
-    if not dataset.reduce_zero_label:
-        raise ValueError(
-            f"{dataset.name}: ZeroSeg's protocol needs a dataset whose label 0 is background (VOC, Context-59, "
-            "COCO-Object read with reduce_zero_label)"
-        )
-    data.reduce_zero_label = False
-    data.split = ClassSplit(dataset.split.name + "+background", ("background",) + tuple(dataset.class_names), ())
-    return data
 
 
 @torch.no_grad()
@@ -139,78 +114,36 @@ def evaluate_checkpoint(
         background_threshold: None = the dataset's value in ``thresholds`` ("paper" or "groupvit"). A bundle's
             threshold is part of its head graph: a different requested value is refused.
     """
-    from tqdm import tqdm
-
-    from zsseg_rt.eval.metrics import summarize
-
-    data = with_background(dataset)
+    meta = getattr(obj, "meta", None)
+    if meta is not None:  # Engine on a ZeroSeg bundle: the torch-free path
+        return evaluate_zeroseg_bundle(obj, dataset, text, background_threshold, thresholds, limit, progress)
+    with_background(dataset)
     names = list(dataset.class_names)
     thr = background_threshold
     if thr is None:
         thr = protocol_threshold(dataset.name, thresholds)
-    meta = getattr(obj, "meta", None)
-    if meta is not None:  # Engine on a ZeroSeg bundle
-        baked = float(meta.postprocess["background_threshold"])
-        if thr is not None and abs(float(thr) - baked) > 1e-9:
+    if text is None:
+        if text_weights is None:
             raise ValueError(
-                f"this ZeroSeg bundle paints background below {baked} (fixed in its head graph); {dataset.name} asks "
-                f"for {thr}: export a bundle with that threshold (zsseg export --background-threshold {thr}) or pass "
-                f"--background-threshold {baked}"
+                "a ZeroSeg checkpoint has no text tower: pass --text-weights (its teacher's CLIP weights, e.g. "
+                "openai) or --text-embeddings"
             )
-        thr = baked
-        if text is not None:
-            obj.set_text_embeddings(names, text)
-        else:
-            obj.set_classes(names)
+        from .teacher import CLIPTeacher
 
-        def segment(rgb):
-            return obj(rgb, color_order="rgb").labels
+        teacher = CLIPTeacher(obj.config, None)
+        from .bundle import _load_text_tower
 
+        _load_text_tower(teacher, text_weights)
+        text_t = teacher.to(next(obj.parameters()).device).text_embeddings(names, obj.config.templates)
     else:
-        if text is None:
-            if text_weights is None:
-                raise ValueError(
-                    "a ZeroSeg checkpoint has no text tower: pass --text-weights (its teacher's CLIP weights, e.g. "
-                    "openai) or --text-embeddings"
-                )
-            from .teacher import CLIPTeacher
+        text_t = torch.as_tensor(np.asarray(text, dtype=np.float32))
+    thr = obj.config.background_threshold if thr is None else thr
 
-            teacher = CLIPTeacher(obj.config, None)
-            from .bundle import _load_text_tower
+    def segment(rgb):
+        return predict_image(obj, rgb, text_t, thr, mode)[0].numpy()
 
-            _load_text_tower(teacher, text_weights)
-            text_t = teacher.to(next(obj.parameters()).device).text_embeddings(names, obj.config.templates)
-        else:
-            text_t = torch.as_tensor(np.asarray(text, dtype=np.float32))
-        thr = obj.config.background_threshold if thr is None else thr
-
-        def segment(rgb):
-            return predict_image(obj, rgb, text_t, thr, mode)[0].numpy()
-
-    cm = ConfusionMatrix(len(names) + 1, ignore_index=255)
-    n = len(data) if limit is None else min(len(data), int(limit))
-    done = 0
-    for i in tqdm(range(n), desc=f"zeroseg eval {dataset.name}", disable=not progress, dynamic_ncols=True):
-        sample = data.load_safe(i)
-        if sample is None:
-            continue
-        rgb, gt = sample
-        cm.update(np.asarray(segment(rgb)), gt)
-        done += 1
-    out = summarize(cm, ["background"] + names, ())
-    out.update(
-        {
-            "images": done,
-            "skipped": len(data.skipped),
-            "skipped_files": list(data.skipped.values())[:20],
-            "mode": mode or ("slide" if meta is not None else obj.config.test_mode),
-            "dataset": dataset.name,
-            "source": "bundle" if meta is not None else "torch",
-            "protocol": "ZeroSeg / GroupViT (background + classes, threshold)",
-            "background_threshold": float(thr),
-        }
-    )
-    return out
+    extra = {"mode": mode or obj.config.test_mode, "source": "torch", "background_threshold": float(thr)}
+    return run_protocol(segment, dataset, names, limit, progress, extra)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
