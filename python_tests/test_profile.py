@@ -1,4 +1,4 @@
-"""tools/profile.py on the tiny bundle (CPU, ONNX Runtime): files written, statistics consistent, stage times
+"""tools/profile_engine.py on the tiny bundle (CPU, ONNX Runtime): files written, statistics consistent, stage times
 adding up to the end-to-end time."""
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 def _load_tool():
     # imported under another name: "profile" is also a standard-library module
-    spec = importlib.util.spec_from_file_location("zsseg_profile_tool", os.path.join(REPO, "tools", "profile.py"))
+    spec = importlib.util.spec_from_file_location(
+        "zsseg_profile_tool", os.path.join(REPO, "tools", "profile_engine.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

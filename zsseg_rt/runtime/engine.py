@@ -121,7 +121,7 @@ class Engine:
         self._trim_tokens = 1 in text_axes  # bundles exported before the dynamic sequence axis run all 77
         self._vocab: Optional[Tuple[Tuple[str, ...], np.ndarray, np.ndarray]] = None
         # Optional per-stage timing hook: a callable ``(stage: str, seconds: float) -> None`` called after each
-        # stage ("text_encoder", "preprocess", "image_encoder", "head", "postprocess"). Used by tools/profile.py.
+        # stage ("text_encoder", "preprocess", "image_encoder", "head", "postprocess"). Used by tools/profile_engine.py.
         # Wall-clock on the host; GPU backends synchronise before returning NumPy arrays, so stage times are
         # complete. Set it to a function, or None (default, no overhead beyond one check per stage).
         self.stage_hook = None

@@ -3,8 +3,8 @@
 encoder, head, post-processing and end-to-end, with p50/p90/p99/mean and FPS, at chosen input resolutions,
 batch sizes and class counts, for one or several backends side by side.
 
-    .venv/bin/python tools/profile.py --bundle B --classes 20 --iters 50 --out out/profile
-    .venv/bin/python tools/profile.py --bundle B --classes 1,20,150 --resolutions 640x480,1280x720 \
+    .venv/bin/python tools/profile_engine.py --bundle B --classes 20 --iters 50 --out out/profile
+    .venv/bin/python tools/profile_engine.py --bundle B --classes 1,20,150 --resolutions 640x480,1280x720 \
         --compare onnxruntime,torch --out out/profile
 
 What is measured
@@ -468,7 +468,7 @@ def run_profile(args) -> dict:
     meta = load_meta(args.bundle)
     base_image = load_image(args.image)
     report = {
-        "tool": "tools/profile.py",
+        "tool": "tools/profile_engine.py",
         "bundle": os.path.abspath(args.bundle),
         "system": system_info(),
         "settings": {
