@@ -4,8 +4,6 @@
 // ordinary host memory), exported through __cuda_array_interface__ and/or __dlpack__ exactly as a test asks
 // (a CAI "stream" entry present, None or absent; strides; read-only), and streams with capture control.
 // Not part of the public API.
-#include <pybind11/stl.h>
-
 #include <cstring>
 #include <string>
 
@@ -136,12 +134,19 @@ py::capsule export_dlpack(TestArray& a, py::object stream) {
   return py::reinterpret_steal<py::capsule>(capsule);
 }
 
+// Built by hand (no STL caster): the helper works the same in a build whose other files lack <pybind11/stl.h>.
+py::tuple int_tuple(const std::vector<std::int64_t>& values) {
+  py::tuple t(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) t[i] = py::int_(values[i]);
+  return t;
+}
+
 py::dict cai_dict(const TestArray& a) {
   py::dict cai;
-  cai["shape"] = py::tuple(py::cast(a.shape));
+  cai["shape"] = int_tuple(a.shape);
   cai["typestr"] = a.dtype.attr("str");
   cai["data"] = py::make_tuple(to_int(a.memory->ptr), a.readonly);
-  cai["strides"] = a.strides.empty() ? py::object(py::none()) : py::object(py::tuple(py::cast(a.strides)));
+  cai["strides"] = a.strides.empty() ? py::object(py::none()) : py::object(int_tuple(a.strides));
   cai["version"] = a.has_cai_stream ? 3 : 2;
   if (a.has_cai_stream) cai["stream"] = a.cai_stream;
   return cai;
@@ -164,7 +169,10 @@ TestArray make_test_array(const py::array& host, const std::string& kind, const 
   a.has_cai_stream = !(py::isinstance<py::str>(cai_stream) && cai_stream.cast<std::string>() == "absent");
   a.cai_stream = a.has_cai_stream ? cai_stream : py::none();
   a.readonly = readonly;
-  if (!strides.is_none()) a.strides = strides.cast<std::vector<std::int64_t>>();
+  if (!strides.is_none()) {
+    for (py::handle s : py::reinterpret_borrow<py::tuple>(py::tuple(strides)))
+      a.strides.push_back(s.cast<std::int64_t>());
+  }
   a.last_dlpack_stream = py::none();
   return a;
 }
@@ -194,7 +202,7 @@ void register_test_array(py::module_& t) {
       .def(py::init(&make_test_array), py::arg("host"), py::arg("kind") = "device", py::arg("interface") = "cai",
            py::arg("cai_stream") = py::none(), py::arg("readonly") = false, py::arg("strides") = py::none())
       .def_property_readonly("ptr", [](const TestArray& a) { return to_int(a.memory->ptr); })
-      .def_property_readonly("shape", [](const TestArray& a) { return py::tuple(py::cast(a.shape)); })
+      .def_property_readonly("shape", [](const TestArray& a) { return int_tuple(a.shape); })
       .def_property_readonly("kind", [](const TestArray& a) { return a.memory->kind; })
       .def_readonly("dlpack_calls", &TestArray::dlpack_calls)
       .def_readonly("last_dlpack_stream", &TestArray::last_dlpack_stream)

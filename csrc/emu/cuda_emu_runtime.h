@@ -25,6 +25,7 @@
 #include <vector>
 
 enum cudaDeviceAttr : int {
+  cudaDevAttrMultiProcessorCount = 16,
   cudaDevAttrIntegrated = 18,
   cudaDevAttrCanMapHostMemory = 19,
   cudaDevAttrMemoryPoolsSupported = 115,
@@ -100,6 +101,7 @@ struct DeviceConfig {
   int device_count = 1;
   bool memory_pools = true;
   bool integrated = false;                // cudaDevAttrIntegrated (a Jetson: one DRAM for CPU and GPU)
+  int multiprocessors = 16;               // cudaDevAttrMultiProcessorCount (0: unknown)
   std::vector<cudaError_t> kernel_image;  // per device; missing entries = cudaSuccess
 };
 struct RuntimeStats {
@@ -327,10 +329,11 @@ inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d
   if (device < 0 || device >= zs_emu::device_config().device_count)
     return zs_emu::last_error() = cudaErrorInvalidDevice;
   const zs_emu::DeviceConfig& config = zs_emu::device_config();
-  *value = attr == cudaDevAttrMemoryPoolsSupported ? config.memory_pools
-           : attr == cudaDevAttrIntegrated         ? config.integrated
-           : attr == cudaDevAttrCanMapHostMemory   ? 1
-                                                   : 0;
+  *value = attr == cudaDevAttrMemoryPoolsSupported  ? config.memory_pools
+           : attr == cudaDevAttrIntegrated          ? config.integrated
+           : attr == cudaDevAttrCanMapHostMemory    ? 1
+           : attr == cudaDevAttrMultiProcessorCount ? config.multiprocessors
+                                                    : 0;
   return cudaSuccess;
 }
 // The emulated "module" has code for a device unless device_config().kernel_image says otherwise.

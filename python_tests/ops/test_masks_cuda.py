@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cuda_support import requires_torch_cuda
 
-from zsseg_rt.ops import cuda_available, reference, segment, upsample
+from zsseg_rt.ops import reference, segment, upsample
 
-pytestmark = pytest.mark.skipif(not cuda_available(), reason="no usable CUDA device (or a CPU-only build of _C)")
+# torch CUDA tensors throughout: a real GPU only (the torch-free twins of these checks, which also run on the
+# emulated CUDA runtime in CI, are in test_cuda_bindings.py)
+pytestmark = [pytest.mark.cuda, requires_torch_cuda]
 
 torch = pytest.importorskip("torch")
 

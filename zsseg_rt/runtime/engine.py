@@ -121,7 +121,8 @@ class Engine:
         self._trim_tokens = 1 in text_axes  # bundles exported before the dynamic sequence axis run all 77
         self._vocab: Optional[Tuple[Tuple[str, ...], np.ndarray, np.ndarray]] = None
         # Optional per-stage timing hook: a callable ``(stage: str, seconds: float) -> None`` called after each
-        # stage ("text_encoder", "preprocess", "image_encoder", "head", "postprocess"). Used by tools/profile_engine.py.
+        # stage ("text_encoder", "preprocess", "image_encoder", "head", "postprocess"; with the device pipeline also
+        # "upload", "download" and "vocabulary_upload", each timed on the device). Used by tools/profile_engine.py.
         # Wall-clock on the host; GPU backends synchronise before returning NumPy arrays, so stage times are
         # complete. Set it to a function, or None (default, no overhead beyond one check per stage).
         self.stage_hook = None
@@ -311,11 +312,12 @@ class Engine:
             raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
         orig_hw, scaled_hw, windows = self._plan(image, bias)
         if self._device is not None and self.mode == "exact":
-            with self._device_lock, self._stage("device_pipeline"):
+            with self._device_lock:  # the pipeline reports its own stages (upload, ..., postprocess, download)
                 if self._device_vocab is not vocab:  # first frame after set_classes: upload text + bias once
-                    self._device.set_vocabulary(text, bias)
+                    with self._stage("vocabulary_upload"):
+                        self._device.set_vocabulary(text, bias)
                     self._device_vocab = vocab
-                labels, scores = self._device(np.ascontiguousarray(image), color_order)
+                labels, scores = self._device(np.ascontiguousarray(image), color_order, stage_hook=self.stage_hook)
             return SegmentationResult(labels, scores, list(names), color_order)
         with self._stage("preprocess"):
             rgb = pipeline.to_rgb_uint8(image, color_order)
