@@ -141,7 +141,8 @@ py::capsule own_dlpack(PyObject* capsule, const char* name, const char* used_nam
   });
 }
 
-py::object call_dlpack(py::handle obj, bool on_cuda, std::int64_t stream, bool capturing) {
+py::object call_dlpack(py::handle obj, bool on_cuda, const ArgParser& p) {
+  const std::int64_t stream = p.stream_int();
   // DLPack: stream 1 names the legacy default stream on CUDA; CPU producers get no stream.
   py::dict plain;
   if (on_cuda) plain["stream"] = py::int_(stream == 0 ? 1 : stream);
@@ -155,7 +156,7 @@ py::object call_dlpack(py::handle obj, bool on_cuda, std::int64_t stream, bool c
       if (!err.matches(PyExc_TypeError)) throw;
     }
   }
-  if (on_cuda && capturing) {
+  if (on_cuda && p.capturing()) {
     throw py::value_error(
         "__dlpack__ takes no stream argument, so it cannot be ordered without a host wait, which "
         "is illegal while the stream is captured into a CUDA graph");
@@ -192,7 +193,7 @@ RawArray from_dlpack(py::handle obj, const ArgParser& p, const char* name) {
   }
   py::object capsule;
   try {
-    capsule = call_dlpack(obj, on_cuda, p.stream_int(), p.capturing());
+    capsule = call_dlpack(obj, on_cuda, p);
   } catch (py::error_already_set& err) {
     p.fail_value(std::string("argument '") + name + "' could not be exported with __dlpack__: " + error_text(err));
   }
@@ -461,7 +462,19 @@ std::string ArrayArg::shape_str() const {
 ArgParser::ArgParser(std::string op, std::int64_t stream) : op_(std::move(op)), stream_(stream) {
   if (stream < 0)
     fail_value("stream must be a cudaStream_t as a non-negative int (0 = default), got " + std::to_string(stream));
-  capturing_ = stream != 0 && stream_is_capturing(stream);
+  // The stream handle is only touched once a CUDA array shows it is meant for CUDA work (note_cuda_argument): a
+  // stream given with CPU arrays is refused by placement(), never passed to the runtime. The legacy default
+  // stream cannot be captured, so finished launches are swept right away.
+  if (stream == 0) {
+    capture_known_ = true;
+    sweep_in_use();
+  }
+}
+
+void ArgParser::note_cuda_argument() const {
+  if (capture_known_) return;
+  capture_known_ = true;
+  capturing_ = stream_is_capturing(stream_);
   if (!capturing_) sweep_in_use();  // queries events: never while our stream is being captured
 }
 
@@ -524,7 +537,10 @@ ArrayArg ArgParser::parse_array(const char* name, py::handle obj, Accept accept,
     fail_value(std::string("argument '") + name + "' must be C-contiguous, got shape " + join_shape(raw.shape) +
                " with byte strides " + join_shape(raw.byte_strides) + "; pass a contiguous copy");
   }
-  if (raw.place.is_cuda()) check_cuda_usable(raw, *this, name);
+  if (raw.place.is_cuda()) {
+    check_cuda_usable(raw, *this, name);
+    note_cuda_argument();  // the stream is for CUDA work: is it being captured?
+  }
   ArrayArg out;
   out.name = name;
   out.data = raw.data;
@@ -627,7 +643,7 @@ Output ArgParser::output(const char* name, const std::vector<std::int64_t>& shap
     out.array = std::move(arr);
     return out;
   }
-  if (capturing_) {
+  if (capturing()) {
     fail_value(std::string("output '") + name + "' cannot be allocated while the stream is captured into a CUDA " +
                "graph; pass preallocated arrays with out=");
   }

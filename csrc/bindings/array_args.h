@@ -158,7 +158,12 @@ class ArgParser {
 
   zsseg::Stream stream() const;  // the launch stream as a cudaStream_t handle
   std::int64_t stream_int() const { return stream_; }
-  bool capturing() const { return capturing_; }
+  // Whether the launch stream is being captured into a CUDA graph. Only for CUDA work: it asks the runtime about
+  // the stream handle (once per call).
+  bool capturing() const {
+    note_cuda_argument();
+    return capturing_;
+  }
   const std::string& op() const { return op_; }
 
  private:
@@ -166,7 +171,10 @@ class ArgParser {
   ArrayArg parse_array(const char* name, py::handle obj, Accept accept, ElemType exact = ElemType::Other) const;
   std::string op_;
   std::int64_t stream_;
-  bool capturing_ = false;  // stream_ is being captured into a CUDA graph
+  // stream_ is being captured into a CUDA graph; known once the first CUDA argument was parsed (capture_known_)
+  mutable bool capturing_ = false;
+  mutable bool capture_known_ = false;
+  void note_cuda_argument() const;
   // CUDA only: owners of the parsed arguments (kept alive until the launch completes), the outputs allocated
   // here (they get the launch's completion event) and device-side checks to report after it (class_bias).
   mutable std::vector<py::object> in_use_;

@@ -87,7 +87,7 @@ bool stream_is_capturing(std::int64_t stream) {
 }
 
 bool ArgParser::check_bias_on_device(const ArrayArg& bias) const {
-  if (capturing_) return true;  // captured into a CUDA graph: no check (see parse_class_bias)
+  if (capturing()) return true;  // captured into a CUDA graph: no check (see parse_class_bias)
   auto check = so::DeviceCheck::create(zsseg::kBiasNotChecked);
   if (!check) return false;  // every slot in use: the caller checks with a blocking read-back
   check->what = op_ + ": argument 'class_bias'";

@@ -105,10 +105,12 @@ def test_the_pipeline_runs_on_cuda_memory_and_matches_the_host_path(engine, zero
             memory.transfers.clear()
             stages: list = []
             labels, scores = pipe(frame, stage_hook=lambda stage, seconds, seen=stages: seen.append(stage))
-            up = [e[1] for e in memory.transfers.entries if e[0] in ("up", "mapped") and e[1] == "frame"]
-            assert up == ["frame"]  # one upload (or a zero-copy mapping) per frame
-            kinds = {e[0] for e in memory.transfers.entries}
-            assert kinds == ({"mapped"} if zero_copy else {"up", "down"})
+            log = [(kind, name) for kind, name, _ in memory.transfers.entries]
+            # the frame: one upload, or read in place from mapped memory by ops.preprocess (a Jetson)
+            assert log[0] == ("mapped" if zero_copy else "up", "frame")
+            # labels and scores: written by segment_windows into device buffers and copied down once each (also
+            # with zero_copy today: the results are not yet mapped buffers; pinned result buffers are issue 32's)
+            assert log[1:] == [("down", "labels"), ("down", "scores")]
             assert stages[0] == "upload" and stages[-1] == "download" and "postprocess" in stages
             expected_labels, expected_scores = host_pipe(frame)
             # CUDA sigmoid (expf) vs the CPU kernel's vectorised one (abs error < 1e-7): ties may flip a pixel
