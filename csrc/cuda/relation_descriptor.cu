@@ -9,7 +9,7 @@ namespace {
 using namespace dense_cuda;
 
 // acc = A[rows c0.., :] (each column k scaled by k_scale[k]) . B[rows o0.., :]^T over `depth`.
-template <int Tile, class T, int P = per_thread<Tile>()>
+template <int Tile, class T, int P = PerThread<Tile>::value>
 __device__ void tile_product(TilePair<Tile>& tiles, const T* a, std::int64_t lda, std::int64_t a_rows, std::int64_t c0,
                              const T* k_scale, const T* b, std::int64_t ldb, std::int64_t b_rows, std::int64_t o0,
                              std::int64_t depth, float (&acc)[P][P]) {
@@ -30,7 +30,7 @@ __global__ void __launch_bounds__(kThreads)
                            const T* __restrict__ bias, T* __restrict__ out, std::int64_t batch,
                            std::int64_t num_classes, std::int64_t dim, std::int64_t out_dim, std::int64_t c_tiles,
                            std::int64_t batch_chunk) {
-  constexpr int P = per_thread<Tile>();
+  constexpr int P = PerThread<Tile>::value;
   __shared__ TilePair<Tile> tiles;
   const std::int64_t o0 = static_cast<std::int64_t>(blockIdx.x) * Tile;
   const std::int64_t b_begin = static_cast<std::int64_t>(blockIdx.z) * batch_chunk;

@@ -15,7 +15,7 @@ __global__ void __launch_bounds__(kThreads)
     similarity_kernel(const T* __restrict__ patches, const T* __restrict__ text, T* __restrict__ out,
                       std::int64_t num_patches, std::int64_t num_classes, std::int64_t dim, bool text_batched,
                       bool normalize, float scale, std::int64_t n_tiles, std::int64_t c_tiles) {
-  constexpr int P = per_thread<Tile>();
+  constexpr int P = PerThread<Tile>::value;
   __shared__ TilePair<Tile> tiles;
   __shared__ float text_inverse[Tile], patch_inverse[Tile];
   const std::int64_t b = blockIdx.x / n_tiles;

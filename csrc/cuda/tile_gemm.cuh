@@ -43,11 +43,12 @@ struct TilePair {
   float b[kDepth][Tile + kPad];  // b[k][row of B]
 };
 
-// Outputs per thread along each side of a Tile x Tile block tile (16 x 16 threads).
+// Outputs per thread along each side of a Tile x Tile block tile (16 x 16 threads). A constant, not a constexpr
+// function: nvcc refuses calls of __host__ constexpr functions from kernels.
 template <int Tile>
-constexpr int per_thread() {
-  return Tile / 16;
-}
+struct PerThread {
+  static constexpr int value = Tile / 16;
+};
 
 // tile[k][r] = X[row0 + r, k0 + k] * k_scale[k0 + k] * row_scale[r] (both optional; row_scale indexes the tile's
 // rows), zero outside [rows, depth).
@@ -68,8 +69,8 @@ __device__ __forceinline__ void load_tile(float (*tile)[Tile + kPad], const T* x
   }
 }
 
-// acc[i][j] += sum_k a[k][ty * P + i] * b[k][tx * P + j], P = per_thread<Tile>().
-template <int Tile, int P = per_thread<Tile>()>
+// acc[i][j] += sum_k a[k][ty * P + i] * b[k][tx * P + j], P = PerThread<Tile>::value.
+template <int Tile, int P = PerThread<Tile>::value>
 __device__ __forceinline__ void multiply_tiles(const TilePair<Tile>& s, float (&acc)[P][P], int ty, int tx) {
 #pragma unroll
   for (int k = 0; k < kDepth; ++k) {
