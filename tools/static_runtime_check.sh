@@ -13,6 +13,7 @@ BUILD="$ROOT/build-static"
 LOG="$(mktemp)"
 "$VENV/bin/cmake" -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_MAKE_PROGRAM="$VENV/bin/ninja" -DCMAKE_CXX_COMPILER="${CXX:-g++}" \
   -DZS_WITH_CUDA=OFF -DZS_QUICK_BUILD=ON -DZS_BUILD_TESTS=OFF -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF \
+  -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS=-O1 \
   -DCMAKE_MODULE_LINKER_FLAGS=-static-libstdc++ \
   -DPython_EXECUTABLE="$VENV/bin/python" -Dpybind11_DIR="$("$VENV/bin/python" -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
   >"$LOG" 2>&1 || { cat "$LOG"; exit 1; }
