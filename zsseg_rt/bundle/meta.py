@@ -9,6 +9,8 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from zsseg_rt.errors import BundleError
+
 from .schema import META_HASH_FIELD, SchemaError, canonical_meta_sha256, check_file_name, check_meta_schema
 from .spec import BUNDLE_FORMAT_VERSION, Files, graph_files, graph_io
 
@@ -18,10 +20,6 @@ MAX_META_BYTES = 16 << 20  # a meta.json larger than this is refused before it i
 def normalize_class_name(name: str) -> str:
     """The form in which class names are compared (seen-class calibration): whitespace collapsed, lower case."""
     return " ".join(str(name).split()).lower()
-
-
-class BundleError(RuntimeError):
-    """A bundle is missing, incomplete, corrupted or incompatible."""
 
 
 def sha256_file(path: str, chunk: int = 1 << 22) -> str:

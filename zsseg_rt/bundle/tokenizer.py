@@ -73,7 +73,7 @@ class ClipTokenizer:
         try:
             self._tok = tk.Tokenizer.from_file(tokenizer_json)
         except Exception as exc:  # noqa: BLE001 - the tokenizers library raises its own untyped Exception
-            from .meta import BundleError
+            from zsseg_rt.errors import BundleError
 
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise BundleError(
