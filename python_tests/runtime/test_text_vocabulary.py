@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from zsseg_rt.bundle import Names
-from zsseg_rt.bundle.tokenizer import expand_templates
 from zsseg_rt.runtime import Engine
+from zsseg_rt.vocabulary.tokenizer import expand_templates
 
 TEMPLATES = ("a photo of a {}.", "a blurry photo of the {} in the scene.")
 

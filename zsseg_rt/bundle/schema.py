@@ -111,7 +111,7 @@ def _templates(value: Any) -> str:
     error = _strings(non_empty=True)(value)
     if error:
         return error
-    from zsseg_rt.pipeline.vocabulary import validate_templates  # torch-free
+    from zsseg_rt.vocabulary.names import validate_templates  # torch-free
 
     try:
         validate_templates(value)

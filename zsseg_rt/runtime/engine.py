@@ -12,11 +12,11 @@ import numpy as np
 
 from zsseg_rt import pipeline
 from zsseg_rt.bundle import GRAPH_FILES, BundleMeta, Files, Names, load_meta
-from zsseg_rt.bundle.tokenizer import ClipTokenizer, expand_templates
 from zsseg_rt.pipeline.limits import InputLimits, estimate_bytes
 from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
 from zsseg_rt.pipeline.preprocess import Window, rescaled_size
-from zsseg_rt.pipeline.vocabulary import validate_class_bias, validate_class_names, validate_templates
+from zsseg_rt.vocabulary.names import validate_class_bias, validate_class_names, validate_templates
+from zsseg_rt.vocabulary.tokenizer import ClipTokenizer, expand_templates
 
 from .backends import Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend
 from .file_verification import verify_bundle_files

@@ -33,9 +33,9 @@ import numpy as np
 from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import ZEGFORMER_GRAPH_FILES, BundleMeta, Files, Names
 from zsseg_rt.bundle.meta import normalize_class_name
-from zsseg_rt.bundle.tokenizer import ClipTokenizer
 from zsseg_rt.pipeline.limits import InputLimits
-from zsseg_rt.pipeline.vocabulary import validate_class_names, validate_templates
+from zsseg_rt.vocabulary.names import validate_class_names, validate_templates
+from zsseg_rt.vocabulary.tokenizer import ClipTokenizer
 
 from .backends import Backend, ort_providers
 from .engine import Engine

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
 
-from zsseg_rt.data.vocab import VOCAB_DIR, load_class_names  # noqa: F401 - torch-free; re-exported here
+from zsseg_rt.vocabulary.class_lists import VOCAB_DIR, load_class_names  # noqa: F401 - torch-free; re-exported here
 
 MODELS_DIR = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,7 @@ def load_templates(ref: Union[str, Sequence[str]]) -> List[str]:
             templates = [ref]
         else:
             raise ValueError(f"unknown template set {ref!r}; known: {sorted(sets)} (or give a string with '{{}}')")
-    from zsseg_rt.pipeline.vocabulary import validate_templates  # the one template check
+    from zsseg_rt.vocabulary.names import validate_templates  # the one template check
 
     return list(validate_templates(templates))
 

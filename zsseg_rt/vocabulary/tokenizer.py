@@ -106,5 +106,5 @@ class ClipTokenizer:
 def expand_templates(class_names: Iterable[str], templates: Sequence[str]) -> List[str]:
     """``[c0 t0, c0 t1, ..., c1 t0, ...]``: every template filled with every class name (class-major).
 
-    Templates hold exactly one ``{}`` (checked by ``zsseg_rt.pipeline.vocabulary.validate_templates``)."""
+    Templates hold exactly one ``{}`` (checked by ``zsseg_rt.vocabulary.names.validate_templates``)."""
     return [template.format(name) for name in class_names for template in templates]

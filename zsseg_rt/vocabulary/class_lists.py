@@ -9,7 +9,7 @@ from typing import List, Sequence, Union
 
 __all__ = ["VOCAB_DIR", "load_class_names"]
 
-VOCAB_DIR = Path(__file__).resolve().parent.parent / "models" / "common" / "vocab"
+VOCAB_DIR = Path(__file__).resolve().parent / "lists"
 
 
 def load_class_names(ref: Union[str, Sequence[str]]) -> List[str]:

@@ -13,9 +13,9 @@ __all__ = ["validate_class_names", "validate_templates", "validate_class_bias", 
 
 def prompt_key(name: str) -> str:
     """The form in which the CLIP tokenizer sees a class name: ftfy fix, HTML unescape, whitespace collapsed,
-    lower case (``zsseg_rt.bundle.tokenizer.clean_text``, open_clip's cleaning). Two names with the same key get
+    lower case (``zsseg_rt.vocabulary.tokenizer.clean_text``, open_clip's cleaning). Two names with the same key get
     identical prompts, so identical text embeddings: the later class could never win a pixel."""
-    from zsseg_rt.bundle.tokenizer import clean_text  # torch-free; ftfy is a runtime dependency
+    from zsseg_rt.vocabulary.tokenizer import clean_text  # torch-free; ftfy is a runtime dependency
 
     return clean_text(name)
 
