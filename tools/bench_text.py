@@ -56,13 +56,13 @@ def _measure(engine, names, templates, repeats: int) -> dict:
     max_diff = float(np.abs(full_run() - trimmed_run()).max())
 
     def cold():
-        engine._cache.clear()
+        engine.text_cache.clear()
         engine.set_classes(names, templates=templates)
 
     cold_ms = _median_ms(cold, repeats)
 
     def add_one():
-        engine._cache.pop((names[-1], tuple(templates)), None)
+        engine.text_cache.discard(names[-1], templates)
         engine.set_classes(names, templates=templates)
 
     add_ms = _median_ms(add_one, repeats)

@@ -10,16 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from zsseg_rt.errors import BundleError
+from zsseg_rt.vocabulary import name_key, seen_mask
 
 from .schema import META_HASH_FIELD, SchemaError, canonical_meta_sha256, check_file_name, check_meta_schema
 from .spec import BUNDLE_FORMAT_VERSION, Files, graph_files, graph_io
 
 MAX_META_BYTES = 16 << 20  # a meta.json larger than this is refused before it is parsed
-
-
-def normalize_class_name(name: str) -> str:
-    """The form in which class names are compared (seen-class calibration): whitespace collapsed, lower case."""
-    return " ".join(str(name).split()).lower()
+normalize_class_name = name_key  # the former name: class names are compared by the vocabulary unit's one rule
 
 
 def sha256_file(path: str, chunk: int = 1 << 22) -> str:
@@ -97,11 +94,11 @@ class BundleMeta:
         """Per-class calibration: ``calibration_bias`` for names that were seen in training, else 0.
 
         This is the official inductive calibration (minus 0.1 after the sigmoid on seen classes) applied to a
-        run-time vocabulary: a class counts as seen when its name equals a training-split seen class name (compared by
-        ``normalize_class_name``: case and repeated whitespace do not matter).
+        run-time vocabulary: a class counts as seen when its name is a training-split seen class name (the same name
+        by ``zsseg_rt.vocabulary.name_key``: case, spacing and HTML entities do not matter).
         """
-        seen = {normalize_class_name(name) for name in self.seen_class_names}
-        return [self.calibration_bias if normalize_class_name(name) in seen else 0.0 for name in class_names]
+        seen = seen_mask(class_names, self.seen_class_names)
+        return [self.calibration_bias if is_seen else 0.0 for is_seen in seen]
 
 
 _REQUIRED = (

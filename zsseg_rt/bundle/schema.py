@@ -17,6 +17,8 @@ import os
 import re
 from typing import Any, Callable, Dict, List, Mapping
 
+from zsseg_rt.vocabulary import validate_templates
+
 __all__ = ["META_HASH_FIELD", "canonical_meta_sha256", "check_meta_schema", "check_file_name", "write_meta"]
 
 META_HASH_FIELD = "meta_sha256"
@@ -111,8 +113,6 @@ def _templates(value: Any) -> str:
     error = _strings(non_empty=True)(value)
     if error:
         return error
-    from zsseg_rt.vocabulary.names import validate_templates  # torch-free
-
     try:
         validate_templates(value)
     except (TypeError, ValueError) as exc:

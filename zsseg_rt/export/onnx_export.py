@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, default_graph_io, sha256_file, write_meta
-from zsseg_rt.vocabulary.tokenizer import build_tokenizer_json
+from zsseg_rt.vocabulary import build_tokenizer_json
 
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph, image_output_names
 from .overwrite import check_export_destination, replace_directory

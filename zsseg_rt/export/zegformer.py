@@ -256,7 +256,7 @@ def export_zegformer_bundle(
     renames it into place and cleans up); returns the verification report (meta.json records it).
     ``verify=False`` (benchmark bundles only, ``tools/bench_zegformer_engine.py``) records ``passed: None``."""
     from zsseg_rt.bundle import write_meta
-    from zsseg_rt.vocabulary.tokenizer import build_tokenizer_json
+    from zsseg_rt.vocabulary import build_tokenizer_json
 
     from .onnx_export import _hash_bundle_files, build_meta
 

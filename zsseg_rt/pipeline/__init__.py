@@ -6,7 +6,7 @@ rescale (keep ratio, short side 512) -> normalise -> 512x512 windows with stride
 bilinear to the original size -> argmax.
 """
 
-from zsseg_rt.vocabulary.names import validate_class_bias, validate_class_names, validate_templates
+from zsseg_rt.vocabulary import validate_class_bias, validate_class_names, validate_templates
 
 from .limits import InputLimitError, InputLimits, estimate_bytes
 from .postprocess import calibrated_window_scores, finalize_scores, merge_windows, segment_fast, segment_windows_exact

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import threading
 import time
@@ -15,15 +14,24 @@ from zsseg_rt.bundle import GRAPH_FILES, BundleMeta, Files, Names, load_meta
 from zsseg_rt.pipeline.limits import InputLimits, estimate_bytes
 from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
 from zsseg_rt.pipeline.preprocess import Window, rescaled_size
-from zsseg_rt.vocabulary.names import validate_class_bias, validate_class_names, validate_templates
-from zsseg_rt.vocabulary.tokenizer import ClipTokenizer, expand_templates
+from zsseg_rt.vocabulary import (
+    TOKEN_BUCKET,
+    ClipTokenizer,
+    TextEmbeddingCache,
+    check_distinct_prompts,
+    embed_names,
+    token_batches,
+    validate_class_bias,
+    validate_class_names,
+    validate_templates,
+)
 
 from .backends import Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend
 from .file_verification import verify_bundle_files
 from .result import SegmentationResult
 
 _MODES = MODES
-TOKEN_BUCKET = 8  # text sequence lengths are rounded up to a multiple of this (few distinct shapes for TensorRT)
+__all__ = ["Engine", "TOKEN_BUCKET", "validate_class_names"]
 
 
 class Engine:
@@ -115,8 +123,7 @@ class Engine:
         self.tokenizer = ClipTokenizer(self.meta.file(Files.TOKENIZER), self.meta.context_length)
         self._lock = threading.Lock()
         # Per-class text-embedding cache: (name, templates) -> [D]. Editing a vocabulary encodes only new names.
-        self._cache: "collections.OrderedDict[tuple, np.ndarray]" = collections.OrderedDict()
-        self.text_cache_size = 4096
+        self.text_cache = TextEmbeddingCache(self._encode_timed, maxsize=4096)
         text_axes = self.meta.io.get("text", {}).get("dynamic_axes", {}).get(Names.TOKENS, {})
         self._trim_tokens = 1 in text_axes  # bundles exported before the dynamic sequence axis run all 77
         self._vocab: Optional[Tuple[Tuple[str, ...], np.ndarray, np.ndarray]] = None
@@ -167,23 +174,17 @@ class Engine:
             self._vocab = (tuple(names), embeddings, bias)
 
     def _check_distinct_prompts(self, names: Sequence[str], templates: Tuple[str, ...]) -> None:
-        """Refuse two names whose prompts tokenise identically (e.g. ``"t-shirt"`` and ``"t - shirt"``, or long
-        names that differ only past the context length): their embeddings would be equal."""
-        seen: dict = {}
-        limit = self.tokenizer.context_length - 2  # minus the start and end tokens
-        for i, name in enumerate(names):
-            ids = tuple(self.tokenizer.encode(name))
-            if len(ids) >= limit // 2:  # a prompt may be truncated: compare the prompts as the encoder gets them
-                key: tuple = ("prompts", self.tokenizer(expand_templates([name], templates)).tobytes())
-            else:
-                key = ("name", ids)
-            if key in seen:
-                raise ValueError(
-                    f"class names {names[seen[key]]!r} (position {seen[key]}) and {name!r} (position {i}) give "
-                    "identical prompts once tokenised (CLIP ignores case, spacing around punctuation and text past "
-                    f"{self.tokenizer.context_length} tokens), so {name!r} could never win: rename or drop one"
-                )
-            seen[key] = i
+        """Refuse two names whose prompts tokenise identically (``zsseg_rt.vocabulary.check_distinct_prompts``)."""
+        check_distinct_prompts(names, templates, self.tokenizer)
+
+    @property
+    def text_cache_size(self) -> int:
+        """How many (name, templates) embeddings the text cache keeps."""
+        return self.text_cache.maxsize
+
+    @text_cache_size.setter
+    def text_cache_size(self, value: int) -> None:
+        self.text_cache.maxsize = int(value)
 
     def _class_bias(self, names: Sequence[str], class_bias) -> np.ndarray:
         """``[C]`` float32: the given bias (validated), or the bundle's calibration for these names."""
@@ -211,59 +212,25 @@ class Engine:
 
     def _embed(self, names: Tuple[str, ...], templates: Tuple[str, ...]) -> np.ndarray:
         """``[C, D]`` class embeddings; only names not already cached for these templates are encoded."""
-        with self._lock:
-            missing = [name for name in dict.fromkeys(names) if (name, templates) not in self._cache]
-        if missing:
-            with self._stage("text_encoder"):
-                fresh = self._encode_classes(missing, templates)
-            with self._lock:
-                for name, row in zip(missing, fresh):
-                    self._cache[(name, templates)] = row
-        with self._lock:
-            rows = []
-            for name in names:
-                row = self._cache.get((name, templates))
-                if row is None:  # evicted by a concurrent set_classes between the two locked sections
-                    row = self._encode_classes([name], templates)[0]
-                else:
-                    self._cache.move_to_end((name, templates))
-                rows.append(row)
-            while len(self._cache) > self.text_cache_size:
-                self._cache.popitem(last=False)
-        return np.ascontiguousarray(np.stack(rows), dtype=np.float32)
+        return self.text_cache.embed(names, templates)
 
     def _encode_classes(self, names: Sequence[str], templates: Tuple[str, ...]) -> np.ndarray:
-        """Text encoder over every (class, template) prompt -> ``[len(names), D]`` (normalise, average, normalise).
+        """Text encoder over every (class, template) prompt -> ``[len(names), D]`` (normalise, average, normalise;
+        ``zsseg_rt.vocabulary.embed_names``). Each prompt runs with its padding trimmed to a length bucket of its own
+        (when the bundle's text graph has a dynamic sequence axis), so a class's embedding does not depend on the
+        other classes' prompts."""
+        return embed_names(
+            names, templates, self.tokenizer, self.backend.encode_text, self.meta.embed_dim, self._trim_tokens
+        )
 
-        Each prompt runs with its padding trimmed to a length bucket of its own (when the bundle's text graph
-        has a dynamic sequence axis), so a class's embedding does not depend on the other classes' prompts.
-        """
-        tokens = self.tokenizer(expand_templates(names, templates))  # [C*T, L]
-        per_prompt: np.ndarray = np.empty((len(tokens), self.meta.embed_dim), dtype=np.float32)
-        for rows, trimmed in self._token_batches(tokens):
-            per_prompt[rows] = self.backend.encode_text(trimmed)
-        per_prompt = per_prompt.reshape(len(names), len(templates), -1)
-        per_prompt /= np.maximum(np.linalg.norm(per_prompt, axis=-1, keepdims=True), 1e-12)
-        mean = per_prompt.mean(axis=1)
-        mean /= np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(mean, dtype=np.float32)
+    def _encode_timed(self, names: Sequence[str], templates: Tuple[str, ...]) -> np.ndarray:
+        """The text cache's encoder: :meth:`_encode_classes` timed as the "text_encoder" stage."""
+        with self._stage("text_encoder"):
+            return self._encode_classes(names, templates)
 
     def _token_batches(self, tokens: np.ndarray, max_prompts: int = 256):
-        """Yield ``(row indices, tokens[rows, :L])`` chunks of at most ``max_prompts`` prompts.
-
-        With a dynamic sequence axis, prompts are grouped by ``L`` = their own length (start token .. end token)
-        rounded up to a multiple of ``TOKEN_BUCKET``; otherwise every chunk keeps the full context length.
-        """
-        lengths = np.count_nonzero(tokens, axis=1)  # ids after the end token are 0 (padding)
-        if self._trim_tokens:
-            buckets = np.minimum(-(-lengths // TOKEN_BUCKET) * TOKEN_BUCKET, tokens.shape[1])
-        else:
-            buckets = np.full(len(tokens), tokens.shape[1])
-        for length in np.unique(buckets):
-            rows = np.flatnonzero(buckets == length)
-            for start in range(0, len(rows), max_prompts):
-                part = rows[start : start + max_prompts]
-                yield part, np.ascontiguousarray(tokens[part, : int(length)])
+        """``zsseg_rt.vocabulary.token_batches`` with this bundle's trimming rule."""
+        return token_batches(tokens, self._trim_tokens, max_prompts, TOKEN_BUCKET)
 
     # ---- inference --------------------------------------------------------------------------------------
     def __call__(self, image, color_order: str = "bgr"):

@@ -23,7 +23,6 @@ bundles with a message.
 
 from __future__ import annotations
 
-import collections
 import math
 import threading
 from typing import Any, List, Optional, Sequence, Tuple, cast
@@ -32,10 +31,8 @@ import numpy as np
 
 from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import ZEGFORMER_GRAPH_FILES, BundleMeta, Files, Names
-from zsseg_rt.bundle.meta import normalize_class_name
 from zsseg_rt.pipeline.limits import InputLimits
-from zsseg_rt.vocabulary.names import validate_class_names, validate_templates
-from zsseg_rt.vocabulary.tokenizer import ClipTokenizer
+from zsseg_rt.vocabulary import ClipTokenizer, TextEmbeddingCache, seen_mask, validate_class_names, validate_templates
 
 from .backends import Backend, ort_providers
 from .engine import Engine
@@ -373,8 +370,7 @@ class ZegFormerEngine(Engine):
         self._device = None
         self.tokenizer = ClipTokenizer(self.meta.file(Files.TOKENIZER), self.meta.context_length)
         self._lock = threading.Lock()
-        self._cache: "collections.OrderedDict[tuple, np.ndarray]" = collections.OrderedDict()
-        self.text_cache_size = 4096
+        self.text_cache = TextEmbeddingCache(self._encode_timed, maxsize=4096)
         text_axes = self.meta.io.get("text", {}).get("dynamic_axes", {}).get(Names.TOKENS, {})
         self._trim_tokens = 1 in text_axes
         self._vocab = None
@@ -388,8 +384,7 @@ class ZegFormerEngine(Engine):
         """Encode both embedding sets (cached per name) and make the vocabulary current; see ``Engine``."""
         names = validate_class_names(names, self.meta.max_classes)
         templates = validate_templates(templates) if templates is not None else tuple(self.meta.templates)
-        seen_names = {normalize_class_name(n) for n in self.meta.seen_class_names}
-        seen = np.array([normalize_class_name(n) in seen_names for n in names], dtype=bool)
+        seen = seen_mask(names, self.meta.seen_class_names)
         bias = self._class_bias(names, class_bias)
         self._check_distinct_prompts(names, templates)
         text = self._embed(tuple(names), templates)

@@ -1,5 +1,5 @@
-"""The bundled class-name lists (``zsseg_rt/models/common/vocab/*.json``), readable without torch: the dataset
-readers and the runtime-only evaluation use them, and ``zsseg_rt.models.common.config`` re-exports them."""
+"""The bundled class-name lists (``zsseg_rt/vocabulary/lists/*.json``; model configs name them ``"vocab/voc20.json"``),
+readable without torch: the model configs, the dataset readers and evaluation use them."""
 
 from __future__ import annotations
 

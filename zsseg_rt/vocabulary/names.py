@@ -1,23 +1,43 @@
-"""The one check of a run-time vocabulary (class names, prompt templates, per-class bias), shared by the runtime
-Engine and the PyTorch models. Everything that would silently give garbage labels is refused with a message."""
+"""Class names: the ONE rule for what counts as the same name, the check of a run-time vocabulary, its entries,
+and the text of a class-list file. Shared by the Engine, the PyTorch models, the stream runner, the server and
+evaluation; everything that would silently give garbage labels is refused with a message."""
 
 from __future__ import annotations
 
-import string
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["validate_class_names", "validate_templates", "validate_class_bias", "prompt_key"]
+from .tokenizer import clean_text
+
+__all__ = [
+    "name_key",
+    "same_name",
+    "prompt_key",
+    "validate_class_names",
+    "parse_class_text",
+    "VocabularyEntry",
+    "Vocabulary",
+    "seen_mask",
+]
 
 
-def prompt_key(name: str) -> str:
-    """The form in which the CLIP tokenizer sees a class name: ftfy fix, HTML unescape, whitespace collapsed,
-    lower case (``zsseg_rt.vocabulary.tokenizer.clean_text``, open_clip's cleaning). Two names with the same key get
-    identical prompts, so identical text embeddings: the later class could never win a pixel."""
-    from zsseg_rt.vocabulary.tokenizer import clean_text  # torch-free; ftfy is a runtime dependency
+def name_key(name: str) -> str:
+    """The one rule for what counts as the same class name, everywhere (duplicates in a vocabulary, a bundle's seen
+    classes for the calibration, the two-stage pipeline's seen mask, the PyTorch models' seen-class bias): the form
+    in which the CLIP tokenizer sees the name (``tokenizer.clean_text``, open_clip's cleaning: ftfy fix, HTML
+    unescape, whitespace collapsed, lower case). Two names with the same key get identical prompts, so identical
+    text embeddings: ``"Cat"``, ``" cat"`` and ``"c&#97;t"`` are one name."""
+    return clean_text(str(name))
 
-    return clean_text(name)
+
+prompt_key = name_key  # the former name of the rule
+
+
+def same_name(a: str, b: str) -> bool:
+    """Whether two class names are the same name (:func:`name_key`)."""
+    return name_key(a) == name_key(b)
 
 
 def validate_class_names(names: Union[str, Sequence[str]], max_classes: Optional[int] = None) -> List[str]:
@@ -27,7 +47,7 @@ def validate_class_names(names: Union[str, Sequence[str]], max_classes: Optional
 
     - a single string is a comma-separated list: ``"cat, sofa, floor"`` == ``["cat", "sofa", "floor"]``;
     - every name must be a string and non-blank;
-    - names are compared as the CLIP tokenizer sees them (``prompt_key``: case, repeated whitespace, HTML
+    - names are compared as the CLIP tokenizer sees them (``name_key``: case, repeated whitespace, HTML
       entities and ftfy-fixed mojibake do not matter): ``"Cat"``, ``" cat"`` and ``"c&#97;t"`` are duplicates
       (they would get the same text embedding, so the later class could never win);
     - at least one name, and at most ``max_classes`` when given (a bundle's limit).
@@ -51,7 +71,7 @@ def validate_class_names(names: Union[str, Sequence[str]], max_classes: Optional
         raise ValueError(f"class names at positions {empty} are empty strings")
     seen: Dict[str, int] = {}
     for i, name in enumerate(cleaned):
-        key = prompt_key(name)
+        key = name_key(name)
         if not key:
             raise ValueError(f"class name {name!r} (position {i}) is empty once normalised like the CLIP tokenizer")
         if key in seen:
@@ -69,67 +89,86 @@ def validate_class_names(names: Union[str, Sequence[str]], max_classes: Optional
     return cleaned
 
 
-def validate_templates(templates: Union[str, Sequence[str]]) -> Tuple[str, ...]:
-    """Check prompt templates; returns them as a tuple.
+def parse_class_text(text: str) -> List[str]:
+    """Class names from the text of a class-list file: one per line and/or comma-separated; ``#`` starts a comment;
+    blanks skipped (``zsseg camera --class-file``)."""
+    names: List[str] = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        names.extend(part.strip() for part in line.split(",") if part.strip())
+    return names
 
-    A plain string is ONE template (not one per character). Every template must be a string with exactly one
-    empty replacement field ``{}`` (where the class name goes) and no other field: ``"a photo of a {}."`` is
-    valid; ``"a photo"`` (no ``{}``: every class would get the same prompt), ``"{0}"``, ``"{x}"``, ``"{} {}"``,
-    ``"{:>5}"`` and unbalanced braces are refused. Literal braces are written ``{{`` / ``}}``.
 
-    Raises:
-        TypeError: not a string or a sequence of strings.
-        ValueError: empty, or a template that is not exactly one ``{}`` (the message names it).
+@dataclass(frozen=True)
+class VocabularyEntry:
+    """One class of a vocabulary.
+
+    ``label`` is the name as given (what results call the class); ``names`` are the names whose prompts are encoded
+    and averaged into the class's text embedding, today exactly ``(label,)``. An entry is the place where several
+    names of one class (synonyms) can live; every name of an entry counts when classes are compared.
     """
-    if isinstance(templates, str):
-        templates = (templates,)
-    if not isinstance(templates, Sequence):
-        raise TypeError(f"templates must be a string or a list of strings, got {type(templates).__name__}")
-    checked = tuple(templates)
-    if not checked:
-        raise ValueError("templates is empty: give at least one prompt template such as 'a photo of a {}.'")
-    for i, template in enumerate(checked):
-        if not isinstance(template, str):
-            raise TypeError(f"template #{i} is {type(template).__name__}, expected str such as 'a photo of a {{}}.'")
-        try:
-            fields = [item[1:] for item in string.Formatter().parse(template) if item[1] is not None]
-        except ValueError as exc:
-            raise ValueError(
-                f"template #{i} {template!r} is not a valid format string ({exc}); write literal "
-                "braces as '{{' and '}}'"
-            ) from None
-        if fields != [("", "", None)]:
-            raise ValueError(
-                f"template #{i} {template!r} must contain exactly one empty '{{}}' where the class name goes and no "
-                f"other field (found {len(fields)} field(s): "
-                f"{['{' + (n or '') + ('!' + c if c else '') + (':' + f if f else '') + '}' for n, f, c in fields]})"
-            )
-    return checked
+
+    label: str
+    names: Tuple[str, ...]
+
+    @classmethod
+    def of(cls, label: str) -> "VocabularyEntry":
+        return cls(label, (label,))
+
+    @property
+    def keys(self) -> Tuple[str, ...]:
+        """The :func:`name_key` of every name of the entry."""
+        return tuple(name_key(name) for name in self.names)
+
+    def matches(self, keys: Iterable[str]) -> bool:
+        """Whether one of the entry's names has one of ``keys`` (a set of :func:`name_key` values)."""
+        wanted = keys if isinstance(keys, (set, frozenset, dict)) else set(keys)
+        return any(key in wanted for key in self.keys)
 
 
-def validate_class_bias(class_bias: Any, num_classes: int) -> np.ndarray:
-    """Check a per-class calibration bias before it is used; returns it as ``[C]`` float32.
+class Vocabulary:
+    """A checked, ordered, immutable vocabulary: the entries of :func:`validate_class_names`.
 
-    Raises:
-        TypeError: not numeric (strings, objects, booleans).
-        ValueError: not one value per class (a 1-D ``[C]`` sequence), or NaN / infinite / beyond float32.
+    ``Vocabulary.parse("cat, sofa, floor", max_classes)`` or ``Vocabulary.parse(["cat", "sofa"])``; ``labels`` are the
+    class names in order (label ``i`` of a segmentation is ``labels[i]``).
     """
-    try:
-        values = np.asarray(class_bias)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"class_bias must be {num_classes} numbers, got {type(class_bias).__name__} ({exc})") from None
-    if values.dtype.kind not in "iuf":
-        raise TypeError(
-            f"class_bias must be {num_classes} numbers (one per class), got dtype {values.dtype} "
-            f"from {type(class_bias).__name__}"
-        )
-    if values.shape != (num_classes,):
-        raise ValueError(f"class_bias must have shape [{num_classes}] (one value per class), got {list(values.shape)}")
-    with np.errstate(over="ignore"):
-        bias = values.astype(np.float32)
-    bad = np.flatnonzero(~np.isfinite(bias))
-    if bad.size:
-        raise ValueError(
-            f"class_bias must be finite float32 values; classes {bad[:10].tolist()} have {values[bad[:10]].tolist()}"
-        )
-    return np.ascontiguousarray(bias)
+
+    def __init__(self, entries: Sequence[VocabularyEntry]):
+        self.entries: Tuple[VocabularyEntry, ...] = tuple(entries)
+
+    @classmethod
+    def parse(cls, names: Union[str, Sequence[str]], max_classes: Optional[int] = None) -> "Vocabulary":
+        """Check ``names`` (:func:`validate_class_names`) and make one entry per name."""
+        return cls([VocabularyEntry.of(name) for name in validate_class_names(names, max_classes)])
+
+    @property
+    def labels(self) -> List[str]:
+        return [entry.label for entry in self.entries]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[VocabularyEntry]:
+        return iter(self.entries)
+
+    def __getitem__(self, index: int) -> VocabularyEntry:
+        return self.entries[index]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.entries == other.entries
+
+    def __hash__(self) -> int:
+        return hash(self.entries)
+
+    def __repr__(self) -> str:
+        return f"Vocabulary({self.labels!r})"
+
+    def seen_mask(self, seen_names: Iterable[str]) -> np.ndarray:
+        """``[C]`` bool: which entries are one of ``seen_names`` (a model's seen training classes), by :func:`name_key`."""
+        keys = {name_key(name) for name in seen_names}
+        return np.array([entry.matches(keys) for entry in self.entries], dtype=bool)
+
+
+def seen_mask(class_names: Sequence[str], seen_names: Iterable[str]) -> np.ndarray:
+    """``[C]`` bool: which of ``class_names`` (not checked again) are one of ``seen_names``, by :func:`name_key`."""
+    return Vocabulary([VocabularyEntry.of(str(name)) for name in class_names]).seen_mask(seen_names)

@@ -12,7 +12,7 @@ of every script, punctuation, digits and emoji give identical ids.
 from __future__ import annotations
 
 import html
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -101,10 +101,3 @@ class ClipTokenizer:
                 ids[-1] = self.eot_id
             out[row, : len(ids)] = ids
         return out
-
-
-def expand_templates(class_names: Iterable[str], templates: Sequence[str]) -> List[str]:
-    """``[c0 t0, c0 t1, ..., c1 t0, ...]``: every template filled with every class name (class-major).
-
-    Templates hold exactly one ``{}`` (checked by ``zsseg_rt.vocabulary.names.validate_templates``)."""
-    return [template.format(name) for name in class_names for template in templates]
