@@ -45,7 +45,7 @@ def _median_ms(fn: Callable[[], object], iters: int, warmup: int) -> float:
 def _write_bundle(model, folder: str) -> str:
     from zsseg_rt.bundle import load_meta
     from zsseg_rt.export.onnx_export import DEFAULT_OPSET
-    from zsseg_rt.export.zegformer import export_zegformer_bundle
+    from zsseg_rt.models.zegformer.export import export_zegformer_bundle
 
     export_zegformer_bundle(model.eval().float().cpu(), folder, 256, DEFAULT_OPSET, None, (), None, verify=False)
     load_meta(folder)

@@ -16,11 +16,11 @@ torch = pytest.importorskip("torch")
 from zsseg_rt import Engine  # noqa: E402
 from zsseg_rt.bundle import BundleError, Files, load_meta, verify_files, write_meta  # noqa: E402
 from zsseg_rt.export import onnx_export  # noqa: E402
-from zsseg_rt.export.zegformer import flips_beyond_ties  # noqa: E402
 from zsseg_rt.image_io import read_image_bgr  # noqa: E402
 from zsseg_rt.models import create_model  # noqa: E402
+from zsseg_rt.models.zegformer.export import flips_beyond_ties  # noqa: E402
 from zsseg_rt.models.zegformer.predict import predict_zegformer  # noqa: E402
-from zsseg_rt.runtime.zegformer import ZegFormerEngine  # noqa: E402
+from zsseg_rt.runtime.pipelines.two_stage import ZegFormerEngine  # noqa: E402
 
 SAMPLES = sorted(
     glob.glob(os.path.join(os.path.dirname(onnx_export.__file__), "..", "assets", "samples", "JPEGImages", "*.jpg"))
@@ -153,7 +153,7 @@ def test_tampered_bundle_is_refused(bundle, tmp_path):
 def test_export_check_catches_a_runtime_that_disagrees(model, tmp_path, monkeypatch):
     """The export-time Engine check is not a formality: a wrong fusion on the runtime side fails the export and
     leaves nothing behind."""
-    from zsseg_rt.runtime import zegformer as runtime
+    from zsseg_rt.runtime.pipelines import two_stage as runtime
 
     real = runtime.fuse_scores
     monkeypatch.setattr(runtime, "fuse_scores", lambda z, c, seen, mode, lam: real(z, c, seen, "ensemble_all", lam))
@@ -207,7 +207,7 @@ def test_runtime_module_needs_no_torch():
 
     from support import package_import_root
 
-    code = "import sys, zsseg_rt.runtime.zegformer; sys.exit('torch' in sys.modules or 'open_clip' in sys.modules)"
+    code = "import sys, zsseg_rt.runtime.pipelines.two_stage; sys.exit('torch' in sys.modules or 'open_clip' in sys.modules)"
     env = dict(os.environ, PYTHONPATH=package_import_root())
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
 

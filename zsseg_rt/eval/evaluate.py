@@ -205,7 +205,7 @@ def evaluate(
     if text is not None and text.shape[0] != ds.num_classes:
         raise ValueError(f"text embeddings have {text.shape[0]} rows for {ds.num_classes} dataset classes")
     if _is_zeroseg(obj) and kind == "bundle":  # background kept as class 0, per-dataset threshold; no torch
-        from .zeroseg_protocol import evaluate_zeroseg_bundle
+        from zsseg_rt.models.zeroseg.protocol import evaluate_zeroseg_bundle
 
         return evaluate_zeroseg_bundle(obj, ds, text, background_threshold, thresholds, limit, progress)
     if _is_zeroseg(obj):  # the PyTorch student, same protocol

@@ -226,7 +226,7 @@ def export_bundle(
     tmp = tempfile.mkdtemp(prefix=".zsseg-export-", dir=parent)
     try:
         if getattr(model.config, "family", "") == "zegformer":  # two-stage: graphs + runtime of its own
-            from .zegformer import export_zegformer_bundle
+            from zsseg_rt.models.zegformer.export import export_zegformer_bundle
 
             report = export_zegformer_bundle(model, tmp, max_classes, opset, source, verify_images, extra_meta)
             _make_readable(tmp)

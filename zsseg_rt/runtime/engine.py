@@ -80,7 +80,7 @@ class Engine:
         subclass with the same API; every other bundle this class. An unreadable bundle falls through to
         ``__init__``, which reports it."""
         if cls is Engine and _bundle_family(bundle) == "zegformer":
-            from .zegformer import ZegFormerEngine
+            from .pipelines.two_stage import ZegFormerEngine
 
             return super().__new__(ZegFormerEngine)
         return super().__new__(cls)

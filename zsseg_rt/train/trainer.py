@@ -506,7 +506,7 @@ def trainer_class(cfg: TrainConfig) -> type:
     from zsseg_rt.models.registry import family_of
 
     if family_of(cfg.model) == "zeroseg":
-        from .zeroseg import ZeroSegTrainer
+        from zsseg_rt.models.zeroseg.trainer import ZeroSegTrainer
 
         return ZeroSegTrainer
     return Trainer

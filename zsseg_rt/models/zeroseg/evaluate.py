@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from zsseg_rt.eval.metrics import ConfusionMatrix
-from zsseg_rt.eval.zeroseg_protocol import (  # noqa: F401 - the protocol's tables, re-exported
+from zsseg_rt.models.zeroseg.protocol import (  # noqa: F401 - the protocol's tables, re-exported
     PROTOCOL,
     THRESHOLD_TABLES,
     evaluate_zeroseg_bundle,

@@ -32,12 +32,11 @@ import numpy as np
 from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import ZEGFORMER_GRAPH_FILES, BundleMeta, Files, Names
 from zsseg_rt.pipeline.limits import InputLimits
+from zsseg_rt.runtime.backends import Backend, ort_providers
+from zsseg_rt.runtime.engine import Engine
+from zsseg_rt.runtime.file_verification import verify_bundle_files
+from zsseg_rt.runtime.result import SegmentationResult
 from zsseg_rt.vocabulary import ClipTokenizer, TextEmbeddingCache, seen_mask, validate_class_names, validate_templates
-
-from .backends import Backend, ort_providers
-from .engine import Engine
-from .file_verification import verify_bundle_files
-from .result import SegmentationResult
 
 __all__ = [
     "ZegFormerEngine",

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
-from .metrics import ConfusionMatrix, summarize
+from zsseg_rt.eval.metrics import ConfusionMatrix, summarize
 
 __all__ = [
     "DATASET_BACKGROUND_THRESHOLDS",

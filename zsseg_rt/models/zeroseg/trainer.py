@@ -21,9 +21,8 @@ import torch
 import torch.distributed as dist
 
 from zsseg_rt.data.loader import PositionSampler, epoch_permutation
-
-from .config import TrainConfig
-from .trainer import Trainer, load_model_weights
+from zsseg_rt.train.config import TrainConfig
+from zsseg_rt.train.trainer import Trainer, load_model_weights
 
 __all__ = ["ZeroSegTrainer", "CosineWarmupSchedule", "ZeroSegStream", "cosine_lr"]
 
@@ -135,9 +134,9 @@ class ZeroSegTrainer(Trainer):
     def _build(self) -> None:
         from zsseg_rt.models import create_model
 
-        from ..models.zeroseg.data import UnlabeledImageFolder
-        from ..models.zeroseg.losses import ZeroSegLoss
-        from ..models.zeroseg.teacher import CLIPTeacher, PlantedTeacher, TeacherFeatureCache
+        from .data import UnlabeledImageFolder
+        from .losses import ZeroSegLoss
+        from .teacher import CLIPTeacher, PlantedTeacher, TeacherFeatureCache
 
         cfg: TrainConfig = self.cfg
         if cfg.deterministic:
@@ -181,7 +180,7 @@ class ZeroSegTrainer(Trainer):
                 self.optimizer, cfg.lr, cfg.iterations, cfg.warmup_iters, cfg.min_lr
             )
         else:
-            from .optim import PolyWarmupSchedule
+            from zsseg_rt.train.optim import PolyWarmupSchedule
 
             self.schedule = PolyWarmupSchedule(
                 self.optimizer, cfg.lr, cfg.iterations, cfg.poly_power, cfg.min_lr, cfg.warmup_iters, cfg.warmup_ratio

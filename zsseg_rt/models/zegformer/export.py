@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from zsseg_rt.bundle import ZEGFORMER_GRAPH_FILES, Files, Names, zegformer_graph_io
-
-from .graphs import TextEncoderGraph
+from zsseg_rt.export.graphs import TextEncoderGraph
 
 __all__ = ["MaskBranchGraph", "ClipImageGraph", "export_zegformer_graphs", "zegformer_meta", "verify_zegformer_bundle"]
 
@@ -66,7 +65,7 @@ class ClipImageGraph(nn.Module):
 
 def export_zegformer_graphs(model, out_dir: str, opset: int) -> None:
     """Write the three graphs of ``model`` (eval, CPU, fp32) into ``out_dir`` and run ``onnx.checker`` on each."""
-    from .onnx_export import _check_graph, _export_graph
+    from zsseg_rt.export.onnx_export import _check_graph, _export_graph
 
     c = model.config
     io = zegformer_graph_io()
@@ -163,10 +162,9 @@ def verify_zegformer_bundle(bundle_dir: str, model, images: Sequence[str] = (), 
     """
     import onnxruntime as ort
 
+    from zsseg_rt.export.verify import _read_image
     from zsseg_rt.models.zegformer.predict import predict_zegformer
-    from zsseg_rt.runtime.zegformer import ZegFormerEngine
-
-    from .verify import _read_image
+    from zsseg_rt.runtime.pipelines.two_stage import ZegFormerEngine
 
     model.eval()
     c = model.config
@@ -256,9 +254,8 @@ def export_zegformer_bundle(
     renames it into place and cleans up); returns the verification report (meta.json records it).
     ``verify=False`` (benchmark bundles only, ``tools/bench_zegformer_engine.py``) records ``passed: None``."""
     from zsseg_rt.bundle import write_meta
+    from zsseg_rt.export.onnx_export import _hash_bundle_files, build_meta
     from zsseg_rt.vocabulary import build_tokenizer_json
-
-    from .onnx_export import _hash_bundle_files, build_meta
 
     precision = model.config.clip_precision
     model.config.clip_precision = "fp32"  # bundles hold fp32 graphs; checked against the model in fp32
