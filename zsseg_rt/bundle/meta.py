@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from zsseg_rt.errors import BundleError
 from zsseg_rt.vocabulary import name_key, seen_mask
 
+from .migrate import migrate_meta
 from .schema import META_HASH_FIELD, SchemaError, canonical_meta_sha256, check_file_name, check_meta_schema
 from .spec import BUNDLE_FORMAT_VERSION, Files, graph_files, graph_io
 
@@ -59,7 +60,23 @@ class BundleMeta:
 
     @property
     def family(self) -> str:
-        return str(self.architecture.get("family", "zegclip"))
+        """The model family the bundle was exported from (``architecture.family``; information, not dispatch)."""
+        return str(self.architecture.get("family", ""))
+
+    @property
+    def pipeline(self) -> str:
+        """The runtime pipeline that runs this bundle (``zsseg_rt.runtime.pipelines``): "windowed", "two_stage"."""
+        return str(self.raw["pipeline"])
+
+    @property
+    def evaluation_protocol(self) -> str:
+        """How the bundle is evaluated (``zsseg_rt.eval``): "generalized_zero_shot" or a family's own protocol."""
+        return str(self.raw["evaluation_protocol"])
+
+    def section(self, name: str) -> Dict[str, Any]:
+        """A parameter section of meta.json (e.g. the two-stage pipeline's ``"two_stage"``); {} when absent."""
+        value = self.raw.get(name)
+        return dict(value) if isinstance(value, dict) else {}
 
     @property
     def postprocess(self) -> Dict[str, Any]:
@@ -186,7 +203,8 @@ def load_meta(bundle_dir: str) -> BundleMeta:
     if not os.path.lexists(meta_path):
         raise BundleError(f"{meta_path!r} is missing: {bundle_dir!r} is not a complete bundle (re-run `zsseg export`)")
     bundle_file(bundle_dir, Files.META)  # inside the bundle, a regular file
-    raw = _read_meta_json(meta_path)
+    recorded_raw = _read_meta_json(meta_path)
+    raw = migrate_meta(recorded_raw)  # what an older bundle does not record yet (pipeline, evaluation protocol)
     if isinstance(raw, dict) and "format_version" in raw and raw["format_version"] != BUNDLE_FORMAT_VERSION:
         raise BundleError(
             f"bundle format {raw['format_version']!r} is not supported by this zsseg_rt (expects "
@@ -196,7 +214,7 @@ def load_meta(bundle_dir: str) -> BundleMeta:
     if problems:
         raise BundleError(f"{meta_path!r} is malformed: {'; '.join(problems)}; re-export the bundle")
     recorded = raw.get(META_HASH_FIELD)
-    if recorded is not None and recorded != canonical_meta_sha256(raw):
+    if recorded is not None and recorded != canonical_meta_sha256(recorded_raw):
         raise BundleError(
             f"{meta_path!r} was modified after export: its content does not match its recorded {META_HASH_FIELD} "
             f"{recorded}; re-export the bundle (or re-sign a deliberate edit with zsseg_rt.bundle.schema.write_meta)"
@@ -234,7 +252,7 @@ def check_bundle_integrity(meta: BundleMeta) -> None:
             "re-export the bundle with this zsseg_rt (or Engine(..., verify=False) to skip all checks)"
         )
     # every file the runtime opens must be covered, not only those meta.json happens to list
-    required = sorted(set(graph_files(meta.family).values()) | {Files.TOKENIZER})
+    required = sorted(set(graph_files(meta.pipeline).values()) | {Files.TOKENIZER})
     unlisted = [name for name in required if name not in meta.files]
     if unlisted:
         raise BundleError(f"meta.json of {meta.path!r} records no sha256 for {unlisted}; re-export the bundle")
@@ -255,7 +273,7 @@ def verify_files(meta: BundleMeta, names: Optional[Sequence[str]] = None) -> Non
     """
     if names is None:
         check_bundle_integrity(meta)
-        names = sorted(set(meta.files) | set(graph_files(meta.family).values()) | {Files.TOKENIZER})
+        names = sorted(set(meta.files) | set(graph_files(meta.pipeline).values()) | {Files.TOKENIZER})
     for name in names:
         expected = meta.files.get(name)
         if expected is None:

@@ -162,14 +162,14 @@ class TextEmbeddingCache:
                 for name, row in zip(missing, fresh):
                     self._rows[(name, templates)] = row
         with self._lock:
-            rows = []
+            rows: List[np.ndarray] = []
             for name in names:
-                row: Optional[np.ndarray] = self._rows.get((name, templates))
-                if row is None:  # evicted by a concurrent call between the two locked sections
-                    row = self.encode([name], templates)[0]
+                cached: Optional[np.ndarray] = self._rows.get((name, templates))
+                if cached is None:  # evicted by a concurrent call between the two locked sections
+                    cached = self.encode([name], templates)[0]
                 else:
                     self._rows.move_to_end((name, templates))
-                rows.append(row)
+                rows.append(cached)
             while len(self._rows) > self.maxsize:
                 self._rows.popitem(last=False)
         return np.ascontiguousarray(np.stack(rows), dtype=np.float32)

@@ -13,6 +13,7 @@ import numpy as np
 from zsseg_rt.eval.metrics import ConfusionMatrix, summarize
 
 __all__ = [
+    "BACKGROUND_THRESHOLD_PROTOCOL",
     "DATASET_BACKGROUND_THRESHOLDS",
     "GROUPVIT_BACKGROUND_THRESHOLDS",
     "PROTOCOL",
@@ -22,6 +23,8 @@ __all__ = [
     "evaluate_zeroseg_bundle",
     "run_protocol",
 ]
+
+BACKGROUND_THRESHOLD_PROTOCOL = "background_threshold"  # the protocol's name in bundles' meta.json (the registry)
 
 # paper §4.2 (following GroupViT's configs): background threshold per evaluation dataset
 DATASET_BACKGROUND_THRESHOLDS = {"voc": 0.95, "context": 0.05, "coco_object": 0.35}
