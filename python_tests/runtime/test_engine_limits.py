@@ -16,7 +16,7 @@ from support import package_import_root
 from zsseg_rt.bundle import write_meta
 from zsseg_rt.pipeline import InputLimitError, InputLimits
 
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "measure_engine_memory.py"
+TOOL = Path(__file__).resolve().parents[2] / "benchmarks" / "engine_memory.py"
 
 
 @pytest.fixture(scope="module")

@@ -20,14 +20,9 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-_TOOLS = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
-    sys.path.pop(0)
-sys.path.append(str(_TOOLS))  # last: the stdlib ``profile`` (imported by torch) must win over tools/profile.py
-from bench_common import REPO, machine_description, write_section  # noqa: E402
+from .common import REPO, machine_description, write_section
 
 SECTION = "## Native ops (CPU)"
 

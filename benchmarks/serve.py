@@ -19,16 +19,11 @@ import socket
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
-_TOOLS = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
-    sys.path.pop(0)
-sys.path.append(str(_TOOLS))
-from bench_common import machine_description, write_section  # noqa: E402
+from .common import machine_description, write_section
 
 SECTION = "## Serving: zsseg serve on Ray Serve (HTTP, 127.0.0.1)"
 VOCAB = ["person", "cat", "dog", "car", "chair", "sofa", "table", "plant", "bottle", "tv"]

@@ -19,14 +19,9 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Callable, Dict, List
 
-_TOOLS = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
-    sys.path.pop(0)
-sys.path.append(str(_TOOLS))  # last: the stdlib ``profile`` (imported by torch) must win over tools/profile.py
-from bench_common import REPO, machine_description, write_section  # noqa: E402
+from .common import REPO, machine_description, write_section
 
 SECTION = "## ZegFormer Engine (ONNX Runtime CPU) vs PyTorch"
 PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"

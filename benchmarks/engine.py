@@ -15,19 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
-_TOOLS = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
-    sys.path.pop(0)
-sys.path.append(str(_TOOLS))  # last: the stdlib ``profile`` (imported by torch) must win over tools/profile.py
-from bench_common import REPO, machine_description, write_section  # noqa: E402
+from .common import REPO, machine_description, write_section
 
 SECTION = "## Engine (ONNX Runtime CPU) vs PyTorch, full-size ZegCLIP ViT-B/16"
 EMBEDDINGS = REPO / "zsseg_rt" / "assets" / "text_embeddings"

@@ -22,15 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-_TOOLS = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
-    sys.path.pop(0)
-sys.path.append(str(_TOOLS))  # last: the stdlib ``profile`` (imported by torch) must win over tools/profile.py
-from bench_common import REPO, machine_description, write_section  # noqa: E402
+from .common import REPO, machine_description, write_section
 
 SECTION = "## Exact post-processing on a real photo (fused multi-window op vs the unfused path)"
 PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"

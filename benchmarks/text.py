@@ -14,18 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-_TOOLS = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
-    sys.path.pop(0)
-sys.path.append(str(_TOOLS))  # last: the stdlib ``profile`` (imported by torch) must win over tools/profile.py
-from bench_common import machine_description, write_section  # noqa: E402
+from .common import machine_description, write_section
 
 SECTION = "## Vocabulary: text encoder and per-class cache (ONNX Runtime CPU, full-size CLIP ViT-B/16 text)"
 

@@ -15,16 +15,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Callable, List
 
-_TOOLS = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
-    sys.path.pop(0)
-sys.path.append(str(_TOOLS))  # last: the stdlib ``profile`` (imported by torch) must win over tools/profile.py
-from bench_common import REPO, machine_description, write_section  # noqa: E402
+from .common import REPO, machine_description, write_section
 
 SECTION = "## ZegFormer (two-stage) vs ZegCLIP (one-stage), PyTorch CPU"
 PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"
