@@ -7,7 +7,7 @@ end-to-end time per frame and the image-encoder-only time; for the Engine also t
 stages (Engine.stage_hook). Target (issue 4): head + post-processing add at most 30 % to the encoder time at
 C=171.
 
-    .venv/bin/python tools/bench_engine.py --write     # updates the "## Engine" section of BENCHMARKS.md
+    .venv/bin/python -m benchmarks engine --write     # updates the "## Engine" section of BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def bench_torch(model, emb, image, iters: int, warmup: int) -> Dict[str, float]:
 
 
 def render(rows, args) -> str:
-    lines = [SECTION, "", "Regenerate: `.venv/bin/python tools/bench_engine.py --write`", ""]
+    lines = [SECTION, "", "Regenerate: `.venv/bin/python -m benchmarks engine --write`", ""]
     lines += machine_description(args.threads)
     lines += [
         f"- Input: {PHOTO.name} resized to 512x512 (one window), median of {args.iters} frames after {args.warmup} "

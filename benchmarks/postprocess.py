@@ -9,7 +9,7 @@ them). The window logits come from the real bundle on the real photo; each post-
 fresh subprocess: median time of --repeats calls after a warm-up, and peak extra memory (VmHWM reset through
 /proc/self/clear_refs, minus VmRSS before the call; outputs included). Labels of the two sides are compared.
 
-    .venv/bin/python tools/bench_postprocess.py --write    # updates the "## Exact post-processing" section
+    .venv/bin/python -m benchmarks postprocess --write    # updates the "## Exact post-processing" section
 """
 
 from __future__ import annotations
@@ -170,7 +170,16 @@ def main() -> None:
             for side in [side for pair in PAIRS for side in pair]:
                 env = dict(os.environ, PYTHONPATH=str(REPO))
                 proc = subprocess.run(
-                    [sys.executable, __file__, "--worker", npz, side, "--repeats", str(args.repeats)],
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.postprocess",
+                        "--worker",
+                        npz,
+                        side,
+                        "--repeats",
+                        str(args.repeats),
+                    ],
                     capture_output=True,
                     text=True,
                     env=env,
@@ -200,7 +209,7 @@ def main() -> None:
     lines = [
         SECTION,
         "",
-        "Regenerate: `.venv/bin/python tools/bench_postprocess.py --write`",
+        "Regenerate: `.venv/bin/python -m benchmarks postprocess --write`",
         "",
         *machine_description(args.threads),
         f"- Photo 2011_000006.jpg 500x375 -> rescaled {rows[0]['scaled'][1]}x{rows[0]['scaled'][0]}, "

@@ -8,7 +8,7 @@ default a freshly exported tiny ZegCLIP, 64 px input, random weights: the servin
 packaged VOC photos from ``--concurrency`` client threads. Each round stops starting requests after
 ``--max-seconds``, so the run always ends.
 
-    .venv/bin/python tools/bench_serve.py --write     # updates the "## Serving" section of BENCHMARKS.md
+    .venv/bin/python -m benchmarks serve --write     # updates the "## Serving" section of BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def render(result: Dict, args) -> str:
     lines = [
         SECTION,
         "",
-        "Regenerate: `.venv/bin/python tools/bench_serve.py --write` (local Ray cluster on 127.0.0.1; one replica "
+        "Regenerate: `.venv/bin/python -m benchmarks serve --write` (local Ray cluster on 127.0.0.1; one replica "
         "with 1 CPU, ONNX Runtime; client threads in the same process).",
         "",
         *[line for line in machine_description(0) if not line.startswith("- Threads")],  # ORT default threads

@@ -6,7 +6,7 @@ Full-size CLIP ViT-B/16 text tower (random weights: latency does not depend on t
 exporter (dynamic sequence axis), run with ONNX Runtime on the CPU. Vocabulary: the 171 COCO-Stuff names with
 the bundle's single template. Each timing is the median of --repeats runs in this process.
 
-    .venv/bin/python tools/bench_text.py --write     # updates the "## Vocabulary" section of BENCHMARKS.md
+    .venv/bin/python -m benchmarks text --write     # updates the "## Vocabulary" section of BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def main() -> None:
     lines = [
         SECTION,
         "",
-        "Regenerate: `.venv/bin/python tools/bench_text.py --write`",
+        "Regenerate: `.venv/bin/python -m benchmarks text --write`",
         "",
         *machine_description(args.threads),
         f"- Vocabulary: the {len(names)} COCO-Stuff names; median of {args.repeats} runs. Before: every prompt padded "

@@ -8,7 +8,7 @@ parity is what the tests and a real ``zsseg export`` check), then both pipelines
 timed with its ``stage_hook``: preprocess (resize, normalise, pad), image_encoder (the mask-branch graph), head
 (mask upsampling, the 100 crops, the CLIP graph on them, fusion), postprocess (semantic maps + fused segment).
 
-    .venv/bin/python tools/bench_zegformer_engine.py --write     # updates its section of BENCHMARKS.md
+    .venv/bin/python -m benchmarks zegformer_engine --write     # updates its section of BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
     return [
         SECTION,
         "",
-        "Regenerate: `.venv/bin/python tools/bench_zegformer_engine.py --write`",
+        "Regenerate: `.venv/bin/python -m benchmarks zegformer_engine --write`",
         "",
         *machine_description(threads),
         f"- Input: {PHOTO.name} resized to 512x512, 20 VOC classes, median of {iters} runs after {warmup} warm-up; "

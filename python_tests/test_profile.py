@@ -1,4 +1,4 @@
-"""tools/profile.py on the tiny bundle (CPU, ONNX Runtime): files written, statistics consistent, stage times
+"""tools/profile.py (zsseg_rt.profiling) on the tiny bundle (CPU, ONNX Runtime): files written, statistics consistent, stage times
 adding up to the end-to-end time."""
 
 from __future__ import annotations

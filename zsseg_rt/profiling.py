@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 """Per-stage latency profile of a zsseg_rt bundle: text encoding (once per vocabulary), pre-processing, image
 encoder, head, post-processing and end-to-end, with p50/p90/p99/mean and FPS, at chosen input resolutions,
 batch sizes and class counts, for one or several backends side by side.
 
-    .venv/bin/python tools/profile.py --bundle B --classes 20 --iters 50 --out out/profile
-    .venv/bin/python tools/profile.py --bundle B --classes 1,20,150 --resolutions 640x480,1280x720 \
+    python tools/profile.py --bundle B --classes 20 --iters 50 --out out/profile     (or python -m zsseg_rt.profiling)
+    python tools/profile.py --bundle B --classes 1,20,150 --resolutions 640x480,1280x720 \
         --compare onnxruntime,torch --out out/profile
 
 What is measured
@@ -40,15 +39,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)  # this file is named like the stdlib ``profile`` module: keep tools/ off the import path
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+from zsseg_rt.assets import SAMPLES_DIR
 
 STAGES = ("preprocess", "image_encoder", "head", "postprocess")
 DEVICE_STAGES = ("image_encoder", "head", "text_encoder")
-SAMPLE_IMAGE = os.path.join(REPO, "zsseg_rt", "assets", "samples", "JPEGImages")
+SAMPLE_IMAGE = str(SAMPLES_DIR / "JPEGImages")
 
 
 # ---- small helpers ------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""tools/fp16_range_report.py, the measurement behind the fp16 precision policy: on the tiny bundle it finds every
+"""checks/fp16_range.py (`python -m checks fp16_range`), the measurement behind the fp16 precision policy: on the tiny bundle it finds every
 L2 normalisation, measures its input's norm, and detects an fp16 overflow of the sum of squares when there is one."""
 
 from __future__ import annotations

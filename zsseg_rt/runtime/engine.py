@@ -146,6 +146,12 @@ class Engine:
     def max_batch(self) -> int:
         return self.pipeline.max_batch
 
+    @max_batch.setter
+    def max_batch(self, value: int) -> None:  # e.g. the profiler's batch sizes
+        if int(value) < 1:
+            raise ValueError(f"max_batch must be >= 1, got {value}")
+        self.pipeline.max_batch = int(value)
+
     @property
     def postprocessor(self):
         """The windowed pipeline's ``pipeline.Postprocessor`` (None for pipelines without one)."""

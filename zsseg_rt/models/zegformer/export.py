@@ -260,7 +260,7 @@ def export_zegformer_bundle(
 ) -> Dict[str, Any]:
     """Write a ZegFormer bundle into the temporary directory ``tmp`` (``export_bundle`` checks the destination,
     renames it into place and cleans up); returns the verification report (meta.json records it).
-    ``verify=False`` (benchmark bundles only, ``tools/bench_zegformer_engine.py``) records ``passed: None``."""
+    ``verify=False`` (benchmark bundles only, ``python -m benchmarks zegformer_engine``) records ``passed: None``."""
     from zsseg_rt.bundle import write_meta
     from zsseg_rt.export.onnx_export import _hash_bundle_files, build_meta
     from zsseg_rt.vocabulary import build_tokenizer_json
