@@ -35,7 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -159,7 +159,7 @@ def jetson_info() -> Optional[dict]:
     release = _read("/etc/nv_tegra_release")
     if not (release or (model and "jetson" in model.lower())):
         return None
-    info = {"model": model, "l4t": release.splitlines()[0] if release else None}
+    info: Dict[str, Any] = {"model": model, "l4t": release.splitlines()[0] if release else None}
     query = _run(["nvpmodel", "-q"])
     if query:
         info["power_mode"] = " ".join(query.split())
@@ -329,7 +329,7 @@ def device_memory(engine) -> dict:
 def make_engine(bundle: str, spec: Dict[str, str], mode: str, verify: bool):
     from zsseg_rt.runtime import Engine
 
-    kwargs = dict(backend=spec["backend"], device=spec["device"], mode=mode, verify=verify)
+    kwargs: Dict[str, Any] = dict(backend=spec["backend"], device=spec["device"], mode=mode, verify=verify)
     if spec["backend"] == "tensorrt":
         kwargs.pop("device")
         kwargs["precision"] = spec["precision"]
@@ -384,7 +384,7 @@ def profile_text(engine, count: int, iters: int, timer) -> dict:
     device: List[float] = []
     templates = len(engine.meta.templates)
     for rep in range(iters + 1):
-        seen = {}
+        seen: Dict[str, float] = {}
         engine.stage_hook = lambda stage, sec: seen.__setitem__(stage, seen.get(stage, 0.0) + sec)  # noqa: B023 (used within this iteration)
         engine.set_classes(class_names(count, f"v{rep}"))
         engine.stage_hook = None
@@ -414,8 +414,8 @@ def profile_config(engine, image: np.ndarray, batch: int, warmup: int, iters: in
         engine(images)
     if timer is not None:
         timer.collect()
-    per_stage = {stage: [] for stage in STAGES}
-    device = {stage: [] for stage in ("image_encoder", "head")}
+    per_stage: Dict[str, List[float]] = {stage: [] for stage in STAGES}
+    device: Dict[str, List[float]] = {stage: [] for stage in ("image_encoder", "head")}
     e2e: List[float] = []
     sink: Dict[str, float] = {}
     engine.stage_hook = lambda stage, sec: sink.__setitem__(stage, sink.get(stage, 0.0) + sec)
