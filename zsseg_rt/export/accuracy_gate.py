@@ -102,7 +102,7 @@ def random_input_errors(
     meta: BundleMeta, candidate: Backend, reference: Backend, roles: Sequence[str], seed: int = 0
 ) -> Dict[str, object]:
     """Max |candidate - reference| per graph in ``roles`` on random inputs, and whether all outputs were finite."""
-    from zsseg_rt.bundle.tokenizer import ClipTokenizer
+    from zsseg_rt.vocabulary import ClipTokenizer
 
     rng = np.random.default_rng(seed)
     size = int(meta.image_size)

@@ -322,11 +322,17 @@ def timing_cache_path(engine_root: str, tensorrt_version: str, device: DeviceInf
 
 # ---------------------------------------------------------------------------------------------- build
 def refuse_unsupported_family(meta: BundleMeta) -> None:
-    """Raise ValueError for a bundle whose pipeline has no TensorRT path (ZegFormer's two-stage graphs)."""
-    if getattr(meta, "family", "") == "zegformer":
+    """Raise ValueError for a bundle whose runtime pipeline has no TensorRT path (the pipeline says which backends
+    it supports: ``zsseg_rt.runtime.pipelines``)."""
+    from zsseg_rt.runtime.pipelines import pipeline_class
+
+    kind = getattr(meta, "pipeline", "windowed")  # stand-ins without one (tests) are windowed bundles
+    pipeline = pipeline_class(kind)
+    if not pipeline.supports("tensorrt"):
         raise ValueError(
-            f"{meta.path!r} is a ZegFormer bundle: TensorRT engines are not built for its two-stage pipeline "
-            "(mask branch + CLIP crop encoder); run it with ONNX Runtime (Engine(..., backend='onnxruntime'))"
+            f"{meta.path!r} is a bundle of the {kind} pipeline ({pipeline.description}): TensorRT engines are not "
+            f"built for it (it runs with {', '.join(b for b in pipeline.backends if b != 'auto')}); run it with ONNX "
+            "Runtime (Engine(..., backend='onnxruntime'))"
         )
 
 

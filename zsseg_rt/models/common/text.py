@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zsseg_rt.assets import TEXT_EMBEDDINGS_DIR
-from zsseg_rt.pipeline.vocabulary import (
+from zsseg_rt.vocabulary import (
     validate_class_names,  # re-exported: the one vocabulary check
     validate_templates,
 )

@@ -1,6 +1,6 @@
-"""Export of a ZegFormer (two-stage) model to a bundle for ``zsseg_rt.Engine`` (``runtime/zegformer.py``).
+"""Export of a ZegFormer model to a bundle of the runtime's two-stage pipeline (``runtime/pipelines/two_stage.py``).
 
-Graphs (``bundle.spec.ZEGFORMER_GRAPH_FILES``, I/O in ``bundle.spec.zegformer_graph_io``):
+Graphs (``bundle.spec.TWO_STAGE_GRAPH_FILES``, I/O in ``bundle.spec.two_stage_graph_io``):
 
 * ``mask_branch.onnx``: ``image [1,3,H,W]`` (normalised, zero-padded to ``size_divisibility``; H and W dynamic) +
   ``text_embeddings [C,D]`` -> ``class_logits [1,Q,C+1]``, ``query_masks [1,Q,H/4,W/4]`` (ResNet, pixel decoder,
@@ -23,11 +23,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from zsseg_rt.bundle import ZEGFORMER_GRAPH_FILES, Files, Names, zegformer_graph_io
+from zsseg_rt.bundle import TWO_STAGE_GRAPH_FILES, Files, Names, two_stage_graph_io
+from zsseg_rt.export.graphs import TextEncoderGraph
 
-from .graphs import TextEncoderGraph
-
-__all__ = ["MaskBranchGraph", "ClipImageGraph", "export_zegformer_graphs", "zegformer_meta", "verify_zegformer_bundle"]
+__all__ = [
+    "MaskBranchGraph",
+    "ClipImageGraph",
+    "export_zegformer_graphs",
+    "export_zegformer_bundle",
+    "zegformer_meta",
+    "verify_zegformer_bundle",
+    "flips_beyond_ties",
+    "synthetic_image",
+]
 
 LOGIT_ATOL = 1e-4  # fp32 graph re-ordering, plus ...
 LOGIT_RTOL = 1e-5  # ... this fraction of the largest |value| (class logits are 1/temperature = 100 x cos)
@@ -66,10 +74,10 @@ class ClipImageGraph(nn.Module):
 
 def export_zegformer_graphs(model, out_dir: str, opset: int) -> None:
     """Write the three graphs of ``model`` (eval, CPU, fp32) into ``out_dir`` and run ``onnx.checker`` on each."""
-    from .onnx_export import _check_graph, _export_graph
+    from zsseg_rt.export.onnx_export import _check_graph, _export_graph
 
     c = model.config
-    io = zegformer_graph_io()
+    io = two_stage_graph_io()
     div = int(c.size_divisibility)
     image = torch.zeros(1, 3, 2 * div, 3 * div)  # non-square, so height and width stay separate symbols
     text = nn.functional.normalize(torch.randn(3, int(c.embed_dim), generator=torch.Generator().manual_seed(0)), dim=-1)
@@ -83,7 +91,7 @@ def export_zegformer_graphs(model, out_dir: str, opset: int) -> None:
     ]
     for role, module, args in jobs:
         entry = io[role]
-        path = os.path.join(out_dir, ZEGFORMER_GRAPH_FILES[role])
+        path = os.path.join(out_dir, TWO_STAGE_GRAPH_FILES[role])
         _export_graph(
             module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset, dynamo=(role == "text")
         )
@@ -98,7 +106,6 @@ def zegformer_meta(model, meta: Dict[str, Any]) -> Dict[str, Any]:
 
     c = model.config
     size = int(c.image_size)
-    meta["architecture"] = dict(meta["architecture"], family="zegformer")
     meta.update(
         {
             "image_size": size,
@@ -107,9 +114,9 @@ def zegformer_meta(model, meta: Dict[str, Any]) -> Dict[str, Any]:
             "stride": size,
             "templates": list(c.query_templates),
             "test_scale": [int(c.test_max_size), int(c.test_short_side)],
-            "io": zegformer_graph_io(),
+            "io": two_stage_graph_io(),
             "postprocess": {"activation": "softmax"},  # informative: the fusion replaces the shared post-processing
-            "zegformer": {
+            "two_stage": {
                 "clip_templates": list(CLIP_BRANCH_TEMPLATES),
                 "clip_logit_scale": float(model.clip_logit_scale.detach().exp()),
                 "clip_image_size": size,
@@ -163,20 +170,19 @@ def verify_zegformer_bundle(bundle_dir: str, model, images: Sequence[str] = (), 
     """
     import onnxruntime as ort
 
+    from zsseg_rt.export.verify import _read_image
     from zsseg_rt.models.zegformer.predict import predict_zegformer
-    from zsseg_rt.runtime.zegformer import ZegFormerEngine
-
-    from .verify import _read_image
+    from zsseg_rt.runtime import Engine
 
     model.eval()
     c = model.config
-    engine = ZegFormerEngine(bundle_dir, backend="onnxruntime", device="cpu", verify=True)
+    engine = Engine(bundle_dir, backend="onnxruntime", device="cpu", verify=True)
     sessions = engine.backend._sessions
     rng = np.random.default_rng(seed)
     cases: List[Dict[str, Any]] = []
     names = list(c.class_names)[: min(engine.meta.max_classes, 20)]
     with torch.inference_mode():
-        tokens = engine.tokenizer([t.format(n) for n in names[:4] for t in engine.clip_templates[:2]])
+        tokens = engine.tokenizer([t.format(n) for n in names[:4] for t in engine.pipeline.clip_templates[:2]])
         ref = TextEncoderGraph(model)(torch.from_numpy(tokens)).numpy()
         got = sessions["text"].run(None, {Names.TOKENS: tokens})[0]
         cases.append({"graph": "text_encoder", "max_abs": _max_abs(ref, got), "atol": EMBED_ATOL})
@@ -254,11 +260,10 @@ def export_zegformer_bundle(
 ) -> Dict[str, Any]:
     """Write a ZegFormer bundle into the temporary directory ``tmp`` (``export_bundle`` checks the destination,
     renames it into place and cleans up); returns the verification report (meta.json records it).
-    ``verify=False`` (benchmark bundles only, ``tools/bench_zegformer_engine.py``) records ``passed: None``."""
+    ``verify=False`` (benchmark bundles only, ``python -m benchmarks zegformer_engine``) records ``passed: None``."""
     from zsseg_rt.bundle import write_meta
-    from zsseg_rt.bundle.tokenizer import build_tokenizer_json
-
-    from .onnx_export import _hash_bundle_files, build_meta
+    from zsseg_rt.export.onnx_export import _hash_bundle_files, build_meta
+    from zsseg_rt.vocabulary import build_tokenizer_json
 
     precision = model.config.clip_precision
     model.config.clip_precision = "fp32"  # bundles hold fp32 graphs; checked against the model in fp32

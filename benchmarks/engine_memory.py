@@ -5,7 +5,7 @@ during the call (Linux: the peak is reset through ``/proc/self/clear_refs`` and 
 inherited from a parent such as pytest; elsewhere ``ru_maxrss``), the estimate ``Engine`` checks against
 ``max_memory_mb``, and the outcome (``ok`` or the exception)::
 
-    python tools/measure_engine_memory.py BUNDLE --shape 1x1024 --classes 32 [--mode fast] [--max-windows N]
+    python -m benchmarks engine_memory BUNDLE --shape 1x1024 --classes 32 [--mode fast] [--max-windows N]
 """
 
 from __future__ import annotations

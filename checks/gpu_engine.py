@@ -1,8 +1,8 @@
 """End-to-end Engine check on a GPU: the torch-on-CUDA backend against the CPU ONNX Runtime backend.
 
 Usage (on a CUDA machine; tools/gpu_check.sh runs it):
-    python tools/gpu_engine_check.py --out out/gpu_check            # tiny bundle + full-size ViT-B/16 bundle
-    python tools/gpu_engine_check.py --device cpu --skip-full       # smoke test of this script on a CPU
+    python -m checks gpu_engine --out out/gpu_check            # tiny bundle + full-size ViT-B/16 bundle
+    python -m checks gpu_engine --device cpu --skip-full       # smoke test of this script on a CPU
 
 1. Labels: a tiny ZegCLIP bundle (random weights scaled so several classes win) runs every sample photo through
    ``Engine(backend="torch", device=<device>)`` and ``Engine(backend="onnxruntime", device="cpu")`` in exact

@@ -1,8 +1,8 @@
 """Benchmark the native CPU ops of zsseg_rt against their PyTorch equivalents, in the same run.
 
 Usage:
-    .venv/bin/python tools/bench_ops.py            # print the table
-    .venv/bin/python tools/bench_ops.py --write    # also update the "## Native ops (CPU)" section of BENCHMARKS.md
+    .venv/bin/python -m benchmarks ops            # print the table
+    .venv/bin/python -m benchmarks ops --write    # also update the "## Native ops (CPU)" section of BENCHMARKS.md
 
 Method (printed with the results):
 * every (case, side) runs in a fresh subprocess with OMP_NUM_THREADS = torch.set_num_threads = --threads;
@@ -20,14 +20,9 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-_TOOLS = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
-    sys.path.pop(0)
-sys.path.append(str(_TOOLS))  # last: the stdlib ``profile`` (imported by torch) must win over tools/profile.py
-from bench_common import REPO, machine_description, write_section  # noqa: E402
+from .common import REPO, machine_description, write_section
 
 SECTION = "## Native ops (CPU)"
 
@@ -164,7 +159,8 @@ def run_side(case: str, side: str, args) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(REPO))
     cmd = [
         sys.executable,
-        __file__,
+        "-m",
+        "benchmarks.ops",
         "--worker",
         case,
         side,
@@ -204,7 +200,7 @@ def verdict(kind: str, ours: dict, torch_side: dict) -> str:
 
 
 def render(rows: List[tuple], args) -> str:
-    lines = [SECTION, "", "Regenerate: `.venv/bin/python tools/bench_ops.py --write`", ""]
+    lines = [SECTION, "", "Regenerate: `.venv/bin/python -m benchmarks ops --write`", ""]
     lines += machine_description(args.threads)
     lines += [
         f"- Time: median of {args.repeats} calls after {args.warmup} warm-up calls, each side in its own process.",

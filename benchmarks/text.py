@@ -6,7 +6,7 @@ Full-size CLIP ViT-B/16 text tower (random weights: latency does not depend on t
 exporter (dynamic sequence axis), run with ONNX Runtime on the CPU. Vocabulary: the 171 COCO-Stuff names with
 the bundle's single template. Each timing is the median of --repeats runs in this process.
 
-    .venv/bin/python tools/bench_text.py --write     # updates the "## Vocabulary" section of BENCHMARKS.md
+    .venv/bin/python -m benchmarks text --write     # updates the "## Vocabulary" section of BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -14,18 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-_TOOLS = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
-    sys.path.pop(0)
-sys.path.append(str(_TOOLS))  # last: the stdlib ``profile`` (imported by torch) must win over tools/profile.py
-from bench_common import machine_description, write_section  # noqa: E402
+from .common import machine_description, write_section
 
 SECTION = "## Vocabulary: text encoder and per-class cache (ONNX Runtime CPU, full-size CLIP ViT-B/16 text)"
 
@@ -56,13 +50,13 @@ def _measure(engine, names, templates, repeats: int) -> dict:
     max_diff = float(np.abs(full_run() - trimmed_run()).max())
 
     def cold():
-        engine._cache.clear()
+        engine.text_cache.clear()
         engine.set_classes(names, templates=templates)
 
     cold_ms = _median_ms(cold, repeats)
 
     def add_one():
-        engine._cache.pop((names[-1], tuple(templates)), None)
+        engine.text_cache.discard(names[-1], templates)
         engine.set_classes(names, templates=templates)
 
     add_ms = _median_ms(add_one, repeats)
@@ -105,7 +99,7 @@ def main() -> None:
     lines = [
         SECTION,
         "",
-        "Regenerate: `.venv/bin/python tools/bench_text.py --write`",
+        "Regenerate: `.venv/bin/python -m benchmarks text --write`",
         "",
         *machine_description(args.threads),
         f"- Vocabulary: the {len(names)} COCO-Stuff names; median of {args.repeats} runs. Before: every prompt padded "

@@ -4,7 +4,7 @@ squares (the ReduceL2 input) in numpy float16 the way an fp16 engine would: squa
 
 fp16's largest finite value is 65504, so x*x overflows once |x| > 255.9 and the sum of squares once ||x|| > 255.9.
 
-Usage: python tools/fp16_range_report.py BUNDLE [--random 2] [--json out.json] [--ops Add,MatMul] [--max-windows N]
+Usage: python -m checks fp16_range BUNDLE [--random 2] [--json out.json] [--ops Add,MatMul] [--max-windows N]
 """
 
 from __future__ import annotations

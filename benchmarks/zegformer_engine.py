@@ -8,7 +8,7 @@ parity is what the tests and a real ``zsseg export`` check), then both pipelines
 timed with its ``stage_hook``: preprocess (resize, normalise, pad), image_encoder (the mask-branch graph), head
 (mask upsampling, the 100 crops, the CLIP graph on them, fusion), postprocess (semantic maps + fused segment).
 
-    .venv/bin/python tools/bench_zegformer_engine.py --write     # updates its section of BENCHMARKS.md
+    .venv/bin/python -m benchmarks zegformer_engine --write     # updates its section of BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -19,14 +19,9 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Callable, Dict, List
 
-_TOOLS = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
-    sys.path.pop(0)
-sys.path.append(str(_TOOLS))  # last: the stdlib ``profile`` (imported by torch) must win over tools/profile.py
-from bench_common import REPO, machine_description, write_section  # noqa: E402
+from .common import REPO, machine_description, write_section
 
 SECTION = "## ZegFormer Engine (ONNX Runtime CPU) vs PyTorch"
 PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"
@@ -45,7 +40,7 @@ def _median_ms(fn: Callable[[], object], iters: int, warmup: int) -> float:
 def _write_bundle(model, folder: str) -> str:
     from zsseg_rt.bundle import load_meta
     from zsseg_rt.export.onnx_export import DEFAULT_OPSET
-    from zsseg_rt.export.zegformer import export_zegformer_bundle
+    from zsseg_rt.models.zegformer.export import export_zegformer_bundle
 
     export_zegformer_bundle(model.eval().float().cpu(), folder, 256, DEFAULT_OPSET, None, (), None, verify=False)
     load_meta(folder)
@@ -87,7 +82,7 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
     return [
         SECTION,
         "",
-        "Regenerate: `.venv/bin/python tools/bench_zegformer_engine.py --write`",
+        "Regenerate: `.venv/bin/python -m benchmarks zegformer_engine --write`",
         "",
         *machine_description(threads),
         f"- Input: {PHOTO.name} resized to 512x512, 20 VOC classes, median of {iters} runs after {warmup} warm-up; "

@@ -8,7 +8,7 @@ default a freshly exported tiny ZegCLIP, 64 px input, random weights: the servin
 packaged VOC photos from ``--concurrency`` client threads. Each round stops starting requests after
 ``--max-seconds``, so the run always ends.
 
-    .venv/bin/python tools/bench_serve.py --write     # updates the "## Serving" section of BENCHMARKS.md
+    .venv/bin/python -m benchmarks serve --write     # updates the "## Serving" section of BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -19,16 +19,11 @@ import socket
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
-_TOOLS = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
-    sys.path.pop(0)
-sys.path.append(str(_TOOLS))
-from bench_common import machine_description, write_section  # noqa: E402
+from .common import machine_description, write_section
 
 SECTION = "## Serving: zsseg serve on Ray Serve (HTTP, 127.0.0.1)"
 VOCAB = ["person", "cat", "dog", "car", "chair", "sofa", "table", "plant", "bottle", "tv"]
@@ -127,7 +122,7 @@ def render(result: Dict, args) -> str:
     lines = [
         SECTION,
         "",
-        "Regenerate: `.venv/bin/python tools/bench_serve.py --write` (local Ray cluster on 127.0.0.1; one replica "
+        "Regenerate: `.venv/bin/python -m benchmarks serve --write` (local Ray cluster on 127.0.0.1; one replica "
         "with 1 CPU, ONNX Runtime; client threads in the same process).",
         "",
         *[line for line in machine_description(0) if not line.startswith("- Threads")],  # ORT default threads

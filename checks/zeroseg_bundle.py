@@ -1,8 +1,8 @@
 """Export a ZeroSeg bundle and print its verification (Engine on ONNX Runtime vs PyTorch ``predict_image``).
 
-    PYTHONPATH=. python tools/zeroseg_bundle_check.py                       # full-size config, random weights
-    PYTHONPATH=. python tools/zeroseg_bundle_check.py --config zeroseg_tiny_test --threshold 0.3
-    PYTHONPATH=. python tools/zeroseg_bundle_check.py --native work_dirs/zeroseg_in1k/final --text-weights openai
+    python -m checks zeroseg_bundle                       # full-size config, random weights
+    python -m checks zeroseg_bundle --config zeroseg_tiny_test --threshold 0.3
+    python -m checks zeroseg_bundle --native work_dirs/zeroseg_in1k/final --text-weights openai
 
 Random weights (no ``--native``) check the graphs and the runtime path, not accuracy: a random student puts most
 pixels in the background at the paper's thresholds (see ``labels_present`` per case).
@@ -12,13 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import tempfile
 import time
-
-# tools/profile.py would shadow the standard library's profile module (imported by torch's ONNX exporter)
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 
 def main() -> int:

@@ -8,23 +8,17 @@ does not depend on them), text embeddings precomputed (outside the timing) for b
 times the CLIP crop classification alone, one batched call of 100 crops (what this package does, and what the
 official code does per image) against 100 calls of one crop each (a per-crop loop).
 
-    .venv/bin/python tools/bench_zegformer.py --write     # updates the "## ZegFormer" section of BENCHMARKS.md
+    .venv/bin/python -m benchmarks zegformer --write     # updates the "## ZegFormer" section of BENCHMARKS.md
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Callable, List
 
-_TOOLS = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
-    sys.path.pop(0)
-sys.path.append(str(_TOOLS))  # last: the stdlib ``profile`` (imported by torch) must win over tools/profile.py
-from bench_common import REPO, machine_description, write_section  # noqa: E402
+from .common import REPO, machine_description, write_section
 
 SECTION = "## ZegFormer (two-stage) vs ZegCLIP (one-stage), PyTorch CPU"
 PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"
@@ -99,7 +93,7 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
     lines = [
         SECTION,
         "",
-        "Regenerate: `.venv/bin/python tools/bench_zegformer.py --write`",
+        "Regenerate: `.venv/bin/python -m benchmarks zegformer --write`",
         "",
         *machine_description(threads),
         f"- Input: {PHOTO.name} resized to 512x512 (one ZegCLIP window; ZegFormer needs no padding at 512), "
@@ -124,7 +118,7 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
         "query; this package batches the crops of all images of a batch into one call. The per-crop loop row only "
         "shows what batching saves.",
         '- ONNX Runtime numbers: not in this table (this tool times PyTorch only); see "ZegFormer Engine (ONNX '
-        'Runtime CPU) vs PyTorch" below (`tools/bench_zegformer_engine.py`).',
+        'Runtime CPU) vs PyTorch" below (`python -m benchmarks zegformer_engine`).',
         "- Shared 2-core VM: absolute times vary with other jobs; both models ran back to back in one process.",
     ]
     return lines

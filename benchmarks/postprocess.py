@@ -9,7 +9,7 @@ them). The window logits come from the real bundle on the real photo; each post-
 fresh subprocess: median time of --repeats calls after a warm-up, and peak extra memory (VmHWM reset through
 /proc/self/clear_refs, minus VmRSS before the call; outputs included). Labels of the two sides are compared.
 
-    .venv/bin/python tools/bench_postprocess.py --write    # updates the "## Exact post-processing" section
+    .venv/bin/python -m benchmarks postprocess --write    # updates the "## Exact post-processing" section
 """
 
 from __future__ import annotations
@@ -22,15 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-_TOOLS = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
-    sys.path.pop(0)
-sys.path.append(str(_TOOLS))  # last: the stdlib ``profile`` (imported by torch) must win over tools/profile.py
-from bench_common import REPO, machine_description, write_section  # noqa: E402
+from .common import REPO, machine_description, write_section
 
 SECTION = "## Exact post-processing on a real photo (fused multi-window op vs the unfused path)"
 PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"
@@ -175,7 +170,16 @@ def main() -> None:
             for side in [side for pair in PAIRS for side in pair]:
                 env = dict(os.environ, PYTHONPATH=str(REPO))
                 proc = subprocess.run(
-                    [sys.executable, __file__, "--worker", npz, side, "--repeats", str(args.repeats)],
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.postprocess",
+                        "--worker",
+                        npz,
+                        side,
+                        "--repeats",
+                        str(args.repeats),
+                    ],
                     capture_output=True,
                     text=True,
                     env=env,
@@ -205,7 +209,7 @@ def main() -> None:
     lines = [
         SECTION,
         "",
-        "Regenerate: `.venv/bin/python tools/bench_postprocess.py --write`",
+        "Regenerate: `.venv/bin/python -m benchmarks postprocess --write`",
         "",
         *machine_description(args.threads),
         f"- Photo 2011_000006.jpg 500x375 -> rescaled {rows[0]['scaled'][1]}x{rows[0]['scaled'][0]}, "

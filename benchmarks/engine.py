@@ -7,7 +7,7 @@ end-to-end time per frame and the image-encoder-only time; for the Engine also t
 stages (Engine.stage_hook). Target (issue 4): head + post-processing add at most 30 % to the encoder time at
 C=171.
 
-    .venv/bin/python tools/bench_engine.py --write     # updates the "## Engine" section of BENCHMARKS.md
+    .venv/bin/python -m benchmarks engine --write     # updates the "## Engine" section of BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -15,19 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
-_TOOLS = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _TOOLS:
-    sys.path.pop(0)
-sys.path.append(str(_TOOLS))  # last: the stdlib ``profile`` (imported by torch) must win over tools/profile.py
-from bench_common import REPO, machine_description, write_section  # noqa: E402
+from .common import REPO, machine_description, write_section
 
 SECTION = "## Engine (ONNX Runtime CPU) vs PyTorch, full-size ZegCLIP ViT-B/16"
 EMBEDDINGS = REPO / "zsseg_rt" / "assets" / "text_embeddings"
@@ -101,7 +95,7 @@ def bench_torch(model, emb, image, iters: int, warmup: int) -> Dict[str, float]:
 
 
 def render(rows, args) -> str:
-    lines = [SECTION, "", "Regenerate: `.venv/bin/python tools/bench_engine.py --write`", ""]
+    lines = [SECTION, "", "Regenerate: `.venv/bin/python -m benchmarks engine --write`", ""]
     lines += machine_description(args.threads)
     lines += [
         f"- Input: {PHOTO.name} resized to 512x512 (one window), median of {args.iters} frames after {args.warmup} "

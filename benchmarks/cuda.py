@@ -1,8 +1,8 @@
 """Benchmark every CUDA op of zsseg_rt against the best PyTorch equivalent on the same GPU, in the same run.
 
 Usage (on a machine with a CUDA GPU, after building zsseg_rt with CUDA):
-    python tools/bench_cuda.py --json out/bench_cuda.json            # print the table, save JSON
-    python tools/bench_cuda.py --device cpu --repeats 2 --small       # smoke test of this script on a CPU
+    python -m benchmarks cuda --json out/bench_cuda.json            # print the table, save JSON
+    python -m benchmarks cuda --device cpu --repeats 2 --small       # smoke test of this script on a CPU
 
 Method: inputs are torch tensors on the device; zsseg_rt's ops receive them through DLPack and enqueue on torch's
 current stream (``stream=torch.cuda.current_stream().cuda_stream``). Each side: ``--warmup`` untimed calls, then

@@ -1,6 +1,7 @@
-"""The ZegFormer (two-stage) runtime behind ``zsseg_rt.Engine`` for bundles of family ``"zegformer"``.
+"""The two-stage pipeline behind ``zsseg_rt.Engine`` for bundles whose meta.json says ``"pipeline": "two_stage"``
+(ZegFormer's: mask proposals classified against the text, then CLIP's image tower on every proposal's crop).
 
-What runs where (the official test pipeline, as ``zsseg_rt.models.zegformer.predict.predict_zegformer``):
+What runs where (ZegFormer's official test pipeline, as its PyTorch ``predict_zegformer``):
 
 1. NumPy: detectron2's shortest-edge resize (``test_short_side``, at most ``test_max_size``; bilinear with the
    antialiasing filter of ``F.interpolate(antialias=True)`` = PIL's, rounded to 0-255), normalisation, zero padding
@@ -16,35 +17,30 @@ What runs where (the official test pipeline, as ``zsseg_rt.models.zegformer.pred
    input size, subtract the seen-class calibration, argmax.
 
 Two text-embedding sets come from the same text graph: the query classifier's (the bundle's ``templates``, the
-official prompt ensemble) and the CLIP branch's (``zegformer.clip_templates``, the official 32). Backends: ONNX
-Runtime only (CPU, or CUDA for the graphs with onnxruntime-gpu); TensorRT and the torch backend refuse ZegFormer
-bundles with a message.
+official prompt ensemble) and the CLIP branch's (``two_stage.clip_templates``, the official 32). Backends: ONNX
+Runtime only (CPU, or CUDA for the graphs with onnxruntime-gpu); TensorRT and the torch backend refuse these bundles
+with a message.
 """
 
 from __future__ import annotations
 
-import collections
 import math
-import threading
-from typing import Any, List, Optional, Sequence, Tuple, cast
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from zsseg_rt import ops, pipeline
-from zsseg_rt.bundle import ZEGFORMER_GRAPH_FILES, BundleMeta, Files, Names
-from zsseg_rt.bundle.meta import normalize_class_name
-from zsseg_rt.bundle.tokenizer import ClipTokenizer
-from zsseg_rt.pipeline.limits import InputLimits
-from zsseg_rt.pipeline.vocabulary import validate_class_names, validate_templates
+from zsseg_rt.bundle import TWO_STAGE_GRAPH_FILES, BundleMeta, Names
+from zsseg_rt.runtime.backends import Backend, ort_providers
+from zsseg_rt.runtime.file_verification import verify_bundle_files
+from zsseg_rt.runtime.result import SegmentationResult
+from zsseg_rt.vocabulary import ClipTokenizer, seen_mask, token_batches, validate_templates
 
-from .backends import Backend, ort_providers
-from .engine import Engine
-from .file_verification import verify_bundle_files
-from .result import SegmentationResult
+from .base import Embed, Pipeline, PreparedVocabulary
 
 __all__ = [
-    "ZegFormerEngine",
-    "ZegFormerOrtBackend",
+    "TwoStagePipeline",
+    "TwoStageOrtBackend",
     "shortest_edge_shape",
     "resize_antialias",
     "mask_boxes",
@@ -212,7 +208,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def clip_crops(clip_image: np.ndarray, masks: np.ndarray, style: str, size: int) -> np.ndarray:
-    """The CLIP inputs of every query (``zsseg_rt.models.zegformer.clip_branch.clip_crops`` for one image).
+    """The CLIP inputs of every query (the PyTorch model's ``clip_branch.clip_crops`` for one image).
 
     Args:
         clip_image: ``[3, H, W]`` CLIP-normalised, zero-padded image.
@@ -275,8 +271,8 @@ def fuse_scores(
 
 
 # ---------------------------------------------------------------------------------------------- backend
-class ZegFormerOrtBackend:
-    """The three graphs of a ZegFormer bundle under ONNX Runtime (``InferenceSession.run`` is thread-safe)."""
+class TwoStageOrtBackend:
+    """The three graphs of a two-stage bundle under ONNX Runtime (``InferenceSession.run`` is thread-safe)."""
 
     name = "onnxruntime"
 
@@ -292,7 +288,7 @@ class ZegFormerOrtBackend:
         self._io = meta.io
         self._sessions = {
             role: ort.InferenceSession(meta.file(name), options, providers=self.providers)
-            for role, name in ZEGFORMER_GRAPH_FILES.items()
+            for role, name in TWO_STAGE_GRAPH_FILES.items()
         }
 
     def masks(self, image: np.ndarray, text: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -311,98 +307,68 @@ class ZegFormerOrtBackend:
         return self._sessions["text"].run([Names.TEXT_EMBEDDINGS], feeds)[0]
 
 
-# ---------------------------------------------------------------------------------------------- engine
-class ZegFormerEngine(Engine):
-    """``Engine`` for ZegFormer bundles (``Engine(bundle)`` returns one when meta.json says family "zegformer").
+# ---------------------------------------------------------------------------------------------- pipeline
+class TwoStagePipeline(Pipeline):
+    """Mask proposals classified against the text, then CLIP on every proposal's crop, fused per class.
 
-    Same user API: ``set_classes(names, templates=None, class_bias=None)``, ``__call__(image or list,
-    color_order)``, ``class_names``, ``SegmentationResult`` (labels and the winning class's fused score minus
-    its calibration). Differences: ``templates`` replace the query classifier's prompt ensemble only (the CLIP
-    branch always uses the bundle's 32 ``clip_templates``, as the official code); a class counts as seen (fusion
-    and calibration) when its name is one of the bundle's seen training classes; a name may hold ``", "``-separated
-    synonyms, whose prompts are averaged (official); ``max_batch`` is the number of crops per CLIP encoder call;
-    only ``mode="exact"`` and the ONNX Runtime backend exist (``set_text_embeddings`` is refused: two sets are
-    needed).
+    Same user API through ``zsseg_rt.Engine``: ``set_classes``, ``__call__``, ``SegmentationResult`` (labels and
+    the winning class's fused score minus its calibration). Differences from the windowed pipeline: ``templates``
+    replace the query classifier's prompt ensemble only (the CLIP branch always uses the bundle's
+    ``clip_templates``, as the official code); a class counts as seen (fusion and calibration) when its name is one
+    of the bundle's seen training classes; a name may hold ``", "``-separated synonyms, whose prompts are averaged
+    (official); ``max_batch`` is the number of crops per CLIP encoder call; only ``mode="exact"`` and the ONNX
+    Runtime backend exist (``set_text_embeddings`` is refused: two sets are needed).
     """
 
-    def __init__(
-        self,
-        bundle: str,
-        classes=None,
-        backend="auto",
-        device: str = "auto",
-        mode: str = "exact",
-        max_batch: int = 32,
-        verify: bool = True,
-        model=None,
-        precision: str = "fp16",
-        threads: int = 0,
-        device_pipeline="auto",
-        max_pixels: int = InputLimits.max_pixels,
-        max_rescaled_pixels: int = InputLimits.max_rescaled_pixels,
-        max_windows: int = InputLimits.max_windows,
-        max_memory_mb: int = InputLimits.max_memory_mb,
-    ):
-        from zsseg_rt.bundle import load_meta
+    kind = "two_stage"
+    description = "mask proposals classified by text, CLIP on every proposal's crop"
+    backends = ("auto", "onnxruntime")
+    modes = ("exact",)
+    default_max_batch = 32
 
-        self.limits = InputLimits(max_pixels, max_rescaled_pixels, max_windows, max_memory_mb)
-        if mode != "exact":
+    def __init__(self, meta: BundleMeta, **options: Any):
+        mode, backend = options["mode"], options["backend"]
+        if mode not in self.modes:
             raise ValueError(
-                f"ZegFormer bundles have one post-processing (the official): mode must be 'exact', got {mode!r}"
+                f"bundles of the two-stage pipeline have one post-processing (the official): mode must be 'exact', "
+                f"got {mode!r}"
             )
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        if isinstance(backend, Backend) or backend not in ("auto", "onnxruntime"):
+        if isinstance(backend, Backend) or backend not in self.backends:
             raise ValueError(
-                f"ZegFormer bundles run with ONNX Runtime only (backend='auto' or 'onnxruntime'), got {backend!r}: "
-                "TensorRT engines and the torch backend are not written for the two-stage pipeline (README, ZegFormer)"
+                f"bundles of the two-stage pipeline run with ONNX Runtime only (backend='auto' or 'onnxruntime'), "
+                f"got {backend!r}: TensorRT engines and the torch backend are not written for it (docs/models.md)"
             )
-        if device_pipeline is True:
+        if options["device_pipeline"] is True:
             raise ValueError(
-                "device_pipeline=True: ZegFormer bundles have no device-resident pipeline (use 'auto' or False)"
+                "device_pipeline=True: bundles of the two-stage pipeline have no device-resident pipeline (use "
+                "'auto' or False)"
             )
-        self.meta: BundleMeta = load_meta(bundle)
-        if self.meta.family != "zegformer":
-            raise ValueError(f"{bundle!r} is a {self.meta.family!r} bundle, not a ZegFormer one: use zsseg_rt.Engine")
-        self.zeg = dict(self.meta.raw["zegformer"])
-        if verify:
-            verify_bundle_files(self.meta, sorted({Files.TOKENIZER, *ZEGFORMER_GRAPH_FILES.values()}))
-        self.mode = mode
-        self.max_batch = int(max_batch)
-        self.backend = ZegFormerOrtBackend(self.meta, device, threads)  # type: ignore[assignment]
-        self._device = None
-        self.tokenizer = ClipTokenizer(self.meta.file(Files.TOKENIZER), self.meta.context_length)
-        self._lock = threading.Lock()
-        self._cache: "collections.OrderedDict[tuple, np.ndarray]" = collections.OrderedDict()
-        self.text_cache_size = 4096
-        text_axes = self.meta.io.get("text", {}).get("dynamic_axes", {}).get(Names.TOKENS, {})
-        self._trim_tokens = 1 in text_axes
-        self._vocab = None
-        self.stage_hook = None
-        self.clip_templates = tuple(validate_templates(self.zeg["clip_templates"]))
-        if classes is not None:
-            self.set_classes(classes)
+        super().__init__(meta, **options)
+        self.params = meta.section(self.kind)
+        if options["verify"]:
+            verify_bundle_files(meta, sorted(TWO_STAGE_GRAPH_FILES.values()))
+        self.backend = TwoStageOrtBackend(meta, options["device"], options["threads"])
+        self.device = None
+        self.clip_templates = tuple(validate_templates(self.params["clip_templates"]))
 
     # ---- vocabulary
-    def set_classes(self, names, templates=None, class_bias=None) -> None:
-        """Encode both embedding sets (cached per name) and make the vocabulary current; see ``Engine``."""
-        names = validate_class_names(names, self.meta.max_classes)
-        templates = validate_templates(templates) if templates is not None else tuple(self.meta.templates)
-        seen_names = {normalize_class_name(n) for n in self.meta.seen_class_names}
-        seen = np.array([normalize_class_name(n) in seen_names for n in names], dtype=bool)
-        bias = self._class_bias(names, class_bias)
-        self._check_distinct_prompts(names, templates)
-        text = self._embed(tuple(names), templates)
-        clip_text = self._embed(tuple(names), self.clip_templates) if self.zeg["fusion"] != "none" else None
-        with self._lock:
-            self._vocab = cast(Any, (tuple(names), text, bias, clip_text, seen))  # + the CLIP set and seen mask
+    def prepare(
+        self, names: Tuple[str, ...], templates: Tuple[str, ...], bias: np.ndarray, embed: Embed
+    ) -> PreparedVocabulary:
+        """Both embedding sets (cached per name) and the seen mask."""
+        seen = seen_mask(names, self.meta.seen_class_names)
+        text = embed(names, templates)
+        clip_text = embed(names, self.clip_templates) if self.params["fusion"] != "none" else None
+        return PreparedVocabulary(names, text, bias, (clip_text, seen))
 
-    def set_text_embeddings(self, names, embeddings, class_bias=None) -> None:
+    def prepare_embeddings(self, names, embeddings, bias) -> PreparedVocabulary:
         raise NotImplementedError(
-            "ZegFormer needs two text-embedding sets (query classifier and CLIP branch): use set_classes"
+            "the two-stage pipeline needs two text-embedding sets (query classifier and CLIP branch): use set_classes"
         )
 
-    def _encode_classes(self, names: Sequence[str], templates: Tuple[str, ...]) -> np.ndarray:
+    def encode_classes(
+        self, names: Sequence[str], templates: Tuple[str, ...], tokenizer: ClipTokenizer, trim: bool
+    ) -> np.ndarray:
         """Official ``zeroshot_classifier``: every template x synonym (a name split on ``", "``) -> normalised
         embedding -> mean -> normalise; ``[len(names), D]``."""
         prompts: List[str] = []
@@ -413,9 +379,9 @@ class ZegFormerEngine(Engine):
                 for part in parts:
                     prompts.append(template.format(part))
                     owner.append(k)
-        tokens = self.tokenizer(prompts)
+        tokens = tokenizer(prompts)
         per_prompt = np.empty((len(tokens), self.meta.embed_dim), dtype=np.float32)
-        for rows, trimmed in self._token_batches(tokens):
+        for rows, trimmed in token_batches(tokens, trim):
             per_prompt[rows] = self.backend.encode_text(trimmed)
         per_prompt /= np.maximum(np.linalg.norm(per_prompt, axis=-1, keepdims=True), 1e-12)
         index = np.asarray(owner)
@@ -426,12 +392,13 @@ class ZegFormerEngine(Engine):
         return np.ascontiguousarray(mean, dtype=np.float32)
 
     # ---- inference
-    def _segment_one(self, image, color_order, vocab) -> SegmentationResult:
-        names, text, bias, clip_text, seen = vocab
+    def segment(self, image: Any, color_order: str, vocab: PreparedVocabulary) -> SegmentationResult:
+        names, text, bias = vocab.names, vocab.text, vocab.bias
+        clip_text, seen = vocab.extra
         if color_order not in ("bgr", "rgb"):
             raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
         height, width, _ = pipeline.check_image(image)
-        z = self.zeg
+        z = self.params
         nh, nw = shortest_edge_shape(height, width, int(z["test_short_side"]), int(z["test_max_size"]))
         div = int(z["size_divisibility"])
         ph, pw = -(-nh // div) * div, -(-nw // div) * div
@@ -441,17 +408,17 @@ class ZegFormerEngine(Engine):
         crop_bytes = 4 * self.max_batch * 3 * int(z["clip_image_size"]) ** 2
         estimate = ph * pw * (9 * queries + 4 * len(names) + 36) + crop_bytes + 11 * height * width
         self.limits.check((height, width), (nh, nw), 1, estimate)
-        with self._stage("preprocess"):
+        with self.stage("preprocess"):
             rgb = pipeline.to_rgb_uint8(image, color_order)
             img = resize_antialias(rgb, nh, nw)  # [3, nh, nw] float32 0-255
             mean = np.asarray(self.meta.mean, np.float32)[:, None, None]
             std = np.asarray(self.meta.std, np.float32)[:, None, None]
             net = np.zeros((1, 3, ph, pw), np.float32)
             net[0, :, :nh, :nw] = (img - mean) / std
-        backend = cast(ZegFormerOrtBackend, self.backend)
-        with self._stage("image_encoder"):
+        backend = self.backend
+        with self.stage("image_encoder"):
             class_logits, small = backend.masks(net, text)
-        with self._stage("head"):
+        with self.stage("head"):
             masks = ops.upsample(np.ascontiguousarray(small, dtype=np.float32), (ph, pw))[0]  # [Q, ph, pw]
             clip_logits = None
             if z["fusion"] != "none":
@@ -467,7 +434,7 @@ class ZegFormerEngine(Engine):
                 scale = np.float32(z["clip_logit_scale"])
                 clip_logits = (scale * np.concatenate(feats)) @ clip_text.T
             scores = fuse_scores(class_logits[0], clip_logits, seen, z["fusion"], float(z["ensemble_lambda"]))
-        with self._stage("postprocess"):
+        with self.stage("postprocess"):
             q = masks.shape[0]
             sem = (scores.T.astype(np.float32) @ _sigmoid(masks).reshape(q, -1)).reshape(1, -1, ph, pw)
             labels, best = ops.segment(
