@@ -114,10 +114,6 @@ def test_image_outputs_are_bound_as_head_inputs_without_copies(fake_trt):
     assert [e for e in log if e[0] == "execute_async_v3"] == [("execute_async_v3", 77)] * 2
     assert not [c for c in driver.calls if c[0] in ("htod", "dtoh")]  # no host round trip between the graphs
     assert isinstance(logits, CudaBuffer) and logits.shape == (2, 5, 4, 4)
-    # a second frame reuses the output buffers (no new allocation)
-    allocations = len([c for c in driver.calls if c[0] == "alloc"])
-    executor.run("image", {Names.IMAGE: batch})
-    assert len([c for c in driver.calls if c[0] == "alloc"]) == allocations
 
 
 def test_missing_input_is_named(fake_trt):
