@@ -47,9 +47,7 @@ ReduceOperation = enum.Enum("ReduceOperation", "SUM PROD MAX MIN AVG")
 ProfilingVerbosity = enum.Enum("ProfilingVerbosity", "LAYER_NAMES_ONLY NONE DETAILED")
 LayerInformationFormat = enum.Enum("LayerInformationFormat", "ONELINE JSON")
 TensorIOMode = enum.Enum("TensorIOMode", "NONE INPUT OUTPUT")
-BuilderFlag = enum.Enum(
-    "BuilderFlag", "FP16 BF16 INT8 TF32 OBEY_PRECISION_CONSTRAINTS PREFER_PRECISION_CONSTRAINTS STRONGLY_TYPED"
-)
+BuilderFlag = enum.Enum("BuilderFlag", "FP16 BF16 INT8 TF32 OBEY_PRECISION_CONSTRAINTS PREFER_PRECISION_CONSTRAINTS")
 MemoryPoolType = enum.Enum("MemoryPoolType", "WORKSPACE DLA_MANAGED_SRAM TACTIC_DRAM")
 NetworkDefinitionCreationFlag = enum.Enum("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH STRONGLY_TYPED")
 
@@ -204,7 +202,7 @@ def _add_layers(calls, network: INetworkDefinition, specs, input_shapes, declare
         network.layers.append(ILayer(calls, name, LayerType[kind], _op_enum(kind, op), ins, outs))
 
 
-class _FakeEngineInspector:
+class EngineInspector:
     """``EngineInspector`` of a fake engine: the layers as built, as TensorRT's JSON (``Name``, ``Outputs`` with
     ``Format/Datatype``). A layer whose precision was pinned to fp32 under a precision-constraint flag is FP32 unless
     its name is in ``ignored`` (reported FP16, as when TensorRT fuses it into an fp16 kernel) or ``foreign`` (merged
@@ -247,18 +245,18 @@ class _FakeEngineInspector:
         return json.dumps({"Layers": layers})
 
 
-class _FakeCudaEngine:
-    def __init__(self, inspector: _FakeEngineInspector):
+class ICudaEngine:
+    def __init__(self, inspector: EngineInspector):
         self._inspector = inspector
 
     def create_execution_context_without_device_memory(self):
-        return _FakeShapeContext()
+        return IExecutionContext()
 
-    def create_engine_inspector(self) -> _FakeEngineInspector:
+    def create_engine_inspector(self) -> EngineInspector:
         return self._inspector
 
 
-class _FakeShapeContext:
+class IExecutionContext:
     def __init__(self):
         self.shapes: Dict[str, Tuple[int, ...]] = {}
 
@@ -271,7 +269,7 @@ def make_module(version: str = "10.3.0", graphs: Dict[str, List[LayerSpec]] = No
     """A fake ``tensorrt`` module (see the module docstring); ``input_shapes``: network input name -> shape
     (default ``(-1, -1)``). ``module.live_builders`` holds the Builder objects still alive; ``module.built`` the
     (network, config) of each build; ``module.ignored_pins`` / ``module.foreign_layers`` shape what the fake engine
-    inspector reports (see ``_FakeEngineInspector``)."""
+    inspector reports (see ``EngineInspector``)."""
     calls: List = []
     graphs = dict(graphs or {})
     input_shapes = dict(input_shapes or {})
@@ -344,8 +342,8 @@ def make_module(version: str = "10.3.0", graphs: Dict[str, List[LayerSpec]] = No
         def deserialize_cuda_engine(self, serialized_engine):
             calls.append(("Runtime.deserialize_cuda_engine", (bytes(serialized_engine),)))
             network, config = built[-1]
-            inspector = _FakeEngineInspector(network, config, settings.ignored_pins, settings.foreign_layers)
-            return _FakeCudaEngine(inspector)
+            inspector = EngineInspector(network, config, settings.ignored_pins, settings.foreign_layers)
+            return ICudaEngine(inspector)
 
     module = types.SimpleNamespace(
         __version__=version,

@@ -71,15 +71,15 @@ class FakeContext:
         self.log.append(("set_input_shape", name, tuple(shape)))
         return True
 
-    def set_tensor_address(self, name, pointer):
-        self.log.append(("set_tensor_address", name, pointer))
+    def set_tensor_address(self, name, memory):
+        self.log.append(("set_tensor_address", name, memory))
         return True
 
     def get_tensor_shape(self, name):
         return self.output_shapes(name)
 
-    def execute_async_v3(self, stream):
-        self.log.append(("execute_async_v3", stream))
+    def execute_async_v3(self, stream_handle):
+        self.log.append(("execute_async_v3", stream_handle))
         return True
 
 

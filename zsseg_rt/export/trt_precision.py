@@ -178,13 +178,13 @@ def pins_as_built(engine_information: str, pinned: Sequence[str]) -> Dict[str, o
         held = every output of the engine layer containing the pin is fp32; not_held = an output is fp16/bf16;
         unverified = the pin is inside a Myelin ForeignNode region or was removed/merged beyond recognition.
     """
-    layers = json.loads(engine_information).get("Layers", [])
+    layers = json.loads(engine_information).get("Layers", [])  # dicts of the inspector's JSON
     outputs_by_name: Dict[str, List[Optional[str]]] = {}
-    for layer in layers:
-        if not isinstance(layer, Mapping) or _FOREIGN.search(str(layer.get("Name", ""))):
+    for entry in layers:  # one engine layer (possibly several network layers fused: "a + b + c")
+        if not isinstance(entry, Mapping) or _FOREIGN.search(str(entry.get("Name", ""))):
             continue
-        precisions = [_precision_of(str(out.get("Format/Datatype", ""))) for out in layer.get("Outputs", [])]
-        for part in str(layer.get("Name", "")).split(" + "):
+        precisions = [_precision_of(str(out.get("Format/Datatype", ""))) for out in entry.get("Outputs", [])]
+        for part in str(entry.get("Name", "")).split(" + "):
             outputs_by_name.setdefault(part.strip(), []).extend(precisions)
     held, not_held, unverified = [], [], []
     for name in pinned:
