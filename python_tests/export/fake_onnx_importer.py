@@ -90,6 +90,13 @@ PLAIN = {
     "Einsum": "EINSUM",
     "OneHot": "ONE_HOT",
     "Mod": "ELEMENTWISE",  # FLOOR_DIV + PROD + SUB in the importer; elementwise layers either way
+    "BatchNormalization": "SCALE",
+    "InstanceNormalization": "NORMALIZATION",  # kNATIVE_INSTANCENORM (on by default in TensorRT 10)
+    "MaxPool": "POOLING",
+    "AveragePool": "POOLING",
+    "ScatterElements": "SCATTER",
+    "ScatterND": "SCATTER",
+    "CumSum": "LOOP_OUTPUT",  # an ILoop (iterator, recurrence, sum, loop output) in the importer
 }
 
 
@@ -151,6 +158,15 @@ class _Lowering:
             self.add(f"{label} [REDUCE]", "REDUCE", "SUM", [square], outputs if last else [summed], dtypes)
             if not last:
                 self.add(label, "UNARY", "SQRT", [summed], outputs, dtypes)
+        elif op in ("GreaterOrEqual", "LessOrEqual"):  # the importer's greaterLessOrEqual: (a > b) or (a == b)
+            compare = "GREATER" if op == "GreaterOrEqual" else "LESS"
+            strict, equal = f"{label}/{compare.lower()}", f"{label}/equal"
+            self.add(f"{label} [{compare}]", "ELEMENTWISE", compare, inputs[:2], [strict], ["BOOL"])
+            self.add(f"{label} [EQUAL]", "ELEMENTWISE", "EQUAL", inputs[:2], [equal], ["BOOL"])
+            self.add(label, "ELEMENTWISE", "OR", [strict, equal], outputs, dtypes)
+        elif op == "Split":  # one ISliceLayer per output
+            for name, dtype in zip(outputs, dtypes):
+                self.add(f"{label} [{name}]", "SLICE", None, inputs, [name], [dtype])
         elif op == "LayerNormalization":
             self.add(label, "NORMALIZATION", None, inputs, outputs[:1], dtypes[:1])
         elif op == "Softmax":

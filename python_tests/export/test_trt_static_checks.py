@@ -291,8 +291,37 @@ def test_a_planted_misspelt_fake_member_is_caught():
     assert len(problems) == 2 and "'set_memory_pool_limt'" in problems[0] and "['builder_flag']" in problems[1]
 
 
-def test_the_shape_source_layer_types_exist():
-    from zsseg_rt.export.trt_precision import SHAPE_SOURCE_TYPES
+def test_the_layer_types_named_by_string_exist():
+    from zsseg_rt.export.trt_precision import VALUE_INPUTS  # looked up with getattr(trt.LayerType, name)
 
     members = surface.load_api()["classes"]["LayerType"]["members"]
-    assert set(SHAPE_SOURCE_TYPES) <= set(members)
+    assert set(VALUE_INPUTS) | {"SHAPE", "CONSTANT"} <= set(members)
+
+
+# ---------------------------------------------------------------------------------------------- fp16 recipes
+def _network(fake, path):
+    network = fake.Builder(fake.Logger()).create_network(0)
+    fake.OnnxParser(network, fake.Logger()).parse_from_file(path)
+    return network
+
+
+def test_the_fp16_recipes_on_every_familys_real_graphs(family_bundles):
+    """Each graph lowered as TensorRT's importer does: fp16 prefers fp32 for exactly the L2 sums of squares,
+    fp16-pinned pins every LayerNorm/Softmax and nothing computed from shapes."""
+    from fake_onnx_importer import lower_onnx
+    from fake_tensorrt import make_module
+
+    from zsseg_rt.export import trt_precision
+
+    for family, path in _graphs(family_bundles):
+        fake = make_module("10.3.0", {path: lower_onnx(path)})
+        network = _network(fake, path)
+        l2 = [n.name for n in onnx.load(path, load_external_data=False).graph.node if n.op_type == "ReduceL2"]
+        squares = trt_precision.l2_sum_of_squares_layers(network, fake)
+        assert sorted(layer.name for layer in squares) == sorted(
+            name for n in l2 for name in (f"{n} [PROD]", f"{n} [REDUCE]", n)
+        ), f"{family} {os.path.basename(path)}"
+        pinned = set(trt_precision.keep_numerics_in_fp32(network, fake))
+        shape_only = {network.get_layer(i).name for i in trt_precision.shape_only_layers(network, fake)}
+        norms = {l.name for l in network.layers if l.type.name in ("NORMALIZATION", "SOFTMAX")}
+        assert not pinned & shape_only and norms <= pinned, f"{family} {os.path.basename(path)}"

@@ -19,8 +19,6 @@ import json
 import re
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set
 
-SHAPE_SOURCE_TYPES = ("SHAPE", "CONSTANT")  # LayerType names whose outputs do not depend on tensor values
-
 
 def _layers(network) -> List:
     return [network.get_layer(i) for i in range(network.num_layers)]
@@ -35,22 +33,36 @@ def _producers(layers: Sequence) -> Dict[str, int]:
     return producers
 
 
+# layer types whose output values come only from some inputs (the others set shapes, indices or sizes): SLICE
+# (Slice, Expand, Tile: input 0), SHUFFLE (Reshape: input 0), GATHER (data: input 0), RESIZE (input 0), FILL (Range /
+# ConstantOfShape: alpha/beta 1, 2; input 0 is the output's dimensions)
+VALUE_INPUTS = {"SLICE": (0,), "SHUFFLE": (0,), "GATHER": (0,), "RESIZE": (0,), "FILL": (1, 2)}
+
+
 def shape_only_layers(network, trt) -> Set[int]:
-    """Indices of the layers whose outputs depend only on tensor shapes and constants: ``Shape`` and constant layers,
-    and every layer all of whose inputs come from such layers (network layers are in topological order, as the ONNX
-    importer adds them)."""
+    """Indices of the layers whose output values are computed from tensor shapes: ``Shape`` layers, and every layer
+    whose value inputs (``VALUE_INPUTS``) all come from such layers or constants, at least one from a shape (the
+    attention scale ``Shape -> Slice -> Cast -> Sqrt -> Div``). Constants merely reshaped or expanded by a shape (a
+    decoder's learned queries repeated over the batch) are not: their values are data, not shapes. Network layers are
+    in topological order, as the ONNX importer adds them."""
     layers = _layers(network)
     producers = _producers(layers)
-    sources = {getattr(trt.LayerType, name) for name in SHAPE_SOURCE_TYPES}
+    value_inputs = {getattr(trt.LayerType, name): indices for name, indices in VALUE_INPUTS.items()}
+    constant: Set[int] = set()
     found: Set[int] = set()
     for index, layer in enumerate(layers):
-        if layer.type in sources:
+        if layer.type == trt.LayerType.SHAPE:
             found.add(index)
             continue
-        inputs = [layer.get_input(k) for k in range(layer.num_inputs)]
-        inputs = [tensor for tensor in inputs if tensor is not None]
-        if inputs and all(producers.get(tensor.name) in found for tensor in inputs):
-            found.add(index)
+        if layer.type == trt.LayerType.CONSTANT:
+            constant.add(index)
+            continue
+        picks = value_inputs.get(layer.type, range(layer.num_inputs))
+        tensors = [layer.get_input(k) for k in picks if k < layer.num_inputs]
+        sources = [producers.get(t.name) for t in tensors if t is not None]
+        if not sources or not all(s in found or s in constant for s in sources):
+            continue
+        (found if any(s in found for s in sources) else constant).add(index)
     return found
 
 
