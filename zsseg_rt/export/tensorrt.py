@@ -380,17 +380,8 @@ def build_engine_set(
     with PeakMemory(getattr(toolchain, "device_memory_used", None)) as peak:
         for role in roles:
             key = make_engine_key(meta, role, precision, ranges, version, device)
-            engine_path = engine_path_for(root, key)
-            problem = "rebuild forced" if force else _cached_engine_problem(engine_path, key)
-            if problem is None:
-                LOG.info("reusing cached %s engine %s", role, engine_path)
-            else:
-                LOG.info("building %s engine (%s)", role, problem.splitlines()[0])
-                verify_bundle_files(meta, [key.graph])
-                extra = toolchain.build(_build_job(meta, role, key, engine_path, ranges, workspace, root, device))
-                write_engine_record(engine_path, key, extra=extra or None)
-                report.built.append(role)
-            report.paths[role] = engine_path
+            job = _build_job(meta, role, key, engine_path_for(root, key), ranges, workspace, root, device)
+            _build_or_reuse(toolchain, meta, job, force, report)
         report.seconds = time.perf_counter() - start
         if report.built and accuracy_gate:
             report.gate = _gate(meta, toolchain, report, max_batch, accept_below_gate, gate_images)
@@ -406,6 +397,20 @@ def build_engine_set(
         record = read_engine_record(next(iter(report.paths.values())))[1]
         report.gate, report.memory = record.get("accuracy_gate"), record.get("build_memory")
     return report
+
+
+def _build_or_reuse(toolchain, meta: BundleMeta, job: BuildJob, force: bool, report: EngineBuildReport) -> None:
+    """Reuse the cached engine of ``job`` when its record matches, else build it and write its record."""
+    problem = "rebuild forced" if force else _cached_engine_problem(job.engine_path, job.key)
+    if problem is None:
+        LOG.info("reusing cached %s engine %s", job.role, job.engine_path)
+    else:
+        LOG.info("building %s engine (%s)", job.role, problem.splitlines()[0])
+        verify_bundle_files(meta, [job.key.graph])
+        extra = toolchain.build(job)
+        write_engine_record(job.engine_path, job.key, extra=extra or None)
+        report.built.append(job.role)
+    report.paths[job.role] = job.engine_path
 
 
 def _workspace_bytes(workspace_gb: Optional[float], toolchain, device: DeviceInfo) -> Optional[int]:

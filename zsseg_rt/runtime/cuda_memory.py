@@ -9,7 +9,7 @@ Written against the CUDA driver API and TensorRT 10; never run in this project's
 from __future__ import annotations
 
 import ctypes
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -83,6 +83,7 @@ class CudaMemory(Memory):
     """
 
     kind = "cuda"
+    page_locked = True
 
     def __init__(self, driver, stream: int = 0, zero_copy="auto", device_index: int = 0):
         super().__init__()
@@ -185,7 +186,7 @@ class TensorRTExecutor(Executor):
     ``contexts`` maps a graph role ("image", "head") to a TensorRT ``IExecutionContext`` of its engine.
     """
 
-    def __init__(self, contexts: Dict[str, object], memory: CudaMemory):
+    def __init__(self, contexts: Dict[str, Any], memory: CudaMemory):
         self.contexts = contexts
         self.memory = memory
         self._outputs: Dict[Tuple[str, str], Tuple[CudaBuffer, int]] = {}

@@ -51,6 +51,7 @@ class Memory:
 
     kind = "abstract"
     stream = 0  # the stream every op of the pipeline is enqueued on (CUDA handle as int; 0 elsewhere)
+    page_locked = False  # host_buffer gives page-locked memory (worth reusing, instead of one per frame)
 
     def __init__(self) -> None:
         self.transfers = TransferLog()
@@ -147,6 +148,7 @@ class TorchMemory(Memory):
         self.torch = torch
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
+        self.page_locked = self.cuda
         self.stream = torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
 
     def empty(self, shape, dtype):
@@ -261,10 +263,11 @@ class DevicePipeline:
     # ---- one frame --------------------------------------------------------------------------------------
     def _frame_buffers(self, frame: np.ndarray) -> Tuple[np.ndarray, Buffer]:
         if self._frame_host is None or self._frame_host.shape != frame.shape:
-            self._replace("_frame_host", self.memory.host_buffer(frame.shape, np.uint8))
-            view = self.memory.device_view(self._frame_host)  # zero-copy: the kernels read the host buffer
+            host = self.memory.host_buffer(frame.shape, np.uint8)
+            self._replace("_frame_host", host)
+            view = self.memory.device_view(host)  # zero-copy: the kernels read the host buffer
             self._replace("_frame", view if view is not None else self.memory.empty(frame.shape, np.uint8))
-        return self._frame_host, self._frame
+        return self._frame_host, self._frame  # type: ignore[return-value]  # set just above
 
     def _replace(self, attribute: str, buffer) -> None:
         """Set a reused buffer, releasing the one it replaces (the previous frame has been synchronised)."""
@@ -274,8 +277,11 @@ class DevicePipeline:
         setattr(self, attribute, buffer)
 
     def _host_output(self, name: str, shape: Tuple[int, int], dtype) -> np.ndarray:
-        """The host buffer results are downloaded into: one per output, reused while the frame size stays (pinned
-        memory is allocated once, not per frame)."""
+        """The host buffer results are downloaded into. Page-locked memory is a staging buffer per output, reused
+        while the frame size stays (allocated once, not per frame; the caller gets a copy); plain host memory is a
+        new array per frame, handed to the caller as it is."""
+        if not self.memory.page_locked:
+            return self.memory.host_buffer(shape, dtype)
         current = self._staging.get(name)
         if current is None or current.shape != tuple(shape) or current.dtype != np.dtype(dtype):
             if current is not None:
@@ -335,6 +341,8 @@ class DevicePipeline:
             scores_host = self._host_output("scores", (height, width), np.float32)
             self.memory.download("scores", scores, scores_host)
         self.memory.synchronize()
+        if not self.memory.page_locked:
+            return labels_host, scores_host
         # the staging buffers are reused by the next frame: the caller gets its own copies
         return labels_host.copy(), (scores_host.copy() if scores_host is not None else None)
 

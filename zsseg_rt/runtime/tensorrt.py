@@ -9,7 +9,7 @@ the CUDA driver shim (:mod:`zsseg_rt.runtime.cuda_driver`). Engines are built by
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -133,7 +133,7 @@ def import_tensorrt():
     return trt
 
 
-_LOGGERS: Dict[int, object] = {}  # id(tensorrt module) -> its process-wide trt.Logger
+_LOGGERS: Dict[int, Any] = {}  # id(tensorrt module) -> its process-wide trt.Logger
 
 
 def tensorrt_logger(trt=None, verbose: bool = False):
