@@ -206,7 +206,8 @@ def windows_per_call(requested: int, executor: Executor) -> int:
     requested = int(requested)
     if requested < 1:
         raise ValueError(f"max_windows must be >= 1, got {requested}")
-    limit = executor.batch_limit()
+    batch_limit = getattr(executor, "batch_limit", None)  # executors written before the method existed: no limit
+    limit = batch_limit() if batch_limit is not None else None
     return requested if limit is None else max(1, min(requested, int(limit)))
 
 
