@@ -57,7 +57,8 @@ class FakeLibcuda:
         for symbol in (
             "cuInit cuDevicePrimaryCtxRetain cuDevicePrimaryCtxRelease_v2 cuCtxSetCurrent cuMemAlloc_v2 cuMemFree_v2 "
             "cuMemcpyHtoDAsync_v2 cuMemcpyDtoHAsync_v2 cuMemcpyDtoDAsync_v2 cuStreamCreate cuStreamSynchronize "
-            "cuStreamDestroy_v2 cuGetErrorString cuMemHostAlloc cuMemFreeHost cuMemHostGetDevicePointer_v2"
+            "cuStreamDestroy_v2 cuGetErrorString cuMemHostAlloc cuMemFreeHost cuMemHostGetDevicePointer_v2 "
+            "cuMemGetInfo_v2 cuDriverGetVersion"
         ).split():
             setattr(self, symbol, _settable(ok))
         self.cuDeviceGetCount = _settable(count)

@@ -61,13 +61,16 @@ class HeadGraph(nn.Module):
 class TextEncoderGraph(nn.Module):
     """``tokens [P,L] int32`` -> ``text_embeddings [P,D]`` L2-normalised (open_clip ``encode_text``).
 
-    The end-of-text position is found with an argmax over int32 ids (TensorRT has no int64 ArgMax).
+    The end-of-text position is found with an argmax over int32 ids (TensorRT has no int64 ArgMax); the causal mask
+    is finite and the end-token pooling a one-hot MatMul (``export.text_graph``: the same numbers, TensorRT-friendly).
     """
 
     def __init__(self, model):
         super().__init__()
-        self.text = model.text_encoder
+        from .text_graph import ExportTextEncoder
+
+        self.text = ExportTextEncoder(model.text_encoder)
         self.eval()
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.text.encode_tokens(tokens)
+        return self.text(tokens)
