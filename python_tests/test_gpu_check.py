@@ -1,7 +1,7 @@
-"""tools/gpu_check.sh without a GPU (issue 25): its plumbing (build into its own folder, the check that the build
-is what gets imported, the report) with a fake ``nvidia-smi`` and ``nvcc`` on PATH; and no script of tools/ may
-shadow a standard-library module (tools/profile.py shadowed ``profile``, which torch imports, and crashed the
-benchmark and Engine steps of the first GPU run)."""
+"""tools/gpu_check.sh without a GPU: its plumbing (build into its own folder, the check that the build is what gets
+imported, the report) with a fake ``nvidia-smi`` and ``nvcc`` on PATH, and the launcher of its benchmark and Engine
+steps (on the first GPU run they imported the checkout instead of the build, and tools/profile.py as ``profile``).
+That tools/profile.py cannot shadow the standard library: python_tests/test_entry_points.py."""
 
 import json
 import os
@@ -25,17 +25,49 @@ echo "Cuda compilation tools, release 0.0 (fake nvcc: the plumbing test builds w
 """
 
 
-def test_no_script_in_tools_is_named_like_a_standard_library_module():
-    shadowing = sorted(
-        p.name for p in (REPO / "tools").iterdir() if p.suffix == ".py" and p.stem in sys.stdlib_module_names
-    )
-    assert shadowing == [], f"these would shadow the standard library when a script of tools/ runs: {shadowing}"
-
-
-def test_gpu_check_runs_every_python_script_through_the_launcher():
+def test_gpu_check_runs_the_benchmarks_and_checks_through_the_launcher():
     script = (REPO / "tools" / "gpu_check.sh").read_text()
-    direct = [line for line in script.splitlines() if '"$PY" tools/' in line or "$PY tools/" in line]
-    assert direct == []  # `python tools/x.py` puts tools/ first on sys.path
+    # `python tools/x.py` puts tools/ first on sys.path; `python -m benchmarks ...` from the checkout puts the
+    # checkout (whose zsseg_rt/ has no _C) before the build: both must go through run_module
+    direct = [
+        line
+        for line in script.splitlines()
+        if any(bad in line for bad in ('"$PY" tools/', "$PY tools/", '"$PY" -m benchmarks', '"$PY" -m checks'))
+    ]
+    assert direct == []
+    assert "run_module benchmarks cuda" in script and "run_module checks gpu_engine" in script
+
+
+def test_the_launcher_imports_the_build_first_and_the_checkout_last(tmp_path):
+    """run_module from tools/gpu_check.sh: zsseg_rt from the build on PYTHONPATH, benchmarks/checks from the
+    checkout (appended to the end of sys.path), run from the report folder."""
+    script = (REPO / "tools" / "gpu_check.sh").read_text()
+    start = script.index("run_module() {")
+    function = script[start : script.index("\n}\n", start) + 3]
+    build = tmp_path / "build"
+    (build / "zsseg_rt").mkdir(parents=True)
+    (build / "zsseg_rt" / "__init__.py").write_text("")  # stands for the build (the checkout's has no _C)
+    (build / "probe").mkdir()
+    (build / "probe" / "__main__.py").write_text(
+        "import sys, zsseg_rt, checks\nprint('zsseg_rt', zsseg_rt.__file__)\nprint('checks', checks.__file__)\n"
+        "print('argv', sys.argv[1:])\n"
+    )
+    out = tmp_path / "report"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(build), PYTHONSAFEPATH="1", OUT=str(out), ROOT=str(REPO))
+    env["PY"] = str(_bare_python(tmp_path / "py"))  # this venv's editable zsseg_rt would win over any path
+    run = subprocess.run(
+        ["bash", "-c", f'{function}\nrun_module probe --flag "two words"'],
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"zsseg_rt {build / 'zsseg_rt' / '__init__.py'}" in run.stdout
+    assert f"checks {REPO / 'checks' / '__init__.py'}" in run.stdout
+    assert "argv ['--flag', 'two words']" in run.stdout
 
 
 def _bare_python(root: Path) -> Path:

@@ -18,8 +18,9 @@
 # Exit code: 0 when every check passed, 1 otherwise (the report says which). Nothing here needs network access.
 #
 # Every Python step imports the build made here, never the source tree: pytest and the scripts run from the
-# report folder (not from the checkout, whose zsseg_rt/ has no _C), scripts through a launcher that appends their
-# folder to the END of sys.path (so no file in tools/ can shadow a standard-library module, e.g. profile), and
+# report folder (not from the checkout, whose zsseg_rt/ has no _C), the benchmarks/checks programs through a
+# launcher that appends the checkout to the END of sys.path (so nothing in it can shadow the build or a
+# standard-library module), and
 # the import step fails the check unless zsseg_rt and its _C come from the build folder. The whole pytest suite
 # runs (a GPU changes which paths run, not only the CUDA tests'), with the Engine's per-stage timing from the
 # device pipeline (encoder, head, post-processing, copies).
@@ -47,11 +48,12 @@ STEPS="$OUT/steps.tsv"
 : >"$STEPS"
 
 wanted() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
-# Run a script of this checkout with the build on sys.path and the script's folder appended last (never first).
-run_script() {
-  local script="$1"; shift
-  (cd "$OUT" && "$PY" -c 'import runpy, sys, os; p = sys.argv[1]; sys.argv = sys.argv[1:]; \
-sys.path.append(os.path.dirname(os.path.abspath(p))); runpy.run_path(p, run_name="__main__")' "$ROOT/$script" "$@")
+# Run a program of this checkout's benchmarks/ or checks/ package (python -m PACKAGE NAME ...) from the report
+# folder, with the checkout APPENDED to the end of sys.path: the build (on PYTHONPATH) provides zsseg_rt, the
+# checkout only the benchmarks/checks packages, and nothing of the checkout can shadow another module.
+run_module() {
+  (cd "$OUT" && "$PY" -c 'import runpy, sys; sys.path.append(sys.argv[1]); package = sys.argv[2]; \
+sys.argv = [package] + sys.argv[3:]; runpy.run_module(package, run_name="__main__", alter_sys=True)' "$ROOT" "$@")
 }
 
 step() {  # step NAME LOGFILE COMMAND... : run, record "name<TAB>rc<TAB>seconds<TAB>log"
@@ -152,12 +154,12 @@ fi
 
 # ---- benchmarks and the Engine ------------------------------------------------------------------------------
 if wanted bench; then
-  step bench_cuda "$OUT/bench_cuda.log" run_script tools/bench_cuda.py --json "$OUT/bench_cuda.json" --compile
+  step bench_cuda "$OUT/bench_cuda.log" run_module benchmarks cuda --json "$OUT/bench_cuda.json" --compile
 fi
 if wanted engine; then
   ENGINE_ARGS=(--out "$OUT")
   [ "$QUICK" = 1 ] && ENGINE_ARGS+=(--skip-full)
-  step engine "$OUT/engine.log" run_script tools/gpu_engine_check.py "${ENGINE_ARGS[@]}"
+  step engine "$OUT/engine.log" run_module checks gpu_engine "${ENGINE_ARGS[@]}"
 fi
 
 # ---- report -------------------------------------------------------------------------------------------------
