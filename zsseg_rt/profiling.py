@@ -472,7 +472,7 @@ def profile_config(engine, image: np.ndarray, batch: int, warmup: int, iters: in
         "device_memory": device_memory(engine),
     }
     if set(COPY_STAGES) <= set(stages):
-        out["copies"] = percentiles(np.add(per_stage["upload"], per_stage["download"]))
+        out["copies"] = percentiles([u + d for u, d in zip(per_stage["upload"], per_stage["download"])])
     if timer is not None:
         out["device_stages"] = {stage: percentiles(vals) for stage, vals in device.items()}
     del cv2
@@ -721,10 +721,7 @@ def write_plot(report: dict, path: str) -> None:
     present = [s for s in STAGES + COPY_STAGES if any(s in r["stages"] for r in results)]
     for stage in present + ["other"]:
         values = np.array(
-            [
-                r["other"]["mean"] if stage == "other" else r["stages"].get(stage, {"mean": 0.0})["mean"]
-                for r in results
-            ]
+            [(r["other"] if stage == "other" else r["stages"].get(stage, {"mean": 0.0}))["mean"] for r in results]
         )
         bars.bar(range(len(results)), values, bottom=bottom, label=stage)
         bottom += values
