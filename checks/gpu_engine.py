@@ -95,12 +95,16 @@ def time_stages(bundle: str, device: str, image_path: Path, classes: int, frames
     for _ in range(frames):
         engine(image)
     per_frame = {k: sum(v) / frames for k, v in stages.items()}
-    encoder = per_frame.get("image_encoder", float("nan"))
-    post = per_frame.get("postprocess", float("nan"))
+    missing = {"image_encoder", "head", "postprocess"} - set(per_frame)
+    if missing:  # e.g. a pipeline that reports one opaque stage: the check below would be NaN
+        raise RuntimeError(f"the Engine reported no {sorted(missing)} stage(s), only {sorted(per_frame)}")
+    encoder = per_frame["image_encoder"]
+    post = per_frame["postprocess"]
     return {
         "classes": classes,
         "frames": frames,
         "ms_per_frame_by_stage": per_frame,
+        "copies_ms_per_frame": per_frame.get("upload", 0.0) + per_frame.get("download", 0.0),
         "post_over_encoder": post / encoder,
         "median_frame_ms": statistics.median(
             [sum(stages[k][i] for k in stages if k != "text_encoder" and i < len(stages[k])) for i in range(frames)]

@@ -17,6 +17,11 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: full-size models (minutes); run by tools/run_tests.sh, deselect with -m 'not slow'"
     )
+    config.addinivalue_line(
+        "markers",
+        "cuda: runs the CUDA path of the native module; skips without a usable device. CI runs them on the emulated "
+        "CUDA runtime: ZSSEG_CUDA_EMULATION=1 python -m pytest python_tests -m cuda (tools/build_emulated.sh)",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -163,3 +163,39 @@ def test_argument_parsing_errors():
 def test_the_profiled_engine_really_segments(profile_run):
     _, report = profile_run
     assert max(r["distinct_labels"] for r in report["results"]) >= 3  # not a constant label map
+
+
+def test_device_pipeline_stages_and_copies_are_shown(tiny_bundle, tmp_path):
+    # The device-resident pipeline (here its host form, device_pipeline=True on ONNX Runtime) reports its own
+    # stages, copies included; the profiler shows them instead of hiding the copies in "other".
+    from zsseg_rt import Engine
+
+    engine = Engine(tiny_bundle, classes=[f"c{i}" for i in range(5)], backend="onnxruntime", device_pipeline=True)
+    assert profile_tool.uses_device_pipeline(engine)
+    assert profile_tool.choose_timing("auto", engine) == "stream-sync"
+    with pytest.raises(SystemExit, match="device pipeline"):
+        profile_tool.choose_timing("cuda", engine)
+    image = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)  # two windows
+    res = profile_tool.profile_config(engine, image, batch=1, warmup=1, iters=4, timer=None)
+    assert list(res["stages"]) == list(profile_tool.STAGES + profile_tool.COPY_STAGES)
+    for stage in res["stages"]:
+        assert res["stages"][stage]["mean"] > 0, stage
+    copies = res["copies"]["mean"]
+    assert copies == pytest.approx(res["stages"]["upload"]["mean"] + res["stages"]["download"]["mean"], rel=1e-6)
+    assert MIN_STAGE_COVERAGE <= res["stage_sum_coverage"] <= 1.0 + 1e-9, res["stage_sum_coverage"]
+    res.update(backend="onnxruntime", precision="fp32", timing="stream-sync", resolution=[128, 96], batch=1)
+    res.update(classes=5)
+    report = {
+        "system": profile_tool.system_info(),
+        "settings": {"image_size": 64, "mode": "exact", "iters": 4, "warmup": 1},
+        "results": [res],
+        "text_encoder": [],
+        "comparison": [],
+    }
+    table = profile_tool.format_table(report)
+    for stage in ("upload", "download", "copies"):
+        assert f" {stage} " in table, stage
+    profile_tool.write_csv(report, str(tmp_path / "p.csv"))
+    with open(tmp_path / "p.csv", newline="", encoding="utf-8") as handle:
+        assert {"upload", "download"} <= {r["stage"] for r in csv.DictReader(handle)}
+    assert engine.stage_hook is None and engine.pipeline.stage_hook is None  # the profiler left no hook behind

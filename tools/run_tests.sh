@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite from scratch: environment + build, static checks (tools/lint.sh), C++ tests
-# (GoogleTest/ctest; also cross-compiled for aarch64 and run under qemu), Python tests (pytest), and the runtime
-# tests once more in a torch-free venv holding only the runtime install (tools/runtime_only_tests.sh).
+# (GoogleTest/ctest; the CUDA kernels on the emulated runtime under ASan; also cross-compiled for aarch64 and run
+# under qemu), the Python CUDA tests on the emulated CUDA runtime under ASan (tools/build_emulated.sh), _C with a
+# static C++ runtime (tools/static_runtime_check.sh), Python tests (pytest), and the runtime tests once more in a
+# torch-free venv holding only the runtime install (tools/runtime_only_tests.sh).
 # GPU- and TensorRT-only tests skip with a reason when those are absent. Exits non-zero on any failure.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +33,21 @@ LOG="$(mktemp)"
 "$VENV/bin/cmake" --build build-emu-asan -j2 >>"$LOG" 2>&1 || { tail -50 "$LOG"; exit 1; }
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$VENV/bin/ctest" --test-dir build-emu-asan --output-on-failure
 rm -f "$LOG"
+
+echo "== Python CUDA tests on the emulated CUDA runtime (zsseg_rt._C_emulated, AddressSanitizer + UBSan; docs/gpu.md) =="
+# The binding layer (DeviceArray, DLPack/CAI parsing, out=, streams, events, exports, capture, the device pipeline)
+# on emulated device memory. ASan's runtime (and libstdc++, for its __cxa_throw interceptor) must be loaded first;
+# detect_leaks=0 because CPython's own allocations at exit are not leaks of ours (every other check stays on).
+T0=$(date +%s)
+bash "$ROOT/tools/build_emulated.sh"
+ZSSEG_CUDA_EMULATION=1 LD_PRELOAD="$(bash "$ROOT/tools/build_emulated.sh" --preload)" ASAN_OPTIONS=detect_leaks=0 \
+  UBSAN_OPTIONS=print_stacktrace=1 "$VENV/bin/python" -m pytest python_tests -m cuda -q -p no:cacheprovider
+echo "[emulated CUDA tests: $(( $(date +%s) - T0 )) s]"
+
+echo "== _C with a static C++ runtime (-static-libstdc++): error messages and the raw-binding fuzz =="
+T0=$(date +%s)
+bash "$ROOT/tools/static_runtime_check.sh"
+echo "[static C++ runtime check: $(( $(date +%s) - T0 )) s]"
 
 echo "== C++ tests on aarch64 (cross-compiled, run under qemu-user-static; the Jetson CPU path) =="
 bash "$ROOT/tools/cross_test_aarch64.sh"

@@ -12,6 +12,10 @@ What is measured
   * cuda (default when the backend runs on a GPU and torch with CUDA is importable): CUDA events recorded
     around the image-encoder, head and text-encoder calls (the device timeline between the call's start and the
     moment its outputs are back on the host); pre/post-processing run on the host (NumPy) and stay wall-clock.
+  * stream-sync (whenever the Engine runs the device-resident pipeline: TensorRT, torch on CUDA, or
+    ``device_pipeline=True``): the pipeline's own stages, each timed between two synchronisations of its stream
+    (so each is its device work): upload (the frame), preprocess, image_encoder, head, postprocess, download
+    (labels and scores); "copies" in the table is upload + download.
   * end-to-end: wall time of ``engine(images)``; ``other`` = end-to-end minus the sum of the stages (array
     stacking, result construction, the hook itself). The JSON records the stage-sum coverage.
   * memory: peak host RSS per configuration (VmHWM, reset through /proc/self/clear_refs where allowed, else the
@@ -42,6 +46,7 @@ import numpy as np
 from zsseg_rt.assets import SAMPLES_DIR
 
 STAGES = ("preprocess", "image_encoder", "head", "postprocess")
+COPY_STAGES = ("upload", "download")  # the device pipeline's host<->device copies (profiled as their own stages)
 DEVICE_STAGES = ("image_encoder", "head", "text_encoder")
 SAMPLE_IMAGE = str(SAMPLES_DIR / "JPEGImages")
 
@@ -287,9 +292,26 @@ def _backend_on_gpu(engine) -> bool:
     return "CUDAExecutionProvider" in (getattr(backend, "providers", None) or [])[:1]
 
 
+def uses_device_pipeline(engine) -> bool:
+    """Whether frames go through the device-resident pipeline (which reports its stages itself, copies included)."""
+    return getattr(engine.pipeline, "device", None) is not None and engine.mode == "exact"
+
+
+def stages_of(engine) -> tuple:
+    """The stages a frame of ``engine`` reports through its stage hook."""
+    return STAGES + COPY_STAGES if uses_device_pipeline(engine) else STAGES
+
+
 def choose_timing(requested: str, engine) -> str:
     if requested == "wall":
         return "wall"
+    if uses_device_pipeline(engine):
+        if requested == "cuda":
+            raise SystemExit(
+                "--timing cuda: this Engine runs the device pipeline, which times its own stages between "
+                "synchronisations of its stream (--timing auto reports them as stream-sync)"
+            )
+        return "stream-sync"
     on_gpu = _backend_on_gpu(engine)
     cuda_ok = False
     if on_gpu:
@@ -414,7 +436,8 @@ def profile_config(engine, image: np.ndarray, batch: int, warmup: int, iters: in
         engine(images)
     if timer is not None:
         timer.collect()
-    per_stage: Dict[str, List[float]] = {stage: [] for stage in STAGES}
+    stages = stages_of(engine)
+    per_stage: Dict[str, List[float]] = {stage: [] for stage in stages}
     device: Dict[str, List[float]] = {stage: [] for stage in ("image_encoder", "head")}
     e2e: List[float] = []
     sink: Dict[str, float] = {}
@@ -426,7 +449,7 @@ def profile_config(engine, image: np.ndarray, batch: int, warmup: int, iters: in
             start = time.perf_counter()
             engine(images)
             e2e.append(time.perf_counter() - start)
-            for stage in STAGES:
+            for stage in stages:
                 per_stage[stage].append(sink.get(stage, 0.0))
             if timer is not None:
                 measured = timer.collect()
@@ -434,11 +457,11 @@ def profile_config(engine, image: np.ndarray, batch: int, warmup: int, iters: in
                     device[stage].append(measured.get(stage, 0.0))
     finally:
         engine.stage_hook = None
-    stage_sum = np.sum([per_stage[s] for s in STAGES], axis=0)
+    stage_sum = np.sum([per_stage[s] for s in stages], axis=0)
     e2e_arr = np.asarray(e2e)
     other = np.maximum(e2e_arr - stage_sum, 0.0)
     out = {
-        "stages": {stage: percentiles(per_stage[stage]) for stage in STAGES},
+        "stages": {stage: percentiles(per_stage[stage]) for stage in stages},
         "other": percentiles(other),
         "end_to_end": percentiles(e2e),
         "fps": float(batch / e2e_arr.mean()),
@@ -448,6 +471,8 @@ def profile_config(engine, image: np.ndarray, batch: int, warmup: int, iters: in
         "peak_host_rss_bytes": peak_rss_bytes(),
         "device_memory": device_memory(engine),
     }
+    if set(COPY_STAGES) <= set(stages):
+        out["copies"] = percentiles([u + d for u, d in zip(per_stage["upload"], per_stage["download"])])
     if timer is not None:
         out["device_stages"] = {stage: percentiles(vals) for stage, vals in device.items()}
     del cv2
@@ -550,7 +575,7 @@ def compare(results: List[dict]) -> List[dict]:
                 "speedup_end_to_end_p50": base["end_to_end"]["p50"] / other["end_to_end"]["p50"],
                 "latency_ratio_end_to_end_p50": other["end_to_end"]["p50"] / base["end_to_end"]["p50"],
             }
-            for stage in STAGES:
+            for stage in STAGES:  # the stages every pipeline reports (copies exist on the device pipeline only)
                 b, o = base["stages"][stage]["p50"], other["stages"][stage]["p50"]
                 row[f"{stage}_latency_ratio_p50"] = o / b if b > 0 else float("nan")
             rows.append(row)
@@ -583,7 +608,10 @@ def format_table(report: dict) -> str:
             f"{res['backend']:<16} {res['precision']:<5} {res['resolution'][0]:>4}x{res['resolution'][1]:<4} "
             f"{res['batch']:>2} {res['classes']:>4}"
         )
-        rows = [(s, res["stages"][s]) for s in STAGES] + [("other", res["other"]), ("end_to_end", res["end_to_end"])]
+        rows = [(s, res["stages"][s]) for s in STAGES]
+        if "copies" in res:  # the device pipeline: its host<->device copies, and the sum of both
+            rows += [(s, res["stages"][s]) for s in COPY_STAGES] + [("copies", res["copies"])]
+        rows += [("other", res["other"]), ("end_to_end", res["end_to_end"])]
         for i, (stage, st) in enumerate(rows):
             fps = f"{res['fps']:>7.1f}" if stage == "end_to_end" else ""
             lines.append(
@@ -643,7 +671,7 @@ def write_csv(report: dict, path: str) -> None:
         writer.writeheader()
         n = report["settings"]["iters"]
         for res in report["results"]:
-            rows = [(s, res["stages"][s]) for s in STAGES] + [
+            rows = [(s, st) for s, st in res["stages"].items()] + [
                 ("other", res["other"]),
                 ("end_to_end", res["end_to_end"]),
             ]
@@ -690,8 +718,11 @@ def write_plot(report: dict, path: str) -> None:
     ]
     fig, (bars, hist) = plt.subplots(1, 2, figsize=(max(10, 2.2 * len(results) + 6), 5))
     bottom = np.zeros(len(results))
-    for stage in STAGES + ("other",):
-        values = np.array([r["stages"][stage]["mean"] if stage in r["stages"] else r["other"]["mean"] for r in results])
+    present = [s for s in STAGES + COPY_STAGES if any(s in r["stages"] for r in results)]
+    for stage in present + ["other"]:
+        values = np.array(
+            [(r["other"] if stage == "other" else r["stages"].get(stage, {"mean": 0.0}))["mean"] for r in results]
+        )
         bars.bar(range(len(results)), values, bottom=bottom, label=stage)
         bottom += values
     bars.set_xticks(range(len(results)))

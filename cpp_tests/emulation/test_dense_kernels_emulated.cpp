@@ -233,3 +233,38 @@ TEST(PreprocessEmulated, MatchesCpuExactly) {
 }
 
 }  // namespace
+
+// Issue 25: where 64x64 tiles would leave most SMs idle, the kernels use 32x32 tiles. Both sum every dot product
+// in the same order, so the choice must not change a single bit.
+TEST(DenseTilesEmulated, SmallAndLargeTilesGiveIdenticalResults) {
+  std::mt19937 rng(29);
+  zsseg::SimilarityParams s;
+  s.batch = 2, s.num_patches = 70, s.num_classes = 37, s.dim = 45, s.normalize = true, s.scale = 2.0f;
+  const std::vector<float> patches = emu_test::random_floats(2 * 70 * 45, rng, -1.f, 1.f);
+  const std::vector<float> text = emu_test::random_floats(37 * 45, rng, -1.f, 1.f);
+  zsseg::RelationDescriptorParams r;
+  r.batch = 1, r.num_classes = 37, r.dim = 45, r.out_dim = 70;
+  const std::vector<float> global = emu_test::random_floats(45, rng, -1.f, 1.f);
+  const std::vector<float> weight = emu_test::random_floats(70 * 90, rng, -0.5f, 0.5f);
+  const std::vector<float> bias = emu_test::random_floats(70, rng, -0.5f, 0.5f);
+  std::vector<float> sim[2], rel[2];
+  for (int variant = 0; variant < 2; ++variant) {
+    zs_emu::DeviceConfig config;
+    config.multiprocessors = variant == 0 ? 0 : 100000;  // 0: unknown -> 64-tiles; many SMs -> 32-tiles
+    zs_emu::reset_runtime(config);
+    sim[variant].assign(2 * 37 * 70, 0.f);
+    s.patches = patches.data(), s.text = text.data(), s.out = sim[variant].data();
+    ASSERT_EQ(zsseg::similarity_cuda_emulated(s, nullptr), 0);
+    rel[variant].assign(37 * 70, 0.f);
+    r.text = text.data(), r.image_global = global.data(), r.weight = weight.data(), r.bias = bias.data();
+    r.out = rel[variant].data();
+    ASSERT_EQ(zsseg::relation_descriptor_cuda_emulated(r, nullptr), 0);
+  }
+  zs_emu::reset_runtime();
+  EXPECT_EQ(sim[0], sim[1]);
+  EXPECT_EQ(rel[0], rel[1]);
+  std::vector<float> cpu(2 * 37 * 70);
+  s.out = cpu.data();
+  zsseg::similarity_cpu(s);
+  expect_close(sim[1], cpu, 1e-5, "similarity 32-tiles");
+}

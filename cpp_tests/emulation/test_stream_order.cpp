@@ -132,28 +132,82 @@ TEST_F(StreamOrder, WithoutMemoryPoolsTheBufferFallsBackToCudaMalloc) {
   EXPECT_EQ(zs_emu::live_allocations(), 0u);
 }
 
-TEST_F(StreamOrder, ABufferWhoseLaunchWasNeverRecordedIsFreedSynchronously) {
-  std::shared_ptr<StreamBuffer> buffer;
-  ASSERT_EQ(StreamBuffer::allocate(64, 0, nullptr, &buffer), cudaSuccess);
-  buffer.reset();  // e.g. the launch failed before the event was recorded: cudaFree waits for the device
-  EXPECT_EQ(zs_emu::runtime_stats().sync_free, 1);
-  EXPECT_EQ(zs_emu::live_allocations(), 0u);
-}
-
-// Review finding: a buffer exported to another library (DLPack / CAI) may still be read by that library's later
-// work on its own stream, which the completion event does not cover; a stream-ordered free would let the pool hand
-// the memory to the next op too early. Exported buffers are freed with cudaFree (a device-wide wait).
-TEST_F(StreamOrder, ABufferSharedWithAnotherLibraryIsFreedSynchronously) {
+TEST_F(StreamOrder, ABufferWhoseLaunchNeverHappenedIsStillReleasedAfterItsAllocation) {
   cudaStream_t stream = nullptr;
   ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  zs_emu::StreamHold running(stream);  // the allocation itself is still queued on the stream
+  void* data = nullptr;
+  {
+    std::shared_ptr<StreamBuffer> buffer;
+    ASSERT_EQ(StreamBuffer::allocate(64, 0, stream, &buffer), cudaSuccess);
+    data = buffer->data();
+  }  // e.g. an argument error after the allocation: no launch, no completion event
+  EXPECT_TRUE(zs_emu::is_live(data));  // ordered after the allocation, not freed under it
+  running.release();
+  EXPECT_FALSE(zs_emu::is_live(data));
+  EXPECT_EQ(zs_emu::runtime_stats().sync_free, 0);
+  EXPECT_EQ(zs_emu::runtime_stats().pool_free, 0);
+  cudaStreamDestroy(stream);
+}
+
+// Issue 25: cudaFree of pool memory does not wait for the device, so an exported buffer released with it (the old
+// "shared" path) was returned to the pool while its kernel could still write it; and every export forced that
+// path. Now the release waits for the launch's event and for the consumer's stream, stream-ordered.
+TEST_F(StreamOrder, AnExportedBufferIsReleasedAfterItsKernelAndItsConsumerWithoutADeviceWideWait) {
+  cudaStream_t stream = nullptr;
+  cudaStream_t consumer = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  ASSERT_EQ(cudaStreamCreateWithFlags(&consumer, cudaStreamNonBlocking), cudaSuccess);
+  auto kernel = std::make_unique<zs_emu::StreamHold>(stream);  // our kernel still writes the buffer
+  void* data = nullptr;
   {
     auto buffer = produce(stream, 100, 1.f);
-    buffer->mark_shared();
-    EXPECT_TRUE(buffer->shared());
+    data = buffer->data();
+    buffer->add_consumer(consumer);  // exported to a library working on `consumer`
+    buffer->add_consumer(cudaStreamLegacy);
   }
-  EXPECT_EQ(zs_emu::runtime_stats().async_free, 0);
+  EXPECT_TRUE(zs_emu::is_live(data));
+  kernel.reset();
+  EXPECT_FALSE(zs_emu::is_live(data));
+  EXPECT_EQ(zs_emu::runtime_stats().async_free, 1);
+  EXPECT_EQ(zs_emu::runtime_stats().sync_free, 0);
+  EXPECT_EQ(zs_emu::runtime_stats().pool_free, 0);
+  EXPECT_EQ(zs_emu::runtime_stats().blocking_waits, 0);
+  cudaStreamDestroy(consumer);
+  cudaStreamDestroy(stream);
+}
+
+TEST_F(StreamOrder, TheReleaseWaitsForConsumerWorkQueuedBeforeIt) {
+  cudaStream_t consumer = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&consumer, cudaStreamNonBlocking), cudaSuccess);
+  void* data = nullptr;
+  {
+    zs_emu::StreamHold reading(consumer);  // consumer work pending when the last reference goes
+    {
+      auto buffer = produce(nullptr, 8, 1.f);
+      data = buffer->data();
+      buffer->add_consumer(consumer);
+    }
+    EXPECT_TRUE(zs_emu::is_live(data));
+  }
+  EXPECT_FALSE(zs_emu::is_live(data));
+  cudaStreamDestroy(consumer);
+}
+
+TEST_F(StreamOrder, PoolMemoryFreedWithCudaFreeIsNotSynchronised) {
+  // The emulation behaves as the runtime does (the reason for the rules above).
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  zs_emu::StreamHold running(stream);
+  void* pooled = nullptr;
+  void* plain = nullptr;
+  ASSERT_EQ(cudaMallocAsync(&pooled, 16, stream), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&plain, 16), cudaSuccess);
+  ASSERT_EQ(cudaFree(pooled), cudaSuccess);
+  EXPECT_FALSE(zs_emu::is_live(pooled));  // returned at once, pending work or not
+  EXPECT_EQ(zs_emu::runtime_stats().pool_free, 1);
+  ASSERT_EQ(cudaFree(plain), cudaSuccess);  // waits for the device (forces the held work)
   EXPECT_EQ(zs_emu::runtime_stats().sync_free, 1);
-  EXPECT_EQ(zs_emu::live_allocations(), 0u);
   cudaStreamDestroy(stream);
 }
 

@@ -2,7 +2,6 @@
 #include "array_args.h"
 
 #include <climits>
-#include <sstream>
 
 #ifdef ZSSEG_WITH_CUDA
 #include <cuda_runtime.h>
@@ -22,15 +21,19 @@ struct RawArray {
   py::object keep_alive;
   bool readonly = false;
   const char* via = "";                    // "numpy", "__dlpack__", "__cuda_array_interface__"
-  std::optional<std::int64_t> cai_stream;  // __cuda_array_interface__ "stream" entry
+  std::optional<std::int64_t> cai_stream;  // stream to order after (CAI "stream" entry; 1 = legacy when absent)
+  bool device_from_pointer = false;        // the device id comes from the pointer (CAI, DLPack kDLCUDAHost)
 };
 
+// "[3, 64]". std::to_string, not an ostringstream: iostream facets crash when a static libstdc++ inside _C meets
+// the process's shared one (the first GPU run, issue 25).
 std::string join_shape(const std::vector<std::int64_t>& shape) {
-  std::ostringstream text;
-  text << '[';
-  for (std::size_t i = 0; i < shape.size(); ++i) text << (i ? ", " : "") << shape[i];
-  text << ']';
-  return text.str();
+  std::string text = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i) text += ", ";
+    text += std::to_string(shape[i]);
+  }
+  return text + "]";
 }
 
 // "BufferError: message" without pybind11's appended traceback.
@@ -118,9 +121,12 @@ void fill_from_dltensor(const dlpack::DLTensor& t, RawArray& raw, const ArgParse
     raw.place = Placement{Device::CPU, 0};
   } else if (kind == dlpack::kDLCUDA || kind == dlpack::kDLCUDAManaged) {
     raw.place = Placement{Device::CUDA, t.device.device_id};
+  } else if (kind == dlpack::kDLCUDAHost) {  // page-locked host memory: usable when mapped (checked later)
+    raw.place = Placement{Device::CUDA, t.device.device_id};
+    raw.device_from_pointer = true;
   } else {
     p.fail_value(std::string("argument '") + name + "' is on DLPack device type " + std::to_string(kind) +
-                 "; expected CPU (1) or CUDA (2)");
+                 "; expected CPU (1), CUDA (2), mapped pinned host memory (3) or managed memory (13)");
   }
 }
 
@@ -135,7 +141,8 @@ py::capsule own_dlpack(PyObject* capsule, const char* name, const char* used_nam
   });
 }
 
-py::object call_dlpack(py::handle obj, bool on_cuda, std::int64_t stream) {
+py::object call_dlpack(py::handle obj, bool on_cuda, const ArgParser& p) {
+  const std::int64_t stream = p.stream_int();
   // DLPack: stream 1 names the legacy default stream on CUDA; CPU producers get no stream.
   py::dict plain;
   if (on_cuda) plain["stream"] = py::int_(stream == 0 ? 1 : stream);
@@ -148,6 +155,11 @@ py::object call_dlpack(py::handle obj, bool on_cuda, std::int64_t stream) {
     } catch (py::error_already_set& err) {
       if (!err.matches(PyExc_TypeError)) throw;
     }
+  }
+  if (on_cuda && p.capturing()) {
+    throw py::value_error(
+        "__dlpack__ takes no stream argument, so it cannot be ordered without a host wait, which "
+        "is illegal while the stream is captured into a CUDA graph");
   }
   py::object capsule = method();
 #ifdef ZSSEG_WITH_CUDA
@@ -181,7 +193,7 @@ RawArray from_dlpack(py::handle obj, const ArgParser& p, const char* name) {
   }
   py::object capsule;
   try {
-    capsule = call_dlpack(obj, on_cuda, p.stream_int());
+    capsule = call_dlpack(obj, on_cuda, p);
   } catch (py::error_already_set& err) {
     p.fail_value(std::string("argument '") + name + "' could not be exported with __dlpack__: " + error_text(err));
   }
@@ -273,8 +285,16 @@ RawArray from_cai(py::handle obj, const ArgParser& p, const char* name) {
   if (cai.contains("mask") && !cai["mask"].is_none()) {
     p.fail_value(std::string("argument '") + name + "': masked __cuda_array_interface__ arrays are not supported");
   }
-  if (cai.contains("stream") && !cai["stream"].is_none()) raw.cai_stream = cai_int(cai["stream"], p, name, "stream");
+  if (!cai.contains("stream")) {
+    // No "stream" entry (versions 0-2, e.g. torch's): the producer's pending work is on a stream it did not name;
+    // order after the legacy default stream, which covers it and every blocking stream (torch's default stream).
+    // A v3 producer's explicit None means no synchronisation is needed.
+    raw.cai_stream = 1;
+  } else if (!cai["stream"].is_none()) {
+    raw.cai_stream = cai_int(cai["stream"], p, name, "stream");
+  }
   raw.place = Placement{Device::CUDA, 0};  // the device is read from the pointer once CUDA is known usable
+  raw.device_from_pointer = true;
   raw.keep_alive = py::reinterpret_borrow<py::object>(obj);
   return raw;
 }
@@ -306,14 +326,25 @@ void check_size(const RawArray& raw, const ArgParser& p, const char* name) {
 }
 
 #ifdef ZSSEG_WITH_CUDA
-// Device of a CUDA pointer; ValueError when it is not device / managed memory.
-int device_of_pointer(const void* ptr, const ArgParser& p, const char* name) {
+// Device of a CUDA pointer; ValueError when the device cannot address it. Device and managed memory qualify, and
+// page-locked host memory mapped into the device's address space (a Jetson's zero-copy buffers; with unified
+// addressing cudaHostAlloc memory is mapped): `data` becomes the device address (the same one with unified
+// addressing). Ordinary pageable host memory (cudaMemoryTypeUnregistered) does not.
+int device_of_pointer(const void*& data, const ArgParser& p, const char* name) {
   cudaPointerAttributes attr{};
-  const cudaError_t err = cudaPointerGetAttributes(&attr, ptr);
+  const cudaError_t err = cudaPointerGetAttributes(&attr, data);
   if (err != cudaSuccess) {
     cudaGetLastError();
     p.fail_value(std::string("argument '") + name + "': cudaPointerGetAttributes failed (" + cudaGetErrorString(err) +
                  "); the pointer is not CUDA memory");
+  }
+  if (attr.type == cudaMemoryTypeHost) {
+    if (attr.devicePointer == nullptr) {
+      p.fail_value(std::string("argument '") + name + "' is page-locked host memory that is not mapped into the " +
+                   "device's address space; allocate it with cudaHostAllocMapped (or copy it to the device)");
+    }
+    data = attr.devicePointer;
+    return attr.device;
   }
   if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged) {
     p.fail_value(std::string("argument '") + name + "' claims to be a CUDA array but its data pointer is not " +
@@ -329,7 +360,8 @@ void wait_for_producer(std::int64_t producer, const ArgParser& p, const char* na
                         : producer == 2 ? cudaStreamPerThread
                                         : reinterpret_cast<cudaStream_t>(producer);
   cudaStream_t ours = static_cast<cudaStream_t>(p.stream());
-  if (theirs == ours) return;
+  if (theirs == ours || (producer == 1 && p.stream_int() == 0)) return;
+  if (p.capturing()) return;  // captured into a graph: inputs must be ready before the capture began
   CudaDeviceGuard guard(Placement{Device::CUDA, device_id});
   cudaEvent_t ready = nullptr;
   cudaError_t err = cudaEventCreateWithFlags(&ready, cudaEventDisableTiming);
@@ -352,8 +384,8 @@ void check_cuda_usable(RawArray& raw, const ArgParser& p, const char* name) {
   }
   if (raw.data == nullptr) p.fail_value(std::string("argument '") + name + "' has a null data pointer");
   const int pointer_device = device_of_pointer(raw.data, p, name);
-  if (std::string(raw.via) == "__cuda_array_interface__") {
-    raw.place.device_id = pointer_device;  // CAI carries no device id: the pointer says where it lives
+  if (raw.device_from_pointer) {
+    raw.place.device_id = pointer_device;  // CAI / mapped host memory: the pointer says which device uses it
   } else if (pointer_device != raw.place.device_id) {
     p.fail_value(std::string("argument '") + name + "' says it is on cuda:" + std::to_string(raw.place.device_id) +
                  " but its data lives on cuda:" + std::to_string(pointer_device));
@@ -428,9 +460,22 @@ std::string ArrayArg::shape_str() const {
 
 // ---- ArgParser --------------------------------------------------------------------------------------
 ArgParser::ArgParser(std::string op, std::int64_t stream) : op_(std::move(op)), stream_(stream) {
-  sweep_in_use();
   if (stream < 0)
     fail_value("stream must be a cudaStream_t as a non-negative int (0 = default), got " + std::to_string(stream));
+  // The stream handle is only touched once a CUDA array shows it is meant for CUDA work (note_cuda_argument): a
+  // stream given with CPU arrays is refused by placement(), never passed to the runtime. The legacy default
+  // stream cannot be captured, so finished launches are swept right away.
+  if (stream == 0) {
+    capture_known_ = true;
+    sweep_in_use();
+  }
+}
+
+void ArgParser::note_cuda_argument() const {
+  if (capture_known_) return;
+  capture_known_ = true;
+  capturing_ = stream_is_capturing(stream_);
+  if (!capturing_) sweep_in_use();  // queries events: never while our stream is being captured
 }
 
 // torch tensors can carry a lazy negation / conjugation bit that DLPack and the array interfaces do not apply:
@@ -492,7 +537,10 @@ ArrayArg ArgParser::parse_array(const char* name, py::handle obj, Accept accept,
     fail_value(std::string("argument '") + name + "' must be C-contiguous, got shape " + join_shape(raw.shape) +
                " with byte strides " + join_shape(raw.byte_strides) + "; pass a contiguous copy");
   }
-  if (raw.place.is_cuda()) check_cuda_usable(raw, *this, name);
+  if (raw.place.is_cuda()) {
+    check_cuda_usable(raw, *this, name);
+    note_cuda_argument();  // the stream is for CUDA work: is it being captured?
+  }
   ArrayArg out;
   out.name = name;
   out.data = raw.data;
@@ -595,6 +643,10 @@ Output ArgParser::output(const char* name, const std::vector<std::int64_t>& shap
     out.array = std::move(arr);
     return out;
   }
+  if (capturing()) {
+    fail_value(std::string("output '") + name + "' cannot be allocated while the stream is captured into a CUDA " +
+               "graph; pass preallocated arrays with out=");
+  }
   DeviceArray device_array;
   try {
     device_array.buffer =
@@ -672,6 +724,28 @@ void ArgParser::check_launch(zsseg::CudaStatus status) const {
 
 zsseg::Stream ArgParser::stream() const {
   return reinterpret_cast<zsseg::Stream>(static_cast<std::uintptr_t>(stream_));
+}
+
+bool index_int64(py::handle obj, std::int64_t* value, bool* overflow) {
+  *overflow = false;
+  if (PyBool_Check(obj.ptr())) return false;
+  const py::object np_bool = py::module_::import("numpy").attr("bool_");
+  if (py::isinstance(obj, np_bool)) return false;
+  PyObject* index = PyNumber_Index(obj.ptr());  // int, NumPy integers; TypeError for floats and the rest
+  if (index == nullptr) {
+    PyErr_Clear();
+    return false;
+  }
+  int over = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(index, &over);
+  Py_DECREF(index);
+  if (over != 0 || (v == -1 && PyErr_Occurred())) {
+    PyErr_Clear();
+    *overflow = true;
+    return true;
+  }
+  *value = static_cast<std::int64_t>(v);
+  return true;
 }
 
 // ---- CudaDeviceGuard --------------------------------------------------------------------------------

@@ -31,10 +31,17 @@
 // completed (a process-wide list, polled without blocking at every op call and drained at exit).
 // CPU calls release the GIL while they compute and return NumPy arrays; passing stream != 0 with CPU arrays
 // is a ValueError.
+// CUDA graphs: while `stream` is being captured, nothing queries an event or waits on the host, outputs must be
+// given with `out=` (ValueError otherwise), producer streams are not waited for (inputs must be ready before the
+// capture starts), a CUDA class_bias is not checked on the device (check it before capturing), and the arrays a
+// captured call reads or writes must outlive the graph (their owner's job; nothing is kept alive for it).
+// Messages are built with std::to_string and string concatenation only: no iostreams, whose locale facets
+// break when a static C++ runtime in _C meets the process's shared libstdc++ (see CMakeLists.txt).
 #pragma once
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>  // std::vector <-> tuple/list (DeviceArray.shape, __cuda_array_interface__)
 
 #include <cstdint>
 #include <initializer_list>
@@ -151,6 +158,12 @@ class ArgParser {
 
   zsseg::Stream stream() const;  // the launch stream as a cudaStream_t handle
   std::int64_t stream_int() const { return stream_; }
+  // Whether the launch stream is being captured into a CUDA graph. Only for CUDA work: it asks the runtime about
+  // the stream handle (once per call).
+  bool capturing() const {
+    note_cuda_argument();
+    return capturing_;
+  }
   const std::string& op() const { return op_; }
 
  private:
@@ -158,6 +171,10 @@ class ArgParser {
   ArrayArg parse_array(const char* name, py::handle obj, Accept accept, ElemType exact = ElemType::Other) const;
   std::string op_;
   std::int64_t stream_;
+  // stream_ is being captured into a CUDA graph; known once the first CUDA argument was parsed (capture_known_)
+  mutable bool capturing_ = false;
+  mutable bool capture_known_ = false;
+  void note_cuda_argument() const;
   // CUDA only: owners of the parsed arguments (kept alive until the launch completes), the outputs allocated
   // here (they get the launch's completion event) and device-side checks to report after it (class_bias).
   mutable std::vector<py::object> in_use_;
@@ -171,6 +188,12 @@ class ArgParser {
  private:
   mutable std::vector<std::shared_ptr<DeviceBuffer>> allocated_;
 };
+
+// An integer argument as int64: Python ints and anything with __index__ (NumPy integers), never bool (Python's
+// or NumPy's) or a float. Returns false when `obj` is not such an integer; sets *overflow when it is one outside
+// the int64 range. Iterate Python sequences with `for (py::object item : seq)` (an owned reference): a py::handle
+// to a NumPy row or scalar made by the iteration dangles once the iterator moves on.
+bool index_int64(py::handle obj, std::int64_t* value, bool* overflow);
 
 // Makes `where.device_id` current for its lifetime (no-op for CPU or a CPU-only build).
 class CudaDeviceGuard {
@@ -222,6 +245,8 @@ struct DeviceArray {
 // Drop the owners of finished launches' arguments (never blocks; GIL held). Called by every ArgParser. Raises
 // ValueError for a finished launch whose device-side check failed (a non-finite CUDA class_bias), once.
 void sweep_in_use();
+// True while `stream` is being captured into a CUDA graph (always false without CUDA).
+bool stream_is_capturing(std::int64_t stream);
 // After a launch on `stream` (current device = the launch's): record the completion event, attach it to
 // `outputs` and keep `in_use` alive until it completes. Returns the CUDA status of the event record.
 int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,

@@ -82,7 +82,12 @@ void sweep_in_use() {
   in_use_list().sweep(&report_finished_checks);
 }
 
+bool stream_is_capturing(std::int64_t stream) {
+  return so::capturing(so::as_stream(stream));
+}
+
 bool ArgParser::check_bias_on_device(const ArrayArg& bias) const {
+  if (capturing()) return true;  // captured into a CUDA graph: no check (see parse_class_bias)
   auto check = so::DeviceCheck::create(zsseg::kBiasNotChecked);
   if (!check) return false;  // every slot in use: the caller checks with a blocking read-back
   check->what = op_ + ": argument 'class_bias'";
@@ -109,7 +114,9 @@ bool ArgParser::check_bias_on_device(const ArrayArg& bias) const {
     ran = nullptr;
   }
   check->set_event(ran);
-  in_use_list().keep_until(ran, InUse{{}, {check}});
+  // The check kernel reads the bias: its owner stays alive until that kernel has run, even when the op fails
+  // before its own launch (then nothing else holds it).
+  in_use_list().keep_until(ran, InUse{{bias.keep_alive}, {check}});
   checks_.push_back(std::move(check));
   return true;
 }
@@ -117,6 +124,11 @@ bool ArgParser::check_bias_on_device(const ArrayArg& bias) const {
 int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
                   const std::vector<std::shared_ptr<DeviceBuffer>>& outputs,
                   const std::vector<std::shared_ptr<void>>& checks) {
+  if (so::capturing(so::as_stream(stream))) {
+    // Captured into a CUDA graph: the work runs when the graph is launched, so an event recorded now could
+    // never be queried (cudaErrorCapturedEvent); what the graph reads is its owner's to keep alive.
+    return 0;
+  }
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) cudaGetLastError();
   InUse held;
@@ -144,6 +156,9 @@ int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
 }
 #else
 void sweep_in_use() {}
+bool stream_is_capturing(std::int64_t) {
+  return false;
+}
 bool ArgParser::check_bias_on_device(const ArrayArg&) const {
   return false;
 }
@@ -258,7 +273,12 @@ py::capsule make_capsule(const DeviceArray& arr, const char* name) {
 void order_for_consumer(const DeviceArray& arr, const py::object& stream) {
   // DLPack: None means the consumer works on the legacy default stream (1), which must be ordered too.
   const std::int64_t consumer = stream.is_none() ? 1 : stream.cast<std::int64_t>();
-  if (consumer == -1) return;  // DLPack: -1 = the consumer asks for no synchronisation
+  if (consumer == -1) {  // DLPack: -1 = the consumer asks for no synchronisation and names no stream
+#ifdef ZSSEG_WITH_CUDA
+    stream_buffer(*arr.buffer).add_consumer(cudaStreamLegacy);
+#endif
+    return;
+  }
   if (consumer == 0)
     throw py::value_error(
         "DeviceArray.__dlpack__: stream 0 is ambiguous on CUDA; pass 1 for the legacy default stream");
@@ -268,8 +288,10 @@ void order_for_consumer(const DeviceArray& arr, const py::object& stream) {
   const cudaStream_t consumer_stream = consumer == 1   ? cudaStreamLegacy
                                        : consumer == 2 ? cudaStreamPerThread
                                                        : so::as_stream(consumer);
-  const auto& ready = stream_buffer(*arr.buffer).ready();
+  const auto ready = stream_buffer(*arr.buffer).ready();
   const cudaError_t status = ready ? ready->order_before(consumer_stream) : cudaSuccess;
+  // The release of the buffer waits for what the consumer enqueues on its stream (see stream_order.h).
+  stream_buffer(*arr.buffer).add_consumer(consumer_stream);
   if (status != cudaSuccess) {
     cudaGetLastError();
     throw std::runtime_error(std::string("DeviceArray.__dlpack__: stream ordering failed: ") +
@@ -294,9 +316,6 @@ py::object dlpack_export(const DeviceArray& arr, const py::object& stream, const
     }
   }
   order_for_consumer(arr, stream);
-#ifdef ZSSEG_WITH_CUDA
-  stream_buffer(*arr.buffer).mark_shared();  // the consumer's later work is not ordered before our release
-#endif
   const bool versioned = !max_version.is_none() && max_version.cast<std::pair<int, int>>().first >= 1;
   if (!versioned) return make_capsule<dlpack::DLManagedTensor>(arr, "dltensor");
   py::capsule capsule = make_capsule<dlpack::DLManagedTensorVersioned>(arr, "dltensor_versioned");
@@ -310,7 +329,7 @@ py::object dlpack_export(const DeviceArray& arr, const py::object& stream, const
 // the library's release stream of the device (never destroyed), made to wait for the completion event.
 py::object cai_stream(const DeviceArray& arr) {
 #ifdef ZSSEG_WITH_CUDA
-  const auto& ready = stream_buffer(*arr.buffer).ready();
+  const auto ready = stream_buffer(*arr.buffer).ready();
   if (!ready || ready->done()) return py::none();  // nothing to wait for
   cudaStream_t stream = so::release_stream(arr.buffer->device_id());
   if (stream != nullptr && ready->order_before(stream) == cudaSuccess) {
@@ -334,7 +353,8 @@ py::object cai_stream(const DeviceArray& arr) {
 
 py::dict cuda_array_interface(const DeviceArray& arr) {
 #ifdef ZSSEG_WITH_CUDA
-  stream_buffer(*arr.buffer).mark_shared();  // the consumer's later work is not ordered before our release
+  // CAI names no consumer stream: the release waits for the legacy default stream (and so every blocking stream).
+  stream_buffer(*arr.buffer).add_consumer(cudaStreamLegacy);
 #endif
   py::dict cai;
   cai["shape"] = py::tuple(py::cast(arr.shape));
@@ -443,7 +463,7 @@ void register_device(py::module_& m) {
           "ready",
           [](const DeviceArray& a) {
 #ifdef ZSSEG_WITH_CUDA
-            const auto& ready = stream_buffer(*a.buffer).ready();
+            const auto ready = stream_buffer(*a.buffer).ready();
             return !ready || ready->done();
 #else
             (void)a;

@@ -15,11 +15,15 @@ namespace {
 
 constexpr std::int64_t kMaxSide = 1 << 16;  // rescaled sides beyond this are refused (the pipeline caps them)
 
+// An int (Python or NumPy integer, not bool), else TypeError naming its type; out of int64 -> ValueError.
 std::int64_t int_item(const ArgParser& args, py::handle item, const std::string& what) {
-  if (!py::isinstance<py::int_>(item) || py::isinstance<py::bool_>(item)) {
+  std::int64_t value = 0;
+  bool overflow = false;
+  if (!index_int64(item, &value, &overflow)) {
     args.fail_type(what + " must be an int, got " + std::string(py::str(py::type::of(item).attr("__name__"))));
   }
-  return item.cast<std::int64_t>();
+  if (overflow) args.fail_value(what + " is out of the int64 range");
+  return value;
 }
 
 std::vector<std::int64_t> int_tuple(const ArgParser& args, py::handle obj, std::size_t n, const std::string& what) {
@@ -28,7 +32,7 @@ std::vector<std::int64_t> int_tuple(const ArgParser& args, py::handle obj, std::
                     std::string(py::str(py::repr(obj))));
   }
   std::vector<std::int64_t> out;
-  for (py::handle item : py::reinterpret_borrow<py::sequence>(obj)) out.push_back(int_item(args, item, what));
+  for (py::object item : py::reinterpret_borrow<py::sequence>(obj)) out.push_back(int_item(args, item, what));
   return out;
 }
 
@@ -37,7 +41,10 @@ void float3(const ArgParser& args, py::handle obj, const char* what, float* out,
     args.fail_value(std::string(what) + " must be 3 numbers (R, G, B), got " + std::string(py::str(py::repr(obj))));
   }
   int i = 0;
-  for (py::handle item : py::reinterpret_borrow<py::sequence>(obj)) {
+  for (py::object item : py::reinterpret_borrow<py::sequence>(obj)) {
+    if (PyBool_Check(item.ptr()) || !PyNumber_Check(item.ptr())) {
+      args.fail_type(std::string(what) + " must be 3 numbers (R, G, B), got " + std::string(py::str(py::repr(obj))));
+    }
     const double v = py::float_(py::reinterpret_borrow<py::object>(item)).cast<double>();
     if (!std::isfinite(v) || (positive && !(v > 0.0))) {
       args.fail_value(std::string(what) + " must be finite" + (positive ? " and > 0" : "") + ", got " +
@@ -71,7 +78,7 @@ py::object preprocess(py::handle image_obj, py::handle scaled_size, py::handle w
     args.fail_value("windows must be a non-empty sequence of (y1, y2, x1, x2)");
   }
   std::vector<zsseg::PreprocessWindow> windows;
-  for (py::handle item : py::reinterpret_borrow<py::sequence>(windows_obj)) {
+  for (py::object item : py::reinterpret_borrow<py::sequence>(windows_obj)) {
     const std::string what = "windows[" + std::to_string(windows.size()) + "]";
     const std::vector<std::int64_t> w = int_tuple(args, item, 4, what + " (y1, y2, x1, x2)");
     if (w[0] < 0 || w[1] > scaled[0] || w[0] >= w[1] || w[2] < 0 || w[3] > scaled[1] || w[2] >= w[3] ||

@@ -10,4 +10,6 @@ void register_upsample(pybind11::module_& m);             // upsample.cpp
 void register_segment(pybind11::module_& m);              // segment.cpp
 void register_preprocess(pybind11::module_& m);           // preprocess.cpp
 void register_segment_windows(pybind11::module_& m);      // segment_windows.cpp
+void register_testing(pybind11::module_& m);              // testing.cpp: _C._testing (CUDA builds)
+void register_emulation(pybind11::module_& m);            // emulation.cpp: _C._emulation (emulated build)
 }  // namespace zsseg_py

@@ -27,15 +27,12 @@ inline std::vector<std::int64_t> parse_int_tuple(const ArgParser& args, py::hand
   const py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
   if (seq.size() != count) args.fail_value(expected + py::repr(obj).cast<std::string>());
   std::vector<std::int64_t> values;
-  for (py::handle item : seq) {
-    if (py::isinstance<py::bool_>(item) || !py::hasattr(item, "__index__")) {
-      args.fail_type(expected + py::repr(obj).cast<std::string>());
-    }
-    try {
-      values.push_back(py::cast<std::int64_t>(item.attr("__index__")()));
-    } catch (const py::cast_error&) {
-      args.fail_value(expected + py::repr(obj).cast<std::string>() + " (out of the int64 range)");
-    }
+  for (py::object item : seq) {  // an owned reference (see index_int64)
+    std::int64_t value = 0;
+    bool overflow = false;
+    if (!index_int64(item, &value, &overflow)) args.fail_type(expected + py::repr(obj).cast<std::string>());
+    if (overflow) args.fail_value(expected + py::repr(obj).cast<std::string>() + " (out of the int64 range)");
+    values.push_back(value);
   }
   return values;
 }

@@ -5,8 +5,10 @@
 // macros are empty.
 #pragma once
 
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__) && \
-    !defined(ZS_NO_CPU_CLONES)
+// GCC < 12 cannot dispatch on the "arch=x86-64-v3" level (no resolver for it): baseline code only there (e.g.
+// Ubuntu 22.04's default g++ 11), slower but the same results.
+#if defined(__x86_64__) && defined(__linux__) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)) && \
+    !defined(__CUDACC__) && !defined(ZS_NO_CPU_CLONES)
 #define ZS_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #define ZS_CPU_INLINE inline __attribute__((always_inline))
 #else

@@ -22,7 +22,7 @@ typedef float Vec16 __attribute__((vector_size(64)));
 #error "gemm_nt.cpp needs GCC/Clang vector extensions"
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && !defined(ZS_NO_CPU_CLONES)
 #define ZS_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define ZS_MULTIVERSION

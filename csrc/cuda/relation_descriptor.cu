@@ -9,45 +9,46 @@ namespace {
 using namespace dense_cuda;
 
 // acc = A[rows c0.., :] (each column k scaled by k_scale[k]) . B[rows o0.., :]^T over `depth`.
-template <class T>
-__device__ void tile_product(TilePair& tiles, const T* a, std::int64_t lda, std::int64_t a_rows, std::int64_t c0,
+template <int Tile, class T, int P = PerThread<Tile>::value>
+__device__ void tile_product(TilePair<Tile>& tiles, const T* a, std::int64_t lda, std::int64_t a_rows, std::int64_t c0,
                              const T* k_scale, const T* b, std::int64_t ldb, std::int64_t b_rows, std::int64_t o0,
-                             std::int64_t depth, float (&acc)[4][4]) {
+                             std::int64_t depth, float (&acc)[P][P]) {
   const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
   for (std::int64_t k0 = 0; k0 < depth; k0 += kDepth) {
-    load_tile(tiles.a, a, lda, a_rows, c0, depth, k0, k_scale);
-    load_tile(tiles.b, b, ldb, b_rows, o0, depth, k0, static_cast<const T*>(nullptr));
+    load_tile<Tile>(tiles.a, a, lda, a_rows, c0, depth, k0, k_scale);
+    load_tile<Tile>(tiles.b, b, ldb, b_rows, o0, depth, k0, static_cast<const T*>(nullptr));
     __syncthreads();
-    multiply_tiles(tiles, acc, ty, tx);
+    multiply_tiles<Tile>(tiles, acc, ty, tx);
     __syncthreads();
   }
 }
 
 // grid.x: output tiles, grid.y: class tiles (strided), grid.z: chunks of `batch_chunk` images.
-template <class T>
+template <class T, int Tile>
 __global__ void __launch_bounds__(kThreads)
     relation_linear_kernel(const T* __restrict__ text, const T* __restrict__ global, const T* __restrict__ weight,
                            const T* __restrict__ bias, T* __restrict__ out, std::int64_t batch,
                            std::int64_t num_classes, std::int64_t dim, std::int64_t out_dim, std::int64_t c_tiles,
                            std::int64_t batch_chunk) {
-  __shared__ TilePair tiles;
-  const std::int64_t o0 = static_cast<std::int64_t>(blockIdx.x) * kTile;
+  constexpr int P = PerThread<Tile>::value;
+  __shared__ TilePair<Tile> tiles;
+  const std::int64_t o0 = static_cast<std::int64_t>(blockIdx.x) * Tile;
   const std::int64_t b_begin = static_cast<std::int64_t>(blockIdx.z) * batch_chunk;
   const std::int64_t b_end = b_begin + batch_chunk < batch ? b_begin + batch_chunk : batch;
   const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
   for (std::int64_t c_tile = blockIdx.y; c_tile < c_tiles; c_tile += gridDim.y) {
-    const std::int64_t c0 = c_tile * kTile;
-    float base[4][4] = {};  // text . W[:, D:]^T, independent of b
-    tile_product(tiles, text, dim, num_classes, c0, static_cast<const T*>(nullptr), weight + dim, 2 * dim, out_dim, o0,
-                 dim, base);
+    const std::int64_t c0 = c_tile * Tile;
+    float base[P][P] = {};  // text . W[:, D:]^T, independent of b
+    tile_product<Tile>(tiles, text, dim, num_classes, c0, static_cast<const T*>(nullptr), weight + dim, 2 * dim,
+                       out_dim, o0, dim, base);
     for (std::int64_t b = b_begin; b < b_end; ++b) {
-      float acc[4][4] = {};
-      tile_product(tiles, text, dim, num_classes, c0, global + b * dim, weight, 2 * dim, out_dim, o0, dim, acc);
-      for (int i = 0; i < 4; ++i) {
-        const std::int64_t c = c0 + ty * 4 + i;
+      float acc[P][P] = {};
+      tile_product<Tile>(tiles, text, dim, num_classes, c0, global + b * dim, weight, 2 * dim, out_dim, o0, dim, acc);
+      for (int i = 0; i < P; ++i) {
+        const std::int64_t c = c0 + ty * P + i;
         if (c >= num_classes) break;
-        for (int j = 0; j < 4; ++j) {
-          const std::int64_t o = o0 + tx * 4 + j;
+        for (int j = 0; j < P; ++j) {
+          const std::int64_t o = o0 + tx * P + j;
           if (o >= out_dim) break;
           const float shift = bias != nullptr ? to_float(bias[o]) : 0.0f;
           out[(b * num_classes + c) * out_dim + o] = from_float<T>(acc[i][j] + base[i][j] + shift);
@@ -72,6 +73,9 @@ __global__ void relation_concat_kernel(const T* __restrict__ text, const T* __re
   }
 }
 
+template <class T, int Tile>
+CudaStatus launch_linear(const RelationDescriptorParams& p, cudaStream_t stream);
+
 template <class T>
 CudaStatus launch(const RelationDescriptorParams& p, cudaStream_t stream) {
   const auto* text = static_cast<const T*>(p.text);
@@ -84,8 +88,14 @@ CudaStatus launch(const RelationDescriptorParams& p, cudaStream_t stream) {
               total);
     return static_cast<CudaStatus>(cudaGetLastError());
   }
-  const std::int64_t o_tiles = (p.out_dim + kTile - 1) / kTile;
-  const std::int64_t c_tiles = (p.num_classes + kTile - 1) / kTile;
+  const std::int64_t blocks_64 = ((p.out_dim + 63) / 64) * ((p.num_classes + 63) / 64) * p.batch;
+  return prefer_small_tiles(blocks_64) ? launch_linear<T, 32>(p, stream) : launch_linear<T, 64>(p, stream);
+}
+
+template <class T, int Tile>
+CudaStatus launch_linear(const RelationDescriptorParams& p, cudaStream_t stream) {
+  const std::int64_t o_tiles = (p.out_dim + Tile - 1) / Tile;
+  const std::int64_t c_tiles = (p.num_classes + Tile - 1) / Tile;
   // Enough blocks to fill a large GPU; the text-only term is recomputed once per chunk of images.
   const std::int64_t pair_blocks = o_tiles * c_tiles;
   const std::int64_t wanted_chunks = pair_blocks >= 256 ? 1 : (256 + pair_blocks - 1) / pair_blocks;
@@ -93,8 +103,10 @@ CudaStatus launch(const RelationDescriptorParams& p, cudaStream_t stream) {
   const std::int64_t batch_chunk = (p.batch + chunks - 1) / chunks;
   const std::int64_t z_blocks = (p.batch + batch_chunk - 1) / batch_chunk;
   const dim3 grid(static_cast<unsigned int>(o_tiles), grid_dim_capped(c_tiles), static_cast<unsigned int>(z_blocks));
-  ZS_LAUNCH(relation_linear_kernel<T>, grid, kThreads, stream, text, global, static_cast<const T*>(p.weight),
-            static_cast<const T*>(p.bias), out, p.batch, p.num_classes, p.dim, p.out_dim, c_tiles, batch_chunk);
+  auto* const kernel = &relation_linear_kernel<T, Tile>;  // (a template-id with a comma cannot be a macro argument)
+  ZS_LAUNCH(kernel, grid, kThreads, stream, static_cast<const T*>(p.text), static_cast<const T*>(p.image_global),
+            static_cast<const T*>(p.weight), static_cast<const T*>(p.bias), static_cast<T*>(p.out), p.batch,
+            p.num_classes, p.dim, p.out_dim, c_tiles, batch_chunk);
   return static_cast<CudaStatus>(cudaGetLastError());
 }
 

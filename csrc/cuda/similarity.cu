@@ -10,44 +10,45 @@ using namespace dense_cuda;
 // grid.x = B * n_tiles, grid.y strides over class tiles. With normalize, the inverse L2 norms of the block's
 // rows are computed first (scaled, so no fp32 overflow/underflow) and folded into the tile loads, as the CPU
 // folds them into its operand packing: the products are of unit-length rows and cannot overflow either.
-template <class T>
+template <class T, int Tile>
 __global__ void __launch_bounds__(kThreads)
     similarity_kernel(const T* __restrict__ patches, const T* __restrict__ text, T* __restrict__ out,
                       std::int64_t num_patches, std::int64_t num_classes, std::int64_t dim, bool text_batched,
                       bool normalize, float scale, std::int64_t n_tiles, std::int64_t c_tiles) {
-  __shared__ TilePair tiles;
-  __shared__ float text_inverse[kTile], patch_inverse[kTile];
+  constexpr int P = PerThread<Tile>::value;
+  __shared__ TilePair<Tile> tiles;
+  __shared__ float text_inverse[Tile], patch_inverse[Tile];
   const std::int64_t b = blockIdx.x / n_tiles;
-  const std::int64_t n0 = (blockIdx.x % n_tiles) * kTile;
+  const std::int64_t n0 = (blockIdx.x % n_tiles) * Tile;
   const T* patch_rows = patches + b * num_patches * dim;                   // [N, D]
   const T* text_rows = text + (text_batched ? b * num_classes * dim : 0);  // [C, D]
   const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-  if (normalize && threadIdx.x >= kTile && threadIdx.x < 2 * kTile) {
-    const std::int64_t n = n0 + (threadIdx.x - kTile);
-    patch_inverse[threadIdx.x - kTile] = n < num_patches ? inverse_row_norm_scaled(patch_rows + n * dim, dim) : 0.0f;
+  if (normalize && threadIdx.x >= Tile && threadIdx.x < 2 * Tile) {
+    const std::int64_t n = n0 + (threadIdx.x - Tile);
+    patch_inverse[threadIdx.x - Tile] = n < num_patches ? inverse_row_norm_scaled(patch_rows + n * dim, dim) : 0.0f;
   }
   for (std::int64_t c_tile = blockIdx.y; c_tile < c_tiles; c_tile += gridDim.y) {
-    const std::int64_t c0 = c_tile * kTile;
-    float acc[4][4] = {};
-    if (normalize && threadIdx.x < kTile) {
+    const std::int64_t c0 = c_tile * Tile;
+    float acc[P][P] = {};
+    if (normalize && threadIdx.x < Tile) {
       const std::int64_t c = c0 + threadIdx.x;
       text_inverse[threadIdx.x] = c < num_classes ? inverse_row_norm_scaled(text_rows + c * dim, dim) : 0.0f;
     }
     __syncthreads();  // the inverse norms are read by every thread's tile loads
     for (std::int64_t k0 = 0; k0 < dim; k0 += kDepth) {
-      load_tile(tiles.a, text_rows, dim, num_classes, c0, dim, k0, static_cast<const T*>(nullptr),
-                normalize ? text_inverse : nullptr);
-      load_tile(tiles.b, patch_rows, dim, num_patches, n0, dim, k0, static_cast<const T*>(nullptr),
-                normalize ? patch_inverse : nullptr);
+      load_tile<Tile>(tiles.a, text_rows, dim, num_classes, c0, dim, k0, static_cast<const T*>(nullptr),
+                      normalize ? text_inverse : nullptr);
+      load_tile<Tile>(tiles.b, patch_rows, dim, num_patches, n0, dim, k0, static_cast<const T*>(nullptr),
+                      normalize ? patch_inverse : nullptr);
       __syncthreads();
-      multiply_tiles(tiles, acc, ty, tx);
+      multiply_tiles<Tile>(tiles, acc, ty, tx);
       __syncthreads();
     }
-    for (int i = 0; i < 4; ++i) {
-      const std::int64_t c = c0 + ty * 4 + i;
+    for (int i = 0; i < P; ++i) {
+      const std::int64_t c = c0 + ty * P + i;
       if (c >= num_classes) break;
-      for (int j = 0; j < 4; ++j) {
-        const std::int64_t n = n0 + tx * 4 + j;
+      for (int j = 0; j < P; ++j) {
+        const std::int64_t n = n0 + tx * P + j;
         if (n >= num_patches) break;
         out[(b * num_classes + c) * num_patches + n] = from_float<T>(acc[i][j] * scale);
       }
@@ -56,15 +57,22 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+template <class T, int Tile>
+CudaStatus launch_tiles(const SimilarityParams& p, cudaStream_t stream) {
+  const std::int64_t n_tiles = (p.num_patches + Tile - 1) / Tile;
+  const std::int64_t c_tiles = (p.num_classes + Tile - 1) / Tile;
+  const dim3 grid(static_cast<unsigned int>(p.batch * n_tiles), grid_dim_capped(c_tiles));
+  auto* const kernel = &similarity_kernel<T, Tile>;  // (a template-id with a comma cannot be a macro argument)
+  ZS_LAUNCH(kernel, grid, kThreads, stream, static_cast<const T*>(p.patches), static_cast<const T*>(p.text),
+            static_cast<T*>(p.out), p.num_patches, p.num_classes, p.dim, p.text_batched, p.normalize, p.scale, n_tiles,
+            c_tiles);
+  return static_cast<CudaStatus>(cudaGetLastError());
+}
+
 template <class T>
 CudaStatus launch(const SimilarityParams& p, cudaStream_t stream) {
-  const std::int64_t n_tiles = (p.num_patches + kTile - 1) / kTile;
-  const std::int64_t c_tiles = (p.num_classes + kTile - 1) / kTile;
-  const dim3 grid(static_cast<unsigned int>(p.batch * n_tiles), grid_dim_capped(c_tiles));
-  ZS_LAUNCH(similarity_kernel<T>, grid, kThreads, stream, static_cast<const T*>(p.patches),
-            static_cast<const T*>(p.text), static_cast<T*>(p.out), p.num_patches, p.num_classes, p.dim, p.text_batched,
-            p.normalize, p.scale, n_tiles, c_tiles);
-  return static_cast<CudaStatus>(cudaGetLastError());
+  const std::int64_t blocks_64 = p.batch * ((p.num_patches + 63) / 64) * ((p.num_classes + 63) / 64);
+  return prefer_small_tiles(blocks_64) ? launch_tiles<T, 32>(p, stream) : launch_tiles<T, 64>(p, stream);
 }
 
 }  // namespace

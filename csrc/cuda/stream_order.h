@@ -1,18 +1,29 @@
-// Stream-ordered memory and completion events for the outputs of the CUDA ops (issue 13). Host code only: the
-// binding layer (csrc/bindings, built with the CUDA toolkit) and the emulation tests (cpp_tests/emulation, built
-// against csrc/emu's stand-in <cuda_runtime.h>) compile this same header.
+// Stream-ordered memory and completion events for the outputs of the CUDA ops (issues 13, 25). Host code only: the
+// binding layer (csrc/bindings, built with the CUDA toolkit, or against csrc/emu's stand-in <cuda_runtime.h> for
+// the emulated Python build) and the emulation tests (cpp_tests/emulation) compile this same header.
 //
 // The rules it implements:
-//   * An output is allocated with cudaMallocAsync on the launch stream (no implicit device-wide synchronisation;
-//     capturable in a CUDA graph). Devices without memory pools (cudaDevAttrMemoryPoolsSupported == 0) fall back
-//     to cudaMalloc / cudaFree.
-//   * After the launch a ReadyEvent is recorded on the launch stream. Nothing keeps the caller's stream handle:
-//     consumers are ordered after the event (cudaStreamWaitEvent), host reads wait for the event, and the buffer
-//     is released with cudaFreeAsync on a stream of this library's own (release_stream(), one per device, never
-//     destroyed) after waiting for the event. So a caller may destroy its stream right after the call.
+//   * An output is allocated with cudaMallocAsync on the launch stream (no implicit device-wide synchronisation).
+//     Devices without memory pools (cudaDevAttrMemoryPoolsSupported == 0) fall back to cudaMalloc / cudaFree.
+//   * A ReadyEvent is recorded on the launch stream right after the allocation and again after the launch.
+//     Nothing keeps the caller's stream handle: consumers are ordered after the event (cudaStreamWaitEvent), host
+//     reads wait for the event, and the buffer is released with cudaFreeAsync on a stream of this library's own
+//     (release_stream(), one per device, never destroyed) after waiting for the event. So a caller may destroy its
+//     stream right after the call.
+//   * Pool memory is never released with cudaFree: unlike cudaMalloc memory, cudaFree of pool memory does NOT
+//     wait for the device, so work still writing or reading it would race with its next owner.
+//   * A buffer exported to another library (__dlpack__, __cuda_array_interface__) is released after the work
+//     that library enqueued on the stream it named (DLPack's `stream` argument; CAI has none, so the legacy
+//     default stream, which also covers every blocking stream): at release an event is recorded on each
+//     consumer stream and the release stream waits for it. No device-wide synchronisation. A consumer working on
+//     a non-blocking stream of its own that it did not name must synchronise before dropping the array (as with
+//     any CAI producer, e.g. torch); a consumer stream must outlive the arrays it imported (torch's pooled
+//     streams never die).
 //   * Objects the enqueued work reads (the inputs' Python owners) are handed to a DeferredRelease with the event:
 //     they are dropped only once the event has completed (polled without blocking at every op call, drained on
 //     exit), so an input freed by its owner right after the call is still alive while the kernel reads it.
+//   * Stream capture (CUDA graphs): no query or host synchronisation is made on a capturing stream, and queries
+//     run in the relaxed capture mode, so a capture elsewhere in the process (global mode) is not invalidated.
 //   * Nothing here blocks except ReadyEvent::synchronize() and DeferredRelease::drain(); callers release the GIL
 //     around those.
 #pragma once
@@ -34,6 +45,51 @@ namespace stream_order {
 // A stream handle as the ops take it (integer cudaStream_t; 0 = the legacy default stream).
 inline cudaStream_t as_stream(std::int64_t handle) {
   return reinterpret_cast<cudaStream_t>(static_cast<std::uintptr_t>(handle));
+}
+
+// True while `stream` is being captured into a CUDA graph (also when the capture was invalidated but not ended):
+// no queries, host synchronisations or synchronising allocations may be made for it then.
+inline bool capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &status) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return status != cudaStreamCaptureStatusNone;
+}
+
+// This thread's stream-capture mode is relaxed for the scope: queries made here (cudaEventQuery) are then legal
+// even while another thread or stream captures a graph in the default global mode, which would otherwise fail
+// them and invalidate that capture.
+class RelaxedCaptureScope {
+ public:
+  RelaxedCaptureScope() {
+    if (cudaThreadExchangeStreamCaptureMode(&mode_) != cudaSuccess) {
+      cudaGetLastError();
+      restore_ = false;
+    }
+  }
+  ~RelaxedCaptureScope() {
+    if (restore_) cudaThreadExchangeStreamCaptureMode(&mode_);
+  }
+  RelaxedCaptureScope(const RelaxedCaptureScope&) = delete;
+  RelaxedCaptureScope& operator=(const RelaxedCaptureScope&) = delete;
+
+ private:
+  cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;
+  bool restore_ = true;
+};
+
+// Make `waiter` wait for everything enqueued on `stream` so far (an event recorded now). Never blocks the host.
+// A capturing `stream` is skipped (its work runs when the graph is launched, which its owner orders).
+inline cudaError_t wait_for_stream(cudaStream_t waiter, cudaStream_t stream) {
+  if (capturing(stream)) return cudaSuccess;
+  cudaEvent_t event = nullptr;
+  cudaError_t status = cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
+  if (status == cudaSuccess) status = cudaEventRecord(event, stream);
+  if (status == cudaSuccess) status = cudaStreamWaitEvent(waiter, event, 0);
+  if (event != nullptr) cudaEventDestroy(event);  // released by CUDA once the recorded work completes
+  return status;
 }
 
 // Restores the current device on scope exit.
@@ -133,10 +189,12 @@ class ReadyEvent {
     DeviceScope scope(device_);
     return cudaStreamWaitEvent(consumer, event_, 0);
   }
-  // True when the recorded work has finished (or nothing was recorded); never blocks. Errors count as done
-  // (the work will never finish; what waits for it must not wait forever) and are cleared.
+  // True when the recorded work has finished (or nothing was recorded); never blocks, and never disturbs a stream
+  // capture elsewhere (relaxed capture mode). Errors count as done (the work will never finish; what waits for it
+  // must not wait forever) and are cleared.
   bool done() const {
     if (event_ == nullptr) return true;
+    RelaxedCaptureScope relaxed;
     const cudaError_t status = cudaEventQuery(event_);
     if (status == cudaErrorNotReady) return false;
     if (status != cudaSuccess) cudaGetLastError();
@@ -157,8 +215,9 @@ class ReadyEvent {
   int device_ = 0;
 };
 
-// One device allocation, stream-ordered: made on the launch stream, released after its ReadyEvent on
-// release_stream(). Shared (std::shared_ptr) by a DeviceArray and every DLPack capsule exported from it.
+// One device allocation, stream-ordered: made on the launch stream, released after its ReadyEvent and after the
+// streams of the libraries it was exported to (see the rules at the top) on release_stream(). Shared
+// (std::shared_ptr) by a DeviceArray and every DLPack capsule exported from it.
 class StreamBuffer {
  public:
   // Allocate `bytes` on `device`, ordered on `stream`. On failure returns the error and leaves `out` empty.
@@ -174,24 +233,33 @@ class StreamBuffer {
       buffer->data_ = nullptr;
       return status;
     }
+    if (buffer->pooled_) {
+      // The release must come after the allocation in stream order even if no launch follows (a later argument
+      // error): an event now, replaced by the launch's completion event.
+      auto allocated = std::make_shared<ReadyEvent>();
+      if (allocated->record(stream, device) == cudaSuccess) {
+        buffer->ready_ = std::move(allocated);
+      } else {
+        cudaGetLastError();
+        cudaStreamSynchronize(stream);  // error path only: the allocation has happened once this returns
+        cudaGetLastError();
+      }
+    }
     *out = std::move(buffer);
     return cudaSuccess;
   }
   ~StreamBuffer() {
     if (data_ == nullptr) return;
     DeviceScope scope(device_);
-    // A buffer handed to another library (DLPack / __cuda_array_interface__) may still be read by work that library
-    // queued on its own streams, which our completion event does not cover: free it with cudaFree, which waits for
-    // the whole device (as before stream-ordered allocation), never with the stream-ordered release.
-    cudaStream_t release =
-        pooled_ && ready_ != nullptr && !shared_.load(std::memory_order_acquire) ? release_stream(device_) : nullptr;
-    if (release != nullptr && ready_->order_before(release) == cudaSuccess &&
-        cudaFreeAsync(data_, release) == cudaSuccess) {
-      return;  // freed once the producing work is done; nothing blocks here
-    }
+    if (pooled_ && release_stream_ordered()) return;  // freed once every producer and consumer is done
     cudaGetLastError();
-    // No pools, no event (the launch never got recorded) or an error above: cudaFree waits for the device.
-    cudaFree(data_);
+    if (pooled_) {
+      // Error path (no release stream, a failed record): cudaFree of pool memory does not wait for the device, so
+      // wait here before returning the memory.
+      cudaDeviceSynchronize();
+      cudaGetLastError();
+    }
+    cudaFree(data_);  // cudaMalloc memory: cudaFree itself waits for the device
     cudaGetLastError();
   }
   StreamBuffer(const StreamBuffer&) = delete;
@@ -202,19 +270,52 @@ class StreamBuffer {
   int device() const { return device_; }
   bool pooled() const { return pooled_; }
   // The event recorded after the work that writes the buffer: consumers and the release wait for it.
-  void set_ready(std::shared_ptr<ReadyEvent> event) { ready_ = std::move(event); }
-  const std::shared_ptr<ReadyEvent>& ready() const { return ready_; }
-  // Exported to another library: released with a device-wide cudaFree instead of cudaFreeAsync.
-  void mark_shared() { shared_.store(true, std::memory_order_release); }
-  bool shared() const { return shared_.load(std::memory_order_acquire); }
+  void set_ready(std::shared_ptr<ReadyEvent> event) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ready_ = std::move(event);
+  }
+  std::shared_ptr<ReadyEvent> ready() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return ready_;
+  }
+  // Exported to another library that works on `consumer` (cudaStreamLegacy for the legacy default stream,
+  // cudaStreamPerThread for the per-thread default stream of the exporting thread): the release waits for the
+  // work enqueued there until then.
+  void add_consumer(cudaStream_t consumer) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (consumer == cudaStreamPerThread) {
+      // Another thread's per-thread stream cannot be named at release time: wait for the device then.
+      per_thread_consumer_ = true;
+      return;
+    }
+    for (cudaStream_t known : consumers_)
+      if (known == consumer) return;
+    consumers_.push_back(consumer);
+  }
+  std::vector<cudaStream_t> consumers() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return consumers_;
+  }
 
  private:
   StreamBuffer() = default;
+  bool release_stream_ordered() {
+    cudaStream_t release = release_stream(device_);
+    if (release == nullptr) return false;
+    if (ready_ && ready_->order_before(release) != cudaSuccess) return false;
+    for (cudaStream_t consumer : consumers_) {
+      if (wait_for_stream(release, consumer) != cudaSuccess) return false;
+    }
+    if (per_thread_consumer_ && cudaDeviceSynchronize() != cudaSuccess) return false;
+    return cudaFreeAsync(data_, release) == cudaSuccess;
+  }
+  mutable std::mutex mutex_;
   void* data_ = nullptr;
   std::size_t bytes_ = 0;
   int device_ = 0;
   bool pooled_ = false;
-  std::atomic<bool> shared_{false};
+  bool per_thread_consumer_ = false;
+  std::vector<cudaStream_t> consumers_;
   std::shared_ptr<ReadyEvent> ready_;
 };
 

@@ -1,6 +1,9 @@
 // Shared-memory tile GEMM pieces for the dense CUDA ops (similarity, relation_descriptor): no cuBLAS.
-// A block of kThreads threads computes a kTile x kTile tile of C = A . B^T (A [M, K], B [N, K], K
-// contiguous), each thread a 4 x 4 sub-tile, stepping K by kDepth through shared memory, fp32 accumulate.
+// A block of kThreads threads computes a Tile x Tile tile of C = A . B^T (A [M, K], B [N, K], K contiguous), each
+// thread a (Tile / 16) x (Tile / 16) sub-tile, stepping K by kDepth through shared memory, fp32 accumulate.
+// Two tile sizes: 64 (4 x 4 per thread: more reuse per load) for large outputs, 32 (2 x 2) when 64-tiles would
+// leave most of the GPU idle (prefer_small_tiles). Both sum every dot product in the same order (k ascending, one
+// fmaf per k), so the choice never changes a result.
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -34,18 +37,26 @@ __device__ __forceinline__ __half from_float<__half>(float v) {
   return __float2half_rn(v);
 }
 
+template <int Tile = kTile>
 struct TilePair {
-  float a[kDepth][kTile + kPad];  // a[k][row of A]
-  float b[kDepth][kTile + kPad];  // b[k][row of B]
+  float a[kDepth][Tile + kPad];  // a[k][row of A]
+  float b[kDepth][Tile + kPad];  // b[k][row of B]
+};
+
+// Outputs per thread along each side of a Tile x Tile block tile (16 x 16 threads). A constant, not a constexpr
+// function: nvcc refuses calls of __host__ constexpr functions from kernels.
+template <int Tile>
+struct PerThread {
+  static constexpr int value = Tile / 16;
 };
 
 // tile[k][r] = X[row0 + r, k0 + k] * k_scale[k0 + k] * row_scale[r] (both optional; row_scale indexes the tile's
 // rows), zero outside [rows, depth).
-template <class T>
-__device__ __forceinline__ void load_tile(float (*tile)[kTile + kPad], const T* x, std::int64_t ld, std::int64_t rows,
+template <int Tile, class T>
+__device__ __forceinline__ void load_tile(float (*tile)[Tile + kPad], const T* x, std::int64_t ld, std::int64_t rows,
                                           std::int64_t row0, std::int64_t depth, std::int64_t k0, const T* k_scale,
                                           const float* row_scale = nullptr) {
-  for (int e = threadIdx.x; e < kTile * kDepth; e += kThreads) {
+  for (int e = threadIdx.x; e < Tile * kDepth; e += kThreads) {
     const int r = e / kDepth, k = e % kDepth;
     const std::int64_t row = row0 + r, col = k0 + k;
     float value = 0.0f;
@@ -58,20 +69,21 @@ __device__ __forceinline__ void load_tile(float (*tile)[kTile + kPad], const T* 
   }
 }
 
-// acc[i][j] += sum_k a[k][ty * 4 + i] * b[k][tx * 4 + j].
-__device__ __forceinline__ void multiply_tiles(const TilePair& s, float (&acc)[4][4], int ty, int tx) {
+// acc[i][j] += sum_k a[k][ty * P + i] * b[k][tx * P + j], P = PerThread<Tile>::value.
+template <int Tile, int P = PerThread<Tile>::value>
+__device__ __forceinline__ void multiply_tiles(const TilePair<Tile>& s, float (&acc)[P][P], int ty, int tx) {
 #pragma unroll
   for (int k = 0; k < kDepth; ++k) {
-    float a[4], b[4];
+    float a[P], b[P];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      a[i] = s.a[k][ty * 4 + i];
-      b[i] = s.b[k][tx * 4 + i];
+    for (int i = 0; i < P; ++i) {
+      a[i] = s.a[k][ty * P + i];
+      b[i] = s.b[k][tx * P + i];
     }
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < P; ++i) {
 #pragma unroll
-      for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+      for (int j = 0; j < P; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
     }
   }
 }
@@ -102,6 +114,21 @@ __device__ __forceinline__ float inverse_row_norm_scaled(const T* row, std::int6
 
 inline unsigned int grid_dim_capped(std::int64_t tiles) {
   return static_cast<unsigned int>(tiles < ZS_CUDA_GRID_CAP ? tiles : ZS_CUDA_GRID_CAP);
+}
+
+// True when a grid of `blocks_with_64` 64-tiles would not give every multiprocessor of the current device two
+// blocks: then 32-tiles (four times the blocks) keep the GPU busy. On the first H100 run similarity (C=171,
+// N=1024) had 48 blocks and relation_descriptor (C=171, 512 outputs, one image) 24 blocks for 132 SMs: most SMs
+// idle, 2.2x and 2.6x torch's time (issue 25). An unknown SM count keeps the 64-tiles.
+inline bool prefer_small_tiles(std::int64_t blocks_with_64) {
+  int device = 0;
+  int multiprocessors = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return blocks_with_64 < 2 * static_cast<std::int64_t>(multiprocessors);
 }
 
 }  // namespace zsseg::dense_cuda

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cuda_support import requires_torch_cuda
 
 from zsseg_rt.ops import cuda_available, native_module, relation_descriptor, similarity
 
@@ -170,6 +171,7 @@ def test_fake_cuda_array_without_gpu_is_clear_value_error():
         similarity(_p(), FakeCudaArray((3, 8)))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not cuda_available(), reason="needs a GPU: a fake pointer is only checked where CUDA works")
 def test_fake_cuda_pointer_with_gpu_is_refused():
     with pytest.raises(ValueError, match=r"argument 'text'.*(not device memory|not CUDA memory)"):
@@ -215,7 +217,8 @@ def test_negative_stream_is_refused():
         relation_descriptor(_t(), np.ones((2, 8), F32), stream=-1)
 
 
-@pytest.mark.skipif(not cuda_available(), reason="needs a GPU to hold a real device array")
+@pytest.mark.cuda
+@requires_torch_cuda
 def test_mixed_devices_name_both_arguments():
     torch = pytest.importorskip("torch")
     with pytest.raises(ValueError, match=r"arguments 'patches' \(cpu\) and 'text' \(cuda:0\) are on different devices"):

@@ -1,17 +1,19 @@
-"""CUDA similarity / relation_descriptor against the NumPy reference, and DeviceArray interop (GPU only)."""
+"""CUDA similarity / relation_descriptor against the NumPy reference (fp32 with torch-free CUDA arrays: on a GPU and
+on the emulated CUDA runtime in CI), fp16 against torch's own fp16 error, and DeviceArray interop with torch (GPU)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from cuda_support import EMULATED, device, requires_cuda, requires_torch_cuda, to_host
 
-from zsseg_rt.ops import cuda_available, reference, relation_descriptor, similarity
+from zsseg_rt.ops import reference, relation_descriptor, similarity
 
-pytestmark = pytest.mark.skipif(
-    not cuda_available(), reason="no usable CUDA device (zsseg_rt.ops.cuda_available() is False)"
-)
+pytestmark = [pytest.mark.cuda, requires_cuda]
 
-torch = pytest.importorskip("torch")
+SIMILARITY_SIZES = [(1, 1, 1, 1), (2, 70, 37, 96)]
+if not EMULATED:  # 90M multiply-adds: too slow with one host thread per CUDA thread
+    SIMILARITY_SIZES.append((1, 1024, 171, 512))
 
 
 def _fp16_tolerance(expected: np.ndarray, torch_fp16: np.ndarray) -> float:
@@ -21,19 +23,22 @@ def _fp16_tolerance(expected: np.ndarray, torch_fp16: np.ndarray) -> float:
 
 @pytest.mark.parametrize("text_batched", [False, True])
 @pytest.mark.parametrize("normalize", [False, True])
-@pytest.mark.parametrize("batch,patches,classes,dim", [(1, 1, 1, 1), (2, 70, 37, 96), (1, 1024, 171, 512)])
+@pytest.mark.parametrize("batch,patches,classes,dim", SIMILARITY_SIZES)
 def test_similarity_fp32_matches_reference(batch, patches, classes, dim, text_batched, normalize):
-    gen = torch.Generator().manual_seed(patches + classes)
-    p = torch.rand(batch, patches, dim, generator=gen) - 0.5
-    t = torch.rand(*((batch,) if text_batched else ()), classes, dim, generator=gen) - 0.5
-    out = similarity(p.cuda(), t.cuda(), normalize=normalize, scale=3.0)
+    rng = np.random.default_rng(patches + classes)
+    p = (rng.random((batch, patches, dim)) - 0.5).astype(np.float32)
+    t = (rng.random((*((batch,) if text_batched else ()), classes, dim)) - 0.5).astype(np.float32)
+    out = similarity(device(p), device(t), normalize=normalize, scale=3.0)
     assert out.shape == (batch, classes, patches) and out.dtype == "float32"
-    got = torch.from_dlpack(out).cpu().numpy()
-    expected = reference.similarity(p.numpy(), t.numpy(), normalize, 3.0)
+    got = to_host(out)
+    expected = reference.similarity(p, t, normalize, 3.0)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=3.0 * 2e-6 * np.sqrt(dim))
 
 
+@requires_torch_cuda
 def test_similarity_fp16_error_comparable_to_torch():
+    import torch
+
     gen = torch.Generator().manual_seed(3)
     p = torch.randn(2, 200, 512, generator=gen)
     t = torch.randn(171, 512, generator=gen)
@@ -51,20 +56,21 @@ def test_similarity_fp16_error_comparable_to_torch():
 
 @pytest.mark.parametrize("out_dim,with_bias", [(None, False), (70, True), (512, False)])
 def test_relation_fp32_matches_reference(out_dim, with_bias):
-    gen = torch.Generator().manual_seed(5)
-    t = torch.rand(37, 96, generator=gen) - 0.5
-    g = torch.rand(3, 96, generator=gen) - 0.5
-    w = None if out_dim is None else torch.rand(out_dim, 192, generator=gen) - 0.5
-    b = torch.rand(out_dim, generator=gen) - 0.5 if with_bias else None
-    cuda = lambda x: None if x is None else x.cuda()  # noqa: E731
+    rng = np.random.default_rng(5)
+    t = (rng.random((37, 96)) - 0.5).astype(np.float32)
+    g = (rng.random((3, 96)) - 0.5).astype(np.float32)
+    w = None if out_dim is None else (rng.random((out_dim, 192)) - 0.5).astype(np.float32)
+    b = (rng.random(out_dim) - 0.5).astype(np.float32) if with_bias else None
+    cuda = lambda x: None if x is None else device(x)  # noqa: E731
     out = relation_descriptor(cuda(t), cuda(g), cuda(w), cuda(b))
-    expected = reference.relation_descriptor(
-        t.numpy(), g.numpy(), None if w is None else w.numpy(), None if b is None else b.numpy()
-    )
-    np.testing.assert_allclose(torch.from_dlpack(out).cpu().numpy(), expected, rtol=1e-5, atol=2e-6 * np.sqrt(192))
+    expected = reference.relation_descriptor(t, g, w, b)
+    np.testing.assert_allclose(to_host(out), expected, rtol=1e-5, atol=2e-6 * np.sqrt(192))
 
 
+@requires_torch_cuda
 def test_relation_fp16_error_comparable_to_torch():
+    import torch
+
     gen = torch.Generator().manual_seed(6)
     t, g = torch.rand(171, 512, generator=gen) - 0.5, torch.rand(2, 512, generator=gen) - 0.5
     w, b = (torch.rand(512, 1024, generator=gen) - 0.5) / 32, torch.rand(512, generator=gen) - 0.5
@@ -76,7 +82,10 @@ def test_relation_fp16_error_comparable_to_torch():
     np.testing.assert_allclose(got, expected, atol=_fp16_tolerance(expected, torch_fp16.float().cpu().numpy()), rtol=0)
 
 
+@requires_torch_cuda
 def test_device_array_round_trips():
+    import torch
+
     p = torch.rand(1, 5, 8, device="cuda")
     t = torch.rand(3, 8, device="cuda")
     out = similarity(p, t)
@@ -92,7 +101,10 @@ def test_device_array_round_trips():
     assert out.__dlpack_device__() == (2, 0)
 
 
+@requires_torch_cuda
 def test_dlpack_capsule_keeps_memory_alive_after_device_array_is_gone():
+    import torch
+
     p = torch.ones(1, 4, 2, device="cuda")
     t = torch.ones(3, 2, device="cuda")
     tensor = torch.from_dlpack(similarity(p, t))  # the DeviceArray itself is dropped right away
@@ -101,7 +113,10 @@ def test_dlpack_capsule_keeps_memory_alive_after_device_array_is_gone():
     torch.testing.assert_close(tensor, torch.full((1, 3, 4), 2.0, device="cuda"))
 
 
+@requires_torch_cuda
 def test_device_array_feeds_back_into_the_ops():
+    import torch
+
     t = torch.rand(3, 8, device="cuda")
     g = torch.rand(2, 8, device="cuda")
     concat = relation_descriptor(t, g)  # DeviceArray [2, 3, 16]
@@ -110,7 +125,10 @@ def test_device_array_feeds_back_into_the_ops():
     torch.testing.assert_close(torch.from_dlpack(again), c @ c.transpose(1, 2), rtol=1e-5, atol=1e-5)
 
 
+@requires_torch_cuda
 def test_non_default_stream():
+    import torch
+
     stream = torch.cuda.Stream()
     p = torch.rand(2, 33, 16, device="cuda")
     t = torch.rand(5, 16, device="cuda")
@@ -121,7 +139,10 @@ def test_non_default_stream():
     torch.testing.assert_close(torch.from_dlpack(out), torch.einsum("cd,bnd->bcn", t, p), rtol=1e-5, atol=1e-5)
 
 
+@requires_torch_cuda
 def test_cuda_array_interface_input_and_mixed_dtypes():
+    import torch
+
     class CaiOnly:
         def __init__(self, tensor):
             self._t = tensor

@@ -92,6 +92,73 @@ def test_stream_none_follows_torchs_current_stream(monkeypatch):
         resolve_stream(0.5, "op", cuda1)
 
 
+# every array argument of each op, as the wrapper is called below: the stream follows any torch CUDA one of them
+ARRAY_ARGS = {
+    "upsample": ("logits", "class_bias", "out"),
+    "segment": ("logits", "class_bias", "out"),
+    "segment_windows": ("logits", "class_bias", "out"),
+    "similarity": ("patches", "text", "out"),
+    "relation_descriptor": ("text", "image_global", "weight", "bias", "out"),
+    "preprocess": ("image", "out"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ARRAY_ARGS))
+def test_stream_none_follows_out_and_class_bias_too(name, monkeypatch):
+    # issue 25: out= and class_bias were left out of the stream resolution, so a torch out= (or bias) with inputs
+    # from elsewhere ran on the legacy default stream instead of torch's current one
+    import inspect
+
+    from zsseg_rt.ops import _arrays
+
+    module = inspect.getmodule(getattr(ops, name))
+    seen = []
+
+    def recording(stream, op, *arrays):
+        seen.append(arrays)
+        raise RuntimeError("stop")  # the native call is not the point here
+
+    class Native:  # the wrapper looks the native function up before evaluating its arguments
+        def __getattr__(self, _name):
+            return lambda *a, **k: pytest.fail("no native call expected")
+
+    monkeypatch.setattr(module, "resolve_stream", recording)
+    params = inspect.signature(getattr(ops, name)).parameters
+    marked = {arg: object() for arg in ARRAY_ARGS[name] if arg != "out"}
+    out = (object(), object()) if name == "segment_windows" or name == "segment" else object()
+    kwargs = {k: v for k, v in marked.items() if k in params}
+    plain = {"windows": [(0, 4, 0, 4)], "crop": 4, "mean": (0, 0, 0), "std": (1, 1, 1)}
+    required = {
+        k: plain.get(k, (4, 4)) for k, p in params.items() if p.default is inspect.Parameter.empty and k not in kwargs
+    }
+    monkeypatch.setattr(_arrays, "as_native_array", lambda value, *a, **k: value)
+    monkeypatch.setattr(module, "native_module", Native)
+    for attr in ("_as_native_input", "_as_native_array", "as_native_array"):
+        if hasattr(module, attr):
+            monkeypatch.setattr(module, attr, lambda value, *a, **k: value)
+    with pytest.raises(RuntimeError, match="stop"):
+        getattr(ops, name)(**required, **kwargs, out=out)
+    flat = [v for a in seen[0] for v in (a if isinstance(a, tuple) else (a,))]
+    for arg, value in marked.items():
+        assert any(v is value for v in flat), f"{name}: {arg} is not given to resolve_stream"
+    for value in out if isinstance(out, tuple) else (out,):
+        assert any(v is value for v in flat), f"{name}: out is not given to resolve_stream"
+
+
+def test_resolve_stream_looks_into_out_tuples(monkeypatch):
+    import types
+
+    from zsseg_rt.ops._arrays import resolve_stream
+
+    fake = types.SimpleNamespace(
+        Tensor=_FakeCudaTensor,
+        cuda=types.SimpleNamespace(current_stream=lambda device: types.SimpleNamespace(cuda_stream=0x5150)),
+    )
+    monkeypatch.setitem(__import__("sys").modules, "torch", fake)
+    labels = _FakeCudaTensor(types.SimpleNamespace(type="cuda", index=0))
+    assert resolve_stream(None, "segment", np.zeros(1), None, (labels, None)) == 0x5150
+
+
 @pytest.mark.parametrize("scale", [float("nan"), float("inf"), -float("inf"), 1e40, -1e39])
 def test_similarity_scale_out_of_range(scale):
     with pytest.raises(ValueError, match="similarity: scale must be finite"):

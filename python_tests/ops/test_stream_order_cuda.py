@@ -9,12 +9,13 @@ import gc
 
 import numpy as np
 import pytest
+from cuda_support import requires_torch_cuda
 
 from zsseg_rt import ops
 
-pytestmark = pytest.mark.skipif(
-    not ops.cuda_available(), reason="no usable CUDA device (zsseg_rt.ops.cuda_available() is False)"
-)
+# torch CUDA tensors throughout: a real GPU only (the torch-free twins of these checks, which also run on the
+# emulated CUDA runtime in CI, are in test_cuda_bindings.py)
+pytestmark = [pytest.mark.cuda, requires_torch_cuda]
 
 torch = pytest.importorskip("torch")
 

@@ -158,3 +158,26 @@ def test_a_non_finite_bias_is_refused_on_the_host_at_upload(engine, value):
     with pytest.raises(ValueError, match=r"class_bias must be finite, got -?(nan|inf) at class 2"):
         pipe.set_vocabulary(engine._vocab[1], bias)
     assert pipe.memory.transfers.entries == []  # refused before anything went to the device
+
+
+def test_the_engine_reports_the_device_pipelines_stages(tiny_bundle):
+    # issue 25: the GPU check's Engine step saw one opaque "device_pipeline" stage, so its post/encoder check was NaN
+    dev = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device_pipeline=True)
+    synced = []
+    original = dev.pipeline.device.memory.synchronize
+    dev.pipeline.device.memory.synchronize = lambda: (synced.append(1), original())[1]
+    dev(_frames()[1])  # first frame: vocabulary upload
+    synced.clear()
+    dev(_frames()[1])
+    assert synced == [1]  # without a hook: only the pipeline's own final synchronisation
+    seen = []
+    dev.stage_hook = lambda stage, seconds: seen.append((stage, seconds))
+    dev(_frames()[0])  # two windows
+    names = [s for s, _ in seen]
+    assert names == ["upload", "preprocess", "image_encoder", "head", "postprocess", "download"]
+    assert all(seconds >= 0 for _, seconds in seen)
+    pipe = DevicePipeline(dev.meta, OnnxRuntimeExecutor(dev.backend), max_windows=1)
+    pipe.set_vocabulary(dev._vocab[1], dev._vocab[2])
+    seen.clear()
+    pipe(_frames()[0], stage_hook=lambda stage, seconds: seen.append((stage, seconds)))
+    assert [s for s, _ in seen].count("image_encoder") == 2  # once per chunk of max_windows

@@ -93,7 +93,7 @@ def _record_head_logits(engine) -> List[np.ndarray]:
     executor's head outputs are downloaded right after each head run (an extra copy, for the gate only); on the
     host path the backend's head output is kept."""
     logits: List[np.ndarray] = []
-    device = getattr(engine, "_device", None)
+    device = getattr(engine.pipeline, "device", None)
     if device is None:
         engine.backend = _RecordingBackend(engine.backend)
         return engine.backend.logits
@@ -246,7 +246,7 @@ def run_accuracy_gate(
         finite=finite,
         passed=passed,
         accepted=passed or bool(accept_below_gate),
-        candidate_path="device pipeline" if cand_engine._device is not None else "host",
+        candidate_path="device pipeline" if getattr(cand_engine.pipeline, "device", None) is not None else "host",
     )
 
 

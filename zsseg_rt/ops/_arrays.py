@@ -81,9 +81,11 @@ def check_stream(stream: Any, op: str) -> int:
 
 def resolve_stream(stream: Any, op: str, *arrays: Any) -> int:
     """The stream an op enqueues on: ``stream`` itself (checked by :func:`check_stream`), or for ``stream=None``
-    the stream the inputs' framework is working on: torch's current stream on the device of the first torch CUDA
+    the stream the arrays' framework is working on: torch's current stream on the device of the first torch CUDA
     tensor among ``arrays`` (so ``with torch.cuda.stream(s): ops.upsample(t, ...)`` runs on ``s``, as torch's own
-    ops would), else 0 (the legacy default stream; always 0 for CPU inputs).
+    ops would), else 0 (the legacy default stream; always 0 for CPU inputs). ``arrays`` are every array argument
+    of the op: inputs, ``class_bias`` and ``out`` (a tuple/list of outputs is looked into), so a torch ``out=``
+    orders the op on torch's stream even when the inputs come from elsewhere.
 
     torch is never imported here (see :func:`as_native_array`).
     """
@@ -91,7 +93,8 @@ def resolve_stream(stream: Any, op: str, *arrays: Any) -> int:
         return check_stream(stream, op)
     torch = sys.modules.get("torch")
     if torch is not None:
-        for value in arrays:
+        flat = [v for a in arrays for v in (a if isinstance(a, (tuple, list)) else (a,))]
+        for value in flat:
             if isinstance(value, torch.Tensor) and value.device.type == "cuda":
                 return int(torch.cuda.current_stream(value.device).cuda_stream)
     return 0

@@ -1,21 +1,58 @@
-"""Loads the native module once and says whether CUDA can be used."""
+"""Loads the native module once and says whether CUDA can be used.
+
+Which build is loaded:
+    * ``zsseg_rt._C`` (default): the module ``pip install`` built.
+    * ``ZSSEG_CUDA_EMULATION=1``: ``zsseg_rt._C_emulated``, the binding layer and CUDA kernels built against the
+      host emulation of the CUDA runtime (``tools/build_emulated.sh``; CI runs the Python CUDA tests on it).
+    * ``ZSSEG_NATIVE_MODULE=/path/to/_C*.so`` (or ``_C_emulated*.so`` with the variable above): that file, e.g. a
+      build made with another toolchain (CI's static-libstdc++ job).
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
+import os
+
+EMULATION_ENV = "ZSSEG_CUDA_EMULATION"
+MODULE_ENV = "ZSSEG_NATIVE_MODULE"
+
+
+def emulated() -> bool:
+    """True when ``ZSSEG_CUDA_EMULATION=1`` asks for the emulated build."""
+    return os.environ.get(EMULATION_ENV, "") == "1"
+
+
+def _load_from_path(name: str, path: str):
+    spec = importlib.util.spec_from_file_location(f"zsseg_rt.{name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"${MODULE_ENV}={path!r} is not a loadable extension module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @functools.lru_cache(maxsize=None)
 def native_module():
-    """Return ``zsseg_rt._C`` or raise ImportError with what to do."""
+    """Return the native module (``zsseg_rt._C``, or the build named by the variables above) or raise
+    ImportError with what to do."""
+    name = "_C_emulated" if emulated() else "_C"
+    path = os.environ.get(MODULE_ENV, "")
+    if path:
+        return _load_from_path(name, path)
     try:
-        from zsseg_rt import _C
+        return importlib.import_module(f"zsseg_rt.{name}")
     except ImportError as exc:  # pragma: no cover - only when the package was not built
+        if name == "_C_emulated":
+            raise ImportError(
+                f"{EMULATION_ENV}=1 needs zsseg_rt._C_emulated (the build on the emulated CUDA runtime); build it "
+                "with `bash tools/build_emulated.sh`"
+            ) from exc
         raise ImportError(
             "zsseg_rt._C (the native ops) is not built. Install the package with `pip install .` "
             "(development: `pip install --no-build-isolation -e .`); see README.md."
         ) from exc
-    return _C
 
 
 def cuda_available() -> bool:

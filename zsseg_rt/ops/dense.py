@@ -57,7 +57,7 @@ def similarity(
         bool(normalize),
         check_scale(scale, "similarity"),
         out=out,
-        stream=resolve_stream(stream, "similarity", patches, text),
+        stream=resolve_stream(stream, "similarity", patches, text, out),
     )
 
 
@@ -98,5 +98,5 @@ def relation_descriptor(
         _as_native_array(weight, "relation_descriptor", "weight"),
         _as_native_array(bias, "relation_descriptor", "bias"),
         out=out,
-        stream=resolve_stream(stream, "relation_descriptor", text, image_global),
+        stream=resolve_stream(stream, "relation_descriptor", text, image_global, weight, bias, out),
     )

@@ -59,5 +59,5 @@ def preprocess(
         color_order=color_order,
         dtype=dtype,
         out=out,
-        stream=resolve_stream(stream, "preprocess", image),
+        stream=resolve_stream(stream, "preprocess", image, out),
     )

@@ -69,7 +69,7 @@ def upsample(
         sigmoid=bool(sigmoid),
         class_bias=_as_native_input(class_bias, "upsample", "class_bias"),
         out=out,
-        stream=resolve_stream(stream, "upsample", logits),
+        stream=resolve_stream(stream, "upsample", logits, class_bias, out),
     )
 
 
@@ -123,5 +123,5 @@ def segment(
         sigmoid=bool(sigmoid),
         crop=crop,
         out=out,
-        stream=resolve_stream(stream, "segment", logits),
+        stream=resolve_stream(stream, "segment", logits, class_bias, out),
     )

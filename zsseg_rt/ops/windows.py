@@ -78,7 +78,7 @@ def segment_windows(
         logit_scale=float(logit_scale),
         class_drop=_plain_flags(class_drop),
         out=out,
-        stream=resolve_stream(stream, "segment_windows", logits),
+        stream=resolve_stream(stream, "segment_windows", logits, class_bias, out),
     )
 
 

@@ -12,12 +12,18 @@ embeddings and per-class bias are uploaded once per vocabulary (``set_vocabulary
 
 Every host<->device copy goes through ``Memory.upload`` / ``Memory.download`` and is counted in
 ``Memory.transfers``, so tests can prove the count per frame with a recording memory.
+
+Per-stage timing (the Engine's ``stage_hook``): when a hook is given, each stage ("upload", "preprocess",
+"image_encoder", "head", "postprocess", "download") is timed between two synchronisations of the pipeline's stream,
+so a stage's time is its device work, not the time to enqueue it. Without a hook nothing is synchronised.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -183,6 +189,23 @@ def _torch_dtype(torch, dtype):
     }[np.dtype(dtype)]
 
 
+StageHook = Callable[[str, float], None]
+
+
+@contextlib.contextmanager
+def _stage(memory: Memory, hook: Optional[StageHook], name: str) -> Iterator[None]:
+    """Times one stage for ``hook`` (seconds), between synchronisations of ``memory``'s stream; free without a
+    hook."""
+    if hook is None:
+        yield
+        return
+    memory.synchronize()  # what came before is finished: the time below is this stage's work
+    start = time.perf_counter()
+    yield
+    memory.synchronize()
+    hook(name, time.perf_counter() - start)
+
+
 class Executor:
     """Runs bundle graphs on a Memory's buffers: ``run(role, inputs) -> outputs`` (names from meta.json's I/O
     table), enqueued on ``memory.stream``. Outputs are buffers the executor owns; they stay valid until the next
@@ -290,8 +313,17 @@ class DevicePipeline:
             current = self._staging[name] = self.memory.host_buffer(shape, dtype)
         return current
 
-    def __call__(self, frame: np.ndarray, color_order: str = "bgr", with_scores: bool = True):
+    def __call__(
+        self,
+        frame: np.ndarray,
+        color_order: str = "bgr",
+        with_scores: bool = True,
+        stage_hook: Optional[StageHook] = None,
+    ):
         """Segment one ``[H, W, C]`` uint8 frame (C = 1, 3 or 4; ``[H, W]`` gray too).
+
+        ``stage_hook(stage, seconds)``, when given, receives the time of each stage (see the module docstring);
+        "preprocess", "image_encoder" and "head" once per chunk of ``max_windows`` windows.
 
         Returns:
             ``(labels [H, W] int32, scores [H, W] float32 or None)`` on the host.
@@ -308,44 +340,59 @@ class DevicePipeline:
         scaled = pipeline.preprocess.rescaled_size(height, width, meta.test_scale)
         windows = pipeline.sliding_windows(scaled[0], scaled[1], meta.crop_size, meta.stride)
         self.memory.activate()
-        host, device_frame = self._frame_buffers(frame)
-        np.copyto(host, frame)
-        self.memory.upload("frame", host, device_frame)
+        memory, hook = self.memory, stage_hook
+        with _stage(memory, hook, "upload"):
+            host, device_frame = self._frame_buffers(frame)
+            np.copyto(host, frame)
+            memory.upload("frame", host, device_frame)
+        logits = self._window_logits(device_frame, scaled, windows, color_order, hook)
+        with _stage(memory, hook, "postprocess"):
+            labels, scores = self._postprocess(logits, windows, scaled, (height, width))
+        with _stage(memory, hook, "download"):
+            labels_host = self._host_output("labels", (height, width), np.int32)
+            memory.download("labels", labels, labels_host)
+            scores_host = None
+            if with_scores:
+                scores_host = self._host_output("scores", (height, width), np.float32)
+                memory.download("scores", scores, scores_host)
+            memory.synchronize()
+            if memory.page_locked:  # the staging buffers are reused by the next frame: the caller gets its own copies
+                labels_host = labels_host.copy()
+                scores_host = scores_host.copy() if scores_host is not None else None
+        return labels_host, scores_host
+
+    def _window_logits(self, device_frame: Buffer, scaled, windows, color_order: str, hook) -> Buffer:
+        """Mask logits ``[n, C, h, w]`` of every window, on the device: preprocess, image encoder and head per chunk
+        of ``max_windows`` windows (each chunk's logits copied into one frame-wide buffer when there are several,
+        timed as part of "head": the executor reuses its output buffer on the next head run)."""
+        meta, memory = self.meta, self.memory
         chunks = [windows[i : i + self.max_windows] for i in range(0, len(windows), self.max_windows)]
         logits = None
         for index, chunk in enumerate(chunks):
-            batch = self.memory.leading(self._image, len(chunk))
-            ops.preprocess(
-                device_frame,
-                scaled,
-                chunk,
-                meta.image_size,
-                meta.mean,
-                meta.std,
-                color_order=color_order,
-                out=batch,
-                stream=self.memory.stream,
-            )
-            features = self.executor.run("image", {Names.IMAGE: batch})
-            head_inputs = dict(features, **{Names.TEXT_EMBEDDINGS: self._text})
-            chunk_logits = self.executor.run("head", head_inputs)[Names.MASK_LOGITS]
-            if len(chunks) == 1:
-                logits = chunk_logits
-            else:  # the executor reuses its output buffer on the next head run: copy this chunk's logits out first
-                logits = self._merged_logits(len(windows), chunk_logits)
-                self.memory.copy_into(logits, index * self.max_windows, chunk_logits)
-        labels, scores = self._postprocess(logits, windows, scaled, (height, width))
-        labels_host = self._host_output("labels", (height, width), np.int32)
-        self.memory.download("labels", labels, labels_host)
-        scores_host = None
-        if with_scores:
-            scores_host = self._host_output("scores", (height, width), np.float32)
-            self.memory.download("scores", scores, scores_host)
-        self.memory.synchronize()
-        if not self.memory.page_locked:
-            return labels_host, scores_host
-        # the staging buffers are reused by the next frame: the caller gets its own copies
-        return labels_host.copy(), (scores_host.copy() if scores_host is not None else None)
+            batch = memory.leading(self._image, len(chunk))
+            with _stage(memory, hook, "preprocess"):
+                ops.preprocess(
+                    device_frame,
+                    scaled,
+                    chunk,
+                    meta.image_size,
+                    meta.mean,
+                    meta.std,
+                    color_order=color_order,
+                    out=batch,
+                    stream=memory.stream,
+                )
+            with _stage(memory, hook, "image_encoder"):
+                features = self.executor.run("image", {Names.IMAGE: batch})
+            with _stage(memory, hook, "head"):
+                head_inputs = dict(features, **{Names.TEXT_EMBEDDINGS: self._text})
+                chunk_logits = self.executor.run("head", head_inputs)[Names.MASK_LOGITS]
+                if len(chunks) == 1:
+                    logits = chunk_logits
+                else:
+                    logits = self._merged_logits(len(windows), chunk_logits)
+                    memory.copy_into(logits, index * self.max_windows, chunk_logits)
+        return logits
 
     def _merged_logits(self, count: int, chunk_logits: Buffer) -> Buffer:
         """A ``[count, C, h, w]`` buffer for the logits of every window of a frame, reused while its shape stays."""

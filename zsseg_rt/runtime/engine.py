@@ -27,6 +27,7 @@ from zsseg_rt.vocabulary import (
 
 from .file_verification import verify_bundle_files
 from .pipelines import Pipeline, PreparedVocabulary, pipeline_class
+from .pipelines.base import StageHook
 
 _MODES = MODES
 __all__ = ["Engine", "TOKEN_BUCKET", "validate_class_names"]
@@ -99,11 +100,7 @@ class Engine:
         kind = pipeline_class(self.meta.pipeline)
         if verify:
             verify_bundle_files(self.meta, [Files.TOKENIZER])
-        # Optional per-stage timing hook: a callable ``(stage: str, seconds: float) -> None`` called after each
-        # stage ("text_encoder", "preprocess", "image_encoder", "head", "postprocess"). Used by tools/profile.py.
-        # Wall-clock on the host; GPU backends synchronise before returning NumPy arrays, so stage times are
-        # complete. Set it to a function, or None (default, no overhead beyond one check per stage).
-        self.stage_hook = None
+        self._stage_hook: Optional[StageHook] = None  # see the stage_hook property
         self.pipeline: Pipeline = kind(
             self.meta,
             backend=backend,
@@ -157,9 +154,24 @@ class Engine:
         """The windowed pipeline's ``pipeline.Postprocessor`` (None for pipelines without one)."""
         return getattr(self.pipeline, "postprocessor", None)
 
+    @property
+    def stage_hook(self) -> Optional[StageHook]:
+        """Optional per-stage timing hook: a callable ``(stage: str, seconds: float) -> None`` called after each
+        stage ("text_encoder", "preprocess", "image_encoder", "head", "postprocess"; with the device pipeline also
+        "upload", "download" and "vocabulary_upload", the copies). Used by tools/profile.py. Wall-clock on the
+        host; GPU backends synchronise before returning NumPy arrays, and the device pipeline synchronises its
+        stream around each stage while a hook is set, so stage times are complete. Set it to a function, or None
+        (default, no overhead beyond one check per stage)."""
+        return self._stage_hook
+
+    @stage_hook.setter
+    def stage_hook(self, hook: Optional[StageHook]) -> None:
+        self._stage_hook = hook
+        self.pipeline.stage_hook = hook  # pipelines that time their own stages (the device pipeline) read it there
+
     @contextlib.contextmanager
     def _stage(self, name: str):
-        hook = self.stage_hook
+        hook = self._stage_hook
         if hook is None:
             yield
             return

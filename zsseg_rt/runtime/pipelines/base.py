@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, ContextManager, NamedTuple, Sequence, Tuple
+from typing import Any, Callable, ClassVar, ContextManager, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -12,10 +12,11 @@ from zsseg_rt.vocabulary import ClipTokenizer, embed_names, validate_class_bias
 
 from ..result import SegmentationResult
 
-__all__ = ["Pipeline", "PreparedVocabulary", "Embed", "Stage"]
+__all__ = ["Pipeline", "PreparedVocabulary", "Embed", "Stage", "StageHook"]
 
 Embed = Callable[[Tuple[str, ...], Tuple[str, ...]], np.ndarray]  # (names, templates) -> [C, D], cached per name
 Stage = Callable[[str], ContextManager[None]]  # the Engine's per-stage timer: ``with stage("head"): ...``
+StageHook = Callable[[str, float], None]  # the Engine's ``stage_hook``: ``hook(stage, seconds)``
 
 
 class PreparedVocabulary(NamedTuple):
@@ -50,6 +51,9 @@ class Pipeline:
     backend: Any
     mode: str
     max_batch: int
+    # The Engine's stage_hook (set by the Engine), for a pipeline that times stages the ``stage`` timer cannot see
+    # (the device pipeline's stages are device work: timed between synchronisations, only while a hook is set).
+    stage_hook: Optional[StageHook] = None
 
     def __init__(
         self,

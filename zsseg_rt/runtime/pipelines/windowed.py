@@ -92,11 +92,12 @@ class WindowedPipeline(Pipeline):
             raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
         orig_hw, scaled_hw, windows = self.plan(image, bias)
         if self.device is not None and self.mode == "exact":
-            with self._device_lock, self.stage("device_pipeline"):
+            with self._device_lock:  # the device pipeline reports its own stages (upload, ..., postprocess, download)
                 if self._device_vocab is not vocab:  # first frame after set_classes: upload text + bias once
-                    self.device.set_vocabulary(text, bias)
+                    with self.stage("vocabulary_upload"):
+                        self.device.set_vocabulary(text, bias)
                     self._device_vocab = vocab
-                labels, scores = self.device(np.ascontiguousarray(image), color_order)
+                labels, scores = self.device(np.ascontiguousarray(image), color_order, stage_hook=self.stage_hook)
             return SegmentationResult(labels, scores, list(names), color_order)
         with self.stage("preprocess"):
             rgb = pipeline.to_rgb_uint8(image, color_order)

@@ -1,0 +1,86 @@
+"""Device arrays and streams for the Python CUDA tests without torch.
+
+Tests marked ``cuda`` run wherever ``zsseg_rt.ops.cuda_available()`` is True: on a real GPU, and in CI on the build
+against the emulated CUDA runtime (``ZSSEG_CUDA_EMULATION=1``, ``tools/build_emulated.sh``), where device memory is
+host memory under AddressSanitizer. They make their CUDA arrays with ``zsseg_rt._C._testing`` (every CUDA build of
+the native module) instead of torch, so the same test checks the binding layer in both places. Tests that need torch
+CUDA tensors use ``requires_torch_cuda``; tests that need the emulation's controls (holding a stream, counting
+device-wide synchronisations) use ``requires_emulation``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from zsseg_rt import ops
+from zsseg_rt.ops import _loader
+
+CUDA = ops.cuda_available()
+EMULATED = CUDA and _loader.emulated()
+
+requires_cuda = pytest.mark.skipif(
+    not CUDA, reason=f"no usable CUDA device ({ops.cuda_unavailable_reason() or 'cuda_available() is False'})"
+)
+requires_emulation = pytest.mark.skipif(
+    not EMULATED, reason="needs the emulated CUDA runtime (ZSSEG_CUDA_EMULATION=1 with tools/build_emulated.sh)"
+)
+
+
+def torch_cuda_available() -> bool:
+    """torch with a usable CUDA device (never True under the emulation: torch sees no GPU there)."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available()) and not EMULATED
+
+
+requires_torch_cuda = pytest.mark.skipif(
+    not (CUDA and torch_cuda_available()), reason="needs torch CUDA tensors (a real GPU with torch's CUDA build)"
+)
+
+
+def cuda_testing():
+    """``zsseg_rt._C._testing``: DeviceMemory, streams, capture."""
+    return ops.native_module()._testing
+
+
+def cuda_emulation():
+    """``zsseg_rt._C._emulation``: StreamHold, stats, is_live (emulated build only)."""
+    return ops.native_module()._emulation
+
+
+def device(host, kind: str = "device", **kwargs):
+    """A copy of ``host`` (NumPy) in CUDA memory of ``kind`` (device, pool, managed, mapped, host), exported through
+    ``interface`` ("cai", "dlpack", "both"; default "cai")."""
+    return cuda_testing().DeviceMemory(np.ascontiguousarray(host), kind=kind, **kwargs)
+
+
+def to_host(array) -> np.ndarray:
+    """A NumPy copy of a DeviceArray or a DeviceMemory (waits for the device)."""
+    return np.asarray(array.numpy())
+
+
+class Stream:
+    """A CUDA stream created for a test (``int(stream)`` is its handle), destroyed on ``close()``."""
+
+    def __init__(self, non_blocking: bool = True):
+        self.handle = cuda_testing().stream_create(non_blocking)
+
+    def __int__(self) -> int:
+        return self.handle
+
+    def close(self) -> None:
+        if self.handle:
+            cuda_testing().stream_destroy(self.handle)
+            self.handle = 0
+
+
+@pytest.fixture
+def stream():
+    s = Stream()
+    yield s
+    s.close()

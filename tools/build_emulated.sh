@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds zsseg_rt._C_emulated: the binding layer and the CUDA kernels compiled by the host compiler against the
+# emulated CUDA runtime (csrc/emu), so the Python CUDA tests run without a GPU (issue 25):
+#   ZSSEG_CUDA_EMULATION=1 python -m pytest python_tests -m cuda
+# Under AddressSanitizer + UBSan by default (ZSSEG_EMU_SANITIZE=0 for a plain build); a sanitized module needs the
+# compiler's libasan first in the process, and its libstdc++ loaded at ASan's start (Python itself does not link
+# it; without it ASan's __cxa_throw interceptor finds nothing and aborts on the first C++ exception): run Python
+# with LD_PRELOAD="$(bash tools/build_emulated.sh --preload)" ASAN_OPTIONS=detect_leaks=0 (CPython's own
+# allocations at exit are not leaks of ours; use-after-free, overflows and UB are all still reported).
+# The module goes to zsseg_rt/ (next to _C), where `import zsseg_rt._C_emulated` finds it.
+#   ZSSEG_VENV  the venv with pybind11 and cmake (default .venv)   ZSSEG_EMU_BUILD  build dir (default build-emu-py)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${ZSSEG_VENV:-$ROOT/.venv}"
+CXX_BIN="${CXX:-g++}"
+if [ "${1:-}" = "--preload" ]; then
+  echo "$("$CXX_BIN" -print-file-name=libasan.so) $("$CXX_BIN" -print-file-name=libstdc++.so)"
+  exit 0
+fi
+BUILD="${ZSSEG_EMU_BUILD:-$ROOT/build-emu-py}"
+FLAGS="-O1 -g1"  # line tables: symbolised ASan reports at a fraction of -g's compile time
+if [ "${ZSSEG_EMU_SANITIZE:-1}" = 1 ]; then
+  FLAGS="$FLAGS -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+fi
+LOG="$(mktemp)"
+"$VENV/bin/cmake" -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_MAKE_PROGRAM="$VENV/bin/ninja" -DCMAKE_CXX_COMPILER="$CXX_BIN" \
+  -DZS_WITH_CUDA=OFF -DZS_BUILD_PYTHON=OFF -DZS_BUILD_TESTS=OFF -DZS_BUILD_EMULATED_PYTHON=ON -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF \
+  -DCMAKE_BUILD_TYPE=None "-DCMAKE_CXX_FLAGS=$FLAGS -DZS_NO_CPU_CLONES" \
+  -DPython_EXECUTABLE="$VENV/bin/python" -Dpybind11_DIR="$("$VENV/bin/python" -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
+  >"$LOG" 2>&1 || { cat "$LOG"; exit 1; }
+"$VENV/bin/cmake" --build "$BUILD" --target _C_emulated -j"${ZSSEG_BUILD_JOBS:-2}" >>"$LOG" 2>&1 || { tail -60 "$LOG"; exit 1; }
+rm -f "$LOG"
+rm -f "$ROOT"/zsseg_rt/_C_emulated*.so
+cp "$BUILD"/_C_emulated*.so "$ROOT/zsseg_rt/"
+echo "[build_emulated] $(ls "$ROOT"/zsseg_rt/_C_emulated*.so)"
