@@ -132,7 +132,7 @@ class ZegFormer(nn.Module):
         mode = self.config.clip_precision
         if mode == "fp16" or (mode == "auto" and dev.type == "cuda"):
             return torch.float16
-        return torch.float32
+        return self.clip_logit_scale.dtype  # float32 (float64 in the export check's float64 twin)
 
     def _tower(self, name: str, device: torch.device) -> nn.Module:
         """``clip_visual`` / ``text_encoder`` in the precision of :meth:`clip_dtype` (an fp16 copy is made once
