@@ -106,6 +106,11 @@ class ZegFormerConfig(BaseModelConfig):
     image_size: int = 224  # CLIP image-branch input (roi_align output size)
     backbone: str = "resnet101"  # resnet50 | resnet101 (torchvision layout, frozen BatchNorm as detectron2)
     backbone_layers: Optional[List[int]] = None  # None -> the standard block counts of ``backbone``
+    # detectron2 MODEL.RESNETS.STEM_OUT_CHANNELS / RES2_OUT_CHANNELS / WIDTH_PER_GROUP (official: the defaults);
+    # smaller values only for tiny test models (each later stage doubles the widths)
+    stem_channels: int = 64
+    res2_channels: int = 256
+    width_per_group: int = 64
     conv_dim: int = 256
     mask_dim: int = 256
     hidden_dim: int = 256
@@ -169,6 +174,11 @@ class ZegFormerConfig(BaseModelConfig):
             len(self.backbone_layers) != 4 or any(int(n) < 1 for n in self.backbone_layers)
         ):
             raise ValueError(f"backbone_layers must be 4 positive block counts, got {self.backbone_layers}")
+        if min(self.stem_channels, self.res2_channels, self.width_per_group) < 1:
+            raise ValueError(
+                "stem_channels, res2_channels and width_per_group must be >= 1, got "
+                f"{self.stem_channels}, {self.res2_channels}, {self.width_per_group}"
+            )
         if self.prompt_ensemble not in QUERY_TEMPLATE_SETS:
             raise ValueError(
                 f"prompt_ensemble must be one of {sorted(QUERY_TEMPLATE_SETS)}, got {self.prompt_ensemble!r}"

@@ -108,8 +108,8 @@ class ZegFormer(nn.Module):
             self.clip_logit_scale = clip.logit_scale
             ctx_len = int(clip.positional_embedding.shape[0])
             self.text_encoder = TextEncoder(clip, SimpleTokenizer(context_length=ctx_len))
-            self.backbone = ResNetTrunk(c.layers_per_stage)
-            channels = [ResNetTrunk.out_channels[k] for k in PixelDecoder.in_features]
+            self.backbone = ResNetTrunk(c.layers_per_stage, c.stem_channels, c.res2_channels, c.width_per_group)
+            channels = [self.backbone.out_channels[k] for k in PixelDecoder.in_features]
             self.pixel_decoder = PixelDecoder(channels, c.conv_dim, c.mask_dim)
             self.predictor = ZeroShotPredictor(c, channels[-1], c.embed_dim)
         self.register_buffer("pixel_mean", torch.tensor(c.mean).view(3, 1, 1), persistent=False)
