@@ -52,7 +52,7 @@ QUERY_TEMPLATE_SETS: Dict[str, List[str]] = {
     ],
 }
 
-# The CLIP image branch's text templates (official IMAGENET_TEMPLATES_SELECT_CLIP, 33 entries).
+# The CLIP image branch's text templates (official IMAGENET_TEMPLATES_SELECT_CLIP, 32 entries).
 CLIP_BRANCH_TEMPLATES: List[str] = [
     "a bad photo of the {}.",
     "a photo of the large {}.",
@@ -127,9 +127,10 @@ class ZegFormerConfig(BaseModelConfig):
     ensemble_lambda: float = 2.0 / 3.0
     clip_mean: List[float] = field(default_factory=lambda: [122.7709383, 116.7460125, 104.09373615])
     clip_std: List[float] = field(default_factory=lambda: [68.5005327, 66.6321579, 70.3231630])
-    # Precision of the frozen CLIP towers (text embeddings, CLIP image branch): "auto" = the official behaviour
-    # (``clip.load`` keeps OpenAI CLIP in fp16 on CUDA and casts it to fp32 on the CPU), "fp16" or "fp32" always.
-    # The segmentation network is unaffected; exported bundles run CLIP in fp32.
+    # Precision of the frozen CLIP towers (text embeddings and their template averaging, CLIP image branch):
+    # "auto" = fp16 on CUDA (official: clip.load(jit=False) converts OpenAI CLIP to fp16 and never casts back) and
+    # fp32 on the CPU (deviation: the official needs CUDA and never ran there); "fp16" or "fp32" always. The
+    # segmentation network is unaffected (AMP is a training setting); exported bundles run CLIP in fp32.
     clip_precision: str = "auto"
     size_divisibility: int = 32
     test_short_side: int = 512

@@ -10,10 +10,14 @@ Two stages:
    distributions are fused (``clip_branch.fuse_scores``) and combined with the masks.
 
 CLIP (open_clip ViT-B/16 at 224, OpenAI weights) supplies both text embeddings and the image branch; it is never
-trained. Precision (``config.clip_precision``): "auto" is the official behaviour, the CLIP towers in fp16 on CUDA
-(the official ``clip.load`` keeps OpenAI CLIP in half precision there) and fp32 on the CPU; "fp16"/"fp32" force
-one. In fp16 the towers run on a half-precision copy of their weights (open_clip's LayerNorm computes in fp32, as
-OpenAI CLIP's), the CLIP logits are formed in fp16 and cast to fp32 for the fusion.
+trained. Precision (``config.clip_precision``): the official code runs CLIP in fp16 only (its ``clip.load(...,
+jit=False)`` builds the model with ``convert_weights`` and never casts back, and its text classifier moves the
+tokens to CUDA), so "auto" is fp16 on CUDA (official) and fp32 on the CPU, where the official cannot run (a
+named deviation: fp16 matmuls on a CPU are slow and not what any official result used; ``clip_precision="fp16"``
+forces the half-precision path there too). In fp16 the towers run on a half-precision copy of their weights
+(open_clip's LayerNorm computes in fp32, as OpenAI CLIP's), the template embeddings are normalised, averaged and
+normalised in fp16 (official ``zeroshot_classifier``), and the CLIP logits are formed in fp16 and cast to fp32 for
+the fusion. Exported bundles run both towers in fp32.
 """
 
 from __future__ import annotations
@@ -76,15 +80,17 @@ class ZeroShotPredictor(nn.Module):
 @torch.no_grad()
 def zeroshot_text_embeddings(text_encoder: TextEncoder, names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
     """Official ``zeroshot_classifier``: for each class every template x synonym (names split on ``", "``) ->
-    normalised CLIP text embeddings -> mean -> normalise. Returns ``[C, D]`` float32."""
+    normalised CLIP text embeddings -> mean -> normalise, all in the tower's dtype (fp16 in the official CUDA
+    setting: ``class_embeddings /= norm``, ``.mean(dim=0)``, ``/= norm()`` on half tensors), then ``.float()``.
+    Returns ``[C, D]`` float32."""
     device = text_encoder.positional_embedding.device
     out = []
     for name in names:
         parts = name.split(", ") if ", " in name else [name]
         prompts = [t.format(p) for t in templates for p in parts]
         tokens = text_encoder.tokenize(prompts).to(device)
-        emb = text_encoder.encode_tokens(tokens).float().mean(0)
-        out.append(emb / emb.norm())
+        emb = text_encoder.encode_tokens(tokens).mean(0)  # rows already L2-normalised, in the tower's dtype
+        out.append((emb / emb.norm()).float())
     return torch.stack(out)
 
 
