@@ -158,35 +158,16 @@ def synthetic_image(height: int = 90, width: int = 140, seed: int = 0) -> np.nda
     return np.clip(cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
 
 
-def verify_zegformer_bundle(
-    bundle_dir: str, model, images: Sequence[str] = (), seed: int = 0, runner: Optional[Runner] = None
-) -> Dict[str, Any]:
-    """ONNX Runtime (CPU) against PyTorch: each graph on random and real inputs (the error model of
-    :mod:`zsseg_rt.export.numeric_bounds`, float64 reference), then the whole ``Engine`` against
-    ``predict_zegformer`` (labels and winning scores) on a synthetic image and on ``images``.
+def _graph_cases(engine, model, names: List[str], rng: np.random.Generator, runner: Runner) -> List[Dict[str, Any]]:
+    """Each graph of the bundle on random inputs (and the text graph on real prompts) against the PyTorch model,
+    under the error model of :mod:`zsseg_rt.export.numeric_bounds` (float64 twin as the exact value)."""
+    from .verify import _f64, float64_twin
 
-    Args:
-        runner: executes the graph checks' ONNX Runtime jobs (default: in this process); the Engine part runs here.
-
-    Returns:
-        a JSON-able report with per-case measurements, the thresholds and ``passed``.
-    """
-    import onnxruntime as ort
-
-    from zsseg_rt.models.zegformer.predict import predict_zegformer
-    from zsseg_rt.runtime.zegformer import ZegFormerEngine
-
-    from .verify import _f64, _read_image, float64_twin
-
-    model.eval()
     c = model.config
-    engine = ZegFormerEngine(bundle_dir, backend="onnxruntime", device="cpu", verify=True)
     graph = {role: engine.meta.file(name) for role, name in ZEGFORMER_GRAPH_FILES.items()}
     twin = float64_twin(model)
-    rng = np.random.default_rng(seed)
     jobs: List[Any] = []
     pending: List[Dict[str, Any]] = []
-    names = list(c.class_names)[: min(engine.meta.max_classes, 20)]
     with torch.inference_mode():
         tokens = engine.tokenizer([t.format(n) for n in names[:4] for t in engine.clip_templates[:2]])
         refs = [
@@ -211,10 +192,38 @@ def verify_zegformer_bundle(
             jobs.append((graph["clip_image"], {Names.CROPS: crops}))
             pending.append({"case": {"graph": "clip_image_encoder", "crops": batch}, "refs": refs})
     cases: List[Dict[str, Any]] = []
-    for p, outputs in zip(pending, (runner or run_in_process)(jobs)):
+    for p, outputs in zip(pending, runner(jobs)):
         measured = [fp32_error_case(got, r32, r64) for got, (r32, r64) in zip(outputs, p["refs"])]
         cases.append(dict(p["case"], **max(measured, key=lambda m: m["max_abs"] - m["atol"])))
         cases[-1]["passed"] = all(m["passed"] for m in measured)
+    return cases
+
+
+def verify_zegformer_bundle(
+    bundle_dir: str, model, images: Sequence[str] = (), seed: int = 0, runner: Optional[Runner] = None
+) -> Dict[str, Any]:
+    """ONNX Runtime (CPU) against PyTorch: each graph on random and real inputs (the error model of
+    :mod:`zsseg_rt.export.numeric_bounds`, float64 reference), then the whole ``Engine`` against
+    ``predict_zegformer`` (labels and winning scores) on a synthetic image and on ``images``.
+
+    Args:
+        runner: executes the graph checks' ONNX Runtime jobs (default: in this process); the Engine part runs here.
+
+    Returns:
+        a JSON-able report with per-case measurements, the thresholds and ``passed``.
+    """
+    import onnxruntime as ort
+
+    from zsseg_rt.models.zegformer.predict import predict_zegformer
+    from zsseg_rt.runtime.zegformer import ZegFormerEngine
+
+    from .verify import _read_image
+
+    model.eval()
+    c = model.config
+    engine = ZegFormerEngine(bundle_dir, backend="onnxruntime", device="cpu", verify=True)
+    names = list(c.class_names)[: min(engine.meta.max_classes, 20)]
+    cases = _graph_cases(engine, model, names, np.random.default_rng(seed), runner or run_in_process)
     engine.set_classes(names)
     sources: List[Any] = [("synthetic", synthetic_image(seed=seed))]
     for path in images:
