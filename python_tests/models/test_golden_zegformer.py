@@ -143,14 +143,14 @@ def golden_bundle(golden, tmp_path_factory):
 
 
 def test_engine_is_the_official_pipeline_on_real_photos(golden, golden_bundle):
-    from zsseg_rt.runtime.zegformer import ZegFormerEngine
+    from zsseg_rt import Engine
 
     _, _, readme, expected = golden
-    engine = ZegFormerEngine(golden_bundle, classes=readme["class_names"], device="cpu")
+    engine = Engine(golden_bundle, classes=readme["class_names"], device="cpu")
     for case in readme["cases"]:
         s = readme["settings"][case["setting"]]
-        engine.zeg.update(test_short_side=s["test_short_side"], test_max_size=s["test_max_size"])
-        engine.zeg["clip_cls_style"] = case["style"]
+        engine.pipeline.params.update(test_short_side=s["test_short_side"], test_max_size=s["test_max_size"])
+        engine.pipeline.params["clip_cls_style"] = case["style"]
         result = engine(_photo(readme, case["photo"]), color_order="rgb")
         assert_matches_official(result.labels, result.scores, expected, case["tag"], "Engine[onnxruntime]")
 
@@ -193,7 +193,7 @@ def test_the_transcription_reproduces_the_fixture_and_the_checks_can_fail(golden
     saved = (config.test_short_side, config.test_max_size, config.clip_cls_style)
     try:
         _setting(config, readme, case)
-        monkeypatch.setattr(predict_module, "resize_shortest_edge", torch_resize)
+        monkeypatch.setattr(predict_module, "pil_resize_shortest_edge", torch_resize)
         labels, scores = predict_zegformer(model, rgb, readme["class_names"])
     finally:
         config.test_short_side, config.test_max_size, config.clip_cls_style = saved

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zsseg_rt.pipeline.resize import pil_resize_bilinear, resize_shortest_edge, shortest_edge_shape
+from zsseg_rt.pipeline.resize import pil_resize_bilinear, pil_resize_shortest_edge, shortest_edge_shape
 
 PRECISION_BITS = 32 - 8 - 2
 
@@ -127,7 +127,7 @@ def test_pillow_13_pass_order_is_not_followed():
 @pytest.mark.parametrize("src,short,max_size", [((375, 500), 64, 128), ((1, 57), 64, 128), ((480, 7), 16, 40)])
 def test_resize_shortest_edge_is_the_size_rule_then_pillow(src, short, max_size):
     rgb = np.random.default_rng(1).integers(0, 256, (*src, 3), dtype=np.uint8)
-    out = resize_shortest_edge(rgb, short, max_size)
+    out = pil_resize_shortest_edge(rgb, short, max_size)
     h, w = shortest_edge_shape(*src, short, max_size)
     assert out.shape == (h, w, 3)
     np.testing.assert_array_equal(out, pillow_bilinear_reference(rgb, h, w))
@@ -153,4 +153,4 @@ def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="at least 1x1"):
         pil_resize_bilinear(np.zeros((4, 4, 3), np.uint8), 0, 2)
     with pytest.raises(ValueError, match="0 pixels"):
-        resize_shortest_edge(np.zeros((1, 5000, 3), np.uint8), 512, 2048)
+        pil_resize_shortest_edge(np.zeros((1, 5000, 3), np.uint8), 512, 2048)

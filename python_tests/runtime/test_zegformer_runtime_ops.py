@@ -1,4 +1,4 @@
-"""The NumPy steps of the ZegFormer runtime (``zsseg_rt.runtime.zegformer``) against the PyTorch model's own
+"""The NumPy steps of the ZegFormer runtime (``zsseg_rt.runtime.pipelines.two_stage``) against the PyTorch model's own
 (torchvision ``roi_align``, ``clip_branch``), on random data with edge cases: empty, one-pixel and border-touching
 masks, boxes partly outside the image. The resize (Pillow, as detectron2) is tested in pipeline/test_resize.py."""
 
@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from torchvision.ops import roi_align as tv_roi_align  # noqa: E402
 
 from zsseg_rt.models.zegformer import clip_branch  # noqa: E402
-from zsseg_rt.runtime import zegformer as Z  # noqa: E402
+from zsseg_rt.runtime.pipelines import two_stage as Z  # noqa: E402
 
 
 def _masks(rng, q, h, w):

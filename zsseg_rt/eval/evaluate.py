@@ -40,12 +40,18 @@ def checkpoint_kind(path: Union[str, Path]) -> str:
     )
 
 
-def _is_zeroseg(obj) -> bool:
-    """A ZeroSeg student or an Engine on a ZeroSeg bundle (no torch import: bundles evaluate without torch)."""
+GENERALIZED_ZERO_SHOT = "generalized_zero_shot"  # this module's protocol: mIoU(seen), mIoU(unseen), hIoU
+
+
+def evaluation_protocol(obj) -> str:
+    """The protocol ``obj`` is evaluated under: an Engine's bundle records it (meta.json), a PyTorch model's family
+    declares it (registry). No torch import: bundles evaluate without torch."""
     meta = getattr(obj, "meta", None)
-    if meta is not None and hasattr(meta, "family"):
-        return meta.family == "zeroseg"
-    return getattr(getattr(obj, "config", None), "family", "") == "zeroseg"
+    if meta is not None and hasattr(meta, "evaluation_protocol"):
+        return str(meta.evaluation_protocol)
+    from zsseg_rt.models.registry import family_of_model
+
+    return family_of_model(obj).evaluation_protocol
 
 
 class Segmenter:
@@ -61,10 +67,11 @@ class Segmenter:
         device: Optional[str] = None,
         seen_classes=None,
     ):
-        if _is_zeroseg(obj):  # its labels put background at 0: the generic confusion matrix would be silently wrong
+        protocol = evaluation_protocol(obj)
+        if protocol != GENERALIZED_ZERO_SHOT:  # e.g. labels with background at 0: this confusion matrix would be wrong
             raise ValueError(
-                "ZeroSeg is evaluated under its own protocol (background + classes): use zsseg eval without --ray "
-                "(zsseg_rt.models.zeroseg.evaluate.evaluate_checkpoint)"
+                f"this model is evaluated under its own protocol ({protocol!r}): use zsseg eval without --ray "
+                "(zsseg_rt.eval.evaluate dispatches it to its family)"
             )
         self.kind, self.obj, self.mode = kind, obj, mode
         self.class_names = list(class_names)
@@ -85,22 +92,14 @@ class Segmenter:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         if self.kind == "bundle":
             return self.obj(rgb, color_order="rgb").labels
-        if getattr(self.obj.config, "family", "") == "zegformer":  # two-stage: its own whole-image test pipeline
-            from zsseg_rt.models.zegformer.predict import predict_zegformer
+        from zsseg_rt.models.registry import family_of_model
 
-            labels, _ = predict_zegformer(
-                self.obj, rgb, self.class_names, text=self.text, seen_classes=self.seen_classes, device=self.device
-            )
-            return labels
-        from zsseg_rt.models.common.predict import predict
-
-        labels, _ = predict(
+        labels, _ = family_of_model(self.obj).predict(  # the family's PyTorch inference (its own test pipeline)
             self.obj,
             rgb,
-            class_names=self.class_names,
+            self.class_names,
             text=self.text,
             mode=self.mode,
-            color_order="rgb",
             device=self.device,
             seen_classes=self.seen_classes,
         )
@@ -121,7 +120,7 @@ def load_for_eval(path: Union[str, Path], device: Optional[str] = None, backend:
     from zsseg_rt.models import load_native
 
     if kind == "native":
-        model = load_native(str(path), device=device)  # dispatches ZegCLIP / CLIP-RC on the stored format
+        model = load_native(str(path), device=device)  # the family is the one of the stored format
     else:
         from zsseg_rt.train.checkpoint import load_checkpoint
 
@@ -154,17 +153,17 @@ def own_spelling(kind: str, obj, dataset_names) -> list:
 
 def model_from_config(config: Dict[str, Any]):
     """An untrained model of the family a training checkpoint's ``model_config`` names (weights come after):
-    the family is resolved by the model registry (no ``"family"`` -> ZegCLIP); only trainable families
-    (ZegCLIP, CLIP-RC) are accepted."""
-    from zsseg_rt.models import create_model, family_of
+    the family is resolved by the model registry (no ``"family"`` -> the default family); only families that are
+    trained are accepted."""
+    from zsseg_rt.models import create_model, families, family_of, get_family
 
     if not isinstance(config, dict):
         raise TypeError(f"model_config must be a dict, got {type(config).__name__}")
-    family = family_of(config)
-    if family not in ("zegclip", "cliprc", "zegformer", "zeroseg"):
+    family = get_family(family_of(config))
+    if not family.trainable:
+        trained = ", ".join(get_family(name).label for name in families() if get_family(name).trainable)
         raise ValueError(
-            f"training checkpoint holds a model of family {family!r}; only ZegCLIP, CLIP-RC, ZegFormer and ZeroSeg "
-            "checkpoints are trained"
+            f"training checkpoint holds a model of family {family.name!r}; only {trained} checkpoints are trained"
         )
     return create_model(dict(config))
 
@@ -193,8 +192,8 @@ def evaluate(
         unseen: override the dataset split's unseen classes (names or indices) for mIoU(S)/mIoU(U)/hIoU.
         seen_classes: indices calibrated as seen (default: the checkpoint's seen classes, matched by name).
         limit: evaluate only the first ``limit`` images.
-        text_weights, background_threshold, thresholds: ZeroSeg only (its protocol: background + classes, see
-            :func:`zsseg_rt.models.zeroseg.evaluate.evaluate_checkpoint`).
+        text_weights, background_threshold, thresholds: options of a family's own evaluation protocol (a bundle's
+            meta.json or the model's family names it), e.g. background + classes with a threshold per dataset.
     Returns:
         the :func:`summarize` dict plus ``images``, ``skipped`` (corrupt files), ``mode``, ``dataset``.
     """
@@ -223,15 +222,22 @@ def evaluate(
         text = np.asarray(text_embeddings, dtype=np.float32)
     if text is not None and text.shape[0] != ds.num_classes:
         raise ValueError(f"text embeddings have {text.shape[0]} rows for {ds.num_classes} dataset classes")
-    if _is_zeroseg(obj) and kind == "bundle":  # background kept as class 0, per-dataset threshold; no torch
-        from .zeroseg_protocol import evaluate_zeroseg_bundle
+    protocol = evaluation_protocol(obj)
+    if protocol != GENERALIZED_ZERO_SHOT:  # a family's own protocol (e.g. background kept as class 0)
+        from zsseg_rt.models.registry import protocol_family
 
-        return evaluate_zeroseg_bundle(obj, ds, text, background_threshold, thresholds, limit, progress)
-    if _is_zeroseg(obj):  # the PyTorch student, same protocol
-        from zsseg_rt.models.zeroseg.evaluate import evaluate_checkpoint  # (torch is imported only here)
-
-        return evaluate_checkpoint(
-            obj, ds, mode, text, text_weights, background_threshold, thresholds, limit, progress, device
+        return protocol_family(protocol).evaluate(
+            obj,
+            ds,
+            kind=kind,
+            mode=mode,
+            text=text,
+            text_weights=text_weights,
+            background_threshold=background_threshold,
+            thresholds=thresholds,
+            limit=limit,
+            progress=progress,
+            device=device,
         )
     seg = Segmenter(kind, obj, own_spelling(kind, obj, ds.class_names), text, mode, device, seen_classes)
     cm = ConfusionMatrix(ds.num_classes)

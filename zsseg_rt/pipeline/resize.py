@@ -1,6 +1,6 @@
-"""detectron2's test-time resize (``ResizeShortestEdge``), as ZegFormer's official pipeline runs it (torch-free).
+"""detectron2's test-time resize (``ResizeShortestEdge``) with PIL's bilinear filter, torch-free.
 
-The official ZegFormer test mapper applies ``ResizeShortestEdge(short, max_size)``: the output size comes from
+ZegFormer's official test mapper, for one, applies ``ResizeShortestEdge(short, max_size)``: the output size comes from
 ``ResizeShortestEdge.get_output_shape`` (:func:`shortest_edge_shape`) and the pixels from ``ResizeTransform``,
 which for a uint8 image is ``PIL.Image.fromarray(img).resize((new_w, new_h), Image.BILINEAR)`` (PIL's own
 separable filter: a triangle widened by the scale when shrinking, fixed-point coefficients, each pass rounded to
@@ -13,8 +13,9 @@ then vertical) and so what the official results were computed with; Pillow 13 ru
 the height shrinks much more than the width (python-pillow/Pillow#9549), which changes some pixels by one level
 on thin images. Two single-axis calls give the same pixels with any Pillow version.
 
-Used by ZegFormer's paths only (``models.zegformer.predict.predict_zegformer`` and the Engine's two-stage
-pipeline, ``runtime.zegformer``); the other families follow their own official resize (``preprocess.rescale_keep_ratio``).
+Chosen by the two-stage pipeline (``runtime.pipelines.two_stage``, its bundles' ``two_stage.resize`` =
+``"pil_bilinear"``) and by the families whose official code resizes this way (ZegFormer's ``predict_zegformer``);
+the windowed pipeline keeps its own official resize (``preprocess.rescale_keep_ratio``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Tuple
 
 import numpy as np
 
-__all__ = ["shortest_edge_shape", "pil_resize_bilinear", "resize_shortest_edge"]
+__all__ = ["shortest_edge_shape", "pil_resize_bilinear", "pil_resize_shortest_edge"]
 
 
 def shortest_edge_shape(height: int, width: int, short: int, max_size: int) -> Tuple[int, int]:
@@ -83,7 +84,7 @@ def pil_resize_bilinear(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.array(image)
 
 
-def resize_shortest_edge(rgb: np.ndarray, short: int, max_size: int) -> np.ndarray:
+def pil_resize_shortest_edge(rgb: np.ndarray, short: int, max_size: int) -> np.ndarray:
     """detectron2 ``ResizeShortestEdge(short, max_size)`` on an ``[H, W, 3]`` uint8 RGB image: the
     :func:`shortest_edge_shape` size, PIL bilinear pixels. Returns ``[new_h, new_w, 3]`` uint8."""
     nh, nw = shortest_edge_shape(rgb.shape[0], rgb.shape[1], short, max_size)

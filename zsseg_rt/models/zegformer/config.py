@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from zsseg_rt.models.common.config import (
@@ -35,6 +36,19 @@ __all__ = [
     "CLIP_PRECISIONS",
     "FUSION_MODES",
 ]
+
+# The family's own class lists (``class_lists/*.json``), where the official code spells a dataset's classes its own
+# way (VOC: "potted plant"); a config names one as ``"class_lists/voc20.json"``.
+_FAMILY_DIR = Path(__file__).resolve().parent
+
+
+def _own_list(ref: Any) -> Any:
+    """``ref`` as a path inside the family package when it names one of the family's own lists, else unchanged
+    (the shared lists of :mod:`zsseg_rt.vocabulary`, a path, or a list of names)."""
+    if isinstance(ref, str) and ref.startswith("class_lists/") and (_FAMILY_DIR / ref).is_file():
+        return str(_FAMILY_DIR / ref)
+    return ref
+
 
 # Official ``PROMPT_ENSEMBLE_TYPE`` sets for the query classifier (transformer_zeroshot_predictor.py,
 # third_party/imagenet_templates.IMAGENET_TEMPLATES_SELECT).
@@ -224,7 +238,7 @@ class ZegFormerConfig(BaseModelConfig):
         data = dict(data)
         check_known_keys(cls, data)
         if "class_names" in data:
-            data["class_names"] = load_class_names(data["class_names"])
+            data["class_names"] = load_class_names(_own_list(data["class_names"]))
         if "seen_classes" in data:
             data["seen_classes"] = [int(i) for i in data["seen_classes"]]
         if "loss" in data:

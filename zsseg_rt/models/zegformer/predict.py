@@ -2,7 +2,7 @@
 
 detectron2's test mapper resizes the shortest edge to ``test_short_side`` (longest edge at most ``test_max_size``,
 ``ResizeShortestEdge.get_output_shape`` rounding) with ``PIL.Image.resize(BILINEAR)`` on the uint8 image
-(:func:`zsseg_rt.pipeline.resize.resize_shortest_edge`, which calls Pillow, as the Engine does), the model pads to
+(:func:`zsseg_rt.pipeline.resize.pil_resize_shortest_edge`, which calls Pillow, as the Engine does), the model pads to
 32, predicts, crops the padding and resizes the class maps back to the original size (``sem_seg_postprocess``); the
 label is the argmax.
 """
@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from zsseg_rt.pipeline.resize import resize_shortest_edge, shortest_edge_shape
+from zsseg_rt.pipeline.resize import pil_resize_shortest_edge, shortest_edge_shape
 
 __all__ = ["shortest_edge_shape", "predict_zegformer"]
 
@@ -49,7 +49,7 @@ def predict_zegformer(
     names = list(c.class_names if class_names is None else class_names)
     dev = torch.device(device) if device else next(model.parameters()).device
     h, w = rgb.shape[:2]
-    resized = resize_shortest_edge(rgb, c.test_short_side, c.test_max_size)  # [nh, nw, 3] uint8, PIL bilinear
+    resized = pil_resize_shortest_edge(rgb, c.test_short_side, c.test_max_size)  # [nh, nw, 3] uint8, PIL bilinear
     img = torch.from_numpy(np.ascontiguousarray(resized)).to(dev).permute(2, 0, 1).float()[None]
     seen = None
     if seen_classes is not None:

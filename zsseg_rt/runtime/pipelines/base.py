@@ -1,0 +1,110 @@
+"""What a runtime pipeline is to the Engine: the :class:`Pipeline` base class and the prepared vocabulary."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, ContextManager, NamedTuple, Sequence, Tuple
+
+import numpy as np
+
+from zsseg_rt.bundle import BundleMeta
+from zsseg_rt.pipeline.limits import InputLimits
+from zsseg_rt.vocabulary import ClipTokenizer, embed_names, validate_class_bias
+
+from ..result import SegmentationResult
+
+__all__ = ["Pipeline", "PreparedVocabulary", "Embed", "Stage"]
+
+Embed = Callable[[Tuple[str, ...], Tuple[str, ...]], np.ndarray]  # (names, templates) -> [C, D], cached per name
+Stage = Callable[[str], ContextManager[None]]  # the Engine's per-stage timer: ``with stage("head"): ...``
+
+
+class PreparedVocabulary(NamedTuple):
+    """An immutable vocabulary snapshot, ready for ``segment``: ``names`` (C), ``text [C, D]`` float32 class
+    embeddings, ``bias [C]`` float32, and what else a pipeline needs (``extra``; the two-stage pipeline's CLIP
+    embeddings and seen mask)."""
+
+    names: Tuple[str, ...]
+    text: np.ndarray
+    bias: np.ndarray
+    extra: Any = None
+
+
+class Pipeline:
+    """The part of ``zsseg_rt.Engine`` that depends on how a bundle's graphs are run; chosen by meta.json's
+    ``pipeline`` (:func:`zsseg_rt.runtime.pipelines.pipeline_class`). Pipelines are family-blind and torch-free.
+
+    Class attributes: ``kind`` (the name meta.json records), ``description``, ``backends`` (the backends it can run:
+    the TensorRT builder asks this), ``modes`` (post-processing modes), ``default_max_batch``.
+
+    An instance holds ``backend`` (with ``name`` and ``encode_text``), ``mode`` and ``max_batch``; the Engine owns
+    the tokenizer, the per-name text cache and the current vocabulary, and calls :meth:`encode_classes`,
+    :meth:`prepare` and :meth:`segment`.
+    """
+
+    kind: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    backends: ClassVar[Tuple[str, ...]] = ()
+    modes: ClassVar[Tuple[str, ...]] = ("exact",)
+    default_max_batch: ClassVar[int] = 1
+
+    backend: Any
+    mode: str
+    max_batch: int
+
+    def __init__(
+        self,
+        meta: BundleMeta,
+        *,
+        backend: Any,
+        device: str,
+        mode: str,
+        max_batch: int,
+        verify: bool,
+        model: Any,
+        precision: str,
+        threads: int,
+        device_pipeline: Any,
+        limits: InputLimits,
+        stage: Stage,
+    ):
+        self.meta = meta
+        self.mode = mode
+        self.max_batch = int(max_batch)
+        self.limits = limits
+        self.stage = stage
+
+    @classmethod
+    def supports(cls, backend: str) -> bool:
+        """Whether bundles of this pipeline can run on ``backend`` ("tensorrt", "torch", ...)."""
+        return backend in cls.backends
+
+    # ---- vocabulary
+    def encode_classes(
+        self, names: Sequence[str], templates: Tuple[str, ...], tokenizer: ClipTokenizer, trim: bool
+    ) -> np.ndarray:
+        """``[len(names), D]`` class embeddings through the bundle's text graph (the Engine caches them per name).
+        Default: every template filled with the name, normalised, averaged, normalised."""
+        return embed_names(names, templates, tokenizer, self.backend.encode_text, self.meta.embed_dim, trim)
+
+    def prepare(
+        self, names: Tuple[str, ...], templates: Tuple[str, ...], bias: np.ndarray, embed: Embed
+    ) -> PreparedVocabulary:
+        """The snapshot ``set_classes`` installs (checked names, templates and bias given)."""
+        return PreparedVocabulary(names, embed(names, templates), bias)
+
+    def prepare_embeddings(
+        self, names: Tuple[str, ...], embeddings: np.ndarray, bias: np.ndarray
+    ) -> PreparedVocabulary:
+        """The snapshot ``set_text_embeddings`` installs (``embeddings [C, D]`` checked, float32)."""
+        return PreparedVocabulary(names, embeddings, bias)
+
+    def class_bias(self, names: Sequence[str], class_bias: Any) -> np.ndarray:
+        """``[C]`` float32: the given bias (validated), or the bundle's calibration for these names."""
+        if class_bias is None:
+            return np.asarray(self.meta.class_bias(names), dtype=np.float32)
+        return validate_class_bias(class_bias, len(names))
+
+    # ---- inference
+    def segment(self, image: Any, color_order: str, vocab: PreparedVocabulary) -> SegmentationResult:
+        """Segment one ``[H, W, 3]`` uint8 image with the vocabulary snapshot."""
+        raise NotImplementedError
