@@ -114,6 +114,26 @@ def test_total_loss_weights_and_options():
     torch.testing.assert_close(per_element["loss_match"] * e * m, base["loss_match"])
 
 
+def test_loss_functions_default_to_the_configs_reductions():
+    """The functions' own defaults are Eq. 1's reading the config defaults to (docs/zeroseg.md), so a direct call
+    computes what training computes."""
+    import inspect
+
+    from zsseg_rt.models.zeroseg.config import _LOSS_DEFAULTS
+    from zsseg_rt.models.zeroseg.losses import pairwise_l1
+
+    assert (_LOSS_DEFAULTS["l1_reduction"], _LOSS_DEFAULTS["token_reduction"]) == ("sum", "sum")
+    assert _LOSS_DEFAULTS["view_reduction"] == "mean"
+    assert inspect.signature(pairwise_l1).parameters["reduction"].default == _LOSS_DEFAULTS["l1_reduction"]
+    d = inspect.signature(distillation_loss).parameters
+    assert (d["l1"].default, d["over_views"].default) == (_LOSS_DEFAULTS["l1_reduction"], _LOSS_DEFAULTS["view_reduction"])
+    m = inspect.signature(segment_matching_loss).parameters
+    assert (m["l1"].default, m["over_tokens"].default) == (
+        _LOSS_DEFAULTS["l1_reduction"],
+        _LOSS_DEFAULTS["token_reduction"],
+    )
+
+
 def test_grid_boxes_tile_the_image_and_views_are_the_cells():
     boxes = grid_boxes(10, 7, [1, 2, 3, 4])
     assert len(boxes) == 30 and boxes[0] == (0, 10, 0, 7)
