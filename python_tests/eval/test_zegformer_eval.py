@@ -42,7 +42,7 @@ def test_evaluation_uses_the_models_own_spelling_of_the_dataset_classes(monkeypa
     import importlib
     from types import SimpleNamespace
 
-    from zsseg_rt.data.vocab import load_class_names
+    from zsseg_rt.vocabulary import load_class_names
 
     ev = importlib.import_module("zsseg_rt.eval.evaluate")  # the module (the package exports the function)
 

@@ -87,7 +87,9 @@ def _qemu_or_fail():
     qemu fails instead of skipping, so CI never reports the AVX2 path as checked without running it)."""
     if QEMU is None:
         if os.environ.get("ZSSEG_REQUIRE_QEMU_X86") == "1":
-            pytest.fail("qemu-x86_64(-static) is required here (ZSSEG_REQUIRE_QEMU_X86=1): apt-get install qemu-user-static")
+            pytest.fail(
+                "qemu-x86_64(-static) is required here (ZSSEG_REQUIRE_QEMU_X86=1): apt-get install qemu-user-static"
+            )
         pytest.skip("qemu-user-static is not installed (apt-get install qemu-user-static)")
     return QEMU
 

@@ -126,7 +126,10 @@ def test_loss_functions_default_to_the_configs_reductions():
     assert _LOSS_DEFAULTS["view_reduction"] == "mean"
     assert inspect.signature(pairwise_l1).parameters["reduction"].default == _LOSS_DEFAULTS["l1_reduction"]
     d = inspect.signature(distillation_loss).parameters
-    assert (d["l1"].default, d["over_views"].default) == (_LOSS_DEFAULTS["l1_reduction"], _LOSS_DEFAULTS["view_reduction"])
+    assert (d["l1"].default, d["over_views"].default) == (
+        _LOSS_DEFAULTS["l1_reduction"],
+        _LOSS_DEFAULTS["view_reduction"],
+    )
     m = inspect.signature(segment_matching_loss).parameters
     assert (m["l1"].default, m["over_tokens"].default) == (
         _LOSS_DEFAULTS["l1_reduction"],

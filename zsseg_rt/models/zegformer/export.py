@@ -25,7 +25,6 @@ from torch import nn
 
 from zsseg_rt.bundle import TWO_STAGE_GRAPH_FILES, Files, Names, two_stage_graph_io
 from zsseg_rt.export.graphs import TextEncoderGraph
-
 from zsseg_rt.export.numeric_bounds import BOUND_MODEL, fp32_error_case
 from zsseg_rt.export.ort_jobs import Runner, run_in_process
 
