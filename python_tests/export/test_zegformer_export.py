@@ -70,6 +70,7 @@ def test_bundle_layout_meta_and_export_verification(bundle):
     assert meta.pipeline == "two_stage" and meta.raw["pipeline"] == "two_stage" and "zegformer" not in meta.raw
     assert len(zeg["clip_templates"]) == 32 and zeg["fusion"] == "ensemble" and zeg["clip_cls_style"] == "cropmask"
     assert zeg["clip_logit_scale"] == pytest.approx(100.0, rel=1e-5)
+    assert zeg["resize"] == "pil_bilinear"  # detectron2's ResizeShortestEdge on uint8 = PIL bilinear (official)
     report = meta.raw["verification"]
     assert report["passed"] is True
     graphs = {case["graph"] for case in report["cases"]}
@@ -144,6 +145,10 @@ def test_tampered_bundle_is_refused(bundle, tmp_path):
     with pytest.raises(BundleError, match="corrupted or was modified"):
         Engine(str(copy), backend="onnxruntime")
     raw = json.loads((copy / Files.META).read_text())
+    raw["two_stage"]["resize"] = "lanczos"  # a resize this runtime does not have (a newer bundle's)
+    write_meta(str(copy / Files.META), raw)
+    with pytest.raises(BundleError, match=r"resize: one of \('pil_bilinear',\), got 'lanczos'"):
+        load_meta(str(copy))
     del raw["two_stage"]
     write_meta(str(copy / Files.META), raw)
     with pytest.raises(BundleError, match="needs this section"):

@@ -337,3 +337,25 @@ def test_clip_precision_official_default_and_fp16_option():
     images = torch.rand(1, 3, 64, 96) * 255
     a, b = half.segment(images, NAMES), auto.segment(images, NAMES)
     assert a.dtype == torch.float32 and (a.argmax(1) == b.argmax(1)).float().mean() > 0.95
+
+
+def test_fp16_template_ensemble_is_averaged_in_fp16_as_the_official():
+    """Official ``zeroshot_classifier`` on half tensors: normalise, ``mean(dim=0)`` and normalise in fp16, then
+    ``.float()``; averaging in fp32 instead gives other bits (so this comparison can fail)."""
+    torch.manual_seed(0)
+    half = create_model("zegformer_tiny_test", clip_precision="fp16").eval()
+    names = ["cat", "potted plant", "dog, puppy"]
+    got = half.clip_text_embeddings(names)
+    tower = half._tower("text_encoder", torch.device("cpu"))
+    want, fp32_mean = [], []
+    with torch.no_grad():
+        for name in names:
+            prompts = [t.format(p) for t in CLIP_BRANCH_TEMPLATES for p in name.split(", ")]
+            emb = tower.encode_tokens(tower.tokenize(prompts))  # fp16, rows normalised in fp16
+            assert emb.dtype == torch.float16
+            mean = emb.mean(dim=0)
+            want.append((mean / mean.norm()).float())
+            m32 = emb.float().mean(0)
+            fp32_mean.append(m32 / m32.norm())
+    assert torch.equal(got, torch.stack(want))
+    assert not torch.equal(got, torch.stack(fp32_mean))

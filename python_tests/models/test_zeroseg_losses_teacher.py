@@ -90,8 +90,14 @@ def test_total_loss_weights_and_options():
     torch.testing.assert_close(base["loss"], base["loss_rec"] + base["loss_distill"] + base["loss_match"])
     nz = torch.nn.functional.normalize
     torch.testing.assert_close(
-        base["loss_distill"], distillation_loss(nz(out["global_feature"], dim=-1), nz(views, dim=-1))
+        base["loss_distill"], distillation_loss(nz(out["global_feature"], dim=-1), nz(views, dim=-1), l1="sum")
     )
+    # Eq. 1 as written: sum over the tokens of the L1 distance (a sum over the dims) to the nearest local crop
+    g, v = nz(out["segment_features"], dim=-1), nz(views, dim=-1)[:, 1:]
+    eq1 = torch.stack(
+        [sum(min((g[i, t] - v[i, j]).abs().sum() for j in range(n - 1)) for t in range(m)) for i in range(b)]
+    )
+    torch.testing.assert_close(base["loss_match"], eq1.mean())
     weighted = ZeroSegLoss(load_config(TINY, loss={"match_weight": 3.0, "reconstruction_weight": 0.5}))(
         out, images, views
     )
@@ -99,8 +105,36 @@ def test_total_loss_weights_and_options():
     full_only = ZeroSegLoss(load_config(TINY, loss={"distill_views": "full", "l2_normalize": False}))(
         out, images, views
     )
-    expect = (out["global_feature"] - views[:, 0]).abs().mean()
+    expect = (out["global_feature"] - views[:, 0]).abs().sum(-1).mean()
     torch.testing.assert_close(full_only["loss_distill"], expect)
+    per_element = ZeroSegLoss(load_config(TINY, loss={"l1_reduction": "mean", "token_reduction": "mean"}))(
+        out, images, views
+    )  # nn.L1Loss-style option: 1/E of the distillation, 1/(m E) of the matching
+    torch.testing.assert_close(per_element["loss_distill"] * e, base["loss_distill"])
+    torch.testing.assert_close(per_element["loss_match"] * e * m, base["loss_match"])
+
+
+def test_loss_functions_default_to_the_configs_reductions():
+    """The functions' own defaults are Eq. 1's reading the config defaults to (docs/zeroseg.md), so a direct call
+    computes what training computes."""
+    import inspect
+
+    from zsseg_rt.models.zeroseg.config import _LOSS_DEFAULTS
+    from zsseg_rt.models.zeroseg.losses import pairwise_l1
+
+    assert (_LOSS_DEFAULTS["l1_reduction"], _LOSS_DEFAULTS["token_reduction"]) == ("sum", "sum")
+    assert _LOSS_DEFAULTS["view_reduction"] == "mean"
+    assert inspect.signature(pairwise_l1).parameters["reduction"].default == _LOSS_DEFAULTS["l1_reduction"]
+    d = inspect.signature(distillation_loss).parameters
+    assert (d["l1"].default, d["over_views"].default) == (
+        _LOSS_DEFAULTS["l1_reduction"],
+        _LOSS_DEFAULTS["view_reduction"],
+    )
+    m = inspect.signature(segment_matching_loss).parameters
+    assert (m["l1"].default, m["over_tokens"].default) == (
+        _LOSS_DEFAULTS["l1_reduction"],
+        _LOSS_DEFAULTS["token_reduction"],
+    )
 
 
 def test_grid_boxes_tile_the_image_and_views_are_the_cells():
@@ -186,6 +220,31 @@ def test_folder_reader_and_precompute(tmp_path):
         "cached": 4,
     }
     it = data4[2]
-    torch.testing.assert_close(
-        cache.get(it["key"]), teacher(it["image"][None].float())[0], rtol=2e-3, atol=2e-3
-    )  # fp16
+    assert cfg.teacher_view_source == "image"  # the views come from the file at its own resolution
+    pixels = data4.views_of(2, cfg.teacher_grids, cfg.teacher_image_size)
+    torch.testing.assert_close(cache.get(it["key"]), teacher.encode_views(pixels[None])[0], rtol=2e-3, atol=2e-3)
+    crop_views = teacher(it["image"][None].float())[0]  # the "crop" source: other pixels, other features
+    assert (cache.get(it["key"]) - crop_views).abs().max() > 1e-2
+
+
+def test_image_views_are_cells_of_the_students_region_at_source_resolution():
+    """[P] §3.2 multi-scale views of the image: the centre square (what the student's centre crop shows) at the
+    image's own resolution, cut into the grids, each cell resized to the teacher input with PIL bicubic."""
+    from PIL import Image
+
+    from zsseg_rt.models.zeroseg.teacher import image_views
+
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (90, 150, 3), dtype=np.uint8)  # landscape: the square is columns 30..119
+    views = image_views(rgb, [1, 2, 3], 16)
+    assert views.shape == (14, 3, 16, 16) and views.dtype == torch.uint8
+    square = rgb[:, 30:120]
+    bicubic = Image.Resampling.BICUBIC
+    want0 = np.asarray(Image.fromarray(np.ascontiguousarray(square)).resize((16, 16), bicubic))
+    np.testing.assert_array_equal(views[0].permute(1, 2, 0).numpy(), want0)  # the 1x1 view: CLIP's preprocessing
+    cell = np.ascontiguousarray(square[45:90, 45:90])  # bottom-right cell of the 2x2 grid
+    np.testing.assert_array_equal(
+        views[4].permute(1, 2, 0).numpy(), np.asarray(Image.fromarray(cell).resize((16, 16), bicubic))
+    )
+    tall = image_views(rng.integers(0, 256, (101, 40, 3), dtype=np.uint8), [1], 8)  # portrait: rows 30..69
+    assert tall.shape == (1, 3, 8, 8)

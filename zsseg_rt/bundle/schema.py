@@ -178,6 +178,9 @@ def _io(value: Any) -> str:
 
 TWO_STAGE_FUSIONS = ("ensemble", "ensemble_all", "clip_only", "none")
 TWO_STAGE_CLIP_STYLES = ("cropmask", "crop", "mask")
+# The test-time resize of the two-stage pipeline (optional field ``resize``; absent = the first): PIL's bilinear
+# filter on the uint8 image, as detectron2's ResizeShortestEdge (zsseg_rt.pipeline.resize).
+TWO_STAGE_RESIZES = ("pil_bilinear",)
 
 
 def _two_stage(value: Any) -> str:
@@ -205,6 +208,11 @@ def _two_stage(value: Any) -> str:
         error = check(value[key])
         if error:
             return f"{key}: {error}"
+    if value.get("resize", TWO_STAGE_RESIZES[0]) not in TWO_STAGE_RESIZES:
+        return (
+            f"resize: one of {TWO_STAGE_RESIZES}, got {value['resize']!r} (a bundle from a newer zsseg_rt: "
+            "upgrade the package)"
+        )
     if value["test_max_size"] < value["test_short_side"]:
         return f"test_max_size >= test_short_side, got {value['test_max_size']} < {value['test_short_side']}"
     return ""

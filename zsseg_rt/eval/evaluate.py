@@ -132,6 +132,25 @@ def load_for_eval(path: Union[str, Path], device: Optional[str] = None, backend:
     return kind, model.eval()
 
 
+def _squash(name: str) -> str:
+    return "".join(ch for ch in str(name).lower() if ch not in " _-")
+
+
+def own_spelling(kind: str, obj, dataset_names) -> list:
+    """The dataset's classes named as the checkpoint's own class list names them, when both list the same
+    classes in the same order up to spaces, underscores, hyphens and case (ZegFormer's official VOC list says
+    "potted plant" where the dataset's says "pottedplant": its text embeddings are of its own names); otherwise
+    the dataset's names."""
+    if kind == "bundle":
+        own = list(getattr(getattr(obj, "meta", None), "training_class_names", None) or [])
+    else:
+        own = list(getattr(getattr(obj, "config", None), "class_names", None) or [])
+    names = list(dataset_names)
+    if len(own) == len(names) and all(_squash(a) == _squash(b) for a, b in zip(own, names)):
+        return own
+    return names
+
+
 def model_from_config(config: Dict[str, Any]):
     """An untrained model of the family a training checkpoint's ``model_config`` names (weights come after):
     the family is resolved by the model registry (no ``"family"`` -> the default family); only families that are
@@ -220,7 +239,7 @@ def evaluate(
             progress=progress,
             device=device,
         )
-    seg = Segmenter(kind, obj, ds.class_names, text, mode, device, seen_classes)
+    seg = Segmenter(kind, obj, own_spelling(kind, obj, ds.class_names), text, mode, device, seen_classes)
     cm = ConfusionMatrix(ds.num_classes)
     n = len(ds) if limit is None else min(len(ds), int(limit))
     done = 0

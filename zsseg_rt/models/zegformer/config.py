@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from zsseg_rt.models.common.config import (
@@ -36,6 +37,19 @@ __all__ = [
     "FUSION_MODES",
 ]
 
+# The family's own class lists (``class_lists/*.json``), where the official code spells a dataset's classes its own
+# way (VOC: "potted plant"); a config names one as ``"class_lists/voc20.json"``.
+_FAMILY_DIR = Path(__file__).resolve().parent
+
+
+def _own_list(ref: Any) -> Any:
+    """``ref`` as a path inside the family package when it names one of the family's own lists, else unchanged
+    (the shared lists of :mod:`zsseg_rt.vocabulary`, a path, or a list of names)."""
+    if isinstance(ref, str) and ref.startswith("class_lists/") and (_FAMILY_DIR / ref).is_file():
+        return str(_FAMILY_DIR / ref)
+    return ref
+
+
 # Official ``PROMPT_ENSEMBLE_TYPE`` sets for the query classifier (transformer_zeroshot_predictor.py,
 # third_party/imagenet_templates.IMAGENET_TEMPLATES_SELECT).
 QUERY_TEMPLATE_SETS: Dict[str, List[str]] = {
@@ -52,7 +66,7 @@ QUERY_TEMPLATE_SETS: Dict[str, List[str]] = {
     ],
 }
 
-# The CLIP image branch's text templates (official IMAGENET_TEMPLATES_SELECT_CLIP, 33 entries).
+# The CLIP image branch's text templates (official IMAGENET_TEMPLATES_SELECT_CLIP, 32 entries).
 CLIP_BRANCH_TEMPLATES: List[str] = [
     "a bad photo of the {}.",
     "a photo of the large {}.",
@@ -106,6 +120,11 @@ class ZegFormerConfig(BaseModelConfig):
     image_size: int = 224  # CLIP image-branch input (roi_align output size)
     backbone: str = "resnet101"  # resnet50 | resnet101 (torchvision layout, frozen BatchNorm as detectron2)
     backbone_layers: Optional[List[int]] = None  # None -> the standard block counts of ``backbone``
+    # detectron2 MODEL.RESNETS.STEM_OUT_CHANNELS / RES2_OUT_CHANNELS / WIDTH_PER_GROUP (official: the defaults);
+    # smaller values only for tiny test models (each later stage doubles the widths)
+    stem_channels: int = 64
+    res2_channels: int = 256
+    width_per_group: int = 64
     conv_dim: int = 256
     mask_dim: int = 256
     hidden_dim: int = 256
@@ -122,9 +141,10 @@ class ZegFormerConfig(BaseModelConfig):
     ensemble_lambda: float = 2.0 / 3.0
     clip_mean: List[float] = field(default_factory=lambda: [122.7709383, 116.7460125, 104.09373615])
     clip_std: List[float] = field(default_factory=lambda: [68.5005327, 66.6321579, 70.3231630])
-    # Precision of the frozen CLIP towers (text embeddings, CLIP image branch): "auto" = the official behaviour
-    # (``clip.load`` keeps OpenAI CLIP in fp16 on CUDA and casts it to fp32 on the CPU), "fp16" or "fp32" always.
-    # The segmentation network is unaffected; exported bundles run CLIP in fp32.
+    # Precision of the frozen CLIP towers (text embeddings and their template averaging, CLIP image branch):
+    # "auto" = fp16 on CUDA (official: clip.load(jit=False) converts OpenAI CLIP to fp16 and never casts back) and
+    # fp32 on the CPU (deviation: the official needs CUDA and never ran there); "fp16" or "fp32" always. The
+    # segmentation network is unaffected (AMP is a training setting); exported bundles run CLIP in fp32.
     clip_precision: str = "auto"
     size_divisibility: int = 32
     test_short_side: int = 512
@@ -169,6 +189,11 @@ class ZegFormerConfig(BaseModelConfig):
             len(self.backbone_layers) != 4 or any(int(n) < 1 for n in self.backbone_layers)
         ):
             raise ValueError(f"backbone_layers must be 4 positive block counts, got {self.backbone_layers}")
+        if min(self.stem_channels, self.res2_channels, self.width_per_group) < 1:
+            raise ValueError(
+                "stem_channels, res2_channels and width_per_group must be >= 1, got "
+                f"{self.stem_channels}, {self.res2_channels}, {self.width_per_group}"
+            )
         if self.prompt_ensemble not in QUERY_TEMPLATE_SETS:
             raise ValueError(
                 f"prompt_ensemble must be one of {sorted(QUERY_TEMPLATE_SETS)}, got {self.prompt_ensemble!r}"
@@ -213,7 +238,7 @@ class ZegFormerConfig(BaseModelConfig):
         data = dict(data)
         check_known_keys(cls, data)
         if "class_names" in data:
-            data["class_names"] = load_class_names(data["class_names"])
+            data["class_names"] = load_class_names(_own_list(data["class_names"]))
         if "seen_classes" in data:
             data["seen_classes"] = [int(i) for i in data["seen_classes"]]
         if "loss" in data:

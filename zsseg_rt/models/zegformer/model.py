@@ -10,10 +10,14 @@ Two stages:
    distributions are fused (``clip_branch.fuse_scores``) and combined with the masks.
 
 CLIP (open_clip ViT-B/16 at 224, OpenAI weights) supplies both text embeddings and the image branch; it is never
-trained. Precision (``config.clip_precision``): "auto" is the official behaviour, the CLIP towers in fp16 on CUDA
-(the official ``clip.load`` keeps OpenAI CLIP in half precision there) and fp32 on the CPU; "fp16"/"fp32" force
-one. In fp16 the towers run on a half-precision copy of their weights (open_clip's LayerNorm computes in fp32, as
-OpenAI CLIP's), the CLIP logits are formed in fp16 and cast to fp32 for the fusion.
+trained. Precision (``config.clip_precision``): the official code runs CLIP in fp16 only (its ``clip.load(...,
+jit=False)`` builds the model with ``convert_weights`` and never casts back, and its text classifier moves the
+tokens to CUDA), so "auto" is fp16 on CUDA (official) and fp32 on the CPU, where the official cannot run (a
+named deviation: fp16 matmuls on a CPU are slow and not what any official result used; ``clip_precision="fp16"``
+forces the half-precision path there too). In fp16 the towers run on a half-precision copy of their weights
+(open_clip's LayerNorm computes in fp32, as OpenAI CLIP's), the template embeddings are normalised, averaged and
+normalised in fp16 (official ``zeroshot_classifier``), and the CLIP logits are formed in fp16 and cast to fp32 for
+the fusion. Exported bundles run both towers in fp32.
 """
 
 from __future__ import annotations
@@ -76,15 +80,17 @@ class ZeroShotPredictor(nn.Module):
 @torch.no_grad()
 def zeroshot_text_embeddings(text_encoder: TextEncoder, names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
     """Official ``zeroshot_classifier``: for each class every template x synonym (names split on ``", "``) ->
-    normalised CLIP text embeddings -> mean -> normalise. Returns ``[C, D]`` float32."""
+    normalised CLIP text embeddings -> mean -> normalise, all in the tower's dtype (fp16 in the official CUDA
+    setting: ``class_embeddings /= norm``, ``.mean(dim=0)``, ``/= norm()`` on half tensors), then ``.float()``.
+    Returns ``[C, D]`` float32."""
     device = text_encoder.positional_embedding.device
     out = []
     for name in names:
         parts = name.split(", ") if ", " in name else [name]
         prompts = [t.format(p) for t in templates for p in parts]
         tokens = text_encoder.tokenize(prompts).to(device)
-        emb = text_encoder.encode_tokens(tokens).float().mean(0)
-        out.append(emb / emb.norm())
+        emb = text_encoder.encode_tokens(tokens).mean(0)  # rows already L2-normalised, in the tower's dtype
+        out.append((emb / emb.norm()).float())
     return torch.stack(out)
 
 
@@ -108,8 +114,8 @@ class ZegFormer(nn.Module):
             self.clip_logit_scale = clip.logit_scale
             ctx_len = int(clip.positional_embedding.shape[0])
             self.text_encoder = TextEncoder(clip, SimpleTokenizer(context_length=ctx_len))
-            self.backbone = ResNetTrunk(c.layers_per_stage)
-            channels = [ResNetTrunk.out_channels[k] for k in PixelDecoder.in_features]
+            self.backbone = ResNetTrunk(c.layers_per_stage, c.stem_channels, c.res2_channels, c.width_per_group)
+            channels = [self.backbone.out_channels[k] for k in PixelDecoder.in_features]
             self.pixel_decoder = PixelDecoder(channels, c.conv_dim, c.mask_dim)
             self.predictor = ZeroShotPredictor(c, channels[-1], c.embed_dim)
         self.register_buffer("pixel_mean", torch.tensor(c.mean).view(3, 1, 1), persistent=False)
@@ -132,7 +138,7 @@ class ZegFormer(nn.Module):
         mode = self.config.clip_precision
         if mode == "fp16" or (mode == "auto" and dev.type == "cuda"):
             return torch.float16
-        return torch.float32
+        return self.clip_logit_scale.dtype  # float32 (float64 in the export check's float64 twin)
 
     def _tower(self, name: str, device: torch.device) -> nn.Module:
         """``clip_visual`` / ``text_encoder`` in the precision of :meth:`clip_dtype` (an fp16 copy is made once

@@ -1,8 +1,8 @@
 """ZegFormer's mask-proposal network in plain PyTorch (no detectron2), parameter names chosen so the official
 checkpoint maps onto it key by key (see :mod:`zsseg_rt.models.zegformer.official`).
 
-- :class:`ResNetTrunk`: torchvision ResNet-50/101 with frozen BatchNorm (detectron2's ``FrozenBN``, stride in the
-  3x3 conv = ``STRIDE_IN_1X1: False``), returning ``res2..res5`` (strides 4, 8, 16, 32).
+- :class:`ResNetTrunk`: detectron2's ResNet-50/101 with frozen BatchNorm (``FrozenBN``, stride in the 3x3 conv =
+  ``STRIDE_IN_1X1: False``) in torchvision's parameter layout, returning ``res2..res5`` (strides 4, 8, 16, 32).
 - :class:`PixelDecoder`: MaskFormer's ``BasePixelDecoder``: an FPN with GroupNorm(32), nearest top-down
   upsampling and a final 3x3 ``mask_features`` conv (stride 4).
 - :class:`SinePositionEncoding`: DETR's normalised sine encoding (``normalize=True``, scale 2*pi).
@@ -19,7 +19,6 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 __all__ = ["ResNetTrunk", "PixelDecoder", "SinePositionEncoding", "QueryDecoder", "DecoderLayer", "MLP", "ConvNorm"]
@@ -32,19 +31,67 @@ def c2_xavier_fill(module: nn.Conv2d) -> None:
         nn.init.constant_(module.bias, 0)
 
 
-class ResNetTrunk(nn.Module):
-    """torchvision ResNet (Bottleneck) without the classifier; ``forward`` returns ``{res2..res5}``."""
+class _Bottleneck(nn.Module):
+    """detectron2's ``BottleneckBlock`` (``STRIDE_IN_1X1: False``: the stride in the 3x3 conv, FrozenBN after
+    every conv, projection shortcut when the channels change) with torchvision's parameter names (``conv1``,
+    ``bn1``, ..., ``downsample.0/1``), so any bottleneck width works (detectron2 ``WIDTH_PER_GROUP``)."""
 
-    def __init__(self, layers: List[int]):
+    def __init__(self, in_ch: int, width: int, out_ch: int, stride: int):
         super().__init__()
-        net = ResNet(Bottleneck, list(layers), norm_layer=FrozenBatchNorm2d)
-        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.conv1 = nn.Conv2d(in_ch, width, 1, bias=False)
+        self.bn1 = FrozenBatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = FrozenBatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, out_ch, 1, bias=False)
+        self.bn3 = FrozenBatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: Optional[nn.Module] = None
+        if in_ch != out_ch or stride != 1:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), FrozenBatchNorm2d(out_ch)
+            )
 
-    out_channels = {"res2": 256, "res3": 512, "res4": 1024, "res5": 2048}
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class ResNetTrunk(nn.Module):
+    """detectron2's ResNet (``build_resnet_backbone``, bottleneck blocks, FrozenBN) without the classifier, in
+    torchvision's parameter layout; ``forward`` returns ``{res2..res5}``.
+
+    Args:
+        layers: blocks per stage (R50 ``[3, 4, 6, 3]``, R101 ``[3, 4, 23, 3]``).
+        stem_channels / res2_channels / width_per_group: detectron2 ``STEM_OUT_CHANNELS`` (64),
+            ``RES2_OUT_CHANNELS`` (256) and ``WIDTH_PER_GROUP`` (64, the res2 bottleneck width); each later stage
+            doubles the output and bottleneck widths.
+    """
+
+    def __init__(self, layers: List[int], stem_channels: int = 64, res2_channels: int = 256, width_per_group: int = 64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, stem_channels, 7, stride=2, padding=3, bias=False)
+        self.bn1 = FrozenBatchNorm2d(stem_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        in_ch, out_ch, width = stem_channels, res2_channels, width_per_group
+        self.out_channels: Dict[str, int] = {}
+        for stage, blocks in enumerate(layers):
+            stride = 1 if stage == 0 else 2
+            units = [
+                _Bottleneck(in_ch if i == 0 else out_ch, width, out_ch, stride if i == 0 else 1) for i in range(blocks)
+            ]
+            self.add_module(f"layer{stage + 1}", nn.Sequential(*units))
+            self.out_channels[f"res{stage + 2}"] = out_ch
+            in_ch, out_ch, width = out_ch, 2 * out_ch, 2 * width
+        for m in self.modules():  # detectron2's c2_msra_fill (an ImageNet checkpoint replaces it in practice)
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """``x [B,3,H,W]`` normalised -> ``res2 [B,256,H/4,W/4]`` ... ``res5 [B,2048,H/32,W/32]``."""
+        """``x [B,3,H,W]`` normalised -> ``res2 [B,256,H/4,W/4]`` ... ``res5 [B,2048,H/32,W/32]`` (default widths)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         res2 = self.layer1(x)
         res3 = self.layer2(res2)

@@ -80,13 +80,18 @@ def official_zegformer_to_native_key(key: str) -> Optional[str]:
 
 
 def read_detectron2_checkpoint(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
-    """The tensors of a detectron2 checkpoint (``ck["model"]``, or a plain state dict), ``weights_only=True``."""
+    """The tensors of a detectron2 checkpoint (``ck["model"]``, or a plain state dict), ``weights_only=True``; a
+    ``.safetensors`` file holds the official-layout state dict itself."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"official ZegFormer checkpoint {str(path)!r} not found (the releases are linked from the README of "
             "github.com/dingjiansw101/ZegFormer)"
         )
+    if path.suffix == ".safetensors":  # a state dict in the official key layout (e.g. the golden test fixture)
+        from safetensors.torch import load_file
+
+        return {str(k): v for k, v in load_file(str(path)).items()}
     try:
         ck = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:

@@ -1,10 +1,10 @@
 """Whole-image inference with a :class:`~zsseg_rt.models.zegformer.model.ZegFormer` (official test pipeline).
 
 detectron2's test mapper resizes the shortest edge to ``test_short_side`` (longest edge at most ``test_max_size``,
-``ResizeShortestEdge.get_output_shape`` rounding), the model pads to 32, predicts, crops the padding and resizes
-the class maps back to the original size (``sem_seg_postprocess``); the label is the argmax. The official resize
-is PIL ``BILINEAR`` on uint8 (antialiased when shrinking); here torch ``interpolate(bilinear, antialias=True)``
-then rounding to uint8 (PIL's filter; small rounding differences to PIL are possible, not measured here).
+``ResizeShortestEdge.get_output_shape`` rounding) with ``PIL.Image.resize(BILINEAR)`` on the uint8 image
+(:func:`zsseg_rt.pipeline.resize.pil_resize_shortest_edge`, which calls Pillow, as the Engine does), the model pads to
+32, predicts, crops the padding and resizes the class maps back to the original size (``sem_seg_postprocess``); the
+label is the argmax.
 """
 
 from __future__ import annotations
@@ -13,19 +13,10 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from zsseg_rt.pipeline.resize import pil_resize_shortest_edge, shortest_edge_shape
 
 __all__ = ["shortest_edge_shape", "predict_zegformer"]
-
-
-def shortest_edge_shape(h: int, w: int, short: int, max_size: int) -> Tuple[int, int]:
-    """detectron2 ``ResizeShortestEdge.get_output_shape``: ``(new_h, new_w)``."""
-    scale = short / min(h, w)
-    new_h, new_w = (short, scale * w) if h < w else (scale * h, short)
-    if max(new_h, new_w) > max_size:
-        scale = max_size / max(new_h, new_w)
-        new_h, new_w = new_h * scale, new_w * scale
-    return int(new_h + 0.5), int(new_w + 0.5)
 
 
 @torch.no_grad()
@@ -58,11 +49,8 @@ def predict_zegformer(
     names = list(c.class_names if class_names is None else class_names)
     dev = torch.device(device) if device else next(model.parameters()).device
     h, w = rgb.shape[:2]
-    nh, nw = shortest_edge_shape(h, w, c.test_short_side, c.test_max_size)
-    img = torch.from_numpy(np.ascontiguousarray(rgb)).to(dev).permute(2, 0, 1).float()[None]
-    if (nh, nw) != (h, w):
-        img = F.interpolate(img, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
-        img = img.round().clamp(0, 255)
+    resized = pil_resize_shortest_edge(rgb, c.test_short_side, c.test_max_size)  # [nh, nw, 3] uint8, PIL bilinear
+    img = torch.from_numpy(np.ascontiguousarray(resized)).to(dev).permute(2, 0, 1).float()[None]
     seen = None
     if seen_classes is not None:
         seen = torch.zeros(len(names), dtype=torch.bool)

@@ -42,15 +42,16 @@ CLIP_MEAN = [122.771, 116.746, 104.094]  # OpenAI CLIP statistics on the 0-255 s
 CLIP_STD = [68.501, 66.632, 70.323]
 
 _LOSS_DEFAULTS: Dict[str, Any] = {
-    # [P] Eq. 1 sums the three terms; no weights are given (inferred: 1 each)
+    # [P] Eq. 1 sums the three terms; no weights are given (1 each; docs/zeroseg.md)
     "reconstruction_weight": 1.0,
     "distill_weight": 1.0,
     "match_weight": 1.0,
-    # inferred: nn.L1Loss-style mean over feature dims ("sum" = the L1 norm as |.|_1 is written in Eq. 1)
-    "l1_reduction": "mean",
-    # inferred: mean over the n views (distillation) and over the m segment tokens (matching); "sum" = Eq. 1
+    # [P] Eq. 1 writes the L1 distance |g_i - v_j|_1: the L1 norm, a sum over the feature dims ("mean" =
+    # nn.L1Loss's per-element mean, 1/768 of it: distillation then weighs 10-30x less than the MAE term)
+    "l1_reduction": "sum",
+    # [P] Eq. 1: sum_i over the m segment tokens; over the n views of the distillation term: inferred mean
     "view_reduction": "mean",
-    "token_reduction": "mean",
+    "token_reduction": "sum",
     # inferred: L2-normalise student and teacher features before the L1 distance (inference uses cosine)
     "l2_normalize": True,
     # [P] Eq. 1 / Table 4 "+ multi-scale": z is distilled to EVERY view v_k; "full" = the base (z <-> v1 only)
@@ -100,7 +101,12 @@ class ZeroSegConfig(BaseModelConfig):
     # ---- teacher views [P]: 1x1+2x2+3x3+4x4 grids, each cell resized to the teacher input
     teacher_grids: List[int] = field(default_factory=lambda: [1, 2, 3, 4])
     teacher_image_size: int = 224
-    crop_interpolation: str = "bicubic"  # inferred
+    # where the cells are cut ([P] §3.2: "multi-scale views of the image"; docs/zeroseg.md): "image" = the region
+    # the student's centre crop shows, at the image's own resolution, each cell resized to the teacher's input with
+    # PIL bicubic (CLIP's preprocessing; the 1x1 view is CLIP's own resize + centre crop); "crop" = cut from the
+    # 224 px student crop and upscaled (crop_interpolation)
+    teacher_view_source: str = "image"
+    crop_interpolation: str = "bicubic"  # inferred (the "crop" source only)
     teacher_mean: List[float] = field(default_factory=lambda: list(CLIP_MEAN))
     teacher_std: List[float] = field(default_factory=lambda: list(CLIP_STD))
     loss: Dict[str, Any] = field(default_factory=lambda: dict(_LOSS_DEFAULTS))
@@ -184,6 +190,8 @@ class ZeroSegConfig(BaseModelConfig):
             raise ValueError(f"assignment_maps must be soft|hard, got {self.assignment_maps!r}")
         if not self.teacher_grids or min(self.teacher_grids) < 1:
             raise ValueError(f"teacher_grids must be positive integers, got {self.teacher_grids}")
+        if self.teacher_view_source not in ("image", "crop"):
+            raise ValueError(f"teacher_view_source must be image|crop, got {self.teacher_view_source!r}")
         if self.teacher_grids[0] != 1:
             raise ValueError(f"teacher_grids must start with 1 (view 0 is the full image v1), got {self.teacher_grids}")
         if self.num_views < 2:

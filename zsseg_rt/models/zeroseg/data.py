@@ -84,6 +84,17 @@ class UnlabeledImageFolder(torch.utils.data.Dataset):
             raise ValueError(f"cannot decode image {path!r}: {exc}") from exc
         return {"image": image, "key": TeacherFeatureCache.key_of_bytes(data), "index": index, "path": path}
 
+    def views_of(self, index: int, grids, size: int) -> torch.Tensor:
+        """The teacher's views of image ``index`` at its own resolution (``teacher.image_views``):
+        ``[n, 3, size, size]`` uint8."""
+        from PIL import Image
+
+        from .teacher import image_views
+
+        with Image.open(self.files[index]) as source:
+            rgb = np.asarray(source.convert("RGB"))
+        return image_views(rgb, grids, size)
+
     def __getitem__(self, index: int) -> Dict[str, Any]:
         for attempt in range(len(self.files)):
             i = (index + attempt) % len(self.files)

@@ -22,8 +22,9 @@ def _reduce(x: torch.Tensor, how: str, dim: int) -> torch.Tensor:
     return x.mean(dim) if how == "mean" else x.sum(dim)
 
 
-def pairwise_l1(a: torch.Tensor, b: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """L1 distances between every row pair: a [B, M, E], b [B, N, E] -> [B, M, N] (mean or sum over E)."""
+def pairwise_l1(a: torch.Tensor, b: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """L1 distances between every row pair: a [B, M, E], b [B, N, E] -> [B, M, N]: the L1 norm of the difference
+    (``"sum"`` over E, as Eq. 1 writes |g_i - v_j|_1) or its per-element mean (``"mean"``, nn.L1Loss's)."""
     return _reduce((a.unsqueeze(2) - b.unsqueeze(1)).abs(), reduction, dim=-1)
 
 
@@ -46,24 +47,28 @@ def reconstruction_loss(
 
 
 def distillation_loss(
-    global_feature: torch.Tensor, views: torch.Tensor, l1: str = "mean", over_views: str = "mean"
+    global_feature: torch.Tensor, views: torch.Tensor, l1: str = "sum", over_views: str = "mean"
 ) -> torch.Tensor:
-    """L1 between z [B, E] and every teacher view [B, n, E] (pass ``views[:, :1]`` for the full image only)."""
+    """L1 between z [B, E] and every teacher view [B, n, E] (pass ``views[:, :1]`` for the full image only),
+    reduced over the views (``over_views``; inferred mean: Eq. 1 leaves it open) and averaged over the batch.
+    Defaults as ``ZeroSegConfig.loss`` (docs/zeroseg.md)."""
     d = _reduce((global_feature.unsqueeze(1) - views).abs(), l1, dim=-1)  # [B, n]
     return _reduce(d, over_views, dim=1).mean()
 
 
 def segment_matching_loss(
-    segments: torch.Tensor, crops: torch.Tensor, l1: str = "mean", over_tokens: str = "mean"
+    segments: torch.Tensor, crops: torch.Tensor, l1: str = "sum", over_tokens: str = "sum"
 ) -> torch.Tensor:
-    """sum/mean_i min_j L1(g_i, v_j): segments [B, m, E] each to its nearest local crop [B, n_local, E] (no
-    one-to-one constraint, several tokens may take the same crop). Gradient flows through the chosen pair."""
+    """Eq. 1's L_match = sum_i min_j |g_i - v_j|_1 (``over_tokens="mean"``: the mean over i): segments [B, m, E]
+    each to its nearest local crop [B, n_local, E] (no one-to-one constraint, several tokens may take the same
+    crop), averaged over the batch. Gradient flows through the chosen pair."""
     d = pairwise_l1(segments, crops, l1)  # [B, m, n_local]
     return _reduce(d.min(dim=-1).values, over_tokens, dim=1).mean()
 
 
 class ZeroSegLoss:
-    """The weighted sum of the three terms with the options of ``config.loss`` (README: inferred options)."""
+    """The weighted sum of the three terms with the options of ``config.loss`` (docs/zeroseg.md: every choice and
+    its source)."""
 
     def __init__(self, config: ZeroSegConfig):
         self.config = config

@@ -22,7 +22,11 @@ __all__ = ["precompute_teacher_features", "main"]
 
 
 def _collate(items: List[Dict[str, Any]]) -> Dict[str, Any]:
-    return {"image": torch.stack([it["image"] for it in items]), "key": [it["key"] for it in items]}
+    return {
+        "image": torch.stack([it["image"] for it in items]),
+        "key": [it["key"] for it in items],
+        "index": [int(it["index"]) for it in items],
+    }
 
 
 def precompute_teacher_features(
@@ -45,7 +49,13 @@ def precompute_teacher_features(
         cached += len(batch["key"]) - len(missing)
         if not missing:
             continue
-        feats = teacher(batch["image"][missing].to(device))  # [b, n, E]
+        cfg = teacher.config
+        if cfg.teacher_view_source == "image":  # cells cut from each image at its own resolution
+            grids, size = list(cfg.teacher_grids), int(cfg.teacher_image_size)
+            pixels = torch.stack([dataset.views_of(batch["index"][j], grids, size) for j in missing])
+            feats = teacher.encode_views(pixels.to(device))  # [b, n, E]
+        else:
+            feats = teacher(batch["image"][missing].to(device))  # [b, n, E]
         for j, f in zip(missing, feats):
             cache.put(batch["key"][j], f)
         computed += len(missing)

@@ -2,8 +2,11 @@
 
 Views ([P] §3.2): the image is split into non-overlapping g x g grids for every g in ``teacher_grids`` (default
 1,2,3,4 -> 1+4+9+16 = 30 views, view 0 = the full image); each cell is resized to the teacher's input size and
-encoded by the CLIP vision tower (projected embedding). Training uses a fixed centre crop, so the features of an
-image never change: :class:`TeacherFeatureCache` stores them once per image (content hash) and epochs read them.
+encoded by the CLIP vision tower (projected embedding). ``teacher_view_source="image"`` (default) cuts the cells
+from the region the student's centre crop shows at the image's own resolution (:func:`image_views`, PIL bicubic
+as CLIP's preprocessing); ``"crop"`` cuts them from the 224 px student crop (:func:`grid_views`). Training uses a
+fixed centre crop, so the features of an image never change: :class:`TeacherFeatureCache` stores them once per
+image (content hash) and epochs read them.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import ZeroSegConfig
 
-__all__ = ["grid_boxes", "grid_views", "CLIPTeacher", "TeacherFeatureCache", "teacher_fingerprint"]
+__all__ = ["grid_boxes", "grid_views", "image_views", "CLIPTeacher", "TeacherFeatureCache", "teacher_fingerprint"]
 
 CACHE_META = "teacher_cache.json"
 
@@ -59,6 +63,31 @@ def grid_views(images: torch.Tensor, grids: Sequence[int], size: int, mode: str 
     return torch.stack(views, dim=1)
 
 
+def image_views(rgb: np.ndarray, grids: Sequence[int], size: int) -> torch.Tensor:
+    """The teacher's views of an image at its own resolution: the centre square of side ``min(H, W)`` (the region
+    the student's short-side-resize + centre crop shows), cut into every g x g grid (:func:`grid_boxes`), each cell
+    resized to ``size`` x ``size`` with PIL bicubic (as CLIP's own preprocessing; the 1x1 view is exactly CLIP's
+    resize + centre crop of the image).
+
+    Args:
+        rgb: [H, W, 3] uint8.
+    Returns:
+        [n, 3, size, size] uint8, in :func:`grid_boxes` order.
+    """
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    top, left = int(round((h - side) / 2.0)), int(round((w - side) / 2.0))
+    square = np.ascontiguousarray(rgb[top : top + side, left : left + side])
+    bicubic = getattr(Image, "Resampling", Image).BICUBIC
+    cells = []
+    for y0, y1, x0, x1 in grid_boxes(side, side, grids):
+        cell = Image.fromarray(np.ascontiguousarray(square[y0:y1, x0:x1]))
+        cells.append(np.asarray(cell.resize((size, size), bicubic)))
+    return torch.from_numpy(np.stack(cells)).permute(0, 3, 1, 2).contiguous()
+
+
 def teacher_fingerprint(config: ZeroSegConfig, pretrained: Optional[str]) -> Dict[str, Any]:
     """Everything that changes the cached teacher features (a cache written under another one is refused)."""
     return {
@@ -68,6 +97,7 @@ def teacher_fingerprint(config: ZeroSegConfig, pretrained: Optional[str]) -> Dic
         "pretrained": str(pretrained) if pretrained is not None else None,
         "teacher_grids": list(config.teacher_grids),
         "teacher_image_size": config.teacher_image_size,
+        "teacher_view_source": config.teacher_view_source,
         "crop_interpolation": config.crop_interpolation,
         "teacher_mean": list(config.teacher_mean),
         "teacher_std": list(config.teacher_std),
@@ -122,10 +152,18 @@ class CLIPTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-        """images [B, 3, H, W] RGB on the 0-255 scale (the student's crop) -> view features [B, n, E] (float32)."""
+        """images [B, 3, H, W] RGB on the 0-255 scale (the student's crop) -> view features [B, n, E] (float32),
+        the cells cut from these pixels (``teacher_view_source="crop"``)."""
         cfg = self.config
         x = (images.float() - self.mean) / self.std
-        views = grid_views(x, cfg.teacher_grids, cfg.teacher_image_size, cfg.crop_interpolation)
+        return self._encode(grid_views(x, cfg.teacher_grids, cfg.teacher_image_size, cfg.crop_interpolation), chunk)
+
+    @torch.no_grad()
+    def encode_views(self, views: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """views [B, n, 3, S, S] uint8 (:func:`image_views`) -> view features [B, n, E] (float32)."""
+        return self._encode((views.float() - self.mean[:, None]) / self.std[:, None], chunk)
+
+    def _encode(self, views: torch.Tensor, chunk: int) -> torch.Tensor:
         b, n = views.shape[:2]
         flat = views.flatten(0, 1)
         feats = [self.clip.encode_image(flat[i : i + chunk]).float() for i in range(0, flat.shape[0], chunk)]
@@ -229,3 +267,9 @@ class PlantedTeacher(nn.Module):
         boxes = grid_boxes(images.shape[-2], images.shape[-1], self.config.teacher_grids)
         means = torch.stack([images[:, :, t:b, x0:x1].float().mean((-2, -1)) for t, b, x0, x1 in boxes], 1) / 255.0
         return torch.tanh((means - 0.5) @ self.w1) @ self.w2  # [B, n, E]
+
+    @torch.no_grad()
+    def encode_views(self, views: torch.Tensor) -> torch.Tensor:
+        """views [B, n, 3, S, S] uint8 -> [B, n, E] (each view's mean colour through the same MLP)."""
+        means = views.float().mean((-2, -1)) / 255.0
+        return torch.tanh((means - 0.5) @ self.w1) @ self.w2

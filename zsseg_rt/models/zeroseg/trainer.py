@@ -24,7 +24,7 @@ from zsseg_rt.data.loader import PositionSampler, epoch_permutation
 from zsseg_rt.train.config import TrainConfig
 from zsseg_rt.train.trainer import Trainer, load_model_weights
 
-__all__ = ["ZeroSegTrainer", "CosineWarmupSchedule", "ZeroSegStream", "cosine_lr"]
+__all__ = ["ZeroSegTrainer", "CosineWarmupSchedule", "ZeroSegStream", "collate_stream", "cosine_lr"]
 
 ZEROSEG_LOG_FIELDS = [
     "iter",
@@ -101,16 +101,25 @@ class _ArrayImages:
         key = hashlib.sha256(img.numpy().tobytes()).hexdigest()
         return {"image": img, "key": key, "index": index, "path": self.dataset.image_id(index)}
 
+    def views_of(self, index: int, grids, size: int) -> torch.Tensor:
+        """The teacher's views of image ``index`` at its own resolution, ``[n, 3, size, size]`` uint8."""
+        from .teacher import image_views
+
+        return image_views(np.ascontiguousarray(self.dataset.load(index)[0]), grids, size)
+
 
 class ZeroSegStream:
     """``stream[p]`` -> dict(image uint8 [3,S,S], views [n,E] float32 (zeros when not cached), has_views, key,
-    index): positions map to images exactly as :class:`zsseg_rt.data.loader.TrainStream` maps them."""
+    index, and ``view_pixels`` [n,3,T,T] uint8 for an image the teacher still has to see when its views are cut
+    from the image itself, else None): positions map to images exactly as
+    :class:`zsseg_rt.data.loader.TrainStream` maps them. Batches are put together by :func:`collate_stream`."""
 
-    def __init__(self, images, cache, num_views: int, embed_dim: int, seed: int = 0):
+    def __init__(self, images, cache, num_views: int, embed_dim: int, seed: int = 0, view_spec=None):
         if len(images) == 0:
             raise ValueError("the image dataset is empty: nothing to train on")
         self.images, self.cache, self.seed = images, cache, int(seed)
         self.num_views, self.embed_dim = int(num_views), int(embed_dim)
+        self.view_spec = view_spec  # (grids, teacher size) for teacher_view_source="image", else None
 
     def __len__(self) -> int:
         return 2**62
@@ -122,7 +131,20 @@ class ZeroSegStream:
         views = self.cache.get(item["key"]) if self.cache is not None else None
         item["has_views"] = views is not None
         item["views"] = views if views is not None else torch.zeros(self.num_views, self.embed_dim)
+        item["view_pixels"] = None
+        if views is None and self.view_spec is not None:
+            item["view_pixels"] = self.images.views_of(item["index"], *self.view_spec)
         return item
+
+
+def collate_stream(items: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The default collation, except ``view_pixels``: a list (None where the views are cached)."""
+    from torch.utils.data import default_collate
+
+    pixels = [it.pop("view_pixels", None) for it in items]
+    batch = default_collate(items)
+    batch["view_pixels"] = pixels
+    return batch
 
 
 class ZeroSegTrainer(Trainer):
@@ -169,7 +191,8 @@ class ZeroSegTrainer(Trainer):
 
             images = _ArrayImages(build_dataset(spec, on_corrupt=spec.get("on_corrupt", cfg.on_corrupt)), mc.image_size)
         self.dataset = images
-        self.stream = ZeroSegStream(images, self.cache, mc.num_views, mc.embed_dim, seed=cfg.seed)
+        view_spec = (list(mc.teacher_grids), int(mc.teacher_image_size)) if mc.teacher_view_source == "image" else None
+        self.stream = ZeroSegStream(images, self.cache, mc.num_views, mc.embed_dim, seed=cfg.seed, view_spec=view_spec)
         self.loss_fn = ZeroSegLoss(mc)
         self.register_buffers(mc)
         self.setting, self.seen = "distillation", []
@@ -229,6 +252,7 @@ class ZeroSegTrainer(Trainer):
             num_workers=self.cfg.num_workers,
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(self.cfg.seed),  # never draw from the global (restored) RNG
+            collate_fn=collate_stream,
         )
 
     def teacher_views(self, batch: Dict[str, Any]) -> torch.Tensor:
@@ -236,7 +260,11 @@ class ZeroSegTrainer(Trainer):
         views = batch["views"].to(self.device, non_blocking=True).float()
         missing = [i for i, ok in enumerate(batch["has_views"].tolist()) if not ok]
         if missing:
-            fresh = self.teacher(batch["image"][missing].to(self.device))
+            if self.model.config.teacher_view_source == "image":
+                pixels = torch.stack([batch["view_pixels"][i] for i in missing]).to(self.device)
+                fresh = self.teacher.encode_views(pixels)
+            else:
+                fresh = self.teacher(batch["image"][missing].to(self.device))
             views[missing] = fresh.float()
             self.teacher_runs += len(missing)
             if self.cache is not None:

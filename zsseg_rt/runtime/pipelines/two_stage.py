@@ -3,9 +3,9 @@
 
 What runs where (ZegFormer's official test pipeline, as its PyTorch ``predict_zegformer``):
 
-1. NumPy: detectron2's shortest-edge resize (``test_short_side``, at most ``test_max_size``; bilinear with the
-   antialiasing filter of ``F.interpolate(antialias=True)`` = PIL's, rounded to 0-255), normalisation, zero padding
-   to ``size_divisibility``.
+1. Pillow + NumPy: detectron2's shortest-edge resize (``test_short_side``, at most ``test_max_size``;
+   ``PIL.Image.resize(BILINEAR)`` on the uint8 image, :func:`zsseg_rt.pipeline.resize.pil_resize_shortest_edge`, as the
+   official test mapper), normalisation, zero padding to ``size_divisibility``.
 2. ``mask_branch.onnx``: ``image [1,3,H,W]`` + the query-classifier text embeddings -> ``class_logits [1,Q,C+1]``
    and ``query_masks [1,Q,H/4,W/4]``.
 3. Native ``ops.upsample`` of the mask logits to the padded size, then the crops of CLIP's image branch in
@@ -31,6 +31,7 @@ import numpy as np
 
 from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import TWO_STAGE_GRAPH_FILES, BundleMeta, Names
+from zsseg_rt.pipeline.resize import pil_resize_bilinear, shortest_edge_shape
 from zsseg_rt.runtime.backends import Backend, ort_providers
 from zsseg_rt.runtime.file_verification import verify_bundle_files
 from zsseg_rt.runtime.result import SegmentationResult
@@ -42,7 +43,6 @@ __all__ = [
     "TwoStagePipeline",
     "TwoStageOrtBackend",
     "shortest_edge_shape",
-    "resize_antialias",
     "mask_boxes",
     "roi_align",
     "clip_crops",
@@ -51,66 +51,8 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------- NumPy steps
-def shortest_edge_shape(h: int, w: int, short: int, max_size: int) -> Tuple[int, int]:
-    """detectron2 ``ResizeShortestEdge.get_output_shape``: ``(new_h, new_w)``."""
-    scale = short / min(h, w)
-    new_h, new_w = (short, scale * w) if h < w else (scale * h, short)
-    if max(new_h, new_w) > max_size:
-        scale = max_size / max(new_h, new_w)
-        new_h, new_w = new_h * scale, new_w * scale
-    return int(new_h + 0.5), int(new_w + 0.5)
-
-
-def _aa_taps(in_size: int, out_size: int) -> Tuple[np.ndarray, np.ndarray]:
-    """First source index ``[out]`` and float32 weights ``[out, K]`` of torch's ``interpolate(mode="bilinear",
-    antialias=True, align_corners=False)`` along one axis (PIL's triangle filter, widened by the scale when
-    shrinking, normalised per output), computed in float32 as torch does for float input."""
-    scale = np.float32(in_size) / np.float32(out_size)
-    support = scale if scale >= 1.0 else np.float32(1.0)
-    invscale = np.float32(1.0) / scale if scale >= 1.0 else np.float32(1.0)
-    first = np.zeros(out_size, dtype=np.int64)
-    rows = []
-    for i in range(out_size):
-        center = scale * np.float32(i + 0.5)
-        lo = max(int(center - support + np.float32(0.5)), 0)
-        hi = min(int(center + support + np.float32(0.5)), in_size)
-        j = np.arange(lo, hi, dtype=np.float32)
-        w = np.maximum(np.float32(0.0), np.float32(1.0) - np.abs((j - center + np.float32(0.5)) * invscale))
-        total = np.float32(0.0)
-        for v in w:  # sequential float32 sum, as the C++ loop
-            total = np.float32(total + v)
-        first[i] = lo
-        rows.append((w / total if total != 0 else w).astype(np.float32))
-    weights = np.zeros((out_size, max(len(r) for r in rows)), dtype=np.float32)
-    for i, r in enumerate(rows):
-        weights[i, : len(r)] = r
-    return first, weights
-
-
-def _resize_last_axis(x: np.ndarray, out_size: int) -> np.ndarray:
-    """One antialiased pass along the last axis, accumulated tap by tap in float32 with fused multiply-adds
-    (emulated: the float32 product is exact in float64, one rounding per tap), torch's order on x86 builds."""
-    first, weights = _aa_taps(x.shape[-1], out_size)
-    index = np.minimum(first[:, None] + np.arange(weights.shape[1])[None], x.shape[-1] - 1)
-    acc = (x[..., index[:, 0]] * weights[:, 0]).astype(np.float32)
-    for k in range(1, weights.shape[1]):
-        step = acc.astype(np.float64) + x[..., index[:, k]].astype(np.float64) * weights[:, k].astype(np.float64)
-        acc = step.astype(np.float32)
-    return acc
-
-
-def resize_antialias(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``[H, W, 3]`` uint8 -> ``[3, height, width]`` float32 on the 0-255 scale: bilinear with antialiasing
-    (horizontal pass, then vertical, as torch), rounded (half to even) and clipped, as ``predict_zegformer``
-    does with torch. Measured on the sample images and synthetic ones at short sides 64 and 512: identical to
-    torch 2.x CPU after rounding (mostly bit-identical before it, otherwise within 6e-5). This matters: the
-    official masks are thresholded, so one input level can move a crop box. Unchanged size: no resize."""
-    chw = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
-    if (height, width) == rgb.shape[:2]:
-        return chw
-    out = _resize_last_axis(chw, width)  # [3, H, width]
-    out = _resize_last_axis(np.ascontiguousarray(out.transpose(0, 2, 1)), height).transpose(0, 2, 1)
-    return np.ascontiguousarray(np.clip(np.round(out), 0, 255), dtype=np.float32)
+# meta.json ``two_stage.resize`` -> ``([H, W, 3] uint8, height, width) -> [height, width, 3] uint8``
+_RESIZERS = {"pil_bilinear": pil_resize_bilinear}
 
 
 def mask_boxes(binary: np.ndarray) -> np.ndarray:
@@ -350,6 +292,9 @@ class TwoStagePipeline(Pipeline):
         self.backend = TwoStageOrtBackend(meta, options["device"], options["threads"])
         self.device = None
         self.clip_templates = tuple(validate_templates(self.params["clip_templates"]))
+        # the resize the bundle names (meta.json schema: TWO_STAGE_RESIZES); bundles written before name none and
+        # were exported from models whose official test mapper resizes with PIL's bilinear filter
+        self.resize = _RESIZERS[self.params.get("resize", "pil_bilinear")]
 
     # ---- vocabulary
     def prepare(
@@ -410,7 +355,7 @@ class TwoStagePipeline(Pipeline):
         self.limits.check((height, width), (nh, nw), 1, estimate)
         with self.stage("preprocess"):
             rgb = pipeline.to_rgb_uint8(image, color_order)
-            img = resize_antialias(rgb, nh, nw)  # [3, nh, nw] float32 0-255
+            img = np.ascontiguousarray(self.resize(rgb, nh, nw).transpose(2, 0, 1), dtype=np.float32)
             mean = np.asarray(self.meta.mean, np.float32)[:, None, None]
             std = np.asarray(self.meta.std, np.float32)[:, None, None]
             net = np.zeros((1, 3, ph, pw), np.float32)

@@ -2,6 +2,9 @@
 :mod:`zsseg_rt.runtime.pipelines.two_stage`, and ``zsseg_rt.Engine`` runs every bundle (``ZegFormerEngine`` is
 ``Engine``).
 
+``resize_antialias`` (torch's antialiased resize, emulated) is gone without an alias: the two-stage pipeline
+resizes as the official ZegFormer mapper does, :func:`zsseg_rt.pipeline.resize.pil_resize_bilinear`.
+
 A package rather than a module so that version control sees the former ``runtime/zegformer.py`` as moved.
 """
 
@@ -13,7 +16,6 @@ from zsseg_rt.runtime.pipelines.two_stage import (
     clip_crops,
     fuse_scores,
     mask_boxes,
-    resize_antialias,
     roi_align,
     shortest_edge_shape,
 )
@@ -22,7 +24,6 @@ __all__ = [
     "ZegFormerEngine",
     "ZegFormerOrtBackend",
     "shortest_edge_shape",
-    "resize_antialias",
     "mask_boxes",
     "roi_align",
     "clip_crops",
