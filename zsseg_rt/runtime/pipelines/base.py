@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, ContextManager, NamedTuple, Sequence, Tuple
+from typing import Any, Callable, ClassVar, ContextManager, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -61,7 +61,7 @@ class Pipeline:
         max_batch: int,
         verify: bool,
         model: Any,
-        precision: str,
+        precision: Optional[str],
         threads: int,
         device_pipeline: Any,
         limits: InputLimits,
