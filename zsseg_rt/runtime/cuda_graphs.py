@@ -59,6 +59,15 @@ class TorchCudaGraphs:
         graph.reset()
 
 
+def _same_buffers(a, b) -> bool:
+    """Whether two frame-state values hold the very same buffers (dicts and tuples compared member by member)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_buffers(a[k], b[k]) for k in a)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(x is y or (isinstance(x, tuple) and x == y) for x, y in zip(a, b))
+    return a is b
+
+
 @dataclass
 class _Entry:
     handle: Any  # the captured graph
@@ -109,23 +118,30 @@ class FrameGraphs:
         try:
             result = pipe._segment_eagerly(frame, color_order, with_scores)  # fresh buffers for this kind
             self.stats["eager"] += 1
-            state = pipe.take_frame_state()
-            self._capture(pipe, key, state, frame, color_order, with_scores)
+            state = pipe.take_frame_state()  # the buffers the eager run used: the graph's from now on
+            self._capture(pipe, key, state, frame.shape[:2], color_order, with_scores)
         finally:
             pipe.put_frame_state(saved)
         return result
 
-    def _capture(self, pipe, key: tuple, state: Dict[str, Any], frame, color_order: str, with_scores: bool) -> None:
+    def _capture(self, pipe, key: tuple, state: Dict[str, Any], out_hw, color_order: str, with_scores: bool) -> None:
         memory = pipe.memory
-        pipe.put_frame_state(state)  # the buffers the eager run just used: the graph's from now on
-        host, device_frame = state["_frame_host"], state["_frame"]
         outputs: List[Any] = []
+
+        def frame_work() -> None:  # the graph's body: this frame kind's buffers, bound at capture
+            pipe.put_frame_state(state)
+            try:
+                outputs[:] = pipe.enqueue_frame(state["_frame_host"], state["_frame"], out_hw, color_order, with_scores)
+            finally:
+                after = pipe.take_frame_state()
+                moved = [name for name in state if not _same_buffers(after[name], state[name])]
+            if moved:  # the graph would write into buffers it does not own: a defect, never replayed
+                raise RuntimeError(f"buffers {moved} were reallocated while the frame was captured")
+
         start = len(memory.transfers.entries)
         try:
             memory.activate()
-            handle = self.backend.capture(
-                lambda: outputs.extend(pipe.enqueue_frame(host, device_frame, frame.shape[:2], color_order, with_scores))
-            )
+            handle = self.backend.capture(frame_work)
         except Exception as exc:  # noqa: BLE001 - the frame's result is already computed eagerly: say it, go eager
             self.enabled = False
             self.stats["capture_failed"] += 1
@@ -137,11 +153,11 @@ class FrameGraphs:
             )
             del memory.transfers.entries[start:]
             memory.synchronize()
-            pipe.release_frame_state(pipe.take_frame_state())
+            pipe.release_frame_state(state)
             return
         transfers = list(memory.transfers.entries[start:])  # logged while capturing: what each replay copies
         del memory.transfers.entries[start:]  # a capture moves no data
-        self._entries[key] = _Entry(handle, pipe.take_frame_state(), (outputs[0], outputs[1]), transfers)
+        self._entries[key] = _Entry(handle, state, (outputs[0], outputs[1]), transfers)
         self.stats["captured"] += 1
         LOG.info("captured a CUDA graph for frames %s (%d kept)", key[:4], len(self._entries))
         while len(self._entries) > self.max_graphs:

@@ -413,8 +413,8 @@ class DevicePipeline:
 
     def put_frame_state(self, state: Dict[str, Any]) -> None:
         """Make buffers handed over by ``take_frame_state`` the current ones again."""
-        for name in self.FRAME_STATE:
-            setattr(self, name, state[name])
+        for name in self.FRAME_STATE:  # the staging dict copied: a buffer added here does not change ``state``
+            setattr(self, name, dict(state[name]) if isinstance(state[name], dict) else state[name])
 
     def release_frame_state(self, state: Dict[str, Any]) -> None:
         """Free buffers handed over by ``take_frame_state`` (once nothing enqueued can still use them)."""
