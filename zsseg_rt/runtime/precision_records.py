@@ -125,6 +125,15 @@ def find_record(root: str, key: PrecisionKey, check_artefact: bool = True) -> Tu
     diffs = PrecisionKey(**record["key"]).differences(key)
     if diffs:
         raise PrecisionRecordError(f"the record in {folder!r} is for another setup:\n  - " + "\n  - ".join(diffs))
+    # a refused gate first: its record says not to prepare again, whatever became of the artefact
+    gate = record.get(GATE_FIELD)
+    if not isinstance(gate, Mapping) or not gate.get("accepted"):
+        summary = gate.get("summary", "no summary") if isinstance(gate, Mapping) else "no gate result"
+        raise PrecisionGateRefused(
+            f"{key.backend} precision={key.precision!r} is refused here: it failed the accuracy gate ({summary}). "
+            f"Use precision='fp32', or accept it explicitly: `zsseg build-engine BUNDLE --backend {key.backend} "
+            f"--precision {key.precision} --force --accept-below-gate`"
+        )
     artefact = None
     if record.get("artefact"):
         artefact = os.path.join(folder, str(record["artefact"]))
@@ -135,12 +144,4 @@ def find_record(root: str, key: PrecisionKey, check_artefact: bool = True) -> Tu
                 f"{artefact!r} does not match the sha256 in its record (truncated or modified); delete {folder!r} "
                 "to have it made again"
             )
-    gate = record.get(GATE_FIELD)
-    if not isinstance(gate, Mapping) or not gate.get("accepted"):
-        summary = gate.get("summary", "no summary") if isinstance(gate, Mapping) else "no gate result"
-        raise PrecisionGateRefused(
-            f"{key.backend} precision={key.precision!r} is refused here: it failed the accuracy gate ({summary}). "
-            f"Use precision='fp32', or accept it explicitly: `zsseg build-engine BUNDLE --backend {key.backend} "
-            f"--precision {key.precision} --force --accept-below-gate`"
-        )
     return record, artefact
