@@ -150,3 +150,22 @@ def test_fp32_stays_the_default_and_needs_no_record(tiny_bundle):
     assert engine.backend.precision == "fp32" and engine.backend.precision_record is None
     with pytest.raises(ValueError, match="nothing to prepare"):
         prepare_onnxruntime_precision(tiny_bundle, "fp32")
+
+
+def test_the_cli_prepares_int8_ahead_and_segment_runs_it(tiny_bundle, tmp_path, capsys):
+    from zsseg_rt import cli
+
+    bundle = shutil.copytree(tiny_bundle, str(tmp_path / "bundle"))  # the record goes into <bundle>/engines
+    assert cli.main(["build-engine", bundle, "--backend", "onnxruntime", "--precision", "fp16"]) == 2
+    assert "one of ('fp32', 'int8', 'bf16'), got 'fp16'" in capsys.readouterr().err
+    assert cli.main(["build-engine", bundle, "--backend", "onnxruntime", "--accept-below-gate"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("onnxruntime int8: ") and "accuracy gate FAILED" in out  # accepted explicitly, said
+    assert len(os.listdir(os.path.join(bundle, "engines"))) == 1
+    photo = str(tmp_path / "frame.png")
+    import cv2
+
+    cv2.imwrite(photo, np.random.default_rng(3).integers(0, 256, (40, 56, 3), dtype=np.uint8))
+    argv = ["segment", photo, "--bundle", bundle, "--classes", "cat,dog", "--backend", "onnxruntime"]
+    assert cli.main([*argv, "--device", "cpu", "--precision", "int8", "--json", "-o", str(tmp_path / "o.png")]) == 0
+    assert '"precision": "int8"' in capsys.readouterr().out

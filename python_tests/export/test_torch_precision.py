@@ -145,3 +145,25 @@ def test_a_given_model_is_not_converted_in_place(tiny_bundle):
     model = tb.source_model(load_meta(tiny_bundle))
     _backend(tiny_bundle, "bf16", gate=False, model=model)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_the_cli_gates_a_torch_precision_ahead(tiny_bundle, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from zsseg_rt import cli
+
+    bundle = shutil.copytree(tiny_bundle, str(tmp_path / "bundle"))
+    argv = ["build-engine", bundle, "--backend", "torch", "--precision", "bf16"]
+    assert cli.main(argv) == 2
+    assert "accuracy gate FAILED" in capsys.readouterr().err
+    runs = []
+
+    def gate(*args, **kwargs):  # stands in for the second run of the gate: accepted below it, as asked
+        runs.append(kwargs)
+        return {"accepted": True, "passed": False, "summary": "accuracy gate FAILED (stand-in), accepted"}
+
+    monkeypatch.setattr(tb, "run_torch_gate", lambda meta, backend, precision, accept, images: gate(accept=accept))
+    assert cli.main([*argv, "--accept-below-gate"]) == 2  # the refused record stands until --force
+    assert "--force --accept-below-gate" in capsys.readouterr().err and runs == []
+    assert cli.main([*argv, "--force", "--accept-below-gate"]) == 0
+    assert runs == [{"accept": True}] and "(stand-in), accepted" in capsys.readouterr().out

@@ -88,6 +88,7 @@ class TorchBackend(Backend):
         cache_dir: where gate records live (default ``<bundle>/engines``).
         cuda_graphs: "auto"/True: the device pipeline captures each frame as a CUDA graph on CUDA; False: eager.
         gate_images: photos for a first-use gate (default: the sample photos).
+        force: run the gate again even when a record exists (``zsseg build-engine --backend torch --force``).
     """
 
     name = "torch"
@@ -105,6 +106,7 @@ class TorchBackend(Backend):
         cache_dir: Optional[str] = None,
         cuda_graphs: Any = "auto",
         gate_images: Optional[Sequence] = None,
+        force: bool = False,
     ):
         import torch
 
@@ -139,12 +141,14 @@ class TorchBackend(Backend):
         self.precision_record: Optional[dict] = None
         if spec.reduced and gate:
             key = torch_precision_key(spec, fingerprint, self.device)
-            self.precision_record = self._gated_record(meta, key, cache_dir, accept_below_gate, gate_images)
+            self.precision_record = self._gated_record(meta, key, cache_dir, accept_below_gate, gate_images, force)
 
-    def _gated_record(self, meta, key: PrecisionKey, cache_dir, accept_below_gate: bool, images) -> dict:
-        """The passing (or accepted) gate record of ``key``; the gate runs now when there is none."""
+    def _gated_record(self, meta, key: PrecisionKey, cache_dir, accept_below_gate: bool, images, force: bool) -> dict:
+        """The passing (or accepted) gate record of ``key``; the gate runs now when there is none (or ``force``)."""
         root = precision_root(meta, cache_dir)
         try:
+            if force:
+                raise PrecisionRecordError("--force: the gate runs again")
             return find_record(root, key)[0]
         except PrecisionGateRefused as exc:
             from .accuracy_gate import EngineAccuracyError
