@@ -116,8 +116,31 @@ def render(rows, floors, args) -> str:
     ]
     for classes, name, ms, torch_ms, agreement in rows:
         lines.append(f"| {classes} | {name} | {ms:.0f} | {torch_ms / ms:.2f}x | {100 * agreement:.3f} % |")
-    lines += ["", "Image encoder alone, one 512x512 window (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in floors.items()), ""]
-    return "\n".join(lines)
+    lines += ["", "Image encoder alone, one 512x512 window (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in floors.items())]
+    return "\n".join(lines + [""] + _targets(rows) + [""])
+
+
+def _targets(rows) -> List[str]:
+    """Issue 27's CPU target at C = 171: the fastest reduced Engine row >= 2.5x the PyTorch pipeline with >= 99 %
+    of labels equal to fp32, and what the rows cannot say."""
+    reduced = [r for r in rows if r[0] == 171 and r[1].startswith("Engine") and not r[1].endswith("fp32")]
+    lines = []
+    if reduced:
+        classes, name, ms, torch_ms, agreement = min(reduced, key=lambda r: r[2])
+        speed, labels = torch_ms / ms, 100 * agreement
+        lines.append(
+            f"Issue 27's CPU target at C = 171 ({name}): >= 2.5x the PyTorch pipeline: **{speed:.2f}x, "
+            f"{'PASS' if speed >= 2.5 else 'MISS'}**; labels >= 99 % equal to fp32: **{labels:.3f} %, "
+            f"{'PASS' if labels >= 99.0 else 'MISS'}**."
+        )
+    lines.append(
+        "Caveats: on a shared machine absolute times drift with the load; the rows take turns frame by frame, so the "
+        "ratios compare like with like. The PyTorch side is zsseg_rt's transcription of the official test order "
+        "(`predict`), not mmseg's code. With random weights the agreement of trained weights is not measured. "
+        "ONNX Runtime has no bf16 arithmetic on x86 (docs/precision.md): int8 is the only reduced CPU precision "
+        "here; CPUs without VNNI (7-bit weights) and Arm CPUs are not measured by a run on this machine."
+    )
+    return lines
 
 
 def _model(native):
