@@ -167,3 +167,19 @@ def test_the_cli_gates_a_torch_precision_ahead(tiny_bundle, tmp_path, capsys, mo
     assert "--force --accept-below-gate" in capsys.readouterr().err and runs == []
     assert cli.main([*argv, "--force", "--accept-below-gate"]) == 0
     assert runs == [{"accept": True}] and "(stand-in), accepted" in capsys.readouterr().out
+
+
+def test_the_precision_benchmark_runs_the_torch_rows_on_the_cpu(tiny_bundle, capsys):
+    """Smoke run of `python -m benchmarks precision --backend torch` on the tiny model (its CUDA rows, the fp16
+    autocast pipeline and the CUDA-graph floor, need a GPU: never run)."""
+    from benchmarks.__main__ import main
+
+    native = os.path.join(os.path.dirname(tiny_bundle), "native")  # where conftest's tiny_bundle saves it
+    if not os.path.isdir(native):
+        pytest.skip("the tiny bundle was handed over without its native checkpoint ($ZSSEG_TEST_TINY_BUNDLE)")
+    argv = ["precision", "--bundle", tiny_bundle, "--native", native, "--backend", "torch", "--classes", "20"]
+    assert main([*argv, "--text", "encoder", "--iters", "1", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "| 20 | Engine torch fp32 |" in out and "| 20 | Engine torch bf16 |" in out
+    fp32_row = next(line for line in out.splitlines() if line.startswith("| 20 | Engine torch fp32 |"))
+    assert fp32_row.endswith("| 100.000 % |")
