@@ -18,8 +18,7 @@ pytest.importorskip("onnxruntime.quantization")
 from zsseg_rt.bundle import load_meta  # noqa: E402
 from zsseg_rt.export.accuracy_gate import EngineAccuracyError  # noqa: E402
 from zsseg_rt.export.ort_quantize import INT8_FILE, prepare_onnxruntime_precision  # noqa: E402
-from zsseg_rt.runtime import Engine  # noqa: E402
-from zsseg_rt.runtime import ort_precision  # noqa: E402
+from zsseg_rt.runtime import Engine, ort_precision  # noqa: E402
 from zsseg_rt.runtime.backends import OnnxRuntimeBackend  # noqa: E402
 from zsseg_rt.runtime.precision_records import (  # noqa: E402
     PrecisionGateRefused,
@@ -38,7 +37,9 @@ def prepared(tiny_bundle, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("int8_records"))
     with pytest.raises(EngineAccuracyError) as refused:
         prepare_onnxruntime_precision(tiny_bundle, "int8", cache_dir=root, threads=1)
-    refused_record = json.load(open(os.path.join(record_dir(root, ort_precision.precision_key(meta, "int8")), "engine.json")))
+    refused_record = json.load(
+        open(os.path.join(record_dir(root, ort_precision.precision_key(meta, "int8")), "engine.json"))
+    )
     accepted = prepare_onnxruntime_precision(tiny_bundle, "int8", cache_dir=root, force=True, accept_below_gate=True)
     return meta, root, (refused.value, refused_record), accepted
 

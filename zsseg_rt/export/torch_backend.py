@@ -227,9 +227,7 @@ def run_torch_gate(meta: BundleMeta, backend: TorchBackend, precision: str, acce
 
     verify_bundle_files(meta, sorted(GRAPH_FILES.values()))  # the reference opens every graph
     reference = OnnxRuntimeBackend(meta, "cpu")
-    report = run_accuracy_gate(
-        meta, backend, reference, precision, images=images, accept_below_gate=accept_below_gate
-    )
+    report = run_accuracy_gate(meta, backend, reference, precision, images=images, accept_below_gate=accept_below_gate)
     return report.as_dict()
 
 

@@ -117,7 +117,9 @@ class _Fp32Functions(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _modules_outside(roots: Sequence[nn.Module], keep: Optional[nn.Module]) -> Iterable[Tuple[nn.Module, str, nn.Module]]:
+def _modules_outside(
+    roots: Sequence[nn.Module], keep: Optional[nn.Module]
+) -> Iterable[Tuple[nn.Module, str, nn.Module]]:
     """``(parent, name, child)`` for every submodule of ``roots`` not inside ``keep`` (each once)."""
     kept = {id(m) for m in keep.modules()} if keep is not None else set()
     seen = set()

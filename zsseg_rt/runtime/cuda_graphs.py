@@ -42,7 +42,9 @@ class TorchCudaGraphs:
 
     def __init__(self, memory):
         if getattr(memory, "torch_stream", None) is None:
-            raise ValueError("CUDA graphs need a TorchMemory on CUDA with its own stream (TorchMemory(own_stream=True))")
+            raise ValueError(
+                "CUDA graphs need a TorchMemory on CUDA with its own stream (TorchMemory(own_stream=True))"
+            )
         self.memory = memory
 
     def capture(self, body: Callable[[], Any]):
