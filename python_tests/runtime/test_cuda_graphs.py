@@ -228,3 +228,24 @@ def test_real_cuda_graphs_match_the_eager_pipeline(tiny_bundle):  # GPU only: ha
         np.testing.assert_array_equal(a.labels, b.labels)
         np.testing.assert_allclose(a.scores, b.scores, rtol=0, atol=1e-6)
     assert graphs.pipeline.device.graphs.stats["replayed"] == 2
+
+
+def test_the_accuracy_gate_records_every_head_run_eagerly(tiny_bundle):
+    """The gate keeps the head's logits per run (a download + synchronise after each head call): impossible inside a
+    capture and skipped by a replay, so an engine with graphs is gated eagerly, one record per head run."""
+    pytest.importorskip("torch")  # the gate lives in the export layer
+    from zsseg_rt.export.accuracy_gate import _record_head_logits
+
+    engine = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device_pipeline=True)
+    device = engine.pipeline.device
+    stand_in = StandInGraphs()
+    device.graphs, device.static_outputs, stand_in.pipe = FrameGraphs(stand_in), True, device
+    wide, gray = _frames()
+    engine(wide)  # captured before the gate starts: dropped by it
+    logits = _record_head_logits(engine)
+    for frame in (wide, wide, gray):
+        engine(frame)
+    # one head run per frame (the wide frame's two windows in one call): a capture would add a run, a replay drop one
+    assert [x.shape[0] for x in logits] == [2, 2, 1]
+    assert len(device.graphs) == 0 and not device.graphs.enabled
+    assert device.graphs.stats["captured"] == 1 and device.graphs.stats["replayed"] == 0

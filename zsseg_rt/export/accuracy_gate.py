@@ -103,6 +103,10 @@ def _record_head_logits(engine) -> List[np.ndarray]:
         return engine.backend.logits
     from zsseg_rt.bundle import Names
 
+    graphs = getattr(device, "graphs", None)
+    if graphs is not None:  # a replayed CUDA graph runs no Python: the head's logits could not be recorded per run
+        graphs.clear(device)  # (and a download + synchronise inside a capture is illegal): the gate runs eagerly,
+        graphs.enabled = False  # the same kernels a graph replays
     executor, memory = device.executor, device.memory
     run = executor.run
 
