@@ -86,16 +86,54 @@ def _cmd_segment(args) -> int:
     return run_segment(args)
 
 
+def _prepare_precision(args) -> int:
+    """``zsseg build-engine --backend onnxruntime|torch``: prepare and gate a reduced precision ahead of use."""
+    from zsseg_rt.bundle import BundleError, load_meta
+    from zsseg_rt.export.accuracy_gate import EngineAccuracyError
+    from zsseg_rt.runtime.precision_records import PrecisionRecordError
+
+    precision = args.precision or ("int8" if args.backend == "onnxruntime" else "fp16")
+    try:
+        if args.backend == "onnxruntime":
+            from zsseg_rt.export.ort_quantize import prepare_onnxruntime_precision
+
+            record = prepare_onnxruntime_precision(
+                args.bundle, precision, force=args.force, accept_below_gate=args.accept_below_gate
+            )
+        else:
+            from zsseg_rt.export.torch_backend import TorchBackend
+
+            backend = TorchBackend(
+                load_meta(args.bundle), precision=precision, accept_below_gate=args.accept_below_gate, force=args.force
+            )
+            record = backend.precision_record or {}
+    except (ImportError, ValueError, BundleError, EngineAccuracyError, PrecisionRecordError) as exc:
+        if getattr(args, "debug", False):
+            raise
+        from zsseg_rt.cli_errors import format_error
+
+        print(f"zsseg build-engine: error: {format_error(exc)}", file=sys.stderr)
+        return 2
+    print(f"{args.backend} {precision}: {record.get('digest', '')}")
+    print(record.get("accuracy_gate", {}).get("summary", "fp32: nothing to gate"))
+    return 0
+
+
 def _cmd_build_engine(args) -> int:
     from zsseg_rt.bundle import BundleError, load_meta
     from zsseg_rt.export import tensorrt as trt_build
     from zsseg_rt.export.accuracy_gate import EngineAccuracyError
 
+    if args.backend != "tensorrt":
+        return _prepare_precision(args)
+    if args.precision in ("bf16",):
+        print("zsseg build-engine: error: --precision bf16 is for --backend onnxruntime / torch", file=sys.stderr)
+        return 2
     try:
         max_batch = args.max_batch if args.max_batch is not None else trt_build.frame_windows(load_meta(args.bundle))
         report = trt_build.build_engine_set(
             args.bundle,
-            precision=args.precision,
+            precision=args.precision or "fp16",
             max_batch=max_batch,
             opt_classes=args.opt_classes,
             workspace_gb=args.workspace,
@@ -179,6 +217,13 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--mode", default="exact", choices=["exact", "fast"])
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=["fp32", "fp16", "fp16-pinned", "bf16", "int8"],
+        help="default: the backend's (TensorRT fp16, else fp32). onnxruntime: int8 (CPU) or bf16 (Arm64); torch: "
+        "fp16/bf16; a reduced precision runs only after its accuracy gate passed (docs/precision.md)",
+    )
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
     p.add_argument(
         "--max-pixels",
@@ -189,14 +234,25 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_segment)
 
-    p = sub.add_parser("build-engine", help="build TensorRT 10 engines for a bundle on this device (accuracy-gated)")
+    p = sub.add_parser(
+        "build-engine",
+        help="build TensorRT 10 engines, or prepare a reduced precision of ONNX Runtime / torch (accuracy-gated)",
+    )
     p.add_argument("bundle")
     p.add_argument(
+        "--backend",
+        default="tensorrt",
+        choices=["tensorrt", "onnxruntime", "torch"],
+        help="tensorrt: build engines; onnxruntime: quantise the image encoder for this CPU (int8) or gate bf16 "
+        "(Arm64); torch: gate fp16/bf16 on this device (docs/precision.md)",
+    )
+    p.add_argument(
         "--precision",
-        default="fp16",
-        choices=["fp16", "fp16-pinned", "fp32", "int8"],
-        help="fp16: plain fp16 (L2-norm sums of squares in fp32); fp16-pinned: LayerNorm/Softmax also fp32; "
-        "int8: explicitly quantised (Q/DQ) bundles only",
+        default=None,
+        choices=["fp16", "fp16-pinned", "fp32", "int8", "bf16"],
+        help="TensorRT (default fp16): fp16 = plain fp16 (L2-norm sums of squares in fp32); fp16-pinned: "
+        "LayerNorm/Softmax also fp32; int8: explicitly quantised (Q/DQ) bundles only. onnxruntime (default int8): "
+        "int8 or bf16. torch (default fp16): fp16 or bf16",
     )
     p.add_argument("--max-batch", type=int, default=None, help="windows per encoder call (default: a 4:3 frame's)")
     p.add_argument("--opt-classes", type=int, default=20, help="class count the head engine is tuned for")

@@ -147,6 +147,7 @@ def _segment_one(engine, path: str, out_path: str, args) -> Dict:
         "overlay": out_path,
         "seconds": round(elapsed, 3),
         "backend": engine.backend.name,
+        "precision": getattr(engine.backend, "precision", None),
         "classes": {
             result.class_names[i]: round(float(counts[i]) / result.labels.size, 4) for i in result.present_classes()
         },
@@ -166,7 +167,14 @@ def run_segment(args) -> int:
 
     from zsseg_rt.runtime import Engine
 
-    engine = Engine(args.bundle, classes=args.classes, backend=args.backend, device=args.device, mode=args.mode)
+    engine = Engine(
+        args.bundle,
+        classes=args.classes,
+        backend=args.backend,
+        device=args.device,
+        mode=args.mode,
+        precision=getattr(args, "precision", None),
+    )
     summaries = []
     failed = 0
     for path, out_path in zip(args.images, outputs):

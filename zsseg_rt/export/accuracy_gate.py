@@ -1,4 +1,5 @@
-"""The accuracy gate every TensorRT build passes before its engines are used.
+"""The accuracy gate every reduced precision passes before it is used: TensorRT builds, the torch backend's fp16/bf16
+and ONNX Runtime's int8/bf16 on the CPU.
 
 The candidate (the built engines) and the reference (ONNX Runtime, fp32, CPU) run the same inputs:
 
@@ -9,8 +10,9 @@ The candidate (the built engines) and the reference (ONNX Runtime, fp32, CPU) ru
   max |difference| of the mask logits.
 
 The gate passes when every output is finite and the label agreement reaches the precision's threshold
-(``MIN_LABEL_AGREEMENT``: fp16 99.5 %). The result goes into each engine's ``engine.json``; an engine that failed is
-refused at load time unless the build was explicitly accepted (``accept_below_gate``).
+(``MIN_LABEL_AGREEMENT``: fp16, bf16, int8 99.5 %). The result goes into each engine's ``engine.json`` (for the
+torch and ONNX Runtime backends: the record under ``<bundle>/engines/`` of ``runtime/precision_records.py``); what
+failed is refused at load time unless it was explicitly accepted (``accept_below_gate``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import numpy as np
 from zsseg_rt.bundle import BundleMeta, Files
 from zsseg_rt.runtime.backends import Backend
 
-MIN_LABEL_AGREEMENT = {"fp32": 0.999, "fp16": 0.995, "fp16-pinned": 0.995, "int8": 0.995}
+# one gate for every backend: TensorRT builds, torch fp16/bf16 (export/torch_backend.py), ONNX Runtime int8/bf16 on the
+# CPU (export/ort_quantize.py); the fraction of sample-photo pixels whose label must equal ONNX Runtime fp32's
+MIN_LABEL_AGREEMENT = {"fp32": 0.999, "fp16": 0.995, "fp16-pinned": 0.995, "bf16": 0.995, "int8": 0.995}
 VOC_CLASSES = (
     "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person "
     "pottedplant sheep sofa train tvmonitor"
@@ -93,12 +97,16 @@ def _record_head_logits(engine) -> List[np.ndarray]:
     executor's head outputs are downloaded right after each head run (an extra copy, for the gate only); on the
     host path the backend's head output is kept."""
     logits: List[np.ndarray] = []
-    device = getattr(engine.pipeline, "device", None)
+    device = _device_pipeline(engine)
     if device is None:
         engine.backend = _RecordingBackend(engine.backend)
         return engine.backend.logits
     from zsseg_rt.bundle import Names
 
+    graphs = getattr(device, "graphs", None)
+    if graphs is not None:  # a replayed CUDA graph runs no Python: the head's logits could not be recorded per run
+        graphs.clear(device)  # (and a download + synchronise inside a capture is illegal): the gate runs eagerly,
+        graphs.enabled = False  # the same kernels a graph replays
     executor, memory = device.executor, device.memory
     run = executor.run
 
@@ -114,6 +122,11 @@ def _record_head_logits(engine) -> List[np.ndarray]:
 
     executor.run = recording_run
     return logits
+
+
+def _device_pipeline(engine):
+    """The device pipeline ``engine`` runs frames through, or None (host path; pipelines without one)."""
+    return getattr(getattr(engine, "pipeline", None), "device", None)
 
 
 def _max_abs(a, b) -> float:
@@ -246,7 +259,7 @@ def run_accuracy_gate(
         finite=finite,
         passed=passed,
         accepted=passed or bool(accept_below_gate),
-        candidate_path="device pipeline" if getattr(cand_engine.pipeline, "device", None) is not None else "host",
+        candidate_path="device pipeline" if _device_pipeline(cand_engine) is not None else "host",
     )
 
 

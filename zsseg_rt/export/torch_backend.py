@@ -3,18 +3,36 @@ same graph wrappers the exporter traced (``zsseg_rt.export.graphs``), so the two
 
 It lives on the torch side: the runtime finds it by name (``backend="torch"``) through the ``zsseg_rt.backends``
 entry point of the installed package, and never imports this module itself.
+
+Precision: "fp32" (default, exact), "fp16" or "bf16" (``export/torch_precision.py``: which parts stay fp32). A
+reduced precision is used only after the accuracy gate (``export/accuracy_gate.py``, the one TensorRT builds pass)
+has compared it with ONNX Runtime fp32 for this model, device and torch version: the result is recorded under
+``<bundle>/engines/`` (``runtime/precision_records.py``) and the gate runs on first use when there is no record.
+On CUDA the device pipeline replays each frame as a CUDA graph (``cuda_graphs``; ``runtime/cuda_graphs.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+import logging
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from zsseg_rt.bundle import BundleMeta
 from zsseg_rt.runtime.backends import Backend, register_backend
+from zsseg_rt.runtime.precision_records import (
+    PrecisionGateRefused,
+    PrecisionKey,
+    PrecisionRecordError,
+    find_record,
+    precision_root,
+    recipe_text,
+    write_record,
+)
 
-__all__ = ["TorchBackend", "source_model"]
+__all__ = ["TorchBackend", "source_model", "torch_precision_key"]
+LOG = logging.getLogger("zsseg_rt.precision")
 
 
 def source_model(meta: BundleMeta, model: Any = None) -> Any:
@@ -25,26 +43,136 @@ def source_model(meta: BundleMeta, model: Any = None) -> Any:
     return get_family(meta.family).bundle_model(meta, model)
 
 
+def device_description(device) -> str:
+    """What a torch precision's gate record is tied to: the GPU's name and compute capability, or the CPU's bf16."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"cuda {torch.cuda.get_device_name(device)} sm {major}.{minor}"
+    from zsseg_rt.runtime.cpu_features import cpu_features
+
+    features = cpu_features()
+    return f"{device.type} {features.machine} bf16 {features.bf16}"
+
+
+def torch_precision_key(precision, fingerprint: str, device) -> PrecisionKey:
+    """The record key of a torch precision (``TorchPrecision``) for a model (its ``model_fingerprint``) on a device."""
+    import torch
+
+    return PrecisionKey(
+        backend="torch",
+        precision=precision.name,
+        source="model",
+        source_sha256=fingerprint,
+        library=f"torch {torch.__version__}",
+        device=device_description(device),
+        recipe=recipe_text(precision.recipe()),
+    )
+
+
 class TorchBackend(Backend):
-    """Runs the PyTorch model the bundle was exported from (reference backend; needs torch)."""
+    """Runs the PyTorch model the bundle was exported from (reference backend; needs torch).
+
+    Args:
+        meta: the bundle.
+        device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+        model: the PyTorch model to run (default: the bundle's source checkpoint). At a reduced precision a given
+            model is copied, never converted in place.
+        precision: "fp32" (exact), "fp16" or "bf16".
+        fp32_parts: parts kept in fp32 at a reduced precision (default ``torch_precision.DEFAULT_FP32_PARTS``).
+        gate: check the accuracy-gate record of a reduced precision (running the gate when there is none); False
+            skips it (for measurements and the gate itself, never for users).
+        accept_below_gate: record a failing gate as accepted (explicit override) instead of refusing.
+        cache_dir: where gate records live (default ``<bundle>/engines``).
+        cuda_graphs: "auto"/True: the device pipeline captures each frame as a CUDA graph on CUDA; False: eager.
+        gate_images: photos for a first-use gate (default: the sample photos).
+        force: run the gate again even when a record exists (``zsseg build-engine --backend torch --force``).
+    """
 
     name = "torch"
 
-    def __init__(self, meta: BundleMeta, device: str = "auto", model: Any = None):
+    def __init__(
+        self,
+        meta: BundleMeta,
+        device: str = "auto",
+        model: Any = None,
+        precision: str = "fp32",
+        *,
+        fp32_parts: Optional[Sequence[str]] = None,
+        gate: bool = True,
+        accept_below_gate: bool = False,
+        cache_dir: Optional[str] = None,
+        cuda_graphs: Any = "auto",
+        gate_images: Optional[Sequence] = None,
+        force: bool = False,
+    ):
         import torch
 
         from zsseg_rt.export.graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph
 
+        from .torch_precision import DEFAULT_FP32_PARTS, PrecisionGraph, TorchPrecision, convert_for_precision
+
+        spec = TorchPrecision(precision, tuple(DEFAULT_FP32_PARTS if fp32_parts is None else fp32_parts))
+        given = model is not None
         model = source_model(meta, model)
+        if spec.reduced and given:
+            model = copy.deepcopy(model)  # the caller's model keeps its dtype
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        if cuda_graphs not in ("auto", True, False):
+            raise ValueError(f"cuda_graphs must be 'auto', True or False, got {cuda_graphs!r}")
         self._torch = torch
         self.device = torch.device(device)
+        self.cuda_graphs = self.device.type == "cuda" if cuda_graphs == "auto" else bool(cuda_graphs)
+        if self.cuda_graphs and self.device.type != "cuda":
+            raise ValueError(f"cuda_graphs=True needs a CUDA device, got device={device!r}")
         model = model.eval().to(self.device)
-        self._image = ImageEncoderGraph(model)
-        self._head = HeadGraph(model, meta.grid)
-        self._text = TextEncoderGraph(model)
+        fingerprint = _fingerprint(model) if spec.reduced and gate else ""
+        image, head, text = ImageEncoderGraph(model), HeadGraph(model, meta.grid), TextEncoderGraph(model)
+        convert_for_precision([image, head], spec, keep_fp32=text)
+        self.precision = spec.name
+        self.precision_spec = spec
+        self._image = PrecisionGraph(image, spec) if spec.reduced else image
+        self._head = PrecisionGraph(head, spec, output_dtype=torch.float32) if spec.reduced else head
+        self._text = text
         self._io = meta.io
+        self.precision_record: Optional[dict] = None
+        if spec.reduced and gate:
+            key = torch_precision_key(spec, fingerprint, self.device)
+            self.precision_record = self._gated_record(meta, key, cache_dir, accept_below_gate, gate_images, force)
+
+    def _gated_record(self, meta, key: PrecisionKey, cache_dir, accept_below_gate: bool, images, force: bool) -> dict:
+        """The passing (or accepted) gate record of ``key``; the gate runs now when there is none (or ``force``)."""
+        root = precision_root(meta, cache_dir)
+        try:
+            if force:
+                raise PrecisionRecordError("--force: the gate runs again")
+            return find_record(root, key)[0]
+        except PrecisionGateRefused as exc:
+            from .accuracy_gate import EngineAccuracyError
+
+            raise EngineAccuracyError(str(exc)) from None
+        except PrecisionRecordError as exc:
+            LOG.warning(
+                "torch precision=%r on %s has no gate record for this model yet (%s): running the accuracy gate "
+                "against ONNX Runtime fp32 now (once)",
+                key.precision,
+                key.device,
+                str(exc).splitlines()[0],
+            )
+        gate = run_torch_gate(meta, self, key.precision, accept_below_gate, images)
+        write_record(root, key, gate, extra={"torch_precision": self.precision_spec.recipe()})
+        if not gate["accepted"]:
+            from .accuracy_gate import EngineAccuracyError
+
+            raise EngineAccuracyError(
+                f"{gate['summary']}. torch precision={key.precision!r} is refused on {key.device} (recorded in "
+                f"{root!r}); use precision='fp32', or accept it with `zsseg build-engine BUNDLE --backend torch "
+                f"--precision {key.precision} --accept-below-gate`"
+            )
+        return find_record(root, key)[0]
 
     # the graphs and I/O table, for the device-resident pipeline (runtime/device_pipeline.py)
     @property
@@ -80,6 +208,27 @@ class TorchBackend(Backend):
         with self._torch.inference_mode():
             out = self._text(self._tensor(tokens, np.int32))
         return self._np(out)
+
+
+def _fingerprint(model) -> str:
+    from .torch_precision import model_fingerprint
+
+    return model_fingerprint(model)
+
+
+def run_torch_gate(meta: BundleMeta, backend: TorchBackend, precision: str, accept_below_gate: bool, images) -> dict:
+    """The accuracy gate of a torch backend at a reduced precision against ONNX Runtime fp32 on the CPU (the path
+    users run: on CUDA the device pipeline, CUDA graphs included). Returns the gate's record."""
+    from zsseg_rt.bundle import GRAPH_FILES
+    from zsseg_rt.runtime.backends import OnnxRuntimeBackend
+    from zsseg_rt.runtime.file_verification import verify_bundle_files
+
+    from .accuracy_gate import run_accuracy_gate
+
+    verify_bundle_files(meta, sorted(GRAPH_FILES.values()))  # the reference opens every graph
+    reference = OnnxRuntimeBackend(meta, "cpu")
+    report = run_accuracy_gate(meta, backend, reference, precision, images=images, accept_below_gate=accept_below_gate)
+    return report.as_dict()
 
 
 register_backend("torch", TorchBackend)  # also found through the entry point without importing this module

@@ -62,12 +62,54 @@ def ort_providers(device: str) -> List[str]:
 
 
 class OnnxRuntimeBackend(Backend):
-    """Runs the bundle's ONNX graphs with ONNX Runtime. ``InferenceSession.run`` is thread-safe."""
+    """Runs the bundle's ONNX graphs with ONNX Runtime. ``InferenceSession.run`` is thread-safe.
+
+    ``precision``: "fp32" (default, the bundle's graphs), "int8" (the image encoder's weight MatMuls dynamically
+    quantised) or "bf16" (Arm64 CPUs with bf16: the image encoder's GEMMs in bf16); a reduced precision runs only
+    after the accuracy gate passed for this CPU (``runtime/ort_precision.py``; prepared on first use unless
+    ``prepare=False``). ``image_encoder`` / ``image_config`` open that graph with those session entries instead
+    (the gate's candidate).
+    """
 
     name = "onnxruntime"
 
-    def __init__(self, meta: BundleMeta, device: str = "auto", threads: int = 0):
+    def __init__(
+        self,
+        meta: BundleMeta,
+        device: str = "auto",
+        threads: int = 0,
+        precision: str = "fp32",
+        *,
+        cache_dir: Optional[str] = None,
+        prepare: bool = True,
+        image_encoder: Optional[str] = None,
+        image_config: Optional[Dict[str, str]] = None,
+    ):
         ort = _ort()
+        providers = ort_providers(device)
+        self.providers = providers
+        self.precision = precision
+        self.precision_record: Optional[dict] = None  # the accuracy-gate record a reduced precision runs under
+        image_path = image_encoder
+        config = dict(image_config or {})
+        if image_path is None and precision != "fp32":
+            if providers[0] != "CPUExecutionProvider":
+                raise ValueError(
+                    f"precision={precision!r} on the onnxruntime backend is a CPU precision; use device='cpu' (or "
+                    "the torch / TensorRT backend on a GPU)"
+                )
+            from .ort_precision import image_encoder_graph
+
+            image_path, config, self.precision_record = image_encoder_graph(meta, precision, cache_dir, prepare)
+        self._io = meta.io
+        self._sessions = {}
+        for role, name in GRAPH_FILES.items():
+            path = image_path if role == "image" and image_path is not None else meta.file(name)
+            extra = config if role == "image" else {}
+            self._sessions[role] = ort.InferenceSession(path, self._options(ort, threads, extra), providers=providers)
+
+    @staticmethod
+    def _options(ort, threads: int, extra: Dict[str, str]):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
@@ -75,13 +117,9 @@ class OnnxRuntimeBackend(Backend):
         # cores the native post-processing (OpenMP) runs on next: measured 4-30x slower post-processing here.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        providers = ort_providers(device)
-        self.providers = providers
-        self._io = meta.io
-        self._sessions = {
-            role: ort.InferenceSession(meta.file(name), options, providers=providers)
-            for role, name in GRAPH_FILES.items()
-        }
+        for key, value in extra.items():
+            options.add_session_config_entry(key, value)
+        return options
 
     def encode_image(self, images):
         names = self._io["image"]["outputs"]
@@ -198,31 +236,47 @@ def backend_factory(name: str) -> Callable[..., Backend]:
     return _BACKENDS[name]
 
 
-def _onnxruntime_backend(meta: BundleMeta, device: str, threads: int, verify: bool) -> Backend:
+def _onnxruntime_backend(meta: BundleMeta, device: str, threads: int, verify: bool, precision: str = "fp32") -> Backend:
     if verify:  # the graphs ONNX Runtime is about to open
         from .file_verification import verify_bundle_files
 
         verify_bundle_files(meta, sorted(GRAPH_FILES.values()))
-    return OnnxRuntimeBackend(meta, device, threads)
+    return OnnxRuntimeBackend(meta, device, threads, precision)
+
+
+# The precision a backend runs when none is asked for: TensorRT's engines are fp16 by default; every other backend
+# runs the exact fp32 graphs unless a reduced precision is asked for explicitly.
+DEFAULT_PRECISION = {"tensorrt": "fp16"}
+
+
+def default_precision(backend: str) -> str:
+    return DEFAULT_PRECISION.get(backend, "fp32")
 
 
 def make_backend(
-    meta: BundleMeta, backend: Any, device: str, model: Any, precision: str, threads: int, verify: bool = True
+    meta: BundleMeta,
+    backend: Any,
+    device: str,
+    model: Any,
+    precision: Optional[str],
+    threads: int,
+    verify: bool = True,
 ) -> Backend:
     """The backend running a windowed bundle's image encoder, head and text encoder graphs.
 
     ``backend``: a ready :class:`Backend` object, "onnxruntime", "tensorrt", "auto" (TensorRT when its engines
     exist and import, else ONNX Runtime, said with a warning) or a registered name such as "torch".
+    ``precision``: None for the backend's default (``default_precision``: TensorRT fp16, else fp32).
     """
     if isinstance(backend, Backend):
         return backend
     if backend == "onnxruntime":
-        return _onnxruntime_backend(meta, device, threads, verify)
+        return _onnxruntime_backend(meta, device, threads, verify, precision or "fp32")
     if backend == "tensorrt":
-        return TensorRTBackend(meta, precision)
+        return TensorRTBackend(meta, precision or default_precision("tensorrt"))
     if backend == "auto":
         try:
-            return TensorRTBackend(meta, precision)
+            return TensorRTBackend(meta, precision or default_precision("tensorrt"))
         except Exception as exc:  # noqa: BLE001 - any TensorRT problem -> ONNX Runtime, said out loud
             import warnings
 
@@ -230,7 +284,7 @@ def make_backend(
                 reason = "TensorRT is not installed"
             else:  # engines missing or built for another device/TensorRT/bundle: the reason matters here
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            warnings.warn(
+            warnings.warn(  # fp32: ONNX Runtime's reduced precisions are asked for explicitly (backend='onnxruntime')
                 f"backend='auto': TensorRT cannot be used ({reason}); running the bundle with ONNX Runtime instead "
                 "(slower, fp32). Build engines with `zsseg build-engine`, or pass backend='onnxruntime' to "
                 "silence this.",
@@ -240,4 +294,5 @@ def make_backend(
             return _onnxruntime_backend(meta, device, threads, verify)
     if not isinstance(backend, str):
         raise ValueError(f"backend must be one of {list(KNOWN_BACKENDS)} or a Backend object, got {backend!r}")
-    return backend_factory(backend)(meta, device=device, model=model)
+    options = {} if precision is None else {"precision": precision}
+    return backend_factory(backend)(meta, device=device, model=model, **options)

@@ -38,9 +38,11 @@ class TransferLog:
     """Host<->device copies: one entry ``(direction, name, nbytes)`` per copy ("up" or "down")."""
 
     entries: List[Tuple[str, str, int]] = dataclasses.field(default_factory=list)
+    paused: bool = False  # a CUDA-graph replay logs the copies its capture recorded, not Python's re-run of them
 
     def record(self, direction: str, name: str, nbytes: int) -> None:
-        self.entries.append((direction, name, int(nbytes)))
+        if not self.paused:
+            self.entries.append((direction, name, int(nbytes)))
 
     def count(self, direction: str) -> int:
         return sum(1 for d, _, _ in self.entries if d == direction)
@@ -118,6 +120,11 @@ class Memory:
     def activate(self) -> None:
         """Make this memory's device context current on the calling thread (CUDA driver contexts are per thread)."""
 
+    def stream_context(self):
+        """A context making ``stream`` the current stream of the library that runs the graphs (torch), so that its
+        kernels and the native ops land on the same stream; a no-op where there is only one."""
+        return contextlib.nullcontext()
+
 
 def _same_address(a, b) -> bool:
     return getattr(a, "pointer", None) is not None and a.pointer == getattr(b, "pointer", None)
@@ -143,11 +150,12 @@ class HostMemory(Memory):
 
 class TorchMemory(Memory):
     """Buffers are torch tensors on ``device`` (CUDA or CPU); the native ops take them through DLPack and are
-    enqueued on torch's current stream. Host buffers are pinned when the device is CUDA."""
+    enqueued on torch's current stream, or on a stream of this memory's own (``own_stream``: what CUDA graphs are
+    captured on; the legacy default stream cannot be captured). Host buffers are pinned when the device is CUDA."""
 
     kind = "torch"
 
-    def __init__(self, device) -> None:
+    def __init__(self, device, own_stream: bool = False) -> None:
         super().__init__()
         import torch
 
@@ -155,7 +163,11 @@ class TorchMemory(Memory):
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.page_locked = self.cuda
-        self.stream = torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
+        self.torch_stream = torch.cuda.Stream(self.device) if self.cuda and own_stream else None
+        if self.torch_stream is not None:
+            self.stream = self.torch_stream.cuda_stream
+        else:
+            self.stream = torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
 
     def empty(self, shape, dtype):
         return self.torch.empty(tuple(shape), dtype=_torch_dtype(self.torch, dtype), device=self.device)
@@ -177,7 +189,12 @@ class TorchMemory(Memory):
 
     def synchronize(self):
         if self.cuda:
-            self.torch.cuda.current_stream(self.device).synchronize()
+            (self.torch_stream or self.torch.cuda.current_stream(self.device)).synchronize()
+
+    def stream_context(self):
+        if self.torch_stream is None:
+            return contextlib.nullcontext()
+        return self.torch.cuda.stream(self.torch_stream)
 
 
 def _torch_dtype(torch, dtype):
@@ -242,9 +259,10 @@ class DevicePipeline:
         executor: runs the bundle's graphs where the buffers live.
         max_windows: windows per encoder call, capped by the executor's batch limit (a TensorRT engine's profile);
             larger frames run in chunks, each chunk's mask logits copied out before the next chunk's head run.
+        graphs: a ``cuda_graphs.FrameGraphs`` to capture each kind of frame once and replay it (None: eager).
     """
 
-    def __init__(self, meta: BundleMeta, executor: Executor, max_windows: int = 4):
+    def __init__(self, meta: BundleMeta, executor: Executor, max_windows: int = 4, graphs=None):
         activation = meta.postprocess.get("activation", "sigmoid")
         if activation != "sigmoid":
             raise ValueError(f"the device pipeline runs sigmoid (ZegCLIP-family) bundles; this one uses {activation!r}")
@@ -262,6 +280,10 @@ class DevicePipeline:
         self._result: Optional[Tuple[Tuple[int, int], Buffer, Buffer]] = None  # (H, W), labels, scores
         self._merged: Optional[Buffer] = None  # [windows, C, h, w] logits of a frame of several chunks
         self._staging: Dict[str, np.ndarray] = {}  # "labels"/"scores" -> host buffer (pinned on CUDA), reused
+        # CUDA graphs (runtime/cuda_graphs.FrameGraphs): each kind of frame captured once, then replayed; the results
+        # then always come through staging buffers that the graph writes into
+        self.graphs = graphs
+        self.static_outputs = graphs is not None
 
     # ---- vocabulary: uploaded once per set_classes ------------------------------------------------------
     def set_vocabulary(self, text: np.ndarray, class_bias: np.ndarray) -> None:
@@ -278,10 +300,13 @@ class DevicePipeline:
                 f"class_bias must be finite, got {bias[bad[0]]} at class {int(bad[0])} (to drop a class, leave it out "
                 "of the vocabulary)"
             )
+        if self.graphs is not None:  # captured graphs read the buffers about to go: dropped first, captured again
+            self.graphs.clear(self)
         self._replace("_text", self.memory.empty(text.shape, np.float32))  # the previous vocabulary's buffers go
         self._replace("_bias", self.memory.empty(bias.shape, np.float32))
-        self.memory.upload("text_embeddings", text, self._text)
-        self.memory.upload("class_bias", bias, self._bias)
+        with self.memory.stream_context():
+            self.memory.upload("text_embeddings", text, self._text)
+            self.memory.upload("class_bias", bias, self._bias)
         self._num_classes = text.shape[0]
 
     # ---- one frame --------------------------------------------------------------------------------------
@@ -304,7 +329,7 @@ class DevicePipeline:
         """The host buffer results are downloaded into. Page-locked memory is a staging buffer per output, reused
         while the frame size stays (allocated once, not per frame; the caller gets a copy); plain host memory is a
         new array per frame, handed to the caller as it is."""
-        if not self.memory.page_locked:
+        if not (self.memory.page_locked or self.static_outputs):
             return self.memory.host_buffer(shape, dtype)
         current = self._staging.get(name)
         if current is None or current.shape != tuple(shape) or current.dtype != np.dtype(dtype):
@@ -335,15 +360,49 @@ class DevicePipeline:
                 f"frame must be a uint8 numpy array [H, W, C] or [H, W], got "
                 f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}"
             )
+        if self.graphs is not None and stage_hook is None:  # replayed as a CUDA graph (captured on its first frame)
+            return self.graphs.segment(self, frame, color_order, with_scores)
+        # eager: per-stage timing synchronises between stages, which a capture cannot contain (timed frames run eagerly)
+        return self._segment_eagerly(frame, color_order, with_scores, stage_hook)
+
+    def frame_plan(self, frame: np.ndarray):
+        """``(rescaled (H', W'), windows)`` of a frame at the bundle's test scale, crop and stride."""
         meta = self.meta
-        height, width = frame.shape[:2]
-        scaled = pipeline.preprocess.rescaled_size(height, width, meta.test_scale)
-        windows = pipeline.sliding_windows(scaled[0], scaled[1], meta.crop_size, meta.stride)
+        scaled = pipeline.preprocess.rescaled_size(frame.shape[0], frame.shape[1], meta.test_scale)
+        return scaled, pipeline.sliding_windows(scaled[0], scaled[1], meta.crop_size, meta.stride)
+
+    def _segment_eagerly(self, frame: np.ndarray, color_order: str, with_scores: bool, stage_hook=None):
+        """Upload, enqueue every stage, download, wait: one frame without a CUDA graph."""
         self.memory.activate()
-        memory, hook = self.memory, stage_hook
+        host, device_frame = self._frame_buffers(frame)
+        np.copyto(host, frame)
+        with self.memory.stream_context():
+            labels_host, scores_host = self.enqueue_frame(
+                host, device_frame, frame.shape[:2], color_order, with_scores, stage_hook
+            )
+        self.memory.synchronize()
+        if not (self.memory.page_locked or self.static_outputs):
+            return labels_host, scores_host
+        # the staging buffers are reused by the next frame: the caller gets its own copies
+        return labels_host.copy(), (scores_host.copy() if scores_host is not None else None)
+
+    def enqueue_frame(
+        self,
+        host: np.ndarray,
+        device_frame: Buffer,
+        out_hw,
+        color_order: str,
+        with_scores: bool,
+        stage_hook: Optional[StageHook] = None,
+    ):
+        """Everything a frame does on the device, enqueued on ``memory.stream`` without waiting for it (what a CUDA
+        graph captures): upload of ``host`` into ``device_frame``, preprocess, encoder and head per chunk of
+        windows, the fused post-processing, downloads into the staging buffers. Returns those host buffers
+        ``(labels, scores or None)``, valid once the stream is synchronised."""
+        height, width = int(out_hw[0]), int(out_hw[1])
+        memory, hook = self.memory, stage_hook  # a hook times stages between synchronisations: never in a capture
+        scaled, windows = self.frame_plan(host)
         with _stage(memory, hook, "upload"):
-            host, device_frame = self._frame_buffers(frame)
-            np.copyto(host, frame)
             memory.upload("frame", host, device_frame)
         logits = self._window_logits(device_frame, scaled, windows, color_order, hook)
         with _stage(memory, hook, "postprocess"):
@@ -355,13 +414,9 @@ class DevicePipeline:
             if with_scores:
                 scores_host = self._host_output("scores", (height, width), np.float32)
                 memory.download("scores", scores, scores_host)
-            memory.synchronize()
-            if memory.page_locked:  # the staging buffers are reused by the next frame: the caller gets its own copies
-                labels_host = labels_host.copy()
-                scores_host = scores_host.copy() if scores_host is not None else None
         return labels_host, scores_host
 
-    def _window_logits(self, device_frame: Buffer, scaled, windows, color_order: str, hook) -> Buffer:
+    def _window_logits(self, device_frame: Buffer, scaled, windows, color_order: str, hook=None) -> Buffer:
         """Mask logits ``[n, C, h, w]`` of every window, on the device: preprocess, image encoder and head per chunk
         of ``max_windows`` windows (each chunk's logits copied into one frame-wide buffer when there are several,
         timed as part of "head": the executor reuses its output buffer on the next head run)."""
@@ -393,6 +448,33 @@ class DevicePipeline:
                     logits = self._merged_logits(len(windows), chunk_logits)
                     memory.copy_into(logits, index * self.max_windows, chunk_logits)
         return logits
+
+    # ---- the per-frame buffers, handed to a CUDA graph that keeps them (runtime/cuda_graphs.py) ------------
+    FRAME_STATE = ("_frame_host", "_frame", "_merged", "_result", "_staging")
+
+    def take_frame_state(self) -> Dict[str, Any]:
+        """Hand over the per-frame-size buffers (frame, merged logits, results, staging) and forget them here, so
+        that no later frame of another size releases them."""
+        state = {name: getattr(self, name) for name in self.FRAME_STATE}
+        self._frame_host = self._frame = self._merged = self._result = None
+        self._staging = {}
+        return state
+
+    def put_frame_state(self, state: Dict[str, Any]) -> None:
+        """Make buffers handed over by ``take_frame_state`` the current ones again."""
+        for name in self.FRAME_STATE:  # the staging dict copied: a buffer added here does not change ``state``
+            setattr(self, name, dict(state[name]) if isinstance(state[name], dict) else state[name])
+
+    def release_frame_state(self, state: Dict[str, Any]) -> None:
+        """Free buffers handed over by ``take_frame_state`` (once nothing enqueued can still use them)."""
+        for name in ("_frame_host", "_frame", "_merged"):
+            if state[name] is not None:
+                self.memory.release(state[name])
+        if state["_result"] is not None:
+            self.memory.release(state["_result"][1])
+            self.memory.release(state["_result"][2])
+        for buffer in state["_staging"].values():
+            self.memory.release(buffer)
 
     def _merged_logits(self, count: int, chunk_logits: Buffer) -> Buffer:
         """A ``[count, C, h, w]`` buffer for the logits of every window of a frame, reused while its shape stays."""
@@ -448,7 +530,8 @@ class TorchExecutor(Executor):
 
     def __init__(self, backend):
         self.backend = backend
-        self.memory = TorchMemory(backend.device)
+        # CUDA graphs are captured on a stream of the memory's own (the legacy default stream cannot be captured)
+        self.memory = TorchMemory(backend.device, own_stream=bool(getattr(backend, "cuda_graphs", False)))
 
     def run(self, role, inputs):
         torch = self.memory.torch
@@ -495,10 +578,15 @@ def make_device_pipeline(meta: BundleMeta, backend, setting="auto", max_windows:
         if setting is True:
             raise RuntimeError(f"device_pipeline=True is not possible: {reason}")
         return None
+    graphs = None
     if backend.name == "torch":
         executor: Executor = TorchExecutor(backend)
+        if getattr(backend, "cuda_graphs", False):
+            from .cuda_graphs import FrameGraphs, TorchCudaGraphs
+
+            graphs = FrameGraphs(TorchCudaGraphs(executor.memory), precision=getattr(backend, "precision", "fp32"))
     elif backend.name == "tensorrt":
         executor = backend.device_executor()
     else:
         executor = OnnxRuntimeExecutor(backend)
-    return DevicePipeline(meta, executor, max_windows=max_windows)
+    return DevicePipeline(meta, executor, max_windows=max_windows, graphs=graphs)

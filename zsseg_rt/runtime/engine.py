@@ -54,7 +54,11 @@ class Engine:
             by (size, mtime, ctime, inode, sha256) so a restart does not hash them again
             (``runtime/file_verification.py``).
         model: (torch backend) the PyTorch model to run instead of loading the source checkpoint.
-        precision: (TensorRT backend) which built engines to use: "fp16", "fp16-pinned", "fp32" or "int8".
+        precision: None (default) runs each backend's default: TensorRT's fp16 engines, the exact fp32 graphs on
+            ONNX Runtime and torch. TensorRT: which built engines to use ("fp16", "fp16-pinned", "fp32", "int8").
+            torch: "fp32", "fp16" or "bf16" (reduced precision after the accuracy gate for this device passed).
+            ONNX Runtime (CPU): "fp32", "int8" (quantised image encoder) or "bf16" (Arm64 CPUs with bf16). A
+            reduced precision without a gate record is prepared and gated on first use (docs/precision.md).
         threads: (ONNX Runtime backend) intra-op threads; 0 lets ONNX Runtime choose.
         device_pipeline: "auto" keeps a frame's data on the GPU where it can (TensorRT, torch on CUDA): one upload
             of the frame, pre-processing, encoder, head and the exact post-processing on one stream, one download
@@ -85,7 +89,7 @@ class Engine:
         max_batch: Optional[int] = None,
         verify: bool = True,
         model=None,
-        precision: str = "fp16",
+        precision: Optional[str] = None,
         threads: int = 0,
         device_pipeline="auto",
         max_pixels: int = InputLimits.max_pixels,

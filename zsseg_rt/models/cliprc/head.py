@@ -168,7 +168,7 @@ class CLIPRCHead(nn.Module):
     def decode(self, q: torch.Tensor, lateral: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """The bidirectional decoder; each layer reads the previous ``(q, lateral)`` on both sides."""
         for dq, dv in zip(self.decoder_q.layers, self.decoder_v.layers):
-            q, lateral = dq(q, lateral)[0], dv(lateral, q)[0]
+            q, lateral = dq(q, lateral, need_logits=False)[0], dv(lateral, q, need_logits=False)[0]
         return q, lateral
 
     def fuse_regions(self, logits: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ mask logits are a plain similarity ``(scale/H) * <Wq q + bq, Wk m + bk>`` (used 
 from __future__ import annotations
 
 import copy
-from typing import List, Tuple
+from typing import List, Optional, Tuple, cast
 
 import torch
 import torch.nn as nn
@@ -33,7 +33,21 @@ __all__ = ["CrossAttention", "TPNDecoderLayer", "ZegCLIPHead"]
 
 
 class CrossAttention(nn.Module):
-    """The official ``Attention`` module (SegViT): plain MatMul-Softmax, exportable."""
+    """The official ``Attention`` module (SegViT): plain MatMul-Softmax, exportable.
+
+    Two switches for reduced-precision inference (both off by default, so training, export and fp32 inference
+    compute exactly the official order; the torch backend turns them on for fp16/bf16,
+    ``zsseg_rt.export.torch_precision``):
+
+    * ``fused_attention``: a call whose logits are not needed (``need_logits=False``: every decoder layer but the
+      last) runs ``F.scaled_dot_product_attention`` (one fused kernel, fp32 softmax inside) for the same
+      ``softmax(q k^T * scale) v``; the last layer's head-averaged pre-softmax logits (the mask logits) are always
+      computed explicitly, since no fused kernel returns them.
+    * ``float_logits``: those mask logits are computed in fp32 from the (reduced-precision) q/k projections.
+    """
+
+    fused_attention = False
+    float_logits = False
 
     def __init__(self, dim: int, num_heads: int = 8, attn_drop: float = 0.1, proj_drop: float = 0.0):
         super().__init__()
@@ -57,19 +71,31 @@ class CrossAttention(nn.Module):
         """Scaled pre-softmax logits per head ``[B, H, Nq, Nk]``."""
         q = self._split(self.q(xq))
         k = self._split(self.k(xk))
+        if self.float_logits:
+            q, k = q.float(), k.float()
         return (q @ k.transpose(-2, -1)) * self.scale
 
     def mean_logits(self, xq: torch.Tensor, xk: torch.Tensor) -> torch.Tensor:
         """Head-averaged pre-softmax logits ``[B, Nq, Nk]`` (official ``attn_save.sum(1) / num_heads``)."""
         return self.logits(xq, xk).sum(dim=1) / self.num_heads
 
-    def forward(self, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor, need_logits: bool = True
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``(output [B, Nq, D], head-averaged logits [B, Nq, Nk] or None when not needed and fused)``."""
         b, nq, c = xq.shape
+        v = self._split(self.v(xv))
+        if self.fused_attention and not need_logits:
+            q, k = self._split(self.q(xq)), self._split(self.k(xk))
+            drop = self.attn_drop.p if self.training else 0.0
+            x = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=self.scale)
+            return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, nq, c))), None
         attn = self.logits(xq, xk)
         attn_save = attn.sum(dim=1) / self.num_heads
         attn = attn.softmax(dim=-1)
         attn = self.attn_drop(attn)
-        v = self._split(self.v(xv))
+        if attn.dtype != v.dtype:  # float_logits with reduced-precision values
+            attn = attn.to(v.dtype)
         x = (attn @ v).transpose(1, 2).reshape(b, nq, c)
         x = self.proj_drop(self.proj(x))
         return x, attn_save
@@ -89,9 +115,12 @@ class TPNDecoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
 
-    def forward(self, tgt: torch.Tensor, memory: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``tgt [B, C, D]``, ``memory [B, N, D]`` -> (new tgt ``[B, C, D]``, logits ``[B, C, N]``)."""
-        tgt2, attn = self.multihead_attn(tgt, memory, memory)
+    def forward(
+        self, tgt: torch.Tensor, memory: torch.Tensor, need_logits: bool = True
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``tgt [B, C, D]``, ``memory [B, N, D]`` -> (new tgt ``[B, C, D]``, logits ``[B, C, N]``; None when
+        ``need_logits=False`` lets the attention run fused: ``CrossAttention.fused_attention``)."""
+        tgt2, attn = self.multihead_attn(tgt, memory, memory, need_logits=need_logits)
         tgt = self.norm2(tgt + self.dropout2(tgt2))
         tgt2 = self.linear2(self.dropout(F.relu(self.linear1(tgt))))
         tgt = self.norm3(tgt + self.dropout3(tgt2))
@@ -135,7 +164,7 @@ class ZegCLIPHead(nn.Module):
     def forward_queries(self, q: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
         """Run the decoder from class queries ``[B, C, D]``; returns the last layer's logits ``[B, C, N]``."""
         for layer in self.layers[:-1]:
-            q, _ = layer(q, patches)
+            q, _ = layer(q, patches, need_logits=False)
         return self.layers[-1].multihead_attn.mean_logits(q, patches)
 
     def forward_all(self, q: torch.Tensor, patches: torch.Tensor) -> List[torch.Tensor]:
@@ -143,7 +172,7 @@ class ZegCLIPHead(nn.Module):
         out = []
         for layer in self.layers:
             q, attn = layer(q, patches)
-            out.append(attn)
+            out.append(cast(torch.Tensor, attn))
         return out
 
     def forward(

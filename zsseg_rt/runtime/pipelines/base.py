@@ -65,7 +65,7 @@ class Pipeline:
         max_batch: int,
         verify: bool,
         model: Any,
-        precision: str,
+        precision: Optional[str],
         threads: int,
         device_pipeline: Any,
         limits: InputLimits,

@@ -1,0 +1,172 @@
+"""ONNX Runtime int8 on the CPU (export/ort_quantize.py, runtime/ort_precision.py, runtime/precision_records.py):
+the quantised graph, the accuracy gate that decides whether it runs, the record kept beside the bundle and the
+refusals (failed gate, modified artefact, another setup's record, nothing prepared and prepare=False).
+
+The tiny golden model FAILS the int8 gate (about 97 % of labels agree with fp32: its random weights leave many
+near-ties), which is what the refusal tests need; the accepted path is tested through the explicit override."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime.quantization")
+
+from zsseg_rt.bundle import load_meta  # noqa: E402
+from zsseg_rt.export.accuracy_gate import EngineAccuracyError  # noqa: E402
+from zsseg_rt.export.ort_quantize import INT8_FILE, prepare_onnxruntime_precision  # noqa: E402
+from zsseg_rt.runtime import Engine, ort_precision  # noqa: E402
+from zsseg_rt.runtime.backends import OnnxRuntimeBackend  # noqa: E402
+from zsseg_rt.runtime.precision_records import (  # noqa: E402
+    PrecisionGateRefused,
+    PrecisionRecordError,
+    find_record,
+    record_dir,
+)
+
+CLASSES = ["person", "bottle", "chair", "sofa", "tv", "cat"]
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_bundle, tmp_path_factory):
+    """(meta, records root, the refused first attempt's error, the accepted record): one quantisation + two gates."""
+    meta = load_meta(tiny_bundle)
+    root = str(tmp_path_factory.mktemp("int8_records"))
+    with pytest.raises(EngineAccuracyError) as refused:
+        prepare_onnxruntime_precision(tiny_bundle, "int8", cache_dir=root, threads=1)
+    refused_record = json.load(
+        open(os.path.join(record_dir(root, ort_precision.precision_key(meta, "int8")), "engine.json"))
+    )
+    accepted = prepare_onnxruntime_precision(tiny_bundle, "int8", cache_dir=root, force=True, accept_below_gate=True)
+    return meta, root, (refused.value, refused_record), accepted
+
+
+def _never_prepare(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("prepared again although a record exists")
+
+    monkeypatch.setattr(ort_precision, "_preparer", lambda: fail)
+
+
+def test_a_failed_gate_is_recorded_refused_and_not_prepared_again(prepared, tmp_path, monkeypatch):
+    meta, _, (error, record), _ = prepared
+    assert "accuracy gate FAILED" in str(error) and "accept_below_gate=True" in str(error)
+    gate = record["accuracy_gate"]
+    assert not gate["passed"] and not gate["accepted"] and gate["label_agreement"] < 0.995
+    assert gate["precision"] == "int8" and gate["reference"] == "onnxruntime fp32 (CPU)"
+    root = str(tmp_path / "refused")  # a copy of the refused record, on its own
+    key = ort_precision.precision_key(meta, "int8")
+    os.makedirs(record_dir(root, key))
+    with open(os.path.join(record_dir(root, key), "engine.json"), "w") as handle:
+        json.dump(record, handle)
+    _never_prepare(monkeypatch)
+    with pytest.raises(PrecisionGateRefused, match="failed the accuracy gate.*--accept-below-gate"):
+        OnnxRuntimeBackend(meta, "cpu", 1, "int8", cache_dir=root)
+
+
+def test_the_int8_graph_quantises_the_weight_matmuls_only(prepared):
+    import onnx
+
+    meta, root, _, record = prepared
+    _, artefact = find_record(root, ort_precision.precision_key(meta, "int8"))
+    assert os.path.basename(artefact) == INT8_FILE and record["artefact_bytes"] == os.path.getsize(artefact)
+    ops = [node.op_type for node in onnx.load(artefact).graph.node]
+    fp32_ops = [node.op_type for node in onnx.load(meta.file("image_encoder.onnx")).graph.node]
+    quantised = record["quantisation"]["quantised_matmuls"]
+    assert quantised > 0 and ops.count("MatMulInteger") == quantised and ops.count("DynamicQuantizeLinear") > 0
+    # float where the recipe says: attention MatMuls, Softmax and LayerNormalization untouched
+    assert ops.count("MatMul") == fp32_ops.count("MatMul") + fp32_ops.count("Gemm") - quantised
+    for op in ("Softmax", "LayerNormalization"):
+        assert ops.count(op) == fp32_ops.count(op)
+    assert record["key"]["device"].startswith("cpu ") and record["accuracy_gate"]["accepted"]
+
+
+def test_the_engine_runs_the_accepted_int8_encoder_without_preparing_again(prepared, monkeypatch):
+    meta, root, _, record = prepared
+    _never_prepare(monkeypatch)
+    int8 = Engine(meta.path, classes=CLASSES, backend=OnnxRuntimeBackend(meta, "cpu", 1, "int8", cache_dir=root))
+    fp32 = Engine(meta.path, classes=CLASSES, backend="onnxruntime", device="cpu")
+    assert int8.backend.precision_record["digest"] == record["digest"]
+    image = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    got, want = (e.backend.encode_image(image) for e in (int8, fp32))
+    assert got.keys() == want.keys()
+    for name in want:
+        a, b = np.asarray(got[name], np.float64), np.asarray(want[name], np.float64)
+        assert not np.array_equal(a, b), name  # the int8 graph really runs
+        # 8-bit activations and weights keep each feature vector's direction: cos >= 0.98 (a quantisation error of
+        # a few % of each vector's norm after the blocks; a wrong graph or scale gives cos ~ 0)
+        cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+        assert cos.min() >= 0.98, (name, cos.min())
+    frame = np.random.default_rng(1).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    assert int8(frame).labels.shape == fp32(frame).labels.shape == (48, 80)
+
+
+def test_a_modified_int8_graph_is_refused(prepared, tmp_path):
+    meta, root, _, _ = prepared
+    copy = str(tmp_path / "records")
+    shutil.copytree(root, copy)
+    _, artefact = find_record(copy, ort_precision.precision_key(meta, "int8"))
+    with open(artefact, "r+b") as handle:
+        handle.seek(os.path.getsize(artefact) // 2)
+        handle.write(b"\x00\x01\x02\x03")
+    with pytest.raises(PrecisionRecordError, match="does not match the sha256"):  # prepare=True: made again
+        OnnxRuntimeBackend(meta, "cpu", 1, "int8", cache_dir=copy, prepare=False)
+
+
+def test_a_record_of_another_setup_is_refused(prepared, tmp_path):
+    meta, root, _, _ = prepared
+    copy = str(tmp_path / "records")
+    shutil.copytree(root, copy)
+    key = ort_precision.precision_key(meta, "int8")
+    path = os.path.join(record_dir(copy, key), "engine.json")
+    record = json.load(open(path))
+    record["key"]["library"] = "onnxruntime 0.0.1"
+    json.dump(record, open(path, "w"))
+    with pytest.raises(PrecisionRecordError, match="(?s)for another setup.*library"):
+        find_record(copy, key)
+
+
+def test_nothing_prepared_and_prepare_false_is_refused(tiny_bundle, tmp_path):
+    with pytest.raises(PrecisionRecordError, match="no onnxruntime int8 record"):
+        OnnxRuntimeBackend(load_meta(tiny_bundle), "cpu", 1, "int8", cache_dir=str(tmp_path), prepare=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_key_follows_the_cpu_and_the_bundle(tiny_bundle, tmp_path):
+    from zsseg_rt.runtime.cpu_features import CpuFeatures
+
+    meta = load_meta(tiny_bundle)
+    vnni = CpuFeatures("x86_64", frozenset({"avx2", "avx512_vnni"}))
+    avx2 = CpuFeatures("x86_64", frozenset({"avx2"}))
+    a, b = (ort_precision.precision_key(meta, "int8", f, "1.0") for f in (vnni, avx2))
+    assert a.digest() != b.digest() and '"reduce_range":true' in b.recipe and '"reduce_range":false' in a.recipe
+    assert a.source_sha256 == meta.files["image_encoder.onnx"]
+
+
+def test_fp32_stays_the_default_and_needs_no_record(tiny_bundle):
+    engine = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device="cpu")
+    assert engine.backend.precision == "fp32" and engine.backend.precision_record is None
+    with pytest.raises(ValueError, match="nothing to prepare"):
+        prepare_onnxruntime_precision(tiny_bundle, "fp32")
+
+
+def test_the_cli_prepares_int8_ahead_and_segment_runs_it(tiny_bundle, tmp_path, capsys):
+    from zsseg_rt import cli
+
+    bundle = shutil.copytree(tiny_bundle, str(tmp_path / "bundle"))  # the record goes into <bundle>/engines
+    assert cli.main(["build-engine", bundle, "--backend", "onnxruntime", "--precision", "fp16"]) == 2
+    assert "one of ('fp32', 'int8', 'bf16'), got 'fp16'" in capsys.readouterr().err
+    assert cli.main(["build-engine", bundle, "--backend", "onnxruntime", "--accept-below-gate"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("onnxruntime int8: ") and "accuracy gate FAILED" in out  # accepted explicitly, said
+    assert len(os.listdir(os.path.join(bundle, "engines"))) == 1
+    photo = str(tmp_path / "frame.png")
+    import cv2
+
+    cv2.imwrite(photo, np.random.default_rng(3).integers(0, 256, (40, 56, 3), dtype=np.uint8))
+    argv = ["segment", photo, "--bundle", bundle, "--classes", "cat,dog", "--backend", "onnxruntime"]
+    assert cli.main([*argv, "--device", "cpu", "--precision", "int8", "--json", "-o", str(tmp_path / "o.png")]) == 0
+    assert '"precision": "int8"' in capsys.readouterr().out

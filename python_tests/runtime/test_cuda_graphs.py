@@ -1,0 +1,251 @@
+"""CUDA-graph bookkeeping of the device pipeline (runtime/cuda_graphs.py), on the CPU with a stand-in for
+``torch.cuda.CUDAGraph``: each kind of frame runs eagerly once and is captured, then replayed; a new vocabulary drops
+every graph before its buffers go; graphs own their frame kind's buffers; a failing capture goes eager, loudly.
+THE REAL CAPTURE HAS NEVER RUN ON A GPU: the last test runs it where CUDA exists and skips here."""
+
+import numpy as np
+import pytest
+
+from zsseg_rt.runtime import Engine
+from zsseg_rt.runtime.cuda_graphs import FrameGraphs, TorchCudaGraphs
+from zsseg_rt.runtime.device_pipeline import DevicePipeline, HostMemory, OnnxRuntimeExecutor
+
+CLASSES = ["person", "bottle", "chair", "sofa", "tv", "cat"]
+
+
+class StandInGraphs:
+    """``TorchCudaGraphs`` without a GPU. Capturing runs the body once (a capture runs the Python of the frame: here
+    it also does the work); a replay runs the recorded body again, after checking what a real graph would make
+    wrong: a released graph, or vocabulary/input buffers that are no longer the ones captured (a real graph keeps
+    reading the captured addresses, whatever they hold by then)."""
+
+    def __init__(self, fail_capture=None):
+        self.pipe, self.fail_capture, self.events = None, fail_capture, []
+
+    def capture(self, body):
+        if self.fail_capture:
+            raise self.fail_capture
+        pipe = self.pipe
+        handle = {"body": body, "text": pipe._text, "bias": pipe._bias, "image": pipe._image, "released": False}
+        handle["id"] = sum(1 for e in self.events if e[0] == "capture")
+        body()
+        self.events.append(("capture", handle["id"]))
+        return handle
+
+    def replay(self, handle):
+        assert not handle["released"], "replayed a released graph"
+        pipe = self.pipe
+        stale = [k for k in ("text", "bias", "image") if getattr(pipe, "_" + k) is not handle[k]]
+        assert not stale, f"replayed a graph whose captured {stale} buffers were replaced"
+        handle["body"]()
+        self.events.append(("replay", handle["id"]))
+
+    def release(self, handle):
+        handle["released"] = True
+        self.events.append(("release", handle["id"]))
+
+
+class ReleasingMemory(HostMemory):
+    """Host memory that records what is released (by identity)."""
+
+    def __init__(self):
+        super().__init__()
+        self.released = []
+
+    def release(self, buffer):
+        self.released.append(id(buffer))
+
+
+def _frames():
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    wide = np.kron(base, np.ones((40, 40, 1), np.uint8))  # 480x640: 2 windows after the test resize
+    gray = rng.integers(0, 256, (50, 50), dtype=np.uint8)  # one window
+    return wide, gray
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_bundle):
+    return Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime")
+
+
+def _pipes(engine, max_windows=4, max_graphs=8, stand_in=None):
+    """(a pipeline with stand-in graphs, the same pipeline without graphs), both with the engine's vocabulary."""
+    stand_in = stand_in or StandInGraphs()
+    graphs = FrameGraphs(stand_in, max_graphs=max_graphs)
+    pipe = DevicePipeline(engine.meta, OnnxRuntimeExecutor(engine.backend, ReleasingMemory()), max_windows, graphs)
+    stand_in.pipe = pipe
+    eager = DevicePipeline(engine.meta, OnnxRuntimeExecutor(engine.backend), max_windows)
+    for p in (pipe, eager):
+        p.set_vocabulary(engine._vocab[1], engine._vocab[2])
+    return pipe, eager, stand_in
+
+
+def _same(pipe, eager, frame, **kwargs):
+    pipe.memory.transfers.clear()
+    labels, scores = pipe(frame, **kwargs)
+    log = list(pipe.memory.transfers.entries)
+    want_labels, want_scores = eager(frame, **kwargs)
+    np.testing.assert_array_equal(labels, want_labels)
+    if want_scores is None:
+        assert scores is None
+    else:
+        np.testing.assert_array_equal(scores, want_scores)
+    return log, labels
+
+
+@pytest.mark.parametrize("max_windows", [4, 1])  # 1: the 640x480 frame runs in two chunks (merged logits buffer)
+def test_each_kind_of_frame_is_captured_once_then_replayed(engine, max_windows):
+    pipe, eager, stand_in = _pipes(engine, max_windows=max_windows)
+    wide, gray = _frames()
+    first, _ = _same(pipe, eager, wide)
+    assert pipe.graphs.stats == {"eager": 1, "captured": 1, "replayed": 0, "dropped": 0, "capture_failed": 0}
+    _same(pipe, eager, gray)
+    replay_log, labels = _same(pipe, eager, wide)
+    _same(pipe, eager, gray)
+    changed = wide.copy()
+    changed[:240] = 255 - changed[:240]  # a new frame of the same kind: the replay reads the new pixels
+    _, new_labels = _same(pipe, eager, changed)
+    assert not np.array_equal(new_labels, labels)
+    assert pipe.graphs.stats["captured"] == 2 and pipe.graphs.stats["replayed"] == 3
+    assert [e[0] for e in stand_in.events] == ["capture", "capture", "replay", "replay", "replay"]
+    assert replay_log == first  # a replay logs the copies it makes: one frame up, labels and scores down
+    assert [(d, n) for d, n, _ in replay_log] == [("up", "frame"), ("down", "labels"), ("down", "scores")]
+
+
+def test_returned_arrays_are_the_callers_own(engine):
+    pipe, eager, _ = _pipes(engine)
+    wide, _ = _frames()
+    pipe(wide)
+    labels, scores = pipe(wide)  # replayed
+    labels[:] = -1
+    again, _ = pipe(wide)
+    assert (again >= 0).all()
+
+
+def test_scores_and_colour_order_are_kinds_of_their_own(engine):
+    pipe, eager, _ = _pipes(engine)
+    wide, _ = _frames()
+    _same(pipe, eager, wide)
+    _same(pipe, eager, wide, with_scores=False)
+    _same(pipe, eager, wide, color_order="rgb")
+    _same(pipe, eager, wide, with_scores=False)
+    assert pipe.graphs.stats["captured"] == 3 and pipe.graphs.stats["replayed"] == 1
+    log, _ = _same(pipe, eager, wide, with_scores=False)
+    assert [n for _, n, _ in log] == ["frame", "labels"]
+
+
+def test_a_new_vocabulary_drops_every_graph_before_its_buffers_go(engine):
+    pipe, eager, stand_in = _pipes(engine)
+    wide, gray = _frames()
+    for frame in (wide, gray, wide):
+        _same(pipe, eager, frame)
+    handles = [e for e in stand_in.events if e[0] == "capture"]
+    fewer = Engine(engine.meta.path, classes=CLASSES[:3], backend="onnxruntime")
+    for p in (pipe, eager):
+        p.set_vocabulary(fewer._vocab[1], fewer._vocab[2])
+    assert len(pipe.graphs) == 0 and pipe.graphs.stats["dropped"] == len(handles)
+    assert [e[0] for e in stand_in.events[-2:]] == ["release", "release"]
+    _, labels = _same(pipe, eager, wide)  # captured again: a stale graph would have failed in the stand-in
+    assert labels.max() < 3 and pipe.graphs.stats["captured"] == 3
+    _same(pipe, eager, wide)
+    assert stand_in.events[-1][0] == "replay"
+
+
+def test_at_most_max_graphs_are_kept_and_the_dropped_ones_release_their_buffers(engine):
+    pipe, eager, stand_in = _pipes(engine, max_graphs=1)
+    wide, gray = _frames()
+    _same(pipe, eager, wide)
+    owned = pipe.graphs._entries[next(iter(pipe.graphs._entries))].state
+    ids = {id(owned["_frame_host"]), id(owned["_result"][1]), id(owned["_result"][2])}
+    _same(pipe, eager, gray)  # evicts the wide frame's graph
+    assert len(pipe.graphs) == 1 and pipe.graphs.stats["dropped"] == 1
+    assert ids <= set(pipe.memory.released)
+    _same(pipe, eager, wide)
+    assert pipe.graphs.stats["captured"] == 3 and pipe.graphs.stats["replayed"] == 0
+
+
+def test_a_failing_capture_runs_eagerly_from_then_on_and_says_so(engine):
+    pipe, eager, _ = _pipes(engine, stand_in=StandInGraphs(fail_capture=RuntimeError("operation not permitted")))
+    wide, gray = _frames()
+    with pytest.warns(RuntimeWarning, match="capture failed.*operation not permitted"):
+        _same(pipe, eager, wide)
+    for frame in (wide, gray):
+        log, _ = _same(pipe, eager, frame)
+        assert [n for _, n, _ in log] == ["frame", "labels", "scores"]
+    assert not pipe.graphs.enabled and len(pipe.graphs) == 0 and pipe.graphs.stats["eager"] == 3
+
+
+def test_a_capture_that_would_write_into_new_buffers_is_refused(engine, monkeypatch):
+    pipe, eager, _ = _pipes(engine)
+    wide, _ = _frames()
+    original = pipe._host_output
+    calls = []
+
+    def reallocating(name, shape, dtype):  # a defect: the second frame of a kind gets new staging buffers
+        calls.append(name)
+        if len(calls) > 2:
+            pipe._staging.pop(name, None)
+        return original(name, shape, dtype)
+
+    monkeypatch.setattr(pipe, "_host_output", reallocating)
+    with pytest.warns(RuntimeWarning, match="reallocated while the frame was captured"):
+        _same(pipe, eager, wide)
+    assert len(pipe.graphs) == 0
+
+
+def test_graphs_need_cuda(tiny_bundle):
+    pytest.importorskip("torch")
+    from zsseg_rt.runtime.device_pipeline import TorchMemory
+
+    with pytest.raises(ValueError, match="own stream"):
+        TorchCudaGraphs(TorchMemory("cpu"))
+    with pytest.raises(ValueError, match="cuda_graphs=True needs a CUDA device"):
+        Engine(tiny_bundle, classes=CLASSES, backend=_torch_backend(tiny_bundle, cuda_graphs=True))
+    with pytest.raises(ValueError, match="cuda_graphs must be"):
+        _torch_backend(tiny_bundle, cuda_graphs="yes")
+    assert not _torch_backend(tiny_bundle).cuda_graphs  # "auto" on the CPU: eager
+
+
+def _torch_backend(bundle, device="cpu", **kwargs):
+    from zsseg_rt.bundle import load_meta
+    from zsseg_rt.export.torch_backend import TorchBackend
+
+    return TorchBackend(load_meta(bundle), device=device, **kwargs)
+
+
+def test_real_cuda_graphs_match_the_eager_pipeline(tiny_bundle):  # GPU only: has not run yet
+    torch = pytest.importorskip("torch")
+    from zsseg_rt import ops
+
+    if not (torch.cuda.is_available() and ops.cuda_available()):
+        pytest.skip("needs a CUDA GPU and zsseg_rt's CUDA ops (never run here: no GPU)")
+    graphs = Engine(tiny_bundle, classes=CLASSES, backend=_torch_backend(tiny_bundle, "cuda"))
+    eager = Engine(tiny_bundle, classes=CLASSES, backend=_torch_backend(tiny_bundle, "cuda", cuda_graphs=False))
+    assert graphs.pipeline.device.graphs is not None and eager.pipeline.device.graphs is None
+    for frame in _frames() + _frames():
+        a, b = graphs(frame), eager(frame)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=0, atol=1e-6)
+    assert graphs.pipeline.device.graphs.stats["replayed"] == 2
+
+
+def test_the_accuracy_gate_records_every_head_run_eagerly(tiny_bundle):
+    """The gate keeps the head's logits per run (a download + synchronise after each head call): impossible inside a
+    capture and skipped by a replay, so an engine with graphs is gated eagerly, one record per head run."""
+    pytest.importorskip("torch")  # the gate lives in the export layer
+    from zsseg_rt.export.accuracy_gate import _record_head_logits
+
+    engine = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device_pipeline=True)
+    device = engine.pipeline.device
+    stand_in = StandInGraphs()
+    device.graphs, device.static_outputs, stand_in.pipe = FrameGraphs(stand_in), True, device
+    wide, gray = _frames()
+    engine(wide)  # captured before the gate starts: dropped by it
+    logits = _record_head_logits(engine)
+    for frame in (wide, wide, gray):
+        engine(frame)
+    # one head run per frame (the wide frame's two windows in one call): a capture would add a run, a replay drop one
+    assert [x.shape[0] for x in logits] == [2, 2, 1]
+    assert len(device.graphs) == 0 and not device.graphs.enabled
+    assert device.graphs.stats["captured"] == 1 and device.graphs.stats["replayed"] == 0

@@ -1,0 +1,141 @@
+"""Reduced precision for the image encoder on ONNX Runtime's CPU execution provider: which graph and session
+options ``OnnxRuntimeBackend(precision=...)`` opens.
+
+* ``"fp32"`` (default): the bundle's graph, exact.
+* ``"int8"``: the image encoder with its weight MatMuls dynamically quantised (int8 per-channel weights, uint8
+  per-tensor activations quantised at run time; attention MatMuls, Softmax, LayerNorm and GELU stay float), made
+  from the bundle's graph by ``zsseg_rt.export.ort_quantize`` and kept under ``<bundle>/engines/<digest>/`` with its
+  sha256 and the accuracy gate's result (``runtime/precision_records.py``). On x86 CPUs without VNNI the weights are
+  7-bit (``reduce_range``: no int16 saturation in ``vpmaddubsw``), so the key names the CPU's int8 instructions.
+* ``"bf16"``: ONNX Runtime's fp32 GEMMs computed in bf16 (``mlas.enable_gemm_fastmath_arm64_bfloat16``), which
+  exists on Arm64 CPUs with the bf16 extension only. On x86 ONNX Runtime (1.31) has no bf16 arithmetic (a bf16 MatMul
+  is refused at load; the fast-math option is accepted and ignored: measured), so it is refused with the reason.
+
+A precision without a passing record is prepared on first use (quantise + gate, logged as a warning) or, with
+``prepare=False``, refused; ``zsseg build-engine BUNDLE --backend onnxruntime --precision int8`` prepares it ahead.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Dict, Optional, Tuple
+
+from zsseg_rt.bundle import BundleMeta, Files
+
+from .cpu_features import CpuFeatures, cpu_features
+from .precision_records import (
+    PrecisionGateRefused,
+    PrecisionKey,
+    PrecisionRecordError,
+    find_record,
+    precision_root,
+    recipe_text,
+)
+
+LOG = logging.getLogger("zsseg_rt.precision")
+ORT_PRECISIONS = ("fp32", "int8", "bf16")
+INT8_RECIPE_VERSION = 1
+BF16_RECIPE_VERSION = 1
+FASTMATH_BF16 = "mlas.enable_gemm_fastmath_arm64_bfloat16"
+# the export side that quantises and gates (found by name: the runtime never imports the exporter)
+PREPARER = "zsseg_rt.export.ort_quantize:prepare_onnxruntime_precision"
+
+__all__ = ["ORT_PRECISIONS", "image_encoder_graph", "int8_recipe", "precision_key", "validate_ort_precision"]
+
+
+def validate_ort_precision(precision: str, features: Optional[CpuFeatures] = None) -> None:
+    """Raise ValueError for a precision ONNX Runtime cannot run here, saying why and what to use."""
+    if precision not in ORT_PRECISIONS:
+        raise ValueError(f"the onnxruntime backend's precision must be one of {ORT_PRECISIONS}, got {precision!r}")
+    features = features or cpu_features()
+    if precision == "bf16" and not (features.arm64 and features.bf16 == "arm-bf16"):
+        raise ValueError(
+            f"precision='bf16' on ONNX Runtime needs an Arm64 CPU with bf16 ({FASTMATH_BF16}); this CPU is "
+            f"{features.summary()}, and ONNX Runtime's x86 CPU execution provider has no bf16 arithmetic (a bf16 "
+            "MatMul is refused, the fast-math option is ignored). Use precision='int8' here, or backend='torch' with "
+            "precision='bf16' (its oneDNN kernels use AVX-512 BF16 / AMX)"
+        )
+
+
+def int8_recipe(features: CpuFeatures) -> Dict[str, object]:
+    """The settings of the int8 image encoder on this CPU (recorded in its key)."""
+    return {
+        "version": INT8_RECIPE_VERSION,
+        "method": "dynamic",
+        "weights": "int8 symmetric per output channel",
+        "activations": "uint8 per tensor, quantised at run time",
+        "quantised": "MatMul with a constant weight (Gemm rewritten as MatMul + Add)",
+        "float": "attention MatMuls, Softmax, LayerNormalization, GELU, Conv, everything else",
+        "reduce_range": bool(features.int8_saturates),
+    }
+
+
+def bf16_recipe() -> Dict[str, object]:
+    return {"version": BF16_RECIPE_VERSION, "session_config": {FASTMATH_BF16: "1"}, "graph": "the bundle's fp32"}
+
+
+def precision_key(
+    meta: BundleMeta, precision: str, features: Optional[CpuFeatures] = None, ort_version: Optional[str] = None
+) -> PrecisionKey:
+    """The record key of the image encoder at ``precision`` ("int8" / "bf16") for this bundle, CPU and ONNX Runtime."""
+    features = features or cpu_features()
+    if ort_version is None:
+        import onnxruntime
+
+        ort_version = str(onnxruntime.__version__)
+    recipe = int8_recipe(features) if precision == "int8" else bf16_recipe()
+    return PrecisionKey(
+        backend="onnxruntime",
+        precision=precision,
+        source=Files.IMAGE_ENCODER,
+        source_sha256=str(meta.files.get(Files.IMAGE_ENCODER, "")),
+        library=f"onnxruntime {ort_version}",
+        device=f"cpu {features.machine} int8 {features.int8_dot_product} bf16 {features.bf16}",
+        recipe=recipe_text(recipe),
+    )
+
+
+def _preparer():
+    module, _, name = PREPARER.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise ImportError(
+            f"preparing the int8 image encoder needs the onnx package and the exporter ({exc}): pip install onnx, "
+            "or prepare it on another machine of the same CPU kind with `zsseg build-engine BUNDLE --backend "
+            "onnxruntime --precision int8` and copy the bundle's engines/ folder"
+        ) from exc
+
+
+def image_encoder_graph(
+    meta: BundleMeta, precision: str, cache_dir: Optional[str] = None, prepare: bool = True
+) -> Tuple[str, Dict[str, str], Optional[dict]]:
+    """``(graph path, session config entries, record)`` of the image encoder at ``precision``; fp32 is the bundle's
+    graph without a record. A missing record is prepared (quantise + gate) when ``prepare``, else refused.
+
+    Raises:
+        ValueError (precision impossible here), PrecisionRecordError (no passing record), EngineAccuracyError (the
+        first-use gate failed).
+    """
+    validate_ort_precision(precision)
+    if precision == "fp32":
+        return meta.file(Files.IMAGE_ENCODER), {}, None
+    key = precision_key(meta, precision)
+    root = precision_root(meta, cache_dir)
+    try:
+        record, artefact = find_record(root, key)
+    except PrecisionRecordError as exc:
+        if not prepare or isinstance(exc, PrecisionGateRefused):
+            raise
+        LOG.warning(
+            "ONNX Runtime precision=%r has no gated record for this CPU yet (%s): preparing it now (quantise + "
+            "accuracy gate against fp32, once; `zsseg build-engine --backend onnxruntime` does it ahead)",
+            precision,
+            str(exc).splitlines()[0],
+        )
+        _preparer()(meta.path, precision=precision, cache_dir=cache_dir)
+        record, artefact = find_record(root, key)
+    options = dict(bf16_recipe()["session_config"]) if precision == "bf16" else {}  # type: ignore[call-overload]
+    return (artefact or meta.file(Files.IMAGE_ENCODER)), options, record

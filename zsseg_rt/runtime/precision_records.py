@@ -1,0 +1,147 @@
+"""Records of reduced-precision runs on the ONNX Runtime and torch backends, beside the TensorRT engines.
+
+A reduced precision other than TensorRT's is used only after the accuracy gate (``export/accuracy_gate.py``) has
+compared it with ONNX Runtime fp32 on this kind of machine, and its result is kept like a TensorRT engine's:
+``<bundle>/engines/<digest>/engine.json`` (the same root, the same ``accuracy_gate`` field). What the result depends on
+is the :class:`PrecisionKey`: backend, precision, the graph or model it ran (sha256), the library version, the
+device class (a GPU's name and compute capability; a CPU's int8 / bf16 instructions: an int8 graph gated on a VNNI
+CPU is gated again on an AVX2 one) and the recipe. An artefact built for the key (the ONNX Runtime int8 image
+encoder) lives in the same directory, its sha256 in the record, and is refused when it does not match.
+
+Nothing here imports torch or ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from zsseg_rt.bundle import BundleMeta, Files
+
+from .engine_cache import ENGINE_RECORD, GATE_FIELD, _atomic_write
+from .file_verification import cached_sha256
+
+__all__ = [
+    "PrecisionGateRefused",
+    "PrecisionKey",
+    "PrecisionRecordError",
+    "find_record",
+    "precision_root",
+    "read_record",
+    "record_dir",
+    "write_record",
+]
+
+
+class PrecisionRecordError(RuntimeError):
+    """No usable record: none yet, another setup's, a modified artefact, or a failed accuracy gate."""
+
+
+class PrecisionGateRefused(PrecisionRecordError):
+    """The record exists and says the accuracy gate failed (not accepted): not to be prepared again silently."""
+
+
+@dataclass(frozen=True)
+class PrecisionKey:
+    """Everything a gated reduced-precision run depends on. ``digest()`` names its directory."""
+
+    backend: str  # "onnxruntime" or "torch"
+    precision: str  # "int8", "bf16", "fp16"
+    source: str  # what runs: an ONNX file name ("image_encoder.onnx") or "model" (the torch model)
+    source_sha256: str  # the ONNX file's sha256 from meta.json, or the torch model's parameter fingerprint
+    library: str  # "onnxruntime 1.31.1", "torch 2.11.0+cu130"
+    device: str  # "cpu x86_64 int8 avx512-vnni bf16 avx512-bf16", "cuda NVIDIA H100 80GB HBM3 sm 9.0"
+    recipe: str  # canonical JSON of the settings (quantisation options, kept-fp32 parts, attention kernel)
+
+    def as_dict(self) -> Dict[str, str]:
+        return asdict(self)
+
+    def digest(self) -> str:
+        canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+    def differences(self, other: "PrecisionKey") -> Tuple[str, ...]:
+        mine, theirs = self.as_dict(), other.as_dict()
+        return tuple(f"{k}: record has {mine[k]!r}, expected {theirs[k]!r}" for k in mine if mine[k] != theirs[k])
+
+
+def recipe_text(settings: Mapping[str, Any]) -> str:
+    """The canonical text of a recipe (sorted JSON), as stored in the key."""
+    return json.dumps(dict(settings), sort_keys=True, separators=(",", ":"))
+
+
+def precision_root(meta: BundleMeta, cache_dir: Optional[str] = None) -> str:
+    """Where records live: ``cache_dir``, else ``<bundle>/engines`` (shared with the TensorRT engines)."""
+    return os.path.abspath(cache_dir) if cache_dir else os.path.join(meta.path, Files.ENGINE_DIR)
+
+
+def record_dir(root: str, key: PrecisionKey) -> str:
+    return os.path.join(root, key.digest())
+
+
+def write_record(
+    root: str, key: PrecisionKey, gate: Mapping, artefact: Optional[str] = None, extra: Optional[Mapping] = None
+) -> str:
+    """Write ``engine.json`` for ``key`` (with the accuracy-gate result and, when given, the artefact's name, sha256
+    and size, the artefact lying in ``record_dir(root, key)``). Returns the record's path."""
+    folder = record_dir(root, key)
+    record: Dict[str, Any] = {**dict(extra or {}), "key": key.as_dict(), "digest": key.digest(), GATE_FIELD: dict(gate)}
+    if artefact is not None:
+        path = os.path.join(folder, os.path.basename(artefact))
+        record.update(
+            artefact=os.path.basename(path), artefact_sha256=cached_sha256(path), artefact_bytes=os.path.getsize(path)
+        )
+    target = os.path.join(folder, ENGINE_RECORD)
+    _atomic_write(target, json.dumps(record, indent=2, sort_keys=True).encode())
+    return target
+
+
+def read_record(folder: str) -> Dict[str, Any]:
+    """The record in ``folder`` (raises PrecisionRecordError when missing or unreadable)."""
+    path = os.path.join(folder, ENGINE_RECORD)
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            record = json.load(handle)
+        PrecisionKey(**record["key"])
+        return record
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PrecisionRecordError(f"cannot read the precision record {path!r}: {exc}") from exc
+
+
+def find_record(root: str, key: PrecisionKey, check_artefact: bool = True) -> Tuple[Dict[str, Any], Optional[str]]:
+    """The record of ``key`` and the path of its artefact (None when it has none), checked: the key matches, the
+    artefact exists and has the recorded sha256, and the accuracy gate passed (or was explicitly accepted).
+
+    Raises:
+        PrecisionRecordError saying what is missing or wrong.
+    """
+    folder = record_dir(root, key)
+    if not os.path.isfile(os.path.join(folder, ENGINE_RECORD)):
+        raise PrecisionRecordError(f"no {key.backend} {key.precision} record for this setup in {root!r} yet")
+    record = read_record(folder)
+    diffs = PrecisionKey(**record["key"]).differences(key)
+    if diffs:
+        raise PrecisionRecordError(f"the record in {folder!r} is for another setup:\n  - " + "\n  - ".join(diffs))
+    # a refused gate first: its record says not to prepare again, whatever became of the artefact
+    gate = record.get(GATE_FIELD)
+    if not isinstance(gate, Mapping) or not gate.get("accepted"):
+        summary = gate.get("summary", "no summary") if isinstance(gate, Mapping) else "no gate result"
+        raise PrecisionGateRefused(
+            f"{key.backend} precision={key.precision!r} is refused here: it failed the accuracy gate ({summary}). "
+            f"Use precision='fp32', or accept it explicitly: `zsseg build-engine BUNDLE --backend {key.backend} "
+            f"--precision {key.precision} --force --accept-below-gate`"
+        )
+    artefact = None
+    if record.get("artefact"):
+        artefact = os.path.join(folder, str(record["artefact"]))
+        if not os.path.isfile(artefact):
+            raise PrecisionRecordError(f"{artefact!r}, recorded in {folder!r}, is missing")
+        if check_artefact and cached_sha256(artefact) != record.get("artefact_sha256"):
+            raise PrecisionRecordError(
+                f"{artefact!r} does not match the sha256 in its record (truncated or modified); delete {folder!r} "
+                "to have it made again"
+            )
+    return record, artefact
