@@ -9,4 +9,5 @@ PYBIND11_MODULE(_C, m) {
   zsseg_py::register_segment(m);
   zsseg_py::register_preprocess(m);
   zsseg_py::register_segment_windows(m);
+  zsseg_py::register_pamr(m);
 }

@@ -10,4 +10,5 @@ void register_upsample(pybind11::module_& m);             // upsample.cpp
 void register_segment(pybind11::module_& m);              // segment.cpp
 void register_preprocess(pybind11::module_& m);           // preprocess.cpp
 void register_segment_windows(pybind11::module_& m);      // segment_windows.cpp
+void register_pamr(pybind11::module_& m);                 // pamr.cpp
 }  // namespace zsseg_py
