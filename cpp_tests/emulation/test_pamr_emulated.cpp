@@ -28,13 +28,13 @@ const std::vector<PamrCase>& pamr_cases() {
   return cases;
 }
 
-struct Run {
+struct PamrRun {
   std::vector<float> output, weights, scratch;
   zsseg::PamrParams params;
 };
 
-Run prepare(const PamrCase& c, const std::vector<float>& mask, const std::vector<float>& image) {
-  Run r;
+PamrRun prepare(const PamrCase& c, const std::vector<float>& mask, const std::vector<float>& image) {
+  PamrRun r;
   r.output.assign(mask.size(), std::numeric_limits<float>::quiet_NaN());
   r.weights.assign(static_cast<size_t>(c.b * 8 * static_cast<int64_t>(c.dilations.size()) * c.h * c.w), 0.f);
   r.scratch.assign(mask.size(), 0.f);
@@ -61,9 +61,9 @@ TEST(PamrEmulated, MatchesCpu) {
           emu_test::random_floats(static_cast<size_t>(c.b * c.c * c.h * c.w), rng, -2.f, 2.f);
       const std::vector<float> image =
           emu_test::random_floats(static_cast<size_t>(c.b * c.k * c.h * c.w), rng, -2.f, 2.f);
-      Run gpu = prepare(c, mask, image);
+      PamrRun gpu = prepare(c, mask, image);
       ASSERT_EQ(zsseg::pamr_cuda_emulated(gpu.params, nullptr), 0);
-      Run cpu = prepare(c, mask, image);
+      PamrRun cpu = prepare(c, mask, image);
       cpu.params.weights = nullptr, cpu.params.scratch = nullptr;  // the CPU kernel's own workspaces
       zsseg::pamr_cpu(cpu.params);
       for (size_t i = 0; i < cpu.output.size(); ++i) {
@@ -80,9 +80,9 @@ TEST(PamrEmulated, NanSpreadsLikeTheCpuKernel) {
   std::vector<float> image = emu_test::random_floats(static_cast<size_t>(c.k * c.h * c.w), rng, -1.f, 1.f);
   mask[3 * c.w + 4] = std::numeric_limits<float>::quiet_NaN();               // class 0, pixel (3, 4)
   image[c.h * c.w + 7 * c.w + 1] = std::numeric_limits<float>::quiet_NaN();  // channel 1, pixel (7, 1)
-  Run gpu = prepare(c, mask, image);
+  PamrRun gpu = prepare(c, mask, image);
   ASSERT_EQ(zsseg::pamr_cuda_emulated(gpu.params, nullptr), 0);
-  Run cpu = prepare(c, mask, image);
+  PamrRun cpu = prepare(c, mask, image);
   zsseg::pamr_cpu(cpu.params);
   size_t nans = 0;
   for (size_t i = 0; i < cpu.output.size(); ++i) {
@@ -97,7 +97,7 @@ TEST(PamrEmulated, NanSpreadsLikeTheCpuKernel) {
 TEST(PamrEmulated, RefusesMissingWorkspaces) {
   const PamrCase c{1, 2, 1, 4, 4, {1}, 2};
   const std::vector<float> mask(32, 0.f), image(16, 0.f);
-  Run run = prepare(c, mask, image);
+  PamrRun run = prepare(c, mask, image);
   run.params.scratch = nullptr;  // two iterations need the ping-pong buffer
   EXPECT_NE(zsseg::pamr_cuda_emulated(run.params, nullptr), 0);
   run = prepare(c, mask, image);
