@@ -297,3 +297,59 @@ def softmax_segment_dense(
     if background_threshold is not None:
         labels = np.where(scores < np.float32(background_threshold), np.int32(background_index), labels)
     return np.ascontiguousarray(labels, dtype=np.int32), np.ascontiguousarray(scores, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PAMR (NACLIP / SC-CLIP): the window-averaged logits are resized to the image size, refined by PAMR guided by the
+# normalised network input resized to the same size, and only then softmaxed (NACLIP ``predict``, SC-CLIP
+# ``forward_slide``). The refinement needs the whole [C, H, W] logit map, so this path is not fused.
+
+
+def pamr_guide(
+    scaled_rgb: np.ndarray, mean: Sequence[float], std: Sequence[float], size: Tuple[int, int]
+) -> np.ndarray:
+    """PAMR's guide image: the normalised rescaled image (the network input) resized bilinearly
+    (``align_corners=False``) to ``size``, as NACLIP and SC-CLIP pass it.
+
+    Args:
+        scaled_rgb: ``[H', W', 3]`` uint8 RGB rescaled image; mean / std: the bundle's normalisation (0..255).
+        size: ``(H, W)`` the output (original image) size.
+    Returns:
+        ``[1, 3, H, W]`` float32.
+    """
+    from .preprocess import normalize_image
+
+    chw = normalize_image(scaled_rgb, mean, std)
+    return ops.upsample(np.ascontiguousarray(chw[None], dtype=np.float32), (int(size[0]), int(size[1])))
+
+
+def softmax_segment_pamr(
+    logits: np.ndarray,
+    guide: np.ndarray,
+    iterations: int,
+    dilations: Sequence[int],
+    logit_scale: float = 1.0,
+    class_bias: Optional[np.ndarray] = None,
+    background_threshold: Optional[float] = None,
+    area_threshold: Optional[float] = None,
+    background_index: int = 0,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """``softmax_segment`` after PAMR: ``logits [1, C, H, W]`` at the output size (window-averaged and resized)
+    -> ``ops.pamr`` guided by ``guide [1, 3, H, W]`` -> ``* logit_scale`` -> softmax -> (area filter) -> minus
+    ``class_bias`` -> argmax -> background threshold. PAMR is linear in the logits, so refining logits the head
+    already scaled equals scaling the refined logits (the official order: refine, then scale).
+
+    Returns:
+        ``labels [1, H, W]`` int32 and ``scores [1, H, W]`` float32.
+    """
+    logits = _check_logits(logits)
+    refined = ops.pamr(logits, np.ascontiguousarray(guide, dtype=np.float32), int(iterations), list(dilations))
+    return softmax_segment(
+        refined,
+        logits.shape[2:],
+        logit_scale,
+        class_bias,
+        background_threshold,
+        area_threshold,
+        background_index,
+    )

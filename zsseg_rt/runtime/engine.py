@@ -301,6 +301,7 @@ class Engine:
             self.max_batch,
             activation=self.postprocessor.activation,
             single_fast_window=self.postprocessor.is_fast(windows),
+            pamr_neighbours=8 * len(self.postprocessor.pamr_dilations) if self.postprocessor.pamr_iterations else 0,
         )
         self.limits.check((height, width), scaled, len(windows), estimate)
         return (height, width), scaled, windows
@@ -323,7 +324,7 @@ class Engine:
             del rgb  # the original-size copy is not needed any more
         logits = self._window_logits(scaled, windows, text)  # [n, C, h, w]
         with self._stage("postprocess"):
-            labels, scores = self.postprocessor(logits, windows, scaled_hw, orig_hw, bias)
+            labels, scores = self.postprocessor(logits, windows, scaled_hw, orig_hw, bias, image=scaled)
         return SegmentationResult(labels[0], scores[0], self._label_names(names), color_order)
 
     def _label_names(self, names: Sequence[str]) -> List[str]:
