@@ -307,6 +307,31 @@ def test_export_bundle_and_engine_match_torch(models, method, tmp_path):
     assert (fast.labels == exact.labels).mean() > 0.99  # one resize instead of two: a few boundary pixels
 
 
+def test_naclip_with_pamr_bundle_engine_matches_torch(tmp_path):
+    """NACLIP's reported setting (PAMR, 10 steps, dilations (8, 16)) recorded in the bundle and run by the Engine,
+    against the torch transcription of NACLIP's predict (PAMR on the resized logits, guided by the resized input)."""
+    import cv2
+    from training_free_reference import slide_inference
+
+    from zsseg_rt import Engine
+    from zsseg_rt.bundle import load_meta
+    from zsseg_rt.export.onnx_export import export_bundle
+
+    model = _model("naclip", pamr_iterations=10)
+    out = export_bundle(model, str(tmp_path / "bundle"), max_classes=8)
+    meta = load_meta(out)
+    assert (meta.postprocess["pamr_iterations"], meta.postprocess["pamr_dilations"]) == (10, [8, 16])
+    names = ["person", "cat", "dog", "car", "sky", "tree"]
+    image = cv2.imread(VOC_IMAGES[1])
+    result = Engine(out, classes=names, backend="onnxruntime")(image)
+    labels, scores = slide_inference(model, image, names, color_order="bgr", short_side=meta.image_size)
+    assert (result.labels == labels).mean() >= 0.999 and len(np.unique(labels)) > 1
+    np.testing.assert_allclose(result.scores, scores, rtol=0, atol=1e-4)  # PAMR's fp32 steps: see test_softmax_rules
+    model.config.pamr_iterations = 0
+    plain, _ = slide_inference(model, image, names, color_order="bgr", short_side=meta.image_size)
+    assert (plain != labels).any()  # PAMR changed labels
+
+
 def test_engine_background_threshold(models, tmp_path):
     import json
 

@@ -5,7 +5,7 @@ official ``forward_slide`` + ``postprocess_result`` of SCLIP / ClearCLIP / NACLI
 
 Official order: rescale (keep ratio, short side ``short_side``) -> normalise -> windows ``crop``/``stride`` -> per
 window cosine logits bilinearly upsampled to the window -> average overlapping windows (logits, not
-probabilities) -> bilinear to the original size -> ``* logit_scale`` -> softmax over classes -> (SCLIP
+probabilities) -> bilinear to the original size -> (PAMR, NACLIP) -> ``* logit_scale`` -> softmax over classes -> (SCLIP
 ``area_thd``) -> argmax; pixels whose best probability is below ``background_threshold`` -> class 0.
 
 Differences from the official code, all shared with the Engine: windows smaller than the crop (images whose side
@@ -20,6 +20,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pamr_oracle import torch_pamr
 
 from zsseg_rt import pipeline
 
@@ -98,5 +99,9 @@ def slide_inference(
             count[:, :, y1:y2, x1:x2] += 1
     preds = preds / count
     preds = F.interpolate(preds, size=tuple(orig_hw), mode="bilinear", align_corners=False)
+    if cfg.pamr_iterations:  # NACLIP predict: PAMR on the resized logits, guided by the resized network input
+        guide = F.interpolate(img, size=tuple(orig_hw), mode="bilinear", align_corners=False)
+        refined = torch_pamr(preds.cpu().numpy(), guide.cpu().numpy(), cfg.pamr_iterations, cfg.pamr_dilations)
+        preds = torch.from_numpy(refined).to(device)
     labels, best = softmax_labels(preds, bg, area)
     return labels[0].cpu().numpy().astype(np.int32), best[0].cpu().numpy().astype(np.float32)

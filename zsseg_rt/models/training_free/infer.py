@@ -1,8 +1,8 @@
 """PyTorch inference of the training-free segmenters through the one post-processor.
 
 Only the network call on each window is torch; rescale, normalise, windows and the official softmax order
-(average window logits, resize to the original size, softmax, optional area filter / background threshold, argmax)
-are the shared torch-free :mod:`zsseg_rt.pipeline` code the runtime ``Engine`` runs too
+(average window logits, resize to the original size, optional PAMR, softmax, optional area filter / background
+threshold, argmax) are the shared torch-free :mod:`zsseg_rt.pipeline` code the runtime ``Engine`` runs too
 (:class:`zsseg_rt.pipeline.Postprocessor` with ``activation="softmax"``).
 
 Differences from the official code, all shared with the Engine: windows smaller than the crop (images whose side is
@@ -38,6 +38,10 @@ def postprocessor_for(config, background_threshold: Optional[float] = -1.0, area
         logit_scale=1.0,
         background_threshold=bg,
         area_threshold=area,
+        pamr_iterations=int(config.pamr_iterations),
+        pamr_dilations=tuple(int(d) for d in config.pamr_dilations),
+        image_mean=tuple(float(v) for v in config.mean),
+        image_std=tuple(float(v) for v in config.std),
     )
 
 
@@ -73,7 +77,8 @@ def segment(
 
     rgb = pipeline.to_rgb_uint8(image, color_order)
     orig_hw = rgb.shape[:2]
-    chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, (2048, short)), cfg.mean, cfg.std)
+    scaled = pipeline.rescale_keep_ratio(rgb, (2048, short))
+    chw = pipeline.normalize_image(scaled, cfg.mean, cfg.std)
     h, w = chw.shape[1:]
     windows = pipeline.sliding_windows(h, w, crop, stride)
     text = text.to(device)
@@ -83,5 +88,5 @@ def segment(
         batch[0, :, : win.y2 - win.y1, : win.x2 - win.x1] = chw[:, win.y1 : win.y2, win.x1 : win.x2]
         rows.append(model(torch.from_numpy(batch).to(device), text).float().cpu().numpy())  # [1, C, g, g], scaled
     post = postprocessor_for(cfg, background_threshold, area_threshold)
-    labels, scores = post(np.concatenate(rows), windows, (h, w), tuple(orig_hw))
+    labels, scores = post(np.concatenate(rows), windows, (h, w), tuple(orig_hw), image=scaled)
     return labels[0], scores[0]
