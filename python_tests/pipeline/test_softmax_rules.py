@@ -146,7 +146,9 @@ def test_pamr_path_matches_the_naclip_order(mode):
 
 
 def test_pamr_needs_its_guide_image_and_softmax():
-    post = Postprocessor(head_size=(8, 8), activation="softmax", pamr_iterations=2, image_mean=(0, 0, 0), image_std=(1, 1, 1))
+    post = Postprocessor(
+        head_size=(8, 8), activation="softmax", pamr_iterations=2, image_mean=(0, 0, 0), image_std=(1, 1, 1)
+    )
     logits = np.zeros((1, 2, 2, 2), np.float32)
     windows = [pipeline.Window(0, 8, 0, 8)]
     with pytest.raises(ValueError, match=r"PAMR needs the rescaled \[H', W', 3\] uint8 RGB image"):
@@ -154,6 +156,8 @@ def test_pamr_needs_its_guide_image_and_softmax():
     with pytest.raises(ValueError, match="PAMR needs the rescaled"):
         post(logits, windows, (8, 8), (8, 8), image=np.zeros((9, 8, 3), np.uint8))
     with pytest.raises(ValueError, match="PAMR refines softmax post-processing only"):
-        Postprocessor(head_size=(8, 8), activation="sigmoid", pamr_iterations=2, image_mean=(0,) * 3, image_std=(1,) * 3)
+        Postprocessor(
+            head_size=(8, 8), activation="sigmoid", pamr_iterations=2, image_mean=(0,) * 3, image_std=(1,) * 3
+        )
     with pytest.raises(ValueError, match="image_mean and image_std"):
         Postprocessor(head_size=(8, 8), activation="softmax", pamr_iterations=2)

@@ -75,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
         text_weights=args.text_weights,
         background_threshold=args.background_threshold,
         thresholds=args.thresholds,
+        protocol=args.protocol,
     )
     return _report(metrics, args)
 
@@ -85,6 +86,19 @@ def _report(metrics, args: argparse.Namespace) -> int:
 
     print(format_table(metrics, per_class=not args.no_per_class))
     print(f"{metrics['images']} images ({metrics['skipped']} skipped), mode {metrics['mode']}, {metrics['source']}")
+    protocol = metrics.get("protocol")
+    if protocol:  # a training-free bundle: which settings ran
+        settings = protocol["settings"]
+        if isinstance(settings, dict):
+            shown = ", ".join(
+                f"{k} {settings[k]}"
+                for k in ("short_side", "logit_scale", "prob_thd", "area_thd", "pamr_iterations", "source")
+            )
+            print(f"official {protocol['method']} settings for {protocol['dataset_key']}: {shown}")
+            for line in protocol.get("deviations", []):
+                print(f"  deviation: {line}")
+        else:
+            print(f"{protocol['method']}: the bundle's own settings ({protocol['reason']})")
     if args.json:
         save_json(metrics, args.json)
         print(f"metrics written to {args.json}")
@@ -136,6 +150,13 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
         default="paper",
         help="(ZeroSeg) per-dataset thresholds: the paper's (VOC 0.95, Context 0.05, COCO-Object 0.35) or GroupViT's "
         "configs (0.95, 0.35, 0.95)",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=["official", "bundle"],
+        default="official",
+        help="(training-free bundles) official: the method's official settings for the dataset "
+        "(zsseg_rt/eval/training_free_settings.json); bundle: the bundle's own",
     )
     p.add_argument("--json", default=None, help="write the metrics to this JSON file")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")

@@ -164,6 +164,7 @@ def evaluate(
     text_weights: Optional[str] = None,
     background_threshold: Optional[float] = None,
     thresholds: str = "paper",
+    protocol: str = "official",
 ) -> Dict[str, Any]:
     """Metrics of ``checkpoint`` (path, ``ZegCLIP`` / ``CLIPRC`` or ``Engine``) on ``dataset`` (object or spec dict).
 
@@ -176,6 +177,9 @@ def evaluate(
         limit: evaluate only the first ``limit`` images.
         text_weights, background_threshold, thresholds: ZeroSeg only (its protocol: background + classes, see
             :func:`zsseg_rt.models.zeroseg.evaluate.evaluate_checkpoint`).
+        protocol: training-free bundles: "official" (default) runs the method with its official settings for the
+            dataset (``zsseg_rt/eval/training_free_settings.json``: logit scale, thresholds, PAMR, test size) and
+            records them with what the bundle cannot follow under ``"protocol"``; "bundle" keeps the bundle's own.
     Returns:
         the :func:`summarize` dict plus ``images``, ``skipped`` (corrupt files), ``mode``, ``dataset``.
     """
@@ -214,17 +218,24 @@ def evaluate(
         return evaluate_checkpoint(
             obj, ds, mode, text, text_weights, background_threshold, thresholds, limit, progress, device
         )
-    seg = Segmenter(kind, obj, ds.class_names, text, mode, device, seen_classes)
-    cm = ConfusionMatrix(ds.num_classes)
-    n = len(ds) if limit is None else min(len(ds), int(limit))
-    done = 0
-    for i in tqdm(range(n), desc=f"eval {ds.name}", disable=not progress, dynamic_ncols=True):
-        sample = ds.load_safe(i)
-        if sample is None:
-            continue
-        rgb, gt = sample
-        cm.update(seg(rgb), gt)
-        done += 1
+    # a training-free bundle's Engine follows the official settings for the evaluation only (restored after)
+    saved = (obj.postprocessor, obj.test_scale) if kind == "bundle" and hasattr(obj, "test_scale") else None
+    try:
+        protocol_record = _training_free_protocol(obj, ds, protocol) if kind == "bundle" else None
+        seg = Segmenter(kind, obj, ds.class_names, text, mode, device, seen_classes)
+        cm = ConfusionMatrix(ds.num_classes)
+        n = len(ds) if limit is None else min(len(ds), int(limit))
+        done = 0
+        for i in tqdm(range(n), desc=f"eval {ds.name}", disable=not progress, dynamic_ncols=True):
+            sample = ds.load_safe(i)
+            if sample is None:
+                continue
+            rgb, gt = sample
+            cm.update(seg(rgb), gt)
+            done += 1
+    finally:
+        if saved is not None:
+            obj.postprocessor, obj.test_scale = saved
     out = summarize(cm, ds.class_names, split.unseen)
     out.update(
         {
@@ -236,7 +247,35 @@ def evaluate(
             "source": kind,
         }
     )
+    if protocol_record is not None:
+        out["protocol"] = protocol_record
     return out
+
+
+def _training_free_protocol(engine, ds: SegmentationDataset, protocol: str) -> Optional[Dict[str, Any]]:
+    """Apply the official settings of a training-free bundle's method on ``ds`` (``protocol="official"``) and return
+    what was used; None for other bundles."""
+    meta = getattr(engine, "meta", None)
+    if meta is None or getattr(meta, "family", "") != "training_free":
+        return None
+    if protocol not in ("official", "bundle"):
+        raise ValueError(f"protocol must be 'official' or 'bundle', got {protocol!r}")
+    from .training_free_protocol import apply_official_settings, dataset_key, describe, official_settings
+
+    method = str(meta.postprocess.get("method", ""))
+    key = dataset_key(ds.name)
+    record: Dict[str, Any] = {"method": method, "dataset_key": key}
+    if protocol == "bundle":
+        return dict(record, settings="bundle", reason="protocol='bundle' asked for")
+    if key is None:
+        return dict(record, settings="bundle", reason=f"no official training-free benchmark matches {ds.name!r}")
+    try:
+        settings = official_settings(method, key)
+    except KeyError as exc:
+        return dict(record, settings="bundle", reason=str(exc.args[0]))
+    deviations = apply_official_settings(engine, settings)
+    deviations.append("class names: the dataset reader's, one name per class (the official files list synonyms)")
+    return dict(record, settings=describe(settings), deviations=deviations)
 
 
 def save_json(metrics: Dict[str, Any], path: Union[str, Path]) -> None:

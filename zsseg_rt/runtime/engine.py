@@ -105,6 +105,9 @@ class Engine:
             verify_bundle_files(self.meta, [Files.TOKENIZER])
         self.mode = mode
         self.postprocessor = Postprocessor.from_meta(self.meta, mode=mode)  # windows, exact/fast, activation
+        # The keep-ratio test rescale [long_max, short] (host path): the bundle's; an evaluation protocol may set
+        # another (zsseg_rt.eval.training_free_protocol). The device pipeline always uses the bundle's.
+        self.test_scale = list(self.meta.test_scale)
         self.max_batch = int(max_batch)
         self.backend: Backend = _make_backend(self.meta, backend, device, model, precision, threads, verify)
         from .device_pipeline import make_device_pipeline
@@ -283,7 +286,7 @@ class Engine:
         """Validate the image and check the input limits before any work: ``(original size, rescaled size,
         windows)``. Raises TypeError/ValueError for a bad image, ``InputLimitError`` past a limit."""
         height, width, _ = pipeline.check_image(image)
-        scaled = rescaled_size(height, width, self.meta.test_scale, max_pixels=None)
+        scaled = rescaled_size(height, width, self.test_scale, max_pixels=None)
         crop, stride = self.meta.crop_size, self.meta.stride
         count = (max(scaled[0] - crop + stride - 1, 0) // stride + 1) * (
             max(scaled[1] - crop + stride - 1, 0) // stride + 1
@@ -320,7 +323,7 @@ class Engine:
             return SegmentationResult(labels, scores, list(names), color_order)
         with self._stage("preprocess"):
             rgb = pipeline.to_rgb_uint8(image, color_order)
-            scaled = pipeline.rescale_keep_ratio(rgb, self.meta.test_scale, max_pixels=None)  # official keep-ratio
+            scaled = pipeline.rescale_keep_ratio(rgb, self.test_scale, max_pixels=None)  # official keep-ratio
             del rgb  # the original-size copy is not needed any more
         logits = self._window_logits(scaled, windows, text)  # [n, C, h, w]
         with self._stage("postprocess"):

@@ -103,7 +103,8 @@ class SCCLIPSettings:
             ok = isinstance(value, int) if want is int else isinstance(value, (int, float))
             if isinstance(value, bool) or not ok:
                 raise ValueError(f"SC-CLIP setting {key!r} must be {want.__name__}, got {value!r}")
-        return cls(**{k: (float(v) if type(getattr(defaults, k)) is float else v) for k, v in data.items()})
+        values: Dict[str, Any] = {k: (float(v) if type(getattr(defaults, k)) is float else v) for k, v in data.items()}
+        return cls(**values)
 
     def to_dict(self) -> Dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -31,7 +31,7 @@ an image without anomaly (all LOF equal) is left unrepaired (the official raises
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Any, List, Tuple
 
 import numpy as np
 import torch
@@ -127,10 +127,10 @@ def _threshold(sim: torch.Tensor, beta: float) -> torch.Tensor:
     return torch.where(sim < beta, torch.zeros_like(sim), sim)
 
 
-def _adjusted_attention(block: nn.Module, x: torch.Tensor, mid: torch.Tensor, scale: float) -> torch.Tensor:
+def _adjusted_attention(block: Any, x: torch.Tensor, mid: torch.Tensor, scale: float) -> torch.Tensor:
     """The official ``custom_attn`` on ``ln_1(x)``: ``(softmax(A) + softmax(k k^T / sqrt(d))) / 2`` over ``v``,
     then ``out_proj``. ``x [B, N, W]``, ``mid [B, N, N]`` (S_mid)."""
-    attn = block.attn
+    attn: nn.MultiheadAttention = block.attn
     b, n, width = x.shape
     heads = int(attn.num_heads)
     head_dim = width // heads
@@ -145,7 +145,7 @@ def _adjusted_attention(block: nn.Module, x: torch.Tensor, mid: torch.Tensor, sc
 
 
 def scclip_encode(
-    blocks: nn.ModuleList, x: torch.Tensor, grid: Tuple[int, int], s: SCCLIPSettings, batch_first: bool = True
+    blocks: Any, x: torch.Tensor, grid: Tuple[int, int], s: SCCLIPSettings, batch_first: bool = True
 ) -> torch.Tensor:
     """SC-CLIP's transformer: ``x [B, 1 + N, W]`` (after ``ln_pre``, CLS first) -> ``[B, N, W]`` (before
     ``ln_post``). ``blocks``: the ViT's residual blocks (stock open_clip ``ResidualAttentionBlock``)."""
