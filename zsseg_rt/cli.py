@@ -226,8 +226,9 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--method",
-        default="sclip-vitb16",
-        help="training-free method used with stock CLIP weights (maskclip/sclip/clearclip/naclip-vitb16)",
+        default="scclip-vitb16",
+        help="training-free method used with stock CLIP weights: scclip-vitb16 (default: SC-CLIP, the best "
+        "published mIoU of them), naclip, sclip, clearclip or maskclip-vitb16",
     )
     p.add_argument(
         "--config",
