@@ -22,6 +22,7 @@ import numpy as np
 from zsseg_rt.data import SegmentationDataset, build_dataset
 
 from .metrics import ConfusionMatrix, summarize
+from .training_free_protocol import protocol_record as protocol_record_of
 
 __all__ = ["evaluate", "load_for_eval", "Segmenter", "checkpoint_kind", "model_from_config"]
 
@@ -221,7 +222,7 @@ def evaluate(
     # a training-free bundle's Engine follows the official settings for the evaluation only (restored after)
     saved = (obj.postprocessor, obj.test_scale) if kind == "bundle" and hasattr(obj, "test_scale") else None
     try:
-        protocol_record = _training_free_protocol(obj, ds, protocol) if kind == "bundle" else None
+        protocol_record = protocol_record_of(obj, ds.name, protocol) if kind == "bundle" else None
         seg = Segmenter(kind, obj, ds.class_names, text, mode, device, seen_classes)
         cm = ConfusionMatrix(ds.num_classes)
         n = len(ds) if limit is None else min(len(ds), int(limit))
@@ -250,32 +251,6 @@ def evaluate(
     if protocol_record is not None:
         out["protocol"] = protocol_record
     return out
-
-
-def _training_free_protocol(engine, ds: SegmentationDataset, protocol: str) -> Optional[Dict[str, Any]]:
-    """Apply the official settings of a training-free bundle's method on ``ds`` (``protocol="official"``) and return
-    what was used; None for other bundles."""
-    meta = getattr(engine, "meta", None)
-    if meta is None or getattr(meta, "family", "") != "training_free":
-        return None
-    if protocol not in ("official", "bundle"):
-        raise ValueError(f"protocol must be 'official' or 'bundle', got {protocol!r}")
-    from .training_free_protocol import apply_official_settings, dataset_key, describe, official_settings
-
-    method = str(meta.postprocess.get("method", ""))
-    key = dataset_key(ds.name)
-    record: Dict[str, Any] = {"method": method, "dataset_key": key}
-    if protocol == "bundle":
-        return dict(record, settings="bundle", reason="protocol='bundle' asked for")
-    if key is None:
-        return dict(record, settings="bundle", reason=f"no official training-free benchmark matches {ds.name!r}")
-    try:
-        settings = official_settings(method, key)
-    except KeyError as exc:
-        return dict(record, settings="bundle", reason=str(exc.args[0]))
-    deviations = apply_official_settings(engine, settings)
-    deviations.append("class names: the dataset reader's, one name per class (the official files list synonyms)")
-    return dict(record, settings=describe(settings), deviations=deviations)
 
 
 def save_json(metrics: Dict[str, Any], path: Union[str, Path]) -> None:

@@ -26,6 +26,8 @@ __all__ = [
     "official_settings",
     "dataset_key",
     "apply_official_settings",
+    "bundle_deviations",
+    "protocol_record",
 ]
 
 SETTINGS_FILE = Path(__file__).with_name("training_free_settings.json")
@@ -107,8 +109,13 @@ def apply_official_settings(engine, settings: OfficialSettings) -> List[str]:
         pamr_dilations=tuple(settings.pamr_dilations),
     )
     engine.test_scale = [int(settings.long_side), int(settings.short_side)]
+    return bundle_deviations(engine.meta, settings)
+
+
+def bundle_deviations(meta, settings: OfficialSettings) -> List[str]:
+    """What a bundle (``BundleMeta``) cannot follow of ``settings``, as sentences."""
     deviations = []
-    crop, stride = int(engine.meta.crop_size), int(engine.meta.stride)
+    crop, stride = int(meta.crop_size), int(meta.stride)
     if settings.crop is None:
         deviations.append(f"official whole-image inference; the bundle's fixed input runs {crop}/{stride} windows")
     elif (settings.crop, settings.stride) != (crop, stride):
@@ -119,6 +126,34 @@ def apply_official_settings(engine, settings: OfficialSettings) -> List[str]:
     if settings.background:
         deviations.append("the official protocol predicts a background class with its own names (not supported yet)")
     return deviations
+
+
+def protocol_record(engine, dataset_name: str, protocol: str = "official", apply: bool = True) -> Optional[dict]:
+    """For a training-free bundle's Engine (or anything with its ``meta``): the settings ``zsseg eval`` uses on
+    ``dataset_name``, applied to ``engine`` when ``apply`` and the protocol is "official"; None for other bundles.
+
+    Returns:
+        ``{"method", "dataset_key", "settings": dict | "bundle", "deviations" | "reason"}``.
+    """
+    meta = getattr(engine, "meta", None)
+    if meta is None or getattr(meta, "family", "") != "training_free":
+        return None
+    if protocol not in ("official", "bundle"):
+        raise ValueError(f"protocol must be 'official' or 'bundle', got {protocol!r}")
+    method = str(meta.postprocess.get("method", ""))
+    key = dataset_key(dataset_name)
+    record: Dict[str, Any] = {"method": method, "dataset_key": key}
+    if protocol == "bundle":
+        return dict(record, settings="bundle", reason="protocol='bundle' asked for")
+    if key is None:
+        return dict(record, settings="bundle", reason=f"no official training-free benchmark matches {dataset_name!r}")
+    try:
+        settings = official_settings(method, key)
+    except KeyError as exc:
+        return dict(record, settings="bundle", reason=str(exc.args[0]))
+    deviations = apply_official_settings(engine, settings) if apply else bundle_deviations(meta, settings)
+    deviations.append("class names: the dataset reader's, one name per class (the official files list synonyms)")
+    return dict(record, settings=describe(settings), deviations=deviations)
 
 
 def describe(settings: OfficialSettings) -> Dict[str, Any]:

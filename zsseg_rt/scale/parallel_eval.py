@@ -26,6 +26,10 @@ class EvalWorker:
 
         self.dataset = build_dataset(dict(dataset_spec))
         kind, obj = load_for_eval(checkpoint, device=device, backend=backend, mode=mode)
+        if kind == "bundle":  # a training-free bundle follows its method's official settings, as in `evaluate`
+            from zsseg_rt.eval.training_free_protocol import protocol_record
+
+            protocol_record(obj, self.dataset.name)
         self.segmenter = Segmenter(kind, obj, self.dataset.class_names, text_embeddings, mode, device, seen_classes)
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -142,4 +146,13 @@ def evaluate_parallel(
             "source": kind,
         }
     )
+    if kind == "bundle":  # what the actors applied (training-free bundles), recorded as `evaluate` does
+        import types
+
+        from zsseg_rt.bundle import load_meta
+        from zsseg_rt.eval.training_free_protocol import protocol_record
+
+        record = protocol_record(types.SimpleNamespace(meta=load_meta(str(checkpoint))), dataset.name, apply=False)
+        if record is not None:
+            out["protocol"] = record
     return out
