@@ -7,9 +7,9 @@ Usage:
     .venv/bin/python tools/bench_training_free.py --write         # also write the measured table of docs/training_free.md
 
 For every method (its bundled config): the bundle is exported once (cached under --workdir), then
-* encoder: ``image_encoder.onnx`` on one ``[1, 3, S, S]`` window, median of --repeats after one warm-up, against
-  the stock open_clip image tower (``visual.forward``: the unmodified 12 blocks and CLS pooling) of the same model,
-  exported and timed the same way at the same S;
+* encoder: ``image_encoder.onnx`` on one ``[1, 3, S, S]`` window against the stock open_clip image tower
+  (``visual.forward``: the unmodified 12 blocks and CLS pooling) of the same model exported at the same S, timed
+  alternately (median of --repeats each, after one warm-up);
 * Engine: ``zsseg_rt.Engine`` (backend onnxruntime, exact mode, the bundle's own post-processing, e.g. NACLIP's
   PAMR) on the first sample photo (500 x 375) with the 20 VOC classes, median of --repeats calls after one warm-up
   (text embeddings cached by then), with the number of windows the photo needs.
@@ -45,6 +45,19 @@ def _median_ms(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
+
+
+def _interleaved_ms(first, second, repeats: int):
+    """Medians of ``first`` and ``second`` timed alternately (one warm-up each), so that a change of the machine's
+    load during the run hits both alike."""
+    first(), second()
+    a, b = [], []
+    for _ in range(repeats):
+        for fn, out in ((first, a), (second, b)):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(a), 1e3 * statistics.median(b)
 
 
 def _plain_clip_graph(model, path: Path, size: int) -> None:
@@ -97,8 +110,11 @@ def measure(method: str, args) -> Dict[str, object]:
     x = np.random.default_rng(0).normal(0, 1, (1, 3, size, size)).astype(np.float32)
     enc = _session(bundle / "image_encoder.onnx", args.threads)
     base = _session(plain, args.threads)
-    enc_ms = _median_ms(lambda: enc.run(None, {enc.get_inputs()[0].name: x}), args.repeats)
-    base_ms = _median_ms(lambda: base.run(None, {base.get_inputs()[0].name: x}), args.repeats)
+    enc_ms, base_ms = _interleaved_ms(
+        lambda: enc.run(None, {enc.get_inputs()[0].name: x}),
+        lambda: base.run(None, {base.get_inputs()[0].name: x}),
+        args.repeats,
+    )
     image = cv2.imread(str(sample_images()[0]))
     engine = Engine(str(bundle), backend="onnxruntime", threads=args.threads, classes=list(model.config.class_names))
     windows = len(engine._plan(image, np.zeros(20, np.float32))[2])
@@ -121,7 +137,8 @@ def table(rows: List[Dict[str, object]], args) -> str:
     lines = [
         BEGIN,
         "Measured by `tools/bench_training_free.py` (ONNX Runtime CPU, fp32, random full-size ViT-B/16 weights, "
-        f"median of {args.repeats} after one warm-up; load average at the start: {args.load}).",
+        f"median of {args.repeats} after one warm-up, encoder and plain CLIP timed alternately; load average at the "
+        f"start / end: {args.load} / {args.load_end}).",
         "",
         *machine_description(args.threads),
         "",
@@ -150,6 +167,7 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     args.load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     rows = [measure(m.strip(), args) for m in args.methods.split(",") if m.strip()]
+    args.load_end = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     text = table(rows, args)
     print(text)
     if args.write:
