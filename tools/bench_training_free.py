@@ -11,8 +11,8 @@ For every method (its bundled config): the bundle is exported once (cached under
   (``visual.forward``: the unmodified 12 blocks and CLS pooling) of the same model exported at the same S, timed
   alternately (median of --repeats each, after one warm-up);
 * Engine: ``zsseg_rt.Engine`` (backend onnxruntime, exact mode, the bundle's own post-processing, e.g. NACLIP's
-  PAMR) on the first sample photo (500 x 375) with the 20 VOC classes, median of --repeats calls after one warm-up
-  (text embeddings cached by then), with the number of windows the photo needs.
+  PAMR) on the first sample photo (500 x 375) with the 20 VOC classes, after one warm-up (text embeddings cached
+  by then); the methods' Engines run round-robin, median of --repeats calls each.
 """
 
 from __future__ import annotations
@@ -117,28 +117,43 @@ def measure(method: str, args) -> Dict[str, object]:
     )
     image = cv2.imread(str(sample_images()[0]))
     engine = Engine(str(bundle), backend="onnxruntime", threads=args.threads, classes=list(model.config.class_names))
-    windows = len(engine._plan(image, np.zeros(20, np.float32))[2])
-    engine_ms = _median_ms(lambda: engine(image), args.repeats)
+    engine(image)  # warm-up: sessions, text embeddings
     row = {
         "method": method,
         "input": size,
         "encoder_ms": enc_ms,
         "plain_ms": base_ms,
         "ratio": enc_ms / base_ms,
-        "engine_ms": engine_ms,
-        "windows": windows,
+        "windows": len(engine._plan(image, np.zeros(20, np.float32))[2]),
         "pamr": int(engine.postprocessor.pamr_iterations),
+        "engine": engine,
+        "image": image,
+        "times": [],
     }
-    print(row, flush=True)
+    print({k: v for k, v in row.items() if k not in ("engine", "image", "times")}, flush=True)
     return row
+
+
+def time_engines(rows: List[Dict[str, object]], repeats: int) -> None:
+    """Engine latency, round-robin over the methods (each repetition runs every Engine once), so that the machine's
+    load during the run weighs on every method alike; median per method."""
+    for _ in range(repeats):
+        for row in rows:
+            start = time.perf_counter()
+            row["engine"](row["image"])  # type: ignore[operator]
+            row["times"].append(time.perf_counter() - start)  # type: ignore[attr-defined]
+    for row in rows:
+        row["engine_ms"] = 1e3 * statistics.median(row["times"])  # type: ignore[arg-type]
+        print(row["method"], f"Engine {row['engine_ms']:.0f} ms", flush=True)
 
 
 def table(rows: List[Dict[str, object]], args) -> str:
     lines = [
         BEGIN,
         "Measured by `tools/bench_training_free.py` (ONNX Runtime CPU, fp32, random full-size ViT-B/16 weights, "
-        f"median of {args.repeats} after one warm-up, encoder and plain CLIP timed alternately; load average at the "
-        f"start / end: {args.load} / {args.load_end}).",
+        f"median of {args.repeats} after one warm-up; each encoder timed alternately with plain CLIP, the Engines "
+        f"round-robin; 1/5/15-minute load average at the start: {args.load}, at the end: {args.load_end}: other "
+        "jobs shared the 2 cores, so absolute times are inflated; the ratios are the reliable part).",
         "",
         *machine_description(args.threads),
         "",
@@ -167,6 +182,7 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     args.load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     rows = [measure(m.strip(), args) for m in args.methods.split(",") if m.strip()]
+    time_engines(rows, args.repeats)
     args.load_end = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     text = table(rows, args)
     print(text)
