@@ -132,13 +132,18 @@ def test_zsseg_eval_runs_a_training_free_bundle_with_the_official_settings(nacli
     assert "official naclip settings for voc20" in printed and "pamr_iterations 10" in printed
     assert "deviation: official whole-image inference" in printed
     metrics = json.loads(out.read_text())
-    assert metrics["protocol"]["settings"]["pamr_iterations"] == 10 and metrics["protocol"]["dataset_key"] == "voc20"
+    assert (
+        metrics["training_free_protocol"]["settings"]["pamr_iterations"] == 10
+        and metrics["training_free_protocol"]["dataset_key"] == "voc20"
+    )
     # the same evaluation by hand: an Engine set to NACLIP's VOC20 settings gives the same metrics
     engine = Engine(naclip_bundle, backend="onnxruntime")
     own = evaluate(engine, build_dataset({"type": "voc", "root": str(SAMPLES)}), progress=False, protocol="bundle")
-    assert own["protocol"]["settings"] == "bundle" and engine.postprocessor.pamr_iterations == 0
+    assert own["training_free_protocol"]["settings"] == "bundle" and engine.postprocessor.pamr_iterations == 0
     official = evaluate(engine, build_dataset({"type": "voc", "root": str(SAMPLES)}), progress=False)
-    assert official["mIoU"] == metrics["mIoU"] and official["protocol"] == metrics["protocol"]
+    assert (
+        official["mIoU"] == metrics["mIoU"] and official["training_free_protocol"] == metrics["training_free_protocol"]
+    )
     assert engine.postprocessor.pamr_iterations == 0 and engine.test_scale == [2048, 64]  # restored afterwards
     ds = build_dataset({"type": "voc", "root": str(SAMPLES)})
     apply_official_settings(engine, official_settings("naclip", "voc20"))

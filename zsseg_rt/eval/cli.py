@@ -86,7 +86,7 @@ def _report(metrics, args: argparse.Namespace) -> int:
 
     print(format_table(metrics, per_class=not args.no_per_class))
     print(f"{metrics['images']} images ({metrics['skipped']} skipped), mode {metrics['mode']}, {metrics['source']}")
-    protocol = metrics.get("protocol")
+    protocol = metrics.get("training_free_protocol")
     if protocol:  # a training-free bundle: which settings ran
         settings = protocol["settings"]
         if isinstance(settings, dict):

@@ -180,7 +180,7 @@ def evaluate(
             :func:`zsseg_rt.models.zeroseg.evaluate.evaluate_checkpoint`).
         protocol: training-free bundles: "official" (default) runs the method with its official settings for the
             dataset (``zsseg_rt/eval/training_free_settings.json``: logit scale, thresholds, PAMR, test size) and
-            records them with what the bundle cannot follow under ``"protocol"``; "bundle" keeps the bundle's own.
+            records them with what the bundle cannot follow under ``"training_free_protocol"``; "bundle" keeps the bundle's own.
     Returns:
         the :func:`summarize` dict plus ``images``, ``skipped`` (corrupt files), ``mode``, ``dataset``.
     """
@@ -249,7 +249,7 @@ def evaluate(
         }
     )
     if protocol_record is not None:
-        out["protocol"] = protocol_record
+        out["training_free_protocol"] = protocol_record
     return out
 
 

@@ -98,7 +98,6 @@ class Postprocessor:
         """From a bundle's :class:`~zsseg_rt.bundle.BundleMeta` (its ``image_size`` and ``postprocess`` table)."""
         options: Mapping[str, Any] = meta.postprocess
         scale = 1.0 if options.get("logit_scale_in_head", True) else float(options.get("logit_scale", 1.0))
-        pamr = int(options.get("pamr_iterations") or 0)
         return cls(
             head_size=(int(meta.image_size), int(meta.image_size)),
             activation=str(options.get("activation", "sigmoid")),
@@ -107,10 +106,10 @@ class Postprocessor:
             logit_scale=scale,
             background_threshold=options.get("background_threshold"),
             area_threshold=options.get("area_threshold"),
-            pamr_iterations=pamr,
+            pamr_iterations=int(options.get("pamr_iterations") or 0),
             pamr_dilations=tuple(int(d) for d in options.get("pamr_dilations") or (8, 16)),
-            image_mean=tuple(float(v) for v in meta.mean) if pamr else None,  # PAMR's guide normalisation
-            image_std=tuple(float(v) for v in meta.std) if pamr else None,
+            image_mean=_floats(getattr(meta, "mean", None)),  # PAMR's guide normalisation
+            image_std=_floats(getattr(meta, "std", None)),
         )
 
     @classmethod
@@ -312,3 +311,7 @@ class Postprocessor:
             background_threshold=self.background_threshold,
             area_threshold=self.area_threshold,
         )
+
+
+def _floats(values: Any) -> Optional[Tuple[float, ...]]:
+    return None if values is None else tuple(float(v) for v in values)

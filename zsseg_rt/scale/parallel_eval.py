@@ -154,5 +154,5 @@ def evaluate_parallel(
 
         record = protocol_record(types.SimpleNamespace(meta=load_meta(str(checkpoint))), dataset.name, apply=False)
         if record is not None:
-            out["protocol"] = record
+            out["training_free_protocol"] = record
     return out
