@@ -1,5 +1,8 @@
 # zsseg_rt on a desktop/server NVIDIA GPU: the torch-free runtime on NVIDIA's TensorRT 10 container
 # (24.08: TensorRT 10.3 as on JetPack 6, CUDA 12.6, Python 3.10, Ubuntu 22.04).
+# TensorRT 10.3 has NO Blackwell support (RTX 50xx, B200; TensorRT added it in 10.8 with CUDA 12.8): for those GPUs
+# pass --build-arg TRT_BASE=<an NGC TensorRT container with TensorRT >= 10.8 and < 11> and add the architecture,
+# e.g. --build-arg CMAKE_CUDA_ARCHITECTURES="75;80;86;89;90;120" (sm_100 for B200). See docs/tensorrt.md.
 # UNTESTED: written without Docker or a GPU (see README "Jetson").
 #   docker build -f docker/desktop.Dockerfile -t zsseg_rt:desktop .
 #   docker run --rm -it --gpus all -v "$PWD/bundles:/data" zsseg_rt:desktop \

@@ -86,7 +86,7 @@ def test_output_problems_are_found_before_the_bundle_is_loaded(tmp_path, photo, 
 def test_export_convert_train_eval_camera_errors_are_one_line(tmp_path, capsys):
     pytest.importorskip("torch")
     out = str(tmp_path / "bundle")
-    _one_line_error(capsys, ["export", out, "--native", str(tmp_path / "missing")], "not a native ZegCLIP checkpoint")
+    _one_line_error(capsys, ["export", out, "--native", str(tmp_path / "missing")], "not a native checkpoint")
     _one_line_error(capsys, ["export", out, "--official", str(tmp_path / "missing.pth")], "not found")
     _one_line_error(capsys, ["export", out, "--config", "no_such_config"], "no_such_config")
     _one_line_error(capsys, ["convert", str(tmp_path / "missing.pth"), out], "not found")

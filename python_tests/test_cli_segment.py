@@ -109,7 +109,7 @@ code = cli.main(sys.argv[1:])
 torch_imported = "torch" in sys.modules
 with open("/proc/self/status") as handle:
     peak_mb = next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:")) / 1024.0
-import zsseg_rt.models  # noqa: the same check sees torch once something imports it (the check can fail)
+import zsseg_rt.models.zegclip.model  # noqa: the same check sees torch once something imports it (it can fail)
 print(json.dumps({"code": code, "torch": torch_imported, "torch_after_models": "torch" in sys.modules,
                   "peak_mb": peak_mb}))
 """

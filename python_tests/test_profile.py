@@ -1,11 +1,10 @@
-"""tools/profile.py on the tiny bundle (CPU, ONNX Runtime): files written, statistics consistent, stage times
+"""tools/profile.py (zsseg_rt.profiling) on the tiny bundle (CPU, ONNX Runtime): files written, statistics consistent, stage times
 adding up to the end-to-end time."""
 
 from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import os
 
@@ -15,15 +14,7 @@ import pytest
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
-def _load_tool():
-    # imported under another name: "profile" is also a standard-library module
-    spec = importlib.util.spec_from_file_location("zsseg_profile_tool", os.path.join(REPO, "tools", "profile.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-profile_tool = _load_tool()
+import zsseg_rt.profiling as profile_tool  # noqa: E402 - the implementation behind tools/profile.py
 
 # Stages are timed back to back inside Engine.__call__; only array stacking / result construction / the hook
 # itself fall outside them. On the 64 px tiny model that glue is a few percent of a call; 85% leaves room for a

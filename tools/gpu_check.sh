@@ -97,10 +97,10 @@ else
 fi
 
 # ---- benchmarks and the Engine ------------------------------------------------------------------------------
-step bench_cuda "$OUT/bench_cuda.log" "$PY" tools/bench_cuda.py --json "$OUT/bench_cuda.json" --compile
+step bench_cuda "$OUT/bench_cuda.log" "$PY" -m benchmarks cuda --json "$OUT/bench_cuda.json" --compile
 ENGINE_ARGS=(--out "$OUT")
 [ "$QUICK" = 1 ] && ENGINE_ARGS+=(--skip-full)
-step engine "$OUT/engine.log" "$PY" tools/gpu_engine_check.py "${ENGINE_ARGS[@]}"
+step engine "$OUT/engine.log" "$PY" -m checks gpu_engine "${ENGINE_ARGS[@]}"
 
 # ---- report -------------------------------------------------------------------------------------------------
 "$PY" - "$OUT" <<'PYEOF'

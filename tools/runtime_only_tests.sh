@@ -14,7 +14,7 @@ RVENV="${ZSSEG_RUNTIME_VENV:-$ROOT/.venv-runtime}"
 PY="${PYTHON:-python3}"
 NUMPY_PIN="numpy==1.26.4"
 # Runtime test directories; the files listed in TORCH_ONLY compare kernels against torch at import time.
-RUNTIME_TESTS=(python_tests/runtime python_tests/pipeline python_tests/ops python_tests/stream)
+RUNTIME_TESTS=(python_tests/runtime python_tests/pipeline python_tests/ops python_tests/stream python_tests/vocabulary)
 TORCH_ONLY=(python_tests/ops/test_segment.py python_tests/ops/test_segment_windows.py python_tests/ops/test_upsample.py)
 cd "$ROOT"
 # pip, minus one harmless warning this machine's pip configuration repeats for every package

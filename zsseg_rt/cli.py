@@ -31,17 +31,7 @@ def _cmd_export(args) -> int:
     else:
         model = create_model(args.config or "zegclip_vitb16_voc_inductive", pretrained=args.clip_weights)
         source = args.clip_weights
-    if getattr(getattr(model, "config", None), "family", "") == "zeroseg":  # student + its teacher's text tower
-        from zsseg_rt.models.zeroseg.bundle import build_bundle_model
-
-        if args.text_weights is None:
-            raise SystemExit(
-                "zsseg export: error: a ZeroSeg checkpoint has no text tower: add --text-weights (its teacher's CLIP "
-                "weights, e.g. openai)"
-            )
-        model = build_bundle_model(model, args.text_weights, args.background_threshold)
-    elif args.text_weights is not None or args.background_threshold is not None:
-        raise SystemExit("zsseg export: error: --text-weights / --background-threshold apply to ZeroSeg checkpoints")
+    model = _prepare_export(model, args)
     out = export_bundle(
         model,
         args.output,
@@ -55,13 +45,45 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _family_export_arguments():
+    """``(family, ExportArgument)`` of every family's own ``zsseg export`` flags (registry; torch-free)."""
+    from zsseg_rt.models.registry import families, get_family
+
+    return [(get_family(name), argument) for name in families() for argument in get_family(name).export_arguments()]
+
+
+def _prepare_export(model, args):
+    """The model to export (its family's ``prepare_export`` with the family's own flags); a family's flag given for
+    another family's checkpoint is refused."""
+    from zsseg_rt.models.registry import family_of_model
+
+    family = family_of_model(model)
+    foreign = [
+        (owner, argument)
+        for owner, argument in _family_export_arguments()
+        if owner.name != family.name and getattr(args, argument.dest, None) is not None
+    ]
+    if foreign:
+        flags = " / ".join(argument.flags[0] for _, argument in foreign)
+        owners = ", ".join(dict.fromkeys(owner.label for owner, _ in foreign))
+        raise SystemExit(f"zsseg export: error: {flags} apply to {owners} checkpoints")
+    options = {argument.dest: getattr(args, argument.dest, None) for argument in family.export_arguments()}
+    try:
+        return family.prepare_export(model, options)
+    except ValueError as exc:  # e.g. a checkpoint that needs one of its family's flags
+        raise SystemExit(f"zsseg export: error: {exc}") from None
+
+
 def _sample_images(paths: Optional[List[str]]) -> List[str]:
-    if paths:
-        return list(paths)
-    folder = os.path.join(SAMPLE_DIR, "JPEGImages")
-    if os.path.isdir(folder):
-        return [os.path.join(folder, name) for name in sorted(os.listdir(folder))[:2]]
-    return []
+    from zsseg_rt.assets import verification_images
+
+    return verification_images(paths)
+
+
+def _named_vocabularies():
+    from zsseg_rt.vocabulary import named_vocabularies
+
+    return named_vocabularies()
 
 
 def _cmd_segment(args) -> int:
@@ -149,24 +171,20 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--verify-images", nargs="*", help="real photos for the ORT-vs-PyTorch check")
-    p.add_argument(
-        "--text-weights",
-        default=None,
-        help="(ZeroSeg --native) CLIP weights of the teacher whose text tower classifies segments, e.g. openai",
-    )
-    p.add_argument(
-        "--background-threshold",
-        type=float,
-        default=None,
-        help="(ZeroSeg) background threshold baked into the head graph (default: the config's; paper: VOC 0.95, "
-        "Context 0.05, COCO-Object 0.35)",
-    )
+    for _, argument in _family_export_arguments():  # flags only some families take (their registrations)
+        p.add_argument(*argument.flags, **dict(argument.options))
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("segment", help="segment images with a bundle")
     p.add_argument("images", nargs="+")
     p.add_argument("--bundle", required=True)
-    p.add_argument("--classes", required=True, help='comma-separated class names, e.g. "cat,sofa,floor"')
+    p.add_argument(
+        "--classes",
+        required=True,
+        help='comma-separated class names, e.g. "cat,sofa,floor"; synonyms of one class with ";" ("person; man; '
+        'woman, sofa"); or a named vocabulary: the standard benchmarks\' official class files with their synonyms '
+        "and background class (" + ", ".join(_named_vocabularies()) + ")",
+    )
     p.add_argument("-o", "--output", help="overlay path (or directory for several images)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--save-labels", action="store_true", help="also write the label map as 16-bit PNG")

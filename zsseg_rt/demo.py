@@ -98,7 +98,7 @@ def run_demo(args) -> int:
     if source is not None and _bundle_matches(bundle_dir, source, bundle_name):
         print(f"[demo] reusing bundle {bundle_dir}")
     else:
-        from zsseg_rt.cli import _sample_images
+        from zsseg_rt.assets import verification_images
         from zsseg_rt.export.onnx_export import export_bundle
 
         start = time.perf_counter()
@@ -108,7 +108,7 @@ def run_demo(args) -> int:
             bundle_dir,
             source=source,
             overwrite=True,
-            verify_images=_sample_images(None)[:1],
+            verify_images=verification_images(None, count=1),
             extra_meta={"demo_config": bundle_name},
         )
         print(f"[demo] bundle ready in {time.perf_counter() - start:.1f}s", flush=True)

@@ -7,35 +7,48 @@ wrong arity or keyword fails here as it would there. It computes nothing: numeri
 
 ``make_module(version, graphs)`` returns a module-like object; ``graphs`` maps an ONNX path to the layers
 ``OnnxParser.parse_from_file`` "parses" into the network: ``(name, LayerType name, op name or None, inputs,
-outputs, dtype)`` tuples. Every call is appended to ``module.calls`` as ``(qualified name, args)``.
+outputs, dtype)`` tuples, or a ``fake_onnx_importer.LoweredGraph`` (a real exported graph lowered as TensorRT's
+importer does). Every call is appended to ``module.calls`` as ``(qualified name, args)``.
+
+Every class, method, parameter and enum member here must exist in TensorRT 10.3's Python bindings
+(``test_trt_api_surface.py`` checks it against ``python_tests/data/tensorrt/python_api_10.3.json``).
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import types
+import weakref
 from typing import Dict, List, Sequence, Tuple
 
 
 class DataType(enum.Enum):
     FLOAT = "float32"
     HALF = "float16"
+    BF16 = "bfloat16"
     INT32 = "int32"
     INT64 = "int64"
     INT8 = "int8"
+    UINT8 = "uint8"
     BOOL = "bool"
 
 
 LayerType = enum.Enum(
     "LayerType",
-    "ELEMENTWISE UNARY REDUCE NORMALIZATION SOFTMAX ACTIVATION QUANTIZE DEQUANTIZE MATRIX_MULTIPLY CONSTANT SHUFFLE",
+    "ELEMENTWISE UNARY REDUCE NORMALIZATION SOFTMAX ACTIVATION QUANTIZE DEQUANTIZE MATRIX_MULTIPLY CONSTANT SHUFFLE "
+    "SHAPE CAST IDENTITY GATHER SLICE CONCATENATION SELECT FILL TOPK CONVOLUTION RESIZE EINSUM ONE_HOT SCALE POOLING "
+    "SCATTER LOOP_OUTPUT",
 )
-ElementWiseOperation = enum.Enum("ElementWiseOperation", "SUM PROD MAX MIN SUB DIV POW")
-UnaryOperation = enum.Enum("UnaryOperation", "EXP LOG SQRT RECIP ABS NEG")
+ElementWiseOperation = enum.Enum(
+    "ElementWiseOperation", "SUM PROD MAX MIN SUB DIV POW FLOOR_DIV AND OR XOR EQUAL GREATER LESS"
+)
+UnaryOperation = enum.Enum("UnaryOperation", "EXP LOG SQRT RECIP ABS NEG SIN COS FLOOR CEIL ERF NOT ISNAN")
 ReduceOperation = enum.Enum("ReduceOperation", "SUM PROD MAX MIN AVG")
-BuilderFlag = enum.Enum(
-    "BuilderFlag", "FP16 BF16 INT8 TF32 OBEY_PRECISION_CONSTRAINTS PREFER_PRECISION_CONSTRAINTS STRONGLY_TYPED"
-)
+ProfilingVerbosity = enum.Enum("ProfilingVerbosity", "LAYER_NAMES_ONLY NONE DETAILED")
+LayerInformationFormat = enum.Enum("LayerInformationFormat", "ONELINE JSON")
+TensorIOMode = enum.Enum("TensorIOMode", "NONE INPUT OUTPUT")
+BuilderFlag = enum.Enum("BuilderFlag", "FP16 BF16 INT8 TF32 OBEY_PRECISION_CONSTRAINTS PREFER_PRECISION_CONSTRAINTS")
 MemoryPoolType = enum.Enum("MemoryPoolType", "WORKSPACE DLA_MANAGED_SRAM TACTIC_DRAM")
 NetworkDefinitionCreationFlag = enum.Enum("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH STRONGLY_TYPED")
 
@@ -156,19 +169,130 @@ class IBuilderConfig:
         self._calls.append(("IBuilderConfig.set_timing_cache", (cache, ignore_mismatch)))
         return True
 
+    @property
+    def profiling_verbosity(self) -> ProfilingVerbosity:
+        return getattr(self, "_verbosity", ProfilingVerbosity.LAYER_NAMES_ONLY)
+
+    @profiling_verbosity.setter
+    def profiling_verbosity(self, value: ProfilingVerbosity) -> None:
+        self._calls.append(("IBuilderConfig.profiling_verbosity", (value,)))
+        self._verbosity = value
+
+
+def _op_enum(kind: str, op):
+    if op is None:
+        return None
+    return {"ELEMENTWISE": ElementWiseOperation, "UNARY": UnaryOperation, "REDUCE": ReduceOperation}[kind][op]
+
+
+def _add_layers(calls, network: INetworkDefinition, specs, input_shapes, declared=()) -> None:
+    """Add layer specs to ``network``; a tensor first seen as an input (and not declared) is a float network input."""
+    tensors: Dict[str, ITensor] = {}
+    for name, dtype, shape in declared:
+        tensors[name] = ITensor(name, DataType[dtype], shape)
+        network.inputs.append(tensors[name])
+    for name, kind, op, inputs, outputs, dtypes in specs:
+        ins = []
+        for tensor in inputs:
+            if tensor not in tensors:  # a network input
+                tensors[tensor] = ITensor(tensor, DataType.FLOAT, input_shapes.get(tensor, (-1, -1)))
+                network.inputs.append(tensors[tensor])
+            ins.append(tensors[tensor])
+        dtypes = [dtypes] * len(outputs) if isinstance(dtypes, str) else list(dtypes)
+        outs = [tensors.setdefault(t, ITensor(t, DataType[d])) for t, d in zip(outputs, dtypes)]
+        network.layers.append(ILayer(calls, name, LayerType[kind], _op_enum(kind, op), ins, outs))
+
+
+class EngineInspector:
+    """``EngineInspector`` of a fake engine: the layers as built, as TensorRT's JSON (``Name``, ``Outputs`` with
+    ``Format/Datatype``). A layer whose precision was pinned to fp32 under a precision-constraint flag is FP32 unless
+    its name is in ``ignored`` (reported FP16, as when TensorRT fuses it into an fp16 kernel) or ``foreign`` (merged
+    into one Myelin ``{ForeignNode[...]}`` layer); other float layers are FP16 when the FP16 flag is set."""
+
+    def __init__(self, network, config, ignored=(), foreign=()):
+        self._network, self._config, self._ignored, self._foreign = network, config, set(ignored), set(foreign)
+        self._context = None
+
+    @property
+    def execution_context(self):
+        return self._context
+
+    @execution_context.setter
+    def execution_context(self, context) -> None:
+        self._context = context
+
+    def _precision(self, layer) -> str:
+        floats = all(layer.get_output(j).dtype in (DataType.FLOAT, DataType.HALF) for j in range(layer.num_outputs))
+        if not floats:
+            return "Int32"
+        constrained = self._config.get_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS) or self._config.get_flag(
+            BuilderFlag.PREFER_PRECISION_CONSTRAINTS
+        )
+        if constrained and layer.precision == DataType.FLOAT and layer.name not in self._ignored:
+            return "FP32"
+        return "FP16" if self._config.get_flag(BuilderFlag.FP16) else "FP32"
+
+    def get_engine_information(self, format: LayerInformationFormat) -> str:  # noqa: A002 - TensorRT's name
+        if self._context is None:  # without shapes TensorRT prints no format information
+            return json.dumps({"Layers": [{"Name": layer.name} for layer in self._network.layers]})
+        layers, foreign = [], [layer.name for layer in self._network.layers if layer.name in self._foreign]
+        if foreign:
+            layers.append({"Name": f"{{ForeignNode[{foreign[0]}...{foreign[-1]}]}}", "LayerType": "Myelin"})
+        for layer in self._network.layers:
+            if layer.name in self._foreign:
+                continue
+            datatype = f"Row major linear {self._precision(layer)}"
+            layers.append({"Name": layer.name, "Outputs": [{"Format/Datatype": datatype}] * layer.num_outputs})
+        return json.dumps({"Layers": layers})
+
+
+class ICudaEngine:
+    def __init__(self, inspector: EngineInspector):
+        self._inspector = inspector
+
+    def create_execution_context_without_device_memory(self):
+        return IExecutionContext()
+
+    def create_engine_inspector(self) -> EngineInspector:
+        return self._inspector
+
+
+class IExecutionContext:
+    def __init__(self):
+        self.shapes: Dict[str, Tuple[int, ...]] = {}
+
+    def set_input_shape(self, name: str, shape) -> bool:
+        self.shapes[name] = tuple(shape)
+        return True
+
 
 def make_module(version: str = "10.3.0", graphs: Dict[str, List[LayerSpec]] = None, input_shapes=None):
     """A fake ``tensorrt`` module (see the module docstring); ``input_shapes``: network input name -> shape
-    (default ``(-1, -1)``)."""
+    (default ``(-1, -1)``). ``module.live_builders`` holds the Builder objects still alive; ``module.built`` the
+    (network, config) of each build; ``module.ignored_pins`` / ``module.foreign_layers`` shape what the fake engine
+    inspector reports (see ``EngineInspector``)."""
     calls: List = []
     graphs = dict(graphs or {})
     input_shapes = dict(input_shapes or {})
+    live_builders: "weakref.WeakSet" = weakref.WeakSet()
+    built: List = []
+    settings = types.SimpleNamespace(ignored_pins=set(), foreign_layers=set())
 
     class Logger:
         WARNING, VERBOSE = "WARNING", "VERBOSE"
 
         def __init__(self, min_severity="WARNING"):
             calls.append(("Logger", (min_severity,)))
+            self._min_severity = min_severity
+
+        @property
+        def min_severity(self):
+            return self._min_severity
+
+        @min_severity.setter
+        def min_severity(self, value) -> None:
+            calls.append(("Logger.min_severity", (value,)))
+            self._min_severity = value
 
     class OnnxParser:
         def __init__(self, network: INetworkDefinition, logger):
@@ -177,22 +301,11 @@ def make_module(version: str = "10.3.0", graphs: Dict[str, List[LayerSpec]] = No
 
         def parse_from_file(self, model: str) -> bool:
             calls.append(("OnnxParser.parse_from_file", (model,)))
-            tensors: Dict[str, ITensor] = {}
-            for name, kind, op, inputs, outputs, dtype in graphs[model]:
-                kind_enum = LayerType[kind]
-                op_enum = None
-                if op is not None:
-                    op_enum = {"ELEMENTWISE": ElementWiseOperation, "UNARY": UnaryOperation, "REDUCE": ReduceOperation}[
-                        kind
-                    ][op]
-                ins = []
-                for tensor in inputs:
-                    if tensor not in tensors:  # a network input
-                        tensors[tensor] = ITensor(tensor, DataType.FLOAT, input_shapes.get(tensor, (-1, -1)))
-                        self.network.inputs.append(tensors[tensor])
-                    ins.append(tensors[tensor])
-                outs = [tensors.setdefault(t, ITensor(t, DataType[dtype])) for t in outputs]
-                self.network.layers.append(ILayer(calls, name, kind_enum, op_enum, ins, outs))
+            graph = graphs[model]
+            if hasattr(graph, "layers"):  # a LoweredGraph (fake_onnx_importer): a real exported graph
+                _add_layers(calls, self.network, graph.layers, input_shapes, declared=graph.inputs)
+            else:
+                _add_layers(calls, self.network, graph, input_shapes)
             return True
 
         @property
@@ -205,6 +318,7 @@ def make_module(version: str = "10.3.0", graphs: Dict[str, List[LayerSpec]] = No
     class Builder:
         def __init__(self, logger):
             calls.append(("Builder", ()))
+            live_builders.add(self)
 
         def create_network(self, flags: int = 0) -> INetworkDefinition:
             calls.append(("Builder.create_network", (flags,)))
@@ -219,7 +333,18 @@ def make_module(version: str = "10.3.0", graphs: Dict[str, List[LayerSpec]] = No
 
         def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig):
             calls.append(("Builder.build_serialized_network", (network, config)))
+            built.append((network, config))
             return b"serialized engine"
+
+    class Runtime:
+        def __init__(self, logger):
+            calls.append(("Runtime", ()))
+
+        def deserialize_cuda_engine(self, serialized_engine):
+            calls.append(("Runtime.deserialize_cuda_engine", (bytes(serialized_engine),)))
+            network, config = built[-1]
+            inspector = EngineInspector(network, config, settings.ignored_pins, settings.foreign_layers)
+            return ICudaEngine(inspector)
 
     module = types.SimpleNamespace(
         __version__=version,
@@ -229,6 +354,13 @@ def make_module(version: str = "10.3.0", graphs: Dict[str, List[LayerSpec]] = No
         Logger=Logger,
         Builder=Builder,
         OnnxParser=OnnxParser,
+        Runtime=Runtime,
+        live_builders=live_builders,
+        built=built,
+        settings=settings,
+        ProfilingVerbosity=ProfilingVerbosity,
+        LayerInformationFormat=LayerInformationFormat,
+        TensorIOMode=TensorIOMode,
         BuilderFlag=BuilderFlag,
         MemoryPoolType=MemoryPoolType,
         NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
@@ -243,6 +375,8 @@ def make_module(version: str = "10.3.0", graphs: Dict[str, List[LayerSpec]] = No
         float32=DataType.FLOAT,
         float16=DataType.HALF,
         int32=DataType.INT32,
+        int64=DataType.INT64,
+        DataType=DataType,
     )
     return module
 

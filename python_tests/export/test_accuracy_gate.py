@@ -149,6 +149,56 @@ def test_threshold_depends_on_precision_and_is_applied(bundle):
     assert MIN_LABEL_AGREEMENT["fp32"] > MIN_LABEL_AGREEMENT["fp16"] == 0.995
 
 
+class DeviceFakeToolchain(GatedFakeToolchain):
+    """Its engines run like TensorRT engines on a GPU: the gate's Engine takes the device pipeline (on the host
+    stand-ins of python_tests/host_cuda.py), where ``device_transform`` alters the engines' outputs; the host path
+    (``encode_image``/``head``) stays exact ONNX Runtime."""
+
+    def __init__(self, device_transform=None):
+        super().__init__()
+        self.device_transform = device_transform
+        self.backends = []
+
+    def backend(self, meta, engine_paths):
+        from host_cuda import StandInTensorRTBackend
+
+        backend = StandInTensorRTBackend(meta, max_batch=1, device_transform=self.device_transform)
+        self.backends.append(backend)
+        return backend
+
+
+def _boost_device_head(role, outputs):
+    """Only on the device path: + 50 on class 0's logits at one grid cell of every window (what a wrong engine
+    binding or a chunking bug does to the labels users get)."""
+    if role == "head":
+        outputs["mask_logits"][:, 0, 0, 0] += np.float32(50.0)
+    return outputs
+
+
+def test_the_gate_runs_the_device_pipeline_users_run(bundle, monkeypatch):
+    from host_cuda import install_host_gpu
+
+    install_host_gpu(monkeypatch)
+    toolchain = DeviceFakeToolchain()
+    report = trt_build.build_engine_set(bundle, toolchain=toolchain, opt_classes=8)
+    assert report.gate["passed"] and report.gate["candidate_path"] == "device pipeline"
+    assert "device pipeline path" in report.summary()
+    executed = [e for e in toolchain.backends[0].contexts["head"].log if e[0] == "execute_async_v3"]
+    assert len(executed) >= report.gate["photos"]  # the photos' head ran on the stand-in engines
+    assert report.gate["max_abs_logit_error"] < 1e-4  # same graphs, same fp32 numerics, other batch split
+
+
+def test_the_gate_refuses_engines_wrong_only_on_the_device_path(bundle, monkeypatch):
+    from host_cuda import install_host_gpu
+
+    install_host_gpu(monkeypatch)
+    toolchain = DeviceFakeToolchain(_boost_device_head)
+    with pytest.raises(EngineAccuracyError, match="accuracy gate FAILED"):
+        trt_build.build_engine_set(bundle, toolchain=toolchain, opt_classes=8)
+    gate = _gate_record(toolchain.jobs[0].engine_path)
+    assert gate["candidate_path"] == "device pipeline" and gate["max_abs_logit_error"] >= 49.0
+
+
 def _photo():
     import cv2
 

@@ -1,4 +1,4 @@
-"""tools/fp16_range_report.py, the measurement behind the fp16 precision policy: on the tiny bundle it finds every
+"""checks/fp16_range.py (`python -m checks fp16_range`), the measurement behind the fp16 precision policy: on the tiny bundle it finds every
 L2 normalisation, measures its input's norm, and detects an fp16 overflow of the sum of squares when there is one."""
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location(
-        "fp16_range_report", os.path.join(REPO, "tools", "fp16_range_report.py")
-    )
+    spec = importlib.util.spec_from_file_location("fp16_range_report", os.path.join(REPO, "checks", "fp16_range.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

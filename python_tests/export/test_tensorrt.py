@@ -15,6 +15,7 @@ import pytest
 
 from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, Files, Names, load_meta, sha256_file, write_meta
 from zsseg_rt.export import tensorrt as trt_build
+from zsseg_rt.runtime import tensorrt as trt_run
 from zsseg_rt.runtime.cuda_driver import CudaDriver, CudaError, DeviceInfo
 from zsseg_rt.runtime.engine_cache import EngineKey, EngineMismatchError
 
@@ -175,9 +176,31 @@ def test_profile_arguments_are_validated(bundle, kwargs):
 
 def test_build_without_tensorrt_raises_import_error_with_guidance(bundle, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # makes `import tensorrt` raise ImportError
-    with pytest.raises(ImportError, match="JetPack") as info:
+    monkeypatch.setattr(trt_run, "_on_jetson", lambda: False)
+    monkeypatch.setattr(trt_run, "CudaDriver", _no_driver)  # no driver to ask: both wheels and JetPack are named
+    with pytest.raises(ImportError, match="JetPack 6.1 or 6.2") as info:
         trt_build.build_engines(bundle)
-    assert "pypi.nvidia.com" in str(info.value)
+    message = str(info.value)
+    assert "pypi.nvidia.com" in message and "tensorrt-cu12" in message and "tensorrt-cu13" in message
+    assert "r580" in message and "TensorRT 8.5" in message and "TensorRT 10.3" in message
+
+
+def _no_driver():
+    raise CudaError("no driver")
+
+
+@pytest.mark.parametrize(
+    "driver, jetson, wanted, unwanted",
+    [
+        (13000, False, 'pip install "tensorrt-cu13>=10.13,<11"', "JetPack"),  # r580+: CUDA 13 wheels run
+        (12080, False, 'pip install "tensorrt-cu12>=10,<11"', "tensorrt-cu13>"),  # r570: the CUDA 12 wheel only
+        (11040, False, "update the NVIDIA driver", "JetPack"),
+        (12060, True, "JetPack 6.1 or 6.2 (both ship TensorRT 10.3", "pip install"),  # a Jetson: apt, not pip
+    ],
+)
+def test_install_hint_names_the_wheel_for_this_driver(driver, jetson, wanted, unwanted):
+    hint = trt_run.install_hint(driver_cuda_version=driver, jetson=jetson)
+    assert wanted in hint and unwanted not in hint, hint
 
 
 @pytest.mark.parametrize(
@@ -190,7 +213,8 @@ def test_tensorrt_outside_10_x_is_refused_with_one_line(monkeypatch, version, wh
         trt_build.import_tensorrt()
     message = str(info.value)
     assert "\n" not in message and why in message and version in message
-    assert 'pip install "tensorrt>=10,<11"' in message and "JetPack 6" in message
+    assert 'pip install "tensorrt-cu12>=10,<11"' in message and "JetPack 6.1/6.2 (TensorRT 10.3)" in message
+    assert 'pip install "tensorrt>=10' not in message  # resolves to the CUDA 13 variant: r580+ drivers only
 
 
 @pytest.mark.parametrize("version", ["10.0.1.6", "10.3.0.30", "10.13.3.9"])

@@ -136,5 +136,5 @@ def test_call_order_profile_and_workspace_follow_the_tensorrt_10_api(monkeypatch
 
 def test_toolchain_refuses_tensorrt_11(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", make_module("11.4.0.106"))
-    with pytest.raises(ImportError, match=r"not supported: .*tensorrt>=10,<11"):
+    with pytest.raises(ImportError, match=r"not supported: .*tensorrt-cu12>=10,<11.*tensorrt-cu13>=10.13,<11"):
         trt_build.TensorRTToolchain(cuda=FakeCuda())

@@ -16,11 +16,11 @@ torch = pytest.importorskip("torch")
 from zsseg_rt import Engine  # noqa: E402
 from zsseg_rt.bundle import BundleError, Files, load_meta, verify_files, write_meta  # noqa: E402
 from zsseg_rt.export import onnx_export  # noqa: E402
-from zsseg_rt.export.zegformer import flips_beyond_ties  # noqa: E402
 from zsseg_rt.image_io import read_image_bgr  # noqa: E402
 from zsseg_rt.models import create_model  # noqa: E402
+from zsseg_rt.models.zegformer.export import flips_beyond_ties  # noqa: E402
 from zsseg_rt.models.zegformer.predict import predict_zegformer  # noqa: E402
-from zsseg_rt.runtime.zegformer import ZegFormerEngine  # noqa: E402
+from zsseg_rt.runtime.pipelines import TwoStagePipeline  # noqa: E402
 
 SAMPLES = sorted(
     glob.glob(os.path.join(os.path.dirname(onnx_export.__file__), "..", "assets", "samples", "JPEGImages", "*.jpg"))
@@ -66,7 +66,8 @@ def test_bundle_layout_meta_and_export_verification(bundle):
         [Files.META, Files.MASK_BRANCH, Files.CLIP_IMAGE_ENCODER, Files.TEXT_ENCODER, Files.TOKENIZER]
     )
     verify_files(meta)  # every file hashed, meta_sha256 present, nothing unlisted
-    zeg = meta.raw["zegformer"]
+    zeg = meta.raw["two_stage"]
+    assert meta.pipeline == "two_stage" and meta.raw["pipeline"] == "two_stage" and "zegformer" not in meta.raw
     assert len(zeg["clip_templates"]) == 32 and zeg["fusion"] == "ensemble" and zeg["clip_cls_style"] == "cropmask"
     assert zeg["clip_logit_scale"] == pytest.approx(100.0, rel=1e-5)
     report = meta.raw["verification"]
@@ -81,7 +82,7 @@ def test_bundle_layout_meta_and_export_verification(bundle):
 
 def test_engine_matches_pytorch_on_real_photos(bundle, model):
     engine = Engine(bundle, classes=list(model.config.class_names), backend="onnxruntime", device="cpu")
-    assert isinstance(engine, ZegFormerEngine) and isinstance(engine, Engine)
+    assert isinstance(engine, Engine) and isinstance(engine.pipeline, TwoStagePipeline)
     for path in SAMPLES:
         bgr = read_image_bgr(path)
         result = engine(bgr)  # BGR, as OpenCV reads it
@@ -127,7 +128,7 @@ def test_bad_use_is_refused_clearly(bundle):
         engine(np.zeros((40, 50, 3), np.uint8), color_order="hsv")
     from zsseg_rt.export import tensorrt as trt_build
 
-    with pytest.raises(ValueError, match="ZegFormer bundle"):
+    with pytest.raises(ValueError, match="two_stage pipeline.*not built"):
         trt_build.build_engine_set(bundle)
     from zsseg_rt import cli
 
@@ -143,7 +144,7 @@ def test_tampered_bundle_is_refused(bundle, tmp_path):
     with pytest.raises(BundleError, match="corrupted or was modified"):
         Engine(str(copy), backend="onnxruntime")
     raw = json.loads((copy / Files.META).read_text())
-    del raw["zegformer"]
+    del raw["two_stage"]
     write_meta(str(copy / Files.META), raw)
     with pytest.raises(BundleError, match="needs this section"):
         load_meta(str(copy))
@@ -153,7 +154,7 @@ def test_tampered_bundle_is_refused(bundle, tmp_path):
 def test_export_check_catches_a_runtime_that_disagrees(model, tmp_path, monkeypatch):
     """The export-time Engine check is not a formality: a wrong fusion on the runtime side fails the export and
     leaves nothing behind."""
-    from zsseg_rt.runtime import zegformer as runtime
+    from zsseg_rt.runtime.pipelines import two_stage as runtime
 
     real = runtime.fuse_scores
     monkeypatch.setattr(runtime, "fuse_scores", lambda z, c, seen, mode, lam: real(z, c, seen, "ensemble_all", lam))
@@ -207,7 +208,7 @@ def test_runtime_module_needs_no_torch():
 
     from support import package_import_root
 
-    code = "import sys, zsseg_rt.runtime.zegformer; sys.exit('torch' in sys.modules or 'open_clip' in sys.modules)"
+    code = "import sys, zsseg_rt.runtime.pipelines.two_stage; sys.exit('torch' in sys.modules or 'open_clip' in sys.modules)"
     env = dict(os.environ, PYTHONPATH=package_import_root())
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
 
@@ -245,7 +246,7 @@ def test_other_fusions_and_crop_styles_export_and_match(tmp_path, fusion, style)
     model.config.fusion, model.config.clip_cls_style = fusion, style
     bundle = onnx_export.export_bundle(model, str(tmp_path / "b"), max_classes=32, verify_images=SAMPLES[:1])
     meta = load_meta(bundle)
-    assert meta.raw["zegformer"]["fusion"] == fusion and meta.raw["zegformer"]["clip_cls_style"] == style
+    assert meta.raw["two_stage"]["fusion"] == fusion and meta.raw["two_stage"]["clip_cls_style"] == style
     engine = Engine(bundle, classes=list(model.config.class_names), backend="onnxruntime")
     rgb = np.ascontiguousarray(read_image_bgr(SAMPLES[1])[:, :, ::-1])
     labels, scores = predict_zegformer(model, rgb)

@@ -197,10 +197,13 @@ def official_scclip_inference(
     logit_scale: float = 40.0,
     prob_thd: float = 0.0,
     area_thd: Optional[float] = None,
+    query_idx: Optional[Sequence[int]] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """``forward_slide`` + ``postprocess_result`` on one BGR image: ``(labels [H, W] int32, max probability)``.
 
-    ``query_features``: ``[C, D]`` L2-normalised class embeddings. No PAMR (SC-CLIP's configs never enable it)."""
+    ``query_features``: ``[Q, D]`` L2-normalised query (name) embeddings; ``query_idx``: the class of each query
+    (``get_cls_idx`` of a class file with synonyms), None for one query per class. No PAMR (SC-CLIP's configs never
+    enable it)."""
     rgb = pipeline.to_rgb_uint8(image_bgr, "bgr")
     scaled = pipeline.rescale_keep_ratio(rgb, (2048, short_side))
     img = torch.from_numpy(pipeline.normalize_image(scaled, mean, std))[None]
@@ -218,8 +221,14 @@ def official_scclip_inference(
     assert (count_mat == 0).sum() == 0
     logits = F.interpolate(preds / count_mat, size=rgb.shape[:2], mode="bilinear", align_corners=False)
     seg = (logits[0] * logit_scale).softmax(0)
+    num_cls = seg.shape[0]
+    if query_idx is not None:  # postprocess_result: num_cls != num_queries
+        idx = torch.as_tensor(list(query_idx), dtype=torch.int64)
+        num_cls, num_queries = int(idx.max()) + 1, len(idx)
+        cls_index = F.one_hot(idx).T.view(num_cls, num_queries, 1, 1)
+        seg = (seg.unsqueeze(0) * cls_index).max(1)[0]
     if area_thd is not None:
-        predictions = F.one_hot(seg.argmax(0), seg.shape[0]).to(seg.dtype)
+        predictions = F.one_hot(seg.argmax(0), num_cls).to(seg.dtype)
         area_pred = predictions[:, :, 1:].sum((0, 1), keepdim=True)
         area_pred = (area_pred > area_thd * area_pred.sum()).to(seg.dtype)
         seg[1:] *= area_pred.transpose(0, -1)

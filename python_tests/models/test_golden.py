@@ -96,7 +96,7 @@ def test_tokenizer_matches_official_ids(golden):
 
 
 def test_runtime_tokenizer_matches_official_ids(golden, tmp_path):
-    from zsseg_rt.bundle.tokenizer import ClipTokenizer, build_tokenizer_json
+    from zsseg_rt.vocabulary.tokenizer import ClipTokenizer, build_tokenizer_json
 
     family, model, _, readme, expected = golden
     path = str(tmp_path / "tokenizer.json")

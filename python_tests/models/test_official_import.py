@@ -223,7 +223,7 @@ def test_convert_and_load_native(tmp_path, official_file, source_model):
 
 
 def test_native_checkpoint_errors(tmp_path, source_model):
-    with pytest.raises(FileNotFoundError, match="not a native ZegCLIP checkpoint"):
+    with pytest.raises(FileNotFoundError, match="not a native checkpoint"):
         load_native(tmp_path)
     d = save_native(source_model, tmp_path / "ck")
     from safetensors.torch import load_file, save_file

@@ -131,3 +131,66 @@ def test_one_base_config_holds_the_shared_fields():
         BaseModelConfig().check_family()  # the base has no family: a config must name one
     with pytest.raises(ValueError, match="family='training_free'"):
         load_config("training_free_tiny_test", family="zegclip")
+
+
+def test_every_family_is_a_plugin_of_its_own_package():
+    """Each family implements the Family protocol and is registered by its own package (the registry names none)."""
+    import importlib
+
+    from zsseg_rt.models.family import Family
+    from zsseg_rt.models.registry import default_family
+
+    assert default_family().name == "zegclip"  # configs without a "family" key predate families
+    for name in families():
+        family = get_family(name)
+        assert isinstance(family, Family) and family.name == name and family.label
+        assert importlib.import_module(f"zsseg_rt.models.{name}").FAMILY is family
+        assert family.configs_dir().is_dir() and family.configs_dir().parent.name == name
+        for public, ref in family.public_names.items():
+            assert ref.startswith(f"zsseg_rt.models.{name}.") and getattr(
+                importlib.import_module("zsseg_rt.models"), public
+            )
+        if family.native_format:
+            model_module = importlib.import_module(family.model_class.partition(":")[0])
+            formats = {getattr(model_module, n) for n in dir(model_module) if n.endswith("NATIVE_FORMAT")}
+            assert not formats or family.native_format in formats  # the model module's own constant agrees
+
+
+def test_models_package_imports_no_torch_until_a_name_is_used():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, zsseg_rt.models as m\n"
+        "names = m.__all__\n"
+        "from zsseg_rt.models import families, get_family, list_configs\n"
+        "assert 'ZegCLIP' in names and len(families()) >= 5 and list_configs()\n"
+        "print('torch' in sys.modules, 'open_clip' in sys.modules)\n"
+        "from zsseg_rt.models import ZegCLIP\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False", "True"]
+
+
+def test_family_members_replace_the_duck_typed_hooks():
+    """The generic exporter, trainer and evaluation call family members; each family answers for its own models."""
+    from zsseg_rt.bundle import Names
+
+    tiny = create_model("cliprc_tiny_test")
+    cliprc = get_family("cliprc")
+    assert cliprc.export_image_outputs(tiny) == (Names.IMAGE_GLOBAL, Names.PATCHES, Names.REGIONS)
+    assert type(cliprc.loss(tiny)).__name__ == "CLIPRCLoss"
+    zegclip = get_family("zegclip")
+    model = create_model("zegclip_tiny_test")
+    assert zegclip.export_image_outputs(model) == Names.IMAGE_ENCODER_OUTPUTS
+    assert zegclip.export_postprocess(model) == {"activation": "sigmoid"}
+    assert type(zegclip.loss(model)).__name__ == "ZegCLIPLoss" and zegclip.exporter(model) is None
+    assert get_family("zegformer").pipeline == "two_stage" and get_family("zegformer").exporter(None) is not None
+    assert get_family("zeroseg").evaluation_protocol == "background_threshold"
+    assert not get_family("training_free").trainable
+    with pytest.raises(NotImplementedError, match="no training loss"):
+        get_family("training_free").loss(None)
+    with pytest.raises(ValueError, match="no text tower"):
+        get_family("zeroseg").exporter(create_model("zeroseg_tiny_test"))

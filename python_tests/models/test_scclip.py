@@ -173,6 +173,45 @@ def test_engine_matches_the_official_inference_on_the_sample_photos(pair, tmp_pa
     assert changed > 0, "VOC21's rules (area filter / background threshold) changed no label"
 
 
+def test_engine_with_the_named_voc21_vocabulary_matches_the_official_inference(pair, tmp_path):
+    """``classes="voc21"``: the official class file (56 names in 21 classes, the background's 26 names first) on an
+    SC-CLIP bundle: softmax over the 56 names, each class the max over its names' probabilities, and the settings
+    the bundle records for VOC21 (logit scale 50, prob_thd 0.15, area_thd 0.1), against the transcription of
+    SC-CLIP's official ``forward_slide`` + ``postprocess_result`` with ``query_idx``."""
+    import cv2
+
+    from zsseg_rt import Engine
+    from zsseg_rt.export.onnx_export import export_bundle
+    from zsseg_rt.vocabulary import named_vocabulary
+
+    model, official = pair
+    out = export_bundle(model, str(tmp_path / "bundle"), max_classes=64, verify_images=())
+    voc21 = named_vocabulary("voc21")
+    assert len(voc21.names) == 56 and voc21.background == 0 and voc21.labels[0] == "background"
+    engine = Engine(out, backend="onnxruntime")
+    assert engine.meta.postprocess["vocabulary_settings"]["voc21"] == {
+        "logit_scale": 50.0,
+        "background_threshold": 0.15,
+        "area_threshold": 0.1,
+    }
+    query = _query_from_patches(model, [cv2.imread(p) for p in VOC_IMAGES], len(voc21.names))
+    engine.set_text_embeddings("voc21", query.numpy())  # one embedding per name
+    assert engine.class_names == voc21.labels and engine.vocabulary.name == "voc21"
+    cfg = model.config
+    seen = set()
+    for path in VOC_IMAGES:
+        image = cv2.imread(path)
+        result = engine(image)
+        labels, probs = official_scclip_inference(
+            official, query, image, cfg.mean, cfg.std, cfg.short_side, cfg.crop_size, cfg.stride,
+            50.0, 0.15, 0.1, query_idx=voc21.class_of().tolist(),
+        )  # fmt: skip
+        assert (result.labels == labels).mean() >= 0.999, path
+        np.testing.assert_allclose(result.scores, probs, rtol=0, atol=1e-4)
+        seen |= set(np.unique(labels).tolist())
+    assert len(seen) >= 3 and 0 in seen, seen  # several classes, the background among them
+
+
 def _query_from_patches(model, images, count: int) -> torch.Tensor:
     """Class embeddings that image regions resemble: ``count`` patch features of the photos' windows, chosen far
     apart (farthest-point sampling). A random text tower's embeddings are nearly equidistant from every patch of a

@@ -184,7 +184,7 @@ def test_unhashed_files_such_as_external_data_are_refused(tmp_path):
 
 
 def test_garbage_tokenizer_names_its_file(tmp_path):
-    from zsseg_rt.bundle.tokenizer import ClipTokenizer
+    from zsseg_rt.vocabulary.tokenizer import ClipTokenizer
 
     path = tmp_path / "tokenizer.json"
     path.write_text("{garbage")

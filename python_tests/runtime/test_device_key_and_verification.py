@@ -57,7 +57,8 @@ class FakeLibcuda:
         for symbol in (
             "cuInit cuDevicePrimaryCtxRetain cuDevicePrimaryCtxRelease_v2 cuCtxSetCurrent cuMemAlloc_v2 cuMemFree_v2 "
             "cuMemcpyHtoDAsync_v2 cuMemcpyDtoHAsync_v2 cuMemcpyDtoDAsync_v2 cuStreamCreate cuStreamSynchronize "
-            "cuStreamDestroy_v2 cuGetErrorString cuMemHostAlloc cuMemFreeHost cuMemHostGetDevicePointer_v2"
+            "cuStreamDestroy_v2 cuGetErrorString cuMemHostAlloc cuMemFreeHost cuMemHostGetDevicePointer_v2 "
+            "cuMemGetInfo_v2 cuDriverGetVersion"
         ).split():
             setattr(self, symbol, _settable(ok))
         self.cuDeviceGetCount = _settable(count)
@@ -178,7 +179,7 @@ def test_engine_restart_hashes_nothing_and_a_tampered_graph_is_caught(bundle_cop
 
 def test_tensorrt_backend_does_not_hash_the_onnx_graphs(bundle_copy, hashes, monkeypatch):
     from zsseg_rt import Engine
-    from zsseg_rt.runtime import engine as engine_module
+    from zsseg_rt.runtime import backends as backends_module
     from zsseg_rt.runtime.backends import Backend
 
     class EnginesOnly(Backend):  # stands in for TensorRTBackend, which opens engine files only
@@ -187,7 +188,7 @@ def test_tensorrt_backend_does_not_hash_the_onnx_graphs(bundle_copy, hashes, mon
         def __init__(self, meta, precision="fp16"):
             self.meta = meta
 
-    monkeypatch.setattr(engine_module, "TensorRTBackend", EnginesOnly)
+    monkeypatch.setattr(backends_module, "TensorRTBackend", EnginesOnly)
     with open(os.path.join(bundle_copy, Files.IMAGE_ENCODER), "ab") as handle:
         handle.write(b"an ONNX graph the TensorRT backend never opens")
     engine = Engine(bundle_copy, backend="tensorrt", device_pipeline=False)

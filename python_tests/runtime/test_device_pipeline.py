@@ -64,7 +64,7 @@ def test_chunks_of_windows_give_the_same_result(engine):
 
 def test_torch_tensors_stay_torch_tensors(tiny_bundle, engine):
     torch = pytest.importorskip("torch")
-    from zsseg_rt.runtime.backends import TorchBackend
+    from zsseg_rt.export.torch_backend import TorchBackend
 
     backend = TorchBackend(engine.meta, device="cpu")
     executor = TorchExecutor(backend)
@@ -98,10 +98,10 @@ def test_bad_frames_and_missing_vocabulary(engine):
 def test_engine_uses_the_device_pipeline_when_asked(tiny_bundle, engine):
     pytest.importorskip("torch")
     dev = Engine(tiny_bundle, classes=CLASSES, backend="torch", device="cpu", device_pipeline=True)
-    assert dev._device is not None
+    assert dev.pipeline.device is not None
     frame = _frames()[0]
     result = dev(frame)
-    memory = dev._device.memory
+    memory = dev.pipeline.device.memory
     assert [e[1] for e in memory.transfers.entries] == ["text_embeddings", "class_bias", "frame", "labels", "scores"]
     expected = engine(frame)
     assert (result.labels == expected.labels).mean() >= 0.999  # torch vs ONNX Runtime fp32
@@ -116,9 +116,9 @@ def test_engine_uses_the_device_pipeline_when_asked(tiny_bundle, engine):
 
 def test_device_pipeline_settings(tiny_bundle):
     auto = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime")
-    assert auto._device is None  # ONNX Runtime on the host: the host path
+    assert auto.pipeline.device is None  # ONNX Runtime on the host: the host path
     forced = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device_pipeline=True)
-    assert forced._device.memory.kind == "host"  # the same pipeline on host buffers (its CPU form)
+    assert forced.pipeline.device.memory.kind == "host"  # the same pipeline on host buffers (its CPU form)
     with pytest.raises(ValueError, match="device_pipeline"):
         Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device_pipeline="yes")
 

@@ -1,6 +1,6 @@
 """Issue 16 item 2: the Engine's memory is bounded for any input (configurable limits, clear errors), and the
 documented formula (``pipeline.estimate_bytes``) matches the measured peak. Measurements run in a subprocess
-(``tools/measure_engine_memory.py``: the rise of the process's own peak RSS, VmHWM, during one call)."""
+(``python -m benchmarks engine_memory``: the rise of the process's own peak RSS, VmHWM, during one call)."""
 
 import json
 import os
@@ -16,7 +16,7 @@ from support import package_import_root
 from zsseg_rt.bundle import write_meta
 from zsseg_rt.pipeline import InputLimitError, InputLimits
 
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "measure_engine_memory.py"
+TOOL = Path(__file__).resolve().parents[2] / "benchmarks" / "engine_memory.py"
 
 
 @pytest.fixture(scope="module")

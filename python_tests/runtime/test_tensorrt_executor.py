@@ -71,15 +71,15 @@ class FakeContext:
         self.log.append(("set_input_shape", name, tuple(shape)))
         return True
 
-    def set_tensor_address(self, name, pointer):
-        self.log.append(("set_tensor_address", name, pointer))
+    def set_tensor_address(self, name, memory):
+        self.log.append(("set_tensor_address", name, memory))
         return True
 
     def get_tensor_shape(self, name):
         return self.output_shapes(name)
 
-    def execute_async_v3(self, stream):
-        self.log.append(("execute_async_v3", stream))
+    def execute_async_v3(self, stream_handle):
+        self.log.append(("execute_async_v3", stream_handle))
         return True
 
 
@@ -114,10 +114,6 @@ def test_image_outputs_are_bound_as_head_inputs_without_copies(fake_trt):
     assert [e for e in log if e[0] == "execute_async_v3"] == [("execute_async_v3", 77)] * 2
     assert not [c for c in driver.calls if c[0] in ("htod", "dtoh")]  # no host round trip between the graphs
     assert isinstance(logits, CudaBuffer) and logits.shape == (2, 5, 4, 4)
-    # a second frame reuses the output buffers (no new allocation)
-    allocations = len([c for c in driver.calls if c[0] == "alloc"])
-    executor.run("image", {Names.IMAGE: batch})
-    assert len([c for c in driver.calls if c[0] == "alloc"]) == allocations
 
 
 def test_missing_input_is_named(fake_trt):

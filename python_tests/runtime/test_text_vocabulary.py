@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from zsseg_rt.bundle import Names
-from zsseg_rt.bundle.tokenizer import expand_templates
 from zsseg_rt.runtime import Engine
+from zsseg_rt.vocabulary import expand_templates
 
 TEMPLATES = ("a photo of a {}.", "a blurry photo of the {} in the scene.")
 
@@ -92,7 +92,7 @@ def test_cache_is_bounded(engine):
     engine.text_cache_size = 3
     engine.set_classes(["a", "b"], templates=TEMPLATES[:1])
     engine.set_classes(["c", "d"], templates=TEMPLATES[:1])
-    assert len(engine._cache) == 3
+    assert len(engine.text_cache) == 3
     assert engine.class_names == ["c", "d"]
 
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 open_clip = pytest.importorskip("open_clip")
 
-from zsseg_rt.bundle.tokenizer import ClipTokenizer, build_tokenizer_json, expand_templates  # noqa: E402
+from zsseg_rt.vocabulary import ClipTokenizer, build_tokenizer_json, expand_templates  # noqa: E402
 
 
 @pytest.fixture(scope="module")

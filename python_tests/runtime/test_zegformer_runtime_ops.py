@@ -13,7 +13,7 @@ from torchvision.ops import roi_align as tv_roi_align  # noqa: E402
 
 from zsseg_rt.models.zegformer import clip_branch  # noqa: E402
 from zsseg_rt.models.zegformer.predict import shortest_edge_shape as torch_side_shape  # noqa: E402
-from zsseg_rt.runtime import zegformer as Z  # noqa: E402
+from zsseg_rt.runtime.pipelines import two_stage as Z  # noqa: E402
 
 
 def _masks(rng, q, h, w):

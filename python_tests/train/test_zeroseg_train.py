@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from zsseg_rt.models.zeroseg.trainer import ZeroSegTrainer, cosine_lr
 from zsseg_rt.train.config import load_train_config
 from zsseg_rt.train.trainer import trainer_class
-from zsseg_rt.train.zeroseg import ZeroSegTrainer, cosine_lr
 
 
 def _cfg(tmp_path, **kw):

@@ -6,7 +6,7 @@ outputs). See the README.md in each folder for their origin."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional, Sequence
 
 ASSETS_DIR = Path(__file__).resolve().parent
 SAMPLES_DIR = ASSETS_DIR / "samples"
@@ -17,6 +17,13 @@ DEMO_PHOTO = "2011_000006.jpg"  # 500x375, person + chair + sofa: two sliding wi
 def sample_images() -> List[Path]:
     """The sample photos (``samples/JPEGImages/*.jpg``), sorted by name."""
     return sorted((SAMPLES_DIR / "JPEGImages").glob("*.jpg"))
+
+
+def verification_images(paths: Optional[Sequence[str]] = None, count: int = 2) -> List[str]:
+    """The photos an export is checked on: ``paths`` when given, else the first ``count`` sample photos."""
+    if paths:
+        return list(paths)
+    return [str(p) for p in sample_images()[:count]]
 
 
 def sample_image(name: str = DEMO_PHOTO) -> Path:
@@ -43,5 +50,6 @@ __all__ = [
     "DEMO_PHOTO",
     "sample_images",
     "sample_image",
+    "verification_images",
     "sample_label",
 ]

@@ -9,19 +9,15 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from zsseg_rt.errors import BundleError
+from zsseg_rt.vocabulary import name_key, seen_mask
+
+from .migrate import migrate_meta
 from .schema import META_HASH_FIELD, SchemaError, canonical_meta_sha256, check_file_name, check_meta_schema
 from .spec import BUNDLE_FORMAT_VERSION, Files, graph_files, graph_io
 
 MAX_META_BYTES = 16 << 20  # a meta.json larger than this is refused before it is parsed
-
-
-def normalize_class_name(name: str) -> str:
-    """The form in which class names are compared (seen-class calibration): whitespace collapsed, lower case."""
-    return " ".join(str(name).split()).lower()
-
-
-class BundleError(RuntimeError):
-    """A bundle is missing, incomplete, corrupted or incompatible."""
+normalize_class_name = name_key  # the former name: class names are compared by the vocabulary unit's one rule
 
 
 def sha256_file(path: str, chunk: int = 1 << 22) -> str:
@@ -64,7 +60,23 @@ class BundleMeta:
 
     @property
     def family(self) -> str:
-        return str(self.architecture.get("family", "zegclip"))
+        """The model family the bundle was exported from (``architecture.family``; information, not dispatch)."""
+        return str(self.architecture.get("family", ""))
+
+    @property
+    def pipeline(self) -> str:
+        """The runtime pipeline that runs this bundle (``zsseg_rt.runtime.pipelines``): "windowed", "two_stage"."""
+        return str(self.raw["pipeline"])
+
+    @property
+    def evaluation_protocol(self) -> str:
+        """How the bundle is evaluated (``zsseg_rt.eval``): "generalized_zero_shot" or a family's own protocol."""
+        return str(self.raw["evaluation_protocol"])
+
+    def section(self, name: str) -> Dict[str, Any]:
+        """A parameter section of meta.json (e.g. the two-stage pipeline's ``"two_stage"``); {} when absent."""
+        value = self.raw.get(name)
+        return dict(value) if isinstance(value, dict) else {}
 
     @property
     def postprocess(self) -> Dict[str, Any]:
@@ -99,11 +111,11 @@ class BundleMeta:
         """Per-class calibration: ``calibration_bias`` for names that were seen in training, else 0.
 
         This is the official inductive calibration (minus 0.1 after the sigmoid on seen classes) applied to a
-        run-time vocabulary: a class counts as seen when its name equals a training-split seen class name (compared by
-        ``normalize_class_name``: case and repeated whitespace do not matter).
+        run-time vocabulary: a class counts as seen when its name is a training-split seen class name (the same name
+        by ``zsseg_rt.vocabulary.name_key``: case, spacing and HTML entities do not matter).
         """
-        seen = {normalize_class_name(name) for name in self.seen_class_names}
-        return [self.calibration_bias if normalize_class_name(name) in seen else 0.0 for name in class_names]
+        seen = seen_mask(class_names, self.seen_class_names)
+        return [self.calibration_bias if is_seen else 0.0 for is_seen in seen]
 
 
 _REQUIRED = (
@@ -191,7 +203,8 @@ def load_meta(bundle_dir: str) -> BundleMeta:
     if not os.path.lexists(meta_path):
         raise BundleError(f"{meta_path!r} is missing: {bundle_dir!r} is not a complete bundle (re-run `zsseg export`)")
     bundle_file(bundle_dir, Files.META)  # inside the bundle, a regular file
-    raw = _read_meta_json(meta_path)
+    recorded_raw = _read_meta_json(meta_path)
+    raw = migrate_meta(recorded_raw)  # what an older bundle does not record yet (pipeline, evaluation protocol)
     if isinstance(raw, dict) and "format_version" in raw and raw["format_version"] != BUNDLE_FORMAT_VERSION:
         raise BundleError(
             f"bundle format {raw['format_version']!r} is not supported by this zsseg_rt (expects "
@@ -201,7 +214,7 @@ def load_meta(bundle_dir: str) -> BundleMeta:
     if problems:
         raise BundleError(f"{meta_path!r} is malformed: {'; '.join(problems)}; re-export the bundle")
     recorded = raw.get(META_HASH_FIELD)
-    if recorded is not None and recorded != canonical_meta_sha256(raw):
+    if recorded is not None and recorded != canonical_meta_sha256(recorded_raw):
         raise BundleError(
             f"{meta_path!r} was modified after export: its content does not match its recorded {META_HASH_FIELD} "
             f"{recorded}; re-export the bundle (or re-sign a deliberate edit with zsseg_rt.bundle.schema.write_meta)"
@@ -239,7 +252,7 @@ def check_bundle_integrity(meta: BundleMeta) -> None:
             "re-export the bundle with this zsseg_rt (or Engine(..., verify=False) to skip all checks)"
         )
     # every file the runtime opens must be covered, not only those meta.json happens to list
-    required = sorted(set(graph_files(meta.family).values()) | {Files.TOKENIZER})
+    required = sorted(set(graph_files(meta.pipeline).values()) | {Files.TOKENIZER})
     unlisted = [name for name in required if name not in meta.files]
     if unlisted:
         raise BundleError(f"meta.json of {meta.path!r} records no sha256 for {unlisted}; re-export the bundle")
@@ -260,7 +273,7 @@ def verify_files(meta: BundleMeta, names: Optional[Sequence[str]] = None) -> Non
     """
     if names is None:
         check_bundle_integrity(meta)
-        names = sorted(set(meta.files) | set(graph_files(meta.family).values()) | {Files.TOKENIZER})
+        names = sorted(set(meta.files) | set(graph_files(meta.pipeline).values()) | {Files.TOKENIZER})
     for name in names:
         expected = meta.files.get(name)
         if expected is None:

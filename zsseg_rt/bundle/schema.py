@@ -17,6 +17,11 @@ import os
 import re
 from typing import Any, Callable, Dict, List, Mapping
 
+from zsseg_rt.vocabulary import validate_templates
+
+from .migrate import migrate_meta
+from .spec import PIPELINE_GRAPH_FILES
+
 __all__ = ["META_HASH_FIELD", "canonical_meta_sha256", "check_meta_schema", "check_file_name", "write_meta"]
 
 META_HASH_FIELD = "meta_sha256"
@@ -111,8 +116,6 @@ def _templates(value: Any) -> str:
     error = _strings(non_empty=True)(value)
     if error:
         return error
-    from zsseg_rt.pipeline.vocabulary import validate_templates  # torch-free
-
     try:
         validate_templates(value)
     except (TypeError, ValueError) as exc:
@@ -159,6 +162,17 @@ def _postprocess(value: Any) -> str:
         error = check(value[key]) if key in value else ""
         if error:
             return f"{key}: {error}"
+    synonyms = value.get("synonyms", "mean")
+    if synonyms not in ("mean", "max"):
+        return f"synonyms: 'mean' or 'max', got {synonyms!r}"
+    if synonyms == "max" and value.get("activation", "sigmoid") != "softmax":
+        return "synonyms: 'max' (the max over a class's names' probabilities) needs activation 'softmax'"
+    table = value.get("vocabulary_settings", {})
+    if not isinstance(table, dict) or not all(
+        isinstance(v, dict) and set(v) <= {"logit_scale", "background_threshold", "area_threshold"}
+        for v in table.values()
+    ):
+        return "vocabulary_settings: an object of {vocabulary: {logit_scale, background_threshold, area_threshold}}"
     return ""
 
 
@@ -173,12 +187,13 @@ def _io(value: Any) -> str:
     return ""
 
 
-ZEGFORMER_FUSIONS = ("ensemble", "ensemble_all", "clip_only", "none")
-ZEGFORMER_CLIP_STYLES = ("cropmask", "crop", "mask")
+TWO_STAGE_FUSIONS = ("ensemble", "ensemble_all", "clip_only", "none")
+TWO_STAGE_CLIP_STYLES = ("cropmask", "crop", "mask")
 
 
-def _zegformer(value: Any) -> str:
-    """The ``zegformer`` section of a ZegFormer bundle (``zsseg_rt.runtime.zegformer`` reads every field)."""
+def _two_stage(value: Any) -> str:
+    """The ``two_stage`` section of a two-stage pipeline bundle (``zsseg_rt.runtime.pipelines.two_stage`` reads
+    every field)."""
     if not isinstance(value, dict):
         return f"an object, got {type(value).__name__}"
     checks: Dict[str, Callable[[Any], str]] = {
@@ -187,8 +202,8 @@ def _zegformer(value: Any) -> str:
         "clip_image_size": _int(1, MAX_SIDE),
         "clip_mean": _triple(positive=False),
         "clip_std": _triple(positive=True),
-        "fusion": lambda v: "" if v in ZEGFORMER_FUSIONS else f"one of {ZEGFORMER_FUSIONS}, got {v!r}",
-        "clip_cls_style": lambda v: "" if v in ZEGFORMER_CLIP_STYLES else f"one of {ZEGFORMER_CLIP_STYLES}, got {v!r}",
+        "fusion": lambda v: "" if v in TWO_STAGE_FUSIONS else f"one of {TWO_STAGE_FUSIONS}, got {v!r}",
+        "clip_cls_style": lambda v: "" if v in TWO_STAGE_CLIP_STYLES else f"one of {TWO_STAGE_CLIP_STYLES}, got {v!r}",
         "ensemble_lambda": lambda v: _number()(v) or ("" if 0.0 <= v <= 1.0 else f"a number in [0, 1], got {v}"),
         "size_divisibility": _int(1, 1024),
         "test_short_side": _int(1, 1 << 16),
@@ -229,7 +244,9 @@ OPTIONAL: Dict[str, Callable[[Any], str]] = {
     "test_scale": _test_scale,
     "postprocess": _postprocess,
     "io": _io,
-    "zegformer": _zegformer,
+    "pipeline": lambda v: "" if v in PIPELINE_GRAPH_FILES else f"one of {sorted(PIPELINE_GRAPH_FILES)}, got {v!r}",
+    "evaluation_protocol": lambda v: "" if isinstance(v, str) and v.isidentifier() else f"a name, got {v!r}",
+    "two_stage": _two_stage,
     "source_checkpoint": _optional(lambda v: "" if isinstance(v, str) else f"a path string, got {v!r}"),
     META_HASH_FIELD: lambda v: "" if isinstance(v, str) and _SHA256.match(v) else f"64 hex digits, got {v!r}",
 }
@@ -239,6 +256,7 @@ def check_meta_schema(raw: Any) -> List[str]:
     """All schema violations of a parsed meta.json (empty when it is valid), each ``"field: expected ..."``."""
     if not isinstance(raw, dict):
         return [f"meta.json must hold a JSON object, got {type(raw).__name__}"]
+    raw = migrate_meta(raw)  # an older bundle's meta.json is checked as what it means now
     missing = [key for key in REQUIRED if key not in raw]
     if missing:
         return [f"lacks required fields {missing}"]
@@ -251,6 +269,6 @@ def check_meta_schema(raw: Any) -> List[str]:
             problems.append(f"patch_size: {raw['patch_size']} does not divide image_size {raw['image_size']}")
         if raw["crop_size"] > raw["image_size"]:
             problems.append(f"crop_size: {raw['crop_size']} is larger than the graphs' input image_size")
-        if raw["architecture"].get("family") == "zegformer" and "zegformer" not in raw:
-            problems.append("zegformer: a ZegFormer bundle (architecture.family 'zegformer') needs this section")
+        if raw.get("pipeline") == "two_stage" and "two_stage" not in raw:
+            problems.append("two_stage: a bundle of the two-stage pipeline (pipeline 'two_stage') needs this section")
     return problems

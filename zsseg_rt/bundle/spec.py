@@ -13,7 +13,7 @@ class Files:
     HEAD = "head.onnx"
     TEXT_ENCODER = "text_encoder.onnx"
     TOKENIZER = "tokenizer.json"
-    # ZegFormer (two-stage) bundles: the mask branch and CLIP's image tower on the proposals' crops
+    # two-stage pipeline bundles: the mask branch and CLIP's image tower on the proposals' crops
     MASK_BRANCH = "mask_branch.onnx"
     CLIP_IMAGE_ENCODER = "clip_image_encoder.onnx"
     ENGINE_DIR = "engines"  # TensorRT engines + timing cache, built on the target device
@@ -35,7 +35,7 @@ class Names:
     MASK_LOGITS = "mask_logits"  # [B, C, h, w] float32, pre-sigmoid (ZeroSeg: [B, 1 + C, S, S] class maps)
     # text encoder
     TOKENS = "tokens"  # [P, L] int32 token ids
-    # ZegFormer mask branch and CLIP crop encoder
+    # two-stage pipeline: mask branch and CLIP crop encoder
     CLASS_LOGITS = "class_logits"  # [B, Q, C+1] float32, query-classifier logits (last column: no-object)
     QUERY_MASKS = "query_masks"  # [B, Q, H/4, W/4] float32, per-query mask logits
     CROPS = "crops"  # [N, 3, S, S] float32, CLIP-normalised crops (S = the CLIP input size)
@@ -54,21 +54,29 @@ class Names:
     TEXT_ENCODER_OUTPUTS = (TEXT_EMBEDDINGS,)
 
 
-# Graph roles -> file names. Every per-graph table in zsseg_rt is keyed by these roles.
+# Graph roles -> file names. Every per-graph table in zsseg_rt is keyed by these roles. The windowed pipeline's
+# bundles (image encoder + head per window, text encoder):
 GRAPH_FILES = {"image": Files.IMAGE_ENCODER, "head": Files.HEAD, "text": Files.TEXT_ENCODER}
-# ZegFormer bundles (architecture.family "zegformer") hold other graphs: the mask branch, CLIP's image tower on
-# the crops (dynamic crop batch) and the same text encoder.
-ZEGFORMER_GRAPH_FILES = {"mask": Files.MASK_BRANCH, "clip_image": Files.CLIP_IMAGE_ENCODER, "text": Files.TEXT_ENCODER}
+# The two-stage pipeline's bundles hold other graphs: the mask branch, CLIP's image tower on the crops (dynamic crop
+# batch) and the same text encoder.
+TWO_STAGE_GRAPH_FILES = {"mask": Files.MASK_BRANCH, "clip_image": Files.CLIP_IMAGE_ENCODER, "text": Files.TEXT_ENCODER}
+PIPELINE_GRAPH_FILES = {"windowed": GRAPH_FILES, "two_stage": TWO_STAGE_GRAPH_FILES}
 
 
-def graph_files(family: str):
-    """Graph roles -> file names of a bundle of model family ``family`` (``meta.json`` architecture.family)."""
-    return dict(ZEGFORMER_GRAPH_FILES if family == "zegformer" else GRAPH_FILES)
+def graph_files(pipeline: str = "windowed"):
+    """Graph roles -> file names of a bundle of runtime pipeline ``pipeline`` (``meta.json`` "pipeline")."""
+    try:
+        return dict(PIPELINE_GRAPH_FILES[pipeline])
+    except KeyError:
+        raise ValueError(
+            f"unknown runtime pipeline {pipeline!r} in meta.json; known: {sorted(PIPELINE_GRAPH_FILES)} (a newer "
+            "zsseg_rt wrote this bundle?)"
+        ) from None
 
 
-def zegformer_graph_io():
-    """The I/O table of a ZegFormer bundle: mask branch (image of any size, padded to the size divisibility),
-    CLIP crop encoder (dynamic crop batch) and text encoder."""
+def two_stage_graph_io():
+    """The I/O table of a two-stage pipeline bundle: mask branch (image of any size, padded to the size
+    divisibility), CLIP crop encoder (dynamic crop batch) and text encoder."""
     text = default_graph_io()["text"]
     return {
         "mask": {

@@ -7,7 +7,8 @@
 * :mod:`.synthetic`: procedural labelled images for tests
 """
 
-from .datasets import DATASET_TYPES, DatasetLayoutError, SegmentationDataset, build_dataset
+from .build import build_dataset
+from .datasets import DATASET_TYPES, DatasetLayoutError, SegmentationDataset
 from .labels import (
     IGNORE_INDEX,
     CorruptFileError,

@@ -84,7 +84,7 @@ def resolve_classes(class_names: Sequence[str], refs: Sequence[Union[int, str]])
 
 def _class_names(ref) -> List[str]:
     if isinstance(ref, str):
-        from .vocab import load_class_names  # the bundled vocabulary files, torch-free
+        from zsseg_rt.vocabulary.class_lists import load_class_names  # the bundled vocabulary files, torch-free
 
         return load_class_names(ref)
     return [str(n) for n in ref]

@@ -1,30 +1,9 @@
-"""The bundled class-name lists (``zsseg_rt/models/common/vocab/*.json``), readable without torch: the dataset
-readers and the runtime-only evaluation use them, and ``zsseg_rt.models.common.config`` re-exports them."""
+"""Deprecated import path, kept for one release (CHANGELOG.md): the class lists are :mod:`zsseg_rt.vocabulary`."""
 
-from __future__ import annotations
+import warnings
 
-import json
-from pathlib import Path
-from typing import List, Sequence, Union
+from zsseg_rt.vocabulary.class_lists import VOCAB_DIR, load_class_names
 
 __all__ = ["VOCAB_DIR", "load_class_names"]
 
-VOCAB_DIR = Path(__file__).resolve().parent.parent / "models" / "common" / "vocab"
-
-
-def load_class_names(ref: Union[str, Sequence[str]]) -> List[str]:
-    """Class names from a vocab file name (``"vocab/voc20.json"``, ``"voc20"``), a path, or a list."""
-    if not isinstance(ref, str):
-        return [str(n) for n in ref]
-    candidates = [Path(ref), VOCAB_DIR / ref, VOCAB_DIR / f"{ref}.json"]
-    if ref.startswith("vocab/"):
-        candidates.append(VOCAB_DIR / ref[len("vocab/") :])
-    for p in candidates:
-        if p.is_file():
-            with open(p, "r", encoding="utf-8") as handle:
-                data = json.load(handle)
-            names = data["class_names"] if isinstance(data, dict) else data
-            return [str(n) for n in names]
-    raise FileNotFoundError(
-        f"class-name list {ref!r} not found (looked in {VOCAB_DIR}); give a JSON file with a 'class_names' list"
-    )
+warnings.warn("zsseg_rt.data.vocab is deprecated: import from zsseg_rt.vocabulary", DeprecationWarning, stacklevel=2)

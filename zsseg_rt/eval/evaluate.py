@@ -15,16 +15,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from zsseg_rt.data import SegmentationDataset, build_dataset
 
 from .metrics import ConfusionMatrix, summarize
-from .training_free_protocol import protocol_record as protocol_record_of
 
-__all__ = ["evaluate", "load_for_eval", "Segmenter", "checkpoint_kind", "model_from_config"]
+__all__ = [
+    "evaluate",
+    "load_for_eval",
+    "Segmenter",
+    "checkpoint_kind",
+    "model_from_config",
+    "evaluation_settings",
+    "apply_evaluation_settings",
+]
 
 
 def checkpoint_kind(path: Union[str, Path]) -> str:
@@ -41,16 +48,25 @@ def checkpoint_kind(path: Union[str, Path]) -> str:
     )
 
 
-def _is_zeroseg(obj) -> bool:
-    """A ZeroSeg student or an Engine on a ZeroSeg bundle (no torch import: bundles evaluate without torch)."""
+GENERALIZED_ZERO_SHOT = "generalized_zero_shot"  # this module's protocol: mIoU(seen), mIoU(unseen), hIoU
+
+
+def evaluation_protocol(obj) -> str:
+    """The protocol ``obj`` is evaluated under: an Engine's bundle records it (meta.json), a PyTorch model's family
+    declares it (registry). No torch import: bundles evaluate without torch."""
     meta = getattr(obj, "meta", None)
-    if meta is not None and hasattr(meta, "family"):
-        return meta.family == "zeroseg"
-    return getattr(getattr(obj, "config", None), "family", "") == "zeroseg"
+    if meta is not None and hasattr(meta, "evaluation_protocol"):
+        return str(meta.evaluation_protocol)
+    from zsseg_rt.models.registry import family_of_model
+
+    return family_of_model(obj).evaluation_protocol
 
 
 class Segmenter:
-    """``segmenter(rgb [H,W,3] uint8) -> labels [H,W]`` over a fixed vocabulary (torch model or Engine)."""
+    """``segmenter(rgb [H,W,3] uint8) -> labels [H,W]`` over a fixed vocabulary (torch model or Engine).
+
+    ``vocabulary``: bundles: a named vocabulary to set instead of the dataset's class names (the same classes in the
+    same order, with the official class file's synonyms: a family's evaluation settings name it)."""
 
     def __init__(
         self,
@@ -61,11 +77,13 @@ class Segmenter:
         mode: str,
         device: Optional[str] = None,
         seen_classes=None,
+        vocabulary: Optional[str] = None,
     ):
-        if _is_zeroseg(obj):  # its labels put background at 0: the generic confusion matrix would be silently wrong
+        protocol = evaluation_protocol(obj)
+        if protocol != GENERALIZED_ZERO_SHOT:  # e.g. labels with background at 0: this confusion matrix would be wrong
             raise ValueError(
-                "ZeroSeg is evaluated under its own protocol (background + classes): use zsseg eval without --ray "
-                "(zsseg_rt.models.zeroseg.evaluate.evaluate_checkpoint)"
+                f"this model is evaluated under its own protocol ({protocol!r}): use zsseg eval without --ray "
+                "(zsseg_rt.eval.evaluate dispatches it to its family)"
             )
         self.kind, self.obj, self.mode = kind, obj, mode
         self.class_names = list(class_names)
@@ -75,6 +93,13 @@ class Segmenter:
         if kind == "bundle":
             if text is not None:
                 obj.set_text_embeddings(self.class_names, text)
+            elif vocabulary is not None:  # a named vocabulary for the dataset's classes (its official class file)
+                obj.set_classes(vocabulary)
+                if len(obj.class_names) != len(self.class_names):
+                    raise ValueError(
+                        f"vocabulary {vocabulary!r} has {len(obj.class_names)} classes, the dataset "
+                        f"{len(self.class_names)}"
+                    )
             else:
                 obj.set_classes(self.class_names)
         elif text is None:
@@ -86,22 +111,14 @@ class Segmenter:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         if self.kind == "bundle":
             return self.obj(rgb, color_order="rgb").labels
-        if getattr(self.obj.config, "family", "") == "zegformer":  # two-stage: its own whole-image test pipeline
-            from zsseg_rt.models.zegformer.predict import predict_zegformer
+        from zsseg_rt.models.registry import family_of_model
 
-            labels, _ = predict_zegformer(
-                self.obj, rgb, self.class_names, text=self.text, seen_classes=self.seen_classes, device=self.device
-            )
-            return labels
-        from zsseg_rt.models.common.predict import predict
-
-        labels, _ = predict(
+        labels, _ = family_of_model(self.obj).predict(  # the family's PyTorch inference (its own test pipeline)
             self.obj,
             rgb,
-            class_names=self.class_names,
+            self.class_names,
             text=self.text,
             mode=self.mode,
-            color_order="rgb",
             device=self.device,
             seen_classes=self.seen_classes,
         )
@@ -122,7 +139,7 @@ def load_for_eval(path: Union[str, Path], device: Optional[str] = None, backend:
     from zsseg_rt.models import load_native
 
     if kind == "native":
-        model = load_native(str(path), device=device)  # dispatches ZegCLIP / CLIP-RC on the stored format
+        model = load_native(str(path), device=device)  # the family is the one of the stored format
     else:
         from zsseg_rt.train.checkpoint import load_checkpoint
 
@@ -136,17 +153,17 @@ def load_for_eval(path: Union[str, Path], device: Optional[str] = None, backend:
 
 def model_from_config(config: Dict[str, Any]):
     """An untrained model of the family a training checkpoint's ``model_config`` names (weights come after):
-    the family is resolved by the model registry (no ``"family"`` -> ZegCLIP); only trainable families
-    (ZegCLIP, CLIP-RC) are accepted."""
-    from zsseg_rt.models import create_model, family_of
+    the family is resolved by the model registry (no ``"family"`` -> the default family); only families that are
+    trained are accepted."""
+    from zsseg_rt.models import create_model, families, family_of, get_family
 
     if not isinstance(config, dict):
         raise TypeError(f"model_config must be a dict, got {type(config).__name__}")
-    family = family_of(config)
-    if family not in ("zegclip", "cliprc", "zegformer", "zeroseg"):
+    family = get_family(family_of(config))
+    if not family.trainable:
+        trained = ", ".join(get_family(name).label for name in families() if get_family(name).trainable)
         raise ValueError(
-            f"training checkpoint holds a model of family {family!r}; only ZegCLIP, CLIP-RC, ZegFormer and ZeroSeg "
-            "checkpoints are trained"
+            f"training checkpoint holds a model of family {family.name!r}; only {trained} checkpoints are trained"
         )
     return create_model(dict(config))
 
@@ -165,7 +182,7 @@ def evaluate(
     text_weights: Optional[str] = None,
     background_threshold: Optional[float] = None,
     thresholds: str = "paper",
-    protocol: str = "official",
+    settings: str = "official",
 ) -> Dict[str, Any]:
     """Metrics of ``checkpoint`` (path, ``ZegCLIP`` / ``CLIPRC`` or ``Engine``) on ``dataset`` (object or spec dict).
 
@@ -176,11 +193,12 @@ def evaluate(
         unseen: override the dataset split's unseen classes (names or indices) for mIoU(S)/mIoU(U)/hIoU.
         seen_classes: indices calibrated as seen (default: the checkpoint's seen classes, matched by name).
         limit: evaluate only the first ``limit`` images.
-        text_weights, background_threshold, thresholds: ZeroSeg only (its protocol: background + classes, see
-            :func:`zsseg_rt.models.zeroseg.evaluate.evaluate_checkpoint`).
-        protocol: training-free bundles: "official" (default) runs the method with its official settings for the
-            dataset (``zsseg_rt/eval/training_free_settings.json``: logit scale, thresholds, PAMR, test size) and
-            records them with what the bundle cannot follow under ``"training_free_protocol"``; "bundle" keeps the bundle's own.
+        text_weights, background_threshold, thresholds: options of a family's own evaluation protocol (a bundle's
+            meta.json or the model's family names it), e.g. background + classes with a threshold per dataset.
+        settings: bundles: "official" (default) runs a bundle with its family's official test settings for the
+            dataset where the family has them (``Family.evaluation_settings``: e.g. a training-free method's logit
+            scale, thresholds, PAMR and test size), restored afterwards; "bundle" keeps the bundle's own. What ran
+            is recorded under ``"evaluation_settings"`` (absent when the family has no such settings).
     Returns:
         the :func:`summarize` dict plus ``images``, ``skipped`` (corrupt files), ``mode``, ``dataset``.
     """
@@ -209,21 +227,27 @@ def evaluate(
         text = np.asarray(text_embeddings, dtype=np.float32)
     if text is not None and text.shape[0] != ds.num_classes:
         raise ValueError(f"text embeddings have {text.shape[0]} rows for {ds.num_classes} dataset classes")
-    if _is_zeroseg(obj) and kind == "bundle":  # background kept as class 0, per-dataset threshold; no torch
-        from .zeroseg_protocol import evaluate_zeroseg_bundle
+    protocol = evaluation_protocol(obj)
+    if protocol != GENERALIZED_ZERO_SHOT:  # a family's own protocol (e.g. background kept as class 0)
+        from zsseg_rt.models.registry import protocol_family
 
-        return evaluate_zeroseg_bundle(obj, ds, text, background_threshold, thresholds, limit, progress)
-    if _is_zeroseg(obj):  # the PyTorch student, same protocol
-        from zsseg_rt.models.zeroseg.evaluate import evaluate_checkpoint  # (torch is imported only here)
-
-        return evaluate_checkpoint(
-            obj, ds, mode, text, text_weights, background_threshold, thresholds, limit, progress, device
+        return protocol_family(protocol).evaluate(
+            obj,
+            ds,
+            kind=kind,
+            mode=mode,
+            text=text,
+            text_weights=text_weights,
+            background_threshold=background_threshold,
+            thresholds=thresholds,
+            limit=limit,
+            progress=progress,
+            device=device,
         )
-    # a training-free bundle's Engine follows the official settings for the evaluation only (restored after)
-    saved = (obj.postprocessor, obj.test_scale) if kind == "bundle" and hasattr(obj, "test_scale") else None
-    try:
-        protocol_record = protocol_record_of(obj, ds.name, protocol) if kind == "bundle" else None
-        seg = Segmenter(kind, obj, ds.class_names, text, mode, device, seen_classes)
+    record, restore = apply_evaluation_settings(obj, ds.name, settings) if kind == "bundle" else (None, None)
+    try:  # the bundle follows its family's settings for this evaluation only
+        named = record.get("vocabulary") if record else None
+        seg = Segmenter(kind, obj, ds.class_names, text, mode, device, seen_classes, named)
         cm = ConfusionMatrix(ds.num_classes)
         n = len(ds) if limit is None else min(len(ds), int(limit))
         done = 0
@@ -235,8 +259,8 @@ def evaluate(
             cm.update(seg(rgb), gt)
             done += 1
     finally:
-        if saved is not None:
-            obj.postprocessor, obj.test_scale = saved
+        if restore is not None:
+            restore()
     out = summarize(cm, ds.class_names, split.unseen)
     out.update(
         {
@@ -248,9 +272,36 @@ def evaluate(
             "source": kind,
         }
     )
-    if protocol_record is not None:
-        out["training_free_protocol"] = protocol_record
+    if record is not None:
+        out["evaluation_settings"] = record
     return out
+
+
+def evaluation_settings(meta, dataset_name: str, settings: str = "official") -> Optional[Dict[str, Any]]:
+    """The record of the test settings a bundle (its ``BundleMeta``) is evaluated with on ``dataset_name``: its
+    family's official per-dataset settings (``Family.evaluation_settings``), or None when the family has none."""
+    from zsseg_rt.models.family import EVALUATION_SETTINGS
+    from zsseg_rt.models.registry import get_family
+
+    if settings not in EVALUATION_SETTINGS:
+        raise ValueError(f"settings must be one of {EVALUATION_SETTINGS}, got {settings!r}")
+    return get_family(meta.family).evaluation_settings(meta, dataset_name, settings)
+
+
+def apply_evaluation_settings(
+    engine, dataset_name: str, settings: str = "official"
+) -> Tuple[Optional[Dict[str, Any]], Callable[[], None]]:
+    """Make an Engine follow its family's settings for ``dataset_name`` (:func:`evaluation_settings`).
+
+    Returns:
+        ``(record or None, restore)``: ``restore()`` gives the Engine its own settings back.
+    """
+    from zsseg_rt.models.registry import get_family
+
+    record = evaluation_settings(engine.meta, dataset_name, settings)
+    if record is None:
+        return None, lambda: None
+    return record, get_family(engine.meta.family).apply_evaluation_settings(engine, record)
 
 
 def save_json(metrics: Dict[str, Any], path: Union[str, Path]) -> None:

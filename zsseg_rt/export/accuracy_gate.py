@@ -51,6 +51,7 @@ class GateReport:
     passed: bool
     accepted: bool = False  # passed, or explicitly accepted below the gate
     reference: str = "onnxruntime fp32 (CPU)"
+    candidate_path: str = "host"  # "device pipeline" when the photos ran through the path users run on a GPU
     notes: List[str] = field(default_factory=list)
 
     @property
@@ -59,8 +60,8 @@ class GateReport:
         finite = "" if self.finite else ", non-finite outputs"
         return (
             f"accuracy gate {verdict}: {100 * self.label_agreement:.2f}% labels agree with ONNX Runtime fp32 on "
-            f"{self.photos} photo(s) (need >= {100 * self.min_label_agreement:.1f}%), max |logit error| "
-            f"{self.max_abs_logit_error:.3g}{finite}"
+            f"{self.photos} photo(s) (need >= {100 * self.min_label_agreement:.1f}%, {self.candidate_path} path), "
+            f"max |logit error| {self.max_abs_logit_error:.3g}{finite}"
         )
 
     def as_dict(self) -> Dict:
@@ -87,6 +88,34 @@ class _RecordingBackend(Backend):
         return self.inner.encode_text(tokens)
 
 
+def _record_head_logits(engine) -> List[np.ndarray]:
+    """Keep every mask-logit output of ``engine``'s head, in call order, on the host. On the device pipeline the
+    executor's head outputs are downloaded right after each head run (an extra copy, for the gate only); on the
+    host path the backend's head output is kept."""
+    logits: List[np.ndarray] = []
+    device = getattr(engine, "_device", None)
+    if device is None:
+        engine.backend = _RecordingBackend(engine.backend)
+        return engine.backend.logits
+    from zsseg_rt.bundle import Names
+
+    executor, memory = device.executor, device.memory
+    run = executor.run
+
+    def recording_run(role, inputs):
+        outputs = run(role, inputs)
+        if role == "head":
+            buffer = outputs[Names.MASK_LOGITS]
+            host = np.empty(tuple(buffer.shape), np.float32)
+            memory.download("accuracy_gate_logits", buffer, host)
+            memory.synchronize()
+            logits.append(host)
+        return outputs
+
+    executor.run = recording_run
+    return logits
+
+
 def _max_abs(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
@@ -102,7 +131,7 @@ def random_input_errors(
     meta: BundleMeta, candidate: Backend, reference: Backend, roles: Sequence[str], seed: int = 0
 ) -> Dict[str, object]:
     """Max |candidate - reference| per graph in ``roles`` on random inputs, and whether all outputs were finite."""
-    from zsseg_rt.bundle.tokenizer import ClipTokenizer
+    from zsseg_rt.vocabulary import ClipTokenizer
 
     rng = np.random.default_rng(seed)
     size = int(meta.image_size)
@@ -162,6 +191,7 @@ def run_accuracy_gate(
     classes: Optional[Sequence[str]] = None,
     max_batch: int = 1,
     accept_below_gate: bool = False,
+    device_pipeline="auto",
 ) -> GateReport:
     """Compare ``candidate`` with ``reference`` on random inputs and photos and decide.
 
@@ -173,8 +203,11 @@ def run_accuracy_gate(
         roles: the graphs that were built (random-input errors are measured for these).
         images: photo paths or ``[H, W, 3]`` uint8 BGR arrays (default: the shipped sample photos).
         classes: vocabulary for the photos (default: the 20 VOC classes, capped at ``meta.max_classes``).
-        max_batch: windows per encoder call (both sides batch alike).
+        max_batch: windows per encoder call (``Engine.max_batch``; the device pipeline caps it at the engine's
+            profile).
         accept_below_gate: mark a failing result as accepted (explicit override).
+        device_pipeline: the candidate Engine's ``device_pipeline`` setting; default "auto", what users run (the
+            device-resident pipeline where the candidate is TensorRT and CUDA ops are usable).
     Returns:
         the ``GateReport``.
     """
@@ -182,19 +215,23 @@ def run_accuracy_gate(
 
     random = random_input_errors(meta, candidate, reference, roles)
     names = list(classes) if classes else VOC_CLASSES[: int(meta.max_classes)]
-    recorders = [_RecordingBackend(candidate), _RecordingBackend(reference)]
-    engines = [
-        Engine(meta.path, names, backend=b, verify=False, max_batch=max_batch, device_pipeline=False) for b in recorders
-    ]
+    # the candidate runs the path users run: Engine's default device_pipeline="auto" (on a GPU with TensorRT: the
+    # device-resident pipeline, with its chunking and buffers); the reference is ONNX Runtime's host path
+    cand_engine = Engine(
+        meta.path, names, backend=candidate, verify=False, max_batch=max_batch, device_pipeline=device_pipeline
+    )
+    ref_engine = Engine(meta.path, names, backend=reference, verify=False, max_batch=max_batch, device_pipeline=False)
+    recorded = [_record_head_logits(cand_engine), _record_head_logits(ref_engine)]
     agree, pixels, finite = 0, 0, bool(random["finite"])
     photos = _read_photos(images)
     for photo in photos:
-        cand, ref = (engine(photo) for engine in engines)
+        cand, ref = cand_engine(photo), ref_engine(photo)
         agree += int(np.count_nonzero(cand.labels == ref.labels))
         pixels += int(cand.labels.size)
         finite &= _all_finite(cand.scores)
-    logit_error = max((_max_abs(c, r) for c, r in zip(recorders[0].logits, recorders[1].logits)), default=0.0)
-    finite &= _all_finite(*recorders[0].logits)
+    cand_logits, ref_logits = _by_window(recorded[0]), _by_window(recorded[1])
+    logit_error = max((_max_abs(c, r) for c, r in zip(cand_logits, ref_logits)), default=0.0)
+    finite &= _all_finite(*cand_logits)
     agreement = agree / max(pixels, 1)
     threshold = MIN_LABEL_AGREEMENT[precision]
     passed = bool(finite and agreement >= threshold)
@@ -209,16 +246,28 @@ def run_accuracy_gate(
         finite=finite,
         passed=passed,
         accepted=passed or bool(accept_below_gate),
+        candidate_path="device pipeline" if cand_engine._device is not None else "host",
     )
 
 
+def _by_window(chunks: Sequence[np.ndarray]) -> List[np.ndarray]:
+    """Per-window ``[C, h, w]`` logits from head outputs of any batch split (the two sides may chunk differently:
+    the device pipeline's windows per call are capped by the engine's profile)."""
+    return [window for chunk in chunks for window in np.asarray(chunk)]
+
+
 class MixedBackend(Backend):
-    """The candidate's graphs where engines were built (``roles``), the reference's elsewhere."""
+    """The candidate's graphs where engines were built (``roles``), the reference's elsewhere. When the image encoder
+    and the head are both the candidate's, it also offers the candidate's device executor (so the gate's Engine
+    runs the device pipeline exactly as a user's Engine on those engines does)."""
 
     name = "tensorrt+onnxruntime"
 
     def __init__(self, candidate: Backend, reference: Backend, roles: Sequence[str]):
         self._pick = {role: candidate if role in roles else reference for role in ("image", "head", "text")}
+        if {"image", "head"} <= set(roles) and hasattr(candidate, "device_executor"):
+            self.name = candidate.name
+            self.device_executor = candidate.device_executor
 
     def encode_image(self, images):
         return self._pick["image"].encode_image(images)

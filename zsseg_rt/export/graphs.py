@@ -2,11 +2,10 @@
 
 They are what gets exported to ONNX and what the torch backend runs, so the two cannot drift apart.
 
-A model family plugs in through optional hooks (ZegCLIP needs none):
-  * ``export_image_outputs``: names of the image encoder outputs (default: image_global, patches);
-  * ``export_encode_image(image) -> tuple`` of those outputs (default: ``encode_image(image)[:2]``);
-  * ``export_decode(text, *image_outputs, grid=(h, w)) -> mask_logits`` (default: ``decode(text, g, p, grid)``);
-  * ``export_postprocess``: dict recorded in meta.json (activation, logit_scale, background_threshold).
+A model family plugs in through the graph members of its family object (:class:`zsseg_rt.models.family.Family`,
+found through the registry by the model's ``config.family``): ``export_image_outputs(model)`` (names of the image
+encoder outputs), ``export_encode_image(model, image)``, ``export_decode(model, text, *image_outputs, grid=(h, w))``
+and ``export_postprocess(model)`` (the table recorded in meta.json).
 """
 
 from __future__ import annotations
@@ -16,11 +15,17 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from zsseg_rt.bundle import Names
+
+def family_of(model):
+    """The family object of ``model`` (:func:`zsseg_rt.models.registry.family_of_model`)."""
+    from zsseg_rt.models.registry import family_of_model
+
+    return family_of_model(model)
 
 
 def image_output_names(model) -> Tuple[str, ...]:
-    return tuple(getattr(model, "export_image_outputs", Names.IMAGE_ENCODER_OUTPUTS))
+    """Names of the image encoder graph's outputs (the family's ``export_image_outputs``)."""
+    return tuple(family_of(model).export_image_outputs(model))
 
 
 class ImageEncoderGraph(nn.Module):
@@ -29,14 +34,11 @@ class ImageEncoderGraph(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
+        self.family = family_of(model)
         self.eval()  # exporters restore the wrapper's mode afterwards: it must be eval, or dropout turns on
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        hook = getattr(self.model, "export_encode_image", None)
-        if hook is not None:
-            return tuple(hook(image))
-        image_global, patches, _ = self.model.encode_image(image)
-        return image_global, patches
+        return tuple(self.family.export_encode_image(self.model, image))
 
 
 class HeadGraph(nn.Module):
@@ -48,27 +50,27 @@ class HeadGraph(nn.Module):
     def __init__(self, model, grid: Tuple[int, int]):
         super().__init__()
         self.model = model
+        self.family = family_of(model)
         self.grid = (int(grid[0]), int(grid[1]))
         self.eval()
 
     def forward(self, text: torch.Tensor, *features: torch.Tensor) -> torch.Tensor:
-        hook = getattr(self.model, "export_decode", None)
-        if hook is not None:
-            return hook(text, *features, grid=self.grid)
-        image_global, patches = features
-        return self.model.decode(text, image_global, patches, self.grid)
+        return self.family.export_decode(self.model, text, *features, grid=self.grid)
 
 
 class TextEncoderGraph(nn.Module):
     """``tokens [P,L] int32`` -> ``text_embeddings [P,D]`` L2-normalised (open_clip ``encode_text``).
 
-    The end-of-text position is found with an argmax over int32 ids (TensorRT has no int64 ArgMax).
+    The end-of-text position is found with an argmax over int32 ids (TensorRT has no int64 ArgMax); the causal mask
+    is finite and the end-token pooling a one-hot MatMul (``export.text_graph``: the same numbers, TensorRT-friendly).
     """
 
     def __init__(self, model):
         super().__init__()
-        self.text = model.text_encoder
+        from .text_graph import ExportTextEncoder
+
+        self.text = ExportTextEncoder(model.text_encoder)
         self.eval()
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.text.encode_tokens(tokens)
+        return self.text(tokens)

@@ -19,9 +19,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, default_graph_io, sha256_file, write_meta
-from zsseg_rt.bundle.tokenizer import build_tokenizer_json
+from zsseg_rt.vocabulary import build_tokenizer_json
 
-from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph, image_output_names
+from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph, family_of, image_output_names
 from .overwrite import check_export_destination, replace_directory
 from .verify import verify_bundle
 
@@ -151,11 +151,14 @@ def _versions() -> Dict[str, str]:
 def build_meta(model, max_classes: int, opset: int, source: Optional[str], extra: Dict[str, Any]) -> Dict[str, Any]:
     """The ``meta.json`` content (without file hashes and verification)."""
     cfg = model.config
+    family = family_of(model)
     names: List[str] = list(cfg.class_names)
     seen = [names[i] for i in cfg.seen_classes]
     meta = {
         "format_version": BUNDLE_FORMAT_VERSION,
-        "architecture": {"family": getattr(model, "family", "zegclip"), "config": cfg.to_dict()},
+        "architecture": {"family": family.name, "config": cfg.to_dict()},
+        "pipeline": family.pipeline,
+        "evaluation_protocol": family.evaluation_protocol,
         "image_size": int(cfg.image_size),
         "patch_size": int(cfg.patch_size),
         "embed_dim": int(cfg.embed_dim),
@@ -172,7 +175,7 @@ def build_meta(model, max_classes: int, opset: int, source: Optional[str], extra
         "stride": int(getattr(cfg, "stride", 426)),
         "opset": int(opset),
         "io": default_graph_io(image_output_names(model)),
-        "postprocess": dict(getattr(model, "export_postprocess", None) or {"activation": "sigmoid"}),
+        "postprocess": dict(family.export_postprocess(model)),
         "exporter_versions": _versions(),
         "source_checkpoint": os.path.abspath(source) if source else None,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -194,8 +197,8 @@ def export_bundle(
     """Export ``model`` to a verified bundle directory and return its path.
 
     Args:
-        model: a ``zsseg_rt.models.ZegCLIP`` (any config), or another family's model with export hooks; a
-            ZegFormer gets its own graphs and checks (``zsseg_rt.export.zegformer``).
+        model: a model of any registered family: its family object (``zsseg_rt.models.family.Family``) gives the
+            graphs' members, or an exporter of its own (``exporter``; e.g. a two-stage bundle's graphs and checks).
         out_dir: destination directory (must not exist unless ``overwrite``).
         max_classes: the largest vocabulary the bundle (and its TensorRT profile) accepts; >= 1.
         opset: ONNX opset (>= 17 so LayerNormalization is a native op for TensorRT).
@@ -208,11 +211,8 @@ def export_bundle(
         ExportError when a check fails; the destination is left untouched.
         OverwriteRefused (a FileExistsError) when the destination may not be written.
     """
-    if getattr(getattr(model, "config", None), "family", "") == "zeroseg" and not hasattr(model, "export_verify"):
-        raise ValueError(
-            "a ZeroSeg student has no text tower: export it with zsseg_rt.models.zeroseg.bundle.export_zeroseg_bundle "
-            "(or `zsseg export --native DIR --text-weights openai`), which adds its teacher's CLIP text tower"
-        )
+    family = family_of(model)
+    exporter = family.exporter(model)  # a family's own bundle writer, or None; refuses what it cannot export
     if opset < 17:
         raise ValueError(f"opset must be >= 17 (native LayerNormalization for TensorRT), got {opset}")
     if max_classes < 1:
@@ -225,10 +225,8 @@ def export_bundle(
     model = model.eval().float().cpu()
     tmp = tempfile.mkdtemp(prefix=".zsseg-export-", dir=parent)
     try:
-        if getattr(model.config, "family", "") == "zegformer":  # two-stage: graphs + runtime of its own
-            from .zegformer import export_zegformer_bundle
-
-            report = export_zegformer_bundle(model, tmp, max_classes, opset, source, verify_images, extra_meta)
+        if exporter is not None:  # the family writes its bundle itself (e.g. the two-stage pipeline's graphs)
+            report = exporter(model, tmp, max_classes, opset, source, verify_images, extra_meta)
             _make_readable(tmp)
             if not report["passed"]:
                 raise ExportError(f"ONNX Runtime does not reproduce PyTorch: {json.dumps(report, indent=1)}")
@@ -242,8 +240,9 @@ def export_bundle(
         meta["tensorrt_compatibility"] = tensorrt_compatibility(tmp)
         meta["files"] = _hash_bundle_files(tmp)  # every file, ONNX external data included
         write_meta(os.path.join(tmp, Files.META), meta)  # with meta_sha256 over meta.json itself
-        hook = getattr(model, "export_verify", None)  # a family's own check (ZeroSeg: the Engine end to end)
-        report = hook(tmp, verify_images) if hook is not None else verify_bundle(tmp, model, verify_images)
+        report = family.export_verify(model, tmp, verify_images)  # a family's own check (e.g. the Engine end to end)
+        if report is None:
+            report = verify_bundle(tmp, model, verify_images)
         meta["verification"] = report
         write_meta(os.path.join(tmp, Files.META), meta)
         _make_readable(tmp)

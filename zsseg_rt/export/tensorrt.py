@@ -23,6 +23,7 @@ machine is rebuilt (``build_engines``) or refused (``load_engine``, ``find_engin
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -30,6 +31,15 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 from zsseg_rt.bundle import BundleMeta, load_meta
+from zsseg_rt.export.trt_memory import PeakMemory, default_workspace_bytes, summarize_memory
+from zsseg_rt.export.trt_precision import (  # noqa: F401  (re-exported: the precision recipes' public API)
+    inspect_pins,
+    keep_numerics_in_fp32,
+    l2_sum_of_squares_layers,
+    pin_to_fp32,
+    shape_only_layers,
+    summarize_pins,
+)
 from zsseg_rt.pipeline.preprocess import rescaled_size, sliding_windows
 from zsseg_rt.runtime.cuda_driver import CudaDriver, DeviceInfo
 from zsseg_rt.runtime.engine_cache import (  # noqa: F401  (re-exported: the engine-cache API lives here too)
@@ -58,6 +68,7 @@ from zsseg_rt.runtime.engine_cache import (  # noqa: F401  (re-exported: the eng
     profile_shapes,
     read_engine_record,
     record_accuracy_gate,
+    update_engine_record,
     validate_precision,
     write_engine_record,
 )
@@ -74,6 +85,7 @@ from zsseg_rt.runtime.tensorrt import (  # noqa: F401  (re-exported: the builder
     find_engines,
     import_tensorrt,
     load_engine,
+    tensorrt_logger,
 )
 
 LOG = logging.getLogger("zsseg_rt.tensorrt")
@@ -94,109 +106,6 @@ class BuildJob:
     timing_cache_path: Optional[str] = None
 
 
-def _fp32_sensitive(layer, trt) -> bool:
-    """LayerNorm, Softmax, reductions, Pow and Sqrt: what overflows or loses precision in fp16."""
-    kind = layer.type
-    if kind in (trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX, trt.LayerType.REDUCE):
-        return True
-    if kind == trt.LayerType.UNARY:
-        layer.__class__ = trt.IUnaryLayer
-        return layer.op == trt.UnaryOperation.SQRT
-    if kind == trt.LayerType.ELEMENTWISE:
-        layer.__class__ = trt.IElementWiseLayer
-        return layer.op == trt.ElementWiseOperation.POW
-    return False
-
-
-def _is_float_layer(layer, trt) -> bool:
-    floats = (trt.float32, trt.float16)
-    return layer.num_outputs > 0 and all(layer.get_output(j).dtype in floats for j in range(layer.num_outputs))
-
-
-def keep_numerics_in_fp32(network, trt, hops: int = 2) -> List[str]:
-    """The "fp16-pinned" recipe: pin LayerNorm (native or decomposed), Softmax and L2-normalisation layers to fp32.
-
-    The decomposed forms (ReduceMean/Pow/Sqrt/Div, x / ||x||) are found by marking reductions, Pow and Sqrt and
-    then the elementwise/activation layers up to ``hops`` consumers downstream of a reduction or Sqrt (x - mean,
-    var + eps, the divide, a clamp before it). Returns the names of the pinned layers.
-    """
-    layers = [network.get_layer(i) for i in range(network.num_layers)]
-    consumers: Dict[str, List[int]] = {}
-    for index, layer in enumerate(layers):
-        for k in range(layer.num_inputs):
-            tensor = layer.get_input(k)
-            if tensor is not None:
-                consumers.setdefault(tensor.name, []).append(index)
-    marked = {i for i, layer in enumerate(layers) if _fp32_sensitive(layer, trt)}
-    followers = (trt.LayerType.ELEMENTWISE, trt.LayerType.UNARY, trt.LayerType.ACTIVATION)
-    frontier = {i for i in marked if layers[i].type in (trt.LayerType.REDUCE, trt.LayerType.UNARY)}
-    for _ in range(hops):
-        nxt = set()
-        for index in frontier:
-            for j in range(layers[index].num_outputs):
-                nxt.update(
-                    c for c in consumers.get(layers[index].get_output(j).name, []) if layers[c].type in followers
-                )
-        marked |= nxt
-        frontier = nxt
-    return pin_to_fp32([layers[index] for index in sorted(marked)], trt)  # int (shape) layers are skipped
-
-
-def _producers(network) -> Dict[str, object]:
-    """tensor name -> the layer producing it."""
-    producers = {}
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        for j in range(layer.num_outputs):
-            producers[layer.get_output(j).name] = layer
-    return producers
-
-
-def _is_square(layer, trt) -> bool:
-    """x * x (the ONNX importer's ReduceSumSquare / ReduceL2 lowering) or x ** 2 (a decomposed norm)."""
-    if layer is None or layer.type != trt.LayerType.ELEMENTWISE:
-        return False
-    layer.__class__ = trt.IElementWiseLayer
-    if layer.op == trt.ElementWiseOperation.PROD:
-        return layer.get_input(0).name == layer.get_input(1).name
-    return layer.op == trt.ElementWiseOperation.POW
-
-
-def l2_sum_of_squares_layers(network, trt) -> List[object]:
-    """The layers of every L2 norm: square -> ReduceSum -> Sqrt (how the ONNX parser lowers ReduceL2), the one
-    place in these graphs whose values grow with the square of the features."""
-    producers = _producers(network)
-    found = []
-    for i in range(network.num_layers):
-        sqrt = network.get_layer(i)
-        if sqrt.type != trt.LayerType.UNARY:
-            continue
-        sqrt.__class__ = trt.IUnaryLayer
-        if sqrt.op != trt.UnaryOperation.SQRT:
-            continue
-        reduce = producers.get(sqrt.get_input(0).name)
-        if reduce is None or reduce.type != trt.LayerType.REDUCE:
-            continue
-        reduce.__class__ = trt.IReduceLayer
-        square = producers.get(reduce.get_input(0).name)
-        if reduce.op == trt.ReduceOperation.SUM and _is_square(square, trt):
-            found.extend([square, reduce, sqrt])
-    return found
-
-
-def pin_to_fp32(layers, trt) -> List[str]:
-    """Set precision and output types of float ``layers`` to fp32; returns their names."""
-    pinned = []
-    for layer in layers:
-        if not _is_float_layer(layer, trt):
-            continue
-        layer.precision = trt.float32
-        for j in range(layer.num_outputs):
-            layer.set_output_type(j, trt.float32)
-        pinned.append(layer.name)
-    return pinned
-
-
 def has_explicit_quantization(network, trt) -> bool:
     """True when the parsed network has QuantizeLinear/DequantizeLinear layers (an explicitly quantised graph)."""
     kinds = (trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE)
@@ -211,7 +120,7 @@ class TensorRTToolchain:
         self.trt = import_tensorrt()
         self.cuda = cuda if cuda is not None else CudaDriver()
         self.device_index = device_index
-        self.logger = self.trt.Logger(self.trt.Logger.VERBOSE if verbose else self.trt.Logger.WARNING)
+        self.logger = tensorrt_logger(self.trt, verbose)
 
     @property
     def version(self) -> str:
@@ -227,41 +136,78 @@ class TensorRTToolchain:
 
         return TensorRTBackend(meta, engine_paths=engine_paths)
 
-    def build(self, job: BuildJob) -> None:
-        """Parse ``job.onnx_path`` (streamed from file), build with the job's profile/precision, write the engine."""
-        trt = self.trt
+    @property
+    def integrated(self) -> bool:
+        """True on an integrated-memory GPU (Jetson: one DRAM shared by the CPU and the GPU)."""
+        from zsseg_rt.runtime.cuda_driver import ATTR_INTEGRATED
+
+        return bool(self.cuda.device_attribute(ATTR_INTEGRATED, self.device_index))
+
+    def device_memory_used(self) -> Optional[int]:
+        """Bytes of device memory in use now (``cuMemGetInfo``: total - free), for the build's memory report."""
+        free, total = self.cuda.mem_get_info()
+        return int(total - free)
+
+    def build(self, job: BuildJob) -> Dict[str, object]:
+        """Parse ``job.onnx_path`` (streamed from file), build with the job's profile/precision, write the engine.
+
+        Returns:
+            what goes into the engine record besides its key: ``{"precision_pins": ...}`` (which fp32 pins held,
+            read back with the engine inspector) when the recipe pinned layers, else ``{}``.
+        """
         self.cuda.use_primary_context(self.device_index)
+        serialized, pinned, opt_shapes, timing_cache = self._build_serialized(job)
+        # the builder, network, parser and config are gone here: only the engine bytes are held
+        if job.timing_cache_path and timing_cache is not None:
+            _atomic_write(job.timing_cache_path, timing_cache)
+        _atomic_write(job.engine_path, serialized)
+        if not pinned:
+            return {}
+        record = inspect_pins(self.trt, self.logger, serialized, opt_shapes, pinned)
+        LOG.info("%s: %s", os.path.basename(job.engine_path), summarize_pins(record))
+        return {"precision_pins": record}
+
+    def _build_serialized(self, job: BuildJob):
+        """(engine bytes, pinned layer names, opt input shapes, timing-cache bytes); every TensorRT builder object is
+        released before this returns (on a Jetson the accuracy gate runs next in the same memory)."""
+        trt = self.trt
         builder = trt.Builder(self.logger)
-        explicit_batch = (
-            0 if _parse_version(self.version)[0] >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-        )
-        network = builder.create_network(explicit_batch)
-        parser = trt.OnnxParser(network, self.logger)
-        if not parser.parse_from_file(job.onnx_path):
-            errors = "\n  ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise EngineBuildError(
-                f"TensorRT could not parse {job.onnx_path!r}:\n  {errors}\n"
-                "Run zsseg_rt.export.trt_compat.check_trt_compatibility on it for a diagnosis."
-            )
-        config = builder.create_builder_config()
-        if job.workspace_bytes:
-            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(job.workspace_bytes))
-        config.add_optimization_profile(self._profile(builder, network, job))
-        self._set_precision(network, config, job)
-        timing_cache = self._load_timing_cache(config, job.timing_cache_path)
-        LOG.warning("building TensorRT %s engine for %s (this takes minutes)", job.key.precision, job.onnx_path)
-        serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            raise EngineBuildError(
-                f"TensorRT failed to build {job.onnx_path!r} ({job.key.precision}); see the "
-                "TensorRT log above; precision='fp32' or a smaller profile may build"
-            )
-        if job.timing_cache_path:
-            _atomic_write(job.timing_cache_path, bytes(timing_cache.serialize()))
-        _atomic_write(job.engine_path, bytes(serialized))
+        network = parser = config = None
+        try:
+            network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+            parser = trt.OnnxParser(network, self.logger)
+            if not parser.parse_from_file(job.onnx_path):
+                errors = "\n  ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+                raise EngineBuildError(
+                    f"TensorRT could not parse {job.onnx_path!r}:\n  {errors}\n"
+                    "Run zsseg_rt.export.trt_compat.check_trt_compatibility on it for a diagnosis."
+                )
+            config = builder.create_builder_config()
+            if job.workspace_bytes:
+                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(job.workspace_bytes))
+            profile, opt_shapes = self._profile(builder, network, job)
+            config.add_optimization_profile(profile)
+            pinned = self._set_precision(network, config, job)
+            if pinned:  # layer precisions in the engine, for the inspector (no effect on speed)
+                config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+            timing_cache = self._load_timing_cache(config, job.timing_cache_path)
+            LOG.warning("building TensorRT %s engine for %s (this takes minutes)", job.key.precision, job.onnx_path)
+            serialized = builder.build_serialized_network(network, config)
+            if serialized is None:
+                raise EngineBuildError(
+                    f"TensorRT failed to build {job.onnx_path!r} ({job.key.precision}); see the "
+                    "TensorRT log above; precision='fp32' or a smaller profile may build"
+                )
+            cache_bytes = bytes(timing_cache.serialize()) if job.timing_cache_path else None
+            return bytes(serialized), pinned, opt_shapes, cache_bytes
+        finally:
+            del parser, network, config, builder
+            gc.collect()  # TensorRT objects held by reference cycles (e.g. a traceback) go now, not later
 
     def _profile(self, builder, network, job: BuildJob):
+        """(optimisation profile, opt shape of every input)."""
         profile = builder.create_optimization_profile()
+        opt_shapes = {}
         for i in range(network.num_inputs):
             tensor = network.get_input(i)
             axes = job.dynamic_axes.get(tensor.name)
@@ -270,15 +216,18 @@ class TensorRTToolchain:
                     f"{job.onnx_path!r} has an unexpected input {tensor.name!r}; expected "
                     f"{sorted(job.dynamic_axes)}; re-export the bundle"
                 )
-            profile.set_shape(tensor.name, *profile_shapes(tensor.name, tuple(tensor.shape), axes, job.ranges))
-        return profile
+            shapes = profile_shapes(tensor.name, tuple(tensor.shape), axes, job.ranges)
+            profile.set_shape(tensor.name, *shapes)
+            opt_shapes[tensor.name] = shapes[1]
+        return profile, opt_shapes
 
-    def _set_precision(self, network, config, job: BuildJob) -> None:
-        """Builder flags and layer precisions of ``job.key.precision`` (see the module docstring)."""
+    def _set_precision(self, network, config, job: BuildJob) -> List[str]:
+        """Builder flags and layer precisions of ``job.key.precision`` (see the module docstring); returns the names of
+        the layers pinned to fp32."""
         trt, precision = self.trt, job.key.precision
         if precision == "fp32":
             config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means reference numerics, not TF32 matmuls
-            return
+            return []
         if precision == "int8" and not has_explicit_quantization(network, trt):
             raise EngineBuildError(
                 f"precision='int8' needs an explicitly quantised graph (QuantizeLinear/DequantizeLinear nodes), "
@@ -293,11 +242,12 @@ class TensorRTToolchain:
             if pinned:
                 config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
             LOG.info("%d layers pinned to fp32 (LayerNorm/Softmax/normalisation, obeyed)", len(pinned))
-            return
+            return pinned
         pinned = pin_to_fp32(l2_sum_of_squares_layers(network, trt), trt)
         if pinned:  # a preference: TensorRT may still fuse them (with a warning) rather than fail the build
             config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
         LOG.info("%d L2-norm layers (sum of squares) preferred in fp32", len(pinned))
+        return pinned
 
     def _load_timing_cache(self, config, path: Optional[str]):
         data = b""
@@ -322,11 +272,17 @@ def timing_cache_path(engine_root: str, tensorrt_version: str, device: DeviceInf
 
 # ---------------------------------------------------------------------------------------------- build
 def refuse_unsupported_family(meta: BundleMeta) -> None:
-    """Raise ValueError for a bundle whose pipeline has no TensorRT path (ZegFormer's two-stage graphs)."""
-    if getattr(meta, "family", "") == "zegformer":
+    """Raise ValueError for a bundle whose runtime pipeline has no TensorRT path (the pipeline says which backends
+    it supports: ``zsseg_rt.runtime.pipelines``)."""
+    from zsseg_rt.runtime.pipelines import pipeline_class
+
+    kind = getattr(meta, "pipeline", "windowed")  # stand-ins without one (tests) are windowed bundles
+    pipeline = pipeline_class(kind)
+    if not pipeline.supports("tensorrt"):
         raise ValueError(
-            f"{meta.path!r} is a ZegFormer bundle: TensorRT engines are not built for its two-stage pipeline "
-            "(mask branch + CLIP crop encoder); run it with ONNX Runtime (Engine(..., backend='onnxruntime'))"
+            f"{meta.path!r} is a bundle of the {kind} pipeline ({pipeline.description}): TensorRT engines are not "
+            f"built for it (it runs with {', '.join(b for b in pipeline.backends if b != 'auto')}); run it with ONNX "
+            "Runtime (Engine(..., backend='onnxruntime'))"
         )
 
 
@@ -350,6 +306,7 @@ class EngineBuildReport:
     tensorrt_version: str = ""
     device: Optional[DeviceInfo] = None
     max_batch: int = 1
+    memory: Optional[Dict] = None  # PeakMemory.as_dict() of the build + gate (None: nothing built now)
 
     @property
     def total_bytes(self) -> int:
@@ -363,7 +320,8 @@ class EngineBuildReport:
         gate = self.gate.get("summary", "accuracy gate: not run") if self.gate else "accuracy gate: not run"
         return (
             f"{self.precision} engines {roles} (batch <= {self.max_batch}) for TensorRT {self.tensorrt_version} on "
-            f"{where}: built {built} in {self.seconds:.0f} s, {self.total_bytes / 2**20:.1f} MiB; {gate}"
+            f"{where}: built {built} in {self.seconds:.0f} s, {self.total_bytes / 2**20:.1f} MiB; {gate}; "
+            f"{summarize_memory(self.memory)}"
         )
 
 
@@ -397,7 +355,8 @@ def build_engine_set(
             and text encoder are then fp16).
         max_batch: batch profile 1..max_batch (opt = max_batch) of the image encoder and head.
         opt_classes: class-count profile of the head: 1 / opt_classes / meta.max_classes.
-        workspace_gb: builder workspace limit (default: TensorRT's, i.e. the device memory).
+        workspace_gb: builder workspace limit (default: on an integrated-memory GPU (Jetson) min(memory / 8, 2 GiB),
+            elsewhere TensorRT's, i.e. the device memory).
         cache_dir: engine root (default ``<bundle>/engines``).
         force: rebuild even when a matching engine is cached.
         max_prompts: prompt-count profile max of the text encoder (callers chunk larger vocabularies).
@@ -422,30 +381,52 @@ def build_engine_set(
     version, device = toolchain.version, toolchain.device
     root = _engine_root(meta, cache_dir)
     report = EngineBuildReport({}, precision, tensorrt_version=str(version), device=device, max_batch=int(max_batch))
+    workspace = _workspace_bytes(workspace_gb, toolchain, device)
     start = time.perf_counter()
-    for role in roles:
-        key = make_engine_key(meta, role, precision, ranges, version, device)
-        engine_path = engine_path_for(root, key)
-        problem = "rebuild forced" if force else _cached_engine_problem(engine_path, key)
-        if problem is None:
-            LOG.info("reusing cached %s engine %s", role, engine_path)
-        else:
-            LOG.info("building %s engine (%s)", role, problem.splitlines()[0])
-            verify_bundle_files(meta, [key.graph])
-            toolchain.build(_build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device))
-            write_engine_record(engine_path, key)
-            report.built.append(role)
-        report.paths[role] = engine_path
-    report.seconds = time.perf_counter() - start
-    if report.built and accuracy_gate:
-        report.gate = _gate(meta, toolchain, report, max_batch, accept_below_gate, gate_images)
-    elif report.built:
+    with PeakMemory(getattr(toolchain, "device_memory_used", None)) as peak:
+        for role in roles:
+            key = make_engine_key(meta, role, precision, ranges, version, device)
+            job = _build_job(meta, role, key, engine_path_for(root, key), ranges, workspace, root, device)
+            _build_or_reuse(toolchain, meta, job, force, report)
+        report.seconds = time.perf_counter() - start
+        if report.built and accuracy_gate:
+            report.gate = _gate(meta, toolchain, report, max_batch, accept_below_gate, gate_images)
+    if report.built:
+        report.memory = dict(peak.as_dict(), workspace_mib=None if workspace is None else workspace // (1 << 20))
+        for path in report.paths.values():
+            update_engine_record(path, "build_memory", report.memory)
+    if report.built and not accuracy_gate:
         report.gate = dict(SKIPPED_GATE)
         for path in report.paths.values():
             record_accuracy_gate(path, report.gate)
-    elif report.paths:
-        report.gate = read_engine_record(next(iter(report.paths.values())))[1].get("accuracy_gate")
+    elif not report.built and report.paths:
+        record = read_engine_record(next(iter(report.paths.values())))[1]
+        report.gate, report.memory = record.get("accuracy_gate"), record.get("build_memory")
     return report
+
+
+def _build_or_reuse(toolchain, meta: BundleMeta, job: BuildJob, force: bool, report: EngineBuildReport) -> None:
+    """Reuse the cached engine of ``job`` when its record matches, else build it and write its record."""
+    problem = "rebuild forced" if force else _cached_engine_problem(job.engine_path, job.key)
+    if problem is None:
+        LOG.info("reusing cached %s engine %s", job.role, job.engine_path)
+    else:
+        LOG.info("building %s engine (%s)", job.role, problem.splitlines()[0])
+        verify_bundle_files(meta, [job.key.graph])
+        extra = toolchain.build(job)
+        write_engine_record(job.engine_path, job.key, extra=extra or None)
+        report.built.append(job.role)
+    report.paths[job.role] = job.engine_path
+
+
+def _workspace_bytes(workspace_gb: Optional[float], toolchain, device: DeviceInfo) -> Optional[int]:
+    """The builder workspace limit: the caller's, else ``default_workspace_bytes`` (capped on integrated GPUs)."""
+    if workspace_gb:
+        return int(workspace_gb * (1 << 30))
+    workspace = default_workspace_bytes(int(device.total_memory_mib), bool(getattr(toolchain, "integrated", False)))
+    if workspace is not None:
+        LOG.info("integrated GPU: builder workspace limited to %d MiB (pass workspace_gb to change)", workspace >> 20)
+    return workspace
 
 
 SKIPPED_GATE = {
@@ -485,7 +466,7 @@ def _gate(meta, toolchain, report: EngineBuildReport, max_batch, accept_below_ga
     return result
 
 
-def _build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device) -> BuildJob:
+def _build_job(meta, role, key, engine_path, ranges, workspace_bytes, root, device) -> BuildJob:
     return BuildJob(
         role=role,
         onnx_path=meta.file(key.graph),
@@ -493,6 +474,6 @@ def _build_job(meta, role, key, engine_path, ranges, workspace_gb, root, device)
         key=key,
         dynamic_axes=dynamic_input_axes(meta, role),
         ranges=dict(ranges),
-        workspace_bytes=int(workspace_gb * (1 << 30)) if workspace_gb else None,
+        workspace_bytes=workspace_bytes,
         timing_cache_path=timing_cache_path(root, key.tensorrt_version, device),
     )

@@ -3,8 +3,14 @@
 TensorRT cannot run on every machine that exports a bundle, so this module reads the graph with ``onnx``, runs
 ONNX shape inference and reports what the TensorRT 10 ONNX parser is known to reject or mishandle:
 
-* ``unsupported_op`` (error): an operator the parser does not implement, or one from a custom domain (it would
-  need a TensorRT plugin registered under that name);
+* ``unsupported_op`` (error): an operator the parser does not implement (onnx-tensorrt's support matrix for the
+  target TensorRT, checked in as data: ``trt_op_rules``), or one from a custom domain (it would need a TensorRT
+  plugin registered under that name);
+* ``unsupported_type`` / ``op_restriction`` (error; a restriction lifted in the target but not in TensorRT 10.0-10.2
+  is a warning): a data input of a type the op's row does not list, or a restriction of its row broken (Resize
+  modes, TopK's sorted/K, pooling dims, zero points, LayerNormalization's extra outputs, ...);
+* ``ir_version_out_of_range`` / ``unsupported_io_type`` (error): an IR version newer than the parser's ONNX, a
+  DOUBLE or BF16 graph input/output;
 * ``data_dependent_shape`` (error): an output whose shape depends on tensor *values*: NonZero, Unique, ... or a
   shape input (Reshape's shape, Expand's shape, Resize's sizes, Range's limits, ...) computed from data rather
   than from initializers/constants and ``Shape`` of tensors. TensorRT 10 can build some of these, but the
@@ -12,8 +18,8 @@ ONNX shape inference and reports what the TensorRT 10 ONNX parser is known to re
 * ``constant_input_required`` (error): an input the parser needs as an initializer (TopK's K, Reduce axes, ...);
 * ``int64_index_op`` (warning): an INT64 tensor feeding ArgMax/ArgMin/TopK (the CLIP text tower's EOT argmax):
   TensorRT 8.x rejects it and TensorRT 10 handles it with casts; export it as int32;
-* ``old_opset`` (warning) / ``opset_out_of_range`` (error/warning): opset < 17 has no LayerNormalization op, so
-  LayerNorm is decomposed into Reduce/Pow/Sqrt/Div (fp16 overflow risk); the TensorRT 10.0 parser documents
+* ``old_opset`` (warning) / ``opset_out_of_range`` (error): opset < 17 has no LayerNormalization op, so
+  LayerNorm is decomposed into Reduce/Pow/Sqrt/Div (fp16 overflow risk); the TensorRT 10 parser documents
   opsets 9..20;
 * ``unnamed_dynamic_dim`` (warning): a graph input/output dimension that is dynamic but has no name;
 * ``shape_inference_failed`` (warning): ONNX shape inference raised; other checks ran on partial information.
@@ -26,28 +32,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
-# Operators the TensorRT 10 ONNX parser implements ("Y" rows of the support matrix).
-# Source: onnx/onnx-tensorrt, docs/operators.md at tag/branch 10.1-GA (commit 96e78110, June 2024), whose header
-# reads "TensorRT 10.0 supports operators in the inclusive range of opset 9 to opset 20".
-TRT10_SUPPORTED_OPS = frozenset(
-    """
-Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast CastLike Ceil Celu
-Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DeformConv DepthToSpace DequantizeLinear Div
-Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements GatherND Gelu Gemm
-GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GridSample GroupNormalization GRU HardSigmoid
-HardSwish Hardmax Identity If ImageScaler InstanceNormalization IsInf IsNaN LayerNormalization LeakyRelu Less
-LessOrEqual Log LogSoftmax Loop LRN LSTM LpNormalization LpPool MatMul Max MaxPool Mean MeanVarianceNormalization
-Min Mish Mod Mul Neg NonMaxSuppression NonZero Not OneHot Or Pad ParametricSoftplus Pow PRelu QuantizeLinear
-RandomNormal RandomNormalLike RandomUniform RandomUniformLike Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum
-ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize
-ReverseSequence RNN RoiAlign Round ScaledTanh Scan Scatter ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign
-Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile
-TopK Transpose Trilu Unsqueeze Upsample Where Xor
-""".split()
-)
+from zsseg_rt.export.trt_op_rules import NodeView, check_model_limits, check_node, load_operator_table, supported_ops
 
-TRT10_MIN_OPSET = 9
-TRT10_MAX_DOCUMENTED_OPSET = 20
+# Operators the TensorRT 10 ONNX parser implements ("Y" rows of onnx-tensorrt's support matrix, read from the table
+# checked in as data: zsseg_rt/export/data/onnx_tensorrt_operators.json, see trt_op_rules.table_source()).
+TRT10_SUPPORTED_OPS = frozenset(supported_ops())
+
+TRT10_MIN_OPSET, TRT10_MAX_DOCUMENTED_OPSET = load_operator_table()["documented_opsets"]
 NATIVE_LAYERNORM_OPSET = 17
 
 # Ops whose output shape depends on input values by definition.
@@ -76,7 +67,7 @@ CONSTANT_INPUTS: Dict[str, Tuple[int, ...]] = {
     "Squeeze": (1,),
     "Unsqueeze": (1,),
     "Pad": (3,),
-    "Slice": (3,),
+    "OneHot": (1,),
     **{
         op: (1,)
         for op in (
@@ -234,7 +225,42 @@ def _shape_computable_tensors(graph) -> Set[str]:
     return known
 
 
+def _constant_values(graph) -> Dict[str, List]:
+    """Values of small integer/bool/float initializers and Constants (<= 64 elements): K, zero points, flags."""
+    from onnx import numpy_helper
+
+    values = {}
+    tensors = [(init.name, init) for init in graph.initializer]
+    tensors += [
+        (n.output[0], a.t) for n in graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"
+    ]
+    for name, tensor in tensors:
+        size = 1
+        for dim in tensor.dims:
+            size *= int(dim)
+        if tensor.data_location == 1 or size > 64:  # external data is not loaded; weights are not needed
+            continue
+        try:
+            array = numpy_helper.to_array(tensor)
+        except Exception:  # noqa: BLE001 - an unreadable constant is simply not known
+            continue
+        values[name] = array.reshape(-1).tolist()
+    return values
+
+
+def _ranks(model) -> Dict[str, int]:
+    ranks = {}
+    for info in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
+        if info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape"):
+            ranks[info.name] = len(info.type.tensor_type.shape.dim)
+    return ranks
+
+
 def _check_ops(model, findings: List[Finding]) -> None:
+    """Every node against the target's operator table: support, data-input types, the row's restrictions."""
+    table = load_operator_table()
+    types, constants = _tensor_types(model), _constant_tensors(model.graph)
+    values, ranks = _constant_values(model.graph), _ranks(model)
     for node in _iter_nodes(model.graph):
         if node.domain not in _STANDARD_DOMAINS:
             findings.append(
@@ -246,24 +272,10 @@ def _check_ops(model, findings: List[Finding]) -> None:
                     _node_label(node),
                 )
             )
-        elif node.op_type not in TRT10_SUPPORTED_OPS:
-            findings.append(
-                Finding(
-                    "error",
-                    "unsupported_op",
-                    f"{node.op_type} is not supported by the TensorRT 10 ONNX parser (onnx-tensorrt docs/operators.md)",
-                    _node_label(node),
-                )
-            )
-        elif node.op_type == "LayerNormalization" and len([o for o in node.output if o]) > 1:
-            findings.append(
-                Finding(
-                    "error",
-                    "unsupported_op",
-                    "LayerNormalization: TensorRT supports only the first output Y (Mean/InvStdDev are requested)",
-                    _node_label(node),
-                )
-            )
+            continue
+        view = NodeView(node, constants, values, ranks)
+        for severity, code, message in check_node(node.op_type, view, types, table):
+            findings.append(Finding(severity, code, message, _node_label(node)))
 
 
 def _check_shapes(model, findings: List[Finding]) -> None:
@@ -347,15 +359,7 @@ def _check_opset(opset: Optional[int], findings: List[Finding]) -> None:
                 "export with opset >= 17",
             )
         )
-    if opset > TRT10_MAX_DOCUMENTED_OPSET:
-        findings.append(
-            Finding(
-                "warning",
-                "opset_out_of_range",
-                f"opset {opset} is newer than the TensorRT 10.0 parser's documented range "
-                f"{TRT10_MIN_OPSET}..{TRT10_MAX_DOCUMENTED_OPSET}; older TensorRT 10.x releases may reject it",
-            )
-        )
+    # an opset above the documented range: trt_op_rules.check_model_limits (an error for the target)
 
 
 def _dynamic_dims(value_infos: Iterable) -> Iterator[Tuple[str, int]]:
@@ -402,6 +406,9 @@ def check_trt_compatibility(model: ModelOrPath) -> CompatReport:
         inferred = proto
         findings.append(Finding("warning", "shape_inference_failed", f"ONNX shape inference failed: {exc}"))
     _check_opset(opset, findings)
+    findings.extend(
+        Finding(severity, code, message) for severity, code, message in check_model_limits(proto, load_operator_table())
+    )
     _check_ops(inferred, findings)
     _check_shapes(inferred, findings)
     _check_index_ops(inferred, findings)

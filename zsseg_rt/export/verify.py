@@ -9,7 +9,7 @@ import torch
 
 from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import GRAPH_FILES, Files, Names, load_meta
-from zsseg_rt.bundle.tokenizer import ClipTokenizer, expand_templates
+from zsseg_rt.vocabulary import ClipTokenizer, expand_templates
 
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph
 

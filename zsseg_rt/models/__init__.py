@@ -1,75 +1,69 @@
-"""PyTorch models (needs torch + open_clip): the families ZegCLIP, CLIP-RC and training-free dense CLIP, their
-configs, weights, losses and inference glue. One registry (:mod:`zsseg_rt.models.registry`) maps a family name
-to its config and model classes; ``create_model``/``load_config``/``list_configs`` resolve names through it.
+"""PyTorch models (needs torch + open_clip to build one): the model families, each a plugin package registered in
+:mod:`zsseg_rt.models.registry` (ZegCLIP, CLIP-RC, training-free dense CLIP, ZeroSeg, ZegFormer), and what they
+share (:mod:`zsseg_rt.models.common`). ``create_model``/``load_config``/``list_configs`` resolve names through the
+registry; :mod:`zsseg_rt.models.family` says what a family is.
 
-Public API: ``create_model``, ``load_config``, ``list_configs``, ``load_official_zegclip``, ``load_native``,
-``ZegCLIP``, ``VocabularyCache``.
+Importing this package is light (no torch): every name below is imported on first use. The families' own public
+names (``ZegCLIP``, ``CLIPRC``, ``load_official_zegclip``, ...) come from their registrations (``public_names``).
 """
 
-from zsseg_rt.models import zeroseg  # noqa: F401  (registers the "zeroseg" family)
-from zsseg_rt.models.cliprc.config import CLIPRCConfig, load_cliprc_config
-from zsseg_rt.models.cliprc.model import CLIPRC, CLIPRCLoss, create_cliprc
-from zsseg_rt.models.cliprc.official import load_official_any, load_official_cliprc
-from zsseg_rt.models.common.config import load_class_names, load_templates
-from zsseg_rt.models.common.convert import add_convert_command, convert_official, load_native, save_native
-from zsseg_rt.models.common.text import VocabularyCache, load_text_embeddings
-from zsseg_rt.models.common.weights import WeightsError
-from zsseg_rt.models.registry import (
-    ModelFamily,
-    create_model,
-    families,
-    family_of,
-    get_family,
-    list_configs,
-    load_config,
-    load_model_config,
-    register_family,
-)
-from zsseg_rt.models.training_free.config import TrainingFreeConfig, load_training_free_config
-from zsseg_rt.models.training_free.model import TrainingFreeSegmenter, create_training_free_model
-from zsseg_rt.models.zegclip.config import ZegCLIPConfig, load_zegclip_config
-from zsseg_rt.models.zegclip.losses import ZegCLIPLoss, zegclip_loss
-from zsseg_rt.models.zegclip.model import ZegCLIP
-from zsseg_rt.models.zegclip.official import OfficialImportReport, load_official_zegclip
-from zsseg_rt.models.zegformer import ZegFormerConfig, load_zegformer_config  # registers the "zegformer" family
+from __future__ import annotations
 
-__all__ = [
-    "load_official_any",
-    "load_model_config",
-    "create_model",
-    "load_official_zegclip",
-    "load_native",
-    "save_native",
-    "convert_official",
-    "add_convert_command",
-    "ZegCLIP",
-    "ZegCLIPConfig",
-    "VocabularyCache",
-    "load_config",
-    "load_zegclip_config",
-    "ModelFamily",
-    "register_family",
-    "families",
-    "family_of",
-    "get_family",
-    "list_configs",
-    "load_class_names",
-    "load_templates",
-    "load_text_embeddings",
-    "zegclip_loss",
-    "ZegCLIPLoss",
-    "OfficialImportReport",
-    "WeightsError",
-    "CLIPRC",
-    "CLIPRCConfig",
-    "CLIPRCLoss",
-    "create_cliprc",
-    "load_cliprc_config",
-    "load_official_cliprc",
-    "TrainingFreeSegmenter",
-    "TrainingFreeConfig",
-    "create_training_free_model",
-    "load_training_free_config",
-    "ZegFormerConfig",
-    "load_zegformer_config",
-]
+import importlib
+from typing import Any, Dict, List
+
+# name -> "module:attribute" of the names every installation has, whatever families are registered
+_SHARED: Dict[str, str] = {
+    "create_model": "zsseg_rt.models.registry:create_model",
+    "load_config": "zsseg_rt.models.registry:load_config",
+    "load_model_config": "zsseg_rt.models.registry:load_model_config",
+    "list_configs": "zsseg_rt.models.registry:list_configs",
+    "families": "zsseg_rt.models.registry:families",
+    "family_of": "zsseg_rt.models.registry:family_of",
+    "get_family": "zsseg_rt.models.registry:get_family",
+    "register_family": "zsseg_rt.models.registry:register_family",
+    "ModelFamily": "zsseg_rt.models.family:ModelFamily",
+    "Family": "zsseg_rt.models.family:Family",
+    "load_official_any": "zsseg_rt.models.common.official:load_official_any",
+    "convert_official": "zsseg_rt.models.common.official:convert_official",
+    "load_native": "zsseg_rt.models.common.convert:load_native",
+    "save_native": "zsseg_rt.models.common.convert:save_native",
+    "add_convert_command": "zsseg_rt.models.common.convert:add_convert_command",
+    "VocabularyCache": "zsseg_rt.models.common.text:VocabularyCache",
+    "load_text_embeddings": "zsseg_rt.models.common.text:load_text_embeddings",
+    "WeightsError": "zsseg_rt.models.common.weights:WeightsError",
+    "load_class_names": "zsseg_rt.vocabulary:load_class_names",
+    "load_templates": "zsseg_rt.vocabulary:load_templates",
+}
+
+
+def _public_names() -> Dict[str, str]:
+    from zsseg_rt.models.registry import families, get_family
+
+    names = dict(_SHARED)
+    for name in families():
+        names.update(get_family(name).public_names)
+    return names
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: public names on first use
+    if name == "__all__":
+        return sorted(_public_names())
+    if name.startswith("__"):
+        raise AttributeError(name)
+    ref = _SHARED.get(name) or _public_names().get(name)
+    if ref is not None:
+        module, _, attribute = ref.partition(":")
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value
+        return value
+    try:  # a subpackage (a family, common) or module of this package
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_public_names()))

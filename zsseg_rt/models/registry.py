@@ -1,15 +1,17 @@
-"""The one model registry: family name -> (config class, config loader, model class, model factory).
+"""The one model registry: family name -> the family object (:class:`zsseg_rt.models.family.Family`).
 
 Every place that turns a name into a config or a model (``create_model``, ``load_model_config``,
-``load_config``, ``list_configs``, evaluation) asks this module which family a spec belongs to, so the
-answer is decided once. Bundled configs live in their family's subpackage (``zsseg_rt/models/<family>/configs``)
-and declare the family in their JSON (``"family": "cliprc"``); configs without the key are ZegCLIP's. A native checkpoint directory is told apart by the
-``format`` string of its ``config.json`` (``zsseg_rt.<family>.vN``; ZegCLIP's is ``zsseg_rt.zegclip.v1``).
+``load_config``, ``list_configs``, evaluation, export, training) asks this module which family a spec, a model,
+a checkpoint or a bundle belongs to, so the answer is decided once. Bundled configs live in their family's
+subpackage (``zsseg_rt/models/<family>/configs``) and declare the family in their JSON (``"family": "cliprc"``);
+configs without the key belong to the default family (they predate families). A native checkpoint directory is
+told apart by the ``format`` string of its ``config.json`` (``zsseg_rt.<family>.vN``).
 
-Adding a family (see CONTRIBUTING.md): write the config class (a dataclass with a ``family`` field, a
-``from_dict`` and a ``to_dict``), a ``load_<family>_config(spec, **overrides)`` and a
-``create_<family>(spec, pretrained=None, device=None, **overrides)``, then call :func:`register_family` once
-at import time of the family's package (and import that package from ``zsseg_rt/models/__init__.py``).
+Families are plugins: each package under ``zsseg_rt/models/`` (except ``common``) registers its family when it is
+imported, and this module imports all of them on first use (:func:`discover`), plus the modules named by the
+``zsseg_rt.families`` entry points of other installed distributions. Adding a family (CONTRIBUTING.md): write
+its config class, loader and factory, subclass :class:`ModelFamily` where a default does not fit, and call
+:func:`register_family` in the package's ``__init__.py``; nothing outside the package changes.
 """
 
 from __future__ import annotations
@@ -17,78 +19,45 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from dataclasses import dataclass, field
+import pkgutil
+import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional
 
-from zsseg_rt.models.common.config import family_config_dir
+from zsseg_rt.models.family import Family, ModelFamily
 
 __all__ = [
+    "Family",
     "ModelFamily",
     "register_family",
+    "discover",
     "families",
     "get_family",
+    "default_family",
     "family_of",
+    "family_of_model",
+    "family_of_format",
+    "official_family",
+    "protocol_family",
     "bundled_config_path",
     "list_configs",
     "load_config",
     "create_model",
     "load_model_config",
-    "DEFAULT_FAMILY",
 ]
 
-DEFAULT_FAMILY = "zegclip"
+
+_FAMILIES: Dict[str, Any] = {}
+_DISCOVERED = False
+_DISCOVERY_LOCK = threading.RLock()
+ENTRY_POINT_GROUP = "zsseg_rt.families"  # other distributions' families: module paths, imported by discover()
 
 
-@dataclass(frozen=True)
-class ModelFamily:
-    """One registry entry. ``config_class``/``model_class`` are ``"module:attr"`` paths, imported on first use
-    (the config modules are light; model modules import torch/open_clip).
-
-    ``load_config(spec, **overrides)`` and ``create(spec, pretrained=None, device=None, **overrides)`` take
-    any spec of this family: bundled name, JSON path, dict, config object (``create`` also a native
-    checkpoint directory). ``aliases(name)`` may map a short name to a bundled stem (``"cliprc-vitb16-voc"``
-    -> ``"cliprc_vitb16_voc_inductive"``); ``native_formats`` are the ``format`` prefixes of its checkpoints.
-    """
-
-    name: str
-    config_class: str
-    model_class: str
-    load_config: str
-    create: str
-    native_formats: Tuple[str, ...] = ()
-    aliases: Optional[Callable[[str], List[str]]] = None
-    description: str = ""
-    _cache: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
-
-    def _resolve(self, ref: str) -> Any:
-        if ref not in self._cache:
-            module, attr = ref.split(":")
-            self._cache[ref] = getattr(importlib.import_module(module), attr)
-        return self._cache[ref]
-
-    def config_cls(self) -> type:
-        """The config dataclass of this family."""
-        return self._resolve(self.config_class)
-
-    def model_cls(self) -> type:
-        """The ``nn.Module`` class of this family (imports torch)."""
-        return self._resolve(self.model_class)
-
-    def load(self, spec: Any, **overrides: Any) -> Any:
-        """This family's config from ``spec`` (name, path, dict or config object)."""
-        return self._resolve(self.load_config)(spec, **overrides)
-
-    def build(self, spec: Any, pretrained: Optional[str] = None, device: Any = None, **overrides: Any) -> Any:
-        """This family's model from ``spec`` (eval mode)."""
-        return self._resolve(self.create)(spec, pretrained=pretrained, device=device, **overrides)
-
-
-_FAMILIES: Dict[str, ModelFamily] = {}
-
-
-def register_family(family: ModelFamily, replace: bool = False) -> ModelFamily:
-    """Add ``family`` to the registry (once; ``replace=True`` to overwrite an entry on purpose)."""
+def register_family(family: Any, replace: bool = False) -> Any:
+    """Add ``family`` (a :class:`Family`, usually a :class:`ModelFamily`) to the registry, once; ``replace=True``
+    overwrites an entry on purpose. A family's package calls this when it is imported."""
+    if not isinstance(family, Family):
+        raise TypeError(f"a model family must implement zsseg_rt.models.family.Family, got {type(family).__name__}")
     if not family.name or family.name != family.name.strip():
         raise ValueError(f"family name must be a non-empty word, got {family.name!r}")
     if family.name in _FAMILIES and not replace and _FAMILIES[family.name] != family:
@@ -97,17 +66,92 @@ def register_family(family: ModelFamily, replace: bool = False) -> ModelFamily:
     return family
 
 
+def _family_packages() -> Iterable[str]:
+    """The packages under ``zsseg_rt/models`` that are families (every subpackage except ``common``)."""
+    package = __name__.rpartition(".")[0]
+    for info in pkgutil.iter_modules([str(Path(__file__).resolve().parent)], package + "."):
+        if info.ispkg and info.name != f"{package}.common":
+            yield info.name
+
+
+def discover() -> None:
+    """Import every family package once (they register themselves), then the ``zsseg_rt.families`` entry points."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    with _DISCOVERY_LOCK:
+        if _DISCOVERED:
+            return
+        for package in sorted(_family_packages()):
+            importlib.import_module(package)
+        from importlib.metadata import entry_points
+
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            importlib.import_module(entry.value.partition(":")[0])
+        _DISCOVERED = True
+
+
 def families() -> List[str]:
-    """Registered family names, in registration order."""
-    return list(_FAMILIES)
+    """Registered family names, by their ``order`` (then registration order)."""
+    discover()
+    position = {name: i for i, name in enumerate(_FAMILIES)}
+    return sorted(_FAMILIES, key=lambda name: (_FAMILIES[name].order, position[name]))
 
 
-def get_family(name: str) -> ModelFamily:
+def get_family(name: str) -> Any:
     """The registry entry of family ``name`` (clear error naming the known ones)."""
+    discover()
     try:
         return _FAMILIES[name]
     except KeyError:
         raise ValueError(f"unknown model family {name!r}; registered: {families()}") from None
+
+
+def default_family() -> Any:
+    """The family of configs and native checkpoints that name none (they were written before families existed)."""
+    defaults = [name for name in families() if _FAMILIES[name].default]
+    if len(defaults) != 1:
+        raise RuntimeError(f"exactly one registered model family must be the default one, found {defaults}")
+    return _FAMILIES[defaults[0]]
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: DEFAULT_FAMILY is the default family's name
+    if name == "DEFAULT_FAMILY":
+        return default_family().name
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def family_of_model(model: Any) -> Any:
+    """The family of a model object (its config's ``family``)."""
+    name = getattr(getattr(model, "config", None), "family", None)
+    if not isinstance(name, str):
+        raise TypeError(f"{type(model).__name__} has no config.family: not a model of a registered family")
+    return get_family(name)
+
+
+def family_of_format(fmt: str) -> Any:
+    """The family whose native checkpoints have format ``fmt`` (``config.json`` ``"format"``); None if unknown."""
+    for name in families():
+        if any(str(fmt).startswith(prefix) for prefix in _FAMILIES[name].native_formats):
+            return _FAMILIES[name]
+    return None
+
+
+def official_family(keys: Iterable[str]) -> Optional[Any]:
+    """The family claiming an official checkpoint by its tensor names (``module.`` prefix removed), else None."""
+    keys = list(keys)
+    for name in families():
+        if _FAMILIES[name].is_official_checkpoint(keys):
+            return _FAMILIES[name]
+    return None
+
+
+def protocol_family(protocol: str) -> Any:
+    """The family that implements evaluation protocol ``protocol`` (named in a bundle's meta.json)."""
+    for name in families():
+        if _FAMILIES[name].evaluation_protocol == protocol:
+            return _FAMILIES[name]
+    raise ValueError(f"no registered model family implements the evaluation protocol {protocol!r}")
 
 
 def _read_json(path: Path) -> Any:
@@ -118,7 +162,7 @@ def _read_json(path: Path) -> Any:
 def _family_of_data(data: Any) -> str:
     if not isinstance(data, dict):
         raise ValueError(f"a model config must be a JSON object, got {type(data).__name__}")
-    return str(data.get("family") or DEFAULT_FAMILY)
+    return str(data.get("family") or default_family().name)
 
 
 def bundled_config_path(name: str) -> Optional[Path]:
@@ -129,12 +173,11 @@ def bundled_config_path(name: str) -> Optional[Path]:
     if not s or "/" in s or os.sep in s:
         return None
     stems = [s, s.replace("-", "_")]
-    for fam in _FAMILIES.values():
-        if fam.aliases is not None:
-            stems += fam.aliases(s.replace("-", "_"))
+    for fam in map(get_family, families()):
+        stems += fam.config_aliases(s.replace("-", "_"))
     for stem in stems:
-        for fam in _FAMILIES.values():
-            p = family_config_dir(fam.name) / f"{stem}.json"
+        for fam in map(get_family, families()):
+            p = fam.configs_dir() / f"{stem}.json"
             if p.is_file():
                 return p
     return None
@@ -145,10 +188,10 @@ def _family_of_dir(p: Path) -> str:
     if not cfg.is_file():
         raise FileNotFoundError(f"{p} is a directory without config.json (not a native checkpoint)")
     fmt = str(_read_json(cfg).get("format", ""))
-    for fam in _FAMILIES.values():
-        if any(fmt.startswith(prefix) for prefix in fam.native_formats):
-            return fam.name
-    raise ValueError(f"{cfg}: unknown native checkpoint format {fmt!r}")
+    fam = family_of_format(fmt)
+    if fam is None:
+        raise ValueError(f"{cfg}: unknown native checkpoint format {fmt!r}")
+    return fam.name
 
 
 def family_of(spec: Any) -> str:
@@ -162,7 +205,7 @@ def family_of(spec: Any) -> str:
     if isinstance(spec, dict):
         return _family_of_data(spec)
     if not isinstance(spec, (str, os.PathLike)):
-        for entry in _FAMILIES.values():  # a config object without a family attribute
+        for entry in map(get_family, families()):  # a config object without a family attribute
             if type(spec) is entry.config_cls():
                 return entry.name
         raise TypeError(f"model spec must be a name, path, dict or config, got {type(spec).__name__}")
@@ -185,7 +228,7 @@ def list_configs(family: Optional[str] = None) -> List[str]:
         get_family(family)
     names = []
     for fam in [family] if family is not None else families():
-        for p in sorted(family_config_dir(fam).glob("*.json")):
+        for p in sorted(get_family(fam).configs_dir().glob("*.json")):
             declared = _family_of_data(_read_json(p))
             if declared != fam:
                 raise ValueError(f"{p} declares family {declared!r} but lives in the configs of {fam!r}")
@@ -208,7 +251,7 @@ def load_config(spec: Any, **overrides: Any) -> Any:
     """The config of any registered family from a bundled name/alias, JSON path, dict or config object.
 
     ``overrides`` replace top-level fields (dict fields such as ``clip_cfg`` are deep-merged by the family's
-    loader). Returns the family's config class (``ZegCLIPConfig``, ``CLIPRCConfig``, ``TrainingFreeConfig``...).
+    loader). Returns the family's config class.
     """
     fam = get_family(family_of(spec))
     if isinstance(spec, (str, os.PathLike)) and Path(os.path.expanduser(str(spec))).is_dir():
@@ -230,7 +273,8 @@ def create_model(
 ) -> Any:
     """Build a model of any registered family (returned in eval mode, CLIP towers frozen).
 
-    The family comes from the spec (``"family"`` in the JSON; none = ZegCLIP; a native checkpoint's format).
+    The family comes from the spec (``"family"`` in the JSON; none = the default family; a native checkpoint's
+    format).
 
     Args:
         spec: bundled config name (``"zegclip_vitb16_voc_inductive"``, see :func:`list_configs`), a config JSON
@@ -238,50 +282,9 @@ def create_model(
         pretrained: None (random init; prompts/head always start at the official init), an open_clip tag of the
             config's CLIP model (e.g. ``"openai"``; downloaded by open_clip, needs network), or a local file:
             OpenAI CLIP JIT archive, open_clip state dict (.pt/.bin/.pth) or .safetensors. These fill the CLIP
-            towers only. For official checkpoints use ``load_official_zegclip`` / ``load_official_cliprc``.
+            towers only. For official checkpoints use ``load_official_any`` (or a family's own importer).
         device: where to put the model.
         overrides: config fields to replace (e.g. ``fix_double_class_embedding=True``, ``calibration_bias=0``).
     """
     fam = get_family(family_of(spec))
     return fam.build(_spec_for_loader(spec), pretrained=pretrained, device=device, **overrides)
-
-
-# ---------------------------------------------------------------------- built-in families
-def _cliprc_aliases(stem: str) -> List[str]:
-    """``cliprc_vitb16_voc`` -> the inductive setting (``cliprc_vitb16_voc_inductive``)."""
-    return [f"{stem}_inductive"] if stem.startswith("cliprc") else []
-
-
-register_family(
-    ModelFamily(
-        name="zegclip",
-        config_class="zsseg_rt.models.zegclip.config:ZegCLIPConfig",
-        model_class="zsseg_rt.models.zegclip.model:ZegCLIP",
-        load_config="zsseg_rt.models.zegclip.config:load_zegclip_config",
-        create="zsseg_rt.models.zegclip.model:create_zegclip",
-        native_formats=("zsseg_rt.zegclip.",),
-        description="ZegCLIP (Zhou et al., CVPR 2023)",
-    )
-)
-register_family(
-    ModelFamily(
-        name="cliprc",
-        config_class="zsseg_rt.models.cliprc.config:CLIPRCConfig",
-        model_class="zsseg_rt.models.cliprc.model:CLIPRC",
-        load_config="zsseg_rt.models.cliprc.config:load_cliprc_config",
-        create="zsseg_rt.models.cliprc.model:create_cliprc",
-        native_formats=("zsseg_rt.cliprc.",),
-        aliases=_cliprc_aliases,
-        description="CLIP-RC (Zhang et al., CVPR 2024)",
-    )
-)
-register_family(
-    ModelFamily(
-        name="training_free",
-        config_class="zsseg_rt.models.training_free.config:TrainingFreeConfig",
-        model_class="zsseg_rt.models.training_free.model:TrainingFreeSegmenter",
-        load_config="zsseg_rt.models.training_free.config:load_training_free_config",
-        create="zsseg_rt.models.training_free.model:create_training_free_model",
-        description="training-free dense CLIP: MaskCLIP, SCLIP, ClearCLIP, NACLIP",
-    )
-)

@@ -264,16 +264,19 @@ def segment_windows(
     softmax: bool = False,
     logit_scale: float = 1.0,
     class_drop: Optional[Sequence[bool]] = None,
+    class_of: Optional[Sequence[int]] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Reference of ``ops.segment_windows`` in fp64: per window resize to the head size, calibrate, cut; average
     overlaps; resize to the output size; argmax (torch's rules). Returns ``labels [H, W]``, ``scores [H, W]``.
 
     ``softmax``: the raw logits are averaged, multiplied by ``logit_scale``, resized, softmaxed over classes; the
     probabilities of ``class_drop`` classes are set to 0, ``class_bias`` is subtracted, and the argmax follows
-    torch's rules (a pixel with a NaN logit or a non-finite max: label 0, score NaN)."""
+    torch's rules (a pixel with a NaN logit or a non-finite max: label 0, score NaN). ``class_of`` (synonyms): the
+    softmax runs over the logits' rows (names) and a class's probability is the max over the names ``n`` with
+    ``class_of[n]`` = that class (SCLIP/NACLIP/SC-CLIP ``postprocess_result``); drop, bias and argmax per class."""
     if softmax:
         return _segment_windows_softmax(
-            logits, windows, head_size, scaled_size, output_size, class_bias, logit_scale, class_drop
+            logits, windows, head_size, scaled_size, output_size, class_bias, logit_scale, class_drop, class_of
         )
     n, classes = logits.shape[:2]
     total = np.zeros((classes,) + tuple(scaled_size))
@@ -289,7 +292,9 @@ def segment_windows(
     return labels[0], scores[0]
 
 
-def _segment_windows_softmax(logits, windows, head_size, scaled_size, output_size, class_bias, logit_scale, class_drop):
+def _segment_windows_softmax(
+    logits, windows, head_size, scaled_size, output_size, class_bias, logit_scale, class_drop, class_of=None
+):
     classes = logits.shape[1]
     total = np.zeros((classes,) + tuple(scaled_size))
     count = np.zeros(tuple(scaled_size))
@@ -306,6 +311,9 @@ def _segment_windows_softmax(logits, windows, head_size, scaled_size, output_siz
         bad = ~np.isfinite(top)
         e = np.exp(up - np.where(bad, 0.0, top)[None])
         probs = e / e.sum(axis=0, keepdims=True)
+        if class_of is not None:  # max over each class's names, written as the official one-hot product + max
+            onehot = np.eye(int(np.max(class_of)) + 1)[np.asarray(class_of)].T  # [classes, names]
+            probs = (probs[None] * onehot[:, :, None, None]).max(axis=1)
     if class_drop is not None:
         probs[np.asarray(class_drop, dtype=bool)] = 0.0
     if class_bias is not None:

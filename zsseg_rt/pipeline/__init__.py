@@ -6,6 +6,8 @@ rescale (keep ratio, short side 512) -> normalise -> 512x512 windows with stride
 bilinear to the original size -> argmax.
 """
 
+from zsseg_rt.vocabulary import validate_class_bias, validate_class_names, validate_templates
+
 from .limits import InputLimitError, InputLimits, estimate_bytes
 from .postprocess import calibrated_window_scores, finalize_scores, merge_windows, segment_fast, segment_windows_exact
 from .postprocessor import Postprocessor
@@ -20,7 +22,6 @@ from .preprocess import (
     sliding_windows,
     to_rgb_uint8,
 )
-from .vocabulary import validate_class_bias, validate_class_names, validate_templates
 
 __all__ = [
     "IMAGENET_MEAN",

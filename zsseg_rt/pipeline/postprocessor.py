@@ -63,6 +63,11 @@ class Postprocessor:
         background_threshold / area_threshold: softmax only (SCLIP ``prob_thd`` / ``area_thd``), or None.
         pamr_iterations / pamr_dilations: softmax only: PAMR steps (0: none) and dilations; PAMR needs the
             rescaled image (``image=`` of ``__call__``) and its normalisation ``image_mean`` / ``image_std``.
+        class_of: softmax only, synonyms: the class of each logit row (name), names grouped by class in class
+            order; the softmax runs over the names and a class's probability is the max over its names' (the
+            training-free methods' official rule). None: one row per class. Set per vocabulary (the pipeline).
+        background_index: the label of pixels under ``background_threshold`` (the vocabulary's background class;
+            0 as the official code when it names none).
     """
 
     head_size: Size
@@ -76,6 +81,8 @@ class Postprocessor:
     pamr_dilations: Tuple[int, ...] = (8, 16)
     image_mean: Optional[Tuple[float, ...]] = None
     image_std: Optional[Tuple[float, ...]] = None
+    class_of: Optional[Tuple[int, ...]] = None
+    background_index: int = 0
 
     def __post_init__(self) -> None:
         if self.activation not in post.ACTIVATIONS + (MAPS,):
@@ -86,11 +93,23 @@ class Postprocessor:
             raise ValueError(f"window_logits must be one of {WINDOW_LOGITS}, got {self.window_logits!r}")
         if len(self.head_size) != 2 or min(self.head_size) < 1:
             raise ValueError(f"head_size must be (height, width) >= 1, got {self.head_size}")
+        if self.class_of is not None:
+            steps = np.diff(np.asarray(self.class_of, dtype=np.int64), prepend=-1)
+            if self.activation != "softmax" or not len(steps) or self.class_of[0] != 0 or not np.isin(steps, (0, 1)).all():
+                raise ValueError(
+                    "class_of (synonyms) needs softmax post-processing and names grouped by class in class order "
+                    f"(0, ..., each next equal or one more), got activation {self.activation!r}, {self.class_of[:8]}"
+                )
         if self.pamr_iterations:
             if self.activation != "softmax":
                 raise ValueError(f"PAMR refines softmax post-processing only, not {self.activation!r}")
             if self.image_mean is None or self.image_std is None:
                 raise ValueError("PAMR needs image_mean and image_std (the normalisation of its guide image)")
+
+    @property
+    def pamr_neighbours(self) -> int:
+        """PAMR's neighbours per pixel (8 per dilation), 0 without PAMR (``limits.estimate_bytes``)."""
+        return 8 * len(self.pamr_dilations) if self.pamr_iterations else 0
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -310,6 +329,8 @@ class Postprocessor:
             class_bias=class_bias,
             background_threshold=self.background_threshold,
             area_threshold=self.area_threshold,
+            background_index=self.background_index,
+            class_of=None if self.class_of is None else np.asarray(self.class_of, dtype=np.int32),
         )
 
 

@@ -1,13 +1,14 @@
-"""Backends run the three bundle graphs; everything around them (pre/post-processing) is shared.
+"""Backends run the three graphs of a windowed bundle; everything around them (pre/post-processing) is shared.
 
-Each backend exposes ``encode_image``, ``head`` and ``encode_text`` on NumPy arrays. Only the torch backend
-imports torch, and only when it is chosen.
+Each backend exposes ``encode_image``, ``head`` and ``encode_text`` on NumPy arrays. ONNX Runtime and TensorRT are
+built in; other backends (the torch backend, which needs torch and the exporter's graph wrappers) are registered by
+name and found on first use (:func:`backend_factory`), so nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -158,79 +159,85 @@ class TensorRTBackend(Backend):
         )
 
 
-class TorchBackend(Backend):
-    """Runs the PyTorch model the bundle was exported from (reference backend; needs torch)."""
-
-    name = "torch"
-
-    def __init__(self, meta: BundleMeta, device: str = "auto", model=None):
-        import torch
-
-        from zsseg_rt.export.graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph
-
-        if model is None:
-            model = _load_source_model(meta)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._torch = torch
-        self.device = torch.device(device)
-        model = model.eval().to(self.device)
-        self._image = ImageEncoderGraph(model)
-        self._head = HeadGraph(model, meta.grid)
-        self._text = TextEncoderGraph(model)
-        self._io = meta.io
-
-    # the graphs and I/O table, for the device-resident pipeline (runtime/device_pipeline.py)
-    @property
-    def image_graph(self):
-        return self._image
-
-    @property
-    def head_graph(self):
-        return self._head
-
-    @property
-    def io(self):
-        return self._io
-
-    def _np(self, tensor):
-        return tensor.detach().float().cpu().numpy()
-
-    def _tensor(self, array, dtype=np.float32):
-        return self._torch.from_numpy(np.ascontiguousarray(array, dtype)).to(self.device)
-
-    def encode_image(self, images):
-        with self._torch.inference_mode():
-            outs = self._image(self._tensor(images))
-        return {name: self._np(t) for name, t in zip(self._io["image"]["outputs"], outs)}
-
-    def head(self, text, features):
-        names = self._io["head"]["inputs"][1:]
-        with self._torch.inference_mode():
-            out = self._head(self._tensor(text), *(self._tensor(features[name]) for name in names))
-        return self._np(out)
-
-    def encode_text(self, tokens):
-        with self._torch.inference_mode():
-            out = self._text(self._tensor(tokens, np.int32))
-        return self._np(out)
+# ---------------------------------------------------------------------------------------------- registry
+# Backends other than the built-in ONNX Runtime and TensorRT ones. The torch backend lives on the torch side
+# (``zsseg_rt.export.torch_backend``): it is found through the ``zsseg_rt.backends`` entry points of the installed
+# package (pyproject.toml), or registered by importing its module, so this module never imports it.
+BACKEND_ENTRY_POINTS = "zsseg_rt.backends"
+_BACKENDS: Dict[str, Callable[..., Backend]] = {}
+BUILTIN_BACKENDS = ("onnxruntime", "tensorrt")
+KNOWN_BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 
 
-def _load_source_model(meta: BundleMeta):
-    import os
+def register_backend(name: str, factory: Callable[..., Backend]) -> None:
+    """Make ``backend=name`` build ``factory(meta, device=..., model=...)``."""
+    if name in BUILTIN_BACKENDS or name == "auto":
+        raise ValueError(f"backend name {name!r} is built in")
+    _BACKENDS[name] = factory
 
-    from zsseg_rt.models import load_native
 
-    if meta.family == "zeroseg":  # the checkpoint holds the student only; the bundle adds the teacher's text tower
-        raise ValueError(
-            "the torch backend of a ZeroSeg bundle needs the exported model: pass "
-            "model=zsseg_rt.models.zeroseg.bundle.build_bundle_model(student, text_weights, threshold) to Engine, "
-            "or use backend='onnxruntime'"
-        )
-    source = meta.raw.get("source_checkpoint")
-    if not source or not os.path.exists(source):
-        raise FileNotFoundError(
-            f"the torch backend needs the checkpoint the bundle was exported from; meta.json records "
-            f"{source!r}, which does not exist here. Pass model=... to Engine, or use backend='onnxruntime'."
-        )
-    return load_native(source)
+def backend_factory(name: str) -> Callable[..., Backend]:
+    """The factory of a registered backend (``register_backend``, or a ``zsseg_rt.backends`` entry point).
+
+    Raises:
+        ValueError: no such backend; ImportError: its module cannot be imported here (e.g. torch is missing).
+    """
+    if name not in _BACKENDS:
+        from importlib.metadata import entry_points
+
+        found = [entry for entry in entry_points(group=BACKEND_ENTRY_POINTS) if entry.name == name]
+        if not found:
+            raise ValueError(f"backend must be one of {list(KNOWN_BACKENDS)}, got {name!r}")
+        try:
+            _BACKENDS[name] = found[0].load()
+        except ImportError as exc:
+            raise ImportError(
+                f"the {name} backend cannot be imported here ({exc}); install its extra (torch: pip install "
+                "'zsseg_rt[torch]') or use backend='onnxruntime'"
+            ) from exc
+    return _BACKENDS[name]
+
+
+def _onnxruntime_backend(meta: BundleMeta, device: str, threads: int, verify: bool) -> Backend:
+    if verify:  # the graphs ONNX Runtime is about to open
+        from .file_verification import verify_bundle_files
+
+        verify_bundle_files(meta, sorted(GRAPH_FILES.values()))
+    return OnnxRuntimeBackend(meta, device, threads)
+
+
+def make_backend(
+    meta: BundleMeta, backend: Any, device: str, model: Any, precision: str, threads: int, verify: bool = True
+) -> Backend:
+    """The backend running a windowed bundle's image encoder, head and text encoder graphs.
+
+    ``backend``: a ready :class:`Backend` object, "onnxruntime", "tensorrt", "auto" (TensorRT when its engines
+    exist and import, else ONNX Runtime, said with a warning) or a registered name such as "torch".
+    """
+    if isinstance(backend, Backend):
+        return backend
+    if backend == "onnxruntime":
+        return _onnxruntime_backend(meta, device, threads, verify)
+    if backend == "tensorrt":
+        return TensorRTBackend(meta, precision)
+    if backend == "auto":
+        try:
+            return TensorRTBackend(meta, precision)
+        except Exception as exc:  # noqa: BLE001 - any TensorRT problem -> ONNX Runtime, said out loud
+            import warnings
+
+            if isinstance(exc, ImportError):
+                reason = "TensorRT is not installed"
+            else:  # engines missing or built for another device/TensorRT/bundle: the reason matters here
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            warnings.warn(
+                f"backend='auto': TensorRT cannot be used ({reason}); running the bundle with ONNX Runtime instead "
+                "(slower, fp32). Build engines with `zsseg build-engine`, or pass backend='onnxruntime' to "
+                "silence this.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return _onnxruntime_backend(meta, device, threads, verify)
+    if not isinstance(backend, str):
+        raise ValueError(f"backend must be one of {list(KNOWN_BACKENDS)} or a Backend object, got {backend!r}")
+    return backend_factory(backend)(meta, device=device, model=model)

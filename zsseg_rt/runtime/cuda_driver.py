@@ -20,6 +20,7 @@ _ATTR_COMPUTE_CAPABILITY_MINOR = 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MI
 ATTR_MULTIPROCESSOR_COUNT = 16  # CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
 ATTR_INTEGRATED = 18  # CU_DEVICE_ATTRIBUTE_INTEGRATED: the GPU shares the host's memory (Jetson)
 ATTR_CAN_MAP_HOST_MEMORY = 19  # CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY
+STREAM_NON_BLOCKING = 0x1  # CU_STREAM_NON_BLOCKING: no implicit synchronisation with the legacy default stream
 _MEMHOSTALLOC_PORTABLE = 0x01
 _MEMHOSTALLOC_DEVICEMAP = 0x02
 
@@ -93,6 +94,8 @@ class CudaDriver:
         lib.cuMemHostAlloc.argtypes = [ctypes.POINTER(c_ptr), c_size, ctypes.c_uint]
         lib.cuMemFreeHost.argtypes = [c_ptr]
         lib.cuMemHostGetDevicePointer_v2.argtypes = [ctypes.POINTER(c_u64), c_ptr, ctypes.c_uint]
+        lib.cuMemGetInfo_v2.argtypes = [ctypes.POINTER(c_size), ctypes.POINTER(c_size)]
+        lib.cuDriverGetVersion.argtypes = [ctypes.POINTER(ctypes.c_int)]
 
     def _check(self, result: int, call: str) -> None:
         if result == 0:
@@ -130,6 +133,13 @@ class CudaDriver:
             multiprocessors=values[ATTR_MULTIPROCESSOR_COUNT],
             total_memory_mib=int(total.value) >> 20,
         )
+
+    def driver_version(self) -> int:
+        """The newest CUDA version the installed driver supports, as 1000 * major + 10 * minor (e.g. 12080 for
+        CUDA 12.8, 13000 for CUDA 13.0, which needs an r580 or newer driver)."""
+        version = ctypes.c_int()
+        self._check(self._lib.cuDriverGetVersion(ctypes.byref(version)), "cuDriverGetVersion")
+        return int(version.value)
 
     def device_attribute(self, attribute: int, index: int = 0) -> int:
         """``cuDeviceGetAttribute`` (e.g. ``ATTR_INTEGRATED``) of device ``index``."""
@@ -180,6 +190,12 @@ class CudaDriver:
             self._lib.cuDevicePrimaryCtxRelease_v2(self._context_device)
             self._context = None
 
+    def mem_get_info(self) -> Tuple[int, int]:
+        """(free, total) bytes of the current context's device (on an integrated GPU: of the shared DRAM)."""
+        free, total = ctypes.c_size_t(), ctypes.c_size_t()
+        self._check(self._lib.cuMemGetInfo_v2(ctypes.byref(free), ctypes.byref(total)), "cuMemGetInfo")
+        return int(free.value), int(total.value)
+
     def mem_alloc(self, nbytes: int) -> int:
         pointer = ctypes.c_uint64()
         self._check(self._lib.cuMemAlloc_v2(ctypes.byref(pointer), max(int(nbytes), 1)), f"cuMemAlloc({nbytes})")
@@ -209,9 +225,11 @@ class CudaDriver:
         if nbytes:
             self._check(self._lib.cuMemcpyDtoDAsync_v2(destination, source, nbytes, stream), "cuMemcpyDtoDAsync")
 
-    def stream_create(self) -> int:
+    def stream_create(self, flags: int = STREAM_NON_BLOCKING) -> int:
+        """A new stream; non-blocking by default, so work on it is not serialised with the legacy default stream
+        (stream 0) that other libraries in the process (or a blocking cudaMemcpy) may use."""
         stream = ctypes.c_void_p()
-        self._check(self._lib.cuStreamCreate(ctypes.byref(stream), 0), "cuStreamCreate")
+        self._check(self._lib.cuStreamCreate(ctypes.byref(stream), int(flags)), "cuStreamCreate")
         return stream.value or 0
 
     def stream_synchronize(self, stream: int) -> None:

@@ -9,9 +9,11 @@ Written against the CUDA driver API and TensorRT 10; never run in this project's
 from __future__ import annotations
 
 import ctypes
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from zsseg_rt.bundle import Names
 
 from .device_pipeline import Executor, Memory
 
@@ -54,6 +56,13 @@ class CudaBuffer:
         return CudaBuffer(self.pointer, (n,) + self.shape[1:], self.dtype, self.stream)
 
 
+def _nbytes(buffer) -> int:
+    if isinstance(buffer, CudaBuffer):
+        return buffer.nbytes
+    cai = buffer.__cuda_array_interface__
+    return int(np.prod(cai["shape"], dtype=np.int64)) * np.dtype(cai["typestr"]).itemsize
+
+
 def _pointer(buffer) -> int:
     """Device address of a CudaBuffer or of any __cuda_array_interface__ producer (e.g. an op's DeviceArray)."""
     if isinstance(buffer, CudaBuffer):
@@ -74,6 +83,7 @@ class CudaMemory(Memory):
     """
 
     kind = "cuda"
+    page_locked = True
 
     def __init__(self, driver, stream: int = 0, zero_copy="auto", device_index: int = 0):
         super().__init__()
@@ -88,6 +98,7 @@ class CudaMemory(Memory):
         self.zero_copy = bool(zero_copy)
         self._device: List[int] = []
         self._host: List[int] = []
+        self._host_sizes: Dict[int, int] = {}
         self._mapped: Dict[Tuple[int, int], CudaBuffer] = {}  # (host address, nbytes) -> device view (zero-copy)
 
     def empty(self, shape, dtype):
@@ -102,6 +113,7 @@ class CudaMemory(Memory):
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         pointer = self.driver.host_alloc(nbytes, mapped=self.zero_copy)
         self._host.append(pointer)
+        self._host_sizes[pointer] = nbytes
         raw = (ctypes.c_uint8 * max(nbytes, 1)).from_address(pointer)
         array = np.frombuffer(raw, dtype=np.uint8, count=nbytes).view(dtype).reshape(tuple(shape))
         if self.zero_copy:
@@ -120,15 +132,36 @@ class CudaMemory(Memory):
     def _copy_down(self, buffer, host):
         self.driver.copy_to_host(host, _pointer(buffer), self.stream)
 
-    def concatenate(self, buffers):
-        first = buffers[0]
-        total = sum(b.shape[0] for b in buffers)
-        out = self.empty((total,) + tuple(first.shape[1:]), first.dtype)
-        offset = 0
-        for b in buffers:
-            self.driver.copy_device_to_device(out.pointer + offset, _pointer(b), b.nbytes, self.stream)
-            offset += b.nbytes
-        return out
+    def copy_into(self, destination, offset, source):
+        row_bytes = destination.nbytes // max(destination.shape[0], 1)
+        nbytes = _nbytes(source)
+        if int(offset) * row_bytes + nbytes > destination.nbytes:
+            raise ValueError(
+                f"copy_into: {nbytes} bytes at row {offset} overrun a {destination.nbytes}-byte buffer "
+                f"{list(destination.shape)}"
+            )
+        self.driver.copy_device_to_device(
+            _pointer(destination) + int(offset) * row_bytes, _pointer(source), nbytes, self.stream
+        )
+
+    def release(self, buffer) -> None:
+        """Free one buffer this memory allocated (``empty`` or ``host_buffer``) now; anything else is ignored."""
+        if isinstance(buffer, np.ndarray):
+            address = buffer.__array_interface__["data"][0]
+            if address in self._host:
+                self._host.remove(address)
+                self._mapped.pop((address, buffer.nbytes), None)
+                self.driver.host_free(address)
+            return
+        pointer = _pointer(buffer)
+        if pointer in self._device:
+            self._device.remove(pointer)
+            self.driver.mem_free(pointer)
+
+    @property
+    def pinned_bytes(self) -> int:
+        """Page-locked host memory held now (allocated by ``host_buffer``, not yet released)."""
+        return sum(self._host_sizes.get(pointer, 0) for pointer in self._host)
 
     def synchronize(self):
         self.driver.stream_synchronize(self.stream)
@@ -142,7 +175,7 @@ class CudaMemory(Memory):
             self.driver.mem_free(pointer)
         for pointer in self._host:
             self.driver.host_free(pointer)
-        self._device, self._host, self._mapped = [], [], {}
+        self._device, self._host, self._mapped, self._host_sizes = [], [], {}, {}
 
 
 class TensorRTExecutor(Executor):
@@ -153,15 +186,37 @@ class TensorRTExecutor(Executor):
     ``contexts`` maps a graph role ("image", "head") to a TensorRT ``IExecutionContext`` of its engine.
     """
 
-    def __init__(self, contexts: Dict[str, object], memory: CudaMemory):
+    def __init__(self, contexts: Dict[str, Any], memory: CudaMemory):
         self.contexts = contexts
         self.memory = memory
         self._outputs: Dict[Tuple[str, str], Tuple[CudaBuffer, int]] = {}
+
+    def batch_limit(self) -> Optional[int]:
+        """The smallest profile maximum of the leading (window) axis over the image encoder's and the head's image
+        inputs (``get_tensor_profile_shape``, profile 0): more windows than this per call are refused by TensorRT."""
+        import tensorrt as trt  # the executor exists only where TensorRT does
+
+        limits = []
+        for role in ("image", "head"):
+            context = self.contexts.get(role)
+            if context is None:
+                continue
+            engine = context.engine
+            for index in range(engine.num_io_tensors):
+                name = engine.get_tensor_name(index)
+                if engine.get_tensor_mode(name) != trt.TensorIOMode.INPUT or name == Names.TEXT_EMBEDDINGS:
+                    continue  # the head's text input is [C, D]: its leading axis is the class count
+                high = engine.get_tensor_profile_shape(name, 0)[2]
+                limits.append(int(high[0]))
+        return min(limits) if limits else None
 
     def _output_buffer(self, role: str, name: str, shape, dtype) -> CudaBuffer:
         needed = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         current = self._outputs.get((role, name))
         if current is None or current[1] < needed:
+            if current is not None:  # grown: the old buffer may still be read by enqueued work until a sync
+                self.memory.synchronize()
+                self.memory.release(current[0])
             buffer = self.memory.empty((max(needed, 1),), np.uint8)
             current = (buffer, needed)
             self._outputs[(role, name)] = current
@@ -181,7 +236,11 @@ class TensorRTExecutor(Executor):
                 raise KeyError(f"graph {role!r} needs input {name!r}; got {sorted(inputs)}")
             buffer = inputs[name]
             if not context.set_input_shape(name, buffer.shape):
-                raise ValueError(f"TensorRT rejected shape {list(buffer.shape)} for input {name!r} of {role!r}")
+                low, _, high = (list(d) for d in engine.get_tensor_profile_shape(name, 0))
+                raise ValueError(
+                    f"TensorRT rejected shape {list(buffer.shape)} for input {name!r} of {role!r}: the engine's "
+                    f"profile is {low}..{high}; rebuild the engine with a larger profile (zsseg build-engine)"
+                )
             context.set_tensor_address(name, buffer.pointer)
         for name in names:
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:

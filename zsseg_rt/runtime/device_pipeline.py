@@ -51,6 +51,7 @@ class Memory:
 
     kind = "abstract"
     stream = 0  # the stream every op of the pipeline is enqueued on (CUDA handle as int; 0 elsewhere)
+    page_locked = False  # host_buffer gives page-locked memory (worth reusing, instead of one per frame)
 
     def __init__(self) -> None:
         self.transfers = TransferLog()
@@ -91,9 +92,15 @@ class Memory:
         self.transfers.record("down", name, host.nbytes)
         self._copy_down(buffer, host)
 
-    def concatenate(self, buffers: Sequence[Buffer]) -> Buffer:
-        """Buffers joined along axis 0 on the device (a device-side copy, not a host transfer)."""
+    def copy_into(self, destination: Buffer, offset: int, source: Buffer) -> None:
+        """``destination[offset : offset + len(source)] = source`` on the device, enqueued on ``stream`` (a
+        device-side copy, not a host transfer; both C-contiguous with the same trailing shape)."""
         raise NotImplementedError
+
+    def release(self, buffer) -> None:
+        """Free a buffer from ``empty`` or ``host_buffer`` now, instead of at ``close`` (call it only once nothing
+        enqueued can still use the buffer, e.g. after ``synchronize``). A no-op for anything else (a view, a buffer
+        of another memory) and where memory is garbage-collected."""
 
     def leading(self, buffer: Buffer, n: int) -> Buffer:
         """The first ``n`` entries along axis 0, without a copy."""
@@ -124,8 +131,8 @@ class HostMemory(Memory):
     def _copy_down(self, buffer, host):
         np.copyto(host, buffer)
 
-    def concatenate(self, buffers):
-        return np.concatenate(buffers)
+    def copy_into(self, destination, offset, source):
+        np.copyto(destination[offset : offset + len(source)], source)
 
 
 class TorchMemory(Memory):
@@ -141,6 +148,7 @@ class TorchMemory(Memory):
         self.torch = torch
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
+        self.page_locked = self.cuda
         self.stream = torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
 
     def empty(self, shape, dtype):
@@ -157,8 +165,9 @@ class TorchMemory(Memory):
         source = buffer if isinstance(buffer, self.torch.Tensor) else self.torch.from_dlpack(buffer)
         self.torch.from_numpy(host).copy_(source, non_blocking=self.cuda)
 
-    def concatenate(self, buffers):
-        return self.torch.cat(list(buffers))
+    def copy_into(self, destination, offset, source):
+        source = source if isinstance(source, self.torch.Tensor) else self.torch.from_dlpack(source)
+        destination[offset : offset + source.shape[0]].copy_(source, non_blocking=self.cuda)
 
     def synchronize(self):
         if self.cuda:
@@ -177,12 +186,29 @@ def _torch_dtype(torch, dtype):
 class Executor:
     """Runs bundle graphs on a Memory's buffers: ``run(role, inputs) -> outputs`` (names from meta.json's I/O
     table), enqueued on ``memory.stream``. Outputs are buffers the executor owns; they stay valid until the next
-    ``run`` of the same role, so the image encoder's outputs are passed to the head as they are."""
+    ``run`` of the same role (so the image encoder's outputs are passed to the head as they are, and a caller that
+    needs a head output after the next head run must copy it out first)."""
 
     memory: Memory
 
     def run(self, role: str, inputs: Dict[str, Buffer]) -> Dict[str, Buffer]:
         raise NotImplementedError
+
+    def batch_limit(self) -> Optional[int]:
+        """The most windows one ``run`` of the image encoder and head accepts (a TensorRT engine's profile), or
+        None when any batch runs."""
+        return None
+
+
+def windows_per_call(requested: int, executor: Executor) -> int:
+    """Windows per encoder call: ``requested`` (``Engine.max_batch``) capped by the executor's batch limit (the
+    engine's profile), as the host path splits its batches (``TensorRTBackend.encode_image``)."""
+    requested = int(requested)
+    if requested < 1:
+        raise ValueError(f"max_windows must be >= 1, got {requested}")
+    batch_limit = getattr(executor, "batch_limit", None)  # executors written before the method existed: no limit
+    limit = batch_limit() if batch_limit is not None else None
+    return requested if limit is None else max(1, min(requested, int(limit)))
 
 
 class DevicePipeline:
@@ -191,7 +217,8 @@ class DevicePipeline:
     Args:
         meta: the bundle's metadata (sizes, mean/std, windows, test resize, I/O names).
         executor: runs the bundle's graphs where the buffers live.
-        max_windows: windows per encoder call (the engine's batch profile); larger frames run in chunks.
+        max_windows: windows per encoder call, capped by the executor's batch limit (a TensorRT engine's profile);
+            larger frames run in chunks, each chunk's mask logits copied out before the next chunk's head run.
     """
 
     def __init__(self, meta: BundleMeta, executor: Executor, max_windows: int = 4):
@@ -201,7 +228,7 @@ class DevicePipeline:
         self.meta = meta
         self.executor = executor
         self.memory = executor.memory
-        self.max_windows = int(max_windows)
+        self.max_windows = windows_per_call(max_windows, executor)
         size = int(meta.image_size)
         self._image = self.memory.empty((self.max_windows, 3, size, size), np.float32)
         self._frame: Optional[Buffer] = None
@@ -210,6 +237,8 @@ class DevicePipeline:
         self._bias: Optional[Buffer] = None
         self._num_classes = 0
         self._result: Optional[Tuple[Tuple[int, int], Buffer, Buffer]] = None  # (H, W), labels, scores
+        self._merged: Optional[Buffer] = None  # [windows, C, h, w] logits of a frame of several chunks
+        self._staging: Dict[str, np.ndarray] = {}  # "labels"/"scores" -> host buffer (pinned on CUDA), reused
 
     # ---- vocabulary: uploaded once per set_classes ------------------------------------------------------
     def set_vocabulary(self, text: np.ndarray, class_bias: np.ndarray) -> None:
@@ -226,8 +255,8 @@ class DevicePipeline:
                 f"class_bias must be finite, got {bias[bad[0]]} at class {int(bad[0])} (to drop a class, leave it out "
                 "of the vocabulary)"
             )
-        self._text = self.memory.empty(text.shape, np.float32)
-        self._bias = self.memory.empty(bias.shape, np.float32)
+        self._replace("_text", self.memory.empty(text.shape, np.float32))  # the previous vocabulary's buffers go
+        self._replace("_bias", self.memory.empty(bias.shape, np.float32))
         self.memory.upload("text_embeddings", text, self._text)
         self.memory.upload("class_bias", bias, self._bias)
         self._num_classes = text.shape[0]
@@ -235,10 +264,31 @@ class DevicePipeline:
     # ---- one frame --------------------------------------------------------------------------------------
     def _frame_buffers(self, frame: np.ndarray) -> Tuple[np.ndarray, Buffer]:
         if self._frame_host is None or self._frame_host.shape != frame.shape:
-            self._frame_host = self.memory.host_buffer(frame.shape, np.uint8)
-            view = self.memory.device_view(self._frame_host)  # zero-copy: the kernels read the host buffer
-            self._frame = view if view is not None else self.memory.empty(frame.shape, np.uint8)
-        return self._frame_host, self._frame
+            host = self.memory.host_buffer(frame.shape, np.uint8)
+            self._replace("_frame_host", host)
+            view = self.memory.device_view(host)  # zero-copy: the kernels read the host buffer
+            self._replace("_frame", view if view is not None else self.memory.empty(frame.shape, np.uint8))
+        return self._frame_host, self._frame  # type: ignore[return-value]  # set just above
+
+    def _replace(self, attribute: str, buffer) -> None:
+        """Set a reused buffer, releasing the one it replaces (the previous frame has been synchronised)."""
+        old = getattr(self, attribute, None)
+        if old is not None and old is not buffer:
+            self.memory.release(old)  # a no-op for what the memory did not allocate (a zero-copy device view)
+        setattr(self, attribute, buffer)
+
+    def _host_output(self, name: str, shape: Tuple[int, int], dtype) -> np.ndarray:
+        """The host buffer results are downloaded into. Page-locked memory is a staging buffer per output, reused
+        while the frame size stays (allocated once, not per frame; the caller gets a copy); plain host memory is a
+        new array per frame, handed to the caller as it is."""
+        if not self.memory.page_locked:
+            return self.memory.host_buffer(shape, dtype)
+        current = self._staging.get(name)
+        if current is None or current.shape != tuple(shape) or current.dtype != np.dtype(dtype):
+            if current is not None:
+                self.memory.release(current)
+            current = self._staging[name] = self.memory.host_buffer(shape, dtype)
+        return current
 
     def __call__(self, frame: np.ndarray, color_order: str = "bgr", with_scores: bool = True):
         """Segment one ``[H, W, C]`` uint8 frame (C = 1, 3 or 4; ``[H, W]`` gray too).
@@ -261,9 +311,9 @@ class DevicePipeline:
         host, device_frame = self._frame_buffers(frame)
         np.copyto(host, frame)
         self.memory.upload("frame", host, device_frame)
-        logits = []
-        for start in range(0, len(windows), self.max_windows):
-            chunk = windows[start : start + self.max_windows]
+        chunks = [windows[i : i + self.max_windows] for i in range(0, len(windows), self.max_windows)]
+        logits = None
+        for index, chunk in enumerate(chunks):
             batch = self.memory.leading(self._image, len(chunk))
             ops.preprocess(
                 device_frame,
@@ -278,26 +328,43 @@ class DevicePipeline:
             )
             features = self.executor.run("image", {Names.IMAGE: batch})
             head_inputs = dict(features, **{Names.TEXT_EMBEDDINGS: self._text})
-            logits.append(self.executor.run("head", head_inputs)[Names.MASK_LOGITS])
+            chunk_logits = self.executor.run("head", head_inputs)[Names.MASK_LOGITS]
+            if len(chunks) == 1:
+                logits = chunk_logits
+            else:  # the executor reuses its output buffer on the next head run: copy this chunk's logits out first
+                logits = self._merged_logits(len(windows), chunk_logits)
+                self.memory.copy_into(logits, index * self.max_windows, chunk_logits)
         labels, scores = self._postprocess(logits, windows, scaled, (height, width))
-        labels_host = self.memory.host_buffer((height, width), np.int32)
+        labels_host = self._host_output("labels", (height, width), np.int32)
         self.memory.download("labels", labels, labels_host)
         scores_host = None
         if with_scores:
-            scores_host = self.memory.host_buffer((height, width), np.float32)
+            scores_host = self._host_output("scores", (height, width), np.float32)
             self.memory.download("scores", scores, scores_host)
         self.memory.synchronize()
-        return labels_host, scores_host
+        if not self.memory.page_locked:
+            return labels_host, scores_host
+        # the staging buffers are reused by the next frame: the caller gets its own copies
+        return labels_host.copy(), (scores_host.copy() if scores_host is not None else None)
 
-    def _postprocess(self, logits: List[Buffer], windows, scaled_hw, out_hw):
+    def _merged_logits(self, count: int, chunk_logits: Buffer) -> Buffer:
+        """A ``[count, C, h, w]`` buffer for the logits of every window of a frame, reused while its shape stays."""
+        shape = (int(count),) + tuple(int(d) for d in chunk_logits.shape[1:])
+        if self._merged is None or tuple(self._merged.shape) != shape:
+            self._replace("_merged", self.memory.empty(shape, np.float32))
+        return self._merged
+
+    def _postprocess(self, merged: Buffer, windows, scaled_hw, out_hw):
         """The fused official post-processing of all windows (``ops.segment_windows``) where the logits are."""
-        merged = logits[0] if len(logits) == 1 else self.memory.concatenate(logits)
         bias = self._bias
         if self.memory.kind == "host" or (self.memory.kind == "torch" and not getattr(self.memory, "cuda", False)):
             merged, bias = np.asarray(merged), np.asarray(bias)  # CPU tensors: zero-copy NumPy views
         size = (self.meta.image_size, self.meta.image_size)
         out_hw = (int(out_hw[0]), int(out_hw[1]))
         if self._result is None or self._result[0] != out_hw:  # reused while the frame size stays: no allocation
+            if self._result is not None:
+                self.memory.release(self._result[1])
+                self.memory.release(self._result[2])
             self._result = (out_hw, self.memory.empty(out_hw, np.int32), self.memory.empty(out_hw, np.float32))
         return ops.segment_windows(
             merged,

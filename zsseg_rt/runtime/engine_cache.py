@@ -26,7 +26,9 @@ from zsseg_rt.runtime.file_verification import cached_sha256
 # fp16-pinned: the former recipe (LayerNorm/Softmax/reductions and two hops after them pinned to fp32 with
 # OBEY_PRECISION_CONSTRAINTS). int8: explicitly quantised graphs only (QuantizeLinear/DequantizeLinear nodes).
 PRECISIONS = ("fp32", "fp16", "fp16-pinned", "int8")
-BUILD_RECIPE_VERSION = 2  # bump when the TensorRT build settings change, so cached engines are rebuilt
+# bump when the TensorRT build settings change, so cached engines are rebuilt. 3: fp16-pinned skips shape-only chains,
+# pinned builds carry ProfilingVerbosity.DETAILED (pins checked with the engine inspector), workspace capped on Jetson
+BUILD_RECIPE_VERSION = 3
 ENGINE_RECORD = "engine.json"
 ENGINE_SUFFIX = ".engine"
 DEFAULT_MAX_PROMPTS = 256
@@ -210,8 +212,11 @@ def engine_path_for(engine_root: str, key: EngineKey) -> str:
     return os.path.join(engine_root, key.digest(), os.path.splitext(key.graph)[0] + ENGINE_SUFFIX)
 
 
-def write_engine_record(engine_path: str, key: EngineKey) -> None:
+def write_engine_record(engine_path: str, key: EngineKey, extra: Optional[Mapping] = None) -> None:
+    """Write ``engine.json`` beside a freshly built engine: its key, file hash and size, and ``extra`` fields of the
+    build (e.g. ``precision_pins``: which fp32 pins held)."""
     record = {
+        **dict(extra or {}),
         "key": key.as_dict(),
         "digest": key.digest(),
         "engine_file": os.path.basename(engine_path),
@@ -275,9 +280,16 @@ GATE_FIELD = "accuracy_gate"
 def record_accuracy_gate(engine_path: str, gate: Mapping) -> None:
     """Store the accuracy-gate result of a build in the engine's ``engine.json`` (``gate["accepted"]`` decides
     whether ``check_engine`` lets the engine be used)."""
+    update_engine_record(engine_path, GATE_FIELD, dict(gate))
+
+
+def update_engine_record(engine_path: str, field: str, value) -> None:
+    """Set one field of an engine's ``engine.json`` (not the key fields: those say what the engine is)."""
+    if field in ("key", "digest", "engine_sha256", "engine_file", "engine_bytes"):
+        raise ValueError(f"engine.json field {field!r} is written only with the engine")
     record_path = os.path.join(os.path.dirname(os.path.abspath(engine_path)), ENGINE_RECORD)
     _, record = read_engine_record(engine_path)
-    record[GATE_FIELD] = dict(gate)
+    record[field] = value
     _atomic_write(record_path, json.dumps(record, indent=2, sort_keys=True).encode())
 
 

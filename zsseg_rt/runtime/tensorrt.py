@@ -9,7 +9,7 @@ the CUDA driver shim (:mod:`zsseg_rt.runtime.cuda_driver`). Engines are built by
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -36,9 +36,11 @@ __all__ = [
     "load_engine",
     "TensorRTRunner",
     "INSTALL_HINT",
+    "install_hint",
     "MIN_TENSORRT",
     "MAX_TENSORRT",
     "check_tensorrt_version",
+    "tensorrt_logger",
 ]
 
 # Supported: TensorRT 10.x. Below: bundles are exported at opset 18, beyond the TensorRT 8.x ONNX parsers.
@@ -47,13 +49,52 @@ __all__ = [
 MIN_TENSORRT = (10, 0)
 MAX_TENSORRT = (11, 0)  # exclusive
 
-INSTALL_HINT = (
-    "TensorRT 10.x is required for this (it is imported lazily; nothing else in zsseg_rt needs it). "
-    "Jetson: use JetPack 6.1+ (TensorRT 10.3, Python bindings from `sudo apt install python3-libnvinfer`); "
-    "JetPack 5 (TensorRT 8.5) and JetPack 6.0 (TensorRT 8.6) are not supported. "
-    'x86_64/aarch64 desktop: `pip install "tensorrt>=10,<11"` (NVIDIA\'s wheels, also on '
-    "`--extra-index-url https://pypi.nvidia.com`), matching your CUDA 12 driver."
+JETSON_HINT = (
+    "Jetson: JetPack 6.1 or 6.2 (both ship TensorRT 10.3; Python bindings from `sudo apt install python3-libnvinfer`); "
+    "JetPack 5 ships TensorRT 8.5 and JetPack 6.0 TensorRT 8.6, which are not supported."
 )
+CU13_WHEEL = 'pip install "tensorrt-cu13>=10.13,<11"'  # CUDA 13 builds of TensorRT 10 start at 10.13
+CU12_WHEEL = 'pip install "tensorrt-cu12>=10,<11"'
+DESKTOP_HINT = (
+    "Desktop/server: choose NVIDIA's wheel by your driver (`nvidia-smi` shows it): driver r580 or newer (CUDA 13): "
+    f"`{CU13_WHEEL}`; a CUDA 12 driver (r535+): `{CU12_WHEEL}`. A bare `pip install tensorrt` installs the CUDA 13 "
+    "variant (and today TensorRT 11), which an older driver cannot run (wheels also on "
+    "`--extra-index-url https://pypi.nvidia.com`)."
+)
+INSTALL_HINT = "TensorRT 10.x is required for this (it is imported lazily; nothing else in zsseg_rt needs it). " + (
+    f"{JETSON_HINT} {DESKTOP_HINT}"
+)
+
+
+def _on_jetson() -> bool:
+    return os.path.exists("/etc/nv_tegra_release")
+
+
+def install_hint(driver_cuda_version: Optional[int] = None, jetson: Optional[bool] = None) -> str:
+    """How to install TensorRT 10 here: the JetPack line on a Jetson; elsewhere the wheel that matches the driver
+    (``cuDriverGetVersion``: 13000+ means an r580+ driver, which runs the CUDA 13 wheels; 12000+ the CUDA 12 ones);
+    both lines when the driver cannot be asked."""
+    jetson = _on_jetson() if jetson is None else jetson
+    if jetson:
+        return f"TensorRT 10.x is required for this. {JETSON_HINT}"
+    if driver_cuda_version is None:
+        try:
+            driver_cuda_version = CudaDriver().driver_version()
+        except Exception:  # noqa: BLE001 - no driver / no GPU: give the generic advice
+            return INSTALL_HINT
+    major, minor = divmod(int(driver_cuda_version) // 10, 100)
+    seen = f"your driver supports CUDA {major}.{minor}"
+    if driver_cuda_version >= 13000:
+        return f"TensorRT 10.x is required for this; {seen} (r580+): `{CU13_WHEEL}` (or `{CU12_WHEEL}`)."
+    if driver_cuda_version >= 12000:
+        return (
+            f"TensorRT 10.x is required for this; {seen}: `{CU12_WHEEL}` (the CUDA 13 wheels, which a bare "
+            "`pip install tensorrt` picks, need an r580+ driver)."
+        )
+    return (
+        f"TensorRT 10.x needs a CUDA 12 or 13 driver and {seen}: update the NVIDIA driver (r535+ for `{CU12_WHEEL}`, "
+        f"r580+ for `{CU13_WHEEL}`)."
+    )
 
 
 # ---------------------------------------------------------------------------------------------- TensorRT import
@@ -71,12 +112,14 @@ def check_tensorrt_version(version: str) -> None:
     if parsed < MIN_TENSORRT:
         raise ImportError(
             f"TensorRT {version} is too old: zsseg_rt supports TensorRT 10.x only (bundles use ONNX opset 18, beyond "
-            'the TensorRT 8.x parsers); install `pip install "tensorrt>=10,<11"` or use JetPack 6.1+ (TensorRT 10.3)'
+            f"the TensorRT 8.x parsers); use JetPack 6.1/6.2 (TensorRT 10.3), or on a desktop `{CU12_WHEEL}` "
+            f"(CUDA 12 driver) / `{CU13_WHEEL}` (r580+ driver)"
         )
     if parsed >= MAX_TENSORRT:
         raise ImportError(
             f"TensorRT {version} is not supported: zsseg_rt supports TensorRT 10.x only (11 removed the fp16/int8 "
-            'builder flags it uses); install `pip install "tensorrt>=10,<11"` or use JetPack 6.1+ (TensorRT 10.3)'
+            f"builder flags it uses); install `{CU12_WHEEL}` (CUDA 12 driver) or `{CU13_WHEEL}` (r580+ driver), "
+            "or use JetPack 6.1/6.2 (TensorRT 10.3)"
         )
 
 
@@ -85,9 +128,28 @@ def import_tensorrt():
     try:
         import tensorrt as trt
     except ImportError as exc:
-        raise ImportError(f"cannot import tensorrt ({exc}). {INSTALL_HINT}") from exc
+        raise ImportError(f"cannot import tensorrt ({exc}). {install_hint()}") from exc
     check_tensorrt_version(getattr(trt, "__version__", "0"))
     return trt
+
+
+_LOGGERS: Dict[int, Any] = {}  # id(tensorrt module) -> its process-wide trt.Logger
+
+
+def tensorrt_logger(trt=None, verbose: bool = False):
+    """The process's one ``trt.Logger`` (TensorRT expects a single logger per process: every builder, runtime and
+    parser shares it). ``verbose`` lowers its threshold to VERBOSE; it never raises it again.
+
+    Args:
+        trt: the imported ``tensorrt`` module (default: ``import_tensorrt()``).
+    """
+    trt = trt if trt is not None else import_tensorrt()
+    logger = _LOGGERS.get(id(trt))
+    if logger is None:
+        logger = _LOGGERS[id(trt)] = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+    elif verbose:
+        logger.min_severity = trt.Logger.VERBOSE
+    return logger
 
 
 def _engine_root(meta: BundleMeta, cache_dir: Optional[str]) -> str:
@@ -196,7 +258,7 @@ def load_engine(
     if expected_key is None:
         cuda = cuda if cuda is not None else CudaDriver()
         check_engine_platform(engine_path, str(trt.__version__), cuda.device_info(device_index))
-    runtime = trt.Runtime(logger if logger is not None else trt.Logger(trt.Logger.WARNING))
+    runtime = trt.Runtime(logger if logger is not None else tensorrt_logger(trt))
     with open(engine_path, "rb") as handle:
         engine = runtime.deserialize_cuda_engine(handle.read())
     if engine is None:

@@ -268,7 +268,7 @@ def iter_segment_images(
     Returns:
         an iterator of manifest rows (dicts); each is also appended to ``manifest.jsonl`` before it is yielded.
     """
-    from zsseg_rt.pipeline import validate_class_names
+    from zsseg_rt.vocabulary import validate_class_names
 
     ray = import_ray()
     names = list(validate_class_names(classes, 65536))

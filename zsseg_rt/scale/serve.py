@@ -69,8 +69,8 @@ class SegmentationServer:
     ):
         from ray.serve.metrics import Counter, Histogram
 
-        from zsseg_rt.pipeline import validate_class_names
         from zsseg_rt.runtime import Engine
+        from zsseg_rt.vocabulary import validate_class_names
 
         self.engine = Engine(bundle, classes=classes, backend=backend, device=device, mode=mode)
         self.max_classes = self.engine.meta.max_classes
@@ -115,7 +115,7 @@ class SegmentationServer:
     def _parse(self, body: bytes, classes: Optional[str]) -> Tuple[np.ndarray, Tuple[str, ...]]:
         import cv2
 
-        from zsseg_rt.pipeline import validate_class_names
+        from zsseg_rt.vocabulary import validate_class_names
 
         if not body:
             raise ValueError("empty request body: POST the encoded bytes of an image (JPEG, PNG, ...)")

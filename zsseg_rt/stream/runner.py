@@ -17,6 +17,8 @@ from typing import Callable, Deque, List, Optional, Sequence, Union
 
 import numpy as np
 
+from zsseg_rt.vocabulary import validate_class_names
+
 from .capture import Backoff, Frame, FrameGrabber
 from .sinks import FrameSink
 from .sources import FrameSource
@@ -184,7 +186,8 @@ class StreamRunner:
         if names is None:
             return
         current = getattr(self.segment, "class_names", None)
-        if current is not None and list(current) == (names if isinstance(names, list) else None):
+        wanted = _checked_names(names)
+        if current is not None and wanted is not None and list(current) == wanted:
             return  # e.g. the watched file's first read: already the vocabulary
         if self._set_classes is None:
             log.warning("class change ignored: the segment callable has no set_classes()")
@@ -196,9 +199,7 @@ class StreamRunner:
             return
         current = getattr(self.segment, "class_names", None)
         with self._stats_lock:
-            self.stats.classes = (
-                list(current) if current else (names.split(",") if isinstance(names, str) else list(names))
-            )
+            self.stats.classes = list(current) if current else (wanted if wanted is not None else list(names))
             self.stats.vocabulary_changes += 1
         log.info("vocabulary now %s", ", ".join(self.stats.classes))
 
@@ -235,3 +236,12 @@ class StreamRunner:
             span = self._times[-1] - self._times[0] if len(self._times) > 1 else 0.0
             self.stats.fps = (len(self._times) - 1) / span if span > 0 else 0.0
             self.stats.latency_ms = 1000.0 * float(np.mean(self._latencies))
+
+
+def _checked_names(names) -> Optional[List[str]]:
+    """``names`` as the vocabulary unit reads them (a string is comma-separated; names stripped), or None when it
+    refuses them (the segment's ``set_classes`` then says why)."""
+    try:
+        return validate_class_names(names)
+    except (TypeError, ValueError):
+        return None

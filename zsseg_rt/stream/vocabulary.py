@@ -6,16 +6,11 @@ import logging
 import os
 from typing import List, Optional, Tuple
 
+from zsseg_rt.vocabulary import parse_class_text
+
+__all__ = ["ClassFileWatcher", "parse_class_text"]
+
 log = logging.getLogger("zsseg_rt.stream")
-
-
-def parse_class_text(text: str) -> List[str]:
-    """Class names from file text: one per line and/or comma-separated; ``#`` starts a comment; blanks skipped."""
-    names: List[str] = []
-    for line in text.splitlines():
-        line = line.split("#", 1)[0]
-        names.extend(part.strip() for part in line.split(",") if part.strip())
-    return names
 
 
 class ClassFileWatcher:

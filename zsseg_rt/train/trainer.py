@@ -1,4 +1,5 @@
-"""The ZegCLIP training loop: inductive / transductive (self-training) / fully supervised.
+"""The segmentation training loop (ZegCLIP's recipe, used by every trainable family unless the family brings its own
+trainer): inductive / transductive (self-training) / fully supervised.
 
 One process (CPU or one GPU) or several under ``torchrun`` (DistributedDataParallel; gloo on CPU, nccl on GPU).
 Exactness notes:
@@ -189,14 +190,12 @@ class Trainer:
             ignore_index=mc.ignore_index,
         )
         self.stream = TrainStream(self.dataset, aug, lut, seed=cfg.seed)
-        from zsseg_rt.models.zegclip.losses import ZegCLIPLoss
+        from zsseg_rt.models.registry import family_of_model
 
-        # a model family with extra loss terms (CLIP-RC's recovery loss) builds its own loss
-        build_loss = getattr(self.model, "build_loss", None)
-        self.loss_fn = build_loss() if build_loss is not None else ZegCLIPLoss.from_config(mc)
-        # a family with its own parameter groups (ZegFormer: backbone lr multiplier, no decay on norms/embeddings)
-        groups_fn = getattr(self.model, "optimizer_param_groups", None)
-        params = groups_fn(cfg.weight_decay) if groups_fn is not None else self.model.trainable_parameters()
+        family = family_of_model(self.model)
+        self.loss_fn = family.loss(self.model)  # the family's loss (CLIP-RC adds its recovery terms)
+        # the family's parameter groups (ZegFormer: backbone lr multiplier, no decay on norms/embeddings)
+        params = family.parameter_groups(self.model, cfg.weight_decay)
         self.optimizer = build_optimizer(params, cfg.lr, cfg.weight_decay, cfg.betas)
         self.schedule = PolyWarmupSchedule(
             self.optimizer, cfg.lr, cfg.iterations, cfg.poly_power, cfg.min_lr, cfg.warmup_iters, cfg.warmup_ratio
@@ -296,7 +295,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=cfg.amp):
             logits = self.net(images, self.text_train)
         if self.setting == "transductive":
-            from zsseg_rt.models.zegclip.losses import transductive_pseudo_labels, upsample_logits
+            from zsseg_rt.models.common.losses import transductive_pseudo_labels, upsample_logits
 
             pred = upsample_logits(logits.detach().float(), mc.image_size, tuple(labels.shape[-2:]))
             labels = transductive_pseudo_labels(pred, labels, self.seen, mc.ignore_index)
@@ -502,14 +501,10 @@ class Trainer:
 
 
 def trainer_class(cfg: TrainConfig) -> type:
-    """The trainer of the recipe's model family (ZeroSeg's distillation trainer, or the segmentation one)."""
-    from zsseg_rt.models.registry import family_of
+    """The trainer of the recipe's model family (a family's own, e.g. a distillation trainer, or this one)."""
+    from zsseg_rt.models.registry import family_of, get_family
 
-    if family_of(cfg.model) == "zeroseg":
-        from .zeroseg import ZeroSegTrainer
-
-        return ZeroSegTrainer
-    return Trainer
+    return get_family(family_of(cfg.model)).trainer_class() or Trainer
 
 
 def train(

@@ -245,7 +245,7 @@ class CLIPRCLoss(nn.Module):
 def load_clip_weights_cliprc(model: CLIPRC, pretrained: str) -> Dict[str, object]:
     """Load CLIP tower weights (open_clip tag or local file) into a CLIP-RC model, then initialise the bridge
     tokens officially (``class_embedding + positional_embedding[0]``)."""
-    from zsseg_rt.models.common.weights import load_clip_weights
+    from zsseg_rt.models.zegclip.weights import load_clip_weights
 
     report = load_clip_weights(model, pretrained)
     model.backbone.reset_region_bridge()
@@ -272,9 +272,9 @@ def create_cliprc(
         if p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
             if pretrained is not None:
                 raise ValueError(f"{p} is a native checkpoint that already holds weights; drop pretrained=")
-            from zsseg_rt.models.cliprc.official import load_native_cliprc
+            from zsseg_rt.models.common.convert import load_native
 
-            return load_native_cliprc(p, device=device, **overrides)
+            return load_native(p, device=device, **overrides)
     config = load_cliprc_config(name, **overrides)
     model = CLIPRC(config)
     if pretrained is not None:

@@ -23,11 +23,13 @@ from typing import Dict, Optional, Union
 import torch
 
 from zsseg_rt.models.cliprc.config import CLIPRCConfig, load_cliprc_config
+from zsseg_rt.models.common.official import load_official_any, official_checkpoint_family  # noqa: F401 - former home
 from zsseg_rt.models.common.weights import WeightsError
 from zsseg_rt.models.zegclip.official import load_mapped_official, read_official_checkpoint
 
 __all__ = [
     "load_official_cliprc",
+    "is_cliprc_keys",
     "official_cliprc_to_native_key",
     "official_checkpoint_family",
     "load_native_cliprc",
@@ -46,7 +48,6 @@ _CLIPRC_MARKERS = (
     "decode_head.lateral_proj.",
     "decode_head.recovery_decoder.",
 )
-_ZEGCLIP_MARKER = "decode_head.decoder_1."
 
 
 def official_cliprc_to_native_key(key: str) -> Optional[str]:
@@ -58,42 +59,9 @@ def official_cliprc_to_native_key(key: str) -> Optional[str]:
     return key
 
 
-def family_of_keys(keys) -> Optional[str]:
-    """ "cliprc", "zegclip", "zegformer" or None from a checkpoint's key names."""
-    from zsseg_rt.models.zegformer.official import is_zegformer_keys
-
-    keys = list(keys)
-    if is_zegformer_keys(keys):
-        return "zegformer"
-    if any(k.startswith(m) or k == m for k in keys for m in _CLIPRC_MARKERS):
-        return "cliprc"
-    if any(k.startswith(_ZEGCLIP_MARKER) for k in keys):
-        return "zegclip"
-    return None
-
-
-def official_checkpoint_family(path: Union[str, Path]) -> Optional[str]:
-    """Tell a CLIP-RC checkpoint from a ZegCLIP one by its keys without reading every tensor (memory-mapped
-    ``torch.load(weights_only=True)``; safetensors headers). None when neither (or unreadable)."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                return family_of_keys(f.keys())
-        try:
-            ck = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except Exception:  # not a zip archive (legacy format): plain read
-            ck = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:
-        return None
-    sd = ck.get("state_dict", ck.get("model", ck)) if isinstance(ck, dict) else {}  # mmcv / detectron2
-    keys = [str(k) for k in sd] if isinstance(sd, dict) else []
-    keys = [k[len("module.") :] if k.startswith("module.") else k for k in keys]
-    return family_of_keys(keys)
+def is_cliprc_keys(keys) -> bool:
+    """True when checkpoint tensor names are an official CLIP-RC checkpoint's (region-level bridge, q/v decoders)."""
+    return any(k.startswith(m) or k == m for k in keys for m in _CLIPRC_MARKERS)
 
 
 def _infer_config(sd: Dict[str, torch.Tensor], meta: Dict[str, object]) -> str:
@@ -120,6 +88,8 @@ def _infer_config(sd: Dict[str, torch.Tensor], meta: Dict[str, object]) -> str:
 
 
 def _check_family(sd: Dict[str, torch.Tensor], source: str) -> None:
+    from zsseg_rt.models.common.official import family_of_keys
+
     fam = family_of_keys(sd.keys())
     if fam == "zegclip":
         raise WeightsError(
@@ -127,7 +97,7 @@ def _check_family(sd: Dict[str, torch.Tensor], source: str) -> None:
             "bridge), not a CLIP-RC one: load it with zsseg_rt.models.load_official_zegclip (`zsseg convert` "
             "detects the family by itself)"
         )
-    if fam is None:
+    if fam != "cliprc":
         raise WeightsError(
             f"{source} is not an official CLIP-RC checkpoint: none of {list(_CLIPRC_MARKERS)} is in its state_dict"
         )
@@ -181,9 +151,15 @@ def load_official_cliprc(
 
 
 def convert_official_cliprc(
-    src, dst_dir, config=None, overwrite: bool = False, allow_missing_text_encoder: bool = False
+    src,
+    dst_dir,
+    config=None,
+    overwrite: bool = False,
+    allow_missing_text_encoder: bool = False,
+    clip_pretrained: Optional[str] = None,
 ) -> Path:
-    """Official CLIP-RC checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``)."""
+    """Official CLIP-RC checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``).
+    ``clip_pretrained`` is not used: CLIP-RC checkpoints hold their CLIP towers."""
     from zsseg_rt.models.common.convert import save_imported
 
     model, report = load_official_cliprc(
@@ -210,18 +186,3 @@ def load_native_cliprc(path_dir: Union[str, Path], device: Optional[Union[str, t
     cfg_dict.update(overrides)
     model = CLIPRC(CLIPRCConfig.from_dict(cfg_dict))
     return load_native_state(model, d, "native CLIP-RC", device)
-
-
-def load_official_any(path: Union[str, Path], config=None, **kwargs):
-    """Import an official ZegCLIP, CLIP-RC or ZegFormer checkpoint, choosing the importer from the keys (for callers such
-    as ``zsseg export --official`` that should accept both families)."""
-    family = official_checkpoint_family(path)
-    if family == "cliprc":
-        return load_official_cliprc(path, config=config, **kwargs)
-    if family == "zegformer":
-        from zsseg_rt.models.zegformer.official import load_official_zegformer
-
-        return load_official_zegformer(path, config=config, **kwargs)
-    from zsseg_rt.models.zegclip.official import load_official_zegclip
-
-    return load_official_zegclip(path, config=config, **kwargs)

@@ -2,7 +2,7 @@
 
 Each family's bundled configs live in its own subpackage, ``zsseg_rt/models/<family>/configs/*.json`` (one per paper
 setting plus tiny test models; :func:`family_config_dir`); class-name lists and prompt templates shared by all
-families live in ``zsseg_rt/models/common/vocab/*.json``. A config names an open_clip model (``clip_model``, e.g.
+families live in the vocabulary unit (``zsseg_rt/vocabulary/lists/*.json``). A config names an open_clip model (``clip_model``, e.g.
 ``"ViT-B-16"``) whose open_clip JSON config gives the tower architecture; ``clip_cfg`` is deep-merged on top of it
 (tiny test towers, or any other change).
 
@@ -17,9 +17,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 
-from zsseg_rt.data.vocab import VOCAB_DIR, load_class_names  # noqa: F401 - torch-free; re-exported here
+from zsseg_rt.vocabulary import VOCAB_DIR, load_class_names, load_templates  # noqa: F401 - re-exported here
 
 MODELS_DIR = Path(__file__).resolve().parent.parent
 
@@ -53,23 +53,6 @@ def bundled_config_file(family: str, name: str) -> Optional[Path]:
 def _read_json(path: Path) -> Dict[str, Any]:
     with open(path, "r", encoding="utf-8") as f:
         return json.load(f)
-
-
-def load_templates(ref: Union[str, Sequence[str]]) -> List[str]:
-    """Prompt templates by set name (``"single"``, ``"coco_multi"``; see vocab/templates.json) or as a list."""
-    if not isinstance(ref, str):
-        templates = [str(t) for t in ref]
-    else:
-        sets = _read_json(VOCAB_DIR / "templates.json")["templates"]
-        if ref in sets:
-            templates = list(sets[ref])
-        elif "{}" in ref:
-            templates = [ref]
-        else:
-            raise ValueError(f"unknown template set {ref!r}; known: {sorted(sets)} (or give a string with '{{}}')")
-    from zsseg_rt.pipeline.vocabulary import validate_templates  # the one template check
-
-    return list(validate_templates(templates))
 
 
 def check_known_keys(cls, data: Dict[str, Any], what: str = "config") -> None:

@@ -1,4 +1,5 @@
-"""Native ZegCLIP checkpoints (``model.safetensors`` + ``config.json``) and the ``zsseg convert`` command."""
+"""Native checkpoints of every family (``model.safetensors`` + ``config.json`` whose ``format`` names the family)
+and the ``zsseg convert`` command."""
 
 from __future__ import annotations
 
@@ -10,12 +11,11 @@ from typing import Optional, Union
 
 import torch
 
+from zsseg_rt.models.common.official import convert_official
 from zsseg_rt.models.common.weights import WeightsError, check_finite, describe_keys
-from zsseg_rt.models.zegclip.config import ZegCLIPConfig
 
-__all__ = ["convert_official", "save_native", "load_native", "add_convert_command", "NATIVE_FORMAT"]
+__all__ = ["convert_official", "save_native", "load_native", "add_convert_command"]
 
-NATIVE_FORMAT = "zsseg_rt.zegclip.v1"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
@@ -31,7 +31,11 @@ def save_native(model, dst_dir: Union[str, os.PathLike], extra: Optional[dict] =
     dst.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     check_finite(state, "model")
-    fmt = getattr(model, "native_format", NATIVE_FORMAT)  # CLIP-RC: zsseg_rt.cliprc.v1
+    from zsseg_rt.models.registry import family_of_model
+
+    fmt = family_of_model(model).native_format
+    if not fmt:
+        raise ValueError(f"the {family_of_model(model).name!r} family has no native checkpoint format")
     save_file(state, str(dst / WEIGHTS_FILE), metadata={"format": fmt})
     meta = {"format": fmt, "config": model.config.to_dict()}
     if extra:
@@ -47,43 +51,29 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
     ``overrides`` may change non-architectural config fields (e.g. ``calibration_bias``); every weight tensor
     must match the rebuilt model exactly.
     """
-    from zsseg_rt.models.zegclip.model import ZegCLIP
+    from zsseg_rt.models.registry import families, family_of_format, get_family
 
     d = Path(path_dir)
     if d.is_file() and d.name in (WEIGHTS_FILE, CONFIG_FILE):
         d = d.parent
     if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(
-            f"{d} is not a native ZegCLIP checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE}); create one with "
+            f"{d} is not a native checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE}); create one with "
             "`zsseg convert OFFICIAL.pth DST` or zsseg_rt.models.common.convert.save_native"
         )
     with open(d / CONFIG_FILE, "r", encoding="utf-8") as f:
         meta = json.load(f)
-    if str(meta.get("format", "")).startswith("zsseg_rt.cliprc."):  # CLIP-RC native checkpoint
-        from zsseg_rt.models.cliprc.official import load_native_cliprc
-
-        return load_native_cliprc(d, device=device, **overrides)
-    if str(meta.get("format", "")).startswith("zsseg_rt.zegformer."):  # ZegFormer native checkpoint
-        from zsseg_rt.models.zegformer.factory import load_native_zegformer
-
-        return load_native_zegformer(d, device=device, **overrides)
-    if str(meta.get("format", "")).startswith("zsseg_rt.zeroseg."):  # ZeroSeg student
-        from zsseg_rt.models.zeroseg.factory import load_native_zeroseg
-
-        return load_native_zeroseg(d, device=device, **overrides)
-    if meta.get("format") != NATIVE_FORMAT:
-        raise WeightsError(f"{d / CONFIG_FILE}: unknown format {meta.get('format')!r} (expected {NATIVE_FORMAT})")
-    cfg_dict = dict(meta["config"])
-    cfg_dict.update(overrides)
-    config = ZegCLIPConfig.from_dict(cfg_dict)
-    model = ZegCLIP(config)
-    return load_native_state(model, d, "native", device)
+    family = family_of_format(str(meta.get("format", "")))
+    if family is None:
+        known = sorted(get_family(name).native_format for name in families() if get_family(name).native_format)
+        raise WeightsError(f"{d / CONFIG_FILE}: unknown format {meta.get('format')!r} (expected one of {known})")
+    return family.load_native(d, device=device, **overrides)
 
 
 def load_native_state(model, directory: Path, label: str, device=None):
     """Fill ``model`` from ``directory/model.safetensors``: every tensor must fit (names, shapes, finite values).
 
-    Shared by the ZegCLIP and CLIP-RC native loaders. Returns the model in eval mode.
+    Shared by the families' native loaders. Returns the model in eval mode.
     """
     from safetensors.torch import load_file
 
@@ -113,50 +103,9 @@ def load_native_state(model, directory: Path, label: str, device=None):
     return model.eval()
 
 
-def convert_official(
-    src: Union[str, os.PathLike],
-    dst_dir: Union[str, os.PathLike],
-    config=None,
-    overwrite: bool = False,
-    allow_missing_text_encoder: bool = False,
-    clip_pretrained: Optional[str] = None,
-) -> Path:
-    """Official mmcv checkpoint -> native checkpoint directory. Returns the directory.
-
-    ZegFormer (detectron2) checkpoints are detected by their keys too; ``clip_pretrained`` gives them CLIP weights
-    (they hold none), ``allow_missing_text_encoder`` accepts them without.
-
-    CLIP-RC checkpoints (``backbone.region_level_bridge``, ``decode_head.decoder_q.*``...) are detected by their
-    keys and imported with ``load_official_cliprc``; everything else goes to ``load_official_zegclip``."""
-    from zsseg_rt.models.cliprc.official import convert_official_cliprc, official_checkpoint_family
-    from zsseg_rt.models.zegclip.official import load_official_zegclip
-
-    family = official_checkpoint_family(Path(src))
-    if family == "zegformer":
-        from zsseg_rt.models.zegformer.official import convert_official_zegformer
-
-        return convert_official_zegformer(
-            src,
-            dst_dir,
-            config,
-            overwrite,
-            clip_pretrained=clip_pretrained,
-            allow_missing_clip=allow_missing_text_encoder,
-        )
-    if family == "cliprc":
-        return convert_official_cliprc(
-            src, dst_dir, config=config, overwrite=overwrite, allow_missing_text_encoder=allow_missing_text_encoder
-        )
-
-    model, report = load_official_zegclip(
-        Path(src), config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder
-    )
-    return save_imported(model, report, src, dst_dir, overwrite)
-
-
 def save_imported(model, report, src, dst_dir, overwrite: bool = False) -> Path:
     """Write an imported official model as a native checkpoint, recording where it came from and its import
-    report (shared by the ZegCLIP and CLIP-RC converters)."""
+    report (shared by the families' converters)."""
     extra = {
         "source_checkpoint": str(src),
         "import_report": {
@@ -214,3 +163,11 @@ def add_convert_command(subparsers) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_run_convert)
     return p
+
+
+def __getattr__(name: str) -> object:  # PEP 562: NATIVE_FORMAT is the default family's format (the former constant)
+    if name == "NATIVE_FORMAT":
+        from zsseg_rt.models.registry import default_family
+
+        return default_family().native_format
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from zsseg_rt.bundle.meta import normalize_class_name
+from zsseg_rt.vocabulary import seen_mask
 
 __all__ = ["predict", "seen_class_bias"]
 
@@ -41,8 +41,8 @@ def seen_class_bias(
     c = len(class_names)
     out = np.zeros(c, dtype=np.float32)
     if seen_classes is None:
-        seen_names = {normalize_class_name(cfg.class_names[i]) for i in cfg.seen_classes}
-        idx = [i for i, n in enumerate(class_names) if normalize_class_name(n) in seen_names]
+        seen = seen_mask(class_names, [cfg.class_names[i] for i in cfg.seen_classes])
+        idx = [int(i) for i in np.flatnonzero(seen)]
     else:
         idx = [int(i) for i in seen_classes]
         bad = [i for i in idx if not 0 <= i < c]

@@ -17,7 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zsseg_rt.assets import TEXT_EMBEDDINGS_DIR
-from zsseg_rt.pipeline.vocabulary import (
+from zsseg_rt.vocabulary import (
+    split_synonyms,
     validate_class_names,  # re-exported: the one vocabulary check
     validate_templates,
 )
@@ -105,13 +106,19 @@ class TextEncoder(nn.Module):
         tp = self.text_projection
         return int(tp.out_features if isinstance(tp, nn.Linear) else tp.shape[1])
 
-    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+    def encode_tokens(self, tokens: torch.Tensor, attn_mask=None, pool=None) -> torch.Tensor:
         """``tokens [P, L]`` (``1 <= L <= context_length``) -> L2-normalised embeddings ``[P, D]``.
 
         ``L`` may be shorter than the context length when every row's end token lies within the first ``L``
         positions: CLIP's causal mask makes a position's output depend only on the positions before it, so the
         end token's output (the pooled embedding) does not change when the padding after it is cut off. The
         runtime uses that to run the text encoder on ~10 tokens instead of 77.
+
+        Args:
+            attn_mask: ``[context_length, context_length]`` additive causal mask (default: open_clip's, ``-inf``
+                above the diagonal); the exported graph passes a finite one (``export.text_graph``).
+            pool: ``(x [P, L, W], tokens [P, L]) -> [P, W]`` end-token pooling (default: open_clip's
+                ``text_global_pool``).
         """
         from open_clip.transformer import text_global_pool
 
@@ -122,13 +129,16 @@ class TextEncoder(nn.Module):
         length = tokens.shape[1]
         x = self.token_embedding(tokens)
         x = x + self.positional_embedding[:length].to(x.dtype)
-        mask = self.attn_mask[:length, :length]
+        mask = (self.attn_mask if attn_mask is None else attn_mask)[:length, :length]
         if getattr(self.transformer, "batch_first", True):
             x = self.transformer(x, attn_mask=mask)
         else:
             x = self.transformer(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
         x = self.ln_final(x)
-        x = text_global_pool(x, tokens, self.pool_type, eos_token_id=self.eos_id)
+        if pool is None:
+            x = text_global_pool(x, tokens, self.pool_type, eos_token_id=self.eos_id)
+        else:
+            x = pool(x, tokens)
         tp = self.text_projection
         if tp is not None:
             x = tp(x) if isinstance(tp, nn.Linear) else x @ tp
@@ -140,13 +150,18 @@ class TextEncoder(nn.Module):
     @torch.no_grad()
     def _encode_uncached(self, names: Sequence[str], templates: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         device = cast(torch.Tensor, self.positional_embedding).device
-        prompts = [t.format(n) for n in names for t in templates]  # class-major: [C, T]
+        groups = [split_synonyms(n) for n in names]  # "person; man": every template x every name (mean rule)
+        prompts = [t.format(n) for group in groups for n in group for t in templates]  # class-major
         outs = []
         for s in range(0, len(prompts), batch_size):
             tok = self.tokenize(prompts[s : s + batch_size]).to(device)
             outs.append(self.encode_tokens(tok).float())
-        emb = torch.cat(outs, 0).reshape(len(names), len(templates), -1)
-        emb = emb.mean(dim=1)
+        flat = torch.cat(outs, 0)
+        if all(len(group) == 1 for group in groups):
+            emb = flat.reshape(len(names), len(templates), -1).mean(dim=1)
+        else:
+            sizes = [len(group) * len(templates) for group in groups]
+            emb = torch.stack([part.mean(dim=0) for part in torch.split(flat, sizes)])
         return F.normalize(emb, dim=-1)
 
     def encode(

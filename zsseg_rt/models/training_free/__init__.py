@@ -1,3 +1,31 @@
-"""Training-free dense CLIP (MaskCLIP, SCLIP, ClearCLIP, NACLIP): config, the segmenter (``model``) and its
+"""Training-free dense CLIP (MaskCLIP, SCLIP, ClearCLIP, NACLIP, SC-CLIP): config, the segmenter (``model``) and its
 sliding-window inference (``infer``, through the one :class:`zsseg_rt.pipeline.Postprocessor`). Bundled configs:
-``configs/``."""
+``configs/``. Registers the ``"training_free"`` family."""
+
+from zsseg_rt.models.registry import register_family
+
+from .family import TrainingFreeFamily
+
+__all__ = ["FAMILY"]
+
+_MODULE = "zsseg_rt.models.training_free"
+
+FAMILY = register_family(
+    TrainingFreeFamily(
+        name="training_free",
+        display_name="training-free",
+        description="training-free dense CLIP: MaskCLIP, SCLIP, ClearCLIP, NACLIP, SC-CLIP",
+        order=2,
+        trainable=False,
+        config_class=f"{_MODULE}.config:TrainingFreeConfig",
+        load_config=f"{_MODULE}.config:load_training_free_config",
+        model_class=f"{_MODULE}.model:TrainingFreeSegmenter",
+        create=f"{_MODULE}.model:create_training_free_model",
+        public_names={
+            "TrainingFreeSegmenter": f"{_MODULE}.model:TrainingFreeSegmenter",
+            "TrainingFreeConfig": f"{_MODULE}.config:TrainingFreeConfig",
+            "create_training_free_model": f"{_MODULE}.model:create_training_free_model",
+            "load_training_free_config": f"{_MODULE}.config:load_training_free_config",
+        },
+    )
+)

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from zsseg_rt.bundle import Names
 from zsseg_rt.models.common.text import TextEncoder, validate_class_names
 from zsseg_rt.models.training_free.config import FAMILY, TrainingFreeConfig, load_training_free_config
+from zsseg_rt.models.training_free.protocol import vocabulary_settings
 from zsseg_rt.models.training_free.scclip import scclip_encode
 
 __all__ = [
@@ -256,6 +257,8 @@ class TrainingFreeSegmenter(nn.Module):
             "method": c.method,
             "pamr_iterations": int(c.pamr_iterations),
             "pamr_dilations": [int(d) for d in c.pamr_dilations],
+            "synonyms": "max",  # a class's probability is the max over its names' (their postprocess_result)
+            "vocabulary_settings": vocabulary_settings(c.method),  # official settings per named vocabulary
         }
 
     @staticmethod

@@ -292,7 +292,7 @@ def create_zegclip(
     """The ZegCLIP family's factory (registry entry ``"zegclip"``); arguments as in
     :func:`zsseg_rt.models.create_model`."""
     from zsseg_rt.models.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native
-    from zsseg_rt.models.common.weights import load_clip_weights
+    from zsseg_rt.models.zegclip.weights import load_clip_weights
 
     p = Path(str(name)) if isinstance(name, (str, os.PathLike)) else None
     if p is not None and p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():

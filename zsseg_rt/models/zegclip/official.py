@@ -29,7 +29,16 @@ import torch
 from zsseg_rt.models.common.weights import WeightsError, check_finite, describe_keys
 from zsseg_rt.models.zegclip.config import ZegCLIPConfig, load_zegclip_config
 
-__all__ = ["load_official_zegclip", "OfficialImportReport", "official_to_native_key", "read_official_checkpoint"]
+__all__ = [
+    "load_official_zegclip",
+    "convert_official_zegclip",
+    "is_zegclip_keys",
+    "OfficialImportReport",
+    "official_to_native_key",
+    "read_official_checkpoint",
+]
+
+MARKER = "decode_head.decoder_1."  # only official ZegCLIP checkpoints have this decoder
 
 _LAYER_RE = re.compile(r"^decode_head\.decoder_1\.layers\.(\d+)\.(.+)$")
 _UNUSED_LAYER_PARTS = ("self_attn.", "norm1.")
@@ -57,6 +66,11 @@ class OfficialImportReport:
         if not self.text_encoder_loaded:
             s += "; text encoder NOT in the checkpoint (left as built)"
         return s
+
+
+def is_zegclip_keys(keys) -> bool:
+    """True when checkpoint tensor names are an official ZegCLIP checkpoint's (``decode_head.decoder_1.*``)."""
+    return any(k.startswith(MARKER) for k in keys)
 
 
 def official_to_native_key(key: str) -> Optional[str]:
@@ -184,6 +198,24 @@ def load_official_zegclip(
         hint="prompt tokens, image size, CLIP model",
     )
     return (model, report) if return_report else model
+
+
+def convert_official_zegclip(
+    src,
+    dst_dir,
+    config=None,
+    overwrite: bool = False,
+    allow_missing_text_encoder: bool = False,
+    clip_pretrained: Optional[str] = None,
+) -> Path:
+    """Official ZegCLIP checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``).
+    ``clip_pretrained`` is not used: ZegCLIP checkpoints hold their CLIP towers."""
+    from zsseg_rt.models.common.convert import save_imported
+
+    model, report = load_official_zegclip(
+        Path(src), config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder
+    )
+    return save_imported(model, report, src, dst_dir, overwrite)
 
 
 def load_mapped_official(

@@ -2,23 +2,37 @@
 
 Class-agnostic mask proposals (MaskFormer on a ResNet) classified against frozen CLIP text embeddings, and at
 test time CLIP's image tower on each proposal's masked crop, fused per class. Registered as family
-``"zegformer"`` (configs ``zegformer_*.json``).
+``"zegformer"`` (configs ``zegformer_*.json``); its bundles run the runtime's two-stage pipeline.
 """
 
-from zsseg_rt.models.registry import ModelFamily, register_family
+from zsseg_rt.models.registry import register_family
 
 from .config import ZegFormerConfig, load_zegformer_config
+from .family import ZegFormerFamily
 
-__all__ = ["ZegFormerConfig", "load_zegformer_config"]
+__all__ = ["ZegFormerConfig", "load_zegformer_config", "FAMILY"]
 
-register_family(
-    ModelFamily(
+_MODULE = "zsseg_rt.models.zegformer"
+
+FAMILY = register_family(
+    ZegFormerFamily(
         name="zegformer",
-        config_class="zsseg_rt.models.zegformer.config:ZegFormerConfig",
-        model_class="zsseg_rt.models.zegformer.model:ZegFormer",
-        load_config="zsseg_rt.models.zegformer.config:load_zegformer_config",
-        create="zsseg_rt.models.zegformer.factory:create_zegformer",
-        native_formats=("zsseg_rt.zegformer.",),
+        display_name="ZegFormer",
         description="ZegFormer (Ding et al., CVPR 2022): two-stage, mask proposals + CLIP on masked crops",
+        order=4,
+        config_class=f"{_MODULE}.config:ZegFormerConfig",
+        model_class=f"{_MODULE}.model:ZegFormer",
+        load_config=f"{_MODULE}.config:load_zegformer_config",
+        create=f"{_MODULE}.factory:create_zegformer",
+        native_formats=("zsseg_rt.zegformer.",),
+        native_format="zsseg_rt.zegformer.v1",
+        native_loader=f"{_MODULE}.factory:load_native_zegformer",
+        official_keys=f"{_MODULE}.official:is_zegformer_keys",
+        official_loader=f"{_MODULE}.official:load_official_zegformer",
+        pipeline="two_stage",
+        public_names={
+            "ZegFormerConfig": f"{_MODULE}.config:ZegFormerConfig",
+            "load_zegformer_config": f"{_MODULE}.config:load_zegformer_config",
+        },
     )
 )

@@ -1,22 +1,30 @@
 """ZeroSeg (Chen et al., ICCV 2023): open-vocabulary segmentation learned by CLIP vision distillation only.
 
-Registers the ``"zeroseg"`` family in :mod:`zsseg_rt.models.registry` on import.
+Registers the ``"zeroseg"`` family in :mod:`zsseg_rt.models.registry` on import (:mod:`.family`).
 """
 
-from zsseg_rt.models.registry import ModelFamily, register_family
+from zsseg_rt.models.registry import register_family
 
 from .config import DATASET_BACKGROUND_THRESHOLDS, ZeroSegConfig, load_zeroseg_config
+from .family import BACKGROUND_THRESHOLD_PROTOCOL, ZeroSegFamily
 
-__all__ = ["ZeroSegConfig", "load_zeroseg_config", "DATASET_BACKGROUND_THRESHOLDS", "FAMILY_ENTRY"]
+__all__ = ["ZeroSegConfig", "load_zeroseg_config", "DATASET_BACKGROUND_THRESHOLDS", "FAMILY", "FAMILY_ENTRY"]
 
-FAMILY_ENTRY = register_family(
-    ModelFamily(
+_MODULE = "zsseg_rt.models.zeroseg"
+
+FAMILY = FAMILY_ENTRY = register_family(
+    ZeroSegFamily(
         name="zeroseg",
-        config_class="zsseg_rt.models.zeroseg.config:ZeroSegConfig",
-        model_class="zsseg_rt.models.zeroseg.model:ZeroSeg",
-        load_config="zsseg_rt.models.zeroseg.config:load_zeroseg_config",
-        create="zsseg_rt.models.zeroseg.factory:create_zeroseg",
-        native_formats=("zsseg_rt.zeroseg.",),
+        display_name="ZeroSeg",
         description="ZeroSeg (Chen et al., ICCV 2023), re-implemented from the paper",
+        order=3,
+        config_class=f"{_MODULE}.config:ZeroSegConfig",
+        model_class=f"{_MODULE}.model:ZeroSeg",
+        load_config=f"{_MODULE}.config:load_zeroseg_config",
+        create=f"{_MODULE}.factory:create_zeroseg",
+        native_formats=("zsseg_rt.zeroseg.",),
+        native_format="zsseg_rt.zeroseg.v1",
+        native_loader=f"{_MODULE}.factory:load_native_zeroseg",
+        evaluation_protocol=BACKGROUND_THRESHOLD_PROTOCOL,
     )
 )

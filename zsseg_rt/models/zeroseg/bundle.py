@@ -199,9 +199,9 @@ def verify_zeroseg_bundle(
 
     from zsseg_rt import pipeline
     from zsseg_rt.bundle import GRAPH_FILES, Files, load_meta
-    from zsseg_rt.bundle.tokenizer import ClipTokenizer, expand_templates
     from zsseg_rt.image_io import read_image_bgr
     from zsseg_rt.runtime.engine import Engine
+    from zsseg_rt.vocabulary import ClipTokenizer, expand_templates
 
     model.eval()
     meta = load_meta(bundle_dir)

@@ -17,7 +17,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Union
 
-from zsseg_rt.eval.zeroseg_protocol import DATASET_BACKGROUND_THRESHOLDS, GROUPVIT_BACKGROUND_THRESHOLDS
 from zsseg_rt.models.common.config import (
     BaseModelConfig,
     _deep_merge,
@@ -26,6 +25,7 @@ from zsseg_rt.models.common.config import (
     load_config_data,
     load_templates,
 )
+from zsseg_rt.models.zeroseg.protocol import DATASET_BACKGROUND_THRESHOLDS, GROUPVIT_BACKGROUND_THRESHOLDS
 
 __all__ = [
     "ZeroSegConfig",

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from zsseg_rt.eval.metrics import ConfusionMatrix
-from zsseg_rt.eval.zeroseg_protocol import (  # noqa: F401 - the protocol's tables, re-exported
+from zsseg_rt.models.zeroseg.protocol import (  # noqa: F401 - the protocol's tables, re-exported
+    BACKGROUND_THRESHOLD_PROTOCOL,
     PROTOCOL,
     THRESHOLD_TABLES,
     evaluate_zeroseg_bundle,
@@ -87,9 +88,9 @@ def evaluate_zeroseg(
 
 def is_zeroseg(obj) -> bool:
     """A ZeroSeg student or an Engine running a ZeroSeg bundle."""
-    from zsseg_rt.eval.evaluate import _is_zeroseg
+    from zsseg_rt.eval.evaluate import evaluation_protocol
 
-    return _is_zeroseg(obj)
+    return evaluation_protocol(obj) == BACKGROUND_THRESHOLD_PROTOCOL
 
 
 def evaluate_checkpoint(

@@ -1,0 +1,278 @@
+"""Benchmark every CUDA op of zsseg_rt against the best PyTorch equivalent on the same GPU, in the same run.
+
+Usage (on a machine with a CUDA GPU, after building zsseg_rt with CUDA):
+    python -m benchmarks cuda --json out/bench_cuda.json            # print the table, save JSON
+    python -m benchmarks cuda --device cpu --repeats 2 --small       # smoke test of this script on a CPU
+
+Method: inputs are torch tensors on the device; zsseg_rt's ops receive them through DLPack and enqueue on torch's
+current stream (``stream=torch.cuda.current_stream().cuda_stream``). Each side: ``--warmup`` untimed calls, then
+``--repeats`` calls timed with CUDA events (wall clock on the CPU), median reported. For every op, the torch side
+is the fastest of the listed torch variants (eager; ``torch.compile`` too with ``--compile``). Peak extra device
+memory: ``torch.cuda.max_memory_allocated`` delta for torch; zsseg_rt allocates its outputs with
+``cudaMallocAsync`` outside torch's allocator, so its outputs' size is reported instead (computed, marked).
+Target (issue 14): every CUDA op within 2x of the best torch equivalent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _inputs(case: str, device: str, small: bool):
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    classes = 20 if case.endswith("c20") else 171
+    grid, size = (8, 64) if small else (32, 512)
+
+    def normal(*shape, std=1.0):
+        return (torch.randn(*shape, generator=gen) * std).to(device)
+
+    if case == "preprocess":
+        h, w = (48, 64) if small else (480, 640)
+        image = torch.randint(0, 256, (h, w, 3), generator=gen, dtype=torch.uint8).to(device)
+        from zsseg_rt import pipeline
+
+        crop = 64 if small else 512
+        scaled = pipeline.preprocess.rescaled_size(h, w, (None, crop))
+        windows = pipeline.sliding_windows(scaled[0], scaled[1], crop, crop * 426 // 512)
+        return {
+            "image": image,
+            "scaled": scaled,
+            "windows": [tuple(v) for v in windows],
+            "crop": crop,
+            "mean": torch.tensor(pipeline.preprocess.IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
+            "std": torch.tensor(pipeline.preprocess.IMAGENET_STD, device=device).view(1, 3, 1, 1),
+        }
+    if case == "segment_windows_c171":
+        classes, scaled, out = 171, ((64, 85) if small else (512, 683)), ((47, 63) if small else (375, 500))
+        crop = 64 if small else 512
+        from zsseg_rt import pipeline
+
+        windows = pipeline.sliding_windows(scaled[0], scaled[1], crop, crop * 426 // 512)
+        bias = torch.where(torch.arange(classes) < 156, 0.1, 0.0).to(device)
+        return {
+            "logits": normal(len(windows), classes, crop // 16, crop // 16, std=3.0).contiguous(),
+            "bias": bias,
+            "windows": [tuple(w) for w in windows],
+            "head": (crop, crop),
+            "scaled": scaled,
+            "out": out,
+        }
+    if case.startswith(("segment", "upsample")):
+        seen = int(classes * 0.9)
+        bias = torch.where(torch.arange(classes) < seen, 0.1, 0.0).to(device)
+        return {"logits": normal(1, classes, grid, grid, std=3.0).contiguous(), "bias": bias, "size": (size, size)}
+    if case.startswith("similarity"):
+        return {"patches": normal(1, (grid * grid), 512), "text": normal(classes, 512)}
+    return {
+        "text": normal(classes, 512),
+        "image_global": normal(1, 512),
+        "weight": normal(512, 1024, std=1 / 32),
+        "bias": normal(512),
+    }
+
+
+def _ours(case: str, x, stream: int) -> Callable[[], object]:
+    from zsseg_rt import ops
+
+    if case == "preprocess":
+        from zsseg_rt import pipeline
+
+        mean, std = pipeline.preprocess.IMAGENET_MEAN, pipeline.preprocess.IMAGENET_STD
+        return lambda: ops.preprocess(x["image"], x["scaled"], x["windows"], x["crop"], mean, std, stream=stream)
+    if case == "segment_windows_c171":
+        return lambda: ops.segment_windows(
+            x["logits"], x["windows"], x["head"], x["scaled"], x["out"], class_bias=x["bias"], stream=stream
+        )
+    if case.startswith("segment"):
+        return lambda: ops.segment(x["logits"], x["size"], class_bias=x["bias"], sigmoid=True, stream=stream)
+    if case.startswith("upsample_calibrate"):
+        return lambda: ops.upsample(x["logits"], x["size"], sigmoid=True, class_bias=x["bias"], stream=stream)
+    if case.startswith("upsample"):
+        return lambda: ops.upsample(x["logits"], x["size"], stream=stream)
+    if case == "similarity_norm":
+        return lambda: ops.similarity(x["patches"], x["text"], normalize=True, stream=stream)
+    if case == "similarity_scale":
+        return lambda: ops.similarity(x["patches"], x["text"], normalize=False, scale=100.0, stream=stream)
+    return lambda: ops.relation_descriptor(x["text"], x["image_global"], x["weight"], x["bias"], stream=stream)
+
+
+def _torch(case: str, x) -> Callable[[], object]:
+    import torch
+    import torch.nn.functional as F
+
+    if case == "preprocess":
+
+        def prep():  # BGR -> RGB, float bilinear resize, normalise, crop + zero-pad each window
+            img = x["image"].flip(-1).permute(2, 0, 1)[None].float()
+            img = F.interpolate(img, size=x["scaled"], mode="bilinear", align_corners=False)
+            img = (img - x["mean"]) / x["std"]
+            out = img.new_zeros((len(x["windows"]), 3, x["crop"], x["crop"]))
+            for k, (y1, y2, x1, x2) in enumerate(x["windows"]):
+                out[k, :, : y2 - y1, : x2 - x1] = img[0, :, y1:y2, x1:x2]
+            return out
+
+        return prep
+    if case == "segment_windows_c171":
+
+        def windows_run():  # the unfused official order in torch
+            total = x["logits"].new_zeros((x["logits"].shape[1],) + tuple(x["scaled"]))
+            count = x["logits"].new_zeros(tuple(x["scaled"]))
+            for k, (y1, y2, x1, x2) in enumerate(x["windows"]):
+                up = F.interpolate(x["logits"][k : k + 1], size=x["head"], mode="bilinear", align_corners=False)
+                up = up[0].sigmoid() - x["bias"][:, None, None]
+                total[:, y1:y2, x1:x2] += up[:, : y2 - y1, : x2 - x1]
+                count[y1:y2, x1:x2] += 1
+            final = F.interpolate((total / count)[None], size=x["out"], mode="bilinear", align_corners=False)[0]
+            return final.max(0)
+
+        return windows_run
+    if case.startswith("segment"):
+
+        def run():
+            v = F.interpolate(x["logits"], size=x["size"], mode="bilinear", align_corners=False)
+            v = v.sigmoid() - x["bias"][None, :, None, None]
+            labels = v.argmax(dim=1)
+            return labels, v.gather(1, labels[:, None])
+
+        return run
+    if case.startswith("upsample_calibrate"):
+        return lambda: (
+            torch.sigmoid(F.interpolate(x["logits"], size=x["size"], mode="bilinear", align_corners=False))
+            - x["bias"][None, :, None, None]
+        )
+    if case.startswith("upsample"):
+        return lambda: F.interpolate(x["logits"], size=x["size"], mode="bilinear", align_corners=False)
+    if case == "similarity_norm":
+        return lambda: F.normalize(x["text"], dim=-1) @ F.normalize(x["patches"], dim=-1).transpose(1, 2)
+    if case == "similarity_scale":
+        return lambda: 100.0 * (x["text"] @ x["patches"].transpose(1, 2))
+
+    def relation():
+        text, g = x["text"], x["image_global"]
+        cat = torch.cat([text[None] * g[:, None], text[None].expand(g.shape[0], -1, -1)], dim=-1)
+        return F.linear(cat, x["weight"], x["bias"])
+
+    return relation
+
+
+CASES: Dict[str, str] = {
+    "preprocess": "preprocess 480x640 BGR uint8 -> 512x683 -> 2 windows [2,3,512,512] fp32",
+    "segment_windows_c171": "segment_windows C=171, 2 windows 32x32 -> 512 -> 512x683 merged -> 375x500 (photo case)",
+    "segment_c171": "segment C=171 32x32->512x512, sigmoid, bias (fused argmax)",
+    "segment_c20": "segment C=20 32x32->512x512, sigmoid, bias",
+    "upsample_c171": "upsample C=171 32x32->512x512",
+    "upsample_calibrate_c171": "upsample+sigmoid+bias C=171 32x32->512x512",
+    "similarity_norm": "similarity N=1024 C=171 D=512 normalize",
+    "similarity_scale": "similarity N=1024 C=171 D=512 scale 100",
+    "relation_descriptor": "relation_descriptor C=171 D=512 -> 512",
+}
+
+
+def _time(fn: Callable[[], object], device: str, warmup: int, repeats: int) -> List[float]:
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def run(args) -> List[dict]:
+    import torch
+
+    from zsseg_rt import ops
+
+    if args.device == "cuda" and not (torch.cuda.is_available() and ops.cuda_available()):
+        sys.exit(
+            "bench_cuda: no usable CUDA device (torch.cuda.is_available()=%s, zsseg_rt.ops.cuda_available()=%s)"
+            % (torch.cuda.is_available(), ops.cuda_available())
+        )
+    stream = torch.cuda.current_stream().cuda_stream if args.device == "cuda" else 0
+    rows = []
+    for case, label in CASES.items():
+        x = _inputs(case, args.device, args.small)
+        ours_fn, torch_fn = _ours(case, x, stream), _torch(case, x)
+        variants = {"eager": torch_fn}
+        if args.compile:
+            variants["compile"] = torch.compile(torch_fn)
+        ours_ms = statistics.median(_time(ours_fn, args.device, args.warmup, args.repeats))
+        torch_ms = {}
+        for name, fn in variants.items():
+            if args.device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            torch_ms[name] = statistics.median(_time(fn, args.device, args.warmup, args.repeats))
+        best = min(torch_ms, key=torch_ms.get)
+        ratio = ours_ms / torch_ms[best]
+        rows.append(
+            {
+                "case": case,
+                "description": label,
+                "zsseg_rt_ms": ours_ms,
+                "torch_ms": torch_ms,
+                "torch_best": best,
+                "ratio_vs_best_torch": ratio,
+                "target": "<= 2x best torch",
+                "pass": bool(ratio <= 2.0),
+            }
+        )
+    return rows
+
+
+def render(rows: List[dict], device_name: str) -> str:
+    lines = [
+        f"Device: {device_name}",
+        "",
+        "| case | zsseg_rt ms | best torch ms (variant) | zsseg_rt / torch | target <= 2x |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['description']} | {r['zsseg_rt_ms']:.3f} | {r['torch_ms'][r['torch_best']]:.3f} "
+            f"({r['torch_best']}) | {r['ratio_vs_best_torch']:.2f} | {'PASS' if r['pass'] else 'MISS'} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile variants of the torch side")
+    parser.add_argument("--small", action="store_true", help="tiny shapes (smoke test of this script)")
+    parser.add_argument("--json", help="write the rows here")
+    args = parser.parse_args()
+    import torch
+
+    rows = run(args)
+    name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU (smoke test: not a GPU measurement)"
+    print(render(rows, name))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"device": name, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

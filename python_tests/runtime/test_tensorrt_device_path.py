@@ -1,0 +1,168 @@
+"""The TensorRT device path (``TensorRTExecutor`` + ``CudaMemory`` + ``DevicePipeline``) end to end on the host:
+TensorRT's execution contexts and the CUDA driver are stand-ins (``python_tests/host_cuda.py``: ONNX Runtime runs each
+graph on the buffers bound by address, allocations are host memory and counted), everything else is the code a GPU
+runs. Each test here failed before the fix it guards:
+
+* the device pipeline asked the engine for more windows per call than its profile holds (an API-built engine has
+  ``max_batch=1``, a CLI-built one the windows of a 4:3 frame; ``Engine.max_batch`` defaults to 4);
+* a frame of several chunks got the last chunk's logits for every chunk (one output buffer per graph output,
+  reused by the next head run);
+* every frame allocated page-locked result buffers (and, for frames of several chunks, device memory for the
+  joined logits) that were freed only when the pipeline closed.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime", reason="the stand-in engines run the graphs with ONNX Runtime")
+from host_cuda import HostCudaDriver, StandInTensorRTBackend, install_host_gpu  # noqa: E402
+
+from zsseg_rt import pipeline  # noqa: E402
+from zsseg_rt.export import tensorrt as trt_build  # noqa: E402
+from zsseg_rt.runtime import Engine, device_pipeline  # noqa: E402
+from zsseg_rt.runtime.cuda_memory import TensorRTExecutor  # noqa: E402
+
+CLASSES = ["person", "bottle", "chair", "sofa", "tv", "cat"]
+API_MAX_BATCH = inspect.signature(trt_build.build_engine_set).parameters["max_batch"].default  # 1 today
+
+
+@pytest.fixture()
+def host_gpu(monkeypatch):
+    """TensorRT and the CUDA ops as the device pipeline sees them, on the host."""
+    install_host_gpu(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_bundle):
+    return Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime")
+
+
+def _frame(height, width, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (height // 40, width // 40, 3), dtype=np.uint8)
+    return np.kron(base, np.ones((40, 40, 1), np.uint8))
+
+
+def _device_engine(tiny_bundle, max_batch_built, driver=None):
+    driver = driver if driver is not None else HostCudaDriver()
+    meta = Engine(tiny_bundle, backend="onnxruntime").meta
+    backend = StandInTensorRTBackend(meta, max_batch_built, driver)
+    engine = Engine(tiny_bundle, classes=CLASSES, backend=backend, device_pipeline=True)  # max_batch: default 4
+    assert engine._device is not None and isinstance(engine._device.executor, TensorRTExecutor)
+    return engine, backend, driver
+
+
+def _assert_same_segmentation(result, expected):
+    # the encoder at another batch size than the host path's moves scores by a few float32 ulps (ONNX Runtime's
+    # GEMM blocking): labels may flip only where two classes tie within that
+    assert (result.labels == expected.labels).mean() >= 0.999
+    np.testing.assert_allclose(result.scores, expected.scores, rtol=0, atol=1e-5)
+
+
+def test_an_api_built_engine_runs_a_640x480_frame_in_chunks_it_accepts(tiny_bundle, host_gpu, reference):
+    engine, backend, _ = _device_engine(tiny_bundle, API_MAX_BATCH)
+    assert API_MAX_BATCH == 1 and engine.max_batch == 4
+    frame = _frame(480, 640)
+    result = engine(frame)
+    shapes = [e[2] for c in backend.contexts.values() for e in c.log if e[0] == "set_input_shape" and e[1] == "image"]
+    scaled = pipeline.preprocess.rescaled_size(480, 640, engine.meta.test_scale)
+    windows = len(pipeline.sliding_windows(scaled[0], scaled[1], engine.meta.crop_size, engine.meta.stride))
+    assert len(shapes) == windows >= 2 and all(shape[0] == 1 for shape in shapes)  # one window per call
+    assert engine._device.max_windows == 1
+    _assert_same_segmentation(result, reference(frame))
+
+
+def test_a_cli_built_engine_runs_a_wide_frame_in_chunks(tiny_bundle, host_gpu, reference):
+    cli_max_batch = trt_build.frame_windows(reference.meta)  # zsseg build-engine's default: a 4:3 frame's windows
+    engine, backend, _ = _device_engine(tiny_bundle, cli_max_batch)
+    frame = _frame(480, 1920)  # more windows than the profile holds
+    result = engine(frame)
+    batches = [e[2][0] for e in backend.contexts["image"].log if e[0] == "set_input_shape"]
+    assert sum(batches) >= 3 and max(batches) <= cli_max_batch and len(batches) >= 2
+    _assert_same_segmentation(result, reference(frame))
+
+
+class ReusingExecutor(device_pipeline.Executor):
+    """The ONNX Runtime graphs on host memory, with one output buffer per (graph, output) reused by every run, as
+    ``TensorRTExecutor`` does on the GPU."""
+
+    def __init__(self, backend):
+        self.inner = device_pipeline.OnnxRuntimeExecutor(backend)
+        self.memory = self.inner.memory
+        self.buffers = {}
+
+    def run(self, role, inputs):
+        outputs = {}
+        for name, value in self.inner.run(role, inputs).items():
+            buffer = self.buffers.get((role, name))
+            if buffer is None or buffer.size < value.size:
+                buffer = self.buffers[(role, name)] = np.empty(value.size, np.float32)
+            outputs[name] = buffer[: value.size].reshape(value.shape)
+            np.copyto(outputs[name], value)
+        return outputs
+
+
+def test_every_chunk_keeps_its_own_logits_with_a_buffer_reusing_executor(reference):
+    executor = ReusingExecutor(reference.backend)
+    pipe = device_pipeline.DevicePipeline(reference.meta, executor, max_windows=1)
+    pipe.set_vocabulary(reference._vocab[1], reference._vocab[2])
+    frame = _frame(480, 1920, seed=3)
+    labels, scores = pipe(frame)
+    assert len(executor.buffers) == 3  # image_global, patches, mask_logits: one buffer each, reused per chunk
+    expected = reference(frame)
+    assert (labels == expected.labels).mean() >= 0.999
+    np.testing.assert_allclose(scores, expected.scores, rtol=0, atol=1e-5)
+
+
+def test_repeated_frames_do_not_grow_pinned_or_device_memory(tiny_bundle, host_gpu):
+    engine, _, driver = _device_engine(tiny_bundle, 4)  # a profile that fits Engine.max_batch: no batch-limit issue
+    frame = _frame(480, 1920, seed=1)  # 5 windows: two chunks of at most 4
+    first = engine(frame)
+    held = driver.live_bytes("host"), driver.live_bytes("device")
+    allocations = dict(driver.allocations)
+    for _ in range(4):
+        again = engine(frame)
+        np.testing.assert_array_equal(again.labels, first.labels)
+    assert (driver.live_bytes("host"), driver.live_bytes("device")) == held
+    assert driver.allocations == allocations  # nothing allocated at all for a frame of the same size
+    assert engine._device.memory.pinned_bytes == driver.live_bytes("host")
+    other = engine(_frame(480, 1800, seed=2))  # a new size: the old size's buffers are released, not kept
+    assert other.labels.shape == (480, 1800)
+    assert driver.live_bytes("host") <= held[0] + 1024
+
+
+def test_the_results_returned_are_the_callers_own(tiny_bundle, host_gpu):
+    engine, _, _ = _device_engine(tiny_bundle, API_MAX_BATCH)
+    first = engine(_frame(480, 640, seed=4))
+    kept = first.labels.copy()
+    engine(_frame(480, 640, seed=5))  # reuses the staging buffers
+    np.testing.assert_array_equal(first.labels, kept)
+
+
+class RecordingLibcuda:
+    """A ``libcuda`` stand-in for ``CudaDriver``: every entry point returns CUDA_SUCCESS; stream flags are kept."""
+
+    def __init__(self):
+        self.stream_flags = []
+
+    def __getattr__(self, name):
+        def call(*args):
+            if name == "cuStreamCreate":
+                self.stream_flags.append(args[1])
+            return 0
+
+        call.__name__ = name
+        setattr(self, name, call)
+        return call
+
+
+def test_streams_are_created_non_blocking():
+    from zsseg_rt.runtime.cuda_driver import STREAM_NON_BLOCKING, CudaDriver
+
+    library = RecordingLibcuda()
+    CudaDriver(library).stream_create()
+    assert STREAM_NON_BLOCKING == 1 and library.stream_flags == [STREAM_NON_BLOCKING]  # CU_STREAM_NON_BLOCKING

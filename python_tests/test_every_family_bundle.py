@@ -1,0 +1,124 @@
+"""``zsseg_rt.Engine`` runs a bundle of every registered model family, with torch, open_clip, ``zsseg_rt.export`` and
+``zsseg_rt.models`` unimportable (the runtime is family-blind and torch-free), and bundles written before meta.json
+named its pipeline (the migration) run exactly like new ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from support import package_import_root  # noqa: E402
+
+from zsseg_rt.bundle import load_meta  # noqa: E402
+from zsseg_rt.bundle.schema import write_meta  # noqa: E402
+from zsseg_rt.models import create_model, families, get_family, list_configs  # noqa: E402
+
+BLOCKER = """
+import sys
+
+class Blocker:
+    blocked = ("zsseg_rt.export", "zsseg_rt.models", "zsseg_rt.train", "zsseg_rt.eval", "torch", "open_clip")
+
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in self.blocked):
+            raise ImportError(f"{name} is blocked in this test")
+        return None
+
+sys.meta_path.insert(0, Blocker())
+"""
+
+RUN = """
+import json, pkgutil, importlib
+import numpy as np
+import zsseg_rt, zsseg_rt.runtime, zsseg_rt.vocabulary, zsseg_rt.bundle, zsseg_rt.pipeline
+for package in (zsseg_rt.runtime, zsseg_rt.vocabulary, zsseg_rt.bundle, zsseg_rt.pipeline):
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if info.name.endswith((".zegformer", ".tokenizer", ".vocabulary")):  # deprecated paths: they warn
+            continue
+        importlib.import_module(info.name)
+out = {}
+rgb = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+for name, path in json.loads(sys.argv[1]).items():
+    engine = zsseg_rt.Engine(path, classes=["person", "cat", "sofa"], backend="onnxruntime", device="cpu")
+    result = engine(rgb, color_order="rgb")
+    out[name] = {"pipeline": type(engine.pipeline).__name__, "labels": result.labels.tolist(),
+                 "names": result.class_names}
+assert not [m for m in sys.modules if m.startswith(("torch", "open_clip", "zsseg_rt.models", "zsseg_rt.export"))]
+print(json.dumps(out))
+"""
+
+
+def _tiny_config(family: str) -> str:
+    tiny = [name for name in list_configs(family=family) if name.endswith("tiny_test")]
+    assert tiny, f"family {family!r} ships no *_tiny_test config"
+    return tiny[0]
+
+
+def _export(family: str, out: str) -> str:
+    """A tiny random bundle of ``family`` through its own export route."""
+    from zsseg_rt.export.onnx_export import export_bundle
+
+    torch.manual_seed(0)
+    model = create_model(_tiny_config(family))
+    if family == "zeroseg":  # a student needs its teacher's text tower (random here)
+        from zsseg_rt.models.zeroseg.bundle import build_bundle_model
+
+        model = build_bundle_model(model, None, 0.5)
+    return export_bundle(model, out, max_classes=8, verify_images=())
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    root = tmp_path_factory.mktemp("family_bundles")
+    return {family: _export(family, str(root / family)) for family in families()}
+
+
+def _legacy_copy(bundle: str, dst: str) -> str:
+    """The bundle as zsseg_rt 0.1 wrote it: no pipeline / evaluation protocol, the two-stage section named after
+    its family; re-signed."""
+    copy = shutil.copytree(bundle, dst)
+    path = os.path.join(copy, "meta.json")
+    with open(path, encoding="utf-8") as handle:
+        raw = json.load(handle)
+    raw.pop("pipeline")
+    raw.pop("evaluation_protocol")
+    if "two_stage" in raw:
+        raw["zegformer"] = raw.pop("two_stage")
+    write_meta(path, raw)
+    return copy
+
+
+def _run(bundles: dict) -> dict:
+    env = dict(os.environ, PYTHONPATH=package_import_root() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCKER + RUN, json.dumps(bundles)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow  # five tiny exports with their checks (~1 min on 2 cores)
+def test_engine_runs_every_family_bundle_with_torch_and_models_blocked(bundles, tmp_path):
+    assert set(bundles) == set(families())
+    legacy = {f"legacy-{name}": _legacy_copy(path, str(tmp_path / name)) for name, path in bundles.items()}
+    got = _run({**bundles, **legacy})
+    for family, path in bundles.items():
+        meta = load_meta(path)
+        assert meta.family == family and meta.pipeline == get_family(family).pipeline
+        assert meta.evaluation_protocol == get_family(family).evaluation_protocol
+        expected = {"windowed": "WindowedPipeline", "two_stage": "TwoStagePipeline"}[meta.pipeline]
+        assert got[family]["pipeline"] == expected
+        assert got[f"legacy-{family}"] == got[family]  # migrated meta: the same pipeline, labels and names
+        old = load_meta(legacy[f"legacy-{family}"])
+        assert (old.pipeline, old.evaluation_protocol) == (meta.pipeline, meta.evaluation_protocol)

@@ -1,0 +1,63 @@
+"""The ZegFormer family object (registered by ``zsseg_rt.models.zegformer``): two-stage bundles (mask branch +
+CLIP on every proposal's crop) with an exporter of their own, its own whole-image inference, loss and parameter
+groups, and detectron2 checkpoints that hold no CLIP weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+from zsseg_rt.models.family import ModelFamily
+
+__all__ = ["ZegFormerFamily"]
+
+
+class ZegFormerFamily(ModelFamily):
+    def convert_official(
+        self,
+        src: Any,
+        dst_dir: Any,
+        config: Any = None,
+        overwrite: bool = False,
+        allow_missing_text_encoder: bool = False,
+        clip_pretrained: Optional[str] = None,
+    ) -> Path:
+        """``clip_pretrained``: CLIP weights (the checkpoints hold none); ``allow_missing_text_encoder``: accept
+        that none are given (CLIP stays as built)."""
+        from .official import convert_official_zegformer
+
+        return convert_official_zegformer(
+            src,
+            dst_dir,
+            config,
+            overwrite,
+            clip_pretrained=clip_pretrained,
+            allow_missing_clip=allow_missing_text_encoder,
+        )
+
+    def exporter(self, model: Any) -> Optional[Callable[..., Dict[str, Any]]]:
+        from .export import export_zegformer_bundle
+
+        return export_zegformer_bundle
+
+    def predict(
+        self,
+        model: Any,
+        rgb: Any,
+        class_names: Sequence[str],
+        text: Any = None,
+        mode: str = "slide",
+        device: Any = None,
+        seen_classes: Optional[Sequence[int]] = None,
+    ) -> Tuple[Any, Any]:
+        """The official whole-image test pipeline (``mode`` does not apply)."""
+        from .predict import predict_zegformer
+
+        return predict_zegformer(model, rgb, class_names, text=text, seen_classes=seen_classes, device=device)
+
+    def loss(self, model: Any) -> Any:
+        return model.build_loss()
+
+    def parameter_groups(self, model: Any, weight_decay: float) -> Any:
+        """Backbone learning-rate multiplier, no weight decay on norms and embeddings (official)."""
+        return model.optimizer_param_groups(weight_decay)

@@ -1,0 +1,119 @@
+"""The ZeroSeg family object (registered by ``zsseg_rt.models.zeroseg``).
+
+A ZeroSeg checkpoint is the student alone: its bundle adds the teacher's CLIP text tower (``zsseg export
+--text-weights``) and bakes the background threshold into the head graph (``--background-threshold``); the bundle
+model (:class:`~.bundle.ZeroSegBundleModel`) implements the graph members and verifies the whole Engine. Models and
+bundles are evaluated under GroupViT's protocol (background + classes, a threshold per dataset: :mod:`.protocol`),
+and trained by the distillation trainer (:mod:`.trainer`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+
+from zsseg_rt.models.family import ExportArgument, ModelExportMembers, ModelFamily
+
+from .protocol import BACKGROUND_THRESHOLD_PROTOCOL
+
+__all__ = ["ZeroSegFamily", "BACKGROUND_THRESHOLD_PROTOCOL"]
+
+EXPORT_ARGUMENTS = (
+    ExportArgument(
+        ("--text-weights",),
+        {
+            "default": None,
+            "help": "(ZeroSeg --native) CLIP weights of the teacher whose text tower classifies segments, e.g. openai",
+        },
+    ),
+    ExportArgument(
+        ("--background-threshold",),
+        {
+            "type": float,
+            "default": None,
+            "help": "(ZeroSeg) background threshold baked into the head graph (default: the config's; paper: VOC "
+            "0.95, Context 0.05, COCO-Object 0.35)",
+        },
+    ),
+)
+
+
+def _is_bundle_model(model: Any) -> bool:
+    from .bundle import ZeroSegBundleModel
+
+    return isinstance(model, ZeroSegBundleModel)
+
+
+class ZeroSegFamily(ModelExportMembers, ModelFamily):
+    def export_arguments(self) -> Sequence[ExportArgument]:
+        return EXPORT_ARGUMENTS
+
+    def prepare_export(self, model: Any, options: Mapping[str, Any]) -> Any:
+        """The student + its teacher's text tower, with the background threshold baked in."""
+        if _is_bundle_model(model):
+            return model
+        from .bundle import build_bundle_model
+
+        if options.get("text_weights") is None:
+            raise ValueError(
+                "a ZeroSeg checkpoint has no text tower: add --text-weights (its teacher's CLIP weights, e.g. openai)"
+            )
+        return build_bundle_model(model, options["text_weights"], options.get("background_threshold"))
+
+    def exporter(self, model: Any) -> Optional[Callable[..., Dict[str, Any]]]:
+        if not _is_bundle_model(model):
+            raise ValueError(
+                "a ZeroSeg student has no text tower: export it with "
+                "zsseg_rt.models.zeroseg.bundle.export_zeroseg_bundle (or `zsseg export --native DIR --text-weights "
+                "openai`), which adds its teacher's CLIP text tower"
+            )
+        return None  # the generic exporter, with this family's graph members
+
+    def export_verify(self, model: Any, bundle_dir: str, images: Sequence[str]) -> Optional[Dict[str, Any]]:
+        """The whole Engine (ONNX Runtime) against :func:`.infer.predict_image` (PyTorch)."""
+        from .bundle import verify_zeroseg_bundle
+
+        return verify_zeroseg_bundle(bundle_dir, model, images)
+
+    def bundle_model(self, meta: Any, model: Any = None) -> Any:
+        """Only the exported model: the checkpoint holds the student, the bundle adds the teacher's text tower."""
+        if model is None or not _is_bundle_model(model):
+            raise ValueError(
+                "the torch backend of a ZeroSeg bundle needs the exported model: pass "
+                "model=zsseg_rt.models.zeroseg.bundle.build_bundle_model(student, text_weights, threshold) to Engine, "
+                "or use backend='onnxruntime'"
+            )
+        return model
+
+    def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]:
+        """GroupViT's protocol: an Engine on a ZeroSeg bundle (no torch needed) or the PyTorch student."""
+        if options.get("kind") == "bundle":
+            from .protocol import evaluate_zeroseg_bundle
+
+            return evaluate_zeroseg_bundle(
+                obj,
+                dataset,
+                options.get("text"),
+                options.get("background_threshold"),
+                options.get("thresholds", "paper"),
+                options.get("limit"),
+                options.get("progress", True),
+            )
+        from .evaluate import evaluate_checkpoint
+
+        return evaluate_checkpoint(
+            obj,
+            dataset,
+            options.get("mode"),
+            options.get("text"),
+            options.get("text_weights"),
+            options.get("background_threshold"),
+            options.get("thresholds", "paper"),
+            options.get("limit"),
+            options.get("progress", True),
+            options.get("device"),
+        )
+
+    def trainer_class(self) -> Optional[type]:
+        from .trainer import ZeroSegTrainer
+
+        return ZeroSegTrainer

@@ -1,0 +1,778 @@
+"""Per-stage latency profile of a zsseg_rt bundle: text encoding (once per vocabulary), pre-processing, image
+encoder, head, post-processing and end-to-end, with p50/p90/p99/mean and FPS, at chosen input resolutions,
+batch sizes and class counts, for one or several backends side by side.
+
+    python tools/profile.py --bundle B --classes 20 --iters 50 --out out/profile     (or python -m zsseg_rt.profiling)
+    python tools/profile.py --bundle B --classes 1,20,150 --resolutions 640x480,1280x720 \
+        --compare onnxruntime,torch --out out/profile
+
+What is measured
+  * wall (default on CPU): ``time.perf_counter`` around each stage through ``Engine.stage_hook``. Every backend
+    returns NumPy arrays, so a stage's wall time includes its host<->device copies and its synchronisation.
+  * cuda (default when the backend runs on a GPU and torch with CUDA is importable): CUDA events recorded
+    around the image-encoder, head and text-encoder calls (the device timeline between the call's start and the
+    moment its outputs are back on the host); pre/post-processing run on the host (NumPy) and stay wall-clock.
+  * end-to-end: wall time of ``engine(images)``; ``other`` = end-to-end minus the sum of the stages (array
+    stacking, result construction, the hook itself). The JSON records the stage-sum coverage.
+  * memory: peak host RSS per configuration (VmHWM, reset through /proc/self/clear_refs where allowed, else the
+    process peak) and device memory where measurable (torch allocator peak for the torch backend; NVML/nvidia-smi
+    process usage otherwise; "n/a" on CPU and on Jetson unified memory).
+
+Outputs (in --out): profile.json, profile.csv, profile.png (stage breakdown + latency histogram; matplotlib,
+Agg backend), and a table on the terminal. The JSON records the system (CPU/GPU, Jetson power mode, ONNX
+Runtime / TensorRT / CUDA versions), precision, input size and class count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from zsseg_rt.assets import SAMPLES_DIR
+
+STAGES = ("preprocess", "image_encoder", "head", "postprocess")
+DEVICE_STAGES = ("image_encoder", "head", "text_encoder")
+SAMPLE_IMAGE = str(SAMPLES_DIR / "JPEGImages")
+
+
+# ---- small helpers ------------------------------------------------------------------------------------------
+def percentiles(values_s: Sequence[float]) -> Dict[str, float]:
+    """Milliseconds: p50/p90/p99/mean/std/min/max of ``values_s`` (seconds)."""
+    arr = np.asarray(values_s, dtype=np.float64) * 1000.0
+    if arr.size == 0:
+        return {k: float("nan") for k in ("p50", "p90", "p99", "mean", "std", "min", "max")}
+    return {
+        "p50": float(np.percentile(arr, 50)),
+        "p90": float(np.percentile(arr, 90)),
+        "p99": float(np.percentile(arr, 99)),
+        "mean": float(arr.mean()),
+        "std": float(arr.std()),
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+    }
+
+
+def _proc_status(key: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) for this process; False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> Optional[int]:
+    value = _proc_status("VmHWM")
+    if value is None:
+        import resource
+
+        value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    return value
+
+
+def parse_resolution(text: str):
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"resolution must look like 640x480 (width x height), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def parse_int_list(text: str) -> List[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def parse_backend(text: str) -> Dict[str, str]:
+    """``onnxruntime``, ``onnxruntime:cpu``, ``torch:cuda``, ``tensorrt:fp16`` / ``tensorrt:int8``."""
+    name, _, option = text.strip().partition(":")
+    if name not in ("onnxruntime", "torch", "tensorrt", "auto"):
+        raise argparse.ArgumentTypeError(f"backend must be onnxruntime, torch, tensorrt or auto, got {name!r}")
+    if name == "tensorrt":
+        precision = option or "fp16"
+        if precision not in ("fp32", "fp16", "int8"):
+            raise argparse.ArgumentTypeError(f"tensorrt precision must be fp32, fp16 or int8, got {precision!r}")
+        return {"label": text.strip(), "backend": name, "device": "cuda", "precision": precision}
+    device = option or "auto"
+    if device not in ("auto", "cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{name} device must be auto, cpu or cuda, got {device!r}")
+    return {"label": text.strip(), "backend": name, "device": device, "precision": "fp32"}
+
+
+# ---- system information ---------------------------------------------------------------------------------------
+def _run(cmd: List[str], timeout: float = 5.0) -> Optional[str]:
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().replace("\x00", "").strip()
+    except OSError:
+        return None
+
+
+def cpu_model() -> str:
+    text = _read("/proc/cpuinfo") or ""
+    for key in ("model name", "Model", "Hardware", "cpu model"):
+        match = re.search(rf"^{key}\s*:\s*(.+)$", text, flags=re.MULTILINE)
+        if match:
+            return match.group(1).strip()
+    return platform.processor() or platform.machine()
+
+
+def jetson_info() -> Optional[dict]:
+    model = _read("/proc/device-tree/model")
+    release = _read("/etc/nv_tegra_release")
+    if not (release or (model and "jetson" in model.lower())):
+        return None
+    info: Dict[str, Any] = {"model": model, "l4t": release.splitlines()[0] if release else None}
+    query = _run(["nvpmodel", "-q"])
+    if query:
+        info["power_mode"] = " ".join(query.split())
+    conf = _read("/etc/nvpmodel.conf")
+    if conf:
+        match = re.search(r"PM_CONFIG\s+DEFAULT\s*=\s*(\d+)", conf)
+        info["nvpmodel_default_mode"] = int(match.group(1)) if match else None
+    if "power_mode" not in info:
+        info["power_mode"] = "unknown (nvpmodel -q not available)"
+    return info
+
+
+def _module_version(name: str) -> Optional[str]:
+    module = sys.modules.get(name)
+    if module is None:
+        try:
+            module = __import__(name)
+        except Exception:  # noqa: BLE001 - absent or broken: reported as None
+            return None
+    return getattr(module, "__version__", "unknown")
+
+
+def cuda_version() -> Optional[str]:
+    torch = sys.modules.get("torch")
+    if torch is not None and getattr(torch.version, "cuda", None):
+        return f"{torch.version.cuda} (torch build)"
+    text = _read("/usr/local/cuda/version.json")
+    if text:
+        match = re.search(r'"cuda"\s*:\s*\{[^}]*"version"\s*:\s*"([^"]+)"', text)
+        if match:
+            return match.group(1)
+    out = _run(["nvcc", "--version"])
+    if out:
+        match = re.search(r"release ([\d.]+)", out)
+        if match:
+            return match.group(1)
+    return None
+
+
+def gpu_info() -> Optional[List[dict]]:
+    out = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
+    if out:
+        gpus = []
+        for line in out.splitlines():
+            parts = [p.strip() for p in line.split(",")]
+            gpus.append(
+                {
+                    "name": parts[0],
+                    "driver": parts[1] if len(parts) > 1 else None,
+                    "memory": parts[2] if len(parts) > 2 else None,
+                }
+            )
+        return gpus
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        return [{"name": torch.cuda.get_device_name(i)} for i in range(torch.cuda.device_count())]
+    return None
+
+
+def system_info() -> dict:
+    ort_version = _module_version("onnxruntime")
+    providers = None
+    if ort_version:
+        import onnxruntime
+
+        providers = onnxruntime.get_available_providers()
+    return {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "gpu": gpu_info(),
+        "jetson": jetson_info(),
+        "onnxruntime": ort_version,
+        "onnxruntime_providers": providers,
+        "tensorrt": _module_version("tensorrt"),
+        "cuda": cuda_version(),  # the torch build's CUDA, else the installed toolkit's "torch": getattr(sys.modules.get("torch"), "__version__", None),
+        "opencv": _module_version("cv2"),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+# ---- timing ---------------------------------------------------------------------------------------------------
+class CudaEventTimer:
+    """Wraps a backend's graph calls with CUDA events (torch), collecting device milliseconds per stage."""
+
+    def __init__(self, backend):
+        import torch
+
+        self.torch = torch
+        self.pending: List[tuple] = []
+        for method, stage in (("encode_image", "image_encoder"), ("head", "head"), ("encode_text", "text_encoder")):
+            setattr(backend, method, self._wrap(getattr(backend, method), stage))
+
+    def _wrap(self, fn, stage):
+        def timed(*args, **kwargs):
+            start = self.torch.cuda.Event(enable_timing=True)
+            end = self.torch.cuda.Event(enable_timing=True)
+            start.record()
+            out = fn(*args, **kwargs)
+            end.record()
+            self.pending.append((stage, start, end))
+            return out
+
+        return timed
+
+    def collect(self) -> Dict[str, float]:
+        """Seconds per stage for the calls since the last collect (synchronises)."""
+        self.torch.cuda.synchronize()
+        totals: Dict[str, float] = {}
+        for stage, start, end in self.pending:
+            totals[stage] = totals.get(stage, 0.0) + start.elapsed_time(end) / 1000.0
+        self.pending.clear()
+        return totals
+
+
+def _backend_on_gpu(engine) -> bool:
+    backend = engine.backend
+    if backend.name == "tensorrt":
+        return True
+    if backend.name == "torch":
+        return str(getattr(backend, "device", "cpu")).startswith("cuda")
+    return "CUDAExecutionProvider" in (getattr(backend, "providers", None) or [])[:1]
+
+
+def choose_timing(requested: str, engine) -> str:
+    if requested == "wall":
+        return "wall"
+    on_gpu = _backend_on_gpu(engine)
+    cuda_ok = False
+    if on_gpu:
+        try:
+            import torch
+
+            cuda_ok = torch.cuda.is_available()
+        except ImportError:
+            cuda_ok = False
+    if requested == "cuda" and not cuda_ok:
+        raise SystemExit(
+            f"--timing cuda needs the backend on a GPU and torch with CUDA for the events; "
+            f"{engine.backend.name} runs on {'GPU' if on_gpu else 'CPU'} here. Use --timing wall."
+        )
+    return "cuda" if cuda_ok else "wall"
+
+
+def device_memory(engine) -> dict:
+    """Device memory in use / peak for this process where measurable."""
+    if not _backend_on_gpu(engine):
+        return {"bytes": None, "how": "n/a (backend on CPU)"}
+    if jetson_info() is not None:
+        return {"bytes": None, "how": "n/a (Jetson: unified memory, see host RSS)"}
+    torch = sys.modules.get("torch")
+    if engine.backend.name == "torch" and torch is not None:
+        return {"bytes": int(torch.cuda.max_memory_allocated()), "how": "torch.cuda.max_memory_allocated"}
+    out = _run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"])
+    if out:
+        for line in out.splitlines():
+            parts = [p.strip() for p in line.split(",")]
+            if parts and parts[0] == str(os.getpid()):
+                return {"bytes": int(float(parts[1]) * 1024 * 1024), "how": "nvidia-smi process used_memory"}
+    return {"bytes": None, "how": "n/a (nvidia-smi unavailable or process not listed)"}
+
+
+# ---- the profile ----------------------------------------------------------------------------------------------
+def make_engine(bundle: str, spec: Dict[str, str], mode: str, verify: bool):
+    from zsseg_rt.runtime import Engine
+
+    kwargs: Dict[str, Any] = dict(backend=spec["backend"], device=spec["device"], mode=mode, verify=verify)
+    if spec["backend"] == "tensorrt":
+        kwargs.pop("device")
+        kwargs["precision"] = spec["precision"]
+    return Engine(bundle, **kwargs)
+
+
+def load_image(path: Optional[str]) -> np.ndarray:
+    import cv2
+
+    if path is None and os.path.isdir(SAMPLE_IMAGE):
+        names = sorted(n for n in os.listdir(SAMPLE_IMAGE) if n.lower().endswith((".jpg", ".png")))
+        path = os.path.join(SAMPLE_IMAGE, names[0]) if names else None
+    if path is not None:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise SystemExit(f"cannot read image {path!r}")
+        return image
+    rng = np.random.default_rng(0)
+    return cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 3)
+
+
+def class_names(count: int, tag: str = "") -> List[str]:
+    """``count`` distinct, tokenizable class names (suffix ``tag`` makes a fresh, uncached vocabulary)."""
+    base = [
+        "person",
+        "car",
+        "road",
+        "tree",
+        "sky",
+        "building",
+        "dog",
+        "cat",
+        "chair",
+        "table",
+        "floor",
+        "wall",
+        "grass",
+        "water",
+        "bicycle",
+        "bus",
+        "train",
+        "boat",
+        "bird",
+        "bottle",
+    ]
+    names = [base[i] if i < len(base) else f"{base[i % len(base)]} {i // len(base)}" for i in range(count)]
+    return [f"{name} {tag}".strip() for name in names]
+
+
+def profile_text(engine, count: int, iters: int, timer) -> dict:
+    samples: List[float] = []
+    device: List[float] = []
+    templates = len(engine.meta.templates)
+    for rep in range(iters + 1):
+        seen: Dict[str, float] = {}
+        engine.stage_hook = lambda stage, sec: seen.__setitem__(stage, seen.get(stage, 0.0) + sec)  # noqa: B023 (used within this iteration)
+        engine.set_classes(class_names(count, f"v{rep}"))
+        engine.stage_hook = None
+        if timer is not None:
+            device.append(timer.collect().get("text_encoder", 0.0))
+        if rep > 0:  # the first vocabulary is warm-up
+            samples.append(seen["text_encoder"])
+    result = {
+        "stage": "text_encoder",
+        "classes": count,
+        "prompts": count * templates,
+        "n": len(samples),
+        "wall": percentiles(samples),
+    }
+    if timer is not None:
+        result["device"] = percentiles(device[1:])
+    return result
+
+
+def profile_config(engine, image: np.ndarray, batch: int, warmup: int, iters: int, timer) -> dict:
+    """Warm-up then ``iters`` timed calls of ``engine([image] * batch)``; per-stage and end-to-end samples."""
+    import cv2
+
+    images = [image] * batch if batch > 1 else image
+    engine.max_batch = max(batch, 1)
+    for _ in range(warmup):
+        engine(images)
+    if timer is not None:
+        timer.collect()
+    per_stage: Dict[str, List[float]] = {stage: [] for stage in STAGES}
+    device: Dict[str, List[float]] = {stage: [] for stage in ("image_encoder", "head")}
+    e2e: List[float] = []
+    sink: Dict[str, float] = {}
+    engine.stage_hook = lambda stage, sec: sink.__setitem__(stage, sink.get(stage, 0.0) + sec)
+    reset_peak_rss()
+    try:
+        for _ in range(iters):
+            sink.clear()
+            start = time.perf_counter()
+            engine(images)
+            e2e.append(time.perf_counter() - start)
+            for stage in STAGES:
+                per_stage[stage].append(sink.get(stage, 0.0))
+            if timer is not None:
+                measured = timer.collect()
+                for stage in device:
+                    device[stage].append(measured.get(stage, 0.0))
+    finally:
+        engine.stage_hook = None
+    stage_sum = np.sum([per_stage[s] for s in STAGES], axis=0)
+    e2e_arr = np.asarray(e2e)
+    other = np.maximum(e2e_arr - stage_sum, 0.0)
+    out = {
+        "stages": {stage: percentiles(per_stage[stage]) for stage in STAGES},
+        "other": percentiles(other),
+        "end_to_end": percentiles(e2e),
+        "fps": float(batch / e2e_arr.mean()),
+        "fps_p50": float(batch / np.median(e2e_arr)),
+        "stage_sum_coverage": float(stage_sum.sum() / e2e_arr.sum()),
+        "samples_ms": {"end_to_end": [round(v * 1000.0, 4) for v in e2e]},
+        "peak_host_rss_bytes": peak_rss_bytes(),
+        "device_memory": device_memory(engine),
+    }
+    if timer is not None:
+        out["device_stages"] = {stage: percentiles(vals) for stage, vals in device.items()}
+    del cv2
+    return out
+
+
+def run_profile(args) -> dict:
+    """Profile every (backend, classes, resolution, batch) combination; returns the JSON-able report."""
+    import cv2
+
+    from zsseg_rt.bundle import load_meta
+
+    meta = load_meta(args.bundle)
+    base_image = load_image(args.image)
+    report = {
+        "tool": "tools/profile.py",
+        "bundle": os.path.abspath(args.bundle),
+        "system": system_info(),
+        "settings": {
+            "iters": args.iters,
+            "warmup": args.warmup,
+            "text_iters": args.text_iters,
+            "mode": args.mode,
+            "image_size": meta.image_size,
+            "max_classes": meta.max_classes,
+            "peak_rss_resettable": reset_peak_rss(),
+        },
+        "backends": [],
+        "results": [],
+        "text_encoder": [],
+    }
+    for spec in args.backends:
+        rss_before = _proc_status("VmRSS")
+        start = time.perf_counter()
+        engine = make_engine(args.bundle, spec, args.mode, verify=not args.no_verify)
+        load_s = time.perf_counter() - start
+        timing = choose_timing(args.timing, engine)
+        timer = CudaEventTimer(engine.backend) if timing == "cuda" else None
+        report["backends"].append(
+            {
+                **spec,
+                "name": engine.backend.name,
+                "timing": timing,
+                "providers": getattr(engine.backend, "providers", None),
+                "load_seconds": load_s,
+                "load_rss_delta_bytes": (_proc_status("VmRSS") or 0) - (rss_before or 0),
+            }
+        )
+        for count in args.classes:
+            if count > meta.max_classes:
+                raise SystemExit(f"--classes {count} exceeds the bundle's max_classes {meta.max_classes}")
+            text = profile_text(engine, count, args.text_iters, timer)
+            report["text_encoder"].append({"backend": spec["label"], **text})
+            engine.set_classes(class_names(count))
+            for width, height in args.resolutions:
+                image = cv2.resize(base_image, (width, height), interpolation=cv2.INTER_AREA)
+                for batch in args.batch_sizes:
+                    result = profile_config(engine, image, batch, args.warmup, args.iters, timer)
+                    result.update(
+                        {
+                            "backend": spec["label"],
+                            "precision": spec["precision"],
+                            "timing": timing,
+                            "resolution": [width, height],
+                            "batch": batch,
+                            "classes": count,
+                            # what was profiled really segments: classes winning somewhere in the frame
+                            "distinct_labels": int(len(np.unique(engine(image).labels))),
+                        }
+                    )
+                    report["results"].append(result)
+                    if not args.quiet:
+                        print(
+                            f"  {spec['label']:<18} {width}x{height} B={batch} C={count}: "
+                            f"p50 {result['end_to_end']['p50']:.2f} ms, {result['fps']:.1f} img/s",
+                            flush=True,
+                        )
+        del engine, timer
+    report["comparison"] = compare(report["results"])
+    return report
+
+
+def compare(results: List[dict]) -> List[dict]:
+    """Ratios against the first backend for every (resolution, batch, classes) present in several backends."""
+    rows = []
+    groups: Dict[tuple, List[dict]] = {}
+    for res in results:
+        groups.setdefault((tuple(res["resolution"]), res["batch"], res["classes"]), []).append(res)
+    for key, members in groups.items():
+        if len(members) < 2:
+            continue
+        base = members[0]
+        for other in members[1:]:
+            row = {
+                "baseline": base["backend"],
+                "backend": other["backend"],
+                "resolution": list(key[0]),
+                "batch": key[1],
+                "classes": key[2],
+                "speedup_end_to_end_p50": base["end_to_end"]["p50"] / other["end_to_end"]["p50"],
+                "latency_ratio_end_to_end_p50": other["end_to_end"]["p50"] / base["end_to_end"]["p50"],
+            }
+            for stage in STAGES:
+                b, o = base["stages"][stage]["p50"], other["stages"][stage]["p50"]
+                row[f"{stage}_latency_ratio_p50"] = o / b if b > 0 else float("nan")
+            rows.append(row)
+    return rows
+
+
+# ---- output ---------------------------------------------------------------------------------------------------
+def format_table(report: dict) -> str:
+    lines = []
+    sysinfo = report["system"]
+    gpus = ", ".join(g["name"] for g in sysinfo["gpu"]) if sysinfo["gpu"] else "none"
+    lines.append(
+        f"system: {sysinfo['cpu']} ({sysinfo['cpu_count']} cores), GPU: {gpus}, ORT "
+        f"{sysinfo['onnxruntime']}, TensorRT {sysinfo['tensorrt']}, CUDA {sysinfo['cuda']}"
+    )
+    if sysinfo.get("jetson"):
+        lines.append(f"jetson: {sysinfo['jetson']['model']}, power mode: {sysinfo['jetson']['power_mode']}")
+    settings = report["settings"]
+    lines.append(
+        f"bundle image size {settings['image_size']}, mode {settings['mode']}, {settings['iters']} iters "
+        f"after {settings['warmup']} warm-up; times in ms (p50 / p90 / p99 / mean)"
+    )
+    head = (
+        f"{'backend':<16} {'prec':<5} {'input':>9} {'B':>2} {'C':>4} {'stage':<14} "
+        f"{'p50':>8} {'p90':>8} {'p99':>8} {'mean':>8}  {'FPS':>7}"
+    )
+    lines += [head, "-" * len(head)]
+    for res in report["results"]:
+        prefix = (
+            f"{res['backend']:<16} {res['precision']:<5} {res['resolution'][0]:>4}x{res['resolution'][1]:<4} "
+            f"{res['batch']:>2} {res['classes']:>4}"
+        )
+        rows = [(s, res["stages"][s]) for s in STAGES] + [("other", res["other"]), ("end_to_end", res["end_to_end"])]
+        for i, (stage, st) in enumerate(rows):
+            fps = f"{res['fps']:>7.1f}" if stage == "end_to_end" else ""
+            lines.append(
+                f"{prefix if i == 0 else ' ' * len(prefix)} {stage:<14} {st['p50']:>8.3f} "
+                f"{st['p90']:>8.3f} {st['p99']:>8.3f} {st['mean']:>8.3f}  {fps}"
+            )
+        rss = res["peak_host_rss_bytes"]
+        lines.append(
+            f"{' ' * len(prefix)} stage sum covers {res['stage_sum_coverage']:.1%} of end-to-end; "
+            f"peak host RSS {rss / 2**20:.0f} MiB; device memory "
+            f"{res['device_memory']['bytes'] if res['device_memory']['bytes'] is not None else 'n/a'}"
+        )
+    lines.append("text encoder (once per vocabulary change):")
+    for row in report["text_encoder"]:
+        st = row["wall"]
+        lines.append(
+            f"  {row['backend']:<16} C={row['classes']:<4} ({row['prompts']} prompts): p50 {st['p50']:.3f}"
+            f" ms, mean {st['mean']:.3f} ms over {row['n']} vocabularies"
+        )
+    if report["comparison"]:
+        lines.append("comparison (vs the first backend; speedup > 1 = faster):")
+        for row in report["comparison"]:
+            stages = ", ".join(f"{s} x{row[f'{s}_latency_ratio_p50']:.2f}" for s in STAGES)
+            lines.append(
+                f"  {row['backend']} vs {row['baseline']} {row['resolution'][0]}x{row['resolution'][1]} "
+                f"B={row['batch']} C={row['classes']}: end-to-end speedup "
+                f"{row['speedup_end_to_end_p50']:.2f}x (p50 latency ratios, < 1 = faster: {stages})"
+            )
+    return "\n".join(lines)
+
+
+CSV_FIELDS = [
+    "backend",
+    "precision",
+    "timing",
+    "width",
+    "height",
+    "batch",
+    "classes",
+    "stage",
+    "n",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "std_ms",
+    "min_ms",
+    "max_ms",
+    "fps",
+    "peak_host_rss_bytes",
+]
+
+
+def write_csv(report: dict, path: str) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        n = report["settings"]["iters"]
+        for res in report["results"]:
+            rows = [(s, res["stages"][s]) for s in STAGES] + [
+                ("other", res["other"]),
+                ("end_to_end", res["end_to_end"]),
+            ]
+            for stage, st in rows:
+                writer.writerow(
+                    {
+                        "backend": res["backend"],
+                        "precision": res["precision"],
+                        "timing": res["timing"],
+                        "width": res["resolution"][0],
+                        "height": res["resolution"][1],
+                        "batch": res["batch"],
+                        "classes": res["classes"],
+                        "stage": stage,
+                        "n": n,
+                        **{f"{k}_ms": round(st[k], 4) for k in ("p50", "p90", "p99", "mean", "std", "min", "max")},
+                        "fps": round(res["fps"], 3) if stage == "end_to_end" else "",
+                        "peak_host_rss_bytes": res["peak_host_rss_bytes"],
+                    }
+                )
+        for row in report["text_encoder"]:
+            st = row["wall"]
+            writer.writerow(
+                {
+                    "backend": row["backend"],
+                    "classes": row["classes"],
+                    "stage": "text_encoder",
+                    "n": row["n"],
+                    **{f"{k}_ms": round(st[k], 4) for k in ("p50", "p90", "p99", "mean", "std", "min", "max")},
+                }
+            )
+
+
+def write_plot(report: dict, path: str) -> None:
+    """Stage breakdown (stacked mean ms per configuration) and end-to-end latency histograms (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = report["results"]
+    labels = [
+        f"{r['backend']}\n{r['resolution'][0]}x{r['resolution'][1]} B{r['batch']} C{r['classes']}" for r in results
+    ]
+    fig, (bars, hist) = plt.subplots(1, 2, figsize=(max(10, 2.2 * len(results) + 6), 5))
+    bottom = np.zeros(len(results))
+    for stage in STAGES + ("other",):
+        values = np.array([r["stages"][stage]["mean"] if stage in r["stages"] else r["other"]["mean"] for r in results])
+        bars.bar(range(len(results)), values, bottom=bottom, label=stage)
+        bottom += values
+    bars.set_xticks(range(len(results)))
+    bars.set_xticklabels(labels, fontsize=7)
+    bars.set_ylabel("mean latency per call (ms)")
+    bars.set_title("stage breakdown")
+    bars.legend(fontsize=8)
+    for r, label in zip(results, labels):
+        hist.hist(r["samples_ms"]["end_to_end"], bins=30, alpha=0.5, label=label.replace("\n", " "))
+    hist.set_xlabel("end-to-end latency (ms)")
+    hist.set_ylabel("calls")
+    hist.set_title("latency histogram")
+    hist.legend(fontsize=7)
+    fig.suptitle(f"zsseg_rt profile: {report['system']['cpu']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_outputs(report: dict, out_dir: str, plot: bool = True) -> Dict[str, str]:
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {"json": os.path.join(out_dir, "profile.json"), "csv": os.path.join(out_dir, "profile.csv")}
+    with open(paths["json"], "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1)
+    write_csv(report, paths["csv"])
+    if plot:
+        paths["png"] = os.path.join(out_dir, "profile.png")
+        write_plot(report, paths["png"])
+    return paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    p.add_argument("--bundle", required=True, help="bundle directory (zsseg export)")
+    p.add_argument("--classes", type=parse_int_list, default=[20], help="class counts C, e.g. 1,20,150")
+    p.add_argument(
+        "--resolutions",
+        type=lambda t: [parse_resolution(x) for x in t.split(",")],
+        default=[(640, 480)],
+        help="input image sizes WxH, comma-separated (default 640x480)",
+    )
+    p.add_argument("--batch-sizes", type=parse_int_list, default=[1], help="images per call, e.g. 1,4")
+    p.add_argument(
+        "--backends",
+        "--compare",
+        dest="backends",
+        type=lambda t: [parse_backend(x) for x in t.split(",") if x.strip()],
+        default=[parse_backend("onnxruntime")],
+        help="backend[:device|:precision] list profiled side by side, e.g. onnxruntime,torch or "
+        "tensorrt:fp16,tensorrt:int8,onnxruntime:cuda (ratios vs the first)",
+    )
+    p.add_argument("--iters", type=int, default=50, help="timed iterations per configuration")
+    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up iterations per configuration")
+    p.add_argument("--text-iters", type=int, default=3, help="fresh vocabularies timed per class count")
+    p.add_argument("--mode", default="exact", choices=["exact", "fast"])
+    p.add_argument(
+        "--timing",
+        default="auto",
+        choices=["auto", "wall", "cuda"],
+        help="auto: CUDA events for GPU backends when torch+CUDA exist, else wall-clock",
+    )
+    p.add_argument("--image", help="photo to resize to each resolution (default: a VOC sample or noise)")
+    p.add_argument("--out", default="out/profile", help="directory for profile.json/.csv/.png")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
+    p.add_argument("--no-verify", action="store_true", help="skip the bundle's sha256 check on load")
+    p.add_argument("--quiet", action="store_true", help="only the final table")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.iters < 1 or args.warmup < 0 or args.text_iters < 1:
+        raise SystemExit("--iters and --text-iters must be >= 1 and --warmup >= 0")
+    report = run_profile(args)
+    paths = write_outputs(report, args.out, plot=not args.no_plot)
+    print(format_table(report))
+    print("wrote " + ", ".join(paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
