@@ -52,7 +52,7 @@ def _device_engine(tiny_bundle, max_batch_built, driver=None):
     meta = Engine(tiny_bundle, backend="onnxruntime").meta
     backend = StandInTensorRTBackend(meta, max_batch_built, driver)
     engine = Engine(tiny_bundle, classes=CLASSES, backend=backend, device_pipeline=True)  # max_batch: default 4
-    assert engine._device is not None and isinstance(engine._device.executor, TensorRTExecutor)
+    assert engine.pipeline.device is not None and isinstance(engine.pipeline.device.executor, TensorRTExecutor)
     return engine, backend, driver
 
 
@@ -72,7 +72,7 @@ def test_an_api_built_engine_runs_a_640x480_frame_in_chunks_it_accepts(tiny_bund
     scaled = pipeline.preprocess.rescaled_size(480, 640, engine.meta.test_scale)
     windows = len(pipeline.sliding_windows(scaled[0], scaled[1], engine.meta.crop_size, engine.meta.stride))
     assert len(shapes) == windows >= 2 and all(shape[0] == 1 for shape in shapes)  # one window per call
-    assert engine._device.max_windows == 1
+    assert engine.pipeline.device.max_windows == 1
     _assert_same_segmentation(result, reference(frame))
 
 
@@ -129,7 +129,7 @@ def test_repeated_frames_do_not_grow_pinned_or_device_memory(tiny_bundle, host_g
         np.testing.assert_array_equal(again.labels, first.labels)
     assert (driver.live_bytes("host"), driver.live_bytes("device")) == held
     assert driver.allocations == allocations  # nothing allocated at all for a frame of the same size
-    assert engine._device.memory.pinned_bytes == driver.live_bytes("host")
+    assert engine.pipeline.device.memory.pinned_bytes == driver.live_bytes("host")
     other = engine(_frame(480, 1800, seed=2))  # a new size: the old size's buffers are released, not kept
     assert other.labels.shape == (480, 1800)
     assert driver.live_bytes("host") <= held[0] + 1024

@@ -44,6 +44,7 @@ __all__ = [
     "WINDOWED",
     "GENERALIZED_ZERO_SHOT",
     "EVALUATION_SETTINGS",
+    "SYNONYM_RULES",
 ]
 
 WINDOWED = "windowed"  # runtime pipeline kind of image encoder + head + text encoder bundles (zsseg_rt.runtime)
@@ -51,6 +52,8 @@ GENERALIZED_ZERO_SHOT = "generalized_zero_shot"  # evaluation protocol: mIoU(see
 # What an evaluation of a bundle runs with (``zsseg eval --settings``): the family's official per-dataset test
 # settings where it has them, or the bundle's own.
 EVALUATION_SETTINGS = ("official", "bundle")
+# How a class with several names (synonyms) is scored (``Family.synonym_rule``, meta.json ``postprocess.synonyms``).
+SYNONYM_RULES = ("mean", "max")
 
 
 def resolve_ref(ref: str) -> Any:
@@ -105,7 +108,11 @@ class Family(Protocol):
         ``evaluation_protocol`` (how its models and bundles are evaluated), :meth:`evaluate` (that protocol when
         it is not the generic one), :meth:`evaluation_settings` and :meth:`apply_evaluation_settings` (official
         per-dataset test settings of its bundles, e.g. thresholds and refinement), :meth:`predict` (PyTorch
-        inference of one image).
+        inference of one image), ``synonym_rule`` (how a vocabulary class with several names, ``"person; man"``,
+        is scored, as the family's official code does: ``"mean"``, every prompt of every name averaged into one
+        embedding, ZegFormer's ``zeroshot_classifier``; ``"max"``, every name a row of its own and the class's
+        probability the max over its names', the training-free methods' ``postprocess_result``; recorded in the
+        bundles it exports as ``postprocess.synonyms``).
     Training
         ``trainable`` (whether its models are trained at all), :meth:`trainer_class` (None:
         ``zsseg_rt.train.Trainer``), :meth:`loss`, :meth:`parameter_groups`.
@@ -123,6 +130,7 @@ class Family(Protocol):
     native_format: str
     pipeline: str
     evaluation_protocol: str
+    synonym_rule: str
     public_names: Mapping[str, str]
 
     def config_cls(self) -> type: ...
@@ -228,8 +236,13 @@ class ModelFamily:
     official_converter: str = ""  # "module:function(src, dst, config, overwrite, allow_missing_text_encoder, ...)"
     pipeline: str = WINDOWED
     evaluation_protocol: str = GENERALIZED_ZERO_SHOT
+    synonym_rule: str = "mean"  # "mean" or "max" (see Family): recorded as meta.json postprocess.synonyms
     public_names: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
     _cache: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.synonym_rule not in SYNONYM_RULES:
+            raise ValueError(f"family {self.name!r}: synonym_rule must be one of {SYNONYM_RULES}, got {self.synonym_rule!r}")
 
     # ------------------------------------------------------------------ references
     def _resolve(self, ref: str) -> Any:

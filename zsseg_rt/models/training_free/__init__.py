@@ -17,6 +17,8 @@ FAMILY = register_family(
         description="training-free dense CLIP: MaskCLIP, SCLIP, ClearCLIP, NACLIP, SC-CLIP",
         order=2,
         trainable=False,
+        # a class with several names: the max over its names' probabilities (their postprocess_result, query_idx)
+        synonym_rule="max",
         config_class=f"{_MODULE}.config:TrainingFreeConfig",
         load_config=f"{_MODULE}.config:load_training_free_config",
         model_class=f"{_MODULE}.model:TrainingFreeSegmenter",

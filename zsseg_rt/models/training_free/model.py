@@ -257,7 +257,6 @@ class TrainingFreeSegmenter(nn.Module):
             "method": c.method,
             "pamr_iterations": int(c.pamr_iterations),
             "pamr_dilations": [int(d) for d in c.pamr_dilations],
-            "synonyms": "max",  # a class's probability is the max over its names' (their postprocess_result)
             "vocabulary_settings": vocabulary_settings(c.method),  # official settings per named vocabulary
         }
 
