@@ -161,5 +161,7 @@ def test_classes_with_synonyms_and_named_vocabularies(tmp_path, tiny_bundle, cap
         written = cv2.imread(str(out / "img_seg_labels.png"), cv2.IMREAD_UNCHANGED)
         direct = Engine(tiny_bundle, classes=vocabulary, backend="onnxruntime")(cv2.imread(image))
         np.testing.assert_array_equal(written, direct.labels)
-    assert cli.main(["segment", image, "--bundle", tiny_bundle, "--classes", "person;; man", "--backend", "onnxruntime"])
+    assert cli.main(
+        ["segment", image, "--bundle", tiny_bundle, "--classes", "person;; man", "--backend", "onnxruntime"]
+    )
     assert "empty synonym" in capsys.readouterr().err

@@ -182,7 +182,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         "--classes",
         required=True,
         help='comma-separated class names, e.g. "cat,sofa,floor"; synonyms of one class with ";" ("person; man; '
-        'woman, sofa"); or a named vocabulary: the standard benchmarks\' official class files with their synonyms '
+        "woman, sofa\"); or a named vocabulary: the standard benchmarks' official class files with their synonyms "
         "and background class (" + ", ".join(_named_vocabularies()) + ")",
     )
     p.add_argument("-o", "--output", help="overlay path (or directory for several images)")

@@ -204,7 +204,9 @@ def test_each_family_names_its_official_synonym_rule():
     assert rules["training_free"] == "max" and rules["zegformer"] == "mean"
     assert set(rules.values()) <= {"mean", "max"} and rules["zegclip"] == rules["cliprc"] == "mean"
     with pytest.raises(ValueError, match="synonym_rule must be one of"):
-        ModelFamily(name="zz", config_class="a:b", model_class="a:b", load_config="a:b", create="a:b", synonym_rule="sum")
+        ModelFamily(
+            name="zz", config_class="a:b", model_class="a:b", load_config="a:b", create="a:b", synonym_rule="sum"
+        )
     from zsseg_rt.export.onnx_export import build_meta
 
     for config, rule in (("zegclip_tiny_test", "mean"), ("training_free_tiny_test", "max")):

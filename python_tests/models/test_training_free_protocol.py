@@ -145,9 +145,7 @@ def test_zsseg_eval_runs_a_training_free_bundle_with_the_official_settings(nacli
     own = evaluate(engine, build_dataset({"type": "voc", "root": str(SAMPLES)}), progress=False, settings="bundle")
     assert own["evaluation_settings"]["settings"] == "bundle" and engine.postprocessor.pamr_iterations == 0
     official = evaluate(engine, build_dataset({"type": "voc", "root": str(SAMPLES)}), progress=False)
-    assert (
-        official["mIoU"] == metrics["mIoU"] and official["evaluation_settings"] == metrics["evaluation_settings"]
-    )
+    assert official["mIoU"] == metrics["mIoU"] and official["evaluation_settings"] == metrics["evaluation_settings"]
     assert engine.postprocessor.pamr_iterations == 0 and engine.pipeline.test_scale == [2048, 64]  # restored after
     ds = build_dataset({"type": "voc", "root": str(SAMPLES)})
     apply_official_settings(engine, official_settings("naclip", "voc20"))

@@ -50,7 +50,9 @@ def unfused(logits, windows, head, scaled, out, scale, bias, area, bg, class_of)
     bg=st.sampled_from([None, 0.3]),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_equals_the_unfused_path(classes, extra, grid, head, extra_h, extra_w, out_h, out_w, scale, with_bias, area, bg, seed):
+def test_equals_the_unfused_path(
+    classes, extra, grid, head, extra_h, extra_w, out_h, out_w, scale, with_bias, area, bg, seed
+):
     rng = np.random.default_rng(seed)
     class_of = grouped_map(rng, classes, extra)
     scaled = (head + extra_h, head + extra_w)

@@ -233,7 +233,9 @@ def test_named_vocabularies_are_the_official_class_files():
         assert (vocab.background == 0) == (name in ("voc21", "context60", "coco_object"))
     voc21 = Vocabulary.parse("voc21")
     assert voc21 == named_vocabulary("voc21") and len(voc21.names) == 56
-    assert voc21[0].label == "background" and voc21[0].names[:3] == ("sky", "wall", "tree") and len(voc21[0].names) == 26
+    assert (
+        voc21[0].label == "background" and voc21[0].names[:3] == ("sky", "wall", "tree") and len(voc21[0].names) == 26
+    )
     assert voc21[15].names == (
         "person", "person in shirt", "person in jeans", "person in dress", "person in sweater", "person in skirt",
         "person in jacket",
@@ -247,7 +249,9 @@ def test_named_vocabularies_are_the_official_class_files():
     assert coco.names.count("bed") == 2 and coco[0].label == "background"
     with pytest.raises(ValueError, match="at most 80"):
         Vocabulary.parse("coco_object", max_classes=80)
-    assert len(describe_named()) == 8 and any(line.startswith("voc21: 21 classes, 56 names") for line in describe_named())
+    assert len(describe_named()) == 8 and any(
+        line.startswith("voc21: 21 classes, 56 names") for line in describe_named()
+    )
     # a list item or a comma-separated string is never a vocabulary's name
     assert Vocabulary.parse(["voc21"]).labels == ["voc21"] and Vocabulary.parse("voc21, cat").labels == ["voc21", "cat"]
     with pytest.raises(KeyError, match="voc21"):

@@ -200,7 +200,6 @@ def check_device_windows(meta: BundleMeta, engine_batch_max: int) -> List[Findin
     Engine's default ``max_batch`` and for one call per frame of every shape the CLI default assumes."""
     from zsseg_rt.runtime.device_pipeline import windows_per_call
     from zsseg_rt.runtime.engine import Engine
-
     from zsseg_rt.runtime.pipelines import pipeline_class
 
     requested = inspect.signature(Engine.__init__).parameters["max_batch"].default

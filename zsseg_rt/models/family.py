@@ -192,7 +192,9 @@ class Family(Protocol):
 
     def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]: ...
 
-    def evaluation_settings(self, meta: Any, dataset_name: str, choice: str = "official") -> Optional[Dict[str, Any]]: ...
+    def evaluation_settings(
+        self, meta: Any, dataset_name: str, choice: str = "official"
+    ) -> Optional[Dict[str, Any]]: ...
 
     def apply_evaluation_settings(self, engine: Any, record: Mapping[str, Any]) -> Callable[[], None]: ...
 
@@ -242,7 +244,9 @@ class ModelFamily:
 
     def __post_init__(self) -> None:
         if self.synonym_rule not in SYNONYM_RULES:
-            raise ValueError(f"family {self.name!r}: synonym_rule must be one of {SYNONYM_RULES}, got {self.synonym_rule!r}")
+            raise ValueError(
+                f"family {self.name!r}: synonym_rule must be one of {SYNONYM_RULES}, got {self.synonym_rule!r}"
+            )
 
     # ------------------------------------------------------------------ references
     def _resolve(self, ref: str) -> Any:

@@ -95,7 +95,12 @@ class Postprocessor:
             raise ValueError(f"head_size must be (height, width) >= 1, got {self.head_size}")
         if self.class_of is not None:
             steps = np.diff(np.asarray(self.class_of, dtype=np.int64), prepend=-1)
-            if self.activation != "softmax" or not len(steps) or self.class_of[0] != 0 or not np.isin(steps, (0, 1)).all():
+            if (
+                self.activation != "softmax"
+                or not len(steps)
+                or self.class_of[0] != 0
+                or not np.isin(steps, (0, 1)).all()
+            ):
                 raise ValueError(
                     "class_of (synonyms) needs softmax post-processing and names grouped by class in class order "
                     f"(0, ..., each next equal or one more), got activation {self.activation!r}, {self.class_of[:8]}"

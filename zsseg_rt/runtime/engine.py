@@ -17,9 +17,9 @@ from zsseg_rt.pipeline.limits import InputLimits
 from zsseg_rt.pipeline.postprocessor import MODES
 from zsseg_rt.vocabulary import (
     TOKEN_BUCKET,
-    Vocabulary,
     ClipTokenizer,
     TextEmbeddingCache,
+    Vocabulary,
     check_distinct_prompts,
     token_batches,
     validate_class_names,
