@@ -123,3 +123,20 @@ def test_torch_model_text_embeddings_average_synonyms():
     expected = torch.nn.functional.normalize(raw.mean(0), dim=-1)
     torch.testing.assert_close(both, expected, rtol=0, atol=1e-6)
     assert not torch.allclose(both, one[0], atol=1e-3)
+
+
+def test_mean_rule_family_through_the_engine(tiny_bundle):
+    """A ``"mean"`` family (ZegCLIP's tiny bundle): ``"cat; kitty"`` is one text row, the mean of both names' prompt
+    embeddings, as the PyTorch model's text side computes it (ONNX Runtime vs torch, fp32: 1e-5), no name map."""
+    from support import golden_tiny_model
+
+    from zsseg_rt import Engine
+
+    engine = Engine(tiny_bundle, classes="cat; kitty, dog", backend="onnxruntime")
+    assert engine.meta.postprocess.get("synonyms", "mean") == "mean" and engine._vocab.class_of is None
+    assert engine.class_names == ["cat", "dog"] and engine._vocab.text.shape[0] == 2
+    with torch.no_grad():
+        expected = golden_tiny_model("zegclip").text_embeddings(["cat; kitty", "dog"]).float().numpy()
+    np.testing.assert_allclose(engine._vocab.text, expected, rtol=0, atol=1e-5)
+    kitty = Engine(tiny_bundle, classes="kitty, dog", backend="onnxruntime")._vocab.text[0]
+    assert not np.allclose(engine._vocab.text[0], kitty, atol=1e-3)  # both names count
