@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -215,7 +215,7 @@ def segment_windows_softmax(
     return np.ascontiguousarray(labels, dtype=np.int32), np.ascontiguousarray(scores, dtype=np.float32)
 
 
-def _class_map(class_of: Optional[Sequence[int]], rows: int) -> Optional[np.ndarray]:
+def _class_map(class_of: Optional[Union[np.ndarray, Sequence[int]]], rows: int) -> Optional[np.ndarray]:
     """``class_of`` (synonyms: the class of each of the logits' ``rows`` names) as the op takes it, or None."""
     if class_of is None:
         return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
@@ -231,7 +231,8 @@ class Vocabulary:
                 entries = [item if isinstance(item, VocabularyEntry) else VocabularyEntry.parse(item) for item in items]
                 validate_class_names([entry.text for entry in entries])
                 return cls.checked(entries, max_classes=max_classes)
-            return cls([VocabularyEntry.parse(text) for text in validate_class_names(items, max_classes)])
+            texts = cast(List[str], items)  # no VocabularyEntry among them (just checked); the rest is checked here
+            return cls([VocabularyEntry.parse(text) for text in validate_class_names(texts, max_classes)])
         official = _is_shipped(vocabulary)  # kept as the official file is, duplicate names included
         return cls.checked(
             vocabulary.entries, vocabulary.background, vocabulary.name, vocabulary.source, max_classes, not official
