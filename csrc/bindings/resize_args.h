@@ -134,7 +134,7 @@ inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handl
 // or one more. Returns the map (or nullopt) and the number of classes (N without a map). A CUDA map is read back
 // on the launch stream to be checked (a synchronisation of N ints; the runtime's softmax path runs on the host).
 inline std::pair<std::optional<ArrayArg>, std::int64_t> parse_class_map(const ArgParser& args, py::handle obj,
-                                                                       const ArrayArg& logits) {
+                                                                        const ArrayArg& logits) {
   const std::int64_t names = logits.dim(1);
   std::optional<ArrayArg> map = args.optional_int32_array("class_of", obj);
   if (!map) return {map, names};
@@ -165,10 +165,11 @@ inline std::pair<std::optional<ArrayArg>, std::int64_t> parse_class_map(const Ar
     const std::int64_t expected_max = n == 0 ? 0 : static_cast<std::int64_t>(values[n - 1]) + 1;
     const std::int64_t expected_min = n == 0 ? 0 : static_cast<std::int64_t>(values[n - 1]);
     if (values[n] < expected_min || values[n] > expected_max) {
-      args.fail_value("argument 'class_of' must group the names by class in class order (class_of[0] = 0, each "
-                      "next entry equal to the previous or one more), got " +
-                      std::to_string(values[n]) + " at name " + std::to_string(n) +
-                      (n == 0 ? "" : " after " + std::to_string(values[n - 1])));
+      args.fail_value(
+          "argument 'class_of' must group the names by class in class order (class_of[0] = 0, each "
+          "next entry equal to the previous or one more), got " +
+          std::to_string(values[n]) + " at name " + std::to_string(n) +
+          (n == 0 ? "" : " after " + std::to_string(values[n - 1])));
     }
   }
   return {map, static_cast<std::int64_t>(values[names - 1]) + 1};

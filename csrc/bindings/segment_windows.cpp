@@ -128,8 +128,8 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
   const ArrayArg* map_arg = class_of ? &*class_of : nullptr;
   Output labels =
       args.output_or("labels", "out[0]", outs.first, out_shape, ElemType::Int32, where, {&logits, bias_arg, map_arg});
-  Output scores =
-      args.output_or("scores", "out[1]", outs.second, out_shape, ElemType::Float32, where, {&logits, bias_arg, map_arg});
+  Output scores = args.output_or("scores", "out[1]", outs.second, out_shape, ElemType::Float32, where,
+                                 {&logits, bias_arg, map_arg});
   args.require_disjoint(labels, "out[0]", scores, "out[1]");
   zsseg::SegmentWindowsParams p;
   p.logits = logits.data;

@@ -47,8 +47,8 @@ struct SegmentWindowsParams {
   const int32_t* class_of = nullptr;  // softmax: [classes] name -> class (see above), on the logits' device; or nullptr
   int64_t labels_count = 0;           // softmax with class_of: the number of classes (labels); else = classes
   const uint8_t* class_drop = nullptr;  // softmax, CPU only: [labels] HOST flags (1 = probability 0)
-  int32_t* labels = nullptr;                    // [out_height, out_width]
-  float* scores = nullptr;                      // [out_height, out_width] winning merged value (NaN if NaN won)
+  int32_t* labels = nullptr;            // [out_height, out_width]
+  float* scores = nullptr;              // [out_height, out_width] winning merged value (NaN if NaN won)
 };
 
 // CPU (OpenMP over output rows). Returns false when some rescaled pixel is covered by no window (outputs are
