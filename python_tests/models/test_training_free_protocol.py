@@ -96,7 +96,8 @@ def naclip_bundle(tmp_path_factory):
                 if name.endswith(("ln_1.weight", "ln_2.weight", "ln_pre.weight", "ln_post.weight"))
                 else noise
             )
-    return export_bundle(model, str(tmp_path_factory.mktemp("tf") / "bundle"), max_classes=24)
+    # max_classes 32: zsseg eval sets VOC20's official class file, 20 classes with 30 names (one row per name)
+    return export_bundle(model, str(tmp_path_factory.mktemp("tf") / "bundle"), max_classes=32)
 
 
 def test_apply_official_settings_to_an_engine(naclip_bundle):
@@ -135,6 +136,7 @@ def test_zsseg_eval_runs_a_training_free_bundle_with_the_official_settings(nacli
     printed = capsys.readouterr().out
     assert "official naclip settings for voc20" in printed and "pamr_iterations 10" in printed
     assert "deviation: official whole-image inference" in printed
+    assert "class names: named vocabulary voc20" in printed
     metrics = json.loads(out.read_text())
     assert (
         metrics["evaluation_settings"]["settings"]["pamr_iterations"] == 10
@@ -149,7 +151,8 @@ def test_zsseg_eval_runs_a_training_free_bundle_with_the_official_settings(nacli
     assert engine.postprocessor.pamr_iterations == 0 and engine.pipeline.test_scale == [2048, 64]  # restored after
     ds = build_dataset({"type": "voc", "root": str(SAMPLES)})
     apply_official_settings(engine, official_settings("naclip", "voc20"))
-    engine.set_classes(ds.class_names)
+    engine.set_classes("voc20")  # what zsseg eval sets: the official class file, its 20 classes in the reader's order
+    assert len(engine.class_names) == len(ds.class_names) == 20
     rgb, _ = ds.load(0)
     by_hand = engine(rgb, color_order="rgb").labels
     plain = Engine(naclip_bundle, backend="onnxruntime", classes=ds.class_names)(rgb, color_order="rgb").labels
