@@ -67,7 +67,9 @@ def measure(
         meta.image_size,
         meta.grid,
         engine.max_batch,
+        activation=engine.postprocessor.activation,
         single_fast_window=engine.postprocessor.is_fast(windows),
+        pamr_neighbours=engine.postprocessor.pamr_neighbours,
     )
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     before = reset_peak_rss()

@@ -140,3 +140,28 @@ def test_segment_is_torch_free_and_refuses_hostile_images_within_a_memory_budget
     # hostile files; decoding just the 8000x8000 one would add 192 MB, the 20000x20000 one 1.2 GB (8.5 GB peak
     # measured for `zsseg segment` on it with --max-pixels 0).
     assert report["peak_mb"] < 400, report
+
+
+def test_classes_with_synonyms_and_named_vocabularies(tmp_path, tiny_bundle, capsys):
+    """``--classes "person; man, dog"``: two classes, the first with two names (labels index classes, the summary
+    names them by their first name); ``--classes voc21``: the official VOC class file (21 classes, background
+    first). The labels written are the Engine's for the same vocabulary; a bad synonym list is one error line."""
+    from zsseg_rt import Engine
+    from zsseg_rt.vocabulary import Vocabulary
+
+    image = _image(tmp_path / "img.png", 40, 52, seed=3)
+    for classes, count in (("person; man, dog", 2), ("voc21", 21)):
+        out = tmp_path / classes.replace(";", "").replace(",", "").replace(" ", "_")
+        argv = ["segment", image, "--bundle", tiny_bundle, "--classes", classes, "-o", str(out), "--json"]
+        assert cli.main([*argv, "--save-labels", "--backend", "onnxruntime"]) == 0
+        summary = json.loads(capsys.readouterr().out)[0]
+        vocabulary = Vocabulary.parse(classes)
+        assert len(vocabulary.labels) == count and set(summary["classes"]) <= set(vocabulary.labels)
+        assert abs(sum(summary["classes"].values()) - 1.0) < 1e-3  # every pixel has one of the classes
+        written = cv2.imread(str(out / "img_seg_labels.png"), cv2.IMREAD_UNCHANGED)
+        direct = Engine(tiny_bundle, classes=vocabulary, backend="onnxruntime")(cv2.imread(image))
+        np.testing.assert_array_equal(written, direct.labels)
+    assert cli.main(
+        ["segment", image, "--bundle", tiny_bundle, "--classes", "person;; man", "--backend", "onnxruntime"]
+    )
+    assert "empty synonym" in capsys.readouterr().err

@@ -14,7 +14,7 @@ def _args(**over):
         official=None,
         native=None,
         clip_weights=None,
-        method="sclip-vitb16",
+        method="scclip-vitb16",
         config="zegclip_tiny_test",
         allow_random_weights=False,
     )
@@ -52,7 +52,7 @@ def test_random_weights_are_labelled(monkeypatch, capsys):
     model, source, title, bundle = demo._resolve_model(_args(allow_random_weights=True))
     assert model == "random-model" and source is None and bundle.endswith("-random")
     assert "RANDOM WEIGHTS" in title and "RANDOM WEIGHTS" in capsys.readouterr().out
-    assert calls == [("sclip-vitb16", "openai"), ("zegclip_tiny_test", None)]
+    assert calls == [("scclip-vitb16", "openai"), ("zegclip_tiny_test", None)]
 
 
 def test_explicit_clip_file_that_fails_is_an_error_not_a_fallback(monkeypatch, tmp_path):
@@ -100,3 +100,11 @@ def test_hub_offline_variable_short_circuits(monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert weights.hub_reachable() is False
+
+
+def test_the_stock_clip_fallback_is_sc_clip():
+    """The demo's default training-free method is the best published one the project implements (SC-CLIP)."""
+    from zsseg_rt.cli import build_parser
+
+    args = build_parser().parse_args(["demo"])
+    assert args.method == "scclip-vitb16"

@@ -37,12 +37,10 @@ def test_no_program_is_named_like_a_standard_library_module():
         if path.stem in sys.stdlib_module_names
     ]
     assert named == [os.path.join("tools", "profile.py")], named
-    # benchmarks/checks are packages; tools/ holds profile.py and the scripts that regenerate TensorRT data files
-    assert sorted(p.name for p in (REPO / "tools").glob("*.py")) == [
-        "extract_onnx_trt_operators.py",
-        "extract_trt_python_api.py",
-        "profile.py",
-    ]
+    # benchmarks and checks are packages; tools/ keeps profile.py and the extractors of checked-in upstream data
+    # (run by hand against a clone of the upstream repository, documented in docs/tensorrt.md)
+    left = sorted(p.name for p in (REPO / "tools").glob("*.py") if not p.name.startswith("extract_"))
+    assert left == ["profile.py"], left
 
 
 def test_tools_profile_is_the_stdlib_module_when_imported_as_profile(tmp_path):

@@ -80,6 +80,12 @@ def _sample_images(paths: Optional[List[str]]) -> List[str]:
     return verification_images(paths)
 
 
+def _named_vocabularies():
+    from zsseg_rt.vocabulary import named_vocabularies
+
+    return named_vocabularies()
+
+
 def _cmd_segment(args) -> int:
     from zsseg_rt.cli_segment import run_segment
 
@@ -210,7 +216,13 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     p = sub.add_parser("segment", help="segment images with a bundle")
     p.add_argument("images", nargs="+")
     p.add_argument("--bundle", required=True)
-    p.add_argument("--classes", required=True, help='comma-separated class names, e.g. "cat,sofa,floor"')
+    p.add_argument(
+        "--classes",
+        required=True,
+        help='comma-separated class names, e.g. "cat,sofa,floor"; synonyms of one class with ";" ("person; man; '
+        "woman, sofa\"); or a named vocabulary: the standard benchmarks' official class files with their synonyms "
+        "and background class (" + ", ".join(_named_vocabularies()) + ")",
+    )
     p.add_argument("-o", "--output", help="overlay path (or directory for several images)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--save-labels", action="store_true", help="also write the label map as 16-bit PNG")
@@ -288,8 +300,9 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--method",
-        default="sclip-vitb16",
-        help="training-free method used with stock CLIP weights (maskclip/sclip/clearclip/naclip-vitb16)",
+        default="scclip-vitb16",
+        help="training-free method used with stock CLIP weights: scclip-vitb16 (default: SC-CLIP, the best "
+        "published mIoU of them), naclip, sclip, clearclip or maskclip-vitb16",
     )
     p.add_argument(
         "--config",

@@ -2,7 +2,7 @@
 
 Which model runs, in order of preference:
 1. a trained ZegCLIP checkpoint (``--official`` / ``ZSSEG_CHECKPOINT``, or ``--native``);
-2. otherwise training-free segmentation (SCLIP by default, ``--method``) on stock CLIP weights: the open_clip
+2. otherwise training-free segmentation (SC-CLIP by default, ``--method``) on stock CLIP weights: the open_clip
    tag ``openai`` (downloaded when a network exists) or a local file given with ``--clip-weights``;
 3. with no weights reachable at all it says so plainly, and ``--allow-random-weights`` still runs every stage
    (export, ONNX verification, tokenizer, Engine, native post-processing) with random weights, labelled as a

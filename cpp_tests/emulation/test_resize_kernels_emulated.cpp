@@ -222,15 +222,18 @@ TEST(SegmentWindowsEmulated, MatchesCpu) {
   for (int64_t cap : emu_test::grid_caps()) {
     zs_emu::GridCapScope scope(cap);
     for (const WindowsCase& c : cases) {
-      // sigmoid+bias, identity, NaN, fp16; softmax: plain, +bias and scale, NaN, fp16 (+bias)
-      for (int variant = 0; variant < 8; ++variant) {
+      // sigmoid+bias, identity, NaN, fp16; softmax: plain, +bias and scale, NaN, fp16 (+bias), synonyms (+bias:
+      // class 0 has three names, every other class one, so the names are classes + 2)
+      for (int variant = 0; variant < 9; ++variant) {
         const bool softmax = variant >= 4;
+        const bool synonyms = variant == 8;
+        const int64_t names = synonyms ? c.classes + 2 : c.classes;
         const bool sigmoid = variant != 1 && !softmax, with_nan = variant == 2 || variant == 6;
         const bool half = variant == 3 || variant == 7;
         const auto windows = sliding(c.scaled_h, c.scaled_w, c.head, std::max<int64_t>(c.head * 2 / 3, 1));
         const int64_t n = static_cast<int64_t>(windows.size());
         std::vector<float> logits =
-            emu_test::random_floats(static_cast<size_t>(n * c.classes * c.grid * c.grid), rng, -5.f, 5.f);
+            emu_test::random_floats(static_cast<size_t>(n * names * c.grid * c.grid), rng, -5.f, 5.f);
         if (with_nan) logits[logits.size() / 2] = std::numeric_limits<float>::quiet_NaN();
         std::vector<__half> logits_half;
         if (half) logits_half = emu_test::round_to_half(logits);
@@ -238,7 +241,13 @@ TEST(SegmentWindowsEmulated, MatchesCpu) {
         for (size_t k = 0; k < bias.size(); ++k) bias[k] = (k % 2 == 0) ? 0.1f : 0.f;
         zsseg::SegmentWindowsParams p;
         p.num_windows = n;
-        p.classes = c.classes;
+        p.classes = names;
+        std::vector<int32_t> class_of(static_cast<size_t>(names));
+        for (int64_t k = 0; k < names; ++k) class_of[static_cast<size_t>(k)] = static_cast<int32_t>(k < 3 ? 0 : k - 2);
+        if (synonyms) {
+          p.class_of = class_of.data();
+          p.labels_count = c.classes;
+        }
         p.in_height = p.in_width = c.grid;
         p.windows = windows.data();
         p.head_height = p.head_width = c.head;

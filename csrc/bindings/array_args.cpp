@@ -559,6 +559,11 @@ std::optional<ArrayArg> ArgParser::optional_array(const char* name, py::handle o
   return array(name, obj);
 }
 
+std::optional<ArrayArg> ArgParser::optional_int32_array(const char* name, py::handle obj) const {
+  if (obj.is_none()) return std::nullopt;
+  return parse_array(name, obj, Accept::Exact, ElemType::Int32);
+}
+
 Placement ArgParser::placement(std::initializer_list<const ArrayArg*> args) const {
   const ArrayArg* first = nullptr;
   for (const ArrayArg* arg : args) {

@@ -120,6 +120,8 @@ class ArgParser {
   ArrayArg uint8_array(const char* name, py::handle obj) const;
   // Same as array(), but None gives std::nullopt.
   std::optional<ArrayArg> optional_array(const char* name, py::handle obj) const;
+  // An optional int32 array (an index table: segment_windows' class_of), otherwise the same rules as array().
+  std::optional<ArrayArg> optional_int32_array(const char* name, py::handle obj) const;
 
   // Common placement of the given arguments (nullptr entries are skipped). Mixed devices -> ValueError
   // naming both arguments and devices; CPU arrays with stream != 0 -> ValueError.

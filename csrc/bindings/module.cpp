@@ -17,4 +17,5 @@ PYBIND11_MODULE(ZS_PYTHON_MODULE_NAME, m) {
   zsseg_py::register_segment_windows(m);
   zsseg_py::register_testing(m);
   zsseg_py::register_emulation(m);
+  zsseg_py::register_pamr(m);
 }

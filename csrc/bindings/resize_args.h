@@ -80,12 +80,16 @@ inline zsseg::ResizeGeometry parse_resize_geometry(const ArgParser& args, const 
 // asynchronous errors). Only when no check slot is free (1024 launches in flight) is it read back blocking.
 // `logits` is the op's [.., C, ..] input: the bias must have its C entries and live on its device (checked here,
 // before any device-side work, so a bias on another GPU gets the one-line mixed-device error).
-inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handle obj, const ArrayArg& logits) {
-  const std::int64_t classes = logits.dim(1);
+// `classes` (segment_windows with a name -> class map): the bias has one entry per class, not per logits row.
+inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handle obj, const ArrayArg& logits,
+                                                std::int64_t classes = -1) {
+  const bool per_row = classes < 0;
+  if (per_row) classes = logits.dim(1);
   std::optional<ArrayArg> bias = args.optional_array("class_bias", obj);
   if (!bias) return bias;
   if (bias->ndim() != 1 || bias->dim(0) != classes) {
-    args.fail_shape(*bias, "[C] = [" + std::to_string(classes) + "] (one bias per class of logits)");
+    args.fail_shape(*bias, "[C] = [" + std::to_string(classes) + "] (one bias per class of " +
+                               (per_row ? "logits)" : "class_of: the number of classes)"));
   }
   if (bias->type != ElemType::Float32) {
     args.fail_type("argument 'class_bias' must be float32, got " + bias->type_name);
@@ -120,6 +124,52 @@ inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handl
     }
   }
   return bias;
+}
+
+// class_of (segment_windows, softmax): [N] int32 name -> class map, C-contiguous, on the logits' device (N = the
+// logits' rows). Names are grouped by class in class order: class_of[0] = 0, each next entry equal to the previous
+// or one more. Returns the map (or nullopt) and the number of classes (N without a map). A CUDA map is read back
+// on the launch stream to be checked (a synchronisation of N ints; the runtime's softmax path runs on the host).
+inline std::pair<std::optional<ArrayArg>, std::int64_t> parse_class_map(const ArgParser& args, py::handle obj,
+                                                                        const ArrayArg& logits) {
+  const std::int64_t names = logits.dim(1);
+  std::optional<ArrayArg> map = args.optional_int32_array("class_of", obj);
+  if (!map) return {map, names};
+  if (map->ndim() != 1 || map->dim(0) != names) {
+    args.fail_shape(*map, "[N] = [" + std::to_string(names) + "] (the class of every name row of logits)");
+  }
+  args.placement({&logits, &*map});
+  std::vector<std::int32_t> host;
+  const std::int32_t* values = map->ptr<std::int32_t>();
+  if (map->place.is_cuda()) {
+#ifdef ZSSEG_WITH_CUDA
+    host.resize(static_cast<std::size_t>(names));
+    CudaDeviceGuard guard(map->place);
+    const auto stream = static_cast<cudaStream_t>(args.stream());
+    cudaError_t status =
+        cudaMemcpyAsync(host.data(), values, host.size() * sizeof(std::int32_t), cudaMemcpyDeviceToHost, stream);
+    if (status == cudaSuccess) {
+      py::gil_scoped_release release;
+      status = cudaStreamSynchronize(stream);
+    }
+    if (status != cudaSuccess) {
+      args.fail_value(std::string("argument 'class_of': cannot read it from the GPU: ") + cudaGetErrorString(status));
+    }
+    values = host.data();
+#endif
+  }
+  for (std::int64_t n = 0; n < names; ++n) {
+    const std::int64_t expected_max = n == 0 ? 0 : static_cast<std::int64_t>(values[n - 1]) + 1;
+    const std::int64_t expected_min = n == 0 ? 0 : static_cast<std::int64_t>(values[n - 1]);
+    if (values[n] < expected_min || values[n] > expected_max) {
+      args.fail_value(
+          "argument 'class_of' must group the names by class in class order (class_of[0] = 0, each "
+          "next entry equal to the previous or one more), got " +
+          std::to_string(values[n]) + " at name " + std::to_string(n) +
+          (n == 0 ? "" : " after " + std::to_string(values[n - 1])));
+    }
+  }
+  return {map, static_cast<std::int64_t>(values[names - 1]) + 1};
 }
 
 }  // namespace zsseg_py

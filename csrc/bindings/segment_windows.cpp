@@ -48,12 +48,16 @@ std::int64_t positive(const ArgParser& args, std::int64_t v, const std::string& 
 
 py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::handle head_size, py::handle scaled_size,
                           py::handle output_size, py::handle class_bias_obj, bool apply_sigmoid, bool softmax,
-                          double logit_scale, py::handle class_drop_obj, py::handle out_obj, std::int64_t stream) {
+                          double logit_scale, py::handle class_drop_obj, py::handle class_of_obj, py::handle out_obj,
+                          std::int64_t stream) {
   ArgParser args("segment_windows", stream);
   const ArrayArg logits = args.array("logits", logits_obj);  // [n, C, h, w]
   if (logits.ndim() != 4) args.fail_shape(logits, "[n_windows, C, h, w] (4 dimensions)");
-  const std::optional<ArrayArg> bias = parse_class_bias(args, class_bias_obj, logits);
-  const Placement where = args.placement({&logits, bias ? &*bias : nullptr});
+  if (!class_of_obj.is_none() && !softmax) args.fail_value("class_of applies with softmax=True only");
+  const auto [class_of, labels_count] = parse_class_map(args, class_of_obj, logits);  // [N] name -> class
+  const std::optional<ArrayArg> bias =
+      parse_class_bias(args, class_bias_obj, logits, class_of ? labels_count : std::int64_t{-1});
+  const Placement where = args.placement({&logits, bias ? &*bias : nullptr, class_of ? &*class_of : nullptr});
   const auto head = parse_int_tuple(args, head_size, "head_size", 2, "(height, width)");
   const auto scaled = parse_int_tuple(args, scaled_size, "scaled_size", 2, "(height, width)");
   const auto out = parse_int_tuple(args, output_size, "output_size", 2, "(height, width)");
@@ -104,9 +108,9 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
       }
       class_drop.push_back(item.cast<bool>() ? 1 : 0);
     }
-    if (static_cast<std::int64_t>(class_drop.size()) != logits.dim(1)) {
-      args.fail_value("class_drop has " + std::to_string(class_drop.size()) + " entries, the logits have " +
-                      std::to_string(logits.dim(1)) + " classes");
+    if (static_cast<std::int64_t>(class_drop.size()) != labels_count) {
+      args.fail_value("class_drop has " + std::to_string(class_drop.size()) + " entries, there are " +
+                      std::to_string(labels_count) + " classes");
     }
   }
   if (where.is_cuda()) {  // CUDA-only refusals before any output is allocated
@@ -122,10 +126,11 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
   args.output_numel("scratch", {logits.dim(1), scaled[1], 3});  // per-thread scratch of the CPU path
   const auto outs = args.out_pair(out_obj, "labels", "scores");
   const ArrayArg* bias_arg = bias ? &*bias : nullptr;
+  const ArrayArg* map_arg = class_of ? &*class_of : nullptr;
   Output labels =
-      args.output_or("labels", "out[0]", outs.first, out_shape, ElemType::Int32, where, {&logits, bias_arg});
-  Output scores =
-      args.output_or("scores", "out[1]", outs.second, out_shape, ElemType::Float32, where, {&logits, bias_arg});
+      args.output_or("labels", "out[0]", outs.first, out_shape, ElemType::Int32, where, {&logits, bias_arg, map_arg});
+  Output scores = args.output_or("scores", "out[1]", outs.second, out_shape, ElemType::Float32, where,
+                                 {&logits, bias_arg, map_arg});
   args.require_disjoint(labels, "out[0]", scores, "out[1]");
   zsseg::SegmentWindowsParams p;
   p.logits = logits.data;
@@ -142,6 +147,8 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
   p.softmax = softmax;
   p.logit_scale = static_cast<float>(logit_scale);
   p.class_drop = class_drop.empty() ? nullptr : class_drop.data();
+  p.class_of = class_of ? class_of->ptr<std::int32_t>() : nullptr;
+  p.labels_count = labels_count;
   p.labels = labels.ptr<std::int32_t>();
   p.scores = scores.ptr<float>();
   if (where.is_cuda()) {
@@ -165,7 +172,7 @@ void register_segment_windows(py::module_& m) {
   m.def("segment_windows", &segment_windows, py::arg("logits"), py::arg("windows"), py::arg("head_size"),
         py::arg("scaled_size"), py::arg("output_size"), py::arg("class_bias") = py::none(), py::arg("sigmoid") = true,
         py::arg("softmax") = false, py::arg("logit_scale") = 1.0, py::arg("class_drop") = py::none(),
-        py::arg("out") = py::none(), py::arg("stream") = 0,
+        py::arg("class_of") = py::none(), py::arg("out") = py::none(), py::arg("stream") = 0,
         "The official exact multi-window post-processing fused: (labels [H, W] int32, scores [H, W] float32); "
         "see zsseg_rt.ops.segment_windows.");
 }

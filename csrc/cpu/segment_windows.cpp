@@ -173,8 +173,9 @@ ZS_CPU_CLONES void output_row(const Geometry& geo, const MergedRowT& top, const 
 }
 
 // Softmax variant of output_row: per output pixel the resized logits v (as output_row), then the softmax over
-// classes in NumPy's order (v - max, exp, sum in class order, divide), dropped classes zeroed, minus the bias,
-// argmax (lowest index on ties, first NaN wins). A NaN logit or a non-finite max gives (0, NaN).
+// classes (names, with class_of) in NumPy's order (v - max, exp, sum in class order, divide), with class_of the
+// max over each class's names, dropped classes zeroed, minus the bias, argmax (lowest index on ties). A NaN logit
+// or a non-finite max gives (0, NaN).
 ZS_CPU_CLONES void output_row_softmax(const Geometry& geo, const MergedRowT& top, const MergedRowT& bottom,
                                       const BilinearTap& ty, float* v, int32_t* labels, float* scores) {
   const SegmentWindowsParams& p = geo.p;
@@ -182,6 +183,7 @@ ZS_CPU_CLONES void output_row_softmax(const Geometry& geo, const MergedRowT& top
   const bool finite = top.finite && bottom.finite;
   const float* bias = p.class_bias;
   const uint8_t* drop = p.class_drop;
+  const int32_t* class_of = p.class_of;
   const float inf = std::numeric_limits<float>::infinity();
   for (int64_t x = 0; x < p.out_width; ++x) {
     const BilinearTap& tx = geo.out_cols[static_cast<size_t>(x)];
@@ -210,14 +212,29 @@ ZS_CPU_CLONES void output_row_softmax(const Geometry& geo, const MergedRowT& top
     for (int64_t c = 0; c < classes; ++c) sum += v[c];  // class order, as NumPy's reduction over the class axis
     int32_t label = 0;
     float top_value = -inf;
-    for (int64_t c = 0; c < classes; ++c) {
-      float prob = v[c] / sum;
+    auto consider = [&](int64_t c, float prob) {  // one class's probability: area filter, bias, argmax
       if (drop != nullptr && drop[c] != 0) prob = 0.f;
       if (bias != nullptr) prob -= bias[c];
       if (c == 0 || prob > top_value) {  // all finite here: strict > keeps the lowest index on ties
         label = static_cast<int32_t>(c);
         top_value = prob;
       }
+    };
+    if (class_of == nullptr) {
+      for (int64_t c = 0; c < classes; ++c) consider(c, v[c] / sum);
+    } else {  // names grouped by class: the running max over a class's names (probabilities are >= 0)
+      int64_t current = class_of[0];
+      float class_prob = 0.f;
+      for (int64_t n = 0; n < classes; ++n) {
+        const float prob = v[n] / sum;
+        if (class_of[n] != current) {
+          consider(current, class_prob);
+          current = class_of[n];
+          class_prob = 0.f;
+        }
+        class_prob = prob > class_prob ? prob : class_prob;
+      }
+      consider(current, class_prob);
     }
     labels[x] = label;
     scores[x] = top_value;

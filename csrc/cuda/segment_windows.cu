@@ -86,10 +86,12 @@ __device__ float softmax_input(const T* __restrict__ logits, const WindowTable& 
 
 // Softmax variant (see zsseg/segment_windows.h): one thread per output pixel, the class values recomputed per
 // pass instead of stored (pass 1: max and NaN; pass 2: the sum of exp in class order; pass 3: argmax of
-// exp / sum - bias_c). No class_drop on CUDA (the binding refuses it).
+// exp / sum - bias_c, with class_of of each class's max over its names). No class_drop on CUDA (the binding
+// refuses it).
 template <typename T>
 __global__ void segment_windows_softmax_kernel(const T* __restrict__ logits, WindowTable table, Dims d,
-                                               const float* __restrict__ class_bias, int32_t* __restrict__ labels,
+                                               const float* __restrict__ class_bias,
+                                               const int32_t* __restrict__ class_of, int32_t* __restrict__ labels,
                                                float* __restrict__ scores) {
   const int64_t total = d.out_h * d.out_w;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
@@ -116,13 +118,28 @@ __global__ void segment_windows_softmax_kernel(const T* __restrict__ logits, Win
     // ulp apart can divide to the same probability, and then the lower class index wins
     float top_value = 0.f;
     int32_t label = 0;
+    // with class_of, names grouped by class in class order: a class's probability is the running max over its
+    // names (probabilities are >= 0), considered when the next class starts (no per-class buffer)
+    int64_t current = class_of != nullptr ? __ldg(class_of) : 0;
+    float class_prob = 0.f;
     for (int64_t c = 0; c < d.classes; ++c) {
-      float prob = expf(softmax_input(logits, table, d, c, ty, tx) - best) / sum;
-      if (class_bias != nullptr) prob -= __ldg(class_bias + c);
-      if (c == 0 || prob > top_value) {
-        top_value = prob;
-        label = static_cast<int32_t>(c);
+      const float prob = expf(softmax_input(logits, table, d, c, ty, tx) - best) / sum;
+      const int64_t cls = class_of != nullptr ? __ldg(class_of + c) : c;
+      if (cls != current) {
+        const float value = class_bias != nullptr ? class_prob - __ldg(class_bias + current) : class_prob;
+        if (current == 0 || value > top_value) {
+          top_value = value;
+          label = static_cast<int32_t>(current);
+        }
+        current = cls;
+        class_prob = 0.f;
       }
+      class_prob = prob > class_prob ? prob : class_prob;
+    }
+    const float value = class_bias != nullptr ? class_prob - __ldg(class_bias + current) : class_prob;
+    if (current == 0 || value > top_value) {
+      top_value = value;
+      label = static_cast<int32_t>(current);
     }
     labels[i] = label;
     scores[i] = top_value;
@@ -154,7 +171,7 @@ CudaStatus launch(const SegmentWindowsParams& p, cudaStream_t stream) {
   if (p.softmax) {
     if (p.class_drop != nullptr) return static_cast<CudaStatus>(cudaErrorInvalidValue);
     ZS_LAUNCH(segment_windows_softmax_kernel<T>, cuda_detail::blocks_for(total), cuda_detail::kThreadsPerBlock, stream,
-              static_cast<const T*>(p.logits), table, d, p.class_bias, p.labels, p.scores);
+              static_cast<const T*>(p.logits), table, d, p.class_bias, p.class_of, p.labels, p.scores);
     return static_cast<CudaStatus>(cudaGetLastError());
   }
   ZS_LAUNCH(segment_windows_kernel<T>, cuda_detail::blocks_for(total), cuda_detail::kThreadsPerBlock, stream,

@@ -4,6 +4,7 @@
 #pragma once
 #include "zsseg/bias_check.h"
 #include "zsseg/common.h"
+#include "zsseg/pamr.h"
 #include "zsseg/preprocess.h"
 #include "zsseg/relation_descriptor.h"
 #include "zsseg/segment.h"
@@ -14,6 +15,7 @@
 namespace zsseg {
 
 CudaStatus bias_check_cuda_emulated(const BiasCheckParams& params, Stream stream);
+CudaStatus pamr_cuda_emulated(const PamrParams& params, Stream stream);
 CudaStatus preprocess_cuda_emulated(const PreprocessParams& params, Stream stream);
 CudaStatus relation_descriptor_cuda_emulated(const RelationDescriptorParams& params, Stream stream);
 CudaStatus segment_cuda_emulated(const SegmentParams& params, Stream stream);

@@ -57,6 +57,7 @@ UNARY = {
     "Reciprocal": "RECIP",
     "Erf": "ERF",
     "Not": "NOT",
+    "IsNaN": "ISNAN",
     "Floor": "FLOOR",
     "Ceil": "CEIL",
     "Sin": "SIN",
@@ -78,6 +79,7 @@ PLAIN = {
     "Slice": "SLICE",
     "Expand": "SLICE",
     "Tile": "SLICE",
+    "Pad": "SLICE",  # the importer: shape arithmetic on the pads, then one ISliceLayer in a FILL/CLAMP/REFLECT mode
     "Concat": "CONCATENATION",
     "Where": "SELECT",
     "ConstantOfShape": "FILL",

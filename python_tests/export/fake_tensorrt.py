@@ -43,7 +43,7 @@ LayerType = enum.Enum(
 ElementWiseOperation = enum.Enum(
     "ElementWiseOperation", "SUM PROD MAX MIN SUB DIV POW FLOOR_DIV AND OR XOR EQUAL GREATER LESS"
 )
-UnaryOperation = enum.Enum("UnaryOperation", "EXP LOG SQRT RECIP ABS NEG SIN COS FLOOR CEIL ERF NOT")
+UnaryOperation = enum.Enum("UnaryOperation", "EXP LOG SQRT RECIP ABS NEG SIN COS FLOOR CEIL ERF NOT ISNAN")
 ReduceOperation = enum.Enum("ReduceOperation", "SUM PROD MAX MIN AVG")
 ProfilingVerbosity = enum.Enum("ProfilingVerbosity", "LAYER_NAMES_ONLY NONE DETAILED")
 LayerInformationFormat = enum.Enum("LayerInformationFormat", "ONELINE JSON")

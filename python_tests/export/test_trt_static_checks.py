@@ -22,7 +22,7 @@ import pytest
 
 onnx = pytest.importorskip("onnx", reason="the static TensorRT checks read graphs with onnx")
 import trt_api_surface as surface  # noqa: E402
-from family_bundles import TINY_CONFIGS, export_family_bundle  # noqa: E402
+from family_bundles import TINY_CONFIGS, VARIANTS, export_family_bundle, export_variant_bundle  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from zsseg_rt.bundle import Files, load_meta, sha256_file, write_meta  # noqa: E402
@@ -41,14 +41,18 @@ def family_bundles(tiny_bundle, tmp_path_factory):
     bundles = {"zegclip": tiny_bundle}
     for family in TINY_CONFIGS:
         bundles[family] = export_family_bundle(family, root)
+    for name in VARIANTS:  # family members with graphs of their own (SC-CLIP)
+        bundles[name] = export_variant_bundle(name, root)
     return bundles
 
 
 def test_every_registered_family_has_a_bundle_here(family_bundles):
     from zsseg_rt.models.registry import families
 
-    assert sorted(family_bundles) == sorted(families())  # a new family must add its tiny bundle to these checks
+    families_here = [name for name in family_bundles if name not in VARIANTS]
+    assert sorted(families_here) == sorted(families())  # a new family must add its tiny bundle to these checks
     assert {load_meta(path).family for path in family_bundles.values()} == set(families())
+    assert {load_meta(family_bundles[name]).family for name in VARIANTS} == {v[0] for v in VARIANTS.values()}
 
 
 def test_the_operator_table_is_data_with_its_source():
@@ -73,7 +77,7 @@ def test_every_graph_of_every_family_passes_the_operator_table(family_bundles):
         report = check_trt_compatibility(path)
         assert report.ok and not report.warnings, f"{family}: {report.format()}"
         checked += len(onnx.load(path, load_external_data=False).graph.node)
-    assert len(_graphs(family_bundles)) == 15 and checked > 1000
+    assert len(_graphs(family_bundles)) == 18 and checked > 1000  # 5 families + SC-CLIP
 
 
 def _planted(path, tmp_path, mutate):

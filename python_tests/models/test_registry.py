@@ -194,3 +194,20 @@ def test_family_members_replace_the_duck_typed_hooks():
         get_family("training_free").loss(None)
     with pytest.raises(ValueError, match="no text tower"):
         get_family("zeroseg").exporter(create_model("zeroseg_tiny_test"))
+
+
+def test_each_family_names_its_official_synonym_rule():
+    """``synonym_rule``: the training-free methods' code scores a class with several names by the max over its names'
+    probabilities, ZegFormer's by the mean of the names' embeddings (and the other families by that default); the
+    generic exporter records the family's rule in meta.json, where the runtime reads it."""
+    rules = {name: get_family(name).synonym_rule for name in families()}
+    assert rules["training_free"] == "max" and rules["zegformer"] == "mean"
+    assert set(rules.values()) <= {"mean", "max"} and rules["zegclip"] == rules["cliprc"] == "mean"
+    with pytest.raises(ValueError, match="synonym_rule must be one of"):
+        ModelFamily(
+            name="zz", config_class="a:b", model_class="a:b", load_config="a:b", create="a:b", synonym_rule="sum"
+        )
+    from zsseg_rt.export.onnx_export import build_meta
+
+    for config, rule in (("zegclip_tiny_test", "mean"), ("training_free_tiny_test", "max")):
+        assert build_meta(create_model(config), 8, 18, None, {})["postprocess"]["synonyms"] == rule

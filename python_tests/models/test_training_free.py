@@ -307,6 +307,61 @@ def test_export_bundle_and_engine_match_torch(models, method, tmp_path):
     assert (fast.labels == exact.labels).mean() > 0.99  # one resize instead of two: a few boundary pixels
 
 
+def test_naclip_with_pamr_bundle_engine_matches_torch(tmp_path):
+    """NACLIP's reported setting (PAMR, 10 steps, dilations (8, 16)) recorded in the bundle and run by the Engine,
+    against the torch transcription of NACLIP's predict (PAMR on the resized logits, guided by the resized input)."""
+    import cv2
+    from training_free_reference import slide_inference
+
+    from zsseg_rt import Engine
+    from zsseg_rt.bundle import load_meta
+    from zsseg_rt.export.onnx_export import export_bundle
+
+    model = _model("naclip", pamr_iterations=10)
+    out = export_bundle(model, str(tmp_path / "bundle"), max_classes=8)
+    meta = load_meta(out)
+    assert (meta.postprocess["pamr_iterations"], meta.postprocess["pamr_dilations"]) == (10, [8, 16])
+    names = ["person", "cat", "dog", "car", "sky", "tree"]
+    image = cv2.imread(VOC_IMAGES[1])
+    result = Engine(out, classes=names, backend="onnxruntime")(image)
+    labels, scores = slide_inference(model, image, names, color_order="bgr", short_side=meta.image_size)
+    assert (result.labels == labels).mean() >= 0.999 and len(np.unique(labels)) > 1
+    np.testing.assert_allclose(result.scores, scores, rtol=0, atol=1e-4)  # PAMR's fp32 steps: see test_softmax_rules
+    model.config.pamr_iterations = 0
+    plain, _ = slide_inference(model, image, names, color_order="bgr", short_side=meta.image_size)
+    assert (plain != labels).any()  # PAMR changed labels
+
+
+def test_pamr_memory_stays_within_the_documented_estimate(tmp_path):
+    """The PAMR path holds whole logit maps; the Engine's estimate (``estimate_bytes(pamr_neighbours=)``) counts
+    them: the measured peak rise of one call stays below it (plus ONNX Runtime's own working memory)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from support import package_import_root
+
+    from zsseg_rt.export.onnx_export import export_bundle
+
+    out = export_bundle(_model("naclip", pamr_iterations=10), str(tmp_path / "bundle"), max_classes=40)
+    tool = Path(__file__).resolve().parents[2] / "benchmarks" / "engine_memory.py"
+    code = f"import runpy, sys; sys.argv = ['m'] + sys.argv[1:]; runpy.run_path({str(tool)!r}, run_name='__main__')"
+    env = dict(os.environ, PYTHONPATH=package_import_root(), OMP_NUM_THREADS="2")
+    run = subprocess.run(
+        [sys.executable, "-c", code, out, "--shape", "600x800", "--classes", "32"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["outcome"] == "ok" and result["estimate_mib"] > 150  # PAMR's 32 x 600 x 800 maps dominate
+    assert result["peak_rise_mib"] <= result["estimate_mib"] + 64, result  # + ONNX Runtime's own (15-35 MiB)
+
+
 def test_engine_background_threshold(models, tmp_path):
     import json
 

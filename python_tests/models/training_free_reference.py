@@ -5,12 +5,13 @@ official ``forward_slide`` + ``postprocess_result`` of SCLIP / ClearCLIP / NACLI
 
 Official order: rescale (keep ratio, short side ``short_side``) -> normalise -> windows ``crop``/``stride`` -> per
 window cosine logits bilinearly upsampled to the window -> average overlapping windows (logits, not
-probabilities) -> bilinear to the original size -> ``* logit_scale`` -> softmax over classes -> (SCLIP
+probabilities) -> bilinear to the original size -> (PAMR, NACLIP) -> ``* logit_scale`` -> softmax over classes -> (SCLIP
 ``area_thd``) -> argmax; pixels whose best probability is below ``background_threshold`` -> class 0.
 
 Differences from the official code, all shared with the Engine: windows smaller than the crop (images whose side
 is below the crop) are zero-padded bottom/right to the crop and the padded logits dropped (SCLIP runs the small
-crop as is; ClearCLIP pads centred); synonyms per class (``"sky, wall, ..."`` lines) are not supported.
+crop as is; ClearCLIP pads centred). Synonyms (``"sky, wall, ..."`` lines of a class file): ``query_idx`` gives
+the class of every query (name), and the class probabilities are the official one-hot product + max.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pamr_oracle import torch_pamr
 
 from zsseg_rt import pipeline
 
@@ -30,9 +32,16 @@ def softmax_labels(
     logits: torch.Tensor,
     background_threshold: Optional[float] = None,
     area_threshold: Optional[float] = None,
+    query_idx: Optional[Sequence[int]] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``logits [B, C, H, W]`` (already scaled) -> ``(labels [B,H,W] int64, best probability [B,H,W])``."""
+    """``logits [B, Q, H, W]`` (already scaled) -> ``(labels [B,H,W] int64, best probability [B,H,W])``;
+    ``query_idx``: the class of each of the Q queries (None: one query per class)."""
     probs = torch.softmax(logits.float(), dim=1)
+    if query_idx is not None:  # postprocess_result: (seg_logits * one_hot(query_idx).T).max over the queries
+        idx = torch.as_tensor(list(query_idx), dtype=torch.int64)
+        num_cls, num_queries = int(idx.max()) + 1, len(idx)
+        cls_index = F.one_hot(idx).T.view(1, num_cls, num_queries, 1, 1).to(probs.dtype)
+        probs = (probs.unsqueeze(1) * cls_index).max(2)[0]
     if area_threshold is not None:
         c = probs.shape[1]
         onehot = F.one_hot(probs.argmax(1), c).to(probs.dtype)  # [B, H, W, C]
@@ -56,6 +65,8 @@ def slide_inference(
     background_threshold: Optional[float] = -1.0,
     area_threshold: Optional[float] = -1.0,
     text: Optional[torch.Tensor] = None,
+    query_idx: Optional[Sequence[int]] = None,
+    logit_scale: Optional[float] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Segment one ``[H, W, 3]`` uint8 image with a ``TrainingFreeSegmenter`` in PyTorch.
 
@@ -63,6 +74,8 @@ def slide_inference(
         short_side: rescale target (default: the config's ``short_side``; the Engine uses the bundle's image size).
         background_threshold / area_threshold: -1 means "the config's value"; None disables.
         text: precomputed ``[C, D]`` text embeddings (else computed from ``class_names``/``templates``).
+        query_idx: synonyms: ``class_names`` are queries (names) and this their classes.
+        logit_scale: another scale than the config's (the official setting of a dataset).
     Returns:
         ``labels [H, W]`` int32 and ``scores [H, W]`` float32 (the winning softmax probability).
     """
@@ -98,5 +111,11 @@ def slide_inference(
             count[:, :, y1:y2, x1:x2] += 1
     preds = preds / count
     preds = F.interpolate(preds, size=tuple(orig_hw), mode="bilinear", align_corners=False)
-    labels, best = softmax_labels(preds, bg, area)
+    if cfg.pamr_iterations:  # NACLIP predict: PAMR on the resized logits, guided by the resized network input
+        guide = F.interpolate(img, size=tuple(orig_hw), mode="bilinear", align_corners=False)
+        refined = torch_pamr(preds.cpu().numpy(), guide.cpu().numpy(), cfg.pamr_iterations, cfg.pamr_dilations)
+        preds = torch.from_numpy(refined).to(device)
+    if logit_scale is not None:  # the model applied the config's scale
+        preds = preds * (float(logit_scale) / float(cfg.logit_scale))
+    labels, best = softmax_labels(preds, bg, area, query_idx)
     return labels[0].cpu().numpy().astype(np.int32), best[0].cpu().numpy().astype(np.float32)

@@ -23,6 +23,7 @@ OPS = {
     "relation_descriptor": lambda stream=0: ops.relation_descriptor(
         np.zeros((2, 4), np.float32), np.zeros((1, 4), np.float32), stream=stream
     ),
+    "pamr": lambda stream=0: ops.pamr(_logits(), np.zeros((1, 3, 4, 4), np.float32), 1, (1,), stream=stream),
     "preprocess": lambda stream=0: ops.preprocess(
         np.zeros((4, 4, 3), np.uint8), (4, 4), [(0, 4, 0, 4)], 4, (0, 0, 0), (1, 1, 1), stream=stream
     ),

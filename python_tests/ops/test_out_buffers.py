@@ -41,6 +41,10 @@ SINGLE = {
         lambda out=None: ops.preprocess(IMAGE, (6, 7), [(0, 6, 0, 4), (0, 6, 3, 7)], 6, (1, 2, 3), (2, 3, 4), out=out),
         ((2, 3, 6, 6), np.float32),
     ),
+    "pamr": (
+        lambda out=None: ops.pamr(LOGITS, LOGITS[:, :2] * 2.0, 3, (1, 2), out=out),
+        ((2, 3, 5, 7), np.float32),
+    ),
 }
 PAIR = {
     "segment": (

@@ -176,3 +176,83 @@ def test_deprecated_import_paths_still_work(old, names):
     assert any(issubclass(w.category, DeprecationWarning) and old in str(w.message) for w in caught)
     for name in names:
         assert getattr(module, name) is getattr(unit, name)
+
+
+# ---------------------------------------------------------------------------------------------- synonyms
+def test_a_class_may_have_synonyms():
+    vocab = Vocabulary.parse("person; man ;woman, cat")
+    assert vocab.labels == ["person", "cat"] and vocab.names == ["person", "man", "woman", "cat"]
+    assert vocab.texts == ["person; man; woman", "cat"] and vocab.has_synonyms
+    assert vocab.class_of().tolist() == [0, 0, 0, 1] and vocab.class_of().dtype == np.int32
+    assert validate_class_names(["person;man", "cat"]) == ["person; man", "cat"]
+    assert Vocabulary.parse(["person; man", VocabularyEntry("feline", ("cat", "kitty"))]).labels == ["person", "feline"]
+    # every name counts: a name may appear once in the whole vocabulary
+    for bad, match in (("cat; Cat", "twice in position 0"), ("person; man, Man", "positions 0 and 1")):
+        with pytest.raises(ValueError, match=match):
+            Vocabulary.parse(bad)
+    with pytest.raises(ValueError, match="empty synonym"):
+        Vocabulary.parse("person;; man")
+    # the ';' of an HTML entity is no separator ("c&#97;t" is "cat" to the tokenizer)
+    assert Vocabulary.parse("c&#97;t; kitty").names == ["c&#97;t", "kitty"]
+    # seen when one of its names is (the calibration and the two-stage seen mask)
+    assert seen_mask(["person; pedestrian", "tree"], ["Pedestrian"]).tolist() == [True, False]
+
+
+@pytest.mark.parametrize("trim", [False, True])
+def test_the_mean_rule_averages_every_prompt_of_every_name(trim):
+    """``"cat; kitty"`` under the mean rule: every template x every name, normalised, averaged, normalised."""
+    tok, encode = _CharTokenizer(), _encoder()
+    templates = ["a {}", "the {}!"]
+    got = embed_names(["cat; kitty", "dog"], templates, tok, encode, 6, trim)
+    want = _reference([["a cat", "the cat!", "a kitty", "the kitty!"], ["a dog", "the dog!"]])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    # hand-computed: two orthogonal unit prompt embeddings e1, e2 average to (e1 + e2) / sqrt(2)
+    basis = {"x": np.eye(6, dtype=np.float32)[0] * 3.0, "y": np.eye(6, dtype=np.float32)[1] * 0.5}
+
+    class Words:
+        context_length = 4
+
+        def __call__(self, texts):
+            return np.array([[1, ord(t), 99, 0] for t in texts], np.int32)
+
+    two = embed_names(["x; y"], ["{}"], Words(), lambda t: np.stack([basis[chr(r[1])] for r in t]), 6, trim)
+    np.testing.assert_allclose(two[0], [2**-0.5, 2**-0.5, 0, 0, 0, 0], atol=1e-7)
+
+
+def test_named_vocabularies_are_the_official_class_files():
+    from zsseg_rt.vocabulary import describe_named, named_vocabularies, named_vocabulary
+
+    assert named_vocabularies() == [
+        "ade20k", "cityscapes", "coco_object", "coco_stuff", "context59", "context60", "voc20", "voc21",
+    ]  # fmt: skip
+    sizes = {"ade20k": 150, "cityscapes": 19, "coco_object": 81, "coco_stuff": 171, "context59": 59,
+             "context60": 60, "voc20": 20, "voc21": 21}  # fmt: skip
+    for name, size in sizes.items():
+        vocab = named_vocabulary(name)
+        assert len(vocab) == size and vocab.name == name and "SuleBai/SC-CLIP@0417ba9" in vocab.source
+        assert (vocab.background == 0) == (name in ("voc21", "context60", "coco_object"))
+    voc21 = Vocabulary.parse("voc21")
+    assert voc21 == named_vocabulary("voc21") and len(voc21.names) == 56
+    assert (
+        voc21[0].label == "background" and voc21[0].names[:3] == ("sky", "wall", "tree") and len(voc21[0].names) == 26
+    )
+    assert voc21[15].names == (
+        "person", "person in shirt", "person in jeans", "person in dress", "person in sweater", "person in skirt",
+        "person in jacket",
+    )  # fmt: skip
+    assert voc21[20].names == ("television monitor", "tv monitor", "monitor", "television", "screen")
+    assert named_vocabulary("voc20").labels == voc21.labels[1:]  # the same classes without the background
+    assert named_vocabulary("context60")[0] == VocabularyEntry("background", ("background",))
+    assert "wood" in named_vocabulary("context60").names  # the official "wood " stripped
+    # kept as the official file is: COCO-Object's background lists "bed", also a class of its own
+    coco = Vocabulary.parse("coco_object")
+    assert coco.names.count("bed") == 2 and coco[0].label == "background"
+    with pytest.raises(ValueError, match="at most 80"):
+        Vocabulary.parse("coco_object", max_classes=80)
+    assert len(describe_named()) == 8 and any(
+        line.startswith("voc21: 21 classes, 56 names") for line in describe_named()
+    )
+    # a list item or a comma-separated string is never a vocabulary's name
+    assert Vocabulary.parse(["voc21"]).labels == ["voc21"] and Vocabulary.parse("voc21, cat").labels == ["voc21", "cat"]
+    with pytest.raises(KeyError, match="voc21"):
+        named_vocabulary("voc22")

@@ -1,5 +1,5 @@
 """The one migration of bundle meta.json files written before meta.json named its runtime pipeline and its
-evaluation protocol (and before it named its model family at all).
+evaluation protocol (and before it named its model family at all), or its synonym rule.
 
 Bundles of format 1 written by zsseg_rt 0.1 record only ``architecture.family`` (or nothing, before families
 existed). :func:`migrate_meta` adds what newer bundles record themselves, from the table below, so that the rest of
@@ -25,12 +25,15 @@ _LEGACY_DEFAULT_FAMILY = "zegclip"  # bundles from before architecture.family
 _LEGACY: Dict[str, Dict[str, Any]] = {
     "zegformer": {"pipeline": "two_stage", "sections": {"zegformer": "two_stage"}},
     "zeroseg": {"evaluation_protocol": "background_threshold"},
+    # a class with synonyms: the max over its names' probabilities (SCLIP/NACLIP/SC-CLIP postprocess_result)
+    "training_free": {"postprocess": {"synonyms": "max"}},
 }
 
 
 def migrate_meta(raw: Any) -> Any:
-    """A copy of a parsed meta.json with ``architecture.family``, ``pipeline``, ``evaluation_protocol`` and the
-    pipeline's parameter section filled in where an older bundle lacks them; fields a bundle records are kept.
+    """A copy of a parsed meta.json with ``architecture.family``, ``pipeline``, ``evaluation_protocol``, the
+    pipeline's parameter section and ``postprocess.synonyms`` filled in where an older bundle lacks them; fields a
+    bundle records are kept.
     Anything that is not a JSON object with an ``architecture`` object is returned unchanged (the schema check
     reports it)."""
     if not isinstance(raw, dict) or not isinstance(raw.get("architecture"), dict):
@@ -47,4 +50,8 @@ def migrate_meta(raw: Any) -> Any:
     for old, new in legacy.get("sections", {}).items():
         if old in out and new not in out:
             out[new] = out[old]
+    if legacy.get("postprocess") and isinstance(out.get("postprocess"), dict):
+        missing = {k: v for k, v in legacy["postprocess"].items() if k not in out["postprocess"]}
+        if missing:
+            out["postprocess"] = dict(out["postprocess"], **missing)
     return out

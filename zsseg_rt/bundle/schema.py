@@ -162,6 +162,17 @@ def _postprocess(value: Any) -> str:
         error = check(value[key]) if key in value else ""
         if error:
             return f"{key}: {error}"
+    synonyms = value.get("synonyms", "mean")
+    if synonyms not in ("mean", "max"):
+        return f"synonyms: 'mean' or 'max', got {synonyms!r}"
+    if synonyms == "max" and value.get("activation", "sigmoid") != "softmax":
+        return "synonyms: 'max' (the max over a class's names' probabilities) needs activation 'softmax'"
+    table = value.get("vocabulary_settings", {})
+    if not isinstance(table, dict) or not all(
+        isinstance(v, dict) and set(v) <= {"logit_scale", "background_threshold", "area_threshold"}
+        for v in table.values()
+    ):
+        return "vocabulary_settings: an object of {vocabulary: {logit_scale, background_threshold, area_threshold}}"
     return ""
 
 

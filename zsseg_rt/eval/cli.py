@@ -7,6 +7,8 @@ import json
 import os
 from typing import List, Optional
 
+from zsseg_rt.models.family import EVALUATION_SETTINGS
+
 __all__ = ["add_eval_command", "main"]
 
 
@@ -59,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
             gpus_per_worker=args.gpus_per_worker,
             cpus_per_worker=args.cpus_per_worker,
             progress=not args.no_progress,
+            settings=args.settings,
         )
         return _report(metrics, args)
     ds = build_dataset(spec)
@@ -75,6 +78,7 @@ def _run(args: argparse.Namespace) -> int:
         text_weights=args.text_weights,
         background_threshold=args.background_threshold,
         thresholds=args.thresholds,
+        settings=args.settings,
     )
     return _report(metrics, args)
 
@@ -85,6 +89,11 @@ def _report(metrics, args: argparse.Namespace) -> int:
 
     print(format_table(metrics, per_class=not args.no_per_class))
     print(f"{metrics['images']} images ({metrics['skipped']} skipped), mode {metrics['mode']}, {metrics['source']}")
+    record = metrics.get("evaluation_settings")
+    if record:  # a bundle whose family has per-dataset settings: which ran, and what the bundle could not follow
+        print(record["summary"])
+        for line in record.get("deviations", []):
+            print(f"  deviation: {line}")
     if args.json:
         save_json(metrics, args.json)
         print(f"metrics written to {args.json}")
@@ -136,6 +145,14 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
         default="paper",
         help="(ZeroSeg) per-dataset thresholds: the paper's (VOC 0.95, Context 0.05, COCO-Object 0.35) or GroupViT's "
         "configs (0.95, 0.35, 0.95)",
+    )
+    p.add_argument(
+        "--settings",
+        choices=list(EVALUATION_SETTINGS),
+        default="official",
+        help="(bundles whose family has per-dataset test settings, e.g. training-free methods) official: the "
+        "family's official settings for the dataset (recorded with what the bundle cannot follow); bundle: the "
+        "bundle's own",
     )
     p.add_argument("--json", default=None, help="write the metrics to this JSON file")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -23,7 +23,15 @@ from zsseg_rt.data import SegmentationDataset, build_dataset
 
 from .metrics import ConfusionMatrix, summarize
 
-__all__ = ["evaluate", "load_for_eval", "Segmenter", "checkpoint_kind", "model_from_config"]
+__all__ = [
+    "evaluate",
+    "load_for_eval",
+    "Segmenter",
+    "checkpoint_kind",
+    "model_from_config",
+    "evaluation_settings",
+    "apply_evaluation_settings",
+]
 
 
 def checkpoint_kind(path: Union[str, Path]) -> str:
@@ -55,7 +63,10 @@ def evaluation_protocol(obj) -> str:
 
 
 class Segmenter:
-    """``segmenter(rgb [H,W,3] uint8) -> labels [H,W]`` over a fixed vocabulary (torch model or Engine)."""
+    """``segmenter(rgb [H,W,3] uint8) -> labels [H,W]`` over a fixed vocabulary (torch model or Engine).
+
+    ``vocabulary``: bundles: a named vocabulary to set instead of the dataset's class names (the same classes in the
+    same order, with the official class file's synonyms: a family's evaluation settings name it)."""
 
     def __init__(
         self,
@@ -66,6 +77,7 @@ class Segmenter:
         mode: str,
         device: Optional[str] = None,
         seen_classes=None,
+        vocabulary: Optional[str] = None,
     ):
         protocol = evaluation_protocol(obj)
         if protocol != GENERALIZED_ZERO_SHOT:  # e.g. labels with background at 0: this confusion matrix would be wrong
@@ -81,6 +93,13 @@ class Segmenter:
         if kind == "bundle":
             if text is not None:
                 obj.set_text_embeddings(self.class_names, text)
+            elif vocabulary is not None:  # a named vocabulary for the dataset's classes (its official class file)
+                obj.set_classes(vocabulary)
+                if len(obj.class_names) != len(self.class_names):
+                    raise ValueError(
+                        f"vocabulary {vocabulary!r} has {len(obj.class_names)} classes, the dataset "
+                        f"{len(self.class_names)}"
+                    )
             else:
                 obj.set_classes(self.class_names)
         elif text is None:
@@ -182,6 +201,7 @@ def evaluate(
     text_weights: Optional[str] = None,
     background_threshold: Optional[float] = None,
     thresholds: str = "paper",
+    settings: str = "official",
 ) -> Dict[str, Any]:
     """Metrics of ``checkpoint`` (path, ``ZegCLIP`` / ``CLIPRC`` or ``Engine``) on ``dataset`` (object or spec dict).
 
@@ -194,6 +214,10 @@ def evaluate(
         limit: evaluate only the first ``limit`` images.
         text_weights, background_threshold, thresholds: options of a family's own evaluation protocol (a bundle's
             meta.json or the model's family names it), e.g. background + classes with a threshold per dataset.
+        settings: bundles: "official" (default) runs a bundle with its family's official test settings for the
+            dataset where the family has them (``Family.evaluation_settings``: e.g. a training-free method's logit
+            scale, thresholds, PAMR and test size), restored afterwards; "bundle" keeps the bundle's own. What ran
+            is recorded under ``"evaluation_settings"`` (absent when the family has no such settings).
     Returns:
         the :func:`summarize` dict plus ``images``, ``skipped`` (corrupt files), ``mode``, ``dataset``.
     """
@@ -239,17 +263,23 @@ def evaluate(
             progress=progress,
             device=device,
         )
-    seg = Segmenter(kind, obj, own_spelling(kind, obj, ds.class_names), text, mode, device, seen_classes)
-    cm = ConfusionMatrix(ds.num_classes)
-    n = len(ds) if limit is None else min(len(ds), int(limit))
-    done = 0
-    for i in tqdm(range(n), desc=f"eval {ds.name}", disable=not progress, dynamic_ncols=True):
-        sample = ds.load_safe(i)
-        if sample is None:
-            continue
-        rgb, gt = sample
-        cm.update(seg(rgb), gt)
-        done += 1
+    record, restore = apply_evaluation_settings(obj, ds.name, settings) if kind == "bundle" else (None, None)
+    try:  # the bundle follows its family's settings for this evaluation only
+        named = record.get("vocabulary") if record else None
+        seg = Segmenter(kind, obj, own_spelling(kind, obj, ds.class_names), text, mode, device, seen_classes, named)
+        cm = ConfusionMatrix(ds.num_classes)
+        n = len(ds) if limit is None else min(len(ds), int(limit))
+        done = 0
+        for i in tqdm(range(n), desc=f"eval {ds.name}", disable=not progress, dynamic_ncols=True):
+            sample = ds.load_safe(i)
+            if sample is None:
+                continue
+            rgb, gt = sample
+            cm.update(seg(rgb), gt)
+            done += 1
+    finally:
+        if restore is not None:
+            restore()
     out = summarize(cm, ds.class_names, split.unseen)
     out.update(
         {
@@ -261,7 +291,36 @@ def evaluate(
             "source": kind,
         }
     )
+    if record is not None:
+        out["evaluation_settings"] = record
     return out
+
+
+def evaluation_settings(meta, dataset_name: str, settings: str = "official") -> Optional[Dict[str, Any]]:
+    """The record of the test settings a bundle (its ``BundleMeta``) is evaluated with on ``dataset_name``: its
+    family's official per-dataset settings (``Family.evaluation_settings``), or None when the family has none."""
+    from zsseg_rt.models.family import EVALUATION_SETTINGS
+    from zsseg_rt.models.registry import get_family
+
+    if settings not in EVALUATION_SETTINGS:
+        raise ValueError(f"settings must be one of {EVALUATION_SETTINGS}, got {settings!r}")
+    return get_family(meta.family).evaluation_settings(meta, dataset_name, settings)
+
+
+def apply_evaluation_settings(
+    engine, dataset_name: str, settings: str = "official"
+) -> Tuple[Optional[Dict[str, Any]], Callable[[], None]]:
+    """Make an Engine follow its family's settings for ``dataset_name`` (:func:`evaluation_settings`).
+
+    Returns:
+        ``(record or None, restore)``: ``restore()`` gives the Engine its own settings back.
+    """
+    from zsseg_rt.models.registry import get_family
+
+    record = evaluation_settings(engine.meta, dataset_name, settings)
+    if record is None:
+        return None, lambda: None
+    return record, get_family(engine.meta.family).apply_evaluation_settings(engine, record)
 
 
 def save_json(metrics: Dict[str, Any], path: Union[str, Path]) -> None:

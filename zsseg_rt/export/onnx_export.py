@@ -175,7 +175,8 @@ def build_meta(model, max_classes: int, opset: int, source: Optional[str], extra
         "stride": int(getattr(cfg, "stride", 426)),
         "opset": int(opset),
         "io": default_graph_io(image_output_names(model)),
-        "postprocess": dict(family.export_postprocess(model)),
+        # the family's official synonym rule ("mean" / "max"), how the runtime scores a class with several names
+        "postprocess": dict(family.export_postprocess(model), synonyms=family.synonym_rule),
         "exporter_versions": _versions(),
         "source_checkpoint": os.path.abspath(source) if source else None,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -200,12 +200,11 @@ def check_device_windows(meta: BundleMeta, engine_batch_max: int) -> List[Findin
     Engine's default ``max_batch`` and for one call per frame of every shape the CLI default assumes."""
     from zsseg_rt.runtime.device_pipeline import windows_per_call
     from zsseg_rt.runtime.engine import Engine
+    from zsseg_rt.runtime.pipelines import pipeline_class
 
     requested = inspect.signature(Engine.__init__).parameters["max_batch"].default
-    if requested is None:  # max_batch=None: the pipeline's default (TensorRT engines serve windowed bundles)
-        from zsseg_rt.runtime.pipelines.windowed import WindowedPipeline
-
-        requested = WindowedPipeline.default_max_batch
+    if requested is None:  # Engine(max_batch=None): the pipeline's own default
+        requested = pipeline_class(meta.pipeline).default_max_batch
     findings = []
     for asked in sorted({int(requested), 1, int(engine_batch_max) + 1}):
         chunk = windows_per_call(asked, _ProfileExecutor(engine_batch_max))  # type: ignore[arg-type]

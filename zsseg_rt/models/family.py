@@ -43,10 +43,17 @@ __all__ = [
     "resolve_ref",
     "WINDOWED",
     "GENERALIZED_ZERO_SHOT",
+    "EVALUATION_SETTINGS",
+    "SYNONYM_RULES",
 ]
 
 WINDOWED = "windowed"  # runtime pipeline kind of image encoder + head + text encoder bundles (zsseg_rt.runtime)
 GENERALIZED_ZERO_SHOT = "generalized_zero_shot"  # evaluation protocol: mIoU(seen), mIoU(unseen), hIoU (eval/)
+# What an evaluation of a bundle runs with (``zsseg eval --settings``): the family's official per-dataset test
+# settings where it has them, or the bundle's own.
+EVALUATION_SETTINGS = ("official", "bundle")
+# How a class with several names (synonyms) is scored (``Family.synonym_rule``, meta.json ``postprocess.synonyms``).
+SYNONYM_RULES = ("mean", "max")
 
 
 def resolve_ref(ref: str) -> Any:
@@ -99,7 +106,13 @@ class Family(Protocol):
     Runtime and evaluation
         ``pipeline`` (the runtime pipeline kind of its bundles, ``zsseg_rt.runtime.pipelines``),
         ``evaluation_protocol`` (how its models and bundles are evaluated), :meth:`evaluate` (that protocol when
-        it is not the generic one), :meth:`predict` (PyTorch inference of one image).
+        it is not the generic one), :meth:`evaluation_settings` and :meth:`apply_evaluation_settings` (official
+        per-dataset test settings of its bundles, e.g. thresholds and refinement), :meth:`predict` (PyTorch
+        inference of one image), ``synonym_rule`` (how a vocabulary class with several names, ``"person; man"``,
+        is scored, as the family's official code does: ``"mean"``, every prompt of every name averaged into one
+        embedding, ZegFormer's ``zeroshot_classifier``; ``"max"``, every name a row of its own and the class's
+        probability the max over its names', the training-free methods' ``postprocess_result``; recorded in the
+        bundles it exports as ``postprocess.synonyms``).
     Training
         ``trainable`` (whether its models are trained at all), :meth:`trainer_class` (None:
         ``zsseg_rt.train.Trainer``), :meth:`loss`, :meth:`parameter_groups`.
@@ -117,6 +130,7 @@ class Family(Protocol):
     native_format: str
     pipeline: str
     evaluation_protocol: str
+    synonym_rule: str
     public_names: Mapping[str, str]
 
     def config_cls(self) -> type: ...
@@ -178,6 +192,12 @@ class Family(Protocol):
 
     def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]: ...
 
+    def evaluation_settings(
+        self, meta: Any, dataset_name: str, choice: str = "official"
+    ) -> Optional[Dict[str, Any]]: ...
+
+    def apply_evaluation_settings(self, engine: Any, record: Mapping[str, Any]) -> Callable[[], None]: ...
+
     def trainer_class(self) -> Optional[type]: ...
 
     def loss(self, model: Any) -> Any: ...
@@ -218,8 +238,15 @@ class ModelFamily:
     official_converter: str = ""  # "module:function(src, dst, config, overwrite, allow_missing_text_encoder, ...)"
     pipeline: str = WINDOWED
     evaluation_protocol: str = GENERALIZED_ZERO_SHOT
+    synonym_rule: str = "mean"  # "mean" or "max" (see Family): recorded as meta.json postprocess.synonyms
     public_names: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
     _cache: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.synonym_rule not in SYNONYM_RULES:
+            raise ValueError(
+                f"family {self.name!r}: synonym_rule must be one of {SYNONYM_RULES}, got {self.synonym_rule!r}"
+            )
 
     # ------------------------------------------------------------------ references
     def _resolve(self, ref: str) -> Any:
@@ -382,6 +409,18 @@ class ModelFamily:
     def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]:
         """Evaluation under ``evaluation_protocol`` when that is not the generic one (``zsseg_rt.eval``)."""
         raise NotImplementedError(f"the {self.label} family is evaluated with the generic protocol")
+
+    def evaluation_settings(self, meta: Any, dataset_name: str, choice: str = "official") -> Optional[Dict[str, Any]]:
+        """The test settings an evaluation of one of this family's bundles (``meta``: its ``BundleMeta``) runs with
+        on the dataset named ``dataset_name`` (a dataset reader's name), as a JSON-ready record (recorded in the
+        metrics as ``"evaluation_settings"``), or None when the family has no per-dataset settings (default: the
+        bundle's own settings everywhere). ``choice`` is one of ``EVALUATION_SETTINGS``."""
+        return None
+
+    def apply_evaluation_settings(self, engine: Any, record: Mapping[str, Any]) -> Callable[[], None]:
+        """Make an Engine on one of this family's bundles follow ``record`` (from :meth:`evaluation_settings`);
+        returns the function that restores the Engine's own settings (default: nothing to apply)."""
+        return lambda: None
 
     # ------------------------------------------------------------------ training
     def trainer_class(self) -> Optional[type]:

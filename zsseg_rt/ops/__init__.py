@@ -10,6 +10,7 @@ from ._loader import cuda_available, cuda_unavailable_reason, native_module
 from .dense import relation_descriptor, similarity
 from .image import preprocess
 from .masks import segment, upsample
+from .refine import pamr
 from .windows import segment_windows
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "segment",
     "preprocess",
     "segment_windows",
+    "pamr",
     "reference",
 ]

@@ -18,13 +18,13 @@ Semantics shared with the kernels:
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 NORM_EPS = 1e-12
 
-__all__ = ["similarity", "relation_descriptor", "upsample", "segment", "bilinear_taps", "argmax_torch"]
+__all__ = ["similarity", "relation_descriptor", "upsample", "segment", "bilinear_taps", "argmax_torch", "pamr"]
 
 
 def _l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -264,16 +264,19 @@ def segment_windows(
     softmax: bool = False,
     logit_scale: float = 1.0,
     class_drop: Optional[Sequence[bool]] = None,
+    class_of: Optional[Sequence[int]] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Reference of ``ops.segment_windows`` in fp64: per window resize to the head size, calibrate, cut; average
     overlaps; resize to the output size; argmax (torch's rules). Returns ``labels [H, W]``, ``scores [H, W]``.
 
     ``softmax``: the raw logits are averaged, multiplied by ``logit_scale``, resized, softmaxed over classes; the
     probabilities of ``class_drop`` classes are set to 0, ``class_bias`` is subtracted, and the argmax follows
-    torch's rules (a pixel with a NaN logit or a non-finite max: label 0, score NaN)."""
+    torch's rules (a pixel with a NaN logit or a non-finite max: label 0, score NaN). ``class_of`` (synonyms): the
+    softmax runs over the logits' rows (names) and a class's probability is the max over the names ``n`` with
+    ``class_of[n]`` = that class (SCLIP/NACLIP/SC-CLIP ``postprocess_result``); drop, bias and argmax per class."""
     if softmax:
         return _segment_windows_softmax(
-            logits, windows, head_size, scaled_size, output_size, class_bias, logit_scale, class_drop
+            logits, windows, head_size, scaled_size, output_size, class_bias, logit_scale, class_drop, class_of
         )
     n, classes = logits.shape[:2]
     total = np.zeros((classes,) + tuple(scaled_size))
@@ -289,7 +292,9 @@ def segment_windows(
     return labels[0], scores[0]
 
 
-def _segment_windows_softmax(logits, windows, head_size, scaled_size, output_size, class_bias, logit_scale, class_drop):
+def _segment_windows_softmax(
+    logits, windows, head_size, scaled_size, output_size, class_bias, logit_scale, class_drop, class_of=None
+):
     classes = logits.shape[1]
     total = np.zeros((classes,) + tuple(scaled_size))
     count = np.zeros(tuple(scaled_size))
@@ -306,6 +311,9 @@ def _segment_windows_softmax(logits, windows, head_size, scaled_size, output_siz
         bad = ~np.isfinite(top)
         e = np.exp(up - np.where(bad, 0.0, top)[None])
         probs = e / e.sum(axis=0, keepdims=True)
+        if class_of is not None:  # max over each class's names, written as the official one-hot product + max
+            onehot = np.eye(int(np.max(class_of)) + 1)[np.asarray(class_of)].T  # [classes, names]
+            probs = (probs[None] * onehot[:, :, None, None]).max(axis=1)
     if class_drop is not None:
         probs[np.asarray(class_drop, dtype=bool)] = 0.0
     if class_bias is not None:
@@ -315,3 +323,56 @@ def _segment_windows_softmax(logits, windows, head_size, scaled_size, output_siz
     labels = np.where(bad, 0, labels).astype(np.int32)
     scores = np.where(bad, np.nan, scores).astype(np.float32)
     return labels, scores
+
+
+# ---- pamr ----------------------------------------------------------------------------------------------------
+
+
+def pamr_offsets(dilations: Sequence[int]) -> List[Tuple[int, int]]:
+    """The ``8 * len(dilations)`` neighbour offsets ``(dy, dx)`` of PAMR, in order: per dilation ``d``, the cells of
+    the 3x3 grid ``{-d, 0, d}^2`` row-major without the centre."""
+    return [(dy * d, dx * d) for d in dilations for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+
+
+def _shifted(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``x[..., clamp(y + dy), clamp(x + dx)]`` over the last two axes (replicate padding)."""
+    h, w = x.shape[-2:]
+    rows = np.clip(np.arange(h) + dy, 0, h - 1)
+    cols = np.clip(np.arange(w) + dx, 0, w - 1)
+    return x[..., rows[:, None], cols[None, :]]
+
+
+def pamr(mask: np.ndarray, image: np.ndarray, iterations: int = 10, dilations: Sequence[int] = (8, 16)) -> np.ndarray:
+    """Pixel-adaptive mask refinement (Araslanov & Roth 2020), as NACLIP / SC-CLIP apply it, in float64.
+
+    For every neighbour offset ``o_n`` (``pamr_offsets``; replicate padding at the border):
+    ``sigma_k(p)`` is the Bessel-corrected standard deviation of image channel ``k`` over the dilated 3x3 grids
+    around ``p`` (``9 * len(dilations)`` values, the centre once per dilation);
+    ``a_n(p) = mean_k(-|image_k(p) - image_k(p + o_n)| / (1e-8 + 0.1 * sigma_k(p)))``;
+    ``w_n(p) = softmax_n(a_n(p))``; then ``iterations`` times ``mask(p) <- sum_n w_n(p) * mask(p + o_n)`` per class.
+
+    Args:
+        mask: ``[B, C, H, W]`` the class logits (at the image size: the reference's align_corners=True resize of
+            the mask to the image is then the identity).
+        image: ``[B, K, H, W]`` the guide image (NACLIP / SC-CLIP: the normalised network input resized to H x W).
+        iterations: >= 1 refinement steps; dilations: 1..8 dilations, each >= 1.
+    Returns:
+        ``[B, C, H, W]`` float32.
+    """
+    m = np.asarray(mask, dtype=np.float64)
+    x = np.asarray(image, dtype=np.float64)
+    if m.ndim != 4 or x.ndim != 4 or x.shape[0] != m.shape[0] or x.shape[2:] != m.shape[2:]:
+        raise ValueError(f"need mask [B, C, H, W] and image [B, K, H, W] of one size, got {m.shape}, {x.shape}")
+    if int(iterations) < 1 or not dilations or min(int(d) for d in dilations) < 1:
+        raise ValueError(f"need iterations >= 1 and dilations >= 1, got {iterations}, {list(dilations)}")
+    offsets = pamr_offsets([int(d) for d in dilations])
+    grid = [_shifted(x, dy * d, dx * d) for d in dilations for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    sigma = np.stack(grid, axis=2).std(axis=2, ddof=1)  # [B, K, H, W]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        affinity = np.stack([-np.abs(x - _shifted(x, dy, dx)) for dy, dx in offsets], axis=2)  # [B, K, P, H, W]
+        affinity = (affinity / (1e-8 + 0.1 * sigma[:, :, None])).mean(axis=1)  # [B, P, H, W]
+        affinity = np.exp(affinity - affinity.max(axis=1, keepdims=True))
+        weights = affinity / affinity.sum(axis=1, keepdims=True)
+    for _ in range(int(iterations)):
+        m = sum(weights[:, n : n + 1] * _shifted(m, dy, dx) for n, (dy, dx) in enumerate(offsets))
+    return np.asarray(m, dtype=np.float32)

@@ -21,6 +21,7 @@ def segment_windows(
     softmax: bool = False,
     logit_scale: float = 1.0,
     class_drop: Any = None,
+    class_of: Any = None,
 ) -> Tuple[Any, Any]:
     """Sliding-window scores -> labels, in the official order, fused.
 
@@ -59,7 +60,13 @@ def segment_windows(
             (probability minus bias). A pixel with a NaN logit or an infinite max gets label 0 and score NaN (the
             softmax is all NaN there; torch's argmax of all-NaN is 0). No ``[C, H, W]`` buffer either.
         logit_scale: softmax only: multiplies the averaged logits before the resize.
-        class_drop: softmax only: ``C`` booleans, True = probability 0 (CPU only).
+        class_drop: softmax only: one boolean per class, True = probability 0 (CPU only).
+        class_of: softmax only: synonyms. ``[N]`` int32 on the logits' device: the class of each of the logits'
+            ``N`` rows, which are then names; names grouped by class in class order (``class_of[0] = 0``, each next
+            entry equal to the previous or one more). The softmax runs over the names, a class's probability is the
+            max over its names' probabilities (the training-free methods' official rule), and ``class_drop``,
+            ``class_bias``, labels and scores are per class. Still no ``[C, H, W]`` buffer. A CUDA map is read back
+            to be checked (one synchronisation of ``N`` ints).
     Returns:
         ``(labels [H, W] int32, scores [H, W] float32)``: NumPy arrays, or ``DeviceArray`` for CUDA inputs.
     """
@@ -77,6 +84,7 @@ def segment_windows(
         softmax=bool(softmax),
         logit_scale=float(logit_scale),
         class_drop=_plain_flags(class_drop),
+        class_of=as_native_array(class_of, "segment_windows", "class_of"),
         out=out,
         stream=resolve_stream(stream, "segment_windows", logits, class_bias, out),
     )

@@ -12,6 +12,9 @@ Segmenting one image of ``H x W`` pixels with ``C`` classes on a bundle of input
   ``T``, three ``[C, W']`` rows (``4 T (3 C W' + 2 W' + C)`` bytes); fast mode with one window: nothing beyond
   the outputs for sigmoid, the same rows at the logit width ``w`` for softmax. (Softmax logits holding inf/NaN,
   a broken model, take the dense NumPy path, ``4 C H W`` more; that is not predictable before the encoder runs.)
+  With PAMR (training-free bundles that ask for it) the logits are refined as whole maps: ``[C, H', W']``
+  merged, three ``[C, H, W]`` maps, ``[P, H, W]`` weights and the guide image at both sizes, ``4 (C (H' W' +
+  3 H W) + P H W + 3 (H' W' + H W))`` bytes more (``P`` = 8 per dilation).
 
 Not counted: the encoder's own activations for one batch (model- and backend-dependent, independent of the
 image size) and the caller's own copy of the image. ``estimate_bytes`` is that sum; ``InputLimits.check``
@@ -52,6 +55,7 @@ def estimate_bytes(
     activation: str = "sigmoid",
     single_fast_window: bool = False,
     threads: Optional[int] = None,
+    pamr_neighbours: int = 0,
 ) -> int:
     """Working memory in bytes of segmenting one image (the module docstring's formula).
 
@@ -62,6 +66,9 @@ def estimate_bytes(
         activation: "sigmoid" (ZegCLIP family), "softmax" (training-free family) or "maps" (ZeroSeg).
         single_fast_window: fast mode with one window (the fused path straight to the output size).
         threads: CPU threads of the native ops (default ``cpu_threads()``).
+        pamr_neighbours: PAMR's neighbours per pixel (8 per dilation; 0 without PAMR): its path holds the merged
+            ``[C, H', W']`` logits, three ``[C, H, W]`` maps (resized, refined, the op's ping-pong buffer), its
+            ``[P, H, W]`` weights and the guide image at both sizes.
     Returns:
         the estimate in bytes.
     """
@@ -73,6 +80,8 @@ def estimate_bytes(
     rows_width = logit_size[1] if single_fast_window else scaled_w
     if activation in ("softmax", "maps") or not single_fast_window:
         total += 4 * (threads or cpu_threads()) * (3 * classes * rows_width + 2 * rows_width + classes)
+    if pamr_neighbours:
+        total += 4 * (classes * (scaled + 3 * pixels) + pamr_neighbours * pixels + 3 * (scaled + pixels))
     return int(total)
 
 

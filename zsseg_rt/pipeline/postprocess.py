@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -184,12 +184,14 @@ def segment_windows_softmax(
     background_threshold: Optional[float] = None,
     area_threshold: Optional[float] = None,
     background_index: int = 0,
+    class_of: Optional[np.ndarray] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """The training-free methods' official slide order, fused (``ops.segment_windows(softmax=True)``): window
     logits resized to the head size and cut, averaged where windows overlap, ``* logit_scale``, resized to
-    ``output_size``, softmax over classes, (``area_threshold``), minus ``class_bias``, argmax, then
-    ``background_threshold``. No ``[C, H, W]`` buffer of either size. With an area threshold the op runs twice
-    (once for the winners whose areas decide which classes are dropped, once for the result).
+    ``output_size``, softmax over classes (over names with ``class_of``, then each class's max over its names),
+    (``area_threshold``), minus ``class_bias``, argmax, then ``background_threshold``. No ``[C, H, W]`` buffer of
+    either size. With an area threshold the op runs twice (once for the winners whose areas decide which classes
+    are dropped, once for the result).
 
     Returns:
         ``labels [H, W]`` int32 and ``scores [H, W]`` float32 (winning probability, minus its bias).
@@ -198,17 +200,38 @@ def segment_windows_softmax(
     bias = None if class_bias is None else np.ascontiguousarray(class_bias, dtype=np.float32).reshape(-1)
     if bias is not None and not bias.any():
         bias = None
+    names = _class_map(class_of, logits.shape[1])
+    classes = logits.shape[1] if names is None else int(names[-1]) + 1
     args = ([tuple(w) for w in windows], tuple(head_size), tuple(scaled_size), tuple(output_size))
     drop = None
     if area_threshold is not None:
-        winners, _ = ops.segment_windows(logits, *args, softmax=True, logit_scale=logit_scale)
-        drop = _area_drop(winners, logits.shape[1], float(area_threshold))
+        winners, _ = ops.segment_windows(logits, *args, softmax=True, logit_scale=logit_scale, class_of=names)
+        drop = _area_drop(winners, classes, float(area_threshold))
     labels, scores = ops.segment_windows(
-        logits, *args, class_bias=bias, softmax=True, logit_scale=logit_scale, class_drop=drop
+        logits, *args, class_bias=bias, softmax=True, logit_scale=logit_scale, class_drop=drop, class_of=names
     )
     if background_threshold is not None:
         labels = np.where(scores < np.float32(background_threshold), np.int32(background_index), labels)
     return np.ascontiguousarray(labels, dtype=np.int32), np.ascontiguousarray(scores, dtype=np.float32)
+
+
+def _class_map(class_of: Optional[Union[np.ndarray, Sequence[int]]], rows: int) -> Optional[np.ndarray]:
+    """``class_of`` (synonyms: the class of each of the logits' ``rows`` names) as the op takes it, or None."""
+    if class_of is None:
+        return None
+    names = np.ascontiguousarray(class_of, dtype=np.int32).reshape(-1)
+    if len(names) != rows:
+        raise ValueError(f"class_of has {len(names)} entries for {rows} logit rows (one class per name)")
+    return names
+
+
+def _max_over_names(probs: np.ndarray, class_of: Optional[np.ndarray]) -> np.ndarray:
+    """``[B, N, H, W]`` name probabilities -> ``[B, C, H, W]``: each class's max over its names (names grouped by
+    class in class order; the official one-hot product + max, as ``probs >= 0``)."""
+    if class_of is None:
+        return probs
+    starts = np.flatnonzero(np.diff(class_of, prepend=-1))
+    return np.maximum.reduceat(probs, starts, axis=1)
 
 
 def _area_drop(winners: np.ndarray, classes: int, area_threshold: float) -> np.ndarray:
@@ -226,6 +249,7 @@ def softmax_segment(
     background_threshold: Optional[float] = None,
     area_threshold: Optional[float] = None,
     background_index: int = 0,
+    class_of: Optional[np.ndarray] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Softmax post-processing of (window-averaged) logits, the training-free methods' official order.
 
@@ -240,13 +264,15 @@ def softmax_segment(
         logits: ``[B, C, h, w]`` float32 (the head's logits, already scaled when the bundle says so).
         size: ``(H, W)`` output size.
         logit_scale: multiplies the logits before the softmax (1.0 when the head applied it).
+        class_of: synonyms: ``[N]`` the class of each of the ``N`` logit rows (names), grouped by class in class
+            order; the softmax runs over the names and a class's probability is the max over its names'.
     Returns:
         ``labels [B, H, W]`` int32 and ``scores [B, H, W]`` float32 (winning probability, minus its bias).
     """
     logits = _check_logits(logits)
     if not np.isfinite(logits).all():
         return softmax_segment_dense(
-            logits, size, logit_scale, class_bias, background_threshold, area_threshold, background_index
+            logits, size, logit_scale, class_bias, background_threshold, area_threshold, background_index, class_of
         )
     height, width = logits.shape[2:]
     size = (int(size[0]), int(size[1]))
@@ -262,6 +288,7 @@ def softmax_segment(
             background_threshold,
             area_threshold,
             background_index,
+            class_of,
         )
         for b in range(len(logits))
     ]
@@ -276,10 +303,12 @@ def softmax_segment_dense(
     background_threshold: Optional[float] = None,
     area_threshold: Optional[float] = None,
     background_index: int = 0,
+    class_of: Optional[np.ndarray] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """``softmax_segment`` written out in NumPy with a ``[B, C, H, W]`` probability map (the unfused order; the
     reference the fused path is tested against, and the path for non-finite logits)."""
     logits = _check_logits(logits)
+    names = _class_map(class_of, logits.shape[1])
     if logit_scale != 1.0:
         logits = np.ascontiguousarray(logits * np.float32(logit_scale), dtype=np.float32)
     bias = None if class_bias is None else np.asarray(class_bias, dtype=np.float32).reshape(-1)
@@ -287,7 +316,7 @@ def softmax_segment_dense(
         bias = None
     size = (int(size[0]), int(size[1]))
     with np.errstate(invalid="ignore", over="ignore"):
-        probs = _softmax_dense(ops.upsample(logits, size))
+        probs = _max_over_names(_softmax_dense(ops.upsample(logits, size)), names)
     if area_threshold is not None:
         probs = _area_filter(probs, float(area_threshold))
     if bias is not None:
@@ -297,3 +326,61 @@ def softmax_segment_dense(
     if background_threshold is not None:
         labels = np.where(scores < np.float32(background_threshold), np.int32(background_index), labels)
     return np.ascontiguousarray(labels, dtype=np.int32), np.ascontiguousarray(scores, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PAMR (NACLIP / SC-CLIP): the window-averaged logits are resized to the image size, refined by PAMR guided by the
+# normalised network input resized to the same size, and only then softmaxed (NACLIP ``predict``, SC-CLIP
+# ``forward_slide``). The refinement needs the whole [C, H, W] logit map, so this path is not fused.
+
+
+def pamr_guide(
+    scaled_rgb: np.ndarray, mean: Sequence[float], std: Sequence[float], size: Tuple[int, int]
+) -> np.ndarray:
+    """PAMR's guide image: the normalised rescaled image (the network input) resized bilinearly
+    (``align_corners=False``) to ``size``, as NACLIP and SC-CLIP pass it.
+
+    Args:
+        scaled_rgb: ``[H', W', 3]`` uint8 RGB rescaled image; mean / std: the bundle's normalisation (0..255).
+        size: ``(H, W)`` the output (original image) size.
+    Returns:
+        ``[1, 3, H, W]`` float32.
+    """
+    from .preprocess import normalize_image
+
+    chw = normalize_image(scaled_rgb, mean, std)
+    return ops.upsample(np.ascontiguousarray(chw[None], dtype=np.float32), (int(size[0]), int(size[1])))
+
+
+def softmax_segment_pamr(
+    logits: np.ndarray,
+    guide: np.ndarray,
+    iterations: int,
+    dilations: Sequence[int],
+    logit_scale: float = 1.0,
+    class_bias: Optional[np.ndarray] = None,
+    background_threshold: Optional[float] = None,
+    area_threshold: Optional[float] = None,
+    background_index: int = 0,
+    class_of: Optional[np.ndarray] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """``softmax_segment`` after PAMR: ``logits [1, C, H, W]`` at the output size (window-averaged and resized)
+    -> ``ops.pamr`` guided by ``guide [1, 3, H, W]`` -> ``* logit_scale`` -> softmax -> (area filter) -> minus
+    ``class_bias`` -> argmax -> background threshold. PAMR is linear in the logits, so refining logits the head
+    already scaled equals scaling the refined logits (the official order: refine, then scale).
+
+    Returns:
+        ``labels [1, H, W]`` int32 and ``scores [1, H, W]`` float32.
+    """
+    logits = _check_logits(logits)
+    refined = ops.pamr(logits, np.ascontiguousarray(guide, dtype=np.float32), int(iterations), list(dilations))
+    return softmax_segment(
+        refined,
+        logits.shape[2:],
+        logit_scale,
+        class_bias,
+        background_threshold,
+        area_threshold,
+        background_index,
+        class_of,
+    )

@@ -10,8 +10,9 @@ Official orders (no torch; the native ops do the work):
   per-class calibration bias -> to the window -> average overlapping windows -> bilinear to the original size
   -> argmax. This is :meth:`Postprocessor.exact_sigmoid`, the single method a fused native op replaces.
 - ``"softmax"`` (training-free dense CLIP): window logits averaged (not probabilities), resized to the
-  original size, ``* logit_scale``, softmax, optional area filter / background threshold
-  (:func:`zsseg_rt.pipeline.postprocess.softmax_segment`).
+  original size, (optional PAMR guided by the normalised network input resized to that size: NACLIP, SC-CLIP),
+  ``* logit_scale``, softmax, optional area filter / background threshold
+  (:func:`zsseg_rt.pipeline.postprocess.softmax_segment`, ``softmax_segment_pamr``).
 
 - ``"maps"`` (ZeroSeg, GroupViT's order): the head already painted per-window class maps at the head size
   (background first); windows averaged, resized to the original size, argmax (:meth:`Postprocessor.exact_maps`,
@@ -60,6 +61,13 @@ class Postprocessor:
         window_logits: ``"padded"`` or ``"fitted"`` (see ``WINDOW_LOGITS``).
         logit_scale: softmax only: multiplies the logits first (1.0 when the head already applied it).
         background_threshold / area_threshold: softmax only (SCLIP ``prob_thd`` / ``area_thd``), or None.
+        pamr_iterations / pamr_dilations: softmax only: PAMR steps (0: none) and dilations; PAMR needs the
+            rescaled image (``image=`` of ``__call__``) and its normalisation ``image_mean`` / ``image_std``.
+        class_of: softmax only, synonyms: the class of each logit row (name), names grouped by class in class
+            order; the softmax runs over the names and a class's probability is the max over its names' (the
+            training-free methods' official rule). None: one row per class. Set per vocabulary (the pipeline).
+        background_index: the label of pixels under ``background_threshold`` (the vocabulary's background class;
+            0 as the official code when it names none).
     """
 
     head_size: Size
@@ -69,6 +77,12 @@ class Postprocessor:
     logit_scale: float = 1.0
     background_threshold: Optional[float] = None
     area_threshold: Optional[float] = None
+    pamr_iterations: int = 0
+    pamr_dilations: Tuple[int, ...] = (8, 16)
+    image_mean: Optional[Tuple[float, ...]] = None
+    image_std: Optional[Tuple[float, ...]] = None
+    class_of: Optional[Tuple[int, ...]] = None
+    background_index: int = 0
 
     def __post_init__(self) -> None:
         if self.activation not in post.ACTIVATIONS + (MAPS,):
@@ -79,6 +93,28 @@ class Postprocessor:
             raise ValueError(f"window_logits must be one of {WINDOW_LOGITS}, got {self.window_logits!r}")
         if len(self.head_size) != 2 or min(self.head_size) < 1:
             raise ValueError(f"head_size must be (height, width) >= 1, got {self.head_size}")
+        if self.class_of is not None:
+            steps = np.diff(np.asarray(self.class_of, dtype=np.int64), prepend=-1)
+            if (
+                self.activation != "softmax"
+                or not len(steps)
+                or self.class_of[0] != 0
+                or not np.isin(steps, (0, 1)).all()
+            ):
+                raise ValueError(
+                    "class_of (synonyms) needs softmax post-processing and names grouped by class in class order "
+                    f"(0, ..., each next equal or one more), got activation {self.activation!r}, {self.class_of[:8]}"
+                )
+        if self.pamr_iterations:
+            if self.activation != "softmax":
+                raise ValueError(f"PAMR refines softmax post-processing only, not {self.activation!r}")
+            if self.image_mean is None or self.image_std is None:
+                raise ValueError("PAMR needs image_mean and image_std (the normalisation of its guide image)")
+
+    @property
+    def pamr_neighbours(self) -> int:
+        """PAMR's neighbours per pixel (8 per dilation), 0 without PAMR (``limits.estimate_bytes``)."""
+        return 8 * len(self.pamr_dilations) if self.pamr_iterations else 0
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -94,6 +130,10 @@ class Postprocessor:
             logit_scale=scale,
             background_threshold=options.get("background_threshold"),
             area_threshold=options.get("area_threshold"),
+            pamr_iterations=int(options.get("pamr_iterations") or 0),
+            pamr_dilations=tuple(int(d) for d in options.get("pamr_dilations") or (8, 16)),
+            image_mean=_floats(getattr(meta, "mean", None)),  # PAMR's guide normalisation
+            image_std=_floats(getattr(meta, "std", None)),
         )
 
     @classmethod
@@ -110,6 +150,7 @@ class Postprocessor:
         scaled_size: Size,
         output_size: Size,
         class_bias: Optional[np.ndarray] = None,
+        image: Optional[np.ndarray] = None,
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Segment one image.
 
@@ -119,6 +160,8 @@ class Postprocessor:
             scaled_size: ``(H', W')`` of the rescaled image the windows tile.
             output_size: ``(H, W)`` of the result (the original image).
             class_bias: ``[C]`` float32 calibration bias (subtracted after the activation), or None.
+            image: ``[H', W', 3]`` uint8 RGB, the rescaled image the windows were cut from: PAMR's guide (needed
+                when ``pamr_iterations`` > 0, ignored otherwise).
         Returns:
             ``labels [1, H, W]`` int32 and ``scores [1, H, W]`` float32.
         """
@@ -129,6 +172,8 @@ class Postprocessor:
         output_size = (int(output_size[0]), int(output_size[1]))
         if self.activation == MAPS:  # one order in both modes (nothing to fuse)
             return self.exact_maps(logits, windows, scaled_size, output_size, class_bias)
+        if self.pamr_iterations:
+            return self.softmax_pamr(logits, windows, scaled_size, output_size, class_bias, image)
         if self.is_fast(windows):
             return self.fast(logits, output_size, class_bias)
         if self.activation == "softmax":
@@ -204,6 +249,40 @@ class Postprocessor:
         merged = post.merge_windows(parts, windows, scaled_size)
         return post.softmax_segment(merged, output_size, **self._softmax_options(class_bias))
 
+    def softmax_pamr(
+        self,
+        logits: np.ndarray,
+        windows: Sequence[Window],
+        scaled_size: Size,
+        output_size: Size,
+        class_bias: Optional[np.ndarray],
+        image: Optional[np.ndarray],
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """The softmax order with PAMR (NACLIP ``predict``, SC-CLIP ``forward_slide``): window logits averaged at the
+        rescaled size, resized to the output size, refined by PAMR guided by the normalised rescaled image resized
+        to the output size, then softmax, thresholds, argmax. Fast mode with one whole window resizes the window's
+        logits straight to the output size. Builds ``[C, H', W']`` and ``[C, H, W]`` logit maps."""
+        if image is None or not isinstance(image, np.ndarray) or image.shape[:2] != tuple(scaled_size):
+            shape = getattr(image, "shape", None)
+            raise ValueError(
+                f"PAMR needs the rescaled [H', W', 3] uint8 RGB image the windows were cut from (H', W' = "
+                f"{tuple(scaled_size)}), got {type(image).__name__} {shape}"
+            )
+        assert self.image_mean is not None and self.image_std is not None  # (__post_init__)
+        guide = post.pamr_guide(image, self.image_mean, self.image_std, output_size)
+        if self.is_fast(windows):
+            dense = ops.upsample(np.ascontiguousarray(logits, dtype=np.float32), output_size)
+        else:
+            parts = [
+                self._window_part(logits[i : i + 1], win, self.head_size, "softmax", None)
+                for i, win in enumerate(windows)
+            ]
+            merged = post.merge_windows(parts, windows, scaled_size)
+            dense = ops.upsample(np.ascontiguousarray(merged, dtype=np.float32), output_size)
+        return post.softmax_segment_pamr(
+            dense, guide, self.pamr_iterations, self.pamr_dilations, **self._softmax_options(class_bias)
+        )
+
     def exact_maps(
         self,
         maps: np.ndarray,
@@ -255,4 +334,10 @@ class Postprocessor:
             class_bias=class_bias,
             background_threshold=self.background_threshold,
             area_threshold=self.area_threshold,
+            background_index=self.background_index,
+            class_of=None if self.class_of is None else np.asarray(self.class_of, dtype=np.int32),
         )
+
+
+def _floats(values: Any) -> Optional[Tuple[float, ...]]:
+    return None if values is None else tuple(float(v) for v in values)

@@ -19,6 +19,7 @@ from zsseg_rt.vocabulary import (
     TOKEN_BUCKET,
     ClipTokenizer,
     TextEmbeddingCache,
+    Vocabulary,
     check_distinct_prompts,
     token_batches,
     validate_class_names,
@@ -173,6 +174,12 @@ class Engine:
         self._stage_hook = hook
         self.pipeline.stage_hook = hook  # pipelines that time their own stages (the device pipeline) read it there
 
+    @postprocessor.setter
+    def postprocessor(self, value) -> None:  # e.g. other thresholds for an evaluation (a family's settings)
+        if not hasattr(self.pipeline, "postprocessor"):
+            raise AttributeError(f"the {self.pipeline.kind} pipeline has no post-processor to replace")
+        self.pipeline.postprocessor = value
+
     @contextlib.contextmanager
     def _stage(self, name: str):
         hook = self._stage_hook
@@ -186,7 +193,14 @@ class Engine:
     # ---- vocabulary -------------------------------------------------------------------------------------
     @property
     def class_names(self) -> List[str]:
+        """The current classes' labels (what ``labels`` index; a class with synonyms is named by its label)."""
         return list(self._vocab.names) if self._vocab else []
+
+    @property
+    def vocabulary(self) -> Optional[Vocabulary]:
+        """The current :class:`~zsseg_rt.vocabulary.Vocabulary` (entries with their names, background class, the
+        named vocabulary's name), or None before ``set_classes`` / ``set_text_embeddings``."""
+        return self._vocab.vocabulary if self._vocab else None
 
     def set_classes(self, names, templates: Optional[Union[str, Sequence[str]]] = None, class_bias=None) -> None:
         """Encode a vocabulary once (cached) and make it current. No re-export, no engine rebuild.
@@ -194,7 +208,11 @@ class Engine:
         Everything is checked before anything is installed: a refused call leaves the current vocabulary as it was.
 
         Args:
-            names: class names (list or comma-separated string; see ``zsseg_rt.vocabulary.validate_class_names``).
+            names: class names (list or comma-separated string; see ``zsseg_rt.vocabulary.validate_class_names``); a
+                class may have synonyms ``"person; man; woman"`` (scored by the bundle's family's official rule,
+                ``postprocess.synonyms``); a named vocabulary, ``"voc21"`` (the standard benchmarks' official class
+                files, ``zsseg_rt.vocabulary.named_vocabularies()``, with their background class and the settings
+                the bundle records for them); or a ``zsseg_rt.vocabulary.Vocabulary``.
             templates: prompt templates, each with exactly one ``{}`` (a plain string is one template; see
                 ``validate_templates``); default: the bundle's (the model's training templates).
             class_bias: ``[C]`` finite numbers subtracted after the sigmoid; default: the bundle's calibration
@@ -203,11 +221,11 @@ class Engine:
             TypeError / ValueError: a bad name, template or bias, or two names whose prompts are identical
                 token for token (the later class could never win).
         """
-        names = validate_class_names(names, self.meta.max_classes)
+        vocabulary = Vocabulary.parse(names, self.meta.max_classes)
         templates = validate_templates(templates) if templates is not None else tuple(self.meta.templates)
-        bias = self._class_bias(names, class_bias)
-        self._check_distinct_prompts(names, templates)
-        vocab = self.pipeline.prepare(tuple(names), templates, bias, self._embed)
+        bias = self._class_bias(vocabulary.texts, class_bias)
+        self._check_distinct_prompts(list(dict.fromkeys(vocabulary.names)), templates)  # every name, once
+        vocab = self.pipeline.prepare(vocabulary, templates, bias, self._embed)
         with self._lock:
             self._vocab = vocab
 
@@ -229,20 +247,25 @@ class Engine:
         return self.pipeline.class_bias(names, class_bias)
 
     def set_text_embeddings(self, names, embeddings: np.ndarray, class_bias=None) -> None:
-        """Use precomputed class embeddings ``[C, D]`` (e.g. the official ZegCLIP ``.npy``; fp16 is cast)."""
-        names = validate_class_names(names, self.meta.max_classes)
+        """Use precomputed embeddings (e.g. the official ZegCLIP ``.npy``; fp16 is cast): ``[C, D]``, one per class,
+        or, for a vocabulary with synonyms on a bundle whose rule is ``"max"``, ``[N, D]``, one per name (in
+        ``Vocabulary.names`` order). ``names`` as in :meth:`set_classes` (named vocabularies included)."""
+        vocabulary = Vocabulary.parse(names, self.meta.max_classes)
         emb = np.asarray(embeddings)
-        if emb.ndim != 2 or emb.shape != (len(names), self.meta.embed_dim):
+        per_name = self.pipeline.synonyms == "max" and vocabulary.has_synonyms
+        rows = [len(vocabulary)] + ([len(vocabulary.names)] if per_name else [])
+        if emb.ndim != 2 or emb.shape[0] not in rows or emb.shape[1] != self.meta.embed_dim:
+            what = " or ".join(f"[{r}, {self.meta.embed_dim}]" for r in rows)
             raise ValueError(
-                f"embeddings must have shape [{len(names)}, {self.meta.embed_dim}] (classes x embed_dim), "
+                f"embeddings must have shape {what} ({'classes or names' if per_name else 'classes'} x embed_dim), "
                 f"got {list(emb.shape)}"
             )
         if emb.dtype.kind not in "iuf":
             raise TypeError(f"embeddings must be numeric, got dtype {emb.dtype}")
         if not np.isfinite(emb).all():
             raise ValueError("embeddings contain NaN or inf")
-        bias = self._class_bias(names, class_bias)
-        vocab = self.pipeline.prepare_embeddings(tuple(names), np.ascontiguousarray(emb, dtype=np.float32), bias)
+        bias = self._class_bias(vocabulary.texts, class_bias)
+        vocab = self.pipeline.prepare_embeddings(vocabulary, np.ascontiguousarray(emb, dtype=np.float32), bias)
         with self._lock:
             self._vocab = vocab
 

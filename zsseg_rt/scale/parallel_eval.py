@@ -20,13 +20,21 @@ class EvalWorker:
     """Ray Data actor: dataset + Segmenter built once; ``__call__`` turns a batch of indices into a confusion
     matrix ``[1, C*C]`` int64, the number of images done and the indices skipped as corrupt."""
 
-    def __init__(self, checkpoint, dataset_spec, mode, text_embeddings, device, backend, seen_classes):
+    def __init__(
+        self, checkpoint, dataset_spec, mode, text_embeddings, device, backend, seen_classes, settings="official"
+    ):
         from zsseg_rt.data import build_dataset
-        from zsseg_rt.eval.evaluate import Segmenter, load_for_eval
+        from zsseg_rt.eval.evaluate import Segmenter, apply_evaluation_settings, load_for_eval
 
         self.dataset = build_dataset(dict(dataset_spec))
         kind, obj = load_for_eval(checkpoint, device=device, backend=backend, mode=mode)
-        self.segmenter = Segmenter(kind, obj, self.dataset.class_names, text_embeddings, mode, device, seen_classes)
+        record = None
+        if kind == "bundle":  # the bundle follows its family's settings for the dataset, as in `evaluate` (this
+            record, _ = apply_evaluation_settings(obj, self.dataset.name, settings)  # actor's Engine does nothing else)
+        named = record.get("vocabulary") if record else None
+        self.segmenter = Segmenter(
+            kind, obj, self.dataset.class_names, text_embeddings, mode, device, seen_classes, named
+        )
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         from zsseg_rt.eval.metrics import ConfusionMatrix
@@ -77,6 +85,7 @@ def evaluate_parallel(
     cpus_per_worker: float = 1.0,
     batch_size: int = 8,
     progress: bool = True,
+    settings: str = "official",
 ) -> Dict[str, Any]:
     """:func:`zsseg_rt.eval.evaluate.evaluate` on the current Ray cluster; same arguments and the same result.
 
@@ -94,7 +103,7 @@ def evaluate_parallel(
     from tqdm import tqdm
 
     from zsseg_rt.data import build_dataset
-    from zsseg_rt.eval.evaluate import checkpoint_kind
+    from zsseg_rt.eval.evaluate import checkpoint_kind, evaluation_settings
     from zsseg_rt.eval.metrics import ConfusionMatrix, summarize
 
     from .batch import _pool_size
@@ -115,6 +124,7 @@ def evaluate_parallel(
             device=device,
             backend=backend,
             seen_classes=seen_classes,
+            settings=settings,
         ),
         batch_size=int(batch_size),
         compute=ray.data.ActorPoolStrategy(**_pool_size(workers)),
@@ -142,4 +152,10 @@ def evaluate_parallel(
             "source": kind,
         }
     )
+    if kind == "bundle":  # what the actors applied, recorded as `evaluate` does
+        from zsseg_rt.bundle import load_meta
+
+        record = evaluation_settings(load_meta(str(checkpoint)), dataset.name, settings)
+        if record is not None:
+            out["evaluation_settings"] = record
     return out

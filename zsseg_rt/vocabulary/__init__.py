@@ -2,7 +2,10 @@
 
 * names (:mod:`.names`): the ONE rule for what counts as the same name (:func:`name_key`, the CLIP tokenizer's
   cleaning), the check of a vocabulary (:func:`validate_class_names`), its entries (:class:`Vocabulary`, one
-  :class:`VocabularyEntry` per class, which can hold several names) and class-list file text;
+  :class:`VocabularyEntry` per class, which can hold several names: synonyms ``"person; man; woman"``) and
+  class-list file text;
+* named vocabularies (:mod:`.named`): the standard benchmarks' official class files with their synonyms and
+  background class (``"voc21"``, ``"context60"``, ...);
 * templates (:mod:`.templates`): the check of a prompt template, the bundled sets, the prompts of a vocabulary;
 * the CLIP tokenizer (:mod:`.tokenizer`, token-for-token open_clip's);
 * text embeddings (:mod:`.text_cache`): a class's prompts through a text encoder, and the per-name cache;
@@ -13,14 +16,18 @@ The Engine, the stream runner, the server, evaluation and the PyTorch models all
 
 from .bias import validate_class_bias
 from .class_lists import VOCAB_DIR, load_class_names
+from .named import describe_named, named_vocabularies
 from .names import (
+    SYNONYM_SEPARATOR,
     Vocabulary,
     VocabularyEntry,
     name_key,
+    named_vocabulary,
     parse_class_text,
     prompt_key,
     same_name,
     seen_mask,
+    split_synonyms,
     validate_class_names,
 )
 from .templates import expand_templates, load_templates, template_sets, validate_templates
@@ -35,6 +42,11 @@ from .text_cache import (
 from .tokenizer import ClipTokenizer, build_tokenizer_json, clean_text
 
 __all__ = [
+    "SYNONYM_SEPARATOR",
+    "split_synonyms",
+    "named_vocabulary",
+    "named_vocabularies",
+    "describe_named",
     "Vocabulary",
     "VocabularyEntry",
     "name_key",

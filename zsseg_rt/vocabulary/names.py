@@ -4,14 +4,21 @@ evaluation; everything that would silently give garbage labels is refused with a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
+from .named import load_named, named_vocabularies
 from .tokenizer import clean_text
 
 __all__ = [
+    "SYNONYM_SEPARATOR",
+    "split_synonyms",
+    "entry_text",
+    "VocabularySpec",
+    "named_vocabulary",
     "name_key",
     "same_name",
     "prompt_key",
@@ -40,53 +47,89 @@ def same_name(a: str, b: str) -> bool:
     return name_key(a) == name_key(b)
 
 
+SYNONYM_SEPARATOR = ";"  # "person; man; woman": one class (entry) with three names
+
+
+_HTML_ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
+
+
+def split_synonyms(text: str) -> Tuple[str, ...]:
+    """The names of one vocabulary entry written as text: ``"person; man; woman"`` -> ``("person", "man",
+    "woman")`` (stripped; blanks kept, for the caller to refuse). The ``;`` closing an HTML entity (``"c&#97;t"``,
+    which the CLIP tokenizer reads as ``"cat"``) does not separate names."""
+    text = str(text)
+    inside = {m.end() - 1 for m in _HTML_ENTITY.finditer(text)}
+    cuts = [i for i, ch in enumerate(text) if ch == SYNONYM_SEPARATOR and i not in inside]
+    bounds = [-1] + cuts + [len(text)]
+    return tuple(text[bounds[k] + 1 : bounds[k + 1]].strip() for k in range(len(bounds) - 1))
+
+
+def entry_text(names: Sequence[str]) -> str:
+    """The canonical text of an entry's names (``"person; man; woman"``): what :func:`split_synonyms` reads back."""
+    return f"{SYNONYM_SEPARATOR} ".join(names)
+
+
 def validate_class_names(names: Union[str, Sequence[str]], max_classes: Optional[int] = None) -> List[str]:
-    """Check and clean a vocabulary; returns the names stripped of surrounding spaces, in the given order.
+    """Check and clean a vocabulary; returns one text per class (entry), stripped, in the given order.
 
     The rule (what a user typing class names expects):
 
     - a single string is a comma-separated list: ``"cat, sofa, floor"`` == ``["cat", "sofa", "floor"]``;
+    - a class may have several names (synonyms) separated by ``;``: ``"person; man; woman, cat"`` is two classes,
+      the first with three names (returned as ``"person; man; woman"``; how a model combines them is its
+      family's official rule: see :class:`Vocabulary`);
     - every name must be a string and non-blank;
     - names are compared as the CLIP tokenizer sees them (``name_key``: case, repeated whitespace, HTML
       entities and ftfy-fixed mojibake do not matter): ``"Cat"``, ``" cat"`` and ``"c&#97;t"`` are duplicates
-      (they would get the same text embedding, so the later class could never win);
-    - at least one name, and at most ``max_classes`` when given (a bundle's limit).
+      (they would get the same text embedding, so the later class could never win), across all names of all
+      classes;
+    - at least one class, and at most ``max_classes`` classes when given (a bundle's limit).
 
     Raises:
         TypeError: a name is not a string.
-        ValueError: empty list, blank name, duplicates, or more than ``max_classes`` names (the message says
+        ValueError: empty list, blank name, duplicates, or more than ``max_classes`` classes (the message says
             which positions/names and what is allowed).
     """
     if isinstance(names, str):
         names = names.split(",")
-    cleaned: List[str] = []
+    entries: List[Tuple[str, ...]] = []
     for i, name in enumerate(names):
         if not isinstance(name, str):
             raise TypeError(f"class name #{i} is {type(name).__name__}, expected str")
-        cleaned.append(name.strip())
-    if not cleaned:
+        entries.append(split_synonyms(name))
+    if not entries:
         raise ValueError("the class list is empty: give at least one class name, e.g. classes=['cat', 'floor']")
-    empty = [i for i, name in enumerate(cleaned) if not name]
+    empty = [i for i, parts in enumerate(entries) if not all(parts)]
     if empty:
-        raise ValueError(f"class names at positions {empty} are empty strings")
-    seen: Dict[str, int] = {}
-    for i, name in enumerate(cleaned):
-        key = name_key(name)
-        if not key:
-            raise ValueError(f"class name {name!r} (position {i}) is empty once normalised like the CLIP tokenizer")
-        if key in seen:
-            raise ValueError(
-                f"duplicate class name {name!r} (positions {seen[key]} and {i}; names are compared as the CLIP "
-                f"tokenizer sees them: case, spacing and HTML entities do not matter, both read {key!r}): every "
-                "class must appear once"
-            )
-        seen[key] = i
-    if max_classes is not None and len(cleaned) > max_classes:
         raise ValueError(
-            f"{len(cleaned)} classes given but this bundle supports at most {max_classes} "
+            f"class names at positions {empty} are empty strings (or hold an empty synonym between "
+            f"'{SYNONYM_SEPARATOR}')"
+        )
+    _check_distinct_names(entries)
+    if max_classes is not None and len(entries) > max_classes:
+        raise ValueError(
+            f"{len(entries)} classes given but this bundle supports at most {max_classes} "
             "(re-export with a larger --max-classes)"
         )
-    return cleaned
+    return [entry_text(parts) for parts in entries]
+
+
+def _check_distinct_names(entries: Sequence[Sequence[str]]) -> None:
+    """Refuse a name that appears twice (by :func:`name_key`), within one class or across classes."""
+    seen: Dict[str, int] = {}
+    for i, parts in enumerate(entries):
+        for name in parts:
+            key = name_key(name)
+            if not key:
+                raise ValueError(f"class name {name!r} (position {i}) is empty once normalised like the CLIP tokenizer")
+            if key in seen:
+                where = f"positions {seen[key]} and {i}" if seen[key] != i else f"twice in position {i}"
+                raise ValueError(
+                    f"duplicate class name {name!r} ({where}; names are compared as the CLIP "
+                    f"tokenizer sees them: case, spacing and HTML entities do not matter, both read {key!r}): every "
+                    "name must appear once"
+                )
+            seen[key] = i
 
 
 def parse_class_text(text: str) -> List[str]:
@@ -103,9 +146,8 @@ def parse_class_text(text: str) -> List[str]:
 class VocabularyEntry:
     """One class of a vocabulary.
 
-    ``label`` is the name as given (what results call the class); ``names`` are the names whose prompts are encoded
-    and averaged into the class's text embedding, today exactly ``(label,)``. An entry is the place where several
-    names of one class (synonyms) can live; every name of an entry counts when classes are compared.
+    ``label`` is what results call the class; ``names`` are the names whose prompts are encoded for it (synonyms:
+    ``("person", "man", "woman")``). Every name of an entry counts when classes are compared (seen classes).
     """
 
     label: str
@@ -115,10 +157,21 @@ class VocabularyEntry:
     def of(cls, label: str) -> "VocabularyEntry":
         return cls(label, (label,))
 
+    @classmethod
+    def parse(cls, text: str) -> "VocabularyEntry":
+        """``"person; man; woman"`` -> label ``"person"`` (the first name), names all three (not checked here)."""
+        names = split_synonyms(text)
+        return cls(names[0], names)
+
     @property
     def keys(self) -> Tuple[str, ...]:
         """The :func:`name_key` of every name of the entry."""
         return tuple(name_key(name) for name in self.names)
+
+    @property
+    def text(self) -> str:
+        """The names as one text (``"person; man; woman"``; the label when it is the only name)."""
+        return entry_text(self.names)
 
     def matches(self, keys: Iterable[str]) -> bool:
         """Whether one of the entry's names has one of ``keys`` (a set of :func:`name_key` values)."""
@@ -126,24 +179,117 @@ class VocabularyEntry:
         return any(key in wanted for key in self.keys)
 
 
-class Vocabulary:
-    """A checked, ordered, immutable vocabulary: the entries of :func:`validate_class_names`.
+VocabularySpec = Union[str, Sequence[Union[str, VocabularyEntry]], "Vocabulary"]
 
-    ``Vocabulary.parse("cat, sofa, floor", max_classes)`` or ``Vocabulary.parse(["cat", "sofa"])``; ``labels`` are the
-    class names in order (label ``i`` of a segmentation is ``labels[i]``).
+
+class Vocabulary:
+    """A checked, ordered, immutable vocabulary: one :class:`VocabularyEntry` per class.
+
+    ``Vocabulary.parse("cat, sofa, floor", max_classes)``, ``Vocabulary.parse(["person; man; woman", "sofa"])``, or a
+    named vocabulary: ``Vocabulary.parse("voc21")`` (the standard benchmarks' official class files,
+    :mod:`.named`). ``labels`` are the class names in order (label ``i`` of a segmentation is ``labels[i]``).
+
+    Synonyms: a class with several names gets one label; how its score is formed is its model family's official
+    rule, recorded in the bundle (``postprocess.synonyms``): ``"max"`` (training-free methods: softmax over every
+    name, a class's probability is the max over its names') or ``"mean"`` (every prompt of every name averaged into
+    one embedding: ZegFormer's rule, and the prompt-ensemble rule of the other families).
+
+    Args:
+        entries: the classes.
+        background: index of the background class (named vocabularies of datasets that have one: 0), or None.
+            Pixels under a bundle's background (probability) threshold get this label.
+        name: the named vocabulary's name (``"voc21"``), or None.
+        source: where a named vocabulary's names come from (repository@commit:file).
     """
 
-    def __init__(self, entries: Sequence[VocabularyEntry]):
+    def __init__(
+        self,
+        entries: Sequence[VocabularyEntry],
+        background: Optional[int] = None,
+        name: Optional[str] = None,
+        source: str = "",
+    ):
         self.entries: Tuple[VocabularyEntry, ...] = tuple(entries)
+        if background is not None and not 0 <= int(background) < len(self.entries):
+            raise ValueError(f"background must index one of the {len(self.entries)} classes, got {background}")
+        self.background = None if background is None else int(background)
+        self.name = name
+        self.source = source
 
     @classmethod
-    def parse(cls, names: Union[str, Sequence[str]], max_classes: Optional[int] = None) -> "Vocabulary":
-        """Check ``names`` (:func:`validate_class_names`) and make one entry per name."""
-        return cls([VocabularyEntry.of(name) for name in validate_class_names(names, max_classes)])
+    def parse(cls, names: VocabularySpec, max_classes: Optional[int] = None) -> "Vocabulary":
+        """A checked vocabulary from a :class:`Vocabulary` (checked again), a named vocabulary's name (a string
+        without commas or ``;`` naming one, e.g. ``"voc21"``), a comma-separated string, or a list of class texts
+        (``"person; man"``) and/or :class:`VocabularyEntry` objects (:func:`validate_class_names`)."""
+        if isinstance(names, str) and _is_named(names):
+            names = named_vocabulary(names.strip())
+        if isinstance(names, Vocabulary):
+            vocabulary = names
+        else:
+            items = names.split(",") if isinstance(names, str) else list(names)
+            if any(isinstance(item, VocabularyEntry) for item in items):
+                entries = [item if isinstance(item, VocabularyEntry) else VocabularyEntry.parse(item) for item in items]
+                validate_class_names([entry.text for entry in entries])
+                return cls.checked(entries, max_classes=max_classes)
+            texts = cast(List[str], items)  # no VocabularyEntry among them (just checked); the rest is checked here
+            return cls([VocabularyEntry.parse(text) for text in validate_class_names(texts, max_classes)])
+        official = _is_shipped(vocabulary)  # kept as the official file is, duplicate names included
+        return cls.checked(
+            vocabulary.entries, vocabulary.background, vocabulary.name, vocabulary.source, max_classes, not official
+        )
+
+    @classmethod
+    def checked(
+        cls,
+        entries: Sequence[VocabularyEntry],
+        background: Optional[int] = None,
+        name: Optional[str] = None,
+        source: str = "",
+        max_classes: Optional[int] = None,
+        distinct_names: bool = True,
+    ) -> "Vocabulary":
+        """``Vocabulary(...)`` after the checks of :func:`validate_class_names` (names; ``distinct_names=False``
+        keeps names that repeat, as an official class file may) and distinct labels."""
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, VocabularyEntry):
+                raise TypeError(f"vocabulary entry #{i} is {type(entry).__name__}, expected VocabularyEntry")
+            if not isinstance(entry.label, str) or not entry.label.strip():
+                raise ValueError(f"vocabulary entry #{i} has no label")
+            if not entry.names or not all(isinstance(n, str) and n.strip() for n in entry.names):
+                raise ValueError(f"vocabulary entry #{i} ({entry.label!r}) needs one or more non-blank names")
+        if distinct_names:
+            validate_class_names([entry.text for entry in entries], max_classes)
+        elif max_classes is not None and len(entries) > max_classes:
+            validate_class_names([str(i) for i in range(len(entries))], max_classes)  # its message
+        labels: Dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            key = name_key(entry.label)
+            if key in labels:
+                raise ValueError(f"classes {labels[key]} and {i} have the same label {entry.label!r}")
+            labels[key] = i
+        return cls(entries, background, name, source)
 
     @property
     def labels(self) -> List[str]:
         return [entry.label for entry in self.entries]
+
+    @property
+    def names(self) -> List[str]:
+        """Every name of every class, class by class (the rows of the ``"max"`` rule)."""
+        return [name for entry in self.entries for name in entry.names]
+
+    @property
+    def texts(self) -> List[str]:
+        """One text per class (its names joined by ``"; "``; the name itself for one name)."""
+        return [entry.text for entry in self.entries]
+
+    @property
+    def has_synonyms(self) -> bool:
+        return any(len(entry.names) > 1 for entry in self.entries)
+
+    def class_of(self) -> np.ndarray:
+        """``[N]`` int32: the class of every name of :attr:`names` (grouped by class, in class order)."""
+        return np.repeat(np.arange(len(self.entries), dtype=np.int32), [len(e.names) for e in self.entries])
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -155,13 +301,19 @@ class Vocabulary:
         return self.entries[index]
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocabulary) and self.entries == other.entries
+        return (
+            isinstance(other, Vocabulary)
+            and self.entries == other.entries
+            and (self.background, self.name) == (other.background, other.name)
+        )
 
     def __hash__(self) -> int:
-        return hash(self.entries)
+        return hash((self.entries, self.background, self.name))
 
     def __repr__(self) -> str:
-        return f"Vocabulary({self.labels!r})"
+        named = f", name={self.name!r}" if self.name else ""
+        background = f", background={self.background}" if self.background is not None else ""
+        return f"Vocabulary({self.labels!r}{named}{background})"
 
     def seen_mask(self, seen_names: Iterable[str]) -> np.ndarray:
         """``[C]`` bool: which entries are one of ``seen_names`` (a model's seen training classes), by :func:`name_key`."""
@@ -169,6 +321,35 @@ class Vocabulary:
         return np.array([entry.matches(keys) for entry in self.entries], dtype=bool)
 
 
+def named_vocabulary(name: str) -> Vocabulary:
+    """The shipped named vocabulary ``name`` (``"voc21"``, ``"context60"``, ...: :mod:`.named`): the official class
+    file's classes with their synonyms, labels, background class and source.
+
+    Raises:
+        KeyError: no such vocabulary (the message lists them).
+    """
+    data = load_named(name)
+    entries = [VocabularyEntry(str(label), tuple(str(n).strip() for n in names)) for label, names in data["entries"]]
+    source = data["source"]
+    return Vocabulary(
+        entries,
+        background=data["background"],
+        name=name,
+        source=f"{source['file']} of {', '.join(source['repositories'])}",
+    )
+
+
+def _is_shipped(vocabulary: "Vocabulary") -> bool:
+    """Whether ``vocabulary`` is one of the shipped named vocabularies, unchanged."""
+    return vocabulary.name in named_vocabularies() and vocabulary == named_vocabulary(str(vocabulary.name))
+
+
+def _is_named(text: str) -> bool:
+    stripped = text.strip()
+    return "," not in stripped and SYNONYM_SEPARATOR not in stripped and stripped in named_vocabularies()
+
+
 def seen_mask(class_names: Sequence[str], seen_names: Iterable[str]) -> np.ndarray:
-    """``[C]`` bool: which of ``class_names`` (not checked again) are one of ``seen_names``, by :func:`name_key`."""
-    return Vocabulary([VocabularyEntry.of(str(name)) for name in class_names]).seen_mask(seen_names)
+    """``[C]`` bool: which of ``class_names`` (class texts, not checked again; a class with synonyms ``"a; b"`` is
+    seen when one of its names is) are one of ``seen_names``, by :func:`name_key`."""
+    return Vocabulary([VocabularyEntry.parse(str(name)) for name in class_names]).seen_mask(seen_names)

@@ -14,6 +14,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .names import split_synonyms
 from .templates import expand_templates
 from .tokenizer import ClipTokenizer
 
@@ -87,10 +88,10 @@ def embed_names(
     dim: int,
     trim: bool,
 ) -> np.ndarray:
-    """``[len(names), D]`` float32 class embeddings: every template filled with each name (:func:`embed_prompt_groups`)."""
-    prompts = expand_templates(names, templates)
-    size = len(templates)
-    groups = [prompts[i * size : (i + 1) * size] for i in range(len(names))]
+    """``[len(names), D]`` float32 class embeddings: every template filled with each name (:func:`embed_prompt_groups`).
+    A class text holding synonyms (``"person; man"``) is one group of every template x every name: the prompt
+    ensemble over names (the ``"mean"`` synonym rule)."""
+    groups = [expand_templates(list(split_synonyms(name)), templates) for name in names]
     return embed_prompt_groups(groups, tokenizer, encode, dim, trim)
 
 

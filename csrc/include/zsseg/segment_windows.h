@@ -16,6 +16,12 @@
 // p_c - class_bias_c; labels/scores are the argmax of that (torch's rules). A pixel whose resized logits hold a
 // NaN or whose max is not finite gets label 0 and score NaN (softmax of such a vector is all NaN, and torch's
 // argmax of an all-NaN vector is 0). Reference: zsseg_rt/ops/reference.py::segment_windows(softmax=True).
+//
+// Synonyms (softmax only): with class_of set, the logits' `classes` rows are NAMES, and class_of[n] is the class
+// of name n (names grouped by class in class order: class_of[0] = 0, each next entry equal or one more, the last
+// = labels_count - 1). The softmax runs over the names; a class's probability is the max over its names'
+// probabilities (the training-free methods' official rule: SCLIP/NACLIP/SC-CLIP postprocess_result); class_drop,
+// class_bias and the argmax are per class (labels_count entries). Streamed name by name: no [classes] buffer.
 #pragma once
 #include "zsseg/bilinear.h"
 #include "zsseg/common.h"
@@ -34,13 +40,15 @@ struct SegmentWindowsParams {
   int64_t head_height = 0, head_width = 0;      // per-window resize target (the model's image size)
   int64_t scaled_height = 0, scaled_width = 0;  // the rescaled image the windows tile
   int64_t out_height = 0, out_width = 0;        // the output (original image) size
-  const float* class_bias = nullptr;            // [classes] finite, or nullptr; on the logits' device
+  const float* class_bias = nullptr;            // [labels] finite, or nullptr; on the logits' device
   bool apply_sigmoid = true;                    // ignored when softmax is set
   bool softmax = false;                         // softmax over classes at the output (see above)
   float logit_scale = 1.f;                      // softmax: multiplies the averaged logits before the output resize
-  const uint8_t* class_drop = nullptr;          // softmax, CPU only: [classes] HOST flags (1 = probability 0)
-  int32_t* labels = nullptr;                    // [out_height, out_width]
-  float* scores = nullptr;                      // [out_height, out_width] winning merged value (NaN if NaN won)
+  const int32_t* class_of = nullptr;  // softmax: [classes] name -> class (see above), on the logits' device; or nullptr
+  int64_t labels_count = 0;           // softmax with class_of: the number of classes (labels); else = classes
+  const uint8_t* class_drop = nullptr;  // softmax, CPU only: [labels] HOST flags (1 = probability 0)
+  int32_t* labels = nullptr;            // [out_height, out_width]
+  float* scores = nullptr;              // [out_height, out_width] winning merged value (NaN if NaN won)
 };
 
 // CPU (OpenMP over output rows). Returns false when some rescaled pixel is covered by no window (outputs are

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from zsseg_rt.assets import TEXT_EMBEDDINGS_DIR
 from zsseg_rt.vocabulary import (
+    split_synonyms,
     validate_class_names,  # re-exported: the one vocabulary check
     validate_templates,
 )
@@ -149,13 +150,18 @@ class TextEncoder(nn.Module):
     @torch.no_grad()
     def _encode_uncached(self, names: Sequence[str], templates: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         device = cast(torch.Tensor, self.positional_embedding).device
-        prompts = [t.format(n) for n in names for t in templates]  # class-major: [C, T]
+        groups = [split_synonyms(n) for n in names]  # "person; man": every template x every name (mean rule)
+        prompts = [t.format(n) for group in groups for n in group for t in templates]  # class-major
         outs = []
         for s in range(0, len(prompts), batch_size):
             tok = self.tokenize(prompts[s : s + batch_size]).to(device)
             outs.append(self.encode_tokens(tok).float())
-        emb = torch.cat(outs, 0).reshape(len(names), len(templates), -1)
-        emb = emb.mean(dim=1)
+        flat = torch.cat(outs, 0)
+        if all(len(group) == 1 for group in groups):
+            emb = flat.reshape(len(names), len(templates), -1).mean(dim=1)
+        else:
+            sizes = [len(group) * len(templates) for group in groups]
+            emb = torch.stack([part.mean(dim=0) for part in torch.split(flat, sizes)])
         return F.normalize(emb, dim=-1)
 
     def encode(

@@ -1,4 +1,4 @@
-"""Training-free dense CLIP (MaskCLIP, SCLIP, ClearCLIP, NACLIP): config, the segmenter (``model``) and its
+"""Training-free dense CLIP (MaskCLIP, SCLIP, ClearCLIP, NACLIP, SC-CLIP): config, the segmenter (``model``) and its
 sliding-window inference (``infer``, through the one :class:`zsseg_rt.pipeline.Postprocessor`). Bundled configs:
 ``configs/``. Registers the ``"training_free"`` family."""
 
@@ -14,9 +14,11 @@ FAMILY = register_family(
     TrainingFreeFamily(
         name="training_free",
         display_name="training-free",
-        description="training-free dense CLIP: MaskCLIP, SCLIP, ClearCLIP, NACLIP",
+        description="training-free dense CLIP: MaskCLIP, SCLIP, ClearCLIP, NACLIP, SC-CLIP",
         order=2,
         trainable=False,
+        # a class with several names: the max over its names' probabilities (their postprocess_result, query_idx)
+        synonym_rule="max",
         config_class=f"{_MODULE}.config:TrainingFreeConfig",
         load_config=f"{_MODULE}.config:load_training_free_config",
         model_class=f"{_MODULE}.model:TrainingFreeSegmenter",

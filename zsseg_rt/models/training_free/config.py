@@ -1,10 +1,12 @@
-"""Config of the training-free dense-CLIP segmenters (MaskCLIP, SCLIP, ClearCLIP, NACLIP) on stock CLIP weights.
+"""Config of the training-free dense-CLIP segmenters (MaskCLIP, SCLIP, ClearCLIP, NACLIP, SC-CLIP) on stock CLIP
+weights.
 
-Bundled configs: ``zsseg_rt/models/training_free/configs/{maskclip,sclip,clearclip,naclip}_vitb16.json`` (+ the tiny test config
+Bundled configs: ``zsseg_rt/models/training_free/configs/{maskclip,sclip,clearclip,naclip,scclip}_vitb16.json`` (+ the tiny test config
 ``training_free_tiny_test.json``). They carry ``"family": "training_free"``, which is how ``create_model`` tells
 them from ZegCLIP configs; names may be given with dashes (``"sclip-vitb16"``).
 
-The four methods differ only in the last transformer block of the CLIP image tower (see ``training_free.py``):
+The first four methods differ only in the last transformer block of the CLIP image tower (see ``model.py``);
+SC-CLIP also repairs anomaly tokens and uses intermediate layers (``scclip.py``, settings ``SCCLIPSettings``):
 
 ======== ====================================== ============ =================================================
 method   last-block attention                   residual/FFN official inference (ViT-B/16, OpenAI weights)
@@ -12,8 +14,13 @@ method   last-block attention                   residual/FFN official inference 
 maskclip identity (``out_proj(v)``)             kept / kept  whole image, short side 512, ImageNet mean/std
 sclip    ``softmax(qq^T s) + softmax(kk^T s)``  kept / kept  slide 224/112, short side 336, logit scale 40
 clearclip ``softmax(qq^T s)``                   no / no      slide 448/224, short side 448, logit scale 50
-naclip   ``softmax(kk^T s + Omega)`` (Gaussian) no / no      slide 224/112, short side 336, logit scale 40
+naclip   ``softmax(kk^T s + Omega)`` (Gaussian) no / no      slide 224/112, short side 336, logit scale 40, PAMR 10
+scclip   ``(softmax(A) + softmax(kk^T s)) / 2`` no / no      slide 224/112, short side 336, logit scale 40
 ======== ====================================== ============ =================================================
+
+Post-processing options (all in the bundle's ``postprocess`` table): ``background_threshold`` (official
+``prob_thd``), ``area_threshold`` (``area_thd``), ``pamr_iterations`` / ``pamr_dilations`` (PAMR on the logits at
+the image size before the softmax; NACLIP's reported numbers: 10 steps, dilations (8, 16)).
 """
 
 from __future__ import annotations
@@ -21,9 +28,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from zsseg_rt.models.common.config import (
     VOCAB_DIR,
@@ -37,6 +44,7 @@ from zsseg_rt.models.common.config import (
 
 __all__ = [
     "TrainingFreeConfig",
+    "SCCLIPSettings",
     "METHODS",
     "ATTENTION_MODES",
     "FAMILY",
@@ -46,14 +54,16 @@ __all__ = [
 ]
 
 FAMILY = "training_free"
-ATTENTION_MODES = ("identity", "qq+kk", "qq", "kk")
+ATTENTION_MODES = ("identity", "qq+kk", "qq", "kk", "scclip")
 # Per method: last-block attention, residual kept, FFN kept, Gaussian neighbourhood std (NACLIP), pos-embed resize.
 METHODS: Dict[str, Dict[str, Any]] = {
     "maskclip": {"attention": "identity", "residual": True, "ffn": True, "gaussian_std": None, "pos_resize": "size"},
     "sclip": {"attention": "qq+kk", "residual": True, "ffn": True, "gaussian_std": None, "pos_resize": "dino"},
     "clearclip": {"attention": "qq", "residual": False, "ffn": False, "gaussian_std": None, "pos_resize": "dino"},
     "naclip": {"attention": "kk", "residual": False, "ffn": False, "gaussian_std": 5.0, "pos_resize": "dino"},
+    "scclip": {"attention": "scclip", "residual": False, "ffn": False, "gaussian_std": None, "pos_resize": "dino"},
 }
+PAMR_MAX_DILATIONS = 8
 _TEMPLATE_FILE = VOCAB_DIR / "imagenet_templates.json"
 
 
@@ -65,6 +75,62 @@ def load_training_free_templates(ref: Union[str, Sequence[str]]) -> List[str]:
         if ref in sets:
             return load_templates(list(sets[ref]))
     return load_templates(ref)
+
+
+@dataclass(frozen=True)
+class SCCLIPSettings:
+    """SC-CLIP's hyper-parameters (official defaults: ``configs/base_config.py`` and ``clip/model.py``)."""
+
+    pre_adjust_idx: int = 8  # layer whose repaired self-similarity adjusts the last block (S_mid)
+    post_adjust_idx: int = 3  # layer whose self-similarity refines the output (S_post)
+    multi_start_idx: int = 3  # multi-level fusion sums f_i for i in [multi_start_idx, multi_end_idx)
+    multi_end_idx: int = 10
+    res_cls: float = 0.3  # weight of the CLS token added after the last attention
+    beta: float = 0.4  # similarities below it are zeroed before the feature averaging
+    attention_scale: float = 3.0  # A = attention_scale * (S_mid - mean(S_mid))
+    lof_neighbors: int = 30
+    lof_contamination: float = 0.05
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SCCLIPSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SC-CLIP settings {unknown}; known: {sorted(known)}")
+        defaults = cls()
+        for key, value in data.items():
+            want = type(getattr(defaults, key))
+            ok = isinstance(value, int) if want is int else isinstance(value, (int, float))
+            if isinstance(value, bool) or not ok:
+                raise ValueError(f"SC-CLIP setting {key!r} must be {want.__name__}, got {value!r}")
+        values: Dict[str, Any] = {k: (float(v) if type(getattr(defaults, k)) is float else v) for k, v in data.items()}
+        return cls(**values)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def validate(self, layers: int, tokens: int) -> "SCCLIPSettings":
+        """Check the indices against a ViT of ``layers`` blocks and the LOF against ``tokens`` patch tokens."""
+        last = layers - 2  # f_0 .. f_{L-2}
+        if layers < 2:
+            raise ValueError(f"SC-CLIP needs a ViT with at least 2 blocks, got {layers}")
+        for name in ("pre_adjust_idx", "post_adjust_idx"):
+            value = getattr(self, name)
+            if not 0 <= value <= last:
+                raise ValueError(f"SC-CLIP {name} must be in 0..{last} for a {layers}-block ViT, got {value}")
+        if not 0 <= self.multi_start_idx < self.multi_end_idx <= last + 1:
+            raise ValueError(
+                f"SC-CLIP needs 0 <= multi_start_idx < multi_end_idx <= {last + 1} for a {layers}-block ViT, got "
+                f"{self.multi_start_idx}, {self.multi_end_idx}"
+            )
+        if not 1 <= self.lof_neighbors < tokens:
+            raise ValueError(
+                f"SC-CLIP lof_neighbors must be in 1..{tokens - 1} for {tokens} patch tokens (the image grid), got "
+                f"{self.lof_neighbors}: use a larger image_size or fewer neighbours"
+            )
+        if not 0.0 < self.lof_contamination < 1.0:
+            raise ValueError(f"SC-CLIP lof_contamination must be in (0, 1), got {self.lof_contamination}")
+        return self
 
 
 @dataclass
@@ -96,11 +162,18 @@ class TrainingFreeConfig(BaseModelConfig):
     mean: List[float] = field(default_factory=lambda: [122.771, 116.746, 104.094])
     std: List[float] = field(default_factory=lambda: [68.501, 66.632, 70.323])
     calibration_bias: float = 0.0  # ZegCLIP's seen-class calibration never applies here; kept for the bundle
+    pamr_iterations: int = 0  # PAMR steps on the logits at the image size before the softmax (0: none)
+    pamr_dilations: List[int] = field(default_factory=lambda: [8, 16])
+    scclip: Dict[str, Any] = field(default_factory=dict)  # SC-CLIP settings overriding SCCLIPSettings' defaults
 
     # ------------------------------------------------------------------ derived
     def resolved(self, key: str):
         value = getattr(self, key)
         return METHODS[self.method][key] if value is None else value
+
+    def scclip_settings(self) -> SCCLIPSettings:
+        """SC-CLIP's settings (the official defaults with this config's ``scclip`` entries)."""
+        return SCCLIPSettings.from_dict(self.scclip)
 
     @property
     def test_scale(self) -> List[int]:
@@ -135,7 +208,24 @@ class TrainingFreeConfig(BaseModelConfig):
                 raise ValueError(f"{key} must be null or in [0, 1], got {v}")
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError("mean and std must have 3 entries (RGB)")
+        self._validate_pamr()
+        if self.method == "scclip":
+            self.scclip_settings().validate(self.layers, (self.image_size // self.patch_size) ** 2)
+        elif self.scclip:
+            raise ValueError(f"'scclip' settings apply to method 'scclip' only, not {self.method!r}")
         return self
+
+    def _validate_pamr(self) -> None:
+        n = self.pamr_iterations
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 10000:
+            raise ValueError(f"pamr_iterations must be an int in 0..10000 (0: no PAMR), got {n!r}")
+        d = self.pamr_dilations
+        if not (
+            isinstance(d, (list, tuple))
+            and 1 <= len(d) <= PAMR_MAX_DILATIONS
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in d)
+        ):
+            raise ValueError(f"pamr_dilations must be 1..{PAMR_MAX_DILATIONS} ints >= 1, got {d!r}")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,24 +1,31 @@
 """PyTorch inference of the training-free segmenters through the one post-processor.
 
 Only the network call on each window is torch; rescale, normalise, windows and the official softmax order
-(average window logits, resize to the original size, softmax, optional area filter / background threshold, argmax)
-are the shared torch-free :mod:`zsseg_rt.pipeline` code the runtime ``Engine`` runs too
+(average window logits, resize to the original size, optional PAMR, softmax, optional area filter / background
+threshold, argmax) are the shared torch-free :mod:`zsseg_rt.pipeline` code the runtime ``Engine`` runs too
 (:class:`zsseg_rt.pipeline.Postprocessor` with ``activation="softmax"``).
 
 Differences from the official code, all shared with the Engine: windows smaller than the crop (images whose side is
 below the crop) are zero-padded bottom/right to the crop and the padded logits dropped (SCLIP runs the small crop as
-is; ClearCLIP pads centred); synonyms per class (``"sky, wall, ..."`` lines) are not supported.
+is; ClearCLIP pads centred).
+
+Synonyms (``"person; man; woman"``, or a named vocabulary such as ``"voc21"``) follow the family's official rule as
+the Engine does: every name is a query of its own and a class's probability is the max over its names' (their
+``postprocess_result`` with ``query_idx``); pixels under the background threshold get the vocabulary's background
+class.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+import dataclasses
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from zsseg_rt import pipeline
 from zsseg_rt.pipeline.postprocessor import Postprocessor
+from zsseg_rt.vocabulary import Vocabulary
 
 __all__ = ["segment", "postprocessor_for"]
 
@@ -38,6 +45,10 @@ def postprocessor_for(config, background_threshold: Optional[float] = -1.0, area
         logit_scale=1.0,
         background_threshold=bg,
         area_threshold=area,
+        pamr_iterations=int(config.pamr_iterations),
+        pamr_dilations=tuple(int(d) for d in config.pamr_dilations),
+        image_mean=tuple(float(v) for v in config.mean),
+        image_std=tuple(float(v) for v in config.std),
     )
 
 
@@ -45,7 +56,7 @@ def postprocessor_for(config, background_threshold: Optional[float] = -1.0, area
 def segment(
     model,
     image: np.ndarray,
-    class_names: Optional[Sequence[str]] = None,
+    class_names: Optional[Union[str, Sequence[str], Vocabulary]] = None,
     templates: Optional[Sequence[str]] = None,
     color_order: str = "rgb",
     short_side: Optional[int] = None,
@@ -56,7 +67,9 @@ def segment(
     """Segment one ``[H, W, 3]`` uint8 image with a ``TrainingFreeSegmenter``.
 
     Args:
-        class_names / templates: the vocabulary (default: the config's); ignored when ``text`` is given.
+        class_names / templates: the vocabulary (default: the config's): names, a comma-separated string, a
+            named vocabulary or a :class:`~zsseg_rt.vocabulary.Vocabulary`; classes may have synonyms (scored by
+            the max rule). ``text`` given: one row per class, or one per name of a vocabulary with synonyms.
         color_order: ``"rgb"`` or ``"bgr"`` (OpenCV).
         short_side: rescale target (default: the config's ``short_side``; the Engine uses the bundle's image size).
         background_threshold / area_threshold: -1 means "the config's value"; None disables.
@@ -65,15 +78,18 @@ def segment(
         ``labels [H, W]`` int32 and ``scores [H, W]`` float32 (the winning softmax probability).
     """
     cfg = model.config
+    vocab = Vocabulary.parse(class_names) if class_names is not None else None
+    per_name = vocab is not None and vocab.has_synonyms  # the max rule: one query per name
     if text is None:
-        text = model.text_embeddings(class_names, templates)
+        text = model.text_embeddings(None if vocab is None else (vocab.names if per_name else vocab.texts), templates)
     short = int(cfg.short_side if short_side is None else short_side)
     size, crop, stride = int(cfg.image_size), int(cfg.crop_size), int(cfg.stride)
     device = next(model.parameters()).device
 
     rgb = pipeline.to_rgb_uint8(image, color_order)
     orig_hw = rgb.shape[:2]
-    chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, (2048, short)), cfg.mean, cfg.std)
+    scaled = pipeline.rescale_keep_ratio(rgb, (2048, short))
+    chw = pipeline.normalize_image(scaled, cfg.mean, cfg.std)
     h, w = chw.shape[1:]
     windows = pipeline.sliding_windows(h, w, crop, stride)
     text = text.to(device)
@@ -83,5 +99,8 @@ def segment(
         batch[0, :, : win.y2 - win.y1, : win.x2 - win.x1] = chw[:, win.y1 : win.y2, win.x1 : win.x2]
         rows.append(model(torch.from_numpy(batch).to(device), text).float().cpu().numpy())  # [1, C, g, g], scaled
     post = postprocessor_for(cfg, background_threshold, area_threshold)
-    labels, scores = post(np.concatenate(rows), windows, (h, w), tuple(orig_hw))
+    if vocab is not None:
+        class_of = tuple(int(c) for c in vocab.class_of()) if per_name and len(text) != len(vocab) else None
+        post = dataclasses.replace(post, class_of=class_of, background_index=int(vocab.background or 0))
+    labels, scores = post(np.concatenate(rows), windows, (h, w), tuple(orig_hw), image=scaled)
     return labels[0], scores[0]

@@ -1,6 +1,7 @@
-"""Training-free open-vocabulary segmentation on stock CLIP weights: MaskCLIP, SCLIP, ClearCLIP, NACLIP.
+"""Training-free open-vocabulary segmentation on stock CLIP weights: MaskCLIP, SCLIP, ClearCLIP, NACLIP, SC-CLIP.
 
-The four methods change only the last transformer block of the CLIP image tower (``DenseLastBlock``); every
+SC-CLIP also repairs anomaly tokens and uses intermediate layers: ``scclip.py``. The other four methods change
+only the last transformer block of the CLIP image tower (``DenseLastBlock``); every
 other weight is the stock CLIP checkpoint. With ``x`` the input of the last block, ``y = ln_1(x)``,
 ``q, k, v = in_proj(y)`` split into heads, ``s = head_dim ** -0.5``:
 
@@ -13,8 +14,9 @@ other weight is the stock CLIP checkpoint. With ``x`` the input of the last bloc
 then ``o = out_proj(a)``, ``x' = x + o`` if ``residual`` else ``o``, and ``x' += mlp(ln_2(x'))`` if ``ffn``.
 Dense patch features are ``normalize(ln_post(x'_patches) @ proj)``; mask logits are
 ``logit_scale * <patch, normalize(text)>`` (``[B, C, h, w]``), one class independent of the others.
-Post-processing (``zsseg_rt.pipeline.postprocess.softmax_segment``): average window logits, resize to the image,
-softmax over classes, argmax; optional background threshold (max probability below it -> class 0).
+Post-processing (``zsseg_rt.pipeline.Postprocessor``, softmax): average window logits, resize to the image,
+optional PAMR, softmax over classes, optional area filter, argmax; optional background threshold (max probability
+below it -> class 0).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import torch.nn.functional as F
 from zsseg_rt.bundle import Names
 from zsseg_rt.models.common.text import TextEncoder, validate_class_names
 from zsseg_rt.models.training_free.config import FAMILY, TrainingFreeConfig, load_training_free_config
+from zsseg_rt.models.training_free.protocol import vocabulary_settings
+from zsseg_rt.models.training_free.scclip import scclip_encode
 
 __all__ = [
     "DenseLastBlock",
@@ -202,12 +206,15 @@ class TrainingFreeSegmenter(nn.Module):
             raise ValueError(f"{config.clip_model}: needs a CLS-token ViT with ln_post on all tokens")
         self.visual = visual
         self.text_encoder = TextEncoder(clip, _make_tokenizer(config, int(clip.positional_embedding.shape[0])))
-        self.dense_block = DenseLastBlock(
-            config.resolved("attention"),
-            config.resolved("residual"),
-            config.resolved("ffn"),
-            config.resolved("gaussian_std"),
-        )
+        self.scclip = config.scclip_settings() if config.method == "scclip" else None
+        self.dense_block = None
+        if self.scclip is None:
+            self.dense_block = DenseLastBlock(
+                config.resolved("attention"),
+                config.resolved("residual"),
+                config.resolved("ffn"),
+                config.resolved("gaussian_std"),
+            )
         self.use_native_ops = False
         for p in self.parameters():
             p.requires_grad_(False)
@@ -248,6 +255,9 @@ class TrainingFreeSegmenter(nn.Module):
             "area_threshold": None if c.area_threshold is None else float(c.area_threshold),
             "short_side": int(c.short_side),
             "method": c.method,
+            "pamr_iterations": int(c.pamr_iterations),
+            "pamr_dilations": [int(d) for d in c.pamr_dilations],
+            "vocabulary_settings": vocabulary_settings(c.method),  # official settings per named vocabulary
         }
 
     @staticmethod
@@ -289,8 +299,12 @@ class TrainingFreeSegmenter(nn.Module):
         blocks = v.transformer.resblocks
         batch_first = bool(getattr(v.transformer, "batch_first", True))
         with _mha_fastpath_off_when_tracing():
+            if self.scclip is not None:
+                x = scclip_encode(blocks, x, (h, w), self.scclip, batch_first)
+                return F.normalize(v.ln_post(x) @ v.proj, dim=-1), (h, w)
             for blk in blocks[:-1]:
                 x = blk(x) if batch_first else blk(x.transpose(0, 1)).transpose(0, 1)
+        assert self.dense_block is not None
         x = self.dense_block(blocks[-1], x, (h, w))
         x = v.ln_post(x[:, -(h * w) :]) @ v.proj
         return F.normalize(x, dim=-1), (h, w)
@@ -416,7 +430,8 @@ def create_training_free_model(
     """Build a training-free segmenter (eval mode, all weights frozen).
 
     Args:
-        name: ``"maskclip-vitb16" | "sclip-vitb16" | "clearclip-vitb16" | "naclip-vitb16"`` (or ``_``), a config
+        name: ``"maskclip-vitb16" | "sclip-vitb16" | "clearclip-vitb16" | "naclip-vitb16" | "scclip-vitb16"``
+            (or ``_``), a config
             JSON path with ``"family": "training_free"``, a dict or a ``TrainingFreeConfig``.
         pretrained: stock CLIP weights: an open_clip tag (``"openai"``, needs network) or a local file (OpenAI
             JIT archive, open_clip state dict, safetensors). None leaves random weights (tests only).

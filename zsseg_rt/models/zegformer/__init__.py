@@ -30,6 +30,7 @@ FAMILY = register_family(
         official_keys=f"{_MODULE}.official:is_zegformer_keys",
         official_loader=f"{_MODULE}.official:load_official_zegformer",
         pipeline="two_stage",
+        synonym_rule="mean",  # official zeroshot_classifier: every template x every name, averaged per class
         public_names={
             "ZegFormerConfig": f"{_MODULE}.config:ZegFormerConfig",
             "load_zegformer_config": f"{_MODULE}.config:load_zegformer_config",

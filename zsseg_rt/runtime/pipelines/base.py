@@ -8,7 +8,7 @@ import numpy as np
 
 from zsseg_rt.bundle import BundleMeta
 from zsseg_rt.pipeline.limits import InputLimits
-from zsseg_rt.vocabulary import ClipTokenizer, embed_names, validate_class_bias
+from zsseg_rt.vocabulary import ClipTokenizer, Vocabulary, embed_names, validate_class_bias
 
 from ..result import SegmentationResult
 
@@ -20,14 +20,21 @@ StageHook = Callable[[str, float], None]  # the Engine's ``stage_hook``: ``hook(
 
 
 class PreparedVocabulary(NamedTuple):
-    """An immutable vocabulary snapshot, ready for ``segment``: ``names`` (C), ``text [C, D]`` float32 class
-    embeddings, ``bias [C]`` float32, and what else a pipeline needs (``extra``; the two-stage pipeline's CLIP
-    embeddings and seen mask)."""
+    """An immutable vocabulary snapshot, ready for ``segment``: ``names`` (the C class labels), ``text [C, D]``
+    float32 class embeddings (``[N, D]``, one row per name, with ``class_of``), ``bias [C]`` float32, what else a
+    pipeline needs (``extra``; the two-stage pipeline's CLIP embeddings and seen mask), ``class_of`` (synonyms under
+    the ``"max"`` rule: the class of each name row, grouped by class; None otherwise), ``background`` (the
+    vocabulary's background class, or None), ``vocabulary`` (the checked :class:`~zsseg_rt.vocabulary.Vocabulary`)
+    and ``post_options`` (post-processing settings the bundle records for this named vocabulary, as pairs)."""
 
     names: Tuple[str, ...]
     text: np.ndarray
     bias: np.ndarray
     extra: Any = None
+    class_of: Optional[Tuple[int, ...]] = None
+    background: Optional[int] = None
+    vocabulary: Optional[Vocabulary] = None
+    post_options: Tuple[Tuple[str, Any], ...] = ()
 
 
 class Pipeline:
@@ -83,24 +90,60 @@ class Pipeline:
         return backend in cls.backends
 
     # ---- vocabulary
+    @property
+    def synonyms(self) -> str:
+        """How a class with several names is scored (the bundle's ``postprocess.synonyms``, its family's official
+        rule): ``"mean"`` (every prompt of every name averaged into one embedding; the default) or ``"max"`` (one
+        row per name, the class's probability the max over its names': softmax post-processing only)."""
+        return str(self.meta.postprocess.get("synonyms", "mean"))
+
     def encode_classes(
         self, names: Sequence[str], templates: Tuple[str, ...], tokenizer: ClipTokenizer, trim: bool
     ) -> np.ndarray:
         """``[len(names), D]`` class embeddings through the bundle's text graph (the Engine caches them per name).
-        Default: every template filled with the name, normalised, averaged, normalised."""
+        Default: every template filled with every name of the class (``"a; b"``: synonyms), normalised, averaged,
+        normalised."""
         return embed_names(names, templates, tokenizer, self.backend.encode_text, self.meta.embed_dim, trim)
 
     def prepare(
-        self, names: Tuple[str, ...], templates: Tuple[str, ...], bias: np.ndarray, embed: Embed
+        self, vocabulary: Vocabulary, templates: Tuple[str, ...], bias: np.ndarray, embed: Embed
     ) -> PreparedVocabulary:
-        """The snapshot ``set_classes`` installs (checked names, templates and bias given)."""
-        return PreparedVocabulary(names, embed(names, templates), bias)
+        """The snapshot ``set_classes`` installs (checked vocabulary, templates and bias given). Classes with
+        synonyms follow :attr:`synonyms`: ``"max"`` encodes every name on its own (rows ``[N, D]`` and
+        ``class_of``), ``"mean"`` one embedding per class from all its names' prompts."""
+        labels = tuple(vocabulary.labels)
+        if self.synonyms == "max" and vocabulary.has_synonyms:
+            names = tuple(vocabulary.names)
+            if len(names) > int(self.meta.max_classes):
+                raise ValueError(
+                    f"{len(names)} names given ({len(labels)} classes with synonyms; this bundle scores every name on "
+                    f"its own) but it supports at most {self.meta.max_classes} (re-export with a larger --max-classes)"
+                )
+            class_of: Optional[Tuple[int, ...]] = tuple(int(c) for c in vocabulary.class_of())
+            text = embed(names, templates)
+        else:
+            class_of, text = None, embed(tuple(vocabulary.texts), templates)
+        options = self.vocabulary_options(vocabulary)
+        return PreparedVocabulary(labels, text, bias, None, class_of, vocabulary.background, vocabulary, options)
+
+    def vocabulary_options(self, vocabulary: Vocabulary) -> Tuple[Tuple[str, Any], ...]:
+        """Post-processing settings the bundle records for a named vocabulary (meta.json
+        ``postprocess.vocabulary_settings[name]``: e.g. a method's official background threshold for that
+        benchmark), as sorted pairs; () for other vocabularies and bundles that record none."""
+        table = self.meta.postprocess.get("vocabulary_settings") or {}
+        entry = table.get(vocabulary.name) if vocabulary.name else None
+        return tuple(sorted(dict(entry).items())) if entry else ()
 
     def prepare_embeddings(
-        self, names: Tuple[str, ...], embeddings: np.ndarray, bias: np.ndarray
+        self, vocabulary: Vocabulary, embeddings: np.ndarray, bias: np.ndarray
     ) -> PreparedVocabulary:
-        """The snapshot ``set_text_embeddings`` installs (``embeddings [C, D]`` checked, float32)."""
-        return PreparedVocabulary(names, embeddings, bias)
+        """The snapshot ``set_text_embeddings`` installs (``embeddings`` checked, float32: ``[C, D]`` one per class,
+        or ``[N, D]`` one per name under the ``"max"`` rule)."""
+        per_name = len(embeddings) != len(vocabulary)
+        class_of = tuple(int(c) for c in vocabulary.class_of()) if per_name else None
+        options = self.vocabulary_options(vocabulary)
+        labels = tuple(vocabulary.labels)
+        return PreparedVocabulary(labels, embeddings, bias, None, class_of, vocabulary.background, vocabulary, options)
 
     def class_bias(self, names: Sequence[str], class_bias: Any) -> np.ndarray:
         """``[C]`` float32: the given bias (validated), or the bundle's calibration for these names."""

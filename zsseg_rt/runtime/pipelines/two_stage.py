@@ -35,7 +35,7 @@ from zsseg_rt.pipeline.resize import pil_resize_bilinear, shortest_edge_shape
 from zsseg_rt.runtime.backends import Backend, ort_providers
 from zsseg_rt.runtime.file_verification import verify_bundle_files
 from zsseg_rt.runtime.result import SegmentationResult
-from zsseg_rt.vocabulary import ClipTokenizer, seen_mask, token_batches, validate_templates
+from zsseg_rt.vocabulary import ClipTokenizer, Vocabulary, split_synonyms, token_batches, validate_templates
 
 from .base import Embed, Pipeline, PreparedVocabulary
 
@@ -298,13 +298,17 @@ class TwoStagePipeline(Pipeline):
 
     # ---- vocabulary
     def prepare(
-        self, names: Tuple[str, ...], templates: Tuple[str, ...], bias: np.ndarray, embed: Embed
+        self, vocabulary: Vocabulary, templates: Tuple[str, ...], bias: np.ndarray, embed: Embed
     ) -> PreparedVocabulary:
-        """Both embedding sets (cached per name) and the seen mask."""
-        seen = seen_mask(names, self.meta.seen_class_names)
-        text = embed(names, templates)
-        clip_text = embed(names, self.clip_templates) if self.params["fusion"] != "none" else None
-        return PreparedVocabulary(names, text, bias, (clip_text, seen))
+        """Both embedding sets (cached per class text) and the seen mask. A class's synonyms are averaged into its
+        embeddings (ZegFormer's rule, :meth:`encode_classes`); it is seen when one of its names is."""
+        texts = tuple(vocabulary.texts)
+        seen = vocabulary.seen_mask(self.meta.seen_class_names)
+        text = embed(texts, templates)
+        clip_text = embed(texts, self.clip_templates) if self.params["fusion"] != "none" else None
+        return PreparedVocabulary(
+            tuple(vocabulary.labels), text, bias, (clip_text, seen), None, vocabulary.background, vocabulary
+        )
 
     def prepare_embeddings(self, names, embeddings, bias) -> PreparedVocabulary:
         raise NotImplementedError(
@@ -314,12 +318,13 @@ class TwoStagePipeline(Pipeline):
     def encode_classes(
         self, names: Sequence[str], templates: Tuple[str, ...], tokenizer: ClipTokenizer, trim: bool
     ) -> np.ndarray:
-        """Official ``zeroshot_classifier``: every template x synonym (a name split on ``", "``) -> normalised
-        embedding -> mean -> normalise; ``[len(names), D]``."""
+        """Official ``zeroshot_classifier``: every template x synonym (a name split on ``", "``, as the official
+        class names hold them; and the vocabulary's synonyms, ``"a; b"``) -> normalised embedding -> mean ->
+        normalise; ``[len(names), D]``."""
         prompts: List[str] = []
         owner: List[int] = []
-        for k, name in enumerate(names):
-            parts = name.split(", ") if ", " in name else [name]
+        for k, text in enumerate(names):
+            parts = [part for name in split_synonyms(text) for part in (name.split(", ") if ", " in name else [name])]
             for template in templates:
                 for part in parts:
                     prompts.append(template.format(part))

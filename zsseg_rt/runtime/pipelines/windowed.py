@@ -8,8 +8,9 @@ draws a background label). On a GPU a frame's data can stay on the device (``run
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from typing import Any, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -45,6 +46,10 @@ class WindowedPipeline(Pipeline):
             raise ValueError(f"mode must be one of {self.modes}, got {mode!r}")
         super().__init__(meta, **options)
         self.postprocessor = Postprocessor.from_meta(meta, mode=mode)  # windows, exact/fast, activation
+        # The keep-ratio test rescale [long_max, short] of the host path: the bundle's; a family's evaluation settings
+        # may set another for an evaluation (``Family.apply_evaluation_settings``). The device pipeline keeps the
+        # bundle's.
+        self.test_scale = list(meta.test_scale)
         self.backend = make_backend(
             meta,
             options["backend"],
@@ -60,11 +65,14 @@ class WindowedPipeline(Pipeline):
         self._device_lock = threading.Lock()
         self._device_vocab: Any = None  # the vocabulary snapshot uploaded to the device pipeline (once per set_classes)
 
-    def plan(self, image: Any, bias: np.ndarray) -> Tuple[Tuple[int, int], Tuple[int, int], List[Window]]:
+    def plan(
+        self, image: Any, bias: np.ndarray, rows: int = 0
+    ) -> Tuple[Tuple[int, int], Tuple[int, int], List[Window]]:
         """Validate the image and check the input limits before any work: ``(original size, rescaled size,
-        windows)``. Raises TypeError/ValueError for a bad image, ``InputLimitError`` past a limit."""
+        windows)``. ``rows``: the head's class rows when they are more than the classes (one per name: synonyms).
+        Raises TypeError/ValueError for a bad image, ``InputLimitError`` past a limit."""
         height, width, _ = pipeline.check_image(image)
-        scaled = rescaled_size(height, width, self.meta.test_scale, max_pixels=None)
+        scaled = rescaled_size(height, width, self.test_scale, max_pixels=None)
         crop, stride = self.meta.crop_size, self.meta.stride
         count = (max(scaled[0] - crop + stride - 1, 0) // stride + 1) * (
             max(scaled[1] - crop + stride - 1, 0) // stride + 1
@@ -76,12 +84,13 @@ class WindowedPipeline(Pipeline):
             (height, width),
             scaled,
             len(windows),
-            len(bias) + int(maps),
+            max(len(bias), int(rows)) + int(maps),
             self.meta.image_size,
             (self.meta.image_size,) * 2 if maps else self.meta.grid,
             self.max_batch,
             activation=self.postprocessor.activation,
             single_fast_window=self.postprocessor.is_fast(windows),
+            pamr_neighbours=self.postprocessor.pamr_neighbours,
         )
         self.limits.check((height, width), scaled, len(windows), estimate)
         return (height, width), scaled, windows
@@ -90,7 +99,7 @@ class WindowedPipeline(Pipeline):
         names, text, bias = vocab.names, vocab.text, vocab.bias
         if color_order not in ("bgr", "rgb"):
             raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
-        orig_hw, scaled_hw, windows = self.plan(image, bias)
+        orig_hw, scaled_hw, windows = self.plan(image, bias, len(text))
         if self.device is not None and self.mode == "exact":
             with self._device_lock:  # the device pipeline reports its own stages (upload, ..., postprocess, download)
                 if self._device_vocab is not vocab:  # first frame after set_classes: upload text + bias once
@@ -101,12 +110,29 @@ class WindowedPipeline(Pipeline):
             return SegmentationResult(labels, scores, list(names), color_order)
         with self.stage("preprocess"):
             rgb = pipeline.to_rgb_uint8(image, color_order)
-            scaled = pipeline.rescale_keep_ratio(rgb, self.meta.test_scale, max_pixels=None)  # official keep-ratio
+            scaled = pipeline.rescale_keep_ratio(rgb, self.test_scale, max_pixels=None)  # official keep-ratio
             del rgb  # the original-size copy is not needed any more
         logits = self.window_logits(scaled, windows, text)  # [n, C, h, w]
         with self.stage("postprocess"):
-            labels, scores = self.postprocessor(logits, windows, scaled_hw, orig_hw, bias)
+            post = self.postprocessor_for(vocab)
+            labels, scores = post(logits, windows, scaled_hw, orig_hw, bias, image=scaled)
         return SegmentationResult(labels[0], scores[0], self.label_names(names), color_order)
+
+    def postprocessor_for(self, vocab: PreparedVocabulary) -> Postprocessor:
+        """The post-processor for a vocabulary snapshot: the pipeline's, with the vocabulary's name -> class map
+        (synonyms, ``"max"`` rule), background class (the label of pixels under the background threshold) and the
+        settings the bundle records for a named vocabulary (``logit_scale`` relative to the head's, thresholds)."""
+        post = self.postprocessor
+        changes: Dict[str, Any] = dict(vocab.post_options)
+        if "logit_scale" in changes:  # recorded as the method's scale; the head may already apply the bundle's
+            options = self.meta.postprocess
+            head = float(options.get("logit_scale", 1.0)) if options.get("logit_scale_in_head", True) else 1.0
+            changes["logit_scale"] = float(changes["logit_scale"]) / head
+        if vocab.class_of is not None:
+            changes["class_of"] = vocab.class_of
+        if vocab.background is not None:
+            changes["background_index"] = int(vocab.background)
+        return dataclasses.replace(post, **changes) if changes else post
 
     def label_names(self, names: Sequence[str]) -> List[str]:
         """The names the labels index: the bundle's background label first where its head paints one
