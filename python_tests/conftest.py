@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -33,6 +34,20 @@ def tiny_bundle(tmp_path_factory):
         return shutil.copytree(prebuilt, os.path.join(root, "bundle"))
     pytest.importorskip("torch", reason="exporting the tiny test bundle needs torch")
     return export_tiny_bundle(root)
+
+
+@pytest.fixture(scope="session")
+def random_bundle(tiny_bundle, tmp_path_factory):
+    """A copy of the tiny bundle whose meta.json says what it is, random weights (``weights.random``; re-signed with
+    ``write_meta`` as a deliberate edit): every output of it must carry the random-weights banner."""
+    from zsseg_rt.bundle import weights_record, write_meta
+
+    path = shutil.copytree(tiny_bundle, os.path.join(tmp_path_factory.mktemp("random_bundle"), "bundle"))
+    with open(os.path.join(path, "meta.json"), encoding="utf-8") as handle:
+        raw = json.load(handle)
+    raw["weights"] = weights_record(None, "none")
+    write_meta(os.path.join(path, "meta.json"), raw)
+    return path
 
 
 @pytest.fixture(autouse=True)

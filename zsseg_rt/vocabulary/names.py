@@ -45,7 +45,8 @@ def validate_class_names(names: Union[str, Sequence[str]], max_classes: Optional
 
     The rule (what a user typing class names expects):
 
-    - a single string is a comma-separated list: ``"cat, sofa, floor"`` == ``["cat", "sofa", "floor"]``;
+    - a single string is a comma-separated list: ``"cat, sofa, floor"`` == ``["cat", "sofa", "floor"]``; one
+      trailing comma is ignored (``"cat, sofa,"``), an empty name elsewhere is an error;
     - every name must be a string and non-blank;
     - names are compared as the CLIP tokenizer sees them (``name_key``: case, repeated whitespace, HTML
       entities and ftfy-fixed mojibake do not matter): ``"Cat"``, ``" cat"`` and ``"c&#97;t"`` are duplicates
@@ -59,6 +60,8 @@ def validate_class_names(names: Union[str, Sequence[str]], max_classes: Optional
     """
     if isinstance(names, str):
         names = names.split(",")
+        if len(names) > 1 and not names[-1].strip():
+            names = names[:-1]  # "cat, sofa," as typed on a command line
     cleaned: List[str] = []
     for i, name in enumerate(names):
         if not isinstance(name, str):
