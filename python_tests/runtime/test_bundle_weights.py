@@ -45,7 +45,11 @@ def test_old_bundles_get_weights_from_their_source(tmp_path, recorded, random):
 def test_recorded_weights_win_and_are_checked(tmp_path):
     meta = load_meta(_write_bundle(tmp_path, source_checkpoint=None, weights=weights_record("ckpt", "checkpoint")))
     assert meta.random_weights is False and meta.weights_banner == ""
-    for bad, match in (({"source": None}, "random"), ({"random": "yes"}, "random"), ({"random": True, "kind": "?"}, "kind")):
+    for bad, match in (
+        ({"source": None}, "random"),
+        ({"random": "yes"}, "random"),
+        ({"random": True, "kind": "?"}, "kind"),
+    ):
         with pytest.raises(BundleError, match=match):
             load_meta(_write_bundle(tmp_path, weights=bad))
 

@@ -32,7 +32,9 @@ def test_engine_signature_is_explicit():
     kinds = {p.kind for p in params.values()}
     assert inspect.Parameter.VAR_POSITIONAL not in kinds and inspect.Parameter.VAR_KEYWORD not in kinds
     assert list(params)[:2] == ["bundle", "classes"]
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for name, p in params.items() if name not in ("bundle", "classes"))
+    assert all(
+        p.kind is inspect.Parameter.KEYWORD_ONLY for name, p in params.items() if name not in ("bundle", "classes")
+    )
     assert {"backend", "device", "mode", "max_pixels"} <= set(params)
     assert zsseg_rt.Result is Result and SegmentationResult is Result  # the former name keeps working
 

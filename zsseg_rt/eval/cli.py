@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import List, Optional
 
 __all__ = ["add_eval_command", "main"]
@@ -83,11 +84,18 @@ def _report(metrics, args: argparse.Namespace) -> int:
     from .evaluate import save_json
     from .metrics import format_table
 
-    print(format_table(metrics, per_class=not args.no_per_class))
-    print(f"{metrics['images']} images ({metrics['skipped']} skipped), mode {metrics['mode']}, {metrics['source']}")
-    if args.json:
-        save_json(metrics, args.json)
-        print(f"metrics written to {args.json}")
+    path = args.save_json
+    if isinstance(args.json, str):  # the old spelling `--json PATH`: still writes the file, says the new one
+        print(f"zsseg eval: note: --json PATH is deprecated, use --save-json {args.json}", file=sys.stderr)
+        path = path or args.json
+    if args.json is True:  # --json: the metrics as JSON on stdout, nothing else (as `zsseg segment --json`)
+        print(json.dumps(metrics, indent=1))
+    else:
+        print(format_table(metrics, per_class=not args.no_per_class))
+        print(f"{metrics['images']} images ({metrics['skipped']} skipped), mode {metrics['mode']}, {metrics['source']}")
+    if path:
+        save_json(metrics, path)
+        print(f"metrics written to {path}", file=sys.stderr if args.json is True else sys.stdout)
     return 0
 
 
@@ -113,7 +121,9 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
         "--mode",
         choices=["slide", "whole"],
         default="slide",
-        help="slide: official crop/stride windows (default); whole: one window (torch models only)",
+        help="windows of PyTorch checkpoints: slide (the official crop/stride windows; default) or whole (one window "
+        "over the resized image). Bundles always slide; their post-processing order is `zsseg segment --mode "
+        "exact|fast`",
     )
     p.add_argument("--text-embeddings", default=None, help="precomputed [C, D] class embeddings (.npy/.pt)")
     p.add_argument(
@@ -137,7 +147,16 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
         help="(ZeroSeg) per-dataset thresholds: the paper's (VOC 0.95, Context 0.05, COCO-Object 0.35) or GroupViT's "
         "configs (0.95, 0.35, 0.95)",
     )
-    p.add_argument("--json", default=None, help="write the metrics to this JSON file")
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="PATH",
+        help="print the metrics as JSON on stdout instead of the table (the old `--json PATH` still writes PATH, "
+        "deprecated: use --save-json)",
+    )
+    p.add_argument("--save-json", default=None, metavar="PATH", help="also write the metrics to this JSON file")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--device", default=None, help="torch device (default: the checkpoint's / auto for bundles)")
     p.add_argument("--backend", default="auto", help="bundle backend: auto, onnxruntime, tensorrt, torch")

@@ -11,11 +11,31 @@ def native_module():
     try:
         from zsseg_rt import _C
     except ImportError as exc:  # pragma: no cover - only when the package was not built
-        raise ImportError(
-            "zsseg_rt._C (the native ops) is not built. Install the package with `pip install .` "
-            "(development: `pip install --no-build-isolation -e .`); see README.md."
-        ) from exc
+        raise ImportError(_not_built_message()) from exc
     return _C
+
+
+def _not_built_message() -> str:
+    """Why ``_C`` is missing. The usual cause after ``pip install .``: Python imported ``zsseg_rt`` from a source
+    checkout (the current directory, or a script that put the checkout on ``sys.path``) instead of the installed
+    package, and a checkout holds no built module."""
+    import os
+
+    import zsseg_rt
+
+    where = os.path.dirname(os.path.abspath(zsseg_rt.__file__))
+    checkout = os.path.isfile(os.path.join(os.path.dirname(where), "CMakeLists.txt"))
+    hint = (
+        f" Python imported zsseg_rt from the source checkout {where} (the current directory or PYTHONPATH comes "
+        "before the installed package): run from another directory, or install the checkout itself with "
+        "`pip install --no-build-isolation -e .`."
+        if checkout
+        else ""
+    )
+    return (
+        f"zsseg_rt._C (the native ops) is not built in {where}.{hint} Install the package with `pip install .` "
+        "(development: `pip install --no-build-isolation -e .`); see docs/setup.md."
+    )
 
 
 def cuda_available() -> bool:
