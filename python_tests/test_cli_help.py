@@ -34,9 +34,13 @@ def test_top_level_help_summarises_every_command_and_family():
     assert {"batch", "serve", "profile", "segment", "camera"} <= {c.dest for c in _subparsers(parser)._choices_actions}
 
 
-@pytest.mark.parametrize("command", ["segment", "camera", "export"])
+@pytest.mark.parametrize(
+    "command", ["segment", "camera", "export", "build-engine", "eval", "batch", "serve", "profile", "demo", "train"]
+)
 def test_every_option_has_help(command):
     pytest.importorskip("cv2")
+    if command in ("eval", "train", "export"):
+        pytest.importorskip("torch")
     parser = _subparsers(cli.build_parser(command)).choices[command]
     missing = [
         action.option_strings or action.dest

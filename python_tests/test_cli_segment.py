@@ -178,6 +178,8 @@ def test_folder_and_glob_go_to_numbered_run_folders(tmp_path, tiny_bundle, capsy
     empty.mkdir()
     code, out = _segment([str(empty), "--bundle", tiny_bundle, "--classes", "a"], capsys)
     assert code == 1 and "holds no images" in out.err
+    code, out = _segment([a, "--bundle", str(tmp_path / "no_bundle"), "--classes", "a"], capsys)
+    assert code == 1 and sorted(os.listdir(tmp_path / "runs" / "segment")) == ["exp", "exp2"]  # no empty exp3
 
 
 def test_existing_outputs_are_never_replaced_silently(tmp_path, tiny_bundle, capsys):

@@ -311,7 +311,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     _add_segment_command(sub)
 
     p = sub.add_parser("build-engine", help="build TensorRT 10 engines for a bundle on this device (accuracy-gated)")
-    p.add_argument("bundle")
+    p.add_argument("bundle", help="bundle directory written by `zsseg export`")
     p.add_argument(
         "--precision",
         default="fp16",

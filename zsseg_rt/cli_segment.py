@@ -259,11 +259,17 @@ def run_segment(args) -> int:
     views = _views(args.visualize)
     images = expand_inputs(args.images)
     plan = plan_outputs(images, args.output, views, args.save_labels)
+    fresh = not os.path.exists(plan["directory"])
     check_outputs(images, plan, args.overwrite)
 
     from zsseg_rt.runtime import Engine
 
-    engine = Engine(args.bundle, classes=args.classes, backend=args.backend, device=args.device, mode=args.mode)
+    try:
+        engine = Engine(args.bundle, classes=args.classes, backend=args.backend, device=args.device, mode=args.mode)
+    except BaseException:
+        if fresh and os.path.isdir(plan["directory"]) and not os.listdir(plan["directory"]):
+            os.rmdir(plan["directory"])  # no empty runs/segment/expN left behind by a bad bundle or vocabulary
+        raise
     if engine.weights_banner:
         print(f"zsseg segment: note: {args.bundle}: {engine.weights_banner}", file=sys.stderr)
     _write_class_map(plan["class_map"], engine.class_names, args.overwrite)

@@ -666,7 +666,9 @@ def add_profile_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser
     p.add_argument("--iters", type=int, default=50, help="timed iterations per configuration")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up iterations per configuration")
     p.add_argument("--text-iters", type=int, default=3, help="fresh vocabularies timed per class count")
-    p.add_argument("--mode", default="exact", choices=["exact", "fast"])
+    p.add_argument(
+        "--mode", default="exact", choices=["exact", "fast"], help="post-processing order (see `zsseg segment --help`)"
+    )
     p.add_argument(
         "--timing",
         default="auto",

@@ -170,7 +170,7 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
         "(default: $ZSSEG_MAX_PIXELS or 40000000; 0 = no limit)",
     )
     p.add_argument("--no-per-class", action="store_true", help="print only the summary line")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--ray", action="store_true", help="evaluate on a Ray Data actor pool (zsseg_rt.scale)")
     p.add_argument("--workers", type=int, default=1, help="(--ray) actors, one model/Engine each")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="(--ray) GPUs per actor")
