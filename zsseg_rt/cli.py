@@ -407,6 +407,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_command_in(argv)).parse_args(argv)
+    if getattr(args, "debug", False):
+        os.environ["ZSSEG_RAY_LOGS"] = "1"  # zsseg_rt.scale: Ray's own log lines shown as well
     return run_command(args.func, args)
 
 
