@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import time
+import warnings
 
 import pytest
 
@@ -21,7 +22,12 @@ def _one_error_line(err):
 def test_random_export_shows_progress_and_says_what_it_holds(tmp_path, capsys):
     pytest.importorskip("torch")
     out = str(tmp_path / "bundle")
-    assert cli.main(["export", out, "--config", "zegclip_tiny_test", "--max-classes", "8"]) == 0
+    with warnings.catch_warnings(record=True) as caught:  # pytest keeps warnings off stderr: record them here
+        warnings.simplefilter("always")
+        assert cli.main(["export", out, "--config", "zegclip_tiny_test", "--max-classes", "8"]) == 0
+    hidden_by_default = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+    shown = [f"{w.category.__name__}: {w.message}" for w in caught if not issubclass(w.category, hidden_by_default)]
+    assert shown == []  # what Python's default filters would print to a user's terminal
     captured = capsys.readouterr()
     for stage in ("building zegclip_tiny_test with random weights", "exporting the ONNX graphs", "verifying"):
         assert stage in captured.out, captured.out
