@@ -56,6 +56,27 @@ def _private_zsseg_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ZSSEG_RT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "zsseg_rt_cache"))
 
 
+@pytest.fixture(autouse=True)
+def _hub_offline_switch_restored():
+    """The offline rule of `zsseg export` / the demo (models.common.weights.go_offline) switches a whole process
+    to the local Hugging Face cache, as it should in a CLI process; in the test process that would leak into later
+    tests, so the switch (environment variable and huggingface_hub's constant) is put back after each test."""
+    import sys
+
+    before = os.environ.get("HF_HUB_OFFLINE")
+    constants = sys.modules.get("huggingface_hub.constants")
+    constant = getattr(constants, "HF_HUB_OFFLINE", None)
+    yield
+    if before is None:
+        os.environ.pop("HF_HUB_OFFLINE", None)
+    else:
+        os.environ["HF_HUB_OFFLINE"] = before
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # imported during the test: the value it reads from the environment restored above
+        offline = (before or "").strip().lower() in ("1", "true", "yes", "on")
+        constants.HF_HUB_OFFLINE = constant if constant is not None else offline
+
+
 # Test directories whose tiny CPU models run fastest with one torch intra-op thread (training/evaluation loops
 # of many tiny steps, where thread hand-off costs more than it saves).
 SINGLE_TORCH_THREAD_DIRS = ("eval", "train")
