@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -40,10 +41,45 @@ def tiny_bundle(tmp_path_factory):
     return export_tiny_bundle(root)
 
 
+@pytest.fixture(scope="session")
+def random_bundle(tiny_bundle, tmp_path_factory):
+    """A copy of the tiny bundle whose meta.json says what it is, random weights (``weights.random``; re-signed with
+    ``write_meta`` as a deliberate edit): every output of it must carry the random-weights banner."""
+    from zsseg_rt.bundle import weights_record, write_meta
+
+    path = shutil.copytree(tiny_bundle, os.path.join(tmp_path_factory.mktemp("random_bundle"), "bundle"))
+    with open(os.path.join(path, "meta.json"), encoding="utf-8") as handle:
+        raw = json.load(handle)
+    raw["weights"] = weights_record(None, "none")
+    write_meta(os.path.join(path, "meta.json"), raw)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _private_zsseg_cache(tmp_path_factory, monkeypatch):
     """zsseg_rt's cache directory (verified-file hashes) is a per-session temporary one, never the user's."""
     monkeypatch.setenv("ZSSEG_RT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "zsseg_rt_cache"))
+
+
+@pytest.fixture(autouse=True)
+def _hub_offline_switch_restored():
+    """The offline rule of `zsseg export` / the demo (models.common.weights.go_offline) switches a whole process
+    to the local Hugging Face cache, as it should in a CLI process; in the test process that would leak into later
+    tests, so the switch (environment variable and huggingface_hub's constant) is put back after each test."""
+    import sys
+
+    before = os.environ.get("HF_HUB_OFFLINE")
+    constants = sys.modules.get("huggingface_hub.constants")
+    constant = getattr(constants, "HF_HUB_OFFLINE", None)
+    yield
+    if before is None:
+        os.environ.pop("HF_HUB_OFFLINE", None)
+    else:
+        os.environ["HF_HUB_OFFLINE"] = before
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # imported during the test: the value it reads from the environment restored above
+        offline = (before or "").strip().lower() in ("1", "true", "yes", "on")
+        constants.HF_HUB_OFFLINE = constant if constant is not None else offline
 
 
 # Test directories whose tiny CPU models run fastest with one torch intra-op thread (training/evaluation loops

@@ -14,8 +14,9 @@ cv2 = pytest.importorskip("cv2")
 from test_image_limits import write_bilevel_png  # noqa: E402
 
 from zsseg_rt import cli  # noqa: E402
+from zsseg_rt.assets import SAMPLES_DIR  # noqa: E402
 from zsseg_rt.cli_errors import CliError  # noqa: E402
-from zsseg_rt.cli_segment import plan_output_paths  # noqa: E402
+from zsseg_rt.cli_segment import plan_outputs  # noqa: E402
 
 
 def _image(path, height, width, seed=0):
@@ -24,26 +25,34 @@ def _image(path, height, width, seed=0):
     return str(path)
 
 
-def test_output_names_are_unique_and_deterministic(tmp_path):
-    images = ["d1/img.png", "d2/img.png", "d1/img.jpg", "d3/img_seg_2.png", "other.png"]
+def _overlays(images, output):
+    return [files["overlay"] for files in plan_outputs(images, output, ["overlay"], False)["files"]]
+
+
+def test_output_names_are_unique_and_deterministic(tmp_path, monkeypatch):
+    images = ["d1/img.png", "d2/img.png", "d1/img.jpg", "d3/img_2.png", "other.png"]
     out = str(tmp_path / "out")
-    paths = plan_output_paths(images, out)
+    paths = _overlays(images, out)
     assert [os.path.basename(p) for p in paths] == [
-        "img_seg.png",
-        "img_seg_2.png",
-        "img_seg_3.png",
-        "img_seg_2_seg.png",
-        "other_seg.png",
+        "img_overlay.png",
+        "img_2_overlay.png",
+        "img_3_overlay.png",
+        "img_2_2_overlay.png",
+        "other_overlay.png",
     ]
-    assert len(set(paths)) == len(paths) and plan_output_paths(images, out) == paths
-    assert plan_output_paths(["a.png", "A.png"], out)[1].endswith("A_seg_2.png")  # case-insensitive file systems
-    assert plan_output_paths(["x/a.png"], None) == [os.path.join(".", "a_seg.png")]
-    assert plan_output_paths(["a.png"], "res") == [os.path.join("res", "a_seg.png")]  # no extension: a directory
-    assert plan_output_paths(["a.png"], "o.jpg") == ["o.jpg"]
-    inputs = [str(tmp_path / "a.png"), str(tmp_path / "a_seg.png")]  # a_seg.png is an input: never overwritten
-    assert [os.path.basename(p) for p in plan_output_paths(inputs, str(tmp_path))] == ["a_seg_2.png", "a_seg_seg.png"]
-    with pytest.raises(CliError, match="give a directory"):
-        plan_output_paths(["a.png", "b.png"], str(tmp_path / "o.png"))
+    assert len(set(paths)) == len(paths) and _overlays(images, out) == paths
+    assert _overlays(["a.png", "A.png"], out)[1].endswith("A_2_overlay.png")  # case-insensitive file systems
+    monkeypatch.chdir(tmp_path)
+    assert _overlays(["x/a.png"], None) == [os.path.join("runs", "segment", "exp", "a_overlay.png")]
+    assert _overlays(["a.png"], "res") == [os.path.join("res", "a_overlay.png")]  # no extension: a folder
+    assert _overlays(["a.png"], "o.jpg") == ["o.jpg"]
+    inputs = [str(tmp_path / "a.png"), str(tmp_path / "a_overlay.png")]  # an input: never overwritten
+    assert [os.path.basename(p) for p in _overlays(inputs, str(tmp_path))] == [
+        "a_2_overlay.png",
+        "a_overlay_overlay.png",
+    ]
+    with pytest.raises(CliError, match="give a folder"):
+        _overlays(["a.png", "b.png"], str(tmp_path / "o.png"))
 
 
 def test_same_names_in_two_folders_give_two_overlays(tmp_path, tiny_bundle, capsys):
@@ -57,7 +66,9 @@ def test_same_names_in_two_folders_give_two_overlays(tmp_path, tiny_bundle, caps
     assert summary[0]["overlay"] != summary[1]["overlay"]
     assert cv2.imread(summary[0]["overlay"]).shape == (20, 30, 3)  # each overlay is its own image's
     assert cv2.imread(summary[1]["overlay"]).shape == (26, 18, 3)
-    assert sorted(os.listdir(out)) == ["img_seg.png", "img_seg_2.png", "img_seg_2_labels.png", "img_seg_labels.png"]
+    assert sorted(os.listdir(out)) == sorted(
+        ["classes.json"] + [f"img{n}_{kind}.png" for n in ("", "_2") for kind in ("overlay", "mask", "labels")]
+    )
 
 
 def test_unreadable_images_are_reported_and_skipped(tmp_path, tiny_bundle, capsys):
@@ -79,7 +90,7 @@ def test_unreadable_images_are_reported_and_skipped(tmp_path, tiny_bundle, capsy
     assert "not an image" in summary[1]["error"]
     assert "40000x40000" in summary[2]["error"] and "--max-pixels" in summary[2]["error"]
     assert "does not exist" in summary[3]["error"]
-    assert sorted(os.listdir(out)) == ["a_seg.png", "e_seg.png"]
+    assert sorted(os.listdir(out)) == ["a_overlay.png", "classes.json", "e_overlay.png"]
     assert captured.err.count("skipped") == 3 and "3 of 5 images failed" in captured.err
 
 
@@ -91,7 +102,7 @@ def test_out_of_memory_on_one_image_skips_only_that_image(tmp_path, tiny_bundle,
     real_call = Engine.__call__
 
     def call(self, image, *args, **kwargs):
-        if image.shape[0] == 40:
+        if getattr(image, "shape", (0,))[0] == 40:
             raise MemoryError()
         return real_call(self, image, *args, **kwargs)
 
@@ -134,7 +145,7 @@ def test_segment_is_torch_free_and_refuses_hostile_images_within_a_memory_budget
     )
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["code"] == 1 and out.stderr.count("over the 40 MP limit") == 3, out.stderr
-    assert os.path.isfile(tmp_path / "o" / "good_seg.png")
+    assert os.path.isfile(tmp_path / "o" / "good_overlay.png")
     assert report["torch"] is False and report["torch_after_models"] is True, report
     # ~175 MB measured for the whole process (Python, OpenCV, ONNX Runtime, the tiny bundle) with or without the
     # hostile files; decoding just the 8000x8000 one would add 192 MB, the 20000x20000 one 1.2 GB (8.5 GB peak
@@ -158,10 +169,130 @@ def test_classes_with_synonyms_and_named_vocabularies(tmp_path, tiny_bundle, cap
         vocabulary = Vocabulary.parse(classes)
         assert len(vocabulary.labels) == count and set(summary["classes"]) <= set(vocabulary.labels)
         assert abs(sum(summary["classes"].values()) - 1.0) < 1e-3  # every pixel has one of the classes
-        written = cv2.imread(str(out / "img_seg_labels.png"), cv2.IMREAD_UNCHANGED)
+        written = cv2.imread(summary["labels"], cv2.IMREAD_UNCHANGED)
         direct = Engine(tiny_bundle, classes=vocabulary, backend="onnxruntime")(cv2.imread(image))
         np.testing.assert_array_equal(written, direct.labels)
     assert cli.main(
         ["segment", image, "--bundle", tiny_bundle, "--classes", "person;; man", "--backend", "onnxruntime"]
     )
     assert "empty synonym" in capsys.readouterr().err
+
+
+def _segment(argv, capsys):
+    code = cli.main(["segment", *argv, "--backend", "onnxruntime"])
+    captured = capsys.readouterr()
+    return code, captured
+
+
+def test_folder_and_glob_go_to_numbered_run_folders(tmp_path, tiny_bundle, capsys, monkeypatch):
+    photos = tmp_path / "photos"
+    a, b = _image(photos / "a.jpg", 20, 30, seed=1), _image(photos / "b.png", 24, 16, seed=2)
+    (photos / "notes.txt").write_text("not an image")
+    monkeypatch.chdir(tmp_path)
+    code, out = _segment([str(photos), "--bundle", tiny_bundle, "--classes", "cat,dog,", "--json"], capsys)
+    assert code == 0, out.err
+    summary = json.loads(out.out)
+    assert [s["image"] for s in summary] == [a, b]  # the folder's images in name order; the .txt left out
+    assert summary[0]["overlay"] == os.path.join("runs", "segment", "exp", "a_overlay.png")
+    code, out = _segment([str(photos / "*.png"), "--bundle", tiny_bundle, "--classes", "cat,dog", "--json"], capsys)
+    summary = json.loads(out.out)
+    assert code == 0 and [s["image"] for s in summary] == [b]  # a quoted glob, expanded by zsseg
+    assert sorted(os.listdir(tmp_path / "runs" / "segment")) == ["exp", "exp2"]  # a new folder per run
+    assert _segment([str(tmp_path / "none*.png"), "--bundle", tiny_bundle, "--classes", "a"], capsys)[0] == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out = _segment([str(empty), "--bundle", tiny_bundle, "--classes", "a"], capsys)
+    assert code == 1 and "holds no images" in out.err
+    code, out = _segment([a, "--bundle", str(tmp_path / "no_bundle"), "--classes", "a"], capsys)
+    assert code == 1 and sorted(os.listdir(tmp_path / "runs" / "segment")) == ["exp", "exp2"]  # no empty exp3
+
+
+def test_existing_outputs_are_never_replaced_silently(tmp_path, tiny_bundle, capsys):
+    photo = _image(tmp_path / "p.png", 20, 20)
+    argv = [photo, "--bundle", tiny_bundle, "--classes", "cat,dog", "-o", str(tmp_path / "out")]
+    assert _segment(argv, capsys)[0] == 0
+    overlay = tmp_path / "out" / "p_overlay.png"
+    before = overlay.stat().st_mtime_ns
+    code, out = _segment(argv, capsys)
+    assert code == 1 and "--overwrite" in out.err and overlay.stat().st_mtime_ns == before
+    assert _segment([*argv, "--overwrite"], capsys)[0] == 0
+    single = str(tmp_path / "single.png")
+    assert _segment([photo, "--bundle", tiny_bundle, "--classes", "a,b", "-o", single], capsys)[0] == 0
+    code, out = _segment([photo, "--bundle", tiny_bundle, "--classes", "a,b", "-o", single], capsys)
+    assert code == 1 and "exists already" in out.err
+    code, out = _segment(
+        [photo, "--bundle", tiny_bundle, "--classes", "x,y,z", "-o", str(tmp_path / "out"), "--visualize", "mask"],
+        capsys,
+    )
+    assert code == 1 and "another vocabulary" in out.err  # classes.json of the earlier run stays true
+
+
+def test_labels_masks_class_map_and_views(tmp_path, tiny_bundle, capsys):
+    photo = str(SAMPLES_DIR / "JPEGImages" / "2011_000003.jpg")
+    classes = "person,cat,dog,car,chair,sofa,table,plant,bottle,tv"
+    out = tmp_path / "out"
+    argv = [photo, "--bundle", tiny_bundle, "--classes", classes, "-o", str(out), "--json"]
+    code, captured = _segment([*argv, "--save-labels", "--visualize", "overlay,mask"], capsys)
+    row = json.loads(captured.out)[0]
+    assert code == 0 and {"overlay", "mask", "labels"} <= set(row)
+    labels = cv2.imread(row["labels"], cv2.IMREAD_UNCHANGED)
+    assert labels.dtype == np.uint8 and len(np.unique(labels)) >= 2  # 8-bit ids, a real segmentation
+    with open(out / "classes.json", encoding="utf-8") as handle:
+        class_map = json.load(handle)
+    assert class_map == {str(i): name for i, name in enumerate(classes.split(","))}
+    shares = {class_map[str(i)]: float((labels == i).mean()) for i in np.unique(labels)}
+    assert shares == pytest.approx(row["classes"], abs=1e-4)  # the JSON's areas are the label map's
+    mask = cv2.imread(row["mask"])
+    colours = {tuple(c) for c in mask[labels == labels.flat[0]][:50]}
+    assert len(colours) <= 3  # one flat colour per class (the legend aside)
+    code, captured = _segment([*argv, "--visualize", "mask", "--overwrite"], capsys)
+    assert code == 0 and set(json.loads(captured.out)[0]) & {"overlay", "labels"} == set()
+    legend = cv2.imread(row["overlay"])
+    code, captured = _segment([*argv, "--no-legend", "--alpha", "0", "--overwrite"], capsys)
+    plain = cv2.imread(json.loads(captured.out)[0]["overlay"])
+    assert np.array_equal(plain, cv2.imread(photo)) and not np.array_equal(plain, legend)  # alpha 0, no legend
+    code, captured = _segment([*argv, "--visualize", "outline"], capsys)
+    assert code == 1 and "--visualize takes overlay and/or mask" in captured.err
+
+
+def test_random_weight_bundle_is_said_in_overlay_and_json(tmp_path, random_bundle, capsys):
+    photo = _image(tmp_path / "p.png", 60, 80)
+    code, captured = _segment(
+        [photo, "--bundle", random_bundle, "--classes", "a,b", "-o", str(tmp_path / "o"), "--json"], capsys
+    )
+    row = json.loads(captured.out)[0]
+    assert code == 0 and "RANDOM WEIGHTS" in row["banner"] and "RANDOM WEIGHTS" in captured.err
+    bottom = cv2.imread(row["overlay"])[-2].astype(int)
+    assert (bottom[:, 2] > bottom[:, 0] + 100).mean() > 0.5  # the red banner strip
+
+
+def test_photo_over_the_limit_is_resized_with_a_note(tmp_path, tiny_bundle, capsys, monkeypatch):
+    import zsseg_rt.image_io as image_io
+
+    monkeypatch.delenv("ZSSEG_MAX_PIXELS", raising=False)
+    monkeypatch.setattr(image_io, "DEFAULT_MAX_PIXELS", 4000)  # a small default limit stands for 40 MP
+    jpeg = _image(tmp_path / "big.jpg", 60, 100, seed=4)  # 6000 px: 1.5x over
+    argv = [jpeg, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(tmp_path / "o"), "--json"]
+    code, captured = _segment(argv, capsys)
+    row = json.loads(captured.out)[0]
+    assert code == 0 and "resized" in captured.err and row["resized"]["from"] == [100, 60]
+    width, height = row["resized"]["to"]
+    assert width * height <= 4000 and abs(width / height - 100 / 60) < 0.05
+    assert cv2.imread(row["overlay"]).shape[:2] == (height, width)
+    code, captured = _segment([*argv, "--max-pixels", "4000", "--overwrite"], capsys)
+    assert code == 1 and "over the 0.004 MP limit" in captured.err  # a limit given on purpose refuses
+
+
+def test_happy_path_prints_no_warning(tmp_path, tiny_bundle):
+    """`zsseg segment` with the default backend (auto: no TensorRT here is the normal case) on a trained bundle:
+    stdout has the results, stderr nothing at all (no RuntimeWarning recommending TensorRT, no traceback)."""
+    photo = _image(tmp_path / "p.jpg", 40, 60)
+    out = subprocess.run(
+        [sys.executable, "-m", "zsseg_rt.cli", "segment", photo, "--bundle", tiny_bundle, "--classes", "cat,dog"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(tmp_path),
+    )
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert "p_overlay.png" in out.stdout and os.path.isfile(tmp_path / "runs" / "segment" / "exp" / "p_overlay.png")

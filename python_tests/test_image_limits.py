@@ -208,3 +208,44 @@ def test_pillow_own_limit_is_restored(hostile_pngs):
     saved = Image.MAX_IMAGE_PIXELS
     assert image_size(hostile_pngs[40000]) == (40000, 40000)  # over Pillow's 2x89 MP bomb limit, yet read
     assert Image.MAX_IMAGE_PIXELS == saved
+
+
+def test_fitted_read_resizes_what_decodes_cheaply_and_refuses_the_rest(tmp_path, hostile_pngs):
+    from zsseg_rt.image_io import read_image_fitted
+
+    rng = np.random.default_rng(0)
+
+    def write(name, height, width):
+        path = str(tmp_path / name)
+        cv2.imwrite(path, rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+        return path
+
+    limit = 10_000
+    for path, shape in ((write("a.jpg", 200, 400), (200, 400)), (write("b.png", 100, 130), (100, 130))):
+        image, resized = read_image_fitted(path, limit)  # a JPEG 8x over (reduced decode), a PNG 1.3x over
+        assert image.shape[0] * image.shape[1] <= limit and resized["from"] == [shape[1], shape[0]]
+        assert abs(image.shape[1] / image.shape[0] - shape[1] / shape[0]) < 0.05 and "--max-pixels 0" in resized["note"]
+    for path in (write("c.png", 100, 200), write("d.jpg", 1000, 800)):  # a PNG 2x over, a JPEG 80x over
+        with pytest.raises(ImageTooLargeError, match="MP limit"):
+            read_image_fitted(path, limit)
+    with pytest.raises(ImageTooLargeError):
+        read_image_fitted(hostile_pngs[8000], None)  # 64 MP PNG: 1.6x the 40 MP default, decoded full size: refused
+    small = write("e.png", 50, 50)
+    assert read_image_fitted(small, limit)[1] is None and read_image_fitted(small, 0)[1] is None
+    with pytest.raises(ImageTooLargeError):
+        read_image_fitted(write("f.jpg", 200, 400), limit, resize=False)
+
+
+def test_a_45_megapixel_phone_photo_fits_the_default_limit(tmp_path):
+    from zsseg_rt.image_io import read_image_fitted
+
+    path = str(tmp_path / "phone.jpg")
+    photo = np.zeros((5200, 8660, 3), np.uint8)
+    photo[:, :, 1] = np.linspace(0, 255, 8660, dtype=np.uint8)[None, :]  # a gradient: the resize must keep it
+    assert cv2.imwrite(path, photo, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    del photo
+    image, resized = read_image_fitted(path)
+    height, width = image.shape[:2]
+    assert height * width <= DEFAULT_MAX_PIXELS and height * width > 0.99 * DEFAULT_MAX_PIXELS
+    assert abs(width / height - 8660 / 5200) < 1e-3 and resized["from"] == [8660, 5200]
+    assert abs(int(image[height // 2, width // 2, 1]) - 128) < 8  # the middle of the gradient stays the middle

@@ -199,3 +199,56 @@ def test_device_pipeline_stages_and_copies_are_shown(tiny_bundle, tmp_path):
     with open(tmp_path / "p.csv", newline="", encoding="utf-8") as handle:
         assert {"upload", "download"} <= {r["stage"] for r in csv.DictReader(handle)}
     assert engine.stage_hook is None and engine.pipeline.stage_hook is None  # the profiler left no hook behind
+
+
+@pytest.fixture()
+def bundle_without_checkpoint(tiny_bundle, tmp_path):
+    """The tiny bundle as a user has it after copying it to another machine: its recorded checkpoint is not there."""
+    import shutil
+
+    from zsseg_rt.bundle import write_meta
+
+    path = shutil.copytree(tiny_bundle, str(tmp_path / "bundle"))
+    with open(os.path.join(path, "meta.json"), encoding="utf-8") as handle:
+        raw = json.load(handle)
+    raw["source_checkpoint"] = str(tmp_path / "elsewhere" / "native")
+    write_meta(os.path.join(path, "meta.json"), raw)
+    return path
+
+
+def _tiny_run(bundle, out, *extra):
+    return ["--bundle", bundle, "--classes", "4", "--iters", "2", "--warmup", "0", "--text-iters", "1", "--no-plot"] + [
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_compare_skips_a_backend_that_cannot_run_with_one_line(bundle_without_checkpoint, tmp_path, capsys):
+    argv = _tiny_run(bundle_without_checkpoint, tmp_path / "p", "--compare", "onnxruntime,torch")
+    assert profile_tool.main(argv) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("skipping torch: ") and "checkpoint" in lines[0], err
+    with open(tmp_path / "p" / "profile.json", encoding="utf-8") as handle:
+        report = json.load(handle)
+    assert [b["label"] for b in report["backends"]] == ["onnxruntime"] and report["skipped"][0]["backend"] == "torch"
+
+
+def test_bad_bundle_is_one_line(tmp_path, capsys):
+    assert profile_tool.main(_tiny_run(str(tmp_path / "nope"), tmp_path / "p")) != 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("zsseg profile: error: bundle directory not found"), err
+
+
+def test_native_module_message_names_a_shadowing_checkout():
+    from zsseg_rt.ops._loader import _not_built_message
+
+    message = _not_built_message()
+    assert "not built" in message and "pip install" in message
+    import zsseg_rt
+
+    in_checkout = os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(zsseg_rt.__file__)), "CMakeLists.txt"))
+    assert ("source checkout" in message) == in_checkout

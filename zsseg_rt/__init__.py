@@ -1,4 +1,4 @@
-"""zsseg_rt: open-vocabulary semantic segmentation runtime (ZegCLIP family) for edge GPUs.
+"""zsseg_rt: open-vocabulary semantic segmentation runtime for edge GPUs (CLIP-based model families).
 
 ``import zsseg_rt`` is light: it needs neither torch, nor a GPU, nor TensorRT. Heavy pieces load on first use.
 """
@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Engine": ("zsseg_rt.runtime", "Engine"),
+    "Result": ("zsseg_rt.runtime", "Result"),
     "create_model": ("zsseg_rt.models", "create_model"),
 }
 
@@ -22,4 +23,4 @@ def __getattr__(name):  # PEP 562 lazy attributes
     raise AttributeError(f"module 'zsseg_rt' has no attribute {name!r}")
 
 
-__all__ = ["Engine", "create_model", "__version__"]
+__all__ = ["Engine", "Result", "create_model", "__version__"]

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import List, Optional
 
 from zsseg_rt.assets import SAMPLES_DIR
 
 SAMPLE_DIR = str(SAMPLES_DIR)  # the VOC sample photos shipped with the package
+
+
+TORCH_SIDE_INSTALL = 'pip install "zsseg_rt[torch,export]"'  # pyproject.toml: models (torch) + ONNX export
 
 
 def _cmd_export(args) -> int:
@@ -18,19 +22,14 @@ def _cmd_export(args) -> int:
     source_path = args.official or args.native or args.clip_weights
     # before loading anything: refuse a destination that is not a bundle of ours or that holds the source
     check_export_destination(os.path.abspath(args.output), args.overwrite, [source_path, args.config])
+    _require_torch_side("export")
 
+    from zsseg_rt.bundle import weights_banner
     from zsseg_rt.export.onnx_export import export_bundle
-    from zsseg_rt.models import create_model, load_native, load_official_any
 
-    if args.official:  # ZegCLIP or CLIP-RC, told apart by the checkpoint's keys; config inferred unless given
-        model, report = load_official_any(args.official, config=args.config, return_report=True)
-        print(report.summary())
-        source = args.official
-    elif args.native:
-        model, source = load_native(args.native), args.native
-    else:
-        model = create_model(args.config or "zegclip_vitb16_voc_inductive", pretrained=args.clip_weights)
-        source = args.clip_weights
+    start = time.perf_counter()
+    model, source, weights = _export_model(args)
+    print(f"model ready in {time.perf_counter() - start:.1f} s", flush=True)
     model = _prepare_export(model, args)
     out = export_bundle(
         model,
@@ -40,9 +39,63 @@ def _cmd_export(args) -> int:
         source=source,
         overwrite=args.overwrite,
         verify_images=_sample_images(args.verify_images),
+        weights=weights,
+        progress=lambda line: print(line, flush=True),
     )
-    print(f"bundle written and verified: {out}")
+    print(f"bundle written and verified in {time.perf_counter() - start:.1f} s: {out}")
+    banner = weights_banner(weights)
+    if banner:
+        print(
+            f"*** {banner} ***\n"
+            "This bundle runs, but its labels mean nothing. For real segmentations export trained weights "
+            "(--official CHECKPOINT.pth or --native DIR) or, for a training-free method (--config sclip-vitb16), "
+            "stock CLIP weights (--clip-weights openai or a local ViT-B-16.pt)."
+        )
     return 0
+
+
+def _require_torch_side(command: str) -> None:
+    """Refuse in one plain line, before any work, when the PyTorch side (torch, open_clip, onnx) is not installed."""
+    import importlib.util
+
+    missing = [name for name in ("torch", "open_clip", "onnx") if importlib.util.find_spec(name) is None]
+    if missing:
+        from zsseg_rt.cli_errors import CliError
+
+        raise CliError(
+            f"zsseg {command} needs the PyTorch side of zsseg_rt, which this environment lacks ({', '.join(missing)} "
+            f"not installed): {TORCH_SIDE_INSTALL} (the runtime-only install runs bundles; it cannot make them)"
+        )
+
+
+def _export_model(args):
+    """``(model, source checkpoint or None, meta.json weights)`` for ``zsseg export``."""
+    from zsseg_rt.bundle import weights_record
+    from zsseg_rt.models import create_model, load_native, load_official_any
+    from zsseg_rt.models.registry import family_of_model
+
+    if args.official:  # ZegCLIP or CLIP-RC, told apart by the checkpoint's keys; config inferred unless given
+        print(f"loading the official checkpoint {args.official} ...", flush=True)
+        model, report = load_official_any(args.official, config=args.config, return_report=True)
+        print(report.summary())
+        return model, args.official, weights_record(args.official, "checkpoint")
+    if args.native:
+        print(f"loading the native checkpoint {args.native} ...", flush=True)
+        return load_native(args.native), args.native, weights_record(args.native, "checkpoint")
+    config = args.config or "zegclip_vitb16_voc_inductive"
+    if args.clip_weights:
+        from zsseg_rt.models.common.weights import cache_only_when_offline
+
+        cache_only_when_offline(args.clip_weights, say=lambda line: print(line, flush=True))
+        print(f"building {config} with the CLIP weights {args.clip_weights} ...", flush=True)
+    else:
+        print(f"building {config} with random weights (no --official, --native or --clip-weights) ...", flush=True)
+    model = create_model(config, pretrained=args.clip_weights)
+    if not args.clip_weights:
+        return model, None, weights_record(None, "none")
+    trainable = bool(getattr(family_of_model(model), "trainable", True))
+    source = args.clip_weights if os.path.exists(args.clip_weights) else None  # a file; a tag is no checkpoint
+    return model, source, weights_record(args.clip_weights, "clip", trainable=trainable)
 
 
 def _family_export_arguments():
@@ -125,6 +178,82 @@ def _prepare_precision(args) -> int:
     return 0
 
 
+MODE_HELP = (
+    "post-processing order: exact (default; the papers' order: calibrate every window at crop resolution, average "
+    "the windows, resize, argmax) or fast (single-window images: one fused upsample+calibration+argmax straight to "
+    "the output size, less memory; multi-window images as exact). Windows always slide; this is not "
+    "`zsseg eval --mode slide|whole`, which chooses the windows of PyTorch checkpoints"
+)
+BACKEND_HELP = (
+    "auto (TensorRT when engines were built with `zsseg build-engine` and TensorRT imports, else ONNX Runtime), "
+    "tensorrt, onnxruntime, or torch (needs the checkpoint the bundle was exported from)"
+)
+DEVICE_HELP = "auto (a GPU when the backend can use one), cpu or cuda (ONNX Runtime and torch backends)"
+
+
+def _add_segment_command(sub) -> None:
+    p = sub.add_parser(
+        "segment",
+        help="segment photos, folders or globs with a bundle: overlays, colour masks, label maps",
+        description="Segment images with a bundle and the class names you give. IMAGES are files, folders (their "
+        "images) or quoted globs ('photos/*.jpg'). Results go to a new numbered folder runs/segment/exp, exp2, ... "
+        "(or -o DIR, or -o FILE.png for one image); an existing file is never replaced without --overwrite.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders of images, or quoted globs")
+    p.add_argument("--bundle", required=True, help="bundle directory written by `zsseg export`")
+    p.add_argument(
+        "--classes",
+        required=True,
+        help='comma-separated class names, e.g. "cat,sofa,floor" (a trailing comma is ignored); synonyms of one '
+        'class with ";" ("person; man; woman, sofa"); or a named vocabulary: the standard benchmarks\' official '
+        "class files with their synonyms and background class (" + ", ".join(_named_vocabularies()) + ")",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        help="output folder (default: a new runs/segment/expN), or an image file such as out.png for one image",
+    )
+    p.add_argument(
+        "--visualize",
+        default="overlay",
+        metavar="VIEWS",
+        help="views to write, comma-separated: overlay (labels blended on the photo), mask (colour labels only); "
+        "default overlay",
+    )
+    p.add_argument(
+        "--save-labels",
+        action="store_true",
+        help="also write the label ids (STEM_labels.png: 8-bit up to 256 classes, else 16-bit) with their colour "
+        "view (STEM_mask.png); classes.json maps the ids to class names",
+    )
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default 0.5)")
+    p.add_argument("--no-legend", action="store_true", help="no legend of the classes on the overlay and mask")
+    p.add_argument("--overwrite", action="store_true", help="replace files that exist already in -o")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the results as JSON on stdout (per image: output paths, class areas, timing) instead of lines",
+    )
+    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help=BACKEND_HELP)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
+    p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=MODE_HELP)
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=["fp32", "fp16", "fp16-pinned", "bf16", "int8"],
+        help="default: the backend's (TensorRT fp16, else fp32). onnxruntime: int8 (CPU) or bf16 (Arm64); torch: "
+        "fp16/bf16; a reduced precision runs only after its accuracy gate passed (docs/precision.md)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="pixel limit, read from the file header before decoding. Not given (and $ZSSEG_MAX_PIXELS unset): a "
+        "photo over 40 MP is segmented resized to fit it, with a note. Given: larger images are refused; 0 = no limit",
+    )
+    p.set_defaults(func=_cmd_segment)
+
+
 def _cmd_build_engine(args) -> int:
     from zsseg_rt.bundle import BundleError, load_meta
     from zsseg_rt.export import tensorrt as trt_build
@@ -170,9 +299,20 @@ def _cmd_demo(args) -> int:
 _LAZY_HELP = {
     "convert": "convert an official ZegCLIP or CLIP-RC checkpoint to a native one",
     "camera": "segment a live camera, RTSP/HTTP stream, video file or image folder",
-    "train": "train a ZegCLIP model (inductive / transductive / fully supervised)",
+    "train": "train a model of a trainable family (inductive / transductive / fully supervised recipes)",
     "eval": "evaluate a checkpoint or bundle: per-class IoU, mIoU(seen/unseen), hIoU, pAcc",
+    "batch": "segment a folder / list file / URI of images on a Ray cluster: label PNGs + manifest.jsonl",
+    "serve": "serve a bundle over HTTP on Ray Serve (request batching, metrics)",
+    "profile": "per-stage latency profile of a bundle (p50/p90/p99, FPS), backends side by side",
 }
+
+
+def _description() -> str:
+    """The top-level help: what zsseg does and every registered model family (the registry; torch-free)."""
+    from zsseg_rt.models.registry import families, get_family
+
+    names = ", ".join(get_family(name).display_name for name in families())
+    return f"Open-vocabulary semantic segmentation: label every pixel with class names given at run time. Families: {names}."
 
 
 def _registers(name: str, command: Optional[str]) -> bool:
@@ -189,7 +329,10 @@ def _command_in(argv: List[str]) -> str:
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The ``zsseg`` parser. ``command``: the subcommand about to run (the others whose modules import torch are
     then registered by name and help only); None registers every command in full."""
-    parser = argparse.ArgumentParser(prog="zsseg", description="Open-vocabulary semantic segmentation (ZegCLIP).")
+    import zsseg_rt
+
+    parser = argparse.ArgumentParser(prog="zsseg", description=_description())
+    parser.add_argument("--version", action="version", version=f"zsseg_rt {zsseg_rt.__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -204,53 +347,27 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--official", help="official ZegCLIP checkpoint (.pth) to convert")
     src.add_argument("--native", help="native checkpoint directory written by `zsseg convert`")
-    src.add_argument("--clip-weights", help="CLIP weights only (open_clip tag or local file): head untrained")
-    p.add_argument("--max-classes", type=int, default=256)
-    p.add_argument("--opset", type=int, default=18)
-    p.add_argument("--overwrite", action="store_true")
+    src.add_argument(
+        "--clip-weights",
+        help="stock CLIP weights: an open_clip tag (openai; downloaded once, then from the cache) or a local file "
+        "(ViT-B-16.pt, .safetensors). Complete for the training-free methods (--config sclip-vitb16); a trained "
+        "family's head stays untrained. None of the three: random weights (the bundle says so)",
+    )
+    p.add_argument("--max-classes", type=int, default=256, help="largest vocabulary the bundle accepts (default 256)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at OUTPUT")
     p.add_argument("--verify-images", nargs="*", help="real photos for the ORT-vs-PyTorch check")
     for _, argument in _family_export_arguments():  # flags only some families take (their registrations)
         p.add_argument(*argument.flags, **dict(argument.options))
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("segment", help="segment images with a bundle")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--bundle", required=True)
-    p.add_argument(
-        "--classes",
-        required=True,
-        help='comma-separated class names, e.g. "cat,sofa,floor"; synonyms of one class with ";" ("person; man; '
-        "woman, sofa\"); or a named vocabulary: the standard benchmarks' official class files with their synonyms "
-        "and background class (" + ", ".join(_named_vocabularies()) + ")",
-    )
-    p.add_argument("-o", "--output", help="overlay path (or directory for several images)")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
-    p.add_argument("--save-labels", action="store_true", help="also write the label map as 16-bit PNG")
-    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--mode", default="exact", choices=["exact", "fast"])
-    p.add_argument(
-        "--precision",
-        default=None,
-        choices=["fp32", "fp16", "fp16-pinned", "bf16", "int8"],
-        help="default: the backend's (TensorRT fp16, else fp32). onnxruntime: int8 (CPU) or bf16 (Arm64); torch: "
-        "fp16/bf16; a reduced precision runs only after its accuracy gate passed (docs/precision.md)",
-    )
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
-    p.add_argument(
-        "--max-pixels",
-        type=int,
-        default=None,
-        help="refuse images with more pixels than this, read from the file header before decoding "
-        "(default: $ZSSEG_MAX_PIXELS or 40000000; 0 = no limit)",
-    )
-    p.set_defaults(func=_cmd_segment)
+    _add_segment_command(sub)
 
     p = sub.add_parser(
         "build-engine",
         help="build TensorRT 10 engines, or prepare a reduced precision of ONNX Runtime / torch (accuracy-gated)",
     )
-    p.add_argument("bundle")
+    p.add_argument("bundle", help="bundle directory written by `zsseg export`")
     p.add_argument(
         "--backend",
         default="tensorrt",
@@ -334,6 +451,7 @@ def _add_optional_commands(sub, wanted: Optional[str] = None) -> None:
         ("zsseg_rt.eval.cli", "add_eval_command", "eval", "the torch extra or onnxruntime"),
         ("zsseg_rt.scale.cli", "add_batch_command", "batch", "the scale extra (ray[data,serve])"),
         ("zsseg_rt.scale.cli", "add_serve_command", "serve", "the scale extra (ray[data,serve])"),
+        ("zsseg_rt.profiling", "add_profile_command", "profile", "opencv-python-headless and onnxruntime"),
     ):
         if not _registers(command, wanted):
             sub.add_parser(command, help=_LAZY_HELP.get(command))
@@ -354,6 +472,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_command_in(argv)).parse_args(argv)
+    if getattr(args, "debug", False):
+        os.environ["ZSSEG_RAY_LOGS"] = "1"  # zsseg_rt.scale: Ray's own log lines shown as well
     return run_command(args.func, args)
 
 

@@ -1,12 +1,19 @@
-"""``zsseg segment``: images -> overlays (+ label maps), torch-free unless the torch backend is asked for.
+"""``zsseg segment``: photos, folders and globs -> overlays, colour masks, label maps and a class map; torch-free
+unless the torch backend is asked for.
 
-Output paths are planned and checked (extension, writable directory, no two inputs sharing an output, never an
-input overwritten) before the bundle is loaded; an image that cannot be read is reported and skipped, and the
-exit code is non-zero when any image failed.
+Where results go: a new numbered folder per run (``runs/segment/exp``, ``exp2``, ... as Ultralytics does), or
+``-o DIR``, or ``-o FILE.png`` for a single image. Output paths are planned and checked (extension, writable folder,
+no two inputs sharing an output, never an input overwritten, never an existing file replaced without
+``--overwrite``) before the bundle is loaded; an image that cannot be read is reported and skipped, and the exit code
+is non-zero when any image failed.
+
+A photo over the pixel limit is segmented resized to fit it, with a note (``image_io.read_image_fitted``), unless
+``--max-pixels`` (or ``$ZSSEG_MAX_PIXELS``) sets the limit, which then refuses larger images.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
@@ -16,57 +23,66 @@ from typing import Dict, List, Optional, Sequence
 
 from .cli_errors import CliError, format_error
 
-__all__ = ["plan_output_paths", "check_output_paths", "run_segment", "labels_path"]
+__all__ = [
+    "expand_inputs",
+    "next_run_directory",
+    "plan_outputs",
+    "check_outputs",
+    "run_segment",
+    "labels_path",
+    "VIEWS",
+    "RUNS_DIR",
+]
 
-OVERLAY_SUFFIX = "_seg"
+VIEWS = ("overlay", "mask")  # --visualize (jetson-inference's names); the label ids are --save-labels
+RUNS_DIR = os.path.join("runs", "segment")
+CLASS_MAP = "classes.json"
 WRITABLE_EXTENSIONS = ".png, .jpg, .bmp, .tif, .webp"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
-def labels_path(overlay_path: str) -> str:
-    """Where ``--save-labels`` writes the label map of an overlay (16-bit PNG beside it)."""
-    return os.path.splitext(overlay_path)[0] + "_labels.png"
+def labels_path(image_path: str) -> str:
+    """Where the label map of a single-file output goes (``-o out.png`` -> ``out_labels.png``)."""
+    return os.path.splitext(image_path)[0] + "_labels.png"
 
 
-def _wants_directory(output: Optional[str], count: int) -> bool:
-    if output is None or count > 1 or os.path.isdir(output) or output.endswith(("/", os.sep)):
-        return True
-    return not os.path.splitext(output)[1]  # "-o results": a directory (a file needs an image extension)
+# ---- inputs ----------------------------------------------------------------------------------------------------------
+def expand_inputs(sources: Sequence[str]) -> List[str]:
+    """The image files named by the command line, in order: a file as given, a folder's images (its own files with
+    an image extension, in name order; not its sub-folders), a glob (``"photos/*.jpg"``, ``"**/*.png"``: quoted, so
+    that zsseg and not the shell expands it). A path that does not exist is kept: it is reported as missing.
 
-
-def plan_output_paths(images: Sequence[str], output: Optional[str]) -> List[str]:
-    """One overlay path per input image, all different and none of them an input (deterministic: the first image
-    with a given stem gets ``STEM_seg.png``, later ones ``STEM_seg_2.png``, ``STEM_seg_3.png``... in input order).
-
-    Args:
-        images: the input paths, in order.
-        output: ``-o``: None (current directory), a directory, or a file path (one image only).
-    Returns:
-        The overlay paths, in input order.
     Raises:
-        CliError: ``output`` names a file but several images were given.
+        CliError: a folder without images, or a glob that matches no file.
     """
-    if not _wants_directory(output, len(images)):
-        return [output]  # type: ignore[list-item]
-    if output is not None and os.path.exists(output) and not os.path.isdir(output):
-        raise CliError(f"-o {output!r} is an existing file but {len(images)} images were given: give a directory")
-    if output is not None and len(images) > 1 and not os.path.exists(output) and _has_image_extension(output):
-        raise CliError(
-            f"-o {output!r} looks like an image file but {len(images)} images were given: "
-            "give a directory for the overlays (e.g. -o out/)"
-        )
-    directory = output or "."
-    inputs = {os.path.realpath(image) for image in images}
-    used: set = set()
-    paths = []
-    for image in images:
-        stem = os.path.splitext(os.path.basename(os.path.normpath(image)))[0]
-        name, number = f"{stem}{OVERLAY_SUFFIX}.png", 2
-        # lower(): also distinct on case-insensitive file systems; never the path of an input image
-        while name.lower() in used or os.path.realpath(os.path.join(directory, name)) in inputs:
-            name, number = f"{stem}{OVERLAY_SUFFIX}_{number}.png", number + 1
-        used.add(name.lower())
-        paths.append(os.path.join(directory, name))
-    return paths
+    images: List[str] = []
+    for source in sources:
+        if os.path.isdir(source):
+            found = sorted(
+                os.path.join(source, name)
+                for name in os.listdir(source)
+                if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(source, name))
+            )
+            if not found:
+                raise CliError(f"the folder {source!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            images.extend(found)
+        elif not os.path.exists(source) and glob.has_magic(source):
+            found = sorted(path for path in glob.glob(source, recursive=True) if os.path.isfile(path))
+            if not found:
+                raise CliError(f"no file matches {source!r}")
+            images.extend(found)
+        else:
+            images.append(source)
+    return images
+
+
+# ---- outputs ---------------------------------------------------------------------------------------------------------
+def next_run_directory(root: str = RUNS_DIR, name: str = "exp") -> str:
+    """The first of ``root/exp``, ``root/exp2``, ``root/exp3``, ... that does not exist yet."""
+    candidate, number = os.path.join(root, name), 2
+    while os.path.exists(candidate):
+        candidate, number = os.path.join(root, f"{name}{number}"), number + 1
+    return candidate
 
 
 def _has_image_extension(path: str) -> bool:
@@ -75,111 +91,193 @@ def _has_image_extension(path: str) -> bool:
     return bool(os.path.splitext(path)[1]) and bool(cv2.haveImageWriter(path))
 
 
-def _ancestors(directory: str) -> List[str]:
-    """``directory`` and its parents, nearest first."""
-    chain, path = [], os.path.abspath(directory)
-    while True:
-        chain.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            return chain
-        path = parent
+def _is_single_file(output: Optional[str], count: int) -> bool:
+    """``-o out.png`` with one image: that file (a path with an image extension that is not a folder)."""
+    if output is None or count != 1 or os.path.isdir(output) or output.endswith(("/", os.sep)):
+        return False
+    return bool(os.path.splitext(output)[1])
+
+
+def plan_outputs(images: Sequence[str], output: Optional[str], views: Sequence[str], save_labels: bool) -> Dict:
+    """Every file the run will write, decided before any inference.
+
+    Args:
+        images: the input paths, in order (``expand_inputs``).
+        output: ``-o``: None (a new ``runs/segment/expN``), a folder, or a file path (one image only).
+        views: the image views to write ("overlay", "mask"); save_labels: also the label ids (+ their mask).
+    Returns:
+        ``{"directory": folder, "class_map": path, "files": [{view: path, ...} per image]}``. File names in a
+        folder are ``STEM_overlay.png``, ``STEM_mask.png``, ``STEM_labels.png``; the first image with a given stem
+        gets ``STEM``, later ones ``STEM_2``, ``STEM_3``... (also on case-insensitive file systems), never a name
+        that would overwrite an input.
+    Raises:
+        CliError: ``output`` names a file but several images were given.
+    """
+    kinds = [view for view in VIEWS if view in views or (view == "mask" and save_labels)]
+    kinds += ["labels"] if save_labels else []
+    if output is not None and _is_single_file(output, len(images)):
+        first, rest = kinds[0], kinds[1:]
+        stem = os.path.splitext(output)[0]
+        single = {first: output, **{kind: f"{stem}_{kind}.png" for kind in rest}}
+        return {"directory": os.path.dirname(output) or ".", "class_map": f"{stem}_classes.json", "files": [single]}
+    if output is not None and os.path.exists(output) and not os.path.isdir(output):
+        raise CliError(f"-o {output!r} is an existing file but {len(images)} images were given: give a folder")
+    if output is not None and len(images) > 1 and not os.path.exists(output) and _has_image_extension(output):
+        raise CliError(
+            f"-o {output!r} looks like an image file but {len(images)} images were given: "
+            "give a folder for the results (e.g. -o out/)"
+        )
+    directory = output if output is not None else next_run_directory()
+    inputs = {os.path.realpath(image) for image in images}
+    used: set = set()
+    files: List[Dict[str, str]] = []
+
+    def paths(base: str) -> Dict[str, str]:
+        return {kind: os.path.join(directory, f"{base}_{kind}.png") for kind in kinds}
+
+    for image in images:
+        stem = os.path.splitext(os.path.basename(os.path.normpath(image)))[0]
+        name, number = stem, 2
+        # lower(): distinct on case-insensitive file systems too; never the path of an input image
+        while name.lower() in used or any(os.path.realpath(p) in inputs for p in paths(name).values()):
+            name, number = f"{stem}_{number}", number + 1
+        used.add(name.lower())
+        files.append(paths(name))
+    return {"directory": directory, "class_map": os.path.join(directory, CLASS_MAP), "files": files}
 
 
 def _check_directory(directory: str) -> None:
-    blocker = next((p for p in _ancestors(directory) if os.path.exists(p) and not os.path.isdir(p)), None)
+    chain, path = [], os.path.abspath(directory)
+    while True:
+        chain.append(path)
+        if os.path.dirname(path) == path:
+            break
+        path = os.path.dirname(path)
+    blocker = next((p for p in chain if os.path.exists(p) and not os.path.isdir(p)), None)
     if blocker is not None:
-        raise CliError(f"cannot create the output directory {directory!r}: {blocker!r} is a file, not a directory")
+        raise CliError(f"cannot create the output folder {directory!r}: {blocker!r} is a file, not a directory")
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as exc:
-        raise CliError(f"cannot create the output directory {directory!r}: {exc.strerror or exc}") from None
+        raise CliError(f"cannot create the output folder {directory!r}: {exc.strerror or exc}") from None
     try:
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as exc:
-        raise CliError(f"the output directory {directory!r} is not writable: {exc.strerror or exc}") from None
+        raise CliError(f"the output folder {directory!r} is not writable: {exc.strerror or exc}") from None
 
 
-def check_output_paths(images: Sequence[str], outputs: Sequence[str], save_labels: bool) -> None:
-    """Refuse output paths that cannot be written, before any inference; creates the output directories.
+def check_outputs(images: Sequence[str], plan: Dict, overwrite: bool) -> None:
+    """Refuse outputs that cannot or may not be written, before any inference; creates the output folders.
 
     Raises:
-        CliError: unsupported extension, directory not creatable or not writable, an output that is a directory,
-            or an output that would overwrite one of the input images.
+        CliError: an unsupported extension, a folder that cannot be created or written, an output that is a folder
+            or one of the inputs, or an existing file without ``overwrite``.
     """
     inputs = {os.path.realpath(path) for path in images}
-    targets = list(outputs) + ([labels_path(path) for path in outputs] if save_labels else [])
+    targets = [path for files in plan["files"] for path in files.values()]
     for path in targets:
         if not _has_image_extension(path):
             raise CliError(
-                f"cannot write the overlay {path!r}: OpenCV has no writer for "
+                f"cannot write {path!r}: OpenCV has no writer for "
                 f"{os.path.splitext(path)[1] or 'a name without extension'!r}; use one of {WRITABLE_EXTENSIONS}"
             )
         if os.path.isdir(path):
-            raise CliError(f"the output {path!r} is a directory; give a file name such as out.png")
+            raise CliError(f"the output {path!r} is a folder; give a file name such as out.png")
         if os.path.realpath(path) in inputs:
             raise CliError(f"the output {path!r} is one of the input images; choose another -o")
-    for directory in sorted({os.path.dirname(os.path.abspath(path)) for path in targets}):
+    existing = [path for path in targets if os.path.exists(path)]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise CliError(
+            f"{existing[0]!r}{more} exists already: pass --overwrite to replace it, or leave out -o to write into a "
+            f"new numbered folder under {RUNS_DIR}"
+        )
+    for directory in sorted({os.path.dirname(os.path.abspath(path)) for path in targets + [plan["class_map"]]}):
         _check_directory(directory)
     for path in targets:
         if os.path.exists(path) and not os.access(path, os.W_OK):
             raise CliError(f"the output {path!r} exists and is not writable")
 
 
-def _segment_one(engine, path: str, out_path: str, args) -> Dict:
-    import cv2
-    import numpy as np
+def _write_class_map(path: str, class_names: Sequence[str], overwrite: bool) -> None:
+    """``classes.json``: label id -> class name. An identical existing file is fine; a different one needs
+    ``overwrite`` (it describes label maps written before)."""
+    content = json.dumps({str(i): name for i, name in enumerate(class_names)}, indent=1) + "\n"
+    if os.path.exists(path) and not overwrite:
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == content:
+                return
+        raise CliError(
+            f"{path!r} exists with another vocabulary: pass --overwrite, or another -o (its label maps use it)"
+        )
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(content)
 
-    from .image_io import read_image_bgr
 
-    image = read_image_bgr(path, args.max_pixels)
+# ---- the run -----------------------------------------------------------------------------------------------------------
+def _segment_one(engine, path: str, files: Dict[str, str], args) -> Dict:
+    from .image_io import read_image_fitted
+
+    image, resized = read_image_fitted(path, args.max_pixels, resize=args.resize)
+    if resized:
+        print(f"zsseg segment: note: {resized['note']}", file=sys.stderr)
     start = time.perf_counter()
     result = engine(image)
     elapsed = time.perf_counter() - start
-    if not cv2.imwrite(out_path, result.overlay(image, alpha=args.alpha)):
-        raise OSError(f"OpenCV could not write {out_path!r} (disk full or path removed?)")
-    if args.save_labels and not cv2.imwrite(labels_path(out_path), result.labels.astype(np.uint16)):
-        raise OSError(f"OpenCV could not write {labels_path(out_path)!r} (disk full or path removed?)")
-    counts = np.bincount(result.labels.ravel(), minlength=len(result.class_names))
-    return {
-        "image": path,
-        "overlay": out_path,
-        "seconds": round(elapsed, 3),
-        "backend": engine.backend.name,
-        "precision": getattr(engine.backend, "precision", None),
-        "classes": {
-            result.class_names[i]: round(float(counts[i]) / result.labels.size, 4) for i in result.present_classes()
-        },
-    }
+    result.path = path
+    for kind, out_path in files.items():
+        result.write_view(kind, out_path, alpha=args.alpha, legend=not args.no_legend)
+    summary: Dict = {"image": path, **files, "seconds": round(elapsed, 3), "backend": engine.backend.name}
+    summary["classes"] = {name: round(share, 4) for name, share in result.areas().items()}
+    summary["timing_ms"] = {stage: round(ms, 2) for stage, ms in result.timing.items()}
+    if resized:
+        summary["resized"] = {"from": resized["from"], "to": resized["to"]}
+    if result.banner:
+        summary["banner"] = result.banner
+    return summary
+
+
+def _views(text: str) -> List[str]:
+    views = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [view for view in views if view not in VIEWS]
+    if unknown or not views:
+        raise CliError(f"--visualize takes {' and/or '.join(VIEWS)} (comma-separated), got {text!r}")
+    return views
 
 
 def run_segment(args) -> int:
     """Entry point of ``zsseg segment`` (argparse namespace from ``zsseg_rt.cli``). Returns the exit code: 0 when
     every image was segmented, 1 when any failed (the others are still written and reported)."""
-    from .image_io import max_pixels_limit
+    from .image_io import MAX_PIXELS_ENV, max_pixels_limit
 
     if not 0.0 <= args.alpha <= 1.0:
         raise CliError(f"--alpha is the overlay opacity, between 0 and 1; got {args.alpha}")
+    # no limit given: a photo over the default is resized to fit it (with a note) instead of refused
+    args.resize = args.max_pixels is None and not os.environ.get(MAX_PIXELS_ENV, "").strip()
     args.max_pixels = max_pixels_limit(args.max_pixels)
-    outputs = plan_output_paths(args.images, args.output)
-    check_output_paths(args.images, outputs, args.save_labels)
+    views = _views(args.visualize)
+    images = expand_inputs(args.images)
+    plan = plan_outputs(images, args.output, views, args.save_labels)
+    fresh = not os.path.exists(plan["directory"])
+    check_outputs(images, plan, args.overwrite)
 
     from zsseg_rt.runtime import Engine
 
-    engine = Engine(
-        args.bundle,
-        classes=args.classes,
-        backend=args.backend,
-        device=args.device,
-        mode=args.mode,
-        precision=getattr(args, "precision", None),
-    )
+    try:
+        engine = Engine(args.bundle, classes=args.classes, backend=args.backend, device=args.device, mode=args.mode)
+    except BaseException:
+        if fresh and os.path.isdir(plan["directory"]) and not os.listdir(plan["directory"]):
+            os.rmdir(plan["directory"])  # no empty runs/segment/expN left behind by a bad bundle or vocabulary
+        raise
+    if engine.weights_banner:
+        print(f"zsseg segment: note: {args.bundle}: {engine.weights_banner}", file=sys.stderr)
+    _write_class_map(plan["class_map"], engine.class_names, args.overwrite)
     summaries = []
     failed = 0
-    for path, out_path in zip(args.images, outputs):
+    for path, files in zip(images, plan["files"]):
         try:
-            summary = _segment_one(engine, path, out_path, args)
+            summary = _segment_one(engine, path, files, args)
         except (ValueError, OSError, MemoryError) as exc:  # this image only: report, skip, go on with the others
             failed += 1
             summaries.append({"image": path, "error": format_error(exc)})
@@ -188,9 +286,11 @@ def run_segment(args) -> int:
         summaries.append(summary)
         if not args.json:
             shares = ", ".join(f"{k} {v:.1%}" for k, v in summary["classes"].items())
-            print(f"{path}: {summary['seconds']:.2f}s -> {out_path}  {shares}")
+            print(f"{path}: {summary['seconds']:.2f}s -> {next(iter(files.values()))}  {shares}")
     if args.json:
         print(json.dumps(summaries, indent=1))
+    else:
+        print(f"results in {plan['directory']} (label ids -> class names: {plan['class_map']})")
     if failed:
-        print(f"zsseg segment: {failed} of {len(args.images)} images failed (see above)", file=sys.stderr)
+        print(f"zsseg segment: {failed} of {len(images)} images failed (see above)", file=sys.stderr)
     return 1 if failed else 0

@@ -15,6 +15,8 @@ import json
 import os
 import time
 
+from zsseg_rt.bundle.weights import RANDOM_BANNER
+
 NO_WEIGHTS_MESSAGE = """\
 No model weights are available: no trained ZegCLIP checkpoint was given, and the stock CLIP weights ({tag!r})
 could not be loaded ({error}).
@@ -26,7 +28,7 @@ To see real segmentations, give the demo weights:
     open_clip state_dict or .safetensors):  --clip-weights /path/to/ViT-B-16.pt
     (on a machine with internet the open_clip tag 'openai' is downloaded automatically)"""
 
-RANDOM_LABEL = "RANDOM WEIGHTS - pipeline check only, labels are meaningless"
+RANDOM_LABEL = RANDOM_BANNER  # the banner every output of a random-weight bundle carries
 
 
 def _sample_image() -> str:
@@ -47,16 +49,9 @@ def _resolve_model(args):
         model = load_native(args.native)
         return model, args.native, f"{type(model).__name__} ({os.path.basename(args.native)})", _stem(args.native)
     tag = args.clip_weights or "openai"
-    if not os.path.exists(tag):
-        from zsseg_rt.models.common.weights import go_offline, hub_endpoint, hub_reachable
+    from zsseg_rt.models.common.weights import cache_only_when_offline
 
-        if not hub_reachable(timeout=1.5):
-            print(
-                f"[demo] no network: {hub_endpoint()} did not answer within 1.5 s; looking for the CLIP weights "
-                f"{tag!r} in the local cache only",
-                flush=True,
-            )
-            go_offline()
+    cache_only_when_offline(tag, say=lambda line: print(f"[demo] {line}", flush=True))
     try:
         model = create_model(args.method, pretrained=tag)
         source = tag if os.path.exists(tag) else None
@@ -69,6 +64,19 @@ def _resolve_model(args):
         raise SystemExit(2)
     print(f"\n*** {RANDOM_LABEL} ***\n", flush=True)
     return create_model(args.config, pretrained=None), None, RANDOM_LABEL, f"{args.config}-random"
+
+
+def _weights(args, model, source, title):
+    """meta.json ``weights`` of the demo's bundle (``zsseg_rt.bundle.weights``)."""
+    from zsseg_rt.bundle import weights_record
+    from zsseg_rt.models.registry import family_of_model
+
+    if title == RANDOM_LABEL:
+        return weights_record(None, "none")
+    if args.official or os.environ.get("ZSSEG_CHECKPOINT") or args.native:
+        return weights_record(source, "checkpoint")
+    trainable = bool(getattr(family_of_model(model), "trainable", False))
+    return weights_record(args.clip_weights or "openai", "clip", trainable=trainable)
 
 
 def _stem(path: str) -> str:
@@ -110,6 +118,7 @@ def run_demo(args) -> int:
             overwrite=True,
             verify_images=verification_images(None, count=1),
             extra_meta={"demo_config": bundle_name},
+            weights=_weights(args, model, source, title),
         )
         print(f"[demo] bundle ready in {time.perf_counter() - start:.1f}s", flush=True)
     classes = args.classes or ",".join(model.config.class_names)
@@ -119,7 +128,8 @@ def run_demo(args) -> int:
     elapsed = time.perf_counter() - start
     os.makedirs(args.workdir, exist_ok=True)
     out_path = os.path.join(args.workdir, "demo_overlay.png")
-    cv2.imwrite(out_path, result.overlay(image, alpha=0.5, title=title))
+    # a random-weight bundle's overlay carries its banner already (Result.overlay): no second copy as the title
+    cv2.imwrite(out_path, result.overlay(image, alpha=0.5, title="" if result.banner == title else title))
     share = {result.class_names[i]: float((result.labels == i).mean()) for i in result.present_classes()}
     print(f"[demo] {title}")
     print(

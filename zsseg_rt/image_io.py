@@ -25,10 +25,16 @@ __all__ = [
     "image_size",
     "max_pixels_limit",
     "read_image_bgr",
+    "read_image_fitted",
     "check_frame_size",
 ]
 
 DEFAULT_MAX_PIXELS = 40_000_000
+# read_image_fitted decodes a file over the limit only where that costs at most this many times the memory the limit
+# allows: JPEG decodes straight at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling, OpenCV's IMREAD_REDUCED_*), so up to
+# 64x the limit is never held at full size; other formats decode at full size first, so only up to 1.5x.
+FIT_FACTOR_FULL_DECODE = 1.5
+FIT_FACTOR_REDUCED_DECODE = 64.0
 MAX_PIXELS_ENV = "ZSSEG_MAX_PIXELS"
 _PIL_LIMIT_LOCK = threading.Lock()  # guards the temporary change of Pillow's global MAX_IMAGE_PIXELS
 
@@ -134,3 +140,61 @@ def read_image_bgr(path: str, max_pixels: Optional[int] = None) -> np.ndarray:
     if image is None:
         raise ImageReadError(f"cannot decode image {path!r} (truncated, corrupt, or a format OpenCV cannot read)")
     return image
+
+
+def _reduced_flag(scale: float, jpeg: bool) -> Tuple[int, int]:
+    """``(imread flag, reduction)``: the largest JPEG reduction 2/4/8 that still decodes at least ``scale`` of the
+    size (``scale`` < 1), or a full decode."""
+    import cv2
+
+    if jpeg:
+        for reduction, flag in (
+            (8, cv2.IMREAD_REDUCED_COLOR_8),
+            (4, cv2.IMREAD_REDUCED_COLOR_4),
+            (2, cv2.IMREAD_REDUCED_COLOR_2),
+        ):
+            if 1.0 / reduction >= scale:
+                return flag, reduction
+    return cv2.IMREAD_COLOR, 1
+
+
+def read_image_fitted(path: str, max_pixels: Optional[int] = None, resize: bool = True):
+    """Like :func:`read_image_bgr`, but an image over the pixel limit is decoded resized to fit it (keeping its
+    aspect ratio) instead of refused, when ``resize`` and the decode stays cheap (a JPEG up to 64x the limit,
+    decoded at a reduced scale; other formats up to 1.5x); larger ones are refused as by ``read_image_bgr``.
+
+    Returns:
+        ``(image [H, W, 3] uint8 BGR, resized)``: ``resized`` is None, or ``{"from": [w, h], "to": [w, h],
+        "note": one line saying so}``.
+    Raises:
+        ImageTooLargeError, ImageReadError: as :func:`read_image_bgr`.
+    """
+    import cv2
+
+    limit = max_pixels_limit(max_pixels)
+    width, height = image_size(path)
+    pixels = width * height
+    if not resize or not limit or pixels <= limit:
+        return read_image_bgr(path, limit), None
+    with open(path, "rb") as handle:
+        jpeg = handle.read(3) == b"\xff\xd8\xff"
+    factor = FIT_FACTOR_REDUCED_DECODE if jpeg else FIT_FACTOR_FULL_DECODE
+    if pixels > factor * limit:
+        _check_pixels(width, height, limit, f"image {path!r}")  # raises: too large even to resize cheaply
+    flag, _reduction = _reduced_flag((limit / pixels) ** 0.5, jpeg)
+    try:
+        image = cv2.imread(path, flag)
+    except cv2.error as exc:
+        raise ImageReadError(f"cannot decode image {path!r}: {str(exc).strip().splitlines()[-1]}") from None
+    if image is None:
+        raise ImageReadError(f"cannot decode image {path!r} (truncated, corrupt, or a format OpenCV cannot read)")
+    decoded_h, decoded_w = image.shape[:2]  # after the EXIF rotation OpenCV applies: the header may be turned
+    scale = min(1.0, (limit / (decoded_h * decoded_w)) ** 0.5)
+    target = (max(1, int(decoded_w * scale)), max(1, int(decoded_h * scale)))
+    if target != (decoded_w, decoded_h):
+        image = cv2.resize(image, target, interpolation=cv2.INTER_AREA)
+    note = (
+        f"{path} is {width}x{height} ({pixels / 1e6:.1f} MP), over the {limit / 1e6:g} MP limit: segmented resized "
+        f"to {target[0]}x{target[1]} (--max-pixels 0 keeps the full size if this machine has the memory)"
+    )
+    return image, {"from": [width, height], "to": list(target), "note": note}

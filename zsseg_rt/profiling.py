@@ -2,7 +2,8 @@
 encoder, head, post-processing and end-to-end, with p50/p90/p99/mean and FPS, at chosen input resolutions,
 batch sizes and class counts, for one or several backends side by side.
 
-    python tools/profile.py --bundle B --classes 20 --iters 50 --out out/profile     (or python -m zsseg_rt.profiling)
+    zsseg profile --bundle B --classes 20 --iters 50 --out out/profile
+        (the same: python -m zsseg_rt.profiling ..., or python tools/profile.py ... in a source checkout)
     python tools/profile.py --bundle B --classes 1,20,150 --resolutions 640x480,1280x720 \
         --compare onnxruntime,torch --out out/profile
 
@@ -33,10 +34,7 @@ import argparse
 import csv
 import json
 import os
-import platform
 import re
-import shutil
-import subprocess
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
@@ -44,6 +42,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from zsseg_rt.assets import SAMPLES_DIR
+from zsseg_rt.cli_errors import CliError
+from zsseg_rt.system_info import jetson_info, run_quietly, system_info
 
 STAGES = ("preprocess", "image_encoder", "head", "postprocess")
 COPY_STAGES = ("upload", "download")  # the device pipeline's host<->device copies (profiled as their own stages)
@@ -131,124 +131,6 @@ def parse_backend(text: str) -> Dict[str, str]:
     return {"label": text.strip(), "backend": name, "device": device, "precision": "fp32"}
 
 
-# ---- system information ---------------------------------------------------------------------------------------
-def _run(cmd: List[str], timeout: float = 5.0) -> Optional[str]:
-    if shutil.which(cmd[0]) is None:
-        return None
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read().replace("\x00", "").strip()
-    except OSError:
-        return None
-
-
-def cpu_model() -> str:
-    text = _read("/proc/cpuinfo") or ""
-    for key in ("model name", "Model", "Hardware", "cpu model"):
-        match = re.search(rf"^{key}\s*:\s*(.+)$", text, flags=re.MULTILINE)
-        if match:
-            return match.group(1).strip()
-    return platform.processor() or platform.machine()
-
-
-def jetson_info() -> Optional[dict]:
-    model = _read("/proc/device-tree/model")
-    release = _read("/etc/nv_tegra_release")
-    if not (release or (model and "jetson" in model.lower())):
-        return None
-    info: Dict[str, Any] = {"model": model, "l4t": release.splitlines()[0] if release else None}
-    query = _run(["nvpmodel", "-q"])
-    if query:
-        info["power_mode"] = " ".join(query.split())
-    conf = _read("/etc/nvpmodel.conf")
-    if conf:
-        match = re.search(r"PM_CONFIG\s+DEFAULT\s*=\s*(\d+)", conf)
-        info["nvpmodel_default_mode"] = int(match.group(1)) if match else None
-    if "power_mode" not in info:
-        info["power_mode"] = "unknown (nvpmodel -q not available)"
-    return info
-
-
-def _module_version(name: str) -> Optional[str]:
-    module = sys.modules.get(name)
-    if module is None:
-        try:
-            module = __import__(name)
-        except Exception:  # noqa: BLE001 - absent or broken: reported as None
-            return None
-    return getattr(module, "__version__", "unknown")
-
-
-def cuda_version() -> Optional[str]:
-    torch = sys.modules.get("torch")
-    if torch is not None and getattr(torch.version, "cuda", None):
-        return f"{torch.version.cuda} (torch build)"
-    text = _read("/usr/local/cuda/version.json")
-    if text:
-        match = re.search(r'"cuda"\s*:\s*\{[^}]*"version"\s*:\s*"([^"]+)"', text)
-        if match:
-            return match.group(1)
-    out = _run(["nvcc", "--version"])
-    if out:
-        match = re.search(r"release ([\d.]+)", out)
-        if match:
-            return match.group(1)
-    return None
-
-
-def gpu_info() -> Optional[List[dict]]:
-    out = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
-    if out:
-        gpus = []
-        for line in out.splitlines():
-            parts = [p.strip() for p in line.split(",")]
-            gpus.append(
-                {
-                    "name": parts[0],
-                    "driver": parts[1] if len(parts) > 1 else None,
-                    "memory": parts[2] if len(parts) > 2 else None,
-                }
-            )
-        return gpus
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        return [{"name": torch.cuda.get_device_name(i)} for i in range(torch.cuda.device_count())]
-    return None
-
-
-def system_info() -> dict:
-    ort_version = _module_version("onnxruntime")
-    providers = None
-    if ort_version:
-        import onnxruntime
-
-        providers = onnxruntime.get_available_providers()
-    return {
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "gpu": gpu_info(),
-        "jetson": jetson_info(),
-        "onnxruntime": ort_version,
-        "onnxruntime_providers": providers,
-        "tensorrt": _module_version("tensorrt"),
-        "cuda": cuda_version(),  # the torch build's CUDA, else the installed toolkit's "torch": getattr(sys.modules.get("torch"), "__version__", None),
-        "opencv": _module_version("cv2"),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
 # ---- timing ---------------------------------------------------------------------------------------------------
 class CudaEventTimer:
     """Wraps a backend's graph calls with CUDA events (torch), collecting device milliseconds per stage."""
@@ -322,7 +204,7 @@ def choose_timing(requested: str, engine) -> str:
         except ImportError:
             cuda_ok = False
     if requested == "cuda" and not cuda_ok:
-        raise SystemExit(
+        raise CliError(
             f"--timing cuda needs the backend on a GPU and torch with CUDA for the events; "
             f"{engine.backend.name} runs on {'GPU' if on_gpu else 'CPU'} here. Use --timing wall."
         )
@@ -338,7 +220,7 @@ def device_memory(engine) -> dict:
     torch = sys.modules.get("torch")
     if engine.backend.name == "torch" and torch is not None:
         return {"bytes": int(torch.cuda.max_memory_allocated()), "how": "torch.cuda.max_memory_allocated"}
-    out = _run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"])
+    out = run_quietly(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"])
     if out:
         for line in out.splitlines():
             parts = [p.strip() for p in line.split(",")]
@@ -367,7 +249,7 @@ def load_image(path: Optional[str]) -> np.ndarray:
     if path is not None:
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
-            raise SystemExit(f"cannot read image {path!r}")
+            raise CliError(f"cannot read image {path!r}")
         return image
     rng = np.random.default_rng(0)
     return cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 3)
@@ -501,13 +383,24 @@ def run_profile(args) -> dict:
             "peak_rss_resettable": reset_peak_rss(),
         },
         "backends": [],
+        "skipped": [],
         "results": [],
         "text_encoder": [],
     }
     for spec in args.backends:
         rss_before = _proc_status("VmRSS")
         start = time.perf_counter()
-        engine = make_engine(args.bundle, spec, args.mode, verify=not args.no_verify)
+        try:
+            engine = make_engine(args.bundle, spec, args.mode, verify=not args.no_verify)
+        except (ImportError, OSError, ValueError, RuntimeError) as exc:
+            if len(args.backends) == 1:
+                raise
+            from zsseg_rt.cli_errors import format_error
+
+            # e.g. the torch backend of a bundle whose checkpoint is not here: the other backends still run
+            print(f"skipping {spec['label']}: {format_error(exc)}", file=sys.stderr, flush=True)
+            report["skipped"].append({"backend": spec["label"], "reason": format_error(exc)})
+            continue
         load_s = time.perf_counter() - start
         timing = choose_timing(args.timing, engine)
         timer = CudaEventTimer(engine.backend) if timing == "cuda" else None
@@ -523,7 +416,7 @@ def run_profile(args) -> dict:
         )
         for count in args.classes:
             if count > meta.max_classes:
-                raise SystemExit(f"--classes {count} exceeds the bundle's max_classes {meta.max_classes}")
+                raise CliError(f"--classes {count} exceeds the bundle's max_classes {meta.max_classes}")
             text = profile_text(engine, count, args.text_iters, timer)
             report["text_encoder"].append({"backend": spec["label"], **text})
             engine.set_classes(class_names(count))
@@ -551,6 +444,10 @@ def run_profile(args) -> dict:
                             flush=True,
                         )
         del engine, timer
+    if not report["backends"]:
+        raise RuntimeError(
+            "no backend could run: " + "; ".join(f"{s['backend']}: {s['reason']}" for s in report["skipped"])
+        )
     report["comparison"] = compare(report["results"])
     return report
 
@@ -756,8 +653,29 @@ def write_outputs(report: dict, out_dir: str, plot: bool = True) -> Dict[str, st
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+        prog="zsseg profile",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
     )
+    return add_profile_arguments(p)
+
+
+def add_profile_command(subparsers) -> argparse.ArgumentParser:
+    """Register ``zsseg profile`` on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "profile",
+        help="per-stage latency profile of a bundle (p50/p90/p99, FPS), backends side by side",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    add_profile_arguments(p)
+    p.set_defaults(func=run_profile_command)
+    return p
+
+
+def add_profile_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--bundle", required=True, help="bundle directory (zsseg export)")
     p.add_argument("--classes", type=parse_int_list, default=[20], help="class counts C, e.g. 1,20,150")
     p.add_argument(
@@ -779,7 +697,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=50, help="timed iterations per configuration")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up iterations per configuration")
     p.add_argument("--text-iters", type=int, default=3, help="fresh vocabularies timed per class count")
-    p.add_argument("--mode", default="exact", choices=["exact", "fast"])
+    p.add_argument(
+        "--mode", default="exact", choices=["exact", "fast"], help="post-processing order (see `zsseg segment --help`)"
+    )
     p.add_argument(
         "--timing",
         default="auto",
@@ -795,9 +715,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    """``python -m zsseg_rt.profiling`` / ``python tools/profile.py``: as ``zsseg profile`` (an error is one line;
+    ``--debug`` shows the traceback)."""
+    from zsseg_rt.cli_errors import run_command
+
+    parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    args = parser.parse_args(argv)
+    args.command = "profile"
+    return run_command(run_profile_command, args)
+
+
+def run_profile_command(args) -> int:
     if args.iters < 1 or args.warmup < 0 or args.text_iters < 1:
-        raise SystemExit("--iters and --text-iters must be >= 1 and --warmup >= 0")
+        raise CliError("--iters and --text-iters must be >= 1 and --warmup >= 0")
     report = run_profile(args)
     paths = write_outputs(report, args.out, plot=not args.no_plot)
     print(format_table(report))

@@ -179,7 +179,8 @@ def test_bad_vocabularies(engine, names, match):
         (np.zeros((10, 10, 3), np.float64), TypeError, "uint8"),
         (np.zeros((0, 10, 3), np.uint8), ValueError, "empty"),
         (np.zeros((10, 10, 5), np.uint8), ValueError, "channels"),
-        ("photo.jpg", TypeError, "numpy"),
+        ("no_such_photo.jpg", ValueError, "does not exist"),  # a path is read (ImageReadError, a ValueError)
+        (b"photo.jpg", TypeError, "numpy"),
     ],
 )
 def test_bad_images(engine, image, error, match):

@@ -11,6 +11,9 @@ A bundle is a directory::
     clip_image_encoder.onnx instead of image_encoder.onnx and head.onnx: ``spec.TWO_STAGE_GRAPH_FILES``)
     tokenizer.json       CLIP BPE tokenizer (HF `tokenizers` format)
 
+meta.json's ``weights`` says which weights the bundle holds; a random-weight bundle's outputs carry
+``weights_banner`` (``bundle.weights``).
+
 Tensor and file names are spelled in ``spec`` and nowhere else. ``meta.json`` names the runtime pipeline that runs
 the bundle and its evaluation protocol; older bundles get them from ``migrate.migrate_meta``.
 """
@@ -32,6 +35,7 @@ from .spec import (
     graph_io,
     two_stage_graph_io,
 )
+from .weights import weights_banner, weights_record
 
 __all__ = [
     "BUNDLE_FORMAT_VERSION",
@@ -55,6 +59,8 @@ __all__ = [
     "sha256_file",
     "verify_files",
     "check_bundle_integrity",
+    "weights_banner",
+    "weights_record",
 ]
 
 # Names kept for one release (CHANGELOG.md): the two-stage tables were named after the family that uses them.

@@ -15,6 +15,7 @@ from zsseg_rt.vocabulary import name_key, seen_mask
 from .migrate import migrate_meta
 from .schema import META_HASH_FIELD, SchemaError, canonical_meta_sha256, check_file_name, check_meta_schema
 from .spec import BUNDLE_FORMAT_VERSION, Files, graph_files, graph_io
+from .weights import weights_banner
 
 MAX_META_BYTES = 16 << 20  # a meta.json larger than this is refused before it is parsed
 normalize_class_name = name_key  # the former name: class names are compared by the vocabulary unit's one rule
@@ -72,6 +73,21 @@ class BundleMeta:
     def evaluation_protocol(self) -> str:
         """How the bundle is evaluated (``zsseg_rt.eval``): "generalized_zero_shot" or a family's own protocol."""
         return str(self.raw["evaluation_protocol"])
+
+    @property
+    def weights(self) -> Dict[str, Any]:
+        """Which weights the bundle holds (``bundle.weights``): ``source``, ``kind``, ``random``."""
+        return dict(self.raw.get("weights") or {})
+
+    @property
+    def random_weights(self) -> bool:
+        """True when the bundle's labels are meaningless (random or untrained weights; see ``weights_banner``)."""
+        return bool(self.weights.get("random"))
+
+    @property
+    def weights_banner(self) -> str:
+        """The banner every output of this bundle carries ("" for trained weights)."""
+        return weights_banner(self.weights)
 
     def section(self, name: str) -> Dict[str, Any]:
         """A parameter section of meta.json (e.g. the two-stage pipeline's ``"two_stage"``); {} when absent."""

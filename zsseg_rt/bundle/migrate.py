@@ -1,5 +1,5 @@
-"""The one migration of bundle meta.json files written before meta.json named its runtime pipeline and its
-evaluation protocol (and before it named its model family at all), or its synonym rule.
+"""The one migration of bundle meta.json files written before meta.json named its runtime pipeline, its evaluation
+protocol, its weights or its synonym rule (and before it named its model family at all).
 
 Bundles of format 1 written by zsseg_rt 0.1 record only ``architecture.family`` (or nothing, before families
 existed). :func:`migrate_meta` adds what newer bundles record themselves, from the table below, so that the rest of
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 from typing import Any, Dict
+
+from .weights import derive_weights
 
 __all__ = ["migrate_meta", "DEFAULT_PIPELINE", "DEFAULT_EVALUATION_PROTOCOL", "PIPELINE_SECTIONS"]
 
@@ -31,9 +33,9 @@ _LEGACY: Dict[str, Dict[str, Any]] = {
 
 
 def migrate_meta(raw: Any) -> Any:
-    """A copy of a parsed meta.json with ``architecture.family``, ``pipeline``, ``evaluation_protocol``, the
-    pipeline's parameter section and ``postprocess.synonyms`` filled in where an older bundle lacks them; fields a
-    bundle records are kept.
+    """A copy of a parsed meta.json with ``architecture.family``, ``pipeline``, ``evaluation_protocol``, ``weights``
+    (``bundle.weights.derive_weights``), the pipeline's parameter section and ``postprocess.synonyms`` filled in
+    where an older bundle lacks them; fields a bundle records are kept.
     Anything that is not a JSON object with an ``architecture`` object is returned unchanged (the schema check
     reports it)."""
     if not isinstance(raw, dict) or not isinstance(raw.get("architecture"), dict):
@@ -47,6 +49,8 @@ def migrate_meta(raw: Any) -> Any:
         out["pipeline"] = legacy.get("pipeline", DEFAULT_PIPELINE)
     if "evaluation_protocol" not in out:
         out["evaluation_protocol"] = legacy.get("evaluation_protocol", DEFAULT_EVALUATION_PROTOCOL)
+    if "weights" not in out:
+        out["weights"] = derive_weights(out)
     for old, new in legacy.get("sections", {}).items():
         if old in out and new not in out:
             out[new] = out[old]

@@ -21,6 +21,7 @@ from zsseg_rt.vocabulary import validate_templates
 
 from .migrate import migrate_meta
 from .spec import PIPELINE_GRAPH_FILES
+from .weights import check_weights
 
 __all__ = ["META_HASH_FIELD", "canonical_meta_sha256", "check_meta_schema", "check_file_name", "write_meta"]
 
@@ -256,6 +257,7 @@ OPTIONAL: Dict[str, Callable[[Any], str]] = {
     "evaluation_protocol": lambda v: "" if isinstance(v, str) and v.isidentifier() else f"a name, got {v!r}",
     "two_stage": _two_stage,
     "source_checkpoint": _optional(lambda v: "" if isinstance(v, str) else f"a path string, got {v!r}"),
+    "weights": check_weights,
     META_HASH_FIELD: lambda v: "" if isinstance(v, str) and _SHA256.match(v) else f"64 hex digits, got {v!r}",
 }
 

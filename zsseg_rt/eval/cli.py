@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import List, Optional
 
 from zsseg_rt.models.family import EVALUATION_SETTINGS
@@ -87,16 +88,23 @@ def _report(metrics, args: argparse.Namespace) -> int:
     from .evaluate import save_json
     from .metrics import format_table
 
-    print(format_table(metrics, per_class=not args.no_per_class))
-    print(f"{metrics['images']} images ({metrics['skipped']} skipped), mode {metrics['mode']}, {metrics['source']}")
-    record = metrics.get("evaluation_settings")
-    if record:  # a bundle whose family has per-dataset settings: which ran, and what the bundle could not follow
-        print(record["summary"])
-        for line in record.get("deviations", []):
-            print(f"  deviation: {line}")
-    if args.json:
-        save_json(metrics, args.json)
-        print(f"metrics written to {args.json}")
+    path = args.save_json
+    if isinstance(args.json, str):  # the old spelling `--json PATH`: still writes the file, says the new one
+        print(f"zsseg eval: note: --json PATH is deprecated, use --save-json {args.json}", file=sys.stderr)
+        path = path or args.json
+    if args.json is True:  # --json: the metrics as JSON on stdout, nothing else (as `zsseg segment --json`)
+        print(json.dumps(metrics, indent=1))
+    else:
+        print(format_table(metrics, per_class=not args.no_per_class))
+        print(f"{metrics['images']} images ({metrics['skipped']} skipped), mode {metrics['mode']}, {metrics['source']}")
+        record = metrics.get("evaluation_settings")
+        if record:  # a bundle whose family has per-dataset settings: which ran, and what the bundle could not follow
+            print(record["summary"])
+            for line in record.get("deviations", []):
+                print(f"  deviation: {line}")
+    if path:
+        save_json(metrics, path)
+        print(f"metrics written to {path}", file=sys.stderr if args.json is True else sys.stdout)
     return 0
 
 
@@ -122,7 +130,9 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
         "--mode",
         choices=["slide", "whole"],
         default="slide",
-        help="slide: official crop/stride windows (default); whole: one window (torch models only)",
+        help="windows of PyTorch checkpoints: slide (the official crop/stride windows; default) or whole (one window "
+        "over the resized image). Bundles always slide; their post-processing order is `zsseg segment --mode "
+        "exact|fast`",
     )
     p.add_argument("--text-embeddings", default=None, help="precomputed [C, D] class embeddings (.npy/.pt)")
     p.add_argument(
@@ -154,7 +164,16 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
         "family's official settings for the dataset (recorded with what the bundle cannot follow); bundle: the "
         "bundle's own",
     )
-    p.add_argument("--json", default=None, help="write the metrics to this JSON file")
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="PATH",
+        help="print the metrics as JSON on stdout instead of the table (the old `--json PATH` still writes PATH, "
+        "deprecated: use --save-json)",
+    )
+    p.add_argument("--save-json", default=None, metavar="PATH", help="also write the metrics to this JSON file")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--device", default=None, help="torch device (default: the checkpoint's / auto for bundles)")
     p.add_argument("--backend", default="auto", help="bundle backend: auto, onnxruntime, tensorrt, torch")
@@ -168,7 +187,7 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
         "(default: $ZSSEG_MAX_PIXELS or 40000000; 0 = no limit)",
     )
     p.add_argument("--no-per-class", action="store_true", help="print only the summary line")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--ray", action="store_true", help="evaluate on a Ray Data actor pool (zsseg_rt.scale)")
     p.add_argument("--workers", type=int, default=1, help="(--ray) actors, one model/Engine each")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="(--ray) GPUs per actor")

@@ -13,12 +13,21 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import warnings
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, GRAPH_FILES, Files, default_graph_io, sha256_file, write_meta
+from zsseg_rt.bundle import (
+    BUNDLE_FORMAT_VERSION,
+    GRAPH_FILES,
+    Files,
+    default_graph_io,
+    sha256_file,
+    weights_record,
+    write_meta,
+)
 from zsseg_rt.vocabulary import build_tokenizer_json
 
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph, family_of, image_output_names
@@ -179,6 +188,8 @@ def build_meta(model, max_classes: int, opset: int, source: Optional[str], extra
         "postprocess": dict(family.export_postprocess(model), synonyms=family.synonym_rule),
         "exporter_versions": _versions(),
         "source_checkpoint": os.path.abspath(source) if source else None,
+        # which weights (bundle.weights); exporters that know better pass "weights" in ``extra``
+        "weights": weights_record(source, "checkpoint" if source else "unknown"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     meta.update(extra)
@@ -194,6 +205,8 @@ def export_bundle(
     overwrite: bool = False,
     verify_images: Sequence[str] = (),
     extra_meta: Optional[Dict[str, Any]] = None,
+    weights: Optional[Dict[str, Any]] = None,
+    progress: Optional[Callable[[str], None]] = None,
 ) -> str:
     """Export ``model`` to a verified bundle directory and return its path.
 
@@ -208,6 +221,12 @@ def export_bundle(
             function; never a file, a link, another directory or one that contains ``source``: see
             ``zsseg_rt.export.overwrite``).
         verify_images: real photos used (with random inputs) by the ORT-vs-PyTorch check.
+        extra_meta: more meta.json fields.
+        weights: which weights the model holds, meta.json ``weights`` (``zsseg_rt.bundle.weights_record``);
+            default: a recorded ``source`` is a trained checkpoint, no source means random weights (say otherwise,
+            e.g. for a model trained in this process: ``weights_record("my run", "checkpoint")``).
+        progress: called with one line per stage ("exporting the ONNX graphs", "verifying ...", with the
+            seconds each took), e.g. ``print``; None: silent.
     Raises:
         ExportError when a check fails; the destination is left untouched.
         OverwriteRefused (a FileExistsError) when the destination may not be written.
@@ -224,26 +243,38 @@ def export_bundle(
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     model = model.eval().float().cpu()
+    extra_meta = dict(extra_meta or {})
+    if weights is not None:
+        extra_meta["weights"] = dict(weights)
+    step = _Progress(progress)
     tmp = tempfile.mkdtemp(prefix=".zsseg-export-", dir=parent)
     try:
         if exporter is not None:  # the family writes its bundle itself (e.g. the two-stage pipeline's graphs)
+            step("exporting the ONNX graphs and verifying them against PyTorch with ONNX Runtime")
             report = exporter(model, tmp, max_classes, opset, source, verify_images, extra_meta)
+            step.done()
             _make_readable(tmp)
             if not report["passed"]:
                 raise ExportError(f"ONNX Runtime does not reproduce PyTorch: {json.dumps(report, indent=1)}")
             check_export_destination(out_dir, overwrite, sources)
             replace_directory(tmp, out_dir)
             return out_dir
+        step("exporting the ONNX graphs (image encoder, head, text encoder)")
         export_graphs(model, tmp, max_classes, opset)
         tok = model.text_encoder.tokenizer
         build_tokenizer_json(tok.encoder, tok.bpe_ranks, os.path.join(tmp, Files.TOKENIZER))
-        meta = build_meta(model, max_classes, opset, source, extra_meta or {})
+        step.done()
+        step("checking the graphs against TensorRT 10's operator list")
+        meta = build_meta(model, max_classes, opset, source, extra_meta)
         meta["tensorrt_compatibility"] = tensorrt_compatibility(tmp)
         meta["files"] = _hash_bundle_files(tmp)  # every file, ONNX external data included
         write_meta(os.path.join(tmp, Files.META), meta)  # with meta_sha256 over meta.json itself
+        step.done()
+        step("verifying the bundle against PyTorch with ONNX Runtime")
         report = family.export_verify(model, tmp, verify_images)  # a family's own check (e.g. the Engine end to end)
         if report is None:
             report = verify_bundle(tmp, model, verify_images)
+        step.done()
         meta["verification"] = report
         write_meta(os.path.join(tmp, Files.META), meta)
         _make_readable(tmp)
@@ -255,6 +286,24 @@ def export_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+class _Progress:
+    """Stage lines of ``export_bundle``: ``step("what")`` announces a stage, ``step.done()`` says how long it took."""
+
+    def __init__(self, report: Optional[Callable[[str], None]]):
+        self.report = report
+        self.start = 0.0
+        self.what = ""
+
+    def __call__(self, what: str) -> None:
+        self.what, self.start = what, time.perf_counter()
+        if self.report is not None:
+            self.report(f"{what} ...")
+
+    def done(self) -> None:
+        if self.report is not None:
+            self.report(f"  done in {time.perf_counter() - self.start:.1f} s")
 
 
 def _hash_bundle_files(folder: str) -> Dict[str, str]:

@@ -49,10 +49,30 @@ def native_module():
                 f"{EMULATION_ENV}=1 needs zsseg_rt._C_emulated (the build on the emulated CUDA runtime); build it "
                 "with `bash tools/build_emulated.sh`"
             ) from exc
-        raise ImportError(
-            "zsseg_rt._C (the native ops) is not built. Install the package with `pip install .` "
-            "(development: `pip install --no-build-isolation -e .`); see README.md."
-        ) from exc
+        raise ImportError(_not_built_message()) from exc
+
+
+def _not_built_message() -> str:
+    """Why ``_C`` is missing. The usual cause after ``pip install .``: Python imported ``zsseg_rt`` from a source
+    checkout (the current directory, or a script that put the checkout on ``sys.path``) instead of the installed
+    package, and a checkout holds no built module."""
+    import os
+
+    import zsseg_rt
+
+    where = os.path.dirname(os.path.abspath(zsseg_rt.__file__))
+    checkout = os.path.isfile(os.path.join(os.path.dirname(where), "CMakeLists.txt"))
+    hint = (
+        f" Python imported zsseg_rt from the source checkout {where} (the current directory or PYTHONPATH comes "
+        "before the installed package): run from another directory, or install the checkout itself with "
+        "`pip install --no-build-isolation -e .`."
+        if checkout
+        else ""
+    )
+    return (
+        f"zsseg_rt._C (the native ops) is not built in {where}.{hint} Install the package with `pip install .` "
+        "(development: `pip install --no-build-isolation -e .`); see docs/setup.md."
+    )
 
 
 def cuda_available() -> bool:

@@ -265,7 +265,8 @@ def make_backend(
     """The backend running a windowed bundle's image encoder, head and text encoder graphs.
 
     ``backend``: a ready :class:`Backend` object, "onnxruntime", "tensorrt", "auto" (TensorRT when its engines
-    exist and import, else ONNX Runtime, said with a warning) or a registered name such as "torch".
+    exist and import, else ONNX Runtime: said with a warning when TensorRT is installed but cannot be used, at debug
+    level when it is not installed, the normal state of a CPU machine) or a registered name such as "torch".
     ``precision``: None for the backend's default (``default_precision``: TensorRT fp16, else fp32).
     """
     if isinstance(backend, Backend):
@@ -277,13 +278,17 @@ def make_backend(
     if backend == "auto":
         try:
             return TensorRTBackend(meta, precision or default_precision("tensorrt"))
-        except Exception as exc:  # noqa: BLE001 - any TensorRT problem -> ONNX Runtime, said out loud
+        except ImportError as exc:  # no TensorRT on this machine: the normal case on a CPU, said at debug level only
+            import logging
+
+            logging.getLogger("zsseg_rt").debug(
+                "backend='auto': TensorRT is not installed (%s); running the bundle with ONNX Runtime", exc
+            )
+        except Exception as exc:  # noqa: BLE001 - TensorRT installed but unusable here -> ONNX Runtime, said out loud
             import warnings
 
-            if isinstance(exc, ImportError):
-                reason = "TensorRT is not installed"
-            else:  # engines missing or built for another device/TensorRT/bundle: the reason matters here
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            # engines missing or built for another device/TensorRT/bundle: the reason matters here
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             warnings.warn(  # fp32: ONNX Runtime's reduced precisions are asked for explicitly (backend='onnxruntime')
                 f"backend='auto': TensorRT cannot be used ({reason}); running the bundle with ONNX Runtime instead "
                 "(slower, fp32). Build engines with `zsseg build-engine`, or pass backend='onnxruntime' to "
@@ -291,7 +296,7 @@ def make_backend(
                 RuntimeWarning,
                 stacklevel=4,
             )
-            return _onnxruntime_backend(meta, device, threads, verify)
+        return _onnxruntime_backend(meta, device, threads, verify)
     if not isinstance(backend, str):
         raise ValueError(f"backend must be one of {list(KNOWN_BACKENDS)} or a Backend object, got {backend!r}")
     options = {} if precision is None else {"precision": precision}

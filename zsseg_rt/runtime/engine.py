@@ -6,9 +6,10 @@ the runtime pipeline that meta.json names (``runtime/pipelines/``); it knows no 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -29,16 +30,22 @@ from zsseg_rt.vocabulary import (
 from .file_verification import verify_bundle_files
 from .pipelines import Pipeline, PreparedVocabulary, pipeline_class
 from .pipelines.base import StageHook
+from .result import Result
 
 _MODES = MODES
 __all__ = ["Engine", "TOKEN_BUCKET", "validate_class_names"]
 
 
 class Engine:
-    """Segment images with a ZegCLIP-family bundle; change the vocabulary without re-exporting anything.
+    """Segment images with a bundle of any model family; change the vocabulary without re-exporting anything.
+
+    ``engine(image)`` takes a file path (str or ``pathlib.Path``), a NumPy ``[H, W, 3]`` uint8 array (BGR, as
+    OpenCV reads it; ``color_order="rgb"`` for RGB arrays), a PIL image (RGB), or a list of those, and returns a
+    :class:`~zsseg_rt.runtime.result.Result` (a list for a list): ``labels``, ``scores``, ``class_names``,
+    ``areas()``, ``overlay()``, ``save(dir)``, ``to_json()`` and per-stage ``timing`` in milliseconds.
 
     Args:
-        bundle: a bundle directory written by ``zsseg export``.
+        bundle: a bundle directory written by ``zsseg export`` (str or path).
         classes: initial class names (list, or a comma-separated string), or None to set later.
         backend: "auto" (TensorRT when its engines exist and import, else ONNX Runtime), "tensorrt",
             "onnxruntime" or "torch" (or a ready ``Backend`` object, e.g. the accuracy gate's).
@@ -82,17 +89,18 @@ class Engine:
 
     def __init__(
         self,
-        bundle: str,
+        bundle: Union[str, "os.PathLike[str]"],
         classes: Optional[Union[str, Sequence[str]]] = None,
-        backend: str = "auto",
+        *,
+        backend: Any = "auto",
         device: str = "auto",
         mode: str = "exact",
         max_batch: Optional[int] = None,
         verify: bool = True,
-        model=None,
+        model: Any = None,
         precision: Optional[str] = None,
         threads: int = 0,
-        device_pipeline="auto",
+        device_pipeline: Union[str, bool] = "auto",
         max_pixels: int = InputLimits.max_pixels,
         max_rescaled_pixels: int = InputLimits.max_rescaled_pixels,
         max_windows: int = InputLimits.max_windows,
@@ -101,11 +109,12 @@ class Engine:
         self.limits = InputLimits(max_pixels, max_rescaled_pixels, max_windows, max_memory_mb)
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        self.meta: BundleMeta = load_meta(bundle)
+        self.meta: BundleMeta = load_meta(os.fspath(bundle))
         kind = pipeline_class(self.meta.pipeline)
         if verify:
             verify_bundle_files(self.meta, [Files.TOKENIZER])
         self._stage_hook: Optional[StageHook] = None  # see the stage_hook property
+        self._calls = threading.local()  # per thread: the stage times of the call in progress (Result.timing)
         self.pipeline: Pipeline = kind(
             self.meta,
             backend=backend,
@@ -180,15 +189,27 @@ class Engine:
             raise AttributeError(f"the {self.pipeline.kind} pipeline has no post-processor to replace")
         self.pipeline.postprocessor = value
 
+    def weights_banner(self) -> str:
+        """ "" for a bundle of trained weights, else the banner its results carry ("RANDOM WEIGHTS ...")."""
+        return self.meta.weights_banner
+
+    def __repr__(self) -> str:
+        return (
+            f"Engine({self.meta.path!r}, backend={self.backend.name!r}, pipeline={self.meta.pipeline!r}, "
+            f"mode={self.mode!r}, classes={len(self.class_names)})"
+        )
+
     @contextlib.contextmanager
     def _stage(self, name: str):
-        hook = self._stage_hook
-        if hook is None:
-            yield
-            return
         start = time.perf_counter()
         yield
-        hook(name, time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        times = getattr(self._calls, "times", None)
+        if times is not None:
+            times[name] = times.get(name, 0.0) + elapsed
+        hook = self.stage_hook
+        if hook is not None:
+            hook(name, elapsed)
 
     # ---- vocabulary -------------------------------------------------------------------------------------
     @property
@@ -290,15 +311,61 @@ class Engine:
         return token_batches(tokens, self._trim_tokens, max_prompts, TOKEN_BUCKET)
 
     # ---- inference --------------------------------------------------------------------------------------
-    def __call__(self, image, color_order: str = "bgr"):
-        """Segment one ``[H, W, 3]`` uint8 image (BGR by default, as OpenCV reads it) or a list of them.
+    def __call__(self, image: Any, color_order: Optional[str] = None) -> Any:
+        """Segment one image or a list of them.
 
+        Args:
+            image: a file path (str or ``pathlib.Path``; decoded to BGR, refused before decoding when over the
+                ``max_pixels`` limit), a NumPy ``[H, W, 3]`` uint8 array, a PIL image (converted to RGB), or a list
+                or tuple of those.
+            color_order: the channel order of NumPy arrays: "bgr" (default, as OpenCV reads images) or "rgb".
+                Paths and PIL images carry their own order and ignore it.
         Returns:
-            a ``SegmentationResult`` (or a list of them, for a list input).
+            a :class:`Result` (a list of them for a list input) holding the input image, its path, per-stage
+            ``timing`` in milliseconds, and the bundle's random-weights ``banner`` ("" for trained weights).
         """
         vocab = self._vocab
         if vocab is None:
             raise RuntimeError("no vocabulary: call engine.set_classes(['cat', 'floor', ...]) first")
         if isinstance(image, (list, tuple)):
-            return [self.pipeline.segment(img, color_order, vocab) for img in image]
-        return self.pipeline.segment(image, color_order, vocab)
+            return [self._segment_one(item, color_order, vocab) for item in image]
+        return self._segment_one(image, color_order, vocab)
+
+    def _segment_one(self, item: Any, color_order: Optional[str], vocab: PreparedVocabulary) -> Result:
+        times: Dict[str, float] = {}
+        self._calls.times = times
+        start = time.perf_counter()
+        try:
+            with self._stage("read"):
+                image, order, path = self._as_image(item, color_order)
+            result = self.pipeline.segment(image, order, vocab)
+        finally:
+            self._calls.times = None
+        total = time.perf_counter() - start
+        if path is None:
+            times.pop("read", None)  # an array: nothing was read
+        result.timing = {stage: 1000.0 * seconds for stage, seconds in times.items()}
+        result.timing["total"] = 1000.0 * total
+        result.image, result.path = image, path
+        result.banner, result.backend = self.meta.weights_banner, self.backend.name
+        return result
+
+    def _as_image(self, item: Any, color_order: Optional[str]) -> Tuple[Any, str, Optional[str]]:
+        """``(image, its channel order, its file path or None)`` of one input (see ``__call__``); anything else is
+        handed to the pipeline, which says what it expected."""
+        if isinstance(item, (str, os.PathLike)):
+            from zsseg_rt.image_io import read_image_bgr
+
+            path = os.fspath(item)
+            return read_image_bgr(path, self.limits.max_pixels), "bgr", path
+        if _is_pil_image(item):
+            return np.asarray(item.convert("RGB")), "rgb", getattr(item, "filename", None) or None
+        return item, color_order or "bgr", None
+
+
+def _is_pil_image(item: Any) -> bool:
+    """A PIL image, recognised without importing Pillow when the caller never did."""
+    import sys
+
+    image_module = sys.modules.get("PIL.Image")
+    return image_module is not None and isinstance(item, image_module.Image)

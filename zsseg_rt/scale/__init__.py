@@ -16,6 +16,32 @@ RAY_MISSING = (
 # it is imported, so it is set before the first ``import ray`` of a process that starts a local cluster.
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
+# Ray's own log lines on the terminal. A successful run printed 16-29 of them (a token-authentication notice,
+# "Started a local Ray instance", Ray Data's execution plan and progress logged line by line, and one
+# error-looking C++ line about actor constructor arguments that Ray Data itself causes, ray-project/ray#53727).
+# By default zsseg keeps them off the terminal: the driver's "ray" logger shows errors only, Ray Data's console
+# handler warnings and errors (ray_data_logging.yaml), and Ray's C++ core fatal messages only
+# (RAY_BACKEND_LOG_LEVEL, inherited by the processes of a new local cluster, so their session log files hold
+# fatal messages only too). A failure still reaches the user as the Python exception zsseg reports.
+# ZSSEG_RAY_LOGS=1 (or `zsseg --debug`) keeps Ray's defaults; a RAY_BACKEND_LOG_LEVEL or RAY_DATA_LOGGING_CONFIG
+# set in the environment is always kept.
+RAY_LOGS_ENV = "ZSSEG_RAY_LOGS"
+
+
+def ray_logs_wanted() -> bool:
+    """Whether Ray's own log lines should reach the terminal (``ZSSEG_RAY_LOGS=1``)."""
+    import os
+
+    return os.environ.get(RAY_LOGS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _quiet_ray_environment() -> None:
+    """Sets (only where unset) the variables Ray reads when it starts processes and imports Ray Data."""
+    import os
+
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", os.path.join(os.path.dirname(__file__), "ray_data_logging.yaml"))
+
 
 def import_ray(loopback: bool = False):
     """``ray``, or ImportError saying which extra to install.
@@ -45,16 +71,21 @@ def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> N
         RuntimeError: a new local cluster did not come up on the loopback address (Ray was imported before with
             ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` unset: set it to 0 in the environment, or pass an address).
     """
+    import logging
     import os
 
     local = address is None and not os.environ.get("RAY_ADDRESS")
+    quiet = not ray_logs_wanted()
+    if quiet:
+        _quiet_ray_environment()
     ray = import_ray(loopback=local)
     if ray.is_initialized():
         return
+    options = {"log_to_driver": False, "logging_level": logging.ERROR if quiet else logging.INFO}
     if not local:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, **options)
         return
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
     node_address = ray.nodes()[0]["NodeManagerAddress"]
     if not node_address.startswith("127."):
         ray.shutdown()

@@ -6,6 +6,9 @@ import argparse
 
 __all__ = ["add_batch_command", "add_serve_command"]
 
+_BACKEND_HELP = "auto (TensorRT when engines were built, else ONNX Runtime), tensorrt, onnxruntime or torch"
+_MODE_HELP = "post-processing order: exact (the papers' order) or fast; see `zsseg segment --help`"
+
 
 def _add_cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -70,11 +73,13 @@ def add_batch_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per actor (0: CPU actors; 0.5 shares)")
     p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per actor (default 1)")
     p.add_argument("--batch-size", type=int, default=4, help="images per actor call (default 4)")
-    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--mode", default="exact", choices=["exact", "fast"])
+    p.add_argument(
+        "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help=_BACKEND_HELP
+    )
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto, cpu or cuda")
+    p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=_MODE_HELP)
     p.add_argument("--no-resume", action="store_true", help="redo images whose outputs exist")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_cluster_args(p)
     p.set_defaults(func=_run_batch)
     return p
@@ -112,18 +117,20 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
         description="POST an encoded image to http://HOST:PORT/segment (optionally ?classes=a,b,c); the answer is "
         "JSON with the label map as base64 PNG and the class names. GET /stats gives counters. Ctrl-C stops.",
     )
-    p.add_argument("--bundle", required=True)
+    p.add_argument("--bundle", required=True, help="bundle directory written by `zsseg export`")
     p.add_argument("--classes", required=True, help="default vocabulary (a request may give its own)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.add_argument("--replicas", type=int, default=1, help="Engine replicas (one Engine each)")
-    p.add_argument("--gpus-per-replica", type=float, default=0.0)
-    p.add_argument("--cpus-per-replica", type=float, default=1.0)
+    p.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs per replica (0: CPU; 0.5 shares)")
+    p.add_argument("--cpus-per-replica", type=float, default=1.0, help="CPUs per replica (default 1)")
     p.add_argument("--max-batch-size", type=int, default=8, help="requests batched per Engine call")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
-    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--mode", default="exact", choices=["exact", "fast"])
+    p.add_argument(
+        "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help=_BACKEND_HELP
+    )
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto, cpu or cuda")
+    p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=_MODE_HELP)
     _add_cluster_args(p)
     p.set_defaults(func=_run_serve)
     return p

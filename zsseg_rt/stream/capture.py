@@ -51,6 +51,8 @@ class FrameGrabber:
         max_reconnects: give up after this many consecutive failed attempts (None: never; ``error`` is set).
         pace: for non-live sources with a known fps, read at that rate (as a camera would deliver them) when
             ``drop_stale``; without pacing a file would be read as fast as possible and mostly dropped.
+        opened: the caller opened ``source`` already (e.g. to fail at once on a missing camera): the thread reads
+            it without opening it again. Reconnects after a loss still reopen it.
     """
 
     def __init__(
@@ -61,8 +63,10 @@ class FrameGrabber:
         backoff: Optional[Backoff] = None,
         max_reconnects: Optional[int] = None,
         pace: bool = True,
+        opened: bool = False,
     ):
         self.source = source
+        self.opened = opened
         self.drop_stale = drop_stale
         self.loop = loop
         self.backoff = backoff or Backoff()
@@ -156,7 +160,7 @@ class FrameGrabber:
     def _run(self) -> None:
         attempt = 0
         try:
-            if self._open_with_backoff(0) < 0:
+            if not self.opened and self._open_with_backoff(0) < 0:
                 return
             next_due = time.monotonic()
             while not self._stop.is_set():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 log = logging.getLogger("zsseg_rt.stream")
@@ -18,10 +19,11 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "camera",
         help="segment a live camera, RTSP/HTTP stream, video file or image folder",
-        description="Segment a stream with the newest frame always processed (stale frames dropped). Sources: 0 or "
-        "/dev/video0 (V4L2), csi://0 (Jetson CSI via GStreamer), rtsp://... / http://..., a video "
-        "file, an image folder. Outputs: display:// (window), out.mp4 / out.avi, a folder/, and "
-        "--preview PORT (MJPEG in a browser, for headless devices). Ctrl-C / SIGTERM stop cleanly.",
+        description="Segment a live camera or stream (the newest frame is always processed, stale frames dropped) "
+        "or a video file / image folder (every frame processed, with a progress bar; the output video keeps the "
+        "file's frame rate). Sources: 0 or /dev/video0 (V4L2), csi://0 (Jetson CSI via GStreamer), rtsp://... / "
+        "http://..., a video file, an image folder. Outputs: display:// (window), out.mp4 / out.avi, a folder/, "
+        "and --preview PORT (MJPEG in a browser, for headless devices). Ctrl-C / SIGTERM stop cleanly.",
     )
     p.add_argument("source", help="0, /dev/video0, csi://0, rtsp://host/stream, http://..., clip.mp4 or a folder")
     p.add_argument("--bundle", required=True, help="bundle directory written by `zsseg export`")
@@ -44,18 +46,34 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="interface for --preview (default 127.0.0.1; 0.0.0.0 serves the network, no auth)",
     )
-    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--mode", default="fast", choices=["exact", "fast"])
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "tensorrt", "onnxruntime", "torch"],
+        help="auto (TensorRT when engines were built, else ONNX Runtime), tensorrt, onnxruntime or torch",
+    )
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto, cpu or cuda")
+    p.add_argument(
+        "--mode",
+        default="fast",
+        choices=["exact", "fast"],
+        help="post-processing order: fast (default here: fused, less latency) or exact (the papers' order); "
+        "see `zsseg segment --help`",
+    )
     p.add_argument("--width", type=int, help="requested capture width (V4L2 / CSI)")
     p.add_argument("--height", type=int, help="requested capture height (V4L2 / CSI)")
-    p.add_argument("--fps", type=float, help="requested capture fps; pace for image folders; output video fps")
+    p.add_argument(
+        "--fps",
+        type=float,
+        help="requested capture fps of a camera; the output video's fps (default: the input file's, else 30)",
+    )
     p.add_argument("--loop", action="store_true", help="restart a video file / folder at its end")
     p.add_argument(
         "--every-frame",
         action="store_true",
-        help="process every frame (no dropping), e.g. to convert a whole video file",
+        help="live sources too: process every frame instead of the newest (files and folders always are)",
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar for video files and folders")
     p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
     p.add_argument("--max-reconnects", type=int, help="give up after this many failed reconnects (default: never)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
@@ -88,30 +106,47 @@ def _initial_classes(args):
     raise CliError('give the vocabulary with --classes "a,b,c" or --class-file classes.txt')
 
 
-def _build_sinks(args, runner_stats):
+NO_OUTPUT_MESSAGE = (
+    "no output given and no window possible here (headless OpenCV or no display): give -o out.mp4 (a video file), "
+    "-o frames/ (a folder of images), or --preview 8080 (watch it in a browser: MJPEG on http://127.0.0.1:8080/)"
+)
+
+
+def _build_sinks(args, runner_stats, fps: float):
+    """The sinks ``-o`` and ``--preview`` ask for; with neither, a window when one can open, else an error (an MJPEG
+    server is started only when asked for)."""
+    from zsseg_rt.cli_errors import CliError
+
     from .capabilities import display_available, opencv_has_gui
     from .sinks import MjpegSink, open_sink
 
+    if not args.output and args.preview is None and not (opencv_has_gui() and display_available()):
+        raise CliError(NO_OUTPUT_MESSAGE)
     sinks = []
     try:
         for spec in args.output:
-            sinks.append(open_sink(spec, fps=args.fps or 30.0))
+            sinks.append(open_sink(spec, fps=fps))
         if args.preview is not None:
             sinks.append(MjpegSink(args.preview, args.preview_host, stats_provider=runner_stats))
         if not sinks:
-            if opencv_has_gui() and display_available():
-                sinks.append(open_sink("display://"))
-            else:
-                log.warning(
-                    "no output given and no window possible (headless OpenCV or no display): serving the "
-                    "MJPEG preview on http://127.0.0.1:8080/ (use -o out.mp4 or --preview PORT to choose)"
-                )
-                sinks.append(MjpegSink(8080, "127.0.0.1", stats_provider=runner_stats))
+            sinks.append(open_sink("display://"))
     except BaseException:  # e.g. StreamCapabilityError: close what was opened; the CLI prints one line
         for sink in sinks:
             sink.close()
         raise
     return sinks
+
+
+def _progress(source, args):
+    """A tqdm bar over the frames of a file or folder (every frame is processed), None for live sources."""
+    if source.live or args.no_progress:
+        return None
+    from tqdm import tqdm
+
+    total = None if args.loop else source.frame_count
+    if args.max_frames is not None:
+        total = min(total, args.max_frames) if total is not None else args.max_frames
+    return tqdm(total=total, unit="frame", desc=os.path.basename(os.path.normpath(source.name.split(":", 1)[-1])))
 
 
 def run_camera_command(args) -> int:
@@ -121,42 +156,73 @@ def run_camera_command(args) -> int:
     )
     from zsseg_rt.cli_errors import CliError
     from zsseg_rt.image_io import max_pixels_limit
-    from zsseg_rt.runtime import Engine
 
-    from .runner import StreamRunner
     from .sources import open_source
 
     if not 0.0 <= args.alpha <= 1.0:
         raise CliError(f"--alpha is the overlay opacity, between 0 and 1; got {args.alpha}")
+    classes = _initial_classes(args)
     max_pixels = max_pixels_limit(args.max_pixels)
-    # SourceError / StreamCapabilityError: one line from zsseg_rt.cli_errors
+    # SourceError / StreamCapabilityError: one line from zsseg_rt.cli_errors. Opened here, once: a missing camera
+    # or file is an error at once (reconnecting is for a source lost while streaming).
     source = open_source(args.source, width=args.width, height=args.height, fps=args.fps, max_pixels=max_pixels)
-    engine = Engine(
-        args.bundle, classes=_initial_classes(args), backend=args.backend, device=args.device, mode=args.mode
-    )
+    source.open()
+    try:
+        return _stream(args, source, classes)
+    finally:
+        source.close()
+
+
+def _stream(args, source, classes) -> int:
+    from zsseg_rt.runtime import Engine
+
+    from .runner import StreamRunner
+
     holder: dict = {}
-    sinks = _build_sinks(args, lambda: holder["runner"].snapshot() if "runner" in holder else {})
+    # a file keeps its frame rate in the output video; --fps overrides; a folder or unknown rate: 30
+    sinks = _build_sinks(
+        args, lambda: holder["runner"].snapshot() if "runner" in holder else {}, args.fps or source.fps or 30.0
+    )
+    try:
+        engine = Engine(args.bundle, classes=classes, backend=args.backend, device=args.device, mode=args.mode)
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    if engine.weights_banner:
+        log.warning("%s: %s (the overlay says so too)", args.bundle, engine.weights_banner)
+    every_frame = args.every_frame or not source.live  # a file or folder is not a live camera: nothing is dropped
+    log.info(
+        "streaming %s with %s (%s) -> %s%s",
+        source.name,
+        engine.backend.name,
+        ", ".join(engine.class_names),
+        ", ".join(sink.name for sink in sinks),
+        " (every frame)" if every_frame else " (newest frame; stale frames dropped)",
+    )
+    bar = _progress(source, args)
     runner = StreamRunner(
         engine,
         source,
         sinks,
         class_file=args.class_file,
-        drop_stale=not args.every_frame,
+        drop_stale=not every_frame,
         loop=args.loop,
         max_reconnects=args.max_reconnects,
         alpha=args.alpha,
         legend=not args.no_legend,
         max_frames=args.max_frames,
+        on_result=(lambda *_: bar.update(1)) if bar is not None else None,
+        source_opened=True,
     )
     holder["runner"] = runner
-    log.info(
-        "streaming %s with %s (%s) -> %s",
-        source.name,
-        engine.backend.name,
-        ", ".join(engine.class_names),
-        ", ".join(sink.name for sink in sinks),
-    )
-    stats = runner.run()
+    if bar is None:
+        stats = runner.run()
+    else:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        with bar, logging_redirect_tqdm():  # log lines above the bar, not through it
+            stats = runner.run()
     summary = stats.as_dict()
     summary["backend"] = engine.backend.name
     log.info(

@@ -61,7 +61,7 @@ class StreamRunner:
         sinks: where overlays go (window, video file, image folder, MJPEG preview, ...).
         set_classes: callable applying a new vocabulary; default ``segment.set_classes`` when it exists.
         class_file: a text file of class names, watched for changes while streaming.
-        drop_stale, loop, backoff, max_reconnects: see ``FrameGrabber``.
+        drop_stale, loop, backoff, max_reconnects, source_opened: see ``FrameGrabber`` (``opened``).
         alpha: overlay opacity; legend: draw the legend and the FPS / latency line.
         max_frames: stop after this many processed frames (None: until the source ends or ``stop()``).
         on_result: optional callback ``(frame: Frame, result, stats: StreamStats)`` after each frame.
@@ -84,6 +84,7 @@ class StreamRunner:
         max_frames: Optional[int] = None,
         on_result: Optional[Callable] = None,
         window: int = 30,
+        source_opened: bool = False,
     ):
         self.segment = segment
         self.source = source
@@ -91,7 +92,12 @@ class StreamRunner:
         self._set_classes = set_classes if set_classes is not None else getattr(segment, "set_classes", None)
         self.watcher = ClassFileWatcher(class_file) if class_file else None
         self.grabber = FrameGrabber(
-            source, drop_stale=drop_stale, loop=loop, backoff=backoff, max_reconnects=max_reconnects
+            source,
+            drop_stale=drop_stale,
+            loop=loop,
+            backoff=backoff,
+            max_reconnects=max_reconnects,
+            opened=source_opened,
         )
         self.alpha = float(alpha)
         self.legend = bool(legend)

@@ -7,9 +7,11 @@ Use ``open_source("csi://0")`` / ``parse_source(spec)`` to go from a user string
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import sys
 from typing import Callable, Iterable, Iterator, List, Optional
 
 import numpy as np
@@ -77,6 +79,46 @@ def parse_source(spec) -> SourceSpec:
     )
 
 
+@contextlib.contextmanager
+def quiet_opencv():
+    """OpenCV's own log silenced while it tries a device (its "[ WARN:0] can't open camera by index" lines repeat on
+    every attempt; our error says the same once). Restored afterwards; ``-v`` on ``zsseg camera`` keeps them."""
+    import cv2
+
+    logging_module = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_module is None or log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    previous = logging_module.getLogLevel()
+    logging_module.setLogLevel(logging_module.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging_module.setLogLevel(previous)
+
+
+def v4l2_device_path(target: str) -> str:
+    """The device file of a V4L2 target: ``0`` -> ``/dev/video0``, a path as given."""
+    return f"/dev/video{int(target)}" if target.isdigit() else target
+
+
+def check_v4l2_device(target: str) -> None:
+    """Refuse a camera whose device file does not exist (Linux), with the cameras that do exist.
+
+    Raises:
+        SourceError: no such device.
+    """
+    path = v4l2_device_path(target)
+    if not sys.platform.startswith("linux") or not path.startswith("/dev/") or os.path.exists(path):
+        return
+    present = sorted(name for name in os.listdir("/dev") if name.startswith("video")) if os.path.isdir("/dev") else []
+    found = ", ".join(f"/dev/{name}" for name in present) if present else "none"
+    raise SourceError(
+        f"no camera at {path}: the device does not exist (video devices on this machine: {found}). Connect the "
+        "camera (or give its device, e.g. /dev/video2), or give a video file, an image folder or an rtsp:// URL"
+    )
+
+
 def csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30, flip: int = 0) -> str:
     """GStreamer pipeline for a Jetson CSI camera (nvarguscamerasrc -> BGR appsink, newest buffer only)."""
     return (
@@ -95,6 +137,7 @@ class FrameSource:
     name = "source"
     live = False
     fps: Optional[float] = None
+    frame_count: Optional[int] = None  # frames of a finite source when known (progress bars), after ``open()``
 
     def __init__(self):
         self.ended = False
@@ -161,13 +204,17 @@ class OpenCVSource(FrameSource):
         if kind == "gstreamer":
             return cv2.VideoCapture(target, cv2.CAP_GSTREAMER)
         if kind == "v4l2":
+            check_v4l2_device(target)
             device = int(target) if target.isdigit() else target
-            return cv2.VideoCapture(device, cv2.CAP_V4L2)
+            with quiet_opencv():
+                return cv2.VideoCapture(device, cv2.CAP_V4L2)
         if kind == "network":
             ms = int(self.timeout_s * 1000)
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
-            return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
-        return cv2.VideoCapture(target)
+            with quiet_opencv():
+                return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+        with quiet_opencv():
+            return cv2.VideoCapture(target)
 
     def open(self) -> None:
         import cv2
@@ -177,7 +224,12 @@ class OpenCVSource(FrameSource):
         cap = self._capture()
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"cannot open {self.name} (device missing or busy, URL unreachable, or not a video)")
+            what = {
+                "v4l2": "the camera is busy (another program uses it) or not a capture device",
+                "network": "the stream is unreachable or refused the connection",
+                "file": "not a video OpenCV can decode",
+            }.get(self.spec.kind, "the pipeline could not start")
+            raise SourceError(f"cannot open {self.name}: {what}")
         if self.spec.kind == "v4l2":
             if self.width:
                 cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
@@ -190,6 +242,8 @@ class OpenCVSource(FrameSource):
         reported = cap.get(cv2.CAP_PROP_FPS)
         if self.requested_fps is None and reported and 0 < reported < 1000:
             self.fps = float(reported)
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT) if self.spec.kind == "file" else 0
+        self.frame_count = int(count) if count and 0 < count < 1e9 else None  # containers may not say, or guess
         self._cap = cap
 
     def _check_frame_size(self, cap) -> None:
@@ -246,6 +300,7 @@ class ImageFolderSource(FrameSource):
         )
         if not self._paths:
             raise SourceError(f"image folder {self.folder!r} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        self.frame_count = len(self._paths)
         self._index = 0
         self.ended = False
 

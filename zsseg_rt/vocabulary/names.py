@@ -74,7 +74,8 @@ def validate_class_names(names: Union[str, Sequence[str]], max_classes: Optional
 
     The rule (what a user typing class names expects):
 
-    - a single string is a comma-separated list: ``"cat, sofa, floor"`` == ``["cat", "sofa", "floor"]``;
+    - a single string is a comma-separated list: ``"cat, sofa, floor"`` == ``["cat", "sofa", "floor"]``; one
+      trailing comma is ignored (``"cat, sofa,"``), an empty name elsewhere is an error;
     - a class may have several names (synonyms) separated by ``;``: ``"person; man; woman, cat"`` is two classes,
       the first with three names (returned as ``"person; man; woman"``; how a model combines them is its
       family's official rule: see :class:`Vocabulary`);
@@ -92,6 +93,8 @@ def validate_class_names(names: Union[str, Sequence[str]], max_classes: Optional
     """
     if isinstance(names, str):
         names = names.split(",")
+        if len(names) > 1 and not names[-1].strip():
+            names = names[:-1]  # "cat, sofa," as typed on a command line
     entries: List[Tuple[str, ...]] = []
     for i, name in enumerate(names):
         if not isinstance(name, str):

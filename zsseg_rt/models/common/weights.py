@@ -26,12 +26,10 @@ __all__ = [
 ]
 
 HOW_TO_GET_WEIGHTS = (
-    "To get CLIP weights: on a machine with network access run "
-    "`python -c \"import open_clip; open_clip.create_model('ViT-B-16', pretrained='openai')\"` (weights land in "
-    "the Hugging Face cache), or download OpenAI's ViT-B-16.pt JIT archive "
-    "(https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt), "
-    "then pass its local path as `pretrained=`. Accepted files: OpenAI JIT archive (.pt), open_clip state dict "
-    "(.pt/.bin/.pth), .safetensors; official ZegCLIP checkpoints go through load_official_zegclip / `zsseg convert`."
+    "Give a local file instead: --clip-weights /path/to/ViT-B-16.pt (the pretrained argument in Python): OpenAI's "
+    "ViT-B-16.pt archive (its download address is in docs/setup.md), an open_clip state dict or .safetensors; or "
+    "run once on a machine with network access to fill the Hugging Face cache. Official ZegCLIP or CLIP-RC "
+    "checkpoints go through zsseg export --official."
 )
 
 # Keys found in CLIP checkpoints that the prompted CLIP towers do not use.
@@ -214,6 +212,22 @@ def go_offline() -> None:
         constants.HF_HUB_OFFLINE = True
 
 
+def cache_only_when_offline(pretrained: Optional[str], say=print, timeout: float = 1.5) -> bool:
+    """The rule for an open_clip tag (``openai``) when the network may be absent: one connection attempt to the hub
+    of at most ``timeout`` seconds; when it fails, say so in one line and use the local cache only (no download
+    retries). A local file, or None, needs no network. Returns True when it switched to the cache."""
+    if not pretrained or os.path.exists(os.path.expanduser(pretrained)):
+        return False
+    if hub_reachable(timeout=timeout):
+        return False
+    say(
+        f"no network: {hub_endpoint()} did not answer within {timeout:g} s; looking for the CLIP weights "
+        f"{pretrained!r} in the local cache only"
+    )
+    go_offline()
+    return True
+
+
 def _resolve_pretrained(pretrained: str, clip_model: str) -> Tuple[Path, Optional[dict]]:
     """A local path, or an open_clip pretrained tag resolved (and downloaded) through open_clip."""
     p = Path(os.path.expanduser(pretrained))
@@ -241,9 +255,17 @@ def _resolve_pretrained(pretrained: str, clip_model: str) -> Tuple[Path, Optiona
     try:
         local = download_pretrained(cfg)
     except Exception as e:
-        raise RuntimeError(
-            f"could not download open_clip weights {clip_model}/{pretrained} ({type(e).__name__}: {str(e)[:200]}). "
-            f"Offline? Supply a local file instead: pretrained='/path/to/weights'. {HOW_TO_GET_WEIGHTS}"
+        if hub_offline_requested():
+            why = (
+                "they are not in the local Hugging Face cache and downloading is off (no network, or "
+                "HF_HUB_OFFLINE is set)"
+            )
+        else:
+            why = (
+                f"the download failed ({str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__})"
+            )
+        raise WeightsError(
+            f"could not get the CLIP weights {pretrained!r} of {clip_model}: {why}. {HOW_TO_GET_WEIGHTS}"
         ) from e
     if not local:
         raise RuntimeError(f"open_clip returned no file for {clip_model}/{pretrained}. {HOW_TO_GET_WEIGHTS}")

@@ -1,0 +1,136 @@
+"""What machine a measurement ran on (CPU, GPU, Jetson power mode, library versions), for profiles and benchmarks.
+
+Every probe is best effort: a missing tool or file gives None, never an error.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+__all__ = ["system_info", "cpu_model", "jetson_info", "cuda_version", "gpu_info", "run_quietly"]
+
+
+def run_quietly(cmd: List[str], timeout: float = 5.0) -> Optional[str]:
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().replace("\x00", "").strip()
+    except OSError:
+        return None
+
+
+def cpu_model() -> str:
+    text = _read("/proc/cpuinfo") or ""
+    for key in ("model name", "Model", "Hardware", "cpu model"):
+        match = re.search(rf"^{key}\s*:\s*(.+)$", text, flags=re.MULTILINE)
+        if match:
+            return match.group(1).strip()
+    return platform.processor() or platform.machine()
+
+
+def jetson_info() -> Optional[dict]:
+    model = _read("/proc/device-tree/model")
+    release = _read("/etc/nv_tegra_release")
+    if not (release or (model and "jetson" in model.lower())):
+        return None
+    info: Dict[str, Any] = {"model": model, "l4t": release.splitlines()[0] if release else None}
+    query = run_quietly(["nvpmodel", "-q"])
+    if query:
+        info["power_mode"] = " ".join(query.split())
+    conf = _read("/etc/nvpmodel.conf")
+    if conf:
+        match = re.search(r"PM_CONFIG\s+DEFAULT\s*=\s*(\d+)", conf)
+        info["nvpmodel_default_mode"] = int(match.group(1)) if match else None
+    if "power_mode" not in info:
+        info["power_mode"] = "unknown (nvpmodel -q not available)"
+    return info
+
+
+def _module_version(name: str) -> Optional[str]:
+    module = sys.modules.get(name)
+    if module is None:
+        try:
+            module = __import__(name)
+        except Exception:  # noqa: BLE001 - absent or broken: reported as None
+            return None
+    return getattr(module, "__version__", "unknown")
+
+
+def cuda_version() -> Optional[str]:
+    torch = sys.modules.get("torch")
+    if torch is not None and getattr(torch.version, "cuda", None):
+        return f"{torch.version.cuda} (torch build)"
+    text = _read("/usr/local/cuda/version.json")
+    if text:
+        match = re.search(r'"cuda"\s*:\s*\{[^}]*"version"\s*:\s*"([^"]+)"', text)
+        if match:
+            return match.group(1)
+    out = run_quietly(["nvcc", "--version"])
+    if out:
+        match = re.search(r"release ([\d.]+)", out)
+        if match:
+            return match.group(1)
+    return None
+
+
+def gpu_info() -> Optional[List[dict]]:
+    out = run_quietly(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
+    if out:
+        gpus = []
+        for line in out.splitlines():
+            parts = [p.strip() for p in line.split(",")]
+            gpus.append(
+                {
+                    "name": parts[0],
+                    "driver": parts[1] if len(parts) > 1 else None,
+                    "memory": parts[2] if len(parts) > 2 else None,
+                }
+            )
+        return gpus
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        return [{"name": torch.cuda.get_device_name(i)} for i in range(torch.cuda.device_count())]
+    return None
+
+
+def system_info() -> dict:
+    ort_version = _module_version("onnxruntime")
+    providers = None
+    if ort_version:
+        import onnxruntime
+
+        providers = onnxruntime.get_available_providers()
+    return {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "gpu": gpu_info(),
+        "jetson": jetson_info(),
+        "onnxruntime": ort_version,
+        "onnxruntime_providers": providers,
+        "tensorrt": _module_version("tensorrt"),
+        "cuda": cuda_version(),  # the torch build's CUDA, else the installed toolkit's "torch": getattr(sys.modules.get("torch"), "__version__", None),
+        "opencv": _module_version("cv2"),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
