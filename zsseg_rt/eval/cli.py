@@ -45,6 +45,9 @@ def _run(args: argparse.Namespace) -> int:
         from zsseg_rt.scale import init_ray
         from zsseg_rt.scale.parallel_eval import evaluate_parallel
 
+        if not os.path.exists(args.checkpoint):  # before Ray starts (10-20 s): refuse a missing path at once
+            raise FileNotFoundError(f"checkpoint or bundle {args.checkpoint!r} does not exist")
+        build_dataset(dict(spec))  # the same check: a wrong dataset root is reported before Ray starts
         init_ray(args.address)
         metrics = evaluate_parallel(
             args.checkpoint,
@@ -89,6 +92,17 @@ def _report(metrics, args: argparse.Namespace) -> int:
         save_json(metrics, args.json)
         print(f"metrics written to {args.json}")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (argparse turns the ValueError into a usage error naming the flag)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
 
 
 def add_eval_command(subparsers) -> argparse.ArgumentParser:
@@ -138,7 +152,7 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
         "configs (0.95, 0.35, 0.95)",
     )
     p.add_argument("--json", default=None, help="write the metrics to this JSON file")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N images (N >= 1)")
     p.add_argument("--device", default=None, help="torch device (default: the checkpoint's / auto for bundles)")
     p.add_argument("--backend", default="auto", help="bundle backend: auto, onnxruntime, tensorrt, torch")
     p.add_argument("--skip-corrupt", action="store_true", help="skip undecodable files (counted) instead of failing")
