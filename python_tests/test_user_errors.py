@@ -28,7 +28,7 @@ def _error_line(capsys, argv):
         ("lr=abc", "'lr' must be a finite number, got str 'abc'"),
         ("iterations=1.5", "'iterations' must be a whole number"),
         ("amp=yes", "'amp' must be true or false"),
-        ("betas=[0.9, \"x\"]", "'betas' must be a list of a finite number"),
+        ('betas=[0.9, "x"]', "'betas' must be a list of a finite number"),
     ],
 )
 def test_train_set_with_a_wrong_type_is_refused_naming_the_field(capsys, tmp_path, setting, expect):

@@ -209,6 +209,8 @@ def decode_image_bytes(data: bytes, max_pixels: Optional[int] = None, what: str 
     except cv2.error as exc:
         raise ImageReadError(f"cannot decode {what}: {str(exc).strip().splitlines()[-1]}") from None
     if image is None:
-        raise ImageReadError(f"cannot decode {what} ({len(data)} bytes): truncated, corrupt, or a format OpenCV cannot read")
+        raise ImageReadError(
+            f"cannot decode {what} ({len(data)} bytes): truncated, corrupt, or a format OpenCV cannot read"
+        )
     _check_pixels(image.shape[1], image.shape[0], limit, what)  # the decoder agreed with the header
     return image

@@ -148,7 +148,9 @@ def test_graph_with_a_valid_hash_but_no_onnx_inside_is_a_bundle_error(tmp_path):
     from zsseg_rt.runtime import Engine
 
     bundle = _write_bundle(tmp_path)
-    with pytest.raises(BundleError, match=r"image_encoder.onnx' is not an ONNX graph ONNX Runtime can load .*re-export"):
+    with pytest.raises(
+        BundleError, match=r"image_encoder.onnx' is not an ONNX graph ONNX Runtime can load .*re-export"
+    ):
         Engine(bundle, backend="onnxruntime", device="cpu")
 
 

@@ -131,7 +131,7 @@ class TrainConfig:
 
 
 def _type_problem(value: Any, annotation: Any) -> str:
-    """"" when ``value`` fits ``annotation`` (int, float, bool, str, Any, Optional/Union, List[...], Dict[...]), else
+    """ "" when ``value`` fits ``annotation`` (int, float, bool, str, Any, Optional/Union, List[...], Dict[...]), else
     what was expected."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation is Any:
