@@ -61,9 +61,9 @@ def server(ray_cluster, tiny_bundle):
     import socket
 
     from ray import serve
+    from support import VOCAB10
 
     from zsseg_rt.scale.serve import run_server
-    from support import VOCAB10
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
