@@ -41,7 +41,11 @@ def _cmd_export(args) -> int:
         overwrite=args.overwrite,
         verify_images=_sample_images(args.verify_images),
     )
+    from zsseg_rt.bundle import bundle_digest
+
     print(f"bundle written and verified: {out}")
+    # integrity is not authenticity: a deployment pins this (Engine(expected_digest=...), --bundle-digest)
+    print(f"digest {bundle_digest(out)}")
     return 0
 
 

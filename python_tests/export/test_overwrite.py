@@ -36,9 +36,12 @@ def native_dir(tiny_bundle):
     return os.path.join(os.path.dirname(tiny_bundle), "native")
 
 
-def _export(out, native, capsys, *extra):
+def _export(out, native, capsys, *extra, outputs=None):
     code = cli.main(["export", str(out), "--native", str(native), "--max-classes", "4", "--verify-images", *extra])
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    if outputs is not None:
+        outputs.append(captured.out)
+    return code, captured.err
 
 
 def test_directory_with_other_files_is_refused(tmp_path, native_dir, capsys):
@@ -109,10 +112,13 @@ def test_real_bundle_is_replaced_atomically(tmp_path, tiny_bundle, native_dir, c
     shutil.copytree(tiny_bundle, out)
     _fake_engine_cache(out)  # the TensorRT cache is part of a bundle
     old_meta = json.loads((out / "meta.json").read_text())
-    code, err = _export(out, native_dir, capsys, "--overwrite")
+    printed: list = []
+    code, err = _export(out, native_dir, capsys, "--overwrite", outputs=printed)
     assert code == 0, err
     meta = load_meta(str(out))
     verify_files(meta)
+    # the digest a deployment pins is printed, and it is the new bundle's (Engine(expected_digest=...) takes it)
+    assert f"digest {meta.digest}\n" in printed[0] and meta.digest.startswith("sha256:"), printed
     assert meta.max_classes == 4 != old_meta["max_classes"]  # the new bundle, not the old one
     assert not (out / "engines").exists()  # stale engines went with the old bundle
     assert sorted(os.listdir(tmp_path)) == ["b"]  # no temporary or old directory left beside it

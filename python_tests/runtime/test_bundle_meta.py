@@ -239,3 +239,31 @@ def test_exported_bundle_is_signed_complete_and_readable_by_others(tiny_bundle):
     assert stat.S_IMODE(os.stat(tiny_bundle).st_mode) == 0o755
     for name in os.listdir(tiny_bundle):
         assert stat.S_IMODE(os.stat(os.path.join(tiny_bundle, name)).st_mode) == 0o644, name
+
+
+def test_pinned_digest_accepts_the_exported_bundle_and_refuses_a_rehashed_edit(tiny_bundle, tmp_path):
+    """sha256 records show integrity only: an edit whose hashes are recomputed loads; a pinned digest refuses it."""
+    import shutil
+
+    from zsseg_rt import Engine
+    from zsseg_rt.bundle import bundle_digest
+
+    digest = bundle_digest(tiny_bundle)
+    assert digest.startswith("sha256:") and len(digest) == 7 + 64
+    Engine(tiny_bundle, backend="onnxruntime", expected_digest=digest)  # the exported bundle
+    Engine(tiny_bundle, backend="onnxruntime", expected_digest=digest[7:].upper())  # the bare hex, any case
+    with pytest.raises(ValueError, match="64 hex digits"):
+        Engine(tiny_bundle, expected_digest="sha256:1234")
+    with pytest.raises(ValueError, match="verify=False"):
+        Engine(tiny_bundle, expected_digest=digest, verify=False)
+
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_bundle, edited)
+    raw = json.loads((edited / "meta.json").read_text())
+    raw["calibration_bias"] = round(float(raw.get("calibration_bias", 0.0)) / 2 + 0.25, 3)
+    raw.pop("meta_sha256", None)
+    write_meta(str(edited / "meta.json"), raw)  # an attacker recomputing the hashes
+    assert load_meta(str(edited)).digest != digest
+    Engine(str(edited), backend="onnxruntime")  # integrity holds: nothing tells the edit apart without a pin
+    with pytest.raises(BundleError, match="is not the pinned one"):
+        Engine(str(edited), backend="onnxruntime", expected_digest=digest)
