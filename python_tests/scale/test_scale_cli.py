@@ -88,15 +88,19 @@ def _reader(stream, lines: "queue.Queue[str]"):
 
 @pytest.mark.slow  # its own Ray cluster (~20 s on 2 cores)
 def test_serve_is_ready_when_it_says_so_and_stops_cleanly_on_sigterm(tiny_bundle, tmp_path):
+    """Also: with no --max-pixels and no $ZSSEG_MAX_PIXELS, serve refuses what every other command refuses (40 MP;
+    it used to take an 8000x8000 image, 64 MP, the CLI refused)."""
     import cv2
     import numpy as np
+    from support import write_bilevel_png
 
+    from zsseg_rt.image_io import DEFAULT_MAX_PIXELS
     from zsseg_rt.scale.loadtest import get_json, post_image
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "ZSSEG_MAX_PIXELS")}
     command = [sys.executable, "-c", "import sys; from zsseg_rt.cli import main; sys.exit(main())"]
     command += ["serve", "--bundle", tiny_bundle, "--classes", "cat,dog,grass", "--port", str(port)]
     command += ["--num-cpus", "1", "--cpus-per-replica", "0.5", "--backend", "onnxruntime"]
@@ -119,6 +123,12 @@ def test_serve_is_ready_when_it_says_so_and_stops_cleanly_on_sigterm(tiny_bundle
         ok, png = cv2.imencode(".png", np.full((20, 30, 3), 120, np.uint8))
         status, answer = post_image(f"http://127.0.0.1:{port}/segment", png.tobytes(), timeout=60)
         assert status == 200 and answer["height"] == 20, answer
+        assert info["max_pixels"] == DEFAULT_MAX_PIXELS == 40_000_000
+        write_bilevel_png(tmp_path / "64mp.png", 8000, 8000)
+        status, answer = post_image(
+            f"http://127.0.0.1:{port}/segment", (tmp_path / "64mp.png").read_bytes(), timeout=60
+        )
+        assert status == 413 and "8000x8000 = 64.0 MP, over the 40 MP limit" in answer["error"], answer
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=120)
     finally:
