@@ -96,6 +96,7 @@ def test_serve_is_ready_when_it_says_so_and_stops_cleanly_on_sigterm(tiny_bundle
 
     from zsseg_rt.image_io import DEFAULT_MAX_PIXELS
     from zsseg_rt.scale.loadtest import get_json, post_image
+    from zsseg_rt.scale.records import STAT_COUNTERS  # (not .serve: Ray must not be imported before the cluster)
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -120,6 +121,8 @@ def test_serve_is_ready_when_it_says_so_and_stops_cleanly_on_sigterm(tiny_bundle
         # the moment it says so, it answers: the page's /info, and a segmentation
         info = get_json(f"http://127.0.0.1:{port}/info", timeout=5)
         assert info["classes"] == ["cat", "dog", "grass"]
+        fresh = get_json(f"http://127.0.0.1:{port}/stats", timeout=5)  # every counter there, at 0 (they were missing)
+        assert {name: fresh[name] for name in STAT_COUNTERS} == dict.fromkeys(STAT_COUNTERS, 0), fresh
         ok, png = cv2.imencode(".png", np.full((20, 30, 3), 120, np.uint8))
         status, answer = post_image(f"http://127.0.0.1:{port}/segment", png.tobytes(), timeout=60)
         assert status == 200 and answer["height"] == 20, answer
@@ -129,6 +132,9 @@ def test_serve_is_ready_when_it_says_so_and_stops_cleanly_on_sigterm(tiny_bundle
             f"http://127.0.0.1:{port}/segment", (tmp_path / "64mp.png").read_bytes(), timeout=60
         )
         assert status == 413 and "8000x8000 = 64.0 MP, over the 40 MP limit" in answer["error"], answer
+        stats = get_json(f"http://127.0.0.1:{port}/stats", timeout=5)
+        counted = {name: stats[name] for name in ("requests", "images", "batches", "bad_requests", "errors")}
+        assert counted == {"requests": 2, "images": 1, "batches": 1, "bad_requests": 1, "errors": 0}, stats
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=120)
     finally:

@@ -14,7 +14,10 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["image_record", "random_weights", "milliseconds", "label_png_bytes"]
+__all__ = ["image_record", "random_weights", "milliseconds", "label_png_bytes", "STAT_COUNTERS"]
+
+# the counters of ``zsseg serve``'s GET /stats (besides mean_batch_size, pid and rss_bytes), all 0 on a fresh replica
+STAT_COUNTERS = ("requests", "images", "batches", "batched_requests", "bad_requests", "refused_images", "errors")
 
 
 def random_weights(meta: Any) -> Optional[bool]:

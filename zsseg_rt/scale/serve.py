@@ -131,6 +131,8 @@ class SegmentationServer:
         from zsseg_rt.image_io import max_encoded_bytes, max_pixels_limit
         from zsseg_rt.runtime import Engine
 
+        from .records import STAT_COUNTERS
+
         _keep_replica_grpc_on_node_address()
         self.max_pixels = max_pixels_limit(max_pixels)
         self.max_bytes = max_encoded_bytes(self.max_pixels)
@@ -148,6 +150,8 @@ class SegmentationServer:
         self.segment_batch.set_max_batch_size(int(max_batch_size))
         self.segment_batch.set_batch_wait_timeout_s(float(batch_wait_s))
         self.stats: Dict[str, float] = defaultdict(float)
+        for counter in STAT_COUNTERS:  # every counter present from the start: a fresh replica's /stats is complete
+            self.stats[counter] = 0
         self.images_metric = Counter("zsseg_images_total", description="images segmented by this deployment")
         self.batch_metric = Histogram(
             "zsseg_batch_size", description="requests per Engine call", boundaries=[1, 2, 4, 8, 16, 32, 64]
