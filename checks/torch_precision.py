@@ -84,10 +84,14 @@ def _modes():
                 return _naive_normalize(*args, **kwargs)
             if self.fp16_matmuls and func in matmuls and any(t.dtype == half for t in tensors):
                 up = [a.float() if isinstance(a, torch.Tensor) and a.dtype == half else a for a in args]
-                upk = {k: v.float() if isinstance(v, torch.Tensor) and v.dtype == half else v for k, v in kwargs.items()}
+                upk = {
+                    k: v.float() if isinstance(v, torch.Tensor) and v.dtype == half else v for k, v in kwargs.items()
+                }
                 out = func(*up, **upk)
                 if isinstance(out, tuple):
-                    return tuple(o.to(half) if isinstance(o, torch.Tensor) and o.is_floating_point() else o for o in out)
+                    return tuple(
+                        o.to(half) if isinstance(o, torch.Tensor) and o.is_floating_point() else o for o in out
+                    )
                 return out.to(half)
             return func(*args, **kwargs)
 
@@ -154,6 +158,7 @@ def measure(bundle: str, precisions: Sequence[str], configs: Optional[Sequence[s
     from zsseg_rt.bundle import load_meta
     from zsseg_rt.export import accuracy_gate
     from zsseg_rt.export.torch_backend import TorchBackend
+
     Emulate, Magnitudes = _modes()
     meta = load_meta(bundle)
     reference = TorchBackend(meta, "cpu", precision="fp32")

@@ -48,8 +48,12 @@ rgb = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
 for name, path in json.loads(sys.argv[1]).items():
     engine = zsseg_rt.Engine(path, classes=["person", "cat", "sofa"], backend="onnxruntime", device="cpu")
     result = engine(rgb, color_order="rgb")
+    thin = {}  # 1 x N and N x 1 images: every pipeline labels every pixel (the two-stage one used to fail)
+    for shape in ((1, 1024, 3), (1024, 1, 3), (1, 1, 3)):
+        labels = engine(rgb[:1, :1].repeat(shape[0], 0).repeat(shape[1], 1), color_order="rgb").labels
+        thin["x".join(map(str, shape[:2]))] = [list(labels.shape), int(labels.min()), int(labels.max())]
     out[name] = {"pipeline": type(engine.pipeline).__name__, "labels": result.labels.tolist(),
-                 "names": result.class_names}
+                 "names": result.class_names, "thin": thin}
 assert not [m for m in sys.modules if m.startswith(("torch", "open_clip", "zsseg_rt.models", "zsseg_rt.export"))]
 print(json.dumps(out))
 """
@@ -119,6 +123,9 @@ def test_engine_runs_every_family_bundle_with_torch_and_models_blocked(bundles, 
         assert meta.evaluation_protocol == get_family(family).evaluation_protocol
         expected = {"windowed": "WindowedPipeline", "two_stage": "TwoStagePipeline"}[meta.pipeline]
         assert got[family]["pipeline"] == expected
+        for size, (shape, low, high) in got[family]["thin"].items():  # a thin image gets a label per pixel
+            assert shape == [int(v) for v in size.split("x")], (family, size, shape)
+            assert 0 <= low <= high < len(got[family]["names"]), (family, size, low, high)
         assert got[f"legacy-{family}"] == got[family]  # migrated meta: the same pipeline, labels and names
         old = load_meta(legacy[f"legacy-{family}"])
         assert (old.pipeline, old.evaluation_protocol) == (meta.pipeline, meta.evaluation_protocol)

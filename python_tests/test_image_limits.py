@@ -2,15 +2,15 @@
 allocates anything, and the limit is configurable (argument, ``ZSSEG_MAX_PIXELS``, default 40 MP)."""
 
 import json
-import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
 
 cv2 = pytest.importorskip("cv2")
+
+from support import write_bilevel_png  # noqa: E402
 
 from zsseg_rt.image_io import (  # noqa: E402
     DEFAULT_MAX_PIXELS,
@@ -20,28 +20,6 @@ from zsseg_rt.image_io import (  # noqa: E402
     max_pixels_limit,
     read_image_bgr,
 )
-
-
-def _chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-
-def write_bilevel_png(path, width: int, height: int, complete: bool = True) -> int:
-    """A black 1-bit greyscale PNG (OpenCV decodes it to [H, W, 3] uint8: 3 bytes per pixel), streamed through
-    zlib so that making a 20000x20000 file costs 50 MB of zlib input and no image in memory. ``complete=False``
-    writes only a few rows of data after a valid header (the issue's 467-byte 40000x40000 file). Returns bytes."""
-    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
-    packer = zlib.compressobj(9)
-    data = []
-    rows = height if complete else 4
-    for start in range(0, rows, 256):
-        data.append(packer.compress(row * min(256, rows - start)))
-    data.append(packer.flush())
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    blob = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", b"".join(data)) + _chunk(b"IEND", b"")
-    with open(path, "wb") as handle:
-        handle.write(blob)
-    return len(blob)
 
 
 @pytest.fixture(scope="module")

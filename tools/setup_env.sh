@@ -17,6 +17,17 @@ if [ "$need_gtest" = 1 ] && [ ! -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestCo
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libgtest-dev libgmock-dev >/dev/null
 fi
 
+# Debian's Chromium and its chromedriver: the headless-browser test of zsseg serve's web page (selenium drives them;
+# no browser is ever downloaded). ZSSEG_NEED_BROWSER=0 skips them (that test then skips with a reason).
+need_browser=${ZSSEG_NEED_BROWSER:-1}
+if [ "$need_browser" = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } \
+   && command -v apt-get >/dev/null 2>&1; then
+  echo "[setup] installing Chromium + chromedriver (Debian chromium, chromium-driver) for the web page test"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating virtual environment $VENV"
   "$PY" -m venv "$VENV"

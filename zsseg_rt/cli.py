@@ -42,7 +42,11 @@ def _cmd_export(args) -> int:
         weights=weights,
         progress=lambda line: print(line, flush=True),
     )
+    from zsseg_rt.bundle import bundle_digest
+
     print(f"bundle written and verified in {time.perf_counter() - start:.1f} s: {out}")
+    # integrity is not authenticity: a deployment pins this (Engine(expected_digest=...), --bundle-digest)
+    print(f"digest {bundle_digest(out)}")
     banner = weights_banner(weights)
     if banner:
         print(

@@ -5,15 +5,22 @@ no pixels) and an image larger than the pixel limit is refused before OpenCV dec
 (a 40000x40000 PNG of a few hundred bytes) cannot make the process allocate gigabytes.
 
 The limit is ``max_pixels`` when given, else the environment variable ``ZSSEG_MAX_PIXELS``, else
-:data:`DEFAULT_MAX_PIXELS` (40 megapixels, e.g. 8000x5000); ``0`` means no limit.
+:data:`DEFAULT_MAX_PIXELS` (40 megapixels, e.g. 8000x5000); ``0`` means no limit. It is the one limit of the
+package: ``zsseg segment`` / ``camera`` / ``eval`` read files with it, ``zsseg_rt.Engine`` refuses larger arrays by
+default (its ``max_pixels``), ``zsseg batch`` and ``zsseg serve`` check every file and request body with it.
+
+Encoded data in memory (a request body, a file read by Ray) goes through :func:`decode_image_bytes`: its length is
+checked against :func:`max_encoded_bytes` (what an uncompressed 8-bit RGB image of the pixel limit takes, plus
+1 MiB of headers) and its header against the pixel limit, before OpenCV decodes anything.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import warnings
-from typing import Optional, Tuple
+from typing import BinaryIO, Optional, Tuple, Union
 
 import numpy as np
 
@@ -27,6 +34,10 @@ __all__ = [
     "read_image_bgr",
     "read_image_fitted",
     "check_frame_size",
+    "check_pixels",
+    "max_encoded_bytes",
+    "image_bytes_size",
+    "decode_image_bytes",
 ]
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -36,6 +47,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 FIT_FACTOR_FULL_DECODE = 1.5
 FIT_FACTOR_REDUCED_DECODE = 64.0
 MAX_PIXELS_ENV = "ZSSEG_MAX_PIXELS"
+HEADER_ALLOWANCE = 1 << 20  # bytes of an encoded image beyond its pixels (headers, metadata, a thumbnail)
 _PIL_LIMIT_LOCK = threading.Lock()  # guards the temporary change of Pillow's global MAX_IMAGE_PIXELS
 
 
@@ -68,12 +80,8 @@ def max_pixels_limit(max_pixels: Optional[int] = None) -> int:
     return int(max_pixels)
 
 
-def image_size(path: str) -> Tuple[int, int]:
-    """``(width, height)`` of an image file from its header, without decoding pixels.
-
-    Raises:
-        ImageReadError: the file is missing, unreadable, or its format is not recognised.
-    """
+def _header_size(source: Union[str, BinaryIO], what: str) -> Tuple[int, int]:
+    """``(width, height)`` from the header of a file path or a binary file object (Pillow's lazy ``Image.open``)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -81,20 +89,45 @@ def image_size(path: str) -> Tuple[int, int]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             saved_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own limit applies instead
             try:
-                with Image.open(path) as image:  # lazy: header only
+                with Image.open(source) as image:  # lazy: header only
                     return int(image.size[0]), int(image.size[1])
             finally:
                 Image.MAX_IMAGE_PIXELS = saved_limit
     except FileNotFoundError:
-        raise ImageReadError(f"image {path!r} does not exist") from None
+        raise ImageReadError(f"{what} does not exist") from None
     except IsADirectoryError:
-        raise ImageReadError(f"image {path!r} is a directory, not an image file") from None
+        raise ImageReadError(f"{what} is a directory, not an image file") from None
     except UnidentifiedImageError:
-        raise ImageReadError(
-            f"cannot read image {path!r}: not an image, or a format without a readable header"
-        ) from None
-    except (OSError, SyntaxError, ValueError) as exc:  # PIL raises SyntaxError for some corrupt headers
-        raise ImageReadError(f"cannot read image {path!r}: {exc}") from None
+        raise ImageReadError(f"cannot read {what}: not an image, or a format without a readable header") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # PIL raises SyntaxError for some corrupt headers
+        raise ImageReadError(f"cannot read {what}: {exc}") from None
+
+
+def image_size(path: str) -> Tuple[int, int]:
+    """``(width, height)`` of an image file from its header, without decoding pixels.
+
+    Raises:
+        ImageReadError: the file is missing, unreadable, or its format is not recognised.
+    """
+    return _header_size(path, f"image {path!r}")
+
+
+def image_bytes_size(data: bytes, what: str = "the image") -> Tuple[int, int]:
+    """``(width, height)`` of encoded image bytes from their header, without decoding pixels.
+
+    Raises:
+        ImageReadError: empty data, or not an image Pillow can read the header of.
+    """
+    if not len(data):
+        raise ImageReadError(f"{what} is empty (0 bytes): send the encoded bytes of a JPEG/PNG/... file")
+    return _header_size(io.BytesIO(data), what)
+
+
+def max_encoded_bytes(max_pixels: Optional[int] = None) -> int:
+    """The most bytes an encoded image may have under the pixel limit (0 = no limit): an uncompressed 8-bit RGB
+    image of that many pixels plus 1 MiB (headers, metadata); compressed formats are far smaller."""
+    limit = max_pixels_limit(max_pixels)
+    return 3 * limit + HEADER_ALLOWANCE if limit else 0
 
 
 def _check_pixels(width: int, height: int, limit: int, what: str) -> None:
@@ -104,6 +137,15 @@ def _check_pixels(width: int, height: int, limit: int, what: str) -> None:
             f"downscale it, or raise the limit with --max-pixels N or {MAX_PIXELS_ENV}=N (0 = no limit) if this "
             "machine has the memory"
         )
+
+
+def check_pixels(width: int, height: int, max_pixels: Optional[int] = None, what: str = "the image") -> None:
+    """Refuse ``width x height`` over the pixel limit (``max_pixels``, else ``$ZSSEG_MAX_PIXELS``, else 40 MP).
+
+    Raises:
+        ImageTooLargeError: ``width * height`` exceeds the limit.
+    """
+    _check_pixels(int(width), int(height), max_pixels_limit(max_pixels), what)
 
 
 def check_frame_size(width: int, height: int, max_pixels: Optional[int] = None, what: str = "the frame") -> None:
@@ -198,3 +240,41 @@ def read_image_fitted(path: str, max_pixels: Optional[int] = None, resize: bool 
         f"to {target[0]}x{target[1]} (--max-pixels 0 keeps the full size if this machine has the memory)"
     )
     return image, {"from": [width, height], "to": list(target), "note": note}
+
+
+def decode_image_bytes(data: bytes, max_pixels: Optional[int] = None, what: str = "the image") -> np.ndarray:
+    """Decode encoded image bytes (a request body, a file's content) to ``[H, W, 3]`` uint8 BGR, refusing them
+    before decoding when they are longer than :func:`max_encoded_bytes` or their header declares more pixels than
+    the limit (a decompression bomb: a few KB declaring 30000x30000 is refused without allocating anything).
+
+    Args:
+        data: the encoded bytes (any format Pillow reads the header of and OpenCV decodes).
+        max_pixels: the limit (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: no limit).
+        what: how messages name the data (e.g. "the request body", "image 'a.png'").
+    Returns:
+        ``[H, W, 3]`` uint8 BGR array.
+    Raises:
+        ImageTooLargeError: too many bytes or pixels (nothing was decoded).
+        ImageReadError: empty, not an image, truncated or corrupt.
+    """
+    import cv2
+
+    limit = max_pixels_limit(max_pixels)
+    most = max_encoded_bytes(limit)
+    if most and len(data) > most:
+        raise ImageTooLargeError(
+            f"{what} has {len(data)} bytes, more than an image of the {limit / 1e6:g} MP limit can take "
+            f"({most} bytes); downscale or compress it, or raise the limit with --max-pixels N or {MAX_PIXELS_ENV}=N"
+        )
+    width, height = image_bytes_size(data, what)
+    _check_pixels(width, height, limit, what)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise ImageReadError(f"cannot decode {what}: {str(exc).strip().splitlines()[-1]}") from None
+    if image is None:
+        raise ImageReadError(
+            f"cannot decode {what} ({len(data)} bytes): truncated, corrupt, or a format OpenCV cannot read"
+        )
+    _check_pixels(image.shape[1], image.shape[0], limit, what)  # the decoder agreed with the header
+    return image

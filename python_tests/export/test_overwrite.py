@@ -36,9 +36,12 @@ def native_dir(tiny_bundle):
     return os.path.join(os.path.dirname(tiny_bundle), "native")
 
 
-def _export(out, native, capsys, *extra):
+def _export(out, native, capsys, *extra, outputs=None):
     code = cli.main(["export", str(out), "--native", str(native), "--max-classes", "4", "--verify-images", *extra])
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    if outputs is not None:
+        outputs.append(captured.out)
+    return code, captured.err
 
 
 def test_directory_with_other_files_is_refused(tmp_path, native_dir, capsys):
@@ -107,17 +110,76 @@ def test_real_bundle_is_replaced_atomically(tmp_path, tiny_bundle, native_dir, c
 
     out = tmp_path / "b"
     shutil.copytree(tiny_bundle, out)
-    (out / "engines").mkdir()  # the TensorRT cache is part of a bundle
-    (out / "engines" / "old.engine").write_bytes(b"stale")
+    _fake_engine_cache(out)  # the TensorRT cache is part of a bundle
     old_meta = json.loads((out / "meta.json").read_text())
-    code, err = _export(out, native_dir, capsys, "--overwrite")
+    printed: list = []
+    code, err = _export(out, native_dir, capsys, "--overwrite", outputs=printed)
     assert code == 0, err
     meta = load_meta(str(out))
     verify_files(meta)
+    # the digest a deployment pins is printed, and it is the new bundle's (Engine(expected_digest=...) takes it)
+    assert f"digest {meta.digest}\n" in printed[0] and meta.digest.startswith("sha256:"), printed
     assert meta.max_classes == 4 != old_meta["max_classes"]  # the new bundle, not the old one
     assert not (out / "engines").exists()  # stale engines went with the old bundle
     assert sorted(os.listdir(tmp_path)) == ["b"]  # no temporary or old directory left beside it
     assert os.path.isfile(os.path.join(native_dir, "model.safetensors"))  # the source is untouched
+
+
+def _fake_engine_cache(bundle) -> None:
+    """What `zsseg build-engine` leaves under engines/: a key folder with an engine and the engine.json recording its
+    sha256, and a timing cache."""
+    from zsseg_rt.bundle import sha256_file
+
+    folder = bundle / "engines" / "0123456789abcdef01234567"
+    folder.mkdir(parents=True)
+    (folder / "image_encoder.engine").write_bytes(b"stale engine")
+    record = {"engine_file": "image_encoder.engine", "engine_sha256": sha256_file(str(folder / "image_encoder.engine"))}
+    (folder / "engine.json").write_text(json.dumps(record))
+    (bundle / "engines" / "timing-trt10.3.0-orin-sm87.cache").write_bytes(b"timing")
+
+
+def test_only_files_the_bundle_wrote_are_ever_deleted(tmp_path, tiny_bundle):
+    """A meta.json that lists a user's file (hand-written, or edited: its meta_sha256 no longer matches), a listed
+    file changed since the export, and user data under engines/ all make --overwrite refuse; nothing is deleted."""
+    from zsseg_rt.bundle import write_meta
+
+    def fresh(name):
+        out = tmp_path / name
+        shutil.copytree(tiny_bundle, out)
+        _fake_engine_cache(out)
+        check_export_destination(str(out), overwrite=True)  # the untouched bundle with its engine cache: accepted
+        return out
+
+    out = fresh("listed")  # meta.json lists thesis.txt (with a made-up hash), edited by hand
+    (out / "thesis.txt").write_text("years of work")
+    meta = json.loads((out / "meta.json").read_text())
+    meta["files"]["thesis.txt"] = "0" * 64
+    (out / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(OverwriteRefused, match="not a zsseg_rt bundle.*meta_sha256"):
+        check_export_destination(str(out), overwrite=True)
+    write_meta(str(out / "meta.json"), meta)  # ... even re-signed: the listed hash is not the file's
+    with pytest.raises(OverwriteRefused, match="'thesis.txt', which meta.json lists but with another sha256"):
+        check_export_destination(str(out), overwrite=True)
+
+    out = fresh("edited")  # a graph changed since the export (e.g. a user's own fine-tuned file copied in)
+    (out / "head.onnx").write_bytes(b"my own graph")
+    with pytest.raises(OverwriteRefused, match="'head.onnx', which meta.json lists but with another sha256"):
+        check_export_destination(str(out), overwrite=True)
+
+    for extra, match in (
+        ("engines/results.csv", "'engines/results.csv'"),
+        ("engines/mine/model.engine", "'engines/mine'"),
+        ("engines/0123456789abcdef01234567/notes.txt", "'engines/0123456789abcdef01234567/notes.txt'"),
+    ):
+        out = fresh(extra.replace("/", "_"))
+        (out / extra).parent.mkdir(parents=True, exist_ok=True)
+        (out / extra).write_text("user data")
+        with pytest.raises(OverwriteRefused, match="engine cache .* holds " + match):
+            check_export_destination(str(out), overwrite=True)
+    out = fresh("engine_swapped")  # an engine that is not the one its engine.json records
+    (out / "engines" / "0123456789abcdef01234567" / "image_encoder.engine").write_bytes(b"a user's engine")
+    with pytest.raises(OverwriteRefused, match="image_encoder.engine"):
+        check_export_destination(str(out), overwrite=True)
 
 
 def test_failed_swap_puts_the_old_bundle_back(tmp_path, tiny_bundle, monkeypatch):

@@ -93,7 +93,7 @@ def test_a_graph_missing_from_meta_files_is_refused(tmp_path):
         ("patch_size", 5, "does not divide image_size"),
         ("image_size", "64", "image_size: expected an integer"),
         ("image_size", True, "image_size: expected an integer"),
-        ("context_length", 10**9, r"context_length: expected an integer in \[2, 4096\]"),
+        ("context_length", 10**9, r"context_length: expected an integer in \[16, 4096\]"),
         ("context_length", 1, "context_length"),
         ("crop_size", 0, "crop_size"),
         ("crop_size", 128, "larger than the graphs' input"),
@@ -109,11 +109,49 @@ def test_a_graph_missing_from_meta_files_is_refused(tmp_path):
         ("postprocess", {"activation": "relu"}, "activation 'sigmoid' or 'softmax'"),
         ("architecture", [], "architecture: expected an object"),
         ("files", {"head.onnx": "xyz"}, "64 lower-case hex digits"),
+        # the gaps found with recomputed hashes: every field has a type and a range
+        ("architecture", {"family": "../../etc/passwd"}, "architecture: expected family: a name"),
+        ("architecture", {"family": {"a": 1}}, "architecture: expected family: a name"),
+        ("architecture", {"config": {"num_queries": "100"}}, r"config.num_queries: an integer"),
+        ("io", {}, "io: expected a non-empty object"),
+        ("io", {"image": {"inputs": [], "outputs": ["x"]}}, r"'image': 'inputs' must be a non-empty list"),
+        ("io", {"image": {"inputs": ["image"], "outputs": ["p"]}}, r"io: a bundle of the 'windowed' pipeline"),
+        ("io", {"image": {"inputs": ["a"], "outputs": ["b"], "dynamic_axes": {"c": {"0": "n"}}}}, "neither an input"),
+        ("postprocess", {"background_label": {"a": 1}}, "background_label: a non-empty string"),
+        ("postprocess", {"logit_scale": 1e300}, r"logit_scale: a finite number > 0 in \[-inf, 10000\]"),
+        ("postprocess", {"topk_classes": -1}, "topk_classes"),
+        ("postprocess", {"logit_scale_in_head": "yes"}, "logit_scale_in_head: true or false"),
+        ("stride", 1, r"stride: expected between crop_size / 4 and crop_size \(16..64"),
+        ("stride", 65, "stride: expected between"),
+        ("std", [1e-300, 1, 1], r"std: expected 3 numbers, each a finite number > 0 in \[0.001, 10000\]"),
+        ("mean", [0, 0, 1e9], r"mean: expected 3 numbers, each a finite number in \[0, 255\]"),
+        ("calibration_bias", -1e308, r"calibration_bias: expected a finite number in \[-1, 1\]"),
+        ("context_length", 3, r"context_length: expected an integer in \[16, 4096\], got 3"),
+        ("image_size", 8192, "patch grid side of 512, more than"),  # with patch_size 16: 512 is allowed, see below
     ],
 )
 def test_meta_schema_violations_are_named(tmp_path, field, value, match):
+    if field == "image_size" and value == 8192:  # a 512-patch grid side loads; 8192 / 8 = 1024 does not
+        load_meta(_write_bundle(tmp_path, image_size=8192, patch_size=16))
+        value = {"image_size": 8192, "patch_size": 8}
+        with pytest.raises(BundleError, match="patch grid side of 1024, more than 512"):
+            load_meta(_write_bundle(tmp_path, **value))
+        return
     with pytest.raises(BundleError, match=r"meta.json' is malformed: .*" + match):
         load_meta(_write_bundle(tmp_path, **{field: value}))
+
+
+def test_graph_with_a_valid_hash_but_no_onnx_inside_is_a_bundle_error(tmp_path):
+    """The files of ``_write_bundle`` are text whose sha256 meta.json records: they pass every hash check, and ONNX
+    Runtime must not get to show its raw protobuf error."""
+    pytest.importorskip("onnxruntime")
+    from zsseg_rt.runtime import Engine
+
+    bundle = _write_bundle(tmp_path)
+    with pytest.raises(
+        BundleError, match=r"image_encoder.onnx' is not an ONNX graph ONNX Runtime can load .*re-export"
+    ):
+        Engine(bundle, backend="onnxruntime", device="cpu")
 
 
 @pytest.mark.parametrize("name", ["../outside.onnx", "/etc/passwd", "a/../../b", "sub\\x.onnx", "", "./x"])
@@ -201,3 +239,31 @@ def test_exported_bundle_is_signed_complete_and_readable_by_others(tiny_bundle):
     assert stat.S_IMODE(os.stat(tiny_bundle).st_mode) == 0o755
     for name in os.listdir(tiny_bundle):
         assert stat.S_IMODE(os.stat(os.path.join(tiny_bundle, name)).st_mode) == 0o644, name
+
+
+def test_pinned_digest_accepts_the_exported_bundle_and_refuses_a_rehashed_edit(tiny_bundle, tmp_path):
+    """sha256 records show integrity only: an edit whose hashes are recomputed loads; a pinned digest refuses it."""
+    import shutil
+
+    from zsseg_rt import Engine
+    from zsseg_rt.bundle import bundle_digest
+
+    digest = bundle_digest(tiny_bundle)
+    assert digest.startswith("sha256:") and len(digest) == 7 + 64
+    Engine(tiny_bundle, backend="onnxruntime", expected_digest=digest)  # the exported bundle
+    Engine(tiny_bundle, backend="onnxruntime", expected_digest=digest[7:].upper())  # the bare hex, any case
+    with pytest.raises(ValueError, match="64 hex digits"):
+        Engine(tiny_bundle, expected_digest="sha256:1234")
+    with pytest.raises(ValueError, match="verify=False"):
+        Engine(tiny_bundle, expected_digest=digest, verify=False)
+
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_bundle, edited)
+    raw = json.loads((edited / "meta.json").read_text())
+    raw["calibration_bias"] = round(float(raw.get("calibration_bias", 0.0)) / 2 + 0.25, 3)
+    raw.pop("meta_sha256", None)
+    write_meta(str(edited / "meta.json"), raw)  # an attacker recomputing the hashes
+    assert load_meta(str(edited)).digest != digest
+    Engine(str(edited), backend="onnxruntime")  # integrity holds: nothing tells the edit apart without a pin
+    with pytest.raises(BundleError, match="is not the pinned one"):
+        Engine(str(edited), backend="onnxruntime", expected_digest=digest)

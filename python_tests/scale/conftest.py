@@ -49,3 +49,50 @@ def image_folder(tmp_path_factory):
             cv2.imwrite(str(sub / f"{path.stem}_{k}{ext}"), np.ascontiguousarray(crop))
             count += 1
     return str(root)
+
+
+SERVER_MAX_PIXELS = 2_000_000  # the test server's pixel limit (its body limit follows: 3 bytes/pixel + 1 MiB)
+
+
+@pytest.fixture(scope="session")
+def server(ray_cluster, tiny_bundle):
+    """``zsseg serve``'s deployment on the shared cluster, HTTP on a free 127.0.0.1 port, with a 2 MP pixel limit
+    (so over-limit bodies are small to send); yields its base URL; shut down at the end of the session."""
+    import socket
+
+    from ray import serve
+    from support import VOCAB10
+
+    from zsseg_rt.scale.serve import run_server
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run_server(
+        tiny_bundle,
+        VOCAB10,
+        host="127.0.0.1",
+        port=port,
+        cpus_per_replica=0.5,
+        max_batch_size=8,
+        batch_wait_s=0.05,
+        backend="onnxruntime",
+        max_pixels=SERVER_MAX_PIXELS,
+    )
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+@pytest.fixture(scope="session")
+def photos():
+    """(encoded PNG bytes, decoded BGR) of the 4 packaged samples, shrunk to 160 px wide to keep the tests quick."""
+    import cv2
+
+    out = []
+    for path in sample_images():
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        image = cv2.resize(image, (160, int(round(160 * image.shape[0] / image.shape[1]))))
+        ok, data = cv2.imencode(".png", image)
+        assert ok
+        out.append((data.tobytes(), image))
+    return out

@@ -1,5 +1,6 @@
 """Batch segmentation on a local 2-CPU Ray cluster (127.0.0.1): outputs equal to the serial Engine, resume, a
-killed worker's images redone, bad inputs reported without losing the rest."""
+killed worker's images redone, bad inputs (empty files, decompression bombs, undecodable files, images the Engine
+refuses) reported in the manifest without losing the rest, and a pool holding every CPU of the cluster finishes."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import json
 import os
 import shutil
 import signal
+import threading
 
 import cv2
 import numpy as np
 import pytest
 from support import VOCAB10 as VOCAB
+from support import write_bilevel_png
 
 from zsseg_rt.runtime import Engine
 from zsseg_rt.scale.batch import MANIFEST, iter_segment_images, plan_batch, read_manifest, segment_images
@@ -54,11 +57,14 @@ def test_outputs_equal_serial_engine_and_resume_skips(ray_cluster, tiny_bundle, 
     _assert_identical(out, serial_labels)
     rows = read_manifest(out)
     assert len(rows) == 24
-    for row in rows:
+    for row in rows:  # the names and units of the package's results (scale/records.py)
         labels = serial_labels[row["key"]]
         counts = np.bincount(labels.ravel(), minlength=len(VOCAB))
-        assert row["areas"] == {VOCAB[i]: int(counts[i]) for i in np.flatnonzero(counts)}
-        assert (row["height"], row["width"]) == labels.shape and row["seconds"]["segment"] > 0
+        assert row["pixels"] == {VOCAB[i]: int(counts[i]) for i in np.flatnonzero(counts)}
+        assert row["areas"] == {name: round(n / labels.size, 6) for name, n in row["pixels"].items()}
+        assert list(row["pixels"].values()) == sorted(row["pixels"].values(), reverse=True)  # most frequent first
+        assert (row["height"], row["width"]) == labels.shape and row["timing_ms"]["segment"] > 0
+        assert set(row["timing_ms"]) == {"decode", "segment", "write", "total"} and row["backend"] == "onnxruntime"
     assert json.load(open(os.path.join(out, "vocabulary.json")))["class_names"] == VOCAB
 
     # resume: nothing left to do; then two deleted outputs (and one whose manifest row is missing) are redone
@@ -109,7 +115,7 @@ def test_list_file_bad_image_and_cli(ray_cluster, tiny_bundle, image_folder, ser
     )
     assert code == 1  # one image failed: reported, the others written
     rows = {r["key"]: r for r in read_manifest(str(out))}
-    assert rows["broken"]["status"] == "error" and "cannot decode" in rows["broken"]["error"]
+    assert rows["broken"]["status"] == "error" and "not an image" in rows["broken"]["error"]
     for key in keys:
         assert rows[key]["status"] == "ok"
         np.testing.assert_array_equal(_read_labels(str(out), key), serial_labels[key])
@@ -117,3 +123,62 @@ def test_list_file_bad_image_and_cli(ray_cluster, tiny_bundle, image_folder, ser
     with pytest.raises(FileNotFoundError, match="missing file"):
         listing.write_text("nowhere.jpg\n")
         plan_batch(str(listing), str(out))
+
+
+def test_bad_files_are_manifest_rows_and_every_good_image_is_done(
+    ray_cluster, tiny_bundle, image_folder, serial_labels, tmp_path
+):
+    """A folder with an empty file, a decompression bomb (110 KB declaring 30000x30000), a file too long to be an
+    image of the limit, an undecodable file and an image the Engine refuses (1 x 300000) among the good images:
+    every good image gets its label PNG, each bad file one error row saying why; the job finishes (it used to abort
+    with a RayTaskError after 3 of 9 rows)."""
+    folder = tmp_path / "in"
+    shutil.copytree(image_folder, folder)
+    (folder / "a" / "empty.jpg").write_bytes(b"")
+    write_bilevel_png(folder / "b" / "bomb.png", 30000, 30000)
+    (folder / "garbage.png").write_bytes(b"\x89PNG but not really")
+    cv2.imwrite(str(folder / "thin.png"), np.full((1, 300000, 3), 90, np.uint8))
+    with open(folder / "huge.bmp", "wb") as handle:  # sparse: 8 MB on paper, nothing on disk
+        handle.truncate(8 << 20)
+    out = tmp_path / "out"
+    summary = segment_images(str(folder), str(out), tiny_bundle, VOCAB, progress=False, max_pixels=2_000_000, **RUN)
+    assert (summary["ok"], summary["error"]) == (24, 5), summary
+    rows = {r["key"]: r for r in read_manifest(str(out))}
+    assert len(rows) == 29
+    expected_errors = {
+        "a/empty": "is empty (0 bytes)",
+        "b/bomb": "30000x30000 = 900.0 MP, over the 2 MP limit",  # from the header: nothing was decoded
+        "garbage": "not an image",
+        "thin": "side longer than 262144 pixels",
+        "huge": "has 8388608 bytes, more than an image of the pixel limit can take",  # refused unread
+    }
+    for key, message in expected_errors.items():
+        assert rows[key]["status"] == "error" and message in rows[key]["error"], rows[key]
+        assert not os.path.exists(os.path.join(out, key + ".png"))
+    for key in serial_labels:
+        assert rows[key]["status"] == "ok", rows[key]
+    _assert_identical(str(out), serial_labels)
+
+
+def test_a_pool_holding_every_cpu_finishes(ray_cluster, tiny_bundle, image_folder, serial_labels, tmp_path):
+    """--workers 2 x 1 CPU on the 2-CPU cluster: the read tasks must not wait for a CPU (they waited forever: 0 of
+    48 images after 110 s). Run with a deadline so a regression fails instead of hanging the suite."""
+    out = str(tmp_path / "out")
+    rows, failure = [], []
+
+    def run():
+        try:
+            rows.extend(
+                iter_segment_images(
+                    image_folder, out, tiny_bundle, VOCAB, workers=2, cpus_per_worker=1.0, backend="onnxruntime"
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=240)
+    assert not worker.is_alive(), f"the batch hung: {len(rows)} of 24 images after 240 s"
+    assert not failure and len(rows) == 24 and {r["status"] for r in rows} == {"ok"}, (failure, len(rows))
+    _assert_identical(out, serial_labels)

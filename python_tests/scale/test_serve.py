@@ -1,91 +1,215 @@
-"""``zsseg serve`` on Ray Serve, on the shared local Ray cluster, HTTP on 127.0.0.1 only: answers equal to the
-local Engine (default and per-request vocabularies), bad requests get HTTP 400 with a message, batching happens,
-and a bounded load test ends with no errors."""
+"""``zsseg serve`` on Ray Serve, on the shared local Ray cluster, HTTP on 127.0.0.1 only: answers equal to the local
+Engine (labels, scores, areas; default and per-request vocabularies), one bad request never fails the good ones
+batched with it (a decompression bomb gets 413 and the replica does not grow), bodies are limited while they are
+read, nothing listens beyond the loopback address, and a bounded load test ends with no errors."""
 
 from __future__ import annotations
 
-import socket
+import http.client
+import os
+import threading
 
 import cv2
 import numpy as np
 import pytest
 from support import VOCAB10 as VOCAB
+from support import write_bilevel_png
 
-from zsseg_rt.assets import sample_images
 from zsseg_rt.runtime import Engine
 
 # Ray start-up (~15-25 s on 2 cores) and actor pools: slow, but run by CI (tools/run_tests.sh runs all).
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server(ray_cluster, tiny_bundle):
-    """The server on a free 127.0.0.1 port: yields its base URL; shut down after the module."""
-    from ray import serve
+def _post(url, data, classes=None, query=""):
+    from zsseg_rt.scale.loadtest import post_image
 
-    from zsseg_rt.scale.serve import run_server
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    run_server(
-        tiny_bundle,
-        VOCAB,
-        host="127.0.0.1",
-        port=port,
-        cpus_per_replica=0.5,
-        max_batch_size=4,
-        batch_wait_s=0.05,
-        backend="onnxruntime",
-    )
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
-
-
-@pytest.fixture(scope="module")
-def photos():
-    """(encoded bytes, decoded BGR) of the 4 packaged samples, shrunk to 160 px wide to keep the test quick."""
-    out = []
-    for path in sample_images():
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        image = cv2.resize(image, (160, int(round(160 * image.shape[0] / image.shape[1]))))
-        ok, data = cv2.imencode(".png", image)
-        assert ok
-        out.append((data.tobytes(), image))
-    return out
+    return post_image(url + "/segment" + query, data, classes=classes)
 
 
 def test_answers_equal_local_engine(server, tiny_bundle, photos):
-    from zsseg_rt.scale.loadtest import post_image
-    from zsseg_rt.scale.serve import decode_labels
+    from zsseg_rt.scale.serve import decode_labels, decode_scores
 
     engine = Engine(tiny_bundle, classes=VOCAB, backend="onnxruntime")
     other = ["cat", "sofa", "floor", "wall"]
     seen_labels = set()
     for data, image in photos:
-        status, answer = post_image(server + "/segment", data)
-        assert status == 200 and answer["class_names"] == VOCAB
-        expected = engine(image).labels
-        np.testing.assert_array_equal(decode_labels(answer), expected)
-        seen_labels |= set(np.unique(expected).tolist())
-        status, answer = post_image(server + "/segment", data, classes=other)
+        status, answer = _post(server, data)
+        assert status == 200 and answer["classes"] == VOCAB, answer
+        expected = engine(image)
+        labels = decode_labels(answer)
+        np.testing.assert_array_equal(labels, expected.labels)
+        # scores travel as a 16-bit quantisation of their range: within half a step of the Engine's
+        low, high = answer["scores_range"]
+        np.testing.assert_allclose(decode_scores(answer), expected.scores, atol=(high - low) / 65535 + 1e-6)
+        counts = np.bincount(expected.labels.ravel(), minlength=len(VOCAB))
+        assert answer["pixels"] == {VOCAB[i]: int(counts[i]) for i in np.argsort(-counts, kind="stable") if counts[i]}
+        assert abs(sum(answer["areas"].values()) - 1.0) < 1e-4 and list(answer["areas"]) == list(answer["pixels"])
+        assert set(answer["timing_ms"]) == {"read", "decode", "segment", "encode", "total"}
+        assert answer["timing_ms"]["total"] >= answer["timing_ms"]["segment"] > 0
+        assert len(answer["colors"]) == len(VOCAB) and answer["backend"] == "onnxruntime"
+        seen_labels |= set(np.unique(expected.labels).tolist())
+        status, answer = _post(server, data, classes=other, query="?scores=0&labels=raw")
         engine.set_classes(other)
         np.testing.assert_array_equal(decode_labels(answer), engine(image).labels)
-        assert status == 200 and answer["class_names"] == other
+        assert status == 200 and answer["classes"] == other and "scores_png" not in answer
         engine.set_classes(VOCAB)
     assert len(seen_labels) >= 3  # a comparison that can fail: several classes win
 
 
-def test_bad_requests_get_400(server):
-    from zsseg_rt.scale.loadtest import post_image
-
-    status, answer = post_image(server + "/segment", b"definitely not a picture")
-    assert status == 400 and "not an image" in answer["error"]
-    status, answer = post_image(server + "/segment", b"")
-    assert status == 400 and "empty request body" in answer["error"]
+def test_bad_requests_get_4xx_with_a_reason(server, tmp_path):
     ok, png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
-    status, answer = post_image(server + "/segment", png.tobytes(), classes=["cat", "cat"])
-    assert status == 400 and "cat" in answer["error"]
+    cases = [
+        (b"definitely not a picture", None, "", 400, "not an image"),
+        (b"", None, "", 400, "empty request body"),
+        (png.tobytes(), ["cat", "cat"], "", 400, "cat"),
+        (png.tobytes(), None, "?scores=maybe", 400, "?scores= takes 1 or 0"),
+        (png.tobytes(), None, "?labels=jpeg", 400, "?labels= takes png or raw"),
+    ]
+    write_bilevel_png(tmp_path / "huge.png", 100000, 100000, complete=False)  # a header declaring 10^10 pixels
+    cases.append(((tmp_path / "huge.png").read_bytes(), None, "", 413, "100000x100000 = 10000.0 MP, over the 2 MP"))
+    write_bilevel_png(tmp_path / "big.png", 2000, 1500)  # 3 MP: over this server's limit (the CLI's rule)
+    cases.append(((tmp_path / "big.png").read_bytes(), None, "", 413, "2000x1500 = 3.0 MP, over the 2 MP limit"))
+    for body, classes, query, code, message in cases:
+        status, answer = _post(server, body, classes=classes, query=query)
+        assert (status, message in answer.get("error", "")) == (code, True), (code, message, status, answer)
+    connection = http.client.HTTPConnection("127.0.0.1", int(server.rsplit(":", 1)[1]), timeout=30)
+    connection.request("GET", "/nowhere")
+    assert connection.getresponse().status == 404
+
+
+def _rss_of_replica(server):
+    from zsseg_rt.scale.loadtest import get_json
+
+    return get_json(server + "/stats")["rss_bytes"]
+
+
+def test_bodies_are_refused_while_they_are_read(server):
+    """A declared 200 MB body is refused from its Content-Length (nothing read); a chunked body with no length is
+    refused once it passes the limit, not read to its end (the stream stays open for more)."""
+    from zsseg_rt.scale.loadtest import get_json
+
+    host, port = "127.0.0.1", int(server.rsplit(":", 1)[1])
+    info = get_json(server + "/info")
+    limit = info["max_bytes"]
+    assert (info["max_pixels"], limit) == (2_000_000, 3 * 2_000_000 + (1 << 20))  # the fixture's limit
+    before = _rss_of_replica(server)
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    connection.putrequest("POST", "/segment")
+    connection.putheader("Content-Length", str(200 << 20))
+    connection.endheaders()
+    connection.send(b"\x00" * 65536)  # 64 KB of the announced 200 MB
+    response = connection.getresponse()
+    assert response.status == 413 and b"209715200 bytes, more than the" in response.read()
+    connection.close()
+
+    chunks = 4 * limit // (1 << 20)
+    sent = []
+
+    def endless():  # chunks until the server answers (at most 4x the limit: the test cannot hang on a bug)
+        for _ in range(chunks):
+            yield b"\x00" * (1 << 20)
+            sent.append(1)
+
+    connection = http.client.HTTPConnection(host, port, timeout=60)
+    try:
+        connection.request("POST", "/segment", body=endless(), encode_chunked=True)
+        response = connection.getresponse()
+        status, text = response.status, response.read()
+    except (BrokenPipeError, ConnectionResetError):  # the server closed the stream (after its 413) mid-body
+        status, text = None, b""
+    finally:
+        connection.close()
+    if status is None:  # no status to read: the proof is that the server stopped taking the body early
+        assert len(sent) < chunks, f"the connection was reset only after the whole {chunks} MiB body was sent"
+    else:
+        assert status == 413 and b"more than the" in text, (status, text[:200])
+    assert _rss_of_replica(server) - before < 600 << 20
+
+
+def test_a_bomb_among_good_requests_fails_alone(server, tiny_bundle, photos, tmp_path):
+    """8 requests sent together: a 30000x30000 decompression bomb (110 KB on disk, 2.7 GB decoded) and an image the
+    Engine refuses (1 x 300000: longer than any pipeline takes) batched with 6 good ones. The good ones get their
+    labels, the two others 413, and the replica's RSS grows by < 600 MB (it grew by 2.7 GB, and all 8 failed)."""
+    from zsseg_rt.scale.loadtest import get_json
+    from zsseg_rt.scale.serve import decode_labels
+
+    write_bilevel_png(tmp_path / "bomb.png", 30000, 30000)
+    ok, thin = cv2.imencode(".png", np.full((1, 300000, 3), 90, np.uint8))
+    bodies = [photos[i % len(photos)][0] for i in range(6)]
+    bodies[2:2] = [(tmp_path / "bomb.png").read_bytes(), thin.tobytes()]
+    stats = get_json(server + "/stats")
+    answers = [None] * len(bodies)
+
+    def send(index):
+        answers[index] = _post(server, bodies[index])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    after = get_json(server + "/stats")
+    assert [a[0] for a in answers] == [200, 200, 413, 413, 200, 200, 200, 200], [a and a[0] for a in answers]
+    assert "30000x30000 = 900.0 MP, over the 2 MP limit" in answers[2][1]["error"]
+    assert "side longer than 262144 pixels" in answers[3][1]["error"]
+    engine = Engine(tiny_bundle, classes=VOCAB, backend="onnxruntime")
+    good = [i for i in range(len(bodies)) if i not in (2, 3)]
+    for i, k in zip(good, range(6)):
+        np.testing.assert_array_equal(decode_labels(answers[i][1]), engine(photos[k % len(photos)][1]).labels)
+    grown = after["rss_bytes"] - stats["rss_bytes"]
+    print(f"replica RSS {stats['rss_bytes'] / 2**20:.0f} MB -> {after['rss_bytes'] / 2**20:.0f} MB")
+    assert grown < 600 << 20, f"the replica grew by {grown / 2**20:.0f} MB"
+    assert after["batches"] - stats["batches"] < 7, "the requests were not batched together"
+
+
+def _listening_sockets(root_pid):
+    """``(address hex, port, pid)`` of every TCP socket in LISTEN state held by ``root_pid`` or its descendants
+    (Linux /proc: the Ray processes started by this test process)."""
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as handle:
+                    parents[int(name)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    family = {root_pid}
+    changed = True
+    while changed:
+        grown = {pid for pid, parent in parents.items() if parent in family} - family
+        family |= grown
+        changed = bool(grown)
+    inodes = {}
+    for pid in family:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes[target[8:-1]] = pid
+        except OSError:
+            continue
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as handle:
+            for line in handle.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    address, port = fields[1].split(":")
+                    found.append((address, int(port, 16), inodes[fields[9]]))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/net"), reason="reads Linux's /proc/net")
+def test_nothing_listens_beyond_loopback(server):
+    """Every listening socket of the Ray cluster and the server (HTTP proxy, replica, GCS, raylet, workers) is on
+    127.0.0.1 (or ::1 / ::ffff:127.0.0.1); Ray Serve's replica used to open its gRPC port on [::]."""
+    sockets = _listening_sockets(os.getpid())
+    ports = {port for _, port, _ in sockets}
+    assert int(server.rsplit(":", 1)[1]) in ports and len(sockets) >= 5  # the check sees the cluster's sockets
+    loopback = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
+    wide = [(address, port, pid) for address, port, pid in sockets if address not in loopback]
+    assert not wide, f"listening beyond 127.0.0.1: {wide}"
 
 
 def test_bounded_load_test_batches_without_errors(server, tiny_bundle, photos):

@@ -20,7 +20,17 @@ the bundle and its evaluation protocol; older bundles get them from ``migrate.mi
 
 from typing import Any
 
-from .meta import BundleError, BundleMeta, bundle_file, check_bundle_integrity, load_meta, sha256_file, verify_files
+from .meta import (
+    BundleError,
+    BundleMeta,
+    bundle_digest,
+    bundle_file,
+    check_bundle_digest,
+    check_bundle_integrity,
+    load_meta,
+    sha256_file,
+    verify_files,
+)
 from .migrate import migrate_meta
 from .schema import canonical_meta_sha256, check_meta_schema, write_meta
 from .spec import (
@@ -61,6 +71,8 @@ __all__ = [
     "check_bundle_integrity",
     "weights_banner",
     "weights_record",
+    "bundle_digest",
+    "check_bundle_digest",
 ]
 
 # Names kept for one release (CHANGELOG.md): the two-stage tables were named after the family that uses them.

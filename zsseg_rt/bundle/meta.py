@@ -53,6 +53,7 @@ class BundleMeta:
     opset: int
     files: Dict[str, str]
     raw: Dict[str, Any] = field(repr=False, default_factory=dict)
+    digest: str = ""  # "sha256:<hex>" of meta.json's content (``bundle_digest``), set by ``load_meta``
 
     @property
     def io(self) -> Dict[str, Dict[str, Any]]:
@@ -236,7 +237,46 @@ def load_meta(bundle_dir: str) -> BundleMeta:
             f"{recorded}; re-export the bundle (or re-sign a deliberate edit with zsseg_rt.bundle.schema.write_meta)"
         )
     kwargs = {key: raw[key] for key in _REQUIRED}
-    return BundleMeta(path=os.path.abspath(bundle_dir), raw=raw, **kwargs)
+    digest = DIGEST_PREFIX + canonical_meta_sha256(recorded_raw)
+    return BundleMeta(path=os.path.abspath(bundle_dir), raw=raw, digest=digest, **kwargs)
+
+
+DIGEST_PREFIX = "sha256:"
+_HEX64 = frozenset("0123456789abcdef")
+
+
+def bundle_digest(bundle_dir: str) -> str:
+    """The digest that pins a bundle: ``"sha256:<hex>"`` of its meta.json's canonical content (the value it records
+    as ``meta_sha256``). meta.json holds the sha256 of every other file of the bundle, so one digest covers them
+    all once those are verified (``Engine`` does). Raises BundleError for a malformed bundle."""
+    return load_meta(bundle_dir).digest
+
+
+def check_bundle_digest(meta: BundleMeta, expected: str) -> None:
+    """Refuse a bundle whose digest is not ``expected`` (``"sha256:<64 hex>"`` or the bare hex).
+
+    Hashes recorded inside a bundle tell whether its files are the ones it was exported with (integrity); anyone who
+    can write the bundle can recompute them. Comparing with a digest kept elsewhere (a deployment's configuration:
+    ``Engine(expected_digest=...)``, ``zsseg serve --bundle-digest``) tells that it is the bundle you exported.
+
+    Raises:
+        ValueError: ``expected`` is not a sha256 digest.
+        BundleError: the bundle records no ``meta_sha256`` (older export), or its digest differs.
+    """
+    text = str(expected).strip().lower()
+    hex_part = text[len(DIGEST_PREFIX) :] if text.startswith(DIGEST_PREFIX) else text
+    if len(hex_part) != 64 or not set(hex_part) <= _HEX64:
+        raise ValueError(f"a bundle digest is 'sha256:' and 64 hex digits (zsseg export prints it), got {expected!r}")
+    if META_HASH_FIELD not in meta.raw:
+        raise BundleError(
+            f"bundle {meta.path!r} records no {META_HASH_FIELD} (an older export), so its files are not pinned by its "
+            "meta.json; re-export it with this zsseg_rt and pin the new digest"
+        )
+    if meta.digest != DIGEST_PREFIX + hex_part:
+        raise BundleError(
+            f"bundle {meta.path!r} is not the pinned one: its digest is {meta.digest}, expected {DIGEST_PREFIX}"
+            f"{hex_part}; deploy the bundle you exported (or update the pinned digest after a deliberate re-export)"
+        )
 
 
 def _unlisted_files(meta: BundleMeta) -> List[str]:

@@ -27,7 +27,13 @@ __all__ = ["META_HASH_FIELD", "canonical_meta_sha256", "check_meta_schema", "che
 
 META_HASH_FIELD = "meta_sha256"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 MAX_SIDE = 1 << 14  # the largest graph input side / crop accepted (16384)
+MAX_GRID = 512  # the largest patch grid side (image_size / patch_size): 262144 tokens per window
+MAX_LOGIT_SCALE = 1e4  # CLIP's learned scale is capped at 100; beyond 1e4 exp() overflows float32 on any logit gap
+# Images are normalised as (pixel - mean) / std on the 0-255 scale: a std below 1e-3 turns one grey level into
+# thousands of units (or inf), beyond any input a network was trained on.
+MIN_STD, MAX_STD = 1e-3, 1e4
 
 
 class SchemaError(ValueError):
@@ -78,12 +84,38 @@ def _int(low: int, high: int) -> Callable[[Any], str]:
     return check
 
 
-def _number(positive: bool = False) -> Callable[[Any], str]:
+def _number(positive: bool = False, low: float = -math.inf, high: float = math.inf) -> Callable[[Any], str]:
+    """A finite number (> 0 when ``positive``) in ``[low, high]``."""
+
     def check(value: Any) -> str:
         what = "a finite number" + (" > 0" if positive else "")
+        if math.isfinite(low) or math.isfinite(high):
+            what += f" in [{low:g}, {high:g}]"
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             return f"{what}, got {value!r}"
-        return "" if value > 0 or not positive else f"{what}, got {value}"
+        if positive and not value > 0:
+            return f"{what}, got {value}"
+        return "" if low <= value <= high else f"{what}, got {value:g}"
+
+    return check
+
+
+def _flag(value: Any) -> str:
+    return "" if isinstance(value, bool) else f"true or false, got {value!r}"
+
+
+def _name(value: Any, longest: int = 64) -> str:
+    """An identifier-like name (letters, digits, '_', '-', '.'; starting with a letter or '_')."""
+    if not isinstance(value, str) or not _NAME.match(value) or len(value) > longest:
+        return f"a name of at most {longest} letters, digits, '_', '-' or '.', got {value!r:.80}"
+    return ""
+
+
+def _text(longest: int) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not value.strip() or len(value) > longest:
+            return f"a non-empty string of at most {longest} characters, got {value!r:.80}"
+        return ""
 
     return check
 
@@ -92,8 +124,8 @@ def _optional(check: Callable[[Any], str]) -> Callable[[Any], str]:
     return lambda value: "" if value is None else check(value)
 
 
-def _triple(positive: bool) -> Callable[[Any], str]:
-    number = _number(positive)
+def _triple(positive: bool, low: float = -math.inf, high: float = math.inf) -> Callable[[Any], str]:
+    number = _number(positive, low, high)
 
     def check(value: Any) -> str:
         if not isinstance(value, list) or len(value) != 3:
@@ -153,11 +185,20 @@ def _postprocess(value: Any) -> str:
         return f"an object, got {type(value).__name__}"
     if value.get("activation", "sigmoid") not in ("sigmoid", "softmax", "maps"):
         return f"activation 'sigmoid' or 'softmax' (or 'maps': ZeroSeg), got {value.get('activation')!r}"
-    checks = {
-        "logit_scale": _number(positive=True),
-        "background_threshold": _optional(_number()),
-        "area_threshold": _optional(_number()),
+    checks: Dict[str, Callable[[Any], str]] = {
+        "logit_scale": _number(positive=True, high=MAX_LOGIT_SCALE),
+        "background_threshold": _optional(_number(low=-1e6, high=1e6)),
+        "area_threshold": _optional(_number(low=0.0, high=1.0)),
         "short_side": _optional(_int(1, 1 << 16)),
+        "background_label": _optional(_text(200)),
+        "logit_scale_in_head": _flag,
+        "background_threshold_in_head": _flag,
+        "clamp_background_threshold": _flag,
+        "affinity_product": _flag,
+        "topk_classes": _int(1, 1 << 16),
+        "score_mode": _name,
+        "assignment_maps": _name,
+        "method": _name,
     }
     for key, check in checks.items():
         error = check(value[key]) if key in value else ""
@@ -178,13 +219,32 @@ def _postprocess(value: Any) -> str:
 
 
 def _io(value: Any) -> str:
-    if not isinstance(value, dict):
-        return f"an object, got {type(value).__name__}"
+    """The per-graph I/O table (``spec.default_graph_io``): roles -> non-empty, distinct input and output tensor
+    names, and dynamic axes ``{tensor: {"axis": label}}`` of those tensors (axes 0..7). Which roles must be there
+    depends on the pipeline (checked in :func:`check_meta_schema`)."""
+    if not isinstance(value, dict) or not value:
+        return f"a non-empty object {{graph role: inputs, outputs, dynamic_axes}}, got {value!r:.80}"
     for role, entry in value.items():
-        if not isinstance(entry, dict) or _strings()(entry.get("inputs")) or _strings()(entry.get("outputs")):
+        if not isinstance(entry, dict):
             return f"{role!r}: an object with 'inputs' and 'outputs' lists of names"
-        if not isinstance(entry.get("dynamic_axes", {}), dict):
+        names = []
+        for key in ("inputs", "outputs"):
+            listed = entry.get(key)
+            if not isinstance(listed, list) or not listed or any(_name(v) for v in listed):
+                return f"{role!r}: {key!r} must be a non-empty list of tensor names, got {listed!r:.80}"
+            names += listed
+        if len(set(names)) != len(names):
+            return f"{role!r}: a tensor name appears twice among {names}"
+        axes = entry.get("dynamic_axes", {})
+        if not isinstance(axes, dict):
             return f"{role!r}: 'dynamic_axes' must be an object"
+        for tensor, spec in axes.items():
+            if tensor not in names:
+                return f"{role!r}: dynamic_axes names {tensor!r}, which is neither an input nor an output"
+            if not isinstance(spec, dict) or any(
+                str(axis) not in "01234567" or len(str(axis)) != 1 or _name(label) for axis, label in spec.items()
+            ):
+                return f"{role!r}: dynamic_axes of {tensor!r} must map axis numbers 0..7 to names, got {spec!r:.80}"
     return ""
 
 
@@ -202,10 +262,10 @@ def _two_stage(value: Any) -> str:
         return f"an object, got {type(value).__name__}"
     checks: Dict[str, Callable[[Any], str]] = {
         "clip_templates": _templates,
-        "clip_logit_scale": _number(positive=True),
+        "clip_logit_scale": _number(positive=True, high=MAX_LOGIT_SCALE),
         "clip_image_size": _int(1, MAX_SIDE),
         "clip_mean": _triple(positive=False),
-        "clip_std": _triple(positive=True),
+        "clip_std": _triple(positive=True, low=MIN_STD / 255.0, high=MAX_STD),
         "fusion": lambda v: "" if v in TWO_STAGE_FUSIONS else f"one of {TWO_STAGE_FUSIONS}, got {v!r}",
         "clip_cls_style": lambda v: "" if v in TWO_STAGE_CLIP_STYLES else f"one of {TWO_STAGE_CLIP_STYLES}, got {v!r}",
         "ensemble_lambda": lambda v: _number()(v) or ("" if 0.0 <= v <= 1.0 else f"a number in [0, 1], got {v}"),
@@ -230,17 +290,32 @@ def _two_stage(value: Any) -> str:
     return ""
 
 
+def _architecture(value: Any) -> str:
+    """The model description: an object whose ``family`` (information, not dispatch) is a name and whose
+    ``config.num_queries`` (read by the two-stage pipeline) is a count."""
+    if not isinstance(value, dict):
+        return f"an object, got {type(value).__name__}"
+    if "family" in value and _name(value["family"]):
+        return f"family: {_name(value['family'])}"
+    config = value.get("config", {})
+    if not isinstance(config, dict):
+        return f"config: an object, got {type(config).__name__}"
+    if "num_queries" in config and _int(1, 10000)(config["num_queries"]):
+        return f"config.num_queries: {_int(1, 10000)(config['num_queries'])}"
+    return ""
+
+
 REQUIRED: Dict[str, Callable[[Any], str]] = {
     "format_version": _int(1, 1 << 16),
-    "architecture": _dict,
+    "architecture": _architecture,
     "image_size": _int(1, MAX_SIDE),
     "patch_size": _int(1, MAX_SIDE),
     "embed_dim": _int(1, 1 << 16),
-    "context_length": _int(2, 4096),
-    "mean": _triple(positive=False),
-    "std": _triple(positive=True),
+    "context_length": _int(16, 4096),  # the templates' prompts must fit (CLIP: 77)
+    "mean": _triple(positive=False, low=0.0, high=255.0),
+    "std": _triple(positive=True, low=MIN_STD, high=MAX_STD),
     "templates": _templates,
-    "calibration_bias": _number(),
+    "calibration_bias": _number(low=-1.0, high=1.0),  # subtracted from a sigmoid/softmax score in [0, 1]
     "seen_class_names": _strings(),
     "training_class_names": _strings(),
     "max_classes": _int(1, 1 << 16),
@@ -275,10 +350,33 @@ def check_meta_schema(raw: Any) -> List[str]:
         f"{key}: expected {error}" for key, check in OPTIONAL.items() if key in raw and (error := check(raw[key]))
     ]
     if not problems:
-        if raw["image_size"] % raw["patch_size"]:
-            problems.append(f"patch_size: {raw['patch_size']} does not divide image_size {raw['image_size']}")
-        if raw["crop_size"] > raw["image_size"]:
-            problems.append(f"crop_size: {raw['crop_size']} is larger than the graphs' input image_size")
-        if raw.get("pipeline") == "two_stage" and "two_stage" not in raw:
-            problems.append("two_stage: a bundle of the two-stage pipeline (pipeline 'two_stage') needs this section")
+        problems += _cross_field_problems(raw)
+    return problems
+
+
+def _cross_field_problems(raw: Dict[str, Any]) -> List[str]:
+    """Violations that involve several fields (each field already has its type and range)."""
+    problems = []
+    if raw["image_size"] % raw["patch_size"]:
+        problems.append(f"patch_size: {raw['patch_size']} does not divide image_size {raw['image_size']}")
+    elif raw["image_size"] // raw["patch_size"] > MAX_GRID:
+        problems.append(
+            f"patch_size: image_size {raw['image_size']} / patch_size {raw['patch_size']} is a patch grid side of "
+            f"{raw['image_size'] // raw['patch_size']}, more than {MAX_GRID}"
+        )
+    if raw["crop_size"] > raw["image_size"]:
+        problems.append(f"crop_size: {raw['crop_size']} is larger than the graphs' input image_size")
+    if not -(-raw["crop_size"] // 4) <= raw["stride"] <= raw["crop_size"]:
+        problems.append(
+            f"stride: expected between crop_size / 4 and crop_size ({-(-raw['crop_size'] // 4)}..{raw['crop_size']}: "
+            f"windows overlap at most 3/4 and leave no gap), got {raw['stride']}"
+        )
+    pipeline = raw.get("pipeline", "windowed")
+    if "io" in raw and pipeline in PIPELINE_GRAPH_FILES and set(raw["io"]) != set(PIPELINE_GRAPH_FILES[pipeline]):
+        problems.append(
+            f"io: a bundle of the {pipeline!r} pipeline describes the graphs {sorted(PIPELINE_GRAPH_FILES[pipeline])}, "
+            f"got {sorted(raw['io'])}"
+        )
+    if pipeline == "two_stage" and "two_stage" not in raw:
+        problems.append("two_stage: a bundle of the two-stage pipeline (pipeline 'two_stage') needs this section")
     return problems

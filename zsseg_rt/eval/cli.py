@@ -48,6 +48,9 @@ def _run(args: argparse.Namespace) -> int:
         from zsseg_rt.scale import init_ray
         from zsseg_rt.scale.parallel_eval import evaluate_parallel
 
+        if not os.path.exists(args.checkpoint):  # before Ray starts (10-20 s): refuse a missing path at once
+            raise FileNotFoundError(f"checkpoint or bundle {args.checkpoint!r} does not exist")
+        build_dataset(dict(spec))  # the same check: a wrong dataset root is reported before Ray starts
         init_ray(args.address)
         metrics = evaluate_parallel(
             args.checkpoint,
@@ -106,6 +109,17 @@ def _report(metrics, args: argparse.Namespace) -> int:
         save_json(metrics, path)
         print(f"metrics written to {path}", file=sys.stderr if args.json is True else sys.stdout)
     return 0
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (argparse turns the ValueError into a usage error naming the flag)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
 
 
 def add_eval_command(subparsers) -> argparse.ArgumentParser:
@@ -174,7 +188,7 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
         "deprecated: use --save-json)",
     )
     p.add_argument("--save-json", default=None, metavar="PATH", help="also write the metrics to this JSON file")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N images (N >= 1)")
     p.add_argument("--device", default=None, help="torch device (default: the checkpoint's / auto for bundles)")
     p.add_argument("--backend", default="auto", help="bundle backend: auto, onnxruntime, tensorrt, torch")
     p.add_argument("--skip-corrupt", action="store_true", help="skip undecodable files (counted) instead of failing")

@@ -228,6 +228,8 @@ def evaluate(
         def tqdm(iterable, **_kwargs):  # type: ignore[no-redef]
             return iterable
 
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a whole number of images >= 1 (or None for all), got {limit!r}")
     ds = build_dataset(dataset) if isinstance(dataset, dict) else dataset
     split = ds.split.with_unseen(unseen)
     if isinstance(checkpoint, (str, Path)):

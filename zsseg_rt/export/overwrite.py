@@ -1,9 +1,13 @@
 """Safe replacement of an export destination (``zsseg export OUT --overwrite``), torch-free.
 
 Only a directory that is recognisably a bundle written by ``export_bundle`` is ever replaced: a real directory
-(not a symbolic link) whose ``meta.json`` carries the bundle format marker and which holds nothing but the files
-that ``meta.json`` lists and the TensorRT engine cache. Anything else (a file, a link, a directory with other
-files, the directory holding the checkpoint being exported) is refused with a message, and nothing is deleted.
+(not a symbolic link) whose ``meta.json`` carries the bundle format marker and its own ``meta_sha256`` (matching its
+content: a meta.json written or edited by hand does not) and which holds nothing but files the bundle wrote: the files ``meta.json`` lists, each with the
+sha256 it records (a hand-written meta.json listing a user's file, or a file changed since the export, does not
+qualify), and under ``engines/`` only what ``zsseg build-engine`` writes there (``<key>/`` folders holding
+``engine.json`` and the engine it records, with that engine's sha256, and ``timing-*.cache`` files). Anything
+else (a file, a link, a directory with other files, the directory holding the checkpoint being exported) is refused
+with a message, and nothing is deleted.
 The new bundle is written beside the destination and swapped in (atomically on Linux), so the old bundle is
 removed only after the new one is complete.
 """
@@ -14,11 +18,13 @@ import ctypes
 import errno
 import json
 import os
+import re
 import shutil
 import sys
-from typing import Iterable, Optional, Set
+from typing import Iterable, List, Optional, Set
 
-from zsseg_rt.bundle import Files
+from zsseg_rt.bundle import PIPELINE_GRAPH_FILES, Files, canonical_meta_sha256, sha256_file
+from zsseg_rt.bundle.schema import META_HASH_FIELD
 
 __all__ = ["OverwriteRefused", "check_export_destination", "replace_directory"]
 
@@ -39,21 +45,86 @@ def _contains(parent: str, child: str) -> bool:
 
 
 def _bundle_entries(out_dir: str) -> Optional[Set[str]]:
-    """The entry names a bundle at ``out_dir`` may hold, or None when its meta.json is not ours."""
+    """The entry names a bundle at ``out_dir`` may hold, or None when its meta.json is not ours (no format marker,
+    no file table, or a ``meta_sha256`` that does not match its content: written or edited by hand)."""
     meta_path = os.path.join(out_dir, Files.META)
     if os.path.islink(meta_path) or not os.path.isfile(meta_path):
         return None
     try:
         with open(meta_path, "r", encoding="utf-8") as handle:
             meta = json.load(handle)
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
     if not isinstance(meta, dict) or not isinstance(meta.get(_FORMAT_MARKER), int):
         return None
     files = meta.get("files")
     if not isinstance(files, dict) or not all(isinstance(name, str) for name in files):
         return None
-    return {Files.META, Files.ENGINE_DIR} | {name for name in files if name and os.sep not in name}
+    if meta.get(META_HASH_FIELD) != canonical_meta_sha256(meta):  # no hash, or not its content: not an export's
+        return None
+    return {Files.META, Files.ENGINE_DIR} | {name for name in files if name and "/" not in name and os.sep not in name}
+
+
+def _modified_files(out_dir: str, recorded: dict, names: Iterable[str]) -> List[str]:
+    """Entries among ``names`` (listed in meta.json) that are not the file the bundle wrote: not a regular file, or
+    content whose sha256 differs from the recorded one (a user's file that a meta.json names, or an edited graph)."""
+    found = []
+    for name in sorted(names):
+        path = os.path.join(out_dir, name)
+        if name in (Files.META, Files.ENGINE_DIR) or not os.path.lexists(path):
+            continue
+        if os.path.islink(path) or not os.path.isfile(path) or sha256_file(path) != recorded.get(name):
+            found.append(name)
+    return found
+
+
+_ENGINE_STEMS = "|".join(
+    sorted({re.escape(os.path.splitext(f)[0]) for table in PIPELINE_GRAPH_FILES.values() for f in table.values()})
+)
+_TMP = r"(\.tmp\d+-\d+)?"  # a leftover of an interrupted atomic write (runtime.engine_cache._atomic_write)
+_ENGINE_FOLDER = re.compile(r"^[0-9a-f]{24}$")  # EngineKey.digest()
+_ENGINE_FILE = re.compile(rf"^(engine\.json|({_ENGINE_STEMS})\.engine){_TMP}$")
+_TIMING_CACHE = re.compile(rf"^timing-trt[0-9A-Za-z.]+-[0-9a-z-]+-sm\d+\.cache{_TMP}$")
+
+
+def _foreign_engine_entries(engine_dir: str) -> List[str]:
+    """What under ``engines/`` was not written by ``zsseg build-engine`` (as paths relative to the bundle): anything
+    but ``<key>/`` folders of engines and their ``engine.json`` and ``timing-*.cache`` files; links; an engine whose
+    sha256 differs from the one its ``engine.json`` records."""
+    if os.path.islink(engine_dir) or not os.path.isdir(engine_dir):
+        return [Files.ENGINE_DIR] if os.path.lexists(engine_dir) else []
+    foreign = []
+    for name in sorted(os.listdir(engine_dir)):
+        path = os.path.join(engine_dir, name)
+        rel = f"{Files.ENGINE_DIR}/{name}"
+        if os.path.islink(path):
+            foreign.append(rel)
+        elif os.path.isfile(path):
+            if not _TIMING_CACHE.match(name):
+                foreign.append(rel)
+        elif not _ENGINE_FOLDER.match(name):
+            foreign.append(rel)
+        else:
+            foreign += [f"{rel}/{inner}" for inner in _foreign_in_engine_folder(path)]
+    return foreign
+
+
+def _foreign_in_engine_folder(folder: str) -> List[str]:
+    record: dict = {}
+    try:
+        with open(os.path.join(folder, "engine.json"), "r", encoding="utf-8") as handle:
+            loaded = json.load(handle)
+        record = loaded if isinstance(loaded, dict) else {}
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        pass
+    foreign = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.islink(path) or not os.path.isfile(path) or not _ENGINE_FILE.match(name):
+            foreign.append(name)
+        elif name == record.get("engine_file") and sha256_file(path) != record.get("engine_sha256"):
+            foreign.append(name)  # not the engine the record describes
+    return foreign
 
 
 def check_export_destination(out_dir: str, overwrite: bool, sources: Iterable[Optional[str]] = ()) -> None:
@@ -92,8 +163,9 @@ def check_export_destination(out_dir: str, overwrite: bool, sources: Iterable[Op
     allowed = _bundle_entries(out_dir)
     if allowed is None:
         raise OverwriteRefused(
-            f"--overwrite refused: {out_dir!r} is not a zsseg_rt bundle (no meta.json with {_FORMAT_MARKER!r} and "
-            "'files'); only a bundle written by `zsseg export` is replaced. Choose another path or empty it yourself"
+            f"--overwrite refused: {out_dir!r} is not a zsseg_rt bundle (no meta.json with {_FORMAT_MARKER!r}, 'files' "
+            f"and a matching {META_HASH_FIELD!r}); only a bundle written by `zsseg export` is replaced. Choose another "
+            "path or empty it yourself"
         )
     foreign = sorted(name for name in os.listdir(out_dir) if name not in allowed)
     links = sorted(name for name in os.listdir(out_dir) if os.path.islink(os.path.join(out_dir, name)))
@@ -103,6 +175,23 @@ def check_export_destination(out_dir: str, overwrite: bool, sources: Iterable[Op
             f"--overwrite refused: bundle {out_dir!r} also holds "
             f"{'files that are not part of the bundle' if foreign else 'symbolic links'} ({shown}); "
             "move them out first or choose another path"
+        )
+    with open(os.path.join(out_dir, Files.META), "r", encoding="utf-8") as handle:
+        recorded = json.load(handle)["files"]
+    modified = _modified_files(out_dir, recorded, allowed)
+    if modified:
+        shown = ", ".join(repr(n) for n in modified[:5])
+        raise OverwriteRefused(
+            f"--overwrite refused: {out_dir!r} holds {shown}, which meta.json lists but with another sha256 than it "
+            "records (changed since the export, or not written by it): --overwrite deletes only files the bundle "
+            "wrote. Move them out first or choose another path"
+        )
+    engines = _foreign_engine_entries(os.path.join(out_dir, Files.ENGINE_DIR))
+    if engines:
+        shown = ", ".join(repr(n) for n in engines[:5])
+        raise OverwriteRefused(
+            f"--overwrite refused: the engine cache of {out_dir!r} holds {shown}, which `zsseg build-engine` did not "
+            "write (or which differ from what it recorded); move them out first or choose another path"
         )
 
 

@@ -27,9 +27,16 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-__all__ = ["InputLimits", "InputLimitError", "estimate_bytes", "cpu_threads"]
+from zsseg_rt.image_io import DEFAULT_MAX_PIXELS, max_pixels_limit
+
+__all__ = ["InputLimits", "InputLimitError", "estimate_bytes", "cpu_threads", "MAX_SIDE", "NO_PIXEL_LIMIT"]
 
 MIB = 1 << 20
+# The longest image side any pipeline takes: the native ops refuse longer rows (``ops.preprocess`` takes sides up to
+# 2^18, ``ops.segment_windows`` outputs up to 2^20), so the Engine refuses such an image up front with a message
+# instead of an op's error after the encoder ran. Not configurable: it is the implementation's limit.
+MAX_SIDE = 1 << 18
+NO_PIXEL_LIMIT = (1 << 62) - 1  # ``max_pixels=0`` ("no limit") as a number
 
 
 class InputLimitError(ValueError):
@@ -90,14 +97,16 @@ class InputLimits:
     """What one Engine call accepts; every field is an ``Engine(...)`` argument of the same name.
 
     Attributes:
-        max_pixels: input (= output) pixels ``H x W``.
+        max_pixels: input (= output) pixels ``H x W``; the default is the package's one pixel limit
+            (``zsseg_rt.image_io``: 40 MP unless ``$ZSSEG_MAX_PIXELS`` says otherwise, the limit the CLI, ``zsseg
+            batch`` and ``zsseg serve`` apply to files and requests); :meth:`resolve` turns None/0 into numbers.
         max_rescaled_pixels: pixels ``H' x W'`` after the keep-ratio test rescale (an elongated image grows:
             1 x 128 becomes 512 x 65536 under the short-side-512 rule).
         max_windows: sliding windows per image.
         max_memory_mb: the estimated working memory (``estimate_bytes``) of one image, in MiB.
     """
 
-    max_pixels: int = 1 << 26
+    max_pixels: int = DEFAULT_MAX_PIXELS
     max_rescaled_pixels: int = 1 << 25
     max_windows: int = 4096
     max_memory_mb: int = 2048
@@ -108,6 +117,13 @@ class InputLimits:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
 
+    @classmethod
+    def resolve(cls, max_pixels: Optional[int], **others: int) -> "InputLimits":
+        """Limits with ``max_pixels`` None (the package's pixel limit: ``$ZSSEG_MAX_PIXELS`` or 40 MP) or 0 (no
+        limit) turned into a number, the other fields as given."""
+        limit = max_pixels_limit(max_pixels)  # ValueError for a negative or malformed value
+        return cls(max_pixels=limit or NO_PIXEL_LIMIT, **others)
+
     def check(
         self, image_size: Tuple[int, int], scaled_size: Tuple[int, int], windows: int, estimate: Optional[int]
     ) -> None:
@@ -115,6 +131,11 @@ class InputLimits:
         height, width = image_size
         scaled_h, scaled_w = scaled_size
         what = f"image of {height}x{width}"
+        if max(height, width) > MAX_SIDE:
+            raise InputLimitError(
+                f"{what} has a side longer than {MAX_SIDE} pixels, the longest the native pre- and post-processing "
+                "take (docs/usage.md, 'Input limits and memory'); crop it into parts or downscale it"
+            )
         if height * width > self.max_pixels:
             self._fail(what, f"has {height * width} pixels", "max_pixels", self.max_pixels, "resize it")
         if scaled_h * scaled_w > self.max_rescaled_pixels:

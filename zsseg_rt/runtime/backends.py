@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from zsseg_rt.bundle import GRAPH_FILES, BundleMeta, Names
+from zsseg_rt.bundle import GRAPH_FILES, BundleError, BundleMeta, Names
 
 Features = Dict[str, np.ndarray]
 
@@ -61,6 +61,38 @@ def ort_providers(device: str) -> List[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
+def open_ort_session(
+    meta: BundleMeta, role: str, file_name: str, options: Any, providers: List[str], path: Optional[str] = None
+) -> Any:
+    """An ONNX Runtime session of bundle graph ``file_name`` (role ``role`` of meta.json's "io" table), checked to be
+    a graph ONNX Runtime loads whose input and output names are the ones meta.json records. ``path``: another file
+    standing for that graph (a reduced-precision image encoder prepared beside the bundle).
+
+    Raises:
+        BundleError: the file is not a loadable ONNX graph (e.g. a corrupt protobuf whose hash was recomputed) or
+            its tensors are not the recorded ones, with the file named; never ONNX Runtime's raw error.
+    """
+    ort = _ort()
+    path = path or meta.file(file_name)
+    try:
+        session = ort.InferenceSession(path, options, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own untyped errors (InvalidProtobuf, Fail...)
+        detail = " ".join(str(exc).split())[:300]
+        raise BundleError(
+            f"bundle file {path!r} is not an ONNX graph ONNX Runtime can load ({type(exc).__name__}: {detail}); the "
+            "bundle is damaged or was not written by `zsseg export`: re-export it"
+        ) from None
+    expected = meta.io.get(role, {})
+    got = {"inputs": [i.name for i in session.get_inputs()], "outputs": [o.name for o in session.get_outputs()]}
+    for key in ("inputs", "outputs"):
+        if key in expected and sorted(expected[key]) != sorted(got[key]):
+            raise BundleError(
+                f"bundle file {path!r} has {key} {got[key]}, but meta.json records {list(expected[key])} for its "
+                f"role {role!r}; the bundle is inconsistent: re-export it"
+            )
+    return session
+
+
 class OnnxRuntimeBackend(Backend):
     """Runs the bundle's ONNX graphs with ONNX Runtime. ``InferenceSession.run`` is thread-safe.
 
@@ -106,7 +138,9 @@ class OnnxRuntimeBackend(Backend):
         for role, name in GRAPH_FILES.items():
             path = image_path if role == "image" and image_path is not None else meta.file(name)
             extra = config if role == "image" else {}
-            self._sessions[role] = ort.InferenceSession(path, self._options(ort, threads, extra), providers=providers)
+            self._sessions[role] = open_ort_session(
+                meta, role, name, self._options(ort, threads, extra), providers, path=path
+            )
 
     @staticmethod
     def _options(ort, threads: int, extra: Dict[str, str]):

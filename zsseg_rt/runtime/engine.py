@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from zsseg_rt.bundle import BundleMeta, Files, Names, load_meta
+from zsseg_rt.bundle import BundleMeta, Files, Names, check_bundle_digest, load_meta
 from zsseg_rt.pipeline.limits import InputLimits
 from zsseg_rt.pipeline.postprocessor import MODES
 from zsseg_rt.vocabulary import (
@@ -73,8 +73,16 @@ class Engine:
             of labels and scores (``runtime/device_pipeline.py``); True requires it, False uses the host path.
         max_pixels, max_rescaled_pixels, max_windows, max_memory_mb: input limits (``pipeline.InputLimits``,
             README "Input limits and memory"): an image over one of them is refused with ``InputLimitError`` (a
-            ValueError) naming the limit, before any work. Defaults: 2^26 input pixels, 2^25 rescaled pixels,
-            4096 windows, 2048 MiB estimated working memory per image.
+            ValueError) naming the limit, before any work. Defaults: the package's one pixel limit (None:
+            ``$ZSSEG_MAX_PIXELS`` or 40 MP, the limit of the CLI, ``zsseg batch`` and ``zsseg serve``; 0: none),
+            2^25 rescaled pixels, 4096 windows, 2048 MiB estimated working memory per image. Sides longer than
+            ``pipeline.limits.MAX_SIDE`` (262144) are always refused.
+        expected_digest: pin the bundle: ``"sha256:<64 hex>"`` (or the bare hex) of its meta.json
+            (``zsseg_rt.bundle.bundle_digest``; ``zsseg export`` prints it). meta.json records the sha256 of every
+            other file, which the Engine checks, so the pin covers the whole bundle. A bundle whose digest differs is
+            refused with ``BundleError``. The hashes in a bundle give integrity (nothing changed by accident), not
+            authenticity (whoever can write the bundle can recompute them): pin the digest you exported where the
+            bundle comes from somewhere you do not control.
 
     Fixed-size graphs (windowed pipeline): a bundle's image encoder has one input size S. Images are rescaled so the short side is S
     (official test pipeline), so every window is S x S, except for images more than 4:1 elongated, whose short
@@ -101,15 +109,25 @@ class Engine:
         precision: Optional[str] = None,
         threads: int = 0,
         device_pipeline: Union[str, bool] = "auto",
-        max_pixels: int = InputLimits.max_pixels,
+        max_pixels: Optional[int] = None,
         max_rescaled_pixels: int = InputLimits.max_rescaled_pixels,
         max_windows: int = InputLimits.max_windows,
         max_memory_mb: int = InputLimits.max_memory_mb,
+        expected_digest: Optional[str] = None,
     ):
-        self.limits = InputLimits(max_pixels, max_rescaled_pixels, max_windows, max_memory_mb)
+        self.limits = InputLimits.resolve(
+            max_pixels, max_rescaled_pixels=max_rescaled_pixels, max_windows=max_windows, max_memory_mb=max_memory_mb
+        )
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if expected_digest is not None and not verify:
+            raise ValueError(
+                "expected_digest pins the bundle through the file hashes that verify=True checks; verify=False "
+                "would skip them: drop one of the two"
+            )
         self.meta: BundleMeta = load_meta(os.fspath(bundle))
+        if expected_digest is not None:
+            check_bundle_digest(self.meta, expected_digest)
         kind = pipeline_class(self.meta.pipeline)
         if verify:
             verify_bundle_files(self.meta, [Files.TOKENIZER])

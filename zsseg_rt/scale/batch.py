@@ -6,14 +6,23 @@ class: one ``zsseg_rt.Engine`` per actor, loaded once; ``num_gpus`` per actor, C
 Data schedules the work and retries it: an actor that dies is restarted and the batches it held are run again
 (``max_restarts`` / ``max_task_retries``), so a killed worker's images are redone.
 
+One file is the unit of failure: a file that is empty, not an image, larger than the pixel limit (checked from its
+header before anything is decoded; ``zsseg_rt.image_io``, the limit of every other command) or that the Engine
+refuses gets an ``error`` row in the manifest, and every other image is still segmented. Files too large to be an
+image of the pixel limit, and empty ones, are refused from their size without being read. Every argument (the bundle,
+the vocabulary, the output folder, the actor pool against the cluster's CPUs) is checked before Ray starts.
+
 Outputs under ``OUTPUT``:
 
 * ``<relative path of the image without extension>.png``: the label map, 8-bit for vocabularies of at most 256
   classes, 16-bit above; each file is written to a temporary name and renamed, so a killed run never leaves a
   truncated PNG behind.
-* ``manifest.jsonl``: one JSON object per image (image, labels, status, height, width, per-class pixel areas,
-  timings, worker pid and host), appended by the driver as results arrive (JSON lines: appendable, so a resumed
-  run adds to it; ``pandas.read_json(path, lines=True)`` or ``ray.data.read_json`` read it).
+* ``manifest.jsonl``: one JSON object per image, appended by the driver as results arrive (JSON lines: appendable,
+  so a resumed run adds to it; ``pandas.read_json(path, lines=True)`` or ``ray.data.read_json`` read it): ``image``,
+  ``key``, ``labels`` (the label PNG, relative to OUTPUT), ``status`` ("ok" or "error" with ``error``), and for an
+  ok image the names and units of the package's results (``records.image_record``): ``height``, ``width``,
+  ``areas`` (fraction of the pixels per present class), ``pixels`` (pixel counts), ``timing_ms`` (decode, segment,
+  write), ``backend``, ``random_weights`` where the bundle records it; ``worker`` (pid) and ``host``.
 * ``vocabulary.json``: the class names the label values index. A resumed run must use the same vocabulary.
 
 Resume: an image is done when its label PNG exists and the manifest has an ``ok`` row for it; those are not read
@@ -25,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
@@ -32,8 +42,20 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Un
 import numpy as np
 
 from . import import_ray
+from .records import image_record, label_png_bytes
 
-__all__ = ["BatchPlan", "plan_batch", "iter_segment_images", "segment_images", "label_png_bytes", "MANIFEST"]
+__all__ = [
+    "BatchPlan",
+    "BatchJob",
+    "plan_batch",
+    "prepare_batch",
+    "run_batch",
+    "check_pool_fits",
+    "iter_segment_images",
+    "segment_images",
+    "label_png_bytes",
+    "MANIFEST",
+]
 
 MANIFEST = "manifest.jsonl"
 VOCABULARY = "vocabulary.json"
@@ -50,6 +72,35 @@ class BatchPlan:
     root: str
     total: Optional[int]  # local inputs: how many images; remote: unknown before reading
     done_keys: Set[str] = field(default_factory=set)
+    rejected: List[Tuple[str, str]] = field(default_factory=list)  # (path, why): refused from its size, never read
+
+
+def _refuse_by_size(paths: List[str], max_pixels: Optional[int]) -> Tuple[List[str], List[Tuple[str, str]]]:
+    """``(readable, rejected)``: empty files and files longer than an image of the pixel limit can be are refused
+    from their size (``os.stat``), without reading them; a file that vanished is reported too."""
+    from zsseg_rt.image_io import MAX_PIXELS_ENV, max_encoded_bytes
+
+    most = max_encoded_bytes(max_pixels)
+    keep, rejected = [], []
+    for path in paths:
+        try:
+            size = os.path.getsize(path)
+        except OSError as exc:
+            rejected.append((path, f"cannot read {path!r}: {exc.strerror or exc}"))
+            continue
+        if size == 0:
+            rejected.append((path, f"image {path!r} is empty (0 bytes)"))
+        elif most and size > most:
+            rejected.append(
+                (
+                    path,
+                    f"image {path!r} has {size} bytes, more than an image of the pixel limit can take ({most}); "
+                    f"raise the limit with --max-pixels N or {MAX_PIXELS_ENV}=N",
+                )
+            )
+        else:
+            keep.append(path)
+    return keep, rejected
 
 
 def _is_remote(path: str) -> bool:
@@ -109,7 +160,7 @@ def read_manifest(output_dir: str) -> List[Dict[str, Any]]:
     return rows
 
 
-def plan_batch(input_path: str, output_dir: str, resume: bool = True) -> BatchPlan:
+def plan_batch(input_path: str, output_dir: str, resume: bool = True, max_pixels: Optional[int] = None) -> BatchPlan:
     """Which images to read and which are done.
 
     Args:
@@ -118,6 +169,8 @@ def plan_batch(input_path: str, output_dir: str, resume: bool = True) -> BatchPl
             or a URI Ray Data reads (``s3://bucket/prefix/``: listed by Ray Data, done images skipped in the actors).
         output_dir: the output folder (its manifest tells what is done).
         resume: skip images whose label PNG exists and whose manifest row is ``ok``.
+        max_pixels: the pixel limit (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: none): local files longer than an
+            image of that size can be, and empty ones, are put in ``rejected`` instead of being read.
     Returns:
         a :class:`BatchPlan`.
     """
@@ -137,26 +190,15 @@ def plan_batch(input_path: str, output_dir: str, resume: bool = True) -> BatchPl
         if not paths:
             raise FileNotFoundError(f"the pattern {input_path!r} matches no file")
         root = os.path.commonpath([os.path.dirname(p) for p in paths])
-        pending = [p for p in paths if output_key(p, root) not in done]
-        return BatchPlan(sources=pending, root=root, total=len(paths), done_keys=done)
+        pending, rejected = _refuse_by_size([p for p in paths if output_key(p, root) not in done], max_pixels)
+        return BatchPlan(sources=pending, root=root, total=len(paths), done_keys=done, rejected=rejected)
     if not os.path.exists(input_path):
         raise FileNotFoundError(f"input {input_path!r} does not exist: give a folder, a list file, an image or a URI")
     paths, root = _local_images(input_path)
     if not paths:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {input_path!r}")
-    pending = [p for p in paths if output_key(p, root) not in done]
-    return BatchPlan(sources=pending, root=root, total=len(paths), done_keys=done)
-
-
-def label_png_bytes(labels: np.ndarray, num_classes: int) -> bytes:
-    """PNG bytes of a ``[H, W]`` label map: 8-bit when ``num_classes <= 256``, else 16-bit."""
-    import cv2
-
-    dtype = np.uint8 if num_classes <= 256 else np.uint16
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(labels.astype(dtype)))
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode a {labels.shape} label map as PNG")
-    return encoded.tobytes()
+    pending, rejected = _refuse_by_size([p for p in paths if output_key(p, root) not in done], max_pixels)
+    return BatchPlan(sources=pending, root=root, total=len(paths), done_keys=done, rejected=rejected)
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -168,12 +210,35 @@ def _write_atomic(path: str, data: bytes) -> None:
 
 
 class SegmentWorker:
-    """The Ray Data actor: one Engine, built once; ``__call__`` segments a batch and writes its label PNGs."""
+    """The Ray Data actor: one Engine, built once; ``__call__`` segments a batch and writes its label PNGs. Each
+    image is handled on its own: whatever goes wrong with one becomes its ``error`` row, the others go on."""
 
-    def __init__(self, bundle, classes, output_dir, root, done_keys, backend="auto", device="auto", mode="exact"):
+    def __init__(
+        self,
+        bundle,
+        classes,
+        output_dir,
+        root,
+        done_keys,
+        backend="auto",
+        device="auto",
+        mode="exact",
+        max_pixels=None,
+        expected_digest=None,
+    ):
+        from zsseg_rt.image_io import max_pixels_limit
         from zsseg_rt.runtime import Engine
 
-        self.engine = Engine(bundle, classes=classes, backend=backend, device=device, mode=mode)
+        self.max_pixels = max_pixels_limit(max_pixels)
+        self.engine = Engine(
+            bundle,
+            classes=classes,
+            backend=backend,
+            device=device,
+            mode=mode,
+            max_pixels=self.max_pixels,
+            expected_digest=expected_digest,
+        )
         self.output_dir, self.root, self.done_keys = output_dir, root, set(done_keys)
         self.host = socket.gethostname()
 
@@ -182,50 +247,65 @@ class SegmentWorker:
         return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
 
     def _one(self, data: bytes, path: str) -> Dict[str, Any]:
-        import cv2
+        from zsseg_rt.cli_errors import format_error
 
         key = output_key(path, self.root)
         row: Dict[str, Any] = {"image": path, "key": key, "labels": key + ".png", "worker": os.getpid()}
         row["host"] = self.host
         if key in self.done_keys:  # remote inputs are filtered here (local ones before reading)
             return dict(row, status="skipped")
+        try:
+            return dict(row, **self._segment(data, path, key))
+        except Exception as exc:  # noqa: BLE001 - one file is the unit of failure: report it, go on with the rest
+            return dict(row, status="error", error=format_error(exc))
+
+    def _segment(self, data: bytes, path: str, key: str) -> Dict[str, Any]:
+        from zsseg_rt.image_io import decode_image_bytes
+
         start = time.perf_counter()
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            return dict(row, status="error", error=f"cannot decode {path!r} ({len(data)} bytes) as an image")
+        image = decode_image_bytes(data, self.max_pixels, what=f"image {path!r}")  # header checked first
         decoded = time.perf_counter()
         result = self.engine(image)
+        del image
         segmented = time.perf_counter()
         names = result.class_names
         _write_atomic(os.path.join(self.output_dir, key + ".png"), label_png_bytes(result.labels, len(names)))
-        counts = np.bincount(result.labels.ravel(), minlength=len(names))
-        row.update(
-            status="ok",
-            height=int(image.shape[0]),
-            width=int(image.shape[1]),
-            areas={names[i]: int(counts[i]) for i in np.flatnonzero(counts)},
-            seconds={
-                "decode": round(decoded - start, 6),
-                "segment": round(segmented - decoded, 6),
-                "write": round(time.perf_counter() - segmented, 6),
-            },
+        done = time.perf_counter()
+        timing = {"decode": decoded - start, "segment": segmented - decoded, "write": done - segmented}
+        timing["total"] = done - start
+        return dict(
+            status="ok", **image_record(result.labels, names, timing, self.engine.backend.name, self.engine.meta)
         )
-        return row
 
 
 def _check_vocabulary(output_dir: str, classes: List[str], resume: bool) -> None:
+    """Refuse an OUTPUT whose labels index another vocabulary (when resuming), then record this one."""
     path = os.path.join(output_dir, VOCABULARY)
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as handle:
-            previous = json.load(handle).get("class_names")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                previous = json.load(handle).get("class_names")
+        except (OSError, ValueError, AttributeError):
+            previous = None
         if previous != classes and resume:
             raise ValueError(
                 f"{output_dir!r} holds labels for the vocabulary {previous} but this run has {classes}: label values "
                 "would mean different classes. Use another output folder, or the same --classes to resume."
             )
-    os.makedirs(output_dir, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         json.dump({"class_names": classes}, handle, indent=1)
+
+
+def _check_output_dir(output_dir: str) -> None:
+    """OUTPUT can be created and written (checked before Ray starts)."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"output {output_dir!r} is a file; give a folder for the label PNGs and the manifest")
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot write to the output folder {output_dir!r}: {exc.strerror or exc}") from None
 
 
 def _pool_size(workers: Union[int, Tuple[int, int]]) -> Dict[str, int]:
@@ -237,6 +317,147 @@ def _pool_size(workers: Union[int, Tuple[int, int]]) -> Dict[str, int]:
     if not 1 <= low <= high:
         raise ValueError(f"workers (min, max) must satisfy 1 <= min <= max, got {workers}")
     return {"min_size": low, "max_size": high}
+
+
+@dataclass
+class BatchJob:
+    """A checked batch run (:func:`prepare_batch`): what to read, where to write, and the actor pool."""
+
+    output_dir: str
+    bundle: str
+    names: List[str]
+    plan: BatchPlan
+    pool: Dict[str, int]
+    gpus_per_worker: float
+    cpus_per_worker: float
+    batch_size: int
+    worker_options: Dict[str, Any]
+
+    @property
+    def max_workers(self) -> int:
+        return int(self.pool.get("size", self.pool.get("max_size", 1)))
+
+
+def prepare_batch(
+    input_path: str,
+    output_dir: str,
+    bundle: str,
+    classes: Union[str, Sequence[str]],
+    backend: str = "auto",
+    device: str = "auto",
+    mode: str = "exact",
+    workers: Union[int, Tuple[int, int]] = 1,
+    gpus_per_worker: float = 0.0,
+    cpus_per_worker: float = 1.0,
+    batch_size: int = 4,
+    resume: bool = True,
+    max_pixels: Optional[int] = None,
+    expected_digest: Optional[str] = None,
+) -> BatchJob:
+    """Check every argument of a batch run without Ray (seconds, not the 10-20 s of a Ray start): the bundle
+    (meta.json, the pinned digest), the vocabulary against it, the pool, OUTPUT, the inputs; then record the
+    vocabulary in OUTPUT. Arguments as :func:`iter_segment_images`.
+
+    Raises:
+        ValueError / BundleError / FileNotFoundError saying what is wrong.
+    """
+    from zsseg_rt.bundle import check_bundle_digest, load_meta
+    from zsseg_rt.image_io import max_pixels_limit
+    from zsseg_rt.vocabulary import validate_class_names
+
+    pool = _pool_size(workers)
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not float(cpus_per_worker) > 0 or float(gpus_per_worker) < 0:
+        raise ValueError(
+            f"cpus_per_worker must be > 0 and gpus_per_worker >= 0, got {cpus_per_worker} and {gpus_per_worker}"
+        )
+    limit = max_pixels_limit(max_pixels)
+    meta = load_meta(bundle)  # BundleError naming what is wrong: a missing folder, a malformed meta.json
+    if expected_digest is not None:
+        check_bundle_digest(meta, expected_digest)
+    names = list(validate_class_names(classes, meta.max_classes))
+    plan = plan_batch(input_path, output_dir, resume=resume, max_pixels=limit)
+    _check_output_dir(output_dir)
+    _check_vocabulary(output_dir, names, resume)
+    options = dict(backend=backend, device=device, mode=mode, max_pixels=limit, expected_digest=expected_digest)
+    return BatchJob(
+        output_dir=os.path.abspath(output_dir),
+        bundle=os.path.abspath(bundle),
+        names=names,
+        plan=plan,
+        pool=pool,
+        gpus_per_worker=float(gpus_per_worker),
+        cpus_per_worker=float(cpus_per_worker),
+        batch_size=int(batch_size),
+        worker_options=options,
+    )
+
+
+def check_pool_fits(job: BatchJob, cpus: float, gpus: float = 0.0) -> None:
+    """Refuse an actor pool that the cluster can never hold (it would wait forever): ``workers x cpus_per_worker``
+    CPUs and ``workers x gpus_per_worker`` GPUs against the cluster's ``cpus`` and ``gpus``. The read tasks need no
+    CPU of their own (they only read bytes), so a pool may take every CPU."""
+    need_cpus = job.max_workers * job.cpus_per_worker
+    need_gpus = job.max_workers * job.gpus_per_worker
+    if need_cpus > cpus + 1e-9:
+        raise ValueError(
+            f"the actor pool needs {job.max_workers} workers x {job.cpus_per_worker:g} CPUs = {need_cpus:g} CPUs but "
+            f"the cluster has {cpus:g}: lower --workers or --cpus-per-worker (or raise --num-cpus)"
+        )
+    if need_gpus > gpus + 1e-9:
+        raise ValueError(
+            f"the actor pool needs {need_gpus:g} GPUs ({job.max_workers} x {job.gpus_per_worker:g}) but the cluster "
+            f"has {gpus:g}: lower --gpus-per-worker (0: CPU workers) or --workers"
+        )
+
+
+def _rejected_rows(job: BatchJob) -> List[Dict[str, Any]]:
+    rows = []
+    for path, error in job.plan.rejected:
+        key = output_key(path, job.plan.root)
+        rows.append({"image": path, "key": key, "labels": key + ".png", "status": "error", "error": error})
+    return rows
+
+
+def run_batch(job: BatchJob) -> Iterator[Dict[str, Any]]:
+    """Run a prepared job on the current Ray cluster; yield each manifest row as it lands (also appended to
+    ``manifest.jsonl`` before it is yielded). Files refused from their size come first."""
+    ray = import_ray()
+    plan = job.plan
+    with open(os.path.join(job.output_dir, MANIFEST), "a", encoding="utf-8") as manifest:
+        for row in _rejected_rows(job):
+            manifest.write(json.dumps(row) + "\n")
+            manifest.flush()
+            yield row
+        if not plan.sources:
+            return
+        # the read tasks only read bytes (decoding happens in the actors): 0 CPUs, so that a pool holding every CPU
+        # of the cluster cannot starve them (it did: --workers equal to --num-cpus waited forever)
+        dataset = ray.data.read_binary_files(plan.sources, include_paths=True, num_cpus=0)
+        dataset = dataset.map_batches(
+            SegmentWorker,
+            fn_constructor_kwargs=dict(
+                bundle=job.bundle,
+                classes=job.names,
+                output_dir=job.output_dir,
+                root=plan.root,
+                done_keys=sorted(plan.done_keys) if not isinstance(plan.sources, list) else [],
+                **job.worker_options,
+            ),
+            batch_size=job.batch_size,
+            compute=ray.data.ActorPoolStrategy(**job.pool),
+            num_gpus=job.gpus_per_worker,
+            num_cpus=job.cpus_per_worker,
+            batch_format="numpy",
+        )
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for text in batch["record"]:
+                row = json.loads(text)
+                if row["status"] != "skipped":
+                    manifest.write(json.dumps(row) + "\n")
+                    manifest.flush()
+                yield row
 
 
 def iter_segment_images(
@@ -252,6 +473,8 @@ def iter_segment_images(
     cpus_per_worker: float = 1.0,
     batch_size: int = 4,
     resume: bool = True,
+    max_pixels: Optional[int] = None,
+    expected_digest: Optional[str] = None,
 ) -> Iterator[Dict[str, Any]]:
     """Segment every image of ``input_path`` on the current Ray cluster; yield each manifest row as it lands.
 
@@ -265,44 +488,47 @@ def iter_segment_images(
         cpus_per_worker: CPUs each actor reserves.
         batch_size: images per ``map_batches`` call (a lost actor's whole batch is redone).
         resume: skip images already done (see :func:`plan_batch`); False redoes everything.
+        max_pixels: the pixel limit of every image (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: none).
+        expected_digest: the pinned bundle digest (``Engine(expected_digest=...)``), or None.
     Returns:
         an iterator of manifest rows (dicts); each is also appended to ``manifest.jsonl`` before it is yielded.
     """
-    from zsseg_rt.vocabulary import validate_class_names
-
-    ray = import_ray()
-    names = list(validate_class_names(classes, 65536))
-    _check_vocabulary(output_dir, names, resume)
-    plan = plan_batch(input_path, output_dir, resume=resume)
-    if not plan.sources:
-        return
-    dataset = ray.data.read_binary_files(plan.sources, include_paths=True)
-    dataset = dataset.map_batches(
-        SegmentWorker,
-        fn_constructor_kwargs=dict(
-            bundle=os.path.abspath(bundle),
-            classes=names,
-            output_dir=os.path.abspath(output_dir),
-            root=plan.root,
-            done_keys=sorted(plan.done_keys) if not isinstance(plan.sources, list) else [],
-            backend=backend,
-            device=device,
-            mode=mode,
-        ),
-        batch_size=int(batch_size),
-        compute=ray.data.ActorPoolStrategy(**_pool_size(workers)),
-        num_gpus=float(gpus_per_worker),
-        num_cpus=float(cpus_per_worker),
-        batch_format="numpy",
+    job = prepare_batch(
+        input_path,
+        output_dir,
+        bundle,
+        classes,
+        backend=backend,
+        device=device,
+        mode=mode,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        cpus_per_worker=cpus_per_worker,
+        batch_size=batch_size,
+        resume=resume,
+        max_pixels=max_pixels,
+        expected_digest=expected_digest,
     )
-    with open(os.path.join(output_dir, MANIFEST), "a", encoding="utf-8") as manifest:
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            for text in batch["record"]:
-                row = json.loads(text)
-                if row["status"] != "skipped":
-                    manifest.write(json.dumps(row) + "\n")
-                    manifest.flush()
-                yield row
+    return run_batch(job)
+
+
+def summarize_batch(job: BatchJob, progress: bool = True) -> Dict[str, Any]:
+    """Run a prepared job to the end with a progress bar.
+
+    Returns:
+        ``{"ok": n, "error": n, "skipped": n, "manifest": path, "errors": [first error rows]}``.
+    """
+    from tqdm import tqdm
+
+    plan = job.plan
+    todo = len(plan.sources) + len(plan.rejected) if isinstance(plan.sources, list) else None
+    counts = {"ok": 0, "error": 0, "skipped": (plan.total or 0) - (todo or 0)}
+    errors: List[Dict[str, Any]] = []
+    for row in tqdm(run_batch(job), total=todo, desc="zsseg batch", unit="img", disable=not progress):
+        counts[row["status"]] += 1
+        if row["status"] == "error" and len(errors) < 20:
+            errors.append(row)
+    return dict(counts, manifest=os.path.join(job.output_dir, MANIFEST), errors=errors)
 
 
 def segment_images(input_path: str, output_dir: str, bundle: str, classes, progress: bool = True, **kwargs) -> Dict:
@@ -310,19 +536,8 @@ def segment_images(input_path: str, output_dir: str, bundle: str, classes, progr
 
     Args:
         progress: show a tqdm bar (images done / to do).
-        kwargs: passed to :func:`iter_segment_images`.
+        kwargs: passed to :func:`prepare_batch`.
     Returns:
         ``{"ok": n, "error": n, "skipped": n, "manifest": path, "errors": [first error rows]}``.
     """
-    from tqdm import tqdm
-
-    plan = plan_batch(input_path, output_dir, resume=kwargs.get("resume", True))
-    todo = len(plan.sources) if isinstance(plan.sources, list) else None
-    counts = {"ok": 0, "error": 0, "skipped": (plan.total or 0) - (todo or 0)}
-    errors: List[Dict[str, Any]] = []
-    rows = iter_segment_images(input_path, output_dir, bundle, classes, **kwargs)
-    for row in tqdm(rows, total=todo, desc="zsseg batch", unit="img", disable=not progress, dynamic_ncols=True):
-        counts[row["status"]] += 1
-        if row["status"] == "error" and len(errors) < 20:
-            errors.append(row)
-    return dict(counts, manifest=os.path.join(output_dir, MANIFEST), errors=errors)
+    return summarize_batch(prepare_batch(input_path, output_dir, bundle, classes, **kwargs), progress=progress)

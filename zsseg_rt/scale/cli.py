@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import socket
+from typing import Any, Optional
 
 __all__ = ["add_batch_command", "add_serve_command"]
 
@@ -17,36 +21,99 @@ def _add_cluster_args(p: argparse.ArgumentParser) -> None:
         help="Ray cluster to join: 'auto' (this node's cluster), 'ray://head:10001'; default: RAY_ADDRESS if set, "
         "else a new local cluster on 127.0.0.1",
     )
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local cluster (default: all)")
+    p.add_argument("--num-cpus", type=_positive(int), default=None, help="CPUs of a new local cluster (default: all)")
 
 
 def _workers(text: str):
-    if ":" in text:
-        low, high = text.split(":", 1)
-        return int(low), int(high)
-    return int(text)
+    """argparse type of --workers: N or MIN:MAX (whole numbers >= 1)."""
+    try:
+        if ":" in text:
+            low, high = text.split(":", 1)
+            value: Any = (int(low), int(high))
+            ok = 1 <= value[0] <= value[1]
+        else:
+            value = int(text)
+            ok = value >= 1
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"expected N or MIN:MAX with 1 <= MIN <= MAX, got {text!r}")
+    return value
+
+
+def _at_least(low: float, kind=float):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number >= {low:g}, got {text!r}") from None
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"expected a number >= {low:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _positive(kind=float):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a TCP port number 1..65535, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port number 1..65535, got {value}")
+    return value
+
+
+def _local_cluster(address: Optional[str]) -> bool:
+    """Whether ``init_ray(address)`` starts a private cluster on this machine (no address, no ``RAY_ADDRESS``)."""
+    return address is None and not os.environ.get("RAY_ADDRESS")
+
+
+def _local_cpus(args: argparse.Namespace) -> int:
+    return int(args.num_cpus or os.cpu_count() or 1)
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from . import init_ray
-    from .batch import segment_images
+    from . import import_ray, init_ray
+    from .batch import check_pool_fits, prepare_batch, summarize_batch
 
-    init_ray(args.address, num_cpus=args.num_cpus)
-    summary = segment_images(
+    job = prepare_batch(  # every argument checked before Ray starts (a Ray start takes 10-20 s)
         args.input,
         args.output,
         args.bundle,
         args.classes,
-        progress=not args.no_progress,
         backend=args.backend,
         device=args.device,
         mode=args.mode,
-        workers=_workers(args.workers),
+        workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
         cpus_per_worker=args.cpus_per_worker,
         batch_size=args.batch_size,
         resume=not args.no_resume,
+        max_pixels=args.max_pixels,
+        expected_digest=args.bundle_digest,
     )
+    local = _local_cluster(args.address)
+    if local:
+        check_pool_fits(job, cpus=_local_cpus(args), gpus=float("inf"))  # GPUs: known once Ray has looked
+    init_ray(args.address, num_cpus=args.num_cpus)
+    if local:
+        resources = import_ray().cluster_resources()
+        check_pool_fits(job, cpus=resources.get("CPU", 0.0), gpus=resources.get("GPU", 0.0))
+    summary = summarize_batch(job, progress=not args.no_progress)
     print(
         f"{summary['ok']} segmented, {summary['skipped']} already done, {summary['error']} failed; "
         f"manifest: {summary['manifest']}"
@@ -54,6 +121,24 @@ def _run_batch(args: argparse.Namespace) -> int:
     for row in summary["errors"]:
         print(f"  error: {row['image']}: {row['error']}")
     return 1 if summary["error"] else 0
+
+
+def _add_limit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-pixels",
+        type=_at_least(0, int),
+        default=None,
+        help="refuse images with more pixels than this, read from their header before decoding (default: "
+        "$ZSSEG_MAX_PIXELS or 40000000, the limit of every zsseg command; 0 = no limit); files and request bodies "
+        "longer than an uncompressed image of that size are refused unread",
+    )
+    p.add_argument(
+        "--bundle-digest",
+        default=None,
+        metavar="sha256:HEX",
+        help="refuse the bundle unless its digest is this one (zsseg export prints it): the bundle's hashes show "
+        "integrity, a digest pinned here shows it is the bundle you exported",
+    )
 
 
 def add_batch_command(subparsers) -> argparse.ArgumentParser:
@@ -69,10 +154,14 @@ def add_batch_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("output", help="output folder (label PNGs keep the input's relative paths)")
     p.add_argument("--bundle", required=True, help="bundle directory (the same path on every node)")
     p.add_argument("--classes", required=True, help='comma-separated class names, e.g. "cat,sofa,floor"')
-    p.add_argument("--workers", default="1", help="actors in the pool: N, or MIN:MAX to autoscale (default 1)")
-    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per actor (0: CPU actors; 0.5 shares)")
-    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per actor (default 1)")
-    p.add_argument("--batch-size", type=int, default=4, help="images per actor call (default 4)")
+    p.add_argument(
+        "--workers", type=_workers, default=1, help="actors in the pool: N, or MIN:MAX to autoscale (default 1)"
+    )
+    p.add_argument(
+        "--gpus-per-worker", type=_at_least(0.0), default=0.0, help="GPUs per actor (0: CPU actors; 0.5 shares)"
+    )
+    p.add_argument("--cpus-per-worker", type=_positive(), default=1.0, help="CPUs per actor (default 1)")
+    p.add_argument("--batch-size", type=_positive(int), default=4, help="images per actor call (default 4)")
     p.add_argument(
         "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help=_BACKEND_HELP
     )
@@ -80,32 +169,99 @@ def add_batch_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=_MODE_HELP)
     p.add_argument("--no-resume", action="store_true", help="redo images whose outputs exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_limit_args(p)
     _add_cluster_args(p)
     p.set_defaults(func=_run_batch)
     return p
 
 
-def _run_serve(args: argparse.Namespace) -> int:
-    from . import init_ray
+class _Stop(BaseException):
+    """Raised by the SIGTERM / SIGINT handler of ``zsseg serve``: leave the serving loop and shut down cleanly."""
 
+
+def _check_serve_args(args: argparse.Namespace) -> None:
+    """Everything ``zsseg serve`` can check before Ray starts: the bundle (and its pinned digest), the vocabulary,
+    the listening address and port, the replicas against the local cluster's CPUs."""
+    from zsseg_rt.bundle import check_bundle_digest, load_meta
+    from zsseg_rt.image_io import max_pixels_limit
+    from zsseg_rt.vocabulary import validate_class_names
+
+    meta = load_meta(args.bundle)
+    if args.bundle_digest is not None:
+        check_bundle_digest(meta, args.bundle_digest)
+    validate_class_names(args.classes, meta.max_classes)
+    max_pixels_limit(args.max_pixels)
+    try:
+        infos = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ValueError(f"--host {args.host!r} is not an address of this machine ({exc.strerror})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ValueError(
+                f"cannot listen on {args.host}:{args.port} ({exc.strerror}): choose another --port, or --host "
+                "an address of this machine"
+            ) from None
+    if _local_cluster(args.address) and args.replicas * args.cpus_per_replica > _local_cpus(args):
+        raise ValueError(
+            f"{args.replicas} replicas x {args.cpus_per_replica:g} CPUs need more than the {_local_cpus(args)} CPUs of "
+            "the local cluster (the deployment would wait forever): lower --replicas or --cpus-per-replica"
+        )
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from . import import_ray, init_ray
+
+    _check_serve_args(args)
     init_ray(args.address, num_cpus=args.num_cpus)  # before Ray Serve's import: a local cluster stays on loopback
+    from ray import serve
+
     from .serve import run_server
 
-    run_server(
-        args.bundle,
-        args.classes,
-        host=args.host,
-        port=args.port,
-        replicas=args.replicas,
-        gpus_per_replica=args.gpus_per_replica,
-        cpus_per_replica=args.cpus_per_replica,
-        max_batch_size=args.max_batch_size,
-        batch_wait_s=args.batch_wait_ms / 1000.0,
-        backend=args.backend,
-        device=args.device,
-        mode=args.mode,
-        blocking=True,
-    )
+    def stop(signum, _frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one clean shutdown; further signals wait for it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise _Stop(signal.Signals(signum).name)
+
+    # replace Ray's own handlers (which print a native stack dump on SIGTERM) with a clean shutdown
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        run_server(
+            args.bundle,
+            args.classes,
+            host=args.host,
+            port=args.port,
+            replicas=args.replicas,
+            gpus_per_replica=args.gpus_per_replica,
+            cpus_per_replica=args.cpus_per_replica,
+            max_batch_size=args.max_batch_size,
+            batch_wait_s=args.batch_wait_ms / 1000.0,
+            backend=args.backend,
+            device=args.device,
+            mode=args.mode,
+            max_pixels=args.max_pixels,
+            expected_digest=args.bundle_digest,
+        )
+        print(
+            f"serving on http://{args.host}:{args.port}/ (web page; POST /segment for the API); "
+            "Ctrl-C or SIGTERM stops",
+            flush=True,
+        )
+        while True:
+            signal.pause()
+    except _Stop as reason:
+        print(f"zsseg serve: {reason}: shutting down", flush=True)
+    finally:
+        try:
+            serve.shutdown()
+            import_ray().shutdown()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    print("zsseg serve: stopped", flush=True)
     return 0
 
 
@@ -114,23 +270,25 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "serve",
         help="serve a bundle over HTTP on Ray Serve (request batching, metrics)",
-        description="POST an encoded image to http://HOST:PORT/segment (optionally ?classes=a,b,c); the answer is "
-        "JSON with the label map as base64 PNG and the class names. GET /stats gives counters. Ctrl-C stops.",
+        description="Open http://HOST:PORT/ in a browser for the web page, or POST an encoded image to "
+        "http://HOST:PORT/segment (optionally ?classes=a,b,c); the answer is JSON: labels and scores as base64 PNG, "
+        "class names and colours, per-class areas, timing. GET /stats gives counters. Ctrl-C or SIGTERM stops.",
     )
     p.add_argument("--bundle", required=True, help="bundle directory written by `zsseg export`")
     p.add_argument("--classes", required=True, help="default vocabulary (a request may give its own)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    p.add_argument("--replicas", type=int, default=1, help="Engine replicas (one Engine each)")
-    p.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs per replica (0: CPU; 0.5 shares)")
-    p.add_argument("--cpus-per-replica", type=float, default=1.0, help="CPUs per replica (default 1)")
-    p.add_argument("--max-batch-size", type=int, default=8, help="requests batched per Engine call")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    p.add_argument("--port", type=_port, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--replicas", type=_positive(int), default=1, help="Engine replicas (one Engine each)")
+    p.add_argument("--gpus-per-replica", type=_at_least(0.0), default=0.0, help="GPUs per replica (0: CPU; 0.5 shares)")
+    p.add_argument("--cpus-per-replica", type=_positive(), default=1.0, help="CPUs per replica (default 1)")
+    p.add_argument("--max-batch-size", type=_positive(int), default=8, help="requests batched per Engine call")
+    p.add_argument("--batch-wait-ms", type=_at_least(0.0), default=5.0, help="how long a batch waits to fill")
     p.add_argument(
         "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help=_BACKEND_HELP
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto, cpu or cuda")
     p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=_MODE_HELP)
+    _add_limit_args(p)
     _add_cluster_args(p)
     p.set_defaults(func=_run_serve)
     return p

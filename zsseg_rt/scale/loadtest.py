@@ -53,8 +53,10 @@ def _split(url: str):
 def post_image(url: str, data: bytes, classes: Optional[Sequence[str]] = None, timeout: float = 60.0):
     """POST one encoded image to ``url`` (``.../segment``); returns ``(HTTP status, decoded JSON answer)``."""
     host, port, path = _split(url)
+    query = urllib.parse.urlsplit(url).query
+    path += f"?{query}" if query else ""
     if classes:
-        path += "?" + urllib.parse.urlencode({"classes": ",".join(classes)})
+        path += ("&" if "?" in path else "?") + urllib.parse.urlencode({"classes": ",".join(classes)})
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request("POST", path, body=data, headers={"Content-Type": "application/octet-stream"})
@@ -103,8 +105,10 @@ def run_load_test(
             f"need requests >= 1, concurrency >= 1 and images; got {requests}, {concurrency}, {len(images)}"
         )
     host, port, path = _split(url)
+    query = urllib.parse.urlsplit(url).query
+    path += f"?{query}" if query else ""
     if classes:
-        path += "?" + urllib.parse.urlencode({"classes": ",".join(classes)})
+        path += ("&" if "?" in path else "?") + urllib.parse.urlencode({"classes": ",".join(classes)})
     answers: List[Optional[Dict[str, Any]]] = [None] * requests
     latencies: List[float] = []
     errors: List[str] = []

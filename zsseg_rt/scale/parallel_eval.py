@@ -108,6 +108,8 @@ def evaluate_parallel(
 
     from .batch import _pool_size
 
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a whole number of images >= 1 (or None for all), got {limit!r}")
     ray = import_ray()
     dataset = build_dataset(dict(dataset_spec))
     split = dataset.split.with_unseen(unseen)

@@ -1,12 +1,21 @@
-"""Online segmentation on Ray Serve: one ``zsseg_rt.Engine`` per replica, request batching, metrics.
+"""Online segmentation on Ray Serve: one ``zsseg_rt.Engine`` per replica, request batching, metrics, a web page.
 
 HTTP API (the Ray Serve proxy; host and port from :func:`run_server`):
 
+* ``GET /``: the web page (``web/index.html`` + ``web/app.js``, shipped with the package): upload or drop an image,
+  type the classes, see the overlay, the legend and each class's area; a new vocabulary needs no restart.
 * ``POST /segment`` with the encoded image (JPEG, PNG, ... bytes) as the body, optionally ``?classes=a,b,c``
-  (else the server's default vocabulary). Answer: JSON ``{"class_names": [...], "height": H, "width": W,
-  "labels_png": base64 PNG of the [H, W] label map (8-bit, 16-bit above 256 classes), "seconds": segment time}``.
-  A body that is not an image, or a bad vocabulary, gets HTTP 400 with a message saying what was expected.
+  (else the server's default vocabulary), ``?scores=0`` (leave the scores out) and ``?labels=raw``. The answer is
+  described in :mod:`.serve_http` (labels, scores, class names and colours, per-class areas, timing, the bundle's
+  random-weights flag). A body that is not an image or a bad vocabulary gets HTTP 400, a body or image over the
+  pixel limit 413 (the limit of every other command: ``--max-pixels``, else ``$ZSSEG_MAX_PIXELS`` or 40 MP), each
+  with a message saying what was expected.
+* ``GET /info``: the default vocabulary, the limits and the bundle's random-weights flag (the page reads it).
 * ``GET /stats``: this replica's counters (requests, images, batches, mean batch size, errors, pid, RSS).
+
+One request is the unit of failure: its body is read within the byte limit, its header checked against the pixel
+limit and the image decoded before it joins a batch (so a decompression bomb gets 413 and costs nothing), and a
+batch whose Engine call fails is retried image by image, so only the image at fault gets an error.
 
 Batching: ``@serve.batch`` gathers up to ``max_batch_size`` concurrent requests (waiting at most ``batch_wait_s``)
 into one call that groups them by vocabulary and runs the Engine on each group in a worker thread, so the replica
@@ -14,14 +23,17 @@ keeps accepting requests meanwhile. Metrics: the counters above, and Ray's Prome
 request counts and latency histograms, plus ``zsseg_images_total`` and ``zsseg_batch_size`` from here) at each
 node's metrics export port.
 
+Listening: the HTTP proxy binds ``--host`` only. Ray Serve 2.60 binds each replica's inter-deployment gRPC server
+to all interfaces (``[::]:0``) with no setting to change it; the replica rebinds it to its node's address (127.0.0.1
+on the private local cluster), where Ray looks for it (:func:`_keep_replica_grpc_on_node_address`).
+
 Why Ray Serve and not Triton through PyTriton: nvidia-pytriton 0.7.0 (the newest) requires ``numpy<2`` and this
-project pins numpy 2.4.6; see README "Scaling out".
+project pins numpy 2.4.6; see docs/scaling_out.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import time
 from collections import defaultdict
@@ -30,13 +42,34 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import import_ray
+from .serve_http import (
+    RequestError,
+    decode_labels,
+    decode_request_image,
+    decode_scores,
+    encode_labels,
+    encode_scores,
+    error_status,
+    parse_flag,
+    read_body,
+)
 
 import_ray()  # this module needs Ray Serve: a clear ImportError naming the extra otherwise
 from ray import serve  # noqa: E402
 
-__all__ = ["SegmentationServer", "build_app", "run_server", "current_rss_bytes", "decode_labels"]
+__all__ = [
+    "SegmentationServer",
+    "build_app",
+    "run_server",
+    "wait_until_answering",
+    "current_rss_bytes",
+    "decode_labels",
+    "decode_scores",
+]
 
 APP_NAME = "zsseg"
+WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
+WEB_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8")}
 
 
 def current_rss_bytes() -> int:
@@ -50,83 +83,161 @@ def current_rss_bytes() -> int:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-def decode_labels(answer: Dict[str, Any]) -> np.ndarray:
-    """``[H, W]`` label map (uint8 or uint16) of a ``/segment`` JSON answer."""
-    import cv2
+def _keep_replica_grpc_on_node_address() -> None:
+    """Make this replica's inter-deployment gRPC server listen on its node's address instead of every interface.
 
-    data = np.frombuffer(base64.b64decode(answer["labels_png"]), np.uint8)
-    labels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if labels is None or labels.shape != (answer["height"], answer["width"]):
-        raise ValueError("the answer's labels_png is not a PNG of the stated height x width")
-    return labels
+    Ray Serve 2.60 starts it with ``add_port_to_grpc_server(server, "[::]:0")`` after the deployment's constructor
+    returns, and offers no setting for the host; handles reach a replica at its node's IP, so binding that address
+    only changes who else can connect. Replaces the module-level function the replica calls (a no-op when Ray's
+    layout differs: the bind test in python_tests/scale catches that)."""
+    import ray
+
+    try:
+        from ray.serve._private import replica as replica_module
+    except ImportError:  # pragma: no cover - another Ray layout
+        return
+    original = getattr(replica_module, "add_port_to_grpc_server", None)
+    if original is None or getattr(original, "zsseg_node_address", None):
+        return
+    node_ip = ray.util.get_node_ip_address()
+    host = f"[{node_ip}]" if ":" in node_ip else node_ip
+
+    def add_port_on_node_address(server, address):
+        if address.startswith("[::]:"):
+            address = f"{host}:{address.rsplit(':', 1)[1]}"
+        return original(server, address)
+
+    add_port_on_node_address.zsseg_node_address = node_ip  # type: ignore[attr-defined]
+    replica_module.add_port_to_grpc_server = add_port_on_node_address
 
 
 class SegmentationServer:
     """The Ray Serve deployment class (wrapped by :func:`build_app`): one Engine, batched requests."""
 
     def __init__(
-        self, bundle, classes, backend="auto", device="auto", mode="exact", max_batch_size=8, batch_wait_s=0.005
+        self,
+        bundle,
+        classes,
+        backend="auto",
+        device="auto",
+        mode="exact",
+        max_batch_size=8,
+        batch_wait_s=0.005,
+        max_pixels=None,
+        expected_digest=None,
     ):
         from ray.serve.metrics import Counter, Histogram
 
+        from zsseg_rt.image_io import max_encoded_bytes, max_pixels_limit
         from zsseg_rt.runtime import Engine
-        from zsseg_rt.vocabulary import validate_class_names
 
-        self.engine = Engine(bundle, classes=classes, backend=backend, device=device, mode=mode)
+        from .records import STAT_COUNTERS
+
+        _keep_replica_grpc_on_node_address()
+        self.max_pixels = max_pixels_limit(max_pixels)
+        self.max_bytes = max_encoded_bytes(self.max_pixels)
+        self.engine = Engine(
+            bundle,
+            classes=classes,
+            backend=backend,
+            device=device,
+            mode=mode,
+            max_pixels=self.max_pixels,
+            expected_digest=expected_digest,
+        )
         self.max_classes = self.engine.meta.max_classes
-        self.default_classes = tuple(validate_class_names(classes, self.max_classes))
+        self.default_classes = tuple(self.engine.class_names)
         self.segment_batch.set_max_batch_size(int(max_batch_size))
         self.segment_batch.set_batch_wait_timeout_s(float(batch_wait_s))
         self.stats: Dict[str, float] = defaultdict(float)
+        for counter in STAT_COUNTERS:  # every counter present from the start: a fresh replica's /stats is complete
+            self.stats[counter] = 0
         self.images_metric = Counter("zsseg_images_total", description="images segmented by this deployment")
         self.batch_metric = Histogram(
             "zsseg_batch_size", description="requests per Engine call", boundaries=[1, 2, 4, 8, 16, 32, 64]
         )
 
     async def __call__(self, request):
-        from starlette.responses import JSONResponse
+        from starlette.responses import JSONResponse, Response
 
-        path = request.url.path.rstrip("/")
-        if request.method == "GET" and path.endswith("/stats"):
+        path = request.url.path.rstrip("/") or "/"
+        if request.method == "GET" and path in WEB_FILES:
+            name, media = WEB_FILES[path]
+            with open(os.path.join(WEB_DIR, name), "rb") as handle:
+                return Response(handle.read(), media_type=media, headers={"Cache-Control": "no-cache"})
+        if request.method == "GET" and path == "/stats":
             return JSONResponse(self._stats())
-        if request.method != "POST" or not path.endswith("/segment"):
+        if request.method == "GET" and path == "/info":
+            return JSONResponse(self._info())
+        if request.method != "POST" or path != "/segment":
             return JSONResponse(
-                {"error": f"{request.method} {request.url.path}: use POST /segment (image bytes) or GET /stats"},
+                {
+                    "error": f"{request.method} {request.url.path}: use POST /segment (image bytes), GET / (the web "
+                    "page), GET /info or GET /stats"
+                },
                 status_code=404,
             )
         self.stats["requests"] += 1
         try:
-            image, names = self._parse(await request.body(), request.query_params.get("classes"))
-        except ValueError as exc:
-            self.stats["bad_requests"] += 1
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        start = time.perf_counter()
-        png, shape = await self.segment_batch((image, names))
-        return JSONResponse(
-            {
-                "class_names": list(names),
-                "height": shape[0],
-                "width": shape[1],
-                "labels_png": base64.b64encode(png).decode("ascii"),
-                "seconds": round(time.perf_counter() - start, 6),
-            }
-        )
+            return JSONResponse(await self._segment_request(request))
+        except RequestError as exc:
+            self.stats["bad_requests" if exc.status < 500 else "errors"] += 1
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        except Exception as exc:  # noqa: BLE001 - this request fails alone, with a one-line reason
+            from zsseg_rt.cli_errors import format_error
 
-    def _parse(self, body: bytes, classes: Optional[str]) -> Tuple[np.ndarray, Tuple[str, ...]]:
-        import cv2
+            self.stats["errors"] += 1
+            return JSONResponse({"error": format_error(exc)}, status_code=error_status(exc))
 
+    async def _segment_request(self, request) -> Dict[str, Any]:
         from zsseg_rt.vocabulary import validate_class_names
 
-        if not body:
-            raise ValueError("empty request body: POST the encoded bytes of an image (JPEG, PNG, ...)")
-        image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(
-                f"the request body ({len(body)} bytes) is not an image OpenCV can decode: POST the encoded bytes of "
-                "a JPEG/PNG file"
-            )
-        names = tuple(validate_class_names(classes, self.max_classes)) if classes else self.default_classes
-        return image, names
+        start = time.perf_counter()
+        query = request.query_params
+        with_scores = parse_flag(query.get("scores"), True, "scores")
+        labels_format = query.get("labels", "png")
+        if labels_format not in ("png", "raw"):
+            raise RequestError(400, f"?labels= takes png or raw, got {labels_format!r}")
+        try:
+            names = tuple(validate_class_names(query["classes"], self.max_classes)) if query.get("classes") else None
+        except (TypeError, ValueError) as exc:
+            raise RequestError(400, f"?classes=: {exc}") from None
+        body = await read_body(request.headers, request.stream(), self.max_bytes)
+        read = time.perf_counter()
+        loop = asyncio.get_running_loop()  # decoding can take a while: off the event loop
+        image = await loop.run_in_executor(None, decode_request_image, body, self.max_pixels)
+        del body
+        decoded = time.perf_counter()
+        outcome = await self.segment_batch((image, names or self.default_classes, with_scores, labels_format == "raw"))
+        del image
+        if isinstance(outcome, RequestError):
+            raise outcome
+        answer, encode_s = outcome
+        done = time.perf_counter()
+        answer["timing_ms"] = {
+            "read": round(1000 * (read - start), 3),
+            "decode": round(1000 * (decoded - read), 3),
+            "segment": round(1000 * (done - decoded - encode_s), 3),
+            "encode": round(1000 * encode_s, 3),
+            "total": round(1000 * (done - start), 3),
+        }
+        return answer
+
+    def _info(self) -> Dict[str, Any]:
+        from .records import random_weights
+
+        info: Dict[str, Any] = {
+            "classes": list(self.default_classes),
+            "max_classes": self.max_classes,
+            "max_pixels": self.max_pixels,
+            "max_bytes": self.max_bytes,
+            "camera": False,  # this server segments posted images; a live camera is `zsseg camera --preview`
+            "backend": self.engine.backend.name,
+        }
+        flag = random_weights(self.engine.meta)
+        if flag is not None:
+            info["random_weights"] = flag
+        return info
 
     def _stats(self) -> Dict[str, Any]:
         stats: Dict[str, Any] = dict(self.stats)
@@ -135,29 +246,56 @@ class SegmentationServer:
         return stats
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)  # reset from the constructor's arguments
-    async def segment_batch(self, items: List[Tuple[np.ndarray, Tuple[str, ...]]]) -> List[Tuple[bytes, tuple]]:
+    async def segment_batch(self, items: List[Tuple[np.ndarray, Tuple[str, ...], bool, bool]]) -> List[Any]:
         self.stats["batches"] += 1
         self.stats["batched_requests"] += len(items)
         self.batch_metric.observe(len(items))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._segment_groups, items)
 
-    def _segment_groups(self, items: List[Tuple[np.ndarray, Tuple[str, ...]]]) -> List[Tuple[bytes, tuple]]:
-        """Segment a batch, one Engine call per distinct vocabulary (batches run one at a time per replica)."""
-        from .batch import label_png_bytes
-
+    def _segment_groups(self, items: List[Tuple[np.ndarray, Tuple[str, ...], bool, bool]]) -> List[Any]:
+        """Segment a batch, one Engine call per distinct vocabulary (batches run one at a time per replica). A group
+        whose call fails is run again image by image, so only the image at fault gets its error."""
         groups: Dict[Tuple[str, ...], List[int]] = defaultdict(list)
-        for index, (_, names) in enumerate(items):
-            groups[names].append(index)
+        for index, item in enumerate(items):
+            groups[item[1]].append(index)
         answers: List[Any] = [None] * len(items)
         for names, indices in groups.items():
-            self.engine.set_classes(list(names))  # cached per class name: a repeated vocabulary costs nothing
-            results = self.engine([items[i][0] for i in indices])
+            try:
+                self.engine.set_classes(list(names))  # cached per class name: a repeated vocabulary costs nothing
+                results = self.engine([items[i][0] for i in indices])
+            except Exception:  # noqa: BLE001 - find the request at fault: one image at a time
+                results = [self._segment_one(items[i][0]) for i in indices]
             for i, result in zip(indices, results):
-                answers[i] = (label_png_bytes(result.labels, len(names)), result.labels.shape)
+                answers[i] = result if isinstance(result, RequestError) else self._answer(result, *items[i][2:])
         self.stats["images"] += len(items)
         self.images_metric.inc(len(items))
         return answers
+
+    def _segment_one(self, image: np.ndarray) -> Any:
+        from zsseg_rt.cli_errors import format_error
+
+        try:
+            return self.engine(image)
+        except Exception as exc:  # noqa: BLE001 - this request's failure, reported to its client only
+            status = error_status(exc)
+            self.stats["errors" if status >= 500 else "refused_images"] += 1
+            return RequestError(status, format_error(exc))
+
+    def _answer(self, result, with_scores: bool, raw_labels: bool) -> Tuple[Dict[str, Any], float]:
+        """The JSON answer of one result (see :mod:`.serve_http`) and the seconds its encoding took."""
+        from zsseg_rt.runtime.result import palette
+
+        from .records import image_record
+
+        start = time.perf_counter()
+        names = list(result.class_names)
+        answer: Dict[str, Any] = {"classes": names, "colors": palette(len(names)).tolist()}
+        answer.update(image_record(result.labels, names, None, self.engine.backend.name, self.engine.meta))
+        answer.update(encode_labels(result.labels, len(names), raw=raw_labels))
+        if with_scores:
+            answer.update(encode_scores(result.scores))
+        return answer, time.perf_counter() - start
 
 
 def build_app(
@@ -171,6 +309,8 @@ def build_app(
     backend: str = "auto",
     device: str = "auto",
     mode: str = "exact",
+    max_pixels: Optional[int] = None,
+    expected_digest: Optional[str] = None,
 ):
     """The Ray Serve application (deployment bound to its arguments), for ``serve.run``.
 
@@ -180,9 +320,14 @@ def build_app(
         replicas: Engine replicas (Ray places them on the cluster's nodes; the proxies spread requests).
         gpus_per_replica, cpus_per_replica: resources each replica reserves (0 GPUs: CPU replicas).
         max_batch_size, batch_wait_s: request batching (see the module docstring).
+        max_pixels: the pixel limit of a request (None: ``$ZSSEG_MAX_PIXELS`` of this process or 40 MP; 0: none);
+            the body limit follows from it (``image_io.max_encoded_bytes``).
+        expected_digest: the pinned bundle digest (``Engine(expected_digest=...)``).
     Returns:
         a bound ``ray.serve`` application.
     """
+    from zsseg_rt.image_io import max_pixels_limit
+
     deployment: Any = serve.deployment(SegmentationServer)  # (mypy picks the decorator-factory overload)
     deployment = deployment.options(
         num_replicas=int(replicas),
@@ -197,22 +342,55 @@ def build_app(
         mode,
         max_batch_size,
         batch_wait_s,
+        max_pixels_limit(max_pixels),  # resolved here: the replica's environment may differ from this process's
+        expected_digest,
     )
 
 
-def run_server(bundle: str, classes, host: str = "127.0.0.1", port: int = 8000, blocking: bool = False, **kwargs):
-    """Start Ray Serve's HTTP proxy on ``host:port`` and deploy :func:`build_app` there.
+def connect_host(host: str) -> str:
+    """Where a client on this machine reaches a server listening on ``host`` (a wildcard: the loopback address)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def wait_until_answering(host: str, port: int, timeout_s: float = 120.0) -> None:
+    """Block until ``GET /info`` on ``host:port`` answers 200 (the proxy routes and a replica answers).
+
+    Raises:
+        TimeoutError: no answer within ``timeout_s``.
+    """
+    import http.client
+
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection(connect_host(host), int(port), timeout=5)
+        try:
+            connection.request("GET", "/info")
+            response = connection.getresponse()
+            response.read()
+            if response.status == 200:
+                return
+            last = f"HTTP {response.status}"
+        except OSError as exc:
+            last = str(exc)
+        finally:
+            connection.close()
+        time.sleep(0.2)
+    raise TimeoutError(f"the server on {host}:{port} did not answer GET /info within {timeout_s:g} s ({last})")
+
+
+def run_server(bundle: str, classes, host: str = "127.0.0.1", port: int = 8000, **kwargs):
+    """Start Ray Serve's HTTP proxy on ``host:port``, deploy :func:`build_app` there and return once it answers
+    HTTP requests (not merely once Ray calls the deployment ready).
 
     Args:
         host: listening address (127.0.0.1: this machine only; 0.0.0.0 behind a load balancer).
         port: HTTP port.
-        blocking: serve until interrupted (the CLI) instead of returning a handle.
         kwargs: passed to :func:`build_app`.
     Returns:
-        the deployment handle (when not blocking).
+        the deployment handle.
     """
     serve.start(http_options={"host": host, "port": int(port)})
-    app = build_app(bundle, classes, **kwargs)
-    if blocking:
-        print(f"serving on http://{host}:{port}/segment (Ctrl-C stops)", flush=True)
-    return serve.run(app, name=APP_NAME, route_prefix="/", blocking=blocking)
+    handle = serve.run(build_app(bundle, classes, **kwargs), name=APP_NAME, route_prefix="/", blocking=False)
+    wait_until_answering(host, port)
+    return handle

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -75,6 +77,7 @@ class TrainConfig:
     note: str = ""
 
     def validate(self) -> "TrainConfig":
+        self._check_types()
         if self.setting not in (None, "inductive", "transductive", "fully"):
             raise ValueError(f"setting must be inductive|transductive|fully, got {self.setting!r}")
         if self.iterations < 1 or self.batch_size < 1 or self.grad_accum < 1:
@@ -101,6 +104,21 @@ class TrainConfig:
             raise ValueError(f"dataset must be a dict with a 'type', got {self.dataset!r}")
         return self
 
+    def _check_types(self) -> None:
+        """Every field has the type its annotation says (a ``--set lr=abc`` is refused here, naming the field, not
+        deep inside the optimizer); a whole number is accepted for a float field and converted."""
+        hints = typing.get_type_hints(type(self))
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            problem = _type_problem(value, hints[item.name])
+            if problem:
+                raise ValueError(
+                    f"training config field {item.name!r} must be {problem}, got {type(value).__name__} {value!r:.80} "
+                    f"(e.g. --set {item.name}=...)"
+                )
+            if hints[item.name] in (float, Optional[float]) and isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, item.name, float(value))
+
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -110,6 +128,36 @@ class TrainConfig:
 
         check_known_keys(cls, data, "training config")
         return cls(**data).validate()
+
+
+def _type_problem(value: Any, annotation: Any) -> str:
+    """ "" when ``value`` fits ``annotation`` (int, float, bool, str, Any, Optional/Union, List[...], Dict[...]), else
+    what was expected."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
+        return ""
+    if origin is Union:
+        problems = [_type_problem(value, arg) for arg in args]
+        return "" if "" in problems else " or ".join(p for p in problems)
+    if annotation is type(None):
+        return "" if value is None else "null"
+    if annotation is bool:
+        return "" if isinstance(value, bool) else "true or false"
+    if annotation is int:
+        return "" if isinstance(value, int) and not isinstance(value, bool) else "a whole number"
+    if annotation is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return "" if ok else "a finite number"
+    if annotation is str:
+        return "" if isinstance(value, str) else "a string"
+    if origin in (list, List):
+        if not isinstance(value, (list, tuple)):
+            return "a list"
+        inner = args[0] if args else Any
+        return next((f"a list of {p}" for p in (_type_problem(v, inner) for v in value) if p), "")
+    if origin in (dict, Dict):
+        return "" if isinstance(value, dict) else "an object"
+    return ""
 
 
 def _set_dotted(data: Dict[str, Any], key: str, value: Any) -> None:

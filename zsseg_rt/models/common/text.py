@@ -194,7 +194,15 @@ def load_text_embeddings(
         else:
             raise FileNotFoundError(f"text-embedding file {str(path)!r} not found")
     if path.suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:  # e.g. an object array (pickled): refused, never loaded
+            raise ValueError(
+                f"{str(path)!r} is not a plain numeric .npy array of text embeddings ({exc}); save a [C, D] float "
+                "array with numpy.save"
+            ) from None
+        if arr.dtype.kind not in "iuf":
+            raise ValueError(f"{str(path)!r}: text embeddings must be numbers, got dtype {arr.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32))
     elif path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -204,7 +212,17 @@ def load_text_embeddings(
             raise ValueError(f"{path}: expected one tensor, found keys {sorted(d)}")
         t = next(iter(d.values())).float()
     else:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        import pickle
+
+        try:  # weights_only: tensors and plain containers only; anything else is refused, never executed
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+            first = " ".join(str(exc).split())[:160]
+            raise ValueError(
+                f"{str(path)!r} is not a file of text embeddings this loader accepts: it is not a plain tensor saved "
+                f"with torch.save, or it holds Python objects other than tensors, which are refused unexecuted "
+                f"({type(exc).__name__}: {first}); save a [C, D] tensor (torch.save) or use .npy / .safetensors"
+            ) from None
         if not isinstance(obj, torch.Tensor):
             raise ValueError(f"{path}: expected a tensor, got {type(obj).__name__}")
         t = obj.float()

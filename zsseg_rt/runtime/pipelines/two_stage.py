@@ -32,7 +32,7 @@ import numpy as np
 from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import TWO_STAGE_GRAPH_FILES, BundleMeta, Names
 from zsseg_rt.pipeline.resize import pil_resize_bilinear, shortest_edge_shape
-from zsseg_rt.runtime.backends import Backend, ort_providers
+from zsseg_rt.runtime.backends import Backend, open_ort_session, ort_providers
 from zsseg_rt.runtime.file_verification import verify_bundle_files
 from zsseg_rt.runtime.result import SegmentationResult
 from zsseg_rt.vocabulary import ClipTokenizer, Vocabulary, split_synonyms, token_batches, validate_templates
@@ -43,6 +43,7 @@ __all__ = [
     "TwoStagePipeline",
     "TwoStageOrtBackend",
     "shortest_edge_shape",
+    "network_input_shape",
     "mask_boxes",
     "roi_align",
     "clip_crops",
@@ -53,6 +54,17 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------- NumPy steps
 # meta.json ``two_stage.resize`` -> ``([H, W, 3] uint8, height, width) -> [height, width, 3] uint8``
 _RESIZERS = {"pil_bilinear": pil_resize_bilinear}
+
+
+def network_input_shape(h: int, w: int, short: int, max_size: int) -> Tuple[int, int]:
+    """The size the two-stage pipeline resizes an ``h x w`` image to: :func:`shortest_edge_shape` (detectron2's
+    rule, as the official code), except for an image so thin that the rule rounds its short side to 0 pixels
+    (shorter than half a pixel once the long side is capped at ``max_size``, e.g. 1 x 1024 with a short side of 512
+    and a 1024 cap): there the official code fails inside PIL, and this keeps that side at 1 pixel (long side
+    ``max_size``), so such an image gets labels as it does with every other pipeline."""
+    if 2 * min(h, w) * max_size <= max(h, w):  # exact integer form of "short side < 0.5 px after the cap"
+        return (1, int(max_size)) if h <= w else (int(max_size), 1)
+    return shortest_edge_shape(h, w, short, max_size)
 
 
 def mask_boxes(binary: np.ndarray) -> np.ndarray:
@@ -229,7 +241,7 @@ class TwoStageOrtBackend:
         self.providers = ort_providers(device)
         self._io = meta.io
         self._sessions = {
-            role: ort.InferenceSession(meta.file(name), options, providers=self.providers)
+            role: open_ort_session(meta, role, name, options, self.providers)
             for role, name in TWO_STAGE_GRAPH_FILES.items()
         }
 
@@ -349,7 +361,7 @@ class TwoStagePipeline(Pipeline):
             raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
         height, width, _ = pipeline.check_image(image)
         z = self.params
-        nh, nw = shortest_edge_shape(height, width, int(z["test_short_side"]), int(z["test_max_size"]))
+        nh, nw = network_input_shape(height, width, int(z["test_short_side"]), int(z["test_max_size"]))
         div = int(z["size_divisibility"])
         ph, pw = -(-nh // div) * div, -(-nw // div) * div
         queries = int(self.meta.raw["architecture"].get("config", {}).get("num_queries", 100))

@@ -1,0 +1,131 @@
+"""The web page of ``zsseg serve`` in a real headless browser (Debian's Chromium driven by its chromedriver through
+Selenium; tools/setup_env.sh installs both): upload a photo, type classes, wait for the overlay, then check the
+screenshot pixel by pixel against the photo blended with the server's labels and class colours, the legend against
+the answer's areas, and a second vocabulary without a restart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # on the shared Ray cluster (see test_serve.py)
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
+CHROMEDRIVER = shutil.which("chromedriver") or (
+    "/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None
+)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="the page test needs selenium (requirements.txt)")
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("the page test needs Debian's chromium and chromium-driver (tools/setup_env.sh installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--force-device-scale-factor=1",  # one screenshot pixel per canvas pixel
+        "--force-color-profile=srgb",  # no colour management between the canvas and the screenshot
+        "--window-size=1200,900",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)  # never Selenium Manager (no downloads)
+    driver = webdriver.Chrome(service=service, options=options)
+    yield driver
+    driver.quit()
+
+
+def _wait_for_answer(driver, previous=None, timeout=60):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def settled(d):
+        state = d.find_element("id", "status").get_attribute("data-state")
+        if state == "error":
+            raise AssertionError("the page reports: " + d.find_element("id", "status").text)
+        answer = d.execute_script("return window.lastAnswer || null")
+        return answer if state == "done" and answer is not None and answer != previous else False
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(settled)
+
+
+def _canvas_pixels(driver):
+    """The canvas as it is on screen: ``[H, W, 3]`` RGB cut from a screenshot at its bounding box."""
+    box = driver.execute_script(
+        "const r = document.getElementById('canvas').getBoundingClientRect();return [r.left, r.top, r.width, r.height];"
+    )
+    shot = cv2.imdecode(np.frombuffer(driver.get_screenshot_as_png(), np.uint8), cv2.IMREAD_COLOR)
+    x, y, w, h = (int(round(v)) for v in box)
+    return shot[y : y + h, x : x + w, ::-1], (w, h)
+
+
+def test_page_segments_an_upload_and_draws_the_overlay(server, browser, photos, tmp_path):
+    from zsseg_rt.scale.serve import decode_labels
+
+    data, image = photos[0]
+    photo_path = tmp_path / "photo.png"
+    photo_path.write_bytes(data)  # PNG: the browser decodes the same pixels as OpenCV
+    browser.get(server + "/")
+    assert browser.title == "zsseg serve"
+    classes = browser.find_element("id", "classes")
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 30).until(lambda d: classes.get_attribute("value"))  # /info filled in the defaults
+    classes.clear()
+    classes.send_keys("person, cat, dog, sofa, chair, table, plant")
+    browser.find_element("id", "file").send_keys(str(photo_path))  # the upload starts the request
+    answer = _wait_for_answer(browser)
+    assert answer["classes"] == ["person", "cat", "dog", "sofa", "chair", "table", "plant"]
+    assert (answer["height"], answer["width"]) == image.shape[:2]
+
+    screen, size = _canvas_pixels(browser)
+    browser.save_screenshot(str(tmp_path / "page.png"))
+    assert size == (image.shape[1], image.shape[0]), "the canvas is not shown at 1:1"
+    labels = decode_labels(answer).astype(np.int64)
+    colors = np.asarray(answer["colors"], np.float64)
+    rgb = image[:, :, ::-1].astype(np.float64)
+    expected = np.floor(0.5 * rgb + 0.5 * colors[labels] + 0.5)  # the page's Math.round((1-a)p + a c), a = 0.5
+    difference = np.abs(screen.astype(np.float64) - expected)
+    assert difference.max() <= 1.0, f"overlay differs from photo + label colours by up to {difference.max()}"
+    plain = np.abs(screen.astype(np.float64) - rgb).mean()
+    assert plain > 10.0, "the canvas shows the plain photo, not an overlay"
+    assert len(np.unique(labels)) >= 2  # several classes drawn: a comparison that can fail
+
+    items = browser.find_elements("css selector", "#legend li")
+    shown = [item.get_attribute("data-class") for item in items]
+    assert sorted(shown) == sorted(answer["areas"])  # (WebDriver does not keep a JS object's key order)
+    assert [answer["areas"][name] for name in shown] == sorted(answer["areas"].values(), reverse=True)
+    for item in items:
+        name = item.get_attribute("data-class")
+        share = float(item.find_element("class name", "area").text.replace("%", ""))
+        assert abs(share - 100 * answer["areas"][name]) < 0.06, (name, share)
+        swatch = item.find_element("class name", "swatch").value_of_css_property("background-color")
+        r, g, b = answer["colors"][answer["classes"].index(name)]
+        assert swatch in (f"rgb({r}, {g}, {b})", f"rgba({r}, {g}, {b}, 1)"), (name, swatch)
+
+    # another vocabulary, same page, no restart: a new answer with the new names, drawn the same way
+    classes.clear()
+    classes.send_keys("sky, grass, road")
+    browser.find_element("id", "segment").click()
+    second = _wait_for_answer(browser, previous=answer)
+    assert second["classes"] == ["sky", "grass", "road"]
+    screen, _ = _canvas_pixels(browser)
+    labels = decode_labels(second).astype(np.int64)
+    expected = np.floor(0.5 * rgb + 0.5 * np.asarray(second["colors"], np.float64)[labels] + 0.5)
+    assert np.abs(screen.astype(np.float64) - expected).max() <= 1.0
+    shown = [i.get_attribute("data-class") for i in browser.find_elements("css selector", "#legend li")]
+    assert sorted(shown) == sorted(second["areas"])
+    note = browser.find_element("id", "camera-note").text
+    assert "no camera" in note and "zsseg camera" in note  # this server has no camera, and the page says so

@@ -1,0 +1,190 @@
+"""The HTTP side of ``zsseg serve`` without Ray: reading a request body within a byte limit, turning it into an image
+under the pixel limit (header first), the answer's encodings, and the HTTP status of each failure.
+
+One request is the unit of failure: everything here raises :class:`RequestError` carrying the status the client gets
+(400 a malformed request, 413 too large), never an exception that would take the other requests of a batch down.
+
+Answer of ``POST /segment`` (JSON)::
+
+    {"classes": [names the label values index], "colors": [[R, G, B] per class],
+     "height": H, "width": W,
+     "labels_png": base64 PNG of the [H, W] label map (8-bit, 16-bit above 256 classes)
+        (or, with ?labels=raw, "labels_raw": base64 of the little-endian uint8/uint16 array and "labels_dtype"),
+     "scores_png": base64 16-bit PNG of the winning scores quantised over "scores_range": [lo, hi]
+        (score = lo + value * (hi - lo) / 65535, within (hi - lo) / 131070; omitted with ?scores=0),
+     "areas": {class: fraction of the pixels, most frequent first}, "pixels": {class: pixel count},
+     "timing_ms": {"read", "decode", "segment" (queue + batch), "encode", "total"},
+     "backend": ..., "random_weights": true/false where the bundle records it}
+
+:func:`decode_labels` and :func:`decode_scores` read those fields back.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, AsyncIterator, Dict, Optional, Tuple
+
+import numpy as np
+
+__all__ = [
+    "RequestError",
+    "read_body",
+    "decode_request_image",
+    "parse_flag",
+    "encode_labels",
+    "encode_scores",
+    "decode_labels",
+    "decode_scores",
+    "error_status",
+]
+
+BAD_REQUEST, TOO_LARGE = 400, 413
+
+
+class RequestError(ValueError):
+    """A request the server refuses: ``status`` is its HTTP status (400 or 413), the message says what to send."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = int(status)
+
+
+async def read_body(headers: Any, chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes (0 = no limit): from its
+    ``Content-Length`` before anything is read, else while it streams in; never read whole when it is too long.
+
+    Args:
+        headers: the request's headers (a mapping with ``get``).
+        chunks: the body's chunks as they arrive (Starlette's ``request.stream()``).
+        limit: the most bytes accepted.
+    Raises:
+        RequestError: 413 for a body over the limit, 400 for a malformed ``Content-Length``.
+    """
+    declared = headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise RequestError(BAD_REQUEST, f"malformed Content-Length header {declared!r}") from None
+        if limit and length > limit:
+            raise RequestError(TOO_LARGE, _too_long(length, limit))
+    parts, size = [], 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if limit and size > limit:
+            raise RequestError(TOO_LARGE, _too_long(size, limit, streamed=True))
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _too_long(size: int, limit: int, streamed: bool = False) -> str:
+    what = f"more than {size - 1}" if streamed else str(size)
+    return (
+        f"the request body has {what} bytes, more than the {limit} an image of this server's pixel limit can take: "
+        "send a smaller or compressed image (JPEG/PNG), or start the server with a higher --max-pixels"
+    )
+
+
+def decode_request_image(body: bytes, max_pixels: int) -> np.ndarray:
+    """``[H, W, 3]`` uint8 BGR from a request body, its header checked against the pixel limit before decoding.
+
+    Raises:
+        RequestError: 413 past the byte or pixel limit (nothing decoded), 400 for an empty body or not an image.
+    """
+    from zsseg_rt.image_io import ImageReadError, ImageTooLargeError, decode_image_bytes
+
+    if not body:
+        raise RequestError(BAD_REQUEST, "empty request body: POST the encoded bytes of an image (JPEG, PNG, ...)")
+    try:
+        return decode_image_bytes(body, max_pixels, what=f"the request body ({len(body)} bytes)")
+    except ImageTooLargeError as exc:
+        raise RequestError(TOO_LARGE, str(exc)) from None
+    except ImageReadError as exc:
+        raise RequestError(
+            BAD_REQUEST, f"{exc}; the request body is not an image: POST the encoded bytes of a JPEG/PNG file"
+        ) from None
+
+
+def parse_flag(value: Optional[str], default: bool, name: str) -> bool:
+    """A query flag: ``1/true/yes/on`` or ``0/false/no/off``; RequestError 400 otherwise."""
+    if value is None or value == "":
+        return default
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise RequestError(BAD_REQUEST, f"?{name}= takes 1 or 0 (true/false), got {value!r}")
+
+
+def error_status(exc: BaseException) -> int:
+    """The HTTP status of an exception raised while segmenting one image: 413 past an input limit, 400 for another
+    bad input (ValueError/TypeError), 500 for a failure of the server itself."""
+    from zsseg_rt.pipeline.limits import InputLimitError
+
+    if isinstance(exc, RequestError):
+        return exc.status
+    if isinstance(exc, InputLimitError):
+        return TOO_LARGE
+    if isinstance(exc, (ValueError, TypeError)):
+        return BAD_REQUEST
+    return 500
+
+
+def _png(array: np.ndarray) -> bytes:
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array))
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {array.shape} {array.dtype} array as PNG")
+    return encoded.tobytes()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def encode_labels(labels: np.ndarray, num_classes: int, raw: bool = False) -> Dict[str, str]:
+    """The label map's answer fields: ``labels_png`` (8-bit up to 256 classes, else 16-bit), or with ``raw``
+    ``labels_raw`` (base64 of the little-endian array, row-major) and ``labels_dtype`` ("uint8"/"uint16"), which a
+    browser reads without a PNG decoder of its own."""
+    dtype = np.dtype("<u1") if num_classes <= 256 else np.dtype("<u2")
+    table = np.ascontiguousarray(labels.astype(dtype))
+    if raw:
+        return {"labels_raw": _b64(table.tobytes()), "labels_dtype": "uint8" if dtype.itemsize == 1 else "uint16"}
+    return {"labels_png": _b64(_png(table))}
+
+
+def encode_scores(scores: np.ndarray) -> Dict[str, Any]:
+    """``scores_png`` (16-bit PNG of the scores quantised linearly over their range) and ``scores_range``."""
+    scores = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = (float(scores.min()), float(scores.max())) if scores.size else (0.0, 0.0)
+    span = high - low
+    steps = np.zeros(scores.shape, np.uint16) if span <= 0 else np.rint((scores - low) * (65535.0 / span))
+    return {"scores_png": _b64(_png(steps.astype(np.uint16))), "scores_range": [low, high]}
+
+
+def _decode_png(text: str, shape: Tuple[int, int], what: str) -> np.ndarray:
+    import cv2
+
+    array = cv2.imdecode(np.frombuffer(base64.b64decode(text), np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None or array.shape != shape:
+        raise ValueError(f"the answer's {what} is not a PNG of the stated height x width {shape}")
+    return array
+
+
+def decode_labels(answer: Dict[str, Any]) -> np.ndarray:
+    """``[H, W]`` label map (uint8 or uint16) of a ``/segment`` JSON answer (``labels_png`` or ``labels_raw``)."""
+    shape = (int(answer["height"]), int(answer["width"]))
+    if "labels_raw" in answer:
+        dtype = {"uint8": "<u1", "uint16": "<u2"}[answer["labels_dtype"]]
+        return np.frombuffer(base64.b64decode(answer["labels_raw"]), dtype).reshape(shape)
+    return _decode_png(answer["labels_png"], shape, "labels_png")
+
+
+def decode_scores(answer: Dict[str, Any]) -> np.ndarray:
+    """``[H, W]`` float32 winning scores of a ``/segment`` answer (quantised: within ``(hi - lo) / 131070``)."""
+    shape = (int(answer["height"]), int(answer["width"]))
+    low, high = (float(v) for v in answer["scores_range"])
+    steps = _decode_png(answer["scores_png"], shape, "scores_png").astype(np.float64)
+    return (low + steps * ((high - low) / 65535.0)).astype(np.float32)

@@ -1,0 +1,163 @@
+// The page of `zsseg serve` (plain JavaScript, no library): pick or drop an image, type the classes, POST the image
+// to /segment and draw the answer (label map + the server's class colours) over the photo, with a legend of the
+// classes present and the share of the image each labels. A new vocabulary is just the next request's ?classes=.
+"use strict";
+
+const state = { file: null, photo: null, answer: null, busy: false };
+const $ = (id) => document.getElementById(id);
+
+function setStatus(text, kind) {
+  const status = $("status");
+  status.textContent = text;
+  status.className = kind === "error" ? "error" : "";
+  status.dataset.state = kind || "idle";
+}
+
+async function loadInfo() {
+  try {
+    const info = await (await fetch("info")).json();
+    $("classes").value = info.classes.join(", ");
+    $("server-info").textContent =
+      `backend ${info.backend}, up to ${info.max_classes} classes, images up to ${(info.max_pixels / 1e6).toFixed(0)} MP`;
+    if (info.random_weights) {
+      const banner = $("banner");
+      banner.textContent = "RANDOM WEIGHTS - this bundle is a pipeline check only: its labels are meaningless";
+      banner.style.display = "block";
+    }
+    $("camera-note").textContent = info.camera ? "" :
+      "This server segments images you send it; it has no camera. For a live camera, run " +
+      "`zsseg camera DEVICE --bundle ... --preview PORT` on the machine the camera is attached to.";
+  } catch (error) {
+    $("server-info").textContent = "cannot reach the server: " + error;
+  }
+}
+
+function chooseFile(file) {
+  if (!file) return;
+  state.file = file;
+  const url = URL.createObjectURL(file);
+  const photo = new Image();
+  photo.onload = () => {
+    state.photo = photo;
+    state.answer = null;
+    $("segment").disabled = false;
+    draw();
+    segment();
+  };
+  photo.onerror = () => setStatus(`${file.name} is not an image this browser can show`, "error");
+  photo.src = url;
+}
+
+function decodeLabels(answer) {
+  const bytes = Uint8Array.from(atob(answer.labels_raw), (c) => c.charCodeAt(0));
+  if (answer.labels_dtype === "uint8") return bytes;
+  const view = new DataView(bytes.buffer);
+  const labels = new Uint16Array(bytes.length / 2);
+  for (let i = 0; i < labels.length; i++) labels[i] = view.getUint16(2 * i, true);
+  return labels;
+}
+
+function draw() {
+  const canvas = $("canvas");
+  const photo = state.photo;
+  if (!photo) return;
+  canvas.width = photo.naturalWidth;
+  canvas.height = photo.naturalHeight;
+  const context = canvas.getContext("2d");
+  context.drawImage(photo, 0, 0);
+  const answer = state.answer;
+  if (!answer) return;
+  if (answer.width !== canvas.width || answer.height !== canvas.height) {
+    setStatus(`the answer is ${answer.width}x${answer.height} but the photo is ${canvas.width}x${canvas.height}`, "error");
+    return;
+  }
+  const alpha = parseFloat($("alpha").value);
+  const pixels = context.getImageData(0, 0, canvas.width, canvas.height);
+  const data = pixels.data;
+  const labels = state.labels;
+  const colors = answer.colors;
+  for (let i = 0; i < labels.length; i++) {
+    const color = colors[labels[i]];
+    const o = 4 * i;
+    data[o] = Math.round((1 - alpha) * data[o] + alpha * color[0]);
+    data[o + 1] = Math.round((1 - alpha) * data[o + 1] + alpha * color[1]);
+    data[o + 2] = Math.round((1 - alpha) * data[o + 2] + alpha * color[2]);
+  }
+  context.putImageData(pixels, 0, 0);
+}
+
+function showLegend(answer) {
+  const legend = $("legend");
+  legend.textContent = "";
+  for (const [name, share] of Object.entries(answer.areas)) {
+    const color = answer.colors[answer.classes.indexOf(name)];
+    const item = document.createElement("li");
+    item.dataset.class = name;
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = `rgb(${color[0]}, ${color[1]}, ${color[2]})`;
+    const label = document.createElement("span");
+    label.textContent = name;
+    const area = document.createElement("span");
+    area.className = "area";
+    area.textContent = (100 * share).toFixed(1) + " %";
+    item.append(swatch, label, area);
+    legend.append(item);
+  }
+}
+
+async function segment() {
+  if (!state.file || state.busy) return;
+  const classes = $("classes").value.split(",").map((s) => s.trim()).filter((s) => s).join(",");
+  if (!classes) {
+    setStatus("type at least one class name", "error");
+    return;
+  }
+  state.busy = true;
+  $("segment").disabled = true;
+  setStatus("segmenting...", "busy");
+  try {
+    const query = new URLSearchParams({ classes: classes, labels: "raw", scores: "0" });
+    const response = await fetch("segment?" + query, { method: "POST", body: state.file });
+    const answer = await response.json();
+    if (!response.ok) {
+      setStatus(`HTTP ${response.status}: ${answer.error}`, "error");
+      return;
+    }
+    state.answer = answer;
+    state.labels = decodeLabels(answer);
+    window.lastAnswer = answer; // for scripts and tests driving the page
+    draw();
+    showLegend(answer);
+    const ms = answer.timing_ms;
+    setStatus(`${answer.width}x${answer.height}, ${answer.classes.length} classes: ${ms.total.toFixed(0)} ms ` +
+      `(segment ${ms.segment.toFixed(0)} ms)` + (answer.random_weights ? " - RANDOM WEIGHTS" : ""), "done");
+  } catch (error) {
+    setStatus("request failed: " + error, "error");
+  } finally {
+    state.busy = false;
+    $("segment").disabled = !state.file;
+  }
+}
+
+function wire() {
+  const drop = $("drop");
+  drop.addEventListener("click", () => $("file").click());
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") $("file").click(); });
+  $("file").addEventListener("change", (e) => chooseFile(e.target.files[0]));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    chooseFile(e.dataTransfer.files[0]);
+  });
+  $("segment").addEventListener("click", segment);
+  $("classes").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); segment(); }
+  });
+  $("alpha").addEventListener("input", draw);
+}
+
+wire();
+loadInfo();
