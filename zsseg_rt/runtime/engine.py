@@ -186,6 +186,12 @@ class Engine:
         """The windowed pipeline's ``pipeline.Postprocessor`` (None for pipelines without one)."""
         return getattr(self.pipeline, "postprocessor", None)
 
+    @postprocessor.setter
+    def postprocessor(self, value) -> None:  # e.g. other thresholds for an evaluation (a family's settings)
+        if not hasattr(self.pipeline, "postprocessor"):
+            raise AttributeError(f"the {self.pipeline.kind} pipeline has no post-processor to replace")
+        self.pipeline.postprocessor = value
+
     @property
     def stage_hook(self) -> Optional[StageHook]:
         """Optional per-stage timing hook: a callable ``(stage: str, seconds: float) -> None`` called after each
@@ -201,12 +207,7 @@ class Engine:
         self._stage_hook = hook
         self.pipeline.stage_hook = hook  # pipelines that time their own stages (the device pipeline) read it there
 
-    @postprocessor.setter
-    def postprocessor(self, value) -> None:  # e.g. other thresholds for an evaluation (a family's settings)
-        if not hasattr(self.pipeline, "postprocessor"):
-            raise AttributeError(f"the {self.pipeline.kind} pipeline has no post-processor to replace")
-        self.pipeline.postprocessor = value
-
+    @property
     def weights_banner(self) -> str:
         """ "" for a bundle of trained weights, else the banner its results carry ("RANDOM WEIGHTS ...")."""
         return self.meta.weights_banner
