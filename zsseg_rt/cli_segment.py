@@ -229,6 +229,7 @@ def _segment_one(engine, path: str, files: Dict[str, str], args) -> Dict:
     for kind, out_path in files.items():
         result.write_view(kind, out_path, alpha=args.alpha, legend=not args.no_legend)
     summary: Dict = {"image": path, **files, "seconds": round(elapsed, 3), "backend": engine.backend.name}
+    summary["precision"] = getattr(engine.backend, "precision", None)
     summary["classes"] = {name: round(share, 4) for name, share in result.areas().items()}
     summary["timing_ms"] = {stage: round(ms, 2) for stage, ms in result.timing.items()}
     if resized:
@@ -265,7 +266,14 @@ def run_segment(args) -> int:
     from zsseg_rt.runtime import Engine
 
     try:
-        engine = Engine(args.bundle, classes=args.classes, backend=args.backend, device=args.device, mode=args.mode)
+        engine = Engine(
+            args.bundle,
+            classes=args.classes,
+            backend=args.backend,
+            device=args.device,
+            mode=args.mode,
+            precision=getattr(args, "precision", None),
+        )
     except BaseException:
         if fresh and os.path.isdir(plan["directory"]) and not os.listdir(plan["directory"]):
             os.rmdir(plan["directory"])  # no empty runs/segment/expN left behind by a bad bundle or vocabulary

@@ -355,8 +355,11 @@ class Engine:
         self._calls.times = times
         start = time.perf_counter()
         try:
-            with self._stage("read"):
+            if isinstance(item, np.ndarray):  # an array: nothing is read (no "read" stage, for hooks either)
                 image, order, path = self._as_image(item, color_order)
+            else:
+                with self._stage("read"):
+                    image, order, path = self._as_image(item, color_order)
             result = self.pipeline.segment(image, order, vocab)
         finally:
             self._calls.times = None

@@ -230,6 +230,8 @@ class Vocabulary:
             vocabulary = names
         else:
             items = names.split(",") if isinstance(names, str) else list(names)
+            if isinstance(names, str) and len(items) > 1 and not items[-1].strip():
+                items = items[:-1]  # "cat, sofa," as typed on a command line (as validate_class_names)
             if any(isinstance(item, VocabularyEntry) for item in items):
                 entries = [item if isinstance(item, VocabularyEntry) else VocabularyEntry.parse(item) for item in items]
                 validate_class_names([entry.text for entry in entries])
