@@ -43,7 +43,14 @@ import numpy as np
 
 from zsseg_rt.assets import SAMPLES_DIR
 from zsseg_rt.cli_errors import CliError
-from zsseg_rt.system_info import jetson_info, run_quietly, system_info
+from zsseg_rt.system_info import (
+    current_rss_bytes,
+    jetson_info,
+    peak_rss_bytes,
+    reset_peak_rss,
+    run_quietly,
+    system_info,
+)
 
 STAGES = ("preprocess", "image_encoder", "head", "postprocess")
 COPY_STAGES = ("upload", "download")  # the device pipeline's host<->device copies (profiled as their own stages)
@@ -66,36 +73,6 @@ def percentiles(values_s: Sequence[float]) -> Dict[str, float]:
         "min": float(arr.min()),
         "max": float(arr.max()),
     }
-
-
-def _proc_status(key: str) -> Optional[int]:
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM) for this process; False where not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_bytes() -> Optional[int]:
-    value = _proc_status("VmHWM")
-    if value is None:
-        import resource
-
-        value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    return value
 
 
 def parse_resolution(text: str):
@@ -388,7 +365,7 @@ def run_profile(args) -> dict:
         "text_encoder": [],
     }
     for spec in args.backends:
-        rss_before = _proc_status("VmRSS")
+        rss_before = current_rss_bytes()
         start = time.perf_counter()
         try:
             engine = make_engine(args.bundle, spec, args.mode, verify=not args.no_verify)
@@ -411,7 +388,7 @@ def run_profile(args) -> dict:
                 "timing": timing,
                 "providers": getattr(engine.backend, "providers", None),
                 "load_seconds": load_s,
-                "load_rss_delta_bytes": (_proc_status("VmRSS") or 0) - (rss_before or 0),
+                "load_rss_delta_bytes": (current_rss_bytes() or 0) - (rss_before or 0),
             }
         )
         for count in args.classes:

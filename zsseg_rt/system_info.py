@@ -16,7 +16,18 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-__all__ = ["system_info", "cpu_model", "jetson_info", "cuda_version", "gpu_info", "run_quietly"]
+__all__ = [
+    "system_info",
+    "cpu_model",
+    "jetson_info",
+    "cuda_version",
+    "gpu_info",
+    "run_quietly",
+    "current_rss_bytes",
+    "peak_rss_bytes",
+    "process_max_rss_bytes",
+    "reset_peak_rss",
+]
 
 
 def run_quietly(cmd: List[str], timeout: float = 5.0) -> Optional[str]:
@@ -35,6 +46,53 @@ def _read(path: str) -> Optional[str]:
             return handle.read().replace("\x00", "").strip()
     except OSError:
         return None
+
+
+def _proc_status_bytes(key: str) -> Optional[int]:
+    """A ``kB`` field of ``/proc/self/status`` (Linux) in bytes, or None."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def process_max_rss_bytes() -> Optional[int]:
+    """The largest RSS this process ever had (``getrusage``: KiB on Linux, bytes on macOS), or None (not POSIX)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    value = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return value if sys.platform == "darwin" else value * 1024
+
+
+def current_rss_bytes() -> Optional[int]:
+    """The resident set size of this process in bytes (Linux ``/proc/self/statm``), or None where unknown."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process to its current RSS; False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")  # Linux >= 4.0
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> Optional[int]:
+    """The peak RSS since the last :func:`reset_peak_rss` (Linux VmHWM), else the process's maximum."""
+    value = _proc_status_bytes("VmHWM")
+    return value if value is not None else process_max_rss_bytes()
 
 
 def cpu_model() -> str:

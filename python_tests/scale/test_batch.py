@@ -158,6 +158,12 @@ def test_bad_files_are_manifest_rows_and_every_good_image_is_done(
     for key in serial_labels:
         assert rows[key]["status"] == "ok", rows[key]
     _assert_identical(str(out), serial_labels)
+    # the workers' memory: the bomb was refused from its header, so no worker grew (one reached 5.3 GB)
+    for key in list(serial_labels) + ["b/bomb", "garbage", "thin"]:  # rows of images a worker handled
+        assert rows[key]["worker_peak_rss_bytes"] >= rows[key]["worker_loaded_rss_bytes"] > 0, rows[key]
+    assert "worker_peak_rss_bytes" not in rows["a/empty"]  # refused by the driver from its size: no worker saw it
+    print(f"worker peak RSS growth {summary['worker_peak_growth_bytes'] / 2**20:.0f} MB")
+    assert summary["worker_peak_growth_bytes"] < 600 << 20, summary
 
 
 def test_a_pool_holding_every_cpu_finishes(ray_cluster, tiny_bundle, image_folder, serial_labels, tmp_path):

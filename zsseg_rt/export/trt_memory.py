@@ -8,10 +8,10 @@ so ``zsseg build-engine`` can say it (and engine.json keeps it).
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 from typing import Callable, Dict, Optional
+
+from zsseg_rt.system_info import current_rss_bytes, process_max_rss_bytes
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -29,14 +29,6 @@ def default_workspace_bytes(total_memory_mib: int, integrated: bool) -> Optional
     if not integrated or total_memory_mib <= 0:
         return None
     return int(min(INTEGRATED_WORKSPACE_MAX, total_memory_mib * MIB // INTEGRATED_WORKSPACE_FRACTION))
-
-
-def _rss_bytes() -> Optional[int]:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _system_used_bytes() -> Optional[int]:
@@ -73,7 +65,7 @@ class PeakMemory:
                 device = self.device_used()
             except Exception:  # noqa: BLE001 - no context yet, no driver: the device column stays empty
                 device = None
-        return {"rss": _rss_bytes(), "system": _system_used_bytes(), "device": device}
+        return {"rss": current_rss_bytes(), "system": _system_used_bytes(), "device": device}
 
     def sample(self) -> None:
         for key, value in self._read().items():
@@ -103,13 +95,7 @@ class PeakMemory:
         def mib(value):
             return None if value is None else round(value / MIB, 1)
 
-        try:
-            import resource
-
-            max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-            max_rss_bytes: Optional[int] = max_rss if sys.platform == "darwin" else max_rss * 1024
-        except ImportError:  # not POSIX
-            max_rss_bytes = None
+        max_rss_bytes = process_max_rss_bytes()
         return {
             "peak_rss_mib": mib(self.peaks["rss"]),
             "peak_system_used_mib": mib(self.peaks["system"]),

@@ -22,7 +22,10 @@ Outputs under ``OUTPUT``:
   ``key``, ``labels`` (the label PNG, relative to OUTPUT), ``status`` ("ok" or "error" with ``error``), and for an
   ok image the names and units of the package's results (``records.image_record``): ``height``, ``width``,
   ``areas`` (fraction of the pixels per present class), ``pixels`` (pixel counts), ``timing_ms`` (decode, segment,
-  write), ``backend``, ``random_weights`` where the bundle records it; ``worker`` (pid) and ``host``.
+  write), ``backend``, ``random_weights`` where the bundle records it; ``worker`` (pid) and ``host``; for every
+  image a worker handled, ``worker_loaded_rss_bytes`` (the worker's RSS once its Engine was loaded) and
+  ``worker_peak_rss_bytes`` (its peak RSS since then, this image included; Linux resets the peak mark after the
+  load, elsewhere it is the process's peak), so a file that costs memory shows in the manifest.
 * ``vocabulary.json``: the class names the label values index. A resumed run must use the same vocabulary.
 
 Resume: an image is done when its label PNG exists and the manifest has an ``ok`` row for it; those are not read
@@ -40,6 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
+
+from zsseg_rt.system_info import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 
 from . import import_ray
 from .records import image_record, label_png_bytes
@@ -241,6 +246,9 @@ class SegmentWorker:
         )
         self.output_dir, self.root, self.done_keys = output_dir, root, set(done_keys)
         self.host = socket.gethostname()
+        # memory from here on is the images' (the peak mark is reset where Linux allows, else the process's peak)
+        reset_peak_rss()
+        self.loaded_rss = current_rss_bytes()
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         records = [self._one(bytes(data), str(path)) for data, path in zip(batch["bytes"], batch["path"])]
@@ -255,9 +263,11 @@ class SegmentWorker:
         if key in self.done_keys:  # remote inputs are filtered here (local ones before reading)
             return dict(row, status="skipped")
         try:
-            return dict(row, **self._segment(data, path, key))
+            row.update(self._segment(data, path, key))
         except Exception as exc:  # noqa: BLE001 - one file is the unit of failure: report it, go on with the rest
-            return dict(row, status="error", error=format_error(exc))
+            row.update(status="error", error=format_error(exc))
+        row.update(worker_loaded_rss_bytes=self.loaded_rss, worker_peak_rss_bytes=peak_rss_bytes())
+        return row
 
     def _segment(self, data: bytes, path: str, key: str) -> Dict[str, Any]:
         from zsseg_rt.image_io import decode_image_bytes
@@ -356,7 +366,21 @@ def prepare_batch(
 ) -> BatchJob:
     """Check every argument of a batch run without Ray (seconds, not the 10-20 s of a Ray start): the bundle
     (meta.json, the pinned digest), the vocabulary against it, the pool, OUTPUT, the inputs; then record the
-    vocabulary in OUTPUT. Arguments as :func:`iter_segment_images`.
+    vocabulary in OUTPUT.
+
+    Args:
+        input_path: see :func:`plan_batch`.
+        output_dir: where label PNGs, ``manifest.jsonl`` and ``vocabulary.json`` go.
+        bundle: an export bundle directory, readable at the same path on every node.
+        classes: the vocabulary (list or comma-separated string).
+        backend, device, mode: the Engine's (``zsseg_rt.Engine``), for every worker.
+        workers: actors in the pool (an int, or ``(min, max)`` for an autoscaling pool).
+        gpus_per_worker: GPUs each actor reserves (0: CPU actors; fractions share a GPU).
+        cpus_per_worker: CPUs each actor reserves.
+        batch_size: images per ``map_batches`` call (a lost actor's whole batch is redone).
+        resume: skip images already done (see :func:`plan_batch`); False redoes everything.
+        max_pixels: the pixel limit of every image (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: none).
+        expected_digest: the pinned bundle digest (``Engine(expected_digest=...)``), or None.
 
     Raises:
         ValueError / BundleError / FileNotFoundError saying what is wrong.
@@ -461,62 +485,26 @@ def run_batch(job: BatchJob) -> Iterator[Dict[str, Any]]:
 
 
 def iter_segment_images(
-    input_path: str,
-    output_dir: str,
-    bundle: str,
-    classes: Union[str, Sequence[str]],
-    backend: str = "auto",
-    device: str = "auto",
-    mode: str = "exact",
-    workers: Union[int, Tuple[int, int]] = 1,
-    gpus_per_worker: float = 0.0,
-    cpus_per_worker: float = 1.0,
-    batch_size: int = 4,
-    resume: bool = True,
-    max_pixels: Optional[int] = None,
-    expected_digest: Optional[str] = None,
+    input_path: str, output_dir: str, bundle: str, classes: Union[str, Sequence[str]], **options: Any
 ) -> Iterator[Dict[str, Any]]:
     """Segment every image of ``input_path`` on the current Ray cluster; yield each manifest row as it lands.
 
     Args:
-        input_path: see :func:`plan_batch`.
-        output_dir: where label PNGs, ``manifest.jsonl`` and ``vocabulary.json`` go.
-        bundle: an export bundle directory, readable at the same path on every node.
-        classes: the vocabulary (list or comma-separated string).
-        workers: actors in the pool (an int, or ``(min, max)`` for an autoscaling pool).
-        gpus_per_worker: GPUs each actor reserves (0: CPU actors; fractions share a GPU).
-        cpus_per_worker: CPUs each actor reserves.
-        batch_size: images per ``map_batches`` call (a lost actor's whole batch is redone).
-        resume: skip images already done (see :func:`plan_batch`); False redoes everything.
-        max_pixels: the pixel limit of every image (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: none).
-        expected_digest: the pinned bundle digest (``Engine(expected_digest=...)``), or None.
+        input_path, output_dir, bundle, classes, options: as :func:`prepare_batch` (every argument is checked
+            before the first row).
     Returns:
         an iterator of manifest rows (dicts); each is also appended to ``manifest.jsonl`` before it is yielded.
     """
-    job = prepare_batch(
-        input_path,
-        output_dir,
-        bundle,
-        classes,
-        backend=backend,
-        device=device,
-        mode=mode,
-        workers=workers,
-        gpus_per_worker=gpus_per_worker,
-        cpus_per_worker=cpus_per_worker,
-        batch_size=batch_size,
-        resume=resume,
-        max_pixels=max_pixels,
-        expected_digest=expected_digest,
-    )
-    return run_batch(job)
+    return run_batch(prepare_batch(input_path, output_dir, bundle, classes, **options))
 
 
 def summarize_batch(job: BatchJob, progress: bool = True) -> Dict[str, Any]:
     """Run a prepared job to the end with a progress bar.
 
     Returns:
-        ``{"ok": n, "error": n, "skipped": n, "manifest": path, "errors": [first error rows]}``.
+        ``{"ok": n, "error": n, "skipped": n, "manifest": path, "errors": [first error rows],
+        "worker_peak_rss_bytes": the largest peak RSS of any worker (None when no worker ran),
+        "worker_peak_growth_bytes": the largest rise of a worker's peak RSS over its RSS after loading the Engine}``.
     """
     from tqdm import tqdm
 
@@ -524,11 +512,23 @@ def summarize_batch(job: BatchJob, progress: bool = True) -> Dict[str, Any]:
     todo = len(plan.sources) + len(plan.rejected) if isinstance(plan.sources, list) else None
     counts = {"ok": 0, "error": 0, "skipped": (plan.total or 0) - (todo or 0)}
     errors: List[Dict[str, Any]] = []
+    peak: Optional[int] = None
+    growth: Optional[int] = None
     for row in tqdm(run_batch(job), total=todo, desc="zsseg batch", unit="img", disable=not progress):
         counts[row["status"]] += 1
         if row["status"] == "error" and len(errors) < 20:
             errors.append(row)
-    return dict(counts, manifest=os.path.join(job.output_dir, MANIFEST), errors=errors)
+        if row.get("worker_peak_rss_bytes") is not None:
+            peak = max(peak or 0, row["worker_peak_rss_bytes"])
+            if row.get("worker_loaded_rss_bytes") is not None:
+                growth = max(growth or 0, row["worker_peak_rss_bytes"] - row["worker_loaded_rss_bytes"])
+    return dict(
+        counts,
+        manifest=os.path.join(job.output_dir, MANIFEST),
+        errors=errors,
+        worker_peak_rss_bytes=peak,
+        worker_peak_growth_bytes=growth,
+    )
 
 
 def segment_images(input_path: str, output_dir: str, bundle: str, classes, progress: bool = True, **kwargs) -> Dict:
@@ -538,6 +538,6 @@ def segment_images(input_path: str, output_dir: str, bundle: str, classes, progr
         progress: show a tqdm bar (images done / to do).
         kwargs: passed to :func:`prepare_batch`.
     Returns:
-        ``{"ok": n, "error": n, "skipped": n, "manifest": path, "errors": [first error rows]}``.
+        the summary of :func:`summarize_batch`.
     """
     return summarize_batch(prepare_batch(input_path, output_dir, bundle, classes, **kwargs), progress=progress)

@@ -118,6 +118,12 @@ def _run_batch(args: argparse.Namespace) -> int:
         f"{summary['ok']} segmented, {summary['skipped']} already done, {summary['error']} failed; "
         f"manifest: {summary['manifest']}"
     )
+    if summary["worker_peak_rss_bytes"] is not None:
+        growth = summary["worker_peak_growth_bytes"]
+        print(
+            f"worker memory: peak RSS {summary['worker_peak_rss_bytes'] / 2**20:.0f} MB"
+            + (f" ({growth / 2**20:.0f} MB over the loaded Engine)" if growth is not None else "")
+        )
     for row in summary["errors"]:
         print(f"  error: {row['image']}: {row['error']}")
     return 1 if summary["error"] else 0

@@ -41,6 +41,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from zsseg_rt.system_info import current_rss_bytes
+
 from . import import_ray
 from .serve_http import (
     RequestError,
@@ -70,17 +72,6 @@ __all__ = [
 APP_NAME = "zsseg"
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
 WEB_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8")}
-
-
-def current_rss_bytes() -> int:
-    """Resident set size of this process in bytes (Linux ``/proc/self/statm``; else the peak from getrusage)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def _keep_replica_grpc_on_node_address() -> None:
