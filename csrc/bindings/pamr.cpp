@@ -28,18 +28,21 @@ std::vector<std::int32_t> parse_dilations(const ArgParser& args, py::handle obj)
                     std::to_string(n));
   }
   std::vector<std::int32_t> out;
-  for (std::size_t i = 0; i < n; ++i) {
-    const py::object item = seq[i];
-    if (py::isinstance<py::bool_>(item) || !py::isinstance<py::int_>(item)) {
+  std::size_t i = 0;
+  for (py::object item : seq) {  // owned references: a NumPy scalar made by the iteration must outlive its use
+    std::int64_t d = 0;
+    bool overflow = false;
+    if (!index_int64(item, &d, &overflow)) {  // Python or NumPy integers, never bool or float
       args.fail_type("argument 'dilations' must hold ints, got " + type_name_of(item) + " at position " +
                      std::to_string(i));
     }
-    const long long d = item.cast<long long>();
-    if (d < 1 || d > kMaxDilation) {
+    if (overflow || d < 1 || d > kMaxDilation) {
       args.fail_value("argument 'dilations' values must be in 1.." + std::to_string(kMaxDilation) + ", got " +
-                      std::to_string(d) + " at position " + std::to_string(i));
+                      (overflow ? std::string("a value outside int64") : std::to_string(d)) + " at position " +
+                      std::to_string(i));
     }
     out.push_back(static_cast<std::int32_t>(d));
+    ++i;
   }
   return out;
 }

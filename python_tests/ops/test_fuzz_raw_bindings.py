@@ -128,11 +128,29 @@ FUZZ = textwrap.dedent(
         # issue 29: a NumPy row in the message (np.array([[0, 0, 8]])) crashed the process; int64 rows raised
         call(_C.preprocess, image, [20, 20], windows_, 8, [0, 0, 0], [1, 1, 1])
 
-    for test in (similarity, relation, upsample, preprocess, segment_windows, preprocess_windows):
+    @fuzz
+    @given(anything, anything, st.one_of(ints, st.sampled_from([0, 1, 3])), st.one_of(anything, int_seqs), maybe,
+           st.integers(0, 3))
+    def pamr(mask, image, iterations, dilations, out, stream):
+        call(_C.pamr, mask, image, iterations, dilations, out, stream)
+
+    @fuzz
+    @given(st.sampled_from([(1, 2, 5, 6), (2, 3, 4, 4), (1, 1, 1, 1), (1, 2, 0, 3)]), st.sampled_from([1, 3, 4]),
+           st.sampled_from([0, 1, 2, 10000, 10001, 2**31, -1]),
+           st.one_of(int_seqs, st.just((0,)), st.just((2**40,)), st.just(tuple(range(1, 10)))))
+    def pamr_shapes(shape, channels, iterations, dilations):
+        # well-formed arrays, adversarial iteration counts and dilations (0, negative, huge, NumPy, bool, too many)
+        mask = np.full(shape, 0.5, np.float32)
+        image = np.ones((shape[0], channels) + shape[2:], np.float32)
+        call(_C.pamr, mask, image, iterations, dilations)
+
+    for test in (similarity, relation, upsample, preprocess, segment_windows, preprocess_windows, pamr, pamr_shapes):
         test()
     img = np.zeros((20, 20, 3), np.uint8)
     rows = _C.preprocess(img, [20, 20], np.array([[0, 8, 0, 8]], np.int64), 8, np.zeros(3), np.ones(3))
     assert rows.shape == (1, 3, 8, 8)  # integer NumPy rows (and NumPy mean/std) are accepted
+    refined = _C.pamr(np.full((1, 2, 5, 6), 0.5, np.float32), np.ones((1, 3, 5, 6), np.float32), 2, np.array([1, 2]))
+    assert refined.shape == (1, 2, 5, 6)  # NumPy dilations are accepted
     print("FUZZ", counts)
     """
 )
