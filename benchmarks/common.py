@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark scripts: machine description and BENCHMARKS.md section writing."""
+"""Shared pieces of the benchmark scripts: machine description, timing one call with its memory, and BENCHMARKS.md
+section writing."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import datetime
 import os
 import platform
 import re
+import statistics
+import time
 from pathlib import Path
-from typing import List
+from typing import Any, Callable, Dict, List, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,6 +33,27 @@ def machine_description(threads: int) -> List[str]:
         f"- Threads: {threads} (OMP_NUM_THREADS for zsseg_rt, torch.set_num_threads for PyTorch)",
         f"- PyTorch {torch_version}, Python {platform.python_version()}, date {datetime.date.today().isoformat()}",
     ]
+
+
+def measure_call(fn: Callable[[], Any], warmup: int = 0, repeats: int = 5) -> Tuple[Any, Dict[str, float]]:
+    """``(first result, {"median_ms", "peak_extra_mb"})`` of ``fn()``: the peak RSS the first call adds over the RSS
+    before it (Linux: the peak mark is reset first, so it is not inherited from earlier work), then the median
+    wall time of ``repeats`` calls after ``warmup`` more."""
+    from zsseg_rt.system_info import current_rss_bytes, peak_rss_bytes, reset_peak_rss
+
+    if not reset_peak_rss():
+        raise RuntimeError("the peak-RSS measurement needs Linux's /proc/self/clear_refs")
+    before = current_rss_bytes() or 0
+    result = fn()
+    peak_extra_mb = ((peak_rss_bytes() or 0) - before) / 2**20
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return result, {"median_ms": 1e3 * statistics.median(times), "peak_extra_mb": peak_extra_mb}
 
 
 def write_section(section: str, text: str) -> Path:

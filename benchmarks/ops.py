@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from typing import Callable, Dict, List, Tuple
 
-from .common import REPO, machine_description, write_section
+from .common import REPO, machine_description, measure_call, write_section
 
 SECTION = "## Native ops (CPU)"
 
@@ -121,11 +119,6 @@ def _torch(case: str, x) -> Callable[[], object]:
     return relation
 
 
-def _vm_kb(key: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
-
-
 def _worker(case: str, side: str, threads: int, warmup: int, repeats: int) -> dict:
     """Runs in the subprocess: one side of one case. Prints a JSON result."""
     import numpy as np  # noqa: F401  (imported before the baseline)
@@ -136,20 +129,7 @@ def _worker(case: str, side: str, threads: int, warmup: int, repeats: int) -> di
         torch.set_num_threads(threads)
     x = _inputs(case)
     fn = _ours(case, x) if side == "ours" else _torch(case, x)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current RSS
-    before = _vm_kb("VmRSS")
-    result = fn()
-    peak_extra_mb = (_vm_kb("VmHWM") - before) / 1024.0
-    del result
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"median_ms": 1e3 * statistics.median(times), "peak_extra_mb": peak_extra_mb}
+    return measure_call(fn, warmup, repeats)[1]
 
 
 # ---- driver ------------------------------------------------------------------------------------------

@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from typing import Callable, Dict, Tuple
 
-from .common import REPO, machine_description, write_section
+from .common import REPO, machine_description, measure_call, write_section
 
 SECTION = "## PAMR (CPU)"
 ITERATIONS, DILATIONS = 10, (8, 16)
@@ -84,11 +82,6 @@ def _torch(mask, image) -> Callable[[], object]:
     return run
 
 
-def _vm_kb(key: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
-
-
 def _worker(case: str, side: str, threads: int, warmup: int, repeats: int, save: str) -> dict:
     import numpy as np
 
@@ -98,21 +91,9 @@ def _worker(case: str, side: str, threads: int, warmup: int, repeats: int, save:
         torch.set_num_threads(threads)
     mask, image = _inputs(case)
     fn = _ours(mask, image) if side == "ours" else _torch(mask, image)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current RSS
-    before = _vm_kb("VmRSS")
-    result = fn()
-    peak_extra_mb = (_vm_kb("VmHWM") - before) / 1024.0
+    result, measured = measure_call(fn, warmup, repeats)
     np.save(save, np.asarray(result))
-    del result
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"median_ms": 1e3 * statistics.median(times), "peak_extra_mb": peak_extra_mb}
+    return measured
 
 
 def run_side(case: str, side: str, args, save: str) -> dict:

@@ -25,17 +25,12 @@ import time
 
 import numpy as np
 
-from .common import REPO, machine_description, write_section
+from .common import REPO, machine_description, measure_call, write_section
 
 SECTION = "## Exact post-processing on a real photo (fused multi-window op vs the unfused path)"
 PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"
 AREA = 0.1  # the softmax rows' area threshold (SCLIP's area_thd form; the value only sets which classes drop)
 PAIRS = (("unfused", "fused"), ("softmax_before", "softmax_fused"), ("softmax_area_before", "softmax_area_fused"))
-
-
-def _vm_kb(key: str) -> int:
-    with open("/proc/self/status") as handle:
-        return next(int(line.split()[1]) for line in handle if line.startswith(key + ":"))
 
 
 def worker(npz: str, side: str, repeats: int) -> None:
@@ -97,18 +92,9 @@ def worker(npz: str, side: str, repeats: int) -> None:
         "softmax_area_before": softmax_area_before,
         "softmax_area_fused": softmax_area_fused,
     }[side]
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-    before = _vm_kb("VmRSS")
-    labels, scores = fn()
-    peak = (_vm_kb("VmHWM") - before) / 1024.0
+    (labels, _), measured = measure_call(fn, 0, repeats)
     np.save(npz.replace(".npz", f"_{side}_labels.npy"), labels)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    print(json.dumps({"median_ms": 1e3 * statistics.median(times), "peak_extra_mb": peak}))
+    print(json.dumps(measured))
 
 
 def main() -> None:
