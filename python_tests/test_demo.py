@@ -38,6 +38,20 @@ def test_no_weights_says_so_and_refuses_without_the_random_flag(monkeypatch, cap
     assert "No model weights are available" in out and "--official" in out and "--clip-weights" in out
 
 
+def test_a_long_reason_is_cut_at_a_sentence_end_not_mid_word():
+    """The offline reason is one long line ending in advice the message repeats: it used to be cut at 200
+    characters, mid-word ("Give a local file instead: --clip-weigh")."""
+    reason = (
+        "could not get the CLIP weights 'openai' of ViT-B-16: they are not in the local Hugging Face cache and "
+        "downloading is off (no network, or HF_HUB_OFFLINE is set). Give a local file instead: --clip-weights "
+        "/path/to/ViT-B-16.pt (an OpenAI archive, an open_clip state_dict or a .safetensors file)"
+    )
+    assert demo._first_sentence(RuntimeError(reason)) == reason.split(". ")[0]
+    assert demo._first_sentence(RuntimeError("short reason\nsecond line")) == "short reason"
+    words = demo._first_sentence(RuntimeError("word " * 100))
+    assert words.endswith("word ...") and len(words) <= 244
+
+
 def test_random_weights_are_labelled(monkeypatch, capsys):
     monkeypatch.delenv("ZSSEG_CHECKPOINT", raising=False)
     calls = []

@@ -31,6 +31,19 @@ To see real segmentations, give the demo weights:
 RANDOM_LABEL = RANDOM_BANNER  # the banner every output of a random-weight bundle carries
 
 
+def _first_sentence(exc: BaseException, most: int = 240) -> str:
+    """The reason in ``exc``'s first line, cut at a sentence end (never mid-word) when longer than ``most``: the
+    advice that follows it in the message says what to do."""
+    text = (str(exc).splitlines() or [type(exc).__name__])[0].strip()
+    if len(text) <= most:
+        return text
+    head = text[:most]
+    for mark in (". ", "; ", ": "):
+        if head.rfind(mark) > 0:
+            return head[: head.rfind(mark)]
+    return (head[: head.rfind(" ")] if " " in head else head) + " ..."
+
+
 def _sample_image() -> str:
     from zsseg_rt.assets import sample_image
 
@@ -59,7 +72,7 @@ def _resolve_model(args):
     except Exception as exc:  # noqa: BLE001 - any failure to get weights is reported, never hidden
         if args.clip_weights:
             raise  # an explicit file that fails to load is an error, not a reason to fall back
-        print(NO_WEIGHTS_MESSAGE.format(tag=tag, error=str(exc).splitlines()[0][:200]), flush=True)
+        print(NO_WEIGHTS_MESSAGE.format(tag=tag, error=_first_sentence(exc)), flush=True)
     if not args.allow_random_weights:
         raise SystemExit(2)
     print(f"\n*** {RANDOM_LABEL} ***\n", flush=True)
