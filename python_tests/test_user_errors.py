@@ -106,3 +106,39 @@ def test_one_pixel_limit_for_the_engine_and_encoded_images(tiny_bundle, monkeypa
         decode_image_bytes(data.tobytes())
     assert Engine(tiny_bundle, backend="onnxruntime", max_pixels=0).limits.max_pixels > 10**15  # 0 = no limit
     assert decode_image_bytes(data.tobytes(), max_pixels=0).shape == (40, 30, 3)
+
+
+# (command line, flag, what the message must say): each used to be accepted (a negative --max-frames processed one
+# frame, --fps nan and --max-reconnects -1 went through, ...) or to fail late ("unexpected OverflowError" from
+# --preview 99999 when the MJPEG server bound its port).
+OUT_OF_RANGE = [
+    (["camera", "x", "--bundle", "b", "--classes", "a", "--preview", "99999"], "--preview", "1..65535, got '99999'"),
+    (["camera", "x", "--bundle", "b", "--classes", "a", "--preview", "0"], "--preview", "1..65535, got '0'"),
+    (["camera", "x", "--bundle", "b", "--classes", "a", "--max-frames", "0"], "--max-frames", "number >= 1"),
+    (["camera", "x", "--bundle", "b", "--classes", "a", "--max-frames", "-1"], "--max-frames", "number >= 1"),
+    (["camera", "x", "--bundle", "b", "--classes", "a", "--fps", "nan"], "--fps", "finite number > 0"),
+    (["camera", "x", "--bundle", "b", "--classes", "a", "--fps", "-3"], "--fps", "finite number > 0"),
+    (["camera", "x", "--bundle", "b", "--classes", "a", "--max-reconnects", "-1"], "--max-reconnects", ">= 0"),
+    (["camera", "x", "--bundle", "b", "--classes", "a", "--width", "-5"], "--width", "number >= 1"),
+    (["export", "zegclip_vitb16_voc_inductive", "--max-classes", "0"], "--max-classes", "number >= 1"),
+    (["export", "zegclip_vitb16_voc_inductive", "--opset", "9"], "--opset", "number >= 17"),
+    (["build-engine", "b", "--max-batch", "0"], "--max-batch", "number >= 1"),
+    (["build-engine", "b", "--workspace", "-1"], "--workspace", "finite number > 0"),
+    (["train", "voc_inductive", "--iterations", "0"], "--iterations", "number >= 1"),
+    (["train", "voc_inductive", "--num-workers", "-2"], "--num-workers", "number >= 0"),
+    (["train", "voc_inductive", "--seed", "-1"], "--seed", "number >= 0"),
+    (["eval", "b", "--dataset", "voc", "--workers", "0"], "--workers", "number >= 1"),
+    (["eval", "b", "--dataset", "voc", "--cpus-per-worker", "inf"], "--cpus-per-worker", "finite number > 0"),
+    (["eval", "b", "--dataset", "voc", "--background-threshold", "1.5"], "--background-threshold", "<= 1"),
+]
+
+
+@pytest.mark.parametrize(
+    "argv, flag, expect", OUT_OF_RANGE, ids=[f"{a[0]} {a[-2]} {a[-1]}" for a, _, _ in OUT_OF_RANGE]
+)
+def test_numbers_out_of_range_are_usage_errors_naming_the_flag(capsys, argv, flag, expect):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"argument {flag}: expected" in line and expect in line, line

@@ -9,6 +9,7 @@ import time
 from typing import List, Optional
 
 from zsseg_rt.assets import SAMPLES_DIR
+from zsseg_rt.cli_types import real_number, whole_number
 
 SAMPLE_DIR = str(SAMPLES_DIR)  # the VOC sample photos shipped with the package
 
@@ -357,8 +358,10 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         "(ViT-B-16.pt, .safetensors). Complete for the training-free methods (--config sclip-vitb16); a trained "
         "family's head stays untrained. None of the three: random weights (the bundle says so)",
     )
-    p.add_argument("--max-classes", type=int, default=256, help="largest vocabulary the bundle accepts (default 256)")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
+    p.add_argument(
+        "--max-classes", type=whole_number(1), default=256, help="largest vocabulary the bundle accepts (default 256)"
+    )
+    p.add_argument("--opset", type=whole_number(17), default=18, help="ONNX opset (>= 17; default 18)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at OUTPUT")
     p.add_argument("--verify-images", nargs="*", help="real photos for the ORT-vs-PyTorch check")
     for _, argument in _family_export_arguments():  # flags only some families take (their registrations)
@@ -387,9 +390,16 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         "LayerNorm/Softmax also fp32; int8: explicitly quantised (Q/DQ) bundles only. onnxruntime (default int8): "
         "int8 or bf16. torch (default fp16): fp16 or bf16",
     )
-    p.add_argument("--max-batch", type=int, default=None, help="windows per encoder call (default: a 4:3 frame's)")
-    p.add_argument("--opt-classes", type=int, default=20, help="class count the head engine is tuned for")
-    p.add_argument("--workspace", type=float, default=None, help="builder workspace limit in GiB (default: TensorRT's)")
+    p.add_argument(
+        "--max-batch", type=whole_number(1), default=None, help="windows per encoder call (default: a 4:3 frame's)"
+    )
+    p.add_argument("--opt-classes", type=whole_number(1), default=20, help="class count the head engine is tuned for")
+    p.add_argument(
+        "--workspace",
+        type=real_number(above=0),
+        default=None,
+        help="builder workspace limit in GiB (default: TensorRT's)",
+    )
     p.add_argument("--force", action="store_true", help="rebuild even if a matching engine is cached")
     p.add_argument(
         "--accept-below-gate",

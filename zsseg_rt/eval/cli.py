@@ -8,6 +8,7 @@ import os
 import sys
 from typing import List, Optional
 
+from zsseg_rt.cli_types import real_number, whole_number
 from zsseg_rt.models.family import EVALUATION_SETTINGS
 
 __all__ = ["add_eval_command", "main"]
@@ -111,17 +112,6 @@ def _report(metrics, args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 (argparse turns the ValueError into a usage error naming the flag)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
-
-
 def add_eval_command(subparsers) -> argparse.ArgumentParser:
     """Register ``eval`` on an argparse subparsers object (``zsseg eval``)."""
     p = subparsers.add_parser(
@@ -159,7 +149,7 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--background-threshold",
-        type=float,
+        type=real_number(0, high=1),
         default=None,
         help="(ZeroSeg) background threshold (default: the dataset's value in --thresholds)",
     )
@@ -188,7 +178,7 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
         "deprecated: use --save-json)",
     )
     p.add_argument("--save-json", default=None, metavar="PATH", help="also write the metrics to this JSON file")
-    p.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N images (N >= 1)")
+    p.add_argument("--limit", type=whole_number(1), default=None, help="evaluate only the first N images (N >= 1)")
     p.add_argument("--device", default=None, help="torch device (default: the checkpoint's / auto for bundles)")
     p.add_argument("--backend", default="auto", help="bundle backend: auto, onnxruntime, tensorrt, torch")
     p.add_argument("--skip-corrupt", action="store_true", help="skip undecodable files (counted) instead of failing")
@@ -203,9 +193,9 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-per-class", action="store_true", help="print only the summary line")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--ray", action="store_true", help="evaluate on a Ray Data actor pool (zsseg_rt.scale)")
-    p.add_argument("--workers", type=int, default=1, help="(--ray) actors, one model/Engine each")
-    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="(--ray) GPUs per actor")
-    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="(--ray) CPUs per actor")
+    p.add_argument("--workers", type=whole_number(1), default=1, help="(--ray) actors, one model/Engine each")
+    p.add_argument("--gpus-per-worker", type=real_number(0), default=0.0, help="(--ray) GPUs per actor")
+    p.add_argument("--cpus-per-worker", type=real_number(above=0), default=1.0, help="(--ray) CPUs per actor")
     p.add_argument("--address", default=None, help="(--ray) Ray cluster address (default: a local one, 127.0.0.1)")
     p.set_defaults(func=_run)
     return p

@@ -8,6 +8,8 @@ import signal
 import socket
 from typing import Any, Optional
 
+from zsseg_rt.cli_types import port_number, real_number, whole_number
+
 __all__ = ["add_batch_command", "add_serve_command"]
 
 _BACKEND_HELP = "auto (TensorRT when engines were built, else ONNX Runtime), tensorrt, onnxruntime or torch"
@@ -21,7 +23,7 @@ def _add_cluster_args(p: argparse.ArgumentParser) -> None:
         help="Ray cluster to join: 'auto' (this node's cluster), 'ray://head:10001'; default: RAY_ADDRESS if set, "
         "else a new local cluster on 127.0.0.1",
     )
-    p.add_argument("--num-cpus", type=_positive(int), default=None, help="CPUs of a new local cluster (default: all)")
+    p.add_argument("--num-cpus", type=whole_number(1), default=None, help="CPUs of a new local cluster (default: all)")
 
 
 def _workers(text: str):
@@ -38,42 +40,6 @@ def _workers(text: str):
         ok = False
     if not ok:
         raise argparse.ArgumentTypeError(f"expected N or MIN:MAX with 1 <= MIN <= MAX, got {text!r}")
-    return value
-
-
-def _at_least(low: float, kind=float):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number >= {low:g}, got {text!r}") from None
-        if not value >= low:
-            raise argparse.ArgumentTypeError(f"expected a number >= {low:g}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _positive(kind=float):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-        return value
-
-    return parse
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a TCP port number 1..65535, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a TCP port number 1..65535, got {value}")
     return value
 
 
@@ -132,7 +98,7 @@ def _run_batch(args: argparse.Namespace) -> int:
 def _add_limit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-pixels",
-        type=_at_least(0, int),
+        type=whole_number(0),
         default=None,
         help="refuse images with more pixels than this, read from their header before decoding (default: "
         "$ZSSEG_MAX_PIXELS or 40000000, the limit of every zsseg command; 0 = no limit); files and request bodies "
@@ -164,10 +130,10 @@ def add_batch_command(subparsers) -> argparse.ArgumentParser:
         "--workers", type=_workers, default=1, help="actors in the pool: N, or MIN:MAX to autoscale (default 1)"
     )
     p.add_argument(
-        "--gpus-per-worker", type=_at_least(0.0), default=0.0, help="GPUs per actor (0: CPU actors; 0.5 shares)"
+        "--gpus-per-worker", type=real_number(0), default=0.0, help="GPUs per actor (0: CPU actors; 0.5 shares)"
     )
-    p.add_argument("--cpus-per-worker", type=_positive(), default=1.0, help="CPUs per actor (default 1)")
-    p.add_argument("--batch-size", type=_positive(int), default=4, help="images per actor call (default 4)")
+    p.add_argument("--cpus-per-worker", type=real_number(above=0), default=1.0, help="CPUs per actor (default 1)")
+    p.add_argument("--batch-size", type=whole_number(1), default=4, help="images per actor call (default 4)")
     p.add_argument(
         "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help=_BACKEND_HELP
     )
@@ -283,12 +249,12 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--bundle", required=True, help="bundle directory written by `zsseg export`")
     p.add_argument("--classes", required=True, help="default vocabulary (a request may give its own)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=_port, default=8000, help="HTTP port (default 8000)")
-    p.add_argument("--replicas", type=_positive(int), default=1, help="Engine replicas (one Engine each)")
-    p.add_argument("--gpus-per-replica", type=_at_least(0.0), default=0.0, help="GPUs per replica (0: CPU; 0.5 shares)")
-    p.add_argument("--cpus-per-replica", type=_positive(), default=1.0, help="CPUs per replica (default 1)")
-    p.add_argument("--max-batch-size", type=_positive(int), default=8, help="requests batched per Engine call")
-    p.add_argument("--batch-wait-ms", type=_at_least(0.0), default=5.0, help="how long a batch waits to fill")
+    p.add_argument("--port", type=port_number, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--replicas", type=whole_number(1), default=1, help="Engine replicas (one Engine each)")
+    p.add_argument("--gpus-per-replica", type=real_number(0), default=0.0, help="GPUs per replica (0: CPU; 0.5 shares)")
+    p.add_argument("--cpus-per-replica", type=real_number(above=0), default=1.0, help="CPUs per replica (default 1)")
+    p.add_argument("--max-batch-size", type=whole_number(1), default=8, help="requests batched per Engine call")
+    p.add_argument("--batch-wait-ms", type=real_number(0), default=5.0, help="how long a batch waits to fill")
     p.add_argument(
         "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help=_BACKEND_HELP
     )

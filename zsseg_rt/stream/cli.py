@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 
+from zsseg_rt.cli_types import port_number, real_number, whole_number
+
 log = logging.getLogger("zsseg_rt.stream")
 
 
@@ -40,7 +42,7 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         default=[],
         help="display:// (window), a video file (.mp4, .avi), or a folder for images; repeatable",
     )
-    p.add_argument("--preview", type=int, metavar="PORT", help="serve an MJPEG preview on this port")
+    p.add_argument("--preview", type=port_number, metavar="PORT", help="serve an MJPEG preview on this port")
     p.add_argument(
         "--preview-host",
         default="127.0.0.1",
@@ -60,11 +62,11 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         help="post-processing order: fast (default here: fused, less latency) or exact (the papers' order); "
         "see `zsseg segment --help`",
     )
-    p.add_argument("--width", type=int, help="requested capture width (V4L2 / CSI)")
-    p.add_argument("--height", type=int, help="requested capture height (V4L2 / CSI)")
+    p.add_argument("--width", type=whole_number(1), help="requested capture width (V4L2 / CSI)")
+    p.add_argument("--height", type=whole_number(1), help="requested capture height (V4L2 / CSI)")
     p.add_argument(
         "--fps",
-        type=float,
+        type=real_number(above=0),
         help="requested capture fps of a camera; the output video's fps (default: the input file's, else 30)",
     )
     p.add_argument("--loop", action="store_true", help="restart a video file / folder at its end")
@@ -74,8 +76,10 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         help="live sources too: process every frame instead of the newest (files and folders always are)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar for video files and folders")
-    p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
-    p.add_argument("--max-reconnects", type=int, help="give up after this many failed reconnects (default: never)")
+    p.add_argument("--max-frames", type=whole_number(1), help="stop after this many processed frames")
+    p.add_argument(
+        "--max-reconnects", type=whole_number(0), help="give up after this many failed reconnects (default: never)"
+    )
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
     p.add_argument(
         "--max-pixels",

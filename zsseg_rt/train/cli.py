@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import List, Optional
 
+from zsseg_rt.cli_types import whole_number
+
 __all__ = ["add_train_command", "build_parser", "main"]
 
 
@@ -28,11 +30,17 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-dir", default=None, help="output directory for checkpoints, log.csv and final/")
     p.add_argument("--pretrained", default=None, help="CLIP weights: open_clip tag (openai) or a local file")
     p.add_argument("--init-from", default=None, help="start from these weights (e.g. an inductive checkpoint)")
-    p.add_argument("--iterations", type=int, default=None, help="training iterations (default: the recipe's)")
-    p.add_argument("--batch-size", type=int, default=None, help="GLOBAL batch (all GPUs x accumulation)")
-    p.add_argument("--grad-accum", type=int, default=None, help="gradient accumulation steps (batch 16 on small GPUs)")
-    p.add_argument("--num-workers", type=int, default=None, help="data loader processes (default: the recipe's)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's)")
+    p.add_argument(
+        "--iterations", type=whole_number(1), default=None, help="training iterations (default: the recipe's)"
+    )
+    p.add_argument("--batch-size", type=whole_number(1), default=None, help="GLOBAL batch (all GPUs x accumulation)")
+    p.add_argument(
+        "--grad-accum", type=whole_number(1), default=None, help="gradient accumulation steps (batch 16 on small GPUs)"
+    )
+    p.add_argument(
+        "--num-workers", type=whole_number(0), default=None, help="data loader processes (default: the recipe's)"
+    )
+    p.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=None, help="random seed (default: the recipe's)")
     p.add_argument("--amp", action="store_true", help="mixed precision (see --amp-dtype)")
     p.add_argument(
         "--amp-dtype", choices=["float16", "bfloat16"], default=None, help="--amp precision (default: the recipe's)"
@@ -50,7 +58,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     c = p.add_mutually_exclusive_group()
     c.add_argument("--skip-corrupt", action="store_true", help="skip undecodable images/labels with a warning")
     c.add_argument("--fail-on-corrupt", action="store_true", help="stop at the first undecodable image/label")
-    p.add_argument("--stop-after", type=int, default=None, help="run at most this many iterations, then stop")
+    p.add_argument(
+        "--stop-after", type=whole_number(1), default=None, help="run at most this many iterations, then stop"
+    )
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
 

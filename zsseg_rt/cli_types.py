@@ -1,0 +1,75 @@
+"""argparse types shared by the ``zsseg`` commands: a value out of its range is a usage error naming the flag and
+what was expected (argparse prints ``argument --max-frames: expected a whole number >= 1, got '-1'`` and exits 2),
+before any model, camera, port or Ray cluster is touched; never a traceback later, never a silent clamp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable, Optional
+
+__all__ = ["whole_number", "real_number", "port_number"]
+
+
+def _range_text(low, high, above, kind: str) -> str:
+    parts = []
+    if above is not None:
+        parts.append(f"> {above:g}")
+    if low is not None:
+        parts.append(f">= {low:g}")
+    if high is not None:
+        parts.append(f"<= {high:g}")
+    return f"{kind} {' and '.join(parts)}" if parts else kind
+
+
+def whole_number(low: Optional[int] = 1, high: Optional[int] = None) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number in ``[low, high]`` (either end None: open)."""
+    expected = _range_text(low, high, None, "a whole number")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = "whole number"  # argparse names the type in "invalid ... value" messages
+    return parse
+
+
+def real_number(
+    low: Optional[float] = None, *, above: Optional[float] = None, high: Optional[float] = None
+) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number ``>= low`` / ``> above`` / ``<= high`` (None: no such bound)."""
+    expected = _range_text(low, high, above, "a finite number")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if (
+            not math.isfinite(value)
+            or (low is not None and value < low)
+            or (above is not None and value <= above)
+            or (high is not None and value > high)
+        ):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def port_number(text: str) -> int:
+    """An argparse ``type``: a TCP port to listen on, 1..65535 (0, an OS-chosen port, could not be found)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a TCP port number 1..65535, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port number 1..65535, got {text!r}")
+    return value
