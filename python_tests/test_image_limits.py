@@ -119,11 +119,13 @@ def test_limit_from_argument_environment_and_default(tmp_path, monkeypatch):
 
 def test_unreadable_files_raise_image_read_error(tmp_path):
     (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "empty.jpg").write_bytes(b"")
     truncated = tmp_path / "truncated.png"
     write_bilevel_png(str(truncated), 64, 64, complete=False)  # a valid header, too little data
     for path, match in (
         (tmp_path / "missing.png", "does not exist"),
         (tmp_path / "text.png", "not an image"),
+        (tmp_path / "empty.jpg", r"is empty \(0 bytes\)"),  # said "not an image" (zsseg batch says "empty")
         (tmp_path, "is a directory"),
         (truncated, "cannot decode"),
     ):

@@ -98,6 +98,8 @@ def _header_size(source: Union[str, BinaryIO], what: str) -> Tuple[int, int]:
     except IsADirectoryError:
         raise ImageReadError(f"{what} is a directory, not an image file") from None
     except UnidentifiedImageError:
+        if isinstance(source, str) and os.path.isfile(source) and os.path.getsize(source) == 0:
+            raise ImageReadError(f"{what} is empty (0 bytes)") from None
         raise ImageReadError(f"cannot read {what}: not an image, or a format without a readable header") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # PIL raises SyntaxError for some corrupt headers
         raise ImageReadError(f"cannot read {what}: {exc}") from None
