@@ -112,8 +112,9 @@ def test_one_pixel_limit_for_the_engine_and_encoded_images(tiny_bundle, monkeypa
 # frame, --fps nan and --max-reconnects -1 went through, ...) or to fail late ("unexpected OverflowError" from
 # --preview 99999 when the MJPEG server bound its port).
 OUT_OF_RANGE = [
-    (["camera", "x", "--bundle", "b", "--classes", "a", "--preview", "99999"], "--preview", "1..65535, got '99999'"),
-    (["camera", "x", "--bundle", "b", "--classes", "a", "--preview", "0"], "--preview", "1..65535, got '0'"),
+    (["camera", "x", "--bundle", "b", "--classes", "a", "--preview", "99999"], "--preview", "0..65535 (0: any free"),
+    (["camera", "x", "--bundle", "b", "--classes", "a", "--preview", "-1"], "--preview", "got '-1'"),
+    (["serve", "--bundle", "b", "--classes", "a", "--port", "0"], "--port", "1..65535, got '0'"),
     (["camera", "x", "--bundle", "b", "--classes", "a", "--max-frames", "0"], "--max-frames", "number >= 1"),
     (["camera", "x", "--bundle", "b", "--classes", "a", "--max-frames", "-1"], "--max-frames", "number >= 1"),
     (["camera", "x", "--bundle", "b", "--classes", "a", "--fps", "nan"], "--fps", "finite number > 0"),

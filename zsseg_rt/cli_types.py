@@ -64,12 +64,20 @@ def real_number(
     return parse
 
 
-def port_number(text: str) -> int:
-    """An argparse ``type``: a TCP port to listen on, 1..65535 (0, an OS-chosen port, could not be found)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a TCP port number 1..65535, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a TCP port number 1..65535, got {text!r}")
-    return value
+def port_number(free_port: bool = False) -> Callable[[str], int]:
+    """An argparse ``type``: a TCP port to listen on, 1..65535; with ``free_port`` also 0 (the system picks a free
+    port, and the command prints the address it got)."""
+    low = 0 if free_port else 1
+    expected = f"a TCP port number {low}..65535" + (" (0: any free port)" if free_port else "")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not low <= value <= 65535:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = "port"
+    return parse

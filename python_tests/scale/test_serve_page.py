@@ -5,55 +5,11 @@ the answer's areas, and a second vocabulary without a restart."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import cv2
 import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow  # on the shared Ray cluster (see test_serve.py)
-
-CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
-CHROMEDRIVER = shutil.which("chromedriver") or (
-    "/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None
-)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    missing = None
-    try:
-        from selenium import webdriver
-    except ImportError:
-        missing = "the page test needs selenium (requirements.txt)"
-    if not missing and not (CHROMIUM and CHROMEDRIVER):
-        missing = "the page test needs Debian's chromium and chromium-driver (tools/setup_env.sh installs them)"
-    if missing:
-        if os.environ.get("ZSSEG_REQUIRE_BROWSER") == "1":  # tools/run_tests.sh (CI) where setup_env.sh installs them
-            pytest.fail(missing + "; ZSSEG_REQUIRE_BROWSER=1 makes this a failure, not a skip")
-        pytest.skip(missing)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--force-device-scale-factor=1",  # one screenshot pixel per canvas pixel
-        "--force-color-profile=srgb",  # no colour management between the canvas and the screenshot
-        "--window-size=1200,900",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)  # never Selenium Manager (no downloads)
-    driver = webdriver.Chrome(service=service, options=options)
-    yield driver
-    driver.quit()
 
 
 def _wait_for_answer(driver, previous=None, timeout=60):

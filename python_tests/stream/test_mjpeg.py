@@ -150,3 +150,107 @@ def test_mjpeg_caps_simultaneous_clients(thread_guard, monkeypatch):
             response.close()
             conn.close()
         sink.close()
+
+
+def _post(port, path, body: bytes, content_type="application/json", timeout=5.0):
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=body, headers={"Content-Type": content_type} if content_type else {})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+
+
+class _PickyEngine(FakeEngine):
+    """Refuses one name when the loop applies it (as an Engine refuses what only it can check)."""
+
+    def set_classes(self, names):
+        if "forbidden" in (names if isinstance(names, list) else names.split(",")):
+            raise ValueError("'forbidden' is not allowed here")
+        super().set_classes(names)
+
+
+def _wait_for_request(port, number, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = json.loads(_get(port, "/stats")[2])
+        if stats["vocabulary_request"] >= number:
+            return stats
+        time.sleep(0.02)
+    raise AssertionError(f"request {number} not handled within {timeout} s: {stats}")
+
+
+def test_the_preview_page_changes_the_vocabulary_live(thread_guard):
+    """NanoOWL's prompt box over a live stream: POST /classes is checked at once (400 with the reason), applied
+    before the next frame, and /stats says when it was handled and whether the Engine refused it."""
+    box = {}
+    sink = MjpegSink(
+        port=0,
+        host=HOST,
+        stats_provider=lambda: box["runner"].snapshot(),
+        vocabulary=lambda names: box["runner"].request_classes(names),
+    )
+    engine = _PickyEngine(["sky", "road"], delay=0.01)
+    source = CallableSource(lambda: (numbered_frame(i, (48, 64)) for i in range(100000)), live=False)
+    runner = StreamRunner(engine, source, [sink], drop_stale=False)
+    box["runner"] = runner
+    worker = threading.Thread(target=runner.run, kwargs={"handle_signals": False})
+    worker.start()
+    try:
+        status, page_type, page = _get(sink.port, "/")
+        assert status == 200 and b'id="vocabulary"' in page and b"/classes" in page
+
+        status, answer = _post(sink.port, "/classes", json.dumps({"classes": "cat, dog , grass"}).encode())
+        assert (status, answer) == (202, {"classes": ["cat", "dog", "grass"], "request": 1})
+        stats = _wait_for_request(sink.port, 1)
+        assert stats["classes"] == ["cat", "dog", "grass"] and stats["vocabulary_error"] is None
+        assert engine.class_names == ["cat", "dog", "grass"]
+
+        status, answer = _post(sink.port, "/classes", json.dumps({"classes": ["tree", "forbidden"]}).encode())
+        assert status == 202 and answer["request"] == 2
+        stats = _wait_for_request(sink.port, 2)
+        assert stats["vocabulary_error"] == "'forbidden' is not allowed here"
+        assert stats["classes"] == ["cat", "dog", "grass"] == engine.class_names  # kept
+
+        refused = {
+            "duplicate": (json.dumps({"classes": "a, b, a"}).encode(), "application/json", 400, "duplicate class"),
+            "empty": (json.dumps({"classes": " , "}).encode(), "application/json", 400, "empty"),
+            "not a name": (json.dumps({"classes": ["a", 3]}).encode(), "application/json", 400, "is int"),
+            "no field": (json.dumps({"names": "a"}).encode(), "application/json", 400, 'expected {"classes"'),
+            "not JSON": (b"cat, dog", "application/json", 400, "not UTF-8 JSON"),
+            "plain text": (b"cat, dog", "text/plain", 415, "as application/json"),
+            "too long": (b"x" * 70000, "application/json", 413, "at most 65536"),
+        }
+        for why, (body, kind, want_status, message) in refused.items():
+            status, answer = _post(sink.port, "/classes", body, kind)
+            assert status == want_status and message in answer["error"], (why, status, answer)
+        assert _post(sink.port, "/elsewhere", b"{}")[0] == 404
+        stats = json.loads(_get(sink.port, "/stats")[2])
+        assert stats["vocabulary_request"] == 2 and stats["classes"] == ["cat", "dog", "grass"]  # nothing queued
+    finally:
+        runner.stop()
+        worker.join(10)
+    assert not worker.is_alive()
+
+
+def test_a_read_only_preview_has_no_class_box(thread_guard):
+    sink = MjpegSink(port=0, host=HOST)
+    try:
+        status, _, page = _get(sink.port, "/")
+        assert status == 200 and b'id="vocabulary"' not in page and b"read-only" in page
+        status, answer = _post(sink.port, "/classes", json.dumps({"classes": "cat"}).encode())
+        assert status == 405 and "read-only" in answer["error"]
+    finally:
+        sink.close()
+
+
+def test_request_classes_checks_the_bundle_class_limit():
+    class Limited(FakeEngine):
+        class meta:  # noqa: N801 - the Engine's meta.max_classes
+            max_classes = 2
+
+    runner = StreamRunner(Limited(["a", "b"]), CallableSource(lambda: iter(()), live=False), [])
+    with pytest.raises(ValueError, match="at most 2"):
+        runner.request_classes("x, y, z")
+    assert runner.request_classes(["x", "y"]) == (1, ["x", "y"])

@@ -249,7 +249,7 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--bundle", required=True, help="bundle directory written by `zsseg export`")
     p.add_argument("--classes", required=True, help="default vocabulary (a request may give its own)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=port_number, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--port", type=port_number(), default=8000, help="HTTP port (default 8000)")
     p.add_argument("--replicas", type=whole_number(1), default=1, help="Engine replicas (one Engine each)")
     p.add_argument("--gpus-per-replica", type=real_number(0), default=0.0, help="GPUs per replica (0: CPU; 0.5 shares)")
     p.add_argument("--cpus-per-replica", type=real_number(above=0), default=1.0, help="CPUs per replica (default 1)")

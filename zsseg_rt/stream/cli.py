@@ -25,7 +25,8 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         "or a video file / image folder (every frame processed, with a progress bar; the output video keeps the "
         "file's frame rate). Sources: 0 or /dev/video0 (V4L2), csi://0 (Jetson CSI via GStreamer), rtsp://... / "
         "http://..., a video file, an image folder. Outputs: display:// (window), out.mp4 / out.avi, a folder/, "
-        "and --preview PORT (MJPEG in a browser, for headless devices). Ctrl-C / SIGTERM stop cleanly.",
+        "and --preview PORT (MJPEG in a browser, for headless devices, with a box to change the classes live). "
+        "Ctrl-C / SIGTERM stop cleanly.",
     )
     p.add_argument("source", help="0, /dev/video0, csi://0, rtsp://host/stream, http://..., clip.mp4 or a folder")
     p.add_argument("--bundle", required=True, help="bundle directory written by `zsseg export`")
@@ -42,11 +43,22 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         default=[],
         help="display:// (window), a video file (.mp4, .avi), or a folder for images; repeatable",
     )
-    p.add_argument("--preview", type=port_number, metavar="PORT", help="serve an MJPEG preview on this port")
+    p.add_argument(
+        "--preview",
+        type=port_number(free_port=True),
+        metavar="PORT",
+        help="serve the preview page (MJPEG stream, a box to change the classes) on this port (0: any free port, "
+        "printed at start)",
+    )
     p.add_argument(
         "--preview-host",
         default="127.0.0.1",
         help="interface for --preview (default 127.0.0.1; 0.0.0.0 serves the network, no auth)",
+    )
+    p.add_argument(
+        "--preview-readonly",
+        action="store_true",
+        help="the --preview page shows the stream only (by default it has a box to change the classes live)",
     )
     p.add_argument(
         "--backend",
@@ -116,7 +128,7 @@ NO_OUTPUT_MESSAGE = (
 )
 
 
-def _build_sinks(args, runner_stats, fps: float):
+def _build_sinks(args, runner_stats, fps: float, vocabulary=None):
     """The sinks ``-o`` and ``--preview`` ask for; with neither, a window when one can open, else an error (an MJPEG
     server is started only when asked for)."""
     from zsseg_rt.cli_errors import CliError
@@ -131,7 +143,14 @@ def _build_sinks(args, runner_stats, fps: float):
         for spec in args.output:
             sinks.append(open_sink(spec, fps=fps))
         if args.preview is not None:
-            sinks.append(MjpegSink(args.preview, args.preview_host, stats_provider=runner_stats))
+            sinks.append(
+                MjpegSink(
+                    args.preview,
+                    args.preview_host,
+                    stats_provider=runner_stats,
+                    vocabulary=None if args.preview_readonly else vocabulary,
+                )
+            )
         if not sinks:
             sinks.append(open_sink("display://"))
     except BaseException:  # e.g. StreamCapabilityError: close what was opened; the CLI prints one line
@@ -183,9 +202,18 @@ def _stream(args, source, classes) -> int:
     from .runner import StreamRunner
 
     holder: dict = {}
+
+    def request_classes(names):  # the preview page's class box (POST /classes)
+        if "runner" not in holder:
+            raise RuntimeError("the stream is still starting (loading the model); try again in a moment")
+        return holder["runner"].request_classes(names)
+
     # a file keeps its frame rate in the output video; --fps overrides; a folder or unknown rate: 30
     sinks = _build_sinks(
-        args, lambda: holder["runner"].snapshot() if "runner" in holder else {}, args.fps or source.fps or 30.0
+        args,
+        lambda: holder["runner"].snapshot() if "runner" in holder else {},
+        args.fps or source.fps or 30.0,
+        vocabulary=request_classes,
     )
     try:
         engine = Engine(args.bundle, classes=classes, backend=args.backend, device=args.device, mode=args.mode)

@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Callable, Deque, List, Optional, Sequence, Union
+from typing import Callable, Deque, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class StreamStats:
     e2e_latency_ms: float = 0.0
     classes: List[str] = dataclasses.field(default_factory=list)
     vocabulary_changes: int = 0
+    vocabulary_request: int = 0  # the last request_classes() number handled (applied or refused)
+    vocabulary_error: Optional[str] = None  # why the last vocabulary change was refused; None once one is applied
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -108,6 +110,8 @@ class StreamRunner:
         self._latencies: Deque[float] = collections.deque(maxlen=max(1, int(window)))
         self._e2e: Deque[float] = collections.deque(maxlen=max(1, int(window)))
         self._pending_classes: Optional[Union[List[str], str]] = None
+        self._pending_request = 0  # the request_classes() number of the pending vocabulary (0: not from one)
+        self._requests = 0
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
         self._stats_lock = threading.Lock()
@@ -126,6 +130,25 @@ class StreamRunner:
             raise RuntimeError("this segment callable has no set_classes(); pass set_classes=... to StreamRunner")
         with self._pending_lock:
             self._pending_classes = list(names) if not isinstance(names, str) else names
+            self._pending_request = 0
+
+    def request_classes(self, names) -> Tuple[int, List[str]]:
+        """Check ``names`` now (the vocabulary rules and the segment's class limit) and queue them like
+        :meth:`set_classes`; returns ``(request number, checked names)``. ``snapshot()["vocabulary_request"]``
+        reaches that number once the loop has handled it, with ``vocabulary_error`` saying why when it refused.
+
+        Raises:
+            TypeError / ValueError naming what is wrong (nothing is queued).
+        """
+        if self._set_classes is None:
+            raise RuntimeError("this stream cannot change its vocabulary (the segment callable has no set_classes())")
+        meta = getattr(self.segment, "meta", None)
+        checked = validate_class_names(names, getattr(meta, "max_classes", None))
+        with self._pending_lock:
+            self._requests += 1
+            self._pending_classes = list(checked)
+            self._pending_request = self._requests
+            return self._requests, list(checked)
 
     def snapshot(self) -> dict:
         """Thread-safe copy of the stats as a dict (used by the MJPEG ``/stats`` endpoint)."""
@@ -187,6 +210,7 @@ class StreamRunner:
     def _apply_vocabulary(self) -> None:
         with self._pending_lock:
             names, self._pending_classes = self._pending_classes, None
+            request, self._pending_request = self._pending_request, 0
         if names is None and self.watcher is not None:
             names = self.watcher.poll(time.monotonic())
         if names is None:
@@ -194,20 +218,30 @@ class StreamRunner:
         current = getattr(self.segment, "class_names", None)
         wanted = _checked_names(names)
         if current is not None and wanted is not None and list(current) == wanted:
-            return  # e.g. the watched file's first read: already the vocabulary
+            self._vocabulary_outcome(request, None)  # e.g. the watched file's first read: already the vocabulary
+            return
         if self._set_classes is None:
             log.warning("class change ignored: the segment callable has no set_classes()")
+            self._vocabulary_outcome(request, "the segment callable has no set_classes()")
             return
         try:
             self._set_classes(names)
-        except (ValueError, RuntimeError) as exc:
+        except (ValueError, RuntimeError, TypeError) as exc:
             log.warning("class change to %r refused (%s); keeping %r", names, exc, self.stats.classes)
+            self._vocabulary_outcome(request, str(exc))
             return
         current = getattr(self.segment, "class_names", None)
         with self._stats_lock:
             self.stats.classes = list(current) if current else (wanted if wanted is not None else list(names))
             self.stats.vocabulary_changes += 1
+        self._vocabulary_outcome(request, None)
         log.info("vocabulary now %s", ", ".join(self.stats.classes))
+
+    def _vocabulary_outcome(self, request: int, error: Optional[str]) -> None:
+        with self._stats_lock:
+            self.stats.vocabulary_error = error
+            if request:
+                self.stats.vocabulary_request = request
 
     def _process(self, frame: Frame) -> None:
         start = time.perf_counter()

@@ -12,7 +12,7 @@ import logging
 import os
 import socketserver
 import threading
-from typing import Callable, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -131,10 +131,64 @@ class ImageFolderSink(FrameSink):
         self.frames += 1
 
 
-_INDEX_HTML = """<!doctype html><html><head><title>zsseg preview</title>
-<style>body{{background:#111;color:#ddd;font-family:sans-serif;margin:1em}}img{{max-width:100%}}</style></head>
-<body><h3>zsseg live segmentation</h3><img src="/stream.mjpg" alt="stream">
-<p><a href="/snapshot.jpg">snapshot</a> &middot; <a href="/stats">stats (JSON)</a></p></body></html>"""
+_PAGE_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>zsseg preview</title>
+<style>body{background:#111;color:#ddd;font-family:sans-serif;margin:1em}img{max-width:100%;display:block}
+input{width:min(40em,90%);font-size:1em;padding:.3em}button{font-size:1em;padding:.3em .8em}
+#status[data-state=error]{color:#f77}#status[data-state=done]{color:#7d7}</style></head>
+<body><h3>zsseg live segmentation</h3>
+"""
+
+_PAGE_FORM = """<form id="vocabulary"><input id="classes" autocomplete="off" placeholder="person, chair, floor"
+aria-label="classes to segment (comma-separated)"> <button type="submit">Segment these</button></form>
+"""
+
+_PAGE_READ_ONLY = """<p>This preview is read-only (zsseg camera --preview-readonly): the classes cannot be changed here.</p>
+"""
+
+_PAGE_BODY = """<p id="status" data-state="idle"></p><img src="/stream.mjpg" alt="the segmented stream">
+<p id="stats"></p><p><a href="/snapshot.jpg">snapshot</a> &middot; <a href="/stats">stats (JSON)</a></p>
+<script>
+"use strict";
+const statusLine = document.getElementById("status");
+let waiting = null;  // the answer of the last POST /classes, until the stream has handled it
+function say(state, text) { statusLine.dataset.state = state; statusLine.textContent = text; }
+async function poll() {
+  try {
+    const stats = await (await fetch("/stats", {cache: "no-store"})).json();
+    const classes = stats.classes || [];
+    document.body.dataset.classes = classes.join(",");
+    document.getElementById("stats").textContent = "classes: " + classes.join(", ") + " \u00b7 " +
+      (stats.fps || 0).toFixed(1) + " FPS \u00b7 " + Math.round(stats.latency_ms || 0) + " ms";
+    if (waiting && (stats.vocabulary_request || 0) >= waiting.request) {
+      if (stats.vocabulary_error) say("error", "refused: " + stats.vocabulary_error);
+      else say("done", "now segmenting: " + classes.join(", "));
+      waiting = null;
+    }
+  } catch (err) { /* the stream stopped or restarts: try again */ }
+  setTimeout(poll, 1000);
+}
+const form = document.getElementById("vocabulary");
+if (form) form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = document.getElementById("classes").value;
+  say("busy", "applying before the next frame ...");
+  try {
+    const response = await fetch("/classes", {method: "POST", headers: {"Content-Type": "application/json"},
+                                              body: JSON.stringify({classes: text})});
+    const answer = await response.json();
+    if (!response.ok) { say("error", answer.error || ("HTTP " + response.status)); return; }
+    waiting = answer;
+  } catch (err) { say("error", "the preview server did not answer: " + err); }
+});
+poll();
+</script></body></html>"""
+
+MAX_VOCABULARY_BODY = 64 * 1024  # bytes of a POST /classes body (a few thousand class names)
+
+
+def preview_page(editable: bool) -> bytes:
+    """The preview's HTML page: the stream, its live stats, and (``editable``) a box to change the classes."""
+    return (_PAGE_HEAD + (_PAGE_FORM if editable else _PAGE_READ_ONLY) + _PAGE_BODY).encode()
 
 
 class _MjpegHandler(http.server.BaseHTTPRequestHandler):
@@ -157,7 +211,7 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
         sink = self.server.sink
         path = self.path.split("?", 1)[0]
         if path in ("/", "/index.html"):
-            self._send(200, _INDEX_HTML.format().encode(), "text/html; charset=utf-8")
+            self._send(200, preview_page(sink.vocabulary is not None), "text/html; charset=utf-8")
         elif path == "/snapshot.jpg":
             jpeg, _seq = sink.wait_frame(-1, timeout=2.0)
             if jpeg is None:
@@ -171,6 +225,43 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
             self._stream(sink)
         else:
             self._send(404, b"not found: try /, /stream.mjpg, /snapshot.jpg or /stats\n", "text/plain")
+
+    def _json(self, status: int, answer: dict) -> None:
+        self._send(status, json.dumps(answer).encode(), "application/json")
+
+    def do_POST(self):  # noqa: N802 - http.server naming
+        """``POST /classes`` with ``{"classes": "a, b, c"}`` (or a list): checked now, applied before the next frame
+        (202 with the checked names and a request number ``/stats`` reports once handled). JSON only: a page of
+        another site cannot send it without a CORS preflight, which this server does not grant."""
+        sink = self.server.sink
+        if self.path.split("?", 1)[0] != "/classes":
+            return self._json(404, {"error": "not found: POST /classes changes the vocabulary"})
+        if sink.vocabulary is None:
+            return self._json(405, {"error": "this preview is read-only (zsseg camera --preview-readonly)"})
+        kind = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if kind != "application/json":
+            return self._json(
+                415, {"error": f'send JSON {{"classes": "a, b, c"}} as application/json, got {kind or "no type"!r}'}
+            )
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            return self._json(411, {"error": "a Content-Length header is required"})
+        if not 0 <= length <= MAX_VOCABULARY_BODY:
+            return self._json(413, {"error": f"the body has {length} bytes; at most {MAX_VOCABULARY_BODY} are read"})
+        try:
+            request = json.loads(self.rfile.read(length).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return self._json(400, {"error": 'the body is not UTF-8 JSON; send {"classes": "a, b, c"}'})
+        if not isinstance(request, dict) or not isinstance(request.get("classes"), (str, list)):
+            return self._json(400, {"error": 'expected {"classes": "a, b, c"} (a string or a list of names)'})
+        try:
+            number, names = sink.vocabulary(request["classes"])
+        except (TypeError, ValueError) as exc:
+            return self._json(400, {"error": str(exc)})
+        except RuntimeError as exc:  # e.g. the stream has not started yet
+            return self._json(503, {"error": str(exc)})
+        return self._json(202, {"classes": names, "request": number})
 
     def _stream(self, sink: "MjpegSink") -> None:
         self.send_response(200)
@@ -213,8 +304,9 @@ class _MjpegHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 class MjpegSink(FrameSink):
-    """MJPEG-over-HTTP preview for headless devices: ``http://HOST:PORT/`` (page), ``/stream.mjpg`` (the stream),
-    ``/snapshot.jpg`` (newest frame), ``/stats`` (JSON from ``stats_provider``).
+    """MJPEG-over-HTTP preview for headless devices: ``http://HOST:PORT/`` (page: the stream, live stats and a box to
+    change the classes), ``/stream.mjpg`` (the stream), ``/snapshot.jpg`` (newest frame), ``/stats`` (JSON from
+    ``stats_provider``), ``POST /classes`` (a new vocabulary, when ``vocabulary`` is given).
 
     Args:
         port: TCP port (0: pick a free one; read ``port`` afterwards).
@@ -222,6 +314,9 @@ class MjpegSink(FrameSink):
             (there is no authentication: only on a trusted network) or reach it with an SSH tunnel.
         quality: JPEG quality 1-100.
         stats_provider: optional callable returning a JSON-serialisable dict for ``/stats``.
+        vocabulary: optional callable ``names -> (request number, checked names)`` behind ``POST /classes`` and the
+            page's class box (``StreamRunner.request_classes``); it raises TypeError / ValueError (HTTP 400) or
+            RuntimeError (503). None: a read-only preview (405, and no box on the page).
     """
 
     def __init__(
@@ -230,11 +325,13 @@ class MjpegSink(FrameSink):
         host: str = "127.0.0.1",
         quality: int = 80,
         stats_provider: Optional[Callable[[], dict]] = None,
+        vocabulary: Optional[Callable[[object], Tuple[int, List[str]]]] = None,
     ):
         if not 1 <= int(quality) <= 100:
             raise SinkError(f"JPEG quality must be in 1..100, got {quality}")
         self.quality = int(quality)
         self.stats_provider = stats_provider
+        self.vocabulary = vocabulary
         self.closed = False
         self._cond = threading.Condition()
         self._jpeg: Optional[bytes] = None
