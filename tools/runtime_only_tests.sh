@@ -20,6 +20,8 @@ cd "$ROOT"
 # pip, minus one harmless warning this machine's pip configuration repeats for every package
 pip_q() { "$RVENV/bin/pip" "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 unset PYTHONPATH  # the tests must import the installed package, not the source tree
+# no selenium in a runtime install: the browser tests skip here (they run, required, in the development venv)
+unset ZSSEG_REQUIRE_BROWSER
 
 echo "[runtime-only] clean venv $RVENV ($("$PY" --version)), $NUMPY_PIN, .[runtime], no torch"
 rm -rf "$RVENV"
