@@ -701,12 +701,16 @@ Output ArgParser::output_or(const char* name, const char* arg_name, py::handle o
 
 std::pair<py::object, py::object> ArgParser::out_pair(py::handle out_obj, const char* first, const char* second) const {
   if (out_obj.is_none()) return {py::none(), py::none()};
-  if ((!py::isinstance<py::tuple>(out_obj) && !py::isinstance<py::list>(out_obj)) || py::len(out_obj) != 2) {
+  if (!py::isinstance<py::tuple>(out_obj) && !py::isinstance<py::list>(out_obj)) {
     fail_type(std::string("argument 'out' must be None or a tuple (") + first + ", " + second +
               ") of two arrays (either may be None), got " + python_type_name(out_obj));
   }
-  const py::sequence seq = py::reinterpret_borrow<py::sequence>(out_obj);
-  return {py::object(seq[0]), py::object(seq[1])};
+  const py::tuple items = sequence_items(out_obj);
+  if (items.size() != 2) {
+    fail_type(std::string("argument 'out' must be None or a tuple (") + first + ", " + second +
+              ") of two arrays (either may be None), got " + std::to_string(items.size()) + " items");
+  }
+  return {py::object(items[0]), py::object(items[1])};
 }
 
 void ArgParser::require_disjoint(const Output& a, const char* a_name, const Output& b, const char* b_name) const {
@@ -729,6 +733,12 @@ void ArgParser::check_launch(zsseg::CudaStatus status) const {
 
 zsseg::Stream ArgParser::stream() const {
   return reinterpret_cast<zsseg::Stream>(static_cast<std::uintptr_t>(stream_));
+}
+
+py::tuple sequence_items(py::handle obj) {
+  PyObject* items = PySequence_Tuple(obj.ptr());
+  if (items == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::tuple>(items);
 }
 
 bool index_int64(py::handle obj, std::int64_t* value, bool* overflow) {

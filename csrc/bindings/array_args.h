@@ -193,9 +193,14 @@ class ArgParser {
 
 // An integer argument as int64: Python ints and anything with __index__ (NumPy integers), never bool (Python's
 // or NumPy's) or a float. Returns false when `obj` is not such an integer; sets *overflow when it is one outside
-// the int64 range. Iterate Python sequences with `for (py::object item : seq)` (an owned reference): a py::handle
-// to a NumPy row or scalar made by the iteration dangles once the iterator moves on.
+// the int64 range. Take a sequence's items with sequence_items (a tuple that owns them): a py::handle to a NumPy
+// row or scalar made by a live iteration dangles once the iterator moves on.
 bool index_int64(py::handle obj, std::int64_t* value, bool* overflow);
+
+// The items of a Python sequence, taken once by iterating it (PySequence_Tuple). Check counts on the result, never
+// on len(obj) before iterating: a list subclass may answer __len__ one way and iterate another (a count checked
+// against __len__ and then filled by iteration overran fixed arrays). A Python error while iterating propagates.
+py::tuple sequence_items(py::handle obj);
 
 // Makes `where.device_id` current for its lifetime (no-op for CPU or a CPU-only build).
 class CudaDeviceGuard {

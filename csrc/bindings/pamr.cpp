@@ -21,15 +21,15 @@ std::vector<std::int32_t> parse_dilations(const ArgParser& args, py::handle obj)
   if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj)) {
     args.fail_type("argument 'dilations' must be a sequence of ints (e.g. (8, 16)), got " + type_name_of(obj));
   }
-  const py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
-  const std::size_t n = py::len(seq);
+  const py::tuple items = sequence_items(obj);  // counted as iterated: the count below bounds p.dilations[]
+  const std::size_t n = items.size();
   if (n < 1 || n > static_cast<std::size_t>(zsseg::kPamrMaxDilations)) {
     args.fail_value("argument 'dilations' must hold 1.." + std::to_string(zsseg::kPamrMaxDilations) + " values, got " +
                     std::to_string(n));
   }
   std::vector<std::int32_t> out;
   std::size_t i = 0;
-  for (py::object item : seq) {  // owned references: a NumPy scalar made by the iteration must outlive its use
+  for (py::handle item : items) {  // owned by the tuple
     std::int64_t d = 0;
     bool overflow = false;
     if (!index_int64(item, &d, &overflow)) {  // Python or NumPy integers, never bool or float

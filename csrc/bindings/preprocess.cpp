@@ -27,21 +27,27 @@ std::int64_t int_item(const ArgParser& args, py::handle item, const std::string&
 }
 
 std::vector<std::int64_t> int_tuple(const ArgParser& args, py::handle obj, std::size_t n, const std::string& what) {
-  if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj) || py::len(obj) != n) {
-    args.fail_value(what + " must be a sequence of " + std::to_string(n) + " ints, got " +
-                    std::string(py::str(py::repr(obj))));
+  const std::string expected = what + " must be a sequence of " + std::to_string(n) + " ints, got ";
+  if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj)) {
+    args.fail_value(expected + std::string(py::str(py::repr(obj))));
   }
+  const py::tuple items = sequence_items(obj);  // counted as iterated (see sequence_items)
+  if (items.size() != n) args.fail_value(expected + std::string(py::str(py::repr(obj))));
   std::vector<std::int64_t> out;
-  for (py::object item : py::reinterpret_borrow<py::sequence>(obj)) out.push_back(int_item(args, item, what));
+  for (py::handle item : items) out.push_back(int_item(args, item, what));
   return out;
 }
 
 void float3(const ArgParser& args, py::handle obj, const char* what, float* out, bool positive) {
-  if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj) || py::len(obj) != 3) {
+  if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj)) {
+    args.fail_value(std::string(what) + " must be 3 numbers (R, G, B), got " + std::string(py::str(py::repr(obj))));
+  }
+  const py::tuple items = sequence_items(obj);  // counted as iterated: the count bounds out[0..2]
+  if (items.size() != 3) {
     args.fail_value(std::string(what) + " must be 3 numbers (R, G, B), got " + std::string(py::str(py::repr(obj))));
   }
   int i = 0;
-  for (py::object item : py::reinterpret_borrow<py::sequence>(obj)) {
+  for (py::handle item : items) {
     if (PyBool_Check(item.ptr()) || !PyNumber_Check(item.ptr())) {
       args.fail_type(std::string(what) + " must be 3 numbers (R, G, B), got " + std::string(py::str(py::repr(obj))));
     }
@@ -74,11 +80,13 @@ py::object preprocess(py::handle image_obj, py::handle scaled_size, py::handle w
                     std::to_string(scaled[0]) + ", " + std::to_string(scaled[1]) + ")");
   }
   if (crop < 1 || crop > 8192) args.fail_value("crop must be in 1..8192, got " + std::to_string(crop));
-  if (!py::isinstance<py::sequence>(windows_obj) || py::isinstance<py::str>(windows_obj) || py::len(windows_obj) == 0) {
+  if (!py::isinstance<py::sequence>(windows_obj) || py::isinstance<py::str>(windows_obj)) {
     args.fail_value("windows must be a non-empty sequence of (y1, y2, x1, x2)");
   }
+  const py::tuple window_items = sequence_items(windows_obj);
+  if (window_items.size() == 0) args.fail_value("windows must be a non-empty sequence of (y1, y2, x1, x2)");
   std::vector<zsseg::PreprocessWindow> windows;
-  for (py::object item : py::reinterpret_borrow<py::sequence>(windows_obj)) {
+  for (py::handle item : window_items) {
     const std::string what = "windows[" + std::to_string(windows.size()) + "]";
     const std::vector<std::int64_t> w = int_tuple(args, item, 4, what + " (y1, y2, x1, x2)");
     if (w[0] < 0 || w[1] > scaled[0] || w[0] >= w[1] || w[2] < 0 || w[3] > scaled[1] || w[2] >= w[3] ||

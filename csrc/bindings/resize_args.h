@@ -24,10 +24,10 @@ inline std::vector<std::int64_t> parse_int_tuple(const ArgParser& args, py::hand
   if (!py::isinstance<py::tuple>(obj) && !py::isinstance<py::list>(obj)) {
     args.fail_type(expected + py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
   }
-  const py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
-  if (seq.size() != count) args.fail_value(expected + py::repr(obj).cast<std::string>());
+  const py::tuple items = sequence_items(obj);  // counted as iterated (see sequence_items); the tuple owns the items
+  if (items.size() != count) args.fail_value(expected + py::repr(obj).cast<std::string>());
   std::vector<std::int64_t> values;
-  for (py::object item : seq) {  // an owned reference (see index_int64)
+  for (py::handle item : items) {
     std::int64_t value = 0;
     bool overflow = false;
     if (!index_int64(item, &value, &overflow)) args.fail_type(expected + py::repr(obj).cast<std::string>());

@@ -71,7 +71,7 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
                    py::str(py::type::of(windows_obj).attr("__name__")).cast<std::string>());
   }
   std::vector<zsseg::WindowPlacement> windows;
-  for (py::object item : py::reinterpret_borrow<py::sequence>(windows_obj)) {
+  for (py::handle item : sequence_items(windows_obj)) {  // the tuple lives until the loop ends
     const std::string name = "windows[" + std::to_string(windows.size()) + "]";
     const auto w = parse_int_tuple(args, item, name.c_str(), 4, "(y1, y2, x1, x2)");
     if (w[0] < 0 || w[1] > scaled[0] || w[0] >= w[1] || w[2] < 0 || w[3] > scaled[1] || w[2] >= w[3] ||
@@ -101,7 +101,7 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
                      py::str(py::type::of(class_drop_obj).attr("__name__")).cast<std::string>());
     }
     const py::object np_bool = py::module_::import("numpy").attr("bool_");
-    for (py::object item : py::reinterpret_borrow<py::sequence>(class_drop_obj)) {
+    for (py::handle item : sequence_items(class_drop_obj)) {  // the tuple lives until the loop ends
       if (!py::isinstance<py::bool_>(item) && !py::isinstance<py::int_>(item) && !py::isinstance(item, np_bool)) {
         args.fail_type("class_drop[" + std::to_string(class_drop.size()) + "] must be a bool, got " +
                        py::str(py::type::of(item).attr("__name__")).cast<std::string>());

@@ -39,6 +39,16 @@ FUZZ = textwrap.dedent(
                 raise self._result
             return self._result
 
+    class LyingList(list):
+        # a list whose __len__ answers first `first`, then `then`: a count checked on __len__ and filled by
+        # iterating overran fixed arrays (pamr's dilations: a segfault; preprocess's mean/std)
+        def __init__(self, items, first, then):
+            super().__init__(items)
+            self._answers = [first]
+            self._then = then
+        def __len__(self):
+            return self._answers.pop() if self._answers else self._then
+
     DTYPES = [np.float32, np.float64, np.float16, np.int32, np.int64, np.uint8, np.bool_]
     shapes = st.lists(st.sampled_from([0, 1, 2, 3, 4, 5, 9]), min_size=0, max_size=5).map(tuple)
 
@@ -79,8 +89,13 @@ FUZZ = textwrap.dedent(
     ).map(FakeCai)
     dlpack = st.builds(BadDlpack, st.sampled_from([(1, 0), (2, 0), (2, 7), (13, 0), (99, 0), "x"]),
                        st.sampled_from([None, 3, "capsule", ValueError("no"), TypeError("no")]))
+    lying = st.builds(
+        LyingList, st.lists(st.one_of(st.integers(-2, 40), st.floats(0, 2), windows), min_size=0, max_size=70),
+        st.integers(0, 8), st.integers(0, 70),
+    )
     anything = st.one_of(
         st.none(), ints, st.floats(allow_nan=True), st.text(max_size=3), int_seqs, windows, arrays(), cai, dlpack,
+        lying,
     )
     maybe = st.one_of(st.none(), anything)
 
@@ -144,7 +159,29 @@ FUZZ = textwrap.dedent(
         image = np.ones((shape[0], channels) + shape[2:], np.float32)
         call(_C.pamr, mask, image, iterations, dilations)
 
-    for test in (similarity, relation, upsample, preprocess, segment_windows, preprocess_windows, pamr, pamr_shapes):
+    @fuzz
+    @given(st.integers(0, 70), st.integers(0, 8), st.integers(0, 70), st.sampled_from(range(6)))
+    def lying_lengths(items, first, then, where):
+        # well-formed arguments except one sequence whose __len__ disagrees with its iteration
+        seq = LyingList([1] * items if where in (0, 4, 5) else [0.5] * items, first, then)
+        mask = np.full((1, 2, 5, 6), 0.5, np.float32)
+        img = np.zeros((20, 20, 3), np.uint8)
+        logits = np.zeros((1, 2, 4, 4), np.float32)
+        if where == 0:
+            call(_C.pamr, mask, np.ones((1, 3, 5, 6), np.float32), 2, seq)
+        elif where == 1:
+            call(_C.preprocess, img, [20, 20], [[0, 8, 0, 8]], 8, seq, [1, 1, 1])
+        elif where == 2:
+            call(_C.preprocess, img, [20, 20], [[0, 8, 0, 8]], 8, [0, 0, 0], seq)
+        elif where == 3:
+            call(_C.preprocess, img, seq, [[0, 8, 0, 8]], 8, [0, 0, 0], [1, 1, 1])
+        elif where == 4:
+            call(_C.upsample, logits, seq)
+        else:
+            call(_C.upsample, logits, (8, 8), seq)
+
+    for test in (similarity, relation, upsample, preprocess, segment_windows, preprocess_windows, pamr, pamr_shapes,
+                 lying_lengths):
         test()
     img = np.zeros((20, 20, 3), np.uint8)
     rows = _C.preprocess(img, [20, 20], np.array([[0, 8, 0, 8]], np.int64), 8, np.zeros(3), np.ones(3))
