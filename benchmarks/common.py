@@ -10,7 +10,7 @@ import re
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,10 +35,13 @@ def machine_description(threads: int) -> List[str]:
     ]
 
 
-def measure_call(fn: Callable[[], Any], warmup: int = 0, repeats: int = 5) -> Tuple[Any, Dict[str, float]]:
-    """``(first result, {"median_ms", "peak_extra_mb"})`` of ``fn()``: the peak RSS the first call adds over the RSS
-    before it (Linux: the peak mark is reset first, so it is not inherited from earlier work), then the median
-    wall time of ``repeats`` calls after ``warmup`` more."""
+def measure_call(
+    fn: Callable[[], Any], warmup: int = 0, repeats: int = 5, first: Optional[Callable[[Any], None]] = None
+) -> Dict[str, float]:
+    """``{"median_ms", "peak_extra_mb"}`` of ``fn()``: the peak RSS the first call adds over the RSS before it
+    (Linux: the peak mark is reset first, so it is not inherited from earlier work), then the median wall time of
+    ``repeats`` calls after ``warmup`` more. ``first`` gets the first call's result (to save it); the result is
+    dropped before the timed calls."""
     from zsseg_rt.system_info import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 
     if not reset_peak_rss():
@@ -46,6 +49,9 @@ def measure_call(fn: Callable[[], Any], warmup: int = 0, repeats: int = 5) -> Tu
     before = current_rss_bytes() or 0
     result = fn()
     peak_extra_mb = ((peak_rss_bytes() or 0) - before) / 2**20
+    if first is not None:
+        first(result)
+    del result
     for _ in range(warmup):
         fn()
     times = []
@@ -53,7 +59,7 @@ def measure_call(fn: Callable[[], Any], warmup: int = 0, repeats: int = 5) -> Tu
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return result, {"median_ms": 1e3 * statistics.median(times), "peak_extra_mb": peak_extra_mb}
+    return {"median_ms": 1e3 * statistics.median(times), "peak_extra_mb": peak_extra_mb}
 
 
 def write_section(section: str, text: str) -> Path:

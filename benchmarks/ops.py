@@ -129,7 +129,7 @@ def _worker(case: str, side: str, threads: int, warmup: int, repeats: int) -> di
         torch.set_num_threads(threads)
     x = _inputs(case)
     fn = _ours(case, x) if side == "ours" else _torch(case, x)
-    return measure_call(fn, warmup, repeats)[1]
+    return measure_call(fn, warmup, repeats)
 
 
 # ---- driver ------------------------------------------------------------------------------------------

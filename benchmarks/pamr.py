@@ -91,9 +91,7 @@ def _worker(case: str, side: str, threads: int, warmup: int, repeats: int, save:
         torch.set_num_threads(threads)
     mask, image = _inputs(case)
     fn = _ours(mask, image) if side == "ours" else _torch(mask, image)
-    result, measured = measure_call(fn, warmup, repeats)
-    np.save(save, np.asarray(result))
-    return measured
+    return measure_call(fn, warmup, repeats, first=lambda result: np.save(save, np.asarray(result)))
 
 
 def run_side(case: str, side: str, args, save: str) -> dict:

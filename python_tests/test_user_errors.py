@@ -127,10 +127,9 @@ OUT_OF_RANGE = [
     (["build-engine", "b", "--workspace", "-1"], "--workspace", "finite number > 0"),
     (["train", "voc_inductive", "--iterations", "0"], "--iterations", "number >= 1"),
     (["train", "voc_inductive", "--num-workers", "-2"], "--num-workers", "number >= 0"),
-    (["train", "voc_inductive", "--seed", "-1"], "--seed", "number >= 0"),
     (["eval", "b", "--dataset", "voc", "--workers", "0"], "--workers", "number >= 1"),
     (["eval", "b", "--dataset", "voc", "--cpus-per-worker", "inf"], "--cpus-per-worker", "finite number > 0"),
-    (["eval", "b", "--dataset", "voc", "--background-threshold", "1.5"], "--background-threshold", "<= 1"),
+    (["eval", "b", "--dataset", "voc", "--background-threshold", "-0.5"], "--background-threshold", ">= 0"),
 ]
 
 
@@ -143,3 +142,8 @@ def test_numbers_out_of_range_are_usage_errors_naming_the_flag(capsys, argv, fla
     assert exit_info.value.code == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"argument {flag}: expected" in line and expect in line, line
+
+
+def test_preview_readonly_without_a_preview_is_refused(capsys):
+    line = _error_line(capsys, ["camera", "x", "--bundle", "b", "--classes", "a", "--preview-readonly"])
+    assert line == "zsseg camera: error: --preview-readonly applies to the --preview page: give --preview PORT too"

@@ -34,13 +34,13 @@ RANDOM_LABEL = RANDOM_BANNER  # the banner every output of a random-weight bundl
 def _first_sentence(exc: BaseException, most: int = 240) -> str:
     """The reason in ``exc``'s first line, cut at a sentence end (never mid-word) when longer than ``most``: the
     advice that follows it in the message says what to do."""
-    text = (str(exc).splitlines() or [type(exc).__name__])[0].strip()
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
     if len(text) <= most:
         return text
     head = text[:most]
-    for mark in (". ", "; ", ": "):
-        if head.rfind(mark) > 0:
-            return head[: head.rfind(mark)]
+    end = max(head.rfind(". "), head.rfind("; "))
+    if end >= most // 2:  # a sentence end that keeps most of the reason
+        return head[:end]
     return (head[: head.rfind(" ")] if " " in head else head) + " ..."
 
 

@@ -254,3 +254,77 @@ def test_request_classes_checks_the_bundle_class_limit():
     with pytest.raises(ValueError, match="at most 2"):
         runner.request_classes("x, y, z")
     assert runner.request_classes(["x", "y"]) == (1, ["x", "y"])
+
+
+def test_every_request_gets_an_outcome_of_its_own(tmp_path):
+    """A request replaced before the loop took it, a request after the stream stopped, and a class-file change
+    between a refused request and the page's next look: each reports its own outcome (found in review: the watcher's
+    change overwrote a refusal, set_classes() dropped a queued request and the page waited forever)."""
+    engine = _PickyEngine(["sky", "road"])
+    class_file = tmp_path / "classes.txt"
+    class_file.write_text("sky, road\n")
+    runner = StreamRunner(engine, CallableSource(lambda: iter(()), live=False), [], class_file=str(class_file))
+    assert runner.request_classes("a, b") == (1, ["a", "b"])
+    assert runner.request_classes("c, d") == (2, ["c", "d"])  # replaces 1 before any frame
+    assert runner.snapshot()["vocabulary_request"] == 1
+    assert "replaced by a newer" in runner.snapshot()["vocabulary_error"]
+    runner._apply_vocabulary()
+    assert (runner.snapshot()["vocabulary_request"], runner.snapshot()["vocabulary_error"]) == (2, None)
+
+    assert runner.request_classes("x, forbidden")[0] == 3
+    runner._apply_vocabulary()
+    refused = runner.snapshot()
+    assert refused["vocabulary_request"] == 3 and "forbidden" in refused["vocabulary_error"]
+    class_file.write_text("tree, grass\n")  # a watched-file change after the refusal
+    runner.watcher._last_poll = float("-inf")  # poll now, whatever the interval
+    runner._apply_vocabulary()
+    after = runner.snapshot()
+    assert after["classes"] == ["tree", "grass"] == engine.class_names
+    assert (after["vocabulary_request"], after["vocabulary_error"]) == (3, refused["vocabulary_error"])
+
+    runner.set_classes("p, q")  # not a request: replaces nothing of the page's
+    assert runner.request_classes("late, request")[0] == 4
+    runner.stop()  # before the loop took request 4
+    runner.run(handle_signals=False)
+    final = runner.snapshot()
+    assert final["vocabulary_request"] == 4 and "stopped before it applied" in final["vocabulary_error"]
+    with pytest.raises(RuntimeError, match="the stream has stopped"):
+        runner.request_classes("after, the end")
+
+
+def _raw(port, request: bytes) -> bytes:
+    import socket
+
+    with socket.create_connection((HOST, port), timeout=5) as conn:
+        conn.sendall(request)
+        chunks = []
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def test_post_classes_refuses_malformed_requests_with_a_status(thread_guard):
+    calls = []
+    sink = MjpegSink(port=0, host=HOST, vocabulary=lambda names: calls.append(names) or (1, ["a"]))
+    try:
+        nested = b"[" * 60000  # too deep for the JSON parser: RecursionError, which went unanswered
+        assert _post(sink.port, "/classes", nested)[0] == 400
+        head = b"POST /classes HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        assert _raw(sink.port, head + b"Content-Length: -5\r\n\r\n").startswith(b"HTTP/1.0 400")
+        assert _raw(sink.port, head + b"\r\n").startswith(b"HTTP/1.0 411")
+        big = b"x" * 300000  # over the limit but small enough to drain: the client reads the 413, not a reset
+        answer = _raw(sink.port, head + b"Content-Length: %d\r\n\r\n" % len(big) + big)
+        assert answer.startswith(b"HTTP/1.0 413") and b"at most 65536" in answer
+        # DNS rebinding: a foreign page re-pointed at 127.0.0.1 sends its own host name
+        body = json.dumps({"classes": "a"}).encode()
+        foreign = b"POST /classes HTTP/1.0\r\nHost: evil.example:%d\r\nContent-Type: application/json\r\n" % sink.port
+        assert _raw(sink.port, foreign + b"Content-Length: %d\r\n\r\n" % len(body) + body).startswith(b"HTTP/1.0 403")
+        assert _raw(sink.port, b"GET /snapshot.jpg HTTP/1.0\r\nHost: evil.example\r\n\r\n").startswith(b"HTTP/1.0 403")
+        for host in (b"127.0.0.1:%d" % sink.port, b"localhost:%d" % sink.port, b"[::1]:%d" % sink.port):
+            ok = b"POST /classes HTTP/1.0\r\nHost: " + host + b"\r\nContent-Type: application/json\r\n"
+            assert _raw(sink.port, ok + b"Content-Length: %d\r\n\r\n" % len(body) + body).startswith(b"HTTP/1.0 202")
+        assert calls == ["a", "a", "a"]  # only the well-formed, loopback-addressed requests reached the stream
+    finally:
+        sink.close()

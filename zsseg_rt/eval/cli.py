@@ -149,7 +149,7 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--background-threshold",
-        type=real_number(0, high=1),
+        type=real_number(0),
         default=None,
         help="(ZeroSeg) background threshold (default: the dataset's value in --thresholds)",
     )

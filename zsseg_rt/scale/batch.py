@@ -23,9 +23,9 @@ Outputs under ``OUTPUT``:
   ok image the names and units of the package's results (``records.image_record``): ``height``, ``width``,
   ``areas`` (fraction of the pixels per present class), ``pixels`` (pixel counts), ``timing_ms`` (decode, segment,
   write), ``backend``, ``random_weights`` where the bundle records it; ``worker`` (pid) and ``host``; for every
-  image a worker handled, ``worker_loaded_rss_bytes`` (the worker's RSS once its Engine was loaded) and
-  ``worker_peak_rss_bytes`` (its peak RSS since then, this image included; Linux resets the peak mark after the
-  load, elsewhere it is the process's peak), so a file that costs memory shows in the manifest.
+  image a worker handled, ``worker_loaded_rss_bytes`` (the worker's RSS once its Engine was loaded; None where the
+  peak mark cannot be reset, i.e. off Linux) and ``worker_peak_rss_bytes`` (its peak RSS since then, this image
+  included; the process's peak where the mark cannot be reset), so a file that costs memory shows in the manifest.
 * ``vocabulary.json``: the class names the label values index. A resumed run must use the same vocabulary.
 
 Resume: an image is done when its label PNG exists and the manifest has an ``ok`` row for it; those are not read
@@ -247,8 +247,8 @@ class SegmentWorker:
         self.output_dir, self.root, self.done_keys = output_dir, root, set(done_keys)
         self.host = socket.gethostname()
         # memory from here on is the images' (the peak mark is reset where Linux allows, else the process's peak)
-        reset_peak_rss()
-        self.loaded_rss = current_rss_bytes()
+        # None where the mark cannot be reset: the process's peak would include the load, not only the images
+        self.loaded_rss = current_rss_bytes() if reset_peak_rss() else None
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         records = [self._one(bytes(data), str(path)) for data, path in zip(batch["bytes"], batch["path"])]

@@ -93,7 +93,7 @@ def evaluate_parallel(
         checkpoint: a path (bundle, native checkpoint directory or training checkpoint) every node can read.
         dataset_spec: the dataset as a spec dict (``{"type": "voc", "root": ..., "split": "val"}``), built on
             every actor; its files must be readable at the same paths on every node.
-        workers, gpus_per_worker, cpus_per_worker: the actor pool (see :func:`zsseg_rt.scale.batch.iter_segment_images`).
+        workers, gpus_per_worker, cpus_per_worker: the actor pool (see :func:`zsseg_rt.scale.batch.prepare_batch`).
         batch_size: image indices per actor call.
         progress: a tqdm bar over batches.
         (the others: see ``evaluate``)

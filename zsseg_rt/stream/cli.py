@@ -182,6 +182,8 @@ def run_camera_command(args) -> int:
 
     from .sources import open_source
 
+    if args.preview_readonly and args.preview is None:
+        raise CliError("--preview-readonly applies to the --preview page: give --preview PORT too")
     if not 0.0 <= args.alpha <= 1.0:
         raise CliError(f"--alpha is the overlay opacity, between 0 and 1; got {args.alpha}")
     classes = _initial_classes(args)

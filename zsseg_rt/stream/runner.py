@@ -44,8 +44,8 @@ class StreamStats:
     e2e_latency_ms: float = 0.0
     classes: List[str] = dataclasses.field(default_factory=list)
     vocabulary_changes: int = 0
-    vocabulary_request: int = 0  # the last request_classes() number handled (applied or refused)
-    vocabulary_error: Optional[str] = None  # why the last vocabulary change was refused; None once one is applied
+    vocabulary_request: int = 0  # the last request_classes() number handled (applied, refused or replaced)
+    vocabulary_error: Optional[str] = None  # why that request was not applied; None when it was
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -112,6 +112,7 @@ class StreamRunner:
         self._pending_classes: Optional[Union[List[str], str]] = None
         self._pending_request = 0  # the request_classes() number of the pending vocabulary (0: not from one)
         self._requests = 0
+        self._finished = False  # run() has returned: requests are refused (nothing would apply them)
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
         self._stats_lock = threading.Lock()
@@ -129,6 +130,7 @@ class StreamRunner:
         if self._set_classes is None:
             raise RuntimeError("this segment callable has no set_classes(); pass set_classes=... to StreamRunner")
         with self._pending_lock:
+            self._supersede_pending()
             self._pending_classes = list(names) if not isinstance(names, str) else names
             self._pending_request = 0
 
@@ -145,10 +147,18 @@ class StreamRunner:
         meta = getattr(self.segment, "meta", None)
         checked = validate_class_names(names, getattr(meta, "max_classes", None))
         with self._pending_lock:
+            if self._finished or self._stop.is_set():
+                raise RuntimeError("the stream has stopped: nothing would apply a new vocabulary")
+            self._supersede_pending()
             self._requests += 1
             self._pending_classes = list(checked)
             self._pending_request = self._requests
             return self._requests, list(checked)
+
+    def _supersede_pending(self) -> None:
+        """A queued request replaced before the loop took it is reported as not applied (under _pending_lock)."""
+        if self._pending_request:
+            self._vocabulary_outcome(self._pending_request, "replaced by a newer vocabulary change before it applied")
 
     def snapshot(self) -> dict:
         """Thread-safe copy of the stats as a dict (used by the MJPEG ``/stats`` endpoint)."""
@@ -167,6 +177,11 @@ class StreamRunner:
         try:
             self._loop()
         finally:
+            with self._pending_lock:
+                self._finished = True
+                if self._pending_request:  # queued after the last frame: never applied
+                    self._vocabulary_outcome(self._pending_request, "the stream stopped before it applied")
+                    self._pending_request = 0
             self.grabber.stop()
             self._sync_counters()
             for sink in self.sinks:
@@ -238,10 +253,13 @@ class StreamRunner:
         log.info("vocabulary now %s", ", ".join(self.stats.classes))
 
     def _vocabulary_outcome(self, request: int, error: Optional[str]) -> None:
+        """Report how request number ``request`` ended (0: a change not from request_classes, e.g. the watched
+        class file: only logged, so it never overwrites a request's outcome)."""
+        if not request:
+            return
         with self._stats_lock:
             self.stats.vocabulary_error = error
-            if request:
-                self.stats.vocabulary_request = request
+            self.stats.vocabulary_request = max(self.stats.vocabulary_request, request)
 
     def _process(self, frame: Frame) -> None:
         start = time.perf_counter()

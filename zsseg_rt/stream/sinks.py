@@ -164,7 +164,10 @@ async function poll() {
       else say("done", "now segmenting: " + classes.join(", "));
       waiting = null;
     }
-  } catch (err) { /* the stream stopped or restarts: try again */ }
+  } catch (err) {  // the stream stopped (the preview server went with it)
+    document.getElementById("stats").textContent = "the stream has stopped (the preview server does not answer)";
+    if (waiting) { say("error", "the stream has stopped before applying the classes"); waiting = null; }
+  }
   setTimeout(poll, 1000);
 }
 const form = document.getElementById("vocabulary");
@@ -184,6 +187,7 @@ poll();
 </script></body></html>"""
 
 MAX_VOCABULARY_BODY = 64 * 1024  # bytes of a POST /classes body (a few thousand class names)
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def preview_page(editable: bool) -> bytes:
@@ -210,7 +214,9 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - http.server naming
         sink = self.server.sink
         path = self.path.split("?", 1)[0]
-        if path in ("/", "/index.html"):
+        if not self._host_allowed():  # the camera's pictures are not for a rebound foreign page either
+            self._send(403, b"this preview listens on loopback: use http://127.0.0.1:PORT/\n", "text/plain")
+        elif path in ("/", "/index.html"):
             self._send(200, preview_page(sink.vocabulary is not None), "text/html; charset=utf-8")
         elif path == "/snapshot.jpg":
             jpeg, _seq = sink.wait_frame(-1, timeout=2.0)
@@ -243,15 +249,21 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
             return self._json(
                 415, {"error": f'send JSON {{"classes": "a, b, c"}} as application/json, got {kind or "no type"!r}'}
             )
+        if not self._host_allowed():
+            return self._json(403, {"error": "this preview listens on loopback: use http://127.0.0.1:PORT/"})
         try:
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
-            return self._json(411, {"error": "a Content-Length header is required"})
-        if not 0 <= length <= MAX_VOCABULARY_BODY:
+            return self._json(411, {"error": "a Content-Length header with the body's size is required"})
+        if length < 0:
+            return self._json(400, {"error": f"Content-Length must be >= 0, got {length}"})
+        if length > MAX_VOCABULARY_BODY:
+            if length <= 16 * MAX_VOCABULARY_BODY:  # read and drop it, so that the client gets the answer
+                self.rfile.read(length)
             return self._json(413, {"error": f"the body has {length} bytes; at most {MAX_VOCABULARY_BODY} are read"})
         try:
             request = json.loads(self.rfile.read(length).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             return self._json(400, {"error": 'the body is not UTF-8 JSON; send {"classes": "a, b, c"}'})
         if not isinstance(request, dict) or not isinstance(request.get("classes"), (str, list)):
             return self._json(400, {"error": 'expected {"classes": "a, b, c"} (a string or a list of names)'})
@@ -262,6 +274,18 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
         except RuntimeError as exc:  # e.g. the stream has not started yet
             return self._json(503, {"error": str(exc)})
         return self._json(202, {"classes": names, "request": number})
+
+    def _host_allowed(self) -> bool:
+        """On a loopback-bound preview, only requests addressed to a loopback name are answered: a page of another site
+        that re-points its own host name at 127.0.0.1 (DNS rebinding) sends its own name as Host."""
+        if self.server.sink.host not in _LOOPBACK:
+            return True  # bound to an interface (--preview-host): its names are not known here
+        host = (self.headers.get("Host") or "").strip().lower()
+        if host.startswith("["):  # [::1]:8080
+            name = host[1 : host.find("]")] if "]" in host else host
+        else:
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        return name in _LOOPBACK
 
     def _stream(self, sink: "MjpegSink") -> None:
         self.send_response(200)
@@ -353,7 +377,7 @@ class MjpegSink(FrameSink):
             daemon=True,
         )
         self._thread.start()
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        if host not in _LOOPBACK:
             log.warning("MJPEG preview serves %s:%d without authentication", host, self.port)
         log.info("MJPEG preview at http://%s:%d/", self.host, self.port)
 

@@ -40,7 +40,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--num-workers", type=whole_number(0), default=None, help="data loader processes (default: the recipe's)"
     )
-    p.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=None, help="random seed (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's)")
     p.add_argument("--amp", action="store_true", help="mixed precision (see --amp-dtype)")
     p.add_argument(
         "--amp-dtype", choices=["float16", "bfloat16"], default=None, help="--amp precision (default: the recipe's)"
