@@ -18,7 +18,8 @@ import zsseg_rt.profiling as profile_tool  # noqa: E402 - the implementation beh
 
 # Stages are timed back to back inside Engine.__call__; only array stacking / result construction / the hook
 # itself fall outside them. On the 64 px tiny model that glue is a few percent of a call; 85% leaves room for a
-# loaded 2-core CI machine while still failing if a stage went missing (each is >= 5% here).
+# loaded 2-core CI machine while still failing if a stage went missing (each is >= 5% here). Checked on the median
+# of the per-call coverage: the mean-based figure fell to 83% in one CI run where one call was preempted.
 MIN_STAGE_COVERAGE = 0.85
 
 
@@ -101,7 +102,8 @@ def test_statistics_are_consistent_and_stages_add_up(profile_run):
         for stage in profile_tool.STAGES:
             assert res["stages"][stage]["mean"] > 0, (stage, res["backend"])
         stage_mean_sum = sum(res["stages"][s]["mean"] for s in profile_tool.STAGES)
-        assert MIN_STAGE_COVERAGE <= res["stage_sum_coverage"] <= 1.0 + 1e-9, res["stage_sum_coverage"]
+        assert MIN_STAGE_COVERAGE <= res["stage_sum_coverage_p50"] <= 1.0 + 1e-9, res["stage_sum_coverage_p50"]
+        assert 0.0 < res["stage_sum_coverage"] <= 1.0 + 1e-9
         assert stage_mean_sum == pytest.approx(res["stage_sum_coverage"] * e2e["mean"], rel=1e-6)
     text = report["text_encoder"]
     assert [(t["backend"], t["classes"], t["n"]) for t in text] == [("onnxruntime:cpu", 10, 2), ("onnxruntime", 10, 2)]
@@ -182,7 +184,7 @@ def test_device_pipeline_stages_and_copies_are_shown(tiny_bundle, tmp_path):
         assert res["stages"][stage]["mean"] > 0, stage
     copies = res["copies"]["mean"]
     assert copies == pytest.approx(res["stages"]["upload"]["mean"] + res["stages"]["download"]["mean"], rel=1e-6)
-    assert MIN_STAGE_COVERAGE <= res["stage_sum_coverage"] <= 1.0 + 1e-9, res["stage_sum_coverage"]
+    assert MIN_STAGE_COVERAGE <= res["stage_sum_coverage_p50"] <= 1.0 + 1e-9, res["stage_sum_coverage_p50"]
     res.update(backend="onnxruntime", precision="fp32", timing="stream-sync", resolution=[128, 96], batch=1)
     res.update(classes=5)
     report = {
