@@ -136,6 +136,8 @@ def browser(tmp_path_factory):
         "--force-device-scale-factor=1",  # one screenshot pixel per canvas pixel
         "--force-color-profile=srgb",  # no colour management between the canvas and the screenshot
         "--window-size=1200,900",
+        "--use-fake-device-for-media-stream",  # getUserMedia gets Chromium's test-pattern camera
+        "--use-fake-ui-for-media-stream",  # and the permission prompt answers yes
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
     ):
         options.add_argument(flag)

@@ -5,6 +5,8 @@ the answer's areas, and a second vocabulary without a restart."""
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -93,3 +95,39 @@ def test_page_segments_an_upload_and_draws_the_overlay(server, browser, photos, 
     assert sorted(shown) == sorted(second["areas"])
     note = browser.find_element("id", "camera-note").text
     assert "no camera" in note and "zsseg camera" in note  # this server has no camera, and the page says so
+
+
+def test_page_segments_the_browser_camera(server, browser):
+    """ "Use this browser's camera": frames from getUserMedia (Chromium's fake test-pattern camera here) are sent one
+    at a time and each answer has the frame's size and the typed classes; "Stop the camera" ends the loop."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server + "/")
+    classes = browser.find_element("id", "classes")
+    WebDriverWait(browser, 30).until(lambda d: classes.get_attribute("value"))
+    classes.clear()
+    classes.send_keys("sky, grass, road")
+    camera = browser.find_element("id", "camera")
+    camera.click()
+    WebDriverWait(browser, 120, poll_frequency=0.2).until(
+        lambda d: (
+            (d.execute_script("return window.cameraFrames || 0") >= 3)
+            or d.find_element("id", "status").get_attribute("data-state") == "error"
+        )
+    )
+    status = browser.find_element("id", "status")
+    assert status.get_attribute("data-state") != "error", status.text
+    answer = browser.execute_script("return window.lastAnswer")
+    width, height = browser.execute_script(
+        "const v = document.getElementById('video'); return [v.videoWidth, v.videoHeight];"
+    )
+    assert width > 0 and (answer["width"], answer["height"]) == (width, height)
+    assert answer["classes"] == ["sky", "grass", "road"]
+    canvas = browser.execute_script("const c = document.getElementById('canvas'); return [c.width, c.height];")
+    assert canvas == [width, height]
+    assert camera.text == "Stop the camera"
+    camera.click()
+    WebDriverWait(browser, 30).until(lambda d: camera.text == "Use this browser's camera")
+    frames = browser.execute_script("return window.cameraFrames")
+    time.sleep(1.0)
+    assert browser.execute_script("return window.cameraFrames") <= frames + 1  # the loop ended (one may finish)

@@ -1,9 +1,12 @@
 // The page of `zsseg serve` (plain JavaScript, no library): pick or drop an image, type the classes, POST the image
 // to /segment and draw the answer (label map + the server's class colours) over the photo, with a legend of the
 // classes present and the share of the image each labels. A new vocabulary is just the next request's ?classes=.
+// "Use this browser's camera" segments the browser's own camera (getUserMedia: the page must come from localhost or
+// https): each frame is copied to a canvas, sent as JPEG, and its overlay drawn over that same frame; one request
+// at a time, so the rate is the server's.
 "use strict";
 
-const state = { file: null, photo: null, answer: null, busy: false };
+const state = { file: null, photo: null, answer: null, busy: false, stream: null, frames: 0 };
 const $ = (id) => document.getElementById(id);
 
 function setStatus(text, kind) {
@@ -25,8 +28,8 @@ async function loadInfo() {
       banner.style.display = "block";
     }
     $("camera-note").textContent = info.camera ? "" :
-      "This server segments images you send it; it has no camera. For a live camera, run " +
-      "`zsseg camera DEVICE --bundle ... --preview PORT` on the machine the camera is attached to.";
+      "The server has no camera of its own: \"Use this browser's camera\" sends this browser's camera frames to " +
+      "it. For a camera attached to a device, run `zsseg camera DEVICE --bundle ... --preview PORT` there.";
   } catch (error) {
     $("server-info").textContent = "cannot reach the server: " + error;
   }
@@ -34,6 +37,7 @@ async function loadInfo() {
 
 function chooseFile(file) {
   if (!file) return;
+  stopCamera(); // a chosen photo replaces the camera
   state.file = file;
   const url = URL.createObjectURL(file);
   const photo = new Image();
@@ -61,8 +65,8 @@ function draw() {
   const canvas = $("canvas");
   const photo = state.photo;
   if (!photo) return;
-  canvas.width = photo.naturalWidth;
-  canvas.height = photo.naturalHeight;
+  canvas.width = photo.naturalWidth || photo.width; // an <img>, or a captured camera frame (a canvas)
+  canvas.height = photo.naturalHeight || photo.height;
   const context = canvas.getContext("2d");
   context.drawImage(photo, 0, 0);
   const answer = state.answer;
@@ -130,13 +134,67 @@ async function segment() {
     draw();
     showLegend(answer);
     const ms = answer.timing_ms;
-    setStatus(`${answer.width}x${answer.height}, ${answer.classes.length} classes: ${ms.total.toFixed(0)} ms ` +
+    const source = state.stream ? `camera frame ${state.frames}, ` : "";
+    setStatus(`${source}${answer.width}x${answer.height}, ${answer.classes.length} classes: ${ms.total.toFixed(0)} ms ` +
       `(segment ${ms.segment.toFixed(0)} ms)` + (answer.random_weights ? " - RANDOM WEIGHTS" : ""), "done");
   } catch (error) {
     setStatus("request failed: " + error, "error");
   } finally {
     state.busy = false;
     $("segment").disabled = !state.file;
+  }
+}
+
+function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
+
+function captureFrame(video) {
+  const frame = document.createElement("canvas");
+  frame.width = video.videoWidth;
+  frame.height = video.videoHeight;
+  frame.getContext("2d").drawImage(video, 0, 0);
+  return new Promise((resolve) => frame.toBlob((blob) => resolve({ frame, blob }), "image/jpeg", 0.9));
+}
+
+async function cameraLoop(stream) {
+  const video = $("video");
+  while (state.stream === stream) {
+    if (video.readyState < 2 || !video.videoWidth || state.busy) { await sleep(30); continue; }
+    const { frame, blob } = await captureFrame(video);
+    if (state.stream !== stream || !blob) break;
+    state.frames += 1;
+    state.photo = frame; // the overlay is drawn over the very frame that was sent
+    state.file = blob;
+    await segment();
+    window.cameraFrames = state.frames; // for scripts and tests driving the page
+    if ($("status").dataset.state === "error") await sleep(1000); // e.g. a refused vocabulary: do not spin
+  }
+}
+
+function stopCamera() {
+  const stream = state.stream;
+  state.stream = null;
+  if (stream) stream.getTracks().forEach((track) => track.stop());
+  $("video").srcObject = null;
+  $("camera").textContent = "Use this browser's camera";
+}
+
+async function toggleCamera() {
+  if (state.stream) { stopCamera(); setStatus("camera stopped", "idle"); return; }
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    setStatus("this browser gives pages a camera only over https or from localhost / 127.0.0.1", "error");
+    return;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+    const video = $("video");
+    video.srcObject = stream;
+    await video.play();
+    state.stream = stream;
+    state.frames = 0;
+    $("camera").textContent = "Stop the camera";
+    cameraLoop(stream);
+  } catch (error) {
+    setStatus("no camera: " + error.message, "error");
   }
 }
 
@@ -153,6 +211,7 @@ function wire() {
     chooseFile(e.dataTransfer.files[0]);
   });
   $("segment").addEventListener("click", segment);
+  $("camera").addEventListener("click", toggleCamera);
   $("classes").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); segment(); }
   });
