@@ -52,6 +52,11 @@ def measure_call(
     if first is not None:
         first(result)
     del result
+    return {"median_ms": median_ms(fn, repeats, warmup), "peak_extra_mb": peak_extra_mb}
+
+
+def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 0) -> float:
+    """The median wall time of ``repeats`` calls of ``fn()`` after ``warmup`` untimed ones, in ms."""
     for _ in range(warmup):
         fn()
     times = []
@@ -59,7 +64,7 @@ def measure_call(
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return {"median_ms": 1e3 * statistics.median(times), "peak_extra_mb": peak_extra_mb}
+    return 1e3 * statistics.median(times)
 
 
 def write_section(section: str, text: str) -> Path:

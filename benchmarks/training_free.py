@@ -33,16 +33,6 @@ DOC = REPO / "docs" / "training_free.md"
 BEGIN, END = "<!-- bench_training_free:begin -->", "<!-- bench_training_free:end -->"
 
 
-def _median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
-
-
 def _interleaved_ms(first, second, repeats: int):
     """Medians of ``first`` and ``second`` timed alternately (one warm-up each), so that a change of the machine's
     load during the run hits both alike."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -69,3 +70,28 @@ def write_test_video(path: str, count: int, size=(48, 64), fps: float = 30.0) ->
         writer.write(numbered_frame(i, size))
     writer.release()
     return path
+
+
+@contextlib.contextmanager
+def running_preview(engine, frame_size=(48, 64)):
+    """A StreamRunner streaming numbered frames through ``engine`` into an MjpegSink on 127.0.0.1 (a free port)
+    whose page can change the vocabulary; yields the sink; stops the stream and joins its thread on exit."""
+    from zsseg_rt.stream import CallableSource, MjpegSink, StreamRunner
+
+    box = {}
+    sink = MjpegSink(
+        port=0,
+        host="127.0.0.1",
+        stats_provider=lambda: box["runner"].snapshot(),
+        vocabulary=lambda names: box["runner"].request_classes(names),
+    )
+    source = CallableSource(lambda: (numbered_frame(i, frame_size) for i in range(1_000_000)), live=False)
+    runner = box["runner"] = StreamRunner(engine, source, [sink], drop_stale=False)
+    worker = threading.Thread(target=runner.run, kwargs={"handle_signals": False})
+    worker.start()
+    try:
+        yield sink
+    finally:
+        runner.stop()
+        worker.join(10)
+    assert not worker.is_alive() and sink.closed

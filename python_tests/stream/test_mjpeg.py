@@ -10,7 +10,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from stream_fakes import FakeEngine, numbered_frame
+from stream_fakes import FakeEngine, numbered_frame, running_preview
 
 from zsseg_rt.stream import CallableSource, MjpegSink, StreamRunner
 
@@ -184,20 +184,8 @@ def _wait_for_request(port, number, timeout=10.0):
 def test_the_preview_page_changes_the_vocabulary_live(thread_guard):
     """NanoOWL's prompt box over a live stream: POST /classes is checked at once (400 with the reason), applied
     before the next frame, and /stats says when it was handled and whether the Engine refused it."""
-    box = {}
-    sink = MjpegSink(
-        port=0,
-        host=HOST,
-        stats_provider=lambda: box["runner"].snapshot(),
-        vocabulary=lambda names: box["runner"].request_classes(names),
-    )
     engine = _PickyEngine(["sky", "road"], delay=0.01)
-    source = CallableSource(lambda: (numbered_frame(i, (48, 64)) for i in range(100000)), live=False)
-    runner = StreamRunner(engine, source, [sink], drop_stale=False)
-    box["runner"] = runner
-    worker = threading.Thread(target=runner.run, kwargs={"handle_signals": False})
-    worker.start()
-    try:
+    with running_preview(engine) as sink:
         status, page_type, page = _get(sink.port, "/")
         assert status == 200 and b'id="vocabulary"' in page and b"/classes" in page
 
@@ -228,10 +216,6 @@ def test_the_preview_page_changes_the_vocabulary_live(thread_guard):
         assert _post(sink.port, "/elsewhere", b"{}")[0] == 404
         stats = json.loads(_get(sink.port, "/stats")[2])
         assert stats["vocabulary_request"] == 2 and stats["classes"] == ["cat", "dog", "grass"]  # nothing queued
-    finally:
-        runner.stop()
-        worker.join(10)
-    assert not worker.is_alive()
 
 
 def test_a_read_only_preview_has_no_class_box(thread_guard):

@@ -4,11 +4,7 @@ prompt box over a live stream); a refused vocabulary is reported on the page and
 
 from __future__ import annotations
 
-import threading
-
-from stream_fakes import FakeEngine, numbered_frame
-
-from zsseg_rt.stream import CallableSource, MjpegSink, StreamRunner
+from stream_fakes import FakeEngine, running_preview
 
 
 def _wait(driver, condition, timeout=30):
@@ -23,20 +19,8 @@ def _status(driver):
 
 
 def test_the_class_box_changes_the_stream_vocabulary(browser):
-    box = {}
-    sink = MjpegSink(
-        port=0,
-        host="127.0.0.1",
-        stats_provider=lambda: box["runner"].snapshot(),
-        vocabulary=lambda names: box["runner"].request_classes(names),
-    )
     engine = FakeEngine(["sky", "road"], delay=0.02)
-    source = CallableSource(lambda: (numbered_frame(i, (120, 160)) for i in range(100000)), live=False)
-    runner = StreamRunner(engine, source, [sink], drop_stale=False)
-    box["runner"] = runner
-    worker = threading.Thread(target=runner.run, kwargs={"handle_signals": False})
-    worker.start()
-    try:
+    with running_preview(engine, frame_size=(120, 160)) as sink:
         browser.get(sink.url)
         _wait(browser, lambda d: d.execute_script("return document.body.dataset.classes") == "sky,road")
         _wait(browser, lambda d: d.execute_script("return document.querySelector('img').naturalWidth") == 160)
@@ -54,7 +38,3 @@ def test_the_class_box_changes_the_stream_vocabulary(browser):
         _wait(browser, lambda d: _status(d)[0] == "error")
         assert "duplicate class name 'tree'" in _status(browser)[1]
         assert engine.class_names == ["cat", "dog", "grass"]
-    finally:
-        runner.stop()
-        worker.join(10)
-    assert not worker.is_alive() and sink.closed
