@@ -160,7 +160,8 @@ async function cameraLoop(stream) {
   while (state.stream === stream) {
     if (video.readyState < 2 || !video.videoWidth || state.busy) { await sleep(30); continue; }
     const { frame, blob } = await captureFrame(video);
-    if (state.stream !== stream || !blob) break;
+    if (state.stream !== stream) break;
+    if (!blob) { stopCamera(); setStatus("the browser could not encode a camera frame", "error"); break; }
     state.frames += 1;
     state.photo = frame; // the overlay is drawn over the very frame that was sent
     state.file = blob;
