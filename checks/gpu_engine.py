@@ -119,6 +119,11 @@ def main() -> None:
     parser.add_argument("--skip-full", action="store_true", help="skip the full-size ViT-B/16 timing")
     parser.add_argument("--frames", type=int, default=10)
     args = parser.parse_args()
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():  # before minutes of exports (tools/gpu_check.sh on a machine without one)
+            sys.exit("gpu_engine_check: no usable CUDA device (torch.cuda.is_available() is False)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     images = sample_images()

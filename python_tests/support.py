@@ -84,6 +84,23 @@ def package_import_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(zsseg_rt.__file__)))
 
 
+def subprocess_env(*first: str, **overrides: str) -> dict:
+    """The environment for a Python subprocess of a test: this process's, with ``first`` (paths) and then
+    ``package_import_root()`` put at the front of PYTHONPATH and every entry already on it KEPT after them, so the
+    subprocess imports the same zsseg_rt and still sees what the caller's PYTHONPATH provides (tools/gpu_check.sh
+    puts the packages it installed from ``--wheels`` there: replacing PYTHONPATH dropped them, issue 36).
+    Duplicates and empty entries (an empty one would put the current directory on ``sys.path``) are dropped.
+    ``overrides`` are further variables (``OMP_NUM_THREADS="2"``)."""
+    env = dict(os.environ, **overrides)
+    paths = [*first, package_import_root(), *env.get("PYTHONPATH", "").split(os.pathsep)]
+    kept: list = []
+    for path in paths:
+        if path and path not in kept:
+            kept.append(path)
+    env["PYTHONPATH"] = os.pathsep.join(kept)
+    return env
+
+
 def _chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 

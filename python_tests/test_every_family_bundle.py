@@ -14,7 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from support import package_import_root  # noqa: E402
+from support import subprocess_env  # noqa: E402
 
 from zsseg_rt.bundle import load_meta  # noqa: E402
 from zsseg_rt.bundle.schema import write_meta  # noqa: E402
@@ -100,7 +100,7 @@ def _legacy_copy(bundle: str, dst: str) -> str:
 
 
 def _run(bundles: dict) -> dict:
-    env = dict(os.environ, PYTHONPATH=package_import_root() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = subprocess_env()
     proc = subprocess.run(
         [sys.executable, "-c", BLOCKER + RUN, json.dumps(bundles)],
         capture_output=True,

@@ -78,11 +78,10 @@ def test_cli_eval_zeroseg_bundle_equals_pytorch(native, tmp_path):
     with pytest.raises(ValueError, match="fixed in its head graph"):
         evaluate(bundle, data, backend="onnxruntime", background_threshold=0.5, progress=False)
     # the same evaluation where torch cannot be imported (a runtime-only install): the same number
-    import os
     import subprocess
     import sys
 
-    from support import package_import_root
+    from support import subprocess_env
 
     code = (
         "import sys; sys.modules['torch'] = None\n"
@@ -91,7 +90,7 @@ def test_cli_eval_zeroseg_bundle_equals_pytorch(native, tmp_path):
         f"data = build_dataset({{'type': 'voc', 'root': {str(SAMPLES)!r}, 'split': 'val'}})\n"
         f"print(repr(evaluate({bundle!r}, data, backend='onnxruntime', progress=False)['mIoU']))\n"
     )
-    env = dict(os.environ, PYTHONPATH=package_import_root())
+    env = subprocess_env()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert float(proc.stdout.strip().splitlines()[-1]) == got["mIoU"]

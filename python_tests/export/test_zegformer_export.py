@@ -211,10 +211,10 @@ def test_runtime_module_needs_no_torch():
     import subprocess
     import sys
 
-    from support import package_import_root
+    from support import subprocess_env
 
     code = "import sys, zsseg_rt.runtime.pipelines.two_stage; sys.exit('torch' in sys.modules or 'open_clip' in sys.modules)"
-    env = dict(os.environ, PYTHONPATH=package_import_root())
+    env = subprocess_env()
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
 
 

@@ -336,19 +336,18 @@ def test_pamr_memory_stays_within_the_documented_estimate(tmp_path):
     """The PAMR path holds whole logit maps; the Engine's estimate (``estimate_bytes(pamr_neighbours=)``) counts
     them: the measured peak rise of one call stays below it (plus ONNX Runtime's own working memory)."""
     import json
-    import os
     import subprocess
     import sys
     from pathlib import Path
 
-    from support import package_import_root
+    from support import subprocess_env
 
     from zsseg_rt.export.onnx_export import export_bundle
 
     out = export_bundle(_model("naclip", pamr_iterations=10), str(tmp_path / "bundle"), max_classes=40)
     tool = Path(__file__).resolve().parents[2] / "benchmarks" / "engine_memory.py"
     code = f"import runpy, sys; sys.argv = ['m'] + sys.argv[1:]; runpy.run_path({str(tool)!r}, run_name='__main__')"
-    env = dict(os.environ, PYTHONPATH=package_import_root(), OMP_NUM_THREADS="2")
+    env = subprocess_env(OMP_NUM_THREADS="2")
     run = subprocess.run(
         [sys.executable, "-c", code, out, "--shape", "600x800", "--classes", "32"],
         capture_output=True,

@@ -2,12 +2,11 @@
 untyped error, under a memory ceiling (RLIMIT_AS in a subprocess, and its peak RSS asserted)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from support import package_import_root
+from support import subprocess_env
 
 FUZZ = Path(__file__).with_name("engine_fuzz.py")
 ADDRESS_SPACE_LIMIT = 3 << 30  # RLIMIT_AS: ONNX Runtime alone reserves ~0.8 GiB of address space
@@ -22,7 +21,7 @@ def test_engine_fuzz_no_crash_hang_or_untyped_error(tiny_bundle):
         "sys.argv = ['engine_fuzz'] + sys.argv[1:]; "
         f"runpy.run_path({str(FUZZ)!r}, run_name='__main__')"
     )
-    env = dict(os.environ, PYTHONPATH=package_import_root(), OMP_NUM_THREADS="2")
+    env = subprocess_env(OMP_NUM_THREADS="2")
     out = subprocess.run(
         [sys.executable, "-c", code, tiny_bundle, str(EXAMPLES)], capture_output=True, text=True, env=env, timeout=600
     )

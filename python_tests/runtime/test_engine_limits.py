@@ -3,7 +3,6 @@ documented formula (``pipeline.estimate_bytes``) matches the measured peak. Meas
 (``python -m benchmarks engine_memory``: the rise of the process's own peak RSS, VmHWM, during one call)."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import package_import_root
+from support import subprocess_env
 
 from zsseg_rt.bundle import write_meta
 from zsseg_rt.pipeline import InputLimitError, InputLimits
@@ -35,7 +34,7 @@ def _measure(bundle, *args):
     code = (
         f"import runpy, sys; sys.argv = ['measure'] + sys.argv[1:]; runpy.run_path({str(TOOL)!r}, run_name='__main__')"
     )
-    env = dict(os.environ, PYTHONPATH=package_import_root(), OMP_NUM_THREADS="2")
+    env = subprocess_env(OMP_NUM_THREADS="2")
     out = subprocess.run(
         [sys.executable, "-c", code, bundle, *args], capture_output=True, text=True, env=env, timeout=300
     )

@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 import pytest
-from support import package_import_root
+from support import subprocess_env
 
 FRAMES = 2000
 WARMUP = 400
@@ -82,7 +82,7 @@ SOAK_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="RSS is read from /proc (Linux)")
 def test_soak_real_engine_bounded_memory_no_leaked_threads(tiny_bundle):
-    env = dict(os.environ, PYTHONPATH=package_import_root() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = subprocess_env()
     proc = subprocess.run(
         [sys.executable, "-c", SOAK_SCRIPT, tiny_bundle, str(FRAMES), str(WARMUP)],
         capture_output=True,

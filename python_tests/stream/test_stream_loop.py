@@ -15,12 +15,12 @@ import time
 import cv2
 import pytest
 from stream_fakes import FakeEngine, frame_number, numbered_frame
+from support import subprocess_env
 
 from zsseg_rt.stream import Backoff, CallableSource, FrameGrabber, NullSink, StreamRunner, parse_class_text
 
 FAST = Backoff(initial=0.01, maximum=0.05)
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 
 
 def live_counter(period: float = 0.002, limit: int = 100000):
@@ -227,7 +227,7 @@ SIGTERM_SCRIPT = textwrap.dedent("""
 def test_signal_stops_cleanly_and_the_mp4_stays_playable(tmp_path, sig):
     out = str(tmp_path / "live.mp4")
     script = SIGTERM_SCRIPT.format(here=HERE, out=out)
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = subprocess_env()
     proc = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )

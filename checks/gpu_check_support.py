@@ -1,0 +1,664 @@
+"""The Python side of ``tools/gpu_check.sh``: its Python prerequisites, the ``--wheels`` installer, the import check
+and the report that its stages build up over several invocations.
+
+Usage (tools/gpu_check.sh runs these; standard library only, so they work on a bare machine before anything is
+built or installed):
+    python -m checks gpu_check_support python-deps --group all                    # what is missing, one line each
+    python -m checks gpu_check_support python-deps --group all --wheels DIR --site SITE   # install only that
+    python -m checks gpu_check_support import-check --build DIR [--require-cuda]
+    python -m checks gpu_check_support record --out OUT --stages LIST --stage NAME --steps FILE --missing FILE ...
+    python -m checks gpu_check_support report --out OUT --stages LIST
+
+Python dependencies: the requirements of pyproject.toml (build system, project, the torch/export/opencv extras)
+and the test tools, with every distribution they require in turn (what ``pip check`` walks, read from the installed
+distributions' metadata). A requirement counts as present when a distribution of that name is installed, or, for a
+package installed without metadata (a distribution's OpenCV, a vendor's torch), when its module can be found. The
+versions the machine has are used as they are (pyproject's pins are the development set): a version outside a
+requirement's range is reported as a note, not as missing.
+
+``--wheels DIR`` installs, with ``pip install --no-index --no-deps --target SITE``, only the distributions that are
+missing, and the missing ones that those wheels require in turn (read from the wheels' own metadata): never one the
+machine already has, never numpy, torch or NVIDIA's CUDA libraries (they must match the machine's driver), and
+nothing whose module the system can already import, so SITE (which tools/gpu_check.sh puts on PYTHONPATH) shadows
+nothing of the system's site-packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import email.parser
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Set, Tuple
+
+REPO = Path(__file__).resolve().parent.parent
+# Test tools the acceptance run needs beside pyproject's requirements (requirements.txt pins them for development)
+TEST_REQUIREMENTS = ["pytest", "hypothesis"]
+# pyproject extras the acceptance run imports (models, export, images); not scale (Ray: its tests skip without it)
+EXTRAS = ("torch", "export", "opencv")
+# Never installed from --wheels: they must match the machine's CUDA driver and are what everything else links to
+PROTECTED = ("numpy", "torch")
+PROTECTED_PREFIXES = ("nvidia-", "triton")
+# Distribution -> module, where the module's name is not the distribution's (for packages without metadata)
+MODULE_OF = {
+    "opencv-python": "cv2",
+    "opencv-python-headless": "cv2",
+    "opencv-contrib-python": "cv2",
+    "opencv-contrib-python-headless": "cv2",
+    "pillow": "PIL",
+    "open-clip-torch": "open_clip",
+    "pyyaml": "yaml",
+    "protobuf": "google.protobuf",
+    "scikit-build-core": "scikit_build_core",
+    "onnxruntime-gpu": "onnxruntime",
+    "beautifulsoup4": "bs4",
+}
+MISSING_RC = 3  # a prerequisite's "step" in the prereqs stage: listed under the missing prerequisites
+STATUS_ORDER = ("pass", "fail", "timeout", "missing prerequisite", "not run")
+
+
+# ---- requirements ----------------------------------------------------------------------------------------------
+def _packaging():
+    """``packaging`` (requirements, markers, wheel tags): the installed one, else pip's vendored copy (pip is on
+    every machine that can run the build)."""
+    try:
+        import packaging.requirements
+        import packaging.tags
+        import packaging.utils
+        import packaging.version
+
+        return packaging
+    except ImportError:
+        from pip._vendor import packaging  # type: ignore[no-redef]
+        from pip._vendor.packaging import requirements, tags, utils, version  # noqa: F401
+
+        return packaging
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _toml_arrays(text: str) -> Dict[str, Dict[str, List[str]]]:
+    """The string arrays of a pyproject.toml by table and key: tomllib (Python >= 3.11) or tomli, else a reader
+    for the ``key = ["...", ...]`` arrays this project's pyproject.toml uses (Python 3.10 without tomli)."""
+    try:
+        try:
+            import tomllib  # type: ignore[import-not-found]
+        except ImportError:
+            import tomli as tomllib  # type: ignore[no-redef]
+        data = tomllib.loads(text)
+        out: Dict[str, Dict[str, List[str]]] = {}
+
+        def walk(prefix: str, table: dict) -> None:
+            for key, value in table.items():
+                if isinstance(value, dict):
+                    walk(f"{prefix}.{key}" if prefix else key, value)
+                elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                    out.setdefault(prefix, {})[key] = list(value)
+
+        walk("", data)
+        return out
+    except ImportError:
+        pass
+    out = {}
+    table = ""
+    pending: Optional[Tuple[str, str]] = None
+    for raw in text.splitlines():
+        line = _strip_comment(raw).strip()
+        if pending is not None:
+            pending = (pending[0], pending[1] + " " + line)
+            if line.endswith("]"):
+                out.setdefault(table, {})[pending[0]] = list(ast.literal_eval(pending[1]))
+                pending = None
+            continue
+        header = re.match(r"^\[([^\[\]]+)\]$", line)
+        if header:
+            table = header.group(1).strip()
+            continue
+        entry = re.match(r"^([A-Za-z0-9_.\-\"]+)\s*=\s*(\[.*)$", line)
+        if entry:
+            key, value = entry.group(1).strip('"'), entry.group(2)
+            if value.endswith("]"):
+                out.setdefault(table, {})[key] = list(ast.literal_eval(value))
+            else:
+                pending = (key, value)
+    return out
+
+
+def _strip_comment(line: str) -> str:
+    quote = ""
+    for i, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            return line[:i]
+    return line
+
+
+def project_requirements(group: str, pyproject: Path = REPO / "pyproject.toml") -> List[str]:
+    """The requirement strings of ``group``: build (the build system), runtime (the project's dependencies) or all
+    (both, the extras the acceptance run imports and the test tools). Self-references (``zsseg_rt[...]``) dropped."""
+    arrays = _toml_arrays(pyproject.read_text(encoding="utf-8"))
+    build = arrays.get("build-system", {}).get("requires", [])
+    runtime = arrays.get("project", {}).get("dependencies", [])
+    if group == "build":
+        found = list(build)
+    elif group == "runtime":
+        found = list(runtime)
+    elif group == "all":
+        extras = arrays.get("project.optional-dependencies", {})
+        found = list(build) + list(runtime) + [r for e in EXTRAS for r in extras.get(e, [])] + TEST_REQUIREMENTS
+    else:
+        raise ValueError(f"unknown group {group!r} (build, runtime, all)")
+    return [r for r in found if canonical(re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0]) != "zsseg-rt"]
+
+
+def installed_distributions() -> Dict[str, importlib.metadata.Distribution]:
+    """Installed distributions by canonical name, the first on sys.path winning (what an import would get)."""
+    found: Dict[str, importlib.metadata.Distribution] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"] if dist.metadata is not None else None
+        if name and canonical(name) not in found:
+            found[canonical(name)] = dist
+    return found
+
+
+def module_of(name: str) -> str:
+    return MODULE_OF.get(canonical(name), canonical(name).replace("-", "_"))
+
+
+def module_present(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def is_protected(name: str) -> bool:
+    name = canonical(name)
+    return name in PROTECTED or name.startswith(PROTECTED_PREFIXES)
+
+
+def _wanted(requirement, extras: Iterable[str]) -> bool:
+    if requirement.marker is None:
+        return True
+    return any(requirement.marker.evaluate({"extra": extra}) for extra in (list(extras) or [""]))
+
+
+class Wheel:
+    def __init__(self, path: Path):
+        utils = _packaging().utils
+        self.path = path
+        name, version, _, tags = utils.parse_wheel_filename(path.name)
+        self.name, self.version, self.tags = canonical(str(name)), version, set(tags)
+
+    def requires(self) -> List[str]:
+        with zipfile.ZipFile(self.path) as archive:
+            meta = next(n for n in archive.namelist() if re.match(r"^[^/]+\.dist-info/METADATA$", n))
+            message = email.parser.Parser().parsestr(archive.read(meta).decode("utf-8", "replace"))
+        return message.get_all("Requires-Dist") or []
+
+
+def wheels_in(folder: Optional[Path]) -> Dict[str, List[Wheel]]:
+    """The wheels of ``folder`` this interpreter can install, by canonical name, newest first."""
+    if folder is None:
+        return {}
+    supported = set(_packaging().tags.sys_tags())
+    found: Dict[str, List[Wheel]] = {}
+    for path in sorted(Path(folder).glob("*.whl")):
+        try:
+            wheel = Wheel(path)
+        except Exception:  # not a wheel name: ignored, as pip would
+            continue
+        if wheel.tags & supported:
+            found.setdefault(wheel.name, []).append(wheel)
+    for wheels in found.values():
+        wheels.sort(key=lambda w: w.version, reverse=True)
+    return found
+
+
+class Resolution:
+    """What the machine has of a group's requirements, what is missing and, with a wheel folder, what to install."""
+
+    def __init__(self) -> None:
+        self.present: Dict[str, str] = {}  # canonical name -> version ("" when found by module only)
+        self.missing: Dict[str, str] = {}  # canonical name -> the line to print (what, why, how to get it)
+        self.notes: List[str] = []
+        self.install: Dict[str, Wheel] = {}
+
+
+def resolve(requirements: List[str], wheel_folder: Optional[Path] = None) -> Resolution:
+    """Walks ``requirements`` and everything they require (installed metadata, or a chosen wheel's metadata)."""
+    pkg = _packaging()
+    Requirement = pkg.requirements.Requirement
+    installed = installed_distributions()
+    wheels = wheels_in(wheel_folder)
+    result = Resolution()
+    queue: List[Tuple[str, str, bool]] = [(r, "the acceptance run (pyproject.toml)", True) for r in requirements]
+    seen: Set[str] = set()
+    while queue:
+        text, parent, top = queue.pop(0)
+        try:
+            req = Requirement(text)
+        except Exception as exc:  # a malformed requirement in some distribution's metadata: reported, not fatal
+            result.notes.append(f"note: cannot parse the requirement {text!r} of {parent}: {exc}")
+            continue
+        name = canonical(req.name)
+        key = name + "[" + ",".join(sorted(req.extras)) + "]"
+        dist = installed.get(name)
+        version = str(dist.version) if dist is not None else result.present.get(name, "")
+        if name in result.install:
+            version = str(result.install[name].version)
+        if version and req.specifier and not req.specifier.contains(version, prereleases=True):
+            what = "pins" if top else "requires"
+            result.notes.append(f"note: {parent} {what} {req}, this machine has {req.name} {version}")
+        if key in seen:
+            continue
+        seen.add(key)
+        requires: List[str] = []
+        if dist is not None:
+            result.present[name] = str(dist.version)
+            requires = list(dist.requires or [])
+        elif name in result.install:
+            requires = result.install[name].requires()
+        elif name in result.present or module_present(module_of(name)):
+            result.present.setdefault(name, "")  # installed without metadata (e.g. a distribution's package)
+        elif is_protected(name):
+            result.missing[name] = (
+                f"MISSING Python: {req.name} (needed by {parent}): install the build for this machine's CUDA "
+                "(the image's, or pip/conda with network); gpu_check never installs numpy, torch or NVIDIA's "
+                "libraries from --wheels"
+            )
+        else:
+            candidates = [w for w in wheels.get(name, []) if not req.specifier or req.specifier.contains(w.version)]
+            candidates = candidates or wheels.get(name, [])
+            if candidates:
+                result.install[name] = candidates[0]
+                requires = candidates[0].requires()
+            else:
+                where = f"not in --wheels {wheel_folder}" if wheel_folder else "pass --wheels DIR with its wheel"
+                result.missing[name] = (
+                    f"MISSING Python: {req} (needed by {parent}): {where}; on a machine with network: "
+                    f"pip download --no-deps --dest DIR '{req.name}{req.specifier}'"
+                )
+        for sub in requires:
+            try:
+                child = Requirement(sub)
+            except Exception as exc:
+                result.notes.append(f"note: cannot parse the requirement {sub!r} of {req.name}: {exc}")
+                continue
+            if _wanted(child, req.extras):
+                queue.append((sub, f"{req.name}", False))
+    return result
+
+
+def _top_level_names(site: Path) -> List[str]:
+    names = []
+    for entry in site.iterdir():
+        if entry.name in ("bin", "__pycache__") or entry.name.endswith((".dist-info", ".data", ".pth")):
+            continue
+        if entry.is_dir() or entry.suffix in (".py", ".so", ".pyd"):
+            names.append(entry.name.split(".", 1)[0])
+    return sorted(set(names))
+
+
+def install_missing(resolution: Resolution, site: Path, python: str = sys.executable) -> List[str]:
+    """pip-installs the chosen wheels into ``site`` (no index, no dependencies: the resolution chose them all).
+    Returns lines saying what it did. Raises CalledProcessError when pip fails."""
+    if not resolution.install:
+        return ["wheels: nothing to install (every requirement is present)"]
+    site.mkdir(parents=True, exist_ok=True)
+    before = set(os.listdir(site))
+    files = [str(w.path) for w in resolution.install.values()]
+    cmd = [python, "-m", "pip", "install", "--no-index", "--no-deps", "--no-compile", "--target", str(site), *files]
+    subprocess.run(cmd, check=True, stdout=sys.stdout, stderr=sys.stderr)
+    lines = [f"wheels: installed {w.path.name} into {site}" for w in resolution.install.values()]
+    # Nothing in SITE may shadow a module the system already has (SITE is on PYTHONPATH, ahead of site-packages)
+    shadow_check = (
+        "import importlib.util, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n"
+        "        spec = importlib.util.find_spec(name)\n"
+        "    except Exception:\n"
+        "        spec = None\n"
+        "    if spec is not None:\n"
+        "        print(name)\n"
+    )
+    new = [n for n in _top_level_names(site) if any(e.split(".", 1)[0] == n for e in set(os.listdir(site)) - before)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.realpath(p) != os.path.realpath(site)
+    )
+    found = subprocess.run(
+        [python, "-c", shadow_check, *new], capture_output=True, text=True, env=env, cwd=str(site.parent)
+    ).stdout.split()
+    for name in found:
+        for entry in site.iterdir():
+            if entry.name.split(".", 1)[0] == name and not entry.name.endswith(".dist-info"):
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        lines.append(f"wheels: removed {name} from {site}: the system already provides that module")
+    return lines
+
+
+def python_deps(args) -> int:
+    requirements = project_requirements(args.group) + list(args.also or [])
+    wheels = Path(args.wheels) if args.wheels else None
+    resolution = resolve(requirements, wheels)
+    if wheels is not None and args.site:
+        site = Path(args.site)
+        try:
+            for line in install_missing(resolution, site):
+                print(line)
+        except subprocess.CalledProcessError as exc:
+            print(f"MISSING Python: installing wheels from {wheels} failed (pip exit {exc.returncode})")
+            return 1
+        if str(site) not in sys.path:
+            sys.path.insert(0, str(site))
+        importlib.invalidate_caches()
+        resolution = resolve(requirements, None)  # what the tests will see now
+    for note in resolution.notes:
+        print(note)
+    for line in resolution.missing.values():
+        print(line)
+    print(f"python ({args.group}): {len(resolution.present)} distributions present, {len(resolution.missing)} missing")
+    return 1 if resolution.missing else 0
+
+
+# ---- the import check --------------------------------------------------------------------------------------------
+def import_check(args) -> int:
+    """zsseg_rt and its native module must come from the build folder (not the checkout, not another install); with
+    --require-cuda, CUDA must be usable by that build."""
+    build = os.path.realpath(args.build)
+    try:
+        import zsseg_rt
+        from zsseg_rt import ops
+
+        module = ops.native_module()
+    except Exception as exc:  # a missing _C, a broken build: the reason, not a traceback
+        print(f"gpu_check: the build in {build} cannot be imported: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print("zsseg_rt from", zsseg_rt.__file__)
+    print("native module", module.__file__)
+    print(
+        "cuda_compiled", module.cuda_compiled(), "cuda_available", ops.cuda_available(), "status", module.cuda_status()
+    )
+    inside = [os.path.realpath(p).startswith(build + os.sep) for p in (zsseg_rt.__file__, module.__file__)]
+    if not all(inside):
+        print(
+            f"gpu_check: the tests would not import the build in {build} (a source tree or another install shadows it)",
+            file=sys.stderr,
+        )
+        return 1
+    if args.require_cuda and not ops.cuda_available():
+        print("gpu_check: CUDA is not usable by this build: " + ops.cuda_unavailable_reason(), file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---- the report ----------------------------------------------------------------------------------------------------
+def _first_line(cmd: List[str], last: bool = False) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()
+        return (out[-1] if last else out[0]).strip() if out else "unavailable"
+    except Exception as exc:  # report what failed rather than stop the report
+        return f"unavailable ({type(exc).__name__})"
+
+
+def _nvcc_release(nvcc: str) -> str:
+    if not os.path.exists(nvcc):
+        return "nvcc absent"
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except Exception as exc:
+        return f"nvcc unavailable ({type(exc).__name__})"
+    release = [line.strip() for line in out.splitlines() if "release" in line]
+    return release[0] if release else (out.strip().splitlines() or ["nvcc (no version)"])[-1]
+
+
+def environment() -> dict:
+    if shutil.which("nvidia-smi"):
+        gpu = _first_line(["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"])
+    else:
+        gpu = "no GPU (nvidia-smi not found)"
+    parts = [p.strip() for p in gpu.split(",")] if "," in gpu else [gpu, "", ""]
+    try:
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch_version = "absent"
+    nvcc = os.environ.get("CUDACXX") or shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    return {
+        "gpu": parts[0],
+        "compute_capability": parts[1] if len(parts) > 1 else "",
+        "driver": parts[2] if len(parts) > 2 else "",
+        "nvcc": _nvcc_release(nvcc),
+        "torch": torch_version,
+        "python": platform.python_version(),
+    }
+
+
+def _read_lines(path: Optional[str]) -> List[str]:
+    if not path or not os.path.exists(path):
+        return []
+    return [line.rstrip("\n") for line in open(path, encoding="utf-8", errors="replace") if line.strip()]
+
+
+def stage_status(steps: List[dict], missing: List[str]) -> str:
+    if missing:
+        return "missing prerequisite"
+    if any(s["rc"] in (124, 137) for s in steps):
+        return "timeout"
+    if not steps or any(s["rc"] != 0 for s in steps):
+        return "fail"
+    return "pass"
+
+
+def load_report(out: Path) -> dict:
+    path = out / "report.json"
+    if path.exists():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            pass
+    return {"stages": []}
+
+
+def write_report(out: Path, report: dict, stages: List[str]) -> None:
+    """report.json and report.md: every known stage in order, the ones never run marked so."""
+    by_name = {s["name"]: s for s in report.get("stages", []) if s.get("status") != "not run"}
+    ordered = [by_name.pop(name, {"name": name, "status": "not run"}) for name in stages]
+    ordered += list(by_name.values())  # a stage an older checkout knew: kept, after the known ones
+    report["stages"] = ordered
+    for name, key in (("bench_cuda.json", "bench_cuda"), ("engine_check.json", "engine_check")):
+        path = out / name
+        report.pop(key, None)
+        if path.exists():
+            try:
+                report[key] = json.loads(path.read_text())
+            except ValueError:
+                report[key] = {"error": f"{name} is not valid JSON (the step was cut off?)"}
+    report["complete"] = all(s["status"] != "not run" for s in ordered)
+    report["pass"] = all(s["status"] == "pass" for s in ordered)
+    tmp = out / "report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(out / "report.json")
+    (out / "report.md").write_text(render_markdown(report))
+
+
+def _ms(value) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def _ratio(value) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def render_markdown(report: dict) -> str:
+    env = report.get("environment", {})
+    stages = report["stages"]
+    counts = {k: sum(s["status"] == k for s in stages) for k in STATUS_ORDER}
+    md = [
+        f"# zsseg_rt GPU check: {env.get('gpu', '?')} (sm {env.get('compute_capability', '?')})",
+        "",
+        f"driver {env.get('driver', '?')}, {env.get('nvcc', '?')}, torch {env.get('torch', '?')}, "
+        f"Python {env.get('python', '?')}",
+        "",
+        "Overall: "
+        + ("PASS" if report["pass"] else "not passed")
+        + " ("
+        + ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+        + "). Each stage's entry is from its latest run; "
+        "`bash tools/gpu_check.sh --only STAGE` runs one again and replaces it (docs/gpu.md).",
+        "",
+        "| stage | status | seconds | finished | logs |",
+        "|---|---|---:|---|---|",
+    ]
+    for s in stages:
+        logs = ", ".join(sorted({st["log"] for st in s.get("steps", []) if st.get("log")}))
+        md.append(f"| {s['name']} | {s['status']} | {s.get('seconds', '')} | {s.get('finished', '')} | {logs} |")
+    missing = [(s["name"], line) for s in stages for line in s.get("missing", [])]
+    if missing:
+        md += ["", "## Missing prerequisites (what is missing and how to get it)", ""]
+        md += [f"- **{name}**: {line}" for name, line in missing]
+    failed = [(s, st) for s in stages for st in s.get("steps", []) if st["rc"] not in (0, MISSING_RC)]
+    if failed:
+        md += ["", "## Failed steps", ""]
+        for s, st in failed:
+            why = "timed out (the stage's time bound)" if st["rc"] in (124, 137) else f"exit {st['rc']}"
+            md.append(f"- {s['name']} / {st['name']}: {why}, {st['seconds']} s, log {st.get('log', '')}")
+            md += [f"  > {line}" for line in st.get("tail", [])]
+    notes = [(s["name"], line) for s in stages for line in s.get("notes", [])]
+    if notes:
+        md += ["", "## Notes", ""] + [f"- {name}: {line}" for name, line in notes]
+    bench = report.get("bench_cuda")
+    if bench and bench.get("rows"):
+        md += [
+            "",
+            "## CUDA ops vs torch on the same GPU",
+            "",
+            "Pass/fail: zsseg_rt within 2x of torch **eager** (issue 25). torch.compile beside it, for information.",
+            "",
+            "| case | zsseg_rt ms | torch eager ms | ratio vs eager | first H100 run | target <= 2x eager "
+            "| torch.compile ms | ratio vs compile |",
+            "|---|---:|---:|---:|---:|---|---:|---:|",
+        ]
+        for r in bench["rows"]:
+            compile_ms = (r.get("torch_ms") or {}).get("compile")
+            compile_cell = _ms(compile_ms) if compile_ms is not None else (r.get("compile_error") or "")
+            ratio = r.get("ratio_vs_eager")
+            before = r.get("h100_first_run_ratio")
+            md.append(
+                f"| {r['description']} | {_ms(r.get('zsseg_rt_ms'))} | {_ms((r.get('torch_ms') or {}).get('eager'))} "
+                f"| {_ratio(ratio)} | {_ratio(before)} "
+                f"| {'PASS' if r.get('pass') else 'MISS' if ratio is not None else 'ERROR: ' + str(r.get('error'))} "
+                f"| {compile_cell} | {_ratio(r.get('ratio_vs_compile'))} |"
+            )
+        if not bench.get("complete", True):
+            md.append(f"\n{len(bench['rows'])} of {len(bench.get('cases', bench['rows']))} cases measured (cut off).")
+    engine = report.get("engine_check")
+    if engine and "labels" in engine:
+        md += [
+            "",
+            "## Engine: torch on CUDA vs ONNX Runtime CPU",
+            "",
+            f"worst share of equal labels over the sample photos: {engine['labels']['worst_labels_equal']:.5f} "
+            f"(target >= 0.999: {'PASS' if engine['labels']['pass'] else 'FAIL'})",
+        ]
+        for t in engine.get("timing", []):
+            stages_ms = ", ".join(f"{k} {v:.2f} ms" for k, v in t["ms_per_frame_by_stage"].items())
+            md.append(
+                f"- C={t['classes']}: {stages_ms}; copies {t.get('copies_ms_per_frame', float('nan')):.2f} ms; "
+                f"post/encoder {100 * t['post_over_encoder']:.2f} % (target <= 3 % at C=171)"
+            )
+    return "\n".join(md) + "\n"
+
+
+def record(args) -> int:
+    """Adds (or replaces) one stage's entry and rewrites the report. Exit 0 when the stage passed."""
+    out = Path(args.out)
+    steps = []
+    for line in _read_lines(args.steps):
+        name, rc, seconds, log = (line.split("\t") + ["", "", "", ""])[:4]
+        step = {"name": name, "rc": int(rc), "seconds": int(seconds), "log": log}
+        if step["rc"] not in (0, MISSING_RC) and log and (out / log).exists():
+            tail = [t for t in _read_lines(str(out / log)) if t.strip()][-6:]
+            step["tail"] = [t[:300] for t in tail]
+        steps.append(step)
+    missing = list(dict.fromkeys(_read_lines(args.missing)))  # two checks can name the same thing
+    notes = _read_lines(args.notes)
+    entry = {
+        "name": args.stage,
+        "status": stage_status(steps, missing),
+        "seconds": args.seconds,
+        "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": args.command,
+        "steps": steps,
+        "missing": missing,
+        "notes": notes,
+    }
+    report = load_report(out)
+    report["environment"] = environment()
+    report["stages"] = [s for s in report.get("stages", []) if s.get("name") != args.stage] + [entry]
+    write_report(out, report, args.stages.split(","))
+    print(f"== {args.stage}: {entry['status']} ({args.seconds} s)")
+    for line in missing:
+        print(f"   {line}")
+    return 0 if entry["status"] == "pass" else 1
+
+
+def report_cmd(args) -> int:
+    out = Path(args.out)
+    report = load_report(out)
+    report.setdefault("environment", environment())
+    write_report(out, report, args.stages.split(","))
+    print((out / "report.md").read_text(), end="")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    deps = sub.add_parser("python-deps", help="the Python prerequisites: what is missing (and --wheels installs it)")
+    deps.add_argument("--group", choices=("build", "runtime", "all"), default="all")
+    deps.add_argument("--wheels", help="a folder of wheels to install the missing distributions from")
+    deps.add_argument("--site", help="where --wheels installs (pip --target)")
+    deps.add_argument("--also", action="append", help="one more requirement (a build tool the system lacks: cmake)")
+    deps.set_defaults(func=python_deps)
+    imp = sub.add_parser("import-check", help="zsseg_rt and its _C come from this build folder")
+    imp.add_argument("--build", required=True)
+    imp.add_argument("--require-cuda", action="store_true")
+    imp.set_defaults(func=import_check)
+    rec = sub.add_parser("record", help="add or replace one stage's entry of report.json / report.md")
+    rec.add_argument("--out", required=True)
+    rec.add_argument("--stages", required=True, help="every stage, comma-separated, in report order")
+    rec.add_argument("--stage", required=True)
+    rec.add_argument("--seconds", type=int, default=0)
+    rec.add_argument("--steps", help="TSV: name, exit code, seconds, log file (relative to --out)")
+    rec.add_argument("--missing", help="one missing prerequisite per line")
+    rec.add_argument("--notes", help="one note per line")
+    rec.add_argument("--command", default="", help="the invocation, for the record")
+    rec.set_defaults(func=record)
+    rep = sub.add_parser("report", help="rewrite report.md from report.json and print it")
+    rep.add_argument("--out", required=True)
+    rep.add_argument("--stages", required=True)
+    rep.set_defaults(func=report_cmd)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
