@@ -25,6 +25,43 @@ def pytest_configure(config):
     )
 
 
+def _emulation():
+    """``zsseg_rt._C._emulation`` when the emulated CUDA build is loaded (ZSSEG_CUDA_EMULATION=1), else None."""
+    if os.environ.get("ZSSEG_CUDA_EMULATION") != "1":
+        return None
+    from zsseg_rt import ops
+
+    return getattr(ops.native_module(), "_emulation", None)
+
+
+def pytest_report_header(config):
+    emu = _emulation()
+    if emu is None:
+        return None
+    return (
+        f"emulated CUDA runtime: seed {emu.seed()} (ZS_EMU_SEED={emu.seed()} replays its orderings), delays up to "
+        f"{emu.max_delay_us()} us, mutations {emu.mutations() or 'none'}"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _emulated_runtime_reports(request):
+    """On the emulated CUDA runtime every test fails when the runtime reported a race (two accesses to one
+    allocation, at least one a write, with no ordering between them), a use of freed pool memory or a misuse of a
+    handle during it: what a GPU gets wrong silently (csrc/emu/cuda_emu_runtime.h). A test that provokes one on purpose
+    takes it with ``cuda_emulation().take_reports()`` and checks it."""
+    emu = _emulation()
+    if emu is None:
+        yield
+        return
+    emu.take_reports()
+    yield
+    reports = emu.take_reports()
+    if reports:
+        lines = "\n".join(f"  {kind}: {message}" for kind, message in reports)
+        pytest.fail(f"the emulated CUDA runtime reported {len(reports)} problem(s) during the test:\n{lines}")
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
     """A bundle exported once per session from the golden tiny ZegCLIP model (64 px input, 4x4 patch grid, max 32

@@ -10,6 +10,8 @@ device-wide synchronisations) use ``requires_emulation``.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib.util
 
 import numpy as np
@@ -51,6 +53,26 @@ def cuda_testing():
 def cuda_emulation():
     """``zsseg_rt._C._emulation``: StreamHold, stats, is_live (emulated build only)."""
     return ops.native_module()._emulation
+
+
+@contextlib.contextmanager
+def held(stream):
+    """Hold ``stream`` (emulation only): work enqueued on it stays pending, as a kernel still running on a GPU, until
+    the block ends (then it runs, and the streams settle). Freeing device memory (cudaFree) waits for the whole
+    device, which finishes the held work as it would on a GPU; so first the garbage of earlier tests is collected and
+    the arguments the ops keep alive for finished launches are dropped (every op call drops them otherwise), and
+    automatic collection is off in the block."""
+    gc.collect()
+    ops.native_module().check_pending_errors(wait=True)
+    enabled = gc.isenabled()
+    gc.disable()
+    hold = cuda_emulation().StreamHold(int(stream))
+    try:
+        yield hold
+    finally:
+        hold.release()
+        if enabled:
+            gc.enable()
 
 
 def device(host, kind: str = "device", **kwargs):

@@ -11,6 +11,13 @@
 
 namespace emu_test {
 
+// The reports the emulated runtime made so far (taking them: a test that provokes one on purpose takes it before it
+// ends, or emu_reports_listener.cpp fails the test). Waits for the streams to settle first.
+inline std::vector<zs_emu::Report> take_reports() {
+  zs_emu::settle();
+  return zs_emu::take_reports();
+}
+
 // 65535: the launchers' real cap; 2: every grid-stride loop and every strided grid dimension wraps.
 inline const std::vector<std::int64_t>& grid_caps() {
   static const std::vector<std::int64_t> caps{65535, 2};

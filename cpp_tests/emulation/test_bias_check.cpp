@@ -28,6 +28,7 @@ std::int32_t run_check(const std::vector<float>& bias) {
   params.classes = static_cast<std::int64_t>(bias.size());
   params.result = check->device_result();
   EXPECT_EQ(zsseg::bias_check_cuda_emulated(params, nullptr), 0);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // launches are asynchronous
   return check->value();
 }
 
@@ -107,6 +108,7 @@ TEST(BiasCheck, SweepVisitsFinishedPayloadsAndPropagatesTheFirstError) {
     check->set_event(event);
     pending.keep_until(event, Flagged{check});
   }
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the events have passed
   int visited = 0;
   EXPECT_THROW(pending.sweep([&](Flagged& f) {
     ++visited;

@@ -55,6 +55,7 @@ std::vector<float> run_similarity(const zsseg::SimilarityParams& base, const std
     p.out = out.data();
   }
   EXPECT_EQ(zsseg::similarity_cuda_emulated(p, nullptr), 0);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
   return half ? emu_test::to_floats(out_half) : out;
 }
 
@@ -171,6 +172,7 @@ TEST(RelationDescriptorEmulated, MatchesCpu) {
           p.out = got.data();
         }
         ASSERT_EQ(zsseg::relation_descriptor_cuda_emulated(p, nullptr), 0);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
         if (half) got = emu_test::to_floats(got_h);
         expect_close(got, want, half ? 2e-3 : 1e-5, half ? "relation fp16" : "relation fp32");
       }
@@ -223,10 +225,12 @@ TEST(PreprocessEmulated, MatchesCpuExactly) {
       zsseg::preprocess_cpu(p);
       p.output = got.data();
       ASSERT_EQ(zsseg::preprocess_cuda_emulated(p, nullptr), 0);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
       EXPECT_EQ(got, want) << "cap " << cap << " image " << c.in_h << "x" << c.in_w;
       p.output = got_h.data();
       p.dtype = DType::Float16;
       ASSERT_EQ(zsseg::preprocess_cuda_emulated(p, nullptr), 0);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
       for (size_t i = 0; i < count; ++i) ASSERT_EQ(got_h[i].bits, __float2half_rn(want[i]).bits) << i;
     }
   }
@@ -255,10 +259,12 @@ TEST(DenseTilesEmulated, SmallAndLargeTilesGiveIdenticalResults) {
     sim[variant].assign(2 * 37 * 70, 0.f);
     s.patches = patches.data(), s.text = text.data(), s.out = sim[variant].data();
     ASSERT_EQ(zsseg::similarity_cuda_emulated(s, nullptr), 0);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
     rel[variant].assign(37 * 70, 0.f);
     r.text = text.data(), r.image_global = global.data(), r.weight = weight.data(), r.bias = bias.data();
     r.out = rel[variant].data();
     ASSERT_EQ(zsseg::relation_descriptor_cuda_emulated(r, nullptr), 0);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
   }
   zs_emu::reset_runtime();
   EXPECT_EQ(sim[0], sim[1]);

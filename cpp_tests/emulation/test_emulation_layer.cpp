@@ -38,6 +38,7 @@ TEST(EmulationLayer, SyncthreadsOrdersSharedMemoryPerBlock) {
   std::vector<int> out(3 * 64, -1);
   ZS_LAUNCH(rotate_through_shared, dim3(3), dim3(64), nullptr, out.data());
   ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // launches are asynchronous
   for (int b = 0; b < 3; ++b) {
     for (int t = 0; t < 64; ++t) EXPECT_EQ(out[b * 64 + t], b * 1000 + (t + 1) % 64) << b << " " << t;
   }
@@ -47,6 +48,7 @@ TEST(EmulationLayer, GridStrideCoversEveryIndexOnce) {
   std::vector<int> visits(1000, 0);
   ZS_LAUNCH(count_visits, dim3(3), dim3(32), nullptr, static_cast<std::int64_t>(visits.size()), visits.data());
   ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   for (int v : visits) ASSERT_EQ(v, 1);
 }
 
@@ -63,7 +65,12 @@ TEST(EmulationLayer, BadConfigurationIsALaunchError) {
 TEST(EmulationLayer, DivergentSyncthreadsAborts) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   std::vector<int> unused(32, 0);
-  EXPECT_DEATH(ZS_LAUNCH(divergent_barrier, dim3(1), dim3(32), nullptr, unused.data()), "divergent barrier");
+  EXPECT_DEATH(
+      {
+        ZS_LAUNCH(divergent_barrier, dim3(1), dim3(32), nullptr, unused.data());
+        cudaDeviceSynchronize();  // the kernel runs on its stream's worker thread
+      },
+      "divergent barrier");
 }
 
 TEST(EmulationLayer, HalfRoundsToNearestEven) {

@@ -63,6 +63,8 @@ TEST(PamrEmulated, MatchesCpu) {
           emu_test::random_floats(static_cast<size_t>(c.b * c.k * c.h * c.w), rng, -2.f, 2.f);
       PamrRun gpu = prepare(c, mask, image);
       ASSERT_EQ(zsseg::pamr_cuda_emulated(gpu.params, nullptr), 0);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // launches are asynchronous
       PamrRun cpu = prepare(c, mask, image);
       cpu.params.weights = nullptr, cpu.params.scratch = nullptr;  // the CPU kernel's own workspaces
       zsseg::pamr_cpu(cpu.params);
@@ -82,6 +84,7 @@ TEST(PamrEmulated, NanSpreadsLikeTheCpuKernel) {
   image[c.h * c.w + 7 * c.w + 1] = std::numeric_limits<float>::quiet_NaN();  // channel 1, pixel (7, 1)
   PamrRun gpu = prepare(c, mask, image);
   ASSERT_EQ(zsseg::pamr_cuda_emulated(gpu.params, nullptr), 0);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   PamrRun cpu = prepare(c, mask, image);
   zsseg::pamr_cpu(cpu.params);
   size_t nans = 0;

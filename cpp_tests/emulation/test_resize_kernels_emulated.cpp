@@ -86,6 +86,7 @@ TEST(UpsampleEmulated, MatchesCpu) {
         p.output = half ? static_cast<void*>(got_half.data()) : got.data();
         p.dtype = half ? DType::Float16 : DType::Float32;
         ASSERT_EQ(zsseg::upsample_cuda_emulated(p, nullptr), 0);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
         if (half) got = emu_test::to_floats(got_half);
         for (size_t i = 0; i < out_count; ++i) {
           // fp16: the kernel rounds the fp32 value once; calibrated: expf vs the CPU's fast sigmoid (< 1e-7) + 2 ulp
@@ -159,6 +160,7 @@ TEST(SegmentEmulated, MatchesCpu) {
         p.labels = got.labels.data();
         p.scores = got.scores.data();
         ASSERT_EQ(zsseg::segment_cuda_emulated(p, nullptr), 0);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
         if (!with_bias) {  // the raw argmax of identical fp32 upsampled values: no tolerance on labels
           EXPECT_EQ(got.labels, want.labels) << "cap " << cap << " variant " << variant << " " << c.out_h;
         }
@@ -186,6 +188,7 @@ TEST(SegmentEmulated, SaturatedSigmoidTiesFollowTheLogits) {
   p.labels = &cuda_label;
   p.scores = &cuda_score;
   ASSERT_EQ(zsseg::segment_cuda_emulated(p, nullptr), 0);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
   EXPECT_EQ(cpu_label, 1);
   EXPECT_EQ(cuda_label, 1);
   EXPECT_EQ(cuda_score, cpu_score);
@@ -211,12 +214,18 @@ struct WindowsCase {
 };
 
 TEST(SegmentWindowsEmulated, MatchesCpu) {
+  // The tiled kernel's output tiles are 32 x 8 (fewer when the output is much smaller than the rescaled image);
+  // the sizes below give edge tiles in both directions, several tiles, partial class chunks (chunks of 8) and the
+  // footprint layouts of both window layouts.
   const std::vector<WindowsCase> cases{
-      {1, 4, 16, 16, 16, 11, 13},  // one window, C=1
-      {3, 5, 16, 16, 29, 23, 41},  // two windows side by side
-      {4, 4, 12, 21, 12, 30, 17},  // two windows stacked, padded head rows
-      {2, 3, 10, 19, 23, 7, 9},    // 2x3 windows, downsample
-      {1, 3, 10, 9, 7, 12, 12},    // one padded window (scaled smaller than the head)
+      {1, 4, 16, 16, 16, 11, 13},   // one window, C=1
+      {3, 5, 16, 16, 29, 23, 41},   // two windows side by side, 2 x 3 tiles
+      {4, 4, 12, 21, 12, 30, 17},   // two windows stacked, padded head rows
+      {2, 3, 10, 19, 23, 7, 9},     // 2x3 windows, downsample
+      {1, 3, 10, 9, 7, 12, 12},     // one padded window (scaled smaller than the head)
+      {11, 4, 64, 64, 85, 47, 63},  // the photo case at 1/8: 16x head upsampling, 2 windows, output < rescaled
+      {9, 4, 32, 37, 81, 19, 29},   // output ~1/3 of the rescaled size: narrower tiles (wider footprints)
+      {10, 2, 24, 51, 50, 70, 66},  // 2x3 windows, upsampled output, 3 x 9 tiles with odd edges
   };
   std::mt19937 rng(13);
   for (int64_t cap : emu_test::grid_caps()) {
@@ -271,10 +280,61 @@ TEST(SegmentWindowsEmulated, MatchesCpu) {
         p.labels = got.labels.data();
         p.scores = got.scores.data();
         ASSERT_EQ(zsseg::segment_windows_cuda_emulated(p, nullptr), 0);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
         expect_same_decisions(got, want, softmax ? "segment_windows softmax" : "segment_windows");
         if (softmax && with_nan) {  // the NaN spreads to some pixels, which get label 0 on both paths
           EXPECT_TRUE(std::any_of(want.scores.begin(), want.scores.end(), [](float v) { return std::isnan(v); }));
         }
+      }
+    }
+  }
+}
+
+// Windows overlapping more than the sliding-window layout does: three at a pixel (the merged sum divided by 3, an
+// IEEE division, in the tiled kernel) and five (more than a tile's slots: the launcher runs the direct kernel).
+TEST(SegmentWindowsEmulated, ManyOverlappingWindowsMatchCpu) {
+  std::mt19937 rng(14);
+  for (int64_t cap : emu_test::grid_caps()) {
+    zs_emu::GridCapScope scope(cap);
+    for (int layout = 0; layout < 2; ++layout) {
+      const int64_t classes = 5, grid = 3, head = 20, scaled_h = 14, scaled_w = 20, out_h = 17, out_w = 23;
+      std::vector<zsseg::WindowPlacement> windows;
+      if (layout == 0) {  // three windows over the whole image: every merged value is a sum of 3 divided by 3
+        for (int k = 0; k < 3; ++k) windows.push_back({0, 14, 0, 20});
+      } else {  // five overlapping in the middle columns, three more at the edges: up to 7 at a pixel
+        for (int32_t k = 0; k < 5; ++k) windows.push_back({0, 12, 2 * k, 2 * k + 12});
+        windows.push_back({0, 12, 8, 20});
+        windows.push_back({2, 14, 0, 12});
+        windows.push_back({2, 14, 8, 20});
+      }
+      for (bool softmax : {false, true}) {
+        std::vector<float> logits =
+            emu_test::random_floats(static_cast<size_t>(windows.size() * classes * grid * grid), rng, -4.f, 4.f);
+        std::vector<float> bias(static_cast<size_t>(classes), 0.05f);
+        zsseg::SegmentWindowsParams p;
+        p.num_windows = static_cast<int64_t>(windows.size());
+        p.classes = classes;
+        p.in_height = p.in_width = grid;
+        p.windows = windows.data();
+        p.head_height = p.head_width = head;
+        p.scaled_height = scaled_h;
+        p.scaled_width = scaled_w;
+        p.out_height = out_h;
+        p.out_width = out_w;
+        p.class_bias = bias.data();
+        p.softmax = softmax;
+        p.logits = logits.data();
+        const size_t count = static_cast<size_t>(out_h * out_w);
+        LabelsScores want{std::vector<int32_t>(count), std::vector<float>(count)};
+        p.labels = want.labels.data();
+        p.scores = want.scores.data();
+        ASSERT_TRUE(zsseg::segment_windows_cpu(p));
+        LabelsScores got{std::vector<int32_t>(count, -7), std::vector<float>(count, -7.f)};
+        p.labels = got.labels.data();
+        p.scores = got.scores.data();
+        ASSERT_EQ(zsseg::segment_windows_cuda_emulated(p, nullptr), 0);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
+        expect_same_decisions(got, want, softmax ? "many windows softmax" : "many windows");
       }
     }
   }

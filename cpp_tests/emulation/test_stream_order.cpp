@@ -13,6 +13,7 @@
 #include "cuda/launch.cuh"
 #include "cuda/stream_order.h"
 #include "emu/cuda_emu.h"
+#include "emu_test_utils.h"
 
 namespace {
 
@@ -54,7 +55,6 @@ TEST_F(StreamOrder, OutputsAreAllocatedAndFreedStreamOrderedWithoutAnyDeviceSync
   {
     auto buffer = produce(stream, 100, 2.5f);
     EXPECT_TRUE(buffer->pooled());
-    EXPECT_EQ(static_cast<float*>(buffer->data())[99], 2.5f);
   }
   const zs_emu::RuntimeStats& stats = zs_emu::runtime_stats();
   EXPECT_EQ(stats.async_malloc, 1);
@@ -63,6 +63,16 @@ TEST_F(StreamOrder, OutputsAreAllocatedAndFreedStreamOrderedWithoutAnyDeviceSync
   EXPECT_EQ(stats.sync_free, 0);    // ... and cudaFree (a device-wide sync) per output
   EXPECT_EQ(stats.blocking_waits, 0);
   EXPECT_EQ(zs_emu::live_allocations(), 0u);
+  cudaStreamDestroy(stream);
+}
+
+TEST_F(StreamOrder, TheOutputHoldsTheKernelsResultOnceItsReadyEventHasPassed) {
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  auto buffer = produce(stream, 100, 2.5f);
+  ASSERT_EQ(buffer->ready()->synchronize(), cudaSuccess);  // launches are asynchronous: wait for the event
+  EXPECT_EQ(static_cast<float*>(buffer->data())[99], 2.5f);
+  buffer.reset();
   cudaStreamDestroy(stream);
 }
 
@@ -208,6 +218,10 @@ TEST_F(StreamOrder, PoolMemoryFreedWithCudaFreeIsNotSynchronised) {
   EXPECT_EQ(zs_emu::runtime_stats().pool_free, 1);
   ASSERT_EQ(cudaFree(plain), cudaSuccess);  // waits for the device (forces the held work)
   EXPECT_EQ(zs_emu::runtime_stats().sync_free, 1);
+  // the stream reached its allocation after the memory had been returned: what a GPU would silently get wrong
+  const auto reports = emu_test::take_reports();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].kind, "use-after-free");
   cudaStreamDestroy(stream);
 }
 
@@ -262,6 +276,7 @@ TEST_F(StreamOrder, DeferredPayloadsAreDestroyedOutsideTheLock) {
   auto ready = std::make_shared<ReadyEvent>();
   ASSERT_EQ(ready->record(nullptr, 0), cudaSuccess);
   keep.keep_until(ready, Reentrant(&keep, &destroyed));
+  ASSERT_EQ(ready->synchronize(), cudaSuccess);
   EXPECT_EQ(keep.sweep(), 0u);
   EXPECT_EQ(destroyed, 1);
 }

@@ -506,16 +506,27 @@ ArrayArg ArgParser::uint8_array(const char* name, py::handle obj) const {
   return parse_array(name, obj, Accept::UInt8);
 }
 
-ArrayArg ArgParser::parse_array(const char* name, py::handle obj, Accept accept, ElemType exact) const {
+ArrayArg ArgParser::parse_array(const char* name, py::handle obj, Accept accept, ElemType exact, bool written) const {
   const bool uint8 = accept == Accept::UInt8;
   RawArray raw;
-  if (!obj.is_none() && !py::isinstance<py::array>(obj)) refuse_lazy_views(obj, *this, name);
-  if (py::isinstance<py::array>(obj)) {
+  std::shared_ptr<DeviceBuffer> device_buffer;  // a DeviceArray of this module: ordered by its events
+  const bool numpy = py::isinstance<py::array>(obj);
+  const bool device_array = !numpy && !obj.is_none() && py::isinstance<DeviceArray>(obj);
+  if (!obj.is_none() && !numpy && !device_array) refuse_lazy_views(obj, *this, name);
+  if (numpy) {
     raw = from_numpy(py::reinterpret_borrow<py::array>(obj));
-  } else if (!obj.is_none() && py::hasattr(obj, "__cuda_array_interface__") && !py::hasattr(obj, "__dlpack__")) {
-    raw = from_cai(obj, *this, name);
+  } else if (device_array) {
+    const DeviceArray& arr = obj.cast<const DeviceArray&>();
+    device_buffer = arr.buffer;
+    raw.via = "DeviceArray";
+    raw.data = arr.buffer->data();
+    raw.shape = arr.shape;
+    raw.type = arr.type;
+    raw.type_name = elem_type_name(arr.type);
+    raw.place = Placement{Device::CUDA, arr.buffer->device_id()};
+    raw.keep_alive = py::reinterpret_borrow<py::object>(obj);
   } else if (!obj.is_none() && py::hasattr(obj, "__dlpack__") && py::hasattr(obj, "__dlpack_device__")) {
-    raw = from_dlpack(obj, *this, name);
+    raw = from_dlpack(obj, *this, name);  // DLPack first: a CAI property is never evaluated for these
   } else if (!obj.is_none() && py::hasattr(obj, "__cuda_array_interface__")) {
     raw = from_cai(obj, *this, name);
   } else {
@@ -537,9 +548,13 @@ ArrayArg ArgParser::parse_array(const char* name, py::handle obj, Accept accept,
     fail_value(std::string("argument '") + name + "' must be C-contiguous, got shape " + join_shape(raw.shape) +
                " with byte strides " + join_shape(raw.byte_strides) + "; pass a contiguous copy");
   }
-  if (raw.place.is_cuda()) {
-    check_cuda_usable(raw, *this, name);
+  if (device_buffer) {
     note_cuda_argument();  // the stream is for CUDA work: is it being captured?
+    order_device_array(*device_buffer, written, *this, name);
+    (written ? written_ : read_).push_back(device_buffer);
+  } else if (raw.place.is_cuda()) {
+    check_cuda_usable(raw, *this, name);
+    note_cuda_argument();
   }
   ArrayArg out;
   out.name = name;
@@ -674,7 +689,7 @@ Output ArgParser::output_or(const char* name, const char* arg_name, py::handle o
                             std::initializer_list<const ArrayArg*> inputs) const {
   if (out_obj.is_none()) return output(name, shape, type, where);
   output_numel(name, shape);
-  const ArrayArg out = parse_array(arg_name, out_obj, Accept::Exact, type);
+  const ArrayArg out = parse_array(arg_name, out_obj, Accept::Exact, type, /*written=*/true);
   if (out.shape != shape) fail_shape(out, join_shape(shape));
   if (out.place.device != where.device || out.place.device_id != where.device_id) {
     fail_value(std::string("argument '") + arg_name + "' must be on " + where.str() + " like the inputs, got " +
@@ -723,7 +738,7 @@ void ArgParser::require_disjoint(const Output& a, const char* a_name, const Outp
 
 void ArgParser::check_launch(zsseg::CudaStatus status) const {
   // Recorded even when the launch failed: the outputs' release must still be ordered after the allocations.
-  const int recorded = finish_launch(stream_, std::vector<py::object>(in_use_), allocated_, checks_);
+  const int recorded = finish_launch(stream_, std::vector<py::object>(in_use_), allocated_, checks_, read_, written_);
   if (status == 0 && recorded != 0) status = recorded;
   if (status != 0) {
     throw std::runtime_error(op_ + ": CUDA error " + std::to_string(status) + " (" + zsseg::cuda_error_string(status) +

@@ -21,20 +21,21 @@
 //     return out.array;
 //
 // Streams: a CUDA call enqueues its kernels on `stream` (an integer cudaStream_t; 0 = legacy default stream)
-// and returns WITHOUT synchronising. Inputs are ordered before that stream: __dlpack__ is called with the
-// stream (1 for the legacy default, as the DLPack spec asks), and a __cuda_array_interface__ "stream" entry is
-// waited on with an event. Outputs are allocated stream-ordered (cudaMallocAsync on `stream`, see
-// csrc/cuda/stream_order.h) unless the caller passes them (`out=`). After the launch (check_launch) an event is
-// recorded on `stream`; from then on nothing uses the caller's stream handle again (the caller may destroy it):
-// the returned DeviceArray orders its consumers after the event, host reads wait for it, its memory is freed
-// with cudaFreeAsync after it, and the Python owners of the inputs and `out=` arrays are kept alive until it has
-// completed (a process-wide list, polled without blocking at every op call and drained at exit).
-// CPU calls release the GIL while they compute and return NumPy arrays; passing stream != 0 with CPU arrays
-// is a ValueError.
-// CUDA graphs: while `stream` is being captured, nothing queries an event or waits on the host, outputs must be
-// given with `out=` (ValueError otherwise), producer streams are not waited for (inputs must be ready before the
-// capture starts), a CUDA class_bias is not checked on the device (check it before capturing), and the arrays a
-// captured call reads or writes must outlive the graph (their owner's job; nothing is kept alive for it).
+// and returns WITHOUT synchronising. Inputs are ordered before that stream: a DeviceArray (this module's outputs,
+// recognised without any protocol call) by its events (after its producer; as `out=` also after its readers and
+// the streams it was exported to), __dlpack__ is called with the stream (1 for the legacy default, as the DLPack
+// spec asks), and a __cuda_array_interface__ "stream" entry is waited on with an event. An object with __dlpack__
+// is never asked for __cuda_array_interface__ (torch's is a Python property: tens of microseconds per argument).
+// Outputs are allocated stream-ordered (cudaMallocAsync on `stream`, see csrc/cuda/stream_order.h) unless the caller
+// passes them (`out=`). After the launch (check_launch) an event is recorded on `stream`; from then on nothing uses the
+// caller's stream handle again (the caller may destroy it): the returned DeviceArray orders its consumers after the
+// event, host reads wait for it, its memory is freed with cudaFreeAsync after it, and the Python owners of the inputs
+// and `out=` arrays are kept alive until it has completed (a process-wide list, polled without blocking at every op
+// call and drained at exit). CPU calls release the GIL while they compute and return NumPy arrays; passing stream != 0
+// with CPU arrays is a ValueError. CUDA graphs: while `stream` is being captured, nothing queries an event or waits on
+// the host, outputs must be given with `out=` (ValueError otherwise), producer streams are not waited for (inputs must
+// be ready before the capture starts), a CUDA class_bias is not checked on the device (check it before capturing), and
+// the arrays a captured call reads or writes must outlive the graph (their owner's job; nothing is kept alive for it).
 // Messages are built with std::to_string and string concatenation only: no iostreams, whose locale facets
 // break when a static C++ runtime in _C meets the process's shared libstdc++ (see CMakeLists.txt).
 #pragma once
@@ -170,7 +171,9 @@ class ArgParser {
 
  private:
   enum class Accept { Float, UInt8, Exact };  // Exact: exactly `exact` (outputs)
-  ArrayArg parse_array(const char* name, py::handle obj, Accept accept, ElemType exact = ElemType::Other) const;
+  // `written`: the array is an output (`out=`): a DeviceArray is then ordered after its readers too.
+  ArrayArg parse_array(const char* name, py::handle obj, Accept accept, ElemType exact = ElemType::Other,
+                       bool written = false) const;
   std::string op_;
   std::int64_t stream_;
   // stream_ is being captured into a CUDA graph; known once the first CUDA argument was parsed (capture_known_)
@@ -189,6 +192,10 @@ class ArgParser {
 
  private:
   mutable std::vector<std::shared_ptr<DeviceBuffer>> allocated_;
+  // DeviceArrays this call reads (inputs) and writes (`out=`): their buffers learn the launch's completion event
+  // (a reader, or the new producer), so later readers, writers, exports and the release are ordered after it.
+  mutable std::vector<std::shared_ptr<DeviceBuffer>> read_;
+  mutable std::vector<std::shared_ptr<DeviceBuffer>> written_;
 };
 
 // An integer argument as int64: Python ints and anything with __index__ (NumPy integers), never bool (Python's
@@ -258,7 +265,15 @@ bool stream_is_capturing(std::int64_t stream);
 // `outputs` and keep `in_use` alive until it completes. Returns the CUDA status of the event record.
 int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
                   const std::vector<std::shared_ptr<DeviceBuffer>>& outputs,
-                  const std::vector<std::shared_ptr<void>>& checks);
+                  const std::vector<std::shared_ptr<void>>& checks,
+                  const std::vector<std::shared_ptr<DeviceBuffer>>& read = {},
+                  const std::vector<std::shared_ptr<DeviceBuffer>>& written = {});
+// A DeviceArray argument of an op launched on `stream`: make the launch wait for the work that produced it and, when
+// the op writes it (`written`, an `out=`), for its readers and the streams it was exported to as well. While
+// `stream` is captured into a CUDA graph no wait can be made (it would be on an event recorded outside the capture:
+// illegal, it invalidates the capture), so the array must be ready: ValueError "<op>: argument '<name>' ..." if its
+// producer (or, for `written`, a reader) has not finished. Never blocks.
+void order_device_array(const DeviceBuffer& buffer, bool written, const ArgParser& args, const char* name);
 
 // ---- DLPack ABI (dlpack.h v1.x; only what the boundary needs) -----------------------------------------
 namespace dlpack {

@@ -121,12 +121,51 @@ bool ArgParser::check_bias_on_device(const ArrayArg& bias) const {
   return true;
 }
 
+void order_device_array(const DeviceBuffer& buffer, bool written, const ArgParser& args, const char* name) {
+  so::StreamBuffer& sb = stream_buffer(buffer);
+  const auto ready = sb.ready();
+  const auto readers = written ? sb.readers() : std::vector<std::shared_ptr<so::ReadyEvent>>();
+  if (args.capturing()) {
+    // No wait can be captured on an event recorded outside the capture (cudaErrorStreamCaptureIsolation): the
+    // array must be complete already (queried in the relaxed capture mode, which a capture allows).
+    const bool pending_write = ready && !ready->done();
+    bool pending_read = false;
+    for (const auto& reader : readers) pending_read = pending_read || !reader->done();
+    if (pending_write || pending_read) {
+      args.fail_value(std::string("argument '") + name + "' is a DeviceArray that a launch still " +
+                      (pending_write ? "writes" : "reads") +
+                      ", and a CUDA graph capture cannot wait for work outside it; synchronise first (e.g. "
+                      "zsseg_rt.ops.native_module().check_pending_errors(wait=True)) and then capture");
+    }
+    return;
+  }
+  const cudaStream_t stream = static_cast<cudaStream_t>(args.stream());
+  cudaError_t status = ready ? ready->order_before(stream) : cudaSuccess;
+  for (const auto& reader : readers) {
+    if (status == cudaSuccess) status = reader->order_before(stream);
+  }
+  if (written) {  // what other libraries do with it on the streams it was exported to must come first too
+    for (cudaStream_t consumer : sb.consumers()) {
+      if (status == cudaSuccess && consumer != stream) status = so::wait_for_stream(stream, consumer);
+    }
+  }
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    args.fail_value(std::string("argument '") + name + "': could not order the launch after the DeviceArray's " +
+                    "producer: " + cudaGetErrorString(status));
+  }
+}
+
 int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
                   const std::vector<std::shared_ptr<DeviceBuffer>>& outputs,
-                  const std::vector<std::shared_ptr<void>>& checks) {
+                  const std::vector<std::shared_ptr<void>>& checks,
+                  const std::vector<std::shared_ptr<DeviceBuffer>>& read,
+                  const std::vector<std::shared_ptr<DeviceBuffer>>& written) {
   if (so::capturing(so::as_stream(stream))) {
     // Captured into a CUDA graph: the work runs when the graph is launched, so an event recorded now could
-    // never be queried (cudaErrorCapturedEvent); what the graph reads is its owner's to keep alive.
+    // never be queried (cudaErrorCapturedEvent); what the graph reads is its owner's to keep alive. A DeviceArray
+    // the graph writes is filled by replays this library cannot see: its host reads wait for the device.
+    for (const auto& buffer : written) stream_buffer(*buffer).set_graph_written();
     return 0;
   }
   int device = 0;
@@ -151,6 +190,11 @@ int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
     stream_buffer(*buffer).set_ready(ready);
     buffer->checks = checks;
   }
+  for (const auto& buffer : written) {  // an out= DeviceArray: this launch is its producer now
+    stream_buffer(*buffer).set_ready(ready);
+    buffer->checks = checks;
+  }
+  for (const auto& buffer : read) stream_buffer(*buffer).add_reader(ready);
   in_use_list().keep_until(ready, std::move(held));
   return 0;
 }
@@ -163,9 +207,11 @@ bool ArgParser::check_bias_on_device(const ArrayArg&) const {
   return false;
 }
 int finish_launch(std::int64_t, std::vector<py::object>&&, const std::vector<std::shared_ptr<DeviceBuffer>>&,
-                  const std::vector<std::shared_ptr<void>>&) {
+                  const std::vector<std::shared_ptr<void>>&, const std::vector<std::shared_ptr<DeviceBuffer>>&,
+                  const std::vector<std::shared_ptr<DeviceBuffer>>&) {
   return 0;
 }
+void order_device_array(const DeviceBuffer&, bool, const ArgParser&, const char*) {}
 #endif
 
 // ---- DeviceBuffer -----------------------------------------------------------------------------------
@@ -268,6 +314,30 @@ py::capsule make_capsule(const DeviceArray& arr, const char* name) {
   return py::reinterpret_steal<py::capsule>(capsule);
 }
 
+// Wait (without the GIL) until the DeviceArray's content is complete: its producing launch, or the whole device
+// when a CUDA graph writes it. Throws RuntimeError naming `what` on a CUDA error.
+void wait_for_content(const DeviceArray& arr, const char* what) {
+#ifdef ZSSEG_WITH_CUDA
+  so::StreamBuffer& sb = stream_buffer(*arr.buffer);
+  const auto ready = sb.ready();
+  const bool graph = sb.graph_written();
+  if (!graph && (!ready || ready->done())) return;
+  cudaError_t status;
+  {
+    py::gil_scoped_release release;  // other Python threads run while this one waits for the GPU
+    CudaDeviceGuard guard(Placement{Device::CUDA, arr.buffer->device_id()});
+    status = graph ? cudaDeviceSynchronize() : ready->synchronize();
+  }
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
+  }
+#else
+  (void)arr;
+  (void)what;
+#endif
+}
+
 // Make the consumer's stream (DLPack numbering: 1 legacy default, 2 per-thread, else a pointer) wait for
 // the stream the array was produced on.
 void order_for_consumer(const DeviceArray& arr, const py::object& stream) {
@@ -288,6 +358,7 @@ void order_for_consumer(const DeviceArray& arr, const py::object& stream) {
   const cudaStream_t consumer_stream = consumer == 1   ? cudaStreamLegacy
                                        : consumer == 2 ? cudaStreamPerThread
                                                        : so::as_stream(consumer);
+  if (stream_buffer(*arr.buffer).graph_written()) wait_for_content(arr, "DeviceArray.__dlpack__");
   const auto ready = stream_buffer(*arr.buffer).ready();
   const cudaError_t status = ready ? ready->order_before(consumer_stream) : cudaSuccess;
   // The release of the buffer waits for what the consumer enqueues on its stream (see stream_order.h).
@@ -325,32 +396,6 @@ py::object dlpack_export(const DeviceArray& arr, const py::object& stream, const
   return std::move(capsule);
 }
 
-// CAI v3 "stream": the consumer synchronises on it. The producer's own stream may be gone by then, so this is
-// the library's release stream of the device (never destroyed), made to wait for the completion event.
-py::object cai_stream(const DeviceArray& arr) {
-#ifdef ZSSEG_WITH_CUDA
-  const auto ready = stream_buffer(*arr.buffer).ready();
-  if (!ready || ready->done()) return py::none();  // nothing to wait for
-  cudaStream_t stream = so::release_stream(arr.buffer->device_id());
-  if (stream != nullptr && ready->order_before(stream) == cudaSuccess) {
-    return py::int_(reinterpret_cast<std::uintptr_t>(stream));
-  }
-  cudaGetLastError();
-  cudaError_t status;
-  {
-    py::gil_scoped_release release;  // last resort: wait here
-    status = ready->synchronize();
-  }
-  if (status != cudaSuccess) {
-    cudaGetLastError();
-    throw std::runtime_error(std::string("DeviceArray.__cuda_array_interface__: ") + cudaGetErrorString(status));
-  }
-#else
-  (void)arr;
-#endif
-  return py::none();
-}
-
 py::dict cuda_array_interface(const DeviceArray& arr) {
 #ifdef ZSSEG_WITH_CUDA
   // CAI names no consumer stream: the release waits for the legacy default stream (and so every blocking stream).
@@ -362,7 +407,10 @@ py::dict cuda_array_interface(const DeviceArray& arr) {
   cai["data"] = py::make_tuple(reinterpret_cast<std::uintptr_t>(arr.buffer->data()), false);
   cai["strides"] = py::none();
   cai["version"] = 3;
-  cai["stream"] = cai_stream(arr);
+  // Consumers of this interface may ignore its "stream" (torch.as_tensor does): the content is complete before the
+  // dict is handed out, so None (no synchronisation needed) is true for every consumer.
+  wait_for_content(arr, "DeviceArray.__cuda_array_interface__");
+  cai["stream"] = py::none();
   return cai;
 }
 
@@ -374,15 +422,22 @@ py::array to_numpy(const DeviceArray& arr) {
                                                   : py::dtype::of<float>();
   py::array host(dtype, dims);
 #ifdef ZSSEG_WITH_CUDA
+  wait_for_content(arr, "DeviceArray.numpy");
   CudaDeviceGuard guard(Placement{Device::CUDA, arr.buffer->device_id()});
-  const auto ready = stream_buffer(*arr.buffer).ready();
   void* destination = host.mutable_data();
   const std::size_t bytes = static_cast<std::size_t>(shape_numel(arr.shape)) * elem_size(arr.type);
-  cudaError_t status;
+  cudaError_t status = cudaSuccess;
   {
     py::gil_scoped_release release;  // other Python threads run while this one waits for the GPU
-    status = ready ? ready->synchronize() : cudaSuccess;
-    if (status == cudaSuccess) status = cudaMemcpy(destination, arr.buffer->data(), bytes, cudaMemcpyDeviceToHost);
+    // The copy runs on this library's own non-blocking stream, in the relaxed capture mode: legal while another
+    // thread captures a graph (cudaMemcpy would use the legacy stream, illegal then). It comes after the producer,
+    // which the host waited for above.
+    so::RelaxedCaptureScope relaxed;
+    cudaStream_t copy_stream = so::release_stream(arr.buffer->device_id());
+    if (copy_stream == nullptr) status = cudaErrorInvalidResourceHandle;
+    if (status == cudaSuccess)
+      status = cudaMemcpyAsync(destination, arr.buffer->data(), bytes, cudaMemcpyDeviceToHost, copy_stream);
+    if (status == cudaSuccess) status = cudaStreamSynchronize(copy_stream);
   }
   if (status != cudaSuccess) {
     cudaGetLastError();
@@ -448,13 +503,21 @@ void register_device(py::module_& m) {
       "this build's kernels (no code for its architecture) and how to rebuild.");
 
   py::class_<DeviceArray>(m, "DeviceArray",
-                          "C-contiguous CUDA memory returned by the CUDA ops. Consume it with torch.from_dlpack(x), "
-                          "torch.as_tensor(x, device='cuda') or CuPy; the memory lives as long as any consumer.")
+                          "C-contiguous CUDA memory returned by the CUDA ops; the memory lives as long as any "
+                          "consumer. Pass it to another op as it is (ordered by its events, no wait), or consume it "
+                          "with torch.from_dlpack(x) (ordered on torch's current stream, no wait). "
+                          "__cuda_array_interface__ (torch.as_tensor, CuPy) waits on the host until the producing "
+                          "launch has finished: torch ignores the interface's 'stream', so the content must be "
+                          "complete when it is handed out.")
       .def_property_readonly("shape", [](const DeviceArray& a) { return py::tuple(py::cast(a.shape)); })
       .def_property_readonly("dtype", [](const DeviceArray& a) { return std::string(elem_type_name(a.type)); })
       .def_property_readonly("device",
                              [](const DeviceArray& a) { return "cuda:" + std::to_string(a.buffer->device_id()); })
       .def_property_readonly("nbytes", [](const DeviceArray& a) { return a.buffer->bytes(); })
+      .def_property_readonly(
+          "ptr", [](const DeviceArray& a) { return reinterpret_cast<std::uintptr_t>(a.buffer->data()); },
+          "The device address (an int), without waiting for or ordering after anything: for binding the memory "
+          "elsewhere (e.g. a TensorRT tensor address) on a stream ordered after this array's producer.")
       .def_property_readonly(
           "stream", [](const DeviceArray& a) { return a.stream; },
           "The integer cudaStream_t the op was given (0 = default stream); informational only: consumers are "
@@ -470,7 +533,8 @@ void register_device(py::module_& m) {
             return true;
 #endif
           },
-          "True when the producing launch has finished (never blocks).")
+          "True when the launch that last wrote it has finished (never blocks). Writes by a replayed CUDA graph are "
+          "not tracked: numpy() and the exports of such an array wait for the whole device.")
       .def_property_readonly("__cuda_array_interface__", &cuda_array_interface)
       .def("__dlpack__", &dlpack_export, py::kw_only(), py::arg("stream") = py::none(),
            py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(), py::arg("copy") = py::none())

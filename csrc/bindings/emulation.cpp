@@ -23,7 +23,10 @@ cudaStream_t to_stream(std::int64_t value) {
 class PyStreamHold {
  public:
   explicit PyStreamHold(std::int64_t stream) : hold_(std::make_unique<zs_emu::StreamHold>(to_stream(stream))) {}
-  void release() { hold_.reset(); }
+  void release() {
+    py::gil_scoped_release unlocked;  // release() waits for the streams to settle
+    hold_.reset();
+  }
 
  private:
   std::unique_ptr<zs_emu::StreamHold> hold_;
@@ -41,7 +44,38 @@ py::dict stats() {
   d["streams_created"] = s.streams_created;
   d["streams_destroyed"] = s.streams_destroyed;
   d["capture_violations"] = s.capture_violations;
+  d["pool_os_allocations"] = s.pool_os_allocations;
+  d["pool_os_releases"] = s.pool_os_releases;
+  d["pool_reuses"] = s.pool_reuses;
+  d["pool_reuse_dependencies"] = s.pool_reuse_dependencies;
+  d["graph_launches"] = s.graph_launches;
+  d["ops_run"] = s.ops_run;
   return d;
+}
+
+py::list take_reports() {
+  {
+    py::gil_scoped_release release;  // the streams finish what they can first (no Python in their work)
+    zs_emu::settle();
+  }
+  py::list out;
+  for (const zs_emu::Report& r : zs_emu::take_reports()) out.append(py::make_tuple(r.kind, r.message));
+  return out;
+}
+
+unsigned mutation_mask(const std::vector<std::string>& names) {
+  unsigned mask = 0;
+  for (const std::string& name : names) {
+    bool known = false;
+    for (const auto& entry : zs_emu::mutation_names()) {
+      if (name == entry.first) {
+        mask |= entry.second;
+        known = true;
+      }
+    }
+    if (!known) throw py::value_error("unknown mutation '" + name + "'");
+  }
+  return mask;
 }
 
 }  // namespace
@@ -60,6 +94,52 @@ void register_emulation(py::module_& m) {
       "True while the allocation at `ptr` has not been returned (a pending cudaFreeAsync still counts).");
   e.def("live_allocations", [] { return zs_emu::live_allocations(); });
   e.def("set_memory_pools", [](bool enabled) { zs_emu::device_config().memory_pools = enabled; });
+  e.def("take_reports", &take_reports,
+        "Wait for the streams to settle, then return and clear what the emulated runtime reported: (kind, message) "
+        "pairs; kind is 'race' (unordered accesses to one allocation), 'use-after-free' (freed pool memory) or "
+        "'misuse' (a destroyed handle, a bad free).");
+  e.def(
+      "settle",
+      [] {
+        py::gil_scoped_release release;
+        zs_emu::settle();
+      },
+      "Wait until every stream has run what it can (work behind a StreamHold stays pending).");
+  e.def(
+      "seed", [] { return zs_emu::options().seed; },
+      "The seed of the streams' random delays and of graph node order (ZS_EMU_SEED; random when unset).");
+  e.def("max_delay_us", [] { return zs_emu::options().max_delay_us; }, "Largest random delay of an operation.");
+  e.def(
+      "mutations",
+      [] {
+        std::vector<std::string> names;
+        const unsigned mask = zs_emu::mutation_mask().load();
+        for (const auto& entry : zs_emu::mutation_names())
+          if (mask & entry.second) names.emplace_back(entry.first);
+        return names;
+      },
+      "The ordering mutations in force (ZS_EMU_MUTATION).");
+  e.def(
+      "set_mutations", [](const std::vector<std::string>& names) { zs_emu::set_mutations(mutation_mask(names)); },
+      py::arg("names"),
+      "Make the emulator commit a class of ordering bug: drop_event_wait, free_before_consumer, skip_host_wait, "
+      "wrong_launch_stream (see csrc/emu/cuda_emu_runtime.h). [] turns them off.");
+  e.def("mutation_names", [] {
+    std::vector<std::string> names;
+    for (const auto& entry : zs_emu::mutation_names()) names.emplace_back(entry.first);
+    return names;
+  });
+  e.def(
+      "pool_reserved_bytes",
+      [](int device) {
+        cudaMemPool_t pool = nullptr;
+        std::uint64_t value = 0;
+        if (cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess)
+          cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &value);
+        cudaGetLastError();
+        return value;
+      },
+      py::arg("device") = 0, "Bytes the device's default pool holds (allocated or free).");
   e.def("set_integrated", [](bool integrated) { zs_emu::device_config().integrated = integrated; });
 }
 #else

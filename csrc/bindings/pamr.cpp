@@ -83,6 +83,11 @@ py::object pamr(py::handle mask_obj, py::handle image_obj, std::int64_t iteratio
   p.num_dilations = static_cast<int>(dilations.size());
   for (std::size_t i = 0; i < dilations.size(); ++i) p.dilations[i] = dilations[i];
   p.iterations = static_cast<int>(iterations);
+  if (where.is_cuda() && args.capturing()) {  // before any allocation, so the capture stays valid
+    args.fail_value(
+        "on CUDA it allocates its workspaces (weights, scratch) on every call, which a CUDA graph capture cannot "
+        "contain; run pamr outside the capture");
+  }
   const std::int64_t neighbours = 8 * static_cast<std::int64_t>(dilations.size());
   args.output_numel("weights (workspace)", {p.batch, neighbours, p.height, p.width});  // before any allocation
   Output out = args.output_or("output", "out", out_obj, {p.batch, p.classes, p.height, p.width}, ElemType::Float32,

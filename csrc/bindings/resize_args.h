@@ -143,6 +143,11 @@ inline std::pair<std::optional<ArrayArg>, std::int64_t> parse_class_map(const Ar
   const std::int32_t* values = map->ptr<std::int32_t>();
   if (map->place.is_cuda()) {
 #ifdef ZSSEG_WITH_CUDA
+    if (args.capturing()) {  // the read-back below is a host synchronisation: illegal in a capture
+      args.fail_value(
+          "argument 'class_of' on CUDA is read back to the host to be checked, which a CUDA graph capture cannot "
+          "contain; call segment_windows with a CUDA class_of outside the capture");
+    }
     host.resize(static_cast<std::size_t>(names));
     CudaDeviceGuard guard(map->place);
     const auto stream = static_cast<cudaStream_t>(args.stream());

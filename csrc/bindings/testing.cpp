@@ -257,19 +257,96 @@ void register_testing(py::module_& m) {
   });
   t.def(
       "begin_capture",
-      [](std::int64_t s) {
-        check(cudaStreamBeginCapture(to_stream(s), cudaStreamCaptureModeGlobal), "cudaStreamBeginCapture");
+      [](std::int64_t s, const std::string& mode) {
+        const cudaStreamCaptureMode m = mode == "global"         ? cudaStreamCaptureModeGlobal
+                                        : mode == "thread_local" ? cudaStreamCaptureModeThreadLocal
+                                        : mode == "relaxed"      ? cudaStreamCaptureModeRelaxed
+                                                                 : throw py::value_error(
+                                                                       "mode: global, "
+                                                                       "thread_local or relaxed");
+        check(cudaStreamBeginCapture(to_stream(s), m), "cudaStreamBeginCapture");
       },
-      "Start capturing stream `s` into a CUDA graph (global mode).");
+      py::arg("stream"), py::arg("mode") = "global", "Start capturing stream `s` into a CUDA graph.");
   t.def(
       "end_capture",
-      [](std::int64_t s) {
+      [](std::int64_t s, bool keep) -> py::object {
         cudaGraph_t graph = nullptr;
         const cudaError_t status = cudaStreamEndCapture(to_stream(s), &graph);
-        if (graph != nullptr) cudaGraphDestroy(graph);
+        if (graph != nullptr && !keep) cudaGraphDestroy(graph);
         check(status, "cudaStreamEndCapture");
+        if (!keep) return py::none();
+        return py::int_(to_int(graph));
       },
-      "End the capture; RuntimeError when it was invalidated (an illegal call during the capture).");
+      py::arg("stream"), py::arg("keep") = false,
+      "End the capture; RuntimeError when it was invalidated (an illegal call during the capture). keep=True "
+      "returns the graph (an int handle) instead of destroying it.");
+  t.def("is_capturing", [](std::int64_t s) {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    check(cudaStreamIsCapturing(to_stream(s), &status), "cudaStreamIsCapturing");
+    return status == cudaStreamCaptureStatusNone     ? std::string("none")
+           : status == cudaStreamCaptureStatusActive ? std::string("active")
+                                                     : std::string("invalidated");
+  });
+  t.def("graph_node_count", [](std::intptr_t graph) {
+    std::size_t count = 0;
+    check(cudaGraphGetNodes(reinterpret_cast<cudaGraph_t>(graph), nullptr, &count), "cudaGraphGetNodes");
+    return count;
+  });
+  t.def("graph_instantiate", [](std::intptr_t graph) {
+    cudaGraphExec_t exec = nullptr;
+    check(cudaGraphInstantiate(&exec, reinterpret_cast<cudaGraph_t>(graph), 0), "cudaGraphInstantiate");
+    return to_int(exec);
+  });
+  t.def("graph_launch", [](std::intptr_t exec, std::int64_t s) {
+    check(cudaGraphLaunch(reinterpret_cast<cudaGraphExec_t>(exec), to_stream(s)), "cudaGraphLaunch");
+  });
+  t.def("graph_exec_destroy", [](std::intptr_t exec) {
+    check(cudaGraphExecDestroy(reinterpret_cast<cudaGraphExec_t>(exec)), "cudaGraphExecDestroy");
+  });
+  t.def("graph_destroy",
+        [](std::intptr_t graph) { check(cudaGraphDestroy(reinterpret_cast<cudaGraph_t>(graph)), "cudaGraphDestroy"); });
+  t.def("event_create", [] {
+    cudaEvent_t event = nullptr;
+    check(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+    return to_int(event);
+  });
+  t.def("event_destroy",
+        [](std::intptr_t e) { check(cudaEventDestroy(reinterpret_cast<cudaEvent_t>(e)), "cudaEventDestroy"); });
+  t.def("event_record", [](std::intptr_t e, std::int64_t s) {
+    check(cudaEventRecord(reinterpret_cast<cudaEvent_t>(e), to_stream(s)), "cudaEventRecord");
+  });
+  t.def(
+      "event_query",
+      [](std::intptr_t e) {
+        const cudaError_t status = cudaEventQuery(reinterpret_cast<cudaEvent_t>(e));
+        if (status == cudaErrorNotReady) return false;
+        check(status, "cudaEventQuery");
+        return true;
+      },
+      "True when the event's work is done (False: not ready; RuntimeError for an error).");
+  t.def(
+      "stream_wait_event",
+      [](std::int64_t s, std::intptr_t e, bool external) {
+        check(cudaStreamWaitEvent(to_stream(s), reinterpret_cast<cudaEvent_t>(e),
+                                  external ? cudaEventWaitExternal : cudaEventWaitDefault),
+              "cudaStreamWaitEvent");
+      },
+      py::arg("stream"), py::arg("event"), py::arg("external") = false);
+  t.def("exchange_capture_mode", [](const std::string& mode) {
+    cudaStreamCaptureMode m = mode == "global"         ? cudaStreamCaptureModeGlobal
+                              : mode == "thread_local" ? cudaStreamCaptureModeThreadLocal
+                                                       : cudaStreamCaptureModeRelaxed;
+    check(cudaThreadExchangeStreamCaptureMode(&m), "cudaThreadExchangeStreamCaptureMode");
+    return m == cudaStreamCaptureModeGlobal        ? std::string("global")
+           : m == cudaStreamCaptureModeThreadLocal ? std::string("thread_local")
+                                                   : std::string("relaxed");
+  });
+  t.def(
+      "memset_async",
+      [](std::intptr_t ptr, int value, std::size_t bytes, std::int64_t s) {
+        check(cudaMemsetAsync(to_ptr(ptr), value, bytes, to_stream(s)), "cudaMemsetAsync");
+      },
+      "Fill `bytes` bytes at `ptr` with `value`, enqueued on stream `s`.");
   t.def("pointer_kind", [](std::intptr_t ptr) {
     cudaPointerAttributes attr{};
     check(cudaPointerGetAttributes(&attr, to_ptr(ptr)), "cudaPointerGetAttributes");

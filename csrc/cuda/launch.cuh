@@ -4,7 +4,8 @@
 #if defined(ZS_CUDA_EMULATION)
 // Grid dimensions the launchers cap at (grid-stride loops cover the rest); tests lower it to make them wrap.
 #define ZS_CUDA_GRID_CAP (::zs_emu::grid_cap())
-#define ZS_LAUNCH(kernel, grid, block, stream, ...) ::zs_emu::launch(kernel, grid, block, stream, __VA_ARGS__)
+#define ZS_LAUNCH(kernel, grid, block, stream, ...) \
+  ::zs_emu::launch_named(#kernel, kernel, grid, block, stream, __VA_ARGS__)
 #else
 #define ZS_CUDA_GRID_CAP (static_cast<std::int64_t>(65535))
 #define ZS_LAUNCH(kernel, grid, block, stream, ...) kernel<<<grid, block, 0, stream>>>(__VA_ARGS__)

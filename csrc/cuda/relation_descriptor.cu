@@ -1,6 +1,6 @@
-// CUDA relation descriptor. With weight, a block owns a (class tile, output tile) pair: it computes the
-// text-only term text . W[:, D:]^T once into registers, then for each image b of its batch chunk adds
-// (text * g_b) . W[:, :D]^T, with g_b applied while loading the text tile (no concat, no scratch memory).
+// CUDA relation descriptor. With weight, a block owns a (class tile, output tile) pair and, for each image b of its
+// batch chunk, runs one K loop over concat(text * g_b, text) . W^T (2D columns; g_b applied while storing the text
+// tile: no concat, no scratch memory). Slabs are prefetched into registers one K step ahead (tile_gemm.cuh).
 #include "tile_gemm.cuh"
 #include "zsseg/relation_descriptor.h"
 
@@ -8,24 +8,49 @@ namespace zsseg {
 namespace {
 using namespace dense_cuda;
 
-// acc = A[rows c0.., :] (each column k scaled by k_scale[k]) . B[rows o0.., :]^T over `depth`.
-template <int Tile, class T, int P = PerThread<Tile>::value>
-__device__ void tile_product(TilePair<Tile>& tiles, const T* a, std::int64_t lda, std::int64_t a_rows, std::int64_t c0,
-                             const T* k_scale, const T* b, std::int64_t ldb, std::int64_t b_rows, std::int64_t o0,
-                             std::int64_t depth, float (&acc)[P][P]) {
-  const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-  for (std::int64_t k0 = 0; k0 < depth; k0 += kDepth) {
-    load_tile<Tile>(tiles.a, a, lda, a_rows, c0, depth, k0, k_scale);
-    load_tile<Tile>(tiles.b, b, ldb, b_rows, o0, depth, k0, static_cast<const T*>(nullptr));
-    __syncthreads();
-    multiply_tiles<Tile>(tiles, acc, ty, tx);
-    __syncthreads();
+// The A operand of the folded product, concat(text * g_b, text) [C, 2D], for one slab: k < D takes text[c, k]
+// scaled by g_b[k], k >= D takes text[c, k - D] unscaled. Scalar loads (the seam at D breaks vector alignment),
+// unrolled: one batch.
+template <int Tile, class T>
+__device__ __forceinline__ void load_relation_a(Fragment<Tile, T>& f, const T* __restrict__ text,
+                                                const T* __restrict__ global_b, std::int64_t num_classes,
+                                                std::int64_t c0, std::int64_t dim, std::int64_t k0) {
+  constexpr int kPer = Slab<Tile>::kPer;
+  const int r = static_cast<int>(threadIdx.x) / Slab<Tile>::kLanesPerRow;
+  const int kk = (static_cast<int>(threadIdx.x) % Slab<Tile>::kLanesPerRow) * kPer;
+  const std::int64_t c = c0 + r;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const std::int64_t k = k0 + kk + i;
+    const bool product = k < dim;
+    const std::int64_t d = product ? k : k - dim;
+    f.x[i] = c < num_classes && k < 2 * dim ? text[c * dim + d] : from_float<T>(0.0f);
+    f.scale[i] = product ? global_b[k] : from_float<T>(1.0f);
   }
 }
 
-// grid.x: output tiles, grid.y: class tiles (strided), grid.z: chunks of `batch_chunk` images.
+// Slab [k0, k0 + kDepth) of the A operand: with D a multiple of kDepth (512 in every model here) a slab lies wholly in
+// one half, so it is text[:, k0..] scaled by g_b or text[:, k0 - D..], loaded like any tile (vector loads); else
+// the per-element form.
+template <int Tile, class T>
+__device__ __forceinline__ void load_relation_slab(Fragment<Tile, T>& f, const T* __restrict__ text,
+                                                   const T* __restrict__ global_b, std::int64_t num_classes,
+                                                   std::int64_t c0, std::int64_t dim, std::int64_t k0, bool whole_slabs,
+                                                   bool text_vectors) {
+  if (!whole_slabs) {
+    load_relation_a<Tile>(f, text, global_b, num_classes, c0, dim, k0);
+  } else if (k0 < dim) {
+    load_fragment<Tile>(f, text, dim, num_classes, c0, dim, k0, global_b, text_vectors);
+  } else {
+    load_fragment<Tile>(f, text, dim, num_classes, c0, dim, k0 - dim, static_cast<const T*>(nullptr), text_vectors);
+  }
+}
+
+// grid.x: output tiles, grid.y: class tiles (strided), grid.z: chunks of `batch_chunk` images. Per image one K loop
+// over the 2D columns of concat(text * g_b, text) . W^T (the text-only half no longer a second loop: one serial
+// chain, prefetched throughout), k ascending with one fmaf per k for both tile sizes.
 template <class T, int Tile>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     relation_linear_kernel(const T* __restrict__ text, const T* __restrict__ global, const T* __restrict__ weight,
                            const T* __restrict__ bias, T* __restrict__ out, std::int64_t batch,
                            std::int64_t num_classes, std::int64_t dim, std::int64_t out_dim, std::int64_t c_tiles,
@@ -36,14 +61,29 @@ __global__ void __launch_bounds__(kThreads)
   const std::int64_t b_begin = static_cast<std::int64_t>(blockIdx.z) * batch_chunk;
   const std::int64_t b_end = b_begin + batch_chunk < batch ? b_begin + batch_chunk : batch;
   const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+  const std::int64_t depth = 2 * dim;
+  const bool weight_vectors = vector_loads_ok<Tile>(weight, depth);
+  const bool text_vectors = vector_loads_ok<Tile>(text, dim), whole_slabs = dim % kDepth == 0;
   for (std::int64_t c_tile = blockIdx.y; c_tile < c_tiles; c_tile += gridDim.y) {
     const std::int64_t c0 = c_tile * Tile;
-    float base[P][P] = {};  // text . W[:, D:]^T, independent of b
-    tile_product<Tile>(tiles, text, dim, num_classes, c0, static_cast<const T*>(nullptr), weight + dim, 2 * dim,
-                       out_dim, o0, dim, base);
     for (std::int64_t b = b_begin; b < b_end; ++b) {
+      const T* global_b = global + b * dim;
       float acc[P][P] = {};
-      tile_product<Tile>(tiles, text, dim, num_classes, c0, global + b * dim, weight, 2 * dim, out_dim, o0, dim, acc);
+      Fragment<Tile, T> fa, fb;
+      load_relation_slab<Tile>(fa, text, global_b, num_classes, c0, dim, 0, whole_slabs, text_vectors);
+      load_fragment<Tile>(fb, weight, depth, out_dim, o0, depth, 0, static_cast<const T*>(nullptr), weight_vectors);
+      for (std::int64_t k0 = 0; k0 < depth; k0 += kDepth) {
+        store_fragment<Tile>(tiles.a, fa, true);
+        store_fragment<Tile>(tiles.b, fb, false);
+        __syncthreads();
+        if (k0 + kDepth < depth) {  // the next slab's loads are in flight while this one is multiplied
+          load_relation_slab<Tile>(fa, text, global_b, num_classes, c0, dim, k0 + kDepth, whole_slabs, text_vectors);
+          load_fragment<Tile>(fb, weight, depth, out_dim, o0, depth, k0 + kDepth, static_cast<const T*>(nullptr),
+                              weight_vectors);
+        }
+        multiply_tiles<Tile>(tiles, acc, ty, tx);
+        __syncthreads();
+      }
       for (int i = 0; i < P; ++i) {
         const std::int64_t c = c0 + ty * P + i;
         if (c >= num_classes) break;
@@ -51,7 +91,7 @@ __global__ void __launch_bounds__(kThreads)
           const std::int64_t o = o0 + tx * P + j;
           if (o >= out_dim) break;
           const float shift = bias != nullptr ? to_float(bias[o]) : 0.0f;
-          out[(b * num_classes + c) * out_dim + o] = from_float<T>(acc[i][j] + base[i][j] + shift);
+          out[(b * num_classes + c) * out_dim + o] = from_float<T>(acc[i][j] + shift);
         }
       }
     }

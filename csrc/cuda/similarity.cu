@@ -11,7 +11,7 @@ using namespace dense_cuda;
 // rows are computed first (scaled, so no fp32 overflow/underflow) and folded into the tile loads, as the CPU
 // folds them into its operand packing: the products are of unit-length rows and cannot overflow either.
 template <class T, int Tile>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     similarity_kernel(const T* __restrict__ patches, const T* __restrict__ text, T* __restrict__ out,
                       std::int64_t num_patches, std::int64_t num_classes, std::int64_t dim, bool text_batched,
                       bool normalize, float scale, std::int64_t n_tiles, std::int64_t c_tiles) {
@@ -23,6 +23,8 @@ __global__ void __launch_bounds__(kThreads)
   const T* patch_rows = patches + b * num_patches * dim;                   // [N, D]
   const T* text_rows = text + (text_batched ? b * num_classes * dim : 0);  // [C, D]
   const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+  const bool text_vectors = vector_loads_ok<Tile>(text_rows, dim),
+             patch_vectors = vector_loads_ok<Tile>(patch_rows, dim);
   if (normalize && threadIdx.x >= Tile && threadIdx.x < 2 * Tile) {
     const std::int64_t n = n0 + (threadIdx.x - Tile);
     patch_inverse[threadIdx.x - Tile] = n < num_patches ? inverse_row_norm_scaled(patch_rows + n * dim, dim) : 0.0f;
@@ -34,13 +36,20 @@ __global__ void __launch_bounds__(kThreads)
       const std::int64_t c = c0 + threadIdx.x;
       text_inverse[threadIdx.x] = c < num_classes ? inverse_row_norm_scaled(text_rows + c * dim, dim) : 0.0f;
     }
-    __syncthreads();  // the inverse norms are read by every thread's tile loads
+    __syncthreads();           // the inverse norms are read by every thread's tile loads
+    Fragment<Tile, T> fa, fb;  // slabs prefetched into registers one K step ahead
+    load_fragment<Tile>(fa, text_rows, dim, num_classes, c0, dim, 0, static_cast<const T*>(nullptr), text_vectors);
+    load_fragment<Tile>(fb, patch_rows, dim, num_patches, n0, dim, 0, static_cast<const T*>(nullptr), patch_vectors);
     for (std::int64_t k0 = 0; k0 < dim; k0 += kDepth) {
-      load_tile<Tile>(tiles.a, text_rows, dim, num_classes, c0, dim, k0, static_cast<const T*>(nullptr),
-                      normalize ? text_inverse : nullptr);
-      load_tile<Tile>(tiles.b, patch_rows, dim, num_patches, n0, dim, k0, static_cast<const T*>(nullptr),
-                      normalize ? patch_inverse : nullptr);
+      store_fragment<Tile>(tiles.a, fa, false, normalize ? text_inverse : nullptr);
+      store_fragment<Tile>(tiles.b, fb, false, normalize ? patch_inverse : nullptr);
       __syncthreads();
+      if (k0 + kDepth < dim) {  // the next slab's loads are in flight while this one is multiplied
+        load_fragment<Tile>(fa, text_rows, dim, num_classes, c0, dim, k0 + kDepth, static_cast<const T*>(nullptr),
+                            text_vectors);
+        load_fragment<Tile>(fb, patch_rows, dim, num_patches, n0, dim, k0 + kDepth, static_cast<const T*>(nullptr),
+                            patch_vectors);
+      }
       multiply_tiles<Tile>(tiles, acc, ty, tx);
       __syncthreads();
     }

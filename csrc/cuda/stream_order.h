@@ -10,6 +10,12 @@
 //     reads wait for the event, and the buffer is released with cudaFreeAsync on a stream of this library's own
 //     (release_stream(), one per device, never destroyed) after waiting for the event. So a caller may destroy its
 //     stream right after the call.
+//   * The device's default pool keeps up to kPoolReleaseThreshold bytes of freed memory (its release threshold,
+//     0 by default, would return freed memory to the system at every synchronisation: the next allocation then
+//     maps it again).
+//   * An output passed back to a later op (a DeviceArray input, or `out=`) is ordered by its events: a read after
+//     the write that produced it, a write (`out=`) after that write, after every read of it by this library's
+//     launches (add_reader) and after the streams it was exported to.
 //   * Pool memory is never released with cudaFree: unlike cudaMalloc memory, cudaFree of pool memory does NOT
 //     wait for the device, so work still writing or reading it would race with its next owner.
 //   * A buffer exported to another library (__dlpack__, __cuda_array_interface__) is released after the work
@@ -140,12 +146,41 @@ inline cudaStream_t release_stream(int device) {
   return streams[device];
 }
 
+// The release threshold this library gives the device's default memory pool: memory freed to the pool is kept
+// (not returned to the system at every synchronisation and mapped again by the next allocation, which the
+// runtime's default threshold of 0 does) up to this many bytes.
+constexpr std::uint64_t kPoolReleaseThreshold = 256ull << 20;
+
+// Raise the default pool's release threshold of `device` to kPoolReleaseThreshold, once per device (a larger
+// threshold set by the application or another library is kept).
+inline void configure_pool(int device) {
+  constexpr int kMaxDevices = 64;
+  static std::once_flag once[kMaxDevices];
+  if (device < 0 || device >= kMaxDevices) return;
+  std::call_once(once[device], [device] {
+    cudaMemPool_t pool = nullptr;
+    if (cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess) {
+      cudaGetLastError();
+      return;
+    }
+    std::uint64_t current = 0;
+    if (cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &current) != cudaSuccess) {
+      cudaGetLastError();
+      return;
+    }
+    if (current >= kPoolReleaseThreshold) return;
+    std::uint64_t wanted = kPoolReleaseThreshold;
+    if (cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &wanted) != cudaSuccess) cudaGetLastError();
+  });
+}
+
 inline bool memory_pools_supported(int device) {
   int value = 0;
   if (cudaDeviceGetAttribute(&value, cudaDevAttrMemoryPoolsSupported, device) != cudaSuccess) {
     cudaGetLastError();
     return false;
   }
+  if (value != 0) configure_pool(device);
   return value != 0;
 }
 
@@ -269,15 +304,35 @@ class StreamBuffer {
   std::size_t bytes() const { return bytes_; }
   int device() const { return device_; }
   bool pooled() const { return pooled_; }
-  // The event recorded after the work that writes the buffer: consumers and the release wait for it.
+  // The event recorded after the work that writes the buffer: consumers and the release wait for it. A new write
+  // (the buffer given as `out=`) was ordered after every earlier read (see readers()): they are forgotten.
   void set_ready(std::shared_ptr<ReadyEvent> event) {
     std::lock_guard<std::mutex> lock(mutex_);
     ready_ = std::move(event);
+    readers_.clear();
   }
   std::shared_ptr<ReadyEvent> ready() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return ready_;
   }
+  // A launch of this library that reads the buffer (an op input): a later write (`out=`) and the release are
+  // ordered after it. Finished reads are dropped as new ones come.
+  void add_reader(std::shared_ptr<ReadyEvent> event) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<std::shared_ptr<ReadyEvent>> kept;
+    for (auto& reader : readers_)
+      if (!reader->done()) kept.push_back(std::move(reader));
+    kept.push_back(std::move(event));
+    readers_.swap(kept);
+  }
+  std::vector<std::shared_ptr<ReadyEvent>> readers() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return readers_;
+  }
+  // Written by a launch captured into a CUDA graph: its content comes from replays this library cannot see, so
+  // host reads and exports wait for the whole device first.
+  void set_graph_written() { graph_written_ = true; }
+  bool graph_written() const { return graph_written_; }
   // Exported to another library that works on `consumer` (cudaStreamLegacy for the legacy default stream,
   // cudaStreamPerThread for the per-thread default stream of the exporting thread): the release waits for the
   // work enqueued there until then.
@@ -303,6 +358,9 @@ class StreamBuffer {
     cudaStream_t release = release_stream(device_);
     if (release == nullptr) return false;
     if (ready_ && ready_->order_before(release) != cudaSuccess) return false;
+    for (const auto& reader : readers_) {
+      if (reader->order_before(release) != cudaSuccess) return false;
+    }
     for (cudaStream_t consumer : consumers_) {
       if (wait_for_stream(release, consumer) != cudaSuccess) return false;
     }
@@ -317,6 +375,8 @@ class StreamBuffer {
   bool per_thread_consumer_ = false;
   std::vector<cudaStream_t> consumers_;
   std::shared_ptr<ReadyEvent> ready_;
+  std::vector<std::shared_ptr<ReadyEvent>> readers_;
+  std::atomic<bool> graph_written_{false};
 };
 
 // Objects kept alive until the work recorded in their event has completed. `Payload` is destroyed outside the

@@ -50,22 +50,82 @@ struct PerThread {
   static constexpr int value = Tile / 16;
 };
 
-// tile[k][r] = X[row0 + r, k0 + k] * k_scale[k0 + k] * row_scale[r] (both optional; row_scale indexes the tile's
-// rows), zero outside [rows, depth).
+// Per-thread share of one Tile x kDepth slab: kPer consecutive k of one row (4 for 64-tiles, 2 for 32-tiles), a
+// compile-time count, so the loads are unrolled into registers and issued as one batch (a run-time trip count,
+// Tile * kDepth / kThreads, made nvcc emit a remainder loop that issued one load at a time: the first H100 run's
+// 32-tile kernels). Thread t owns row t / (kDepth / kPer) and k offset (t % (kDepth / kPer)) * kPer.
+template <int Tile>
+struct Slab {
+  static constexpr int kPer = Tile * kDepth / kThreads;
+  static constexpr int kLanesPerRow = kDepth / kPer;
+  static_assert(kPer * kThreads == Tile * kDepth && (kPer == 2 || kPer == 4), "tile / thread shape");
+};
+
+// The raw values of one slab (loaded for the next K step while the current one is multiplied).
+// Raw element type T: converting fp16 right after its load would make the next load wait for it.
 template <int Tile, class T>
-__device__ __forceinline__ void load_tile(float (*tile)[Tile + kPad], const T* x, std::int64_t ld, std::int64_t rows,
-                                          std::int64_t row0, std::int64_t depth, std::int64_t k0, const T* k_scale,
-                                          const float* row_scale = nullptr) {
-  for (int e = threadIdx.x; e < Tile * kDepth; e += kThreads) {
-    const int r = e / kDepth, k = e % kDepth;
-    const std::int64_t row = row0 + r, col = k0 + k;
-    float value = 0.0f;
-    if (row < rows && col < depth) {
-      value = to_float(x[row * ld + col]);
-      if (k_scale != nullptr) value *= to_float(k_scale[col]);
-      if (row_scale != nullptr) value *= row_scale[r];
+struct Fragment {
+  T x[Slab<Tile>::kPer];      // X[row, k0 + kk + i], 0 outside [rows, depth)
+  T scale[Slab<Tile>::kPer];  // k_scale[k0 + kk + i] (1 without one)
+};
+
+// Vector loads of kPer floats (float4 / float2) where the row start is aligned: X 16- (8-) byte aligned and ld a
+// multiple of kPer; otherwise (or for fp16, or at the depth's edge) scalar loads, still unrolled.
+template <int Tile, class T>
+__device__ __forceinline__ bool vector_loads_ok(const T* x, std::int64_t ld) {
+  constexpr int kPer = Slab<Tile>::kPer;
+  return sizeof(T) == 4 && reinterpret_cast<std::uintptr_t>(x) % (kPer * sizeof(T)) == 0 && ld % kPer == 0;
+}
+
+template <int Tile, class T>
+__device__ __forceinline__ void load_fragment(Fragment<Tile, T>& f, const T* __restrict__ x, std::int64_t ld,
+                                              std::int64_t rows, std::int64_t row0, std::int64_t depth, std::int64_t k0,
+                                              const T* __restrict__ k_scale, bool vector_ok) {
+  constexpr int kPer = Slab<Tile>::kPer;
+  const int r = static_cast<int>(threadIdx.x) / Slab<Tile>::kLanesPerRow;
+  const int kk = (static_cast<int>(threadIdx.x) % Slab<Tile>::kLanesPerRow) * kPer;
+  const std::int64_t row = row0 + r, col = k0 + kk;
+  const bool full = row < rows && col + kPer <= depth;
+  if constexpr (sizeof(T) == 4) {
+    if (full && vector_ok) {
+      const float* at = reinterpret_cast<const float*>(x + row * ld + col);
+      if constexpr (kPer == 4) {
+        const float4 v = __ldg(reinterpret_cast<const float4*>(at));
+        f.x[0] = from_float<T>(v.x), f.x[1] = from_float<T>(v.y), f.x[2] = from_float<T>(v.z),
+        f.x[3] = from_float<T>(v.w);
+      } else {
+        const float2 v = __ldg(reinterpret_cast<const float2*>(at));
+        f.x[0] = from_float<T>(v.x), f.x[1] = from_float<T>(v.y);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < kPer; ++i)
+        f.x[i] = row < rows && col + i < depth ? x[row * ld + col + i] : from_float<T>(0.0f);
     }
-    tile[k][r] = value;
+  } else {
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) f.x[i] = row < rows && col + i < depth ? x[row * ld + col + i] : from_float<T>(0.0f);
+  }
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    f.scale[i] = k_scale != nullptr && col + i < depth ? k_scale[col + i] : from_float<T>(1.0f);
+  }
+}
+
+// tile[k][r] = X[row0 + r, k0 + k] * k_scale[k0 + k] * row_scale[r] (both optional; row_scale indexes the tile's
+// rows), zero outside [rows, depth): the fragment's values, scaled in the same order as before the rework.
+template <int Tile, class T>
+__device__ __forceinline__ void store_fragment(float (*tile)[Tile + kPad], const Fragment<Tile, T>& f, bool has_k_scale,
+                                               const float* row_scale = nullptr) {
+  constexpr int kPer = Slab<Tile>::kPer;
+  const int r = static_cast<int>(threadIdx.x) / Slab<Tile>::kLanesPerRow;
+  const int kk = (static_cast<int>(threadIdx.x) % Slab<Tile>::kLanesPerRow) * kPer;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    float value = to_float(f.x[i]);
+    if (has_k_scale) value *= to_float(f.scale[i]);
+    if (row_scale != nullptr) value *= row_scale[r];
+    tile[kk + i][r] = value;
   }
 }
 

@@ -15,24 +15,14 @@
 //   dimension); a bad one is reported by cudaGetLastError() as cudaErrorInvalidConfiguration.
 // * __half is IEEE binary16 stored in 16 bits; conversions round to nearest even (the hardware's
 //   __float2half_rn), through the compiler's _Float16.
-// * The runtime calls of the binding layer (csrc/bindings, csrc/cuda/stream_order.h), in cuda_emu_runtime.h:
-//   streams, events, memory (cudaMalloc, pool memory from cudaMallocAsync, managed memory, page-locked host
-//   memory mapped into the device's address space as with unified addressing), pointer attributes, device
-//   attributes, stream capture state and cudaFuncGetAttributes. Work "runs" at once, but a test can hold a stream
-//   (zs_emu::StreamHold): events recorded on it, streams made to wait for such an event, and memory freed
-//   asynchronously on such a stream stay pending until the hold is released (or something synchronises with
-//   it, as a GPU would finish the work). As on a GPU, cudaFree of ordinary device memory waits for the whole
-//   device, while cudaFree of pool memory does NOT: it is returned at once, pending work or not (the real
-//   runtime leaves ordering pool frees to the caller). Stream and event handles are heap objects, so a use
-//   after cudaStreamDestroy / cudaEventDestroy is a heap-use-after-free under AddressSanitizer.
-//   zs_emu::runtime_stats() counts what a test wants to forbid (implicitly synchronising cudaMalloc/cudaFree,
-//   blocking synchronisations, pool memory freed with cudaFree while work was pending) and
-//   zs_emu::device_config() sets what the "device" reports (device count, memory pools, a missing kernel image).
-//   Stream capture is state only (captured work still runs at once): what it models is which calls are illegal
-//   while a capture is active (queries, synchronisations, cudaMalloc/cudaFree: they fail with
-//   cudaErrorStreamCaptureUnsupported and invalidate the capture, as in the default global capture mode).
+// * A launch is asynchronous, as on a GPU: ZS_LAUNCH checks the configuration and copies the arguments, and the
+//   grid runs later on the worker thread of its stream, when the stream reaches it (one kernel at a time across
+//   streams: __shared__ memory is one static instance). The runtime API (cuda_emu_runtime.h) runs every stream
+//   as an ordered queue with seeded random delays, with the legacy stream's implicit synchronisation, stream-ordered
+//   pool memory, events, stream capture into graphs that run only when launched, and a happens-before race
+//   detector that reports unordered accesses to the same allocation; see its header comment.
 // What it cannot model: device math functions (expf, sqrtf, fmaf contraction as compiled by nvcc), timing,
-// warp scheduling, memory coherence subtleties, real concurrency of streams, the driver.
+// warp scheduling, memory coherence subtleties, kernels of different streams overlapping in time, the driver.
 #pragma once
 #include <atomic>
 #include <cmath>
@@ -42,6 +32,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -80,10 +71,17 @@ enum cudaError_t : int {
   cudaErrorInvalidDevice = 101,
   cudaErrorNoKernelImageForDevice = 209,
   cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalState = 401,
   cudaErrorNotReady = 600,
   cudaErrorLaunchFailure = 719,
+  cudaErrorNotSupported = 801,
   cudaErrorStreamCaptureUnsupported = 900,
   cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureMerge = 902,
+  cudaErrorStreamCaptureUnmatched = 903,
+  cudaErrorStreamCaptureUnjoined = 904,
+  cudaErrorStreamCaptureIsolation = 905,
+  cudaErrorStreamCaptureImplicit = 906,
   cudaErrorCapturedEvent = 907,
   cudaErrorStreamCaptureWrongThread = 908,
 };
@@ -235,19 +233,73 @@ inline bool valid_configuration(dim3 grid, dim3 block) {
   return true;
 }
 
-// kernel<<<grid, block, 0, stream>>>(args...): arguments are copied per thread, as CUDA passes them by value.
+// One memory access of an operation, for the race detector (cuda_emu_runtime.h): kernel pointer arguments
+// (const pointee = read, otherwise write), copies, memsets, allocations and frees.
+struct Access {
+  enum Role : unsigned char { kUse, kAllocate, kRelease };
+  const void* ptr = nullptr;
+  std::size_t bytes = 0;  // 0: from ptr to the end of its allocation
+  bool write = false;
+  Role role = kUse;              // a stream-ordered allocation or free of pool memory (a write that changes its state)
+  std::uint64_t generation = 0;  // kAllocate / kRelease: which allocation of the pool block
+};
+// A kernel parameter's accesses: pointers directly; a struct parameter through an overload
+// `void emu_accesses(const Params&, std::vector<zs_emu::Access>&)` found by argument-dependent lookup (declared
+// next to the kernel, under ZS_CUDA_EMULATION); anything else has none.
+template <class T, class = void>
+struct HasEmuAccesses : std::false_type {};
+template <class T>
+struct HasEmuAccesses<
+    T, std::void_t<decltype(emu_accesses(std::declval<const T&>(), std::declval<std::vector<Access>&>()))>>
+    : std::true_type {};
+template <class T>
+void param_accesses(const T& value, std::vector<Access>& out) {
+  if constexpr (std::is_pointer<T>::value) {
+    using Pointee = std::remove_pointer_t<T>;
+    if (value != nullptr) out.push_back(Access{static_cast<const void*>(value), 0, !std::is_const<Pointee>::value});
+  } else if constexpr (HasEmuAccesses<T>::value) {
+    emu_accesses(value, out);
+  }
+}
+template <class Tuple, std::size_t... I>
+void tuple_accesses(const Tuple& t, std::vector<Access>& out, std::index_sequence<I...>) {
+  (param_accesses(std::get<I>(t), out), ...);
+}
+
+// Defined in cuda_emu_runtime.h: enqueue a kernel's body on `stream` (or record it into a capture).
+cudaError_t enqueue_kernel(cudaStream_t stream, std::string label, std::function<void()> body,
+                           std::vector<Access> accesses);
+std::mutex& kernel_mutex();
+
+// kernel<<<grid, block, 0, stream>>>(args...): the configuration is checked at once (cudaGetLastError), the
+// arguments are copied now (CUDA passes them by value at the launch: a pointer captured into a graph stays that
+// pointer), and the grid runs when `stream` reaches it, on the stream's worker thread.
 template <class... Params, class... Args>
-void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t /*stream: runs synchronously*/,
-            Args&&... args) {
+void launch_named(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
+                  Args&&... args) {
   if (!valid_configuration(grid, block)) {
     last_error() = cudaErrorInvalidConfiguration;
     return;
   }
-  const std::tuple<std::decay_t<Params>...> copied(std::forward<Args>(args)...);
-  run_grid(grid, block, [&] {
-    std::tuple<std::decay_t<Params>...> local = copied;
-    std::apply(kernel, local);
-  });
+  using Copied = std::tuple<std::decay_t<Params>...>;
+  auto copied = std::make_shared<const Copied>(std::forward<Args>(args)...);
+  std::vector<Access> accesses;
+  tuple_accesses(*copied, accesses, std::index_sequence_for<Params...>());
+  const cudaError_t status = enqueue_kernel(
+      stream, name,
+      [kernel, grid, block, copied] {
+        std::lock_guard<std::mutex> one_kernel_at_a_time(kernel_mutex());
+        run_grid(grid, block, [&] {
+          Copied local = *copied;
+          std::apply(kernel, local);
+        });
+      },
+      std::move(accesses));
+  if (status != cudaSuccess) last_error() = status;
+}
+template <class... Params, class... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
+  launch_named("kernel", kernel, grid, block, stream, std::forward<Args>(args)...);
 }
 
 }  // namespace zs_emu
@@ -268,3 +320,11 @@ inline cudaError_t cudaGetLastError() {
 }
 
 #include "cuda_emu_runtime.h"  // NOLINT(build/include): the runtime API on top of the execution model
+
+namespace zs_emu {
+inline std::mutex& kernel_mutex() {
+  return runtime().kernel_mutex;
+}
+}  // namespace zs_emu
+
+#include "cuda_emu_intrinsics.h"  // NOLINT(build/include): device intrinsics beyond the basics (vector types...)

@@ -1,28 +1,92 @@
-// The CUDA runtime API of the host emulation (included by cuda_emu.h; see its header comment for the model):
-// devices, streams, events, stream capture state, memory of every kind the binding layer meets (device, pool,
-// managed, page-locked host memory mapped into the device's address space), pointer attributes.
+// The CUDA runtime API of the host emulation (included by cuda_emu.h; see its header comment for the model).
 //
-// Rules it follows because the real runtime does (and the binding layer depends on them):
-// * cudaFree of memory from cudaMalloc waits for the whole device first; cudaFree of memory from cudaMallocAsync
-//   (a memory pool) does NOT: the memory is returned at once, whatever work is still pending.
-// * With unified addressing (every 64-bit Linux system), cudaHostAlloc memory is mapped: cudaPointerGetAttributes
-//   reports cudaMemoryTypeHost with devicePointer == hostPointer (what a Jetson's zero-copy frame buffer is), and
-//   ordinary host memory (malloc, NumPy) reports cudaMemoryTypeUnregistered.
-// * While a stream capture in the default global mode is active, queries, synchronisations and cudaMalloc /
-//   cudaFree / cudaHostAlloc / cudaMemcpy fail with cudaErrorStreamCaptureUnsupported from any thread whose
-//   capture mode is not relaxed, and invalidate the capture (cudaStreamEndCapture then fails with
-//   cudaErrorStreamCaptureInvalidated). An event recorded on a capturing stream belongs to the graph: querying or
-//   waiting for it on the host fails with cudaErrorCapturedEvent.
+// Every stream is a queue of operations run IN ORDER by a worker thread of its own, asynchronously to the host
+// thread that enqueued them, after a seeded random delay (ZS_EMU_SEED, ZS_EMU_DELAY_US), so the interleaving of
+// streams differs from run to run as it does on a GPU. What the emulation follows because the real runtime does:
+//
+// * Kernels (ZS_LAUNCH), cudaMemcpyAsync, cudaMemsetAsync, cudaLaunchHostFunc, event records, cudaStreamWaitEvent,
+//   cudaMallocAsync and cudaFreeAsync are operations on their stream: they happen when the stream reaches them.
+//   Kernels of different streams never overlap in time (one "SM"); copies may run while a kernel runs.
+// * The legacy default stream (0 / cudaStreamLegacy) synchronises implicitly with every BLOCKING stream of its
+//   device (cudaStreamDefault flags, and the per-thread default stream): an operation on it waits for the work
+//   enqueued before it on those streams, and their later operations wait for it. Non-blocking streams take no
+//   part in this. cudaMemcpy (synchronous) is an operation on the legacy stream followed by a host wait, so it does
+//   NOT wait for non-blocking streams either; with pageable host memory cudaMemcpyAsync is synchronous too.
+// * cudaStreamSynchronize / cudaEventSynchronize wait for that work only; cudaDeviceSynchronize waits for every
+//   stream of the process. cudaFree of cudaMalloc / managed / pinned memory waits for the whole device; cudaFree of
+//   pool memory does NOT (it is returned at once, pending work or not).
+// * Pool memory (cudaMallocAsync) is stream-ordered. A block freed with cudaFreeAsync goes back to the pool when
+//   its stream reaches the free, then is filled with 0xFF bytes (NaN as float, -1 as int; poisoned under
+//   AddressSanitizer until its next allocation). The pool hands it out again as the real pool does by default: at
+//   once on the stream that freed it, to another stream once the free has completed, or to another stream with a
+//   dependency on the free inserted (cudaMemPoolReuseAllowInternalDependencies). At every host synchronisation the
+//   pool releases unused memory above its release threshold (cudaMemPoolAttrReleaseThreshold, 0 by default) to the
+//   system, counted in runtime_stats().pool_os_releases; a later allocation maps it again (pool_os_allocations).
+// * Stream capture records operations into a graph instead of running them; they run only when an instantiated
+//   graph is launched (cudaGraphLaunch), with the kernel arguments and copy addresses captured (a buffer changed
+//   or reallocated after the capture is read or written as it is at replay), independent branches of the graph in
+//   a seeded random order. A stream that waits for an event recorded in a capture joins that capture; the capture
+//   must end on its origin stream with every joined stream joined back. Illegal during capture (the call fails and
+//   invalidates the capture, which cudaStreamEndCapture then reports with a null graph), as the CUDA programming
+//   guide lists: querying or synchronising a capturing stream, a captured event or the device; a wait on an event
+//   recorded outside the capture without cudaEventWaitExternal; any use of the legacy stream while a blocking
+//   stream of its device captures; potentially unsafe calls (cudaMalloc, cudaFree, cudaMallocHost/cudaHostAlloc,
+//   cudaFreeHost, cudaMemcpy, event and stream queries and synchronisations) from a thread whose capture mode
+//   forbids them (cudaThreadExchangeStreamCaptureMode: global, thread-local, relaxed); pageable host memory in a
+//   captured copy.
+// * Handles: a destroyed stream or event is never reused; using it is reported (see below) and fails with
+//   cudaErrorInvalidResourceHandle. Work enqueued before cudaStreamDestroy still completes.
+//
+// Reports (zs_emu::take_reports(), _C._emulation.take_reports() in Python): what a GPU would not flag but gets
+// wrong. A happens-before race detector: every operation carries a vector clock (its stream's order, the events it
+// waited for, the host's synchronisations), and every access of a kernel (its pointer arguments: const = read,
+// otherwise write), copy, memset, allocation or free to an allocation is checked against the last write and the
+// reads since then: two accesses, at least one a write, with no ordering between them is a "race", whichever runs
+// first. An access to pool memory that was freed is a "use-after-free"; use of a destroyed handle is "misuse".
+// Reports are printed to stderr as they happen; tests fail on any report (python_tests/conftest.py,
+// cpp_tests/emulation/emu_test_utils.h).
+//
+// Mutations (ZS_EMU_MUTATION=name[,name], or set_mutations): the emulator itself makes a class of ordering bug, to
+// prove that the tests see it. drop_event_wait: cudaStreamWaitEvent does nothing. free_before_consumer:
+// cudaFreeAsync frees on a stream of its own, ordered after nothing its stream waits for (readers elsewhere).
+// skip_host_wait: cudaStreamSynchronize / cudaEventSynchronize /
+// cudaDeviceSynchronize return without waiting (and every operation is delayed, so the host reads before the work
+// ran: a result read before a graph replay or a kernel finished). wrong_launch_stream: kernels run on a stream of
+// their own instead of the one they were launched on.
 #pragma once
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ZS_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ZS_EMU_ASAN 1
+#endif
+#endif
+#if defined(ZS_EMU_ASAN)
+#include <sanitizer/asan_interface.h>
+#define ZS_EMU_POISON(addr, size) ASAN_POISON_MEMORY_REGION(addr, size)
+#define ZS_EMU_UNPOISON(addr, size) ASAN_UNPOISON_MEMORY_REGION(addr, size)
+#else
+#define ZS_EMU_POISON(addr, size) ((void)(addr), (void)(size))
+#define ZS_EMU_UNPOISON(addr, size) ((void)(addr), (void)(size))
+#endif
 
 enum cudaDeviceAttr : int {
   cudaDevAttrMultiProcessorCount = 16,
@@ -59,6 +123,16 @@ enum cudaStreamCaptureMode : int {
   cudaStreamCaptureModeThreadLocal = 1,
   cudaStreamCaptureModeRelaxed = 2,
 };
+enum cudaMemPoolAttr : int {
+  cudaMemPoolReuseFollowEventDependencies = 1,
+  cudaMemPoolReuseAllowOpportunistic = 2,
+  cudaMemPoolReuseAllowInternalDependencies = 3,
+  cudaMemPoolAttrReleaseThreshold = 4,
+  cudaMemPoolAttrReservedMemCurrent = 5,
+  cudaMemPoolAttrReservedMemHigh = 6,
+  cudaMemPoolAttrUsedMemCurrent = 7,
+  cudaMemPoolAttrUsedMemHigh = 8,
+};
 constexpr unsigned int cudaHostAllocDefault = 0x0;
 constexpr unsigned int cudaHostAllocPortable = 0x1;
 constexpr unsigned int cudaHostAllocMapped = 0x2;
@@ -67,6 +141,8 @@ constexpr unsigned int cudaStreamDefault = 0x0;
 constexpr unsigned int cudaStreamNonBlocking = 0x1;
 constexpr unsigned int cudaEventDefault = 0x0;
 constexpr unsigned int cudaEventDisableTiming = 0x2;
+constexpr unsigned int cudaEventWaitDefault = 0x0;
+constexpr unsigned int cudaEventWaitExternal = 0x1;
 #define cudaStreamLegacy (reinterpret_cast<cudaStream_t>(0x1))
 #define cudaStreamPerThread (reinterpret_cast<cudaStream_t>(0x2))
 struct cudaFuncAttributes {
@@ -75,28 +151,180 @@ struct cudaFuncAttributes {
   int ptxVersion = 75;
   int binaryVersion = 75;
 };
-struct CUgraph_st {};
+struct CUgraph_st;
 using cudaGraph_t = CUgraph_st*;
+struct CUgraphExec_st;
+using cudaGraphExec_t = CUgraphExec_st*;
+struct CUgraphNode_st;
+using cudaGraphNode_t = CUgraphNode_st*;
+struct CUmemPoolHandle_st;
+using cudaMemPool_t = CUmemPoolHandle_st*;
+using cudaHostFn_t = void (*)(void* user_data);
 
 namespace zs_emu {
 
-// Completion of enqueued work: done when open and every dependency is done.
-struct Gate {
-  bool open = true;
-  std::vector<std::shared_ptr<Gate>> deps;
-  bool done() const {
-    if (!open) return false;
-    for (const auto& d : deps)
-      if (d && !d->done()) return false;
-    return true;
+// ---- options, mutations, reports ---------------------------------------------------------------------------
+enum Mutation : unsigned {
+  kDropEventWait = 1u << 0,
+  kFreeBeforeConsumer = 1u << 1,
+  kSkipHostWait = 1u << 2,
+  kWrongLaunchStream = 1u << 3,
+};
+inline const std::vector<std::pair<const char*, Mutation>>& mutation_names() {
+  static const std::vector<std::pair<const char*, Mutation>> names{{"drop_event_wait", kDropEventWait},
+                                                                   {"free_before_consumer", kFreeBeforeConsumer},
+                                                                   {"skip_host_wait", kSkipHostWait},
+                                                                   {"wrong_launch_stream", kWrongLaunchStream}};
+  return names;
+}
+// Parses "a,b" into a mask; unknown names abort (a mistyped mutation must not pass as "no mutation").
+inline unsigned parse_mutations(const std::string& text) {
+  unsigned mask = 0;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = text.find(',', start);
+    const std::string name = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!name.empty()) {
+      bool known = false;
+      for (const auto& entry : mutation_names()) {
+        if (name == entry.first) {
+          mask |= entry.second;
+          known = true;
+        }
+      }
+      if (!known) {
+        std::fprintf(stderr, "zs_emu: unknown mutation '%s' (ZS_EMU_MUTATION)\n", name.c_str());
+        std::abort();
+      }
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
   }
-  void force() {  // what the GPU does eventually: finish the work
-    open = true;
-    for (const auto& d : deps)
-      if (d) d->force();
+  return mask;
+}
+
+struct Options {
+  std::uint64_t seed = 0;
+  bool seed_from_env = false;
+  int max_delay_us = 300;  // an operation waits 0..max_delay_us (half of them not at all) before it runs
+};
+inline Options& options() {
+  static Options opts = [] {
+    Options o;
+    const char* seed = std::getenv("ZS_EMU_SEED");
+    if (seed != nullptr && *seed != '\0') {
+      o.seed = std::strtoull(seed, nullptr, 0);
+      o.seed_from_env = true;
+    } else {
+      std::random_device device;
+      o.seed = (static_cast<std::uint64_t>(device()) << 32) ^ device();
+    }
+    const char* delay = std::getenv("ZS_EMU_DELAY_US");
+    if (delay != nullptr && *delay != '\0') o.max_delay_us = std::max(0, std::atoi(delay));
+    return o;
+  }();
+  return opts;
+}
+inline std::atomic<unsigned>& mutation_mask() {
+  static std::atomic<unsigned> mask{[] {
+    const char* text = std::getenv("ZS_EMU_MUTATION");
+    return text == nullptr ? 0u : parse_mutations(text);
+  }()};
+  return mask;
+}
+inline bool mutated(Mutation m) {
+  return (mutation_mask().load() & m) != 0;
+}
+
+struct Report {
+  std::string kind;  // "race", "use-after-free", "misuse", "kernel-error"
+  std::string message;
+};
+inline std::mutex& report_mutex() {
+  static auto* m = new std::mutex();
+  return *m;
+}
+inline std::vector<Report>& report_list() {
+  static auto* list = new std::vector<Report>();
+  return *list;
+}
+inline void report(const std::string& kind, const std::string& message) {
+  std::fprintf(stderr, "zs_emu %s: %s\n", kind.c_str(), message.c_str());
+  std::lock_guard<std::mutex> lock(report_mutex());
+  report_list().push_back(Report{kind, message});
+}
+inline std::vector<Report> take_reports() {
+  std::lock_guard<std::mutex> lock(report_mutex());
+  std::vector<Report> out;
+  out.swap(report_list());
+  return out;
+}
+
+inline std::string hex(const void* ptr) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%p", ptr);
+  return text;
+}
+
+// ---- happens-before ---------------------------------------------------------------------------------------------
+using Clock = std::map<std::uint32_t, std::uint64_t>;  // queue id -> last operation of that queue ordered before
+inline void join(Clock& into, const Clock& other) {
+  for (const auto& entry : other) {
+    std::uint64_t& tick = into[entry.first];
+    if (entry.second > tick) tick = entry.second;
   }
+}
+struct Epoch {  // one operation: the tick-th operation of queue `queue` (queue 0: none)
+  std::uint32_t queue = 0;
+  std::uint64_t tick = 0;
+  std::string label;
+  bool valid() const { return queue != 0; }
+};
+inline bool covers(const Clock& clock, const Epoch& epoch) {
+  if (!epoch.valid()) return true;
+  const auto it = clock.find(epoch.queue);
+  return it != clock.end() && it->second >= epoch.tick;
+}
+
+// Completion of an operation (or a test's manual gate). Fields guarded by runtime().mutex.
+struct Signal {
+  bool done = false;
+  Clock clock;  // the operation's happens-before clock (what is ordered before it, itself included)
+  Epoch epoch;  // the operation it completes (invalid for a gate)
+};
+using SignalPtr = std::shared_ptr<Signal>;
+inline SignalPtr done_signal() {
+  auto s = std::make_shared<Signal>();
+  s->done = true;
+  return s;
+}
+
+struct Op {
+  std::string label;
+  std::function<void()> run;
+  std::vector<SignalPtr> waits;
+  SignalPtr done;
+  std::vector<Access> accesses;
+  bool kernel = false;
 };
 
+struct Queue {
+  std::uint32_t id = 0;
+  int device = 0;
+  bool blocking = true;  // synchronises with the legacy stream (not cudaStreamNonBlocking)
+  bool legacy = false;
+  std::string name;
+  std::deque<std::shared_ptr<Op>> ops;
+  SignalPtr tail;  // the last operation enqueued (null: none yet)
+  Clock clock;     // its clock
+  std::uint64_t ticks = 0;
+  bool retired = false;   // its stream was destroyed: the worker ends once the queue is empty
+  bool finished = false;  // the worker has ended
+  std::thread worker;
+  std::mt19937_64 rng;
+};
+
+// ---- devices, memory, statistics --------------------------------------------------------------------------------
 struct DeviceConfig {
   int device_count = 1;
   bool memory_pools = true;
@@ -113,7 +341,13 @@ struct RuntimeStats {
   int blocking_waits = 0;  // cudaEventSynchronize / cudaStreamSynchronize / cudaDeviceSynchronize
   int streams_created = 0;
   int streams_destroyed = 0;
-  int capture_violations = 0;  // calls that are illegal during an active stream capture
+  int capture_violations = 0;       // calls that are illegal during an active stream capture
+  int pool_os_allocations = 0;      // pool blocks taken from the system (not reused from the pool)
+  int pool_os_releases = 0;         // pool blocks given back to the system at a synchronisation (release threshold)
+  int pool_reuses = 0;              // allocations served from memory the pool already held
+  int pool_reuse_dependencies = 0;  // ... of which on another stream, with a wait on the free inserted
+  int graph_launches = 0;
+  int ops_run = 0;  // operations the stream workers have run
 };
 
 enum class MemoryKind { Device, Pool, Managed, Host };
@@ -122,20 +356,51 @@ struct Allocation {
   std::size_t bytes = 0;
   int device = 0;
   unsigned int flags = 0;
+  CUgraph_st* graph = nullptr;  // a graph's allocation (cudaMallocAsync during capture)
+  // Pool memory: a block stays registered until the pool gives it back to the system. `generation` counts its
+  // allocations as the host made them (`host_owned` until the host frees it); `device_generation` is the one the
+  // streams have reached (0: free as they see it); `cancelled`: an allocation freed by cudaFree before its stream
+  // reached it (that stream's allocation then allocates nothing). Other memory: always 1 and 1.
+  bool host_owned = true;
+  std::uint64_t generation = 1;
+  std::uint64_t device_generation = 1;
+  std::uint64_t cancelled = 0;
+  SignalPtr pending_free;    // the last cudaFreeAsync of it (live until the stream has reached it)
+  Epoch last_write;          // race detector: the last operation that wrote it ...
+  std::vector<Epoch> reads;  // ... and the reads since (one per queue)
+};
+struct PoolBlock {
+  void* ptr = nullptr;
+  std::size_t bytes = 0;
+  std::uint32_t freed_on = 0;  // the queue whose cudaFreeAsync returned it
+  SignalPtr freed;             // that free's completion
+};
+struct Pool {
+  int device = 0;
+  std::uint64_t release_threshold = 0;
+  std::size_t reserved = 0;  // bytes of every block the pool holds, allocated or free
+  std::size_t used = 0;
+  std::vector<PoolBlock> free_blocks;
 };
 
+struct Capture;
+
 struct RuntimeState {
-  std::recursive_mutex mutex;
+  std::mutex mutex;  // guards everything below, streams' and events' fields, signals
+  std::condition_variable cv;
+  std::mutex kernel_mutex;  // one kernel at a time (kernels share csrc/emu's static __shared__ memory)
   DeviceConfig config;
   RuntimeStats stats;
-  std::vector<std::pair<std::shared_ptr<Gate>, void*>> pending_frees;
   std::map<std::uintptr_t, Allocation> live;  // by address: allocations not yet returned (pending frees included)
-  int global_captures = 0;                    // active (or invalidated, not yet ended) global-mode captures
+  std::map<int, Pool> pools;
+  std::vector<std::shared_ptr<Queue>> queues;
+  std::uint32_t next_queue = 1;
+  Clock host_clock;  // what every host thread has seen completed (synchronisations, successful queries)
+  std::vector<std::shared_ptr<Capture>> captures;  // active (or invalidated, not yet ended) captures
+  std::vector<std::pair<Epoch, SignalPtr>> holds;  // StreamHolds: the hold operation and its gate
+  bool exiting = false;
 };
-inline RuntimeState& runtime() {
-  static RuntimeState state;
-  return state;
-}
+inline RuntimeState& runtime();
 inline DeviceConfig& device_config() {
   return runtime().config;
 }
@@ -156,98 +421,269 @@ inline cudaStreamCaptureMode& thread_capture_mode() {
 struct CUstream_st {
   unsigned int flags = 0;
   int device = 0;
-  std::shared_ptr<zs_emu::Gate> tail;  // completion of everything enqueued so far
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  cudaStreamCaptureMode capture_mode = cudaStreamCaptureModeGlobal;
+  bool legacy = false;
+  bool destroyed = false;
+  std::shared_ptr<zs_emu::Queue> queue;
+  std::shared_ptr<zs_emu::Capture> capture;  // the capture this stream is part of (origin or joined)
+  std::vector<int> capture_deps;             // graph nodes its next captured operation depends on
 };
 struct CUevent_st {
   unsigned int flags = 0;
-  std::shared_ptr<zs_emu::Gate> gate;  // null: never recorded (counts as complete)
-  bool captured = false;               // last recorded on a capturing stream: a node of the graph
+  bool destroyed = false;
+  zs_emu::SignalPtr signal;                  // the last record's operation (null: never recorded)
+  std::shared_ptr<zs_emu::Capture> capture;  // the last record was in this capture (a node of its graph)
+  std::vector<int> capture_nodes;
 };
 
 namespace zs_emu {
 
-inline CUstream_st& legacy_stream() {
-  static CUstream_st stream;
-  return stream;
-}
-inline CUstream_st& per_thread_stream() {
-  static thread_local CUstream_st stream;
-  return stream;
-}
-inline CUstream_st& stream_of(cudaStream_t handle) {
-  if (handle == nullptr || handle == cudaStreamLegacy) return legacy_stream();
-  if (handle == cudaStreamPerThread) return per_thread_stream();
-  return *handle;
-}
-
-// Every stream capture that is (or was, until cudaStreamEndCapture) active. Guarded by runtime().mutex.
-inline std::vector<CUstream_st*>& capturing_streams() {
-  static std::vector<CUstream_st*> streams;
-  return streams;
-}
-
-// A call that is illegal while a capture is active: fails (and invalidates the captures it would break) when the
-// calling thread's mode is not relaxed and a global-mode capture is active.
-inline cudaError_t capture_check() {
-  if (thread_capture_mode() == cudaStreamCaptureModeRelaxed) return cudaSuccess;
-  std::lock_guard<std::recursive_mutex> lock(runtime().mutex);
-  if (runtime().global_captures == 0) return cudaSuccess;
-  for (CUstream_st* s : capturing_streams()) s->capture = cudaStreamCaptureStatusInvalidated;
-  ++runtime().stats.capture_violations;
-  return last_error() = cudaErrorStreamCaptureUnsupported;
-}
-
-// Frees whose stream work has completed really happen now.
-inline void collect_frees() {
-  RuntimeState& rt = runtime();
-  std::lock_guard<std::recursive_mutex> lock(rt.mutex);
-  std::vector<std::pair<std::shared_ptr<Gate>, void*>> keep;
-  for (auto& entry : rt.pending_frees) {
-    if (entry.first && !entry.first->done()) {
-      keep.push_back(entry);
-      continue;
-    }
-    rt.live.erase(reinterpret_cast<std::uintptr_t>(entry.second));
-    std::free(entry.second);
-  }
-  rt.pending_frees.swap(keep);
-}
-
-// Holds a stream: work enqueued on it from now on stays pending until release() (or the destructor).
-class StreamHold {
- public:
-  explicit StreamHold(cudaStream_t stream) : gate_(std::make_shared<Gate>()) {
-    CUstream_st& s = stream_of(stream);
-    gate_->open = false;
-    gate_->deps.push_back(s.tail);
-    s.tail = gate_;
-  }
-  ~StreamHold() { release(); }
-  void release() {
-    gate_->open = true;
-    collect_frees();
-  }
-  StreamHold(const StreamHold&) = delete;
-  StreamHold& operator=(const StreamHold&) = delete;
-
- private:
-  std::shared_ptr<Gate> gate_;
+struct GraphNode {
+  std::string label;
+  std::function<void()> run;
+  std::vector<Access> accesses;
+  std::vector<int> deps;
+  CUevent_st* external_wait = nullptr;  // an event wait node (cudaEventWaitExternal)
+  void* free_ptr = nullptr;             // a free node (cudaFreeAsync during capture)
+};
+struct Capture {
+  std::vector<GraphNode> nodes;
+  bool invalid = false;
+  cudaError_t error = cudaSuccess;  // why it was invalidated
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
+  std::thread::id thread;
+  CUstream_st* origin = nullptr;
+  std::vector<CUstream_st*> members;  // origin first, then every stream that joined
+  std::vector<void*> owned;           // allocations made in the capture (the graph's)
 };
 
-// Allocations not yet returned (a pending cudaFreeAsync still counts).
-inline std::size_t live_allocations() {
-  collect_frees();
-  std::lock_guard<std::recursive_mutex> lock(runtime().mutex);
-  return runtime().live.size();
+}  // namespace zs_emu
+
+struct CUgraph_st {
+  std::vector<zs_emu::GraphNode> nodes;
+  std::vector<void*> owned;
+  bool destroyed = false;
+};
+struct CUgraphExec_st {
+  std::shared_ptr<const std::vector<zs_emu::GraphNode>> nodes;
+  zs_emu::SignalPtr last_launch;
+  std::uint64_t launches = 0;
+  bool destroyed = false;
+};
+struct CUmemPoolHandle_st {
+  int device = 0;
+};
+
+namespace zs_emu {
+
+// Leaked on purpose: stream workers, stream and event handles and the atexit drain must outlive every static
+// destructor of the process.
+inline RuntimeState& runtime() {
+  static RuntimeState* state = [] {
+    auto* created = new RuntimeState();
+    std::atexit([] {
+      // The process ends: the GPU finishes what is enqueued (holds released), then the workers stop.
+      RuntimeState& rt = runtime();
+      std::unique_lock<std::mutex> lock(rt.mutex);
+      rt.exiting = true;
+      for (auto& hold : rt.holds) hold.second->done = true;
+      rt.holds.clear();
+      rt.cv.notify_all();
+      for (auto& q : rt.queues) q->retired = true;
+      rt.cv.notify_all();
+      std::vector<std::shared_ptr<Queue>> queues = rt.queues;
+      lock.unlock();
+      for (auto& q : queues)
+        if (q->worker.joinable()) q->worker.join();
+    });
+    return created;
+  }();
+  return *state;
 }
-inline bool is_live(const void* ptr) {
-  collect_frees();
-  std::lock_guard<std::recursive_mutex> lock(runtime().mutex);
-  return runtime().live.count(reinterpret_cast<std::uintptr_t>(ptr)) != 0;
+
+// Zombie handles: a destroyed stream or event stays allocated (flagged), so a later use is reported instead of
+// touching freed memory, and its address is never handed out again.
+inline std::vector<void*>& zombies() {
+  static auto* list = new std::vector<void*>();
+  return *list;
 }
-// The allocation holding `ptr` (any address inside it), or nullptr. Caller holds runtime().mutex.
+
+inline CUstream_st* legacy_stream(int device) {
+  static CUstream_st* streams[64] = {};
+  if (device < 0 || device >= 64) device = 0;
+  if (streams[device] == nullptr) {
+    auto* s = new CUstream_st();
+    s->legacy = true;
+    s->device = device;
+    streams[device] = s;
+  }
+  return streams[device];
+}
+void retire_queue_locked(const std::shared_ptr<Queue>& q);
+struct PerThreadStream {
+  CUstream_st* stream = nullptr;
+  ~PerThreadStream();
+};
+inline CUstream_st* per_thread_stream() {
+  static thread_local PerThreadStream holder;
+  if (holder.stream == nullptr) {
+    holder.stream = new CUstream_st();
+    holder.stream->device = current_device();
+  }
+  return holder.stream;
+}
+// The stream a handle names (nullptr / cudaStreamLegacy: the current device's legacy stream). Caller holds the lock
+// or only reads immutable fields.
+inline CUstream_st* stream_of(cudaStream_t handle) {
+  if (handle == nullptr || handle == cudaStreamLegacy) return legacy_stream(current_device());
+  if (handle == cudaStreamPerThread) return per_thread_stream();
+  return handle;
+}
+inline bool is_destroyed(const CUstream_st* s) {
+  return s->destroyed;
+}
+
+// A non-blocking stream of the emulator's own: where the mutations put the work they take out of stream order.
+inline CUstream_st* mutation_stream() {
+  static CUstream_st* s = [] {
+    auto* made = new CUstream_st();
+    made->flags = cudaStreamNonBlocking;
+    return made;
+  }();
+  return s;
+}
+
+// ---- workers -------------------------------------------------------------------------------------------------
+inline void run_op(Queue& q, Op& op);
+
+inline void worker_loop(Queue* q) {
+  RuntimeState& rt = runtime();
+  std::unique_lock<std::mutex> lock(rt.mutex);
+  for (;;) {
+    rt.cv.wait(lock, [&] { return !q->ops.empty() || q->retired; });
+    if (q->ops.empty()) break;
+    std::shared_ptr<Op> op = q->ops.front();
+    rt.cv.wait(lock, [&] {
+      for (const auto& w : op->waits)
+        if (!w->done) return false;
+      return true;
+    });
+    lock.unlock();
+    run_op(*q, *op);
+    lock.lock();
+    op->done->done = true;
+    q->ops.pop_front();
+    ++rt.stats.ops_run;
+    rt.cv.notify_all();
+  }
+  q->finished = true;
+  rt.cv.notify_all();
+}
+
+inline std::shared_ptr<Queue> make_queue_locked(int device, bool blocking, bool legacy, const std::string& name) {
+  RuntimeState& rt = runtime();
+  // Reap the workers of destroyed streams that have finished.
+  for (auto it = rt.queues.begin(); it != rt.queues.end();) {
+    if ((*it)->finished) {
+      if ((*it)->worker.joinable()) (*it)->worker.join();
+      it = rt.queues.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  auto q = std::make_shared<Queue>();
+  q->id = rt.next_queue++;
+  q->device = device;
+  q->blocking = blocking;
+  q->legacy = legacy;
+  q->name = name;
+  q->rng.seed(options().seed ^ (0x9E3779B97F4A7C15ULL * q->id));
+  q->worker = std::thread(worker_loop, q.get());
+  rt.queues.push_back(q);
+  return q;
+}
+inline Queue& queue_of_locked(CUstream_st* s) {
+  if (!s->queue) {
+    const bool blocking = s->legacy || (s->flags & cudaStreamNonBlocking) == 0;
+    std::string name = s->legacy ? "legacy stream of cuda:" + std::to_string(s->device) : "stream " + hex(s);
+    s->queue = make_queue_locked(s->device, blocking, s->legacy, name);
+  }
+  return *s->queue;
+}
+inline void retire_queue_locked(const std::shared_ptr<Queue>& q) {
+  if (!q) return;
+  q->retired = true;
+  runtime().cv.notify_all();
+}
+inline PerThreadStream::~PerThreadStream() {
+  if (stream == nullptr) return;
+  RuntimeState& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  stream->destroyed = true;
+  retire_queue_locked(stream->queue);
+  zombies().push_back(stream);
+}
+
+// Enqueue `op` on queue `q` (caller holds the lock): its clock, its implicit legacy-stream dependencies, its
+// completion signal. Returns that signal.
+inline SignalPtr enqueue_locked(Queue& q, std::shared_ptr<Op> op) {
+  RuntimeState& rt = runtime();
+  if (q.legacy) {  // the legacy stream waits for the work enqueued so far on every blocking stream of its device
+    for (const auto& other : rt.queues) {
+      if (other.get() == &q || !other->blocking || other->device != q.device || !other->tail) continue;
+      if (!other->tail->done) op->waits.push_back(other->tail);
+    }
+  } else if (q.blocking) {  // ... and they wait for it
+    Queue& legacy = queue_of_locked(legacy_stream(q.device));
+    if (legacy.tail && !legacy.tail->done) op->waits.push_back(legacy.tail);
+  }
+  auto done = std::make_shared<Signal>();
+  done->clock = q.clock;
+  join(done->clock, rt.host_clock);
+  for (const auto& w : op->waits) join(done->clock, w->clock);
+  done->epoch = Epoch{q.id, ++q.ticks, op->label};
+  done->clock[q.id] = q.ticks;
+  q.clock = done->clock;
+  op->done = done;
+  q.tail = done;
+  q.ops.push_back(std::move(op));
+  rt.cv.notify_all();
+  return done;
+}
+
+inline std::string describe_epoch(const Epoch& e) {
+  return "'" + e.label + "' (operation " + std::to_string(e.tick) + " of queue " + std::to_string(e.queue) + ")";
+}
+// The host has seen `signal` complete: everything ordered before it is ordered before later host calls.
+inline void host_saw_locked(const SignalPtr& signal) {
+  if (signal) join(runtime().host_clock, signal->clock);
+}
+// Open the StreamHolds that `signal` depends on: the host waits for that work, and on a GPU it would finish.
+inline void release_holds_before_locked(const SignalPtr& signal) {
+  RuntimeState& rt = runtime();
+  for (auto it = rt.holds.begin(); it != rt.holds.end();) {
+    if (signal == nullptr || covers(signal->clock, it->first)) {
+      if (std::getenv("ZS_EMU_DEBUG_HOLDS"))
+        std::fprintf(stderr, "zs_emu: hold %s released by a host wait for %s\n", describe_epoch(it->first).c_str(),
+                     signal ? describe_epoch(signal->epoch).c_str() : "the device");
+      it->second->done = true;
+      it = rt.holds.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  rt.cv.notify_all();
+}
+// Block until `signal` is done (lock held on entry and exit; released while waiting).
+inline void host_wait_locked(std::unique_lock<std::mutex>& lock, const SignalPtr& signal) {
+  if (!signal) return;
+  RuntimeState& rt = runtime();
+  release_holds_before_locked(signal);
+  rt.cv.wait(lock, [&] { return signal->done; });
+  host_saw_locked(signal);
+}
+
+// ---- the race detector ------------------------------------------------------------------------------------------
+// The allocation holding `ptr` (any address inside it), or nullptr. Caller holds the lock.
 inline std::pair<const std::uintptr_t, Allocation>* find_allocation(const void* ptr) {
   auto& live = runtime().live;
   const auto address = reinterpret_cast<std::uintptr_t>(ptr);
@@ -257,24 +693,176 @@ inline std::pair<const std::uintptr_t, Allocation>* find_allocation(const void* 
   const std::size_t extent = it->second.bytes == 0 ? 1 : it->second.bytes;
   return address - it->first < extent ? &*it : nullptr;
 }
-inline void reset_runtime(const DeviceConfig& config = DeviceConfig()) {
-  RuntimeState& rt = runtime();
-  std::lock_guard<std::recursive_mutex> lock(rt.mutex);
-  rt.config = config;
-  rt.stats = RuntimeStats();
-  current_device() = 0;
+inline std::string describe(const Epoch& e) {
+  return "'" + e.label + "' (operation " + std::to_string(e.tick) + " of queue " + std::to_string(e.queue) + ")";
+}
+// Check and record the accesses of an operation about to run. Caller holds the lock.
+inline void check_accesses_locked(const std::vector<Access>& accesses, const SignalPtr& done) {
+  for (const Access& access : accesses) {
+    auto* found = find_allocation(access.ptr);
+    if (found == nullptr) continue;  // memory the emulation does not track (host memory of the C++ kernel tests)
+    Allocation& a = found->second;
+    const std::string where = hex(reinterpret_cast<void*>(found->first)) + " (" + std::to_string(a.bytes) + " bytes)";
+    if (access.role == Access::kUse && a.device_generation == 0) {
+      report("use-after-free", describe(done->epoch) + " " + (access.write ? "writes" : "reads") + " " + where +
+                                   ", pool memory no allocation owns (freed in stream order before)");
+      ZS_EMU_UNPOISON(reinterpret_cast<void*>(found->first), a.bytes == 0 ? 1 : a.bytes);  // reported: let it run
+    } else if (access.role == Access::kRelease && a.device_generation != access.generation) {
+      report("misuse", describe(done->epoch) + " frees " + where + ", which is not allocated");
+    }
+    if (access.role == Access::kAllocate && access.generation != a.cancelled) a.device_generation = access.generation;
+    if (access.role == Access::kRelease) a.device_generation = 0;
+    if (a.last_write.valid() && !covers(done->clock, a.last_write)) {
+      report("race", describe(done->epoch) + (access.write ? " writes " : " reads ") + where +
+                         " without being ordered after the write by " + describe(a.last_write));
+    }
+    if (access.write) {
+      for (const Epoch& r : a.reads) {
+        if (!covers(done->clock, r)) {
+          report("race", describe(done->epoch) + " writes " + where + " without being ordered after the read by " +
+                             describe(r));
+        }
+      }
+      a.reads.clear();
+      a.last_write = done->epoch;
+    } else {
+      bool replaced = false;
+      for (Epoch& r : a.reads) {
+        if (r.queue == done->epoch.queue) {
+          r = done->epoch;
+          replaced = true;
+        }
+      }
+      if (!replaced) a.reads.push_back(done->epoch);
+    }
+  }
 }
 
-inline cudaError_t allocate(void** ptr, std::size_t bytes, MemoryKind kind, unsigned int flags = 0) {
-  *ptr = std::malloc(bytes == 0 ? 1 : bytes);
-  if (*ptr == nullptr) return last_error() = cudaErrorMemoryAllocation;
-  std::lock_guard<std::recursive_mutex> lock(runtime().mutex);
-  runtime().live[reinterpret_cast<std::uintptr_t>(*ptr)] = Allocation{kind, bytes, current_device(), flags};
+inline void delay(Queue& q) {
+  int max_us = options().max_delay_us;
+  if (mutated(kSkipHostWait)) max_us = std::max(max_us, 20000);  // the host surely looks before the work ran
+  if (max_us <= 0) return;
+  std::uint64_t draw;
+  {
+    std::lock_guard<std::mutex> lock(runtime().mutex);
+    draw = q.rng();
+  }
+  if (!mutated(kSkipHostWait) && (draw & 1) == 0) return;
+  const auto us = static_cast<int>((draw >> 1) % static_cast<std::uint64_t>(max_us + 1));
+  if (us > 0) std::this_thread::sleep_for(std::chrono::microseconds(us));
+}
+
+inline void run_op(Queue& q, Op& op) {
+  delay(q);
+  {
+    std::lock_guard<std::mutex> lock(runtime().mutex);
+    check_accesses_locked(op.accesses, op.done);
+  }
+  if (op.run) op.run();
+}
+
+inline cudaError_t& last_error_ref() {
+  return last_error();
+}
+
+// ---- capture ------------------------------------------------------------------------------------------------
+inline bool capturing(const CUstream_st* s) {
+  return s->capture != nullptr;
+}
+inline void invalidate_locked(const std::shared_ptr<Capture>& c, cudaError_t why) {
+  if (!c || c->invalid) return;
+  c->invalid = true;
+  c->error = why;
+  ++runtime().stats.capture_violations;
+}
+// A potentially unsafe call (cudaMalloc, cudaMemcpy, queries, synchronisations...) from this thread: illegal while a
+// capture forbids it (see cudaThreadExchangeStreamCaptureMode). Invalidates those captures.
+inline cudaError_t unsafe_call_check_locked() {
+  const cudaStreamCaptureMode mode = thread_capture_mode();
+  if (mode == cudaStreamCaptureModeRelaxed) return cudaSuccess;
+  const std::thread::id me = std::this_thread::get_id();
+  bool violated = false;
+  for (const auto& c : runtime().captures) {
+    const bool own = c->thread == me && c->mode != cudaStreamCaptureModeRelaxed;
+    const bool other = mode == cudaStreamCaptureModeGlobal && c->thread != me && c->mode == cudaStreamCaptureModeGlobal;
+    if (own || other) {
+      invalidate_locked(c, cudaErrorStreamCaptureUnsupported);
+      violated = true;
+    }
+  }
+  return violated ? (last_error() = cudaErrorStreamCaptureUnsupported) : cudaSuccess;
+}
+// Any use of the legacy stream of `device` while a blocking stream of that device captures is illegal.
+inline cudaError_t legacy_use_check_locked(int device) {
+  bool violated = false;
+  for (const auto& c : runtime().captures) {
+    for (CUstream_st* member : c->members) {
+      const bool blocking = (member->flags & cudaStreamNonBlocking) == 0;
+      if (blocking && member->device == device && !member->legacy) {
+        invalidate_locked(c, cudaErrorStreamCaptureImplicit);
+        violated = true;
+      }
+    }
+  }
+  return violated ? (last_error() = cudaErrorStreamCaptureImplicit) : cudaSuccess;
+}
+inline cudaError_t capture_status_error(const CUstream_st* s) {
+  return s->capture && s->capture->invalid ? cudaErrorStreamCaptureInvalidated : cudaSuccess;
+}
+
+// Record `op` as a node of the capture `s` belongs to. Caller holds the lock.
+inline cudaError_t capture_node_locked(CUstream_st* s, const std::shared_ptr<Op>& op, CUevent_st* external = nullptr,
+                                       void* free_ptr = nullptr) {
+  const auto& c = s->capture;
+  if (c->invalid) return last_error() = cudaErrorStreamCaptureInvalidated;
+  GraphNode node;
+  node.label = op->label;
+  node.run = op->run;
+  node.accesses = op->accesses;
+  node.deps = s->capture_deps;
+  node.external_wait = external;
+  node.free_ptr = free_ptr;
+  c->nodes.push_back(std::move(node));
+  s->capture_deps = {static_cast<int>(c->nodes.size()) - 1};
   return cudaSuccess;
 }
 
+// Enqueue an operation on the stream `handle` names: run on its queue, or recorded if it is capturing. Checks the
+// handle and the capture rules. Caller holds the lock.
+inline cudaError_t submit_locked(cudaStream_t handle, std::shared_ptr<Op> op, SignalPtr* done = nullptr) {
+  CUstream_st* s = stream_of(handle);
+  if (s->destroyed) {
+    report("misuse", "'" + op->label + "' enqueued on destroyed stream " + hex(s));
+    return last_error() = cudaErrorInvalidResourceHandle;
+  }
+  if (s->legacy) {
+    const cudaError_t legacy = legacy_use_check_locked(s->device);
+    if (legacy != cudaSuccess) return legacy;
+  }
+  if (capturing(s)) return capture_node_locked(s, op);
+  SignalPtr signal = enqueue_locked(queue_of_locked(s), std::move(op));
+  if (done != nullptr) *done = signal;
+  return cudaSuccess;
+}
+
+// Host wait for everything enqueued on `s` so far. Caller holds `lock`.
+inline void wait_stream_locked(std::unique_lock<std::mutex>& lock, CUstream_st* s) {
+  if (mutated(kSkipHostWait)) return;
+  if (s->legacy) {  // legacy: also what blocking streams enqueued before now (a marker operation covers it)
+    auto marker = std::make_shared<Op>();
+    marker->label = "synchronise legacy stream";
+    SignalPtr done = enqueue_locked(queue_of_locked(s), marker);
+    host_wait_locked(lock, done);
+    return;
+  }
+  if (s->queue && s->queue->tail) host_wait_locked(lock, s->queue->tail);
+}
+
+inline void trim_pools_locked();
+
 }  // namespace zs_emu
 
+// ---- reporting device errors ----------------------------------------------------------------------------------
 inline const char* cudaGetErrorString(cudaError_t error) {
   switch (error) {
     case cudaSuccess:
@@ -293,6 +881,10 @@ inline const char* cudaGetErrorString(cudaError_t error) {
       return "no kernel image is available for execution on the device";
     case cudaErrorInvalidResourceHandle:
       return "invalid resource handle";
+    case cudaErrorIllegalState:
+      return "the operation cannot be performed in the present state";
+    case cudaErrorNotSupported:
+      return "operation not supported";
     case cudaErrorNotReady:
       return "device not ready";
     case cudaErrorLaunchFailure:
@@ -301,6 +893,16 @@ inline const char* cudaGetErrorString(cudaError_t error) {
       return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated:
       return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureMerge:
+      return "operation would result in a merge of separate capture sequences";
+    case cudaErrorStreamCaptureUnmatched:
+      return "capture was not ended in the same stream as it began";
+    case cudaErrorStreamCaptureUnjoined:
+      return "capturing stream has unjoined work";
+    case cudaErrorStreamCaptureIsolation:
+      return "dependency created on uncaptured work in another stream";
+    case cudaErrorStreamCaptureImplicit:
+      return "operation would make the legacy stream depend on a capturing blocking stream";
     case cudaErrorStreamCaptureWrongThread:
       return "attempt to terminate a thread-local capture sequence from another thread";
     case cudaErrorCapturedEvent:
@@ -348,14 +950,20 @@ inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attributes, Functio
   return cudaSuccess;
 }
 inline cudaError_t cudaDeviceSynchronize() {
-  if (zs_emu::capture_check() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  ++zs_emu::runtime_stats().blocking_waits;
-  std::lock_guard<std::recursive_mutex> lock(zs_emu::runtime().mutex);
-  for (auto& entry : zs_emu::runtime().pending_frees)
-    if (entry.first) entry.first->force();
-  auto& tail = zs_emu::legacy_stream().tail;
-  if (tail) tail->force();
-  zs_emu::collect_frees();
+  zs_emu::RuntimeState& rt = zs_emu::runtime();
+  std::unique_lock<std::mutex> lock(rt.mutex);
+  if (!rt.captures.empty()) {  // synchronising the device encompasses every capturing stream: illegal
+    for (const auto& c : rt.captures) zs_emu::invalidate_locked(c, cudaErrorStreamCaptureUnsupported);
+    return zs_emu::last_error() = cudaErrorStreamCaptureUnsupported;
+  }
+  ++rt.stats.blocking_waits;
+  if (zs_emu::mutated(zs_emu::kSkipHostWait)) return cudaSuccess;
+  zs_emu::release_holds_before_locked(nullptr);
+  std::vector<zs_emu::SignalPtr> tails;
+  for (const auto& q : rt.queues)
+    if (q->tail) tails.push_back(q->tail);
+  for (const auto& tail : tails) zs_emu::host_wait_locked(lock, tail);
+  zs_emu::trim_pools_locked();
   return cudaSuccess;
 }
 
@@ -365,6 +973,7 @@ inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int 
   created->flags = flags;
   created->device = zs_emu::current_device();
   *stream = created;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   ++zs_emu::runtime_stats().streams_created;
   return cudaSuccess;
 }
@@ -375,25 +984,66 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   if (stream == nullptr || stream == cudaStreamLegacy || stream == cudaStreamPerThread) {
     return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   }
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  if (stream->destroyed) {
+    zs_emu::report("misuse", "cudaStreamDestroy of stream " + zs_emu::hex(stream) + ", already destroyed");
+    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  }
   ++zs_emu::runtime_stats().streams_destroyed;
-  delete stream;  // pending work still completes (its gates are shared); the handle is dead
+  stream->destroyed = true;  // pending work still completes; the handle is dead (kept: a later use is reported)
+  zs_emu::retire_queue_locked(stream->queue);
+  zs_emu::zombies().push_back(stream);
   return cudaSuccess;
 }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-  if (zs_emu::capture_check() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  ++zs_emu::runtime_stats().blocking_waits;
-  auto& tail = zs_emu::stream_of(stream).tail;
-  if (tail) tail->force();
-  zs_emu::collect_frees();
+  zs_emu::RuntimeState& rt = zs_emu::runtime();
+  std::unique_lock<std::mutex> lock(rt.mutex);
+  CUstream_st* s = zs_emu::stream_of(stream);
+  if (s->destroyed) {
+    zs_emu::report("misuse", "cudaStreamSynchronize of destroyed stream " + zs_emu::hex(s));
+    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  }
+  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
+  if (zs_emu::capturing(s)) {
+    zs_emu::invalidate_locked(s->capture, cudaErrorStreamCaptureUnsupported);
+    return zs_emu::last_error() = cudaErrorStreamCaptureUnsupported;
+  }
+  if (s->legacy && zs_emu::legacy_use_check_locked(s->device) != cudaSuccess) return cudaErrorStreamCaptureImplicit;
+  ++rt.stats.blocking_waits;
+  zs_emu::wait_stream_locked(lock, s);
+  zs_emu::trim_pools_locked();
   return cudaSuccess;
 }
 inline cudaError_t cudaStreamQuery(cudaStream_t stream) {
-  if (zs_emu::capture_check() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  const auto& tail = zs_emu::stream_of(stream).tail;
-  return !tail || tail->done() ? cudaSuccess : cudaErrorNotReady;
+  zs_emu::RuntimeState& rt = zs_emu::runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  CUstream_st* s = zs_emu::stream_of(stream);
+  if (s->destroyed) {
+    zs_emu::report("misuse", "cudaStreamQuery of destroyed stream " + zs_emu::hex(s));
+    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  }
+  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
+  if (zs_emu::capturing(s)) {
+    zs_emu::invalidate_locked(s->capture, cudaErrorStreamCaptureUnsupported);
+    return zs_emu::last_error() = cudaErrorStreamCaptureUnsupported;
+  }
+  if (s->legacy && zs_emu::legacy_use_check_locked(s->device) != cudaSuccess) return cudaErrorStreamCaptureImplicit;
+  if (!s->queue || !s->queue->tail || s->queue->tail->done) {
+    if (s->queue) zs_emu::host_saw_locked(s->queue->tail);
+    return cudaSuccess;
+  }
+  return cudaErrorNotReady;
 }
 inline cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
-  *status = zs_emu::stream_of(stream).capture;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  CUstream_st* s = zs_emu::stream_of(stream);
+  if (s->destroyed) {
+    zs_emu::report("misuse", "cudaStreamIsCapturing of destroyed stream " + zs_emu::hex(s));
+    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  }
+  *status = !s->capture           ? cudaStreamCaptureStatusNone
+            : s->capture->invalid ? cudaStreamCaptureStatusInvalidated
+                                  : cudaStreamCaptureStatusActive;
   return cudaSuccess;
 }
 inline cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode* mode) {
@@ -401,35 +1051,74 @@ inline cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode* mo
   return cudaSuccess;
 }
 inline cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
-  if (stream == nullptr || stream == cudaStreamLegacy) return zs_emu::last_error() = cudaErrorStreamCaptureUnsupported;
-  CUstream_st& s = zs_emu::stream_of(stream);
-  if (s.capture != cudaStreamCaptureStatusNone) return zs_emu::last_error() = cudaErrorInvalidValue;
-  std::lock_guard<std::recursive_mutex> lock(zs_emu::runtime().mutex);
-  s.capture = cudaStreamCaptureStatusActive;
-  s.capture_mode = mode;
-  zs_emu::capturing_streams().push_back(&s);
-  if (mode == cudaStreamCaptureModeGlobal) ++zs_emu::runtime().global_captures;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  CUstream_st* s = zs_emu::stream_of(stream);
+  if (s->legacy) return zs_emu::last_error() = cudaErrorStreamCaptureUnsupported;
+  if (s->destroyed) {
+    zs_emu::report("misuse", "cudaStreamBeginCapture on destroyed stream " + zs_emu::hex(s));
+    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  }
+  if (s->capture) return zs_emu::last_error() = cudaErrorIllegalState;
+  auto c = std::make_shared<zs_emu::Capture>();
+  c->mode = mode;
+  c->thread = std::this_thread::get_id();
+  c->origin = s;
+  c->members.push_back(s);
+  s->capture = c;
+  s->capture_deps.clear();
+  zs_emu::runtime().captures.push_back(c);
   return cudaSuccess;
 }
 inline cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
-  CUstream_st& s = zs_emu::stream_of(stream);
-  if (s.capture == cudaStreamCaptureStatusNone) return zs_emu::last_error() = cudaErrorInvalidValue;
-  std::lock_guard<std::recursive_mutex> lock(zs_emu::runtime().mutex);
-  auto& streams = zs_emu::capturing_streams();
-  for (std::size_t i = 0; i < streams.size(); ++i) {
-    if (streams[i] == &s) {
-      streams.erase(streams.begin() + static_cast<std::ptrdiff_t>(i));
-      break;
-    }
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  *graph = nullptr;
+  CUstream_st* s = zs_emu::stream_of(stream);
+  if (!s->capture) return zs_emu::last_error() = cudaErrorIllegalState;
+  std::shared_ptr<zs_emu::Capture> c = s->capture;
+  if (c->origin != s) {
+    zs_emu::invalidate_locked(c, cudaErrorStreamCaptureUnmatched);
+    return zs_emu::last_error() = cudaErrorStreamCaptureUnmatched;
   }
-  if (s.capture_mode == cudaStreamCaptureModeGlobal) --zs_emu::runtime().global_captures;
-  const bool valid = s.capture == cudaStreamCaptureStatusActive;
-  s.capture = cudaStreamCaptureStatusNone;
-  *graph = valid ? new CUgraph_st() : nullptr;
-  return valid ? cudaSuccess : (zs_emu::last_error() = cudaErrorStreamCaptureInvalidated);
-}
-inline cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
-  delete graph;
+  if (c->mode != cudaStreamCaptureModeRelaxed && c->thread != std::this_thread::get_id()) {
+    return zs_emu::last_error() = cudaErrorStreamCaptureWrongThread;
+  }
+  // Every stream that joined must have joined back: its last nodes are ancestors of the origin's.
+  std::vector<bool> reach(c->nodes.size(), false);
+  std::vector<int> stack(s->capture_deps.begin(), s->capture_deps.end());
+  while (!stack.empty()) {
+    const int n = stack.back();
+    stack.pop_back();
+    if (reach[static_cast<std::size_t>(n)]) continue;
+    reach[static_cast<std::size_t>(n)] = true;
+    for (int d : c->nodes[static_cast<std::size_t>(n)].deps) stack.push_back(d);
+  }
+  bool unjoined = false;
+  for (CUstream_st* member : c->members) {
+    if (member == s) continue;
+    for (int d : member->capture_deps)
+      if (!reach[static_cast<std::size_t>(d)]) unjoined = true;
+  }
+  for (CUstream_st* member : c->members) {
+    member->capture = nullptr;
+    member->capture_deps.clear();
+  }
+  auto& captures = zs_emu::runtime().captures;
+  captures.erase(std::remove(captures.begin(), captures.end(), c), captures.end());
+  if (c->invalid || unjoined) {
+    for (void* owned : c->owned) {  // a graph that is not made does not own its allocations
+      zs_emu::runtime().live.erase(reinterpret_cast<std::uintptr_t>(owned));
+      std::free(owned);
+    }
+    return zs_emu::last_error() = c->invalid ? cudaErrorStreamCaptureInvalidated : cudaErrorStreamCaptureUnjoined;
+  }
+  auto* made = new CUgraph_st();
+  made->nodes = std::move(c->nodes);
+  made->owned = std::move(c->owned);
+  for (void* owned : made->owned) {
+    auto* found = zs_emu::find_allocation(owned);
+    if (found != nullptr) found->second.graph = made;
+  }
+  *graph = made;
   return cudaSuccess;
 }
 
@@ -440,111 +1129,449 @@ inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int fla
   *event = created;
   return cudaSuccess;
 }
+inline cudaError_t cudaEventCreate(cudaEvent_t* event) {
+  return cudaEventCreateWithFlags(event, cudaEventDefault);
+}
 inline cudaError_t cudaEventDestroy(cudaEvent_t event) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  delete event;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  if (event->destroyed) {
+    zs_emu::report("misuse", "cudaEventDestroy of event " + zs_emu::hex(event) + ", already destroyed");
+    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  }
+  event->destroyed = true;  // a pending record still completes (its signal is shared); the handle is dead
+  zs_emu::zombies().push_back(event);
   return cudaSuccess;
 }
 inline cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  CUstream_st& s = zs_emu::stream_of(stream);
-  event->captured = s.capture != cudaStreamCaptureStatusNone;
-  event->gate = s.tail;
-  if (!event->gate) event->gate = std::make_shared<zs_emu::Gate>();
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  if (event->destroyed) {
+    zs_emu::report("misuse", "cudaEventRecord of destroyed event " + zs_emu::hex(event));
+    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  }
+  CUstream_st* s = zs_emu::stream_of(stream);
+  if (s->destroyed) {
+    zs_emu::report("misuse", "cudaEventRecord on destroyed stream " + zs_emu::hex(s));
+    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  }
+  if (s->legacy && zs_emu::legacy_use_check_locked(s->device) != cudaSuccess) return cudaErrorStreamCaptureImplicit;
+  if (zs_emu::capturing(s)) {
+    if (s->capture->invalid) return zs_emu::last_error() = cudaErrorStreamCaptureInvalidated;
+    event->capture = s->capture;  // a node of the graph: the event can be waited on inside the capture only
+    event->capture_nodes = s->capture_deps;
+    event->signal = nullptr;
+    return cudaSuccess;
+  }
+  auto marker = std::make_shared<zs_emu::Op>();
+  marker->label = "cudaEventRecord";
+  event->capture = nullptr;
+  event->capture_nodes.clear();
+  event->signal = zs_emu::enqueue_locked(zs_emu::queue_of_locked(s), marker);
   return cudaSuccess;
 }
 inline cudaError_t cudaEventQuery(cudaEvent_t event) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  if (zs_emu::capture_check() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  if (event->captured) return zs_emu::last_error() = cudaErrorCapturedEvent;
-  return !event->gate || event->gate->done() ? cudaSuccess : cudaErrorNotReady;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  if (event->destroyed) {
+    zs_emu::report("misuse", "cudaEventQuery of destroyed event " + zs_emu::hex(event));
+    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  }
+  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
+  if (event->capture) {
+    zs_emu::invalidate_locked(event->capture, cudaErrorCapturedEvent);
+    return zs_emu::last_error() = cudaErrorCapturedEvent;
+  }
+  if (!event->signal || event->signal->done) {
+    zs_emu::host_saw_locked(event->signal);
+    return cudaSuccess;
+  }
+  return cudaErrorNotReady;
 }
 inline cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  if (zs_emu::capture_check() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  if (event->captured) return zs_emu::last_error() = cudaErrorCapturedEvent;
-  ++zs_emu::runtime_stats().blocking_waits;
-  if (event->gate) event->gate->force();
-  zs_emu::collect_frees();
+  zs_emu::RuntimeState& rt = zs_emu::runtime();
+  std::unique_lock<std::mutex> lock(rt.mutex);
+  if (event->destroyed) {
+    zs_emu::report("misuse", "cudaEventSynchronize of destroyed event " + zs_emu::hex(event));
+    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  }
+  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
+  if (event->capture) {
+    zs_emu::invalidate_locked(event->capture, cudaErrorCapturedEvent);
+    return zs_emu::last_error() = cudaErrorCapturedEvent;
+  }
+  ++rt.stats.blocking_waits;
+  if (!zs_emu::mutated(zs_emu::kSkipHostWait)) zs_emu::host_wait_locked(lock, event->signal);
+  zs_emu::trim_pools_locked();
   return cudaSuccess;
 }
-inline cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int /*flags*/ = 0) {
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags = 0) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  CUstream_st& s = zs_emu::stream_of(stream);
-  if (event->gate && !event->gate->done()) {
-    auto joined = std::make_shared<zs_emu::Gate>();
-    joined->deps = {s.tail, event->gate};
-    s.tail = joined;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  if (event->destroyed) {
+    zs_emu::report("misuse", "cudaStreamWaitEvent on destroyed event " + zs_emu::hex(event));
+    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   }
+  CUstream_st* s = zs_emu::stream_of(stream);
+  if (s->destroyed) {
+    zs_emu::report("misuse", "cudaStreamWaitEvent of destroyed stream " + zs_emu::hex(s));
+    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  }
+  if (s->legacy && zs_emu::legacy_use_check_locked(s->device) != cudaSuccess) return cudaErrorStreamCaptureImplicit;
+  if (event->capture) {  // recorded in a capture: a dependency inside that graph
+    const auto& c = event->capture;
+    const bool active = std::find(zs_emu::runtime().captures.begin(), zs_emu::runtime().captures.end(), c) !=
+                        zs_emu::runtime().captures.end();
+    if (!active) return cudaSuccess;  // that capture has ended: the event stands for no work of this process
+    if (s->capture && s->capture != c) {
+      zs_emu::invalidate_locked(c, cudaErrorStreamCaptureMerge);
+      zs_emu::invalidate_locked(s->capture, cudaErrorStreamCaptureMerge);
+      return zs_emu::last_error() = cudaErrorStreamCaptureMerge;
+    }
+    if (c->invalid) return zs_emu::last_error() = cudaErrorStreamCaptureInvalidated;
+    if (!s->capture) {  // fork: the stream joins the capture
+      s->capture = c;
+      s->capture_deps = event->capture_nodes;
+      c->members.push_back(s);
+      return cudaSuccess;
+    }
+    for (int n : event->capture_nodes)
+      if (std::find(s->capture_deps.begin(), s->capture_deps.end(), n) == s->capture_deps.end())
+        s->capture_deps.push_back(n);
+    return cudaSuccess;
+  }
+  if (zs_emu::capturing(s)) {  // a capturing stream waiting for work outside its capture
+    if ((flags & cudaEventWaitExternal) == 0) {
+      zs_emu::invalidate_locked(s->capture, cudaErrorStreamCaptureIsolation);
+      return zs_emu::last_error() = cudaErrorStreamCaptureIsolation;
+    }
+    auto node = std::make_shared<zs_emu::Op>();
+    node->label = "external event wait";
+    return zs_emu::capture_node_locked(s, node, event);
+  }
+  if (zs_emu::mutated(zs_emu::kDropEventWait)) return cudaSuccess;
+  if (!event->signal || event->signal->done) {
+    // complete already: nothing to wait for, but what it completed is ordered before the stream's next work
+    if (event->signal) {
+      auto marker = std::make_shared<zs_emu::Op>();
+      marker->label = "cudaStreamWaitEvent (completed)";
+      marker->waits.push_back(event->signal);
+      zs_emu::enqueue_locked(zs_emu::queue_of_locked(s), marker);
+    }
+    return cudaSuccess;
+  }
+  auto wait = std::make_shared<zs_emu::Op>();
+  wait->label = "cudaStreamWaitEvent";
+  wait->waits.push_back(event->signal);
+  zs_emu::enqueue_locked(zs_emu::queue_of_locked(s), wait);
   return cudaSuccess;
 }
 
 // ---- memory ----------------------------------------------------------------------------------------------------
-inline cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
-  if (zs_emu::capture_check() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  ++zs_emu::runtime_stats().sync_malloc;
-  return zs_emu::allocate(ptr, bytes, zs_emu::MemoryKind::Device);
+namespace zs_emu {
+
+inline cudaError_t allocate_locked(void** ptr, std::size_t bytes, MemoryKind kind, unsigned int flags = 0) {
+  *ptr = std::malloc(bytes == 0 ? 1 : bytes);
+  if (*ptr == nullptr) return last_error() = cudaErrorMemoryAllocation;
+  Allocation a;
+  a.kind = kind;
+  a.bytes = bytes;
+  a.device = current_device();
+  a.flags = flags;
+  runtime().live[reinterpret_cast<std::uintptr_t>(*ptr)] = a;
+  return cudaSuccess;
 }
-inline cudaError_t cudaMallocAsync(void** ptr, std::size_t bytes, cudaStream_t /*stream*/) {
-  if (!zs_emu::device_config().memory_pools) return zs_emu::last_error() = cudaErrorInvalidValue;
-  ++zs_emu::runtime_stats().async_malloc;
-  return zs_emu::allocate(ptr, bytes, zs_emu::MemoryKind::Pool);
+inline Pool& pool_of_locked(int device) {
+  Pool& pool = runtime().pools[device];
+  pool.device = device;
+  return pool;
+}
+// What a free does to the memory once it happens: filled with 0xFF bytes (NaN as float, -1 as int: a stale read
+// is visible), poisoned under AddressSanitizer until it is allocated again.
+inline void scribble_freed(void* ptr, std::size_t bytes) {
+  std::memset(ptr, 0xFF, bytes == 0 ? 1 : bytes);
+  // (not under a mutation: the detector reports what it breaks, which an AddressSanitizer abort would hide)
+  if (mutation_mask().load() == 0) ZS_EMU_POISON(ptr, bytes == 0 ? 1 : bytes);
+}
+// cudaFree of pool memory, or a graph's free node: the block is free at once, as the host sees it and as the
+// streams see it. If its stream had not reached the allocation yet, that is reported (the allocation is cancelled).
+inline void free_pool_block_now_locked(void* ptr, Allocation& a, const char* what) {
+  if (a.device_generation != a.generation) {
+    report("use-after-free", std::string(what) + " of pool memory " + hex(ptr) +
+                                 " before its stream reached the allocation: that stream would use memory the pool "
+                                 "may hand out again");
+    a.cancelled = a.generation;
+  }
+  a.device_generation = 0;
+  scribble_freed(ptr, a.bytes);
+}
+// The host gives pool block `a` at `ptr` back (cudaFreeAsync, cudaFree, a graph's free node): the pool may hand it
+// out again as its rules say, ordered after `freed` (null: at once).
+inline void pool_free_locked(void* ptr, Allocation& a, std::uint32_t queue, const SignalPtr& freed) {
+  a.host_owned = false;
+  Pool& pool = pool_of_locked(a.device);
+  pool.used -= std::min(pool.used, a.bytes);
+  pool.free_blocks.push_back(PoolBlock{ptr, a.bytes, queue, freed});
+}
+// Give pool memory above the release threshold back to the system (at host synchronisations, as the driver does).
+inline void trim_pools_locked() {
+  RuntimeState& rt = runtime();
+  for (auto& entry : rt.pools) {
+    Pool& pool = entry.second;
+    for (auto it = pool.free_blocks.begin(); it != pool.free_blocks.end() && pool.reserved > pool.release_threshold;) {
+      auto found = rt.live.find(reinterpret_cast<std::uintptr_t>(it->ptr));
+      const bool idle = (!it->freed || it->freed->done) &&
+                        (found == rt.live.end() || (found->second.device_generation == 0 && !found->second.host_owned));
+      if (!idle) {
+        ++it;
+        continue;
+      }
+      if (found != rt.live.end()) rt.live.erase(found);
+      pool.reserved -= std::min(pool.reserved, it->bytes);
+      ZS_EMU_UNPOISON(it->ptr, it->bytes == 0 ? 1 : it->bytes);
+      std::free(it->ptr);
+      ++rt.stats.pool_os_releases;
+      it = pool.free_blocks.erase(it);
+    }
+  }
+}
+// The live pool allocation at exactly `ptr` (as the host sees it), or nullptr.
+inline Allocation* host_pool_allocation_locked(const void* ptr) {
+  auto it = runtime().live.find(reinterpret_cast<std::uintptr_t>(ptr));
+  if (it == runtime().live.end() || it->second.kind != MemoryKind::Pool || !it->second.host_owned) return nullptr;
+  return &it->second;
+}
+
+}  // namespace zs_emu
+
+inline cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
+  ++zs_emu::runtime_stats().sync_malloc;
+  return zs_emu::allocate_locked(ptr, bytes, zs_emu::MemoryKind::Device);
 }
 inline cudaError_t cudaMallocManaged(void** ptr, std::size_t bytes, unsigned int flags = cudaMemAttachGlobal) {
-  if (zs_emu::capture_check() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  return zs_emu::allocate(ptr, bytes, zs_emu::MemoryKind::Managed, flags);
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
+  return zs_emu::allocate_locked(ptr, bytes, zs_emu::MemoryKind::Managed, flags);
+}
+// Stream-ordered allocation from the device's default pool (see the rules at the top).
+inline cudaError_t cudaMallocAsync(void** ptr, std::size_t bytes, cudaStream_t stream) {
+  zs_emu::RuntimeState& rt = zs_emu::runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  *ptr = nullptr;
+  if (!rt.config.memory_pools) return zs_emu::last_error() = cudaErrorInvalidValue;
+  CUstream_st* s = zs_emu::stream_of(stream);
+  if (s->destroyed) {
+    zs_emu::report("misuse", "cudaMallocAsync on destroyed stream " + zs_emu::hex(s));
+    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  }
+  if (s->legacy && zs_emu::legacy_use_check_locked(s->device) != cudaSuccess) return cudaErrorStreamCaptureImplicit;
+  ++rt.stats.async_malloc;
+  if (zs_emu::capturing(s)) {  // a graph allocation: owned by the graph made from this capture
+    if (s->capture->invalid) return zs_emu::last_error() = cudaErrorStreamCaptureInvalidated;
+    const cudaError_t status = zs_emu::allocate_locked(ptr, bytes, zs_emu::MemoryKind::Pool);
+    if (status != cudaSuccess) return status;  // allocated and owned from now on (no stream reaches it)
+    s->capture->owned.push_back(*ptr);
+    auto node = std::make_shared<zs_emu::Op>();
+    node->label = "cudaMallocAsync (graph)";
+    return zs_emu::capture_node_locked(s, node);
+  }
+  zs_emu::Queue& q = zs_emu::queue_of_locked(s);
+  zs_emu::Pool& pool = zs_emu::pool_of_locked(s->device);
+  // The best free block of bytes..2*bytes: on this stream first (stream order covers the free), then one whose
+  // free has completed, then one freed on another stream (a dependency on that free is inserted).
+  int best = -1;
+  int best_rank = 3;
+  for (std::size_t i = 0; i < pool.free_blocks.size(); ++i) {
+    const zs_emu::PoolBlock& b = pool.free_blocks[i];
+    if (b.bytes < bytes || b.bytes > std::max<std::size_t>(2 * bytes, 256)) continue;
+    const int rank = b.freed_on == q.id ? 0 : (!b.freed || b.freed->done) ? 1 : 2;
+    if (rank < best_rank ||
+        (rank == best_rank && best >= 0 && b.bytes < pool.free_blocks[static_cast<std::size_t>(best)].bytes)) {
+      best = static_cast<int>(i);
+      best_rank = rank;
+    }
+  }
+  auto op = std::make_shared<zs_emu::Op>();
+  op->label = "cudaMallocAsync";
+  std::size_t block_bytes = bytes;
+  if (best >= 0) {
+    const zs_emu::PoolBlock block = pool.free_blocks[static_cast<std::size_t>(best)];
+    pool.free_blocks.erase(pool.free_blocks.begin() + best);
+    *ptr = block.ptr;
+    block_bytes = block.bytes;
+    if (block.freed) op->waits.push_back(block.freed);  // after the free: stream order, done, or an inserted wait
+    ++rt.stats.pool_reuses;
+    if (best_rank == 2) ++rt.stats.pool_reuse_dependencies;
+  } else {
+    const cudaError_t status = zs_emu::allocate_locked(ptr, bytes, zs_emu::MemoryKind::Pool);
+    if (status != cudaSuccess) return status;
+    rt.live[reinterpret_cast<std::uintptr_t>(*ptr)].generation = 0;
+    rt.live[reinterpret_cast<std::uintptr_t>(*ptr)].device_generation = 0;  // until its stream reaches it
+    ++rt.stats.pool_os_allocations;
+    pool.reserved += bytes;
+  }
+  zs_emu::Allocation& allocation = rt.live[reinterpret_cast<std::uintptr_t>(*ptr)];
+  allocation.host_owned = true;
+  const std::uint64_t generation = ++allocation.generation;
+  pool.used += block_bytes;
+  void* memory = *ptr;
+  op->run = [memory, block_bytes] { ZS_EMU_UNPOISON(memory, block_bytes == 0 ? 1 : block_bytes); };
+  op->accesses.push_back(zs_emu::Access{memory, 0, true, zs_emu::Access::kAllocate, generation});
+  zs_emu::enqueue_locked(q, op);
+  return cudaSuccess;
 }
 // cudaFree: memory from cudaMalloc / cudaMallocManaged waits for the whole device first; pool memory is returned
 // at once (pending work may still use it: the caller must have ordered it, e.g. with cudaFreeAsync).
 inline cudaError_t cudaFree(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
-  if (zs_emu::capture_check() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  std::lock_guard<std::recursive_mutex> lock(zs_emu::runtime().mutex);
+  zs_emu::RuntimeState& rt = zs_emu::runtime();
+  std::unique_lock<std::mutex> lock(rt.mutex);
+  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
   auto* found = zs_emu::find_allocation(ptr);
   if (found == nullptr || found->first != reinterpret_cast<std::uintptr_t>(ptr) ||
       found->second.kind == zs_emu::MemoryKind::Host) {
+    zs_emu::report("misuse", "cudaFree of " + zs_emu::hex(ptr) + ", which is not a live device allocation");
     return zs_emu::last_error() = cudaErrorInvalidValue;
   }
   if (found->second.kind == zs_emu::MemoryKind::Pool) {
-    ++zs_emu::runtime_stats().pool_free;
-  } else {
-    ++zs_emu::runtime_stats().sync_free;
-    cudaDeviceSynchronize();                   // cudaFree waits for the device
-    --zs_emu::runtime_stats().blocking_waits;  // counted as sync_free, not as an explicit wait
+    if (!found->second.host_owned) {
+      zs_emu::report("misuse", "cudaFree of pool memory " + zs_emu::hex(ptr) + ", already freed");
+      return zs_emu::last_error() = cudaErrorInvalidValue;
+    }
+    ++rt.stats.pool_free;
+    // returned at once, whatever work is still pending on it (what makes cudaFree of pool memory a hazard)
+    zs_emu::free_pool_block_now_locked(ptr, found->second, "cudaFree");
+    zs_emu::pool_free_locked(ptr, found->second, 0, nullptr);
+    return cudaSuccess;
   }
-  zs_emu::runtime().pending_frees.emplace_back(nullptr, ptr);
-  zs_emu::collect_frees();
+  ++rt.stats.sync_free;
+  if (!zs_emu::mutated(zs_emu::kSkipHostWait)) {  // cudaFree waits for the device
+    zs_emu::release_holds_before_locked(nullptr);
+    std::vector<zs_emu::SignalPtr> tails;
+    for (const auto& q : rt.queues)
+      if (q->tail) tails.push_back(q->tail);
+    for (const auto& tail : tails) zs_emu::host_wait_locked(lock, tail);
+  }
+  rt.live.erase(reinterpret_cast<std::uintptr_t>(ptr));
+  std::free(ptr);
   return cudaSuccess;
 }
 inline cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) {
   if (ptr == nullptr) return cudaSuccess;
-  ++zs_emu::runtime_stats().async_free;
-  std::lock_guard<std::recursive_mutex> lock(zs_emu::runtime().mutex);
-  zs_emu::runtime().pending_frees.emplace_back(zs_emu::stream_of(stream).tail, ptr);
-  zs_emu::collect_frees();
+  zs_emu::RuntimeState& rt = zs_emu::runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  zs_emu::Allocation* allocation = zs_emu::host_pool_allocation_locked(ptr);
+  if (allocation == nullptr) {
+    zs_emu::report("misuse", "cudaFreeAsync of " + zs_emu::hex(ptr) + ", which is not a live pool allocation");
+    return zs_emu::last_error() = cudaErrorInvalidValue;
+  }
+  CUstream_st* s = zs_emu::stream_of(stream);
+  if (s->destroyed) {
+    zs_emu::report("misuse", "cudaFreeAsync on destroyed stream " + zs_emu::hex(s));
+    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  }
+  if (s->legacy && zs_emu::legacy_use_check_locked(s->device) != cudaSuccess) return cudaErrorStreamCaptureImplicit;
+  ++rt.stats.async_free;
+  if (zs_emu::capturing(s)) {
+    auto node = std::make_shared<zs_emu::Op>();
+    node->label = "cudaFreeAsync (graph)";
+    node->accesses.push_back(zs_emu::Access{ptr, 0, true});
+    return zs_emu::capture_node_locked(s, node, nullptr, ptr);
+  }
+  auto op = std::make_shared<zs_emu::Op>();
+  op->label = "cudaFreeAsync";
+  op->accesses.push_back(zs_emu::Access{ptr, 0, true, zs_emu::Access::kRelease, allocation->generation});
+  const std::size_t bytes = allocation->bytes;
+  op->run = [ptr, bytes] { zs_emu::scribble_freed(ptr, bytes); };
+  // the mutation: the free runs on a queue of its own, ordered after nothing the stream waits for
+  zs_emu::Queue& q =
+      zs_emu::queue_of_locked(zs_emu::mutated(zs_emu::kFreeBeforeConsumer) ? zs_emu::mutation_stream() : s);
+  const zs_emu::SignalPtr freed = zs_emu::enqueue_locked(q, op);
+  allocation->pending_free = freed;
+  zs_emu::pool_free_locked(ptr, *allocation, q.id, freed);  // reusable in that stream's order from now on
   return cudaSuccess;
+}
+inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
+  if (device < 0 || device >= zs_emu::device_config().device_count)
+    return zs_emu::last_error() = cudaErrorInvalidDevice;
+  if (!zs_emu::device_config().memory_pools) return zs_emu::last_error() = cudaErrorNotSupported;
+  static CUmemPoolHandle_st handles[64];
+  handles[device].device = device;
+  *pool = &handles[device];
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
+  if (pool == nullptr || value == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  zs_emu::Pool& p = zs_emu::pool_of_locked(pool->device);
+  if (attr == cudaMemPoolAttrReleaseThreshold) {
+    p.release_threshold = *static_cast<std::uint64_t*>(value);
+    return cudaSuccess;
+  }
+  if (attr == cudaMemPoolReuseFollowEventDependencies || attr == cudaMemPoolReuseAllowOpportunistic ||
+      attr == cudaMemPoolReuseAllowInternalDependencies) {
+    return cudaSuccess;  // the emulated pool always follows the defaults (all on)
+  }
+  return zs_emu::last_error() = cudaErrorInvalidValue;
+}
+inline cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
+  if (pool == nullptr || value == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  zs_emu::Pool& p = zs_emu::pool_of_locked(pool->device);
+  switch (attr) {
+    case cudaMemPoolAttrReleaseThreshold:
+      *static_cast<std::uint64_t*>(value) = p.release_threshold;
+      return cudaSuccess;
+    case cudaMemPoolAttrReservedMemCurrent:
+      *static_cast<std::uint64_t*>(value) = p.reserved;
+      return cudaSuccess;
+    case cudaMemPoolAttrUsedMemCurrent:
+      *static_cast<std::uint64_t*>(value) = p.used;
+      return cudaSuccess;
+    case cudaMemPoolReuseFollowEventDependencies:
+    case cudaMemPoolReuseAllowOpportunistic:
+    case cudaMemPoolReuseAllowInternalDependencies:
+      *static_cast<int*>(value) = 1;
+      return cudaSuccess;
+    default:
+      return zs_emu::last_error() = cudaErrorInvalidValue;
+  }
 }
 // Page-locked host memory; with unified addressing it is mapped (the device uses the same address).
 inline cudaError_t cudaHostAlloc(void** ptr, std::size_t bytes, unsigned int flags) {
-  if (zs_emu::capture_check() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  return zs_emu::allocate(ptr, bytes, zs_emu::MemoryKind::Host, flags);
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
+  return zs_emu::allocate_locked(ptr, bytes, zs_emu::MemoryKind::Host, flags);
+}
+inline cudaError_t cudaMallocHost(void** ptr, std::size_t bytes) {
+  return cudaHostAlloc(ptr, bytes, cudaHostAllocDefault);
 }
 inline cudaError_t cudaFreeHost(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
-  if (zs_emu::capture_check() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  std::lock_guard<std::recursive_mutex> lock(zs_emu::runtime().mutex);
+  zs_emu::RuntimeState& rt = zs_emu::runtime();
+  std::unique_lock<std::mutex> lock(rt.mutex);
+  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
   auto* found = zs_emu::find_allocation(ptr);
   if (found == nullptr || found->second.kind != zs_emu::MemoryKind::Host) {
+    zs_emu::report("misuse", "cudaFreeHost of " + zs_emu::hex(ptr) + ", which is not live page-locked memory");
     return zs_emu::last_error() = cudaErrorInvalidValue;
   }
-  cudaDeviceSynchronize();  // like cudaFree: waits for the device
-  --zs_emu::runtime_stats().blocking_waits;
-  zs_emu::runtime().pending_frees.emplace_back(nullptr, ptr);
-  zs_emu::collect_frees();
+  if (!zs_emu::mutated(zs_emu::kSkipHostWait)) {  // like cudaFree: waits for the device
+    zs_emu::release_holds_before_locked(nullptr);
+    std::vector<zs_emu::SignalPtr> tails;
+    for (const auto& q : rt.queues)
+      if (q->tail) tails.push_back(q->tail);
+    for (const auto& tail : tails) zs_emu::host_wait_locked(lock, tail);
+  }
+  rt.live.erase(reinterpret_cast<std::uintptr_t>(ptr));
+  std::free(ptr);
   return cudaSuccess;
 }
 inline cudaError_t cudaHostGetDevicePointer(void** device_ptr, void* host_ptr, unsigned int /*flags*/) {
-  std::lock_guard<std::recursive_mutex> lock(zs_emu::runtime().mutex);
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   auto* found = zs_emu::find_allocation(host_ptr);
   if (found == nullptr || found->second.kind != zs_emu::MemoryKind::Host) {
     return zs_emu::last_error() = cudaErrorInvalidValue;
@@ -554,7 +1581,7 @@ inline cudaError_t cudaHostGetDevicePointer(void** device_ptr, void* host_ptr, u
 }
 inline cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attributes, const void* ptr) {
   *attributes = cudaPointerAttributes();
-  std::lock_guard<std::recursive_mutex> lock(zs_emu::runtime().mutex);
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   auto* found = zs_emu::find_allocation(ptr);
   if (found == nullptr) return cudaSuccess;  // CUDA >= 11: unregistered host memory is not an error
   void* address = const_cast<void*>(ptr);
@@ -578,13 +1605,289 @@ inline cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attributes, c
   }
   return cudaSuccess;
 }
-inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind /*kind*/) {
-  if (zs_emu::capture_check() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  std::memcpy(dst, src, bytes);
-  return cudaSuccess;
+
+namespace zs_emu {
+// Pageable host memory: not an allocation of this runtime.
+inline bool pageable_locked(const void* ptr) {
+  return find_allocation(ptr) == nullptr;
 }
+inline std::shared_ptr<Op> copy_op(void* dst, const void* src, std::size_t bytes, const char* label) {
+  auto op = std::make_shared<Op>();
+  op->label = label;
+  op->run = [dst, src, bytes] {
+    if (bytes > 0) std::memmove(dst, src, bytes);
+  };
+  if (bytes > 0) {
+    op->accesses.push_back(Access{src, bytes, false});
+    op->accesses.push_back(Access{dst, bytes, true});
+  }
+  return op;
+}
+}  // namespace zs_emu
+
 inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind /*kind*/,
-                                   cudaStream_t /*stream*/ = nullptr) {
-  std::memcpy(dst, src, bytes);
+                                   cudaStream_t stream = nullptr) {
+  zs_emu::RuntimeState& rt = zs_emu::runtime();
+  std::unique_lock<std::mutex> lock(rt.mutex);
+  CUstream_st* s = zs_emu::stream_of(stream);
+  const bool pageable = bytes > 0 && (zs_emu::pageable_locked(dst) || zs_emu::pageable_locked(src));
+  if (pageable && zs_emu::capturing(s)) {  // a pageable copy needs a host synchronisation: not capturable
+    zs_emu::invalidate_locked(s->capture, cudaErrorStreamCaptureUnsupported);
+    return zs_emu::last_error() = cudaErrorStreamCaptureUnsupported;
+  }
+  zs_emu::SignalPtr done;
+  const cudaError_t status = zs_emu::submit_locked(stream, zs_emu::copy_op(dst, src, bytes, "cudaMemcpyAsync"), &done);
+  if (status != cudaSuccess) return status;
+  // Pageable host memory: the call returns once the copy has happened (staged or done), as cudaMemcpyAsync does.
+  if (pageable && done && !zs_emu::mutated(zs_emu::kSkipHostWait)) zs_emu::host_wait_locked(lock, done);
   return cudaSuccess;
 }
+inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind /*kind*/) {
+  zs_emu::RuntimeState& rt = zs_emu::runtime();
+  std::unique_lock<std::mutex> lock(rt.mutex);
+  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
+  // an operation on the legacy default stream, then a host wait for it
+  zs_emu::SignalPtr done;
+  const cudaError_t status = zs_emu::submit_locked(nullptr, zs_emu::copy_op(dst, src, bytes, "cudaMemcpy"), &done);
+  if (status != cudaSuccess) return status;
+  if (!zs_emu::mutated(zs_emu::kSkipHostWait)) zs_emu::host_wait_locked(lock, done);
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemsetAsync(void* ptr, int value, std::size_t bytes, cudaStream_t stream = nullptr) {
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  auto op = std::make_shared<zs_emu::Op>();
+  op->label = "cudaMemsetAsync";
+  op->run = [ptr, value, bytes] { std::memset(ptr, value, bytes); };
+  if (bytes > 0) op->accesses.push_back(zs_emu::Access{ptr, bytes, true});
+  return zs_emu::submit_locked(stream, op);
+}
+inline cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void* user_data) {
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  auto op = std::make_shared<zs_emu::Op>();
+  op->label = "cudaLaunchHostFunc";
+  op->run = [fn, user_data] { fn(user_data); };
+  return zs_emu::submit_locked(stream, op);
+}
+
+// ---- graphs -------------------------------------------------------------------------------------------------------
+inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long /*flags*/ = 0) {
+  if (graph == nullptr || graph->destroyed) return zs_emu::last_error() = cudaErrorInvalidValue;
+  auto* made = new CUgraphExec_st();
+  made->nodes = std::make_shared<const std::vector<zs_emu::GraphNode>>(graph->nodes);
+  *exec = made;
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  if (exec == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  if (exec->destroyed) {
+    zs_emu::report("misuse", "cudaGraphExecDestroy of a destroyed graph exec");
+    return zs_emu::last_error() = cudaErrorInvalidValue;
+  }
+  exec->destroyed = true;  // a launch still pending keeps its nodes (shared); the handle is dead
+  zs_emu::zombies().push_back(exec);
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  if (graph == nullptr) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  if (graph->destroyed) {
+    zs_emu::report("misuse", "cudaGraphDestroy of a destroyed graph");
+    return zs_emu::last_error() = cudaErrorInvalidValue;
+  }
+  graph->destroyed = true;
+  graph->nodes.clear();
+  zs_emu::zombies().push_back(graph);
+  // The graph's own allocations stay until freed (as cudaMallocAsync in a graph without a free node does)
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, std::size_t* count) {
+  if (graph == nullptr || count == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
+  if (nodes != nullptr) {
+    for (std::size_t i = 0; i < std::min(*count, graph->nodes.size()); ++i)
+      nodes[i] = reinterpret_cast<cudaGraphNode_t>(i + 1);
+  }
+  *count = graph->nodes.size();
+  return cudaSuccess;
+}
+// Launch: one operation on `stream` that runs the graph's nodes in a seeded random order that respects their
+// dependencies (ordered after the exec's previous launch, as CUDA orders launches of one exec).
+inline cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (exec == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
+  zs_emu::RuntimeState& rt = zs_emu::runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  if (exec->destroyed) {
+    zs_emu::report("misuse", "cudaGraphLaunch of a destroyed graph exec");
+    return zs_emu::last_error() = cudaErrorInvalidValue;
+  }
+  auto nodes = exec->nodes;
+  const std::uint64_t seed = zs_emu::options().seed ^ (0xD1B54A32D192ED03ULL * ++exec->launches);
+  auto op = std::make_shared<zs_emu::Op>();
+  op->label = "cudaGraphLaunch (" + std::to_string(nodes->size()) + " nodes)";
+  for (const auto& node : *nodes)
+    for (const auto& access : node.accesses) op->accesses.push_back(access);
+  if (exec->last_launch && !exec->last_launch->done) op->waits.push_back(exec->last_launch);
+  op->run = [nodes, seed] {
+    std::mt19937_64 rng(seed);
+    const std::size_t n = nodes->size();
+    std::vector<int> pending(n, 0);
+    std::vector<std::vector<std::size_t>> users(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      for (int d : (*nodes)[i].deps) {
+        ++pending[i];
+        users[static_cast<std::size_t>(d)].push_back(i);
+      }
+    }
+    std::vector<std::size_t> ready;
+    for (std::size_t i = 0; i < n; ++i)
+      if (pending[i] == 0) ready.push_back(i);
+    while (!ready.empty()) {
+      const std::size_t pick = static_cast<std::size_t>(rng() % ready.size());
+      const std::size_t i = ready[pick];
+      ready.erase(ready.begin() + static_cast<std::ptrdiff_t>(pick));
+      const zs_emu::GraphNode& node = (*nodes)[i];
+      if (node.external_wait != nullptr) {
+        zs_emu::RuntimeState& state = zs_emu::runtime();
+        std::unique_lock<std::mutex> inner(state.mutex);
+        zs_emu::SignalPtr signal = node.external_wait->destroyed ? nullptr : node.external_wait->signal;
+        if (signal) state.cv.wait(inner, [&] { return signal->done; });
+      }
+      if (node.free_ptr != nullptr) {
+        std::lock_guard<std::mutex> inner(zs_emu::runtime().mutex);
+        auto* found = zs_emu::find_allocation(node.free_ptr);
+        if (found == nullptr || (found->second.graph == nullptr && !found->second.host_owned)) {
+          zs_emu::report("misuse", "a graph's free node frees " + zs_emu::hex(node.free_ptr) +
+                                       ", which is not live (freed by an earlier launch?)");
+        } else if (found->second.graph != nullptr) {
+          std::memset(node.free_ptr, 0xFF, found->second.bytes);  // the graph's allocation: dead until reallocated
+        } else {
+          zs_emu::free_pool_block_now_locked(node.free_ptr, found->second, "a graph's free node");
+          zs_emu::pool_free_locked(node.free_ptr, found->second, 0, nullptr);
+        }
+      }
+      if (node.run) node.run();
+      for (std::size_t user : users[i])
+        if (--pending[user] == 0) ready.push_back(user);
+    }
+  };
+  zs_emu::SignalPtr done;
+  const cudaError_t status = zs_emu::submit_locked(stream, op, &done);
+  if (status == cudaSuccess) {
+    ++rt.stats.graph_launches;
+    if (done) exec->last_launch = done;
+  }
+  return status;
+}
+
+namespace zs_emu {
+
+// Enqueue a kernel launch (from launch() in cuda_emu.h).
+inline cudaError_t enqueue_kernel(cudaStream_t stream, std::string label, std::function<void()> body,
+                                  std::vector<Access> accesses) {
+  RuntimeState& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  auto op = std::make_shared<Op>();
+  op->label = std::move(label);
+  op->kernel = true;
+  op->run = std::move(body);
+  op->accesses = std::move(accesses);
+  if (mutated(kWrongLaunchStream)) {  // the mutation: the kernel goes to a stream of its own
+    CUstream_st* s = stream_of(stream);
+    if (!capturing(s) && !s->destroyed) {
+      enqueue_locked(queue_of_locked(mutation_stream()), op);
+      return cudaSuccess;
+    }
+  }
+  return submit_locked(stream, op);
+}
+
+// Waits (without holding anything) until every stream has run what is enqueued and no hold is left open: what
+// the C++ tests call after releasing holds before looking at the memory state.
+inline void settle() {
+  RuntimeState& rt = runtime();
+  std::unique_lock<std::mutex> lock(rt.mutex);
+  // quiet: every queue is empty or waits for something that cannot happen by itself (a hold, or a queue that does)
+  rt.cv.wait(lock, [&] {
+    for (const auto& q : rt.queues) {
+      if (q->ops.empty()) continue;
+      bool blocked = false;
+      for (const auto& w : q->ops.front()->waits) blocked = blocked || !w->done;
+      if (!blocked) return false;
+    }
+    return true;
+  });
+}
+
+// Holds a stream: work enqueued on it from now on stays pending until release() (or the destructor), as a kernel
+// still running on a GPU. A host wait for that work releases the hold (the GPU finishes it eventually).
+class StreamHold {
+ public:
+  explicit StreamHold(cudaStream_t stream) : gate_(std::make_shared<Signal>()) {
+    RuntimeState& rt = runtime();
+    std::lock_guard<std::mutex> lock(rt.mutex);
+    auto op = std::make_shared<Op>();
+    op->label = "StreamHold";
+    op->waits.push_back(gate_);
+    CUstream_st* s = stream_of(stream);
+    SignalPtr done = enqueue_locked(queue_of_locked(s), op);
+    rt.holds.emplace_back(done->epoch, gate_);
+  }
+  ~StreamHold() { release(); }
+  // The held work (and whatever waits for it) runs; returns once every stream is quiet again (settle()), so a test
+  // observes the state the GPU reaches after that work finished.
+  void release() {
+    {
+      RuntimeState& rt = runtime();
+      std::lock_guard<std::mutex> lock(rt.mutex);
+      if (gate_->done) return;
+      gate_->done = true;
+      for (auto it = rt.holds.begin(); it != rt.holds.end(); ++it) {
+        if (it->second == gate_) {
+          rt.holds.erase(it);
+          break;
+        }
+      }
+      rt.cv.notify_all();
+    }
+    settle();
+  }
+  StreamHold(const StreamHold&) = delete;
+  StreamHold& operator=(const StreamHold&) = delete;
+
+ private:
+  SignalPtr gate_;
+};
+
+// An allocation the host holds, or the streams still see (a pending cudaMallocAsync or cudaFreeAsync counts).
+inline bool held_locked(const Allocation& a) {
+  return a.host_owned || a.device_generation != 0 || (a.pending_free && !a.pending_free->done);
+}
+// Allocations not yet returned (a pending cudaFreeAsync still counts). Waits for streams with no hold in the way
+// to run what they can first (the state a GPU reaches on its own).
+inline std::size_t live_allocations() {
+  settle();
+  std::lock_guard<std::mutex> lock(runtime().mutex);
+  std::size_t count = 0;
+  for (const auto& entry : runtime().live)
+    if (entry.second.graph == nullptr && held_locked(entry.second)) ++count;
+  return count;
+}
+// Held by an allocation the host made or the streams still see (a pending cudaMallocAsync or cudaFreeAsync counts).
+inline bool is_live(const void* ptr) {
+  settle();
+  std::lock_guard<std::mutex> lock(runtime().mutex);
+  const auto it = runtime().live.find(reinterpret_cast<std::uintptr_t>(ptr));
+  return it != runtime().live.end() && held_locked(it->second);
+}
+inline void reset_runtime(const DeviceConfig& config = DeviceConfig()) {
+  RuntimeState& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  rt.config = config;
+  rt.stats = RuntimeStats();
+  current_device() = 0;
+}
+inline void set_mutations(unsigned mask) {
+  mutation_mask().store(mask);
+}
+
+}  // namespace zs_emu

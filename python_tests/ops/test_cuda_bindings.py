@@ -15,6 +15,7 @@ from cuda_support import (
     cuda_emulation,
     cuda_testing,
     device,
+    held,
     requires_cuda,
     requires_emulation,
     stream,
@@ -155,11 +156,13 @@ def test_cai_inputs_without_a_stream_entry_are_ordered_after_the_legacy_default_
     p, t = _inputs()
     other = Stream()
     try:
-        with cuda_emulation().StreamHold(0):  # work still running on the legacy default stream
-            out = ops.similarity(device(p), device(t, cai_stream="absent"), stream=int(stream))
-            assert not out.ready()  # ordered after it
-            explicit_none = ops.similarity(device(p), device(t, cai_stream=None), stream=int(other))
-            assert explicit_none.ready()  # CAI v3: None = the producer needs no synchronisation
+        inputs = device(p), device(t, cai_stream="absent"), device(t, cai_stream=None)
+        with held(0):  # work still running on the legacy default stream
+            out = ops.similarity(inputs[0], inputs[1], stream=int(stream))
+            explicit_none = ops.similarity(inputs[0], inputs[2], stream=int(other))
+            # CAI v3: None = the producer needs no synchronisation: this one completes while the hold stays
+            np.testing.assert_allclose(to_host(explicit_none), _expected(p, t), rtol=1e-5, atol=1e-6)
+            assert not out.ready()  # ordered after the held legacy stream (a wait for it would have released it)
         assert out.ready()
     finally:
         other.close()
@@ -173,7 +176,7 @@ def _exported_output(stream_handle, how, consumer=None):
     p, t = _inputs()
     _KEEP[:] = [device(p), device(t)]
     out = ops.similarity(*_KEEP, stream=stream_handle)
-    ptr = out.__cuda_array_interface__["data"][0]  # (a CAI export itself)
+    ptr = out.ptr
     if how == "dlpack":
         capsule = out.__dlpack__(stream=consumer)
         del capsule  # an unconsumed capsule releases its share when dropped
@@ -181,15 +184,26 @@ def _exported_output(stream_handle, how, consumer=None):
 
 
 @requires_emulation
-@pytest.mark.parametrize("how", ["cai", "dlpack"])
-def test_an_exported_output_is_not_freed_while_its_kernel_may_still_write_it(stream, how):
+def test_an_exported_output_is_not_freed_while_its_kernel_may_still_write_it(stream):
     emu = cuda_emulation()
-    hold = emu.StreamHold(int(stream))  # the launch is still running on the GPU
-    out, ptr = _exported_output(int(stream), how, consumer=1)
-    del out
-    gc.collect()
-    assert emu.is_live(ptr)  # before: cudaFree of pool memory returned it at once
-    hold.release()
+    _KEEP.clear()  # an earlier test's inputs: freeing them (cudaFree waits for the device) would end the hold
+    with held(stream):  # the launch is still running on the GPU
+        out, ptr = _exported_output(int(stream), "dlpack", consumer=1)
+        del out
+        assert emu.is_live(ptr)  # before: cudaFree of pool memory returned it at once
+    ops.native_module().check_pending_errors(wait=True)
+    assert not emu.is_live(ptr)
+
+
+@requires_emulation
+def test_a_cai_export_is_released_after_the_legacy_streams_work(stream):
+    # CAI names no consumer stream: the release waits for the legacy default stream (every blocking stream)
+    emu = cuda_emulation()
+    out, ptr = _exported_output(int(stream), "cai")
+    assert out.__cuda_array_interface__["stream"] is None and out.ready()  # the export waited for the producer
+    with held(0):  # a consumer's kernel on the legacy stream still reads it
+        del out
+        assert emu.is_live(ptr)
     ops.native_module().check_pending_errors(wait=True)
     assert not emu.is_live(ptr)
 
@@ -201,9 +215,8 @@ def test_an_exported_output_waits_for_the_consumers_stream_not_the_whole_device(
     try:
         out, ptr = _exported_output(int(stream), "dlpack", consumer=int(consumer))
         emu.reset_stats()
-        with emu.StreamHold(int(consumer)):  # the consumer's kernel reading the output is still running
+        with held(consumer):  # the consumer's kernel reading the output is still running
             del out
-            gc.collect()
             assert emu.is_live(ptr)
         ops.native_module().check_pending_errors(wait=True)
         assert not emu.is_live(ptr)
@@ -216,12 +229,11 @@ def test_an_exported_output_waits_for_the_consumers_stream_not_the_whole_device(
 
 @requires_emulation
 def test_the_class_bias_stays_alive_while_its_device_check_may_still_read_it(stream):
-    emu = cuda_emulation()
     logits = device(np.zeros((1, 3, 4, 4), F32))
     bias = device(np.zeros(3, F32))
     alive = weakref.ref(bias)
     bad_out = device(np.zeros((1, 3, 5, 5), F32))  # wrong shape: the op fails after enqueueing the bias check
-    with emu.StreamHold(int(stream)):
+    with held(stream):
         with pytest.raises(ValueError, match=r"argument 'out' must have shape"):
             ops.upsample(logits, (8, 8), class_bias=bias, out=bad_out, stream=int(stream))
         del bias

@@ -1,0 +1,532 @@
+"""Static check of the CUDA kernels' machine code (SASS): what BENCHMARKS.md's cost models assume.
+
+Usage (needs nvcc and cuobjdump; CI has both: nvcc from the CUDA toolkit, cuobjdump from the pinned PyPI wheel
+nvidia-cuda-cuobjdump in requirements.txt):
+    python -m checks sass                       # compile csrc/cuda/*.cu for sm_90, check, print a table
+    python -m checks sass --arch 80 --arch 90   # other architectures (--arch all: CMakeLists.txt's default list)
+    python -m checks sass --self-test           # prove the check fails: deliberately bad kernels must be flagged
+    python -m checks sass --json out.json       # also write the per-kernel facts
+
+Every kernel is compiled like the real build (nvcc -O3 -std=c++17 -arch=sm_XX -cubin, -Xptxas -v) and disassembled
+with ``cuobjdump -sass``. Loops are found from backward branches (a ``BRA`` whose target is at or before it: the
+loop is [target, branch]). The assertions:
+
+1. No local memory in the hot kernels (every kernel but the ones listed in COLD_KERNELS): ptxas reports 0 bytes of
+   spill stores and spill loads, and the SASS has no LDL/STL instruction (a spill, or a local array indexed at run
+   time).
+2. Tile loads are not serialized. In the tiled GEMM kernels (GEMM_KERNELS), a "K loop" is a loop that contains a
+   barrier (BAR.SYNC) and at least 16 FFMA (a shared-memory tiled GEMM step) and no other such loop. For every K loop:
+   a. no loop nested inside it issues a global load (LDG): a tile-load loop with a run-time trip count is compiled
+      as a loop, and then its loads are issued one iteration (one load) at a time;
+   b. its global loads form one batch: between the first and the last LDG of the K loop's body (in program order)
+      there is no shared store (STS), no barrier, and no floating-point, conversion or store instruction that reads
+      the destination register of an earlier LDG of the batch (it would wait for that load, so the next load would
+      not be issued before the first returns: LDG -> STS -> LDG is the serialized pattern the review found in the
+      32-tile GEMMs).
+3. The fused post-processing's inner loops have no global memory and no 64-bit index math: in segment_windows'
+   tiled kernels, every innermost loop that contains MUFU.EX2 (stage 1: the sigmoid) or at least 16 LDS (stage 2:
+   the output blends) has no LDG and no IMAD.WIDE / LEA.HI.X.
+
+Exit code 0 when every assertion holds, 1 otherwise, 2 when nvcc or cuobjdump is missing (the message says where
+they are looked for).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+REPO = Path(__file__).resolve().parent.parent
+CUDA_DIR = REPO / "csrc" / "cuda"
+DEFAULT_ARCHS = ("90",)
+# CMakeLists.txt's default CUDA architectures (restricted there to what nvcc supports; 72 is gone in CUDA 13)
+ALL_ARCHS = ("75", "80", "86", "87", "89", "90")
+# Kernels allowed to use local memory: the rare fallback of segment_windows (more windows per tile than it stages),
+# and PAMR's kernels (per-thread arrays over the dilations in local memory; not reworked, no cost model yet).
+COLD_KERNELS = ("segment_windows_direct_kernel", "pamr_step_kernel", "pamr_weights_kernel")
+# The tiled GEMMs whose K loops rule 2 checks (and the self-test's).
+GEMM_KERNELS = ("similarity_kernel", "relation_linear_kernel", "tile_gemm")
+K_LOOP_MIN_FFMA = 16
+# Instructions that consume a loaded value as data (arithmetic, conversion, store). Integer / address instructions
+# are not counted: the scheduler reuses registers across predicated paths, and such reads are not the tile's data.
+_VALUE_CONSUMERS = ("FMUL", "FFMA", "FADD", "FMNMX", "FSETP", "FSEL", "HADD2", "HMUL2", "HFMA2", "F2F", "STS", "STG")
+SEGMENT_WINDOWS_TILED = ("segment_windows_kernel", "segment_windows_softmax_kernel")
+
+
+class ToolMissing(RuntimeError):
+    pass
+
+
+def find_nvcc() -> str:
+    for candidate in (os.environ.get("CUDACXX"), shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise ToolMissing("nvcc not found ($CUDACXX, PATH, /usr/local/cuda/bin/nvcc): install the CUDA toolkit")
+
+
+def find_cuobjdump() -> str:
+    """cuobjdump from PATH, from the PyPI wheel nvidia-cuda-cuobjdump (nvidia/cu13/bin), or next to nvcc."""
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    spec = importlib.util.find_spec("nvidia")
+    for root in list(spec.submodule_search_locations or []) if spec else []:
+        for sub in ("cu13", "cu12", "cuda_cuobjdump"):
+            path = Path(root) / sub / "bin" / "cuobjdump"
+            if path.is_file():
+                return str(path)
+    try:
+        sibling = Path(find_nvcc()).parent / "cuobjdump"
+        if sibling.is_file():
+            return str(sibling)
+    except ToolMissing:
+        pass
+    raise ToolMissing(
+        "cuobjdump not found (PATH, the nvidia-cuda-cuobjdump wheel's nvidia/cu13/bin, next to nvcc): "
+        "pip install -r requirements.txt"
+    )
+
+
+# ---- SASS parsing -------------------------------------------------------------------------------------------------
+
+_INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_.]*)\s*([^;]*);")
+_FUNCTION = re.compile(r"Function\s*:\s*(\S+)")
+_REGISTER = re.compile(r"\bR(\d+)\b")
+
+
+@dataclass
+class Instruction:
+    address: int
+    predicate: str
+    opcode: str
+    operands: str
+
+    @property
+    def base(self) -> str:
+        return self.opcode.split(".")[0]
+
+    def branch_target(self) -> Optional[int]:
+        if self.base not in ("BRA", "BRX"):
+            return None
+        match = re.search(r"0x([0-9a-f]+)", self.operands)
+        return int(match.group(1), 16) if match else None
+
+    def destination_registers(self) -> List[int]:
+        """Registers written by a load (the first operand; .64/.128 write 2/4 consecutive registers)."""
+        match = _REGISTER.match(self.operands.strip())
+        if not match or self.operands.strip().startswith("RZ"):
+            return []
+        width = 4 if ".128" in self.opcode else 2 if ".64" in self.opcode else 1
+        return [int(match.group(1)) + i for i in range(width)]
+
+    def source_registers(self) -> List[int]:
+        parts = self.operands.split(",", 1)
+        stores = self.base in ("STS", "STG", "STL", "ST", "RED", "ATOM", "ATOMS")
+        sources = self.operands if stores else (parts[1] if len(parts) > 1 else "")
+        regs = [int(m) for m in _REGISTER.findall(sources)]
+        # 64-bit address operands [R4.64] read R4 and R5
+        regs += [int(m) + 1 for m in re.findall(r"\bR(\d+)\.64\b", sources)]
+        return regs
+
+
+@dataclass
+class Function:
+    name: str
+    instructions: List[Instruction] = field(default_factory=list)
+
+    def loops(self) -> List[Tuple[int, int]]:
+        """[start, end] address ranges of loops: each backward branch closes one."""
+        found = []
+        for ins in self.instructions:
+            target = ins.branch_target()
+            if target is not None and target <= ins.address:
+                found.append((target, ins.address))
+        return sorted(set(found))
+
+    def body(self, loop: Tuple[int, int]) -> List[Instruction]:
+        return [i for i in self.instructions if loop[0] <= i.address <= loop[1]]
+
+    def innermost_loops(self) -> List[Tuple[int, int]]:
+        loops = self.loops()
+        return [a for a in loops if not any(b != a and a[0] <= b[0] and b[1] <= a[1] for b in loops)]
+
+
+def parse_sass(text: str) -> Dict[str, Function]:
+    functions: Dict[str, Function] = {}
+    current: Optional[Function] = None
+    for line in text.splitlines():
+        header = _FUNCTION.search(line)
+        if header:
+            current = functions.setdefault(header.group(1), Function(header.group(1)))
+            continue
+        match = _INSTRUCTION.search(line)
+        if match and current is not None:
+            current.instructions.append(
+                Instruction(int(match.group(1), 16), (match.group(2) or "").strip(), match.group(3), match.group(4).strip())
+            )
+    return functions
+
+
+_PTXAS_FUNCTION = re.compile(r"(?:Compiling entry function|Function properties for) '?([^' ]+)'?")
+_PTXAS_SPILL = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_PTXAS_REGS = re.compile(r"Used (\d+) registers")
+
+
+def parse_ptxas(text: str) -> Dict[str, dict]:
+    """Per entry function: registers, stack frame, spill store / load bytes (from nvcc -Xptxas -v)."""
+    facts: Dict[str, dict] = {}
+    current = None
+    for line in text.splitlines():
+        match = re.search(r"Compiling entry function '([^']+)'", line)
+        if match:
+            current = facts.setdefault(match.group(1), {"registers": 0, "stack": 0, "spill_stores": 0, "spill_loads": 0})
+            continue
+        match = re.search(r"Function properties for (\S+)", line)
+        if match:
+            name = match.group(1)
+            current = facts.get(name)  # device functions (not entries) are reported too: ignored
+            continue
+        if current is None:
+            continue
+        spill = _PTXAS_SPILL.search(line)
+        if spill:
+            current["stack"] = max(current["stack"], int(spill.group(1)))
+            current["spill_stores"] = max(current["spill_stores"], int(spill.group(2)))
+            current["spill_loads"] = max(current["spill_loads"], int(spill.group(3)))
+        regs = _PTXAS_REGS.search(line)
+        if regs:
+            current["registers"] = int(regs.group(1))
+    return facts
+
+
+# ---- compiling ----------------------------------------------------------------------------------------------------
+
+
+def compile_cubin(source: Path, arch: str, out_dir: Path, extra: Sequence[str] = ()) -> Tuple[Path, str]:
+    cubin = out_dir / f"{source.stem}.sm_{arch}.cubin"
+    cmd = [
+        find_nvcc(),
+        "-std=c++17",
+        "-O3",
+        f"-arch=sm_{arch}",
+        "-cubin",
+        "-Xptxas",
+        "-v",
+        "-I",
+        str(REPO / "csrc" / "include"),
+        "-I",
+        str(REPO / "csrc"),
+        *extra,
+        str(source),
+        "-o",
+        str(cubin),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"nvcc failed for {source.name} (sm_{arch}):\n{result.stderr[-4000:]}")
+    return cubin, result.stderr + result.stdout
+
+
+def disassemble(cubin: Path) -> Dict[str, Function]:
+    result = subprocess.run([find_cuobjdump(), "-sass", str(cubin)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"cuobjdump failed for {cubin.name}:\n{result.stderr[-2000:]}")
+    return parse_sass(result.stdout)
+
+
+# ---- the assertions -----------------------------------------------------------------------------------------------
+
+
+def short_name(mangled: str) -> str:
+    """A readable kernel name: the mangled name's last identifier before its template arguments."""
+    names = re.findall(r"\d+([A-Za-z_][A-Za-z0-9_]*)", mangled)
+    kernel = next((n for n in reversed(names) if n.endswith("_kernel")), names[-1] if names else mangled)
+    template = re.search(kernel + r"I(.*?)E(?:E|v)", mangled)
+    return kernel + (f"<{template.group(1)}>" if template else "")
+
+
+def is_cold(mangled: str) -> bool:
+    return any(name in mangled for name in COLD_KERNELS)
+
+
+def check_local_memory(name: str, fn: Function, ptxas: dict) -> List[str]:
+    problems = []
+    if ptxas.get("spill_stores", 0) or ptxas.get("spill_loads", 0):
+        problems.append(
+            f"{short_name(name)}: ptxas spills ({ptxas['spill_stores']} bytes stored, {ptxas['spill_loads']} loaded)"
+        )
+    local = [i for i in fn.instructions if i.base in ("LDL", "STL")]
+    if local:
+        problems.append(
+            f"{short_name(name)}: {len(local)} local-memory instructions (LDL/STL), first at {local[0].address:#06x}"
+        )
+    return problems
+
+
+def k_loops(fn: Function) -> List[Tuple[int, int]]:
+    """Loops with a barrier and >= 16 FFMA that contain no other such loop (an outer loop over tiles is not one)."""
+    found = []
+    for loop in fn.loops():
+        body = fn.body(loop)
+        if any(i.base == "BAR" for i in body) and sum(i.base == "FFMA" for i in body) >= K_LOOP_MIN_FFMA:
+            found.append(loop)
+    return [a for a in found if not any(b != a and a[0] <= b[0] and b[1] <= a[1] for b in found)]
+
+
+def check_tile_loads(name: str, fn: Function) -> List[str]:
+    if not any(k in name for k in GEMM_KERNELS):
+        return []
+    problems = []
+    loops = fn.loops()
+    for k_loop in k_loops(fn):
+        inner = [b for b in loops if b != k_loop and k_loop[0] <= b[0] and b[1] <= k_loop[1]]
+        for loop in inner:
+            if any(i.base == "LDG" for i in fn.body(loop)):
+                problems.append(
+                    f"{short_name(name)}: K loop {k_loop[0]:#06x}-{k_loop[1]:#06x} has an inner loop "
+                    f"{loop[0]:#06x}-{loop[1]:#06x} issuing global loads (a tile-load loop with a run-time trip count)"
+                )
+        body = fn.body(k_loop)
+        loads = [n for n, i in enumerate(body) if i.base == "LDG"]
+        if not loads:
+            continue
+        pending: set = set()
+        for ins in body[loads[0] : loads[-1] + 1]:
+            if ins.base in ("STS", "BAR"):
+                problems.append(
+                    f"{short_name(name)}: K loop {k_loop[0]:#06x}-{k_loop[1]:#06x}: {ins.opcode} at {ins.address:#06x} "
+                    "between the tile's global loads (loads not issued as one batch)"
+                )
+                break
+            if ins.base in _VALUE_CONSUMERS and pending.intersection(ins.source_registers()):
+                problems.append(
+                    f"{short_name(name)}: K loop {k_loop[0]:#06x}-{k_loop[1]:#06x}: {ins.opcode} at {ins.address:#06x} "
+                    "uses a global load's result before the tile's last load is issued"
+                )
+                break
+            if ins.base == "LDG":
+                pending.update(ins.destination_registers())
+            elif not ins.predicate:  # an unconditional write ends a register's life as a load result
+                pending.difference_update(ins.destination_registers())
+    return problems
+
+
+def check_fused_postprocess(name: str, fn: Function) -> List[str]:
+    if not any(k in name for k in SEGMENT_WINDOWS_TILED) or is_cold(name):
+        return []
+    problems = []
+    for loop in fn.innermost_loops():
+        body = fn.body(loop)
+        hot = any(i.opcode.startswith("MUFU.EX2") for i in body) or sum(i.base == "LDS" for i in body) >= 16
+        if not hot:
+            continue
+        bad = [i for i in body if i.base == "LDG" or i.opcode.startswith("IMAD.WIDE") or i.opcode.startswith("LEA.HI.X")]
+        if bad:
+            problems.append(
+                f"{short_name(name)}: inner loop {loop[0]:#06x}-{loop[1]:#06x} has {bad[0].opcode} at "
+                f"{bad[0].address:#06x} (global memory or 64-bit index math)"
+            )
+    return problems
+
+
+@dataclass
+class Report:
+    kernels: List[dict] = field(default_factory=list)
+    problems: List[str] = field(default_factory=list)
+
+
+def check_cubin(cubin: Path, ptxas_text: str, report: Report, label: str) -> None:
+    functions = disassemble(cubin)
+    ptxas = parse_ptxas(ptxas_text)
+    for name, fn in sorted(functions.items()):
+        facts = ptxas.get(name, {})
+        problems: List[str] = []
+        if not is_cold(name):
+            problems += check_local_memory(name, fn, facts)
+        problems += check_tile_loads(name, fn)
+        problems += check_fused_postprocess(name, fn)
+        report.kernels.append(
+            {
+                "source": label,
+                "kernel": short_name(name),
+                "mangled": name,
+                "registers": facts.get("registers"),
+                "spill_stores": facts.get("spill_stores", 0),
+                "spill_loads": facts.get("spill_loads", 0),
+                "instructions": len(fn.instructions),
+                "k_loops": len(k_loops(fn)),
+                "cold": is_cold(name),
+                "problems": problems,
+            }
+        )
+        report.problems += [f"[{label}] {p}" for p in problems]
+
+
+def check_sources(sources: Iterable[Path], archs: Sequence[str], jobs: int = 2) -> Report:
+    report = Report()
+    with tempfile.TemporaryDirectory(prefix="zs_sass_") as tmp:
+        tasks = [(src, arch) for arch in archs for src in sources]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            compiled = list(pool.map(lambda t: (t, compile_cubin(t[0], t[1], Path(tmp))), tasks))
+        for (src, arch), (cubin, text) in compiled:
+            check_cubin(cubin, text, report, f"{src.name} sm_{arch}")
+    return report
+
+
+# ---- self-test: the check must be able to fail ----------------------------------------------------------------------
+
+_SELF_TEST_SOURCE = r"""
+// A 64x64 shared-memory tile GEMM step, loads of one tile per thread: `per_thread` (a run-time value) or 4 (a
+// constant, fully unrolled into registers). And a kernel that indexes a local array at run time (local memory).
+#include <cstdint>
+template <bool RuntimeTrip>
+__global__ void __launch_bounds__(256) tile_gemm(const float* __restrict__ a, const float* __restrict__ b,
+                                                 float* __restrict__ c, int k, int per_thread) {
+  __shared__ float ta[16][68], tb[16][68];
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  float acc[4][4] = {};
+  for (int k0 = 0; k0 < k; k0 += 16) {
+    if (RuntimeTrip) {
+      for (int i = 0; i < per_thread; ++i) {
+        const int e = threadIdx.x + i * 256;
+        ta[e % 16][e / 16] = a[(blockIdx.y * 64 + e / 16) * k + k0 + e % 16];
+        tb[e % 16][e / 16] = b[(blockIdx.x * 64 + e / 16) * k + k0 + e % 16];
+      }
+    } else {
+      float ra[4], rb[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int e = threadIdx.x + i * 256;
+        ra[i] = a[(blockIdx.y * 64 + e / 16) * k + k0 + e % 16];
+        rb[i] = b[(blockIdx.x * 64 + e / 16) * k + k0 + e % 16];
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int e = threadIdx.x + i * 256;
+        ta[e % 16][e / 16] = ra[i];
+        tb[e % 16][e / 16] = rb[i];
+      }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < 16; ++kk) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(ta[kk][ty * 4 + i], tb[kk][tx * 4 + j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) c[(blockIdx.y * 64 + ty * 4 + i) * 64 + blockIdx.x * 64 + tx * 4 + j] = acc[i][j];
+}
+template __global__ void tile_gemm<true>(const float*, const float*, float*, int, int);
+template __global__ void tile_gemm<false>(const float*, const float*, float*, int, int);
+
+__global__ void local_array_kernel(const float* __restrict__ in, float* __restrict__ out, int pick, int n) {
+  float v[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) v[i] = in[threadIdx.x] * static_cast<float>(i + 1);
+  for (int i = 0; i < n; ++i) v[(i * pick) & 63] += in[i];  // run-time indices in a loop: local memory
+  float sum = 0.f;
+#pragma unroll
+  for (int i = 0; i < 64; ++i) sum += v[i] * v[(i * 7) & 63];
+  out[threadIdx.x] = sum;
+}
+"""
+
+
+def self_test(arch: str = "90") -> List[str]:
+    """Compile deliberately bad kernels and a good one; return what did not come out as expected (empty: ok)."""
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="zs_sass_self_") as tmp:
+        source = Path(tmp) / "sass_self_test.cu"
+        source.write_text(_SELF_TEST_SOURCE)
+        cubin, text = compile_cubin(source, arch, Path(tmp))
+        functions = disassemble(cubin)
+        ptxas = parse_ptxas(text)
+        verdicts = {}
+        for name, fn in functions.items():
+            problems = check_local_memory(name, fn, ptxas.get(name, {})) + check_tile_loads(name, fn)
+            verdicts[name] = problems
+        runtime = [n for n in verdicts if "tile_gemm" in n and "ILb1E" in n]
+        constant = [n for n in verdicts if "tile_gemm" in n and "ILb0E" in n]
+        local = [n for n in verdicts if "local_array_kernel" in n]
+        if not runtime or not any("tile-load loop" in p or "not issued as one batch" in p for p in verdicts[runtime[0]]):
+            failures.append(f"the run-time trip count tile loop was not flagged: {verdicts.get(runtime[0] if runtime else '', 'missing')}")
+        if not constant or verdicts[constant[0]]:
+            failures.append(f"the unrolled tile loop was flagged: {verdicts.get(constant[0] if constant else '', 'missing')}")
+        if not constant or not k_loops(functions[constant[0]]):
+            failures.append("no K loop found in the unrolled tile GEMM (the K-loop criterion found nothing to check)")
+        if not local or not any("local-memory" in p for p in verdicts[local[0]]):
+            failures.append(f"the local-array kernel was not flagged: {verdicts.get(local[0] if local else '', 'missing')}")
+        # register-starved (-maxrregcount=24; the GEMM's launch bounds take precedence): ptxas reports spills
+        cubin, text = compile_cubin(source, arch, Path(tmp), extra=["-maxrregcount=24"])
+        spills = parse_ptxas(text)
+        starved = [n for n in spills if "local_array_kernel" in n]
+        if not starved or not spills[starved[0]].get("spill_stores"):
+            failures.append(f"ptxas' spill report was not read: {spills}")
+        elif not check_local_memory(starved[0], disassemble(cubin)[starved[0]], spills[starved[0]]):
+            failures.append("the register-starved kernel's spills were not flagged")
+    return failures
+
+
+def render(report: Report) -> str:
+    lines = ["| source | kernel | registers | spills (st/ld bytes) | K loops | verdict |", "|---|---|---:|---:|---:|---|"]
+    for k in report.kernels:
+        verdict = "cold (not checked for local memory)" if k["cold"] and not k["problems"] else (
+            "FAIL: " + "; ".join(k["problems"]) if k["problems"] else "ok"
+        )
+        lines.append(
+            f"| {k['source']} | {k['kernel']} | {k['registers']} | {k['spill_stores']}/{k['spill_loads']} "
+            f"| {k['k_loops']} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", action="append", help="SM architecture (e.g. 90; 'all' for CMakeLists.txt's list)")
+    parser.add_argument("--source", action="append", help="a .cu file (default: every csrc/cuda/*.cu)")
+    parser.add_argument("--self-test", action="store_true", help="only prove that bad kernels are flagged")
+    parser.add_argument("--json", help="write the per-kernel facts here")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args(argv)
+    try:
+        find_nvcc()
+        find_cuobjdump()
+    except ToolMissing as missing:
+        print(f"checks sass: {missing}", file=sys.stderr)
+        return 2
+    archs = list(ALL_ARCHS) if args.arch and "all" in args.arch else (args.arch or list(DEFAULT_ARCHS))
+    if args.self_test:
+        failures = self_test(archs[-1])
+        for f in failures:
+            print(f"self-test FAILED: {f}")
+        print("self-test: " + ("the check flags every bad kernel and passes the good one" if not failures else "FAILED"))
+        return 1 if failures else 0
+    sources = [Path(s) for s in args.source] if args.source else sorted(CUDA_DIR.glob("*.cu"))
+    report = check_sources(sources, archs, args.jobs)
+    print(render(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"archs": archs, "kernels": report.kernels, "problems": report.problems}, indent=2))
+    for p in report.problems:
+        print(f"FAIL {p}")
+    print(f"checks sass: {len(report.kernels)} kernels, {len(report.problems)} problems")
+    return 1 if report.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
