@@ -8,18 +8,23 @@ runs. Each test here failed before the fix it guards:
 * a frame of several chunks got the last chunk's logits for every chunk (one output buffer per graph output,
   reused by the next head run);
 * every frame allocated page-locked result buffers (and, for frames of several chunks, device memory for the
-  joined logits) that were freed only when the pipeline closed.
+  joined logits) that were freed only when the pipeline closed;
+* the vocabulary upload (``set_vocabulary``, on the first frame after ``set_classes``) ran without making the CUDA
+  context current, so from a thread that had not run a frame yet the driver refused it (issue 36);
+* the device executor used the host path's execution contexts, whose scratch memory the host path's calls then
+  shared with device work still running (issue 36).
 """
 
 from __future__ import annotations
 
 import inspect
+import types
 
 import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime", reason="the stand-in engines run the graphs with ONNX Runtime")
-from host_cuda import HostCudaDriver, StandInTensorRTBackend, install_host_gpu  # noqa: E402
+from host_cuda import HostCudaDriver, OrtEngine, StandInTensorRTBackend, install_host_gpu  # noqa: E402
 
 from zsseg_rt import pipeline  # noqa: E402
 from zsseg_rt.export import tensorrt as trt_build  # noqa: E402
@@ -166,3 +171,72 @@ def test_streams_are_created_non_blocking():
     library = RecordingLibcuda()
     CudaDriver(library).stream_create()
     assert STREAM_NON_BLOCKING == 1 and library.stream_flags == [STREAM_NON_BLOCKING]  # CU_STREAM_NON_BLOCKING
+
+
+class PerThreadContextDriver(HostCudaDriver):
+    """``HostCudaDriver`` whose calls need the context current on the calling thread, as the CUDA driver's do
+    (a thread starts with none: ``make_current`` sets it)."""
+
+    def __init__(self):
+        super().__init__()
+        import threading
+
+        self._current = threading.local()
+
+    def make_current(self):
+        self._current.ok = True
+
+    def _need_context(self):
+        if not getattr(self._current, "ok", False):
+            raise RuntimeError("CUDA_ERROR_INVALID_CONTEXT: no context is current on this thread")
+
+    def mem_alloc(self, nbytes):
+        self._need_context()
+        return super().mem_alloc(nbytes)
+
+    def copy_to_device(self, pointer, array, stream):
+        self._need_context()
+        super().copy_to_device(pointer, array, stream)
+
+
+def test_a_vocabulary_is_uploaded_from_a_thread_that_ran_no_frame_before(tiny_bundle, host_gpu, reference):
+    import threading
+
+    engine, _, _ = _device_engine(tiny_bundle, 4, driver=PerThreadContextDriver())
+    frame = _frame(480, 640, seed=6)
+    engine(frame)  # this thread made the context current
+    engine.set_classes(list(reversed(CLASSES)))  # uploaded on the next frame, from whichever thread runs it
+    results, errors = [], []
+
+    def other_thread():
+        try:
+            results.append(engine(frame))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    worker.join()
+    assert not errors, errors  # e66ca60: CUDA_ERROR_INVALID_CONTEXT from set_vocabulary's allocation
+    expected = Engine(tiny_bundle, classes=list(reversed(CLASSES)), backend="onnxruntime")(frame)
+    _assert_same_segmentation(results[0], expected)
+
+
+def test_the_device_executor_has_execution_contexts_of_its_own(tiny_bundle, host_gpu):
+    from zsseg_rt.runtime.backends import TensorRTBackend
+    from zsseg_rt.runtime.engine_cache import axis_ranges
+
+    meta = Engine(tiny_bundle, backend="onnxruntime").meta
+    driver = HostCudaDriver()
+    engines = {role: OrtEngine(meta, role, axis_ranges(meta, 4, opt_classes=8)) for role in ("image", "head")}
+    runners = {}
+    for role, trt_engine in engines.items():  # what TensorRTRunner holds: its engine, its context, the driver
+        runners[role] = types.SimpleNamespace(
+            engine=trt_engine, context=trt_engine.create_execution_context(), _cuda=driver
+        )
+    backend = object.__new__(TensorRTBackend)  # the real device_executor, on stand-in runners
+    backend._runners, backend._io = runners, meta.io
+    executor = backend.device_executor()
+    for role in ("image", "head"):
+        assert executor.contexts[role] is not runners[role].context  # e66ca60: the host path's own contexts
+        assert executor.contexts[role].engine is runners[role].engine

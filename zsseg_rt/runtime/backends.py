@@ -187,12 +187,21 @@ class TensorRTBackend(Backend):
 
     def device_executor(self):
         """An executor running these engines on device buffers (the device-resident pipeline), on the image
-        runner's CUDA context and a stream of its own."""
+        runner's CUDA context and a stream of its own, with execution contexts of its own: the host path's contexts
+        (``_run``, serialised by this backend's lock) run on the runners' streams, and an execution context's
+        device scratch memory must not be used by two streams at once (the device pipeline's work is still running
+        when its call returns)."""
         from .cuda_memory import CudaMemory, TensorRTExecutor
 
         driver = self._runners["image"]._cuda
         driver.make_current()
-        return TensorRTExecutor({role: self._runners[role].context for role in ("image", "head")}, CudaMemory(driver))
+        contexts = {}
+        for role in ("image", "head"):
+            context = self._runners[role].engine.create_execution_context()
+            if context is None:
+                raise RuntimeError(f"TensorRT could not create an execution context for the {role!r} engine")
+            contexts[role] = context
+        return TensorRTExecutor(contexts, CudaMemory(driver))
 
     def _run(self, key, feeds, outputs):
         with self._lock:

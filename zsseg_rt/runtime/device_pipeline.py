@@ -271,6 +271,7 @@ class DevicePipeline:
         self.memory = executor.memory
         self.max_windows = windows_per_call(max_windows, executor)
         size = int(meta.image_size)
+        self.memory.activate()  # the calling thread may have no current CUDA context yet
         self._image = self.memory.empty((self.max_windows, 3, size, size), np.float32)
         self._frame: Optional[Buffer] = None
         self._frame_host: Optional[np.ndarray] = None
@@ -300,6 +301,7 @@ class DevicePipeline:
                 f"class_bias must be finite, got {bias[bad[0]]} at class {int(bad[0])} (to drop a class, leave it out "
                 "of the vocabulary)"
             )
+        self.memory.activate()  # CUDA driver contexts are per thread: this may be another thread than the last frame's
         if self.graphs is not None:  # captured graphs read the buffers about to go: dropped first, captured again
             self.graphs.clear(self)
         self._replace("_text", self.memory.empty(text.shape, np.float32))  # the previous vocabulary's buffers go
