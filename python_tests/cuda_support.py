@@ -106,3 +106,67 @@ def stream():
     s = Stream()
     yield s
     s.close()
+
+
+class RuntimeDriver:
+    """What CudaMemory needs from ``cuda_driver.CudaDriver``, through the CUDA runtime of the native module."""
+
+    def __init__(self):
+        self.t = cuda_testing()
+        self.streams = []
+
+    def stream_create(self):
+        self.streams.append(Stream())
+        return int(self.streams[-1])
+
+    def device_attribute(self, attribute, index=0):
+        return self.t.device_attribute({18: "integrated", 19: "can_map_host_memory"}[attribute], index)
+
+    def mem_alloc(self, nbytes):
+        return self.t.malloc(nbytes, "device")
+
+    def mem_free(self, pointer):
+        self.t.free(pointer, "device")
+
+    def host_alloc(self, nbytes, mapped=False):
+        return self.t.malloc(nbytes, "mapped")  # page-locked (mapped: one address with unified addressing)
+
+    def host_free(self, pointer):
+        self.t.free(pointer, "mapped")
+
+    def host_device_pointer(self, pointer):
+        return pointer
+
+    def copy_to_device(self, pointer, array, stream):
+        self.t.memcpy_async(pointer, array.__array_interface__["data"][0], array.nbytes, stream)
+
+    def copy_to_host(self, array, pointer, stream):
+        self.t.memcpy_async(array.__array_interface__["data"][0], pointer, array.nbytes, stream)
+
+    def copy_device_to_device(self, destination, source, nbytes, stream):
+        self.t.memcpy_async(destination, source, nbytes, stream)
+
+    def stream_synchronize(self, stream):
+        self.t.stream_synchronize(stream)
+
+    def make_current(self):
+        pass
+
+    # CUDA graphs (DriverCudaGraphs): the runtime's stream capture
+    def begin_capture(self, stream, mode="global"):
+        self.t.begin_capture(stream, mode)
+
+    def end_capture(self, stream):
+        return self.t.end_capture(stream, keep=True)
+
+    def graph_instantiate(self, graph):
+        return self.t.graph_instantiate(graph)
+
+    def graph_launch(self, executable, stream):
+        self.t.graph_launch(executable, stream)
+
+    def graph_exec_destroy(self, executable):
+        self.t.graph_exec_destroy(executable)
+
+    def graph_destroy(self, graph):
+        self.t.graph_destroy(graph)

@@ -175,15 +175,24 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, meta: BundleMeta, precision: str = "fp16", engine_paths: Optional[Dict[str, str]] = None):
+    def __init__(
+        self,
+        meta: BundleMeta,
+        precision: str = "fp16",
+        engine_paths: Optional[Dict[str, str]] = None,
+        cuda_graphs: bool = False,
+    ):
         """``engine_paths`` (role -> engine file) runs these engines, checked only against this machine's TensorRT
-        and GPU (the accuracy gate uses it on a fresh build); default: ``find_engines`` for ``precision``."""
+        and GPU (the accuracy gate uses it on a fresh build); default: ``find_engines`` for ``precision``.
+        ``cuda_graphs``: the device pipeline captures each kind of frame as a CUDA graph and replays it
+        (``runtime/cuda_graphs.DriverCudaGraphs``); off by default: it has not run on a GPU yet."""
         from zsseg_rt.runtime import tensorrt as trt_run  # imports tensorrt itself lazily
 
         paths = dict(engine_paths) if engine_paths else trt_run.find_engines(meta.path, precision=precision)
         self._runners: Dict[str, Any] = {key: trt_run.TensorRTRunner(path) for key, path in paths.items()}
         self._io = meta.io
         self._lock = threading.Lock()
+        self.cuda_graphs = bool(cuda_graphs)
 
     def device_executor(self):
         """An executor running these engines on device buffers (the device-resident pipeline), on the image

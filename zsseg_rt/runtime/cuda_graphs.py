@@ -16,9 +16,12 @@ buffers holding it) and the precision the graphs run at. That is the key of a gr
   warning; frames then run eagerly, with the same results.
 
 ``TorchCudaGraphs`` captures with ``torch.cuda.CUDAGraph`` on the memory's own stream (the torch backend's
-executor). Tests substitute a recording stand-in with the same three methods; on a real GPU this module HAS NOT
-RUN YET (no GPU was available while it was written): the bookkeeping is tested on the CPU, the capture itself is
-checked by ``tools/gpu_check.sh`` / ``benchmarks/gpu_precision.py`` on the next GPU run.
+executor); ``DriverCudaGraphs`` with the CUDA driver's stream capture on a ``CudaMemory``'s stream (the TensorRT
+device path, opt-in: ``TensorRTBackend(..., cuda_graphs=True)``). Neither has run on a GPU yet (no GPU was
+available while they were written). ``DriverCudaGraphs`` with the whole ``DevicePipeline`` is tested in CI on the
+emulated CUDA runtime, whose capture records a graph that runs only when launched (python_tests/runtime/
+test_device_graphs_cuda.py); ``TorchCudaGraphs`` needs torch's CUDA build, so its bookkeeping is tested on the CPU
+with a recording stand-in and the capture itself by ``tools/gpu_check.sh`` on the next GPU run.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 
 LOG = logging.getLogger("zsseg_rt.cuda_graphs")
 
-__all__ = ["FrameGraphs", "TorchCudaGraphs"]
+__all__ = ["DriverCudaGraphs", "FrameGraphs", "TorchCudaGraphs"]
 
 
 class TorchCudaGraphs:
@@ -59,6 +62,45 @@ class TorchCudaGraphs:
 
     def release(self, graph) -> None:
         graph.reset()
+
+
+class DriverCudaGraphs:
+    """Captures and replays with the CUDA driver's stream capture (global mode) on ``memory.stream`` (a
+    ``CudaMemory``, whose driver has ``begin_capture``/``end_capture``/``graph_instantiate``/``graph_launch``/
+    ``graph_exec_destroy``/``graph_destroy``, as ``cuda_driver.CudaDriver`` does). A capture yields an instantiated
+    graph; the captured graph itself is destroyed at once (the executable does not need it)."""
+
+    def __init__(self, memory):
+        needed = ("begin_capture", "end_capture", "graph_instantiate", "graph_launch", "graph_exec_destroy")
+        missing = [name for name in needed + ("graph_destroy",) if not hasattr(memory.driver, name)]
+        if missing:
+            raise ValueError(f"CUDA graphs need a driver with {', '.join(missing)}")
+        self.memory = memory
+
+    def capture(self, body: Callable[[], Any]):
+        driver, stream = self.memory.driver, self.memory.stream
+        driver.begin_capture(stream)
+        try:
+            body()
+        except BaseException:
+            try:  # leave capture mode; the (invalid or partial) graph is not used
+                graph = driver.end_capture(stream)
+            except Exception:  # noqa: BLE001 - the body's error is the one to report
+                graph = 0
+            if graph:
+                driver.graph_destroy(graph)
+            raise
+        graph = driver.end_capture(stream)  # CudaError when an illegal call invalidated the capture
+        try:
+            return driver.graph_instantiate(graph)
+        finally:
+            driver.graph_destroy(graph)
+
+    def replay(self, graph) -> None:
+        self.memory.driver.graph_launch(graph, self.memory.stream)
+
+    def release(self, graph) -> None:
+        self.memory.driver.graph_exec_destroy(graph)
 
 
 def _same_buffers(a, b) -> bool:

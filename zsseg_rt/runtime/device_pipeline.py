@@ -589,6 +589,10 @@ def make_device_pipeline(meta: BundleMeta, backend, setting="auto", max_windows:
             graphs = FrameGraphs(TorchCudaGraphs(executor.memory), precision=getattr(backend, "precision", "fp32"))
     elif backend.name == "tensorrt":
         executor = backend.device_executor()
+        if getattr(backend, "cuda_graphs", False):
+            from .cuda_graphs import DriverCudaGraphs, FrameGraphs
+
+            graphs = FrameGraphs(DriverCudaGraphs(executor.memory), precision=getattr(backend, "precision", "fp16"))
     else:
         executor = OnnxRuntimeExecutor(backend)
     return DevicePipeline(meta, executor, max_windows=max_windows, graphs=graphs)
