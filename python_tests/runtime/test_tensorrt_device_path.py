@@ -240,3 +240,21 @@ def test_the_device_executor_has_execution_contexts_of_its_own(tiny_bundle, host
     for role in ("image", "head"):
         assert executor.contexts[role] is not runners[role].context  # e66ca60: the host path's own contexts
         assert executor.contexts[role].engine is runners[role].engine
+
+
+def test_the_driver_graph_api_is_declared_on_first_use_and_explains_an_old_driver():
+    from zsseg_rt.runtime.cuda_driver import CudaDriver, CudaError
+
+    class OldDriver(RecordingLibcuda):  # a CUDA 10.2 driver (JetPack 4): no cuGraphInstantiateWithFlags
+        def __getattr__(self, name):
+            if name.startswith(("cuGraph", "cuStreamBeginCapture", "cuStreamEndCapture")):
+                raise AttributeError(name)
+            return super().__getattr__(name)
+
+    driver = CudaDriver(OldDriver())  # everything but graphs still works
+    assert driver.stream_create() == 0
+    with pytest.raises(CudaError, match=r"no CUDA graph API.*CUDA 11.4"):
+        driver.begin_capture(7)
+    current = CudaDriver(RecordingLibcuda())
+    current.begin_capture(7)
+    assert current.end_capture(7) == 0 and current.graph_instantiate(0) == 0

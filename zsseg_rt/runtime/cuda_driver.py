@@ -96,12 +96,6 @@ class CudaDriver:
         lib.cuMemHostGetDevicePointer_v2.argtypes = [ctypes.POINTER(c_u64), c_ptr, ctypes.c_uint]
         lib.cuMemGetInfo_v2.argtypes = [ctypes.POINTER(c_size), ctypes.POINTER(c_size)]
         lib.cuDriverGetVersion.argtypes = [ctypes.POINTER(ctypes.c_int)]
-        lib.cuStreamBeginCapture_v2.argtypes = [c_ptr, ctypes.c_int]
-        lib.cuStreamEndCapture.argtypes = [c_ptr, ctypes.POINTER(c_ptr)]
-        lib.cuGraphInstantiateWithFlags.argtypes = [ctypes.POINTER(c_ptr), c_ptr, ctypes.c_ulonglong]
-        lib.cuGraphLaunch.argtypes = [c_ptr, c_ptr]
-        lib.cuGraphExecDestroy.argtypes = [c_ptr]
-        lib.cuGraphDestroy.argtypes = [c_ptr]
 
     def _check(self, result: int, call: str) -> None:
         if result == 0:
@@ -244,29 +238,48 @@ class CudaDriver:
     # ---- CUDA graphs (runtime/cuda_graphs.DriverCudaGraphs) ---------------------------------------------------
     CAPTURE_MODES = {"global": 0, "thread_local": 1, "relaxed": 2}  # CUstreamCaptureMode
 
+    def _graph_api(self):
+        """The stream-capture and graph entry points, declared on first use (cuGraphInstantiateWithFlags needs a
+        CUDA 11.4 driver: an older one still runs everything else)."""
+        lib, c_ptr = self._lib, ctypes.c_void_p
+        if not getattr(self, "_graphs_declared", False):
+            try:
+                lib.cuStreamBeginCapture_v2.argtypes = [c_ptr, ctypes.c_int]
+                lib.cuStreamEndCapture.argtypes = [c_ptr, ctypes.POINTER(c_ptr)]
+                lib.cuGraphInstantiateWithFlags.argtypes = [ctypes.POINTER(c_ptr), c_ptr, ctypes.c_ulonglong]
+                lib.cuGraphLaunch.argtypes = [c_ptr, c_ptr]
+                lib.cuGraphExecDestroy.argtypes = [c_ptr]
+                lib.cuGraphDestroy.argtypes = [c_ptr]
+            except AttributeError as exc:
+                raise CudaError(f"this CUDA driver has no CUDA graph API ({exc}); it needs CUDA 11.4 or newer") from exc
+            self._graphs_declared = True
+        return lib
+
     def begin_capture(self, stream: int, mode: str = "global") -> None:
         """Start capturing ``stream`` into a graph (the legacy default stream cannot be captured)."""
-        self._check(self._lib.cuStreamBeginCapture_v2(stream, self.CAPTURE_MODES[mode]), "cuStreamBeginCapture")
+        lib = self._graph_api()
+        self._check(lib.cuStreamBeginCapture_v2(stream, self.CAPTURE_MODES[mode]), "cuStreamBeginCapture")
 
     def end_capture(self, stream: int) -> int:
         """End the capture: the graph (a handle), or CudaError when the capture was invalidated."""
         graph = ctypes.c_void_p()
-        self._check(self._lib.cuStreamEndCapture(stream, ctypes.byref(graph)), "cuStreamEndCapture")
+        self._check(self._graph_api().cuStreamEndCapture(stream, ctypes.byref(graph)), "cuStreamEndCapture")
         return graph.value or 0
 
     def graph_instantiate(self, graph: int) -> int:
         executable = ctypes.c_void_p()
-        self._check(self._lib.cuGraphInstantiateWithFlags(ctypes.byref(executable), graph, 0), "cuGraphInstantiate")
+        lib = self._graph_api()
+        self._check(lib.cuGraphInstantiateWithFlags(ctypes.byref(executable), graph, 0), "cuGraphInstantiate")
         return executable.value or 0
 
     def graph_launch(self, executable: int, stream: int) -> None:
-        self._check(self._lib.cuGraphLaunch(executable, stream), "cuGraphLaunch")
+        self._check(self._graph_api().cuGraphLaunch(executable, stream), "cuGraphLaunch")
 
     def graph_exec_destroy(self, executable: int) -> None:
-        self._check(self._lib.cuGraphExecDestroy(executable), "cuGraphExecDestroy")
+        self._check(self._graph_api().cuGraphExecDestroy(executable), "cuGraphExecDestroy")
 
     def graph_destroy(self, graph: int) -> None:
-        self._check(self._lib.cuGraphDestroy(graph), "cuGraphDestroy")
+        self._check(self._graph_api().cuGraphDestroy(graph), "cuGraphDestroy")
 
     def stream_destroy(self, stream: int) -> None:
         self._check(self._lib.cuStreamDestroy_v2(stream), "cuStreamDestroy")
