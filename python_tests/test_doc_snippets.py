@@ -81,13 +81,7 @@ CATEGORIES: Dict[str, str] = {
 
 # Markers for snippets of documents other sessions own, until those documents carry them (keyed by the document
 # and the block's first command line, comments aside). An entry whose block has a marker of its own is stale.
-PENDING_MARKERS: Dict[Tuple[str, str], str] = {
-    (
-        "docs/scaling_out.md",
-        'zsseg batch data/archive/ out/labels --bundle out/bundles/voc --classes "person,car,road,sky" --workers 4',
-    ): "not run: needs a dataset (data/archive/, VOC2012), needs weights (out/bundles/voc), runs until stopped "
-    "(zsseg serve, and curl asks it)",
-}
+PENDING_MARKERS: Dict[Tuple[str, str], str] = {}
 
 MARKER = re.compile(r"^\s*<!--\s*snippet:\s*(?P<body>.*?)\s*-->\s*$")
 FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)")

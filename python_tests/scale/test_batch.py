@@ -33,7 +33,7 @@ def serial_labels(tiny_bundle, image_folder):
     plan = plan_batch(image_folder, os.path.join(image_folder, "no-output"), resume=False)
     out = {}
     for path in plan.sources:
-        key = os.path.splitext(os.path.relpath(path, image_folder))[0]
+        key = os.path.relpath(path, image_folder).replace(os.sep, "/")  # the output name keeps the extension
         out[key] = engine(cv2.imread(path, cv2.IMREAD_COLOR)).labels
     assert len(out) == 24 and len({int(v) for labels in out.values() for v in np.unique(labels)}) >= 3
     return out
@@ -83,6 +83,35 @@ def test_outputs_equal_serial_engine_and_resume_skips(ray_cluster, tiny_bundle, 
         segment_images(image_folder, out, tiny_bundle, ["cat", "dog"], progress=False, **RUN)
 
 
+def test_images_differing_only_in_extension_are_both_kept(ray_cluster, tiny_bundle, tmp_path):
+    """`twin.jpg` and `twin.png` (two different photos) in one folder, and `sub/twin.png`: three label maps, each
+    equal to the Engine's labels of its own image, three manifest keys; a second run resumes all three. Before,
+    both went to `twin.png` with the key "twin": two ok rows, one label map."""
+    from zsseg_rt.assets import sample_images
+
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    photos = [cv2.imread(str(path), cv2.IMREAD_COLOR) for path in list(sample_images())[:3]]
+    photos = [cv2.resize(p, (96 + 16 * i, 64 + 8 * i)) for i, p in enumerate(photos)]  # three sizes
+    cv2.imwrite(str(folder / "twin.jpg"), photos[0], [cv2.IMWRITE_JPEG_QUALITY, 100])
+    cv2.imwrite(str(folder / "twin.png"), photos[1])
+    cv2.imwrite(str(folder / "sub" / "twin.png"), photos[2])
+    out = str(tmp_path / "out")
+    summary = segment_images(str(folder), out, tiny_bundle, VOCAB, progress=False, **RUN)
+    assert (summary["ok"], summary["error"]) == (3, 0), summary
+    rows = {r["key"]: r for r in read_manifest(out)}
+    assert sorted(rows) == ["sub/twin.png", "twin.jpg", "twin.png"]
+    engine = Engine(tiny_bundle, classes=VOCAB, backend="onnxruntime")
+    for key, row in rows.items():
+        assert row["labels"] == key + ".png" and row["status"] == "ok"
+        expected = engine(cv2.imread(str(folder / key), cv2.IMREAD_COLOR)).labels
+        np.testing.assert_array_equal(_read_labels(out, key), expected, err_msg=key)
+        assert (row["height"], row["width"]) == expected.shape
+    assert sorted(os.listdir(out)) == ["manifest.jsonl", "sub", "twin.jpg.png", "twin.png.png", "vocabulary.json"]
+    again = segment_images(str(folder), out, tiny_bundle, VOCAB, progress=False, **RUN)
+    assert (again["ok"], again["skipped"]) == (0, 3), again
+
+
 def test_killed_worker_images_are_redone(ray_cluster, tiny_bundle, image_folder, serial_labels, tmp_path):
     out = str(tmp_path / "out")
     rows, killed = [], None
@@ -105,9 +134,9 @@ def test_list_file_bad_image_and_cli(ray_cluster, tiny_bundle, image_folder, ser
     folder = tmp_path / "in"
     shutil.copytree(image_folder, folder)
     (folder / "broken.jpg").write_bytes(b"not an image")
-    keys = [k for k in sorted(serial_labels) if (folder / f"{k}.jpg").is_file()][:3]
+    keys = [k for k in sorted(serial_labels) if k.endswith(".jpg")][:3]
     listing = folder / "list.txt"
-    listing.write_text("# three images and a broken one\n" + "".join(f"{k}.jpg\n" for k in keys) + "broken.jpg\n")
+    listing.write_text("# three images and a broken one\n" + "".join(f"{k}\n" for k in keys) + "broken.jpg\n")
     out = tmp_path / "out"
     code = main(
         ["batch", str(listing), str(out), "--bundle", tiny_bundle, "--classes", ",".join(VOCAB)]
@@ -115,7 +144,7 @@ def test_list_file_bad_image_and_cli(ray_cluster, tiny_bundle, image_folder, ser
     )
     assert code == 1  # one image failed: reported, the others written
     rows = {r["key"]: r for r in read_manifest(str(out))}
-    assert rows["broken"]["status"] == "error" and "not an image" in rows["broken"]["error"]
+    assert rows["broken.jpg"]["status"] == "error" and "not an image" in rows["broken.jpg"]["error"]
     for key in keys:
         assert rows[key]["status"] == "ok"
         np.testing.assert_array_equal(_read_labels(str(out), key), serial_labels[key])
@@ -146,11 +175,11 @@ def test_bad_files_are_manifest_rows_and_every_good_image_is_done(
     rows = {r["key"]: r for r in read_manifest(str(out))}
     assert len(rows) == 29
     expected_errors = {
-        "a/empty": "is empty (0 bytes)",
-        "b/bomb": "30000x30000 = 900.0 MP, over the 2 MP limit",  # from the header: nothing was decoded
-        "garbage": "not an image",
-        "thin": "side longer than 262144 pixels",
-        "huge": "has 8388608 bytes, more than an image of the pixel limit can take",  # refused unread
+        "a/empty.jpg": "is empty (0 bytes)",
+        "b/bomb.png": "30000x30000 = 900.0 MP, over the 2 MP limit",  # from the header: nothing was decoded
+        "garbage.png": "not an image",
+        "thin.png": "side longer than 262144 pixels",
+        "huge.bmp": "has 8388608 bytes, more than an image of the pixel limit can take",  # refused unread
     }
     for key, message in expected_errors.items():
         assert rows[key]["status"] == "error" and message in rows[key]["error"], rows[key]
@@ -159,9 +188,9 @@ def test_bad_files_are_manifest_rows_and_every_good_image_is_done(
         assert rows[key]["status"] == "ok", rows[key]
     _assert_identical(str(out), serial_labels)
     # the workers' memory: the bomb was refused from its header, so no worker grew (one reached 5.3 GB)
-    for key in list(serial_labels) + ["b/bomb", "garbage", "thin"]:  # rows of images a worker handled
+    for key in list(serial_labels) + ["b/bomb.png", "garbage.png", "thin.png"]:  # rows of images a worker handled
         assert rows[key]["worker_peak_rss_bytes"] >= rows[key]["worker_loaded_rss_bytes"] > 0, rows[key]
-    assert "worker_peak_rss_bytes" not in rows["a/empty"]  # refused by the driver from its size: no worker saw it
+    assert "worker_peak_rss_bytes" not in rows["a/empty.jpg"]  # refused by the driver from its size: no worker saw it
     print(f"worker peak RSS growth {summary['worker_peak_growth_bytes'] / 2**20:.0f} MB")
     assert summary["worker_peak_growth_bytes"] < 600 << 20, summary
 

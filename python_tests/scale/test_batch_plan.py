@@ -14,6 +14,7 @@ from zsseg_rt.scale.batch import (
     _pool_size,
     check_pool_fits,
     label_png_bytes,
+    labels_name,
     output_key,
     plan_batch,
     prepare_batch,
@@ -34,18 +35,59 @@ def test_plan_lists_folders_and_skips_done_images(tmp_path):
         (tmp_path / "in" / rel).write_bytes(b"x")
     out = tmp_path / "out"
     plan = plan_batch(str(tmp_path / "in"), str(out))
-    assert plan.total == 3 and [output_key(p, plan.root) for p in plan.sources] == ["a/x", "a/y", "b/x"]
+    assert plan.total == 3 and [output_key(p, plan.root) for p in plan.sources] == ["a/x.jpg", "a/y.png", "b/x.jpg"]
     (out / "a").mkdir(parents=True)
-    (out / "a" / "x.png").write_bytes(b"png")  # done: PNG + ok row
+    (out / "a" / "x.jpg.png").write_bytes(b"png")  # done: PNG + ok row
     (out / "b").mkdir()
-    (out / "b" / "x.png").write_bytes(b"png")  # PNG without a manifest row (killed before the row): redone
-    rows = [{"key": "a/x", "labels": "a/x.png", "status": "ok"}, {"key": "a/y", "labels": "a/y.png", "status": "error"}]
+    (out / "b" / "x.jpg.png").write_bytes(b"png")  # PNG without a manifest row (killed before the row): redone
+    rows = [
+        {"image": str(tmp_path / "in" / "a" / "x.jpg"), "key": "a/x.jpg", "labels": "a/x.jpg.png", "status": "ok"},
+        {"image": str(tmp_path / "in" / "a" / "y.png"), "key": "a/y.png", "labels": "a/y.png.png", "status": "error"},
+    ]
     (out / MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"key": "trunc')  # torn last line
     plan = plan_batch(str(tmp_path / "in"), str(out))
-    assert [output_key(p, plan.root) for p in plan.sources] == ["a/y", "b/x"] and plan.done_keys == {"a/x"}
+    assert [output_key(p, plan.root) for p in plan.sources] == ["a/y.png", "b/x.jpg"] and plan.done_keys == {"a/x.jpg"}
     assert len(plan_batch(str(tmp_path / "in"), str(out), resume=False).sources) == 3
     glob_plan = plan_batch(str(tmp_path / "in" / "**" / "*.jpg"), str(out))
-    assert [output_key(p, glob_plan.root) for p in glob_plan.sources] == ["b/x"] and glob_plan.total == 2
+    assert [output_key(p, glob_plan.root) for p in glob_plan.sources] == ["b/x.jpg"] and glob_plan.total == 2
+
+
+def test_images_differing_only_in_extension_get_their_own_outputs(tmp_path):
+    """`twin.jpg` and `twin.png` in one folder: two output names, two label maps (both went to `twin.png` under the
+    key "twin": one result was lost and the manifest said ok twice)."""
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("twin.jpg", "twin.png", "sub/twin.jpeg", "twin"):
+        (folder / name).write_bytes(b"x")
+    plan = plan_batch(str(folder), str(tmp_path / "out"))
+    keys = [output_key(p, plan.root) for p in plan.sources]
+    assert keys == ["sub/twin.jpeg", "twin.jpg", "twin.png"]  # ("twin" has no image extension: not listed)
+    assert [labels_name(k) for k in keys] == ["sub/twin.jpeg.png", "twin.jpg.png", "twin.png.png"]
+
+
+def test_an_output_folder_of_the_old_naming_resumes(tmp_path):
+    """OUTPUT written when label maps dropped the extension (`a/x.png` for `a/x.jpg`, key "a/x"): its ok rows still
+    count (their label maps stay where the rows say); the two images that shared one label map (`twin.jpg` and
+    `twin.png` -> `twin.png`) are both redone, and so is an old row whose label map is an image's new name
+    (`y.jpg.png` for the image `y.jpg.png`, now the name of `y.jpg`'s label map)."""
+    folder = tmp_path / "in"
+    (folder / "a").mkdir(parents=True)
+    names = ("a/x.jpg", "twin.jpg", "twin.png", "y.jpg", "y.jpg.png")
+    for name in names:
+        (folder / name).write_bytes(b"x")
+    out = tmp_path / "out"
+    (out / "a").mkdir(parents=True)
+    old = {"a/x.jpg": "a/x", "twin.jpg": "twin", "twin.png": "twin", "y.jpg.png": "y.jpg"}
+    rows = [
+        {"image": str(folder / name), "key": key, "labels": key + ".png", "status": "ok"} for name, key in old.items()
+    ]
+    (out / MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for key in set(old.values()):
+        (out / (key + ".png")).write_bytes(b"png")
+    plan = plan_batch(str(folder), str(out))
+    assert plan.done_keys == {"a/x.jpg"}
+    assert sorted(output_key(p, plan.root) for p in plan.sources) == ["twin.jpg", "twin.png", "y.jpg", "y.jpg.png"]
+    assert plan.total == len(names)
 
 
 def test_plan_errors_are_clear(tmp_path):
@@ -98,3 +140,16 @@ def test_arguments_are_checked_before_ray(tmp_path, tiny_bundle):
     check_pool_fits(job, cpus=3)
     with pytest.raises(ValueError, match="needs 2 workers x 1.5 CPUs = 3 CPUs but the cluster has 2"):
         check_pool_fits(job, cpus=2)
+
+
+def test_a_named_vocabulary_is_its_official_classes(tmp_path, tiny_bundle):
+    """`--classes voc21` is the named vocabulary (as in `zsseg segment` and `zsseg serve`): the workers load it by
+    name and vocabulary.json records its 21 labels, background first; it was taken as one class called "voc21"."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"x")
+    job = prepare_batch(str(folder), str(tmp_path / "out"), tiny_bundle, "voc21")
+    assert job.vocabulary == "voc21" and len(job.names) == 21 and job.names[0] == "background", job.names
+    assert json.loads((tmp_path / "out" / "vocabulary.json").read_text())["class_names"] == job.names
+    plain = prepare_batch(str(folder), str(tmp_path / "out2"), tiny_bundle, "cat; kitty, dog")
+    assert plain.vocabulary is None and plain.names == ["cat; kitty", "dog"]

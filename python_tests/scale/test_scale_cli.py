@@ -154,3 +154,35 @@ def test_serve_is_ready_when_it_says_so_and_stops_cleanly_on_sigterm(tiny_bundle
     )
     for dump in ("Traceback", "SIGTERM received", "*** ", "logging.cc"):
         assert dump not in stderr, stderr[-3000:]
+    # Ray's start/stop noise (issue 37): Serve's INFO lines ("Started Serve", "Connecting to existing Serve app ...
+    # New http_options/controller_options will not be applied", "Application ... is ready"), and the raylet's report
+    # of the controller's graceful_shutdown call "failed ... killed by ray.kill" on stdout
+    said = [line for line in stdout.splitlines() if line.strip()]
+    assert said[1:] == ["zsseg serve: SIGTERM: shutting down", "zsseg serve: stopped"], said
+    for noise in ("will not be applied", "graceful_shutdown", "killed by `ray.kill`", "Started Serve", "is ready at"):
+        assert noise not in stdout + stderr, (noise, stdout, stderr[-3000:])
+    assert not [line for line in stderr.splitlines() if line.startswith("INFO ")], stderr[-3000:]
+
+
+def test_serve_and_batch_help_show_defaults():
+    """Every option of `zsseg serve` and `zsseg batch` with a default says it in its help (--replicas,
+    --max-batch-size and --batch-wait-ms did not)."""
+    import argparse
+
+    from zsseg_rt.scale.cli import add_batch_command, add_serve_command
+
+    parser = argparse.ArgumentParser(prog="zsseg")
+    commands = parser.add_subparsers()
+    for command in (add_serve_command(commands), add_batch_command(commands)):
+        for action in command._actions:
+            if not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+                continue
+            assert "default" in (action.help or ""), f"{command.prog} {action.option_strings[0]}: {action.help!r}"
+    text = add_serve_command(argparse.ArgumentParser().add_subparsers()).format_help()
+    options = " ".join(text.split("options:", 1)[1].split())  # (not the usage line)
+    for flag, default in (
+        ("--replicas", "(default 1)"),
+        ("--max-batch-size", "(default 8)"),
+        ("--batch-wait-ms", "(default 5)"),
+    ):
+        assert default in options.split(flag + " ", 1)[1].split(" --", 1)[0], (flag, text)

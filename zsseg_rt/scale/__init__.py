@@ -4,7 +4,7 @@ online serving on Ray Serve (:mod:`.serve`). Needs the ``scale`` extra (``pip in
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 RAY_MISSING = (
     "this needs Ray (the 'scale' extra): pip install 'zsseg_rt[scale]' or pip install 'ray[data,serve]==2.60.0'"
@@ -60,6 +60,63 @@ def import_ray(loopback: bool = False):
     return ray
 
 
+# The watchdog of a private local cluster (reaper.py): the write ends of the pipes each one reads, kept open for the
+# life of this process (the kernel closes them when it exits, however it exits: that is the watchdog's signal).
+REAPER_TOKEN_ENV = "ZSSEG_RAY_RUN"
+_REAPER_PIPES: List[int] = []
+
+
+def _start_cluster_reaper() -> Optional[str]:
+    """Start the watchdog that ends every process of the local cluster about to start once this process is gone
+    (:mod:`.reaper`), and mark that cluster's processes: ``ZSSEG_RAY_RUN=<token>`` in the environment they inherit
+    (the caller removes it once ``ray.init`` returned). Returns the token, or None where no watchdog could start (the
+    cluster then lives as long as Ray lets it: until ``ray.shutdown()`` or its own checks)."""
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    if sys.platform == "win32":  # (Ray ties its processes to the driver there with a job object)
+        return None
+    token = secrets.token_hex(8)
+    command = [sys.executable, "-I", os.path.join(os.path.dirname(os.path.abspath(__file__)), "reaper.py")]
+    command += [token, str(os.getpid())]
+    if not os.path.isdir("/proc/self"):  # psutil finds the processes there: Ray's own copy
+        import ray
+
+        command.append(os.path.join(os.path.dirname(ray.__file__), "thirdparty_files"))
+    read_end, write_end = os.pipe()  # both non-inheritable: no process but the watchdog holds the read end
+    try:
+        subprocess.Popen(  # in a session of its own: a Ctrl-C or a kill of the driver's process group spares it
+            command,
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env={k: v for k, v in os.environ.items() if k != REAPER_TOKEN_ENV},
+        ).returncode = 0  # (it outlives this process by design: no "still running" warning when it is collected)
+    except OSError:
+        os.close(write_end)
+        return None
+    finally:
+        os.close(read_end)
+    _REAPER_PIPES.append(write_end)
+    os.environ[REAPER_TOKEN_ENV] = token
+    return token
+
+
+def _tell_reaper_the_session(ray) -> None:
+    """Write the new cluster's session folder to its watchdog: the agents the raylet starts are found by the log
+    files they hold open there (the watchdog also finds the folder on its own, from the raylet's command line)."""
+    import os
+
+    try:
+        session = ray._private.worker._global_node.get_session_dir_path()
+        os.write(_REAPER_PIPES[-1], f"session {session}\n".encode())
+    except (AttributeError, IndexError, OSError):  # another Ray layout, or the watchdog is gone: it looks on its own
+        pass
+
+
 def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
     """Connect to a Ray cluster, or start a local one that only this machine can reach (127.0.0.1).
 
@@ -85,7 +142,14 @@ def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> N
     if not local:
         ray.init(address=address, **options)
         return
-    ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
+    token = _start_cluster_reaper()
+    try:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
+    finally:  # only the cluster's processes carry the mark, not what this process starts later
+        if token is not None:
+            os.environ.pop(REAPER_TOKEN_ENV, None)
+    if token is not None:
+        _tell_reaper_the_session(ray)
     node_address = ray.nodes()[0]["NodeManagerAddress"]
     if not node_address.startswith("127."):
         ray.shutdown()

@@ -14,9 +14,10 @@ the vocabulary, the output folder, the actor pool against the cluster's CPUs) is
 
 Outputs under ``OUTPUT``:
 
-* ``<relative path of the image without extension>.png``: the label map, 8-bit for vocabularies of at most 256
-  classes, 16-bit above; each file is written to a temporary name and renamed, so a killed run never leaves a
-  truncated PNG behind.
+* ``<path of the image relative to INPUT, extension included>.png`` (``INPUT/a/twin.jpg`` -> ``OUTPUT/a/twin.jpg.png``,
+  ``INPUT/a/twin.png`` -> ``OUTPUT/a/twin.png.png``: two images, two outputs): the label map, 8-bit for
+  vocabularies of at most 256 classes, 16-bit above; each file is written to a temporary name and renamed, so a
+  killed run never leaves a truncated PNG behind. The manifest's ``key`` is the same relative path (``a/twin.jpg``).
 * ``manifest.jsonl``: one JSON object per image, appended by the driver as results arrive (JSON lines: appendable,
   so a resumed run adds to it; ``pandas.read_json(path, lines=True)`` or ``ray.data.read_json`` read it): ``image``,
   ``key``, ``labels`` (the label PNG, relative to OUTPUT), ``status`` ("ok" or "error" with ``error``), and for an
@@ -29,7 +30,10 @@ Outputs under ``OUTPUT``:
 * ``vocabulary.json``: the class names the label values index. A resumed run must use the same vocabulary.
 
 Resume: an image is done when its label PNG exists and the manifest has an ``ok`` row for it; those are not read
-again. Images that failed (undecodable) get an ``error`` row and are retried by the next run.
+again. Images that failed (undecodable) get an ``error`` row and are retried by the next run. An OUTPUT written
+before the names kept the extension (``a/twin.png`` for ``a/twin.jpg``) resumes too: its ``ok`` rows count for their
+images, whose label maps stay where the rows' ``labels`` say, except where one label map was claimed by two images
+(``twin.jpg`` and ``twin.png`` overwrote each other): both are redone under the new names.
 """
 
 from __future__ import annotations
@@ -117,11 +121,47 @@ def _strip_scheme(path: str) -> str:
 
 
 def output_key(path: str, root: str) -> str:
-    """The output name of ``path`` (no extension): its path relative to ``root``, ``/``-separated."""
+    """The output name of ``path``: its path relative to ``root``, ``/``-separated, extension included (``a/twin.jpg``;
+    its label map is ``a/twin.jpg.png``), so that ``twin.jpg`` and ``twin.png`` in one folder are two outputs."""
     rel = os.path.relpath(_strip_scheme(path), _strip_scheme(root)) if root else os.path.basename(path)
     if rel.startswith(".."):
         rel = os.path.basename(path)
-    return os.path.splitext(rel)[0].replace(os.sep, "/")
+    return rel.replace(os.sep, "/")
+
+
+def labels_name(key: str) -> str:
+    """The label map of the image whose output name is ``key``, relative to OUTPUT."""
+    return key + ".png"
+
+
+def _row_key(row: Dict[str, Any]) -> str:
+    """The output name of a manifest row's image in this version's naming. Rows written before the names kept the
+    extension (``key`` ``a/twin`` for ``.../a/twin.jpg``, labels ``a/twin.png``) get the image's extension back."""
+    key = str(row.get("key", ""))
+    base = os.path.basename(_strip_scheme(str(row.get("image", ""))))
+    stem, extension = os.path.splitext(base)
+    if extension and key.rsplit("/", 1)[-1] == stem:
+        return key + extension
+    return key
+
+
+def _done_keys(rows: List[Dict[str, Any]], output_dir: str, input_keys: Sequence[str] = ()) -> Set[str]:
+    """The output names of the images done in ``rows``: an ``ok`` row whose label map exists, and that no other image
+    claims. A label map claimed by two images (two rows of an older version that named ``twin.jpg`` and
+    ``twin.png`` both ``twin.png``; or an older row's name that an image of this run gets, ``x.jpg.png``) holds one of
+    them at most: both are redone."""
+    claims: Dict[str, Set[str]] = {}
+    for key in input_keys:
+        claims.setdefault(labels_name(key), set()).add(key)
+    done: Dict[str, str] = {}
+    for row in rows:
+        if row.get("status") != "ok" or not row.get("labels"):
+            continue
+        key, labels = _row_key(row), os.path.normpath(str(row["labels"])).replace(os.sep, "/")
+        claims.setdefault(labels, set()).add(key)
+        if os.path.isfile(os.path.join(output_dir, labels)):
+            done[key] = labels
+    return {key for key, labels in done.items() if claims[labels] == {key}}
 
 
 def _local_images(input_path: str) -> Tuple[List[str], str]:
@@ -179,14 +219,9 @@ def plan_batch(input_path: str, output_dir: str, resume: bool = True, max_pixels
     Returns:
         a :class:`BatchPlan`.
     """
-    done: Set[str] = set()
-    if resume:
-        done = {
-            row["key"]
-            for row in read_manifest(output_dir)
-            if row.get("status") == "ok" and os.path.isfile(os.path.join(output_dir, row.get("labels", "")))
-        }
+    rows = read_manifest(output_dir) if resume else []
     if _is_remote(input_path):  # listed by Ray Data; done images are skipped in the actors
+        done = _done_keys(rows, output_dir)
         return BatchPlan(sources=input_path, root=input_path.rstrip("/"), total=None, done_keys=done)
     if any(ch in input_path for ch in "*?["):  # a local glob ("**" recurses)
         import glob
@@ -195,14 +230,17 @@ def plan_batch(input_path: str, output_dir: str, resume: bool = True, max_pixels
         if not paths:
             raise FileNotFoundError(f"the pattern {input_path!r} matches no file")
         root = os.path.commonpath([os.path.dirname(p) for p in paths])
-        pending, rejected = _refuse_by_size([p for p in paths if output_key(p, root) not in done], max_pixels)
-        return BatchPlan(sources=pending, root=root, total=len(paths), done_keys=done, rejected=rejected)
-    if not os.path.exists(input_path):
-        raise FileNotFoundError(f"input {input_path!r} does not exist: give a folder, a list file, an image or a URI")
-    paths, root = _local_images(input_path)
-    if not paths:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {input_path!r}")
-    pending, rejected = _refuse_by_size([p for p in paths if output_key(p, root) not in done], max_pixels)
+    else:
+        if not os.path.exists(input_path):
+            raise FileNotFoundError(
+                f"input {input_path!r} does not exist: give a folder, a list file, an image or a URI"
+            )
+        paths, root = _local_images(input_path)
+        if not paths:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {input_path!r}")
+    keys = [output_key(p, root) for p in paths]
+    done = _done_keys(rows, output_dir, keys) if rows else set()
+    pending, rejected = _refuse_by_size([p for p, k in zip(paths, keys) if k not in done], max_pixels)
     return BatchPlan(sources=pending, root=root, total=len(paths), done_keys=done, rejected=rejected)
 
 
@@ -258,7 +296,7 @@ class SegmentWorker:
         from zsseg_rt.cli_errors import format_error
 
         key = output_key(path, self.root)
-        row: Dict[str, Any] = {"image": path, "key": key, "labels": key + ".png", "worker": os.getpid()}
+        row: Dict[str, Any] = {"image": path, "key": key, "labels": labels_name(key), "worker": os.getpid()}
         row["host"] = self.host
         if key in self.done_keys:  # remote inputs are filtered here (local ones before reading)
             return dict(row, status="skipped")
@@ -279,7 +317,7 @@ class SegmentWorker:
         del image
         segmented = time.perf_counter()
         names = result.class_names
-        _write_atomic(os.path.join(self.output_dir, key + ".png"), label_png_bytes(result.labels, len(names)))
+        _write_atomic(os.path.join(self.output_dir, labels_name(key)), label_png_bytes(result.labels, len(names)))
         done = time.perf_counter()
         timing = {"decode": decoded - start, "segment": segmented - decoded, "write": done - segmented}
         timing["total"] = done - start
@@ -342,6 +380,7 @@ class BatchJob:
     cpus_per_worker: float
     batch_size: int
     worker_options: Dict[str, Any]
+    vocabulary: Optional[str] = None  # a named vocabulary ("voc21") the workers load by name; None: ``names``
 
     @property
     def max_workers(self) -> int:
@@ -372,7 +411,8 @@ def prepare_batch(
         input_path: see :func:`plan_batch`.
         output_dir: where label PNGs, ``manifest.jsonl`` and ``vocabulary.json`` go.
         bundle: an export bundle directory, readable at the same path on every node.
-        classes: the vocabulary (list or comma-separated string).
+        classes: the vocabulary (list or comma-separated string; ``;`` joins synonyms), or a named vocabulary
+            (``"voc21"``: its official classes; ``vocabulary.json`` records their labels).
         backend, device, mode: the Engine's (``zsseg_rt.Engine``), for every worker.
         workers: actors in the pool (an int, or ``(min, max)`` for an autoscaling pool).
         gpus_per_worker: GPUs each actor reserves (0: CPU actors; fractions share a GPU).
@@ -387,7 +427,7 @@ def prepare_batch(
     """
     from zsseg_rt.bundle import check_bundle_digest, load_meta
     from zsseg_rt.image_io import max_pixels_limit
-    from zsseg_rt.vocabulary import validate_class_names
+    from zsseg_rt.vocabulary import Vocabulary, named_vocabularies, validate_class_names
 
     pool = _pool_size(workers)
     if int(batch_size) < 1:
@@ -400,7 +440,11 @@ def prepare_batch(
     meta = load_meta(bundle)  # BundleError naming what is wrong: a missing folder, a malformed meta.json
     if expected_digest is not None:
         check_bundle_digest(meta, expected_digest)
-    names = list(validate_class_names(classes, meta.max_classes))
+    vocabulary = classes.strip() if isinstance(classes, str) and classes.strip() in named_vocabularies() else None
+    if vocabulary is not None:  # its official classes (background included): what the label values index
+        names = list(Vocabulary.parse(vocabulary, meta.max_classes).labels)
+    else:
+        names = list(validate_class_names(classes, meta.max_classes))
     plan = plan_batch(input_path, output_dir, resume=resume, max_pixels=limit)
     _check_output_dir(output_dir)
     _check_vocabulary(output_dir, names, resume)
@@ -415,6 +459,7 @@ def prepare_batch(
         cpus_per_worker=float(cpus_per_worker),
         batch_size=int(batch_size),
         worker_options=options,
+        vocabulary=vocabulary,
     )
 
 
@@ -440,7 +485,7 @@ def _rejected_rows(job: BatchJob) -> List[Dict[str, Any]]:
     rows = []
     for path, error in job.plan.rejected:
         key = output_key(path, job.plan.root)
-        rows.append({"image": path, "key": key, "labels": key + ".png", "status": "error", "error": error})
+        rows.append({"image": path, "key": key, "labels": labels_name(key), "status": "error", "error": error})
     return rows
 
 
@@ -463,7 +508,7 @@ def run_batch(job: BatchJob) -> Iterator[Dict[str, Any]]:
             SegmentWorker,
             fn_constructor_kwargs=dict(
                 bundle=job.bundle,
-                classes=job.names,
+                classes=job.vocabulary or job.names,
                 output_dir=job.output_dir,
                 root=plan.root,
                 done_keys=sorted(plan.done_keys) if not isinstance(plan.sources, list) else [],

@@ -12,8 +12,15 @@ from zsseg_rt.cli_types import port_number, real_number, whole_number
 
 __all__ = ["add_batch_command", "add_serve_command"]
 
-_BACKEND_HELP = "auto (TensorRT when engines were built, else ONNX Runtime), tensorrt, onnxruntime or torch"
-_MODE_HELP = "post-processing order: exact (the papers' order) or fast; see `zsseg segment --help`"
+_BACKEND_HELP = (
+    "auto (TensorRT when engines were built, else ONNX Runtime), tensorrt, onnxruntime or torch (default auto)"
+)
+_DEVICE_HELP = "auto, cpu or cuda (default auto)"
+_CLASSES_HELP = (
+    'comma-separated class names, e.g. "cat,sofa,floor" ("person; man; woman": one class with synonyms), or a named '
+    "vocabulary such as voc21 (a benchmark's official classes)"
+)
+_MODE_HELP = "post-processing order: exact (the papers' order) or fast; see `zsseg segment --help` (default exact)"
 
 
 def _add_cluster_args(p: argparse.ArgumentParser) -> None:
@@ -123,21 +130,28 @@ def add_batch_command(subparsers) -> argparse.ArgumentParser:
         "OUTPUT. Re-running resumes: images already done are skipped.",
     )
     p.add_argument("input", help="image folder (recursive), list file (.txt: one path per line), image, or URI/glob")
-    p.add_argument("output", help="output folder (label PNGs keep the input's relative paths)")
+    p.add_argument(
+        "output",
+        help="output folder: a label PNG per image named after its path relative to INPUT, extension kept "
+        "(a/cat.jpg -> OUTPUT/a/cat.jpg.png), and manifest.jsonl",
+    )
     p.add_argument("--bundle", required=True, help="bundle directory (the same path on every node)")
-    p.add_argument("--classes", required=True, help='comma-separated class names, e.g. "cat,sofa,floor"')
+    p.add_argument("--classes", required=True, help=_CLASSES_HELP)
     p.add_argument(
         "--workers", type=_workers, default=1, help="actors in the pool: N, or MIN:MAX to autoscale (default 1)"
     )
     p.add_argument(
-        "--gpus-per-worker", type=real_number(0), default=0.0, help="GPUs per actor (0: CPU actors; 0.5 shares)"
+        "--gpus-per-worker",
+        type=real_number(0),
+        default=0.0,
+        help="GPUs per actor (0: CPU actors; 0.5 shares one GPU between two; default 0)",
     )
     p.add_argument("--cpus-per-worker", type=real_number(above=0), default=1.0, help="CPUs per actor (default 1)")
     p.add_argument("--batch-size", type=whole_number(1), default=4, help="images per actor call (default 4)")
     p.add_argument(
         "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help=_BACKEND_HELP
     )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=_DEVICE_HELP)
     p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=_MODE_HELP)
     p.add_argument("--no-resume", action="store_true", help="redo images whose outputs exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -156,12 +170,12 @@ def _check_serve_args(args: argparse.Namespace) -> None:
     the listening address and port, the replicas against the local cluster's CPUs."""
     from zsseg_rt.bundle import check_bundle_digest, load_meta
     from zsseg_rt.image_io import max_pixels_limit
-    from zsseg_rt.vocabulary import validate_class_names
+    from zsseg_rt.vocabulary import Vocabulary
 
     meta = load_meta(args.bundle)
     if args.bundle_digest is not None:
         check_bundle_digest(meta, args.bundle_digest)
-    validate_class_names(args.classes, meta.max_classes)
+    Vocabulary.parse(args.classes, meta.max_classes)  # a list of names, or a named vocabulary ("voc21")
     max_pixels_limit(args.max_pixels)
     try:
         infos = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
@@ -190,8 +204,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     _check_serve_args(args)
     init_ray(args.address, num_cpus=args.num_cpus)  # before Ray Serve's import: a local cluster stays on loopback
     from ray import serve
+    from ray.serve.exceptions import RayServeException
 
-    from .serve import run_server
+    from .serve import APP_NAME, run_server
 
     def stop(signum, _frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one clean shutdown; further signals wait for it
@@ -228,7 +243,18 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"zsseg serve: {reason}: shutting down", flush=True)
     finally:
         try:
-            serve.shutdown()
+            # On the private local cluster: the application is deleted (its replicas finish the requests they hold,
+            # as in serve.shutdown()), then the cluster goes as a whole, the controller and proxy with it.
+            # serve.shutdown() would only add Ray's noise there: the controller's graceful_shutdown call ends by
+            # design with the controller's own ray.kill, which the raylet reports to the terminal as a failed call
+            # "to be retried". On a cluster of its own (--address), Serve is shut down there.
+            if _local_cluster(args.address):
+                try:
+                    serve.delete(APP_NAME)
+                except RayServeException:  # stopped before Serve started: nothing to delete
+                    pass
+            else:
+                serve.shutdown()
             import_ray().shutdown()
         finally:
             for sig, handler in previous.items():
@@ -247,18 +273,30 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
         "class names and colours, per-class areas, timing. GET /stats gives counters. Ctrl-C or SIGTERM stops.",
     )
     p.add_argument("--bundle", required=True, help="bundle directory written by `zsseg export`")
-    p.add_argument("--classes", required=True, help="default vocabulary (a request may give its own)")
+    p.add_argument("--classes", required=True, help=_CLASSES_HELP + "; the default (a request may give its own)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=port_number(), default=8000, help="HTTP port (default 8000)")
-    p.add_argument("--replicas", type=whole_number(1), default=1, help="Engine replicas (one Engine each)")
-    p.add_argument("--gpus-per-replica", type=real_number(0), default=0.0, help="GPUs per replica (0: CPU; 0.5 shares)")
+    p.add_argument("--replicas", type=whole_number(1), default=1, help="Engine replicas, one Engine each (default 1)")
+    p.add_argument(
+        "--gpus-per-replica",
+        type=real_number(0),
+        default=0.0,
+        help="GPUs per replica (0: CPU replicas; 0.5 shares one GPU between two; default 0)",
+    )
     p.add_argument("--cpus-per-replica", type=real_number(above=0), default=1.0, help="CPUs per replica (default 1)")
-    p.add_argument("--max-batch-size", type=whole_number(1), default=8, help="requests batched per Engine call")
-    p.add_argument("--batch-wait-ms", type=real_number(0), default=5.0, help="how long a batch waits to fill")
+    p.add_argument(
+        "--max-batch-size", type=whole_number(1), default=8, help="most requests batched in one Engine call (default 8)"
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=real_number(0),
+        default=5.0,
+        help="how long a batch waits for more requests once the first arrived, in ms (default 5)",
+    )
     p.add_argument(
         "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help=_BACKEND_HELP
     )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=_DEVICE_HELP)
     p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=_MODE_HELP)
     _add_limit_args(p)
     _add_cluster_args(p)

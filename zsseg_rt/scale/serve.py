@@ -5,7 +5,7 @@ HTTP API (the Ray Serve proxy; host and port from :func:`run_server`):
 * ``GET /``: the web page (``web/index.html`` + ``web/app.js``, shipped with the package): upload or drop an image,
   type the classes, see the overlay, the legend and each class's area; a new vocabulary needs no restart.
 * ``POST /segment`` with the encoded image (JPEG, PNG, ... bytes) as the body, optionally ``?classes=a,b,c``
-  (else the server's default vocabulary), ``?scores=0`` (leave the scores out) and ``?labels=raw``. The answer is
+  (``;`` joins synonyms; a named vocabulary, ``?classes=voc21``; else the server's default vocabulary), ``?scores=0`` (leave the scores out) and ``?labels=raw``. The answer is
   described in :mod:`.serve_http` (labels, scores, class names and colours, per-class areas, timing, the bundle's
   random-weights flag). A body that is not an image or a bad vocabulary gets HTTP 400, a body or image over the
   pixel limit 413 (the limit of every other command: ``--max-pixels``, else ``$ZSSEG_MAX_PIXELS`` or 40 MP), each
@@ -15,7 +15,10 @@ HTTP API (the Ray Serve proxy; host and port from :func:`run_server`):
 
 One request is the unit of failure: its body is read within the byte limit, its header checked against the pixel
 limit and the image decoded before it joins a batch (so a decompression bomb gets 413 and costs nothing), and a
-batch whose Engine call fails is retried image by image, so only the image at fault gets an error.
+batch whose Engine call fails is retried image by image, so only the image at fault gets an error. Everything that
+can be refused is refused before the request is queued: the query, the vocabulary, the body, the image, and the
+Engine's input limits (sides, pixels after the test rescale, windows, working memory: the pipeline's ``plan``), so
+a refusal never waits for a batch.
 
 Batching: ``@serve.batch`` gathers up to ``max_batch_size`` concurrent requests (waiting at most ``batch_wait_s``)
 into one call that groups them by vocabulary and runs the Engine on each group in a worker thread, so the replica
@@ -70,6 +73,8 @@ __all__ = [
 ]
 
 APP_NAME = "zsseg"
+VocabularyKey = Union[str, Tuple[str, ...]]  # a named vocabulary's name, or the class texts
+BatchItem = Tuple[np.ndarray, VocabularyKey, bool, bool]  # image, vocabulary, with scores, raw labels
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
 WEB_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8")}
 
@@ -138,6 +143,7 @@ class SegmentationServer:
         )
         self.max_classes = self.engine.meta.max_classes
         self.default_classes = tuple(self.engine.class_names)
+        self.default_vocabulary = self._vocabulary(classes, "--classes")
         self.segment_batch.set_max_batch_size(int(max_batch_size))
         self.segment_batch.set_batch_wait_timeout_s(float(batch_wait_s))
         self.stats: Dict[str, float] = defaultdict(float)
@@ -181,25 +187,21 @@ class SegmentationServer:
             return JSONResponse({"error": format_error(exc)}, status_code=error_status(exc))
 
     async def _segment_request(self, request) -> Dict[str, Any]:
-        from zsseg_rt.vocabulary import validate_class_names
-
         start = time.perf_counter()
         query = request.query_params
         with_scores = parse_flag(query.get("scores"), True, "scores")
         labels_format = query.get("labels", "png")
         if labels_format not in ("png", "raw"):
             raise RequestError(400, f"?labels= takes png or raw, got {labels_format!r}")
-        try:
-            names = tuple(validate_class_names(query["classes"], self.max_classes)) if query.get("classes") else None
-        except (TypeError, ValueError) as exc:
-            raise RequestError(400, f"?classes=: {exc}") from None
+        vocabulary = self._vocabulary(query["classes"]) if query.get("classes") else self.default_vocabulary
         body = await read_body(request.headers, request.stream(), self.max_bytes)
         read = time.perf_counter()
         loop = asyncio.get_running_loop()  # decoding can take a while: off the event loop
         image = await loop.run_in_executor(None, decode_request_image, body, self.max_pixels)
         del body
+        self._refuse_before_batching(image, vocabulary)
         decoded = time.perf_counter()
-        outcome = await self.segment_batch((image, names or self.default_classes, with_scores, labels_format == "raw"))
+        outcome = await self.segment_batch((image, vocabulary[0], with_scores, labels_format == "raw"))
         del image
         if isinstance(outcome, RequestError):
             raise outcome
@@ -214,7 +216,46 @@ class SegmentationServer:
         }
         return answer
 
+    def _vocabulary(self, text: Union[str, Sequence[str]], what: str = "?classes=") -> Tuple[VocabularyKey, int, int]:
+        """``(key, classes, names)`` of a requested vocabulary, checked (RequestError 400 otherwise): the key is what
+        the batch passes to ``Engine.set_classes`` and groups requests by (a named vocabulary's name, ``"voc21"``, or
+        the class texts, synonyms included: ``("cat; kitty", "dog")``); ``classes`` and ``names`` count its classes
+        and its names (a class with synonyms has several)."""
+        from zsseg_rt.vocabulary import Vocabulary, named_vocabularies, validate_class_names
+
+        try:
+            if isinstance(text, str) and text.strip() in named_vocabularies():
+                key: VocabularyKey = text.strip()
+                parsed = Vocabulary.parse(key, self.max_classes)
+            else:
+                key = tuple(validate_class_names(text, self.max_classes))
+                parsed = Vocabulary.parse(list(key), self.max_classes)
+        except (TypeError, ValueError) as exc:
+            raise RequestError(400, f"{what}: {exc}") from None
+        return key, len(parsed.entries), len(parsed.names)
+
+    def _refuse_before_batching(self, image: np.ndarray, vocabulary: Tuple[VocabularyKey, int, int]) -> None:
+        """Refuse, before the request joins a batch, an image the Engine would refuse (RequestError, 413 past a limit):
+        its shape, its sides, its pixels, the pixels after the test rescale (an elongated image: 1 x 5000 becomes
+        512 x 2560000), its windows and the working memory of its vocabulary's size, checked by the pipeline's own
+        ``plan`` (a pipeline without one: the side and pixel limits here, the rest in the batch). A refusal costs
+        microseconds; in the batch it waited for the batch (seconds under load)."""
+        from zsseg_rt.cli_errors import format_error
+
+        _, classes, names = vocabulary
+        plan = getattr(self.engine.pipeline, "plan", None)
+        try:
+            if plan is not None:
+                plan(image, np.zeros(classes, np.float32), names)
+            else:
+                height, width = image.shape[:2]
+                self.engine.limits.check((height, width), (height, width), 1, None)
+        except Exception as exc:  # noqa: BLE001 - the Engine's refusal, as the batch would have reported it
+            raise RequestError(error_status(exc), format_error(exc)) from None
+
     def _info(self) -> Dict[str, Any]:
+        from zsseg_rt.vocabulary import named_vocabularies
+
         from .records import random_weights
 
         info: Dict[str, Any] = {
@@ -225,6 +266,9 @@ class SegmentationServer:
             "camera": False,  # this server segments posted images; a live camera is `zsseg camera --preview`
             "backend": self.engine.backend.name,
         }
+        if isinstance(self.default_vocabulary[0], str):  # a named vocabulary: the page shows (and sends) its name
+            info["vocabulary"] = self.default_vocabulary[0]
+        info["named_vocabularies"] = list(named_vocabularies())
         flag = random_weights(self.engine.meta)
         if flag is not None:
             info["random_weights"] = flag
@@ -237,23 +281,24 @@ class SegmentationServer:
         return stats
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)  # reset from the constructor's arguments
-    async def segment_batch(self, items: List[Tuple[np.ndarray, Tuple[str, ...], bool, bool]]) -> List[Any]:
+    async def segment_batch(self, items: List[BatchItem]) -> List[Any]:
         self.stats["batches"] += 1
         self.stats["batched_requests"] += len(items)
         self.batch_metric.observe(len(items))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._segment_groups, items)
 
-    def _segment_groups(self, items: List[Tuple[np.ndarray, Tuple[str, ...], bool, bool]]) -> List[Any]:
+    def _segment_groups(self, items: List[BatchItem]) -> List[Any]:
         """Segment a batch, one Engine call per distinct vocabulary (batches run one at a time per replica). A group
         whose call fails is run again image by image, so only the image at fault gets its error."""
-        groups: Dict[Tuple[str, ...], List[int]] = defaultdict(list)
+        groups: Dict[VocabularyKey, List[int]] = defaultdict(list)
         for index, item in enumerate(items):
             groups[item[1]].append(index)
         answers: List[Any] = [None] * len(items)
         for names, indices in groups.items():
             try:
-                self.engine.set_classes(list(names))  # cached per class name: a repeated vocabulary costs nothing
+                # cached per class name: a repeated vocabulary costs nothing; a named one ("voc21") by its name
+                self.engine.set_classes(names if isinstance(names, str) else list(names))
                 results = self.engine([items[i][0] for i in indices])
             except Exception:  # noqa: BLE001 - find the request at fault: one image at a time
                 results = [self._segment_one(items[i][0]) for i in indices]
@@ -370,6 +415,20 @@ def wait_until_answering(host: str, port: int, timeout_s: float = 120.0) -> None
     raise TimeoutError(f"the server on {host}:{port} did not answer GET /info within {timeout_s:g} s ({last})")
 
 
+def _quiet_serve_logger() -> None:
+    """Ray Serve's driver-side logger shows warnings and errors only, unless Ray's logs are wanted
+    (``ZSSEG_RAY_LOGS=1`` / ``--debug``): its INFO lines ("Started Serve in namespace", "Connecting to existing Serve
+    app ... New http_options/controller_options will not be applied", which ``serve.run`` logs after every
+    ``serve.start`` with HTTP options, the documented way to set them; "Application ... is ready") are not news to a
+    ``zsseg serve`` user, who gets "serving on ..." once the server answers."""
+    import logging
+
+    from . import ray_logs_wanted
+
+    if not ray_logs_wanted():
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
+
+
 def run_server(bundle: str, classes, host: str = "127.0.0.1", port: int = 8000, **kwargs):
     """Start Ray Serve's HTTP proxy on ``host:port``, deploy :func:`build_app` there and return once it answers
     HTTP requests (not merely once Ray calls the deployment ready).
@@ -381,6 +440,7 @@ def run_server(bundle: str, classes, host: str = "127.0.0.1", port: int = 8000, 
     Returns:
         the deployment handle.
     """
+    _quiet_serve_logger()
     serve.start(http_options={"host": host, "port": int(port)})
     handle = serve.run(build_app(bundle, classes, **kwargs), name=APP_NAME, route_prefix="/", blocking=False)
     wait_until_answering(host, port)

@@ -77,11 +77,20 @@ async def read_body(headers: Any, chunks: AsyncIterator[bytes], limit: int) -> b
     return b"".join(parts)
 
 
+# What a client is told about the server's limits: what it can do (send a smaller image), not the server's settings
+# (--max-pixels, $ZSSEG_MAX_PIXELS), which only whoever runs the server can change (docs/scaling_out.md says how).
 def _too_long(size: int, limit: int, streamed: bool = False) -> str:
     what = f"more than {size - 1}" if streamed else str(size)
     return (
         f"the request body has {what} bytes, more than the {limit} an image of this server's pixel limit can take: "
-        "send a smaller or compressed image (JPEG/PNG), or start the server with a higher --max-pixels"
+        "send a smaller image, or a compressed one (JPEG/PNG)"
+    )
+
+
+def _too_many_pixels(width: int, height: int, limit: int) -> str:
+    return (
+        f"the request body is {width}x{height} = {width * height / 1e6:.1f} MP, over the {limit / 1e6:g} MP limit "
+        "of this server: send a smaller image (scale it down)"
     )
 
 
@@ -89,19 +98,28 @@ def decode_request_image(body: bytes, max_pixels: int) -> np.ndarray:
     """``[H, W, 3]`` uint8 BGR from a request body, its header checked against the pixel limit before decoding.
 
     Raises:
-        RequestError: 413 past the byte or pixel limit (nothing decoded), 400 for an empty body or not an image.
+        RequestError: 413 past the pixel limit (nothing decoded), 400 for an empty body, a body that is not an
+            image, or a truncated or damaged one (the message of every other entry point).
     """
-    from zsseg_rt.image_io import ImageReadError, ImageTooLargeError, decode_image_bytes
+    from zsseg_rt.image_io import ImageReadError, ImageTooLargeError, decode_image_bytes, image_bytes_size
 
     if not body:
         raise RequestError(BAD_REQUEST, "empty request body: POST the encoded bytes of an image (JPEG, PNG, ...)")
+    what = f"the request body ({len(body)} bytes)"
+    if max_pixels:
+        try:
+            width, height = image_bytes_size(body, what)
+        except ImageReadError:
+            width = height = 0  # not an image: decode_image_bytes says so below
+        if width * height > max_pixels:
+            raise RequestError(TOO_LARGE, _too_many_pixels(width, height, max_pixels))
     try:
-        return decode_image_bytes(body, max_pixels, what=f"the request body ({len(body)} bytes)")
-    except ImageTooLargeError as exc:
+        return decode_image_bytes(body, max_pixels, what=what)
+    except ImageTooLargeError as exc:  # the decoder found more pixels than the header declared
         raise RequestError(TOO_LARGE, str(exc)) from None
     except ImageReadError as exc:
         raise RequestError(
-            BAD_REQUEST, f"{exc}; the request body is not an image: POST the encoded bytes of a JPEG/PNG file"
+            BAD_REQUEST, f"{exc}; POST the complete encoded bytes of an image (JPEG, PNG, ...)"
         ) from None
 
 

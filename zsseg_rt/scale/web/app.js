@@ -3,10 +3,14 @@
 // classes present and the share of the image each labels. A new vocabulary is just the next request's ?classes=.
 // "Use this browser's camera" segments the browser's own camera (getUserMedia: the page must come from localhost or
 // https): each frame is copied to a canvas, sent as JPEG, and its overlay drawn over that same frame; one request
-// at a time, so the rate is the server's.
+// at a time, so the rate is the server's. The view shows a result only while it is the answer to the current photo
+// and classes: any error (a refused vocabulary, a file that is not an image or is too large) clears it and the legend.
 "use strict";
 
-const state = { file: null, photo: null, answer: null, busy: false, stream: null, frames: 0 };
+const state = {
+  file: null, photo: null, url: null, answer: null, labels: null, busy: false, again: false, stream: null, frames: 0,
+  info: null,
+};
 const $ = (id) => document.getElementById(id);
 
 function setStatus(text, kind) {
@@ -16,10 +20,27 @@ function setStatus(text, kind) {
   status.dataset.state = kind || "idle";
 }
 
+function clearResult() {
+  state.answer = null;
+  state.labels = null;
+  window.lastAnswer = null; // for scripts and tests driving the page
+  $("legend").textContent = "";
+}
+
+function fail(text) { // an error: no earlier result stays on screen to be taken for this one
+  clearResult();
+  $("view").hidden = true;
+  setStatus(text, "error");
+}
+
 async function loadInfo() {
   try {
     const info = await (await fetch("info")).json();
-    $("classes").value = info.classes.join(", ");
+    state.info = info;
+    $("classes").value = info.vocabulary || info.classes.join(", ");
+    if (info.named_vocabularies && info.named_vocabularies.length) {
+      $("named").textContent = ` (${info.named_vocabularies.join(", ")})`;
+    }
     $("server-info").textContent =
       `backend ${info.backend}, up to ${info.max_classes} classes, images up to ${(info.max_pixels / 1e6).toFixed(0)} MP`;
     if (info.random_weights) {
@@ -35,20 +56,39 @@ async function loadInfo() {
   }
 }
 
+function megapixels(pixels) { return (pixels / 1e6).toFixed(1).replace(/\.0$/, ""); }
+
 function chooseFile(file) {
   if (!file) return;
   stopCamera(); // a chosen photo replaces the camera
-  state.file = file;
+  clearResult();
+  $("view").hidden = true; // shown again with the new photo, once the browser has read it
+  state.file = null;
+  state.photo = null;
+  $("segment").disabled = true;
+  setStatus(`reading ${file.name}...`, "busy");
+  if (state.url) URL.revokeObjectURL(state.url); // the previous photo's (kept while it could be redrawn)
   const url = URL.createObjectURL(file);
+  state.url = url;
   const photo = new Image();
   photo.onload = () => {
+    const width = photo.naturalWidth, height = photo.naturalHeight;
+    const limit = state.info ? state.info.max_pixels : 0;
+    if (limit && width * height > limit) { // refused here, as the server would: nothing drawn, nothing sent
+      fail(`${file.name} is ${width}x${height} = ${megapixels(width * height)} MP, over the ` +
+        `${megapixels(limit)} MP limit of this server: choose a smaller image, or scale it down first`);
+      return;
+    }
+    state.file = file;
     state.photo = photo;
-    state.answer = null;
     $("segment").disabled = false;
+    $("view").hidden = false;
     draw();
     segment();
   };
-  photo.onerror = () => setStatus(`${file.name} is not an image this browser can show`, "error");
+  photo.onerror = () => {
+    fail(`${file.name} is not an image this browser can show (JPEG, PNG, WebP, ...)`);
+  };
   photo.src = url;
 }
 
@@ -72,7 +112,7 @@ function draw() {
   const answer = state.answer;
   if (!answer) return;
   if (answer.width !== canvas.width || answer.height !== canvas.height) {
-    setStatus(`the answer is ${answer.width}x${answer.height} but the photo is ${canvas.width}x${canvas.height}`, "error");
+    fail(`the answer is ${answer.width}x${answer.height} but the photo is ${canvas.width}x${canvas.height}`);
     return;
   }
   const alpha = parseFloat($("alpha").value);
@@ -111,10 +151,12 @@ function showLegend(answer) {
 }
 
 async function segment() {
-  if (!state.file || state.busy) return;
+  if (!state.file) return;
+  if (state.busy) { state.again = true; return; } // once the request in flight is answered
+  const photo = state.photo;
   const classes = $("classes").value.split(",").map((s) => s.trim()).filter((s) => s).join(",");
   if (!classes) {
-    setStatus("type at least one class name", "error");
+    fail("type at least one class name");
     return;
   }
   state.busy = true;
@@ -123,14 +165,22 @@ async function segment() {
   try {
     const query = new URLSearchParams({ classes: classes, labels: "raw", scores: "0" });
     const response = await fetch("segment?" + query, { method: "POST", body: state.file });
-    const answer = await response.json();
+    const text = await response.text();
+    let answer;
+    try {
+      answer = JSON.parse(text);
+    } catch (error) {
+      answer = { error: text.slice(0, 300) || response.statusText };
+    }
+    if (state.photo !== photo) return; // another photo was chosen meanwhile: this answer is not its answer
     if (!response.ok) {
-      setStatus(`HTTP ${response.status}: ${answer.error}`, "error");
+      fail(`HTTP ${response.status}: ${answer.error}`);
       return;
     }
     state.answer = answer;
     state.labels = decodeLabels(answer);
     window.lastAnswer = answer; // for scripts and tests driving the page
+    $("view").hidden = false;
     draw();
     showLegend(answer);
     const ms = answer.timing_ms;
@@ -138,10 +188,14 @@ async function segment() {
     setStatus(`${source}${answer.width}x${answer.height}, ${answer.classes.length} classes: ${ms.total.toFixed(0)} ms ` +
       `(segment ${ms.segment.toFixed(0)} ms)` + (answer.random_weights ? " - RANDOM WEIGHTS" : ""), "done");
   } catch (error) {
-    setStatus("request failed: " + error, "error");
+    if (state.photo === photo) fail("request failed: " + error);
   } finally {
     state.busy = false;
     $("segment").disabled = !state.file;
+    if (state.again) {
+      state.again = false;
+      if (!state.stream) segment();
+    }
   }
 }
 
@@ -161,7 +215,7 @@ async function cameraLoop(stream) {
     if (video.readyState < 2 || !video.videoWidth || state.busy) { await sleep(30); continue; }
     const { frame, blob } = await captureFrame(video);
     if (state.stream !== stream) break;
-    if (!blob) { stopCamera(); setStatus("the browser could not encode a camera frame", "error"); break; }
+    if (!blob) { stopCamera(); fail("the browser could not encode a camera frame"); break; }
     state.frames += 1;
     state.photo = frame; // the overlay is drawn over the very frame that was sent
     state.file = blob;
@@ -182,7 +236,7 @@ function stopCamera() {
 async function toggleCamera() {
   if (state.stream) { stopCamera(); setStatus("camera stopped", "idle"); return; }
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    setStatus("this browser gives pages a camera only over https or from localhost / 127.0.0.1", "error");
+    fail("this browser gives pages a camera only over https or from localhost / 127.0.0.1");
     return;
   }
   try {
@@ -195,7 +249,7 @@ async function toggleCamera() {
     $("camera").textContent = "Stop the camera";
     cameraLoop(stream);
   } catch (error) {
-    setStatus("no camera: " + error.message, "error");
+    fail("no camera: " + error.message);
   }
 }
 
