@@ -167,8 +167,8 @@ def test_classes_with_synonyms_and_named_vocabularies(tmp_path, tiny_bundle, cap
         assert cli.main([*argv, "--save-labels", "--backend", "onnxruntime"]) == 0
         summary = json.loads(capsys.readouterr().out)[0]
         vocabulary = Vocabulary.parse(classes)
-        assert len(vocabulary.labels) == count and set(summary["classes"]) <= set(vocabulary.labels)
-        assert abs(sum(summary["classes"].values()) - 1.0) < 1e-3  # every pixel has one of the classes
+        assert len(vocabulary.labels) == count and set(summary["areas"]) <= set(vocabulary.labels)
+        assert abs(sum(summary["areas"].values()) - 1.0) < 1e-3  # every pixel has one of the classes
         written = cv2.imread(summary["labels"], cv2.IMREAD_UNCHANGED)
         direct = Engine(tiny_bundle, classes=vocabulary, backend="onnxruntime")(cv2.imread(image))
         np.testing.assert_array_equal(written, direct.labels)
@@ -241,7 +241,7 @@ def test_labels_masks_class_map_and_views(tmp_path, tiny_bundle, capsys):
         class_map = json.load(handle)
     assert class_map == {str(i): name for i, name in enumerate(classes.split(","))}
     shares = {class_map[str(i)]: float((labels == i).mean()) for i in np.unique(labels)}
-    assert shares == pytest.approx(row["classes"], abs=1e-4)  # the JSON's areas are the label map's
+    assert shares == pytest.approx(row["areas"], abs=1e-4)  # the JSON's areas are the label map's
     mask = cv2.imread(row["mask"])
     colours = {tuple(c) for c in mask[labels == labels.flat[0]][:50]}
     assert len(colours) <= 3  # one flat colour per class (the legend aside)

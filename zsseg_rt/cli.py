@@ -237,7 +237,8 @@ def _add_segment_command(sub) -> None:
     p.add_argument(
         "--json",
         action="store_true",
-        help="print the results as JSON on stdout (per image: output paths, class areas, timing) instead of lines",
+        help='print the results as JSON on stdout (per image: output paths, "areas": class -> fraction of the '
+        'pixels, "timing_ms") instead of lines',
     )
     p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help=BACKEND_HELP)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
@@ -255,6 +256,12 @@ def _add_segment_command(sub) -> None:
         default=None,
         help="pixel limit, read from the file header before decoding. Not given (and $ZSSEG_MAX_PIXELS unset): a "
         "photo over 40 MP is segmented resized to fit it, with a note. Given: larger images are refused; 0 = no limit",
+    )
+    p.add_argument(
+        "--allow-partial-images",
+        action="store_true",
+        help="segment what a truncated or damaged image file holds (the missing part filled) instead of "
+        "refusing it (the default, as every zsseg command and the Engine do)",
     )
     p.set_defaults(func=_cmd_segment)
 
@@ -341,7 +348,16 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("export", help="export a verified ONNX bundle from a model checkpoint")
+    p = sub.add_parser(
+        "export",
+        help="export a verified ONNX bundle from a model checkpoint",
+        description="Export a model as a bundle: ONNX graphs (image encoder, head, text encoder), the tokenizer and "
+        "meta.json, verified against PyTorch with ONNX Runtime before anything is written to OUTPUT. The source is "
+        "an official checkpoint (--official), a native one (--native, from `zsseg convert`), stock CLIP weights "
+        "(--clip-weights; complete for the training-free methods), or none: random weights, which the bundle "
+        "records and every result says. OUTPUT is written whole or not at all; --overwrite replaces only a bundle "
+        "written by zsseg export, and staging folders an interrupted export left beside it are removed.",
+    )
     p.add_argument("output", help="bundle directory to create")
     p.add_argument(
         "--config",
@@ -408,20 +424,23 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_build_engine)
 
-    if _registers("convert", command):
-        try:
-            from zsseg_rt.models.common.convert import add_convert_command
+    if _registers("convert", command):  # torch-free arguments: `zsseg convert --help` imports no torch
+        from zsseg_rt.models.common.convert_cli import add_convert_command
 
-            add_convert_command(sub)
-        except ImportError as exc:  # torch missing: the runtime-only install
-            p = sub.add_parser("convert", help="convert an official ZegCLIP checkpoint (needs torch)")
-            p.set_defaults(func=lambda _a, _e=exc: sys.exit(f"zsseg convert needs the torch extra: {_e}"))
+        add_convert_command(sub)
     else:
         sub.add_parser("convert", help=_LAZY_HELP["convert"])
 
     _add_optional_commands(sub, command)
 
-    p = sub.add_parser("demo", help="end-to-end: export (or reuse) a bundle and segment a sample photo")
+    p = sub.add_parser(
+        "demo",
+        help="end-to-end: export (or reuse) a bundle and segment a sample photo",
+        description="Export a bundle (or reuse the one it exported before, under --workdir) and segment a photo "
+        "with it, printing where the overlay went. Weights: an official checkpoint (--official), a native one "
+        "(--native), or stock CLIP weights for a training-free method (--clip-weights, --method); with none of them "
+        "to be had, --allow-random-weights runs the whole pipeline on random weights, clearly labelled as such.",
+    )
     p.add_argument("--official", help="official ZegCLIP checkpoint (.pth)")
     p.add_argument("--native", help="native checkpoint directory (from `zsseg convert`)")
     p.add_argument(
@@ -442,7 +461,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--image", default=None, help="photo to segment (default: a VOC sample)")
     p.add_argument("--classes", default=None, help="comma-separated classes (default: the 20 VOC classes)")
-    p.add_argument("--workdir", default="out", help="where the bundle and the overlay go")
+    p.add_argument("--workdir", default="out", help="where the bundle and the overlay go (default out)")
     p.add_argument(
         "--allow-random-weights",
         action="store_true",

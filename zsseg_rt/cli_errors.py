@@ -6,11 +6,12 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from typing import Callable
 
-__all__ = ["CliError", "EXIT_ERROR", "EXIT_INTERRUPTED", "format_error", "run_command"]
+__all__ = ["CliError", "EXIT_ERROR", "EXIT_INTERRUPTED", "command_line_advice", "format_error", "run_command"]
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -24,6 +25,35 @@ _HINTS = {
     MemoryError: "not enough memory for this input: use a smaller image (--max-pixels), fewer classes, or --mode fast",
     PermissionError: "check that you may read the input and write the output path",
 }
+
+
+# Library messages advise Engine(...) arguments ("raise the limit with Engine(..., max_windows=N)"). On the command
+# line that advice names the flag that sets the argument, or says that no flag does.
+_ENGINE_ADVICE = re.compile(r"Engine\(\.\.\., (\w+)=([^()]*?)\)")
+_CLI_FLAGS = {
+    "max_pixels": "--max-pixels",
+    "backend": "--backend",
+    "device": "--device",
+    "mode": "--mode",
+    "precision": "--precision",
+    "allow_partial_images": "--allow-partial-images",
+}
+
+
+def command_line_advice(message: str) -> str:
+    """``message`` with each ``Engine(..., name=value)`` turned into the command-line flag that sets ``name``
+    (``--max-pixels N``), or, where no flag does, into the Python argument with a note that no flag sets it."""
+
+    def flag(match: "re.Match[str]") -> str:
+        name, value = match.group(1), match.group(2).strip()
+        option = _CLI_FLAGS.get(name)
+        if option is None:
+            return f"the Python argument Engine(..., {name}={value}) (no command-line flag sets {name})"
+        if value == "True":
+            return option
+        return f"{option} {value.strip(chr(39) + chr(34))}"
+
+    return _ENGINE_ADVICE.sub(flag, message)
 
 
 class CliError(Exception):
@@ -45,7 +75,7 @@ def _is_user_facing(exc: BaseException) -> bool:
 def format_error(exc: BaseException) -> str:
     """The one-line description of ``exc``: its message, a hint where the type calls for one, and for unexpected
     exception types their name and a pointer to ``--debug``."""
-    message = _one_line(str(exc)) or type(exc).__name__
+    message = _one_line(command_line_advice(str(exc))) or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename and exc.strerror:  # "[Errno 2] ..." -> "No such file...: 'x'"
         message = _one_line(f"{exc.strerror}: {exc.filename!r}")
     for kind, hint in _HINTS.items():

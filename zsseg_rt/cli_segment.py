@@ -5,7 +5,8 @@ Where results go: a new numbered folder per run (``runs/segment/exp``, ``exp2``,
 ``-o DIR``, or ``-o FILE.png`` for a single image. Output paths are planned and checked (extension, writable folder,
 no two inputs sharing an output, never an input overwritten, never an existing file replaced without
 ``--overwrite``) before the bundle is loaded; an image that cannot be read is reported and skipped, and the exit code
-is non-zero when any image failed.
+is non-zero when any image failed. A truncated or damaged image is one of those (``image_io``: the same one-line
+refusal as every entry point), unless ``--allow-partial-images`` asks for what it holds.
 
 A photo over the pixel limit is segmented resized to fit it, with a note (``image_io.read_image_fitted``), unless
 ``--max-pixels`` (or ``$ZSSEG_MAX_PIXELS``) sets the limit, which then refuses larger images.
@@ -219,7 +220,8 @@ def _write_class_map(path: str, class_names: Sequence[str], overwrite: bool) -> 
 def _segment_one(engine, path: str, files: Dict[str, str], args) -> Dict:
     from .image_io import read_image_fitted
 
-    image, resized = read_image_fitted(path, args.max_pixels, resize=args.resize)
+    partial = bool(getattr(args, "allow_partial_images", False))
+    image, resized = read_image_fitted(path, args.max_pixels, resize=args.resize, allow_partial=partial)
     if resized:
         print(f"zsseg segment: note: {resized['note']}", file=sys.stderr)
     start = time.perf_counter()
@@ -230,7 +232,9 @@ def _segment_one(engine, path: str, files: Dict[str, str], args) -> Dict:
         result.write_view(kind, out_path, alpha=args.alpha, legend=not args.no_legend)
     summary: Dict = {"image": path, **files, "seconds": round(elapsed, 3), "backend": engine.backend.name}
     summary["precision"] = getattr(engine.backend, "precision", None)
-    summary["classes"] = {name: round(share, 4) for name, share in result.areas().items()}
+    # "areas": class -> fraction of the pixels, most frequent first: the key Result.to_json(), photo.json and the
+    # zsseg batch manifest use (before, --json called it "classes")
+    summary["areas"] = {name: round(share, 4) for name, share in result.areas().items()}
     summary["timing_ms"] = {stage: round(ms, 2) for stage, ms in result.timing.items()}
     if resized:
         summary["resized"] = {"from": resized["from"], "to": resized["to"]}
@@ -273,6 +277,8 @@ def run_segment(args) -> int:
             device=args.device,
             mode=args.mode,
             precision=getattr(args, "precision", None),
+            max_pixels=args.max_pixels,  # the limit the images were read with (0: none), so --max-pixels 0 works
+            allow_partial_images=bool(getattr(args, "allow_partial_images", False)),
         )
     except BaseException:
         if fresh and os.path.isdir(plan["directory"]) and not os.listdir(plan["directory"]):
@@ -293,7 +299,7 @@ def run_segment(args) -> int:
             continue
         summaries.append(summary)
         if not args.json:
-            shares = ", ".join(f"{k} {v:.1%}" for k, v in summary["classes"].items())
+            shares = ", ".join(f"{k} {v:.1%}" for k, v in summary["areas"].items())
             print(f"{path}: {summary['seconds']:.2f}s -> {next(iter(files.values()))}  {shares}")
     if args.json:
         print(json.dumps(summaries, indent=1))

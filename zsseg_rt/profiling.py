@@ -4,7 +4,7 @@ batch sizes and class counts, for one or several backends side by side.
 
     zsseg profile --bundle B --classes 20 --iters 50 --out out/profile
         (the same: python -m zsseg_rt.profiling ..., or python tools/profile.py ... in a source checkout)
-    python tools/profile.py --bundle B --classes 1,20,150 --resolutions 640x480,1280x720 \
+    python tools/profile.py --bundle B --classes 1,20,150 --resolutions 640x480,1280x720 \\
         --compare onnxruntime,torch --out out/profile
 
 What is measured
@@ -459,13 +459,29 @@ def compare(results: List[dict]) -> List[dict]:
 
 
 # ---- output ---------------------------------------------------------------------------------------------------
+def cuda_text(sysinfo: dict) -> str:
+    """What the CUDA version of ``system_info`` is: with a GPU, "CUDA 12.4"; without one it is only what torch was
+    built for (or the toolkit installed), not a device: "CUDA: none usable (no GPU; torch built for CUDA 13.0)"."""
+    version = sysinfo.get("cuda")
+    if not version:
+        return "CUDA: none"
+    text = str(version)
+    if sysinfo.get("gpu"):
+        return f"CUDA {text}"
+    if text.endswith("(torch build)"):
+        what = f"torch built for CUDA {text[: -len('(torch build)')].strip()}"
+    else:
+        what = f"CUDA {text} toolkit installed"
+    return f"CUDA: no device (no GPU; {what})"
+
+
 def format_table(report: dict) -> str:
     lines = []
     sysinfo = report["system"]
     gpus = ", ".join(g["name"] for g in sysinfo["gpu"]) if sysinfo["gpu"] else "none"
     lines.append(
         f"system: {sysinfo['cpu']} ({sysinfo['cpu_count']} cores), GPU: {gpus}, ORT "
-        f"{sysinfo['onnxruntime']}, TensorRT {sysinfo['tensorrt']}, CUDA {sysinfo['cuda']}"
+        f"{sysinfo['onnxruntime']}, TensorRT {sysinfo['tensorrt']}, {cuda_text(sysinfo)}"
     )
     if sysinfo.get("jetson"):
         lines.append(f"jetson: {sysinfo['jetson']['model']}, power mode: {sysinfo['jetson']['power_mode']}")
@@ -631,12 +647,17 @@ def write_outputs(report: dict, out_dir: str, plot: bool = True) -> Dict[str, st
     return paths
 
 
+# --help: the module docstring's first paragraph is the description, the rest (usage examples, what is measured,
+# outputs) the epilog: each printed once
+_HELP_DESCRIPTION, _HELP_EPILOG = (__doc__ or "").split("\n\n", 1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="zsseg profile",
-        description=__doc__.split("\n\n")[0],
+        description=_HELP_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
+        epilog=_HELP_EPILOG,
     )
     return add_profile_arguments(p)
 
@@ -646,9 +667,9 @@ def add_profile_command(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "profile",
         help="per-stage latency profile of a bundle (p50/p90/p99, FPS), backends side by side",
-        description=__doc__.split("\n\n")[0],
+        description=_HELP_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
+        epilog=_HELP_EPILOG,
     )
     add_profile_arguments(p)
     p.set_defaults(func=run_profile_command)
@@ -657,14 +678,14 @@ def add_profile_command(subparsers) -> argparse.ArgumentParser:
 
 def add_profile_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--bundle", required=True, help="bundle directory (zsseg export)")
-    p.add_argument("--classes", type=parse_int_list, default=[20], help="class counts C, e.g. 1,20,150")
+    p.add_argument("--classes", type=parse_int_list, default=[20], help="class counts C, e.g. 1,20,150 (default 20)")
     p.add_argument(
         "--resolutions",
         type=lambda t: [parse_resolution(x) for x in t.split(",")],
         default=[(640, 480)],
         help="input image sizes WxH, comma-separated (default 640x480)",
     )
-    p.add_argument("--batch-sizes", type=parse_int_list, default=[1], help="images per call, e.g. 1,4")
+    p.add_argument("--batch-sizes", type=parse_int_list, default=[1], help="images per call, e.g. 1,4 (default 1)")
     p.add_argument(
         "--backends",
         "--compare",
@@ -672,22 +693,25 @@ def add_profile_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser
         type=lambda t: [parse_backend(x) for x in t.split(",") if x.strip()],
         default=[parse_backend("onnxruntime")],
         help="backend[:device|:precision] list profiled side by side, e.g. onnxruntime,torch or "
-        "tensorrt:fp16,tensorrt:int8,onnxruntime:cuda (ratios vs the first)",
+        "tensorrt:fp16,tensorrt:int8,onnxruntime:cuda (ratios vs the first; default onnxruntime)",
     )
-    p.add_argument("--iters", type=int, default=50, help="timed iterations per configuration")
-    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up iterations per configuration")
-    p.add_argument("--text-iters", type=int, default=3, help="fresh vocabularies timed per class count")
+    p.add_argument("--iters", type=int, default=50, help="timed iterations per configuration (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up iterations per configuration (default 5)")
+    p.add_argument("--text-iters", type=int, default=3, help="fresh vocabularies timed per class count (default 3)")
     p.add_argument(
-        "--mode", default="exact", choices=["exact", "fast"], help="post-processing order (see `zsseg segment --help`)"
+        "--mode",
+        default="exact",
+        choices=["exact", "fast"],
+        help="post-processing order (default exact; see `zsseg segment --help`)",
     )
     p.add_argument(
         "--timing",
         default="auto",
         choices=["auto", "wall", "cuda"],
-        help="auto: CUDA events for GPU backends when torch+CUDA exist, else wall-clock",
+        help="auto (default): CUDA events for GPU backends when torch+CUDA exist, else wall-clock",
     )
     p.add_argument("--image", help="photo to resize to each resolution (default: a VOC sample or noise)")
-    p.add_argument("--out", default="out/profile", help="directory for profile.json/.csv/.png")
+    p.add_argument("--out", default="out/profile", help="directory for profile.json/.csv/.png (default out/profile)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
     p.add_argument("--no-verify", action="store_true", help="skip the bundle's sha256 check on load")
     p.add_argument("--quiet", action="store_true", help="only the final table")

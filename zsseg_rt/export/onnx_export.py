@@ -11,8 +11,6 @@ import datetime
 import io
 import json
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -31,7 +29,7 @@ from zsseg_rt.bundle import (
 from zsseg_rt.vocabulary import build_tokenizer_json
 
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph, family_of, image_output_names
-from .overwrite import check_export_destination, replace_directory
+from .overwrite import ExportStaging, check_export_destination, remove_stale_staging, replace_directory
 from .verify import verify_bundle
 
 DEFAULT_OPSET = 18
@@ -247,7 +245,10 @@ def export_bundle(
     if weights is not None:
         extra_meta["weights"] = dict(weights)
     step = _Progress(progress)
-    tmp = tempfile.mkdtemp(prefix=".zsseg-export-", dir=parent)
+    # what exports killed before they finished left here (their staging folders: hundreds of MB each), said aloud
+    remove_stale_staging(parent, say=progress or (lambda line: warnings.warn(line)))
+    staging = ExportStaging(parent, out_dir)  # owned (locked) by this process until released
+    tmp = staging.path
     try:
         if exporter is not None:  # the family writes its bundle itself (e.g. the two-stage pipeline's graphs)
             step("exporting the ONNX graphs and verifying them against PyTorch with ONNX Runtime")
@@ -258,6 +259,7 @@ def export_bundle(
                 raise ExportError(f"ONNX Runtime does not reproduce PyTorch: {json.dumps(report, indent=1)}")
             check_export_destination(out_dir, overwrite, sources)
             replace_directory(tmp, out_dir)
+            staging.release()
             return out_dir
         step("exporting the ONNX graphs (image encoder, head, text encoder)")
         export_graphs(model, tmp, max_classes, opset)
@@ -283,8 +285,9 @@ def export_bundle(
         check_export_destination(out_dir, overwrite, sources)  # again: the destination may have changed meanwhile
         replace_directory(tmp, out_dir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        staging.release()  # the staging folder, then its lock
         raise
+    staging.release()  # only the lock: the folder is the bundle now
     return out_dir
 
 

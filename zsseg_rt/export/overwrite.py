@@ -10,6 +10,15 @@ else (a file, a link, a directory with other files, the directory holding the ch
 with a message, and nothing is deleted.
 The new bundle is written beside the destination and swapped in (atomically on Linux), so the old bundle is
 removed only after the new one is complete.
+
+Staging folders: the new bundle is written into a hidden ``.zsseg-export-XXXXXXXX`` folder beside the destination
+(:class:`ExportStaging`). Its owner lock, ``.zsseg-export-XXXXXXXX.lock`` beside it, is held (``flock``) by the
+exporting process for as long as the export runs and records its pid and host; the operating system releases it
+when the process ends, however it ends (``kill -9`` included). An export killed before it finished leaves its
+staging folder behind (hundreds of MB); the next export into the same parent folder removes every staging folder
+whose lock no live process holds, and says so (:func:`remove_stale_staging`). A staging folder whose lock is held
+(a concurrent export) is never touched; one without a lock file (from a zsseg_rt before this rule) is reported, not
+removed, as its owner cannot be told.
 """
 
 from __future__ import annotations
@@ -20,13 +29,27 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
-from typing import Iterable, List, Optional, Set
+import tempfile
+import time
+from typing import Callable, Iterable, List, Optional, Set, Tuple
 
 from zsseg_rt.bundle import PIPELINE_GRAPH_FILES, Files, canonical_meta_sha256, sha256_file
 from zsseg_rt.bundle.schema import META_HASH_FIELD
 
-__all__ = ["OverwriteRefused", "check_export_destination", "replace_directory"]
+__all__ = [
+    "OverwriteRefused",
+    "check_export_destination",
+    "replace_directory",
+    "ExportStaging",
+    "remove_stale_staging",
+    "STAGING_PREFIX",
+]
+
+STAGING_PREFIX = ".zsseg-export-"  # tempfile.mkdtemp prefix of an export's staging folder
+LOCK_SUFFIX = ".lock"  # its owner lock: STAGING_PREFIX + XXXXXXXX + LOCK_SUFFIX, beside it (never inside the bundle)
+_OLD_MARK = ".old-"  # replace_directory's fallback renames the old bundle to .NAME.old-<staging folder name>
 
 _FORMAT_MARKER = "format_version"  # every meta.json written by export_bundle has it (int); see zsseg_rt.bundle
 
@@ -236,3 +259,192 @@ def replace_directory(new_dir: str, out_dir: str, atomic_exchange: bool = True) 
         os.replace(old, out_dir)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+# ---- staging folders ---------------------------------------------------------------------------------------------
+def _lock(fd: int, blocking: bool) -> Optional[bool]:
+    """``flock`` an open file: True locked, False held by another process, None where file locks are unavailable."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:  # e.g. ENOLCK on a network file system without locks
+        return None
+
+
+class ExportStaging:
+    """A staging folder for one export, ``.zsseg-export-XXXXXXXX`` in ``parent``, owned by this process until
+    :meth:`release`: its lock file beside it is ``flock``-ed and records ``{"pid", "host", "started", "destination"}``.
+
+    Args:
+        parent: the folder of the destination bundle (the staging folder is renamed into place, so it must be there).
+        destination: the bundle being exported (recorded for the messages of a later cleanup).
+    """
+
+    def __init__(self, parent: str, destination: str = ""):
+        self.path = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent)
+        self.lock_path = self.path + LOCK_SUFFIX
+        self._fd: Optional[int] = None
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            self._fd = fd
+            _lock(fd, blocking=True)  # blocking: a cleaner that opened the empty file first lets go at once
+            record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+            record["destination"] = destination
+            os.write(fd, json.dumps(record).encode())
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Remove the staging folder (if it is still there: after a successful export it has become the bundle, or
+        holds the old one replace_directory deletes) and then the lock file; idempotent."""
+        if os.path.isdir(self.path) and not os.path.islink(self.path):
+            shutil.rmtree(self.path, ignore_errors=True)
+        if self._fd is not None:
+            try:
+                os.unlink(self.lock_path)
+            except FileNotFoundError:
+                pass
+            os.close(self._fd)  # releases the lock
+            self._fd = None
+
+    def __enter__(self) -> "ExportStaging":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _owner_of(lock_path: str) -> Tuple[str, Optional[int], dict]:
+    """``(state, fd, record)`` of a staging folder's owner: state "dead" (the lock was free: ``fd`` holds it now, for
+    the caller to delete under it and close), "alive" (held by a running export), or "unknown" (no lock file, an
+    owner still writing its record, or locks unavailable and the pid not on this host)."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except OSError:
+        return "unknown", None, {}
+    locked = _lock(fd, blocking=False)
+    record: dict = {}
+    try:
+        with open(lock_path, "r", encoding="utf-8") as handle:
+            loaded = json.load(handle)
+        record = loaded if isinstance(loaded, dict) else {}
+    except (OSError, ValueError):
+        pass
+    if locked is True:
+        if not record:  # an owner between creating the file and locking it: not dead
+            os.close(fd)
+            return "unknown", None, record
+        return "dead", fd, record
+    os.close(fd)
+    if locked is False:
+        return "alive", None, record
+    # no file locks here: the pid on this host
+    pid, host = record.get("pid"), record.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return "unknown", None, record
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "dead", None, record
+    except OSError:  # exists, another user's
+        pass
+    return "alive", None, record
+
+
+def _size_text(path: str) -> str:
+    total = 0
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return f"{total / 1e6:.0f} MB" if total >= 1e6 else f"{total / 1e3:.0f} KB"
+
+
+def remove_stale_staging(parent: str, say: Optional[Callable[[str], None]] = None) -> List[str]:
+    """Remove the staging folders in ``parent`` that exports killed before they finished left behind: those whose
+    owner lock no live process holds (see the module docstring). A running export's staging folder is kept; one
+    without a lock file is kept and reported. ``replace_directory``'s fallback ``.NAME.old-<staging>`` folder of a
+    dead export is removed when NAME exists again, else renamed back to NAME (it is then the only copy of the bundle).
+
+    Args:
+        parent: the folder holding the destination bundle.
+        say: called with one line per folder removed, restored or kept without an owner (e.g. ``print``).
+    Returns:
+        the paths removed or restored.
+    """
+    report = say or (lambda line: None)
+    try:
+        names = sorted(os.listdir(parent))
+    except OSError:
+        return []
+    done: List[str] = []
+    unknown: List[str] = []
+    for name in names:
+        path = os.path.join(parent, name)
+        if os.path.islink(path) or not os.path.isdir(path):
+            continue
+        if name.startswith(STAGING_PREFIX):
+            staging, bundle_name = name, None
+        elif name.startswith(".") and _OLD_MARK + STAGING_PREFIX in name:
+            cut = name.index(_OLD_MARK + STAGING_PREFIX)
+            staging, bundle_name = name[cut + len(_OLD_MARK) :], name[1:cut]
+        else:
+            continue
+        lock_path = os.path.join(parent, staging + LOCK_SUFFIX)
+        state, fd, record = _owner_of(lock_path)
+        if state == "alive":
+            continue
+        if state == "unknown":
+            if not os.path.exists(lock_path):
+                unknown.append(path)
+            continue
+        try:
+            if not os.path.isdir(path):  # another export's cleanup was first
+                continue
+            owner = f"process {record.get('pid')} on {record.get('host')}, no longer running"
+            if bundle_name is not None and not os.path.lexists(os.path.join(parent, bundle_name)):
+                os.replace(path, os.path.join(parent, bundle_name))
+                report(
+                    f"restored {os.path.join(parent, bundle_name)} from {path}: an interrupted export ({owner}) had "
+                    "moved the bundle aside and not finished"
+                )
+            else:
+                size = _size_text(path)
+                shutil.rmtree(path, ignore_errors=True)
+                report(f"removed {path} ({size}), the staging folder of an interrupted export ({owner})")
+            done.append(path)
+            if not os.path.lexists(os.path.join(parent, staging)):  # the lock's folder is gone: the lock too
+                try:
+                    os.unlink(lock_path)
+                except OSError:
+                    pass
+        finally:
+            if fd is not None:
+                os.close(fd)
+    if unknown:
+        shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+        report(
+            f"kept {shown}: export staging folder(s) without an owner lock (left by an older zsseg_rt, or in use by "
+            "one), so whether an export still writes them cannot be told; delete them yourself when no export runs"
+        )
+    for name in names:  # lock files whose folder is gone (an export killed while deleting it)
+        if name.startswith(STAGING_PREFIX) and name.endswith(LOCK_SUFFIX):
+            if not os.path.lexists(os.path.join(parent, name[: -len(LOCK_SUFFIX)])):
+                state, fd, _record = _owner_of(os.path.join(parent, name))
+                if state == "dead":
+                    try:
+                        os.unlink(os.path.join(parent, name))
+                    except OSError:
+                        pass
+                if fd is not None:
+                    os.close(fd)
+    return done

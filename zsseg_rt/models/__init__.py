@@ -28,7 +28,7 @@ _SHARED: Dict[str, str] = {
     "convert_official": "zsseg_rt.models.common.official:convert_official",
     "load_native": "zsseg_rt.models.common.convert:load_native",
     "save_native": "zsseg_rt.models.common.convert:save_native",
-    "add_convert_command": "zsseg_rt.models.common.convert:add_convert_command",
+    "add_convert_command": "zsseg_rt.models.common.convert_cli:add_convert_command",
     "VocabularyCache": "zsseg_rt.models.common.text:VocabularyCache",
     "load_text_embeddings": "zsseg_rt.models.common.text:load_text_embeddings",
     "WeightsError": "zsseg_rt.models.common.weights:WeightsError",

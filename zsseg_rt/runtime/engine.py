@@ -77,6 +77,10 @@ class Engine:
             ``$ZSSEG_MAX_PIXELS`` or 40 MP, the limit of the CLI, ``zsseg batch`` and ``zsseg serve``; 0: none),
             2^25 rescaled pixels, 4096 windows, 2048 MiB estimated working memory per image. Sides longer than
             ``pipeline.limits.MAX_SIDE`` (262144) are always refused.
+        allow_partial_images: (file paths) decode what a truncated or damaged image file holds, the missing part
+            filled, instead of refusing it (``zsseg_rt.image_io``: by default such a file is refused with
+            ``CorruptImageError``, one line naming what is wrong, as every command refuses it; CLI:
+            ``--allow-partial-images``). A header that declares more pixels than the data can hold is always refused.
         expected_digest: pin the bundle: ``"sha256:<64 hex>"`` (or the bare hex) of its meta.json
             (``zsseg_rt.bundle.bundle_digest``; ``zsseg export`` prints it). meta.json records the sha256 of every
             other file, which the Engine checks, so the pin covers the whole bundle. A bundle whose digest differs is
@@ -114,7 +118,9 @@ class Engine:
         max_windows: int = InputLimits.max_windows,
         max_memory_mb: int = InputLimits.max_memory_mb,
         expected_digest: Optional[str] = None,
+        allow_partial_images: bool = False,
     ):
+        self.allow_partial_images = bool(allow_partial_images)
         self.limits = InputLimits.resolve(
             max_pixels, max_rescaled_pixels=max_rescaled_pixels, max_windows=max_windows, max_memory_mb=max_memory_mb
         )
@@ -128,6 +134,8 @@ class Engine:
         self.meta: BundleMeta = load_meta(os.fspath(bundle))
         if expected_digest is not None:
             check_bundle_digest(self.meta, expected_digest)
+        if isinstance(backend, str) and backend == "torch" and model is None:
+            _check_torch_source(self.meta)
         kind = pipeline_class(self.meta.pipeline)
         if verify:
             verify_bundle_files(self.meta, [Files.TOKENIZER])
@@ -335,8 +343,8 @@ class Engine:
 
         Args:
             image: a file path (str or ``pathlib.Path``; decoded to BGR, refused before decoding when over the
-                ``max_pixels`` limit), a NumPy ``[H, W, 3]`` uint8 array, a PIL image (converted to RGB), or a list
-                or tuple of those.
+                ``max_pixels`` limit or truncated / damaged: see ``allow_partial_images``), a NumPy ``[H, W, 3]``
+                uint8 array, a PIL image (converted to RGB), or a list or tuple of those.
             color_order: the channel order of NumPy arrays: "bgr" (default, as OpenCV reads images) or "rgb".
                 Paths and PIL images carry their own order and ignore it.
         Returns:
@@ -379,10 +387,29 @@ class Engine:
             from zsseg_rt.image_io import read_image_bgr
 
             path = os.fspath(item)
-            return read_image_bgr(path, self.limits.max_pixels), "bgr", path
+            image = read_image_bgr(path, self.limits.max_pixels, allow_partial=self.allow_partial_images)
+            return image, "bgr", path
         if _is_pil_image(item):
             return np.asarray(item.convert("RGB")), "rgb", getattr(item, "filename", None) or None
         return item, color_order or "bgr", None
+
+
+def _check_torch_source(meta: BundleMeta) -> None:
+    """The torch backend without a ``model`` runs the checkpoint the bundle was exported from: refuse, in words a
+    command-line user can act on, a bundle that records none or whose checkpoint is not here."""
+    source = meta.raw.get("source_checkpoint")
+    if source and os.path.exists(source):
+        return
+    where = (
+        f"its meta.json records {source!r}, which does not exist on this machine"
+        if source
+        else "it records no checkpoint (exported from random weights, or from CLIP weights named by a tag)"
+    )
+    raise FileNotFoundError(
+        f"the torch backend runs the PyTorch checkpoint a bundle was exported from, and {meta.path!r} cannot give "
+        f"it: {where}. Use the onnxruntime backend (zsseg: --backend onnxruntime; Python: backend='onnxruntime'), "
+        "or, from Python only, hand the model over with Engine(..., model=...) (no command-line flag does that)"
+    )
 
 
 def _is_pil_image(item: Any) -> bool:

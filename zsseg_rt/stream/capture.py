@@ -111,9 +111,16 @@ class FrameGrabber:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the thread and close the source (waits up to ``timeout`` for a blocked read to return)."""
+        """Stop the thread and close the source (waits up to ``timeout`` for a blocked read to return).
+
+        Without ``drop_stale`` (every frame processed) nothing is dropped at a stop either: the frame read ahead
+        and not taken is discarded and not counted as captured (the consumer stopped before it, as for the frames
+        after it), and the thread publishes nothing more."""
         self._stop.set()
         with self._cond:
+            if not self.drop_stale and self._latest is not None:
+                self._latest = None
+                self.captured -= 1
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -123,15 +130,22 @@ class FrameGrabber:
                 )
 
     # ---- capture thread ---------------------------------------------------------------------------------
-    def _publish(self, frame: Frame) -> None:
+    def _publish(self, image: np.ndarray, timestamp: float) -> bool:
+        """Hand a frame over (replacing, and counting as dropped, one not yet taken when ``drop_stale``; else waiting
+        until it is taken). False when it was not handed over: every-frame mode and the grabber is stopping (a
+        frame the consumer will never take is neither captured nor dropped)."""
         with self._cond:
             if not self.drop_stale:
                 while self._latest is not None and not self._stop.is_set():
                     self._cond.wait(0.1)
+                if self._stop.is_set():
+                    return False
             if self._latest is not None:
                 self.dropped += 1
-            self._latest = frame
+            self.captured += 1
+            self._latest = Frame(image, self.captured - 1, timestamp)
             self._cond.notify_all()
+            return True
 
     def _finish(self) -> None:
         with self._cond:
@@ -167,8 +181,8 @@ class FrameGrabber:
                 image = self.source.read()
                 if image is not None:
                     attempt = 0
-                    self.captured += 1
-                    self._publish(Frame(image, self.captured - 1, time.monotonic()))
+                    if not self._publish(image, time.monotonic()):  # the time of capture: e2e latency
+                        return
                     if self.drop_stale and self.pace and not self.source.live and self.source.fps:
                         next_due += 1.0 / self.source.fps
                         wait = next_due - time.monotonic()

@@ -41,7 +41,8 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         "--output",
         action="append",
         default=[],
-        help="display:// (window), a video file (.mp4, .avi), or a folder for images; repeatable",
+        help="display:// (window), a video file (.mp4/.m4v/.mov: H.264, which web browsers play, when PyAV is "
+        "installed; .avi/.mkv: Motion JPEG), or a folder for images; repeatable",
     )
     p.add_argument(
         "--preview",
@@ -100,8 +101,18 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         help="refuse frames / folder images with more pixels than this, checked before decoding "
         "(default: $ZSSEG_MAX_PIXELS or 40000000; 0 = no limit)",
     )
+    p.add_argument(
+        "--allow-partial-images",
+        action="store_true",
+        help="an image folder's truncated or damaged images: segment what they hold instead of skipping them "
+        "with a warning (the default)",
+    )
     p.add_argument("--no-legend", action="store_true", help="no legend / FPS text on the overlay")
-    p.add_argument("--stats-json", help="write the final stream statistics to this JSON file")
+    p.add_argument(
+        "--stats-json",
+        help='write the final stream statistics to this JSON file (with "outputs": each video file\'s codec, '
+        "frames and fps)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_camera_command)
     return p
@@ -160,16 +171,38 @@ def _build_sinks(args, runner_stats, fps: float, vocabulary=None):
     return sinks
 
 
+def _progress_bar_class():
+    """tqdm whose closing line is not a second copy of the line already on screen: ``close()`` prints the bar once
+    more unless the last line it drew (an update, or a redraw under a log line) already shows the final count."""
+    from tqdm import tqdm
+
+    class ProgressBar(tqdm):
+        _shown_n = -1  # the count of the last line drawn
+        _closing = False
+
+        def display(self, msg=None, pos=None):
+            if msg is None:
+                if self._closing and self._shown_n == self.n:
+                    return True  # close(): the final count is on screen already; close() only ends the line
+                self._shown_n = self.n
+            return super().display(msg, pos)
+
+        def close(self):
+            self._closing = True
+            super().close()
+
+    return ProgressBar
+
+
 def _progress(source, args):
     """A tqdm bar over the frames of a file or folder (every frame is processed), None for live sources."""
     if source.live or args.no_progress:
         return None
-    from tqdm import tqdm
-
     total = None if args.loop else source.frame_count
     if args.max_frames is not None:
         total = min(total, args.max_frames) if total is not None else args.max_frames
-    return tqdm(total=total, unit="frame", desc=os.path.basename(os.path.normpath(source.name.split(":", 1)[-1])))
+    name = os.path.basename(os.path.normpath(source.name.split(":", 1)[-1]))
+    return _progress_bar_class()(total=total, unit="frame", desc=name)
 
 
 def run_camera_command(args) -> int:
@@ -190,15 +223,18 @@ def run_camera_command(args) -> int:
     max_pixels = max_pixels_limit(args.max_pixels)
     # SourceError / StreamCapabilityError: one line from zsseg_rt.cli_errors. Opened here, once: a missing camera
     # or file is an error at once (reconnecting is for a source lost while streaming).
-    source = open_source(args.source, width=args.width, height=args.height, fps=args.fps, max_pixels=max_pixels)
+    partial = bool(getattr(args, "allow_partial_images", False))
+    source = open_source(
+        args.source, width=args.width, height=args.height, fps=args.fps, max_pixels=max_pixels, allow_partial=partial
+    )
     source.open()
     try:
-        return _stream(args, source, classes)
+        return _stream(args, source, classes, max_pixels)
     finally:
         source.close()
 
 
-def _stream(args, source, classes) -> int:
+def _stream(args, source, classes, max_pixels: int) -> int:
     from zsseg_rt.runtime import Engine
 
     from .runner import StreamRunner
@@ -218,7 +254,14 @@ def _stream(args, source, classes) -> int:
         vocabulary=request_classes,
     )
     try:
-        engine = Engine(args.bundle, classes=classes, backend=args.backend, device=args.device, mode=args.mode)
+        engine = Engine(
+            args.bundle,
+            classes=classes,
+            backend=args.backend,
+            device=args.device,
+            mode=args.mode,
+            max_pixels=max_pixels,  # the frames' limit (0: none), as the source checks it
+        )
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -259,6 +302,7 @@ def _stream(args, source, classes) -> int:
             stats = runner.run()
     summary = stats.as_dict()
     summary["backend"] = engine.backend.name
+    summary["outputs"] = [sink.describe() for sink in sinks if hasattr(sink, "describe")]  # video files: codec
     log.info(
         "stopped: %d frames processed, %d captured, %d dropped, %d reconnects, %.1f FPS",
         stats.processed,

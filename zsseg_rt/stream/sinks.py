@@ -12,7 +12,7 @@ import logging
 import os
 import socketserver
 import threading
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -21,7 +21,14 @@ from .sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 log = logging.getLogger("zsseg_rt.stream")
 
+# Extensions written by OpenCV's VideoWriter, with its codec. .mp4/.m4v/.mov are written as H.264 through PyAV when
+# it is installed (BROWSER_EXTENSIONS), else with this OpenCV fallback (MPEG-4 Part 2, which browsers do not play).
 _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+BROWSER_EXTENSIONS = (".mp4", ".m4v", ".mov")
+# Software H.264 encoders PyAV may have, in order (its PyPI wheels ship libx264); hardware ones (h264_v4l2m2m,
+# h264_nvenc) are not tried: they exist in a build without a device behind them
+H264_ENCODERS = ("libx264", "libopenh264")
+VIDEO_EXTRA_INSTALL = 'pip install "zsseg_rt[video]"'  # pyproject.toml: PyAV
 
 
 class SinkError(RuntimeError):
@@ -65,9 +72,77 @@ class WindowSink(FrameSink):
         cv2.destroyWindow(self.title)
 
 
+def h264_encoder() -> Optional[str]:
+    """The name of an H.264 encoder PyAV (``av``) has here, or None (PyAV missing, or built without one)."""
+    try:
+        import av
+    except ImportError:
+        return None
+    for name in H264_ENCODERS:
+        try:
+            codec = av.codec.Codec(name, "w")
+        except Exception:  # noqa: BLE001 - PyAV raises its own error types for an unknown encoder
+            continue
+        if codec.name == name:
+            return name
+    return None
+
+
+class _PyAVWriter:
+    """H.264 (yuv420p, CRF 20, every frame kept at ``fps``) in an MP4/MOV container through PyAV, with the index at
+    the front of the file (``movflags=+faststart``) so a browser starts playing before it has the whole file."""
+
+    def __init__(self, path: str, encoder: str, fps: float, size: Tuple[int, int]):
+        from fractions import Fraction
+
+        import av
+
+        self.rate = Fraction(fps).limit_denominator(1001)  # 29.97 -> 30000/1001, 25.0 -> 25
+        self.size = size
+        self._container = av.open(path, mode="w", options={"movflags": "+faststart"})
+        try:
+            stream = self._container.add_stream(encoder, rate=self.rate)
+            stream.width, stream.height = size
+            stream.pix_fmt = "yuv420p"  # 4:2:0: what browsers decode
+            stream.options = {"crf": "20", "preset": "veryfast"} if encoder == "libx264" else {}
+        except BaseException:
+            self._container.close()
+            raise
+        self._stream: Any = stream  # a VideoStream (PyAV types add_stream's result as a union)
+        self._count = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        import av
+
+        video_frame = av.VideoFrame.from_ndarray(frame, format="bgr24")
+        video_frame.pts = self._count
+        video_frame.time_base = 1 / self.rate
+        self._count += 1
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        try:
+            for packet in self._stream.encode(None):  # the frames the encoder still holds (B-frames, look-ahead)
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+
+
 class VideoFileSink(FrameSink):
-    """A video file (codec from the extension: mp4v for .mp4/.mov, MJPG for .avi/.mkv), opened at the first
-    frame's size. ``close()`` releases the writer, which finalises the container so the file stays playable."""
+    """A video file, opened at the first frame's size (later frames of another size are resized to it).
+
+    Codec: ``.mp4`` / ``.m4v`` / ``.mov`` are H.264 (libx264 through PyAV, the ``video`` extra), which web browsers
+    play; without PyAV they are MPEG-4 Part 2 (OpenCV's mp4v), which browsers do not play (a warning says so when the
+    sink is created). ``.avi`` / ``.mkv`` are Motion JPEG (OpenCV). ``codec`` (e.g. "h264") and ``encoder`` (e.g.
+    "libx264 via PyAV") say what is written. Every frame is written, at ``fps``. H.264 needs even sizes: an odd width
+    or height gets one replicated column or row. ``close()`` finalises the container so the file stays playable.
+
+    Args:
+        path: the video file.
+        fps: frames per second written in the file.
+        fourcc: an OpenCV codec to use instead (e.g. "mp4v"), which also skips PyAV.
+    """
 
     def __init__(self, path: str, fps: float = 30.0, fourcc: Optional[str] = None):
         ext = os.path.splitext(path)[1].lower()
@@ -78,34 +153,88 @@ class VideoFileSink(FrameSink):
         self.fourcc = fourcc or _FOURCC[ext]
         self.name = f"file:{path}"
         self.frames = 0
-        self._writer = None
-        self._size = None
+        self._writer: Any = None  # cv2.VideoWriter
+        self._av: Optional[_PyAVWriter] = None
+        self._size: Optional[Tuple[int, int]] = None
+        self._pyav_encoder = h264_encoder() if fourcc is None and ext in BROWSER_EXTENSIONS else None
+        if self._pyav_encoder is not None:
+            self.codec, self.encoder = "h264", f"{self._pyav_encoder} via PyAV"
+        else:
+            self.codec = {"mp4v": "mpeg4", "MJPG": "mjpeg"}.get(self.fourcc, self.fourcc)
+            self.encoder = f"OpenCV {self.fourcc}"
+        self.browser_playable = self.codec == "h264"
+        if fourcc is None and ext in BROWSER_EXTENSIONS and self._pyav_encoder is None:
+            log.warning(
+                "%s will be MPEG-4 Part 2 (OpenCV mp4v), which web browsers do not play: PyAV with an H.264 encoder "
+                "is not installed (%s writes H.264)",
+                path,
+                VIDEO_EXTRA_INSTALL,
+            )
+
+    def describe(self) -> dict:
+        """What was written: ``{"path", "codec", "encoder", "frames", "fps", "browser_playable"}`` (stats JSON)."""
+        return {
+            "path": self.path,
+            "codec": self.codec,
+            "encoder": self.encoder,
+            "frames": self.frames,
+            "fps": self.fps,
+            "browser_playable": self.browser_playable,
+        }
+
+    def _open(self, width: int, height: int) -> None:
+        import cv2
+
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, exist_ok=True)
+        if self._pyav_encoder is not None:
+            size = (width + width % 2, height + height % 2)  # yuv420p: even sizes
+            try:
+                self._av = _PyAVWriter(self.path, self._pyav_encoder, self.fps, size)
+            except Exception as exc:  # noqa: BLE001 - PyAV / FFmpeg raise their own error types
+                raise SinkError(f"cannot write video {self.path!r} with {self.encoder}: {exc}") from None
+            self._size = size
+            log.info("writing %s as H.264 (%s), %g fps: plays in web browsers", self.path, self.encoder, self.fps)
+            return
+        writer = cv2.VideoWriter(self.path, cv2.VideoWriter.fourcc(*self.fourcc), self.fps, (width, height))
+        if not writer.isOpened():
+            raise SinkError(
+                f"cannot write video {self.path!r} with codec {self.fourcc} (OpenCV has no encoder "
+                "for it; try an .avi path, which uses MJPG)"
+            )
+        self._writer = writer
+        self._size = (width, height)
 
     def write(self, frame):
         import cv2
 
         height, width = frame.shape[:2]
-        if self._writer is None:
-            parent = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(parent, exist_ok=True)
-            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
-            if not self._writer.isOpened():
-                self._writer = None
-                raise SinkError(
-                    f"cannot write video {self.path!r} with codec {self.fourcc} (OpenCV has no encoder "
-                    "for it; try an .avi path, which uses MJPG)"
-                )
-            self._size = (width, height)
-        if (width, height) != self._size:
-            frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(np.ascontiguousarray(frame, dtype=np.uint8))
+        if self._size is None:
+            self._open(width, height)
+        assert self._size is not None
+        frame = np.ascontiguousarray(frame, dtype=np.uint8)
+        if self._av is not None:
+            if (width + width % 2, height + height % 2) != self._size:
+                frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
+            elif width % 2 or height % 2:  # one replicated column / row: H.264 (4:2:0) needs even sizes
+                frame = cv2.copyMakeBorder(frame, 0, height % 2, 0, width % 2, cv2.BORDER_REPLICATE)
+            self._av.write(frame)
+        else:
+            if (width, height) != self._size:
+                frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
+            self._writer.write(frame)
         self.frames += 1
 
     def close(self):
+        if self._av is not None:
+            writer, self._av = self._av, None
+            writer.close()
+            log.info("wrote %d frames to %s (%s, %s)", self.frames, self.path, self.codec, self.encoder)
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-            log.info("wrote %d frames to %s", self.frames, self.path)
+            playable = "" if self.browser_playable or self.codec == "mjpeg" else "; web browsers do not play it"
+            log.info("wrote %d frames to %s (%s, %s%s)", self.frames, self.path, self.codec, self.encoder, playable)
 
 
 class ImageFolderSink(FrameSink):
@@ -133,13 +262,15 @@ class ImageFolderSink(FrameSink):
 
 _PAGE_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>zsseg preview</title>
 <style>body{background:#111;color:#ddd;font-family:sans-serif;margin:1em}img{max-width:100%;display:block}
+a{color:#8cf}a:visited{color:#c9f}a:hover,a:focus{color:#fff}
 input{width:min(40em,90%);font-size:1em;padding:.3em}button{font-size:1em;padding:.3em .8em}
 #status[data-state=error]{color:#f77}#status[data-state=done]{color:#7d7}</style></head>
 <body><h3>zsseg live segmentation</h3>
 """
 
 _PAGE_FORM = """<form id="vocabulary"><input id="classes" autocomplete="off" placeholder="person, chair, floor"
-aria-label="classes to segment (comma-separated)"> <button type="submit">Segment these</button></form>
+value="{classes}" aria-label="classes to segment (comma-separated)"> <button type="submit">Segment these</button>
+</form>
 """
 
 _PAGE_READ_ONLY = """<p>This preview is read-only (zsseg camera --preview-readonly): the classes cannot be changed here.</p>
@@ -150,6 +281,8 @@ _PAGE_BODY = """<p id="status" data-state="idle"></p><img src="/stream.mjpg" alt
 <script>
 "use strict";
 const statusLine = document.getElementById("status");
+const box = document.getElementById("classes");
+let shownClasses = box ? box.value : "";  // the classes the box shows (the server wrote the current ones in)
 let waiting = null;  // the answer of the last POST /classes, until the stream has handled it
 function say(state, text) { statusLine.dataset.state = state; statusLine.textContent = text; }
 async function poll() {
@@ -157,11 +290,15 @@ async function poll() {
     const stats = await (await fetch("/stats", {cache: "no-store"})).json();
     const classes = stats.classes || [];
     document.body.dataset.classes = classes.join(",");
+    // the box follows the stream's classes (e.g. a watched class file) unless the user is editing it
+    if (box && document.activeElement !== box && box.value === shownClasses) {
+      box.value = shownClasses = classes.join(", ");
+    }
     document.getElementById("stats").textContent = "classes: " + classes.join(", ") + " \u00b7 " +
       (stats.fps || 0).toFixed(1) + " FPS \u00b7 " + Math.round(stats.latency_ms || 0) + " ms";
     if (waiting && (stats.vocabulary_request || 0) >= waiting.request) {
       if (stats.vocabulary_error) say("error", "refused: " + stats.vocabulary_error);
-      else say("done", "now segmenting: " + classes.join(", "));
+      else { say("done", "now segmenting: " + classes.join(", ")); if (box) shownClasses = box.value; }
       waiting = null;
     }
   } catch (err) {  // the stream stopped (the preview server went with it)
@@ -190,9 +327,13 @@ MAX_VOCABULARY_BODY = 64 * 1024  # bytes of a POST /classes body (a few thousand
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def preview_page(editable: bool) -> bytes:
-    """The preview's HTML page: the stream, its live stats, and (``editable``) a box to change the classes."""
-    return (_PAGE_HEAD + (_PAGE_FORM if editable else _PAGE_READ_ONLY) + _PAGE_BODY).encode()
+def preview_page(editable: bool, classes: Optional[List[str]] = None) -> bytes:
+    """The preview's HTML page: the stream, its live stats, and (``editable``) a box to change the classes, which
+    starts with the current ``classes`` (then follows the stream's classes until the user edits it)."""
+    import html
+
+    form = _PAGE_FORM.replace("{classes}", html.escape(", ".join(classes or []), quote=True))
+    return (_PAGE_HEAD + (form if editable else _PAGE_READ_ONLY) + _PAGE_BODY).encode()
 
 
 class _MjpegHandler(http.server.BaseHTTPRequestHandler):
@@ -217,7 +358,10 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
         if not self._host_allowed():  # the camera's pictures are not for a rebound foreign page either
             self._send(403, b"this preview listens on loopback: use http://127.0.0.1:PORT/\n", "text/plain")
         elif path in ("/", "/index.html"):
-            self._send(200, preview_page(sink.vocabulary is not None), "text/html; charset=utf-8")
+            stats = sink.stats_provider() if sink.stats_provider else {}
+            classes = stats.get("classes") if isinstance(stats, dict) else None
+            page = preview_page(sink.vocabulary is not None, [str(c) for c in classes or []])
+            self._send(200, page, "text/html; charset=utf-8")
         elif path == "/snapshot.jpg":
             jpeg, _seq = sink.wait_frame(-1, timeout=2.0)
             if jpeg is None:

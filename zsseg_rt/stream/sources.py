@@ -278,12 +278,16 @@ class OpenCVSource(FrameSource):
 
 
 class ImageFolderSource(FrameSource):
-    """The images of a folder, in name order, as frames (unreadable files and images over the pixel limit,
-    ``max_pixels`` as in ``zsseg_rt.image_io.read_image_bgr``, are skipped with a warning)."""
+    """The images of a folder, in name order, as frames (unreadable files, truncated or damaged ones, and images
+    over the pixel limit, ``max_pixels`` as in ``zsseg_rt.image_io.read_image_bgr``, are skipped with a warning
+    giving the reason; ``allow_partial`` decodes what a truncated or damaged image holds instead)."""
 
-    def __init__(self, folder: str, fps: Optional[float] = None, max_pixels: Optional[int] = None):
+    def __init__(
+        self, folder: str, fps: Optional[float] = None, max_pixels: Optional[int] = None, allow_partial: bool = False
+    ):
         super().__init__()
         self.max_pixels = max_pixels
+        self.allow_partial = bool(allow_partial)
         self.folder = folder
         self.name = f"folder:{folder}"
         self.fps = fps
@@ -311,7 +315,7 @@ class ImageFolderSource(FrameSource):
             path = self._paths[self._index]
             self._index += 1
             try:
-                return read_image_bgr(path, self.max_pixels)
+                return read_image_bgr(path, self.max_pixels, allow_partial=self.allow_partial)
             except ImageReadError as exc:
                 log.warning("skipped %s", exc)
         self.ended = True
@@ -374,12 +378,14 @@ def open_source(
     height: Optional[int] = None,
     fps: Optional[float] = None,
     max_pixels: Optional[int] = None,
+    allow_partial: bool = False,
 ) -> FrameSource:
     """Build (not yet open) the ``FrameSource`` for a user string or ``SourceSpec``; ``max_pixels`` bounds the
-    size of the frames it may decode (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: no limit)."""
+    size of the frames it may decode (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: no limit); ``allow_partial``: an
+    image folder's truncated or damaged images are decoded as far as they go instead of skipped."""
     if isinstance(spec, FrameSource):
         return spec
     parsed = spec if isinstance(spec, SourceSpec) else parse_source(spec)
     if parsed.kind == "folder":
-        return ImageFolderSource(parsed.target, fps=fps, max_pixels=max_pixels)
+        return ImageFolderSource(parsed.target, fps=fps, max_pixels=max_pixels, allow_partial=allow_partial)
     return OpenCVSource(parsed, width=width, height=height, fps=fps, max_pixels=max_pixels)

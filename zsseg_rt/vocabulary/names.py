@@ -69,6 +69,29 @@ def entry_text(names: Sequence[str]) -> str:
     return f"{SYNONYM_SEPARATOR} ".join(names)
 
 
+VOCABULARY_FORMS = (
+    "class names (a list such as ['cat', 'sofa'], or one comma-separated string 'cat, sofa'), a named vocabulary "
+    "such as 'voc21', or a zsseg_rt.vocabulary.Vocabulary (a class file: "
+    "zsseg_rt.vocabulary.parse_class_text(open(path).read()))"
+)
+
+
+def _check_vocabulary_type(names: object) -> None:
+    """Refuse what is no vocabulary at all (None, a number, bytes) with what is expected, rather than a bare
+    ``TypeError: 'NoneType' object is not iterable`` from deep inside."""
+    if isinstance(names, (str, Vocabulary)):
+        return
+    if names is None or isinstance(names, (bytes, bytearray)) or not isinstance(names, Iterable):
+        raise TypeError(f"expected {VOCABULARY_FORMS}; got {_describe(names)}")
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "None"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
 def validate_class_names(names: Union[str, Sequence[str]], max_classes: Optional[int] = None) -> List[str]:
     """Check and clean a vocabulary; returns one text per class (entry), stripped, in the given order.
 
@@ -91,6 +114,7 @@ def validate_class_names(names: Union[str, Sequence[str]], max_classes: Optional
         ValueError: empty list, blank name, duplicates, or more than ``max_classes`` classes (the message says
             which positions/names and what is allowed).
     """
+    _check_vocabulary_type(names)
     if isinstance(names, str):
         names = names.split(",")
         if len(names) > 1 and not names[-1].strip():
@@ -223,7 +247,12 @@ class Vocabulary:
     def parse(cls, names: VocabularySpec, max_classes: Optional[int] = None) -> "Vocabulary":
         """A checked vocabulary from a :class:`Vocabulary` (checked again), a named vocabulary's name (a string
         without commas or ``;`` naming one, e.g. ``"voc21"``), a comma-separated string, or a list of class texts
-        (``"person; man"``) and/or :class:`VocabularyEntry` objects (:func:`validate_class_names`)."""
+        (``"person; man"``) and/or :class:`VocabularyEntry` objects (:func:`validate_class_names`).
+
+        Raises:
+            TypeError: ``names`` is none of these (None, a number, bytes, a mapping...), or a name is not a string.
+            ValueError: as :func:`validate_class_names`."""
+        _check_vocabulary_type(names)
         if isinstance(names, str) and _is_named(names):
             names = named_vocabulary(names.strip())
         if isinstance(names, Vocabulary):

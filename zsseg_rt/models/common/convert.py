@@ -14,7 +14,8 @@ import torch
 from zsseg_rt.models.common.official import convert_official
 from zsseg_rt.models.common.weights import WeightsError, check_finite, describe_keys
 
-__all__ = ["convert_official", "save_native", "load_native", "add_convert_command"]
+# add_convert_command (the command's arguments) is in .convert_cli: torch-free, for `zsseg convert --help`
+__all__ = ["convert_official", "save_native", "load_native"]
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -136,33 +137,6 @@ def _run_convert(args: argparse.Namespace) -> int:
         f"{len(rep['unused_official'])} official-but-unused tensors skipped)"
     )
     return 0
-
-
-def add_convert_command(subparsers) -> argparse.ArgumentParser:
-    """Register ``convert SRC DST`` on an argparse subparsers object (``zsseg convert``)."""
-    p = subparsers.add_parser(
-        "convert",
-        help="convert an official ZegCLIP or CLIP-RC checkpoint to a native one",
-        description="Convert an official ZegCLIP or CLIP-RC (mmcv) checkpoint (the family is detected from the "
-        "keys) into a native checkpoint directory "
-        "(model.safetensors + config.json). The file is read with torch.load(weights_only=True).",
-    )
-    p.add_argument("src", help="official checkpoint (.pth)")
-    p.add_argument("dst", help="output directory")
-    p.add_argument(
-        "--config", default=None, help="model config name or JSON path (default: inferred from the checkpoint)"
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in DST")
-    p.add_argument(
-        "--allow-missing-text-encoder", action="store_true", help="accept checkpoints without text_encoder.* weights"
-    )
-    p.add_argument(
-        "--clip-pretrained",
-        default=None,
-        help="ZegFormer only: CLIP weights (open_clip tag or local file) for checkpoints that hold none",
-    )
-    p.set_defaults(func=_run_convert)
-    return p
 
 
 def __getattr__(name: str) -> object:  # PEP 562: NATIVE_FORMAT is the default family's format (the former constant)

@@ -1,0 +1,51 @@
+"""``zsseg convert SRC DST``: the command's arguments, torch-free, so that ``zsseg convert --help`` answers without
+importing torch (the conversion itself, :func:`zsseg_rt.models.common.convert._run_convert`, is imported when the
+command runs)."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_convert_command"]
+
+TORCH_SIDE_INSTALL = 'pip install "zsseg_rt[torch,export]"'  # as zsseg_rt.cli says it
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        from zsseg_rt.models.common.convert import _run_convert
+    except ImportError as exc:  # the runtime-only install: no torch
+        from zsseg_rt.cli_errors import CliError
+
+        raise CliError(
+            f"zsseg convert needs the PyTorch side of zsseg_rt, which this environment lacks ({exc}): "
+            f"{TORCH_SIDE_INSTALL}"
+        ) from None
+    return _run_convert(args)
+
+
+def add_convert_command(subparsers) -> argparse.ArgumentParser:
+    """Register ``convert SRC DST`` on an argparse subparsers object (``zsseg convert``)."""
+    p = subparsers.add_parser(
+        "convert",
+        help="convert an official ZegCLIP or CLIP-RC checkpoint to a native one",
+        description="Convert an official ZegCLIP or CLIP-RC (mmcv) checkpoint (the family is detected from the "
+        "keys) into a native checkpoint directory "
+        "(model.safetensors + config.json). The file is read with torch.load(weights_only=True).",
+    )
+    p.add_argument("src", help="official checkpoint (.pth)")
+    p.add_argument("dst", help="output directory")
+    p.add_argument(
+        "--config", default=None, help="model config name or JSON path (default: inferred from the checkpoint)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in DST")
+    p.add_argument(
+        "--allow-missing-text-encoder", action="store_true", help="accept checkpoints without text_encoder.* weights"
+    )
+    p.add_argument(
+        "--clip-pretrained",
+        default=None,
+        help="ZegFormer only: CLIP weights (open_clip tag or local file) for checkpoints that hold none",
+    )
+    p.set_defaults(func=_run)
+    return p
