@@ -69,7 +69,10 @@ HEADER_ALLOWANCE = 1 << 20  # bytes of an encoded image beyond its pixels (heade
 _PIL_LIMIT_LOCK = threading.Lock()
 _DIAGNOSE_BYTES = 64 << 20  # a file whose header Pillow cannot read is read whole (up to this) to say what is wrong
 # How a refused partial image can be had anyway (every entry point's message says the same)
-PARTIAL_IMAGES_HINT = "partial images only on request: --allow-partial-images, Engine(allow_partial_images=True)"
+PARTIAL_IMAGES_HINT = (
+    "partial images only on request: zsseg segment / zsseg camera --allow-partial-images, "
+    "Engine(allow_partial_images=True)"
+)
 DEFLATE_MAX_RATIO = 1032  # deflate codes at most 258 bytes in 2 bits: no zlib stream inflates more than this
 
 

@@ -373,10 +373,17 @@ class ModelFamily:
         if model is not None:
             return model
         source = meta.raw.get("source_checkpoint")
-        if not source or not Path(source).exists():
+        if not source:
             raise FileNotFoundError(
-                f"the torch backend needs the checkpoint the bundle was exported from; meta.json records "
-                f"{source!r}, which does not exist here. Pass model=... to Engine, or use backend='onnxruntime'."
+                "the torch backend needs the checkpoint the bundle was exported from, and this bundle records none "
+                "(exported without one); pass the PyTorch model (Engine(model=...)) or use the ONNX Runtime backend "
+                "(backend='onnxruntime', --backend onnxruntime)"
+            )
+        if not Path(source).exists():
+            raise FileNotFoundError(
+                f"the torch backend needs the checkpoint the bundle was exported from, {source}, which does not exist "
+                "here; pass the PyTorch model (Engine(model=...)) or use the ONNX Runtime backend "
+                "(backend='onnxruntime', --backend onnxruntime)"
             )
         return self.load_native(Path(source))
 

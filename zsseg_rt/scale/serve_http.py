@@ -101,7 +101,13 @@ def decode_request_image(body: bytes, max_pixels: int) -> np.ndarray:
         RequestError: 413 past the pixel limit (nothing decoded), 400 for an empty body, a body that is not an
             image, or a truncated or damaged one (the message of every other entry point).
     """
-    from zsseg_rt.image_io import ImageReadError, ImageTooLargeError, decode_image_bytes, image_bytes_size
+    from zsseg_rt.image_io import (
+        CorruptImageError,
+        ImageReadError,
+        ImageTooLargeError,
+        decode_image_bytes,
+        image_bytes_size,
+    )
 
     if not body:
         raise RequestError(BAD_REQUEST, "empty request body: POST the encoded bytes of an image (JPEG, PNG, ...)")
@@ -117,6 +123,10 @@ def decode_request_image(body: bytes, max_pixels: int) -> np.ndarray:
         return decode_image_bytes(body, max_pixels, what=what)
     except ImageTooLargeError as exc:  # the decoder found more pixels than the header declared
         raise RequestError(TOO_LARGE, str(exc)) from None
+    except CorruptImageError as exc:  # the shared refusal, without the partial-image opt-in a web client cannot set
+        raise RequestError(
+            BAD_REQUEST, f"cannot decode {what}: {exc.problem}; POST the complete encoded bytes of the image"
+        ) from None
     except ImageReadError as exc:
         raise RequestError(
             BAD_REQUEST, f"{exc}; POST the complete encoded bytes of an image (JPEG, PNG, ...)"
