@@ -26,6 +26,15 @@ loop is [target, branch]). The assertions:
 3. The fused post-processing's inner loops have no global memory and no 64-bit index math: in segment_windows'
    tiled kernels, every innermost loop that contains MUFU.EX2 (stage 1: the sigmoid) or at least 16 LDS (stage 2:
    the output blends) has no LDG and no IMAD.WIDE / LEA.HI.X.
+4. segment_windows' fast path is what its cost model (BENCHMARKS.md) counts: in each sigmoid tiled kernel there is
+   a stage-1 loop for footprint columns in two windows whose hot path (one iteration: one footprint position, a
+   chunk of 8 classes) issues 16 MUFU.EX2 and 8 MUFU.RCP (3 MUFU per pair of sigmoids: one reciprocal for both),
+   and one for columns in one window with 8 EX2 and 8 RCP; both inside the same chunk loop, with its stage-0 loop
+   and a straight-line stage-2 block (32 LDS, 8 compares). A loop that takes two reciprocals per pair (the
+   self-test compiles one) fails the check.
+
+    python -m checks sass --model               # also: segment_windows' cost model for the photo case on an H100,
+                                                #   read from the compiled SASS (see segment_windows_model)
 
 Exit code 0 when every assertion holds, 1 otherwise, 2 when nvcc or cuobjdump is missing (the message says where
 they are looked for).
@@ -34,12 +43,15 @@ they are looked for).
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
+import heapq
 import importlib.util
 import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -340,6 +352,260 @@ def check_fused_postprocess(name: str, fn: Function) -> List[str]:
     return problems
 
 
+# ---- segment_windows: the fast path's hot loops, and the cost model built from them --------------------------------
+
+SEGMENT_WINDOWS_SIGMOID = "segment_windows_kernelI"  # + "...Lb1E": the sigmoid instantiations (f32 and f16)
+TILE_CODE_ESTIMATE = 800  # warp instructions per tile outside the chunk loop (see segment_windows_fast_costs)
+
+
+def basic_blocks(fn: Function) -> List[List[Instruction]]:
+    """Straight-line runs: split at branch targets, after branches, barriers and EXIT."""
+    ins = fn.instructions
+    starts = {ins[0].address} if ins else set()
+    for k, i in enumerate(ins):
+        target = i.branch_target()
+        if target is not None:
+            starts.add(target)
+        if (target is not None or i.base in ("BAR", "EXIT")) and k + 1 < len(ins):
+            starts.add(ins[k + 1].address)
+    blocks: List[List[Instruction]] = []
+    for i in ins:
+        if i.address in starts or not blocks:
+            blocks.append([])
+        blocks[-1].append(i)
+    return blocks
+
+
+def hot_path(fn: Function, loop: Tuple[int, int]) -> Tuple[List[Instruction], List[int]]:
+    """One iteration of `loop` on its common path: from the head to the back-edge; a conditional forward branch over a
+    block of >= 8 LDS and no MUFU (a head-row interval reload, once every ~16 rows) is taken, any other conditional
+    branch falls through, unconditional branches are followed. Returns the path and the sizes of the skipped reload
+    blocks."""
+    body = fn.body(loop)
+    index = {i.address: k for k, i in enumerate(body)}
+    path: List[Instruction] = []
+    reloads: List[int] = []
+    k = 0
+    while k < len(body):
+        i = body[k]
+        path.append(i)
+        target = i.branch_target()
+        if target is not None:
+            if target <= i.address:
+                break
+            if not i.predicate:
+                k = index.get(target, len(body))
+                continue
+            skipped = body[k + 1 : index.get(target, len(body))]
+            if sum(x.base == "LDS" for x in skipped) >= 8 and not any(x.base == "MUFU" for x in skipped):
+                reloads.append(len(skipped))
+                k = index[target]
+                continue
+        k += 1
+    return path, reloads
+
+
+def _count(path: Iterable[Instruction], opcode: str) -> int:
+    return sum(1 for i in path if i.opcode.startswith(opcode))
+
+
+class CostModelError(RuntimeError):
+    pass
+
+
+def segment_windows_fast_costs(fn: Function) -> dict:
+    """Per-iteration instruction counts of segment_windows' fast path (a sigmoid tiled kernel), from its SASS:
+    stage-1 loops (pair: a footprint position in two windows, 8 classes; one: in one window), their reload blocks,
+    the stage-0 loop (one logit row at one footprint column, 8 classes), the stage-2 block (one output pixel, 8
+    classes), and the chunk loop's other code (static count: an upper bound of what one warp runs per chunk)."""
+    inner = fn.innermost_loops()
+    walked = {loop: hot_path(fn, loop) for loop in inner}
+    pairs = [l for l in inner if _count(walked[l][0], "MUFU.EX2") == 16 and _count(walked[l][0], "MUFU.RCP") >= 8]
+    if not pairs:
+        raise CostModelError("no stage-1 loop for two windows (16 MUFU.EX2 per iteration) found")
+    pair = min(pairs, key=lambda l: len(walked[l][0]))  # the aligned variant (side-by-side windows: one row tap)
+    chunks = [l for l in fn.loops() if l[0] <= pair[0] and pair[1] <= l[1] and l != pair
+              and any(i.base == "BAR" for i in fn.body(l))]
+    if not chunks:
+        raise CostModelError("the two-window loop is in no chunk loop (a loop with a barrier)")
+    chunk = min(chunks, key=lambda l: l[1] - l[0])
+    within = [l for l in inner if chunk[0] <= l[0] and l[1] <= chunk[1]]
+    ones = [l for l in within if _count(walked[l][0], "MUFU.EX2") == 8 and _count(walked[l][0], "MUFU.RCP") == 8]
+    global_loads = lambda loop: sum(1 for i in fn.body(loop) if i.base in ("LDG", "LD"))  # fp16: LD.E.U16
+    stage0 = [l for l in within if global_loads(l) >= 16 and _count(fn.body(l), "STS") == 8]
+    if not ones or not stage0:
+        raise CostModelError("the one-window stage-1 loop or the stage-0 loop of the fast path not found")
+    one = min(ones, key=lambda l: len(walked[l][0]))
+    blocks = [b for b in basic_blocks(fn) if chunk[0] <= b[0].address <= chunk[1]]
+    stage2 = [b for b in blocks if _count(b, "LDS") >= 32 and _count(b, "FSETP") == 8]
+    if not stage2:
+        raise CostModelError("no straight-line stage-2 block (32 LDS, 8 FSETP) in the fast chunk loop")
+    tops = [l for l in fn.loops() if chunk[0] <= l[0] and l[1] <= chunk[1] and l != chunk]
+    tops = [l for l in tops if not any(o != l and o[0] <= l[0] and l[1] <= o[1] for o in tops)]
+    glue = [i for i in fn.body(chunk) if not any(a <= i.address <= b for a, b in tops)]
+
+    def cost(loop):
+        path, reloads = walked[loop]
+        return {
+            "instructions": len(path),
+            "mufu": _count(path, "MUFU"),
+            "smem": _count(path, "LDS") + _count(path, "STS"),
+            "reload": max(reloads, default=0),
+        }
+
+    return {
+        "pair": cost(pair),
+        "one": cost(one),
+        "stage0": max((cost(l) for l in stage0), key=lambda c: c["instructions"]),
+        "stage2": {"instructions": len(stage2[0]), "smem": _count(stage2[0], "LDS")},
+        "glue": {"instructions": len(glue) - len(stage2[0]), "smem": _count(glue, "LDS") + _count(glue, "STS")
+                 - _count(stage2[0], "LDS")},
+        # per tile and warp: prepare_tile, the bound pass (per class: 2 windows x 12 logits, min/max, 2 sigmoids;
+        # the reductions and the list), the fast path's setup. Not read from the SASS (branchy code whose executed
+        # path a static walk cannot follow): estimated from its listing, +-50 %.
+        "tile": {"instructions": TILE_CODE_ESTIMATE},
+        "loops": {"pair": pair, "one": one, "chunk": chunk},
+    }
+
+
+def check_segment_windows_fast_path(name: str, fn: Function) -> List[str]:
+    if SEGMENT_WINDOWS_SIGMOID not in name or "Lb1E" not in name:
+        return []
+    try:
+        costs = segment_windows_fast_costs(fn)
+    except CostModelError as missing:
+        return [f"{short_name(name)}: the cost model's fast path: {missing}"]
+    problems = []
+    if costs["pair"]["mufu"] > 24:
+        problems.append(
+            f"{short_name(name)}: the two-window loop issues {costs['pair']['mufu']} MUFU per 8 pairs of sigmoids "
+            "(the model assumes 24: one reciprocal per pair)"
+        )
+    if costs["one"]["mufu"] > 16:
+        problems.append(f"{short_name(name)}: the one-window loop issues {costs['one']['mufu']} MUFU per 8 sigmoids (model: 16)")
+    return problems
+
+
+# The photo case of issue 36: VOC 2011_000006.jpg 500x375 -> rescaled 683x512, two 512x512 windows side by side
+# (x 0..512 and 171..683), 32x32 logits per window, 171 classes.
+PHOTO = dict(out=(375, 500), scaled=(512, 683), windows=((0, 512, 0, 512), (0, 512, 171, 683)), grid=32, head=512,
+             classes=171)
+H100 = dict(name="H100 SXM", sms=132, smsp=4, clock_hz=1.755e9, mufu_per_clock=16)
+TILE = (8, 32)  # output rows x columns per block (kTileH x kTileW), 256 threads, 8 classes per chunk
+
+
+def _f32(x: float) -> float:
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def _tap(scale: float, i: int, size: int) -> Tuple[int, int]:
+    src = max(_f32(_f32(scale) * _f32(i + 0.5) - 0.5), 0.0)
+    i0 = min(int(src), size - 1)
+    return i0, min(i0 + 1, size - 1)
+
+
+def segment_windows_model(costs: dict, listed: Optional[int] = None, case: dict = PHOTO, hw: dict = H100) -> dict:
+    """Warp-level cost of the fast path for `case`, every tile evaluating `listed` classes (default: all; the worst
+    case, nothing pruned). Per tile the kernel's thread mapping is replayed: footprint, thread t on footprint column
+    t % fw and row segment t / fw, each warp issuing the stage-0 loop for its lanes' logit rows, the stage-1 loop of
+    each mode its lanes are in (divergent modes serialise) for the segment's rows plus a reload per head-row
+    interval, the stage-2 block and the chunk's other code once per chunk, and the per-tile code once. Time on the
+    H100 = the largest of issue (1 warp instruction per clock per SMSP), MUFU (16 lanes per clock per SM) and shared
+    memory (one wavefront per clock per SM, one per LDS/STS); plus the last wave (tiles of unequal cost on 2 blocks per
+    SM: list scheduling, a lone block at the full SM rate)."""
+    out_h, out_w = case["out"]
+    sh, sw = case["scaled"]
+    grid, head, classes = case["grid"], case["head"], case["classes"]
+    n_listed = classes if listed is None else listed
+    chunks = -(-n_listed // 8)
+    osy, osx, hs = _f32(sh / out_h), _f32(sw / out_w), _f32(grid / head)
+    th, tw = TILE
+    tiles = []
+    for y0 in range(0, out_h, th):
+        for x0 in range(0, out_w, tw):
+            h, w = min(th, out_h - y0), min(tw, out_w - x0)
+            fy0, fy1 = _tap(osy, y0, sh)[0], _tap(osy, y0 + h - 1, sh)[1]
+            fx0, fx1 = _tap(osx, x0, sw)[0], _tap(osx, x0 + w - 1, sw)[1]
+            fh, fw = fy1 - fy0 + 1, fx1 - fx0 + 1
+            slots = [k for k, (a, b, c, d) in enumerate(case["windows"]) if not (b <= fy0 or a > fy1 or d <= fx0 or c > fx1)]
+            segments = 256 // fw
+            seg_rows = -(-fh // segments)
+            intervals, rows = [], []
+            for k in slots:
+                taps = [_tap(hs, r - case["windows"][k][0], grid) for r in range(fy0, fy1 + 1)]
+                intervals.append([t[0] for t in taps])
+                rows.append(taps[-1][1] - taps[0][0] + 1)
+            ins = mufu = smem = 0.0
+            for warp in range(8):
+                lanes = []
+                for tid in range(warp * 32, warp * 32 + 32):
+                    seg, fc = divmod(tid, fw)
+                    if seg < segments:
+                        q = fx0 + fc
+                        cover = tuple(i for i, k in enumerate(slots) if case["windows"][k][2] <= q < case["windows"][k][3])
+                        lanes.append((seg, seg * seg_rows, min(seg * seg_rows + seg_rows, fh), cover))
+                stage0 = sum(max((len(range(l[0], rows[i], segments)) for l in lanes if i in l[3]), default=0)
+                             for i in range(len(slots)))
+                ins += chunks * stage0 * costs["stage0"]["instructions"]
+                smem += chunks * stage0 * costs["stage0"]["smem"]
+                for mode in {l[3] for l in lanes if l[3]}:
+                    members = [l for l in lanes if l[3] == mode]
+                    n = max(l[2] - l[1] for l in members)
+                    iv = intervals[mode[0]]
+                    reloads = sum(
+                        1 for k in range(n)
+                        if any(l[1] + k < l[2] and (k == 0 or iv[l[1] + k] != iv[l[1] + k - 1]) for l in members)
+                    )
+                    c = costs["pair" if len(mode) == 2 else "one"]
+                    ins += chunks * (n * c["instructions"] + reloads * c["reload"])
+                    mufu += chunks * n * c["mufu"]
+                    smem += chunks * (n * c["smem"] + reloads * 2 * 8 * len(mode))
+                ins += chunks * (costs["stage2"]["instructions"] + costs["glue"]["instructions"])
+                smem += chunks * (costs["stage2"]["smem"] + costs["glue"]["smem"])
+                ins += costs["tile"]["instructions"]
+            tiles.append((ins, mufu, smem))
+    per_sm = lambda key: sum(t[key] for t in tiles) / hw["sms"]
+    issue, mufu_c, smem_c = per_sm(0) / hw["smsp"], per_sm(1) * 32 / hw["mufu_per_clock"], per_sm(2)
+    alone = [max(t[0] / hw["smsp"], t[1] * 32 / hw["mufu_per_clock"], t[2]) for t in tiles]  # SM cycles, one block
+    free = [(0.0, b) for b in range(2 * hw["sms"])]  # two blocks per SM, each at half the SM's rate while both run
+    end = 0.0
+    for c in alone:
+        start, block = heapq.heappop(free)
+        end = max(end, start + 2 * c)
+        heapq.heappush(free, (start + 2 * c, block))
+    bound = max(issue, mufu_c, smem_c)
+    last_wave = max(end - bound, 0.0) / 2  # a lone last block runs at about the full SM rate, not half
+    us = lambda cycles: cycles / hw["clock_hz"] * 1e6
+    return {
+        "listed": n_listed, "tiles": len(tiles), "warp_instructions": sum(t[0] for t in tiles),
+        "issue_us": us(issue), "mufu_us": us(mufu_c), "smem_us": us(smem_c), "bound_us": us(bound),
+        "last_wave_us": us(last_wave), "predicted_us": us(bound + last_wave),
+    }
+
+
+def render_model(costs: dict, listed_counts: Sequence[Optional[int]]) -> str:
+    lines = [
+        "segment_windows fast path, hot paths read from the SASS (sm_90), per iteration (8 classes):",
+        f"  two windows: {costs['pair']['instructions']} instructions, {costs['pair']['mufu']} MUFU, "
+        f"reload {costs['pair']['reload']}; one window: {costs['one']['instructions']}, {costs['one']['mufu']} MUFU, "
+        f"reload {costs['one']['reload']}; stage 0: {costs['stage0']['instructions']} per logit row; "
+        f"stage 2: {costs['stage2']['instructions']} per pixel; chunk code <= {costs['glue']['instructions']} "
+        f"per warp; tile code ~{costs['tile']['instructions']} per warp (estimate)",
+        "",
+        "| classes evaluated per tile | warp instructions | issue us | MUFU us | smem us | bound us | last wave us "
+        "| predicted us |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n in listed_counts:
+        m = segment_windows_model(costs, n)
+        lines.append(
+            f"| {m['listed']}{' (all: nothing pruned)' if n is None else ''} | {m['warp_instructions'] / 1e6:.1f} M | "
+            f"{m['issue_us']:.1f} | {m['mufu_us']:.1f} | {m['smem_us']:.1f} | {m['bound_us']:.1f} | "
+            f"{m['last_wave_us']:.1f} | {m['predicted_us']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 @dataclass
 class Report:
     kernels: List[dict] = field(default_factory=list)
@@ -356,6 +622,7 @@ def check_cubin(cubin: Path, ptxas_text: str, report: Report, label: str) -> Non
             problems += check_local_memory(name, fn, facts)
         problems += check_tile_loads(name, fn)
         problems += check_fused_postprocess(name, fn)
+        problems += check_segment_windows_fast_path(name, fn)
         report.kernels.append(
             {
                 "source": label,
@@ -479,6 +746,19 @@ def self_test(arch: str = "90") -> List[str]:
             failures.append(f"ptxas' spill report was not read: {spills}")
         elif not check_local_memory(starved[0], disassemble(cubin)[starved[0]], spills[starved[0]]):
             failures.append("the register-starved kernel's spills were not flagged")
+        # segment_windows' fast path: the real kernel passes rule 4, its two-reciprocal mutation fails it
+        source = CUDA_DIR / "segment_windows.cu"
+        for mutated in (False, True):
+            extra = ["-DZS_SEGMENT_WINDOWS_SASS_SELF_TEST=1"] if mutated else []
+            cubin, _ = compile_cubin(source, arch, Path(tmp), extra=extra)
+            kernels = {n: f for n, f in disassemble(cubin).items() if SEGMENT_WINDOWS_SIGMOID in n and "Lb1E" in n}
+            flagged = [p for n, f in kernels.items() for p in check_segment_windows_fast_path(n, f)]
+            if not kernels:
+                failures.append("no sigmoid segment_windows kernel found")
+            elif mutated and not any("MUFU per 8 pairs" in p for p in flagged):
+                failures.append(f"two reciprocals per pair in segment_windows were not flagged: {flagged}")
+            elif not mutated and flagged:
+                failures.append(f"segment_windows' fast path was flagged: {flagged}")
     return failures
 
 
@@ -502,6 +782,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--self-test", action="store_true", help="only prove that bad kernels are flagged")
     parser.add_argument("--json", help="write the per-kernel facts here")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--model", action="store_true", help="print segment_windows' photo-case cost model (sm_90)")
     args = parser.parse_args(argv)
     try:
         find_nvcc()
@@ -510,6 +791,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"checks sass: {missing}", file=sys.stderr)
         return 2
     archs = list(ALL_ARCHS) if args.arch and "all" in args.arch else (args.arch or list(DEFAULT_ARCHS))
+    if args.model:
+        with tempfile.TemporaryDirectory(prefix="zs_sass_model_") as tmp:
+            cubin, _ = compile_cubin(CUDA_DIR / "segment_windows.cu", "90", Path(tmp))
+            kernel = next(f for n, f in disassemble(cubin).items() if "segment_windows_kernelIfLb1E" in n)
+        print(render_model(segment_windows_fast_costs(kernel), [None, 128, 64, 32, 16, 8]))
+        return 0
     if args.self_test:
         failures = self_test(archs[-1])
         for f in failures:

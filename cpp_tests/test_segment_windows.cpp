@@ -1,6 +1,8 @@
 // GoogleTest: CPU fused multi-window post-processing vs the unfused composition of the CPU ops (upsample_cpu per
 // window with the fused calibration, an fp32 merge in window order, segment_cpu without calibration): equal
-// labels and scores, on random shapes with 1..4 windows per direction, padded windows, C = 1 and NaN.
+// labels and scores, on random shapes with 1..4 windows per direction, padded windows, C = 1 and NaN; and with
+// logits where one class dominates each region (the class-pruning path: most classes skipped per tile), all
+// classes equal (nothing to prune: the streaming path), equal pairs (ties), NaN and huge logits among them.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -35,17 +37,47 @@ std::vector<WindowPlacement> sliding(int64_t h, int64_t w, int64_t crop, int64_t
 struct Case {
   int64_t classes, grid, head, scaled_h, scaled_w, out_h, out_w;
   bool with_nan;
+  int kind = 0;  // 0 normal(0, 3); 1 a winner per 2x2 cells at +4, the rest normal(-6, 1); 2 all classes equal;
+                 // 3 dominated, odd classes copy the even one below (ties); 4 dominated with a 1e31 logit
 };
 
 void check(const Case& c, std::mt19937& rng) {
   const auto windows = sliding(c.scaled_h, c.scaled_w, c.head, c.head * 3 / 4 > 0 ? c.head * 3 / 4 : 1);
   const int64_t n = static_cast<int64_t>(windows.size());
-  std::normal_distribution<float> normal(0.f, 3.f);
+  std::normal_distribution<float> normal(0.f, 3.f), low(-6.f, 1.f);
   std::vector<float> logits(static_cast<size_t>(n * c.classes * c.grid * c.grid));
-  for (float& v : logits) v = normal(rng);
+  const int64_t plane = c.grid * c.grid;
+  for (float& v : logits) v = c.kind == 0 || c.kind == 2 ? normal(rng) : low(rng);
+  if (c.kind == 1 || c.kind == 3 || c.kind == 4) {
+    std::uniform_int_distribution<int64_t> pick(0, c.classes - 1);
+    for (int64_t k = 0; k < n; ++k) {
+      for (int64_t y = 0; y < c.grid; ++y) {
+        for (int64_t x = 0; x < c.grid; ++x) {
+          if (y % 2 == 0 && x % 2 == 0) {
+            const int64_t winner = pick(rng);
+            for (int64_t yy = y; yy < std::min(y + 2, c.grid); ++yy) {
+              for (int64_t xx = x; xx < std::min(x + 2, c.grid); ++xx) {
+                logits[static_cast<size_t>((k * c.classes + winner) * plane + yy * c.grid + xx)] = 4.f;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  for (int64_t k = 0; k < n; ++k) {
+    for (int64_t cl = 1; cl < c.classes; ++cl) {
+      if (c.kind == 2 || (c.kind == 3 && cl % 2 == 1)) {
+        const int64_t from = c.kind == 2 ? 0 : cl - 1;
+        std::copy(logits.begin() + (k * c.classes + from) * plane, logits.begin() + (k * c.classes + from + 1) * plane,
+                  logits.begin() + (k * c.classes + cl) * plane);
+      }
+    }
+  }
   if (c.with_nan) logits[logits.size() / 2] = std::numeric_limits<float>::quiet_NaN();
+  if (c.kind == 4) logits[logits.size() / 3] = 1e31f;
   std::vector<float> bias(static_cast<size_t>(c.classes));
-  for (int64_t k = 0; k < c.classes; ++k) bias[k] = (k % 3 == 0) ? 0.1f : 0.f;
+  for (int64_t k = 0; k < c.classes; ++k) bias[k] = (k % 3 == 0 && c.kind != 2 && c.kind != 3) ? 0.1f : 0.f;
 
   // unfused: per-window calibrated scores at the head size, cut, fp32 merge, then segment without calibration
   std::vector<float> total(static_cast<size_t>(c.classes * c.scaled_h * c.scaled_w), 0.f);
@@ -116,6 +148,11 @@ TEST(SegmentWindowsCpu, EqualsTheUnfusedComposition) {
       {7, 5, 24, 20, 60, 21, 59, false},              // windows smaller than the head (zero-padded inputs)
       {4, 4, 32, 64, 100, 60, 90, true},              // NaN in one window
       {171, 4, 64, 64, 85, 375 / 5, 500 / 5, false},  // the photo case, scaled down
+      {40, 8, 128, 128, 170, 300, 400, false, 1},     // dominated: the pruned path (output tiles of 16 x 64)
+      {40, 8, 128, 128, 170, 300, 400, true, 1},      // dominated, a NaN
+      {12, 8, 128, 170, 128, 90, 67, false, 3},       // dominated with equal pairs, windows stacked, downsampled
+      {20, 8, 128, 128, 170, 150, 200, false, 4},     // dominated, a huge logit
+      {16, 4, 64, 64, 85, 75, 100, false, 2},         // all classes equal: nothing to prune
   };
   for (const Case& c : cases) check(c, rng);
 }

@@ -6,12 +6,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <string>
 #include <limits>
 #include <random>
 #include <vector>
 
 #include "emu/kernels_emulated.h"
 #include "emu_test_utils.h"
+
+// after the emulation's headers (ZS_CUDA_EMULATION selects the emulated build's hooks)
+#include "cuda/segment_windows_testing.cuh"
 
 namespace {
 
@@ -335,6 +340,178 @@ TEST(SegmentWindowsEmulated, ManyOverlappingWindowsMatchCpu) {
         ASSERT_EQ(zsseg::segment_windows_cuda_emulated(p, nullptr), 0);
         ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
         expect_same_decisions(got, want, softmax ? "many windows softmax" : "many windows");
+      }
+    }
+  }
+}
+
+// ---- segment_windows: class pruning and the fast arithmetic (sigmoid path) -------------------------------------
+// The tiled kernel's bound pass skips, per output tile, the classes whose upper bound is below another class's
+// lower bound. It must change nothing: with Pruning::kOn and Pruning::kBoundsOnly (same arithmetic, every class
+// evaluated) labels and scores are bit-identical, and both match the CPU op as the unpruned kernel does.
+
+class PruningScope {
+ public:
+  explicit PruningScope(zsseg::segment_windows_testing::Pruning mode) : old_(zsseg::segment_windows_testing::pruning()) {
+    zsseg::segment_windows_testing::set_pruning(mode);
+  }
+  ~PruningScope() { zsseg::segment_windows_testing::set_pruning(old_); }
+
+ private:
+  zsseg::segment_windows_testing::Pruning old_;
+};
+
+struct PruneCase {
+  const char* what;
+  int64_t classes, grid, head, scaled_h, scaled_w, out_h, out_w, stride;
+  int kind;  // logits: 0 uniform [-5, 5]; 1 one class per region dominates; 2 all classes equal; 3 pairs equal
+             // (odd classes copy the even one below); 4 a NaN; 5 one huge (1e31) and one deep (-70) logit;
+             // 6 dominated, with logits around -40 (sums below -88 in both windows' overlap: still fast)
+  bool half;
+};
+
+// Logits where each region (2 x 4 cells) of the grid has one clearly winning class (what a trained model gives),
+// the others low.
+std::vector<float> dominated_logits(int64_t windows, int64_t classes, int64_t grid, std::mt19937& rng, float offset) {
+  std::vector<float> logits = emu_test::random_floats(static_cast<size_t>(windows * classes * grid * grid), rng, -9.f, -4.f);
+  std::uniform_int_distribution<int64_t> pick(0, classes - 1);
+  for (int64_t k = 0; k < windows; ++k) {
+    for (int64_t by = 0; by < grid; by += 2) {
+      for (int64_t bx = 0; bx < grid; bx += 4) {
+        const int64_t winner = pick(rng);
+        for (int64_t y = by; y < std::min(by + 2, grid); ++y) {
+          for (int64_t x = bx; x < std::min(bx + 4, grid); ++x) {
+            logits[static_cast<size_t>(((k * classes + winner) * grid + y) * grid + x)] = 3.f;
+          }
+        }
+      }
+    }
+  }
+  for (float& v : logits) v += offset;
+  return logits;
+}
+
+LabelsScores run_windows(zsseg::SegmentWindowsParams p, bool cuda, bool half, const std::vector<__half>& logits_half) {
+  const size_t count = static_cast<size_t>(p.out_height * p.out_width);
+  LabelsScores out{std::vector<int32_t>(count, -7), std::vector<float>(count, -7.f)};
+  p.labels = out.labels.data();
+  p.scores = out.scores.data();
+  if (!cuda) {
+    EXPECT_TRUE(zsseg::segment_windows_cpu(p));
+    return out;
+  }
+  if (half) {
+    p.logits = logits_half.data();
+    p.dtype = DType::Float16;
+  }
+  EXPECT_EQ(zsseg::segment_windows_cuda_emulated(p, nullptr), 0);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
+  return out;
+}
+
+TEST(SegmentWindowsEmulated, PruningIsExact) {
+  using zsseg::segment_windows_testing::Pruning;
+  const std::vector<PruneCase> cases{
+      {"uniform, photo at 1/8 (two windows side by side, 16x head)", 11, 4, 64, 64, 85, 47, 63, 43, 0, false},
+      {"dominated, photo at 1/8", 24, 4, 64, 64, 85, 47, 63, 43, 1, false},
+      {"dominated, fp16", 24, 4, 64, 64, 85, 47, 63, 43, 1, true},
+      {"dominated, portrait (windows stacked: rows of the two windows differ)", 17, 4, 64, 85, 64, 63, 47, 43, 1, false},
+      {"dominated, 2x2 windows (four at a footprint: generic tiles)", 9, 2, 24, 40, 40, 45, 47, 16, 1, false},
+      {"all classes equal", 12, 4, 64, 64, 85, 47, 63, 43, 2, false},
+      {"equal pairs (lowest index on ties)", 12, 4, 64, 64, 85, 47, 63, 43, 3, false},
+      {"a NaN logit", 10, 4, 64, 64, 85, 47, 63, 43, 4, false},
+      {"a huge and a deep logit", 10, 4, 64, 64, 85, 47, 63, 43, 5, false},
+      {"dominated, logits near -40", 16, 4, 64, 64, 85, 47, 63, 43, 6, false},
+      {"one window, output larger than the rescaled image (edge tiles)", 7, 5, 32, 32, 32, 45, 41, 32, 1, false},
+  };
+  std::mt19937 rng(15);
+  for (int64_t cap : emu_test::grid_caps()) {
+    zs_emu::GridCapScope scope(cap);
+    for (const PruneCase& c : cases) {
+      const auto windows = sliding(c.scaled_h, c.scaled_w, c.head, c.stride);
+      const int64_t n = static_cast<int64_t>(windows.size());
+      std::vector<float> logits;
+      if (c.kind == 1 || c.kind == 6) {
+        logits = dominated_logits(n, c.classes, c.grid, rng, c.kind == 6 ? -40.f : 0.f);
+      } else {
+        logits = emu_test::random_floats(static_cast<size_t>(n * c.classes * c.grid * c.grid), rng, -5.f, 5.f);
+      }
+      const int64_t plane = c.grid * c.grid;
+      for (int64_t k = 0; k < n; ++k) {
+        for (int64_t cl = 1; cl < c.classes; ++cl) {
+          float* dst = logits.data() + (k * c.classes + cl) * plane;
+          const float* src = logits.data() + (k * c.classes + (c.kind == 2 ? 0 : cl - 1)) * plane;
+          if (c.kind == 2 || (c.kind == 3 && cl % 2 == 1)) std::copy(src, src + plane, dst);
+        }
+      }
+      if (c.kind == 4) logits[logits.size() / 3] = std::numeric_limits<float>::quiet_NaN();
+      if (c.kind == 5) {
+        logits[logits.size() / 3] = 1e31f;
+        logits[logits.size() / 2] = -70.f;
+      }
+      std::vector<__half> logits_half;
+      if (c.half) logits_half = emu_test::round_to_half(logits);
+      std::vector<float> bias(static_cast<size_t>(c.classes));
+      for (size_t k = 0; k < bias.size(); ++k) bias[k] = (k % 3 == 0) ? 0.1f : 0.f;
+      if (c.kind == 2 || c.kind == 3) std::fill(bias.begin(), bias.end(), 0.05f);  // ties must stay ties
+      zsseg::SegmentWindowsParams p;
+      p.num_windows = n;
+      p.classes = c.classes;
+      p.in_height = p.in_width = c.grid;
+      p.windows = windows.data();
+      p.head_height = p.head_width = c.head;
+      p.scaled_height = c.scaled_h;
+      p.scaled_width = c.scaled_w;
+      p.out_height = c.out_h;
+      p.out_width = c.out_w;
+      p.class_bias = bias.data();
+      p.logits = logits.data();
+      const LabelsScores want = run_windows(p, false, false, logits_half);
+      zsseg::segment_windows_testing::reset_prune_stats();
+      LabelsScores pruned, all;
+      {
+        PruningScope on(Pruning::kOn);
+        pruned = run_windows(p, true, c.half, logits_half);
+      }
+      const auto stats = zsseg::segment_windows_testing::prune_stats();
+      {
+        PruningScope bounds(Pruning::kBoundsOnly);
+        all = run_windows(p, true, c.half, logits_half);
+      }
+      LabelsScores off;
+      {
+        PruningScope none(Pruning::kOff);
+        off = run_windows(p, true, c.half, logits_half);
+      }
+      SCOPED_TRACE(std::string(c.what) + ", grid cap " + std::to_string(cap));
+      ASSERT_GT(stats.tiles, 0) << "the bound pass ran";
+      EXPECT_EQ(pruned.labels, all.labels);
+      ASSERT_EQ(pruned.scores.size(), all.scores.size());
+      for (size_t i = 0; i < all.scores.size(); ++i) {  // bit-identical (NaN included)
+        ASSERT_EQ(std::memcmp(&pruned.scores[i], &all.scores[i], sizeof(float)), 0) << "pixel " << i;
+      }
+      expect_same_decisions(pruned, want, c.what);
+      expect_same_decisions(off, want, c.what);
+      if ((c.kind == 1 || c.kind == 6) && c.head == 64) {  // the photo-like layouts (16x head upsampling)
+        EXPECT_LT(stats.kept, stats.classes * 3 / 4) << "a dominated map prunes classes";
+      }
+      if (c.kind == 2) {
+        EXPECT_EQ(stats.kept, stats.classes) << "equal classes: nothing can be pruned";
+        EXPECT_EQ(pruned.labels, std::vector<int32_t>(pruned.labels.size(), 0)) << "ties: the lowest index";
+      }
+      if (c.kind == 3) {
+        for (int32_t l : pruned.labels) EXPECT_EQ(l % 2, 0) << "a tie with the class below: the lower index";
+        EXPECT_EQ(pruned.labels, want.labels);
+      }
+      if (c.kind == 4 || c.kind == 5) {
+        EXPECT_LT(stats.fast_tiles, stats.tiles) << "non-finite, huge or deep logits: generic tiles";
+      }
+      if (c.kind == 1 && !c.half && c.grid == 4 && c.scaled_h < c.scaled_w) {
+        EXPECT_EQ(stats.fast_tiles, stats.tiles) << "tame side-by-side windows: every tile fast";
+      }
+      if (c.kind == 4) {
+        EXPECT_TRUE(std::any_of(pruned.scores.begin(), pruned.scores.end(), [](float v) { return std::isnan(v); }));
+        EXPECT_EQ(pruned.labels, want.labels);
       }
     }
   }

@@ -1,6 +1,16 @@
 // CPU fused multi-window exact post-processing (see zsseg/segment_windows.h). OpenMP over output rows; each
 // thread keeps a [C, scaled_w] merged-row scratch and a cache of two merged rescaled rows transposed to [scaled_w,
 // C]; each output pixel blends columns first, then rows, as every resize here.
+//
+// Sigmoid path with class pruning (segment_windows_cpu_pruned): OpenMP over output tiles (kTileRows x kTileCols).
+// Per tile, per class, the min and max of the window logits the tile's footprint reads bound every output value
+// of the class in the tile (bilinear blends and window averages are convex, the sigmoid is increasing): a class
+// whose upper bound is below another class's lower bound (strictly, with a slack of 1e-5 (1 + |bias|) that covers
+// every rounding and the vectorised sigmoid's error) wins no pixel of the tile and is skipped. The other classes'
+// merged values are computed over the footprint with the same per-element arithmetic as merged_row and the output
+// blend and argmax as output_row, so labels and scores are bit-identical to the streaming path. A first pass
+// computes every tile's list; when more than half of the (tile, class) pairs remain, the streaming path runs
+// instead (footprints of neighbouring tiles overlap by a row or two: recomputing them only pays with pruning).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
@@ -41,6 +51,31 @@ ZS_CPU_INLINE void add_window_row(const float* row0, const float* row1, float wy
   const int32_t* i1 = geo.ci1.data();
   const float* w0 = geo.cw0.data();
   const float* w1 = geo.cw1.data();
+  if (sigmoid) {
+#pragma omp simd
+    for (int64_t x = 0; x < width; ++x) {
+      const float v =
+          blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
+      acc[x] += sigmoid_fast_nan_f32(v) - bias;
+    }
+  } else {
+#pragma omp simd
+    for (int64_t x = 0; x < width; ++x) {
+      const float v =
+          blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
+      acc[x] += v - bias;
+    }
+  }
+}
+
+// add_window_row over window-local columns [x0, x0 + width) (a footprint's part of the window row): the same
+// per-element arithmetic, the column taps read from x0 on.
+ZS_CPU_INLINE void add_window_row_part(const float* row0, const float* row1, float wy0, float wy1, const Geometry& geo,
+                                       int64_t x0, int64_t width, bool sigmoid, float bias, float* acc) {
+  const int32_t* i0 = geo.ci0.data() + x0;
+  const int32_t* i1 = geo.ci1.data() + x0;
+  const float* w0 = geo.cw0.data() + x0;
+  const float* w1 = geo.cw1.data() + x0;
   if (sigmoid) {
 #pragma omp simd
     for (int64_t x = 0; x < width; ++x) {
@@ -241,6 +276,220 @@ ZS_CPU_CLONES void output_row_softmax(const Geometry& geo, const MergedRowT& top
   }
 }
 
+// ---- the pruned (tiled) sigmoid path -----------------------------------------------------------------------
+
+constexpr int64_t kTileRows = 16, kTileCols = 64;  // output pixels per tile
+constexpr float kTameLogit = 1e30f;               // |logit| above this (or non-finite): the class is always kept
+constexpr float kPruneSlack = 1e-5f;              // bound slack, times (1 + |bias|)
+
+struct TileBox {
+  int64_t y0, y1, x0, x1;  // output rows [y0, y1), columns [x0, x1)
+  int64_t fy0, fy1, fx0, fx1;  // footprint: rescaled rows [fy0, fy1], columns [fx0, fx1]
+};
+
+TileBox tile_box(const Geometry& geo, int64_t ty, int64_t tx) {
+  const SegmentWindowsParams& p = geo.p;
+  TileBox b;
+  b.y0 = ty * kTileRows;
+  b.y1 = std::min(b.y0 + kTileRows, p.out_height);
+  b.x0 = tx * kTileCols;
+  b.x1 = std::min(b.x0 + kTileCols, p.out_width);
+  b.fy0 = geo.out_rows[static_cast<size_t>(b.y0)].i0;
+  b.fy1 = geo.out_rows[static_cast<size_t>(b.y1 - 1)].i1;
+  b.fx0 = geo.out_cols[static_cast<size_t>(b.x0)].i0;
+  b.fx1 = geo.out_cols[static_cast<size_t>(b.x1 - 1)].i1;
+  return b;
+}
+
+// The classes that can win a pixel of the tile, in class order, appended to `listed`; `wild`: some listed class
+// has a non-finite or huge logit (its merged values may be NaN).
+ZS_CPU_CLONES void tile_classes(const Geometry& geo, const TileBox& b, std::vector<float>& lower,
+                                std::vector<float>& upper, std::vector<uint16_t>& listed, bool& wild) {
+  const SegmentWindowsParams& p = geo.p;
+  const float* logits = static_cast<const float*>(p.logits);
+  const int64_t classes = p.classes, plane = p.in_height * p.in_width;
+  std::fill(lower.begin(), lower.end(), std::numeric_limits<float>::infinity());
+  std::fill(upper.begin(), upper.end(), -std::numeric_limits<float>::infinity());
+  std::vector<uint8_t> tame(static_cast<size_t>(classes), 1);
+  for (int64_t k = 0; k < p.num_windows; ++k) {
+    const WindowPlacement& w = p.windows[k];
+    const int64_t ry0 = std::max<int64_t>(b.fy0, w.y1), ry1 = std::min<int64_t>(b.fy1, w.y2 - 1);
+    const int64_t cx0 = std::max<int64_t>(b.fx0, w.x1), cx1 = std::min<int64_t>(b.fx1, w.x2 - 1);
+    if (ry0 > ry1 || cx0 > cx1) continue;
+    const int64_t lr0 = geo.head_rows[static_cast<size_t>(ry0 - w.y1)].i0, lr1 = geo.head_rows[static_cast<size_t>(ry1 - w.y1)].i1;
+    const int64_t lc0 = geo.head_cols[static_cast<size_t>(cx0 - w.x1)].i0, lc1 = geo.head_cols[static_cast<size_t>(cx1 - w.x1)].i1;
+    for (int64_t c = 0; c < classes; ++c) {
+      const float* src = logits + (k * classes + c) * plane;
+      float lo = lower[static_cast<size_t>(c)], hi = upper[static_cast<size_t>(c)];
+      bool ok = true;
+      for (int64_t r = lr0; r <= lr1; ++r) {
+        for (int64_t q = lc0; q <= lc1; ++q) {
+          const float v = src[r * p.in_width + q];
+          ok = ok && std::fabs(v) <= kTameLogit;  // false for NaN and +-inf
+          lo = std::min(lo, v);
+          hi = std::max(hi, v);
+        }
+      }
+      lower[static_cast<size_t>(c)] = lo;
+      upper[static_cast<size_t>(c)] = hi;
+      if (!ok) tame[static_cast<size_t>(c)] = 0;
+    }
+  }
+  float threshold = -std::numeric_limits<float>::infinity();  // the largest lower bound of a tame class
+  for (int64_t c = 0; c < classes; ++c) {
+    const float bias = p.class_bias != nullptr ? p.class_bias[c] : 0.f;
+    const float slack = kPruneSlack * (1.f + std::fabs(bias));
+    const float lo = lower[static_cast<size_t>(c)], hi = upper[static_cast<size_t>(c)];
+    if (!(lo <= hi) || !tame[static_cast<size_t>(c)]) {  // no logit read (cannot happen when covered) or wild
+      lower[static_cast<size_t>(c)] = -std::numeric_limits<float>::infinity();
+      upper[static_cast<size_t>(c)] = std::numeric_limits<float>::infinity();
+      continue;
+    }
+    lower[static_cast<size_t>(c)] = sigmoid_fast_nan_f32(lo) - bias - slack;
+    upper[static_cast<size_t>(c)] = sigmoid_fast_nan_f32(hi) - bias + slack;
+    threshold = std::max(threshold, lower[static_cast<size_t>(c)]);
+  }
+  wild = false;
+  for (int64_t c = 0; c < classes; ++c) {
+    if (upper[static_cast<size_t>(c)] < threshold) continue;
+    listed.push_back(static_cast<uint16_t>(c));
+    wild = wild || upper[static_cast<size_t>(c)] == std::numeric_limits<float>::infinity();
+  }
+}
+
+struct TileScratch {
+  std::vector<float> merged;  // [listed][footprint rows][footprint cols]
+  std::vector<float> values;  // [footprint rows][footprint cols][listed] (class-contiguous)
+  std::vector<float> counts;  // [footprint cols] windows covering each column of a row
+  std::vector<float> v;       // [listed] one pixel's values
+};
+
+// One tile: merged values of the listed classes over the footprint (merged_row's arithmetic), then output_row's
+// blend and argmax over them. False when a footprint pixel is covered by no window.
+ZS_CPU_CLONES bool run_tile(const Geometry& geo, const TileBox& b, const uint16_t* listed, int64_t n, bool wild,
+                            TileScratch& t) {
+  const SegmentWindowsParams& p = geo.p;
+  const float* logits = static_cast<const float*>(p.logits);
+  const int64_t classes = p.classes, plane = p.in_height * p.in_width;
+  const int64_t fh = b.fy1 - b.fy0 + 1, fw = b.fx1 - b.fx0 + 1, area = fh * fw;
+  t.merged.assign(static_cast<size_t>(n * area), 0.f);
+  t.values.resize(static_cast<size_t>(n * area));
+  t.counts.resize(static_cast<size_t>(fw));
+  t.v.resize(static_cast<size_t>(n));
+  bool covered = true;
+  for (int64_t fr = 0; fr < fh; ++fr) {
+    const int64_t r = b.fy0 + fr;
+    std::fill(t.counts.begin(), t.counts.end(), 0.f);
+    int windows_here = 0;
+    for (int64_t k = 0; k < p.num_windows; ++k) {
+      const WindowPlacement& w = p.windows[k];
+      if (r < w.y1 || r >= w.y2) continue;
+      ++windows_here;
+      const int64_t q0 = std::max<int64_t>(b.fx0, w.x1), q1 = std::min<int64_t>(b.fx1 + 1, w.x2);
+      if (q0 >= q1) continue;
+      for (int64_t q = q0; q < q1; ++q) t.counts[static_cast<size_t>(q - b.fx0)] += 1.f;
+      const BilinearTap& ty = geo.head_rows[static_cast<size_t>(r - w.y1)];
+      const float* base = logits + k * classes * plane;
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t c = listed[i];
+        const float* src = base + c * plane;
+        const float bias = p.class_bias != nullptr ? p.class_bias[c] : 0.f;
+        add_window_row_part(src + ty.i0 * p.in_width, src + ty.i1 * p.in_width, ty.w0, ty.w1, geo, q0 - w.x1, q1 - q0,
+                            true, bias, t.merged.data() + (i * fh + fr) * fw + (q0 - b.fx0));
+      }
+    }
+    for (int64_t q = 0; q < fw; ++q) covered = covered && t.counts[static_cast<size_t>(q)] > 0.f;
+    if (windows_here > 1) {  // as merged_row: every column of a row in several windows is divided by its count
+      for (int64_t i = 0; i < n; ++i) {
+        float* row = t.merged.data() + (i * fh + fr) * fw;
+#pragma omp simd
+        for (int64_t q = 0; q < fw; ++q) row[q] /= t.counts[static_cast<size_t>(q)];
+      }
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {  // class-contiguous, as transpose_merged_row
+    const float* src = t.merged.data() + i * area;
+    for (int64_t e = 0; e < area; ++e) t.values[static_cast<size_t>(e * n + i)] = src[e];
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  float* v = t.v.data();
+  for (int64_t y = b.y0; y < b.y1; ++y) {
+    const BilinearTap& ty = geo.out_rows[static_cast<size_t>(y)];
+    const float* top = t.values.data() + (ty.i0 - b.fy0) * fw * n;
+    const float* bottom = t.values.data() + (ty.i1 - b.fy0) * fw * n;
+    int32_t* labels = p.labels + y * p.out_width;
+    float* scores = p.scores + y * p.out_width;
+    for (int64_t x = b.x0; x < b.x1; ++x) {
+      const BilinearTap& tx = geo.out_cols[static_cast<size_t>(x)];
+      const float* a0 = top + (tx.i0 - b.fx0) * n;
+      const float* a1 = top + (tx.i1 - b.fx0) * n;
+      const float* b0 = bottom + (tx.i0 - b.fx0) * n;
+      const float* b1 = bottom + (tx.i1 - b.fx0) * n;
+      float best = -inf;
+#pragma omp simd reduction(max : best)
+      for (int64_t i = 0; i < n; ++i) {
+        const float value = blend2(blend2(a0[i], a1[i], tx.w0, tx.w1), blend2(b0[i], b1[i], tx.w0, tx.w1), ty.w0, ty.w1);
+        v[i] = value;
+        best = best > value ? best : value;
+      }
+      int64_t nan_at = -1;
+      if (wild) {  // only a listed class with a non-finite or huge logit can give NaN
+        for (int64_t i = 0; i < n && nan_at < 0; ++i) {
+          if (is_nan_value(v[i])) nan_at = i;
+        }
+      }
+      if (nan_at >= 0) {
+        labels[x] = listed[nan_at];
+        scores[x] = std::numeric_limits<float>::quiet_NaN();
+        continue;
+      }
+      int64_t i = 0;
+      while (i < n && !(v[i] >= best)) ++i;
+      labels[x] = i < n ? static_cast<int32_t>(listed[i]) : 0;  // n >= 1: a tame class's lower bound is the threshold
+      scores[x] = i < n ? v[i] : best;
+    }
+  }
+  return covered;
+}
+
+// The pruned path; false (nothing written) when pruning would not pay (more than half the tile-class pairs kept).
+// `uncovered` is set when a footprint pixel is in no window.
+bool segment_windows_cpu_pruned(const Geometry& geo, bool& uncovered) {
+  const SegmentWindowsParams& p = geo.p;
+  const int64_t tiles_y = (p.out_height + kTileRows - 1) / kTileRows, tiles_x = (p.out_width + kTileCols - 1) / kTileCols;
+  const int64_t tiles = tiles_y * tiles_x;
+  std::vector<std::vector<uint16_t>> lists(static_cast<size_t>(tiles));
+  std::vector<uint8_t> wild(static_cast<size_t>(tiles), 0);
+  int64_t kept = 0;
+#pragma omp parallel reduction(+ : kept)
+  {
+    std::vector<float> lower(static_cast<size_t>(p.classes)), upper(static_cast<size_t>(p.classes));
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t t = 0; t < tiles; ++t) {
+      bool w = false;
+      tile_classes(geo, tile_box(geo, t / tiles_x, t % tiles_x), lower, upper, lists[static_cast<size_t>(t)], w);
+      wild[static_cast<size_t>(t)] = w ? 1 : 0;
+      kept += static_cast<int64_t>(lists[static_cast<size_t>(t)].size());
+    }
+  }
+  if (2 * kept > tiles * p.classes) return false;
+  int bad = 0;
+#pragma omp parallel reduction(| : bad)
+  {
+    TileScratch scratch;
+#pragma omp for schedule(dynamic, 2)
+    for (int64_t t = 0; t < tiles; ++t) {
+      const std::vector<uint16_t>& list = lists[static_cast<size_t>(t)];
+      if (!run_tile(geo, tile_box(geo, t / tiles_x, t % tiles_x), list.data(), static_cast<int64_t>(list.size()),
+                    wild[static_cast<size_t>(t)] != 0, scratch)) {
+        bad = 1;
+      }
+    }
+  }
+  uncovered = bad != 0;
+  return true;
+}
+
 }  // namespace
 
 bool segment_windows_cpu(const SegmentWindowsParams& p) {
@@ -255,6 +504,10 @@ bool segment_windows_cpu(const SegmentWindowsParams& p) {
                {}};
   for (const BilinearTap& t : geo.head_cols) {
     geo.ci0.push_back(t.i0), geo.ci1.push_back(t.i1), geo.cw0.push_back(t.w0), geo.cw1.push_back(t.w1);
+  }
+  if (p.apply_sigmoid && !p.softmax && p.classes > 1 && p.classes <= 65535 && p.out_height > 0 && p.out_width > 0) {
+    bool uncovered = false;
+    if (segment_windows_cpu_pruned(geo, uncovered)) return !uncovered;
   }
   const int threads = std::max(1, omp_get_max_threads());
   const size_t merged_size = static_cast<size_t>(p.classes * p.scaled_width);
