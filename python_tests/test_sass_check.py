@@ -39,3 +39,20 @@ def test_the_kernels_sass_meets_the_cost_models_assumptions():
     assert report.kernels, "no kernel found in csrc/cuda"
     assert any(k["k_loops"] for k in report.kernels if "relation_linear_kernel" in k["kernel"])
     assert report.problems == [], "\n".join(report.problems)
+
+
+def test_segment_windows_cost_model_reads_the_fast_path_from_the_sass():
+    """BENCHMARKS.md's segment_windows model (python -m checks sass --model): its per-iteration counts come from the
+    compiled kernel, one reciprocal per pair of sigmoids in the two-window loop, and pruning classes lowers it."""
+    _tools_or_skip()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin, _ = sass.compile_cubin(sass.CUDA_DIR / "segment_windows.cu", "90", pathlib.Path(tmp))
+        kernel = next(f for n, f in sass.disassemble(cubin).items() if "segment_windows_kernelIfLb1E" in n)
+    costs = sass.segment_windows_fast_costs(kernel)
+    assert costs["pair"]["mufu"] == 24 and costs["one"]["mufu"] == 16
+    worst, pruned = sass.segment_windows_model(costs), sass.segment_windows_model(costs, 16)
+    assert worst["listed"] == 171 and worst["tiles"] == 16 * 47
+    assert 0 < pruned["predicted_us"] < worst["predicted_us"]
+    assert worst["mufu_us"] > 40  # 89.6 M sigmoids at 1.5 MUFU each, lanes of partial warps included

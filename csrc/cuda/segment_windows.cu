@@ -1,47 +1,47 @@
 // CUDA fused multi-window exact post-processing (see zsseg/segment_windows.h).
 //
-// Tiled form. One block of 256 threads per output tile (up to 32 x 8 pixels, one per thread). The tile's output
-// pixels read their bilinear taps from a small rectangle of the rescaled (merged) map, its footprint (about 12 x 45
-// rescaled pixels for the photo case: 500x375 output from a 683x512 rescaled image). Per tile (sigmoid path):
+// Tiled form. One block of 256 threads per output tile (up to 32 x 8 pixels, one per thread; two blocks per SM).
+// The tile's output pixels read their bilinear taps from a small rectangle of the rescaled (merged) map, its
+// footprint (about 12 x 45 rescaled pixels for the photo case: 500x375 output from a 683x512 rescaled image).
+//
+// Sigmoid path, per tile:
 //   P. bound pass (class pruning): per class, the min and max of the window logits the footprint reads. Bilinear
 //      interpolation is a convex combination and the sigmoid is increasing, so every output value of the class in
 //      the tile lies in [sigmoid(min) - bias, sigmoid(max) - bias] (averaging windows and the output blend are
 //      convex too). A class whose upper bound is below another class's lower bound (strictly, with a slack of
 //      1e-5 (1 + |bias|) that covers every rounding and the device's approximate exp/reciprocal) can win no pixel
-//      of the tile and is skipped; the others are listed in class order. Classes with a non-finite or huge
-//      (|x| > 1e30) logit are always kept; if there is none the tile is "tame" and uses the fast arithmetic below.
-// Then per chunk of kChunk listed classes, and per window overlapping the footprint (a "slot"), the block
-//   0. blends the window's logit rows horizontally at every footprint column (the first step of every bilinear
-//      here, columns first) into shared memory (tame tiles: times -log2(e), the sigmoid's exponent scale);
-//   1. computes the merged calibrated value of every footprint pixel it covers: each thread walks a column
-//      segment, keeps the two blended logit rows of the current head-row interval in registers (reloaded from
-//      shared memory when the interval changes, every ~16 rows for a 16x head upsampling), and per value does one
-//      row blend, the sigmoid, the bias, the sum over windows and one shared store;
-// then
-//   2. every output pixel blends its four taps of each class of the chunk from shared memory (offsets computed
-//      once per tile, constant shared-memory offsets per class) and updates its running argmax.
+//      of the tile and is skipped; the others are listed in class order, so the argmax (ties: the lower index; the
+//      first NaN) is unchanged. Classes with a non-finite or huge (|x| > 1e30) logit are always listed. If every
+//      listed class's logits are finite and in [-60, 1e30] the tile is "tame".
+//   Tame tiles whose footprint columns are each covered by the same one or two windows on every row (the
+//   pipeline's sliding windows: side by side or stacked) take the fast path (run_tile_fast), per chunk of 8 listed
+//   classes:
+//   0. both windows' logit rows, blended horizontally at every footprint column (the first step of every bilinear
+//      here, columns first; weights times -log2 e), into shared memory;
+//   1. one pass: each thread walks a column segment, keeps the blended rows of the current head-row interval in
+//      registers (reloaded every ~16 rows for a 16x head upsampling) and per value does one row blend (t), then
+//      with E = 2^t (MUFU.EX2) and D = 1 + E:
+//        one window:  m = 1/D                                           (MUFU.RCP)
+//        two windows: m = (D1 2 2^-65 + D2 2^-64) / ((2 D1) (D2 2^-64)) = (1/D1 + 1/D2) / 2
+//                     with ONE reciprocal for the two sigmoids (3 MUFU per pair instead of 4); the powers of two
+//                     keep the product a normal number for t <= 86.6 (logits >= -60, hence the tame range);
+//      a few ulp of values <= 1 from two separate sigmoids (the CPU op is within 1e-6 of either: the tests'
+//      tolerance);
+//   2. every output pixel blends its four taps of each class from shared memory, minus the bias (folded into the
+//      blend's first FMA), and updates its running argmax (a plain ">": no NaN in tame tiles).
+// Other tiles (and the identity path, and any tile when classes > 1024) take the generic path (run_tile): per
+// chunk and per window (slot) overlapping the footprint, stage 0 then stage 1 with f(v) - bias added to the earlier
+// windows' sum, the last covering window multiplying by 1 / count (count 2 or 4: exact) or dividing by 3 (IEEE);
+// stage 2 with torch's argmax rules.
 // No division, no 64-bit index arithmetic and no global load in the inner loops; labels/scores are written once per
-// pixel, consecutive threads writing consecutive pixels. BENCHMARKS.md has the cost model read from the SASS.
-//
-// Fast arithmetic (tame tiles, where the footprint's columns are covered by the same one or two windows on every
-// row: the pipeline's sliding windows in the photo case). With t = -log2(e) v and E = 2^t (MUFU.EX2), D = 1 + E:
-//   one window:  m = 1/D - bias                                   (MUFU.RCP)
-//   two windows: the first window's pass stores D1' = 2 D1; the second computes D2' = D2 2^-64 and
-//                m = (D1' 2^-65 + D2') / (D1' D2') - bias = (1/D1 + 1/D2) / 2 - bias
-//                with ONE reciprocal for the two sigmoids (3 MUFU per pair instead of 4). Exact while
-//                D1' D2' <= 2^125 (logit sums above about -131, each logit above about -88); otherwise, and only
-//                then, the position takes the two-reciprocal form ((1/D1 - bias) + (1/D2 - bias)) / 2.
-// The scale 2^-64 keeps D1' D2' away from overflow; every factor is a power of two, so only the roundings of
-// D, the product, the sum and the reciprocal differ from two separate sigmoids: a few ulp of values <= 1
-// (the CPU op is within 1e-6 of either; the tests' tolerance). Other tiles use the generic arithmetic: per slot,
-// f(v) - bias added to the earlier windows' sum, the last covering window multiplying by 1 / count (count 2 or 4:
-// exact) or dividing by 3 (IEEE division).
+// pixel, consecutive threads writing consecutive pixels. BENCHMARKS.md has the cost model read from the SASS
+// (python -m checks sass --model).
 //
 // Results are the CPU op's up to fp32 rounding: merged values are window averages in window order, blended columns
-// first then rows, the output blend columns first then rows, the argmax with torch's tie/NaN rules (pruning only
-// drops classes that are strictly below another class at every pixel, so no tie or NaN changes). f = sigmoid uses
-// the device's ex2.approx and rcp.approx (within 2e-7 of the exact logistic function, like the CPU path's
-// vectorised sigmoid).
+// first then rows, the output blend columns first then rows, the argmax with torch's tie/NaN rules; pruning only
+// drops classes strictly below another class at every pixel (labels and scores are bit-identical with and without
+// it). f = sigmoid uses the device's ex2.approx and rcp.approx (within 2e-7 of the exact logistic function, like the
+// CPU path's vectorised sigmoid).
 //
 // Direct form (the first version; now the fallback): one thread per output pixel evaluates, per class, its four
 // rescaled taps from the window logits. The launcher uses it when more than kSlots windows overlap one tile's
@@ -78,7 +78,7 @@ constexpr int kMaxPruneClasses = 1024;  // the bound pass keeps per-class bounds
 constexpr int kBoundRows = 3, kBoundCols = 4;  // the bound pass's block of loads (the photo case's rectangle)
 constexpr int32_t kUncoveredBit = 1 << 8;  // in row_mask: some footprint column of the row is in no window
 constexpr float kTameLogit = 1e30f;     // |logit| above this (or non-finite): the class is kept, the tile generic
-constexpr float kDeepLogit = -60.f;     // a listed class with a logit below this: the tile generic (see fast_position)
+constexpr float kDeepLogit = -60.f;     // a listed class with a logit below this: the tile generic (see pair_rows)
 constexpr float kPruneSlack = 1e-5f;    // bound slack, times (1 + |bias|): covers every rounding and approximation
 constexpr float kNegLog2e = -1.44269504088896341f;
 
