@@ -7,7 +7,8 @@ Case (issue 13): VOC 2011_000006.jpg (500x375) -> 683x512 -> 2 windows of 512x51
 C = 171 (COCO-Stuff names), exact mode, ONNX Runtime CPU, random ViT-B/16 weights (latency does not depend on
 them). The window logits come from the real bundle on the real photo; each post-processing side then runs in a
 fresh subprocess: median time of --repeats calls after a warm-up, and peak extra memory (VmHWM reset through
-/proc/self/clear_refs, minus VmRSS before the call; outputs included). Labels of the two sides are compared.
+/proc/self/clear_refs, minus VmRSS before the call; outputs included). Labels of the two sides are compared:
+every target PASSes only when they are identical (``targets``).
 
     .venv/bin/python -m benchmarks postprocess --write    # updates the "## Exact post-processing" section
 """
@@ -98,6 +99,38 @@ def worker(npz: str, side: str, repeats: int) -> None:
     print(json.dumps(measured))
 
 
+def targets(row: dict) -> str:
+    """The "targets" cell of one C row (issue 13). Every target is met only with labels identical to the unfused
+    path's (``labels_equal["fused"] == 1.0``): a faster fused op that changes a label is a MISS, not a speed-up.
+    C = 171: post-processing <= 5 % of the image-encoder time and peak extra memory <= 1/20 of the unfused path's;
+    other C: the fused path no slower than the unfused one."""
+    same = row["labels_equal"]["fused"]
+    identical = same == 1.0
+    enc, old, new = row["encoder_ms"], row["unfused_median_ms"], row["fused_median_ms"]
+    mem_old, mem_new = row["unfused_peak_extra_mb"], row["fused_peak_extra_mb"]
+    checks = [("labels identical", identical)]
+    if row["classes"] == 171:
+        checks += [("post <= 5 % of encoder", new <= 0.05 * enc), ("memory <= 1/20", mem_new <= mem_old / 20)]
+    else:
+        checks += [("no slower than before", new <= old)]
+    cells = [f"labels identical: {'PASS' if identical else f'MISS ({100 * same:.3f} % equal)'}"]
+    for what, ok in checks[1:]:
+        cells.append(f"{what}: {'PASS' if ok and identical else 'MISS' + ('' if identical else ' (labels differ)')}")
+    return "; ".join(cells)
+
+
+def fused_row(r: dict) -> str:
+    """One C row of the fused-vs-unfused table (its last cell: ``targets``)."""
+    enc, old, new = r["encoder_ms"], r["unfused_median_ms"], r["fused_median_ms"]
+    r["labels_identical"] = r["labels_equal"]["fused"] == 1.0
+    mem_old, mem_new = r["unfused_peak_extra_mb"], r["fused_peak_extra_mb"]
+    return (
+        f"| {r['classes']} | {enc:.0f} | {old:.1f} | {new:.1f} | {old / new:.1f}x | "
+        f"{100 * old / enc:.1f} % -> {100 * new / enc:.1f} % | {mem_old:.1f} -> {mem_new:.1f} | "
+        f"{'yes' if r['labels_identical'] else 'NO'} | {targets(r)} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -124,6 +157,7 @@ def main() -> None:
         bundle = export_bundle(model, os.path.join(tmp, "bundle"), max_classes=256, verify_images=())
         del model
         image = cv2.imread(str(PHOTO), cv2.IMREAD_COLOR)
+        assert image is not None, f"cannot read {PHOTO}"
         engine = Engine(bundle, backend="onnxruntime", threads=args.threads)
         meta = engine.meta
         for names in (load_class_names("coco_stuff171")[:20], load_class_names("coco_stuff171")):
@@ -207,22 +241,7 @@ def main() -> None:
         "unfused -> fused | peak extra MB: unfused -> fused | labels identical | targets |",
         "|---:|---:|---:|---:|---:|---|---|---|---|",
     ]
-    for r in rows:
-        enc, old, new = r["encoder_ms"], r["unfused_median_ms"], r["fused_median_ms"]
-        r["labels_identical"] = r["labels_equal"]["fused"] == 1.0
-        mem_old, mem_new = r["unfused_peak_extra_mb"], r["fused_peak_extra_mb"]
-        if r["classes"] == 171:
-            target = (
-                f"post <= 5 % of encoder: {'PASS' if new <= 0.05 * enc else 'MISS'}; memory <= 1/20: "
-                f"{'PASS' if mem_new <= mem_old / 20 else 'MISS'}"
-            )
-        else:
-            target = f"no slower than before: {'PASS' if new <= old else 'MISS'}"
-        lines.append(
-            f"| {r['classes']} | {enc:.0f} | {old:.1f} | {new:.1f} | {old / new:.1f}x | "
-            f"{100 * old / enc:.1f} % -> {100 * new / enc:.1f} % | {mem_old:.1f} -> {mem_new:.1f} | "
-            f"{'yes' if r['labels_identical'] else 'NO'} | {target} |"
-        )
+    lines += [fused_row(r) for r in rows]
     lines += [
         "",
         "The softmax (training-free family) order on the same window logits (the post-processing cost does not",

@@ -6,8 +6,9 @@ them, agreement does, see the section's notes), the sample photo 2011_000006.jpg
 683x512, two 512x512 windows, the issue's photo frame), C = 20 and C = 171 with the official ZegCLIP text embeddings.
 Rows:
 
-* ``torch fp32``: ``zsseg_rt.models.common.predict`` (the official test order in PyTorch, slide mode), the PyTorch
-  equivalent every ratio is against;
+* ``torch fp32``: ``zsseg_rt.models.common.predict`` (zsseg_rt's own PyTorch transcription of the official test
+  order, slide mode; not the official ZegCLIP/mmseg code, which this benchmark does not run), the PyTorch equivalent
+  every ratio (and issue 27's ">= 2.5x" / ">= 9x" targets) is against;
 * ``Engine onnxruntime fp32`` (the default) and ``Engine onnxruntime int8`` (``precision="int8"``: the gated dynamic
   int8 image encoder, ``docs/precision.md``), same bundle, same weights;
 * the image encoder alone at one 512x512 window per precision (the floor the Engine cannot beat on this CPU).
@@ -25,7 +26,7 @@ import argparse
 import os
 import statistics
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Mapping, Tuple
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from .engine import EMBEDDINGS, PHOTO
 
 SECTION = "## Precision on the CPU: Engine fp32 / int8 vs the PyTorch pipeline, full-size ZegCLIP ViT-B/16"
 SECTION_TORCH = "## Precision on the torch backend ({device}): Engine per precision vs the PyTorch pipeline"
+# What every ratio and issue 27's speed targets are measured against, as the target rows say it: the package's own
+# torch pipeline, not the official code (no transcription of the official ZegCLIP test order runs here).
+REFERENCE = "zsseg_rt's own torch `predict` (its transcription of the official test order, not the official code)"
 
 
 def _median_ms(samples: List[float]) -> float:
@@ -105,7 +109,7 @@ def _engine_run(engine, names, emb, image):
     return lambda: np.asarray(engine(image).labels)
 
 
-def interleaved(runs: Dict[str, object], iters: int, warmup: int) -> Dict[str, Tuple[float, np.ndarray]]:
+def interleaved(runs: Mapping[str, object], iters: int, warmup: int) -> Dict[str, Tuple[float, np.ndarray]]:
     """Median ms and last labels of each run, the runs taking turns frame by frame: on a shared machine every row
     sees the same load, so the ratios between rows hold even when the absolute times drift."""
     times: Dict[str, List[float]] = {name: [] for name in runs}
@@ -162,8 +166,9 @@ def render(rows, floors, args, section: str = SECTION) -> str:
         f"- Input: {PHOTO.name} as it is ({args.photo_size}; two 512x512 windows at a 512 input), median of {args.iters} frames "
         f"after {args.warmup} warm-up frame(s), the rows taking turns frame by frame (same load on each); "
         f"{'official text embeddings' if args.text == 'official' else 'the model text encoder'}; {args.weights}.",
-        "- torch fp32: `zsseg_rt.models.common.predict` (the official test order, slide mode) with "
-        "torch.set_num_threads(threads): the PyTorch equivalent every ratio is against, measured in the same run.",
+        "- torch fp32: `zsseg_rt.models.common.predict` (zsseg_rt's own transcription of the official test order, "
+        "slide mode; not the official ZegCLIP/mmseg code) with torch.set_num_threads(threads): the PyTorch "
+        "equivalent every ratio is against, measured in the same run.",
         _ENGINE_NOTE[args.backend],
         "- Agreement: fraction of pixels whose label equals the Engine fp32 label map (the exact default).",
         "- CPU numbers only: no GPU was available, the GPU targets of issue 27 are unmeasured."
@@ -202,7 +207,8 @@ def _gpu_targets(rows, floors) -> List[str]:
     if not fp16 or floor is None:
         return ["Issue 27's GPU target needs an fp16 row at C = 171 and the graph floor."]
     _, name, ms, torch_ms, agreement = fp16[0]
-    checks = [("<= 3 ms", ms <= 3.0, f"{ms:.2f} ms"), (">= 9x PyTorch fp32", torch_ms / ms >= 9, f"{torch_ms / ms:.1f}x"),
+    checks = [("<= 3 ms", ms <= 3.0, f"{ms:.2f} ms"),
+              (f">= 9x {REFERENCE}", torch_ms / ms >= 9, f"{torch_ms / ms:.1f}x"),
               ("<= 1.5x the floor", ms <= 1.5 * floor, f"{ms / floor:.2f}x of {floor:.2f} ms"),
               ("labels >= 99.5 %", agreement >= 0.995, f"{100 * agreement:.3f} %")]  # fmt: skip
     return [f"Issue 27's GPU target at C = 171 ({name}): " + "; ".join(
@@ -211,14 +217,15 @@ def _gpu_targets(rows, floors) -> List[str]:
 
 def _targets(rows) -> List[str]:
     """Issue 27's CPU target at C = 171: the fastest reduced Engine row >= 2.5x the PyTorch pipeline with >= 99 %
-    of labels equal to fp32, and what the rows cannot say."""
+    of labels equal to fp32, and what the rows cannot say. The PyTorch side is ``REFERENCE`` (the package's own
+    ``predict``), and the row says so: a PASS here is not a measurement against the official pipeline."""
     reduced = _reduced(rows)
     lines = []
     if reduced:
         classes, name, ms, torch_ms, agreement = min(reduced, key=lambda r: r[2])
         speed, labels = torch_ms / ms, 100 * agreement
         lines.append(
-            f"Issue 27's CPU target at C = 171 ({name}): >= 2.5x the PyTorch pipeline: **{speed:.2f}x, "
+            f"Issue 27's CPU target at C = 171 ({name}): >= 2.5x {REFERENCE}: **{speed:.2f}x, "
             f"{'PASS' if speed >= 2.5 else 'MISS'}**; labels >= 99 % equal to fp32: **{labels:.3f} %, "
             f"{'PASS' if labels >= 99.0 else 'MISS'}**."
         )

@@ -23,12 +23,14 @@
 #                                            CUDA tests (built by ctest) and the Python CUDA tests (-m cuda);
 #                                            "sanitizers" = all three
 #                          bench             python -m benchmarks cuda: pass/fail within 2x of torch eager,
-#                                            torch.compile reported beside it
-#                          engine            python -m checks gpu_engine: labels vs the CPU path, per-stage times
+#                                            torch.compile reported beside it; any MISS row fails the stage
+#                          engine            python -m checks gpu_engine: labels vs the CPU path, per-stage times;
+#                                            passes only when every target was checked and met (not with --quick)
 #     --wheels DIR       install from DIR only the Python distributions this machine lacks (and what they require),
 #                        never numpy/torch, into OUT/site (later invocations keep using it)
 #     --out DIR          report folder (default out/gpu_check): report.md, report.json, logs, build, site
 #     --quick            skip the full-size ViT-B/16 Engine timing and the sanitizer runs of the Python tests
+#                        (the engine stage is then not passed: its post-processing target was not checked)
 #     --stage-timeout S  time bound of each stage in seconds (default 480: 8 minutes); a step still running then
 #                        is stopped and the stage reported as "timeout"
 #     --pytest-args ARGS extra pytest arguments (split on spaces) for the pytest and sanitizer steps, e.g. "-x" or
@@ -176,6 +178,39 @@ run_module() {
 sys.argv = [package] + sys.argv[3:]; runpy.run_module(package, run_name="__main__", alter_sys=True)' "$ROOT" "$@")
 }
 export -f run_module
+
+# A step's verdict from what it FOUND, not only from its exit code: the benchmark and the Engine check write a JSON
+# report (rows with "pass", or "failed"/"not_checked" targets, and a top-level "pass"); targets_met JSON exits 0
+# only when that report exists, is complete and says every target was checked and met; 1 when a row or target
+# missed (or no/invalid/incomplete report); 4 when nothing missed but a target was not checked (--quick): a stage
+# is never recorded as passed for a target it did not check, even when the program itself exited 0.
+targets_met() {  # targets_met JSON
+  "$PY" -c 'import json, sys
+path = sys.argv[1]
+try:
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+except FileNotFoundError:
+    sys.exit(f"NO REPORT: {path} was not written")
+except ValueError:
+    sys.exit(f"NO REPORT: {path} is not valid JSON (cut off?)")
+missed = [str(r.get("case", r.get("description", "?"))) for r in data.get("rows", []) if r.get("pass") is not True]
+missed += [str(what) for what in data.get("failed", [])]
+unchecked = [str(what) for what in data.get("not_checked", [])]
+for what in missed:
+    print(f"MISS: {what}")
+for what in unchecked:
+    print(f"NOT CHECKED: {what}")
+if data.get("complete") is False:
+    sys.exit(f"INCOMPLETE: {path} covers only part of its cases")
+if missed or (data.get("pass") is not True and not unchecked):
+    sys.exit(f"targets missed ({path})")
+if unchecked:
+    print(f"targets not checked ({path}): not a pass")
+    sys.exit(4)
+print(f"every target checked and met ({path})")' "$1"
+}
+export -f targets_met
 
 # ---- prerequisites: check_ITEM sets CHECKED[ITEM] to "" (present) or the lines saying what is missing -----------
 declare -A CHECKED=()
@@ -461,7 +496,9 @@ stage_bench() {
   rm -f "$OUT/bench_cuda.json"
   # pass/fail against torch eager; torch.compile beside it while 60 % of the stage's time is left for it
   step bench_cuda "$OUT/bench_cuda.log" run_module benchmarks cuda --json "$OUT/bench_cuda.json" --check --compile \
-    --compile-budget "$((STAGE_TIMEOUT * 6 / 10))"
+    --compile-budget "$((STAGE_TIMEOUT * 6 / 10))" || true
+  # pass/fail from the rows it wrote, not only its exit code (a MISS row fails the stage even after exit 0)
+  step bench_targets "$OUT/bench_targets.log" targets_met "$OUT/bench_cuda.json"
 }
 
 stage_engine() {
@@ -469,7 +506,9 @@ stage_engine() {
   rm -f "$OUT/engine_check.json"
   local args=(--out "$OUT")
   if [ "$QUICK" = 1 ]; then args+=(--skip-full); fi
-  step engine "$OUT/engine.log" run_module checks gpu_engine "${args[@]}"
+  step engine "$OUT/engine.log" run_module checks gpu_engine "${args[@]}" || true
+  # the targets it checked and met: --quick leaves the post-processing target unchecked (not passed: exit 4)
+  step engine_targets "$OUT/engine_targets.log" targets_met "$OUT/engine_check.json"
 }
 
 FAILED=0

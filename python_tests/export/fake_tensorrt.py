@@ -10,8 +10,10 @@ wrong arity or keyword fails here as it would there. It computes nothing: numeri
 outputs, dtype)`` tuples, or a ``fake_onnx_importer.LoweredGraph`` (a real exported graph lowered as TensorRT's
 importer does). Every call is appended to ``module.calls`` as ``(qualified name, args)``.
 
-Every class, method, parameter and enum member here must exist in TensorRT 10.3's Python bindings
-(``test_trt_api_surface.py`` checks it against ``python_tests/data/tensorrt/python_api_10.3.json``).
+Every class, method, parameter and enum member here must exist in the Python bindings of every TensorRT version
+the package accepts (``test_trt_static_checks.py`` checks it against ``python_tests/data/tensorrt/python_api_10.3.json``
+and ``test_trt_api_versions.py`` against every 10.x, ``python_api_used_by_version.json``). The engine inspector's
+JSON follows NVIDIA's documented layout (``EngineInspector``; ``test_fake_engine_inspector.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import enum
 import json
 import types
 import weakref
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 
 class DataType(enum.Enum):
@@ -64,7 +66,7 @@ class ILayer:
     def __init__(self, calls: List, name: str, kind, op, inputs: List[ITensor], outputs: List[ITensor]):
         self._calls, self.name, self.type, self.op = calls, name, kind, op
         self._inputs, self._outputs = inputs, outputs
-        self._precision = None
+        self._precision: Optional[DataType] = None
         self.output_types: Dict[int, DataType] = {}
 
     @property
@@ -203,11 +205,54 @@ def _add_layers(calls, network: INetworkDefinition, specs, input_shapes, declare
         network.layers.append(ILayer(calls, name, LayerType[kind], _op_enum(kind, op), ins, outs))
 
 
+# The "Format/Datatype" TensorRT prints for a row-major tensor of each type (strings of NVIDIA's TREx table,
+# python_tests/data/tensorrt/engine_inspector_format.json; FP32/FP16 as in NVIDIA's example engine JSON files).
+FORMATS = {
+    DataType.FLOAT: "Row major linear FP32",
+    DataType.HALF: "Row major linear FP16 format",
+    DataType.BF16: "Row major linear BFloat16 format",
+    DataType.INT32: "Row major linear Int32",
+    DataType.INT64: "Row major linear Int64 format",
+    DataType.INT8: "Row major Int8 format",
+    DataType.UINT8: "Row major linear UInt8 format",
+    DataType.BOOL: "Row major linear BOOL",
+}
+_PARAMETER_TYPES = {  # the network layer kind -> a ParameterType name of TREx's layer table
+    "ELEMENTWISE": "ElementWise",
+    "UNARY": "PointWise",
+    "ACTIVATION": "PointWise",
+    "REDUCE": "Reduce",
+    "SOFTMAX": "SoftMax",
+    "MATRIX_MULTIPLY": "MatrixMultiply",
+    "SHUFFLE": "Shuffle",
+    "SLICE": "Slice",
+    "CONVOLUTION": "Convolution",
+    "POOLING": "Pooling",
+    "SCALE": "Scale",
+    "QUANTIZE": "Quantize",
+    "DEQUANTIZE": "Quantize",
+}
+
+
 class EngineInspector:
-    """``EngineInspector`` of a fake engine: the layers as built, as TensorRT's JSON (``Name``, ``Outputs`` with
-    ``Format/Datatype``). A layer whose precision was pinned to fp32 under a precision-constraint flag is FP32 unless
-    its name is in ``ignored`` (reported FP16, as when TensorRT fuses it into an fp16 kernel) or ``foreign`` (merged
-    into one Myelin ``{ForeignNode[...]}`` layer); other float layers are FP16 when the FP16 flag is set."""
+    """``EngineInspector`` of a fake engine, writing the JSON layout NVIDIA documents and publishes (see
+    ``trt_inspector_format.py``; ``test_fake_engine_inspector.py`` holds this fake to it):
+
+    * ``{"Layers": [...], "Bindings": [...]}``; with ``ProfilingVerbosity.LAYER_NAMES_ONLY`` (the default) the layers
+      are their names (strings); ``DETAILED``: objects with ``Name``, ``LayerType``, ``ParameterType``, ``Inputs``,
+      ``Outputs`` (each tensor ``Name``, ``Location``, ``Dimensions``, ``Format/Datatype``) and ``TacticValue``;
+      ``NONE``: "no layer information will be printed" (the documentation gives no JSON for it: the fake writes an
+      empty ``Layers``);
+    * without an execution context, shape-dependent dimensions are -1 and no tensor has ``Format/Datatype``;
+    * a layer fused with the next one is one engine layer named "a + b" (NVIDIA's "Conv_0 + Relu_1"), and where a
+      float layer reads a tensor of another float precision a "Reformatting CopyNode for Input Tensor k to <layer>"
+      layer comes before it (as in NVIDIA's examples).
+
+    Precisions: a layer pinned to fp32 under a precision-constraint flag runs in FP32 unless its name is in
+    ``ignored`` (then fused with its neighbour into an FP16 kernel, as TensorRT does when it ignores a preference) or
+    ``foreign`` (merged into one Myelin ``{ForeignNode[first...last]}`` layer, whose tensors it does not describe);
+    other float layers run in FP16 when the FP16 flag is set. Shapes are not computed (the fake computes nothing):
+    network inputs have the context's shapes, other tensors the shapes they were declared with."""
 
     def __init__(self, network, config, ignored=(), foreign=()):
         self._network, self._config, self._ignored, self._foreign = network, config, set(ignored), set(foreign)
@@ -221,29 +266,118 @@ class EngineInspector:
     def execution_context(self, context) -> None:
         self._context = context
 
-    def _precision(self, layer) -> str:
-        floats = all(layer.get_output(j).dtype in (DataType.FLOAT, DataType.HALF) for j in range(layer.num_outputs))
-        if not floats:
-            return "Int32"
+    def _float_precision(self, layer) -> DataType:
         constrained = self._config.get_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS) or self._config.get_flag(
             BuilderFlag.PREFER_PRECISION_CONSTRAINTS
         )
         if constrained and layer.precision == DataType.FLOAT and layer.name not in self._ignored:
-            return "FP32"
-        return "FP16" if self._config.get_flag(BuilderFlag.FP16) else "FP32"
+            return DataType.FLOAT
+        return DataType.HALF if self._config.get_flag(BuilderFlag.FP16) else DataType.FLOAT
+
+    def _groups(self) -> List[List]:
+        """The network layers (outside the Myelin region) grouped into engine layers, in network order: an ignored
+        pin is fused with a neighbour in the data flow that runs in FP16 (its consumer, else its producer), as
+        TensorRT fuses a layer whose fp32 preference it ignores into an fp16 kernel; other layers stand alone."""
+        layers = [layer for layer in self._network.layers if layer.name not in self._foreign]
+        outputs = {id(layer): {layer.get_output(j).name for j in range(layer.num_outputs)} for layer in layers}
+        inputs = {id(layer): {layer.get_input(k).name for k in range(layer.num_inputs)} for layer in layers}
+        partner_of: Dict[int, object] = {}
+        taken = set()
+        for layer in layers:
+            if layer.name not in self._ignored:
+                continue
+            fp16 = [o for o in layers if o is not layer and id(o) not in taken and o.name not in self._ignored
+                    and self._is_float(o) and self._float_precision(o) == DataType.HALF]  # fmt: skip
+            consumers = [o for o in fp16 if inputs[id(o)] & outputs[id(layer)]]
+            producers = [o for o in fp16 if outputs[id(o)] & inputs[id(layer)]]
+            for partner in consumers[:1] or producers[:1]:
+                partner_of[id(layer)] = partner
+                taken |= {id(layer), id(partner)}
+        groups: List[List] = []
+        placed = set()
+        for layer in layers:
+            if id(layer) in placed:
+                continue
+            partner = partner_of.get(id(layer)) or next((l for l in layers if partner_of.get(id(l)) is layer), None)
+            group = sorted([layer, partner], key=layers.index) if partner is not None else [layer]
+            placed |= {id(l) for l in group}
+            groups.append(group)
+        return groups
+
+    @staticmethod
+    def _is_float(layer) -> bool:
+        return all(layer.get_output(j).dtype in (DataType.FLOAT, DataType.HALF) for j in range(layer.num_outputs))
+
+    def _tensor(self, tensor, dtype: DataType, name=None) -> Dict[str, object]:
+        shapes = self._context.shapes if self._context is not None else {}
+        dims = list(shapes.get(tensor.name, tensor.shape))
+        entry: Dict[str, object] = {"Name": name or tensor.name, "Location": "Device", "Dimensions": dims}
+        if self._context is not None:  # without one, TensorRT shows no format information
+            entry["Format/Datatype"] = FORMATS[dtype]
+        return entry
+
+    def _detailed(self) -> List[Dict[str, object]]:
+        out: List[Dict[str, object]] = []
+        foreign = [layer.name for layer in self._network.layers if layer.name in self._foreign]
+        if foreign:
+            out.append({"Name": f"{{ForeignNode[{foreign[0]}...{foreign[-1]}]}}", "LayerType": "Myelin",
+                        "Inputs": [], "Outputs": [], "TacticValue": "0x0000000000000000"})  # fmt: skip
+        produced: Dict[str, DataType] = {}  # tensor name -> the type it has in the engine
+        for group in self._groups():
+            last, kind = group[-1], group[-1].type.name
+            float_group = all(self._is_float(layer) for layer in group)
+            precision = (
+                DataType.HALF if any(self._float_precision(l) == DataType.HALF for l in group) else DataType.FLOAT
+            )
+            name = " + ".join(layer.name for layer in group)
+            inputs = []
+            for k in range(group[0].num_inputs):
+                tensor = group[0].get_input(k)
+                have = produced.get(tensor.name, tensor.dtype)
+                if float_group and have in (DataType.FLOAT, DataType.HALF) and have != precision:
+                    reformatted = f"Reformatted Input Tensor {k} to {name}"
+                    out.append({
+                        "Name": f"Reformatting CopyNode for Input Tensor {k} to {name}",
+                        "LayerType": "Reformat", "ParameterType": "Reformat",
+                        "Inputs": [self._tensor(tensor, have)],
+                        "Outputs": [self._tensor(tensor, precision, reformatted)],
+                        "TacticValue": "0x0000000000000000",
+                    })  # fmt: skip
+                    inputs.append(self._tensor(tensor, precision, reformatted))
+                else:
+                    inputs.append(self._tensor(tensor, have))
+            outputs = []
+            for j in range(last.num_outputs):
+                tensor = last.get_output(j)
+                dtype = precision if tensor.dtype in (DataType.FLOAT, DataType.HALF) else tensor.dtype
+                produced[tensor.name] = dtype
+                outputs.append(self._tensor(tensor, dtype))
+            parameter = _PARAMETER_TYPES.get(kind, kind.title())
+            out.append({"Name": name, "LayerType": parameter, "ParameterType": parameter, "Inputs": inputs,
+                        "Outputs": outputs, "TacticValue": "0x0000000000000000"})  # fmt: skip
+        return out
+
+    def _bindings(self) -> List[str]:
+        consumed = {layer.get_input(k).name for layer in self._network.layers for k in range(layer.num_inputs)}
+        outputs = [
+            layer.get_output(j).name
+            for layer in self._network.layers
+            for j in range(layer.num_outputs)
+            if layer.get_output(j).name not in consumed
+        ]
+        return [tensor.name for tensor in self._network.inputs] + outputs
 
     def get_engine_information(self, format: LayerInformationFormat) -> str:  # noqa: A002 - TensorRT's name
-        if self._context is None:  # without shapes TensorRT prints no format information
-            return json.dumps({"Layers": [{"Name": layer.name} for layer in self._network.layers]})
-        layers, foreign = [], [layer.name for layer in self._network.layers if layer.name in self._foreign]
-        if foreign:
-            layers.append({"Name": f"{{ForeignNode[{foreign[0]}...{foreign[-1]}]}}", "LayerType": "Myelin"})
-        for layer in self._network.layers:
-            if layer.name in self._foreign:
-                continue
-            datatype = f"Row major linear {self._precision(layer)}"
-            layers.append({"Name": layer.name, "Outputs": [{"Format/Datatype": datatype}] * layer.num_outputs})
-        return json.dumps({"Layers": layers})
+        if format != LayerInformationFormat.JSON:
+            raise NotImplementedError("the fake inspector writes JSON only (ONELINE is not modelled)")
+        verbosity = self._config.profiling_verbosity
+        if verbosity == ProfilingVerbosity.DETAILED:
+            layers: List[object] = list(self._detailed())
+        elif verbosity == ProfilingVerbosity.NONE:
+            layers = []
+        else:  # LAYER_NAMES_ONLY: the names only
+            layers = [entry["Name"] for entry in self._detailed()]
+        return json.dumps({"Layers": layers, "Bindings": self._bindings()})
 
 
 class ICudaEngine:

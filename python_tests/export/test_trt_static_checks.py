@@ -6,7 +6,7 @@ without TensorRT installed:
 * shape-profile coverage (``trt_profile_check``): ranges for every dynamic dimension, ordered ranges, the head's
   inputs = the encoder's outputs, the device pipeline's windows per call within the engines' batch maximum;
 * the TensorRT Python API the package and its fakes use exists in TensorRT 10.3 with those parameters
-  (``trt_api_surface``).
+  (``trt_api_surface``; every other 10.x the package accepts: ``test_trt_api_versions.py``).
 
 Each check is shown to fail on a planted defect: an unsupported op, a missing profile range, a misspelt API name.
 """
@@ -200,9 +200,7 @@ def test_device_windows_follow_the_engine_profile(tiny_bundle, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------- API surface
 def _package_files():
-    return sorted(glob.glob(os.path.join(ROOT, "zsseg_rt", "**", "*.py"), recursive=True)) + sorted(
-        glob.glob(os.path.join(ROOT, "tools", "*.py"))
-    )
+    return surface.package_files(ROOT)
 
 
 def test_the_api_list_is_data_with_its_source():
@@ -239,24 +237,11 @@ def test_every_tensorrt_name_the_package_uses_exists_in_10_3():
 
 
 def test_the_fakes_use_only_tensorrt_10_3_names_and_parameters():
-    import importlib.util
-
-    import fake_tensorrt
-    from host_cuda import OrtContext, OrtEngine
-
-    spec = importlib.util.spec_from_file_location(
-        "executor_fakes", os.path.join(ROOT, "python_tests", "runtime", "test_tensorrt_executor.py")
-    )
-    executor_tests = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(executor_tests)
+    """(Every other 10.x: test_trt_api_versions.py.)"""
     api = surface.Api(surface.load_api())
-    aliases = {
-        OrtEngine: "ICudaEngine",
-        OrtContext: "IExecutionContext",
-        executor_tests.FakeEngine: "ICudaEngine",
-        executor_tests.FakeContext: "IExecutionContext",
-    }
-    problems = surface.check_fake(fake_tensorrt, api) + surface.check_fake(fake_tensorrt.make_module(), api)
+    modules, aliases = surface.fakes(ROOT)
+    assert len(modules) == 2 and len(aliases) == 4  # fake_tensorrt, make_module(), the executor/host stand-ins
+    problems = [p for module in modules for p in surface.check_fake(module, api)]
     problems += surface.check_fake(None, api, aliases)
     assert problems == [], "\n".join(map(str, problems))
 

@@ -1,8 +1,10 @@
-"""The TensorRT Python API zsseg_rt and its test fake use, held to TensorRT 10.3's bindings without TensorRT.
+"""The TensorRT Python API zsseg_rt and its test fakes use, held to TensorRT's bindings without TensorRT.
 
 ``python_tests/data/tensorrt/python_api_10.3.json`` lists TensorRT 10.3's Python names (classes, methods with their
 parameter names, properties, enum members, module functions and attributes), extracted once from NVIDIA/TensorRT's
 pybind11 sources at tag v10.3.0 by ``tools/extract_trt_python_api.py`` (its ``source`` names the commit).
+``trt_api_versions.py`` holds the same checks to every minor version the package accepts (10.0 ... the newest 10.x),
+from a table of the names used, per version (``python_tests/data/tensorrt/python_api_used_by_version.json``).
 
 * ``check_source(path)``: an AST pass over a module. ``trt.X`` / ``trt.X.Y`` chains (``trt``, ``self.trt`` and
   ``self._trt`` are the tensorrt module by the code's convention) must name a class, function, attribute, enum
@@ -11,13 +13,17 @@ pybind11 sources at tag v10.3.0 by ``tools/extract_trt_python_api.py`` (its ``so
   ``network``, ``engine``, ``context``, ...; ``RECEIVERS``) must exist on that class or a subclass (code downcasts
   layers), with arguments that fit.
 * ``check_fake(module)``: every class of the fake with a TensorRT name has only methods, properties and parameter
-  names TensorRT 10.3 has; every enum member of the fake exists in the real enum.
+  names that TensorRT version has; every enum member of the fake exists in the real enum.
+
+Messages name the version of the ``Api`` they were checked against (``Api.version``: 10.3 for the full list).
 """
 
 from __future__ import annotations
 
 import ast
 import enum
+import functools
+import glob
 import inspect
 import json
 import os
@@ -66,6 +72,8 @@ class Api:
 
     def __init__(self, data: Mapping):
         self.data = data
+        ref = str(data.get("source", {}).get("ref", ""))
+        self.version = data.get("version") or ".".join(ref.lstrip("v").split(".")[:2]) or "?"
         self.classes: Mapping[str, Mapping] = data["classes"]
         self.functions: Mapping[str, List[str]] = data["module"]["functions"]
         self.attributes: Set[str] = set(data["module"]["attributes"])
@@ -167,7 +175,9 @@ class _Scanner(ast.NodeVisitor):
         if chain is not None and len(chain) == 1:
             overloads = self.api.signatures(chain[0])
             if overloads is not None and not fits(overloads, *_call_shape(node)):
-                self.report(node, f"trt.{chain[0]}(...) does not fit TensorRT 10.3's signatures {overloads}")
+                self.report(
+                    node, f"trt.{chain[0]}(...) does not fit TensorRT {self.api.version}'s signatures {overloads}"
+                )
         elif isinstance(node.func, ast.Attribute) and self.typed:
             cls = self._receiver_class(node.func.value)
             if cls is not None:
@@ -203,22 +213,24 @@ class _Scanner(ast.NodeVisitor):
         self.checked.add(f"{cls}.{member}")
         candidates = [c for c in self.api.subclasses(cls) if member in self.api.members(c)]
         if not candidates:
-            self.report(node, f"{cls} (or a subclass) has no {member!r} in TensorRT 10.3")
+            self.report(node, f"{cls} (or a subclass) has no {member!r} in TensorRT {self.api.version}")
             return
         if call is not None:
             overloads = [o for c in candidates for o in (self.api.members(c)[member] or [])]
             if overloads and not fits(overloads, *_call_shape(call)):
-                self.report(node, f"{cls}.{member}(...) does not fit TensorRT 10.3's signatures {overloads}")
+                self.report(
+                    node, f"{cls}.{member}(...) does not fit TensorRT {self.api.version}'s signatures {overloads}"
+                )
 
     def _check_chain(self, node, chain: List[str]) -> None:
         head = chain[0]
         self.checked.add("trt." + ".".join(chain[:2]))
         if head not in self.api.classes and head not in self.api.functions and head not in self.api.attributes:
-            self.report(node, f"trt.{head} does not exist in TensorRT 10.3")
+            self.report(node, f"trt.{head} does not exist in TensorRT {self.api.version}")
             return
         if len(chain) > 1 and head in self.api.classes:
             if chain[1] not in self.api.members(head):
-                self.report(node, f"trt.{head}.{chain[1]} does not exist in TensorRT 10.3")
+                self.report(node, f"trt.{head}.{chain[1]} does not exist in TensorRT {self.api.version}")
 
 
 def _link_parents(tree) -> None:
@@ -237,15 +249,27 @@ def uses_tensorrt(tree) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=None)
+def _parsed_file(path: str, mtime_ns: int, size: int):
+    """(tree with parents linked, uses TensorRT) of a file; the scanner only reads the tree."""
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read(), filename=path)
+    _link_parents(tree)
+    return tree, uses_tensorrt(tree)
+
+
 def check_source(
     path: str, api: Optional[Api] = None, text: Optional[str] = None, checked: Optional[Set[str]] = None
 ) -> List[Problem]:
     """Problems in one Python file (see the module docstring); ``checked`` collects the names looked up."""
     api = api or Api(load_api())
-    source = text if text is not None else open(path, encoding="utf-8").read()
-    tree = ast.parse(source, filename=path)
-    _link_parents(tree)
-    scanner = _Scanner(api, path, typed_receivers=uses_tensorrt(tree))
+    if text is not None:
+        tree, typed = ast.parse(text, filename=path), None
+        _link_parents(tree)
+    else:  # a file: parsed once per content (the version checks scan every file once per TensorRT version)
+        stat = os.stat(path)
+        tree, typed = _parsed_file(path, stat.st_mtime_ns, stat.st_size)
+    scanner = _Scanner(api, path, typed_receivers=uses_tensorrt(tree) if typed is None else typed)
     scanner.visit(tree)
     if checked is not None:
         checked |= scanner.checked
@@ -269,27 +293,45 @@ def _same_parameters(params: Sequence[str], overloads: Sequence[Sequence[str]]) 
     return False
 
 
-def check_fake(module, api: Optional[Api] = None, aliases: Optional[Mapping[object, str]] = None) -> List[Problem]:
-    """Every TensorRT-named class of the fake module (or namespace) only has members and parameters TensorRT 10.3
-    has; ``aliases`` maps other stand-in classes to the TensorRT class they stand for."""
+def check_fake(
+    module,
+    api: Optional[Api] = None,
+    aliases: Optional[Mapping[object, str]] = None,
+    checked: Optional[Set[str]] = None,
+    known: Iterable[str] = (),
+) -> List[Problem]:
+    """Every TensorRT-named class of the fake module (or namespace) only has members and parameters the TensorRT
+    version of ``api`` has; ``aliases`` maps other stand-in classes to the TensorRT class they stand for;
+    ``checked`` collects the names looked up ("Class", "Class.member"); ``known``: TensorRT class names of other
+    versions (a fake class so named that this version lacks is a problem, not an unrelated helper class)."""
     api = api or Api(load_api())
+    version = api.version
+    seen = checked if checked is not None else set()
+    known = set(known)
     problems = []
     items = [(name, value, name) for name, value in vars(module).items()] if module is not None else []
     items += [(getattr(cls, "__name__", str(cls)), cls, trt_name) for cls, trt_name in (aliases or {}).items()]
     for label, value, name in items:
-        if label.startswith("_") or name not in api.classes:
+        if label.startswith("_"):
             continue
+        if name not in api.classes:
+            if name in known and isinstance(value, type):
+                problems.append(Problem(f"fake {label}", f"class {name!r} is not in TensorRT {version}"))
+            continue
+        seen.add(name)
         entry = api.classes[name]
         if isinstance(value, type) and issubclass(value, enum.Enum):
+            seen.update(f"{name}.{m}" for m in value.__members__)
             missing = [m for m in value.__members__ if m not in entry.get("members", [])]
-            problems += [Problem(f"fake {label}", f"enum member {m!r} is not in TensorRT 10.3") for m in missing]
+            problems += [Problem(f"fake {label}", f"enum member {m!r} is not in TensorRT {version}") for m in missing]
             continue
         if not isinstance(value, type):
             continue
         members = api.members(name)
         for member, impl in _public_members(value).items():
+            seen.add(f"{name}.{member}")
             if member not in members and not any(member in api.members(c) for c in api.subclasses(name)):
-                problems.append(Problem(f"fake {label}", f"member {member!r} is not in TensorRT 10.3's {name}"))
+                problems.append(Problem(f"fake {label}", f"member {member!r} is not in TensorRT {version}'s {name}"))
                 continue
             overloads = members.get(member)
             if overloads and callable(impl) and not isinstance(impl, property):
@@ -297,7 +339,8 @@ def check_fake(module, api: Optional[Api] = None, aliases: Optional[Mapping[obje
                 if not _same_parameters(params, overloads):
                     problems.append(
                         Problem(
-                            f"fake {label}.{member}", f"parameters {params} differ from TensorRT 10.3's {overloads}"
+                            f"fake {label}.{member}",
+                            f"parameters {params} differ from TensorRT {version}'s {overloads}",
                         )
                     )
         init = vars(value).get("__init__")
@@ -306,3 +349,46 @@ def check_fake(module, api: Optional[Api] = None, aliases: Optional[Mapping[obje
             if not _same_parameters(params, entry["init"]):
                 problems.append(Problem(f"fake {label}()", f"parameters {params} differ from {entry['init']}"))
     return problems
+
+
+def package_files(root: str) -> List[str]:
+    """The Python files whose TensorRT use is checked: the package and tools/."""
+    return sorted(glob.glob(os.path.join(root, "zsseg_rt", "**", "*.py"), recursive=True)) + sorted(
+        glob.glob(os.path.join(root, "tools", "*.py"))
+    )
+
+
+def fakes(root: str):
+    """(modules, aliases) of every TensorRT fake of the tests: ``fake_tensorrt`` (its module-level classes and the
+    module ``make_module()`` returns) and the stand-ins of ``host_cuda`` and ``runtime/test_tensorrt_executor.py``."""
+    import importlib.util
+
+    import fake_tensorrt
+    from host_cuda import OrtContext, OrtEngine
+
+    spec = importlib.util.spec_from_file_location(
+        "executor_fakes", os.path.join(root, "python_tests", "runtime", "test_tensorrt_executor.py")
+    )
+    assert spec is not None and spec.loader is not None
+    executor_tests = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(executor_tests)
+    aliases = {
+        OrtEngine: "ICudaEngine",
+        OrtContext: "IExecutionContext",
+        executor_tests.FakeEngine: "ICudaEngine",
+        executor_tests.FakeContext: "IExecutionContext",
+    }
+    return [fake_tensorrt, fake_tensorrt.make_module()], aliases
+
+
+def check_everything(
+    root: str, api: Api, checked: Optional[Set[str]] = None, known: Iterable[str] = ()
+) -> List[Problem]:
+    """``check_source`` over ``package_files`` and ``check_fake`` over ``fakes``, against one ``api`` (``known``:
+    see ``check_fake``)."""
+    checked = set() if checked is None else checked
+    problems = [p for path in package_files(root) for p in check_source(path, api, checked=checked)]
+    modules, aliases = fakes(root)
+    for module in modules:
+        problems += check_fake(module, api, checked=checked, known=known)
+    return problems + check_fake(None, api, aliases, checked=checked, known=known)

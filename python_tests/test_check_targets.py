@@ -1,0 +1,295 @@
+"""Checks that cannot pass on a target they missed or did not measure (issue 40, item 5), on fake measurements:
+
+* ``python -m checks gpu_engine --skip-full`` does not measure the post-processing target: it exits
+  ``NOT_CHECKED_RC`` (4) with ``pass: false`` in its JSON, never 0;
+* ``tools/gpu_check.sh`` decides the bench and engine stages from the JSON the steps wrote (``targets_met``), so a
+  MISS row or an unchecked target fails the stage even where the program itself exited 0;
+* ``python -m benchmarks postprocess``: no target PASSes unless the fused labels equal the unfused ones;
+* ``python -m benchmarks precision``: the CPU ">= 2.5x" row says what it is measured against (the package's own
+  torch ``predict``, not the official pipeline), and it MISSes below 2.5x.
+
+Each test has its control: the same check on a passing measurement passes (so a failure is the guard's doing).
+Mutations run when these tests were written, each failing the tests named: ``gpu_engine.judge`` returning 0 for an
+unchecked target, as the former ``report.get("post_target", {}).get("pass", True)`` did (``test_skip_full_*``);
+``targets_met`` exiting 0 on a NOT CHECKED target, or not reading the rows (``test_targets_met_*``); the
+engine_targets step removed from ``stage_engine`` (``test_the_stage_functions_*``, ``test_the_bench_and_engine_*``);
+``postprocess.targets`` without the labels condition (``test_postprocess_*``); ``precision.REFERENCE`` back to "the
+PyTorch pipeline" (``test_precision_*``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "tools" / "gpu_check.sh"
+
+
+gpu_engine: Any = None  # the checkout's checks/ and benchmarks/ modules (the _modules fixture imports them)
+gpu_check_support: Any = None
+postprocess: Any = None
+precision: Any = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _modules():
+    """Imports the checkout's benchmarks/ and checks/ modules with the checkout at the END of sys.path, only while
+    importing (as tools/gpu_check.sh's launcher has it: there the suite runs against a build of zsseg_rt, from
+    another folder, and nothing of the checkout may shadow it)."""
+    global gpu_engine, gpu_check_support, postprocess, precision
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "path", [*sys.path, str(ROOT)])
+        gpu_engine = importlib.import_module("checks.gpu_engine")
+        gpu_check_support = importlib.import_module("checks.gpu_check_support")
+        postprocess = importlib.import_module("benchmarks.postprocess")
+        precision = importlib.import_module("benchmarks.precision")
+
+
+# ---- checks/gpu_engine.py ------------------------------------------------------------------------------------------
+def _labels(ok: bool = True) -> dict:
+    return {"rows": [], "worst_labels_equal": 1.0 if ok else 0.95, "pass": ok}
+
+
+def _timing(post_over_encoder: float) -> list:
+    return [
+        {"classes": c, "post_over_encoder": post_over_encoder, "ms_per_frame_by_stage": {}, "frames": 1}
+        for c in (20, 171)
+    ]
+
+
+def test_skip_full_is_not_checked_never_passed():
+    report = {"labels": _labels()}
+    assert gpu_engine.judge(report) == gpu_engine.NOT_CHECKED_RC != 0
+    assert report["pass"] is False and report["failed"] == []
+    assert report["post_target"]["status"] == "not checked" and report["post_target"]["pass"] is None
+    assert "not measured" in report["not_checked"][0]
+    assert "NOT CHECKED: post-processing" in "\n".join(gpu_engine.verdict_lines(report))
+
+
+@pytest.mark.parametrize(
+    "labels_ok, post, code",
+    [(True, 0.02, 0), (True, 0.05, 1), (False, 0.02, 1), (True, float("nan"), 1)],
+)
+def test_measured_targets_pass_only_when_met(labels_ok, post, code):
+    """Control for the test above: with every target measured and met the verdict is 0; each miss is 1."""
+    report = {"labels": _labels(labels_ok), "timing": _timing(post)}
+    assert gpu_engine.judge(report) == code
+    assert report["pass"] is (code == 0) and report["not_checked"] == []
+
+
+def _run_main(monkeypatch, tmp_path, *argv, post=0.02):
+    """checks.gpu_engine.main with the exports and measurements faked (no model, no GPU)."""
+    monkeypatch.setattr(gpu_engine, "sample_images", lambda: [Path(gpu_engine.PHOTO)])
+    monkeypatch.setattr(gpu_engine, "_export", lambda config, *a, **k: config)
+    monkeypatch.setattr(gpu_engine, "check_labels", lambda bundle, device, images: _labels())
+    monkeypatch.setattr(gpu_engine, "time_stages", lambda bundle, device, photo, c, frames: _timing(post)[c == 171])
+    monkeypatch.setattr(sys, "argv", ["gpu_engine", "--device", "cpu", "--out", str(tmp_path), *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_engine.main()
+    return exit_info.value.code, json.loads((tmp_path / "engine_check.json").read_text())
+
+
+def test_skip_full_run_exits_non_zero(monkeypatch, tmp_path, capsys):
+    """The former main exited 0 here (``report.get("post_target", {}).get("pass", True)``)."""
+    code, report = _run_main(monkeypatch, tmp_path, "--skip-full")
+    assert code == gpu_engine.NOT_CHECKED_RC and report["pass"] is False
+    assert report["not_checked"] and "NOT CHECKED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("post, code", [(0.02, 0), (0.04, 1)])
+def test_full_run_exit_codes(monkeypatch, tmp_path, post, code):
+    got, report = _run_main(monkeypatch, tmp_path, post=post)
+    assert got == code and report["pass"] is (code == 0) and report["post_target"]["post_over_encoder_c171"] == post
+
+
+# ---- tools/gpu_check.sh: the stage's verdict from the JSON its steps wrote ----------------------------------------
+def _function(name: str) -> str:
+    text = SCRIPT.read_text()
+    found = re.search(rf"^{name}\(\) {{.*?^}}$", text, flags=re.S | re.M)
+    assert found, f"tools/gpu_check.sh has no {name}()"
+    return found.group(0)
+
+
+def _targets_met(tmp_path, data) -> subprocess.CompletedProcess:
+    path = tmp_path / "report.json"
+    if data is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(data if isinstance(data, str) else json.dumps(data))
+    script = _function("targets_met") + '\ntargets_met "$1"\n'
+    return subprocess.run(
+        ["bash", "-c", script, "bash", str(path)],
+        capture_output=True,
+        text=True,
+        env={"PY": sys.executable, "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+
+
+def _bench(*passes, complete=True):
+    rows = [{"case": f"case{i}", "pass": ok, "ratio_vs_eager": 1.0 if ok else 2.5} for i, ok in enumerate(passes)]
+    return {"rows": rows, "complete": complete, "pass": complete and all(passes)}
+
+
+@pytest.mark.parametrize(
+    "data, code, says",
+    [
+        (_bench(True, True), 0, "every target checked and met"),  # the control: a report that passes
+        (_bench(True, False), 1, "MISS: case1"),
+        ({**_bench(True, False), "pass": True}, 1, "MISS: case1"),  # a row is judged even if the summary says pass
+        (_bench(True, complete=False), 1, "INCOMPLETE"),
+        (None, 1, "NO REPORT"),
+        ('{"rows": [', 1, "not valid JSON"),
+        ({"labels": {}, "failed": [], "not_checked": [], "pass": True}, 0, "every target checked and met"),
+        ({"labels": {}, "failed": [], "not_checked": ["post <= 3 %"], "pass": False}, 4, "NOT CHECKED: post"),
+        ({"labels": {}, "failed": ["labels"], "not_checked": ["post"], "pass": False}, 1, "MISS: labels"),
+        ({"labels": {}}, 1, "targets missed"),  # no verdict at all is not a pass
+    ],
+)
+def test_targets_met_decides_from_what_the_step_found(tmp_path, data, code, says):
+    out = _targets_met(tmp_path, data)
+    assert out.returncode == code, out.stdout + out.stderr
+    assert says in out.stdout + out.stderr
+
+
+def test_the_bench_and_engine_stages_are_judged_by_their_json():
+    bench, engine = _function("stage_bench"), _function("stage_engine")
+    assert 'step bench_targets "$OUT/bench_targets.log" targets_met "$OUT/bench_cuda.json"' in bench
+    assert 'step engine_targets "$OUT/engine_targets.log" targets_met "$OUT/engine_check.json"' in engine
+    assert "--check" in bench  # and the benchmark's own exit code still counts (a MISS exits 1)
+    assert "export -f targets_met" in SCRIPT.read_text()  # step runs it through bash -c
+
+
+STUB_PROGRAM = r"""
+import json, sys
+args = sys.argv[1:]
+if args[:2] == ["checks", "gpu_engine"]:  # a run that exits 0 whatever it found
+    quick = "--skip-full" in args
+    report = {"labels": {"pass": True}, "failed": [], "pass": not quick,
+              "not_checked": ["post-processing <= 3 %: not measured (--skip-full)"] if quick else []}
+    json.dump(report, open("engine_check.json", "w"))
+elif args[:2] == ["benchmarks", "cuda"]:  # a benchmark run that forgot --check's exit code
+    rows = [{"case": "upsample_c171", "pass": False}, {"case": "segment_c20", "pass": True}]
+    json.dump({"rows": rows, "complete": True, "pass": False}, open(args[args.index("--json") + 1], "w"))
+"""
+
+
+@pytest.mark.parametrize("stage, quick, expected", [
+    ("stage_engine", 1, [("engine", 0), ("engine_targets", 4)]),
+    ("stage_engine", 0, [("engine", 0), ("engine_targets", 0)]),  # the control: everything checked and met
+    ("stage_bench", 0, [("bench_cuda", 0), ("bench_targets", 1)]),
+])  # fmt: skip
+def test_the_stage_functions_fail_on_what_the_step_found(tmp_path, stage, quick, expected):
+    """The script's own step/targets_met/stage functions, with a program that exits 0 (run_module stubbed):
+    the stage's steps file, which the report is made from, records the targets step's verdict."""
+    (tmp_path / "stub.py").write_text(STUB_PROGRAM)
+    script = "\n".join(
+        [
+            f'OUT="{tmp_path}"; STAGE_TIMEOUT=60; STAGE_DEADLINE=$(( $(date +%s) + 60 )); QUICK={quick}',
+            'STAGE_STEPS="$OUT/steps"; : >"$STAGE_STEPS"',
+            "need() { return 0; }",
+            'run_module() { "$PY" "$OUT/stub.py" "$@"; }',
+            "export -f run_module",
+            _function("step"),
+            _function("targets_met"),
+            "export -f targets_met",
+            _function(stage),
+            f"{stage} || true",
+        ]
+    )
+    env = {"PY": sys.executable, "PATH": "/usr/bin:/bin", "OUT": str(tmp_path)}
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    steps = [line.split("\t") for line in (tmp_path / "steps").read_text().splitlines()]
+    assert [(name, int(rc)) for name, rc, *_ in steps] == expected, out.stdout + out.stderr
+
+
+def test_a_not_checked_step_makes_the_stage_not_passed(tmp_path):
+    """What the report records for an engine stage whose program exited 0 but whose targets step said 4."""
+    steps = tmp_path / "steps"
+    steps.write_text("engine\t0\t5\tengine.log\nengine_targets\t4\t0\tengine_targets.log\n")
+    (tmp_path / "engine_targets.log").write_text("NOT CHECKED: post-processing\ntargets not checked: not a pass\n")
+    args = ["record", "--out", str(tmp_path), "--stages", "engine", "--stage", "engine", "--steps", str(steps)]
+    assert gpu_check_support.main(args) == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["stages"][0]["status"] == "fail" and report["pass"] is False
+    assert "NOT CHECKED: post-processing" in (tmp_path / "report.md").read_text()
+    steps.write_text("engine\t0\t5\tengine.log\nengine_targets\t0\t0\tengine_targets.log\n")  # the control
+    assert gpu_check_support.main(args) == 0
+
+
+# ---- benchmarks/postprocess.py ---------------------------------------------------------------------------------------
+def _post_row(classes: int, labels_equal: float, fused_ms: float = 10.0, fused_mb: float = 1.0) -> dict:
+    return {
+        "classes": classes,
+        "encoder_ms": 3000.0,
+        "unfused_median_ms": 200.0,
+        "fused_median_ms": fused_ms,
+        "unfused_peak_extra_mb": 500.0,
+        "fused_peak_extra_mb": fused_mb,
+        "labels_equal": {"fused": labels_equal},
+    }
+
+
+@pytest.mark.parametrize("classes", [20, 171])
+def test_postprocess_targets_need_identical_labels(classes):
+    fast_but_different = postprocess.fused_row(_post_row(classes, labels_equal=0.9995))
+    assert "PASS" not in fast_but_different and "MISS (99.950 % equal)" in fast_but_different
+    assert "(labels differ)" in fast_but_different and "| NO |" in fast_but_different
+    control = postprocess.fused_row(_post_row(classes, labels_equal=1.0))  # same timings, identical labels
+    assert "MISS" not in control and control.count("PASS") == (3 if classes == 171 else 2)
+
+
+def test_postprocess_targets_still_miss_on_time_and_memory():
+    slow = postprocess.targets(_post_row(171, 1.0, fused_ms=200.0, fused_mb=100.0))
+    assert slow == "labels identical: PASS; post <= 5 % of encoder: MISS; memory <= 1/20: MISS"
+    assert postprocess.targets(_post_row(20, 1.0, fused_ms=300.0)).endswith("no slower than before: MISS")
+
+
+def test_postprocess_rows_in_benchmarks_md_have_the_labels_target():
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    section = text[text.index(postprocess.SECTION) :].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if re.match(r"\| (20|171) \| \d", line)][:2]
+    assert len(rows) == 2 and all("labels identical: PASS" in row for row in rows)
+
+
+# ---- benchmarks/precision.py ------------------------------------------------------------------------------------------
+def _precision_rows(speed: float, agreement: float) -> list:
+    torch_ms = 10000.0
+    return [
+        (171, "torch fp32 (PyTorch pipeline)", torch_ms, torch_ms, 1.0),
+        (171, "Engine onnxruntime fp32", torch_ms / 1.7, torch_ms, 1.0),
+        (171, "Engine onnxruntime int8", torch_ms / speed, torch_ms, agreement),
+    ]
+
+
+@pytest.mark.parametrize(
+    "speed, agreement, verdicts",
+    [(2.6, 0.995, ("PASS", "PASS")), (2.4, 0.995, ("MISS", "PASS")), (3.0, 0.98, ("PASS", "MISS"))],
+)
+def test_precision_cpu_target_row_names_its_reference(speed, agreement, verdicts):
+    line = precision._targets(_precision_rows(speed, agreement))[0]
+    assert "zsseg_rt's own torch `predict`" in line and "not the official code" in line
+    assert "the PyTorch pipeline:" not in line  # the former wording, which read as the official pipeline
+    assert re.findall(r", (PASS|MISS)\*\*", line) == list(verdicts)
+
+
+def test_precision_gpu_target_names_its_reference_too():
+    rows = [(171, "torch fp32 (PyTorch pipeline)", 90.0, 90.0, 1.0), (171, "Engine torch fp16", 8.0, 90.0, 0.999)]
+    line = precision._gpu_targets(rows, {"bare encoder fp16 + CUDA graph, 2 windows": 1.6})[0]
+    assert f">= 9x {precision.REFERENCE}: **11.2x, PASS**" in line and "<= 3 ms: **8.00 ms, MISS**" in line
+
+
+def test_the_precision_section_in_benchmarks_md_says_what_it_compares_with():
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    section = text[text.index(precision.SECTION) :].split("\n## ", 1)[0]
+    target = next(line for line in section.splitlines() if line.startswith("Issue 27's CPU target"))
+    assert f">= 2.5x {precision.REFERENCE}: **" in target
+    assert "not the official ZegCLIP/mmseg code" in section
