@@ -7,9 +7,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <string>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "emu/kernels_emulated.h"
@@ -352,7 +352,8 @@ TEST(SegmentWindowsEmulated, ManyOverlappingWindowsMatchCpu) {
 
 class PruningScope {
  public:
-  explicit PruningScope(zsseg::segment_windows_testing::Pruning mode) : old_(zsseg::segment_windows_testing::pruning()) {
+  explicit PruningScope(zsseg::segment_windows_testing::Pruning mode)
+      : old_(zsseg::segment_windows_testing::pruning()) {
     zsseg::segment_windows_testing::set_pruning(mode);
   }
   ~PruningScope() { zsseg::segment_windows_testing::set_pruning(old_); }
@@ -373,7 +374,8 @@ struct PruneCase {
 // Logits where each region (2 x 4 cells) of the grid has one clearly winning class (what a trained model gives),
 // the others low.
 std::vector<float> dominated_logits(int64_t windows, int64_t classes, int64_t grid, std::mt19937& rng, float offset) {
-  std::vector<float> logits = emu_test::random_floats(static_cast<size_t>(windows * classes * grid * grid), rng, -9.f, -4.f);
+  std::vector<float> logits =
+      emu_test::random_floats(static_cast<size_t>(windows * classes * grid * grid), rng, -9.f, -4.f);
   std::uniform_int_distribution<int64_t> pick(0, classes - 1);
   for (int64_t k = 0; k < windows; ++k) {
     for (int64_t by = 0; by < grid; by += 2) {
@@ -415,7 +417,8 @@ TEST(SegmentWindowsEmulated, PruningIsExact) {
       {"uniform, photo at 1/8 (two windows side by side, 16x head)", 11, 4, 64, 64, 85, 47, 63, 43, 0, false},
       {"dominated, photo at 1/8", 24, 4, 64, 64, 85, 47, 63, 43, 1, false},
       {"dominated, fp16", 24, 4, 64, 64, 85, 47, 63, 43, 1, true},
-      {"dominated, portrait (windows stacked: rows of the two windows differ)", 17, 4, 64, 85, 64, 63, 47, 43, 1, false},
+      {"dominated, portrait (windows stacked: rows of the two windows differ)", 17, 4, 64, 85, 64, 63, 47, 43, 1,
+       false},
       {"dominated, 2x2 windows (four at a footprint: generic tiles)", 9, 2, 24, 40, 40, 45, 47, 16, 1, false},
       {"all classes equal", 12, 4, 64, 64, 85, 47, 63, 43, 2, false},
       {"equal pairs (lowest index on ties)", 12, 4, 64, 64, 85, 47, 63, 43, 3, false},

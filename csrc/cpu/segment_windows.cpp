@@ -279,11 +279,11 @@ ZS_CPU_CLONES void output_row_softmax(const Geometry& geo, const MergedRowT& top
 // ---- the pruned (tiled) sigmoid path -----------------------------------------------------------------------
 
 constexpr int64_t kTileRows = 16, kTileCols = 64;  // output pixels per tile
-constexpr float kTameLogit = 1e30f;               // |logit| above this (or non-finite): the class is always kept
-constexpr float kPruneSlack = 1e-5f;              // bound slack, times (1 + |bias|)
+constexpr float kTameLogit = 1e30f;                // |logit| above this (or non-finite): the class is always kept
+constexpr float kPruneSlack = 1e-5f;               // bound slack, times (1 + |bias|)
 
 struct TileBox {
-  int64_t y0, y1, x0, x1;  // output rows [y0, y1), columns [x0, x1)
+  int64_t y0, y1, x0, x1;      // output rows [y0, y1), columns [x0, x1)
   int64_t fy0, fy1, fx0, fx1;  // footprint: rescaled rows [fy0, fy1], columns [fx0, fx1]
 };
 
@@ -316,8 +316,10 @@ ZS_CPU_CLONES void tile_classes(const Geometry& geo, const TileBox& b, std::vect
     const int64_t ry0 = std::max<int64_t>(b.fy0, w.y1), ry1 = std::min<int64_t>(b.fy1, w.y2 - 1);
     const int64_t cx0 = std::max<int64_t>(b.fx0, w.x1), cx1 = std::min<int64_t>(b.fx1, w.x2 - 1);
     if (ry0 > ry1 || cx0 > cx1) continue;
-    const int64_t lr0 = geo.head_rows[static_cast<size_t>(ry0 - w.y1)].i0, lr1 = geo.head_rows[static_cast<size_t>(ry1 - w.y1)].i1;
-    const int64_t lc0 = geo.head_cols[static_cast<size_t>(cx0 - w.x1)].i0, lc1 = geo.head_cols[static_cast<size_t>(cx1 - w.x1)].i1;
+    const int64_t lr0 = geo.head_rows[static_cast<size_t>(ry0 - w.y1)].i0,
+                  lr1 = geo.head_rows[static_cast<size_t>(ry1 - w.y1)].i1;
+    const int64_t lc0 = geo.head_cols[static_cast<size_t>(cx0 - w.x1)].i0,
+                  lc1 = geo.head_cols[static_cast<size_t>(cx1 - w.x1)].i1;
     for (int64_t c = 0; c < classes; ++c) {
       const float* src = logits + (k * classes + c) * plane;
       float lo = lower[static_cast<size_t>(c)], hi = upper[static_cast<size_t>(c)];
@@ -428,7 +430,8 @@ ZS_CPU_CLONES bool run_tile(const Geometry& geo, const TileBox& b, const uint16_
       float best = -inf;
 #pragma omp simd reduction(max : best)
       for (int64_t i = 0; i < n; ++i) {
-        const float value = blend2(blend2(a0[i], a1[i], tx.w0, tx.w1), blend2(b0[i], b1[i], tx.w0, tx.w1), ty.w0, ty.w1);
+        const float value =
+            blend2(blend2(a0[i], a1[i], tx.w0, tx.w1), blend2(b0[i], b1[i], tx.w0, tx.w1), ty.w0, ty.w1);
         v[i] = value;
         best = best > value ? best : value;
       }
@@ -456,7 +459,8 @@ ZS_CPU_CLONES bool run_tile(const Geometry& geo, const TileBox& b, const uint16_
 // `uncovered` is set when a footprint pixel is in no window.
 bool segment_windows_cpu_pruned(const Geometry& geo, bool& uncovered) {
   const SegmentWindowsParams& p = geo.p;
-  const int64_t tiles_y = (p.out_height + kTileRows - 1) / kTileRows, tiles_x = (p.out_width + kTileCols - 1) / kTileCols;
+  const int64_t tiles_y = (p.out_height + kTileRows - 1) / kTileRows,
+                tiles_x = (p.out_width + kTileCols - 1) / kTileCols;
   const int64_t tiles = tiles_y * tiles_x;
   std::vector<std::vector<uint16_t>> lists(static_cast<size_t>(tiles));
   std::vector<uint8_t> wild(static_cast<size_t>(tiles), 0);

@@ -68,18 +68,18 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kTileW = 32, kTileH = 8;  // largest output tile (one pixel per thread)
 constexpr int kPixelsPerThread = (kTileW * kTileH + kThreads - 1) / kThreads;
-constexpr int kChunk = 8;            // classes staged per pass
-constexpr int kFootW = 48;           // largest footprint width (rescaled columns)
-constexpr int kFootH = 32;           // largest footprint height (rescaled rows)
-constexpr int kFootprintCap = 768;   // merged values per class in shared memory (>= 12 x 45, the photo case)
-constexpr int kLogitRows = 4;        // logit rows of one window a footprint may span (3 at 1/16 head scale)
-constexpr int kSlots = 4;            // windows one footprint may overlap (sliding windows: <= 4)
-constexpr int kMaxPruneClasses = 1024;  // the bound pass keeps per-class bounds in shared memory (merged)
+constexpr int kChunk = 8;                      // classes staged per pass
+constexpr int kFootW = 48;                     // largest footprint width (rescaled columns)
+constexpr int kFootH = 32;                     // largest footprint height (rescaled rows)
+constexpr int kFootprintCap = 768;             // merged values per class in shared memory (>= 12 x 45, the photo case)
+constexpr int kLogitRows = 4;                  // logit rows of one window a footprint may span (3 at 1/16 head scale)
+constexpr int kSlots = 4;                      // windows one footprint may overlap (sliding windows: <= 4)
+constexpr int kMaxPruneClasses = 1024;         // the bound pass keeps per-class bounds in shared memory (merged)
 constexpr int kBoundRows = 3, kBoundCols = 4;  // the bound pass's block of loads (the photo case's rectangle)
-constexpr int32_t kUncoveredBit = 1 << 8;  // in row_mask: some footprint column of the row is in no window
-constexpr float kTameLogit = 1e30f;     // |logit| above this (or non-finite): the class is kept, the tile generic
-constexpr float kDeepLogit = -60.f;     // a listed class with a logit below this: the tile generic (see pair_rows)
-constexpr float kPruneSlack = 1e-5f;    // bound slack, times (1 + |bias|): covers every rounding and approximation
+constexpr int32_t kUncoveredBit = 1 << 8;      // in row_mask: some footprint column of the row is in no window
+constexpr float kTameLogit = 1e30f;   // |logit| above this (or non-finite): the class is kept, the tile generic
+constexpr float kDeepLogit = -60.f;   // a listed class with a logit below this: the tile generic (see pair_rows)
+constexpr float kPruneSlack = 1e-5f;  // bound slack, times (1 + |bias|): covers every rounding and approximation
 constexpr float kNegLog2e = -1.44269504088896341f;
 
 struct WindowTable {
@@ -91,8 +91,8 @@ struct Dims {
   int32_t tile_w, tile_h, tiles_x, tiles_y;  // output tiling (tiled form)
   float head_scale_y, head_scale_x, out_scale_y, out_scale_x;
   bool sigmoid;
-  bool prune;  // sigmoid path with classes <= kMaxPruneClasses: run the bound pass (and the fast arithmetic)
-  bool drop;   // and skip the classes it rules out (false only in tests: Pruning::kBoundsOnly)
+  bool prune;         // sigmoid path with classes <= kMaxPruneClasses: run the bound pass (and the fast arithmetic)
+  bool drop;          // and skip the classes it rules out (false only in tests: Pruning::kBoundsOnly)
   float logit_scale;  // softmax only
 };
 
@@ -240,17 +240,17 @@ __global__ void segment_windows_direct_kernel(const T* __restrict__ logits, Wind
 // ---- the tiled form ------------------------------------------------------------------------------------------
 
 struct TileSmem {
-  float merged[kChunk][kFootprintCap];        // [class of chunk][footprint row * fw + column]; bound pass: bounds
+  float merged[kChunk][kFootprintCap];           // [class of chunk][footprint row * fw + column]; bound pass: bounds
   float blended[2][kChunk][kLogitRows][kFootW];  // stage 0: a slot's logit rows blended at each footprint column
-  float chunk_bias[kChunk];                   // the chunk's class biases
-  BilinearTap row_tap[kSlots][kFootH];        // head-row tap of footprint row fr in slot s (i0 < 0: not covered)
-  int32_t row_mask[kFootH];                   // bit s: slot s's window covers footprint row fr; kUncoveredBit
-  int32_t slot_window[kSlots];                // windows overlapping the footprint, in window order
-  int32_t slot_rows[kSlots][2];               // first logit row, number of logit rows the slot's rows use
-  int32_t slot_cols[kSlots][2];               // first logit column, number of logit columns the slot's columns use
-  int32_t slots, fy0, fx0, fh, fw;            // footprint origin and size in rescaled pixels
-  int32_t same_rows;                          // every footprint row has the same row_mask (one row of windows)
-  int32_t uncovered;                          // some footprint pixel is in no window (its merged values are 0)
+  float chunk_bias[kChunk];                      // the chunk's class biases
+  BilinearTap row_tap[kSlots][kFootH];           // head-row tap of footprint row fr in slot s (i0 < 0: not covered)
+  int32_t row_mask[kFootH];                      // bit s: slot s's window covers footprint row fr; kUncoveredBit
+  int32_t slot_window[kSlots];                   // windows overlapping the footprint, in window order
+  int32_t slot_rows[kSlots][2];                  // first logit row, number of logit rows the slot's rows use
+  int32_t slot_cols[kSlots][2];                  // first logit column, number of logit columns the slot's columns use
+  int32_t slots, fy0, fx0, fh, fw;               // footprint origin and size in rescaled pixels
+  int32_t same_rows;                             // every footprint row has the same row_mask (one row of windows)
+  int32_t uncovered;                             // some footprint pixel is in no window (its merged values are 0)
   // bound pass
   int32_t scan[kThreads];  // per thread: listed classes | listed wild or deep classes << 16, then their prefix
   int32_t warp_total[kWarps];
@@ -293,7 +293,7 @@ __device__ void prepare_tile(const WindowTable& table, const Dims& d, int32_t y0
       }
       s.row_tap[slot][e] = tap;
     }
-    if (e < s.fh) {  // a footprint column of this row that none of the row's windows covers: sweep a cursor
+    if (e < s.fh) {            // a footprint column of this row that none of the row's windows covers: sweep a cursor
       int32_t cursor = s.fx0;  // [fx0, cursor) is covered; kSlots sweeps suffice for kSlots intervals
       for (int32_t sweep = 0; sweep < kSlots; ++sweep) {
         for (int32_t slot = 0; slot < s.slots; ++slot) {
@@ -424,8 +424,8 @@ __device__ void bound_pass(const T* __restrict__ logits, const Dims& d, const fl
           for (int r = 0; r < kBoundRows; ++r) {
 #pragma unroll
             for (int q = 0; q < kBoundCols; ++q) {
-              v[r][q] = r0 + r < rows && q0 + q < cols ? cuda_detail::load_as_float(p + ((r0 + r) * d.in_w + q0 + q))
-                                                       : NAN;
+              v[r][q] =
+                  r0 + r < rows && q0 + q < cols ? cuda_detail::load_as_float(p + ((r0 + r) * d.in_w + q0 + q)) : NAN;
             }
           }
 #pragma unroll
@@ -559,8 +559,9 @@ __device__ __forceinline__ void stage_blend_rows(const T* __restrict__ logits, c
 #pragma unroll
     for (int c = 0; c < kChunk; ++c) {
       const uint32_t at = row + static_cast<uint32_t>(cls.at(s, c)) * plane;  // 32-bit offsets: one IMAD.WIDE each
-      s.blended[buffer][c][j][fc] = blend2(cuda_detail::load_as_float(offset_pointer(window_logits, at)),
-                                           cuda_detail::load_as_float(offset_pointer(window_logits, at + step)), w0, w1);
+      s.blended[buffer][c][j][fc] =
+          blend2(cuda_detail::load_as_float(offset_pointer(window_logits, at)),
+                 cuda_detail::load_as_float(offset_pointer(window_logits, at + step)), w0, w1);
     }
   }
 }
@@ -674,7 +675,7 @@ __device__ __forceinline__ void stage_merge_slot(int32_t slot, int32_t col_mask,
 
 template <int Calib>
 __device__ ZS_SW_NOINLINE void zero_uncovered_rows(bool active, int32_t fc, int32_t r0, int32_t r1, int32_t col_mask,
-                                                 TileSmem& s);
+                                                   TileSmem& s);
 
 // The thread's part of stages 0 and 1: footprint column fc = t % fw, segment t / fw of the footprint rows.
 struct SegmentOfThread {
@@ -706,7 +707,7 @@ struct SegmentOfThread {
 
 template <int Calib>
 __device__ ZS_SW_NOINLINE void zero_uncovered_rows(bool active, int32_t fc, int32_t r0, int32_t r1, int32_t col_mask,
-                                                 TileSmem& s) {
+                                                   TileSmem& s) {
   {
     if (!active) return;
     for (int32_t fr = r0; fr < r1; ++fr) {
@@ -874,7 +875,8 @@ struct OutputTaps {
   __device__ __forceinline__ OutputTaps(const Dims& d, const TileSmem& s, const Tile& tile) {
     const BilinearTap ty = bilinear_tap(d.out_scale_y, tile.has(0) ? tile.y(0) : tile.y0, d.scaled_h);
     const BilinearTap tx = bilinear_tap(d.out_scale_x, tile.has(0) ? tile.x(0) : tile.x0, d.scaled_w);
-    const uint32_t r0 = static_cast<uint32_t>((ty.i0 - s.fy0) * s.fw), r1 = static_cast<uint32_t>((ty.i1 - s.fy0) * s.fw);
+    const uint32_t r0 = static_cast<uint32_t>((ty.i0 - s.fy0) * s.fw),
+                   r1 = static_cast<uint32_t>((ty.i1 - s.fy0) * s.fw);
     const uint32_t c0 = static_cast<uint32_t>(tx.i0 - s.fx0), c1 = static_cast<uint32_t>(tx.i1 - s.fx0);
     o00 = r0 + c0;
     o01 = r0 + c1;
@@ -970,7 +972,8 @@ __device__ __forceinline__ void run_tile_fast(const T* __restrict__ logits, cons
     // stage 0
     uint32_t class_offset[kChunk];
 #pragma unroll
-    for (int c = 0; c < kChunk; ++c) class_offset[c] = static_cast<uint32_t>(s.listed[c0 + (c < last ? c : last)]) * plane;
+    for (int c = 0; c < kChunk; ++c)
+      class_offset[c] = static_cast<uint32_t>(s.listed[c0 + (c < last ? c : last)]) * plane;
 #pragma unroll
     for (int slot = 0; slot < 2; ++slot) {
       for (int32_t j = t.seg; j < rows[slot]; j += t.segments) {
@@ -978,10 +981,9 @@ __device__ __forceinline__ void run_tile_fast(const T* __restrict__ logits, cons
 #pragma unroll
         for (int c = 0; c < kChunk; ++c) {
           const uint32_t at = row + class_offset[c];  // 32-bit offsets: one IMAD.WIDE each
-          s.blended[slot][c][j][t.fc] =
-              blend2(cuda_detail::load_as_float(offset_pointer(window_logits[slot], at)),
-                     cuda_detail::load_as_float(offset_pointer(window_logits[slot], at + step[slot])), cw0[slot],
-                     cw1[slot]);
+          s.blended[slot][c][j][t.fc] = blend2(
+              cuda_detail::load_as_float(offset_pointer(window_logits[slot], at)),
+              cuda_detail::load_as_float(offset_pointer(window_logits[slot], at + step[slot])), cw0[slot], cw1[slot]);
         }
       }
     }
