@@ -122,3 +122,232 @@ def test_the_stock_clip_fallback_is_sc_clip():
 
     args = build_parser().parse_args(["demo"])
     assert args.method == "scclip-vitb16"
+
+
+# ---- the demo run end to end on tiny models (issue 40 item 2): `zsseg demo` as a user runs it, through the CLI ----
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One torch intra-op thread, as conftest gives eval/ and train/: the tiny models' small ops (the exports'
+    verification) lose more to a second thread than they gain on a busy 2-core machine."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def tiny_native(tiny_bundle):
+    """The native checkpoint the session's tiny bundle was exported from (recorded in its meta.json)."""
+    import json
+    import os
+
+    with open(os.path.join(tiny_bundle, "meta.json"), encoding="utf-8") as handle:
+        native = json.load(handle).get("source_checkpoint")
+    if not native or not os.path.isdir(native):
+        pytest.skip("the tiny bundle was prebuilt elsewhere: its native checkpoint is not here")
+    return native
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_weights(tmp_path_factory):
+    """Stock-CLIP-layout weights of the tiny test CLIP (the tower of training_free_tiny_test and zegclip_tiny_test),
+    as a local --clip-weights file."""
+    import torch
+    from safetensors.torch import save_file
+
+    from zsseg_rt.models.training_free.config import load_training_free_config
+    from zsseg_rt.models.zegclip.model import build_clip
+
+    torch.manual_seed(7)
+    clip = build_clip(load_training_free_config("training_free_tiny_test"))
+    path = tmp_path_factory.mktemp("clip") / "tiny_clip.safetensors"
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(path))
+    return str(path)
+
+
+class _ExportCounter:
+    """Counts the demo's calls of ``export_bundle`` (the real one still runs)."""
+
+    def __init__(self, monkeypatch):
+        from zsseg_rt.export import onnx_export
+
+        self.calls = 0
+        real = onnx_export.export_bundle
+
+        def counting(*args, **kwargs):
+            self.calls += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(onnx_export, "export_bundle", counting)
+
+
+def _demo(capsys, *argv):
+    from zsseg_rt import cli
+
+    code = cli.main(["demo", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _photo(path, width=96, height=72):
+    import cv2
+    import numpy as np
+
+    rows, cols = np.mgrid[0:height, 0:width]
+    image = np.stack([rows * 255 // height, cols * 255 // width, (rows + cols) % 256], axis=-1).astype(np.uint8)
+    cv2.imwrite(str(path), image)
+    return str(path), image
+
+
+def _file_times(folder):
+    import os
+
+    return {name: os.stat(os.path.join(folder, name)).st_mtime_ns for name in sorted(os.listdir(folder))}
+
+
+def test_demo_runs_end_to_end_writes_the_overlay_and_reuses_its_bundle(tiny_native, tmp_path, monkeypatch, capsys):
+    """`zsseg demo --native DIR --image PHOTO --workdir W --classes ...` exports a bundle under W/bundles, segments
+    PHOTO (not the sample) and writes W/demo_overlay.png; the second run reuses the bundle (no export, files
+    untouched); no --image segments the shipped sample; a checkpoint of the same name elsewhere is re-exported.
+
+    Mutations checked (each fails this test): `_bundle_matches` always False (the second run re-exports); always
+    True (the other checkpoint's run reuses the first bundle); `args.image` ignored in `run_demo` (the overlay is
+    the sample's 500x375); `args.workdir` replaced by "out" (nothing under W, an out/ in the current directory)."""
+    import os
+
+    import cv2
+    import numpy as np
+
+    from zsseg_rt.assets import sample_image
+    from zsseg_rt.bundle import load_meta
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # a demo that ignored --workdir would write ./out here
+    work = tmp_path / "work"
+    photo, image = _photo(tmp_path / "photo.png")
+    exports = _ExportCounter(monkeypatch)
+    argv = ["--native", tiny_native, "--image", photo, "--workdir", str(work), "--classes", "cat,dog,grass"]
+    code, out, _ = _demo(capsys, *argv)
+    assert code == 0, out
+    bundle = work / "bundles" / "native"
+    assert exports.calls == 1 and f"exporting + verifying the ONNX bundle -> {bundle}" in out, out
+    meta = load_meta(str(bundle))
+    assert meta.raw["source_checkpoint"] == os.path.abspath(tiny_native) and meta.raw["demo_config"] == "native"
+    assert meta.family == "zegclip" and not meta.raw["weights"]["random"]
+    overlay_path = work / "demo_overlay.png"
+    overlay = cv2.imread(str(overlay_path))
+    assert overlay is not None and overlay.shape == image.shape  # the --image photo, at its size
+    assert np.abs(overlay.astype(int) - image).mean() > 5  # labels blended over it, not a copy of the photo
+    assert f"{photo} (96x72)" in out and f"overlay written to {overlay_path}" in out
+    pixels = out.split("[demo] pixels: ")[1].splitlines()[0]
+    assert pixels and all(item.rsplit(" ", 1)[0] in ("cat", "dog", "grass") for item in pixels.split(", ")), pixels
+    assert sorted(os.listdir(cwd)) == []  # everything went to --workdir
+
+    before = _file_times(bundle)
+    overlay_path.unlink()
+    code, out, _ = _demo(capsys, "--native", tiny_native, "--workdir", str(work))  # no --image: the sample
+    assert code == 0, out
+    assert exports.calls == 1 and f"[demo] reusing bundle {bundle}" in out and "exporting" not in out, out
+    assert _file_times(bundle) == before  # reused as it was, not rewritten
+    sample = cv2.imread(str(sample_image()))
+    assert f"{sample_image()} ({sample.shape[1]}x{sample.shape[0]})" in out
+    assert cv2.imread(str(overlay_path)).shape == sample.shape
+    assert "20 classes" in out  # no --classes: the model's own (VOC's 20)
+
+    other = tmp_path / "elsewhere" / "native"  # the same checkpoint name, another checkpoint: the bundle is stale
+    import shutil
+
+    shutil.copytree(tiny_native, other)
+    code, out, _ = _demo(capsys, "--native", str(other), "--workdir", str(work))
+    assert code == 0, out
+    assert exports.calls == 2 and f"exporting + verifying the ONNX bundle -> {bundle}" in out, out
+    assert load_meta(str(bundle)).raw["source_checkpoint"] == str(other)
+
+
+def test_bundle_matches_needs_the_same_checkpoint_and_demo_config(tmp_path):
+    """`_bundle_matches`: no meta.json, another checkpoint or another demo config is no match."""
+    import json
+
+    bundle = tmp_path / "b"
+    assert not demo._bundle_matches(str(bundle), "ckpt", "ckpt")
+    bundle.mkdir()
+    source = str(tmp_path / "ckpt")
+    (bundle / "meta.json").write_text(json.dumps({"source_checkpoint": source, "demo_config": "ckpt"}))
+    assert demo._bundle_matches(str(bundle), source, "ckpt")
+    assert not demo._bundle_matches(str(bundle), source, "ckpt-other")
+    assert not demo._bundle_matches(str(bundle), str(tmp_path / "other"), "ckpt")
+
+
+def test_demo_method_picks_the_model_family_with_local_clip_weights(tiny_clip_weights, tmp_path, capsys):
+    """`--clip-weights FILE --method M`: the bundle is M's (training-free, or any config's family), named
+    M-<weights>, its weights recorded as stock CLIP; a second run with the same file reuses it. An unknown method
+    is an error naming --method, never "no weights" (the help used to list `naclip`, which did not resolve, and the
+    demo then said no weights were available, or with --allow-random-weights ran a random ZegCLIP instead).
+
+    Mutation checked: `create_model(args.method, ...)` replaced by the default method: the bundle's family and
+    config are SC-CLIP ViT-B/16's, not the tiny ones asked for (this test fails)."""
+    from zsseg_rt.bundle import load_meta
+
+    work = tmp_path / "work"
+    for method, family in (("training-free-tiny-test", "training_free"), ("zegclip_tiny_test", "zegclip")):
+        code, out, _ = _demo(
+            capsys, "--clip-weights", tiny_clip_weights, "--method", method, "--workdir", str(work), "--classes", "a,b"
+        )
+        assert code == 0, out
+        bundle = work / "bundles" / f"{method}-tiny_clip"
+        meta = load_meta(str(bundle))
+        assert meta.family == family and meta.architecture["config"]["name"] == method.replace("-", "_"), method
+        assert meta.raw["weights"]["kind"] == "clip" and meta.raw["weights"]["source"] == tiny_clip_weights
+        assert f"[demo] {method} (training-free, CLIP weights {tiny_clip_weights})" in out
+    assert (
+        load_meta(str(work / "bundles" / "training-free-tiny-test-tiny_clip")).raw["architecture"]["config"]["method"]
+        == "sclip"
+    )
+    code, out, _ = _demo(
+        capsys, "--clip-weights", tiny_clip_weights, "--method", "zegclip_tiny_test", "--workdir", str(work)
+    )
+    assert code == 0 and "reusing bundle" in out, out
+    for extra in ([], ["--allow-random-weights"]):
+        code, out, err = _demo(capsys, "--method", "naclip", "--workdir", str(work), *extra)
+        assert code != 0 and "No model weights" not in out and "RANDOM" not in out, out
+        assert err.startswith("zsseg demo: error: --method 'naclip' is not a model config") and "naclip_vitb16" in err
+
+
+def test_demo_config_names_the_official_checkpoints_config_and_the_random_model(tmp_path, monkeypatch, capsys):
+    """`--official CKPT --config CFG`: the checkpoint is read with CFG (the golden tiny ZegCLIP's, which cannot be
+    inferred from its keys: the demo used to ignore --config and fail with "pass config=..."); with no weights at all,
+    `--allow-random-weights --config CFG` runs CFG's model with random weights, in a bundle named CFG-random.
+
+    Mutation checked: `load_official_any(official)` without `config=` (the old code): "cannot infer the config"."""
+    import json
+
+    from support import GOLDEN
+
+    from zsseg_rt.bundle import load_meta
+    from zsseg_rt.models.zegclip.config import load_zegclip_config
+
+    config = load_zegclip_config("zegclip_tiny_test", decoder_ffn_dim=128).to_dict()
+    config["name"] = "golden_tiny"
+    config_path = tmp_path / "golden_tiny.json"
+    config_path.write_text(json.dumps(config))
+    official = str(GOLDEN / "zegclip_tiny" / "official_tiny.safetensors")
+    work = tmp_path / "work"
+    code, out, err = _demo(capsys, "--official", official, "--config", str(config_path), "--workdir", str(work))
+    assert code == 0, out + err
+    meta = load_meta(str(work / "bundles" / "official_tiny"))
+    assert meta.architecture["config"]["name"] == "golden_tiny" and meta.raw["weights"]["kind"] == "checkpoint"
+    assert (work / "demo_overlay.png").is_file()
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the stock CLIP tag cannot be had: the random-weights path
+    monkeypatch.delenv("ZSSEG_CHECKPOINT", raising=False)
+    argv = ["--method", "training-free-tiny-test", "--config", "zegclip_tiny_test", "--allow-random-weights"]
+    code, out, err = _demo(capsys, *argv, "--workdir", str(work))
+    assert code == 0, out + err
+    assert "No model weights are available" in out and "RANDOM WEIGHTS" in out
+    meta = load_meta(str(work / "bundles" / "zegclip_tiny_test-random"))
+    assert meta.architecture["config"]["name"] == "zegclip_tiny_test" and meta.raw["weights"]["random"]

@@ -452,12 +452,13 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         "--method",
         default="scclip-vitb16",
         help="training-free method used with stock CLIP weights: scclip-vitb16 (default: SC-CLIP, the best "
-        "published mIoU of them), naclip, sclip, clearclip or maskclip-vitb16",
+        "published mIoU of them), naclip-vitb16, sclip-vitb16, clearclip-vitb16 or maskclip-vitb16",
     )
     p.add_argument(
         "--config",
-        default="zegclip_vitb16_voc_inductive",
-        help="ZegCLIP config for --official checkpoints and for the random-weights check",
+        default=None,
+        help="model config name or JSON path for an --official checkpoint (default: inferred from the checkpoint) "
+        "and for the random-weights check (default: zegclip_vitb16_voc_inductive)",
     )
     p.add_argument("--image", default=None, help="photo to segment (default: a VOC sample)")
     p.add_argument("--classes", default=None, help="comma-separated classes (default: the 20 VOC classes)")

@@ -29,6 +29,7 @@ To see real segmentations, give the demo weights:
     (on a machine with internet the open_clip tag 'openai' is downloaded automatically)"""
 
 RANDOM_LABEL = RANDOM_BANNER  # the banner every output of a random-weight bundle carries
+DEFAULT_RANDOM_CONFIG = "zegclip_vitb16_voc_inductive"  # the random-weights check's model when --config is not given
 
 
 def _first_sentence(exc: BaseException, most: int = 240) -> str:
@@ -56,13 +57,24 @@ def _resolve_model(args):
 
     official = args.official or os.environ.get("ZSSEG_CHECKPOINT")
     if official:
-        model = load_official_any(official)  # ZegCLIP or CLIP-RC, config inferred from the checkpoint
+        # ZegCLIP or CLIP-RC; the config inferred from the checkpoint unless --config names it
+        model = load_official_any(official, config=args.config)
         return model, official, f"{type(model).__name__} ({os.path.basename(official)})", _stem(official)
     if args.native:
         model = load_native(args.native)
         return model, args.native, f"{type(model).__name__} ({os.path.basename(args.native)})", _stem(args.native)
     tag = args.clip_weights or "openai"
     from zsseg_rt.models.common.weights import cache_only_when_offline
+    from zsseg_rt.models.registry import family_of
+
+    try:
+        family_of(args.method)  # an unknown --method is an error of its own, never reported as missing weights
+    except FileNotFoundError:
+        from zsseg_rt.cli_errors import CliError
+        from zsseg_rt.models.registry import list_configs
+
+        known = ", ".join(list_configs("training_free"))
+        raise CliError(f"--method {args.method!r} is not a model config; the training-free methods: {known}") from None
 
     cache_only_when_offline(tag, say=lambda line: print(f"[demo] {line}", flush=True))
     try:
@@ -76,7 +88,8 @@ def _resolve_model(args):
     if not args.allow_random_weights:
         raise SystemExit(2)
     print(f"\n*** {RANDOM_LABEL} ***\n", flush=True)
-    return create_model(args.config, pretrained=None), None, RANDOM_LABEL, f"{args.config}-random"
+    config = args.config or DEFAULT_RANDOM_CONFIG
+    return create_model(config, pretrained=None), None, RANDOM_LABEL, f"{config}-random"
 
 
 def _weights(args, model, source, title):
