@@ -237,3 +237,30 @@ def test_allowed_modules_are_the_migration_table_or_deprecated_paths(module):
     changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     deprecated = re.search(r"^### Deprecated.*?(?=^### |^## |\Z)", changelog, re.S | re.M)
     assert deprecated and f"`{module}`" in deprecated.group(0), f"{module} is not in CHANGELOG.md's Deprecated list"
+
+
+# ---------------------------------------------------------------------------------------------- merge leftovers
+LEFTOVER = re.compile(r"(\.orig|\.rej|\.bak|\.swp|~)$|^#.*#$")
+SOURCE_DIRS = ("zsseg_rt", "python_tests", "csrc", "cpp_tests", "tools", "checks", "benchmarks", "docs")
+
+
+def _leftovers(root: Path) -> List[str]:
+    """Files under the source folders whose names are merge/patch/editor leftovers (``x.py.orig``, ``x.rej``, ...)."""
+    found = []
+    for folder in SOURCE_DIRS:
+        for path in sorted((root / folder).rglob("*")):
+            if path.is_file() and LEFTOVER.search(path.name) and ".venv" not in path.parts:
+                found.append(str(path.relative_to(root)))
+    return found
+
+
+def test_leftover_finder_finds_leftovers(tmp_path):
+    """Control: the finder flags the names a merge or an editor leaves (a ``trainer.py.orig`` was tracked once)."""
+    (tmp_path / "zsseg_rt" / "models").mkdir(parents=True)
+    for name in ("trainer.py.orig", "head.py.rej", "x.cpp~", "model.py"):
+        (tmp_path / "zsseg_rt" / "models" / name).write_text("")
+    assert _leftovers(tmp_path) == [f"zsseg_rt/models/{n}" for n in ("head.py.rej", "trainer.py.orig", "x.cpp~")]
+
+
+def test_no_merge_leftovers_in_the_source():
+    assert _leftovers(ROOT) == [], "remove these merge/patch leftovers (and do not commit them)"
