@@ -46,6 +46,20 @@ def _run(args: argparse.Namespace) -> int:
     if args.ignore_bad_labels:
         spec["on_bad_label"] = "ignore"
     if args.ray:  # the same evaluation on a Ray Data actor pool (zsseg_rt.scale): identical metrics
+        own_protocol = [
+            flag
+            for flag, given in (
+                ("--text-weights", args.text_weights is not None),
+                ("--background-threshold", args.background_threshold is not None),
+                ("--thresholds", args.thresholds != "paper"),
+            )
+            if given
+        ]
+        if own_protocol:  # ZeroSeg's protocol options: the actor pool runs the generic evaluation only
+            raise SystemExit(
+                f"zsseg eval: error: {', '.join(own_protocol)} (ZeroSeg's own protocol) cannot run with --ray: "
+                "evaluate ZeroSeg checkpoints without --ray"
+            )
         from zsseg_rt.scale import init_ray
         from zsseg_rt.scale.parallel_eval import evaluate_parallel
 

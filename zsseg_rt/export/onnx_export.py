@@ -111,6 +111,20 @@ def export_graphs(model, out_dir: str, max_classes: int = 256, opset: int = DEFA
             module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset, dynamo=(role == "text")
         )
         _check_graph(path)
+        _check_opset(path, opset)
+
+
+def _check_opset(path: str, opset: int) -> None:
+    """Refuse a graph torch wrote at another opset than asked (its dynamo exporter starts at 18 and keeps 18 when
+    converting down fails): meta.json would record an opset the graph does not have."""
+    import onnx
+
+    written = [o.version for o in onnx.load(path, load_external_data=False).opset_import if o.domain in ("", "ai.onnx")]
+    if written != [int(opset)]:
+        raise ExportError(
+            f"{os.path.basename(path)}: torch's ONNX exporter wrote opset {', '.join(map(str, written))}, not the "
+            f"{opset} asked for (it cannot convert this graph to {opset}); export with --opset {max(written + [18])}"
+        )
 
 
 def tensorrt_compatibility(out_dir: str) -> Dict[str, Any]:

@@ -99,7 +99,14 @@ def _run(args: argparse.Namespace) -> int:
     from .trainer import train
 
     resume = None if args.no_resume else args.resume
-    summary = train(cfg, resume=resume, device=args.device, progress=not args.no_progress, stop_after=args.stop_after)
+    summary = train(
+        cfg,
+        resume=resume,
+        device=args.device,
+        progress=not args.no_progress,
+        stop_after=args.stop_after,
+        dist_backend=args.dist_backend,
+    )
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:

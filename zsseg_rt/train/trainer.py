@@ -514,11 +514,13 @@ def train(
     device: str = "auto",
     progress: bool = True,
     stop_after: Optional[int] = None,
+    dist_backend: Optional[str] = None,
     **kw,
 ) -> Dict[str, Any]:
-    """Load a recipe, build a :class:`Trainer` and train (resuming from work_dir by default)."""
+    """Load a recipe, build a :class:`Trainer` and train (resuming from work_dir by default); ``dist_backend``: the
+    torch.distributed backend under torchrun (default nccl on GPU, gloo on CPU)."""
     cfg = load_train_config(config, overrides, **kw)
-    trainer = trainer_class(cfg)(cfg, device=device, progress=progress)
+    trainer = trainer_class(cfg)(cfg, device=device, progress=progress, dist_backend=dist_backend)
     try:
         return trainer.train(resume=resume, stop_after=stop_after)
     finally:
