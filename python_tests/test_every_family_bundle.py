@@ -1,6 +1,7 @@
 """``zsseg_rt.Engine`` runs a bundle of every registered model family, with torch, open_clip, ``zsseg_rt.export`` and
 ``zsseg_rt.models`` unimportable (the runtime is family-blind and torch-free), and bundles written before meta.json
-named its pipeline (the migration) run exactly like new ones."""
+named its pipeline (the migration) run exactly like new ones. Every family's bundle also runs on OpenVINO (when it is
+installed; required in CI), equal to ONNX Runtime fp32 within the documented bound."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from support import subprocess_env  # noqa: E402
+from support import backend_available, subprocess_env  # noqa: E402
 
 from zsseg_rt.bundle import load_meta  # noqa: E402
 from zsseg_rt.bundle.schema import write_meta  # noqa: E402
@@ -45,6 +46,7 @@ for package in (zsseg_rt.runtime, zsseg_rt.vocabulary, zsseg_rt.bundle, zsseg_rt
         importlib.import_module(info.name)
 out = {}
 rgb = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+other_backends = json.loads(sys.argv[2])
 for name, path in json.loads(sys.argv[1]).items():
     engine = zsseg_rt.Engine(path, classes=["person", "cat", "sofa"], backend="onnxruntime", device="cpu")
     result = engine(rgb, color_order="rgb")
@@ -54,6 +56,12 @@ for name, path in json.loads(sys.argv[1]).items():
         thin["x".join(map(str, shape[:2]))] = [list(labels.shape), int(labels.min()), int(labels.max())]
     out[name] = {"pipeline": type(engine.pipeline).__name__, "labels": result.labels.tolist(),
                  "names": result.class_names, "thin": thin}
+    for backend in other_backends:  # the same image on another CPU backend, compared with ONNX Runtime fp32
+        other = zsseg_rt.Engine(path, classes=["person", "cat", "sofa"], backend=backend, device="cpu")
+        got = other(rgb, color_order="rgb")
+        agree = got.labels == result.labels
+        out[name][backend] = {"backend": other.backend.name, "agree": float(agree.mean()),
+                              "score_diff": float(np.abs(got.scores - result.scores)[agree].max(initial=0.0))}
 assert not [m for m in sys.modules if m.startswith(("torch", "open_clip", "zsseg_rt.models", "zsseg_rt.export"))]
 print(json.dumps(out))
 """
@@ -99,10 +107,10 @@ def _legacy_copy(bundle: str, dst: str) -> str:
     return copy
 
 
-def _run(bundles: dict) -> dict:
+def _run(bundles: dict, other_backends=()) -> dict:
     env = subprocess_env()
     proc = subprocess.run(
-        [sys.executable, "-c", BLOCKER + RUN, json.dumps(bundles)],
+        [sys.executable, "-c", BLOCKER + RUN, json.dumps(bundles), json.dumps(list(other_backends))],
         capture_output=True,
         text=True,
         timeout=600,
@@ -116,7 +124,8 @@ def _run(bundles: dict) -> dict:
 def test_engine_runs_every_family_bundle_with_torch_and_models_blocked(bundles, tmp_path):
     assert set(bundles) == set(families())
     legacy = {f"legacy-{name}": _legacy_copy(path, str(tmp_path / name)) for name, path in bundles.items()}
-    got = _run({**bundles, **legacy})
+    others = ["openvino"] if backend_available("openvino") else []  # required (fails) in CI, else skipped here
+    got = _run({**bundles, **legacy}, others)
     for family, path in bundles.items():
         meta = load_meta(path)
         assert meta.family == family and meta.pipeline == get_family(family).pipeline
@@ -126,6 +135,10 @@ def test_engine_runs_every_family_bundle_with_torch_and_models_blocked(bundles, 
         for size, (shape, low, high) in got[family]["thin"].items():  # a thin image gets a label per pixel
             assert shape == [int(v) for v in size.split("x")], (family, size, shape)
             assert 0 <= low <= high < len(got[family]["names"]), (family, size, low, high)
+        for backend in others:  # fp32 on another backend: the documented bound (support.assert_segmentations_agree)
+            other = got[family][backend]
+            assert other["backend"] == backend, (family, other)
+            assert other["agree"] >= 0.999 and other["score_diff"] <= 1e-5, (family, backend, other)
         assert got[f"legacy-{family}"] == got[family]  # migrated meta: the same pipeline, labels and names
         old = load_meta(legacy[f"legacy-{family}"])
         assert (old.pipeline, old.evaluation_protocol) == (meta.pipeline, meta.evaluation_protocol)

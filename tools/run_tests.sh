@@ -56,6 +56,8 @@ echo "== Python tests (pytest) =="
 # qemu-user-static (installed above for the aarch64 tests) also runs ONNX Runtime with AVX2 kernels: the numeric
 # checks' AVX2 test (python_tests/export/test_numeric_bounds.py) fails here instead of skipping when it is missing.
 if [ "$(uname -m)" = x86_64 ]; then export ZSSEG_REQUIRE_QEMU_X86=1; fi
+# the OpenVINO backend's tests fail instead of skipping: requirements.txt (setup_env.sh) installs OpenVINO
+export ZSSEG_REQUIRE_OPENVINO=1
 # the web page's headless-browser test fails instead of skipping where setup_env.sh installed Chromium (apt machines)
 if [ "${ZSSEG_NEED_BROWSER:-1}" = 1 ] && command -v apt-get >/dev/null 2>&1; then export ZSSEG_REQUIRE_BROWSER=1; fi
 "$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider "$@"

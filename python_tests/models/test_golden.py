@@ -176,10 +176,13 @@ def golden_bundle(golden, tmp_path_factory):
     return family, bundle, readme, expected
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch", "openvino"])
 def test_engine_on_a_real_photo_matches_official_pipeline(golden_bundle, backend):
+    from support import require_backend
+
     from zsseg_rt import Engine
 
+    require_backend(backend)
     family, bundle, readme, expected = golden_bundle
     engine = Engine(bundle, classes=readme["class_names"], backend=backend, device="cpu", mode="exact")
     assert list(engine.meta.templates) == readme["templates"]

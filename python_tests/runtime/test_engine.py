@@ -1,4 +1,8 @@
-"""Engine on a tiny exported bundle: parity with PyTorch, run-time vocabularies, bad input, thread safety."""
+"""Engine on a tiny exported bundle: parity with PyTorch, run-time vocabularies, bad input, thread safety.
+
+The backend tests (the ``engine`` fixture's and those parametrised with ``BACKENDS``) run on every CPU backend:
+ONNX Runtime and OpenVINO (skipped with the reason when OpenVINO is not installed; a failure instead where
+``ZSSEG_REQUIRE_OPENVINO=1``, as tools/run_tests.sh sets it). OpenVINO's own tests: test_openvino_backend.py."""
 
 import json
 import os
@@ -9,7 +13,7 @@ import threading
 
 import numpy as np
 import pytest
-from support import GOLDEN, VOCAB10, assert_segmentations_agree, distinct_labels, perturbed_head
+from support import GOLDEN, VOCAB10, assert_segmentations_agree, distinct_labels, perturbed_head, require_backend
 
 from zsseg_rt.assets import SAMPLES_DIR
 from zsseg_rt.bundle import BundleError
@@ -25,9 +29,23 @@ def _photo(name="2011_000003.jpg"):
     return cv2.imread(path, cv2.IMREAD_COLOR)
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_bundle):
-    return Engine(tiny_bundle, classes=["person", "bottle", "chair", "sofa"], backend="onnxruntime")
+# the CPU backends every Engine test below runs on
+BACKENDS = ["onnxruntime", "openvino"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def engine(tiny_bundle, request):
+    require_backend(request.param)
+    return Engine(tiny_bundle, classes=["person", "bottle", "chair", "sofa"], backend=request.param)
+
+
+def test_the_engine_fixture_runs_the_backend_it_names(engine):
+    """Control for the parametrisation: a fixture that silently fell back to ONNX Runtime would fail here."""
+    assert engine.backend.name in BACKENDS
+    assert (
+        type(engine.backend).__name__
+        == {"onnxruntime": "OnnxRuntimeBackend", "openvino": "OpenVinoBackend"}[engine.backend.name]
+    )
 
 
 def test_result_types_and_sizes(engine):
@@ -196,8 +214,10 @@ def test_grayscale_rgba_and_tiny_images_work(engine):
     assert engine(np.zeros((1, 1, 3), np.uint8)).labels.shape == (1, 1)
 
 
-def test_batch_of_images_equals_one_by_one(tiny_bundle):
-    engine = Engine(tiny_bundle, classes=VOCAB10, backend="onnxruntime")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_of_images_equals_one_by_one(tiny_bundle, backend):
+    require_backend(backend)
+    engine = Engine(tiny_bundle, classes=VOCAB10, backend=backend)
     images = [
         _photo(),
         np.random.default_rng(5).integers(0, 255, (40, 90, 3), dtype=np.uint8),
@@ -212,18 +232,21 @@ def test_batch_of_images_equals_one_by_one(tiny_bundle):
     assert distinct_labels(results[2].labels) >= 3
 
 
-def test_corrupted_bundle_is_refused(tiny_bundle, tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_corrupted_bundle_is_refused(tiny_bundle, tmp_path, backend):
     copy = str(tmp_path / "bundle")
     shutil.copytree(tiny_bundle, copy)
     with open(os.path.join(copy, "head.onnx"), "r+b") as handle:
         handle.seek(100)
         handle.write(b"\x00\x01\x02")
-    with pytest.raises(BundleError, match="corrupted"):
-        Engine(copy, backend="onnxruntime")
+    with pytest.raises(BundleError, match="corrupted"):  # checked before the backend is even imported
+        Engine(copy, backend=backend)
 
 
-def test_shared_engine_across_threads_gives_the_single_threaded_pixels(tiny_bundle):
-    engine = Engine(tiny_bundle, classes=VOCAB10, backend="onnxruntime")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_shared_engine_across_threads_gives_the_single_threaded_pixels(tiny_bundle, backend):
+    require_backend(backend)
+    engine = Engine(tiny_bundle, classes=VOCAB10, backend=backend)
     images = [_photo("2011_000006.jpg"), np.random.default_rng(1).integers(0, 255, (80, 120, 3), dtype=np.uint8)]
     vocabularies = [VOCAB10, ["sofa", "person", "chair"], ["tv", "bottle", "plant", "cat", "dog"]]
     expected = {}
@@ -256,21 +279,23 @@ def test_shared_engine_across_threads_gives_the_single_threaded_pixels(tiny_bund
     assert len(checked) == 24
 
 
-def test_runtime_runs_where_torch_cannot_be_imported(tiny_bundle):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_runtime_runs_where_torch_cannot_be_imported(tiny_bundle, backend):
+    require_backend(backend)
     code = f"""
 import sys
 sys.modules['torch'] = None        # any `import torch` now raises ImportError
 sys.modules['open_clip'] = None
 import numpy as np
 from zsseg_rt.runtime import Engine
-engine = Engine({tiny_bundle!r}, classes='cat, sofa, floor', backend='onnxruntime')
+engine = Engine({tiny_bundle!r}, classes='cat, sofa, floor', backend={backend!r})
 result = engine(np.zeros((50, 70, 3), np.uint8))
 assert result.labels.shape == (50, 70)
 print('ok', engine.backend.name)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "ok onnxruntime" in out.stdout
+    assert f"ok {backend}" in out.stdout
 
 
 def test_elongated_image_follows_the_official_min_size_resize(tmp_path):

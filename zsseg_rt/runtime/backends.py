@@ -1,7 +1,7 @@
 """Backends run the three graphs of a windowed bundle; everything around them (pre/post-processing) is shared.
 
-Each backend exposes ``encode_image``, ``head`` and ``encode_text`` on NumPy arrays. ONNX Runtime and TensorRT are
-built in; other backends (the torch backend, which needs torch and the exporter's graph wrappers) are registered by
+Each backend exposes ``encode_image``, ``head`` and ``encode_text`` on NumPy arrays. ONNX Runtime, TensorRT and
+OpenVINO (``runtime/openvino_backend.py``, imported when asked for) are built in; other backends (the torch backend, which needs torch and the exporter's graph wrappers) are registered by
 name and found on first use (:func:`backend_factory`), so nothing here imports torch.
 """
 
@@ -250,13 +250,13 @@ class TensorRTBackend(Backend):
 
 
 # ---------------------------------------------------------------------------------------------- registry
-# Backends other than the built-in ONNX Runtime and TensorRT ones. The torch backend lives on the torch side
+# Backends other than the built-in ONNX Runtime, TensorRT and OpenVINO ones. The torch backend lives on the torch side
 # (``zsseg_rt.export.torch_backend``): it is found through the ``zsseg_rt.backends`` entry points of the installed
 # package (pyproject.toml), or registered by importing its module, so this module never imports it.
 BACKEND_ENTRY_POINTS = "zsseg_rt.backends"
 _BACKENDS: Dict[str, Callable[..., Backend]] = {}
-BUILTIN_BACKENDS = ("onnxruntime", "tensorrt")
-KNOWN_BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+BUILTIN_BACKENDS = ("onnxruntime", "tensorrt", "openvino")
+KNOWN_BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino", "torch")
 
 
 def register_backend(name: str, factory: Callable[..., Backend]) -> None:
@@ -296,6 +296,16 @@ def _onnxruntime_backend(meta: BundleMeta, device: str, threads: int, verify: bo
     return OnnxRuntimeBackend(meta, device, threads, precision)
 
 
+def _openvino_backend(meta: BundleMeta, device: str, threads: int, verify: bool, precision: str = "fp32") -> Backend:
+    if verify:  # the graphs OpenVINO is about to compile
+        from .file_verification import verify_bundle_files
+
+        verify_bundle_files(meta, sorted(GRAPH_FILES.values()))
+    from .openvino_backend import OpenVinoBackend  # imports openvino itself
+
+    return OpenVinoBackend(meta, device, threads, precision)
+
+
 # The precision a backend runs when none is asked for: TensorRT's engines are fp16 by default; every other backend
 # runs the exact fp32 graphs unless a reduced precision is asked for explicitly.
 DEFAULT_PRECISION = {"tensorrt": "fp16"}
@@ -316,7 +326,8 @@ def make_backend(
 ) -> Backend:
     """The backend running a windowed bundle's image encoder, head and text encoder graphs.
 
-    ``backend``: a ready :class:`Backend` object, "onnxruntime", "tensorrt", "auto" (TensorRT when its engines
+    ``backend``: a ready :class:`Backend` object, "onnxruntime", "tensorrt", "openvino" (CPU,
+    ``runtime/openvino_backend.py``), "auto" (TensorRT when its engines
     exist and import, else ONNX Runtime: said with a warning when TensorRT is installed but cannot be used, at debug
     level when it is not installed, the normal state of a CPU machine) or a registered name such as "torch".
     ``precision``: None for the backend's default (``default_precision``: TensorRT fp16, else fp32).
@@ -327,6 +338,8 @@ def make_backend(
         return _onnxruntime_backend(meta, device, threads, verify, precision or "fp32")
     if backend == "tensorrt":
         return TensorRTBackend(meta, precision or default_precision("tensorrt"))
+    if backend == "openvino":
+        return _openvino_backend(meta, device, threads, verify, precision or "fp32")
     if backend == "auto":
         try:
             return TensorRTBackend(meta, precision or default_precision("tensorrt"))

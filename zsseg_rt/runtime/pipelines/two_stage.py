@@ -18,8 +18,8 @@ What runs where (ZegFormer's official test pipeline, as its PyTorch ``predict_ze
 
 Two text-embedding sets come from the same text graph: the query classifier's (the bundle's ``templates``, the
 official prompt ensemble) and the CLIP branch's (``two_stage.clip_templates``, the official 32). Backends: ONNX
-Runtime only (CPU, or CUDA for the graphs with onnxruntime-gpu); TensorRT and the torch backend refuse these bundles
-with a message.
+Runtime (CPU, or CUDA for the graphs with onnxruntime-gpu) and OpenVINO (CPU, ``runtime/openvino_backend.py``);
+TensorRT and the torch backend refuse these bundles with a message.
 """
 
 from __future__ import annotations
@@ -276,7 +276,7 @@ class TwoStagePipeline(Pipeline):
 
     kind = "two_stage"
     description = "mask proposals classified by text, CLIP on every proposal's crop"
-    backends = ("auto", "onnxruntime")
+    backends = ("auto", "onnxruntime", "openvino")
     modes = ("exact",)
     default_max_batch = 32
 
@@ -289,7 +289,8 @@ class TwoStagePipeline(Pipeline):
             )
         if isinstance(backend, Backend) or backend not in self.backends:
             raise ValueError(
-                f"bundles of the two-stage pipeline run with ONNX Runtime only (backend='auto' or 'onnxruntime'), "
+                f"bundles of the two-stage pipeline run with ONNX Runtime or OpenVINO only (backend='auto', "
+                f"'onnxruntime' or 'openvino'), "
                 f"got {backend!r}: TensorRT engines and the torch backend are not written for it (docs/models.md)"
             )
         if options["device_pipeline"] is True:
@@ -301,7 +302,14 @@ class TwoStagePipeline(Pipeline):
         self.params = meta.section(self.kind)
         if options["verify"]:
             verify_bundle_files(meta, sorted(TWO_STAGE_GRAPH_FILES.values()))
-        self.backend = TwoStageOrtBackend(meta, options["device"], options["threads"])
+        if backend == "openvino":
+            from zsseg_rt.runtime.openvino_backend import TwoStageOpenVinoBackend  # imports openvino itself
+
+            self.backend: Any = TwoStageOpenVinoBackend(
+                meta, options["device"], options["threads"], options["precision"] or "fp32"
+            )
+        else:
+            self.backend = TwoStageOrtBackend(meta, options["device"], options["threads"])
         self.device = None
         self.clip_templates = tuple(validate_templates(self.params["clip_templates"]))
         # the resize the bundle names (meta.json schema: TWO_STAGE_RESIZES); bundles written before name none and

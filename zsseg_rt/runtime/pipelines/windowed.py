@@ -36,7 +36,7 @@ class WindowedPipeline(Pipeline):
 
     kind = "windowed"
     description = "image encoder + head per sliding window, the shared post-processing"
-    backends = ("auto", "tensorrt", "onnxruntime", "torch")
+    backends = ("auto", "tensorrt", "onnxruntime", "openvino", "torch")
     modes = MODES
     default_max_batch = 4
 
