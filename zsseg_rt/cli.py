@@ -191,7 +191,8 @@ MODE_HELP = (
 )
 BACKEND_HELP = (
     "auto (TensorRT when engines were built with `zsseg build-engine` and TensorRT imports, else ONNX Runtime), "
-    "tensorrt, onnxruntime, or torch (needs the checkpoint the bundle was exported from)"
+    "tensorrt, onnxruntime, openvino (CPU; pip install openvino), or torch (needs the checkpoint the bundle was "
+    "exported from)"
 )
 DEVICE_HELP = "auto (a GPU when the backend can use one), cpu or cuda (ONNX Runtime and torch backends)"
 
@@ -240,7 +241,14 @@ def _add_segment_command(sub) -> None:
         help='print the results as JSON on stdout (per image: output paths, "areas": class -> fraction of the '
         'pixels, "timing_ms") instead of lines',
     )
-    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help=BACKEND_HELP)
+    # zsseg_rt.runtime.backends.KNOWN_BACKENDS, written out: importing the runtime would cost `zsseg -h` ~0.2 s
+    # (python_tests/runtime/test_openvino_backend.py checks that the two lists agree)
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "tensorrt", "onnxruntime", "openvino", "torch"],
+        help=BACKEND_HELP,
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
     p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=MODE_HELP)
     p.add_argument(
