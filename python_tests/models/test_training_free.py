@@ -77,7 +77,10 @@ def _ref_last_block(block, x: torch.Tensor, grid, method: str, std: float = 5.0)
     z = x + o
     u = F.layer_norm(z, (width,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
     u = u @ block.mlp.c_fc.weight.T + block.mlp.c_fc.bias
-    u = u * torch.sigmoid(1.702 * u)  # QuickGELU (OpenAI CLIP)
+    if method == "maskclip":  # mmseg's ViT (MaskCLIP): exact GELU
+        u = 0.5 * u * (1.0 + torch.erf(u / math.sqrt(2.0)))
+    else:
+        u = u * torch.sigmoid(1.702 * u)  # QuickGELU (OpenAI CLIP)
     return z + (u @ block.mlp.c_proj.weight.T + block.mlp.c_proj.bias)
 
 
@@ -201,7 +204,7 @@ def test_bundled_configs_follow_the_official_settings():
     from zsseg_rt.models.training_free.config import training_free_config_path
 
     expect = {  # crop, stride, short side, logit scale, attention, residual, ffn
-        "maskclip-vitb16": (512, 341, 512, 100.0, "identity", True, True),
+        "maskclip-vitb16": (512, 341, 512, 1.0, "identity", True, True),  # softmax of the raw cosine
         "sclip-vitb16": (224, 112, 336, 40.0, "qq+kk", True, True),
         "clearclip-vitb16": (448, 224, 448, 50.0, "qq", False, False),
         "naclip-vitb16": (224, 112, 336, 40.0, "kk", False, False),
@@ -219,7 +222,9 @@ def test_bundled_configs_follow_the_official_settings():
         )
         assert got == values, name
         assert cfg.image_size == cfg.crop_size and cfg.calibration_bias == 0.0 and cfg.background_threshold is None
-        assert len(cfg.templates) == 80 and cfg.templates[0] == "a bad photo of a {}." and cfg.patch_size == 16
+        # MaskCLIP: the 80 ImageNet templates + 5 scene ones (test_maskclip_official checks the list)
+        assert len(cfg.templates) == (85 if name.startswith("maskclip") else 80)
+        assert cfg.templates[0] == "a bad photo of a {}." and cfg.patch_size == 16
     assert load_training_free_config("naclip_vitb16").resolved("gaussian_std") == 5.0
     assert training_free_config_path("zegclip_vitb16_voc_inductive") is None
     with pytest.raises(ValueError, match="method"):

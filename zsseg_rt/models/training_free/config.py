@@ -18,6 +18,10 @@ naclip   ``softmax(kk^T s + Omega)`` (Gaussian) no / no      slide 224/112, shor
 scclip   ``(softmax(A) + softmax(kk^T s)) / 2`` no / no      slide 224/112, short side 336, logit scale 40
 ======== ====================================== ============ =================================================
 
+Image tower (``tower``, ``TOWERS``): MaskCLIP's official code builds it as mmseg's VisionTransformer (exact GELU,
+LayerNorm eps 1e-6, ``"mmseg"``, its default); the other four run OpenAI's CLIP (QuickGELU, eps 1e-5,
+``"open_clip"``). ``tower="open_clip"`` on MaskCLIP is the stock-CLIP variant, a deviation from its official code.
+
 Post-processing options (all in the bundle's ``postprocess`` table): ``background_threshold`` (official
 ``prob_thd``), ``area_threshold`` (``area_thd``), ``pamr_iterations`` / ``pamr_dilations`` (PAMR on the logits at
 the image size before the softmax; NACLIP's reported numbers: 10 steps, dilations (8, 16)).
@@ -47,6 +51,7 @@ __all__ = [
     "SCCLIPSettings",
     "METHODS",
     "ATTENTION_MODES",
+    "TOWERS",
     "FAMILY",
     "load_training_free_config",
     "training_free_config_path",
@@ -55,13 +60,60 @@ __all__ = [
 
 FAMILY = "training_free"
 ATTENTION_MODES = ("identity", "qq+kk", "qq", "kk", "scclip")
-# Per method: last-block attention, residual kept, FFN kept, Gaussian neighbourhood std (NACLIP), pos-embed resize.
+# How the image tower is built (the text tower is always stock CLIP: QuickGELU per ``quick_gelu``, LayerNorm eps 1e-5).
+# "open_clip": open_clip's VisionTransformer, as OpenAI's clip package builds it (activation per ``quick_gelu``,
+#   every LayerNorm eps 1e-5): what SCLIP, ClearCLIP, NACLIP and SC-CLIP run (they load OpenAI's clip package).
+# "mmseg": mmseg's VisionTransformer as MaskCLIP configures it (chongzhou96/MaskCLIP @245d31f
+#   configs/_base_/models/maskclip_vit16.py:22-23 norm_cfg=dict(type='LN', eps=1e-6), act_cfg=dict(type='GELU')):
+#   exact (erf) GELU in every block's FFN, eps 1e-6 in every LayerNorm (pre-norm ln0 = ln_pre, each layer's
+#   ln1/ln2 = ln_1/ln_2, final norm ln1 = ln_post; mmseg/models/backbones/vit.py:61-76, 273-283), same weights.
+TOWERS: Dict[str, Dict[str, Any]] = {
+    "open_clip": {"activation": None, "layer_norm_eps": 1e-5},  # activation None: QuickGELU iff quick_gelu
+    "mmseg": {"activation": "gelu", "layer_norm_eps": 1e-6},
+}
+# Per method: last-block attention, residual kept, FFN kept, Gaussian neighbourhood std (NACLIP), pos-embed resize,
+# image tower (TOWERS).
 METHODS: Dict[str, Dict[str, Any]] = {
-    "maskclip": {"attention": "identity", "residual": True, "ffn": True, "gaussian_std": None, "pos_resize": "size"},
-    "sclip": {"attention": "qq+kk", "residual": True, "ffn": True, "gaussian_std": None, "pos_resize": "dino"},
-    "clearclip": {"attention": "qq", "residual": False, "ffn": False, "gaussian_std": None, "pos_resize": "dino"},
-    "naclip": {"attention": "kk", "residual": False, "ffn": False, "gaussian_std": 5.0, "pos_resize": "dino"},
-    "scclip": {"attention": "scclip", "residual": False, "ffn": False, "gaussian_std": None, "pos_resize": "dino"},
+    "maskclip": {
+        "attention": "identity",
+        "residual": True,
+        "ffn": True,
+        "gaussian_std": None,
+        "pos_resize": "size",
+        "tower": "mmseg",
+    },
+    "sclip": {
+        "attention": "qq+kk",
+        "residual": True,
+        "ffn": True,
+        "gaussian_std": None,
+        "pos_resize": "dino",
+        "tower": "open_clip",
+    },
+    "clearclip": {
+        "attention": "qq",
+        "residual": False,
+        "ffn": False,
+        "gaussian_std": None,
+        "pos_resize": "dino",
+        "tower": "open_clip",
+    },
+    "naclip": {
+        "attention": "kk",
+        "residual": False,
+        "ffn": False,
+        "gaussian_std": 5.0,
+        "pos_resize": "dino",
+        "tower": "open_clip",
+    },
+    "scclip": {
+        "attention": "scclip",
+        "residual": False,
+        "ffn": False,
+        "gaussian_std": None,
+        "pos_resize": "dino",
+        "tower": "open_clip",
+    },
 }
 PAMR_MAX_DILATIONS = 8
 _TEMPLATE_FILE = VOCAB_DIR / "imagenet_templates.json"
@@ -140,7 +192,7 @@ class TrainingFreeConfig(BaseModelConfig):
     ``image_size`` is the image-encoder input (= the sliding-window crop); the stock positional table is resized
     to its grid when the weights are loaded. ``short_side``/``crop_size``/``stride`` are the official test
     settings (``test_scale = [2048, short_side]``). ``attention``/``residual``/``ffn``/``gaussian_std``/
-    ``pos_resize`` default (None) to the method's values in ``METHODS``.
+    ``pos_resize``/``tower`` default (None) to the method's values in ``METHODS``.
     """
 
     name: str = "sclip_vitb16"
@@ -158,6 +210,7 @@ class TrainingFreeConfig(BaseModelConfig):
     ffn: Optional[bool] = None
     gaussian_std: Optional[float] = None
     pos_resize: Optional[str] = None  # "dino": bicubic, scale (g+0.1)/g0 (SCLIP family); "size": bicubic to size
+    tower: Optional[str] = None  # image tower: "open_clip" | "mmseg" (TOWERS; MaskCLIP's official is "mmseg")
     templates: List[str] = field(default_factory=lambda: ["a photo of a {}."])
     mean: List[float] = field(default_factory=lambda: [122.771, 116.746, 104.094])
     std: List[float] = field(default_factory=lambda: [68.501, 66.632, 70.323])
@@ -190,6 +243,11 @@ class TrainingFreeConfig(BaseModelConfig):
         std = self.resolved("gaussian_std")
         if std is not None and not float(std) > 0:
             raise ValueError(f"gaussian_std must be > 0 (or null for no neighbourhood bias), got {std}")
+        if self.resolved("tower") not in TOWERS:
+            raise ValueError(
+                f"tower must be one of {sorted(TOWERS)} (the image tower's activation and LayerNorm eps), got "
+                f"{self.tower!r}"
+            )
         if self.resolved("pos_resize") not in ("dino", "size"):
             raise ValueError(f"pos_resize must be 'dino' or 'size', got {self.pos_resize!r}")
         if self.image_size % self.patch_size:

@@ -35,13 +35,14 @@ import torch.nn.functional as F
 
 from zsseg_rt.bundle import Names
 from zsseg_rt.models.common.text import TextEncoder, validate_class_names
-from zsseg_rt.models.training_free.config import FAMILY, TrainingFreeConfig, load_training_free_config
+from zsseg_rt.models.training_free.config import FAMILY, TOWERS, TrainingFreeConfig, load_training_free_config
 from zsseg_rt.models.training_free.protocol import vocabulary_settings
 from zsseg_rt.models.training_free.scclip import scclip_encode
 
 __all__ = [
     "DenseLastBlock",
     "TrainingFreeSegmenter",
+    "apply_image_tower",
     "gaussian_neighbourhood_bias",
     "resize_positional_embedding",
     "load_stock_clip_weights",
@@ -92,6 +93,39 @@ def resize_positional_embedding(pos: torch.Tensor, grid: Tuple[int, int], mode: 
         raise ValueError(f"positional resize produced {tuple(spatial.shape[-2:])}, expected {(h, w)}")
     spatial = spatial.reshape(width, h * w).permute(1, 0).to(pos.dtype)
     return torch.cat([pos[:1], spatial], dim=0)
+
+
+def apply_image_tower(visual: nn.Module, tower: str) -> nn.Module:
+    """Give an open_clip ViT image tower the activation and LayerNorm eps of ``tower`` (``TOWERS``), in place.
+
+    ``"open_clip"`` leaves it as built. ``"mmseg"`` (MaskCLIP's mmseg VisionTransformer) puts exact (erf) GELU in
+    every block's FFN and eps 1e-6 in every LayerNorm of the tower: ``ln_pre``, each block's ``ln_1``/``ln_2`` and
+    ``ln_post`` (mmseg's ``ln0``, ``layers.i.ln1``/``ln2`` and ``ln1``), the only LayerNorms it has; the weights and
+    everything else are unchanged. Raises ValueError for a tower with other LayerNorms or activations.
+    """
+    if tower not in TOWERS:
+        raise ValueError(f"tower must be one of {sorted(TOWERS)}, got {tower!r}")
+    spec = TOWERS[tower]
+    if spec["activation"] is None:
+        return visual
+    blocks = list(cast(nn.ModuleList, cast(nn.Module, visual.transformer).resblocks))
+    expected = {"ln_pre", "ln_post"} | {
+        f"transformer.resblocks.{i}.{n}" for i in range(len(blocks)) for n in ("ln_1", "ln_2")
+    }
+    norms = {name: m for name, m in visual.named_modules() if isinstance(m, nn.LayerNorm)}
+    if set(norms) != expected:
+        raise ValueError(
+            f"tower {tower!r} expects a plain CLIP ViT (LayerNorms ln_pre, ln_1/ln_2 per block, ln_post); this one "
+            f"has {sorted(set(norms) ^ expected)[:4]} differently"
+        )
+    for blk in blocks:
+        mlp = getattr(blk, "mlp", None)
+        if not isinstance(mlp, nn.Sequential) or not hasattr(mlp, "gelu"):
+            raise ValueError(f"tower {tower!r} expects open_clip blocks with an mlp.gelu activation")
+        mlp.gelu = nn.GELU(approximate="none") if spec["activation"] == "gelu" else mlp.gelu
+    for m in norms.values():
+        m.eps = float(spec["layer_norm_eps"])
+    return visual
 
 
 @contextlib.contextmanager
@@ -204,7 +238,7 @@ class TrainingFreeSegmenter(nn.Module):
             raise ValueError(f"{config.clip_model}: only plain open_clip ViT image towers are supported")
         if getattr(visual, "pool_type", "tok") != "tok" or getattr(visual, "final_ln_after_pool", False):
             raise ValueError(f"{config.clip_model}: needs a CLS-token ViT with ln_post on all tokens")
-        self.visual = visual
+        self.visual = apply_image_tower(cast(nn.Module, visual), config.resolved("tower"))
         self.text_encoder = TextEncoder(clip, _make_tokenizer(config, int(clip.positional_embedding.shape[0])))
         self.scclip = config.scclip_settings() if config.method == "scclip" else None
         self.dense_block = None
@@ -359,13 +393,24 @@ class TrainingFreeSegmenter(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"config={c.name!r}, method={c.method}, clip={c.clip_model}, image_size={c.image_size}"
+        return (
+            f"config={c.name!r}, method={c.method}, clip={c.clip_model}, image_size={c.image_size}, "
+            f"tower={c.resolved('tower')}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- weights
-def load_stock_clip_weights(model: TrainingFreeSegmenter, pretrained: str) -> Dict[str, object]:
+def load_stock_clip_weights(
+    model: TrainingFreeSegmenter, pretrained: str, image_weights: Optional[str] = None
+) -> Dict[str, object]:
     """Load stock CLIP weights (open_clip tag, OpenAI JIT archive, open_clip state dict or safetensors; see
-    ``weights.py``) into ``model``. The positional table is resized to the model grid the method's way."""
+    ``weights.py``) into ``model``. The positional table is resized to the model grid the method's way.
+
+    ``image_weights``: a file of MaskCLIP's ``convert_clip_weights.py`` (``ViT16_clip_backbone.pth`` or
+    ``ViT16_clip_weights.pth``, :mod:`.weights`); its image-tower tensors replace those of ``pretrained``, which
+    still gives the text tower (and the projection, which the ``--backbone`` file lacks). A converted file given as
+    ``pretrained`` is refused with that advice: it holds no text tower.
+    """
     from zsseg_rt.models.common.weights import (
         _CLIP_UNUSED,
         HOW_TO_GET_WEIGHTS,
@@ -383,7 +428,43 @@ def load_stock_clip_weights(model: TrainingFreeSegmenter, pretrained: str) -> Di
             f"open_clip tag {pretrained!r} expects quick_gelu={bool(tag_cfg.get('quick_gelu', False))} but "
             f"the config says quick_gelu={model.config.quick_gelu}; pass quick_gelu= to create_model"
         )
-    sd = _normalise_clip_keys(dict(read_state_dict(path)))
+    from zsseg_rt.models.training_free.weights import (
+        is_maskclip_converted,
+        maskclip_to_openai_keys,
+        read_maskclip_converted,
+    )
+
+    try:
+        raw = dict(read_state_dict(path))
+    except WeightsError:
+        raw = {}
+        try:  # the --backbone-less converted file ({"proj": ..., "clip": ...}) is not a flat state dict
+            raw = read_maskclip_converted(path)
+        except (WeightsError, OSError):
+            pass
+        if not raw:
+            raise
+    if is_maskclip_converted(raw):
+        raise WeightsError(
+            f"{path}: MaskCLIP's converted image tower (tools/maskclip_utils/convert_clip_weights.py) holds no text "
+            "tower; give the stock CLIP weights as pretrained and this file as image_weights="
+        )
+    sd = _normalise_clip_keys(raw)
+    image_source = None
+    if image_weights is not None:
+        image_source = str(image_weights)
+        converted = maskclip_to_openai_keys(read_maskclip_converted(image_source))
+        stock = {k: sd[k] for k in converted if k in sd}
+        bad = [
+            f"{k}: {tuple(v.shape)} vs {tuple(stock[k].shape)}"
+            for k, v in converted.items()
+            if k in stock and k != "visual.positional_embedding" and v.shape != stock[k].shape
+        ]
+        if bad:
+            raise WeightsError(
+                f"{image_source}: image weights do not fit {path}: {describe_keys('shape-mismatched', bad, first=3)}"
+            )
+        sd.update(converted)
     target = model.state_dict()
     out, unexpected = {}, []
     for k, v in sd.items():
@@ -418,13 +499,17 @@ def load_stock_clip_weights(model: TrainingFreeSegmenter, pretrained: str) -> Di
     check_finite(out, str(path))
     model.load_state_dict({k: v.to(target[k].dtype) for k, v in out.items()}, strict=True)
     model.text_encoder.cache.clear()
-    return {"source": str(path), "loaded": len(out)}
+    report: Dict[str, object] = {"source": str(path), "loaded": len(out)}
+    if image_source is not None:
+        report["image_weights"] = image_source
+    return report
 
 
 def create_training_free_model(
     name: Union[str, os.PathLike, TrainingFreeConfig, dict] = "sclip_vitb16",
     pretrained: Optional[str] = None,
     device: Optional[Union[str, torch.device]] = None,
+    image_weights: Optional[str] = None,
     **overrides,
 ) -> TrainingFreeSegmenter:
     """Build a training-free segmenter (eval mode, all weights frozen).
@@ -435,14 +520,21 @@ def create_training_free_model(
             JSON path with ``"family": "training_free"``, a dict or a ``TrainingFreeConfig``.
         pretrained: stock CLIP weights: an open_clip tag (``"openai"``, needs network) or a local file (OpenAI
             JIT archive, open_clip state dict, safetensors). None leaves random weights (tests only).
+        image_weights: MaskCLIP's converted image tower (``convert_clip_weights.py`` output) replacing the image
+            tensors of ``pretrained`` (:func:`load_stock_clip_weights`); needs ``pretrained``.
         overrides: config fields, e.g. ``logit_scale=65, background_threshold=0.1, method="naclip"``.
     """
     if isinstance(name, Path):
         name = str(name)
     config = load_training_free_config(name, **overrides)
     model = TrainingFreeSegmenter(config)
+    if image_weights is not None and pretrained is None:
+        raise ValueError(
+            "image_weights (MaskCLIP's converted image tower) needs pretrained= as well: the stock CLIP weights "
+            "give the text tower"
+        )
     if pretrained is not None:
-        load_stock_clip_weights(model, str(pretrained))
+        load_stock_clip_weights(model, str(pretrained), image_weights=image_weights)
     if device is not None:
         model = model.to(device)
     return model.eval()
