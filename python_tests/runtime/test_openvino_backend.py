@@ -20,6 +20,7 @@ from support import VOCAB10, assert_segmentations_agree, distinct_labels, pertur
 from zsseg_rt.assets import SAMPLES_DIR
 from zsseg_rt.bundle import BundleError, load_meta
 from zsseg_rt.runtime import Engine
+from zsseg_rt.runtime.backends import OpenVinoBackend
 from zsseg_rt.runtime.cpu_features import cpu_features
 
 require_backend("openvino")
@@ -115,7 +116,7 @@ def test_compiled_models_are_cached_per_bundle_cpu_version_and_settings(bundle, 
     """The first Engine compiles and writes the cache (``engines/<key digest>/``, ``openvino.json`` naming the key);
     the second loads every graph from it. Another thread count, another cache directory (tmp) and another key."""
     cache = str(tmp_path / "cache")
-    first = ovb.OpenVinoBackend(load_meta(bundle), threads=1, cache_dir=cache)
+    first = OpenVinoBackend(load_meta(bundle), threads=1, cache_dir=cache)
     folder = first.graphs.cache_dir
     assert os.path.dirname(folder) == cache and os.path.basename(folder) == first.graphs.key.digest()
     assert not any(first.graphs.loaded_from_cache(role) for role in ("image", "head", "text"))
@@ -125,10 +126,10 @@ def test_compiled_models_are_cached_per_bundle_cpu_version_and_settings(bundle, 
     assert record["digest"] == first.graphs.key.digest()
     assert record["key"]["source_sha256"] == load_meta(bundle).digest
     assert record["key"]["library"].startswith("openvino 20")
-    second = ovb.OpenVinoBackend(load_meta(bundle), threads=1, cache_dir=cache)
+    second = OpenVinoBackend(load_meta(bundle), threads=1, cache_dir=cache)
     assert all(second.graphs.loaded_from_cache(role) for role in ("image", "head", "text"))
     assert sorted(name for name in os.listdir(folder) if name != ovb.CACHE_RECORD) == blobs
-    other = ovb.OpenVinoBackend(load_meta(bundle), threads=2, cache_dir=cache)
+    other = OpenVinoBackend(load_meta(bundle), threads=2, cache_dir=cache)
     assert other.graphs.cache_dir != folder and not other.graphs.loaded_from_cache("image")
 
 
@@ -187,6 +188,7 @@ def test_without_openvino_the_backend_says_what_to_install(bundle):
 import sys
 sys.modules['openvino'] = None  # `import openvino` now raises ImportError
 from zsseg_rt.runtime import Engine
+from zsseg_rt.runtime.backends import OpenVinoBackend
 try:
     Engine({bundle!r}, classes=['cat'], backend='openvino')
 except ImportError as exc:

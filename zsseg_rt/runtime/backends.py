@@ -249,6 +249,44 @@ class TensorRTBackend(Backend):
         )
 
 
+class OpenVinoBackend(Backend):
+    """A windowed bundle's image encoder, head and text encoder compiled by OpenVINO for the CPU
+    (``runtime/openvino_backend.py``: fp32 asked for explicitly, threads, one stream, the compiled-model cache).
+    Each graph runs under a lock of its own (an OpenVINO infer request is not thread-safe). ``device`` must be "cpu" or "auto" (OpenVINO's other devices are not offered yet)."""
+
+    name = "openvino"
+
+    def __init__(
+        self,
+        meta: BundleMeta,
+        device: str = "auto",
+        threads: int = 0,
+        precision: str = "fp32",
+        *,
+        cache_dir: Optional[str] = None,
+    ):
+        from .openvino_backend import OpenVinoGraphs, check_openvino_device  # imports openvino itself
+
+        check_openvino_device(device)
+        self.precision = precision
+        self.precision_record: Optional[dict] = None
+        self.graphs = OpenVinoGraphs(meta, precision, threads, cache_dir)
+        self._io = meta.io
+
+    def encode_image(self, images: np.ndarray) -> Features:
+        names = list(self._io["image"]["outputs"])
+        outs = self.graphs.run("image", {Names.IMAGE: np.ascontiguousarray(images, dtype=np.float32)}, names)
+        return dict(zip(names, outs))
+
+    def head(self, text: np.ndarray, features: Features) -> np.ndarray:
+        feeds = dict(features, **{Names.TEXT_EMBEDDINGS: np.ascontiguousarray(text, dtype=np.float32)})
+        return self.graphs.run("head", feeds, list(self._io["head"]["outputs"]))[0]
+
+    def encode_text(self, tokens: np.ndarray) -> np.ndarray:
+        feeds = {Names.TOKENS: np.ascontiguousarray(tokens, dtype=np.int32)}
+        return self.graphs.run("text", feeds, list(self._io["text"]["outputs"]))[0]
+
+
 # ---------------------------------------------------------------------------------------------- registry
 # Backends other than the built-in ONNX Runtime, TensorRT and OpenVINO ones. The torch backend lives on the torch side
 # (``zsseg_rt.export.torch_backend``): it is found through the ``zsseg_rt.backends`` entry points of the installed
@@ -301,8 +339,6 @@ def _openvino_backend(meta: BundleMeta, device: str, threads: int, verify: bool,
         from .file_verification import verify_bundle_files
 
         verify_bundle_files(meta, sorted(GRAPH_FILES.values()))
-    from .openvino_backend import OpenVinoBackend  # imports openvino itself
-
     return OpenVinoBackend(meta, device, threads, precision)
 
 

@@ -1,4 +1,6 @@
-"""The OpenVINO backend: a bundle's ONNX graphs compiled by OpenVINO for the CPU (``backend="openvino"``).
+"""The OpenVINO backend: a bundle's ONNX graphs compiled by OpenVINO for the CPU (``backend="openvino"``). The
+windowed pipeline's ``OpenVinoBackend`` is in ``runtime/backends.py`` beside the others; the compiled graphs
+(:class:`OpenVinoGraphs`) and the two-stage pipeline's backend are here (this module never imports ``backends``).
 
 OpenVINO reads the bundle's ONNX graphs as they are (every bundle kind: the windowed families' image encoder, head
 and text encoder; the two-stage pipeline's mask branch, CLIP image tower and text encoder) and compiles them for the
@@ -33,16 +35,15 @@ import numpy as np
 
 from zsseg_rt.bundle import BundleError, BundleMeta, Names, graph_files
 
-from .backends import Backend, Features
 from .cpu_features import cpu_features
 from .engine_cache import _atomic_write
 from .precision_records import PrecisionKey, precision_root, recipe_text
 
 __all__ = [
     "OPENVINO_PRECISIONS",
-    "OpenVinoBackend",
     "OpenVinoGraphs",
     "TwoStageOpenVinoBackend",
+    "check_openvino_device",
     "openvino_cache_key",
     "openvino_config",
 ]
@@ -220,48 +221,13 @@ class OpenVinoGraphs:
             return [np.array(result[ports[name]], copy=True) for name in outputs]
 
 
-class OpenVinoBackend(Backend):
-    """A windowed bundle's image encoder, head and text encoder compiled by OpenVINO for the CPU (see the module
-    docstring). ``device`` must be "cpu" or "auto" (OpenVINO's other devices are not offered yet)."""
-
-    name = "openvino"
-
-    def __init__(
-        self,
-        meta: BundleMeta,
-        device: str = "auto",
-        threads: int = 0,
-        precision: str = "fp32",
-        *,
-        cache_dir: Optional[str] = None,
-    ):
-        _check_device(device)
-        self.precision = precision
-        self.precision_record: Optional[dict] = None
-        self.graphs = OpenVinoGraphs(meta, precision, threads, cache_dir)
-        self._io = meta.io
-
-    def encode_image(self, images: np.ndarray) -> Features:
-        names = list(self._io["image"]["outputs"])
-        outs = self.graphs.run("image", {Names.IMAGE: np.ascontiguousarray(images, dtype=np.float32)}, names)
-        return dict(zip(names, outs))
-
-    def head(self, text: np.ndarray, features: Features) -> np.ndarray:
-        feeds = dict(features, **{Names.TEXT_EMBEDDINGS: np.ascontiguousarray(text, dtype=np.float32)})
-        return self.graphs.run("head", feeds, list(self._io["head"]["outputs"]))[0]
-
-    def encode_text(self, tokens: np.ndarray) -> np.ndarray:
-        feeds = {Names.TOKENS: np.ascontiguousarray(tokens, dtype=np.int32)}
-        return self.graphs.run("text", feeds, list(self._io["text"]["outputs"]))[0]
-
-
 class TwoStageOpenVinoBackend:
     """The three graphs of a two-stage bundle compiled by OpenVINO (the interface of ``TwoStageOrtBackend``)."""
 
     name = "openvino"
 
     def __init__(self, meta: BundleMeta, device: str = "auto", threads: int = 0, precision: str = "fp32"):
-        _check_device(device)
+        check_openvino_device(device)
         self.precision = precision
         self.graphs = OpenVinoGraphs(meta, precision, threads)
 
@@ -279,7 +245,7 @@ class TwoStageOpenVinoBackend:
         return self.graphs.run("text", feeds, [Names.TEXT_EMBEDDINGS])[0]
 
 
-def _check_device(device: str) -> None:
+def check_openvino_device(device: str) -> None:
     if device not in ("auto", "cpu"):
         raise ValueError(
             f"the openvino backend runs on the CPU: device must be 'auto' or 'cpu', got {device!r} (on a GPU use "
