@@ -48,7 +48,8 @@ class Engine:
         bundle: a bundle directory written by ``zsseg export`` (str or path).
         classes: initial class names (list, or a comma-separated string), or None to set later.
         backend: "auto" (TensorRT when its engines exist and import, else ONNX Runtime), "tensorrt",
-            "onnxruntime" or "torch" (or a ready ``Backend`` object, e.g. the accuracy gate's).
+            "onnxruntime", "openvino" (CPU, fp32; docs/openvino.md) or "torch" (or a ready ``Backend`` object, e.g.
+            the accuracy gate's).
         device: "auto", "cpu" or "cuda" (ONNX Runtime / torch backends).
         mode: (windowed pipeline) "exact" (the official order: calibrate at crop resolution, average windows, resize, argmax; in
             fp32, so labels can differ from another fp32 implementation only where two classes tie within
@@ -67,7 +68,8 @@ class Engine:
             torch: "fp32", "fp16" or "bf16" (reduced precision after the accuracy gate for this device passed).
             ONNX Runtime (CPU): "fp32", "int8" (quantised image encoder) or "bf16" (Arm64 CPUs with bf16). A
             reduced precision without a gate record is prepared and gated on first use (docs/precision.md).
-        threads: (ONNX Runtime backend) intra-op threads; 0 lets ONNX Runtime choose.
+        threads: (ONNX Runtime backend) intra-op threads; 0 lets ONNX Runtime choose. (OpenVINO backend)
+            ``INFERENCE_NUM_THREADS``; 0 lets OpenVINO choose.
         device_pipeline: "auto" keeps a frame's data on the GPU where it can (TensorRT, torch on CUDA): one upload
             of the frame, pre-processing, encoder, head and the exact post-processing on one stream, one download
             of labels and scores (``runtime/device_pipeline.py``); True requires it, False uses the host path.
@@ -95,8 +97,8 @@ class Engine:
     instead, so labels can differ slightly there.
 
     Thread safety: one Engine may be shared by threads. ``__call__`` reads an immutable vocabulary snapshot;
-    ``set_classes`` swaps it under a lock; ONNX Runtime sessions are thread-safe and the TensorRT backend
-    serialises its execution contexts with a lock.
+    ``set_classes`` swaps it under a lock; ONNX Runtime sessions are thread-safe and the TensorRT and OpenVINO
+    backends serialise their execution contexts / infer requests with a lock.
     """
 
     def __init__(
@@ -168,7 +170,7 @@ class Engine:
     # ---- what the pipeline holds ------------------------------------------------------------------------
     @property
     def backend(self):
-        """The backend running the graphs (``backend.name``: "onnxruntime", "tensorrt", "torch")."""
+        """The backend running the graphs (``backend.name``: "onnxruntime", "tensorrt", "openvino", "torch")."""
         return self.pipeline.backend
 
     @backend.setter
