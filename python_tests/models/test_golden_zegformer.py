@@ -5,9 +5,10 @@ the Engine (ONNX Runtime), each on every fixture case (two photos; short side 64
 enlargement; the ``cropmask`` and ``mask`` CLIP styles).
 
 The fixture (python_tests/data/golden/zegformer_tiny, README.json) was computed by ``zegformer_official.py`` beside
-this file: an independent transcription of the official code (PIL resize, ResNet, pixel decoder, DETR decoder,
-crops, CLIP, fusion, calibration), importing nothing of zsseg_rt. ``test_the_transcription_*`` re-runs it, so a
-changed transcription or fixture is caught, and shows that a perturbed model or the former torch resize fails.
+this file: an independent transcription of the official code (Pillow's bilinear resize transcribed on its own,
+ResNet, pixel decoder, DETR decoder, crops, CLIP, fusion, calibration), importing nothing of zsseg_rt (checked with
+the import blocked). ``test_the_transcription_*`` re-runs it, so a changed transcription or fixture is caught, and
+shows that a perturbed model, the former torch resize and three wrong Pillow resizes fail.
 Tolerances: labels >= 99.9 % equal and winning scores within 1e-4 where they agree (the issue's bar; measured
 ~1e-5), text 1e-6 (unit vectors), the mask branch by the error model of ``zsseg_rt.export.numeric_bounds``.
 """
@@ -170,6 +171,7 @@ def test_the_transcription_reproduces_the_fixture_and_the_checks_can_fail(golden
     out = official.run_case(ref, case["photo"], case["setting"], case["style"])
     assert_matches_official(out["labels"], out["scores"], expected, case["tag"], "transcription")
     np.testing.assert_array_equal(out["boxes"], expected[case["tag"] + "_boxes"])
+    np.testing.assert_array_equal(out["image"], expected["image"])  # the resize and normalisation, bit for bit
     # mutation 1: one weight of the model moved (the background embedding, by 5 %)
     key = "sem_seg_head.predictor.bg_feature"
     ref.load_state_dict(dict(sd, **{key: sd[key] * 1.05}), strict=False)
@@ -185,7 +187,7 @@ def test_the_transcription_reproduces_the_fixture_and_the_checks_can_fail(golden
         from zsseg_rt.pipeline.resize import shortest_edge_shape
 
         h, w = shortest_edge_shape(image.shape[0], image.shape[1], short, max_size)
-        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None]
+        t = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()[None]
         t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=True).round().clamp(0, 255)
         return t[0].permute(1, 2, 0).numpy().astype(np.uint8)
 
@@ -199,3 +201,108 @@ def test_the_transcription_reproduces_the_fixture_and_the_checks_can_fail(golden
         config.test_short_side, config.test_max_size, config.clip_cls_style = saved
     with pytest.raises(AssertionError, match="official"):
         assert_matches_official(labels, scores.max(0), expected, case["tag"], "torch resize")
+
+
+def _mapped(readme, resize):
+    """The fixture's first case through the transcription's mapper, normalisation and padding with ``resize``."""
+    case = readme["cases"][0]
+    s = readme["settings"][case["setting"]]
+    rgb = official.read_photo(case["photo"])
+    nh, nw = official.shortest_edge_size(rgb.shape[0], rgb.shape[1], s["test_short_side"], s["test_max_size"])
+    x = torch.from_numpy(np.ascontiguousarray(resize(rgb, nh, nw).transpose(2, 0, 1))).float()
+    mean, std = torch.tensor(official.PIXEL_MEAN).view(-1, 1, 1), torch.tensor(official.PIXEL_STD).view(-1, 1, 1)
+    return official._pad((x - mean) / std)[0].numpy()
+
+
+def _separable(wy, wx, rgb):
+    """``sum_ij wy[y, i] wx[x, j] rgb[i, j]`` in float64 with no rounding in between (a mutant's resize)."""
+    return np.tensordot(wy, np.tensordot(wx, rgb.astype(np.float64), axes=([1], [1])), axes=([1], [1]))
+
+
+def test_the_transcriptions_own_resize_is_pillows_and_the_fixtures(golden):
+    """The transcription resizes with its own NumPy transcription of Pillow's bilinear resampler (Pillow <= 12:
+    horizontal pass first), not with this package's resize nor the installed Pillow. It equals the installed
+    Pillow's ``Image.resize(BILINEAR)`` on every size the fixture uses and on other keep-ratio sizes (up- and
+    down-scaling; sizes where every Pillow runs the horizontal pass first), and through the mapper it gives the
+    fixture's image bit for bit. Mutations fail: the vertical pass first (what Pillow 13 may do,
+    python-pillow/Pillow#9549), float weights with one final rounding (no fixed point, no intermediate uint8), and
+    the centre without the half-pixel offset."""
+    from PIL import Image
+
+    _, _, readme, expected = golden
+    bilinear = getattr(Image, "Resampling", Image).BILINEAR
+    sizes = set()
+    for photo in readme["photos"]:
+        h, w = official.read_photo(photo).shape[:2]
+        for s in readme["settings"].values():
+            sizes.add((photo, official.shortest_edge_size(h, w, s["test_short_side"], s["test_max_size"])))
+        sizes.update((photo, (h * k // 8, w * k // 8)) for k in (3, 5, 7, 9, 13))
+    for photo, (nh, nw) in sorted(sizes):
+        rgb = official.read_photo(photo)
+        pil = np.asarray(Image.fromarray(rgb).resize((nw, nh), bilinear))
+        np.testing.assert_array_equal(official.pillow_bilinear(rgb, nh, nw), pil, err_msg=f"{photo} -> {nh}x{nw}")
+    np.testing.assert_array_equal(_mapped(readme, official.pillow_bilinear), expected["image"])
+
+    def vertical_first(rgb, h, w):
+        return official._pillow_pass(official._pillow_pass(rgb, h, axis=0), w, axis=1)
+
+    def float_weights(rgb, h, w):
+        wy = official._pillow_weights(rgb.shape[0], h) / (1 << official.PRECISION_BITS)
+        wx = official._pillow_weights(rgb.shape[1], w) / (1 << official.PRECISION_BITS)
+        out = _separable(wy, wx, rgb.astype(np.float64))
+        return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+
+    def no_half_pixel(rgb, h, w):
+        def weights(n_in, n_out):
+            scale = n_in / n_out
+            x = np.arange(n_in)[None, :] - (np.arange(n_out)[:, None] * scale)
+            k = np.maximum(0.0, 1.0 - np.abs(x / max(scale, 1.0)))
+            return k / k.sum(1, keepdims=True)
+
+        out = _separable(weights(rgb.shape[0], h), weights(rgb.shape[1], w), rgb.astype(np.float64))
+        return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+
+    for mutant in (vertical_first, float_weights, no_half_pixel):
+        assert not np.array_equal(_mapped(readme, mutant), expected["image"]), mutant.__name__
+
+
+def test_the_transcription_imports_nothing_of_the_package():
+    """The transcription (and the fixture it writes) is independent of zsseg_rt: no import of it in the source,
+    and a run of the fixture's first case in a fresh interpreter where importing zsseg_rt raises (the blocker is
+    shown to work: the same interpreter's ``import zsseg_rt`` fails)."""
+    import ast
+    import subprocess
+    import sys
+
+    source = Path(official.__file__).read_text(encoding="utf-8")
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert "zsseg_rt" not in imported and "zeg_helpers" not in imported, sorted(imported)
+    script = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "zsseg_rt" or name.startswith("zsseg_rt."):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+sys.path.insert(0, {str(Path(official.__file__).parent)!r})
+import numpy as np
+import zegformer_official as o
+from safetensors.torch import load_file
+sd = {{k: v.float() for k, v in load_file({str(GOLDEN / "official_tiny.safetensors")!r}).items()}}
+r = o.run_case(o.build(sd), *o.CASES[0])
+tag = o.case_tag(*o.CASES[0])
+expected = np.load({str(GOLDEN / "expected.npz")!r})
+assert (r["labels"] == expected[tag + "_labels"]).mean() >= 0.999 and np.array_equal(r["image"], expected["image"])
+assert not [m for m in sys.modules if m.split(".")[0] == "zsseg_rt"]
+try:
+    import zsseg_rt
+except ImportError:
+    print("independent")
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "independent", res.stderr[-3000:]

@@ -3,7 +3,13 @@
 runs on; it imports nothing of zsseg_rt):
 
 * detectron2 ``DatasetMapper`` (test): the uint8 RGB image resized by ``ResizeShortestEdge`` (``get_output_shape``,
-  then ``PIL.Image.resize(BILINEAR)`` in ``ResizeTransform.apply_image``), as a CHW uint8 tensor;
+  then ``PIL.Image.resize(BILINEAR)`` in ``ResizeTransform.apply_image``), as a CHW uint8 tensor. The resize is
+  this file's own (:func:`pillow_bilinear`), written from Pillow's documented convolution resampling (Pillow 2.7
+  release notes / ``Image.resize`` docs: the triangle filter's support widened by the scale when shrinking) and
+  the 8-bit path of ``libImaging/Resample.c`` of Pillow <= 12 (coefficients normalised, then rounded to 22-bit
+  fixed point; the horizontal pass rounded to uint8 before the vertical one), so the fixture does not depend on
+  the installed Pillow (Pillow 13 may run the vertical pass first, python-pillow/Pillow#9549);
+  ``test_golden_zegformer`` checks it equals the installed Pillow on every fixture size;
 * ``MaskFormer.forward`` (mask_former/mask_former_model.py), inference branch with ``CLIP_CLASSIFICATION``: pixel
   and CLIP normalisation, ``ImageList.from_tensors`` zero padding to ``SIZE_DIVISIBILITY`` 32, the backbone
   (detectron2 ``build_resnet_backbone``: BasicStem, BottleneckBlock with the stride in the 3x3 conv, FrozenBN), the
@@ -30,7 +36,8 @@ from __future__ import annotations
 import functools
 import math
 from collections import OrderedDict
-from typing import Dict, Sequence, Tuple
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -148,7 +155,8 @@ class ResNet(nn.Module):
 class BasePixelDecoder(nn.Module):
     def __init__(self, channels: Sequence[int], conv_dim: int, mask_dim: int):
         super().__init__()
-        self.lateral, self.output = [], []
+        self.lateral: List[Optional[D2Conv]] = []
+        self.output: List[D2Conv] = []
         for idx, ch in enumerate(channels):  # res2 .. res5
             gn = nn.GroupNorm(32, conv_dim)
             if idx == len(channels) - 1:
@@ -166,13 +174,15 @@ class BasePixelDecoder(nn.Module):
         self.mask_features = D2Conv(conv_dim, mask_dim, 3, padding=1)
 
     def forward_features(self, feats: Dict[str, torch.Tensor]) -> torch.Tensor:
-        y = None
+        y: Optional[torch.Tensor] = None
         for idx, name in enumerate(["res5", "res4", "res3", "res2"]):
             x = feats[name]
-            if self.lateral[idx] is None:
+            lateral = self.lateral[idx]
+            if lateral is None:
                 y = self.output[idx](x)
             else:
-                cur = self.lateral[idx](x)
+                cur = lateral(x)
+                assert y is not None  # res5 (no lateral) comes first
                 y = self.output[idx](cur + F.interpolate(y, size=cur.shape[-2:], mode="nearest"))
         return self.mask_features(y)
 
@@ -414,11 +424,59 @@ def shortest_edge_size(h: int, w: int, short: int, max_size: int) -> Tuple[int, 
     return int(newh + 0.5), int(neww + 0.5)
 
 
+PRECISION_BITS = 32 - 8 - 2  # Resample.c: 8-bit channels, 22-bit fixed-point coefficients
+
+
+def _pillow_weights(in_size: int, out_size: int) -> np.ndarray:
+    """``[out_size, in_size]`` int64 fixed-point weights of one bilinear pass (Resample.c ``precompute_coeffs`` with
+    the triangle filter, support 1, then ``normalize_coeffs_8bpc``): output pixel ``i`` is centred at
+    ``(i + 0.5) * scale`` in the source; when shrinking (``scale > 1``) the filter is stretched by ``scale``; the
+    taps run over source pixels ``int(centre -/+ support + 0.5)`` clipped to the image, each weighted
+    ``tri((x - centre + 0.5) / filterscale)``, normalised to sum 1, then rounded half away from zero to 22 bits."""
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 1.0 * filterscale
+    weights = np.zeros((out_size, in_size), dtype=np.int64)
+    for i in range(out_size):
+        centre = (i + 0.5) * scale
+        lo = max(int(centre - support + 0.5), 0)
+        hi = min(int(centre + support + 0.5), in_size)
+        x = np.arange(lo, hi, dtype=np.float64)
+        w = np.maximum(0.0, 1.0 - np.abs((x - centre + 0.5) / filterscale))
+        if w.sum() != 0.0:
+            w = w / w.sum()
+        w = w * (1 << PRECISION_BITS)
+        weights[i, lo:hi] = np.where(w < 0, np.trunc(w - 0.5), np.trunc(w + 0.5)).astype(np.int64)
+    return weights
+
+
+def _pillow_pass(image: np.ndarray, out_size: int, axis: int) -> np.ndarray:
+    """One ``ImagingResample{Horizontal,Vertical}_8bpc`` pass of a ``[H, W, C]`` uint8 image along ``axis``:
+    integer sum from ``1 << (PRECISION_BITS - 1)`` (rounding), shifted back and clipped to 0..255. The sums are
+    formed in float64, where they are exact: every product and partial sum is an integer below 2**31."""
+    weights = _pillow_weights(image.shape[axis], out_size).astype(np.float64)
+    src = np.moveaxis(image.astype(np.float64), axis, 0)
+    acc = np.moveaxis(np.tensordot(weights, src, axes=([1], [0])), 0, axis).astype(np.int64)
+    return np.clip((acc + (1 << (PRECISION_BITS - 1))) >> PRECISION_BITS, 0, 255).astype(np.uint8)
+
+
+def pillow_bilinear(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``PIL.Image.fromarray(rgb).resize((width, height), Image.BILINEAR)`` of Pillow <= 12 for ``[H, W, 3]`` uint8
+    (no ``reducing_gap``: ``Image.resize``'s default): the horizontal pass (if the width changes), rounded to
+    uint8, then the vertical pass (if the height changes)."""
+    out = np.asarray(rgb, dtype=np.uint8)
+    if width != out.shape[1]:
+        out = _pillow_pass(out, width, axis=1)
+    if height != out.shape[0]:
+        out = _pillow_pass(out, height, axis=0)
+    return np.ascontiguousarray(out)
+
+
 def mapper(rgb: np.ndarray, short: int, max_size: int) -> torch.Tensor:
-    """detectron2 ``DatasetMapper`` (test): ``ResizeShortestEdge`` with PIL, CHW uint8 tensor."""
+    """detectron2 ``DatasetMapper`` (test): ``ResizeShortestEdge`` with PIL bilinear, CHW uint8 tensor."""
     h, w = rgb.shape[:2]
     newh, neww = shortest_edge_size(h, w, short, max_size)
-    image = np.asarray(Image.fromarray(rgb).resize((neww, newh), Image.BILINEAR))
+    image = pillow_bilinear(rgb, newh, neww)
     return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
@@ -436,7 +494,7 @@ def official_inference(
     """The official test pipeline on one ``[H, W, 3]`` uint8 RGB image. Returns the final ``sem_seg [C, H, W]``
     (calibrated), ``labels``, ``scores`` (winning value) and the intermediate tensors the fixture keeps."""
     p = model.sem_seg_head.predictor
-    clip = p.clip_model
+    clip: CLIP = p.clip_model  # type: ignore[assignment]
     x = mapper(rgb, short, max_size).float()
     mean, std = torch.tensor(PIXEL_MEAN).view(-1, 1, 1), torch.tensor(PIXEL_STD).view(-1, 1, 1)
     cmean, cstd = torch.tensor(CLIP_PIXEL_MEAN).view(-1, 1, 1), torch.tensor(CLIP_PIXEL_STD).view(-1, 1, 1)
@@ -601,11 +659,13 @@ def build(sd: Dict[str, torch.Tensor]) -> ZegFormerOfficial:
     return model
 
 
+# the repository's sample VOC photos, located by path (this file imports nothing of zsseg_rt)
+PHOTO_DIR = Path(__file__).resolve().parents[2] / "zsseg_rt" / "assets" / "samples" / "JPEGImages"
+
+
 def read_photo(name: str) -> np.ndarray:
     """detectron2 ``read_image(format="RGB")``: PIL decode, RGB."""
-    from zsseg_rt.assets import sample_image  # only the file's location
-
-    with Image.open(sample_image(name)) as im:
+    with Image.open(PHOTO_DIR / name) as im:
         return np.asarray(im.convert("RGB"))
 
 
@@ -632,6 +692,68 @@ def run_all(model: ZegFormerOfficial) -> Dict[str, np.ndarray]:
     return out
 
 
+def environment() -> Dict[str, str]:
+    """The versions and CPU a run of this file used (fp32 kernels differ by CPU: ~1e-7 in the text embeddings,
+    ~1e-4 in the class logits between two x86 machines)."""
+    import platform
+
+    import PIL
+    import safetensors
+    import torchvision
+
+    try:
+        import open_clip
+
+        open_clip_version = open_clip.__version__
+    except Exception:  # the tokenizer is all this file uses of it
+        open_clip_version = "unknown"
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "Pillow (JPEG decoding only)": PIL.__version__,
+        "open_clip (tokenizer BPE only)": open_clip_version,
+        "safetensors": safetensors.__version__,
+        "machine": f"{platform.system()} {platform.machine()} {_cpu_model()}".strip(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        import platform
+
+        return platform.processor()
+
+
+def production_record(seed: int) -> Dict:
+    """How the fixture is produced (README.json ``production``)."""
+    return {
+        "command": "python python_tests/models/zegformer_official.py [FOLDER]  (default: this folder)",
+        "steps": [
+            f"_init: a torch.Generator seeded {seed} draws every tensor of the official-layout module tree "
+            "(He-scaled conv weights, perturbed norm scales and FrozenBN statistics, logit scales log(100) and "
+            "log(1/0.07)), rounded to fp16 values; token-embedding rows that no prompt uses are zeroed",
+            "_centre: the input_proj and mask_features biases set to cancel the two photos' mean features at the "
+            "tiny setting (rounded to fp16); the state dict, with criterion.empty_weight (15 x 1.0, 0.1), stored as "
+            "fp16 in official_tiny.safetensors",
+            "the model rebuilt from those fp16 values in fp32 (build) and run_all: official_inference on each case "
+            "(read_photo: PIL decode of the shipped VOC photo; mapper: ResizeShortestEdge size rule + this file's "
+            "own Pillow<=12 bilinear resize, pillow_bilinear; the official forward in fp32 on the CPU)",
+            "expected.npz: per case labels (uint8), winning calibrated scores and crop boxes; for the first case the "
+            "normalised padded image, class logits, query masks and both text-embedding sets; the query prompts' "
+            "tokens",
+            "README.json: this record, the architecture, cases, photo sha256s and per-case statistics",
+        ],
+        "imports": "torch, torchvision.ops.roi_align, numpy, Pillow (JPEG decoding), open_clip's tokenizer BPE "
+        "(OpenAI's vocabulary), safetensors; nothing of zsseg_rt",
+        "environment": {"written_on": environment()},
+    }
+
+
 def write_fixture(folder, seed: int = 3) -> Dict:
     """Writes official_tiny.safetensors, expected.npz and README.json into ``folder``; returns README."""
     import hashlib
@@ -647,9 +769,7 @@ def write_fixture(folder, seed: int = 3) -> Dict:
     model = build(sd)
     expected = run_all(model)
     save_file({k: v.to(torch.float16).contiguous() for k, v in sd.items()}, str(folder / "official_tiny.safetensors"))
-    np.savez_compressed(folder / "expected.npz", **expected)
-    from zsseg_rt.assets import sample_image
-
+    np.savez_compressed(folder / "expected.npz", **expected)  # type: ignore[arg-type]
     stats = {
         k[: -len("_labels")]: {"classes_winning": int(len(np.unique(v))), "pixels": int(v.size)}
         for k, v in expected.items()
@@ -667,13 +787,14 @@ def write_fixture(folder, seed: int = 3) -> Dict:
         "unseen_names": VOC_UNSEEN,
         "query_templates": SINGLE_TEMPLATE,
         "clip_templates": CLIP_TEMPLATES,
-        "photos": {p: hashlib.sha256(sample_image(p).read_bytes()).hexdigest() for p in PHOTOS},
+        "photos": {p: hashlib.sha256((PHOTO_DIR / p).read_bytes()).hexdigest() for p in PHOTOS},
         "settings": {k: {"test_short_side": s, "test_max_size": m} for k, (s, m) in SETTINGS.items()},
         "cases": [{"photo": p, "setting": st, "style": sy, "tag": case_tag(p, st, sy)} for p, st, sy in CASES],
         "results": stats,
         "load_with": "load_official_zegformer(path, config='zegformer_tiny_test', stem_channels=16, res2_channels=32, "
         "width_per_group=8, image_size=224, clip_cfg={'vision_cfg': {'head_width': 64}, 'text_cfg': {'heads': 1}}, "
         "class_names=<class_names>)",
+        "production": production_record(seed),
     }
     (folder / "README.json").write_text(json.dumps(readme, indent=1) + "\n")
     return readme
