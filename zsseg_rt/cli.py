@@ -9,7 +9,7 @@ import time
 from typing import List, Optional
 
 from zsseg_rt.assets import SAMPLES_DIR
-from zsseg_rt.cli_types import real_number, whole_number
+from zsseg_rt.cli_types import DEMO_METHOD, real_number, whole_number
 
 SAMPLE_DIR = str(SAMPLES_DIR)  # the VOC sample photos shipped with the package
 
@@ -458,7 +458,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--method",
-        default="scclip-vitb16",
+        default=DEMO_METHOD,
         help="training-free method used with stock CLIP weights: scclip-vitb16 (default: SC-CLIP, the best "
         "published mIoU of them), naclip-vitb16, sclip-vitb16, clearclip-vitb16 or maskclip-vitb16",
     )

@@ -9,7 +9,9 @@ import argparse
 import math
 from typing import Callable, Optional
 
-__all__ = ["whole_number", "real_number", "port_number"]
+__all__ = ["whole_number", "real_number", "port_number", "DEMO_METHOD"]
+
+DEMO_METHOD = "scclip-vitb16"  # zsseg demo --method's default (SC-CLIP); its family's configs are the demo's methods
 
 
 def _range_text(low, high, above, kind: str) -> str:

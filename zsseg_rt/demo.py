@@ -71,9 +71,10 @@ def _resolve_model(args):
         family_of(args.method)  # an unknown --method is an error of its own, never reported as missing weights
     except FileNotFoundError:
         from zsseg_rt.cli_errors import CliError
+        from zsseg_rt.cli_types import DEMO_METHOD
         from zsseg_rt.models.registry import list_configs
 
-        known = ", ".join(list_configs("training_free"))
+        known = ", ".join(list_configs(family_of(DEMO_METHOD)))  # the default method's family: the training-free ones
         raise CliError(f"--method {args.method!r} is not a model config; the training-free methods: {known}") from None
 
     cache_only_when_offline(tag, say=lambda line: print(f"[demo] {line}", flush=True))
