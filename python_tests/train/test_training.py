@@ -14,8 +14,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from zsseg_rt.data import SyntheticDataset  # noqa: E402
-from zsseg_rt.eval import evaluate  # noqa: E402
 from zsseg_rt.train import Trainer, load_train_config, poly_lr  # noqa: E402
 from zsseg_rt.train.checkpoint import find_resume_checkpoint, load_checkpoint  # noqa: E402
 
@@ -105,28 +103,20 @@ def test_unknown_config_keys_are_named(tmp_path):
         Trainer(_cfg(tmp_path, model_overrides={"bogus": 1}), progress=False)
 
 
-def test_tiny_model_learns_seen_classes(tmp_path, capsys):
-    """300 iterations on synthetic shapes must clearly beat the untrained model on seen-class mIoU."""
-    cfg = _cfg(tmp_path, iterations=300, checkpoint_interval=1000)
-    tr = Trainer(cfg, progress=False)
-    text = tr.text_all.numpy()
-    held_out = SyntheticDataset(length=16, size=(64, 64), num_classes=6, seed=999, unseen=["cyan checker"])
-    # seen_classes=[]: no -0.1 seen calibration, because the unseen class's RANDOM text embedding is not
-    # meaningful here (real CLIP text is what makes unseen classes work); seen-class learning is what we test.
-    kw = dict(mode="whole", text_embeddings=text, seen_classes=[], progress=False)
-    before = evaluate(tr.model, held_out, **kw)
-    t0 = time.time()
-    summary = tr.train()
-    after = evaluate(tr.model, held_out, **kw)
+def test_tiny_model_learns_seen_classes(zegclip_fp32_learning, capsys):
+    """300 iterations on synthetic shapes must clearly beat the untrained model on seen-class mIoU (the run is
+    the ``zegclip_fp32_learning`` fixture of conftest.py, shared with the mixed-precision test)."""
+    run = zegclip_fp32_learning
+    before, after = run.before, run.after
     with capsys.disabled():
         print(
             f"\n[learning] mIoU(seen) {before['mIoU_seen']:.1f} -> {after['mIoU_seen']:.1f}, pAcc "
-            f"{before['pAcc']:.1f} -> {after['pAcc']:.1f}, {time.time() - t0:.1f}s for 300 iterations"
+            f"{before['pAcc']:.1f} -> {after['pAcc']:.1f}, {run.seconds:.1f}s for 300 iterations"
         )
-    assert summary["iteration"] == 300 and (tmp_path / "final" / "model.safetensors").is_file()
+    assert run.summary["iteration"] == 300 and (run.work_dir / "final" / "model.safetensors").is_file()
     assert after["mIoU_seen"] >= before["mIoU_seen"] + 20.0
     assert after["pAcc"] >= before["pAcc"] + 20.0
-    rows = (tmp_path / "log.csv").read_text().splitlines()
+    rows = (run.work_dir / "log.csv").read_text().splitlines()
     assert rows[0].startswith("iter,loss") and len(rows) == 31
 
 

@@ -103,27 +103,103 @@ def _seen_miou(model, text, dataset, seen_names):
     return float(np.nanmean(iou[idx]) * 100)
 
 
-@pytest.mark.slow
-def test_tiny_zegformer_learns_seen_classes(tmp_path, capsys):
-    """Training on synthetic shapes must clearly raise the seen-class mIoU of the query classifier + masks."""
-    tr = Trainer(_cfg(tmp_path, model_overrides=NO_DROPOUT, iterations=120, checkpoint_interval=1000), progress=False)
+# The learning recipe: zegformer_tiny_test (batch 8 of 64 px synthetic shapes, AdamW, backbone lr x0.1, grad clip
+# 0.01, poly, no dropout) with a 4x larger lr and 200 iterations. How it was chosen (an lr sweep with 2 torch threads
+# by the session that wrote this test, not re-run since; seen-class mIoU after training, 1.5-9.4 before): lr 5e-4 x
+# 120 iterations (the former test) 10.5 / 12.0 at seeds 0 / 1; lr 2e-3 x 120: 50.6 / 16.5 / 53.6 / 39.3 / 21.4 at
+# seeds 0-4; lr 4e-3 x 120: worse (24.8 / 12.3 / 15.4 / 4.7 at seeds 0-3); no grad clip at lr 2e-3 x 120: 6.2
+# (seed 1). The former test's 47.3 (seed 0, lr 5e-4 x 120) came from the torchvision ResNet's random draws at that
+# one seed; the lr, not the init, is what makes every seed learn. The recipe's own numbers, re-measured, are in
+# the test's docstring.
+LEARNING = dict(
+    iterations=200, lr=2e-3, log_interval=1, checkpoint_interval=1000, save_native=False, model_overrides=NO_DROPOUT
+)
+LEARNING_SEEDS = (0, 1, 2)
+MIOU_GAIN = 20.0  # points of seen-class mIoU over the untrained model, every seed (the ZegCLIP twin's bound)
+LOSS_RATIO = 0.8  # the last 10 % of the logged iterations' mean loss (and dice loss) < 0.8 x the first 10 %'s
+
+
+def _learning_run(tmp, seed: int, **overrides) -> dict:
+    """Train the learning recipe at ``seed`` (model init, data order, augmentation); the seen-class mIoU on 12
+    held-out images before and after, and the mean total / dice loss over the first and last 10 % of iterations."""
+    import csv
+
+    recipe = dict(LEARNING, **overrides)
+    tr = Trainer(_cfg(tmp, seed=seed, **recipe), progress=False)
     held_out = SyntheticDataset(length=12, size=(64, 64), num_classes=6, seed=999, unseen=["cyan checker"])
     seen_names = [tr.dataset.split.class_names[i] for i in tr.seen]
-    text = tr.text_all
-    before = _seen_miou(tr.model, text, held_out, seen_names)
+    before = _seen_miou(tr.model, tr.text_all, held_out, seen_names)
     t0 = time.time()
     summary = tr.train()
+    seconds = time.time() - t0
     tr.model.eval()
-    after = _seen_miou(tr.model, text, held_out, seen_names)
+    after = _seen_miou(tr.model, tr.text_all, held_out, seen_names)
+    with open(tmp / "log.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert summary["iteration"] == len(rows) == recipe["iterations"]
+    w = len(rows) // 10
+    windows = {
+        key: (float(np.mean([float(r[key]) for r in rows[:w]])), float(np.mean([float(r[key]) for r in rows[-w:]])))
+        for key in ("loss", "loss_dice")
+    }
+    return {"seed": seed, "before": before, "after": after, "seconds": seconds, **windows}
+
+
+def _check_learned(run: dict) -> None:
+    """What learning means here: a clear seen-class mIoU gain and both losses clearly down."""
+    assert run["after"] >= run["before"] + MIOU_GAIN, (
+        f"seed {run['seed']}: mIoU(seen) {run['before']:.1f} -> {run['after']:.1f} (< +{MIOU_GAIN})"
+    )
+    for key in ("loss", "loss_dice"):
+        first, last = run[key]
+        assert last < LOSS_RATIO * first, f"seed {run['seed']}: {key} {first:.3f} -> {last:.3f} (not < {LOSS_RATIO}x)"
+
+
+def _report(run: dict) -> str:
+    return (
+        f"seed {run['seed']}: mIoU(seen) {run['before']:.1f} -> {run['after']:.1f}, loss {run['loss'][0]:.2f} -> "
+        f"{run['loss'][1]:.2f}, dice {run['loss_dice'][0]:.3f} -> {run['loss_dice'][1]:.3f}, {run['seconds']:.1f}s"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", LEARNING_SEEDS)
+def test_tiny_zegformer_learns_seen_classes(tmp_path, capsys, seed):
+    """The query classifier + masks learn the seen classes of synthetic shapes at every seed tried: seen-class
+    mIoU (the seen vocabulary, as in training) at least +20 points over the untrained model, and the total and
+    dice losses of the last 20 iterations below 0.8x those of the first 20.
+
+    Measured (2-core x86 CPU shared with other work; one torch thread, python_tests/conftest.py's
+    ``_single_torch_thread`` for train/; mIoU(seen) before -> after, loss and dice first -> last window, seconds of
+    training): seed 0: 6.5 -> 52.8, 25.44 -> 3.43, 1.383 -> 0.727; seed 1: 6.0 -> 35.1, 17.49 -> 2.65, 1.372 ->
+    0.563; seed 2: 9.4 -> 47.8, 17.26 -> 2.94, 1.366 -> 0.599 (the same numbers in every run; training took 42-53
+    s per seed with the 2 cores lightly shared, 69-161 s at a load of ~9). Seeds 3 and 4, not run by the test, gave
+    6.0 -> 58.9 and 1.5 -> 31.1 the same way: the smallest gain over five seeds is +29.1 (seed 1), so the +20 bound
+    holds with a margin and is not tuned to the chosen seeds. One test per seed;
+    ``test_the_learning_check_fails_without_learning`` runs the no-learning control."""
+    run = _learning_run(tmp_path, seed)
     with capsys.disabled():
-        print(
-            f"\n[zegformer learning] mIoU(seen) {before:.1f} -> {after:.1f}, {time.time() - t0:.1f}s for 120 iterations"
-        )
-    assert summary["iteration"] == 120
-    # Measured (seen vocabulary): 6.0 -> 47.3 with torchvision's ResNet init, 6.5 -> 10.1 with detectron2's trunk
-    # (same architecture and init scheme, other random draws); seeds 1 and 3 learn little in 120 iterations with
-    # either trunk: this tiny recipe is seed-sensitive, so the bound asks for clear progress, not a large margin.
-    assert after >= before + 3.0
+        print(f"\n[zegformer learning] {_report(run)}")
+    _check_learned(run)
+
+
+@pytest.mark.slow
+def test_the_learning_check_fails_without_learning(tmp_path, capsys):
+    """The control: the same recipe and seed with lr = 0 (every step computed, nothing moves) must fail the
+    learning check, on both its mIoU gain and its loss decrease. With lr = 0 the weights stay where they started
+    however long it runs (FrozenBN: no running statistics either), so the control runs 60 iterations (loss
+    windows of 6). Measured (seed 0): mIoU(seen) 6.5 -> 6.5, loss 49.48 -> 51.31 (1.04x), dice 1.345 -> 1.332
+    (0.99x), 12.5-21 s; over the full 200 iterations: loss 50.55 -> 51.20 (1.01x), dice 1.340 -> 1.317 (0.98x);
+    against the bounds +20 mIoU and < 0.8x."""
+    run = _learning_run(tmp_path, LEARNING_SEEDS[0], lr=0.0, iterations=60)
+    with capsys.disabled():
+        print(f"\n[zegformer learning, control lr=0] {_report(run)}")
+    assert run["after"] == run["before"]  # the weights never moved
+    with pytest.raises(AssertionError, match="mIoU"):
+        _check_learned(run)
+    for key in ("loss", "loss_dice"):  # the loss check fails on its own too
+        first, last = run[key]
+        assert last >= LOSS_RATIO * first, (key, first, last)
 
 
 def test_resume_reproduces_uninterrupted_run(tmp_path):
