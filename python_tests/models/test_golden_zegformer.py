@@ -269,7 +269,9 @@ def test_the_transcriptions_own_resize_is_pillows_and_the_fixtures(golden):
 def test_the_transcription_imports_nothing_of_the_package():
     """The transcription (and the fixture it writes) is independent of zsseg_rt: no import of it in the source,
     and a run of the fixture's first case in a fresh interpreter where importing zsseg_rt raises (the blocker is
-    shown to work: the same interpreter's ``import zsseg_rt`` fails)."""
+    shown to work: the same interpreter's ``import zsseg_rt`` fails). Mutation (measured on a copy of the file):
+    ``read_photo`` locating the photo with ``zsseg_rt.assets.sample_image`` again, as before issue 40, fails both
+    checks (the AST scan names zsseg_rt; the blocked run raises ``ImportError: blocked: zsseg_rt``)."""
     import ast
     import subprocess
     import sys
