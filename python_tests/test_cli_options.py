@@ -618,14 +618,10 @@ def test_train_skip_corrupt_and_fail_on_corrupt(tmp_path, capsys, corrupt_folder
     assert summary["iteration"] == 3 and summary["skipped_samples"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect found here, not fixed (zsseg_rt/train is another session's): with --num-workers >= 1 the images "
-    "skipped in the DataLoader workers are not counted (Trainer reports len(self.dataset.skipped) of the main "
-    "process's copy): skipped_samples says 0",
-)
 def test_train_skip_corrupt_counts_with_loader_workers(tmp_path, capsys, corrupt_folder_dataset):
-    """`--num-workers 1`: the data is loaded in a worker process; a skipped image is still counted."""
+    """`--num-workers 1`: the data is loaded in a worker process; a skipped image is still counted. (Found by this
+    test: the workers' skips were recorded in their own copies of the dataset and the summary said 0; the trainer
+    now shares the record with them through a multiprocessing manager. Control: without the sharing this fails.)"""
     pytest.importorskip("torch")
     summary, _ = _train(capsys, tmp_path, "--set", corrupt_folder_dataset, "--skip-corrupt", "--num-workers", "1")
     assert summary["skipped_samples"] == 1

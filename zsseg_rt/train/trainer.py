@@ -274,6 +274,28 @@ class Trainer:
         return p
 
     # -------------------------------------------------------------- training
+    def _share_skip_record(self):
+        """With DataLoader workers, samples are loaded (and corrupt ones skipped) in the workers' processes: the
+        dataset's ``skipped`` record becomes a dict of a multiprocessing manager shared with them, so the summary's
+        ``skipped_samples`` counts what they skipped (it said 0). Returns the manager (None without workers)."""
+        if self.cfg.num_workers <= 0 or not isinstance(getattr(self.dataset, "skipped", None), dict):
+            return None
+        import multiprocessing
+
+        manager = multiprocessing.Manager()
+        self.dataset.skipped = manager.dict(self.dataset.skipped)
+        return manager
+
+    def _unshare_skip_record(self, manager) -> None:
+        """Copy the shared skip record back into a plain dict and stop the manager's process."""
+        import gc
+
+        gc.collect()  # a dropped loader iterator shuts its workers down now, not at some later collection
+        try:
+            self.dataset.skipped = dict(self.dataset.skipped)
+        finally:
+            manager.shutdown()
+
     def _loader(self):
         from torch.utils.data import DataLoader
 
@@ -453,6 +475,7 @@ class Trainer:
         )
         last_ckpt, logs = resumed, {}
         start_time, start_iter = time.time(), self.iteration
+        shared_skips = self._share_skip_record()
         data_iter = iter(self._loader()) if self.iteration < end else None
         try:
             while self.iteration < end:
@@ -474,6 +497,9 @@ class Trainer:
                 if self.iteration % cfg.checkpoint_interval == 0 or self.iteration == cfg.iterations:
                     last_ckpt = self.save() or last_ckpt
         finally:
+            data_iter = None  # the loader's workers end here, before their shared skip record is read back
+            if shared_skips is not None:
+                self._unshare_skip_record(shared_skips)
             bar.close()
             if log_file is not None:
                 log_file.close()
