@@ -28,13 +28,20 @@ _LEGACY: Dict[str, Dict[str, Any]] = {
     "zegformer": {"pipeline": "two_stage", "sections": {"zegformer": "two_stage"}},
     "zeroseg": {"evaluation_protocol": "background_threshold"},
     # a class with synonyms: the max over its names' probabilities (SCLIP/NACLIP/SC-CLIP postprocess_result)
-    "training_free": {"postprocess": {"synonyms": "max"}},
+    "training_free": {
+        "postprocess": {"synonyms": "max"},
+        # config keys that did not exist when the bundle was written, with the value its graphs were built with:
+        # before ``tower`` every training-free image tower was stock open_clip (MaskCLIP's default is now mmseg's
+        # ViT: an old MaskCLIP bundle's config must keep meaning what its graphs compute)
+        "config": {"tower": "open_clip"},
+    },
 }
 
 
 def migrate_meta(raw: Any) -> Any:
     """A copy of a parsed meta.json with ``architecture.family``, ``pipeline``, ``evaluation_protocol``, ``weights``
-    (``bundle.weights.derive_weights``), the pipeline's parameter section and ``postprocess.synonyms`` filled in
+    (``bundle.weights.derive_weights``), the pipeline's parameter section, ``postprocess.synonyms`` and config keys
+    added since (a training-free config's ``tower``) filled in
     where an older bundle lacks them; fields a bundle records are kept.
     Anything that is not a JSON object with an ``architecture`` object is returned unchanged (the schema check
     reports it)."""
@@ -54,6 +61,11 @@ def migrate_meta(raw: Any) -> Any:
     for old, new in legacy.get("sections", {}).items():
         if old in out and new not in out:
             out[new] = out[old]
+    config = architecture.get("config")
+    if legacy.get("config") and isinstance(config, dict):
+        missing = {k: v for k, v in legacy["config"].items() if k not in config}
+        if missing:
+            architecture["config"] = dict(config, **missing)
     if legacy.get("postprocess") and isinstance(out.get("postprocess"), dict):
         missing = {k: v for k, v in legacy["postprocess"].items() if k not in out["postprocess"]}
         if missing:
