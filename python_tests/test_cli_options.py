@@ -217,8 +217,9 @@ def test_eval_ray_options_reach_the_actor_pool(voc_copy, tiny_bundle, zeroseg_na
     root, _ = voc_copy
     argv = ["eval", tiny_bundle, "--dataset", "voc", "--data-root", root, "--ray", "--workers", "2"]
     argv += ["--gpus-per-worker", "0.5", "--cpus-per-worker", "2", "--address", "ray://head:10001", "--json"]
-    _ok(capsys, *argv, "--no-progress")
+    _ok(capsys, *argv, "--no-progress", "--backend", "openvino", "--precision", "auto")
     assert seen["address"] == "ray://head:10001" and seen["workers"] == 2
+    assert (seen["backend"], seen["precision"]) == ("openvino", "auto")
     assert (seen["gpus_per_worker"], seen["cpus_per_worker"], seen["progress"]) == (0.5, 2.0, False)
     assert seen["spec"]["root"] == str(root)
     native, weights, coco = zeroseg_native
@@ -936,7 +937,8 @@ def test_batch_options_reach_the_job_and_the_cluster(tiny_bundle, tmp_path, caps
     """Every `zsseg batch` option ends up in the checked job handed to Ray Data (or in the cluster Ray joins).
     Running the job itself is python_tests/scale/test_batch.py's (a Ray cluster; GPUs and a remote cluster are not
     available here): Ray's start and the run are replaced by recorders. `--no-resume` redoes an image a previous
-    run finished (with resume it is skipped)."""
+    run finished (with resume it is skipped). `--backend openvino --precision auto` reach every worker's Engine (the
+    worker resolves auto on its own CPU: test_openvino_precision.py); without --precision the backend's default."""
     _ray_or_skip()
     import zsseg_rt.scale as scale
     import zsseg_rt.scale.batch as batch
@@ -964,7 +966,7 @@ def test_batch_options_reach_the_job_and_the_cluster(tiny_bundle, tmp_path, caps
     assert job.pool == {"min_size": 1, "max_size": 3} and (job.gpus_per_worker, job.cpus_per_worker) == (0.5, 2.0)
     assert job.batch_size == 7 and job.names == ["cat", "dog"]
     assert job.worker_options == dict(
-        backend="onnxruntime", device="cuda", mode="fast", max_pixels=5000, expected_digest=digest
+        backend="onnxruntime", device="cuda", mode="fast", max_pixels=5000, expected_digest=digest, precision=None
     )
     assert sorted(os.path.basename(p) for p in job.plan.sources) == ["a.png", "b.png"]
     # a previous run did a.png: resumed it is skipped, with --no-resume it is done again
@@ -973,9 +975,10 @@ def test_batch_options_reach_the_job_and_the_cluster(tiny_bundle, tmp_path, caps
     (out / labels_name("a.png")).write_bytes(b"")
     (out / MANIFEST).write_text(json.dumps({"key": "a.png", "status": "ok", "labels": labels_name("a.png")}) + "\n")
     base = ["batch", folder, out, "--bundle", tiny_bundle, "--classes", "cat,dog", "--address", "ray://head:10001"]
-    _ok(capsys, *base)
+    _ok(capsys, *base, "--backend", "openvino", "--precision", "auto")
     assert [os.path.basename(p) for p in seen["job"].plan.sources] == ["b.png"]
     assert seen["job"].worker_options["device"] == "auto" and seen["progress"] is True
+    assert (seen["job"].worker_options["backend"], seen["job"].worker_options["precision"]) == ("openvino", "auto")
     _ok(capsys, *base, "--no-resume")
     assert sorted(os.path.basename(p) for p in seen["job"].plan.sources) == ["a.png", "b.png"]
 
@@ -1293,6 +1296,7 @@ COVERAGE = {
     "zsseg eval --limit": ("test_cli_help.py::test_eval_json_is_a_flag_and_the_old_path_spelling_still_writes",),
     "zsseg eval --device": (_ZEROSEG_EVAL,),
     "zsseg eval --backend": (_M + "test_eval_backend_per_class_and_progress",),
+    "zsseg eval --precision": (_EVAL_RAY, "scale/test_openvino_workers.py::test_eval_workers_run_openvino_auto"),
     "zsseg eval --skip-corrupt": (_M + "test_eval_skip_corrupt",),
     "zsseg eval --ignore-bad-labels": (_M + "test_eval_ignore_bad_labels",),
     "zsseg eval --max-pixels": ("test_cli_errors.py::test_eval_refuses_dataset_images_over_the_limit",),
@@ -1313,6 +1317,7 @@ COVERAGE = {
     "zsseg batch --backend": ("scale/test_batch.py::test_list_file_bad_image_and_cli", _BATCH),
     "zsseg batch --device": (_BATCH,),
     "zsseg batch --mode": (_BATCH,),
+    "zsseg batch --precision": (_BATCH, "scale/test_openvino_workers.py::test_batch_workers_share_the_compiled_cache"),
     "zsseg batch --no-resume": (_BATCH,),
     "zsseg batch --no-progress": (_BATCH,),
     "zsseg batch --max-pixels": (_BATCH, "scale/test_scale_cli.py::test_batch_checks_before_ray"),

@@ -151,14 +151,20 @@ def _cmd_segment(args) -> int:
 
 
 def _prepare_precision(args) -> int:
-    """``zsseg build-engine --backend onnxruntime|torch``: prepare and gate a reduced precision ahead of use."""
+    """``zsseg build-engine --backend onnxruntime|openvino|torch``: prepare and gate a reduced precision ahead of use."""
     from zsseg_rt.bundle import BundleError, load_meta
     from zsseg_rt.export.accuracy_gate import EngineAccuracyError
     from zsseg_rt.runtime.precision_records import PrecisionRecordError
 
-    precision = args.precision or ("int8" if args.backend == "onnxruntime" else "fp16")
+    precision = args.precision or {"onnxruntime": "int8", "openvino": "bf16"}.get(args.backend, "fp16")
     try:
-        if args.backend == "onnxruntime":
+        if args.backend == "openvino":
+            from zsseg_rt.export.openvino_precision import prepare_openvino_precision
+
+            record = prepare_openvino_precision(
+                args.bundle, precision, force=args.force, accept_below_gate=args.accept_below_gate
+            )
+        elif args.backend == "onnxruntime":
             from zsseg_rt.export.ort_quantize import prepare_onnxruntime_precision
 
             record = prepare_onnxruntime_precision(
@@ -254,9 +260,10 @@ def _add_segment_command(sub) -> None:
     p.add_argument(
         "--precision",
         default=None,
-        choices=["fp32", "fp16", "fp16-pinned", "bf16", "int8"],
-        help="default: the backend's (TensorRT fp16, else fp32). onnxruntime: int8 (CPU) or bf16 (Arm64); torch: "
-        "fp16/bf16; a reduced precision runs only after its accuracy gate passed (docs/precision.md)",
+        choices=["fp32", "fp16", "fp16-pinned", "bf16", "int8", "auto"],
+        help="default: the backend's (TensorRT fp16, else fp32). onnxruntime: int8 (CPU) or bf16 (Arm64); openvino: "
+        "bf16 (AMX / AVX-512-BF16) or auto (the fastest precision that passed the gate on this CPU, else fp32); "
+        "torch: fp16/bf16; a reduced precision runs only after its accuracy gate passed (docs/precision.md)",
     )
     p.add_argument(
         "--max-pixels",
@@ -396,15 +403,17 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "build-engine",
-        help="build TensorRT 10 engines, or prepare a reduced precision of ONNX Runtime / torch (accuracy-gated)",
+        help="build TensorRT 10 engines, or prepare a reduced precision of ONNX Runtime / OpenVINO / torch "
+        "(accuracy-gated)",
     )
     p.add_argument("bundle", help="bundle directory written by `zsseg export`")
     p.add_argument(
         "--backend",
         default="tensorrt",
-        choices=["tensorrt", "onnxruntime", "torch"],
+        choices=["tensorrt", "onnxruntime", "openvino", "torch"],
         help="tensorrt: build engines; onnxruntime: quantise the image encoder for this CPU (int8) or gate bf16 "
-        "(Arm64); torch: gate fp16/bf16 on this device (docs/precision.md)",
+        "(Arm64); openvino: gate bf16 on this CPU (AMX / AVX-512-BF16); torch: gate fp16/bf16 on this device "
+        "(docs/precision.md)",
     )
     p.add_argument(
         "--precision",
@@ -412,7 +421,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         choices=["fp16", "fp16-pinned", "fp32", "int8", "bf16"],
         help="TensorRT (default fp16): fp16 = plain fp16 (L2-norm sums of squares in fp32); fp16-pinned: "
         "LayerNorm/Softmax also fp32; int8: explicitly quantised (Q/DQ) bundles only. onnxruntime (default int8): "
-        "int8 or bf16. torch (default fp16): fp16 or bf16",
+        "int8 or bf16. openvino (default bf16): bf16. torch (default fp16): fp16 or bf16",
     )
     p.add_argument(
         "--max-batch", type=whole_number(1), default=None, help="windows per encoder call (default: a 4:3 frame's)"

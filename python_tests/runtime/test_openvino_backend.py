@@ -120,7 +120,7 @@ def test_compiled_models_are_cached_per_bundle_cpu_version_and_settings(bundle, 
     folder = first.graphs.cache_dir
     assert os.path.dirname(folder) == cache and os.path.basename(folder) == first.graphs.key.digest()
     assert not any(first.graphs.loaded_from_cache(role) for role in ("image", "head", "text"))
-    blobs = sorted(name for name in os.listdir(folder) if name != ovb.CACHE_RECORD)
+    blobs = sorted(name for name in os.listdir(folder) if name not in (ovb.CACHE_RECORD, ovb.COMPILE_LOCK))
     assert len(blobs) == 3, blobs  # one compiled blob per graph
     record = json.load(open(os.path.join(folder, ovb.CACHE_RECORD)))
     assert record["digest"] == first.graphs.key.digest()
@@ -128,7 +128,7 @@ def test_compiled_models_are_cached_per_bundle_cpu_version_and_settings(bundle, 
     assert record["key"]["library"].startswith("openvino 20")
     second = OpenVinoBackend(load_meta(bundle), threads=1, cache_dir=cache)
     assert all(second.graphs.loaded_from_cache(role) for role in ("image", "head", "text"))
-    assert sorted(name for name in os.listdir(folder) if name != ovb.CACHE_RECORD) == blobs
+    assert sorted(name for name in os.listdir(folder) if name not in (ovb.CACHE_RECORD, ovb.COMPILE_LOCK)) == blobs
     other = OpenVinoBackend(load_meta(bundle), threads=2, cache_dir=cache)
     assert other.graphs.cache_dir != folder and not other.graphs.loaded_from_cache("image")
 
@@ -163,7 +163,7 @@ def test_cache_key_names_bundle_version_cpu_and_settings(bundle, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"precision": "int8"}, ValueError, r"precision must be one of \('fp32',\), got 'int8'"),
+        ({"precision": "int8"}, ValueError, r"precision must be one of \('fp32', 'bf16', 'auto'\), got 'int8'"),
         ({"device": "cuda"}, ValueError, "runs on the CPU: device must be 'auto' or 'cpu', got 'cuda'"),
         ({"threads": -1}, ValueError, "threads must be >= 0"),
     ],

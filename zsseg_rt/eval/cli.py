@@ -81,6 +81,7 @@ def _run(args: argparse.Namespace) -> int:
             cpus_per_worker=args.cpus_per_worker,
             progress=not args.no_progress,
             settings=args.settings,
+            precision=args.precision,
         )
         return _report(metrics, args)
     ds = build_dataset(spec)
@@ -98,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         background_threshold=args.background_threshold,
         thresholds=args.thresholds,
         settings=args.settings,
+        precision=args.precision,
     )
     return _report(metrics, args)
 
@@ -194,7 +196,14 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--save-json", default=None, metavar="PATH", help="also write the metrics to this JSON file")
     p.add_argument("--limit", type=whole_number(1), default=None, help="evaluate only the first N images (N >= 1)")
     p.add_argument("--device", default=None, help="torch device (default: the checkpoint's / auto for bundles)")
-    p.add_argument("--backend", default="auto", help="bundle backend: auto, onnxruntime, tensorrt, torch")
+    p.add_argument("--backend", default="auto", help="bundle backend: auto, onnxruntime, tensorrt, openvino, torch")
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=["fp32", "fp16", "fp16-pinned", "bf16", "int8", "auto"],
+        help="bundles: the Engine's precision (default: the backend's); openvino: auto runs the fastest precision "
+        "that passed the accuracy gate on this CPU (docs/precision.md)",
+    )
     p.add_argument("--skip-corrupt", action="store_true", help="skip undecodable files (counted) instead of failing")
     p.add_argument("--ignore-bad-labels", action="store_true", help="treat out-of-range label values as ignore")
     p.add_argument(

@@ -14,6 +14,7 @@ directory (``meta.json``, run by ``Engine``).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -125,9 +126,20 @@ class Segmenter:
         return labels
 
 
-def load_for_eval(path: Union[str, Path], device: Optional[str] = None, backend: str = "auto", mode: str = "slide"):
-    """``(kind, model_or_engine)`` for a checkpoint path."""
+def load_for_eval(
+    path: Union[str, Path],
+    device: Optional[str] = None,
+    backend: str = "auto",
+    mode: str = "slide",
+    precision: Optional[str] = None,
+):
+    """``(kind, model_or_engine)`` for a checkpoint path (``precision``: the Engine's, bundles only)."""
     kind = checkpoint_kind(path)
+    if precision is not None and kind != "bundle":
+        raise ValueError(
+            f"precision={precision!r} is an Engine (bundle) setting; {os.fspath(path)!r} is a {kind} checkpoint, "
+            "evaluated by torch in its own precision: leave precision unset or evaluate an exported bundle"
+        )
     if kind == "bundle":
         from zsseg_rt.runtime import Engine
 
@@ -135,7 +147,7 @@ def load_for_eval(path: Union[str, Path], device: Optional[str] = None, backend:
             raise ValueError(
                 f"bundles are evaluated with the official sliding-window order (mode 'slide'); got mode {mode!r}"
             )
-        return kind, Engine(str(path), backend=backend, device=device or "auto", mode="exact")
+        return kind, Engine(str(path), backend=backend, device=device or "auto", mode="exact", precision=precision)
     from zsseg_rt.models import load_native
 
     if kind == "native":
@@ -202,6 +214,7 @@ def evaluate(
     background_threshold: Optional[float] = None,
     thresholds: str = "paper",
     settings: str = "official",
+    precision: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Metrics of ``checkpoint`` (path, ``ZegCLIP`` / ``CLIPRC`` or ``Engine``) on ``dataset`` (object or spec dict).
 
@@ -218,6 +231,8 @@ def evaluate(
             dataset where the family has them (``Family.evaluation_settings``: e.g. a training-free method's logit
             scale, thresholds, PAMR and test size), restored afterwards; "bundle" keeps the bundle's own. What ran
             is recorded under ``"evaluation_settings"`` (absent when the family has no such settings).
+        precision: a bundle path's Engine precision (None: the backend's default; "auto" on openvino: the fastest
+            precision that passed the accuracy gate on this CPU).
     Returns:
         the :func:`summarize` dict plus ``images``, ``skipped`` (corrupt files), ``mode``, ``dataset``.
     """
@@ -233,7 +248,7 @@ def evaluate(
     ds = build_dataset(dataset) if isinstance(dataset, dict) else dataset
     split = ds.split.with_unseen(unseen)
     if isinstance(checkpoint, (str, Path)):
-        kind, obj = load_for_eval(checkpoint, device=device, backend=backend, mode=mode)
+        kind, obj = load_for_eval(checkpoint, device=device, backend=backend, mode=mode, precision=precision)
     else:
         from zsseg_rt.runtime import Engine  # torch-free
 

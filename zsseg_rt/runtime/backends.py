@@ -251,8 +251,15 @@ class TensorRTBackend(Backend):
 
 class OpenVinoBackend(Backend):
     """A windowed bundle's image encoder, head and text encoder compiled by OpenVINO for the CPU
-    (``runtime/openvino_backend.py``: fp32 asked for explicitly, threads, one stream, the compiled-model cache).
-    Each graph runs under a lock of its own (an OpenVINO infer request is not thread-safe). ``device`` must be "cpu" or "auto" (OpenVINO's other devices are not offered yet)."""
+    (``runtime/openvino_backend.py``: the precision asked for and checked, threads, one stream, the compiled-model
+    cache). Each graph runs under a lock of its own (an OpenVINO infer request is not thread-safe). ``device`` must
+    be "cpu" or "auto" (OpenVINO's other devices are not offered yet).
+
+    ``precision``: "fp32" (default, exact), "bf16" (the image encoder in bf16 on a CPU with AMX-BF16 / AVX-512-BF16,
+    the head and text encoder f32; runs only after its accuracy gate passed here: prepared on first use unless
+    ``prepare=False``) or "auto" (the fastest precision whose gate passed on this CPU, else fp32). ``precision`` then
+    holds what runs, ``requested_precision`` what was asked for, ``precision_record`` the gate record it runs under.
+    ``gated=False`` skips the record check (the accuracy gate's own candidate)."""
 
     name = "openvino"
 
@@ -264,12 +271,24 @@ class OpenVinoBackend(Backend):
         precision: str = "fp32",
         *,
         cache_dir: Optional[str] = None,
+        prepare: bool = True,
+        gated: bool = True,
     ):
-        from .openvino_backend import OpenVinoGraphs, check_openvino_device  # imports openvino itself
+        from .openvino_backend import (  # imports openvino itself
+            OpenVinoGraphs,
+            check_openvino_device,
+            resolve_openvino_precision,
+            validate_openvino_precision,
+        )
 
         check_openvino_device(device)
-        self.precision = precision
+        self.requested_precision = precision
         self.precision_record: Optional[dict] = None
+        if gated:
+            precision, self.precision_record = resolve_openvino_precision(meta, precision, cache_dir, prepare)
+        else:
+            validate_openvino_precision(precision)
+        self.precision = precision
         self.graphs = OpenVinoGraphs(meta, precision, threads, cache_dir)
         self._io = meta.io
 

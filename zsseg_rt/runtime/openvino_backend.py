@@ -8,7 +8,12 @@ CPU with its oneDNN kernels (AVX2, AVX-512, AMX).
 
 * Precision: ``"fp32"`` asks for ``INFERENCE_PRECISION_HINT=f32`` explicitly. OpenVINO's CPU plugin computes in bf16
   by default on CPUs with AVX-512-BF16 or AMX, which would change results silently; here the compiled model's
-  precision is read back after compilation and a model that does not report f32 is refused.
+  precision is read back after compilation and a model that does not report the requested one is refused.
+  ``"bf16"`` (CPUs with AMX-BF16 or AVX-512-BF16 only) compiles the image encoder with ``bf16``; the head (which
+  computes the mask logits every label comes from) and the text encoder stay f32. It runs only after the accuracy
+  gate passed for this bundle, CPU and OpenVINO version (``openvino_precision_record``: the record beside the
+  bundle, ``runtime/precision_records.py``; prepared on first use by ``export/openvino_precision.py``).
+  ``"auto"`` runs the fastest precision that passed the gate here (bf16, else fp32) and says which.
 * Threads: ``threads`` (the Engine's) sets ``INFERENCE_NUM_THREADS`` (0: OpenVINO's choice, all cores); one stream
   (``NUM_STREAMS=1``, latency), as the Engine runs one frame at a time; ``ENABLE_CPU_PINNING=NO`` so the native
   post-processing's OpenMP threads are not fenced off the cores between calls.
@@ -26,33 +31,56 @@ Nothing here imports torch; ``openvino`` is imported when the backend is built (
 
 from __future__ import annotations
 
+import fcntl
+import importlib
 import json
+import logging
 import os
 import threading
+from contextlib import contextmanager
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from zsseg_rt.bundle import BundleError, BundleMeta, Names, graph_files
+from zsseg_rt.bundle import BundleError, BundleMeta, Files, Names, graph_files
 
-from .cpu_features import cpu_features
+from .cpu_features import CpuFeatures, cpu_features
 from .engine_cache import _atomic_write
-from .precision_records import PrecisionKey, precision_root, recipe_text
+from .precision_records import (
+    PrecisionGateRefused,
+    PrecisionKey,
+    PrecisionRecordError,
+    find_record,
+    precision_root,
+    recipe_text,
+)
 
 __all__ = [
     "OPENVINO_PRECISIONS",
     "OpenVinoGraphs",
+    "gate_key",
+    "openvino_precision_record",
+    "resolve_openvino_precision",
     "TwoStageOpenVinoBackend",
     "check_openvino_device",
     "openvino_cache_key",
     "openvino_config",
 ]
 
-OPENVINO_PRECISIONS = ("fp32",)
+OPENVINO_PRECISIONS = ("fp32", "bf16", "auto")
+# the reduced precisions "auto" tries, fastest first (int8 from NNCF is not offered yet)
+AUTO_ORDER = ("bf16",)
 COMPILE_RECIPE_VERSION = 1
+GATE_RECIPE_VERSION = 1
 CACHE_RECORD = "openvino.json"
+COMPILE_LOCK = "openvino.lock"
 # INFERENCE_PRECISION_HINT of each precision (OpenVINO's element type names)
-_PRECISION_HINT = {"fp32": "f32"}
+_PRECISION_HINT = {"fp32": "f32", "bf16": "bf16"}
+# the graphs a reduced precision applies to; every other graph stays f32 (the head computes the mask logits)
+REDUCED_ROLES = ("image",)
+# the export side that gates a reduced precision (found by name: the runtime never imports the exporter)
+PREPARER = "zsseg_rt.export.openvino_precision:prepare_openvino_precision"
+LOG = logging.getLogger("zsseg_rt.precision")
 
 
 def _ov():
@@ -70,17 +98,29 @@ def openvino_version() -> str:
     return str(_ov().__version__).split("-")[0]
 
 
-def validate_openvino_precision(precision: str) -> None:
+def validate_openvino_precision(precision: str, features: Optional[CpuFeatures] = None) -> None:
+    """Raise ValueError for a precision OpenVINO cannot run on this CPU, saying why and what to use."""
     if precision not in OPENVINO_PRECISIONS:
         raise ValueError(
-            f"the openvino backend's precision must be one of {OPENVINO_PRECISIONS}, got {precision!r} (reduced "
-            "precisions on the CPU: backend='onnxruntime' with precision='int8')"
+            f"the openvino backend's precision must be one of {OPENVINO_PRECISIONS}, got {precision!r} (int8 on the "
+            "CPU: backend='onnxruntime' with precision='int8')"
         )
+    if precision == "bf16":
+        features = features or cpu_features()
+        if not (features.x86 and features.bf16 in ("amx-bf16", "avx512-bf16")):
+            raise ValueError(
+                f"precision='bf16' on the openvino backend needs an x86 CPU with AMX-BF16 or AVX-512-BF16 (bf16 "
+                f"arithmetic in hardware); this CPU is {features.summary()}. Use precision='fp32', or "
+                "precision='auto' (the fastest precision that passed the accuracy gate on this CPU)"
+            )
 
 
 def openvino_config(precision: str, threads: int) -> Dict[str, str]:
-    """The CPU plugin's compile settings (the cache key holds them, minus the cache directory itself)."""
-    validate_openvino_precision(precision)
+    """The CPU plugin's compile settings of a graph run at ``precision`` ("fp32" / "bf16"; the cache key holds them,
+    minus the cache directory itself)."""
+    if precision not in _PRECISION_HINT:
+        validate_openvino_precision(precision)
+        raise ValueError(f"openvino_config needs a concrete precision ('fp32' / 'bf16'), got {precision!r}")
     if int(threads) < 0:
         raise ValueError(f"threads must be >= 0 (0: OpenVINO's choice), got {threads}")
     config = {
@@ -117,20 +157,121 @@ def openvino_cache_key(
 ) -> PrecisionKey:
     """What the compiled models of ``meta``'s graphs depend on: the bundle (its digest covers every graph), the
     OpenVINO version, the CPU (name, machine, int8 and bf16 instructions) and the compile settings."""
-    if device is None:
-        features = cpu_features()
-        device = (
-            f"cpu {_cpu_name(_ov().Core())} {features.machine} int8 {features.int8_dot_product} bf16 {features.bf16}"
-        )
+    recipe: Dict[str, Any] = {"version": COMPILE_RECIPE_VERSION, "config": openvino_config(precision, threads)}
+    if precision != "fp32":  # the reduced precision applies to these graphs only; the others are compiled f32
+        recipe["reduced_roles"] = list(REDUCED_ROLES)
     return PrecisionKey(
         backend="openvino",
         precision=precision,
         source=f"bundle {meta.pipeline}",
         source_sha256=meta.digest,
         library=f"openvino {ov_version or openvino_version()}",
-        device=device,
-        recipe=recipe_text({"version": COMPILE_RECIPE_VERSION, "config": openvino_config(precision, threads)}),
+        device=device or _device_class(),
+        recipe=recipe_text(recipe),
     )
+
+
+def _device_class(features: Optional[CpuFeatures] = None) -> str:
+    features = features or cpu_features()
+    return f"cpu {_cpu_name(_ov().Core())} {features.machine} int8 {features.int8_dot_product} bf16 {features.bf16}"
+
+
+def gate_key(meta: BundleMeta, precision: str, ov_version: Optional[str] = None, device: Optional[str] = None):
+    """The accuracy-gate record key of ``precision`` for ``meta``'s image encoder on this CPU and OpenVINO version
+    (threads are not in it: they do not change what is computed)."""
+    recipe = {
+        "version": GATE_RECIPE_VERSION,
+        "inference_precision": {role: _PRECISION_HINT[precision] for role in REDUCED_ROLES},
+        "execution_mode": "ACCURACY",
+        "other_graphs": "f32",
+    }
+    return PrecisionKey(
+        backend="openvino",
+        precision=precision,
+        source=Files.IMAGE_ENCODER,
+        source_sha256=str(meta.files.get(Files.IMAGE_ENCODER, "")),
+        library=f"openvino {ov_version or openvino_version()}",
+        device=device or _device_class(),
+        recipe=recipe_text(recipe),
+    )
+
+
+def _preparer():
+    module, _, name = PREPARER.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise ImportError(
+            f"gating an OpenVINO precision needs the exporter's accuracy gate ({exc}); prepare it on another machine "
+            "of the same CPU kind with `zsseg build-engine BUNDLE --backend openvino --precision bf16` and copy the "
+            "bundle's engines/ folder"
+        ) from exc
+
+
+def openvino_precision_record(
+    meta: BundleMeta, precision: str, cache_dir: Optional[str] = None, prepare: bool = True
+) -> Dict[str, Any]:
+    """The passing accuracy-gate record of ``precision`` ("bf16") here; a missing one is prepared (gated) when
+    ``prepare``, else refused.
+
+    Raises:
+        ValueError (the CPU cannot run it), PrecisionRecordError / PrecisionGateRefused (no passing record),
+        EngineAccuracyError (the first-use gate failed; recorded refused).
+    """
+    validate_openvino_precision(precision)
+    key = gate_key(meta, precision)
+    root = precision_root(meta, cache_dir)
+    try:
+        return find_record(root, key)[0]
+    except PrecisionRecordError as exc:
+        if not prepare or isinstance(exc, PrecisionGateRefused):
+            raise
+        LOG.warning(
+            "OpenVINO precision=%r has no gated record for this CPU yet (%s): gating it now against ONNX Runtime fp32 "
+            "(once; `zsseg build-engine BUNDLE --backend openvino --precision %s` does it ahead)",
+            precision,
+            str(exc).splitlines()[0],
+            precision,
+        )
+        _preparer()(meta.path, precision=precision, cache_dir=cache_dir)
+        return find_record(root, key)[0]
+
+
+def resolve_openvino_precision(
+    meta: BundleMeta,
+    precision: str,
+    cache_dir: Optional[str] = None,
+    prepare: bool = True,
+    features: Optional[CpuFeatures] = None,
+) -> Tuple[str, Optional[Dict[str, Any]]]:
+    """``(precision to run, its gate record)``: fp32 without a record; an explicit reduced precision needs its
+    passing record; ``"auto"`` takes the first of ``AUTO_ORDER`` this CPU can run whose gate passed (gating it on
+    first use when ``prepare``), else fp32, and logs which and why."""
+    validate_openvino_precision(precision, features)
+    if precision == "fp32":
+        return "fp32", None
+    if precision != "auto":
+        return precision, openvino_precision_record(meta, precision, cache_dir, prepare)
+    reasons = []
+    for candidate in AUTO_ORDER:
+        try:
+            validate_openvino_precision(candidate, features)
+            record = openvino_precision_record(meta, candidate, cache_dir, prepare)
+        except ValueError as exc:  # the CPU cannot run it
+            reasons.append(f"{candidate}: {str(exc).split('. Use ')[0]}")
+            continue
+        except RuntimeError as exc:  # no passing record: refused by the gate, or none and prepare=False
+            if not (isinstance(exc, PrecisionRecordError) or type(exc).__name__ == "EngineAccuracyError"):
+                raise
+            reasons.append(f"{candidate}: {str(exc).splitlines()[0]}")
+            continue
+        gate = record.get("accuracy_gate", {})
+        LOG.info(
+            "OpenVINO precision='auto' runs %s on this CPU (accuracy gate: %s)", candidate, gate.get("summary", "")
+        )
+        return candidate, record
+    LOG.info("OpenVINO precision='auto' runs fp32 on this CPU (%s)", "; ".join(reasons) or "no reduced precision")
+    return "fp32", None
 
 
 class OpenVinoGraphs:
@@ -145,6 +286,9 @@ class OpenVinoGraphs:
         self, meta: BundleMeta, precision: str = "fp32", threads: int = 0, cache_dir: Optional[str] = None
     ) -> None:
         ov = _ov()
+        validate_openvino_precision(precision)
+        if precision not in _PRECISION_HINT:
+            raise ValueError(f"OpenVinoGraphs compiles a concrete precision ('fp32' / 'bf16'), got {precision!r}")
         self.precision = precision
         config = openvino_config(precision, threads)
         self.key = openvino_cache_key(meta, precision, threads)
@@ -160,12 +304,17 @@ class OpenVinoGraphs:
         self._requests: Dict[str, Any] = {}
         self._locks: Dict[str, threading.Lock] = {}
         self._ports: Dict[str, Dict[str, Any]] = {}  # role -> meta.json tensor name -> compiled model port
-        for role, name in graph_files(meta.pipeline).items():
-            self._ports[role] = {}
-            compiled = self._compile(core, meta, role, name, dict(config, CACHE_DIR=self.cache_dir))
-            self._models[role] = compiled
-            self._requests[role] = compiled.create_infer_request()
-            self._locks[role] = threading.Lock()
+        self._wanted: Dict[str, str] = {}  # role -> the element type it must compute in
+        with compile_lock(self.cache_dir):  # one process at a time compiles into (or loads from) this cache
+            for role, name in graph_files(meta.pipeline).items():
+                self._ports[role] = {}
+                role_precision = precision if role in REDUCED_ROLES else "fp32"
+                self._wanted[role] = _PRECISION_HINT[role_precision]
+                role_config = dict(openvino_config(role_precision, threads), CACHE_DIR=self.cache_dir)
+                compiled = self._compile(core, meta, role, name, role_config)
+                self._models[role] = compiled
+                self._requests[role] = compiled.create_infer_request()
+                self._locks[role] = threading.Lock()
         self.config = config
 
     def _compile(self, core: Any, meta: BundleMeta, role: str, name: str, config: Dict[str, str]) -> Any:
@@ -194,7 +343,7 @@ class OpenVinoGraphs:
                 )
             self._ports[role].update(found)
         hint = _type_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
-        wanted = _PRECISION_HINT[self.precision]
+        wanted = self._wanted[role]
         if hint != wanted:
             raise RuntimeError(
                 f"OpenVINO compiled {path!r} with inference precision {hint!r}, not the requested {wanted!r}; "
@@ -221,6 +370,19 @@ class OpenVinoGraphs:
             return [np.array(result[ports[name]], copy=True) for name in outputs]
 
 
+@contextmanager
+def compile_lock(folder: str):
+    """An exclusive lock (``flock`` on ``folder/openvino.lock``) held while compiling into or loading from the
+    compiled-model cache in ``folder``: two processes (Ray workers on one machine, two Engines) starting at once take
+    turns, so the second finds the first's complete blobs instead of both writing the same files."""
+    with open(os.path.join(folder, COMPILE_LOCK), "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 class TwoStageOpenVinoBackend:
     """The three graphs of a two-stage bundle compiled by OpenVINO (the interface of ``TwoStageOrtBackend``)."""
 
@@ -228,6 +390,11 @@ class TwoStageOpenVinoBackend:
 
     def __init__(self, meta: BundleMeta, device: str = "auto", threads: int = 0, precision: str = "fp32"):
         check_openvino_device(device)
+        if precision != "fp32":
+            raise ValueError(
+                f"the openvino backend runs two-stage bundles ({meta.pipeline}) in fp32 only, got precision="
+                f"{precision!r}: the accuracy gate compares windowed pipelines"
+            )
         self.precision = precision
         self.graphs = OpenVinoGraphs(meta, precision, threads)
 

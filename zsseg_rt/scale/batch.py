@@ -268,6 +268,7 @@ class SegmentWorker:
         mode="exact",
         max_pixels=None,
         expected_digest=None,
+        precision=None,
     ):
         from zsseg_rt.image_io import max_pixels_limit
         from zsseg_rt.runtime import Engine
@@ -281,6 +282,7 @@ class SegmentWorker:
             mode=mode,
             max_pixels=self.max_pixels,
             expected_digest=expected_digest,
+            precision=precision,
         )
         self.output_dir, self.root, self.done_keys = output_dir, root, set(done_keys)
         self.host = socket.gethostname()
@@ -402,6 +404,7 @@ def prepare_batch(
     resume: bool = True,
     max_pixels: Optional[int] = None,
     expected_digest: Optional[str] = None,
+    precision: Optional[str] = None,
 ) -> BatchJob:
     """Check every argument of a batch run without Ray (seconds, not the 10-20 s of a Ray start): the bundle
     (meta.json, the pinned digest), the vocabulary against it, the pool, OUTPUT, the inputs; then record the
@@ -421,6 +424,10 @@ def prepare_batch(
         resume: skip images already done (see :func:`plan_batch`); False redoes everything.
         max_pixels: the pixel limit of every image (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: none).
         expected_digest: the pinned bundle digest (``Engine(expected_digest=...)``), or None.
+        precision: the Engine's precision (None: the backend's default). With ``backend="openvino"`` and "auto"
+            every worker runs the fastest precision that passed the accuracy gate on its CPU; the gate records and
+            the compiled models under ``<bundle>/engines/`` are shared by the workers of a machine (compiles take
+            turns under a lock; ``zsseg build-engine BUNDLE --backend openvino`` gates ahead, once).
 
     Raises:
         ValueError / BundleError / FileNotFoundError saying what is wrong.
@@ -449,6 +456,7 @@ def prepare_batch(
     _check_output_dir(output_dir)
     _check_vocabulary(output_dir, names, resume)
     options = dict(backend=backend, device=device, mode=mode, max_pixels=limit, expected_digest=expected_digest)
+    options["precision"] = precision
     return BatchJob(
         output_dir=os.path.abspath(output_dir),
         bundle=os.path.abspath(bundle),

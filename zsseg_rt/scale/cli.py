@@ -13,7 +13,8 @@ from zsseg_rt.cli_types import port_number, real_number, whole_number
 __all__ = ["add_batch_command", "add_serve_command"]
 
 _BACKEND_HELP = (
-    "auto (TensorRT when engines were built, else ONNX Runtime), tensorrt, onnxruntime or torch (default auto)"
+    "auto (TensorRT when engines were built, else ONNX Runtime), tensorrt, onnxruntime, openvino (CPU) or torch "
+    "(default auto)"
 )
 _DEVICE_HELP = "auto, cpu or cuda (default auto)"
 _CLASSES_HELP = (
@@ -71,6 +72,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         backend=args.backend,
         device=args.device,
         mode=args.mode,
+        precision=args.precision,
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
         cpus_per_worker=args.cpus_per_worker,
@@ -149,10 +151,20 @@ def add_batch_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-worker", type=real_number(above=0), default=1.0, help="CPUs per actor (default 1)")
     p.add_argument("--batch-size", type=whole_number(1), default=4, help="images per actor call (default 4)")
     p.add_argument(
-        "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help=_BACKEND_HELP
+        "--backend",
+        default="auto",
+        choices=["auto", "tensorrt", "onnxruntime", "openvino", "torch"],
+        help=_BACKEND_HELP,
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=_DEVICE_HELP)
     p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=_MODE_HELP)
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=["fp32", "fp16", "fp16-pinned", "bf16", "int8", "auto"],
+        help="the Engine's precision (default: the backend's); openvino: auto runs the fastest precision that passed "
+        "the accuracy gate on each worker's CPU (docs/precision.md)",
+    )
     p.add_argument("--no-resume", action="store_true", help="redo images whose outputs exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_limit_args(p)
@@ -294,7 +306,10 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
         help="how long a batch waits for more requests once the first arrived, in ms (default 5)",
     )
     p.add_argument(
-        "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help=_BACKEND_HELP
+        "--backend",
+        default="auto",
+        choices=["auto", "tensorrt", "onnxruntime", "openvino", "torch"],
+        help=_BACKEND_HELP,
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=_DEVICE_HELP)
     p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=_MODE_HELP)

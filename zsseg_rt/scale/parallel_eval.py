@@ -21,13 +21,22 @@ class EvalWorker:
     matrix ``[1, C*C]`` int64, the number of images done and the indices skipped as corrupt."""
 
     def __init__(
-        self, checkpoint, dataset_spec, mode, text_embeddings, device, backend, seen_classes, settings="official"
+        self,
+        checkpoint,
+        dataset_spec,
+        mode,
+        text_embeddings,
+        device,
+        backend,
+        seen_classes,
+        settings="official",
+        precision=None,
     ):
         from zsseg_rt.data import build_dataset
         from zsseg_rt.eval.evaluate import Segmenter, apply_evaluation_settings, load_for_eval
 
         self.dataset = build_dataset(dict(dataset_spec))
-        kind, obj = load_for_eval(checkpoint, device=device, backend=backend, mode=mode)
+        kind, obj = load_for_eval(checkpoint, device=device, backend=backend, mode=mode, precision=precision)
         record = None
         if kind == "bundle":  # the bundle follows its family's settings for the dataset, as in `evaluate` (this
             record, _ = apply_evaluation_settings(obj, self.dataset.name, settings)  # actor's Engine does nothing else)
@@ -86,6 +95,7 @@ def evaluate_parallel(
     batch_size: int = 8,
     progress: bool = True,
     settings: str = "official",
+    precision: Optional[str] = None,
 ) -> Dict[str, Any]:
     """:func:`zsseg_rt.eval.evaluate.evaluate` on the current Ray cluster; same arguments and the same result.
 
@@ -127,6 +137,7 @@ def evaluate_parallel(
             backend=backend,
             seen_classes=seen_classes,
             settings=settings,
+            precision=precision,
         ),
         batch_size=int(batch_size),
         compute=ray.data.ActorPoolStrategy(**_pool_size(workers)),
