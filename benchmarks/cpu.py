@@ -1,0 +1,496 @@
+#!/usr/bin/env python
+"""The CPU path against the hardware's limit (issue 42, item 3 and 4), one run on whatever CPU runs it.
+
+Rows, all measured in the same process and run:
+
+* the CPU's features (``zsseg_rt.runtime.cpu_features``: the int8 and bf16 instructions);
+* the GEMM peak of each precision at the image encoder's shapes (ViT-B/16 at a 512x512 window: M = the encoder's
+  token count, K x N = 768 x 2304 (qkv), 768 x 768 (attention out), 768 x 3072 (fc1), 3072 x 768 (fc2)): fp32 and
+  bf16 through torch (oneDNN: AMX / AVX-512-BF16 where the CPU has them), int8 through ONNX Runtime's
+  ``MatMulInteger`` (uint8 x int8 -> int32, the kernel its dynamic-int8 encoder runs) and ``torch._int_mm``;
+  the peak of a precision is its best GFLOP/s over those paths, counted on the encoder's mix (the four GEMMs' FLOPs
+  over their summed time);
+* the image encoder's effective GFLOP/s per backend and precision on the photo's two windows (ONNX Runtime fp32 and
+  dynamic int8, OpenVINO fp32 and bf16 = the bundle's encoder ONNX compiled with INFERENCE_PRECISION_HINT, torch
+  fp32 and bf16 as the reference) and its % of that precision's GEMM peak. FLOPs counted analytically
+  (``encoder_flops``; cross-checked against torch's FlopCounterMode on the model);
+* the Engine vs zsseg_rt's own torch ``predict`` (``benchmarks.precision.REFERENCE``) at C = 20 and C = 171 on the
+  VOC photo, label agreement with the Engine fp32 labels (the rows and the timing code are ``benchmarks.precision``'s);
+* the Engine's exact post-processing at C = 171 (its "postprocess" stage) against the fastest encoder (item 4).
+
+    .venv/bin/python -m benchmarks cpu --write            # updates BENCHMARKS.md (exports a random bundle first)
+    .venv/bin/python -m benchmarks cpu --quick            # tiny model and shapes: that the program runs, no numbers
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import pickle
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .common import machine_description, median_ms, write_section
+from .engine import PHOTO
+from .precision import REFERENCE, _engine_run, _torch_run, _vocabularies, interleaved
+
+SECTION = "## CPU at the hardware's limit: GEMM peak, encoder GFLOP/s, Engine vs PyTorch, post-processing"
+TORCH_ROW = "torch fp32 (PyTorch pipeline)"
+
+
+# ---- FLOPs -------------------------------------------------------------------------------------------------------
+def encoder_flops(tokens: int, width: int, layers: int, grid: int, patch: int, mlp: int = 4) -> float:
+    """Multiply-adds x 2 of one window through a ViT image encoder: the patch embedding ``2 g^2 (3 p^2) D`` plus, per
+    layer, ``2 N D (3D + D + 2 m D)`` (qkv, attention out, the MLP's two GEMMs) and ``4 N^2 D`` (QK^T and AV).
+    LayerNorm, softmax, GELU, the final projection and the head are left out (small next to these)."""
+    n, d = tokens, width
+    per_layer = 2 * n * d * (3 * d + d + 2 * mlp * d) + 4 * n * n * d
+    return float(2 * grid * grid * 3 * patch * patch * d + layers * per_layer)
+
+
+def _vision(model) -> Tuple[int, int, int, int, int]:
+    """(tokens, width, layers, grid, patch) of the model's image encoder at its window size, read off its modules."""
+    backbone = model.backbone
+    conv = backbone.conv1
+    patch, width = int(conv.kernel_size[0]), int(conv.out_channels)
+    grid = int(model.config.image_size) // patch
+    prompts = int(getattr(backbone, "num_tokens", 0) or 0)
+    return 1 + grid * grid + prompts, width, int(backbone.num_layers), grid, patch
+
+
+def counted_flops(model, size: int) -> float:
+    """torch's own FLOP count of ``encode_image`` on one window (the cross-check of ``encoder_flops``)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:  # with autograd on: the counter's module tracker needs grad_fn
+        model.encode_image(torch.zeros(1, 3, size, size))
+    return float(counter.get_total_flops())
+
+
+# ---- GEMM peak ---------------------------------------------------------------------------------------------------
+def gemm_shapes(tokens: int, width: int, mlp: int = 4) -> List[Tuple[int, int, int]]:
+    d = width
+    return [(tokens, d, 3 * d), (tokens, d, d), (tokens, d, mlp * d), (tokens, mlp * d, d)]
+
+
+def _mix_gflops(calls: List[Tuple[Callable[[], object], float]], repeats: int) -> float:
+    """GFLOP/s of a set of GEMMs: their FLOPs over the sum of their median times."""
+    total_ms = sum(median_ms(fn, repeats, warmup=2) for fn, _ in calls)
+    return sum(f for _, f in calls) / (total_ms * 1e6)
+
+
+def gemm_peaks(shapes, threads: int, repeats: int) -> Dict[str, float]:
+    """GFLOP/s on the encoder's GEMM mix per precision path."""
+    import torch
+
+    out: Dict[str, float] = {}
+    rng = torch.Generator().manual_seed(0)
+    for name, dtype in (("fp32 torch", torch.float32), ("bf16 torch", torch.bfloat16)):
+        calls = []
+        for m, k, n in shapes:
+            a, b = torch.randn(m, k, generator=rng).to(dtype), torch.randn(k, n, generator=rng).to(dtype)
+            calls.append(((lambda a=a, b=b: torch.matmul(a, b)), 2.0 * m * k * n))
+        out[name] = _mix_gflops(calls, repeats)
+    calls = []
+    for m, k, n in shapes:
+        a = torch.randint(-128, 128, (m, k), dtype=torch.int8, generator=rng)
+        b = torch.randint(-128, 128, (k, n), dtype=torch.int8, generator=rng)
+        calls.append(((lambda a=a, b=b: torch._int_mm(a, b)), 2.0 * m * k * n))
+    try:
+        out["int8 torch._int_mm"] = _mix_gflops(calls, repeats)
+    except RuntimeError as exc:  # no CPU kernel in this torch
+        print(f"torch._int_mm: {exc}")
+    out["int8 onnxruntime MatMulInteger"] = _ort_int8_mix(shapes, threads, repeats)
+    return out
+
+
+def _ort_int8_mix(shapes, threads: int, repeats: int) -> float:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    calls = []
+    for m, k, n in shapes:
+        weight = numpy_helper.from_array(rng.integers(-128, 128, (k, n), dtype=np.int8), "B")
+        node = helper.make_node("MatMulInteger", ["A", "B"], ["Y"])
+        graph = helper.make_graph(
+            [node],
+            "g",
+            [helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])],
+            [helper.make_tensor_value_info("Y", TensorProto.INT32, [m, n])],
+            [weight],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+        calls.append(((lambda s=session, a=a: s.run(None, {"A": a})), 2.0 * m * k * n))
+    return _mix_gflops(calls, repeats)
+
+
+# ---- the image encoder per backend and precision -----------------------------------------------------------------
+def encoder_runs(bundle: str, model, crops: np.ndarray, threads: int, tmp: str) -> Dict[str, Callable[[], object]]:
+    """One call of the image encoder on the photo's windows per (backend, precision) available here."""
+    import onnxruntime as ort
+    import torch
+
+    from zsseg_rt.bundle import load_meta
+    from zsseg_rt.bundle.meta import Files
+    from zsseg_rt.export.ort_quantize import quantize_image_encoder
+    from zsseg_rt.runtime.cpu_features import cpu_features
+
+    meta = load_meta(bundle)
+    source = meta.file(Files.IMAGE_ENCODER)
+    int8 = os.path.join(tmp, "image_encoder_int8.onnx")
+    quantize_image_encoder(source, int8, reduce_range=cpu_features().int8_saturates)
+    runs: Dict[str, Callable[[], object]] = {}
+    for name, path in (("onnxruntime fp32", source), ("onnxruntime int8 (dynamic, the runtime's recipe)", int8)):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: crops}
+        runs[name] = lambda s=session, f=feed: s.run(None, f)
+    try:
+        import openvino as ov
+
+        core = ov.Core()
+        for precision, hint in (("fp32", "f32"), ("bf16", "bf16")):
+            compiled = core.compile_model(
+                source,
+                "CPU",
+                {
+                    "INFERENCE_PRECISION_HINT": hint,
+                    "INFERENCE_NUM_THREADS": threads,
+                    "NUM_STREAMS": 1,
+                    "PERFORMANCE_HINT": "LATENCY",
+                },
+            )
+            request = compiled.create_infer_request()
+            runs[f"openvino {precision} (INFERENCE_PRECISION_HINT={hint})"] = lambda r=request: r.infer([crops])
+    except ImportError as exc:
+        print(f"openvino: not installed ({exc})")
+    x = torch.from_numpy(crops)
+    low = copy.deepcopy(model).to(torch.bfloat16).eval()
+    xb = x.to(torch.bfloat16)
+
+    def torch_fp32():
+        with torch.inference_mode():
+            return model.encode_image(x)
+
+    def torch_bf16():
+        with torch.inference_mode():
+            return low.encode_image(xb)
+
+    runs["torch fp32"] = torch_fp32
+    runs["torch bf16 (model in bf16)"] = torch_bf16
+    return runs
+
+
+def _precision_of(name: str) -> str:
+    return next(p for p in ("fp32", "bf16", "int8") if f" {p}" in f" {name}")
+
+
+# ---- the Engine rows ---------------------------------------------------------------------------------------------
+def engines(bundle: str, model, threads: int, notes: List[str]) -> Dict[str, object]:
+    """The Engine per (backend, precision) this machine can build; what could not be built goes into ``notes``."""
+    from zsseg_rt.bundle import load_meta
+    from zsseg_rt.export.torch_backend import TorchBackend
+    from zsseg_rt.runtime import Engine
+
+    out: Dict[str, object] = {}
+    out["Engine onnxruntime fp32"] = Engine(bundle, backend="onnxruntime", threads=threads, verify=False)
+    try:
+        out["Engine onnxruntime int8"] = Engine(
+            bundle, backend="onnxruntime", threads=threads, verify=False, precision="int8"
+        )
+    except Exception as exc:  # the gate's refusal: measured anyway, the row says so
+        from zsseg_rt.export.ort_quantize import prepare_onnxruntime_precision
+
+        notes.append(f"ONNX Runtime int8: the accuracy gate refused it ({str(exc).splitlines()[0][:160]})")
+        prepare_onnxruntime_precision(bundle, "int8", force=True, accept_below_gate=True, threads=threads)
+        out["Engine onnxruntime int8 (gate refused, accepted for the timing)"] = Engine(
+            bundle, backend="onnxruntime", threads=threads, verify=False, precision="int8"
+        )
+    try:
+        out["Engine openvino fp32"] = Engine(bundle, backend="openvino", threads=threads, verify=False)
+    except Exception as exc:
+        notes.append(f"OpenVINO fp32 Engine: not built ({str(exc).splitlines()[0][:160]})")
+    try:
+        backend = TorchBackend(load_meta(bundle), device="cpu", model=model, precision="bf16", gate=False)
+        out["Engine torch bf16 (gate skipped)"] = Engine(bundle, backend=backend, verify=False)
+    except Exception as exc:
+        notes.append(f"torch bf16 Engine: not built ({str(exc).splitlines()[0][:160]})")
+    return out
+
+
+# ---- rendering ---------------------------------------------------------------------------------------------------
+def _verdict(ok: bool, reason: str) -> str:
+    return "**PASS**" if ok else f"**MISS** ({reason})"
+
+
+def render(r: dict, args) -> str:
+    feats = r["features"]
+    lines = [SECTION, "", f"Regenerate: `.venv/bin/python -m benchmarks cpu {args.command_tail}`", ""]
+    lines += machine_description(args.threads)
+    lines += [
+        f"- CPU features (`zsseg_rt.runtime.cpu_features`): {feats.summary()}; AMX: "
+        f"{'yes' if {'amx_bf16', 'amx_int8'} & feats.flags else 'no'}, AVX-512F: "
+        f"{'yes' if 'avx512f' in feats.flags else 'no'}, AVX2: {'yes' if 'avx2' in feats.flags else 'no'}.",
+        f"- Libraries: {r['libraries']}. Weights random (seed 0; latency does not depend on them).",
+        f"- Load: {r['load']} (a shared machine: absolute times drift; rows take turns, ratios compare like with like).",
+        "",
+        f"### GEMM peak per precision (encoder's shapes, M = {r['tokens']} tokens: "
+        + ", ".join(f"{k}x{n}" for _, k, n in r["shapes"])
+        + f"; FLOPs of the four over their summed median time, {args.repeats} repeats)",
+        "",
+        "| path | GFLOP/s |",
+        "|---|---:|",
+    ]
+    lines += [f"| {name} | {g:.0f} |" for name, g in r["gemm"].items()]
+    lines += [
+        "",
+        f"### Image encoder, the photo's {r['windows']} windows ({r['size']}x{r['size']}), median of {args.iters} "
+        "calls, the rows taking turns",
+        "",
+        f"FLOPs per window (`encoder_flops`): 2 g^2 (3 p^2) D + L [2 N D (3D + D + 8D) + 4 N^2 D] with N = "
+        f"{r['tokens']} tokens, D = {r['width']}, L = {r['layers']}, g = {r['grid']}, p = {r['patch']}: "
+        f"{r['flops'] / 1e9:.2f} GFLOP. Cross-check: torch's FlopCounterMode on `encode_image` counts "
+        f"{r['counted'] / 1e9:.2f} GFLOP without the attention kernel it runs on the CPU (not counted by it); with "
+        f"the attention term 4 N^2 D L = {_attention(r) / 1e9:.2f} GFLOP added: "
+        f"{(r['counted'] + _attention(r)) / 1e9:.2f} GFLOP.",
+        "",
+        "| backend, precision | ms | GFLOP/s | % of the precision's GEMM peak |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, ms in r["encoders"].items():
+        g = r["windows"] * r["flops"] / (ms * 1e6)
+        lines.append(f"| {name} | {ms:.0f} | {g:.0f} | {100 * g / r['peak'][_precision_of(name)]:.0f} % |")
+    lines += [
+        "",
+        f"### Engine vs {REFERENCE}, {PHOTO.name} as it is (two 512x512 windows), median of {args.iters} frames after "
+        f"{args.warmup} warm-up, the rows taking turns (the timing code of `benchmarks.precision`)",
+        "",
+        "| C | row | ms/photo | vs torch fp32 | labels = Engine fp32 |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for classes, name, ms, torch_ms, agree in r["rows"]:
+        lines.append(f"| {classes} | {name} | {ms:.0f} | {torch_ms / ms:.2f}x | {100 * agree:.3f} % |")
+    lines += [f"- {n}" for n in r["notes"]]
+    post = r["post_ms"]
+    lines += [
+        "",
+        f"### Post-processing (item 4): the Engine's exact post-processing at C = 171 (its `postprocess` stage, "
+        f"`ops.segment_windows` on the photo's windows), median {post:.1f} ms; head {r['head_ms']:.1f} ms.",
+        "",
+        "### Targets",
+        "",
+    ]
+    lines += r["targets"]
+    return "\n".join(lines + [""])
+
+
+def targets(r: dict) -> List[str]:
+    feats, out = r["features"], []
+    best = [row for row in r["rows"] if row[0] == 171 and row[1] != TORCH_ROW]
+    amx = bool({"amx_bf16", "amx_int8"} & feats.flags)
+    if best:
+        classes, name, ms, torch_ms, agree = min(best, key=lambda row: row[2])
+        speed = torch_ms / ms
+        goal = 8.0 if amx else 2.0
+        out.append(
+            f"- Engine >= {goal:g}x {REFERENCE} at C = 171 in the best precision ({'AMX' if amx else 'non-AMX'} CPU; "
+            f"fastest row {name}, labels {100 * agree:.3f} % = fp32): {speed:.2f}x, "
+            + _verdict(
+                speed >= goal,
+                f"the fastest image encoder measured ({r['fastest_name']}, {r['fastest_ms']:.0f} ms for the photo) "
+                f"caps any Engine on it at {torch_ms / r['fastest_ms']:.1f}x; the fastest Engine row runs its own "
+                f"encoder, then the head ({r['head_ms']:.0f} ms) and the post-processing ({r['post_ms']:.0f} ms, "
+                "both measured on the fp32 Engine)",
+            )
+        )
+    for precision in ("fp32", "bf16", "int8"):
+        rows = {n: ms for n, ms in r["encoders"].items() if _precision_of(n) == precision}
+        if not rows:
+            continue
+        name = min(rows, key=lambda n: rows[n])
+        share = r["windows"] * r["flops"] / (rows[name] * 1e6) / r["peak"][precision]
+        out.append(
+            f"- Encoder >= 60 % of the {precision} GEMM peak (best: {name}): {100 * share:.0f} %, "
+            + _verdict(share >= 0.6, _encoder_reason(r, precision, rows[name]))
+        )
+    share = r["post_ms"] / r["fastest_ms"]
+    out.append(
+        f"- Post-processing <= 5 % of the fastest encoder ({r['fastest_name']}, {r['fastest_ms']:.0f} ms for the "
+        f"photo): {r['post_ms']:.1f} ms = {100 * share:.1f} %, "
+        + _verdict(
+            share <= 0.05,
+            f"the budget is {0.05 * r['fastest_ms']:.1f} ms; the fused exact op reads the C x h x w window logits "
+            "and writes the photo's labels and scores, and that one op is the whole stage",
+        )
+    )
+    return out
+
+
+def _attention(r: dict) -> float:
+    return float(r["layers"] * 4 * r["tokens"] ** 2 * r["width"])
+
+
+def _encoder_reason(r: dict, precision: str, ms: float) -> str:
+    """What the measured gap is made of, in numbers from this run."""
+    ideal = r["windows"] * r["flops"] / (r["peak"][precision] * 1e6)
+    attention = _attention(r) / r["flops"]
+    text = f"its FLOPs at the GEMM peak would take {ideal:.0f} ms, measured {ms:.0f} ms"
+    if precision == "int8":
+        text += (
+            f"; the dynamic-int8 recipe quantises only the weight MatMuls: the attention GEMMs ({100 * attention:.0f} %"
+            " of the FLOPs) stay fp32 and every activation is quantised at run time"
+        )
+    else:
+        text += (
+            f"; attention GEMMs (N x N, {100 * attention:.0f} % of the FLOPs), softmax, LayerNorm and GELU run below it"
+        )
+    return text
+
+
+# ---- main --------------------------------------------------------------------------------------------------------
+def _bundle(args, model, tmp: str) -> str:
+    from zsseg_rt.export.onnx_export import export_bundle
+
+    if args.bundle and os.path.isfile(os.path.join(args.bundle, "meta.json")):
+        return args.bundle
+    start = time.perf_counter()
+    path = export_bundle(model, args.bundle or os.path.join(tmp, "bundle"), max_classes=256, overwrite=True)
+    print(f"exported {path} in {time.perf_counter() - start:.0f}s", flush=True)
+    return path
+
+
+def _load() -> str:
+    try:
+        return "load average " + ", ".join(f"{v:.1f}" for v in os.getloadavg()) + " at the end of the run"
+    except OSError:
+        return "unknown"
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", default=None, help="a full-size ZegCLIP bundle (default: export one, random)")
+    parser.add_argument("--classes", default="20,171")
+    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5, help="GEMM microbenchmark repeats")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny model, one frame: that the program runs")
+    parser.add_argument("--write", action="store_true", help="update the section in BENCHMARKS.md")
+    parser.add_argument("--save", default=None, help="keep the run's measurements in this pickle")
+    parser.add_argument("--render", default=None, help="render a --save'd run again (no measuring)")
+    args = parser.parse_args(argv)
+    if args.render:
+        _finish(_load_saved(args.render), args)
+        return
+    if args.quick and args.write:
+        parser.error("--quick measures nothing worth writing")
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import cv2
+    import onnxruntime
+    import torch
+
+    from zsseg_rt import pipeline
+    from zsseg_rt.models import create_model
+    from zsseg_rt.runtime.cpu_features import cpu_features
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.quick:
+        args.iters, args.warmup, args.repeats = 1, 0, 1
+    model = create_model("zegclip_tiny_test" if args.quick else "zegclip_vitb16_voc_inductive").eval()
+    args.command_tail = "--write" if not args.bundle else "--bundle B --write"
+    r: dict = {"features": cpu_features(), "notes": []}
+    try:
+        import openvino
+
+        ov_version = openvino.__version__
+    except ImportError:
+        ov_version = "not installed"
+    r["libraries"] = f"ONNX Runtime {onnxruntime.__version__}, OpenVINO {ov_version}"
+    tokens, width, layers, grid, patch = _vision(model)
+    r.update(tokens=tokens, width=width, layers=layers, grid=grid, patch=patch, size=int(model.config.image_size))
+    r["shapes"] = gemm_shapes(tokens, width)
+    r["gemm"] = gemm_peaks(r["shapes"], args.threads, args.repeats)
+    print(r["gemm"], flush=True)
+    r["peak"] = {p: max(g for n, g in r["gemm"].items() if n.startswith(p)) for p in ("fp32", "bf16", "int8")}
+    r["flops"] = encoder_flops(tokens, width, layers, grid, patch)
+    r["counted"] = counted_flops(model, r["size"])
+    image = cv2.imread(str(PHOTO), cv2.IMREAD_COLOR)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = _bundle(args, model, tmp)
+        built = engines(bundle, model, args.threads, r["notes"])
+        meta = built["Engine onnxruntime fp32"].meta  # type: ignore[attr-defined]
+        rgb = pipeline.to_rgb_uint8(image, "bgr")
+        chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
+        windows = pipeline.sliding_windows(chw.shape[1], chw.shape[2], meta.crop_size, meta.stride)
+        crops = np.stack(
+            [
+                pipeline.pad_to_multiple(chw[:, w.y1 : w.y2, w.x1 : w.x2], meta.patch_size, (meta.image_size,) * 2)
+                for w in windows
+            ]
+        ).astype(np.float32)
+        r["windows"] = len(windows)
+        encoders = interleaved(encoder_runs(bundle, model, crops, args.threads, tmp), args.iters, 1)
+        r["encoders"] = {name: ms for name, (ms, _) in encoders.items()}
+        print(r["encoders"], flush=True)
+        stages: Dict[str, List[float]] = {}
+        rows: List[tuple] = []
+        text = not args.quick  # the tiny model's text width is not the official embeddings'
+        for classes, (names, emb) in _vocabularies(model, [int(c) for c in args.classes.split(",")]).items():
+            emb = emb if text else None
+            runs = {TORCH_ROW: _torch_run(model, names, emb, image)}
+            for name, engine in built.items():
+                runs[name] = _engine_run(engine, names, emb, image)
+            fp32 = built["Engine onnxruntime fp32"]
+            fp32.stage_hook = (  # type: ignore[attr-defined]
+                (lambda stage, s: stages.setdefault(stage, []).append(s)) if classes == 171 else None
+            )
+            results = interleaved(runs, args.iters, args.warmup)
+            torch_ms, exact = results[TORCH_ROW][0], results["Engine onnxruntime fp32"][1]
+            for name, (ms, labels) in results.items():
+                rows.append((classes, name, ms, torch_ms, float((labels == exact).mean())))
+            print(rows[-len(results) :], flush=True)
+    r["rows"], r["args"] = rows, {k: getattr(args, k) for k in ("iters", "warmup", "repeats", "threads", "bundle")}
+    r["post_ms"] = 1e3 * float(np.median(stages.get("postprocess", [float("nan")])))
+    r["head_ms"] = 1e3 * float(np.median(stages.get("head", [float("nan")])))
+    r["fastest_name"] = min(r["encoders"], key=lambda n: r["encoders"][n])
+    r["fastest_ms"] = r["encoders"][r["fastest_name"]]
+    r["load"] = _load()
+    if args.save:
+        with open(args.save, "wb") as handle:
+            pickle.dump(r, handle)
+    _finish(r, args)
+
+
+def _load_saved(path: str) -> dict:
+    with open(path, "rb") as handle:
+        return pickle.load(handle)  # noqa: S301 - the program's own --save file
+
+
+def _finish(r: dict, args) -> None:
+    for key, value in r.get("args", {}).items():
+        setattr(args, key, value)
+    args.command_tail = "--write" if not args.bundle else "--bundle B --write"
+    r["targets"] = targets(r)
+    text_out = render(r, args)
+    print(text_out)
+    if args.write:
+        print(f"wrote {write_section(SECTION, text_out)}")
+
+
+if __name__ == "__main__":
+    main()
