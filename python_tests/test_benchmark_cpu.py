@@ -89,6 +89,7 @@ def _run(encoder_ms: float, engine_ms: float, post_ms: float) -> dict:
         "tokens": 1035,
         "width": 768,
         "post_ms": post_ms,
+        "head_ms": 10.0,
         "fastest_name": "torch bf16 (model in bf16)",
         "fastest_ms": encoder_ms,
     }
