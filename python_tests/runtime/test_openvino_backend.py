@@ -163,7 +163,7 @@ def test_cache_key_names_bundle_version_cpu_and_settings(bundle, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"precision": "int8"}, ValueError, r"precision must be one of \('fp32', 'bf16', 'auto'\), got 'int8'"),
+        ({"precision": "fp16"}, ValueError, r"precision must be one of \('fp32', 'bf16', 'int8', 'auto'\), got 'fp16'"),
         ({"device": "cuda"}, ValueError, "runs on the CPU: device must be 'auto' or 'cpu', got 'cuda'"),
         ({"threads": -1}, ValueError, "threads must be >= 0"),
     ],

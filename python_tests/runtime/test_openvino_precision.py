@@ -1,6 +1,10 @@
 """OpenVINO's reduced precision through the one accuracy gate (runtime/openvino_backend.py, export/openvino_precision.py,
 runtime/precision_records.py): bf16 for the image encoder on a CPU with AMX-BF16 / AVX-512-BF16 (head and text
-encoder f32), the record beside the bundle, ``precision="auto"`` and the refusals (a failed gate, a CPU without bf16).
+encoder f32), int8 from NNCF on a CPU with VNNI / AMX-INT8, the records beside the bundle, ``precision="auto"`` and
+the refusals (a failed gate, a CPU without the instructions, a modified int8 model, NNCF missing).
+
+The tiny model fails the int8 gate too (measured: 91.18 % of labels), which the int8 refusal tests use; the accepted
+int8 path goes through the explicit override (``accept_below_gate``), as the ONNX Runtime int8 tests do.
 
 The tiny golden model FAILS the bf16 gate (measured: 97.16 % of labels agree with ONNX Runtime fp32 on the 4 sample
 photos, max |logit error| 0.54: its random weights leave many near-ties), which the refusal tests use; the passing
@@ -39,6 +43,17 @@ ROLES = ("image", "head", "text")
 HAS_BF16 = cpu_features().x86 and cpu_features().bf16 in ("amx-bf16", "avx512-bf16")
 needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason=f"this CPU has no bf16 arithmetic ({cpu_features().summary()})")
 NO_BF16 = CpuFeatures("x86_64", frozenset({"avx2", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"}))
+AVX2 = CpuFeatures("x86_64", frozenset({"avx2", "fma"}))
+try:
+    import nncf  # noqa: F401
+
+    HAS_NNCF = True
+except ImportError:
+    HAS_NNCF = False
+HAS_INT8 = cpu_features().x86 and cpu_features().int8_dot_product in ovb.INT8_INSTRUCTIONS
+needs_int8 = pytest.mark.skipif(
+    not (HAS_INT8 and HAS_NNCF), reason=f"needs NNCF and VNNI / AMX-INT8 ({cpu_features().summary()})"
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +105,7 @@ def test_auto_runs_fp32_where_bf16_was_refused_and_says_so(refused, monkeypatch,
     meta, root, _, _ = refused
     _never_gate(monkeypatch)
     with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
-        backend = OpenVinoBackend(meta, "cpu", 1, "auto", cache_dir=root)
+        backend = OpenVinoBackend(meta, "cpu", 1, "auto", cache_dir=root, prepare=False)  # int8: no record, not made
     assert backend.precision == "fp32" and backend.requested_precision == "auto"
     assert backend.precision_record is None
     assert all(backend.graphs.inference_precision(role) == "f32" for role in ROLES)
@@ -128,17 +143,26 @@ def test_auto_picks_bf16_once_its_gate_passed(bundle, tmp_path, monkeypatch, cap
 
 def test_a_cpu_without_bf16_is_refused_and_auto_runs_fp32(bundle, tmp_path, monkeypatch, caplog):
     """A CPU without AMX-BF16 / AVX-512-BF16 (faked: AVX-512 VNNI only; an Arm CPU with bf16) refuses bf16 with the
-    reason, before compiling or gating anything; ``auto`` runs fp32 there and says why. Control: the same check
-    accepts a CPU with AMX-BF16 (last line), so it reads the features rather than refusing everything."""
+    reason, before compiling or gating anything; a CPU without VNNI / AMX-INT8 (AVX2 only) refuses int8; ``auto``
+    runs fp32 on the AVX2 CPU and says why for both. Control: the same checks accept a CPU with AMX-BF16 and one
+    with AVX-512 VNNI (last lines), so they read the features rather than refusing everything."""
     _never_gate(monkeypatch)
+    with pytest.raises(ValueError, match="needs an x86 CPU with VNNI or AMX-INT8.*int8 avx2, bf16 none"):
+        ovb.validate_openvino_precision("int8", AVX2)
+    ovb.validate_openvino_precision("int8", NO_BF16)
+    monkeypatch.setattr(ovb, "cpu_features", lambda: AVX2)
+    with pytest.raises(ValueError, match="needs an x86 CPU with VNNI or AMX-INT8"):
+        OpenVinoBackend(load_meta(bundle), "cpu", 1, "int8", cache_dir=str(tmp_path / "records"))
     monkeypatch.setattr(ovb, "cpu_features", lambda: NO_BF16)
     root = str(tmp_path / "records")
     with pytest.raises(ValueError, match="needs an x86 CPU with AMX-BF16 or AVX-512-BF16.*int8 avx512-vnni, bf16 none"):
         OpenVinoBackend(load_meta(bundle), "cpu", 1, "bf16", cache_dir=root)
     assert not os.path.exists(root)
+    monkeypatch.setattr(ovb, "cpu_features", lambda: AVX2)
     with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
         backend = OpenVinoBackend(load_meta(bundle), "cpu", 1, "auto", cache_dir=root)
     assert backend.precision == "fp32" and "precision='auto' runs fp32" in caplog.text and "bf16 none" in caplog.text
+    assert "int8: precision='int8' on the openvino backend needs an x86 CPU with VNNI" in caplog.text
     arm = CpuFeatures("aarch64", frozenset({"bf16", "asimddp"}))
     with pytest.raises(ValueError, match="needs an x86 CPU"):
         ovb.validate_openvino_precision("bf16", arm)
@@ -210,7 +234,7 @@ def test_concurrent_first_compiles_take_turns_and_share_the_cache(bundle, tmp_pa
 
 
 @needs_bf16
-def test_the_cli_gates_bf16_ahead_and_segment_auto_runs_it(bundle, tmp_path, capsys):
+def test_the_cli_gates_bf16_ahead_and_segment_auto_runs_it(bundle, tmp_path, capsys, monkeypatch):
     """`zsseg build-engine --backend openvino` gates bf16 (the tiny model fails: exit 2 with the reason; accepted
     with --accept-below-gate), then `zsseg segment --backend openvino --precision auto --json` runs bf16 and says so
     ("precision": "bf16"). Control: before the acceptance the same segment command reports fp32."""
@@ -218,6 +242,7 @@ def test_the_cli_gates_bf16_ahead_and_segment_auto_runs_it(bundle, tmp_path, cap
 
     from zsseg_rt import cli
 
+    monkeypatch.setattr(ovb, "AUTO_ORDER", ("bf16",))  # int8's quantisation is the int8 tests' (keeps this cheap)
     copy = shutil.copytree(bundle, str(tmp_path / "bundle"), ignore=shutil.ignore_patterns("engines"))
     assert cli.main(["build-engine", copy, "--backend", "openvino"]) == 2
     assert "accuracy gate FAILED" in capsys.readouterr().err
@@ -231,3 +256,96 @@ def test_the_cli_gates_bf16_ahead_and_segment_auto_runs_it(bundle, tmp_path, cap
     assert out.startswith("openvino bf16: ") and "accuracy gate FAILED" in out  # accepted explicitly, said
     assert cli.main([*argv, "--precision", "auto", "-o", str(tmp_path / "b.png")]) == 0
     assert '"precision": "bf16"' in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def int8(bundle, tmp_path_factory):
+    """(meta, records root, the refused first attempt's error and record, the accepted record): NNCF quantisation
+    and the gate twice (the second accepted explicitly)."""
+    if not (HAS_INT8 and HAS_NNCF):
+        pytest.skip(f"needs NNCF and VNNI / AMX-INT8 ({cpu_features().summary()})")
+    meta = load_meta(bundle)
+    root = str(tmp_path_factory.mktemp("int8_records"))
+    with pytest.raises(EngineAccuracyError) as error:
+        prepare_openvino_precision(bundle, "int8", cache_dir=root, threads=1)
+    with open(os.path.join(record_dir(root, ovb.gate_key(meta, "int8")), "engine.json")) as handle:
+        refused = json.load(handle)
+    accepted = prepare_openvino_precision(bundle, "int8", cache_dir=root, force=True, accept_below_gate=True, threads=1)
+    return meta, root, (error.value, refused), accepted
+
+
+@needs_int8
+def test_a_failed_int8_gate_is_recorded_refused_and_not_quantised_again(int8, tmp_path, monkeypatch):
+    """At the gate's bound the tiny model's NNCF int8 encoder fails (91.18 %, measured): recorded refused with its
+    quantised IR and both sha256s; asked for again it is refused from the record (the preparer raises if called).
+    Control: the accepted record of the same model runs (test_the_accepted_int8_encoder_runs_quantised)."""
+    meta, _, (error, record), _ = int8
+    assert "accuracy gate FAILED" in str(error) and "OpenVINO int8 is refused" in str(error)
+    gate = record["accuracy_gate"]
+    assert gate["precision"] == "int8" and not gate["passed"] and not gate["accepted"]
+    assert record["artefact"] == "image_encoder.int8.xml" and len(record["weights_sha256"]) == 64
+    assert record["quantisation"]["fake_quantize"] > 0 and record["quantisation"]["calibration_windows"] >= 4
+    root = str(tmp_path / "refused")
+    folder = record_dir(root, ovb.gate_key(meta, "int8"))
+    os.makedirs(folder)
+    with open(os.path.join(folder, "engine.json"), "w") as handle:
+        json.dump(record, handle)
+    _never_gate(monkeypatch)
+    with pytest.raises(PrecisionGateRefused, match="failed the accuracy gate"):
+        OpenVinoBackend(meta, "cpu", 1, "int8", cache_dir=root)
+
+
+@needs_int8
+def test_the_accepted_int8_encoder_runs_quantised(int8, monkeypatch):
+    """The accepted record runs: the image encoder is the quantised IR, its outputs have the bundle graph's shapes
+    (OpenVINO returns ``image_global`` of the quantised graph with an extra leading axis; the backend restores the
+    declared rank: without that the shapes differ, seen before the fix) and differ from fp32 by int8 error, not 0 and
+    not garbage."""
+    meta, root, _, accepted = int8
+    _never_gate(monkeypatch)
+    backend = OpenVinoBackend(meta, "cpu", 1, "int8", cache_dir=root)
+    assert backend.precision == "int8" and backend.precision_record["digest"] == accepted["digest"]
+    fp32 = OpenVinoBackend(meta, "cpu", 1, "fp32", cache_dir=root)
+    images = np.random.default_rng(2).standard_normal((2, 3, meta.image_size, meta.image_size)).astype(np.float32)
+    a, b = backend.encode_image(images), fp32.encode_image(images)
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+    errors = [float(np.abs(a[k] - b[k]).max()) for k in a]
+    assert 0 < max(errors) < 0.5, errors  # quantised (not fp32), not garbage
+
+
+@needs_int8
+def test_auto_runs_int8_where_bf16_was_refused(int8, monkeypatch, caplog):
+    """auto tries bf16 first (the faster here: docs/openvino.md), which the tiny model fails, then the accepted int8."""
+    meta, root, _, _ = int8
+    with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
+        backend = OpenVinoBackend(meta, "cpu", 1, "auto", cache_dir=root)
+    assert backend.precision == "int8" and "precision='auto' runs int8" in caplog.text
+    if HAS_BF16:  # bf16 gated on first use here, at the gate's bound: refused, so auto went on to int8
+        assert "accuracy gate FAILED" in caplog.text
+
+
+@needs_int8
+def test_a_modified_int8_model_is_refused(int8, tmp_path):
+    """The quantised IR's weights (.bin) changed after the gate: refused by sha256. Control: the unmodified copy
+    loads (test_the_accepted_int8_encoder_runs_quantised)."""
+    meta, root, _, accepted = int8
+    copy = shutil.copytree(root, str(tmp_path / "records"))
+    weights = os.path.join(copy, accepted["digest"], "image_encoder.int8.bin")
+    with open(weights, "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\x7f\x7f\x7f\x7f")
+    with pytest.raises(PrecisionRecordError, match="does not match the sha256"):
+        OpenVinoBackend(meta, "cpu", 1, "int8", cache_dir=copy, prepare=False)
+
+
+def test_without_nncf_int8_says_what_to_install_and_auto_runs_fp32(bundle, tmp_path, monkeypatch, caplog):
+    """NNCF missing (import blocked) on a VNNI CPU without bf16 (faked): int8 is refused with the install command,
+    auto runs fp32 and names the reason. Control: with NNCF present the same call quantises (the int8 fixture)."""
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    monkeypatch.setattr(ovb, "cpu_features", lambda: NO_BF16)
+    root = str(tmp_path / "records")
+    with pytest.raises(ImportError, match=r"pip install 'zsseg_rt\[openvino-int8\]'"):
+        OpenVinoBackend(load_meta(bundle), "cpu", 1, "int8", cache_dir=root)
+    with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
+        backend = OpenVinoBackend(load_meta(bundle), "cpu", 1, "auto", cache_dir=root)
+    assert backend.precision == "fp32" and "needs NNCF" in caplog.text

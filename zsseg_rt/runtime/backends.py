@@ -256,10 +256,11 @@ class OpenVinoBackend(Backend):
     be "cpu" or "auto" (OpenVINO's other devices are not offered yet).
 
     ``precision``: "fp32" (default, exact), "bf16" (the image encoder in bf16 on a CPU with AMX-BF16 / AVX-512-BF16,
-    the head and text encoder f32; runs only after its accuracy gate passed here: prepared on first use unless
-    ``prepare=False``) or "auto" (the fastest precision whose gate passed on this CPU, else fp32). ``precision`` then
+    the head and text encoder f32), "int8" (the image encoder quantised by NNCF, on a CPU with VNNI / AMX-INT8) or
+    "auto" (the fastest precision whose gate passed on this CPU, else fp32); a reduced precision runs only after its
+    accuracy gate passed here (prepared on first use unless ``prepare=False``). ``precision`` then
     holds what runs, ``requested_precision`` what was asked for, ``precision_record`` the gate record it runs under.
-    ``gated=False`` skips the record check (the accuracy gate's own candidate)."""
+    ``gated=False`` skips the record check (the accuracy gate's own candidate, int8 with its ``image_model``)."""
 
     name = "openvino"
 
@@ -273,6 +274,7 @@ class OpenVinoBackend(Backend):
         cache_dir: Optional[str] = None,
         prepare: bool = True,
         gated: bool = True,
+        image_model: Optional[str] = None,
     ):
         from .openvino_backend import (  # imports openvino itself
             OpenVinoGraphs,
@@ -285,11 +287,13 @@ class OpenVinoBackend(Backend):
         self.requested_precision = precision
         self.precision_record: Optional[dict] = None
         if gated:
-            precision, self.precision_record = resolve_openvino_precision(meta, precision, cache_dir, prepare)
+            precision, self.precision_record, image_model = resolve_openvino_precision(
+                meta, precision, cache_dir, prepare
+            )
         else:
             validate_openvino_precision(precision)
         self.precision = precision
-        self.graphs = OpenVinoGraphs(meta, precision, threads, cache_dir)
+        self.graphs = OpenVinoGraphs(meta, precision, threads, cache_dir, image_model)
         self._io = meta.io
 
     def encode_image(self, images: np.ndarray) -> Features:

@@ -13,7 +13,10 @@ CPU with its oneDNN kernels (AVX2, AVX-512, AMX).
   computes the mask logits every label comes from) and the text encoder stay f32. It runs only after the accuracy
   gate passed for this bundle, CPU and OpenVINO version (``openvino_precision_record``: the record beside the
   bundle, ``runtime/precision_records.py``; prepared on first use by ``export/openvino_precision.py``).
-  ``"auto"`` runs the fastest precision that passed the gate here (bf16, else fp32) and says which.
+  ``"int8"`` (x86 CPUs with VNNI or AMX-INT8 only) runs the image encoder quantised by NNCF post-training
+  quantisation (``export/openvino_precision.py``: calibrated on the Engine's own windows of the sample photos plus
+  the user's), its IR kept beside the record with its sha256; the rest of the graph and the other graphs stay f32.
+  ``"auto"`` runs the fastest precision that passed the gate here (``AUTO_ORDER``, else fp32) and says which.
 * Threads: ``threads`` (the Engine's) sets ``INFERENCE_NUM_THREADS`` (0: OpenVINO's choice, all cores); one stream
   (``NUM_STREAMS=1``, latency), as the Engine runs one frame at a time; ``ENABLE_CPU_PINNING=NO`` so the native
   post-processing's OpenMP threads are not fenced off the cores between calls.
@@ -46,6 +49,7 @@ from zsseg_rt.bundle import BundleError, BundleMeta, Files, Names, graph_files
 
 from .cpu_features import CpuFeatures, cpu_features
 from .engine_cache import _atomic_write
+from .file_verification import cached_sha256
 from .precision_records import (
     PrecisionGateRefused,
     PrecisionKey,
@@ -67,15 +71,19 @@ __all__ = [
     "openvino_config",
 ]
 
-OPENVINO_PRECISIONS = ("fp32", "bf16", "auto")
-# the reduced precisions "auto" tries, fastest first (int8 from NNCF is not offered yet)
-AUTO_ORDER = ("bf16",)
+OPENVINO_PRECISIONS = ("fp32", "bf16", "int8", "auto")
+# the reduced precisions "auto" tries, fastest first. Measured on the ViT-B/16 image encoder (2 threads, AMX Xeon;
+# docs/openvino.md): fp32 3835 ms, bf16 800 ms, NNCF int8 1244 ms (its unquantised operations f32). A CPU without
+# bf16 skips it and tries int8 (VNNI / AMX-INT8).
+AUTO_ORDER = ("bf16", "int8")
+INT8_INSTRUCTIONS = ("amx-int8", "avx512-vnni", "avx-vnni")
 COMPILE_RECIPE_VERSION = 1
 GATE_RECIPE_VERSION = 1
 CACHE_RECORD = "openvino.json"
 COMPILE_LOCK = "openvino.lock"
 # INFERENCE_PRECISION_HINT of each precision (OpenVINO's element type names)
-_PRECISION_HINT = {"fp32": "f32", "bf16": "bf16"}
+# (int8: the NNCF-quantised IR's quantised operations run int8 whatever the hint; the rest of it stays f32)
+_PRECISION_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 # the graphs a reduced precision applies to; every other graph stays f32 (the head computes the mask logits)
 REDUCED_ROLES = ("image",)
 # the export side that gates a reduced precision (found by name: the runtime never imports the exporter)
@@ -111,6 +119,14 @@ def validate_openvino_precision(precision: str, features: Optional[CpuFeatures] 
             raise ValueError(
                 f"precision='bf16' on the openvino backend needs an x86 CPU with AMX-BF16 or AVX-512-BF16 (bf16 "
                 f"arithmetic in hardware); this CPU is {features.summary()}. Use precision='fp32', or "
+                "precision='auto' (the fastest precision that passed the accuracy gate on this CPU)"
+            )
+    if precision == "int8":
+        features = features or cpu_features()
+        if not (features.x86 and features.int8_dot_product in INT8_INSTRUCTIONS):
+            raise ValueError(
+                f"precision='int8' on the openvino backend needs an x86 CPU with VNNI or AMX-INT8 (int8 dot products "
+                f"summed exactly in int32); this CPU is {features.summary()}. Use precision='fp32', or "
                 "precision='auto' (the fastest precision that passed the accuracy gate on this CPU)"
             )
 
@@ -154,12 +170,16 @@ def openvino_cache_key(
     threads: int,
     ov_version: Optional[str] = None,
     device: Optional[str] = None,
+    image_sha256: Optional[str] = None,
 ) -> PrecisionKey:
     """What the compiled models of ``meta``'s graphs depend on: the bundle (its digest covers every graph), the
-    OpenVINO version, the CPU (name, machine, int8 and bf16 instructions) and the compile settings."""
+    OpenVINO version, the CPU (name, machine, int8 and bf16 instructions), the compile settings and, for int8, the
+    quantised image encoder's sha256."""
     recipe: Dict[str, Any] = {"version": COMPILE_RECIPE_VERSION, "config": openvino_config(precision, threads)}
     if precision != "fp32":  # the reduced precision applies to these graphs only; the others are compiled f32
         recipe["reduced_roles"] = list(REDUCED_ROLES)
+    if image_sha256:
+        recipe["image_model_sha256"] = image_sha256
     return PrecisionKey(
         backend="openvino",
         precision=precision,
@@ -179,12 +199,14 @@ def _device_class(features: Optional[CpuFeatures] = None) -> str:
 def gate_key(meta: BundleMeta, precision: str, ov_version: Optional[str] = None, device: Optional[str] = None):
     """The accuracy-gate record key of ``precision`` for ``meta``'s image encoder on this CPU and OpenVINO version
     (threads are not in it: they do not change what is computed)."""
-    recipe = {
+    recipe: Dict[str, Any] = {
         "version": GATE_RECIPE_VERSION,
         "inference_precision": {role: _PRECISION_HINT[precision] for role in REDUCED_ROLES},
         "execution_mode": "ACCURACY",
         "other_graphs": "f32",
     }
+    if precision == "int8":
+        recipe["quantisation"] = dict(INT8_RECIPE)
     return PrecisionKey(
         backend="openvino",
         precision=precision,
@@ -194,6 +216,16 @@ def gate_key(meta: BundleMeta, precision: str, ov_version: Optional[str] = None,
         device=device or _device_class(),
         recipe=recipe_text(recipe),
     )
+
+
+# how the int8 image encoder is made (export/openvino_precision.py; part of its record's key)
+INT8_RECIPE = {
+    "tool": "nncf.quantize (post-training, OpenVINO backend)",
+    "model_type": "transformer",
+    "preset": "mixed",
+    "calibration": "the Engine's windows of the sample photos plus the user's calibration photos",
+}
+INT8_WEIGHTS_FIELD = "weights_sha256"  # the IR's .bin (the record's artefact is its .xml)
 
 
 def _preparer():
@@ -210,31 +242,42 @@ def _preparer():
 
 def openvino_precision_record(
     meta: BundleMeta, precision: str, cache_dir: Optional[str] = None, prepare: bool = True
-) -> Dict[str, Any]:
-    """The passing accuracy-gate record of ``precision`` ("bf16") here; a missing one is prepared (gated) when
-    ``prepare``, else refused.
+) -> Tuple[Dict[str, Any], Optional[str]]:
+    """``(record, artefact)``: the passing accuracy-gate record of ``precision`` ("bf16" / "int8") here and its
+    artefact (int8: the quantised image encoder's IR ``.xml``, its ``.bin`` beside it; bf16: None); a missing record
+    is prepared (gated) when ``prepare``, else refused.
 
     Raises:
-        ValueError (the CPU cannot run it), PrecisionRecordError / PrecisionGateRefused (no passing record),
-        EngineAccuracyError (the first-use gate failed; recorded refused).
+        ValueError (the CPU cannot run it), PrecisionRecordError / PrecisionGateRefused (no passing record, or a
+        modified artefact), EngineAccuracyError (the first-use gate failed; recorded refused).
     """
     validate_openvino_precision(precision)
     key = gate_key(meta, precision)
     root = precision_root(meta, cache_dir)
     try:
-        return find_record(root, key)[0]
+        found = find_record(root, key)
     except PrecisionRecordError as exc:
         if not prepare or isinstance(exc, PrecisionGateRefused):
             raise
         LOG.warning(
-            "OpenVINO precision=%r has no gated record for this CPU yet (%s): gating it now against ONNX Runtime fp32 "
-            "(once; `zsseg build-engine BUNDLE --backend openvino --precision %s` does it ahead)",
+            "OpenVINO precision=%r has no gated record for this CPU yet (%s): %s it now and gating it against ONNX "
+            "Runtime fp32 (once; `zsseg build-engine BUNDLE --backend openvino --precision %s` does it ahead)",
             precision,
             str(exc).splitlines()[0],
+            "quantising" if precision == "int8" else "compiling",
             precision,
         )
         _preparer()(meta.path, precision=precision, cache_dir=cache_dir)
-        return find_record(root, key)[0]
+        found = find_record(root, key)
+    record, artefact = found
+    if artefact is not None:
+        weights = os.path.splitext(artefact)[0] + ".bin"
+        if not os.path.isfile(weights) or cached_sha256(weights) != record.get(INT8_WEIGHTS_FIELD):
+            raise PrecisionRecordError(
+                f"{weights!r} is missing or does not match the sha256 in its record (truncated or modified); delete "
+                f"{os.path.dirname(artefact)!r} to have it made again"
+            )
+    return record, artefact
 
 
 def resolve_openvino_precision(
@@ -243,22 +286,25 @@ def resolve_openvino_precision(
     cache_dir: Optional[str] = None,
     prepare: bool = True,
     features: Optional[CpuFeatures] = None,
-) -> Tuple[str, Optional[Dict[str, Any]]]:
-    """``(precision to run, its gate record)``: fp32 without a record; an explicit reduced precision needs its
-    passing record; ``"auto"`` takes the first of ``AUTO_ORDER`` this CPU can run whose gate passed (gating it on
-    first use when ``prepare``), else fp32, and logs which and why."""
+) -> Tuple[str, Optional[Dict[str, Any]], Optional[str]]:
+    """``(precision to run, its gate record, its image-encoder artefact)``: fp32 without a record; an explicit
+    reduced precision needs its passing record; ``"auto"`` takes the first of ``AUTO_ORDER`` this CPU can run whose
+    gate passed (gating it on first use when ``prepare``), else fp32, and logs which and why."""
     validate_openvino_precision(precision, features)
     if precision == "fp32":
-        return "fp32", None
+        return "fp32", None, None
     if precision != "auto":
-        return precision, openvino_precision_record(meta, precision, cache_dir, prepare)
+        return (precision, *openvino_precision_record(meta, precision, cache_dir, prepare))
     reasons = []
     for candidate in AUTO_ORDER:
         try:
             validate_openvino_precision(candidate, features)
-            record = openvino_precision_record(meta, candidate, cache_dir, prepare)
+            record, artefact = openvino_precision_record(meta, candidate, cache_dir, prepare)
         except ValueError as exc:  # the CPU cannot run it
             reasons.append(f"{candidate}: {str(exc).split('. Use ')[0]}")
+            continue
+        except ImportError as exc:  # what prepares it (NNCF for int8) is not installed
+            reasons.append(f"{candidate}: {str(exc).splitlines()[0]}")
             continue
         except RuntimeError as exc:  # no passing record: refused by the gate, or none and prepare=False
             if not (isinstance(exc, PrecisionRecordError) or type(exc).__name__ == "EngineAccuracyError"):
@@ -269,9 +315,9 @@ def resolve_openvino_precision(
         LOG.info(
             "OpenVINO precision='auto' runs %s on this CPU (accuracy gate: %s)", candidate, gate.get("summary", "")
         )
-        return candidate, record
+        return candidate, record, artefact
     LOG.info("OpenVINO precision='auto' runs fp32 on this CPU (%s)", "; ".join(reasons) or "no reduced precision")
-    return "fp32", None
+    return "fp32", None, None
 
 
 class OpenVinoGraphs:
@@ -283,15 +329,23 @@ class OpenVinoGraphs:
     """
 
     def __init__(
-        self, meta: BundleMeta, precision: str = "fp32", threads: int = 0, cache_dir: Optional[str] = None
+        self,
+        meta: BundleMeta,
+        precision: str = "fp32",
+        threads: int = 0,
+        cache_dir: Optional[str] = None,
+        image_model: Optional[str] = None,
     ) -> None:
         ov = _ov()
         validate_openvino_precision(precision)
         if precision not in _PRECISION_HINT:
-            raise ValueError(f"OpenVinoGraphs compiles a concrete precision ('fp32' / 'bf16'), got {precision!r}")
+            raise ValueError(f"OpenVinoGraphs compiles a concrete precision (fp32 / bf16 / int8), got {precision!r}")
+        if (precision == "int8") != (image_model is not None):
+            raise ValueError("precision='int8' runs a quantised image encoder (image_model=...), and only it does")
         self.precision = precision
         config = openvino_config(precision, threads)
-        self.key = openvino_cache_key(meta, precision, threads)
+        image_sha = cached_sha256(image_model) if image_model else None
+        self.key = openvino_cache_key(meta, precision, threads, image_sha256=image_sha)
         self.cache_dir = os.path.join(precision_root(meta, cache_dir), self.key.digest())
         os.makedirs(self.cache_dir, exist_ok=True)
         record = os.path.join(self.cache_dir, CACHE_RECORD)
@@ -305,20 +359,27 @@ class OpenVinoGraphs:
         self._locks: Dict[str, threading.Lock] = {}
         self._ports: Dict[str, Dict[str, Any]] = {}  # role -> meta.json tensor name -> compiled model port
         self._wanted: Dict[str, str] = {}  # role -> the element type it must compute in
+        self._ranks: Dict[str, Dict[str, int]] = {}  # role -> output name -> declared rank (int8 image encoder)
         with compile_lock(self.cache_dir):  # one process at a time compiles into (or loads from) this cache
             for role, name in graph_files(meta.pipeline).items():
                 self._ports[role] = {}
                 role_precision = precision if role in REDUCED_ROLES else "fp32"
                 self._wanted[role] = _PRECISION_HINT[role_precision]
                 role_config = dict(openvino_config(role_precision, threads), CACHE_DIR=self.cache_dir)
-                compiled = self._compile(core, meta, role, name, role_config)
+                path = meta.file(name)
+                if role == "image" and image_model:  # the quantised IR: output ranks as the bundle's graph declares
+                    declared = core.read_model(path).outputs
+                    self._ranks[role] = {
+                        n: o.get_partial_shape().rank.get_length() for o in declared for n in o.get_names()
+                    }
+                    path = image_model
+                compiled = self._compile(core, meta, role, path, role_config)
                 self._models[role] = compiled
                 self._requests[role] = compiled.create_infer_request()
                 self._locks[role] = threading.Lock()
         self.config = config
 
-    def _compile(self, core: Any, meta: BundleMeta, role: str, name: str, config: Dict[str, str]) -> Any:
-        path = meta.file(name)
+    def _compile(self, core: Any, meta: BundleMeta, role: str, path: str, config: Dict[str, str]) -> Any:
         try:
             compiled = core.compile_model(path, "CPU", config)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own untyped errors for unreadable graphs
@@ -367,7 +428,24 @@ class OpenVinoGraphs:
         ports = self._ports[role]
         with self._locks[role]:
             result = self._requests[role].infer({ports[name]: value for name, value in feeds.items()})
-            return [np.array(result[ports[name]], copy=True) for name in outputs]
+            arrays = [np.array(result[ports[name]], copy=True) for name in outputs]
+        ranks = self._ranks.get(role, {})
+        return [_declared_rank(a, ranks[name], name) if name in ranks else a for a, name in zip(arrays, outputs)]
+
+
+def _declared_rank(array: np.ndarray, rank: int, name: str) -> np.ndarray:
+    """``array`` with the rank the bundle's graph declares. OpenVINO 2026.4's CPU plugin returns the NNCF-quantised
+    ViT encoder's ``image_global`` ([B, D], a Gather after a quantised MatMul) as [1, B, D] (its shape inference
+    says [B, D]; the values are the fp32 graph's within int8 error: measured). Leading size-1 axes beyond the
+    declared rank are dropped; any other rank mismatch is an error."""
+    if array.ndim == rank:
+        return array
+    extra = array.ndim - rank
+    if extra > 0 and all(size == 1 for size in array.shape[:extra]):
+        return array.reshape(array.shape[extra:])
+    raise RuntimeError(
+        f"OpenVINO returned output {name!r} with shape {list(array.shape)}; the graph declares rank {rank}"
+    )
 
 
 @contextmanager
