@@ -54,7 +54,7 @@ def test_export_official_checkpoint_then_segment(tmp_path, capsys):
         == 0
     )
     summary = json.loads(capsys.readouterr().out)
-    assert summary[0]["overlay"] == overlay and set(summary[0]["classes"]) <= {"cat", "dog", "sofa"}
+    assert summary[0]["overlay"] == overlay and set(summary[0]["areas"]) <= {"cat", "dog", "sofa"}
     assert cv2.imread(overlay).shape == (50, 70, 3)
     labels = cv2.imread(str(tmp_path / "overlay_labels.png"), cv2.IMREAD_UNCHANGED)
     assert labels.shape == (50, 70) and labels.max() < 3
