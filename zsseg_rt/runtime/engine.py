@@ -66,8 +66,10 @@ class Engine:
         precision: None (default) runs each backend's default: TensorRT's fp16 engines, the exact fp32 graphs on
             ONNX Runtime and torch. TensorRT: which built engines to use ("fp16", "fp16-pinned", "fp32", "int8").
             torch: "fp32", "fp16" or "bf16" (reduced precision after the accuracy gate for this device passed).
-            ONNX Runtime (CPU): "fp32", "int8" (quantised image encoder) or "bf16" (Arm64 CPUs with bf16). A
-            reduced precision without a gate record is prepared and gated on first use (docs/precision.md).
+            ONNX Runtime (CPU): "fp32", "int8" (quantised image encoder) or "bf16" (Arm64 CPUs with bf16).
+            OpenVINO (CPU): "fp32", "bf16" (AMX / AVX-512-BF16), "int8" (NNCF, VNNI / AMX-INT8) or "auto" (the
+            fastest precision that passed the gate on this CPU, else fp32; ``engine.backend.precision`` says which).
+            A reduced precision without a gate record is prepared and gated on first use (docs/precision.md).
         threads: (ONNX Runtime backend) intra-op threads; 0 lets ONNX Runtime choose. (OpenVINO backend)
             ``INFERENCE_NUM_THREADS``; 0 lets OpenVINO choose.
         device_pipeline: "auto" keeps a frame's data on the GPU where it can (TensorRT, torch on CUDA): one upload
