@@ -262,7 +262,8 @@ def _add_segment_command(sub) -> None:
         default=None,
         choices=["fp32", "fp16", "fp16-pinned", "bf16", "int8", "auto"],
         help="default: the backend's (TensorRT fp16, else fp32). onnxruntime: int8 (CPU) or bf16 (Arm64); openvino: "
-        "bf16 (AMX / AVX-512-BF16) or auto (the fastest precision that passed the gate on this CPU, else fp32); "
+        "bf16 (AMX / AVX-512-BF16) or int8 (VNNI / AMX-INT8); auto on both: the fastest precision that passed the "
+        "gate on this CPU, else fp32; "
         "torch: fp16/bf16; a reduced precision runs only after its accuracy gate passed (docs/precision.md)",
     )
     p.add_argument(

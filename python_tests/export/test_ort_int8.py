@@ -6,6 +6,7 @@ The tiny golden model FAILS the int8 gate (about 97 % of labels agree with fp32:
 near-ties), which is what the refusal tests need; the accepted path is tested through the explicit override."""
 
 import json
+import logging
 import os
 import shutil
 
@@ -158,7 +159,7 @@ def test_the_cli_prepares_int8_ahead_and_segment_runs_it(tiny_bundle, tmp_path, 
 
     bundle = shutil.copytree(tiny_bundle, str(tmp_path / "bundle"))  # the record goes into <bundle>/engines
     assert cli.main(["build-engine", bundle, "--backend", "onnxruntime", "--precision", "fp16"]) == 2
-    assert "one of ('fp32', 'int8', 'bf16'), got 'fp16'" in capsys.readouterr().err
+    assert "one of ('fp32', 'int8', 'bf16', 'auto'), got 'fp16'" in capsys.readouterr().err
     assert cli.main(["build-engine", bundle, "--backend", "onnxruntime", "--accept-below-gate"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("onnxruntime int8: ") and "accuracy gate FAILED" in out  # accepted explicitly, said
@@ -170,3 +171,59 @@ def test_the_cli_prepares_int8_ahead_and_segment_runs_it(tiny_bundle, tmp_path, 
     argv = ["segment", photo, "--bundle", bundle, "--classes", "cat,dog", "--backend", "onnxruntime"]
     assert cli.main([*argv, "--device", "cpu", "--precision", "int8", "--json", "-o", str(tmp_path / "o.png")]) == 0
     assert '"precision": "int8"' in capsys.readouterr().out
+    # auto takes the record build-engine made (accepted below the gate by the user) and says what it runs
+    assert cli.main([*argv, "--device", "cpu", "--precision", "auto", "--json", "-o", str(tmp_path / "a.png")]) == 0
+    assert '"precision": "int8"' in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------ precision="auto"
+def test_auto_runs_fp32_where_int8_was_refused_and_int8_where_it_was_accepted(prepared, tmp_path, monkeypatch, caplog):
+    """``precision="auto"`` on ONNX Runtime (the CPU path without OpenVINO) takes a reduced precision only under a
+    gate record that passed or that the user accepted below the gate (``--accept-below-gate``, as on OpenVINO): a
+    refused record leaves auto at fp32, saying why; the accepted one runs int8 and the log line carries the gate's
+    FAILED summary; nothing is prepared again."""
+    meta, root, (_, refused_record), _ = prepared
+    _never_prepare(monkeypatch)
+    only_refused = str(tmp_path / "refused")
+    key = ort_precision.precision_key(meta, "int8")
+    os.makedirs(record_dir(only_refused, key))
+    with open(os.path.join(record_dir(only_refused, key), "engine.json"), "w") as handle:
+        json.dump(refused_record, handle)
+    with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
+        backend = OnnxRuntimeBackend(meta, "cpu", 1, "auto", cache_dir=only_refused)
+    assert backend.precision == "fp32" and backend.requested_precision == "auto"
+    assert backend.precision_record is None
+    assert "ONNX Runtime precision='auto' runs fp32" in caplog.text and "failed the accuracy gate" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
+        accepted = OnnxRuntimeBackend(meta, "cpu", 1, "auto", cache_dir=root)
+    assert accepted.precision == "int8" and accepted.precision_record["accuracy_gate"]["accepted"]
+    assert "ONNX Runtime precision='auto' runs int8" in caplog.text and "FAILED" in caplog.text
+
+
+def test_auto_runs_int8_once_its_gate_passed(tiny_bundle, tmp_path, monkeypatch, caplog):
+    """With the int8 bound lowered below the tiny model's agreement, ``auto`` gates int8 on first use and runs it
+    (the quantised encoder graph, its passing record), says so, and equals an explicit ``precision="int8"`` Engine;
+    a second backend takes the record without preparing again."""
+    from zsseg_rt.export import accuracy_gate
+
+    monkeypatch.setitem(accuracy_gate.MIN_LABEL_AGREEMENT, "int8", 0.5)
+    meta = load_meta(tiny_bundle)
+    root = str(tmp_path / "records")
+    with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
+        backend = OnnxRuntimeBackend(meta, "cpu", 1, "auto", cache_dir=root)
+    assert backend.precision == "int8" and backend.requested_precision == "auto"
+    assert backend.precision_record["accuracy_gate"]["passed"]
+    assert "ONNX Runtime precision='auto' runs int8" in caplog.text
+    _never_prepare(monkeypatch)
+    explicit = OnnxRuntimeBackend(meta, "cpu", 1, "int8", cache_dir=root)
+    image = np.random.default_rng(3).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    auto_result = Engine(tiny_bundle, classes=CLASSES, backend=backend)(image)
+    int8_result = Engine(tiny_bundle, classes=CLASSES, backend=explicit)(image)
+    assert np.array_equal(auto_result.labels, int8_result.labels)
+    assert np.array_equal(auto_result.scores, int8_result.scores)
+
+
+def test_auto_is_not_something_to_prepare(tiny_bundle, tmp_path):
+    with pytest.raises(ValueError, match="'auto': nothing to prepare.*prepare 'int8'"):
+        prepare_onnxruntime_precision(tiny_bundle, "auto", cache_dir=str(tmp_path))

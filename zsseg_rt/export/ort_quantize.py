@@ -147,6 +147,11 @@ def prepare_onnxruntime_precision(
     validate_ort_precision(precision)
     if precision == "fp32":
         raise ValueError("precision='fp32' is the bundle's own graph: nothing to prepare")
+    if precision == "auto":
+        raise ValueError(
+            "precision='auto': nothing to prepare ('auto' picks among gated precisions when the Engine starts): "
+            "prepare 'int8' (or 'bf16' on an Arm64 CPU with bf16)"
+        )
     meta = load_meta(bundle_dir)
     key = precision_key(meta, precision)
     root = precision_root(meta, cache_dir)

@@ -7,6 +7,7 @@ name and found on first use (:func:`backend_factory`), so nothing here imports t
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
@@ -120,10 +121,26 @@ class OnnxRuntimeBackend(Backend):
         ort = _ort()
         providers = ort_providers(device)
         self.providers = providers
+        self.requested_precision = precision
         self.precision = precision
         self.precision_record: Optional[dict] = None  # the accuracy-gate record a reduced precision runs under
         image_path = image_encoder
         config = dict(image_config or {})
+        if image_path is None and precision == "auto":
+            from .ort_precision import resolve_ort_auto, validate_ort_precision
+
+            validate_ort_precision(precision)
+            if providers[0] != "CPUExecutionProvider":  # ONNX Runtime's reduced precisions are CPU ones
+                logging.getLogger("zsseg_rt.precision").info(
+                    "ONNX Runtime precision='auto' runs fp32 on %s (its reduced precisions are CPU ones)", providers[0]
+                )
+                self.precision = precision = "fp32"
+            else:
+                self.precision, found = resolve_ort_auto(meta, cache_dir, prepare)
+                precision = self.precision
+                if found is not None:
+                    image_path, config, self.precision_record = found
+                    config = dict(config)
         if image_path is None and precision != "fp32":
             if providers[0] != "CPUExecutionProvider":
                 raise ValueError(
@@ -403,8 +420,6 @@ def make_backend(
         try:
             return TensorRTBackend(meta, precision or default_precision("tensorrt"))
         except ImportError as exc:  # no TensorRT on this machine: the normal case on a CPU, said at debug level only
-            import logging
-
             logging.getLogger("zsseg_rt").debug(
                 "backend='auto': TensorRT is not installed (%s); running the bundle with ONNX Runtime", exc
             )

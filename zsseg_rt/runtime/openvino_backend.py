@@ -55,6 +55,7 @@ from .precision_records import (
     PrecisionKey,
     PrecisionRecordError,
     find_record,
+    pick_gated_precision,
     precision_root,
     recipe_text,
 )
@@ -295,29 +296,15 @@ def resolve_openvino_precision(
         return "fp32", None, None
     if precision != "auto":
         return (precision, *openvino_precision_record(meta, precision, cache_dir, prepare))
-    reasons = []
-    for candidate in AUTO_ORDER:
-        try:
-            validate_openvino_precision(candidate, features)
-            record, artefact = openvino_precision_record(meta, candidate, cache_dir, prepare)
-        except ValueError as exc:  # the CPU cannot run it
-            reasons.append(f"{candidate}: {str(exc).split('. Use ')[0]}")
-            continue
-        except ImportError as exc:  # what prepares it (NNCF for int8) is not installed
-            reasons.append(f"{candidate}: {str(exc).splitlines()[0]}")
-            continue
-        except RuntimeError as exc:  # no passing record: refused by the gate, or none and prepare=False
-            if not (isinstance(exc, PrecisionRecordError) or type(exc).__name__ == "EngineAccuracyError"):
-                raise
-            reasons.append(f"{candidate}: {str(exc).splitlines()[0]}")
-            continue
-        gate = record.get("accuracy_gate", {})
-        LOG.info(
-            "OpenVINO precision='auto' runs %s on this CPU (accuracy gate: %s)", candidate, gate.get("summary", "")
-        )
-        return candidate, record, artefact
-    LOG.info("OpenVINO precision='auto' runs fp32 on this CPU (%s)", "; ".join(reasons) or "no reduced precision")
-    return "fp32", None, None
+
+    def try_one(candidate: str):
+        validate_openvino_precision(candidate, features)
+        return openvino_precision_record(meta, candidate, cache_dir, prepare)
+
+    chosen, found = pick_gated_precision(AUTO_ORDER, try_one, "OpenVINO", LOG)
+    if found is None:
+        return "fp32", None, None
+    return (chosen, *found)
 
 
 class OpenVinoGraphs:

@@ -30,19 +30,31 @@ from .precision_records import (
     PrecisionKey,
     PrecisionRecordError,
     find_record,
+    pick_gated_precision,
     precision_root,
     recipe_text,
 )
 
 LOG = logging.getLogger("zsseg_rt.precision")
-ORT_PRECISIONS = ("fp32", "int8", "bf16")
+ORT_PRECISIONS = ("fp32", "int8", "bf16", "auto")
+# the reduced precisions "auto" tries, fastest first: bf16 where ONNX Runtime has it (Arm64 CPUs with bf16), then
+# int8 (the weight MatMuls dynamically quantised: any x86-64 or Arm64 CPU). Each runs only after its gate passed.
+ORT_AUTO_ORDER = ("bf16", "int8")
 INT8_RECIPE_VERSION = 1
 BF16_RECIPE_VERSION = 1
 FASTMATH_BF16 = "mlas.enable_gemm_fastmath_arm64_bfloat16"
 # the export side that quantises and gates (found by name: the runtime never imports the exporter)
 PREPARER = "zsseg_rt.export.ort_quantize:prepare_onnxruntime_precision"
 
-__all__ = ["ORT_PRECISIONS", "image_encoder_graph", "int8_recipe", "precision_key", "validate_ort_precision"]
+__all__ = [
+    "ORT_PRECISIONS",
+    "ORT_AUTO_ORDER",
+    "image_encoder_graph",
+    "resolve_ort_auto",
+    "int8_recipe",
+    "precision_key",
+    "validate_ort_precision",
+]
 
 
 def validate_ort_precision(precision: str, features: Optional[CpuFeatures] = None) -> None:
@@ -120,6 +132,8 @@ def image_encoder_graph(
         first-use gate failed).
     """
     validate_ort_precision(precision)
+    if precision == "auto":
+        raise ValueError("image_encoder_graph needs a concrete precision; 'auto' is resolved by resolve_ort_auto")
     if precision == "fp32":
         return meta.file(Files.IMAGE_ENCODER), {}, None
     key = precision_key(meta, precision)
@@ -139,3 +153,17 @@ def image_encoder_graph(
         record, artefact = find_record(root, key)
     options = dict(bf16_recipe()["session_config"]) if precision == "bf16" else {}  # type: ignore[call-overload]
     return (artefact or meta.file(Files.IMAGE_ENCODER)), options, record
+
+
+def resolve_ort_auto(
+    meta: BundleMeta, cache_dir: Optional[str] = None, prepare: bool = True
+) -> Tuple[str, Optional[Tuple[str, Dict[str, str], Optional[dict]]]]:
+    """``precision="auto"`` on ONNX Runtime (the CPU path where OpenVINO is absent): the first of ``ORT_AUTO_ORDER``
+    this CPU can run whose accuracy gate passed (gated on first use when ``prepare``), with its
+    :func:`image_encoder_graph`, else ``("fp32", None)``; logs which and why."""
+
+    def try_one(candidate: str):
+        validate_ort_precision(candidate)
+        return image_encoder_graph(meta, candidate, cache_dir, prepare)
+
+    return pick_gated_precision(ORT_AUTO_ORDER, try_one, "ONNX Runtime", LOG)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from zsseg_rt.bundle import BundleMeta, Files
 
@@ -145,3 +146,36 @@ def find_record(root: str, key: PrecisionKey, check_artefact: bool = True) -> Tu
                 "to have it made again"
             )
     return record, artefact
+
+
+def pick_gated_precision(
+    candidates: Tuple[str, ...], try_one: Callable[[str], Any], label: str, log: logging.Logger
+) -> Tuple[str, Any]:
+    """``precision="auto"`` on a CPU backend: the first of ``candidates`` (fastest first) that this CPU can run and
+    whose accuracy-gate record passed or was accepted below the gate by the user (``--accept-below-gate``: the log
+    line then carries the gate's FAILED summary), as ``(precision, try_one(precision))``, else ``("fp32", None)``; logs which
+    and why at INFO on ``log``. ``try_one`` returns what the backend needs to run a candidate (its record) and
+    raises ValueError (the CPU cannot run it), ImportError (what prepares it is missing) or a gate error
+    (PrecisionRecordError: refused, or no record and not prepared; the exporter's EngineAccuracyError: the first-use
+    gate failed); any other error propagates."""
+    reasons = []
+    for candidate in candidates:
+        try:
+            found = try_one(candidate)
+        except (ValueError, ImportError) as exc:
+            reasons.append(f"{candidate}: {str(exc).split('. Use ')[0].splitlines()[0]}")
+            continue
+        except RuntimeError as exc:
+            if not (isinstance(exc, PrecisionRecordError) or type(exc).__name__ == "EngineAccuracyError"):
+                raise
+            reasons.append(f"{candidate}: {str(exc).splitlines()[0]}")
+            continue
+        parts = found if isinstance(found, tuple) else (found,)
+        record = next((part for part in parts if isinstance(part, dict) and "accuracy_gate" in part), {})
+        gate = record.get("accuracy_gate", {})
+        log.info(
+            "%s precision='auto' runs %s on this CPU (accuracy gate: %s)", label, candidate, gate.get("summary", "")
+        )
+        return candidate, found
+    log.info("%s precision='auto' runs fp32 on this CPU (%s)", label, "; ".join(reasons) or "no reduced precision")
+    return "fp32", None
