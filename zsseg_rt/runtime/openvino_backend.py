@@ -35,7 +35,6 @@ Nothing here imports torch; ``openvino`` is imported when the backend is built (
 from __future__ import annotations
 
 import fcntl
-import importlib
 import json
 import logging
 import os
@@ -51,10 +50,10 @@ from .cpu_features import CpuFeatures, cpu_features
 from .engine_cache import _atomic_write
 from .file_verification import cached_sha256
 from .precision_records import (
-    PrecisionGateRefused,
     PrecisionKey,
     PrecisionRecordError,
-    find_record,
+    find_or_prepare,
+    load_preparer,
     pick_gated_precision,
     precision_root,
     recipe_text,
@@ -230,15 +229,12 @@ INT8_WEIGHTS_FIELD = "weights_sha256"  # the IR's .bin (the record's artefact is
 
 
 def _preparer():
-    module, _, name = PREPARER.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ImportError as exc:
-        raise ImportError(
-            f"gating an OpenVINO precision needs the exporter's accuracy gate ({exc}); prepare it on another machine "
-            "of the same CPU kind with `zsseg build-engine BUNDLE --backend openvino --precision bf16` and copy the "
-            "bundle's engines/ folder"
-        ) from exc
+    return load_preparer(
+        PREPARER,
+        "gating an OpenVINO precision needs the exporter's accuracy gate ({exc}); prepare it on another machine of "
+        "the same CPU kind with `zsseg build-engine BUNDLE --backend openvino --precision bf16` and copy the "
+        "bundle's engines/ folder",
+    )
 
 
 def openvino_precision_record(
@@ -255,21 +251,20 @@ def openvino_precision_record(
     validate_openvino_precision(precision)
     key = gate_key(meta, precision)
     root = precision_root(meta, cache_dir)
-    try:
-        found = find_record(root, key)
-    except PrecisionRecordError as exc:
-        if not prepare or isinstance(exc, PrecisionGateRefused):
-            raise
-        LOG.warning(
+    found = find_or_prepare(
+        root,
+        key,
+        prepare,
+        lambda: _preparer()(meta.path, precision=precision, cache_dir=cache_dir),
+        lambda why: LOG.warning(
             "OpenVINO precision=%r has no gated record for this CPU yet (%s): %s it now and gating it against ONNX "
             "Runtime fp32 (once; `zsseg build-engine BUNDLE --backend openvino --precision %s` does it ahead)",
             precision,
-            str(exc).splitlines()[0],
+            why,
             "quantising" if precision == "int8" else "compiling",
             precision,
-        )
-        _preparer()(meta.path, precision=precision, cache_dir=cache_dir)
-        found = find_record(root, key)
+        ),
+    )
     record, artefact = found
     if artefact is not None:
         weights = os.path.splitext(artefact)[0] + ".bin"

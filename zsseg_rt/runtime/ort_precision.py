@@ -18,7 +18,6 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Dict, Optional, Tuple
 
@@ -26,10 +25,9 @@ from zsseg_rt.bundle import BundleMeta, Files
 
 from .cpu_features import CpuFeatures, cpu_features
 from .precision_records import (
-    PrecisionGateRefused,
     PrecisionKey,
-    PrecisionRecordError,
-    find_record,
+    find_or_prepare,
+    load_preparer,
     pick_gated_precision,
     precision_root,
     recipe_text,
@@ -110,15 +108,12 @@ def precision_key(
 
 
 def _preparer():
-    module, _, name = PREPARER.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ImportError as exc:
-        raise ImportError(
-            f"preparing the int8 image encoder needs the onnx package and the exporter ({exc}): pip install onnx, "
-            "or prepare it on another machine of the same CPU kind with `zsseg build-engine BUNDLE --backend "
-            "onnxruntime --precision int8` and copy the bundle's engines/ folder"
-        ) from exc
+    return load_preparer(
+        PREPARER,
+        "preparing the int8 image encoder needs the onnx package and the exporter ({exc}): pip install onnx, or "
+        "prepare it on another machine of the same CPU kind with `zsseg build-engine BUNDLE --backend onnxruntime "
+        "--precision int8` and copy the bundle's engines/ folder",
+    )
 
 
 def image_encoder_graph(
@@ -138,19 +133,18 @@ def image_encoder_graph(
         return meta.file(Files.IMAGE_ENCODER), {}, None
     key = precision_key(meta, precision)
     root = precision_root(meta, cache_dir)
-    try:
-        record, artefact = find_record(root, key)
-    except PrecisionRecordError as exc:
-        if not prepare or isinstance(exc, PrecisionGateRefused):
-            raise
-        LOG.warning(
+    record, artefact = find_or_prepare(
+        root,
+        key,
+        prepare,
+        lambda: _preparer()(meta.path, precision=precision, cache_dir=cache_dir),
+        lambda why: LOG.warning(
             "ONNX Runtime precision=%r has no gated record for this CPU yet (%s): preparing it now (quantise + "
             "accuracy gate against fp32, once; `zsseg build-engine --backend onnxruntime` does it ahead)",
             precision,
-            str(exc).splitlines()[0],
-        )
-        _preparer()(meta.path, precision=precision, cache_dir=cache_dir)
-        record, artefact = find_record(root, key)
+            why,
+        ),
+    )
     options = dict(bf16_recipe()["session_config"]) if precision == "bf16" else {}  # type: ignore[call-overload]
     return (artefact or meta.file(Files.IMAGE_ENCODER)), options, record
 

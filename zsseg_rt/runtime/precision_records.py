@@ -14,6 +14,7 @@ Nothing here imports torch or ONNX Runtime.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -179,3 +180,28 @@ def pick_gated_precision(
         return candidate, found
     log.info("%s precision='auto' runs fp32 on this CPU (%s)", label, "; ".join(reasons) or "no reduced precision")
     return "fp32", None
+
+
+def load_preparer(spec: str, hint: str) -> Callable[..., Any]:
+    """The export-side function ``"module:name"`` that prepares and gates a precision (the runtime never imports
+    the exporter at module level); a missing exporter is an ImportError with ``hint`` (``{exc}``: the cause)."""
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise ImportError(hint.format(exc=exc)) from exc
+
+
+def find_or_prepare(
+    root: str, key: PrecisionKey, prepare: bool, make: Callable[[], Any], announce: Callable[[str], None]
+) -> Tuple[Dict[str, Any], Optional[str]]:
+    """:func:`find_record`, or, with no record yet and ``prepare``, ``announce(why)`` then ``make()`` (prepare and
+    gate it; records a refusal) and find it again. A refused record, or none with ``prepare=False``, raises."""
+    try:
+        return find_record(root, key)
+    except PrecisionRecordError as exc:
+        if not prepare or isinstance(exc, PrecisionGateRefused):
+            raise
+        announce(str(exc).splitlines()[0])
+        make()
+        return find_record(root, key)
