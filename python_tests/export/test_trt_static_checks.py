@@ -31,7 +31,7 @@ from zsseg_rt.export.trt_op_rules import load_operator_table, table_source  # no
 from zsseg_rt.export.trt_profile_check import check_bundle_profiles  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRT_FAMILIES_WITHOUT_ENGINES = {"zegformer"}  # two-stage pipeline: TensorRT engines are refused (ONNX Runtime only)
+TRT_FAMILIES_WITHOUT_ENGINES = {"zegformer"}  # two-stage pipeline: no TensorRT engines
 
 
 @pytest.fixture(scope="module")
