@@ -299,8 +299,10 @@ class OpenVinoBackend(Backend):
             resolve_openvino_precision,
             validate_openvino_precision,
         )
+        from .signal_stack import ensure_signal_stack
 
         check_openvino_device(device)
+        ensure_signal_stack()  # OpenVINO may use AMX tile state: Python's signal handlers must still fit their stack
         self.requested_precision = precision
         self.precision_record: Optional[dict] = None
         if gated:

@@ -280,6 +280,8 @@ class Trainer:
         ``skipped_samples`` counts what they skipped (it said 0). Returns the manager (None without workers)."""
         if self.cfg.num_workers <= 0 or not isinstance(getattr(self.dataset, "skipped", None), dict):
             return None
+        if getattr(self.dataset, "on_corrupt", "skip") != "skip":  # nothing is skipped: nothing to share
+            return None
         import multiprocessing
 
         manager = multiprocessing.Manager()
@@ -475,6 +477,10 @@ class Trainer:
         )
         last_ckpt, logs = resumed, {}
         start_time, start_iter = time.time(), self.iteration
+        if cfg.num_workers > 0:  # the DataLoader sets a SIGCHLD handler: its signal frame must fit (AMX state)
+            from zsseg_rt.runtime.signal_stack import ensure_signal_stack
+
+            ensure_signal_stack()
         shared_skips = self._share_skip_record()
         data_iter = iter(self._loader()) if self.iteration < end else None
         try:

@@ -135,7 +135,10 @@ def zegformer_meta(model, meta: Dict[str, Any]) -> Dict[str, Any]:
                 "resize": "pil_bilinear",  # detectron2's ResizeShortestEdge on uint8: PIL bilinear (official)
                 "clip_precision": "fp32",  # the graphs (the model's clip_precision applies to PyTorch only)
             },
-            "tensorrt_compatibility": {"supported": False, "reason": "ZegFormer bundles run with ONNX Runtime or OpenVINO only"},
+            "tensorrt_compatibility": {
+                "supported": False,
+                "reason": "ZegFormer bundles run with ONNX Runtime or OpenVINO only",
+            },
         }
     )
     return meta
