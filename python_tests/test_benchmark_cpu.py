@@ -4,12 +4,12 @@ asserted: speed goals live in BENCHMARKS.md."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import subprocess_env
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
@@ -27,7 +27,7 @@ def _cpu():
 
 
 def test_quick_run_renders_every_section(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env = subprocess_env(str(REPO), OMP_NUM_THREADS="1")  # the checkout's benchmarks/, PYTHONPATH kept
     saved = tmp_path / "run.pkl"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "cpu", "--quick", "--threads", "1", "--save", str(saved)],

@@ -59,5 +59,5 @@ def test_bf16_on_onnx_runtime_is_refused_on_x86_even_with_avx512_bf16(tmp_path):
 
 
 def test_an_unknown_precision_names_the_known_ones(tmp_path):
-    with pytest.raises(ValueError, match=r"one of \('fp32', 'int8', 'bf16'\), got 'fp16'"):
+    with pytest.raises(ValueError, match=r"one of \('fp32', 'int8', 'bf16', 'auto'\), got 'fp16'"):
         validate_ort_precision("fp16", _features(tmp_path, HASWELL))

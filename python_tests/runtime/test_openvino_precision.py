@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 import pytest
-from support import VOCAB10, require_backend
+from support import VOCAB10, require_backend, subprocess_env
 
 from zsseg_rt.bundle import load_meta
 from zsseg_rt.runtime import Engine
@@ -211,7 +211,7 @@ def test_concurrent_first_compiles_take_turns_and_share_the_cache(bundle, tmp_pa
     cache = str(tmp_path / "cache")
     folder = os.path.join(cache, ovb.openvino_cache_key(meta, "fp32", 1).digest())
     os.makedirs(folder)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    env = subprocess_env(*[p for p in sys.path if p])  # this process's imports, PYTHONPATH kept
     with ovb.compile_lock(folder):
         procs = [
             subprocess.Popen(
