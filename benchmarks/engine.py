@@ -34,7 +34,7 @@ def _median_ms(samples: List[float]) -> float:
 
 def _vocabularies(model) -> Dict[int, tuple]:
     from zsseg_rt.models import load_text_embeddings
-    from zsseg_rt.models.common.config import load_class_names
+    from zsseg_rt.contract.common.config import load_class_names
 
     voc = load_text_embeddings(str(EMBEDDINGS / "voc12_single.npy"))
     coco = load_text_embeddings(str(EMBEDDINGS / "coco_multi.npy"))
@@ -75,7 +75,7 @@ def bench_torch(model, emb, image, iters: int, warmup: int) -> Dict[str, float]:
     import torch
 
     from zsseg_rt import pipeline
-    from zsseg_rt.models.common.predict import predict
+    from zsseg_rt.contract.common.predict import predict
 
     rgb = image[:, :, ::-1].copy()
     x = torch.from_numpy(pipeline.normalize_image(rgb, model.config.mean, model.config.std)[None])
@@ -101,7 +101,7 @@ def render(rows, args) -> str:
         f"- Input: {PHOTO.name} resized to 512x512 (one window), median of {args.iters} frames after {args.warmup} "
         "warm-up frames; random weights (latency does not depend on them); official text embeddings.",
         "- Engine: ONNX Runtime CPU EP (spinning off), exact mode (calibrate at 512, resize, fused argmax).",
-        "  PyTorch: `zsseg_rt.models.common.predict` (same official order) with torch.set_num_threads(threads).",
+        "  PyTorch: `zsseg_rt.contract.common.predict` (same official order) with torch.set_num_threads(threads).",
         "",
         "| C | Engine ms/frame | Engine encoder | head | post-process | (head+post)/encoder | torch ms/frame | "
         "torch encoder | Engine/torch | target |",

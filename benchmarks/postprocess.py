@@ -149,7 +149,7 @@ def main() -> None:
     from zsseg_rt import Engine, pipeline
     from zsseg_rt.export.onnx_export import export_bundle
     from zsseg_rt.models import create_model
-    from zsseg_rt.models.common.config import load_class_names
+    from zsseg_rt.contract.common.config import load_class_names
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,7 +6,7 @@ them, agreement does, see the section's notes), the sample photo 2011_000006.jpg
 683x512, two 512x512 windows, the issue's photo frame), C = 20 and C = 171 with the official ZegCLIP text embeddings.
 Rows:
 
-* ``torch fp32``: ``zsseg_rt.models.common.predict`` (zsseg_rt's own PyTorch transcription of the official test
+* ``torch fp32``: ``zsseg_rt.contract.common.predict`` (zsseg_rt's own PyTorch transcription of the official test
   order, slide mode; not the official ZegCLIP/mmseg code, which this benchmark does not run), the PyTorch equivalent
   every ratio (and issue 27's ">= 2.5x" / ">= 9x" targets) is against;
 * ``Engine onnxruntime fp32`` (the default) and ``Engine onnxruntime int8`` (``precision="int8"``: the gated dynamic
@@ -46,7 +46,7 @@ def _median_ms(samples: List[float]) -> float:
 
 def _vocabularies(model, which: List[int]) -> Dict[int, tuple]:
     from zsseg_rt.models import load_text_embeddings
-    from zsseg_rt.models.common.config import load_class_names
+    from zsseg_rt.contract.common.config import load_class_names
 
     out = {}
     if 20 in which:
@@ -88,7 +88,7 @@ def _torch_run(model, names, emb, image, device: str = "cpu", autocast: bool = F
 
     import torch
 
-    from zsseg_rt.models.common.predict import predict
+    from zsseg_rt.contract.common.predict import predict
 
     rgb = image[:, :, ::-1].copy()
     text = None if emb is None else torch.from_numpy(emb).to(device)
@@ -166,7 +166,7 @@ def render(rows, floors, args, section: str = SECTION) -> str:
         f"- Input: {PHOTO.name} as it is ({args.photo_size}; two 512x512 windows at a 512 input), median of {args.iters} frames "
         f"after {args.warmup} warm-up frame(s), the rows taking turns frame by frame (same load on each); "
         f"{'official text embeddings' if args.text == 'official' else 'the model text encoder'}; {args.weights}.",
-        "- torch fp32: `zsseg_rt.models.common.predict` (zsseg_rt's own transcription of the official test order, "
+        "- torch fp32: `zsseg_rt.contract.common.predict` (zsseg_rt's own transcription of the official test order, "
         "slide mode; not the official ZegCLIP/mmseg code) with torch.set_num_threads(threads): the PyTorch "
         "equivalent every ratio is against, measured in the same run.",
         _ENGINE_NOTE[args.backend],
@@ -245,7 +245,7 @@ def _model(native):
     from zsseg_rt.models import create_model
 
     if native:
-        from zsseg_rt.models.common.convert import load_native
+        from zsseg_rt.contract.common.convert import load_native
 
         return load_native(native).eval()
     torch.manual_seed(0)

@@ -53,7 +53,7 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
     import torch
 
     from zsseg_rt.models import create_model
-    from zsseg_rt.models.common.config import load_class_names
+    from zsseg_rt.contract.common.config import load_class_names
     from zsseg_rt.models.zegformer.predict import predict_zegformer
     from zsseg_rt.runtime import Engine
 

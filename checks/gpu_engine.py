@@ -48,7 +48,7 @@ def _export(config: str, out_dir: Path, max_classes: int, scale_weights: bool) -
 
     from zsseg_rt.export.onnx_export import export_bundle
     from zsseg_rt.models import create_model
-    from zsseg_rt.models.common.convert import save_native
+    from zsseg_rt.contract.common.convert import save_native
 
     torch.manual_seed(0)
     model = create_model(config).eval()

@@ -100,7 +100,7 @@ def _private_zsseg_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _hub_offline_switch_restored():
-    """The offline rule of `zsseg export` / the demo (models.common.weights.go_offline) switches a whole process
+    """The offline rule of `zsseg export` / the demo (contract.common.weights.go_offline) switches a whole process
     to the local Hugging Face cache, as it should in a CLI process; in the test process that would leak into later
     tests, so the switch (environment variable and huggingface_hub's constant) is put back after each test."""
     import sys

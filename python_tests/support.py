@@ -35,8 +35,8 @@ def export_tiny_bundle(root) -> str:
     Returns the bundle directory. tools/runtime_only_tests.sh calls it to hand a bundle to a torch-free venv."""
     import os
 
+    from zsseg_rt.contract.common.convert import save_native
     from zsseg_rt.export.onnx_export import export_bundle
-    from zsseg_rt.models.common.convert import save_native
 
     model = golden_tiny_model("zegclip")
     native = save_native(model, os.path.join(root, "native"))

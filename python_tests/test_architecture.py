@@ -1,5 +1,6 @@
-"""Guards of the package's shape (DESIGN.md, "Layers"): no import cycle inside ``zsseg_rt``, and generic layers
-that reach a model family only through the registry.
+"""Guards of the package's shape (docs/development.md, "Layers"): the layer order (a module imports its own layer
+and those below, never one above), no import cycle inside ``zsseg_rt``, generic layers that reach a model family
+only through the registry, and no merge leftovers.
 
 Both read the source with ``ast`` (no import), so lazy imports inside functions count like module-level ones.
 """
@@ -22,10 +23,6 @@ PACKAGE = ROOT / "zsseg_rt"
 ALLOWED: Dict[str, str] = {
     "zsseg_rt.bundle.migrate": "the one migration table of old bundle meta.json files",
     "zsseg_rt.runtime.zegformer": "deprecated path: runtime.pipelines.two_stage",
-    "zsseg_rt.export.zegformer": "deprecated path: models.zegformer.export",
-    "zsseg_rt.export.zeroseg": "deprecated path: models.zeroseg.onnx",
-    "zsseg_rt.eval.zeroseg_protocol": "deprecated path: models.zeroseg.protocol",
-    "zsseg_rt.train.zeroseg": "deprecated path: models.zeroseg.trainer",
 }
 
 
@@ -147,12 +144,120 @@ def test_no_import_cycle():
     assert not cycles, f"import cycles inside zsseg_rt: {cycles}"
 
 
+# ---------------------------------------------------------------------------------------------- the layer order
+# Lowest first. A module imports modules of its own layer and of the layers below, never of a layer above
+# (docs/development.md, "Layers"). Inside a layer, the cycle rule above keeps the order. A package not listed here
+# fails the test: a new package is placed on purpose.
+LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
+    (
+        "foundation",
+        (
+            "zsseg_rt",
+            "zsseg_rt.errors",
+            "zsseg_rt.cli_errors",
+            "zsseg_rt.cli_types",
+            "zsseg_rt.image_io",
+            "zsseg_rt.system_info",
+            "zsseg_rt.assets",
+        ),
+    ),
+    ("native ops and the vocabulary unit", ("zsseg_rt.ops", "zsseg_rt.vocabulary")),
+    ("formats: bundles, datasets, pre/post-processing", ("zsseg_rt.bundle", "zsseg_rt.data", "zsseg_rt.pipeline")),
+    ("the runtime (Engine, backends; no torch)", ("zsseg_rt.runtime",)),
+    (
+        "runtime applications (Ray, camera, profiler, zsseg segment)",
+        ("zsseg_rt.scale", "zsseg_rt.stream", "zsseg_rt.profiling", "zsseg_rt.cli_segment"),
+    ),
+    ("the family contract (protocol, registry, shared blocks)", ("zsseg_rt.contract",)),
+    ("toolkits the families call (export, eval, train)", ("zsseg_rt.export", "zsseg_rt.eval", "zsseg_rt.train")),
+    ("the families (plugins)", ("zsseg_rt.models",)),
+    ("commands", ("zsseg_rt.cli", "zsseg_rt.demo")),
+)
+
+
+def layer_of(module: str, layers=LAYERS) -> int:
+    """The index of ``module``'s layer: the longest listed name that is the module or a package above it."""
+    best, found = -1, -1
+    for index, (_, names) in enumerate(layers):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and len(name) > best:
+                best, found = len(name), index
+    if found < 0:
+        raise LookupError(f"{module} is in no layer of test_architecture.LAYERS: place its package on purpose")
+    return found
+
+
+def layer_violations(graph: Dict[str, Set[str]], layers=LAYERS) -> List[str]:
+    """``a (layer) -> b (higher layer)`` for every import that goes up."""
+    found = []
+    for module in sorted(graph):
+        for target in sorted(graph[module]):
+            if layer_of(target, layers) > layer_of(module, layers):
+                found.append(
+                    f"{module} ({layers[layer_of(module, layers)][0]}) imports {target} "
+                    f"({layers[layer_of(target, layers)][0]})"
+                )
+    return found
+
+
+def test_layer_finder_finds_an_import_going_up():
+    """Control: an engine importing a family, and a contract module importing an engine, are both caught; the
+    opposite directions are not."""
+    graph = {
+        "zsseg_rt.export.graphs": {"zsseg_rt.models.zegclip.model", "zsseg_rt.contract.registry"},
+        "zsseg_rt.contract.registry": {"zsseg_rt.eval.evaluate"},
+        "zsseg_rt.models.zegclip.model": {"zsseg_rt.export.onnx_export", "zsseg_rt.contract.common.text"},
+        "zsseg_rt.eval.evaluate": {"zsseg_rt.scale"},
+    }
+    found = layer_violations(graph)
+    assert len(found) == 2, found
+    assert (
+        found[0].startswith("zsseg_rt.contract.registry (the family contract") and "zsseg_rt.eval.evaluate" in found[0]
+    )
+    assert found[1].startswith("zsseg_rt.export.graphs (toolkits") and "zsseg_rt.models.zegclip.model" in found[1]
+    with pytest.raises(LookupError, match="no layer"):
+        layer_of("zsseg_rt_other.x")
+
+
+def test_every_module_is_in_a_layer():
+    for module in MODULES:
+        layer_of(module)
+
+
+def test_no_import_goes_up_a_layer():
+    """The layer order holds for every import, lazy ones (inside functions) included."""
+    found = layer_violations(import_graph())
+    assert not found, "imports that go up a layer:\n" + "\n".join(found)
+
+
 # ---------------------------------------------------------------------------------------------- family names
 FAMILIES = sorted(
     p.name for p in (PACKAGE / "models").iterdir() if (p / "__init__.py").is_file() and p.name not in ("common",)
 )
-_WORD = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(map(re.escape, FAMILIES)) + r")(?![A-Za-z0-9_])")
-_PART = re.compile(r"(?:^|_)(" + "|".join(map(re.escape, FAMILIES)) + r")(?:_|$)")
+
+
+def _method_names() -> List[str]:
+    """The training-free methods (the keys of ``METHODS`` in the family's config, read with ``ast``): generic code
+    names them no more than it names a family."""
+    tree = ast.parse((PACKAGE / "models" / "training_free" / "config.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        target = (
+            node.target
+            if isinstance(node, ast.AnnAssign)
+            else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        )
+        if isinstance(target, ast.Name) and target.id == "METHODS" and isinstance(node.value, ast.Dict):
+            return sorted(k.value for k in node.value.keys if isinstance(k, ast.Constant))
+    raise AssertionError("METHODS not found in zsseg_rt/models/training_free/config.py")
+
+
+METHODS = _method_names()
+NAMES = sorted(set(FAMILIES) | set(METHODS))
+# in strings: the names as words, as code spells them (prose such as "ZegFormer" in a help text is not a name)
+# and config names (``zegclip_vitb16_voc_inductive``, ``sclip-vitb16``) are names of bundled configs, not families
+_WORD = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(map(re.escape, NAMES)) + r")(?![A-Za-z0-9_]|-[A-Za-z0-9])")
+# in identifiers: any case (``ZEGFORMER_GRAPH_FILES``, ``ZegFormerEngine`` lowercased, ``run_sclip``)
+_PART = re.compile(r"(?:^|_)(" + "|".join(map(re.escape, NAMES)) + r")(?:_|$)", re.IGNORECASE)
 
 
 def is_generic(module: str) -> bool:
@@ -209,9 +314,13 @@ def family_leaks(module: str) -> List[str]:
 
 def test_family_finder_finds_leaks(tmp_path):
     assert FAMILIES and "common" not in FAMILIES
+    assert {"sclip", "naclip", "maskclip"} <= set(METHODS), METHODS
     assert _WORD.search(FAMILIES[0]) and _WORD.search(f"zsseg_rt.{FAMILIES[0]}.v1")
-    assert not _WORD.search(f"{FAMILIES[0]}_vitb16_voc_inductive")
+    assert not _WORD.search(f"{FAMILIES[0]}_vitb16_voc_inductive") and not _WORD.search("--config sclip-vitb16")
     assert _PART.search(f"_is_{FAMILIES[0]}") and _PART.search(f"{FAMILIES[0]}_GRAPH_FILES".lower())
+    # case does not hide a name in an identifier (``ZEGFORMER_GRAPH_FILES``), nor does a method name (``"sclip"``)
+    assert _WORD.search("method 'naclip'") and _WORD.search("zsseg_rt.sclip.v1")
+    assert _PART.search("ZEGFORMER_GRAPH_FILES") and _PART.search("zegformer_graph_io") and _PART.search("run_sclip")
 
 
 def test_generic_layers_name_no_family():

@@ -23,7 +23,7 @@ def test_version(capsys):
 
 
 def test_top_level_help_summarises_every_command_and_family():
-    from zsseg_rt.models.registry import families, get_family
+    from zsseg_rt.contract.registry import families, get_family
 
     parser = cli.build_parser("")  # as `zsseg -h` builds it: the lazily imported commands by name and help only
     text = parser.format_help()

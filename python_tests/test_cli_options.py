@@ -203,8 +203,8 @@ def test_eval_ray_options_reach_the_actor_pool(voc_copy, tiny_bundle, zeroseg_na
     Ray's start and the pool are recorders). ZeroSeg's own protocol options are refused with --ray before Ray starts
     (the actor pool runs the generic evaluation: they used to be dropped silently)."""
     _ray_or_skip()
+    import zsseg_rt.eval.parallel as parallel
     import zsseg_rt.scale as scale
-    import zsseg_rt.scale.parallel_eval as parallel
 
     seen = {}
     monkeypatch.setattr(scale, "init_ray", lambda address=None, num_cpus=None: seen.update(address=address))
@@ -315,8 +315,8 @@ def zeroseg_native(tmp_path_factory):
     torch = pytest.importorskip("torch")
     from safetensors.torch import save_file
 
+    from zsseg_rt.contract.common.convert import save_native
     from zsseg_rt.models import create_model
-    from zsseg_rt.models.common.convert import save_native
     from zsseg_rt.models.zeroseg.teacher import CLIPTeacher
 
     root = tmp_path_factory.mktemp("zeroseg")

@@ -83,7 +83,7 @@ def test_explicit_clip_file_that_fails_is_an_error_not_a_fallback(monkeypatch, t
 def test_no_network_is_detected_quickly_and_said_once(monkeypatch, capsys):
     import time
 
-    from zsseg_rt.models.common import weights
+    from zsseg_rt.contract.common import weights
 
     monkeypatch.delenv("ZSSEG_CHECKPOINT", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -110,7 +110,7 @@ def test_no_network_is_detected_quickly_and_said_once(monkeypatch, capsys):
 
 
 def test_hub_offline_variable_short_circuits(monkeypatch):
-    from zsseg_rt.models.common import weights
+    from zsseg_rt.contract.common import weights
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert weights.hub_reachable() is False

@@ -76,8 +76,9 @@ def _require_torch_side(command: str) -> None:
 def _export_model(args):
     """``(model, source checkpoint or None, meta.json weights)`` for ``zsseg export``."""
     from zsseg_rt.bundle import weights_record
-    from zsseg_rt.models import create_model, load_native, load_official_any
-    from zsseg_rt.models.registry import family_of_model
+    from zsseg_rt.contract.common.convert import load_native
+    from zsseg_rt.contract.common.official import load_official_any
+    from zsseg_rt.contract.registry import create_model, family_of_model
 
     if args.official:  # ZegCLIP or CLIP-RC, told apart by the checkpoint's keys; config inferred unless given
         print(f"loading the official checkpoint {args.official} ...", flush=True)
@@ -89,7 +90,7 @@ def _export_model(args):
         return load_native(args.native), args.native, weights_record(args.native, "checkpoint")
     config = args.config or "zegclip_vitb16_voc_inductive"
     if args.clip_weights:
-        from zsseg_rt.models.common.weights import cache_only_when_offline
+        from zsseg_rt.contract.common.weights import cache_only_when_offline
 
         cache_only_when_offline(args.clip_weights, say=lambda line: print(line, flush=True))
         print(f"building {config} with the CLIP weights {args.clip_weights} ...", flush=True)
@@ -105,7 +106,7 @@ def _export_model(args):
 
 def _family_export_arguments():
     """``(family, ExportArgument)`` of every family's own ``zsseg export`` flags (registry; torch-free)."""
-    from zsseg_rt.models.registry import families, get_family
+    from zsseg_rt.contract.registry import families, get_family
 
     return [(get_family(name), argument) for name in families() for argument in get_family(name).export_arguments()]
 
@@ -113,7 +114,7 @@ def _family_export_arguments():
 def _prepare_export(model, args):
     """The model to export (its family's ``prepare_export`` with the family's own flags); a family's flag given for
     another family's checkpoint is refused."""
-    from zsseg_rt.models.registry import family_of_model
+    from zsseg_rt.contract.registry import family_of_model
 
     family = family_of_model(model)
     foreign = [
@@ -337,7 +338,7 @@ _LAZY_HELP = {
 
 def _description() -> str:
     """The top-level help: what zsseg does and every registered model family (the registry; torch-free)."""
-    from zsseg_rt.models.registry import families, get_family
+    from zsseg_rt.contract.registry import families, get_family
 
     names = ", ".join(get_family(name).display_name for name in families())
     return f"Open-vocabulary semantic segmentation: label every pixel with class names given at run time. Families: {names}."
@@ -443,7 +444,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_build_engine)
 
     if _registers("convert", command):  # torch-free arguments: `zsseg convert --help` imports no torch
-        from zsseg_rt.models.common.convert_cli import add_convert_command
+        from zsseg_rt.contract.common.convert_cli import add_convert_command
 
         add_convert_command(sub)
     else:

@@ -53,7 +53,9 @@ def _sample_image() -> str:
 
 def _resolve_model(args):
     """Returns (model, source path or None, title label for the overlay, bundle directory name)."""
-    from zsseg_rt.models import create_model, load_native, load_official_any
+    from zsseg_rt.contract.common.convert import load_native
+    from zsseg_rt.contract.common.official import load_official_any
+    from zsseg_rt.contract.registry import create_model
 
     official = args.official or os.environ.get("ZSSEG_CHECKPOINT")
     if official:
@@ -64,15 +66,15 @@ def _resolve_model(args):
         model = load_native(args.native)
         return model, args.native, f"{type(model).__name__} ({os.path.basename(args.native)})", _stem(args.native)
     tag = args.clip_weights or "openai"
-    from zsseg_rt.models.common.weights import cache_only_when_offline
-    from zsseg_rt.models.registry import family_of
+    from zsseg_rt.contract.common.weights import cache_only_when_offline
+    from zsseg_rt.contract.registry import family_of
 
     try:
         family_of(args.method)  # an unknown --method is an error of its own, never reported as missing weights
     except FileNotFoundError:
         from zsseg_rt.cli_errors import CliError
         from zsseg_rt.cli_types import DEMO_METHOD
-        from zsseg_rt.models.registry import list_configs
+        from zsseg_rt.contract.registry import list_configs
 
         known = ", ".join(list_configs(family_of(DEMO_METHOD)))  # the default method's family: the training-free ones
         raise CliError(f"--method {args.method!r} is not a model config; the training-free methods: {known}") from None
@@ -96,7 +98,7 @@ def _resolve_model(args):
 def _weights(args, model, source, title):
     """meta.json ``weights`` of the demo's bundle (``zsseg_rt.bundle.weights``)."""
     from zsseg_rt.bundle import weights_record
-    from zsseg_rt.models.registry import family_of_model
+    from zsseg_rt.contract.registry import family_of_model
 
     if title == RANDOM_LABEL:
         return weights_record(None, "none")

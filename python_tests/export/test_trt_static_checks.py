@@ -47,7 +47,7 @@ def family_bundles(tiny_bundle, tmp_path_factory):
 
 
 def test_every_registered_family_has_a_bundle_here(family_bundles):
-    from zsseg_rt.models.registry import families
+    from zsseg_rt.contract.registry import families
 
     families_here = [name for name in family_bundles if name not in VARIANTS]
     assert sorted(families_here) == sorted(families())  # a new family must add its tiny bundle to these checks

@@ -181,7 +181,7 @@ def test_cli_segment_runs_a_zegformer_bundle(bundle, tmp_path, capsys):
 @pytest.mark.slow  # a second export (~15 s)
 def test_cli_export_from_a_native_checkpoint(model, tmp_path):
     from zsseg_rt import cli
-    from zsseg_rt.models.common.convert import save_native
+    from zsseg_rt.contract.common.convert import save_native
 
     native = save_native(model, tmp_path / "native")
     out = tmp_path / "bundle"

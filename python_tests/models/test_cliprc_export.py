@@ -25,8 +25,8 @@ def _photo_path(name="2011_000025.jpg"):
 @pytest.fixture(scope="module")
 def cliprc_bundle(tmp_path_factory):
     pytest.importorskip("onnxruntime")
+    from zsseg_rt.contract.common.convert import save_native
     from zsseg_rt.export.onnx_export import export_bundle
-    from zsseg_rt.models.common.convert import save_native
 
     root = tmp_path_factory.mktemp("cliprc_bundle")
     model = golden_tiny_model("cliprc")  # non-degenerate weights: scores spread, several classes win
@@ -55,7 +55,7 @@ def test_export_records_the_cliprc_io_and_passes_verification(cliprc_bundle):
 
 def test_engine_onnxruntime_reproduces_pytorch_labels_on_a_voc_photo(cliprc_bundle):
     cv2 = pytest.importorskip("cv2")
-    from zsseg_rt.models.common.predict import predict
+    from zsseg_rt.contract.common.predict import predict
     from zsseg_rt.runtime import Engine
 
     bundle, model = cliprc_bundle

@@ -156,7 +156,7 @@ def test_calibrated_scores_match_official(golden):
 
 
 def test_predict_on_a_real_photo_matches_official_pipeline(golden):
-    from zsseg_rt.models.common.predict import predict
+    from zsseg_rt.contract.common.predict import predict
 
     family, model, _, readme, expected = golden
     labels, scores = predict(model, _photo_rgb(readme), class_names=readme["class_names"], mode="slide")
@@ -166,8 +166,8 @@ def test_predict_on_a_real_photo_matches_official_pipeline(golden):
 
 @pytest.fixture(scope="module")
 def golden_bundle(golden, tmp_path_factory):
+    from zsseg_rt.contract.common.convert import save_native
     from zsseg_rt.export.onnx_export import export_bundle
-    from zsseg_rt.models.common.convert import save_native
 
     family, model, _, readme, expected = golden
     root = tmp_path_factory.mktemp(f"golden_{family}")

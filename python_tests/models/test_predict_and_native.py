@@ -67,7 +67,7 @@ def _reference_slide(model, chw, text, bias, crop, stride, out_hw):
 @needs_native
 def test_sliding_window_equals_whole_image_at_crop_size(tiny_model):
     """At the crop size both modes run the same single window: identical results (a consistency check)."""
-    from zsseg_rt.models.common.predict import predict
+    from zsseg_rt.contract.common.predict import predict
 
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
@@ -85,7 +85,7 @@ def test_slide_and_whole_on_an_image_with_several_windows():
     must match its own torch transcription of the official order, and they must differ (the windows matter)."""
     from support import VOCAB10, golden_tiny_model
 
-    from zsseg_rt.models.common.predict import predict, seen_class_bias
+    from zsseg_rt.contract.common.predict import predict, seen_class_bias
     from zsseg_rt.pipeline import preprocess as pre
 
     model = golden_tiny_model("zegclip")
@@ -115,7 +115,7 @@ def test_slide_and_whole_on_an_image_with_several_windows():
 
 @needs_native
 def test_sliding_window_matches_reference_order(tiny_model):
-    from zsseg_rt.models.common.predict import predict, seen_class_bias
+    from zsseg_rt.contract.common.predict import predict, seen_class_bias
     from zsseg_rt.pipeline import preprocess as pre
 
     rng = np.random.default_rng(1)
@@ -136,7 +136,7 @@ def test_sliding_window_matches_reference_order(tiny_model):
 
 @needs_native
 def test_predict_with_precomputed_text_and_small_image(tiny_model):
-    from zsseg_rt.models.common.predict import predict
+    from zsseg_rt.contract.common.predict import predict
 
     rng = np.random.default_rng(2)
     img = rng.integers(0, 256, (20, 150, 3), dtype=np.uint8)  # short side < crop after rescale

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from zsseg_rt.contract.registry import ModelFamily
 from zsseg_rt.models import (
     CLIPRCConfig,
     TrainingFreeConfig,
@@ -20,7 +21,6 @@ from zsseg_rt.models import (
     load_model_config,
     register_family,
 )
-from zsseg_rt.models.registry import ModelFamily
 from zsseg_rt.models.zegformer import ZegFormerConfig
 
 CONFIG_CLASSES = {"zegclip": ZegCLIPConfig, "cliprc": CLIPRCConfig, "training_free": TrainingFreeConfig}
@@ -102,7 +102,7 @@ def test_register_family_extends_registry():
         load_config="zsseg_rt.models.zegclip.config:load_zegclip_config",
         create="zsseg_rt.models.zegclip.model:create_zegclip",
     )
-    from zsseg_rt.models import registry
+    from zsseg_rt.contract import registry
 
     try:
         register_family(entry)
@@ -120,7 +120,7 @@ def test_register_family_extends_registry():
 def test_one_base_config_holds_the_shared_fields():
     import dataclasses
 
-    from zsseg_rt.models.common.config import BaseModelConfig
+    from zsseg_rt.contract.common.config import BaseModelConfig
 
     shared = {f.name for f in dataclasses.fields(BaseModelConfig)}
     assert {"clip_model", "image_size", "crop_size", "stride", "mean", "std", "class_names", "templates"} <= shared
@@ -137,8 +137,8 @@ def test_every_family_is_a_plugin_of_its_own_package():
     """Each family implements the Family protocol and is registered by its own package (the registry names none)."""
     import importlib
 
-    from zsseg_rt.models.family import Family
-    from zsseg_rt.models.registry import default_family
+    from zsseg_rt.contract.family import Family
+    from zsseg_rt.contract.registry import default_family
 
     assert default_family().name == "zegclip"  # configs without a "family" key predate families
     for name in families():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from zsseg_rt.contract.common.text import OFFICIAL_EMBEDDINGS_DIR
 from zsseg_rt.models import VocabularyCache, list_configs, load_config, load_templates, load_text_embeddings
-from zsseg_rt.models.common.text import OFFICIAL_EMBEDDINGS_DIR
 
 
 def test_single_template_equals_normalised_tower_output(tiny_model):

@@ -138,7 +138,7 @@ def test_missing_file_and_offline_tag(monkeypatch):
 
 
 def test_official_openai_archives_are_recognised_by_their_published_hash(monkeypatch, tmp_path):
-    from zsseg_rt.models.common import weights
+    from zsseg_rt.contract.common import weights
 
     hashes = weights._official_openai_archive_hashes()
     # ViT-B/16's archive, as published in OpenAI's download URL (and in open_clip's registry)

@@ -18,8 +18,8 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 import torchvision  # noqa: E402
 
+from zsseg_rt.contract.registry import family_of  # noqa: E402
 from zsseg_rt.models import create_model, list_configs, load_config  # noqa: E402
-from zsseg_rt.models.registry import family_of  # noqa: E402
 from zsseg_rt.models.zegformer.clip_branch import mask_boxes  # noqa: E402
 from zsseg_rt.models.zegformer.config import CLIP_BRANCH_TEMPLATES, QUERY_TEMPLATE_SETS  # noqa: E402
 

@@ -11,10 +11,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from zsseg_rt.contract.common.convert import convert_official  # noqa: E402
+from zsseg_rt.contract.common.weights import WeightsError  # noqa: E402
 from zsseg_rt.models import create_model, load_config  # noqa: E402
 from zsseg_rt.models.cliprc.official import load_official_any, official_checkpoint_family  # noqa: E402
-from zsseg_rt.models.common.convert import convert_official  # noqa: E402
-from zsseg_rt.models.common.weights import WeightsError  # noqa: E402
 from zsseg_rt.models.zegformer.model import ZegFormer  # noqa: E402
 from zsseg_rt.models.zegformer.official import (  # noqa: E402
     infer_config_name,

@@ -37,6 +37,6 @@ def test_engine_and_models_share_it():
 
     assert runtime_check is validate_class_names
     pytest.importorskip("torch")
-    from zsseg_rt.models.common.text import validate_class_names as model_check
+    from zsseg_rt.contract.common.text import validate_class_names as model_check
 
     assert model_check is validate_class_names

@@ -60,8 +60,8 @@ def test_result_types_and_sizes(engine):
 
 def test_onnxruntime_equals_torch_backend_and_model_predict(tiny_bundle):
     pytest.importorskip("torch")
+    from zsseg_rt.contract.common.predict import predict
     from zsseg_rt.models import load_native
-    from zsseg_rt.models.common.predict import predict
 
     image = _photo("2011_000025.jpg")
     ort_engine = Engine(tiny_bundle, classes=VOCAB10, backend="onnxruntime")
@@ -304,9 +304,9 @@ def test_elongated_image_follows_the_official_min_size_resize(tmp_path):
     pytest.importorskip("torch")
     import cv2
 
+    from zsseg_rt.contract.common.predict import predict
     from zsseg_rt.export.onnx_export import export_bundle
     from zsseg_rt.models import load_official_zegclip
-    from zsseg_rt.models.common.predict import predict
 
     model = load_official_zegclip(
         GOLDEN / "zegclip_tiny" / "official_tiny.safetensors",

@@ -11,7 +11,7 @@ import pytest
 
 from zsseg_rt.scale.batch import (
     MANIFEST,
-    _pool_size,
+    pool_size,
     check_pool_fits,
     label_png_bytes,
     labels_name,
@@ -97,10 +97,10 @@ def test_plan_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="no images"):
         plan_batch(str(tmp_path / "empty"), str(tmp_path / "out"))
     with pytest.raises(ValueError, match="workers"):
-        _pool_size(0)
+        pool_size(0)
     with pytest.raises(ValueError, match="min <= max"):
-        _pool_size((3, 2))
-    assert _pool_size((1, 4)) == {"min_size": 1, "max_size": 4}
+        pool_size((3, 2))
+    assert pool_size((1, 4)) == {"min_size": 1, "max_size": 4}
 
 
 def test_empty_and_oversized_files_are_refused_unread(tmp_path):

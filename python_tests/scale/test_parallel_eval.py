@@ -8,7 +8,7 @@ import pytest
 
 from zsseg_rt.assets import SAMPLES_DIR
 from zsseg_rt.eval.evaluate import evaluate
-from zsseg_rt.scale.parallel_eval import evaluate_parallel
+from zsseg_rt.eval.parallel import evaluate_parallel
 
 # Ray start-up (~15-25 s on 2 cores) and actor pools: slow, but run by CI (tools/run_tests.sh runs all).
 pytestmark = pytest.mark.slow

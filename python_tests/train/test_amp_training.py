@@ -133,7 +133,7 @@ def _amp_run(work_dir, base, *extra: str, iterations: int = 300) -> dict:
     """``zsseg train tiny_test --amp --amp-dtype bfloat16 --iterations N [extra]`` through the CLI: the autocast
     dtype counts, the held-out metrics of the final model (the fp32 fixture's held-out set and text) and the
     logged losses (every 10 iterations)."""
-    from zsseg_rt.models.common.convert import load_native
+    from zsseg_rt.contract.common.convert import load_native
 
     args = ("--amp", "--amp-dtype", "bfloat16", "--iterations", str(iterations), "--no-resume", *extra)
     with probe_output_dtypes() as counts:

@@ -9,7 +9,7 @@ import sys
 from typing import List, Optional
 
 from zsseg_rt.cli_types import real_number, whole_number
-from zsseg_rt.models.family import EVALUATION_SETTINGS
+from zsseg_rt.contract.family import EVALUATION_SETTINGS
 
 __all__ = ["add_eval_command", "main"]
 
@@ -60,8 +60,8 @@ def _run(args: argparse.Namespace) -> int:
                 f"zsseg eval: error: {', '.join(own_protocol)} (ZeroSeg's own protocol) cannot run with --ray: "
                 "evaluate ZeroSeg checkpoints without --ray"
             )
+        from zsseg_rt.eval.parallel import evaluate_parallel
         from zsseg_rt.scale import init_ray
-        from zsseg_rt.scale.parallel_eval import evaluate_parallel
 
         if not os.path.exists(args.checkpoint):  # before Ray starts (10-20 s): refuse a missing path at once
             raise FileNotFoundError(f"checkpoint or bundle {args.checkpoint!r} does not exist")

@@ -2,7 +2,7 @@
 
 Every image is segmented with the shared test-time pipeline (``zsseg_rt.pipeline``: keep-ratio rescale,
 ImageNet normalisation, sliding windows or the whole image, calibrated scores averaged, resized to the
-original size, argmax) — through :func:`zsseg_rt.models.common.predict.predict` for PyTorch models and
+original size, argmax) — through :func:`zsseg_rt.contract.common.predict.predict` for PyTorch models and
 ``zsseg_rt.Engine`` for bundles — over ALL classes of the dataset's vocabulary jointly, and compared with the
 ground truth at the original resolution.
 
@@ -58,7 +58,7 @@ def evaluation_protocol(obj) -> str:
     meta = getattr(obj, "meta", None)
     if meta is not None and hasattr(meta, "evaluation_protocol"):
         return str(meta.evaluation_protocol)
-    from zsseg_rt.models.registry import family_of_model
+    from zsseg_rt.contract.registry import family_of_model
 
     return family_of_model(obj).evaluation_protocol
 
@@ -112,7 +112,7 @@ class Segmenter:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         if self.kind == "bundle":
             return self.obj(rgb, color_order="rgb").labels
-        from zsseg_rt.models.registry import family_of_model
+        from zsseg_rt.contract.registry import family_of_model
 
         labels, _ = family_of_model(self.obj).predict(  # the family's PyTorch inference (its own test pipeline)
             self.obj,
@@ -148,7 +148,7 @@ def load_for_eval(
                 f"bundles are evaluated with the official sliding-window order (mode 'slide'); got mode {mode!r}"
             )
         return kind, Engine(str(path), backend=backend, device=device or "auto", mode="exact", precision=precision)
-    from zsseg_rt.models import load_native
+    from zsseg_rt.contract.common.convert import load_native
 
     if kind == "native":
         model = load_native(str(path), device=device)  # the family is the one of the stored format
@@ -186,7 +186,7 @@ def model_from_config(config: Dict[str, Any]):
     """An untrained model of the family a training checkpoint's ``model_config`` names (weights come after):
     the family is resolved by the model registry (no ``"family"`` -> the default family); only families that are
     trained are accepted."""
-    from zsseg_rt.models import create_model, families, family_of, get_family
+    from zsseg_rt.contract.registry import create_model, families, family_of, get_family
 
     if not isinstance(config, dict):
         raise TypeError(f"model_config must be a dict, got {type(config).__name__}")
@@ -256,7 +256,7 @@ def evaluate(
         obj = checkpoint
     text = None
     if isinstance(text_embeddings, (str, Path)):
-        from zsseg_rt.models.common.text import load_text_embeddings
+        from zsseg_rt.contract.common.text import load_text_embeddings
 
         text = np.asarray(load_text_embeddings(str(text_embeddings)), dtype=np.float32)
     elif text_embeddings is not None:
@@ -265,7 +265,7 @@ def evaluate(
         raise ValueError(f"text embeddings have {text.shape[0]} rows for {ds.num_classes} dataset classes")
     protocol = evaluation_protocol(obj)
     if protocol != GENERALIZED_ZERO_SHOT:  # a family's own protocol (e.g. background kept as class 0)
-        from zsseg_rt.models.registry import protocol_family
+        from zsseg_rt.contract.registry import protocol_family
 
         return protocol_family(protocol).evaluate(
             obj,
@@ -316,8 +316,8 @@ def evaluate(
 def evaluation_settings(meta, dataset_name: str, settings: str = "official") -> Optional[Dict[str, Any]]:
     """The record of the test settings a bundle (its ``BundleMeta``) is evaluated with on ``dataset_name``: its
     family's official per-dataset settings (``Family.evaluation_settings``), or None when the family has none."""
-    from zsseg_rt.models.family import EVALUATION_SETTINGS
-    from zsseg_rt.models.registry import get_family
+    from zsseg_rt.contract.family import EVALUATION_SETTINGS
+    from zsseg_rt.contract.registry import get_family
 
     if settings not in EVALUATION_SETTINGS:
         raise ValueError(f"settings must be one of {EVALUATION_SETTINGS}, got {settings!r}")
@@ -332,7 +332,7 @@ def apply_evaluation_settings(
     Returns:
         ``(record or None, restore)``: ``restore()`` gives the Engine its own settings back.
     """
-    from zsseg_rt.models.registry import get_family
+    from zsseg_rt.contract.registry import get_family
 
     record = evaluation_settings(engine.meta, dataset_name, settings)
     if record is None:

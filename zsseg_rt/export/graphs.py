@@ -2,7 +2,7 @@
 
 They are what gets exported to ONNX and what the torch backend runs, so the two cannot drift apart.
 
-A model family plugs in through the graph members of its family object (:class:`zsseg_rt.models.family.Family`,
+A model family plugs in through the graph members of its family object (:class:`zsseg_rt.contract.family.Family`,
 found through the registry by the model's ``config.family``): ``export_image_outputs(model)`` (names of the image
 encoder outputs), ``export_encode_image(model, image)``, ``export_decode(model, text, *image_outputs, grid=(h, w))``
 and ``export_postprocess(model)`` (the table recorded in meta.json).
@@ -17,8 +17,8 @@ from torch import nn
 
 
 def family_of(model):
-    """The family object of ``model`` (:func:`zsseg_rt.models.registry.family_of_model`)."""
-    from zsseg_rt.models.registry import family_of_model
+    """The family object of ``model`` (:func:`zsseg_rt.contract.registry.family_of_model`)."""
+    from zsseg_rt.contract.registry import family_of_model
 
     return family_of_model(model)
 

@@ -223,7 +223,7 @@ def export_bundle(
     """Export ``model`` to a verified bundle directory and return its path.
 
     Args:
-        model: a model of any registered family: its family object (``zsseg_rt.models.family.Family``) gives the
+        model: a model of any registered family: its family object (``zsseg_rt.contract.family.Family``) gives the
             graphs' members, or an exporter of its own (``exporter``; e.g. a two-stage bundle's graphs and checks).
         out_dir: destination directory (must not exist unless ``overwrite``).
         max_classes: the largest vocabulary the bundle (and its TensorRT profile) accepts; >= 1.

@@ -38,7 +38,7 @@ LOG = logging.getLogger("zsseg_rt.precision")
 def source_model(meta: BundleMeta, model: Any = None) -> Any:
     """The PyTorch model a bundle runs on the torch backend: ``model`` when given, else the bundle's source
     checkpoint, as its family decides (``Family.bundle_model``)."""
-    from zsseg_rt.models.registry import get_family
+    from zsseg_rt.contract.registry import get_family
 
     return get_family(meta.family).bundle_model(meta, model)
 

@@ -1,7 +1,7 @@
 """PyTorch models (needs torch + open_clip to build one): the model families, each a plugin package registered in
-:mod:`zsseg_rt.models.registry` (ZegCLIP, CLIP-RC, training-free dense CLIP, ZeroSeg, ZegFormer), and what they
-share (:mod:`zsseg_rt.models.common`). ``create_model``/``load_config``/``list_configs`` resolve names through the
-registry; :mod:`zsseg_rt.models.family` says what a family is.
+:mod:`zsseg_rt.contract.registry` (ZegCLIP, CLIP-RC, training-free dense CLIP, ZeroSeg, ZegFormer), and what they
+share (:mod:`zsseg_rt.contract.common`). ``create_model``/``load_config``/``list_configs`` resolve names through the
+registry; :mod:`zsseg_rt.contract.family` says what a family is.
 
 Importing this package is light (no torch): every name below is imported on first use. The families' own public
 names (``ZegCLIP``, ``CLIPRC``, ``load_official_zegclip``, ...) come from their registrations (``public_names``).
@@ -14,31 +14,31 @@ from typing import Any, Dict, List
 
 # name -> "module:attribute" of the names every installation has, whatever families are registered
 _SHARED: Dict[str, str] = {
-    "create_model": "zsseg_rt.models.registry:create_model",
-    "load_config": "zsseg_rt.models.registry:load_config",
-    "load_model_config": "zsseg_rt.models.registry:load_model_config",
-    "list_configs": "zsseg_rt.models.registry:list_configs",
-    "families": "zsseg_rt.models.registry:families",
-    "family_of": "zsseg_rt.models.registry:family_of",
-    "get_family": "zsseg_rt.models.registry:get_family",
-    "register_family": "zsseg_rt.models.registry:register_family",
-    "ModelFamily": "zsseg_rt.models.family:ModelFamily",
-    "Family": "zsseg_rt.models.family:Family",
-    "load_official_any": "zsseg_rt.models.common.official:load_official_any",
-    "convert_official": "zsseg_rt.models.common.official:convert_official",
-    "load_native": "zsseg_rt.models.common.convert:load_native",
-    "save_native": "zsseg_rt.models.common.convert:save_native",
-    "add_convert_command": "zsseg_rt.models.common.convert_cli:add_convert_command",
-    "VocabularyCache": "zsseg_rt.models.common.text:VocabularyCache",
-    "load_text_embeddings": "zsseg_rt.models.common.text:load_text_embeddings",
-    "WeightsError": "zsseg_rt.models.common.weights:WeightsError",
+    "create_model": "zsseg_rt.contract.registry:create_model",
+    "load_config": "zsseg_rt.contract.registry:load_config",
+    "load_model_config": "zsseg_rt.contract.registry:load_model_config",
+    "list_configs": "zsseg_rt.contract.registry:list_configs",
+    "families": "zsseg_rt.contract.registry:families",
+    "family_of": "zsseg_rt.contract.registry:family_of",
+    "get_family": "zsseg_rt.contract.registry:get_family",
+    "register_family": "zsseg_rt.contract.registry:register_family",
+    "ModelFamily": "zsseg_rt.contract.family:ModelFamily",
+    "Family": "zsseg_rt.contract.family:Family",
+    "load_official_any": "zsseg_rt.contract.common.official:load_official_any",
+    "convert_official": "zsseg_rt.contract.common.official:convert_official",
+    "load_native": "zsseg_rt.contract.common.convert:load_native",
+    "save_native": "zsseg_rt.contract.common.convert:save_native",
+    "add_convert_command": "zsseg_rt.contract.common.convert_cli:add_convert_command",
+    "VocabularyCache": "zsseg_rt.contract.common.text:VocabularyCache",
+    "load_text_embeddings": "zsseg_rt.contract.common.text:load_text_embeddings",
+    "WeightsError": "zsseg_rt.contract.common.weights:WeightsError",
     "load_class_names": "zsseg_rt.vocabulary:load_class_names",
     "load_templates": "zsseg_rt.vocabulary:load_templates",
 }
 
 
 def _public_names() -> Dict[str, str]:
-    from zsseg_rt.models.registry import families, get_family
+    from zsseg_rt.contract.registry import families, get_family
 
     names = dict(_SHARED)
     for name in families():

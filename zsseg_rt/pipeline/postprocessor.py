@@ -2,7 +2,7 @@
 
 It owns the window loop, the exact/fast rule and the sigmoid/softmax choice, for every path that segments
 an image: the runtime ``Engine`` (built from the bundle's ``meta.json`` with :meth:`Postprocessor.from_meta`),
-``zsseg_rt.models.common.predict`` (built from a model config with :meth:`Postprocessor.from_config`).
+``zsseg_rt.contract.common.predict`` (built from a model config with :meth:`Postprocessor.from_config`).
 
 Official orders (no torch; the native ops do the work):
 

@@ -95,7 +95,7 @@ class Engine:
     Fixed-size graphs (windowed pipeline): a bundle's image encoder has one input size S. Images are rescaled so the short side is S
     (official test pipeline), so every window is S x S, except for images more than 4:1 elongated, whose short
     side the (4S, S) rescale bound keeps below S: those windows are zero-padded to S x S and the padding is cut
-    from the scores. The official code (and ``zsseg_rt.models.common.predict``) runs such a window at its own size
+    from the scores. The official code (and ``zsseg_rt.contract.common.predict``) runs such a window at its own size
     instead, so labels can differ slightly there.
 
     Thread safety: one Engine may be shared by threads. ``__call__`` reads an immutable vocabulary snapshot;

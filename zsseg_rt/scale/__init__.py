@@ -1,6 +1,6 @@
-"""Scaling out: batch segmentation on Ray Data (:mod:`.batch`), parallel evaluation (:mod:`.parallel_eval`) and
-online serving on Ray Serve (:mod:`.serve`). Needs the ``scale`` extra (``pip install zsseg_rt[scale]``:
-``ray[data,serve]``); every module imports Ray lazily, so ``import zsseg_rt.scale`` never fails without it."""
+"""Scaling out: batch segmentation on Ray Data (:mod:`.batch`), online serving on Ray Serve (:mod:`.serve`) and the
+Ray set-up they and ``zsseg eval --ray`` (:mod:`zsseg_rt.eval.parallel`) share. Needs the ``scale`` extra
+(``pip install zsseg_rt[scale]``: ``ray[data,serve]``); every module imports Ray lazily, so ``import zsseg_rt.scale`` never fails without it."""
 
 from __future__ import annotations
 

@@ -63,6 +63,7 @@ __all__ = [
     "iter_segment_images",
     "segment_images",
     "label_png_bytes",
+    "pool_size",
     "MANIFEST",
 ]
 
@@ -358,7 +359,7 @@ def _check_output_dir(output_dir: str) -> None:
         raise ValueError(f"cannot write to the output folder {output_dir!r}: {exc.strerror or exc}") from None
 
 
-def _pool_size(workers: Union[int, Tuple[int, int]]) -> Dict[str, int]:
+def pool_size(workers: Union[int, Tuple[int, int]]) -> Dict[str, int]:
     if isinstance(workers, int):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -436,7 +437,7 @@ def prepare_batch(
     from zsseg_rt.image_io import max_pixels_limit
     from zsseg_rt.vocabulary import Vocabulary, named_vocabularies, validate_class_names
 
-    pool = _pool_size(workers)
+    pool = pool_size(workers)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not float(cpus_per_worker) > 0 or float(gpus_per_worker) < 0:

@@ -124,7 +124,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
-        from zsseg_rt.models.common.config import check_known_keys
+        from zsseg_rt.contract.common.config import check_known_keys
 
         check_known_keys(cls, data, "training config")
         return cls(**data).validate()

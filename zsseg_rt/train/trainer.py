@@ -70,7 +70,7 @@ def make_text_embeddings(model, class_names: Sequence[str], spec: Optional[str])
         g = torch.Generator().manual_seed(int(str(spec).split(":", 1)[1]))
         t = torch.randn(len(class_names), d, generator=g)
         return torch.nn.functional.normalize(t, dim=-1)
-    from zsseg_rt.models import load_text_embeddings
+    from zsseg_rt.contract.common.text import load_text_embeddings
 
     t = torch.as_tensor(np.asarray(load_text_embeddings(spec), dtype=np.float32))
     if t.shape != (len(class_names), d):
@@ -155,7 +155,7 @@ class Trainer:
             **({"unseen": cfg.unseen} if cfg.unseen is not None else {}),
         )
         split = self.dataset.split
-        from zsseg_rt.models import create_model, load_model_config
+        from zsseg_rt.contract.registry import create_model, load_model_config
 
         base = load_model_config(cfg.model, **cfg.model_overrides)  # ZegCLIP or CLIP-RC
         setting = cfg.setting or base.setting
@@ -190,7 +190,7 @@ class Trainer:
             ignore_index=mc.ignore_index,
         )
         self.stream = TrainStream(self.dataset, aug, lut, seed=cfg.seed)
-        from zsseg_rt.models.registry import family_of_model
+        from zsseg_rt.contract.registry import family_of_model
 
         family = family_of_model(self.model)
         self.loss_fn = family.loss(self.model)  # the family's loss (CLIP-RC adds its recovery terms)
@@ -319,7 +319,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=cfg.amp):
             logits = self.net(images, self.text_train)
         if self.setting == "transductive":
-            from zsseg_rt.models.common.losses import transductive_pseudo_labels, upsample_logits
+            from zsseg_rt.contract.common.losses import transductive_pseudo_labels, upsample_logits
 
             pred = upsample_logits(logits.detach().float(), mc.image_size, tuple(labels.shape[-2:]))
             labels = transductive_pseudo_labels(pred, labels, self.seen, mc.ignore_index)
@@ -513,7 +513,7 @@ class Trainer:
                 tb.close()
         native = None
         if self.iteration >= cfg.iterations and cfg.save_native and self.dist.rank == 0:
-            from zsseg_rt.models.common.convert import save_native
+            from zsseg_rt.contract.common.convert import save_native
 
             native = save_native(
                 self.model,
@@ -534,7 +534,7 @@ class Trainer:
 
 def trainer_class(cfg: TrainConfig) -> type:
     """The trainer of the recipe's model family (a family's own, e.g. a distillation trainer, or this one)."""
-    from zsseg_rt.models.registry import family_of, get_family
+    from zsseg_rt.contract.registry import family_of, get_family
 
     return get_family(family_of(cfg.model)).trainer_class() or Trainer
 

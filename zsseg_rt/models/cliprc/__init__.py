@@ -2,7 +2,7 @@
 (``backbone``), region alignment + bidirectional decoder (``head``), the model and recovery loss (``model``) and the
 official-checkpoint importer (``official``). Bundled configs: ``configs/``. Registers the ``"cliprc"`` family."""
 
-from zsseg_rt.models.registry import register_family
+from zsseg_rt.contract.registry import register_family
 
 from .family import CLIPRCFamily, cliprc_aliases
 

@@ -133,7 +133,7 @@ class RegionBridgeVisionTransformer(PromptedVisionTransformer):
             raise ValueError(
                 f"CLIP-RC's attention mask fixes the input at {self.grid[0] * ph}x{self.grid[1] * pw} pixels "
                 f"(a {self.grid[0]}x{self.grid[1]} patch grid); got a {h}x{w} grid. Run larger images through "
-                "sliding windows (zsseg_rt.models.common.predict / the Engine)"
+                "sliding windows (zsseg_rt.contract.common.predict / the Engine)"
             )
         x = x.reshape(b, c, h * w).permute(0, 2, 1)
         cls = self.class_embedding.to(x.dtype).reshape(1, 1, c).expand(b, 1, c)

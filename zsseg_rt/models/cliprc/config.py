@@ -2,7 +2,7 @@
 bridge, the recovery decoder, the recovery-loss weight and the official schedule.
 
 Configs live in ``zsseg_rt/models/cliprc/configs/cliprc_*.json`` and carry ``"family": "cliprc"``
-(the model registry, :mod:`zsseg_rt.models.registry`, dispatches on it). Names: the file stem
+(the model registry, :mod:`zsseg_rt.contract.registry`, dispatches on it). Names: the file stem
 (``"cliprc_vitb16_voc_inductive"``) or the short hyphenated form (``"cliprc-vitb16-voc"`` = inductive,
 ``"cliprc-vitb16-coco-transductive"``...).
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from zsseg_rt.models.common.config import family_config_dir, load_config_data
+from zsseg_rt.contract.common.config import family_config_dir, load_config_data
 from zsseg_rt.models.zegclip.config import ZegCLIPConfig
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, List
 
-from zsseg_rt.models.family import ModelExportMembers, ModelFamily
+from zsseg_rt.contract.family import ModelExportMembers, ModelFamily
 
 __all__ = ["CLIPRCFamily", "cliprc_aliases"]
 

@@ -110,7 +110,7 @@ class CLIPRC(ZegCLIP):
                 raise ValueError(
                     f"CLIP-RC takes {s}x{s} inputs only (its attention mask is built for that grid), got "
                     f"{images.shape[-2]}x{images.shape[-1]}; larger images go through sliding windows "
-                    "(zsseg_rt.models.common.predict.predict(mode='slide') or the Engine)"
+                    "(zsseg_rt.contract.common.predict.predict(mode='slide') or the Engine)"
                 )
         return self.backbone(images)
 
@@ -265,14 +265,14 @@ def create_cliprc(
     ``pretrained``: CLIP tower weights as in ``create_model`` (official CLIP-RC checkpoints go through
     :func:`zsseg_rt.models.load_official_cliprc`).
     """
-    from zsseg_rt.models.common.convert import CONFIG_FILE, WEIGHTS_FILE
+    from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE
 
     if isinstance(name, (str, os.PathLike)):
         p = Path(str(name))
         if p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
             if pretrained is not None:
                 raise ValueError(f"{p} is a native checkpoint that already holds weights; drop pretrained=")
-            from zsseg_rt.models.common.convert import load_native
+            from zsseg_rt.contract.common.convert import load_native
 
             return load_native(p, device=device, **overrides)
     config = load_cliprc_config(name, **overrides)

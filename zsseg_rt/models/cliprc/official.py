@@ -22,9 +22,9 @@ from typing import Dict, Optional, Union
 
 import torch
 
+from zsseg_rt.contract.common.official import load_official_any, official_checkpoint_family  # noqa: F401 - former home
+from zsseg_rt.contract.common.weights import WeightsError
 from zsseg_rt.models.cliprc.config import CLIPRCConfig, load_cliprc_config
-from zsseg_rt.models.common.official import load_official_any, official_checkpoint_family  # noqa: F401 - former home
-from zsseg_rt.models.common.weights import WeightsError
 from zsseg_rt.models.zegclip.official import load_mapped_official, read_official_checkpoint
 
 __all__ = [
@@ -88,7 +88,7 @@ def _infer_config(sd: Dict[str, torch.Tensor], meta: Dict[str, object]) -> str:
 
 
 def _check_family(sd: Dict[str, torch.Tensor], source: str) -> None:
-    from zsseg_rt.models.common.official import family_of_keys
+    from zsseg_rt.contract.common.official import family_of_keys
 
     fam = family_of_keys(sd.keys())
     if fam == "zegclip":
@@ -160,7 +160,7 @@ def convert_official_cliprc(
 ) -> Path:
     """Official CLIP-RC checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``).
     ``clip_pretrained`` is not used: CLIP-RC checkpoints hold their CLIP towers."""
-    from zsseg_rt.models.common.convert import save_imported
+    from zsseg_rt.contract.common.convert import save_imported
 
     model, report = load_official_cliprc(
         src, config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder
@@ -170,8 +170,8 @@ def convert_official_cliprc(
 
 def load_native_cliprc(path_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None, **overrides):
     """Load a native CLIP-RC checkpoint directory (format ``zsseg_rt.cliprc.v1``); every tensor must fit."""
+    from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native_state
     from zsseg_rt.models.cliprc.model import CLIPRC, CLIPRC_NATIVE_FORMAT
-    from zsseg_rt.models.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native_state
 
     d = Path(path_dir)
     if d.is_file() and d.name in (WEIGHTS_FILE, CONFIG_FILE):

@@ -2,7 +2,7 @@
 sliding-window inference (``infer``, through the one :class:`zsseg_rt.pipeline.Postprocessor`). Bundled configs:
 ``configs/``. Registers the ``"training_free"`` family."""
 
-from zsseg_rt.models.registry import register_family
+from zsseg_rt.contract.registry import register_family
 
 from .family import TrainingFreeFamily
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from zsseg_rt.models.common.config import (
+from zsseg_rt.contract.common.config import (
     VOCAB_DIR,
     BaseModelConfig,
     check_known_keys,

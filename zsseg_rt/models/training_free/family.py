@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from zsseg_rt.models.family import ModelExportMembers, ModelFamily
+from zsseg_rt.contract.family import ModelExportMembers, ModelFamily
 
 __all__ = ["TrainingFreeFamily"]
 

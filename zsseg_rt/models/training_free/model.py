@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zsseg_rt.bundle import Names
-from zsseg_rt.models.common.text import TextEncoder, validate_class_names
+from zsseg_rt.contract.common.text import TextEncoder, validate_class_names
 from zsseg_rt.models.training_free.config import FAMILY, TOWERS, TrainingFreeConfig, load_training_free_config
 from zsseg_rt.models.training_free.protocol import vocabulary_settings
 from zsseg_rt.models.training_free.scclip import scclip_encode
@@ -411,7 +411,7 @@ def load_stock_clip_weights(
     still gives the text tower (and the projection, which the ``--backbone`` file lacks). A converted file given as
     ``pretrained`` is refused with that advice: it holds no text tower.
     """
-    from zsseg_rt.models.common.weights import (
+    from zsseg_rt.contract.common.weights import (
         _CLIP_UNUSED,
         HOW_TO_GET_WEIGHTS,
         WeightsError,

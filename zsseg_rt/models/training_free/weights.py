@@ -62,7 +62,7 @@ def is_maskclip_converted(keys) -> bool:
 def read_maskclip_converted(path: Union[str, os.PathLike]) -> Dict[str, torch.Tensor]:
     """Read either file of ``convert_clip_weights.py`` (tensors only: ``torch.load(weights_only=True)``) into one
     flat dict of MaskCLIP keys (``backbone.`` removed, the projection as ``proj.weight``)."""
-    from zsseg_rt.models.common.weights import WeightsError
+    from zsseg_rt.contract.common.weights import WeightsError
 
     path = Path(path)
     if not path.is_file():
@@ -94,7 +94,7 @@ def read_maskclip_converted(path: Union[str, os.PathLike]) -> Dict[str, torch.Te
 def maskclip_to_openai_keys(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """MaskCLIP converted keys -> OpenAI CLIP image-tower keys (``visual.*``) and shapes. Raises WeightsError
     naming the keys it cannot place."""
-    from zsseg_rt.models.common.weights import WeightsError, describe_keys
+    from zsseg_rt.contract.common.weights import WeightsError, describe_keys
 
     out: Dict[str, torch.Tensor] = {}
     unknown = []

@@ -6,7 +6,7 @@ Registers the ``"zegclip"`` family, the default one: configs and native checkpoi
 ZegCLIP's (they predate families).
 """
 
-from zsseg_rt.models.registry import register_family
+from zsseg_rt.contract.registry import register_family
 
 from .family import ZegCLIPFamily
 

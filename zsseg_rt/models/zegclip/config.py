@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Type, TypeVar, Union
 
-from zsseg_rt.models.common.config import (
+from zsseg_rt.contract.common.config import (
     BaseModelConfig,
     _deep_merge,
     check_known_keys,
@@ -29,7 +29,7 @@ class ZegCLIPConfig(BaseModelConfig):
     """Everything that defines a ZegCLIP model and its official inference/training settings."""
 
     name: str = "zegclip_vitb16_voc_inductive"
-    family: str = "zegclip"  # registry key (zsseg_rt.models.registry); subclasses set their own
+    family: str = "zegclip"  # registry key (zsseg_rt.contract.registry); subclasses set their own
     num_prompt_tokens: int = 10
     deep_prompt_layers: Optional[int] = None  # None -> layers - 1 (official total_d_layer=11 for 12 layers)
     prompt_dropout: float = 0.1

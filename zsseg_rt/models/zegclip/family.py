@@ -1,11 +1,11 @@
 """The ZegCLIP family object (registered by ``zsseg_rt.models.zegclip``): the defaults of
-:class:`~zsseg_rt.models.family.ModelFamily` fit ZegCLIP; it adds its training loss."""
+:class:`~zsseg_rt.contract.family.ModelFamily` fit ZegCLIP; it adds its training loss."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from zsseg_rt.models.family import ModelFamily
+from zsseg_rt.contract.family import ModelFamily
 
 __all__ = ["ZegCLIPFamily"]
 

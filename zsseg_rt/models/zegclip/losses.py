@@ -23,7 +23,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from zsseg_rt.models.common.losses import transductive_pseudo_labels, upsample_logits
+from zsseg_rt.contract.common.losses import transductive_pseudo_labels, upsample_logits
 
 __all__ = [
     "sigmoid_focal_loss",

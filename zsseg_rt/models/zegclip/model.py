@@ -21,8 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zsseg_rt.models.common.config import BaseModelConfig
-from zsseg_rt.models.common.text import TextEncoder, validate_class_names
+from zsseg_rt.contract.common.config import BaseModelConfig
+from zsseg_rt.contract.common.text import TextEncoder, validate_class_names
 from zsseg_rt.models.zegclip.backbone import PromptedVisionTransformer
 from zsseg_rt.models.zegclip.config import ZegCLIPConfig, load_zegclip_config
 from zsseg_rt.models.zegclip.head import ZegCLIPHead
@@ -291,7 +291,7 @@ def create_zegclip(
 ) -> ZegCLIP:
     """The ZegCLIP family's factory (registry entry ``"zegclip"``); arguments as in
     :func:`zsseg_rt.models.create_model`."""
-    from zsseg_rt.models.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native
+    from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native
     from zsseg_rt.models.zegclip.weights import load_clip_weights
 
     p = Path(str(name)) if isinstance(name, (str, os.PathLike)) else None

@@ -9,8 +9,8 @@ from typing import Optional, Union
 
 import torch
 
-from zsseg_rt.models.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native_state
-from zsseg_rt.models.common.weights import WeightsError
+from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native_state
+from zsseg_rt.contract.common.weights import WeightsError
 from zsseg_rt.models.zegclip.config import ZegCLIPConfig
 
 __all__ = ["NATIVE_FORMAT", "load_native_zegclip"]

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from zsseg_rt.models.common.weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.contract.common.weights import WeightsError, check_finite, describe_keys
 from zsseg_rt.models.zegclip.config import ZegCLIPConfig, load_zegclip_config
 
 __all__ = [
@@ -210,7 +210,7 @@ def convert_official_zegclip(
 ) -> Path:
     """Official ZegCLIP checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``).
     ``clip_pretrained`` is not used: ZegCLIP checkpoints hold their CLIP towers."""
-    from zsseg_rt.models.common.convert import save_imported
+    from zsseg_rt.contract.common.convert import save_imported
 
     model, report = load_official_zegclip(
         Path(src), config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder

@@ -7,7 +7,7 @@ from typing import Dict, List
 
 import torch
 
-from zsseg_rt.models.common.weights import (
+from zsseg_rt.contract.common.weights import (
     _CLIP_UNUSED,
     HOW_TO_GET_WEIGHTS,
     WeightsError,

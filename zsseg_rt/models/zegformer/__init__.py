@@ -5,7 +5,7 @@ test time CLIP's image tower on each proposal's masked crop, fused per class. Re
 ``"zegformer"`` (configs ``zegformer_*.json``); its bundles run the runtime's two-stage pipeline.
 """
 
-from zsseg_rt.models.registry import register_family
+from zsseg_rt.contract.registry import register_family
 
 from .config import ZegFormerConfig, load_zegformer_config
 from .family import ZegFormerFamily

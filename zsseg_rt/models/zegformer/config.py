@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
-from zsseg_rt.models.common.config import (
+from zsseg_rt.contract.common.config import (
     BaseModelConfig,
     _deep_merge,
     check_known_keys,

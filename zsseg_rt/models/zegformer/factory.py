@@ -9,7 +9,7 @@ from typing import Dict, Optional, Union
 
 import torch
 
-from zsseg_rt.models.common.weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.contract.common.weights import WeightsError, check_finite, describe_keys
 
 from .config import ZegFormerConfig, load_zegformer_config
 
@@ -27,7 +27,7 @@ _CLIP_SKIP = ("logit_bias", "input_resolution", "context_length", "vocab_size", 
 def clip_state_dict_to_zegformer(sd: Dict[str, torch.Tensor], model, source: str) -> Dict[str, torch.Tensor]:
     """CLIP keys (OpenAI / open_clip layout) -> ZegFormer's ``clip_visual.*``, ``text_encoder.*`` and
     ``clip_logit_scale``. Raises ``WeightsError`` for missing, unexpected or mis-shaped tensors."""
-    from zsseg_rt.models.common.weights import _normalise_clip_keys
+    from zsseg_rt.contract.common.weights import _normalise_clip_keys
 
     sd = _normalise_clip_keys(dict(sd))
     target = model.state_dict()
@@ -71,7 +71,7 @@ def load_clip_weights_zegformer(model, pretrained: str) -> Dict[str, object]:
 
     Returns ``{"source": path, "loaded": number of tensors}``.
     """
-    from zsseg_rt.models.common.weights import _resolve_pretrained, read_state_dict
+    from zsseg_rt.contract.common.weights import _resolve_pretrained, read_state_dict
 
     path, _ = _resolve_pretrained(pretrained, model.config.clip_model)
     mapped = clip_state_dict_to_zegformer(read_state_dict(path), model, str(path))
@@ -128,7 +128,7 @@ def load_backbone_weights(model, spec: str) -> Dict[str, object]:
 def load_native_zegformer(path_dir: Union[str, os.PathLike], device=None, **overrides):
     """Load a native ZegFormer checkpoint directory (``model.safetensors`` + ``config.json``, format
     ``zsseg_rt.zegformer.v1``); every tensor must fit."""
-    from zsseg_rt.models.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native_state
+    from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native_state
 
     from .model import ZEGFORMER_NATIVE_FORMAT, ZegFormer
 
@@ -159,7 +159,7 @@ def create_zegformer(
         device: where to build the model.
         overrides: config fields to replace.
     """
-    from zsseg_rt.models.common.convert import CONFIG_FILE, WEIGHTS_FILE
+    from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE
 
     from .model import ZegFormer
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
-from zsseg_rt.models.family import ModelFamily
+from zsseg_rt.contract.family import ModelFamily
 
 __all__ = ["ZegFormerFamily"]
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zsseg_rt.models.common.text import TextEncoder, validate_class_names
+from zsseg_rt.contract.common.text import TextEncoder, validate_class_names
 
 from .clip_branch import clip_crops, fuse_scores, semantic_maps
 from .config import CLIP_BRANCH_TEMPLATES, ZegFormerConfig, load_zegformer_config

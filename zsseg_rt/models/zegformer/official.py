@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from zsseg_rt.models.common.weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.contract.common.weights import WeightsError, check_finite, describe_keys
 from zsseg_rt.models.zegclip.official import OfficialImportReport
 
 from .config import ZegFormerConfig, load_zegformer_config
@@ -234,7 +234,7 @@ def convert_official_zegformer(
     allow_missing_clip: bool = False,
 ) -> Path:
     """Official ZegFormer checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``)."""
-    from zsseg_rt.models.common.convert import save_imported
+    from zsseg_rt.contract.common.convert import save_imported
 
     model, report = load_official_zegformer(
         src, config=config, clip_pretrained=clip_pretrained, allow_missing_clip=allow_missing_clip, return_report=True

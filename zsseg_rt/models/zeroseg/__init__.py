@@ -1,9 +1,9 @@
 """ZeroSeg (Chen et al., ICCV 2023): open-vocabulary segmentation learned by CLIP vision distillation only.
 
-Registers the ``"zeroseg"`` family in :mod:`zsseg_rt.models.registry` on import (:mod:`.family`).
+Registers the ``"zeroseg"`` family in :mod:`zsseg_rt.contract.registry` on import (:mod:`.family`).
 """
 
-from zsseg_rt.models.registry import register_family
+from zsseg_rt.contract.registry import register_family
 
 from .config import DATASET_BACKGROUND_THRESHOLDS, ZeroSegConfig, load_zeroseg_config
 from .family import BACKGROUND_THRESHOLD_PROTOCOL, ZeroSegFamily

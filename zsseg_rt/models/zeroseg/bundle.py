@@ -84,7 +84,7 @@ class ZeroSegBundleModel(nn.Module):
         super().__init__()
         from open_clip.tokenizer import SimpleTokenizer
 
-        from zsseg_rt.models.common.text import TextEncoder
+        from zsseg_rt.contract.common.text import TextEncoder
 
         cfg = student.config
         if cfg.test_mode != "slide":
@@ -162,7 +162,7 @@ def build_bundle_model(
 
 def _load_text_tower(teacher, clip_weights: str) -> None:
     """CLIPTeacher loads and checks the vision tower; the text tower must be there too (it classifies)."""
-    from zsseg_rt.models.common.weights import _normalise_clip_keys, _resolve_pretrained, read_state_dict
+    from zsseg_rt.contract.common.weights import _normalise_clip_keys, _resolve_pretrained, read_state_dict
 
     path, _ = _resolve_pretrained(clip_weights, teacher.config.clip_model)
     state = _normalise_clip_keys(read_state_dict(path))

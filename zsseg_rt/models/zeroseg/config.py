@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Union
 
-from zsseg_rt.models.common.config import (
+from zsseg_rt.contract.common.config import (
     BaseModelConfig,
     _deep_merge,
     check_known_keys,

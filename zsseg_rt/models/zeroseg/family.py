@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
-from zsseg_rt.models.family import ExportArgument, ModelExportMembers, ModelFamily
+from zsseg_rt.contract.family import ExportArgument, ModelExportMembers, ModelFamily
 
 from .protocol import BACKGROUND_THRESHOLD_PROTOCOL
 

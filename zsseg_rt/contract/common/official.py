@@ -38,7 +38,7 @@ def checkpoint_keys(path: Union[str, os.PathLike]) -> Optional[List[str]]:
 
 def family_of_keys(keys: Iterable[str]) -> Optional[str]:
     """The registered family whose official checkpoints have these tensor names, or None."""
-    from zsseg_rt.models.registry import official_family
+    from zsseg_rt.contract.registry import official_family
 
     family = official_family(keys)
     return None if family is None else family.name
@@ -51,7 +51,7 @@ def official_checkpoint_family(path: Union[str, os.PathLike]) -> Optional[str]:
 
 
 def _family_for(path: Union[str, os.PathLike]) -> Any:
-    from zsseg_rt.models.registry import default_family, get_family
+    from zsseg_rt.contract.registry import default_family, get_family
 
     name = official_checkpoint_family(path)
     return get_family(name) if name is not None else default_family()  # its importer explains what is wrong

@@ -11,8 +11,8 @@ from typing import Optional, Union
 
 import torch
 
-from zsseg_rt.models.common.official import convert_official
-from zsseg_rt.models.common.weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.contract.common.official import convert_official
+from zsseg_rt.contract.common.weights import WeightsError, check_finite, describe_keys
 
 # add_convert_command (the command's arguments) is in .convert_cli: torch-free, for `zsseg convert --help`
 __all__ = ["convert_official", "save_native", "load_native"]
@@ -32,7 +32,7 @@ def save_native(model, dst_dir: Union[str, os.PathLike], extra: Optional[dict] =
     dst.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     check_finite(state, "model")
-    from zsseg_rt.models.registry import family_of_model
+    from zsseg_rt.contract.registry import family_of_model
 
     fmt = family_of_model(model).native_format
     if not fmt:
@@ -52,7 +52,7 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
     ``overrides`` may change non-architectural config fields (e.g. ``calibration_bias``); every weight tensor
     must match the rebuilt model exactly.
     """
-    from zsseg_rt.models.registry import families, family_of_format, get_family
+    from zsseg_rt.contract.registry import families, family_of_format, get_family
 
     d = Path(path_dir)
     if d.is_file() and d.name in (WEIGHTS_FILE, CONFIG_FILE):
@@ -60,7 +60,7 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
     if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(
             f"{d} is not a native checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE}); create one with "
-            "`zsseg convert OFFICIAL.pth DST` or zsseg_rt.models.common.convert.save_native"
+            "`zsseg convert OFFICIAL.pth DST` or zsseg_rt.contract.common.convert.save_native"
         )
     with open(d / CONFIG_FILE, "r", encoding="utf-8") as f:
         meta = json.load(f)
@@ -141,7 +141,7 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 def __getattr__(name: str) -> object:  # PEP 562: NATIVE_FORMAT is the default family's format (the former constant)
     if name == "NATIVE_FORMAT":
-        from zsseg_rt.models.registry import default_family
+        from zsseg_rt.contract.registry import default_family
 
         return default_family().native_format
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

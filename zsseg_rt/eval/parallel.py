@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import import_ray
+from zsseg_rt.scale import import_ray
 
 __all__ = ["evaluate_parallel"]
 
@@ -69,7 +69,7 @@ def _load_text(text_embeddings, num_classes: int) -> Optional[np.ndarray]:
     if text_embeddings is None:
         return None
     if isinstance(text_embeddings, (str, Path)):
-        from zsseg_rt.models.common.text import load_text_embeddings
+        from zsseg_rt.contract.common.text import load_text_embeddings
 
         text = np.asarray(load_text_embeddings(str(text_embeddings)), dtype=np.float32)
     else:
@@ -116,7 +116,7 @@ def evaluate_parallel(
     from zsseg_rt.eval.evaluate import checkpoint_kind, evaluation_settings
     from zsseg_rt.eval.metrics import ConfusionMatrix, summarize
 
-    from .batch import _pool_size
+    from zsseg_rt.scale.batch import pool_size
 
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a whole number of images >= 1 (or None for all), got {limit!r}")
@@ -140,7 +140,7 @@ def evaluate_parallel(
             precision=precision,
         ),
         batch_size=int(batch_size),
-        compute=ray.data.ActorPoolStrategy(**_pool_size(workers)),
+        compute=ray.data.ActorPoolStrategy(**pool_size(workers)),
         num_gpus=float(gpus_per_worker),
         num_cpus=float(cpus_per_worker),
         batch_format="numpy",

@@ -1,5 +1,5 @@
 """``zsseg convert SRC DST``: the command's arguments, torch-free, so that ``zsseg convert --help`` answers without
-importing torch (the conversion itself, :func:`zsseg_rt.models.common.convert._run_convert`, is imported when the
+importing torch (the conversion itself, :func:`zsseg_rt.contract.common.convert._run_convert`, is imported when the
 command runs)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ TORCH_SIDE_INSTALL = 'pip install "zsseg_rt[torch,export]"'  # as zsseg_rt.cli s
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        from zsseg_rt.models.common.convert import _run_convert
+        from zsseg_rt.contract.common.convert import _run_convert
     except ImportError as exc:  # the runtime-only install: no torch
         from zsseg_rt.cli_errors import CliError
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 
 from zsseg_rt.vocabulary import VOCAB_DIR, load_class_names, load_templates  # noqa: F401 - re-exported here
 
-MODELS_DIR = Path(__file__).resolve().parent.parent
+MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"  # the family plugins' package
 
 __all__ = [
     "BaseModelConfig",
@@ -131,7 +131,7 @@ def load_config_data(
 class BaseModelConfig:
     """The fields every model family shares: the open_clip tower, input size, sliding-window test settings,
     normalisation, vocabulary, prompt templates and the seen-class calibration. ``family`` is required: each
-    family's subclass sets it (the registry key, :mod:`zsseg_rt.models.registry`) and ``validate`` checks it.
+    family's subclass sets it (the registry key, :mod:`zsseg_rt.contract.registry`) and ``validate`` checks it.
     """
 
     name: str = ""
