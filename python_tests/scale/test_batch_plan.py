@@ -11,12 +11,12 @@ import pytest
 
 from zsseg_rt.scale.batch import (
     MANIFEST,
-    pool_size,
     check_pool_fits,
     label_png_bytes,
     labels_name,
     output_key,
     plan_batch,
+    pool_size,
     prepare_batch,
 )
 

@@ -115,7 +115,6 @@ def evaluate_parallel(
     from zsseg_rt.data import build_dataset
     from zsseg_rt.eval.evaluate import checkpoint_kind, evaluation_settings
     from zsseg_rt.eval.metrics import ConfusionMatrix, summarize
-
     from zsseg_rt.scale.batch import pool_size
 
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
