@@ -68,8 +68,10 @@ def resolve_ref(ref: str) -> Any:
 
 
 @dataclass(frozen=True)
-class ExportArgument:
-    """A ``zsseg export`` option that only some families take: ``flags`` and ``argparse`` keyword arguments."""
+class FamilyArgument:
+    """A command-line option that only some families take (``zsseg export``: :meth:`Family.export_arguments`;
+    ``zsseg eval``: :meth:`Family.evaluation_arguments`): ``flags`` and ``argparse`` keyword arguments. The
+    commands add every family's options, so a generic command names no family's option itself."""
 
     flags: Tuple[str, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -78,6 +80,14 @@ class ExportArgument:
     def dest(self) -> str:
         """The attribute name argparse stores it under (``--text-weights`` -> ``text_weights``)."""
         return str(self.options.get("dest") or self.flags[0].lstrip("-").replace("-", "_"))
+
+    @property
+    def default(self) -> Any:
+        """The value argparse stores when the option is not given."""
+        return self.options.get("default")
+
+
+ExportArgument = FamilyArgument  # the name before ``zsseg eval`` took family options too
 
 
 @runtime_checkable
@@ -106,7 +116,8 @@ class Family(Protocol):
     Runtime and evaluation
         ``pipeline`` (the runtime pipeline kind of its bundles, ``zsseg_rt.runtime.pipelines``),
         ``evaluation_protocol`` (how its models and bundles are evaluated), :meth:`evaluate` (that protocol when
-        it is not the generic one), :meth:`evaluation_settings` and :meth:`apply_evaluation_settings` (official
+        it is not the generic one), :meth:`evaluation_arguments` (that protocol's own options: ``zsseg eval``
+        flags and ``evaluate`` keywords), :meth:`evaluation_settings` and :meth:`apply_evaluation_settings` (official
         per-dataset test settings of its bundles, e.g. thresholds and refinement), :meth:`predict` (PyTorch
         inference of one image), ``synonym_rule`` (how a vocabulary class with several names, ``"person; man"``,
         is scored, as the family's official code does: ``"mean"``, every prompt of every name averaged into one
@@ -191,6 +202,8 @@ class Family(Protocol):
     ) -> Tuple["np.ndarray", "np.ndarray"]: ...
 
     def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]: ...
+
+    def evaluation_arguments(self) -> Sequence[FamilyArgument]: ...
 
     def evaluation_settings(
         self, meta: Any, dataset_name: str, choice: str = "official"
@@ -416,6 +429,11 @@ class ModelFamily:
     def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]:
         """Evaluation under ``evaluation_protocol`` when that is not the generic one (``zsseg_rt.eval``)."""
         raise NotImplementedError(f"the {self.label} family is evaluated with the generic protocol")
+
+    def evaluation_arguments(self) -> Sequence[FamilyArgument]:
+        """Options of this family's own evaluation protocol (``zsseg eval`` flags, ``evaluate(**options)``
+        keywords, passed on to :meth:`evaluate`); none by default."""
+        return ()
 
     def evaluation_settings(self, meta: Any, dataset_name: str, choice: str = "official") -> Optional[Dict[str, Any]]:
         """The test settings an evaluation of one of this family's bundles (``meta``: its ``BundleMeta``) runs with

@@ -6,12 +6,28 @@ import argparse
 import json
 import os
 import sys
-from typing import List, Optional
+from typing import Any, List, Optional, Tuple
 
 from zsseg_rt.cli_types import real_number, whole_number
-from zsseg_rt.contract.family import EVALUATION_SETTINGS
+from zsseg_rt.contract.family import EVALUATION_SETTINGS, FamilyArgument
 
-__all__ = ["add_eval_command", "main"]
+__all__ = ["add_eval_command", "family_evaluation_arguments", "main"]
+
+
+def family_evaluation_arguments() -> List[Tuple[Any, FamilyArgument]]:
+    """``(family, FamilyArgument)`` of every family's own evaluation options, each flag once (registry; the
+    families are found by name, none is imported here)."""
+    from zsseg_rt.contract.registry import families, get_family
+
+    found: List[Tuple[Any, FamilyArgument]] = []
+    seen = set()
+    for name in families():
+        family = get_family(name)
+        for argument in family.evaluation_arguments():
+            if argument.dest not in seen:
+                seen.add(argument.dest)
+                found.append((family, argument))
+    return found
 
 
 def _split_list(text: Optional[str]):
@@ -47,18 +63,15 @@ def _run(args: argparse.Namespace) -> int:
         spec["on_bad_label"] = "ignore"
     if args.ray:  # the same evaluation on a Ray Data actor pool (zsseg_rt.scale): identical metrics
         own_protocol = [
-            flag
-            for flag, given in (
-                ("--text-weights", args.text_weights is not None),
-                ("--background-threshold", args.background_threshold is not None),
-                ("--thresholds", args.thresholds != "paper"),
-            )
-            if given
+            (owner, argument.flags[0])
+            for owner, argument in family_evaluation_arguments()
+            if getattr(args, argument.dest) != argument.default
         ]
-        if own_protocol:  # ZeroSeg's protocol options: the actor pool runs the generic evaluation only
+        if own_protocol:  # a family's own protocol options: the actor pool runs the generic evaluation only
+            names = sorted({owner.display_name for owner, _ in own_protocol})
             raise SystemExit(
-                f"zsseg eval: error: {', '.join(own_protocol)} (ZeroSeg's own protocol) cannot run with --ray: "
-                "evaluate ZeroSeg checkpoints without --ray"
+                f"zsseg eval: error: {', '.join(flag for _, flag in own_protocol)} ({' / '.join(names)}'s own "
+                f"protocol) cannot run with --ray: evaluate {' / '.join(names)} checkpoints without --ray"
             )
         from zsseg_rt.eval.parallel import evaluate_parallel
         from zsseg_rt.scale import init_ray
@@ -95,11 +108,9 @@ def _run(args: argparse.Namespace) -> int:
         backend=args.backend,
         limit=args.limit,
         progress=not args.no_progress,
-        text_weights=args.text_weights,
-        background_threshold=args.background_threshold,
-        thresholds=args.thresholds,
         settings=args.settings,
         precision=args.precision,
+        **{argument.dest: getattr(args, argument.dest) for _, argument in family_evaluation_arguments()},
     )
     return _report(metrics, args)
 
@@ -158,24 +169,8 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--unseen", default=None, help="comma-separated unseen classes (names or indices) overriding the dataset split"
     )
-    p.add_argument(
-        "--text-weights",
-        default=None,
-        help="(ZeroSeg checkpoints) CLIP weights of the teacher's text tower, e.g. openai",
-    )
-    p.add_argument(
-        "--background-threshold",
-        type=real_number(0),
-        default=None,
-        help="(ZeroSeg) background threshold (default: the dataset's value in --thresholds)",
-    )
-    p.add_argument(
-        "--thresholds",
-        choices=["paper", "groupvit"],
-        default="paper",
-        help="(ZeroSeg) per-dataset thresholds: the paper's (VOC 0.95, Context 0.05, COCO-Object 0.35) or GroupViT's "
-        "configs (0.95, 0.35, 0.95)",
-    )
+    for _, argument in family_evaluation_arguments():  # options of the families' own protocols (registrations)
+        p.add_argument(*argument.flags, **dict(argument.options))
     p.add_argument(
         "--settings",
         choices=list(EVALUATION_SETTINGS),

@@ -210,11 +210,9 @@ def evaluate(
     limit: Optional[int] = None,
     progress: bool = True,
     seen_classes: Optional[Sequence[int]] = None,
-    text_weights: Optional[str] = None,
-    background_threshold: Optional[float] = None,
-    thresholds: str = "paper",
     settings: str = "official",
     precision: Optional[str] = None,
+    **family_options: Any,
 ) -> Dict[str, Any]:
     """Metrics of ``checkpoint`` (path, ``ZegCLIP`` / ``CLIPRC`` or ``Engine``) on ``dataset`` (object or spec dict).
 
@@ -225,8 +223,10 @@ def evaluate(
         unseen: override the dataset split's unseen classes (names or indices) for mIoU(S)/mIoU(U)/hIoU.
         seen_classes: indices calibrated as seen (default: the checkpoint's seen classes, matched by name).
         limit: evaluate only the first ``limit`` images.
-        text_weights, background_threshold, thresholds: options of a family's own evaluation protocol (a bundle's
-            meta.json or the model's family names it), e.g. background + classes with a threshold per dataset.
+        family_options: options of a family's own evaluation protocol (``Family.evaluation_arguments``: e.g.
+            ZeroSeg's ``text_weights``, ``background_threshold``, ``thresholds``), passed on when the checkpoint's
+            family (its bundle's meta.json or the model's) evaluates with that protocol. A keyword no family
+            declares is refused.
         settings: bundles: "official" (default) runs a bundle with its family's official test settings for the
             dataset where the family has them (``Family.evaluation_settings``: e.g. a training-free method's logit
             scale, thresholds, PAMR and test size), restored afterwards; "bundle" keeps the bundle's own. What ran
@@ -243,6 +243,18 @@ def evaluate(
         def tqdm(iterable, **_kwargs):  # type: ignore[no-redef]
             return iterable
 
+    if family_options:  # each must be an option some family's own protocol declares
+        from zsseg_rt.contract.registry import families, get_family
+
+        declared = {argument.dest for name in families() for argument in get_family(name).evaluation_arguments()}
+        unknown = sorted(set(family_options) - declared)
+    else:
+        declared, unknown = set(), []
+    if unknown:
+        raise TypeError(
+            f"evaluate() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; a family's own "
+            f"protocol options are: {', '.join(sorted(declared)) or 'none'}"
+        )
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a whole number of images >= 1 (or None for all), got {limit!r}")
     ds = build_dataset(dataset) if isinstance(dataset, dict) else dataset
@@ -267,18 +279,18 @@ def evaluate(
     if protocol != GENERALIZED_ZERO_SHOT:  # a family's own protocol (e.g. background kept as class 0)
         from zsseg_rt.contract.registry import protocol_family
 
-        return protocol_family(protocol).evaluate(
+        owner = protocol_family(protocol)
+        own = {argument.dest for argument in owner.evaluation_arguments()}
+        return owner.evaluate(
             obj,
             ds,
             kind=kind,
             mode=mode,
             text=text,
-            text_weights=text_weights,
-            background_threshold=background_threshold,
-            thresholds=thresholds,
             limit=limit,
             progress=progress,
             device=device,
+            **{name: value for name, value in family_options.items() if name in own},
         )
     record, restore = apply_evaluation_settings(obj, ds.name, settings) if kind == "bundle" else (None, None)
     try:  # the bundle follows its family's settings for this evaluation only

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
-from zsseg_rt.contract.family import ExportArgument, ModelExportMembers, ModelFamily
+from zsseg_rt.cli_types import real_number
+from zsseg_rt.contract.family import ExportArgument, FamilyArgument, ModelExportMembers, ModelFamily
 
 from .protocol import BACKGROUND_THRESHOLD_PROTOCOL
 
@@ -32,6 +33,30 @@ EXPORT_ARGUMENTS = (
             "default": None,
             "help": "(ZeroSeg) background threshold baked into the head graph (default: the config's; paper: VOC "
             "0.95, Context 0.05, COCO-Object 0.35)",
+        },
+    ),
+)
+# GroupViT's protocol as ZeroSeg evaluates it: `zsseg eval` flags and `evaluate()` keywords
+EVALUATION_ARGUMENTS = (
+    FamilyArgument(
+        ("--text-weights",),
+        {"default": None, "help": "(ZeroSeg checkpoints) CLIP weights of the teacher's text tower, e.g. openai"},
+    ),
+    FamilyArgument(
+        ("--background-threshold",),
+        {
+            "type": real_number(0),
+            "default": None,
+            "help": "(ZeroSeg) background threshold (default: the dataset's value in --thresholds)",
+        },
+    ),
+    FamilyArgument(
+        ("--thresholds",),
+        {
+            "choices": ["paper", "groupvit"],
+            "default": "paper",
+            "help": "(ZeroSeg) per-dataset thresholds: the paper's (VOC 0.95, Context 0.05, COCO-Object 0.35) or "
+            "GroupViT's configs (0.95, 0.35, 0.95)",
         },
     ),
 )
@@ -83,6 +108,9 @@ class ZeroSegFamily(ModelExportMembers, ModelFamily):
                 "or use backend='onnxruntime'"
             )
         return model
+
+    def evaluation_arguments(self) -> Sequence[FamilyArgument]:
+        return EVALUATION_ARGUMENTS
 
     def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]:
         """GroupViT's protocol: an Engine on a ZeroSeg bundle (no torch needed) or the PyTorch student."""

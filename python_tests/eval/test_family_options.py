@@ -1,0 +1,68 @@
+"""A family's own evaluation options reach ``zsseg eval`` and ``evaluate()`` through its registration
+(``Family.evaluation_arguments``), as its export options reach ``zsseg export``: the generic evaluation names none."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Dict, Sequence
+
+import pytest
+
+from zsseg_rt.contract import registry
+from zsseg_rt.contract.family import FamilyArgument, ModelFamily
+from zsseg_rt.eval.cli import add_eval_command, family_evaluation_arguments
+from zsseg_rt.eval.evaluate import evaluate
+
+
+@dataclass(frozen=True)
+class _OwnProtocolFamily(ModelFamily):
+    def evaluation_arguments(self) -> Sequence[FamilyArgument]:
+        return (FamilyArgument(("--zz-own-knob",), {"type": float, "default": None, "help": "(ZzTest) a knob"}),)
+
+    def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]:
+        raise AssertionError("not evaluated in these tests")
+
+
+@pytest.fixture
+def own_family():
+    family = _OwnProtocolFamily(
+        name="zz_own_protocol",
+        display_name="ZzTest",
+        config_class="a:b",
+        model_class="a:b",
+        load_config="a:b",
+        create="a:b",
+    )
+    registry.register_family(family)
+    try:
+        yield family
+    finally:
+        registry._FAMILIES.pop("zz_own_protocol", None)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zsseg")
+    add_eval_command(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def test_every_family_option_is_a_flag_of_zsseg_eval(own_family):
+    owners = {argument.dest: family.name for family, argument in family_evaluation_arguments()}
+    assert owners["zz_own_knob"] == "zz_own_protocol"
+    assert {"text_weights", "background_threshold", "thresholds"} <= set(owners)  # ZeroSeg's, from its family
+    args = _parser().parse_args(["eval", "ckpt", "--zz-own-knob", "0.5"])
+    assert args.zz_own_knob == 0.5 and args.thresholds == "paper"
+
+
+def test_ray_refuses_a_family_option_by_its_family(own_family, tmp_path):
+    args = _parser().parse_args(["eval", str(tmp_path), "--dataset", "synthetic", "--ray", "--zz-own-knob", "1"])
+    with pytest.raises(SystemExit, match=r"--zz-own-knob \(ZzTest's own protocol\) cannot run with --ray"):
+        args.func(args)
+
+
+def test_evaluate_refuses_a_keyword_no_family_declares():
+    with pytest.raises(
+        TypeError, match=r"unexpected keyword argument\(s\) 'background_treshold'.*background_threshold"
+    ):
+        evaluate("nowhere", {"type": "synthetic"}, background_treshold=0.5)
