@@ -128,8 +128,8 @@ def test_engine_runs_every_family_bundle_with_torch_and_models_blocked(bundles, 
     got = _run({**bundles, **legacy}, others)
     for family, path in bundles.items():
         meta = load_meta(path)
-        assert meta.family == family and meta.pipeline == get_family(family).pipeline
-        assert meta.evaluation_protocol == get_family(family).evaluation_protocol
+        assert meta.family == family and meta.pipeline == get_family(family).export.pipeline
+        assert meta.evaluation_protocol == get_family(family).evaluation.protocol
         expected = {"windowed": "WindowedPipeline", "two_stage": "TwoStagePipeline"}[meta.pipeline]
         assert got[family]["pipeline"] == expected
         for size, (shape, low, high) in got[family]["thin"].items():  # a thin image gets a label per pixel

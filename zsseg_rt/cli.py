@@ -105,14 +105,14 @@ def _export_model(args):
 
 
 def _family_export_arguments():
-    """``(family, ExportArgument)`` of every family's own ``zsseg export`` flags (registry; torch-free)."""
-    from zsseg_rt.contract.registry import families, get_family
+    """``(family, FamilyArgument)`` of every family's own ``zsseg export`` flags (registry; torch-free)."""
+    from zsseg_rt.contract.registry import family_arguments
 
-    return [(get_family(name), argument) for name in families() for argument in get_family(name).export_arguments()]
+    return family_arguments(lambda family: family.export.arguments())
 
 
 def _prepare_export(model, args):
-    """The model to export (its family's ``prepare_export`` with the family's own flags); a family's flag given for
+    """The model to export (its family's ``export.prepare`` with the family's own flags); a family's flag given for
     another family's checkpoint is refused."""
     from zsseg_rt.contract.registry import family_of_model
 
@@ -126,9 +126,9 @@ def _prepare_export(model, args):
         flags = " / ".join(argument.flags[0] for _, argument in foreign)
         owners = ", ".join(dict.fromkeys(owner.label for owner, _ in foreign))
         raise SystemExit(f"zsseg export: error: {flags} apply to {owners} checkpoints")
-    options = {argument.dest: getattr(args, argument.dest, None) for argument in family.export_arguments()}
+    options = {argument.dest: getattr(args, argument.dest, None) for argument in family.export.arguments()}
     try:
-        return family.prepare_export(model, options)
+        return family.export.prepare(model, options)
     except ValueError as exc:  # e.g. a checkpoint that needs one of its family's flags
         raise SystemExit(f"zsseg export: error: {exc}") from None
 

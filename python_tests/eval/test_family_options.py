@@ -1,23 +1,21 @@
 """A family's own evaluation options reach ``zsseg eval`` and ``evaluate()`` through its registration
-(``Family.evaluation_arguments``), as its export options reach ``zsseg export``: the generic evaluation names none."""
+(``Family.evaluation.arguments()``), as its export options reach ``zsseg export``: the generic evaluation names none."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from typing import Any, Dict, Sequence
 
 import pytest
 
 from zsseg_rt.contract import registry
-from zsseg_rt.contract.family import FamilyArgument, ModelFamily
+from zsseg_rt.contract.family import Evaluation, FamilyArgument, ModelFamily
 from zsseg_rt.eval.cli import add_eval_command, family_evaluation_arguments
 from zsseg_rt.eval.evaluate import evaluate
 
 
-@dataclass(frozen=True)
-class _OwnProtocolFamily(ModelFamily):
-    def evaluation_arguments(self) -> Sequence[FamilyArgument]:
+class _OwnProtocol(Evaluation):
+    def arguments(self) -> Sequence[FamilyArgument]:
         return (FamilyArgument(("--zz-own-knob",), {"type": float, "default": None, "help": "(ZzTest) a knob"}),)
 
     def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]:
@@ -26,7 +24,8 @@ class _OwnProtocolFamily(ModelFamily):
 
 @pytest.fixture
 def own_family():
-    family = _OwnProtocolFamily(
+    family = ModelFamily(
+        evaluation_class=_OwnProtocol,
         name="zz_own_protocol",
         display_name="ZzTest",
         config_class="a:b",

@@ -150,10 +150,10 @@ def test_every_family_is_a_plugin_of_its_own_package():
             assert ref.startswith(f"zsseg_rt.models.{name}.") and getattr(
                 importlib.import_module("zsseg_rt.models"), public
             )
-        if family.native_format:
+        if family.checkpoints.format:
             model_module = importlib.import_module(family.model_class.partition(":")[0])
             formats = {getattr(model_module, n) for n in dir(model_module) if n.endswith("NATIVE_FORMAT")}
-            assert not formats or family.native_format in formats  # the model module's own constant agrees
+            assert not formats or family.checkpoints.format in formats  # the model module's own constant agrees
 
 
 def test_models_package_imports_no_torch_until_a_name_is_used():
@@ -174,33 +174,72 @@ def test_models_package_imports_no_torch_until_a_name_is_used():
     assert out.stdout.split() == ["False", "False", "True"]
 
 
-def test_family_members_replace_the_duck_typed_hooks():
-    """The generic exporter, trainer and evaluation call family members; each family answers for its own models."""
+def test_family_capabilities_replace_the_duck_typed_hooks():
+    """The generic exporter, trainer and evaluation call a family's capability objects; each family answers for its
+    own models."""
     from zsseg_rt.bundle import Names
 
     tiny = create_model("cliprc_tiny_test")
     cliprc = get_family("cliprc")
-    assert cliprc.export_image_outputs(tiny) == (Names.IMAGE_GLOBAL, Names.PATCHES, Names.REGIONS)
-    assert type(cliprc.loss(tiny)).__name__ == "CLIPRCLoss"
+    assert cliprc.export.image_outputs(tiny) == (Names.IMAGE_GLOBAL, Names.PATCHES, Names.REGIONS)
+    assert type(cliprc.training.loss(tiny)).__name__ == "CLIPRCLoss"
     zegclip = get_family("zegclip")
     model = create_model("zegclip_tiny_test")
-    assert zegclip.export_image_outputs(model) == Names.IMAGE_ENCODER_OUTPUTS
-    assert zegclip.export_postprocess(model) == {"activation": "sigmoid"}
-    assert type(zegclip.loss(model)).__name__ == "ZegCLIPLoss" and zegclip.exporter(model) is None
-    assert get_family("zegformer").pipeline == "two_stage" and get_family("zegformer").exporter(None) is not None
-    assert get_family("zeroseg").evaluation_protocol == "background_threshold"
-    assert not get_family("training_free").trainable
+    assert zegclip.export.image_outputs(model) == Names.IMAGE_ENCODER_OUTPUTS
+    assert zegclip.export.postprocess(model) == {"activation": "sigmoid"}
+    assert type(zegclip.training.loss(model)).__name__ == "ZegCLIPLoss" and zegclip.export.writer(model) is None
+    zegformer = get_family("zegformer")
+    assert zegformer.export.pipeline == "two_stage" and zegformer.export.writer(None) is not None
+    assert [a.dest for a in zegformer.checkpoints.conversion_arguments()] == ["clip_pretrained"]
+    assert get_family("zeroseg").evaluation.protocol == "background_threshold"
+    assert get_family("training_free").training is None  # its models are not trained
     with pytest.raises(NotImplementedError, match="no training loss"):
-        get_family("training_free").loss(None)
+        get_family("zeroseg").training.loss(None)  # its own trainer computes the distillation loss
     with pytest.raises(ValueError, match="no text tower"):
-        get_family("zeroseg").exporter(create_model("zeroseg_tiny_test"))
+        get_family("zeroseg").export.writer(create_model("zeroseg_tiny_test"))
+
+
+def test_a_family_is_identity_factories_and_four_capabilities():
+    """The protocol is slim: identity, factories and the capability objects (each built once, from the classes the
+    registration names); a registration naming a class that is not a capability is refused."""
+    from zsseg_rt.contract.family import Checkpoints, Evaluation, Export, Family, Training
+
+    members = set(Family.__annotations__) | {n for n in vars(Family) if not n.startswith("_")}
+    assert members == {
+        "name",
+        "display_name",
+        "description",
+        "order",
+        "default",
+        "public_names",
+        "label",
+        "config_cls",
+        "load",
+        "config_aliases",
+        "configs_dir",
+        "model_cls",
+        "build",
+        "checkpoints",
+        "export",
+        "evaluation",
+        "training",
+    }, sorted(members)
+    for name in families():
+        family = get_family(name)
+        assert isinstance(family.checkpoints, Checkpoints) and family.checkpoints is family.checkpoints
+        assert isinstance(family.export, Export) and isinstance(family.evaluation, Evaluation)
+        assert family.training is None or isinstance(family.training, Training)
+    with pytest.raises(TypeError, match="export_class must be a subclass of Export"):
+        ModelFamily(
+            name="zz", config_class="a:b", model_class="a:b", load_config="a:b", create="a:b", export_class=dict
+        )
 
 
 def test_each_family_names_its_official_synonym_rule():
     """``synonym_rule``: the training-free methods' code scores a class with several names by the max over its names'
     probabilities, ZegFormer's by the mean of the names' embeddings (and the other families by that default); the
     generic exporter records the family's rule in meta.json, where the runtime reads it."""
-    rules = {name: get_family(name).synonym_rule for name in families()}
+    rules = {name: get_family(name).export.synonym_rule for name in families()}
     assert rules["training_free"] == "max" and rules["zegformer"] == "mean"
     assert set(rules.values()) <= {"mean", "max"} and rules["zegclip"] == rules["cliprc"] == "mean"
     with pytest.raises(ValueError, match="synonym_rule must be one of"):

@@ -3,13 +3,19 @@
 A family (ZegCLIP, CLIP-RC, ZegFormer, ...) is a plugin. Its package ``zsseg_rt/models/<family>/`` registers one
 object implementing :class:`Family` (``register_family`` in :mod:`zsseg_rt.contract.registry`) when it is imported;
 the registry imports every family package on first use. Generic layers (runtime, pipeline, bundle, export, eval,
-train, scale, stream, the CLI, data, ops, ``models/common``) reach a family only through that object: they never
+train, scale, stream, the CLI, data, ops, ``contract/common``) reach a family only through that object: they never
 import a family's modules and never compare a family's name.
 
-:class:`ModelFamily` implements the protocol: the members a family must give are its fields (``"module:attr"``
-references, imported on first use so that registering a family imports neither torch nor open_clip), and every
-other member has the default written below (what a ZegCLIP-like model with ``encode_image`` / ``decode`` needs).
-A family overrides a member by subclassing :class:`ModelFamily` in its own ``family.py``.
+A family is slim: its identity, its factories (configs and models) and four capability objects, each the one place
+an engine asks about one thing: :class:`Checkpoints` (native and official checkpoints, ``zsseg convert``),
+:class:`Export` (``zsseg export`` and the bundles' runtime declarations), :class:`Evaluation` (protocol, options,
+per-dataset settings, PyTorch inference) and :class:`Training` (``None`` for a family that is not trained).
+
+:class:`ModelFamily` implements the protocol from a registration: the members a family must give are its fields
+(``"module:attr"`` references, imported on first use so that registering a family imports neither torch nor
+open_clip) and the capability classes it uses; every capability member has the default written below (what a
+ZegCLIP-like model with ``encode_image`` / ``decode`` needs). A family changes a capability by subclassing it in
+its own ``family.py`` and naming the subclass in its registration (``export=MyExport``).
 """
 
 from __future__ import annotations
@@ -38,7 +44,12 @@ if TYPE_CHECKING:  # pragma: no cover - types only
 __all__ = [
     "Family",
     "ModelFamily",
-    "ModelExportMembers",
+    "Checkpoints",
+    "Export",
+    "ModelExport",
+    "Evaluation",
+    "Training",
+    "FamilyArgument",
     "ExportArgument",
     "resolve_ref",
     "WINDOWED",
@@ -52,7 +63,7 @@ GENERALIZED_ZERO_SHOT = "generalized_zero_shot"  # evaluation protocol: mIoU(see
 # What an evaluation of a bundle runs with (``zsseg eval --settings``): the family's official per-dataset test
 # settings where it has them, or the bundle's own.
 EVALUATION_SETTINGS = ("official", "bundle")
-# How a class with several names (synonyms) is scored (``Family.synonym_rule``, meta.json ``postprocess.synonyms``).
+# How a class with several names (synonyms) is scored (``Export.synonym_rule``, meta.json ``postprocess.synonyms``).
 SYNONYM_RULES = ("mean", "max")
 
 
@@ -69,8 +80,8 @@ def resolve_ref(ref: str) -> Any:
 
 @dataclass(frozen=True)
 class FamilyArgument:
-    """A command-line option that only some families take (``zsseg export``: :meth:`Family.export_arguments`;
-    ``zsseg eval``: :meth:`Family.evaluation_arguments`): ``flags`` and ``argparse`` keyword arguments. The
+    """A command-line option that only some families take (``zsseg export``: :meth:`Export.arguments`;
+    ``zsseg eval``: :meth:`Evaluation.arguments`; ``zsseg convert``: :meth:`Checkpoints.conversion_arguments`): ``flags`` and ``argparse`` keyword arguments. The
     commands add every family's options, so a generic command names no family's option itself."""
 
     flags: Tuple[str, ...]
@@ -96,39 +107,17 @@ class Family(Protocol):
 
     Identity
         ``name`` (registry key, ``"family"`` in configs, ``architecture.family`` in bundle meta.json),
-        ``display_name`` (how messages name it), ``description``, ``order`` (listing order), ``default`` (configs
-        and native checkpoints that name no family belong to the default family: they predate families).
-    Configs
+        ``display_name`` (how messages name it), ``label`` (``display_name``, else ``name``), ``description``,
+        ``order`` (listing order), ``default`` (configs and native checkpoints that name no family belong to the
+        default family: they predate families), ``public_names`` (names ``zsseg_rt.models`` exports for it:
+        name -> ``"module:attr"``).
+    Factories
         :meth:`config_cls`, :meth:`load` (any spec -> config), :meth:`config_aliases` (short names of bundled
-        configs), :meth:`configs_dir` (its bundled ``configs/*.json``).
-    Models
-        :meth:`model_cls`, :meth:`build` (create a model from a spec), ``native_formats`` (format prefixes of its
-        native checkpoints), ``native_format`` (the one it writes), :meth:`load_native`.
-    Official checkpoints
-        :meth:`is_official_checkpoint` (from the checkpoint's key names), :meth:`load_official`,
-        :meth:`convert_official` (``zsseg convert``).
-    Export
-        :meth:`export_arguments` (its own ``zsseg export`` flags), :meth:`prepare_export` (a loaded model -> the
-        model to export), :meth:`exporter` (None: the generic exporter of ``zsseg_rt.export``, which calls the
-        graph members :meth:`export_image_outputs`, :meth:`export_encode_image`, :meth:`export_decode`,
-        :meth:`export_postprocess` and :meth:`export_verify`), :meth:`bundle_model` (what the torch backend runs
-        for a bundle: the model given, or its source checkpoint).
-    Runtime and evaluation
-        ``pipeline`` (the runtime pipeline kind of its bundles, ``zsseg_rt.runtime.pipelines``),
-        ``evaluation_protocol`` (how its models and bundles are evaluated), :meth:`evaluate` (that protocol when
-        it is not the generic one), :meth:`evaluation_arguments` (that protocol's own options: ``zsseg eval``
-        flags and ``evaluate`` keywords), :meth:`evaluation_settings` and :meth:`apply_evaluation_settings` (official
-        per-dataset test settings of its bundles, e.g. thresholds and refinement), :meth:`predict` (PyTorch
-        inference of one image), ``synonym_rule`` (how a vocabulary class with several names, ``"person; man"``,
-        is scored, as the family's official code does: ``"mean"``, every prompt of every name averaged into one
-        embedding, ZegFormer's ``zeroshot_classifier``; ``"max"``, every name a row of its own and the class's
-        probability the max over its names', the training-free methods' ``postprocess_result``; recorded in the
-        bundles it exports as ``postprocess.synonyms``).
-    Training
-        ``trainable`` (whether its models are trained at all), :meth:`trainer_class` (None:
-        ``zsseg_rt.train.Trainer``), :meth:`loss`, :meth:`parameter_groups`.
-    Public names
-        ``public_names``: names ``zsseg_rt.models`` exports for it (name -> ``"module:attr"``).
+        configs), :meth:`configs_dir` (its bundled ``configs/*.json``), :meth:`model_cls`, :meth:`build` (create a
+        model from a spec).
+    Capabilities
+        ``checkpoints`` (:class:`Checkpoints`), ``export`` (:class:`Export`), ``evaluation`` (:class:`Evaluation`),
+        ``training`` (:class:`Training`, or None when its models are not trained).
     """
 
     name: str
@@ -136,13 +125,10 @@ class Family(Protocol):
     description: str
     order: int
     default: bool
-    trainable: bool
-    native_formats: Tuple[str, ...]
-    native_format: str
-    pipeline: str
-    evaluation_protocol: str
-    synonym_rule: str
     public_names: Mapping[str, str]
+
+    @property
+    def label(self) -> str: ...
 
     def config_cls(self) -> type: ...
 
@@ -156,169 +142,61 @@ class Family(Protocol):
 
     def build(self, spec: Any, pretrained: Optional[str] = None, device: Any = None, **overrides: Any) -> Any: ...
 
-    def load_native(self, directory: Path, device: Any = None, **overrides: Any) -> Any: ...
-
-    def is_official_checkpoint(self, keys: Sequence[str]) -> bool: ...
-
-    def load_official(self, path: Any, config: Any = None, **kwargs: Any) -> Any: ...
-
-    def convert_official(
-        self,
-        src: Any,
-        dst_dir: Any,
-        config: Any = None,
-        overwrite: bool = False,
-        allow_missing_text_encoder: bool = False,
-        clip_pretrained: Optional[str] = None,
-    ) -> Path: ...
-
-    def export_arguments(self) -> Sequence[ExportArgument]: ...
-
-    def prepare_export(self, model: Any, options: Mapping[str, Any]) -> Any: ...
-
-    def exporter(self, model: Any) -> Optional[Callable[..., Dict[str, Any]]]: ...
-
-    def export_image_outputs(self, model: Any) -> Tuple[str, ...]: ...
-
-    def export_encode_image(self, model: Any, image: Any) -> Tuple[Any, ...]: ...
-
-    def export_decode(self, model: Any, text: Any, *features: Any, grid: Tuple[int, int]) -> Any: ...
-
-    def export_postprocess(self, model: Any) -> Dict[str, Any]: ...
-
-    def export_verify(self, model: Any, bundle_dir: str, images: Sequence[str]) -> Optional[Dict[str, Any]]: ...
-
-    def bundle_model(self, meta: Any, model: Any = None) -> Any: ...
-
-    def predict(
-        self,
-        model: Any,
-        rgb: "np.ndarray",
-        class_names: Sequence[str],
-        text: Any = None,
-        mode: str = "slide",
-        device: Any = None,
-        seen_classes: Optional[Sequence[int]] = None,
-    ) -> Tuple["np.ndarray", "np.ndarray"]: ...
-
-    def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]: ...
-
-    def evaluation_arguments(self) -> Sequence[FamilyArgument]: ...
-
-    def evaluation_settings(
-        self, meta: Any, dataset_name: str, choice: str = "official"
-    ) -> Optional[Dict[str, Any]]: ...
-
-    def apply_evaluation_settings(self, engine: Any, record: Mapping[str, Any]) -> Callable[[], None]: ...
-
-    def trainer_class(self) -> Optional[type]: ...
-
-    def loss(self, model: Any) -> Any: ...
-
-    def parameter_groups(self, model: Any, weight_decay: float) -> Any: ...
-
-
-@dataclass(frozen=True)
-class ModelFamily:
-    """A registry entry implementing :class:`Family`; the fields are the members every family must give.
-
-    ``config_class``/``model_class``/``load_config``/``create`` (and the optional ``native_loader``,
-    ``official_keys``, ``official_loader``, ``official_converter``, ``public_names`` values) are ``"module:attr"``
-    references, imported on first use (config modules are light; model modules import torch/open_clip).
-
-    ``load_config(spec, **overrides)`` and ``create(spec, pretrained=None, device=None, **overrides)`` take any spec
-    of this family: bundled name, JSON path, dict, config object (``create`` also a native checkpoint directory).
-    ``aliases(name)`` may map a short name to a bundled stem (``"cliprc-vitb16-voc"`` ->
-    ``"cliprc_vitb16_voc_inductive"``); ``native_formats`` are the ``format`` prefixes of its checkpoints.
-    """
-
-    name: str
-    config_class: str
-    model_class: str
-    load_config: str
-    create: str
-    native_formats: Tuple[str, ...] = ()
-    aliases: Optional[Callable[[str], List[str]]] = None
-    description: str = ""
-    display_name: str = ""
-    order: int = 100
-    default: bool = False
-    trainable: bool = True
-    native_format: str = ""
-    native_loader: str = ""  # "module:function(directory, device=None, **overrides)"
-    official_keys: str = ""  # "module:function(keys) -> bool"
-    official_loader: str = ""  # "module:function(path, config=None, **kwargs)"
-    official_converter: str = ""  # "module:function(src, dst, config, overwrite, allow_missing_text_encoder, ...)"
-    pipeline: str = WINDOWED
-    evaluation_protocol: str = GENERALIZED_ZERO_SHOT
-    synonym_rule: str = "mean"  # "mean" or "max" (see Family): recorded as meta.json postprocess.synonyms
-    public_names: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
-    _cache: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.synonym_rule not in SYNONYM_RULES:
-            raise ValueError(
-                f"family {self.name!r}: synonym_rule must be one of {SYNONYM_RULES}, got {self.synonym_rule!r}"
-            )
-
-    # ------------------------------------------------------------------ references
-    def _resolve(self, ref: str) -> Any:
-        if ref not in self._cache:
-            self._cache[ref] = resolve_ref(ref)
-        return self._cache[ref]
-
-    def _needs(self, ref: str, what: str) -> Any:
-        if not ref:
-            raise NotImplementedError(f"the {self.label} family has no {what}")
-        return self._resolve(ref)
+    @property
+    def checkpoints(self) -> "Checkpoints": ...
 
     @property
-    def label(self) -> str:
-        """How messages name the family (``display_name``, else ``name``)."""
-        return self.display_name or self.name
+    def export(self) -> "Export": ...
 
-    # ------------------------------------------------------------------ configs
-    def config_cls(self) -> type:
-        """The config dataclass of this family."""
-        return self._resolve(self.config_class)
+    @property
+    def evaluation(self) -> "Evaluation": ...
 
-    def load(self, spec: Any, **overrides: Any) -> Any:
-        """This family's config from ``spec`` (name, path, dict or config object)."""
-        return self._resolve(self.load_config)(spec, **overrides)
+    @property
+    def training(self) -> Optional["Training"]: ...
 
-    def config_aliases(self, stem: str) -> List[str]:
-        """Bundled config stems a short name stands for (``aliases``; none by default)."""
-        return list(self.aliases(stem)) if self.aliases is not None else []
 
-    def configs_dir(self) -> Path:
-        """The directory of this family's bundled JSON configs: ``configs/`` in the package of its config class."""
-        package = self.config_class.partition(":")[0].rsplit(".", 1)[0]
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ValueError(f"family {self.name!r}: cannot locate the package {package!r} of its config class")
-        return Path(list(spec.submodule_search_locations)[0]) / "configs"
+class _Capability:
+    """One capability of a :class:`ModelFamily`: its members read the family's registration (``self.family``)."""
 
-    # ------------------------------------------------------------------ models
-    def model_cls(self) -> type:
-        """The ``nn.Module`` class of this family (imports torch)."""
-        return self._resolve(self.model_class)
+    def __init__(self, family: "ModelFamily") -> None:
+        self.family = family
 
-    def build(self, spec: Any, pretrained: Optional[str] = None, device: Any = None, **overrides: Any) -> Any:
-        """This family's model from ``spec`` (eval mode)."""
-        return self._resolve(self.create)(spec, pretrained=pretrained, device=device, **overrides)
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.family.name!r})"
+
+
+class Checkpoints(_Capability):
+    """A family's checkpoints: native directories (``model.safetensors`` + ``config.json``) and the papers'
+    official ones (detected from their key names, imported, converted by ``zsseg convert``)."""
+
+    @property
+    def formats(self) -> Tuple[str, ...]:
+        """The ``format`` prefixes of its native checkpoints (``"zsseg_rt.zegclip."``)."""
+        return tuple(self.family.native_formats)
+
+    @property
+    def format(self) -> str:
+        """The ``format`` it writes (``"zsseg_rt.zegclip.v1"``; empty: it writes none)."""
+        return self.family.native_format
 
     def load_native(self, directory: Path, device: Any = None, **overrides: Any) -> Any:
-        """A native checkpoint directory of this family (``model.safetensors`` + ``config.json``) as a model."""
-        return self._needs(self.native_loader, "native checkpoint loader")(directory, device=device, **overrides)
+        """A native checkpoint directory of this family as a model."""
+        load = self.family.reference(self.family.native_loader, "native checkpoint loader")
+        return load(directory, device=device, **overrides)
 
-    # ------------------------------------------------------------------ official checkpoints
-    def is_official_checkpoint(self, keys: Sequence[str]) -> bool:
+    def is_official(self, keys: Sequence[str]) -> bool:
         """Whether tensor names of an official checkpoint (``module.`` prefix removed) are this family's."""
-        return bool(self._resolve(self.official_keys)(keys)) if self.official_keys else False
+        return bool(self.family.reference(self.family.official_keys)(keys)) if self.family.official_keys else False
 
     def load_official(self, path: Any, config: Any = None, **kwargs: Any) -> Any:
         """Import an official checkpoint of this family (``return_report=True``: ``(model, report)``)."""
-        return self._needs(self.official_loader, "official checkpoint importer")(path, config=config, **kwargs)
+        load = self.family.reference(self.family.official_loader, "official checkpoint importer")
+        return load(path, config=config, **kwargs)
+
+    def conversion_arguments(self) -> Sequence[FamilyArgument]:
+        """``zsseg convert`` flags of this family only (none by default); their values reach
+        :meth:`convert_official` as keywords."""
+        return ()
 
     def convert_official(
         self,
@@ -327,55 +205,76 @@ class ModelFamily:
         config: Any = None,
         overwrite: bool = False,
         allow_missing_text_encoder: bool = False,
-        clip_pretrained: Optional[str] = None,
+        **options: Any,
     ) -> Path:
-        """Official checkpoint -> native checkpoint directory (``zsseg convert``); returns the directory."""
-        convert = self._needs(self.official_converter, "official checkpoint converter")
+        """Official checkpoint -> native checkpoint directory (``zsseg convert``); returns the directory.
+        ``options``: the values of :meth:`conversion_arguments`."""
+        convert = self.family.reference(self.family.official_converter, "official checkpoint converter")
         return convert(
             src,
             dst_dir,
             config=config,
             overwrite=overwrite,
             allow_missing_text_encoder=allow_missing_text_encoder,
-            clip_pretrained=clip_pretrained,
+            **options,
         )
 
-    # ------------------------------------------------------------------ export
-    def export_arguments(self) -> Sequence[ExportArgument]:
+
+class Export(_Capability):
+    """How ``zsseg export`` writes a family's bundles, and what the bundles declare to the runtime.
+
+    The generic exporter (``zsseg_rt.export``: image encoder, head and text encoder graphs) calls the graph members
+    :meth:`image_outputs`, :meth:`encode_image`, :meth:`decode`, :meth:`postprocess` and :meth:`verify`; a family
+    with a bundle layout of its own gives a :meth:`writer`."""
+
+    @property
+    def pipeline(self) -> str:
+        """The runtime pipeline kind of its bundles (``zsseg_rt.runtime.pipelines``)."""
+        return self.family.pipeline
+
+    @property
+    def synonym_rule(self) -> str:
+        """How a vocabulary class with several names (``"person; man"``) is scored, as the family's official code
+        does: ``"mean"``, every prompt of every name averaged into one embedding (ZegFormer's
+        ``zeroshot_classifier``); ``"max"``, every name a row of its own and the class's probability the max over
+        its names' (the training-free methods' ``postprocess_result``). Recorded as ``postprocess.synonyms``."""
+        return self.family.synonym_rule
+
+    def arguments(self) -> Sequence[FamilyArgument]:
         """``zsseg export`` flags of this family only (none by default)."""
         return ()
 
-    def prepare_export(self, model: Any, options: Mapping[str, Any]) -> Any:
-        """The model to export from a loaded one; ``options`` holds the values of :meth:`export_arguments`."""
+    def prepare(self, model: Any, options: Mapping[str, Any]) -> Any:
+        """The model to export from a loaded one; ``options`` holds the values of :meth:`arguments`."""
         return model
 
-    def exporter(self, model: Any) -> Optional[Callable[..., Dict[str, Any]]]:
+    def writer(self, model: Any) -> Optional[Callable[..., Dict[str, Any]]]:
         """A bundle writer of the family's own, ``(model, tmp_dir, max_classes, opset, source, verify_images,
-        extra_meta) -> verification report``, or None for the generic exporter (image encoder, head and text
-        encoder graphs, ``zsseg_rt.export.onnx_export``)."""
+        extra_meta) -> verification report``, or None for the generic exporter (``zsseg_rt.export.onnx_export``).
+        Refuses (raises) what it cannot export."""
         return None
 
-    def export_image_outputs(self, model: Any) -> Tuple[str, ...]:
+    def image_outputs(self, model: Any) -> Tuple[str, ...]:
         """Names of the image encoder graph's outputs (default: ``image_global``, ``patches``)."""
         from zsseg_rt.bundle import Names
 
         return tuple(Names.IMAGE_ENCODER_OUTPUTS)
 
-    def export_encode_image(self, model: Any, image: Any) -> Tuple[Any, ...]:
+    def encode_image(self, model: Any, image: Any) -> Tuple[Any, ...]:
         """``image [B,3,S,S]`` -> the image encoder graph's outputs (default: ``model.encode_image(image)[:2]``)."""
         image_global, patches, _ = model.encode_image(image)
         return image_global, patches
 
-    def export_decode(self, model: Any, text: Any, *features: Any, grid: Tuple[int, int]) -> Any:
+    def decode(self, model: Any, text: Any, *features: Any, grid: Tuple[int, int]) -> Any:
         """``(text [C,D], *image features)`` -> ``mask_logits [B,C,h,w]`` (default: ``model.decode``)."""
         image_global, patches = features
         return model.decode(text, image_global, patches, grid)
 
-    def export_postprocess(self, model: Any) -> Dict[str, Any]:
+    def postprocess(self, model: Any) -> Dict[str, Any]:
         """The ``postprocess`` table of meta.json (activation, logit scale, thresholds; default: sigmoid)."""
         return {"activation": "sigmoid"}
 
-    def export_verify(self, model: Any, bundle_dir: str, images: Sequence[str]) -> Optional[Dict[str, Any]]:
+    def verify(self, model: Any, bundle_dir: str, images: Sequence[str]) -> Optional[Dict[str, Any]]:
         """The family's own check of a freshly written bundle (a report with ``passed``), or None for the generic
         graph-by-graph check against PyTorch."""
         return None
@@ -398,9 +297,56 @@ class ModelFamily:
                 "here; pass the PyTorch model (Engine(model=...)) or use the ONNX Runtime backend "
                 "(backend='onnxruntime', --backend onnxruntime)"
             )
-        return self.load_native(Path(source))
+        return self.family.checkpoints.load_native(Path(source))
 
-    # ------------------------------------------------------------------ inference and evaluation
+
+class ModelExport(Export):
+    """:class:`Export` of a family whose model classes implement the graph members themselves, under these names:
+    ``export_image_outputs`` and ``export_postprocess`` (attributes or properties), ``export_encode_image(image)``
+    and ``export_decode(text, *features, grid=...)``."""
+
+    def image_outputs(self, model: Any) -> Tuple[str, ...]:
+        return tuple(model.export_image_outputs)
+
+    def encode_image(self, model: Any, image: Any) -> Tuple[Any, ...]:
+        return tuple(model.export_encode_image(image))
+
+    def decode(self, model: Any, text: Any, *features: Any, grid: Tuple[int, int]) -> Any:
+        return model.export_decode(text, *features, grid=grid)
+
+    def postprocess(self, model: Any) -> Dict[str, Any]:
+        return dict(model.export_postprocess)
+
+
+class Evaluation(_Capability):
+    """How a family's models and bundles are evaluated (``zsseg_rt.eval``) and run in PyTorch."""
+
+    @property
+    def protocol(self) -> str:
+        """Its evaluation protocol (``GENERALIZED_ZERO_SHOT``: mIoU seen/unseen, hIoU; or its own)."""
+        return self.family.evaluation_protocol
+
+    def arguments(self) -> Sequence[FamilyArgument]:
+        """Options of its own protocol (``zsseg eval`` flags, ``evaluate(**options)`` keywords, passed on to
+        :meth:`evaluate`); none by default."""
+        return ()
+
+    def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]:
+        """Evaluation under :attr:`protocol` when that is not the generic one (``zsseg_rt.eval``)."""
+        raise NotImplementedError(f"the {self.family.label} family is evaluated with the generic protocol")
+
+    def settings(self, meta: Any, dataset_name: str, choice: str = "official") -> Optional[Dict[str, Any]]:
+        """The test settings an evaluation of one of its bundles (``meta``: its ``BundleMeta``) runs with on the
+        dataset named ``dataset_name`` (a dataset reader's name), as a JSON-ready record (recorded in the metrics
+        as ``"evaluation_settings"``), or None when the family has no per-dataset settings (default: the bundle's
+        own settings everywhere). ``choice`` is one of ``EVALUATION_SETTINGS``."""
+        return None
+
+    def apply_settings(self, engine: Any, record: Mapping[str, Any]) -> Callable[[], None]:
+        """Make an Engine on one of its bundles follow ``record`` (from :meth:`settings`); returns the function
+        that restores the Engine's own settings (default: nothing to apply)."""
+        return lambda: None
+
     def predict(
         self,
         model: Any,
@@ -426,54 +372,145 @@ class ModelFamily:
             seen_classes=seen_classes,
         )
 
-    def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]:
-        """Evaluation under ``evaluation_protocol`` when that is not the generic one (``zsseg_rt.eval``)."""
-        raise NotImplementedError(f"the {self.label} family is evaluated with the generic protocol")
 
-    def evaluation_arguments(self) -> Sequence[FamilyArgument]:
-        """Options of this family's own evaluation protocol (``zsseg eval`` flags, ``evaluate(**options)``
-        keywords, passed on to :meth:`evaluate`); none by default."""
-        return ()
+class Training(_Capability):
+    """How a family's models are trained (``zsseg_rt.train``)."""
 
-    def evaluation_settings(self, meta: Any, dataset_name: str, choice: str = "official") -> Optional[Dict[str, Any]]:
-        """The test settings an evaluation of one of this family's bundles (``meta``: its ``BundleMeta``) runs with
-        on the dataset named ``dataset_name`` (a dataset reader's name), as a JSON-ready record (recorded in the
-        metrics as ``"evaluation_settings"``), or None when the family has no per-dataset settings (default: the
-        bundle's own settings everywhere). ``choice`` is one of ``EVALUATION_SETTINGS``."""
-        return None
-
-    def apply_evaluation_settings(self, engine: Any, record: Mapping[str, Any]) -> Callable[[], None]:
-        """Make an Engine on one of this family's bundles follow ``record`` (from :meth:`evaluation_settings`);
-        returns the function that restores the Engine's own settings (default: nothing to apply)."""
-        return lambda: None
-
-    # ------------------------------------------------------------------ training
     def trainer_class(self) -> Optional[type]:
-        """The trainer of this family's recipes, or None for ``zsseg_rt.train.Trainer``."""
+        """The trainer of its recipes, or None for ``zsseg_rt.train.Trainer``."""
         return None
 
     def loss(self, model: Any) -> Any:
         """The training loss module of ``model``."""
-        raise NotImplementedError(f"the {self.label} family has no training loss (its models are not trained)")
+        raise NotImplementedError(f"the {self.family.label} family gives no training loss")
 
     def parameter_groups(self, model: Any, weight_decay: float) -> Any:
         """What the optimizer gets (default: ``model.trainable_parameters()``, one group)."""
         return model.trainable_parameters()
 
 
-class ModelExportMembers:
-    """Mixin for a :class:`ModelFamily` subclass whose model classes implement the graph members themselves, under
-    the same names: ``export_image_outputs`` and ``export_postprocess`` (attributes or properties),
-    ``export_encode_image(image)`` and ``export_decode(text, *features, grid=...)``."""
+@dataclass(frozen=True)
+class ModelFamily:
+    """A registry entry implementing :class:`Family` from its registration.
 
-    def export_image_outputs(self, model: Any) -> Tuple[str, ...]:
-        return tuple(model.export_image_outputs)
+    ``config_class``/``model_class``/``load_config``/``create`` (and the optional ``native_loader``,
+    ``official_keys``, ``official_loader``, ``official_converter``, ``public_names`` values) are ``"module:attr"``
+    references, imported on first use (config modules are light; model modules import torch/open_clip).
 
-    def export_encode_image(self, model: Any, image: Any) -> Tuple[Any, ...]:
-        return tuple(model.export_encode_image(image))
+    ``load_config(spec, **overrides)`` and ``create(spec, pretrained=None, device=None, **overrides)`` take any spec
+    of this family: bundled name, JSON path, dict, config object (``create`` also a native checkpoint directory).
+    ``aliases(name)`` may map a short name to a bundled stem (``"cliprc-vitb16-voc"`` ->
+    ``"cliprc_vitb16_voc_inductive"``); ``native_formats`` are the ``format`` prefixes of its checkpoints.
 
-    def export_decode(self, model: Any, text: Any, *features: Any, grid: Tuple[int, int]) -> Any:
-        return model.export_decode(text, *features, grid=grid)
+    The capabilities are built from the classes named here (``checkpoints_class``, ``export_class``,
+    ``evaluation_class``, ``training_class``), once; ``trainable=False`` makes ``training`` None.
+    """
 
-    def export_postprocess(self, model: Any) -> Dict[str, Any]:
-        return dict(model.export_postprocess)
+    name: str
+    config_class: str
+    model_class: str
+    load_config: str
+    create: str
+    native_formats: Tuple[str, ...] = ()
+    aliases: Optional[Callable[[str], List[str]]] = None
+    description: str = ""
+    display_name: str = ""
+    order: int = 100
+    default: bool = False
+    trainable: bool = True
+    native_format: str = ""
+    native_loader: str = ""  # "module:function(directory, device=None, **overrides)"
+    official_keys: str = ""  # "module:function(keys) -> bool"
+    official_loader: str = ""  # "module:function(path, config=None, **kwargs)"
+    official_converter: str = ""  # "module:function(src, dst, config, overwrite, allow_missing_text_encoder, ...)"
+    pipeline: str = WINDOWED
+    evaluation_protocol: str = GENERALIZED_ZERO_SHOT
+    synonym_rule: str = "mean"  # "mean" or "max" (see Export.synonym_rule): meta.json postprocess.synonyms
+    checkpoints_class: type = field(default=Checkpoints, compare=False)
+    export_class: type = field(default=Export, compare=False)
+    evaluation_class: type = field(default=Evaluation, compare=False)
+    training_class: type = field(default=Training, compare=False)
+    public_names: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    _cache: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.synonym_rule not in SYNONYM_RULES:
+            raise ValueError(
+                f"family {self.name!r}: synonym_rule must be one of {SYNONYM_RULES}, got {self.synonym_rule!r}"
+            )
+        for role, cls, base in (
+            ("checkpoints_class", self.checkpoints_class, Checkpoints),
+            ("export_class", self.export_class, Export),
+            ("evaluation_class", self.evaluation_class, Evaluation),
+            ("training_class", self.training_class, Training),
+        ):
+            if not (isinstance(cls, type) and issubclass(cls, base)):
+                raise TypeError(f"family {self.name!r}: {role} must be a subclass of {base.__name__}, got {cls!r}")
+
+    # ------------------------------------------------------------------ references
+    def reference(self, ref: str, what: str = "") -> Any:
+        """The object a ``"module:attr"`` field names (imported once); ``what``: the member it is, for the error
+        when the family gives none."""
+        if not ref:
+            if what:
+                raise NotImplementedError(f"the {self.label} family has no {what}")
+            raise ValueError(f"family {self.name!r}: empty reference")
+        if ref not in self._cache:
+            self._cache[ref] = resolve_ref(ref)
+        return self._cache[ref]
+
+    def _capability(self, key: str, cls: type) -> Any:
+        if key not in self._cache:
+            self._cache[key] = cls(self)
+        return self._cache[key]
+
+    @property
+    def label(self) -> str:
+        """How messages name the family (``display_name``, else ``name``)."""
+        return self.display_name or self.name
+
+    # ------------------------------------------------------------------ factories
+    def config_cls(self) -> type:
+        """The config dataclass of this family."""
+        return self.reference(self.config_class)
+
+    def load(self, spec: Any, **overrides: Any) -> Any:
+        """This family's config from ``spec`` (name, path, dict or config object)."""
+        return self.reference(self.load_config)(spec, **overrides)
+
+    def config_aliases(self, stem: str) -> List[str]:
+        """Bundled config stems a short name stands for (``aliases``; none by default)."""
+        return list(self.aliases(stem)) if self.aliases is not None else []
+
+    def configs_dir(self) -> Path:
+        """The directory of this family's bundled JSON configs: ``configs/`` in the package of its config class."""
+        package = self.config_class.partition(":")[0].rsplit(".", 1)[0]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ValueError(f"family {self.name!r}: cannot locate the package {package!r} of its config class")
+        return Path(list(spec.submodule_search_locations)[0]) / "configs"
+
+    def model_cls(self) -> type:
+        """The ``nn.Module`` class of this family (imports torch)."""
+        return self.reference(self.model_class)
+
+    def build(self, spec: Any, pretrained: Optional[str] = None, device: Any = None, **overrides: Any) -> Any:
+        """This family's model from ``spec`` (eval mode)."""
+        return self.reference(self.create)(spec, pretrained=pretrained, device=device, **overrides)
+
+    # ------------------------------------------------------------------ capabilities
+    @property
+    def checkpoints(self) -> Checkpoints:
+        return self._capability("checkpoints", self.checkpoints_class)
+
+    @property
+    def export(self) -> Export:
+        return self._capability("export", self.export_class)
+
+    @property
+    def evaluation(self) -> Evaluation:
+        return self._capability("evaluation", self.evaluation_class)
+
+    @property
+    def training(self) -> Optional[Training]:
+        return self._capability("training", self.training_class) if self.trainable else None

@@ -23,7 +23,7 @@ import os
 import pkgutil
 import threading
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from zsseg_rt.contract.family import Family, ModelFamily
 
@@ -45,6 +45,8 @@ __all__ = [
     "load_config",
     "create_model",
     "load_model_config",
+    "family_options",
+    "family_arguments",
 ]
 
 
@@ -140,7 +142,7 @@ def family_of_model(model: Any) -> Any:
 def family_of_format(fmt: str) -> Any:
     """The family whose native checkpoints have format ``fmt`` (``config.json`` ``"format"``); None if unknown."""
     for name in families():
-        if any(str(fmt).startswith(prefix) for prefix in _FAMILIES[name].native_formats):
+        if any(str(fmt).startswith(prefix) for prefix in _FAMILIES[name].checkpoints.formats):
             return _FAMILIES[name]
     return None
 
@@ -149,7 +151,7 @@ def official_family(keys: Iterable[str]) -> Optional[Any]:
     """The family claiming an official checkpoint by its tensor names (``module.`` prefix removed), else None."""
     keys = list(keys)
     for name in families():
-        if _FAMILIES[name].is_official_checkpoint(keys):
+        if _FAMILIES[name].checkpoints.is_official(keys):
             return _FAMILIES[name]
     return None
 
@@ -157,7 +159,7 @@ def official_family(keys: Iterable[str]) -> Optional[Any]:
 def protocol_family(protocol: str) -> Any:
     """The family that implements evaluation protocol ``protocol`` (named in a bundle's meta.json)."""
     for name in families():
-        if _FAMILIES[name].evaluation_protocol == protocol:
+        if _FAMILIES[name].evaluation.protocol == protocol:
             return _FAMILIES[name]
     raise ValueError(f"no registered model family implements the evaluation protocol {protocol!r}")
 
@@ -296,3 +298,38 @@ def create_model(
     """
     fam = get_family(family_of(spec))
     return fam.build(_spec_for_loader(spec), pretrained=pretrained, device=device, **overrides)
+
+
+def family_arguments(of: Callable[[Any], Iterable[Any]]) -> List[Tuple[Any, Any]]:
+    """``(family, FamilyArgument)`` of every family's own options of one command (``of(family)``, e.g.
+    ``lambda f: f.export.arguments()``), in registry order, each ``dest`` once (the first family declaring it
+    owns it), so a command adds them all without a clash. Torch-free."""
+    found: List[Tuple[Any, Any]] = []
+    seen = set()
+    for name in families():
+        family = get_family(name)
+        for argument in of(family):
+            if argument.dest not in seen:
+                seen.add(argument.dest)
+                found.append((family, argument))
+    return found
+
+
+def family_options(
+    owner: Any, options: Dict[str, Any], arguments: Callable[[Any], Iterable[Any]], caller: str
+) -> Dict[str, Any]:
+    """The keyword ``options`` a generic call (``caller``, e.g. ``"evaluate()"``) passes on to ``owner``, the family
+    it runs: those ``owner`` declares (``arguments(family)``: e.g. ``lambda f: f.evaluation.arguments()``). Options
+    only other families declare are dropped (they do not apply to this family's checkpoints, as a CLI flag another
+    family takes); a name no family declares is refused (a ``TypeError`` naming the declared ones)."""
+    if not options:
+        return {}
+    declared = {argument.dest for name in families() for argument in arguments(get_family(name))}
+    unknown = sorted(set(options) - declared)
+    if unknown:
+        raise TypeError(
+            f"{caller} got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; the families' own options "
+            f"are: {', '.join(sorted(declared)) or 'none'}"
+        )
+    own = {argument.dest for argument in arguments(owner)}
+    return {name: value for name, value in options.items() if name in own}

@@ -15,19 +15,10 @@ __all__ = ["add_eval_command", "family_evaluation_arguments", "main"]
 
 
 def family_evaluation_arguments() -> List[Tuple[Any, FamilyArgument]]:
-    """``(family, FamilyArgument)`` of every family's own evaluation options, each flag once (registry; the
-    families are found by name, none is imported here)."""
-    from zsseg_rt.contract.registry import families, get_family
+    """``(family, FamilyArgument)`` of every family's own evaluation options (registry; no family is imported)."""
+    from zsseg_rt.contract.registry import family_arguments
 
-    found: List[Tuple[Any, FamilyArgument]] = []
-    seen = set()
-    for name in families():
-        family = get_family(name)
-        for argument in family.evaluation_arguments():
-            if argument.dest not in seen:
-                seen.add(argument.dest)
-                found.append((family, argument))
-    return found
+    return family_arguments(lambda family: family.evaluation.arguments())
 
 
 def _split_list(text: Optional[str]):

@@ -60,7 +60,7 @@ def evaluation_protocol(obj) -> str:
         return str(meta.evaluation_protocol)
     from zsseg_rt.contract.registry import family_of_model
 
-    return family_of_model(obj).evaluation_protocol
+    return family_of_model(obj).evaluation.protocol
 
 
 class Segmenter:
@@ -114,7 +114,9 @@ class Segmenter:
             return self.obj(rgb, color_order="rgb").labels
         from zsseg_rt.contract.registry import family_of_model
 
-        labels, _ = family_of_model(self.obj).predict(  # the family's PyTorch inference (its own test pipeline)
+        labels, _ = family_of_model(
+            self.obj
+        ).evaluation.predict(  # the family's PyTorch inference (its own test pipeline)
             self.obj,
             rgb,
             self.class_names,
@@ -191,8 +193,8 @@ def model_from_config(config: Dict[str, Any]):
     if not isinstance(config, dict):
         raise TypeError(f"model_config must be a dict, got {type(config).__name__}")
     family = get_family(family_of(config))
-    if not family.trainable:
-        trained = ", ".join(get_family(name).label for name in families() if get_family(name).trainable)
+    if family.training is None:
+        trained = ", ".join(get_family(name).label for name in families() if get_family(name).training is not None)
         raise ValueError(
             f"training checkpoint holds a model of family {family.name!r}; only {trained} checkpoints are trained"
         )
@@ -223,12 +225,12 @@ def evaluate(
         unseen: override the dataset split's unseen classes (names or indices) for mIoU(S)/mIoU(U)/hIoU.
         seen_classes: indices calibrated as seen (default: the checkpoint's seen classes, matched by name).
         limit: evaluate only the first ``limit`` images.
-        family_options: options of a family's own evaluation protocol (``Family.evaluation_arguments``: e.g.
+        family_options: options of a family's own evaluation protocol (``Family.evaluation.arguments()``: e.g.
             ZeroSeg's ``text_weights``, ``background_threshold``, ``thresholds``), passed on when the checkpoint's
             family (its bundle's meta.json or the model's) evaluates with that protocol. A keyword no family
             declares is refused.
         settings: bundles: "official" (default) runs a bundle with its family's official test settings for the
-            dataset where the family has them (``Family.evaluation_settings``: e.g. a training-free method's logit
+            dataset where the family has them (``Family.evaluation.settings``: e.g. a training-free method's logit
             scale, thresholds, PAMR and test size), restored afterwards; "bundle" keeps the bundle's own. What ran
             is recorded under ``"evaluation_settings"`` (absent when the family has no such settings).
         precision: a bundle path's Engine precision (None: the backend's default; "auto" on openvino: the fastest
@@ -243,18 +245,11 @@ def evaluate(
         def tqdm(iterable, **_kwargs):  # type: ignore[no-redef]
             return iterable
 
-    if family_options:  # each must be an option some family's own protocol declares
-        from zsseg_rt.contract.registry import families, get_family
+    if family_options:  # each must be an option of some family's own protocol (checked before any work)
+        from zsseg_rt.contract.registry import default_family
+        from zsseg_rt.contract.registry import family_options as _own_options
 
-        declared = {argument.dest for name in families() for argument in get_family(name).evaluation_arguments()}
-        unknown = sorted(set(family_options) - declared)
-    else:
-        declared, unknown = set(), []
-    if unknown:
-        raise TypeError(
-            f"evaluate() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; a family's own "
-            f"protocol options are: {', '.join(sorted(declared)) or 'none'}"
-        )
+        _own_options(default_family(), family_options, lambda f: f.evaluation.arguments(), "evaluate()")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a whole number of images >= 1 (or None for all), got {limit!r}")
     ds = build_dataset(dataset) if isinstance(dataset, dict) else dataset
@@ -277,11 +272,11 @@ def evaluate(
         raise ValueError(f"text embeddings have {text.shape[0]} rows for {ds.num_classes} dataset classes")
     protocol = evaluation_protocol(obj)
     if protocol != GENERALIZED_ZERO_SHOT:  # a family's own protocol (e.g. background kept as class 0)
+        from zsseg_rt.contract.registry import family_options as _own_options
         from zsseg_rt.contract.registry import protocol_family
 
         owner = protocol_family(protocol)
-        own = {argument.dest for argument in owner.evaluation_arguments()}
-        return owner.evaluate(
+        return owner.evaluation.evaluate(
             obj,
             ds,
             kind=kind,
@@ -290,7 +285,7 @@ def evaluate(
             limit=limit,
             progress=progress,
             device=device,
-            **{name: value for name, value in family_options.items() if name in own},
+            **_own_options(owner, family_options, lambda f: f.evaluation.arguments(), "evaluate()"),
         )
     record, restore = apply_evaluation_settings(obj, ds.name, settings) if kind == "bundle" else (None, None)
     try:  # the bundle follows its family's settings for this evaluation only
@@ -327,13 +322,13 @@ def evaluate(
 
 def evaluation_settings(meta, dataset_name: str, settings: str = "official") -> Optional[Dict[str, Any]]:
     """The record of the test settings a bundle (its ``BundleMeta``) is evaluated with on ``dataset_name``: its
-    family's official per-dataset settings (``Family.evaluation_settings``), or None when the family has none."""
+    family's official per-dataset settings (``Family.evaluation.settings``), or None when the family has none."""
     from zsseg_rt.contract.family import EVALUATION_SETTINGS
     from zsseg_rt.contract.registry import get_family
 
     if settings not in EVALUATION_SETTINGS:
         raise ValueError(f"settings must be one of {EVALUATION_SETTINGS}, got {settings!r}")
-    return get_family(meta.family).evaluation_settings(meta, dataset_name, settings)
+    return get_family(meta.family).evaluation.settings(meta, dataset_name, settings)
 
 
 def apply_evaluation_settings(
@@ -349,7 +344,7 @@ def apply_evaluation_settings(
     record = evaluation_settings(engine.meta, dataset_name, settings)
     if record is None:
         return None, lambda: None
-    return record, get_family(engine.meta.family).apply_evaluation_settings(engine, record)
+    return record, get_family(engine.meta.family).evaluation.apply_settings(engine, record)
 
 
 def save_json(metrics: Dict[str, Any], path: Union[str, Path]) -> None:

@@ -25,7 +25,7 @@ def family_of(model):
 
 def image_output_names(model) -> Tuple[str, ...]:
     """Names of the image encoder graph's outputs (the family's ``export_image_outputs``)."""
-    return tuple(family_of(model).export_image_outputs(model))
+    return tuple(family_of(model).export.image_outputs(model))
 
 
 class ImageEncoderGraph(nn.Module):
@@ -38,7 +38,7 @@ class ImageEncoderGraph(nn.Module):
         self.eval()  # exporters restore the wrapper's mode afterwards: it must be eval, or dropout turns on
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        return tuple(self.family.export_encode_image(self.model, image))
+        return tuple(self.family.export.encode_image(self.model, image))
 
 
 class HeadGraph(nn.Module):
@@ -55,7 +55,7 @@ class HeadGraph(nn.Module):
         self.eval()
 
     def forward(self, text: torch.Tensor, *features: torch.Tensor) -> torch.Tensor:
-        return self.family.export_decode(self.model, text, *features, grid=self.grid)
+        return self.family.export.decode(self.model, text, *features, grid=self.grid)
 
 
 class TextEncoderGraph(nn.Module):

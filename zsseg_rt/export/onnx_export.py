@@ -178,8 +178,8 @@ def build_meta(model, max_classes: int, opset: int, source: Optional[str], extra
     meta = {
         "format_version": BUNDLE_FORMAT_VERSION,
         "architecture": {"family": family.name, "config": cfg.to_dict()},
-        "pipeline": family.pipeline,
-        "evaluation_protocol": family.evaluation_protocol,
+        "pipeline": family.export.pipeline,
+        "evaluation_protocol": family.evaluation.protocol,
         "image_size": int(cfg.image_size),
         "patch_size": int(cfg.patch_size),
         "embed_dim": int(cfg.embed_dim),
@@ -197,7 +197,7 @@ def build_meta(model, max_classes: int, opset: int, source: Optional[str], extra
         "opset": int(opset),
         "io": default_graph_io(image_output_names(model)),
         # the family's official synonym rule ("mean" / "max"), how the runtime scores a class with several names
-        "postprocess": dict(family.export_postprocess(model), synonyms=family.synonym_rule),
+        "postprocess": dict(family.export.postprocess(model), synonyms=family.export.synonym_rule),
         "exporter_versions": _versions(),
         "source_checkpoint": os.path.abspath(source) if source else None,
         # which weights (bundle.weights); exporters that know better pass "weights" in ``extra``
@@ -244,7 +244,7 @@ def export_bundle(
         OverwriteRefused (a FileExistsError) when the destination may not be written.
     """
     family = family_of(model)
-    exporter = family.exporter(model)  # a family's own bundle writer, or None; refuses what it cannot export
+    exporter = family.export.writer(model)  # a family's own bundle writer, or None; refuses what it cannot export
     if opset < 17:
         raise ValueError(f"opset must be >= 17 (native LayerNormalization for TensorRT), got {opset}")
     if max_classes < 1:
@@ -287,7 +287,7 @@ def export_bundle(
         write_meta(os.path.join(tmp, Files.META), meta)  # with meta_sha256 over meta.json itself
         step.done()
         step("verifying the bundle against PyTorch with ONNX Runtime")
-        report = family.export_verify(model, tmp, verify_images)  # a family's own check (e.g. the Engine end to end)
+        report = family.export.verify(model, tmp, verify_images)  # a family's own check (e.g. the Engine end to end)
         if report is None:
             report = verify_bundle(tmp, model, verify_images)
         step.done()

@@ -40,7 +40,7 @@ def source_model(meta: BundleMeta, model: Any = None) -> Any:
     checkpoint, as its family decides (``Family.bundle_model``)."""
     from zsseg_rt.contract.registry import get_family
 
-    return get_family(meta.family).bundle_model(meta, model)
+    return get_family(meta.family).export.bundle_model(meta, model)
 
 
 def device_description(device) -> str:

@@ -192,10 +192,10 @@ class Trainer:
         self.stream = TrainStream(self.dataset, aug, lut, seed=cfg.seed)
         from zsseg_rt.contract.registry import family_of_model
 
-        family = family_of_model(self.model)
-        self.loss_fn = family.loss(self.model)  # the family's loss (CLIP-RC adds its recovery terms)
+        training = training_of(family_of_model(self.model))
+        self.loss_fn = training.loss(self.model)  # the family's loss (CLIP-RC adds its recovery terms)
         # the family's parameter groups (ZegFormer: backbone lr multiplier, no decay on norms/embeddings)
-        params = family.parameter_groups(self.model, cfg.weight_decay)
+        params = training.parameter_groups(self.model, cfg.weight_decay)
         self.optimizer = build_optimizer(params, cfg.lr, cfg.weight_decay, cfg.betas)
         self.schedule = PolyWarmupSchedule(
             self.optimizer, cfg.lr, cfg.iterations, cfg.poly_power, cfg.min_lr, cfg.warmup_iters, cfg.warmup_ratio
@@ -532,11 +532,18 @@ class Trainer:
         }
 
 
+def training_of(family: Any) -> Any:
+    """The family's training capability (``Family.training``); a family whose models are not trained is refused."""
+    if family.training is None:
+        raise ValueError(f"the {family.label} family's models are not trained (it has no training recipe)")
+    return family.training
+
+
 def trainer_class(cfg: TrainConfig) -> type:
     """The trainer of the recipe's model family (a family's own, e.g. a distillation trainer, or this one)."""
     from zsseg_rt.contract.registry import family_of, get_family
 
-    return get_family(family_of(cfg.model)).trainer_class() or Trainer
+    return training_of(get_family(family_of(cfg.model))).trainer_class() or Trainer
 
 
 def train(

@@ -7,7 +7,7 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 
@@ -34,7 +34,7 @@ def save_native(model, dst_dir: Union[str, os.PathLike], extra: Optional[dict] =
     check_finite(state, "model")
     from zsseg_rt.contract.registry import family_of_model
 
-    fmt = family_of_model(model).native_format
+    fmt = family_of_model(model).checkpoints.format
     if not fmt:
         raise ValueError(f"the {family_of_model(model).name!r} family has no native checkpoint format")
     save_file(state, str(dst / WEIGHTS_FILE), metadata={"format": fmt})
@@ -66,9 +66,11 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
         meta = json.load(f)
     family = family_of_format(str(meta.get("format", "")))
     if family is None:
-        known = sorted(get_family(name).native_format for name in families() if get_family(name).native_format)
+        known = sorted(
+            get_family(name).checkpoints.format for name in families() if get_family(name).checkpoints.format
+        )
         raise WeightsError(f"{d / CONFIG_FILE}: unknown format {meta.get('format')!r} (expected one of {known})")
-    return family.load_native(d, device=device, **overrides)
+    return family.checkpoints.load_native(d, device=device, **overrides)
 
 
 def load_native_state(model, directory: Path, label: str, device=None):
@@ -120,14 +122,15 @@ def save_imported(model, report, src, dst_dir, overwrite: bool = False) -> Path:
     return save_native(model, dst_dir, extra=extra, overwrite=overwrite)
 
 
-def _run_convert(args: argparse.Namespace) -> int:
+def run_convert(args: argparse.Namespace, options: Dict[str, Any]) -> int:
+    """``zsseg convert`` once its arguments are parsed; ``options``: the families' own conversion flags' values."""
     out = convert_official(
         args.src,
         args.dst,
         config=args.config,
         overwrite=args.overwrite,
         allow_missing_text_encoder=args.allow_missing_text_encoder,
-        clip_pretrained=getattr(args, "clip_pretrained", None),
+        **options,
     )
     with open(Path(out) / CONFIG_FILE, "r", encoding="utf-8") as f:
         rep = json.load(f)["import_report"]
@@ -143,5 +146,5 @@ def __getattr__(name: str) -> object:  # PEP 562: NATIVE_FORMAT is the default f
     if name == "NATIVE_FORMAT":
         from zsseg_rt.contract.registry import default_family
 
-        return default_family().native_format
+        return default_family().checkpoints.format
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

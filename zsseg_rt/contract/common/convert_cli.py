@@ -1,19 +1,27 @@
 """``zsseg convert SRC DST``: the command's arguments, torch-free, so that ``zsseg convert --help`` answers without
-importing torch (the conversion itself, :func:`zsseg_rt.contract.common.convert._run_convert`, is imported when the
+importing torch (the conversion itself, :func:`zsseg_rt.contract.common.convert.run_convert`, is imported when the
 command runs)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any, List, Tuple
 
-__all__ = ["add_convert_command"]
+__all__ = ["add_convert_command", "family_conversion_arguments"]
 
 TORCH_SIDE_INSTALL = 'pip install "zsseg_rt[torch,export]"'  # as zsseg_rt.cli says it
 
 
+def family_conversion_arguments() -> List[Tuple[Any, Any]]:
+    """``(family, FamilyArgument)`` of every family's own ``zsseg convert`` flags (registry; torch-free)."""
+    from zsseg_rt.contract.registry import family_arguments
+
+    return family_arguments(lambda family: family.checkpoints.conversion_arguments())
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
-        from zsseg_rt.contract.common.convert import _run_convert
+        from zsseg_rt.contract.common.convert import run_convert
     except ImportError as exc:  # the runtime-only install: no torch
         from zsseg_rt.cli_errors import CliError
 
@@ -21,7 +29,9 @@ def _run(args: argparse.Namespace) -> int:
             f"zsseg convert needs the PyTorch side of zsseg_rt, which this environment lacks ({exc}): "
             f"{TORCH_SIDE_INSTALL}"
         ) from None
-    return _run_convert(args)
+    return run_convert(
+        args, {argument.dest: getattr(args, argument.dest) for _, argument in family_conversion_arguments()}
+    )
 
 
 def add_convert_command(subparsers) -> argparse.ArgumentParser:
@@ -42,10 +52,7 @@ def add_convert_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-missing-text-encoder", action="store_true", help="accept checkpoints without text_encoder.* weights"
     )
-    p.add_argument(
-        "--clip-pretrained",
-        default=None,
-        help="ZegFormer only: CLIP weights (open_clip tag or local file) for checkpoints that hold none",
-    )
+    for _, argument in family_conversion_arguments():  # flags only some families take (their registrations)
+        p.add_argument(*argument.flags, **dict(argument.options))
     p.set_defaults(func=_run)
     return p

@@ -60,7 +60,7 @@ def _family_for(path: Union[str, os.PathLike]) -> Any:
 def load_official_any(path: Union[str, os.PathLike], config: Any = None, **kwargs: Any) -> Any:
     """Import an official checkpoint of any family, choosing the importer from the keys (``zsseg export
     --official``). ``return_report=True`` also returns the import report."""
-    return _family_for(path).load_official(path, config=config, **kwargs)
+    return _family_for(path).checkpoints.load_official(path, config=config, **kwargs)
 
 
 def convert_official(
@@ -69,17 +69,22 @@ def convert_official(
     config: Any = None,
     overwrite: bool = False,
     allow_missing_text_encoder: bool = False,
-    clip_pretrained: Optional[str] = None,
+    **options: Any,
 ) -> Path:
     """Official checkpoint -> native checkpoint directory, the family detected from the keys. Returns the directory.
 
-    ``clip_pretrained`` gives CLIP weights to checkpoints that hold none (ZegFormer's); ``allow_missing_text_encoder``
-    accepts checkpoints without text-encoder (or CLIP) weights."""
-    return _family_for(src).convert_official(
+    ``allow_missing_text_encoder`` accepts checkpoints without text-encoder (or CLIP) weights; ``options`` are the
+    detected family's own conversion options (``Checkpoints.conversion_arguments``: e.g. ZegFormer's
+    ``clip_pretrained``, CLIP weights for checkpoints that hold none); another family's options are dropped, a name
+    no family declares is refused."""
+    from zsseg_rt.contract.registry import family_options
+
+    family = _family_for(src)
+    return family.checkpoints.convert_official(
         src,
         dst_dir,
         config=config,
         overwrite=overwrite,
         allow_missing_text_encoder=allow_missing_text_encoder,
-        clip_pretrained=clip_pretrained,
+        **family_options(family, options, lambda f: f.checkpoints.conversion_arguments(), "convert_official()"),
     )

@@ -2,16 +2,17 @@
 (``backbone``), region alignment + bidirectional decoder (``head``), the model and recovery loss (``model``) and the
 official-checkpoint importer (``official``). Bundled configs: ``configs/``. Registers the ``"cliprc"`` family."""
 
+from zsseg_rt.contract.family import ModelExport, ModelFamily
 from zsseg_rt.contract.registry import register_family
 
-from .family import CLIPRCFamily, cliprc_aliases
+from .family import CLIPRCTraining, cliprc_aliases
 
 __all__ = ["FAMILY"]
 
 _MODULE = "zsseg_rt.models.cliprc"
 
 FAMILY = register_family(
-    CLIPRCFamily(
+    ModelFamily(
         name="cliprc",
         display_name="CLIP-RC",
         description="CLIP-RC (Zhang et al., CVPR 2024)",
@@ -27,6 +28,8 @@ FAMILY = register_family(
         official_keys=f"{_MODULE}.official:is_cliprc_keys",
         official_loader=f"{_MODULE}.official:load_official_cliprc",
         official_converter=f"{_MODULE}.official:convert_official_cliprc",
+        export_class=ModelExport,  # its model implements the graph members (the region tokens)
+        training_class=CLIPRCTraining,
         public_names={
             "CLIPRC": f"{_MODULE}.model:CLIPRC",
             "CLIPRCConfig": f"{_MODULE}.config:CLIPRCConfig",

@@ -1,13 +1,14 @@
-"""The CLIP-RC family object (registered by ``zsseg_rt.models.cliprc``): its model implements the graph members
-(a third image output, the region tokens), and builds its own loss (mask + dice + recovery)."""
+"""The CLIP-RC family's capabilities (registered by ``zsseg_rt.models.cliprc``): its model implements the graph
+members (a third image output, the region tokens; :class:`~zsseg_rt.contract.family.ModelExport`), and builds its
+own loss (mask + dice + recovery)."""
 
 from __future__ import annotations
 
 from typing import Any, List
 
-from zsseg_rt.contract.family import ModelExportMembers, ModelFamily
+from zsseg_rt.contract.family import Training
 
-__all__ = ["CLIPRCFamily", "cliprc_aliases"]
+__all__ = ["CLIPRCTraining", "cliprc_aliases"]
 
 
 def cliprc_aliases(stem: str) -> List[str]:
@@ -15,6 +16,6 @@ def cliprc_aliases(stem: str) -> List[str]:
     return [f"{stem}_inductive"] if stem.startswith("cliprc") else []
 
 
-class CLIPRCFamily(ModelExportMembers, ModelFamily):
+class CLIPRCTraining(Training):
     def loss(self, model: Any) -> Any:
         return model.build_loss()

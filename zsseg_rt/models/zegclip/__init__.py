@@ -6,16 +6,17 @@ Registers the ``"zegclip"`` family, the default one: configs and native checkpoi
 ZegCLIP's (they predate families).
 """
 
+from zsseg_rt.contract.family import ModelFamily
 from zsseg_rt.contract.registry import register_family
 
-from .family import ZegCLIPFamily
+from .family import ZegCLIPTraining
 
 __all__ = ["FAMILY"]
 
 _MODULE = "zsseg_rt.models.zegclip"
 
 FAMILY = register_family(
-    ZegCLIPFamily(
+    ModelFamily(
         name="zegclip",
         display_name="ZegCLIP",
         description="ZegCLIP (Zhou et al., CVPR 2023)",
@@ -31,6 +32,7 @@ FAMILY = register_family(
         official_keys=f"{_MODULE}.official:is_zegclip_keys",
         official_loader=f"{_MODULE}.official:load_official_zegclip",
         official_converter=f"{_MODULE}.official:convert_official_zegclip",
+        training_class=ZegCLIPTraining,
         public_names={
             "ZegCLIP": f"{_MODULE}.model:ZegCLIP",
             "ZegCLIPConfig": f"{_MODULE}.config:ZegCLIPConfig",

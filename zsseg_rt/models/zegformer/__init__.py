@@ -5,17 +5,18 @@ test time CLIP's image tower on each proposal's masked crop, fused per class. Re
 ``"zegformer"`` (configs ``zegformer_*.json``); its bundles run the runtime's two-stage pipeline.
 """
 
+from zsseg_rt.contract.family import ModelFamily
 from zsseg_rt.contract.registry import register_family
 
 from .config import ZegFormerConfig, load_zegformer_config
-from .family import ZegFormerFamily
+from .family import ZegFormerCheckpoints, ZegFormerEvaluation, ZegFormerExport, ZegFormerTraining
 
 __all__ = ["ZegFormerConfig", "load_zegformer_config", "FAMILY"]
 
 _MODULE = "zsseg_rt.models.zegformer"
 
 FAMILY = register_family(
-    ZegFormerFamily(
+    ModelFamily(
         name="zegformer",
         display_name="ZegFormer",
         description="ZegFormer (Ding et al., CVPR 2022): two-stage, mask proposals + CLIP on masked crops",
@@ -30,6 +31,10 @@ FAMILY = register_family(
         official_keys=f"{_MODULE}.official:is_zegformer_keys",
         official_loader=f"{_MODULE}.official:load_official_zegformer",
         pipeline="two_stage",
+        checkpoints_class=ZegFormerCheckpoints,
+        export_class=ZegFormerExport,
+        evaluation_class=ZegFormerEvaluation,
+        training_class=ZegFormerTraining,
         synonym_rule="mean",  # official zeroshot_classifier: every template x every name, averaged per class
         public_names={
             "ZegFormerConfig": f"{_MODULE}.config:ZegFormerConfig",

@@ -1,18 +1,31 @@
-"""The ZegFormer family object (registered by ``zsseg_rt.models.zegformer``): two-stage bundles (mask branch +
-CLIP on every proposal's crop) with an exporter of their own, its own whole-image inference, loss and parameter
-groups, and detectron2 checkpoints that hold no CLIP weights."""
+"""The ZegFormer family's capabilities (registered by ``zsseg_rt.models.zegformer``): detectron2 checkpoints that
+hold no CLIP weights (``zsseg convert --clip-pretrained``), two-stage bundles (mask branch + CLIP on every
+proposal's crop) with a writer of their own, its own whole-image inference, loss and parameter groups."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
-from zsseg_rt.contract.family import ModelFamily
+from zsseg_rt.contract.family import Checkpoints, Evaluation, Export, FamilyArgument, Training
 
-__all__ = ["ZegFormerFamily"]
+__all__ = ["ZegFormerCheckpoints", "ZegFormerExport", "ZegFormerEvaluation", "ZegFormerTraining"]
+
+CONVERSION_ARGUMENTS = (
+    FamilyArgument(
+        ("--clip-pretrained",),
+        {
+            "default": None,
+            "help": "ZegFormer only: CLIP weights (open_clip tag or local file) for checkpoints that hold none",
+        },
+    ),
+)
 
 
-class ZegFormerFamily(ModelFamily):
+class ZegFormerCheckpoints(Checkpoints):
+    def conversion_arguments(self) -> Sequence[FamilyArgument]:
+        return CONVERSION_ARGUMENTS
+
     def convert_official(
         self,
         src: Any,
@@ -21,6 +34,7 @@ class ZegFormerFamily(ModelFamily):
         overwrite: bool = False,
         allow_missing_text_encoder: bool = False,
         clip_pretrained: Optional[str] = None,
+        **options: Any,
     ) -> Path:
         """``clip_pretrained``: CLIP weights (the checkpoints hold none); ``allow_missing_text_encoder``: accept
         that none are given (CLIP stays as built)."""
@@ -33,13 +47,18 @@ class ZegFormerFamily(ModelFamily):
             overwrite,
             clip_pretrained=clip_pretrained,
             allow_missing_clip=allow_missing_text_encoder,
+            **options,
         )
 
-    def exporter(self, model: Any) -> Optional[Callable[..., Dict[str, Any]]]:
+
+class ZegFormerExport(Export):
+    def writer(self, model: Any) -> Optional[Callable[..., Dict[str, Any]]]:
         from .export import export_zegformer_bundle
 
         return export_zegformer_bundle
 
+
+class ZegFormerEvaluation(Evaluation):
     def predict(
         self,
         model: Any,
@@ -55,6 +74,8 @@ class ZegFormerFamily(ModelFamily):
 
         return predict_zegformer(model, rgb, class_names, text=text, seen_classes=seen_classes, device=device)
 
+
+class ZegFormerTraining(Training):
     def loss(self, model: Any) -> Any:
         return model.build_loss()
 

@@ -3,17 +3,18 @@
 Registers the ``"zeroseg"`` family in :mod:`zsseg_rt.contract.registry` on import (:mod:`.family`).
 """
 
+from zsseg_rt.contract.family import ModelFamily
 from zsseg_rt.contract.registry import register_family
 
 from .config import DATASET_BACKGROUND_THRESHOLDS, ZeroSegConfig, load_zeroseg_config
-from .family import BACKGROUND_THRESHOLD_PROTOCOL, ZeroSegFamily
+from .family import BACKGROUND_THRESHOLD_PROTOCOL, ZeroSegEvaluation, ZeroSegExport, ZeroSegTraining
 
 __all__ = ["ZeroSegConfig", "load_zeroseg_config", "DATASET_BACKGROUND_THRESHOLDS", "FAMILY", "FAMILY_ENTRY"]
 
 _MODULE = "zsseg_rt.models.zeroseg"
 
 FAMILY = FAMILY_ENTRY = register_family(
-    ZeroSegFamily(
+    ModelFamily(
         name="zeroseg",
         display_name="ZeroSeg",
         description="ZeroSeg (Chen et al., ICCV 2023), re-implemented from the paper",
@@ -26,5 +27,8 @@ FAMILY = FAMILY_ENTRY = register_family(
         native_format="zsseg_rt.zeroseg.v1",
         native_loader=f"{_MODULE}.factory:load_native_zeroseg",
         evaluation_protocol=BACKGROUND_THRESHOLD_PROTOCOL,
+        export_class=ZeroSegExport,
+        evaluation_class=ZeroSegEvaluation,
+        training_class=ZeroSegTraining,
     )
 )

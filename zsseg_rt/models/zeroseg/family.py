@@ -1,4 +1,4 @@
-"""The ZeroSeg family object (registered by ``zsseg_rt.models.zeroseg``).
+"""The ZeroSeg family's capabilities (registered by ``zsseg_rt.models.zeroseg``).
 
 A ZeroSeg checkpoint is the student alone: its bundle adds the teacher's CLIP text tower (``zsseg export
 --text-weights``) and bakes the background threshold into the head graph (``--background-threshold``); the bundle
@@ -12,21 +12,21 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 from zsseg_rt.cli_types import real_number
-from zsseg_rt.contract.family import ExportArgument, FamilyArgument, ModelExportMembers, ModelFamily
+from zsseg_rt.contract.family import Evaluation, FamilyArgument, ModelExport, Training
 
 from .protocol import BACKGROUND_THRESHOLD_PROTOCOL
 
-__all__ = ["ZeroSegFamily", "BACKGROUND_THRESHOLD_PROTOCOL"]
+__all__ = ["ZeroSegExport", "ZeroSegEvaluation", "ZeroSegTraining", "BACKGROUND_THRESHOLD_PROTOCOL"]
 
 EXPORT_ARGUMENTS = (
-    ExportArgument(
+    FamilyArgument(
         ("--text-weights",),
         {
             "default": None,
             "help": "(ZeroSeg --native) CLIP weights of the teacher whose text tower classifies segments, e.g. openai",
         },
     ),
-    ExportArgument(
+    FamilyArgument(
         ("--background-threshold",),
         {
             "type": float,
@@ -68,11 +68,11 @@ def _is_bundle_model(model: Any) -> bool:
     return isinstance(model, ZeroSegBundleModel)
 
 
-class ZeroSegFamily(ModelExportMembers, ModelFamily):
-    def export_arguments(self) -> Sequence[ExportArgument]:
+class ZeroSegExport(ModelExport):
+    def arguments(self) -> Sequence[FamilyArgument]:
         return EXPORT_ARGUMENTS
 
-    def prepare_export(self, model: Any, options: Mapping[str, Any]) -> Any:
+    def prepare(self, model: Any, options: Mapping[str, Any]) -> Any:
         """The student + its teacher's text tower, with the background threshold baked in."""
         if _is_bundle_model(model):
             return model
@@ -84,7 +84,7 @@ class ZeroSegFamily(ModelExportMembers, ModelFamily):
             )
         return build_bundle_model(model, options["text_weights"], options.get("background_threshold"))
 
-    def exporter(self, model: Any) -> Optional[Callable[..., Dict[str, Any]]]:
+    def writer(self, model: Any) -> Optional[Callable[..., Dict[str, Any]]]:
         if not _is_bundle_model(model):
             raise ValueError(
                 "a ZeroSeg student has no text tower: export it with "
@@ -93,7 +93,7 @@ class ZeroSegFamily(ModelExportMembers, ModelFamily):
             )
         return None  # the generic exporter, with this family's graph members
 
-    def export_verify(self, model: Any, bundle_dir: str, images: Sequence[str]) -> Optional[Dict[str, Any]]:
+    def verify(self, model: Any, bundle_dir: str, images: Sequence[str]) -> Optional[Dict[str, Any]]:
         """The whole Engine (ONNX Runtime) against :func:`.infer.predict_image` (PyTorch)."""
         from .bundle import verify_zeroseg_bundle
 
@@ -109,7 +109,9 @@ class ZeroSegFamily(ModelExportMembers, ModelFamily):
             )
         return model
 
-    def evaluation_arguments(self) -> Sequence[FamilyArgument]:
+
+class ZeroSegEvaluation(Evaluation):
+    def arguments(self) -> Sequence[FamilyArgument]:
         return EVALUATION_ARGUMENTS
 
     def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]:
@@ -141,6 +143,8 @@ class ZeroSegFamily(ModelExportMembers, ModelFamily):
             options.get("device"),
         )
 
+
+class ZeroSegTraining(Training):
     def trainer_class(self) -> Optional[type]:
         from .trainer import ZeroSegTrainer
 
