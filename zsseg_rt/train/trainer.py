@@ -38,7 +38,14 @@ import torch.distributed as dist
 from zsseg_rt.data import TrainAugmentation, build_dataset, inductive_lut, transductive_lut
 from zsseg_rt.data.loader import PositionSampler, TrainStream
 
-from .checkpoint import capture_rng, find_resume_checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import (
+    _atomic_write,
+    capture_rng,
+    find_resume_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from .config import TrainConfig, load_train_config
 from .optim import LrSchedule, PolyWarmupSchedule, build_optimizer
 
@@ -443,19 +450,14 @@ class Trainer:
                 rows = [
                     r for r in csv.DictReader(f) if r.get("iter", "").isdigit() and int(r["iter"]) <= self.iteration
                 ]
-        # rewrite through a temporary file + os.replace: a crash mid-rewrite leaves the old log intact
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=self.log_fields, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(rows)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+
+        def rewrite(f) -> None:
+            writer = csv.DictWriter(f, fieldnames=self.log_fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+        # rewritten as checkpoints are (temporary file + os.replace): a crash mid-rewrite leaves the old log intact
+        _atomic_write(path, rewrite, text=True)
         f = open(path, "a", newline="", encoding="utf-8")
         return f, csv.DictWriter(f, fieldnames=self.log_fields)
 
