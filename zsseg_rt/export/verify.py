@@ -32,12 +32,14 @@ def float64_twin(model):
     return copy.deepcopy(model).double().eval()
 
 
-def _f64(array: np.ndarray) -> torch.Tensor:
+def as_float64(array: np.ndarray) -> torch.Tensor:
+    """``array`` as a torch tensor for a :func:`float64_twin`: floating point made float64, integers kept."""
     t = torch.from_numpy(np.asarray(array))
     return t.double() if t.is_floating_point() else t
 
 
-def _read_image(path: str) -> np.ndarray:
+def read_verification_image(path: str) -> np.ndarray:
+    """A verification image as BGR uint8; FileNotFoundError naming what is wrong when it cannot be read."""
     from zsseg_rt.image_io import ImageReadError, read_image_bgr
 
     try:
@@ -50,7 +52,7 @@ def _window_batch(paths: Sequence[str], meta, rng: np.random.Generator) -> List[
     size = meta.image_size
     batches = [rng.standard_normal((2, 3, size, size)).astype(np.float32)]
     for path in paths:
-        rgb = pipeline.to_rgb_uint8(_read_image(path), "bgr")
+        rgb = pipeline.to_rgb_uint8(read_verification_image(path), "bgr")
         chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
         win = pipeline.sliding_windows(chw.shape[1], chw.shape[2], size, meta.stride)[0]
         crop = pipeline.pad_to_multiple(chw[:, win.y1 : win.y2, win.x1 : win.x2], meta.patch_size, (size, size))
@@ -97,14 +99,14 @@ def verify_bundle(
         for idx, batch in enumerate(_window_batch(images, meta, rng)):
             source = "random" if idx == 0 else images[idx - 1]
             feats32 = [t.numpy() for t in image32(torch.from_numpy(batch))]
-            feats64 = [t.numpy() for t in image64(_f64(batch))]
+            feats64 = [t.numpy() for t in image64(as_float64(batch))]
             jobs.append((graph["image"], {Names.IMAGE: batch}))
             pending.append({"case": {"graph": "image_encoder", "input": source}, "refs": list(zip(feats32, feats64))})
             feeds = dict(zip(io["image"]["outputs"], feats32))
             for classes in sorted({1, len(names), meta.max_classes}):
                 t = text if classes == len(names) else _random_text(rng, classes, meta.embed_dim)
                 ref = head32(torch.from_numpy(t), *(torch.from_numpy(a) for a in feats32)).numpy()
-                ref64 = head64(_f64(t), *(_f64(a) for a in feats32)).numpy()
+                ref64 = head64(as_float64(t), *(as_float64(a) for a in feats32)).numpy()
                 jobs.append((graph["head"], dict(feeds, **{Names.TEXT_EMBEDDINGS: t})))
                 pending.append(
                     {"case": {"graph": "head", "input": source, "classes": int(classes)}, "refs": [(ref, ref64)]}
@@ -158,3 +160,9 @@ def _flips_beyond_ties(ref: np.ndarray, labels_ref: np.ndarray, labels_got: np.n
 def _random_text(rng: np.random.Generator, classes: int, dim: int) -> np.ndarray:
     text = rng.standard_normal((classes, dim)).astype(np.float32)
     return np.ascontiguousarray(text / np.linalg.norm(text, axis=1, keepdims=True), dtype=np.float32)
+
+
+# the former private names, still imported by model-family code (models/zegformer/export.py,
+# models/zeroseg/onnx.py): remove once those import the public ones
+_f64 = as_float64
+_read_image = read_verification_image
