@@ -39,48 +39,39 @@ class ExportError(RuntimeError):
     """The export failed its checks; nothing was written at the destination."""
 
 
-def _export_graph(module, args, path, input_names, output_names, dynamic_axes, opset, dynamo=False) -> None:
+def export_graph(module, args, path, input_names, output_names, dynamic_axes, opset, dynamo=False) -> None:
     """Export one graph. ``dynamo=True`` uses the torch.export-based exporter with symbolic dimensions: needed
     for the text encoder's sequence axis, which the TorchScript tracer bakes into the attention reshapes."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-        if dynamo:
-            dims = {}
-            shapes = {}
-            for name, axes in dynamic_axes.items():
-                if name in input_names:
-                    shapes[name] = {
-                        axis: dims.setdefault(label, torch.export.Dim(label)) for axis, label in axes.items()
-                    }
-            with contextlib.redirect_stdout(io.StringIO()):  # the dynamo exporter prints progress lines
-                torch.onnx.export(
-                    module,
-                    args,
-                    path,
-                    input_names=list(input_names),
-                    output_names=list(output_names),
-                    dynamic_shapes=shapes,
-                    opset_version=opset,
-                    dynamo=True,
-                    external_data=False,
-                    verbose=False,
-                )
-            return
-        torch.onnx.export(
-            module,
-            args,
-            path,
-            input_names=list(input_names),
-            output_names=list(output_names),
-            dynamic_axes=dynamic_axes,
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+        if dynamo:  # symbolic dimensions for the dynamic axes of the inputs; the exporter prints progress lines
+            dims: Dict[str, Any] = {}
+            shapes = {
+                name: {axis: dims.setdefault(label, torch.export.Dim(label)) for axis, label in axes.items()}
+                for name, axes in dynamic_axes.items()
+                if name in input_names
+            }
+            mode: Dict[str, Any] = dict(dynamic_shapes=shapes, external_data=False, verbose=False)
+            quiet: Any = contextlib.redirect_stdout(io.StringIO())
+        else:
+            mode = dict(dynamic_axes=dynamic_axes, do_constant_folding=True)
+            quiet = contextlib.nullcontext()
+        with quiet:
+            torch.onnx.export(
+                module,
+                args,
+                path,
+                input_names=list(input_names),
+                output_names=list(output_names),
+                opset_version=opset,
+                dynamo=bool(dynamo),
+                **mode,
+            )
 
 
-def _check_graph(path: str) -> None:
+def check_graph(path: str) -> None:
+    """ONNX's full checker on an exported graph file (raises onnx's ValidationError)."""
     import onnx
 
     onnx.checker.check_model(path, full_check=True)
@@ -107,10 +98,10 @@ def export_graphs(model, out_dir: str, max_classes: int = 256, opset: int = DEFA
     for role, module, args in jobs:
         entry = io[role]
         path = os.path.join(out_dir, GRAPH_FILES[role])
-        _export_graph(
+        export_graph(
             module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset, dynamo=(role == "text")
         )
-        _check_graph(path)
+        check_graph(path)
         _check_opset(path, opset)
 
 
@@ -283,7 +274,7 @@ def export_bundle(
         step("checking the graphs against TensorRT 10's operator list")
         meta = build_meta(model, max_classes, opset, source, extra_meta)
         meta["tensorrt_compatibility"] = tensorrt_compatibility(tmp)
-        meta["files"] = _hash_bundle_files(tmp)  # every file, ONNX external data included
+        meta["files"] = hash_bundle_files(tmp)  # every file, ONNX external data included
         write_meta(os.path.join(tmp, Files.META), meta)  # with meta_sha256 over meta.json itself
         step.done()
         step("verifying the bundle against PyTorch with ONNX Runtime")
@@ -323,7 +314,7 @@ class _Progress:
             self.report(f"  done in {time.perf_counter() - self.start:.1f} s")
 
 
-def _hash_bundle_files(folder: str) -> Dict[str, str]:
+def hash_bundle_files(folder: str) -> Dict[str, str]:
     """sha256 of every file in a fresh bundle except meta.json, by relative ``/``-separated name."""
     hashes = {}
     for root, _, names in os.walk(folder):
@@ -340,3 +331,10 @@ def _make_readable(folder: str) -> None:
         os.chmod(root, 0o755)
         for name in names:
             os.chmod(os.path.join(root, name), 0o644)
+
+
+# the former private names, still imported by model-family code (models/zegformer/export.py): remove once it
+# imports the public ones
+_export_graph = export_graph
+_check_graph = check_graph
+_hash_bundle_files = hash_bundle_files

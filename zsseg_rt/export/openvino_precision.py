@@ -24,13 +24,12 @@ import logging
 import os
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from zsseg_rt.bundle import load_meta
-from zsseg_rt.runtime.cpu_features import cpu_features
-from zsseg_rt.runtime.file_verification import cached_sha256, verify_bundle_files
+from zsseg_rt.runtime.file_verification import cached_sha256
 from zsseg_rt.runtime.openvino_backend import (
     INT8_RECIPE,
     INT8_WEIGHTS_FIELD,
@@ -38,15 +37,8 @@ from zsseg_rt.runtime.openvino_backend import (
     gate_key,
     validate_openvino_precision,
 )
-from zsseg_rt.runtime.precision_records import (
-    PrecisionRecordError,
-    find_record,
-    precision_root,
-    record_dir,
-    write_record,
-)
 
-LOG = logging.getLogger("zsseg_rt.precision")
+from .gated_precision import prepare_gated_record, quieter
 
 __all__ = ["INT8_XML", "calibration_windows", "prepare_openvino_precision", "quantize_image_encoder"]
 INT8_XML = "image_encoder.int8.xml"
@@ -79,10 +71,9 @@ def prepare_openvino_precision(
         ValueError (precision impossible here), EngineAccuracyError (the gate failed, not accepted; the record is
         written, marked refused).
     """
-    from zsseg_rt.bundle import Files
     from zsseg_rt.runtime.backends import OnnxRuntimeBackend, OpenVinoBackend
 
-    from .accuracy_gate import EngineAccuracyError, run_accuracy_gate
+    from .accuracy_gate import run_accuracy_gate
 
     if precision in ("fp32", "auto"):
         raise ValueError(
@@ -91,45 +82,43 @@ def prepare_openvino_precision(
         )
     validate_openvino_precision(precision)
     meta = load_meta(bundle_dir)
-    key = gate_key(meta, precision)
-    root = precision_root(meta, cache_dir)
-    if not force:
-        try:
-            return find_record(root, key)[0]
-        except PrecisionRecordError as exc:
-            LOG.info("gating openvino %s (%s)", precision, str(exc).splitlines()[0])
-    verify_bundle_files(meta, [Files.IMAGE_ENCODER, Files.HEAD, Files.TEXT_ENCODER])
-    start = time.perf_counter()
-    folder = record_dir(root, key)
-    os.makedirs(folder, exist_ok=True)
-    artefact, extra = None, {"cpu": cpu_features().summary()}
-    if precision == "int8":
-        artefact = os.path.join(folder, INT8_XML)
-        extra["quantisation"] = quantize_image_encoder(meta, artefact, calibration_images, threads, cache_dir)
-        extra[INT8_WEIGHTS_FIELD] = cached_sha256(os.path.splitext(artefact)[0] + ".bin")
-    extra["prepare_seconds"] = round(time.perf_counter() - start, 1)
-    candidate = OpenVinoBackend(meta, "cpu", threads, precision, cache_dir=cache_dir, gated=False, image_model=artefact)
-    reference = OnnxRuntimeBackend(meta, "cpu", threads)
-    report = run_accuracy_gate(
-        meta,
-        candidate,
-        reference,
-        precision,
-        roles=REDUCED_ROLES,
-        images=gate_images,
-        accept_below_gate=accept_below_gate,
-    )
-    gate = report.as_dict()
-    extra["gate_seconds"] = round(time.perf_counter() - start, 1)
-    extra["compiled"] = {role: candidate.graphs.inference_precision(role) for role in ("image", "head", "text")}
-    write_record(root, key, gate, artefact=artefact, extra=extra)
-    if not gate["accepted"]:
-        raise EngineAccuracyError(
-            f"{gate['summary']}. OpenVINO {precision} is refused on this CPU (recorded in "
-            f"{record_dir(root, key)!r}); use precision='fp32' (or 'auto', which runs fp32 here now), or accept it "
-            "with accept_below_gate=True (`--accept-below-gate`)"
+
+    def make(folder: str, extra: Dict[str, Any]) -> Tuple[Optional[str], Dict[str, Any]]:
+        start = time.perf_counter()
+        artefact = None
+        if precision == "int8":
+            artefact = os.path.join(folder, INT8_XML)
+            extra["quantisation"] = quantize_image_encoder(meta, artefact, calibration_images, threads, cache_dir)
+            extra[INT8_WEIGHTS_FIELD] = cached_sha256(os.path.splitext(artefact)[0] + ".bin")
+        extra["prepare_seconds"] = round(time.perf_counter() - start, 1)
+        candidate = OpenVinoBackend(
+            meta, "cpu", threads, precision, cache_dir=cache_dir, gated=False, image_model=artefact
         )
-    return find_record(root, key)[0]
+        reference = OnnxRuntimeBackend(meta, "cpu", threads)
+        report = run_accuracy_gate(
+            meta,
+            candidate,
+            reference,
+            precision,
+            roles=REDUCED_ROLES,
+            images=gate_images,
+            accept_below_gate=accept_below_gate,
+        )
+        extra["gate_seconds"] = round(time.perf_counter() - start, 1)
+        extra["compiled"] = {role: candidate.graphs.inference_precision(role) for role in ("image", "head", "text")}
+        return artefact, report.as_dict()
+
+    return prepare_gated_record(
+        meta,
+        gate_key(meta, precision),
+        cache_dir,
+        force,
+        "gating",
+        make,
+        "OpenVINO",
+        "precision='fp32' (or 'auto', which runs fp32 here now), or accept it with accept_below_gate=True "
+        "(`--accept-below-gate`)",
+    )
 
 
 def calibration_windows(meta, images: Optional[Sequence] = None, threads: int = 0, cache_dir=None) -> List[np.ndarray]:
@@ -175,10 +164,7 @@ def quantize_image_encoder(meta, target: str, images=None, threads: int = 0, cac
 
     windows = calibration_windows(meta, images, threads, cache_dir)
     model = ov.Core().read_model(meta.file(Files.IMAGE_ENCODER))
-    quiet = logging.getLogger("nncf")
-    level = quiet.level
-    quiet.setLevel(max(level, logging.WARNING))
-    try:
+    with quieter(logging.getLogger("nncf"), logging.WARNING):
         quantised = nncf.quantize(
             model,
             nncf.Dataset(windows),
@@ -186,8 +172,6 @@ def quantize_image_encoder(meta, target: str, images=None, threads: int = 0, cac
             preset=nncf.QuantizationPreset.MIXED,
             subset_size=len(windows),
         )
-    finally:
-        quiet.setLevel(level)
     folder = os.path.dirname(os.path.abspath(target))
     with tempfile.TemporaryDirectory(dir=folder) as scratch:  # complete files or none (the record is written last)
         partial = os.path.join(scratch, os.path.basename(target))

@@ -18,21 +18,14 @@ import logging
 import os
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from zsseg_rt.bundle import Files, load_meta
 from zsseg_rt.runtime.cpu_features import cpu_features
-from zsseg_rt.runtime.file_verification import verify_bundle_files
 from zsseg_rt.runtime.ort_precision import int8_recipe, precision_key, validate_ort_precision
-from zsseg_rt.runtime.precision_records import (
-    PrecisionRecordError,
-    find_record,
-    precision_root,
-    record_dir,
-    write_record,
-)
 
-LOG = logging.getLogger("zsseg_rt.precision")
+from .gated_precision import prepare_gated_record, quieter
+
 INT8_FILE = "image_encoder.int8.onnx"
 
 __all__ = ["INT8_FILE", "prepare_onnxruntime_precision", "quantize_image_encoder", "weight_matmuls"]
@@ -101,10 +94,7 @@ def quantize_image_encoder(source: str, target: str, reduce_range: bool) -> Dict
     model, names = weight_matmuls(onnx.load(source))
     if not names:
         raise ValueError(f"{source!r} has no MatMul with a constant weight to quantise")
-    quiet = logging.getLogger()  # the quantiser logs a pre-processing hint on the root logger
-    level = quiet.level
-    quiet.setLevel(max(level, logging.ERROR))
-    try:
+    with quieter(logging.getLogger(), logging.ERROR):  # the quantiser logs a pre-processing hint on the root logger
         quantize_dynamic(
             model,
             target,
@@ -114,8 +104,6 @@ def quantize_image_encoder(source: str, target: str, reduce_range: bool) -> Dict
             nodes_to_quantize=names,
             op_types_to_quantize=["MatMul"],
         )
-    finally:
-        quiet.setLevel(level)
     return {"quantised_matmuls": len(names), "reduce_range": bool(reduce_range)}
 
 
@@ -153,37 +141,31 @@ def prepare_onnxruntime_precision(
             "prepare 'int8' (or 'bf16' on an Arm64 CPU with bf16)"
         )
     meta = load_meta(bundle_dir)
-    key = precision_key(meta, precision)
-    root = precision_root(meta, cache_dir)
-    if not force:
-        try:
-            return find_record(root, key)[0]
-        except PrecisionRecordError as exc:
-            LOG.info("preparing onnxruntime %s (%s)", precision, str(exc).splitlines()[0])
-    verify_bundle_files(meta, [Files.IMAGE_ENCODER, Files.HEAD, Files.TEXT_ENCODER])
-    folder = record_dir(root, key)
-    os.makedirs(folder, exist_ok=True)
-    artefact, extra = None, {"cpu": cpu_features().summary()}
-    start = time.perf_counter()
-    if precision == "int8":
-        artefact = os.path.join(folder, INT8_FILE)
-        with tempfile.TemporaryDirectory(dir=folder) as scratch:  # the artefact appears complete or not at all
-            partial = os.path.join(scratch, INT8_FILE)
-            extra["quantisation"] = quantize_image_encoder(
-                meta.file(Files.IMAGE_ENCODER), partial, bool(int8_recipe(cpu_features())["reduce_range"])
-            )
-            os.replace(partial, artefact)
-    extra["prepare_seconds"] = round(time.perf_counter() - start, 1)
-    gate = _gate(meta, precision, artefact, threads, accept_below_gate, gate_images)
-    write_record(root, key, gate, artefact=artefact, extra=extra)
-    if not gate["accepted"]:
-        from .accuracy_gate import EngineAccuracyError
 
-        raise EngineAccuracyError(
-            f"{gate['summary']}. ONNX Runtime {precision} is refused on this CPU (recorded in {folder!r}); use "
-            "precision='fp32', or accept it with accept_below_gate=True (`--accept-below-gate`)"
-        )
-    return find_record(root, key)[0]
+    def make(folder: str, extra: Dict[str, Any]) -> Tuple[Optional[str], Dict[str, Any]]:
+        artefact = None
+        start = time.perf_counter()
+        if precision == "int8":
+            artefact = os.path.join(folder, INT8_FILE)
+            with tempfile.TemporaryDirectory(dir=folder) as scratch:  # the artefact appears complete or not at all
+                partial = os.path.join(scratch, INT8_FILE)
+                extra["quantisation"] = quantize_image_encoder(
+                    meta.file(Files.IMAGE_ENCODER), partial, bool(int8_recipe(cpu_features())["reduce_range"])
+                )
+                os.replace(partial, artefact)
+        extra["prepare_seconds"] = round(time.perf_counter() - start, 1)
+        return artefact, _gate(meta, precision, artefact, threads, accept_below_gate, gate_images)
+
+    return prepare_gated_record(
+        meta,
+        precision_key(meta, precision),
+        cache_dir,
+        force,
+        "preparing",
+        make,
+        "ONNX Runtime",
+        "precision='fp32', or accept it with accept_below_gate=True (`--accept-below-gate`)",
+    )
 
 
 def _gate(meta, precision: str, artefact: Optional[str], threads: int, accept_below_gate: bool, images) -> Dict:

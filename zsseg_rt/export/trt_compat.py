@@ -32,7 +32,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
-from zsseg_rt.export.trt_op_rules import NodeView, check_model_limits, check_node, load_operator_table, supported_ops
+from zsseg_rt.export.trt_op_rules import (
+    REDUCE_OPS,
+    NodeView,
+    check_model_limits,
+    check_node,
+    load_operator_table,
+    supported_ops,
+)
 
 # Operators the TensorRT 10 ONNX parser implements ("Y" rows of onnx-tensorrt's support matrix, read from the table
 # checked in as data: zsseg_rt/export/data/onnx_tensorrt_operators.json, see trt_op_rules.table_source()).
@@ -68,21 +75,7 @@ CONSTANT_INPUTS: Dict[str, Tuple[int, ...]] = {
     "Unsqueeze": (1,),
     "Pad": (3,),
     "OneHot": (1,),
-    **{
-        op: (1,)
-        for op in (
-            "ReduceL1",
-            "ReduceL2",
-            "ReduceLogSum",
-            "ReduceLogSumExp",
-            "ReduceMax",
-            "ReduceMean",
-            "ReduceMin",
-            "ReduceProd",
-            "ReduceSum",
-            "ReduceSumSquare",
-        )
-    },
+    **{op: (1,) for op in REDUCE_OPS},
 }
 
 INDEX_OPS = frozenset({"ArgMax", "ArgMin", "TopK"})
@@ -280,8 +273,21 @@ def _check_ops(model, findings: List[Finding]) -> None:
 
 def _check_shapes(model, findings: List[Finding]) -> None:
     graph = model.graph
-    computable = _shape_computable_tensors(graph)
-    constants = _constant_tensors(graph)
+    # (inputs per op, the tensors that satisfy them, finding code, what an input that is not one of them does)
+    rules = (
+        (
+            SHAPE_INPUTS,
+            _shape_computable_tensors(graph),
+            "data_dependent_shape",
+            "sets an output shape but depends on tensor values, not only on constants and input shapes",
+        ),
+        (
+            CONSTANT_INPUTS,
+            _constant_tensors(graph),
+            "constant_input_required",
+            "must be an initializer or Constant for the TensorRT parser",
+        ),
+    )
     for node in graph.node:
         label = _node_label(node)
         if node.domain not in _STANDARD_DOMAINS:
@@ -297,28 +303,11 @@ def _check_shapes(model, findings: List[Finding]) -> None:
                 )
             )
             continue
-        for index in SHAPE_INPUTS.get(node.op_type, ()):
-            if index < len(node.input) and node.input[index] and node.input[index] not in computable:
-                findings.append(
-                    Finding(
-                        "error",
-                        "data_dependent_shape",
-                        f"{node.op_type} input #{index} ({node.input[index]!r}) sets an output shape but depends on "
-                        "tensor values, not only on constants and input shapes",
-                        label,
-                    )
-                )
-        for index in CONSTANT_INPUTS.get(node.op_type, ()):
-            if index < len(node.input) and node.input[index] and node.input[index] not in constants:
-                findings.append(
-                    Finding(
-                        "error",
-                        "constant_input_required",
-                        f"{node.op_type} input #{index} ({node.input[index]!r}) must be an initializer or Constant for "
-                        "the TensorRT parser",
-                        label,
-                    )
-                )
+        for table, known, code, needs in rules:
+            for index in table.get(node.op_type, ()):
+                if index < len(node.input) and node.input[index] and node.input[index] not in known:
+                    message = f"{node.op_type} input #{index} ({node.input[index]!r}) {needs}"
+                    findings.append(Finding("error", code, message, label))
 
 
 def _check_index_ops(model, findings: List[Finding]) -> None:

@@ -36,7 +36,8 @@ ONNX_TYPE_NAMES = {
 }
 IO_TYPES_REFUSED = {"DOUBLE", "BF16"}  # graph I/O the runtime never feeds TensorRT (no DOUBLE; BF16 not pre-Ampere)
 
-_REDUCE_OPS = (
+# the Reduce* ops: their input #1 (axes, opset 18) is not data, and must be a constant for the TensorRT parser
+REDUCE_OPS = (
     "ReduceL1",
     "ReduceL2",
     "ReduceLogSum",
@@ -81,7 +82,7 @@ NON_DATA_INPUTS: Dict[str, tuple] = {
     "NonMaxSuppression": (2, 3, 4),
     "RoiAlign": (1, 2),
     "Range": (),
-    **{op: (1,) for op in _REDUCE_OPS},
+    **{op: (1,) for op in REDUCE_OPS},
 }
 
 

@@ -8,6 +8,7 @@ from ._arrays import as_native_array, resolve_stream
 from ._loader import native_module
 
 
+# its NumPy reference twin (same arguments on purpose) is ops/reference.py preprocess
 def preprocess(
     image: Any,
     scaled_size: Sequence[int],

@@ -224,6 +224,7 @@ def resize_u8_linear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip((value + 2) >> 2, 0, 255).astype(np.uint8)
 
 
+# reference twin of the native ops.preprocess (ops/image.py; same arguments on purpose)
 def preprocess(
     image: np.ndarray,
     scaled_size: Sequence[int],

@@ -18,6 +18,32 @@ def _check_logits(logits: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(logits, dtype=np.float32)
 
 
+def _bias_vector(class_bias: Optional[np.ndarray], drop_zero: bool = False) -> Optional[np.ndarray]:
+    """``class_bias`` as the ops take it, contiguous float32 ``[C]``; None for None (and with ``drop_zero`` for an
+    all-zero bias, which changes nothing)."""
+    if class_bias is None:
+        return None
+    bias = np.ascontiguousarray(class_bias, dtype=np.float32).reshape(-1)
+    return None if drop_zero and not bias.any() else bias
+
+
+def _to_window_size(scores: np.ndarray, head_size: Tuple[int, int], window_size: Tuple[int, int]) -> np.ndarray:
+    """Head-size window values bilinearly resized to the window's own size (nothing to do for a full window)."""
+    if tuple(window_size) != tuple(head_size):
+        scores = ops.upsample(np.ascontiguousarray(scores, dtype=np.float32), tuple(window_size))
+    return scores
+
+
+def _thresholded(
+    labels: np.ndarray, scores: np.ndarray, background_threshold: Optional[float], background_index: int
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Pixels whose winning score is below ``background_threshold`` labelled ``background_index``; int32 labels and
+    float32 scores, contiguous."""
+    if background_threshold is not None:
+        labels = np.where(scores < np.float32(background_threshold), np.int32(background_index), labels)
+    return np.ascontiguousarray(labels, dtype=np.int32), np.ascontiguousarray(scores, dtype=np.float32)
+
+
 def calibrated_window_scores(
     logits: np.ndarray,
     head_size: Tuple[int, int],
@@ -40,12 +66,9 @@ def calibrated_window_scores(
         ``[B, C, Hw, Ww]`` float32 calibrated scores.
     """
     logits = _check_logits(logits)
-    bias = None if class_bias is None else np.ascontiguousarray(class_bias, dtype=np.float32).reshape(-1)
     # one native pass: bilinear resize, sigmoid and the per-class bias (no [B,C,H,W] temporaries)
-    scores = ops.upsample(logits, tuple(head_size), crop=valid, sigmoid=True, class_bias=bias)
-    if tuple(window_size) != tuple(head_size):
-        scores = ops.upsample(np.ascontiguousarray(scores, dtype=np.float32), tuple(window_size))
-    return scores
+    scores = ops.upsample(logits, tuple(head_size), crop=valid, sigmoid=True, class_bias=_bias_vector(class_bias))
+    return _to_window_size(scores, head_size, window_size)
 
 
 def merge_windows(window_scores: Sequence[np.ndarray], windows: Sequence[Window], size: Tuple[int, int]) -> np.ndarray:
@@ -91,14 +114,13 @@ def segment_windows_exact(
         ``labels [H, W]`` int32 and ``scores [H, W]`` float32.
     """
     logits = _check_logits(logits)
-    bias = None if class_bias is None else np.ascontiguousarray(class_bias, dtype=np.float32).reshape(-1)
     return ops.segment_windows(
         logits,
         [tuple(w) for w in windows],
         tuple(head_size),
         tuple(scaled_size),
         tuple(output_size),
-        class_bias=bias,
+        class_bias=_bias_vector(class_bias),
         sigmoid=True,
     )
 
@@ -148,10 +170,7 @@ def window_scores(
         return calibrated_window_scores(logits, head_size, window_size, class_bias, valid)
     if activation != "softmax":
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    scores = ops.upsample(_check_logits(logits), tuple(head_size), crop=valid)
-    if tuple(window_size) != tuple(head_size):
-        scores = ops.upsample(np.ascontiguousarray(scores, dtype=np.float32), tuple(window_size))
-    return scores
+    return _to_window_size(ops.upsample(_check_logits(logits), tuple(head_size), crop=valid), head_size, window_size)
 
 
 def _softmax_dense(up: np.ndarray) -> np.ndarray:
@@ -197,9 +216,7 @@ def segment_windows_softmax(
         ``labels [H, W]`` int32 and ``scores [H, W]`` float32 (winning probability, minus its bias).
     """
     logits = _check_logits(logits)
-    bias = None if class_bias is None else np.ascontiguousarray(class_bias, dtype=np.float32).reshape(-1)
-    if bias is not None and not bias.any():
-        bias = None
+    bias = _bias_vector(class_bias, drop_zero=True)
     names = _class_map(class_of, logits.shape[1])
     classes = logits.shape[1] if names is None else int(names[-1]) + 1
     args = ([tuple(w) for w in windows], tuple(head_size), tuple(scaled_size), tuple(output_size))
@@ -210,9 +227,7 @@ def segment_windows_softmax(
     labels, scores = ops.segment_windows(
         logits, *args, class_bias=bias, softmax=True, logit_scale=logit_scale, class_drop=drop, class_of=names
     )
-    if background_threshold is not None:
-        labels = np.where(scores < np.float32(background_threshold), np.int32(background_index), labels)
-    return np.ascontiguousarray(labels, dtype=np.int32), np.ascontiguousarray(scores, dtype=np.float32)
+    return _thresholded(labels, scores, background_threshold, background_index)
 
 
 def _class_map(class_of: Optional[Union[np.ndarray, Sequence[int]]], rows: int) -> Optional[np.ndarray]:
@@ -241,6 +256,7 @@ def _area_drop(winners: np.ndarray, classes: int, area_threshold: float) -> np.n
     return np.concatenate([[False], ~(area > area_threshold * area.sum())])
 
 
+# fused; its reference twin (same signature, same order unfused in NumPy) is softmax_segment_dense below
 def softmax_segment(
     logits: np.ndarray,
     size: Tuple[int, int],
@@ -295,6 +311,7 @@ def softmax_segment(
     return np.stack([r[0] for r in results]), np.stack([r[1] for r in results])
 
 
+# the NumPy reference twin of softmax_segment / segment_windows_softmax (the fused op), kept on purpose
 def softmax_segment_dense(
     logits: np.ndarray,
     size: Tuple[int, int],
@@ -311,9 +328,7 @@ def softmax_segment_dense(
     names = _class_map(class_of, logits.shape[1])
     if logit_scale != 1.0:
         logits = np.ascontiguousarray(logits * np.float32(logit_scale), dtype=np.float32)
-    bias = None if class_bias is None else np.asarray(class_bias, dtype=np.float32).reshape(-1)
-    if bias is not None and not bias.any():
-        bias = None
+    bias = _bias_vector(class_bias, drop_zero=True)
     size = (int(size[0]), int(size[1]))
     with np.errstate(invalid="ignore", over="ignore"):
         probs = _max_over_names(_softmax_dense(ops.upsample(logits, size)), names)
@@ -323,9 +338,7 @@ def softmax_segment_dense(
         probs -= bias[None, :, None, None]
     labels = probs.argmax(axis=1).astype(np.int32)
     scores = np.take_along_axis(probs, labels[:, None].astype(np.int64), axis=1)[:, 0].astype(np.float32)
-    if background_threshold is not None:
-        labels = np.where(scores < np.float32(background_threshold), np.int32(background_index), labels)
-    return np.ascontiguousarray(labels, dtype=np.int32), np.ascontiguousarray(scores, dtype=np.float32)
+    return _thresholded(labels, scores, background_threshold, background_index)
 
 
 # ---------------------------------------------------------------------------------------------------------------

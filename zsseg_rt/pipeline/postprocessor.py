@@ -212,17 +212,13 @@ class Postprocessor:
         Returns:
             ``labels [1, H, W]`` int32, ``scores [1, H, W]`` float32 (winning calibrated score).
         """
-        full_size = all((win.y2 - win.y1, win.x2 - win.x1) == tuple(head_size) for win in windows)
-        if self.window_logits == "padded" or full_size:  # (fitted = padded when every window has the head size)
+        if self._padded_order(windows, head_size):
             # one native pass (ops.segment_windows), bit-identical to the composition below, no [C, H, W] buffers
             labels, scores = post.segment_windows_exact(
                 logits, windows, head_size, scaled_size, output_size, class_bias
             )
             return labels[None], scores[None]
-        parts = [
-            self._window_part(logits[i : i + 1], win, head_size, "sigmoid", class_bias) for i, win in enumerate(windows)
-        ]
-        merged = post.merge_windows(parts, windows, scaled_size)
+        merged = self._merged(logits, windows, head_size, "sigmoid", class_bias, scaled_size)
         return post.finalize_scores(merged, output_size)
 
     def exact_softmax(
@@ -237,16 +233,12 @@ class Postprocessor:
         (the Engine) with finite logits go through the fused native op (``post.segment_windows_softmax``: no
         ``[C, H, W]`` buffer of either size); fitted windows, and logits holding inf/NaN, through the composition
         below (its softmax is fused too when the merged logits are finite)."""
-        full_size = all((win.y2 - win.y1, win.x2 - win.x1) == tuple(self.head_size) for win in windows)
-        if (self.window_logits == "padded" or full_size) and np.isfinite(logits).all():
+        if self._padded_order(windows, self.head_size) and np.isfinite(logits).all():
             labels, scores = post.segment_windows_softmax(
                 logits, windows, self.head_size, scaled_size, output_size, **self._softmax_options(class_bias)
             )
             return labels[None], scores[None]
-        parts = [
-            self._window_part(logits[i : i + 1], win, self.head_size, "softmax", None) for i, win in enumerate(windows)
-        ]
-        merged = post.merge_windows(parts, windows, scaled_size)
+        merged = self._merged(logits, windows, self.head_size, "softmax", None, scaled_size)
         return post.softmax_segment(merged, output_size, **self._softmax_options(class_bias))
 
     def softmax_pamr(
@@ -273,11 +265,7 @@ class Postprocessor:
         if self.is_fast(windows):
             dense = ops.upsample(np.ascontiguousarray(logits, dtype=np.float32), output_size)
         else:
-            parts = [
-                self._window_part(logits[i : i + 1], win, self.head_size, "softmax", None)
-                for i, win in enumerate(windows)
-            ]
-            merged = post.merge_windows(parts, windows, scaled_size)
+            merged = self._merged(logits, windows, self.head_size, "softmax", None, scaled_size)
             dense = ops.upsample(np.ascontiguousarray(merged, dtype=np.float32), output_size)
         return post.softmax_segment_pamr(
             dense, guide, self.pamr_iterations, self.pamr_dilations, **self._softmax_options(class_bias)
@@ -314,6 +302,29 @@ class Postprocessor:
         return post.finalize_scores(merged, output_size)
 
     # ------------------------------------------------------------------ helpers
+    def _padded_order(self, windows: Sequence[Window], head_size: Size) -> bool:
+        """Whether windows take the padded order (the fused ops): padded window logits, or fitted ones that all have
+        the head size (fitted = padded then)."""
+        full_size = all((win.y2 - win.y1, win.x2 - win.x1) == tuple(head_size) for win in windows)
+        return self.window_logits == "padded" or full_size
+
+    def _merged(
+        self,
+        logits: np.ndarray,
+        windows: Sequence[Window],
+        head_size: Size,
+        activation: str,
+        class_bias: Optional[np.ndarray],
+        scaled_size: Size,
+    ) -> np.ndarray:
+        """The unfused composition's window average: each window's values (``_window_part``) averaged where windows
+        overlap, ``[1, C, H', W']``."""
+        parts = [
+            self._window_part(logits[i : i + 1], win, head_size, activation, class_bias)
+            for i, win in enumerate(windows)
+        ]
+        return post.merge_windows(parts, windows, scaled_size)
+
     def _window_part(
         self,
         logits: np.ndarray,

@@ -15,6 +15,8 @@ import numpy as np
 
 from zsseg_rt.bundle import GRAPH_FILES, BundleError, BundleMeta, Names
 
+from .file_verification import unreadable_graph_error
+
 Features = Dict[str, np.ndarray]
 
 
@@ -78,11 +80,7 @@ def open_ort_session(
     try:
         session = ort.InferenceSession(path, options, providers=providers)
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own untyped errors (InvalidProtobuf, Fail...)
-        detail = " ".join(str(exc).split())[:300]
-        raise BundleError(
-            f"bundle file {path!r} is not an ONNX graph ONNX Runtime can load ({type(exc).__name__}: {detail}); the "
-            "bundle is damaged or was not written by `zsseg export`: re-export it"
-        ) from None
+        raise unreadable_graph_error(path, "ONNX Runtime can load", exc) from None
     expected = meta.io.get(role, {})
     got = {"inputs": [i.name for i in session.get_inputs()], "outputs": [o.name for o in session.get_outputs()]}
     for key in ("inputs", "outputs"):

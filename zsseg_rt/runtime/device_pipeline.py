@@ -85,20 +85,22 @@ class Memory:
     def upload(self, name: str, host: np.ndarray, buffer: Buffer) -> None:
         """Make ``buffer`` hold ``host``: a copy, or nothing when ``buffer`` is ``host``'s zero-copy view
         (logged as "mapped")."""
-        view = self.device_view(host)
-        if view is not None and _same_address(view, buffer):
-            self.transfers.record("mapped", name, host.nbytes)
-            return
-        self.transfers.record("up", name, host.nbytes)
-        self._copy_up(host, buffer)
+        if not self._zero_copy(name, host, buffer):
+            self.transfers.record("up", name, host.nbytes)
+            self._copy_up(host, buffer)
 
     def download(self, name: str, buffer: Buffer, host: np.ndarray) -> None:
+        if not self._zero_copy(name, host, buffer):
+            self.transfers.record("down", name, host.nbytes)
+            self._copy_down(buffer, host)
+
+    def _zero_copy(self, name: str, host: np.ndarray, buffer: Buffer) -> bool:
+        """Whether ``buffer`` is ``host``'s zero-copy view (nothing to copy either way; logged as "mapped")."""
         view = self.device_view(host)
         if view is not None and _same_address(view, buffer):
             self.transfers.record("mapped", name, host.nbytes)
-            return
-        self.transfers.record("down", name, host.nbytes)
-        self._copy_down(buffer, host)
+            return True
+        return False
 
     def copy_into(self, destination: Buffer, offset: int, source: Buffer) -> None:
         """``destination[offset : offset + len(source)] = source`` on the device, enqueued on ``stream`` (a

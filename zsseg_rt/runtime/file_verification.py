@@ -124,3 +124,14 @@ def verify_bundle_files(meta: BundleMeta, names: Sequence[str]) -> None:
                 f"bundle file {path!r} is corrupted or was modified: sha256 {actual} != recorded {expected}; "
                 "re-run `zsseg export`"
             )
+
+
+def unreadable_graph_error(path: str, reader: str, exc: BaseException) -> BundleError:
+    """The error for a bundle graph a runtime library refused to open, to raise ``from None``: the file named, the
+    library's own (untyped) error on one line, and what to do. ``reader``: "ONNX Runtime can load", "OpenVINO can
+    read"."""
+    detail = " ".join(str(exc).split())[:300]
+    return BundleError(
+        f"bundle file {path!r} is not an ONNX graph {reader} ({type(exc).__name__}: {detail}); the bundle is damaged "
+        "or was not written by `zsseg export`: re-export it"
+    )

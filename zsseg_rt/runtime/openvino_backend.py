@@ -44,11 +44,11 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from zsseg_rt.bundle import BundleError, BundleMeta, Files, Names, graph_files
+from zsseg_rt.bundle import BundleError, BundleMeta, Names, graph_files
 
 from .cpu_features import CpuFeatures, cpu_features
 from .engine_cache import _atomic_write
-from .file_verification import cached_sha256
+from .file_verification import cached_sha256, unreadable_graph_error
 from .precision_records import (
     PrecisionKey,
     PrecisionRecordError,
@@ -207,15 +207,8 @@ def gate_key(meta: BundleMeta, precision: str, ov_version: Optional[str] = None,
     }
     if precision == "int8":
         recipe["quantisation"] = dict(INT8_RECIPE)
-    return PrecisionKey(
-        backend="openvino",
-        precision=precision,
-        source=Files.IMAGE_ENCODER,
-        source_sha256=str(meta.files.get(Files.IMAGE_ENCODER, "")),
-        library=f"openvino {ov_version or openvino_version()}",
-        device=device or _device_class(),
-        recipe=recipe_text(recipe),
-    )
+    library = f"openvino {ov_version or openvino_version()}"
+    return PrecisionKey.of_image_encoder(meta, "openvino", precision, library, device or _device_class(), recipe)
 
 
 # how the int8 image encoder is made (export/openvino_precision.py; part of its record's key)
@@ -365,11 +358,7 @@ class OpenVinoGraphs:
         try:
             compiled = core.compile_model(path, "CPU", config)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own untyped errors for unreadable graphs
-            detail = " ".join(str(exc).split())[:300]
-            raise BundleError(
-                f"bundle file {path!r} is not an ONNX graph OpenVINO can read ({type(exc).__name__}: {detail}); the "
-                "bundle is damaged or was not written by `zsseg export`: re-export it"
-            ) from None
+            raise unreadable_graph_error(path, "OpenVINO can read", exc) from None
         # a port can carry several tensor names (a graph input that feeds a Cast is also named after the Cast's
         # output); meta.json's name must be one of them
         expected = meta.io.get(role, {})

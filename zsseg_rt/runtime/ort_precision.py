@@ -30,7 +30,6 @@ from .precision_records import (
     load_preparer,
     pick_gated_precision,
     precision_root,
-    recipe_text,
 )
 
 LOG = logging.getLogger("zsseg_rt.precision")
@@ -96,15 +95,8 @@ def precision_key(
 
         ort_version = str(onnxruntime.__version__)
     recipe = int8_recipe(features) if precision == "int8" else bf16_recipe()
-    return PrecisionKey(
-        backend="onnxruntime",
-        precision=precision,
-        source=Files.IMAGE_ENCODER,
-        source_sha256=str(meta.files.get(Files.IMAGE_ENCODER, "")),
-        library=f"onnxruntime {ort_version}",
-        device=f"cpu {features.machine} int8 {features.int8_dot_product} bf16 {features.bf16}",
-        recipe=recipe_text(recipe),
-    )
+    device = f"cpu {features.machine} int8 {features.int8_dot_product} bf16 {features.bf16}"
+    return PrecisionKey.of_image_encoder(meta, "onnxruntime", precision, f"onnxruntime {ort_version}", device, recipe)
 
 
 def _preparer():

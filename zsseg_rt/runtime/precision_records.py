@@ -58,6 +58,22 @@ class PrecisionKey:
     device: str  # "cpu x86_64 int8 avx512-vnni bf16 avx512-bf16", "cuda NVIDIA H100 80GB HBM3 sm 9.0"
     recipe: str  # canonical JSON of the settings (quantisation options, kept-fp32 parts, attention kernel)
 
+    @classmethod
+    def of_image_encoder(
+        cls, meta: BundleMeta, backend: str, precision: str, library: str, device: str, recipe: Mapping[str, Any]
+    ) -> "PrecisionKey":
+        """The key of a CPU backend's reduced-precision run of the bundle's image encoder (``source``: its file and
+        the sha256 meta.json records for it; ``recipe`` as :func:`recipe_text`)."""
+        return cls(
+            backend=backend,
+            precision=precision,
+            source=Files.IMAGE_ENCODER,
+            source_sha256=str(meta.files.get(Files.IMAGE_ENCODER, "")),
+            library=library,
+            device=device,
+            recipe=recipe_text(recipe),
+        )
+
     def as_dict(self) -> Dict[str, str]:
         return asdict(self)
 

@@ -39,11 +39,14 @@ __all__ = [
 ]
 
 
-def _atomic_write(path: Path, write) -> None:
+def _atomic_write(path: Path, write, text: bool = False) -> None:
+    """``write(f)`` into ``<path>.tmp-<pid>``, flushed + fsynced, then ``os.replace``d onto ``path`` (a crash leaves
+    the old file intact, never a truncated one). ``f`` is binary, or with ``text`` UTF-8 text with ``newline=""``
+    (as the csv module wants)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "w", newline="", encoding="utf-8") if text else open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())

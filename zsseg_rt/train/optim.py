@@ -10,11 +10,11 @@ The schedule is a pure function of the iteration (mmcv ``PolyLrUpdaterHook`` wit
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable
+from typing import Any, Callable, Dict, Iterable
 
 import torch
 
-__all__ = ["poly_lr", "build_optimizer", "PolyWarmupSchedule"]
+__all__ = ["poly_lr", "build_optimizer", "LrSchedule", "PolyWarmupSchedule"]
 
 
 def poly_lr(
@@ -34,32 +34,25 @@ def poly_lr(
     return lr
 
 
-class PolyWarmupSchedule:
-    """Sets every param group's lr for a given iteration (``step(i)`` before optimizer step ``i``)."""
+class LrSchedule:
+    """Sets every param group's lr to ``lr_fn(iteration, **lr_args) * lr_mult`` (``step(i)`` before optimizer step
+    ``i``); its state is the iteration. The one place a schedule's lr reaches the optimizer: a family with another
+    lr curve passes its own ``lr_fn`` (ZeroSeg's ``CosineWarmupSchedule``) instead of copying this class.
 
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        base_lr: float,
-        max_iters: int,
-        power: float = 0.9,
-        min_lr: float = 1e-6,
-        warmup_iters: int = 1500,
-        warmup_ratio: float = 1e-6,
-    ):
+    Args:
+        optimizer: whose param groups are set.
+        lr_fn: ``lr_fn(iteration, **lr_args) -> float`` (a pure function of the iteration, e.g. :func:`poly_lr`).
+        lr_args: ``lr_fn``'s other arguments; kept in :meth:`state_dict` beside ``last_iter``.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lr_fn: Callable[..., float], **lr_args: Any):
         self.optimizer = optimizer
-        self.kw: Dict[str, Any] = dict(
-            base_lr=float(base_lr),
-            max_iters=int(max_iters),
-            power=float(power),
-            min_lr=float(min_lr),
-            warmup_iters=int(warmup_iters),
-            warmup_ratio=float(warmup_ratio),
-        )
+        self.lr_fn = lr_fn
+        self.kw: Dict[str, Any] = dict(lr_args)
         self.last_iter = -1
 
     def lr_at(self, iteration: int) -> float:
-        return poly_lr(iteration, **self.kw)
+        return self.lr_fn(iteration, **self.kw)
 
     def step(self, iteration: int) -> float:
         lr = self.lr_at(iteration)
@@ -73,6 +66,31 @@ class PolyWarmupSchedule:
 
     def load_state_dict(self, state):
         self.last_iter = int(state["last_iter"])
+
+
+class PolyWarmupSchedule(LrSchedule):
+    """:func:`poly_lr` with linear warm-up, the official recipe's schedule (an :class:`LrSchedule`)."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        base_lr: float,
+        max_iters: int,
+        power: float = 0.9,
+        min_lr: float = 1e-6,
+        warmup_iters: int = 1500,
+        warmup_ratio: float = 1e-6,
+    ):
+        super().__init__(
+            optimizer,
+            poly_lr,
+            base_lr=float(base_lr),
+            max_iters=int(max_iters),
+            power=float(power),
+            min_lr=float(min_lr),
+            warmup_iters=int(warmup_iters),
+            warmup_ratio=float(warmup_ratio),
+        )
 
 
 def build_optimizer(

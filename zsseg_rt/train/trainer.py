@@ -29,7 +29,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -38,9 +38,16 @@ import torch.distributed as dist
 from zsseg_rt.data import TrainAugmentation, build_dataset, inductive_lut, transductive_lut
 from zsseg_rt.data.loader import PositionSampler, TrainStream
 
-from .checkpoint import capture_rng, find_resume_checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import (
+    _atomic_write,
+    capture_rng,
+    find_resume_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from .config import TrainConfig, load_train_config
-from .optim import PolyWarmupSchedule, build_optimizer
+from .optim import LrSchedule, PolyWarmupSchedule, build_optimizer
 
 __all__ = ["Trainer", "trainer_class", "train", "load_model_weights", "make_text_embeddings", "count_present"]
 
@@ -197,12 +204,8 @@ class Trainer:
         # the family's parameter groups (ZegFormer: backbone lr multiplier, no decay on norms/embeddings)
         params = training.parameter_groups(self.model, cfg.weight_decay)
         self.optimizer = build_optimizer(params, cfg.lr, cfg.weight_decay, cfg.betas)
-        self.schedule = PolyWarmupSchedule(
-            self.optimizer, cfg.lr, cfg.iterations, cfg.poly_power, cfg.min_lr, cfg.warmup_iters, cfg.warmup_ratio
-        )
-        self.amp_dtype = torch.float16 if cfg.amp_dtype == "float16" else torch.bfloat16
-        use_scaler = cfg.amp and self.amp_dtype == torch.float16 and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self.schedule = self.make_schedule()
+        self.setup_amp()
         self.net = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -215,6 +218,43 @@ class Trainer:
             )
         torch.manual_seed(cfg.seed * 1000 + 17 + self.dist.rank)  # dropout stream, per rank
         np.random.seed((cfg.seed * 1000 + self.dist.rank) % 2**32)
+
+    # -------------------------------------------------------------- hooks for a family's trainer
+    # A family's trainer (ZeroSeg's) subclasses this one and changes what differs through these, instead of copying.
+    collate_fn: Optional[Callable[[List[Any]], Any]] = None
+    """The DataLoader's batch collation (:meth:`_loader`): None, torch's ``default_collate``. A family's trainer sets
+    its own as ``collate_fn = staticmethod(function)`` (a module-level function, so DataLoader workers can pickle it)."""
+
+    def make_schedule(self) -> LrSchedule:
+        """The lr schedule (called by ``_build`` once ``self.optimizer`` exists): the recipe's poly + warm-up."""
+        cfg = self.cfg
+        return PolyWarmupSchedule(
+            self.optimizer, cfg.lr, cfg.iterations, cfg.poly_power, cfg.min_lr, cfg.warmup_iters, cfg.warmup_ratio
+        )
+
+    def setup_amp(self) -> None:
+        """``amp_dtype`` and the grad ``scaler`` (enabled for float16 autocast on CUDA only), from the recipe."""
+        cfg = self.cfg
+        self.amp_dtype = torch.float16 if cfg.amp_dtype == "float16" else torch.bfloat16
+        use_scaler = cfg.amp and self.amp_dtype == torch.float16 and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+
+    def apply_gradients(self, logs: Dict[str, float], lr: float) -> Dict[str, float]:
+        """The end of a step once every micro-batch has back-propagated: refuse a non-finite ``logs["loss"]``, clip
+        (``grad_clip``), optimizer + scaler step, count the iteration; returns ``logs`` with ``lr`` added."""
+        cfg = self.cfg
+        if not math.isfinite(logs["loss"]):
+            raise FloatingPointError(
+                f"loss is {logs['loss']} at iteration {self.iteration}; lower the lr or disable amp"
+            )
+        if cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.iteration += 1
+        logs["lr"] = lr
+        return logs
 
     # -------------------------------------------------------------- checkpoints
     def state_dict(self) -> Dict[str, Any]:
@@ -299,6 +339,7 @@ class Trainer:
             manager.shutdown()
 
     def _loader(self):
+        """The training DataLoader over ``self.stream`` (positions from the iteration on; ``collate_fn``)."""
         from torch.utils.data import DataLoader
 
         sampler = PositionSampler(
@@ -311,7 +352,8 @@ class Trainer:
             num_workers=self.cfg.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
-            generator=torch.Generator().manual_seed(self.cfg.seed),
+            generator=torch.Generator().manual_seed(self.cfg.seed),  # never draw from the global (restored) RNG
+            collate_fn=self.collate_fn,
         )
 
     def _micro_loss(self, images, labels, norm: Optional[float]):
@@ -342,7 +384,6 @@ class Trainer:
         return out, loss
 
     def train_step(self, batches) -> Dict[str, float]:
-        cfg = self.cfg
         self.net.train()  # official training runs with dropout on (and CLIP-RC's recovery branch needs it)
         lr = self.schedule.step(self.iteration)
         self.optimizer.zero_grad(set_to_none=True)
@@ -378,18 +419,7 @@ class Trainer:
         total_nm = max(logs["num_masks"], 1.0)
         logs["loss_mask"] /= total_nm
         logs["loss_dice"] /= total_nm
-        if not math.isfinite(logs["loss"]):
-            raise FloatingPointError(
-                f"loss is {logs['loss']} at iteration {self.iteration}; lower the lr or disable amp"
-            )
-        if cfg.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), cfg.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.iteration += 1
-        logs["lr"] = lr
-        return logs
+        return self.apply_gradients(logs, lr)
 
     log_fields: Sequence[str] = LOG_FIELDS  # a family's trainer (ZeroSeg) logs its own loss terms
     tensorboard_keys: Tuple[str, ...] = ("loss", "loss_mask", "loss_dice", "lr")
@@ -420,19 +450,14 @@ class Trainer:
                 rows = [
                     r for r in csv.DictReader(f) if r.get("iter", "").isdigit() and int(r["iter"]) <= self.iteration
                 ]
-        # rewrite through a temporary file + os.replace: a crash mid-rewrite leaves the old log intact
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=self.log_fields, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(rows)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+
+        def rewrite(f) -> None:
+            writer = csv.DictWriter(f, fieldnames=self.log_fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+        # rewritten as checkpoints are (temporary file + os.replace): a crash mid-rewrite leaves the old log intact
+        _atomic_write(path, rewrite, text=True)
         f = open(path, "a", newline="", encoding="utf-8")
         return f, csv.DictWriter(f, fieldnames=self.log_fields)
 

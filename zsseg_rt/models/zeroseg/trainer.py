@@ -20,8 +20,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from zsseg_rt.data.loader import PositionSampler, epoch_permutation
+from zsseg_rt.data.loader import epoch_permutation
 from zsseg_rt.train.config import TrainConfig
+from zsseg_rt.train.optim import LrSchedule
 from zsseg_rt.train.trainer import Trainer, load_model_weights
 
 __all__ = ["ZeroSegTrainer", "CosineWarmupSchedule", "ZeroSegStream", "collate_stream", "cosine_lr"]
@@ -49,31 +50,18 @@ def cosine_lr(iteration: int, base_lr: float, max_iters: int, warmup_iters: int,
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-class CosineWarmupSchedule:
-    """Same interface as :class:`~zsseg_rt.train.optim.PolyWarmupSchedule` (state = the iteration)."""
+class CosineWarmupSchedule(LrSchedule):
+    """:func:`cosine_lr` as an :class:`~zsseg_rt.train.optim.LrSchedule` (state = the iteration)."""
 
     def __init__(self, optimizer, base_lr: float, max_iters: int, warmup_iters: int, min_lr: float = 0.0):
-        self.optimizer = optimizer
-        self.kw: Dict[str, Any] = dict(
-            base_lr=float(base_lr), max_iters=int(max_iters), warmup_iters=int(warmup_iters), min_lr=float(min_lr)
+        super().__init__(
+            optimizer,
+            cosine_lr,
+            base_lr=float(base_lr),
+            max_iters=int(max_iters),
+            warmup_iters=int(warmup_iters),
+            min_lr=float(min_lr),
         )
-        self.last_iter = -1
-
-    def lr_at(self, iteration: int) -> float:
-        return cosine_lr(iteration, **self.kw)
-
-    def step(self, iteration: int) -> float:
-        lr = self.lr_at(iteration)
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr * g.get("lr_mult", 1.0)
-        self.last_iter = int(iteration)
-        return lr
-
-    def state_dict(self):
-        return {"last_iter": self.last_iter, **self.kw}
-
-    def load_state_dict(self, state):
-        self.last_iter = int(state["last_iter"])
 
 
 class _ArrayImages:
@@ -152,6 +140,7 @@ class ZeroSegTrainer(Trainer):
 
     log_fields = ZEROSEG_LOG_FIELDS
     tensorboard_keys = ("loss", "loss_rec", "loss_distill", "loss_match", "lr")
+    collate_fn = staticmethod(collate_stream)  # the DataLoader's (Trainer._loader): view_pixels stay a list
 
     def _build(self) -> None:
         from zsseg_rt.models import create_model
@@ -198,19 +187,8 @@ class ZeroSegTrainer(Trainer):
         self.setting, self.seen = "distillation", []
         self.text_all = torch.zeros(0, mc.embed_dim)  # no text in training ([P]); kept for the checkpoint layout
         self.optimizer = self._optimizer()
-        if cfg.lr_schedule == "cosine":
-            self.schedule: Any = CosineWarmupSchedule(
-                self.optimizer, cfg.lr, cfg.iterations, cfg.warmup_iters, cfg.min_lr
-            )
-        else:
-            from zsseg_rt.train.optim import PolyWarmupSchedule
-
-            self.schedule = PolyWarmupSchedule(
-                self.optimizer, cfg.lr, cfg.iterations, cfg.poly_power, cfg.min_lr, cfg.warmup_iters, cfg.warmup_ratio
-            )
-        self.amp_dtype = torch.float16 if cfg.amp_dtype == "float16" else torch.bfloat16
-        use_scaler = cfg.amp and self.amp_dtype == torch.float16 and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self.schedule = self.make_schedule()
+        self.setup_amp()
         self.net = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -239,21 +217,12 @@ class ZeroSegTrainer(Trainer):
         groups = [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=self.cfg.lr, betas=(float(self.cfg.betas[0]), float(self.cfg.betas[1])))
 
-    def _loader(self):
-        from torch.utils.data import DataLoader
-
-        sampler = PositionSampler(
-            self.cfg.batch_size, self.dist.world, self.dist.rank, self.cfg.grad_accum, start_iter=self.iteration
-        )
-        return DataLoader(
-            self.stream,
-            batch_size=sampler.micro_batch,
-            sampler=sampler,
-            num_workers=self.cfg.num_workers,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(self.cfg.seed),  # never draw from the global (restored) RNG
-            collate_fn=collate_stream,
-        )
+    def make_schedule(self) -> LrSchedule:
+        """``lr_schedule="cosine"``: MAE's linear warm-up + cosine; otherwise the generic trainer's poly schedule."""
+        cfg = self.cfg
+        if cfg.lr_schedule == "cosine":
+            return CosineWarmupSchedule(self.optimizer, cfg.lr, cfg.iterations, cfg.warmup_iters, cfg.min_lr)
+        return super().make_schedule()
 
     def teacher_views(self, batch: Dict[str, Any]) -> torch.Tensor:
         """[b, n, E] teacher features of a micro-batch: cached rows as read, the rest computed (and stored)."""
@@ -295,18 +264,7 @@ class ZeroSegTrainer(Trainer):
             t = torch.tensor([logs[k] for k in keys], dtype=torch.float64, device=self.device)
             dist.all_reduce(t)
             logs = {k: float(v) / self.dist.world for k, v in zip(keys, t)}
-        if not math.isfinite(logs["loss"]):
-            raise FloatingPointError(
-                f"loss is {logs['loss']} at iteration {self.iteration}; lower the lr or disable amp"
-            )
-        if cfg.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), cfg.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.iteration += 1
-        logs["lr"] = lr
-        return logs
+        return self.apply_gradients(logs, lr)
 
     def _log_row(self, logs: Dict[str, float], elapsed: float, eta: float) -> Dict[str, Any]:
         row: Dict[str, Any] = {"iter": self.iteration, "lr": f"{logs['lr']:.6e}", "teacher_runs": self.teacher_runs}
