@@ -104,7 +104,7 @@ def _modified_files(out_dir: str, recorded: dict, names: Iterable[str]) -> List[
 _ENGINE_STEMS = "|".join(
     sorted({re.escape(os.path.splitext(f)[0]) for table in PIPELINE_GRAPH_FILES.values() for f in table.values()})
 )
-_TMP = r"(\.tmp\d+-\d+)?"  # a leftover of an interrupted atomic write (runtime.engine_cache._atomic_write)
+_TMP = r"(\.tmp\d+-\d+)?"  # a leftover of an interrupted atomic write (runtime.engine_cache.atomic_write)
 _ENGINE_FOLDER = re.compile(r"^[0-9a-f]{24}$")  # EngineKey.digest()
 _ENGINE_FILE = re.compile(rf"^(engine\.json|({_ENGINE_STEMS})\.engine){_TMP}$")
 _TIMING_CACHE = re.compile(rf"^timing-trt[0-9A-Za-z.]+-[0-9a-z-]+-sm\d+\.cache{_TMP}$")

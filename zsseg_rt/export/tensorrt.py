@@ -54,10 +54,10 @@ from zsseg_rt.runtime.engine_cache import (  # noqa: F401  (re-exported: the eng
     EngineKey,
     EngineMismatchError,
     Shape,
-    _atomic_write,
-    _cached_engine_problem,
     accuracy_gate_problem,
+    atomic_write,
     axis_ranges,
+    cached_engine_problem,
     check_engine,
     check_engine_platform,
     dynamic_input_axes,
@@ -78,13 +78,13 @@ from zsseg_rt.runtime.tensorrt import (  # noqa: F401  (re-exported: the builder
     MAX_TENSORRT,
     MIN_TENSORRT,
     TensorRTRunner,
-    _engine_root,
-    _parse_version,
-    _roles,
     check_tensorrt_version,
+    engine_root,
     find_engines,
+    graph_roles,
     import_tensorrt,
     load_engine,
+    parse_version,
     tensorrt_logger,
 )
 
@@ -159,8 +159,8 @@ class TensorRTToolchain:
         serialized, pinned, opt_shapes, timing_cache = self._build_serialized(job)
         # the builder, network, parser and config are gone here: only the engine bytes are held
         if job.timing_cache_path and timing_cache is not None:
-            _atomic_write(job.timing_cache_path, timing_cache)
-        _atomic_write(job.engine_path, serialized)
+            atomic_write(job.timing_cache_path, timing_cache)
+        atomic_write(job.engine_path, serialized)
         if not pinned:
             return {}
         record = inspect_pins(self.trt, self.logger, serialized, opt_shapes, pinned)
@@ -376,10 +376,10 @@ def build_engine_set(
     meta = load_meta(bundle_dir)
     refuse_unsupported_family(meta)
     ranges = axis_ranges(meta, max_batch, opt_classes, max_prompts)
-    roles = _roles(meta, graphs)
+    roles = graph_roles(meta, graphs)
     toolchain = toolchain if toolchain is not None else TensorRTToolchain()
     version, device = toolchain.version, toolchain.device
-    root = _engine_root(meta, cache_dir)
+    root = engine_root(meta, cache_dir)
     report = EngineBuildReport({}, precision, tensorrt_version=str(version), device=device, max_batch=int(max_batch))
     workspace = _workspace_bytes(workspace_gb, toolchain, device)
     start = time.perf_counter()
@@ -407,7 +407,7 @@ def build_engine_set(
 
 def _build_or_reuse(toolchain, meta: BundleMeta, job: BuildJob, force: bool, report: EngineBuildReport) -> None:
     """Reuse the cached engine of ``job`` when its record matches, else build it and write its record."""
-    problem = "rebuild forced" if force else _cached_engine_problem(job.engine_path, job.key)
+    problem = "rebuild forced" if force else cached_engine_problem(job.engine_path, job.key)
     if problem is None:
         LOG.info("reusing cached %s engine %s", job.role, job.engine_path)
     else:

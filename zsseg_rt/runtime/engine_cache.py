@@ -223,7 +223,7 @@ def write_engine_record(engine_path: str, key: EngineKey, extra: Optional[Mappin
         "engine_sha256": cached_sha256(engine_path),
         "engine_bytes": os.path.getsize(engine_path),
     }
-    _atomic_write(
+    atomic_write(
         os.path.join(os.path.dirname(engine_path), ENGINE_RECORD), json.dumps(record, indent=2, sort_keys=True).encode()
     )
 
@@ -290,7 +290,7 @@ def update_engine_record(engine_path: str, field: str, value) -> None:
     record_path = os.path.join(os.path.dirname(os.path.abspath(engine_path)), ENGINE_RECORD)
     _, record = read_engine_record(engine_path)
     record[field] = value
-    _atomic_write(record_path, json.dumps(record, indent=2, sort_keys=True).encode())
+    atomic_write(record_path, json.dumps(record, indent=2, sort_keys=True).encode())
 
 
 def accuracy_gate_problem(record: Mapping) -> Optional[str]:
@@ -328,7 +328,7 @@ def check_engine_platform(engine_path: str, tensorrt_version: str, device: Devic
     return recorded
 
 
-def _cached_engine_problem(engine_path: str, key: EngineKey) -> Optional[str]:
+def cached_engine_problem(engine_path: str, key: EngineKey) -> Optional[str]:
     """None when a valid engine for ``key`` is cached at ``engine_path``, else why not."""
     if not os.path.isfile(engine_path):
         return "not built yet"
@@ -339,7 +339,7 @@ def _cached_engine_problem(engine_path: str, key: EngineKey) -> Optional[str]:
     return None
 
 
-def _atomic_write(path: str, data: bytes) -> None:
+def atomic_write(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}-{threading.get_ident()}"  # unique per process AND thread
     with open(tmp, "wb") as handle:

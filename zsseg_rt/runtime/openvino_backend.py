@@ -47,7 +47,7 @@ import numpy as np
 from zsseg_rt.bundle import BundleError, BundleMeta, Names, graph_files
 
 from .cpu_features import CpuFeatures, cpu_features
-from .engine_cache import _atomic_write
+from .engine_cache import atomic_write
 from .file_verification import cached_sha256, unreadable_graph_error
 from .precision_records import (
     PrecisionKey,
@@ -326,7 +326,7 @@ class OpenVinoGraphs:
         record = os.path.join(self.cache_dir, CACHE_RECORD)
         if not os.path.isfile(record):
             text = json.dumps({"key": self.key.as_dict(), "digest": self.key.digest()}, indent=2, sort_keys=True)
-            _atomic_write(record, text.encode())
+            atomic_write(record, text.encode())
         core = ov.Core()
         self._io = meta.io
         self._models: Dict[str, Any] = {}

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from zsseg_rt.bundle import BundleMeta, Files
 
-from .engine_cache import ENGINE_RECORD, GATE_FIELD, _atomic_write
+from .engine_cache import ENGINE_RECORD, GATE_FIELD, atomic_write
 from .file_verification import cached_sha256
 
 __all__ = [
@@ -113,7 +113,7 @@ def write_record(
             artefact=os.path.basename(path), artefact_sha256=cached_sha256(path), artefact_bytes=os.path.getsize(path)
         )
     target = os.path.join(folder, ENGINE_RECORD)
-    _atomic_write(target, json.dumps(record, indent=2, sort_keys=True).encode())
+    atomic_write(target, json.dumps(record, indent=2, sort_keys=True).encode())
     return target
 
 

@@ -98,7 +98,7 @@ def install_hint(driver_cuda_version: Optional[int] = None, jetson: Optional[boo
 
 
 # ---------------------------------------------------------------------------------------------- TensorRT import
-def _parse_version(text: str) -> Tuple[int, ...]:
+def parse_version(text: str) -> Tuple[int, ...]:
     parts = []
     for piece in text.split(".")[:3]:
         digits = "".join(ch for ch in piece if ch.isdigit())
@@ -108,7 +108,7 @@ def _parse_version(text: str) -> Tuple[int, ...]:
 
 def check_tensorrt_version(version: str) -> None:
     """Raise ImportError (one line, with the fix) unless ``version`` is a TensorRT 10.x release."""
-    parsed = _parse_version(str(version))[:2]
+    parsed = parse_version(str(version))[:2]
     if parsed < MIN_TENSORRT:
         raise ImportError(
             f"TensorRT {version} is too old: zsseg_rt supports TensorRT 10.x only (bundles use ONNX opset 18, beyond "
@@ -152,11 +152,11 @@ def tensorrt_logger(trt=None, verbose: bool = False):
     return logger
 
 
-def _engine_root(meta: BundleMeta, cache_dir: Optional[str]) -> str:
+def engine_root(meta: BundleMeta, cache_dir: Optional[str]) -> str:
     return os.path.abspath(cache_dir) if cache_dir else os.path.join(meta.path, Files.ENGINE_DIR)
 
 
-def _roles(meta: BundleMeta, graphs: Optional[Sequence[str]]) -> List[str]:
+def graph_roles(meta: BundleMeta, graphs: Optional[Sequence[str]]) -> List[str]:
     if graphs is None:
         return [role for role, name in GRAPH_FILES.items() if name in meta.files]
     unknown = [role for role in graphs if role not in GRAPH_FILES]
@@ -189,9 +189,9 @@ def find_engines(
         tensorrt_version = str(import_tensorrt().__version__)
     if device is None:
         device = CudaDriver().device_info(0)
-    root = _engine_root(meta, cache_dir)
+    root = engine_root(meta, cache_dir)
     found = {}
-    for role in _roles(meta, graphs):
+    for role in graph_roles(meta, graphs):
         found[role] = _find_engine(root, meta, role, graph_precision(precision, role), tensorrt_version, device)
     return found
 
