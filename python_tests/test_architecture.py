@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "zsseg_rt"
 
 # Modules allowed to name families: the one migration table of old bundle meta.json files, and the deprecated
-# import paths kept for one release (CHANGELOG.md lists them).
+# import paths removed in 0.2.0 (CHANGELOG.md lists them).
 ALLOWED: Dict[str, str] = {
     "zsseg_rt.bundle.migrate": "the one migration table of old bundle meta.json files",
     "zsseg_rt.runtime.zegformer": "deprecated path: runtime.pipelines.two_stage",
@@ -344,8 +344,9 @@ def test_allowed_modules_are_the_migration_table_or_deprecated_paths(module):
     defined = [n for n in _tree(module).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
     assert not defined, f"{module} defines code; a deprecation shim only re-exports"
     changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
-    deprecated = re.search(r"^### Deprecated.*?(?=^### |^## |\Z)", changelog, re.S | re.M)
-    assert deprecated and f"`{module}`" in deprecated.group(0), f"{module} is not in CHANGELOG.md's Deprecated list"
+    deprecated = "".join(re.findall(r"^### Deprecated.*?(?=^### |^## |\Z)", changelog, re.S | re.M))
+    assert f"`{module}`" in deprecated, f"{module} is not in a Deprecated list of CHANGELOG.md"
+    assert "removed in 0.2.0" in text, f"{module}: a deprecation shim says when it goes (removed in 0.2.0)"
 
 
 # ---------------------------------------------------------------------------------------------- merge leftovers

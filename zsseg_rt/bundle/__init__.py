@@ -75,7 +75,7 @@ __all__ = [
     "check_bundle_digest",
 ]
 
-# Names kept for one release (CHANGELOG.md): the two-stage tables were named after the family that uses them.
+# Names removed in 0.2.0 (CHANGELOG.md): the two-stage tables were named after the family that uses them.
 _DEPRECATED = {"ZEGFORMER_GRAPH_FILES": "TWO_STAGE_GRAPH_FILES", "zegformer_graph_io": "two_stage_graph_io"}
 
 
@@ -84,7 +84,9 @@ def __getattr__(name: str) -> Any:  # PEP 562
         import warnings
 
         warnings.warn(
-            f"zsseg_rt.bundle.{name} is deprecated: use {_DEPRECATED[name]}", DeprecationWarning, stacklevel=2
+            f"zsseg_rt.bundle.{name} is deprecated (removed in 0.2.0): use {_DEPRECATED[name]}",
+            DeprecationWarning,
+            stacklevel=2,
         )
         return globals()[_DEPRECATED[name]]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

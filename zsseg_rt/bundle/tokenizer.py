@@ -1,4 +1,4 @@
-"""Deprecated import path, kept for one release (CHANGELOG.md): the tokenizer is :mod:`zsseg_rt.vocabulary.tokenizer`."""
+"""Deprecated import path, removed in 0.2.0 (CHANGELOG.md): the tokenizer is :mod:`zsseg_rt.vocabulary.tokenizer`."""
 
 import warnings
 
@@ -8,5 +8,7 @@ from zsseg_rt.vocabulary.tokenizer import EOT_TOKEN, SOT_TOKEN, ClipTokenizer, b
 __all__ = ["ClipTokenizer", "build_tokenizer_json", "clean_text", "expand_templates", "SOT_TOKEN", "EOT_TOKEN"]
 
 warnings.warn(
-    "zsseg_rt.bundle.tokenizer is deprecated: import from zsseg_rt.vocabulary", DeprecationWarning, stacklevel=2
+    "zsseg_rt.bundle.tokenizer is deprecated (removed in 0.2.0): import from zsseg_rt.vocabulary",
+    DeprecationWarning,
+    stacklevel=2,
 )

@@ -1,4 +1,4 @@
-"""Deprecated import path, kept for one release (CHANGELOG.md): the two-stage runtime is the pipeline
+"""Deprecated import path, removed in 0.2.0 (CHANGELOG.md): the two-stage runtime is the pipeline
 :mod:`zsseg_rt.runtime.pipelines.two_stage`, and ``zsseg_rt.Engine`` runs every bundle (``ZegFormerEngine`` is
 ``Engine``).
 
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 warnings.warn(
-    "zsseg_rt.runtime.zegformer is deprecated: use zsseg_rt.Engine (every bundle) and "
+    "zsseg_rt.runtime.zegformer is deprecated (removed in 0.2.0): use zsseg_rt.Engine (every bundle) and "
     "zsseg_rt.runtime.pipelines.two_stage",
     DeprecationWarning,
     stacklevel=2,
