@@ -52,7 +52,18 @@ def _run(args: argparse.Namespace) -> int:
     spec["on_corrupt"] = "skip" if args.skip_corrupt else "raise"
     if args.ignore_bad_labels:
         spec["on_bad_label"] = "ignore"
-    if args.ray:  # the same evaluation on a Ray Data actor pool (zsseg_rt.scale): identical metrics
+    common = dict(  # what the serial and the parallel evaluation both take
+        mode=args.mode,
+        text_embeddings=args.text_embeddings,
+        unseen=_split_list(args.unseen),
+        device=args.device,
+        backend=args.backend,
+        limit=args.limit,
+        progress=not args.no_progress,
+        settings=args.settings,
+        precision=args.precision,
+    )
+    if args.ray:  # the same evaluation on a Ray Data actor pool (zsseg_rt.eval.parallel): identical metrics
         own_protocol = [
             (owner, argument.flags[0])
             for owner, argument in family_evaluation_arguments()
@@ -71,38 +82,10 @@ def _run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"checkpoint or bundle {args.checkpoint!r} does not exist")
         build_dataset(dict(spec))  # the same check: a wrong dataset root is reported before Ray starts
         init_ray(args.address)
-        metrics = evaluate_parallel(
-            args.checkpoint,
-            spec,
-            mode=args.mode,
-            text_embeddings=args.text_embeddings,
-            unseen=_split_list(args.unseen),
-            device=args.device,
-            backend=args.backend,
-            limit=args.limit,
-            workers=args.workers,
-            gpus_per_worker=args.gpus_per_worker,
-            cpus_per_worker=args.cpus_per_worker,
-            progress=not args.no_progress,
-            settings=args.settings,
-            precision=args.precision,
-        )
-        return _report(metrics, args)
-    ds = build_dataset(spec)
-    metrics = evaluate(
-        args.checkpoint,
-        ds,
-        mode=args.mode,
-        text_embeddings=args.text_embeddings,
-        unseen=_split_list(args.unseen),
-        device=args.device,
-        backend=args.backend,
-        limit=args.limit,
-        progress=not args.no_progress,
-        settings=args.settings,
-        precision=args.precision,
-        **{argument.dest: getattr(args, argument.dest) for _, argument in family_evaluation_arguments()},
-    )
+        pool = dict(workers=args.workers, gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker)
+        return _report(evaluate_parallel(args.checkpoint, spec, **pool, **common), args)
+    family = {argument.dest: getattr(args, argument.dest) for _, argument in family_evaluation_arguments()}
+    metrics = evaluate(args.checkpoint, build_dataset(spec), **common, **family)
     return _report(metrics, args)
 
 

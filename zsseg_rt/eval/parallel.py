@@ -79,7 +79,7 @@ def _load_text(text_embeddings, num_classes: int) -> Optional[np.ndarray]:
     return text
 
 
-def evaluate_parallel(
+def evaluate_parallel(  # the arguments of evaluate() (its serial twin), plus the actor pool's
     checkpoint: Union[str, Path],
     dataset_spec: Dict[str, Any],
     mode: str = "slide",
