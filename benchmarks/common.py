@@ -1,18 +1,48 @@
 """Shared pieces of the benchmark scripts: machine description, timing one call with its memory, and BENCHMARKS.md
-section writing."""
+section writing; and the ``python -m PACKAGE NAME`` dispatcher of this package and of ``checks``."""
 
 from __future__ import annotations
 
 import datetime
 import os
+import pkgutil
 import platform
 import re
+import runpy
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parent.parent
+_NOT_PROGRAMS = ("common",)  # shared helpers, not programs
+
+
+def program_names(package: str) -> List[str]:
+    """The programs of the repository package ``package`` (``benchmarks``, ``checks``): every module except
+    ``_private`` ones and shared helpers."""
+    found = pkgutil.iter_modules([str(REPO / package)])
+    return sorted(m.name for m in found if not m.name.startswith("_") and m.name not in _NOT_PROGRAMS)
+
+
+def run_program(package: str, argv: Optional[List[str]] = None) -> int:
+    """``python -m PACKAGE NAME [ARGS]``: run the module NAME of ``package`` as a program; without NAME (or with
+    ``-h``), the list of names."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: python -m {package} NAME [ARGS]   (python -m {package} NAME --help for its options)")
+        print("names: " + ", ".join(program_names(package)))
+        return 0 if argv else 2
+    name = argv[0]
+    if name not in program_names(package):
+        print(
+            f"python -m {package}: unknown name {name!r}; known: {', '.join(program_names(package))}", file=sys.stderr
+        )
+        return 2
+    sys.argv = [f"python -m {package} {name}", *argv[1:]]
+    runpy.run_module(f"{package}.{name}", run_name="__main__", alter_sys=True)
+    return 0
 
 
 def machine_description(threads: int) -> List[str]:
