@@ -13,9 +13,10 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
+PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"  # the benchmarks' VOC photo
 _NOT_PROGRAMS = ("common",)  # shared helpers, not programs
 
 
@@ -95,6 +96,32 @@ def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 0) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
+
+
+def encoder_crops(image: Any, meta: Any) -> Tuple[Tuple[int, int], List[Any], Any]:
+    """The image encoder's input for a BGR photo, prepared as the Engine does with a bundle's ``meta``: ``(the
+    rescaled size (H, W), the sliding windows, the padded crops [N, 3, S, S] float32)``."""
+    import numpy as np
+
+    from zsseg_rt import pipeline
+
+    rgb = pipeline.to_rgb_uint8(image, "bgr")
+    chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
+    windows = pipeline.sliding_windows(chw.shape[1], chw.shape[2], meta.crop_size, meta.stride)
+    crops = np.stack(
+        [
+            pipeline.pad_to_multiple(chw[:, w.y1 : w.y2, w.x1 : w.x2], meta.patch_size, (meta.image_size,) * 2)
+            for w in windows
+        ]
+    )
+    return (int(chw.shape[1]), int(chw.shape[2])), windows, crops
+
+
+def show_section(section: str, text: str, write: bool) -> None:
+    """Print a section's ``text``; with ``write`` (``--write``) also put it into BENCHMARKS.md and say where."""
+    print(text)
+    if write:
+        print(f"wrote {write_section(section, text)}")
 
 
 def write_section(section: str, text: str) -> Path:

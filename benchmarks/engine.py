@@ -21,11 +21,10 @@ from typing import Dict, List
 
 import numpy as np
 
-from .common import REPO, machine_description, write_section
+from .common import PHOTO, REPO, machine_description, show_section
 
 SECTION = "## Engine (ONNX Runtime CPU) vs PyTorch, full-size ZegCLIP ViT-B/16"
 EMBEDDINGS = REPO / "zsseg_rt" / "assets" / "text_embeddings"
-PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"
 
 
 def _median_ms(samples: List[float]) -> float:
@@ -151,10 +150,7 @@ def main() -> None:
         tor = bench_torch(model, emb, image, args.iters, args.warmup)
         print(f"C={classes}: engine {eng} | torch {tor}", flush=True)
         rows.append((classes, eng, tor))
-    text = render(rows, args)
-    print(text)
-    if args.write:
-        print(f"wrote {write_section(SECTION, text)}")
+    show_section(SECTION, render(rows, args), args.write)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from typing import Callable, Dict, List, Tuple
 
-from .common import REPO, machine_description, measure_call, write_section
+from .common import REPO, machine_description, measure_call, show_section
 
 SECTION = "## Native ops (CPU)"
 
@@ -238,9 +238,7 @@ def main() -> None:
         rows.append((case, ours, torch_side))
     text = render(rows, args)
     print()
-    print(text)
-    if args.write:
-        print(f"wrote {write_section(SECTION, text)}")
+    show_section(SECTION, text, args.write)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from typing import Dict, List, Mapping, Tuple
 
 import numpy as np
 
-from .common import machine_description, write_section
+from .common import machine_description, show_section
 from .engine import EMBEDDINGS, PHOTO
 
 SECTION = "## Precision on the CPU: Engine fp32 / int8 vs the PyTorch pipeline, full-size ZegCLIP ViT-B/16"
@@ -311,10 +311,7 @@ def main() -> None:
         print(rows[-len(results) :], flush=True)
     floors = encoder_floors(args, engines, model, args.iters, args.warmup)
     section = SECTION if args.backend == "onnxruntime" else SECTION_TORCH.format(device=args.device)
-    text = render(rows, floors, args, section)
-    print(text)
-    if args.write:
-        print(f"wrote {write_section(section, text)}")
+    show_section(section, render(rows, floors, args, section), args.write)
 
 
 if __name__ == "__main__":

@@ -14,24 +14,11 @@ official code does per image) against 100 calls of one crop each (a per-crop loo
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from typing import Callable, List
+from typing import List
 
-from .common import REPO, machine_description, write_section
+from .common import PHOTO, machine_description, median_ms, write_section
 
 SECTION = "## ZegFormer (two-stage) vs ZegCLIP (one-stage), PyTorch CPU"
-PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"
-
-
-def _median_ms(fn: Callable[[], object], iters: int, warmup: int) -> float:
-    times: List[float] = []
-    for i in range(warmup + iters):
-        start = time.perf_counter()
-        fn()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
 
 
 def _image():
@@ -52,9 +39,9 @@ def _vocab_row(zegclip, zegformer, image, norm, names, text, iters: int, warmup:
     c = len(names)
     seen = torch.zeros(c, dtype=torch.bool)
     seen[: c - 5] = True
-    t_clip = _median_ms(lambda: zegclip(norm, text), iters, warmup)
-    t_zf = _median_ms(lambda: zegformer.segment(image, names, seen=seen, text=text, clip_text=text), iters, warmup)
-    t_mask = _median_ms(lambda: zegformer.segment(image, names, seen=seen, text=text, fusion="none"), iters, warmup)
+    t_clip = median_ms(lambda: zegclip(norm, text), iters, warmup)
+    t_zf = median_ms(lambda: zegformer.segment(image, names, seen=seen, text=text, clip_text=text), iters, warmup)
+    t_mask = median_ms(lambda: zegformer.segment(image, names, seen=seen, text=text, fusion="none"), iters, warmup)
     return f"| C={c} | {t_clip:.0f} | {t_zf:.0f} | {t_mask:.0f} | {t_zf - t_mask:.0f} | {t_zf / t_clip:.1f}x |"
 
 
@@ -86,8 +73,8 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
         masks = F.interpolate(out["pred_masks"], size=padded.shape[-2:], mode="bilinear", align_corners=False)
         clip_images = zegformer.pad((image - zegformer.clip_pixel_mean) / zegformer.clip_pixel_std)
         crops = clip_crops(clip_images, masks, "cropmask")
-        t_batched = _median_ms(lambda: zegformer.encode_crops(crops), iters, warmup)
-        t_loop = _median_ms(
+        t_batched = median_ms(lambda: zegformer.encode_crops(crops), iters, warmup)
+        t_loop = median_ms(
             lambda: [zegformer.encode_crops(crops[i : i + 1]) for i in range(crops.shape[0])], iters, warmup
         )
     lines = [

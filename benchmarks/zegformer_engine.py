@@ -19,22 +19,11 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Dict, List
 
-from .common import REPO, machine_description, write_section
+from .common import PHOTO, machine_description, median_ms, write_section
 
 SECTION = "## ZegFormer Engine (ONNX Runtime CPU) vs PyTorch"
-PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"
-
-
-def _median_ms(fn: Callable[[], object], iters: int, warmup: int) -> float:
-    times: List[float] = []
-    for i in range(warmup + iters):
-        start = time.perf_counter()
-        fn()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
 
 
 def _write_bundle(model, folder: str) -> str:
@@ -70,11 +59,11 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
         engine = Engine(bundle, classes=names, backend="onnxruntime", device="cpu", threads=threads)
         stages: Dict[str, List[float]] = collections.defaultdict(list)
         engine.stage_hook = lambda stage, seconds: stages[stage].append(seconds)
-        t_engine = _median_ms(lambda: engine(rgb, color_order="rgb"), iters, warmup)
+        t_engine = median_ms(lambda: engine(rgb, color_order="rgb"), iters, warmup)
         result = engine(rgb, color_order="rgb")
     text, clip_text = model.text_embeddings(names), model.clip_text_embeddings(names)  # cached before the timing
     del text, clip_text
-    t_torch = _median_ms(lambda: predict_zegformer(model, rgb, names), iters, warmup)
+    t_torch = median_ms(lambda: predict_zegformer(model, rgb, names), iters, warmup)
     labels, _ = predict_zegformer(model, rgb, names)
     agreement = float((result.labels == labels).mean())
     per_call = {k: 1000.0 * statistics.median(v[-iters:]) for k, v in stages.items()}
