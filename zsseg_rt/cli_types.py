@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable, Optional
+from typing import Callable, Optional, TypeVar
 
 __all__ = ["whole_number", "real_number", "port_number", "DEMO_METHOD"]
+
+T = TypeVar("T")
 
 DEMO_METHOD = "scclip-vitb16"  # zsseg demo --method's default (SC-CLIP); its family's configs are the demo's methods
 
@@ -25,21 +27,33 @@ def _range_text(low, high, above, kind: str) -> str:
     return f"{kind} {' and '.join(parts)}" if parts else kind
 
 
+def _checked(
+    convert: Callable[[str], T], in_range: Callable[[T], bool], expected: str, name: str
+) -> Callable[[str], T]:
+    """An argparse ``type``: ``convert(text)``, refused unless it converts and ``in_range`` holds; ``name`` is what
+    argparse calls the type in its "invalid ... value" messages."""
+
+    def parse(text: str) -> T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not in_range(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
 def whole_number(low: Optional[int] = 1, high: Optional[int] = None) -> Callable[[str], int]:
     """An argparse ``type``: a whole number in ``[low, high]`` (either end None: open)."""
     expected = _range_text(low, high, None, "a whole number")
 
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
+    def in_range(value: int) -> bool:
+        return (low is None or value >= low) and (high is None or value <= high)
 
-    parse.__name__ = "whole number"  # argparse names the type in "invalid ... value" messages
-    return parse
+    return _checked(int, in_range, expected, "whole number")
 
 
 def real_number(
@@ -48,22 +62,15 @@ def real_number(
     """An argparse ``type``: a finite number ``>= low`` / ``> above`` / ``<= high`` (None: no such bound)."""
     expected = _range_text(low, high, above, "a finite number")
 
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if (
-            not math.isfinite(value)
-            or (low is not None and value < low)
-            or (above is not None and value <= above)
-            or (high is not None and value > high)
-        ):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
+    def in_range(value: float) -> bool:
+        return (
+            math.isfinite(value)
+            and (low is None or value >= low)
+            and (above is None or value > above)
+            and (high is None or value <= high)
+        )
 
-    parse.__name__ = "number"
-    return parse
+    return _checked(float, in_range, expected, "number")
 
 
 def port_number(free_port: bool = False) -> Callable[[str], int]:
@@ -71,15 +78,4 @@ def port_number(free_port: bool = False) -> Callable[[str], int]:
     port, and the command prints the address it got)."""
     low = 0 if free_port else 1
     expected = f"a TCP port number {low}..65535" + (" (0: any free port)" if free_port else "")
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not low <= value <= 65535:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-
-    parse.__name__ = "port"
-    return parse
+    return _checked(int, lambda value: low <= value <= 65535, expected, "port")
