@@ -7,13 +7,38 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Optional, Sequence, TypeVar
 
-__all__ = ["whole_number", "real_number", "port_number", "DEMO_METHOD"]
+__all__ = ["whole_number", "real_number", "port_number", "add_engine_arguments", "BACKEND_CHOICES", "DEMO_METHOD"]
 
 T = TypeVar("T")
 
 DEMO_METHOD = "scclip-vitb16"  # zsseg demo --method's default (SC-CLIP); its family's configs are the demo's methods
+
+# zsseg_rt.runtime.backends.KNOWN_BACKENDS, written out: importing the runtime would cost `zsseg -h` ~0.2 s
+# (python_tests/runtime/test_openvino_backend.py checks that the two lists agree)
+BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "openvino", "torch")
+PRECISION_CHOICES = ("fp32", "fp16", "fp16-pinned", "bf16", "int8", "auto")
+
+
+def add_engine_arguments(
+    p: argparse.ArgumentParser,
+    *,
+    backend_help: str,
+    device_help: str,
+    mode_help: str,
+    precision_help: Optional[str] = None,
+    backends: Sequence[str] = BACKEND_CHOICES,
+    mode: str = "exact",
+) -> None:
+    """``--backend``, ``--device``, ``--mode`` (and with ``precision_help``, ``--precision``) of a command that runs
+    an Engine: the same choices and defaults everywhere (but ``backends`` and the default ``mode`` given), each
+    command's own help."""
+    p.add_argument("--backend", default="auto", choices=list(backends), help=backend_help)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=device_help)
+    p.add_argument("--mode", default=mode, choices=["exact", "fast"], help=mode_help)
+    if precision_help is not None:
+        p.add_argument("--precision", default=None, choices=list(PRECISION_CHOICES), help=precision_help)
 
 
 def _range_text(low, high, above, kind: str) -> str:

@@ -8,7 +8,7 @@ import signal
 import socket
 from typing import Any, Optional
 
-from zsseg_rt.cli_types import port_number, real_number, whole_number
+from zsseg_rt.cli_types import add_engine_arguments, port_number, real_number, whole_number
 
 __all__ = ["add_batch_command", "add_serve_command"]
 
@@ -150,20 +150,13 @@ def add_batch_command(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--cpus-per-worker", type=real_number(above=0), default=1.0, help="CPUs per actor (default 1)")
     p.add_argument("--batch-size", type=whole_number(1), default=4, help="images per actor call (default 4)")
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "tensorrt", "onnxruntime", "openvino", "torch"],
-        help=_BACKEND_HELP,
-    )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=_DEVICE_HELP)
-    p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=_MODE_HELP)
-    p.add_argument(
-        "--precision",
-        default=None,
-        choices=["fp32", "fp16", "fp16-pinned", "bf16", "int8", "auto"],
-        help="the Engine's precision (default: the backend's); openvino: auto runs the fastest precision that passed "
-        "the accuracy gate on each worker's CPU (docs/precision.md)",
+    add_engine_arguments(
+        p,
+        backend_help=_BACKEND_HELP,
+        device_help=_DEVICE_HELP,
+        mode_help=_MODE_HELP,
+        precision_help="the Engine's precision (default: the backend's); openvino: auto runs the fastest precision "
+        "that passed the accuracy gate on each worker's CPU (docs/precision.md)",
     )
     p.add_argument("--no-resume", action="store_true", help="redo images whose outputs exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -305,14 +298,7 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
         default=5.0,
         help="how long a batch waits for more requests once the first arrived, in ms (default 5)",
     )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "tensorrt", "onnxruntime", "openvino", "torch"],
-        help=_BACKEND_HELP,
-    )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=_DEVICE_HELP)
-    p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=_MODE_HELP)
+    add_engine_arguments(p, backend_help=_BACKEND_HELP, device_help=_DEVICE_HELP, mode_help=_MODE_HELP)
     _add_limit_args(p)
     _add_cluster_args(p)
     p.set_defaults(func=_run_serve)
