@@ -6,7 +6,7 @@ import argparse
 import os
 import signal
 import socket
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from zsseg_rt.cli_types import add_engine_arguments, port_number, real_number, whole_number
 
@@ -60,6 +60,18 @@ def _local_cpus(args: argparse.Namespace) -> int:
     return int(args.num_cpus or os.cpu_count() or 1)
 
 
+def _engine_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """The Engine options that ``zsseg batch`` and ``zsseg serve`` pass on alike to every actor / replica: those of
+    ``add_engine_arguments`` (but ``--precision``, batch only) and of ``_add_limit_args``."""
+    return {
+        "backend": args.backend,
+        "device": args.device,
+        "mode": args.mode,
+        "max_pixels": args.max_pixels,
+        "expected_digest": args.bundle_digest,
+    }
+
+
 def _run_batch(args: argparse.Namespace) -> int:
     from . import import_ray, init_ray
     from .batch import check_pool_fits, prepare_batch, summarize_batch
@@ -69,17 +81,13 @@ def _run_batch(args: argparse.Namespace) -> int:
         args.output,
         args.bundle,
         args.classes,
-        backend=args.backend,
-        device=args.device,
-        mode=args.mode,
         precision=args.precision,
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
         cpus_per_worker=args.cpus_per_worker,
         batch_size=args.batch_size,
         resume=not args.no_resume,
-        max_pixels=args.max_pixels,
-        expected_digest=args.bundle_digest,
+        **_engine_options(args),
     )
     local = _local_cluster(args.address)
     if local:
@@ -231,11 +239,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             cpus_per_replica=args.cpus_per_replica,
             max_batch_size=args.max_batch_size,
             batch_wait_s=args.batch_wait_ms / 1000.0,
-            backend=args.backend,
-            device=args.device,
-            mode=args.mode,
-            max_pixels=args.max_pixels,
-            expected_digest=args.bundle_digest,
+            **_engine_options(args),
         )
         print(
             f"serving on http://{args.host}:{args.port}/ (web page; POST /segment for the API); "
