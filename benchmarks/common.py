@@ -66,6 +66,12 @@ def machine_description(threads: int) -> List[str]:
     ]
 
 
+def section_head(section: str, command: str, threads: int) -> List[str]:
+    """The first lines of a BENCHMARKS.md section: its heading, how to regenerate it (``python -m benchmarks
+    COMMAND``) and the machine (:func:`machine_description`)."""
+    return [section, "", f"Regenerate: `.venv/bin/python -m benchmarks {command}`", "", *machine_description(threads)]
+
+
 def measure_call(
     fn: Callable[[], Any], warmup: int = 0, repeats: int = 5, first: Optional[Callable[[Any], None]] = None
 ) -> Dict[str, float]:

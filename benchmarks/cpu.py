@@ -34,7 +34,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .common import PHOTO, encoder_crops, machine_description, median_ms, show_section
+from .common import PHOTO, encoder_crops, median_ms, section_head, show_section
 from .precision import REFERENCE, _engine_run, _torch_run, _vocabularies, interleaved
 
 SECTION = "## CPU at the hardware's limit: GEMM peak, encoder GFLOP/s, Engine vs PyTorch, post-processing"
@@ -241,8 +241,7 @@ def _verdict(ok: bool, reason: str) -> str:
 
 def render(r: dict, args) -> str:
     feats = r["features"]
-    lines = [SECTION, "", f"Regenerate: `.venv/bin/python -m benchmarks cpu {args.command_tail}`", ""]
-    lines += machine_description(args.threads)
+    lines = section_head(SECTION, f"cpu {args.command_tail}", args.threads)
     lines += [
         f"- CPU features (`zsseg_rt.runtime.cpu_features`): {feats.summary()}; AMX: "
         f"{'yes' if {'amx_bf16', 'amx_int8'} & feats.flags else 'no'}, AVX-512F: "

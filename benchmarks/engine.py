@@ -21,7 +21,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from .common import PHOTO, REPO, machine_description, show_section
+from .common import PHOTO, REPO, section_head, show_section
 
 SECTION = "## Engine (ONNX Runtime CPU) vs PyTorch, full-size ZegCLIP ViT-B/16"
 EMBEDDINGS = REPO / "zsseg_rt" / "assets" / "text_embeddings"
@@ -94,8 +94,7 @@ def bench_torch(model, emb, image, iters: int, warmup: int) -> Dict[str, float]:
 
 
 def render(rows, args) -> str:
-    lines = [SECTION, "", "Regenerate: `.venv/bin/python -m benchmarks engine --write`", ""]
-    lines += machine_description(args.threads)
+    lines = section_head(SECTION, "engine --write", args.threads)
     lines += [
         f"- Input: {PHOTO.name} resized to 512x512 (one window), median of {args.iters} frames after {args.warmup} "
         "warm-up frames; random weights (latency does not depend on them); official text embeddings.",

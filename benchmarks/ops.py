@@ -20,7 +20,7 @@ import subprocess
 import sys
 from typing import Callable, Dict, List, Tuple
 
-from .common import REPO, machine_description, measure_call, show_section
+from .common import REPO, measure_call, section_head, show_section
 
 SECTION = "## Native ops (CPU)"
 
@@ -180,8 +180,7 @@ def verdict(kind: str, ours: dict, torch_side: dict) -> str:
 
 
 def render(rows: List[tuple], args) -> str:
-    lines = [SECTION, "", "Regenerate: `.venv/bin/python -m benchmarks ops --write`", ""]
-    lines += machine_description(args.threads)
+    lines = section_head(SECTION, "ops --write", args.threads)
     lines += [
         f"- Time: median of {args.repeats} calls after {args.warmup} warm-up calls, each side in its own process.",
         "- Peak extra memory: peak RSS (Linux VmHWM, reset via /proc/self/clear_refs after the inputs exist) minus",

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from .common import PHOTO, REPO, encoder_crops, machine_description, measure_call, show_section
+from .common import PHOTO, REPO, encoder_crops, measure_call, section_head, show_section
 
 SECTION = "## Exact post-processing on a real photo (fused multi-window op vs the unfused path)"
 AREA = 0.1  # the softmax rows' area threshold (SCLIP's area_thd form; the value only sets which classes drop)
@@ -219,11 +219,7 @@ def main() -> None:
                 }
             )
     lines = [
-        SECTION,
-        "",
-        "Regenerate: `.venv/bin/python -m benchmarks postprocess --write`",
-        "",
-        *machine_description(args.threads),
+        *section_head(SECTION, "postprocess --write", args.threads),
         f"- Photo 2011_000006.jpg 500x375 -> rescaled {rows[0]['scaled'][1]}x{rows[0]['scaled'][0]}, "
         f"{rows[0]['windows']} windows; full-size ZegCLIP ViT-B/16 bundle (random weights), ONNX Runtime CPU; "
         f"post-processing median of {args.repeats} calls, each side in its own process.",

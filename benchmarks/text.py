@@ -17,7 +17,7 @@ import tempfile
 
 import numpy as np
 
-from .common import machine_description, median_ms, show_section
+from .common import median_ms, section_head, show_section
 
 SECTION = "## Vocabulary: text encoder and per-class cache (ONNX Runtime CPU, full-size CLIP ViT-B/16 text)"
 
@@ -86,11 +86,7 @@ def main() -> None:
         for templates in (("a photo of a {}.",), tuple(engine.meta.templates)):
             rows.append(_measure(engine, names, templates, args.repeats))
     lines = [
-        SECTION,
-        "",
-        "Regenerate: `.venv/bin/python -m benchmarks text --write`",
-        "",
-        *machine_description(args.threads),
+        *section_head(SECTION, "text --write", args.threads),
         f"- Vocabulary: the {len(names)} COCO-Stuff names; median of {args.repeats} runs. Before: every prompt padded "
         "to 77 tokens, chunks of 256 prompts (the Engine until this change). After: prompts grouped by their own "
         "length rounded up to a multiple of 8.",

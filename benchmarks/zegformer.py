@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import List
 
-from .common import PHOTO, machine_description, median_ms, write_section
+from .common import PHOTO, median_ms, section_head, write_section
 
 SECTION = "## ZegFormer (two-stage) vs ZegCLIP (one-stage), PyTorch CPU"
 
@@ -78,11 +78,7 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
             lambda: [zegformer.encode_crops(crops[i : i + 1]) for i in range(crops.shape[0])], iters, warmup
         )
     lines = [
-        SECTION,
-        "",
-        "Regenerate: `.venv/bin/python -m benchmarks zegformer --write`",
-        "",
-        *machine_description(threads),
+        *section_head(SECTION, "zegformer --write", threads),
         f"- Input: {PHOTO.name} resized to 512x512 (one ZegCLIP window; ZegFormer needs no padding at 512), "
         f"median of {iters} runs after {warmup} warm-up; random weights; text embeddings precomputed for both.",
         "- ZegCLIP: `model(images, text)` (encoder + decoder, one 512x512 window). ZegFormer: `segment` = ResNet-101 "

@@ -21,7 +21,7 @@ import tempfile
 import time
 from typing import Dict, List
 
-from .common import PHOTO, machine_description, median_ms, write_section
+from .common import PHOTO, median_ms, section_head, write_section
 
 SECTION = "## ZegFormer Engine (ONNX Runtime CPU) vs PyTorch"
 
@@ -69,11 +69,7 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
     per_call = {k: 1000.0 * statistics.median(v[-iters:]) for k, v in stages.items()}
     rows = [f"| {k} | {per_call[k]:.0f} |" for k in ("preprocess", "image_encoder", "head", "postprocess")]
     return [
-        SECTION,
-        "",
-        "Regenerate: `.venv/bin/python -m benchmarks zegformer_engine --write`",
-        "",
-        *machine_description(threads),
+        *section_head(SECTION, "zegformer_engine --write", threads),
         f"- Input: {PHOTO.name} resized to 512x512, 20 VOC classes, median of {iters} runs after {warmup} warm-up; "
         "full-size `zegformer_r101_voc` with random weights (ResNet-101 mask branch, 100 queries, CLIP ViT-B/16 at "
         f"224 on every query's crop); bundle written unverified in {export_s:.0f} s.",
