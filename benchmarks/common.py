@@ -3,6 +3,7 @@ section writing; and the ``python -m PACKAGE NAME`` dispatcher of this package a
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import pkgutil
@@ -20,30 +21,32 @@ PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.j
 _NOT_PROGRAMS = ("common",)  # shared helpers, not programs
 
 
-def program_names(package: str) -> List[str]:
-    """The programs of the repository package ``package`` (``benchmarks``, ``checks``): every module except
-    ``_private`` ones and shared helpers."""
-    found = pkgutil.iter_modules([str(REPO / package)])
-    return sorted(m.name for m in found if not m.name.startswith("_") and m.name not in _NOT_PROGRAMS)
+class Programs:
+    """``python -m PACKAGE NAME [ARGS]`` for a repository package of programs (``benchmarks``, ``checks``): run its
+    module NAME as a program; without NAME (or with ``-h``), the list of names."""
 
+    def __init__(self, package: str):
+        self.package = package
 
-def run_program(package: str, argv: Optional[List[str]] = None) -> int:
-    """``python -m PACKAGE NAME [ARGS]``: run the module NAME of ``package`` as a program; without NAME (or with
-    ``-h``), the list of names."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: python -m {package} NAME [ARGS]   (python -m {package} NAME --help for its options)")
-        print("names: " + ", ".join(program_names(package)))
-        return 0 if argv else 2
-    name = argv[0]
-    if name not in program_names(package):
-        print(
-            f"python -m {package}: unknown name {name!r}; known: {', '.join(program_names(package))}", file=sys.stderr
-        )
-        return 2
-    sys.argv = [f"python -m {package} {name}", *argv[1:]]
-    runpy.run_module(f"{package}.{name}", run_name="__main__", alter_sys=True)
-    return 0
+    def names(self) -> List[str]:
+        """The programs of the package: every module except ``_private`` ones and shared helpers."""
+        found = pkgutil.iter_modules([str(REPO / self.package)])
+        return sorted(m.name for m in found if not m.name.startswith("_") and m.name not in _NOT_PROGRAMS)
+
+    def main(self, argv: Optional[List[str]] = None) -> int:
+        package = self.package
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if not argv or argv[0] in ("-h", "--help"):
+            print(f"usage: python -m {package} NAME [ARGS]   (python -m {package} NAME --help for its options)")
+            print("names: " + ", ".join(self.names()))
+            return 0 if argv else 2
+        name = argv[0]
+        if name not in self.names():
+            print(f"python -m {package}: unknown name {name!r}; known: {', '.join(self.names())}", file=sys.stderr)
+            return 2
+        sys.argv = [f"python -m {package} {name}", *argv[1:]]
+        runpy.run_module(f"{package}.{name}", run_name="__main__", alter_sys=True)
+        return 0
 
 
 def machine_description(threads: int) -> List[str]:
@@ -128,6 +131,23 @@ def show_section(section: str, text: str, write: bool) -> None:
     print(text)
     if write:
         print(f"wrote {write_section(section, text)}")
+
+
+def run_lines_program(doc: str, section: str, run: Callable[[int, int, int], List[str]]) -> int:
+    """``main()`` of a benchmark whose ``run(iters, warmup, threads)`` returns its section's lines (zegformer,
+    zegformer_engine): ``--iters``, ``--warmup``, ``--threads``; prints the section, ``--write`` also puts it into
+    BENCHMARKS.md. ``doc``: the module's docstring (its first paragraph is the description)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    args = ap.parse_args()
+    text = "\n".join(run(args.iters, args.warmup, args.threads)) + "\n"
+    print(text)
+    if args.write:
+        write_section(section, text)
+    return 0
 
 
 def write_section(section: str, text: str) -> Path:

@@ -13,10 +13,9 @@ official code does per image) against 100 calls of one crop each (a per-crop loo
 
 from __future__ import annotations
 
-import argparse
 from typing import List
 
-from .common import PHOTO, median_ms, section_head, write_section
+from .common import PHOTO, median_ms, run_lines_program, section_head
 
 SECTION = "## ZegFormer (two-stage) vs ZegCLIP (one-stage), PyTorch CPU"
 
@@ -108,18 +107,7 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
-    args = ap.parse_args()
-    lines = run(args.iters, args.warmup, args.threads)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        write_section(SECTION, text)
-    return 0
+    return run_lines_program(__doc__, SECTION, run)
 
 
 if __name__ == "__main__":

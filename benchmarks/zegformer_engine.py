@@ -13,7 +13,6 @@ timed with its ``stage_hook``: preprocess (resize, normalise, pad), image_encode
 
 from __future__ import annotations
 
-import argparse
 import collections
 import statistics
 import sys
@@ -21,7 +20,7 @@ import tempfile
 import time
 from typing import Dict, List
 
-from .common import PHOTO, median_ms, section_head, write_section
+from .common import PHOTO, median_ms, run_lines_program, section_head
 
 SECTION = "## ZegFormer Engine (ONNX Runtime CPU) vs PyTorch"
 
@@ -91,17 +90,7 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
-    args = ap.parse_args()
-    text = "\n".join(run(args.iters, args.warmup, args.threads)) + "\n"
-    print(text)
-    if args.write:
-        write_section(SECTION, text)
-    return 0
+    return run_lines_program(__doc__, SECTION, run)
 
 
 if __name__ == "__main__":
