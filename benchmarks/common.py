@@ -69,6 +69,42 @@ def machine_description(threads: int) -> List[str]:
     ]
 
 
+def torch_op(case: str, t: Dict[str, Any], size: Any) -> Callable[[], object]:
+    """The PyTorch eager side of an op case of ``benchmarks.ops`` (CPU) and ``benchmarks.cuda`` (GPU): segment*,
+    upsample_calibrate*, upsample*, similarity_norm, similarity_scale, else the relation descriptor; ``t``: the
+    case's input tensors, ``size``: the upsampled (H, W) (None for the cases that upsample nothing)."""
+    import torch
+    import torch.nn.functional as F
+
+    if case.startswith("segment"):
+
+        def run():
+            v = F.interpolate(t["logits"], size=size, mode="bilinear", align_corners=False)
+            v = v.sigmoid() - t["bias"][None, :, None, None]
+            labels = v.argmax(dim=1)
+            return labels, v.gather(1, labels[:, None])
+
+        return run
+    if case.startswith("upsample_calibrate"):
+        return lambda: (
+            torch.sigmoid(F.interpolate(t["logits"], size=size, mode="bilinear", align_corners=False))
+            - t["bias"][None, :, None, None]
+        )
+    if case.startswith("upsample"):
+        return lambda: F.interpolate(t["logits"], size=size, mode="bilinear", align_corners=False)
+    if case == "similarity_norm":
+        return lambda: F.normalize(t["text"], dim=-1) @ F.normalize(t["patches"], dim=-1).transpose(1, 2)
+    if case == "similarity_scale":
+        return lambda: 100.0 * (t["text"] @ t["patches"].transpose(1, 2))
+
+    def relation():
+        text, g = t["text"], t["image_global"]
+        cat = torch.cat([text[None] * g[:, None], text[None].expand(g.shape[0], -1, -1)], dim=-1)
+        return F.linear(cat, t["weight"], t["bias"])
+
+    return relation
+
+
 def section_head(section: str, command: str, threads: int) -> List[str]:
     """The first lines of a BENCHMARKS.md section: its heading, how to regenerate it (``python -m benchmarks
     COMMAND``) and the machine (:func:`machine_description`)."""

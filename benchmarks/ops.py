@@ -20,7 +20,7 @@ import subprocess
 import sys
 from typing import Callable, Dict, List, Tuple
 
-from .common import REPO, measure_call, section_head, show_section
+from .common import REPO, measure_call, section_head, show_section, torch_op
 
 SECTION = "## Native ops (CPU)"
 
@@ -85,38 +85,9 @@ def _ours(case: str, x) -> Callable[[], object]:
 
 def _torch(case: str, x) -> Callable[[], object]:
     import torch
-    import torch.nn.functional as F
 
     t = {k: torch.from_numpy(v) for k, v in x.items() if hasattr(v, "shape")}
-    if case.startswith("segment"):
-
-        def run():
-            v = F.interpolate(t["logits"], size=x["size"], mode="bilinear", align_corners=False)
-            v = v.sigmoid() - t["bias"][None, :, None, None]
-            labels = v.argmax(dim=1)
-            return labels, v.gather(1, labels[:, None])
-
-        return run
-    if case.startswith("upsample_calibrate"):
-
-        def calibrate():
-            v = F.interpolate(t["logits"], size=x["size"], mode="bilinear", align_corners=False)
-            return torch.sigmoid(v) - t["bias"][None, :, None, None]
-
-        return calibrate
-    if case.startswith("upsample"):
-        return lambda: F.interpolate(t["logits"], size=x["size"], mode="bilinear", align_corners=False)
-    if case == "similarity_norm":
-        return lambda: F.normalize(t["text"], dim=-1) @ F.normalize(t["patches"], dim=-1).transpose(1, 2)
-    if case == "similarity_scale":
-        return lambda: 100.0 * (t["text"] @ t["patches"].transpose(1, 2))
-
-    def relation():
-        text, g = t["text"], t["image_global"]
-        cat = torch.cat([text[None] * g[:, None], text[None].expand(g.shape[0], -1, -1)], dim=-1)
-        return F.linear(cat, t["weight"], t["bias"])
-
-    return relation
+    return torch_op(case, t, x.get("size"))
 
 
 def _worker(case: str, side: str, threads: int, warmup: int, repeats: int) -> dict:
