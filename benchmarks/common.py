@@ -1,18 +1,52 @@
 """Shared pieces of the benchmark scripts: machine description, timing one call with its memory, and BENCHMARKS.md
-section writing."""
+section writing; and the ``python -m PACKAGE NAME`` dispatcher of this package and of ``checks``."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
+import pkgutil
 import platform
 import re
+import runpy
 import statistics
+import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
+PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"  # the benchmarks' VOC photo
+_NOT_PROGRAMS = ("common",)  # shared helpers, not programs
+
+
+class Programs:
+    """``python -m PACKAGE NAME [ARGS]`` for a repository package of programs (``benchmarks``, ``checks``): run its
+    module NAME as a program; without NAME (or with ``-h``), the list of names."""
+
+    def __init__(self, package: str):
+        self.package = package
+
+    def names(self) -> List[str]:
+        """The programs of the package: every module except ``_private`` ones and shared helpers."""
+        found = pkgutil.iter_modules([str(REPO / self.package)])
+        return sorted(m.name for m in found if not m.name.startswith("_") and m.name not in _NOT_PROGRAMS)
+
+    def main(self, argv: Optional[List[str]] = None) -> int:
+        package = self.package
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if not argv or argv[0] in ("-h", "--help"):
+            print(f"usage: python -m {package} NAME [ARGS]   (python -m {package} NAME --help for its options)")
+            print("names: " + ", ".join(self.names()))
+            return 0 if argv else 2
+        name = argv[0]
+        if name not in self.names():
+            print(f"python -m {package}: unknown name {name!r}; known: {', '.join(self.names())}", file=sys.stderr)
+            return 2
+        sys.argv = [f"python -m {package} {name}", *argv[1:]]
+        runpy.run_module(f"{package}.{name}", run_name="__main__", alter_sys=True)
+        return 0
 
 
 def machine_description(threads: int) -> List[str]:
@@ -33,6 +67,48 @@ def machine_description(threads: int) -> List[str]:
         f"- Threads: {threads} (OMP_NUM_THREADS for zsseg_rt, torch.set_num_threads for PyTorch)",
         f"- PyTorch {torch_version}, Python {platform.python_version()}, date {datetime.date.today().isoformat()}",
     ]
+
+
+def torch_op(case: str, t: Dict[str, Any], size: Any) -> Callable[[], object]:
+    """The PyTorch eager side of an op case of ``benchmarks.ops`` (CPU) and ``benchmarks.cuda`` (GPU): segment*,
+    upsample_calibrate*, upsample*, similarity_norm, similarity_scale, else the relation descriptor; ``t``: the
+    case's input tensors, ``size``: the upsampled (H, W) (None for the cases that upsample nothing)."""
+    import torch
+    import torch.nn.functional as F
+
+    if case.startswith("segment"):
+
+        def run():
+            v = F.interpolate(t["logits"], size=size, mode="bilinear", align_corners=False)
+            v = v.sigmoid() - t["bias"][None, :, None, None]
+            labels = v.argmax(dim=1)
+            return labels, v.gather(1, labels[:, None])
+
+        return run
+    if case.startswith("upsample_calibrate"):
+        return lambda: (
+            torch.sigmoid(F.interpolate(t["logits"], size=size, mode="bilinear", align_corners=False))
+            - t["bias"][None, :, None, None]
+        )
+    if case.startswith("upsample"):
+        return lambda: F.interpolate(t["logits"], size=size, mode="bilinear", align_corners=False)
+    if case == "similarity_norm":
+        return lambda: F.normalize(t["text"], dim=-1) @ F.normalize(t["patches"], dim=-1).transpose(1, 2)
+    if case == "similarity_scale":
+        return lambda: 100.0 * (t["text"] @ t["patches"].transpose(1, 2))
+
+    def relation():
+        text, g = t["text"], t["image_global"]
+        cat = torch.cat([text[None] * g[:, None], text[None].expand(g.shape[0], -1, -1)], dim=-1)
+        return F.linear(cat, t["weight"], t["bias"])
+
+    return relation
+
+
+def section_head(section: str, command: str, threads: int) -> List[str]:
+    """The first lines of a BENCHMARKS.md section: its heading, how to regenerate it (``python -m benchmarks
+    COMMAND``) and the machine (:func:`machine_description`)."""
+    return [section, "", f"Regenerate: `.venv/bin/python -m benchmarks {command}`", "", *machine_description(threads)]
 
 
 def measure_call(
@@ -65,6 +141,49 @@ def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 0) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
+
+
+def encoder_crops(image: Any, meta: Any) -> Tuple[Tuple[int, int], List[Any], Any]:
+    """The image encoder's input for a BGR photo, prepared as the Engine does with a bundle's ``meta``: ``(the
+    rescaled size (H, W), the sliding windows, the padded crops [N, 3, S, S] float32)``."""
+    import numpy as np
+
+    from zsseg_rt import pipeline
+
+    rgb = pipeline.to_rgb_uint8(image, "bgr")
+    chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
+    windows = pipeline.sliding_windows(chw.shape[1], chw.shape[2], meta.crop_size, meta.stride)
+    crops = np.stack(
+        [
+            pipeline.pad_to_multiple(chw[:, w.y1 : w.y2, w.x1 : w.x2], meta.patch_size, (meta.image_size,) * 2)
+            for w in windows
+        ]
+    )
+    return (int(chw.shape[1]), int(chw.shape[2])), windows, crops
+
+
+def show_section(section: str, text: str, write: bool) -> None:
+    """Print a section's ``text``; with ``write`` (``--write``) also put it into BENCHMARKS.md and say where."""
+    print(text)
+    if write:
+        print(f"wrote {write_section(section, text)}")
+
+
+def run_lines_program(doc: str, section: str, run: Callable[[int, int, int], List[str]]) -> int:
+    """``main()`` of a benchmark whose ``run(iters, warmup, threads)`` returns its section's lines (zegformer,
+    zegformer_engine): ``--iters``, ``--warmup``, ``--threads``; prints the section, ``--write`` also puts it into
+    BENCHMARKS.md. ``doc``: the module's docstring (its first paragraph is the description)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    args = ap.parse_args()
+    text = "\n".join(run(args.iters, args.warmup, args.threads)) + "\n"
+    print(text)
+    if args.write:
+        write_section(section, text)
+    return 0
 
 
 def write_section(section: str, text: str) -> Path:

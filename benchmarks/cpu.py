@@ -34,8 +34,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .common import machine_description, median_ms, write_section
-from .engine import PHOTO
+from .common import PHOTO, encoder_crops, median_ms, section_head, show_section
 from .precision import REFERENCE, _engine_run, _torch_run, _vocabularies, interleaved
 
 SECTION = "## CPU at the hardware's limit: GEMM peak, encoder GFLOP/s, Engine vs PyTorch, post-processing"
@@ -242,8 +241,7 @@ def _verdict(ok: bool, reason: str) -> str:
 
 def render(r: dict, args) -> str:
     feats = r["features"]
-    lines = [SECTION, "", f"Regenerate: `.venv/bin/python -m benchmarks cpu {args.command_tail}`", ""]
-    lines += machine_description(args.threads)
+    lines = section_head(SECTION, f"cpu {args.command_tail}", args.threads)
     lines += [
         f"- CPU features (`zsseg_rt.runtime.cpu_features`): {feats.summary()}; AMX: "
         f"{'yes' if {'amx_bf16', 'amx_int8'} & feats.flags else 'no'}, AVX-512F: "
@@ -405,7 +403,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     import onnxruntime
     import torch
 
-    from zsseg_rt import pipeline
     from zsseg_rt.models import create_model
     from zsseg_rt.runtime.cpu_features import cpu_features
 
@@ -436,15 +433,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         bundle = _bundle(args, model, tmp)
         built = engines(bundle, model, args.threads, r["notes"])
         meta = built["Engine onnxruntime fp32"].meta  # type: ignore[attr-defined]
-        rgb = pipeline.to_rgb_uint8(image, "bgr")
-        chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
-        windows = pipeline.sliding_windows(chw.shape[1], chw.shape[2], meta.crop_size, meta.stride)
-        crops = np.stack(
-            [
-                pipeline.pad_to_multiple(chw[:, w.y1 : w.y2, w.x1 : w.x2], meta.patch_size, (meta.image_size,) * 2)
-                for w in windows
-            ]
-        ).astype(np.float32)
+        _, windows, crops = encoder_crops(image, meta)
         r["windows"] = len(windows)
         encoders = interleaved(encoder_runs(bundle, model, crops, args.threads, tmp), args.iters, 1)
         r["encoders"] = {name: ms for name, (ms, _) in encoders.items()}
@@ -488,10 +477,7 @@ def _finish(r: dict, args) -> None:
         setattr(args, key, value)
     args.command_tail = "--write" if not args.bundle else "--bundle B --write"
     r["targets"] = targets(r)
-    text_out = render(r, args)
-    print(text_out)
-    if args.write:
-        print(f"wrote {write_section(SECTION, text_out)}")
+    show_section(SECTION, render(r, args), args.write)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from .common import torch_op
+
 REPO = Path(__file__).resolve().parent.parent
 TARGET = "<= 2x torch eager (issue 25)"
 
@@ -112,7 +114,6 @@ def _ours(case: str, x, stream: int) -> Callable[[], object]:
 
 
 def _torch(case: str, x) -> Callable[[], object]:
-    import torch
     import torch.nn.functional as F
 
     if case == "preprocess":
@@ -141,33 +142,7 @@ def _torch(case: str, x) -> Callable[[], object]:
             return final.max(0)
 
         return windows_run
-    if case.startswith("segment"):
-
-        def run():
-            v = F.interpolate(x["logits"], size=x["size"], mode="bilinear", align_corners=False)
-            v = v.sigmoid() - x["bias"][None, :, None, None]
-            labels = v.argmax(dim=1)
-            return labels, v.gather(1, labels[:, None])
-
-        return run
-    if case.startswith("upsample_calibrate"):
-        return lambda: (
-            torch.sigmoid(F.interpolate(x["logits"], size=x["size"], mode="bilinear", align_corners=False))
-            - x["bias"][None, :, None, None]
-        )
-    if case.startswith("upsample"):
-        return lambda: F.interpolate(x["logits"], size=x["size"], mode="bilinear", align_corners=False)
-    if case == "similarity_norm":
-        return lambda: F.normalize(x["text"], dim=-1) @ F.normalize(x["patches"], dim=-1).transpose(1, 2)
-    if case == "similarity_scale":
-        return lambda: 100.0 * (x["text"] @ x["patches"].transpose(1, 2))
-
-    def relation():
-        text, g = x["text"], x["image_global"]
-        cat = torch.cat([text[None] * g[:, None], text[None].expand(g.shape[0], -1, -1)], dim=-1)
-        return F.linear(cat, x["weight"], x["bias"])
-
-    return relation
+    return torch_op(case, x, x.get("size"))
 
 
 CASES: Dict[str, str] = {

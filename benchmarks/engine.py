@@ -21,11 +21,10 @@ from typing import Dict, List
 
 import numpy as np
 
-from .common import REPO, machine_description, write_section
+from .common import PHOTO, REPO, section_head, show_section
 
 SECTION = "## Engine (ONNX Runtime CPU) vs PyTorch, full-size ZegCLIP ViT-B/16"
 EMBEDDINGS = REPO / "zsseg_rt" / "assets" / "text_embeddings"
-PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"
 
 
 def _median_ms(samples: List[float]) -> float:
@@ -95,8 +94,7 @@ def bench_torch(model, emb, image, iters: int, warmup: int) -> Dict[str, float]:
 
 
 def render(rows, args) -> str:
-    lines = [SECTION, "", "Regenerate: `.venv/bin/python -m benchmarks engine --write`", ""]
-    lines += machine_description(args.threads)
+    lines = section_head(SECTION, "engine --write", args.threads)
     lines += [
         f"- Input: {PHOTO.name} resized to 512x512 (one window), median of {args.iters} frames after {args.warmup} "
         "warm-up frames; random weights (latency does not depend on them); official text embeddings.",
@@ -151,10 +149,7 @@ def main() -> None:
         tor = bench_torch(model, emb, image, args.iters, args.warmup)
         print(f"C={classes}: engine {eng} | torch {tor}", flush=True)
         rows.append((classes, eng, tor))
-    text = render(rows, args)
-    print(text)
-    if args.write:
-        print(f"wrote {write_section(SECTION, text)}")
+    show_section(SECTION, render(rows, args), args.write)
 
 
 if __name__ == "__main__":

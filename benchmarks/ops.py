@@ -20,7 +20,7 @@ import subprocess
 import sys
 from typing import Callable, Dict, List, Tuple
 
-from .common import REPO, machine_description, measure_call, write_section
+from .common import REPO, measure_call, section_head, show_section, torch_op
 
 SECTION = "## Native ops (CPU)"
 
@@ -85,38 +85,9 @@ def _ours(case: str, x) -> Callable[[], object]:
 
 def _torch(case: str, x) -> Callable[[], object]:
     import torch
-    import torch.nn.functional as F
 
     t = {k: torch.from_numpy(v) for k, v in x.items() if hasattr(v, "shape")}
-    if case.startswith("segment"):
-
-        def run():
-            v = F.interpolate(t["logits"], size=x["size"], mode="bilinear", align_corners=False)
-            v = v.sigmoid() - t["bias"][None, :, None, None]
-            labels = v.argmax(dim=1)
-            return labels, v.gather(1, labels[:, None])
-
-        return run
-    if case.startswith("upsample_calibrate"):
-
-        def calibrate():
-            v = F.interpolate(t["logits"], size=x["size"], mode="bilinear", align_corners=False)
-            return torch.sigmoid(v) - t["bias"][None, :, None, None]
-
-        return calibrate
-    if case.startswith("upsample"):
-        return lambda: F.interpolate(t["logits"], size=x["size"], mode="bilinear", align_corners=False)
-    if case == "similarity_norm":
-        return lambda: F.normalize(t["text"], dim=-1) @ F.normalize(t["patches"], dim=-1).transpose(1, 2)
-    if case == "similarity_scale":
-        return lambda: 100.0 * (t["text"] @ t["patches"].transpose(1, 2))
-
-    def relation():
-        text, g = t["text"], t["image_global"]
-        cat = torch.cat([text[None] * g[:, None], text[None].expand(g.shape[0], -1, -1)], dim=-1)
-        return F.linear(cat, t["weight"], t["bias"])
-
-    return relation
+    return torch_op(case, t, x.get("size"))
 
 
 def _worker(case: str, side: str, threads: int, warmup: int, repeats: int) -> dict:
@@ -180,8 +151,7 @@ def verdict(kind: str, ours: dict, torch_side: dict) -> str:
 
 
 def render(rows: List[tuple], args) -> str:
-    lines = [SECTION, "", "Regenerate: `.venv/bin/python -m benchmarks ops --write`", ""]
-    lines += machine_description(args.threads)
+    lines = section_head(SECTION, "ops --write", args.threads)
     lines += [
         f"- Time: median of {args.repeats} calls after {args.warmup} warm-up calls, each side in its own process.",
         "- Peak extra memory: peak RSS (Linux VmHWM, reset via /proc/self/clear_refs after the inputs exist) minus",
@@ -238,9 +208,7 @@ def main() -> None:
         rows.append((case, ours, torch_side))
     text = render(rows, args)
     print()
-    print(text)
-    if args.write:
-        print(f"wrote {write_section(SECTION, text)}")
+    show_section(SECTION, text, args.write)
 
 
 if __name__ == "__main__":

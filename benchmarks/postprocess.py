@@ -26,10 +26,9 @@ import time
 
 import numpy as np
 
-from .common import REPO, machine_description, measure_call, write_section
+from .common import PHOTO, REPO, encoder_crops, measure_call, section_head, show_section
 
 SECTION = "## Exact post-processing on a real photo (fused multi-window op vs the unfused path)"
-PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"
 AREA = 0.1  # the softmax rows' area threshold (SCLIP's area_thd form; the value only sets which classes drop)
 PAIRS = (("unfused", "fused"), ("softmax_before", "softmax_fused"), ("softmax_area_before", "softmax_area_fused"))
 
@@ -146,7 +145,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from zsseg_rt import Engine, pipeline
+    from zsseg_rt import Engine
     from zsseg_rt.export.onnx_export import export_bundle
     from zsseg_rt.models import create_model
     from zsseg_rt.contract.common.config import load_class_names
@@ -162,15 +161,7 @@ def main() -> None:
         meta = engine.meta
         for names in (load_class_names("coco_stuff171")[:20], load_class_names("coco_stuff171")):
             engine.set_classes(names, templates=("a photo of a {}.",))
-            rgb = pipeline.to_rgb_uint8(image, "bgr")
-            chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
-            windows = pipeline.sliding_windows(chw.shape[1], chw.shape[2], meta.crop_size, meta.stride)
-            crops = np.stack(
-                [
-                    pipeline.pad_to_multiple(chw[:, w.y1 : w.y2, w.x1 : w.x2], meta.patch_size, (meta.image_size,) * 2)
-                    for w in windows
-                ]
-            )
+            scaled, windows, crops = encoder_crops(image, meta)
             encoder = []
             for _ in range(3):
                 start = time.perf_counter()
@@ -184,7 +175,7 @@ def main() -> None:
                 bias=engine._vocab[2],
                 windows=np.array([tuple(w) for w in windows]),
                 head=np.array([meta.image_size] * 2),
-                scaled=np.array(chw.shape[1:]),
+                scaled=np.array(scaled),
                 out=np.array(image.shape[:2]),
             )
             sides = {}
@@ -221,18 +212,14 @@ def main() -> None:
                 {
                     "classes": len(names),
                     "windows": len(windows),
-                    "scaled": chw.shape[1:],
+                    "scaled": scaled,
                     "encoder_ms": 1e3 * statistics.median(encoder),
                     **{f"{k}_{m}": v[m] for k, v in sides.items() for m in v},
                     "labels_equal": same,
                 }
             )
     lines = [
-        SECTION,
-        "",
-        "Regenerate: `.venv/bin/python -m benchmarks postprocess --write`",
-        "",
-        *machine_description(args.threads),
+        *section_head(SECTION, "postprocess --write", args.threads),
         f"- Photo 2011_000006.jpg 500x375 -> rescaled {rows[0]['scaled'][1]}x{rows[0]['scaled'][0]}, "
         f"{rows[0]['windows']} windows; full-size ZegCLIP ViT-B/16 bundle (random weights), ONNX Runtime CPU; "
         f"post-processing median of {args.repeats} calls, each side in its own process.",
@@ -267,10 +254,7 @@ def main() -> None:
                 f"{100 * r['labels_equal'][after]:.3f} % |"
             )
     lines.append("")
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        print("wrote", write_section(SECTION, text))
+    show_section(SECTION, "\n".join(lines), args.write)
 
 
 if __name__ == "__main__":

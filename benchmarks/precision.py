@@ -30,7 +30,7 @@ from typing import Dict, List, Mapping, Tuple
 
 import numpy as np
 
-from .common import machine_description, write_section
+from .common import section_head, show_section
 from .engine import EMBEDDINGS, PHOTO
 
 SECTION = "## Precision on the CPU: Engine fp32 / int8 vs the PyTorch pipeline, full-size ZegCLIP ViT-B/16"
@@ -160,8 +160,7 @@ def _graph_floor(model, size: int, iters: int, warmup: int) -> float:  # CUDA on
 
 
 def render(rows, floors, args, section: str = SECTION) -> str:
-    lines = [section, "", f"Regenerate: `.venv/bin/python -m benchmarks precision {args.command_tail}`", ""]
-    lines += machine_description(args.threads)
+    lines = section_head(section, f"precision {args.command_tail}", args.threads)
     lines += [
         f"- Input: {PHOTO.name} as it is ({args.photo_size}; two 512x512 windows at a 512 input), median of {args.iters} frames "
         f"after {args.warmup} warm-up frame(s), the rows taking turns frame by frame (same load on each); "
@@ -311,10 +310,7 @@ def main() -> None:
         print(rows[-len(results) :], flush=True)
     floors = encoder_floors(args, engines, model, args.iters, args.warmup)
     section = SECTION if args.backend == "onnxruntime" else SECTION_TORCH.format(device=args.device)
-    text = render(rows, floors, args, section)
-    print(text)
-    if args.write:
-        print(f"wrote {write_section(section, text)}")
+    show_section(section, render(rows, floors, args, section), args.write)
 
 
 if __name__ == "__main__":

@@ -13,24 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 
 import numpy as np
 
-from .common import machine_description, write_section
+from .common import median_ms, section_head, show_section
 
 SECTION = "## Vocabulary: text encoder and per-class cache (ONNX Runtime CPU, full-size CLIP ViT-B/16 text)"
-
-
-def _median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
 
 
 def _measure(engine, names, templates, repeats: int) -> dict:
@@ -46,20 +35,20 @@ def _measure(engine, names, templates, repeats: int) -> dict:
             out[rows] = engine.backend.encode_text(part)
         return out
 
-    full_ms, trimmed_ms = _median_ms(full_run, repeats), _median_ms(trimmed_run, repeats)
+    full_ms, trimmed_ms = median_ms(full_run, repeats), median_ms(trimmed_run, repeats)
     max_diff = float(np.abs(full_run() - trimmed_run()).max())
 
     def cold():
         engine.text_cache.clear()
         engine.set_classes(names, templates=templates)
 
-    cold_ms = _median_ms(cold, repeats)
+    cold_ms = median_ms(cold, repeats)
 
     def add_one():
         engine.text_cache.discard(names[-1], templates)
         engine.set_classes(names, templates=templates)
 
-    add_ms = _median_ms(add_one, repeats)
+    add_ms = median_ms(add_one, repeats)
     return {
         "templates": len(templates),
         "prompts": len(tokens),
@@ -97,11 +86,7 @@ def main() -> None:
         for templates in (("a photo of a {}.",), tuple(engine.meta.templates)):
             rows.append(_measure(engine, names, templates, args.repeats))
     lines = [
-        SECTION,
-        "",
-        "Regenerate: `.venv/bin/python -m benchmarks text --write`",
-        "",
-        *machine_description(args.threads),
+        *section_head(SECTION, "text --write", args.threads),
         f"- Vocabulary: the {len(names)} COCO-Stuff names; median of {args.repeats} runs. Before: every prompt padded "
         "to 77 tokens, chunks of 256 prompts (the Engine until this change). After: prompts grouped by their own "
         "length rounded up to a multiple of 8.",
@@ -121,10 +106,7 @@ def main() -> None:
         "on the padding after it); adding one class encodes only that class's prompts.",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        print("wrote", write_section(SECTION, text))
+    show_section(SECTION, "\n".join(lines), args.write)
 
 
 if __name__ == "__main__":

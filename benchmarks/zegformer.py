@@ -13,25 +13,11 @@ official code does per image) against 100 calls of one crop each (a per-crop loo
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-from typing import Callable, List
+from typing import List
 
-from .common import REPO, machine_description, write_section
+from .common import PHOTO, median_ms, run_lines_program, section_head
 
 SECTION = "## ZegFormer (two-stage) vs ZegCLIP (one-stage), PyTorch CPU"
-PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"
-
-
-def _median_ms(fn: Callable[[], object], iters: int, warmup: int) -> float:
-    times: List[float] = []
-    for i in range(warmup + iters):
-        start = time.perf_counter()
-        fn()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
 
 
 def _image():
@@ -52,9 +38,9 @@ def _vocab_row(zegclip, zegformer, image, norm, names, text, iters: int, warmup:
     c = len(names)
     seen = torch.zeros(c, dtype=torch.bool)
     seen[: c - 5] = True
-    t_clip = _median_ms(lambda: zegclip(norm, text), iters, warmup)
-    t_zf = _median_ms(lambda: zegformer.segment(image, names, seen=seen, text=text, clip_text=text), iters, warmup)
-    t_mask = _median_ms(lambda: zegformer.segment(image, names, seen=seen, text=text, fusion="none"), iters, warmup)
+    t_clip = median_ms(lambda: zegclip(norm, text), iters, warmup)
+    t_zf = median_ms(lambda: zegformer.segment(image, names, seen=seen, text=text, clip_text=text), iters, warmup)
+    t_mask = median_ms(lambda: zegformer.segment(image, names, seen=seen, text=text, fusion="none"), iters, warmup)
     return f"| C={c} | {t_clip:.0f} | {t_zf:.0f} | {t_mask:.0f} | {t_zf - t_mask:.0f} | {t_zf / t_clip:.1f}x |"
 
 
@@ -86,16 +72,12 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
         masks = F.interpolate(out["pred_masks"], size=padded.shape[-2:], mode="bilinear", align_corners=False)
         clip_images = zegformer.pad((image - zegformer.clip_pixel_mean) / zegformer.clip_pixel_std)
         crops = clip_crops(clip_images, masks, "cropmask")
-        t_batched = _median_ms(lambda: zegformer.encode_crops(crops), iters, warmup)
-        t_loop = _median_ms(
+        t_batched = median_ms(lambda: zegformer.encode_crops(crops), iters, warmup)
+        t_loop = median_ms(
             lambda: [zegformer.encode_crops(crops[i : i + 1]) for i in range(crops.shape[0])], iters, warmup
         )
     lines = [
-        SECTION,
-        "",
-        "Regenerate: `.venv/bin/python -m benchmarks zegformer --write`",
-        "",
-        *machine_description(threads),
+        *section_head(SECTION, "zegformer --write", threads),
         f"- Input: {PHOTO.name} resized to 512x512 (one ZegCLIP window; ZegFormer needs no padding at 512), "
         f"median of {iters} runs after {warmup} warm-up; random weights; text embeddings precomputed for both.",
         "- ZegCLIP: `model(images, text)` (encoder + decoder, one 512x512 window). ZegFormer: `segment` = ResNet-101 "
@@ -125,18 +107,7 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
-    args = ap.parse_args()
-    lines = run(args.iters, args.warmup, args.threads)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        write_section(SECTION, text)
-    return 0
+    return run_lines_program(__doc__, SECTION, run)
 
 
 if __name__ == "__main__":

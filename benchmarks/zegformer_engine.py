@@ -13,28 +13,16 @@ timed with its ``stage_hook``: preprocess (resize, normalise, pad), image_encode
 
 from __future__ import annotations
 
-import argparse
 import collections
 import statistics
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Dict, List
 
-from .common import REPO, machine_description, write_section
+from .common import PHOTO, median_ms, run_lines_program, section_head
 
 SECTION = "## ZegFormer Engine (ONNX Runtime CPU) vs PyTorch"
-PHOTO = REPO / "zsseg_rt" / "assets" / "samples" / "JPEGImages" / "2011_000006.jpg"
-
-
-def _median_ms(fn: Callable[[], object], iters: int, warmup: int) -> float:
-    times: List[float] = []
-    for i in range(warmup + iters):
-        start = time.perf_counter()
-        fn()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
 
 
 def _write_bundle(model, folder: str) -> str:
@@ -70,21 +58,17 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
         engine = Engine(bundle, classes=names, backend="onnxruntime", device="cpu", threads=threads)
         stages: Dict[str, List[float]] = collections.defaultdict(list)
         engine.stage_hook = lambda stage, seconds: stages[stage].append(seconds)
-        t_engine = _median_ms(lambda: engine(rgb, color_order="rgb"), iters, warmup)
+        t_engine = median_ms(lambda: engine(rgb, color_order="rgb"), iters, warmup)
         result = engine(rgb, color_order="rgb")
     text, clip_text = model.text_embeddings(names), model.clip_text_embeddings(names)  # cached before the timing
     del text, clip_text
-    t_torch = _median_ms(lambda: predict_zegformer(model, rgb, names), iters, warmup)
+    t_torch = median_ms(lambda: predict_zegformer(model, rgb, names), iters, warmup)
     labels, _ = predict_zegformer(model, rgb, names)
     agreement = float((result.labels == labels).mean())
     per_call = {k: 1000.0 * statistics.median(v[-iters:]) for k, v in stages.items()}
     rows = [f"| {k} | {per_call[k]:.0f} |" for k in ("preprocess", "image_encoder", "head", "postprocess")]
     return [
-        SECTION,
-        "",
-        "Regenerate: `.venv/bin/python -m benchmarks zegformer_engine --write`",
-        "",
-        *machine_description(threads),
+        *section_head(SECTION, "zegformer_engine --write", threads),
         f"- Input: {PHOTO.name} resized to 512x512, 20 VOC classes, median of {iters} runs after {warmup} warm-up; "
         "full-size `zegformer_r101_voc` with random weights (ResNet-101 mask branch, 100 queries, CLIP ViT-B/16 at "
         f"224 on every query's crop); bundle written unverified in {export_s:.0f} s.",
@@ -106,17 +90,7 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
-    args = ap.parse_args()
-    text = "\n".join(run(args.iters, args.warmup, args.threads)) + "\n"
-    print(text)
-    if args.write:
-        write_section(SECTION, text)
-    return 0
+    return run_lines_program(__doc__, SECTION, run)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import time
 from typing import List, Optional
 
 from zsseg_rt.assets import SAMPLES_DIR
-from zsseg_rt.cli_types import DEMO_METHOD, real_number, whole_number
+from zsseg_rt.cli_types import DEMO_METHOD, add_engine_arguments, real_number, whole_number
 
 SAMPLE_DIR = str(SAMPLES_DIR)  # the VOC sample photos shipped with the package
 
@@ -248,23 +248,14 @@ def _add_segment_command(sub) -> None:
         help='print the results as JSON on stdout (per image: output paths, "areas": class -> fraction of the '
         'pixels, "timing_ms") instead of lines',
     )
-    # zsseg_rt.runtime.backends.KNOWN_BACKENDS, written out: importing the runtime would cost `zsseg -h` ~0.2 s
-    # (python_tests/runtime/test_openvino_backend.py checks that the two lists agree)
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "tensorrt", "onnxruntime", "openvino", "torch"],
-        help=BACKEND_HELP,
-    )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
-    p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=MODE_HELP)
-    p.add_argument(
-        "--precision",
-        default=None,
-        choices=["fp32", "fp16", "fp16-pinned", "bf16", "int8", "auto"],
-        help="default: the backend's (TensorRT fp16, else fp32). onnxruntime: int8 (CPU) or bf16 (Arm64); openvino: "
-        "bf16 (AMX / AVX-512-BF16) or int8 (VNNI / AMX-INT8); auto on both: the fastest precision that passed the "
-        "gate on this CPU, else fp32; "
+    add_engine_arguments(
+        p,
+        backend_help=BACKEND_HELP,
+        device_help=DEVICE_HELP,
+        mode_help=MODE_HELP,
+        precision_help="default: the backend's (TensorRT fp16, else fp32). onnxruntime: int8 (CPU) or bf16 (Arm64); "
+        "openvino: bf16 (AMX / AVX-512-BF16) or int8 (VNNI / AMX-INT8); auto on both: the fastest precision that "
+        "passed the gate on this CPU, else fp32; "
         "torch: fp16/bf16; a reduced precision runs only after its accuracy gate passed (docs/precision.md)",
     )
     p.add_argument(

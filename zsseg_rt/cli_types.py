@@ -7,11 +7,38 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, TypeVar
 
-__all__ = ["whole_number", "real_number", "port_number", "DEMO_METHOD"]
+__all__ = ["whole_number", "real_number", "port_number", "add_engine_arguments", "BACKEND_CHOICES", "DEMO_METHOD"]
+
+T = TypeVar("T")
 
 DEMO_METHOD = "scclip-vitb16"  # zsseg demo --method's default (SC-CLIP); its family's configs are the demo's methods
+
+# zsseg_rt.runtime.backends.KNOWN_BACKENDS, written out: importing the runtime would cost `zsseg -h` ~0.2 s
+# (python_tests/runtime/test_openvino_backend.py checks that the two lists agree)
+BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "openvino", "torch")
+PRECISION_CHOICES = ("fp32", "fp16", "fp16-pinned", "bf16", "int8", "auto")
+
+
+def add_engine_arguments(
+    p: argparse.ArgumentParser,
+    *,
+    backend_help: str,
+    device_help: str,
+    mode_help: str,
+    precision_help: Optional[str] = None,
+    backends: Sequence[str] = BACKEND_CHOICES,
+    mode: str = "exact",
+) -> None:
+    """``--backend``, ``--device``, ``--mode`` (and with ``precision_help``, ``--precision``) of a command that runs
+    an Engine: the same choices and defaults everywhere (but ``backends`` and the default ``mode`` given), each
+    command's own help."""
+    p.add_argument("--backend", default="auto", choices=list(backends), help=backend_help)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=device_help)
+    p.add_argument("--mode", default=mode, choices=["exact", "fast"], help=mode_help)
+    if precision_help is not None:
+        p.add_argument("--precision", default=None, choices=list(PRECISION_CHOICES), help=precision_help)
 
 
 def _range_text(low, high, above, kind: str) -> str:
@@ -25,21 +52,33 @@ def _range_text(low, high, above, kind: str) -> str:
     return f"{kind} {' and '.join(parts)}" if parts else kind
 
 
+def _checked(
+    convert: Callable[[str], T], in_range: Callable[[T], bool], expected: str, name: str
+) -> Callable[[str], T]:
+    """An argparse ``type``: ``convert(text)``, refused unless it converts and ``in_range`` holds; ``name`` is what
+    argparse calls the type in its "invalid ... value" messages."""
+
+    def parse(text: str) -> T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not in_range(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
 def whole_number(low: Optional[int] = 1, high: Optional[int] = None) -> Callable[[str], int]:
     """An argparse ``type``: a whole number in ``[low, high]`` (either end None: open)."""
     expected = _range_text(low, high, None, "a whole number")
 
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
+    def in_range(value: int) -> bool:
+        return (low is None or value >= low) and (high is None or value <= high)
 
-    parse.__name__ = "whole number"  # argparse names the type in "invalid ... value" messages
-    return parse
+    return _checked(int, in_range, expected, "whole number")
 
 
 def real_number(
@@ -48,22 +87,15 @@ def real_number(
     """An argparse ``type``: a finite number ``>= low`` / ``> above`` / ``<= high`` (None: no such bound)."""
     expected = _range_text(low, high, above, "a finite number")
 
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if (
-            not math.isfinite(value)
-            or (low is not None and value < low)
-            or (above is not None and value <= above)
-            or (high is not None and value > high)
-        ):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
+    def in_range(value: float) -> bool:
+        return (
+            math.isfinite(value)
+            and (low is None or value >= low)
+            and (above is None or value > above)
+            and (high is None or value <= high)
+        )
 
-    parse.__name__ = "number"
-    return parse
+    return _checked(float, in_range, expected, "number")
 
 
 def port_number(free_port: bool = False) -> Callable[[str], int]:
@@ -71,15 +103,4 @@ def port_number(free_port: bool = False) -> Callable[[str], int]:
     port, and the command prints the address it got)."""
     low = 0 if free_port else 1
     expected = f"a TCP port number {low}..65535" + (" (0: any free port)" if free_port else "")
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not low <= value <= 65535:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-
-    parse.__name__ = "port"
-    return parse
+    return _checked(int, lambda value: low <= value <= 65535, expected, "port")

@@ -14,6 +14,7 @@ import tempfile
 import time
 
 import pytest
+from scale_processes import process_tree
 from support import subprocess_env
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads Linux's /proc")
@@ -46,20 +47,7 @@ def _command_line(pid: int) -> str:
 
 def _descendants(root: int) -> dict:
     """``{pid: start time}`` of every process below ``root`` (now)."""
-    parents = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as handle:
-                    parents[int(name)] = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    family, grown = set(), {root}
-    while grown:
-        family |= grown
-        grown = {pid for pid, parent in parents.items() if parent in grown} - family
-    family.discard(root)
-    return {pid: _start_time(pid) for pid in family}
+    return {pid: _start_time(pid) for pid in process_tree(root) - {root}}
 
 
 def _references(pid: int, folder: str) -> bool:

@@ -12,6 +12,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
+from scale_processes import process_tree
 from support import VOCAB10 as VOCAB
 from support import write_bilevel_png
 
@@ -166,20 +167,7 @@ def test_a_bomb_among_good_requests_fails_alone(server, tiny_bundle, photos, tmp
 def _listening_sockets(root_pid):
     """``(address hex, port, pid)`` of every TCP socket in LISTEN state held by ``root_pid`` or its descendants
     (Linux /proc: the Ray processes started by this test process)."""
-    parents = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as handle:
-                    parents[int(name)] = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    family = {root_pid}
-    changed = True
-    while changed:
-        grown = {pid for pid, parent in parents.items() if parent in family} - family
-        family |= grown
-        changed = bool(grown)
+    family = process_tree(root_pid)
     inodes = {}
     for pid in family:
         try:

@@ -72,6 +72,21 @@ def write_test_video(path: str, count: int, size=(48, 64), fps: float = 30.0) ->
     return path
 
 
+def write_band_clip(path, frames: int = 12, fps: float = 10.0, size=(64, 48)) -> str:
+    """Write a ``frames``-frame MJPG clip of ``size`` (width, height) at ``fps`` whose frames all differ (a band
+    growing by 4 columns a frame); returns its path."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert writer.isOpened()
+    for i in range(frames):
+        frame = np.zeros((size[1], size[0], 3), np.uint8)
+        frame[:, : 4 + 4 * i] = (40, 200, 90)  # every frame differs
+        writer.write(frame)
+    writer.release()
+    return str(path)
+
+
 @contextlib.contextmanager
 def running_preview(engine, frame_size=(48, 64)):
     """A StreamRunner streaming numbered frames through ``engine`` into an MjpegSink on 127.0.0.1 (a free port)

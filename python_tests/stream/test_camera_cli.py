@@ -9,21 +9,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 cv2 = pytest.importorskip("cv2")
-
-
-def _clip(path, frames=12, fps=10.0, size=(64, 48)):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    assert writer.isOpened()
-    for i in range(frames):
-        frame = np.zeros((size[1], size[0], 3), np.uint8)
-        frame[:, : 4 + 4 * i] = (40, 200, 90)  # every frame differs
-        writer.write(frame)
-    writer.release()
-    return str(path)
+from stream_fakes import write_band_clip  # noqa: E402
 
 
 def _camera(argv, timeout=120):
@@ -36,7 +25,7 @@ def _camera(argv, timeout=120):
 
 
 def test_video_file_every_frame_same_fps_with_progress(tmp_path, tiny_bundle):
-    clip = _clip(tmp_path / "clip.avi", frames=12, fps=10.0)
+    clip = write_band_clip(tmp_path / "clip.avi", frames=12, fps=10.0)
     output, stats = str(tmp_path / "out.avi"), str(tmp_path / "stats.json")
     out, _ = _camera([clip, "--bundle", tiny_bundle, "--classes", "a,b", "-o", output, "--stats-json", stats])
     assert out.returncode == 0, out.stderr
@@ -68,7 +57,7 @@ def test_no_output_on_a_headless_machine_starts_no_server(tmp_path, tiny_bundle,
     from zsseg_rt.stream import capabilities
 
     monkeypatch.setattr(capabilities, "opencv_has_gui", lambda info=None: False)
-    clip = _clip(tmp_path / "clip.avi", frames=2)
+    clip = write_band_clip(tmp_path / "clip.avi", frames=2)
     with socket.socket() as probe:  # the old default port stays free: nothing was started on it
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         port_was_free = probe.connect_ex(("127.0.0.1", 8080)) != 0
@@ -81,7 +70,7 @@ def test_no_output_on_a_headless_machine_starts_no_server(tmp_path, tiny_bundle,
 
 
 def test_random_weight_bundle_frames_carry_the_banner(tmp_path, random_bundle):
-    clip = _clip(tmp_path / "clip.avi", frames=3, size=(160, 120))
+    clip = write_band_clip(tmp_path / "clip.avi", frames=3, size=(160, 120))
     frames = tmp_path / "frames"
     out, _ = _camera([clip, "--bundle", random_bundle, "--classes", "a,b", "-o", str(frames) + "/", "--no-progress"])
     assert out.returncode == 0 and "RANDOM WEIGHTS" in out.stderr, out.stderr

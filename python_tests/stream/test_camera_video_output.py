@@ -15,19 +15,9 @@ import numpy as np
 import pytest
 
 cv2 = pytest.importorskip("cv2")
+from stream_fakes import write_band_clip  # noqa: E402
 
 FRAMES, FPS, SIZE = 12, 10.0, (64, 48)
-
-
-def _clip(path, frames=FRAMES, fps=FPS, size=SIZE):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    assert writer.isOpened()
-    for i in range(frames):
-        frame = np.zeros((size[1], size[0], 3), np.uint8)
-        frame[:, : 4 + 4 * i] = (40, 200, 90)  # every frame differs
-        writer.write(frame)
-    writer.release()
-    return str(path)
 
 
 def _camera(argv, prelude="", timeout=180):
@@ -49,7 +39,7 @@ def _probe(path):
 
 def test_mp4_output_is_h264_with_every_frame_at_the_input_rate(tmp_path, tiny_bundle):
     pytest.importorskip("av")
-    clip = _clip(tmp_path / "clip.avi")
+    clip = write_band_clip(tmp_path / "clip.avi", FRAMES, FPS, SIZE)
     output, stats = tmp_path / "out.mp4", tmp_path / "stats.json"
     out = _camera([clip, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(output), "--stats-json", str(stats)])
     assert out.returncode == 0, out.stderr
@@ -72,7 +62,7 @@ def test_mp4_output_is_h264_with_every_frame_at_the_input_rate(tmp_path, tiny_bu
 
 
 def test_without_pyav_the_fallback_says_browsers_will_not_play_it(tmp_path, tiny_bundle):
-    clip = _clip(tmp_path / "clip.avi")
+    clip = write_band_clip(tmp_path / "clip.avi", FRAMES, FPS, SIZE)
     output, stats = tmp_path / "out.mp4", tmp_path / "stats.json"
     no_pyav = "import sys\nsys.modules['av'] = None  # as in the runtime-only install\n"
     argv = [clip, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(output), "--stats-json", str(stats)]
@@ -117,7 +107,7 @@ def test_chromium_plays_the_mp4_and_refuses_the_old_mp4v(tmp_path, browser):
 
 
 def test_a_stopped_file_drops_nothing_and_writes_every_frame_it_processed(tmp_path, tiny_bundle):
-    clip = _clip(tmp_path / "clip.avi")
+    clip = write_band_clip(tmp_path / "clip.avi", FRAMES, FPS, SIZE)
     output, stats = tmp_path / "out.avi", tmp_path / "stats.json"
     argv = [clip, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(output), "--stats-json", str(stats)]
     out = _camera([*argv, "--max-frames", "5", "--no-progress"])
@@ -147,7 +137,7 @@ def test_every_frame_grabber_counts_nothing_dropped_when_stopped():
 
 
 def test_the_progress_bar_prints_its_last_line_once(tmp_path, tiny_bundle):
-    clip = _clip(tmp_path / "clip.avi")
+    clip = write_band_clip(tmp_path / "clip.avi", FRAMES, FPS, SIZE)
     out = _camera([clip, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(tmp_path / "out.avi")])
     assert out.returncode == 0, out.stderr
     drawn = [line for line in out.stderr.replace("\r", "\n").splitlines() if f"{FRAMES}/{FRAMES}" in line]

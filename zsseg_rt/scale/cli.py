@@ -6,9 +6,9 @@ import argparse
 import os
 import signal
 import socket
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
-from zsseg_rt.cli_types import port_number, real_number, whole_number
+from zsseg_rt.cli_types import add_engine_arguments, port_number, real_number, whole_number
 
 __all__ = ["add_batch_command", "add_serve_command"]
 
@@ -60,6 +60,18 @@ def _local_cpus(args: argparse.Namespace) -> int:
     return int(args.num_cpus or os.cpu_count() or 1)
 
 
+def _engine_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """The Engine options that ``zsseg batch`` and ``zsseg serve`` pass on alike to every actor / replica: those of
+    ``add_engine_arguments`` (but ``--precision``, batch only) and of ``_add_limit_args``."""
+    return {
+        "backend": args.backend,
+        "device": args.device,
+        "mode": args.mode,
+        "max_pixels": args.max_pixels,
+        "expected_digest": args.bundle_digest,
+    }
+
+
 def _run_batch(args: argparse.Namespace) -> int:
     from . import import_ray, init_ray
     from .batch import check_pool_fits, prepare_batch, summarize_batch
@@ -69,17 +81,13 @@ def _run_batch(args: argparse.Namespace) -> int:
         args.output,
         args.bundle,
         args.classes,
-        backend=args.backend,
-        device=args.device,
-        mode=args.mode,
         precision=args.precision,
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
         cpus_per_worker=args.cpus_per_worker,
         batch_size=args.batch_size,
         resume=not args.no_resume,
-        max_pixels=args.max_pixels,
-        expected_digest=args.bundle_digest,
+        **_engine_options(args),
     )
     local = _local_cluster(args.address)
     if local:
@@ -150,20 +158,13 @@ def add_batch_command(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--cpus-per-worker", type=real_number(above=0), default=1.0, help="CPUs per actor (default 1)")
     p.add_argument("--batch-size", type=whole_number(1), default=4, help="images per actor call (default 4)")
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "tensorrt", "onnxruntime", "openvino", "torch"],
-        help=_BACKEND_HELP,
-    )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=_DEVICE_HELP)
-    p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=_MODE_HELP)
-    p.add_argument(
-        "--precision",
-        default=None,
-        choices=["fp32", "fp16", "fp16-pinned", "bf16", "int8", "auto"],
-        help="the Engine's precision (default: the backend's); openvino: auto runs the fastest precision that passed "
-        "the accuracy gate on each worker's CPU (docs/precision.md)",
+    add_engine_arguments(
+        p,
+        backend_help=_BACKEND_HELP,
+        device_help=_DEVICE_HELP,
+        mode_help=_MODE_HELP,
+        precision_help="the Engine's precision (default: the backend's); openvino: auto runs the fastest precision "
+        "that passed the accuracy gate on each worker's CPU (docs/precision.md)",
     )
     p.add_argument("--no-resume", action="store_true", help="redo images whose outputs exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -238,11 +239,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             cpus_per_replica=args.cpus_per_replica,
             max_batch_size=args.max_batch_size,
             batch_wait_s=args.batch_wait_ms / 1000.0,
-            backend=args.backend,
-            device=args.device,
-            mode=args.mode,
-            max_pixels=args.max_pixels,
-            expected_digest=args.bundle_digest,
+            **_engine_options(args),
         )
         print(
             f"serving on http://{args.host}:{args.port}/ (web page; POST /segment for the API); "
@@ -305,14 +302,7 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
         default=5.0,
         help="how long a batch waits for more requests once the first arrived, in ms (default 5)",
     )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "tensorrt", "onnxruntime", "openvino", "torch"],
-        help=_BACKEND_HELP,
-    )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=_DEVICE_HELP)
-    p.add_argument("--mode", default="exact", choices=["exact", "fast"], help=_MODE_HELP)
+    add_engine_arguments(p, backend_help=_BACKEND_HELP, device_help=_DEVICE_HELP, mode_help=_MODE_HELP)
     _add_limit_args(p)
     _add_cluster_args(p)
     p.set_defaults(func=_run_serve)

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from zsseg_rt.cli_types import port_number, real_number, whole_number
+from zsseg_rt.cli_types import add_engine_arguments, port_number, real_number, whole_number
 
 log = logging.getLogger("zsseg_rt.stream")
 
@@ -61,19 +61,14 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="the --preview page shows the stream only (by default it has a box to change the classes live)",
     )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "tensorrt", "onnxruntime", "torch"],
-        help="auto (TensorRT when engines were built, else ONNX Runtime), tensorrt, onnxruntime or torch",
-    )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto, cpu or cuda")
-    p.add_argument(
-        "--mode",
-        default="fast",
-        choices=["exact", "fast"],
-        help="post-processing order: fast (default here: fused, less latency) or exact (the papers' order); "
+    add_engine_arguments(
+        p,
+        backend_help="auto (TensorRT when engines were built, else ONNX Runtime), tensorrt, onnxruntime or torch",
+        device_help="auto, cpu or cuda",
+        mode_help="post-processing order: fast (default here: fused, less latency) or exact (the papers' order); "
         "see `zsseg segment --help`",
+        backends=("auto", "tensorrt", "onnxruntime", "torch"),
+        mode="fast",
     )
     p.add_argument("--width", type=whole_number(1), help="requested capture width (V4L2 / CSI)")
     p.add_argument("--height", type=whole_number(1), help="requested capture height (V4L2 / CSI)")
