@@ -285,7 +285,7 @@ def test_export_bundle_and_engine_match_torch(models, method, tmp_path):
     from zsseg_rt import Engine
     from zsseg_rt.bundle import load_meta
     from zsseg_rt.export.onnx_export import export_bundle
-    from zsseg_rt.models.training_free.infer import segment
+    from zsseg_rt.models.training_free.predict import segment
 
     model = models[method]
     out = export_bundle(model, str(tmp_path / "bundle"), max_classes=8, verify_images=VOC_IMAGES[:1])
