@@ -454,3 +454,23 @@ def test_every_family_has_the_one_layout():
     assert [p.name for p in families] == FAMILIES and len(families) >= 5
     found = [problem for family in families for problem in family_layout_problems(family)]
     assert not found, "families out of the layout of docs/development.md (Family layout):\n" + "\n".join(found)
+
+
+def test_every_family_has_its_test_folder():
+    """docs/development.md "Test layout": a family's tests are in python_tests/models/<family>/, and no test file
+    named for one family is anywhere else."""
+    tests = ROOT / "python_tests"
+    missing = [f for f in FAMILIES if not list((tests / "models" / f).glob("test_*.py"))]
+    assert not missing, f"families without tests in python_tests/models/<family>/: {missing}"
+    named = re.compile(r"(?:^|_)(" + "|".join(map(re.escape, FAMILIES)) + r")(?:_|\.py$)")
+    # control: the names of the old places are caught, a generic name is not
+    assert [m and m.group(1) for m in map(named.search, ("test_zeroseg_bundle.py", "test_registry.py"))] == [
+        "zeroseg",
+        None,
+    ]
+    astray = [
+        str(path.relative_to(tests))
+        for path in sorted(tests.rglob("test_*.py"))
+        if named.search(path.name) and path.parent != tests / "models" / named.search(path.name).group(1)
+    ]
+    assert not astray, f"test files named for a family outside its folder python_tests/models/<family>/: {astray}"

@@ -18,6 +18,8 @@ from zsseg_rt.eval.evaluate import evaluate
 from zsseg_rt.models import create_model
 from zsseg_rt.models.zeroseg.evaluate import evaluate_zeroseg
 
+pytestmark = pytest.mark.single_torch_thread  # one torch thread, as the tests under eval/ and train/
+
 SAMPLES = Path(zsseg_rt.__file__).parent / "assets" / "samples"
 
 
