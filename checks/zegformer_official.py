@@ -1,5 +1,5 @@
 """ZegFormer's Engine (ONNX Runtime) and ``predict_zegformer`` (PyTorch) against the independent transcription of
-the official inference (``python_tests/models/zegformer_official.py``), on every sample photo.
+the official inference (``python_tests/models/zegformer/zegformer_official.py``), on every sample photo.
 
     python -m checks zegformer_official                       # 4 photos x 3 test sizes x 3 CLIP crop styles
     python -m checks zegformer_official --settings tiny --styles cropmask --json out/zegformer_official.json
@@ -39,7 +39,7 @@ LOAD_WITH = {  # README.json "load_with": the fixture's widths and CLIP heads
 
 def _transcription():
     """The test suite's transcription of the official code, loaded from its file (it is not a package module)."""
-    path = REPO / "python_tests" / "models" / "zegformer_official.py"
+    path = REPO / "python_tests" / "models" / "zegformer" / "zegformer_official.py"
     spec = importlib.util.spec_from_file_location("zegformer_official", path)
     if spec is None or spec.loader is None or not path.is_file():
         raise SystemExit(f"{path} not found: run this from a repository checkout")

@@ -29,7 +29,7 @@ def main() -> int:
 
     from zsseg_rt.export.onnx_export import export_bundle
     from zsseg_rt.models import create_model
-    from zsseg_rt.models.zeroseg.bundle import build_bundle_model, default_verify_images
+    from zsseg_rt.models.zeroseg.export import build_bundle_model, default_verify_images
 
     torch.manual_seed(args.seed)
     student = create_model(args.native or args.config)

@@ -20,6 +20,11 @@ def pytest_configure(config):
     )
     config.addinivalue_line(
         "markers",
+        "single_torch_thread: one torch intra-op thread, as for the tests under eval/ and train/ (training and "
+        "evaluation loops of tiny models)",
+    )
+    config.addinivalue_line(
+        "markers",
         "cuda: runs the CUDA path of the native module; skips without a usable device. CI runs them on the emulated "
         "CUDA runtime: ZSSEG_CUDA_EMULATION=1 python -m pytest python_tests -m cuda (tools/build_emulated.sh)",
     )
@@ -120,14 +125,17 @@ def _hub_offline_switch_restored():
 
 
 # Test directories whose tiny CPU models run fastest with one torch intra-op thread (training/evaluation loops
-# of many tiny steps, where thread hand-off costs more than it saves).
+# of many tiny steps, where thread hand-off costs more than it saves); a family's training and evaluation tests,
+# in its folder python_tests/models/<family>/, say so with ``pytestmark = pytest.mark.single_torch_thread``.
 SINGLE_TORCH_THREAD_DIRS = ("eval", "train")
 
 
 @pytest.fixture(autouse=True)
 def _single_torch_thread(request):
-    """One torch intra-op thread for the tests under ``SINGLE_TORCH_THREAD_DIRS``; the old count is restored."""
-    if request.node.path.parent.name not in SINGLE_TORCH_THREAD_DIRS:
+    """One torch intra-op thread for the tests under ``SINGLE_TORCH_THREAD_DIRS`` or marked ``single_torch_thread``;
+    the old count is restored."""
+    marked = request.node.get_closest_marker("single_torch_thread") is not None
+    if request.node.path.parent.name not in SINGLE_TORCH_THREAD_DIRS and not marked:
         yield
         return
     torch = pytest.importorskip("torch")

@@ -374,3 +374,104 @@ def test_leftover_finder_finds_leftovers(tmp_path):
 
 def test_no_merge_leftovers_in_the_source():
     assert _leftovers(ROOT) == [], "remove these merge/patch leftovers (and do not commit them)"
+
+
+# ---------------------------------------------------------------------------------------------- family layout
+# docs/development.md "Family layout": the files every family has, and the role modules' one name each
+FAMILY_REQUIRED = ("__init__.py", "family.py", "config.py", "configs/", "model.py")
+FAMILY_ROLES = ("predict.py", "export.py", "evaluate.py", "official.py", "losses.py", "weights.py")
+# a role under another name -> the role's name
+FAMILY_ROLE_ALIASES = {
+    "infer.py": "predict.py",
+    "inference.py": "predict.py",
+    "protocol.py": "evaluate.py",
+    "eval.py": "evaluate.py",
+    "bundle.py": "export.py",
+    "onnx.py": "export.py",
+    "loss.py": "losses.py",
+}
+NOT_FAMILIES = ("common",)  # zsseg_rt/models/common: the dated alias of zsseg_rt.contract.common
+
+
+def family_dirs(models: Path) -> List[Path]:
+    """The family packages: every package folder under ``models`` (read from the file system, so a new family is
+    checked without being listed here)."""
+    return sorted(p for p in models.iterdir() if (p / "__init__.py").is_file() and p.name not in NOT_FAMILIES)
+
+
+def family_layout_problems(family: Path) -> List[str]:
+    """What breaks the one family layout in the package folder ``family``."""
+    problems = []
+    for name in FAMILY_REQUIRED:
+        path = family / name.rstrip("/")
+        if not (path.is_dir() if name.endswith("/") else path.is_file()):
+            problems.append(f"{family.name}: no {name}")
+    for name, role in sorted(FAMILY_ROLE_ALIASES.items()):
+        if (family / name).exists():
+            problems.append(f"{family.name}/{name}: a role module under another name (call it {role})")
+    init = family / "__init__.py"
+    if init.is_file():
+        tree = ast.parse(init.read_text(encoding="utf-8"))
+        calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        if "register_family" not in calls:
+            problems.append(f"{family.name}/__init__.py: registers no family (register_family)")
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                problems.append(f"{family.name}/__init__.py:{node.lineno}: {node.name} (registration only)")
+    return problems
+
+
+def test_family_layout_checker_flags_a_bad_family(tmp_path):
+    """Control: a fake family without model.py and configs/, with roles under old names and code in its
+    ``__init__.py``, is flagged on each count; a fake family in the layout is not; ``common`` is no family."""
+    good, bad = tmp_path / "goodfam", tmp_path / "badfam"
+    for folder in (good, bad, tmp_path / "common"):
+        folder.mkdir()
+        (folder / "__init__.py").write_text(
+            "from zsseg_rt.contract.registry import register_family\n\nFAMILY = register_family(F)\n"
+        )
+    for name in ("family.py", "config.py", "model.py", "predict.py", "export.py"):
+        (good / name).write_text("")
+    (good / "configs").mkdir()
+    for name in ("family.py", "config.py", "infer.py", "protocol.py", "bundle.py", "onnx.py"):
+        (bad / name).write_text("")
+    (bad / "__init__.py").write_text("def helper():\n    pass\n")
+    assert [p.name for p in family_dirs(tmp_path)] == ["badfam", "goodfam"]
+    assert family_layout_problems(good) == []
+    assert family_layout_problems(bad) == [
+        "badfam: no configs/",
+        "badfam: no model.py",
+        "badfam/bundle.py: a role module under another name (call it export.py)",
+        "badfam/infer.py: a role module under another name (call it predict.py)",
+        "badfam/onnx.py: a role module under another name (call it export.py)",
+        "badfam/protocol.py: a role module under another name (call it evaluate.py)",
+        "badfam/__init__.py: registers no family (register_family)",
+        "badfam/__init__.py:1: helper (registration only)",
+    ]
+
+
+def test_every_family_has_the_one_layout():
+    families = family_dirs(PACKAGE / "models")
+    assert [p.name for p in families] == FAMILIES and len(families) >= 5
+    found = [problem for family in families for problem in family_layout_problems(family)]
+    assert not found, "families out of the layout of docs/development.md (Family layout):\n" + "\n".join(found)
+
+
+def test_every_family_has_its_test_folder():
+    """docs/development.md "Test layout": a family's tests are in python_tests/models/<family>/, and no test file
+    named for one family is anywhere else."""
+    tests = ROOT / "python_tests"
+    missing = [f for f in FAMILIES if not list((tests / "models" / f).glob("test_*.py"))]
+    assert not missing, f"families without tests in python_tests/models/<family>/: {missing}"
+    named = re.compile(r"(?:^|_)(" + "|".join(map(re.escape, FAMILIES)) + r")(?:_|\.py$)")
+    # control: the names of the old places are caught, a generic name is not
+    assert [m and m.group(1) for m in map(named.search, ("test_zeroseg_bundle.py", "test_registry.py"))] == [
+        "zeroseg",
+        None,
+    ]
+    astray = [
+        str(path.relative_to(tests))
+        for path in sorted(tests.rglob("test_*.py"))
+        if named.search(path.name) and path.parent != tests / "models" / named.search(path.name).group(1)
+    ]
+    assert not astray, f"test files named for a family outside its folder python_tests/models/<family>/: {astray}"

@@ -415,11 +415,13 @@ def test_build_engine_max_batch_opt_classes_workspace_precision_and_force(tiny_b
 
 
 def _zegformer_to_official():
-    """``to_official`` of python_tests/models/test_zegformer_official.py: a native ZegFormer state dict in the
-    official (detectron2) key layout, the inverse of the import map that file checks."""
+    """``to_official`` of python_tests/models/zegformer/test_zegformer_official.py: a native ZegFormer state dict in
+    the official (detectron2) key layout, the inverse of the import map that file checks."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("_zegformer_layout", HERE / "models" / "test_zegformer_official.py")
+    spec = importlib.util.spec_from_file_location(
+        "_zegformer_layout", HERE / "models" / "zegformer" / "test_zegformer_official.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.to_official
@@ -1153,21 +1155,27 @@ COVERAGE = {
         _EXPORT,
         "export/test_export_cli.py::test_random_export_shows_progress_and_says_what_it_holds",
     ),
-    "zsseg export --official": ("models/test_cli_official_export.py::test_export_official_checkpoint_then_segment",),
-    "zsseg export --native": ("export/test_zegformer_export.py::test_cli_export_from_a_native_checkpoint",),
+    "zsseg export --official": (
+        "models/zegclip/test_cli_official_export.py::test_export_official_checkpoint_then_segment",
+    ),
+    "zsseg export --native": ("models/zegformer/test_zegformer_export.py::test_cli_export_from_a_native_checkpoint",),
     "zsseg export --clip-weights": (
         _EXPORT,
         "export/test_export_cli.py::test_offline_clip_weights_fail_fast_in_plain_words",
     ),
     "zsseg export --max-classes": (
         _EXPORT,
-        "export/test_zegformer_export.py::test_cli_export_from_a_native_checkpoint",
+        "models/zegformer/test_zegformer_export.py::test_cli_export_from_a_native_checkpoint",
     ),
     "zsseg export --opset": (_EXPORT,),
     "zsseg export --overwrite": ("export/test_overwrite.py::test_real_bundle_is_replaced_atomically",),
     "zsseg export --verify-images": (_EXPORT,),
-    "zsseg export --text-weights": ("eval/test_zeroseg_cli_eval.py::test_cli_export_of_a_zeroseg_checkpoint",),
-    "zsseg export --background-threshold": ("eval/test_zeroseg_cli_eval.py::test_cli_export_of_a_zeroseg_checkpoint",),
+    "zsseg export --text-weights": (
+        "models/zeroseg/test_zeroseg_cli_eval.py::test_cli_export_of_a_zeroseg_checkpoint",
+    ),
+    "zsseg export --background-threshold": (
+        "models/zeroseg/test_zeroseg_cli_eval.py::test_cli_export_of_a_zeroseg_checkpoint",
+    ),
     # segment
     "zsseg segment --bundle": (_SEGMENT + "test_same_names_in_two_folders_give_two_overlays",),
     "zsseg segment --classes": (_SEGMENT + "test_classes_with_synonyms_and_named_vocabularies",),
@@ -1283,7 +1291,7 @@ COVERAGE = {
     "zsseg eval --dataset-config": (_M + "test_eval_split_and_dataset_config",),
     "zsseg eval --mode": (_ZEROSEG_EVAL,),
     "zsseg eval --text-embeddings": (
-        "eval/test_zeroseg_cli_eval.py::test_cli_eval_native_zeroseg_matches_the_protocol_function",
+        "models/zeroseg/test_zeroseg_cli_eval.py::test_cli_eval_native_zeroseg_matches_the_protocol_function",
         "test_user_errors.py::test_eval_refuses_a_pickle_as_text_embeddings_without_running_it",
     ),
     "zsseg eval --unseen": (_M + "test_eval_unseen_overrides_the_split",),

@@ -80,7 +80,7 @@ def _export(family: str, out: str) -> str:
     torch.manual_seed(0)
     model = create_model(_tiny_config(family))
     if family == "zeroseg":  # a student needs its teacher's text tower (random here)
-        from zsseg_rt.models.zeroseg.bundle import build_bundle_model
+        from zsseg_rt.models.zeroseg.export import build_bundle_model
 
         model = build_bundle_model(model, None, 0.5)
     return export_bundle(model, out, max_classes=8, verify_images=())

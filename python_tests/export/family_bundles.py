@@ -57,7 +57,7 @@ def export_family_bundle(family: str, root: str) -> str:
     torch.manual_seed(0)
     model = create_model(TINY_CONFIGS[family]).eval()
     if family == "zeroseg":  # the bundle adds the teacher's text tower to the student
-        from zsseg_rt.models.zeroseg.bundle import build_bundle_model
+        from zsseg_rt.models.zeroseg.export import build_bundle_model
 
         model = build_bundle_model(model, None, 0.3).eval()
     return export_bundle(model, os.path.join(root, family), max_classes=16, verify_images=())

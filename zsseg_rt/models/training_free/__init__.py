@@ -1,5 +1,5 @@
 """Training-free dense CLIP (MaskCLIP, SCLIP, ClearCLIP, NACLIP, SC-CLIP): config, the segmenter (``model``) and its
-sliding-window inference (``infer``, through the one :class:`zsseg_rt.pipeline.Postprocessor`). Bundled configs:
+sliding-window inference (``predict``, through the one :class:`zsseg_rt.pipeline.Postprocessor`). Bundled configs:
 ``configs/``. Registers the ``"training_free"`` family."""
 
 from zsseg_rt.contract.family import ModelExport, ModelFamily

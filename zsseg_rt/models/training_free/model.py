@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from zsseg_rt.bundle import Names
 from zsseg_rt.contract.common.text import TextEncoder, validate_class_names
 from zsseg_rt.models.training_free.config import FAMILY, TOWERS, TrainingFreeConfig, load_training_free_config
-from zsseg_rt.models.training_free.protocol import vocabulary_settings
+from zsseg_rt.models.training_free.evaluate import vocabulary_settings
 from zsseg_rt.models.training_free.scclip import scclip_encode
 
 __all__ = [

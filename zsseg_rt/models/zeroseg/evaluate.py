@@ -1,54 +1,169 @@
 """ZeroSeg's evaluation protocol ([P] §4.2 following GroupViT): zero-shot mIoU WITH a background class on
 PASCAL VOC (21 = background + 20), PASCAL Context (60 = background + 59) and COCO-Object (81 = background + 80
 things), background decided by the per-dataset threshold (paper: VOC 0.95, Context 0.05, COCO-Object 0.35; or
-GroupViT's configs: 0.95 / 0.35 / 0.95), GroupViT's test pipeline (:func:`.infer.predict_image`: keep-ratio
+GroupViT's configs: 0.95 / 0.35 / 0.95), GroupViT's test pipeline (:func:`.predict.predict_image`: keep-ratio
 rescale to (2048, 448), 448/224 sliding windows, class maps averaged, resized to the image, arg-max).
 
 Labels are read raw (no reduce-zero-label): 0 = background, c = class c, 255 = ignore, the label convention of
-:func:`zsseg_rt.models.zeroseg.infer.predict_image` and of a ZeroSeg bundle's Engine labels.
+:func:`zsseg_rt.models.zeroseg.predict.predict_image` and of a ZeroSeg bundle's Engine labels.
 
     python -m zsseg_rt.models.zeroseg.evaluate --model work_dirs/zeroseg_in1k/final --dataset voc \\
         --root data/VOCdevkit/VOC2012 --pretrained openai
 
 or ``zsseg eval CHECKPOINT_OR_BUNDLE --dataset voc|context59|coco_object --text-weights openai``.
+
+The protocol itself (thresholds, :func:`with_background`, :func:`run_protocol`) and the evaluation of an
+``Engine`` on a ZeroSeg bundle (:func:`evaluate_zeroseg_bundle`) are torch-free, so a runtime-only install
+(no torch) evaluates bundles: torch and the PyTorch inference are imported inside the student's functions only.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, List, Optional
+import copy
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import numpy as np
-import torch
 
-from zsseg_rt.eval.metrics import ConfusionMatrix
-from zsseg_rt.models.zeroseg.protocol import (  # noqa: F401 - the protocol's tables, re-exported
-    BACKGROUND_THRESHOLD_PROTOCOL,
-    PROTOCOL,
-    THRESHOLD_TABLES,
-    evaluate_zeroseg_bundle,
-    protocol_threshold,
-    run_protocol,
-    with_background,
-)
+from zsseg_rt.eval.metrics import ConfusionMatrix, summarize
 
-from .infer import predict_image
+from .config import DATASET_BACKGROUND_THRESHOLDS, GROUPVIT_BACKGROUND_THRESHOLDS
+
+if TYPE_CHECKING:  # torch only inside the student's functions: the protocol and bundle evaluation are torch-free
+    import torch
 
 __all__ = [
+    "BACKGROUND_THRESHOLD_PROTOCOL",
+    "DATASET_BACKGROUND_THRESHOLDS",
+    "GROUPVIT_BACKGROUND_THRESHOLDS",
+    "PROTOCOL",
+    "THRESHOLD_TABLES",
+    "protocol_threshold",
+    "with_background",
+    "evaluate_zeroseg_bundle",
+    "run_protocol",
     "evaluate_zeroseg",
     "evaluate_checkpoint",
     "is_zeroseg",
-    "PROTOCOL",
-    "protocol_threshold",
-    "with_background",
     "main",
 ]
 
+BACKGROUND_THRESHOLD_PROTOCOL = "background_threshold"  # the protocol's name in bundles' meta.json (the registry)
 
-@torch.no_grad()
+# dataset type of zsseg_rt.data.build_dataset -> (threshold key, number of classes with background)
+PROTOCOL = {"voc": ("voc", 21), "context59": ("context", 60), "coco_object": ("coco_object", 81)}
+THRESHOLD_TABLES = {"paper": DATASET_BACKGROUND_THRESHOLDS, "groupvit": GROUPVIT_BACKGROUND_THRESHOLDS}
+
+
+def protocol_threshold(dataset_name: str, table: str = "paper") -> Optional[float]:
+    """The background threshold of a dataset (by its ``SegmentationDataset.name``, e.g. ``"voc_val"``) in
+    ``table`` ("paper" or "groupvit"), or None for a dataset outside the protocol."""
+    if table not in THRESHOLD_TABLES:
+        raise ValueError(f"threshold table must be one of {sorted(THRESHOLD_TABLES)}, got {table!r}")
+    for kind in sorted(PROTOCOL, key=len, reverse=True):
+        if dataset_name == kind or dataset_name.startswith(kind + "_"):
+            return float(THRESHOLD_TABLES[table][PROTOCOL[kind][0]])
+    return None
+
+
+def with_background(dataset):
+    """A shallow copy of ``dataset`` that keeps background as class 0 (``reduce_zero_label`` off) and names it,
+    so labels 0..C are in range (C + 1 classes)."""
+    from zsseg_rt.data.splits import ClassSplit
+
+    data = copy.copy(dataset)
+    if not dataset.reduce_zero_label:
+        raise ValueError(
+            f"{dataset.name}: ZeroSeg's protocol needs a dataset whose label 0 is background (VOC, Context-59, "
+            "COCO-Object read with reduce_zero_label)"
+        )
+    data.reduce_zero_label = False
+    data.split = ClassSplit(dataset.split.name + "+background", ("background",) + tuple(dataset.class_names), ())
+    return data
+
+
+def run_protocol(
+    segment: Callable[[np.ndarray], Any],
+    dataset,
+    names,
+    limit: Optional[int],
+    progress: bool,
+    extra: Dict[str, Any],
+) -> Dict[str, Any]:
+    """The protocol's loop: ``segment(rgb) -> labels`` (0 = background) over ``with_background(dataset)``;
+    metrics in :func:`zsseg_rt.eval.metrics.summarize`'s form plus ``extra``."""
+    data = with_background(dataset)
+    cm = ConfusionMatrix(len(names) + 1, ignore_index=255)
+    n = len(data) if limit is None else min(len(data), int(limit))
+    done = 0
+    indices = range(n)
+    if progress:
+        try:
+            from tqdm import tqdm
+
+            indices = tqdm(indices, desc=f"zeroseg eval {dataset.name}", dynamic_ncols=True)
+        except ImportError:  # a runtime-only install has no tqdm: no progress bar
+            pass
+    for i in indices:
+        sample = data.load_safe(i)
+        if sample is None:
+            continue
+        rgb, gt = sample
+        cm.update(np.asarray(segment(rgb)), gt)
+        done += 1
+    out = summarize(cm, ["background"] + list(names), ())
+    out.update(
+        {
+            "images": done,
+            "skipped": len(data.skipped),
+            "skipped_files": list(data.skipped.values())[:20],
+            "dataset": dataset.name,
+            "protocol": "ZeroSeg / GroupViT (background + classes, threshold)",
+        }
+    )
+    out.update(extra)
+    return out
+
+
+def evaluate_zeroseg_bundle(
+    engine,
+    dataset,
+    text: Optional[np.ndarray] = None,
+    background_threshold: Optional[float] = None,
+    thresholds: str = "paper",
+    limit: Optional[int] = None,
+    progress: bool = True,
+) -> Dict[str, Any]:
+    """``zsseg eval`` of an ``Engine`` on a ZeroSeg bundle (no torch needed). The bundle's threshold is part of its
+    head graph: a different requested one (``background_threshold``, or the dataset's value in ``thresholds``) is
+    refused."""
+    with_background(dataset)  # refuses a dataset outside the protocol before any work
+    names = list(dataset.class_names)
+    thr = background_threshold
+    if thr is None:
+        thr = protocol_threshold(dataset.name, thresholds)
+    baked = float(engine.meta.postprocess["background_threshold"])
+    if thr is not None and abs(float(thr) - baked) > 1e-9:
+        raise ValueError(
+            f"this ZeroSeg bundle paints background below {baked} (fixed in its head graph); {dataset.name} asks "
+            f"for {thr}: export a bundle with that threshold (zsseg export --background-threshold {thr}) or pass "
+            f"--background-threshold {baked}"
+        )
+    if text is not None:
+        engine.set_text_embeddings(names, text)
+    else:
+        engine.set_classes(names)
+
+    def segment(rgb):
+        return engine(rgb, color_order="rgb").labels
+
+    extra = {"mode": "slide", "source": "bundle", "background_threshold": baked}
+    return run_protocol(segment, dataset, names, limit, progress, extra)
+
+
 def evaluate_zeroseg(
     model,
-    text: torch.Tensor,
+    text: "torch.Tensor",
     dataset,
     background_threshold: Optional[float] = None,
     limit: Optional[int] = None,
@@ -62,7 +177,10 @@ def evaluate_zeroseg(
     Returns ``{"mIoU", "IoU" (per class, background first), "pixel_accuracy", "num_images", "threshold"}``
     (mIoU in percent, NaN classes absent from the ground truth and the prediction skipped).
     """
+    import torch
     from tqdm import tqdm
+
+    from .predict import predict_image
 
     cfg = model.config
     data = with_background(dataset)
@@ -72,10 +190,11 @@ def evaluate_zeroseg(
     thr = cfg.background_threshold if background_threshold is None else float(background_threshold)
     cm = ConfusionMatrix(n_cls, ignore_index=255)
     n = len(data) if limit is None else min(len(data), int(limit))
-    for i in tqdm(range(n), desc="zeroseg eval", disable=not progress, dynamic_ncols=True):
-        rgb, gt = data.load(i)
-        labels, _ = predict_image(model, rgb, text, thr, mode)
-        cm.update(labels.numpy(), gt)
+    with torch.no_grad():
+        for i in tqdm(range(n), desc="zeroseg eval", disable=not progress, dynamic_ncols=True):
+            rgb, gt = data.load(i)
+            labels, _ = predict_image(model, rgb, text, thr, mode)
+            cm.update(labels.numpy(), gt)
     iou = cm.iou()
     return {
         "mIoU": float(np.nanmean(iou) * 100.0),
@@ -105,7 +224,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     device: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """``zsseg eval`` for ZeroSeg: a student (PyTorch, :func:`.infer.predict_image`) or an ``Engine`` on a ZeroSeg
+    """``zsseg eval`` for ZeroSeg: a student (PyTorch, :func:`.predict.predict_image`) or an ``Engine`` on a ZeroSeg
     bundle, over background + the dataset's classes; metrics in :func:`zsseg_rt.eval.metrics.summarize`'s form
     plus ``background_threshold``.
 
@@ -118,6 +237,10 @@ def evaluate_checkpoint(
     meta = getattr(obj, "meta", None)
     if meta is not None:  # Engine on a ZeroSeg bundle: the torch-free path
         return evaluate_zeroseg_bundle(obj, dataset, text, background_threshold, thresholds, limit, progress)
+    import torch
+
+    from .predict import predict_image
+
     with_background(dataset)
     names = list(dataset.class_names)
     thr = background_threshold
@@ -132,7 +255,7 @@ def evaluate_checkpoint(
         from .teacher import CLIPTeacher
 
         teacher = CLIPTeacher(obj.config, None)
-        from .bundle import _load_text_tower
+        from .export import _load_text_tower
 
         _load_text_tower(teacher, text_weights)
         text_t = teacher.to(next(obj.parameters()).device).text_embeddings(names, obj.config.templates)
@@ -148,6 +271,8 @@ def evaluate_checkpoint(
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    import torch
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="native ZeroSeg checkpoint directory (work_dir/final)")
     ap.add_argument("--dataset", required=True, choices=sorted(PROTOCOL))

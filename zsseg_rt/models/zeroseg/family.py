@@ -2,8 +2,8 @@
 
 A ZeroSeg checkpoint is the student alone: its bundle adds the teacher's CLIP text tower (``zsseg export
 --text-weights``) and bakes the background threshold into the head graph (``--background-threshold``); the bundle
-model (:class:`~.bundle.ZeroSegBundleModel`) implements the graph members and verifies the whole Engine. Models and
-bundles are evaluated under GroupViT's protocol (background + classes, a threshold per dataset: :mod:`.protocol`),
+model (:class:`~.export.ZeroSegBundleModel`) implements the graph members and verifies the whole Engine. Models and
+bundles are evaluated under GroupViT's protocol (background + classes, a threshold per dataset: :mod:`.evaluate`),
 and trained by the distillation trainer (:mod:`.trainer`).
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 from zsseg_rt.cli_types import real_number
 from zsseg_rt.contract.family import Evaluation, FamilyArgument, ModelExport, Training
 
-from .protocol import BACKGROUND_THRESHOLD_PROTOCOL
+from .evaluate import BACKGROUND_THRESHOLD_PROTOCOL
 
 __all__ = ["ZeroSegExport", "ZeroSegEvaluation", "ZeroSegTraining", "BACKGROUND_THRESHOLD_PROTOCOL"]
 
@@ -63,7 +63,7 @@ EVALUATION_ARGUMENTS = (
 
 
 def _is_bundle_model(model: Any) -> bool:
-    from .bundle import ZeroSegBundleModel
+    from .export import ZeroSegBundleModel
 
     return isinstance(model, ZeroSegBundleModel)
 
@@ -76,7 +76,7 @@ class ZeroSegExport(ModelExport):
         """The student + its teacher's text tower, with the background threshold baked in."""
         if _is_bundle_model(model):
             return model
-        from .bundle import build_bundle_model
+        from .export import build_bundle_model
 
         if options.get("text_weights") is None:
             raise ValueError(
@@ -88,14 +88,14 @@ class ZeroSegExport(ModelExport):
         if not _is_bundle_model(model):
             raise ValueError(
                 "a ZeroSeg student has no text tower: export it with "
-                "zsseg_rt.models.zeroseg.bundle.export_zeroseg_bundle (or `zsseg export --native DIR --text-weights "
+                "zsseg_rt.models.zeroseg.export.export_zeroseg_bundle (or `zsseg export --native DIR --text-weights "
                 "openai`), which adds its teacher's CLIP text tower"
             )
         return None  # the generic exporter, with this family's graph members
 
     def verify(self, model: Any, bundle_dir: str, images: Sequence[str]) -> Optional[Dict[str, Any]]:
-        """The whole Engine (ONNX Runtime) against :func:`.infer.predict_image` (PyTorch)."""
-        from .bundle import verify_zeroseg_bundle
+        """The whole Engine (ONNX Runtime) against :func:`.predict.predict_image` (PyTorch)."""
+        from .export import verify_zeroseg_bundle
 
         return verify_zeroseg_bundle(bundle_dir, model, images)
 
@@ -104,7 +104,7 @@ class ZeroSegExport(ModelExport):
         if model is None or not _is_bundle_model(model):
             raise ValueError(
                 "the torch backend of a ZeroSeg bundle needs the exported model: pass "
-                "model=zsseg_rt.models.zeroseg.bundle.build_bundle_model(student, text_weights, threshold) to Engine, "
+                "model=zsseg_rt.models.zeroseg.export.build_bundle_model(student, text_weights, threshold) to Engine, "
                 "or use backend='onnxruntime'"
             )
         return model
@@ -117,7 +117,7 @@ class ZeroSegEvaluation(Evaluation):
     def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]:
         """GroupViT's protocol: an Engine on a ZeroSeg bundle (no torch needed) or the PyTorch student."""
         if options.get("kind") == "bundle":
-            from .protocol import evaluate_zeroseg_bundle
+            from .evaluate import evaluate_zeroseg_bundle
 
             return evaluate_zeroseg_bundle(
                 obj,

@@ -15,8 +15,8 @@ from zsseg_rt.bundle import load_meta
 from zsseg_rt.bundle.meta import check_bundle_integrity
 from zsseg_rt.export.onnx_export import export_bundle
 from zsseg_rt.models import create_model
-from zsseg_rt.models.zeroseg.bundle import build_bundle_model, default_verify_images, export_zeroseg_bundle
-from zsseg_rt.models.zeroseg.infer import predict_image
+from zsseg_rt.models.zeroseg.export import build_bundle_model, default_verify_images, export_zeroseg_bundle
+from zsseg_rt.models.zeroseg.predict import predict_image
 from zsseg_rt.pipeline.postprocessor import Postprocessor
 from zsseg_rt.pipeline.preprocess import Window
 
@@ -127,7 +127,7 @@ def test_torch_backend_runs_the_exported_model(bundle):
 @pytest.mark.slow  # a real export (~10 s)
 def test_verification_fails_for_a_different_model(tmp_path):
     """The Engine-vs-PyTorch check can fail: verify a fresh bundle against a model whose projector moved."""
-    from zsseg_rt.models.zeroseg.bundle import verify_zeroseg_bundle
+    from zsseg_rt.models.zeroseg.export import verify_zeroseg_bundle
 
     torch.manual_seed(4)
     model = build_bundle_model(create_model(TINY, crop_size=32, stride=16), None, 0.0)

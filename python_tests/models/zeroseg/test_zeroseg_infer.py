@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from zsseg_rt.models import create_model, load_config
 from zsseg_rt.models.zeroseg import DATASET_BACKGROUND_THRESHOLDS
-from zsseg_rt.models.zeroseg.infer import (
+from zsseg_rt.models.zeroseg.predict import (
     labels_from_segments,
     predict,
     predict_image,

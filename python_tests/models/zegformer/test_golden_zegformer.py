@@ -24,9 +24,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import zegformer_official as official  # noqa: E402  (python_tests/models is on sys.path: conftest)
+import zegformer_official as official  # noqa: E402  (beside this file, whose folder pytest puts on sys.path)
 
-GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden" / "zegformer_tiny"
+GOLDEN = Path(__file__).resolve().parents[2] / "data" / "golden" / "zegformer_tiny"
 LABEL_AGREEMENT, SCORE_TOL, TEXT_TOL = 0.999, 1e-4, 1e-6
 OVERRIDES = {  # README.json "load_with": the fixture's widths and CLIP heads (OpenAI: width // 64)
     "stem_channels": 16,

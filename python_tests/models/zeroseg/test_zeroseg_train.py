@@ -14,6 +14,8 @@ from zsseg_rt.models.zeroseg.trainer import ZeroSegTrainer, cosine_lr
 from zsseg_rt.train.config import load_train_config
 from zsseg_rt.train.trainer import trainer_class
 
+pytestmark = pytest.mark.single_torch_thread  # one torch thread, as the tests under eval/ and train/
+
 
 def _cfg(tmp_path, **kw):
     return load_train_config("zeroseg_tiny_test", work_dir=str(tmp_path / "run"), **kw)

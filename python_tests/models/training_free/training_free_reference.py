@@ -1,6 +1,6 @@
 """Test reference: PyTorch slide inference of the training-free segmenters, transcribed independently from the
 official ``forward_slide`` + ``postprocess_result`` of SCLIP / ClearCLIP / NACLIP. The package's own inference
-(:func:`zsseg_rt.models.training_free.infer.segment`, the Engine's softmax path) goes through the one
+(:func:`zsseg_rt.models.training_free.predict.segment`, the Engine's softmax path) goes through the one
 ``zsseg_rt.pipeline.Postprocessor``; this torch loop is what both are tested against.
 
 Official order: rescale (keep ratio, short side ``short_side``) -> normalise -> windows ``crop``/``stride`` -> per

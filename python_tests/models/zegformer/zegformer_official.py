@@ -27,7 +27,7 @@ Precision: everything in fp32. The official code keeps CLIP in fp16 (``build_mod
 ``jit=False`` load never casts back) and needs CUDA; the fixture is the fp32 computation of the same modules, as
 the ZegCLIP/CLIP-RC fixtures are, with the weights stored at fp16-representable values.
 
-``python python_tests/models/zegformer_official.py`` writes the fixture (random, non-degenerate weights in the
+``python python_tests/models/zegformer/zegformer_official.py`` writes the fixture (random, non-degenerate weights in the
 official checkpoint layout, seed 3, biases centred on the photos' mean features) and prints its statistics.
 """
 
@@ -660,7 +660,7 @@ def build(sd: Dict[str, torch.Tensor]) -> ZegFormerOfficial:
 
 
 # the repository's sample VOC photos, located by path (this file imports nothing of zsseg_rt)
-PHOTO_DIR = Path(__file__).resolve().parents[2] / "zsseg_rt" / "assets" / "samples" / "JPEGImages"
+PHOTO_DIR = Path(__file__).resolve().parents[3] / "zsseg_rt" / "assets" / "samples" / "JPEGImages"
 
 
 def read_photo(name: str) -> np.ndarray:
@@ -732,7 +732,7 @@ def _cpu_model() -> str:
 def production_record(seed: int) -> Dict:
     """How the fixture is produced (README.json ``production``)."""
     return {
-        "command": "python python_tests/models/zegformer_official.py [FOLDER]  (default: this folder)",
+        "command": "python python_tests/models/zegformer/zegformer_official.py [FOLDER]  (default: this folder)",
         "steps": [
             f"_init: a torch.Generator seeded {seed} draws every tensor of the official-layout module tree "
             "(He-scaled conv weights, perturbed norm scales and FrozenBN statistics, logit scales log(100) and "
@@ -780,7 +780,7 @@ def write_fixture(folder, seed: int = 3) -> Dict:
         "CLIP_CLASSIFICATION, ENSEMBLING, GZERO_CALIBRATE 0.1; modeling/heads/{zeg_former_head,pixel_decoder}.py, "
         "modeling/transformer/*; third_party/{model,clip,imagenet_templates}.py) on detectron2 (DatasetMapper test: "
         "ResizeShortestEdge with PIL bilinear; build_resnet_backbone; ImageList; sem_seg_postprocess), transcribed "
-        "independently in python_tests/models/zegformer_official.py, fp32",
+        "independently in python_tests/models/zegformer/zegformer_official.py, fp32",
         "architecture": ARCH,
         "seed": seed,
         "class_names": VOC_NAMES,
@@ -808,6 +808,6 @@ if __name__ == "__main__":
     target = (
         Path(sys.argv[1])
         if len(sys.argv) > 1
-        else Path(__file__).resolve().parents[1] / "data" / "golden" / "zegformer_tiny"
+        else Path(__file__).resolve().parents[2] / "data" / "golden" / "zegformer_tiny"
     )
     print(json.dumps(write_fixture(target)["results"], indent=1))

@@ -13,6 +13,8 @@ from zsseg_rt.eval import evaluate  # noqa: E402
 from zsseg_rt.models import create_model, save_native  # noqa: E402
 from zsseg_rt.models.zegformer.predict import predict_zegformer, shortest_edge_shape  # noqa: E402
 
+pytestmark = pytest.mark.single_torch_thread  # one torch thread, as the tests under eval/ and train/
+
 
 def test_shortest_edge_shape_is_detectron2s():
     assert shortest_edge_shape(375, 500, 512, 2048) == (512, 683)

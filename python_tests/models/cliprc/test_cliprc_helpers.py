@@ -10,7 +10,7 @@ import torch
 from zeg_helpers import randomize_
 
 CLIPRC_TINY = "cliprc_tiny_test"
-CLIPRC_KEYS_FILE = Path(__file__).resolve().parents[1] / "data" / "reference" / "cliprc_official_keys.txt"
+CLIPRC_KEYS_FILE = Path(__file__).resolve().parents[2] / "data" / "reference" / "cliprc_official_keys.txt"
 
 
 def make_tiny(seed: int = 1, **overrides):

@@ -1,12 +1,14 @@
-"""ZeroSeg as an export bundle for :class:`zsseg_rt.Engine`, in the shape every bundle has.
+"""ZeroSeg's export: the Engine bundle (:func:`export_zeroseg_bundle`) and the student's ONNX graph alone
+(:func:`export_zeroseg_onnx`, checked against PyTorch with ONNX Runtime).
 
-GroupViT's test-time inference (which ZeroSeg follows, :mod:`.infer`) is written exactly as the bundle's three
+The bundle, for :class:`zsseg_rt.Engine`, has the shape every bundle has. GroupViT's test-time inference (which
+ZeroSeg follows, :mod:`.predict`) is written exactly as the bundle's three
 graphs plus the shared post-processing:
 
 * image encoder ``image [B, 3, S, S]`` -> ``segment_features [B, m, E]``, ``global_feature [B, E]``,
   ``assignment_maps [B, m, S/p, S/p]`` (the student, all patches, S = ``crop_size``, 448 by default);
 * head ``(text_embeddings [C, E], *image outputs)`` -> ``mask_logits [B, 1 + C, S, S]``: the per-window class maps
-  of :func:`.infer.window_class_maps` (GroupViT's ``encode_decode``: segment scores, top-k filter, background
+  of :func:`.predict.window_class_maps` (GroupViT's ``encode_decode``: segment scores, top-k filter, background
   channel from the threshold, maps upsampled to the window, each pixel painted with its arg-max segment);
 * text encoder: the CLIP text tower of the teacher (``clip_model``), the one that classifies segments;
 * post-processing ``"maps"`` (:class:`zsseg_rt.pipeline.Postprocessor`): windows averaged, resized to the image,
@@ -15,12 +17,19 @@ graphs plus the shared post-processing:
 The background threshold is a constant of the head graph (recorded in ``meta.json``): export one bundle per
 threshold (VOC 0.95, Context 0.05, COCO-Object 0.35). Only the sliding-window test mode has a bundle form (the
 graphs have one input size); GroupViT's configs use it for all three datasets.
+
+The ONNX graph alone: ``images [B, 3, S, S]`` (normalised, S = the config's image_size) -> ``segment_features
+[B, m, E]``, ``global_feature [B, E]``, ``assignment_maps [B, m, S/p, S/p]``; batch is dynamic. Classifying the
+segments against text embeddings and painting pixels (:mod:`zsseg_rt.models.zeroseg.predict`) are cheap and stay
+outside.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -29,9 +38,19 @@ from torch import nn
 from zsseg_rt.bundle import Names
 
 from .config import ZeroSegConfig
-from .infer import predict_image, window_class_maps
+from .predict import predict_image, window_class_maps
 
-__all__ = ["ZeroSegBundleModel", "BundleConfig", "build_bundle_model", "export_zeroseg_bundle", "IMAGE_OUTPUTS"]
+__all__ = [
+    "ZeroSegBundleModel",
+    "BundleConfig",
+    "build_bundle_model",
+    "export_zeroseg_bundle",
+    "IMAGE_OUTPUTS",
+    "export_zeroseg_onnx",
+    "verify_zeroseg_onnx",
+    "INPUT_NAME",
+    "OUTPUT_NAMES",
+]
 
 IMAGE_OUTPUTS = (Names.SEGMENT_FEATURES, Names.GLOBAL_FEATURE, Names.ASSIGNMENT_MAPS)
 LABEL_AGREEMENT = 0.999  # Engine (ONNX Runtime) vs PyTorch labels on the verification photos
@@ -141,7 +160,7 @@ class ZeroSegBundleModel(nn.Module):
     # ------------------------------------------------------------------ verification (export_bundle hook)
     def export_verify(self, bundle_dir: str, images: Sequence[str] = (), seed: int = 0) -> Dict[str, Any]:
         """ONNX Runtime vs PyTorch for a freshly written bundle: the text and image graphs on random and real
-        windows, and the whole Engine (ONNX Runtime) against :func:`.infer.predict_image` (PyTorch) on every
+        windows, and the whole Engine (ONNX Runtime) against :func:`.predict.predict_image` (PyTorch) on every
         verification photo and a random image: labels >= 99.9 % equal and >= 99.9 % of the pixels with the same
         label and a score within ``SCORE_ATOL``. Returns the JSON-able report (``passed``)."""
         return verify_zeroseg_bundle(bundle_dir, self, images, seed)
@@ -274,7 +293,7 @@ def verify_zeroseg_bundle(
     return {
         "passed": bool(passed),
         "runtime": f"onnxruntime {ort.__version__} CPU",
-        "reference": "zsseg_rt.models.zeroseg.infer.predict_image (PyTorch)",
+        "reference": "zsseg_rt.models.zeroseg.predict.predict_image (PyTorch)",
         "bound_model": BOUND_MODEL,
         "label_agreement_min": LABEL_AGREEMENT,
         "cases": cases,
@@ -287,3 +306,78 @@ def default_verify_images() -> List[str]:
 
     folder = os.path.join(str(SAMPLES_DIR), "JPEGImages")
     return [os.path.join(folder, n) for n in sorted(os.listdir(folder))] if os.path.isdir(folder) else []
+
+
+# --- the student's ONNX graph alone ---
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = (Names.SEGMENT_FEATURES, Names.GLOBAL_FEATURE, Names.ASSIGNMENT_MAPS)
+SEGMENT_FLIPS = 0.001  # patches whose arg-max segment may differ (fp32 near-ties of the assignment maps)
+
+
+def export_zeroseg_onnx(
+    model, path: Union[str, os.PathLike], opset: int = 17, verify: bool = True, seed: int = 0
+) -> Dict[str, float]:
+    """Export ``model`` (a :class:`~zsseg_rt.models.zeroseg.model.ZeroSeg`, put in eval mode) to ``path`` and,
+    with ``verify``, compare ONNX Runtime with PyTorch on random batches (raises ``RuntimeError`` beyond the
+    tolerances). Returns the measured max-abs differences (empty without ``verify``)."""
+    model = model.eval()
+    size = model.config.image_size
+    dummy = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(out),
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    return verify_zeroseg_onnx(out, model, seed) if verify else {}
+
+
+def verify_zeroseg_onnx(path: Union[str, os.PathLike], model, seed: int = 0) -> Dict[str, float]:
+    """ONNX Runtime vs PyTorch for batches of 1 and 3: per output the error against the float64 model (the
+    error model of :mod:`zsseg_rt.export.numeric_bounds`: within 8x PyTorch's own fp32 error), and the fraction
+    of patches whose arg-max segment differs; raises ``RuntimeError`` when a bound is exceeded. Returns, per
+    output, the largest error against float64 and its bound (``<name>_bound``), and the flip fraction."""
+    import onnxruntime as ort
+
+    from zsseg_rt.export.numeric_bounds import BOUND_MODEL, fp32_error_case
+    from zsseg_rt.export.verify import _f64, float64_twin
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    twin = float64_twin(model)
+    size = model.config.image_size
+    rng = np.random.default_rng(seed)
+    report: Dict[str, float] = {}
+    failed = []
+    flips = total = 0
+    for batch in (1, 3):
+        x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+        got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
+        with torch.no_grad():
+            ref = [t.numpy() for t in model(torch.from_numpy(x))]
+            ref64 = [t.numpy() for t in twin(_f64(x))]
+        for name, g, r, r64 in zip(OUTPUT_NAMES, got, ref, ref64):
+            if g.shape != r.shape:
+                raise RuntimeError(f"ONNX output {name} has shape {g.shape}, PyTorch {r.shape}")
+            case = fp32_error_case(g, r, r64)
+            report[name] = max(report.get(name, 0.0), case["max_abs"])
+            report[f"{name}_bound"] = max(report.get(f"{name}_bound", 0.0), case["atol"])
+            if not case["passed"]:
+                failed.append((name, batch, case))
+        flips += int((got[2].argmax(1) != ref[2].argmax(1)).sum())
+        total += ref[2].shape[0] * ref[2].shape[2] * ref[2].shape[3]
+    report["segment_flip_fraction"] = flips / total
+    if failed or report["segment_flip_fraction"] > SEGMENT_FLIPS:
+        raise RuntimeError(
+            f"ONNX export of ZeroSeg disagrees with PyTorch: {report} (bound: {BOUND_MODEL}; failed {failed}; "
+            f"segment flips at most {SEGMENT_FLIPS:.1%})"
+        )
+    return report

@@ -17,6 +17,8 @@ from zsseg_rt.models import create_model  # noqa: E402
 from zsseg_rt.models.zegformer.losses import ZegFormerLoss, hungarian_match, labels_to_targets  # noqa: E402
 from zsseg_rt.train import Trainer, load_train_config  # noqa: E402
 
+pytestmark = pytest.mark.single_torch_thread  # one torch thread, as the tests under eval/ and train/
+
 NO_DROPOUT = {"dropout": 0.0, "test_short_side": 64, "test_max_size": 128}
 
 
@@ -170,7 +172,7 @@ def test_tiny_zegformer_learns_seen_classes(tmp_path, capsys, seed):
     dice losses of the last 20 iterations below 0.8x those of the first 20.
 
     Measured (2-core x86 CPU shared with other work; one torch thread, python_tests/conftest.py's
-    ``_single_torch_thread`` for train/; mIoU(seen) before -> after, loss and dice first -> last window, seconds of
+    ``_single_torch_thread``, marked; mIoU(seen) before -> after, loss and dice first -> last window, seconds of
     training): seed 0: 6.5 -> 52.8, 25.44 -> 3.43, 1.383 -> 0.727; seed 1: 6.0 -> 35.1, 17.49 -> 2.65, 1.372 ->
     0.563; seed 2: 9.4 -> 47.8, 17.26 -> 2.94, 1.366 -> 0.599 (the same numbers in every run; training took 42-53
     s per seed with the 2 cores lightly shared, 69-161 s at a load of ~9). Seeds 3 and 4, not run by the test, gave

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import zsseg_rt
-from zsseg_rt.models.training_free.protocol import (
+from zsseg_rt.models.training_free.evaluate import (
     apply_official_settings,
     bundle_deviations,
     dataset_key,

@@ -285,7 +285,7 @@ def test_export_bundle_and_engine_match_torch(models, method, tmp_path):
     from zsseg_rt import Engine
     from zsseg_rt.bundle import load_meta
     from zsseg_rt.export.onnx_export import export_bundle
-    from zsseg_rt.models.training_free.infer import segment
+    from zsseg_rt.models.training_free.predict import segment
 
     model = models[method]
     out = export_bundle(model, str(tmp_path / "bundle"), max_classes=8, verify_images=VOC_IMAGES[:1])
@@ -350,7 +350,7 @@ def test_pamr_memory_stays_within_the_documented_estimate(tmp_path):
     from zsseg_rt.export.onnx_export import export_bundle
 
     out = export_bundle(_model("naclip", pamr_iterations=10), str(tmp_path / "bundle"), max_classes=40)
-    tool = Path(__file__).resolve().parents[2] / "benchmarks" / "engine_memory.py"
+    tool = Path(__file__).resolve().parents[3] / "benchmarks" / "engine_memory.py"
     code = f"import runpy, sys; sys.argv = ['m'] + sys.argv[1:]; runpy.run_path({str(tool)!r}, run_name='__main__')"
     env = subprocess_env(OMP_NUM_THREADS="2")
     run = subprocess.run(

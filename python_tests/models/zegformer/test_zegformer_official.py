@@ -22,7 +22,7 @@ from zsseg_rt.models.zegformer.official import (  # noqa: E402
     official_zegformer_to_native_key,
 )
 
-KEYS_FILE = Path(__file__).resolve().parents[1] / "data" / "reference" / "zegformer_official_keys.txt"
+KEYS_FILE = Path(__file__).resolve().parents[2] / "data" / "reference" / "zegformer_official_keys.txt"
 
 
 def official_layout():

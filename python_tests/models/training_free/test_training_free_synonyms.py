@@ -54,8 +54,8 @@ def test_engine_synonyms_follow_the_official_max_rule(method, overrides, tmp_pat
     assert result.labels.max() < 5 and len(np.unique(labels)) > 1
     assert (result.labels == labels).mean() > 0.999
     np.testing.assert_allclose(result.scores, scores, rtol=1e-4, atol=1e-5)  # probabilities, fp32 ORT vs torch
-    # the PyTorch inference (zsseg_rt.models.training_free.infer) follows the same rule
-    from zsseg_rt.models.training_free.infer import segment
+    # the PyTorch inference (zsseg_rt.models.training_free.predict) follows the same rule
+    from zsseg_rt.models.training_free.predict import segment
 
     torch_labels, torch_scores = segment(model, image, vocabulary, color_order="bgr", short_side=engine.meta.image_size)
     assert (torch_labels == labels).mean() > 0.999

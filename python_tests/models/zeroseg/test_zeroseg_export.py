@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from zsseg_rt.models import create_model
-from zsseg_rt.models.zeroseg.onnx import export_zeroseg_onnx, verify_zeroseg_onnx
+from zsseg_rt.models.zeroseg.export import export_zeroseg_onnx, verify_zeroseg_onnx
 
 
 @pytest.mark.parametrize("maps", ["soft", "hard"])

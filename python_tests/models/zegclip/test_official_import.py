@@ -23,7 +23,7 @@ from zsseg_rt.models import (
 )
 from zsseg_rt.models.zegclip.official import official_to_native_key
 
-KEYS_FILE = Path(__file__).resolve().parents[1] / "data" / "reference" / "zegclip_official_keys.txt"
+KEYS_FILE = Path(__file__).resolve().parents[2] / "data" / "reference" / "zegclip_official_keys.txt"
 
 
 def official_layout(model: ZegCLIP, num_seen: int = 15) -> "OrderedDict[str, torch.Tensor]":

@@ -135,7 +135,7 @@ def test_official_converted_weights_are_accepted(stock, tmp_path):
 def _compare(model, stock, engine=None):
     """Worst label agreement and max |probability difference| of the package (torch ``segment``, or ``engine``)
     against the official transcription over the photos."""
-    from zsseg_rt.models.training_free.infer import segment
+    from zsseg_rt.models.training_free.predict import segment
 
     text = model.text_embeddings(NAMES)
     worst_labels, worst_prob = 1.0, 0.0

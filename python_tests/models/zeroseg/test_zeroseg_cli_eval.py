@@ -18,6 +18,8 @@ from zsseg_rt.eval.evaluate import evaluate
 from zsseg_rt.models import create_model
 from zsseg_rt.models.zeroseg.evaluate import evaluate_zeroseg
 
+pytestmark = pytest.mark.single_torch_thread  # one torch thread, as the tests under eval/ and train/
+
 SAMPLES = Path(zsseg_rt.__file__).parent / "assets" / "samples"
 
 
@@ -63,7 +65,7 @@ def test_groupvit_thresholds_and_override(native):
 @pytest.mark.slow  # a real export (~15 s)
 def test_cli_eval_zeroseg_bundle_equals_pytorch(native, tmp_path):
     from zsseg_rt.export.onnx_export import export_bundle
-    from zsseg_rt.models.zeroseg.bundle import build_bundle_model
+    from zsseg_rt.models.zeroseg.export import build_bundle_model
 
     path, student, _ = native
     torch.manual_seed(3)
