@@ -253,9 +253,11 @@ def _method_names() -> List[str]:
 
 METHODS = _method_names()
 NAMES = sorted(set(FAMILIES) | set(METHODS))
-# in strings: the names as words, as code spells them (prose such as "ZegFormer" in a help text is not a name)
-# and config names (``zegclip_vitb16_voc_inductive``, ``sclip-vitb16``) are names of bundled configs, not families
-_WORD = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(map(re.escape, NAMES)) + r")(?![A-Za-z0-9_]|-[A-Za-z0-9])")
+# in strings: the names as words in any case ("zegformer", "ZegFormer's own protocol", "NACLIP"); config names
+# (``zegclip_vitb16_voc_inductive``, ``sclip-vitb16``) are names of bundled configs, not families
+_WORD = re.compile(
+    r"(?<![A-Za-z0-9_])(" + "|".join(map(re.escape, NAMES)) + r")(?![A-Za-z0-9_]|-[A-Za-z0-9])", re.IGNORECASE
+)
 # in identifiers: any case (``ZEGFORMER_GRAPH_FILES``, ``ZegFormerEngine`` lowercased, ``run_sclip``)
 _PART = re.compile(r"(?:^|_)(" + "|".join(map(re.escape, NAMES)) + r")(?:_|$)", re.IGNORECASE)
 
@@ -318,8 +320,8 @@ def test_family_finder_finds_leaks(tmp_path):
     assert _WORD.search(FAMILIES[0]) and _WORD.search(f"zsseg_rt.{FAMILIES[0]}.v1")
     assert not _WORD.search(f"{FAMILIES[0]}_vitb16_voc_inductive") and not _WORD.search("--config sclip-vitb16")
     assert _PART.search(f"_is_{FAMILIES[0]}") and _PART.search(f"{FAMILIES[0]}_GRAPH_FILES".lower())
-    # case does not hide a name in an identifier (``ZEGFORMER_GRAPH_FILES``), nor does a method name (``"sclip"``)
-    assert _WORD.search("method 'naclip'") and _WORD.search("zsseg_rt.sclip.v1")
+    # case does not hide a name (``ZEGFORMER_GRAPH_FILES``, "ZegFormer's"), nor does a method name (``"sclip"``)
+    assert _WORD.search("method 'naclip'") and _WORD.search("zsseg_rt.sclip.v1") and _WORD.search("ZegFormer's")
     assert _PART.search("ZEGFORMER_GRAPH_FILES") and _PART.search("zegformer_graph_io") and _PART.search("run_sclip")
 
 
@@ -475,3 +477,59 @@ def test_every_family_has_its_test_folder():
         if named.search(path.name) and path.parent != tests / "models" / named.search(path.name).group(1)
     ]
     assert not astray, f"test files named for a family outside its folder python_tests/models/<family>/: {astray}"
+
+
+# ---------------------------------------------------------------------------------------------- private names
+def owner_package(module: str) -> str:
+    """The package a module belongs to for the private-name rule: a family (``zsseg_rt.models.<family>``), or the
+    first package below ``zsseg_rt`` (``zsseg_rt.export``, ``zsseg_rt.contract``, ...)."""
+    parts = module.split(".")
+    if len(parts) >= 3 and parts[1] == "models":
+        return ".".join(parts[:3])
+    return ".".join(parts[:2])
+
+
+def private_imports(module: str, tree: ast.AST, is_package: bool) -> List[str]:
+    """``from <another package> import _name`` anywhere in ``tree`` (lazy imports included)."""
+    base = module if is_package else module.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:
+            parts = base.split(".")
+            source = ".".join(parts[: len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
+        else:
+            source = node.module or ""
+        if source.split(".")[0] != "zsseg_rt" or owner_package(source) == owner_package(module):
+            continue
+        found += [
+            f"{module}:{node.lineno} imports {source}.{alias.name}"
+            for alias in node.names
+            if alias.name.startswith("_") and not alias.name.startswith("__")
+        ]
+    return found
+
+
+def test_private_name_finder_finds_one_across_packages():
+    """Control: a private name from another package (or from another family) is caught; from the same package it
+    is not."""
+    tree = ast.parse(
+        "from zsseg_rt.export.verify import _f64\n"
+        "from zsseg_rt.models.zegclip.model import _make_tokenizer\n"
+        "from .head import _private_here\n"
+        "def f():\n    from zsseg_rt.runtime.engine_cache import _atomic_write\n"
+    )
+    found = private_imports("zsseg_rt.models.zeroseg.export", tree, False)
+    assert [line.split(" imports ")[1] for line in found] == [
+        "zsseg_rt.export.verify._f64",
+        "zsseg_rt.models.zegclip.model._make_tokenizer",
+        "zsseg_rt.runtime.engine_cache._atomic_write",
+    ]
+
+
+def test_no_module_imports_a_private_name_of_another_package():
+    """What one package uses of another is that package's public API (issue 38): a private name imported across
+    packages is made public where it lives, or moved."""
+    found = [line for module, (_, pkg) in MODULES.items() for line in private_imports(module, _tree(module), pkg)]
+    assert not found, "private names imported across packages:\n" + "\n".join(found)

@@ -317,7 +317,6 @@ def _cmd_demo(args) -> int:
 # Commands whose modules import torch (or other heavy packages) are imported only when that command runs, so
 # `zsseg segment` with the onnxruntime / TensorRT backend never imports torch. Their one-line help for `zsseg -h`:
 _LAZY_HELP = {
-    "convert": "convert an official ZegCLIP or CLIP-RC checkpoint to a native one",
     "camera": "segment a live camera, RTSP/HTTP stream, video file or image folder",
     "train": "train a model of a trainable family (inductive / transductive / fully supervised recipes)",
     "eval": "evaluate a checkpoint or bundle: per-class IoU, mIoU(seen/unseen), hIoU, pAcc",
@@ -374,7 +373,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         "else zegclip_vitb16_voc_inductive)",
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--official", help="official ZegCLIP checkpoint (.pth) to convert")
+    src.add_argument("--official", help="official checkpoint (.pth) to convert (its family found from the keys)")
     src.add_argument("--native", help="native checkpoint directory written by `zsseg convert`")
     src.add_argument(
         "--clip-weights",
@@ -439,7 +438,9 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
 
         add_convert_command(sub)
     else:
-        sub.add_parser("convert", help=_LAZY_HELP["convert"])
+        from zsseg_rt.contract.common.convert_cli import convert_help
+
+        sub.add_parser("convert", help=convert_help())
 
     _add_optional_commands(sub, command)
 
@@ -451,7 +452,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         "(--native), or stock CLIP weights for a training-free method (--clip-weights, --method); with none of them "
         "to be had, --allow-random-weights runs the whole pipeline on random weights, clearly labelled as such.",
     )
-    p.add_argument("--official", help="official ZegCLIP checkpoint (.pth)")
+    p.add_argument("--official", help="official checkpoint (.pth; its family found from the keys)")
     p.add_argument("--native", help="native checkpoint directory (from `zsseg convert`)")
     p.add_argument(
         "--clip-weights",

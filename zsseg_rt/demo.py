@@ -18,10 +18,10 @@ import time
 from zsseg_rt.bundle.weights import RANDOM_BANNER
 
 NO_WEIGHTS_MESSAGE = """\
-No model weights are available: no trained ZegCLIP checkpoint was given, and the stock CLIP weights ({tag!r})
+No model weights are available: no trained {family} checkpoint was given, and the stock CLIP weights ({tag!r})
 could not be loaded ({error}).
 To see real segmentations, give the demo weights:
-  * an official ZegCLIP checkpoint (VOC or COCO, linked from the ZegCLIP README):
+  * an official {family} checkpoint (VOC or COCO, linked from the {family} README):
         bash tools/run_demo.sh --official /path/to/zegclip_voc_inductive.pth   (or ZSSEG_CHECKPOINT=...)
   * or a native checkpoint written by `zsseg convert`:  --native /path/to/dir
   * or stock CLIP ViT-B/16 weights for training-free segmentation: a local file (OpenAI ViT-B-16.pt archive,
@@ -87,7 +87,10 @@ def _resolve_model(args):
     except Exception as exc:  # noqa: BLE001 - any failure to get weights is reported, never hidden
         if args.clip_weights:
             raise  # an explicit file that fails to load is an error, not a reason to fall back
-        print(NO_WEIGHTS_MESSAGE.format(tag=tag, error=_first_sentence(exc)), flush=True)
+        from zsseg_rt.contract.registry import default_family
+
+        message = NO_WEIGHTS_MESSAGE.format(family=default_family().label, tag=tag, error=_first_sentence(exc))
+        print(message, flush=True)
     if not args.allow_random_weights:
         raise SystemExit(2)
     print(f"\n*** {RANDOM_LABEL} ***\n", flush=True)

@@ -184,7 +184,7 @@ def _postprocess(value: Any) -> str:
     if not isinstance(value, dict):
         return f"an object, got {type(value).__name__}"
     if value.get("activation", "sigmoid") not in ("sigmoid", "softmax", "maps"):
-        return f"activation 'sigmoid' or 'softmax' (or 'maps': ZeroSeg), got {value.get('activation')!r}"
+        return f"activation 'sigmoid' or 'softmax' (or 'maps': class maps per segment), got {value.get('activation')!r}"
     checks: Dict[str, Callable[[Any], str]] = {
         "logit_scale": _number(positive=True, high=MAX_LOGIT_SCALE),
         "background_threshold": _optional(_number(low=-1e6, high=1e6)),

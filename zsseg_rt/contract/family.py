@@ -188,6 +188,11 @@ class Checkpoints(_Capability):
         """Whether tensor names of an official checkpoint (``module.`` prefix removed) are this family's."""
         return bool(self.family.reference(self.family.official_keys)(keys)) if self.family.official_keys else False
 
+    @property
+    def converts_official(self) -> bool:
+        """Whether ``zsseg convert`` takes this family's official checkpoints."""
+        return bool(self.family.official_converter)
+
     def load_official(self, path: Any, config: Any = None, **kwargs: Any) -> Any:
         """Import an official checkpoint of this family (``return_report=True``: ``(model, report)``)."""
         load = self.family.reference(self.family.official_loader, "official checkpoint importer")

@@ -267,7 +267,9 @@ class DevicePipeline:
     def __init__(self, meta: BundleMeta, executor: Executor, max_windows: int = 4, graphs=None):
         activation = meta.postprocess.get("activation", "sigmoid")
         if activation != "sigmoid":
-            raise ValueError(f"the device pipeline runs sigmoid (ZegCLIP-family) bundles; this one uses {activation!r}")
+            raise ValueError(
+                f"the device pipeline runs bundles whose activation is 'sigmoid'; this one uses {activation!r}"
+            )
         self.meta = meta
         self.executor = executor
         self.memory = executor.memory

@@ -119,13 +119,24 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _description() -> str:
+    """What ``zsseg train`` does, with the trainable families and the default recipe's family (registry)."""
+    from zsseg_rt.contract.registry import default_family, families, get_family
+
+    trained = ", ".join(get_family(name).label for name in families() if get_family(name).training is not None)
+    return (
+        f"Train a model of a trainable family ({trained}) with a recipe; the recipe defaults are the official "
+        f"{default_family().label} recipe (AdamW lr 2e-4, wd 0.01, poly 0.9, 1500 warm-up iterations, batch 16). "
+        "Multi-GPU: torchrun --nproc_per_node=N -m zsseg_rt.train CONFIG."
+    )
+
+
 def add_train_command(subparsers) -> argparse.ArgumentParser:
     """Register ``train`` on an argparse subparsers object (``zsseg train``)."""
     p = subparsers.add_parser(
         "train",
-        help="train a ZegCLIP model (inductive / transductive / fully supervised)",
-        description="Train ZegCLIP with the official recipe (AdamW lr 2e-4, wd 0.01, poly 0.9, 1500 warm-up "
-        "iterations, batch 16). Multi-GPU: torchrun --nproc_per_node=N -m zsseg_rt.train CONFIG.",
+        help="train a model of a trainable family (inductive / transductive / fully supervised recipes)",
+        description=_description(),
     )
     _add_arguments(p)
     p.set_defaults(func=_run)
@@ -133,7 +144,7 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m zsseg_rt.train", description="Train a ZegCLIP model.")
+    p = argparse.ArgumentParser(prog="python -m zsseg_rt.train", description=_description())
     _add_arguments(p)
     return p
 

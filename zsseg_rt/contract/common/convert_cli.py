@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, List, Tuple
 
-__all__ = ["add_convert_command", "family_conversion_arguments"]
+__all__ = ["add_convert_command", "family_conversion_arguments", "convert_help", "converting_families"]
 
 TORCH_SIDE_INSTALL = 'pip install "zsseg_rt[torch,export]"'  # as zsseg_rt.cli says it
 
@@ -34,12 +34,25 @@ def _run(args: argparse.Namespace) -> int:
     )
 
 
+def converting_families() -> str:
+    """The families whose official checkpoints ``zsseg convert`` takes, as prose ("A, B or C"; registry)."""
+    from zsseg_rt.contract.registry import families, get_family
+
+    labels = [get_family(name).label for name in families() if get_family(name).checkpoints.converts_official]
+    return " or ".join([", ".join(labels[:-1]), labels[-1]]) if len(labels) > 1 else "".join(labels)
+
+
+def convert_help() -> str:
+    """``zsseg convert``'s one-line help (also ``zsseg -h``'s line when the command is not built in full)."""
+    return f"convert an official {converting_families()} checkpoint to a native one"
+
+
 def add_convert_command(subparsers) -> argparse.ArgumentParser:
     """Register ``convert SRC DST`` on an argparse subparsers object (``zsseg convert``)."""
     p = subparsers.add_parser(
         "convert",
-        help="convert an official ZegCLIP or CLIP-RC checkpoint to a native one",
-        description="Convert an official ZegCLIP or CLIP-RC (mmcv) checkpoint (the family is detected from the "
+        help=convert_help(),
+        description=f"Convert an official {converting_families()} checkpoint (the family is detected from the "
         "keys) into a native checkpoint directory "
         "(model.safetensors + config.json). The file is read with torch.load(weights_only=True).",
     )

@@ -28,8 +28,8 @@ __all__ = [
 HOW_TO_GET_WEIGHTS = (
     "Give a local file instead: --clip-weights /path/to/ViT-B-16.pt (the pretrained argument in Python): OpenAI's "
     "ViT-B-16.pt archive (its download address is in docs/setup.md), an open_clip state dict or .safetensors; or "
-    "run once on a machine with network access to fill the Hugging Face cache. Official ZegCLIP or CLIP-RC "
-    "checkpoints go through zsseg export --official."
+    "run once on a machine with network access to fill the Hugging Face cache. Official checkpoints of "
+    "the trained families go through zsseg export --official."
 )
 
 # Keys found in CLIP checkpoints that the prompted CLIP towers do not use.

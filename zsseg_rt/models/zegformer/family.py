@@ -23,6 +23,8 @@ CONVERSION_ARGUMENTS = (
 
 
 class ZegFormerCheckpoints(Checkpoints):
+    converts_official = True  # through its own convert_official below (its checkpoints hold no CLIP weights)
+
     def conversion_arguments(self) -> Sequence[FamilyArgument]:
         return CONVERSION_ARGUMENTS
 
