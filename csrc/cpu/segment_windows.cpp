@@ -21,75 +21,40 @@
 
 #include <omp.h>
 
+#include "bilinear_taps.h"
 #include "cpu_dispatch.h"
 #include "zsseg/segment_windows.h"
 
 namespace zsseg {
 namespace {
 
-std::vector<BilinearTap> make_taps(int64_t in_size, int64_t out_size) {
-  std::vector<BilinearTap> taps(static_cast<size_t>(out_size));
-  const float scale = bilinear_scale(in_size, out_size);
-  for (int64_t i = 0; i < out_size; ++i) taps[static_cast<size_t>(i)] = bilinear_tap(scale, i, in_size);
-  return taps;
-}
+using cpu::blend_at;
+using cpu::make_taps;
 
 struct Geometry {
   const SegmentWindowsParams& p;
   std::vector<BilinearTap> head_rows, head_cols;  // window pixel -> logits taps (head resolution)
   std::vector<BilinearTap> out_rows, out_cols;    // output pixel -> rescaled taps
-  // column taps as arrays (vectorisable gathers), as upsample_cpu does
-  std::vector<int32_t> ci0, ci1;
-  std::vector<float> cw0, cw1;
+  cpu::ColumnTaps cols;                           // head_cols as arrays (vectorisable gathers), as upsample_cpu does
 };
 
-// One window row (window-local row u, columns [0, width)) of class c, calibrated like upsample_cpu, added into
-// acc[x1 + v]. Same expression as upsample_cpu's resize_row: blend columns, then rows, then f, then - bias.
+// One window row (window-local row u, window-local columns [x0, x0 + width): the whole row, or a footprint's part
+// of it) of class c, calibrated like upsample_cpu, added into acc[x]. Same expression as upsample_cpu's resize_row
+// (cpu::blend_at: blend columns, then rows), then f, then - bias.
 ZS_CPU_INLINE void add_window_row(const float* row0, const float* row1, float wy0, float wy1, const Geometry& geo,
-                                  int64_t width, bool sigmoid, float bias, float* acc) {
-  const int32_t* i0 = geo.ci0.data();
-  const int32_t* i1 = geo.ci1.data();
-  const float* w0 = geo.cw0.data();
-  const float* w1 = geo.cw1.data();
+                                  int64_t x0, int64_t width, bool sigmoid, float bias, float* acc) {
+  const int32_t* i0 = geo.cols.i0.data() + x0;
+  const int32_t* i1 = geo.cols.i1.data() + x0;
+  const float* w0 = geo.cols.w0.data() + x0;
+  const float* w1 = geo.cols.w1.data() + x0;
   if (sigmoid) {
 #pragma omp simd
     for (int64_t x = 0; x < width; ++x) {
-      const float v =
-          blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
-      acc[x] += sigmoid_fast_nan_f32(v) - bias;
+      acc[x] += sigmoid_fast_nan_f32(blend_at(row0, row1, wy0, wy1, i0, i1, w0, w1, x)) - bias;
     }
   } else {
 #pragma omp simd
-    for (int64_t x = 0; x < width; ++x) {
-      const float v =
-          blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
-      acc[x] += v - bias;
-    }
-  }
-}
-
-// add_window_row over window-local columns [x0, x0 + width) (a footprint's part of the window row): the same
-// per-element arithmetic, the column taps read from x0 on.
-ZS_CPU_INLINE void add_window_row_part(const float* row0, const float* row1, float wy0, float wy1, const Geometry& geo,
-                                       int64_t x0, int64_t width, bool sigmoid, float bias, float* acc) {
-  const int32_t* i0 = geo.ci0.data() + x0;
-  const int32_t* i1 = geo.ci1.data() + x0;
-  const float* w0 = geo.cw0.data() + x0;
-  const float* w1 = geo.cw1.data() + x0;
-  if (sigmoid) {
-#pragma omp simd
-    for (int64_t x = 0; x < width; ++x) {
-      const float v =
-          blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
-      acc[x] += sigmoid_fast_nan_f32(v) - bias;
-    }
-  } else {
-#pragma omp simd
-    for (int64_t x = 0; x < width; ++x) {
-      const float v =
-          blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
-      acc[x] += v - bias;
-    }
+    for (int64_t x = 0; x < width; ++x) acc[x] += blend_at(row0, row1, wy0, wy1, i0, i1, w0, w1, x) - bias;
   }
 }
 
@@ -114,7 +79,7 @@ ZS_CPU_CLONES bool merged_row(const Geometry& geo, int64_t r, float* merged, flo
       const float* src = base + c * plane;
       // softmax: raw logits are averaged; the bias applies after the softmax (output_row_softmax)
       const float bias = p.class_bias != nullptr && !p.softmax ? p.class_bias[c] : 0.f;
-      add_window_row(src + ty.i0 * p.in_width, src + ty.i1 * p.in_width, ty.w0, ty.w1, geo, width,
+      add_window_row(src + ty.i0 * p.in_width, src + ty.i1 * p.in_width, ty.w0, ty.w1, geo, 0, width,
                      p.apply_sigmoid && !p.softmax, bias, merged + c * ws + w.x1);
     }
   }
@@ -396,8 +361,8 @@ ZS_CPU_CLONES bool run_tile(const Geometry& geo, const TileBox& b, const uint16_
         const int64_t c = listed[i];
         const float* src = base + c * plane;
         const float bias = p.class_bias != nullptr ? p.class_bias[c] : 0.f;
-        add_window_row_part(src + ty.i0 * p.in_width, src + ty.i1 * p.in_width, ty.w0, ty.w1, geo, q0 - w.x1, q1 - q0,
-                            true, bias, t.merged.data() + (i * fh + fr) * fw + (q0 - b.fx0));
+        add_window_row(src + ty.i0 * p.in_width, src + ty.i1 * p.in_width, ty.w0, ty.w1, geo, q0 - w.x1, q1 - q0, true,
+                       bias, t.merged.data() + (i * fh + fr) * fw + (q0 - b.fx0));
       }
     }
     for (int64_t q = 0; q < fw; ++q) covered = covered && t.counts[static_cast<size_t>(q)] > 0.f;
@@ -502,13 +467,8 @@ bool segment_windows_cpu(const SegmentWindowsParams& p) {
                make_taps(p.in_width, p.head_width),
                make_taps(p.scaled_height, p.out_height),
                make_taps(p.scaled_width, p.out_width),
-               {},
-               {},
-               {},
                {}};
-  for (const BilinearTap& t : geo.head_cols) {
-    geo.ci0.push_back(t.i0), geo.ci1.push_back(t.i1), geo.cw0.push_back(t.w0), geo.cw1.push_back(t.w1);
-  }
+  geo.cols = cpu::column_taps(geo.head_cols);
   if (p.apply_sigmoid && !p.softmax && p.classes > 1 && p.classes <= 65535 && p.out_height > 0 && p.out_width > 0) {
     bool uncovered = false;
     if (segment_windows_cpu_pruned(geo, uncovered)) return !uncovered;
