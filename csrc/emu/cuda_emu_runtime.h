@@ -895,6 +895,28 @@ inline void wait_stream_locked(std::unique_lock<std::mutex>& lock, CUstream_st* 
   if (s->queue && s->queue->tail) host_wait_locked(lock, s->queue->tail);
 }
 
+// Host wait for everything every queue has enqueued so far, holds released first (cudaDeviceSynchronize, and
+// cudaFree / cudaFreeHost, which wait for the device). Caller holds `lock`.
+inline void wait_device_locked(std::unique_lock<std::mutex>& lock) {
+  release_holds_before_locked(nullptr);
+  std::vector<SignalPtr> tails;
+  for (const auto& q : runtime().queues)
+    if (q->tail) tails.push_back(q->tail);
+  for (const auto& tail : tails) host_wait_locked(lock, tail);
+}
+
+// The checks of a host call that waits for or queries `event` (cudaEventQuery, cudaEventSynchronize): the handle,
+// then the capture rules (an event recorded in a capture: that capture is invalidated). Caller holds the lock.
+inline cudaError_t event_host_check_locked(const CUevent_st* event, const char* call) {
+  if (event->destroyed) return destroyed_handle_locked(call, "event", event);
+  if (unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
+  if (event->capture) {
+    invalidate_locked(event->capture, cudaErrorCapturedEvent);
+    return last_error() = cudaErrorCapturedEvent;
+  }
+  return cudaSuccess;
+}
+
 inline void trim_pools_locked();
 
 }  // namespace zs_emu
@@ -995,11 +1017,7 @@ inline cudaError_t cudaDeviceSynchronize() {
   }
   ++rt.stats.blocking_waits;
   if (zs_emu::mutated(zs_emu::kSkipHostWait)) return cudaSuccess;
-  zs_emu::release_holds_before_locked(nullptr);
-  std::vector<zs_emu::SignalPtr> tails;
-  for (const auto& q : rt.queues)
-    if (q->tail) tails.push_back(q->tail);
-  for (const auto& tail : tails) zs_emu::host_wait_locked(lock, tail);
+  zs_emu::wait_device_locked(lock);
   zs_emu::trim_pools_locked();
   return cudaSuccess;
 }
@@ -1182,12 +1200,8 @@ inline cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = null
 inline cudaError_t cudaEventQuery(cudaEvent_t event) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
-  if (event->destroyed) return zs_emu::destroyed_handle_locked("cudaEventQuery of", "event", event);
-  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  if (event->capture) {
-    zs_emu::invalidate_locked(event->capture, cudaErrorCapturedEvent);
-    return zs_emu::last_error() = cudaErrorCapturedEvent;
-  }
+  const cudaError_t checked = zs_emu::event_host_check_locked(event, "cudaEventQuery of");
+  if (checked != cudaSuccess) return checked;
   if (!event->signal || event->signal->done) {
     zs_emu::host_saw_locked(event->signal);
     return cudaSuccess;
@@ -1198,12 +1212,8 @@ inline cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::unique_lock<std::mutex> lock(rt.mutex);
-  if (event->destroyed) return zs_emu::destroyed_handle_locked("cudaEventSynchronize of", "event", event);
-  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  if (event->capture) {
-    zs_emu::invalidate_locked(event->capture, cudaErrorCapturedEvent);
-    return zs_emu::last_error() = cudaErrorCapturedEvent;
-  }
+  const cudaError_t checked = zs_emu::event_host_check_locked(event, "cudaEventSynchronize of");
+  if (checked != cudaSuccess) return checked;
   ++rt.stats.blocking_waits;
   if (!zs_emu::mutated(zs_emu::kSkipHostWait)) zs_emu::host_wait_locked(lock, event->signal);
   zs_emu::trim_pools_locked();
@@ -1442,13 +1452,7 @@ inline cudaError_t cudaFree(void* ptr) {
     return cudaSuccess;
   }
   ++rt.stats.sync_free;
-  if (!zs_emu::mutated(zs_emu::kSkipHostWait)) {  // cudaFree waits for the device
-    zs_emu::release_holds_before_locked(nullptr);
-    std::vector<zs_emu::SignalPtr> tails;
-    for (const auto& q : rt.queues)
-      if (q->tail) tails.push_back(q->tail);
-    for (const auto& tail : tails) zs_emu::host_wait_locked(lock, tail);
-  }
+  if (!zs_emu::mutated(zs_emu::kSkipHostWait)) zs_emu::wait_device_locked(lock);  // cudaFree waits for the device
   rt.live.erase(reinterpret_cast<std::uintptr_t>(ptr));
   std::free(ptr);
   return cudaSuccess;
@@ -1550,13 +1554,7 @@ inline cudaError_t cudaFreeHost(void* ptr) {
     zs_emu::report("misuse", "cudaFreeHost of " + zs_emu::hex(ptr) + ", which is not live page-locked memory");
     return zs_emu::last_error() = cudaErrorInvalidValue;
   }
-  if (!zs_emu::mutated(zs_emu::kSkipHostWait)) {  // like cudaFree: waits for the device
-    zs_emu::release_holds_before_locked(nullptr);
-    std::vector<zs_emu::SignalPtr> tails;
-    for (const auto& q : rt.queues)
-      if (q->tail) tails.push_back(q->tail);
-    for (const auto& tail : tails) zs_emu::host_wait_locked(lock, tail);
-  }
+  if (!zs_emu::mutated(zs_emu::kSkipHostWait)) zs_emu::wait_device_locked(lock);  // like cudaFree: waits for the device
   rt.live.erase(reinterpret_cast<std::uintptr_t>(ptr));
   std::free(ptr);
   return cudaSuccess;
