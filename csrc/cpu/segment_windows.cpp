@@ -28,9 +28,6 @@
 namespace zsseg {
 namespace {
 
-using cpu::blend_at;
-using cpu::make_taps;
-
 struct Geometry {
   const SegmentWindowsParams& p;
   std::vector<BilinearTap> head_rows, head_cols;  // window pixel -> logits taps (head resolution)
@@ -50,11 +47,11 @@ ZS_CPU_INLINE void add_window_row(const float* row0, const float* row1, float wy
   if (sigmoid) {
 #pragma omp simd
     for (int64_t x = 0; x < width; ++x) {
-      acc[x] += sigmoid_fast_nan_f32(blend_at(row0, row1, wy0, wy1, i0, i1, w0, w1, x)) - bias;
+      acc[x] += sigmoid_fast_nan_f32(cpu::blend_at(row0, row1, wy0, wy1, i0, i1, w0, w1, x)) - bias;
     }
   } else {
 #pragma omp simd
-    for (int64_t x = 0; x < width; ++x) acc[x] += blend_at(row0, row1, wy0, wy1, i0, i1, w0, w1, x) - bias;
+    for (int64_t x = 0; x < width; ++x) acc[x] += cpu::blend_at(row0, row1, wy0, wy1, i0, i1, w0, w1, x) - bias;
   }
 }
 
@@ -133,6 +130,25 @@ ZS_CPU_CLONES bool transpose_merged_row(const Geometry& geo, const float* merged
   return non_finite == 0;
 }
 
+// The resized values v[c] of one output pixel (column taps tx, row taps ty) for every class, from two transposed
+// merged rows: per class the bilinear value blending columns first, then rows, as every resize here. Returns
+// the max reduction of the values (not meaningful when one is NaN: the callers scan v for NaN).
+ZS_CPU_INLINE float blend_pixel(const MergedRowT& top, const MergedRowT& bottom, const BilinearTap& tx,
+                                const BilinearTap& ty, int64_t classes, float* v) {
+  const float* a0 = top.values + tx.i0 * classes;
+  const float* a1 = top.values + tx.i1 * classes;
+  const float* b0 = bottom.values + tx.i0 * classes;
+  const float* b1 = bottom.values + tx.i1 * classes;
+  float best = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : best)
+  for (int64_t c = 0; c < classes; ++c) {
+    const float t = blend2(blend2(a0[c], a1[c], tx.w0, tx.w1), blend2(b0[c], b1[c], tx.w0, tx.w1), ty.w0, ty.w1);
+    v[c] = t;
+    best = best > t ? best : t;
+  }
+  return best;
+}
+
 // One output row from two merged rows (as segment_cpu with no bias and no sigmoid: per pixel and class the
 // bilinear value blending columns first, then rows, as every resize here; raw argmax, lowest index on ties,
 // first NaN wins).
@@ -142,18 +158,7 @@ ZS_CPU_CLONES void output_row(const Geometry& geo, const MergedRowT& top, const 
   const int64_t classes = p.classes;
   const bool finite = top.finite && bottom.finite;
   for (int64_t x = 0; x < p.out_width; ++x) {
-    const BilinearTap& tx = geo.out_cols[static_cast<size_t>(x)];
-    const float* a0 = top.values + tx.i0 * classes;
-    const float* a1 = top.values + tx.i1 * classes;
-    const float* b0 = bottom.values + tx.i0 * classes;
-    const float* b1 = bottom.values + tx.i1 * classes;
-    float best = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : best)
-    for (int64_t c = 0; c < classes; ++c) {
-      const float t = blend2(blend2(a0[c], a1[c], tx.w0, tx.w1), blend2(b0[c], b1[c], tx.w0, tx.w1), ty.w0, ty.w1);
-      v[c] = t;
-      best = best > t ? best : t;
-    }
+    const float best = blend_pixel(top, bottom, geo.out_cols[static_cast<size_t>(x)], ty, classes, v);
     int32_t label = -1;
     if (!finite) {
       for (int64_t c = 0; c < classes && label < 0; ++c) {
@@ -186,18 +191,7 @@ ZS_CPU_CLONES void output_row_softmax(const Geometry& geo, const MergedRowT& top
   const int32_t* class_of = p.class_of;
   const float inf = std::numeric_limits<float>::infinity();
   for (int64_t x = 0; x < p.out_width; ++x) {
-    const BilinearTap& tx = geo.out_cols[static_cast<size_t>(x)];
-    const float* a0 = top.values + tx.i0 * classes;
-    const float* a1 = top.values + tx.i1 * classes;
-    const float* b0 = bottom.values + tx.i0 * classes;
-    const float* b1 = bottom.values + tx.i1 * classes;
-    float best = -inf;
-#pragma omp simd reduction(max : best)
-    for (int64_t c = 0; c < classes; ++c) {
-      const float t = blend2(blend2(a0[c], a1[c], tx.w0, tx.w1), blend2(b0[c], b1[c], tx.w0, tx.w1), ty.w0, ty.w1);
-      v[c] = t;
-      best = best > t ? best : t;
-    }
+    const float best = blend_pixel(top, bottom, geo.out_cols[static_cast<size_t>(x)], ty, classes, v);
     bool bad = !(std::fabs(best) <= std::numeric_limits<float>::max());  // max is +-inf (or NaN)
     if (!finite || bad) {  // a blend of finite rows can still overflow: scan for NaN
       for (int64_t c = 0; c < classes && !bad; ++c) bad = is_nan_value(v[c]);
@@ -463,10 +457,10 @@ bool segment_windows_cpu_pruned(const Geometry& geo, bool& uncovered) {
 
 bool segment_windows_cpu(const SegmentWindowsParams& p) {
   Geometry geo{p,
-               make_taps(p.in_height, p.head_height),
-               make_taps(p.in_width, p.head_width),
-               make_taps(p.scaled_height, p.out_height),
-               make_taps(p.scaled_width, p.out_width),
+               cpu::make_taps(p.in_height, p.head_height),
+               cpu::make_taps(p.in_width, p.head_width),
+               cpu::make_taps(p.scaled_height, p.out_height),
+               cpu::make_taps(p.scaled_width, p.out_width),
                {}};
   geo.cols = cpu::column_taps(geo.head_cols);
   if (p.apply_sigmoid && !p.softmax && p.classes > 1 && p.classes <= 65535 && p.out_height > 0 && p.out_width > 0) {
