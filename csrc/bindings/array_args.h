@@ -17,7 +17,7 @@
 //     Placement where = args.placement({&patches, &text});           // mixed devices -> ValueError
 //     args.require_same_type({&patches, &text});                     // fp16 + fp32 -> TypeError
 //     Output out = args.output("output", {B, C, N}, patches.type, where);  // refuses 0 / > kMaxElements
-//     { CudaDeviceGuard guard(where); args.check_launch(kernel_cuda(params, args.stream())); }
+//     run_on_placement(args, where, params, &kernel_cuda, &kernel_cpu);  // launch (checked) or CPU, no GIL
 //     return out.array;
 //
 // Streams: a CUDA call enqueues its kernels on `stream` (an integer cudaStream_t; 0 = legacy default stream)
@@ -220,6 +220,21 @@ class CudaDeviceGuard {
  private:
   int previous_ = -1;
 };
+
+// Runs an op where its arrays are (`where`): the CUDA launcher on that device, its status checked by check_launch,
+// or the CPU kernel without the GIL.
+template <class Params>
+void run_on_placement(const ArgParser& args, const Placement& where, const Params& params,
+                      zsseg::CudaStatus (*cuda_launcher)(const Params&, zsseg::Stream),
+                      void (*cpu_kernel)(const Params&)) {
+  if (where.is_cuda()) {
+    CudaDeviceGuard guard(where);
+    args.check_launch(cuda_launcher(params, args.stream()));
+  } else {
+    py::gil_scoped_release release;
+    cpu_kernel(params);
+  }
+}
 
 // ---- device memory owned by Python (implemented in device.cpp) ---------------------------------------
 

@@ -93,22 +93,17 @@ py::object pamr(py::handle mask_obj, py::handle image_obj, std::int64_t iteratio
   Output out = args.output_or("output", "out", out_obj, {p.batch, p.classes, p.height, p.width}, ElemType::Float32,
                               where, {&mask, &image});
   p.output = out.ptr<float>();
+  Output weights, scratch;
   if (where.is_cuda()) {
     // workspaces: stream-ordered device allocations, freed after the launch's completion event
-    Output weights =
-        args.output("weights (workspace)", {p.batch, neighbours, p.height, p.width}, ElemType::Float32, where);
+    weights = args.output("weights (workspace)", {p.batch, neighbours, p.height, p.width}, ElemType::Float32, where);
     p.weights = weights.ptr<float>();
-    Output scratch;
     if (iterations > 1) {
       scratch = args.output("scratch (workspace)", {p.batch, p.classes, p.height, p.width}, ElemType::Float32, where);
       p.scratch = scratch.ptr<float>();
     }
-    CudaDeviceGuard guard(where);
-    args.check_launch(zsseg::pamr_cuda(p, args.stream()));
-  } else {
-    py::gil_scoped_release release;
-    zsseg::pamr_cpu(p);
   }
+  run_on_placement(args, where, p, &zsseg::pamr_cuda, &zsseg::pamr_cpu);
   return out.array;
 }
 

@@ -55,13 +55,7 @@ py::object relation_descriptor(py::handle text_obj, py::handle global_obj, py::h
   Output out = args.output_or("output", "out", out_obj, {params.batch, params.num_classes, params.out_dim}, text.type,
                               where, {&text, &global, weight_ptr, bias_ptr});
   params.out = out.data;
-  if (where.is_cuda()) {
-    CudaDeviceGuard guard(where);
-    args.check_launch(zsseg::relation_descriptor_cuda(params, args.stream()));
-  } else {
-    py::gil_scoped_release release;
-    zsseg::relation_descriptor_cpu(params);
-  }
+  run_on_placement(args, where, params, &zsseg::relation_descriptor_cuda, &zsseg::relation_descriptor_cpu);
   return out.array;
 }
 

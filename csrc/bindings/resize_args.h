@@ -69,6 +69,25 @@ inline zsseg::ResizeGeometry parse_resize_geometry(const ArgParser& args, const 
   return g;
 }
 
+#ifdef ZSSEG_WITH_CUDA
+// The first host.size() elements of the CUDA array `array` (argument `name`) into `host`: copied on the launch stream
+// (ordered after the array's producer) and waited for without the GIL; a failure is a ValueError.
+template <class T>
+void read_back(const ArgParser& args, const char* name, const ArrayArg& array, std::vector<T>& host) {
+  CudaDeviceGuard guard(array.place);
+  const auto stream = static_cast<cudaStream_t>(args.stream());
+  cudaError_t status =
+      cudaMemcpyAsync(host.data(), array.ptr<T>(), host.size() * sizeof(T), cudaMemcpyDeviceToHost, stream);
+  if (status == cudaSuccess) {
+    py::gil_scoped_release release;
+    status = cudaStreamSynchronize(stream);
+  }
+  if (status != cudaSuccess) {
+    args.fail_value(std::string("argument '") + name + "': cannot read it from the GPU: " + cudaGetErrorString(status));
+  }
+}
+#endif
+
 // class_bias: [C] float32 (C-contiguous, checked by ArgParser) or None. The caller puts it in the same
 // placement() call as the logits (same device). Every value must be finite (NaN and +/-inf are refused, naming
 // the first bad class): with infinite biases whole groups of classes tie at +/-inf, where the fused CPU argmax
@@ -102,17 +121,7 @@ inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handl
     if (args.check_bias_on_device(*bias)) return bias;  // reported after the launch, without a host wait
     // Fallback: read back on the launch stream (ordered after the bias' producer), without the GIL while waiting.
     host.resize(static_cast<std::size_t>(classes));
-    CudaDeviceGuard guard(bias->place);
-    const auto stream = static_cast<cudaStream_t>(args.stream());
-    cudaError_t status =
-        cudaMemcpyAsync(host.data(), values, host.size() * sizeof(float), cudaMemcpyDeviceToHost, stream);
-    if (status == cudaSuccess) {
-      py::gil_scoped_release release;
-      status = cudaStreamSynchronize(stream);
-    }
-    if (status != cudaSuccess) {
-      args.fail_value(std::string("argument 'class_bias': cannot read it from the GPU: ") + cudaGetErrorString(status));
-    }
+    read_back(args, "class_bias", *bias, host);
     values = host.data();
 #endif
   }
@@ -124,6 +133,26 @@ inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handl
     }
   }
   return bias;
+}
+
+// The inputs upsample and segment share, validated in this order: logits [B, C, h, w], class_bias (see
+// parse_class_bias), the device they are both on, and the geometry of the resize to `size` within `crop`.
+struct ResizeInputs {
+  ArrayArg logits;
+  std::optional<ArrayArg> bias;
+  Placement where;
+  zsseg::ResizeGeometry geometry;
+  const ArrayArg* bias_arg() const { return bias ? &*bias : nullptr; }
+};
+inline ResizeInputs parse_resize_inputs(const ArgParser& args, py::handle logits_obj, py::handle class_bias_obj,
+                                        py::handle size, py::handle crop) {
+  ResizeInputs in;
+  in.logits = args.array("logits", logits_obj);  // [B, C, h, w]
+  if (in.logits.ndim() != 4) args.fail_shape(in.logits, "[B, C, h, w] (4 dimensions)");
+  in.bias = parse_class_bias(args, class_bias_obj, in.logits);  // [C]
+  in.where = args.placement({&in.logits, in.bias_arg()});
+  in.geometry = parse_resize_geometry(args, in.logits, size, crop);
+  return in;
 }
 
 // class_of (segment_windows, softmax): [N] int32 name -> class map, C-contiguous, on the logits' device (N = the
@@ -149,17 +178,7 @@ inline std::pair<std::optional<ArrayArg>, std::int64_t> parse_class_map(const Ar
           "contain; call segment_windows with a CUDA class_of outside the capture");
     }
     host.resize(static_cast<std::size_t>(names));
-    CudaDeviceGuard guard(map->place);
-    const auto stream = static_cast<cudaStream_t>(args.stream());
-    cudaError_t status =
-        cudaMemcpyAsync(host.data(), values, host.size() * sizeof(std::int32_t), cudaMemcpyDeviceToHost, stream);
-    if (status == cudaSuccess) {
-      py::gil_scoped_release release;
-      status = cudaStreamSynchronize(stream);
-    }
-    if (status != cudaSuccess) {
-      args.fail_value(std::string("argument 'class_of': cannot read it from the GPU: ") + cudaGetErrorString(status));
-    }
+    read_back(args, "class_of", *map, host);
     values = host.data();
 #endif
   }

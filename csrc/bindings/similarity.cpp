@@ -39,13 +39,7 @@ py::object similarity(py::handle patches_obj, py::handle text_obj, bool normaliz
   Output out = args.output_or("output", "out", out_obj, {params.batch, params.num_classes, params.num_patches},
                               patches.type, where, {&patches, &text});
   params.out = out.data;
-  if (where.is_cuda()) {
-    CudaDeviceGuard guard(where);
-    args.check_launch(zsseg::similarity_cuda(params, args.stream()));
-  } else {
-    py::gil_scoped_release release;
-    zsseg::similarity_cpu(params);
-  }
+  run_on_placement(args, where, params, &zsseg::similarity_cuda, &zsseg::similarity_cpu);
   return out.array;
 }
 

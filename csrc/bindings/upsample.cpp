@@ -11,28 +11,22 @@ namespace {
 py::object upsample(py::handle logits_obj, py::handle size, py::handle crop, bool apply_sigmoid,
                     py::handle class_bias_obj, py::handle out_obj, std::int64_t stream) {
   ArgParser args("upsample", stream);
-  const ArrayArg logits = args.array("logits", logits_obj);  // [B, C, h, w]
-  if (logits.ndim() != 4) args.fail_shape(logits, "[B, C, h, w] (4 dimensions)");
-  const std::optional<ArrayArg> bias = parse_class_bias(args, class_bias_obj, logits);  // [C]
-  const Placement where = args.placement({&logits, bias ? &*bias : nullptr});
-  const zsseg::ResizeGeometry g = parse_resize_geometry(args, logits, size, crop);
+  const ResizeInputs in = parse_resize_inputs(args, logits_obj, class_bias_obj, size, crop);
+  const ArrayArg& logits = in.logits;    // [B, C, h, w]
+  const ArrayArg* bias = in.bias_arg();  // [C] or nullptr
+  const Placement& where = in.where;
+  const zsseg::ResizeGeometry& g = in.geometry;
   Output out = args.output_or("output", "out", out_obj, {g.batch, g.channels, g.out_height, g.out_width}, logits.type,
-                              where, {&logits, bias ? &*bias : nullptr});
+                              where, {&logits, bias});
   zsseg::UpsampleParams params;
   params.input = logits.data;
   params.output = out.data;
   params.dtype = zsseg::DType::Float32;
   params.geometry = g;
   params.apply_sigmoid = apply_sigmoid;
-  params.class_bias = bias ? bias->ptr<float>() : nullptr;
-  if (where.is_cuda()) {
-    params.dtype = to_kernel_dtype(logits.type);
-    CudaDeviceGuard guard(where);
-    args.check_launch(zsseg::upsample_cuda(params, args.stream()));
-  } else {
-    py::gil_scoped_release release;
-    zsseg::upsample_cpu(params);
-  }
+  params.class_bias = bias != nullptr ? bias->ptr<float>() : nullptr;
+  if (where.is_cuda()) params.dtype = to_kernel_dtype(logits.type);
+  run_on_placement(args, where, params, &zsseg::upsample_cuda, &zsseg::upsample_cpu);
   return out.array;
 }
 

@@ -27,21 +27,28 @@ void concat_features(const RelationDescriptorParams& p) {
   }
 }
 
-// base [C, Dout] = text . W[:, D:]^T + bias.
-std::vector<float> text_only_term(const RelationDescriptorParams& p) {
-  const auto* weight = static_cast<const float*>(p.weight);  // [Dout, 2D]
-  const auto* bias = static_cast<const float*>(p.bias);      // [Dout] or nullptr
-  std::vector<float> base(static_cast<std::size_t>(p.num_classes * p.out_dim));
+// text [C, D] . W_half^T -> [C, Dout] (row stride Dout) with W_half one half of W [Dout, 2D]: `weight_half` = W
+// (the t * g columns) or W + D (the text columns). The caller sets the output (c) and any scale or addend.
+cpu::GemmNT text_weight_gemm(const RelationDescriptorParams& p, const float* weight_half) {
   cpu::GemmNT g;
   g.m = p.num_classes;
   g.n = p.out_dim;
   g.k = p.dim;
   g.a = static_cast<const float*>(p.text);
   g.lda = p.dim;
-  g.b = weight + p.dim;
+  g.b = weight_half;
   g.ldb = 2 * p.dim;
-  g.c = base.data();
   g.ldc = p.out_dim;
+  return g;
+}
+
+// base [C, Dout] = text . W[:, D:]^T + bias.
+std::vector<float> text_only_term(const RelationDescriptorParams& p) {
+  const auto* weight = static_cast<const float*>(p.weight);  // [Dout, 2D]
+  const auto* bias = static_cast<const float*>(p.bias);      // [Dout] or nullptr
+  std::vector<float> base(static_cast<std::size_t>(p.num_classes * p.out_dim));
+  cpu::GemmNT g = text_weight_gemm(p, weight + p.dim);
+  g.c = base.data();
   cpu::gemm_nt(g);
   if (bias != nullptr) {
     for (std::int64_t c = 0; c < p.num_classes; ++c) {
@@ -63,19 +70,11 @@ void relation_descriptor_cpu(const RelationDescriptorParams& p) {
   const auto* global = static_cast<const float*>(p.image_global);
   auto* out = static_cast<float*>(p.out);
   for (std::int64_t b = 0; b < p.batch; ++b) {
-    cpu::GemmNT g;
-    g.m = p.num_classes;
-    g.n = p.out_dim;
-    g.k = p.dim;
-    g.a = static_cast<const float*>(p.text);
-    g.lda = p.dim;
+    cpu::GemmNT g = text_weight_gemm(p, static_cast<const float*>(p.weight));
     g.k_scale = global + b * p.dim;  // t[c, d] * g[b, d], applied while packing
-    g.b = static_cast<const float*>(p.weight);
-    g.ldb = 2 * p.dim;
     g.addend = base.data();
     g.ld_addend = p.out_dim;
     g.c = out + b * p.num_classes * p.out_dim;
-    g.ldc = p.out_dim;
     cpu::gemm_nt(g);
   }
 }

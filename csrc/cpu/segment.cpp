@@ -28,20 +28,16 @@
 
 #include <omp.h>
 
+#include "bilinear_taps.h"
 #include "cpu_dispatch.h"
 #include "zsseg/segment.h"
 
 namespace zsseg {
 namespace {
 
-constexpr int64_t kMaxGroupedBiases = 8;  // above this many distinct biases the general path is faster
+using cpu::make_taps;
 
-std::vector<BilinearTap> make_taps(int64_t in_size, int64_t out_size) {
-  std::vector<BilinearTap> taps(static_cast<size_t>(out_size));
-  const float scale = bilinear_scale(in_size, out_size);
-  for (int64_t i = 0; i < out_size; ++i) taps[static_cast<size_t>(i)] = bilinear_tap(scale, i, in_size);
-  return taps;
-}
+constexpr int64_t kMaxGroupedBiases = 8;  // above this many distinct biases the general path is faster
 
 // Class order used by the scratch buffers ("slots") and the bias groups over it.
 struct ClassLayout {

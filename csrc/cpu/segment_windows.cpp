@@ -21,75 +21,37 @@
 
 #include <omp.h>
 
+#include "bilinear_taps.h"
 #include "cpu_dispatch.h"
 #include "zsseg/segment_windows.h"
 
 namespace zsseg {
 namespace {
 
-std::vector<BilinearTap> make_taps(int64_t in_size, int64_t out_size) {
-  std::vector<BilinearTap> taps(static_cast<size_t>(out_size));
-  const float scale = bilinear_scale(in_size, out_size);
-  for (int64_t i = 0; i < out_size; ++i) taps[static_cast<size_t>(i)] = bilinear_tap(scale, i, in_size);
-  return taps;
-}
-
 struct Geometry {
   const SegmentWindowsParams& p;
   std::vector<BilinearTap> head_rows, head_cols;  // window pixel -> logits taps (head resolution)
   std::vector<BilinearTap> out_rows, out_cols;    // output pixel -> rescaled taps
-  // column taps as arrays (vectorisable gathers), as upsample_cpu does
-  std::vector<int32_t> ci0, ci1;
-  std::vector<float> cw0, cw1;
+  cpu::ColumnTaps cols;                           // head_cols as arrays (vectorisable gathers), as upsample_cpu does
 };
 
-// One window row (window-local row u, columns [0, width)) of class c, calibrated like upsample_cpu, added into
-// acc[x1 + v]. Same expression as upsample_cpu's resize_row: blend columns, then rows, then f, then - bias.
+// One window row (window-local row u, window-local columns [x0, x0 + width): the whole row, or a footprint's part
+// of it) of class c, calibrated like upsample_cpu, added into acc[x]. Same expression as upsample_cpu's resize_row
+// (cpu::blend_at: blend columns, then rows), then f, then - bias.
 ZS_CPU_INLINE void add_window_row(const float* row0, const float* row1, float wy0, float wy1, const Geometry& geo,
-                                  int64_t width, bool sigmoid, float bias, float* acc) {
-  const int32_t* i0 = geo.ci0.data();
-  const int32_t* i1 = geo.ci1.data();
-  const float* w0 = geo.cw0.data();
-  const float* w1 = geo.cw1.data();
+                                  int64_t x0, int64_t width, bool sigmoid, float bias, float* acc) {
+  const int32_t* i0 = geo.cols.i0.data() + x0;
+  const int32_t* i1 = geo.cols.i1.data() + x0;
+  const float* w0 = geo.cols.w0.data() + x0;
+  const float* w1 = geo.cols.w1.data() + x0;
   if (sigmoid) {
 #pragma omp simd
     for (int64_t x = 0; x < width; ++x) {
-      const float v =
-          blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
-      acc[x] += sigmoid_fast_nan_f32(v) - bias;
+      acc[x] += sigmoid_fast_nan_f32(cpu::blend_at(row0, row1, wy0, wy1, i0, i1, w0, w1, x)) - bias;
     }
   } else {
 #pragma omp simd
-    for (int64_t x = 0; x < width; ++x) {
-      const float v =
-          blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
-      acc[x] += v - bias;
-    }
-  }
-}
-
-// add_window_row over window-local columns [x0, x0 + width) (a footprint's part of the window row): the same
-// per-element arithmetic, the column taps read from x0 on.
-ZS_CPU_INLINE void add_window_row_part(const float* row0, const float* row1, float wy0, float wy1, const Geometry& geo,
-                                       int64_t x0, int64_t width, bool sigmoid, float bias, float* acc) {
-  const int32_t* i0 = geo.ci0.data() + x0;
-  const int32_t* i1 = geo.ci1.data() + x0;
-  const float* w0 = geo.cw0.data() + x0;
-  const float* w1 = geo.cw1.data() + x0;
-  if (sigmoid) {
-#pragma omp simd
-    for (int64_t x = 0; x < width; ++x) {
-      const float v =
-          blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
-      acc[x] += sigmoid_fast_nan_f32(v) - bias;
-    }
-  } else {
-#pragma omp simd
-    for (int64_t x = 0; x < width; ++x) {
-      const float v =
-          blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
-      acc[x] += v - bias;
-    }
+    for (int64_t x = 0; x < width; ++x) acc[x] += cpu::blend_at(row0, row1, wy0, wy1, i0, i1, w0, w1, x) - bias;
   }
 }
 
@@ -114,7 +76,7 @@ ZS_CPU_CLONES bool merged_row(const Geometry& geo, int64_t r, float* merged, flo
       const float* src = base + c * plane;
       // softmax: raw logits are averaged; the bias applies after the softmax (output_row_softmax)
       const float bias = p.class_bias != nullptr && !p.softmax ? p.class_bias[c] : 0.f;
-      add_window_row(src + ty.i0 * p.in_width, src + ty.i1 * p.in_width, ty.w0, ty.w1, geo, width,
+      add_window_row(src + ty.i0 * p.in_width, src + ty.i1 * p.in_width, ty.w0, ty.w1, geo, 0, width,
                      p.apply_sigmoid && !p.softmax, bias, merged + c * ws + w.x1);
     }
   }
@@ -168,6 +130,25 @@ ZS_CPU_CLONES bool transpose_merged_row(const Geometry& geo, const float* merged
   return non_finite == 0;
 }
 
+// The resized values v[c] of one output pixel (column taps tx, row taps ty) for every class, from two transposed
+// merged rows: per class the bilinear value blending columns first, then rows, as every resize here. Returns
+// the max reduction of the values (not meaningful when one is NaN: the callers scan v for NaN).
+ZS_CPU_INLINE float blend_pixel(const MergedRowT& top, const MergedRowT& bottom, const BilinearTap& tx,
+                                const BilinearTap& ty, int64_t classes, float* v) {
+  const float* a0 = top.values + tx.i0 * classes;
+  const float* a1 = top.values + tx.i1 * classes;
+  const float* b0 = bottom.values + tx.i0 * classes;
+  const float* b1 = bottom.values + tx.i1 * classes;
+  float best = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : best)
+  for (int64_t c = 0; c < classes; ++c) {
+    const float t = blend2(blend2(a0[c], a1[c], tx.w0, tx.w1), blend2(b0[c], b1[c], tx.w0, tx.w1), ty.w0, ty.w1);
+    v[c] = t;
+    best = best > t ? best : t;
+  }
+  return best;
+}
+
 // One output row from two merged rows (as segment_cpu with no bias and no sigmoid: per pixel and class the
 // bilinear value blending columns first, then rows, as every resize here; raw argmax, lowest index on ties,
 // first NaN wins).
@@ -177,18 +158,7 @@ ZS_CPU_CLONES void output_row(const Geometry& geo, const MergedRowT& top, const 
   const int64_t classes = p.classes;
   const bool finite = top.finite && bottom.finite;
   for (int64_t x = 0; x < p.out_width; ++x) {
-    const BilinearTap& tx = geo.out_cols[static_cast<size_t>(x)];
-    const float* a0 = top.values + tx.i0 * classes;
-    const float* a1 = top.values + tx.i1 * classes;
-    const float* b0 = bottom.values + tx.i0 * classes;
-    const float* b1 = bottom.values + tx.i1 * classes;
-    float best = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : best)
-    for (int64_t c = 0; c < classes; ++c) {
-      const float t = blend2(blend2(a0[c], a1[c], tx.w0, tx.w1), blend2(b0[c], b1[c], tx.w0, tx.w1), ty.w0, ty.w1);
-      v[c] = t;
-      best = best > t ? best : t;
-    }
+    const float best = blend_pixel(top, bottom, geo.out_cols[static_cast<size_t>(x)], ty, classes, v);
     int32_t label = -1;
     if (!finite) {
       for (int64_t c = 0; c < classes && label < 0; ++c) {
@@ -221,18 +191,7 @@ ZS_CPU_CLONES void output_row_softmax(const Geometry& geo, const MergedRowT& top
   const int32_t* class_of = p.class_of;
   const float inf = std::numeric_limits<float>::infinity();
   for (int64_t x = 0; x < p.out_width; ++x) {
-    const BilinearTap& tx = geo.out_cols[static_cast<size_t>(x)];
-    const float* a0 = top.values + tx.i0 * classes;
-    const float* a1 = top.values + tx.i1 * classes;
-    const float* b0 = bottom.values + tx.i0 * classes;
-    const float* b1 = bottom.values + tx.i1 * classes;
-    float best = -inf;
-#pragma omp simd reduction(max : best)
-    for (int64_t c = 0; c < classes; ++c) {
-      const float t = blend2(blend2(a0[c], a1[c], tx.w0, tx.w1), blend2(b0[c], b1[c], tx.w0, tx.w1), ty.w0, ty.w1);
-      v[c] = t;
-      best = best > t ? best : t;
-    }
+    const float best = blend_pixel(top, bottom, geo.out_cols[static_cast<size_t>(x)], ty, classes, v);
     bool bad = !(std::fabs(best) <= std::numeric_limits<float>::max());  // max is +-inf (or NaN)
     if (!finite || bad) {  // a blend of finite rows can still overflow: scan for NaN
       for (int64_t c = 0; c < classes && !bad; ++c) bad = is_nan_value(v[c]);
@@ -396,8 +355,8 @@ ZS_CPU_CLONES bool run_tile(const Geometry& geo, const TileBox& b, const uint16_
         const int64_t c = listed[i];
         const float* src = base + c * plane;
         const float bias = p.class_bias != nullptr ? p.class_bias[c] : 0.f;
-        add_window_row_part(src + ty.i0 * p.in_width, src + ty.i1 * p.in_width, ty.w0, ty.w1, geo, q0 - w.x1, q1 - q0,
-                            true, bias, t.merged.data() + (i * fh + fr) * fw + (q0 - b.fx0));
+        add_window_row(src + ty.i0 * p.in_width, src + ty.i1 * p.in_width, ty.w0, ty.w1, geo, q0 - w.x1, q1 - q0, true,
+                       bias, t.merged.data() + (i * fh + fr) * fw + (q0 - b.fx0));
       }
     }
     for (int64_t q = 0; q < fw; ++q) covered = covered && t.counts[static_cast<size_t>(q)] > 0.f;
@@ -498,17 +457,12 @@ bool segment_windows_cpu_pruned(const Geometry& geo, bool& uncovered) {
 
 bool segment_windows_cpu(const SegmentWindowsParams& p) {
   Geometry geo{p,
-               make_taps(p.in_height, p.head_height),
-               make_taps(p.in_width, p.head_width),
-               make_taps(p.scaled_height, p.out_height),
-               make_taps(p.scaled_width, p.out_width),
-               {},
-               {},
-               {},
+               cpu::make_taps(p.in_height, p.head_height),
+               cpu::make_taps(p.in_width, p.head_width),
+               cpu::make_taps(p.scaled_height, p.out_height),
+               cpu::make_taps(p.scaled_width, p.out_width),
                {}};
-  for (const BilinearTap& t : geo.head_cols) {
-    geo.ci0.push_back(t.i0), geo.ci1.push_back(t.i1), geo.cw0.push_back(t.w0), geo.cw1.push_back(t.w1);
-  }
+  geo.cols = cpu::column_taps(geo.head_cols);
   if (p.apply_sigmoid && !p.softmax && p.classes > 1 && p.classes <= 65535 && p.out_height > 0 && p.out_width > 0) {
     bool uncovered = false;
     if (segment_windows_cpu_pruned(geo, uncovered)) return !uncovered;

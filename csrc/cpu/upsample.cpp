@@ -6,32 +6,16 @@
 #endif
 #include <vector>
 
+#include "bilinear_taps.h"
 #include "cpu_dispatch.h"
 #include "zsseg/upsample.h"
 
 namespace zsseg {
 namespace {
 
-std::vector<BilinearTap> make_taps(int64_t in_size, int64_t out_size) {
-  std::vector<BilinearTap> taps(static_cast<size_t>(out_size));
-  const float scale = bilinear_scale(in_size, out_size);
-  for (int64_t i = 0; i < out_size; ++i) taps[static_cast<size_t>(i)] = bilinear_tap(scale, i, in_size);
-  return taps;
-}
-
-// Column taps as separate arrays so that the row loop vectorises (gathers on AVX2).
-struct ColumnTaps {
-  std::vector<int32_t> i0, i1;  // [out_width]
-  std::vector<float> w0, w1;    // [out_width]
-};
-
-ColumnTaps make_column_taps(int64_t in_size, int64_t out_size) {
-  ColumnTaps taps;
-  for (const BilinearTap& t : make_taps(in_size, out_size)) {
-    taps.i0.push_back(t.i0), taps.i1.push_back(t.i1), taps.w0.push_back(t.w0), taps.w1.push_back(t.w1);
-  }
-  return taps;
-}
+using cpu::blend_at;
+using cpu::ColumnTaps;
+using cpu::make_taps;
 
 // How an output row is finished after the bilinear blend.
 enum class Calibration : int {
@@ -39,12 +23,6 @@ enum class Calibration : int {
   Bias = 1,         // v - bias
   SigmoidBias = 2,  // sigmoid(v) - bias (bias 0 when there is none: x - 0.f == x exactly)
 };
-
-// The bilinear value of output column x from its two source rows, torch's blend order.
-ZS_CPU_INLINE float blend_at(const float* row0, const float* row1, float wy0, float wy1, const int32_t* i0,
-                             const int32_t* i1, const float* w0, const float* w1, int64_t x) {
-  return blend2(row0[i0[x]], row0[i1[x]], w0[x], w1[x]) * wy0 + blend2(row1[i0[x]], row1[i1[x]], w0[x], w1[x]) * wy1;
-}
 
 // One output row from its two source rows (already offset to the crop's left column), then the calibration.
 // One loop per mode so that each vectorises (gathers + the branch-free sigmoid on AVX2).
@@ -73,7 +51,7 @@ ZS_CPU_CLONES void resize_row(const float* row0, const float* row1, float wy0, f
 void upsample_cpu(const UpsampleParams& params) {
   const ResizeGeometry& g = params.geometry;
   const std::vector<BilinearTap> row_taps = make_taps(g.crop_height, g.out_height);
-  const ColumnTaps col_taps = make_column_taps(g.crop_width, g.out_width);
+  const ColumnTaps col_taps = cpu::column_taps(make_taps(g.crop_width, g.out_width));
   const float* input = static_cast<const float*>(params.input);  // [B, C, in_h, in_w]
   float* output = static_cast<float*>(params.output);            // [B, C, H, W]
   const int64_t plane_in = g.in_height * g.in_width;

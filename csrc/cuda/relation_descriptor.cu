@@ -69,31 +69,21 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (std::int64_t b = b_begin; b < b_end; ++b) {
       const T* global_b = global + b * dim;
       float acc[P][P] = {};
-      Fragment<Tile, T> fa, fb;
-      load_relation_slab<Tile>(fa, text, global_b, num_classes, c0, dim, 0, whole_slabs, text_vectors);
-      load_fragment<Tile>(fb, weight, depth, out_dim, o0, depth, 0, static_cast<const T*>(nullptr), weight_vectors);
-      for (std::int64_t k0 = 0; k0 < depth; k0 += kDepth) {
-        store_fragment<Tile>(tiles.a, fa, true);
-        store_fragment<Tile>(tiles.b, fb, false);
-        __syncthreads();
-        if (k0 + kDepth < depth) {  // the next slab's loads are in flight while this one is multiplied
-          load_relation_slab<Tile>(fa, text, global_b, num_classes, c0, dim, k0 + kDepth, whole_slabs, text_vectors);
-          load_fragment<Tile>(fb, weight, depth, out_dim, o0, depth, k0 + kDepth, static_cast<const T*>(nullptr),
-                              weight_vectors);
-        }
-        multiply_tiles<Tile>(tiles, acc, ty, tx);
-        __syncthreads();
-      }
-      for (int i = 0; i < P; ++i) {
-        const std::int64_t c = c0 + ty * P + i;
-        if (c >= num_classes) break;
-        for (int j = 0; j < P; ++j) {
-          const std::int64_t o = o0 + tx * P + j;
-          if (o >= out_dim) break;
-          const float shift = bias != nullptr ? to_float(bias[o]) : 0.0f;
-          out[(b * num_classes + c) * out_dim + o] = from_float<T>(acc[i][j] + shift);
-        }
-      }
+      prefetched_k_loop<Tile, T>(
+          tiles, acc, depth, ty, tx,
+          [&](Fragment<Tile, T>& fa, Fragment<Tile, T>& fb, std::int64_t k0) {
+            load_relation_slab<Tile>(fa, text, global_b, num_classes, c0, dim, k0, whole_slabs, text_vectors);
+            load_fragment<Tile>(fb, weight, depth, out_dim, o0, depth, k0, static_cast<const T*>(nullptr),
+                                weight_vectors);
+          },
+          [&](const Fragment<Tile, T>& fa, const Fragment<Tile, T>& fb) {
+            store_fragment<Tile>(tiles.a, fa, true);
+            store_fragment<Tile>(tiles.b, fb, false);
+          });
+      for_each_result(acc, c0, num_classes, o0, out_dim, ty, tx, [&](std::int64_t c, std::int64_t o, float value) {
+        const float shift = bias != nullptr ? to_float(bias[o]) : 0.0f;
+        out[(b * num_classes + c) * out_dim + o] = from_float<T>(value + shift);
+      });
     }
   }
 }

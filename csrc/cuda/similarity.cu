@@ -36,32 +36,22 @@ __global__ void __launch_bounds__(kThreads, 1)
       const std::int64_t c = c0 + threadIdx.x;
       text_inverse[threadIdx.x] = c < num_classes ? inverse_row_norm_scaled(text_rows + c * dim, dim) : 0.0f;
     }
-    __syncthreads();           // the inverse norms are read by every thread's tile loads
-    Fragment<Tile, T> fa, fb;  // slabs prefetched into registers one K step ahead
-    load_fragment<Tile>(fa, text_rows, dim, num_classes, c0, dim, 0, static_cast<const T*>(nullptr), text_vectors);
-    load_fragment<Tile>(fb, patch_rows, dim, num_patches, n0, dim, 0, static_cast<const T*>(nullptr), patch_vectors);
-    for (std::int64_t k0 = 0; k0 < dim; k0 += kDepth) {
-      store_fragment<Tile>(tiles.a, fa, false, normalize ? text_inverse : nullptr);
-      store_fragment<Tile>(tiles.b, fb, false, normalize ? patch_inverse : nullptr);
-      __syncthreads();
-      if (k0 + kDepth < dim) {  // the next slab's loads are in flight while this one is multiplied
-        load_fragment<Tile>(fa, text_rows, dim, num_classes, c0, dim, k0 + kDepth, static_cast<const T*>(nullptr),
-                            text_vectors);
-        load_fragment<Tile>(fb, patch_rows, dim, num_patches, n0, dim, k0 + kDepth, static_cast<const T*>(nullptr),
-                            patch_vectors);
-      }
-      multiply_tiles<Tile>(tiles, acc, ty, tx);
-      __syncthreads();
-    }
-    for (int i = 0; i < P; ++i) {
-      const std::int64_t c = c0 + ty * P + i;
-      if (c >= num_classes) break;
-      for (int j = 0; j < P; ++j) {
-        const std::int64_t n = n0 + tx * P + j;
-        if (n >= num_patches) break;
-        out[(b * num_classes + c) * num_patches + n] = from_float<T>(acc[i][j] * scale);
-      }
-    }
+    __syncthreads();  // the inverse norms are read by every thread's tile loads
+    prefetched_k_loop<Tile, T>(
+        tiles, acc, dim, ty, tx,
+        [&](Fragment<Tile, T>& fa, Fragment<Tile, T>& fb, std::int64_t k0) {
+          load_fragment<Tile>(fa, text_rows, dim, num_classes, c0, dim, k0, static_cast<const T*>(nullptr),
+                              text_vectors);
+          load_fragment<Tile>(fb, patch_rows, dim, num_patches, n0, dim, k0, static_cast<const T*>(nullptr),
+                              patch_vectors);
+        },
+        [&](const Fragment<Tile, T>& fa, const Fragment<Tile, T>& fb) {
+          store_fragment<Tile>(tiles.a, fa, false, normalize ? text_inverse : nullptr);
+          store_fragment<Tile>(tiles.b, fb, false, normalize ? patch_inverse : nullptr);
+        });
+    for_each_result(acc, c0, num_classes, n0, num_patches, ty, tx, [&](std::int64_t c, std::int64_t n, float value) {
+      out[(b * num_classes + c) * num_patches + n] = from_float<T>(value * scale);
+    });
     __syncthreads();  // text_inverse is rewritten for the next class tile
   }
 }

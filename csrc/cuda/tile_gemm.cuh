@@ -148,6 +148,41 @@ __device__ __forceinline__ void multiply_tiles(const TilePair<Tile>& s, float (&
   }
 }
 
+// The K loop of a block's tile product, acc += A_slabs . B_slabs^T over k in [0, depth), each slab prefetched into
+// registers one K step ahead (its loads are in flight while the previous slab is multiplied):
+//   load_slabs(fa, fb, k0)  loads slab [k0, k0 + kDepth) of A into fa and of B into fb (Fragment<Tile, T>);
+//   store_slabs(fa, fb)     stores them into tiles.a / tiles.b (store_fragment, with the kernel's scaling).
+template <int Tile, class T, int P, class LoadSlabs, class StoreSlabs>
+__device__ __forceinline__ void prefetched_k_loop(TilePair<Tile>& tiles, float (&acc)[P][P], std::int64_t depth, int ty,
+                                                  int tx, const LoadSlabs& load_slabs, const StoreSlabs& store_slabs) {
+  Fragment<Tile, T> fa, fb;
+  load_slabs(fa, fb, 0);
+  for (std::int64_t k0 = 0; k0 < depth; k0 += kDepth) {
+    store_slabs(fa, fb);
+    __syncthreads();
+    if (k0 + kDepth < depth) load_slabs(fa, fb, k0 + kDepth);
+    multiply_tiles<Tile>(tiles, acc, ty, tx);
+    __syncthreads();
+  }
+}
+
+// The thread's results of the tile at (row0, col0): write(row, col, acc[i][j]) for row = row0 + ty * P + i < rows and
+// col = col0 + tx * P + j < cols.
+template <int P, class Write>
+__device__ __forceinline__ void for_each_result(const float (&acc)[P][P], std::int64_t row0, std::int64_t rows,
+                                                std::int64_t col0, std::int64_t cols, int ty, int tx,
+                                                const Write& write) {
+  for (int i = 0; i < P; ++i) {
+    const std::int64_t row = row0 + ty * P + i;
+    if (row >= rows) break;
+    for (int j = 0; j < P; ++j) {
+      const std::int64_t col = col0 + tx * P + j;
+      if (col >= cols) break;
+      write(row, col, acc[i][j]);
+    }
+  }
+}
+
 // 1 / max(||row||, eps) of row [dim] without fp32 overflow or underflow: the sum of squares of row / max|row|
 // (in [1, dim]) times max|row|, as torch/the CPU (which sums in double) up to fp32 rounding. NaN in the row gives
 // NaN, an infinite entry 0 (the CPU's 1 / inf), an all-zero row 1 / eps.

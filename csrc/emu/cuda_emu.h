@@ -42,6 +42,9 @@
 #include <utility>
 #include <vector>
 
+#include "cuda_emu_runtime.h"  // the runtime API (streams, events, memory) the launches below are enqueued on
+#include "cuda_emu_types.h"    // cudaError_t, last_error, Access: shared with the runtime API
+
 #define ZS_CUDA_EMULATION 1
 #define __global__
 #define __device__
@@ -60,35 +63,6 @@ inline thread_local dim3 threadIdx{0, 0, 0};
 inline thread_local dim3 blockIdx{0, 0, 0};
 inline thread_local dim3 blockDim{1, 1, 1};
 inline thread_local dim3 gridDim{1, 1, 1};
-
-// ---- runtime API subset ------------------------------------------------------------------------------------
-enum cudaError_t : int {
-  cudaSuccess = 0,
-  cudaErrorInvalidValue = 1,
-  cudaErrorMemoryAllocation = 2,
-  cudaErrorInvalidConfiguration = 9,
-  cudaErrorNoDevice = 100,
-  cudaErrorInvalidDevice = 101,
-  cudaErrorNoKernelImageForDevice = 209,
-  cudaErrorInvalidResourceHandle = 400,
-  cudaErrorIllegalState = 401,
-  cudaErrorNotReady = 600,
-  cudaErrorLaunchFailure = 719,
-  cudaErrorNotSupported = 801,
-  cudaErrorStreamCaptureUnsupported = 900,
-  cudaErrorStreamCaptureInvalidated = 901,
-  cudaErrorStreamCaptureMerge = 902,
-  cudaErrorStreamCaptureUnmatched = 903,
-  cudaErrorStreamCaptureUnjoined = 904,
-  cudaErrorStreamCaptureIsolation = 905,
-  cudaErrorStreamCaptureImplicit = 906,
-  cudaErrorCapturedEvent = 907,
-  cudaErrorStreamCaptureWrongThread = 908,
-};
-struct CUstream_st;
-using cudaStream_t = CUstream_st*;
-struct CUevent_st;
-using cudaEvent_t = CUevent_st*;
 
 // ---- fp16 ----------------------------------------------------------------------------------------------------
 struct __half {
@@ -139,11 +113,6 @@ struct GridCapScope {
   GridCapScope(const GridCapScope&) = delete;
   GridCapScope& operator=(const GridCapScope&) = delete;
 };
-
-inline cudaError_t& last_error() {
-  static thread_local cudaError_t error = cudaSuccess;
-  return error;
-}
 
 // Barrier of the threads of one block. Each arrival names its site (a __syncthreads or the end of the kernel);
 // all threads of one phase must name the same site.
@@ -233,16 +202,6 @@ inline bool valid_configuration(dim3 grid, dim3 block) {
   return true;
 }
 
-// One memory access of an operation, for the race detector (cuda_emu_runtime.h): kernel pointer arguments
-// (const pointee = read, otherwise write), copies, memsets, allocations and frees.
-struct Access {
-  enum Role : unsigned char { kUse, kAllocate, kRelease };
-  const void* ptr = nullptr;
-  std::size_t bytes = 0;  // 0: from ptr to the end of its allocation
-  bool write = false;
-  Role role = kUse;              // a stream-ordered allocation or free of pool memory (a write that changes its state)
-  std::uint64_t generation = 0;  // kAllocate / kRelease: which allocation of the pool block
-};
 // A kernel parameter's accesses: pointers directly; a struct parameter through an overload
 // `void emu_accesses(const Params&, std::vector<zs_emu::Access>&)` found by argument-dependent lookup (declared
 // next to the kernel, under ZS_CUDA_EMULATION); anything else has none.
@@ -266,11 +225,6 @@ void tuple_accesses(const Tuple& t, std::vector<Access>& out, std::index_sequenc
   (param_accesses(std::get<I>(t), out), ...);
 }
 
-// Defined in cuda_emu_runtime.h: enqueue a kernel's body on `stream` (or record it into a capture).
-cudaError_t enqueue_kernel(cudaStream_t stream, std::string label, std::function<void()> body,
-                           std::vector<Access> accesses);
-std::mutex& kernel_mutex();
-
 // kernel<<<grid, block, 0, stream>>>(args...): the configuration is checked at once (cudaGetLastError), the
 // arguments are copied now (CUDA passes them by value at the launch: a pointer captured into a graph stays that
 // pointer), and the grid runs when `stream` reaches it, on the stream's worker thread.
@@ -288,7 +242,7 @@ void launch_named(const char* name, void (*kernel)(Params...), dim3 grid, dim3 b
   const cudaError_t status = enqueue_kernel(
       stream, name,
       [kernel, grid, block, copied] {
-        std::lock_guard<std::mutex> one_kernel_at_a_time(kernel_mutex());
+        std::lock_guard<std::mutex> one_kernel_at_a_time(runtime().kernel_mutex);
         run_grid(grid, block, [&] {
           Copied local = *copied;
           std::apply(kernel, local);
@@ -318,13 +272,5 @@ inline cudaError_t cudaGetLastError() {
   zs_emu::last_error() = cudaSuccess;
   return error;
 }
-
-#include "cuda_emu_runtime.h"  // NOLINT(build/include): the runtime API on top of the execution model
-
-namespace zs_emu {
-inline std::mutex& kernel_mutex() {
-  return runtime().kernel_mutex;
-}
-}  // namespace zs_emu
 
 #include "cuda_emu_intrinsics.h"  // NOLINT(build/include): device intrinsics beyond the basics (vector types...)

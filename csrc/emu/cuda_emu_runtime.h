@@ -1,4 +1,5 @@
-// The CUDA runtime API of the host emulation (included by cuda_emu.h; see its header comment for the model).
+// The CUDA runtime API of the host emulation (included by cuda_emu.h; see its header comment for the model). The
+// types it shares with the execution model are in cuda_emu_types.h.
 //
 // Every stream is a queue of operations run IN ORDER by a worker thread of its own, asynchronously to the host
 // thread that enqueued them, after a seeded random delay (ZS_EMU_SEED, ZS_EMU_DELAY_US), so the interleaving of
@@ -59,6 +60,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -71,6 +73,8 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "cuda_emu_types.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define ZS_EMU_ASAN 1
@@ -151,6 +155,10 @@ struct cudaFuncAttributes {
   int ptxVersion = 75;
   int binaryVersion = 75;
 };
+struct CUstream_st;
+using cudaStream_t = CUstream_st*;
+struct CUevent_st;
+using cudaEvent_t = CUevent_st*;
 struct CUgraph_st;
 using cudaGraph_t = CUgraph_st*;
 struct CUgraphExec_st;
@@ -845,6 +853,35 @@ inline cudaError_t submit_locked(cudaStream_t handle, std::shared_ptr<Op> op, Si
   return cudaSuccess;
 }
 
+// A call on a destroyed stream / event (`call` = "<API> of" or "<API> on"): reported, and refused.
+inline cudaError_t destroyed_handle_locked(const char* call, const char* what, const void* handle) {
+  report("misuse", std::string(call) + " destroyed " + what + " " + hex(handle));
+  return last_error() = cudaErrorInvalidResourceHandle;
+}
+// The legacy stream's implicit synchronisation (see legacy_use_check_locked), for a runtime call on `s`.
+inline cudaError_t legacy_stream_check_locked(const CUstream_st* s) {
+  if (s->legacy && legacy_use_check_locked(s->device) != cudaSuccess) return cudaErrorStreamCaptureImplicit;
+  return cudaSuccess;
+}
+// The checks of a runtime call that orders work on `s` (an event record or wait, a stream-ordered allocation or
+// free): the handle, then the legacy stream's rule. Caller holds the lock.
+inline cudaError_t stream_work_check_locked(const CUstream_st* s, const char* call) {
+  if (s->destroyed) return destroyed_handle_locked(call, "stream", s);
+  return legacy_stream_check_locked(s);
+}
+// The checks of a host call that waits for or queries `s` (cudaStreamSynchronize, cudaStreamQuery): the handle,
+// the capture rules (a capturing stream's capture is invalidated), then the legacy stream's rule. Caller holds the
+// lock.
+inline cudaError_t stream_host_check_locked(const CUstream_st* s, const char* call) {
+  if (s->destroyed) return destroyed_handle_locked(call, "stream", s);
+  if (unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
+  if (capturing(s)) {
+    invalidate_locked(s->capture, cudaErrorStreamCaptureUnsupported);
+    return last_error() = cudaErrorStreamCaptureUnsupported;
+  }
+  return legacy_stream_check_locked(s);
+}
+
 // Host wait for everything enqueued on `s` so far. Caller holds `lock`.
 inline void wait_stream_locked(std::unique_lock<std::mutex>& lock, CUstream_st* s) {
   if (mutated(kSkipHostWait)) return;
@@ -856,6 +893,28 @@ inline void wait_stream_locked(std::unique_lock<std::mutex>& lock, CUstream_st* 
     return;
   }
   if (s->queue && s->queue->tail) host_wait_locked(lock, s->queue->tail);
+}
+
+// Host wait for everything every queue has enqueued so far, holds released first (cudaDeviceSynchronize, and
+// cudaFree / cudaFreeHost, which wait for the device). Caller holds `lock`.
+inline void wait_device_locked(std::unique_lock<std::mutex>& lock) {
+  release_holds_before_locked(nullptr);
+  std::vector<SignalPtr> tails;
+  for (const auto& q : runtime().queues)
+    if (q->tail) tails.push_back(q->tail);
+  for (const auto& tail : tails) host_wait_locked(lock, tail);
+}
+
+// The checks of a host call that waits for or queries `event` (cudaEventQuery, cudaEventSynchronize): the handle,
+// then the capture rules (an event recorded in a capture: that capture is invalidated). Caller holds the lock.
+inline cudaError_t event_host_check_locked(const CUevent_st* event, const char* call) {
+  if (event->destroyed) return destroyed_handle_locked(call, "event", event);
+  if (unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
+  if (event->capture) {
+    invalidate_locked(event->capture, cudaErrorCapturedEvent);
+    return last_error() = cudaErrorCapturedEvent;
+  }
+  return cudaSuccess;
 }
 
 inline void trim_pools_locked();
@@ -958,11 +1017,7 @@ inline cudaError_t cudaDeviceSynchronize() {
   }
   ++rt.stats.blocking_waits;
   if (zs_emu::mutated(zs_emu::kSkipHostWait)) return cudaSuccess;
-  zs_emu::release_holds_before_locked(nullptr);
-  std::vector<zs_emu::SignalPtr> tails;
-  for (const auto& q : rt.queues)
-    if (q->tail) tails.push_back(q->tail);
-  for (const auto& tail : tails) zs_emu::host_wait_locked(lock, tail);
+  zs_emu::wait_device_locked(lock);
   zs_emu::trim_pools_locked();
   return cudaSuccess;
 }
@@ -999,16 +1054,8 @@ inline cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::unique_lock<std::mutex> lock(rt.mutex);
   CUstream_st* s = zs_emu::stream_of(stream);
-  if (s->destroyed) {
-    zs_emu::report("misuse", "cudaStreamSynchronize of destroyed stream " + zs_emu::hex(s));
-    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  }
-  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  if (zs_emu::capturing(s)) {
-    zs_emu::invalidate_locked(s->capture, cudaErrorStreamCaptureUnsupported);
-    return zs_emu::last_error() = cudaErrorStreamCaptureUnsupported;
-  }
-  if (s->legacy && zs_emu::legacy_use_check_locked(s->device) != cudaSuccess) return cudaErrorStreamCaptureImplicit;
+  const cudaError_t checked = zs_emu::stream_host_check_locked(s, "cudaStreamSynchronize of");
+  if (checked != cudaSuccess) return checked;
   ++rt.stats.blocking_waits;
   zs_emu::wait_stream_locked(lock, s);
   zs_emu::trim_pools_locked();
@@ -1018,16 +1065,8 @@ inline cudaError_t cudaStreamQuery(cudaStream_t stream) {
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
   CUstream_st* s = zs_emu::stream_of(stream);
-  if (s->destroyed) {
-    zs_emu::report("misuse", "cudaStreamQuery of destroyed stream " + zs_emu::hex(s));
-    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  }
-  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  if (zs_emu::capturing(s)) {
-    zs_emu::invalidate_locked(s->capture, cudaErrorStreamCaptureUnsupported);
-    return zs_emu::last_error() = cudaErrorStreamCaptureUnsupported;
-  }
-  if (s->legacy && zs_emu::legacy_use_check_locked(s->device) != cudaSuccess) return cudaErrorStreamCaptureImplicit;
+  const cudaError_t checked = zs_emu::stream_host_check_locked(s, "cudaStreamQuery of");
+  if (checked != cudaSuccess) return checked;
   if (!s->queue || !s->queue->tail || s->queue->tail->done) {
     if (s->queue) zs_emu::host_saw_locked(s->queue->tail);
     return cudaSuccess;
@@ -1037,10 +1076,7 @@ inline cudaError_t cudaStreamQuery(cudaStream_t stream) {
 inline cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   CUstream_st* s = zs_emu::stream_of(stream);
-  if (s->destroyed) {
-    zs_emu::report("misuse", "cudaStreamIsCapturing of destroyed stream " + zs_emu::hex(s));
-    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  }
+  if (s->destroyed) return zs_emu::destroyed_handle_locked("cudaStreamIsCapturing of", "stream", s);
   *status = !s->capture           ? cudaStreamCaptureStatusNone
             : s->capture->invalid ? cudaStreamCaptureStatusInvalidated
                                   : cudaStreamCaptureStatusActive;
@@ -1054,10 +1090,7 @@ inline cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCapture
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   CUstream_st* s = zs_emu::stream_of(stream);
   if (s->legacy) return zs_emu::last_error() = cudaErrorStreamCaptureUnsupported;
-  if (s->destroyed) {
-    zs_emu::report("misuse", "cudaStreamBeginCapture on destroyed stream " + zs_emu::hex(s));
-    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  }
+  if (s->destroyed) return zs_emu::destroyed_handle_locked("cudaStreamBeginCapture on", "stream", s);
   if (s->capture) return zs_emu::last_error() = cudaErrorIllegalState;
   auto c = std::make_shared<zs_emu::Capture>();
   c->mode = mode;
@@ -1146,16 +1179,10 @@ inline cudaError_t cudaEventDestroy(cudaEvent_t event) {
 inline cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
-  if (event->destroyed) {
-    zs_emu::report("misuse", "cudaEventRecord of destroyed event " + zs_emu::hex(event));
-    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  }
+  if (event->destroyed) return zs_emu::destroyed_handle_locked("cudaEventRecord of", "event", event);
   CUstream_st* s = zs_emu::stream_of(stream);
-  if (s->destroyed) {
-    zs_emu::report("misuse", "cudaEventRecord on destroyed stream " + zs_emu::hex(s));
-    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  }
-  if (s->legacy && zs_emu::legacy_use_check_locked(s->device) != cudaSuccess) return cudaErrorStreamCaptureImplicit;
+  const cudaError_t checked = zs_emu::stream_work_check_locked(s, "cudaEventRecord on");
+  if (checked != cudaSuccess) return checked;
   if (zs_emu::capturing(s)) {
     if (s->capture->invalid) return zs_emu::last_error() = cudaErrorStreamCaptureInvalidated;
     event->capture = s->capture;  // a node of the graph: the event can be waited on inside the capture only
@@ -1173,15 +1200,8 @@ inline cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = null
 inline cudaError_t cudaEventQuery(cudaEvent_t event) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
-  if (event->destroyed) {
-    zs_emu::report("misuse", "cudaEventQuery of destroyed event " + zs_emu::hex(event));
-    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  }
-  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  if (event->capture) {
-    zs_emu::invalidate_locked(event->capture, cudaErrorCapturedEvent);
-    return zs_emu::last_error() = cudaErrorCapturedEvent;
-  }
+  const cudaError_t checked = zs_emu::event_host_check_locked(event, "cudaEventQuery of");
+  if (checked != cudaSuccess) return checked;
   if (!event->signal || event->signal->done) {
     zs_emu::host_saw_locked(event->signal);
     return cudaSuccess;
@@ -1192,15 +1212,8 @@ inline cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::unique_lock<std::mutex> lock(rt.mutex);
-  if (event->destroyed) {
-    zs_emu::report("misuse", "cudaEventSynchronize of destroyed event " + zs_emu::hex(event));
-    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  }
-  if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
-  if (event->capture) {
-    zs_emu::invalidate_locked(event->capture, cudaErrorCapturedEvent);
-    return zs_emu::last_error() = cudaErrorCapturedEvent;
-  }
+  const cudaError_t checked = zs_emu::event_host_check_locked(event, "cudaEventSynchronize of");
+  if (checked != cudaSuccess) return checked;
   ++rt.stats.blocking_waits;
   if (!zs_emu::mutated(zs_emu::kSkipHostWait)) zs_emu::host_wait_locked(lock, event->signal);
   zs_emu::trim_pools_locked();
@@ -1209,16 +1222,10 @@ inline cudaError_t cudaEventSynchronize(cudaEvent_t event) {
 inline cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags = 0) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
-  if (event->destroyed) {
-    zs_emu::report("misuse", "cudaStreamWaitEvent on destroyed event " + zs_emu::hex(event));
-    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  }
+  if (event->destroyed) return zs_emu::destroyed_handle_locked("cudaStreamWaitEvent on", "event", event);
   CUstream_st* s = zs_emu::stream_of(stream);
-  if (s->destroyed) {
-    zs_emu::report("misuse", "cudaStreamWaitEvent of destroyed stream " + zs_emu::hex(s));
-    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  }
-  if (s->legacy && zs_emu::legacy_use_check_locked(s->device) != cudaSuccess) return cudaErrorStreamCaptureImplicit;
+  const cudaError_t checked = zs_emu::stream_work_check_locked(s, "cudaStreamWaitEvent of");
+  if (checked != cudaSuccess) return checked;
   if (event->capture) {  // recorded in a capture: a dependency inside that graph
     const auto& c = event->capture;
     const bool active = std::find(zs_emu::runtime().captures.begin(), zs_emu::runtime().captures.end(), c) !=
@@ -1363,11 +1370,8 @@ inline cudaError_t cudaMallocAsync(void** ptr, std::size_t bytes, cudaStream_t s
   *ptr = nullptr;
   if (!rt.config.memory_pools) return zs_emu::last_error() = cudaErrorInvalidValue;
   CUstream_st* s = zs_emu::stream_of(stream);
-  if (s->destroyed) {
-    zs_emu::report("misuse", "cudaMallocAsync on destroyed stream " + zs_emu::hex(s));
-    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  }
-  if (s->legacy && zs_emu::legacy_use_check_locked(s->device) != cudaSuccess) return cudaErrorStreamCaptureImplicit;
+  const cudaError_t checked = zs_emu::stream_work_check_locked(s, "cudaMallocAsync on");
+  if (checked != cudaSuccess) return checked;
   ++rt.stats.async_malloc;
   if (zs_emu::capturing(s)) {  // a graph allocation: owned by the graph made from this capture
     if (s->capture->invalid) return zs_emu::last_error() = cudaErrorStreamCaptureInvalidated;
@@ -1448,13 +1452,7 @@ inline cudaError_t cudaFree(void* ptr) {
     return cudaSuccess;
   }
   ++rt.stats.sync_free;
-  if (!zs_emu::mutated(zs_emu::kSkipHostWait)) {  // cudaFree waits for the device
-    zs_emu::release_holds_before_locked(nullptr);
-    std::vector<zs_emu::SignalPtr> tails;
-    for (const auto& q : rt.queues)
-      if (q->tail) tails.push_back(q->tail);
-    for (const auto& tail : tails) zs_emu::host_wait_locked(lock, tail);
-  }
+  if (!zs_emu::mutated(zs_emu::kSkipHostWait)) zs_emu::wait_device_locked(lock);  // cudaFree waits for the device
   rt.live.erase(reinterpret_cast<std::uintptr_t>(ptr));
   std::free(ptr);
   return cudaSuccess;
@@ -1469,11 +1467,8 @@ inline cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) {
     return zs_emu::last_error() = cudaErrorInvalidValue;
   }
   CUstream_st* s = zs_emu::stream_of(stream);
-  if (s->destroyed) {
-    zs_emu::report("misuse", "cudaFreeAsync on destroyed stream " + zs_emu::hex(s));
-    return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
-  }
-  if (s->legacy && zs_emu::legacy_use_check_locked(s->device) != cudaSuccess) return cudaErrorStreamCaptureImplicit;
+  const cudaError_t checked = zs_emu::stream_work_check_locked(s, "cudaFreeAsync on");
+  if (checked != cudaSuccess) return checked;
   ++rt.stats.async_free;
   if (zs_emu::capturing(s)) {
     auto node = std::make_shared<zs_emu::Op>();
@@ -1559,13 +1554,7 @@ inline cudaError_t cudaFreeHost(void* ptr) {
     zs_emu::report("misuse", "cudaFreeHost of " + zs_emu::hex(ptr) + ", which is not live page-locked memory");
     return zs_emu::last_error() = cudaErrorInvalidValue;
   }
-  if (!zs_emu::mutated(zs_emu::kSkipHostWait)) {  // like cudaFree: waits for the device
-    zs_emu::release_holds_before_locked(nullptr);
-    std::vector<zs_emu::SignalPtr> tails;
-    for (const auto& q : rt.queues)
-      if (q->tail) tails.push_back(q->tail);
-    for (const auto& tail : tails) zs_emu::host_wait_locked(lock, tail);
-  }
+  if (!zs_emu::mutated(zs_emu::kSkipHostWait)) zs_emu::wait_device_locked(lock);  // like cudaFree: waits for the device
   rt.live.erase(reinterpret_cast<std::uintptr_t>(ptr));
   std::free(ptr);
   return cudaSuccess;
