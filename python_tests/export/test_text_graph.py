@@ -46,12 +46,12 @@ def _tokens(model, length=None):
 
 def _export(module, path):
     """Through the exporter the bundles use (the dynamo exporter, dynamic prompt and token axes)."""
-    from zsseg_rt.export.onnx_export import _export_graph
+    from zsseg_rt.export.onnx_export import export_graph
 
     tokens = torch.zeros(2, 16, dtype=torch.int32)
     tokens[:, 0], tokens[:, 1] = 49406, 49407
     axes = {Names.TOKENS: {0: Names.NUM_PROMPTS, 1: Names.TOKEN_LENGTH}, Names.TEXT_EMBEDDINGS: {0: Names.NUM_PROMPTS}}
-    _export_graph(module, (tokens,), path, [Names.TOKENS], [Names.TEXT_EMBEDDINGS], axes, 18, dynamo=True)
+    export_graph(module, (tokens,), path, [Names.TOKENS], [Names.TEXT_EMBEDDINGS], axes, 18, dynamo=True)
     return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 
 

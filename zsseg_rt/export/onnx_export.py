@@ -39,7 +39,7 @@ class ExportError(RuntimeError):
     """The export failed its checks; nothing was written at the destination."""
 
 
-def _export_graph(module, args, path, input_names, output_names, dynamic_axes, opset, dynamo=False) -> None:
+def export_graph(module, args, path, input_names, output_names, dynamic_axes, opset, dynamo=False) -> None:
     """Export one graph. ``dynamo=True`` uses the torch.export-based exporter with symbolic dimensions: needed
     for the text encoder's sequence axis, which the TorchScript tracer bakes into the attention reshapes."""
     with warnings.catch_warnings():
@@ -80,7 +80,7 @@ def _export_graph(module, args, path, input_names, output_names, dynamic_axes, o
         )
 
 
-def _check_graph(path: str) -> None:
+def check_graph(path: str) -> None:
     import onnx
 
     onnx.checker.check_model(path, full_check=True)
@@ -107,10 +107,10 @@ def export_graphs(model, out_dir: str, max_classes: int = 256, opset: int = DEFA
     for role, module, args in jobs:
         entry = io[role]
         path = os.path.join(out_dir, GRAPH_FILES[role])
-        _export_graph(
+        export_graph(
             module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset, dynamo=(role == "text")
         )
-        _check_graph(path)
+        check_graph(path)
         _check_opset(path, opset)
 
 
@@ -283,7 +283,7 @@ def export_bundle(
         step("checking the graphs against TensorRT 10's operator list")
         meta = build_meta(model, max_classes, opset, source, extra_meta)
         meta["tensorrt_compatibility"] = tensorrt_compatibility(tmp)
-        meta["files"] = _hash_bundle_files(tmp)  # every file, ONNX external data included
+        meta["files"] = hash_bundle_files(tmp)  # every file, ONNX external data included
         write_meta(os.path.join(tmp, Files.META), meta)  # with meta_sha256 over meta.json itself
         step.done()
         step("verifying the bundle against PyTorch with ONNX Runtime")
@@ -323,7 +323,7 @@ class _Progress:
             self.report(f"  done in {time.perf_counter() - self.start:.1f} s")
 
 
-def _hash_bundle_files(folder: str) -> Dict[str, str]:
+def hash_bundle_files(folder: str) -> Dict[str, str]:
     """sha256 of every file in a fresh bundle except meta.json, by relative ``/``-separated name."""
     hashes = {}
     for root, _, names in os.walk(folder):

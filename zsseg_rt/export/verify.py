@@ -32,12 +32,16 @@ def float64_twin(model):
     return copy.deepcopy(model).double().eval()
 
 
-def _f64(array: np.ndarray) -> torch.Tensor:
+def f64(array: np.ndarray) -> torch.Tensor:
+    """A NumPy array as a tensor, floating point ones in float64 (for the float64 twin)."""
     t = torch.from_numpy(np.asarray(array))
     return t.double() if t.is_floating_point() else t
 
 
-def _read_image(path: str) -> np.ndarray:
+_f64 = f64  # former private name, still imported by models/zeroseg/onnx.py
+
+
+def read_image(path: str) -> np.ndarray:
     from zsseg_rt.image_io import ImageReadError, read_image_bgr
 
     try:
@@ -50,7 +54,7 @@ def _window_batch(paths: Sequence[str], meta, rng: np.random.Generator) -> List[
     size = meta.image_size
     batches = [rng.standard_normal((2, 3, size, size)).astype(np.float32)]
     for path in paths:
-        rgb = pipeline.to_rgb_uint8(_read_image(path), "bgr")
+        rgb = pipeline.to_rgb_uint8(read_image(path), "bgr")
         chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
         win = pipeline.sliding_windows(chw.shape[1], chw.shape[2], size, meta.stride)[0]
         crop = pipeline.pad_to_multiple(chw[:, win.y1 : win.y2, win.x1 : win.x2], meta.patch_size, (size, size))
@@ -97,14 +101,14 @@ def verify_bundle(
         for idx, batch in enumerate(_window_batch(images, meta, rng)):
             source = "random" if idx == 0 else images[idx - 1]
             feats32 = [t.numpy() for t in image32(torch.from_numpy(batch))]
-            feats64 = [t.numpy() for t in image64(_f64(batch))]
+            feats64 = [t.numpy() for t in image64(f64(batch))]
             jobs.append((graph["image"], {Names.IMAGE: batch}))
             pending.append({"case": {"graph": "image_encoder", "input": source}, "refs": list(zip(feats32, feats64))})
             feeds = dict(zip(io["image"]["outputs"], feats32))
             for classes in sorted({1, len(names), meta.max_classes}):
                 t = text if classes == len(names) else _random_text(rng, classes, meta.embed_dim)
                 ref = head32(torch.from_numpy(t), *(torch.from_numpy(a) for a in feats32)).numpy()
-                ref64 = head64(_f64(t), *(_f64(a) for a in feats32)).numpy()
+                ref64 = head64(f64(t), *(f64(a) for a in feats32)).numpy()
                 jobs.append((graph["head"], dict(feeds, **{Names.TEXT_EMBEDDINGS: t})))
                 pending.append(
                     {"case": {"graph": "head", "input": source, "classes": int(classes)}, "refs": [(ref, ref64)]}

@@ -63,14 +63,18 @@ def check_known_keys(cls, data: Dict[str, Any], what: str = "config") -> None:
         raise ValueError(f"unknown {what} keys {unknown}; known keys: {sorted(known)}")
 
 
-def _deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+def deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+    """``base`` updated by ``over``, nested dicts merged key by key (both left unchanged)."""
     out = copy.deepcopy(base)
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
+            out[k] = deep_merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out
+
+
+_deep_merge = deep_merge  # former private name, still imported by models/zeroseg/config.py
 
 
 def load_config_data(
@@ -121,7 +125,7 @@ def load_config_data(
             raise ValueError(f"config {data.get('name')!r} has family {data.get('family')!r}, not {family!r}")
     for key, value in overrides.items():
         if key in merge_keys and isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = _deep_merge(data[key], value)
+            data[key] = deep_merge(data[key], value)
         else:
             data[key] = value
     return data
@@ -165,7 +169,7 @@ class BaseModelConfig:
             raise ValueError(
                 f"unknown open_clip model config {self.clip_model!r}; see open_clip.list_models() for names"
             )
-        cfg = _deep_merge(base, self.clip_cfg or {})
+        cfg = deep_merge(base, self.clip_cfg or {})
         cfg["vision_cfg"] = dict(cfg["vision_cfg"], image_size=int(self.image_size))
         return cfg
 

@@ -33,7 +33,7 @@ HOW_TO_GET_WEIGHTS = (
 )
 
 # Keys found in CLIP checkpoints that the prompted CLIP towers do not use.
-_CLIP_UNUSED = ("logit_scale", "logit_bias", "input_resolution", "context_length", "vocab_size", "attn_mask")
+CLIP_UNUSED = ("logit_scale", "logit_bias", "input_resolution", "context_length", "vocab_size", "attn_mask")
 
 
 class WeightsError(ValueError):
@@ -157,7 +157,7 @@ def read_state_dict(path: Union[str, os.PathLike], trust_torchscript: Optional[b
     return _unwrap(obj, src)
 
 
-def _normalise_clip_keys(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def normalise_clip_keys(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """open_clip 'custom text' layout (``text.*``) -> OpenAI layout; strip a ``clip.``/``model.`` prefix."""
     for prefix in ("clip.", "model."):
         if sd and all(k.startswith(prefix) for k in sd):
@@ -228,7 +228,7 @@ def cache_only_when_offline(pretrained: Optional[str], say=print, timeout: float
     return True
 
 
-def _resolve_pretrained(pretrained: str, clip_model: str) -> Tuple[Path, Optional[dict]]:
+def resolve_pretrained(pretrained: str, clip_model: str) -> Tuple[Path, Optional[dict]]:
     """A local path, or an open_clip pretrained tag resolved (and downloaded) through open_clip."""
     p = Path(os.path.expanduser(pretrained))
     if p.is_file():
@@ -270,3 +270,8 @@ def _resolve_pretrained(pretrained: str, clip_model: str) -> Tuple[Path, Optiona
     if not local:
         raise RuntimeError(f"open_clip returned no file for {clip_model}/{pretrained}. {HOW_TO_GET_WEIGHTS}")
     return Path(local), cfg
+
+
+# former private names, still imported by models/zeroseg (bundle.py, teacher.py)
+_normalise_clip_keys = normalise_clip_keys
+_resolve_pretrained = resolve_pretrained

@@ -11,8 +11,8 @@ from typing import Any, Dict, List, Optional, Type, TypeVar, Union
 
 from zsseg_rt.contract.common.config import (
     BaseModelConfig,
-    _deep_merge,
     check_known_keys,
+    deep_merge,
     load_class_names,
     load_config_data,
     load_templates,
@@ -105,7 +105,7 @@ class ZegCLIPConfig(BaseModelConfig):
         if "seen_classes" in data:
             data["seen_classes"] = [int(i) for i in data["seen_classes"]]
         if "loss" in data:
-            data["loss"] = _deep_merge(cls().loss, data["loss"] or {})
+            data["loss"] = deep_merge(cls().loss, data["loss"] or {})
         cfg = cls(**data)
         if not cfg.class_names:
             cfg.class_names = load_class_names(cfg.dataset)

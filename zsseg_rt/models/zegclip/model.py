@@ -44,7 +44,7 @@ def build_clip(config: BaseModelConfig) -> nn.Module:
     return CLIP(**cfg, quick_gelu=config.quick_gelu)
 
 
-def _make_tokenizer(config: BaseModelConfig, context_length: int):
+def make_tokenizer(config: BaseModelConfig, context_length: int):
     from open_clip.tokenizer import SimpleTokenizer
 
     return SimpleTokenizer(context_length=context_length)
@@ -61,7 +61,7 @@ class ZegCLIP(nn.Module):
         with ctx:
             clip = build_clip(config)
             self.backbone = self._make_backbone(config, cast(nn.Module, clip.visual))
-            tokenizer = _make_tokenizer(config, int(clip.positional_embedding.shape[0]))
+            tokenizer = make_tokenizer(config, int(clip.positional_embedding.shape[0]))
             self.text_encoder = TextEncoder(clip, tokenizer)
             self.decode_head = self._make_head(config, config.embed_dim)
         self.use_native_ops = False

@@ -8,14 +8,14 @@ from typing import Dict, List
 import torch
 
 from zsseg_rt.contract.common.weights import (
-    _CLIP_UNUSED,
+    CLIP_UNUSED,
     HOW_TO_GET_WEIGHTS,
     WeightsError,
-    _normalise_clip_keys,
-    _resolve_pretrained,
     check_finite,
     describe_keys,
+    normalise_clip_keys,
     read_state_dict,
+    resolve_pretrained,
 )
 
 __all__ = ["clip_state_dict_to_zegclip", "load_clip_weights"]
@@ -31,12 +31,12 @@ def clip_state_dict_to_zegclip(
     """
     from zsseg_rt.models.zegclip.backbone import resize_pos_embed_official
 
-    sd = _normalise_clip_keys(dict(sd))
+    sd = normalise_clip_keys(dict(sd))
     target = model.state_dict()
     out: Dict[str, torch.Tensor] = {}
     unexpected: List[str] = []
     for k, v in sd.items():
-        if k in _CLIP_UNUSED:
+        if k in CLIP_UNUSED:
             continue
         if k.startswith("visual."):
             nk = "backbone." + k[len("visual.") :]
@@ -82,7 +82,7 @@ def load_clip_weights(model, pretrained: str) -> Dict[str, object]:
     """
     import warnings
 
-    path, tag_cfg = _resolve_pretrained(pretrained, model.config.clip_model)
+    path, tag_cfg = resolve_pretrained(pretrained, model.config.clip_model)
     if tag_cfg is not None and "quick_gelu" in tag_cfg and bool(tag_cfg["quick_gelu"]) != bool(model.config.quick_gelu):
         warnings.warn(
             f"open_clip tag {pretrained!r} was trained with quick_gelu={tag_cfg['quick_gelu']} but the model "

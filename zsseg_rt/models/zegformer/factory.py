@@ -27,9 +27,9 @@ _CLIP_SKIP = ("logit_bias", "input_resolution", "context_length", "vocab_size", 
 def clip_state_dict_to_zegformer(sd: Dict[str, torch.Tensor], model, source: str) -> Dict[str, torch.Tensor]:
     """CLIP keys (OpenAI / open_clip layout) -> ZegFormer's ``clip_visual.*``, ``text_encoder.*`` and
     ``clip_logit_scale``. Raises ``WeightsError`` for missing, unexpected or mis-shaped tensors."""
-    from zsseg_rt.contract.common.weights import _normalise_clip_keys
+    from zsseg_rt.contract.common.weights import normalise_clip_keys
 
-    sd = _normalise_clip_keys(dict(sd))
+    sd = normalise_clip_keys(dict(sd))
     target = model.state_dict()
     out: Dict[str, torch.Tensor] = {}
     unexpected = []
@@ -71,9 +71,9 @@ def load_clip_weights_zegformer(model, pretrained: str) -> Dict[str, object]:
 
     Returns ``{"source": path, "loaded": number of tensors}``.
     """
-    from zsseg_rt.contract.common.weights import _resolve_pretrained, read_state_dict
+    from zsseg_rt.contract.common.weights import read_state_dict, resolve_pretrained
 
-    path, _ = _resolve_pretrained(pretrained, model.config.clip_model)
+    path, _ = resolve_pretrained(pretrained, model.config.clip_model)
     mapped = clip_state_dict_to_zegformer(read_state_dict(path), model, str(path))
     ref = model.state_dict()
     model.load_state_dict({k: v.to(ref[k].dtype) for k, v in mapped.items()}, strict=False)
