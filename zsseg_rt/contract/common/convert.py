@@ -12,7 +12,7 @@ from typing import Optional, Union
 import torch
 
 from zsseg_rt.contract.common.official import convert_official
-from zsseg_rt.contract.common.weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.contract.common.weights import WeightsError, check_finite, fit_problems, shape_mismatches
 
 # add_convert_command (the command's arguments) is in .convert_cli: torch-free, for `zsseg convert --help`
 __all__ = ["convert_official", "save_native", "load_native"]
@@ -82,20 +82,9 @@ def load_native_state(model, directory: Path, label: str, device=None):
     target = model.state_dict()
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
-    mismatched = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
-        for k in state
-        if k in target and tuple(state[k].shape) != tuple(target[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = [
-            describe_keys("missing", missing),
-            describe_keys("unexpected", unexpected),
-            describe_keys("shape-mismatched", mismatched, first=3),
-        ]
-        raise WeightsError(
-            f"{directory}: {label} checkpoint does not fit its config: " + "; ".join(x for x in parts if x)
-        )
+    problems = fit_problems(missing, unexpected, shape_mismatches(state, target))
+    if problems:
+        raise WeightsError(f"{directory}: {label} checkpoint does not fit its config: " + problems)
     check_finite(state, str(directory / WEIGHTS_FILE))
     model.load_state_dict(state, strict=True)
     model.text_encoder.cache.clear()

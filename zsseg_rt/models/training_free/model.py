@@ -417,9 +417,11 @@ def load_stock_clip_weights(
         WeightsError,
         check_finite,
         describe_keys,
+        fit_problems,
         normalise_clip_keys,
         read_state_dict,
         resolve_pretrained,
+        shape_mismatches,
     )
 
     path, tag_cfg = resolve_pretrained(pretrained, model.config.clip_model)
@@ -479,21 +481,12 @@ def load_stock_clip_weights(
     resizable = pk in out and out[pk].dim() == 2 and out[pk].shape[1] == target[pk].shape[1]
     if resizable and out[pk].shape != target[pk].shape:
         out[pk] = resize_positional_embedding(out[pk].float(), model.grid, model.config.resolved("pos_resize"))
-    missing = [k for k in target if k not in out]
-    mismatched = [
-        f"{k}: file {tuple(out[k].shape)} vs model {tuple(target[k].shape)}"
-        for k in out
-        if tuple(out[k].shape) != tuple(target[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = [
-            describe_keys("missing", [m.replace("text_encoder.", "") for m in missing]),
-            describe_keys("unexpected", unexpected),
-            describe_keys("shape-mismatched", mismatched, first=3),
-        ]
+    missing = [k.replace("text_encoder.", "") for k in target if k not in out]  # named as in CLIP's files
+    problems = fit_problems(missing, unexpected, shape_mismatches(out, target))
+    if problems:
         raise WeightsError(
             f"{path}: CLIP weights do not fit {model.config.clip_model!r} ({model.config.name}): "
-            + "; ".join(p for p in parts if p)
+            + problems
             + f". {HOW_TO_GET_WEIGHTS}"
         )
     check_finite(out, str(path))

@@ -12,10 +12,11 @@ from zsseg_rt.contract.common.weights import (
     HOW_TO_GET_WEIGHTS,
     WeightsError,
     check_finite,
-    describe_keys,
+    fit_problems,
     normalise_clip_keys,
     read_state_dict,
     resolve_pretrained,
+    shape_mismatches,
 )
 
 __all__ = ["clip_state_dict_to_zegclip", "load_clip_weights"]
@@ -55,21 +56,12 @@ def clip_state_dict_to_zegclip(
     ):
         out[pk] = resize_pos_embed_official(out[pk].float(), model.backbone.grid)
     expected = [k for k in target if model.is_clip_weight(k)]
-    missing = [k for k in expected if k not in out]
-    mismatched = [
-        f"{k}: file {tuple(out[k].shape)} vs model {tuple(target[k].shape)}"
-        for k in out
-        if tuple(out[k].shape) != tuple(target[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = [
-            describe_keys("missing", [m.replace("backbone.", "visual.").replace("text_encoder.", "") for m in missing]),
-            describe_keys("unexpected", unexpected),
-            describe_keys("shape-mismatched", mismatched, first=3),
-        ]
+    missing = [k.replace("backbone.", "visual.").replace("text_encoder.", "") for k in expected if k not in out]
+    problems = fit_problems(missing, unexpected, shape_mismatches(out, target))
+    if problems:
         raise WeightsError(
             f"{source}: CLIP weights do not fit model {model.config.clip_model!r} "
-            f"({model.config.name}): " + "; ".join(p for p in parts if p) + f". {HOW_TO_GET_WEIGHTS}"
+            f"({model.config.name}): " + problems + f". {HOW_TO_GET_WEIGHTS}"
         )
     check_finite(out, source)
     return out

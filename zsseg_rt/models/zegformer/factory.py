@@ -9,7 +9,7 @@ from typing import Dict, Optional, Union
 
 import torch
 
-from zsseg_rt.contract.common.weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.contract.common.weights import WeightsError, check_finite, fit_problems, shape_mismatches
 
 from .config import ZegFormerConfig, load_zegformer_config
 
@@ -47,20 +47,11 @@ def clip_state_dict_to_zegformer(sd: Dict[str, torch.Tensor], model, source: str
             continue
         out[nk] = v.reshape(target[nk].shape) if nk == "clip_logit_scale" and v.numel() == 1 else v
     missing = [k for k in target if model.is_clip_weight(k) and k not in out]
-    mismatched = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
-        for k, v in out.items()
-        if v.shape != target[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        parts = [
-            describe_keys("missing", missing),
-            describe_keys("unexpected", unexpected),
-            describe_keys("shape-mismatched", mismatched, first=3),
-        ]
+    problems = fit_problems(missing, unexpected, shape_mismatches(out, target))
+    if problems:
         raise WeightsError(
             f"{source}: CLIP weights do not fit {model.config.clip_model!r} at {model.config.image_size} px "
-            f"({model.config.name}): " + "; ".join(p for p in parts if p)
+            f"({model.config.name}): " + problems
         )
     check_finite(out, source)
     return out
@@ -105,20 +96,11 @@ def load_backbone_weights(model, spec: str) -> Dict[str, object]:
     sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
     missing = [k for k in target if k not in sd]
     unexpected = [k for k in sd if k not in target]
-    mismatched = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
-        for k, v in sd.items()
-        if k in target and v.shape != target[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        parts = [
-            describe_keys("missing", missing),
-            describe_keys("unexpected", unexpected),
-            describe_keys("shape-mismatched", mismatched, first=3),
-        ]
+    problems = fit_problems(missing, unexpected, shape_mismatches(sd, target))
+    if problems:
         raise WeightsError(
             f"{source}: backbone weights do not fit {model.config.backbone} {model.config.layers_per_stage}: "
-            + "; ".join(x for x in parts if x)
+            + problems
         )
     check_finite(sd, source)
     model.backbone.load_state_dict(sd, strict=True)
