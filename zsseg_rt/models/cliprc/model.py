@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from zsseg_rt.models.cliprc.backbone import RegionBridgeVisionTransformer
 from zsseg_rt.models.cliprc.config import FAMILY, CLIPRCConfig, load_cliprc_config
 from zsseg_rt.models.cliprc.head import CLIPRCHead
-from zsseg_rt.models.zegclip.losses import zegclip_loss
+from zsseg_rt.models.zegclip.losses import ZegCLIPLoss
 from zsseg_rt.models.zegclip.model import ZegCLIP
 
 __all__ = ["CLIPRC", "CLIPRCLoss", "recovery_loss", "create_cliprc", "load_clip_weights_cliprc", "CLIPRC_NATIVE_FORMAT"]
@@ -187,50 +187,26 @@ def recovery_loss(recovery: Dict[str, torch.Tensor], weight: float = 1.0) -> Dic
     return {"recovery_loss_q": lq, "recovery_loss_k": lk}
 
 
-class CLIPRCLoss(nn.Module):
-    """Official CLIP-RC ``SegLoss``: ZegCLIP's focal + dice (:func:`zegclip_loss`) plus the recovery loss.
+class CLIPRCLoss(ZegCLIPLoss):
+    """Official CLIP-RC ``SegLoss``: ZegCLIP's focal + dice (:class:`ZegCLIPLoss`) plus the recovery loss.
 
     ``forward(logits, labels, recovery=None)``: ``recovery`` defaults to the bound model's ``last_recovery``
     (consumed once). Without any recovery outputs (eval-mode forward) only focal + dice are returned.
     Returns ``loss`` (total), ``loss_mask``, ``loss_dice``, ``recovery_loss_q``, ``recovery_loss_k``, ``num_masks``.
+    ``from_config(config, model=None, **overrides)`` as :meth:`ZegCLIPLoss.from_config`.
     """
 
-    def __init__(
-        self,
-        pred_size=512,
-        mask_weight=100.0,
-        dice_weight=1.0,
-        focal_alpha=0.25,
-        focal_gamma=2.0,
-        ignore_index=255,
-        mask_ignore=False,
-        recovery_weight=2.0,
-        model: Optional[CLIPRC] = None,
-    ):
-        super().__init__()
-        self.kw = dict(
-            pred_size=pred_size,
-            mask_weight=mask_weight,
-            dice_weight=dice_weight,
-            focal_alpha=focal_alpha,
-            focal_gamma=focal_gamma,
-            ignore_index=ignore_index,
-            mask_ignore=mask_ignore,
-        )
+    def __init__(self, recovery_weight=2.0, model: Optional[CLIPRC] = None, **focal_dice):
+        """``focal_dice``: :class:`ZegCLIPLoss`'s arguments (``pred_size``, ``mask_weight``, ``dice_weight``,
+        ``focal_alpha``, ``focal_gamma``, ``ignore_index``, ``mask_ignore``)."""
+        super().__init__(**focal_dice)
         self.recovery_weight = float(recovery_weight)
         self._model = [model]  # a list: not registered as a submodule
 
-    @classmethod
-    def from_config(cls, config: CLIPRCConfig, model: Optional[CLIPRC] = None, **overrides) -> "CLIPRCLoss":
-        kw = dict(config.loss)
-        kw.update(pred_size=config.image_size, ignore_index=config.ignore_index)
-        kw.update(overrides)
-        return cls(model=model, **kw)
-
-    def forward(
+    def forward(  # type: ignore[override]  # also takes the recovery outputs
         self, logits: torch.Tensor, labels: torch.Tensor, recovery: Optional[Dict[str, torch.Tensor]] = None
     ) -> Dict[str, torch.Tensor]:
-        out = zegclip_loss(logits, labels, **self.kw)
+        out = super().forward(logits, labels)
         model = self._model[0]
         if recovery is None and model is not None:
             recovery, model.last_recovery = model.last_recovery, None
