@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Dict, Optional, Union
@@ -110,19 +109,11 @@ def load_backbone_weights(model, spec: str) -> Dict[str, object]:
 def load_native_zegformer(path_dir: Union[str, os.PathLike], device=None, **overrides):
     """Load a native ZegFormer checkpoint directory (``model.safetensors`` + ``config.json``, format
     ``zsseg_rt.zegformer.v1``); every tensor must fit."""
-    from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native_state
+    from zsseg_rt.contract.common.convert import load_native_state, read_native_config
 
     from .model import ZEGFORMER_NATIVE_FORMAT, ZegFormer
 
-    d = Path(path_dir)
-    if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(f"{d} is not a native checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    with open(d / CONFIG_FILE, "r", encoding="utf-8") as f:
-        meta = json.load(f)
-    if meta.get("format") != ZEGFORMER_NATIVE_FORMAT:
-        raise WeightsError(f"{d / CONFIG_FILE}: format {meta.get('format')!r} is not {ZEGFORMER_NATIVE_FORMAT!r}")
-    cfg = dict(meta["config"])
-    cfg.update(overrides)
+    d, cfg = read_native_config(path_dir, ZEGFORMER_NATIVE_FORMAT, overrides)
     return load_native_state(ZegFormer(ZegFormerConfig.from_dict(cfg)), d, "native ZegFormer", device)
 
 
@@ -141,16 +132,13 @@ def create_zegformer(
         device: where to build the model.
         overrides: config fields to replace.
     """
-    from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE
+    from zsseg_rt.contract.common.convert import native_checkpoint_dir
 
     from .model import ZegFormer
 
-    if isinstance(name, (str, os.PathLike)):
-        p = Path(str(name))
-        if p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
-            if pretrained is not None:
-                raise ValueError(f"{p} is a native checkpoint that already holds weights; drop pretrained=")
-            return load_native_zegformer(p, device=device, **overrides)
+    native = native_checkpoint_dir(name, pretrained)
+    if native is not None:
+        return load_native_zegformer(native, device=device, **overrides)
     model = ZegFormer(load_zegformer_config(name, **overrides))
     if model.config.backbone_pretrained:
         load_backbone_weights(model, model.config.backbone_pretrained)
