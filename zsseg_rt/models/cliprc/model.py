@@ -29,7 +29,6 @@ and the whole decode head. The bridge tokens (``backbone.region_level_bridge``) 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
 import torch
@@ -40,7 +39,7 @@ from zsseg_rt.models.cliprc.backbone import RegionBridgeVisionTransformer
 from zsseg_rt.models.cliprc.config import FAMILY, CLIPRCConfig, load_cliprc_config
 from zsseg_rt.models.cliprc.head import CLIPRCHead
 from zsseg_rt.models.zegclip.losses import ZegCLIPLoss
-from zsseg_rt.models.zegclip.model import ZegCLIP
+from zsseg_rt.models.zegclip.model import ZegCLIP, create_prompted
 
 __all__ = ["CLIPRC", "CLIPRCLoss", "recovery_loss", "create_cliprc", "load_clip_weights_cliprc", "CLIPRC_NATIVE_FORMAT"]
 
@@ -241,23 +240,7 @@ def create_cliprc(
     ``pretrained``: CLIP tower weights as in ``create_model`` (official CLIP-RC checkpoints go through
     :func:`zsseg_rt.models.load_official_cliprc`).
     """
-    from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE
-
-    if isinstance(name, (str, os.PathLike)):
-        p = Path(str(name))
-        if p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
-            if pretrained is not None:
-                raise ValueError(f"{p} is a native checkpoint that already holds weights; drop pretrained=")
-            from zsseg_rt.contract.common.convert import load_native
-
-            return load_native(p, device=device, **overrides)
-    config = load_cliprc_config(name, **overrides)
-    model = CLIPRC(config)
-    if pretrained is not None:
-        pp = Path(os.path.expanduser(str(pretrained)))
-        if pp.is_dir() and (pp / CONFIG_FILE).is_file():
-            raise ValueError(f"{pp} is a native checkpoint; use create_model({str(pp)!r})")
-        load_clip_weights_cliprc(model, str(pretrained))
-    if device is not None:
-        model = model.to(device)
-    return model.eval()
+    native_hint = "is a native checkpoint; use create_model({!r})"
+    return create_prompted(
+        CLIPRC, load_cliprc_config, load_clip_weights_cliprc, native_hint, name, pretrained, device, overrides
+    )

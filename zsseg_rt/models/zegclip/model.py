@@ -291,21 +291,29 @@ def create_zegclip(
 ) -> ZegCLIP:
     """The ZegCLIP family's factory (registry entry ``"zegclip"``); arguments as in
     :func:`zsseg_rt.models.create_model`."""
-    from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native
     from zsseg_rt.models.zegclip.weights import load_clip_weights
 
-    p = Path(str(name)) if isinstance(name, (str, os.PathLike)) else None
-    if p is not None and p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
-        if pretrained is not None:
-            raise ValueError(f"{p} is a native checkpoint that already holds weights; drop pretrained=")
-        return load_native(p, device=device, **overrides)
-    config = load_zegclip_config(name, **overrides)
-    model = ZegCLIP(config)
+    native_hint = "is a native ZegCLIP checkpoint; use create_model({!r}) or load_native"
+    return create_prompted(
+        ZegCLIP, load_zegclip_config, load_clip_weights, native_hint, name, pretrained, device, overrides
+    )
+
+
+def create_prompted(model_cls, load_config, load_clip, native_hint: str, name, pretrained, device, overrides):
+    """``create_zegclip`` / ``create_cliprc``: a native checkpoint directory is loaded as it is; otherwise the
+    model is built from its config and ``load_clip(model, pretrained)`` fills its CLIP towers (``native_hint``
+    words the refusal of a native checkpoint given as ``pretrained``). Eval mode, on ``device``."""
+    from zsseg_rt.contract.common.convert import CONFIG_FILE, load_native, native_checkpoint_dir
+
+    native = native_checkpoint_dir(name, pretrained)
+    if native is not None:
+        return load_native(native, device=device, **overrides)
+    model = model_cls(load_config(name, **overrides))
     if pretrained is not None:
         pp = Path(os.path.expanduser(str(pretrained)))
         if pp.is_dir() and (pp / CONFIG_FILE).is_file():
-            raise ValueError(f"{pp} is a native ZegCLIP checkpoint; use create_model({str(pp)!r}) or load_native")
-        load_clip_weights(model, str(pretrained))
+            raise ValueError(f"{pp} " + native_hint.format(str(pp)))
+        load_clip(model, str(pretrained))
     if device is not None:
         model = model.to(device)
     return model.eval()
