@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Type
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type, TypeVar
 
 from zsseg_rt.vocabulary import VOCAB_DIR, load_class_names, load_templates  # noqa: F401 - re-exported here
 
@@ -131,6 +131,9 @@ def load_config_data(
     return data
 
 
+_Config = TypeVar("_Config", bound="BaseModelConfig")
+
+
 @dataclass
 class BaseModelConfig:
     """The fields every model family shares: the open_clip tower, input size, sliding-window test settings,
@@ -197,6 +200,27 @@ class BaseModelConfig:
     @property
     def grid_size(self) -> int:
         return self.image_size // self.patch_size
+
+    @property
+    def unseen_classes(self) -> List[int]:
+        """Indices of the classes that are not in ``seen_classes``."""
+        seen = set(self.seen_classes)
+        return [i for i in range(len(self.class_names)) if i not in seen]
+
+    def validate(self) -> "BaseModelConfig":
+        """Check the fields (each family adds its own checks); returns the config."""
+        self.check_family()
+        return self
+
+    @classmethod
+    def from_checked_data(cls: Type[_Config], data: Dict[str, Any]) -> _Config:
+        """The last step of a family's ``from_dict``: the config of ``data`` (keys checked, values normalised),
+        given the class names of its ``dataset`` when it lists none, validated."""
+        cfg = cls(**data)
+        if not cfg.class_names:
+            cfg.class_names = load_class_names(cfg.dataset)
+        cfg.validate()
+        return cfg
 
     def check_family(self) -> None:
         """Refuse a config whose ``family`` is not its class's (or is missing)."""

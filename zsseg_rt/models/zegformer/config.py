@@ -13,7 +13,6 @@ crops (0-255 scale, RGB).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,11 +172,6 @@ class ZegFormerConfig(BaseModelConfig):
         return list(self.backbone_layers) if self.backbone_layers else list(BACKBONES[self.backbone])
 
     @property
-    def unseen_classes(self) -> List[int]:
-        seen = set(self.seen_classes)
-        return [i for i in range(len(self.class_names)) if i not in seen]
-
-    @property
     def query_templates(self) -> List[str]:
         return list(QUERY_TEMPLATE_SETS[self.prompt_ensemble])
 
@@ -230,9 +224,6 @@ class ZegFormerConfig(BaseModelConfig):
                 raise ValueError(f"{label} must have 3 entries (RGB), got {v}")
         return self
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ZegFormerConfig":
         data = dict(data)
@@ -243,10 +234,7 @@ class ZegFormerConfig(BaseModelConfig):
             data["seen_classes"] = [int(i) for i in data["seen_classes"]]
         if "loss" in data:
             data["loss"] = deep_merge(cls().loss, data["loss"] or {})
-        cfg = cls(**data)
-        if not cfg.class_names:
-            cfg.class_names = load_class_names(cfg.dataset)
-        return cfg.validate()
+        return cls.from_checked_data(data)
 
 
 def load_zegformer_config(

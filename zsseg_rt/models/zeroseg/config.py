@@ -12,7 +12,6 @@ Configs live in ``zsseg_rt/models/zeroseg/configs/*.json`` with ``"family": "zer
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Union
@@ -208,9 +207,6 @@ class ZeroSegConfig(BaseModelConfig):
             raise ValueError("mean and std must have 3 entries (RGB)")
         return self
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ZeroSegConfig":
         data = dict(data)
@@ -223,10 +219,7 @@ class ZeroSegConfig(BaseModelConfig):
         unknown = sorted(set(data["loss"]) - set(_LOSS_DEFAULTS))
         if unknown:
             raise ValueError(f"unknown ZeroSeg loss keys {unknown}; known: {sorted(_LOSS_DEFAULTS)}")
-        cfg = cls(**data)
-        if not cfg.class_names:
-            cfg.class_names = load_class_names(cfg.dataset)
-        return cfg.validate()
+        return cls.from_checked_data(data)
 
 
 def load_zeroseg_config(
