@@ -126,9 +126,7 @@ class CLIPRC(ZegCLIP):
 
         The text embeddings are used as given, like the official ``combine_token`` (they come L2-normalised from
         the text encoder or the official .npy files); ``config.renormalize_text`` re-normalises them first."""
-        text = text.to(patches.dtype)
-        if self.config.renormalize_text:
-            text = F.normalize(text, dim=-1)
+        text = self.head_text(text, patches.dtype)
         return self.decode_head(text, image_global, patches, regions, grid, return_recovery=return_recovery)
 
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:

@@ -206,10 +206,14 @@ class ZegCLIP(nn.Module):
         The text embeddings are used as given, like the official head (they come L2-normalised from the text
         encoder or the official .npy files); ``config.renormalize_text`` re-normalises them first.
         """
-        text = text.to(patches.dtype)
+        return self.decode_head(self.head_text(text, patches.dtype), image_global, patches, grid)
+
+    def head_text(self, text: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The text embeddings the head takes: in ``dtype``, re-normalised when ``config.renormalize_text``."""
+        text = text.to(dtype)
         if self.config.renormalize_text:
             text = F.normalize(text, dim=-1)
-        return self.decode_head(text, image_global, patches, grid)
+        return text
 
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         self.check_text(text, images.shape[0] if isinstance(images, torch.Tensor) and images.dim() == 4 else None)
@@ -233,10 +237,7 @@ class ZegCLIP(nn.Module):
 
         head = self.decode_head
         dev, dtype = patches.device, patches.dtype
-        text = text.float()
-        if self.config.renormalize_text:
-            text = F.normalize(text, dim=-1)
-        t_np = text.detach().cpu().numpy()
+        t_np = self.head_text(text, torch.float32).detach().cpu().numpy()
         g_np = image_global.detach().float().cpu().numpy()
         w = head.q_proj.weight.detach().float().cpu().numpy()
         bvec = head.q_proj.bias.detach().float().cpu().numpy()
