@@ -65,23 +65,13 @@ class CLIPRC(ZegCLIP):
     @staticmethod
     def _make_backbone(config, visual: nn.Module) -> nn.Module:
         return RegionBridgeVisionTransformer(
-            visual,
-            num_tokens=config.num_prompt_tokens,
-            deep_layers=config.num_deep_prompt_layers,
-            prompt_dropout=config.prompt_dropout,
-            fix_double_class_embedding=config.fix_double_class_embedding,
-            region_bridge_size=config.region_bridge_size,
+            visual, **ZegCLIP.prompt_args(config), region_bridge_size=config.region_bridge_size
         )
 
     @staticmethod
     def _make_head(config, dim: int) -> nn.Module:
         return CLIPRCHead(
-            dim=dim,
-            num_layers=config.decoder_layers,
-            num_heads=config.decoder_heads,
-            ffn_dim=config.ffn_dim,
-            dropout=config.decoder_dropout,
-            attn_dropout=config.decoder_attn_dropout,
+            **ZegCLIP.decoder_args(config, dim),
             num_regions=config.region_bridge_size,
             recovery_layers=config.recovery_decoder_layers,
         )

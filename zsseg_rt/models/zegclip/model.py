@@ -74,9 +74,9 @@ class ZegCLIP(nn.Module):
         return config if isinstance(config, ZegCLIPConfig) else load_zegclip_config(config)
 
     @staticmethod
-    def _make_backbone(config: ZegCLIPConfig, visual: nn.Module) -> nn.Module:
-        return PromptedVisionTransformer(
-            visual,
+    def prompt_args(config: ZegCLIPConfig) -> Dict[str, Any]:
+        """The prompted ViT's arguments from the config (CLIP-RC's backbone takes them too)."""
+        return dict(
             num_tokens=config.num_prompt_tokens,
             deep_layers=config.num_deep_prompt_layers,
             prompt_dropout=config.prompt_dropout,
@@ -84,8 +84,9 @@ class ZegCLIP(nn.Module):
         )
 
     @staticmethod
-    def _make_head(config: ZegCLIPConfig, dim: int) -> nn.Module:
-        return ZegCLIPHead(
+    def decoder_args(config: ZegCLIPConfig, dim: int) -> Dict[str, Any]:
+        """The decode head's arguments from the config (CLIP-RC's head takes them too)."""
+        return dict(
             dim=dim,
             num_layers=config.decoder_layers,
             num_heads=config.decoder_heads,
@@ -93,6 +94,14 @@ class ZegCLIP(nn.Module):
             dropout=config.decoder_dropout,
             attn_dropout=config.decoder_attn_dropout,
         )
+
+    @staticmethod
+    def _make_backbone(config: ZegCLIPConfig, visual: nn.Module) -> nn.Module:
+        return PromptedVisionTransformer(visual, **ZegCLIP.prompt_args(config))
+
+    @staticmethod
+    def _make_head(config: ZegCLIPConfig, dim: int) -> nn.Module:
+        return ZegCLIPHead(**ZegCLIP.decoder_args(config, dim))
 
     # ------------------------------------------------------------------ parameters
     @staticmethod
