@@ -63,6 +63,7 @@ def gaussian_neighbourhood_bias(grid: Tuple[int, int], std: float, num_prefix_to
     return out
 
 
+# twin of zegclip.backbone.resize_pos_embed_official (bilinear): each transcribes its own official code
 def resize_positional_embedding(pos: torch.Tensor, grid: Tuple[int, int], mode: str = "dino") -> torch.Tensor:
     """Resize a square CLIP positional table ``[1 + g*g, W]`` to ``[1 + h*w, W]`` (CLS row kept), bicubic.
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 __all__ = ["PromptedVisionTransformer", "resize_pos_embed_official"]
 
 
+# twin of training_free.model.resize_positional_embedding (bicubic): each transcribes its own official code
 def resize_pos_embed_official(pos: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
     """Resize a ``[1 + g*g, W]`` CLIP positional table to ``[1 + gh*gw, W]`` the official way.
 
