@@ -213,6 +213,24 @@ class BaseModelConfig:
         return self
 
     @classmethod
+    def checked_data(
+        cls,
+        data: Dict[str, Any],
+        what: str = "config",
+        templates: Optional[Callable[[Any], List[str]]] = load_templates,
+    ) -> Dict[str, Any]:
+        """The first step of a family's ``from_dict``: a copy of ``data`` whose keys are all fields of ``cls`` (else
+        ValueError naming the ``what``'s unknown keys), its ``class_names`` read (:func:`load_class_names`) and its
+        ``templates`` read with ``templates`` (None: left as given)."""
+        data = dict(data)
+        check_known_keys(cls, data, what)
+        if "class_names" in data:
+            data["class_names"] = load_class_names(data["class_names"])
+        if templates is not None and "templates" in data:
+            data["templates"] = templates(data["templates"])
+        return data
+
+    @classmethod
     def from_checked_data(cls: Type[_Config], data: Dict[str, Any]) -> _Config:
         """The last step of a family's ``from_dict``: the config of ``data`` (keys checked, values normalised),
         given the class names of its ``dataset`` when it lists none, validated."""

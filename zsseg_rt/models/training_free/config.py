@@ -38,9 +38,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 from zsseg_rt.contract.common.config import (
     VOCAB_DIR,
     BaseModelConfig,
-    check_known_keys,
     family_config_dir,
-    load_class_names,
     load_config_data,
     load_templates,
 )
@@ -286,13 +284,7 @@ class TrainingFreeConfig(BaseModelConfig):
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TrainingFreeConfig":
-        data = dict(data)
-        check_known_keys(cls, data, "training-free config")
-        if "class_names" in data:
-            data["class_names"] = load_class_names(data["class_names"])
-        if "templates" in data:
-            data["templates"] = load_training_free_templates(data["templates"])
-        return cls.from_checked_data(data)
+        return cls.from_checked_data(cls.checked_data(data, "training-free config", load_training_free_templates))
 
 
 def training_free_config_path(name: Union[str, os.PathLike]) -> Optional[Path]:

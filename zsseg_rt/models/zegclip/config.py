@@ -10,11 +10,8 @@ from typing import Any, Dict, List, Optional, Type, TypeVar, Union
 
 from zsseg_rt.contract.common.config import (
     BaseModelConfig,
-    check_known_keys,
     deep_merge,
-    load_class_names,
     load_config_data,
-    load_templates,
 )
 
 __all__ = ["ZegCLIPConfig", "load_zegclip_config", "FAMILY"]
@@ -88,12 +85,7 @@ class ZegCLIPConfig(BaseModelConfig):
 
     @classmethod
     def from_dict(cls: Type[_Config], data: Dict[str, Any]) -> _Config:
-        data = dict(data)
-        check_known_keys(cls, data)
-        if "class_names" in data:
-            data["class_names"] = load_class_names(data["class_names"])
-        if "templates" in data:
-            data["templates"] = load_templates(data["templates"])
+        data = cls.checked_data(data)
         if "seen_classes" in data:
             data["seen_classes"] = [int(i) for i in data["seen_classes"]]
         if "loss" in data:

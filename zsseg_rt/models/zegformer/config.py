@@ -20,9 +20,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from zsseg_rt.contract.common.config import (
     BaseModelConfig,
-    check_known_keys,
     deep_merge,
-    load_class_names,
     load_config_data,
 )
 
@@ -227,9 +225,9 @@ class ZegFormerConfig(BaseModelConfig):
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ZegFormerConfig":
         data = dict(data)
-        check_known_keys(cls, data)
         if "class_names" in data:
-            data["class_names"] = load_class_names(_own_list(data["class_names"]))
+            data["class_names"] = _own_list(data["class_names"])
+        data = cls.checked_data(data, templates=None)  # ZegFormer's own template sets are not read from here
         if "seen_classes" in data:
             data["seen_classes"] = [int(i) for i in data["seen_classes"]]
         if "loss" in data:

@@ -19,10 +19,7 @@ from typing import Any, Dict, List, Union
 from zsseg_rt.contract.common.config import (
     BaseModelConfig,
     _deep_merge,
-    check_known_keys,
-    load_class_names,
     load_config_data,
-    load_templates,
 )
 from zsseg_rt.models.zeroseg.protocol import DATASET_BACKGROUND_THRESHOLDS, GROUPVIT_BACKGROUND_THRESHOLDS
 
@@ -209,12 +206,7 @@ class ZeroSegConfig(BaseModelConfig):
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ZeroSegConfig":
-        data = dict(data)
-        check_known_keys(cls, data)
-        if "class_names" in data:
-            data["class_names"] = load_class_names(data["class_names"])
-        if "templates" in data:
-            data["templates"] = load_templates(data["templates"])
+        data = cls.checked_data(data)
         data["loss"] = _deep_merge(_LOSS_DEFAULTS, data.get("loss") or {})
         unknown = sorted(set(data["loss"]) - set(_LOSS_DEFAULTS))
         if unknown:
