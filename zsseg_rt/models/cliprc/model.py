@@ -183,7 +183,7 @@ class CLIPRCLoss(ZegCLIPLoss):
     ``from_config(config, model=None, **overrides)`` as :meth:`ZegCLIPLoss.from_config`.
     """
 
-    def __init__(self, recovery_weight=2.0, model: Optional[CLIPRC] = None, **focal_dice):
+    def __init__(self, *, recovery_weight=2.0, model: Optional[CLIPRC] = None, **focal_dice):
         """``focal_dice``: :class:`ZegCLIPLoss`'s arguments (``pred_size``, ``mask_weight``, ``dice_weight``,
         ``focal_alpha``, ``focal_gamma``, ``ignore_index``, ``mask_ignore``)."""
         super().__init__(**focal_dice)
