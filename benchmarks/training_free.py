@@ -50,7 +50,7 @@ def _plain_clip_graph(model, path: Path, size: int) -> None:
     """The stock image tower (no method change) exported as the baseline at the method's input size."""
     import torch
 
-    from zsseg_rt.models.training_free.model import _mha_fastpath_off_when_tracing
+    from zsseg_rt.models.training_free.model import mha_fastpath_off_when_tracing
 
     class Plain(torch.nn.Module):
         def __init__(self, visual):
@@ -58,7 +58,7 @@ def _plain_clip_graph(model, path: Path, size: int) -> None:
             self.visual = visual
 
         def forward(self, image):
-            with _mha_fastpath_off_when_tracing():
+            with mha_fastpath_off_when_tracing():
                 return self.visual(image)
 
     with torch.no_grad():

@@ -331,10 +331,3 @@ def _make_readable(folder: str) -> None:
         os.chmod(root, 0o755)
         for name in names:
             os.chmod(os.path.join(root, name), 0o644)
-
-
-# the former private names, still imported by model-family code (models/zegformer/export.py): remove once it
-# imports the public ones
-_export_graph = export_graph
-_check_graph = check_graph
-_hash_bundle_files = hash_bundle_files

@@ -169,9 +169,3 @@ def _flips_beyond_ties(ref: np.ndarray, labels_ref: np.ndarray, labels_got: np.n
 def _random_text(rng: np.random.Generator, classes: int, dim: int) -> np.ndarray:
     text = rng.standard_normal((classes, dim)).astype(np.float32)
     return np.ascontiguousarray(text / np.linalg.norm(text, axis=1, keepdims=True), dtype=np.float32)
-
-
-# the former private names, still imported by model-family code (models/zegformer/export.py,
-# models/zeroseg/onnx.py): remove once those import the public ones
-_f64 = as_float64
-_read_image = read_verification_image

@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Type
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type, TypeVar
 
 from zsseg_rt.vocabulary import VOCAB_DIR, load_class_names, load_templates  # noqa: F401 - re-exported here
 
@@ -63,11 +63,12 @@ def check_known_keys(cls, data: Dict[str, Any], what: str = "config") -> None:
         raise ValueError(f"unknown {what} keys {unknown}; known keys: {sorted(known)}")
 
 
-def _deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+def deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+    """``base`` updated by ``over``, nested dicts merged key by key (both left unchanged)."""
     out = copy.deepcopy(base)
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
+            out[k] = deep_merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out
@@ -121,10 +122,13 @@ def load_config_data(
             raise ValueError(f"config {data.get('name')!r} has family {data.get('family')!r}, not {family!r}")
     for key, value in overrides.items():
         if key in merge_keys and isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = _deep_merge(data[key], value)
+            data[key] = deep_merge(data[key], value)
         else:
             data[key] = value
     return data
+
+
+_Config = TypeVar("_Config", bound="BaseModelConfig")
 
 
 @dataclass
@@ -165,7 +169,7 @@ class BaseModelConfig:
             raise ValueError(
                 f"unknown open_clip model config {self.clip_model!r}; see open_clip.list_models() for names"
             )
-        cfg = _deep_merge(base, self.clip_cfg or {})
+        cfg = deep_merge(base, self.clip_cfg or {})
         cfg["vision_cfg"] = dict(cfg["vision_cfg"], image_size=int(self.image_size))
         return cfg
 
@@ -193,6 +197,45 @@ class BaseModelConfig:
     @property
     def grid_size(self) -> int:
         return self.image_size // self.patch_size
+
+    @property
+    def unseen_classes(self) -> List[int]:
+        """Indices of the classes that are not in ``seen_classes``."""
+        seen = set(self.seen_classes)
+        return [i for i in range(len(self.class_names)) if i not in seen]
+
+    def validate(self) -> "BaseModelConfig":
+        """Check the fields (each family adds its own checks); returns the config."""
+        self.check_family()
+        return self
+
+    @classmethod
+    def checked_data(
+        cls,
+        data: Dict[str, Any],
+        what: str = "config",
+        templates: Optional[Callable[[Any], List[str]]] = load_templates,
+    ) -> Dict[str, Any]:
+        """The first step of a family's ``from_dict``: a copy of ``data`` whose keys are all fields of ``cls`` (else
+        ValueError naming the ``what``'s unknown keys), its ``class_names`` read (:func:`load_class_names`) and its
+        ``templates`` read with ``templates`` (None: left as given)."""
+        data = dict(data)
+        check_known_keys(cls, data, what)
+        if "class_names" in data:
+            data["class_names"] = load_class_names(data["class_names"])
+        if templates is not None and "templates" in data:
+            data["templates"] = templates(data["templates"])
+        return data
+
+    @classmethod
+    def from_checked_data(cls: Type[_Config], data: Dict[str, Any]) -> _Config:
+        """The last step of a family's ``from_dict``: the config of ``data`` (keys checked, values normalised),
+        given the class names of its ``dataset`` when it lists none, validated."""
+        cfg = cls(**data)
+        if not cfg.class_names:
+            cfg.class_names = load_class_names(cfg.dataset)
+        cfg.validate()
+        return cfg
 
     def check_family(self) -> None:
         """Refuse a config whose ``family`` is not its class's (or is missing)."""

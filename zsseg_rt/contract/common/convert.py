@@ -7,12 +7,12 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
 from zsseg_rt.contract.common.official import convert_official
-from zsseg_rt.contract.common.weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.contract.common.weights import WeightsError, check_finite, fit_problems, shape_mismatches
 
 # add_convert_command (the command's arguments) is in .convert_cli: torch-free, for `zsseg convert --help`
 __all__ = ["convert_official", "save_native", "load_native"]
@@ -54,6 +54,18 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
     """
     from zsseg_rt.contract.registry import families, family_of_format, get_family
 
+    d, meta = _read_native_meta(path_dir)
+    family = family_of_format(str(meta.get("format", "")))
+    if family is None:
+        known = sorted(
+            get_family(name).checkpoints.format for name in families() if get_family(name).checkpoints.format
+        )
+        raise WeightsError(f"{d / CONFIG_FILE}: unknown format {meta.get('format')!r} (expected one of {known})")
+    return family.checkpoints.load_native(d, device=device, **overrides)
+
+
+def _read_native_meta(path_dir: Union[str, os.PathLike]) -> Tuple[Path, dict]:
+    """(directory, parsed ``config.json``) of a native checkpoint given as its directory or one of its files."""
     d = Path(path_dir)
     if d.is_file() and d.name in (WEIGHTS_FILE, CONFIG_FILE):
         d = d.parent
@@ -63,14 +75,34 @@ def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, t
             "`zsseg convert OFFICIAL.pth DST` or zsseg_rt.contract.common.convert.save_native"
         )
     with open(d / CONFIG_FILE, "r", encoding="utf-8") as f:
-        meta = json.load(f)
-    family = family_of_format(str(meta.get("format", "")))
-    if family is None:
-        known = sorted(
-            get_family(name).checkpoints.format for name in families() if get_family(name).checkpoints.format
-        )
-        raise WeightsError(f"{d / CONFIG_FILE}: unknown format {meta.get('format')!r} (expected one of {known})")
-    return family.checkpoints.load_native(d, device=device, **overrides)
+        return d, json.load(f)
+
+
+def read_native_config(
+    path_dir: Union[str, os.PathLike], native_format: str, overrides: Dict[str, Any]
+) -> Tuple[Path, Dict[str, Any]]:
+    """(directory, config dict with ``overrides`` applied) of a native checkpoint that must have the format
+    ``native_format``. Shared by the families' native loaders, which build the model from the dict and fill it
+    with :func:`load_native_state`."""
+    d, meta = _read_native_meta(path_dir)
+    if meta.get("format") != native_format:
+        raise WeightsError(f"{d / CONFIG_FILE}: format {meta.get('format')!r} is not {native_format!r}")
+    cfg = dict(meta["config"])
+    cfg.update(overrides)
+    return d, cfg
+
+
+def native_checkpoint_dir(name: Any, pretrained: Optional[str] = None) -> Optional[Path]:
+    """``name`` as a path when it is a native checkpoint directory (``config.json`` + ``model.safetensors``), else
+    None (a config name, file or object). Giving ``pretrained`` weights with one is refused: it holds them."""
+    if not isinstance(name, (str, os.PathLike)):
+        return None
+    p = Path(str(name))
+    if not (p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file()):
+        return None
+    if pretrained is not None:
+        raise ValueError(f"{p} is a native checkpoint that already holds weights; drop pretrained=")
+    return p
 
 
 def load_native_state(model, directory: Path, label: str, device=None):
@@ -84,20 +116,9 @@ def load_native_state(model, directory: Path, label: str, device=None):
     target = model.state_dict()
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
-    mismatched = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
-        for k in state
-        if k in target and tuple(state[k].shape) != tuple(target[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = [
-            describe_keys("missing", missing),
-            describe_keys("unexpected", unexpected),
-            describe_keys("shape-mismatched", mismatched, first=3),
-        ]
-        raise WeightsError(
-            f"{directory}: {label} checkpoint does not fit its config: " + "; ".join(x for x in parts if x)
-        )
+    problems = fit_problems(missing, unexpected, shape_mismatches(state, target))
+    if problems:
+        raise WeightsError(f"{directory}: {label} checkpoint does not fit its config: " + problems)
     check_finite(state, str(directory / WEIGHTS_FILE))
     model.load_state_dict(state, strict=True)
     model.text_encoder.cache.clear()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import torch
 
@@ -22,6 +22,8 @@ __all__ = [
     "read_state_dict",
     "check_finite",
     "describe_keys",
+    "fit_problems",
+    "shape_mismatches",
     "HOW_TO_GET_WEIGHTS",
 ]
 
@@ -33,7 +35,7 @@ HOW_TO_GET_WEIGHTS = (
 )
 
 # Keys found in CLIP checkpoints that the prompted CLIP towers do not use.
-_CLIP_UNUSED = ("logit_scale", "logit_bias", "input_resolution", "context_length", "vocab_size", "attn_mask")
+CLIP_UNUSED = ("logit_scale", "logit_bias", "input_resolution", "context_length", "vocab_size", "attn_mask")
 
 
 class WeightsError(ValueError):
@@ -47,6 +49,27 @@ def describe_keys(label: str, keys: Iterable[str], first: int = 5) -> str:
     shown = ", ".join(keys[:first])
     more = f", ... (+{len(keys) - first} more)" if len(keys) > first else ""
     return f"{len(keys)} {label} key(s): {shown}{more}"
+
+
+def shape_mismatches(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> List[str]:
+    """``"key: file (shape) vs model (shape)"`` for each tensor of ``state`` whose shape is not ``target``'s (keys
+    ``target`` lacks are left to the caller's ``unexpected`` list)."""
+    return [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
+        for k, v in state.items()
+        if k in target and tuple(v.shape) != tuple(target[k].shape)
+    ]
+
+
+def fit_problems(missing: Iterable[str], unexpected: Iterable[str], mismatched: Iterable[str]) -> str:
+    """Why a state dict does not fit a model, as one clause (missing, unexpected and shape-mismatched keys, the
+    first few of each, joined by ``"; "``); ``""`` when it fits."""
+    parts = [
+        describe_keys("missing", missing),
+        describe_keys("unexpected", unexpected),
+        describe_keys("shape-mismatched", mismatched, first=3),
+    ]
+    return "; ".join(p for p in parts if p)
 
 
 def check_finite(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
@@ -157,7 +180,7 @@ def read_state_dict(path: Union[str, os.PathLike], trust_torchscript: Optional[b
     return _unwrap(obj, src)
 
 
-def _normalise_clip_keys(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def normalise_clip_keys(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """open_clip 'custom text' layout (``text.*``) -> OpenAI layout; strip a ``clip.``/``model.`` prefix."""
     for prefix in ("clip.", "model."):
         if sd and all(k.startswith(prefix) for k in sd):
@@ -228,7 +251,7 @@ def cache_only_when_offline(pretrained: Optional[str], say=print, timeout: float
     return True
 
 
-def _resolve_pretrained(pretrained: str, clip_model: str) -> Tuple[Path, Optional[dict]]:
+def resolve_pretrained(pretrained: str, clip_model: str) -> Tuple[Path, Optional[dict]]:
     """A local path, or an open_clip pretrained tag resolved (and downloaded) through open_clip."""
     p = Path(os.path.expanduser(pretrained))
     if p.is_file():

@@ -126,8 +126,7 @@ class RegionBridgeVisionTransformer(PromptedVisionTransformer):
 
     def forward_tokens(self, images: torch.Tensor) -> Tuple[torch.Tensor, int, int]:
         """All output tokens after (prompt_norm), ln_post and proj: ``([B, 1+N'+h*w+R, D], h, w)``."""
-        x = self.conv1(images)
-        b, c, h, w = x.shape
+        x, b, h, w = self._embed(images)
         if (h, w) != tuple(self.grid):
             ph, pw = self.patch_size
             raise ValueError(
@@ -135,27 +134,15 @@ class RegionBridgeVisionTransformer(PromptedVisionTransformer):
                 f"(a {self.grid[0]}x{self.grid[1]} patch grid); got a {h}x{w} grid. Run larger images through "
                 "sliding windows (zsseg_rt.contract.common.predict / the Engine)"
             )
-        x = x.reshape(b, c, h * w).permute(0, 2, 1)
-        cls = self.class_embedding.to(x.dtype).reshape(1, 1, c).expand(b, 1, c)
-        x = torch.cat([cls, x], dim=1)
-        x = x + self._positional(h, w, x.dtype)
         bridges = self.region_level_bridge.to(x.dtype).unsqueeze(0).expand(b, -1, -1)
-        x = torch.cat([x, bridges], dim=1)
-        x = self.ln_pre(x)
-
-        n = self.num_tokens
-        # official order: dropout AFTER the batch expand (independent dropout masks per image in training)
-        prompts = self.prompt_dropout(self.prompt_proj(self.prompt_embeddings).expand(b, -1, -1))
-        x = torch.cat([x[:, :1], prompts.to(x.dtype), x[:, 1:]], dim=1)
+        x = self._with_prompts(self.ln_pre(torch.cat([x, bridges], dim=1)), b)
         mask = cast(torch.Tensor, self.attn_mask)
         for i in range(self.num_layers):
             if 1 <= i <= self.deep_layers:
-                deep = self.prompt_proj(self.deep_prompt_embeddings[i - 1]).unsqueeze(0).expand(b, -1, -1)
-                deep = self.prompt_dropout(deep).to(x.dtype)
-                x = torch.cat([x[:, :1], deep, x[:, 1 + n :]], dim=1)
+                x = self._with_deep_prompts(i, x, b)
             elif self.deep_layers > 0 and i > self.deep_layers:
                 if mask is self.attn_mask:  # official: prompts dropped once, bridges kept
-                    x = torch.cat([x[:, :1], x[:, 1 + n :]], dim=1)
+                    x = torch.cat([x[:, :1], x[:, 1 + self.num_tokens :]], dim=1)
                     mask = cast(torch.Tensor, self.attn_mask_no_prompts)
             x = self._masked_block(i, x, mask)
         nr = self.num_regions

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 from zsseg_rt.contract.common.config import family_config_dir, load_config_data
-from zsseg_rt.models.zegclip.config import ZegCLIPConfig
+from zsseg_rt.models.zegclip.config import LOSS_DEFAULTS, ZegCLIPConfig
 
 __all__ = [
     "CLIPRCConfig",
@@ -48,16 +48,7 @@ class CLIPRCConfig(ZegCLIPConfig):
     # Official: the bridge tokens are FROZEN (exclude_key='prompt' and their name lacks 'prompt'); True trains them.
     train_region_bridge: bool = False
     recovery_decoder_layers: int = 1
-    loss: Dict[str, Any] = field(
-        default_factory=lambda: {
-            "mask_weight": 100.0,
-            "dice_weight": 1.0,
-            "focal_alpha": 0.25,
-            "focal_gamma": 2.0,
-            "mask_ignore": False,
-            "recovery_weight": 2.0,
-        }
-    )
+    loss: Dict[str, Any] = field(default_factory=lambda: {**LOSS_DEFAULTS, "recovery_weight": 2.0})
     # Official schedule (informational: consumed by training recipes, not by the model).
     schedule: Dict[str, Any] = field(default_factory=dict)
     notes: str = VOCABULARY_COUPLING_NOTE

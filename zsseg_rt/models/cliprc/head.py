@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zsseg_rt.models.zegclip.head import TPNDecoderLayer
+from zsseg_rt.models.zegclip.head import TPNDecoderLayer, official_unused_per_layer
 
 __all__ = ["CLIPRCHead", "RecoveryDecoder", "DecoderStack"]
 
@@ -203,7 +203,5 @@ class CLIPRCHead(nn.Module):
     # ------------------------------------------------------------------ bookkeeping
     def num_official_unused_parameters(self) -> int:
         """Parameters of the never-called ``self_attn`` + ``norm1`` of every official ``TPN_DecoderLayer``."""
-        d = self.dim
-        per_layer = (3 * d * d + 3 * d) + (d * d + d) + 2 * d
         n_layers = 2 * self.num_layers + len(self.recovery_decoder.decouple_q) + len(self.recovery_decoder.decouple_v)
-        return per_layer * n_layers
+        return official_unused_per_layer(self.dim) * n_layers

@@ -29,7 +29,6 @@ and the whole decode head. The bridge tokens (``backbone.region_level_bridge``) 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
 import torch
@@ -39,8 +38,8 @@ import torch.nn.functional as F
 from zsseg_rt.models.cliprc.backbone import RegionBridgeVisionTransformer
 from zsseg_rt.models.cliprc.config import FAMILY, CLIPRCConfig, load_cliprc_config
 from zsseg_rt.models.cliprc.head import CLIPRCHead
-from zsseg_rt.models.zegclip.losses import zegclip_loss
-from zsseg_rt.models.zegclip.model import ZegCLIP
+from zsseg_rt.models.zegclip.losses import ZegCLIPLoss
+from zsseg_rt.models.zegclip.model import ZegCLIP, create_prompted
 
 __all__ = ["CLIPRC", "CLIPRCLoss", "recovery_loss", "create_cliprc", "load_clip_weights_cliprc", "CLIPRC_NATIVE_FORMAT"]
 
@@ -66,23 +65,13 @@ class CLIPRC(ZegCLIP):
     @staticmethod
     def _make_backbone(config, visual: nn.Module) -> nn.Module:
         return RegionBridgeVisionTransformer(
-            visual,
-            num_tokens=config.num_prompt_tokens,
-            deep_layers=config.num_deep_prompt_layers,
-            prompt_dropout=config.prompt_dropout,
-            fix_double_class_embedding=config.fix_double_class_embedding,
-            region_bridge_size=config.region_bridge_size,
+            visual, **ZegCLIP.prompt_args(config), region_bridge_size=config.region_bridge_size
         )
 
     @staticmethod
     def _make_head(config, dim: int) -> nn.Module:
         return CLIPRCHead(
-            dim=dim,
-            num_layers=config.decoder_layers,
-            num_heads=config.decoder_heads,
-            ffn_dim=config.ffn_dim,
-            dropout=config.decoder_dropout,
-            attn_dropout=config.decoder_attn_dropout,
+            **ZegCLIP.decoder_args(config, dim),
             num_regions=config.region_bridge_size,
             recovery_layers=config.recovery_decoder_layers,
         )
@@ -127,9 +116,7 @@ class CLIPRC(ZegCLIP):
 
         The text embeddings are used as given, like the official ``combine_token`` (they come L2-normalised from
         the text encoder or the official .npy files); ``config.renormalize_text`` re-normalises them first."""
-        text = text.to(patches.dtype)
-        if self.config.renormalize_text:
-            text = F.normalize(text, dim=-1)
+        text = self.head_text(text, patches.dtype)
         return self.decode_head(text, image_global, patches, regions, grid, return_recovery=return_recovery)
 
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -187,50 +174,26 @@ def recovery_loss(recovery: Dict[str, torch.Tensor], weight: float = 1.0) -> Dic
     return {"recovery_loss_q": lq, "recovery_loss_k": lk}
 
 
-class CLIPRCLoss(nn.Module):
-    """Official CLIP-RC ``SegLoss``: ZegCLIP's focal + dice (:func:`zegclip_loss`) plus the recovery loss.
+class CLIPRCLoss(ZegCLIPLoss):
+    """Official CLIP-RC ``SegLoss``: ZegCLIP's focal + dice (:class:`ZegCLIPLoss`) plus the recovery loss.
 
     ``forward(logits, labels, recovery=None)``: ``recovery`` defaults to the bound model's ``last_recovery``
     (consumed once). Without any recovery outputs (eval-mode forward) only focal + dice are returned.
     Returns ``loss`` (total), ``loss_mask``, ``loss_dice``, ``recovery_loss_q``, ``recovery_loss_k``, ``num_masks``.
+    ``from_config(config, model=None, **overrides)`` as :meth:`ZegCLIPLoss.from_config`.
     """
 
-    def __init__(
-        self,
-        pred_size=512,
-        mask_weight=100.0,
-        dice_weight=1.0,
-        focal_alpha=0.25,
-        focal_gamma=2.0,
-        ignore_index=255,
-        mask_ignore=False,
-        recovery_weight=2.0,
-        model: Optional[CLIPRC] = None,
-    ):
-        super().__init__()
-        self.kw = dict(
-            pred_size=pred_size,
-            mask_weight=mask_weight,
-            dice_weight=dice_weight,
-            focal_alpha=focal_alpha,
-            focal_gamma=focal_gamma,
-            ignore_index=ignore_index,
-            mask_ignore=mask_ignore,
-        )
+    def __init__(self, *, recovery_weight=2.0, model: Optional[CLIPRC] = None, **focal_dice):
+        """``focal_dice``: :class:`ZegCLIPLoss`'s arguments (``pred_size``, ``mask_weight``, ``dice_weight``,
+        ``focal_alpha``, ``focal_gamma``, ``ignore_index``, ``mask_ignore``)."""
+        super().__init__(**focal_dice)
         self.recovery_weight = float(recovery_weight)
         self._model = [model]  # a list: not registered as a submodule
 
-    @classmethod
-    def from_config(cls, config: CLIPRCConfig, model: Optional[CLIPRC] = None, **overrides) -> "CLIPRCLoss":
-        kw = dict(config.loss)
-        kw.update(pred_size=config.image_size, ignore_index=config.ignore_index)
-        kw.update(overrides)
-        return cls(model=model, **kw)
-
-    def forward(
+    def forward(  # type: ignore[override]  # also takes the recovery outputs
         self, logits: torch.Tensor, labels: torch.Tensor, recovery: Optional[Dict[str, torch.Tensor]] = None
     ) -> Dict[str, torch.Tensor]:
-        out = zegclip_loss(logits, labels, **self.kw)
+        out = super().forward(logits, labels)
         model = self._model[0]
         if recovery is None and model is not None:
             recovery, model.last_recovery = model.last_recovery, None
@@ -265,23 +228,7 @@ def create_cliprc(
     ``pretrained``: CLIP tower weights as in ``create_model`` (official CLIP-RC checkpoints go through
     :func:`zsseg_rt.models.load_official_cliprc`).
     """
-    from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE
-
-    if isinstance(name, (str, os.PathLike)):
-        p = Path(str(name))
-        if p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
-            if pretrained is not None:
-                raise ValueError(f"{p} is a native checkpoint that already holds weights; drop pretrained=")
-            from zsseg_rt.contract.common.convert import load_native
-
-            return load_native(p, device=device, **overrides)
-    config = load_cliprc_config(name, **overrides)
-    model = CLIPRC(config)
-    if pretrained is not None:
-        pp = Path(os.path.expanduser(str(pretrained)))
-        if pp.is_dir() and (pp / CONFIG_FILE).is_file():
-            raise ValueError(f"{pp} is a native checkpoint; use create_model({str(pp)!r})")
-        load_clip_weights_cliprc(model, str(pretrained))
-    if device is not None:
-        model = model.to(device)
-    return model.eval()
+    native_hint = "is a native checkpoint; use create_model({!r})"
+    return create_prompted(
+        CLIPRC, load_cliprc_config, load_clip_weights_cliprc, native_hint, name, pretrained, device, overrides
+    )

@@ -14,7 +14,6 @@ checkpoint is refused with a message saying so (nothing is half-loaded).
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from pathlib import Path
@@ -170,19 +169,8 @@ def convert_official_cliprc(
 
 def load_native_cliprc(path_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None, **overrides):
     """Load a native CLIP-RC checkpoint directory (format ``zsseg_rt.cliprc.v1``); every tensor must fit."""
-    from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native_state
+    from zsseg_rt.contract.common.convert import load_native_state, read_native_config
     from zsseg_rt.models.cliprc.model import CLIPRC, CLIPRC_NATIVE_FORMAT
 
-    d = Path(path_dir)
-    if d.is_file() and d.name in (WEIGHTS_FILE, CONFIG_FILE):
-        d = d.parent
-    if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(f"{d} is not a native checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    with open(d / CONFIG_FILE, "r", encoding="utf-8") as f:
-        meta = json.load(f)
-    if meta.get("format") != CLIPRC_NATIVE_FORMAT:
-        raise WeightsError(f"{d / CONFIG_FILE}: format {meta.get('format')!r} is not {CLIPRC_NATIVE_FORMAT!r}")
-    cfg_dict = dict(meta["config"])
-    cfg_dict.update(overrides)
-    model = CLIPRC(CLIPRCConfig.from_dict(cfg_dict))
-    return load_native_state(model, d, "native CLIP-RC", device)
+    d, cfg = read_native_config(path_dir, CLIPRC_NATIVE_FORMAT, overrides)
+    return load_native_state(CLIPRC(CLIPRCConfig.from_dict(cfg)), d, "native CLIP-RC", device)

@@ -29,7 +29,6 @@ the image size before the softmax; NACLIP's reported numbers: 10 steps, dilation
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass, field, fields
@@ -39,9 +38,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 from zsseg_rt.contract.common.config import (
     VOCAB_DIR,
     BaseModelConfig,
-    check_known_keys,
     family_config_dir,
-    load_class_names,
     load_config_data,
     load_templates,
 )
@@ -285,21 +282,9 @@ class TrainingFreeConfig(BaseModelConfig):
         ):
             raise ValueError(f"pamr_dilations must be 1..{PAMR_MAX_DILATIONS} ints >= 1, got {d!r}")
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TrainingFreeConfig":
-        data = dict(data)
-        check_known_keys(cls, data, "training-free config")
-        if "class_names" in data:
-            data["class_names"] = load_class_names(data["class_names"])
-        if "templates" in data:
-            data["templates"] = load_training_free_templates(data["templates"])
-        cfg = cls(**data)
-        if not cfg.class_names:
-            cfg.class_names = load_class_names(cfg.dataset)
-        return cfg.validate()
+        return cls.from_checked_data(cls.checked_data(data, "training-free config", load_training_free_templates))
 
 
 def training_free_config_path(name: Union[str, os.PathLike]) -> Optional[Path]:

@@ -63,6 +63,7 @@ def gaussian_neighbourhood_bias(grid: Tuple[int, int], std: float, num_prefix_to
     return out
 
 
+# twin of zegclip.backbone.resize_pos_embed_official (bilinear): each transcribes its own official code
 def resize_positional_embedding(pos: torch.Tensor, grid: Tuple[int, int], mode: str = "dino") -> torch.Tensor:
     """Resize a square CLIP positional table ``[1 + g*g, W]`` to ``[1 + h*w, W]`` (CLS row kept), bicubic.
 
@@ -129,7 +130,7 @@ def apply_image_tower(visual: nn.Module, tower: str) -> nn.Module:
 
 
 @contextlib.contextmanager
-def _mha_fastpath_off_when_tracing():
+def mha_fastpath_off_when_tracing():
     """nn.MultiheadAttention's inference fast path (``_native_multi_head_attention``) has no ONNX export: turn it
     off while tracing (nothing here requires grad, so it would otherwise be taken)."""
     if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
@@ -225,7 +226,7 @@ class TrainingFreeSegmenter(nn.Module):
 
     def __init__(self, config: Union[TrainingFreeConfig, str, dict], device: Optional[Union[str, torch.device]] = None):
         super().__init__()
-        from zsseg_rt.models.zegclip.model import _make_tokenizer, build_clip
+        from zsseg_rt.models.zegclip.model import build_clip, make_tokenizer
 
         if not isinstance(config, TrainingFreeConfig):
             config = load_training_free_config(config)
@@ -239,7 +240,7 @@ class TrainingFreeSegmenter(nn.Module):
         if getattr(visual, "pool_type", "tok") != "tok" or getattr(visual, "final_ln_after_pool", False):
             raise ValueError(f"{config.clip_model}: needs a CLS-token ViT with ln_post on all tokens")
         self.visual = apply_image_tower(cast(nn.Module, visual), config.resolved("tower"))
-        self.text_encoder = TextEncoder(clip, _make_tokenizer(config, int(clip.positional_embedding.shape[0])))
+        self.text_encoder = TextEncoder(clip, make_tokenizer(config, int(clip.positional_embedding.shape[0])))
         self.scclip = config.scclip_settings() if config.method == "scclip" else None
         self.dense_block = None
         if self.scclip is None:
@@ -332,7 +333,7 @@ class TrainingFreeSegmenter(nn.Module):
         x = v.ln_pre(x)
         blocks = v.transformer.resblocks
         batch_first = bool(getattr(v.transformer, "batch_first", True))
-        with _mha_fastpath_off_when_tracing():
+        with mha_fastpath_off_when_tracing():
             if self.scclip is not None:
                 x = scclip_encode(blocks, x, (h, w), self.scclip, batch_first)
                 return F.normalize(v.ln_post(x) @ v.proj, dim=-1), (h, w)
@@ -412,17 +413,19 @@ def load_stock_clip_weights(
     ``pretrained`` is refused with that advice: it holds no text tower.
     """
     from zsseg_rt.contract.common.weights import (
-        _CLIP_UNUSED,
+        CLIP_UNUSED,
         HOW_TO_GET_WEIGHTS,
         WeightsError,
-        _normalise_clip_keys,
-        _resolve_pretrained,
         check_finite,
         describe_keys,
+        fit_problems,
+        normalise_clip_keys,
         read_state_dict,
+        resolve_pretrained,
+        shape_mismatches,
     )
 
-    path, tag_cfg = _resolve_pretrained(pretrained, model.config.clip_model)
+    path, tag_cfg = resolve_pretrained(pretrained, model.config.clip_model)
     if tag_cfg is not None and bool(tag_cfg.get("quick_gelu", False)) != bool(model.config.quick_gelu):
         warnings.warn(
             f"open_clip tag {pretrained!r} expects quick_gelu={bool(tag_cfg.get('quick_gelu', False))} but "
@@ -449,7 +452,7 @@ def load_stock_clip_weights(
             f"{path}: MaskCLIP's converted image tower (tools/maskclip_utils/convert_clip_weights.py) holds no text "
             "tower; give the stock CLIP weights as pretrained and this file as image_weights="
         )
-    sd = _normalise_clip_keys(raw)
+    sd = normalise_clip_keys(raw)
     image_source = None
     if image_weights is not None:
         image_source = str(image_weights)
@@ -468,7 +471,7 @@ def load_stock_clip_weights(
     target = model.state_dict()
     out, unexpected = {}, []
     for k, v in sd.items():
-        if k in _CLIP_UNUSED:
+        if k in CLIP_UNUSED:
             continue
         nk = k if k.startswith("visual.") else "text_encoder." + k
         if nk in target:
@@ -479,21 +482,12 @@ def load_stock_clip_weights(
     resizable = pk in out and out[pk].dim() == 2 and out[pk].shape[1] == target[pk].shape[1]
     if resizable and out[pk].shape != target[pk].shape:
         out[pk] = resize_positional_embedding(out[pk].float(), model.grid, model.config.resolved("pos_resize"))
-    missing = [k for k in target if k not in out]
-    mismatched = [
-        f"{k}: file {tuple(out[k].shape)} vs model {tuple(target[k].shape)}"
-        for k in out
-        if tuple(out[k].shape) != tuple(target[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = [
-            describe_keys("missing", [m.replace("text_encoder.", "") for m in missing]),
-            describe_keys("unexpected", unexpected),
-            describe_keys("shape-mismatched", mismatched, first=3),
-        ]
+    missing = [k.replace("text_encoder.", "") for k in target if k not in out]  # named as in CLIP's files
+    problems = fit_problems(missing, unexpected, shape_mismatches(out, target))
+    if problems:
         raise WeightsError(
             f"{path}: CLIP weights do not fit {model.config.clip_model!r} ({model.config.name}): "
-            + "; ".join(p for p in parts if p)
+            + problems
             + f". {HOW_TO_GET_WEIGHTS}"
         )
     check_finite(out, str(path))

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 __all__ = ["PromptedVisionTransformer", "resize_pos_embed_official"]
 
 
+# twin of training_free.model.resize_positional_embedding (bicubic): each transcribes its own official code
 def resize_pos_embed_official(pos: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
     """Resize a ``[1 + g*g, W]`` CLIP positional table to ``[1 + gh*gw, W]`` the official way.
 
@@ -132,25 +133,34 @@ class PromptedVisionTransformer(nn.Module):
             return blk(x)
         return blk(x.transpose(0, 1)).transpose(0, 1)
 
-    def forward_tokens(self, images: torch.Tensor) -> Tuple[torch.Tensor, int, int]:
-        """All output tokens after prompt_norm, ln_post and proj: ``([B, 1+N+h*w, D], h, w)``."""
+    def _embed(self, images: torch.Tensor) -> Tuple[torch.Tensor, int, int, int]:
+        """``[CLS, patch tokens] + positional`` (before ``ln_pre``): ``([B, 1+h*w, W], B, h, w)``."""
         x = self.conv1(images)
         b, c, h, w = x.shape
         x = x.reshape(b, c, h * w).permute(0, 2, 1)
         cls = self.class_embedding.to(x.dtype).reshape(1, 1, c).expand(b, 1, c)
         x = torch.cat([cls, x], dim=1)
-        x = x + self._positional(h, w, x.dtype)
-        x = self.ln_pre(x)
+        return x + self._positional(h, w, x.dtype), b, h, w
 
-        n = self.num_tokens
+    def _with_prompts(self, x: torch.Tensor, b: int) -> torch.Tensor:
+        """The prompt tokens inserted after CLS."""
         # official order: project, expand to the batch, THEN dropout (an independent mask per image in training)
         prompts = self.prompt_dropout(self.prompt_proj(self.prompt_embeddings).expand(b, -1, -1))
-        x = torch.cat([x[:, :1], prompts.to(x.dtype), x[:, 1:]], dim=1)
+        return torch.cat([x[:, :1], prompts.to(x.dtype), x[:, 1:]], dim=1)
+
+    def _with_deep_prompts(self, i: int, x: torch.Tensor, b: int) -> torch.Tensor:
+        """Block ``i``'s deep prompts in place of the previous prompt tokens."""
+        deep = self.prompt_proj(self.deep_prompt_embeddings[i - 1]).unsqueeze(0).expand(b, -1, -1)
+        deep = self.prompt_dropout(deep).to(x.dtype)
+        return torch.cat([x[:, :1], deep, x[:, 1 + self.num_tokens :]], dim=1)
+
+    def forward_tokens(self, images: torch.Tensor) -> Tuple[torch.Tensor, int, int]:
+        """All output tokens after prompt_norm, ln_post and proj: ``([B, 1+N+h*w, D], h, w)``."""
+        x, b, h, w = self._embed(images)
+        x = self._with_prompts(self.ln_pre(x), b)
         for i in range(self.num_layers):
             if 1 <= i <= self.deep_layers:
-                deep = self.prompt_proj(self.deep_prompt_embeddings[i - 1]).unsqueeze(0).expand(b, -1, -1)
-                deep = self.prompt_dropout(deep).to(x.dtype)
-                x = torch.cat([x[:, :1], deep, x[:, 1 + n :]], dim=1)
+                x = self._with_deep_prompts(i, x, b)
             elif self.deep_layers > 0 and i > self.deep_layers:
                 x = torch.cat([x[:, :1], x[:, -(h * w) :]], dim=1)  # official: prompts dropped
             x = self._block(i, x)

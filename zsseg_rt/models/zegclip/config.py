@@ -4,24 +4,29 @@ calibration and loss settings of the official code) and its loader. Bundled conf
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Type, TypeVar, Union
 
 from zsseg_rt.contract.common.config import (
     BaseModelConfig,
-    _deep_merge,
-    check_known_keys,
-    load_class_names,
+    deep_merge,
     load_config_data,
-    load_templates,
 )
 
 __all__ = ["ZegCLIPConfig", "load_zegclip_config", "FAMILY"]
 
 FAMILY = "zegclip"
 _Config = TypeVar("_Config", bound="ZegCLIPConfig")
+
+# official focal + dice loss settings (CLIP-RC's config adds its recovery weight)
+LOSS_DEFAULTS: Dict[str, Any] = {
+    "mask_weight": 100.0,
+    "dice_weight": 1.0,
+    "focal_alpha": 0.25,
+    "focal_gamma": 2.0,
+    "mask_ignore": False,
+}
 
 
 @dataclass
@@ -46,15 +51,7 @@ class ZegCLIPConfig(BaseModelConfig):
     setting: str = "inductive"  # inductive | transductive | fully
     # official test resize: [long_max, short]; long_max None = mmseg Resize(keep_ratio=True, min_size=512)
     test_scale: List[Optional[int]] = field(default_factory=lambda: [None, 512])
-    loss: Dict[str, Any] = field(
-        default_factory=lambda: {
-            "mask_weight": 100.0,
-            "dice_weight": 1.0,
-            "focal_alpha": 0.25,
-            "focal_gamma": 2.0,
-            "mask_ignore": False,
-        }
-    )
+    loss: Dict[str, Any] = field(default_factory=lambda: dict(LOSS_DEFAULTS))
     ignore_index: int = 255
 
     @property
@@ -64,11 +61,6 @@ class ZegCLIPConfig(BaseModelConfig):
     @property
     def ffn_dim(self) -> int:
         return 4 * self.embed_dim if self.decoder_ffn_dim is None else int(self.decoder_ffn_dim)
-
-    @property
-    def unseen_classes(self) -> List[int]:
-        seen = set(self.seen_classes)
-        return [i for i in range(len(self.class_names)) if i not in seen]
 
     # ------------------------------------------------------------------ validation / io
     def validate(self) -> "ZegCLIPConfig":
@@ -91,26 +83,14 @@ class ZegCLIPConfig(BaseModelConfig):
             raise ValueError("mean and std must have 3 entries (RGB)")
         return self
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls: Type[_Config], data: Dict[str, Any]) -> _Config:
-        data = dict(data)
-        check_known_keys(cls, data)
-        if "class_names" in data:
-            data["class_names"] = load_class_names(data["class_names"])
-        if "templates" in data:
-            data["templates"] = load_templates(data["templates"])
+        data = cls.checked_data(data)
         if "seen_classes" in data:
             data["seen_classes"] = [int(i) for i in data["seen_classes"]]
         if "loss" in data:
-            data["loss"] = _deep_merge(cls().loss, data["loss"] or {})
-        cfg = cls(**data)
-        if not cfg.class_names:
-            cfg.class_names = load_class_names(cfg.dataset)
-        cfg.validate()
-        return cfg
+            data["loss"] = deep_merge(cls().loss, data["loss"] or {})
+        return cls.from_checked_data(data)
 
 
 def load_zegclip_config(

@@ -127,6 +127,12 @@ class TPNDecoderLayer(nn.Module):
         return tgt, attn
 
 
+def official_unused_per_layer(dim: int) -> int:
+    """Parameters of one official ``TPN_DecoderLayer``'s never-called ``self_attn`` (in/out projections) and
+    ``norm1``, which this port does not build."""
+    return (3 * dim * dim + 3 * dim) + (dim * dim + dim) + 2 * dim
+
+
 class ZegCLIPHead(nn.Module):
     """Relationship descriptor + cross-attention decoder -> mask logits ``[B, C, h, w]``."""
 
@@ -189,6 +195,4 @@ class ZegCLIPHead(nn.Module):
 
     def num_official_unused_parameters(self) -> int:
         """Parameters of the official (never called) ``self_attn`` + ``norm1`` in every layer."""
-        d = self.dim
-        per_layer = (3 * d * d + 3 * d) + (d * d + d) + 2 * d
-        return per_layer * len(self.layers)
+        return official_unused_per_layer(self.dim) * len(self.layers)

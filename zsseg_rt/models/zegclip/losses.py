@@ -18,7 +18,7 @@ sum over valid pixels / number of valid pixels, 0 when an image has none) and th
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,8 @@ __all__ = [
     "remap_labels_transductive",
     "transductive_pseudo_labels",
 ]
+
+_Loss = TypeVar("_Loss", bound="ZegCLIPLoss")
 
 
 def sigmoid_focal_loss(
@@ -165,7 +167,7 @@ class ZegCLIPLoss(torch.nn.Module):
         )
 
     @classmethod
-    def from_config(cls, config, **overrides) -> "ZegCLIPLoss":
+    def from_config(cls: Type[_Loss], config, **overrides) -> _Loss:
         kw = dict(config.loss)
         kw.update(pred_size=config.image_size, ignore_index=config.ignore_index)
         kw.update(overrides)

@@ -44,7 +44,7 @@ def build_clip(config: BaseModelConfig) -> nn.Module:
     return CLIP(**cfg, quick_gelu=config.quick_gelu)
 
 
-def _make_tokenizer(config: BaseModelConfig, context_length: int):
+def make_tokenizer(config: BaseModelConfig, context_length: int):
     from open_clip.tokenizer import SimpleTokenizer
 
     return SimpleTokenizer(context_length=context_length)
@@ -61,7 +61,7 @@ class ZegCLIP(nn.Module):
         with ctx:
             clip = build_clip(config)
             self.backbone = self._make_backbone(config, cast(nn.Module, clip.visual))
-            tokenizer = _make_tokenizer(config, int(clip.positional_embedding.shape[0]))
+            tokenizer = make_tokenizer(config, int(clip.positional_embedding.shape[0]))
             self.text_encoder = TextEncoder(clip, tokenizer)
             self.decode_head = self._make_head(config, config.embed_dim)
         self.use_native_ops = False
@@ -74,9 +74,9 @@ class ZegCLIP(nn.Module):
         return config if isinstance(config, ZegCLIPConfig) else load_zegclip_config(config)
 
     @staticmethod
-    def _make_backbone(config: ZegCLIPConfig, visual: nn.Module) -> nn.Module:
-        return PromptedVisionTransformer(
-            visual,
+    def prompt_args(config: ZegCLIPConfig) -> Dict[str, Any]:
+        """The prompted ViT's arguments from the config (CLIP-RC's backbone takes them too)."""
+        return dict(
             num_tokens=config.num_prompt_tokens,
             deep_layers=config.num_deep_prompt_layers,
             prompt_dropout=config.prompt_dropout,
@@ -84,8 +84,9 @@ class ZegCLIP(nn.Module):
         )
 
     @staticmethod
-    def _make_head(config: ZegCLIPConfig, dim: int) -> nn.Module:
-        return ZegCLIPHead(
+    def decoder_args(config: ZegCLIPConfig, dim: int) -> Dict[str, Any]:
+        """The decode head's arguments from the config (CLIP-RC's head takes them too)."""
+        return dict(
             dim=dim,
             num_layers=config.decoder_layers,
             num_heads=config.decoder_heads,
@@ -93,6 +94,14 @@ class ZegCLIP(nn.Module):
             dropout=config.decoder_dropout,
             attn_dropout=config.decoder_attn_dropout,
         )
+
+    @staticmethod
+    def _make_backbone(config: ZegCLIPConfig, visual: nn.Module) -> nn.Module:
+        return PromptedVisionTransformer(visual, **ZegCLIP.prompt_args(config))
+
+    @staticmethod
+    def _make_head(config: ZegCLIPConfig, dim: int) -> nn.Module:
+        return ZegCLIPHead(**ZegCLIP.decoder_args(config, dim))
 
     # ------------------------------------------------------------------ parameters
     @staticmethod
@@ -206,10 +215,14 @@ class ZegCLIP(nn.Module):
         The text embeddings are used as given, like the official head (they come L2-normalised from the text
         encoder or the official .npy files); ``config.renormalize_text`` re-normalises them first.
         """
-        text = text.to(patches.dtype)
+        return self.decode_head(self.head_text(text, patches.dtype), image_global, patches, grid)
+
+    def head_text(self, text: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The text embeddings the head takes: in ``dtype``, re-normalised when ``config.renormalize_text``."""
+        text = text.to(dtype)
         if self.config.renormalize_text:
             text = F.normalize(text, dim=-1)
-        return self.decode_head(text, image_global, patches, grid)
+        return text
 
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         self.check_text(text, images.shape[0] if isinstance(images, torch.Tensor) and images.dim() == 4 else None)
@@ -233,10 +246,7 @@ class ZegCLIP(nn.Module):
 
         head = self.decode_head
         dev, dtype = patches.device, patches.dtype
-        text = text.float()
-        if self.config.renormalize_text:
-            text = F.normalize(text, dim=-1)
-        t_np = text.detach().cpu().numpy()
+        t_np = self.head_text(text, torch.float32).detach().cpu().numpy()
         g_np = image_global.detach().float().cpu().numpy()
         w = head.q_proj.weight.detach().float().cpu().numpy()
         bvec = head.q_proj.bias.detach().float().cpu().numpy()
@@ -291,21 +301,29 @@ def create_zegclip(
 ) -> ZegCLIP:
     """The ZegCLIP family's factory (registry entry ``"zegclip"``); arguments as in
     :func:`zsseg_rt.models.create_model`."""
-    from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native
     from zsseg_rt.models.zegclip.weights import load_clip_weights
 
-    p = Path(str(name)) if isinstance(name, (str, os.PathLike)) else None
-    if p is not None and p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
-        if pretrained is not None:
-            raise ValueError(f"{p} is a native checkpoint that already holds weights; drop pretrained=")
-        return load_native(p, device=device, **overrides)
-    config = load_zegclip_config(name, **overrides)
-    model = ZegCLIP(config)
+    native_hint = "is a native ZegCLIP checkpoint; use create_model({!r}) or load_native"
+    return create_prompted(
+        ZegCLIP, load_zegclip_config, load_clip_weights, native_hint, name, pretrained, device, overrides
+    )
+
+
+def create_prompted(model_cls, load_config, load_clip, native_hint: str, name, pretrained, device, overrides):
+    """``create_zegclip`` / ``create_cliprc``: a native checkpoint directory is loaded as it is; otherwise the
+    model is built from its config and ``load_clip(model, pretrained)`` fills its CLIP towers (``native_hint``
+    words the refusal of a native checkpoint given as ``pretrained``). Eval mode, on ``device``."""
+    from zsseg_rt.contract.common.convert import CONFIG_FILE, load_native, native_checkpoint_dir
+
+    native = native_checkpoint_dir(name, pretrained)
+    if native is not None:
+        return load_native(native, device=device, **overrides)
+    model = model_cls(load_config(name, **overrides))
     if pretrained is not None:
         pp = Path(os.path.expanduser(str(pretrained)))
         if pp.is_dir() and (pp / CONFIG_FILE).is_file():
-            raise ValueError(f"{pp} is a native ZegCLIP checkpoint; use create_model({str(pp)!r}) or load_native")
-        load_clip_weights(model, str(pretrained))
+            raise ValueError(f"{pp} " + native_hint.format(str(pp)))
+        load_clip(model, str(pretrained))
     if device is not None:
         model = model.to(device)
     return model.eval()

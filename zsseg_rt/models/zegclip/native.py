@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Optional, Union
 
 import torch
 
-from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native_state
-from zsseg_rt.contract.common.weights import WeightsError
+from zsseg_rt.contract.common.convert import load_native_state, read_native_config
 from zsseg_rt.models.zegclip.config import ZegCLIPConfig
 
 __all__ = ["NATIVE_FORMAT", "load_native_zegclip"]
@@ -28,14 +25,5 @@ def load_native_zegclip(
     """
     from zsseg_rt.models.zegclip.model import ZegCLIP
 
-    d = Path(path_dir)
-    with open(d / CONFIG_FILE, "r", encoding="utf-8") as f:
-        meta = json.load(f)
-    if meta.get("format") != NATIVE_FORMAT:
-        raise WeightsError(f"{d / CONFIG_FILE}: unknown format {meta.get('format')!r} (expected {NATIVE_FORMAT})")
-    cfg_dict = dict(meta["config"])
-    cfg_dict.update(overrides)
-    model = ZegCLIP(ZegCLIPConfig.from_dict(cfg_dict))
-    if not (d / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(f"{d} has no {WEIGHTS_FILE}")
-    return load_native_state(model, d, "native", device)
+    d, cfg = read_native_config(path_dir, NATIVE_FORMAT, overrides)
+    return load_native_state(ZegCLIP(ZegCLIPConfig.from_dict(cfg)), d, "native", device)

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from zsseg_rt.contract.common.weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.contract.common.weights import WeightsError, check_finite, fit_problems, shape_mismatches
 from zsseg_rt.models.zegclip.config import ZegCLIPConfig, load_zegclip_config
 
 __all__ = [
@@ -256,19 +256,10 @@ def load_mapped_official(
     text_loaded = not text_missing
     if allow_missing_text_encoder and text_missing and len(text_missing) == len(text_keys):
         missing = [k for k in missing if not k.startswith("text_encoder.")]
-    mismatched = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
-        for k, v in mapped.items()
-        if tuple(v.shape) != tuple(target[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = [
-            describe_keys("missing", missing),
-            describe_keys("unexpected", unexpected),
-            describe_keys("shape-mismatched", mismatched, first=3),
-        ]
+    problems = fit_problems(missing, unexpected, shape_mismatches(mapped, target))
+    if problems:
         raise WeightsError(
-            f"{source}: {family} checkpoint does not fit {cfg.name}: " + "; ".join(x for x in parts if x) + "."
+            f"{source}: {family} checkpoint does not fit {cfg.name}: " + problems + "."
             f" The checkpoint looks truncated or belongs to another configuration ({hint}); "
             "pass the matching config=..."
         )

@@ -8,14 +8,15 @@ from typing import Dict, List
 import torch
 
 from zsseg_rt.contract.common.weights import (
-    _CLIP_UNUSED,
+    CLIP_UNUSED,
     HOW_TO_GET_WEIGHTS,
     WeightsError,
-    _normalise_clip_keys,
-    _resolve_pretrained,
     check_finite,
-    describe_keys,
+    fit_problems,
+    normalise_clip_keys,
     read_state_dict,
+    resolve_pretrained,
+    shape_mismatches,
 )
 
 __all__ = ["clip_state_dict_to_zegclip", "load_clip_weights"]
@@ -31,12 +32,12 @@ def clip_state_dict_to_zegclip(
     """
     from zsseg_rt.models.zegclip.backbone import resize_pos_embed_official
 
-    sd = _normalise_clip_keys(dict(sd))
+    sd = normalise_clip_keys(dict(sd))
     target = model.state_dict()
     out: Dict[str, torch.Tensor] = {}
     unexpected: List[str] = []
     for k, v in sd.items():
-        if k in _CLIP_UNUSED:
+        if k in CLIP_UNUSED:
             continue
         if k.startswith("visual."):
             nk = "backbone." + k[len("visual.") :]
@@ -55,21 +56,12 @@ def clip_state_dict_to_zegclip(
     ):
         out[pk] = resize_pos_embed_official(out[pk].float(), model.backbone.grid)
     expected = [k for k in target if model.is_clip_weight(k)]
-    missing = [k for k in expected if k not in out]
-    mismatched = [
-        f"{k}: file {tuple(out[k].shape)} vs model {tuple(target[k].shape)}"
-        for k in out
-        if tuple(out[k].shape) != tuple(target[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = [
-            describe_keys("missing", [m.replace("backbone.", "visual.").replace("text_encoder.", "") for m in missing]),
-            describe_keys("unexpected", unexpected),
-            describe_keys("shape-mismatched", mismatched, first=3),
-        ]
+    missing = [k.replace("backbone.", "visual.").replace("text_encoder.", "") for k in expected if k not in out]
+    problems = fit_problems(missing, unexpected, shape_mismatches(out, target))
+    if problems:
         raise WeightsError(
             f"{source}: CLIP weights do not fit model {model.config.clip_model!r} "
-            f"({model.config.name}): " + "; ".join(p for p in parts if p) + f". {HOW_TO_GET_WEIGHTS}"
+            f"({model.config.name}): " + problems + f". {HOW_TO_GET_WEIGHTS}"
         )
     check_finite(out, source)
     return out
@@ -82,7 +74,7 @@ def load_clip_weights(model, pretrained: str) -> Dict[str, object]:
     """
     import warnings
 
-    path, tag_cfg = _resolve_pretrained(pretrained, model.config.clip_model)
+    path, tag_cfg = resolve_pretrained(pretrained, model.config.clip_model)
     if tag_cfg is not None and "quick_gelu" in tag_cfg and bool(tag_cfg["quick_gelu"]) != bool(model.config.quick_gelu):
         warnings.warn(
             f"open_clip tag {pretrained!r} was trained with quick_gelu={tag_cfg['quick_gelu']} but the model "

@@ -13,7 +13,6 @@ crops (0-255 scale, RGB).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from zsseg_rt.contract.common.config import (
     BaseModelConfig,
-    _deep_merge,
-    check_known_keys,
-    load_class_names,
+    deep_merge,
     load_config_data,
 )
 
@@ -173,11 +170,6 @@ class ZegFormerConfig(BaseModelConfig):
         return list(self.backbone_layers) if self.backbone_layers else list(BACKBONES[self.backbone])
 
     @property
-    def unseen_classes(self) -> List[int]:
-        seen = set(self.seen_classes)
-        return [i for i in range(len(self.class_names)) if i not in seen]
-
-    @property
     def query_templates(self) -> List[str]:
         return list(QUERY_TEMPLATE_SETS[self.prompt_ensemble])
 
@@ -230,23 +222,17 @@ class ZegFormerConfig(BaseModelConfig):
                 raise ValueError(f"{label} must have 3 entries (RGB), got {v}")
         return self
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ZegFormerConfig":
         data = dict(data)
-        check_known_keys(cls, data)
         if "class_names" in data:
-            data["class_names"] = load_class_names(_own_list(data["class_names"]))
+            data["class_names"] = _own_list(data["class_names"])
+        data = cls.checked_data(data, templates=None)  # ZegFormer's own template sets are not read from here
         if "seen_classes" in data:
             data["seen_classes"] = [int(i) for i in data["seen_classes"]]
         if "loss" in data:
-            data["loss"] = _deep_merge(cls().loss, data["loss"] or {})
-        cfg = cls(**data)
-        if not cfg.class_names:
-            cfg.class_names = load_class_names(cfg.dataset)
-        return cfg.validate()
+            data["loss"] = deep_merge(cls().loss, data["loss"] or {})
+        return cls.from_checked_data(data)
 
 
 def load_zegformer_config(

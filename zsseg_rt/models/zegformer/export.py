@@ -70,15 +70,15 @@ class ClipImageGraph(nn.Module):
         self.eval()
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        from zsseg_rt.models.training_free.model import _mha_fastpath_off_when_tracing
+        from zsseg_rt.models.training_free.model import mha_fastpath_off_when_tracing
 
-        with _mha_fastpath_off_when_tracing():  # the MHA inference fast path has no ONNX export
+        with mha_fastpath_off_when_tracing():  # the MHA inference fast path has no ONNX export
             return self.model.encode_crops(crops)
 
 
 def export_zegformer_graphs(model, out_dir: str, opset: int) -> None:
     """Write the three graphs of ``model`` (eval, CPU, fp32) into ``out_dir`` and run ``onnx.checker`` on each."""
-    from zsseg_rt.export.onnx_export import _check_graph, _export_graph
+    from zsseg_rt.export.onnx_export import check_graph, export_graph
 
     c = model.config
     io = two_stage_graph_io()
@@ -96,10 +96,10 @@ def export_zegformer_graphs(model, out_dir: str, opset: int) -> None:
     for role, module, args in jobs:
         entry = io[role]
         path = os.path.join(out_dir, TWO_STAGE_GRAPH_FILES[role])
-        _export_graph(
+        export_graph(
             module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset, dynamo=(role == "text")
         )
-        _check_graph(path)
+        check_graph(path)
 
 
 def zegformer_meta(model, meta: Dict[str, Any]) -> Dict[str, Any]:
@@ -172,7 +172,7 @@ def synthetic_image(height: int = 90, width: int = 140, seed: int = 0) -> np.nda
 def _graph_cases(engine, model, names: List[str], rng: np.random.Generator, runner: Runner) -> List[Dict[str, Any]]:
     """Each graph of the bundle on random inputs (and the text graph on real prompts) against the PyTorch model,
     under the error model of :mod:`zsseg_rt.export.numeric_bounds` (float64 twin as the exact value)."""
-    from zsseg_rt.export.verify import _f64, float64_twin
+    from zsseg_rt.export.verify import as_float64, float64_twin
 
     c = model.config
     graph = {role: engine.meta.file(name) for role, name in TWO_STAGE_GRAPH_FILES.items()}
@@ -182,7 +182,10 @@ def _graph_cases(engine, model, names: List[str], rng: np.random.Generator, runn
     with torch.inference_mode():
         tokens = engine.tokenizer([t.format(n) for n in names[:4] for t in engine.pipeline.clip_templates[:2]])
         refs = [
-            (TextEncoderGraph(model)(torch.from_numpy(tokens)).numpy(), TextEncoderGraph(twin)(_f64(tokens)).numpy())
+            (
+                TextEncoderGraph(model)(torch.from_numpy(tokens)).numpy(),
+                TextEncoderGraph(twin)(as_float64(tokens)).numpy(),
+            )
         ]
         jobs.append((graph["text"], {Names.TOKENS: tokens}))
         pending.append({"case": {"graph": "text_encoder"}, "refs": refs})
@@ -191,7 +194,7 @@ def _graph_cases(engine, model, names: List[str], rng: np.random.Generator, runn
         for h, w in ((2 * div, 3 * div), (4 * div, 2 * div)):
             image = rng.standard_normal((1, 3, h, w)).astype(np.float32)
             ref32 = [t.numpy() for t in MaskBranchGraph(model)(torch.from_numpy(image), torch.from_numpy(text))]
-            ref64 = [t.numpy() for t in MaskBranchGraph(twin)(_f64(image), _f64(text))]
+            ref64 = [t.numpy() for t in MaskBranchGraph(twin)(as_float64(image), as_float64(text))]
             jobs.append((graph["mask"], {Names.IMAGE: image, Names.TEXT_EMBEDDINGS: text}))
             pending.append(
                 {"case": {"graph": "mask_branch", "input": f"random {h}x{w}"}, "refs": list(zip(ref32, ref64))}
@@ -199,7 +202,12 @@ def _graph_cases(engine, model, names: List[str], rng: np.random.Generator, runn
         size = int(c.image_size)
         for batch in (1, 3):
             crops = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
-            refs = [(ClipImageGraph(model)(torch.from_numpy(crops)).numpy(), ClipImageGraph(twin)(_f64(crops)).numpy())]
+            refs = [
+                (
+                    ClipImageGraph(model)(torch.from_numpy(crops)).numpy(),
+                    ClipImageGraph(twin)(as_float64(crops)).numpy(),
+                )
+            ]
             jobs.append((graph["clip_image"], {Names.CROPS: crops}))
             pending.append({"case": {"graph": "clip_image_encoder", "crops": batch}, "refs": refs})
     cases: List[Dict[str, Any]] = []
@@ -225,7 +233,7 @@ def verify_zegformer_bundle(
     """
     import onnxruntime as ort
 
-    from zsseg_rt.export.verify import _read_image
+    from zsseg_rt.export.verify import read_verification_image
     from zsseg_rt.models.zegformer.predict import predict_zegformer
     from zsseg_rt.runtime import Engine
 
@@ -239,7 +247,7 @@ def verify_zegformer_bundle(
     for path in images:
         from zsseg_rt import pipeline
 
-        sources.append((path, pipeline.to_rgb_uint8(_read_image(path), "bgr")))
+        sources.append((path, pipeline.to_rgb_uint8(read_verification_image(path), "bgr")))
     for source, rgb in sources:
         result = engine(rgb, color_order="rgb")
         labels_ref, scores_ref = predict_zegformer(model, rgb, names, device="cpu")
@@ -286,7 +294,7 @@ def export_zegformer_bundle(
     renames it into place and cleans up); returns the verification report (meta.json records it).
     ``verify=False`` (benchmark bundles only, ``python -m benchmarks zegformer_engine``) records ``passed: None``."""
     from zsseg_rt.bundle import write_meta
-    from zsseg_rt.export.onnx_export import _hash_bundle_files, build_meta
+    from zsseg_rt.export.onnx_export import build_meta, hash_bundle_files
     from zsseg_rt.vocabulary import build_tokenizer_json
 
     precision = model.config.clip_precision
@@ -297,7 +305,7 @@ def export_zegformer_bundle(
         build_tokenizer_json(tok.encoder, tok.bpe_ranks, os.path.join(tmp, Files.TOKENIZER))
         meta = zegformer_meta(model, build_meta(model, max_classes, opset, source, {}))
         meta.update(extra_meta or {})
-        meta["files"] = _hash_bundle_files(tmp)
+        meta["files"] = hash_bundle_files(tmp)
         write_meta(os.path.join(tmp, Files.META), meta)
         if verify:
             report = verify_zegformer_bundle(tmp, model, verify_images)

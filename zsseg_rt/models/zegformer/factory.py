@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Dict, Optional, Union
 
 import torch
 
-from zsseg_rt.contract.common.weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.contract.common.weights import WeightsError, check_finite, fit_problems, shape_mismatches
 
 from .config import ZegFormerConfig, load_zegformer_config
 
@@ -27,9 +26,9 @@ _CLIP_SKIP = ("logit_bias", "input_resolution", "context_length", "vocab_size", 
 def clip_state_dict_to_zegformer(sd: Dict[str, torch.Tensor], model, source: str) -> Dict[str, torch.Tensor]:
     """CLIP keys (OpenAI / open_clip layout) -> ZegFormer's ``clip_visual.*``, ``text_encoder.*`` and
     ``clip_logit_scale``. Raises ``WeightsError`` for missing, unexpected or mis-shaped tensors."""
-    from zsseg_rt.contract.common.weights import _normalise_clip_keys
+    from zsseg_rt.contract.common.weights import normalise_clip_keys
 
-    sd = _normalise_clip_keys(dict(sd))
+    sd = normalise_clip_keys(dict(sd))
     target = model.state_dict()
     out: Dict[str, torch.Tensor] = {}
     unexpected = []
@@ -47,20 +46,11 @@ def clip_state_dict_to_zegformer(sd: Dict[str, torch.Tensor], model, source: str
             continue
         out[nk] = v.reshape(target[nk].shape) if nk == "clip_logit_scale" and v.numel() == 1 else v
     missing = [k for k in target if model.is_clip_weight(k) and k not in out]
-    mismatched = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
-        for k, v in out.items()
-        if v.shape != target[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        parts = [
-            describe_keys("missing", missing),
-            describe_keys("unexpected", unexpected),
-            describe_keys("shape-mismatched", mismatched, first=3),
-        ]
+    problems = fit_problems(missing, unexpected, shape_mismatches(out, target))
+    if problems:
         raise WeightsError(
             f"{source}: CLIP weights do not fit {model.config.clip_model!r} at {model.config.image_size} px "
-            f"({model.config.name}): " + "; ".join(p for p in parts if p)
+            f"({model.config.name}): " + problems
         )
     check_finite(out, source)
     return out
@@ -71,9 +61,9 @@ def load_clip_weights_zegformer(model, pretrained: str) -> Dict[str, object]:
 
     Returns ``{"source": path, "loaded": number of tensors}``.
     """
-    from zsseg_rt.contract.common.weights import _resolve_pretrained, read_state_dict
+    from zsseg_rt.contract.common.weights import read_state_dict, resolve_pretrained
 
-    path, _ = _resolve_pretrained(pretrained, model.config.clip_model)
+    path, _ = resolve_pretrained(pretrained, model.config.clip_model)
     mapped = clip_state_dict_to_zegformer(read_state_dict(path), model, str(path))
     ref = model.state_dict()
     model.load_state_dict({k: v.to(ref[k].dtype) for k, v in mapped.items()}, strict=False)
@@ -105,20 +95,11 @@ def load_backbone_weights(model, spec: str) -> Dict[str, object]:
     sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
     missing = [k for k in target if k not in sd]
     unexpected = [k for k in sd if k not in target]
-    mismatched = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
-        for k, v in sd.items()
-        if k in target and v.shape != target[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        parts = [
-            describe_keys("missing", missing),
-            describe_keys("unexpected", unexpected),
-            describe_keys("shape-mismatched", mismatched, first=3),
-        ]
+    problems = fit_problems(missing, unexpected, shape_mismatches(sd, target))
+    if problems:
         raise WeightsError(
             f"{source}: backbone weights do not fit {model.config.backbone} {model.config.layers_per_stage}: "
-            + "; ".join(x for x in parts if x)
+            + problems
         )
     check_finite(sd, source)
     model.backbone.load_state_dict(sd, strict=True)
@@ -128,19 +109,11 @@ def load_backbone_weights(model, spec: str) -> Dict[str, object]:
 def load_native_zegformer(path_dir: Union[str, os.PathLike], device=None, **overrides):
     """Load a native ZegFormer checkpoint directory (``model.safetensors`` + ``config.json``, format
     ``zsseg_rt.zegformer.v1``); every tensor must fit."""
-    from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE, load_native_state
+    from zsseg_rt.contract.common.convert import load_native_state, read_native_config
 
     from .model import ZEGFORMER_NATIVE_FORMAT, ZegFormer
 
-    d = Path(path_dir)
-    if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(f"{d} is not a native checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    with open(d / CONFIG_FILE, "r", encoding="utf-8") as f:
-        meta = json.load(f)
-    if meta.get("format") != ZEGFORMER_NATIVE_FORMAT:
-        raise WeightsError(f"{d / CONFIG_FILE}: format {meta.get('format')!r} is not {ZEGFORMER_NATIVE_FORMAT!r}")
-    cfg = dict(meta["config"])
-    cfg.update(overrides)
+    d, cfg = read_native_config(path_dir, ZEGFORMER_NATIVE_FORMAT, overrides)
     return load_native_state(ZegFormer(ZegFormerConfig.from_dict(cfg)), d, "native ZegFormer", device)
 
 
@@ -159,16 +132,13 @@ def create_zegformer(
         device: where to build the model.
         overrides: config fields to replace.
     """
-    from zsseg_rt.contract.common.convert import CONFIG_FILE, WEIGHTS_FILE
+    from zsseg_rt.contract.common.convert import native_checkpoint_dir
 
     from .model import ZegFormer
 
-    if isinstance(name, (str, os.PathLike)):
-        p = Path(str(name))
-        if p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file():
-            if pretrained is not None:
-                raise ValueError(f"{p} is a native checkpoint that already holds weights; drop pretrained=")
-            return load_native_zegformer(p, device=device, **overrides)
+    native = native_checkpoint_dir(name, pretrained)
+    if native is not None:
+        return load_native_zegformer(native, device=device, **overrides)
     model = ZegFormer(load_zegformer_config(name, **overrides))
     if model.config.backbone_pretrained:
         load_backbone_weights(model, model.config.backbone_pretrained)

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from zsseg_rt.contract.common.weights import WeightsError, check_finite, describe_keys
+from zsseg_rt.contract.common.weights import WeightsError, check_finite, fit_problems, shape_mismatches
 from zsseg_rt.models.zegclip.official import OfficialImportReport
 
 from .config import ZegFormerConfig, load_zegformer_config
@@ -183,19 +183,10 @@ def load_official_zegformer(
     mapped, unused, unexpected = _map(sd, target)
     clip_in_file = any(model.is_clip_weight(k) for k in mapped)
     missing = [k for k in target if k not in mapped and (clip_in_file or not model.is_clip_weight(k))]
-    mismatched = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
-        for k, v in mapped.items()
-        if v.shape != target[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        parts = [
-            describe_keys("missing", missing),
-            describe_keys("unexpected", unexpected),
-            describe_keys("shape-mismatched", mismatched, first=3),
-        ]
+    problems = fit_problems(missing, unexpected, shape_mismatches(mapped, target))
+    if problems:
         raise WeightsError(
-            f"{path}: official ZegFormer checkpoint does not fit {cfg.name}: " + "; ".join(p for p in parts if p) + ". "
+            f"{path}: official ZegFormer checkpoint does not fit {cfg.name}: " + problems + ". "
             "The checkpoint is truncated or belongs to another configuration (backbone depth, widths, queries); "
             "pass the matching config=..."
         )

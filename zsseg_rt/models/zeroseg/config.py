@@ -12,18 +12,14 @@ Configs live in ``zsseg_rt/models/zeroseg/configs/*.json`` with ``"family": "zer
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Union
 
 from zsseg_rt.contract.common.config import (
     BaseModelConfig,
-    _deep_merge,
-    check_known_keys,
-    load_class_names,
+    deep_merge,
     load_config_data,
-    load_templates,
 )
 
 __all__ = [
@@ -213,25 +209,14 @@ class ZeroSegConfig(BaseModelConfig):
             raise ValueError("mean and std must have 3 entries (RGB)")
         return self
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ZeroSegConfig":
-        data = dict(data)
-        check_known_keys(cls, data)
-        if "class_names" in data:
-            data["class_names"] = load_class_names(data["class_names"])
-        if "templates" in data:
-            data["templates"] = load_templates(data["templates"])
-        data["loss"] = _deep_merge(_LOSS_DEFAULTS, data.get("loss") or {})
+        data = cls.checked_data(data)
+        data["loss"] = deep_merge(_LOSS_DEFAULTS, data.get("loss") or {})
         unknown = sorted(set(data["loss"]) - set(_LOSS_DEFAULTS))
         if unknown:
             raise ValueError(f"unknown ZeroSeg loss keys {unknown}; known: {sorted(_LOSS_DEFAULTS)}")
-        cfg = cls(**data)
-        if not cfg.class_names:
-            cfg.class_names = load_class_names(cfg.dataset)
-        return cfg.validate()
+        return cls.from_checked_data(data)
 
 
 def load_zeroseg_config(

@@ -181,10 +181,10 @@ def build_bundle_model(
 
 def _load_text_tower(teacher, clip_weights: str) -> None:
     """CLIPTeacher loads and checks the vision tower; the text tower must be there too (it classifies)."""
-    from zsseg_rt.contract.common.weights import _normalise_clip_keys, _resolve_pretrained, read_state_dict
+    from zsseg_rt.contract.common.weights import normalise_clip_keys, read_state_dict, resolve_pretrained
 
-    path, _ = _resolve_pretrained(clip_weights, teacher.config.clip_model)
-    state = _normalise_clip_keys(read_state_dict(path))
+    path, _ = resolve_pretrained(clip_weights, teacher.config.clip_model)
+    state = normalise_clip_keys(read_state_dict(path))
     missing, _ = teacher.clip.load_state_dict(state, strict=False)
     if missing:
         raise RuntimeError(
@@ -349,7 +349,7 @@ def verify_zeroseg_onnx(path: Union[str, os.PathLike], model, seed: int = 0) -> 
     import onnxruntime as ort
 
     from zsseg_rt.export.numeric_bounds import BOUND_MODEL, fp32_error_case
-    from zsseg_rt.export.verify import _f64, float64_twin
+    from zsseg_rt.export.verify import as_float64, float64_twin
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     twin = float64_twin(model)
@@ -363,7 +363,7 @@ def verify_zeroseg_onnx(path: Union[str, os.PathLike], model, seed: int = 0) -> 
         got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
         with torch.no_grad():
             ref = [t.numpy() for t in model(torch.from_numpy(x))]
-            ref64 = [t.numpy() for t in twin(_f64(x))]
+            ref64 = [t.numpy() for t in twin(as_float64(x))]
         for name, g, r, r64 in zip(OUTPUT_NAMES, got, ref, ref64):
             if g.shape != r.shape:
                 raise RuntimeError(f"ONNX output {name} has shape {g.shape}, PyTorch {r.shape}")

@@ -131,10 +131,10 @@ class CLIPTeacher(nn.Module):
         self.register_buffer("std", torch.tensor(config.teacher_std).view(1, 3, 1, 1), persistent=False)
 
     def _load(self, pretrained: str) -> None:
-        from zsseg_rt.contract.common.weights import _normalise_clip_keys, _resolve_pretrained, read_state_dict
+        from zsseg_rt.contract.common.weights import normalise_clip_keys, read_state_dict, resolve_pretrained
 
-        path, _ = _resolve_pretrained(pretrained, self.config.clip_model)
-        sd = _normalise_clip_keys(read_state_dict(path))
+        path, _ = resolve_pretrained(pretrained, self.config.clip_model)
+        sd = normalise_clip_keys(read_state_dict(path))
         missing, unexpected = self.clip.load_state_dict(sd, strict=False)
         missing = [k for k in missing if k.startswith("visual.")]
         if missing:
