@@ -190,8 +190,8 @@ class Checkpoints(_Capability):
 
     @property
     def converts_official(self) -> bool:
-        """Whether ``zsseg convert`` takes this family's official checkpoints."""
-        return bool(self.family.official_converter)
+        """Whether ``zsseg convert`` takes this family's official checkpoints (it imports or converts them)."""
+        return bool(self.family.official_converter or self.family.official_loader)
 
     def load_official(self, path: Any, config: Any = None, **kwargs: Any) -> Any:
         """Import an official checkpoint of this family (``return_report=True``: ``(model, report)``)."""
@@ -213,16 +213,24 @@ class Checkpoints(_Capability):
         **options: Any,
     ) -> Path:
         """Official checkpoint -> native checkpoint directory (``zsseg convert``); returns the directory.
-        ``options``: the values of :meth:`conversion_arguments`."""
-        convert = self.family.reference(self.family.official_converter, "official checkpoint converter")
-        return convert(
-            src,
-            dst_dir,
-            config=config,
-            overwrite=overwrite,
-            allow_missing_text_encoder=allow_missing_text_encoder,
-            **options,
+        ``options``: the values of :meth:`conversion_arguments`. Default: :meth:`load_official` (with its report),
+        written by ``contract.common.convert.save_imported``; a registration's ``official_converter`` replaces it."""
+        if self.family.official_converter:
+            convert = self.family.reference(self.family.official_converter)
+            return convert(
+                src,
+                dst_dir,
+                config=config,
+                overwrite=overwrite,
+                allow_missing_text_encoder=allow_missing_text_encoder,
+                **options,
+            )
+        from zsseg_rt.contract.common.convert import save_imported
+
+        model, report = self.load_official(
+            src, config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder, **options
         )
+        return save_imported(model, report, src, dst_dir, overwrite)
 
 
 class Export(_Capability):

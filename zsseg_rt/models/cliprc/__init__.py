@@ -27,7 +27,6 @@ FAMILY = register_family(
         native_loader=f"{_MODULE}.official:load_native_cliprc",
         official_keys=f"{_MODULE}.official:is_cliprc_keys",
         official_loader=f"{_MODULE}.official:load_official_cliprc",
-        official_converter=f"{_MODULE}.official:convert_official_cliprc",
         export_class=ModelExport,  # its model implements the graph members (the region tokens)
         training_class=CLIPRCTraining,
         public_names={

@@ -32,7 +32,6 @@ __all__ = [
     "official_cliprc_to_native_key",
     "official_checkpoint_family",
     "load_native_cliprc",
-    "convert_official_cliprc",
     "load_official_any",
 ]
 
@@ -147,24 +146,6 @@ def load_official_cliprc(
         hint="prompt tokens, bridge tokens, image size, CLIP model",
     )
     return (model, report) if return_report else model
-
-
-def convert_official_cliprc(
-    src,
-    dst_dir,
-    config=None,
-    overwrite: bool = False,
-    allow_missing_text_encoder: bool = False,
-    clip_pretrained: Optional[str] = None,
-) -> Path:
-    """Official CLIP-RC checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``).
-    ``clip_pretrained`` is not used: CLIP-RC checkpoints hold their CLIP towers."""
-    from zsseg_rt.contract.common.convert import save_imported
-
-    model, report = load_official_cliprc(
-        src, config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder
-    )
-    return save_imported(model, report, src, dst_dir, overwrite)
 
 
 def load_native_cliprc(path_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None, **overrides):

@@ -31,7 +31,6 @@ FAMILY = register_family(
         native_loader=f"{_MODULE}.native:load_native_zegclip",
         official_keys=f"{_MODULE}.official:is_zegclip_keys",
         official_loader=f"{_MODULE}.official:load_official_zegclip",
-        official_converter=f"{_MODULE}.official:convert_official_zegclip",
         training_class=ZegCLIPTraining,
         public_names={
             "ZegCLIP": f"{_MODULE}.model:ZegCLIP",

@@ -31,7 +31,6 @@ from zsseg_rt.models.zegclip.config import ZegCLIPConfig, load_zegclip_config
 
 __all__ = [
     "load_official_zegclip",
-    "convert_official_zegclip",
     "is_zegclip_keys",
     "OfficialImportReport",
     "official_to_native_key",
@@ -198,24 +197,6 @@ def load_official_zegclip(
         hint="prompt tokens, image size, CLIP model",
     )
     return (model, report) if return_report else model
-
-
-def convert_official_zegclip(
-    src,
-    dst_dir,
-    config=None,
-    overwrite: bool = False,
-    allow_missing_text_encoder: bool = False,
-    clip_pretrained: Optional[str] = None,
-) -> Path:
-    """Official ZegCLIP checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``).
-    ``clip_pretrained`` is not used: ZegCLIP checkpoints hold their CLIP towers."""
-    from zsseg_rt.contract.common.convert import save_imported
-
-    model, report = load_official_zegclip(
-        Path(src), config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder
-    )
-    return save_imported(model, report, src, dst_dir, overwrite)
 
 
 def load_mapped_official(

@@ -30,6 +30,7 @@ FAMILY = register_family(
         native_loader=f"{_MODULE}.factory:load_native_zegformer",
         official_keys=f"{_MODULE}.official:is_zegformer_keys",
         official_loader=f"{_MODULE}.official:load_official_zegformer",
+        official_converter=f"{_MODULE}.official:convert_official_zegformer",
         pipeline="two_stage",
         checkpoints_class=ZegFormerCheckpoints,
         export_class=ZegFormerExport,

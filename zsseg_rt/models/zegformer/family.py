@@ -4,7 +4,6 @@ proposal's crop) with a writer of their own, its own whole-image inference, loss
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from zsseg_rt.contract.family import Checkpoints, Evaluation, Export, FamilyArgument, Training
@@ -23,34 +22,8 @@ CONVERSION_ARGUMENTS = (
 
 
 class ZegFormerCheckpoints(Checkpoints):
-    converts_official = True  # through its own convert_official below (its checkpoints hold no CLIP weights)
-
     def conversion_arguments(self) -> Sequence[FamilyArgument]:
         return CONVERSION_ARGUMENTS
-
-    def convert_official(
-        self,
-        src: Any,
-        dst_dir: Any,
-        config: Any = None,
-        overwrite: bool = False,
-        allow_missing_text_encoder: bool = False,
-        clip_pretrained: Optional[str] = None,
-        **options: Any,
-    ) -> Path:
-        """``clip_pretrained``: CLIP weights (the checkpoints hold none); ``allow_missing_text_encoder``: accept
-        that none are given (CLIP stays as built)."""
-        from .official import convert_official_zegformer
-
-        return convert_official_zegformer(
-            src,
-            dst_dir,
-            config,
-            overwrite,
-            clip_pretrained=clip_pretrained,
-            allow_missing_clip=allow_missing_text_encoder,
-            **options,
-        )
 
 
 class ZegFormerExport(Export):

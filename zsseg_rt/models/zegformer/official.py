@@ -221,13 +221,19 @@ def convert_official_zegformer(
     dst_dir,
     config=None,
     overwrite: bool = False,
+    allow_missing_text_encoder: bool = False,
     clip_pretrained: Optional[str] = None,
-    allow_missing_clip: bool = False,
 ) -> Path:
-    """Official ZegFormer checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``)."""
+    """Official ZegFormer checkpoint -> native checkpoint directory (``model.safetensors`` + ``config.json``), the
+    family converter's signature (``zsseg convert``). ``clip_pretrained``: CLIP weights (the checkpoints hold none);
+    ``allow_missing_text_encoder``: accept that none are given (CLIP stays as built)."""
     from zsseg_rt.contract.common.convert import save_imported
 
     model, report = load_official_zegformer(
-        src, config=config, clip_pretrained=clip_pretrained, allow_missing_clip=allow_missing_clip, return_report=True
+        src,
+        config=config,
+        clip_pretrained=clip_pretrained,
+        allow_missing_clip=allow_missing_text_encoder,
+        return_report=True,
     )
     return save_imported(model, report, src, dst_dir, overwrite)
