@@ -91,13 +91,25 @@ def export_graphs(model, out_dir: str, max_classes: int = 256, opset: int = DEFA
     jobs = [("image", image_graph, (image,))]
     text = torch.nn.functional.normalize(torch.randn(min(3, max_classes), dim), dim=-1)
     jobs.append(("head", HeadGraph(model, grid), (text,) + features))
-    # a short dummy sequence: the traced graph must not bake the context length into any reshape
+    jobs.append(("text", TextEncoderGraph(model), (dummy_tokens(),)))
+    export_graph_jobs(jobs, io, GRAPH_FILES, out_dir, opset)
+
+
+def dummy_tokens() -> torch.Tensor:
+    """The text encoder's tracing input: a short dummy sequence (start, end token), so that the traced graph bakes
+    the context length into no reshape."""
     tokens = torch.zeros(2, 16, dtype=torch.int32)
     tokens[:, 0], tokens[:, 1] = 49406, 49407
-    jobs.append(("text", TextEncoderGraph(model), (tokens,)))
+    return tokens
+
+
+def export_graph_jobs(jobs, io: Dict[str, Any], files: Dict[str, str], out_dir: str, opset: int) -> None:
+    """Export each ``(role, module, example args)`` of ``jobs`` to ``out_dir/files[role]`` with the I/O names and
+    dynamic axes of ``io[role]`` (the text encoder through torch's dynamo exporter), then check each graph
+    (``onnx.checker`` and the opset asked). Every bundle layout's graphs are written by this one loop."""
     for role, module, args in jobs:
         entry = io[role]
-        path = os.path.join(out_dir, GRAPH_FILES[role])
+        path = os.path.join(out_dir, files[role])
         export_graph(
             module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset, dynamo=(role == "text")
         )

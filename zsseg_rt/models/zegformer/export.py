@@ -77,7 +77,7 @@ class ClipImageGraph(nn.Module):
 
 def export_zegformer_graphs(model, out_dir: str, opset: int) -> None:
     """Write the three graphs of ``model`` (eval, CPU, fp32) into ``out_dir`` and run ``onnx.checker`` on each."""
-    from zsseg_rt.export.onnx_export import check_graph, export_graph
+    from zsseg_rt.export.onnx_export import dummy_tokens, export_graph_jobs
 
     c = model.config
     io = two_stage_graph_io()
@@ -85,20 +85,12 @@ def export_zegformer_graphs(model, out_dir: str, opset: int) -> None:
     image = torch.zeros(1, 3, 2 * div, 3 * div)  # non-square, so height and width stay separate symbols
     text = nn.functional.normalize(torch.randn(3, int(c.embed_dim), generator=torch.Generator().manual_seed(0)), dim=-1)
     crops = torch.zeros(2, 3, int(c.image_size), int(c.image_size))
-    tokens = torch.zeros(2, 16, dtype=torch.int32)
-    tokens[:, 0], tokens[:, 1] = 49406, 49407
     jobs = [
         ("mask", MaskBranchGraph(model), (image, text)),
         ("clip_image", ClipImageGraph(model), (crops,)),
-        ("text", TextEncoderGraph(model), (tokens,)),
+        ("text", TextEncoderGraph(model), (dummy_tokens(),)),
     ]
-    for role, module, args in jobs:
-        entry = io[role]
-        path = os.path.join(out_dir, TWO_STAGE_GRAPH_FILES[role])
-        export_graph(
-            module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset, dynamo=(role == "text")
-        )
-        check_graph(path)
+    export_graph_jobs(jobs, io, TWO_STAGE_GRAPH_FILES, out_dir, opset)
 
 
 def zegformer_meta(model, meta: Dict[str, Any]) -> Dict[str, Any]:
