@@ -326,8 +326,8 @@ def test_family_finder_finds_leaks(tmp_path):
 
 
 def test_generic_layers_name_no_family():
-    """Generic layers (runtime, pipeline, bundle, export, eval, train, scale, stream, cli, data, ops, models/common,
-    the registry) reach a family only through the registry."""
+    """Generic layers (runtime, pipeline, bundle, export, eval, train, scale, stream, cli, data, ops, the contract)
+    reach a family only through the registry."""
     leaks = {module: family_leaks(module) for module in MODULES if is_generic(module) and module not in ALLOWED}
     leaks = {module: found for module, found in leaks.items() if found}
     assert not leaks, "generic modules naming a model family:\n" + "\n".join(

@@ -214,7 +214,7 @@ class Checkpoints(_Capability):
     ) -> Path:
         """Official checkpoint -> native checkpoint directory (``zsseg convert``); returns the directory.
         ``options``: the values of :meth:`conversion_arguments`. Default: :meth:`load_official` (with its report),
-        written by ``contract.common.convert.save_imported``; a registration's ``official_converter`` replaces it."""
+        written by ``contract.common.native_files.write_native``; a registration's ``official_converter`` replaces it."""
         if self.family.official_converter:
             convert = self.family.reference(self.family.official_converter)
             return convert(
@@ -225,12 +225,12 @@ class Checkpoints(_Capability):
                 allow_missing_text_encoder=allow_missing_text_encoder,
                 **options,
             )
-        from zsseg_rt.contract.common.convert import save_imported
+        from zsseg_rt.contract.common.native_files import imported_extra, write_native
 
         model, report = self.load_official(
             src, config=config, return_report=True, allow_missing_text_encoder=allow_missing_text_encoder, **options
         )
-        return save_imported(model, report, src, dst_dir, overwrite)
+        return write_native(model, dst_dir, self.format, extra=imported_extra(report, src), overwrite=overwrite)
 
 
 class Export(_Capability):

@@ -11,39 +11,23 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
+from zsseg_rt.contract.common.native_files import CONFIG_FILE, WEIGHTS_FILE, imported_extra, write_native
 from zsseg_rt.contract.common.official import convert_official
 from zsseg_rt.contract.common.weights import WeightsError, check_finite, fit_problems, shape_mismatches
 
 # add_convert_command (the command's arguments) is in .convert_cli: torch-free, for `zsseg convert --help`
 __all__ = ["convert_official", "save_native", "load_native"]
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-
 
 def save_native(model, dst_dir: Union[str, os.PathLike], extra: Optional[dict] = None, overwrite: bool = False) -> Path:
-    """Write ``model.safetensors`` (full state dict, fp32, contiguous) + ``config.json`` into ``dst_dir``."""
-    from safetensors.torch import save_file
-
-    dst = Path(dst_dir)
-    if dst.exists() and any(dst.iterdir()) and not overwrite:
-        if (dst / WEIGHTS_FILE).exists() or (dst / CONFIG_FILE).exists():
-            raise FileExistsError(f"{dst} already holds a checkpoint; pass overwrite=True (--overwrite)")
-    dst.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    check_finite(state, "model")
+    """Write ``model.safetensors`` (full state dict, fp32, contiguous) + ``config.json`` into ``dst_dir``, in the
+    native format of the model's family."""
     from zsseg_rt.contract.registry import family_of_model
 
-    fmt = family_of_model(model).checkpoints.format
-    if not fmt:
-        raise ValueError(f"the {family_of_model(model).name!r} family has no native checkpoint format")
-    save_file(state, str(dst / WEIGHTS_FILE), metadata={"format": fmt})
-    meta = {"format": fmt, "config": model.config.to_dict()}
-    if extra:
-        meta.update(extra)
-    with open(dst / CONFIG_FILE, "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1)
-    return dst
+    family = family_of_model(model)
+    if not family.checkpoints.format:
+        raise ValueError(f"the {family.name!r} family has no native checkpoint format")
+    return write_native(model, dst_dir, family.checkpoints.format, extra=extra, overwrite=overwrite)
 
 
 def load_native(path_dir: Union[str, os.PathLike], device: Optional[Union[str, torch.device]] = None, **overrides):
@@ -129,18 +113,8 @@ def load_native_state(model, directory: Path, label: str, device=None):
 
 def save_imported(model, report, src, dst_dir, overwrite: bool = False) -> Path:
     """Write an imported official model as a native checkpoint, recording where it came from and its import
-    report (shared by the families' converters)."""
-    extra = {
-        "source_checkpoint": str(src),
-        "import_report": {
-            "config_name": report.config_name,
-            "config_inferred": report.config_inferred,
-            "loaded": report.loaded,
-            "unused_official": report.unused_official,
-            "text_encoder_loaded": report.text_encoder_loaded,
-        },
-    }
-    return save_native(model, dst_dir, extra=extra, overwrite=overwrite)
+    report (a family's own ``official_converter`` uses it; the default one is ``Checkpoints.convert_official``)."""
+    return save_native(model, dst_dir, extra=imported_extra(report, src), overwrite=overwrite)
 
 
 def run_convert(args: argparse.Namespace, options: Dict[str, Any]) -> int:
