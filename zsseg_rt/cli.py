@@ -76,9 +76,8 @@ def _require_torch_side(command: str) -> None:
 def _export_model(args):
     """``(model, source checkpoint or None, meta.json weights)`` for ``zsseg export``."""
     from zsseg_rt.bundle import weights_record
-    from zsseg_rt.contract.common.convert import load_native
-    from zsseg_rt.contract.common.official import load_official_any
-    from zsseg_rt.contract.registry import create_model, family_of_model
+    from zsseg_rt.contract.registry import family_of_model
+    from zsseg_rt.models import create_model, load_native, load_official_any  # the public face (commands layer)
 
     if args.official:  # ZegCLIP or CLIP-RC, told apart by the checkpoint's keys; config inferred unless given
         print(f"loading the official checkpoint {args.official} ...", flush=True)

@@ -53,9 +53,7 @@ def _sample_image() -> str:
 
 def _resolve_model(args):
     """Returns (model, source path or None, title label for the overlay, bundle directory name)."""
-    from zsseg_rt.contract.common.convert import load_native
-    from zsseg_rt.contract.common.official import load_official_any
-    from zsseg_rt.contract.registry import create_model
+    from zsseg_rt.models import create_model, load_native, load_official_any  # the public face (commands layer)
 
     official = args.official or os.environ.get("ZSSEG_CHECKPOINT")
     if official:
