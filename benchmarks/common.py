@@ -162,6 +162,23 @@ def encoder_crops(image: Any, meta: Any) -> Tuple[Tuple[int, int], List[Any], An
     return (int(chw.shape[1]), int(chw.shape[2])), windows, crops
 
 
+def save_window_logits(path: str, engine: Any, logits: Any, image: Any, scaled: Any, windows: List[Any]) -> None:
+    """Keep a photo's window logits ``[N, C, h, w]`` with what ``ops.segment_windows`` needs beside them (the
+    Engine's class bias, the windows, the head's input size, the rescaled and the output size), for timing the op
+    alone, builds side by side."""
+    import numpy as np
+
+    np.savez(
+        path,
+        logits=logits,
+        bias=engine._vocab[2],
+        windows=np.array([tuple(w) for w in windows]),
+        head=np.array([engine.meta.image_size] * 2),
+        scaled=np.array(scaled),
+        out=np.array(image.shape[:2]),
+    )
+
+
 def show_section(section: str, text: str, write: bool) -> None:
     """Print a section's ``text``; with ``write`` (``--write``) also put it into BENCHMARKS.md and say where."""
     print(text)

@@ -34,7 +34,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .common import PHOTO, encoder_crops, median_ms, section_head, show_section
+from .common import PHOTO, encoder_crops, median_ms, save_window_logits, section_head, show_section
 from .precision import REFERENCE, _engine_run, _torch_run, _vocabularies, interleaved
 
 SECTION = "## CPU at the hardware's limit: GEMM peak, encoder GFLOP/s, Engine vs PyTorch, post-processing"
@@ -199,7 +199,7 @@ def _precision_of(name: str) -> str:
 
 
 # ---- the Engine rows ---------------------------------------------------------------------------------------------
-def engines(bundle: str, model, threads: int, notes: List[str]) -> Dict[str, object]:
+def engines(bundle: str, model, threads: int, notes: List[str], fp32_only: bool = False) -> Dict[str, object]:
     """The Engine per (backend, precision) this machine can build; what could not be built goes into ``notes``."""
     from zsseg_rt.bundle import load_meta
     from zsseg_rt.export.torch_backend import TorchBackend
@@ -207,6 +207,8 @@ def engines(bundle: str, model, threads: int, notes: List[str]) -> Dict[str, obj
 
     out: Dict[str, object] = {}
     out["Engine onnxruntime fp32"] = Engine(bundle, backend="onnxruntime", threads=threads, verify=False)
+    if fp32_only:
+        return out
     try:
         out["Engine onnxruntime int8"] = Engine(
             bundle, backend="onnxruntime", threads=threads, verify=False, precision="int8"
@@ -392,6 +394,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--write", action="store_true", help="update the section in BENCHMARKS.md")
     parser.add_argument("--save", default=None, help="keep the run's measurements in this pickle")
     parser.add_argument("--render", default=None, help="render a --save'd run again (no measuring)")
+    parser.add_argument(
+        "--post",
+        action="store_true",
+        help="only item 4's rows: the encoders and the fp32 Engine's post-processing at C = 171 (printed, not written)",
+    )
+    parser.add_argument("--save-logits", default=None, help="--post: keep the photo's window logits at C = 171 (npz)")
     args = parser.parse_args(argv)
     if args.render:
         _finish(_load_saved(args.render), args)
@@ -410,6 +418,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     torch.manual_seed(0)
     if args.quick:
         args.iters, args.warmup, args.repeats = 1, 0, 1
+    if args.post and args.write:
+        parser.error("--post prints item 4's rows; the section is written by a full run")
     model = create_model("zegclip_tiny_test" if args.quick else "zegclip_vitb16_voc_inductive").eval()
     args.command_tail = "--write" if not args.bundle else "--bundle B --write"
     r: dict = {"features": cpu_features(), "notes": []}
@@ -423,21 +433,26 @@ def main(argv: Optional[List[str]] = None) -> None:
     tokens, width, layers, grid, patch = _vision(model)
     r.update(tokens=tokens, width=width, layers=layers, grid=grid, patch=patch, size=int(model.config.image_size))
     r["shapes"] = gemm_shapes(tokens, width)
-    r["gemm"] = gemm_peaks(r["shapes"], args.threads, args.repeats)
+    r["gemm"] = {} if args.post else gemm_peaks(r["shapes"], args.threads, args.repeats)
     print(r["gemm"], flush=True)
-    r["peak"] = {p: max(g for n, g in r["gemm"].items() if n.startswith(p)) for p in ("fp32", "bf16", "int8")}
+    r["peak"] = {
+        p: max([g for n, g in r["gemm"].items() if n.startswith(p)] or [0.0]) for p in ("fp32", "bf16", "int8")
+    }
     r["flops"] = encoder_flops(tokens, width, layers, grid, patch)
     r["counted"] = counted_flops(model, r["size"])
     image = cv2.imread(str(PHOTO), cv2.IMREAD_COLOR)
     with tempfile.TemporaryDirectory() as tmp:
         bundle = _bundle(args, model, tmp)
-        built = engines(bundle, model, args.threads, r["notes"])
+        built = engines(bundle, model, args.threads, r["notes"], fp32_only=args.post)
         meta = built["Engine onnxruntime fp32"].meta  # type: ignore[attr-defined]
         _, windows, crops = encoder_crops(image, meta)
         r["windows"] = len(windows)
         encoders = interleaved(encoder_runs(bundle, model, crops, args.threads, tmp), args.iters, 1)
         r["encoders"] = {name: ms for name, (ms, _) in encoders.items()}
         print(r["encoders"], flush=True)
+        if args.post:
+            post_rows(r, built["Engine onnxruntime fp32"], model, image, crops, args)
+            return
         stages: Dict[str, List[float]] = {}
         rows: List[tuple] = []
         text = not args.quick  # the tiny model's text width is not the official embeddings'
@@ -465,6 +480,26 @@ def main(argv: Optional[List[str]] = None) -> None:
         with open(args.save, "wb") as handle:
             pickle.dump(r, handle)
     _finish(r, args)
+
+
+def post_rows(r: dict, engine, model, image: np.ndarray, crops: np.ndarray, args) -> None:
+    """--post: the fp32 Engine's stages at C = 171 (frames alternating with nothing else), against the encoders
+    just measured; prints the post-processing's share of the fastest encoder (item 4's bound: 5 %)."""
+    names, emb = _vocabularies(model, [171])[171]
+    stages: Dict[str, List[float]] = {}
+    engine.stage_hook = lambda stage, s: stages.setdefault(stage, []).append(s)
+    interleaved({"Engine onnxruntime fp32": _engine_run(engine, names, emb, image)}, args.iters, args.warmup)
+    post = 1e3 * float(np.median(stages["postprocess"][args.warmup :]))
+    head = 1e3 * float(np.median(stages["head"][args.warmup :]))
+    fastest = min(r["encoders"], key=lambda n: r["encoders"][n])
+    share = post / r["encoders"][fastest]
+    print(f"post-processing at C = 171: median {post:.1f} ms; head {head:.1f} ms ({args.iters} frames)")
+    print(f"fastest encoder: {fastest}, {r['encoders'][fastest]:.0f} ms; post-processing = {100 * share:.1f} %")
+    print(_load(), flush=True)
+    if args.save_logits:  # the photo's window logits, for timing ops.segment_windows alone (builds side by side)
+        logits = engine.backend.head(engine._vocab[1], engine.backend.encode_image(crops))
+        scaled, windows, _ = encoder_crops(image, engine.meta)
+        save_window_logits(args.save_logits, engine, logits, image, scaled, windows)
 
 
 def _load_saved(path: str) -> dict:

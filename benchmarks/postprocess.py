@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from .common import PHOTO, REPO, encoder_crops, measure_call, section_head, show_section
+from .common import PHOTO, REPO, encoder_crops, measure_call, save_window_logits, section_head, show_section
 
 SECTION = "## Exact post-processing on a real photo (fused multi-window op vs the unfused path)"
 AREA = 0.1  # the softmax rows' area threshold (SCLIP's area_thd form; the value only sets which classes drop)
@@ -169,15 +169,7 @@ def main() -> None:
                 encoder.append(time.perf_counter() - start)
             logits = engine.backend.head(engine._vocab[1], features)
             npz = os.path.join(tmp, f"c{len(names)}.npz")
-            np.savez(
-                npz,
-                logits=logits,
-                bias=engine._vocab[2],
-                windows=np.array([tuple(w) for w in windows]),
-                head=np.array([meta.image_size] * 2),
-                scaled=np.array(scaled),
-                out=np.array(image.shape[:2]),
-            )
+            save_window_logits(npz, engine, logits, image, scaled, windows)
             sides = {}
             for side in [side for pair in PAIRS for side in pair]:
                 env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -10,8 +10,13 @@
 #if defined(__x86_64__) && defined(__linux__) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)) && \
     !defined(__CUDACC__) && !defined(ZS_NO_CPU_CLONES)
 #define ZS_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+// Loops bound by arithmetic rather than by gathers or memory (segment_windows' calibration and output blend) also
+// get an AVX-512 (x86-64-v4) clone. The kernels are built without FMA contraction (CMakeLists.txt), so every clone
+// computes the same bits.
+#define ZS_CPU_CLONES_AVX512 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #define ZS_CPU_INLINE inline __attribute__((always_inline))
 #else
 #define ZS_CPU_CLONES
+#define ZS_CPU_CLONES_AVX512
 #define ZS_CPU_INLINE inline
 #endif

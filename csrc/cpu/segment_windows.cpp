@@ -1,6 +1,12 @@
-// CPU fused multi-window exact post-processing (see zsseg/segment_windows.h). OpenMP over output rows; each
-// thread keeps a [C, scaled_w] merged-row scratch and a cache of two merged rescaled rows transposed to [scaled_w,
-// C]; each output pixel blends columns first, then rows, as every resize here.
+// CPU fused multi-window exact post-processing (see zsseg/segment_windows.h). OpenMP over output rows. The bilinear
+// blends are separable in the order every resize here uses (columns first, then rows), so each pass is done once:
+// a window's logits row is blended along x once per (window, logits row) (blend_source_row, cached per thread),
+// each merged rescaled row is blended along x once to the output columns (blend_merged_row, the two latest cached
+// per thread), and an output row blends two of those rows per class and keeps the running argmax over classes per
+// pixel (output_row): no transposed copy, no gathers in the per-pixel loops. The kernels are built without FMA
+// contraction (CMakeLists.txt), so these values are bit for bit those of the unfused upsample -> segment path, and
+// the AVX-512 / AVX2 clones and the portable code agree. The softmax path keeps the merged rows transposed to
+// [scaled_w, C] (its per-pixel softmax runs over classes).
 //
 // Sigmoid path with class pruning (segment_windows_cpu_pruned): OpenMP over output tiles (kTileRows x kTileCols).
 // Per tile, per class, the min and max of the window logits the tile's footprint reads bound every output value
@@ -33,6 +39,7 @@ struct Geometry {
   std::vector<BilinearTap> head_rows, head_cols;  // window pixel -> logits taps (head resolution)
   std::vector<BilinearTap> out_rows, out_cols;    // output pixel -> rescaled taps
   cpu::ColumnTaps cols;                           // head_cols as arrays (vectorisable gathers), as upsample_cpu does
+  cpu::ColumnTaps out_col_taps;                   // out_cols as arrays
 };
 
 // One window row (window-local row u, window-local columns [x0, x0 + width): the whole row, or a footprint's part
@@ -55,15 +62,98 @@ ZS_CPU_INLINE void add_window_row(const float* row0, const float* row1, float wy
   }
 }
 
+// A window's logits row blended along x to the window's columns, for every class: [C, head_w] (the first
+// `width` columns used). The streaming path blends each source row once per window instead of once per rescaled
+// row that reads it (16 rescaled rows per source row for 32x32 logits in 512 windows), then blends two of these
+// rows per rescaled row: the same expression as cpu::blend_at (columns first, then rows), so the same values.
+struct SourceRowSlot {
+  float* values = nullptr;
+  int64_t window = -1, row = -1;  // the (window, logits row) held; -1: empty
+  int64_t used = 0;               // last use (least recently used slot is evicted)
+};
+
+ZS_CPU_CLONES_AVX512 void blend_source_row(const Geometry& geo, int64_t k, int64_t j, int64_t width, float* out) {
+  const SegmentWindowsParams& p = geo.p;
+  const int64_t plane = p.in_height * p.in_width, hw = p.head_width;
+  const float* base = static_cast<const float*>(p.logits) + k * p.classes * plane + j * p.in_width;
+  const int32_t* i0 = geo.cols.i0.data();
+  const int32_t* i1 = geo.cols.i1.data();
+  const float* w0 = geo.cols.w0.data();
+  const float* w1 = geo.cols.w1.data();
+  for (int64_t c = 0; c < p.classes; ++c) {
+    const float* src = base + c * plane;
+    float* dst = out + c * hw;
+#pragma omp simd
+    for (int64_t x = 0; x < width; ++x) dst[x] = blend2(src[i0[x]], src[i1[x]], w0[x], w1[x]);
+  }
+}
+
+// Per-thread cache of x-blended source rows: 2 slots per window that can cover one rescaled row.
+struct SourceRows {
+  std::vector<SourceRowSlot> slots;
+  int64_t clock = 0;
+};
+
+// The slot holding (window k, logits row j), filled if absent; never evicts a slot used since `since`.
+const float* source_row(const Geometry& geo, SourceRows& rows, int64_t k, int64_t j, int64_t width, int64_t since) {
+  SourceRowSlot* victim = nullptr;
+  for (SourceRowSlot& s : rows.slots) {
+    if (s.window == k && s.row == j) {
+      s.used = ++rows.clock;
+      return s.values;
+    }
+    if (s.used < since && (victim == nullptr || s.used < victim->used)) victim = &s;
+  }
+  // the pool holds 2 slots per covering window and a row needs 2 per window, so a victim always exists
+  blend_source_row(geo, k, j, width, victim->values);
+  victim->window = k, victim->row = j, victim->used = ++rows.clock;
+  return victim->values;
+}
+
+// One window's calibrated row (rows h0, h1 of x-blended logits, weights wy0, wy1) added into acc[0, width).
+ZS_CPU_INLINE void add_blended_row(const float* h0, const float* h1, float wy0, float wy1, int64_t width, bool sigmoid,
+                                   float bias, float* acc) {
+  if (sigmoid) {
+#pragma omp simd
+    for (int64_t x = 0; x < width; ++x) acc[x] += sigmoid_fast_nan_f32(h0[x] * wy0 + h1[x] * wy1) - bias;
+  } else {
+#pragma omp simd
+    for (int64_t x = 0; x < width; ++x) acc[x] += (h0[x] * wy0 + h1[x] * wy1) - bias;
+  }
+}
+
+// merged[c][x] /= count[x] for x in [lo, hi), every class; pow2: every count there is a power of two.
+ZS_CPU_INLINE void divide_by_counts(float* merged, const float* count, int64_t classes, int64_t ws, int64_t lo,
+                                    int64_t hi, bool pow2) {
+  if (pow2) {
+    float inverse[64];
+    for (int64_t x0 = lo; x0 < hi; x0 += 64) {
+      const int64_t n = std::min<int64_t>(64, hi - x0);
+      for (int64_t x = 0; x < n; ++x) inverse[x] = 1.f / count[x0 + x];  // exact: a power of two
+      for (int64_t c = 0; c < classes; ++c) {
+        float* row = merged + c * ws + x0;
+#pragma omp simd
+        for (int64_t x = 0; x < n; ++x) row[x] *= inverse[x];
+      }
+    }
+    return;
+  }
+  for (int64_t c = 0; c < classes; ++c) {
+    float* row = merged + c * ws;
+#pragma omp simd
+    for (int64_t x = lo; x < hi; ++x) row[x] /= count[x];
+  }
+}
+
 // Merged rescaled row r of every class into merged [C, scaled_w]; count [scaled_w] scratch. False when a
 // pixel of the row is covered by no window.
-ZS_CPU_CLONES bool merged_row(const Geometry& geo, int64_t r, float* merged, float* count) {
+ZS_CPU_CLONES_AVX512 bool merged_row(const Geometry& geo, int64_t r, float* merged, float* count, SourceRows& rows) {
   const SegmentWindowsParams& p = geo.p;
-  const float* logits = static_cast<const float*>(p.logits);
-  const int64_t ws = p.scaled_width, plane = p.in_height * p.in_width;
+  const int64_t ws = p.scaled_width, hw = p.head_width;
   std::fill(merged, merged + p.classes * ws, 0.f);
   std::fill(count, count + ws, 0.f);
   int windows_here = 0;
+  const int64_t since = rows.clock + 1;  // slots used for this row are not evicted while it is computed
   for (int64_t k = 0; k < p.num_windows; ++k) {
     const WindowPlacement& w = p.windows[k];
     if (r < w.y1 || r >= w.y2) continue;
@@ -71,31 +161,30 @@ ZS_CPU_CLONES bool merged_row(const Geometry& geo, int64_t r, float* merged, flo
     const BilinearTap& ty = geo.head_rows[static_cast<size_t>(r - w.y1)];
     const int64_t width = w.x2 - w.x1;
     for (int64_t x = w.x1; x < w.x2; ++x) count[x] += 1.f;
-    const float* base = logits + k * p.classes * plane;
+    const float* h0 = source_row(geo, rows, k, ty.i0, width, since);
+    const float* h1 = source_row(geo, rows, k, ty.i1, width, since);
     for (int64_t c = 0; c < p.classes; ++c) {
-      const float* src = base + c * plane;
       // softmax: raw logits are averaged; the bias applies after the softmax (output_row_softmax)
       const float bias = p.class_bias != nullptr && !p.softmax ? p.class_bias[c] : 0.f;
-      add_window_row(src + ty.i0 * p.in_width, src + ty.i1 * p.in_width, ty.w0, ty.w1, geo, 0, width,
-                     p.apply_sigmoid && !p.softmax, bias, merged + c * ws + w.x1);
+      add_blended_row(h0 + c * hw, h1 + c * hw, ty.w0, ty.w1, width, p.apply_sigmoid && !p.softmax, bias,
+                      merged + c * ws + w.x1);
     }
   }
   bool covered = windows_here > 0;
   for (int64_t x = 0; x < ws; ++x) covered = covered && count[x] > 0.f;
   if (!covered) return false;
-  if (windows_here > 1) {  // total /= count, as merge_windows (a single covering window is returned as is)
-    for (int64_t c = 0; c < p.classes; ++c) {
-      float* row = merged + c * ws;
-#pragma omp simd
-      for (int64_t x = 0; x < ws; ++x) row[x] /= count[x];
-    }
-  } else {
-    for (int64_t x = 0; x < ws; ++x) {
-      if (count[x] != 1.f) {  // cannot happen with one window; keeps the division semantics if it ever did
-        for (int64_t c = 0; c < p.classes; ++c) merged[c * ws + x] /= count[x];
-      }
-    }
+  // total /= count, as merge_windows. Columns covered once are left as they are (x / 1 == x); over the span of the
+  // others, a count that is a power of two divides as the multiplication by its reciprocal (both are the correctly
+  // rounded x / count), the others by division.
+  int64_t lo = ws, hi = 0;
+  bool pow2 = true;
+  for (int64_t x = 0; x < ws; ++x) {
+    if (count[x] == 1.f) continue;
+    lo = std::min(lo, x), hi = x + 1;
+    int exponent = 0;
+    pow2 = pow2 && std::frexp(count[x], &exponent) == 0.5f;
   }
+  if (lo < hi) divide_by_counts(merged, count, p.classes, ws, lo, hi, pow2);
   return true;
 }
 
@@ -149,31 +238,54 @@ ZS_CPU_INLINE float blend_pixel(const MergedRowT& top, const MergedRowT& bottom,
   return best;
 }
 
-// One output row from two merged rows (as segment_cpu with no bias and no sigmoid: per pixel and class the
-// bilinear value blending columns first, then rows, as every resize here; raw argmax, lowest index on ties,
-// first NaN wins).
-ZS_CPU_CLONES void output_row(const Geometry& geo, const MergedRowT& top, const MergedRowT& bottom,
-                              const BilinearTap& ty, float* v, int32_t* labels, float* scores) {
+// A merged rescaled row blended along x to the output columns, class-major [C, out_w]: per class the first half of
+// the output blend (columns first, as every resize here), computed once per rescaled row instead of once per output
+// row that reads it.
+ZS_CPU_CLONES_AVX512 void blend_merged_row(const Geometry& geo, const float* merged, float* out) {
   const SegmentWindowsParams& p = geo.p;
-  const int64_t classes = p.classes;
-  const bool finite = top.finite && bottom.finite;
-  for (int64_t x = 0; x < p.out_width; ++x) {
-    const float best = blend_pixel(top, bottom, geo.out_cols[static_cast<size_t>(x)], ty, classes, v);
-    int32_t label = -1;
-    if (!finite) {
-      for (int64_t c = 0; c < classes && label < 0; ++c) {
-        if (is_nan_value(v[c])) label = static_cast<int32_t>(c);
-      }
+  const int64_t ws = p.scaled_width, ow = p.out_width;
+  const int32_t* i0 = geo.out_col_taps.i0.data();
+  const int32_t* i1 = geo.out_col_taps.i1.data();
+  const float* w0 = geo.out_col_taps.w0.data();
+  const float* w1 = geo.out_col_taps.w1.data();
+  for (int64_t c = 0; c < p.classes; ++c) {
+    const float* src = merged + c * ws;
+    float* dst = out + c * ow;
+#pragma omp simd
+    for (int64_t x = 0; x < ow; ++x) dst[x] = blend2(src[i0[x]], src[i1[x]], w0[x], w1[x]);
+  }
+}
+
+// One output row from two x-blended merged rows (blend_merged_row; as segment_cpu with no bias and no sigmoid):
+// per class the rows' blend, and the running argmax over classes in index order per pixel, torch's rules
+// (argmax_better: a larger value replaces, equal keeps the lower index, the first NaN wins and stays), vectorised
+// over the row's pixels. best/label: [out_w] scratch.
+ZS_CPU_CLONES_AVX512 void output_row(const Geometry& geo, const float* top, const float* bottom, const BilinearTap& ty,
+                                     float* best, int32_t* label, int32_t* labels, float* scores) {
+  const SegmentWindowsParams& p = geo.p;
+  const int64_t ow = p.out_width;
+  const float wy0 = ty.w0, wy1 = ty.w1;
+#pragma omp simd
+  for (int64_t x = 0; x < ow; ++x) {
+    best[x] = top[x] * wy0 + bottom[x] * wy1;
+    label[x] = 0;
+  }
+  for (int64_t c = 1; c < p.classes; ++c) {
+    const float* t = top + c * ow;
+    const float* b = bottom + c * ow;
+    const int32_t index = static_cast<int32_t>(c);
+#pragma omp simd
+    for (int64_t x = 0; x < ow; ++x) {
+      const float v = t[x] * wy0 + b[x] * wy1;
+      const bool take = best[x] == best[x] && (v != v || v > best[x]);  // argmax_better, as selects
+      best[x] = take ? v : best[x];
+      label[x] = take ? index : label[x];
     }
-    if (label >= 0) {
-      labels[x] = label;
-      scores[x] = std::numeric_limits<float>::quiet_NaN();
-      continue;
-    }
-    int64_t c = 0;
-    while (c < classes && !(v[c] >= best)) ++c;
-    labels[x] = static_cast<int32_t>(c < classes ? c : 0);
-    scores[x] = c < classes ? v[c] : best;
+  }
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t x = 0; x < ow; ++x) {
+    labels[x] = label[x];
+    scores[x] = is_nan_value(best[x]) ? nan : best[x];
   }
 }
 
@@ -416,6 +528,21 @@ ZS_CPU_CLONES bool run_tile(const Geometry& geo, const TileBox& b, const uint16_
 
 // The pruned path; false (nothing written) when pruning would not pay (more than half the tile-class pairs kept).
 // `uncovered` is set when a footprint pixel is in no window.
+// The most windows that cover one rescaled row (the streaming path's source-row cache holds 2 rows of each).
+int64_t max_windows_per_row(const SegmentWindowsParams& p) {
+  std::vector<int64_t> starts, ends;
+  for (int64_t k = 0; k < p.num_windows; ++k) starts.push_back(p.windows[k].y1), ends.push_back(p.windows[k].y2);
+  std::sort(starts.begin(), starts.end());
+  std::sort(ends.begin(), ends.end());
+  int64_t most = 0, open = 0;
+  size_t e = 0;
+  for (int64_t y : starts) {  // sweep: a window [y1, y2) is open at rows y1 <= r < y2
+    while (e < ends.size() && ends[e] <= y) ++e, --open;
+    most = std::max(most, ++open);
+  }
+  return std::max<int64_t>(most, 1);
+}
+
 bool segment_windows_cpu_pruned(const Geometry& geo, bool& uncovered) {
   const SegmentWindowsParams& p = geo.p;
   const int64_t tiles_y = (p.out_height + kTileRows - 1) / kTileRows,
@@ -461,27 +588,42 @@ bool segment_windows_cpu(const SegmentWindowsParams& p) {
                cpu::make_taps(p.in_width, p.head_width),
                cpu::make_taps(p.scaled_height, p.out_height),
                cpu::make_taps(p.scaled_width, p.out_width),
+               {},
                {}};
   geo.cols = cpu::column_taps(geo.head_cols);
+  geo.out_col_taps = cpu::column_taps(geo.out_cols);
   if (p.apply_sigmoid && !p.softmax && p.classes > 1 && p.classes <= 65535 && p.out_height > 0 && p.out_width > 0) {
     bool uncovered = false;
     if (segment_windows_cpu_pruned(geo, uncovered)) return !uncovered;
   }
   const int threads = std::max(1, omp_get_max_threads());
   const size_t merged_size = static_cast<size_t>(p.classes * p.scaled_width);
-  // per thread: one merged row and its counts, two cached transposed merged rows and a [C] pixel vector;
-  // allocated before the parallel region so that a failure reaches Python as MemoryError
-  const size_t per_thread = 3 * merged_size + static_cast<size_t>(p.scaled_width) + static_cast<size_t>(p.classes);
+  // a cached row: transposed [scaled_w, C] (softmax) or x-blended to the output columns [C, out_w] (argmax)
+  const size_t cached_size = p.softmax ? merged_size : static_cast<size_t>(p.classes * p.out_width);
+  const size_t source_row_size = static_cast<size_t>(p.classes * p.head_width);
+  const size_t slots = 2 * static_cast<size_t>(max_windows_per_row(p));
+  const size_t ow = static_cast<size_t>(p.out_width), classes = static_cast<size_t>(p.classes);
+  // per thread: one merged row and its counts, two cached rows, a [C] pixel vector, an [out_w] best-value row and
+  // the x-blended source rows; allocated before the parallel region so that a failure reaches Python as MemoryError
+  const size_t per_thread =
+      merged_size + static_cast<size_t>(p.scaled_width) + 2 * cached_size + classes + ow + slots * source_row_size;
   std::vector<float> workspace(per_thread * static_cast<size_t>(threads));
+  std::vector<int32_t> label_workspace(ow * static_cast<size_t>(threads));
   int uncovered = 0;
 #pragma omp parallel num_threads(threads) reduction(| : uncovered)
   {
-    float* merged = workspace.data() + per_thread * static_cast<size_t>(omp_get_thread_num());  // [C, scaled_w]
+    const size_t thread = static_cast<size_t>(omp_get_thread_num());
+    float* merged = workspace.data() + per_thread * thread;  // [C, scaled_w]
     float* counts = merged + merged_size;
     MergedRowT cache[2];
     cache[0].values = counts + p.scaled_width;
-    cache[1].values = cache[0].values + merged_size;
-    float* v = cache[1].values + merged_size;
+    cache[1].values = cache[0].values + cached_size;
+    float* v = cache[1].values + cached_size;
+    float* best = v + classes;
+    int32_t* label = label_workspace.data() + ow * thread;
+    SourceRows source_rows;
+    source_rows.slots.resize(slots);
+    for (size_t i = 0; i < slots; ++i) source_rows.slots[i].values = best + ow + i * source_row_size;
     auto merged_for = [&](int64_t r, int64_t keep) -> const MergedRowT& {  // never evicts the cached row `keep`
       for (const MergedRowT& m : cache) {
         if (m.row == r) return m;
@@ -489,8 +631,12 @@ bool segment_windows_cpu(const SegmentWindowsParams& p) {
       MergedRowT& slot = cache[0].row == keep   ? cache[1]
                          : cache[1].row == keep ? cache[0]
                                                 : (cache[0].row < cache[1].row ? cache[0] : cache[1]);
-      if (!merged_row(geo, r, merged, counts)) uncovered = 1;
-      slot.finite = transpose_merged_row(geo, merged, slot.values);
+      if (!merged_row(geo, r, merged, counts, source_rows)) uncovered = 1;
+      if (p.softmax) {
+        slot.finite = transpose_merged_row(geo, merged, slot.values);
+      } else {
+        blend_merged_row(geo, merged, slot.values);
+      }
       slot.row = r;
       return slot;
     };
@@ -502,7 +648,8 @@ bool segment_windows_cpu(const SegmentWindowsParams& p) {
       if (p.softmax) {
         output_row_softmax(geo, top, bottom, ty, v, p.labels + y * p.out_width, p.scores + y * p.out_width);
       } else {
-        output_row(geo, top, bottom, ty, v, p.labels + y * p.out_width, p.scores + y * p.out_width);
+        output_row(geo, top.values, bottom.values, ty, best, label, p.labels + y * p.out_width,
+                   p.scores + y * p.out_width);
       }
     }
   }

@@ -101,6 +101,26 @@ def test_windows_in_both_directions_and_large_vocabularies():
         np.testing.assert_allclose(got[1], ts, rtol=0, atol=2e-6)
 
 
+@pytest.mark.parametrize("sigmoid", [True, False])  # identity calibration never takes the pruned path
+def test_many_windows_per_row_and_counts_not_powers_of_two(sigmoid):
+    # stride head/3: up to 3 windows overlap along each axis, so pixels are covered 1, 2, 3, 4, 6 or 9 times (the
+    # merge divides by 3, 6 and 9, not only by powers of two) and every rescaled row is in up to 3 x 4 windows (the
+    # streaming path's per-thread cache of x-blended logits rows holds 2 per covering window)
+    rng = np.random.default_rng(7)
+    head, scaled, out = (24, 24), (56, 70), (45, 83)
+    logits, windows, bias = case(rng, 37, 6, head, scaled, 8, out)
+    assert len(windows) >= 12
+    bias = bias if sigmoid else None
+    got = ops.segment_windows(logits, windows, head, scaled, out, class_bias=bias, sigmoid=sigmoid)
+    want = unfused(logits, windows, head, scaled, out, bias, sigmoid=sigmoid)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    if sigmoid:
+        ref = reference.segment_windows(logits, windows, head, scaled, out, bias)
+        assert (got[0] == ref[0]).mean() >= 0.999  # fp64 reference: flips only at fp32 near-ties
+        np.testing.assert_allclose(got[1], ref[1], rtol=0, atol=2e-6)
+
+
 def test_identity_calibration_averages_raw_values():
     rng = np.random.default_rng(2)
     logits, windows, bias = case(rng, 6, 5, (40, 40), (40, 77), 30, (35, 70))

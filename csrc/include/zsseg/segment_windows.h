@@ -6,8 +6,9 @@
 //   output         labels/scores = argmax over classes of bilinear(m -> out_h x out_w) (torch's tie/NaN rules)
 // exactly the order of pipeline.calibrated_window_scores -> merge_windows -> finalize_scores, with the same
 // per-element arithmetic as upsample_cpu and segment_cpu (shared inline functions), so the results are the
-// unfused path's. No [C, H, W] buffer of either size exists: the CPU kernel streams rows, keeping three merged
-// rescaled rows ([C, scaled_w] each) per thread.
+// unfused path's. No [C, H, W] buffer of either size exists: the CPU kernel streams rows, keeping per thread one
+// merged rescaled row [C, scaled_w], two of them blended along x to the output columns [C, out_w] and, per window
+// covering a row, two logits rows blended along x to the window's columns [C, head_w].
 //
 // softmax = true (training-free family, SCLIP/MaskCLIP slide inference): the windows' raw logits are averaged
 // (f = identity, no bias), the average is multiplied by logit_scale, resized to the output size, and at each
