@@ -123,14 +123,19 @@ def test_missing_input_is_named(fake_trt):
         executor.run("image", {})
 
 
-def test_cuda_buffer_interface_and_leading_view():
+def test_cuda_buffer_interface_and_row_views():
     buffer = CudaBuffer(4096, (4, 3, 8, 8), np.float16, stream=5)
     view = buffer[:2]
     assert view.pointer == 4096 and view.shape == (2, 3, 8, 8)
     cai = view.__cuda_array_interface__
     assert cai["typestr"] == "<f2" and cai["data"] == (4096, False) and cai["stream"] == 5 and cai["version"] == 3
+    rows = buffer[1:3]  # a row slice (the batched call's rows of one image): offset by whole rows
+    assert rows.pointer == 4096 + 1 * 3 * 8 * 8 * 2 and rows.shape == (2, 3, 8, 8) and rows.stream == 5
+    assert buffer[3:9].shape == (1, 3, 8, 8)  # clipped to the buffer, as NumPy slices are
     with pytest.raises(IndexError):
-        buffer[1:3]
+        buffer[::2]  # not contiguous
+    with pytest.raises(IndexError):
+        buffer[1]
 
 
 class FakeIntegratedDriver(FakeDriver):

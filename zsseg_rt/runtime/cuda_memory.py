@@ -50,10 +50,12 @@ class CudaBuffer:
         }
 
     def __getitem__(self, item):
-        if not isinstance(item, slice) or item.start not in (None, 0) or item.step not in (None, 1):
-            raise IndexError("CudaBuffer supports only leading slices buffer[:n]")
-        n = min(self.shape[0], item.stop if item.stop is not None else self.shape[0])
-        return CudaBuffer(self.pointer, (n,) + self.shape[1:], self.dtype, self.stream)
+        if not isinstance(item, slice) or item.step not in (None, 1):
+            raise IndexError("CudaBuffer supports only contiguous row slices buffer[start:stop]")
+        start, stop, _ = item.indices(self.shape[0])
+        n = max(stop - start, 0)
+        row_bytes = self.nbytes // max(self.shape[0], 1)
+        return CudaBuffer(self.pointer + start * row_bytes, (n,) + self.shape[1:], self.dtype, self.stream)
 
 
 def _nbytes(buffer) -> int:
@@ -143,6 +145,13 @@ class CudaMemory(Memory):
         self.driver.copy_device_to_device(
             _pointer(destination) + int(offset) * row_bytes, _pointer(source), nbytes, self.stream
         )
+
+    def rows(self, buffer, start: int, n: int) -> CudaBuffer:
+        """Rows ``start : start + n`` along axis 0 of a CudaBuffer or any ``__cuda_array_interface__`` array."""
+        if not isinstance(buffer, CudaBuffer):
+            cai = buffer.__cuda_array_interface__
+            buffer = CudaBuffer(_pointer(buffer), cai["shape"], np.dtype(cai["typestr"]), self.stream)
+        return buffer[int(start) : int(start) + int(n)]
 
     def release(self, buffer) -> None:
         """Free one buffer this memory allocated (``empty`` or ``host_buffer``) now; anything else is ignored."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -115,6 +116,10 @@ class Memory:
     def leading(self, buffer: Buffer, n: int) -> Buffer:
         """The first ``n`` entries along axis 0, without a copy."""
         return buffer[:n]
+
+    def rows(self, buffer: Buffer, start: int, n: int) -> Buffer:
+        """Entries ``start : start + n`` along axis 0, without a copy."""
+        return buffer[int(start) : int(start) + int(n)]
 
     def synchronize(self) -> None:
         """Wait for everything enqueued on ``stream``."""
@@ -411,14 +416,21 @@ class DevicePipeline:
         with _stage(memory, hook, "upload"):
             memory.upload("frame", host, device_frame)
         logits = self._window_logits(device_frame, scaled, windows, color_order, hook)
+        return self._postprocess_download(logits, windows, scaled, (height, width), with_scores, hook)
+
+    def _postprocess_download(self, logits: Buffer, windows, scaled, out_hw, with_scores: bool, hook):
+        """The fused post-processing of a frame's window logits and the downloads of its labels (and scores) into
+        the host staging buffers, enqueued on ``memory.stream``; returns those buffers ``(labels, scores or None)``,
+        valid once the stream is synchronised."""
+        memory = self.memory
         with _stage(memory, hook, "postprocess"):
-            labels, scores = self._postprocess(logits, windows, scaled, (height, width))
+            labels, scores = self._postprocess(logits, windows, scaled, out_hw)
         with _stage(memory, hook, "download"):
-            labels_host = self._host_output("labels", (height, width), np.int32)
+            labels_host = self._host_output("labels", out_hw, np.int32)
             memory.download("labels", labels, labels_host)
             scores_host = None
             if with_scores:
-                scores_host = self._host_output("scores", (height, width), np.float32)
+                scores_host = self._host_output("scores", out_hw, np.float32)
                 memory.download("scores", scores, scores_host)
         return labels_host, scores_host
 
@@ -454,6 +466,80 @@ class DevicePipeline:
                     logits = self._merged_logits(len(windows), chunk_logits)
                     memory.copy_into(logits, index * self.max_windows, chunk_logits)
         return logits
+
+    # ---- several frames: their windows packed into shared encoder / head calls ------------------------------
+    def segment_many(
+        self, frames: Sequence[np.ndarray], color_orders: Sequence[str], with_scores: bool = True, stage_hook=None
+    ) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
+        """Segment several frames (checked as :meth:`__call__` checks one), eagerly (no CUDA graph): the windows of
+        all frames, in order, preprocessed on the device into one batch of ``max_windows`` (a batch may hold the
+        last windows of one frame and the first of the next), one image encoder and one head run per batch, each
+        frame's rows copied into its own logits buffer; a frame is post-processed and downloaded as soon as its last
+        window ran, and its device buffers freed, so at most the frames of one batch are held on the device.
+        ``color_orders``: each frame's channel order. Returns ``[(labels, scores or None)]`` on the host, one per
+        frame."""
+        if self._text is None:
+            raise RuntimeError("no vocabulary: call set_vocabulary(text, class_bias) first")
+        for frame in frames:
+            if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim not in (2, 3):
+                raise TypeError(f"frames must be uint8 numpy arrays [H, W, C] or [H, W], got {type(frame).__name__}")
+        memory, meta = self.memory, self.meta
+        memory.activate()
+        plans = [self.frame_plan(frame) for frame in frames]
+        live: Dict[int, List[Any]] = {}  # frame -> [device frame, its window logits, windows done]
+        results: List[Any] = [None] * len(frames)
+        jobs = ((i, k) for i, (_, windows) in enumerate(plans) for k in range(len(windows)))
+        with memory.stream_context():
+            for chunk in iter(lambda: list(itertools.islice(jobs, self.max_windows)), []):
+                batch = memory.leading(self._image, len(chunk))
+                runs = _runs(chunk)  # (frame, its first window here, count, row in the batch)
+                for i, first, count, row in runs:
+                    if i not in live:
+                        device_frame = memory.empty(frames[i].shape, np.uint8)
+                        with _stage(memory, stage_hook, "upload"):
+                            memory.upload("frame", np.ascontiguousarray(frames[i]), device_frame)
+                        live[i] = [device_frame, None, 0]
+                    with _stage(memory, stage_hook, "preprocess"):
+                        ops.preprocess(
+                            live[i][0],
+                            plans[i][0],
+                            plans[i][1][first : first + count],
+                            meta.image_size,
+                            meta.mean,
+                            meta.std,
+                            color_order=color_orders[i],
+                            out=memory.rows(batch, row, count),
+                            stream=memory.stream,
+                        )
+                with _stage(memory, stage_hook, "image_encoder"):
+                    features = self.executor.run("image", {Names.IMAGE: batch})
+                with _stage(memory, stage_hook, "head"):
+                    logits = self.executor.run("head", dict(features, **{Names.TEXT_EMBEDDINGS: self._text}))
+                    logits = logits[Names.MASK_LOGITS]
+                    for i, first, count, row in runs:  # copied out before the next head run reuses its output
+                        state = live[i]
+                        if state[1] is None:
+                            shape = (len(plans[i][1]),) + tuple(int(d) for d in logits.shape[1:])
+                            state[1] = memory.empty(shape, np.float32)
+                        memory.copy_into(state[1], first, memory.rows(logits, row, count))
+                        state[2] += count
+                for i, _, _, _ in runs:
+                    if i in live and live[i][2] == len(plans[i][1]):
+                        results[i] = self._finish_frame(frames[i], live.pop(i), plans[i], with_scores, stage_hook)
+        return results
+
+    def _finish_frame(self, frame: np.ndarray, state: List[Any], plan, with_scores: bool, hook):
+        """Post-process and download one frame of :meth:`segment_many`, then free its device buffers."""
+        memory = self.memory
+        device_frame, logits, _ = state
+        out_hw = (int(frame.shape[0]), int(frame.shape[1]))
+        labels_host, scores_host = self._postprocess_download(logits, plan[1], plan[0], out_hw, with_scores, hook)
+        memory.synchronize()
+        memory.release(device_frame)
+        memory.release(logits)
+        if memory.page_locked or self.static_outputs:  # staging buffers, reused by the next frame
+            return labels_host.copy(), (scores_host.copy() if scores_host is not None else None)
+        return labels_host, scores_host
 
     # ---- the per-frame buffers, handed to a CUDA graph that keeps them (runtime/cuda_graphs.py) ------------
     FRAME_STATE = ("_frame_host", "_frame", "_merged", "_result", "_staging")
@@ -600,3 +686,14 @@ def make_device_pipeline(meta: BundleMeta, backend, setting="auto", max_windows:
     else:
         executor = OnnxRuntimeExecutor(backend)
     return DevicePipeline(meta, executor, max_windows=max_windows, graphs=graphs)
+
+
+def _runs(chunk: Sequence[Tuple[int, int]]) -> List[Tuple[int, int, int, int]]:
+    """A batch's ``(frame, window)`` pairs as runs ``(frame, first window, count, row in the batch)``."""
+    runs: List[Tuple[int, int, int, int]] = []
+    for row, (frame, window) in enumerate(chunk):
+        if runs and runs[-1][0] == frame:
+            runs[-1] = (frame, runs[-1][1], runs[-1][2] + 1, runs[-1][3])
+        else:
+            runs.append((frame, window, 1, row))
+    return runs

@@ -29,7 +29,7 @@ from zsseg_rt.vocabulary import (
 
 from .file_verification import verify_bundle_files
 from .pipelines import Pipeline, PreparedVocabulary, pipeline_class
-from .pipelines.base import StageHook
+from .pipelines.base import StageHook, image_index
 from .result import Result
 
 _MODES = MODES
@@ -57,7 +57,8 @@ class Engine:
             "fast" (single-window images: fused upsample+sigmoid+bias+argmax straight to the output size, no
             [C,H,W] buffer; multi-window images are processed as in "exact").
         max_batch: windows run through the image encoder together (two-stage pipeline: crops per CLIP encoder call);
-            default the pipeline's (4 windows; 32 crops).
+            default the pipeline's (4 windows; 32 crops). A list of images packs the windows (crops) of all its
+            images into calls of at most this many, holding at most one call's images at a time (docs/usage.md).
         verify: check the sha256 of the bundle files the chosen backend opens (the tokenizer, and the ONNX graphs
             for ONNX Runtime; TensorRT engines are checked against their engine.json), remembering verified files
             by (size, mtime, ctime, inode, sha256) so a restart does not hash them again
@@ -236,8 +237,11 @@ class Engine:
         yield
         elapsed = time.perf_counter() - start
         times = getattr(self._calls, "times", None)
-        if times is not None:
+        if isinstance(times, dict):
             times[name] = times.get(name, 0.0) + elapsed
+        elif times is not None:  # a batched call's shared stage: [(an image's times, its share)]
+            for image_times, share in times:
+                image_times[name] = image_times.get(name, 0.0) + share * elapsed
         hook = self.stage_hook
         if hook is not None:
             hook(name, elapsed)
@@ -359,8 +363,45 @@ class Engine:
         if vocab is None:
             raise RuntimeError("no vocabulary: call engine.set_classes(['cat', 'floor', ...]) first")
         if isinstance(image, (list, tuple)):
-            return [self._segment_one(item, color_order, vocab) for item in image]
+            return self._segment_many(image, color_order, vocab)
         return self._segment_one(image, color_order, vocab)
+
+    def _segment_many(
+        self, items: Sequence[Any], color_order: Optional[str], vocab: PreparedVocabulary
+    ) -> List[Result]:
+        """A list: every item read and checked first (an error names the item: "image 2 of the list: ..."), then the
+        pipeline's ``segment_many`` packs the windows of all images into encoder/head calls of at most
+        ``max_batch`` (see the Engine docstring). Timing: an image's own stages (read, rescale, post-processing) are
+        its own; a stage run for several images is split among them by their share of its windows; ``total`` is the
+        sum of an image's stages."""
+        if not items:
+            return []
+        times: List[Dict[str, float]] = [{} for _ in items]
+        inputs = []
+        try:
+            for index, item in enumerate(items):
+                self._calls.times = times[index]
+                with image_index(index):
+                    if isinstance(item, np.ndarray):
+                        inputs.append(self._as_image(item, color_order))
+                    else:
+                        with self._stage("read"):
+                            inputs.append(self._as_image(item, color_order))
+
+            def focus(shares: Dict[int, float]) -> None:
+                self._calls.times = [(times[i], share) for i, share in shares.items()]
+
+            results = self.pipeline.segment_many([(image, order) for image, order, _ in inputs], vocab, focus)
+        finally:
+            self._calls.times = None
+        for result, (image, _, path), stages in zip(results, inputs, times):
+            if path is None:
+                stages.pop("read", None)
+            result.timing = {stage: 1000.0 * seconds for stage, seconds in stages.items()}
+            result.timing["total"] = 1000.0 * sum(stages.values())
+            result.image, result.path = image, path
+            result.banner, result.backend = self.meta.weights_banner, self.backend.name
+        return results
 
     def _segment_one(self, item: Any, color_order: Optional[str], vocab: PreparedVocabulary) -> Result:
         times: Dict[str, float] = {}

@@ -294,7 +294,10 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--cpus-per-replica", type=real_number(above=0), default=1.0, help="CPUs per replica (default 1)")
     p.add_argument(
-        "--max-batch-size", type=whole_number(1), default=8, help="most requests batched in one Engine call (default 8)"
+        "--max-batch-size",
+        type=whole_number(1),
+        default=8,
+        help="most requests batched in one Engine call, their windows packed into shared encoder calls (default 8)",
     )
     p.add_argument(
         "--batch-wait-ms",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, ContextManager, NamedTuple, Optional, Sequence, Tuple
+import contextlib
+from typing import Any, Callable, ClassVar, ContextManager, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -12,11 +13,31 @@ from zsseg_rt.vocabulary import ClipTokenizer, Vocabulary, embed_names, validate
 
 from ..result import SegmentationResult
 
-__all__ = ["Pipeline", "PreparedVocabulary", "Embed", "Stage", "StageHook"]
+__all__ = ["Pipeline", "PreparedVocabulary", "Embed", "Stage", "StageHook", "Focus", "image_index"]
 
 Embed = Callable[[Tuple[str, ...], Tuple[str, ...]], np.ndarray]  # (names, templates) -> [C, D], cached per name
 Stage = Callable[[str], ContextManager[None]]  # the Engine's per-stage timer: ``with stage("head"): ...``
 StageHook = Callable[[str, float], None]  # the Engine's ``stage_hook``: ``hook(stage, seconds)``
+# ``segment_many``: which images the stages timed next belong to, ``{index: share}`` (shares sum to 1): a stage run
+# for several images at once (one encoder call on the windows of three images) is split among them by these shares.
+Focus = Callable[[Dict[int, float]], None]
+
+
+@contextlib.contextmanager
+def image_index(index: int) -> Iterator[None]:
+    """Name the list item at fault in an error raised inside: ``"image 2 of the list: <the single call's message>"``,
+    the exception's type and attributes kept (an error without a message string gets the index as a note)."""
+    try:
+        yield
+    except Exception as exc:
+        where = f"image {index} of the list"
+        if not getattr(exc, "_zsseg_image_index", False):
+            if exc.args and isinstance(exc.args[0], str) and not isinstance(exc, OSError):
+                exc.args = (f"{where}: {exc.args[0]}",) + tuple(exc.args[1:])
+            elif hasattr(exc, "add_note"):  # Python 3.11+: shown under the message
+                exc.add_note(where)
+            exc._zsseg_image_index = True  # type: ignore[attr-defined]
+        raise
 
 
 class PreparedVocabulary(NamedTuple):
@@ -155,3 +176,17 @@ class Pipeline:
     def segment(self, image: Any, color_order: str, vocab: PreparedVocabulary) -> SegmentationResult:
         """Segment one ``[H, W, 3]`` uint8 image with the vocabulary snapshot."""
         raise NotImplementedError
+
+    def segment_many(
+        self, images: Sequence[Tuple[Any, str]], vocab: PreparedVocabulary, focus: Focus
+    ) -> List[SegmentationResult]:
+        """Segment ``(image, color order)`` pairs with one vocabulary snapshot: one result per image, equal to
+        :meth:`segment` on it. ``focus`` tells the Engine which images the next stages are timed for. This default
+        runs the images one after another; pipelines that can pack several images' work into one graph call
+        override it (an error names the image at fault: :func:`image_index`)."""
+        results = []
+        for index, (image, order) in enumerate(images):
+            focus({index: 1.0})
+            with image_index(index):
+                results.append(self.segment(image, order, vocab))
+        return results

@@ -25,7 +25,7 @@ TensorRT and the torch backend refuse these bundles with a message.
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from zsseg_rt.runtime.file_verification import verify_bundle_files
 from zsseg_rt.runtime.result import SegmentationResult
 from zsseg_rt.vocabulary import ClipTokenizer, Vocabulary, split_synonyms, token_batches, validate_templates
 
-from .base import Embed, Pipeline, PreparedVocabulary
+from .base import Embed, Focus, Pipeline, PreparedVocabulary, image_index
 
 __all__ = [
     "TwoStagePipeline",
@@ -363,8 +363,16 @@ class TwoStagePipeline(Pipeline):
 
     # ---- inference
     def segment(self, image: Any, color_order: str, vocab: PreparedVocabulary) -> SegmentationResult:
-        names, text, bias = vocab.names, vocab.text, vocab.bias
-        clip_text, seen = vocab.extra
+        plan = self._plan(image, color_order, vocab)
+        state = self._masks(image, color_order, vocab, plan)
+        if state.clip_img is not None:
+            with self.stage("head"):
+                for start in range(0, state.queries, self.max_batch):
+                    state.feats.append(self.backend.encode_crops(state.crops(start, start + self.max_batch)))
+        return self._finish(state, vocab)
+
+    def _plan(self, image: Any, color_order: str, vocab: PreparedVocabulary) -> Tuple[int, ...]:
+        """Check the image and the input limits before any work: ``(height, width, nh, nw, ph, pw)``."""
         if color_order not in ("bgr", "rgb"):
             raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
         height, width, _ = pipeline.check_image(image)
@@ -376,8 +384,15 @@ class TwoStagePipeline(Pipeline):
         # working memory: masks + their sigmoid (float32) and binary copy [Q, ph, pw], the semantic maps [C, ph, pw],
         # three [3, ph, pw] float32 images, one batch of crops, the RGB input and the outputs
         crop_bytes = 4 * self.max_batch * 3 * int(z["clip_image_size"]) ** 2
-        estimate = ph * pw * (9 * queries + 4 * len(names) + 36) + crop_bytes + 11 * height * width
+        estimate = ph * pw * (9 * queries + 4 * len(vocab.names) + 36) + crop_bytes + 11 * height * width
         self.limits.check((height, width), (nh, nw), 1, estimate)
+        return height, width, nh, nw, ph, pw
+
+    def _masks(self, image: Any, color_order: str, vocab: PreparedVocabulary, plan: Tuple[int, ...]) -> "_Proposals":
+        """Pre-processing and the mask branch of one image (its own graph call: images of other sizes cannot share
+        it), the mask logits upsampled: the image's proposals, their CLIP crops still to encode."""
+        height, width, nh, nw, ph, pw = plan
+        z = self.params
         with self.stage("preprocess"):
             rgb = pipeline.to_rgb_uint8(image, color_order)
             img = np.ascontiguousarray(self.resize(rgb, nh, nw).transpose(2, 0, 1), dtype=np.float32)
@@ -385,33 +400,122 @@ class TwoStagePipeline(Pipeline):
             std = np.asarray(self.meta.std, np.float32)[:, None, None]
             net = np.zeros((1, 3, ph, pw), np.float32)
             net[0, :, :nh, :nw] = (img - mean) / std
-        backend = self.backend
         with self.stage("image_encoder"):
-            class_logits, small = backend.masks(net, text)
+            class_logits, small = self.backend.masks(net, vocab.text)
         with self.stage("head"):
             masks = ops.upsample(np.ascontiguousarray(small, dtype=np.float32), (ph, pw))[0]  # [Q, ph, pw]
-            clip_logits = None
+            clip_img = None
             if z["fusion"] != "none":
                 cmean = np.asarray(z["clip_mean"], np.float32)[:, None, None]
                 cstd = np.asarray(z["clip_std"], np.float32)[:, None, None]
                 clip_img = np.zeros((3, ph, pw), np.float32)
                 clip_img[:, :nh, :nw] = (img - cmean) / cstd
-                size = int(z["clip_image_size"])
-                feats = []
-                for start in range(0, len(masks), self.max_batch):
-                    crops = clip_crops(clip_img, masks[start : start + self.max_batch], z["clip_cls_style"], size)
-                    feats.append(backend.encode_crops(crops))
-                scale = np.float32(z["clip_logit_scale"])
-                clip_logits = (scale * np.concatenate(feats)) @ clip_text.T
-            scores = fuse_scores(class_logits[0], clip_logits, seen, z["fusion"], float(z["ensemble_lambda"]))
+        return _Proposals(plan, class_logits, masks, clip_img, color_order, z)
+
+    def _finish(self, state: "_Proposals", vocab: PreparedVocabulary) -> SegmentationResult:
+        """Fuse the two class distributions and post-process one image's proposals into its result."""
+        z = self.params
+        height, width, nh, nw, _, _ = state.plan
+        with self.stage("head"):
+            clip_logits = None
+            if state.clip_img is not None:
+                clip_text, _ = vocab.extra
+                clip_logits = (np.float32(z["clip_logit_scale"]) * np.concatenate(state.feats)) @ clip_text.T
+            _, seen = vocab.extra
+            scores = fuse_scores(state.class_logits[0], clip_logits, seen, z["fusion"], float(z["ensemble_lambda"]))
         with self.stage("postprocess"):
-            q = masks.shape[0]
+            masks = state.masks
+            q, ph, pw = masks.shape
             sem = (scores.T.astype(np.float32) @ _sigmoid(masks).reshape(q, -1)).reshape(1, -1, ph, pw)
             labels, best = ops.segment(
                 np.ascontiguousarray(sem, dtype=np.float32),
                 (height, width),
-                class_bias=np.ascontiguousarray(bias, dtype=np.float32),
+                class_bias=np.ascontiguousarray(vocab.bias, dtype=np.float32),
                 sigmoid=False,
                 crop=(0, 0, nh, nw),
             )
-        return SegmentationResult(labels[0], best[0], list(names), color_order)
+        return SegmentationResult(labels[0], best[0], list(vocab.names), state.order)
+
+    def segment_many(
+        self, images: Sequence[Tuple[Any, str]], vocab: PreparedVocabulary, focus: Focus
+    ) -> List[SegmentationResult]:
+        """Every image checked first (an error names the image, before any work); then, image by image, the mask
+        branch (one call per image: its input size is the image's), and the CLIP crops of all images, in order,
+        packed into CLIP encoder calls of at most ``max_batch`` crops (a call may hold the last crops of one image
+        and the first of the next). An image is finished as soon as its last crop ran, so at most the images of one
+        CLIP call are held with their masks. Shared CLIP calls are timed to their images by their share of crops."""
+        plans = []
+        for index, (image, order) in enumerate(images):
+            with image_index(index):
+                plans.append(self._plan(image, order, vocab))
+        results: List[SegmentationResult] = []
+        waiting: List[Tuple[int, _Proposals]] = []  # images whose crops are (partly) still to encode, in order
+        queued: List[Tuple[int, np.ndarray]] = []  # (image, crops) of the next CLIP call
+        for index, (image, order) in enumerate(images):
+            focus({index: 1.0})
+            with image_index(index):
+                state = self._masks(image, order, vocab, plans[index])
+            if state.clip_img is None:
+                results.append(self._finish(state, vocab))
+                continue
+            waiting.append((index, state))
+            while state.next < state.queries:
+                room = self.max_batch - sum(len(c) for _, c in queued)
+                focus({index: 1.0})
+                with self.stage("head"):
+                    queued.append((index, state.crops(state.next, min(state.next + room, state.queries))))
+                state.next += len(queued[-1][1])
+                if room == len(queued[-1][1]):  # a full CLIP call
+                    queued = self._encode_queued(queued, dict(waiting), focus)
+                    results.extend(self._finish_done(waiting, vocab, focus))
+        if queued:  # the last, partial CLIP call
+            queued = self._encode_queued(queued, dict(waiting), focus)
+        results.extend(self._finish_done(waiting, vocab, focus))
+        return results
+
+    def _finish_done(self, waiting: List[Tuple[int, "_Proposals"]], vocab: PreparedVocabulary, focus: Focus):
+        """Finish, in order, the waiting images whose crops have all been encoded (removed from ``waiting``)."""
+        finished = []
+        while waiting and waiting[0][1].done:
+            index, state = waiting.pop(0)
+            focus({index: 1.0})
+            with image_index(index):
+                finished.append(self._finish(state, vocab))
+        return finished
+
+    def _encode_queued(
+        self, queued: List[Tuple[int, np.ndarray]], states: Dict[int, "_Proposals"], focus: Focus
+    ) -> list:
+        """One CLIP encoder call on the queued crops of one or several images; each image gets its rows. Returns
+        the emptied queue."""
+        total = sum(len(c) for _, c in queued)
+        shares: Dict[int, float] = {}
+        for index, crops in queued:
+            shares[index] = shares.get(index, 0.0) + len(crops) / total
+        focus(shares)
+        with self.stage("head"):
+            feats = self.backend.encode_crops(
+                np.concatenate([c for _, c in queued]) if len(queued) > 1 else queued[0][1]
+            )
+        row = 0
+        for index, crops in queued:
+            states[index].feats.append(feats[row : row + len(crops)])
+            row += len(crops)
+        return []
+
+
+class _Proposals:
+    """One image's mask proposals between the mask branch and the fusion (``segment_many`` holds a few)."""
+
+    def __init__(self, plan, class_logits, masks, clip_img, order, params):
+        self.plan, self.class_logits, self.masks, self.clip_img, self.order = plan, class_logits, masks, clip_img, order
+        self.style, self.size = params["clip_cls_style"], int(params["clip_image_size"])
+        self.queries, self.next, self.feats = int(masks.shape[0]), 0, []  # crops queued so far; their features
+
+    def crops(self, start: int, stop: int) -> np.ndarray:
+        """The CLIP inputs of proposals ``start:stop`` (``[stop - start, 3, size, size]``)."""
+        return clip_crops(self.clip_img, self.masks[start:stop], self.style, self.size)
+
+    @property
+    def done(self) -> bool:
+        return self.next == self.queries and sum(len(f) for f in self.feats) == self.queries
