@@ -415,8 +415,8 @@ def family_layout_problems(family: Path) -> List[str]:
     if init.is_file():
         tree = ast.parse(init.read_text(encoding="utf-8"))
         calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-        if "register_family" not in calls:
-            problems.append(f"{family.name}/__init__.py: registers no family (register_family)")
+        if not calls & {"register_family", "declare_family"}:
+            problems.append(f"{family.name}/__init__.py: registers no family (declare_family or register_family)")
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 problems.append(f"{family.name}/__init__.py:{node.lineno}: {node.name} (registration only)")
@@ -447,7 +447,7 @@ def test_family_layout_checker_flags_a_bad_family(tmp_path):
         "badfam/infer.py: a role module under another name (call it predict.py)",
         "badfam/onnx.py: a role module under another name (call it export.py)",
         "badfam/protocol.py: a role module under another name (call it evaluate.py)",
-        "badfam/__init__.py: registers no family (register_family)",
+        "badfam/__init__.py: registers no family (declare_family or register_family)",
         "badfam/__init__.py:1: helper (registration only)",
     ]
 

@@ -37,6 +37,7 @@ __all__ = [
     "default_family",
     "family_of",
     "family_of_model",
+    "family_of_object",
     "family_of_format",
     "official_family",
     "protocol_family",
@@ -137,6 +138,16 @@ def family_of_model(model: Any) -> Any:
     if not isinstance(name, str):
         raise TypeError(f"{type(model).__name__} has no config.family: not a model of a registered family")
     return get_family(name)
+
+
+def family_of_object(obj: Any) -> Any:
+    """The family of a loaded model or Engine: an Engine's bundle names it (``meta.family``), a model's config
+    does (:func:`family_of_model`). No torch import."""
+    meta = getattr(obj, "meta", None)
+    name = getattr(meta, "family", None)
+    if isinstance(name, str):
+        return get_family(name)
+    return family_of_model(obj)
 
 
 def family_of_format(fmt: str) -> Any:

@@ -28,10 +28,14 @@ __all__ = [
     "evaluate",
     "load_for_eval",
     "Segmenter",
+    "HookedSegmenter",
     "checkpoint_kind",
     "model_from_config",
     "evaluation_settings",
     "apply_evaluation_settings",
+    "follow_settings",
+    "evaluation_of",
+    "run_generalized_zero_shot",
 ]
 
 
@@ -63,11 +67,20 @@ def evaluation_protocol(obj) -> str:
     return family_of_model(obj).evaluation.protocol
 
 
-class Segmenter:
-    """``segmenter(rgb [H,W,3] uint8) -> labels [H,W]`` over a fixed vocabulary (torch model or Engine).
+def evaluation_of(obj) -> Any:
+    """The ``Evaluation`` capability of the family of a loaded model or Engine (one registry look-up). No torch."""
+    from zsseg_rt.contract.registry import family_of_object
+
+    return family_of_object(obj).evaluation
+
+
+class HookedSegmenter:
+    """``segmenter(rgb [H,W,3] uint8) -> labels [H,W]`` over a fixed vocabulary (torch model or Engine), with the
+    family's hook given: the toolkit piece a family's evaluation builds (:func:`run_generalized_zero_shot`).
 
     ``vocabulary``: bundles: a named vocabulary to set instead of the dataset's class names (the same classes in the
-    same order, with the official class file's synonyms: a family's evaluation settings name it)."""
+    same order, with the official class file's synonyms: a family's evaluation settings name it).
+    ``predict``: PyTorch models (required for them): the family's inference, ``Evaluation.predict``'s signature."""
 
     def __init__(
         self,
@@ -79,18 +92,19 @@ class Segmenter:
         device: Optional[str] = None,
         seen_classes=None,
         vocabulary: Optional[str] = None,
+        predict: Optional[Callable[..., Tuple[np.ndarray, np.ndarray]]] = None,
     ):
-        protocol = evaluation_protocol(obj)
-        if protocol != GENERALIZED_ZERO_SHOT:  # e.g. labels with background at 0: this confusion matrix would be wrong
+        if kind != "bundle" and predict is None:
             raise ValueError(
-                f"this model is evaluated under its own protocol ({protocol!r}): use zsseg eval without --ray "
-                "(zsseg_rt.eval.evaluate dispatches it to its family)"
+                "a PyTorch model is segmented by its family's inference: pass predict= (its Evaluation.predict), "
+                "or use Segmenter, which looks it up"
             )
         self.kind, self.obj, self.mode = kind, obj, mode
         self.class_names = list(class_names)
         self.device = device
         self.seen_classes = seen_classes
         self.text = text
+        self.predict = predict
         if kind == "bundle":
             if text is not None:
                 obj.set_text_embeddings(self.class_names, text)
@@ -112,11 +126,8 @@ class Segmenter:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         if self.kind == "bundle":
             return self.obj(rgb, color_order="rgb").labels
-        from zsseg_rt.contract.registry import family_of_model
-
-        labels, _ = family_of_model(
-            self.obj
-        ).evaluation.predict(  # the family's PyTorch inference (its own test pipeline)
+        assert self.predict is not None  # checked in __init__
+        labels, _ = self.predict(  # the family's PyTorch inference (its own test pipeline)
             self.obj,
             rgb,
             self.class_names,
@@ -126,6 +137,24 @@ class Segmenter:
             seen_classes=self.seen_classes,
         )
         return labels
+
+
+class Segmenter(HookedSegmenter):
+    """A :class:`HookedSegmenter` whose hook is looked up in the registry: the family of ``obj`` (refused when it is
+    evaluated under its own protocol, where this confusion matrix would be wrong)."""
+
+    def __init__(self, kind: str, obj, *args: Any, **kwargs: Any):
+        """``HookedSegmenter``'s arguments but ``predict`` (looked up)."""
+        protocol = evaluation_protocol(obj)
+        if protocol != GENERALIZED_ZERO_SHOT:  # e.g. labels with background at 0: this confusion matrix would be wrong
+            raise ValueError(
+                f"this model is evaluated under its own protocol ({protocol!r}): use zsseg eval without --ray "
+                "(zsseg_rt.eval.evaluate dispatches it to its family)"
+            )
+        if "predict" in kwargs:
+            raise TypeError("Segmenter looks the family's predict up itself: use HookedSegmenter to pass predict=")
+        predict = None if kind == "bundle" else evaluation_of(obj).predict
+        super().__init__(kind, obj, *args, predict=predict, **kwargs)
 
 
 def load_for_eval(
@@ -238,13 +267,6 @@ def evaluate(
     Returns:
         the :func:`summarize` dict plus ``images``, ``skipped`` (corrupt files), ``mode``, ``dataset``.
     """
-    try:
-        from tqdm import tqdm
-    except ImportError:  # a runtime-only install (no torch extra) has no tqdm: no progress bar
-
-        def tqdm(iterable, **_kwargs):  # type: ignore[no-redef]
-            return iterable
-
     if family_options:  # each must be an option of some family's own protocol (checked before any work)
         from zsseg_rt.contract.registry import default_family
         from zsseg_rt.contract.registry import family_options as _own_options
@@ -270,13 +292,18 @@ def evaluate(
         text = np.asarray(text_embeddings, dtype=np.float32)
     if text is not None and text.shape[0] != ds.num_classes:
         raise ValueError(f"text embeddings have {text.shape[0]} rows for {ds.num_classes} dataset classes")
-    protocol = evaluation_protocol(obj)
+    from zsseg_rt.contract.registry import family_of_object, protocol_family
+
+    evaluation = family_of_object(obj).evaluation  # the checkpoint's family, resolved once
+    meta = getattr(obj, "meta", None)
+    protocol = str(meta.evaluation_protocol) if hasattr(meta, "evaluation_protocol") else evaluation.protocol
     if protocol != GENERALIZED_ZERO_SHOT:  # a family's own protocol (e.g. background kept as class 0)
         from zsseg_rt.contract.registry import family_options as _own_options
-        from zsseg_rt.contract.registry import protocol_family
 
-        owner = protocol_family(protocol)
-        return owner.evaluation.evaluate(
+        if evaluation.protocol != protocol:  # a bundle recording another family's protocol
+            evaluation = protocol_family(protocol).evaluation
+
+        return evaluation.evaluate(
             obj,
             ds,
             kind=kind,
@@ -285,26 +312,71 @@ def evaluate(
             limit=limit,
             progress=progress,
             device=device,
-            **_own_options(owner, family_options, lambda f: f.evaluation.arguments(), "evaluate()"),
+            **_own_options(evaluation.family, family_options, lambda f: f.evaluation.arguments(), "evaluate()"),
         )
-    record, restore = apply_evaluation_settings(obj, ds.name, settings) if kind == "bundle" else (None, None)
+    record, restore = follow_settings(evaluation, obj, ds.name, settings) if kind == "bundle" else (None, None)
     try:  # the bundle follows its family's settings for this evaluation only
-        named = record.get("vocabulary") if record else None
-        seg = Segmenter(kind, obj, own_spelling(kind, obj, ds.class_names), text, mode, device, seen_classes, named)
-        cm = ConfusionMatrix(ds.num_classes)
-        n = len(ds) if limit is None else min(len(ds), int(limit))
-        done = 0
-        for i in tqdm(range(n), desc=f"eval {ds.name}", disable=not progress, dynamic_ncols=True):
-            sample = ds.load_safe(i)
-            if sample is None:
-                continue
-            rgb, gt = sample
-            cm.update(seg(rgb), gt)
-            done += 1
+        out = run_generalized_zero_shot(
+            kind,
+            obj,
+            ds,
+            split.unseen,
+            mode=mode,
+            text=text,
+            device=device,
+            seen_classes=seen_classes,
+            limit=limit,
+            progress=progress,
+            predict=evaluation.predict,
+            vocabulary=record.get("vocabulary") if record else None,
+        )
     finally:
         if restore is not None:
             restore()
-    out = summarize(cm, ds.class_names, split.unseen)
+    if record is not None:
+        out["evaluation_settings"] = record
+    return out
+
+
+def run_generalized_zero_shot(
+    kind: str,
+    obj,
+    ds: SegmentationDataset,
+    unseen: Sequence[int],
+    mode: str = "slide",
+    text: Optional[np.ndarray] = None,
+    device: Optional[str] = None,
+    seen_classes: Optional[Sequence[int]] = None,
+    limit: Optional[int] = None,
+    progress: bool = True,
+    predict: Optional[Callable[..., Tuple[np.ndarray, np.ndarray]]] = None,
+    vocabulary: Optional[str] = None,
+) -> Dict[str, Any]:
+    """The generalized zero-shot protocol's loop, for a model or Engine already loaded (``kind``: "bundle", "torch",
+    "native" or "train"): every image of ``ds`` (the first ``limit``) segmented by a :class:`Segmenter` over all the
+    dataset's classes, a :class:`ConfusionMatrix`, :func:`summarize` with ``unseen`` (indices); ``predict``: the
+    family's PyTorch inference hook (``Evaluation.predict``). Returns :func:`evaluate`'s dict (without
+    ``evaluation_settings``)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # a runtime-only install (no torch extra) has no tqdm: no progress bar
+
+        def tqdm(iterable, **_kwargs):  # type: ignore[no-redef]
+            return iterable
+
+    names = own_spelling(kind, obj, ds.class_names)
+    seg = HookedSegmenter(kind, obj, names, text, mode, device, seen_classes, vocabulary, predict)
+    cm = ConfusionMatrix(ds.num_classes)
+    n = len(ds) if limit is None else min(len(ds), int(limit))
+    done = 0
+    for i in tqdm(range(n), desc=f"eval {ds.name}", disable=not progress, dynamic_ncols=True):
+        sample = ds.load_safe(i)
+        if sample is None:
+            continue
+        rgb, gt = sample
+        cm.update(seg(rgb), gt)
+        done += 1
+    out = summarize(cm, ds.class_names, unseen)
     out.update(
         {
             "images": done,
@@ -315,36 +387,47 @@ def evaluate(
             "source": kind,
         }
     )
-    if record is not None:
-        out["evaluation_settings"] = record
     return out
 
 
 def evaluation_settings(meta, dataset_name: str, settings: str = "official") -> Optional[Dict[str, Any]]:
     """The record of the test settings a bundle (its ``BundleMeta``) is evaluated with on ``dataset_name``: its
     family's official per-dataset settings (``Family.evaluation.settings``), or None when the family has none."""
-    from zsseg_rt.contract.family import EVALUATION_SETTINGS
     from zsseg_rt.contract.registry import get_family
 
-    if settings not in EVALUATION_SETTINGS:
-        raise ValueError(f"settings must be one of {EVALUATION_SETTINGS}, got {settings!r}")
+    _check_settings(settings)
     return get_family(meta.family).evaluation.settings(meta, dataset_name, settings)
 
 
 def apply_evaluation_settings(
     engine, dataset_name: str, settings: str = "official"
 ) -> Tuple[Optional[Dict[str, Any]], Callable[[], None]]:
-    """Make an Engine follow its family's settings for ``dataset_name`` (:func:`evaluation_settings`).
+    """Make an Engine follow its family's settings for ``dataset_name`` (:func:`evaluation_settings`), its family
+    looked up in the registry (:func:`follow_settings` with it).
 
     Returns:
         ``(record or None, restore)``: ``restore()`` gives the Engine its own settings back.
     """
-    from zsseg_rt.contract.registry import get_family
+    return follow_settings(evaluation_of(engine), engine, dataset_name, settings)
 
-    record = evaluation_settings(engine.meta, dataset_name, settings)
+
+def follow_settings(
+    evaluation: Any, engine, dataset_name: str, settings: str = "official"
+) -> Tuple[Optional[Dict[str, Any]], Callable[[], None]]:
+    """Make an Engine follow the settings ``evaluation`` (its family's ``Evaluation``) gives for ``dataset_name``;
+    ``(record or None, restore)`` as :func:`apply_evaluation_settings`."""
+    _check_settings(settings)
+    record = evaluation.settings(engine.meta, dataset_name, settings)
     if record is None:
         return None, lambda: None
-    return record, get_family(engine.meta.family).evaluation.apply_settings(engine, record)
+    return record, evaluation.apply_settings(engine, record)
+
+
+def _check_settings(settings: str) -> None:
+    from zsseg_rt.contract.family import EVALUATION_SETTINGS
+
+    if settings not in EVALUATION_SETTINGS:
+        raise ValueError(f"settings must be one of {EVALUATION_SETTINGS}, got {settings!r}")
 
 
 def save_json(metrics: Dict[str, Any], path: Union[str, Path]) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
+from zsseg_rt.contract.common.config import check_choice, check_known_keys
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 __all__ = ["TrainConfig", "load_train_config", "list_train_configs", "CONFIG_DIR"]
@@ -84,14 +86,11 @@ class TrainConfig:
             raise ValueError("iterations, batch_size and grad_accum must be >= 1")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
-        if self.lr_schedule not in ("poly", "cosine"):
-            raise ValueError(f"lr_schedule must be poly|cosine, got {self.lr_schedule!r}")
+        check_choice("lr_schedule", self.lr_schedule, ("poly", "cosine"))
         if self.amp_dtype not in ("float16", "bfloat16"):
             raise ValueError(f"amp_dtype must be float16 or bfloat16, got {self.amp_dtype!r}")
-        if self.on_corrupt not in ("skip", "raise"):
-            raise ValueError(f"on_corrupt must be skip|raise, got {self.on_corrupt!r}")
-        if self.on_bad_label not in ("raise", "ignore"):
-            raise ValueError(f"on_bad_label must be raise|ignore, got {self.on_bad_label!r}")
+        check_choice("on_corrupt", self.on_corrupt, ("skip", "raise"))
+        check_choice("on_bad_label", self.on_bad_label, ("raise", "ignore"))
         if self.keep_checkpoints < 0:
             raise ValueError(f"keep_checkpoints must be >= 0 (0 keeps all), got {self.keep_checkpoints}")
         if not isinstance(self.keep_iterations, (list, tuple)) or not all(
@@ -124,8 +123,6 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
-        from zsseg_rt.contract.common.config import check_known_keys
-
         check_known_keys(cls, data, "training config")
         return cls(**data).validate()
 

@@ -63,6 +63,12 @@ def check_known_keys(cls, data: Dict[str, Any], what: str = "config") -> None:
         raise ValueError(f"unknown {what} keys {unknown}; known keys: {sorted(known)}")
 
 
+def check_choice(what: str, value: Any, choices: Sequence[Any]) -> None:
+    """ValueError ``"<what> must be a|b, got <value>"`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{what} must be {'|'.join(map(str, choices))}, got {value!r}")
+
+
 def deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     """``base`` updated by ``over``, nested dicts merged key by key (both left unchanged)."""
     out = copy.deepcopy(base)
@@ -217,12 +223,14 @@ class BaseModelConfig:
         templates: Optional[Callable[[Any], List[str]]] = load_templates,
     ) -> Dict[str, Any]:
         """The first step of a family's ``from_dict``: a copy of ``data`` whose keys are all fields of ``cls`` (else
-        ValueError naming the ``what``'s unknown keys), its ``class_names`` read (:func:`load_class_names`) and its
-        ``templates`` read with ``templates`` (None: left as given)."""
+        ValueError naming the ``what``'s unknown keys), its ``class_names`` read (:func:`load_class_names`), its
+        ``seen_classes`` made ints and its ``templates`` read with ``templates`` (None: left as given)."""
         data = dict(data)
         check_known_keys(cls, data, what)
         if "class_names" in data:
             data["class_names"] = load_class_names(data["class_names"])
+        if "seen_classes" in data:
+            data["seen_classes"] = [int(i) for i in data["seen_classes"]]
         if templates is not None and "templates" in data:
             data["templates"] = templates(data["templates"])
         return data

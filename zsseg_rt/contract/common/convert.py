@@ -13,7 +13,7 @@ import torch
 
 from zsseg_rt.contract.common.native_files import CONFIG_FILE, WEIGHTS_FILE, imported_extra, write_native
 from zsseg_rt.contract.common.official import convert_official
-from zsseg_rt.contract.common.weights import WeightsError, check_finite, fit_problems, shape_mismatches
+from zsseg_rt.contract.common.weights import WeightsError, check_finite, require_fit
 
 # add_convert_command (the command's arguments) is in .convert_cli: torch-free, for `zsseg convert --help`
 __all__ = ["convert_official", "save_native", "load_native"]
@@ -100,9 +100,7 @@ def load_native_state(model, directory: Path, label: str, device=None):
     target = model.state_dict()
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
-    problems = fit_problems(missing, unexpected, shape_mismatches(state, target))
-    if problems:
-        raise WeightsError(f"{directory}: {label} checkpoint does not fit its config: " + problems)
+    require_fit(state, target, missing, unexpected, f"{directory}: {label} checkpoint does not fit its config")
     check_finite(state, str(directory / WEIGHTS_FILE))
     model.load_state_dict(state, strict=True)
     model.text_encoder.cache.clear()

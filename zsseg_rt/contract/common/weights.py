@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -23,6 +23,7 @@ __all__ = [
     "check_finite",
     "describe_keys",
     "fit_problems",
+    "require_fit",
     "shape_mismatches",
     "HOW_TO_GET_WEIGHTS",
 ]
@@ -61,6 +62,72 @@ def shape_mismatches(state: Mapping[str, torch.Tensor], target: Mapping[str, tor
     ]
 
 
+def read_official_state(
+    path: Union[str, os.PathLike],
+    family: str,
+    releases: str,
+    container: str,
+    keys: Sequence[str],
+    refused: str,
+) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """The tensors of an official checkpoint file, read with ``weights_only=True``, and the whole checkpoint dict.
+
+    The tensors are ``ck[keys[0]]``, else ``ck[keys[1]]``..., else the dict itself, a ``module.`` prefix stripped;
+    a ``.safetensors`` file holds the official-layout state dict itself (the dict is then ``{}``). ``family`` and
+    ``releases`` (where its checkpoints are linked) name a missing file, ``container`` the expected kind of dict
+    (``"an mmcv"``), ``refused`` says what to do with a file ``weights_only`` refuses."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"official {family} checkpoint {str(path)!r} not found (the releases are linked from the README of "
+            f"{releases})"
+        )
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return {str(k): v for k, v in load_file(str(path)).items()}, {}
+    try:
+        ck = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise WeightsError(
+            f"{path}: refused to load ({type(e).__name__}: {str(e).splitlines()[0][:300]}). {refused}"
+        ) from e
+    if not isinstance(ck, dict):
+        raise WeightsError(f"{path}: expected {container} checkpoint dict, got {type(ck).__name__}")
+    sd: Any = ck
+    for key in reversed(keys):
+        sd = ck.get(key, sd)
+    if not isinstance(sd, dict):
+        raise WeightsError(f"{path}: {keys[0]!r} is a {type(sd).__name__}, expected a dict of tensors")
+    sd = {str(k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    if not sd:
+        raise WeightsError(f"{path}: no tensors in the checkpoint")
+    return sd, ck
+
+
+def map_keys(
+    state: Mapping[str, torch.Tensor],
+    target: Mapping[str, torch.Tensor],
+    to_native_key: Callable[[str], Optional[str]],
+) -> Tuple[Dict[str, torch.Tensor], List[str], List[str]]:
+    """Rename a foreign (official) state dict through ``to_native_key`` (its key -> the model's, or None for a tensor
+    the model never uses): ``(mapped, unused, unexpected)``, the last the keys that map to no key of ``target``."""
+    mapped: Dict[str, torch.Tensor] = {}
+    unused: List[str] = []
+    unexpected: List[str] = []
+    for k, v in state.items():
+        nk = to_native_key(k)
+        if nk is None:
+            unused.append(k)
+        elif nk in target:
+            mapped[nk] = v
+        else:
+            unexpected.append(k)
+    return mapped, unused, unexpected
+
+
 def fit_problems(missing: Iterable[str], unexpected: Iterable[str], mismatched: Iterable[str]) -> str:
     """Why a state dict does not fit a model, as one clause (missing, unexpected and shape-mismatched keys, the
     first few of each, joined by ``"; "``); ``""`` when it fits."""
@@ -70,6 +137,21 @@ def fit_problems(missing: Iterable[str], unexpected: Iterable[str], mismatched: 
         describe_keys("shape-mismatched", mismatched, first=3),
     ]
     return "; ".join(p for p in parts if p)
+
+
+def require_fit(
+    state: Mapping[str, torch.Tensor],
+    target: Mapping[str, torch.Tensor],
+    missing: Iterable[str],
+    unexpected: Iterable[str],
+    what: str,
+    advice: str = "",
+) -> None:
+    """WeightsError ``"<what>: <fit_problems>. <advice>"`` unless ``state`` fits ``target`` (nothing ``missing`` or
+    ``unexpected``, every shape ``target``'s)."""
+    problems = fit_problems(missing, unexpected, shape_mismatches(state, target))
+    if problems:
+        raise WeightsError(f"{what}: {problems}" + (f". {advice}" if advice else ""))
 
 
 def check_finite(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:

@@ -92,6 +92,8 @@ class RecoveryDecoder(nn.Module):
         return self.linear_q_out(q), self.linear_k_out(lateral)
 
 
+# twin of zegclip.head.ZegCLIPHead's decoder arguments (plus the region ones), not a subclass: it builds other modules,
+# in the official CLIP-RC head's parameter order (q/v decoders, recovery decoder, projections)
 class CLIPRCHead(nn.Module):
     """Region Alignment Module + bidirectional decoder (+ recovery decoder for training)."""
 

@@ -24,7 +24,7 @@ import torch
 from zsseg_rt.contract.common.official import load_official_any, official_checkpoint_family  # noqa: F401 - former home
 from zsseg_rt.contract.common.weights import WeightsError
 from zsseg_rt.models.cliprc.config import CLIPRCConfig, load_cliprc_config
-from zsseg_rt.models.zegclip.official import load_mapped_official, read_official_checkpoint
+from zsseg_rt.models.zegclip.official import OfficialLayout, read_official_checkpoint
 
 __all__ = [
     "load_official_cliprc",
@@ -101,6 +101,14 @@ def _check_family(sd: Dict[str, torch.Tensor], source: str) -> None:
         )
 
 
+_OFFICIAL = OfficialLayout(
+    "official CLIP-RC",
+    official_cliprc_to_native_key,
+    _infer_config,
+    "prompt tokens, bridge tokens, image size, CLIP model",
+)
+
+
 def load_official_cliprc(
     path: Union[str, Path],
     config: Optional[Union[str, CLIPRCConfig, dict]] = None,
@@ -122,28 +130,10 @@ def load_official_cliprc(
     from zsseg_rt.models.cliprc.model import CLIPRC
 
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"official CLIP-RC checkpoint {str(p)!r} not found (the releases are linked from the README of "
-            "github.com/uyzhang/CLIP-RC)"
-        )
-    sd, meta = read_official_checkpoint(p)
+    sd, meta = read_official_checkpoint(p, "CLIP-RC", "github.com/uyzhang/CLIP-RC")
     _check_family(sd, str(p))
-    inferred = config is None
-    spec = _infer_config(sd, meta) if config is None else config
-    cfg = load_cliprc_config(spec, **overrides)
-    model = CLIPRC(cfg)
-    model, report = load_mapped_official(
-        model,
-        sd,
-        meta,
-        official_cliprc_to_native_key,
-        source=str(p),
-        family="official CLIP-RC",
-        inferred=inferred,
-        allow_missing_text_encoder=allow_missing_text_encoder,
-        device=device,
-        hint="prompt tokens, bridge tokens, image size, CLIP model",
+    model, report = _OFFICIAL.load(
+        CLIPRC, load_cliprc_config, sd, meta, str(p), config, overrides, allow_missing_text_encoder, device
     )
     return (model, report) if return_report else model
 

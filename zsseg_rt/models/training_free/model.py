@@ -418,11 +418,10 @@ def load_stock_clip_weights(
         WeightsError,
         check_finite,
         describe_keys,
-        fit_problems,
         normalise_clip_keys,
         read_state_dict,
+        require_fit,
         resolve_pretrained,
-        shape_mismatches,
     )
 
     path, tag_cfg = resolve_pretrained(pretrained, model.config.clip_model)
@@ -483,13 +482,8 @@ def load_stock_clip_weights(
     if resizable and out[pk].shape != target[pk].shape:
         out[pk] = resize_positional_embedding(out[pk].float(), model.grid, model.config.resolved("pos_resize"))
     missing = [k.replace("text_encoder.", "") for k in target if k not in out]  # named as in CLIP's files
-    problems = fit_problems(missing, unexpected, shape_mismatches(out, target))
-    if problems:
-        raise WeightsError(
-            f"{path}: CLIP weights do not fit {model.config.clip_model!r} ({model.config.name}): "
-            + problems
-            + f". {HOW_TO_GET_WEIGHTS}"
-        )
+    what = f"{path}: CLIP weights do not fit {model.config.clip_model!r} ({model.config.name})"
+    require_fit(out, target, missing, unexpected, what, HOW_TO_GET_WEIGHTS)
     check_finite(out, str(path))
     model.load_state_dict({k: v.to(target[k].dtype) for k, v in out.items()}, strict=True)
     model.text_encoder.cache.clear()

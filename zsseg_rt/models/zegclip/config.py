@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Type, TypeVar, Union
 
 from zsseg_rt.contract.common.config import (
     BaseModelConfig,
+    check_choice,
     deep_merge,
     load_config_data,
 )
@@ -65,8 +66,7 @@ class ZegCLIPConfig(BaseModelConfig):
     # ------------------------------------------------------------------ validation / io
     def validate(self) -> "ZegCLIPConfig":
         self.check_family()
-        if self.setting not in ("inductive", "transductive", "fully"):
-            raise ValueError(f"setting must be inductive|transductive|fully, got {self.setting!r}")
+        check_choice("setting", self.setting, ("inductive", "transductive", "fully"))
         if self.num_prompt_tokens < 0:
             raise ValueError(f"num_prompt_tokens must be >= 0, got {self.num_prompt_tokens}")
         if self.image_size % self.patch_size != 0:
@@ -86,8 +86,6 @@ class ZegCLIPConfig(BaseModelConfig):
     @classmethod
     def from_dict(cls: Type[_Config], data: Dict[str, Any]) -> _Config:
         data = cls.checked_data(data)
-        if "seen_classes" in data:
-            data["seen_classes"] = [int(i) for i in data["seen_classes"]]
         if "loss" in data:
             data["loss"] = deep_merge(cls().loss, data["loss"] or {})
         return cls.from_checked_data(data)

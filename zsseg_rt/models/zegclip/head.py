@@ -133,6 +133,7 @@ def official_unused_per_layer(dim: int) -> int:
     return (3 * dim * dim + 3 * dim) + (dim * dim + dim) + 2 * dim
 
 
+# its decoder arguments have a twin in cliprc.head.CLIPRCHead (another module, the official CLIP-RC parameter order)
 class ZegCLIPHead(nn.Module):
     """Relationship descriptor + cross-attention decoder -> mask logits ``[B, C, h, w]``."""
 

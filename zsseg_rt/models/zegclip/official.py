@@ -22,11 +22,17 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
-from zsseg_rt.contract.common.weights import WeightsError, check_finite, fit_problems, shape_mismatches
+from zsseg_rt.contract.common.weights import (
+    WeightsError,
+    check_finite,
+    map_keys,
+    read_official_state,
+    require_fit,
+)
 from zsseg_rt.models.zegclip.config import ZegCLIPConfig, load_zegclip_config
 
 __all__ = [
@@ -93,35 +99,12 @@ _RESAVE_HINT = (
 )
 
 
-def read_official_checkpoint(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], Dict[str, object]]:
-    """Return (state_dict, meta) of an official checkpoint, read with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"official ZegCLIP checkpoint {str(path)!r} not found (the releases are linked from the README of "
-            "github.com/ZiqinZhou66/ZegCLIP)"
-        )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return dict(load_file(str(path))), {}
-    try:
-        ck = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WeightsError(
-            f"{path}: refused to load ({type(e).__name__}: {str(e).splitlines()[0][:300]}). "
-            "The checkpoint holds objects other than tensors/dicts/lists/strings/numbers. " + _RESAVE_HINT
-        ) from e
-    if not isinstance(ck, dict):
-        raise WeightsError(f"{path}: expected an mmcv checkpoint dict, got {type(ck).__name__}")
-    sd = ck.get("state_dict", ck)
-    if not isinstance(sd, dict):
-        raise WeightsError(f"{path}: 'state_dict' is a {type(sd).__name__}, expected a dict of tensors")
-    sd = {str(k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
-    if not sd:
-        raise WeightsError(f"{path}: no tensors in the checkpoint's state_dict")
+def read_official_checkpoint(
+    path: Union[str, Path], family: str = "ZegCLIP", releases: str = "github.com/ZiqinZhou66/ZegCLIP"
+) -> Tuple[Dict[str, torch.Tensor], Dict[str, object]]:
+    """Return (state_dict, meta) of an official (mmcv) checkpoint of ``family``, read with ``weights_only=True``."""
+    refused = "The checkpoint holds objects other than tensors/dicts/lists/strings/numbers. " + _RESAVE_HINT
+    sd, ck = read_official_state(path, family, releases, "an mmcv", ("state_dict",), refused)
     meta = ck.get("meta", {}) if isinstance(ck.get("meta", {}), dict) else {}
     return sd, meta
 
@@ -180,23 +163,52 @@ def load_official_zegclip(
     from zsseg_rt.models.zegclip.model import ZegCLIP
 
     sd, meta = read_official_checkpoint(path)
-    inferred = config is None
-    spec = _infer_config(sd, meta) if config is None else config
-    cfg = load_zegclip_config(spec, **overrides)
-    model = ZegCLIP(cfg)
-    model, report = load_mapped_official(
-        model,
-        sd,
-        meta,
-        official_to_native_key,
-        source=str(path),
-        family="official",
-        inferred=inferred,
-        allow_missing_text_encoder=allow_missing_text_encoder,
-        device=device,
-        hint="prompt tokens, image size, CLIP model",
+    model, report = _OFFICIAL.load(
+        ZegCLIP, load_zegclip_config, sd, meta, str(path), config, overrides, allow_missing_text_encoder, device
     )
     return (model, report) if return_report else model
+
+
+@dataclass(frozen=True)
+class OfficialLayout:
+    """What an mmseg-style official importer of a CLIP model family (ZegCLIP, CLIP-RC) has of its own: the label
+    of its checkpoints in messages, the key map (official key -> native key, None for a tensor never used), the
+    config inference ``infer_config(sd, meta) -> config name`` and the fields named when a checkpoint does not fit.
+    """
+
+    family: str
+    to_native_key: Callable[[str], Optional[str]]
+    infer_config: Callable[[Dict[str, torch.Tensor], Dict[str, object]], str]
+    hint: str
+
+    def load(
+        self,
+        model_class: Callable[[Any], Any],
+        load_config: Callable[..., Any],
+        sd: Dict[str, torch.Tensor],
+        meta: Dict,
+        source: str,
+        config: Any,
+        overrides: Dict[str, Any],
+        allow_missing_text_encoder: bool,
+        device,
+    ):
+        """``model_class`` of ``config`` (None: the one inferred from the checkpoint) with ``sd`` loaded through
+        :func:`load_mapped_official`: ``(model, OfficialImportReport)``."""
+        inferred = config is None
+        cfg = load_config(self.infer_config(sd, meta) if inferred else config, **overrides)
+        return load_mapped_official(
+            model_class(cfg),
+            sd,
+            meta,
+            self.to_native_key,
+            source=source,
+            family=self.family,
+            inferred=inferred,
+            allow_missing_text_encoder=allow_missing_text_encoder,
+            device=device,
+            hint=self.hint,
+        )
 
 
 def load_mapped_official(
@@ -219,17 +231,7 @@ def load_mapped_official(
     """
     cfg = model.config
     target = model.state_dict()
-    mapped: Dict[str, torch.Tensor] = {}
-    unused: List[str] = []
-    unexpected: List[str] = []
-    for k, v in sd.items():
-        nk = to_native_key(k)
-        if nk is None:
-            unused.append(k)
-        elif nk in target:
-            mapped[nk] = v
-        else:
-            unexpected.append(k)
+    mapped, unused, unexpected = map_keys(sd, target, to_native_key)
 
     missing = [k for k in target if k not in mapped]
     text_keys = [k for k in target if k.startswith("text_encoder.")]
@@ -237,13 +239,10 @@ def load_mapped_official(
     text_loaded = not text_missing
     if allow_missing_text_encoder and text_missing and len(text_missing) == len(text_keys):
         missing = [k for k in missing if not k.startswith("text_encoder.")]
-    problems = fit_problems(missing, unexpected, shape_mismatches(mapped, target))
-    if problems:
-        raise WeightsError(
-            f"{source}: {family} checkpoint does not fit {cfg.name}: " + problems + "."
-            f" The checkpoint looks truncated or belongs to another configuration ({hint}); "
-            "pass the matching config=..."
-        )
+    advice = (
+        f"The checkpoint looks truncated or belongs to another configuration ({hint}); pass the matching config=..."
+    )
+    require_fit(mapped, target, missing, unexpected, f"{source}: {family} checkpoint does not fit {cfg.name}", advice)
     check_finite(mapped, source)
     mapped = {k: v.to(target[k].dtype) for k, v in mapped.items()}
     result = model.load_state_dict(mapped, strict=False)
@@ -264,3 +263,6 @@ def load_mapped_official(
     )
     model.import_report = report
     return model, report
+
+
+_OFFICIAL = OfficialLayout("official", official_to_native_key, _infer_config, "prompt tokens, image size, CLIP model")

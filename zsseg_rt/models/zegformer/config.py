@@ -228,8 +228,6 @@ class ZegFormerConfig(BaseModelConfig):
         if "class_names" in data:
             data["class_names"] = _own_list(data["class_names"])
         data = cls.checked_data(data, templates=None)  # ZegFormer's own template sets are not read from here
-        if "seen_classes" in data:
-            data["seen_classes"] = [int(i) for i in data["seen_classes"]]
         if "loss" in data:
             data["loss"] = deep_merge(cls().loss, data["loss"] or {})
         return cls.from_checked_data(data)

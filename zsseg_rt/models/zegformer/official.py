@@ -21,7 +21,13 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from zsseg_rt.contract.common.weights import WeightsError, check_finite, fit_problems, shape_mismatches
+from zsseg_rt.contract.common.weights import (
+    WeightsError,
+    check_finite,
+    map_keys,
+    read_official_state,
+    require_fit,
+)
 from zsseg_rt.models.zegclip.official import OfficialImportReport
 
 from .config import ZegFormerConfig, load_zegformer_config
@@ -82,35 +88,12 @@ def official_zegformer_to_native_key(key: str) -> Optional[str]:
 def read_detectron2_checkpoint(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     """The tensors of a detectron2 checkpoint (``ck["model"]``, or a plain state dict), ``weights_only=True``; a
     ``.safetensors`` file holds the official-layout state dict itself."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"official ZegFormer checkpoint {str(path)!r} not found (the releases are linked from the README of "
-            "github.com/dingjiansw101/ZegFormer)"
-        )
-    if path.suffix == ".safetensors":  # a state dict in the official key layout (e.g. the golden test fixture)
-        from safetensors.torch import load_file
-
-        return {str(k): v for k, v in load_file(str(path)).items()}
-    try:
-        ck = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WeightsError(
-            f"{path}: refused to load ({type(e).__name__}: {str(e).splitlines()[0][:300]}). The file holds objects "
-            "other than tensors/dicts/lists/strings/numbers (or is a detectron2 .pkl). Re-save only its tensors, "
-            "e.g. torch.save({'model': ck['model']}, 'OUT.pth') after loading it where you trust it."
-        ) from e
-    if not isinstance(ck, dict):
-        raise WeightsError(f"{path}: expected a detectron2 checkpoint dict, got {type(ck).__name__}")
-    sd = ck.get("model", ck.get("state_dict", ck))
-    if not isinstance(sd, dict):
-        raise WeightsError(f"{path}: 'model' is a {type(sd).__name__}, expected a dict of tensors")
-    sd = {str(k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
-    if not sd:
-        raise WeightsError(f"{path}: no tensors in the checkpoint")
-    return sd
+    refused = (
+        "The file holds objects other than tensors/dicts/lists/strings/numbers (or is a detectron2 .pkl). Re-save "
+        "only its tensors, e.g. torch.save({'model': ck['model']}, 'OUT.pth') after loading it where you trust it."
+    )
+    releases = "github.com/dingjiansw101/ZegFormer"
+    return read_official_state(path, "ZegFormer", releases, "a detectron2", ("model", "state_dict"), refused)[0]
 
 
 def infer_config_name(sd: Dict[str, torch.Tensor]) -> str:
@@ -131,17 +114,11 @@ def infer_config_name(sd: Dict[str, torch.Tensor]) -> str:
 def _map(
     sd: Dict[str, torch.Tensor], target: Dict[str, torch.Tensor]
 ) -> Tuple[Dict[str, torch.Tensor], List[str], List[str]]:
-    mapped: Dict[str, torch.Tensor] = {}
-    unused: List[str] = []
-    unexpected: List[str] = []
-    for k, v in sd.items():
-        nk = official_zegformer_to_native_key(k)
-        if nk is None:
-            unused.append(k)
-        elif nk in target:
-            mapped[nk] = v.reshape(target[nk].shape) if nk == "clip_logit_scale" and v.numel() == 1 else v
-        else:
-            unexpected.append(k)
+    """:func:`map_keys` with the official key map; the official one-element logit scale takes the model's shape."""
+    mapped, unused, unexpected = map_keys(sd, target, official_zegformer_to_native_key)
+    scale = mapped.get("clip_logit_scale")
+    if scale is not None and scale.numel() == 1:
+        mapped["clip_logit_scale"] = scale.reshape(target["clip_logit_scale"].shape)
     return mapped, unused, unexpected
 
 
@@ -183,13 +160,15 @@ def load_official_zegformer(
     mapped, unused, unexpected = _map(sd, target)
     clip_in_file = any(model.is_clip_weight(k) for k in mapped)
     missing = [k for k in target if k not in mapped and (clip_in_file or not model.is_clip_weight(k))]
-    problems = fit_problems(missing, unexpected, shape_mismatches(mapped, target))
-    if problems:
-        raise WeightsError(
-            f"{path}: official ZegFormer checkpoint does not fit {cfg.name}: " + problems + ". "
-            "The checkpoint is truncated or belongs to another configuration (backbone depth, widths, queries); "
-            "pass the matching config=..."
-        )
+    require_fit(
+        mapped,
+        target,
+        missing,
+        unexpected,
+        f"{path}: official ZegFormer checkpoint does not fit {cfg.name}",
+        "The checkpoint is truncated or belongs to another configuration (backbone depth, widths, queries); "
+        "pass the matching config=...",
+    )
     if not clip_in_file and clip_pretrained is None and not allow_missing_clip:
         raise WeightsError(
             f"{path} holds no CLIP weights (the official test loads OpenAI CLIP ViT-B/16 separately): pass "

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Union
 
 from zsseg_rt.contract.common.config import (
     BaseModelConfig,
+    check_choice,
     deep_merge,
     load_config_data,
 )
@@ -175,33 +176,25 @@ class ZeroSegConfig(BaseModelConfig):
             )
         if not self.num_group_tokens or min(self.num_group_tokens) < 1:
             raise ValueError(f"num_group_tokens must be positive, got {self.num_group_tokens}")
-        if self.seg_head_input not in ("visible", "mask_tokens"):
-            raise ValueError(f"seg_head_input must be visible|mask_tokens, got {self.seg_head_input!r}")
-        if self.projector_norm not in ("batchnorm", "none"):
-            raise ValueError(f"projector_norm must be batchnorm|none, got {self.projector_norm!r}")
-        if self.score_mode not in ("softmax", "cosine"):
-            raise ValueError(f"score_mode must be softmax|cosine, got {self.score_mode!r}")
-        if self.test_mode not in ("slide", "whole"):
-            raise ValueError(f"test_mode must be slide|whole, got {self.test_mode!r}")
+        check_choice("seg_head_input", self.seg_head_input, ("visible", "mask_tokens"))
+        check_choice("projector_norm", self.projector_norm, ("batchnorm", "none"))
+        check_choice("score_mode", self.score_mode, ("softmax", "cosine"))
+        check_choice("test_mode", self.test_mode, ("slide", "whole"))
         if min(self.crop_size, self.stride, self.short_side, self.max_long_side) < 1:
             raise ValueError("crop_size, stride, short_side and max_long_side must be >= 1")
         if self.crop_size % self.patch_size:
             raise ValueError(f"crop_size {self.crop_size} is not a multiple of student_patch_size {self.patch_size}")
-        if self.assignment_maps not in ("soft", "hard"):
-            raise ValueError(f"assignment_maps must be soft|hard, got {self.assignment_maps!r}")
+        check_choice("assignment_maps", self.assignment_maps, ("soft", "hard"))
         if not self.teacher_grids or min(self.teacher_grids) < 1:
             raise ValueError(f"teacher_grids must be positive integers, got {self.teacher_grids}")
-        if self.teacher_view_source not in ("image", "crop"):
-            raise ValueError(f"teacher_view_source must be image|crop, got {self.teacher_view_source!r}")
+        check_choice("teacher_view_source", self.teacher_view_source, ("image", "crop"))
         if self.teacher_grids[0] != 1:
             raise ValueError(f"teacher_grids must start with 1 (view 0 is the full image v1), got {self.teacher_grids}")
         if self.num_views < 2:
             raise ValueError("segment matching needs at least one local crop: add a grid > 1 to teacher_grids")
         for key in ("l1_reduction", "view_reduction", "token_reduction"):
-            if self.loss.get(key) not in ("mean", "sum"):
-                raise ValueError(f"loss.{key} must be mean|sum, got {self.loss.get(key)!r}")
-        if self.loss.get("distill_views") not in ("all", "full"):
-            raise ValueError(f"loss.distill_views must be all|full, got {self.loss.get('distill_views')!r}")
+            check_choice(f"loss.{key}", self.loss.get(key), ("mean", "sum"))
+        check_choice("loss.distill_views", self.loss.get("distill_views"), ("all", "full"))
         for key in ("reconstruction_weight", "distill_weight", "match_weight"):
             if float(self.loss.get(key, 0.0)) < 0:
                 raise ValueError(f"loss.{key} must be >= 0, got {self.loss.get(key)}")

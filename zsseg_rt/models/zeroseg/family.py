@@ -116,18 +116,6 @@ class ZeroSegEvaluation(Evaluation):
 
     def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]:
         """GroupViT's protocol: an Engine on a ZeroSeg bundle (no torch needed) or the PyTorch student."""
-        if options.get("kind") == "bundle":
-            from .evaluate import evaluate_zeroseg_bundle
-
-            return evaluate_zeroseg_bundle(
-                obj,
-                dataset,
-                options.get("text"),
-                options.get("background_threshold"),
-                options.get("thresholds", "paper"),
-                options.get("limit"),
-                options.get("progress", True),
-            )
         from .evaluate import evaluate_checkpoint
 
         return evaluate_checkpoint(
