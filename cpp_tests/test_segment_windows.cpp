@@ -60,7 +60,7 @@ struct Case {
                  // 5 like a random-weight model's: normal(0.01, 0.0015) per class offset plus normal(0, 0.0015);
                  // 6 as 5, odd classes copy the even one below (ties); 7 as 5 with biases uniform in [0, 2e-3) (a
                  // calibration's size, so that classes with different biases compete); 8 every map constant, class c
-                 // at 0.01 + c 1e-9 (distinct logits, equal sigmoids: ties that only the bound's slack keeps)
+                 // at 0.01 + c 1e-9 (distinct logits, equal sigmoids: ties between classes whose bounds differ)
   int64_t stride = 0;                     // the windows' stride (0: 3/4 of the head)
   std::vector<WindowPlacement> windows{};  // explicit windows instead of the sliding ones
 };
@@ -259,7 +259,7 @@ TEST(SegmentWindowsCpu, BoundedPathKeepsTiesAndStepsAsideWhereItDoesNotApply) {
   EXPECT_EQ(pairs.form, Path::kBounded);
   EXPECT_LT(pairs.kept, 0.2);
   check({12, 8, 128, 170, 128, 90, 67, false, 3}, rng);  // dominated pairs
-  // distinct logits whose sigmoids tie: the bounds' slack keeps them all (forced), the lowest index wins
+  // distinct logits whose sigmoids tie: the bounds must not separate equal values, the lowest index wins
   check({24, 4, 64, 64, 85, 47, 63, false, 8}, rng);
   // a NaN or a huge logit: not tame, the tile path (or streaming) runs
   EXPECT_NE(check({40, 8, 128, 128, 170, 300, 400, true, 1}, rng).form, Path::kBounded);

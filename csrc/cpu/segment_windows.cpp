@@ -759,8 +759,11 @@ struct BoundScratch {
   std::vector<float> c_lower, c_upper, c_slope, c_offset, c_err;  // [n padded] the same per candidate
   std::vector<float> c_logits;               // [slot][logits row][logits column][n padded]: the support, compacted
   std::vector<float> c_rows;                 // [slot][band row][logits column][n padded]: Y_k L_k, compacted
-  std::vector<float> lin, zeros, up, floor;  // [n padded] x 2, [tile pixel][n padded], [tile pixel]
-  std::vector<float> reach;                  // [n padded]
+  std::vector<float> w_lo, w_hi;             // [slot] the least and most x weight of the slot at a pixel of the tile
+  std::vector<float> x_weight;               // [slot][logits column][kBandCols] the tile's x taps, dense
+  std::vector<float> row_lin_lo, row_lin_hi, row_min, row_max;  // [n padded] one tile row's bounds of Lin
+  std::vector<int32_t> row_listed;           // the row's candidates (indices into listed)
+  std::vector<float> up, reach;              // [row candidate][kBandCols], [candidate][kBandCols]
   std::vector<const float*> term;            // one pixel's x taps (rows of c_rows, or zeros) and their weights
   std::vector<float> weight;
 };
@@ -857,7 +860,7 @@ ZS_CPU_CLONES_AVX512 int64_t band_lists(const Geometry& geo, const GridMap& map,
     }
     const int64_t n = static_cast<int64_t>(s.listed.size()), np = padded(n);
     const int32_t* cand = s.listed.data();
-    for (std::vector<float>* v : {&s.c_lower, &s.c_upper, &s.c_slope, &s.c_offset, &s.c_err, &s.lin}) {
+    for (std::vector<float>* v : {&s.c_lower, &s.c_upper, &s.c_slope, &s.c_offset, &s.c_err}) {
       v->resize(static_cast<size_t>(np));
     }
     for (int64_t i = 0; i < np; ++i) {  // padding: bounds (-inf, -inf), never kept
@@ -902,82 +905,133 @@ ZS_CPU_CLONES_AVX512 int64_t band_lists(const Geometry& geo, const GridMap& map,
         }
       }
     }
-    // per pixel: P = slope Lin + offset, the bounds, the largest lower bound
-    s.up.resize(static_cast<size_t>(band * width * np));
-    s.floor.resize(static_cast<size_t>(band * width));
-    s.term.resize(static_cast<size_t>(3 * slots + 8));
-    s.weight.resize(static_cast<size_t>(3 * slots + 8));
-    float* lin = s.lin.data();
+    // Per tile row, first over the whole row: each slot's x taps are weights over the tile's logits columns
+    // summing to between w_lo and w_hi (0 where the slot covers a pixel of the row but not another), so Lin lies in
+    // [sum_slot min(w_lo min_j R, w_hi min_j R), sum_slot max(w_lo max_j R, w_hi max_j R)] (R: the row's Y_k L_k).
+    // The candidates whose row upper bound reaches the row's largest lower bound go on to the per-pixel bounds,
+    // computed across the row's pixels (vectorised over x): Lin = sum_slot sum_j R_j x_weight[slot][j][x].
+    s.w_lo.assign(static_cast<size_t>(slots), inf);
+    s.w_hi.assign(static_cast<size_t>(slots), 0.f);
+    s.x_weight.assign(static_cast<size_t>(slots * max_cols * kBandCols), 0.f);
+    for (int64_t slot = 0; slot < slots; ++slot) {
+      const int64_t k = s.slots[static_cast<size_t>(slot)];
+      float* xw = s.x_weight.data() + slot * max_cols * kBandCols;
+      for (int64_t x = x0; x < x1; ++x) {
+        const CompositeTap& t = map.cols[static_cast<size_t>(k)][static_cast<size_t>(x)];
+        const float sum = t.count > 0 ? (t.w[0] + t.w[1]) + t.w[2] : 0.f;  // unused weights are 0
+        s.w_lo[static_cast<size_t>(slot)] = std::min(s.w_lo[static_cast<size_t>(slot)], sum);
+        s.w_hi[static_cast<size_t>(slot)] = std::max(s.w_hi[static_cast<size_t>(slot)], sum);
+        for (int32_t i = 0; i < t.count; ++i) {
+          xw[(t.first + i - s.col_lo[static_cast<size_t>(slot)]) * kBandCols + (x - x0)] = t.w[i];
+        }
+      }
+    }
+    for (std::vector<float>* v : {&s.row_lin_lo, &s.row_lin_hi, &s.row_min, &s.row_max}) {
+      v->resize(static_cast<size_t>(np));
+    }
+    s.reach.assign(static_cast<size_t>(n * kBandCols), -inf);  // [candidate][x]: the most its upper bound exceeds
+    s.up.resize(static_cast<size_t>(n * kBandCols));           // the pixel's largest lower bound
+    s.row_listed.resize(static_cast<size_t>(n));
+    float* reach = s.reach.data();
     const float* c_lower = s.c_lower.data();
     const float* c_upper = s.c_upper.data();
     const float* c_slope = s.c_slope.data();
     const float* c_offset = s.c_offset.data();
     const float* c_err = s.c_err.data();
-    s.zeros.assign(static_cast<size_t>(np), 0.f);  // the row of the zero-weight taps that pad a pixel's taps
-    const float* zeros = s.zeros.data();
+    float* lin_lo = s.row_lin_lo.data();
+    float* lin_hi = s.row_lin_hi.data();
+    float* r_min = s.row_min.data();
+    float* r_max = s.row_max.data();
+    int32_t* pick = s.row_listed.data();
     for (int64_t y = y0; y < y1; ++y) {
-      for (int64_t x = x0; x < x1; ++x) {
-        const float** term = s.term.data();
-        float* weight = s.weight.data();
-        int terms = 0;
-        for (int64_t slot = 0; slot < slots; ++slot) {
-          const int64_t k = s.slots[static_cast<size_t>(slot)];
-          const CompositeTap& t = map.cols[static_cast<size_t>(k)][static_cast<size_t>(x)];
-          if (t.count == 0 || map.rows[static_cast<size_t>(k)][static_cast<size_t>(y)].count == 0) continue;
-          const float* row =
-              s.c_rows.data() + (slot * band + (y - y0)) * c_row + (t.first - s.col_lo[static_cast<size_t>(slot)]) * np;
-          for (int32_t i = 0; i < t.count; ++i) term[terms] = row + i * np, weight[terms++] = t.w[i];
-        }
-        // Lin over the candidates: the taps summed 4 or 8 at a time (padded with zero-weight taps of a zero row)
-        const int step = terms <= 4 ? 4 : 8;
-        while (terms % step != 0) term[terms] = zeros, weight[terms++] = 0.f;
-        for (int chunk = 0; chunk < terms; chunk += step) {
-          const float* const* v = term + chunk;
-          const float* w = weight + chunk;
-          const float carry = chunk == 0 ? 0.f : 1.f;
-          if (step == 4) {
+      std::fill(lin_lo, lin_lo + np, 0.f);
+      std::fill(lin_hi, lin_hi + np, 0.f);
+      for (int64_t slot = 0; slot < slots; ++slot) {
+        const size_t sl = static_cast<size_t>(slot);
+        const int64_t cols = s.col_hi[sl] - s.col_lo[sl] + 1;
+        if (cols <= 0 || map.rows[static_cast<size_t>(s.slots[sl])][static_cast<size_t>(y)].count == 0) continue;
+        const float* row = s.c_rows.data() + (slot * band + (y - y0)) * c_row;
+        std::copy(row, row + np, r_min);
+        std::copy(row, row + np, r_max);
+        for (int64_t j = 1; j < cols; ++j) {
+          const float* v = row + j * np;
 #pragma omp simd
-            for (int64_t i = 0; i < np; ++i) {
-              lin[i] = carry * lin[i] + ((w[0] * v[0][i] + w[1] * v[1][i]) + (w[2] * v[2][i] + w[3] * v[3][i]));
-            }
-          } else {
-#pragma omp simd
-            for (int64_t i = 0; i < np; ++i) {
-              lin[i] = carry * lin[i] + ((w[0] * v[0][i] + w[1] * v[1][i]) + (w[2] * v[2][i] + w[3] * v[3][i])) +
-                       ((w[4] * v[4][i] + w[5] * v[5][i]) + (w[6] * v[6][i] + w[7] * v[7][i]));
-            }
+          for (int64_t i = 0; i < np; ++i) {
+            r_min[i] = v[i] < r_min[i] ? v[i] : r_min[i];
+            r_max[i] = v[i] > r_max[i] ? v[i] : r_max[i];
           }
         }
-        const int64_t pixel = (y - y0) * width + (x - x0);
-        float* up = s.up.data() + pixel * np;
-        float floor = -inf;
-#pragma omp simd reduction(max : floor)
-        for (int64_t i = 0; i < np; ++i) {
-          const float value = c_slope[i] * lin[i] + c_offset[i];
-          const float below = value - c_err[i], above = value + c_err[i];
-          const float low = below > c_lower[i] ? below : c_lower[i];
-          up[i] = above < c_upper[i] ? above : c_upper[i];
-          floor = low > floor ? low : floor;
-        }
-        s.floor[static_cast<size_t>(pixel)] = floor;
-      }
-    }
-    // a candidate is listed when its upper bound reaches the largest lower bound at some pixel of the tile
-    s.reach.assign(static_cast<size_t>(np), -inf);
-    float* reach = s.reach.data();  // the most a candidate's upper bound exceeds a pixel's largest lower bound
-    for (int64_t pixel = 0; pixel < band * width; ++pixel) {
-      const float* up = s.up.data() + pixel * np;
-      const float floor = s.floor[static_cast<size_t>(pixel)];
+        const float w_lo = s.w_lo[sl], w_hi = s.w_hi[sl];
 #pragma omp simd
+        for (int64_t i = 0; i < np; ++i) {
+          const float a = w_lo * r_min[i], b = w_hi * r_min[i], c = w_lo * r_max[i], d = w_hi * r_max[i];
+          lin_lo[i] += a < b ? a : b;
+          lin_hi[i] += c > d ? c : d;
+        }
+      }
+      float row_floor = -inf;
+#pragma omp simd reduction(max : row_floor)
       for (int64_t i = 0; i < np; ++i) {
-        const float gap = up[i] - floor;  // >= 0 exactly when up[i] >= floor
-        reach[i] = gap > reach[i] ? gap : reach[i];
+        const float below = c_slope[i] * lin_lo[i] + c_offset[i] - c_err[i];
+        const float low = below > c_lower[i] ? below : c_lower[i];
+        const float above = c_slope[i] * lin_hi[i] + c_offset[i] + c_err[i];
+        lin_hi[i] = above < c_upper[i] ? above : c_upper[i];  // now the row upper bound
+        row_floor = low > row_floor ? low : row_floor;
+      }
+      int64_t m = 0;  // the row's candidates (indices into listed)
+      for (int64_t i = 0; i < n; ++i) {
+        pick[m] = static_cast<int32_t>(i);
+        m += lin_hi[i] >= row_floor ? 1 : 0;
+      }
+      // per pixel of the row, vectorised over x: the candidates' bounds, the largest lower bound per pixel
+      alignas(64) float floor[kBandCols];
+      for (int64_t x = 0; x < kBandCols; ++x) floor[x] = -inf;
+      for (int64_t e = 0; e < m; ++e) {
+        const int32_t i = pick[e];
+        alignas(64) float lin[kBandCols] = {};
+        for (int64_t slot = 0; slot < slots; ++slot) {
+          const size_t sl = static_cast<size_t>(slot);
+          const int64_t cols = s.col_hi[sl] - s.col_lo[sl] + 1;
+          if (cols <= 0 || map.rows[static_cast<size_t>(s.slots[sl])][static_cast<size_t>(y)].count == 0) continue;
+          const float* row = s.c_rows.data() + (slot * band + (y - y0)) * c_row + i;
+          const float* xw = s.x_weight.data() + slot * max_cols * kBandCols;
+          for (int64_t j = 0; j < cols; ++j) {
+            const float r = row[j * np];
+#pragma omp simd
+            for (int64_t x = 0; x < kBandCols; ++x) lin[x] += r * xw[j * kBandCols + x];
+          }
+        }
+        const float sl = c_slope[i], of = c_offset[i], er = c_err[i], lw = c_lower[i], hg = c_upper[i];
+        float* up = s.up.data() + e * kBandCols;
+#pragma omp simd
+        for (int64_t x = 0; x < kBandCols; ++x) {
+          const float value = sl * lin[x] + of;
+          const float below = value - er, above = value + er;
+          const float low = below > lw ? below : lw;
+          up[x] = above < hg ? above : hg;
+          floor[x] = low > floor[x] ? low : floor[x];
+        }
+      }
+      for (int64_t e = 0; e < m; ++e) {
+        const float* up = s.up.data() + e * kBandCols;
+        float* r = reach + pick[e] * kBandCols;
+#pragma omp simd
+        for (int64_t x = 0; x < kBandCols; ++x) {
+          const float gap = up[x] - floor[x];  // >= 0 exactly when up >= floor
+          r[x] = gap > r[x] ? gap : r[x];
+        }
       }
     }
     std::vector<uint16_t>& list = lists[tx];
     list.clear();
     for (int64_t i = 0; i < n; ++i) {
-      if (reach[i] >= 0.f) list.push_back(static_cast<uint16_t>(cand[i]));
+      float most = -inf;  // over the tile's columns only (the lanes past its width hold no pixel)
+#pragma omp simd reduction(max : most)
+      for (int64_t x = 0; x < kBandCols; ++x) {
+        const float r = x < width ? reach[i * kBandCols + x] : -inf;
+        most = r > most ? r : most;
+      }
+      if (most >= 0.f) list.push_back(static_cast<uint16_t>(cand[i]));
     }
     if (list.empty()) {  // cannot happen (the class with the largest lower bound reaches it): a guard
       list.assign(cand, cand + n);

@@ -1,5 +1,8 @@
 """segment_windows (CPU) against today's unfused exact path (pipeline: calibrated_window_scores -> merge_windows
--> finalize_scores, bit for bit), the fp64 NumPy reference and torch; bad inputs raise clear errors."""
+-> finalize_scores, bit for bit), the fp64 NumPy reference and torch; bad inputs raise clear errors. The sigmoid
+path's class pruning (tile bounds; per-pixel second-order bounds on windows that form a grid) must change nothing:
+logits whose classes are close (a random-weight model's: pruning needs the per-pixel bounds), peaked (a trained
+model's), ties, and distinct logits whose sigmoids tie."""
 
 from __future__ import annotations
 
@@ -119,6 +122,81 @@ def test_many_windows_per_row_and_counts_not_powers_of_two(sigmoid):
         ref = reference.segment_windows(logits, windows, head, scaled, out, bias)
         assert (got[0] == ref[0]).mean() >= 0.999  # fp64 reference: flips only at fp32 near-ties
         np.testing.assert_allclose(got[1], ref[1], rtol=0, atol=2e-6)
+
+
+def close_logits(rng, n, classes, grid, spread=0.0015):
+    """Window logits like the benchmark's random-weight model's: per class an offset ~ N(0.01, spread) plus noise of
+    the same size, so the classes' sigmoids at a pixel are within ~1e-3 of each other."""
+    offsets = rng.normal(0.01, spread, (n, classes, 1, 1))
+    return (offsets + rng.normal(0.0, spread, (n, classes, grid, grid))).astype(np.float32)
+
+
+def check_exact(logits, windows, head, scaled, out, bias):
+    got = ops.segment_windows(logits, windows, head, scaled, out, class_bias=bias)
+    want = unfused(logits, windows, head, scaled, out, bias)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1].view(np.int32), want[1].view(np.int32))  # bit for bit
+    return got
+
+
+@pytest.mark.parametrize(
+    "classes, grid, head, scaled, out, stride",
+    [
+        (171, 8, 128, (128, 170), (94, 125), 106),  # the benchmark photo at 1/4: two windows side by side
+        (37, 6, 96, (150, 96), (170, 110), 80),  # stacked, upsampled output
+        (23, 4, 64, (100, 110), (80, 90), 48),  # 2 x 2 windows
+        (19, 6, 48, (100, 110), (77, 95), 16),  # stride a third of the head: up to 3 x 3 windows at a pixel
+    ],
+)
+def test_close_classes_bit_for_bit(classes, grid, head, scaled, out, stride):
+    rng = np.random.default_rng(classes)
+    windows = pipeline.sliding_windows(scaled[0], scaled[1], head, stride)
+    logits = close_logits(rng, len(windows), classes, grid)
+    seen = np.where(rng.random(classes) < 0.1, 0.1, 0.0).astype(np.float32)  # ZegCLIP's seen-class bias
+    calibrated = rng.uniform(0.0, 2e-3, classes).astype(np.float32)  # biases the size of the classes' gaps
+    for bias in (seen, calibrated, None):
+        got = check_exact(logits, windows, (head, head), scaled, out, bias)
+        ref = reference.segment_windows(logits, windows, (head, head), scaled, out, bias)
+        assert (got[0] == ref[0]).mean() >= 0.999  # fp64 reference: flips only at fp32 near-ties
+        np.testing.assert_allclose(got[1], ref[1], rtol=0, atol=2e-6)
+
+
+def test_peaked_logits_bit_for_bit():
+    # a trained model's kind: a label map of a few regions; the region's class at +4, the others at -4, plus noise
+    rng = np.random.default_rng(5)
+    head, grid, scaled, out, classes = 128, 8, (128, 170), (94, 125), 60
+    windows = pipeline.sliding_windows(scaled[0], scaled[1], head, 106)
+    yy, xx = np.mgrid[0 : scaled[0], 0 : scaled[1]]
+    label = np.zeros(scaled, np.int64)
+    for cls, (cy, cx, r) in zip(
+        rng.choice(classes, 4, replace=False), [(40, 50, 30), (90, 120, 40), (20, 150, 25), (100, 30, 35)]
+    ):
+        label[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = cls
+    logits = np.empty((len(windows), classes, grid, grid), np.float32)
+    for k, w in enumerate(windows):
+        crop = np.zeros((head, head), np.int64)
+        crop[: w.y2 - w.y1, : w.x2 - w.x1] = label[w.y1 : w.y2, w.x1 : w.x2]
+        cells = crop.reshape(grid, head // grid, grid, head // grid)
+        share = np.stack([(cells == c).mean(axis=(1, 3)) for c in range(classes)])  # [C, grid, grid]
+        logits[k] = 8 * share - 4 + rng.normal(0, 0.5, share.shape)
+    bias = np.where(rng.random(classes) < 0.5, 0.1, 0.0).astype(np.float32)
+    check_exact(logits, windows, (head, head), scaled, out, bias)
+
+
+def test_ties_among_close_classes():
+    rng = np.random.default_rng(9)
+    head, grid, scaled, out, classes = 128, 8, (128, 170), (94, 125), 30
+    windows = pipeline.sliding_windows(scaled[0], scaled[1], head, 106)
+    logits = close_logits(rng, len(windows), classes, grid)
+    logits[:, 1::2] = logits[:, 0::2]  # each odd class equals the even one below: the lower index wins
+    got = check_exact(logits, windows, (head, head), scaled, out, None)
+    assert (got[0] % 2 == 0).all()
+    # distinct logits whose sigmoids tie (every map constant, class c at 0.01 + c 1e-9): the bounds of classes whose
+    # logits differ must not separate values that are equal; the lowest index wins
+    flat = np.broadcast_to(
+        (0.01 + 1e-9 * np.arange(classes, dtype=np.float64)).astype(np.float32)[None, :, None, None], logits.shape
+    )
+    check_exact(np.ascontiguousarray(flat), windows, (head, head), scaled, out, None)
 
 
 def test_identity_calibration_averages_raw_values():
