@@ -16,7 +16,9 @@ Rows, all measured in the same process and run:
   (``encoder_flops``; cross-checked against torch's FlopCounterMode on the model);
 * the Engine vs zsseg_rt's own torch ``predict`` (``benchmarks.precision.REFERENCE``) at C = 20 and C = 171 on the
   VOC photo, label agreement with the Engine fp32 labels (the rows and the timing code are ``benchmarks.precision``'s);
-* the Engine's exact post-processing at C = 171 (its "postprocess" stage) against the fastest encoder (item 4).
+* the Engine's exact post-processing at C = 171 (its "postprocess" stage) against the fastest encoder (item 4);
+  with ``--post`` also ``ops.segment_windows`` alone on the photo's window logits and on peaked logits synthesised
+  from its ground truth (``peaked_logits``: a trained model's kind, an illustration, not the benchmark).
 
     .venv/bin/python -m benchmarks cpu --write            # updates BENCHMARKS.md (exports a random bundle first)
     .venv/bin/python -m benchmarks cpu --quick            # tiny model and shapes: that the program runs, no numbers
@@ -38,6 +40,7 @@ from .common import PHOTO, encoder_crops, median_ms, save_window_logits, section
 from .precision import REFERENCE, _engine_run, _torch_run, _vocabularies, interleaved
 
 SECTION = "## CPU at the hardware's limit: GEMM peak, encoder GFLOP/s, Engine vs PyTorch, post-processing"
+GROUND_TRUTH = PHOTO.parent.parent / "SegmentationClass" / (PHOTO.stem + ".png")  # the photo's VOC label map
 TORCH_ROW = "torch fp32 (PyTorch pipeline)"
 
 
@@ -484,7 +487,9 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 def post_rows(r: dict, engine, model, image: np.ndarray, crops: np.ndarray, args) -> None:
     """--post: the fp32 Engine's stages at C = 171 (frames alternating with nothing else), against the encoders
-    just measured; prints the post-processing's share of the fastest encoder (item 4's bound: 5 %)."""
+    just measured; prints the post-processing's share of the fastest encoder (item 4's bound: 5 %). Then
+    ``ops.segment_windows`` alone on the photo's window logits (the benchmark's: a random-weight model) and, as an
+    illustration only, on peaked logits synthesised from the photo's ground truth (``peaked_logits``)."""
     names, emb = _vocabularies(model, [171])[171]
     stages: Dict[str, List[float]] = {}
     engine.stage_hook = lambda stage, s: stages.setdefault(stage, []).append(s)
@@ -496,10 +501,63 @@ def post_rows(r: dict, engine, model, image: np.ndarray, crops: np.ndarray, args
     print(f"post-processing at C = 171: median {post:.1f} ms; head {head:.1f} ms ({args.iters} frames)")
     print(f"fastest encoder: {fastest}, {r['encoders'][fastest]:.0f} ms; post-processing = {100 * share:.1f} %")
     print(_load(), flush=True)
+    logits = engine.backend.head(engine._vocab[1], engine.backend.encode_image(crops))
+    scaled, windows, _ = encoder_crops(image, engine.meta)
+    head_size = (engine.meta.image_size,) * 2
+    op_args = (windows, head_size, scaled, image.shape[:2])
+    bias = engine._vocab[2]
+    peaked = peaked_logits(image.shape[:2], scaled, windows, logits.shape[1], logits.shape[2], head_size[0])
+    runs = {
+        "the photo's window logits (random-weight model: the benchmark's)": _op_run(logits, op_args, bias),
+        "peaked logits from the photo's ground truth (a trained model's kind; illustration only)": _op_run(
+            peaked, op_args, bias
+        ),
+    }
+    repeats = max(7, 3 * args.iters)
+    for name, (ms, _) in interleaved(runs, repeats, 1).items():
+        print(
+            f"ops.segment_windows alone, C = {logits.shape[1]}, median of {repeats} calls (alternating): {name}: "
+            f"{ms:.1f} ms"
+        )
+    print(_load(), flush=True)
     if args.save_logits:  # the photo's window logits, for timing ops.segment_windows alone (builds side by side)
-        logits = engine.backend.head(engine._vocab[1], engine.backend.encode_image(crops))
-        scaled, windows, _ = encoder_crops(image, engine.meta)
         save_window_logits(args.save_logits, engine, logits, image, scaled, windows)
+
+
+def _op_run(logits: np.ndarray, op_args: tuple, bias) -> Callable[[], np.ndarray]:
+    from zsseg_rt import ops
+
+    return lambda: ops.segment_windows(logits, *op_args, class_bias=bias)[0]
+
+
+def peaked_logits(
+    size: Tuple[int, int], scaled: Tuple[int, int], windows, classes: int, grid: int, head: int, seed: int = 0
+) -> np.ndarray:
+    """Window logits ``[n, classes, grid, grid]`` like a trained model's, for timing only (not the benchmark): the
+    photo's VOC ground truth (``GROUND_TRUTH``, ``size`` = its height and width; ids 0-20 used as class indices, void
+    as 0) resized to the rescaled image (nearest), each window cut and zero-padded to the head size as its input
+    was, and per logits cell the share p of each class: logit 8 p - 4 plus N(0, 0.5) noise (a region's class near
+    +4, the others near -4)."""
+    import cv2
+    from PIL import Image
+
+    truth = np.asarray(Image.open(GROUND_TRUTH), dtype=np.int64)
+    if truth.shape != tuple(size):
+        raise ValueError(f"{GROUND_TRUTH} is {truth.shape}, the photo {tuple(size)}")
+    truth = np.where(truth == 255, 0, truth) % classes
+    label = cv2.resize(truth.astype(np.uint8), (scaled[1], scaled[0]), interpolation=cv2.INTER_NEAREST)
+    rng = np.random.default_rng(seed)
+    cell = head // grid
+    out = np.empty((len(windows), classes, grid, grid), np.float32)
+    for k, w in enumerate(windows):
+        crop = np.zeros((head, head), np.int64)
+        crop[: w.y2 - w.y1, : w.x2 - w.x1] = label[w.y1 : w.y2, w.x1 : w.x2]
+        cells = crop[: grid * cell, : grid * cell].reshape(grid, cell, grid, cell)
+        share = np.zeros((classes, grid, grid))
+        for c in np.unique(crop):
+            share[c] = (cells == c).mean(axis=(1, 3))
+        out[k] = 8 * share - 4 + rng.normal(0.0, 0.5, share.shape)
+    return out
 
 
 def _load_saved(path: str) -> dict:

@@ -68,7 +68,8 @@ struct Case {
 // Which forms ran during one call: the form the call ended in, and its bound pass's kept fraction.
 struct Ran {
   Path form = Path::kAuto;
-  double kept = 1.0;  // kept / pairs of the bound passes run
+  double kept = 1.0;   // kept / pairs of the bound passes run
+  int64_t probed = 0;  // tiles of the bounded path that evaluated probes
 };
 
 Ran forms_since(const zsseg::segment_windows_cpu_testing::Stats& before) {
@@ -79,6 +80,7 @@ Ran forms_since(const zsseg::segment_windows_cpu_testing::Stats& before) {
              : now.streamed > before.streamed ? Path::kStreaming
                                               : Path::kAuto;  // kAuto: none counted (identity calibration)
   if (now.pairs > before.pairs) ran.kept = double(now.kept - before.kept) / double(now.pairs - before.pairs);
+  ran.probed = now.probed - before.probed;
   return ran;
 }
 
@@ -243,6 +245,12 @@ TEST(SegmentWindowsCpu, BoundedPathPrunesCloseClassesExactly) {
   EXPECT_EQ(check({23, 4, 64, 100, 110, 80, 90, false, 5}, rng).form, Path::kBounded);
   // stride a third of the head: up to 3 x 3 windows at a pixel (counts 1..9, up to 27 x taps per pixel)
   EXPECT_EQ(check({19, 6, 48, 100, 110, 77, 95, false, 5, 16}, rng).form, Path::kBounded);
+  // dominated logits (a winner per 2 x 2 cells): at the regions' boundaries the bounds leave many classes, and
+  // probes (classes evaluated exactly first) raise the lower bounds
+  const Ran dominated = check({40, 8, 128, 128, 170, 300, 400, false, 1}, rng);
+  EXPECT_EQ(dominated.form, Path::kBounded);
+  EXPECT_GT(dominated.probed, 0);
+  EXPECT_LT(dominated.kept, 0.25) << "without probes the bounds keep about half the classes here";
   // small biases of every size: classes with different biases compete in the per-pixel bounds
   const Ran calibrated = check({64, 8, 128, 128, 170, 94, 125, false, 7}, rng);
   EXPECT_EQ(calibrated.form, Path::kBounded);

@@ -40,10 +40,10 @@ namespace {
 using segment_windows_cpu_testing::Path;
 
 std::atomic<int> g_path{static_cast<int>(Path::kAuto)};
-std::atomic<int64_t> g_bounded{0}, g_tiled{0}, g_streamed{0}, g_tiles{0}, g_pairs{0}, g_kept{0};
+std::atomic<int64_t> g_bounded{0}, g_tiled{0}, g_streamed{0}, g_tiles{0}, g_pairs{0}, g_kept{0}, g_probed{0};
 
-void record_bound_pass(int64_t tiles, int64_t pairs, int64_t kept) {
-  g_tiles += tiles, g_pairs += pairs, g_kept += kept;
+void record_bound_pass(int64_t tiles, int64_t pairs, int64_t kept, int64_t probed = 0) {
+  g_tiles += tiles, g_pairs += pairs, g_kept += kept, g_probed += probed;
 }
 
 struct Geometry {
@@ -453,10 +453,10 @@ struct TileScratch {
   std::vector<float> v;       // [listed] one pixel's values
 };
 
-// One tile: merged values of the listed classes over the footprint (merged_row's arithmetic), then output_row's
-// blend and argmax over them. False when a footprint pixel is covered by no window.
-ZS_CPU_CLONES bool run_tile(const Geometry& geo, const TileBox& b, const uint16_t* listed, int64_t n, bool wild,
-                            TileScratch& t) {
+// The merged values of the listed classes over the tile's footprint (merged_row's arithmetic), class-contiguous:
+// t.values [footprint row][footprint column][n]. False when a footprint pixel is covered by no window.
+ZS_CPU_CLONES bool footprint_values(const Geometry& geo, const TileBox& b, const uint16_t* listed, int64_t n,
+                                    TileScratch& t) {
   const SegmentWindowsParams& p = geo.p;
   const float* logits = static_cast<const float*>(p.logits);
   const int64_t classes = p.classes, plane = p.in_height * p.in_width;
@@ -464,7 +464,6 @@ ZS_CPU_CLONES bool run_tile(const Geometry& geo, const TileBox& b, const uint16_
   t.merged.assign(static_cast<size_t>(n * area), 0.f);
   t.values.resize(static_cast<size_t>(n * area));
   t.counts.resize(static_cast<size_t>(fw));
-  t.v.resize(static_cast<size_t>(n));
   bool covered = true;
   for (int64_t fr = 0; fr < fh; ++fr) {
     const int64_t r = b.fy0 + fr;
@@ -500,6 +499,41 @@ ZS_CPU_CLONES bool run_tile(const Geometry& geo, const TileBox& b, const uint16_
     const float* src = t.merged.data() + i * area;
     for (int64_t e = 0; e < area; ++e) t.values[static_cast<size_t>(e * n + i)] = src[e];
   }
+  return covered;
+}
+
+// The exact output values of the listed classes at the tile's pixels (output_row's blend of footprint_values), into
+// out [n][tile rows][tile columns]: what run_tile compares. The tile must be covered (the bounded path's grids are).
+ZS_CPU_CLONES void tile_values(const Geometry& geo, const TileBox& b, const uint16_t* listed, int64_t n, TileScratch& t,
+                               float* out) {
+  footprint_values(geo, b, listed, n, t);
+  const int64_t fw = b.fx1 - b.fx0 + 1, width = b.x1 - b.x0, pixels = (b.y1 - b.y0) * width;
+  for (int64_t y = b.y0; y < b.y1; ++y) {
+    const BilinearTap& ty = geo.out_rows[static_cast<size_t>(y)];
+    const float* top = t.values.data() + (ty.i0 - b.fy0) * fw * n;
+    const float* bottom = t.values.data() + (ty.i1 - b.fy0) * fw * n;
+    for (int64_t x = b.x0; x < b.x1; ++x) {
+      const BilinearTap& tx = geo.out_cols[static_cast<size_t>(x)];
+      const float* a0 = top + (tx.i0 - b.fx0) * n;
+      const float* a1 = top + (tx.i1 - b.fx0) * n;
+      const float* b0 = bottom + (tx.i0 - b.fx0) * n;
+      const float* b1 = bottom + (tx.i1 - b.fx0) * n;
+      for (int64_t i = 0; i < n; ++i) {
+        out[i * pixels + (y - b.y0) * width + (x - b.x0)] =
+            blend2(blend2(a0[i], a1[i], tx.w0, tx.w1), blend2(b0[i], b1[i], tx.w0, tx.w1), ty.w0, ty.w1);
+      }
+    }
+  }
+}
+
+// One tile: merged values of the listed classes over the footprint (footprint_values), then output_row's blend and
+// argmax over them. False when a footprint pixel is covered by no window.
+ZS_CPU_CLONES bool run_tile(const Geometry& geo, const TileBox& b, const uint16_t* listed, int64_t n, bool wild,
+                            TileScratch& t) {
+  const SegmentWindowsParams& p = geo.p;
+  const bool covered = footprint_values(geo, b, listed, n, t);
+  const int64_t fw = b.fx1 - b.fx0 + 1;
+  t.v.resize(static_cast<size_t>(n));
   const float inf = std::numeric_limits<float>::infinity();
   float* v = t.v.data();
   for (int64_t y = b.y0; y < b.y1; ++y) {
@@ -635,6 +669,7 @@ bool segment_windows_cpu_pruned(const Geometry& geo, bool force, bool& uncovered
 constexpr int64_t kBandRows = 8, kBandCols = 16;  // the bounded path's output tiles
 constexpr float kCurvature = 0.0482f;              // >= max|sigmoid''| / 2 = 1 / (12 sqrt(3)) = 0.0481125
 constexpr int64_t kLanes = 16;  // per-class arrays are padded to a multiple of this (no scalar loop tails)
+constexpr int64_t kProbeAbove = 4, kProbes = 4;  // tiles the bounds leave > 4 classes: up to 4 probes (see band_lists)
 
 inline int64_t padded(int64_t n) {
   return (n + kLanes - 1) / kLanes * kLanes;
@@ -764,6 +799,12 @@ struct BoundScratch {
   std::vector<float> row_lin_lo, row_lin_hi, row_min, row_max;  // [n padded] one tile row's bounds of Lin
   std::vector<int32_t> row_listed;           // the row's candidates (indices into listed)
   std::vector<float> up, reach;              // [row candidate][kBandCols], [candidate][kBandCols]
+  std::vector<float> exact_floor;            // [tile row][kBandCols] the probes' largest exact value (or -inf)
+  std::vector<int32_t> best_pick;            // [tile row][kBandCols] the candidate with the largest P
+  std::vector<uint16_t> probes;              // classes evaluated exactly to raise the lower bounds
+  std::vector<float> probe_values;           // [probe][tile pixel]
+  TileScratch tile;                          // their evaluation
+  int64_t probed = 0;                        // tiles that evaluated probes (for segment_windows_cpu_testing)
   std::vector<const float*> term;            // one pixel's x taps (rows of c_rows, or zeros) and their weights
   std::vector<float> weight;
 };
@@ -929,10 +970,10 @@ ZS_CPU_CLONES_AVX512 int64_t band_lists(const Geometry& geo, const GridMap& map,
     for (std::vector<float>* v : {&s.row_lin_lo, &s.row_lin_hi, &s.row_min, &s.row_max}) {
       v->resize(static_cast<size_t>(np));
     }
-    s.reach.assign(static_cast<size_t>(n * kBandCols), -inf);  // [candidate][x]: the most its upper bound exceeds
-    s.up.resize(static_cast<size_t>(n * kBandCols));           // the pixel's largest lower bound
+    s.up.resize(static_cast<size_t>(n * kBandCols));  // [row candidate][x] upper bounds
     s.row_listed.resize(static_cast<size_t>(n));
-    float* reach = s.reach.data();
+    s.exact_floor.assign(static_cast<size_t>(band * kBandCols), -inf);  // [tile row][x]: probes' exact values
+    s.best_pick.assign(static_cast<size_t>(band * kBandCols), 0);       // [tile row][x]: the largest P's candidate
     const float* c_lower = s.c_lower.data();
     const float* c_upper = s.c_upper.data();
     const float* c_slope = s.c_slope.data();
@@ -943,95 +984,126 @@ ZS_CPU_CLONES_AVX512 int64_t band_lists(const Geometry& geo, const GridMap& map,
     float* r_min = s.row_min.data();
     float* r_max = s.row_max.data();
     int32_t* pick = s.row_listed.data();
-    for (int64_t y = y0; y < y1; ++y) {
-      std::fill(lin_lo, lin_lo + np, 0.f);
-      std::fill(lin_hi, lin_hi + np, 0.f);
-      for (int64_t slot = 0; slot < slots; ++slot) {
-        const size_t sl = static_cast<size_t>(slot);
-        const int64_t cols = s.col_hi[sl] - s.col_lo[sl] + 1;
-        if (cols <= 0 || map.rows[static_cast<size_t>(s.slots[sl])][static_cast<size_t>(y)].count == 0) continue;
-        const float* row = s.c_rows.data() + (slot * band + (y - y0)) * c_row;
-        std::copy(row, row + np, r_min);
-        std::copy(row, row + np, r_max);
-        for (int64_t j = 1; j < cols; ++j) {
-          const float* v = row + j * np;
-#pragma omp simd
-          for (int64_t i = 0; i < np; ++i) {
-            r_min[i] = v[i] < r_min[i] ? v[i] : r_min[i];
-            r_max[i] = v[i] > r_max[i] ? v[i] : r_max[i];
-          }
-        }
-        const float w_lo = s.w_lo[sl], w_hi = s.w_hi[sl];
-#pragma omp simd
-        for (int64_t i = 0; i < np; ++i) {
-          const float a = w_lo * r_min[i], b = w_hi * r_min[i], c = w_lo * r_max[i], d = w_hi * r_max[i];
-          lin_lo[i] += a < b ? a : b;
-          lin_hi[i] += c > d ? c : d;
-        }
-      }
-      float row_floor = -inf;
-#pragma omp simd reduction(max : row_floor)
-      for (int64_t i = 0; i < np; ++i) {
-        const float below = c_slope[i] * lin_lo[i] + c_offset[i] - c_err[i];
-        const float low = below > c_lower[i] ? below : c_lower[i];
-        const float above = c_slope[i] * lin_hi[i] + c_offset[i] + c_err[i];
-        lin_hi[i] = above < c_upper[i] ? above : c_upper[i];  // now the row upper bound
-        row_floor = low > row_floor ? low : row_floor;
-      }
-      int64_t m = 0;  // the row's candidates (indices into listed)
-      for (int64_t i = 0; i < n; ++i) {
-        pick[m] = static_cast<int32_t>(i);
-        m += lin_hi[i] >= row_floor ? 1 : 0;
-      }
-      // per pixel of the row, vectorised over x: the candidates' bounds, the largest lower bound per pixel
-      alignas(64) float floor[kBandCols];
-      for (int64_t x = 0; x < kBandCols; ++x) floor[x] = -inf;
-      for (int64_t e = 0; e < m; ++e) {
-        const int32_t i = pick[e];
-        alignas(64) float lin[kBandCols] = {};
+    std::vector<uint16_t>& list = lists[tx];
+    s.probes.clear();
+    // Pass 0: the bounds alone. Where they leave more than kProbeAbove classes (at a boundary between regions of a
+    // trained model's map the winner's range spans both regions and bounds it poorly), pass 1 first evaluates the
+    // classes with the largest P (the bounds' centre) at some pixel exactly ("probes"): a probe's exact value is a
+    // lower bound of the pixel's best value, so it raises the pixels' largest lower bounds; the probes are listed.
+    for (int pass = 0; pass < 2; ++pass) {
+      s.reach.assign(static_cast<size_t>(n * kBandCols), -inf);  // [candidate][x]: the most its upper bound
+      float* reach = s.reach.data();                             // exceeds the pixel's largest lower bound
+      for (int64_t y = y0; y < y1; ++y) {
+        const float* seed = s.exact_floor.data() + (y - y0) * kBandCols;
+        int32_t* best_pick = s.best_pick.data() + (y - y0) * kBandCols;
+        std::fill(lin_lo, lin_lo + np, 0.f);
+        std::fill(lin_hi, lin_hi + np, 0.f);
         for (int64_t slot = 0; slot < slots; ++slot) {
           const size_t sl = static_cast<size_t>(slot);
           const int64_t cols = s.col_hi[sl] - s.col_lo[sl] + 1;
           if (cols <= 0 || map.rows[static_cast<size_t>(s.slots[sl])][static_cast<size_t>(y)].count == 0) continue;
-          const float* row = s.c_rows.data() + (slot * band + (y - y0)) * c_row + i;
-          const float* xw = s.x_weight.data() + slot * max_cols * kBandCols;
-          for (int64_t j = 0; j < cols; ++j) {
-            const float r = row[j * np];
-#pragma omp simd
-            for (int64_t x = 0; x < kBandCols; ++x) lin[x] += r * xw[j * kBandCols + x];
+          const float* row = s.c_rows.data() + (slot * band + (y - y0)) * c_row;
+          std::copy(row, row + np, r_min);
+          std::copy(row, row + np, r_max);
+          for (int64_t j = 1; j < cols; ++j) {
+            const float* v = row + j * np;
+  #pragma omp simd
+            for (int64_t i = 0; i < np; ++i) {
+              r_min[i] = v[i] < r_min[i] ? v[i] : r_min[i];
+              r_max[i] = v[i] > r_max[i] ? v[i] : r_max[i];
+            }
+          }
+          const float w_lo = s.w_lo[sl], w_hi = s.w_hi[sl];
+  #pragma omp simd
+          for (int64_t i = 0; i < np; ++i) {
+            const float a = w_lo * r_min[i], b = w_hi * r_min[i], c = w_lo * r_max[i], d = w_hi * r_max[i];
+            lin_lo[i] += a < b ? a : b;
+            lin_hi[i] += c > d ? c : d;
           }
         }
-        const float sl = c_slope[i], of = c_offset[i], er = c_err[i], lw = c_lower[i], hg = c_upper[i];
-        float* up = s.up.data() + e * kBandCols;
-#pragma omp simd
-        for (int64_t x = 0; x < kBandCols; ++x) {
-          const float value = sl * lin[x] + of;
-          const float below = value - er, above = value + er;
-          const float low = below > lw ? below : lw;
-          up[x] = above < hg ? above : hg;
-          floor[x] = low > floor[x] ? low : floor[x];
+        float row_floor = -inf;
+  #pragma omp simd reduction(max : row_floor)
+        for (int64_t i = 0; i < np; ++i) {
+          const float below = c_slope[i] * lin_lo[i] + c_offset[i] - c_err[i];
+          const float low = below > c_lower[i] ? below : c_lower[i];
+          const float above = c_slope[i] * lin_hi[i] + c_offset[i] + c_err[i];
+          lin_hi[i] = above < c_upper[i] ? above : c_upper[i];  // now the row upper bound
+          row_floor = low > row_floor ? low : row_floor;
+        }
+        int64_t m = 0;  // the row's candidates (indices into listed)
+        for (int64_t i = 0; i < n; ++i) {
+          pick[m] = static_cast<int32_t>(i);
+          m += lin_hi[i] >= row_floor ? 1 : 0;
+        }
+        // per pixel of the row, vectorised over x: the candidates' bounds, the largest lower bound per pixel
+        alignas(64) float floor[kBandCols], centre[kBandCols];
+        for (int64_t x = 0; x < kBandCols; ++x) floor[x] = seed[x], centre[x] = -inf;
+        for (int64_t e = 0; e < m; ++e) {
+          const int32_t i = pick[e];
+          alignas(64) float lin[kBandCols] = {};
+          for (int64_t slot = 0; slot < slots; ++slot) {
+            const size_t sl = static_cast<size_t>(slot);
+            const int64_t cols = s.col_hi[sl] - s.col_lo[sl] + 1;
+            if (cols <= 0 || map.rows[static_cast<size_t>(s.slots[sl])][static_cast<size_t>(y)].count == 0) continue;
+            const float* row = s.c_rows.data() + (slot * band + (y - y0)) * c_row + i;
+            const float* xw = s.x_weight.data() + slot * max_cols * kBandCols;
+            for (int64_t j = 0; j < cols; ++j) {
+              const float r = row[j * np];
+  #pragma omp simd
+              for (int64_t x = 0; x < kBandCols; ++x) lin[x] += r * xw[j * kBandCols + x];
+            }
+          }
+          const float sl = c_slope[i], of = c_offset[i], er = c_err[i], lw = c_lower[i], hg = c_upper[i];
+          float* up = s.up.data() + e * kBandCols;
+  #pragma omp simd
+          for (int64_t x = 0; x < kBandCols; ++x) {
+            const float value = sl * lin[x] + of;
+            const float below = value - er, above = value + er;
+            const float low = below > lw ? below : lw;
+            up[x] = above < hg ? above : hg;
+            floor[x] = low > floor[x] ? low : floor[x];
+            best_pick[x] = value > centre[x] ? i : best_pick[x];
+            centre[x] = value > centre[x] ? value : centre[x];
+          }
+        }
+        for (int64_t e = 0; e < m; ++e) {
+          const float* up = s.up.data() + e * kBandCols;
+          float* r = reach + pick[e] * kBandCols;
+  #pragma omp simd
+          for (int64_t x = 0; x < kBandCols; ++x) {
+            const float gap = up[x] - floor[x];  // >= 0 exactly when up >= floor
+            r[x] = gap > r[x] ? gap : r[x];
+          }
         }
       }
-      for (int64_t e = 0; e < m; ++e) {
-        const float* up = s.up.data() + e * kBandCols;
-        float* r = reach + pick[e] * kBandCols;
-#pragma omp simd
-        for (int64_t x = 0; x < kBandCols; ++x) {
-          const float gap = up[x] - floor[x];  // >= 0 exactly when up >= floor
-          r[x] = gap > r[x] ? gap : r[x];
-        }
-      }
-    }
-    std::vector<uint16_t>& list = lists[tx];
-    list.clear();
-    for (int64_t i = 0; i < n; ++i) {
-      float most = -inf;  // over the tile's columns only (the lanes past its width hold no pixel)
+      list.clear();
+      for (int64_t i = 0; i < n; ++i) {
+        float most = -inf;  // over the tile's columns only (the lanes past its width hold no pixel)
 #pragma omp simd reduction(max : most)
-      for (int64_t x = 0; x < kBandCols; ++x) {
-        const float r = x < width ? reach[i * kBandCols + x] : -inf;
-        most = r > most ? r : most;
+        for (int64_t x = 0; x < kBandCols; ++x) {
+          const float r = x < width ? reach[i * kBandCols + x] : -inf;
+          most = r > most ? r : most;
+        }
+        const bool probe = std::find(s.probes.begin(), s.probes.end(), static_cast<uint16_t>(cand[i])) != s.probes.end();
+        if (most >= 0.f || probe) list.push_back(static_cast<uint16_t>(cand[i]));
       }
-      if (most >= 0.f) list.push_back(static_cast<uint16_t>(cand[i]));
+      if (pass == 1 || static_cast<int64_t>(list.size()) <= kProbeAbove) break;
+      for (int64_t y = 0; y < band; ++y) {  // the probes: each pixel's largest P, up to kProbes classes
+        for (int64_t x = 0; x < width && static_cast<int64_t>(s.probes.size()) < kProbes; ++x) {
+          const uint16_t c = static_cast<uint16_t>(cand[s.best_pick[static_cast<size_t>(y * kBandCols + x)]]);
+          if (std::find(s.probes.begin(), s.probes.end(), c) == s.probes.end()) s.probes.push_back(c);
+        }
+      }
+      std::sort(s.probes.begin(), s.probes.end());
+      ++s.probed;
+      const int64_t probes = static_cast<int64_t>(s.probes.size()), pixels = band * width;
+      s.probe_values.resize(static_cast<size_t>(probes * pixels));
+      tile_values(geo, tile_box(geo, y0, y1, x0, x1), s.probes.data(), probes, s.tile, s.probe_values.data());
+      for (int64_t e = 0; e < pixels; ++e) {
+        float best = s.probe_values[static_cast<size_t>(e)];
+        for (int64_t q = 1; q < probes; ++q) best = std::max(best, s.probe_values[static_cast<size_t>(q * pixels + e)]);
+        s.exact_floor[static_cast<size_t>((e / width) * kBandCols + e % width)] = best;
+      }
     }
     if (list.empty()) {  // cannot happen (the class with the largest lower bound reaches it): a guard
       list.assign(cand, cand + n);
@@ -1052,8 +1124,8 @@ Bounded segment_windows_cpu_bounded(const Geometry& geo, bool force) {
   const int64_t bands = (p.out_height + kBandRows - 1) / kBandRows, tiles_x = (p.out_width + kBandCols - 1) / kBandCols;
   const int64_t tiles = bands * tiles_x;
   std::vector<std::vector<uint16_t>> lists(static_cast<size_t>(tiles));
-  int64_t kept = 0;
-#pragma omp parallel reduction(+ : kept)
+  int64_t kept = 0, probed = 0;
+#pragma omp parallel reduction(+ : kept, probed)
   {
     BoundScratch scratch;
 #pragma omp for schedule(dynamic, 1)
@@ -1061,8 +1133,9 @@ Bounded segment_windows_cpu_bounded(const Geometry& geo, bool force) {
       const int64_t y0 = b * kBandRows;
       kept += band_lists(geo, map, y0, std::min(y0 + kBandRows, p.out_height), lists.data() + b * tiles_x, scratch);
     }
+    probed += scratch.probed;
   }
-  record_bound_pass(tiles, tiles * p.classes, kept);
+  record_bound_pass(tiles, tiles * p.classes, kept, probed);
   if (!force && 2 * kept > tiles * p.classes) return Bounded::kDoesNotPay;
 #pragma omp parallel
   {
@@ -1090,11 +1163,11 @@ Path segment_windows_cpu_testing::forced_path() {
 segment_windows_cpu_testing::Stats segment_windows_cpu_testing::stats() {
   Stats s;
   s.bounded = g_bounded, s.tiled = g_tiled, s.streamed = g_streamed, s.tiles = g_tiles, s.pairs = g_pairs,
-  s.kept = g_kept;
+  s.kept = g_kept, s.probed = g_probed;
   return s;
 }
 void segment_windows_cpu_testing::reset_stats() {
-  for (std::atomic<int64_t>* v : {&g_bounded, &g_tiled, &g_streamed, &g_tiles, &g_pairs, &g_kept}) *v = 0;
+  for (std::atomic<int64_t>* v : {&g_bounded, &g_tiled, &g_streamed, &g_tiles, &g_pairs, &g_kept, &g_probed}) *v = 0;
 }
 
 bool segment_windows_cpu(const SegmentWindowsParams& p) {

@@ -23,6 +23,7 @@ Path forced_path();
 struct Stats {
   int64_t bounded = 0, tiled = 0, streamed = 0;  // calls that ran each form
   int64_t tiles = 0, pairs = 0, kept = 0;        // over the bound passes run: tiles, tile-class pairs, pairs kept
+  int64_t probed = 0;  // the bounded path's tiles that evaluated probes (classes computed exactly to prune others)
 };
 Stats stats();
 void reset_stats();
