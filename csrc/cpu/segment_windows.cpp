@@ -799,6 +799,7 @@ struct BoundScratch {
   std::vector<float> row_lin_lo, row_lin_hi, row_min, row_max;  // [n padded] one tile row's bounds of Lin
   std::vector<int32_t> row_listed;           // the row's candidates (indices into listed)
   std::vector<float> up, reach;              // [row candidate][kBandCols], [candidate][kBandCols]
+  std::vector<float> reach_centre;           // [candidate][kBandCols] as reach, against the largest centre P
   std::vector<float> exact_floor;            // [tile row][kBandCols] the probes' largest exact value (or -inf)
   std::vector<int32_t> best_pick;            // [tile row][kBandCols] the candidate with the largest P
   std::vector<uint16_t> probes;              // classes evaluated exactly to raise the lower bounds
@@ -993,6 +994,7 @@ ZS_CPU_CLONES_AVX512 int64_t band_lists(const Geometry& geo, const GridMap& map,
     for (int pass = 0; pass < 2; ++pass) {
       s.reach.assign(static_cast<size_t>(n * kBandCols), -inf);  // [candidate][x]: the most its upper bound
       float* reach = s.reach.data();                             // exceeds the pixel's largest lower bound
+      s.reach_centre.assign(static_cast<size_t>(n * kBandCols), -inf);
       for (int64_t y = y0; y < y1; ++y) {
         const float* seed = s.exact_floor.data() + (y - y0) * kBandCols;
         int32_t* best_pick = s.best_pick.data() + (y - y0) * kBandCols;
@@ -1007,14 +1009,14 @@ ZS_CPU_CLONES_AVX512 int64_t band_lists(const Geometry& geo, const GridMap& map,
           std::copy(row, row + np, r_max);
           for (int64_t j = 1; j < cols; ++j) {
             const float* v = row + j * np;
-  #pragma omp simd
+#pragma omp simd
             for (int64_t i = 0; i < np; ++i) {
               r_min[i] = v[i] < r_min[i] ? v[i] : r_min[i];
               r_max[i] = v[i] > r_max[i] ? v[i] : r_max[i];
             }
           }
           const float w_lo = s.w_lo[sl], w_hi = s.w_hi[sl];
-  #pragma omp simd
+#pragma omp simd
           for (int64_t i = 0; i < np; ++i) {
             const float a = w_lo * r_min[i], b = w_hi * r_min[i], c = w_lo * r_max[i], d = w_hi * r_max[i];
             lin_lo[i] += a < b ? a : b;
@@ -1022,7 +1024,7 @@ ZS_CPU_CLONES_AVX512 int64_t band_lists(const Geometry& geo, const GridMap& map,
           }
         }
         float row_floor = -inf;
-  #pragma omp simd reduction(max : row_floor)
+#pragma omp simd reduction(max : row_floor)
         for (int64_t i = 0; i < np; ++i) {
           const float below = c_slope[i] * lin_lo[i] + c_offset[i] - c_err[i];
           const float low = below > c_lower[i] ? below : c_lower[i];
@@ -1049,13 +1051,13 @@ ZS_CPU_CLONES_AVX512 int64_t band_lists(const Geometry& geo, const GridMap& map,
             const float* xw = s.x_weight.data() + slot * max_cols * kBandCols;
             for (int64_t j = 0; j < cols; ++j) {
               const float r = row[j * np];
-  #pragma omp simd
+#pragma omp simd
               for (int64_t x = 0; x < kBandCols; ++x) lin[x] += r * xw[j * kBandCols + x];
             }
           }
           const float sl = c_slope[i], of = c_offset[i], er = c_err[i], lw = c_lower[i], hg = c_upper[i];
           float* up = s.up.data() + e * kBandCols;
-  #pragma omp simd
+#pragma omp simd
           for (int64_t x = 0; x < kBandCols; ++x) {
             const float value = sl * lin[x] + of;
             const float below = value - er, above = value + er;
@@ -1069,10 +1071,13 @@ ZS_CPU_CLONES_AVX512 int64_t band_lists(const Geometry& geo, const GridMap& map,
         for (int64_t e = 0; e < m; ++e) {
           const float* up = s.up.data() + e * kBandCols;
           float* r = reach + pick[e] * kBandCols;
-  #pragma omp simd
+          float* rc = s.reach_centre.data() + pick[e] * kBandCols;
+#pragma omp simd
           for (int64_t x = 0; x < kBandCols; ++x) {
             const float gap = up[x] - floor[x];  // >= 0 exactly when up >= floor
             r[x] = gap > r[x] ? gap : r[x];
+            const float over = up[x] - centre[x];  // the same against the largest centre (probing's forecast)
+            rc[x] = over > rc[x] ? over : rc[x];
           }
         }
       }
@@ -1088,6 +1093,17 @@ ZS_CPU_CLONES_AVX512 int64_t band_lists(const Geometry& geo, const GridMap& map,
         if (most >= 0.f || probe) list.push_back(static_cast<uint16_t>(cand[i]));
       }
       if (pass == 1 || static_cast<int64_t>(list.size()) <= kProbeAbove) break;
+      int64_t forecast = 0;  // the classes left if the probes' exact values were the centres: probe if <= half
+      for (int64_t i = 0; i < n; ++i) {
+        float most = -inf;
+#pragma omp simd reduction(max : most)
+        for (int64_t x = 0; x < kBandCols; ++x) {
+          const float r = x < width ? s.reach_centre[static_cast<size_t>(i * kBandCols + x)] : -inf;
+          most = r > most ? r : most;
+        }
+        forecast += most >= 0.f ? 1 : 0;
+      }
+      if (2 * forecast > static_cast<int64_t>(list.size())) break;
       for (int64_t y = 0; y < band; ++y) {  // the probes: each pixel's largest P, up to kProbes classes
         for (int64_t x = 0; x < width && static_cast<int64_t>(s.probes.size()) < kProbes; ++x) {
           const uint16_t c = static_cast<uint16_t>(cand[s.best_pick[static_cast<size_t>(y * kBandCols + x)]]);
@@ -1124,16 +1140,39 @@ Bounded segment_windows_cpu_bounded(const Geometry& geo, bool force) {
   const int64_t bands = (p.out_height + kBandRows - 1) / kBandRows, tiles_x = (p.out_width + kBandCols - 1) / kBandCols;
   const int64_t tiles = bands * tiles_x;
   std::vector<std::vector<uint16_t>> lists(static_cast<size_t>(tiles));
+  // Bands in a scattered order (a golden-ratio sequence), so that the first ones done sample the whole image: once
+  // an eighth of the tiles is done, the pass is abandoned if they kept more than half their classes (it would not
+  // pay; the streaming path runs). The decision only chooses between two exact forms.
+  std::vector<int64_t> order(static_cast<size_t>(bands));
+  for (int64_t b = 0; b < bands; ++b) order[static_cast<size_t>(b)] = b;
+  std::sort(order.begin(), order.end(), [](int64_t a, int64_t b) {
+    const double fa = std::fmod(0.6180339887 * static_cast<double>(a + 1), 1.0);
+    const double fb = std::fmod(0.6180339887 * static_cast<double>(b + 1), 1.0);
+    return fa < fb || (fa == fb && a < b);
+  });
+  std::atomic<int64_t> done_tiles{0}, done_kept{0};
+  std::atomic<bool> abandon{false};
+  const int64_t sample = std::max<int64_t>(tiles / 8, tiles_x);
   int64_t kept = 0, probed = 0;
 #pragma omp parallel reduction(+ : kept, probed)
   {
     BoundScratch scratch;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t b = 0; b < bands; ++b) {
-      const int64_t y0 = b * kBandRows;
-      kept += band_lists(geo, map, y0, std::min(y0 + kBandRows, p.out_height), lists.data() + b * tiles_x, scratch);
+    for (int64_t e = 0; e < bands; ++e) {
+      if (abandon.load(std::memory_order_relaxed)) continue;
+      const int64_t y0 = order[static_cast<size_t>(e)] * kBandRows;
+      const int64_t listed =
+          band_lists(geo, map, y0, std::min(y0 + kBandRows, p.out_height), lists.data() + (y0 / kBandRows) * tiles_x,
+                     scratch);
+      kept += listed;
+      const int64_t t = done_tiles += tiles_x, k = done_kept += listed;
+      if (!force && t >= sample && 2 * k > t * p.classes) abandon = true;
     }
     probed += scratch.probed;
+  }
+  if (abandon) {
+    record_bound_pass(done_tiles, done_tiles * p.classes, done_kept, probed);
+    return Bounded::kDoesNotPay;
   }
   record_bound_pass(tiles, tiles * p.classes, kept, probed);
   if (!force && 2 * kept > tiles * p.classes) return Bounded::kDoesNotPay;
