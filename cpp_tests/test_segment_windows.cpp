@@ -61,7 +61,7 @@ struct Case {
                  // 6 as 5, odd classes copy the even one below (ties); 7 as 5 with biases uniform in [0, 2e-3) (a
                  // calibration's size, so that classes with different biases compete); 8 every map constant, class c
                  // at 0.01 + c 1e-9 (distinct logits, equal sigmoids: ties between classes whose bounds differ)
-  int64_t stride = 0;                     // the windows' stride (0: 3/4 of the head)
+  int64_t stride = 0;                      // the windows' stride (0: 3/4 of the head)
   std::vector<WindowPlacement> windows{};  // explicit windows instead of the sliding ones
 };
 
@@ -75,8 +75,8 @@ struct Ran {
 Ran forms_since(const zsseg::segment_windows_cpu_testing::Stats& before) {
   const auto now = zsseg::segment_windows_cpu_testing::stats();
   Ran ran;
-  ran.form = now.bounded > before.bounded ? Path::kBounded
-             : now.tiled > before.tiled   ? Path::kTiles
+  ran.form = now.bounded > before.bounded     ? Path::kBounded
+             : now.tiled > before.tiled       ? Path::kTiles
              : now.streamed > before.streamed ? Path::kStreaming
                                               : Path::kAuto;  // kAuto: none counted (identity calibration)
   if (now.pairs > before.pairs) ran.kept = double(now.kept - before.kept) / double(now.pairs - before.pairs);
@@ -133,7 +133,8 @@ Ran check(const Case& c, std::mt19937& rng) {
   if (c.with_nan) logits[logits.size() / 2] = std::numeric_limits<float>::quiet_NaN();
   if (c.kind == 4) logits[logits.size() / 3] = 1e31f;
   std::vector<float> bias(static_cast<size_t>(c.classes));
-  for (int64_t k = 0; k < c.classes; ++k) bias[k] = (k % 3 == 0 && c.kind != 2 && c.kind != 3 && c.kind != 6 && c.kind != 8) ? 0.1f : 0.f;
+  for (int64_t k = 0; k < c.classes; ++k)
+    bias[k] = (k % 3 == 0 && c.kind != 2 && c.kind != 3 && c.kind != 6 && c.kind != 8) ? 0.1f : 0.f;
   std::uniform_real_distribution<float> small(0.f, 2e-3f);
   if (c.kind == 7) {
     for (float& b : bias) b = small(rng);

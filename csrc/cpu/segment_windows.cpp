@@ -8,15 +8,23 @@
 // the AVX-512 / AVX2 clones and the portable code agree. The softmax path keeps the merged rows transposed to
 // [scaled_w, C] (its per-pixel softmax runs over classes).
 //
-// Sigmoid path with class pruning (segment_windows_cpu_pruned): OpenMP over output tiles (kTileRows x kTileCols).
-// Per tile, per class, the min and max of the window logits the tile's footprint reads bound every output value
-// of the class in the tile (bilinear blends and window averages are convex, the sigmoid is increasing): a class
-// whose upper bound is below another class's lower bound (strictly, with a slack of 1e-5 (1 + |bias|) that covers
-// every rounding and the vectorised sigmoid's error) wins no pixel of the tile and is skipped. The other classes'
-// merged values are computed over the footprint with the same per-element arithmetic as merged_row and the output
-// blend and argmax as output_row, so labels and scores are bit-identical to the streaming path. A first pass
-// computes every tile's list; when more than half of the (tile, class) pairs remain, the streaming path runs
-// instead (footprints of neighbouring tiles overlap by a row or two: recomputing them only pays with pruning).
+// The sigmoid path has three forms, all with the same labels and scores bit for bit (class pruning only skips
+// classes that are strictly below another class at every pixel of a tile, so no argmax and no tie changes):
+// 1. bounded (segment_windows_cpu_bounded, the default where it applies: windows on a grid, every logit finite with
+//    |x| <= 1e30): per output tile (kBandRows x kBandCols) tile bounds, then per-pixel second-order bounds (see the
+//    section "the bounded path"), then the few classes left evaluated exactly (run_tile). Abandoned for the
+//    streaming path when a sample of the tiles keeps more than half their classes.
+// 2. tiles (segment_windows_cpu_pruned, where the bounded path does not apply): OpenMP over output tiles
+//    (kTileRows x kTileCols). Per tile, per class, the min and max of the window logits the tile's footprint reads
+//    bound every output value of the class in the tile (bilinear blends and window averages are convex, the sigmoid
+//    is increasing): a class whose upper bound is below another class's lower bound (strictly, with a slack of
+//    1e-5 (1 + |bias|) that covers every rounding and the vectorised sigmoid's error) wins no pixel of the tile and
+//    is skipped. The other classes' merged values are computed over the footprint with the same per-element
+//    arithmetic as merged_row and the output blend and argmax as output_row. A first pass computes every tile's
+//    list; when more than half of the (tile, class) pairs remain, the streaming path runs instead (footprints of
+//    neighbouring tiles overlap by a row or two: recomputing them only pays with pruning).
+// 3. streaming (above): every class at every pixel.
+// segment_windows_cpu_testing (zsseg/segment_windows_cpu_testing.h) forces a form and counts which ran, for tests.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
@@ -660,14 +668,20 @@ bool segment_windows_cpu_pruned(const Geometry& geo, bool force, bool& uncovered
 // [max(tile lower, P - E), min(tile upper, P + E)], E = K rho^2 + slack; a class whose upper bound is below the
 // largest lower bound at every pixel of the tile cannot win there (strictly, so not by a tie either) and is not
 // evaluated. The slack (1e-5 (1 + |bias|) + 1e-6 max|logit|) covers the fp32 arithmetic of the exact path (within
-// 2e-6 (1 + |bias|) of the real-number value, the vectorised sigmoid's 1e-7 included) and of the bound itself.
-// The classes left in a tile (about 1.3 per 8 x 16 tile on the benchmark photo's random-weight logits, where the
-// tile bound keeps ~40 %) are evaluated exactly by run_tile, so labels and scores are bit for bit the streaming
-// path's. The bounds are computed class-contiguous (vectorised over classes): the window logits transposed once,
-// per band of output rows each window's logits blended along y (Y_k L_k), then per pixel the x taps.
+// about 1e-6 (1 + |bias|) of the real-number value, the vectorised sigmoid's 1e-7 included) and of the bound itself
+// (composite weights rounded to fp32, Lin summed in fp32).
+// Per tile (band_lists, vectorised over classes): the window logits are transposed class-contiguous once; the tile
+// bounds pick the candidates; their support logits are blended along y for the tile's rows (R = Y_k L_k); per tile
+// row Lin is bounded over the whole row from R (convex x weights) and the row's candidates are those whose row
+// bound reaches the row's largest lower bound; per pixel (vectorised over the row's pixels) P and the bounds of
+// those. Where that leaves more than kProbeAbove classes (a trained model's region boundaries: the winner's range
+// spans two regions and bounds it poorly) and the forecast says it pays, "probes" (each pixel's class with the
+// largest P) are evaluated exactly first and their values raise the lower bounds. The classes left (about 1.3 per
+// 8 x 16 tile on the benchmark photo's random-weight logits, where the tile bounds keep ~40 %) are evaluated exactly
+// by run_tile, so labels and scores are bit for bit the streaming path's.
 
 constexpr int64_t kBandRows = 8, kBandCols = 16;  // the bounded path's output tiles
-constexpr float kCurvature = 0.0482f;              // >= max|sigmoid''| / 2 = 1 / (12 sqrt(3)) = 0.0481125
+constexpr float kCurvature = 0.0482f;             // >= max|sigmoid''| / 2 = 1 / (12 sqrt(3)) = 0.0481125
 constexpr int64_t kLanes = 16;  // per-class arrays are padded to a multiple of this (no scalar loop tails)
 constexpr int64_t kProbeAbove = 4, kProbes = 4;  // tiles the bounds leave > 4 classes: up to 4 probes (see band_lists)
 
@@ -749,7 +763,8 @@ bool grid_map(const Geometry& geo, GridMap& map) {
   }
   std::sort(cells.begin(), cells.end());
   if (std::adjacent_find(cells.begin(), cells.end()) != cells.end()) return false;
-  std::vector<int32_t> count_y(static_cast<size_t>(p.scaled_height), 0), count_x(static_cast<size_t>(p.scaled_width), 0);
+  std::vector<int32_t> count_y(static_cast<size_t>(p.scaled_height), 0),
+      count_x(static_cast<size_t>(p.scaled_width), 0);
   for (const Interval& v : ys) {
     for (int32_t r = v.first; r < v.second; ++r) ++count_y[static_cast<size_t>(r)];
   }
@@ -786,27 +801,27 @@ bool grid_map(const Geometry& geo, GridMap& map) {
 }
 
 struct BoundScratch {
-  std::vector<int64_t> slots;                // the windows read by the band's rows
-  std::vector<int32_t> row_lo, row_hi;       // [slot] the band's span of logits rows
-  std::vector<int32_t> col_lo, col_hi;       // [slot] the tile's span of logits columns
+  std::vector<int64_t> slots;                                         // the windows read by the band's rows
+  std::vector<int32_t> row_lo, row_hi;                                // [slot] the band's span of logits rows
+  std::vector<int32_t> col_lo, col_hi;                                // [slot] the tile's span of logits columns
   std::vector<float> lo, hi, amax, lower, upper, slope, offset, err;  // [C padded] the tile's per-class quantities
-  std::vector<int32_t> listed;               // the tile's candidates (left by the tile bounds), in class order
+  std::vector<int32_t> listed;  // the tile's candidates (left by the tile bounds), in class order
   std::vector<float> c_lower, c_upper, c_slope, c_offset, c_err;  // [n padded] the same per candidate
-  std::vector<float> c_logits;               // [slot][logits row][logits column][n padded]: the support, compacted
-  std::vector<float> c_rows;                 // [slot][band row][logits column][n padded]: Y_k L_k, compacted
-  std::vector<float> w_lo, w_hi;             // [slot] the least and most x weight of the slot at a pixel of the tile
-  std::vector<float> x_weight;               // [slot][logits column][kBandCols] the tile's x taps, dense
+  std::vector<float> c_logits;    // [slot][logits row][logits column][n padded]: the support, compacted
+  std::vector<float> c_rows;      // [slot][band row][logits column][n padded]: Y_k L_k, compacted
+  std::vector<float> w_lo, w_hi;  // [slot] the least and most x weight of the slot at a pixel of the tile
+  std::vector<float> x_weight;    // [slot][logits column][kBandCols] the tile's x taps, dense
   std::vector<float> row_lin_lo, row_lin_hi, row_min, row_max;  // [n padded] one tile row's bounds of Lin
-  std::vector<int32_t> row_listed;           // the row's candidates (indices into listed)
-  std::vector<float> up, reach;              // [row candidate][kBandCols], [candidate][kBandCols]
-  std::vector<float> reach_centre;           // [candidate][kBandCols] as reach, against the largest centre P
-  std::vector<float> exact_floor;            // [tile row][kBandCols] the probes' largest exact value (or -inf)
-  std::vector<int32_t> best_pick;            // [tile row][kBandCols] the candidate with the largest P
-  std::vector<uint16_t> probes;              // classes evaluated exactly to raise the lower bounds
-  std::vector<float> probe_values;           // [probe][tile pixel]
-  TileScratch tile;                          // their evaluation
-  int64_t probed = 0;                        // tiles that evaluated probes (for segment_windows_cpu_testing)
-  std::vector<const float*> term;            // one pixel's x taps (rows of c_rows, or zeros) and their weights
+  std::vector<int32_t> row_listed;                              // the row's candidates (indices into listed)
+  std::vector<float> up, reach;                                 // [row candidate][kBandCols], [candidate][kBandCols]
+  std::vector<float> reach_centre;  // [candidate][kBandCols] as reach, against the largest centre P
+  std::vector<float> exact_floor;   // [tile row][kBandCols] the probes' largest exact value (or -inf)
+  std::vector<int32_t> best_pick;   // [tile row][kBandCols] the candidate with the largest P
+  std::vector<uint16_t> probes;     // classes evaluated exactly to raise the lower bounds
+  std::vector<float> probe_values;  // [probe][tile pixel]
+  TileScratch tile;                 // their evaluation
+  int64_t probed = 0;               // tiles that evaluated probes (for segment_windows_cpu_testing)
+  std::vector<const float*> term;   // one pixel's x taps (rows of c_rows, or zeros) and their weights
   std::vector<float> weight;
 };
 
@@ -1089,7 +1104,8 @@ ZS_CPU_CLONES_AVX512 int64_t band_lists(const Geometry& geo, const GridMap& map,
           const float r = x < width ? reach[i * kBandCols + x] : -inf;
           most = r > most ? r : most;
         }
-        const bool probe = std::find(s.probes.begin(), s.probes.end(), static_cast<uint16_t>(cand[i])) != s.probes.end();
+        const bool probe =
+            std::find(s.probes.begin(), s.probes.end(), static_cast<uint16_t>(cand[i])) != s.probes.end();
         if (most >= 0.f || probe) list.push_back(static_cast<uint16_t>(cand[i]));
       }
       if (pass == 1 || static_cast<int64_t>(list.size()) <= kProbeAbove) break;
@@ -1161,9 +1177,8 @@ Bounded segment_windows_cpu_bounded(const Geometry& geo, bool force) {
     for (int64_t e = 0; e < bands; ++e) {
       if (abandon.load(std::memory_order_relaxed)) continue;
       const int64_t y0 = order[static_cast<size_t>(e)] * kBandRows;
-      const int64_t listed =
-          band_lists(geo, map, y0, std::min(y0 + kBandRows, p.out_height), lists.data() + (y0 / kBandRows) * tiles_x,
-                     scratch);
+      const int64_t listed = band_lists(geo, map, y0, std::min(y0 + kBandRows, p.out_height),
+                                        lists.data() + (y0 / kBandRows) * tiles_x, scratch);
       kept += listed;
       const int64_t t = done_tiles += tiles_x, k = done_kept += listed;
       if (!force && t >= sample && 2 * k > t * p.classes) abandon = true;
@@ -1183,8 +1198,8 @@ Bounded segment_windows_cpu_bounded(const Geometry& geo, bool force) {
     for (int64_t t = 0; t < tiles; ++t) {
       const std::vector<uint16_t>& list = lists[static_cast<size_t>(t)];
       const int64_t y0 = (t / tiles_x) * kBandRows, x0 = (t % tiles_x) * kBandCols;
-      const TileBox box = tile_box(geo, y0, std::min(y0 + kBandRows, p.out_height), x0,
-                                   std::min(x0 + kBandCols, p.out_width));
+      const TileBox box =
+          tile_box(geo, y0, std::min(y0 + kBandRows, p.out_height), x0, std::min(x0 + kBandCols, p.out_width));
       run_tile(geo, box, list.data(), static_cast<int64_t>(list.size()), false, scratch);  // covered: a grid
     }
   }

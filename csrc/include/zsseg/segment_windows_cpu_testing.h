@@ -8,10 +8,10 @@ namespace zsseg {
 namespace segment_windows_cpu_testing {
 
 enum class Path {
-  kAuto,     // default: the bounded path where it applies (windows on a grid, every logit finite and |x| <= 1e30)
-             // and pays, else the tile path where it pays, else the streaming path
-  kBounded,  // the bounded path where it applies, even where it does not pay (else as kAuto)
-  kTiles,    // the tile path (tile bounds only), even where it does not pay
+  kAuto,       // default: the bounded path where it applies (windows on a grid, every logit finite and |x| <= 1e30)
+               // and pays, else the tile path where it pays, else the streaming path
+  kBounded,    // the bounded path where it applies, even where it does not pay (else as kAuto)
+  kTiles,      // the tile path (tile bounds only), even where it does not pay
   kStreaming,  // no pruning
 };
 
