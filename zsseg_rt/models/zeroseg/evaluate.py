@@ -40,6 +40,7 @@ __all__ = [
     "THRESHOLD_TABLES",
     "protocol_threshold",
     "with_background",
+    "requested_threshold",
     "bundle_segmenter",
     "student_segmenter",
     "evaluate_zeroseg_bundle",
@@ -105,27 +106,28 @@ def run_protocol(
     return out
 
 
-def bundle_segmenter(
-    engine,
-    dataset,
-    text: Optional[np.ndarray] = None,
-    background_threshold: Optional[float] = None,
-    thresholds: str = "paper",
-) -> Tuple[Callable[[np.ndarray], Any], Dict[str, Any]]:
-    """``(segment, extra)`` of an ``Engine`` on a ZeroSeg bundle for :func:`run_protocol` (no torch needed): the
-    vocabulary set to the dataset's classes (or ``text``). The bundle's threshold is part of its head graph: a
-    different requested one (``background_threshold``, or the dataset's value in ``thresholds``) is refused."""
+def requested_threshold(dataset, background_threshold: Optional[float], thresholds: str) -> Optional[float]:
+    """The background threshold an evaluation on ``dataset`` asks for: ``background_threshold``, else the dataset's
+    value in the table ``thresholds`` (None outside the table). A dataset outside the protocol is refused first."""
     with_background(dataset)  # refuses a dataset outside the protocol before any work
+    if background_threshold is not None:
+        return background_threshold
+    return protocol_threshold(dataset.name, thresholds)
+
+
+def bundle_segmenter(
+    engine, dataset, threshold: Optional[float], text: Optional[np.ndarray] = None
+) -> Tuple[Callable[[np.ndarray], Any], Dict[str, Any]]:
+    """``(segment, extra)`` of an ``Engine`` on a ZeroSeg bundle for :func:`run_protocol` (no torch needed), its
+    vocabulary set to the dataset's classes (or ``text``). The bundle's threshold is part of its head graph: another
+    ``threshold`` (:func:`requested_threshold`) is refused."""
     names = list(dataset.class_names)
-    thr = background_threshold
-    if thr is None:
-        thr = protocol_threshold(dataset.name, thresholds)
     baked = float(engine.meta.postprocess["background_threshold"])
-    if thr is not None and abs(float(thr) - baked) > 1e-9:
+    if threshold is not None and abs(float(threshold) - baked) > 1e-9:
         raise ValueError(
             f"this ZeroSeg bundle paints background below {baked} (fixed in its head graph); {dataset.name} asks "
-            f"for {thr}: export a bundle with that threshold (zsseg export --background-threshold {thr}) or pass "
-            f"--background-threshold {baked}"
+            f"for {threshold}: export a bundle with that threshold (zsseg export --background-threshold {threshold}) "
+            f"or pass --background-threshold {baked}"
         )
     if text is not None:
         engine.set_text_embeddings(names, text)
@@ -141,23 +143,19 @@ def bundle_segmenter(
 def student_segmenter(
     model,
     dataset,
+    threshold: Optional[float],
     mode: Optional[str] = None,
     text: Optional[np.ndarray] = None,
     text_weights: Optional[str] = None,
-    background_threshold: Optional[float] = None,
-    thresholds: str = "paper",
 ) -> Tuple[Callable[[np.ndarray], Any], Dict[str, Any]]:
-    """``(segment, extra)`` of a PyTorch student for :func:`run_protocol` (:func:`.predict.predict_image`), its
-    class embeddings ``text`` or, when None, its teacher's text tower (``text_weights``) on the dataset's classes."""
+    """``(segment, extra)`` of a PyTorch student for :func:`run_protocol` (:func:`.predict.predict_image`; ``threshold``
+    None: the config's), its class embeddings ``text`` or, when None, its teacher's text tower (``text_weights``) on
+    the dataset's classes."""
     import torch
 
     from .predict import predict_image
 
-    with_background(dataset)
     names = list(dataset.class_names)
-    thr = background_threshold
-    if thr is None:
-        thr = protocol_threshold(dataset.name, thresholds)
     if text is None:
         if text_weights is None:
             raise ValueError(
@@ -170,7 +168,7 @@ def student_segmenter(
         text_t = teacher.to(next(model.parameters()).device).text_embeddings(names, model.config.templates)
     else:
         text_t = torch.as_tensor(np.asarray(text, dtype=np.float32))
-    thr = model.config.background_threshold if thr is None else thr
+    thr = model.config.background_threshold if threshold is None else threshold
 
     def segment(rgb):
         return predict_image(model, rgb, text_t, thr, mode)[0].numpy()
@@ -187,9 +185,10 @@ def evaluate_zeroseg_bundle(
     limit: Optional[int] = None,
     progress: bool = True,
 ) -> Dict[str, Any]:
-    """``zsseg eval`` of an ``Engine`` on a ZeroSeg bundle (no torch needed): :func:`bundle_segmenter`, then
-    :func:`run_protocol`."""
-    segment, extra = bundle_segmenter(engine, dataset, text, background_threshold, thresholds)
+    """``zsseg eval`` of an ``Engine`` on a ZeroSeg bundle (no torch needed): :func:`bundle_segmenter` with the
+    :func:`requested_threshold`, then :func:`run_protocol`."""
+    threshold = requested_threshold(dataset, background_threshold, thresholds)
+    segment, extra = bundle_segmenter(engine, dataset, threshold, text)
     return run_protocol(segment, dataset, list(dataset.class_names), limit, progress, extra)
 
 
@@ -266,10 +265,11 @@ def evaluate_checkpoint(
         background_threshold: None = the dataset's value in ``thresholds`` ("paper" or "groupvit"). A bundle's
             threshold is part of its head graph: a different requested value is refused.
     """
+    threshold = requested_threshold(dataset, background_threshold, thresholds)
     if getattr(obj, "meta", None) is not None:  # Engine on a ZeroSeg bundle: the torch-free path
-        segment, extra = bundle_segmenter(obj, dataset, text, background_threshold, thresholds)
+        segment, extra = bundle_segmenter(obj, dataset, threshold, text)
     else:
-        segment, extra = student_segmenter(obj, dataset, mode, text, text_weights, background_threshold, thresholds)
+        segment, extra = student_segmenter(obj, dataset, threshold, mode, text, text_weights)
     return run_protocol(segment, dataset, list(dataset.class_names), limit, progress, extra)
 
 
