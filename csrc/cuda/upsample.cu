@@ -63,10 +63,6 @@ CudaStatus launch(const UpsampleParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-CudaStatus upsample_cuda(const UpsampleParams& params, Stream stream) {
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (params.dtype == DType::Float16) return launch<__half>(params, s);
-  return launch<float>(params, s);
-}
+ZS_DTYPE_ENTRY_POINT(upsample_cuda, UpsampleParams)
 
 }  // namespace zsseg
