@@ -218,6 +218,7 @@ def model_from_config(config: Dict[str, Any]):
     return from_training_config(config)
 
 
+# twin: parallel.py evaluate_parallel takes these arguments too (the same evaluation on Ray)
 def evaluate(
     checkpoint,
     dataset: Union[SegmentationDataset, Dict[str, Any]],
@@ -304,6 +305,7 @@ def evaluate(
         )
     record, restore = follow_settings(evaluation, obj, ds.name, settings) if kind == "bundle" else (None, None)
     try:  # the bundle follows its family's settings for this evaluation only
+        # twin (by shape only): runtime/engine.py Engine.__init__ - keyword arguments passed on
         out = run_generalized_zero_shot(
             kind,
             obj,

@@ -72,6 +72,8 @@ ZS_HD float blend4(float a00, float a01, float a10, float a11, const BilinearTap
   return blend2(a00, a01, tx.w0, tx.w1) * ty.w0 + blend2(a10, a11, tx.w0, tx.w1) * ty.w1;
 }
 
+// twin: sigmoid_f64 below - the logistic function in two precisions on purpose (float: CUDA; double: the CPU
+// kernels' exact calibration)
 // Logistic function in float. Saturates to exactly 0/1 for large |x|, propagates NaN.
 ZS_HD float sigmoid_f32(float x) {
 #if defined(__CUDA_ARCH__)
