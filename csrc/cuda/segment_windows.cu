@@ -183,7 +183,7 @@ __device__ float merged_value(const T* __restrict__ logits, const WindowTable& t
     const BilinearTap ty = bilinear_tap(d.head_scale_y, r - w.y1, d.in_h);
     const BilinearTap tx = bilinear_tap(d.head_scale_x, q - w.x1, d.in_w);
     float v = cuda_detail::bilinear_at(logits + (static_cast<int64_t>(k) * d.classes + c) * plane, d.in_w, ty, tx);
-    if (d.sigmoid) v = sigmoid_f32(v);
+    if (d.sigmoid) v = logistic(v);
     total += v - bias;
     count += 1.f;
   }
