@@ -642,9 +642,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     imp.add_argument("--build", required=True)
     imp.add_argument("--require-cuda", action="store_true")
     imp.set_defaults(func=import_check)
-    rec = sub.add_parser("record", help="add or replace one stage's entry of report.json / report.md")
-    rec.add_argument("--out", required=True)
-    rec.add_argument("--stages", required=True, help="every stage, comma-separated, in report order")
+    report_args = argparse.ArgumentParser(add_help=False)  # the report both commands write
+    report_args.add_argument("--out", required=True)
+    report_args.add_argument("--stages", required=True, help="every stage, comma-separated, in report order")
+    rec = sub.add_parser(
+        "record", parents=[report_args], help="add or replace one stage's entry of report.json / report.md"
+    )
     rec.add_argument("--stage", required=True)
     rec.add_argument("--seconds", type=int, default=0)
     rec.add_argument("--steps", help="TSV: name, exit code, seconds, log file (relative to --out)")
@@ -652,9 +655,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     rec.add_argument("--notes", help="one note per line")
     rec.add_argument("--command", default="", help="the invocation, for the record")
     rec.set_defaults(func=record)
-    rep = sub.add_parser("report", help="rewrite report.md from report.json and print it")
-    rep.add_argument("--out", required=True)
-    rep.add_argument("--stages", required=True)
+    rep = sub.add_parser("report", parents=[report_args], help="rewrite report.md from report.json and print it")
     rep.set_defaults(func=report_cmd)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -8,6 +8,8 @@
 # Called by tools/run_tests.sh after setup_env.sh; standalone:  bash tools/runtime_only_tests.sh [pytest args]
 #   ZSSEG_VENV          the development venv (default .venv), used only to export the test bundle
 #   ZSSEG_RUNTIME_VENV  the runtime-only venv (default .venv-runtime; recreated from scratch every run)
+# twin (by shape): tools/setup_jetson.sh and the other tools/ scripts - the standalone preamble (repository root,
+# venv and Python from the environment)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ZSSEG_VENV:-$ROOT/.venv}"

@@ -6,6 +6,8 @@
 #   bash tools/setup_jetson.sh --check    print what was found (JetPack/L4T, CUDA, TensorRT, GPU, Python) and stop
 # Environment: ZSSEG_VENV (default .venv-jetson), PYTHON (default python3), CMAKE_CUDA_ARCHITECTURES (default:
 # 87 on Orin, 72 on Xavier), ZSSEG_SYSROOT (read /etc and /proc under this prefix: for tests).
+# twin (by shape): tools/runtime_only_tests.sh and the other tools/ scripts - the standalone preamble (repository
+# root, venv and Python from the environment)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ZSSEG_VENV:-$ROOT/.venv-jetson}"

@@ -424,6 +424,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         default=None,
         help="builder workspace limit in GiB (default: TensorRT's)",
     )
+    # twin (by shape): the demo's flags below, stream/cli.py's - argparse flags
     p.add_argument("--force", action="store_true", help="rebuild even if a matching engine is cached")
     p.add_argument(
         "--accept-below-gate",

@@ -30,6 +30,7 @@ _HINTS = {
 # Library messages advise Engine(...) arguments ("raise the limit with Engine(..., max_windows=N)"). On the command
 # line that advice names the flag that sets the argument, or says that no flag does.
 _ENGINE_ADVICE = re.compile(r"Engine\(\.\.\., (\w+)=([^()]*?)\)")
+# twin (by shape only): models/training_free/weights.py _TOP - an unrelated table of strings
 _CLI_FLAGS = {
     "max_pixels": "--max-pixels",
     "backend": "--backend",

@@ -59,11 +59,24 @@ std::string kind_size_name(char kind, long bytes) {
   return std::string(base) + std::to_string(bytes * 8);
 }
 
+constexpr ElemTypeInfo kElemTypes[] = {
+    {ElemType::Float32, "float32", 'f', 4, {dlpack::kDLFloat, 32, 1}, "<f4"},
+    {ElemType::Float16, "float16", 'f', 2, {dlpack::kDLFloat, 16, 1}, "<f2"},
+    {ElemType::Int32, "int32", 'i', 4, {dlpack::kDLInt, 32, 1}, "<i4"},
+    {ElemType::UInt8, "uint8", 'u', 1, {dlpack::kDLUInt, 8, 1}, "|u1"},
+};
+
 ElemType elem_type_of(char kind, long bytes) {
-  if (kind == 'f' && bytes == 4) return ElemType::Float32;
-  if (kind == 'f' && bytes == 2) return ElemType::Float16;
-  if (kind == 'i' && bytes == 4) return ElemType::Int32;
-  if (kind == 'u' && bytes == 1) return ElemType::UInt8;
+  for (const ElemTypeInfo& e : kElemTypes) {
+    if (e.numpy_kind == kind && static_cast<long>(e.size) == bytes) return e.type;
+  }
+  return ElemType::Other;
+}
+
+ElemType elem_type_of(const dlpack::DLDataType& dt) {
+  for (const ElemTypeInfo& e : kElemTypes) {
+    if (dt.lanes == 1 && e.dl.code == dt.code && e.dl.bits == dt.bits) return e.type;
+  }
   return ElemType::Other;
 }
 
@@ -105,11 +118,7 @@ void fill_from_dltensor(const dlpack::DLTensor& t, RawArray& raw, const ArgParse
   }
   const auto& dt = t.dtype;
   raw.type_name = dlpack_type_name(dt);
-  raw.type = ElemType::Other;
-  if (dt.lanes == 1 && dt.code == dlpack::kDLFloat && dt.bits == 32) raw.type = ElemType::Float32;
-  if (dt.lanes == 1 && dt.code == dlpack::kDLFloat && dt.bits == 16) raw.type = ElemType::Float16;
-  if (dt.lanes == 1 && dt.code == dlpack::kDLInt && dt.bits == 32) raw.type = ElemType::Int32;
-  if (dt.lanes == 1 && dt.code == dlpack::kDLUInt && dt.bits == 8) raw.type = ElemType::UInt8;
+  raw.type = elem_type_of(dt);
   const std::int64_t item = dt.bits / 8;
   raw.shape.assign(t.shape, t.shape + t.ndim);
   if (t.strides != nullptr) {
@@ -408,34 +417,21 @@ void check_type(const RawArray& raw, const ArgParser& p, const char* name) {
 }  // namespace
 
 // ---- small public helpers ---------------------------------------------------------------------------
-const char* elem_type_name(ElemType type) {
-  switch (type) {
-    case ElemType::Float32:
-      return "float32";
-    case ElemType::Float16:
-      return "float16";
-    case ElemType::Int32:
-      return "int32";
-    case ElemType::UInt8:
-      return "uint8";
-    default:
-      return "other";
+const ElemTypeInfo* elem_type_info(ElemType type) {
+  for (const ElemTypeInfo& e : kElemTypes) {
+    if (e.type == type) return &e;
   }
+  return nullptr;
+}
+
+const char* elem_type_name(ElemType type) {
+  const ElemTypeInfo* e = elem_type_info(type);
+  return e != nullptr ? e->name : "other";
 }
 
 std::size_t elem_size(ElemType type) {
-  switch (type) {
-    case ElemType::Float32:
-      return 4;
-    case ElemType::Float16:
-      return 2;
-    case ElemType::Int32:
-      return 4;
-    case ElemType::UInt8:
-      return 1;
-    default:
-      return 0;
-  }
+  const ElemTypeInfo* e = elem_type_info(type);
+  return e != nullptr ? e->size : 0;
 }
 
 zsseg::DType to_kernel_dtype(ElemType type) {

@@ -331,4 +331,16 @@ struct DLManagedTensorVersioned {  // capsule name "dltensor_versioned" ("used_d
 };
 }  // namespace dlpack
 
+// What an element type is called at each boundary: one row per type (Other has none), behind elem_type_name,
+// elem_size, the NumPy / __cuda_array_interface__ / DLPack dtype parsing and the dtype a DeviceArray exports.
+struct ElemTypeInfo {
+  ElemType type;
+  const char* name;         // "float32"
+  char numpy_kind;          // NumPy dtype.kind (also the CAI typestr's kind): 'f', 'i', 'u'
+  std::size_t size;         // bytes
+  dlpack::DLDataType dl;    // DLPack {code, bits, lanes}
+  const char* cai_typestr;  // __cuda_array_interface__ typestr, little-endian where it has an order
+};
+const ElemTypeInfo* elem_type_info(ElemType type);  // nullptr for Other
+
 }  // namespace zsseg_py

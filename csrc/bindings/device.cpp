@@ -237,28 +237,15 @@ DeviceBuffer::~DeviceBuffer() = default;  // the StreamBuffer frees stream-order
 
 namespace {
 
+// A DeviceArray holds float32, float16 or int32 (kernel outputs); anything else would export as void / float32.
 const char* cai_typestr(ElemType type) {
-  switch (type) {
-    case ElemType::Float32:
-      return "<f4";
-    case ElemType::Float16:
-      return "<f2";
-    case ElemType::Int32:
-      return "<i4";
-    default:
-      return "|V0";
-  }
+  const ElemTypeInfo* e = elem_type_info(type);
+  return e != nullptr ? e->cai_typestr : "|V0";
 }
 
 dlpack::DLDataType dl_dtype(ElemType type) {
-  switch (type) {
-    case ElemType::Float16:
-      return {dlpack::kDLFloat, 16, 1};
-    case ElemType::Int32:
-      return {dlpack::kDLInt, 32, 1};
-    default:
-      return {dlpack::kDLFloat, 32, 1};
-  }
+  const ElemTypeInfo* e = elem_type_info(type);
+  return e != nullptr ? e->dl : dlpack::DLDataType{dlpack::kDLFloat, 32, 1};
 }
 
 std::int64_t shape_numel(const std::vector<std::int64_t>& shape) {

@@ -18,27 +18,21 @@ namespace {
 constexpr CudaStatus kBuiltWithoutCuda = 1;
 }  // namespace
 
-CudaStatus bias_check_cuda(const BiasCheckParams&, Stream) {
-  return kBuiltWithoutCuda;
-}
-CudaStatus preprocess_cuda(const PreprocessParams&, Stream) {
-  return kBuiltWithoutCuda;
-}
-CudaStatus relation_descriptor_cuda(const RelationDescriptorParams&, Stream) {
-  return kBuiltWithoutCuda;
-}
-CudaStatus segment_cuda(const SegmentParams&, Stream) {
-  return kBuiltWithoutCuda;
-}
-CudaStatus segment_windows_cuda(const SegmentWindowsParams&, Stream) {
-  return kBuiltWithoutCuda;
-}
-CudaStatus similarity_cuda(const SimilarityParams&, Stream) {
-  return kBuiltWithoutCuda;
-}
-CudaStatus upsample_cuda(const UpsampleParams&, Stream) {
-  return kBuiltWithoutCuda;
-}
+// Every launcher of this build: the same refusal.
+#define ZS_ABSENT_LAUNCHER(NAME, PARAMS)   \
+  CudaStatus NAME(const PARAMS&, Stream) { \
+    return kBuiltWithoutCuda;              \
+  }
+
+ZS_ABSENT_LAUNCHER(bias_check_cuda, BiasCheckParams)
+ZS_ABSENT_LAUNCHER(preprocess_cuda, PreprocessParams)
+ZS_ABSENT_LAUNCHER(relation_descriptor_cuda, RelationDescriptorParams)
+ZS_ABSENT_LAUNCHER(segment_cuda, SegmentParams)
+ZS_ABSENT_LAUNCHER(segment_windows_cuda, SegmentWindowsParams)
+ZS_ABSENT_LAUNCHER(similarity_cuda, SimilarityParams)
+ZS_ABSENT_LAUNCHER(upsample_cuda, UpsampleParams)
+
+#undef ZS_ABSENT_LAUNCHER
 
 }  // namespace zsseg
 #endif  // ZSSEG_WITH_CUDA

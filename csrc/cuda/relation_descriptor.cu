@@ -142,10 +142,6 @@ CudaStatus launch_linear(const RelationDescriptorParams& p, cudaStream_t stream)
 
 }  // namespace
 
-CudaStatus relation_descriptor_cuda(const RelationDescriptorParams& params, Stream stream) {
-  auto* cuda_stream = static_cast<cudaStream_t>(stream);
-  if (params.dtype == DType::Float16) return launch<__half>(params, cuda_stream);
-  return launch<float>(params, cuda_stream);
-}
+ZS_DTYPE_ENTRY_POINT(relation_descriptor_cuda, RelationDescriptorParams)
 
 }  // namespace zsseg

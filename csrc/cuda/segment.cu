@@ -67,10 +67,6 @@ CudaStatus launch(const SegmentParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-CudaStatus segment_cuda(const SegmentParams& params, Stream stream) {
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (params.dtype == DType::Float16) return launch<__half>(params, s);
-  return launch<float>(params, s);
-}
+ZS_DTYPE_ENTRY_POINT(segment_cuda, SegmentParams)
 
 }  // namespace zsseg

@@ -183,7 +183,7 @@ __device__ float merged_value(const T* __restrict__ logits, const WindowTable& t
     const BilinearTap ty = bilinear_tap(d.head_scale_y, r - w.y1, d.in_h);
     const BilinearTap tx = bilinear_tap(d.head_scale_x, q - w.x1, d.in_w);
     float v = cuda_detail::bilinear_at(logits + (static_cast<int64_t>(k) * d.classes + c) * plane, d.in_w, ty, tx);
-    if (d.sigmoid) v = sigmoid_f32(v);
+    if (d.sigmoid) v = logistic(v);
     total += v - bias;
     count += 1.f;
   }
@@ -344,24 +344,26 @@ __device__ void prepare_tile(const WindowTable& table, const Dims& d, int32_t y0
 
 // 2^x and 1/x on the special function unit, flushing subnormal results to 0 (ex2.approx.ftz, rcp.approx.ftz: one
 // MUFU instruction each; __expf / __fdividef add range fix-ups, expf and an IEEE division ~20 instructions).
-__device__ __forceinline__ float ex2_approx_ftz(float x) {
+// On the host (the emulation) they are the exact operations.
 #if defined(__CUDA_ARCH__)
+__device__ __forceinline__ float ex2_approx_ftz(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
-#else
-  return std::exp2(x);
-#endif
 }
 __device__ __forceinline__ float rcp_approx_ftz(float x) {
-#if defined(__CUDA_ARCH__)
   float y;
   asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
-#else
-  return 1.f / x;
-#endif
 }
+#else
+__device__ __forceinline__ float ex2_approx_ftz(float x) {
+  return std::exp2(x);
+}
+__device__ __forceinline__ float rcp_approx_ftz(float x) {
+  return 1.f / x;
+}
+#endif
 
 // The logistic function in 4 instructions (FMUL, MUFU.EX2, FADD, MUFU.RCP): relative errors of 2^-22 (ex2) and
 // 2^-23 (rcp) give an absolute error below 2e-7. NaN propagates; +-inf give 1 / 0; a result below 2^-126 is 0
@@ -1243,10 +1245,6 @@ void segment_windows_testing::reset_prune_stats() {
 #endif
 }
 
-CudaStatus segment_windows_cuda(const SegmentWindowsParams& params, Stream stream) {
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (params.dtype == DType::Float16) return launch<__half>(params, s);
-  return launch<float>(params, s);
-}
+ZS_DTYPE_ENTRY_POINT(segment_windows_cuda, SegmentWindowsParams)
 
 }  // namespace zsseg

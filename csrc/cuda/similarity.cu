@@ -76,10 +76,6 @@ CudaStatus launch(const SimilarityParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-CudaStatus similarity_cuda(const SimilarityParams& params, Stream stream) {
-  auto* cuda_stream = static_cast<cudaStream_t>(stream);
-  if (params.dtype == DType::Float16) return launch<__half>(params, cuda_stream);
-  return launch<float>(params, cuda_stream);
-}
+ZS_DTYPE_ENTRY_POINT(similarity_cuda, SimilarityParams)
 
 }  // namespace zsseg

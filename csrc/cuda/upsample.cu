@@ -31,7 +31,7 @@ __global__ void upsample_kernel(const T* __restrict__ input, T* __restrict__ out
       int64_t channel = static_cast<int64_t>(blockIdx.z) % g.channels;  // one division per row, not per element
       for (int64_t plane = blockIdx.z; plane < planes; plane += gridDim.z) {
         float v = bilinear_at(input + plane * plane_in + crop_offset, g.in_width, ty, tx);
-        if (apply_sigmoid) v = sigmoid_f32(v);  // fp32 expf; NaN propagates, saturates to exactly 0 / 1
+        if (apply_sigmoid) v = logistic(v);  // fp32 expf; NaN propagates, saturates to exactly 0 / 1
         if (class_bias != nullptr) v -= __ldg(class_bias + channel);
         store_from_float(output + plane * plane_out + pixel, v);
         channel += gridDim.z;
@@ -63,10 +63,6 @@ CudaStatus launch(const UpsampleParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-CudaStatus upsample_cuda(const UpsampleParams& params, Stream stream) {
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (params.dtype == DType::Float16) return launch<__half>(params, s);
-  return launch<float>(params, s);
-}
+ZS_DTYPE_ENTRY_POINT(upsample_cuda, UpsampleParams)
 
 }  // namespace zsseg

@@ -92,6 +92,8 @@
 #define ZS_EMU_UNPOISON(addr, size) ((void)(addr), (void)(size))
 #endif
 
+// twins (by shape): these enums and cudaError_t in cuda_emu_types.h - CUDA's runtime enums as cuda_runtime_api.h
+// spells them
 enum cudaDeviceAttr : int {
   cudaDevAttrMultiProcessorCount = 16,
   cudaDevAttrIntegrated = 18,

@@ -113,6 +113,8 @@ def _report(metrics, args: argparse.Namespace) -> int:
     return 0
 
 
+# twin (by shape): scale/cli.py add_serve_command / add_batch_command, stream/cli.py add_camera_command - the
+# add_<command>_command idiom of every command module
 def add_eval_command(subparsers) -> argparse.ArgumentParser:
     """Register ``eval`` on an argparse subparsers object (``zsseg eval``)."""
     p = subparsers.add_parser(

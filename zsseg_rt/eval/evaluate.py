@@ -36,6 +36,7 @@ __all__ = [
     "follow_settings",
     "evaluation_of",
     "run_generalized_zero_shot",
+    "segment_dataset",
 ]
 
 
@@ -184,13 +185,9 @@ def load_for_eval(
     if kind == "native":
         model = load_native(str(path), device=device)  # the family is the one of the stored format
     else:
-        from zsseg_rt.train.checkpoint import load_checkpoint
+        from zsseg_rt.train.checkpoint import load_trained_model
 
-        state = load_checkpoint(path)
-        model = model_from_config(state["model_config"])
-        model.load_state_dict(state["model"], strict=True)
-        if device:
-            model = model.to(device)
+        model = load_trained_model(path, device)  # the train toolkit reads its own format
     return kind, model.eval()
 
 
@@ -214,22 +211,14 @@ def own_spelling(kind: str, obj, dataset_names) -> list:
 
 
 def model_from_config(config: Dict[str, Any]):
-    """An untrained model of the family a training checkpoint's ``model_config`` names (weights come after):
-    the family is resolved by the model registry (no ``"family"`` -> the default family); only families that are
-    trained are accepted."""
-    from zsseg_rt.contract.registry import create_model, families, family_of, get_family
+    """:func:`zsseg_rt.train.checkpoint.model_from_config` (the training checkpoint's format is the train toolkit's;
+    this name stays for callers of ``zsseg_rt.eval``)."""
+    from zsseg_rt.train.checkpoint import model_from_config as from_training_config
 
-    if not isinstance(config, dict):
-        raise TypeError(f"model_config must be a dict, got {type(config).__name__}")
-    family = get_family(family_of(config))
-    if family.training is None:
-        trained = ", ".join(get_family(name).label for name in families() if get_family(name).training is not None)
-        raise ValueError(
-            f"training checkpoint holds a model of family {family.name!r}; only {trained} checkpoints are trained"
-        )
-    return create_model(dict(config))
+    return from_training_config(config)
 
 
+# twin: parallel.py evaluate_parallel takes these arguments too (the same evaluation on Ray)
 def evaluate(
     checkpoint,
     dataset: Union[SegmentationDataset, Dict[str, Any]],
@@ -316,6 +305,7 @@ def evaluate(
         )
     record, restore = follow_settings(evaluation, obj, ds.name, settings) if kind == "bundle" else (None, None)
     try:  # the bundle follows its family's settings for this evaluation only
+        # twin (by shape only): runtime/engine.py Engine.__init__ - keyword arguments passed on
         out = run_generalized_zero_shot(
             kind,
             obj,
@@ -357,6 +347,27 @@ def run_generalized_zero_shot(
     dataset's classes, a :class:`ConfusionMatrix`, :func:`summarize` with ``unseen`` (indices); ``predict``: the
     family's PyTorch inference hook (``Evaluation.predict``). Returns :func:`evaluate`'s dict (without
     ``evaluation_settings``)."""
+    names = own_spelling(kind, obj, ds.class_names)
+    seg = HookedSegmenter(kind, obj, names, text, mode, device, seen_classes, vocabulary, predict)
+    out = segment_dataset(seg, ds, ds.class_names, unseen, limit, progress, f"eval {ds.name}")
+    out.update({"mode": mode, "dataset": ds.name, "source": kind})
+    return out
+
+
+def segment_dataset(
+    segment: Callable[[np.ndarray], np.ndarray],
+    ds: SegmentationDataset,
+    class_names: Sequence[str],
+    unseen: Sequence[int] = (),
+    limit: Optional[int] = None,
+    progress: bool = True,
+    desc: str = "eval",
+) -> Dict[str, Any]:
+    """The loop of every evaluation protocol: each image of ``ds`` (the first ``limit``; corrupt files skipped as
+    ``ds`` says) segmented by ``segment(rgb [H,W,3] uint8) -> labels [H,W]`` (in ``[0, len(class_names))``), a
+    :class:`ConfusionMatrix` against the ground truth (255 ignored), :func:`summarize` with ``unseen`` (indices),
+    plus ``images`` (segmented), ``skipped`` and ``skipped_files`` (the first 20); a progress bar named ``desc``
+    when ``progress`` and tqdm is installed."""
     try:
         from tqdm import tqdm
     except ImportError:  # a runtime-only install (no torch extra) has no tqdm: no progress bar
@@ -364,29 +375,18 @@ def run_generalized_zero_shot(
         def tqdm(iterable, **_kwargs):  # type: ignore[no-redef]
             return iterable
 
-    names = own_spelling(kind, obj, ds.class_names)
-    seg = HookedSegmenter(kind, obj, names, text, mode, device, seen_classes, vocabulary, predict)
-    cm = ConfusionMatrix(ds.num_classes)
+    cm = ConfusionMatrix(len(class_names))
     n = len(ds) if limit is None else min(len(ds), int(limit))
     done = 0
-    for i in tqdm(range(n), desc=f"eval {ds.name}", disable=not progress, dynamic_ncols=True):
+    for i in tqdm(range(n), desc=desc, disable=not progress, dynamic_ncols=True):
         sample = ds.load_safe(i)
         if sample is None:
             continue
         rgb, gt = sample
-        cm.update(seg(rgb), gt)
+        cm.update(segment(rgb), gt)
         done += 1
-    out = summarize(cm, ds.class_names, unseen)
-    out.update(
-        {
-            "images": done,
-            "skipped": len(ds.skipped),
-            "skipped_files": list(ds.skipped.values())[:20],
-            "mode": mode,
-            "dataset": ds.name,
-            "source": kind,
-        }
-    )
+    out = summarize(cm, class_names, unseen)
+    out.update({"images": done, "skipped": len(ds.skipped), "skipped_files": list(ds.skipped.values())[:20]})
     return out
 
 

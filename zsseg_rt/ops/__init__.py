@@ -3,6 +3,17 @@
 CPU calls take and return NumPy arrays; CUDA calls take device arrays (torch/CuPy through DLPack or
 ``__cuda_array_interface__``) and return ``zsseg_rt._C.DeviceArray`` (which exposes both protocols).
 ``reference`` holds the pure NumPy specification each op is tested against.
+
+Two arguments mean the same in every op:
+
+* ``stream``: the CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default):
+  torch's current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle
+  after the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
+* ``out``: an optional preallocated result to write into (and return), of the shape and dtype the op documents,
+  on the inputs' device (a NumPy array on the CPU; a CUDA array via DLPack / ``__cuda_array_interface__``),
+  C-contiguous, writable, not overlapping any input (for a ``(labels, scores)`` pair: distinct, either entry None
+  to allocate that one). No allocation happens then (on CUDA: no ``cudaMalloc``, so the call can be captured in a
+  CUDA graph).
 """
 
 from . import reference

@@ -35,13 +35,8 @@ def similarity(
             ``patches``.
         normalize: L2-normalise both sides over D first (divides by ``max(norm, 1e-12)``; zero vectors give 0).
         scale: multiplies the dot products (e.g. CLIP's logit scale); finite, within float32's range.
-        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
-            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
-            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
-        out: optional preallocated result to write into (and return): ``[B, C, N]`` of the result's dtype on the
-            inputs' device (a NumPy array on the CPU; a CUDA array via DLPack / ``__cuda_array_interface__``),
-            C-contiguous, writable, not overlapping any input. No allocation happens then (on CUDA: no
-            ``cudaMalloc``, so the call can be captured in a CUDA graph).
+        stream: the CUDA stream of the launch (:mod:`zsseg_rt.ops`, "stream"); 0/None for CPU inputs.
+        out: optional preallocated ``[B, C, N]`` result of the result's dtype (:mod:`zsseg_rt.ops`, "out").
     Returns:
         ``[B, C, N]``: float32 ``numpy.ndarray`` on the CPU; on CUDA a ``zsseg_rt._C.DeviceArray`` with the
         inputs' dtype (fp32 accumulation), usable with ``torch.from_dlpack``.
@@ -76,13 +71,8 @@ def relation_descriptor(
         image_global: ``[B, D]`` global image embeddings, same device and dtype.
         weight: ``[Dout, 2D]`` linear weight, or None for the bare ``concat(text * g, text)``.
         bias: ``[Dout]`` or None; only valid together with ``weight``.
-        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
-            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
-            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
-        out: optional preallocated result to write into (and return): ``[B, C, Dout]`` of the result's dtype on the
-            inputs' device (a NumPy array on the CPU; a CUDA array via DLPack / ``__cuda_array_interface__``),
-            C-contiguous, writable, not overlapping any input. No allocation happens then (on CUDA: no
-            ``cudaMalloc``, so the call can be captured in a CUDA graph).
+        stream: the CUDA stream of the launch (:mod:`zsseg_rt.ops`, "stream"); 0/None for CPU inputs.
+        out: optional preallocated ``[B, C, Dout]`` result of the result's dtype (:mod:`zsseg_rt.ops`, "out").
     Returns:
         ``[B, C, Dout]`` (``[B, C, 2D]`` without weight): float32 ``numpy.ndarray`` on the CPU, or a
         ``DeviceArray`` with the inputs' dtype on CUDA.

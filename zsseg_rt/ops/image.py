@@ -42,9 +42,7 @@ def preprocess(
         dtype: "float32", or "float16" (CUDA only; rounded once after the fp32 normalisation).
         out: optional ``[n, 3, S, S]`` array of ``dtype`` on the image's device to write into (e.g. the engine's
             input binding), C-contiguous, writable, not overlapping ``image``; returned. No allocation then.
-        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
-            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
-            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
+        stream: the CUDA stream of the launch (:mod:`zsseg_rt.ops`, "stream"); 0/None for CPU inputs.
     Returns:
         ``[n, 3, S, S]``: a NumPy array (CPU), a ``DeviceArray`` (CUDA), or ``out``.
     """

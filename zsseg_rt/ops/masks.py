@@ -49,13 +49,8 @@ def upsample(
             On CUDA the check runs on the device without a host wait and the ValueError comes once the launch
             has finished: from ``numpy()`` of an output, from the next op call, or from
             ``native_module().check_pending_errors()``.
-        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
-            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
-            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
-        out: optional preallocated result to write into (and return): ``[B, C, H, W]`` of the result's dtype on the
-            inputs' device (a NumPy array on the CPU; a CUDA array via DLPack / ``__cuda_array_interface__``),
-            C-contiguous, writable, not overlapping any input. No allocation happens then (on CUDA: no
-            ``cudaMalloc``, so the call can be captured in a CUDA graph).
+        stream: the CUDA stream of the launch (:mod:`zsseg_rt.ops`, "stream"); 0/None for CPU inputs.
+        out: optional preallocated ``[B, C, H, W]`` result of the result's dtype (:mod:`zsseg_rt.ops`, "out").
     Returns:
         ``[B, C, H, W]``: a float32 NumPy array for CPU input, a ``zsseg_rt._C.DeviceArray`` with the input's
         dtype for CUDA input (enqueued on ``stream``, not synchronised; fp16 output is rounded once, after the
@@ -99,12 +94,8 @@ def segment(
             ``native_module().check_pending_errors()``.
         sigmoid: apply the logistic function before subtracting the bias.
         crop: optional ``(top, left, height, width)`` valid region of ``logits`` (see :func:`upsample`).
-        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
-            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
-            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
-        out: optional preallocated ``(labels, scores)`` to write into (and return), either entry None to allocate
-            that one: ``[B, H, W]`` int32 and float32 on the inputs' device (NumPy on the CPU; CUDA arrays via
-            DLPack / ``__cuda_array_interface__``), C-contiguous, writable, distinct, not overlapping any input.
+        stream: the CUDA stream of the launch (:mod:`zsseg_rt.ops`, "stream"); 0/None for CPU inputs.
+        out: optional preallocated ``(labels, scores)``: ``[B, H, W]`` int32 and float32 (:mod:`zsseg_rt.ops`, "out").
     Returns:
         ``(labels, scores)``: ``labels [B, H, W]`` int32 class indices and ``scores [B, H, W]`` float32 winning
         calibrated values. NumPy arrays for CPU input, ``DeviceArray`` for CUDA input (enqueued on ``stream``).

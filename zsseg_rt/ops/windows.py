@@ -47,12 +47,8 @@ def segment_windows(
             ``native_module().check_pending_errors()``.
         sigmoid: calibrate with the logistic function (ZegCLIP family; the default unless ``softmax``); False
             averages raw values.
-        stream: CUDA stream as an integer ``cudaStream_t`` (0 = the legacy default stream), or None (default): torch's
-            current stream for torch CUDA inputs, else 0. Must be 0/None for CPU inputs. Nothing keeps the handle after
-            the call (the caller may destroy the stream); inputs stay alive until the launch finishes.
-        out: optional preallocated ``(labels, scores)`` to write into (and return), either entry None to allocate
-            that one: ``[H, W]`` int32 and float32 on the inputs' device (NumPy on the CPU; CUDA arrays via
-            DLPack / ``__cuda_array_interface__``), C-contiguous, writable, distinct, not overlapping any input.
+        stream: the CUDA stream of the launch (:mod:`zsseg_rt.ops`, "stream"); 0/None for CPU inputs.
+        out: optional preallocated ``(labels, scores)``: ``[H, W]`` int32 and float32 (:mod:`zsseg_rt.ops`, "out").
         softmax: the training-free family's order instead (SCLIP/MaskCLIP slide inference +
             ``pipeline.softmax_segment``): raw window logits averaged, ``* logit_scale``, resized to
             ``output_size``, softmax over classes per pixel, the probability of each ``class_drop`` class set to

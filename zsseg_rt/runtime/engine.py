@@ -104,6 +104,8 @@ class Engine:
     backends serialise their execution contexts / infer requests with a lock.
     """
 
+    # twin (by shape): export/openvino_precision.py and export/ort_quantize.py prepare_*_precision - keyword parameters
+    # with defaults; eval/evaluate.py's keyword call
     def __init__(
         self,
         bundle: Union[str, "os.PathLike[str]"],

@@ -261,6 +261,7 @@ def check_engine(
             + "\n  - ".join(diffs)
             + "\nRebuild it on this machine with `zsseg build-engine <bundle>`"
         )
+    # twin: precision_records.py find_record - each record's artefact check, with its own message and remedy
     if not os.path.isfile(engine_path):
         raise EngineMismatchError(f"engine file {engine_path!r} is missing; rebuild with `zsseg build-engine <bundle>`")
     if check_file_hash and cached_sha256(engine_path) != record.get("engine_sha256"):

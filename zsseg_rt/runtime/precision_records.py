@@ -155,6 +155,7 @@ def find_record(root: str, key: PrecisionKey, check_artefact: bool = True) -> Tu
     artefact = None
     if record.get("artefact"):
         artefact = os.path.join(folder, str(record["artefact"]))
+        # twin: engine_cache.py check_engine - each record's artefact check, with its own message and remedy
         if not os.path.isfile(artefact):
             raise PrecisionRecordError(f"{artefact!r}, recorded in {folder!r}, is missing")
         if check_artefact and cached_sha256(artefact) != record.get("artefact_sha256"):

@@ -257,34 +257,11 @@ class SegmentWorker:
     """The Ray Data actor: one Engine, built once; ``__call__`` segments a batch and writes its label PNGs. Each
     image is handled on its own: whatever goes wrong with one becomes its ``error`` row, the others go on."""
 
-    def __init__(
-        self,
-        bundle,
-        classes,
-        output_dir,
-        root,
-        done_keys,
-        backend="auto",
-        device="auto",
-        mode="exact",
-        max_pixels=None,
-        expected_digest=None,
-        precision=None,
-    ):
-        from zsseg_rt.image_io import max_pixels_limit
-        from zsseg_rt.runtime import Engine
+    def __init__(self, bundle, classes, output_dir, root, done_keys, **engine_options: Any):
+        """``engine_options``: the Engine's (:func:`zsseg_rt.scale.engine.open_engine`; ``BatchJob.worker_options``)."""
+        from .engine import open_engine
 
-        self.max_pixels = max_pixels_limit(max_pixels)
-        self.engine = Engine(
-            bundle,
-            classes=classes,
-            backend=backend,
-            device=device,
-            mode=mode,
-            max_pixels=self.max_pixels,
-            expected_digest=expected_digest,
-            precision=precision,
-        )
+        self.engine, self.max_pixels = open_engine(bundle, classes, **engine_options)
         self.output_dir, self.root, self.done_keys = output_dir, root, set(done_keys)
         self.host = socket.gethostname()
         # memory from here on is the images' (the peak mark is reset where Linux allows, else the process's peak)

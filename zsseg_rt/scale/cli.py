@@ -76,6 +76,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     from . import import_ray, init_ray
     from .batch import check_pool_fits, prepare_batch, summarize_batch
 
+    # twin (by shape): the run_server call of _run_serve - each command passes its own Namespace fields on
     job = prepare_batch(  # every argument checked before Ray starts (a Ray start takes 10-20 s)
         args.input,
         args.output,
@@ -130,6 +131,7 @@ def _add_limit_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+# twin (by shape): stream/cli.py add_camera_command, eval/cli.py add_eval_command - the add_<command>_command idiom
 def add_batch_command(subparsers) -> argparse.ArgumentParser:
     """Register ``batch`` on an argparse subparsers object (``zsseg batch``)."""
     p = subparsers.add_parser(
@@ -229,6 +231,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     # replace Ray's own handlers (which print a native stack dump on SIGTERM) with a clean shutdown
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        # twin (by shape): the prepare_batch call of _run_batch, train/trainer.py's TrainAugmentation call - keyword
+        # arguments passed on
         run_server(
             args.bundle,
             args.classes,

@@ -124,23 +124,14 @@ class SegmentationServer:
     ):
         from ray.serve.metrics import Counter, Histogram
 
-        from zsseg_rt.image_io import max_encoded_bytes, max_pixels_limit
-        from zsseg_rt.runtime import Engine
+        from zsseg_rt.image_io import max_encoded_bytes
 
+        from .engine import open_engine
         from .records import STAT_COUNTERS
 
         _keep_replica_grpc_on_node_address()
-        self.max_pixels = max_pixels_limit(max_pixels)
+        self.engine, self.max_pixels = open_engine(bundle, classes, backend, device, mode, max_pixels, expected_digest)
         self.max_bytes = max_encoded_bytes(self.max_pixels)
-        self.engine = Engine(
-            bundle,
-            classes=classes,
-            backend=backend,
-            device=device,
-            mode=mode,
-            max_pixels=self.max_pixels,
-            expected_digest=expected_digest,
-        )
         self.max_classes = self.engine.meta.max_classes
         self.default_classes = tuple(self.engine.class_names)
         self.default_vocabulary = self._vocabulary(classes, "--classes")

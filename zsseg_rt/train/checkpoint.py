@@ -32,6 +32,8 @@ __all__ = [
     "prune_checkpoints",
     "checkpoint_name",
     "load_checkpoint",
+    "model_from_config",
+    "load_trained_model",
     "find_resume_checkpoint",
     "capture_rng",
     "restore_rng",
@@ -148,6 +150,34 @@ def load_checkpoint(path: Union[str, Path], map_location="cpu") -> Dict[str, Any
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise RuntimeError(f"{path} is not a zsseg_rt training checkpoint (format {FORMAT})")
     return state
+
+
+def model_from_config(config: Dict[str, Any]) -> Any:
+    """An untrained model of the family a training checkpoint's ``model_config`` names (weights come after):
+    the family is resolved by the model registry (no ``"family"`` -> the default family); only families that are
+    trained are accepted."""
+    from zsseg_rt.contract.registry import create_model, families, family_of, get_family
+
+    if not isinstance(config, dict):
+        raise TypeError(f"model_config must be a dict, got {type(config).__name__}")
+    family = get_family(family_of(config))
+    if family.training is None:
+        trained = ", ".join(get_family(name).label for name in families() if get_family(name).training is not None)
+        raise ValueError(
+            f"training checkpoint holds a model of family {family.name!r}; only {trained} checkpoints are trained"
+        )
+    return create_model(dict(config))
+
+
+def load_trained_model(path: Union[str, Path], device: Optional[str] = None) -> Any:
+    """The model a training checkpoint holds (its family's, from the stored ``model_config``), with the stored
+    weights (strict), on ``device`` when given, in train mode as built (the caller sets ``eval()``)."""
+    state = load_checkpoint(path)
+    model = model_from_config(state["model_config"])
+    model.load_state_dict(state["model"], strict=True)
+    if device:
+        model = model.to(device)
+    return model
 
 
 def _candidates(work_dir: Path) -> List[Path]:

@@ -68,6 +68,8 @@ class LrSchedule:
         self.last_iter = int(state["last_iter"])
 
 
+# twin: poly_lr above (its arguments, with the recipe's defaults), models/zeroseg/trainer.py CosineWarmupSchedule (a
+# schedule names its lr function's arguments, typed, for LrSchedule)
 class PolyWarmupSchedule(LrSchedule):
     """:func:`poly_lr` with linear warm-up, the official recipe's schedule (an :class:`LrSchedule`)."""
 

@@ -273,6 +273,7 @@ class Vocabulary:
         )
 
     @classmethod
+    # twin: __init__ above - checked takes the constructor's arguments, then its checks' (max_classes, distinct_names)
     def checked(
         cls,
         entries: Sequence[VocabularyEntry],

@@ -72,21 +72,14 @@ ZS_HD float blend4(float a00, float a01, float a10, float a11, const BilinearTap
   return blend2(a00, a01, tx.w0, tx.w1) * ty.w0 + blend2(a10, a11, tx.w0, tx.w1) * ty.w1;
 }
 
-// Logistic function in float. Saturates to exactly 0/1 for large |x|, propagates NaN.
-ZS_HD float sigmoid_f32(float x) {
+// The logistic function in T: float (the CUDA kernels: fp32 expf, CUDA's exp(float)) or double (the CPU kernels'
+// exact calibration step). Saturates to exactly 0/1 for large |x|, propagates NaN.
+template <typename T>
+ZS_HD T logistic(T x) {
 #if defined(__CUDA_ARCH__)
-  return 1.f / (1.f + expf(-x));
+  return T(1) / (T(1) + exp(-x));
 #else
-  return 1.f / (1.f + std::exp(-x));
-#endif
-}
-
-// Logistic function in double (the CPU kernels' exact calibration step).
-ZS_HD double sigmoid_f64(double x) {
-#if defined(__CUDA_ARCH__)
-  return 1.0 / (1.0 + exp(-x));
-#else
-  return 1.0 / (1.0 + std::exp(-x));
+  return T(1) / (T(1) + std::exp(-x));
 #endif
 }
 
@@ -147,11 +140,11 @@ ZS_HD bool argmax_better(T candidate, T best) {
 
 // Calibrated class value: f(x) - bias with f = sigmoid or identity.
 ZS_HD float calibrate_f32(float x, float bias, bool apply_sigmoid) {
-  return (apply_sigmoid ? sigmoid_f32(x) : x) - bias;
+  return (apply_sigmoid ? logistic(x) : x) - bias;
 }
 ZS_HD double calibrate_f64(float x, float bias, bool apply_sigmoid) {
   const double v = static_cast<double>(x);
-  return (apply_sigmoid ? sigmoid_f64(v) : v) - static_cast<double>(bias);
+  return (apply_sigmoid ? logistic(v) : v) - static_cast<double>(bias);
 }
 
 }  // namespace zsseg

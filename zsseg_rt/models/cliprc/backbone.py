@@ -21,7 +21,7 @@ sliding windows); ``forward`` raises for any other size.
 from __future__ import annotations
 
 import math
-from typing import Tuple, cast
+from typing import Any, Tuple, cast
 
 import torch
 import torch.nn as nn
@@ -85,16 +85,10 @@ class RegionBridgeVisionTransformer(PromptedVisionTransformer):
     non-persistent buffers (the official mask is a plain attribute, not in the checkpoint).
     """
 
-    def __init__(
-        self,
-        visual: nn.Module,
-        num_tokens: int,
-        deep_layers: int,
-        prompt_dropout: float = 0.1,
-        fix_double_class_embedding: bool = False,
-        region_bridge_size: int = 16,
-    ):
-        super().__init__(visual, num_tokens, deep_layers, prompt_dropout, fix_double_class_embedding)
+    def __init__(self, visual: nn.Module, *args: Any, region_bridge_size: int = 16, **kwargs: Any):
+        """:class:`PromptedVisionTransformer`'s arguments (``ZegCLIP.prompt_args``) and ``region_bridge_size``
+        (bridge tokens, a square number)."""
+        super().__init__(visual, *args, **kwargs)
         r = int(round(math.sqrt(region_bridge_size)))
         if r * r != int(region_bridge_size) or r < 1:
             raise ValueError(f"region_bridge_size must be a positive square number, got {region_bridge_size}")

@@ -25,13 +25,13 @@ Because the keys attend to all queries, the classes are COUPLED: a class's mask 
 from __future__ import annotations
 
 import copy
-from typing import Dict, Tuple, cast
+from typing import Any, Dict, Tuple, cast
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zsseg_rt.models.zegclip.head import TPNDecoderLayer, official_unused_per_layer
+from zsseg_rt.models.zegclip.head import DecoderHead, TPNDecoderLayer, official_unused_per_layer
 
 __all__ = ["CLIPRCHead", "RecoveryDecoder", "DecoderStack"]
 
@@ -92,36 +92,20 @@ class RecoveryDecoder(nn.Module):
         return self.linear_q_out(q), self.linear_k_out(lateral)
 
 
-# twin of zegclip.head.ZegCLIPHead's decoder arguments (plus the region ones), not a subclass: it builds other modules,
-# in the official CLIP-RC head's parameter order (q/v decoders, recovery decoder, projections)
-class CLIPRCHead(nn.Module):
-    """Region Alignment Module + bidirectional decoder (+ recovery decoder for training)."""
+class CLIPRCHead(DecoderHead):
+    """Region Alignment Module + bidirectional decoder (+ recovery decoder for training): :class:`DecoderHead`'s
+    arguments (the decoders' sizes), ``num_regions`` (region tokens) and ``recovery_layers``. Its modules in the
+    official CLIP-RC head's parameter order (q/v decoders, recovery decoder, projections)."""
 
-    def __init__(
-        self,
-        dim: int = 512,
-        num_layers: int = 3,
-        num_heads: int = 8,
-        ffn_dim: int = 2048,
-        dropout: float = 0.1,
-        attn_dropout: float = 0.1,
-        num_regions: int = 16,
-        recovery_layers: int = 1,
-    ):
-        super().__init__()
-        if num_layers < 1:
-            raise ValueError("the decoder needs at least one layer")
-        self.dim = dim
-        self.num_heads = num_heads
+    def __init__(self, *args: Any, num_regions: int = 16, recovery_layers: int = 1, **kwargs: Any):
+        super().__init__(*args, **kwargs)
         self.num_regions = int(num_regions)
         self.region_grid = int(round(self.num_regions**0.5))
-        layer_q = TPNDecoderLayer(dim, num_heads, ffn_dim, dropout, attn_dropout)
-        self.decoder_q = DecoderStack(layer_q, num_layers)
-        layer_v = TPNDecoderLayer(dim, num_heads, ffn_dim, dropout, attn_dropout)
-        self.decoder_v = DecoderStack(layer_v, num_layers)
-        self.recovery_decoder = RecoveryDecoder(dim, num_heads, ffn_dim, recovery_layers, dropout, attn_dropout)
-        self.lateral_proj = nn.Linear(dim * 3, dim)
-        self.q_proj = nn.Linear(dim * 2, dim)
+        self.decoder_q = DecoderStack(self.decoder_layer(), self.decoder_layers)
+        self.decoder_v = DecoderStack(self.decoder_layer(), self.decoder_layers)
+        self.recovery_decoder = RecoveryDecoder(num_layers=recovery_layers, **self.layer_args)
+        self.lateral_proj = nn.Linear(self.dim * 3, self.dim)
+        self.q_proj = nn.Linear(self.dim * 2, self.dim)
 
     @property
     def num_layers(self) -> int:

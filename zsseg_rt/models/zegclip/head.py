@@ -23,13 +23,13 @@ mask logits are a plain similarity ``(scale/H) * <Wq q + bq, Wk m + bk>`` (used 
 from __future__ import annotations
 
 import copy
-from typing import List, Optional, Tuple, cast
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["CrossAttention", "TPNDecoderLayer", "ZegCLIPHead"]
+__all__ = ["CrossAttention", "TPNDecoderLayer", "DecoderHead", "ZegCLIPHead"]
 
 
 class CrossAttention(nn.Module):
@@ -133,9 +133,10 @@ def official_unused_per_layer(dim: int) -> int:
     return (3 * dim * dim + 3 * dim) + (dim * dim + dim) + 2 * dim
 
 
-# its decoder arguments have a twin in cliprc.head.CLIPRCHead (another module, the official CLIP-RC parameter order)
-class ZegCLIPHead(nn.Module):
-    """Relationship descriptor + cross-attention decoder -> mask logits ``[B, C, h, w]``."""
+class DecoderHead(nn.Module):
+    """What ZegCLIP's and CLIP-RC's decode heads share: the sizes of their ``TPNDecoderLayer`` decoders
+    (:meth:`decoder_layer` builds one). No parameters of its own: each head builds its modules in its official
+    parameter order (:class:`ZegCLIPHead`; ``zsseg_rt.models.cliprc.head.CLIPRCHead``)."""
 
     def __init__(
         self,
@@ -151,11 +152,27 @@ class ZegCLIPHead(nn.Module):
             raise ValueError("the decoder needs at least one layer")
         self.dim = dim
         self.num_heads = num_heads
-        self.q_proj = nn.Linear(2 * dim, dim)
+        self.decoder_layers = num_layers
+        self.layer_args: Dict[str, Any] = dict(
+            dim=dim, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout, attn_dropout=attn_dropout
+        )
+
+    def decoder_layer(self) -> TPNDecoderLayer:
+        """A new decoder layer of these sizes."""
+        return TPNDecoderLayer(**self.layer_args)
+
+
+class ZegCLIPHead(DecoderHead):
+    """Relationship descriptor + cross-attention decoder -> mask logits ``[B, C, h, w]``; :class:`DecoderHead`'s
+    arguments."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.q_proj = nn.Linear(2 * self.dim, self.dim)
         # torch's TransformerDecoder deep-copies ONE layer num_layers times, so the official layers all start
         # from identical weights; reproduce that.
-        layer = TPNDecoderLayer(dim, num_heads, ffn_dim, dropout, attn_dropout)
-        self.layers = nn.ModuleList([copy.deepcopy(layer) for _ in range(num_layers)])
+        layer = self.decoder_layer()
+        self.layers = nn.ModuleList([copy.deepcopy(layer) for _ in range(self.decoder_layers)])
 
     @staticmethod
     def relation(text: torch.Tensor, image_global: torch.Tensor) -> torch.Tensor:

@@ -203,6 +203,8 @@ class ZegCLIP(nn.Module):
             self.check_images(images)
         return self.backbone(images)
 
+    # twin: head.py ZegCLIPHead.forward (the head's arguments) and decode_native below (the same result through
+    # zsseg_rt.ops)
     def decode(
         self,
         text: torch.Tensor,

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
+# twin (by shape): zegclip/official.py's imports - both importers use the same shared helpers
 from zsseg_rt.contract.common.weights import (
     WeightsError,
     check_finite,

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from zsseg_rt.eval.metrics import ConfusionMatrix, summarize
+from zsseg_rt.eval.metrics import ConfusionMatrix
 
 from .config import DATASET_BACKGROUND_THRESHOLDS, GROUPVIT_BACKGROUND_THRESHOLDS
 
@@ -40,6 +40,9 @@ __all__ = [
     "THRESHOLD_TABLES",
     "protocol_threshold",
     "with_background",
+    "requested_threshold",
+    "bundle_segmenter",
+    "student_segmenter",
     "evaluate_zeroseg_bundle",
     "run_protocol",
     "evaluate_zeroseg",
@@ -90,39 +93,87 @@ def run_protocol(
     progress: bool,
     extra: Dict[str, Any],
 ) -> Dict[str, Any]:
-    """The protocol's loop: ``segment(rgb) -> labels`` (0 = background) over ``with_background(dataset)``;
-    metrics in :func:`zsseg_rt.eval.metrics.summarize`'s form plus ``extra``."""
-    data = with_background(dataset)
-    cm = ConfusionMatrix(len(names) + 1, ignore_index=255)
-    n = len(data) if limit is None else min(len(data), int(limit))
-    done = 0
-    indices = range(n)
-    if progress:
-        try:
-            from tqdm import tqdm
+    """The protocol's run: ``segment(rgb) -> labels`` (0 = background) over ``with_background(dataset)`` by the
+    evaluation toolkit's loop (:func:`zsseg_rt.eval.evaluate.segment_dataset`); metrics in
+    :func:`zsseg_rt.eval.metrics.summarize`'s form plus ``extra``."""
+    from zsseg_rt.eval.evaluate import segment_dataset
 
-            indices = tqdm(indices, desc=f"zeroseg eval {dataset.name}", dynamic_ncols=True)
-        except ImportError:  # a runtime-only install has no tqdm: no progress bar
-            pass
-    for i in indices:
-        sample = data.load_safe(i)
-        if sample is None:
-            continue
-        rgb, gt = sample
-        cm.update(np.asarray(segment(rgb)), gt)
-        done += 1
-    out = summarize(cm, ["background"] + list(names), ())
-    out.update(
-        {
-            "images": done,
-            "skipped": len(data.skipped),
-            "skipped_files": list(data.skipped.values())[:20],
-            "dataset": dataset.name,
-            "protocol": "ZeroSeg / GroupViT (background + classes, threshold)",
-        }
-    )
+    data = with_background(dataset)
+    desc = f"zeroseg eval {dataset.name}"
+    out = segment_dataset(segment, data, ["background"] + list(names), (), limit, progress, desc)
+    out.update({"dataset": dataset.name, "protocol": "ZeroSeg / GroupViT (background + classes, threshold)"})
     out.update(extra)
     return out
+
+
+def requested_threshold(dataset, background_threshold: Optional[float], thresholds: str) -> Optional[float]:
+    """The background threshold an evaluation on ``dataset`` asks for: ``background_threshold``, else the dataset's
+    value in the table ``thresholds`` (None outside the table). A dataset outside the protocol is refused first."""
+    with_background(dataset)  # refuses a dataset outside the protocol before any work
+    if background_threshold is not None:
+        return background_threshold
+    return protocol_threshold(dataset.name, thresholds)
+
+
+def bundle_segmenter(
+    engine, dataset, threshold: Optional[float], text: Optional[np.ndarray] = None
+) -> Tuple[Callable[[np.ndarray], Any], Dict[str, Any]]:
+    """``(segment, extra)`` of an ``Engine`` on a ZeroSeg bundle for :func:`run_protocol` (no torch needed), its
+    vocabulary set to the dataset's classes (or ``text``). The bundle's threshold is part of its head graph: another
+    ``threshold`` (:func:`requested_threshold`) is refused."""
+    names = list(dataset.class_names)
+    baked = float(engine.meta.postprocess["background_threshold"])
+    if threshold is not None and abs(float(threshold) - baked) > 1e-9:
+        raise ValueError(
+            f"this ZeroSeg bundle paints background below {baked} (fixed in its head graph); {dataset.name} asks "
+            f"for {threshold}: export a bundle with that threshold (zsseg export --background-threshold {threshold}) "
+            f"or pass --background-threshold {baked}"
+        )
+    if text is not None:
+        engine.set_text_embeddings(names, text)
+    else:
+        engine.set_classes(names)
+
+    def segment(rgb):
+        return engine(rgb, color_order="rgb").labels
+
+    return segment, {"mode": "slide", "source": "bundle", "background_threshold": baked}
+
+
+def student_segmenter(
+    model,
+    dataset,
+    threshold: Optional[float],
+    mode: Optional[str] = None,
+    text: Optional[np.ndarray] = None,
+    text_weights: Optional[str] = None,
+) -> Tuple[Callable[[np.ndarray], Any], Dict[str, Any]]:
+    """``(segment, extra)`` of a PyTorch student for :func:`run_protocol` (:func:`.predict.predict_image`; ``threshold``
+    None: the config's), its class embeddings ``text`` or, when None, its teacher's text tower (``text_weights``) on
+    the dataset's classes."""
+    import torch
+
+    from .predict import predict_image
+
+    names = list(dataset.class_names)
+    if text is None:
+        if text_weights is None:
+            raise ValueError(
+                "a ZeroSeg checkpoint has no text tower: pass --text-weights (its teacher's CLIP weights, e.g. "
+                "openai) or --text-embeddings"
+            )
+        from .teacher import CLIPTeacher
+
+        teacher = CLIPTeacher(model.config, text_weights, text_tower=True)
+        text_t = teacher.to(next(model.parameters()).device).text_embeddings(names, model.config.templates)
+    else:
+        text_t = torch.as_tensor(np.asarray(text, dtype=np.float32))
+    thr = model.config.background_threshold if threshold is None else threshold
+
+    def segment(rgb):
+        return predict_image(model, rgb, text_t, thr, mode)[0].numpy()
+
+    return segment, {"mode": mode or model.config.test_mode, "source": "torch", "background_threshold": float(thr)}
 
 
 def evaluate_zeroseg_bundle(
@@ -134,31 +185,11 @@ def evaluate_zeroseg_bundle(
     limit: Optional[int] = None,
     progress: bool = True,
 ) -> Dict[str, Any]:
-    """``zsseg eval`` of an ``Engine`` on a ZeroSeg bundle (no torch needed). The bundle's threshold is part of its
-    head graph: a different requested one (``background_threshold``, or the dataset's value in ``thresholds``) is
-    refused."""
-    with_background(dataset)  # refuses a dataset outside the protocol before any work
-    names = list(dataset.class_names)
-    thr = background_threshold
-    if thr is None:
-        thr = protocol_threshold(dataset.name, thresholds)
-    baked = float(engine.meta.postprocess["background_threshold"])
-    if thr is not None and abs(float(thr) - baked) > 1e-9:
-        raise ValueError(
-            f"this ZeroSeg bundle paints background below {baked} (fixed in its head graph); {dataset.name} asks "
-            f"for {thr}: export a bundle with that threshold (zsseg export --background-threshold {thr}) or pass "
-            f"--background-threshold {baked}"
-        )
-    if text is not None:
-        engine.set_text_embeddings(names, text)
-    else:
-        engine.set_classes(names)
-
-    def segment(rgb):
-        return engine(rgb, color_order="rgb").labels
-
-    extra = {"mode": "slide", "source": "bundle", "background_threshold": baked}
-    return run_protocol(segment, dataset, names, limit, progress, extra)
+    """``zsseg eval`` of an ``Engine`` on a ZeroSeg bundle (no torch needed): :func:`bundle_segmenter` with the
+    :func:`requested_threshold`, then :func:`run_protocol`."""
+    threshold = requested_threshold(dataset, background_threshold, thresholds)
+    segment, extra = bundle_segmenter(engine, dataset, threshold, text)
+    return run_protocol(segment, dataset, list(dataset.class_names), limit, progress, extra)
 
 
 def evaluate_zeroseg(
@@ -234,40 +265,12 @@ def evaluate_checkpoint(
         background_threshold: None = the dataset's value in ``thresholds`` ("paper" or "groupvit"). A bundle's
             threshold is part of its head graph: a different requested value is refused.
     """
-    meta = getattr(obj, "meta", None)
-    if meta is not None:  # Engine on a ZeroSeg bundle: the torch-free path
-        return evaluate_zeroseg_bundle(obj, dataset, text, background_threshold, thresholds, limit, progress)
-    import torch
-
-    from .predict import predict_image
-
-    with_background(dataset)
-    names = list(dataset.class_names)
-    thr = background_threshold
-    if thr is None:
-        thr = protocol_threshold(dataset.name, thresholds)
-    if text is None:
-        if text_weights is None:
-            raise ValueError(
-                "a ZeroSeg checkpoint has no text tower: pass --text-weights (its teacher's CLIP weights, e.g. "
-                "openai) or --text-embeddings"
-            )
-        from .teacher import CLIPTeacher
-
-        teacher = CLIPTeacher(obj.config, None)
-        from .export import _load_text_tower
-
-        _load_text_tower(teacher, text_weights)
-        text_t = teacher.to(next(obj.parameters()).device).text_embeddings(names, obj.config.templates)
+    threshold = requested_threshold(dataset, background_threshold, thresholds)
+    if getattr(obj, "meta", None) is not None:  # Engine on a ZeroSeg bundle: the torch-free path
+        segment, extra = bundle_segmenter(obj, dataset, threshold, text)
     else:
-        text_t = torch.as_tensor(np.asarray(text, dtype=np.float32))
-    thr = obj.config.background_threshold if thr is None else thr
-
-    def segment(rgb):
-        return predict_image(obj, rgb, text_t, thr, mode)[0].numpy()
-
-    extra = {"mode": mode or obj.config.test_mode, "source": "torch", "background_threshold": float(thr)}
-    return run_protocol(segment, dataset, names, limit, progress, extra)
+        segment, extra = student_segmenter(obj, dataset, threshold, mode, text, text_weights)
+    return run_protocol(segment, dataset, list(dataset.class_names), limit, progress, extra)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -113,9 +113,11 @@ class CLIPTeacher(nn.Module):
         config: the ZeroSeg config (``clip_model``, ``clip_cfg``, ``quick_gelu``, ``teacher_*``).
         pretrained: an open_clip tag of ``clip_model`` (e.g. ``"openai"``, downloaded by open_clip) or a local
             weight file; None leaves the random init (tests only: a random teacher teaches nothing).
+        text_tower: the weights must hold the text tower too (every tensor of ``clip_model``): the teacher that
+            classifies segments at test time (evaluation, bundles); else only the vision tower is required.
     """
 
-    def __init__(self, config: ZeroSegConfig, pretrained: Optional[str] = None):
+    def __init__(self, config: ZeroSegConfig, pretrained: Optional[str] = None, text_tower: bool = False):
         super().__init__()
         from open_clip.model import CLIP
 
@@ -125,17 +127,21 @@ class CLIPTeacher(nn.Module):
         cfg["vision_cfg"] = dict(cfg["vision_cfg"], image_size=int(config.teacher_image_size))
         self.clip = CLIP(**cfg, quick_gelu=config.quick_gelu)
         if pretrained is not None:
-            self._load(pretrained)
+            self._load(pretrained, text_tower)
         self.clip.eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(config.teacher_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.teacher_std).view(1, 3, 1, 1), persistent=False)
 
-    def _load(self, pretrained: str) -> None:
+    def _load(self, pretrained: str, text_tower: bool) -> None:
         from zsseg_rt.contract.common.weights import normalise_clip_keys, read_state_dict, resolve_pretrained
 
         path, _ = resolve_pretrained(pretrained, self.config.clip_model)
         sd = normalise_clip_keys(read_state_dict(path))
         missing, unexpected = self.clip.load_state_dict(sd, strict=False)
+        if text_tower and missing:
+            raise RuntimeError(
+                f"CLIP weights {path} lack {len(missing)} tensors of {self.config.clip_model}: {missing[:5]}"
+            )
         missing = [k for k in missing if k.startswith("visual.")]
         if missing:
             raise RuntimeError(

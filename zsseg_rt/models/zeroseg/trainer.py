@@ -50,6 +50,7 @@ def cosine_lr(iteration: int, base_lr: float, max_iters: int, warmup_iters: int,
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+# twin: train/optim.py PolyWarmupSchedule - a schedule names its lr function's arguments (typed) for LrSchedule
 class CosineWarmupSchedule(LrSchedule):
     """:func:`cosine_lr` as an :class:`~zsseg_rt.train.optim.LrSchedule` (state = the iteration)."""
 
