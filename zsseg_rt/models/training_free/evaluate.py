@@ -34,6 +34,9 @@ __all__ = [
     "CHOICES",
     "VOCABULARY_KEYS",
     "vocabulary_settings",
+    "default_inference",
+    "vocabulary_inference",
+    "official_test_scales",
 ]
 
 CHOICES = ("official", "bundle")  # zsseg eval --settings
@@ -226,3 +229,33 @@ def vocabulary_settings(method: str) -> Dict[str, Dict[str, Any]]:
             "area_threshold": None if s.area_thd is None else float(s.area_thd),
         }
     return out
+
+
+def default_inference(method: str) -> str:
+    """The method's test mode where a dataset has no setting of its own (settings.json ``default_mode``): "whole"
+    (MaskCLIP) or "windows" (the others)."""
+    methods = load_settings_table()["methods"]
+    if method not in methods:
+        raise KeyError(f"no official settings for training-free method {method!r}; known: {sorted(methods)}")
+    return "whole" if methods[method]["default_mode"] == "whole" else "windows"
+
+
+def vocabulary_inference(method: str) -> Dict[str, str]:
+    """Per named vocabulary with an official setting of ``method``: "whole" (its official config runs whole-image
+    inference: crop null) or "windows" (recorded in a bundle's ``whole_image.vocabularies``)."""
+    out: Dict[str, str] = {}
+    for vocabulary, key in VOCABULARY_KEYS.items():
+        try:
+            s = official_settings(method, key)
+        except KeyError:
+            continue
+        out[vocabulary] = "whole" if s.crop is None else "windows"
+    return out
+
+
+def official_test_scales(method: str) -> List[Tuple[int, int]]:
+    """The keep-ratio test scales ``(long, short)`` of ``method``'s official settings, one per dataset."""
+    entry = load_settings_table()["methods"].get(method, {"datasets": {}})
+    return [
+        (int(row.get("long_side", 2048)), int(row["short_side"])) for row in dict(entry["datasets"]).values()
+    ]
