@@ -48,25 +48,25 @@ def read_verification_image(path: str) -> np.ndarray:
         raise FileNotFoundError(f"verification image: {exc}") from None
 
 
-def _window_batch(paths: Sequence[str], meta, rng: np.random.Generator) -> List[Tuple[str, np.ndarray]]:
-    """``(what, image batch)`` of every image-encoder case: a random batch and a window of each photo at the graph
-    size S; for a graph of any size (``whole_image``) also each photo whole (rescaled, fitted to the patch grid) and
-    random inputs of two other sizes, a wide and a tall one, so more than one size is checked."""
+def _window_batch(paths: Sequence[str], meta, rng: np.random.Generator) -> List[Tuple[str, bool, np.ndarray]]:
+    """``(input, whole image, image batch)`` of every image-encoder case: a random batch and a window of each photo
+    at the graph size S; for a graph of any size (``whole_image``) also each photo whole (rescaled, fitted to the
+    patch grid) and random inputs of two other sizes, a wide and a tall one, so more than one size is checked."""
     size = meta.image_size
-    batches = [("random", rng.standard_normal((2, 3, size, size)).astype(np.float32))]
+    batches = [("random", False, rng.standard_normal((2, 3, size, size)).astype(np.float32))]
     whole = meta.raw.get("whole_image")
     for path in paths:
         rgb = pipeline.to_rgb_uint8(read_verification_image(path), "bgr")
         chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
         win = pipeline.sliding_windows(chw.shape[1], chw.shape[2], size, meta.stride)[0]
         crop = pipeline.pad_to_multiple(chw[:, win.y1 : win.y2, win.x1 : win.x2], meta.patch_size, (size, size))
-        batches.append((path, crop[None]))
+        batches.append((path, False, crop[None]))
         if whole:
-            batches.append((f"{path} (whole image)", pipeline.fit_to_patches(chw, meta.patch_size, whole["fit"])[None]))
+            batches.append((path, True, pipeline.fit_to_patches(chw, meta.patch_size, whole["fit"])[None]))
     if whole:
         p = meta.patch_size
         for rows, cols in ((2, 5), (7, 3)):  # grids: wide and tall, neither the window's
-            batches.append((f"random {rows * p}x{cols * p}", rng.standard_normal((1, 3, rows * p, cols * p)).astype(np.float32)))
+            batches.append(("random", False, rng.standard_normal((1, 3, rows * p, cols * p)).astype(np.float32)))
     return batches
 
 
@@ -106,12 +106,12 @@ def verify_bundle(
             }
         )
         text = text_ref[: len(names)]
-        for source, batch in _window_batch(images, meta, rng):
+        for source, whole_image, batch in _window_batch(images, meta, rng):
             feats32 = [t.numpy() for t in image32(torch.from_numpy(batch))]
             feats64 = [t.numpy() for t in image64(as_float64(batch))]
             jobs.append((graph["image"], {Names.IMAGE: batch}))
             shape = [int(v) for v in batch.shape[2:]]
-            case = {"graph": "image_encoder", "input": source, "input_size": shape}
+            case = {"graph": "image_encoder", "input": source, "input_size": shape, "whole_image": whole_image}
             pending.append({"case": case, "refs": list(zip(feats32, feats64))})
             feeds = dict(zip(io["image"]["outputs"], feats32))
             for classes in sorted({1, len(names), meta.max_classes}):
@@ -121,7 +121,7 @@ def verify_bundle(
                 jobs.append((graph["head"], dict(feeds, **{Names.TEXT_EMBEDDINGS: t})))
                 pending.append(
                     {
-                        "case": {"graph": "head", "input": source, "input_size": shape, "classes": int(classes)},
+                        "case": dict(case, graph="head", classes=int(classes)),
                         "refs": [(ref, ref64)],
                         "size": tuple(batch.shape[2:]),
                     }

@@ -117,8 +117,10 @@ def neighbourhood_bias(
     ys = rows[:, None].expand(-1, w).reshape(-1)  # row-major positions of the h*w tokens
     xs = cols[None, :].expand(h, -1).reshape(-1)
     d2 = (ys[:, None] - ys[None, :]) ** 2 + (xs[:, None] - xs[None, :]) ** 2
-    omega = torch.exp(d2 * (-1.0 / (2.0 * float(std) ** 2)))
-    return torch.nn.functional.pad(omega, (num_prefix_tokens, 0, num_prefix_tokens, 0)).to(dtype)
+    omega = torch.exp(d2 * (-1.0 / (2.0 * float(std) ** 2)))  # [N, N]
+    omega = torch.cat([omega[:, :1].expand(-1, num_prefix_tokens) * 0.0, omega], dim=1)  # zero prefix columns
+    omega = torch.cat([omega[:1].expand(num_prefix_tokens, -1) * 0.0, omega], dim=0)  # and rows
+    return omega.to(dtype)
 
 
 def gaussian_neighbourhood_bias(grid: Tuple[int, int], std: float, num_prefix_tokens: int = 1) -> np.ndarray:
