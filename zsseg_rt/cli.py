@@ -262,9 +262,8 @@ def _add_segment_command(sub) -> None:
         default="auto",
         choices=["auto", "whole", "windows"],
         help="whole: one pass over the whole rescaled image at its own size; windows: sliding windows of the "
-        "bundle's input size; auto (default): the bundle's choice, its method's official test mode (MaskCLIP, "
-        "NACLIP with --classes voc20/voc21: whole; windows otherwise and for fixed-size bundles; "
-        "docs/training_free.md)",
+        "bundle's input size; auto (default): the bundle's choice, its model's official test mode for the "
+        "vocabulary; windows for bundles whose image graph has a fixed size",
     )
     p.add_argument(
         "--whole-fallback",

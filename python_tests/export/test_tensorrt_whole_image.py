@@ -74,7 +74,9 @@ def test_the_toolchain_builds_a_wide_and_a_tall_profile(whole_bundle, tmp_path, 
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     monkeypatch.setattr(trt_run, "_LOGGERS", {})
     toolchain = trt_build.TensorRTToolchain(cuda=FakeCuda())
-    report = trt_build.build_engine_set(bundle, "fp16", max_batch=2, opt_classes=4, toolchain=toolchain, accuracy_gate=False)
+    report = trt_build.build_engine_set(
+        bundle, "fp16", max_batch=2, opt_classes=4, toolchain=toolchain, accuracy_gate=False
+    )
     shapes = [args for name, args in fake.calls if name == "IOptimizationProfile.set_shape"]
     image = [s for s in shapes if s[0] == Names.IMAGE]
     assert image == [

@@ -117,7 +117,7 @@ def whole_image_ranges(meta: BundleMeta) -> Dict[str, AxisRange]:
     if whole["default"] == "windows":
         opt = (size, size)
     else:
-        test_short = int(meta.test_scale[1])
+        test_short = int(meta.test_scale[1] or size)
         opt = (to_patch(test_short, patch, short), to_patch(test_short * 4 / 3, patch, long))
     ranges: Dict[str, AxisRange] = {}
     profiles = [((short, long), opt)] + ([((long, short), opt[::-1])] if long != short else [])

@@ -315,7 +315,8 @@ class TensorRTRunner:
                     self._profile = profile
                 return
         ranges = "; ".join(
-            f"profile {p}: " + ", ".join(f"{n} {list(self.input_profile(n, p)[0])}..{list(self.input_profile(n, p)[2])}" for n in shapes)
+            f"profile {p}: "
+            + ", ".join(f"{n} {list(self.input_profile(n, p)[0])}..{list(self.input_profile(n, p)[2])}" for n in shapes)
             for p in range(self.profiles)
         )
         given = ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())

@@ -188,7 +188,9 @@ def test_stock_weights_load_and_positional_table_is_resized_per_input(tmp_path):
         torch.testing.assert_close(
             got["text_encoder.token_embedding.weight"], sd["token_embedding.weight"], rtol=0, atol=0
         )
-        torch.testing.assert_close(got["visual.positional_embedding"], sd["visual.positional_embedding"], rtol=0, atol=0)
+        torch.testing.assert_close(
+            got["visual.positional_embedding"], sd["visual.positional_embedding"], rtol=0, atol=0
+        )
         pos = model._positional(4, 4)  # the model's 64 px window: a 4x4 grid
         assert pos.shape == (17, 64)
         torch.testing.assert_close(pos[1:], dino.reshape(64, 16).T, rtol=0, atol=1e-5)
@@ -315,7 +317,9 @@ def test_export_bundle_and_engine_match_torch(models, method, tmp_path):
     assert result.labels.shape == image.shape[:2] and len(np.unique(labels)) > 1
     assert (result.labels == labels).mean() > 0.999 and (torch_engine.labels == labels).mean() > 0.999
     np.testing.assert_allclose(result.scores, scores, rtol=1e-4, atol=1e-5)  # probabilities, fp32 ORT vs torch
-    fast = Engine(out, classes=names, backend="onnxruntime", mode="fast", inference="windows")(cv2.resize(image, (64, 64)))
+    fast = Engine(out, classes=names, backend="onnxruntime", mode="fast", inference="windows")(
+        cv2.resize(image, (64, 64))
+    )
     exact = engine(cv2.resize(image, (64, 64)))
     assert (fast.labels == exact.labels).mean() > 0.99  # one resize instead of two: a few boundary pixels
 

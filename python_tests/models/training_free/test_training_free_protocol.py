@@ -4,7 +4,6 @@ bundle (logit scale, thresholds, PAMR, test size), with the deviations a fixed-s
 from __future__ import annotations
 
 import dataclasses
-
 import json
 from pathlib import Path
 

@@ -143,7 +143,9 @@ def test_neighbourhood_bias_is_naclips_gaussian_addition():
     from zsseg_rt.models.training_free.grid import neighbourhood_bias
 
     for h, w in [(4, 4), (3, 5), (1, 9), (6, 2), (21, 28)]:
-        torch.testing.assert_close(neighbourhood_bias(h, w, 5.0), official_attention_addition(h, w, 5.0), atol=2e-7, rtol=0)
+        torch.testing.assert_close(
+            neighbourhood_bias(h, w, 5.0), official_attention_addition(h, w, 5.0), atol=2e-7, rtol=0
+        )
 
 
 # ---------------------------------------------------------------------------------------------- PyTorch

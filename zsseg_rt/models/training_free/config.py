@@ -207,8 +207,9 @@ class SCCLIPSettings:
 class TrainingFreeConfig(BaseModelConfig):
     """Everything that defines a training-free segmenter and its inference settings.
 
-    ``image_size`` is the image-encoder input (= the sliding-window crop); the stock positional table is resized
-    to its grid when the weights are loaded. ``short_side``/``crop_size``/``stride`` are the official test
+    ``image_size`` is the sliding-window crop (a bundle's window size; its image graph takes any size but for
+    SC-CLIP); the stock positional table keeps its stored grid and is resized to each input's grid in the forward
+    (``grid.positional_for_grid``), as the official code does. ``short_side``/``crop_size``/``stride`` are the official test
     settings (``test_scale = [2048, short_side]``). ``attention``/``residual``/``ffn``/``gaussian_std``/
     ``pos_resize``/``tower`` default (None) to the method's values in ``METHODS``.
     """
@@ -312,7 +313,9 @@ class TrainingFreeConfig(BaseModelConfig):
 
     def _validate_whole(self) -> None:
         if self.inference is not None and self.inference not in INFERENCE_MODES:
-            raise ValueError(f"inference must be one of {INFERENCE_MODES} (or null: the method's), got {self.inference!r}")
+            raise ValueError(
+                f"inference must be one of {INFERENCE_MODES} (or null: the method's), got {self.inference!r}"
+            )
         if self.inference == "whole" and not self.whole_image_capable:
             raise ValueError(
                 f"{self.method} has no whole-image inference here (its official settings all use windows): "

@@ -276,6 +276,4 @@ def vocabulary_inference(method: str) -> Dict[str, str]:
 def official_test_scales(method: str) -> List[Tuple[int, int]]:
     """The keep-ratio test scales ``(long, short)`` of ``method``'s official settings, one per dataset."""
     entry = load_settings_table()["methods"].get(method, {"datasets": {}})
-    return [
-        (int(row.get("long_side", 2048)), int(row["short_side"])) for row in dict(entry["datasets"]).values()
-    ]
+    return [(int(row.get("long_side", 2048)), int(row["short_side"])) for row in dict(entry["datasets"]).values()]

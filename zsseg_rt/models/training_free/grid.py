@@ -13,7 +13,7 @@ within 1e-5 of the table's scale).
 from __future__ import annotations
 
 import math
-from typing import Tuple, Union
+from typing import Any, Tuple, Union
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ __all__ = [
     "gaussian_neighbourhood_bias",
 ]
 
-Size = Union[int, torch.Tensor]  # a grid side: an int, or a traced 0-dim tensor while exporting
+Size = Any  # a grid side: an int, or a traced 0-dim tensor while exporting
 CUBIC_A = -0.75  # PyTorch's (and OpenCV's) bicubic coefficient
 # How a method resizes the stored positional table to another grid (``TrainingFreeConfig.pos_resize``):
 # "size": mmseg's ``resize_pos_embed`` (MaskCLIP): F.interpolate(size=(h, w)), source step g0 / h;

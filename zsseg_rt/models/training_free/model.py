@@ -115,6 +115,7 @@ def block_qkv(block: nn.Module, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Te
     attn = block.attn
     if not isinstance(attn, nn.MultiheadAttention) or not attn._qkv_same_embed_dim:
         raise TypeError("the training-free blocks need open_clip blocks with nn.MultiheadAttention (packed in_proj)")
+    attn = cast(nn.MultiheadAttention, attn)
     heads = int(attn.num_heads)
     head_dim = int(attn.embed_dim) // heads
     qkv = F.linear(y, attn.in_proj_weight, attn.in_proj_bias)
@@ -128,7 +129,8 @@ def clip_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     shapes from the input (``nn.MultiheadAttention`` traces the token count into its reshapes)."""
     q, k, v = block_qkv(block, block.ln_1(x))
     out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
-    x = x + block.ls_1(F.linear(out, block.attn.out_proj.weight, block.attn.out_proj.bias))
+    attn = cast(nn.MultiheadAttention, block.attn)
+    x = x + block.ls_1(F.linear(out, attn.out_proj.weight, attn.out_proj.bias))
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
@@ -160,7 +162,7 @@ class DenseLastBlock(nn.Module):
 
     def forward(self, block: nn.Module, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
         """``x [B, L, W]`` (batch first, CLS first, patches last in row-major ``grid``) -> ``[B, L, W]``."""
-        attn = block.attn
+        attn = cast(nn.MultiheadAttention, block.attn)
         q, k, v = block_qkv(block, block.ln_1(x))
         scale = int(attn.head_dim) ** -0.5
         if self.attention == "identity":
@@ -190,8 +192,9 @@ class DenseLastBlock(nn.Module):
 class TrainingFreeSegmenter(nn.Module):
     """Stock CLIP + a dense last block: ``forward(images [B,3,H,W], text [C,D]) -> logits [B,C,H/p,W/p]``.
 
-    Bundle hooks (``zsseg_rt.export.graphs``): the image graph outputs ``patches [B,N,D]`` (L2-normalised), the
-    head graph the scaled cosine logits; ``export_postprocess`` selects softmax post-processing in the Engine.
+    Bundle hooks (``zsseg_rt.export.graphs``): the image graph outputs ``patch_grid [B,h,w,D]`` (L2-normalised; an
+    image of any size: ``export_whole_image``; SC-CLIP's fixed-size graph ``patches [B,N,D]``), the head graph the
+    scaled cosine logits; ``export_postprocess`` selects softmax post-processing in the Engine.
     """
 
     family = FAMILY
@@ -280,12 +283,15 @@ class TrainingFreeSegmenter(nn.Module):
             return None
         method = METHODS[c.method]
         p = self.patch_size[0]
-        scales = [tuple(c.whole_max_size)] if c.whole_max_size else [*official_test_scales(c.method), tuple(c.test_scale)]
+        scales = (
+            [tuple(c.whole_max_size)] if c.whole_max_size else [*official_test_scales(c.method), tuple(c.test_scale)]
+        )
         long, short = max(s[0] for s in scales), max(s[1] for s in scales)
         fit = str(method["whole_fit"])
         side = (lambda v: -(-v // p) * p) if fit == "pad" else (lambda v: max(p, v // p * p))
         blocks = cast(nn.ModuleList, cast(nn.Module, self.visual.transformer).resblocks)
-        width, heads = int(self.visual.conv1.out_channels), int(cast(nn.Module, blocks[0]).attn.num_heads)
+        attn = cast(nn.MultiheadAttention, cast(nn.Module, blocks[0]).attn)
+        width, heads = int(cast(nn.Conv2d, self.visual.conv1).out_channels), int(attn.num_heads)
         return {
             "fit": fit,
             "logits_to": str(method["whole_logits"]),

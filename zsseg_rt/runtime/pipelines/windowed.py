@@ -93,7 +93,7 @@ class WindowedPipeline(Pipeline):
 
     @property
     def inference(self) -> str:
-        """"auto", "whole" or "windows" (see the module docstring); settable (a family's evaluation settings)."""
+        """ "auto", "whole" or "windows" (see the module docstring); settable (a family's evaluation settings)."""
         return self._inference
 
     @inference.setter
@@ -142,13 +142,23 @@ class WindowedPipeline(Pipeline):
                 "(Engine(..., inference='windows'), or whole_fallback='windows' for such images only), or re-export "
                 "the bundle with a larger whole_max_size"
             )
+        estimate = self.whole_estimate_bytes((height, width), scaled, max(len(vocab.bias), len(vocab.text)))
+        self.limits.check((height, width), scaled, 1, estimate)
+        return WholePlan((height, width), scaled, size)
+
+    def whole_estimate_bytes(self, original: Tuple[int, int], scaled: Tuple[int, int], rows: int) -> int:
+        """The working memory of one image's whole-image pass (``pipeline.estimate_bytes`` with the graph input of
+        the image's own size and the encoder's memory at its token count, ``whole_image.encoder_bytes_*``)."""
+        whole = self.meta.whole_image
+        assert whole is not None
+        patch = self.meta.patch_size
+        size = whole_input_size(scaled[0], scaled[1], patch, whole["fit"])
         tokens = (size[0] // patch) * (size[1] // patch) + 1
-        maps = int(self.postprocessor.activation == "maps")
-        estimate = estimate_bytes(
-            (height, width),
+        return estimate_bytes(
+            original,
             scaled,
             1,
-            max(len(vocab.bias), len(vocab.text)) + maps,
+            rows + int(self.postprocessor.activation == "maps"),
             size,
             (size[0] // patch, size[1] // patch),
             1,
@@ -158,8 +168,6 @@ class WindowedPipeline(Pipeline):
             encoder_bytes=int(whole["encoder_bytes_per_token"]) * tokens
             + int(whole["encoder_bytes_per_token_pair"]) * tokens * tokens,
         )
-        self.limits.check((height, width), scaled, 1, estimate)
-        return WholePlan((height, width), scaled, size)
 
     def plan(
         self, image: Any, bias: np.ndarray, rows: int = 0
@@ -305,7 +313,8 @@ class WindowedPipeline(Pipeline):
                 focus({run[i]: share for i, share in part.items()})
 
             with image_index(run[0]) if len(run) == 1 else contextlib.nullcontext():
-                chunk = self._whole_chunk([images[i] for i in run], [plans[i] for i in run], vocab, shares)
+                whole = [plan for plan in (plans[i] for i in run) if plan is not None]
+                chunk = self._whole_chunk([images[i] for i in run], whole, vocab, shares)
             for i, result in zip(run, chunk):
                 results[i] = result
         return [r for r in results if r is not None]
