@@ -32,8 +32,8 @@ def _median_ms(samples: List[float]) -> float:
 
 
 def _vocabularies(model) -> Dict[int, tuple]:
-    from zsseg_rt.models import load_text_embeddings
     from zsseg_rt.contract.common.config import load_class_names
+    from zsseg_rt.models import load_text_embeddings
 
     voc = load_text_embeddings(str(EMBEDDINGS / "voc12_single.npy"))
     coco = load_text_embeddings(str(EMBEDDINGS / "coco_multi.npy"))

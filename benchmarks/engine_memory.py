@@ -6,6 +6,10 @@ inherited from a parent such as pytest; elsewhere ``ru_maxrss``), the estimate `
 ``max_memory_mb``, and the outcome (``ok`` or the exception)::
 
     python -m benchmarks engine_memory BUNDLE --shape 1x1024 --classes 32 [--mode fast] [--max-windows N]
+        [--inference whole]
+
+``--inference whole`` (bundles whose image graph takes any size): one whole-image pass, whose estimate counts the
+encoder's memory at the image's token count (``whole_image.encoder_bytes_*``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ from zsseg_rt.system_info import current_rss_bytes, peak_rss_bytes, reset_peak_r
 
 
 def measure(
-    bundle: str, shape: str, classes: int, mode: str, backend: str, limits: dict, test_scale_short: int = 0
+    bundle: str,
+    shape: str,
+    classes: int,
+    mode: str,
+    backend: str,
+    limits: dict,
+    test_scale_short: int = 0,
+    inference: str = "windows",
 ) -> dict:
     """Segment one random ``shape`` image with ``classes`` classes; returns the measurement as a dict."""
     from zsseg_rt import Engine
@@ -29,7 +40,7 @@ def measure(
 
     height, width = (int(v) for v in shape.lower().split("x"))
     names = [f"class {chr(97 + i % 26)}{i}" for i in range(classes)]
-    engine = Engine(bundle, classes=names, backend=backend, device="cpu", mode=mode, **limits)
+    engine = Engine(bundle, classes=names, backend=backend, device="cpu", mode=mode, inference=inference, **limits)
     engine(np.zeros((engine.meta.image_size, engine.meta.image_size, 3), np.uint8))  # warm up the sessions
     meta = engine.meta
     scaled = rescaled_size(height, width, meta.test_scale, max_pixels=None)
@@ -46,6 +57,9 @@ def measure(
         single_fast_window=engine.postprocessor.is_fast(windows),
         pamr_neighbours=engine.postprocessor.pamr_neighbours,
     )
+    if inference == "whole":
+        estimate = engine.pipeline.whole_estimate_bytes((height, width), scaled, classes)
+        windows = windows[:1]  # one pass
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     # the peak is reset to the current RSS where allowed (not inherited from a parent such as pytest)
     before = current_rss_bytes() if reset_peak_rss() else peak_rss_bytes()
@@ -61,6 +75,7 @@ def measure(
         classes=classes,
         mode=mode,
         backend=backend,
+        inference=inference,
         rescaled=list(scaled),
         windows=len(windows),
         peak_rise_mib=round((peak - before) / 2**20, 1),
@@ -77,6 +92,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=32)
     parser.add_argument("--mode", default="exact", choices=["exact", "fast"])
     parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"])
+    parser.add_argument("--inference", default="windows", choices=["windows", "whole"])
     for name in ("max_pixels", "max_rescaled_pixels", "max_windows", "max_memory_mb"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=None)
     args = parser.parse_args()
@@ -85,7 +101,8 @@ def main() -> None:
         for name in ("max_pixels", "max_rescaled_pixels", "max_windows", "max_memory_mb")
         if getattr(args, name) is not None
     }
-    print(json.dumps(measure(args.bundle, args.shape, args.classes, args.mode, args.backend, limits)))
+    measured = measure(args.bundle, args.shape, args.classes, args.mode, args.backend, limits, inference=args.inference)
+    print(json.dumps(measured))
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ def _median_ms(samples: List[float]) -> float:
 
 
 def _vocabularies(model, which: List[int]) -> Dict[int, tuple]:
-    from zsseg_rt.models import load_text_embeddings
     from zsseg_rt.contract.common.config import load_class_names
+    from zsseg_rt.models import load_text_embeddings
 
     out = {}
     if 20 in which:

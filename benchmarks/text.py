@@ -72,9 +72,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from zsseg_rt import Engine
+    from zsseg_rt.contract.common.config import load_class_names
     from zsseg_rt.export.onnx_export import export_bundle
     from zsseg_rt.models import create_model
-    from zsseg_rt.contract.common.config import load_class_names
 
     names = load_class_names("coco_stuff171")
     with tempfile.TemporaryDirectory() as tmp:

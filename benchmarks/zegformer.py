@@ -48,8 +48,8 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
     import torch
     import torch.nn.functional as F
 
-    from zsseg_rt.models import create_model
     from zsseg_rt.contract.common.config import load_class_names
+    from zsseg_rt.models import create_model
     from zsseg_rt.models.zegformer.clip_branch import clip_crops
 
     torch.set_num_threads(threads)

@@ -40,8 +40,8 @@ def run(iters: int, warmup: int, threads: int) -> List[str]:
     import numpy as np
     import torch
 
-    from zsseg_rt.models import create_model
     from zsseg_rt.contract.common.config import load_class_names
+    from zsseg_rt.models import create_model
     from zsseg_rt.models.zegformer.predict import predict_zegformer
     from zsseg_rt.runtime import Engine
 

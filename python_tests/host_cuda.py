@@ -4,8 +4,9 @@
   blocks at their own addresses, copies are ``memmove``s, streams are in-order (everything is synchronous). It counts
   what is allocated and freed, device and page-locked, so tests can prove what a frame leaves behind.
 * ``OrtEngine`` / ``OrtContext``: a TensorRT 10 ``ICudaEngine`` / ``IExecutionContext`` stand-in that runs one bundle
-  graph with ONNX Runtime on the buffers bound by address (``set_tensor_address``), with an optimisation profile
-  (``get_tensor_profile_shape``) that ``set_input_shape`` enforces as TensorRT does (returns False outside it).
+  graph with ONNX Runtime on the buffers bound by address (``set_tensor_address``), with optimisation profiles
+  (``get_tensor_profile_shape``, ``set_optimization_profile_async``) that ``set_input_shape`` enforces as TensorRT
+  does (returns False outside the active one).
 * ``host_ops``: ``zsseg_rt.ops`` for ``CudaBuffer`` arguments, running the CPU kernels on the host memory behind them
   (the CUDA kernels themselves are tested elsewhere against the same reference).
 
@@ -137,13 +138,20 @@ def fake_tensorrt_module() -> types.SimpleNamespace:
 
 
 class OrtEngine:
-    """``ICudaEngine`` of one bundle graph: I/O names from meta.json, dtypes from the ONNX graph, profile 0 as built
-    by ``zsseg_rt.export.tensorrt`` for ``ranges`` (``axis_ranges(meta, max_batch, ...)``)."""
+    """``ICudaEngine`` of one bundle graph: I/O names from meta.json, dtypes from the ONNX graph, the optimisation
+    profiles as built by ``zsseg_rt.export.tensorrt`` for ``ranges`` (``axis_ranges(meta, max_batch, ...)``: one, or
+    two for the graphs of an image graph of any size)."""
 
     def __init__(self, meta: BundleMeta, role: str, ranges: Mapping[str, Tuple[int, int, int]]):
         import onnxruntime
 
-        from zsseg_rt.runtime.engine_cache import dynamic_input_axes, profile_shapes
+        from zsseg_rt.runtime.engine_cache import (
+            dynamic_input_axes,
+            graph_profile,
+            profile_count,
+            profile_ranges,
+            profile_shapes,
+        )
 
         self.role = role
         self.session = onnxruntime.InferenceSession(meta.file(GRAPH_FILES[role]), providers=["CPUExecutionProvider"])
@@ -153,12 +161,20 @@ class OrtEngine:
         self.dtypes = {n: ("INT32" if "int32" in kinds[n].type else "FLOAT") for n in self.inputs}
         self.dtypes.update({n: "FLOAT" for n in self.outputs})
         axes = dynamic_input_axes(meta, role)
-        self.profile = {
-            name: profile_shapes(
-                name, tuple(d if isinstance(d, int) else -1 for d in kinds[name].shape), axes.get(name, {}), ranges
-            )
-            for name in self.inputs
-        }
+        self.profiles = [
+            {
+                name: profile_shapes(
+                    name,
+                    tuple(d if isinstance(d, int) else -1 for d in kinds[name].shape),
+                    axes.get(name, {}),
+                    profile_ranges(ranges, index),
+                )
+                for name in self.inputs
+            }
+            for index in range(profile_count(graph_profile(meta, role, ranges)))
+        ]
+        self.profile = self.profiles[0]
+        self.num_optimization_profiles = len(self.profiles)
         self.num_io_tensors = len(self.inputs) + len(self.outputs)
         self.transform: Optional[Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]] = None
 
@@ -172,7 +188,7 @@ class OrtEngine:
         return self.dtypes[name]
 
     def get_tensor_profile_shape(self, name: str, profile_index: int):
-        return [list(shape) for shape in self.profile[name]]
+        return [list(shape) for shape in self.profiles[profile_index][name]]
 
     def create_execution_context(self) -> "OrtContext":
         return OrtContext(self)
@@ -183,13 +199,21 @@ class OrtContext:
 
     def __init__(self, engine: OrtEngine):
         self.engine = engine
+        self.active_profile = 0  # TensorRT starts a context on profile 0
         self.shapes: Dict[str, Tuple[int, ...]] = {}
         self.addresses: Dict[str, int] = {}
         self.log = []
         self._output_shapes: Dict[Tuple, Dict[str, Tuple[int, ...]]] = {}  # input shapes -> output shapes
 
+    def set_optimization_profile_async(self, profile_index: int, stream_handle: int) -> bool:
+        if not 0 <= profile_index < len(self.engine.profiles):
+            return False
+        self.log.append(("set_optimization_profile_async", profile_index, stream_handle))
+        self.active_profile, self.shapes = profile_index, {}  # shapes are set again for the new profile
+        return True
+
     def set_input_shape(self, name: str, shape) -> bool:
-        low, _, high = self.engine.profile[name]
+        low, _, high = self.engine.profiles[self.active_profile][name]
         shape = tuple(int(d) for d in shape)
         self.log.append(("set_input_shape", name, shape))
         if len(shape) != len(low) or any(not lo <= d <= hi for d, lo, hi in zip(shape, low, high)):

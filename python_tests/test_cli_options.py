@@ -1129,6 +1129,7 @@ def test_every_command_takes_help_and_debug(tiny_bundle, tmp_path, capsys, monke
 _M = "test_cli_options.py::"
 _DEMO = "test_demo.py::"
 _SEGMENT = "test_cli_segment.py::"
+_WHOLE = "models/training_free/test_training_free_whole_engine.py::"
 _CAMERA_FAKE = _M + "test_camera_width_height_fps_and_every_frame_on_a_live_camera"
 _CAMERA_PROCESS = _M + "test_camera_class_file_loop_preview_host_and_verbose"
 _CAMERA_ENGINE = _M + "test_camera_backend_device_mode_alpha_and_legend"
@@ -1197,6 +1198,8 @@ COVERAGE = {
     "zsseg segment --mode": (_M + "test_segment_mode_and_backend_build_that_engine",),
     "zsseg segment --precision": ("export/test_ort_int8.py::test_the_cli_prepares_int8_ahead_and_segment_runs_it",),
     "zsseg segment --max-pixels": (_SEGMENT + "test_photo_over_the_limit_is_resized_with_a_note",),
+    "zsseg segment --inference": (_WHOLE + "test_zsseg_segment_inference_flags",),
+    "zsseg segment --whole-fallback": (_WHOLE + "test_zsseg_segment_inference_flags",),
     "zsseg segment --allow-partial-images": (
         "test_truncated_images.py::test_zsseg_segment_refuses_them_with_the_same_message_and_no_decoder_noise",
     ),

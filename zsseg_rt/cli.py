@@ -258,6 +258,21 @@ def _add_segment_command(sub) -> None:
         "torch: fp16/bf16; a reduced precision runs only after its accuracy gate passed (docs/precision.md)",
     )
     p.add_argument(
+        "--inference",
+        default="auto",
+        choices=["auto", "whole", "windows"],
+        help="whole: one pass over the whole rescaled image at its own size; windows: sliding windows of the "
+        "bundle's input size; auto (default): the bundle's choice, its model's official test mode for the "
+        "vocabulary; windows for bundles whose image graph has a fixed size",
+    )
+    p.add_argument(
+        "--whole-fallback",
+        default=None,
+        choices=["windows"],
+        help="whole-image inference of an image larger than the bundle's image graph was exported for: run it in "
+        "windows instead of refusing it (default: refuse)",
+    )
+    p.add_argument(
         "--max-pixels",
         type=int,
         default=None,

@@ -38,6 +38,8 @@ _CLI_FLAGS = {
     "mode": "--mode",
     "precision": "--precision",
     "allow_partial_images": "--allow-partial-images",
+    "inference": "--inference",  # zsseg segment
+    "whole_fallback": "--whole-fallback",
 }
 
 

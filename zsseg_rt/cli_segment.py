@@ -236,6 +236,8 @@ def _segment_one(engine, path: str, files: Dict[str, str], args) -> Dict:
     # zsseg batch manifest use (before, --json called it "classes")
     summary["areas"] = {name: round(share, 4) for name, share in result.areas().items()}
     summary["timing_ms"] = {stage: round(ms, 2) for stage, ms in result.timing.items()}
+    if result.inference:
+        summary["inference"] = result.inference
     if resized:
         summary["resized"] = {"from": resized["from"], "to": resized["to"]}
     if result.banner:
@@ -277,6 +279,8 @@ def run_segment(args) -> int:
             device=args.device,
             mode=args.mode,
             precision=getattr(args, "precision", None),
+            inference=getattr(args, "inference", "auto"),
+            whole_fallback=getattr(args, "whole_fallback", None),
             max_pixels=args.max_pixels,  # the limit the images were read with (0: none), so --max-pixels 0 works
             allow_partial_images=bool(getattr(args, "allow_partial_images", False)),
         )

@@ -101,3 +101,42 @@ def test_logits_must_match_windows():
     logits, windows, bias = _case()
     with pytest.raises(ValueError, match=r"one row per window \(4\)"):
         Postprocessor(HEAD)(logits[:2], windows, (20, 28), (20, 28), bias)
+
+
+def test_whole_image_orders_resize_the_grid_logits_the_methods_way():
+    """``Postprocessor.whole``: "rescaled" (mmseg whole_inference: the grid logits bilinear to the rescaled image,
+    then to the output) and "original" (straight to the output), each the NumPy composition of ``ops.upsample`` +
+    softmax + argmax; the two differ (two resizes are not one); fast mode takes the single resize; bad calls are
+    refused."""
+    from zsseg_rt import ops
+
+    rng = np.random.default_rng(3)
+    logits = (rng.normal(size=(1, 5, 4, 6)) * 3).astype(np.float32)
+    softmax = Postprocessor(head_size=HEAD, activation="softmax")
+
+    def reference(*sizes):
+        up = logits
+        for size in sizes:
+            up = ops.upsample(np.ascontiguousarray(up), size)
+        probs = np.exp(up - up.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        return probs.argmax(1), probs.max(1)
+
+    for order, sizes in (("rescaled", [(61, 90), (117, 181)]), ("original", [(117, 181)])):
+        labels, scores = softmax.whole(logits, (61, 90), (117, 181), order)
+        want_labels, want_scores = reference(*sizes)
+        assert (labels == want_labels).mean() > 0.999, order
+        np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
+    twice, once = (
+        softmax.whole(logits, (61, 90), (117, 181))[1],
+        softmax.whole(logits, (61, 90), (117, 181), "original")[1],
+    )
+    assert np.abs(twice - once).max() > 1e-3
+    fast = Postprocessor(head_size=HEAD, activation="softmax", mode="fast")
+    np.testing.assert_allclose(fast.whole(logits, (61, 90), (117, 181))[1], once, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="logits_to must be one of"):
+        softmax.whole(logits, (61, 90), (117, 181), "window")
+    with pytest.raises(ValueError, match=r"need the logits \[1, C, h, w\] of one whole image"):
+        softmax.whole(np.concatenate([logits, logits]), (61, 90), (117, 181))
+    with pytest.raises(ValueError, match="softmax"):
+        Postprocessor(head_size=HEAD).whole(logits, (61, 90), (117, 181))

@@ -115,6 +115,13 @@ class BundleMeta:
         return [None if v is None else int(v) for v in scale]
 
     @property
+    def whole_image(self) -> Optional[Dict[str, Any]]:
+        """The ``whole_image`` section (the image graph takes any input size; ``spec.WholeImage``), or None for a
+        fixed-size image graph (windows only; every bundle exported before whole-image inference existed)."""
+        section = self.raw.get("whole_image")
+        return dict(section) if isinstance(section, dict) else None
+
+    @property
     def grid(self) -> tuple:
         side = self.image_size // self.patch_size
         return side, side

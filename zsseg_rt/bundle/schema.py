@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping
 from zsseg_rt.vocabulary import validate_templates
 
 from .migrate import migrate_meta
-from .spec import PIPELINE_GRAPH_FILES
+from .spec import PIPELINE_GRAPH_FILES, Names, WholeImage, graph_io
 from .weights import check_weights
 
 __all__ = ["META_HASH_FIELD", "canonical_meta_sha256", "check_meta_schema", "check_file_name", "write_meta"]
@@ -290,6 +290,35 @@ def _two_stage(value: Any) -> str:
     return ""
 
 
+def _whole_image(value: Any) -> str:
+    """The ``whole_image`` section: the image graph takes any input size (its dynamic axes in ``io``) and whole-image
+    inference is how the bundle's method runs (``spec.WholeImage``; read by the windowed pipeline)."""
+    if not isinstance(value, dict):
+        return f"an object, got {type(value).__name__}"
+    checks: Dict[str, Callable[[Any], str]] = {
+        "fit": lambda v: "" if v in WholeImage.FITS else f"one of {WholeImage.FITS}, got {v!r}",
+        "logits_to": lambda v: "" if v in WholeImage.LOGITS_TO else f"one of {WholeImage.LOGITS_TO}, got {v!r}",
+        "max_side": _int(1, MAX_SIDE),
+        "max_short_side": _int(1, MAX_SIDE),
+        "default": lambda v: "" if v in WholeImage.INFERENCE else f"one of {WholeImage.INFERENCE}, got {v!r}",
+        "encoder_bytes_per_token": _int(0, 1 << 40),
+        "encoder_bytes_per_token_pair": _int(0, 1 << 40),
+    }
+    missing = [key for key in checks if key not in value]
+    if missing:
+        return f"an object with {sorted(checks)}; lacks {missing}"
+    for key, check in checks.items():
+        error = check(value[key])
+        if error:
+            return f"{key}: {error}"
+    if value["max_short_side"] > value["max_side"]:
+        return f"max_short_side <= max_side, got {value['max_short_side']} > {value['max_side']}"
+    vocabularies = value.get("vocabularies", {})
+    if not isinstance(vocabularies, dict) or any(v not in WholeImage.INFERENCE for v in vocabularies.values()):
+        return f"vocabularies: an object of {{vocabulary: one of {WholeImage.INFERENCE}}}, got {vocabularies!r:.80}"
+    return ""
+
+
 def _architecture(value: Any) -> str:
     """The model description: an object whose ``family`` (information, not dispatch) is a name and whose
     ``config.num_queries`` (read by the two-stage pipeline) is a count."""
@@ -331,6 +360,7 @@ OPTIONAL: Dict[str, Callable[[Any], str]] = {
     "pipeline": lambda v: "" if v in PIPELINE_GRAPH_FILES else f"one of {sorted(PIPELINE_GRAPH_FILES)}, got {v!r}",
     "evaluation_protocol": lambda v: "" if isinstance(v, str) and v.isidentifier() else f"a name, got {v!r}",
     "two_stage": _two_stage,
+    "whole_image": _whole_image,
     "source_checkpoint": _optional(lambda v: "" if isinstance(v, str) else f"a path string, got {v!r}"),
     "weights": check_weights,
     META_HASH_FIELD: lambda v: "" if isinstance(v, str) and _SHA256.match(v) else f"64 hex digits, got {v!r}",
@@ -379,4 +409,28 @@ def _cross_field_problems(raw: Dict[str, Any]) -> List[str]:
         )
     if pipeline == "two_stage" and "two_stage" not in raw:
         problems.append("two_stage: a bundle of the two-stage pipeline (pipeline 'two_stage') needs this section")
+    if "whole_image" in raw:
+        problems += _whole_image_problems(raw, pipeline)
+    return problems
+
+
+def _whole_image_problems(raw: Dict[str, Any], pipeline: str) -> List[str]:
+    """A ``whole_image`` section needs a windowed bundle whose image graph takes any height and width, sides that
+    are multiples of the patch and at least the graph size (windows run through the same graph)."""
+    whole, patch = raw["whole_image"], raw["patch_size"]
+    if pipeline != "windowed":
+        return [f"whole_image: only bundles of the windowed pipeline run whole images, this one is {pipeline!r}"]
+    axes = graph_io(raw).get("image", {}).get("dynamic_axes", {}).get(Names.IMAGE, {})
+    if axes.get(2) != Names.HEIGHT or axes.get(3) != Names.WIDTH:
+        return [
+            f"whole_image: the image graph must take any size (io image axes 2, 3: {Names.HEIGHT!r}, "
+            f"{Names.WIDTH!r}), got {axes}"
+        ]
+    problems = []
+    for key in ("max_side", "max_short_side"):
+        if whole[key] % patch or whole[key] < raw["image_size"]:
+            problems.append(
+                f"whole_image.{key}: a multiple of patch_size {patch} and at least image_size {raw['image_size']} "
+                f"(windows run through the same graph), got {whole[key]}"
+            )
     return problems

@@ -26,6 +26,7 @@ class Names:
     IMAGE = "image"  # [B, 3, S, S] float32, normalised
     IMAGE_GLOBAL = "image_global"  # [B, D] float32, L2-normalised
     PATCHES = "patches"  # [B, N, D] float32, L2-normalised, N = h*w
+    PATCH_GRID = "patch_grid"  # [B, h, w, D] float32, L2-normalised (image graphs of any input size)
     REGIONS = "regions"  # [B, R, D] float32, L2-normalised (CLIP-RC region-bridge tokens, R = 16)
     SEGMENT_FEATURES = "segment_features"  # [B, m, D] float32 (ZeroSeg segment tokens in CLIP space)
     GLOBAL_FEATURE = "global_feature"  # [B, D] float32 (ZeroSeg pooled embedding z)
@@ -45,6 +46,11 @@ class Names:
     NUM_CLASSES = "num_classes"
     NUM_PROMPTS = "num_prompts"
     TOKEN_LENGTH = "token_length"  # text encoder sequence length (<= context length; runtime trims padding)
+    # image graphs that take any input size (meta.json "whole_image"): the input's sides and the patch grid's
+    HEIGHT = "height"
+    WIDTH = "width"
+    GRID_HEIGHT = "grid_height"
+    GRID_WIDTH = "grid_width"
 
     IMAGE_ENCODER_INPUTS = (IMAGE,)
     IMAGE_ENCODER_OUTPUTS = (IMAGE_GLOBAL, PATCHES)
@@ -52,6 +58,20 @@ class Names:
     HEAD_OUTPUTS = (MASK_LOGITS,)
     TEXT_ENCODER_INPUTS = (TOKENS,)
     TEXT_ENCODER_OUTPUTS = (TEXT_EMBEDDINGS,)
+
+
+class WholeImage:
+    """The values of meta.json's ``whole_image`` section (bundles whose image graph takes any input size;
+    ``zsseg_rt.bundle.schema`` checks it, ``zsseg_rt.runtime.pipelines.windowed`` runs it)."""
+
+    # how a rescaled image becomes the graph input: "pad" zeros bottom/right up to a multiple of the patch (mmseg's
+    # PatchEmbed, padding='corner'), "crop" drops the rows/columns past the last whole patch (a stride-p convolution)
+    FITS = ("pad", "crop")
+    # where the grid logits are resized first: to the rescaled image, then to the original ("rescaled": mmseg
+    # encode_decode + whole_inference), or straight to the original ("original")
+    LOGITS_TO = ("rescaled", "original")
+    # the test modes: one pass over the whole rescaled image, or sliding windows of the graph size
+    INFERENCE = ("whole", "windows")
 
 
 # Graph roles -> file names. Every per-graph table in zsseg_rt is keyed by these roles. The windowed pipeline's
@@ -98,13 +118,28 @@ def two_stage_graph_io():
     }
 
 
-def default_graph_io(image_outputs=Names.IMAGE_ENCODER_OUTPUTS):
+def default_graph_io(image_outputs=Names.IMAGE_ENCODER_OUTPUTS, any_size: bool = False):
     """The I/O table meta.json records under "io": per role, inputs, outputs and dynamic axes.
 
     ``image_outputs`` are the image encoder's outputs in order (ZegCLIP: image_global, patches); the head takes
-    the text embeddings followed by all of them. Every image output has the batch on axis 0.
+    the text embeddings followed by all of them. Every image output has the batch on axis 0. ``any_size``: the
+    image graph takes any height and width (a bundle with a ``whole_image`` section): the image's axes 2, 3
+    (``height``, ``width``), ``patch_grid``'s axes 1, 2 and the mask logits' axes 2, 3 (``grid_height``,
+    ``grid_width``) are dynamic too.
     """
     image_outputs = list(image_outputs)
+    table = _fixed_size_graph_io(image_outputs)
+    if any_size:
+        grid = {Names.PATCH_GRID: {1: Names.GRID_HEIGHT, 2: Names.GRID_WIDTH}}
+        table["image"]["dynamic_axes"][Names.IMAGE].update({2: Names.HEIGHT, 3: Names.WIDTH})
+        for role in ("image", "head"):
+            for name, axes in table[role]["dynamic_axes"].items():
+                axes.update(grid.get(name, {}))
+        table["head"]["dynamic_axes"][Names.MASK_LOGITS].update({2: Names.GRID_HEIGHT, 3: Names.GRID_WIDTH})
+    return table
+
+
+def _fixed_size_graph_io(image_outputs):
     return {
         "image": {
             "inputs": [Names.IMAGE],

@@ -287,6 +287,11 @@ class Export(_Capability):
         """The ``postprocess`` table of meta.json (activation, logit scale, thresholds; default: sigmoid)."""
         return {"activation": "sigmoid"}
 
+    def whole_image(self, model: Any) -> Optional[Dict[str, Any]]:
+        """meta.json's ``whole_image`` section when the model's image graph takes any input size (whole-image
+        inference; ``zsseg_rt.bundle.schema``), or None for a fixed-size image graph (default)."""
+        return None
+
     def verify(self, model: Any, bundle_dir: str, images: Sequence[str]) -> Optional[Dict[str, Any]]:
         """The family's own check of a freshly written bundle (a report with ``passed``), or None for the generic
         graph-by-graph check against PyTorch."""
@@ -316,7 +321,7 @@ class Export(_Capability):
 class ModelExport(Export):
     """:class:`Export` of a family whose model classes implement the graph members themselves, under these names:
     ``export_image_outputs`` and ``export_postprocess`` (attributes or properties), ``export_encode_image(image)``
-    and ``export_decode(text, *features, grid=...)``."""
+    and ``export_decode(text, *features, grid=...)``; optionally ``export_whole_image`` (:meth:`Export.whole_image`)."""
 
     def image_outputs(self, model: Any) -> Tuple[str, ...]:
         return tuple(model.export_image_outputs)
@@ -329,6 +334,10 @@ class ModelExport(Export):
 
     def postprocess(self, model: Any) -> Dict[str, Any]:
         return dict(model.export_postprocess)
+
+    def whole_image(self, model: Any) -> Optional[Dict[str, Any]]:
+        section = getattr(model, "export_whole_image", None)
+        return None if section is None else dict(section)
 
 
 class Evaluation(_Capability):

@@ -77,13 +77,21 @@ def check_graph(path: str) -> None:
     onnx.checker.check_model(path, full_check=True)
 
 
+def bundle_graph_io(model) -> Dict[str, Any]:
+    """The "io" table of ``model``'s bundle: its image outputs, and any input size when its family declares
+    whole-image inference for it (``Export.whole_image``)."""
+    return default_graph_io(image_output_names(model), any_size=family_of(model).export.whole_image(model) is not None)
+
+
 def export_graphs(model, out_dir: str, max_classes: int = 256, opset: int = DEFAULT_OPSET) -> None:
-    """Export the image encoder, head and text encoder of ``model`` (eval mode, CPU, fp32) into ``out_dir``."""
+    """Export the image encoder, head and text encoder of ``model`` (eval mode, CPU, fp32) into ``out_dir``. The
+    image graph is traced at the window size S x S; with dynamic height and width when the family declares
+    whole-image inference (then everything size-dependent is computed from the input's shape in the graph)."""
     cfg = model.config
     size = int(cfg.image_size)
     grid = (size // cfg.patch_size, size // cfg.patch_size)
     dim = int(cfg.embed_dim)
-    io = default_graph_io(image_output_names(model))
+    io = bundle_graph_io(model)
     image_graph = ImageEncoderGraph(model)
     image = torch.zeros(1, 3, size, size)
     with torch.no_grad():
@@ -198,7 +206,7 @@ def build_meta(model, max_classes: int, opset: int, source: Optional[str], extra
         "test_scale": [None if v is None else int(v) for v in getattr(cfg, "test_scale", [None, cfg.image_size])],
         "stride": int(getattr(cfg, "stride", 426)),
         "opset": int(opset),
-        "io": default_graph_io(image_output_names(model)),
+        "io": bundle_graph_io(model),
         # the family's official synonym rule ("mean" / "max"), how the runtime scores a class with several names
         "postprocess": dict(family.export.postprocess(model), synonyms=family.export.synonym_rule),
         "exporter_versions": _versions(),
@@ -207,6 +215,9 @@ def build_meta(model, max_classes: int, opset: int, source: Optional[str], extra
         "weights": weights_record(source, "checkpoint" if source else "unknown"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    whole = family.export.whole_image(model)
+    if whole is not None:  # the image graph takes any size: how whole images run (zsseg_rt.bundle.schema)
+        meta["whole_image"] = whole
     meta.update(extra)
     return meta
 

@@ -65,6 +65,8 @@ from zsseg_rt.runtime.engine_cache import (  # noqa: F401  (re-exported: the eng
     graph_precision,
     graph_profile,
     make_engine_key,
+    profile_count,
+    profile_ranges,
     profile_shapes,
     read_engine_record,
     record_accuracy_gate,
@@ -185,8 +187,12 @@ class TensorRTToolchain:
             config = builder.create_builder_config()
             if job.workspace_bytes:
                 config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(job.workspace_bytes))
-            profile, opt_shapes = self._profile(builder, network, job)
-            config.add_optimization_profile(profile)
+            opt_shapes = {}
+            # one profile, or two for the graphs of an image graph of any size (wide and tall images)
+            for index in range(profile_count(dict(job.key.profile))):
+                profile, shapes = self._profile(builder, network, job, profile_ranges(job.ranges, index))
+                config.add_optimization_profile(profile)
+                opt_shapes = opt_shapes or shapes  # the inspector reads profile 0's
             pinned = self._set_precision(network, config, job)
             if pinned:  # layer precisions in the engine, for the inspector (no effect on speed)
                 config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
@@ -204,8 +210,8 @@ class TensorRTToolchain:
             del parser, network, config, builder
             gc.collect()  # TensorRT objects held by reference cycles (e.g. a traceback) go now, not later
 
-    def _profile(self, builder, network, job: BuildJob):
-        """(optimisation profile, opt shape of every input)."""
+    def _profile(self, builder, network, job: BuildJob, ranges: Dict[str, AxisRange]):
+        """(optimisation profile of ``ranges``, opt shape of every input)."""
         profile = builder.create_optimization_profile()
         opt_shapes = {}
         for i in range(network.num_inputs):
@@ -216,7 +222,7 @@ class TensorRTToolchain:
                     f"{job.onnx_path!r} has an unexpected input {tensor.name!r}; expected "
                     f"{sorted(job.dynamic_axes)}; re-export the bundle"
                 )
-            shapes = profile_shapes(tensor.name, tuple(tensor.shape), axes, job.ranges)
+            shapes = profile_shapes(tensor.name, tuple(tensor.shape), axes, ranges)
             profile.set_shape(tensor.name, *shapes)
             opt_shapes[tensor.name] = shapes[1]
         return profile, opt_shapes

@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from zsseg_rt.bundle import BundleMeta
+from zsseg_rt.bundle import BundleMeta, Names
 from zsseg_rt.runtime.backends import Backend, register_backend
 from zsseg_rt.runtime.precision_records import (
     PrecisionGateRefused,
@@ -196,7 +196,7 @@ class TorchBackend(Backend):
     def encode_image(self, images):
         with self._torch.inference_mode():
             outs = self._image(self._tensor(images))
-        return {name: self._np(t) for name, t in zip(self._io["image"]["outputs"], outs)}
+        return {name: self._np(_declared_layout(name, t)) for name, t in zip(self._io["image"]["outputs"], outs)}
 
     def head(self, text, features):
         names = self._io["head"]["inputs"][1:]
@@ -208,6 +208,14 @@ class TorchBackend(Backend):
         with self._torch.inference_mode():
             out = self._text(self._tensor(tokens, np.int32))
         return self._np(out)
+
+
+def _declared_layout(name: str, tensor):
+    """An image feature in the layout the bundle declares: a model that gives ``patch_grid [B, h, w, D]`` (image
+    graphs of any size) for a bundle exported before, whose ``patches`` are ``[B, N, D]``, is flattened."""
+    if name == Names.PATCHES and tensor.dim() == 4:
+        return tensor.flatten(1, 2)
+    return tensor
 
 
 def _fingerprint(model) -> str:

@@ -1,8 +1,10 @@
 """Shape-profile coverage of a bundle's graphs, checked without TensorRT: what ``zsseg build-engine`` would give
 TensorRT as optimisation profiles, and whether the runtime stays inside them.
 
-* every dynamic dimension of every graph input has a range (meta.json names the axis, ``axis_ranges`` gives it
-  min/opt/max), static dimensions are not given one, and ``1 <= min <= opt <= max``;
+* every dynamic dimension of every graph input has a range in every optimisation profile (meta.json names the axis,
+  ``axis_ranges`` gives it min/opt/max; an image graph of any size has a wide and a tall profile, whose patch-grid
+  ranges are the image's divided by the patch), static dimensions are not given one, and
+  ``1 <= min <= opt <= max``;
 * the head's image inputs are the image encoder's outputs: same names, dtypes and shapes once the batch size is
   substituted (at the profile's min, opt and max);
 * the device pipeline's windows per encoder call (``device_pipeline.windows_per_call``: ``Engine.max_batch`` capped by
@@ -25,6 +27,8 @@ from zsseg_rt.runtime.engine_cache import (
     EngineBuildError,
     axis_ranges,
     dynamic_input_axes,
+    profile_count,
+    profile_ranges,
     profile_shapes,
 )
 
@@ -172,7 +176,9 @@ def check_head_matches_encoder(meta: BundleMeta, ranges: Mapping[str, AxisRange]
         for name in image_outputs:
             elem, shape = head_inputs[name]
             axes = {int(a): n for a, n in head_axes.get(name, {}).items()}
-            substituted = tuple(batch if axes.get(i) == Names.BATCH else d for i, d in enumerate(shape))
+            grid = int(meta.image_size) // int(meta.patch_size)  # the encoder ran at the window size S x S
+            fill = {Names.BATCH: batch, Names.GRID_HEIGHT: grid, Names.GRID_WIDTH: grid}
+            substituted = tuple(fill.get(axes.get(i, ""), d) for i, d in enumerate(shape))
             if (elem, substituted) != encoder[name]:
                 findings.append(
                     Finding(
@@ -182,6 +188,26 @@ def check_head_matches_encoder(meta: BundleMeta, ranges: Mapping[str, AxisRange]
                         f"{list(encoder[name][1])}, the head takes type {elem} shape {list(substituted)}",
                     )
                 )
+    return findings
+
+
+def check_grid_follows_image(meta: BundleMeta, ranges: Mapping[str, AxisRange], profile: int = 0) -> List[Finding]:
+    """An image graph of any size: the head's patch-grid ranges are the image's divided by the patch (a head range
+    narrower than the encoder's output would refuse images the encoder accepts)."""
+    findings = []
+    for image_axis, grid_axis in ((Names.HEIGHT, Names.GRID_HEIGHT), (Names.WIDTH, Names.GRID_WIDTH)):
+        if image_axis not in ranges:
+            continue
+        want = tuple(max(1, v // int(meta.patch_size)) for v in ranges[image_axis])
+        if ranges.get(grid_axis) != want:
+            findings.append(
+                Finding(
+                    "error",
+                    "grid_profile_mismatch",
+                    f"profile {profile}: {grid_axis} {ranges.get(grid_axis)} is not {image_axis} {ranges[image_axis]} "
+                    f"/ patch {meta.patch_size} = {want}",
+                )
+            )
     return findings
 
 
@@ -236,9 +262,12 @@ def check_bundle_profiles(
     findings: List[Finding] = []
     roles = [role for role, name in GRAPH_FILES.items() if name in meta.files]
     for max_batch in max_batches:
-        ranges = axis_ranges(meta, max_batch, min(int(opt_classes), int(meta.max_classes)), max_prompts)
-        for role in roles:
-            findings += check_graph_profile(meta, role, ranges)
+        every = axis_ranges(meta, max_batch, min(int(opt_classes), int(meta.max_classes)), max_prompts)
+        ranges = profile_ranges(every, 0)
+        for index in range(profile_count(every)):  # two for an image graph of any size (wide and tall images)
+            for role in roles:
+                findings += check_graph_profile(meta, role, profile_ranges(every, index))
+            findings += check_grid_follows_image(meta, profile_ranges(every, index), index)
         if {"image", "head"} <= set(roles):
             findings += check_head_matches_encoder(meta, ranges)
             findings += check_device_windows(meta, ranges[Names.BATCH][2])

@@ -9,7 +9,7 @@ this process by default), so a test can run them under another CPU model.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -48,15 +48,25 @@ def read_verification_image(path: str) -> np.ndarray:
         raise FileNotFoundError(f"verification image: {exc}") from None
 
 
-def _window_batch(paths: Sequence[str], meta, rng: np.random.Generator) -> List[np.ndarray]:
+def _window_batch(paths: Sequence[str], meta, rng: np.random.Generator) -> List[Tuple[str, bool, np.ndarray]]:
+    """``(input, whole image, image batch)`` of every image-encoder case: a random batch and a window of each photo
+    at the graph size S; for a graph of any size (``whole_image``) also each photo whole (rescaled, fitted to the
+    patch grid) and random inputs of two other sizes, a wide and a tall one, so more than one size is checked."""
     size = meta.image_size
-    batches = [rng.standard_normal((2, 3, size, size)).astype(np.float32)]
+    batches = [("random", False, rng.standard_normal((2, 3, size, size)).astype(np.float32))]
+    whole = meta.raw.get("whole_image")
     for path in paths:
         rgb = pipeline.to_rgb_uint8(read_verification_image(path), "bgr")
         chw = pipeline.normalize_image(pipeline.rescale_keep_ratio(rgb, meta.test_scale), meta.mean, meta.std)
         win = pipeline.sliding_windows(chw.shape[1], chw.shape[2], size, meta.stride)[0]
         crop = pipeline.pad_to_multiple(chw[:, win.y1 : win.y2, win.x1 : win.x2], meta.patch_size, (size, size))
-        batches.append(crop[None])
+        batches.append((path, False, crop[None]))
+        if whole:
+            batches.append((path, True, pipeline.fit_to_patches(chw, meta.patch_size, whole["fit"])[None]))
+    if whole:
+        p = meta.patch_size
+        for rows, cols in ((2, 5), (7, 3)):  # grids: wide and tall, neither the window's
+            batches.append(("random", False, rng.standard_normal((1, 3, rows * p, cols * p)).astype(np.float32)))
     return batches
 
 
@@ -96,12 +106,13 @@ def verify_bundle(
             }
         )
         text = text_ref[: len(names)]
-        for idx, batch in enumerate(_window_batch(images, meta, rng)):
-            source = "random" if idx == 0 else images[idx - 1]
+        for source, whole_image, batch in _window_batch(images, meta, rng):
             feats32 = [t.numpy() for t in image32(torch.from_numpy(batch))]
             feats64 = [t.numpy() for t in image64(as_float64(batch))]
             jobs.append((graph["image"], {Names.IMAGE: batch}))
-            pending.append({"case": {"graph": "image_encoder", "input": source}, "refs": list(zip(feats32, feats64))})
+            shape = [int(v) for v in batch.shape[2:]]
+            case = {"graph": "image_encoder", "input": source, "input_size": shape, "whole_image": whole_image}
+            pending.append({"case": case, "refs": list(zip(feats32, feats64))})
             feeds = dict(zip(io["image"]["outputs"], feats32))
             for classes in sorted({1, len(names), meta.max_classes}):
                 t = text if classes == len(names) else _random_text(rng, classes, meta.embed_dim)
@@ -109,7 +120,11 @@ def verify_bundle(
                 ref64 = head64(as_float64(t), *(as_float64(a) for a in feats32)).numpy()
                 jobs.append((graph["head"], dict(feeds, **{Names.TEXT_EMBEDDINGS: t})))
                 pending.append(
-                    {"case": {"graph": "head", "input": source, "classes": int(classes)}, "refs": [(ref, ref64)]}
+                    {
+                        "case": dict(case, graph="head", classes=int(classes)),
+                        "refs": [(ref, ref64)],
+                        "size": tuple(batch.shape[2:]),
+                    }
                 )
     outputs = (runner or run_in_process)(jobs)
     return verification_report([_judge(p, got, meta) for p, got in zip(pending, outputs)])
@@ -146,7 +161,7 @@ def _judge(pending: Dict[str, Any], outputs: List[np.ndarray], meta) -> Dict[str
     case.update(worst, passed=all(m["passed"] for m in measured))
     if case["graph"] == "head":
         ref, got = pending["refs"][0][0], np.ascontiguousarray(outputs[0])
-        size = (meta.image_size, meta.image_size)
+        size = pending.get("size", (meta.image_size, meta.image_size))  # the image's
         labels_ref, _ = pipeline.segment_fast(ref, size, None)
         labels_got, _ = pipeline.segment_fast(got, size, None)
         case["ref_max_abs"] = float(np.abs(ref).max())

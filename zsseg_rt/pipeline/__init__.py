@@ -14,20 +14,26 @@ from .postprocessor import Postprocessor
 from .preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    WHOLE_FITS,
     Window,
     check_image,
+    fit_to_patches,
     normalize_image,
     pad_to_multiple,
     rescale_keep_ratio,
     sliding_windows,
     to_rgb_uint8,
+    whole_input_size,
 )
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "WHOLE_FITS",
     "Window",
     "check_image",
+    "fit_to_patches",
+    "whole_input_size",
     "InputLimits",
     "InputLimitError",
     "estimate_bytes",

@@ -16,8 +16,13 @@ Segmenting one image of ``H x W`` pixels with ``C`` classes on a bundle of input
   merged, three ``[C, H, W]`` maps, ``[P, H, W]`` weights and the guide image at both sizes, ``4 (C (H' W' +
   3 H W) + P H W + 3 (H' W' + H W))`` bytes more (``P`` = 8 per dilation).
 
-Not counted: the encoder's own activations for one batch (model- and backend-dependent, independent of the
-image size) and the caller's own copy of the image. ``estimate_bytes`` is that sum; ``InputLimits.check``
+Whole-image inference (bundles with a ``whole_image`` section) runs one "window" of the image's own size: the input
+is ``H_in x W_in`` (the rescaled image fitted to the patch grid) instead of ``S x S``, and the encoder's own working
+memory, which grows with the square of its ``L`` tokens (the attention maps), is counted too: ``a L + b L^2`` bytes
+with the bundle's ``encoder_bytes_per_token`` (a) and ``encoder_bytes_per_token_pair`` (b).
+
+Not counted: the encoder's own activations for one batch of windows (model- and backend-dependent, independent of
+the image size) and the caller's own copy of the image. ``estimate_bytes`` is that sum; ``InputLimits.check``
 refuses an image before any work when a pixel, window or memory limit would be exceeded.
 """
 
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 from zsseg_rt.image_io import DEFAULT_MAX_PIXELS, max_pixels_limit
 
@@ -56,19 +61,20 @@ def estimate_bytes(
     scaled_size: Tuple[int, int],
     windows: int,
     classes: int,
-    crop: int,
+    crop: Union[int, Tuple[int, int]],
     logit_size: Tuple[int, int],
     batch: int,
     activation: str = "sigmoid",
     single_fast_window: bool = False,
     threads: Optional[int] = None,
     pamr_neighbours: int = 0,
+    encoder_bytes: int = 0,
 ) -> int:
     """Working memory in bytes of segmenting one image (the module docstring's formula).
 
     Args:
         image_size: ``(H, W)`` input = output size; scaled_size: ``(H', W')`` after the keep-ratio rescale.
-        windows: ``n`` sliding windows; classes: ``C``; crop: the graph input size ``S``;
+        windows: ``n`` sliding windows; classes: ``C``; crop: the graph input size ``S`` (or ``(H_in, W_in)``);
         logit_size: ``(h, w)`` of the head's mask logits; batch: windows per encoder call.
         activation: "sigmoid" (ZegCLIP family), "softmax" (training-free family) or "maps" (ZeroSeg).
         single_fast_window: fast mode with one window (the fused path straight to the output size).
@@ -76,13 +82,15 @@ def estimate_bytes(
         pamr_neighbours: PAMR's neighbours per pixel (8 per dilation; 0 without PAMR): its path holds the merged
             ``[C, H', W']`` logits, three ``[C, H, W]`` maps (resized, refined, the op's ping-pong buffer), its
             ``[P, H, W]`` weights and the guide image at both sizes.
+        encoder_bytes: the encoder's own working memory when it grows with the image (whole-image inference).
     Returns:
         the estimate in bytes.
     """
     height, width = image_size
     scaled_h, scaled_w = scaled_size
     pixels, scaled = height * width, scaled_h * scaled_w
-    total = 11 * pixels + 3 * scaled + 24 * min(batch, windows) * crop * crop
+    crop_h, crop_w = (crop, crop) if isinstance(crop, int) else (int(crop[0]), int(crop[1]))
+    total = 11 * pixels + 3 * scaled + 24 * min(batch, windows) * crop_h * crop_w + int(encoder_bytes)
     total += 8 * windows * classes * logit_size[0] * logit_size[1]
     rows_width = logit_size[1] if single_fast_window else scaled_w
     if activation in ("softmax", "maps") or not single_fast_window:

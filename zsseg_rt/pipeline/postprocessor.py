@@ -24,17 +24,18 @@ head-size input (labels may differ from the exact order at a few boundary pixels
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from zsseg_rt import ops
+from zsseg_rt.bundle.spec import WholeImage
 
 from . import postprocess as post
 from .preprocess import Window
 
-__all__ = ["Postprocessor", "MODES", "WINDOW_LOGITS", "MAPS"]
+__all__ = ["Postprocessor", "MODES", "WINDOW_LOGITS", "WHOLE_LOGITS", "MAPS"]
 
 MODES = ("exact", "fast")
 # "maps" (ZeroSeg / GroupViT): the head already painted each window's class maps at the head size (no activation,
@@ -45,6 +46,9 @@ MAPS = "maps"
 # size, the scores are cropped back: the Engine's fixed-shape graphs) or "fitted" (the network saw the window
 # itself, the scores are resized to the window: PyTorch ``predict``, as in the official code).
 WINDOW_LOGITS = ("padded", "fitted")
+# Where whole-image inference resizes the grid logits first (a bundle's ``whole_image.logits_to``;
+# :meth:`Postprocessor.whole`): to the rescaled image, then to the output ("rescaled"), or straight to the output.
+WHOLE_LOGITS = WholeImage.LOGITS_TO
 
 Size = Tuple[int, int]
 
@@ -179,6 +183,43 @@ class Postprocessor:
         if self.activation == "softmax":
             return self.exact_softmax(logits, windows, scaled_size, output_size, class_bias)
         return self.exact_sigmoid(logits, windows, self.head_size, scaled_size, output_size, class_bias)
+
+    def whole(
+        self,
+        logits: np.ndarray,
+        scaled_size: Size,
+        output_size: Size,
+        logits_to: str = "rescaled",
+        class_bias: Optional[np.ndarray] = None,
+        image: Optional[np.ndarray] = None,
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Segment one image from the logits of one whole-image pass, ``logits [1, C, h, w]`` on the patch grid of
+        the (padded or cut) rescaled image, in the method's official order (``logits_to``, :data:`WHOLE_LOGITS`):
+
+        * ``"rescaled"`` (mmseg ``encode_decode`` + ``whole_inference``: MaskCLIP; NACLIP's ``forward_feature`` +
+          ``predict``): the grid logits bilinear to the rescaled size ``scaled_size`` (the grid of a padded image
+          covers a little more than the image, that of a cut one a little less: both are stretched onto it), then
+          to ``output_size``, (PAMR), softmax, thresholds, argmax: the window order with one window that is the
+          whole rescaled image;
+        * ``"original"`` (SCLIP / ClearCLIP ``forward_feature(img, logit_size=ori_shape)``): the grid logits bilinear
+          straight to ``output_size``, softmax, thresholds, argmax (their whole-image path has no PAMR).
+
+        Fast mode resizes the grid logits straight to the output size in both orders. Args as :meth:`__call__`
+        (``image``: the rescaled ``[H', W', 3]`` uint8 RGB image, PAMR's guide).
+        """
+        if logits_to not in WHOLE_LOGITS:
+            raise ValueError(f"logits_to must be one of {WHOLE_LOGITS}, got {logits_to!r}")
+        if not isinstance(logits, np.ndarray) or logits.ndim != 4 or len(logits) != 1:
+            raise ValueError(f"need the logits [1, C, h, w] of one whole image, got {getattr(logits, 'shape', None)}")
+        if self.activation != "softmax":
+            raise ValueError(f"whole-image inference is a softmax (training-free) order, not {self.activation!r}")
+        if logits_to == "original":
+            grid = (int(logits.shape[2]), int(logits.shape[3]))
+            direct = replace(self, head_size=grid, pamr_iterations=0)
+            return direct(logits, [Window(0, grid[0], 0, grid[1])], grid, output_size, class_bias)
+        scaled = (int(scaled_size[0]), int(scaled_size[1]))
+        stretched = replace(self, head_size=scaled)
+        return stretched(logits, [Window(0, scaled[0], 0, scaled[1])], scaled, output_size, class_bias, image)
 
     def is_fast(self, windows: Sequence[Window]) -> bool:
         """The exact/fast rule: fast mode and one window covering the whole head-size input."""

@@ -6,6 +6,8 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from zsseg_rt.bundle.spec import WholeImage
+
 # mmseg's ImageNet statistics (RGB, 0..255), used by every official ZegCLIP config (not CLIP's mean/std).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -152,6 +154,31 @@ def pad_to_multiple(chw: np.ndarray, multiple: int, min_size: Sequence[int] = (0
     out = np.zeros((chw.shape[0], target_h, target_w), dtype=chw.dtype)
     out[:, :h, :w] = chw
     return out
+
+
+# How whole-image inference fits a rescaled image to the patch grid (a bundle's ``whole_image.fit``): "pad" zeros at
+# the bottom/right up to a multiple of the patch (mmseg's PatchEmbed, padding='corner'); "crop" drops the rows and
+# columns past the last whole patch (a stride-p patch convolution, as OpenAI's CLIP runs one).
+WHOLE_FITS = WholeImage.FITS
+
+
+def whole_input_size(height: int, width: int, patch: int, fit: str) -> Tuple[int, int]:
+    """The image-encoder input size of a ``height x width`` rescaled image in whole-image inference: each side
+    rounded up (``fit="pad"``) or down (``"crop"``) to a multiple of ``patch``. A side shorter than one patch is
+    padded to one patch under either rule (the official "crop" code has no result there: its grid would be empty)."""
+    if fit not in WHOLE_FITS:
+        raise ValueError(f"fit must be one of {WHOLE_FITS}, got {fit!r}")
+    if fit == "pad":
+        return -(-height // patch) * patch, -(-width // patch) * patch
+    return max(patch, height // patch * patch), max(patch, width // patch * patch)
+
+
+def fit_to_patches(chw: np.ndarray, patch: int, fit: str) -> np.ndarray:
+    """A normalised ``[3, H, W]`` image as the whole-image encoder input ``[3, H_in, W_in]``
+    (:func:`whole_input_size`): zero-padded at the bottom/right and/or cut at the bottom/right."""
+    _, h, w = chw.shape
+    size = whole_input_size(h, w, patch, fit)
+    return pad_to_multiple(chw[:, : size[0], : size[1]], patch, size)
 
 
 def sliding_windows(height: int, width: int, crop: int = 512, stride: int = 426) -> List[Window]:

@@ -59,6 +59,16 @@ class Engine:
         max_batch: windows run through the image encoder together (two-stage pipeline: crops per CLIP encoder call);
             default the pipeline's (4 windows; 32 crops). A list of images packs the windows (crops) of all its
             images into calls of at most this many, holding at most one call's images at a time (docs/usage.md).
+            In whole-image inference a call holds consecutive images whose rescaled sizes give the same graph input
+            (one image per call otherwise).
+        inference: (windowed pipeline) "auto" (default: the bundle's choice: for a bundle whose image graph takes
+            any size (meta.json ``whole_image``), its method's official test mode for a named vocabulary, else its
+            default; windows for a fixed-size bundle), "whole" (one pass over the whole rescaled image at its own
+            size, padded or cut to the patch grid as the method does) or "windows" (sliding windows of the graph
+            size). ``Result.inference`` says which ran (docs/training_free.md).
+        whole_fallback: (whole-image inference) what an image whose graph input would exceed the sides the bundle
+            declares (``whole_image.max_side`` / ``max_short_side``) gets: None (default) ``InputLimitError``;
+            "windows" runs that image in windows instead (its ``Result.inference`` is "windows").
         verify: check the sha256 of the bundle files the chosen backend opens (the tokenizer, and the ONNX graphs
             for ONNX Runtime; TensorRT engines are checked against their engine.json), remembering verified files
             by (size, mtime, ctime, inode, sha256) so a restart does not hash them again
@@ -120,6 +130,8 @@ class Engine:
         precision: Optional[str] = None,
         threads: int = 0,
         device_pipeline: Union[str, bool] = "auto",
+        inference: str = "auto",
+        whole_fallback: Optional[str] = None,
         max_pixels: Optional[int] = None,
         max_rescaled_pixels: int = InputLimits.max_rescaled_pixels,
         max_windows: int = InputLimits.max_windows,
@@ -159,6 +171,8 @@ class Engine:
             precision=precision,
             threads=threads,
             device_pipeline=device_pipeline,
+            inference=inference,
+            whole_fallback=whole_fallback,
             limits=self.limits,
             stage=self._stage,
         )

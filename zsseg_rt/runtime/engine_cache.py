@@ -72,10 +72,20 @@ def graph_precision(precision: str, role: str) -> str:
     return "fp16" if precision == "int8" and role != "image" else precision
 
 
+PROFILE_MARK = "@"  # "height@1": the range of axis "height" in optimisation profile 1 (profile 0: the bare name)
+
+
 def axis_ranges(
     meta: BundleMeta, max_batch: int = 1, opt_classes: int = 20, max_prompts: int = DEFAULT_MAX_PROMPTS
 ) -> Dict[str, AxisRange]:
-    """(min, opt, max) of every dynamic axis. Batch opt = max_batch (callers batching crops use full batches)."""
+    """(min, opt, max) of every dynamic axis. Batch opt = max_batch (callers batching crops use full batches).
+
+    A bundle whose image graph takes any size (``whole_image``) adds the image's ``height`` / ``width`` and the
+    patch grid's ``grid_height`` / ``grid_width`` in two optimisation profiles that together span every input the
+    bundle declares (sides up to ``max_side``, the shorter up to ``max_short_side``): profile 0 wide (height up to
+    ``max_short_side``), profile 1 tall (``"height@1"``...: width up to ``max_short_side``); one profile when the two
+    bounds are equal. The graph-size window S x S is in profile 0; opt is a 4:3 image at the test scale (wide in 0,
+    tall in 1), or the window for a bundle that runs windows by default."""
     if int(max_batch) < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     if not 1 <= int(opt_classes) <= int(meta.max_classes):
@@ -89,13 +99,59 @@ def axis_ranges(
         Names.NUM_PROMPTS: (1, opt_prompts, int(max_prompts)),
         # text sequence length (bundles with a dynamic token axis): the runtime trims padding to multiples of 8
         Names.TOKEN_LENGTH: (1, min(16, int(meta.context_length)), int(meta.context_length)),
+        **whole_image_ranges(meta),
     }
 
 
+def whole_image_ranges(meta: BundleMeta) -> Dict[str, AxisRange]:
+    """The image-size axes of :func:`axis_ranges` (empty for a fixed-size image graph)."""
+    whole = getattr(meta, "whole_image", None)
+    if not whole:
+        return {}
+    patch, size = int(meta.patch_size), int(meta.image_size)
+    long, short = int(whole["max_side"]), int(whole["max_short_side"])
+
+    def to_patch(value: float, low: int, high: int) -> int:
+        return min(high, max(low, int(round(value / patch)) * patch))
+
+    if whole["default"] == "windows":
+        opt = (size, size)
+    else:
+        test_short = int(meta.test_scale[1] or size)
+        opt = (to_patch(test_short, patch, short), to_patch(test_short * 4 / 3, patch, long))
+    ranges: Dict[str, AxisRange] = {}
+    profiles = [((short, long), opt)] + ([((long, short), opt[::-1])] if long != short else [])
+    for index, ((high_h, high_w), (opt_h, opt_w)) in enumerate(profiles):
+        mark = f"{PROFILE_MARK}{index}" if index else ""
+        ranges[Names.HEIGHT + mark] = (patch, opt_h, high_h)
+        ranges[Names.WIDTH + mark] = (patch, opt_w, high_w)
+        ranges[Names.GRID_HEIGHT + mark] = (1, opt_h // patch, high_h // patch)
+        ranges[Names.GRID_WIDTH + mark] = (1, opt_w // patch, high_w // patch)
+    return ranges
+
+
+def profile_count(ranges: Mapping[str, AxisRange]) -> int:
+    """How many optimisation profiles ``ranges`` describe (axes named ``"axis@i"`` for profile i > 0)."""
+    marks = [int(name.split(PROFILE_MARK)[1]) for name in ranges if PROFILE_MARK in name]
+    return 1 + max(marks, default=0)
+
+
+def profile_ranges(ranges: Mapping[str, AxisRange], index: int) -> Dict[str, AxisRange]:
+    """The ranges of optimisation profile ``index``: each axis's ``"axis@index"`` range where there is one, else
+    its profile-0 range (the axes every profile shares: batch, classes)."""
+    plain = {name: rng for name, rng in ranges.items() if PROFILE_MARK not in name}
+    if index:
+        mark = f"{PROFILE_MARK}{index}"
+        plain.update({name[: -len(mark)]: rng for name, rng in ranges.items() if name.endswith(mark)})
+    return plain
+
+
 def graph_profile(meta: BundleMeta, role: str, ranges: Mapping[str, AxisRange]) -> Dict[str, AxisRange]:
-    """The axis ranges one graph uses (so e.g. changing opt_classes does not rebuild the image encoder)."""
+    """The axis ranges one graph uses, in every profile (so e.g. changing opt_classes does not rebuild the image
+    encoder)."""
     used = {axis for axes in dynamic_input_axes(meta, role).values() for axis in axes.values()}
-    return {axis: ranges[axis] for axis in sorted(used)}
+    names = set(used) | {name for name in ranges if name.split(PROFILE_MARK)[0] in used}
+    return {name: ranges[name] for name in sorted(names)}
 
 
 def profile_shapes(

@@ -51,6 +51,8 @@ class Result:
             "text_encoder" when the vocabulary was encoded during the call) and "total"; ``speed`` is the same dict.
         banner: "" for a bundle of trained weights, else the warning its outputs carry ("RANDOM WEIGHTS ...").
         backend: the backend that ran the graphs ("onnxruntime", "tensorrt", "torch").
+        inference: how the windowed pipeline ran the image: "whole" (one pass over the whole rescaled image) or
+            "windows" (sliding windows); "" for pipelines without that choice.
     """
 
     labels: np.ndarray
@@ -62,6 +64,7 @@ class Result:
     timing: Dict[str, float] = field(default_factory=dict)
     banner: str = ""
     backend: str = ""
+    inference: str = ""
 
     # ---- what the labels say ------------------------------------------------------------------------------------
     @property
@@ -168,7 +171,7 @@ class Result:
     # ---- files and JSON -----------------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
         """What the result says, JSON-ready (no arrays): image, size, classes, areas (fractions), pixel counts,
-        class map, timing (ms), backend and the weights banner."""
+        class map, timing (ms), backend, the weights banner (and the inference, when the pipeline has the choice)."""
         height, width = self.labels.shape
         return {
             "image": self.path,
@@ -182,6 +185,7 @@ class Result:
             "backend": self.backend,
             "random_weights": bool(self.banner),
             "banner": self.banner,
+            **({"inference": self.inference} if self.inference else {}),
         }
 
     def to_json(self, indent: Optional[int] = None) -> str:

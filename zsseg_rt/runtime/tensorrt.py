@@ -289,12 +289,41 @@ class TensorRTRunner:
         self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
         self._buffers: Dict[str, Tuple[int, int]] = {}  # name -> (device pointer, capacity in bytes)
+        # optimisation profiles: one, or two for the graphs of an image graph of any size (wide and tall images)
+        self.profiles = int(self.engine.num_optimization_profiles)
+        self._profile = 0  # the execution context's (TensorRT starts it on profile 0)
 
-    def input_profile(self, name: str) -> Tuple[Shape, Shape, Shape]:
-        """(min, opt, max) shape of an input in the engine's profile 0."""
-        shapes = self.engine.get_tensor_profile_shape(name, 0)
+    def input_profile(self, name: str, profile: int = 0) -> Tuple[Shape, Shape, Shape]:
+        """(min, opt, max) shape of an input in the engine's optimisation profile ``profile``."""
+        shapes = self.engine.get_tensor_profile_shape(name, profile)
         low, opt, high = (tuple(int(d) for d in shape) for shape in shapes)
         return low, opt, high
+
+    def _fits(self, name: str, shape: Tuple[int, ...], profile: int) -> bool:
+        low, _, high = self.input_profile(name, profile)
+        return len(shape) == len(low) and all(lo <= d <= hi for d, lo, hi in zip(shape, low, high))
+
+    def _select_profile(self, shapes: Mapping[str, Tuple[int, ...]]) -> None:
+        """Switch the execution context to the first profile that holds every input shape (the current one when it
+        does). Raises ValueError naming the shapes and the profiles when none does."""
+        order = [self._profile] + [p for p in range(self.profiles) if p != self._profile]
+        for profile in order:
+            if all(self._fits(name, shape, profile) for name, shape in shapes.items()):
+                if profile != self._profile:
+                    if not self.context.set_optimization_profile_async(profile, self._stream):
+                        raise RuntimeError(f"TensorRT could not switch {self.engine_path!r} to profile {profile}")
+                    self._profile = profile
+                return
+        ranges = "; ".join(
+            f"profile {p}: "
+            + ", ".join(f"{n} {list(self.input_profile(n, p)[0])}..{list(self.input_profile(n, p)[2])}" for n in shapes)
+            for p in range(self.profiles)
+        )
+        given = ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
+        raise ValueError(
+            f"inputs {given} are outside the engine's optimisation profiles ({ranges}); split the call or rebuild "
+            "with a larger profile"
+        )
 
     def _device_buffer(self, name: str, nbytes: int) -> int:
         pointer, capacity = self._buffers.get(name, (0, 0))
@@ -313,12 +342,6 @@ class TensorRTRunner:
                 raise TypeError(f"input {name!r} must be {expected}, got {array.dtype}")
             array = array.astype(expected)
         array = np.ascontiguousarray(array)
-        low, _, high = self.input_profile(name)
-        if array.ndim != len(low) or any(not lo <= d <= hi for d, lo, hi in zip(array.shape, low, high)):
-            raise ValueError(
-                f"input {name!r} has shape {list(array.shape)}, outside the engine profile "
-                f"{list(low)}..{list(high)}; split the call or rebuild with a larger profile"
-            )
         if not self.context.set_input_shape(name, array.shape):
             raise ValueError(f"TensorRT rejected shape {list(array.shape)} for input {name!r}")
         return array
@@ -332,6 +355,7 @@ class TensorRTRunner:
                 f"engine {self.engine_path!r} takes inputs {self.input_names}; missing "
                 f"{sorted(missing)}, unexpected {sorted(extra)}"
             )
+        self._select_profile({name: tuple(np.shape(inputs[name])) for name in self.input_names})
         host = {name: self._prepare_input(name, inputs[name]) for name in self.input_names}
         for name, array in host.items():
             pointer = self._device_buffer(name, array.nbytes)

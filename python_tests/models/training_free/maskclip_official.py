@@ -8,6 +8,9 @@ What is transcribed (file:line of the official repository):
 * ``configs/_base_/models/maskclip_vit16.py``: mmseg ``VisionTransformer`` with ``patch_bias=False``,
   ``norm_cfg=dict(type='LN', eps=1e-6)``, ``act_cfg=dict(type='GELU')`` (exact GELU), ``pre_norm=True``,
   ``final_norm=True``, ``return_qkv=True``, ``interpolate_mode='bicubic'``;
+* ``mmseg/models/utils/embed.py`` (``PatchEmbed(padding='corner')``: ``AdaptivePadding`` zero-pads the normalised
+  input at the bottom/right to a multiple of the patch before the patch convolution, so the grid is
+  ``ceil(H / 16) x ceil(W / 16)``);
 * ``mmseg/models/backbones/vit.py:94-108`` (``TransformerEncoderLayer.forward``: the last layer's
   ``v = out_proj(v-part of in_proj(norm1(x))) + x; v = v + ffn(norm2(v))``), ``:383-410`` (``resize_pos_embed``,
   bicubic to the patch grid), ``:412-464`` (``forward``: ``norm0`` after the position embedding, the final norm
@@ -15,8 +18,10 @@ What is transcribed (file:line of the official repository):
 * ``mmseg/models/decode_heads/maskclip_head.py:71-127`` (``proj`` 1x1 conv without bias on ``v``, channel
   L2-normalisation, 1x1 conv with the text embeddings: raw cosine, no scale; ``ks_thresh = pd_thresh = 0``);
 * ``mmseg/models/segmentors/encoder_decoder.py`` ``encode_decode`` (head output resized bilinearly to the input),
-  ``slide_inference`` (mmseg 0.20 windows, logits averaged), ``inference`` (resize to the original image, then
-  ``F.softmax(seg_logit, dim=1)``, line 249), ``simple_test`` (argmax);
+  ``slide_inference`` (mmseg 0.20 windows, logits averaged), ``whole_inference`` (``encode_decode`` on the whole
+  rescaled image: the head's grid logits resized to the unpadded input, then to the original image), ``inference``
+  (``F.softmax(seg_logit, dim=1)``, line 249), ``simple_test`` (argmax); MaskCLIP's test mode is ``whole``
+  (``configs/_base_/models/maskclip_vit16.py`` ``test_cfg=dict(mode='whole')``);
 * the test pipeline: ``LoadImageFromFile`` (BGR) -> ``Resize(keep_ratio=True)`` (mmcv ``imrescale``: factor
   ``min(long / max(h, w), short / min(h, w))``, size ``int(x * factor + 0.5)``, cv2 bilinear) -> ``Normalize``
   (``to_rgb=True``, ImageNet mean/std).
@@ -35,7 +40,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["convert_clip_weights", "MASKCLIP_SCENE_TEMPLATES", "official_whole_logits", "official_segment"]
+__all__ = [
+    "convert_clip_weights",
+    "MASKCLIP_SCENE_TEMPLATES",
+    "official_whole_logits",
+    "official_segment",
+    "official_whole_segment",
+]
 
 # tools/maskclip_utils/prompt_engineering.py:34, the five templates after the 80 ImageNet ones.
 MASKCLIP_SCENE_TEMPLATES = [
@@ -105,7 +116,11 @@ def _attention(y: torch.Tensor, sd: Mapping[str, torch.Tensor], p: str, heads: i
 def _backbone_v(img: torch.Tensor, sd: Mapping[str, torch.Tensor], heads: int) -> torch.Tensor:
     """mmseg VisionTransformer.forward with MaskCLIP's settings -> ``v [N, W, h, w]`` of the last layer."""
     w_patch = sd["patch_embed.projection.weight"]
-    x = F.conv2d(img, w_patch, stride=w_patch.shape[-1])  # patch_bias=False
+    patch = w_patch.shape[-1]
+    pad_h, pad_w = -img.shape[2] % patch, -img.shape[3] % patch  # AdaptivePadding(padding='corner')
+    if pad_h or pad_w:
+        img = F.pad(img, [0, pad_w, 0, pad_h])
+    x = F.conv2d(img, w_patch, stride=patch)  # patch_bias=False
     n, width, gh, gw = x.shape
     x = torch.cat([sd["cls_token"].expand(n, -1, -1), x.flatten(2).transpose(1, 2)], dim=1)
     pos = sd["pos_embed"]
@@ -157,6 +172,26 @@ def official_whole_logits(img: torch.Tensor, weights_file: dict, text: torch.Ten
     sd: Dict[str, torch.Tensor] = dict(weights_file["clip"])
     sd["proj.weight"] = weights_file["proj"]["weight"]
     return _encode_decode(img, sd, F.normalize(text.float(), dim=-1), heads)
+
+
+@torch.no_grad()
+def official_whole_segment(
+    bgr: np.ndarray,
+    weights_file: dict,
+    text: torch.Tensor,
+    heads: int,
+    scale: Tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The official test of one BGR image in MaskCLIP's mode, ``test_cfg=dict(mode='whole')``: the rescaled image
+    through ``encode_decode`` at its own size (padded inside the backbone), the logits resized to the original image
+    (``whole_inference``), softmax. Returns labels ``[H, W]`` and probabilities ``[C, H, W]``."""
+    img = _normalise(mmcv_imrescale(bgr, scale), mean, std)
+    seg_logit = official_whole_logits(img, weights_file, text, heads)  # [1, C, H', W']
+    seg_logit = F.interpolate(seg_logit, size=bgr.shape[:2], mode="bilinear", align_corners=False)
+    probs = F.softmax(seg_logit, dim=1)
+    return probs.argmax(1)[0].numpy(), probs[0].numpy()
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
 """MaskCLIP against an independent transcription of its official forward (``maskclip_official.py``: mmseg ViT with
-exact GELU and LayerNorm eps 1e-6, the last-block value-embedding trick, MaskClipHead, mmseg windows and softmax),
+exact GELU and LayerNorm eps 1e-6, the last-block value-embedding trick, MaskClipHead, mmseg windows and softmax;
+its official whole-image mode: ``test_training_free_whole.py``),
 on a tiny random model given to both sides in MaskCLIP's own converted checkpoint layout, through PyTorch and
 through an exported bundle run by the Engine (ONNX Runtime).
 
@@ -144,7 +145,9 @@ def _compare(model, stock, engine=None):
             bgr, stock["weights"], text, HEADS, (2048, 64), 64, 43, model.config.mean, model.config.std
         )
         if engine is None:
-            got_labels, got_scores = segment(model, bgr, NAMES, color_order="bgr", short_side=64, text=text)
+            got_labels, got_scores = segment(
+                model, bgr, NAMES, color_order="bgr", short_side=64, text=text, inference="windows"
+            )
         else:
             result = engine(bgr)
             got_labels, got_scores = result.labels, result.scores
@@ -171,7 +174,7 @@ def test_maskclip_matches_the_official_forward_in_torch_and_engine(stock, tmp_pa
         n.op_type for f in ("image_encoder.onnx",) for n in onnx.load(f"{out}/{f}", load_external_data=False).graph.node
     }
     assert "Erf" in ops or "Gelu" in ops, sorted(ops)  # exact GELU in the graph (QuickGELU is Sigmoid * x)
-    engine = Engine(out, classes=NAMES, backend="onnxruntime")
+    engine = Engine(out, classes=NAMES, backend="onnxruntime", inference="windows")
     labels, prob = _compare(model, stock, engine)
     assert labels >= LABELS_MIN and prob <= PROB_ATOL, (labels, prob)
 

@@ -162,12 +162,13 @@ def test_native_similarity_equals_torch_and_classes_are_independent(models):
             model.use_native_ops = False
 
 
-def test_stock_weights_load_and_positional_table_is_resized(tmp_path):
+def test_stock_weights_load_and_positional_table_is_resized_per_input(tmp_path):
+    """The stored table is kept at its grid (2x2 here) and resized to each input's grid in the forward, the method's
+    way (SCLIP family: DINO's scale factor (g + 0.1) / g0), as the official code does per window."""
     from safetensors.torch import save_file
 
     from zsseg_rt.models import WeightsError, create_model
     from zsseg_rt.models.training_free.config import load_training_free_config
-    from zsseg_rt.models.training_free.model import resize_positional_embedding
     from zsseg_rt.models.zegclip.model import build_clip
 
     torch.manual_seed(3)
@@ -176,6 +177,10 @@ def test_stock_weights_load_and_positional_table_is_resized(tmp_path):
     sd = {k: v.contiguous() for k, v in stock.state_dict().items()}
     save_file(sd, str(tmp_path / "clip.safetensors"))
     torch.save(sd, tmp_path / "clip.pt")
+    p = sd["visual.positional_embedding"][1:].reshape(1, 2, 2, 64).permute(0, 3, 1, 2)
+    dino = F.interpolate(  # the official interpolate_pos_encoding for a 4x4 grid
+        p, scale_factor=(4.1 / 2, 4.1 / 2), mode="bicubic", align_corners=False, recompute_scale_factor=False
+    )
     for name in ("clip.safetensors", "clip.pt"):
         model = create_model("training-free-tiny-test", pretrained=str(tmp_path / name), method="clearclip")
         got = model.state_dict()
@@ -183,19 +188,21 @@ def test_stock_weights_load_and_positional_table_is_resized(tmp_path):
         torch.testing.assert_close(
             got["text_encoder.token_embedding.weight"], sd["token_embedding.weight"], rtol=0, atol=0
         )
-        pos = got["visual.positional_embedding"]
+        torch.testing.assert_close(
+            got["visual.positional_embedding"], sd["visual.positional_embedding"], rtol=0, atol=0
+        )
+        pos = model._positional(4, 4)  # the model's 64 px window: a 4x4 grid
         assert pos.shape == (17, 64)
-        torch.testing.assert_close(pos, resize_positional_embedding(sd["visual.positional_embedding"], (4, 4), "dino"))
-    # the SCLIP-family resize is DINO's: bicubic with scale (g + 0.1) / g0, not size=(g, g)
-    p = sd["visual.positional_embedding"][1:].reshape(1, 2, 2, 64).permute(0, 3, 1, 2)
-    dino = F.interpolate(
-        p, scale_factor=(4.1 / 2, 4.1 / 2), mode="bicubic", align_corners=False, recompute_scale_factor=False
-    )
-    torch.testing.assert_close(pos[1:], dino.reshape(64, 16).T)
+        torch.testing.assert_close(pos[1:], dino.reshape(64, 16).T, rtol=0, atol=1e-5)
+        torch.testing.assert_close(model._positional(2, 2), sd["visual.positional_embedding"], rtol=0, atol=0)
     bad = dict(sd)
     bad.pop("visual.proj")
     save_file(bad, str(tmp_path / "bad.safetensors"))
     with pytest.raises(WeightsError, match="missing"):
+        create_model(TINY_TF, pretrained=str(tmp_path / "bad.safetensors"))
+    bad = dict(sd, **{"visual.positional_embedding": torch.zeros(6, 64)})  # 5 patch rows: no square grid
+    save_file(bad, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(WeightsError, match="not a square grid"):
         create_model(TINY_TF, pretrained=str(tmp_path / "bad.safetensors"))
 
 
@@ -291,23 +298,28 @@ def test_export_bundle_and_engine_match_torch(models, method, tmp_path):
     out = export_bundle(model, str(tmp_path / "bundle"), max_classes=8, verify_images=VOC_IMAGES[:1])
     meta = load_meta(out)
     assert meta.raw["verification"]["passed"] and meta.family == "training_free"
-    assert meta.calibration_bias == 0.0 and meta.raw["io"]["image"]["outputs"] == ["patches"]
+    assert meta.calibration_bias == 0.0 and meta.raw["io"]["image"]["outputs"] == ["patch_grid"]
+    assert meta.whole_image["default"] == ("whole" if method == "maskclip" else "windows")
     assert meta.postprocess["activation"] == "softmax" and meta.postprocess["logit_scale"] == 40.0
     assert (meta.crop_size, meta.stride) == (64, 32)
     names = ["person", "cat", "dog", "car", "sky", "tree"]
     image = cv2.imread(VOC_IMAGES[1])
-    engine = Engine(out, classes=names, backend="onnxruntime")
+    engine = Engine(out, classes=names, backend="onnxruntime", inference="windows")
     result = engine(image)
-    torch_engine = Engine(out, classes=names, backend="torch", model=model)(image)
+    torch_engine = Engine(out, classes=names, backend="torch", model=model, inference="windows")(image)
     labels, scores = slide_inference(model, image, names, color_order="bgr", short_side=meta.image_size)
     # the package's torch inference (through the one Postprocessor) against the independent torch transcription
-    own_labels, own_scores = segment(model, image, names, color_order="bgr", short_side=meta.image_size)
+    own_labels, own_scores = segment(
+        model, image, names, color_order="bgr", short_side=meta.image_size, inference="windows"
+    )
     assert (own_labels == labels).mean() > 0.999
     np.testing.assert_allclose(own_scores, scores, rtol=1e-4, atol=1e-5)
     assert result.labels.shape == image.shape[:2] and len(np.unique(labels)) > 1
     assert (result.labels == labels).mean() > 0.999 and (torch_engine.labels == labels).mean() > 0.999
     np.testing.assert_allclose(result.scores, scores, rtol=1e-4, atol=1e-5)  # probabilities, fp32 ORT vs torch
-    fast = Engine(out, classes=names, backend="onnxruntime", mode="fast")(cv2.resize(image, (64, 64)))
+    fast = Engine(out, classes=names, backend="onnxruntime", mode="fast", inference="windows")(
+        cv2.resize(image, (64, 64))
+    )
     exact = engine(cv2.resize(image, (64, 64)))
     assert (fast.labels == exact.labels).mean() > 0.99  # one resize instead of two: a few boundary pixels
 

@@ -3,6 +3,7 @@ bundle (logit scale, thresholds, PAMR, test size), with the deviations a fixed-s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -119,6 +120,15 @@ def test_apply_official_settings_to_an_engine(naclip_bundle):
     assert any("64/32" in d and "224/112" in d for d in deviations) and any("background" in d for d in deviations)
     restore()
     assert engine.postprocessor.pamr_iterations == 0 and engine.pipeline.test_scale == [2048, 64]
+    assert engine.pipeline.inference == "auto"
+    voc = official_settings("naclip", "voc20")  # whole-image inference (slide_crop=0)
+    restore = apply_official_settings(engine, voc)
+    assert engine.pipeline.inference == "whole" and not any("whole" in d for d in bundle_deviations(engine.meta, voc))
+    restore()
+    assert engine.pipeline.inference == "auto"
+    # a bundle with a fixed-size image graph (exported before whole-image inference) runs windows and says so
+    fixed = dataclasses.replace(engine.meta, raw={k: v for k, v in engine.meta.raw.items() if k != "whole_image"})
+    assert any("official whole-image inference" in d and "64/32 windows" in d for d in bundle_deviations(fixed, voc))
     apply_official_settings(engine, official_settings("sclip", "voc21"))
     assert engine.postprocessor.logit_scale == pytest.approx(65.0 / 40.0) and engine.postprocessor.area_threshold == 0.1
     assert engine.postprocessor.pamr_iterations == 0
@@ -135,7 +145,7 @@ def test_zsseg_eval_runs_a_training_free_bundle_with_the_official_settings(nacli
     assert eval_main(args + ["--json", str(out), "--no-progress", "--no-per-class"]) == 0
     printed = capsys.readouterr().out
     assert "official naclip settings for voc20" in printed and "pamr_iterations 10" in printed
-    assert "deviation: official whole-image inference" in printed
+    assert "whole-image" not in printed  # NACLIP's official VOC mode runs: the bundle's graph takes any size
     assert "class names: named vocabulary voc20" in printed
     metrics = json.loads(out.read_text())
     assert (
@@ -148,12 +158,16 @@ def test_zsseg_eval_runs_a_training_free_bundle_with_the_official_settings(nacli
     assert own["evaluation_settings"]["settings"] == "bundle" and engine.postprocessor.pamr_iterations == 0
     official = evaluate(engine, build_dataset({"type": "voc", "root": str(SAMPLES)}), progress=False)
     assert official["mIoU"] == metrics["mIoU"] and official["evaluation_settings"] == metrics["evaluation_settings"]
+    assert not any("whole" in d for d in metrics["evaluation_settings"]["deviations"])
     assert engine.postprocessor.pamr_iterations == 0 and engine.pipeline.test_scale == [2048, 64]  # restored after
     ds = build_dataset({"type": "voc", "root": str(SAMPLES)})
     apply_official_settings(engine, official_settings("naclip", "voc20"))
     engine.set_classes("voc20")  # what zsseg eval sets: the official class file, its 20 classes in the reader's order
     assert len(engine.class_names) == len(ds.class_names) == 20
     rgb, _ = ds.load(0)
-    by_hand = engine(rgb, color_order="rgb").labels
+    assert engine.pipeline.inference == "whole"  # NACLIP on VOC: slide_crop=0 (configs/cfg_voc20.py)
+    result = engine(rgb, color_order="rgb")
+    assert result.inference == "whole"
+    by_hand = result.labels
     plain = Engine(naclip_bundle, backend="onnxruntime", classes=ds.class_names)(rgb, color_order="rgb").labels
     assert not np.array_equal(by_hand, plain)  # the official settings (PAMR, short side 336) changed the result

@@ -49,6 +49,7 @@ __all__ = [
     "METHODS",
     "ATTENTION_MODES",
     "TOWERS",
+    "INFERENCE_MODES",
     "FAMILY",
     "load_training_free_config",
     "training_free_config_path",
@@ -69,7 +70,14 @@ TOWERS: Dict[str, Dict[str, Any]] = {
     "mmseg": {"activation": "gelu", "layer_norm_eps": 1e-6},
 }
 # Per method: last-block attention, residual kept, FFN kept, Gaussian neighbourhood std (NACLIP), pos-embed resize,
-# image tower (TOWERS).
+# image tower (TOWERS), and how its whole-image inference (official ``slide_crop=0`` / mmseg ``mode='whole'``) feeds
+# the rescaled image to the tower and resizes the logits back:
+# ``whole_fit`` "pad": zeros bottom/right to a multiple of the patch (MaskCLIP: mmseg PatchEmbed(padding='corner'),
+#   mmseg/models/utils/embed.py:AdaptivePadding); "crop": the remainder rows/columns dropped (OpenAI CLIP's conv1 of
+#   stride p, as SCLIP / ClearCLIP / NACLIP run it);
+# ``whole_logits`` "rescaled": grid logits bilinear to the rescaled image, then to the original (MaskCLIP:
+#   EncoderDecoder.encode_decode + whole_inference; NACLIP: forward_feature + predict); "original": grid logits
+#   bilinear straight to the original size (SCLIP / ClearCLIP: forward_feature(logit_size=ori_shape)).
 METHODS: Dict[str, Dict[str, Any]] = {
     "maskclip": {
         "attention": "identity",
@@ -78,6 +86,8 @@ METHODS: Dict[str, Dict[str, Any]] = {
         "gaussian_std": None,
         "pos_resize": "size",
         "tower": "mmseg",
+        "whole_fit": "pad",
+        "whole_logits": "rescaled",
     },
     "sclip": {
         "attention": "qq+kk",
@@ -86,6 +96,8 @@ METHODS: Dict[str, Dict[str, Any]] = {
         "gaussian_std": None,
         "pos_resize": "dino",
         "tower": "open_clip",
+        "whole_fit": "crop",
+        "whole_logits": "original",
     },
     "clearclip": {
         "attention": "qq",
@@ -94,6 +106,8 @@ METHODS: Dict[str, Dict[str, Any]] = {
         "gaussian_std": None,
         "pos_resize": "dino",
         "tower": "open_clip",
+        "whole_fit": "crop",
+        "whole_logits": "original",
     },
     "naclip": {
         "attention": "kk",
@@ -102,6 +116,8 @@ METHODS: Dict[str, Dict[str, Any]] = {
         "gaussian_std": 5.0,
         "pos_resize": "dino",
         "tower": "open_clip",
+        "whole_fit": "crop",
+        "whole_logits": "rescaled",
     },
     "scclip": {
         "attention": "scclip",
@@ -110,8 +126,13 @@ METHODS: Dict[str, Dict[str, Any]] = {
         "gaussian_std": None,
         "pos_resize": "dino",
         "tower": "open_clip",
+        # no whole-image graph: its anomaly repair takes constant-size TopKs over the tokens (scclip.py), and its
+        # official settings all use windows
+        "whole_fit": None,
+        "whole_logits": None,
     },
 }
+INFERENCE_MODES = ("whole", "windows")
 PAMR_MAX_DILATIONS = 8
 _TEMPLATE_FILE = VOCAB_DIR / "imagenet_templates.json"
 
@@ -186,8 +207,9 @@ class SCCLIPSettings:
 class TrainingFreeConfig(BaseModelConfig):
     """Everything that defines a training-free segmenter and its inference settings.
 
-    ``image_size`` is the image-encoder input (= the sliding-window crop); the stock positional table is resized
-    to its grid when the weights are loaded. ``short_side``/``crop_size``/``stride`` are the official test
+    ``image_size`` is the sliding-window crop (a bundle's window size; its image graph takes any size but for
+    SC-CLIP); the stock positional table keeps its stored grid and is resized to each input's grid in the forward
+    (``grid.positional_for_grid``), as the official code does. ``short_side``/``crop_size``/``stride`` are the official test
     settings (``test_scale = [2048, short_side]``). ``attention``/``residual``/``ffn``/``gaussian_std``/
     ``pos_resize``/``tower`` default (None) to the method's values in ``METHODS``.
     """
@@ -215,6 +237,12 @@ class TrainingFreeConfig(BaseModelConfig):
     pamr_iterations: int = 0  # PAMR steps on the logits at the image size before the softmax (0: none)
     pamr_dilations: List[int] = field(default_factory=lambda: [8, 16])
     scclip: Dict[str, Any] = field(default_factory=dict)  # SC-CLIP settings overriding SCCLIPSettings' defaults
+    # "whole" (one pass over the rescaled image at its own size) or "windows" (crop_size/stride sliding windows); None:
+    # the method's official test mode (settings.json "default_mode": MaskCLIP whole, the others windows)
+    inference: Optional[str] = None
+    # [long, short]: the largest rescaled image whole-image inference accepts (a bundle's image graph is exported for
+    # sides up to these, rounded up to the patch); None: the largest test scale of the method's official settings
+    whole_max_size: Optional[List[int]] = None
 
     # ------------------------------------------------------------------ derived
     def resolved(self, key: str):
@@ -264,6 +292,7 @@ class TrainingFreeConfig(BaseModelConfig):
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError("mean and std must have 3 entries (RGB)")
         self._validate_pamr()
+        self._validate_whole()
         if self.method == "scclip":
             self.scclip_settings().validate(self.layers, (self.image_size // self.patch_size) ** 2)
         elif self.scclip:
@@ -281,6 +310,34 @@ class TrainingFreeConfig(BaseModelConfig):
             and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in d)
         ):
             raise ValueError(f"pamr_dilations must be 1..{PAMR_MAX_DILATIONS} ints >= 1, got {d!r}")
+
+    def _validate_whole(self) -> None:
+        if self.inference is not None and self.inference not in INFERENCE_MODES:
+            raise ValueError(
+                f"inference must be one of {INFERENCE_MODES} (or null: the method's), got {self.inference!r}"
+            )
+        if self.inference == "whole" and not self.whole_image_capable:
+            raise ValueError(
+                f"{self.method} has no whole-image inference here (its official settings all use windows): "
+                "inference must be 'windows'"
+            )
+        size = self.whole_max_size
+        if size is not None and not (
+            isinstance(size, (list, tuple))
+            and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+            and size[0] >= size[1] >= self.patch_size
+            and size[0] <= 1 << 14
+        ):
+            raise ValueError(
+                f"whole_max_size must be [long, short] with {1 << 14} >= long >= short >= the patch size "
+                f"{self.patch_size}, got {size!r}"
+            )
+
+    @property
+    def whole_image_capable(self) -> bool:
+        """Whether the method runs whole images (its image graph then takes any size): all but SC-CLIP."""
+        return METHODS[self.method]["whole_fit"] is not None
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TrainingFreeConfig":

@@ -3,9 +3,10 @@ one table of their official per-dataset settings (``settings.json``: slide crop/
 scale, ``prob_thd``, ``area_thd``, PAMR, background), and how ``zsseg eval`` applies it to a training-free bundle's
 Engine (through the family's ``evaluation_settings`` / ``apply_evaluation_settings``, :mod:`.family`). No torch.
 
-What a bundle cannot change is reported, never hidden: its fixed encoder input is the sliding-window crop, so a
-dataset whose official setting is another crop or whole-image inference (NACLIP on VOC, MaskCLIP, ClearCLIP on
-Cityscapes) runs with the bundle's windows and the difference is listed in ``deviations``. The class names are the
+What a bundle cannot follow is reported, never hidden: a dataset whose official setting is whole-image inference
+(NACLIP on VOC, MaskCLIP everywhere) runs whole images when the bundle's image graph takes any size (meta.json
+``whole_image``, every bundle of those methods exported since), else the bundle's windows, listed in ``deviations``;
+another crop (ClearCLIP on Cityscapes) runs with the bundle's windows and is listed too. The class names are the
 official class file's (the named vocabulary of the benchmark, ``zsseg_rt/vocabulary/named``: synonyms and all).
 The dataset readers here evaluate VOC, Context-59, COCO-Stuff and ADE20K without background, and COCO-Object with
 its background ignored (no official training-free entry for that); the background benchmarks (VOC21, Context60,
@@ -34,6 +35,9 @@ __all__ = [
     "CHOICES",
     "VOCABULARY_KEYS",
     "vocabulary_settings",
+    "default_inference",
+    "vocabulary_inference",
+    "official_test_scales",
 ]
 
 CHOICES = ("official", "bundle")  # zsseg eval --settings
@@ -120,7 +124,7 @@ def apply_official_settings(engine, settings: OfficialSettings) -> Callable[[], 
         activation = getattr(post, "activation", None)
         raise ValueError(f"official training-free settings apply to softmax bundles, not {activation!r}")
     head_scale = float(options.get("logit_scale", 1.0)) if options.get("logit_scale_in_head", True) else 1.0
-    saved = (post, list(engine.pipeline.test_scale))
+    saved = (post, list(engine.pipeline.test_scale), getattr(engine.pipeline, "inference", None))
     engine.postprocessor = dataclasses.replace(
         post,
         logit_scale=float(settings.logit_scale) / head_scale,
@@ -130,9 +134,14 @@ def apply_official_settings(engine, settings: OfficialSettings) -> Callable[[], 
         pamr_dilations=tuple(settings.pamr_dilations),
     )
     engine.pipeline.test_scale = [int(settings.long_side), int(settings.short_side)]
+    if saved[2] is not None:  # the official test mode, where the bundle can run it (bundle_deviations says otherwise)
+        whole = settings.crop is None and engine.meta.whole_image is not None
+        engine.pipeline.inference = "whole" if whole else "windows"
 
     def restore() -> None:
         engine.postprocessor, engine.pipeline.test_scale = saved[0], list(saved[1])
+        if saved[2] is not None:
+            engine.pipeline.inference = saved[2]
 
     return restore
 
@@ -141,8 +150,22 @@ def bundle_deviations(meta, settings: OfficialSettings) -> List[str]:
     """What a bundle (``BundleMeta``) cannot follow of ``settings``, as sentences."""
     deviations = []
     crop, stride = int(meta.crop_size), int(meta.stride)
-    if settings.crop is None:
-        deviations.append(f"official whole-image inference; the bundle's fixed input runs {crop}/{stride} windows")
+    whole = getattr(meta, "whole_image", None)
+    if settings.crop is None and whole is None:
+        deviations.append(
+            f"official whole-image inference; the bundle's fixed-size image graph runs {crop}/{stride} windows "
+            "(re-export it: bundles of this method take any size since whole-image inference exists)"
+        )
+    elif settings.crop is None:
+        patch = int(meta.patch_size)
+        long, short = settings.long_side, settings.short_side
+        fitted = (-(-long // patch) * patch, -(-short // patch) * patch)
+        if fitted[0] > whole["max_side"] or min(fitted) > whole["max_short_side"]:
+            deviations.append(
+                f"official whole-image inference at test scale ({long}, {short}); the bundle's image graph takes "
+                f"sides up to {whole['max_side']} (the shorter up to {whole['max_short_side']}): larger images are "
+                "refused"
+            )
     elif (settings.crop, settings.stride) != (crop, stride):
         deviations.append(
             f"official windows {settings.crop}/{settings.stride}; the bundle's are {crop}/{stride} "
@@ -226,3 +249,31 @@ def vocabulary_settings(method: str) -> Dict[str, Dict[str, Any]]:
             "area_threshold": None if s.area_thd is None else float(s.area_thd),
         }
     return out
+
+
+def default_inference(method: str) -> str:
+    """The method's test mode where a dataset has no setting of its own (settings.json ``default_mode``): "whole"
+    (MaskCLIP) or "windows" (the others)."""
+    methods = load_settings_table()["methods"]
+    if method not in methods:
+        raise KeyError(f"no official settings for training-free method {method!r}; known: {sorted(methods)}")
+    return "whole" if methods[method]["default_mode"] == "whole" else "windows"
+
+
+def vocabulary_inference(method: str) -> Dict[str, str]:
+    """Per named vocabulary with an official setting of ``method``: "whole" (its official config runs whole-image
+    inference: crop null) or "windows" (recorded in a bundle's ``whole_image.vocabularies``)."""
+    out: Dict[str, str] = {}
+    for vocabulary, key in VOCABULARY_KEYS.items():
+        try:
+            s = official_settings(method, key)
+        except KeyError:
+            continue
+        out[vocabulary] = "whole" if s.crop is None else "windows"
+    return out
+
+
+def official_test_scales(method: str) -> List[Tuple[int, int]]:
+    """The keep-ratio test scales ``(long, short)`` of ``method``'s official settings, one per dataset."""
+    entry = load_settings_table()["methods"].get(method, {"datasets": {}})
+    return [(int(row.get("long_side", 2048)), int(row["short_side"])) for row in dict(entry["datasets"]).values()]

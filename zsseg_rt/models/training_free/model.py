@@ -35,8 +35,20 @@ import torch.nn.functional as F
 
 from zsseg_rt.bundle import Names
 from zsseg_rt.contract.common.text import TextEncoder, validate_class_names
-from zsseg_rt.models.training_free.config import FAMILY, TOWERS, TrainingFreeConfig, load_training_free_config
-from zsseg_rt.models.training_free.evaluate import vocabulary_settings
+from zsseg_rt.models.training_free.config import (
+    FAMILY,
+    METHODS,
+    TOWERS,
+    TrainingFreeConfig,
+    load_training_free_config,
+)
+from zsseg_rt.models.training_free.evaluate import (
+    default_inference,
+    official_test_scales,
+    vocabulary_inference,
+    vocabulary_settings,
+)
+from zsseg_rt.models.training_free.grid import gaussian_neighbourhood_bias, neighbourhood_bias, positional_for_grid
 from zsseg_rt.models.training_free.scclip import scclip_encode
 
 __all__ = [
@@ -44,56 +56,9 @@ __all__ = [
     "TrainingFreeSegmenter",
     "apply_image_tower",
     "gaussian_neighbourhood_bias",
-    "resize_positional_embedding",
     "load_stock_clip_weights",
     "create_training_free_model",
 ]
-
-
-def gaussian_neighbourhood_bias(grid: Tuple[int, int], std: float, num_prefix_tokens: int = 1) -> np.ndarray:
-    """NACLIP's attention bias ``Omega`` ``[P+N, P+N]`` float32: ``exp(-d^2 / (2 std^2))`` between the 2-D patch
-    positions of a row-major ``grid`` (``N = h*w``), 0 on the ``P`` prefix (CLS) rows and columns."""
-    h, w = int(grid[0]), int(grid[1])
-    ys, xs = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
-    pos = np.stack([ys.reshape(-1), xs.reshape(-1)], axis=1)  # [N, 2]
-    d2 = ((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1)
-    n = h * w + num_prefix_tokens
-    out = np.zeros((n, n), dtype=np.float32)
-    out[num_prefix_tokens:, num_prefix_tokens:] = np.exp(-d2 / (2.0 * float(std) ** 2))
-    return out
-
-
-# twin of zegclip.backbone.resize_pos_embed_official (bilinear): each transcribes its own official code
-def resize_positional_embedding(pos: torch.Tensor, grid: Tuple[int, int], mode: str = "dino") -> torch.Tensor:
-    """Resize a square CLIP positional table ``[1 + g*g, W]`` to ``[1 + h*w, W]`` (CLS row kept), bicubic.
-
-    ``mode="dino"``: the SCLIP/ClearCLIP/NACLIP ``interpolate_pos_encoding`` (``scale_factor=(h+0.1)/g``, no
-    recomputed scale); ``mode="size"``: mmseg's ``resize_pos_embed`` (``size=(h, w)``, align_corners=False).
-    """
-    n, width = pos.shape
-    g = int(round(math.sqrt(n - 1)))
-    if g * g != n - 1:
-        raise ValueError(f"positional table with {n - 1} spatial rows is not a square grid")
-    h, w = int(grid[0]), int(grid[1])
-    if (h, w) == (g, g):
-        return pos
-    spatial = pos[1:].reshape(1, g, g, width).permute(0, 3, 1, 2).float()
-    if mode == "dino":
-        spatial = F.interpolate(
-            spatial,
-            scale_factor=((h + 0.1) / g, (w + 0.1) / g),
-            mode="bicubic",
-            align_corners=False,
-            recompute_scale_factor=False,
-        )
-    elif mode == "size":
-        spatial = F.interpolate(spatial, size=(h, w), mode="bicubic", align_corners=False)
-    else:
-        raise ValueError(f"mode must be 'dino' or 'size', got {mode!r}")
-    if tuple(spatial.shape[-2:]) != (h, w):
-        raise ValueError(f"positional resize produced {tuple(spatial.shape[-2:])}, expected {(h, w)}")
-    spatial = spatial.reshape(width, h * w).permute(1, 0).to(pos.dtype)
-    return torch.cat([pos[:1], spatial], dim=0)
 
 
 def apply_image_tower(visual: nn.Module, tower: str) -> nn.Module:
@@ -144,6 +109,31 @@ def mha_fastpath_off_when_tracing():
         torch.backends.mha.set_fastpath_enabled(previous)
 
 
+def block_qkv(block: nn.Module, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``q, k, v [B, heads, L, head_dim]`` of an open_clip block's packed ``in_proj`` on ``y [B, L, W]`` (shapes
+    from the input, so a traced graph takes any token count)."""
+    attn = block.attn
+    if not isinstance(attn, nn.MultiheadAttention) or not attn._qkv_same_embed_dim:
+        raise TypeError("the training-free blocks need open_clip blocks with nn.MultiheadAttention (packed in_proj)")
+    attn = cast(nn.MultiheadAttention, attn)
+    heads = int(attn.num_heads)
+    head_dim = int(attn.embed_dim) // heads
+    qkv = F.linear(y, attn.in_proj_weight, attn.in_proj_bias)
+    q, k, v = (t.reshape(y.shape[0], -1, heads, head_dim).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+    return q, k, v
+
+
+def clip_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """An unmodified open_clip ``ResidualAttentionBlock`` (pre-norm attention and MLP, each with its residual) on
+    ``x [B, L, W]`` (batch first): what ``block(x)`` computes, written with ``scaled_dot_product_attention`` and
+    shapes from the input (``nn.MultiheadAttention`` traces the token count into its reshapes)."""
+    q, k, v = block_qkv(block, block.ln_1(x))
+    out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
+    attn = cast(nn.MultiheadAttention, block.attn)
+    x = x + block.ls_1(F.linear(out, attn.out_proj.weight, attn.out_proj.bias))
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
 class DenseLastBlock(nn.Module):
     """The switchable last block (no parameters of its own: it runs a stock open_clip ``ResidualAttentionBlock``).
 
@@ -164,33 +154,17 @@ class DenseLastBlock(nn.Module):
         self.residual = bool(residual)
         self.ffn = bool(ffn)
         self.gaussian_std = None if gaussian_std is None else float(gaussian_std)
-        self._bias_cache: Dict[Tuple[int, int], np.ndarray] = {}
 
     def extra_repr(self) -> str:
         return (
             f"attention={self.attention!r}, residual={self.residual}, ffn={self.ffn}, gaussian_std={self.gaussian_std}"
         )
 
-    def neighbourhood_bias(self, grid: Tuple[int, int], num_tokens: int) -> Optional[np.ndarray]:
-        if self.gaussian_std is None:
-            return None
-        key = (int(grid[0]), int(grid[1]))
-        if key not in self._bias_cache:
-            self._bias_cache[key] = gaussian_neighbourhood_bias(key, self.gaussian_std, num_tokens - key[0] * key[1])
-        return self._bias_cache[key]
-
     def forward(self, block: nn.Module, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
         """``x [B, L, W]`` (batch first, CLS first, patches last in row-major ``grid``) -> ``[B, L, W]``."""
-        attn = block.attn
-        if not isinstance(attn, nn.MultiheadAttention) or not attn._qkv_same_embed_dim:
-            raise TypeError("DenseLastBlock needs an open_clip block with nn.MultiheadAttention (packed in_proj)")
-        b, length, width = x.shape
-        heads = int(attn.num_heads)
-        head_dim = width // heads
-        y = block.ln_1(x)
-        qkv = F.linear(y, attn.in_proj_weight, attn.in_proj_bias)
-        q, k, v = (t.reshape(b, length, heads, head_dim).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
-        scale = head_dim**-0.5
+        attn = cast(nn.MultiheadAttention, block.attn)
+        q, k, v = block_qkv(block, block.ln_1(x))
+        scale = int(attn.head_dim) ** -0.5
         if self.attention == "identity":
             out = v
         elif self.attention == "qq+kk":
@@ -202,11 +176,12 @@ class DenseLastBlock(nn.Module):
             out = torch.softmax((q @ q.transpose(-2, -1)) * scale, dim=-1) @ v
         else:
             logits = (k @ k.transpose(-2, -1)) * scale
-            omega = self.neighbourhood_bias(grid, length)
-            if omega is not None:  # a constant per grid: folded into the exported graph
-                logits = logits + torch.from_numpy(omega).to(device=logits.device, dtype=logits.dtype)
+            if self.gaussian_std is not None:  # computed from the grid (a traced graph: from its input's size)
+                logits = logits + neighbourhood_bias(
+                    grid[0], grid[1], self.gaussian_std, dtype=logits.dtype, device=logits.device
+                )
             out = torch.softmax(logits, dim=-1) @ v
-        out = out.transpose(1, 2).reshape(b, length, width)
+        out = out.transpose(1, 2).flatten(2)
         out = block.ls_1(F.linear(out, attn.out_proj.weight, attn.out_proj.bias))
         x = x + out if self.residual else out
         if self.ffn:
@@ -217,12 +192,12 @@ class DenseLastBlock(nn.Module):
 class TrainingFreeSegmenter(nn.Module):
     """Stock CLIP + a dense last block: ``forward(images [B,3,H,W], text [C,D]) -> logits [B,C,H/p,W/p]``.
 
-    Bundle hooks (``zsseg_rt.export.graphs``): the image graph outputs ``patches [B,N,D]`` (L2-normalised), the
-    head graph the scaled cosine logits; ``export_postprocess`` selects softmax post-processing in the Engine.
+    Bundle hooks (``zsseg_rt.export.graphs``): the image graph outputs ``patch_grid [B,h,w,D]`` (L2-normalised; an
+    image of any size: ``export_whole_image``; SC-CLIP's fixed-size graph ``patches [B,N,D]``), the head graph the
+    scaled cosine logits; ``export_postprocess`` selects softmax post-processing in the Engine.
     """
 
     family = FAMILY
-    export_image_outputs = (Names.PATCHES,)
 
     def __init__(self, config: Union[TrainingFreeConfig, str, dict], device: Optional[Union[str, torch.device]] = None):
         super().__init__()
@@ -267,7 +242,8 @@ class TrainingFreeSegmenter(nn.Module):
 
     @property
     def grid(self) -> Tuple[int, int]:
-        g = int(round(math.sqrt(self.visual.positional_embedding.shape[0] - 1)))
+        """The patch grid of one window (``image_size / patch``)."""
+        g = int(self.config.image_size) // self.patch_size[0]
         return g, g
 
     @property
@@ -295,6 +271,44 @@ class TrainingFreeSegmenter(nn.Module):
             "vocabulary_settings": vocabulary_settings(c.method),  # official settings per named vocabulary
         }
 
+    @property
+    def export_whole_image(self) -> Optional[Dict[str, object]]:
+        """meta.json's ``whole_image`` section (the image graph then takes any height and width): how a rescaled
+        image is fitted to the patch grid (``fit``) and its logits resized (``logits_to``), the largest graph input
+        sides (``max_side``, ``max_short_side``: the official test scales, patch multiples), the inference the Engine
+        runs by default and per named vocabulary (the official modes), and the encoder's working memory per token
+        and per token pair; None for SC-CLIP (a fixed-size image graph)."""
+        c = self.config
+        if not c.whole_image_capable:
+            return None
+        method = METHODS[c.method]
+        p = self.patch_size[0]
+        scales = (
+            [tuple(c.whole_max_size)] if c.whole_max_size else [*official_test_scales(c.method), tuple(c.test_scale)]
+        )
+        long, short = max(s[0] for s in scales), max(s[1] for s in scales)
+        fit = str(method["whole_fit"])
+        side = (lambda v: -(-v // p) * p) if fit == "pad" else (lambda v: max(p, v // p * p))
+        blocks = cast(nn.ModuleList, cast(nn.Module, self.visual.transformer).resblocks)
+        attn = cast(nn.MultiheadAttention, cast(nn.Module, blocks[0]).attn)
+        width, heads = int(cast(nn.Conv2d, self.visual.conv1).out_channels), int(attn.num_heads)
+        return {
+            "fit": fit,
+            "logits_to": str(method["whole_logits"]),
+            "max_side": side(long),
+            "max_short_side": side(short),
+            "default": c.inference or default_inference(c.method),
+            "vocabularies": vocabulary_inference(c.method),
+            # ~18 activations of width W live per token in a block; two [heads, L, L] attention maps (+ NACLIP's bias)
+            "encoder_bytes_per_token": 4 * 18 * width,
+            "encoder_bytes_per_token_pair": 4 * (2 * heads + 2),
+        }
+
+    @property
+    def export_image_outputs(self) -> Tuple[str, ...]:
+        """``patch_grid [B, h, w, D]`` for an image graph of any size, ``patches [B, N, D]`` for SC-CLIP's."""
+        return (Names.PATCH_GRID,) if self.config.whole_image_capable else (Names.PATCHES,)
+
     @staticmethod
     def is_trainable_name(name: str) -> bool:
         return False
@@ -314,11 +328,11 @@ class TrainingFreeSegmenter(nn.Module):
         if h < ph or w < pw or h % ph or w % pw:
             raise ValueError(f"image size {h}x{w} is not a positive multiple of the patch size {ph}x{pw}")
 
-    def _positional(self, h: int, w: int) -> torch.Tensor:
+    def _positional(self, h, w) -> torch.Tensor:
+        """The stored positional table for an ``h x w`` grid (resized per call, as the official code: the sizes may
+        be traced ones, so an exported graph does it for every input size)."""
         pos = cast(torch.Tensor, self.visual.positional_embedding)
-        if (h, w) != self.grid:  # shape-only branch (the bundle grid equals the stored one: nothing traced)
-            pos = resize_positional_embedding(pos, (h, w), self.config.resolved("pos_resize"))
-        return pos
+        return positional_for_grid(pos, h, w, self.config.resolved("pos_resize"))
 
     def encode_image(self, images: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """``images [B,3,H,W]`` -> (``patches [B, h*w, D]`` L2-normalised, ``(h, w)``)."""
@@ -338,14 +352,18 @@ class TrainingFreeSegmenter(nn.Module):
                 x = scclip_encode(blocks, x, (h, w), self.scclip, batch_first)
                 return F.normalize(v.ln_post(x) @ v.proj, dim=-1), (h, w)
             for blk in blocks[:-1]:
-                x = blk(x) if batch_first else blk(x.transpose(0, 1)).transpose(0, 1)
+                x = clip_block(blk, x)
         assert self.dense_block is not None
         x = self.dense_block(blocks[-1], x, (h, w))
         x = v.ln_post(x[:, -(h * w) :]) @ v.proj
         return F.normalize(x, dim=-1), (h, w)
 
     def export_encode_image(self, image: torch.Tensor) -> Tuple[torch.Tensor]:
-        return (self.encode_image(image)[0],)
+        """The image graph's output: ``patch_grid [B, h, w, D]`` (``patches [B, N, D]`` for SC-CLIP)."""
+        patches, (h, w) = self.encode_image(image)
+        if self.config.whole_image_capable:
+            return (patches.reshape(patches.shape[0], h, w, patches.shape[-1]),)
+        return (patches,)
 
     # ------------------------------------------------------------------ head
     def decode(self, text: torch.Tensor, patches: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
@@ -354,9 +372,12 @@ class TrainingFreeSegmenter(nn.Module):
         text = F.normalize(text.to(patches.dtype), dim=-1)
         patches = F.normalize(patches, dim=-1)
         logits = torch.einsum("bnd,cd->bcn", patches, text) * self.logit_scale
-        return logits.reshape(logits.shape[0], logits.shape[1], int(grid[0]), int(grid[1]))
+        return logits.reshape(logits.shape[0], logits.shape[1], grid[0], grid[1])
 
     def export_decode(self, text: torch.Tensor, patches: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """The head graph: ``patch_grid [B, h, w, D]`` (its own grid) or ``patches [B, N, D]`` (on ``grid``)."""
+        if patches.dim() == 4:
+            return self.decode(text, patches.flatten(1, 2), (patches.shape[1], patches.shape[2]))
         return self.decode(text, patches, grid)
 
     @torch.no_grad()
@@ -405,7 +426,8 @@ def load_stock_clip_weights(
     model: TrainingFreeSegmenter, pretrained: str, image_weights: Optional[str] = None
 ) -> Dict[str, object]:
     """Load stock CLIP weights (open_clip tag, OpenAI JIT archive, open_clip state dict or safetensors; see
-    ``weights.py``) into ``model``. The positional table is resized to the model grid the method's way.
+    ``weights.py``) into ``model``. The positional table is kept at its stored grid (the forward resizes it to each
+    input's grid, the method's way).
 
     ``image_weights``: a file of MaskCLIP's ``convert_clip_weights.py`` (``ViT16_clip_backbone.pth`` or
     ``ViT16_clip_weights.pth``, :mod:`.weights`); its image-tower tensors replace those of ``pretrained``, which
@@ -480,7 +502,13 @@ def load_stock_clip_weights(
     pk = "visual.positional_embedding"
     resizable = pk in out and out[pk].dim() == 2 and out[pk].shape[1] == target[pk].shape[1]
     if resizable and out[pk].shape != target[pk].shape:
-        out[pk] = resize_positional_embedding(out[pk].float(), model.grid, model.config.resolved("pos_resize"))
+        # kept as stored (the official code resizes it to each input's grid in the forward: ``_positional``)
+        g = int(round(math.sqrt(out[pk].shape[0] - 1)))
+        if g * g != out[pk].shape[0] - 1:
+            raise WeightsError(f"{path}: positional table of {out[pk].shape[0] - 1} patch rows is not a square grid")
+        table = torch.zeros(tuple(out[pk].shape), dtype=target[pk].dtype, device=target[pk].device)
+        model.visual.positional_embedding = nn.Parameter(table, requires_grad=False)
+        target = model.state_dict()
     missing = [k.replace("text_encoder.", "") for k in target if k not in out]  # named as in CLIP's files
     what = f"{path}: CLIP weights do not fit {model.config.clip_model!r} ({model.config.name})"
     require_fit(out, target, missing, unexpected, what, HOW_TO_GET_WEIGHTS)

@@ -98,6 +98,8 @@ class Pipeline:
         device_pipeline: Any,
         limits: InputLimits,
         stage: Stage,
+        inference: str = "auto",
+        whole_fallback: Optional[str] = None,
     ):
         self.meta = meta
         self.mode = mode

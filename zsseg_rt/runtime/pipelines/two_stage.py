@@ -282,6 +282,11 @@ class TwoStagePipeline(Pipeline):
 
     def __init__(self, meta: BundleMeta, **options: Any):
         mode, backend = options["mode"], options["backend"]
+        if options.get("inference", "auto") != "auto" or options.get("whole_fallback") is not None:
+            raise ValueError(
+                "bundles of the two-stage pipeline run the whole image through the mask branch and CLIP on the "
+                "proposals' crops: inference and whole_fallback are windowed-pipeline options (leave them unset)"
+            )
         if mode not in self.modes:
             raise ValueError(
                 f"bundles of the two-stage pipeline have one post-processing (the official): mode must be 'exact', "

@@ -4,28 +4,48 @@ Bundles hold ``image_encoder.onnx``, ``head.onnx`` (dynamic class count) and ``t
 the graphs' input size S after the official keep-ratio rescale. Post-processing is the one
 :class:`zsseg_rt.pipeline.Postprocessor` (exact or fast; sigmoid, softmax or the painted class maps of a head that
 draws a background label). On a GPU a frame's data can stay on the device (``runtime/device_pipeline.py``).
+
+Whole-image inference (bundles with a ``whole_image`` section, whose image graph takes any size): one encoder and
+head call on the whole rescaled image, padded or cut to the patch grid (``whole_image.fit``), its grid logits resized
+back in the method's order (``whole_image.logits_to``, :meth:`Postprocessor.whole`). ``inference`` chooses: "auto"
+(the bundle's: its method's official test mode for a named vocabulary, else its default), "whole" or "windows". An
+image whose graph input would exceed the sides the bundle declares (``max_side``, ``max_short_side``) is refused
+with ``InputLimitError``, or runs in windows when ``whole_fallback="windows"`` was asked for (``Result.inference``
+says which ran). Whole images run on the host path (the device pipeline runs windows).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from zsseg_rt import pipeline
-from zsseg_rt.bundle import BundleMeta
-from zsseg_rt.pipeline.limits import estimate_bytes
+from zsseg_rt.bundle import BundleMeta, WholeImage
+from zsseg_rt.pipeline.limits import InputLimitError, estimate_bytes
 from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
-from zsseg_rt.pipeline.preprocess import Window, rescaled_size
+from zsseg_rt.pipeline.preprocess import Window, rescaled_size, whole_input_size
 
 from ..backends import make_backend
 from ..result import SegmentationResult
 from .base import Focus, Pipeline, PreparedVocabulary, image_index
 
-__all__ = ["WindowedPipeline"]
+__all__ = ["WindowedPipeline", "INFERENCE", "WHOLE_FALLBACKS", "WholePlan"]
+
+INFERENCE = ("auto",) + WholeImage.INFERENCE  # Engine(inference=...)
+WHOLE_FALLBACKS = (None, "windows")  # Engine(whole_fallback=...)
+
+
+class WholePlan(NamedTuple):
+    """One image's whole-image pass: its original and rescaled sizes and the graph input size (patch multiples)."""
+
+    original: Tuple[int, int]
+    scaled: Tuple[int, int]
+    input_size: Tuple[int, int]
 
 
 class WindowedPipeline(Pipeline):
@@ -65,6 +85,89 @@ class WindowedPipeline(Pipeline):
         self.device = make_device_pipeline(meta, self.backend, options["device_pipeline"], self.max_batch)
         self._device_lock = threading.Lock()
         self._device_vocab: Any = None  # the vocabulary snapshot uploaded to the device pipeline (once per set_classes)
+        self.inference = options.get("inference", "auto")
+        fallback = options.get("whole_fallback")
+        if fallback not in WHOLE_FALLBACKS:
+            raise ValueError(f"whole_fallback must be None (refuse) or 'windows', got {fallback!r}")
+        self.whole_fallback: Optional[str] = fallback
+
+    @property
+    def inference(self) -> str:
+        """ "auto", "whole" or "windows" (see the module docstring); settable (a family's evaluation settings)."""
+        return self._inference
+
+    @inference.setter
+    def inference(self, value: str) -> None:
+        if value not in INFERENCE:
+            raise ValueError(f"inference must be one of {INFERENCE}, got {value!r}")
+        if value == "whole" and self.meta.whole_image is None:
+            raise ValueError(
+                f"inference='whole' needs a bundle whose image graph takes any size (meta.json 'whole_image'); "
+                f"{self.meta.path!r} has a fixed {self.meta.image_size}x{self.meta.image_size} image graph (a "
+                "method without whole-image inference, or a bundle exported before it): use inference='windows', "
+                "or re-export the bundle with this zsseg_rt"
+            )
+        self._inference = value
+
+    def inference_for(self, vocab: PreparedVocabulary) -> str:
+        """The inference a vocabulary runs with: ``inference`` when "whole" or "windows"; "auto": windows for a
+        fixed-size bundle, else the bundle's official mode for the named vocabulary (``whole_image.vocabularies``)
+        or its default (``whole_image.default``)."""
+        if self.inference != "auto":
+            return self.inference
+        whole = self.meta.whole_image
+        if whole is None:
+            return "windows"
+        name = vocab.vocabulary.name if vocab.vocabulary is not None else None
+        return str(dict(whole.get("vocabularies") or {}).get(name, whole["default"]) if name else whole["default"])
+
+    def plan_whole(self, image: Any, vocab: PreparedVocabulary) -> Optional[WholePlan]:
+        """Validate the image and check the input limits of its whole-image pass before any work. Returns None when
+        its graph input exceeds the bundle's whole-image sides and ``whole_fallback="windows"`` (it runs in windows).
+        Raises TypeError/ValueError for a bad image, ``InputLimitError`` past a limit or the bundle's sides."""
+        whole = self.meta.whole_image
+        assert whole is not None  # (inference_for)
+        height, width, _ = pipeline.check_image(image)
+        scaled = rescaled_size(height, width, self.test_scale, max_pixels=None)
+        self.limits.check((height, width), scaled, 1, None)  # pixel limits first
+        patch = self.meta.patch_size
+        size = whole_input_size(scaled[0], scaled[1], patch, whole["fit"])
+        if max(size) > whole["max_side"] or min(size) > whole["max_short_side"]:
+            if self.whole_fallback == "windows":
+                return None
+            raise InputLimitError(
+                f"image of {height}x{width} is rescaled to {scaled[0]}x{scaled[1]}, a {size[0]}x{size[1]} "
+                f"whole-image input: more than this bundle's image graph was exported for (sides up to "
+                f"{whole['max_side']}, the shorter up to {whole['max_short_side']}); run it in windows "
+                "(Engine(..., inference='windows'), or whole_fallback='windows' for such images only), or re-export "
+                "the bundle with a larger whole_max_size"
+            )
+        estimate = self.whole_estimate_bytes((height, width), scaled, max(len(vocab.bias), len(vocab.text)))
+        self.limits.check((height, width), scaled, 1, estimate)
+        return WholePlan((height, width), scaled, size)
+
+    def whole_estimate_bytes(self, original: Tuple[int, int], scaled: Tuple[int, int], rows: int) -> int:
+        """The working memory of one image's whole-image pass (``pipeline.estimate_bytes`` with the graph input of
+        the image's own size and the encoder's memory at its token count, ``whole_image.encoder_bytes_*``)."""
+        whole = self.meta.whole_image
+        assert whole is not None
+        patch = self.meta.patch_size
+        size = whole_input_size(scaled[0], scaled[1], patch, whole["fit"])
+        tokens = (size[0] // patch) * (size[1] // patch) + 1
+        return estimate_bytes(
+            original,
+            scaled,
+            1,
+            rows + int(self.postprocessor.activation == "maps"),
+            size,
+            (size[0] // patch, size[1] // patch),
+            1,
+            activation=self.postprocessor.activation,
+            single_fast_window=self.mode == "fast" or whole["logits_to"] == "original",
+            pamr_neighbours=self.postprocessor.pamr_neighbours,
+            encoder_bytes=int(whole["encoder_bytes_per_token"]) * tokens
+            + int(whole["encoder_bytes_per_token_pair"]) * tokens * tokens,
+        )
 
     def plan(
         self, image: Any, bias: np.ndarray, rows: int = 0
@@ -97,9 +200,17 @@ class WindowedPipeline(Pipeline):
         return (height, width), scaled, windows
 
     def segment(self, image: Any, color_order: str, vocab: PreparedVocabulary) -> SegmentationResult:
-        names, text, bias = vocab.names, vocab.text, vocab.bias
         if color_order not in ("bgr", "rgb"):
             raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
+        if self.inference_for(vocab) == "whole":
+            whole = self.plan_whole(image, vocab)
+            if whole is not None:
+                return self._whole_chunk([(image, color_order)], [whole], vocab, lambda shares: None)[0]
+        return self._segment_windows(image, color_order, vocab)
+
+    def _segment_windows(self, image: Any, color_order: str, vocab: PreparedVocabulary) -> SegmentationResult:
+        """One image in sliding windows (the device pipeline's when there is one)."""
+        names, text, bias = vocab.names, vocab.text, vocab.bias
         orig_hw, scaled_hw, windows = self.plan(image, bias, len(text))
         if self.device is not None and self.mode == "exact":
             with self._device_lock:  # the device pipeline reports its own stages (upload, ..., postprocess, download)
@@ -108,7 +219,7 @@ class WindowedPipeline(Pipeline):
                         self.device.set_vocabulary(text, bias)
                     self._device_vocab = vocab
                 labels, scores = self.device(np.ascontiguousarray(image), color_order, stage_hook=self.stage_hook)
-            return SegmentationResult(labels, scores, list(names), color_order)
+            return SegmentationResult(labels, scores, list(names), color_order, inference="windows")
         scaled = self._rescale(image, color_order)
         logits = self.window_logits(scaled, windows, text)  # [n, C, h, w]
         return self._finish(vocab, logits, (orig_hw, scaled_hw, windows), scaled, color_order)
@@ -127,7 +238,86 @@ class WindowedPipeline(Pipeline):
         with self.stage("postprocess"):
             post = self.postprocessor_for(vocab)
             labels, scores = post(logits, windows, scaled_hw, orig_hw, vocab.bias, image=scaled)
-        return SegmentationResult(labels[0], scores[0], self.label_names(vocab.names), order)
+        return SegmentationResult(labels[0], scores[0], self.label_names(vocab.names), order, inference="windows")
+
+    def _whole_chunk(
+        self, images: Sequence[Tuple[Any, str]], plans: Sequence[WholePlan], vocab: PreparedVocabulary, focus: Focus
+    ) -> List[SegmentationResult]:
+        """Whole-image passes of images whose graph inputs have one size: one encoder and one head call on all of
+        them, then each one's post-processing (``focus`` times the stages per image, as ``segment_many``)."""
+        whole = self.meta.whole_image
+        assert whole is not None
+        scaled = []
+        for index, (image, order) in enumerate(images):
+            focus({index: 1.0})
+            scaled.append(self._rescale(image, order))
+        focus({index: 1.0 / len(images) for index in range(len(images))})
+        with self.stage("preprocess"):
+            batch = np.stack(
+                [
+                    pipeline.fit_to_patches(
+                        pipeline.normalize_image(rgb, self.meta.mean, self.meta.std), self.meta.patch_size, whole["fit"]
+                    )
+                    for rgb in scaled
+                ]
+            )  # [b, 3, H_in, W_in]
+        with self.stage("image_encoder"):
+            features = self.backend.encode_image(batch)
+        with self.stage("head"):
+            logits = self.backend.head(vocab.text, features)  # [b, C, h, w]
+        results = []
+        for index, ((_, order), plan) in enumerate(zip(images, plans)):
+            focus({index: 1.0})
+            with self.stage("postprocess"):
+                post = self.postprocessor_for(vocab)
+                labels, scores = post.whole(
+                    logits[index : index + 1], plan.scaled, plan.original, whole["logits_to"], vocab.bias, scaled[index]
+                )
+            names = self.label_names(vocab.names)
+            results.append(SegmentationResult(labels[0], scores[0], names, order, inference="whole"))
+        return results
+
+    def _segment_many_whole(
+        self, images: Sequence[Tuple[Any, str]], vocab: PreparedVocabulary, focus: Focus
+    ) -> List[SegmentationResult]:
+        """``segment_many`` in whole-image inference: every image planned first (an error names it), then runs of
+        consecutive images whose graph inputs have the same size go through the graphs together (at most
+        ``max_batch`` per call); images of different sizes take one call each. An image that falls back to windows
+        (``whole_fallback``) runs alone, as ``segment`` runs it."""
+        plans: List[Optional[WholePlan]] = []
+        for index, (image, order) in enumerate(images):
+            with image_index(index):
+                if order not in ("bgr", "rgb"):
+                    raise ValueError(f"color_order must be 'bgr' or 'rgb', got {order!r}")
+                plans.append(self.plan_whole(image, vocab))
+                if plans[-1] is None:  # falls back to windows: its window plan is checked now too
+                    self.plan(image, vocab.bias, len(vocab.text))
+        runs: List[List[int]] = []
+        for index, plan in enumerate(plans):
+            previous = runs[-1] if runs else []
+            joins = previous and plan is not None and plans[previous[-1]] is not None
+            if joins and plans[previous[-1]].input_size == plan.input_size and len(previous) < self.max_batch:
+                previous.append(index)
+            else:
+                runs.append([index])
+        results: List[Optional[SegmentationResult]] = [None] * len(images)
+        for run in runs:
+            if plans[run[0]] is None:
+                focus({run[0]: 1.0})
+                with image_index(run[0]):
+                    image, order = images[run[0]]
+                    results[run[0]] = self._segment_windows(image, order, vocab)
+                continue
+
+            def shares(part: Dict[int, float], run: List[int] = run) -> None:
+                focus({run[i]: share for i, share in part.items()})
+
+            with image_index(run[0]) if len(run) == 1 else contextlib.nullcontext():
+                whole = [plan for plan in (plans[i] for i in run) if plan is not None]
+                chunk = self._whole_chunk([images[i] for i in run], whole, vocab, shares)
+            for i, result in zip(run, chunk):
+                results[i] = result
+        return [r for r in results if r is not None]
 
     def segment_many(
         self, images: Sequence[Tuple[Any, str]], vocab: PreparedVocabulary, focus: Focus
@@ -139,6 +329,8 @@ class WindowedPipeline(Pipeline):
         their window logits, whatever the number of images. Shared stages are timed to the images of the chunk in
         proportion to their windows in it. The device pipeline packs the windows the same way on the GPU
         (``DevicePipeline.segment_many``), timed as one "device_pipeline" stage split by windows."""
+        if self.inference_for(vocab) == "whole":
+            return self._segment_many_whole(images, vocab, focus)
         plans = []
         for index, (image, order) in enumerate(images):
             with image_index(index):
@@ -187,7 +379,7 @@ class WindowedPipeline(Pipeline):
                     stage_hook=self.stage_hook,
                 )
         return [
-            SegmentationResult(labels, scores, list(vocab.names), order)
+            SegmentationResult(labels, scores, list(vocab.names), order, inference="windows")
             for (labels, scores), (_, order) in zip(outs, images)
         ]
 
