@@ -12,10 +12,12 @@ from zsseg_rt.runtime.result import SegmentationResult
 
 
 class FakeEngine:
-    """Engine-like: ``__call__(frame) -> SegmentationResult``, ``set_classes``, ``class_names``.
+    """Engine-like: ``__call__(frame) -> SegmentationResult`` (a list of frames -> a list of results, as an Engine's
+    batched call), ``set_classes``, ``class_names``.
 
     Labels are a deterministic function of the frame (column bands), so overlays differ from the input.
-    ``delay``: seconds spent per frame (to make the consumer slower than the source).
+    ``delay``: seconds spent per call (to make the consumer slower than the source). ``batches``: the number of
+    frames of each call.
     """
 
     def __init__(self, classes=("sky", "road"), delay: float = 0.0):
@@ -24,6 +26,7 @@ class FakeEngine:
         self.calls = 0
         self.seen_vocab = []
         self.thread_ids = set()
+        self.batches = []
 
     def set_classes(self, names):
         if isinstance(names, str):
@@ -36,8 +39,14 @@ class FakeEngine:
         self.calls += 1
         self.thread_ids.add(threading.get_ident())
         self.seen_vocab.append(tuple(self.class_names))
+        self.batches.append(len(frame) if isinstance(frame, list) else 1)
         if self.delay:
             time.sleep(self.delay)
+        if isinstance(frame, list):
+            return [self._result(f) for f in frame]
+        return self._result(frame)
+
+    def _result(self, frame):
         h, w = frame.shape[:2]
         c = len(self.class_names)
         labels = np.broadcast_to((np.arange(w, dtype=np.int32) * c // max(w, 1))[None, :], (h, w)).copy()
