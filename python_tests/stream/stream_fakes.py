@@ -54,6 +54,37 @@ class FakeEngine:
         return SegmentationResult(labels, scores, list(self.class_names), "bgr")
 
 
+class FlakyCamera:
+    """Factory for a CallableSource: 5 frames, then the camera is 'unplugged' (the generator raises), the next
+    ``outage`` opens fail, then it is back (numbering continues)."""
+
+    def __init__(self, outage: int = 2, sessions: int = 3):
+        self.opens = 0
+        self.failed_opens = 0
+        self.outage = outage
+        self.sessions = sessions
+        self.next_index = 0
+        self.pending_failures = 0
+
+    def __call__(self):
+        self.opens += 1
+        if self.pending_failures:
+            self.pending_failures -= 1
+            self.failed_opens += 1
+            raise OSError("No such device /dev/video0")
+        if self.opens > 20:
+            raise OSError("test guard: too many opens")
+        return self._frames()
+
+    def _frames(self):
+        for _ in range(5):
+            time.sleep(0.002)
+            self.next_index += 1
+            yield numbered_frame(self.next_index - 1)
+        self.pending_failures = self.outage
+        raise OSError("camera unplugged")
+
+
 def numbered_frame(index: int, size=(48, 64)) -> np.ndarray:
     """A BGR frame whose top-left pixel block encodes ``index`` (read back with ``frame_number``)."""
     frame = np.zeros((size[0], size[1], 3), dtype=np.uint8)
@@ -115,6 +146,39 @@ def running_preview(engine, frame_size=(48, 64)):
     worker.start()
     try:
         yield sink
+    finally:
+        runner.stop()
+        worker.join(10)
+    assert not worker.is_alive() and sink.closed
+
+
+@contextlib.contextmanager
+def running_grid_preview(engine, sizes=((120, 160), (64, 96), (96, 128)), names=("front", "back", "dock")):
+    """A MultiStreamRunner streaming numbered frames of each size in ``sizes`` (one endless non-live source each)
+    through ``engine`` into one MjpegSink grid on 127.0.0.1 (a free port) whose page can change the vocabulary;
+    yields ``(sink, runner)``; stops the stream and joins its thread on exit."""
+    from zsseg_rt.stream import CallableSource, MjpegSink, MultiStreamRunner
+
+    box = {}
+    sink = MjpegSink(
+        port=0,
+        host="127.0.0.1",
+        stats_provider=lambda: box["runner"].snapshot(),
+        vocabulary=lambda names: box["runner"].request_classes(names),
+        streams=list(names),
+    )
+
+    def source(size, name):
+        return CallableSource(lambda: (numbered_frame(i, size) for i in range(1_000_000)), live=False, name=name)
+
+    sources = [source(size, name) for size, name in zip(sizes, names)]
+    runner = box["runner"] = MultiStreamRunner(
+        engine, sources, [[] for _ in sources], shared_sinks=[sink], names=list(names), drop_stale=False
+    )
+    worker = threading.Thread(target=runner.run, kwargs={"handle_signals": False})
+    worker.start()
+    try:
+        yield sink, runner
     finally:
         runner.stop()
         worker.join(10)

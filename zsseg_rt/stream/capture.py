@@ -59,7 +59,8 @@ class FrameGrabber:
 
     ``state`` says where the thread is: "starting", "streaming", "reconnecting" (lost, or not opened yet: retrying
     with backoff), "ended" (a finite source's end), "failed" (gave up, or an error: ``error``) or "stopped";
-    ``failed_opens`` counts the open attempts that failed and ``last_error`` the latest reason (for statistics).
+    ``failed_opens`` counts the open attempts that failed and ``last_error`` says why the source is not streaming
+    now ("lost", or why the last open failed; None once it opened).
     """
 
     def __init__(
@@ -183,6 +184,7 @@ class FrameGrabber:
             try:
                 self.source.open()
                 self.state = "streaming"
+                self.last_error = None
                 return attempt
             except (SourceError, OSError) as exc:
                 attempt += 1
@@ -234,7 +236,7 @@ class FrameGrabber:
                     attempt += 1
                     self.reconnects += 1
                     self.state = "reconnecting"
-                    self.last_error = "lost"
+                    self.last_error = "lost (the source gave no frame)"
                     delay = self.backoff.delay(attempt)
                     log.warning("source %s lost; reconnecting in %.1fs (attempt %d)", self.source.name, delay, attempt)
                     if self.max_reconnects is not None and attempt > self.max_reconnects:

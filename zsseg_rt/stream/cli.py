@@ -295,8 +295,13 @@ class _ProgressUpdate:
         now = time.monotonic()
         if self.several and now - self._last >= self.interval:
             self._last = now
-            self.bar.set_postfix_str(" | ".join(s.line() for s in stats.sources), refresh=False)
+            self.show(stats, refresh=False)
         self.bar.update(1)
+
+    def show(self, stats, refresh: bool = True) -> None:
+        """Put each source's statistics after the count (several sources)."""
+        if self.several:
+            self.bar.set_postfix_str(" | ".join(s.line() for s in stats.sources), refresh=refresh)
 
 
 @dataclasses.dataclass
@@ -410,6 +415,7 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
             " (every frame)" if every else " (newest frame; stale frames dropped)",
         )
     bar = _progress(inputs, args)
+    progress = _ProgressUpdate(bar, len(inputs) > 1) if bar is not None else None
     runner = MultiStreamRunner(
         engine,
         [item.source for item in inputs],
@@ -423,7 +429,7 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
         alpha=args.alpha,
         legend=not args.no_legend,
         max_frames=args.max_frames,
-        on_result=_ProgressUpdate(bar, len(inputs) > 1) if bar is not None else None,
+        on_result=progress,
         opened=[item.opened for item in inputs],
     )
     holder["runner"] = runner
@@ -433,7 +439,11 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         with bar, logging_redirect_tqdm():  # log lines above the bar, not through it
-            runner.run()
+            try:
+                runner.run()
+            finally:
+                runner.snapshot()  # the final counters and states
+                progress.show(runner.stats)
     summary = runner.snapshot()
     summary["backend"] = engine.backend.name
     summary["outputs"] = [sink.describe() for own in sinks for sink in own if hasattr(sink, "describe")]

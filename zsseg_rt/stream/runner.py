@@ -87,12 +87,13 @@ class SourceStats:
         return f"{self.fps:.1f} FPS  {self.latency_ms:.0f} ms  drop {self.dropped}"
 
     def line(self) -> str:
-        """One short line for progress bars and logs: ``name 12.3 fps p50 80 p99 95 ms drop 0 rc 0``."""
+        """One short line for progress bars and logs: ``name 12.3 fps p50/p99 80/95 ms drop 0 rc 0`` (and the state
+        while it is not streaming)."""
         text = (
-            f"{self.name} {self.fps:.1f} fps p50 {self.latency_p50_ms:.0f} p99 {self.latency_p99_ms:.0f} ms "
+            f"{self.name} {self.fps:.1f} fps p50/p99 {self.latency_p50_ms:.0f}/{self.latency_p99_ms:.0f} ms "
             f"drop {self.dropped} rc {self.reconnects}"
         )
-        return text if self.state in ("streaming", "ended", "stopped") else f"{text} [{self.state}]"
+        return text if self.state in ("streaming", "ended", "stopped") else f"{text} {self.state}"
 
 
 @dataclasses.dataclass
@@ -490,12 +491,7 @@ class MultiStreamRunner:
                 grabber, stats = stream.grabber, stream.stats
                 stats.captured, stats.dropped, stats.reconnects = grabber.captured, grabber.dropped, grabber.reconnects
                 stats.failed_opens, stats.state = grabber.failed_opens, grabber.state
-                if grabber.error is not None:
-                    stats.error = str(grabber.error)
-                elif grabber.state == "reconnecting":
-                    stats.error = grabber.last_error
-                else:
-                    stats.error = None
+                stats.error = str(grabber.error) if grabber.error is not None else grabber.last_error
             sources = [stream.stats for stream in self.streams]
             self.stats.captured = sum(s.captured for s in sources)
             self.stats.dropped = sum(s.dropped for s in sources)
