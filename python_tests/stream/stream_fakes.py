@@ -127,19 +127,28 @@ def write_band_clip(path, frames: int = 12, fps: float = 10.0, size=(64, 48)) ->
     return str(path)
 
 
-@contextlib.contextmanager
-def running_preview(engine, frame_size=(48, 64)):
-    """A StreamRunner streaming numbered frames through ``engine`` into an MjpegSink on 127.0.0.1 (a free port)
-    whose page can change the vocabulary; yields the sink; stops the stream and joins its thread on exit."""
-    from zsseg_rt.stream import CallableSource, MjpegSink, StreamRunner
+def _preview_sink(box, streams=None):
+    """An MjpegSink on 127.0.0.1 (a free port) for the runner that ``box["runner"]`` will hold: its stats, and a
+    class box that changes its vocabulary."""
+    from zsseg_rt.stream import MjpegSink
 
-    box = {}
-    sink = MjpegSink(
+    return MjpegSink(
         port=0,
         host="127.0.0.1",
         stats_provider=lambda: box["runner"].snapshot(),
         vocabulary=lambda names: box["runner"].request_classes(names),
+        streams=streams,
     )
+
+
+@contextlib.contextmanager
+def running_preview(engine, frame_size=(48, 64)):
+    """A StreamRunner streaming numbered frames through ``engine`` into an MjpegSink on 127.0.0.1 (a free port)
+    whose page can change the vocabulary; yields the sink; stops the stream and joins its thread on exit."""
+    from zsseg_rt.stream import CallableSource, StreamRunner
+
+    box = {}
+    sink = _preview_sink(box)
     source = CallableSource(lambda: (numbered_frame(i, frame_size) for i in range(1_000_000)), live=False)
     runner = box["runner"] = StreamRunner(engine, source, [sink], drop_stale=False)
     worker = threading.Thread(target=runner.run, kwargs={"handle_signals": False})
@@ -157,16 +166,10 @@ def running_grid_preview(engine, sizes=((120, 160), (64, 96), (96, 128)), names=
     """A MultiStreamRunner streaming numbered frames of each size in ``sizes`` (one endless non-live source each)
     through ``engine`` into one MjpegSink grid on 127.0.0.1 (a free port) whose page can change the vocabulary;
     yields ``(sink, runner)``; stops the stream and joins its thread on exit."""
-    from zsseg_rt.stream import CallableSource, MjpegSink, MultiStreamRunner
+    from zsseg_rt.stream import CallableSource, MultiStreamRunner
 
     box = {}
-    sink = MjpegSink(
-        port=0,
-        host="127.0.0.1",
-        stats_provider=lambda: box["runner"].snapshot(),
-        vocabulary=lambda names: box["runner"].request_classes(names),
-        streams=list(names),
-    )
+    sink = _preview_sink(box, list(names))
 
     def source(size, name):
         return CallableSource(lambda: (numbered_frame(i, size) for i in range(1_000_000)), live=False, name=name)

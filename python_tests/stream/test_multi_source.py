@@ -75,7 +75,10 @@ def test_ready_frames_of_all_sources_are_one_call_and_each_result_goes_to_its_so
     sources = [file_source(1000 * k, n, f"file{k}", size) for k, (n, size) in enumerate(zip(counts, sizes))]
     sinks = [[RecordingSink(f"out{k}")] for k in range(3)]
     pairs = []
-    on_result = lambda frame, result, stats: pairs.append((frame.stream, frame.image.shape[:2], result.labels.shape))
+
+    def on_result(frame, result, stats):
+        pairs.append((frame.stream, frame.image.shape[:2], result.labels.shape))
+
     stats = runner_for(engine, sources, sinks, on_result=on_result).run()
     for k, n in enumerate(counts):
         assert sinks[k][0].numbers == [1000 * k + i for i in range(n)], k  # all, in order, none of another source

@@ -82,7 +82,12 @@ def test_the_grid_shows_every_stream_and_one_class_box_changes_them_all(browser)
         seqs = "return [...document.querySelectorAll('#grid img')].map(i => Number(i.dataset.seq || 0))"
         first = browser.execute_script(seqs)
         _wait(browser, lambda d: all(b > a for a, b in zip(first, d.execute_script(seqs))))  # every tile moves on
-        _wait(browser, lambda d: all("FPS" in e.text and "p50" in e.text for e in d.find_elements("css selector", ".source-state")))
+        _wait(
+            browser,
+            lambda d: all(
+                "FPS" in e.text and "p50" in e.text for e in d.find_elements("css selector", ".source-state")
+            ),
+        )
         assert len(browser.find_elements("id", "classes")) == 1  # one vocabulary for all streams
 
         classes = browser.find_element("id", "classes")
@@ -97,4 +102,8 @@ def test_the_grid_shows_every_stream_and_one_class_box_changes_them_all(browser)
         assert max(engine.batches) == 3  # the three streams' frames went through one call per step
         _wait(browser, lambda d: d.execute_script("return document.body.dataset.classes") == "cat,dog,grass")
         snapshot = runner.snapshot()
-        assert [s["name"] for s in snapshot["sources"]] == list(names) and snapshot["classes"] == ["cat", "dog", "grass"]
+        assert [s["name"] for s in snapshot["sources"]] == list(names) and snapshot["classes"] == [
+            "cat",
+            "dog",
+            "grass",
+        ]

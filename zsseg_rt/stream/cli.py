@@ -13,9 +13,12 @@ import logging
 import os
 import sys
 import time
-from typing import List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from zsseg_rt.cli_types import add_engine_arguments, port_number, real_number, whole_number
+
+if TYPE_CHECKING:
+    from .sources import FrameSource
 
 log = logging.getLogger("zsseg_rt.stream")
 
@@ -97,9 +100,7 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         help="live sources too: process every frame instead of the newest (files and folders always are)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar for video files and folders")
-    p.add_argument(
-        "--max-frames", type=whole_number(1), help="stop after this many processed frames (of each source)"
-    )
+    p.add_argument("--max-frames", type=whole_number(1), help="stop after this many processed frames (of each source)")
     p.add_argument(
         "--max-reconnects",
         type=whole_number(0),
@@ -309,7 +310,7 @@ class _Input:
     """A source of the command line: its name (statistics, ``{source}``, the preview) and its ``FrameSource``."""
 
     name: str
-    source: object
+    source: "FrameSource"
     opened: bool
 
 

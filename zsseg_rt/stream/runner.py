@@ -525,13 +525,12 @@ class StreamRunner(MultiStreamRunner):
         segment: callable ``frame [H,W,3] uint8 BGR -> result`` with ``result.overlay(...)`` (e.g. an Engine).
         source: a ``FrameSource`` (see ``open_source``).
         sinks: where overlays go (window, video file, image folder, MJPEG preview, ...).
-        set_classes: callable applying a new vocabulary; default ``segment.set_classes`` when it exists.
-        class_file: a text file of class names, watched for changes while streaming.
-        drop_stale, loop, backoff, max_reconnects, source_opened: see ``FrameGrabber`` (``opened``).
-        alpha: overlay opacity; legend: draw the legend and the FPS / latency line.
-        max_frames: stop after this many processed frames (None: until the source ends or ``stop()``).
-        on_result: optional callback ``(frame: Frame, result, stats: StreamStats)`` after each frame is segmented.
-        window: frames averaged for the FPS / latency figures.
+        drop_stale: True (default): the newest frame, stale ones dropped; False: every frame (``FrameGrabber``).
+        source_opened: the caller opened ``source`` already (``FrameGrabber(opened=...)``).
+        name: its name in the statistics (default ``source.name``).
+        options: the other arguments of :class:`MultiStreamRunner` (``set_classes``, ``class_file``, ``loop``,
+            ``backoff``, ``max_reconnects``, ``alpha``, ``legend``, ``max_frames``: stop after this many processed
+            frames, ``on_result``, ``window``).
     """
 
     def __init__(
@@ -539,37 +538,20 @@ class StreamRunner(MultiStreamRunner):
         segment: Callable,
         source: FrameSource,
         sinks: Sequence[FrameSink] = (),
-        set_classes: Optional[Callable] = None,
-        class_file: Optional[str] = None,
+        *,
         drop_stale: bool = True,
-        loop: bool = False,
-        backoff: Optional[Backoff] = None,
-        max_reconnects: Optional[int] = None,
-        alpha: float = 0.5,
-        legend: bool = True,
-        max_frames: Optional[int] = None,
-        on_result: Optional[Callable] = None,
-        window: int = 30,
         source_opened: bool = False,
         name: Optional[str] = None,
+        **options,
     ):
         super().__init__(
             segment,
             [source],
             [list(sinks)],
             names=[name or source.name],
-            set_classes=set_classes,
-            class_file=class_file,
             drop_stale=drop_stale,
-            loop=loop,
-            backoff=backoff,
-            max_reconnects=max_reconnects,
-            alpha=alpha,
-            legend=legend,
-            max_frames=max_frames,
-            on_result=on_result,
-            window=window,
             opened=source_opened,
+            **options,
         )
 
     @property
@@ -592,4 +574,3 @@ def _checked_names(names) -> Optional[List[str]]:
         return validate_class_names(names)
     except (TypeError, ValueError):
         return None
-
