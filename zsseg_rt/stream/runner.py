@@ -103,8 +103,8 @@ class StreamStats:
     With one source the numbers are that source's. ``fps``: processed frames per second of all sources (the sum of
     their rates); ``latency_ms``: mean time in ``segment`` over the last ``window`` calls, ``latency_p50_ms`` /
     ``latency_p99_ms`` per frame over the recent frames of all sources; ``e2e_latency_ms``: mean time from capture to
-    sinks written; ``engine_calls`` and ``mean_batch`` (frames per ``segment`` call); ``sources``: each source's
-    :class:`SourceStats`.
+    sinks written; ``engine_calls`` and ``mean_batch`` (frames per ``segment`` call); ``started_at`` (``time.time()``
+    when ``run()`` began), ``elapsed_s`` and ``cpu_s`` (CPU time of the whole process meanwhile); ``sources``: each source's :class:`SourceStats`.
     """
 
     processed: int = 0
@@ -118,6 +118,9 @@ class StreamStats:
     e2e_latency_ms: float = 0.0
     engine_calls: int = 0
     mean_batch: float = 0.0
+    started_at: float = 0.0  # time.time() when run() began
+    elapsed_s: float = 0.0  # seconds since then (at the end: how long the stream ran)
+    cpu_s: float = 0.0  # CPU seconds this process (all its threads) spent meanwhile
     classes: List[str] = dataclasses.field(default_factory=list)
     vocabulary_changes: int = 0
     vocabulary_request: int = 0  # the last request_classes() number handled (applied, refused or replaced)
@@ -240,6 +243,9 @@ class MultiStreamRunner:
         self._stop = threading.Event()
         self._stats_lock = threading.Lock()
         self._writer_error: Optional[BaseException] = None
+        self._started: Optional[float] = None  # time.monotonic() when run() began
+        self._ended: Optional[float] = None
+        self._cpu_start = self._cpu_end = 0.0
         names_now = getattr(segment, "class_names", None)
         if names_now:
             self.stats.classes = list(names_now)
@@ -303,6 +309,7 @@ class MultiStreamRunner:
         if handle_signals is None:
             handle_signals = threading.current_thread() is threading.main_thread()
         previous = self._install_signals() if handle_signals else {}
+        self.stats.started_at, self._started, self._cpu_start = time.time(), time.monotonic(), time.process_time()
         try:
             for stream in self.streams:
                 stream.writer = threading.Thread(
@@ -326,6 +333,7 @@ class MultiStreamRunner:
                 if stream.writer is not None:
                     stream.queue.put(None)
                     stream.writer.join()
+            self._ended, self._cpu_end = time.monotonic(), time.process_time()
             self._sync_counters()
             for sink in [sink for stream in self.streams for sink in stream.sinks] + self.shared_sinks:
                 try:
@@ -492,6 +500,9 @@ class MultiStreamRunner:
                 stats.captured, stats.dropped, stats.reconnects = grabber.captured, grabber.dropped, grabber.reconnects
                 stats.failed_opens, stats.state = grabber.failed_opens, grabber.state
                 stats.error = str(grabber.error) if grabber.error is not None else grabber.last_error
+            if self._started is not None:
+                self.stats.elapsed_s = (self._ended or time.monotonic()) - self._started
+                self.stats.cpu_s = (self._cpu_end if self._ended else time.process_time()) - self._cpu_start
             sources = [stream.stats for stream in self.streams]
             self.stats.captured = sum(s.captured for s in sources)
             self.stats.dropped = sum(s.dropped for s in sources)
