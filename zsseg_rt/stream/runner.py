@@ -357,7 +357,10 @@ class MultiStreamRunner:
 
     def _on_signal(self, signum, _frame) -> None:
         log.info("signal %d received: stopping the stream", signum)
-        self.stop()
+        # only the stop flag: the handler runs in the main thread, which may hold the lock of ``_ready`` (its
+        # clear() / wait()), and setting ``_ready`` here would wait for that lock for ever; the loop's wait on
+        # ``_ready`` is at most 0.2 s, then it sees the flag
+        self._stop.set()
 
     def _loop(self) -> None:
         while not self._stop.is_set() and not all(stream.done for stream in self.streams):
