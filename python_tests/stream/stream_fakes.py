@@ -12,10 +12,12 @@ from zsseg_rt.runtime.result import SegmentationResult
 
 
 class FakeEngine:
-    """Engine-like: ``__call__(frame) -> SegmentationResult``, ``set_classes``, ``class_names``.
+    """Engine-like: ``__call__(frame) -> SegmentationResult`` (a list of frames -> a list of results, as an Engine's
+    batched call), ``set_classes``, ``class_names``.
 
     Labels are a deterministic function of the frame (column bands), so overlays differ from the input.
-    ``delay``: seconds spent per frame (to make the consumer slower than the source).
+    ``delay``: seconds spent per call (to make the consumer slower than the source). ``batches``: the number of
+    frames of each call.
     """
 
     def __init__(self, classes=("sky", "road"), delay: float = 0.0):
@@ -24,6 +26,7 @@ class FakeEngine:
         self.calls = 0
         self.seen_vocab = []
         self.thread_ids = set()
+        self.batches = []
 
     def set_classes(self, names):
         if isinstance(names, str):
@@ -36,13 +39,50 @@ class FakeEngine:
         self.calls += 1
         self.thread_ids.add(threading.get_ident())
         self.seen_vocab.append(tuple(self.class_names))
+        self.batches.append(len(frame) if isinstance(frame, list) else 1)
         if self.delay:
             time.sleep(self.delay)
+        if isinstance(frame, list):
+            return [self._result(f) for f in frame]
+        return self._result(frame)
+
+    def _result(self, frame):
         h, w = frame.shape[:2]
         c = len(self.class_names)
         labels = np.broadcast_to((np.arange(w, dtype=np.int32) * c // max(w, 1))[None, :], (h, w)).copy()
         scores = np.full((h, w), 0.5, dtype=np.float32)
         return SegmentationResult(labels, scores, list(self.class_names), "bgr")
+
+
+class FlakyCamera:
+    """Factory for a CallableSource: 5 frames, then the camera is 'unplugged' (the generator raises), the next
+    ``outage`` opens fail, then it is back (numbering continues)."""
+
+    def __init__(self, outage: int = 2, sessions: int = 3):
+        self.opens = 0
+        self.failed_opens = 0
+        self.outage = outage
+        self.sessions = sessions
+        self.next_index = 0
+        self.pending_failures = 0
+
+    def __call__(self):
+        self.opens += 1
+        if self.pending_failures:
+            self.pending_failures -= 1
+            self.failed_opens += 1
+            raise OSError("No such device /dev/video0")
+        if self.opens > 20:
+            raise OSError("test guard: too many opens")
+        return self._frames()
+
+    def _frames(self):
+        for _ in range(5):
+            time.sleep(0.002)
+            self.next_index += 1
+            yield numbered_frame(self.next_index - 1)
+        self.pending_failures = self.outage
+        raise OSError("camera unplugged")
 
 
 def numbered_frame(index: int, size=(48, 64)) -> np.ndarray:
@@ -87,25 +127,61 @@ def write_band_clip(path, frames: int = 12, fps: float = 10.0, size=(64, 48)) ->
     return str(path)
 
 
-@contextlib.contextmanager
-def running_preview(engine, frame_size=(48, 64)):
-    """A StreamRunner streaming numbered frames through ``engine`` into an MjpegSink on 127.0.0.1 (a free port)
-    whose page can change the vocabulary; yields the sink; stops the stream and joins its thread on exit."""
-    from zsseg_rt.stream import CallableSource, MjpegSink, StreamRunner
+def _preview_sink(box, streams=None):
+    """An MjpegSink on 127.0.0.1 (a free port) for the runner that ``box["runner"]`` will hold: its stats, and a
+    class box that changes its vocabulary."""
+    from zsseg_rt.stream import MjpegSink
 
-    box = {}
-    sink = MjpegSink(
+    return MjpegSink(
         port=0,
         host="127.0.0.1",
         stats_provider=lambda: box["runner"].snapshot(),
         vocabulary=lambda names: box["runner"].request_classes(names),
+        streams=streams,
     )
+
+
+@contextlib.contextmanager
+def running_preview(engine, frame_size=(48, 64)):
+    """A StreamRunner streaming numbered frames through ``engine`` into an MjpegSink on 127.0.0.1 (a free port)
+    whose page can change the vocabulary; yields the sink; stops the stream and joins its thread on exit."""
+    from zsseg_rt.stream import CallableSource, StreamRunner
+
+    box = {}
+    sink = _preview_sink(box)
     source = CallableSource(lambda: (numbered_frame(i, frame_size) for i in range(1_000_000)), live=False)
     runner = box["runner"] = StreamRunner(engine, source, [sink], drop_stale=False)
     worker = threading.Thread(target=runner.run, kwargs={"handle_signals": False})
     worker.start()
     try:
         yield sink
+    finally:
+        runner.stop()
+        worker.join(10)
+    assert not worker.is_alive() and sink.closed
+
+
+@contextlib.contextmanager
+def running_grid_preview(engine, sizes=((120, 160), (64, 96), (96, 128)), names=("front", "back", "dock")):
+    """A MultiStreamRunner streaming numbered frames of each size in ``sizes`` (one endless non-live source each)
+    through ``engine`` into one MjpegSink grid on 127.0.0.1 (a free port) whose page can change the vocabulary;
+    yields ``(sink, runner)``; stops the stream and joins its thread on exit."""
+    from zsseg_rt.stream import CallableSource, MultiStreamRunner
+
+    box = {}
+    sink = _preview_sink(box, list(names))
+
+    def source(size, name):
+        return CallableSource(lambda: (numbered_frame(i, size) for i in range(1_000_000)), live=False, name=name)
+
+    sources = [source(size, name) for size, name in zip(sizes, names)]
+    runner = box["runner"] = MultiStreamRunner(
+        engine, sources, [[] for _ in sources], shared_sinks=[sink], names=list(names), drop_stale=False
+    )
+    worker = threading.Thread(target=runner.run, kwargs={"handle_signals": False})
+    worker.start()
+    try:
+        yield sink, runner
     finally:
         runner.stop()
         worker.join(10)

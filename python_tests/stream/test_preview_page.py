@@ -63,3 +63,47 @@ def test_the_class_box_starts_with_the_classes_and_the_links_are_readable(browse
             contrast = (max(color, background) + 0.05) / (min(color, background) + 0.05)
             assert contrast >= 4.5, (link.text, link.value_of_css_property("color"), contrast)  # WCAG AA, body text
         assert browser.find_element("id", "classes").get_attribute("value") == "person, floor, wall"
+
+
+def test_the_grid_shows_every_stream_and_one_class_box_changes_them_all(browser):
+    """Several sources on one page (zsseg camera SRC1 SRC2 ... --preview): a tile per source showing its own frames
+    (each at its own size, new frames arriving) with its statistics line, and ONE class box whose classes every
+    stream segments from the next step on."""
+    from stream_fakes import running_grid_preview
+
+    engine = FakeEngine(["sky", "road"], delay=0.01)
+    sizes, names = ((120, 160), (64, 96), (96, 128)), ("front", "back", "dock")
+    with running_grid_preview(engine, sizes, names) as (sink, runner):
+        browser.get(sink.url)
+        tiles = browser.find_elements("css selector", "#grid figure")
+        assert [tile.find_element("tag name", "b").text for tile in tiles] == list(names)
+        widths = "return [...document.querySelectorAll('#grid img')].map(i => i.naturalWidth)"
+        _wait(browser, lambda d: d.execute_script(widths) == [w for _, w in sizes])
+        seqs = "return [...document.querySelectorAll('#grid img')].map(i => Number(i.dataset.seq || 0))"
+        first = browser.execute_script(seqs)
+        _wait(browser, lambda d: all(b > a for a, b in zip(first, d.execute_script(seqs))))  # every tile moves on
+        _wait(
+            browser,
+            lambda d: all(
+                "FPS" in e.text and "p50" in e.text for e in d.find_elements("css selector", ".source-state")
+            ),
+        )
+        assert len(browser.find_elements("id", "classes")) == 1  # one vocabulary for all streams
+
+        classes = browser.find_element("id", "classes")
+        assert classes.get_attribute("value") == "sky, road"
+        calls_before = engine.calls
+        classes.clear()
+        classes.send_keys("cat, dog, grass\n")
+        _wait(browser, lambda d: _status(d)[0] in ("done", "error"))
+        assert _status(browser) == ("done", "now segmenting: cat, dog, grass")
+        changed = engine.seen_vocab.index(("cat", "dog", "grass"))
+        assert changed >= calls_before and set(engine.seen_vocab[changed:]) == {("cat", "dog", "grass")}
+        assert max(engine.batches) == 3  # the three streams' frames went through one call per step
+        _wait(browser, lambda d: d.execute_script("return document.body.dataset.classes") == "cat,dog,grass")
+        snapshot = runner.snapshot()
+        assert [s["name"] for s in snapshot["sources"]] == list(names) and snapshot["classes"] == [
+            "cat",
+            "dog",
+            "grass",
+        ]

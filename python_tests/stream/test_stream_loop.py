@@ -14,7 +14,7 @@ import time
 
 import cv2
 import pytest
-from stream_fakes import FakeEngine, frame_number, numbered_frame
+from stream_fakes import FakeEngine, FlakyCamera, frame_number, numbered_frame
 from support import subprocess_env
 
 from zsseg_rt.stream import Backoff, CallableSource, FrameGrabber, NullSink, StreamRunner, parse_class_text
@@ -61,37 +61,6 @@ def test_every_frame_mode_drops_nothing(thread_guard):
         engine, source, [], drop_stale=False, on_result=lambda f, r, s: seen.append(frame_number(f.image))
     ).run()
     assert seen == list(range(30)) and stats.dropped == 0
-
-
-class FlakyCamera:
-    """Factory for a CallableSource: 5 frames, then the camera is 'unplugged' (the generator raises), the next
-    ``outage`` opens fail, then it is back (numbering continues)."""
-
-    def __init__(self, outage: int = 2, sessions: int = 3):
-        self.opens = 0
-        self.failed_opens = 0
-        self.outage = outage
-        self.sessions = sessions
-        self.next_index = 0
-        self.pending_failures = 0
-
-    def __call__(self):
-        self.opens += 1
-        if self.pending_failures:
-            self.pending_failures -= 1
-            self.failed_opens += 1
-            raise OSError("No such device /dev/video0")
-        if self.opens > 20:
-            raise OSError("test guard: too many opens")
-        return self._frames()
-
-    def _frames(self):
-        for _ in range(5):
-            time.sleep(0.002)
-            self.next_index += 1
-            yield numbered_frame(self.next_index - 1)
-        self.pending_failures = self.outage
-        raise OSError("camera unplugged")
 
 
 def test_source_lost_mid_stream_reconnects_with_backoff_and_logs(caplog, thread_guard):

@@ -8,6 +8,16 @@ No torch import here (runtime layer). Example::
     engine = Engine("bundle", classes="person,floor,wall")
     runner = StreamRunner(engine, open_source("/dev/video0"), [MjpegSink(8080)])
     runner.run()          # Ctrl-C stops; runner.set_classes([...]) from another thread changes the vocabulary
+
+Several sources, one model (their frames segmented together, one ``engine([...])`` call per step)::
+
+    from zsseg_rt.stream import MultiStreamRunner, VideoFileSink
+
+    sources = [open_source(s) for s in ("/dev/video0", "/dev/video1", "rtsp://dock/live")]
+    preview = MjpegSink(8080, streams=["front", "back", "dock"])   # one page: a grid, one class box
+    runner = MultiStreamRunner(engine, sources, [[VideoFileSink(f"{n}.mp4")] for n in ("front", "back", "dock")],
+                               shared_sinks=[preview], names=["front", "back", "dock"])
+    runner.run()
 """
 
 from .capabilities import (
@@ -19,7 +29,7 @@ from .capabilities import (
     require_window,
 )
 from .capture import Backoff, Frame, FrameGrabber
-from .runner import StreamRunner, StreamStats
+from .runner import MultiStreamRunner, SourceStats, StreamRunner, StreamStats
 from .sinks import FrameSink, ImageFolderSink, MjpegSink, NullSink, SinkError, VideoFileSink, WindowSink, open_sink
 from .sources import (
     CallableSource,
@@ -45,11 +55,13 @@ __all__ = [
     "ImageFolderSink",
     "ImageFolderSource",
     "MjpegSink",
+    "MultiStreamRunner",
     "NullSink",
     "OpenCVSource",
     "SinkError",
     "SourceError",
     "SourceSpec",
+    "SourceStats",
     "StreamCapabilityError",
     "StreamRunner",
     "StreamStats",

@@ -24,6 +24,7 @@ class Frame:
     image: np.ndarray  # [H, W, 3] uint8 BGR
     index: int
     timestamp: float
+    stream: int = 0  # which source of a multi-source runner it came from (its position in the list)
 
 
 @dataclasses.dataclass
@@ -53,6 +54,13 @@ class FrameGrabber:
             ``drop_stale``; without pacing a file would be read as fast as possible and mostly dropped.
         opened: the caller opened ``source`` already (e.g. to fail at once on a missing camera): the thread reads
             it without opening it again. Reconnects after a loss still reopen it.
+        notify: an event set whenever a frame is published or the thread finishes (a consumer of several
+            grabbers waits on one event for all of them).
+
+    ``state`` says where the thread is: "starting", "streaming", "reconnecting" (lost, or not opened yet: retrying
+    with backoff), "ended" (a finite source's end), "failed" (gave up, or an error: ``error``) or "stopped";
+    ``failed_opens`` counts the open attempts that failed and ``last_error`` says why the source is not streaming
+    now ("lost", or why the last open failed; None once it opened).
     """
 
     def __init__(
@@ -64,8 +72,10 @@ class FrameGrabber:
         max_reconnects: Optional[int] = None,
         pace: bool = True,
         opened: bool = False,
+        notify: Optional[threading.Event] = None,
     ):
         self.source = source
+        self.notify = notify
         self.opened = opened
         self.drop_stale = drop_stale
         self.loop = loop
@@ -75,6 +85,9 @@ class FrameGrabber:
         self.captured = 0
         self.dropped = 0
         self.reconnects = 0
+        self.failed_opens = 0
+        self.state = "starting"
+        self.last_error: Optional[str] = None
         self.error: Optional[BaseException] = None
         self._cond = threading.Condition()
         self._latest: Optional[Frame] = None
@@ -116,7 +129,7 @@ class FrameGrabber:
         Without ``drop_stale`` (every frame processed) nothing is dropped at a stop either: the frame read ahead
         and not taken is discarded and not counted as captured (the consumer stopped before it, as for the frames
         after it), and the thread publishes nothing more."""
-        self._stop.set()
+        self.request_stop()
         with self._cond:
             if not self.drop_stale and self._latest is not None:
                 self._latest = None
@@ -129,7 +142,18 @@ class FrameGrabber:
                     "capture thread of %s did not stop within %.1fs (blocked in a read)", self.source.name, timeout
                 )
 
+    def request_stop(self) -> None:
+        """Ask the thread to stop without waiting for it (``stop()`` then waits): stopping several grabbers, each
+        waits for its own read at the same time."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
     # ---- capture thread ---------------------------------------------------------------------------------
+    def _wake(self) -> None:
+        if self.notify is not None:
+            self.notify.set()
+
     def _publish(self, image: np.ndarray, timestamp: float) -> bool:
         """Hand a frame over (replacing, and counting as dropped, one not yet taken when ``drop_stale``; else waiting
         until it is taken). False when it was not handed over: every-frame mode and the grabber is stopping (a
@@ -145,23 +169,31 @@ class FrameGrabber:
             self.captured += 1
             self._latest = Frame(image, self.captured - 1, timestamp)
             self._cond.notify_all()
-            return True
+        self._wake()
+        return True
 
     def _finish(self) -> None:
         with self._cond:
             self._finished = True
             self._cond.notify_all()
+        self._wake()
 
     def _open_with_backoff(self, attempt: int) -> int:
         """Open the source, retrying with backoff; returns the number of failed attempts (0 = opened at once)."""
         while not self._stop.is_set():
             try:
                 self.source.open()
+                self.state = "streaming"
+                self.last_error = None
                 return attempt
             except (SourceError, OSError) as exc:
                 attempt += 1
+                self.failed_opens += 1
+                self.last_error = str(exc)
+                self.state = "reconnecting"
                 if self.max_reconnects is not None and attempt > self.max_reconnects:
                     self.error = exc
+                    self.state = "failed"
                     log.error("giving up on %s after %d attempts: %s", self.source.name, attempt - 1, exc)
                     return -1
                 delay = self.backoff.delay(attempt)
@@ -174,7 +206,9 @@ class FrameGrabber:
     def _run(self) -> None:
         attempt = 0
         try:
-            if not self.opened and self._open_with_backoff(0) < 0:
+            if self.opened:
+                self.state = "streaming"
+            elif self._open_with_backoff(0) < 0:
                 return
             next_due = time.monotonic()
             while not self._stop.is_set():
@@ -193,6 +227,7 @@ class FrameGrabber:
                     continue
                 if self.source.ended and not self.loop:
                     log.info("source %s ended after %d frames", self.source.name, self.captured)
+                    self.state = "ended"
                     return
                 self.source.close()
                 if self.source.ended:
@@ -200,10 +235,13 @@ class FrameGrabber:
                 else:
                     attempt += 1
                     self.reconnects += 1
+                    self.state = "reconnecting"
+                    self.last_error = "lost (the source gave no frame)"
                     delay = self.backoff.delay(attempt)
                     log.warning("source %s lost; reconnecting in %.1fs (attempt %d)", self.source.name, delay, attempt)
                     if self.max_reconnects is not None and attempt > self.max_reconnects:
                         self.error = SourceError(f"{self.source.name} lost and not back after {attempt - 1} tries")
+                        self.state = "failed"
                         log.error("%s", self.error)
                         return
                     self._stop.wait(delay)
@@ -213,7 +251,12 @@ class FrameGrabber:
                 next_due = time.monotonic()
         except BaseException as exc:  # noqa: BLE001 - reported to the consumer through ``error``
             self.error = exc
+            self.state = "failed"
             log.exception("capture thread of %s failed", self.source.name)
         finally:
+            if self.error is not None:
+                self.state = "failed"
+            elif self.state not in ("ended", "failed"):
+                self.state = "stopped"
             self.source.close()
             self._finish()

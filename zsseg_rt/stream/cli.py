@@ -1,4 +1,5 @@
-"""``zsseg camera SOURCE``: live segmentation of a camera / stream / video file / image folder.
+"""``zsseg camera SOURCE [SOURCE ...]``: live segmentation of cameras / streams / video files / image folders, all
+sources through one Engine (one model in memory), their frames batched into one call per step.
 
 Wire it into the main CLI with ``add_camera_command(subparsers)``.
 """
@@ -6,12 +7,18 @@ Wire it into the main CLI with ``add_camera_command(subparsers)``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
+import time
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from zsseg_rt.cli_types import add_engine_arguments, port_number, real_number, whole_number
+
+if TYPE_CHECKING:
+    from .sources import FrameSource
 
 log = logging.getLogger("zsseg_rt.stream")
 
@@ -24,11 +31,19 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         description="Segment a live camera or stream (the newest frame is always processed, stale frames dropped) "
         "or a video file / image folder (every frame processed, with a progress bar; the output video keeps the "
         "file's frame rate). Sources: 0 or /dev/video0 (V4L2), csi://0 (Jetson CSI via GStreamer), rtsp://... / "
-        "http://..., a video file, an image folder. Outputs: display:// (window), out.mp4 / out.avi, a folder/, "
-        "and --preview PORT (MJPEG in a browser, for headless devices, with a box to change the classes live). "
-        "Ctrl-C / SIGTERM stop cleanly.",
+        "http://..., a video file, an image folder; several of them share one model, their frames segmented "
+        "together in one batched call per step (NAME=SOURCE names one). Outputs: display:// (window), out.mp4 / "
+        "out.avi, a folder/ (with several sources: a name with {source}, e.g. out/{source}.mp4), and --preview "
+        "PORT (MJPEG in a browser, for headless devices, with a box to change the classes live; a grid of all "
+        "sources). Ctrl-C / SIGTERM stop cleanly.",
     )
-    p.add_argument("source", help="0, /dev/video0, csi://0, rtsp://host/stream, http://..., clip.mp4 or a folder")
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="0, /dev/video0, csi://0, rtsp://host/stream, http://..., clip.mp4 or a folder; several: one model, "
+        "their frames batched; NAME=SOURCE names one (front=/dev/video0) for {source} in -o and the statistics",
+    )
     p.add_argument("--bundle", required=True, help="bundle directory written by `zsseg export`")
     p.add_argument("--classes", help='comma-separated class names, e.g. "person,floor,wall"')
     p.add_argument(
@@ -42,7 +57,8 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="display:// (window), a video file (.mp4/.m4v/.mov: H.264, which web browsers play, when PyAV is "
-        "installed; .avi/.mkv: Motion JPEG), or a folder for images; repeatable",
+        "installed; .avi/.mkv: Motion JPEG), or a folder for images; repeatable. With several sources the name "
+        "holds {source} (the source's name) or {index} (its position, from 0): -o out/{source}.mp4",
     )
     p.add_argument(
         "--preview",
@@ -84,9 +100,11 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         help="live sources too: process every frame instead of the newest (files and folders always are)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar for video files and folders")
-    p.add_argument("--max-frames", type=whole_number(1), help="stop after this many processed frames")
+    p.add_argument("--max-frames", type=whole_number(1), help="stop after this many processed frames (of each source)")
     p.add_argument(
-        "--max-reconnects", type=whole_number(0), help="give up after this many failed reconnects (default: never)"
+        "--max-reconnects",
+        type=whole_number(0),
+        help="give up on a source after this many failed reconnects (default: never); the others go on",
     )
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
     p.add_argument(
@@ -106,7 +124,7 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--stats-json",
         help='write the final stream statistics to this JSON file (with "outputs": each video file\'s codec, '
-        "frames and fps)",
+        'frames and fps; "sources": per source fps, latency p50/p99, drops, reconnects, state and error)',
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_camera_command)
@@ -132,38 +150,90 @@ NO_OUTPUT_MESSAGE = (
     "no output given and no window possible here (headless OpenCV or no display): give -o out.mp4 (a video file), "
     "-o frames/ (a folder of images), or --preview 8080 (watch it in a browser: MJPEG on http://127.0.0.1:8080/)"
 )
+PLACEHOLDERS = ("{source}", "{index}")
+_PER_SOURCE_SPECS = ("display", "display://", "window", "screen", "null")  # one each without a name to tell apart
 
 
-def _build_sinks(args, runner_stats, fps: float, vocabulary=None):
-    """The sinks ``-o`` and ``--preview`` ask for; with neither, a window when one can open, else an error (an MJPEG
-    server is started only when asked for)."""
+def output_names(spec: str, names: Sequence[str]) -> List[str]:
+    """The ``-o`` spec of each source: ``{source}`` replaced by its name and ``{index}`` by its position. With several
+    sources a spec naming one file or folder is refused (they would all write into it); a window (``display://``,
+    one per source) and ``null`` need no placeholder.
+
+    Raises:
+        CliError: several sources and a fixed file name, or an MJPEG URL (use ``--preview``).
+    """
+    from zsseg_rt.cli_errors import CliError
+
+    text = str(spec)
+    per_source = [text.replace("{source}", name).replace("{index}", str(i)) for i, name in enumerate(names)]
+    if len(names) == 1:
+        return per_source
+    lower = text.strip().lower()
+    if lower.startswith("http://"):
+        raise CliError(
+            f"-o {text}: an MJPEG URL shows one stream; with {len(names)} sources use --preview PORT (one page, a grid "
+            "of every source)"
+        )
+    if lower in _PER_SOURCE_SPECS:
+        return [text] * len(names)
+    if not any(placeholder in text for placeholder in PLACEHOLDERS):
+        stem, ext = os.path.splitext(text.rstrip("/\\"))
+        example = f"{stem}_{{source}}{ext}" if ext else os.path.join(stem, "{source}") + "/"
+        raise CliError(
+            f"-o {text} names one output, but {len(names)} sources are given ({', '.join(names)}): put {{source}} "
+            f"(each source's name) or {{index}} (its position) in it, e.g. -o {example}"
+        )
+    if len(set(per_source)) != len(per_source):
+        raise CliError(f"-o {text} gives two sources the same output: use {{source}} or {{index}}")
+    return per_source
+
+
+def _open_output(spec: str, fps: float, name: str, several: bool):
+    from .sinks import WindowSink, open_sink
+
+    if several and spec.strip().lower() in ("display", "display://", "window", "screen"):
+        return WindowSink(title=f"zsseg {name}")  # one window per source, titled with its name
+    return open_sink(spec, fps=fps)
+
+
+def _build_sinks(args, inputs, runner_stats, vocabulary=None):
+    """The sinks ``-o`` and ``--preview`` ask for: a list per source and the shared ones (the preview); with neither, a
+    window per source when one can open, else an error (an MJPEG server is started only when asked for)."""
     from zsseg_rt.cli_errors import CliError
 
     from .capabilities import display_available, opencv_has_gui
-    from .sinks import MjpegSink, open_sink
+    from .sinks import MjpegSink
 
     if not args.output and args.preview is None and not (opencv_has_gui() and display_available()):
         raise CliError(NO_OUTPUT_MESSAGE)
-    sinks = []
+    names = [item.name for item in inputs]
+    specs = [output_names(spec, names) for spec in args.output]  # every refusal before anything is opened
+    several = len(inputs) > 1
+    per_source: List[list] = [[] for _ in inputs]
+    shared: list = []
     try:
-        for spec in args.output:
-            sinks.append(open_sink(spec, fps=fps))
+        for expanded in specs:
+            for index, item in enumerate(inputs):
+                fps = args.fps or item.source.fps or 30.0  # a file keeps its rate; --fps overrides; else 30
+                per_source[index].append(_open_output(expanded[index], fps, item.name, several))
         if args.preview is not None:
-            sinks.append(
+            shared.append(
                 MjpegSink(
                     args.preview,
                     args.preview_host,
                     stats_provider=runner_stats,
                     vocabulary=None if args.preview_readonly else vocabulary,
+                    streams=names if several else None,
                 )
             )
-        if not sinks:
-            sinks.append(open_sink("display://"))
+        if not args.output and not shared:
+            for index, item in enumerate(inputs):
+                per_source[index].append(_open_output("display://", 30.0, item.name, several))
     except BaseException:  # e.g. StreamCapabilityError: close what was opened; the CLI prints one line
-        for sink in sinks:
+        for sink in [sink for sinks in per_source for sink in sinks] + shared:
             sink.close()
         raise
-    return sinks
+    return per_source, shared
 
 
 def _progress_bar_class():
@@ -189,15 +259,93 @@ def _progress_bar_class():
     return ProgressBar
 
 
-def _progress(source, args):
-    """A tqdm bar over the frames of a file or folder (every frame is processed), None for live sources."""
-    if source.live or args.no_progress:
-        return None
-    total = None if args.loop else source.frame_count
+def _frames_to_process(source, args) -> Optional[int]:
+    """The frames a source will deliver (None: unknown or endless)."""
+    total = None if args.loop or source.live else source.frame_count
     if args.max_frames is not None:
         total = min(total, args.max_frames) if total is not None else args.max_frames
-    name = os.path.basename(os.path.normpath(source.name.split(":", 1)[-1]))
-    return _progress_bar_class()(total=total, unit="frame", desc=name)
+    return total
+
+
+def _progress(inputs, args):
+    """A tqdm bar over the frames processed. One source: for a file or folder (every frame is processed), None for a
+    live source. Several sources: always, its total the sum of the sources' frames when all are known, and each
+    source's statistics (fps, latency p50/p99, drops, reconnects) after the count."""
+    if args.no_progress:
+        return None
+    if len(inputs) == 1:
+        source = inputs[0].source
+        if source.live:
+            return None
+        name = os.path.basename(os.path.normpath(source.name.split(":", 1)[-1]))
+        return _progress_bar_class()(total=_frames_to_process(source, args), unit="frame", desc=name)
+    totals = [_frames_to_process(item.source, args) for item in inputs]
+    total = None if any(t is None for t in totals) else sum(t for t in totals if t is not None)
+    return _progress_bar_class()(total=total, unit="frame", desc=f"{len(inputs)} sources")
+
+
+class _ProgressUpdate:
+    """``on_result`` of the runner: counts a frame on the bar; with several sources, the per-source statistics after
+    the count, renewed at most every ``interval`` seconds."""
+
+    def __init__(self, bar, several: bool, interval: float = 0.5):
+        self.bar, self.several, self.interval = bar, several, interval
+        self._last = float("-inf")
+
+    def __call__(self, _frame, _result, stats) -> None:
+        now = time.monotonic()
+        if self.several and now - self._last >= self.interval:
+            self._last = now
+            self.show(stats, refresh=False)
+        self.bar.update(1)
+
+    def show(self, stats, refresh: bool = True) -> None:
+        """Put each source's statistics after the count (several sources)."""
+        if self.several:
+            self.bar.set_postfix_str(" | ".join(s.line() for s in stats.sources), refresh=refresh)
+
+
+@dataclasses.dataclass
+class _Input:
+    """A source of the command line: its name (statistics, ``{source}``, the preview) and its ``FrameSource``."""
+
+    name: str
+    source: "FrameSource"
+    opened: bool
+
+
+def _open_inputs(args, max_pixels: int) -> List[_Input]:
+    """Every source parsed and built first (a source string that names nothing is an error at once). One source, or
+    a file / folder among several: opened here, so a missing camera or file is an error at once (reconnecting is for
+    a source lost while streaming). A camera or stream among several: opened by its capture thread, which reports
+    it and retries with backoff while the other sources go on."""
+    from zsseg_rt.cli_errors import CliError
+
+    from .sources import open_source, parse_source, source_label, split_source_name, unique_labels
+
+    partial = bool(getattr(args, "allow_partial_images", False))
+    given = [split_source_name(text) for text in args.sources]
+    specs = [parse_source(text) for _, text in given]  # SourceError: one line from zsseg_rt.cli_errors
+    chosen = [name for name, _ in given if name]
+    for name in set(chosen):
+        if chosen.count(name) > 1:
+            raise CliError(f"two sources are named {name!r}: give each NAME=SOURCE its own name")
+    labels = unique_labels([name or source_label(spec) for (name, _), spec in zip(given, specs)])
+    inputs: List[_Input] = []
+    try:
+        for label, spec in zip(labels, specs):
+            source = open_source(
+                spec, width=args.width, height=args.height, fps=args.fps, max_pixels=max_pixels, allow_partial=partial
+            )
+            opened = len(specs) == 1 or not source.live
+            if opened:
+                source.open()
+            inputs.append(_Input(label, source, opened))
+    except BaseException:
+        for item in inputs:
+            item.source.close()
+        raise
+    return inputs
 
 
 def run_camera_command(args) -> int:
@@ -208,31 +356,24 @@ def run_camera_command(args) -> int:
     from zsseg_rt.cli_errors import CliError
     from zsseg_rt.image_io import max_pixels_limit
 
-    from .sources import open_source
-
     if args.preview_readonly and args.preview is None:
         raise CliError("--preview-readonly applies to the --preview page: give --preview PORT too")
     if not 0.0 <= args.alpha <= 1.0:
         raise CliError(f"--alpha is the overlay opacity, between 0 and 1; got {args.alpha}")
     classes = _initial_classes(args)
     max_pixels = max_pixels_limit(args.max_pixels)
-    # SourceError / StreamCapabilityError: one line from zsseg_rt.cli_errors. Opened here, once: a missing camera
-    # or file is an error at once (reconnecting is for a source lost while streaming).
-    partial = bool(getattr(args, "allow_partial_images", False))
-    source = open_source(
-        args.source, width=args.width, height=args.height, fps=args.fps, max_pixels=max_pixels, allow_partial=partial
-    )
-    source.open()
+    inputs = _open_inputs(args, max_pixels)
     try:
-        return _stream(args, source, classes, max_pixels)
+        return _stream(args, inputs, classes, max_pixels)
     finally:
-        source.close()
+        for item in inputs:
+            item.source.close()
 
 
-def _stream(args, source, classes, max_pixels: int) -> int:
+def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
     from zsseg_rt.runtime import Engine
 
-    from .runner import StreamRunner
+    from .runner import MultiStreamRunner
 
     holder: dict = {}
 
@@ -241,11 +382,10 @@ def _stream(args, source, classes, max_pixels: int) -> int:
             raise RuntimeError("the stream is still starting (loading the model); try again in a moment")
         return holder["runner"].request_classes(names)
 
-    # a file keeps its frame rate in the output video; --fps overrides; a folder or unknown rate: 30
-    sinks = _build_sinks(
+    sinks, shared = _build_sinks(
         args,
+        inputs,
         lambda: holder["runner"].snapshot() if "runner" in holder else {},
-        args.fps or source.fps or 30.0,
         vocabulary=request_classes,
     )
     try:
@@ -258,58 +398,98 @@ def _stream(args, source, classes, max_pixels: int) -> int:
             max_pixels=max_pixels,  # the frames' limit (0: none), as the source checks it
         )
     except BaseException:
-        for sink in sinks:
+        for sink in [sink for own in sinks for sink in own] + shared:
             sink.close()
         raise
     if engine.weights_banner:
         log.warning("%s: %s (the overlay says so too)", args.bundle, engine.weights_banner)
-    every_frame = args.every_frame or not source.live  # a file or folder is not a live camera: nothing is dropped
-    log.info(
-        "streaming %s with %s (%s) -> %s%s",
-        source.name,
-        engine.backend.name,
-        ", ".join(engine.class_names),
-        ", ".join(sink.name for sink in sinks),
-        " (every frame)" if every_frame else " (newest frame; stale frames dropped)",
-    )
-    bar = _progress(source, args)
-    runner = StreamRunner(
+    # a file or folder is not a live camera: nothing is dropped; --every-frame: live sources neither
+    every_frame = [args.every_frame or not item.source.live for item in inputs]
+    for item, own, every in zip(inputs, sinks, every_frame):
+        log.info(
+            "streaming %s%s with %s (%s) -> %s%s",
+            "" if len(inputs) == 1 else f"{item.name} = ",
+            item.source.name,
+            engine.backend.name,
+            ", ".join(engine.class_names),
+            ", ".join(sink.name for sink in own + shared),
+            " (every frame)" if every else " (newest frame; stale frames dropped)",
+        )
+    bar = _progress(inputs, args)
+    progress = _ProgressUpdate(bar, len(inputs) > 1) if bar is not None else None
+    runner = MultiStreamRunner(
         engine,
-        source,
+        [item.source for item in inputs],
         sinks,
+        shared_sinks=shared,
+        names=[item.name for item in inputs],
         class_file=args.class_file,
-        drop_stale=not every_frame,
+        drop_stale=[not every for every in every_frame],
         loop=args.loop,
         max_reconnects=args.max_reconnects,
         alpha=args.alpha,
         legend=not args.no_legend,
         max_frames=args.max_frames,
-        on_result=(lambda *_: bar.update(1)) if bar is not None else None,
-        source_opened=True,
+        on_result=progress,
+        opened=[item.opened for item in inputs],
     )
     holder["runner"] = runner
     if bar is None:
-        stats = runner.run()
+        runner.run()
     else:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         with bar, logging_redirect_tqdm():  # log lines above the bar, not through it
-            stats = runner.run()
-    summary = stats.as_dict()
+            try:
+                runner.run()
+            finally:
+                runner.snapshot()  # the final counters and states
+                progress.show(runner.stats)
+    summary = runner.snapshot()
     summary["backend"] = engine.backend.name
-    summary["outputs"] = [sink.describe() for sink in sinks if hasattr(sink, "describe")]  # video files: codec
-    log.info(
-        "stopped: %d frames processed, %d captured, %d dropped, %d reconnects, %.1f FPS",
-        stats.processed,
-        stats.captured,
-        stats.dropped,
-        stats.reconnects,
-        stats.fps,
-    )
+    summary["outputs"] = [sink.describe() for own in sinks for sink in own if hasattr(sink, "describe")]
+    for entry, own in zip(summary["sources"], sinks):
+        entry["outputs"] = [sink.describe() for sink in own if hasattr(sink, "describe")]  # video files: codec
+    failed = [stream for stream in runner.streams if stream.grabber.error is not None]
+    if len(inputs) == 1:
+        stats = runner.stats
+        log.info(
+            "stopped: %d frames processed, %d captured, %d dropped, %d reconnects, %.1f FPS",
+            stats.processed,
+            stats.captured,
+            stats.dropped,
+            stats.reconnects,
+            stats.fps,
+        )
+    else:
+        for entry in summary["sources"]:
+            log.log(
+                logging.ERROR if entry["state"] == "failed" else logging.INFO,
+                "%s: %s, %d frames processed, %d captured, %d dropped, %d reconnects, %.1f FPS, latency p50 %.0f ms "
+                "p99 %.0f ms%s",
+                entry["name"],
+                entry["state"],
+                entry["processed"],
+                entry["captured"],
+                entry["dropped"],
+                entry["reconnects"],
+                entry["fps"],
+                entry["latency_p50_ms"],
+                entry["latency_p99_ms"],
+                f" ({entry['error']})" if entry["error"] else "",
+            )
+        log.info(
+            "stopped: %d sources (%d failed), %d frames processed in %d engine calls (%.2f frames a call)",
+            len(inputs),
+            len(failed),
+            summary["processed"],
+            summary["engine_calls"],
+            summary["mean_batch"],
+        )
     if args.stats_json:
         with open(args.stats_json, "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=1)
-    return 0 if runner.grabber.error is None else 1
+    return 1 if failed else 0
 
 
 def main(argv=None) -> int:

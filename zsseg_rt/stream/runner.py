@@ -1,8 +1,20 @@
-"""The stream loop: newest frame -> ``segment(frame)`` -> overlay (legend, FPS, latency) -> sinks.
+"""The stream loop: the newest frame of every source -> one batched ``segment([...])`` -> overlay (legend, FPS,
+latency) -> each source's sinks, as a pipeline.
 
 ``segment`` is any callable ``frame_bgr -> SegmentationResult``-like object (``overlay(image, alpha, legend,
-title)``); a ``zsseg_rt.Engine`` is one. Vocabulary changes (``set_classes``, a watched class file) are applied
-between frames, so the stream never restarts and nothing is rebuilt.
+title)``), which with several sources also takes a list of frames and returns one result per frame; a
+``zsseg_rt.Engine`` is one (``engine([f1, f2, ...])`` packs the windows of all frames into encoder calls of at most
+``max_batch``). Vocabulary changes (``set_classes``, a watched class file, the preview page) are applied between
+steps, for every source at once, so the streams never restart and nothing is rebuilt.
+
+The pipeline (every stage in its own thread, joined by bounded queues, frames passed by reference)::
+
+    capture thread per source --(its newest frame; every frame of a file)--> inference (the caller's thread: one
+    segment() call per step for the frames of all sources that are ready) --(queue of QUEUE_SIZE per source)-->
+    writer thread per source (overlay, video encoding, file writes, the preview)
+
+so decoding, inference and drawing/encoding/writing overlap, and inference waits only when a writer is
+``QUEUE_SIZE`` frames behind (back-pressure: memory stays bounded; a file source then runs at the writer's pace).
 """
 
 from __future__ import annotations
@@ -10,6 +22,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import queue
 import signal
 import threading
 import time
@@ -26,13 +39,72 @@ from .vocabulary import ClassFileWatcher
 
 log = logging.getLogger("zsseg_rt.stream")
 
+QUEUE_SIZE = 2  # results waiting for a source's writer thread; a full queue makes inference wait for it
+PERCENTILE_WINDOW = 1000  # latencies kept per source for p50 / p99 (the most recent frames)
+
+
+def _percentiles(values: Sequence[float]) -> Tuple[float, float]:
+    """(p50, p99) in ms of latencies in seconds; (0, 0) for none."""
+    if not values:
+        return 0.0, 0.0
+    p50, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 99])
+    return 1000.0 * float(p50), 1000.0 * float(p99)
+
+
+@dataclasses.dataclass
+class SourceStats:
+    """The counters and rates of one source of a stream (JSON-serialisable via ``as_dict``).
+
+    ``fps``: its processed frames per second over the last ``window`` frames; ``latency_ms``: mean time of the
+    ``segment`` calls its frames were in (a batched call counts for every frame in it), ``latency_p50_ms`` /
+    ``latency_p99_ms`` over its last ``PERCENTILE_WINDOW`` frames; ``e2e_latency_*``: from capture to its sinks
+    written. ``state``: the capture thread's ("streaming", "reconnecting", "ended", "failed", "stopped", ...);
+    ``error``: why it failed or last could not open; ``failed_opens``: open attempts that failed.
+    """
+
+    name: str = ""
+    source: str = ""
+    live: bool = False
+    state: str = "starting"
+    error: Optional[str] = None
+    processed: int = 0
+    captured: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    failed_opens: int = 0
+    fps: float = 0.0
+    latency_ms: float = 0.0
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+    e2e_latency_ms: float = 0.0
+    e2e_latency_p50_ms: float = 0.0
+    e2e_latency_p99_ms: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def title(self) -> str:
+        return f"{self.fps:.1f} FPS  {self.latency_ms:.0f} ms  drop {self.dropped}"
+
+    def line(self) -> str:
+        """One short line for progress bars and logs: ``name 12.3 fps p50/p99 80/95 ms drop 0 rc 0`` (and the state
+        while it is not streaming)."""
+        text = (
+            f"{self.name} {self.fps:.1f} fps p50/p99 {self.latency_p50_ms:.0f}/{self.latency_p99_ms:.0f} ms "
+            f"drop {self.dropped} rc {self.reconnects}"
+        )
+        return text if self.state in ("streaming", "ended", "stopped") else f"{text} {self.state}"
+
 
 @dataclasses.dataclass
 class StreamStats:
-    """Counters and rates of a running stream (a snapshot; JSON-serialisable via ``as_dict``).
+    """Counters and rates of a running stream, all sources together (a snapshot; JSON-serialisable via ``as_dict``).
 
-    ``fps``: processed frames per second over the last ``window`` frames; ``latency_ms``: mean time in
-    ``segment`` over that window; ``e2e_latency_ms``: mean time from capture to sinks written.
+    With one source the numbers are that source's. ``fps``: processed frames per second of all sources (the sum of
+    their rates); ``latency_ms``: mean time in ``segment`` over the last ``window`` calls, ``latency_p50_ms`` /
+    ``latency_p99_ms`` per frame over the recent frames of all sources; ``e2e_latency_ms``: mean time from capture to
+    sinks written; ``engine_calls`` and ``mean_batch`` (frames per ``segment`` call); ``started_at`` (``time.time()``
+    when ``run()`` began), ``elapsed_s`` and ``cpu_s`` (CPU time of the whole process meanwhile); ``sources``: each source's :class:`SourceStats`.
     """
 
     processed: int = 0
@@ -41,11 +113,19 @@ class StreamStats:
     reconnects: int = 0
     fps: float = 0.0
     latency_ms: float = 0.0
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
     e2e_latency_ms: float = 0.0
+    engine_calls: int = 0
+    mean_batch: float = 0.0
+    started_at: float = 0.0  # time.time() when run() began
+    elapsed_s: float = 0.0  # seconds since then (at the end: how long the stream ran)
+    cpu_s: float = 0.0  # CPU seconds this process (all its threads) spent meanwhile
     classes: List[str] = dataclasses.field(default_factory=list)
     vocabulary_changes: int = 0
     vocabulary_request: int = 0  # the last request_classes() number handled (applied, refused or replaced)
     vocabulary_error: Optional[str] = None  # why that request was not applied; None when it was
+    sources: List[SourceStats] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -54,30 +134,60 @@ class StreamStats:
         return f"{self.fps:.1f} FPS  {self.latency_ms:.0f} ms  drop {self.dropped}"
 
 
-class StreamRunner:
-    """Run segmentation on a live source.
+class _Stream:
+    """One source of a runner: its capture thread, sinks, statistics and writer thread."""
+
+    def __init__(self, index: int, name: str, source: FrameSource, sinks: Sequence[FrameSink], grabber, window: int):
+        self.index, self.name, self.source, self.grabber = index, name, source, grabber
+        self.sinks: List[FrameSink] = list(sinks)
+        self.stats = SourceStats(name=name, source=source.name, live=bool(source.live))
+        self.times: Deque[float] = collections.deque(maxlen=max(2, int(window)))
+        self.latencies: Deque[float] = collections.deque(maxlen=max(1, int(window)))
+        self.latency_recent: Deque[float] = collections.deque(maxlen=PERCENTILE_WINDOW)
+        self.e2e: Deque[float] = collections.deque(maxlen=PERCENTILE_WINDOW)
+        self.e2e_window: Deque[float] = collections.deque(maxlen=max(1, int(window)))
+        self.queue: "queue.Queue" = queue.Queue(maxsize=QUEUE_SIZE)
+        self.writer: Optional[threading.Thread] = None
+        self.done = False  # no more frames from it: ended, failed, or its max_frames reached
+
+
+class MultiStreamRunner:
+    """Run segmentation on several sources with one ``segment`` callable (one model in memory).
 
     Args:
-        segment: callable ``frame [H,W,3] uint8 BGR -> result`` with ``result.overlay(...)`` (e.g. an Engine).
-        source: a ``FrameSource`` (see ``open_source``).
-        sinks: where overlays go (window, video file, image folder, MJPEG preview, ...).
+        segment: callable ``frame [H,W,3] uint8 BGR -> result`` with ``result.overlay(...)``; with several sources
+            also ``[frame, ...] -> [result, ...]`` (an Engine does both).
+        sources: the ``FrameSource`` objects (see ``open_source``); one capture thread each.
+        sinks: per source, where its overlays go (a list of sink lists, in the order of ``sources``).
+        shared_sinks: sinks that show every source (the preview grid): ``write_stream(index, frame)``.
+        names: the sources' display names (statistics, progress line, preview); default their ``name``.
         set_classes: callable applying a new vocabulary; default ``segment.set_classes`` when it exists.
         class_file: a text file of class names, watched for changes while streaming.
-        drop_stale, loop, backoff, max_reconnects, source_opened: see ``FrameGrabber`` (``opened``).
+        drop_stale: per source or for all: True keeps only the newest frame (a live camera), False processes every
+            frame (files); None: live sources drop stale frames, the others do not.
+        loop, backoff, max_reconnects: see ``FrameGrabber``.
+        opened: per source or for all: the caller opened it already (``FrameGrabber(opened=...)``).
         alpha: overlay opacity; legend: draw the legend and the FPS / latency line.
-        max_frames: stop after this many processed frames (None: until the source ends or ``stop()``).
-        on_result: optional callback ``(frame: Frame, result, stats: StreamStats)`` after each frame.
+        max_frames: each source stops after this many processed frames (None: until it ends or ``stop()``).
+        on_result: optional callback ``(frame: Frame, result, stats: StreamStats)`` after each frame is segmented
+            (in the inference thread, before it is drawn and written; ``frame.stream`` says which source).
         window: frames averaged for the FPS / latency figures.
+
+    The run ends when every source is done (a file or folder at its end, a source that gave up reconnecting, or
+    ``max_frames``), or at ``stop()`` / SIGINT / SIGTERM / a sink's stop request. Live sources never end by
+    themselves: they reconnect with backoff until ``max_reconnects``.
     """
 
     def __init__(
         self,
         segment: Callable,
-        source: FrameSource,
-        sinks: Sequence[FrameSink] = (),
+        sources: Sequence[FrameSource],
+        sinks: Optional[Sequence[Sequence[FrameSink]]] = None,
+        shared_sinks: Sequence[FrameSink] = (),
+        names: Optional[Sequence[str]] = None,
         set_classes: Optional[Callable] = None,
         class_file: Optional[str] = None,
-        drop_stale: bool = True,
+        drop_stale: Union[None, bool, Sequence[bool]] = None,
         loop: bool = False,
         backoff: Optional[Backoff] = None,
         max_reconnects: Optional[int] = None,
@@ -86,29 +196,45 @@ class StreamRunner:
         max_frames: Optional[int] = None,
         on_result: Optional[Callable] = None,
         window: int = 30,
-        source_opened: bool = False,
+        opened: Union[bool, Sequence[bool]] = False,
     ):
+        sources = list(sources)
+        if not sources:
+            raise ValueError("a stream needs at least one source")
+        count = len(sources)
+        sink_lists = [list(s) for s in sinks] if sinks is not None else [[] for _ in sources]
+        names = list(names) if names is not None else [source.name for source in sources]
+        if len(sink_lists) != count or len(names) != count:
+            raise ValueError(f"{count} sources need {count} sink lists and names, got {len(sink_lists)}, {len(names)}")
+        drops = [drop_stale] * count if drop_stale is None or isinstance(drop_stale, bool) else list(drop_stale)
+        opens = [opened] * count if isinstance(opened, bool) else list(opened)
+        if len(drops) != count or len(opens) != count:
+            raise ValueError(f"drop_stale and opened need one value per source ({count})")
         self.segment = segment
-        self.source = source
-        self.sinks: List[FrameSink] = list(sinks)
         self._set_classes = set_classes if set_classes is not None else getattr(segment, "set_classes", None)
         self.watcher = ClassFileWatcher(class_file) if class_file else None
-        self.grabber = FrameGrabber(
-            source,
-            drop_stale=drop_stale,
-            loop=loop,
-            backoff=backoff,
-            max_reconnects=max_reconnects,
-            opened=source_opened,
-        )
+        self.shared_sinks: List[FrameSink] = list(shared_sinks)
+        self._ready = threading.Event()  # set by every capture thread when it publishes a frame or finishes
+        self.streams: List[_Stream] = []
+        for index, (source, name, own_sinks) in enumerate(zip(sources, names, sink_lists)):
+            grabber = FrameGrabber(
+                source,
+                drop_stale=bool(source.live) if drops[index] is None else bool(drops[index]),
+                loop=loop,
+                backoff=backoff,
+                max_reconnects=max_reconnects,
+                opened=bool(opens[index]),
+                notify=self._ready,
+            )
+            self.streams.append(_Stream(index, str(name), source, own_sinks, grabber, window))
         self.alpha = float(alpha)
         self.legend = bool(legend)
         self.max_frames = max_frames
         self.on_result = on_result
-        self.stats = StreamStats()
-        self._times: Deque[float] = collections.deque(maxlen=max(2, int(window)))
-        self._latencies: Deque[float] = collections.deque(maxlen=max(1, int(window)))
-        self._e2e: Deque[float] = collections.deque(maxlen=max(1, int(window)))
+        self.stats = StreamStats(sources=[stream.stats for stream in self.streams])
+        self._calls: Deque[float] = collections.deque(maxlen=max(1, int(window)))
+        self._frame_latencies: Deque[float] = collections.deque(maxlen=PERCENTILE_WINDOW)
+        self._e2e_all: Deque[float] = collections.deque(maxlen=max(1, int(window)))
         self._pending_classes: Optional[Union[List[str], str]] = None
         self._pending_request = 0  # the request_classes() number of the pending vocabulary (0: not from one)
         self._requests = 0
@@ -116,19 +242,24 @@ class StreamRunner:
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
         self._stats_lock = threading.Lock()
-        names = getattr(segment, "class_names", None)
-        if names:
-            self.stats.classes = list(names)
+        self._writer_error: Optional[BaseException] = None
+        self._started: Optional[float] = None  # time.monotonic() when run() began
+        self._ended: Optional[float] = None
+        self._cpu_start = self._cpu_end = 0.0
+        names_now = getattr(segment, "class_names", None)
+        if names_now:
+            self.stats.classes = list(names_now)
 
     # ---- control (any thread) ---------------------------------------------------------------------------
     def stop(self) -> None:
-        """Ask the loop to finish the current frame and return (safe from signal handlers and other threads)."""
+        """Ask the loop to finish the current step and return (safe from signal handlers and other threads)."""
         self._stop.set()
+        self._ready.set()
 
     def set_classes(self, names) -> None:
-        """Change the vocabulary while streaming; applied before the next frame (from any thread)."""
+        """Change the vocabulary while streaming; applied before the next step (from any thread)."""
         if self._set_classes is None:
-            raise RuntimeError("this segment callable has no set_classes(); pass set_classes=... to StreamRunner")
+            raise RuntimeError("this segment callable has no set_classes(); pass set_classes=... to the runner")
         with self._pending_lock:
             self._supersede_pending()
             self._pending_classes = list(names) if not isinstance(names, str) else names
@@ -161,20 +292,32 @@ class StreamRunner:
             self._vocabulary_outcome(self._pending_request, "replaced by a newer vocabulary change before it applied")
 
     def snapshot(self) -> dict:
-        """Thread-safe copy of the stats as a dict (used by the MJPEG ``/stats`` endpoint)."""
+        """Thread-safe copy of the stats as a dict, with ``sources``: one dict per source (the preview's ``/stats``)."""
+        self._sync_counters()
         with self._stats_lock:
             return self.stats.as_dict()
 
     # ---- loop -------------------------------------------------------------------------------------------
     def run(self, handle_signals: Optional[bool] = None) -> StreamStats:
-        """Process frames until the source ends, ``max_frames``, ``stop()``, a sink's stop request, or SIGINT /
-        SIGTERM (handled when running in the main thread, unless ``handle_signals=False``). Sinks are always
-        closed (video files finalised) before returning. Returns the final stats."""
+        """Process frames until every source is done, ``stop()``, a sink's stop request, or SIGINT / SIGTERM
+        (handled when running in the main thread, unless ``handle_signals=False``). Every frame segmented is drawn
+        and written, and every sink closed (video files finalised), before it returns. Returns the final stats.
+
+        Raises:
+            the first exception of a writer thread (e.g. a ``SinkError``: the disk is full), after that cleanup.
+        """
         if handle_signals is None:
             handle_signals = threading.current_thread() is threading.main_thread()
         previous = self._install_signals() if handle_signals else {}
-        self.grabber.start()
+        self.stats.started_at, self._started, self._cpu_start = time.time(), time.monotonic(), time.process_time()
         try:
+            for stream in self.streams:
+                stream.writer = threading.Thread(
+                    target=self._write_loop, args=(stream,), name=f"zsseg-writer[{stream.name}]", daemon=True
+                )
+                stream.writer.start()
+            for stream in self.streams:
+                stream.grabber.start()
             self._loop()
         finally:
             with self._pending_lock:
@@ -182,15 +325,25 @@ class StreamRunner:
                 if self._pending_request:  # queued after the last frame: never applied
                     self._vocabulary_outcome(self._pending_request, "the stream stopped before it applied")
                     self._pending_request = 0
-            self.grabber.stop()
+            for stream in self.streams:
+                stream.grabber.request_stop()
+            for stream in self.streams:
+                stream.grabber.stop()
+            for stream in self.streams:  # every frame segmented is drawn and written before the sinks close
+                if stream.writer is not None:
+                    stream.queue.put(None)
+                    stream.writer.join()
+            self._ended, self._cpu_end = time.monotonic(), time.process_time()
             self._sync_counters()
-            for sink in self.sinks:
+            for sink in [sink for stream in self.streams for sink in stream.sinks] + self.shared_sinks:
                 try:
                     sink.close()
                 except Exception:  # noqa: BLE001 - close every sink even if one fails
                     log.exception("closing sink %s failed", sink.name)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if self._writer_error is not None:
+            raise self._writer_error
         return self.stats
 
     def _install_signals(self) -> dict:
@@ -204,24 +357,105 @@ class StreamRunner:
 
     def _on_signal(self, signum, _frame) -> None:
         log.info("signal %d received: stopping the stream", signum)
-        self.stop()
+        # only the stop flag: the handler runs in the main thread, which may hold the lock of ``_ready`` (its
+        # clear() / wait()), and setting ``_ready`` here would wait for that lock for ever; the loop's wait on
+        # ``_ready`` is at most 0.2 s, then it sees the flag
+        self._stop.set()
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not all(stream.done for stream in self.streams):
             self._apply_vocabulary()
-            frame = self.grabber.get(timeout=0.2)
-            if frame is None:
-                if self.grabber.finished:
-                    if self.grabber.error is not None:
-                        log.error("stream stopped: %s", self.grabber.error)
-                    return
+            self._ready.clear()  # a frame published after the polls below sets it again: no lost wake-up
+            batch: List[Tuple[_Stream, Frame]] = []
+            for stream in self.streams:
+                if stream.done:
+                    continue
+                frame = stream.grabber.get(timeout=0)
+                if frame is not None:
+                    frame.stream = stream.index
+                    batch.append((stream, frame))
+                elif stream.grabber.finished:
+                    self._finish_stream(stream)
+            if not batch:
+                if not all(stream.done for stream in self.streams):
+                    self._ready.wait(0.2)
                 continue
-            self._process(frame)
-            if self.max_frames is not None and self.stats.processed >= self.max_frames:
+            self._process(batch)
+            if self._writer_error is not None:
                 return
-            if any(sink.stop_requested for sink in self.sinks):
+            if any(sink.stop_requested for sink in self._all_sinks()):
                 return
 
+    def _all_sinks(self) -> List[FrameSink]:
+        return [sink for stream in self.streams for sink in stream.sinks] + self.shared_sinks
+
+    def _finish_stream(self, stream: _Stream) -> None:
+        stream.done = True
+        error = stream.grabber.error
+        if error is not None:
+            log.error("source %s stopped: %s", stream.name, error)
+        if stream.grabber.finished:
+            return
+        stream.grabber.request_stop()  # e.g. its max_frames: read nothing more
+
+    def _process(self, batch: List[Tuple[_Stream, Frame]]) -> None:
+        start = time.perf_counter()
+        if len(batch) == 1:
+            results = [self.segment(batch[0][1].image)]
+        else:
+            results = list(self.segment([frame.image for _, frame in batch]))
+            if len(results) != len(batch):
+                raise RuntimeError(f"segment() returned {len(results)} results for {len(batch)} frames")
+        latency = time.perf_counter() - start
+        now = time.monotonic()
+        with self._stats_lock:
+            self._calls.append(latency)
+            self.stats.engine_calls += 1
+        for (stream, frame), result in zip(batch, results):
+            self._update_stats(stream, latency, now)
+            stream.queue.put((frame, result, stream.stats.title()))  # waits while its writer is QUEUE_SIZE behind
+            if self.on_result is not None:
+                self.on_result(frame, result, self.stats)
+            if self.max_frames is not None and stream.stats.processed >= self.max_frames:
+                self._finish_stream(stream)
+
+    # ---- writer threads ---------------------------------------------------------------------------------
+    def _write_loop(self, stream: _Stream) -> None:
+        """Draw and write ``stream``'s results in order until the ``None`` that ends it; after a failure the rest are
+        taken and dropped (so inference never waits on a dead writer) and ``run()`` raises the failure."""
+        while True:
+            item = stream.queue.get()
+            if item is None:
+                return
+            if self._writer_error is not None:
+                continue
+            frame, result, title = item
+            try:
+                image = self.render(frame.image, result, title)
+                for sink in stream.sinks:
+                    sink.write(image)
+                for sink in self.shared_sinks:
+                    sink.write_stream(stream.index, image)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by run() in the caller's thread
+                log.error("writing %s's frame failed: %s", stream.name, exc)
+                self._writer_error = exc
+                self.stop()
+                continue
+            e2e = time.monotonic() - frame.timestamp
+            with self._stats_lock:
+                stream.e2e.append(e2e)
+                stream.e2e_window.append(e2e)
+                self._e2e_all.append(e2e)
+                stream.stats.e2e_latency_ms = 1000.0 * float(np.mean(stream.e2e_window))
+                stream.stats.e2e_latency_p50_ms, stream.stats.e2e_latency_p99_ms = _percentiles(stream.e2e)
+                self.stats.e2e_latency_ms = 1000.0 * float(np.mean(self._e2e_all))
+
+    def render(self, image: np.ndarray, result, title: Optional[str] = None) -> np.ndarray:
+        """The overlay written to the sinks: class colours, legend, and the live FPS / latency line (``title``;
+        default the stream's)."""
+        return result.overlay(image, alpha=self.alpha, legend=self.legend, title=title or self.stats.title())
+
+    # ---- vocabulary -------------------------------------------------------------------------------------
     def _apply_vocabulary(self) -> None:
         with self._pending_lock:
             names, self._pending_classes = self._pending_classes, None
@@ -261,39 +495,90 @@ class StreamRunner:
             self.stats.vocabulary_error = error
             self.stats.vocabulary_request = max(self.stats.vocabulary_request, request)
 
-    def _process(self, frame: Frame) -> None:
-        start = time.perf_counter()
-        result = self.segment(frame.image)
-        latency = time.perf_counter() - start
-        self._times.append(time.monotonic())
-        self._latencies.append(latency)
-        self._update_stats()
-        image = self.render(frame.image, result)
-        for sink in self.sinks:
-            sink.write(image)
-        self._e2e.append(time.monotonic() - frame.timestamp)
-        with self._stats_lock:
-            self.stats.e2e_latency_ms = 1000.0 * float(np.mean(self._e2e))
-        if self.on_result is not None:
-            self.on_result(frame, result, self.stats)
-
-    def render(self, image: np.ndarray, result) -> np.ndarray:
-        """The overlay written to the sinks: class colours, legend, and the live FPS / latency line."""
-        return result.overlay(image, alpha=self.alpha, legend=self.legend, title=self.stats.title())
-
+    # ---- statistics -------------------------------------------------------------------------------------
     def _sync_counters(self) -> None:
         with self._stats_lock:
-            self.stats.captured = self.grabber.captured
-            self.stats.dropped = self.grabber.dropped
-            self.stats.reconnects = self.grabber.reconnects
+            for stream in self.streams:
+                grabber, stats = stream.grabber, stream.stats
+                stats.captured, stats.dropped, stats.reconnects = grabber.captured, grabber.dropped, grabber.reconnects
+                stats.failed_opens, stats.state = grabber.failed_opens, grabber.state
+                stats.error = str(grabber.error) if grabber.error is not None else grabber.last_error
+            if self._started is not None:
+                self.stats.elapsed_s = (self._ended or time.monotonic()) - self._started
+                self.stats.cpu_s = (self._cpu_end if self._ended else time.process_time()) - self._cpu_start
+            sources = [stream.stats for stream in self.streams]
+            self.stats.captured = sum(s.captured for s in sources)
+            self.stats.dropped = sum(s.dropped for s in sources)
+            self.stats.reconnects = sum(s.reconnects for s in sources)
 
-    def _update_stats(self) -> None:
+    def _update_stats(self, stream: _Stream, latency: float, now: float) -> None:
         self._sync_counters()
         with self._stats_lock:
-            self.stats.processed += 1
-            span = self._times[-1] - self._times[0] if len(self._times) > 1 else 0.0
-            self.stats.fps = (len(self._times) - 1) / span if span > 0 else 0.0
-            self.stats.latency_ms = 1000.0 * float(np.mean(self._latencies))
+            stats = stream.stats
+            stats.processed += 1
+            stream.times.append(now)
+            stream.latencies.append(latency)
+            stream.latency_recent.append(latency)
+            self._frame_latencies.append(latency)
+            span = stream.times[-1] - stream.times[0] if len(stream.times) > 1 else 0.0
+            stats.fps = (len(stream.times) - 1) / span if span > 0 else 0.0
+            stats.latency_ms = 1000.0 * float(np.mean(stream.latencies))
+            stats.latency_p50_ms, stats.latency_p99_ms = _percentiles(stream.latency_recent)
+            total = self.stats
+            total.processed += 1
+            total.fps = sum(s.stats.fps for s in self.streams)
+            total.latency_ms = 1000.0 * float(np.mean(self._calls))
+            total.latency_p50_ms, total.latency_p99_ms = _percentiles(self._frame_latencies)
+            total.mean_batch = total.processed / max(1, total.engine_calls)
+
+
+class StreamRunner(MultiStreamRunner):
+    """Run segmentation on one live source (the one-source :class:`MultiStreamRunner`).
+
+    Args:
+        segment: callable ``frame [H,W,3] uint8 BGR -> result`` with ``result.overlay(...)`` (e.g. an Engine).
+        source: a ``FrameSource`` (see ``open_source``).
+        sinks: where overlays go (window, video file, image folder, MJPEG preview, ...).
+        drop_stale: True (default): the newest frame, stale ones dropped; False: every frame (``FrameGrabber``).
+        source_opened: the caller opened ``source`` already (``FrameGrabber(opened=...)``).
+        name: its name in the statistics (default ``source.name``).
+        options: the other arguments of :class:`MultiStreamRunner` (``set_classes``, ``class_file``, ``loop``,
+            ``backoff``, ``max_reconnects``, ``alpha``, ``legend``, ``max_frames``: stop after this many processed
+            frames, ``on_result``, ``window``).
+    """
+
+    def __init__(
+        self,
+        segment: Callable,
+        source: FrameSource,
+        sinks: Sequence[FrameSink] = (),
+        *,
+        drop_stale: bool = True,
+        source_opened: bool = False,
+        name: Optional[str] = None,
+        **options,
+    ):
+        super().__init__(
+            segment,
+            [source],
+            [list(sinks)],
+            names=[name or source.name],
+            drop_stale=drop_stale,
+            opened=source_opened,
+            **options,
+        )
+
+    @property
+    def source(self) -> FrameSource:
+        return self.streams[0].source
+
+    @property
+    def grabber(self) -> FrameGrabber:
+        return self.streams[0].grabber
+
+    @property
+    def sinks(self) -> List[FrameSink]:
+        return self.streams[0].sinks
 
 
 def _checked_names(names) -> Optional[List[str]]:

@@ -12,7 +12,8 @@ import logging
 import os
 import socketserver
 import threading
-from typing import Any, Callable, List, Optional, Tuple
+import urllib.parse
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -44,6 +45,12 @@ class FrameSink:
 
     def write(self, frame: np.ndarray) -> None:
         raise NotImplementedError
+
+    def write_stream(self, index: int, frame: np.ndarray) -> None:
+        """A frame of source ``index`` of several (a sink shared by the sources of a multi-source stream, such as
+        the preview grid); a sink that shows one stream takes only source 0's."""
+        if index == 0:
+            self.write(frame)
 
     def close(self) -> None:
         pass
@@ -264,7 +271,10 @@ _PAGE_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>zsseg pr
 <style>body{background:#111;color:#ddd;font-family:sans-serif;margin:1em}img{max-width:100%;display:block}
 a{color:#8cf}a:visited{color:#c9f}a:hover,a:focus{color:#fff}
 input{width:min(40em,90%);font-size:1em;padding:.3em}button{font-size:1em;padding:.3em .8em}
-#status[data-state=error]{color:#f77}#status[data-state=done]{color:#7d7}</style></head>
+#status[data-state=error]{color:#f77}#status[data-state=done]{color:#7d7}
+#grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,20em),1fr));gap:.8em}
+#grid figure{margin:0}#grid img{width:100%;background:#222;min-height:4em}#grid figcaption{font-size:.9em;margin:.2em 0}
+.source-state[data-state=reconnecting],.source-state[data-state=failed]{color:#f77}</style></head>
 <body><h3>zsseg live segmentation</h3>
 """
 
@@ -276,8 +286,19 @@ value="{classes}" aria-label="classes to segment (comma-separated)"> <button typ
 _PAGE_READ_ONLY = """<p>This preview is read-only (zsseg camera --preview-readonly): the classes cannot be changed here.</p>
 """
 
-_PAGE_BODY = """<p id="status" data-state="idle"></p><img src="/stream.mjpg" alt="the segmented stream">
-<p id="stats"></p><p><a href="/snapshot.jpg">snapshot</a> &middot; <a href="/stats">stats (JSON)</a></p>
+_PAGE_ONE_STREAM = """<p id="status" data-state="idle"></p><img src="/stream.mjpg" alt="the segmented stream">
+"""
+
+# One tile per source. Frames are fetched one at a time (/frame/N.jpg?after=SEQ waits for a newer one), not as
+# MJPEG streams: a browser opens at most 6 connections to a host, which a grid of MJPEG streams would exhaust.
+_PAGE_GRID = """<p id="status" data-state="idle"></p><div id="grid">{tiles}</div>
+"""
+
+_PAGE_TILE = """<figure class="tile" data-index="{index}"><img id="stream-{index}" alt="the segmented stream of {name}">
+<figcaption><b>{name}</b> <span class="source-state" id="source-{index}" data-state="starting"></span></figcaption>
+</figure>"""
+
+_PAGE_BODY = """<p id="stats"></p><p><a href="/snapshot.jpg">snapshot</a> &middot; <a href="/stats">stats (JSON)</a></p>
 <script>
 "use strict";
 const statusLine = document.getElementById("status");
@@ -285,6 +306,11 @@ const box = document.getElementById("classes");
 let shownClasses = box ? box.value : "";  // the classes the box shows (the server wrote the current ones in)
 let waiting = null;  // the answer of the last POST /classes, until the stream has handled it
 function say(state, text) { statusLine.dataset.state = state; statusLine.textContent = text; }
+function sourceLine(s) {
+  return (s.fps || 0).toFixed(1) + " FPS \\u00b7 p50 " + Math.round(s.latency_p50_ms || 0) + " / p99 " +
+    Math.round(s.latency_p99_ms || 0) + " ms \\u00b7 drop " + (s.dropped || 0) + " \\u00b7 reconnects " +
+    (s.reconnects || 0) + (s.state === "streaming" ? "" : " \\u00b7 " + s.state + (s.error ? ": " + s.error : ""));
+}
 async function poll() {
   try {
     const stats = await (await fetch("/stats", {cache: "no-store"})).json();
@@ -294,8 +320,12 @@ async function poll() {
     if (box && document.activeElement !== box && box.value === shownClasses) {
       box.value = shownClasses = classes.join(", ");
     }
-    document.getElementById("stats").textContent = "classes: " + classes.join(", ") + " \u00b7 " +
-      (stats.fps || 0).toFixed(1) + " FPS \u00b7 " + Math.round(stats.latency_ms || 0) + " ms";
+    document.getElementById("stats").textContent = "classes: " + classes.join(", ") + " \\u00b7 " +
+      (stats.fps || 0).toFixed(1) + " FPS \\u00b7 " + Math.round(stats.latency_ms || 0) + " ms";
+    (stats.sources || []).forEach((s, i) => {
+      const line = document.getElementById("source-" + i);
+      if (line) { line.dataset.state = s.state; line.textContent = sourceLine(s); }
+    });
     if (waiting && (stats.vocabulary_request || 0) >= waiting.request) {
       if (stats.vocabulary_error) say("error", "refused: " + stats.vocabulary_error);
       else { say("done", "now segmenting: " + classes.join(", ")); if (box) shownClasses = box.value; }
@@ -307,6 +337,23 @@ async function poll() {
   }
   setTimeout(poll, 1000);
 }
+const pause = (ms) => new Promise((done) => setTimeout(done, ms));
+async function follow(img) {  // a grid tile: fetch each new frame of its source (long poll), show it
+  let seq = 0, shown = null;
+  for (;;) {
+    try {
+      const response = await fetch("/frame/" + img.id.slice(7) + ".jpg?after=" + seq, {cache: "no-store"});
+      if (response.status !== 200) { await pause(response.status === 204 ? 0 : 1000); continue; }
+      seq = Number(response.headers.get("X-Frame-Seq")) || seq + 1;
+      const url = URL.createObjectURL(await response.blob());
+      img.src = url;
+      img.dataset.seq = seq;
+      if (shown) URL.revokeObjectURL(shown);
+      shown = url;
+    } catch (err) { await pause(1000); }  // the stream stopped, or the network
+  }
+}
+document.querySelectorAll("#grid img").forEach(follow);
 const form = document.getElementById("vocabulary");
 if (form) form.addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -327,13 +374,22 @@ MAX_VOCABULARY_BODY = 64 * 1024  # bytes of a POST /classes body (a few thousand
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def preview_page(editable: bool, classes: Optional[List[str]] = None) -> bytes:
-    """The preview's HTML page: the stream, its live stats, and (``editable``) a box to change the classes, which
-    starts with the current ``classes`` (then follows the stream's classes until the user edits it)."""
+def preview_page(editable: bool, classes: Optional[List[str]] = None, streams: Optional[Sequence[str]] = None) -> bytes:
+    """The preview's HTML page: the stream, its live stats, and (``editable``) one box to change the classes (of
+    every stream), which starts with the current ``classes`` (then follows the stream's classes until the user edits
+    it). With several ``streams`` (their names): a grid with a tile per stream, each with its own statistics."""
     import html
 
     form = _PAGE_FORM.replace("{classes}", html.escape(", ".join(classes or []), quote=True))
-    return (_PAGE_HEAD + (form if editable else _PAGE_READ_ONLY) + _PAGE_BODY).encode()
+    if streams is not None and len(streams) > 1:
+        tiles = "".join(
+            _PAGE_TILE.replace("{index}", str(i)).replace("{name}", html.escape(str(name), quote=True))
+            for i, name in enumerate(streams)
+        )
+        view = _PAGE_GRID.replace("{tiles}", tiles)
+    else:
+        view = _PAGE_ONE_STREAM
+    return (_PAGE_HEAD + (form if editable else _PAGE_READ_ONLY) + view + _PAGE_BODY).encode()
 
 
 class _MjpegHandler(http.server.BaseHTTPRequestHandler):
@@ -354,27 +410,58 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 - http.server naming
         sink = self.server.sink
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
+        params = urllib.parse.parse_qs(query)
         if not self._host_allowed():  # the camera's pictures are not for a rebound foreign page either
             self._send(403, b"this preview listens on loopback: use http://127.0.0.1:PORT/\n", "text/plain")
         elif path in ("/", "/index.html"):
             stats = sink.stats_provider() if sink.stats_provider else {}
             classes = stats.get("classes") if isinstance(stats, dict) else None
-            page = preview_page(sink.vocabulary is not None, [str(c) for c in classes or []])
+            page = preview_page(sink.vocabulary is not None, [str(c) for c in classes or []], sink.streams)
             self._send(200, page, "text/html; charset=utf-8")
-        elif path == "/snapshot.jpg":
-            jpeg, _seq = sink.wait_frame(-1, timeout=2.0)
-            if jpeg is None:
-                self._send(503, b"no frame yet\n", "text/plain")
-            else:
-                self._send(200, jpeg, "image/jpeg")
         elif path == "/stats":
             stats = sink.stats_provider() if sink.stats_provider else {}
             self._send(200, json.dumps(stats).encode(), "application/json")
-        elif path == "/stream.mjpg":
-            self._stream(sink)
+        elif path in ("/snapshot.jpg", "/stream.mjpg") or path.startswith("/frame/"):
+            self._frames(sink, path, params)
         else:
-            self._send(404, b"not found: try /, /stream.mjpg, /snapshot.jpg or /stats\n", "text/plain")
+            self._send(
+                404,
+                b"not found: try /, /stream.mjpg, /snapshot.jpg, /frame/N.jpg (?source=N: a stream of several) or "
+                b"/stats\n",
+                "text/plain",
+            )
+
+    def _frames(self, sink: "MjpegSink", path: str, params: Dict[str, List[str]]) -> None:
+        """``/snapshot.jpg`` and ``/stream.mjpg`` (``?source=N``, default 0), ``/frame/N.jpg?after=SEQ`` (a frame of
+        stream N newer than SEQ, waiting up to 2 s for one: 200 with ``X-Frame-Seq``, else 204)."""
+        text = path[len("/frame/") : -len(".jpg")] if path.startswith("/frame/") and path.endswith(".jpg") else None
+        if text is None:
+            text = (params.get("source") or ["0"])[0]
+        if not text.isdigit() or int(text) >= len(sink.streams):
+            names = ", ".join(f"{i}: {name}" for i, name in enumerate(sink.streams))
+            return self._send(404, f"no stream {text!r}; the streams are {names}\n".encode(), "text/plain")
+        stream = int(text)
+        if path == "/stream.mjpg":
+            return self._stream(sink, stream)
+        if path == "/snapshot.jpg":
+            jpeg, _seq = sink.wait_frame(-1, timeout=2.0, stream=stream)
+            if jpeg is None:
+                return self._send(503, b"no frame yet\n", "text/plain")
+            return self._send(200, jpeg, "image/jpeg")
+        after = (params.get("after") or ["0"])[0]
+        jpeg, seq = sink.wait_frame(int(after) if after.isdigit() else 0, timeout=2.0, stream=stream)
+        if jpeg is None:
+            self.send_response(204)
+            self.send_header("Cache-Control", "no-store")
+            return self.end_headers()
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(jpeg)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Frame-Seq", str(seq))
+        self.end_headers()
+        self.wfile.write(jpeg)
 
     def _json(self, status: int, answer: dict) -> None:
         self._send(status, json.dumps(answer).encode(), "application/json")
@@ -431,7 +518,7 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
             name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
         return name in _LOOPBACK
 
-    def _stream(self, sink: "MjpegSink") -> None:
+    def _stream(self, sink: "MjpegSink", stream: int = 0) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
         self.send_header("Cache-Control", "no-store")
@@ -439,7 +526,7 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
         seq = -1
         try:
             while not sink.closed:
-                jpeg, new_seq = sink.wait_frame(seq, timeout=0.5)
+                jpeg, new_seq = sink.wait_frame(seq, timeout=0.5, stream=stream)
                 if jpeg is None:
                     continue
                 seq = new_seq
@@ -476,15 +563,22 @@ class MjpegSink(FrameSink):
     change the classes), ``/stream.mjpg`` (the stream), ``/snapshot.jpg`` (newest frame), ``/stats`` (JSON from
     ``stats_provider``), ``POST /classes`` (a new vocabulary, when ``vocabulary`` is given).
 
+    Several streams (``streams``: their names; ``write_stream(index, frame)``): the page is a grid with a tile per
+    stream and one class box for all; ``/stream.mjpg?source=N`` and ``/snapshot.jpg?source=N`` serve stream N, and
+    ``/frame/N.jpg?after=SEQ`` its next frame (what the grid fetches). Frames are JPEG-encoded when a client asks
+    for them (once per frame, whatever the number of clients), so a preview nobody watches costs no encoding.
+
     Args:
         port: TCP port (0: pick a free one; read ``port`` afterwards).
         host: interface to bind: 127.0.0.1 (default, this machine only). Use "0.0.0.0" to serve the LAN
             (there is no authentication: only on a trusted network) or reach it with an SSH tunnel.
         quality: JPEG quality 1-100.
-        stats_provider: optional callable returning a JSON-serialisable dict for ``/stats``.
+        stats_provider: optional callable returning a JSON-serialisable dict for ``/stats`` (a multi-source
+            runner's ``snapshot``, whose ``sources`` list gives each tile its statistics line).
         vocabulary: optional callable ``names -> (request number, checked names)`` behind ``POST /classes`` and the
             page's class box (``StreamRunner.request_classes``); it raises TypeError / ValueError (HTTP 400) or
             RuntimeError (503). None: a read-only preview (405, and no box on the page).
+        streams: the names of the streams shown (default: one).
     """
 
     def __init__(
@@ -494,16 +588,20 @@ class MjpegSink(FrameSink):
         quality: int = 80,
         stats_provider: Optional[Callable[[], dict]] = None,
         vocabulary: Optional[Callable[[object], Tuple[int, List[str]]]] = None,
+        streams: Optional[Sequence[str]] = None,
     ):
         if not 1 <= int(quality) <= 100:
             raise SinkError(f"JPEG quality must be in 1..100, got {quality}")
         self.quality = int(quality)
         self.stats_provider = stats_provider
         self.vocabulary = vocabulary
+        self.streams: List[str] = [str(name) for name in streams] if streams else ["stream"]
         self.closed = False
         self._cond = threading.Condition()
-        self._jpeg: Optional[bytes] = None
-        self._seq = 0
+        count = len(self.streams)
+        self._frames: List[Optional[np.ndarray]] = [None] * count  # the newest frame of each stream, not encoded
+        self._seqs = [0] * count
+        self._jpegs: List[Tuple[int, Optional[bytes]]] = [(0, None)] * count  # (seq, its JPEG) once encoded
         try:
             self._server = _MjpegHTTPServer((host, int(port)), _MjpegHandler)
         except OSError as exc:
@@ -530,24 +628,44 @@ class MjpegSink(FrameSink):
         return f"http://{self.host}:{self.port}/"
 
     def write(self, frame):
+        self.write_stream(0, frame)
+
+    def write_stream(self, index: int, frame: np.ndarray) -> None:
+        """The newest frame of stream ``index`` (kept by reference until a newer one: not modified afterwards)."""
+        if not 0 <= index < len(self.streams):
+            raise SinkError(f"stream {index} of a preview showing {len(self.streams)}")
+        with self._cond:
+            self._frames[index] = frame
+            self._seqs[index] += 1
+            self._cond.notify_all()
+
+    def _encode(self, frame: np.ndarray) -> bytes:
         import cv2
 
         ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             raise SinkError("JPEG encoding failed")
-        with self._cond:
-            self._jpeg = buf.tobytes()
-            self._seq += 1
-            self._cond.notify_all()
+        return buf.tobytes()
 
-    def wait_frame(self, after_seq: int, timeout: float):
-        """(jpeg bytes, sequence) of a frame newer than ``after_seq``, or (None, after_seq) after ``timeout``."""
+    def wait_frame(self, after_seq: int, timeout: float, stream: int = 0):
+        """(jpeg bytes, sequence) of a frame of ``stream`` newer than ``after_seq``, or (None, after_seq) after
+        ``timeout``."""
         with self._cond:
-            if self._seq <= after_seq or self._jpeg is None:
-                self._cond.wait_for(lambda: self.closed or (self._jpeg is not None and self._seq > after_seq), timeout)
-            if self._jpeg is None or self._seq <= after_seq or self.closed:
+            if self._seqs[stream] <= after_seq or self._frames[stream] is None:
+                self._cond.wait_for(
+                    lambda: self.closed or (self._frames[stream] is not None and self._seqs[stream] > after_seq),
+                    timeout,
+                )
+            frame, seq = self._frames[stream], self._seqs[stream]
+            if frame is None or seq <= after_seq or self.closed:
                 return None, after_seq
-            return self._jpeg, self._seq
+            cached_seq, jpeg = self._jpegs[stream]
+        if cached_seq != seq or jpeg is None:  # encoded outside the lock: writers never wait for a client
+            jpeg = self._encode(frame)
+            with self._cond:
+                if self._jpegs[stream][0] < seq:
+                    self._jpegs[stream] = (seq, jpeg)
+        return jpeg, seq
 
     def close(self):
         if self.closed:

@@ -11,8 +11,10 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import sys
-from typing import Callable, Iterable, Iterator, List, Optional
+import urllib.parse
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -77,6 +79,54 @@ def parse_source(spec) -> SourceSpec:
         f"source {spec!r} is neither a camera (0, /dev/video0, csi://0), a URL (rtsp://, http://), an existing video "
         "file nor an existing image folder"
     )
+
+
+_NAMED = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})=(?P<source>.+)$")
+
+
+def split_source_name(text: str) -> Tuple[Optional[str], str]:
+    """``NAME=SOURCE`` (``front=/dev/video0``, ``dock=rtsp://...``) -> ``(NAME, SOURCE)``; anything else (an existing
+    path that contains "=" included) -> ``(None, text)``. NAME: letters, digits, ``_ . -``, at most 64."""
+    text = str(text).strip()
+    match = _NAMED.match(text)
+    if match is None or os.path.exists(text):
+        return None, text
+    return match.group("name"), match.group("source")
+
+
+def source_label(spec: SourceSpec) -> str:
+    """A short name for a source, usable in a file name: a file's or folder's base name without extension
+    (``clip``), ``video0`` for /dev/video0, ``csi0``, a stream URL's host and path (``cam1.local_live``)."""
+    if spec.kind in ("file", "folder"):
+        base = os.path.basename(os.path.normpath(spec.target))
+        label = os.path.splitext(base)[0] if spec.kind == "file" else base
+    elif spec.kind == "v4l2":
+        label = os.path.basename(v4l2_device_path(spec.target))
+    elif spec.kind == "csi":
+        label = f"csi{spec.target}"
+    elif spec.kind == "network":
+        parts = urllib.parse.urlsplit(spec.target)
+        label = "_".join(p for p in [parts.hostname or "", *parts.path.split("/")] if p)
+    else:
+        label = "gstreamer"
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("._-")
+    return label or spec.kind
+
+
+def unique_labels(labels: Iterable[str]) -> List[str]:
+    """``labels`` with repeats told apart by ``_2``, ``_3``, ... (two ``clip.mp4`` from different folders)."""
+    seen: dict = {}
+    out = []
+    for label in labels:
+        count = seen.get(label, 0) + 1
+        seen[label] = count
+        candidate = label if count == 1 else f"{label}_{count}"
+        while candidate in seen and count > 1:
+            count += 1
+            candidate = f"{label}_{count}"
+        seen.setdefault(candidate, 1)
+        out.append(candidate)
+    return out
 
 
 @contextlib.contextmanager
