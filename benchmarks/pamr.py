@@ -24,7 +24,7 @@ import subprocess
 import sys
 from typing import Callable, Dict, Tuple
 
-from .common import REPO, machine_description, measure_call, write_section
+from .common import REPO, machine_description, measure_call, show_section
 
 SECTION = "## PAMR (CPU)"
 ITERATIONS, DILATIONS = 10, (8, 16)
@@ -149,10 +149,7 @@ def main() -> int:
             f"| {description} | {ours['median_ms']:.1f} | {torch_side['median_ms']:.1f} | {speedup:.1f}x | "
             f"{ours['peak_extra_mb']:.0f} | {torch_side['peak_extra_mb']:.0f} | {diff:.1e} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        print(f"written to {write_section(SECTION, text)}")
+    show_section(SECTION, "\n".join(lines) + "\n", args.write)
     return 0
 
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .common import REPO, machine_description, write_section
+from .common import REPO, machine_description, show_section
 
 SECTION = "## Many cameras, one engine: zsseg camera with four sources (issue 39)"
 CLASSES = "person,cat,dog,car,chair,sofa,table,plant,bottle,tv"
@@ -331,10 +331,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "notes": gpu_on_paper(batch) if args.device == "cpu" else [],
         "seconds": time.perf_counter() - begin,
     }
-    text = render(result, args)
-    print(text)
-    if args.write:
-        print(f"wrote {write_section(SECTION, text)}")
+    show_section(SECTION, render(result, args), args.write)
     return 0
 
 

@@ -255,6 +255,18 @@ TWO_STAGE_CLIP_STYLES = ("cropmask", "crop", "mask")
 TWO_STAGE_RESIZES = ("pil_bilinear",)
 
 
+def _fields_error(value: Dict[str, Any], checks: Dict[str, Callable[[Any], str]]) -> str:
+    """The first error of an object section: a key of ``checks`` it lacks, else the first key whose check fails."""
+    missing = [key for key in checks if key not in value]
+    if missing:
+        return f"an object with {sorted(checks)}; lacks {missing}"
+    for key, check in checks.items():
+        error = check(value[key])
+        if error:
+            return f"{key}: {error}"
+    return ""
+
+
 def _two_stage(value: Any) -> str:
     """The ``two_stage`` section of a two-stage pipeline bundle (``zsseg_rt.runtime.pipelines.two_stage`` reads
     every field)."""
@@ -273,13 +285,9 @@ def _two_stage(value: Any) -> str:
         "test_short_side": _int(1, 1 << 16),
         "test_max_size": _int(1, 1 << 16),
     }
-    missing = [key for key in checks if key not in value]
-    if missing:
-        return f"an object with {sorted(checks)}; lacks {missing}"
-    for key, check in checks.items():
-        error = check(value[key])
-        if error:
-            return f"{key}: {error}"
+    error = _fields_error(value, checks)
+    if error:
+        return error
     if value.get("resize", TWO_STAGE_RESIZES[0]) not in TWO_STAGE_RESIZES:
         return (
             f"resize: one of {TWO_STAGE_RESIZES}, got {value['resize']!r} (a bundle from a newer zsseg_rt: "
@@ -304,13 +312,9 @@ def _whole_image(value: Any) -> str:
         "encoder_bytes_per_token": _int(0, 1 << 40),
         "encoder_bytes_per_token_pair": _int(0, 1 << 40),
     }
-    missing = [key for key in checks if key not in value]
-    if missing:
-        return f"an object with {sorted(checks)}; lacks {missing}"
-    for key, check in checks.items():
-        error = check(value[key])
-        if error:
-            return f"{key}: {error}"
+    error = _fields_error(value, checks)
+    if error:
+        return error
     if value["max_short_side"] > value["max_side"]:
         return f"max_short_side <= max_side, got {value['max_short_side']} > {value['max_side']}"
     vocabularies = value.get("vocabularies", {})
