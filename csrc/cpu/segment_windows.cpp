@@ -92,20 +92,28 @@ struct SourceRowSlot {
   int64_t used = 0;               // last use (least recently used slot is evicted)
 };
 
+// Each of `classes` rows (src + c * src_stride) blended along x through column taps to `width` columns
+// (out + c * out_stride): the first half of every resize here (columns first, then rows). Inlined into each caller's
+// clones, so it is vectorised for the instruction set the caller runs with.
+ZS_CPU_INLINE void blend_rows_along_x(const float* src, int64_t src_stride, const cpu::ColumnTaps& taps,
+                                      int64_t classes, int64_t width, float* out, int64_t out_stride) {
+  const int32_t* i0 = taps.i0.data();
+  const int32_t* i1 = taps.i1.data();
+  const float* w0 = taps.w0.data();
+  const float* w1 = taps.w1.data();
+  for (int64_t c = 0; c < classes; ++c) {
+    const float* row = src + c * src_stride;
+    float* dst = out + c * out_stride;
+#pragma omp simd
+    for (int64_t x = 0; x < width; ++x) dst[x] = blend2(row[i0[x]], row[i1[x]], w0[x], w1[x]);
+  }
+}
+
 ZS_CPU_CLONES_AVX512 void blend_source_row(const Geometry& geo, int64_t k, int64_t j, int64_t width, float* out) {
   const SegmentWindowsParams& p = geo.p;
-  const int64_t plane = p.in_height * p.in_width, hw = p.head_width;
+  const int64_t plane = p.in_height * p.in_width;
   const float* base = static_cast<const float*>(p.logits) + k * p.classes * plane + j * p.in_width;
-  const int32_t* i0 = geo.cols.i0.data();
-  const int32_t* i1 = geo.cols.i1.data();
-  const float* w0 = geo.cols.w0.data();
-  const float* w1 = geo.cols.w1.data();
-  for (int64_t c = 0; c < p.classes; ++c) {
-    const float* src = base + c * plane;
-    float* dst = out + c * hw;
-#pragma omp simd
-    for (int64_t x = 0; x < width; ++x) dst[x] = blend2(src[i0[x]], src[i1[x]], w0[x], w1[x]);
-  }
+  blend_rows_along_x(base, plane, geo.cols, p.classes, width, out, p.head_width);
 }
 
 // Per-thread cache of x-blended source rows: 2 slots per window that can cover one rescaled row.
@@ -263,17 +271,7 @@ ZS_CPU_INLINE float blend_pixel(const MergedRowT& top, const MergedRowT& bottom,
 // row that reads it.
 ZS_CPU_CLONES_AVX512 void blend_merged_row(const Geometry& geo, const float* merged, float* out) {
   const SegmentWindowsParams& p = geo.p;
-  const int64_t ws = p.scaled_width, ow = p.out_width;
-  const int32_t* i0 = geo.out_col_taps.i0.data();
-  const int32_t* i1 = geo.out_col_taps.i1.data();
-  const float* w0 = geo.out_col_taps.w0.data();
-  const float* w1 = geo.out_col_taps.w1.data();
-  for (int64_t c = 0; c < p.classes; ++c) {
-    const float* src = merged + c * ws;
-    float* dst = out + c * ow;
-#pragma omp simd
-    for (int64_t x = 0; x < ow; ++x) dst[x] = blend2(src[i0[x]], src[i1[x]], w0[x], w1[x]);
-  }
+  blend_rows_along_x(merged, p.scaled_width, geo.out_col_taps, p.classes, p.out_width, out, p.out_width);
 }
 
 // One output row from two x-blended merged rows (blend_merged_row; as segment_cpu with no bias and no sigmoid):

@@ -104,6 +104,7 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
+    # twin (by shape only): OpenVinoBackend.__init__ below - the keyword parameters every backend takes, then its own
     def __init__(
         self,
         meta: BundleMeta,
