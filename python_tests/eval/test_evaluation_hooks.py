@@ -10,9 +10,18 @@ import numpy as np
 import pytest
 
 from zsseg_rt.contract import registry
-from zsseg_rt.contract.family import Evaluation, ModelFamily
+from zsseg_rt.contract.family import Evaluation, FamilyArgument, ModelFamily
 from zsseg_rt.data import SyntheticDataset
-from zsseg_rt.eval.evaluate import HookedSegmenter, evaluate, follow_settings, run_generalized_zero_shot
+from zsseg_rt.eval.evaluate import (
+    EvaluationProtocol,
+    HookedSegmenter,
+    PreparedRun,
+    evaluate,
+    follow_settings,
+    prepare_generalized_zero_shot,
+    protocol_hooks,
+    run_prepared,
+)
 
 CALLS: list = []
 
@@ -28,22 +37,21 @@ class _GroundTruthEvaluation(Evaluation):
         return labels, np.ones(labels.shape, np.float32)
 
 
-@pytest.fixture
-def family():
-    fam = ModelFamily(
-        evaluation_class=_GroundTruthEvaluation,
-        name="zz_hooked",
-        config_class="a:b",
-        model_class="a:b",
-        load_config="a:b",
-        create="a:b",
-    )
-    registry.register_family(fam)
+_NOT_BUILT = {"config_class": "a:b", "model_class": "a:b", "load_config": "a:b", "create": "a:b"}  # never imported
+
+
+def _registered(family: ModelFamily):
+    registry.register_family(family)
     CALLS.clear()
     try:
-        yield fam
+        yield family
     finally:
-        registry._FAMILIES.pop("zz_hooked", None)
+        registry._FAMILIES.pop(family.name, None)
+
+
+@pytest.fixture
+def family():
+    yield from _registered(ModelFamily(evaluation_class=_GroundTruthEvaluation, name="zz_hooked", **_NOT_BUILT))
 
 
 def _dataset():
@@ -76,10 +84,10 @@ def test_toolkit_loop_needs_no_registry(family):
     family.evaluation.truth = truth
     model = SimpleNamespace(config=SimpleNamespace(family="not_registered", class_names=None))
     text = np.zeros((ds.num_classes, 8), np.float32)
-    out = run_generalized_zero_shot(
-        "torch", model, ds, (), text=text, limit=2, progress=False, predict=family.evaluation.predict
-    )
+    run = prepare_generalized_zero_shot("torch", model, ds, (), text=text, predict=family.evaluation.predict)
+    out = run_prepared(run, limit=2, progress=False)
     assert out["images"] == 2 and out["mIoU"] == pytest.approx(100.0)
+    assert (out["mode"], out["dataset"], out["source"]) == ("slide", ds.name, "torch")
 
 
 def test_hooked_segmenter_refuses_a_torch_model_without_its_hook():
@@ -114,3 +122,107 @@ def test_family_of_object_reads_a_bundle_meta_or_a_model_config(family):
     assert registry.family_of_object(SimpleNamespace(config=SimpleNamespace(family="zz_hooked"))) is family
     with pytest.raises(TypeError, match="no config.family"):
         registry.family_of_object(object())
+
+
+class _GroundTruthProtocol(EvaluationProtocol):
+    """A family's own protocol as hooks of the toolkit's: predicts the ground truth shifted by one class (wrong on
+    every pixel but the ignored ones), with its own option and extra keys; records every call."""
+
+    name = "zz_own_protocol"
+    truth: Dict[bytes, np.ndarray] = {}
+    fail_on_image: Optional[int] = None
+
+    def prepare(
+        self,
+        kind,
+        obj,
+        ds,
+        evaluation,
+        unseen=(),
+        mode="slide",
+        text=None,
+        device=None,
+        seen_classes=None,
+        settings="official",
+        zz_knob=None,
+    ):
+        CALLS.append(("prepare", kind, type(evaluation).__name__, zz_knob))
+        seen = []
+
+        def segment(rgb):
+            seen.append(rgb)
+            if self.fail_on_image is not None and len(seen) > self.fail_on_image:
+                raise RuntimeError("segmenter broke")
+            gt = self.truth[rgb.tobytes()]
+            return np.where(gt == 255, 0, (gt + 1) % ds.num_classes)
+
+        return PreparedRun(
+            segment, ds, list(ds.class_names), (), "own", {"knob": zz_knob}, restore=lambda: CALLS.append(("restore",))
+        )
+
+
+class _OwnEvaluation(Evaluation):
+    hooks: Any = None
+
+    def arguments(self):
+        return (FamilyArgument(("--zz-knob",), {"type": float, "default": None, "help": "(ZzOwn) a knob"}),)
+
+    def protocol_hooks(self):
+        return self.hooks
+
+
+@pytest.fixture
+def own_family():
+    own = {"evaluation_class": _OwnEvaluation, "evaluation_protocol": "zz_own_protocol"}
+    yield from _registered(ModelFamily(name="zz_own", **own, **_NOT_BUILT))
+
+
+def test_a_family_protocol_runs_as_hooks_of_the_toolkit_loop(own_family):
+    ds, truth = _dataset()
+    hooks = _GroundTruthProtocol()
+    hooks.truth = truth
+    own_family.evaluation.hooks = hooks
+    model = SimpleNamespace(config=SimpleNamespace(family="zz_own", class_names=None))
+    out = evaluate(model, ds, progress=False, zz_knob=0.25)
+    assert CALLS == [("prepare", "torch", "_OwnEvaluation", 0.25), ("restore",)]
+    assert out["images"] == len(ds) and out["knob"] == 0.25
+    assert out["mIoU"] == pytest.approx(0.0)  # every labelled pixel is off by one class: the loop scored it
+
+
+def test_the_run_is_restored_when_the_segmenter_fails(own_family):
+    ds, truth = _dataset()
+    hooks = _GroundTruthProtocol()
+    hooks.truth, hooks.fail_on_image = truth, 1
+    own_family.evaluation.hooks = hooks
+    model = SimpleNamespace(config=SimpleNamespace(family="zz_own", class_names=None))
+    with pytest.raises(RuntimeError, match="segmenter broke"):
+        evaluate(model, ds, progress=False)
+    assert CALLS[-1] == ("restore",)
+
+
+def test_protocol_hooks_must_be_an_evaluation_protocol(own_family):
+    ds, _ = _dataset()
+    own_family.evaluation.hooks = object()
+    model = SimpleNamespace(config=SimpleNamespace(family="zz_own", class_names=None))
+    with pytest.raises(TypeError, match=r"protocol_hooks\(\) must return an EvaluationProtocol"):
+        evaluate(model, ds, progress=False)
+    assert protocol_hooks(Evaluation(SimpleNamespace(name="x"))).name == "generalized_zero_shot"
+
+
+def test_the_generic_protocol_takes_no_family_option_and_restores_a_bundle_it_could_not_set_up():
+    ds, _ = _dataset()
+    with pytest.raises(TypeError, match="takes no family options"):
+        EvaluationProtocol().prepare("torch", object(), ds, Evaluation(SimpleNamespace(name="x")), zz_knob=1)
+    restored = []
+
+    class _Settled(_Settings):
+        def apply_settings(self, engine, record):
+            return lambda: restored.append(record["dataset"])
+
+    def refuse(names):
+        raise ValueError("no such vocabulary")
+
+    engine = SimpleNamespace(meta=SimpleNamespace(family="x", training_class_names=None), set_classes=refuse)
+    with pytest.raises(ValueError, match="no such vocabulary"):
+        EvaluationProtocol().prepare("bundle", engine, ds, _Settled(SimpleNamespace(name="x")))
+    assert restored == [ds.name]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, Sequence
+from typing import Any, Sequence
 
 import pytest
 
@@ -18,7 +18,7 @@ class _OwnProtocol(Evaluation):
     def arguments(self) -> Sequence[FamilyArgument]:
         return (FamilyArgument(("--zz-own-knob",), {"type": float, "default": None, "help": "(ZzTest) a knob"}),)
 
-    def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]:
+    def protocol_hooks(self) -> Any:
         raise AssertionError("not evaluated in these tests")
 
 

@@ -350,12 +350,15 @@ class Evaluation(_Capability):
 
     def arguments(self) -> Sequence[FamilyArgument]:
         """Options of its own protocol (``zsseg eval`` flags, ``evaluate(**options)`` keywords, passed on to
-        :meth:`evaluate`); none by default."""
+        its :meth:`protocol_hooks`' ``prepare``); none by default."""
         return ()
 
-    def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]:
-        """Evaluation under :attr:`protocol` when that is not the generic one (``zsseg_rt.eval``)."""
-        raise NotImplementedError(f"the {self.family.label} family is evaluated with the generic protocol")
+    def protocol_hooks(self) -> Any:
+        """Its own protocol as the eval toolkit runs it: an instance of a subclass of
+        ``zsseg_rt.eval.evaluate.EvaluationProtocol`` whose ``name`` is :attr:`protocol` and whose ``prepare``
+        hook builds the run (the toolkit loads the checkpoint and runs the one loop), or None (default) for the
+        toolkit's generalized zero-shot protocol."""
+        return None
 
     def settings(self, meta: Any, dataset_name: str, choice: str = "official") -> Optional[Dict[str, Any]]:
         """The test settings an evaluation of one of its bundles (``meta``: its ``BundleMeta``) runs with on the

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -35,8 +36,12 @@ __all__ = [
     "apply_evaluation_settings",
     "follow_settings",
     "evaluation_of",
-    "run_generalized_zero_shot",
     "segment_dataset",
+    "EvaluationProtocol",
+    "PreparedRun",
+    "run_prepared",
+    "protocol_hooks",
+    "prepare_generalized_zero_shot",
 ]
 
 
@@ -77,7 +82,7 @@ def evaluation_of(obj) -> Any:
 
 class HookedSegmenter:
     """``segmenter(rgb [H,W,3] uint8) -> labels [H,W]`` over a fixed vocabulary (torch model or Engine), with the
-    family's hook given: the toolkit piece a family's evaluation builds (:func:`run_generalized_zero_shot`).
+    family's hook given: the generalized zero-shot protocol's segmenter (:func:`prepare_generalized_zero_shot`).
 
     ``vocabulary``: bundles: a named vocabulary to set instead of the dataset's class names (the same classes in the
     same order, with the official class file's synonyms: a family's evaluation settings name it).
@@ -282,53 +287,102 @@ def evaluate(
     if text is not None and text.shape[0] != ds.num_classes:
         raise ValueError(f"text embeddings have {text.shape[0]} rows for {ds.num_classes} dataset classes")
     from zsseg_rt.contract.registry import family_of_object, protocol_family
+    from zsseg_rt.contract.registry import family_options as _own_options
 
     evaluation = family_of_object(obj).evaluation  # the checkpoint's family, resolved once
     meta = getattr(obj, "meta", None)
     protocol = str(meta.evaluation_protocol) if hasattr(meta, "evaluation_protocol") else evaluation.protocol
-    if protocol != GENERALIZED_ZERO_SHOT:  # a family's own protocol (e.g. background kept as class 0)
-        from zsseg_rt.contract.registry import family_options as _own_options
+    if evaluation.protocol != protocol:  # a bundle recording another family's protocol
+        evaluation = protocol_family(protocol).evaluation
+    hooks = protocol_hooks(evaluation)
+    own = {}  # a family's own options reach its own protocol's hooks only (the generic protocol takes none)
+    if hooks.name != GENERALIZED_ZERO_SHOT:
+        own = _own_options(evaluation.family, family_options, lambda f: f.evaluation.arguments(), "evaluate()")
+    # twin (by shape only): runtime/engine.py Engine.__init__ - keyword arguments passed on
+    prepared = hooks.prepare(
+        kind,
+        obj,
+        ds,
+        evaluation,
+        unseen=split.unseen,
+        mode=mode,
+        text=text,
+        device=device,
+        seen_classes=seen_classes,
+        settings=settings,
+        **own,
+    )
+    return run_prepared(prepared, limit, progress)
 
-        if evaluation.protocol != protocol:  # a bundle recording another family's protocol
-            evaluation = protocol_family(protocol).evaluation
 
-        return evaluation.evaluate(
-            obj,
-            ds,
-            kind=kind,
-            mode=mode,
-            text=text,
-            limit=limit,
-            progress=progress,
-            device=device,
-            **_own_options(evaluation.family, family_options, lambda f: f.evaluation.arguments(), "evaluate()"),
-        )
-    record, restore = follow_settings(evaluation, obj, ds.name, settings) if kind == "bundle" else (None, None)
-    try:  # the bundle follows its family's settings for this evaluation only
-        # twin (by shape only): runtime/engine.py Engine.__init__ - keyword arguments passed on
-        out = run_generalized_zero_shot(
-            kind,
-            obj,
-            ds,
-            split.unseen,
-            mode=mode,
-            text=text,
-            device=device,
-            seen_classes=seen_classes,
-            limit=limit,
-            progress=progress,
-            predict=evaluation.predict,
-            vocabulary=record.get("vocabulary") if record else None,
-        )
-    finally:
+@dataclass
+class PreparedRun:
+    """What a protocol's :meth:`EvaluationProtocol.prepare` hands the toolkit's loop (:func:`run_prepared`).
+
+    ``segment(rgb [H,W,3] uint8) -> labels [H,W]`` over ``class_names`` (the scored classes: the confusion
+    matrix's), ``dataset`` as scored (a family's protocol may read it otherwise, e.g. background kept as class 0),
+    ``unseen`` (indices into ``class_names``), the progress bar's ``desc``, ``extra`` added to the metrics after the
+    loop, and ``restore()``, called once the loop ends (or fails): e.g. an Engine's own settings given back."""
+
+    segment: Callable[[np.ndarray], np.ndarray]
+    dataset: SegmentationDataset
+    class_names: Sequence[str]
+    unseen: Sequence[int] = ()
+    desc: str = "eval"
+    extra: Dict[str, Any] = field(default_factory=dict)
+    restore: Callable[[], None] = field(default=lambda: None)
+
+
+class EvaluationProtocol:
+    """An evaluation protocol as the eval toolkit runs it: :func:`evaluate` loads the checkpoint, resolves its
+    family, and runs what this protocol's one hook, :meth:`prepare`, builds through the toolkit's one loop
+    (:func:`run_prepared`: :func:`segment_dataset`, then ``extra``).
+
+    This class is the generalized zero-shot protocol (all the dataset's classes jointly, mIoU(S), mIoU(U), hIoU;
+    a bundle follows its family's official test settings for the dataset). A family with a protocol of its own
+    subclasses it, names it ``name`` (what its bundles' meta.json records) and overrides :meth:`prepare`; its
+    ``Evaluation.protocol_hooks()`` returns an instance (:func:`protocol_hooks`)."""
+
+    name = GENERALIZED_ZERO_SHOT
+
+    def prepare(
+        self,
+        kind: str,
+        obj,
+        ds: SegmentationDataset,
+        evaluation: Any,
+        unseen: Sequence[int] = (),
+        mode: str = "slide",
+        text: Optional[np.ndarray] = None,
+        device: Optional[str] = None,
+        seen_classes: Optional[Sequence[int]] = None,
+        settings: str = "official",
+        **options: Any,
+    ) -> PreparedRun:
+        """The run of ``obj`` (``kind``: "bundle", "torch", "native" or "train") on ``ds``: a bundle follows the
+        settings ``evaluation`` (the family's ``Evaluation``) gives for the dataset (``settings``), undone by the
+        run's ``restore``; a PyTorch model is segmented by ``evaluation.predict``. ``options``: the family's own
+        protocol options (none here)."""
+        if options:
+            raise TypeError(f"the generalized zero-shot protocol takes no family options, got {sorted(options)}")
+        record, restore = follow_settings(evaluation, obj, ds.name, settings) if kind == "bundle" else (None, None)
+        try:
+            vocabulary = record.get("vocabulary") if record else None
+            run = prepare_generalized_zero_shot(
+                kind, obj, ds, unseen, mode, text, device, seen_classes, evaluation.predict, vocabulary
+            )
+        except BaseException:
+            if restore is not None:
+                restore()
+            raise
+        if record is not None:
+            run.extra["evaluation_settings"] = record
         if restore is not None:
-            restore()
-    if record is not None:
-        out["evaluation_settings"] = record
-    return out
+            run.restore = restore
+        return run
 
 
-def run_generalized_zero_shot(
+def prepare_generalized_zero_shot(
     kind: str,
     obj,
     ds: SegmentationDataset,
@@ -337,20 +391,48 @@ def run_generalized_zero_shot(
     text: Optional[np.ndarray] = None,
     device: Optional[str] = None,
     seen_classes: Optional[Sequence[int]] = None,
-    limit: Optional[int] = None,
-    progress: bool = True,
     predict: Optional[Callable[..., Tuple[np.ndarray, np.ndarray]]] = None,
     vocabulary: Optional[str] = None,
-) -> Dict[str, Any]:
-    """The generalized zero-shot protocol's loop, for a model or Engine already loaded (``kind``: "bundle", "torch",
-    "native" or "train"): every image of ``ds`` (the first ``limit``) segmented by a :class:`Segmenter` over all the
-    dataset's classes, a :class:`ConfusionMatrix`, :func:`summarize` with ``unseen`` (indices); ``predict``: the
-    family's PyTorch inference hook (``Evaluation.predict``). Returns :func:`evaluate`'s dict (without
-    ``evaluation_settings``)."""
+) -> PreparedRun:
+    """The generalized zero-shot run of a model or Engine already loaded (no settings followed, no registry): a
+    :class:`HookedSegmenter` over all the dataset's classes (named as the checkpoint names them), ``unseen``
+    (indices) scored apart; ``extra``: ``mode``, ``dataset``, ``source``."""
     names = own_spelling(kind, obj, ds.class_names)
     seg = HookedSegmenter(kind, obj, names, text, mode, device, seen_classes, vocabulary, predict)
-    out = segment_dataset(seg, ds, ds.class_names, unseen, limit, progress, f"eval {ds.name}")
-    out.update({"mode": mode, "dataset": ds.name, "source": kind})
+    extra: Dict[str, Any] = {"mode": mode, "dataset": ds.name, "source": kind}
+    return PreparedRun(seg, ds, list(ds.class_names), unseen, f"eval {ds.name}", extra)
+
+
+def protocol_hooks(evaluation: Any) -> EvaluationProtocol:
+    """The protocol a family's ``Evaluation`` is evaluated under, as the toolkit runs it: its own
+    (``evaluation.protocol_hooks()``) or the generalized zero-shot one."""
+    hooks = evaluation.protocol_hooks()
+    if hooks is None:
+        return EvaluationProtocol()
+    if not isinstance(hooks, EvaluationProtocol):
+        raise TypeError(
+            f"{type(evaluation).__name__}.protocol_hooks() must return an EvaluationProtocol (or None for the "
+            f"generalized zero-shot protocol), got {type(hooks).__name__}"
+        )
+    return hooks
+
+
+def run_prepared(prepared: PreparedRun, limit: Optional[int] = None, progress: bool = True) -> Dict[str, Any]:
+    """The toolkit's loop over a protocol's prepared run: :func:`segment_dataset` (the first ``limit`` images),
+    ``prepared.restore()`` however it ends, the metrics plus ``prepared.extra``."""
+    try:
+        out = segment_dataset(
+            prepared.segment,
+            prepared.dataset,
+            prepared.class_names,
+            prepared.unseen,
+            limit,
+            progress,
+            prepared.desc,
+        )
+    finally:
+        prepared.restore()
+    out.update(prepared.extra)
     return out
 
 

@@ -12,7 +12,8 @@ Labels are read raw (no reduce-zero-label): 0 = background, c = class c, 255 = i
 
 or ``zsseg eval CHECKPOINT_OR_BUNDLE --dataset voc|context59|coco_object --text-weights openai``.
 
-The protocol itself (thresholds, :func:`with_background`, :func:`run_protocol`) and the evaluation of an
+The protocol itself (thresholds, :func:`with_background`, :class:`BackgroundThresholdProtocol`: hooks of the eval
+toolkit's evaluation) and the evaluation of an
 ``Engine`` on a ZeroSeg bundle (:func:`evaluate_zeroseg_bundle`) are torch-free, so a runtime-only install
 (no torch) evaluates bundles: torch and the PyTorch inference are imported inside the student's functions only.
 """
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from zsseg_rt.eval.evaluate import EvaluationProtocol, PreparedRun, run_prepared
 from zsseg_rt.eval.metrics import ConfusionMatrix
 
 from .config import DATASET_BACKGROUND_THRESHOLDS, GROUPVIT_BACKGROUND_THRESHOLDS
@@ -45,8 +47,9 @@ __all__ = [
     "student_segmenter",
     "evaluate_zeroseg_bundle",
     "run_protocol",
+    "protocol_run",
     "evaluate_zeroseg",
-    "evaluate_checkpoint",
+    "BackgroundThresholdProtocol",
     "is_zeroseg",
     "main",
 ]
@@ -85,25 +88,26 @@ def with_background(dataset):
     return data
 
 
+def protocol_run(segment: Callable[[np.ndarray], Any], dataset, extra: Dict[str, Any]) -> PreparedRun:
+    """The protocol's run for the eval toolkit's loop (:func:`zsseg_rt.eval.evaluate.run_prepared`):
+    ``segment(rgb) -> labels`` (0 = background) over ``with_background(dataset)`` (background + the dataset's
+    classes, none unseen); metrics in :func:`zsseg_rt.eval.metrics.summarize`'s form plus the protocol's name and
+    ``extra``."""
+    data = with_background(dataset)
+    names = ["background"] + list(dataset.class_names)
+    tail = {"dataset": dataset.name, "protocol": "ZeroSeg / GroupViT (background + classes, threshold)"}
+    return PreparedRun(segment, data, names, (), f"zeroseg eval {dataset.name}", {**tail, **extra})
+
+
 def run_protocol(
     segment: Callable[[np.ndarray], Any],
     dataset,
-    names,
     limit: Optional[int],
     progress: bool,
     extra: Dict[str, Any],
 ) -> Dict[str, Any]:
-    """The protocol's run: ``segment(rgb) -> labels`` (0 = background) over ``with_background(dataset)`` by the
-    evaluation toolkit's loop (:func:`zsseg_rt.eval.evaluate.segment_dataset`); metrics in
-    :func:`zsseg_rt.eval.metrics.summarize`'s form plus ``extra``."""
-    from zsseg_rt.eval.evaluate import segment_dataset
-
-    data = with_background(dataset)
-    desc = f"zeroseg eval {dataset.name}"
-    out = segment_dataset(segment, data, ["background"] + list(names), (), limit, progress, desc)
-    out.update({"dataset": dataset.name, "protocol": "ZeroSeg / GroupViT (background + classes, threshold)"})
-    out.update(extra)
-    return out
+    """:func:`protocol_run` through the eval toolkit's loop: the metrics of ``segment`` on ``dataset``."""
+    return run_prepared(protocol_run(segment, dataset, extra), limit, progress)
 
 
 def requested_threshold(dataset, background_threshold: Optional[float], thresholds: str) -> Optional[float]:
@@ -118,7 +122,7 @@ def requested_threshold(dataset, background_threshold: Optional[float], threshol
 def bundle_segmenter(
     engine, dataset, threshold: Optional[float], text: Optional[np.ndarray] = None
 ) -> Tuple[Callable[[np.ndarray], Any], Dict[str, Any]]:
-    """``(segment, extra)`` of an ``Engine`` on a ZeroSeg bundle for :func:`run_protocol` (no torch needed), its
+    """``(segment, extra)`` of an ``Engine`` on a ZeroSeg bundle for :func:`protocol_run` (no torch needed), its
     vocabulary set to the dataset's classes (or ``text``). The bundle's threshold is part of its head graph: another
     ``threshold`` (:func:`requested_threshold`) is refused."""
     names = list(dataset.class_names)
@@ -148,7 +152,7 @@ def student_segmenter(
     text: Optional[np.ndarray] = None,
     text_weights: Optional[str] = None,
 ) -> Tuple[Callable[[np.ndarray], Any], Dict[str, Any]]:
-    """``(segment, extra)`` of a PyTorch student for :func:`run_protocol` (:func:`.predict.predict_image`; ``threshold``
+    """``(segment, extra)`` of a PyTorch student for :func:`protocol_run` (:func:`.predict.predict_image`; ``threshold``
     None: the config's), its class embeddings ``text`` or, when None, its teacher's text tower (``text_weights``) on
     the dataset's classes."""
     import torch
@@ -189,7 +193,7 @@ def evaluate_zeroseg_bundle(
     :func:`requested_threshold`, then :func:`run_protocol`."""
     threshold = requested_threshold(dataset, background_threshold, thresholds)
     segment, extra = bundle_segmenter(engine, dataset, threshold, text)
-    return run_protocol(segment, dataset, list(dataset.class_names), limit, progress, extra)
+    return run_protocol(segment, dataset, limit, progress, extra)
 
 
 def evaluate_zeroseg(
@@ -243,34 +247,41 @@ def is_zeroseg(obj) -> bool:
     return evaluation_protocol(obj) == BACKGROUND_THRESHOLD_PROTOCOL
 
 
-def evaluate_checkpoint(
-    obj,
-    dataset,
-    mode: Optional[str] = None,
-    text: Optional[np.ndarray] = None,
-    text_weights: Optional[str] = None,
-    background_threshold: Optional[float] = None,
-    thresholds: str = "paper",
-    limit: Optional[int] = None,
-    progress: bool = True,
-    device: Optional[str] = None,
-) -> Dict[str, Any]:
-    """``zsseg eval`` for ZeroSeg: a student (PyTorch, :func:`.predict.predict_image`) or an ``Engine`` on a ZeroSeg
-    bundle, over background + the dataset's classes; metrics in :func:`zsseg_rt.eval.metrics.summarize`'s form
-    plus ``background_threshold``.
+class BackgroundThresholdProtocol(EvaluationProtocol):
+    """GroupViT's protocol as ZeroSeg is evaluated under it, as hooks of the eval toolkit's evaluation
+    (``ZeroSegEvaluation.protocol_hooks``): a student (PyTorch, :func:`.predict.predict_image`) or an ``Engine`` on a
+    ZeroSeg bundle, over background + the dataset's classes; metrics in :func:`zsseg_rt.eval.metrics.summarize`'s
+    form plus ``background_threshold``."""
 
-    Args:
-        text: ``[C, E]`` class embeddings in the dataset's order, or None: the student needs ``text_weights``
-            (its teacher's CLIP weights, e.g. "openai"), a bundle uses its own text encoder.
-        background_threshold: None = the dataset's value in ``thresholds`` ("paper" or "groupvit"). A bundle's
-            threshold is part of its head graph: a different requested value is refused.
-    """
-    threshold = requested_threshold(dataset, background_threshold, thresholds)
-    if getattr(obj, "meta", None) is not None:  # Engine on a ZeroSeg bundle: the torch-free path
-        segment, extra = bundle_segmenter(obj, dataset, threshold, text)
-    else:
-        segment, extra = student_segmenter(obj, dataset, threshold, mode, text, text_weights)
-    return run_protocol(segment, dataset, list(dataset.class_names), limit, progress, extra)
+    name = BACKGROUND_THRESHOLD_PROTOCOL
+
+    def prepare(
+        self,
+        kind: str,
+        obj,
+        ds,
+        evaluation: Any = None,
+        unseen=(),
+        mode: Optional[str] = None,
+        text: Optional[np.ndarray] = None,
+        device: Optional[str] = None,
+        seen_classes=None,
+        settings: str = "official",
+        text_weights: Optional[str] = None,
+        background_threshold: Optional[float] = None,
+        thresholds: str = "paper",
+    ) -> PreparedRun:
+        """``text``: ``[C, E]`` class embeddings in the dataset's order, or None: the student needs ``text_weights``
+        (its teacher's CLIP weights, e.g. "openai"), a bundle uses its own text encoder. ``background_threshold``:
+        None = the dataset's value in ``thresholds`` ("paper" or "groupvit"); a bundle's threshold is part of its
+        head graph: a different requested value is refused. The generic protocol's ``unseen``, ``seen_classes`` and
+        ``settings`` do not apply (every class is scored alike)."""
+        threshold = requested_threshold(ds, background_threshold, thresholds)
+        if getattr(obj, "meta", None) is not None:  # Engine on a ZeroSeg bundle: the torch-free path
+            segment, extra = bundle_segmenter(obj, ds, threshold, text)
+        else:
+            segment, extra = student_segmenter(obj, ds, threshold, mode, text, text_weights)
+        return protocol_run(segment, ds, extra)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

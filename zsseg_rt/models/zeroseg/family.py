@@ -114,22 +114,11 @@ class ZeroSegEvaluation(Evaluation):
     def arguments(self) -> Sequence[FamilyArgument]:
         return EVALUATION_ARGUMENTS
 
-    def evaluate(self, obj: Any, dataset: Any, **options: Any) -> Dict[str, Any]:
-        """GroupViT's protocol: an Engine on a ZeroSeg bundle (no torch needed) or the PyTorch student."""
-        from .evaluate import evaluate_checkpoint
+    def protocol_hooks(self) -> Any:
+        """GroupViT's protocol (background + classes, per-dataset threshold) as hooks of the eval toolkit's."""
+        from .evaluate import BackgroundThresholdProtocol
 
-        return evaluate_checkpoint(
-            obj,
-            dataset,
-            options.get("mode"),
-            options.get("text"),
-            options.get("text_weights"),
-            options.get("background_threshold"),
-            options.get("thresholds", "paper"),
-            options.get("limit"),
-            options.get("progress", True),
-            options.get("device"),
-        )
+        return BackgroundThresholdProtocol()
 
 
 class ZeroSegTraining(Training):
