@@ -508,6 +508,27 @@ ZS_CPU_CLONES bool footprint_values(const Geometry& geo, const TileBox& b, const
   return covered;
 }
 
+// What one output pixel (x, y) of a tile blends from its footprint's merged values (t.values, [footprint rows]
+// [footprint columns][n]): the n listed classes at its two columns of its two rows, with its taps. value(i) is
+// class i's output value: output_row's and blend_pixel's expression (columns first, then rows).
+struct PixelCorners {
+  const float *a0, *a1, *b0, *b1;  // top row at columns tx.i0 / tx.i1, bottom row at the same columns
+  BilinearTap tx, ty;
+  ZS_CPU_INLINE float value(int64_t i) const {
+    return blend2(blend2(a0[i], a1[i], tx.w0, tx.w1), blend2(b0[i], b1[i], tx.w0, tx.w1), ty.w0, ty.w1);
+  }
+};
+
+ZS_CPU_INLINE PixelCorners pixel_corners(const Geometry& geo, const TileBox& b, const TileScratch& t, int64_t fw,
+                                         int64_t n, int64_t x, int64_t y) {
+  const BilinearTap& ty = geo.out_rows[static_cast<size_t>(y)];
+  const BilinearTap& tx = geo.out_cols[static_cast<size_t>(x)];
+  const float* top = t.values.data() + (ty.i0 - b.fy0) * fw * n;
+  const float* bottom = t.values.data() + (ty.i1 - b.fy0) * fw * n;
+  return {top + (tx.i0 - b.fx0) * n, top + (tx.i1 - b.fx0) * n, bottom + (tx.i0 - b.fx0) * n,
+          bottom + (tx.i1 - b.fx0) * n, tx, ty};
+}
+
 // The exact output values of the listed classes at the tile's pixels (output_row's blend of footprint_values), into
 // out [n][tile rows][tile columns]: what run_tile compares. The tile must be covered (the bounded path's grids are).
 ZS_CPU_CLONES void tile_values(const Geometry& geo, const TileBox& b, const uint16_t* listed, int64_t n, TileScratch& t,
@@ -515,19 +536,9 @@ ZS_CPU_CLONES void tile_values(const Geometry& geo, const TileBox& b, const uint
   footprint_values(geo, b, listed, n, t);
   const int64_t fw = b.fx1 - b.fx0 + 1, width = b.x1 - b.x0, pixels = (b.y1 - b.y0) * width;
   for (int64_t y = b.y0; y < b.y1; ++y) {
-    const BilinearTap& ty = geo.out_rows[static_cast<size_t>(y)];
-    const float* top = t.values.data() + (ty.i0 - b.fy0) * fw * n;
-    const float* bottom = t.values.data() + (ty.i1 - b.fy0) * fw * n;
     for (int64_t x = b.x0; x < b.x1; ++x) {
-      const BilinearTap& tx = geo.out_cols[static_cast<size_t>(x)];
-      const float* a0 = top + (tx.i0 - b.fx0) * n;
-      const float* a1 = top + (tx.i1 - b.fx0) * n;
-      const float* b0 = bottom + (tx.i0 - b.fx0) * n;
-      const float* b1 = bottom + (tx.i1 - b.fx0) * n;
-      for (int64_t i = 0; i < n; ++i) {
-        out[i * pixels + (y - b.y0) * width + (x - b.x0)] =
-            blend2(blend2(a0[i], a1[i], tx.w0, tx.w1), blend2(b0[i], b1[i], tx.w0, tx.w1), ty.w0, ty.w1);
-      }
+      const PixelCorners q = pixel_corners(geo, b, t, fw, n, x, y);
+      for (int64_t i = 0; i < n; ++i) out[i * pixels + (y - b.y0) * width + (x - b.x0)] = q.value(i);
     }
   }
 }
@@ -543,23 +554,15 @@ ZS_CPU_CLONES bool run_tile(const Geometry& geo, const TileBox& b, const uint16_
   const float inf = std::numeric_limits<float>::infinity();
   float* v = t.v.data();
   for (int64_t y = b.y0; y < b.y1; ++y) {
-    const BilinearTap& ty = geo.out_rows[static_cast<size_t>(y)];
-    const float* top = t.values.data() + (ty.i0 - b.fy0) * fw * n;
-    const float* bottom = t.values.data() + (ty.i1 - b.fy0) * fw * n;
     int32_t* labels = p.labels + y * p.out_width;
     float* scores = p.scores + y * p.out_width;
     for (int64_t x = b.x0; x < b.x1; ++x) {
-      const BilinearTap& tx = geo.out_cols[static_cast<size_t>(x)];
-      const float* a0 = top + (tx.i0 - b.fx0) * n;
-      const float* a1 = top + (tx.i1 - b.fx0) * n;
-      const float* b0 = bottom + (tx.i0 - b.fx0) * n;
-      const float* b1 = bottom + (tx.i1 - b.fx0) * n;
+      const PixelCorners q = pixel_corners(geo, b, t, fw, n, x, y);
       if (!wild && n >= 1 && n <= 8) {  // a few finite values (the bounded path): a scalar scan, the first max wins
         int64_t at = 0;
-        float top_value = blend2(blend2(a0[0], a1[0], tx.w0, tx.w1), blend2(b0[0], b1[0], tx.w0, tx.w1), ty.w0, ty.w1);
+        float top_value = q.value(0);
         for (int64_t i = 1; i < n; ++i) {
-          const float value =
-              blend2(blend2(a0[i], a1[i], tx.w0, tx.w1), blend2(b0[i], b1[i], tx.w0, tx.w1), ty.w0, ty.w1);
+          const float value = q.value(i);
           if (value > top_value) top_value = value, at = i;
         }
         labels[x] = static_cast<int32_t>(listed[at]);
@@ -569,8 +572,7 @@ ZS_CPU_CLONES bool run_tile(const Geometry& geo, const TileBox& b, const uint16_
       float best = -inf;
 #pragma omp simd reduction(max : best)
       for (int64_t i = 0; i < n; ++i) {
-        const float value =
-            blend2(blend2(a0[i], a1[i], tx.w0, tx.w1), blend2(b0[i], b1[i], tx.w0, tx.w1), ty.w0, ty.w1);
+        const float value = q.value(i);
         v[i] = value;
         best = best > value ? best : value;
       }
