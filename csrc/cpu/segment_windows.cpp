@@ -508,9 +508,21 @@ ZS_CPU_CLONES bool footprint_values(const Geometry& geo, const TileBox& b, const
   return covered;
 }
 
-// What one output pixel (x, y) of a tile blends from its footprint's merged values (t.values, [footprint rows]
-// [footprint columns][n]): the n listed classes at its two columns of its two rows, with its taps. value(i) is
-// class i's output value: output_row's and blend_pixel's expression (columns first, then rows).
+// The two footprint rows (t.values: [footprint rows][footprint columns][n]) that output row y of a tile blends, with
+// its row taps.
+struct FootprintRows {
+  const float *top, *bottom;
+  BilinearTap ty;
+};
+
+ZS_CPU_INLINE FootprintRows footprint_rows(const Geometry& geo, const TileBox& b, const TileScratch& t, int64_t fw,
+                                           int64_t n, int64_t y) {
+  const BilinearTap& ty = geo.out_rows[static_cast<size_t>(y)];
+  return {t.values.data() + (ty.i0 - b.fy0) * fw * n, t.values.data() + (ty.i1 - b.fy0) * fw * n, ty};
+}
+
+// What one output pixel blends: the n listed classes at its two columns (taps tx) of its row's two footprint rows.
+// value(i) is class i's output value: output_row's and blend_pixel's expression (columns first, then rows).
 struct PixelCorners {
   const float *a0, *a1, *b0, *b1;  // top row at columns tx.i0 / tx.i1, bottom row at the same columns
   BilinearTap tx, ty;
@@ -519,14 +531,9 @@ struct PixelCorners {
   }
 };
 
-ZS_CPU_INLINE PixelCorners pixel_corners(const Geometry& geo, const TileBox& b, const TileScratch& t, int64_t fw,
-                                         int64_t n, int64_t x, int64_t y) {
-  const BilinearTap& ty = geo.out_rows[static_cast<size_t>(y)];
-  const BilinearTap& tx = geo.out_cols[static_cast<size_t>(x)];
-  const float* top = t.values.data() + (ty.i0 - b.fy0) * fw * n;
-  const float* bottom = t.values.data() + (ty.i1 - b.fy0) * fw * n;
-  return {top + (tx.i0 - b.fx0) * n, top + (tx.i1 - b.fx0) * n, bottom + (tx.i0 - b.fx0) * n,
-          bottom + (tx.i1 - b.fx0) * n, tx, ty};
+ZS_CPU_INLINE PixelCorners pixel_corners(const FootprintRows& r, const BilinearTap& tx, int64_t fx0, int64_t n) {
+  const int64_t c0 = (tx.i0 - fx0) * n, c1 = (tx.i1 - fx0) * n;
+  return {r.top + c0, r.top + c1, r.bottom + c0, r.bottom + c1, tx, r.ty};
 }
 
 // The exact output values of the listed classes at the tile's pixels (output_row's blend of footprint_values), into
@@ -536,8 +543,9 @@ ZS_CPU_CLONES void tile_values(const Geometry& geo, const TileBox& b, const uint
   footprint_values(geo, b, listed, n, t);
   const int64_t fw = b.fx1 - b.fx0 + 1, width = b.x1 - b.x0, pixels = (b.y1 - b.y0) * width;
   for (int64_t y = b.y0; y < b.y1; ++y) {
+    const FootprintRows rows = footprint_rows(geo, b, t, fw, n, y);
     for (int64_t x = b.x0; x < b.x1; ++x) {
-      const PixelCorners q = pixel_corners(geo, b, t, fw, n, x, y);
+      const PixelCorners q = pixel_corners(rows, geo.out_cols[static_cast<size_t>(x)], b.fx0, n);
       for (int64_t i = 0; i < n; ++i) out[i * pixels + (y - b.y0) * width + (x - b.x0)] = q.value(i);
     }
   }
@@ -554,10 +562,11 @@ ZS_CPU_CLONES bool run_tile(const Geometry& geo, const TileBox& b, const uint16_
   const float inf = std::numeric_limits<float>::infinity();
   float* v = t.v.data();
   for (int64_t y = b.y0; y < b.y1; ++y) {
+    const FootprintRows rows = footprint_rows(geo, b, t, fw, n, y);
     int32_t* labels = p.labels + y * p.out_width;
     float* scores = p.scores + y * p.out_width;
     for (int64_t x = b.x0; x < b.x1; ++x) {
-      const PixelCorners q = pixel_corners(geo, b, t, fw, n, x, y);
+      const PixelCorners q = pixel_corners(rows, geo.out_cols[static_cast<size_t>(x)], b.fx0, n);
       if (!wild && n >= 1 && n <= 8) {  // a few finite values (the bounded path): a scalar scan, the first max wins
         int64_t at = 0;
         float top_value = q.value(0);

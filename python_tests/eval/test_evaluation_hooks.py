@@ -1,5 +1,7 @@
 """The generic ``evaluate()`` resolves the checkpoint's family once and runs the eval toolkit with that family's
-hooks (its PyTorch inference, its bundle settings); the toolkit pieces do not look families up themselves."""
+hooks: its PyTorch inference and bundle settings under the generalized zero-shot protocol, or its own protocol's
+``EvaluationProtocol.prepare`` (options, restore, the declared protocol's name checked); the toolkit pieces do not
+look families up themselves."""
 
 from __future__ import annotations
 
@@ -197,7 +199,7 @@ def test_the_run_is_restored_when_the_segmenter_fails(own_family):
     model = SimpleNamespace(config=SimpleNamespace(family="zz_own", class_names=None))
     with pytest.raises(RuntimeError, match="segmenter broke"):
         evaluate(model, ds, progress=False)
-    assert CALLS[-1] == ("restore",)
+    assert CALLS == [("prepare", "torch", "_OwnEvaluation", None), ("restore",)]  # restored once
 
 
 def test_protocol_hooks_must_be_an_evaluation_protocol(own_family):
@@ -206,7 +208,24 @@ def test_protocol_hooks_must_be_an_evaluation_protocol(own_family):
     model = SimpleNamespace(config=SimpleNamespace(family="zz_own", class_names=None))
     with pytest.raises(TypeError, match=r"protocol_hooks\(\) must return an EvaluationProtocol"):
         evaluate(model, ds, progress=False)
-    assert protocol_hooks(Evaluation(SimpleNamespace(name="x"))).name == "generalized_zero_shot"
+    generic = SimpleNamespace(name="x", label="X", evaluation_protocol="generalized_zero_shot")
+    assert protocol_hooks(Evaluation(generic)).name == "generalized_zero_shot"
+
+
+def test_the_hooks_must_be_those_of_the_declared_protocol(own_family):
+    """A family that declares its own protocol but gives no hooks is not scored as generalized zero-shot (and the
+    reverse): refused, naming both."""
+    ds, _ = _dataset()
+    model = SimpleNamespace(config=SimpleNamespace(family="zz_own", class_names=None))
+    own_family.evaluation.hooks = None
+    with pytest.raises(NotImplementedError, match=r"declares the evaluation protocol 'zz_own_protocol'.*'generalized"):
+        evaluate(model, ds, progress=False)
+    assert CALLS == []
+    generic = SimpleNamespace(name="x", label="X", evaluation_protocol="generalized_zero_shot")
+    evaluation = _OwnEvaluation(generic)
+    evaluation.hooks = _GroundTruthProtocol()
+    with pytest.raises(NotImplementedError, match=r"'generalized_zero_shot'.*hooks of 'zz_own_protocol'"):
+        protocol_hooks(evaluation)
 
 
 def test_the_generic_protocol_takes_no_family_option_and_restores_a_bundle_it_could_not_set_up():

@@ -292,8 +292,8 @@ def evaluate(
     evaluation = family_of_object(obj).evaluation  # the checkpoint's family, resolved once
     meta = getattr(obj, "meta", None)
     protocol = str(meta.evaluation_protocol) if hasattr(meta, "evaluation_protocol") else evaluation.protocol
-    if evaluation.protocol != protocol:  # a bundle recording another family's protocol
-        evaluation = protocol_family(protocol).evaluation
+    if protocol != GENERALIZED_ZERO_SHOT and evaluation.protocol != protocol:  # a bundle recording another
+        evaluation = protocol_family(protocol).evaluation  # family's own protocol: that family evaluates it
     hooks = protocol_hooks(evaluation)
     own = {}  # a family's own options reach its own protocol's hooks only (the generic protocol takes none)
     if hooks.name != GENERALIZED_ZERO_SHOT:
@@ -405,14 +405,21 @@ def prepare_generalized_zero_shot(
 
 def protocol_hooks(evaluation: Any) -> EvaluationProtocol:
     """The protocol a family's ``Evaluation`` is evaluated under, as the toolkit runs it: its own
-    (``evaluation.protocol_hooks()``) or the generalized zero-shot one."""
+    (``evaluation.protocol_hooks()``) or the generalized zero-shot one; the hooks must be those of the protocol the
+    family declares (``evaluation.protocol``, which its bundles record)."""
     hooks = evaluation.protocol_hooks()
     if hooks is None:
-        return EvaluationProtocol()
-    if not isinstance(hooks, EvaluationProtocol):
+        hooks = EvaluationProtocol()
+    elif not isinstance(hooks, EvaluationProtocol):
         raise TypeError(
             f"{type(evaluation).__name__}.protocol_hooks() must return an EvaluationProtocol (or None for the "
             f"generalized zero-shot protocol), got {type(hooks).__name__}"
+        )
+    if hooks.name != evaluation.protocol:
+        raise NotImplementedError(
+            f"the {evaluation.family.label} family declares the evaluation protocol {evaluation.protocol!r}, but its "
+            f"{type(evaluation).__name__}.protocol_hooks() gives the hooks of {hooks.name!r}: return an "
+            f"EvaluationProtocol subclass named {evaluation.protocol!r}"
         )
     return hooks
 

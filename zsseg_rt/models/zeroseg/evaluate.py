@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -261,21 +261,24 @@ class BackgroundThresholdProtocol(EvaluationProtocol):
         obj,
         ds,
         evaluation: Any = None,
-        unseen=(),
+        unseen: Sequence[int] = (),
         mode: Optional[str] = None,
         text: Optional[np.ndarray] = None,
         device: Optional[str] = None,
-        seen_classes=None,
+        seen_classes: Optional[Sequence[int]] = None,
         settings: str = "official",
         text_weights: Optional[str] = None,
         background_threshold: Optional[float] = None,
         thresholds: str = "paper",
+        **options: Any,
     ) -> PreparedRun:
         """``text``: ``[C, E]`` class embeddings in the dataset's order, or None: the student needs ``text_weights``
         (its teacher's CLIP weights, e.g. "openai"), a bundle uses its own text encoder. ``background_threshold``:
         None = the dataset's value in ``thresholds`` ("paper" or "groupvit"); a bundle's threshold is part of its
         head graph: a different requested value is refused. The generic protocol's ``unseen``, ``seen_classes`` and
-        ``settings`` do not apply (every class is scored alike)."""
+        ``settings`` do not apply (every class is scored alike). Any other option is refused."""
+        if options:
+            raise TypeError(f"ZeroSeg's protocol takes no option(s) {sorted(options)}")
         threshold = requested_threshold(ds, background_threshold, thresholds)
         if getattr(obj, "meta", None) is not None:  # Engine on a ZeroSeg bundle: the torch-free path
             segment, extra = bundle_segmenter(obj, ds, threshold, text)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 from zsseg_rt.cli_types import real_number
 from zsseg_rt.contract.family import Evaluation, FamilyArgument, ModelExport, Training
 
-from .evaluate import BACKGROUND_THRESHOLD_PROTOCOL
+from .evaluate import BACKGROUND_THRESHOLD_PROTOCOL, BackgroundThresholdProtocol
 
 __all__ = ["ZeroSegExport", "ZeroSegEvaluation", "ZeroSegTraining", "BACKGROUND_THRESHOLD_PROTOCOL"]
 
@@ -116,8 +116,6 @@ class ZeroSegEvaluation(Evaluation):
 
     def protocol_hooks(self) -> Any:
         """GroupViT's protocol (background + classes, per-dataset threshold) as hooks of the eval toolkit's."""
-        from .evaluate import BackgroundThresholdProtocol
-
         return BackgroundThresholdProtocol()
 
 
