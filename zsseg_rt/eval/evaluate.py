@@ -298,7 +298,6 @@ def evaluate(
     own = {}  # a family's own options reach its own protocol's hooks only (the generic protocol takes none)
     if hooks.name != GENERALIZED_ZERO_SHOT:
         own = _own_options(evaluation.family, family_options, lambda f: f.evaluation.arguments(), "evaluate()")
-    # twin (by shape only): runtime/engine.py Engine.__init__ - keyword arguments passed on
     prepared = hooks.prepare(
         kind,
         obj,

@@ -119,7 +119,6 @@ class ZegFormerConfig(BaseModelConfig):
     backbone_layers: Optional[List[int]] = None  # None -> the standard block counts of ``backbone``
     # detectron2 MODEL.RESNETS.STEM_OUT_CHANNELS / RES2_OUT_CHANNELS / WIDTH_PER_GROUP (official: the defaults);
     # smaller values only for tiny test models (each later stage doubles the widths)
-    # twin (by shape only): stream/runner.py StreamStats - dataclass fields with integer defaults, unrelated
     stem_channels: int = 64
     res2_channels: int = 256
     width_per_group: int = 64
