@@ -1,13 +1,16 @@
 """The torch-free tokenizer must give exactly open_clip's token ids."""
 
+import unicodedata
+
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 open_clip = pytest.importorskip("open_clip")
 
 from zsseg_rt.vocabulary import ClipTokenizer, build_tokenizer_json, expand_templates  # noqa: E402
+from zsseg_rt.vocabulary.tokenizer import clean_text  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +47,13 @@ def test_fixed_strings_match_open_clip(tokenizers):
 
 @settings(max_examples=150, deadline=None)
 # Unassigned code points (Unicode category Cn) are grouped differently by the Rust regex engine of `tokenizers`
-# than by Python's `regex` (documented in zsseg_rt/bundle/tokenizer.py); every assigned character is covered.
+# than by Python's `regex` (documented in zsseg_rt/vocabulary/tokenizer.py); every assigned character is covered.
+# "Unassigned" is judged on the text as tokenised, after open_clip's cleaning: ftfy can turn assigned characters
+# into one this Python's Unicode tables (unicodedata) do not know, which `regex`'s newer tables may already class as
+# a letter. Hypothesis found ':Õ\x98': ftfy makes it ':\u0558' (Cn in Unicode 14; a letter for regex 2026.11.19).
 @given(st.text(alphabet=st.characters(exclude_categories=("Cn", "Cs")), min_size=0, max_size=60))
 def test_random_text_matches_open_clip(tokenizers, text):
+    assume(not any(unicodedata.category(ch) == "Cn" for ch in clean_text(text)))
     reference, ours = tokenizers
     np.testing.assert_array_equal(ours([text]), reference([text]).numpy())
 

@@ -6,7 +6,10 @@ start/end tokens, truncation and padding.
 
 Known difference (tested): for *unassigned* Unicode code points (category Cn) next to punctuation, the Rust
 regex engine groups characters differently from Python's ``regex``, so the ids can differ. Assigned characters
-of every script, punctuation, digits and emoji give identical ids.
+of every script, punctuation, digits and emoji give identical ids. "Unassigned" depends on the Unicode version of
+each table, and it is the cleaned text that is split: ftfy's cleaning can turn assigned characters into one that is
+newly assigned (``":Õ\x98"`` becomes ``":\u0558"``, which ``regex`` 2026.11.19 classes as a letter and the Rust
+engine does not), and that text's ids can differ too.
 """
 
 from __future__ import annotations
