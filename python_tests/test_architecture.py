@@ -616,3 +616,48 @@ def test_every_deliberate_twin_is_named_at_its_site():
     assert len(rows) >= 10, "the Deliberate twins table of docs/development.md was not found"
     problems = twin_problems(ROOT, rows)
     assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------------- nothing in the test tree shadows a module
+# pytest puts every test file's folder on sys.path (the tree has no __init__.py files), so a folder or file there
+# named like a module the package imports is what `import <name>` finds first: a data folder named `tensorrt` made
+# `import tensorrt` succeed (an empty namespace package) for every test after one in that folder had run, and two
+# checks of the TensorRT-less path skipped ("TensorRT is installed here") in every full run.
+def third_party_imports(package: Path) -> Set[str]:
+    """Top-level names of every absolute import in ``package`` (function-level ones too), but the package's own."""
+    names = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names.add(node.module.split(".")[0])
+    return names - {package.name, "__future__"}
+
+
+def shadowing_entries(tests: Path, modules: Set[str]) -> List[str]:
+    """Entries of a folder holding test files (or a conftest.py) named like one of ``modules`` (a folder, or a
+    ``.py`` / extension file by its stem)."""
+    found = []
+    for folder in sorted({p.parent for p in tests.rglob("test_*.py")} | {p.parent for p in tests.rglob("conftest.py")}):
+        for entry in folder.iterdir():
+            name = entry.name if entry.is_dir() else entry.name.split(".")[0]
+            if name in modules and (entry.is_dir() or entry.suffix in (".py", ".so", ".pyd")):
+                found.append(f"{entry.relative_to(tests)}: on sys.path under pytest, shadows the module {name!r}")
+    return found
+
+
+def test_shadowing_finder_finds_a_data_folder_named_like_a_module(tmp_path):
+    (tmp_path / "data" / "tensorrt").mkdir(parents=True)
+    (tmp_path / "data" / "test_x.py").write_text("")
+    (tmp_path / "data" / "cv2.py").write_text("")
+    (tmp_path / "data" / "notes").mkdir()
+    (tmp_path / "elsewhere" / "onnx").mkdir(parents=True)  # no test file beside it: never on sys.path
+    found = shadowing_entries(tmp_path, {"tensorrt", "cv2", "onnx"})
+    assert sorted(f.split(":")[0] for f in found) == ["data/cv2.py", "data/tensorrt"]
+
+
+def test_no_test_folder_shadows_a_module_the_package_imports():
+    modules = third_party_imports(PACKAGE)
+    assert {"tensorrt", "openvino", "onnxruntime", "torch"} <= modules  # the finder reads the lazy imports too
+    assert shadowing_entries(ROOT / "python_tests", modules) == []

@@ -1,12 +1,12 @@
 """Extract the names of TensorRT's Python API (classes, methods with their parameter names, properties, enums and
 their members, module functions and attributes) from the pybind11 sources of one TensorRT release, into the JSON list
 the static API-surface check (``python_tests/export/test_trt_api_surface.py``) holds zsseg_rt's code and its test fake
-to. The list is checked in (``python_tests/data/tensorrt/python_api_10.3.json``); this script records how it was made
+to. The list is checked in (``python_tests/data/trt_reference/python_api_10.3.json``); this script records how it was made
 and regenerates it from a clone of https://github.com/NVIDIA/TensorRT:
 
     git clone https://github.com/NVIDIA/TensorRT && cd TensorRT && git checkout v10.3.0
     python tools/extract_trt_python_api.py --repo /path/to/TensorRT --ref v10.3.0 \
-        -o python_tests/data/tensorrt/python_api_10.3.json
+        -o python_tests/data/trt_reference/python_api_10.3.json
 
 Each overload is a list of parameter names (a trailing "=" marks one with a default). Only names are extracted
 (no code): ``py::class_<T, Bases...>(m, "Name")`` chains with their ``.def("name", ...,

@@ -11,7 +11,7 @@ outputs, dtype)`` tuples, or a ``fake_onnx_importer.LoweredGraph`` (a real expor
 importer does). Every call is appended to ``module.calls`` as ``(qualified name, args)``.
 
 Every class, method, parameter and enum member here must exist in the Python bindings of every TensorRT version
-the package accepts (``test_trt_static_checks.py`` checks it against ``python_tests/data/tensorrt/python_api_10.3.json``
+the package accepts (``test_trt_static_checks.py`` checks it against ``python_tests/data/trt_reference/python_api_10.3.json``
 and ``test_trt_api_versions.py`` against every 10.x, ``python_api_used_by_version.json``). The engine inspector's
 JSON follows NVIDIA's documented layout (``EngineInspector``; ``test_fake_engine_inspector.py``).
 """
@@ -206,7 +206,7 @@ def _add_layers(calls, network: INetworkDefinition, specs, input_shapes, declare
 
 
 # The "Format/Datatype" TensorRT prints for a row-major tensor of each type (strings of NVIDIA's TREx table,
-# python_tests/data/tensorrt/engine_inspector_format.json; FP32/FP16 as in NVIDIA's example engine JSON files).
+# python_tests/data/trt_reference/engine_inspector_format.json; FP32/FP16 as in NVIDIA's example engine JSON files).
 FORMATS = {
     DataType.FLOAT: "Row major linear FP32",
     DataType.HALF: "Row major linear FP16 format",

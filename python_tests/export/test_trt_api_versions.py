@@ -2,7 +2,7 @@
 (issue 40, item 6), without TensorRT: ``zsseg_rt.runtime.tensorrt`` accepts 10.0 <= version < 11.0, and
 ``test_trt_static_checks.py`` checks 10.3 (JetPack 6) only.
 
-``python_tests/data/tensorrt/python_api_used_by_version.json`` is generated data (``trt_api_versions.py`` says how;
+``python_tests/data/trt_reference/python_api_used_by_version.json`` is generated data (``trt_api_versions.py`` says how;
 names only, per version its release tag and commit in NVIDIA/TensorRT): per minor version 10.0 ... 10.16, the part of
 the pybind11 bindings that the names the package and the fakes use can reach. Every version is checked with the same
 ``check_source`` / ``check_fake`` passes as 10.3.

@@ -1,10 +1,10 @@
 """The TensorRT Python API zsseg_rt and its test fakes use, held to TensorRT's bindings without TensorRT.
 
-``python_tests/data/tensorrt/python_api_10.3.json`` lists TensorRT 10.3's Python names (classes, methods with their
+``python_tests/data/trt_reference/python_api_10.3.json`` lists TensorRT 10.3's Python names (classes, methods with their
 parameter names, properties, enum members, module functions and attributes), extracted once from NVIDIA/TensorRT's
 pybind11 sources at tag v10.3.0 by ``tools/extract_trt_python_api.py`` (its ``source`` names the commit).
 ``trt_api_versions.py`` holds the same checks to every minor version the package accepts (10.0 ... the newest 10.x),
-from a table of the names used, per version (``python_tests/data/tensorrt/python_api_used_by_version.json``).
+from a table of the names used, per version (``python_tests/data/trt_reference/python_api_used_by_version.json``).
 
 * ``check_source(path)``: an AST pass over a module. ``trt.X`` / ``trt.X.Y`` chains (``trt``, ``self.trt`` and
   ``self._trt`` are the tensorrt module by the code's convention) must name a class, function, attribute, enum
@@ -30,7 +30,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set
 
-API_PATH = os.path.join(os.path.dirname(__file__), "..", "data", "tensorrt", "python_api_10.3.json")
+API_PATH = os.path.join(os.path.dirname(__file__), "..", "data", "trt_reference", "python_api_10.3.json")
 TRT_ROOTS = ("trt", "self.trt", "self._trt")
 RECEIVERS = {
     "builder": "Builder",

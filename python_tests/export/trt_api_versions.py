@@ -2,7 +2,7 @@
 
 zsseg_rt accepts every TensorRT 10.x (``zsseg_rt.runtime.tensorrt``: ``MIN_TENSORRT`` = (10, 0) <= version <
 ``MAX_TENSORRT`` = (11, 0)), while ``python_api_10.3.json`` is TensorRT 10.3's alone (JetPack 6). The table
-``python_tests/data/tensorrt/python_api_used_by_version.json`` holds, for the newest release tag of every 10.x minor
+``python_tests/data/trt_reference/python_api_used_by_version.json`` holds, for the newest release tag of every 10.x minor
 version in NVIDIA/TensorRT, the part of its Python API that the package and its test fakes name: the classes and
 enums they use (with their bases and subclasses, which the surface check searches), and of those only the methods
 (with parameter names), properties and enum members named somewhere in ``names`` (the names the surface check looked
@@ -33,7 +33,7 @@ import trt_api_surface as surface
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-TABLE_PATH = os.path.join(ROOT, "python_tests", "data", "tensorrt", "python_api_used_by_version.json")
+TABLE_PATH = os.path.join(ROOT, "python_tests", "data", "trt_reference", "python_api_used_by_version.json")
 GENERATED_BY = ".venv/bin/python python_tests/export/trt_api_versions.py --repo <a clone of NVIDIA/TensorRT>"
 _TAG = re.compile(r"^v(\d+)\.(\d+)(?:\.(\d+))?(?:\.(\d+))?$")
 

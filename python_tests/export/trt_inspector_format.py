@@ -1,7 +1,7 @@
 """TensorRT's engine-inspector JSON, as NVIDIA documents and publishes it: the layout the fake inspector
 (``fake_tensorrt.EngineInspector``) writes and the ``Format/Datatype`` strings the package reads pins from.
 
-``python_tests/data/tensorrt/engine_inspector_format.json`` is generated data (strings and key names only), made from
+``python_tests/data/trt_reference/engine_inspector_format.json`` is generated data (strings and key names only), made from
 NVIDIA/TensorRT at a 10.x release tag by
 
     .venv/bin/python python_tests/export/trt_inspector_format.py --repo <a clone of NVIDIA/TensorRT> --ref v10.16
@@ -36,7 +36,7 @@ import subprocess
 from typing import Dict, List, Mapping, Set
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FORMAT_PATH = os.path.join(HERE, "..", "data", "tensorrt", "engine_inspector_format.json")
+FORMAT_PATH = os.path.join(HERE, "..", "data", "trt_reference", "engine_inspector_format.json")
 TREX = "tools/experimental/trt-engine-explorer"
 FORMATS_FILE = f"{TREX}/trex/activations.py"
 GENERATED_BY = (
