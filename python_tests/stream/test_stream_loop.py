@@ -219,3 +219,28 @@ def test_signal_stops_cleanly_and_the_mp4_stays_playable(tmp_path, sig):
         count += 1
     cap.release()
     assert count == processed
+
+
+def test_the_signal_handler_takes_no_lock_and_logs_outside_it(caplog, thread_guard):
+    """The handler only sets a flag: with the logging handler's lock held by another thread (as the preview's request
+    log holds it while it waits for tqdm's write lock, which the interrupted main thread may hold), a handler that
+    logged would wait for ever; run() stops at the flag and logs the signal afterwards."""
+    runner = StreamRunner(FakeEngine(), live_counter(), [NullSink()], drop_stale=False)
+    blocker, logger = logging.Handler(), logging.getLogger("zsseg_rt")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)  # a log line of the handler would reach the blocked handler (-v)
+    logger.addHandler(blocker)
+    blocker.acquire()  # another thread's lock, as far as the handler is concerned
+    try:
+        caller = threading.Thread(target=runner._on_signal, args=(signal.SIGTERM, None), daemon=True)
+        caller.start()
+        caller.join(2.0)
+        assert not caller.is_alive(), "the signal handler waited for a lock"
+    finally:
+        blocker.release()
+        logger.removeHandler(blocker)
+        logger.setLevel(level)
+    with caplog.at_level(logging.INFO, logger="zsseg_rt"):
+        stats = runner.run(handle_signals=False)
+    assert stats.processed == 0  # the flag was up before the first step
+    assert f"signal {int(signal.SIGTERM)} received: stopping the stream" in caplog.text

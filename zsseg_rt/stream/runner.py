@@ -241,6 +241,7 @@ class MultiStreamRunner:
         self._finished = False  # run() has returned: requests are refused (nothing would apply them)
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
+        self._signalled: Optional[int] = None  # the signal received (set by the handler alone)
         self._stats_lock = threading.Lock()
         self._writer_error: Optional[BaseException] = None
         self._started: Optional[float] = None  # time.monotonic() when run() began
@@ -278,7 +279,7 @@ class MultiStreamRunner:
         meta = getattr(self.segment, "meta", None)
         checked = validate_class_names(names, getattr(meta, "max_classes", None))
         with self._pending_lock:
-            if self._finished or self._stop.is_set():
+            if self._finished or self._stopping():
                 raise RuntimeError("the stream has stopped: nothing would apply a new vocabulary")
             self._supersede_pending()
             self._requests += 1
@@ -320,6 +321,9 @@ class MultiStreamRunner:
                 stream.grabber.start()
             self._loop()
         finally:
+            if self._signalled is not None:  # outside the handler (see _on_signal)
+                self._stop.set()
+                log.info("signal %d received: stopping the stream", self._signalled)
             with self._pending_lock:
                 self._finished = True
                 if self._pending_request:  # queued after the last frame: never applied
@@ -356,14 +360,19 @@ class MultiStreamRunner:
         return previous
 
     def _on_signal(self, signum, _frame) -> None:
-        log.info("signal %d received: stopping the stream", signum)
-        # only the stop flag: the handler runs in the main thread, which may hold the lock of ``_ready`` (its
-        # clear() / wait()), and setting ``_ready`` here would wait for that lock for ever; the loop's wait on
-        # ``_ready`` is at most 0.2 s, then it sees the flag
-        self._stop.set()
+        # only a flag: no lock and no log line. The handler runs in the main thread between two of its bytecodes,
+        # and the main thread may hold a lock the handler would wait for: ``_ready``'s or ``_stop``'s (an Event's
+        # set / clear / wait take a plain Lock), or tqdm's write lock (a progress update) while another thread (the
+        # preview's request log, with -v) holds the logging handler's lock and waits for tqdm's: a log line here then
+        # waits for ever (a CI run hung so after SIGTERM). The loop's wait on ``_ready`` is at most 0.2 s; then it
+        # sees the flag, and run() logs the signal.
+        self._signalled = signum
+
+    def _stopping(self) -> bool:
+        return self._stop.is_set() or self._signalled is not None
 
     def _loop(self) -> None:
-        while not self._stop.is_set() and not all(stream.done for stream in self.streams):
+        while not self._stopping() and not all(stream.done for stream in self.streams):
             self._apply_vocabulary()
             self._ready.clear()  # a frame published after the polls below sets it again: no lost wake-up
             batch: List[Tuple[_Stream, Frame]] = []
