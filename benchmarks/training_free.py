@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+from zsseg_rt.models.training_free.config import METHODS  # the methods table (one row per method)
+
 from .common import REPO, machine_description
 
-METHODS = ("maskclip", "sclip", "clearclip", "naclip", "scclip")
 DOC = REPO / "docs" / "training_free.md"
 BEGIN, END = "<!-- bench_training_free:begin -->", "<!-- bench_training_free:end -->"
 
@@ -50,7 +51,7 @@ def _plain_clip_graph(model, path: Path, size: int) -> None:
     """The stock image tower (no method change) exported as the baseline at the method's input size."""
     import torch
 
-    from zsseg_rt.models.training_free.model import mha_fastpath_off_when_tracing
+    from zsseg_rt.contract.common.tracing import mha_fastpath_off_when_tracing
 
     class Plain(torch.nn.Module):
         def __init__(self, visual):

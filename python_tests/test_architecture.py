@@ -459,6 +459,51 @@ def test_every_family_has_the_one_layout():
     assert not found, "families out of the layout of docs/development.md (Family layout):\n" + "\n".join(found)
 
 
+# A family builds on the family contract (zsseg_rt.contract), never on another family's code: what two families share
+# moves to contract/common. The one exception: CLIP-RC is ZegCLIP with regional clues (its model, backbone, head, losses
+# and official import extend ZegCLIP's).
+FAMILY_BASES: Dict[str, Set[str]] = {"cliprc": {"zegclip"}}
+
+
+def cross_family_imports(graph: Dict[str, Set[str]], bases=FAMILY_BASES) -> List[str]:
+    """``"importer -> imported"`` for every import of one family package's module by another family's module that
+    ``bases`` does not allow."""
+
+    def family(module: str) -> str:
+        parts = module.split(".")
+        return parts[2] if len(parts) > 2 and parts[:2] == ["zsseg_rt", "models"] and parts[2] != "common" else ""
+
+    found = []
+    for module, targets in sorted(graph.items()):
+        own = family(module)
+        for target in sorted(targets):
+            other = family(target)
+            if own and other and other != own and other not in bases.get(own, set()):
+                found.append(f"{module} -> {target}")
+    return found
+
+
+def test_cross_family_finder_finds_a_borrowed_block():
+    """Control: a family importing another family's module is caught; CLIP-RC's import of ZegCLIP is not."""
+    graph = {
+        "zsseg_rt.models.zegformer.model": {"zsseg_rt.models.zegclip.model", "zsseg_rt.contract.common.clip"},
+        "zsseg_rt.models.cliprc.model": {"zsseg_rt.models.zegclip.model"},
+        "zsseg_rt.models.zegclip.model": {"zsseg_rt.models.cliprc.model"},
+    }
+    assert cross_family_imports(graph) == [
+        "zsseg_rt.models.zegclip.model -> zsseg_rt.models.cliprc.model",
+        "zsseg_rt.models.zegformer.model -> zsseg_rt.models.zegclip.model",
+    ]
+
+
+def test_no_family_imports_another_family():
+    found = cross_family_imports(import_graph())
+    assert not found, (
+        "a family borrowing another family's code (move what they share to zsseg_rt/contract/common/):\n"
+        + "\n".join(found)
+    )
+
+
 def test_every_family_has_its_test_folder():
     """docs/development.md "Test layout": a family's tests are in python_tests/models/<family>/, and no test file
     named for one family is anywhere else."""

@@ -247,8 +247,8 @@ def training_free_bundle(tmp_path_factory):
     import torch
     from safetensors.torch import save_file
 
+    from zsseg_rt.contract.common.clip import build_clip
     from zsseg_rt.models.training_free.config import load_training_free_config
-    from zsseg_rt.models.zegclip.model import build_clip
 
     root = tmp_path_factory.mktemp("training_free")
     torch.manual_seed(11)
@@ -433,8 +433,8 @@ def test_convert_clip_pretrained_fills_a_zegformer_checkpoint_without_clip(tmp_p
     torch = pytest.importorskip("torch")
     from safetensors.torch import save_file
 
+    from zsseg_rt.contract.common.clip import build_clip
     from zsseg_rt.models import create_model, load_config
-    from zsseg_rt.models.zegclip.model import build_clip
 
     torch.manual_seed(0)
     model = create_model("zegformer_tiny_test")
@@ -543,8 +543,8 @@ def test_train_pretrained_and_init_from_are_the_starting_weights(tmp_path, capsy
     torch = pytest.importorskip("torch")
     from safetensors.torch import load_file, save_file
 
+    from zsseg_rt.contract.common.clip import build_clip
     from zsseg_rt.models import load_config
-    from zsseg_rt.models.zegclip.model import build_clip
 
     torch.manual_seed(4)
     clip = build_clip(load_config("zegclip_tiny_p8_test", image_size=64)).state_dict()

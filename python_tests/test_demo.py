@@ -159,8 +159,8 @@ def tiny_clip_weights(tmp_path_factory):
     import torch
     from safetensors.torch import save_file
 
+    from zsseg_rt.contract.common.clip import build_clip
     from zsseg_rt.models.training_free.config import load_training_free_config
-    from zsseg_rt.models.zegclip.model import build_clip
 
     torch.manual_seed(7)
     clip = build_clip(load_training_free_config("training_free_tiny_test"))

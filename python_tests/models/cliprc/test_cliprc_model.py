@@ -251,7 +251,7 @@ def test_bad_images_and_vocabularies():
 def test_clip_weights_fill_towers_and_initialise_bridges(tmp_path):
     from safetensors.torch import save_file
 
-    from zsseg_rt.models.zegclip.model import build_clip
+    from zsseg_rt.contract.common.clip import build_clip
 
     cfg = load_cliprc_config(CLIPRC_TINY)
     torch.manual_seed(5)

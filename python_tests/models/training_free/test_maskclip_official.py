@@ -52,8 +52,8 @@ def _photos():
 @pytest.fixture(scope="module")
 def stock(tmp_path_factory):
     """A tiny stock CLIP (OpenAI key layout, 7x7 positional grid) and MaskCLIP's two converted files of it."""
+    from zsseg_rt.contract.common.clip import build_clip
     from zsseg_rt.models.training_free.config import load_training_free_config
-    from zsseg_rt.models.zegclip.model import build_clip
 
     torch.manual_seed(0)
     clip = randomize_(

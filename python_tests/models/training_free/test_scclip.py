@@ -45,9 +45,9 @@ def pair(tmp_path_factory):
     """(our model loaded from an OpenAI-layout state dict, the oracle's tower holding the same weights)."""
     from safetensors.torch import save_file
 
+    from zsseg_rt.contract.common.clip import build_clip
     from zsseg_rt.models import create_model
     from zsseg_rt.models.training_free.config import load_training_free_config
-    from zsseg_rt.models.zegclip.model import build_clip
 
     official = OfficialSCCLIPVisual(128, 16, 64, 5, 2, 32, **SETTINGS).eval()
     _randomize(official, seed=11)

@@ -167,9 +167,9 @@ def test_stock_weights_load_and_positional_table_is_resized_per_input(tmp_path):
     way (SCLIP family: DINO's scale factor (g + 0.1) / g0), as the official code does per window."""
     from safetensors.torch import save_file
 
+    from zsseg_rt.contract.common.clip import build_clip
     from zsseg_rt.models import WeightsError, create_model
     from zsseg_rt.models.training_free.config import load_training_free_config
-    from zsseg_rt.models.zegclip.model import build_clip
 
     torch.manual_seed(3)
     small = load_training_free_config(TINY_TF, image_size=32, crop_size=32, stride=16)  # grid 2x2

@@ -58,8 +58,8 @@ def photos():
 
 def _stock(method: str, seed: int):
     """A tiny stock CLIP (OpenAI key layout, 7x7 positional grid) with small embeddings."""
+    from zsseg_rt.contract.common.clip import build_clip
     from zsseg_rt.models.training_free.config import load_training_free_config
-    from zsseg_rt.models.zegclip.model import build_clip
 
     torch.manual_seed(0)
     cfg = load_training_free_config(f"{method}_vitb16", clip_cfg=TINY_CLIP, image_size=112, crop_size=112, stride=56)

@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 from zeg_helpers import TINY
 
+from zsseg_rt.contract.common.clip import build_clip
 from zsseg_rt.models import WeightsError, create_model, load_config
 from zsseg_rt.models.zegclip.backbone import resize_pos_embed_official
-from zsseg_rt.models.zegclip.model import build_clip
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,41 @@ registered family), importing it, and converting it to a native checkpoint (``zs
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Union
 
-__all__ = ["checkpoint_keys", "family_of_keys", "official_checkpoint_family", "load_official_any", "convert_official"]
+__all__ = [
+    "OfficialImportReport",
+    "checkpoint_keys",
+    "family_of_keys",
+    "official_checkpoint_family",
+    "load_official_any",
+    "convert_official",
+]
+
+
+@dataclass
+class OfficialImportReport:
+    """What an official checkpoint import did (every family's ``load_official_*`` returns one)."""
+
+    source: str
+    config_name: str
+    config_inferred: bool
+    loaded: int
+    unused_official: List[str] = field(default_factory=list)  # present in the file, never used officially
+    text_encoder_loaded: bool = True
+    meta: Dict[str, object] = field(default_factory=dict)  # small, string-only subset of the mmcv meta
+
+    def summary(self) -> str:
+        s = (
+            f"{self.source}: {self.loaded} tensors loaded into {self.config_name}"
+            f"{' (config inferred)' if self.config_inferred else ''}; "
+            f"{len(self.unused_official)} official-but-unused tensors skipped"
+        )
+        if not self.text_encoder_loaded:
+            s += "; text encoder NOT in the checkpoint (left as built)"
+        return s
 
 
 def checkpoint_keys(path: Union[str, os.PathLike]) -> Optional[List[str]]:

@@ -127,7 +127,7 @@ def load_official_cliprc(
             (10 VOC / 100 COCO) and the mmcv meta config (``self_training=True`` -> transductive,
             ``novel_class = []`` -> fully, else inductive).
         allow_missing_text_encoder: accept checkpoints without ``text_encoder.*``.
-        return_report: also return an :class:`~zsseg_rt.models.zegclip.official.OfficialImportReport`.
+        return_report: also return an :class:`~zsseg_rt.contract.common.official.OfficialImportReport`.
     """
     from zsseg_rt.models.cliprc.model import CLIPRC
 

@@ -293,7 +293,7 @@ class TrainingFreeConfig(BaseModelConfig):
             raise ValueError("mean and std must have 3 entries (RGB)")
         self._validate_pamr()
         self._validate_whole()
-        if self.method == "scclip":
+        if self.resolved("attention") == "scclip":  # the settings of SC-CLIP's attention mode (model.ATTENTION)
             self.scclip_settings().validate(self.layers, (self.image_size // self.patch_size) ** 2)
         elif self.scclip:
             raise ValueError(f"'scclip' settings apply to method 'scclip' only, not {self.method!r}")

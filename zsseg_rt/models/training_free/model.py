@@ -25,8 +25,9 @@ import contextlib
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Union, cast
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -34,8 +35,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zsseg_rt.bundle import Names
+from zsseg_rt.contract.common.clip import build_clip, make_tokenizer
 from zsseg_rt.contract.common.text import TextEncoder, validate_class_names
+from zsseg_rt.contract.common.tracing import mha_fastpath_off_when_tracing
 from zsseg_rt.models.training_free.config import (
+    ATTENTION_MODES,
     FAMILY,
     METHODS,
     TOWERS,
@@ -52,6 +56,8 @@ from zsseg_rt.models.training_free.grid import gaussian_neighbourhood_bias, neig
 from zsseg_rt.models.training_free.scclip import scclip_encode
 
 __all__ = [
+    "ATTENTION",
+    "AttentionMode",
     "DenseLastBlock",
     "TrainingFreeSegmenter",
     "apply_image_tower",
@@ -94,21 +100,6 @@ def apply_image_tower(visual: nn.Module, tower: str) -> nn.Module:
     return visual
 
 
-@contextlib.contextmanager
-def mha_fastpath_off_when_tracing():
-    """nn.MultiheadAttention's inference fast path (``_native_multi_head_attention``) has no ONNX export: turn it
-    off while tracing (nothing here requires grad, so it would otherwise be taken)."""
-    if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
-        yield
-        return
-    previous = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(previous)
-
-
 def block_qkv(block: nn.Module, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``q, k, v [B, heads, L, head_dim]`` of an open_clip block's packed ``in_proj`` on ``y [B, L, W]`` (shapes
     from the input, so a traced graph takes any token count)."""
@@ -134,23 +125,70 @@ def clip_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
+def _attend_identity(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias) -> torch.Tensor:
+    return v  # MaskCLIP: out_proj(v)
+
+
+def _attend_qq_kk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias) -> torch.Tensor:
+    return (  # SCLIP: correlative self-attention
+        torch.softmax((q @ q.transpose(-2, -1)) * scale, dim=-1)
+        + torch.softmax((k @ k.transpose(-2, -1)) * scale, dim=-1)
+    ) @ v
+
+
+def _attend_qq(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias) -> torch.Tensor:
+    return torch.softmax((q @ q.transpose(-2, -1)) * scale, dim=-1) @ v  # ClearCLIP
+
+
+def _attend_kk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias) -> torch.Tensor:
+    logits = (k @ k.transpose(-2, -1)) * scale  # NACLIP, with its Gaussian neighbourhood bias when given
+    return torch.softmax(logits if bias is None else logits + bias, dim=-1) @ v
+
+
+@dataclass(frozen=True)
+class AttentionMode:
+    """What a method does to the image tower, one row per ``ATTENTION_MODES`` entry: either the last block's
+    attention over ``q, k, v [B, heads, L, head_dim]`` (``attend(q, k, v, scale, bias)``), or, for a method that
+    rewrites the encoder's last layers (SC-CLIP's anomaly repair and intermediate layers), the whole encoder
+    (``encode(blocks, x, grid, settings, batch_first)``) with its settings from ``settings(config)``."""
+
+    attend: Optional[Callable[..., torch.Tensor]] = None
+    encode: Optional[Callable[..., torch.Tensor]] = None
+    settings: Optional[Callable[[TrainingFreeConfig], object]] = None
+    takes_bias: bool = False  # NACLIP's Gaussian neighbourhood bias (config ``gaussian_std``)
+
+
+# The one table of attention modes: the model, the config's validation and the docs read it (keys: ATTENTION_MODES)
+ATTENTION: Dict[str, AttentionMode] = {
+    "identity": AttentionMode(attend=_attend_identity),
+    "qq+kk": AttentionMode(attend=_attend_qq_kk),
+    "qq": AttentionMode(attend=_attend_qq),
+    "kk": AttentionMode(attend=_attend_kk, takes_bias=True),
+    "scclip": AttentionMode(encode=scclip_encode, settings=TrainingFreeConfig.scclip_settings),
+}
+if tuple(ATTENTION) != tuple(ATTENTION_MODES):  # an import-time error, not a silent missing mode
+    raise RuntimeError(f"ATTENTION {tuple(ATTENTION)} must have one row per ATTENTION_MODES {ATTENTION_MODES}")
+
+
 class DenseLastBlock(nn.Module):
     """The switchable last block (no parameters of its own: it runs a stock open_clip ``ResidualAttentionBlock``).
 
     Args:
-        attention: ``"identity" | "qq+kk" | "qq" | "kk"``.
+        attention: a last-block mode of ``ATTENTION`` (``"identity" | "qq+kk" | "qq" | "kk"``).
         residual: keep the attention residual connection.
         ffn: keep the MLP (with its residual).
-        gaussian_std: NACLIP's neighbourhood bias std (only with ``"kk"``), or None.
+        gaussian_std: NACLIP's neighbourhood bias std (only with a mode that takes a bias: ``"kk"``), or None.
     """
 
     def __init__(self, attention: str, residual: bool, ffn: bool, gaussian_std: Optional[float] = None):
         super().__init__()
-        if attention not in ("identity", "qq+kk", "qq", "kk"):
-            raise ValueError(f"attention must be identity | qq+kk | qq | kk, got {attention!r}")
-        if gaussian_std is not None and attention != "kk":
+        modes = [name for name, mode in ATTENTION.items() if mode.attend is not None]
+        if attention not in modes:
+            raise ValueError(f"attention must be one of {' | '.join(modes)}, got {attention!r}")
+        if gaussian_std is not None and not ATTENTION[attention].takes_bias:
             raise ValueError(f"gaussian_std is NACLIP's bias for 'kk' attention, not for {attention!r}")
         self.attention = attention
+        self._attend = cast(Callable[..., torch.Tensor], ATTENTION[attention].attend)
         self.residual = bool(residual)
         self.ffn = bool(ffn)
         self.gaussian_std = None if gaussian_std is None else float(gaussian_std)
@@ -165,22 +203,10 @@ class DenseLastBlock(nn.Module):
         attn = cast(nn.MultiheadAttention, block.attn)
         q, k, v = block_qkv(block, block.ln_1(x))
         scale = int(attn.head_dim) ** -0.5
-        if self.attention == "identity":
-            out = v
-        elif self.attention == "qq+kk":
-            out = (
-                torch.softmax((q @ q.transpose(-2, -1)) * scale, dim=-1)
-                + torch.softmax((k @ k.transpose(-2, -1)) * scale, dim=-1)
-            ) @ v
-        elif self.attention == "qq":
-            out = torch.softmax((q @ q.transpose(-2, -1)) * scale, dim=-1) @ v
-        else:
-            logits = (k @ k.transpose(-2, -1)) * scale
-            if self.gaussian_std is not None:  # computed from the grid (a traced graph: from its input's size)
-                logits = logits + neighbourhood_bias(
-                    grid[0], grid[1], self.gaussian_std, dtype=logits.dtype, device=logits.device
-                )
-            out = torch.softmax(logits, dim=-1) @ v
+        bias = None
+        if self.gaussian_std is not None:  # computed from the grid (a traced graph: from its input's size)
+            bias = neighbourhood_bias(grid[0], grid[1], self.gaussian_std, dtype=q.dtype, device=q.device)
+        out = self._attend(q, k, v, scale, bias)
         out = out.transpose(1, 2).flatten(2)
         out = block.ls_1(F.linear(out, attn.out_proj.weight, attn.out_proj.bias))
         x = x + out if self.residual else out
@@ -201,8 +227,6 @@ class TrainingFreeSegmenter(nn.Module):
 
     def __init__(self, config: Union[TrainingFreeConfig, str, dict], device: Optional[Union[str, torch.device]] = None):
         super().__init__()
-        from zsseg_rt.models.zegclip.model import build_clip, make_tokenizer
-
         if not isinstance(config, TrainingFreeConfig):
             config = load_training_free_config(config)
         self.config = config.validate()
@@ -216,9 +240,11 @@ class TrainingFreeSegmenter(nn.Module):
             raise ValueError(f"{config.clip_model}: needs a CLS-token ViT with ln_post on all tokens")
         self.visual = apply_image_tower(cast(nn.Module, visual), config.resolved("tower"))
         self.text_encoder = TextEncoder(clip, make_tokenizer(config, int(clip.positional_embedding.shape[0])))
-        self.scclip = config.scclip_settings() if config.method == "scclip" else None
+        mode = ATTENTION[config.resolved("attention")]
+        self.encoder_mode = mode  # its row of ATTENTION: an encoder of its own (SC-CLIP) or a last-block attention
+        self.scclip = mode.settings(config) if mode.settings is not None else None
         self.dense_block = None
-        if self.scclip is None:
+        if mode.encode is None:
             self.dense_block = DenseLastBlock(
                 config.resolved("attention"),
                 config.resolved("residual"),
@@ -348,8 +374,8 @@ class TrainingFreeSegmenter(nn.Module):
         blocks = v.transformer.resblocks
         batch_first = bool(getattr(v.transformer, "batch_first", True))
         with mha_fastpath_off_when_tracing():
-            if self.scclip is not None:
-                x = scclip_encode(blocks, x, (h, w), self.scclip, batch_first)
+            if self.encoder_mode.encode is not None:
+                x = self.encoder_mode.encode(blocks, x, (h, w), self.scclip, batch_first)
                 return F.normalize(v.ln_post(x) @ v.proj, dim=-1), (h, w)
             for blk in blocks[:-1]:
                 x = clip_block(blk, x)

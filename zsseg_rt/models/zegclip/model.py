@@ -21,33 +21,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zsseg_rt.contract.common.config import BaseModelConfig
+from zsseg_rt.contract.common.clip import build_clip, make_tokenizer
 from zsseg_rt.contract.common.text import TextEncoder, validate_class_names
 from zsseg_rt.models.zegclip.backbone import PromptedVisionTransformer
 from zsseg_rt.models.zegclip.config import ZegCLIPConfig, load_zegclip_config
 from zsseg_rt.models.zegclip.head import ZegCLIPHead
 
 __all__ = ["ZegCLIP", "build_clip", "create_zegclip"]
-
-
-def build_clip(config: BaseModelConfig) -> nn.Module:
-    """Build an (untrained) open_clip CLIP with the config's towers at the config's image size."""
-    from open_clip.model import CLIP
-
-    cfg = config.open_clip_cfg()
-    cfg = {k: v for k, v in cfg.items() if k in ("embed_dim", "vision_cfg", "text_cfg")}
-    vision = cfg["vision_cfg"]
-    if isinstance(vision.get("layers"), (list, tuple)) or vision.get("timm_model_name"):
-        raise ValueError(f"{config.clip_model}: only ViT image towers are supported (not ResNet/timm)")
-    if cfg["text_cfg"].get("hf_model_name"):
-        raise ValueError(f"{config.clip_model}: HuggingFace text towers are not supported")
-    return CLIP(**cfg, quick_gelu=config.quick_gelu)
-
-
-def make_tokenizer(config: BaseModelConfig, context_length: int):
-    from open_clip.tokenizer import SimpleTokenizer
-
-    return SimpleTokenizer(context_length=context_length)
 
 
 class ZegCLIP(nn.Module):

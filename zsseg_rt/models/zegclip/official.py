@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 
+from zsseg_rt.contract.common.official import OfficialImportReport
 from zsseg_rt.contract.common.weights import (
     WeightsError,
     check_finite,
@@ -48,29 +49,6 @@ MARKER = "decode_head.decoder_1."  # only official ZegCLIP checkpoints have this
 _LAYER_RE = re.compile(r"^decode_head\.decoder_1\.layers\.(\d+)\.(.+)$")
 _UNUSED_LAYER_PARTS = ("self_attn.", "norm1.")
 _UNUSED_KEYS = ("decode_head.loss_decode.criterion.empty_weight",)
-
-
-@dataclass
-class OfficialImportReport:
-    """What ``load_official_zegclip`` did."""
-
-    source: str
-    config_name: str
-    config_inferred: bool
-    loaded: int
-    unused_official: List[str] = field(default_factory=list)  # present in the file, never used officially
-    text_encoder_loaded: bool = True
-    meta: Dict[str, object] = field(default_factory=dict)  # small, string-only subset of the mmcv meta
-
-    def summary(self) -> str:
-        s = (
-            f"{self.source}: {self.loaded} tensors loaded into {self.config_name}"
-            f"{' (config inferred)' if self.config_inferred else ''}; "
-            f"{len(self.unused_official)} official-but-unused tensors skipped"
-        )
-        if not self.text_encoder_loaded:
-            s += "; text encoder NOT in the checkpoint (left as built)"
-        return s
 
 
 def is_zegclip_keys(keys) -> bool:

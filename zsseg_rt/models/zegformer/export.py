@@ -69,7 +69,7 @@ class ClipImageGraph(nn.Module):
         self.eval()
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        from zsseg_rt.models.training_free.model import mha_fastpath_off_when_tracing
+        from zsseg_rt.contract.common.tracing import mha_fastpath_off_when_tracing
 
         with mha_fastpath_off_when_tracing():  # the MHA inference fast path has no ONNX export
             return self.model.encode_crops(crops)

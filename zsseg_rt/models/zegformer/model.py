@@ -103,7 +103,7 @@ class ZegFormer(nn.Module):
         super().__init__()
         from open_clip.tokenizer import SimpleTokenizer
 
-        from zsseg_rt.models.zegclip.model import build_clip
+        from zsseg_rt.contract.common.clip import build_clip
 
         self.config = (config if isinstance(config, ZegFormerConfig) else load_zegformer_config(config)).validate()
         c = self.config

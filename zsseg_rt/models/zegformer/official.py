@@ -21,6 +21,8 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
+from zsseg_rt.contract.common.official import OfficialImportReport
+
 # twin (by shape): zegclip/official.py's imports - both importers use the same shared helpers
 from zsseg_rt.contract.common.weights import (
     WeightsError,
@@ -29,7 +31,6 @@ from zsseg_rt.contract.common.weights import (
     read_official_state,
     require_fit,
 )
-from zsseg_rt.models.zegclip.official import OfficialImportReport
 
 from .config import ZegFormerConfig, load_zegformer_config
 
@@ -141,7 +142,7 @@ def load_official_zegformer(
         allow_missing_clip: accept a checkpoint without CLIP weights and no ``clip_pretrained`` (CLIP stays as
             built; for tests or when loading CLIP later).
         device: where to put the model.
-        return_report: also return an :class:`~zsseg_rt.models.zegclip.official.OfficialImportReport`.
+        return_report: also return an :class:`~zsseg_rt.contract.common.official.OfficialImportReport`.
         overrides: config fields to replace.
     """
     from .factory import load_clip_weights_zegformer
