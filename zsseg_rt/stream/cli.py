@@ -15,7 +15,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, List, Optional, Sequence
 
-from zsseg_rt.cli_types import add_engine_arguments, port_number, real_number, whole_number
+from zsseg_rt.cli_types import BACKEND_CHOICES, add_engine_arguments, port_number, real_number, whole_number
 
 if TYPE_CHECKING:
     from .sources import FrameSource
@@ -79,11 +79,11 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
     )
     add_engine_arguments(
         p,
-        backend_help="auto (TensorRT when engines were built, else ONNX Runtime), tensorrt, onnxruntime or torch",
+        backend_help="auto (TensorRT when engines were built, else ONNX Runtime) or a backend of the table: "
+        + ", ".join(BACKEND_CHOICES[1:]),
         device_help="auto, cpu or cuda",
         mode_help="post-processing order: fast (default here: fused, less latency) or exact (the papers' order); "
         "see `zsseg segment --help`",
-        backends=("auto", "tensorrt", "onnxruntime", "torch"),
         mode="fast",
     )
     p.add_argument("--width", type=whole_number(1), help="requested capture width (V4L2 / CSI)")
