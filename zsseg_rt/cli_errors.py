@@ -15,6 +15,7 @@ which stop cleanly on their own handlers, return the same codes).
 from __future__ import annotations
 
 import contextlib
+import errno
 import re
 import signal
 import sys
@@ -80,6 +81,7 @@ MAX_MESSAGE_CHARS = 600
 # system for missing/unwritable files). Exceptions defined in zsseg_rt are user-facing too.
 _USER_FACING = (OSError, ValueError, ImportError, MemoryError, LookupError, RuntimeError)
 
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}  # the disk or the user's quota is full
 _HINTS = {
     MemoryError: "not enough memory for this input: use a smaller image (--max-pixels), fewer classes, or --mode fast",
     PermissionError: "check that you may read the input and write the output path",
@@ -143,6 +145,8 @@ def format_error(exc: BaseException) -> str:
     for kind, hint in _HINTS.items():
         if isinstance(exc, kind):
             message = f"{message} ({hint})" if str(exc) else hint
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        message = f"{message} (free space there, or write to another disk)"
     if not _is_user_facing(exc):
         message = f"unexpected {type(exc).__name__}: {message} (rerun with --debug for the traceback and report it)"
     return message

@@ -159,7 +159,8 @@ def run_demo(args) -> int:
     os.makedirs(args.workdir, exist_ok=True)
     out_path = os.path.join(args.workdir, "demo_overlay.png")
     # a random-weight bundle's overlay carries its banner already (Result.overlay): no second copy as the title
-    cv2.imwrite(out_path, result.overlay(image, alpha=0.5, title="" if result.banner == title else title))
+    if not cv2.imwrite(out_path, result.overlay(image, alpha=0.5, title="" if result.banner == title else title)):
+        raise OSError(f"OpenCV could not write the overlay {out_path!r} (disk full, or the folder was removed)")
     share = {result.class_names[i]: float((result.labels == i).mean()) for i in result.present_classes()}
     print(f"[demo] {title}")
     print(

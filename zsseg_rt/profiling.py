@@ -636,14 +636,20 @@ def write_plot(report: dict, path: str) -> None:
 
 
 def write_outputs(report: dict, out_dir: str, plot: bool = True) -> Dict[str, str]:
+    """profile.json, profile.csv and (``plot``) profile.png in ``out_dir``; a write the disk refuses (full) raises an
+    ``OSError`` naming the file."""
+    from zsseg_rt.errors import naming_path
+
     os.makedirs(out_dir, exist_ok=True)
     paths = {"json": os.path.join(out_dir, "profile.json"), "csv": os.path.join(out_dir, "profile.csv")}
-    with open(paths["json"], "w", encoding="utf-8") as handle:
+    with naming_path(paths["json"], "writing the report"), open(paths["json"], "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=1)
-    write_csv(report, paths["csv"])
+    with naming_path(paths["csv"], "writing the report"):
+        write_csv(report, paths["csv"])
     if plot:
         paths["png"] = os.path.join(out_dir, "profile.png")
-        write_plot(report, paths["png"])
+        with naming_path(paths["png"], "writing the plot"):
+            write_plot(report, paths["png"])
     return paths
 
 

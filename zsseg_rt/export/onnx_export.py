@@ -26,6 +26,7 @@ from zsseg_rt.bundle import (
     weights_record,
     write_meta,
 )
+from zsseg_rt.errors import with_path
 from zsseg_rt.vocabulary import build_tokenizer_json
 
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph, family_of, image_output_names
@@ -312,9 +313,12 @@ def export_bundle(
             raise ExportError(f"ONNX Runtime does not reproduce PyTorch: {json.dumps(report, indent=1)}")
         check_export_destination(out_dir, overwrite, sources)  # again: the destination may have changed meanwhile
         replace_directory(tmp, out_dir)
-    except BaseException:
+    except BaseException as exc:
         staging.release()  # the staging folder, then its lock
-        raise
+        named = with_path(exc, tmp, f"writing the bundle {out_dir} into its staging folder")  # a full disk: where
+        if named is exc:
+            raise
+        raise named from exc
     staging.release()  # only the lock: the folder is the bundle now
     return out_dir
 
