@@ -26,10 +26,11 @@ def with_path(exc: BaseException, path: Union[str, "os.PathLike[str]"], what: st
     """``exc``, or for a refused write (:data:`WRITE_FAILURES`) that names no file an ``OSError`` naming ``path``:
     ``No space left on device (writing the bundle): '/data/bundles/.zsseg-export-x'`` (``what`` in the parentheses).
     Other errors, and those that name their file already, are returned unchanged."""
-    if not isinstance(exc, OSError) or exc.filename is not None or exc.errno not in WRITE_FAILURES:
+    code = getattr(exc, "errno", None)
+    if not isinstance(exc, OSError) or exc.filename is not None or code is None or code not in WRITE_FAILURES:
         return exc
-    reason = exc.strerror or os.strerror(exc.errno)
-    return OSError(exc.errno, f"{reason} ({what})" if what else reason, os.fspath(path))
+    reason = exc.strerror or os.strerror(code)
+    return OSError(code, f"{reason} ({what})" if what else reason, os.fspath(path))
 
 
 @contextlib.contextmanager
