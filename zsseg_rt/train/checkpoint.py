@@ -47,11 +47,11 @@ class _KeptWriteError:
     """A binary file for ``torch.save`` that keeps the ``OSError`` a write raised: torch reports a failed write as
     "unexpected pos N vs M", the disk's reason (full) is what to say."""
 
-    def __init__(self, handle):
+    def __init__(self, handle: Any) -> None:
         self.handle = handle
         self.error: Optional[OSError] = None
 
-    def write(self, data):
+    def write(self, data: Any) -> Any:
         try:
             return self.handle.write(data)
         except OSError as exc:
