@@ -117,3 +117,36 @@ def test_init_ray_keeps_the_commands_sigterm_handler(monkeypatch):
         assert signal.getsignal(signal.SIGTERM) is ours
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_training_run_stopped_by_sigterm_exits_143_with_its_checkpoints_whole(tmp_path):
+    """`python -m zsseg_rt.train` (what `torchrun ... -m zsseg_rt.train` runs, and stops with SIGTERM) bypassed the
+    command line's rule: SIGTERM killed it at once (-15). It is signalled once its progress bar has started (read
+    from its stderr), and must end with 143, no temporary checkpoint file left, and every checkpoint loadable."""
+    torch = pytest.importorskip("torch")
+    argv = [sys.executable, "-m", "zsseg_rt.train", "tiny_test", "--work-dir", str(tmp_path), "--device", "cpu"]
+    argv += ["--iterations", "100000", "--batch-size", "2", "--set", "checkpoint_interval=1"]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(OMP_NUM_THREADS="1")
+    )
+    try:
+        seen = b""
+        while b"train " not in seen:  # the bar's name (tqdm writes it when the loop starts; no newline after it)
+            chunk = proc.stderr.read1(4096)
+            assert chunk, (proc.wait(), seen.decode(errors="replace")[-2000:])
+            seen += chunk
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    text = (seen + err).decode(errors="replace")
+    assert proc.returncode == 143, (proc.returncode, text[-2000:])
+    assert "zsseg train: interrupted (SIGTERM)" in text and "Traceback" not in text, text[-2000:]
+    folder = tmp_path / "checkpoints"
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    assert not [name for name in names if ".tmp" in name], names
+    for name in names:
+        if name.endswith(".pt"):
+            assert "iteration" in torch.load(folder / name, map_location="cpu", weights_only=True)

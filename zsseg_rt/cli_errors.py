@@ -31,6 +31,7 @@ __all__ = [
     "command_line_advice",
     "exit_code_for_signal",
     "format_error",
+    "interrupted",
     "run_command",
     "sigterm_interrupts",
 ]
@@ -152,6 +153,16 @@ def format_error(exc: BaseException) -> str:
     return message
 
 
+def interrupted(exc: KeyboardInterrupt, command: str, debug: bool = False) -> int:
+    """Say that ``zsseg command`` was interrupted (Ctrl-C, or SIGTERM: :class:`Terminated`) and return its exit code
+    (128 + the signal); ``debug``: its traceback first."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    if debug:
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    print(f"zsseg {command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+    return exit_code_for_signal(signum)
+
+
 def run_command(func: Callable, args) -> int:
     """Run ``func(args)``; return its exit code, or print one line and return non-zero if it raised.
 
@@ -164,11 +175,7 @@ def run_command(func: Callable, args) -> int:
         with sigterm_interrupts():
             return int(func(args) or 0)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the command's cleanup has run
-        signum = getattr(exc, "signum", signal.SIGINT)
-        if getattr(args, "debug", False):
-            traceback.print_exc()
-        print(f"zsseg {command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
-        return exit_code_for_signal(signum)
+        return interrupted(exc, command, bool(getattr(args, "debug", False)))
     except SystemExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one line (or a traceback with --debug)
