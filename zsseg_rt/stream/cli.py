@@ -489,6 +489,10 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
     if args.stats_json:
         with open(args.stats_json, "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=1)
+    if runner.signalled is not None:  # stopped by Ctrl-C / SIGTERM, outputs finalised: the one rule (cli_errors)
+        from zsseg_rt.cli_errors import exit_code_for_signal
+
+        return exit_code_for_signal(runner.signalled)
     return 1 if failed else 0
 
 

@@ -368,6 +368,11 @@ class MultiStreamRunner:
         # sees the flag, and run() logs the signal.
         self._signalled = signum
 
+    @property
+    def signalled(self) -> Optional[int]:
+        """The signal (SIGINT / SIGTERM) that stopped :meth:`run`, or None."""
+        return self._signalled
+
     def _stopping(self) -> bool:
         return self._stop.is_set() or self._signalled is not None
 

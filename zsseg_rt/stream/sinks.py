@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .capabilities import require_window
+from .loopback import LOOPBACK_HOSTS, host_header_allowed
 from .sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 log = logging.getLogger("zsseg_rt.stream")
@@ -371,7 +372,7 @@ poll();
 </script></body></html>"""
 
 MAX_VOCABULARY_BODY = 64 * 1024  # bytes of a POST /classes body (a few thousand class names)
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_LOOPBACK = LOOPBACK_HOSTS
 
 
 def preview_page(editable: bool, classes: Optional[List[str]] = None, streams: Optional[Sequence[str]] = None) -> bytes:
@@ -508,15 +509,9 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
 
     def _host_allowed(self) -> bool:
         """On a loopback-bound preview, only requests addressed to a loopback name are answered: a page of another site
-        that re-points its own host name at 127.0.0.1 (DNS rebinding) sends its own name as Host."""
-        if self.server.sink.host not in _LOOPBACK:
-            return True  # bound to an interface (--preview-host): its names are not known here
-        host = (self.headers.get("Host") or "").strip().lower()
-        if host.startswith("["):  # [::1]:8080
-            name = host[1 : host.find("]")] if "]" in host else host
-        else:
-            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-        return name in _LOOPBACK
+        that re-points its own host name at 127.0.0.1 (DNS rebinding) sends its own name as Host (.loopback's rule,
+        shared with ``zsseg serve``)."""
+        return host_header_allowed(self.server.sink.host, self.headers.get("Host"))
 
     def _stream(self, sink: "MjpegSink", stream: int = 0) -> None:
         self.send_response(200)
