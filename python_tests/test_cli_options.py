@@ -802,7 +802,7 @@ def test_camera_max_pixels_and_allow_partial_images(tiny_bundle, tmp_path, capsy
     stats = tmp_path / "s.json"
     base = ["camera", folder, "--bundle", tiny_bundle, "--classes", "a,b", "-o", tmp_path / "out", "--no-progress"]
     _ok(capsys, *base, "--stats-json", stats)
-    assert _stats(stats)["processed"] == 2  # the truncated one skipped
+    assert _stats(stats)["processed"] == 2 and _stats(stats)["decode_errors"] == 1  # the truncated one skipped
     _ok(capsys, *base, "--stats-json", stats, "--allow-partial-images", "--overwrite")
     assert _stats(stats)["processed"] == 3
     _ok(

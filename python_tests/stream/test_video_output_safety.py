@@ -94,25 +94,24 @@ def test_camera_refuses_to_replace_outputs_without_overwrite(tmp_path, tiny_bund
     assert into_input.returncode == 1 and "would replace the input" in into_input.stderr, into_input.stderr
 
 
-def test_kill_9_mid_run_leaves_the_old_video_and_a_playable_partial(tmp_path, tiny_bundle):
-    pytest.importorskip("av")
-    clip = _noise_clip(tmp_path / "clip.avi")
-    video = tmp_path / "out.mp4"
-    video.write_bytes(b"the old video")
-    partial = tmp_path / "out.partial.mp4"
-    argv = [clip, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(video), "--overwrite", "--loop"]
+def _written(*paths) -> int:
+    return max((path.stat().st_size for path in paths if path.exists()), default=0)
+
+
+def _kill_mid_write(argv, video, partial):
+    """Run ``zsseg camera ARGV`` and ``kill -9`` it once 64 KiB of video are on disk, in ``partial`` (or, as before
+    the fix, in ``video`` itself): the loop never ends by itself, so progress is polled, not time; the deadline only
+    turns a hang into a failure."""
     code = "import sys\nfrom zsseg_rt.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     process = subprocess.Popen(
-        [sys.executable, "-c", code, "camera", *argv, "--no-progress"],
+        [sys.executable, "-c", code, "camera", *argv, "--loop", "--no-progress"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        # progress, not time: wait until the partial file holds fragments (the loop never ends by itself); the
-        # deadline only turns a hang into a failure
         deadline = time.monotonic() + 600
-        while not (partial.exists() and partial.stat().st_size >= 64 * 1024 and b"moof" in partial.read_bytes()):
+        while _written(video, partial) < 64 * 1024 + len(b"the old video"):
             assert process.poll() is None, process.communicate()[1]
             assert time.monotonic() < deadline, "no 64 KiB of video written"
             time.sleep(0.05)
@@ -124,8 +123,21 @@ def test_kill_9_mid_run_leaves_the_old_video_and_a_playable_partial(tmp_path, ti
             process.wait()
         process.stderr.close()
     assert process.returncode == -9
-    assert video.read_bytes() == b"the old video"  # was: a 48-byte undecodable file under the final name
+
+
+def test_kill_9_mid_run_leaves_the_old_video_and_a_playable_partial(tmp_path, tiny_bundle):
+    pytest.importorskip("av")
+    clip = _noise_clip(tmp_path / "clip.avi")
+    video, partial = tmp_path / "out.mp4", tmp_path / "out.partial.mp4"
+    argv = [clip, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(video)]
+    _kill_mid_write(argv, video, partial)
+    assert not video.exists()  # was: a 48-byte undecodable out.mp4 (written under its final name)
     assert _decodable_frames(partial) >= 1 and _opencv_frames(partial) >= 1
+    partial.unlink()
+    video.write_bytes(b"the old video")
+    _kill_mid_write([*argv, "--overwrite"], video, partial)
+    assert video.read_bytes() == b"the old video"  # replaced only by a complete video
+    assert _decodable_frames(partial) >= 1
 
 
 def test_a_full_disk_stops_the_run_with_one_line_naming_the_path(tmp_path, tiny_bundle):
@@ -134,31 +146,15 @@ def test_a_full_disk_stops_the_run_with_one_line_naming_the_path(tmp_path, tiny_
     stats = tmp_path / "stats.json"
     with small_tmpfs(tmp_path / "disk", size_kib=128) as disk:
         video = os.path.join(disk, "out.mp4")
-        with open(video, "wb") as handle:
-            handle.write(b"the old video")
-        out = _camera(
-            [
-                clip,
-                "--bundle",
-                tiny_bundle,
-                "--classes",
-                "a,b",
-                "-o",
-                video,
-                "--overwrite",
-                "--no-progress",
-                "--stats-json",
-                str(stats),
-            ]
-        )
+        argv = [clip, "--bundle", tiny_bundle, "--classes", "a,b", "-o", video, "--stats-json", str(stats)]
+        out = _camera([*argv, "--no-progress"])
         assert out.returncode == 1, out.stderr  # was: 0, "300 frames processed"
         last = out.stderr.strip().splitlines()[-1]
         partial = os.path.join(disk, "out.partial.mp4")
         assert last.startswith(f"zsseg camera: error: cannot write {partial!r}: No space left on device (after "), last
         assert re.search(r"after \d+ frames, \d+ bytes on disk", last) and f"{video!r} was not replaced" in last, last
         assert "Traceback" not in out.stderr and "frames processed" not in out.stderr, out.stderr
-        with open(video, "rb") as handle:
-            assert handle.read() == b"the old video"
+        assert not os.path.exists(video)  # was: a corrupt out.mp4
     assert not stats.exists()  # a failed run reports no statistics as if it had succeeded
 
 
@@ -317,3 +313,50 @@ def test_pyav_decodes_the_frames_opencv_decodes(tmp_path):
         ours.close()
         theirs.close()
         assert compared >= at_least
+
+
+def test_a_sink_that_cannot_finish_its_file_fails_the_run(fake_engine):
+    """A sink's close() failing (a video whose last fragment meets a full disk) is raised by run(), after every
+    other sink is closed: before, it was logged with a traceback and the run returned as if it had succeeded."""
+    from stream_fakes import numbered_frame
+
+    from zsseg_rt.stream import CallableSource, FrameSink, StreamRunner
+
+    class Unfinishable(FrameSink):
+        name = "unfinishable"
+
+        def write(self, frame):
+            pass
+
+        def close(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    class Recording(FrameSink):
+        closed = False
+
+        def write(self, frame):
+            pass
+
+        def close(self):
+            self.closed = True
+
+    after = Recording()
+    source = CallableSource(lambda: (numbered_frame(i) for i in range(3)), live=False)
+    runner = StreamRunner(fake_engine, source, [Unfinishable(), after], drop_stale=False)
+    with pytest.raises(OSError, match="No space left on device"):
+        runner.run(handle_signals=False)
+    assert after.closed and runner.stats.processed == 3
+
+
+def test_a_file_damaged_beyond_resynchronising_stops_with_an_error(tmp_path):
+    from zsseg_rt.stream.sources import MAX_DAMAGED_IN_A_ROW, PyAVFileSource, SourceError
+
+    clip = _damaged_h264_clip(tmp_path / "clip.mp4", frames=150, damaged=range(20, 150))
+    source = PyAVFileSource(clip)
+    source.open()
+    delivered = 0
+    with pytest.raises(SourceError, match=rf"unreadable after frame \d+: {MAX_DAMAGED_IN_A_ROW + 1} damaged packets"):
+        while source.read() is not None:
+            delivered += 1
+    source.close()
+    assert 10 <= delivered <= 20 and source.decode_errors == MAX_DAMAGED_IN_A_ROW + 1

@@ -215,8 +215,8 @@ class FrameGrabber:
                 try:
                     image = self.source.read()
                 except SourceError as exc:  # a file that cannot be read on (damaged beyond resynchronising)
-                    self.error = exc
-                    log.error("%s", exc)
+                    self.error = exc  # the consumer reports it (the runner: "source NAME stopped: ...")
+                    log.debug("%s", exc)
                     return
                 if image is not None:
                     attempt = 0
