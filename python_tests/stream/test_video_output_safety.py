@@ -90,8 +90,13 @@ def test_camera_refuses_to_replace_outputs_without_overwrite(tmp_path, tiny_bund
     assert _opencv_frames(video) == 3 and json.loads(stats.read_text())["processed"] == 3
     assert sorted(os.listdir(frames)) == [f"frame_00000{i}.jpg" for i in range(3)]  # the earlier run's 3-5 removed
     assert not os.path.exists(tmp_path / "out.partial.mp4")
-    into_input = _camera([clip, "--bundle", tiny_bundle, "--classes", "a,b", "-o", clip, "--overwrite"])
-    assert into_input.returncode == 1 and "would replace the input" in into_input.stderr, into_input.stderr
+    for source in (clip, f"{frames}/"):  # an input of the run is never an output, --overwrite or not
+        into_input = _camera([source, "--bundle", tiny_bundle, "--classes", "a,b", "-o", source, "--overwrite"])
+        assert into_input.returncode == 1, into_input.stderr
+        assert (
+            into_input.stderr.strip()
+            == f"zsseg camera: error: -o {source} is an input of this run: choose another output"
+        )
 
 
 def _written(*paths) -> int:

@@ -225,16 +225,20 @@ def _check_outputs(args, inputs, specs: Sequence[Sequence[str]]) -> None:
     ``--overwrite`` (a video file, an image folder's frames, ``--stats-json``)."""
     from zsseg_rt.cli_errors import CliError
 
-    from .sinks import replaced_files
+    from .sinks import output_kind, replaced_files
 
-    sources = {os.path.realpath(item.source.path) for item in inputs if getattr(item.source, "path", None)}
+    sources = set()
+    for item in inputs:  # a video file's or an image folder's path
+        spec = getattr(item.source, "spec", None)
+        path = getattr(item.source, "path", None) or getattr(item.source, "folder", None)
+        path = path or (spec.target if spec is not None and spec.kind == "file" else None)
+        if path:
+            sources.add(os.path.realpath(path))
     replaced = []
     for spec in (spec for expanded in specs for spec in expanded):
-        files = replaced_files(spec)
-        clash = next((path for path in files if os.path.realpath(path) in sources), None)
-        if clash is not None:
-            raise CliError(f"-o {spec} would replace the input {clash!r}: choose another output")
-        replaced.extend(files)
+        if output_kind(spec) and os.path.realpath(spec.strip().rstrip("/" + os.sep)) in sources:
+            raise CliError(f"-o {spec} is an input of this run: choose another output")
+        replaced.extend(replaced_files(spec))
     refuse_existing(replaced + ([args.stats_json] if args.stats_json else []), args.overwrite)
 
 

@@ -723,7 +723,7 @@ class NullSink(FrameSink):
         self.frames += 1
 
 
-def _video_or_folder(spec: str) -> Optional[str]:
+def output_kind(spec: str) -> Optional[str]:
     """ "video" or "folder" for an ``open_sink`` spec that names a file output, else None (a window, a URL, null)."""
     text = str(spec).strip()
     lower = text.lower()
@@ -741,7 +741,7 @@ def replaced_files(spec: str) -> List[str]:
     """The existing files the output ``spec`` of ``open_sink`` would replace: a video file that exists, or the frame
     images (``frame_000000.jpg`` ...) an image folder holds already; none for a window, a URL or ``null``. What
     ``zsseg camera`` refuses to replace without ``--overwrite``."""
-    kind = _video_or_folder(spec)
+    kind = output_kind(spec)
     text = str(spec).strip()
     if kind == "video":
         return [text] if os.path.lexists(text) else []
@@ -767,7 +767,7 @@ def open_sink(spec: str, fps: float = 30.0, replace: bool = False) -> FrameSink:
         return MjpegSink(int(port), host or "127.0.0.1")
     if lower == "null":
         return NullSink()
-    kind = _video_or_folder(text)
+    kind = output_kind(text)
     if kind == "video":
         return VideoFileSink(text, fps=fps)
     if kind == "folder":
