@@ -383,11 +383,13 @@ class PyAVFileSource(FrameSource):
         self.fps = fps
         self._container: Any = None
         self._frames: Optional[Iterator[Any]] = None
+        self._reformatter: Any = None
         self._read = 0  # frames delivered since the last open()
         self._damaged_in_a_row = 0
 
     def open(self) -> None:
         import av
+        from av.video.reformatter import VideoReformatter
 
         from zsseg_rt.image_io import ImageTooLargeError, check_frame_size
 
@@ -401,8 +403,9 @@ class PyAVFileSource(FrameSource):
         if not container.streams.video:
             container.close()
             raise SourceError(f"cannot open {self.name}: it holds no video stream")
+        # PyAV's default threads (slices): frame threads would log from threads of their own, which take the GIL in
+        # PyAV's log callback and can deadlock against a close() holding it (av.logging's warning)
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame and slice threads, as OpenCV decodes
         try:
             check_frame_size(
                 stream.codec_context.width, stream.codec_context.height, self.max_pixels, f"{self.name}'s frame"
@@ -417,6 +420,7 @@ class PyAVFileSource(FrameSource):
         self.frame_count = self.frames_declared or self._estimated_frames(container, stream)
         self._container, self._read, self._damaged_in_a_row = container, 0, 0
         self._frames = self._decode(stream)
+        self._reformatter = VideoReformatter()  # kept: its conversion context is built once, not per frame
 
     def _estimated_frames(self, container, stream) -> Optional[int]:
         """Duration x frame rate (what OpenCV reports for a container that declares no count), for progress bars."""
@@ -478,7 +482,7 @@ class PyAVFileSource(FrameSource):
             self._say_if_short()
             return None
         self._read += 1
-        image = frame.to_ndarray(format="bgr24")
+        image = self._reformatter.reformat(frame, format="bgr24").to_ndarray()
         turns = (int(getattr(frame, "rotation", 0) or 0) // 90) % 4  # counter-clockwise quarter turns to upright
         return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
