@@ -130,7 +130,8 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--stats-json",
         help='write the final stream statistics to this JSON file (with "outputs": each video file\'s codec, '
-        'frames and fps; "sources": per source fps, latency p50/p99, drops, reconnects, damaged packets skipped (decode_errors), state and error)',
+        'frames and fps; "sources": per source fps, latency p50/p99, drops, reconnects, damaged packets skipped '
+        "(decode_errors), state and error)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_camera_command)
