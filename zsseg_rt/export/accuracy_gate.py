@@ -26,6 +26,8 @@ import numpy as np
 from zsseg_rt.bundle import BundleMeta, Files
 from zsseg_rt.runtime.backends import Backend
 
+from .progress import stage_bar
+
 # one gate for every backend: TensorRT builds, torch fp16/bf16 (export/torch_backend.py), ONNX Runtime int8/bf16 on the
 # CPU (export/ort_quantize.py); the fraction of sample-photo pixels whose label must equal ONNX Runtime fp32's
 MIN_LABEL_AGREEMENT = {"fp32": 0.999, "fp16": 0.995, "fp16-pinned": 0.995, "bf16": 0.995, "int8": 0.995}
@@ -237,11 +239,13 @@ def run_accuracy_gate(
     recorded = [_record_head_logits(cand_engine), _record_head_logits(ref_engine)]
     agree, pixels, finite = 0, 0, bool(random["finite"])
     photos = _read_photos(images)
-    for photo in photos:
-        cand, ref = cand_engine(photo), ref_engine(photo)
-        agree += int(np.count_nonzero(cand.labels == ref.labels))
-        pixels += int(cand.labels.size)
-        finite &= _all_finite(cand.scores)
+    with stage_bar(len(photos), f"accuracy gate ({precision})", unit="photo") as bar:  # shown by zsseg build-engine
+        for photo in photos:
+            cand, ref = cand_engine(photo), ref_engine(photo)
+            agree += int(np.count_nonzero(cand.labels == ref.labels))
+            pixels += int(cand.labels.size)
+            finite &= _all_finite(cand.scores)
+            bar.update()
     cand_logits, ref_logits = _by_window(recorded[0]), _by_window(recorded[1])
     logit_error = max((_max_abs(c, r) for c, r in zip(cand_logits, ref_logits)), default=0.0)
     finite &= _all_finite(*cand_logits)
