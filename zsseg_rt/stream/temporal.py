@@ -163,7 +163,7 @@ class TemporalOptions:
     flow_preset: str = "medium"
     photometric_tolerance: float = 12.0
     min_confidence: float = 0.85
-    cut_confidence: float = 0.4
+    cut_confidence: float = 0.6
 
     def __post_init__(self) -> None:
         checks = [
