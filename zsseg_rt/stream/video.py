@@ -211,7 +211,7 @@ class VideoSegmenter:
         if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             what = f"{frame.dtype} {list(frame.shape)}" if isinstance(frame, np.ndarray) else type(frame).__name__
             raise ValueError(f"expected a video frame as a [H, W, 3] uint8 array, got {what}")
-        return frame
+        return np.ascontiguousarray(frame)  # a crop of a larger image is a view: OpenCV wants rows in one block
 
     def _engine_call(self, frames: List[np.ndarray], scores: bool) -> List[Result]:
         order = {} if self.color_order == "bgr" else {"color_order": self.color_order}  # an engine-like callable
