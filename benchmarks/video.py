@@ -165,7 +165,7 @@ def render(result: Dict[str, Any], args) -> str:
         f"`--backend {args.backend}` on the CPU, `mode=fast` (the camera's default)",
         "- Every mode through the camera loop (`zsseg camera CLIP --labels-out DIR`), every frame processed; fps: "
         "frames over the wall time from the first frame read to the last label map written; flicker, changed, TC and "
-        "agreement computed from the label maps written (docs/video.md, \"Metrics\")",
+        'agreement computed from the label maps written (docs/video.md, "Metrics")',
         "",
         "**What random weights mean here.** The labels mean nothing, so flicker, TC and agreement measure how stable "
         "and how faithful to per-frame inference the filters are on these scores, not segmentation quality. With "

@@ -285,3 +285,22 @@ def test_warp_moves_values_along_the_flow():
     assert np.array_equal(warp(labels, flow, nearest=True)[1:], labels[:3])
     with pytest.raises(ValueError, match=r"the flow must be \[4, 5, 2\]"):
         warp(values, np.zeros((4, 4, 2), np.float32))
+
+
+def test_the_native_warp_samples_as_the_filters_warp():
+    """The filter's warp (OpenCV ``remap``, CPU) and the library's own op (``ops.warp``, CPU and CUDA) take the same
+    sampling rule, so the seam can move to the device: bilinear values agree within OpenCV's fixed-point weights
+    (1/32 of a pixel: 1/32 of the largest step between neighbours, 8 here, plus rounding), nearest labels exactly
+    away from half-pixel positions (OpenCV rounds a half to even, the op up)."""
+    from zsseg_rt import ops
+
+    rng = np.random.default_rng(9)
+    values = rng.uniform(0, 4, (27, 36, 48)).astype(np.float32)
+    flow = rng.uniform(-6, 6, (36, 48, 2)).astype(np.float32)
+    flow[np.abs(np.abs(flow % 1.0) - 0.5) < 1e-3] += 0.01  # no displacement right at a half pixel
+    opencv = warp(values, flow)
+    native = ops.warp(values[None], flow[None])[0]
+    assert np.abs(opencv - native).max() <= 4.0 * 2 / 32 + 1e-5
+    labels = rng.integers(0, 27, (36, 48)).astype(np.uint16)
+    native_labels = ops.warp(labels[None, None].astype(np.float32), flow[None], nearest=True)[0, 0]
+    assert np.array_equal(warp(labels, flow, nearest=True), native_labels.astype(np.uint16))
