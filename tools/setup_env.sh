@@ -28,6 +28,17 @@ if [ "$need_browser" = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/ch
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# Debian's opencv-doc: OpenCV's example clips (/usr/share/doc/opencv-doc/examples/data/*.avi: vtest, tree, Megamind),
+# the real videos of `python -m benchmarks video` (the unit tests do not need them). ZSSEG_NEED_VIDEO_CLIPS=0 skips it.
+need_clips=${ZSSEG_NEED_VIDEO_CLIPS:-1}
+if [ "$need_clips" = 1 ] && [ ! -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ] \
+   && command -v apt-get >/dev/null 2>&1; then
+  echo "[setup] installing OpenCV's example clips (Debian opencv-doc) for python -m benchmarks video"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq opencv-doc >/dev/null
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating virtual environment $VENV"
   "$PY" -m venv "$VENV"

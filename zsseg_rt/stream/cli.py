@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from zsseg_rt.cli_types import BACKEND_CHOICES, add_engine_arguments, port_number, real_number, whole_number
 
+from .video_cli import add_video_arguments, label_sinks, video_segmenter
+
 if TYPE_CHECKING:
     from .sources import FrameSource
 
@@ -127,6 +129,7 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         "with a warning (the default)",
     )
     p.add_argument("--no-legend", action="store_true", help="no legend / FPS text on the overlay")
+    add_video_arguments(p)  # --labels-out, --stabilize, --keyframe-every, ... (zsseg_rt.stream.video_cli)
     p.add_argument(
         "--stats-json",
         help='write the final stream statistics to this JSON file (with "outputs": each video file\'s codec, '
@@ -251,11 +254,13 @@ def _build_sinks(args, inputs, runner_stats, vocabulary=None):
     from .capabilities import display_available, opencv_has_gui
     from .sinks import MjpegSink
 
-    if not args.output and args.preview is None and not (opencv_has_gui() and display_available()):
+    labels_out = getattr(args, "labels_out", None)
+    if not args.output and args.preview is None and not labels_out and not (opencv_has_gui() and display_available()):
         raise CliError(NO_OUTPUT_MESSAGE)
     names = [item.name for item in inputs]
     specs = [output_names(spec, names) for spec in args.output]  # every refusal before anything is opened
     _check_outputs(args, inputs, specs)
+    label_folders = output_names(labels_out, names) if labels_out else []
     several = len(inputs) > 1
     per_source: List[list] = [[] for _ in inputs]
     shared: list = []
@@ -264,6 +269,8 @@ def _build_sinks(args, inputs, runner_stats, vocabulary=None):
             for index, item in enumerate(inputs):
                 fps = args.fps or item.source.fps or 30.0  # a file keeps its rate; --fps overrides; else 30
                 per_source[index].append(_open_output(expanded[index], fps, item.name, several, args.overwrite))
+        for index, sink in enumerate(label_sinks(label_folders)):
+            per_source[index].append(sink)
         if args.preview is not None:
             shared.append(
                 MjpegSink(
@@ -274,7 +281,7 @@ def _build_sinks(args, inputs, runner_stats, vocabulary=None):
                     streams=names if several else None,
                 )
             )
-        if not args.output and not shared:
+        if not args.output and not shared and not labels_out:
             for index, item in enumerate(inputs):
                 per_source[index].append(_open_output("display://", 30.0, item.name, several, False))
     except BaseException:  # e.g. StreamCapabilityError: close what was opened; the CLI prints one line
@@ -342,15 +349,21 @@ class _ProgressUpdate:
 
     def __call__(self, _frame, _result, stats) -> None:
         now = time.monotonic()
-        if self.several and now - self._last >= self.interval:
+        if now - self._last >= self.interval:
             self._last = now
             self.show(stats, refresh=False)
         self.bar.update(1)
 
     def show(self, stats, refresh: bool = True) -> None:
-        """Put each source's statistics after the count (several sources)."""
+        """Put each source's statistics after the count (several sources); one source: its frame rate (and its
+        flicker once measured)."""
         if self.several:
             self.bar.set_postfix_str(" | ".join(s.line() for s in stats.sources), refresh=refresh)
+        elif stats.sources:
+            source = stats.sources[0]
+            flicker = source.video.get("flicker_pct")
+            text = f"{source.fps:.2f} fps" + (f" flicker {flicker:.2f}%" if flicker is not None else "")
+            self.bar.set_postfix_str(text, refresh=refresh)
 
 
 @dataclasses.dataclass
@@ -466,7 +479,7 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
     bar = _progress(inputs, args)
     progress = _ProgressUpdate(bar, len(inputs) > 1) if bar is not None else None
     runner = MultiStreamRunner(
-        engine,
+        video_segmenter(args, engine),  # the Engine itself without --stabilize / --keyframe-every
         [item.source for item in inputs],
         sinks,
         shared_sinks=shared,
@@ -480,6 +493,7 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
         max_frames=args.max_frames,
         on_result=progress,
         opened=[item.opened for item in inputs],
+        temporal_consistency=args.temporal_consistency,
     )
     holder["runner"] = runner
     if bar is None:
