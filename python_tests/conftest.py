@@ -9,9 +9,51 @@ import shutil
 import pytest
 from support import export_tiny_bundle
 
+# cuBLAS's deterministic workspace for every test on a GPU (read when cuBLAS starts, so before any test runs; the
+# resume test's rule on CUDA, python_tests/train/test_training.py, relies on it); nothing changes without a GPU
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 # A bundle exported elsewhere (tools/runtime_only_tests.sh exports it with torch, then runs the runtime tests in a
 # venv without torch): the tiny_bundle fixture copies it instead of exporting.
 PREBUILT_BUNDLE_ENV = "ZSSEG_TEST_TINY_BUNDLE"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fake-cuda",
+        action="store_true",
+        help="the device-placement guard: run the tests under python_tests/{train,models} (not those marked `cuda`) "
+        "with a fake CUDA device that computes on the CPU and refuses mixed devices as CUDA does "
+        "(python_tests/fake_cuda.py); other tests are deselected",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--fake-cuda"):
+        return
+    from fake_cuda import GUARDED_DIRS
+
+    root = config.rootpath / "python_tests"
+    kept, dropped = [], []
+    for item in items:
+        parts = item.path.relative_to(root).parts if item.path.is_relative_to(root) else ()
+        guarded = bool(parts) and parts[0] in GUARDED_DIRS and item.get_closest_marker("cuda") is None
+        (kept if guarded else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fake_cuda_device(request):
+    """``--fake-cuda``: the whole session (its session fixtures too) runs on the fake CUDA device."""
+    if not request.config.getoption("--fake-cuda"):
+        yield
+        return
+    from fake_cuda import fake_cuda
+
+    with fake_cuda():
+        yield
 
 
 def pytest_configure(config):

@@ -51,6 +51,12 @@ class HostCudaDriver:
         self.stream_flags.append(flags)
         return 7
 
+    def stream_destroy(self, stream: int) -> None:
+        pass
+
+    def release_primary_context(self) -> None:
+        pass
+
     def device_attribute(self, attribute: int, index: int = 0) -> int:
         return int(self.integrated)
 
@@ -175,6 +181,9 @@ class OrtEngine:
         ]
         self.profile = self.profiles[0]
         self.num_optimization_profiles = len(self.profiles)
+        # execution contexts made: TensorRT allocates each one's activation memory (sized for the largest profile)
+        # when it is made, so this counts the engine's activation memories
+        self.contexts_made = 0
         self.num_io_tensors = len(self.inputs) + len(self.outputs)
         self.transform: Optional[Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]] = None
 
@@ -191,6 +200,7 @@ class OrtEngine:
         return [list(shape) for shape in self.profiles[profile_index][name]]
 
     def create_execution_context(self) -> "OrtContext":
+        self.contexts_made += 1
         return OrtContext(self)
 
 
@@ -294,6 +304,32 @@ class StandInTensorRTBackend(Backend):
             for role, context in self.contexts.items():
                 context.engine.transform = (lambda r: lambda outputs: self.device_transform(r, outputs))(role)
         return TensorRTExecutor(self.contexts, CudaMemory(self.driver, zero_copy=False))
+
+
+def tensorrt_backend_on_stand_ins(monkeypatch, meta: BundleMeta, max_batch: int, driver, **kwargs):
+    """The real ``TensorRTBackend`` (``kwargs``: its own, e.g. ``cuda_graphs``) whose ``TensorRTRunner``s are real too,
+    on ``OrtEngine`` stand-ins built for ``max_batch`` and ``driver`` (each runner with a stream of its own); returns
+    ``(backend, {role: its OrtEngine})``."""
+    from zsseg_rt.runtime import tensorrt as trt_run
+    from zsseg_rt.runtime.backends import TensorRTBackend
+    from zsseg_rt.runtime.engine_cache import axis_ranges
+
+    engines = {}
+    runner_class = trt_run.TensorRTRunner
+
+    def runner(role: str):
+        engine = engines[role] = OrtEngine(meta, role, axis_ranges(meta, max_batch, opt_classes=8))
+        made = object.__new__(runner_class)  # what its constructor sets, on the stand-ins
+        made._cuda, made._stream, made._buffers, made.engine_path = driver, driver.stream_create(), {}, role
+        made.engine, made.context = engine, engine.create_execution_context()
+        made.input_names, made.output_names = list(engine.inputs), list(engine.outputs)
+        made.dtypes = {name: np.dtype(TRT_DTYPES[engine.dtypes[name]]) for name in engine.inputs + engine.outputs}
+        made.profiles, made._profile = engine.num_optimization_profiles, 0
+        return made
+
+    monkeypatch.setattr(trt_run, "TensorRTRunner", runner)
+    backend = TensorRTBackend(meta, engine_paths={role: role for role in ("image", "head", "text")}, **kwargs)
+    return backend, engines
 
 
 def install_host_gpu(monkeypatch) -> None:

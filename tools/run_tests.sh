@@ -2,8 +2,9 @@
 # The whole test suite from scratch: environment + build, static checks (tools/lint.sh), C++ tests
 # (GoogleTest/ctest; the CUDA kernels on the emulated runtime under ASan; also cross-compiled for aarch64 and run
 # under qemu), the Python CUDA tests on the emulated CUDA runtime under ASan (tools/build_emulated.sh), _C with a
-# static C++ runtime (tools/static_runtime_check.sh), Python tests (pytest), and the runtime tests once more in a
-# torch-free venv holding only the runtime install (tools/runtime_only_tests.sh).
+# static C++ runtime (tools/static_runtime_check.sh), Python tests (pytest; the training and model tests on a fake
+# CUDA device, pytest --fake-cuda), and the runtime tests once more in a torch-free venv holding only the runtime
+# install (tools/runtime_only_tests.sh).
 # GPU- and TensorRT-only tests skip with a reason when those are absent. Exits non-zero on any failure.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,7 +61,13 @@ if [ "$(uname -m)" = x86_64 ]; then export ZSSEG_REQUIRE_QEMU_X86=1; fi
 export ZSSEG_REQUIRE_OPENVINO=1
 # the web page's headless-browser test fails instead of skipping where setup_env.sh installed Chromium (apt machines)
 if [ "${ZSSEG_NEED_BROWSER:-1}" = 1 ] && command -v apt-get >/dev/null 2>&1; then export ZSSEG_REQUIRE_BROWSER=1; fi
-"$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider "$@"
+# The training and model tests run once, in the second invocation, on a fake CUDA device (python_tests/fake_cuda.py:
+# torch.cuda.is_available() is True there, so "CUDA when available" picks it, and a CPU tensor mixed with one on
+# "cuda" raises as on a GPU): they are not run twice, the guard only moves them (its cost: the wrappers' dispatch).
+"$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider --ignore=python_tests/train --ignore=python_tests/models "$@"
+T0=$(date +%s)
+"$VENV/bin/python" -m pytest python_tests/train python_tests/models -q -p no:cacheprovider --fake-cuda "$@"
+echo "[training and model tests on the fake CUDA device: $(( $(date +%s) - T0 )) s]"
 
 echo "== Runtime-only install (clean venv: .[runtime], NumPy 1.26, no torch; runtime tests on the installed package) =="
 bash "$ROOT/tools/runtime_only_tests.sh"

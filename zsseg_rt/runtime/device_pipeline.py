@@ -157,7 +157,8 @@ class HostMemory(Memory):
 
 class TorchMemory(Memory):
     """Buffers are torch tensors on ``device`` (CUDA or CPU); the native ops take them through DLPack and are
-    enqueued on torch's current stream, or on a stream of this memory's own (``own_stream``: what CUDA graphs are
+    enqueued on torch's current stream at the time of the call (a caller's ``with torch.cuda.stream(s):`` puts them
+    on ``s``, with torch's own kernels), or on a stream of this memory's own (``own_stream``: what CUDA graphs are
     captured on; the legacy default stream cannot be captured). Host buffers are pinned when the device is CUDA."""
 
     kind = "torch"
@@ -171,10 +172,14 @@ class TorchMemory(Memory):
         self.cuda = self.device.type == "cuda"
         self.page_locked = self.cuda
         self.torch_stream = torch.cuda.Stream(self.device) if self.cuda and own_stream else None
+
+    @property
+    def stream(self) -> int:  # type: ignore[override]  # Memory.stream is a plain attribute elsewhere
+        """The stream of the next op: this memory's own, else torch's current stream of the device now (never the
+        one current when the memory was made)."""
         if self.torch_stream is not None:
-            self.stream = self.torch_stream.cuda_stream
-        else:
-            self.stream = torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
+            return self.torch_stream.cuda_stream
+        return self.torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
 
     def empty(self, shape, dtype):
         return self.torch.empty(tuple(shape), dtype=_torch_dtype(self.torch, dtype), device=self.device)

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from zsseg_rt import ops
 from zsseg_rt.bundle import BundleMeta, Files, Names, check_bundle_digest, load_meta
 from zsseg_rt.pipeline.limits import InputLimits
 from zsseg_rt.pipeline.postprocessor import MODES
@@ -150,6 +151,8 @@ class Engine:
                 "expected_digest pins the bundle through the file hashes that verify=True checks; verify=False "
                 "would skip them: drop one of the two"
             )
+        if device != "cpu":  # says once why a visible GPU is not used (a driver too old for the CUDA runtime, ...)
+            ops.cuda_available()
         self.meta: BundleMeta = load_meta(os.fspath(bundle))
         if expected_digest is not None:
             check_bundle_digest(self.meta, expected_digest)

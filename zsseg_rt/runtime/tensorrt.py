@@ -303,14 +303,16 @@ class TensorRTRunner:
         low, _, high = self.input_profile(name, profile)
         return len(shape) == len(low) and all(lo <= d <= hi for d, lo, hi in zip(shape, low, high))
 
-    def _select_profile(self, shapes: Mapping[str, Tuple[int, ...]]) -> None:
+    def select_profile(self, shapes: Mapping[str, Tuple[int, ...]], stream: Optional[int] = None) -> None:
         """Switch the execution context to the first profile that holds every input shape (the current one when it
-        does). Raises ValueError naming the shapes and the profiles when none does."""
+        does), enqueued on ``stream`` (default: this runner's; the device pipeline's executor, which shares this
+        context, passes its own). Raises ValueError naming the shapes and the profiles when none does."""
         order = [self._profile] + [p for p in range(self.profiles) if p != self._profile]
+        stream = self._stream if stream is None else stream
         for profile in order:
             if all(self._fits(name, shape, profile) for name, shape in shapes.items()):
                 if profile != self._profile:
-                    if not self.context.set_optimization_profile_async(profile, self._stream):
+                    if not self.context.set_optimization_profile_async(profile, stream):
                         raise RuntimeError(f"TensorRT could not switch {self.engine_path!r} to profile {profile}")
                     self._profile = profile
                 return
@@ -355,7 +357,7 @@ class TensorRTRunner:
                 f"engine {self.engine_path!r} takes inputs {self.input_names}; missing "
                 f"{sorted(missing)}, unexpected {sorted(extra)}"
             )
-        self._select_profile({name: tuple(np.shape(inputs[name])) for name in self.input_names})
+        self.select_profile({name: tuple(np.shape(inputs[name])) for name in self.input_names})
         host = {name: self._prepare_input(name, inputs[name]) for name in self.input_names}
         for name, array in host.items():
             pointer = self._device_buffer(name, array.nbytes)
