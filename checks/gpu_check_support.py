@@ -281,7 +281,7 @@ def resolve(requirements: List[str], wheel_folder: Optional[Path] = None) -> Res
             result.missing[name] = (
                 f"MISSING Python: {req.name} (needed by {parent}): install the build for this machine's CUDA "
                 "(the image's, or pip/conda with network); gpu_check never installs numpy, torch or NVIDIA's "
-                "libraries from --wheels"
+                "libraries from the carried wheels"
             )
         else:
             candidates = [w for w in wheels.get(name, []) if not req.specifier or req.specifier.contains(w.version)]
@@ -290,10 +290,11 @@ def resolve(requirements: List[str], wheel_folder: Optional[Path] = None) -> Res
                 result.install[name] = candidates[0]
                 requires = candidates[0].requires()
             else:
-                where = f"not in --wheels {wheel_folder}" if wheel_folder else "pass --wheels DIR with its wheel"
+                where = f"not among the carried wheels ({wheel_folder})" if wheel_folder else "no wheels given"
                 result.missing[name] = (
-                    f"MISSING Python: {req} (needed by {parent}): {where}; on a machine with network: "
-                    f"pip download --no-deps --dest DIR '{req.name}{req.specifier}'"
+                    f"MISSING Python: {req} (needed by {parent}): {where}; add it to CARRIED_PYTHON in "
+                    "checks/gpu_stages.py and rebuild the artefacts (tools/gpu_artifacts.sh), or by hand on a machine "
+                    f"with network: pip download --no-deps --dest DIR '{req.name}{req.specifier}'"
                 )
         for sub in requires:
             try:
