@@ -110,6 +110,15 @@ def distinct_labels(labels) -> int:
     return int(len(np.unique(np.asarray(labels))))
 
 
+# tools/gpu_check.sh sets ZSSEG_NO_BUILD=1: the acceptance run on a lent GPU machine builds nothing (the wheel and
+# the C++ tests are built on the development machine: tools/gpu_artifacts.sh). Tests that compile (nvcc, cmake) skip
+# there with this reason; CI runs them.
+NO_BUILD = os.environ.get("ZSSEG_NO_BUILD") == "1"
+NO_BUILD_REASON = (
+    "compiles with nvcc/cmake: the acceptance run on a GPU machine builds nothing (ZSSEG_NO_BUILD=1); CI runs it"
+)
+
+
 def package_import_root() -> str:
     """The directory this process imported ``zsseg_rt`` from (the repository with an editable install, the venv's
     site-packages with a regular one): a subprocess given it as PYTHONPATH imports the same package, never a

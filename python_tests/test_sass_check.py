@@ -10,6 +10,7 @@ import pathlib
 import sys
 
 import pytest
+from support import NO_BUILD, NO_BUILD_REASON
 
 # checks/ is not a package of the install: load the module from the checkout beside this test (tools/gpu_check.sh
 # runs pytest from its report folder, where `import checks` finds nothing)
@@ -21,6 +22,8 @@ _spec.loader.exec_module(sass)
 
 
 def _tools_or_skip() -> None:
+    if NO_BUILD:
+        pytest.skip(NO_BUILD_REASON)
     try:
         sass.find_nvcc()
         sass.find_cuobjdump()

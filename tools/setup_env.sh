@@ -2,7 +2,7 @@
 # Creates/updates the project's virtual environment and builds zsseg_rt into it, from scratch if needed.
 # Used by tools/run_tests.sh and tools/run_demo.sh (the README's two commands). Idempotent.
 #   ZSSEG_VENV   venv location (default: .venv in the repo root)
-#   CMAKE_CUDA_ARCHITECTURES  override the CUDA archs (default 75;80;86;87;89;90)
+#   CMAKE_CUDA_ARCHITECTURES  override the CUDA archs (default 75;80;86;87;89;90;120: CMakeLists.txt, as this nvcc allows)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ZSSEG_VENV:-$ROOT/.venv}"
