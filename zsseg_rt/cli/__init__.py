@@ -123,7 +123,7 @@ COMMANDS: Tuple[Command, ...] = (
     Command("convert", "zsseg_rt.contract.common.convert_cli:add_convert_command", _convert_help, (TORCH,)),
     Command(
         "camera",
-        "zsseg_rt.stream.cli:add_camera_command",
+        "zsseg_rt.cli.camera:add_command",
         "segment a live camera, RTSP/HTTP stream, video file or image folder",
         (OPENCV,),
     ),

@@ -123,7 +123,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="builder workspace limit in GiB (default: TensorRT's)",
     )
-    # twin (by shape): cli/demo.py's flags, stream/cli.py's - argparse flags
+    # twin (by shape): cli/demo.py's flags, cli/camera.py's - argparse flags
     p.add_argument("--force", action="store_true", help="rebuild even if a matching engine is cached")
     p.add_argument(
         "--accept-below-gate",

@@ -113,7 +113,7 @@ def _report(metrics, args: argparse.Namespace) -> int:
     return 0
 
 
-# twin (by shape): scale/cli.py add_serve_command / add_batch_command, stream/cli.py add_camera_command - the
+# twin (by shape): scale/cli.py add_serve_command / add_batch_command, cli/camera.py add_command - the
 # add_<command>_command idiom of every command module
 def add_eval_command(subparsers) -> argparse.ArgumentParser:
     """Register ``eval`` on an argparse subparsers object (``zsseg eval``)."""
