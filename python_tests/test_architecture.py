@@ -171,7 +171,8 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("the family contract (protocol, registry, shared blocks)", ("zsseg_rt.contract",)),
     ("toolkits the families call (export, eval, train)", ("zsseg_rt.export", "zsseg_rt.eval", "zsseg_rt.train")),
     ("the families (plugins)", ("zsseg_rt.models",)),
-    ("commands", ("zsseg_rt.cli",)),
+    # the `zsseg` command line, and the `python -m` entry points of packages below (each runs one of its commands)
+    ("commands", ("zsseg_rt.cli", "zsseg_rt.eval.__main__", "zsseg_rt.train.__main__")),
 )
 
 

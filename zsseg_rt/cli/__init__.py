@@ -129,13 +129,13 @@ COMMANDS: Tuple[Command, ...] = (
     ),
     Command(
         "train",
-        "zsseg_rt.train.cli:add_train_command",
+        "zsseg_rt.cli.train:add_command",
         "train a model of a trainable family (inductive / transductive / fully supervised recipes)",
         (TORCH,),
     ),
     Command(
         "eval",
-        "zsseg_rt.eval.cli:add_eval_command",
+        "zsseg_rt.cli.eval:add_command",
         "evaluate a checkpoint or bundle: per-class IoU, mIoU(seen/unseen), hIoU, pAcc",
     ),
     Command(

@@ -131,7 +131,7 @@ def _add_limit_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-# twin (by shape): cli/camera.py add_command, eval/cli.py add_eval_command - the add_<command>_command idiom
+# twin (by shape): cli/camera.py add_command, cli/eval.py add_command - the add_command idiom
 def add_batch_command(subparsers) -> argparse.ArgumentParser:
     """Register ``batch`` on an argparse subparsers object (``zsseg batch``)."""
     p = subparsers.add_parser(
