@@ -140,13 +140,13 @@ COMMANDS: Tuple[Command, ...] = (
     ),
     Command(
         "batch",
-        "zsseg_rt.scale.cli:add_batch_command",
+        "zsseg_rt.cli.batch:add_command",
         "segment a folder / list file / URI of images on a Ray cluster: label PNGs + manifest.jsonl",
         (RAY,),
     ),
     Command(
         "serve",
-        "zsseg_rt.scale.cli:add_serve_command",
+        "zsseg_rt.cli.serve:add_command",
         "serve a bundle over HTTP on Ray Serve (request batching, metrics)",
         (RAY,),
     ),

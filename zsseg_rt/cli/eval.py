@@ -114,7 +114,7 @@ def _report(metrics, args: argparse.Namespace) -> int:
     return 0
 
 
-# twin (by shape): scale/cli.py add_serve_command / add_batch_command, cli/camera.py add_command - the
+# twin (by shape): cli/serve.py, cli/batch.py and cli/camera.py add_command - the
 # add_command idiom of every command module
 def add_command(subparsers) -> argparse.ArgumentParser:
     """Register ``eval`` on an argparse subparsers object (``zsseg eval``)."""
