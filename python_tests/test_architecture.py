@@ -172,7 +172,10 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("toolkits the families call (export, eval, train)", ("zsseg_rt.export", "zsseg_rt.eval", "zsseg_rt.train")),
     ("the families (plugins)", ("zsseg_rt.models",)),
     # the `zsseg` command line, and the `python -m` entry points of packages below (each runs one of its commands)
-    ("commands", ("zsseg_rt.cli", "zsseg_rt.eval.__main__", "zsseg_rt.train.__main__")),
+    (
+        "commands",
+        ("zsseg_rt.cli", "zsseg_rt.eval.__main__", "zsseg_rt.train.__main__", "zsseg_rt.profiling.__main__"),
+    ),
 )
 
 

@@ -152,7 +152,7 @@ COMMANDS: Tuple[Command, ...] = (
     ),
     Command(
         "profile",
-        "zsseg_rt.profiling:add_profile_command",
+        "zsseg_rt.cli.profile:add_command",
         "per-stage latency profile of a bundle (p50/p90/p99, FPS), backends side by side",
         (OPENCV,),
     ),
