@@ -120,7 +120,7 @@ COMMANDS: Tuple[Command, ...] = (
         "zsseg_rt.cli.build_engine:add_command",
         "build TensorRT 10 engines, or prepare a reduced precision of ONNX Runtime / OpenVINO / torch (accuracy-gated)",
     ),
-    Command("convert", "zsseg_rt.contract.common.convert_cli:add_convert_command", _convert_help, (TORCH,)),
+    Command("convert", "zsseg_rt.cli.convert:add_command", _convert_help, (TORCH,)),
     Command(
         "camera",
         "zsseg_rt.cli.camera:add_command",
