@@ -7,6 +7,8 @@ import argparse
 from typing import Any
 
 from zsseg_rt.cli import command_parser
+
+# twin: cli/serve.py's imports - both commands use all of what they share
 from zsseg_rt.cli.scale_options import (
     BACKEND_HELP,
     CLASSES_HELP,
@@ -44,7 +46,6 @@ def _run_batch(args: argparse.Namespace) -> int:
     from zsseg_rt.scale import import_ray, init_ray
     from zsseg_rt.scale.batch import check_pool_fits, prepare_batch, summarize_batch
 
-    # twin (by shape): the run_server call of cli/serve.py - each command passes its own Namespace fields on
     job = prepare_batch(  # every argument checked before Ray starts (a Ray start takes 10-20 s)
         args.input,
         args.output,
@@ -81,7 +82,6 @@ def _run_batch(args: argparse.Namespace) -> int:
     return 1 if summary["error"] else 0
 
 
-# twin (by shape): cli/camera.py add_command, cli/eval.py add_command - the add_command idiom
 def add_command(subparsers) -> argparse.ArgumentParser:
     """Register ``batch`` on an argparse subparsers object (``zsseg batch``)."""
     p = command_parser(

@@ -221,6 +221,7 @@ def run_demo(args) -> int:
     return 0
 
 
+# twin (by shape): cli/eval.py's add_command - the add_command idiom of every command module
 def add_command(subparsers) -> argparse.ArgumentParser:
     """Register ``demo`` on an argparse subparsers object (``zsseg demo``)."""
     p = command_parser(

@@ -114,8 +114,7 @@ def _report(metrics, args: argparse.Namespace) -> int:
     return 0
 
 
-# twin (by shape): cli/serve.py, cli/batch.py and cli/camera.py add_command - the
-# add_command idiom of every command module
+# twin (by shape): cli/batch.py's add_command - the add_command idiom of every command module
 def add_command(subparsers) -> argparse.ArgumentParser:
     """Register ``eval`` on an argparse subparsers object (``zsseg eval``)."""
     p = command_parser(

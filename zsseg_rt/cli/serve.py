@@ -85,8 +85,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     stopped_by = None
     try:
-        # twin (by shape): the prepare_batch call of cli/batch.py, train/trainer.py's TrainAugmentation call - keyword
-        # arguments passed on
+        # twin (by shape): train/trainer.py's TrainAugmentation call - keyword arguments passed on
         run_server(
             args.bundle,
             args.classes,
