@@ -155,8 +155,8 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
             "zsseg_rt",
             "zsseg_rt.errors",
             "zsseg_rt.cli_errors",
-            "zsseg_rt.cli_types",
             "zsseg_rt.image_io",
+            "zsseg_rt.io_safety",
             "zsseg_rt.system_info",
             "zsseg_rt.assets",
         ),
@@ -166,7 +166,7 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("the runtime (Engine, backends; no torch)", ("zsseg_rt.runtime",)),
     (
         "runtime applications (Ray, camera, profiler, zsseg segment)",
-        ("zsseg_rt.scale", "zsseg_rt.stream", "zsseg_rt.profiling"),
+        ("zsseg_rt.scale", "zsseg_rt.stream", "zsseg_rt.profiling", "zsseg_rt.cli_types"),
     ),
     ("the family contract (protocol, registry, shared blocks)", ("zsseg_rt.contract",)),
     ("toolkits the families call (export, eval, train)", ("zsseg_rt.export", "zsseg_rt.eval", "zsseg_rt.train")),
@@ -380,6 +380,101 @@ def test_leftover_finder_finds_leftovers(tmp_path):
 
 def test_no_merge_leftovers_in_the_source():
     assert _leftovers(ROOT) == [], "remove these merge/patch leftovers (and do not commit them)"
+
+
+# ---------------------------------------------------------------------------------------------- backend names
+# Backend names are spelled in the backend table (zsseg_rt/runtime/backends/) and in the modules each row lists as its
+# own (``own_modules``); everything else reads the table (docs/development.md, "Adding a backend"). A string equal to a
+# backend name is still a library's name where it names a Python module (the calls below) and in these places:
+BACKEND_NAME_CALLS = {"get", "find_spec", "import_module", "importorskip", "_module_version", "version"}
+BACKEND_LITERALS_ALLOWED: Dict[Tuple[str, str], str] = {
+    ("zsseg_rt.cli", "torch"): "the PyTorch side's module names whose presence a torch command checks",
+    ("zsseg_rt.eval.evaluate", "torch"): "the kind of checkpoint evaluated (a PyTorch model, not a backend)",
+    ("zsseg_rt.export.onnx_export", "torch"): "the two sides of an export's parity check: PyTorch's outputs",
+    ("zsseg_rt.export.onnx_export", "onnxruntime"): "the two sides of an export's parity check: ONNX Runtime's",
+    ("zsseg_rt.models.zeroseg.evaluate", "torch"): "the source of a reference prediction (the PyTorch model)",
+    ("zsseg_rt.profiling", "onnxruntime"): "system_info's library versions, printed",
+    ("zsseg_rt.profiling", "tensorrt"): "system_info's library versions, printed",
+    ("zsseg_rt.runtime.device_pipeline", "torch"): "a memory kind (TorchMemory: torch tensors), not a backend",
+    ("zsseg_rt.system_info", "onnxruntime"): "the versions of installed libraries (distribution names)",
+    ("zsseg_rt.system_info", "tensorrt"): "the versions of installed libraries (distribution names)",
+    ("zsseg_rt.train.checkpoint", "torch"): "the torch version a checkpoint records",
+}
+
+
+def backend_literals(module: str, tree: ast.AST, names, own=None) -> List[str]:
+    """``"module:line: 'name'"`` for every string constant equal to a backend name in ``names`` that is not a
+    docstring, not the argument of a call naming a Python module, and not allowed (the backend's own modules,
+    ``BACKEND_LITERALS_ALLOWED``)."""
+    docs = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    lookups = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in BACKEND_NAME_CALLS:
+                lookups.update(id(arg) for arg in node.args)
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names):
+            continue
+        if id(node) in docs or id(node) in lookups or (module, node.value) in BACKEND_LITERALS_ALLOWED:
+            continue
+        if any(module == m or module.startswith(m + ".") for m in (own or {}).get(node.value, ())):
+            continue
+        found.append(f"{module}:{node.lineno}: {node.value!r}")
+    return found
+
+
+def _backend_table():
+    from zsseg_rt.runtime.backends import table
+
+    rows = [table.backend_row(name) for name in table.BUILTIN_BACKENDS]
+    return {row.name for row in rows}, {row.name: row.own_modules for row in rows}
+
+
+def test_backend_literal_finder_finds_a_hand_list():
+    """Control: a hand-written choice list and a dispatch on a backend name are caught; a module lookup, a docstring
+    and the backend's own module are not."""
+    code = (
+        '"""Runs on onnxruntime."""\n'
+        "import sys\n"
+        'CHOICES = ("auto", "onnxruntime", "openvino")\n'
+        'def run(backend):\n    """torch"""\n    if backend == "torch":\n        return sys.modules.get("torch")\n'
+    )
+    tree = ast.parse(code)
+    names = {"onnxruntime", "openvino", "torch", "tensorrt"}
+    assert backend_literals("zsseg_rt.fake", tree, names) == [
+        "zsseg_rt.fake:3: 'onnxruntime'",
+        "zsseg_rt.fake:3: 'openvino'",
+        "zsseg_rt.fake:6: 'torch'",
+    ]
+    assert backend_literals("zsseg_rt.fake", tree, names, {"onnxruntime": ("zsseg_rt.fake",)}) == [
+        "zsseg_rt.fake:3: 'openvino'",
+        "zsseg_rt.fake:6: 'torch'",
+    ]
+
+
+def test_no_backend_name_is_written_outside_the_backend_table():
+    names, own = _backend_table()
+    found = []
+    for module in MODULES:
+        if module == "zsseg_rt.runtime.backends" or module.startswith("zsseg_rt.runtime.backends."):
+            continue
+        found += backend_literals(module, _tree(module), names, own)
+    assert not found, (
+        "backend names written by hand (read zsseg_rt.runtime.backends.table instead: backend_names(), "
+        "precision_names(), a row's fields):\n" + "\n".join(found)
+    )
+    unused = [key for key in BACKEND_LITERALS_ALLOWED if key[0] not in MODULES]
+    assert not unused, f"BACKEND_LITERALS_ALLOWED names modules that do not exist: {unused}"
 
 
 # ---------------------------------------------------------------------------------------------- family layout

@@ -9,16 +9,18 @@ import argparse
 import math
 from typing import Callable, Optional, Sequence, TypeVar
 
+from zsseg_rt.runtime.backends.table import backend_names, precision_names
+
 __all__ = ["whole_number", "real_number", "port_number", "add_engine_arguments", "BACKEND_CHOICES", "DEMO_METHOD"]
 
 T = TypeVar("T")
 
 DEMO_METHOD = "scclip-vitb16"  # zsseg demo --method's default (SC-CLIP); its family's configs are the demo's methods
 
-# zsseg_rt.runtime.backends.KNOWN_BACKENDS, written out: importing the runtime would cost `zsseg -h` ~0.2 s
-# (python_tests/runtime/test_openvino_backend.py checks that the two lists agree)
-BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "openvino", "torch")
-PRECISION_CHOICES = ("fp32", "fp16", "fp16-pinned", "bf16", "int8", "auto")
+# The backend table's names (built-in rows, then installed entry points) and its precisions: the one list of each
+# (zsseg_rt/runtime/backends/table.py; importing it costs no NumPy and no runtime library)
+BACKEND_CHOICES = tuple(backend_names())
+PRECISION_CHOICES = tuple(precision_names())
 
 
 def add_engine_arguments(

@@ -220,14 +220,16 @@ def test_tensorrt_host_path_batched_call_stays_within_the_engine_profile(bundle)
     """The TensorRT backend's host path (its runners replaced by ONNX Runtime sessions behind a 3-window profile;
     TensorRT cannot run here): a list packed into max_batch=4 calls runs in profile-sized parts and equals the
     per-image calls (same graphs, so the fp32 bound; on TensorRT itself its precision's tolerance)."""
-    from zsseg_rt.runtime.backends import TensorRTBackend
+    from zsseg_rt.runtime.backends import TrtRunner, WindowedGraphs
 
     engine = Engine(bundle, classes=VOCAB10, backend="onnxruntime", max_batch=4)
-    ort = engine.backend
-    trt = object.__new__(TensorRTBackend)
-    trt._io, trt._lock, trt.cuda_graphs = ort._io, threading.Lock(), False
-    trt._runners = {role: _ProfileRunner(ort._sessions[role], ort._io[role]["outputs"], 3) for role in ort._sessions}
-    engine.backend = trt
+    ort = engine.backend.runner
+    trt = object.__new__(TrtRunner)  # the real runner's run / batch_limit, on stand-in engines
+    trt._lock, trt.cuda_graphs = threading.Lock(), False
+    trt._runners = {
+        role: _ProfileRunner(ort._sessions[role], engine.meta.io[role]["outputs"], 3) for role in ort._sessions
+    }
+    engine.backend = WindowedGraphs(trt, engine.meta)
     singles = [engine(item) for item in _inputs()]
     trt._runners["image"].batches.clear()
     batched = engine(_inputs())

@@ -179,8 +179,8 @@ def test_engine_restart_hashes_nothing_and_a_tampered_graph_is_caught(bundle_cop
 
 def test_tensorrt_backend_does_not_hash_the_onnx_graphs(bundle_copy, hashes, monkeypatch):
     from zsseg_rt import Engine
-    from zsseg_rt.runtime import backends as backends_module
     from zsseg_rt.runtime.backends import Backend
+    from zsseg_rt.runtime.backends import tensorrt as tensorrt_runner
 
     class EnginesOnly(Backend):  # stands in for TensorRTBackend, which opens engine files only
         name = "tensorrt-fake"
@@ -188,7 +188,7 @@ def test_tensorrt_backend_does_not_hash_the_onnx_graphs(bundle_copy, hashes, mon
         def __init__(self, meta, precision="fp16"):
             self.meta = meta
 
-    monkeypatch.setattr(backends_module, "TensorRTBackend", EnginesOnly)
+    monkeypatch.setattr(tensorrt_runner, "open_tensorrt", lambda meta, roles, **options: EnginesOnly(meta))
     with open(os.path.join(bundle_copy, Files.IMAGE_ENCODER), "ab") as handle:
         handle.write(b"an ONNX graph the TensorRT backend never opens")
     engine = Engine(bundle_copy, backend="tensorrt", device_pipeline=False)

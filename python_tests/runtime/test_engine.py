@@ -43,8 +43,8 @@ def test_the_engine_fixture_runs_the_backend_it_names(engine):
     """Control for the parametrisation: a fixture that silently fell back to ONNX Runtime would fail here."""
     assert engine.backend.name in BACKENDS
     assert (
-        type(engine.backend).__name__
-        == {"onnxruntime": "OnnxRuntimeBackend", "openvino": "OpenVinoBackend"}[engine.backend.name]
+        type(engine.backend.runner).__name__
+        == {"onnxruntime": "OrtRunner", "openvino": "OpenVinoRunner"}[engine.backend.name]
     )
 
 

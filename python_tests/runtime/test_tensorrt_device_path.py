@@ -223,7 +223,7 @@ def test_a_vocabulary_is_uploaded_from_a_thread_that_ran_no_frame_before(tiny_bu
 
 
 def test_the_device_executor_has_execution_contexts_of_its_own(tiny_bundle, host_gpu):
-    from zsseg_rt.runtime.backends import TensorRTBackend
+    from zsseg_rt.runtime.backends import TrtRunner
     from zsseg_rt.runtime.engine_cache import axis_ranges
 
     meta = Engine(tiny_bundle, backend="onnxruntime").meta
@@ -234,8 +234,8 @@ def test_the_device_executor_has_execution_contexts_of_its_own(tiny_bundle, host
         runners[role] = types.SimpleNamespace(
             engine=trt_engine, context=trt_engine.create_execution_context(), _cuda=driver
         )
-    backend = object.__new__(TensorRTBackend)  # the real device_executor, on stand-in runners
-    backend._runners, backend._io = runners, meta.io
+    backend = object.__new__(TrtRunner)  # the real device_executor, on stand-in runners
+    backend._runners = runners
     executor = backend.device_executor()
     for role in ("image", "head"):
         assert executor.contexts[role] is not runners[role].context  # e66ca60: the host path's own contexts

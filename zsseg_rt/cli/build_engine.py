@@ -8,38 +8,34 @@ import argparse
 import sys
 
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli_types import real_number, whole_number
+from zsseg_rt.cli_types import PRECISION_CHOICES, real_number, whole_number
+from zsseg_rt.runtime.backends.table import prepared_rows as _prepared_rows
 
 __all__ = ["add_command"]
 
+# zsseg build-engine --backend: the table's rows that prepare something; the default is the one that builds engines
+_PREPARED = [row.name for row in _prepared_rows()]
+_ENGINE_BUILDER = next(row.name for row in _prepared_rows() if row.builds_engines)
+
 
 def _prepare_precision(args) -> int:
-    """``zsseg build-engine --backend onnxruntime|openvino|torch``: prepare and gate a reduced precision ahead of use."""
-    from zsseg_rt.bundle import BundleError, load_meta
+    """``zsseg build-engine --backend NAME`` of a backend whose row prepares a reduced precision (ONNX Runtime,
+    OpenVINO, torch): prepare and gate it ahead of use."""
+    from zsseg_rt.bundle import BundleError
     from zsseg_rt.export.accuracy_gate import EngineAccuracyError
+    from zsseg_rt.runtime.backends.table import backend_row, load_reference
     from zsseg_rt.runtime.precision_records import PrecisionRecordError
 
-    precision = args.precision or {"onnxruntime": "int8", "openvino": "bf16"}.get(args.backend, "fp16")
+    row = backend_row(args.backend)
+    precision = args.precision or row.prepare_precisions[0]
     try:
-        if args.backend == "openvino":
-            from zsseg_rt.export.openvino_precision import prepare_openvino_precision
-
-            record = prepare_openvino_precision(
-                args.bundle, precision, force=args.force, accept_below_gate=args.accept_below_gate
+        if precision not in row.prepare_precisions:
+            raise ValueError(
+                f"--precision {precision} is not one the {row.name} backend prepares; it prepares "
+                f"{', '.join(row.prepare_precisions)}"
             )
-        elif args.backend == "onnxruntime":
-            from zsseg_rt.export.ort_quantize import prepare_onnxruntime_precision
-
-            record = prepare_onnxruntime_precision(
-                args.bundle, precision, force=args.force, accept_below_gate=args.accept_below_gate
-            )
-        else:
-            from zsseg_rt.export.torch_backend import TorchBackend
-
-            backend = TorchBackend(
-                load_meta(args.bundle), precision=precision, accept_below_gate=args.accept_below_gate, force=args.force
-            )
-            record = backend.precision_record or {}
+        prepare = load_reference(str(row.prepare))
+        record = prepare(args.bundle, precision, force=args.force, accept_below_gate=args.accept_below_gate) or {}
     except (ImportError, ValueError, BundleError, EngineAccuracyError, PrecisionRecordError) as exc:
         if getattr(args, "debug", False):
             raise
@@ -63,17 +59,23 @@ def _build_engine(args) -> int:
     from zsseg_rt.bundle import BundleError, load_meta
     from zsseg_rt.export import tensorrt as trt_build
     from zsseg_rt.export.accuracy_gate import EngineAccuracyError
+    from zsseg_rt.runtime.backends.table import backend_row
 
-    if args.backend != "tensorrt":
+    row = backend_row(args.backend)
+    if not row.builds_engines:
         return _prepare_precision(args)
-    if args.precision in ("bf16",):
-        print("zsseg build-engine: error: --precision bf16 is for --backend onnxruntime / torch", file=sys.stderr)
+    if args.precision is not None and args.precision not in row.prepare_precisions:
+        print(
+            f"zsseg build-engine: error: --precision {args.precision} is not one the {row.name} backend builds "
+            f"({', '.join(row.prepare_precisions)})",
+            file=sys.stderr,
+        )
         return 2
     try:
         max_batch = args.max_batch if args.max_batch is not None else trt_build.frame_windows(load_meta(args.bundle))
         report = trt_build.build_engine_set(
             args.bundle,
-            precision=args.precision or "fp16",
+            precision=args.precision or row.prepare_precisions[0],
             max_batch=max_batch,
             opt_classes=args.opt_classes,
             workspace_gb=args.workspace,
@@ -99,19 +101,20 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("bundle", help="bundle directory written by `zsseg export`")
     p.add_argument(
         "--backend",
-        default="tensorrt",
-        choices=["tensorrt", "onnxruntime", "openvino", "torch"],
-        help="tensorrt: build engines; onnxruntime: quantise the image encoder for this CPU (int8) or gate bf16 "
-        "(Arm64); openvino: gate bf16 on this CPU (AMX / AVX-512-BF16); torch: gate fp16/bf16 on this device "
-        "(docs/precision.md)",
+        default=_ENGINE_BUILDER,
+        choices=_PREPARED,
+        help="what to prepare ahead of use: "
+        + "; ".join(f"{row.name}: {row.prepare_help}" for row in _prepared_rows())
+        + " (docs/precision.md)",
     )
     p.add_argument(
         "--precision",
         default=None,
-        choices=["fp16", "fp16-pinned", "fp32", "int8", "bf16"],
-        help="TensorRT (default fp16): fp16 = plain fp16 (L2-norm sums of squares in fp32); fp16-pinned: "
-        "LayerNorm/Softmax also fp32; int8: explicitly quantised (Q/DQ) bundles only. onnxruntime (default int8): "
-        "int8 or bf16. openvino (default bf16): bf16. torch (default fp16): fp16 or bf16",
+        choices=sorted({p for row in _prepared_rows() for p in row.prepare_precisions}, key=PRECISION_CHOICES.index),
+        help="default: the backend's first below. "
+        + "; ".join(f"{row.name}: {', '.join(row.prepare_precisions)}" for row in _prepared_rows())
+        + ". TensorRT fp16 = plain fp16 (L2-norm sums of squares in fp32); fp16-pinned: LayerNorm/Softmax also fp32; "
+        "int8: explicitly quantised (Q/DQ) bundles only",
     )
     p.add_argument(
         "--max-batch", type=whole_number(1), default=None, help="windows per encoder call (default: a 4:3 frame's)"

@@ -10,7 +10,7 @@ import sys
 from typing import Any, List, Optional, Tuple
 
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli_types import real_number, whole_number
+from zsseg_rt.cli_types import BACKEND_CHOICES, PRECISION_CHOICES, real_number, whole_number
 from zsseg_rt.contract.family import EVALUATION_SETTINGS, FamilyArgument
 
 __all__ = ["add_command", "family_evaluation_arguments", "main"]
@@ -167,11 +167,11 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--save-json", default=None, metavar="PATH", help="also write the metrics to this JSON file")
     p.add_argument("--limit", type=whole_number(1), default=None, help="evaluate only the first N images (N >= 1)")
     p.add_argument("--device", default=None, help="torch device (default: the checkpoint's / auto for bundles)")
-    p.add_argument("--backend", default="auto", help="bundle backend: auto, onnxruntime, tensorrt, openvino, torch")
+    p.add_argument("--backend", default="auto", choices=list(BACKEND_CHOICES), help="bundle backend (default auto)")
     p.add_argument(
         "--precision",
         default=None,
-        choices=["fp32", "fp16", "fp16-pinned", "bf16", "int8", "auto"],
+        choices=list(PRECISION_CHOICES),
         help="bundles: the Engine's precision (default: the backend's); openvino: auto runs the fastest precision "
         "that passed the accuracy gate on this CPU (docs/precision.md)",
     )

@@ -10,6 +10,7 @@ from typing import List, Optional
 from zsseg_rt import profiling
 from zsseg_rt.cli import command_parser
 from zsseg_rt.cli_errors import CliError
+from zsseg_rt.runtime.backends.table import REFERENCE_BACKEND
 
 __all__ = ["add_command", "build_parser", "main", "run"]
 
@@ -61,7 +62,7 @@ def add_profile_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser
         "--compare",
         dest="backends",
         type=lambda t: [profiling.parse_backend(x) for x in t.split(",") if x.strip()],
-        default=[profiling.parse_backend("onnxruntime")],
+        default=[profiling.parse_backend(REFERENCE_BACKEND)],
         help="backend[:device|:precision] list profiled side by side, e.g. onnxruntime,torch or "
         "tensorrt:fp16,tensorrt:int8,onnxruntime:cuda (ratios vs the first; default onnxruntime)",
     )

@@ -276,7 +276,8 @@ def _by_window(chunks: Sequence[np.ndarray]) -> List[np.ndarray]:
 class MixedBackend(Backend):
     """The candidate's graphs where engines were built (``roles``), the reference's elsewhere. When the image encoder
     and the head are both the candidate's, it also offers the candidate's device executor (so the gate's Engine
-    runs the device pipeline exactly as a user's Engine on those engines does)."""
+    runs the device pipeline exactly as a user's Engine on those engines does: its executor, where it runs, its
+    CUDA graphs)."""
 
     name = "tensorrt+onnxruntime"
 
@@ -285,6 +286,9 @@ class MixedBackend(Backend):
         if {"image", "head"} <= set(roles) and hasattr(candidate, "device_executor"):
             self.name = candidate.name
             self.device_executor = candidate.device_executor
+            self.runs_on_gpu = bool(getattr(candidate, "runs_on_gpu", False))
+            if hasattr(candidate, "frame_graphs"):
+                self.frame_graphs = candidate.frame_graphs
 
     def encode_image(self, images):
         return self._pick["image"].encode_image(images)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from zsseg_rt.bundle import BundleMeta, Names
-from zsseg_rt.runtime.backends import Backend, register_backend
+from zsseg_rt.runtime.backends import Backend
 from zsseg_rt.runtime.precision_records import (
     PrecisionGateRefused,
     PrecisionKey,
@@ -31,7 +32,7 @@ from zsseg_rt.runtime.precision_records import (
     write_record,
 )
 
-__all__ = ["TorchBackend", "source_model", "torch_precision_key"]
+__all__ = ["TorchBackend", "open_torch", "prepare_torch_precision", "source_model", "torch_precision_key"]
 LOG = logging.getLogger("zsseg_rt.precision")
 
 
@@ -174,7 +175,30 @@ class TorchBackend(Backend):
             )
         return find_record(root, key)[0]
 
-    # the graphs and I/O table, for the device-resident pipeline (runtime/device_pipeline.py)
+    # the device-resident pipeline (runtime/device_pipeline.py): where it runs, its executor, its CUDA graphs
+    @property
+    def runs_on_gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    def device_memory_peak(self) -> Optional[dict]:
+        """The peak of torch's CUDA allocator for ``zsseg profile`` (None on the CPU)."""
+        if self.device.type != "cuda":
+            return None
+        return {"bytes": int(self._torch.cuda.max_memory_allocated()), "how": "torch.cuda.max_memory_allocated"}
+
+    def device_executor(self):
+        from zsseg_rt.runtime.device_pipeline import TorchExecutor
+
+        return TorchExecutor(self)
+
+    def frame_graphs(self, executor):
+        """The CUDA graphs of a frame (``cuda_graphs``), or None: eager."""
+        if not self.cuda_graphs:
+            return None
+        from zsseg_rt.runtime.cuda_graphs import FrameGraphs, TorchCudaGraphs
+
+        return FrameGraphs(TorchCudaGraphs(executor.memory), precision=self.precision)
+
     @property
     def image_graph(self):
         return self._image
@@ -239,4 +263,47 @@ def run_torch_gate(meta: BundleMeta, backend: TorchBackend, precision: str, acce
     return report.as_dict()
 
 
-register_backend("torch", TorchBackend)  # also found through the entry point without importing this module
+def check_source_checkpoint(meta: BundleMeta) -> None:
+    """The torch backend without a ``model`` runs the checkpoint the bundle was exported from: refuse, in words a
+    command-line user can act on, a bundle that records none or whose checkpoint is not here."""
+    source = meta.raw.get("source_checkpoint")
+    if source and os.path.exists(source):
+        return
+    where = (
+        f"its meta.json records {source!r}, which does not exist on this machine"
+        if source
+        else "it records no checkpoint (exported from random weights, or from CLIP weights named by a tag)"
+    )
+    raise FileNotFoundError(
+        f"the torch backend runs the PyTorch checkpoint a bundle was exported from, and {meta.path!r} cannot give "
+        f"it: {where}. Use the onnxruntime backend (zsseg: --backend onnxruntime; Python: backend='onnxruntime'), "
+        "or, from Python only, hand the model over with Engine(..., model=...) (no command-line flag does that)"
+    )
+
+
+def open_torch(
+    meta: BundleMeta,
+    roles: Sequence[str],
+    *,
+    device: str = "auto",
+    threads: int = 0,
+    precision: str = "fp32",
+    verify: bool = True,
+    model: Any = None,
+    **options: Any,
+) -> TorchBackend:
+    """The torch row's factory (``zsseg_rt/runtime/backends/table.py``): the bundle's PyTorch model behind the
+    windowed roles (``threads`` and ``verify`` concern graph files, which it does not open)."""
+    if model is None:
+        check_source_checkpoint(meta)
+    return TorchBackend(meta, device=device, model=model, precision=precision, **options)
+
+
+def prepare_torch_precision(
+    bundle_dir: str, precision: str = "fp16", *, force: bool = False, accept_below_gate: bool = False
+) -> dict:
+    """``zsseg build-engine --backend torch``: gate ``precision`` on this device ahead of use; the gate's record."""
+    from zsseg_rt.bundle import load_meta
+
+    backend = TorchBackend(load_meta(bundle_dir), precision=precision, accept_below_gate=accept_below_gate, force=force)
+    return backend.precision_record or {}

@@ -94,14 +94,21 @@ def parse_int_list(text: str) -> List[int]:
 
 
 def parse_backend(text: str) -> Dict[str, str]:
-    """``onnxruntime``, ``onnxruntime:cpu``, ``torch:cuda``, ``tensorrt:fp16`` / ``tensorrt:int8``."""
+    """``NAME[:OPTION]``, NAME a backend of the table (``zsseg_rt/runtime/backends/table.py``) or auto; OPTION the
+    precision of a GPU-only backend (``tensorrt:fp16`` / ``tensorrt:int8``), else the device (``onnxruntime:cpu``,
+    ``torch:cuda``)."""
+    from zsseg_rt.runtime.backends.table import AUTO, backend_names, backend_row
+
     name, _, option = text.strip().partition(":")
-    if name not in ("onnxruntime", "torch", "tensorrt", "auto"):
-        raise argparse.ArgumentTypeError(f"backend must be onnxruntime, torch, tensorrt or auto, got {name!r}")
-    if name == "tensorrt":
-        precision = option or "fp16"
-        if precision not in ("fp32", "fp16", "int8"):
-            raise argparse.ArgumentTypeError(f"tensorrt precision must be fp32, fp16 or int8, got {precision!r}")
+    if name not in backend_names():
+        raise argparse.ArgumentTypeError(f"backend must be one of {', '.join(backend_names())}, got {name!r}")
+    row = backend_row(name) if name != AUTO else None
+    if row is not None and row.devices == ("cuda",):  # a GPU-only backend: the option is its precision
+        precision = option or row.default_precision
+        if precision not in row.precisions:
+            raise argparse.ArgumentTypeError(
+                f"{name} precision must be one of {', '.join(row.precisions)}, got {precision!r}"
+            )
         return {"label": text.strip(), "backend": name, "device": "cuda", "precision": precision}
     device = option or "auto"
     if device not in ("auto", "cpu", "cuda"):
@@ -144,12 +151,7 @@ class CudaEventTimer:
 
 
 def _backend_on_gpu(engine) -> bool:
-    backend = engine.backend
-    if backend.name == "tensorrt":
-        return True
-    if backend.name == "torch":
-        return str(getattr(backend, "device", "cpu")).startswith("cuda")
-    return "CUDAExecutionProvider" in (getattr(backend, "providers", None) or [])[:1]
+    return bool(getattr(engine.backend, "runs_on_gpu", False))  # the runner's own answer (backends/table.py)
 
 
 def uses_device_pipeline(engine) -> bool:
@@ -195,9 +197,11 @@ def device_memory(engine) -> dict:
         return {"bytes": None, "how": "n/a (backend on CPU)"}
     if jetson_info() is not None:
         return {"bytes": None, "how": "n/a (Jetson: unified memory, see host RSS)"}
-    torch = sys.modules.get("torch")
-    if engine.backend.name == "torch" and torch is not None:
-        return {"bytes": int(torch.cuda.max_memory_allocated()), "how": "torch.cuda.max_memory_allocated"}
+    peak = getattr(engine.backend, "device_memory_peak", None)  # a backend that knows its own (torch's allocator)
+    if peak is not None:
+        found = peak()
+        if found is not None:
+            return found
     out = run_quietly(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"])
     if out:
         for line in out.splitlines():
@@ -210,9 +214,10 @@ def device_memory(engine) -> dict:
 # ---- the profile ----------------------------------------------------------------------------------------------
 def make_engine(bundle: str, spec: Dict[str, str], mode: str, verify: bool):
     from zsseg_rt.runtime import Engine
+    from zsseg_rt.runtime.backends.table import AUTO, backend_row
 
     kwargs: Dict[str, Any] = dict(backend=spec["backend"], device=spec["device"], mode=mode, verify=verify)
-    if spec["backend"] == "tensorrt":
+    if spec["backend"] != AUTO and backend_row(spec["backend"]).devices == ("cuda",):  # GPU-only: its precision
         kwargs.pop("device")
         kwargs["precision"] = spec["precision"]
     return Engine(bundle, **kwargs)

@@ -642,49 +642,34 @@ class TorchExecutor(Executor):
 def make_device_pipeline(meta: BundleMeta, backend, setting="auto", max_windows: int = 4) -> Optional[DevicePipeline]:
     """The device pipeline for ``backend``, or None where the host path is used.
 
-    ``setting``: "auto" (on where the data can stay on a GPU: TensorRT, or torch on CUDA, with a sigmoid bundle
-    and CUDA native ops), True (required: refuse with the reason when impossible), False (host path).
+    ``setting``: "auto" (on where the data can stay on a GPU: a backend that ``runs_on_gpu`` and has a
+    ``device_executor`` (TensorRT, torch on CUDA), with a sigmoid bundle and CUDA native ops), True (required: refuse
+    with the reason when impossible; a host backend's executor runs it on host buffers), False (host path). A
+    backend's ``frame_graphs(executor)`` gives the frame's CUDA graphs, or None.
     """
     if setting not in ("auto", True, False):
         raise ValueError(f"device_pipeline must be 'auto', True or False, got {setting!r}")
     if setting is False:
         return None
     reason = None
+    executor_of = getattr(backend, "device_executor", None)  # a backend's own: TensorRT, torch, ONNX Runtime (host)
+    on_gpu = bool(getattr(backend, "runs_on_gpu", False))
     if meta.postprocess.get("activation", "sigmoid") != "sigmoid":
         reason = "the bundle's post-processing is softmax (training-free family): it runs on the host"
-    elif backend.name == "torch":
-        if backend.device.type != "cuda" and setting == "auto":
-            reason = "the torch backend runs on the CPU"
-    elif backend.name == "tensorrt":
-        if not ops.cuda_available():
-            reason = "zsseg_rt's CUDA ops are not usable here (see zsseg_rt.ops.cuda_available())"
-    elif backend.name == "onnxruntime":
-        if setting == "auto":
-            reason = "ONNX Runtime runs on the host"
-    else:
+    elif executor_of is None:
         reason = f"backend {backend.name!r} has no device executor"
-    on_gpu = backend.name == "tensorrt" or (backend.name == "torch" and backend.device.type == "cuda")
-    if reason is None and on_gpu and not ops.cuda_available():
+    elif not on_gpu and setting == "auto":
+        reason = f"the {backend.name} backend runs on the host"
+    elif on_gpu and not ops.cuda_available():
         reason = "zsseg_rt's CUDA ops are not usable here (see zsseg_rt.ops.cuda_available())"
     if reason is not None:
         if setting is True:
             raise RuntimeError(f"device_pipeline=True is not possible: {reason}")
         return None
-    graphs = None
-    if backend.name == "torch":
-        executor: Executor = TorchExecutor(backend)
-        if getattr(backend, "cuda_graphs", False):
-            from .cuda_graphs import FrameGraphs, TorchCudaGraphs
-
-            graphs = FrameGraphs(TorchCudaGraphs(executor.memory), precision=getattr(backend, "precision", "fp32"))
-    elif backend.name == "tensorrt":
-        executor = backend.device_executor()
-        if getattr(backend, "cuda_graphs", False):
-            from .cuda_graphs import DriverCudaGraphs, FrameGraphs
-
-            graphs = FrameGraphs(DriverCudaGraphs(executor.memory), precision=getattr(backend, "precision", "fp16"))
-    else:
-        executor = OnnxRuntimeExecutor(backend)
+    assert executor_of is not None  # (reason above)
+    executor: Executor = executor_of()
+    graphs_of = getattr(backend, "frame_graphs", None)
+    graphs = graphs_of(executor) if graphs_of is not None else None
     return DevicePipeline(meta, executor, max_windows=max_windows, graphs=graphs)
 
 

@@ -153,8 +153,6 @@ class Engine:
         self.meta: BundleMeta = load_meta(os.fspath(bundle))
         if expected_digest is not None:
             check_bundle_digest(self.meta, expected_digest)
-        if isinstance(backend, str) and backend == "torch" and model is None:
-            _check_torch_source(self.meta)
         kind = pipeline_class(self.meta.pipeline)
         if verify:
             verify_bundle_files(self.meta, [Files.TOKENIZER])
@@ -453,24 +451,6 @@ class Engine:
         if _is_pil_image(item):
             return np.asarray(item.convert("RGB")), "rgb", getattr(item, "filename", None) or None
         return item, color_order or "bgr", None
-
-
-def _check_torch_source(meta: BundleMeta) -> None:
-    """The torch backend without a ``model`` runs the checkpoint the bundle was exported from: refuse, in words a
-    command-line user can act on, a bundle that records none or whose checkpoint is not here."""
-    source = meta.raw.get("source_checkpoint")
-    if source and os.path.exists(source):
-        return
-    where = (
-        f"its meta.json records {source!r}, which does not exist on this machine"
-        if source
-        else "it records no checkpoint (exported from random weights, or from CLIP weights named by a tag)"
-    )
-    raise FileNotFoundError(
-        f"the torch backend runs the PyTorch checkpoint a bundle was exported from, and {meta.path!r} cannot give "
-        f"it: {where}. Use the onnxruntime backend (zsseg: --backend onnxruntime; Python: backend='onnxruntime'), "
-        "or, from Python only, hand the model over with Engine(..., model=...) (no command-line flag does that)"
-    )
 
 
 def _is_pil_image(item: Any) -> bool:

@@ -1,6 +1,6 @@
-"""The OpenVINO backend: a bundle's ONNX graphs compiled by OpenVINO for the CPU (``backend="openvino"``). The
-windowed pipeline's ``OpenVinoBackend`` is in ``runtime/backends.py`` beside the others; the compiled graphs
-(:class:`OpenVinoGraphs`) and the two-stage pipeline's backend are here (this module never imports ``backends``).
+"""The OpenVINO backend: a bundle's ONNX graphs compiled by OpenVINO for the CPU (``backend="openvino"``). Its runner
+is ``runtime/backends/openvino.py`` (a row of the backend table, serving both pipelines); the compiled graphs
+(:class:`OpenVinoGraphs`) and the precision choice are here (this module never imports ``backends``).
 
 OpenVINO reads the bundle's ONNX graphs as they are (every bundle kind: the windowed families' image encoder, head
 and text encoder; the two-stage pipeline's mask branch, CLIP image tower and text encoder) and compiles them for the
@@ -44,7 +44,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from zsseg_rt.bundle import BundleError, BundleMeta, Names, graph_files
+from zsseg_rt.bundle import BundleError, BundleMeta, graph_files
 
 from .cpu_features import CpuFeatures, cpu_features
 from .engine_cache import atomic_write
@@ -65,7 +65,6 @@ __all__ = [
     "gate_key",
     "openvino_precision_record",
     "resolve_openvino_precision",
-    "TwoStageOpenVinoBackend",
     "check_openvino_device",
     "openvino_cache_key",
     "openvino_config",
@@ -430,35 +429,6 @@ def compile_lock(folder: str):
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-class TwoStageOpenVinoBackend:
-    """The three graphs of a two-stage bundle compiled by OpenVINO (the interface of ``TwoStageOrtBackend``)."""
-
-    name = "openvino"
-
-    def __init__(self, meta: BundleMeta, device: str = "auto", threads: int = 0, precision: str = "fp32"):
-        check_openvino_device(device)
-        if precision != "fp32":
-            raise ValueError(
-                f"the openvino backend runs two-stage bundles ({meta.pipeline}) in fp32 only, got precision="
-                f"{precision!r}: the accuracy gate compares windowed pipelines"
-            )
-        self.precision = precision
-        self.graphs = OpenVinoGraphs(meta, precision, threads)
-
-    def masks(self, image: np.ndarray, text: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        feeds = {Names.IMAGE: np.ascontiguousarray(image, np.float32), Names.TEXT_EMBEDDINGS: text}
-        logits, masks = self.graphs.run("mask", feeds, [Names.CLASS_LOGITS, Names.QUERY_MASKS])
-        return logits, masks
-
-    def encode_crops(self, crops: np.ndarray) -> np.ndarray:
-        feeds = {Names.CROPS: np.ascontiguousarray(crops, np.float32)}
-        return self.graphs.run("clip_image", feeds, [Names.CROP_EMBEDDINGS])[0]
-
-    def encode_text(self, tokens: np.ndarray) -> np.ndarray:
-        feeds = {Names.TOKENS: np.ascontiguousarray(tokens, dtype=np.int32)}
-        return self.graphs.run("text", feeds, [Names.TEXT_EMBEDDINGS])[0]
 
 
 def check_openvino_device(device: str) -> None:

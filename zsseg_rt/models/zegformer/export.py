@@ -27,6 +27,7 @@ from zsseg_rt.bundle import TWO_STAGE_GRAPH_FILES, Files, Names, two_stage_graph
 from zsseg_rt.export.graphs import TextEncoderGraph
 from zsseg_rt.export.numeric_bounds import fp32_error_case
 from zsseg_rt.export.ort_jobs import Runner, run_in_process
+from zsseg_rt.runtime.backends.table import REFERENCE_BACKEND
 
 __all__ = [
     "MaskBranchGraph",
@@ -229,7 +230,7 @@ def verify_zegformer_bundle(
 
     model.eval()
     c = model.config
-    engine = Engine(bundle_dir, backend="onnxruntime", device="cpu", verify=True)
+    engine = Engine(bundle_dir, backend=REFERENCE_BACKEND, device="cpu", verify=True)
     names = list(c.class_names)[: min(engine.meta.max_classes, 20)]
     cases = _graph_cases(engine, model, names, np.random.default_rng(seed), runner or run_in_process)
     engine.set_classes(names)

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from zsseg_rt.bundle import Names
+from zsseg_rt.runtime.backends.table import REFERENCE_BACKEND
 
 from .config import ZeroSegConfig
 from .predict import predict_image, window_class_maps
@@ -245,7 +246,7 @@ def verify_zeroseg_bundle(
                 dict({"graph": "image_encoder", "input": source, "output": name}, **fp32_error_case(b, a, a64))
             )
     # the whole Engine (ONNX Runtime) against the PyTorch inference, on the photos and one random image
-    engine = Engine(bundle_dir, classes=names, backend="onnxruntime", device="cpu", verify=False)
+    engine = Engine(bundle_dir, classes=names, backend=REFERENCE_BACKEND, device="cpu", verify=False)
     with torch.inference_mode():
         text = model.text_embeddings(names, meta.templates)
     rgb_random = rng.integers(0, 256, (size * 3 // 4, size + size // 3, 3), dtype=np.uint8)

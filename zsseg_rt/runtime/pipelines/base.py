@@ -63,8 +63,9 @@ class Pipeline:
     """The part of ``zsseg_rt.Engine`` that depends on how a bundle's graphs are run; chosen by meta.json's
     ``pipeline`` (:func:`zsseg_rt.runtime.pipelines.pipeline_class`). Pipelines are family-blind and torch-free.
 
-    Class attributes: ``kind`` (the name meta.json records), ``description``, ``backends`` (the backends it can run:
-    the TensorRT builder asks this), ``modes`` (post-processing modes), ``default_max_batch``.
+    Class attributes: ``kind`` (the name meta.json records), ``description``, ``roles`` (the graph roles it runs: a
+    backend whose runner opens them serves it, :meth:`supports`), ``modes`` (post-processing modes),
+    ``default_max_batch``.
 
     An instance holds ``backend`` (with ``name`` and ``encode_text``), ``mode`` and ``max_batch``; the Engine owns
     the tokenizer, the per-name text cache and the current vocabulary, and calls :meth:`encode_classes`,
@@ -73,7 +74,7 @@ class Pipeline:
 
     kind: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    backends: ClassVar[Tuple[str, ...]] = ()
+    roles: ClassVar[Tuple[str, ...]] = ()
     modes: ClassVar[Tuple[str, ...]] = ("exact",)
     default_max_batch: ClassVar[int] = 1
 
@@ -110,8 +111,17 @@ class Pipeline:
 
     @classmethod
     def supports(cls, backend: str) -> bool:
-        """Whether bundles of this pipeline can run on ``backend`` ("tensorrt", "torch", ...)."""
-        return backend in cls.backends
+        """Whether bundles of this pipeline can run on ``backend`` (a name of the backend table, or "auto")."""
+        from ..backends import AUTO, backend_row
+
+        return backend == AUTO or backend_row(backend).serves(cls.roles)
+
+    @classmethod
+    def backend_names(cls) -> List[str]:
+        """The built-in backends that serve this pipeline (their runners open its roles)."""
+        from ..backends import rows_serving
+
+        return rows_serving(cls.roles)
 
     # ---- vocabulary
     @property

@@ -18,8 +18,9 @@ What runs where (ZegFormer's official test pipeline, as its PyTorch ``predict_ze
 
 Two text-embedding sets come from the same text graph: the query classifier's (the bundle's ``templates``, the
 official prompt ensemble) and the CLIP branch's (``two_stage.clip_templates``, the official 32). Backends: ONNX
-Runtime (CPU, or CUDA for the graphs with onnxruntime-gpu) and OpenVINO (CPU, ``runtime/openvino_backend.py``);
-TensorRT and the torch backend refuse these bundles with a message.
+Runtime (CPU, or CUDA for the graphs with onnxruntime-gpu) and OpenVINO (CPU), or any backend whose runner opens the
+pipeline's roles ("mask", "clip_image", "text": ``runtime/backends/table.py``); the others refuse these bundles with
+a message.
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from zsseg_rt import ops, pipeline
-from zsseg_rt.bundle import TWO_STAGE_GRAPH_FILES, BundleMeta, Names
+from zsseg_rt.bundle import BundleMeta
 from zsseg_rt.pipeline.resize import pil_resize_bilinear, shortest_edge_shape
-from zsseg_rt.runtime.backends import Backend, open_ort_session, ort_providers
-from zsseg_rt.runtime.file_verification import verify_bundle_files
+from zsseg_rt.runtime.backends import Backend, TwoStageGraphs, make_backend
 from zsseg_rt.runtime.result import SegmentationResult
 from zsseg_rt.vocabulary import ClipTokenizer, Vocabulary, split_synonyms, token_batches, validate_templates
 
@@ -41,7 +41,6 @@ from .base import Embed, Focus, Pipeline, PreparedVocabulary, image_index
 
 __all__ = [
     "TwoStagePipeline",
-    "TwoStageOrtBackend",
     "shortest_edge_shape",
     "network_input_shape",
     "mask_boxes",
@@ -224,43 +223,6 @@ def fuse_scores(
     return np.where(seen, seen_part, unseen_part).astype(np.float32)
 
 
-# ---------------------------------------------------------------------------------------------- backend
-class TwoStageOrtBackend:
-    """The three graphs of a two-stage bundle under ONNX Runtime (``InferenceSession.run`` is thread-safe)."""
-
-    name = "onnxruntime"
-
-    def __init__(self, meta: BundleMeta, device: str = "auto", threads: int = 0):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self.providers = ort_providers(device)
-        self._io = meta.io
-        self._sessions = {
-            role: open_ort_session(meta, role, name, options, self.providers)
-            for role, name in TWO_STAGE_GRAPH_FILES.items()
-        }
-
-    def masks(self, image: np.ndarray, text: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """``image [1,3,H,W]``, ``text [C,D]`` -> ``(class_logits [1,Q,C+1], query_masks [1,Q,H/4,W/4])``."""
-        feeds = {Names.IMAGE: np.ascontiguousarray(image, np.float32), Names.TEXT_EMBEDDINGS: text}
-        logits, masks = self._sessions["mask"].run([Names.CLASS_LOGITS, Names.QUERY_MASKS], feeds)
-        return logits, masks
-
-    def encode_crops(self, crops: np.ndarray) -> np.ndarray:
-        """``[N,3,S,S]`` CLIP-normalised crops -> ``[N,D]`` L2-normalised embeddings."""
-        feeds = {Names.CROPS: np.ascontiguousarray(crops, np.float32)}
-        return self._sessions["clip_image"].run([Names.CROP_EMBEDDINGS], feeds)[0]
-
-    def encode_text(self, tokens: np.ndarray) -> np.ndarray:
-        feeds = {Names.TOKENS: np.ascontiguousarray(tokens, dtype=np.int32)}
-        return self._sessions["text"].run([Names.TEXT_EMBEDDINGS], feeds)[0]
-
-
 # ---------------------------------------------------------------------------------------------- pipeline
 class TwoStagePipeline(Pipeline):
     """Mask proposals classified against the text, then CLIP on every proposal's crop, fused per class.
@@ -276,7 +238,7 @@ class TwoStagePipeline(Pipeline):
 
     kind = "two_stage"
     description = "mask proposals classified by text, CLIP on every proposal's crop"
-    backends = ("auto", "onnxruntime", "openvino")
+    roles = TwoStageGraphs.roles
     modes = ("exact",)
     default_max_batch = 32
 
@@ -292,11 +254,16 @@ class TwoStagePipeline(Pipeline):
                 f"bundles of the two-stage pipeline have one post-processing (the official): mode must be 'exact', "
                 f"got {mode!r}"
             )
-        if isinstance(backend, Backend) or backend not in self.backends:
+        if isinstance(backend, Backend):
             raise ValueError(
-                f"bundles of the two-stage pipeline run with ONNX Runtime or OpenVINO only (backend='auto', "
-                f"'onnxruntime' or 'openvino'), "
-                f"got {backend!r}: TensorRT engines and the torch backend are not written for it (docs/models.md)"
+                "bundles of the two-stage pipeline run the mask branch, CLIP on the crops and the text encoder: a "
+                f"Backend object (encode_image/head/encode_text) cannot run them, got {backend!r}; pass a backend "
+                f"name ({', '.join(self.backend_names())}) or a GraphRunner"
+            )
+        if isinstance(backend, str) and not self.supports(backend):
+            raise ValueError(
+                f"bundles of the two-stage pipeline run with {', '.join(self.backend_names())} (or 'auto'), got "
+                f"{backend!r}: its runner does not open the mask branch and the CLIP crop encoder (docs/models.md)"
             )
         if options["device_pipeline"] is True:
             raise ValueError(
@@ -305,16 +272,17 @@ class TwoStagePipeline(Pipeline):
             )
         super().__init__(meta, **options)
         self.params = meta.section(self.kind)
-        if options["verify"]:
-            verify_bundle_files(meta, sorted(TWO_STAGE_GRAPH_FILES.values()))
-        if backend == "openvino":
-            from zsseg_rt.runtime.openvino_backend import TwoStageOpenVinoBackend  # imports openvino itself
-
-            self.backend: Any = TwoStageOpenVinoBackend(
-                meta, options["device"], options["threads"], options["precision"] or "fp32"
-            )
-        else:
-            self.backend = TwoStageOrtBackend(meta, options["device"], options["threads"])
+        self.backend: Any = make_backend(
+            meta,
+            backend,
+            options["device"],
+            options["model"],
+            options["precision"],
+            options["threads"],
+            options["verify"],
+            roles=self.roles,
+            adapter=TwoStageGraphs,
+        )
         self.device = None
         self.clip_templates = tuple(validate_templates(self.params["clip_templates"]))
         # the resize the bundle names (meta.json schema: TWO_STAGE_RESIZES); bundles written before name none and

@@ -30,7 +30,7 @@ from zsseg_rt.pipeline.limits import InputLimitError, estimate_bytes
 from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
 from zsseg_rt.pipeline.preprocess import Window, rescaled_size, whole_input_size
 
-from ..backends import make_backend
+from ..backends import WindowedGraphs, make_backend
 from ..result import SegmentationResult
 from .base import Focus, Pipeline, PreparedVocabulary, image_index
 
@@ -57,7 +57,7 @@ class WindowedPipeline(Pipeline):
 
     kind = "windowed"
     description = "image encoder + head per sliding window, the shared post-processing"
-    backends = ("auto", "tensorrt", "onnxruntime", "openvino", "torch")
+    roles = WindowedGraphs.roles
     modes = MODES
     default_max_batch = 4
 

@@ -1,0 +1,279 @@
+"""The backend table: one row per backend, the one list of backend and precision names in zsseg_rt.
+
+A row (:class:`BackendSpec`) names its runner factory as ``"module:attr"`` (imported only when the backend is
+opened), the devices it runs on, its precisions and default precision, the graph roles its runner opens (a backend
+serves every pipeline whose roles these cover), what ``zsseg build-engine`` does for it, and the modules that are its
+own (only they, and this package, may spell its name: ``python_tests/test_architecture.py``).
+
+Other backends join the table through the ``zsseg_rt.backends`` entry points of installed distributions (an entry
+point names a :class:`BackendSpec`, or, as before, a factory ``factory(meta, device=..., model=..., **options)``),
+or :func:`zsseg_rt.runtime.backends.register_backend` at run time. Importing this module imports neither torch nor
+any runtime library.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+__all__ = [
+    "AUTO",
+    "BACKEND_ENTRY_POINTS",
+    "BUILTIN_BACKENDS",
+    "BackendSpec",
+    "REFERENCE_BACKEND",
+    "backend_names",
+    "backend_row",
+    "backend_rows",
+    "load_reference",
+    "markdown_table",
+    "precision_names",
+    "prepared_rows",
+    "row_factory",
+    "rows_serving",
+]
+
+AUTO = "auto"  # the policy, not a row: zsseg_rt.runtime.backends.make_backend
+# The exact fp32 reference every accuracy gate and export check compares with, and what "auto" falls back to
+REFERENCE_BACKEND = "onnxruntime"
+BACKEND_ENTRY_POINTS = "zsseg_rt.backends"
+
+# The graph roles of the two pipelines (zsseg_rt.bundle.graph_files)
+_WINDOWED = ("image", "head", "text")
+_TWO_STAGE = ("mask", "clip_image", "text")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One backend.
+
+    Attributes:
+        name: what ``Engine(backend=...)`` and ``--backend`` take.
+        factory: ``"module:attr"`` of ``factory(meta, roles, *, device, threads, precision, model, verify,
+            **options)`` returning a :class:`~zsseg_rt.runtime.backends.GraphRunner` (or a ready role object, such
+            as the torch backend's :class:`~zsseg_rt.runtime.backends.Backend`).
+        devices: where it runs: "cpu", "cuda".
+        precisions: what ``precision=`` it takes ("auto": the fastest that passed its accuracy gate here).
+        default_precision: what runs when none is asked for.
+        roles: the graph roles its runner opens.
+        summary: one line for help texts and docs.
+        prepare: ``"module:attr"`` of ``prepare(bundle_dir, precision, *, force, accept_below_gate) -> record``:
+            ``zsseg build-engine --backend NAME`` gates a reduced precision ahead of use (None: nothing to prepare).
+        prepare_precisions: the precisions ``prepare`` (or the engine build) takes, the first its default.
+        prepare_help: what ``zsseg build-engine --backend NAME`` does, for its help.
+        builds_engines: ``zsseg build-engine`` builds engines for it (TensorRT), with engine options.
+        own_modules: modules that implement this backend (they may spell its name).
+    """
+
+    name: str
+    factory: str
+    devices: Tuple[str, ...]
+    precisions: Tuple[str, ...]
+    default_precision: str
+    roles: Tuple[str, ...]
+    summary: str = ""
+    prepare: Optional[str] = None
+    prepare_precisions: Tuple[str, ...] = ()
+    prepare_help: str = ""
+    builds_engines: bool = False
+    own_modules: Tuple[str, ...] = ()
+
+    def serves(self, roles: Iterable[str]) -> bool:
+        """Whether its runner opens every one of ``roles`` (a pipeline's)."""
+        return set(roles) <= set(self.roles)
+
+
+_ROWS: Tuple[BackendSpec, ...] = (
+    BackendSpec(
+        name="tensorrt",
+        factory="zsseg_rt.runtime.backends.tensorrt:open_tensorrt",
+        devices=("cuda",),
+        precisions=("fp32", "fp16", "fp16-pinned", "int8"),
+        default_precision="fp16",
+        roles=_WINDOWED,
+        summary="TensorRT 10 engines built on the device by `zsseg build-engine` (NVIDIA GPUs, Jetson)",
+        prepare_precisions=("fp16", "fp16-pinned", "fp32", "int8"),
+        prepare_help="build engines for this GPU",
+        builds_engines=True,
+        own_modules=("zsseg_rt.runtime.tensorrt", "zsseg_rt.export.tensorrt", "zsseg_rt.runtime.cuda_memory"),
+    ),
+    BackendSpec(
+        name="onnxruntime",
+        factory="zsseg_rt.runtime.backends.onnxruntime:open_onnxruntime",
+        devices=("cpu", "cuda"),
+        precisions=("fp32", "int8", "bf16", "auto"),
+        default_precision="fp32",
+        roles=_WINDOWED + _TWO_STAGE[:2],
+        summary="ONNX Runtime on the bundle's graphs (CPU; CUDA with onnxruntime-gpu)",
+        prepare="zsseg_rt.export.ort_quantize:prepare_onnxruntime_precision",
+        prepare_precisions=("int8", "bf16"),
+        prepare_help="quantise the image encoder for this CPU (int8) or gate bf16 (Arm64)",
+        own_modules=("zsseg_rt.runtime.ort_precision", "zsseg_rt.export.ort_quantize"),
+    ),
+    BackendSpec(
+        name="openvino",
+        factory="zsseg_rt.runtime.backends.openvino:open_openvino",
+        devices=("cpu",),
+        precisions=("fp32", "bf16", "int8", "auto"),
+        default_precision="fp32",
+        roles=_WINDOWED + _TWO_STAGE[:2],
+        summary="OpenVINO on the CPU (bf16 / NNCF int8 through the accuracy gate)",
+        prepare="zsseg_rt.export.openvino_precision:prepare_openvino_precision",
+        prepare_precisions=("bf16", "int8"),
+        prepare_help="gate bf16 (AMX / AVX-512-BF16) or NNCF int8 (VNNI / AMX-INT8) on this CPU",
+        own_modules=("zsseg_rt.runtime.openvino_backend", "zsseg_rt.export.openvino_precision"),
+    ),
+    BackendSpec(
+        name="torch",
+        factory="zsseg_rt.export.torch_backend:open_torch",
+        devices=("cpu", "cuda"),
+        precisions=("fp32", "fp16", "bf16"),
+        default_precision="fp32",
+        roles=_WINDOWED,
+        summary="the PyTorch model the bundle was exported from (needs torch and its checkpoint)",
+        prepare="zsseg_rt.export.torch_backend:prepare_torch_precision",
+        prepare_precisions=("fp16", "bf16"),
+        prepare_help="gate fp16/bf16 on this device",
+        own_modules=("zsseg_rt.export.torch_backend", "zsseg_rt.export.torch_precision"),
+    ),
+)
+BUILTIN_BACKENDS: Tuple[str, ...] = tuple(row.name for row in _ROWS)
+_EXTRA: Dict[str, BackendSpec] = {}  # rows from register_backend and loaded entry points
+_LEGACY: Dict[str, Callable[..., Any]] = {}  # name -> a factory of the 0.1 registration (meta, device=, model=, ...)
+
+
+def load_reference(reference: str) -> Any:
+    """The object a ``"module:attr"`` reference names (imported now)."""
+    module, _, attr = reference.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _entry_points() -> List[Any]:
+    from importlib.metadata import entry_points
+
+    return [entry for entry in entry_points(group=BACKEND_ENTRY_POINTS) if entry.name not in BUILTIN_BACKENDS]
+
+
+def add_row(row: BackendSpec, legacy_factory: Optional[Callable[..., Any]] = None) -> None:
+    """Add (or replace) a row that is not built in (``register_backend``, entry points); ``legacy_factory``: the
+    callable of a backend registered the 0.1 way (``factory(meta, device=..., model=..., **options)``)."""
+    if row.name in BUILTIN_BACKENDS or row.name == AUTO:
+        raise ValueError(f"backend name {row.name!r} is built in")
+    _EXTRA[row.name] = row
+    if legacy_factory is not None:
+        _LEGACY[row.name] = legacy_factory
+    else:
+        _LEGACY.pop(row.name, None)
+
+
+def row_factory(row: BackendSpec) -> Tuple[Callable[..., Any], bool]:
+    """``(factory, legacy)``: the row's factory (imported now) and whether it takes the 0.1 calling convention."""
+    if row.name in _LEGACY:
+        return _LEGACY[row.name], True
+    return load_reference(row.factory), False
+
+
+def legacy_row(name: str, factory: Callable[..., Any]) -> BackendSpec:
+    """The row of a backend known only by its factory ``factory(meta, device=..., model=..., **options)`` (the
+    registration of zsseg_rt 0.1): a windowed backend on any device whose precisions the factory checks itself."""
+    module = getattr(factory, "__module__", "") or ""
+    return BackendSpec(
+        name=name,
+        factory=f"{module}:{getattr(factory, '__qualname__', '')}",
+        devices=("cpu", "cuda"),
+        precisions=(),
+        default_precision="",
+        roles=_WINDOWED,
+        summary="registered at run time",
+    )
+
+
+def backend_row(name: str) -> BackendSpec:
+    """The row of backend ``name``: built in, registered, or an entry point (loaded now).
+
+    Raises:
+        ValueError: no such backend (the known names listed); ImportError: its entry point cannot be imported here.
+    """
+    for row in _ROWS:
+        if row.name == name:
+            return row
+    if name in _EXTRA:
+        return _EXTRA[name]
+    found = [entry for entry in _entry_points() if entry.name == name]
+    if not found:
+        raise ValueError(f"backend must be one of {backend_names()}, got {name!r}")
+    try:
+        target = found[0].load()
+    except ImportError as exc:
+        raise ImportError(
+            f"the {name} backend (entry point {found[0].value}) cannot be imported here ({exc}): install what it "
+            "needs, or use another backend"
+        ) from exc
+    if isinstance(target, BackendSpec):
+        if target.name != name:
+            raise ValueError(f"entry point {name!r} names the backend row {target.name!r}: the two must agree")
+        add_row(target)
+    else:
+        add_row(legacy_row(name, target), target)
+    return _EXTRA[name]
+
+
+def backend_rows() -> List[BackendSpec]:
+    """Every row: built in, then registered and installed ones (entry points loaded now)."""
+    rows = list(_ROWS)
+    for entry in _entry_points():
+        try:
+            backend_row(entry.name)
+        except (ImportError, ValueError):
+            continue  # listed by name (backend_names), refused with its reason when asked for
+    rows += [row for name, row in sorted(_EXTRA.items())]
+    return rows
+
+
+def backend_names(auto: bool = True) -> List[str]:
+    """Every backend name, without importing any backend: "auto" first (unless ``auto=False``), the built-in rows,
+    then registered ones and the names of installed entry points."""
+    names = ([AUTO] if auto else []) + list(BUILTIN_BACKENDS)
+    for name in sorted(set(_EXTRA) | {entry.name for entry in _entry_points()}):
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def precision_names(auto: bool = True) -> List[str]:
+    """Every precision some built-in backend runs (the one list of precision names), "auto" last (unless
+    ``auto=False``)."""
+    names: List[str] = []
+    for row in _ROWS:
+        for precision in row.precisions:
+            if precision != AUTO and precision not in names:
+                names.append(precision)
+    return names + ([AUTO] if auto else [])
+
+
+def prepared_rows() -> List[BackendSpec]:
+    """The built-in rows ``zsseg build-engine`` prepares something for (engines, or a gated precision)."""
+    return [row for row in _ROWS if row.builds_engines or row.prepare]
+
+
+def markdown_table() -> str:
+    """The built-in rows as the Markdown table docs/development.md shows (python_tests checks the two agree)."""
+    lines = [
+        "| backend | devices | precisions (default first) | graph roles | `zsseg build-engine` | what it is |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in _ROWS:
+        precisions = [row.default_precision] + [p for p in row.precisions if p != row.default_precision]
+        prepared = ", ".join(row.prepare_precisions) if row.builds_engines or row.prepare else "-"
+        lines.append(
+            f"| `{row.name}` | {', '.join(row.devices)} | {', '.join(precisions)} | {', '.join(row.roles)} | "
+            f"{prepared} | {row.summary} |"
+        )
+    return "\n".join(lines)
+
+
+def rows_serving(roles: Iterable[str]) -> List[str]:
+    """The built-in backends whose runner opens every one of ``roles`` (a pipeline's graphs)."""
+    roles = tuple(roles)
+    return [row.name for row in _ROWS if row.serves(roles)]

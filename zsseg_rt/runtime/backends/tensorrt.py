@@ -1,0 +1,115 @@
+"""The TensorRT runner: engines built by ``zsseg build-engine`` (TensorRT 10), one execution context per graph, so
+calls are serialised with a lock (a TensorRT execution context is not thread-safe); each call is split into chunks
+of the engine's optimisation profile (``batch_limit``)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from zsseg_rt.bundle import BundleMeta
+
+from .base import WindowedGraphs
+
+__all__ = ["TensorRTBackend", "TrtRunner", "open_tensorrt"]
+
+NAME = "tensorrt"
+
+
+class TrtRunner:
+    """Engines of ``roles`` (default: the windowed bundle's image, head and text engines).
+
+    ``engine_paths`` (role -> engine file) runs these engines, checked only against this machine's TensorRT and GPU
+    (the accuracy gate uses it on a fresh build); default: ``find_engines`` for ``precision``. ``cuda_graphs``: the
+    device pipeline captures each kind of frame as a CUDA graph and replays it (``runtime/cuda_graphs.
+    DriverCudaGraphs``); off by default: it has not run on a GPU yet."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        meta: BundleMeta,
+        precision: str = "fp16",
+        engine_paths: Optional[Dict[str, str]] = None,
+        cuda_graphs: bool = False,
+        roles: Optional[Sequence[str]] = None,
+    ):
+        from zsseg_rt.runtime import tensorrt as trt_run  # imports tensorrt itself lazily
+
+        if engine_paths:
+            paths = dict(engine_paths)
+        else:
+            paths = trt_run.find_engines(meta.path, precision=precision, graphs=list(roles) if roles else None)
+        self._runners: Dict[str, Any] = {key: trt_run.TensorRTRunner(path) for key, path in paths.items()}
+        self._lock = threading.Lock()
+        self.cuda_graphs = bool(cuda_graphs)
+        self.precision = self.requested_precision = precision
+        self.precision_record: Optional[dict] = None
+        self.runs_on_gpu = True
+
+    def run(self, role: str, feeds: Mapping[str, np.ndarray], outputs: Sequence[str]) -> List[np.ndarray]:
+        with self._lock:
+            result = self._runners[role].run(dict(feeds))
+        return [result[name] for name in outputs]
+
+    def batch_limit(self, role: str, input: str) -> Optional[int]:
+        """The largest leading dimension the engine's optimisation profile accepts for ``input``."""
+        return int(self._runners[role].input_profile(input)[2][0])
+
+    def device_executor(self):
+        """An executor running these engines on device buffers (the device-resident pipeline), on the image
+        runner's CUDA context and a stream of its own, with execution contexts of its own: the host path's contexts
+        (``run``, serialised by the lock) run on the runners' streams, and an execution context's device scratch
+        memory must not be used by two streams at once (the device pipeline's work is still running when its call
+        returns)."""
+        from ..cuda_memory import CudaMemory, TensorRTExecutor
+
+        driver = self._runners["image"]._cuda
+        driver.make_current()
+        contexts = {}
+        for role in ("image", "head"):
+            context = self._runners[role].engine.create_execution_context()
+            if context is None:
+                raise RuntimeError(f"TensorRT could not create an execution context for the {role!r} engine")
+            contexts[role] = context
+        return TensorRTExecutor(contexts, CudaMemory(driver))
+
+    def frame_graphs(self, executor: Any):
+        """The device pipeline's CUDA graphs of a frame (``cuda_graphs=True``), or None: eager."""
+        if not self.cuda_graphs:
+            return None
+        from ..cuda_graphs import DriverCudaGraphs, FrameGraphs
+
+        return FrameGraphs(DriverCudaGraphs(executor.memory), precision=self.precision)
+
+
+class TensorRTBackend(WindowedGraphs):
+    """A windowed bundle's engines: :class:`TrtRunner`'s arguments."""
+
+    def __init__(
+        self,
+        meta: BundleMeta,
+        precision: str = "fp16",
+        engine_paths: Optional[Dict[str, str]] = None,
+        cuda_graphs: bool = False,
+    ):
+        super().__init__(TrtRunner(meta, precision, engine_paths, cuda_graphs, WindowedGraphs.roles), meta)
+
+
+def open_tensorrt(
+    meta: BundleMeta,
+    roles: Sequence[str],
+    *,
+    device: str = "auto",
+    threads: int = 0,
+    precision: str = "fp16",
+    verify: bool = True,
+    model: Any = None,
+    **options: Any,
+) -> TrtRunner:
+    """The table row's factory: the engines of ``roles`` built for this bundle, precision, TensorRT and GPU."""
+    if device == "cpu":
+        raise ValueError("the tensorrt backend runs on a CUDA GPU: device must be 'auto' or 'cuda', got 'cpu'")
+    return TrtRunner(meta, precision, options.pop("engine_paths", None), options.pop("cuda_graphs", False), roles)
