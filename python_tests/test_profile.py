@@ -154,7 +154,10 @@ def test_argument_parsing_errors():
     for bad in ("640", "x480"):
         with pytest.raises(argparse.ArgumentTypeError):
             profile_tool.parse_resolution(bad)
-    for bad in ("openvino", "tensorrt:fp8", "onnxruntime:tpu"):
+    # every backend of the table is profiled (openvino too, on the CPU: its row's only device); a name outside the
+    # table, a precision or a device its row lacks is refused
+    assert profile_tool.parse_backend("openvino")["backend"] == "openvino"
+    for bad in ("tvm", "tensorrt:fp8", "onnxruntime:tpu", "openvino:cuda"):
         with pytest.raises(argparse.ArgumentTypeError):
             profile_tool.parse_backend(bad)
     with pytest.raises(argparse.ArgumentTypeError):
@@ -237,6 +240,17 @@ def test_compare_skips_a_backend_that_cannot_run_with_one_line(bundle_without_ch
     with open(tmp_path / "p" / "profile.json", encoding="utf-8") as handle:
         report = json.load(handle)
     assert [b["label"] for b in report["backends"]] == ["onnxruntime"] and report["skipped"][0]["backend"] == "torch"
+
+
+def test_openvino_is_profiled_beside_onnxruntime(tiny_bundle, tmp_path, capsys):
+    """The backend table makes every backend profileable: openvino (a row, CPU only) runs end to end beside
+    onnxruntime and is not skipped (before the table, the profiler refused it by name)."""
+    pytest.importorskip("openvino")
+    assert profile_main(_tiny_run(tiny_bundle, tmp_path / "p", "--compare", "onnxruntime,openvino")) == 0
+    with open(tmp_path / "p" / "profile.json", encoding="utf-8") as handle:
+        report = json.load(handle)
+    assert [b["label"] for b in report["backends"]] == ["onnxruntime", "openvino"], capsys.readouterr().err
+    assert not report.get("skipped") and {r["backend"] for r in report["results"]} == {"onnxruntime", "openvino"}
 
 
 def test_bad_bundle_is_one_line(tmp_path, capsys):

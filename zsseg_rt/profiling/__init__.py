@@ -111,8 +111,9 @@ def parse_backend(text: str) -> Dict[str, str]:
             )
         return {"label": text.strip(), "backend": name, "device": "cuda", "precision": precision}
     device = option or "auto"
-    if device not in ("auto", "cpu", "cuda"):
-        raise argparse.ArgumentTypeError(f"{name} device must be auto, cpu or cuda, got {device!r}")
+    devices = ("auto", *(row.devices if row is not None else ("cpu", "cuda")))  # the row's own: openvino is cpu only
+    if device not in devices:
+        raise argparse.ArgumentTypeError(f"{name} device must be {', '.join(devices)}, got {device!r}")
     return {"label": text.strip(), "backend": name, "device": device, "precision": "fp32"}
 
 
