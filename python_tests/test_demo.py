@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from zsseg_rt import demo  # noqa: E402
+from zsseg_rt.cli import demo  # noqa: E402
 
 
 def _args(**over):

@@ -140,5 +140,13 @@ def test_the_progress_bar_prints_its_last_line_once(tmp_path, tiny_bundle):
     clip = write_band_clip(tmp_path / "clip.avi", FRAMES, FPS, SIZE)
     out = _camera([clip, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(tmp_path / "out.avi")])
     assert out.returncode == 0, out.stderr
-    drawn = [line for line in out.stderr.replace("\r", "\n").splitlines() if f"{FRAMES}/{FRAMES}" in line]
-    assert len(drawn) == 1, drawn  # was twice: the last update, then close() drew the same count again
+    # The defect: the last update drew the final count, then close() drew the same line again right below it. A log
+    # line while the bar is up (the sink's "wrote N frames", at its close) clears the bar, prints, and redraws it:
+    # that redraw replaces an erased line and is no copy. Whether the last update drew the final count before that
+    # log line depends on tqdm's mininterval (timing), so the count of final lines is not checked: only that no
+    # final line follows another with nothing (no clear, no log line) between them.
+    final = f"{FRAMES}/{FRAMES}"
+    segments = [line for line in out.stderr.replace("\r", "\n").splitlines() if line]  # a clear: a line of spaces
+    assert any(final in line for line in segments), out.stderr
+    repeated = [(a, b) for a, b in zip(segments, segments[1:]) if final in a and final in b]
+    assert not repeated, repeated

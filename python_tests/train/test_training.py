@@ -490,8 +490,8 @@ def test_torchrun_two_process_gloo_matches_single_process(tmp_path):
 def test_cli_commands_register():
     import argparse
 
-    from zsseg_rt.eval.cli import add_eval_command
-    from zsseg_rt.train.cli import add_train_command
+    from zsseg_rt.cli.eval import add_command as add_eval_command
+    from zsseg_rt.cli.train import add_command as add_train_command
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="cmd")

@@ -1,7 +1,7 @@
 """``zsseg camera SOURCE [SOURCE ...]``: live segmentation of cameras / streams / video files / image folders, all
 sources through one Engine (one model in memory), their frames batched into one call per step.
 
-Wire it into the main CLI with ``add_camera_command(subparsers)``.
+Registered by its row in ``zsseg_rt.cli.COMMANDS`` (``add_command``); the streaming itself is :mod:`zsseg_rt.stream`.
 """
 
 from __future__ import annotations
@@ -14,21 +14,22 @@ import sys
 import time
 from typing import TYPE_CHECKING, List, Optional, Sequence
 
+from zsseg_rt.cli import command_parser
 from zsseg_rt.cli_types import BACKEND_CHOICES, add_engine_arguments, port_number, real_number, whole_number
 
 from .video_cli import add_video_arguments, label_sinks, video_segmenter
 
 if TYPE_CHECKING:
-    from .sources import FrameSource
+    from zsseg_rt.stream.sources import FrameSource
 
 log = logging.getLogger("zsseg_rt.stream")
 
 
-def add_camera_command(subparsers) -> argparse.ArgumentParser:
+def add_command(subparsers) -> argparse.ArgumentParser:
     """Add the ``camera`` subcommand to an ``argparse`` subparsers object; returns its parser."""
-    p = subparsers.add_parser(
+    p = command_parser(
+        subparsers,
         "camera",
-        help="segment a live camera, RTSP/HTTP stream, video file or image folder",
         description="Segment a live camera or stream (the newest frame is always processed, stale frames dropped) "
         "or a video file / image folder (every frame processed, with a progress bar; the output video keeps the "
         "file's frame rate). Sources: 0 or /dev/video0 (V4L2), csi://0 (Jetson CSI via GStreamer), rtsp://... / "
@@ -147,7 +148,7 @@ def _initial_classes(args):
     if args.classes:
         return args.classes
     if args.class_file:
-        from .vocabulary import ClassFileWatcher
+        from zsseg_rt.stream.vocabulary import ClassFileWatcher
 
         names = ClassFileWatcher(args.class_file).read()
         if names:
@@ -199,7 +200,7 @@ def output_names(spec: str, names: Sequence[str]) -> List[str]:
 
 
 def _open_output(spec: str, fps: float, name: str, several: bool, replace: bool):
-    from .sinks import WindowSink, open_sink
+    from zsseg_rt.stream.sinks import WindowSink, open_sink
 
     if several and spec.strip().lower() in ("display", "display://", "window", "screen"):
         return WindowSink(title=f"zsseg {name}")  # one window per source, titled with its name
@@ -228,8 +229,7 @@ def _check_outputs(args, inputs, specs: Sequence[Sequence[str]]) -> None:
     """Before anything is opened: no output replaces an input file, and none replaces an existing file without
     ``--overwrite`` (a video file, an image folder's frames, ``--stats-json``)."""
     from zsseg_rt.cli_errors import CliError
-
-    from .sinks import output_kind, replaced_files
+    from zsseg_rt.stream.sinks import output_kind, replaced_files
 
     sources = set()
     for item in inputs:  # a video file's or an image folder's path
@@ -250,9 +250,8 @@ def _build_sinks(args, inputs, runner_stats, vocabulary=None):
     """The sinks ``-o`` and ``--preview`` ask for: a list per source and the shared ones (the preview); with neither, a
     window per source when one can open, else an error (an MJPEG server is started only when asked for)."""
     from zsseg_rt.cli_errors import CliError
-
-    from .capabilities import display_available, opencv_has_gui
-    from .sinks import MjpegSink
+    from zsseg_rt.stream.capabilities import display_available, opencv_has_gui
+    from zsseg_rt.stream.sinks import MjpegSink
 
     labels_out = getattr(args, "labels_out", None)
     if not args.output and args.preview is None and not labels_out and not (opencv_has_gui() and display_available()):
@@ -381,8 +380,7 @@ def _open_inputs(args, max_pixels: int) -> List[_Input]:
     a source lost while streaming). A camera or stream among several: opened by its capture thread, which reports
     it and retries with backoff while the other sources go on."""
     from zsseg_rt.cli_errors import CliError
-
-    from .sources import open_source, parse_source, source_label, split_source_name, unique_labels
+    from zsseg_rt.stream.sources import open_source, parse_source, source_label, split_source_name, unique_labels
 
     partial = bool(getattr(args, "allow_partial_images", False))
     given = [split_source_name(text) for text in args.sources]
@@ -410,7 +408,7 @@ def _open_inputs(args, max_pixels: int) -> List[_Input]:
 
 
 def run_camera_command(args) -> int:
-    """Entry point of ``zsseg camera`` (argparse namespace from ``add_camera_command``)."""
+    """Entry point of ``zsseg camera`` (argparse namespace from ``add_command``)."""
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
@@ -433,8 +431,7 @@ def run_camera_command(args) -> int:
 
 def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
     from zsseg_rt.runtime import Engine
-
-    from .runner import MultiStreamRunner
+    from zsseg_rt.stream.runner import MultiStreamRunner
 
     holder: dict = {}
 
@@ -573,9 +570,9 @@ def _damage_note(entry: dict) -> str:
 
 
 def main(argv=None) -> int:
-    """Standalone entry: ``python -m zsseg_rt.stream.cli camera SOURCE ...``."""
+    """Standalone entry: ``python -m zsseg_rt.cli.camera camera SOURCE ...``."""
     parser = argparse.ArgumentParser(prog="zsseg")
-    add_camera_command(parser.add_subparsers(dest="command", required=True))
+    add_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     from zsseg_rt.cli_errors import run_command
 
