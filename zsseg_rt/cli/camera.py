@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from zsseg_rt.cli import command_parser
 from zsseg_rt.cli_types import BACKEND_CHOICES, add_engine_arguments, port_number, real_number, whole_number
-
-from .video_cli import add_video_arguments, label_sinks, video_segmenter
+from zsseg_rt.stream.video_cli import add_video_arguments, label_sinks, video_segmenter
 
 if TYPE_CHECKING:
     from zsseg_rt.stream.sources import FrameSource
