@@ -209,6 +209,7 @@ class FrameGraphs:
 
     def _replay(self, pipe, entry: _Entry, frame: np.ndarray):
         memory = pipe.memory
+        memory.host_access(entry.state["_frame_host"], True, "frame")
         np.copyto(entry.state["_frame_host"], frame)
         memory.activate()
         memory.transfers.paused = True  # the copies were logged at capture: logged once per replay below
@@ -221,8 +222,7 @@ class FrameGraphs:
         memory.synchronize()
         entry.replays += 1
         self.stats["replayed"] += 1
-        labels, scores = entry.outputs
-        return labels.copy(), (scores.copy() if scores is not None else None)
+        return memory.read_staging(*entry.outputs)
 
     def _drop(self, pipe, key: tuple, entry: _Entry) -> None:
         pipe.memory.synchronize()  # nothing enqueued may still use the buffers
