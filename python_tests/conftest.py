@@ -16,6 +16,9 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 # A bundle exported elsewhere (tools/runtime_only_tests.sh exports it with torch, then runs the runtime tests in a
 # venv without torch): the tiny_bundle fixture copies it instead of exporting.
 PREBUILT_BUNDLE_ENV = "ZSSEG_TEST_TINY_BUNDLE"
+# Where the reports that failed a test on the emulated CUDA runtime are appended (JSON lines: test, kind, message),
+# when set: python_tests/test_emulator_mutations.py reads which kinds of report caught a mutation.
+REPORT_LOG_ENV = "ZS_EMU_REPORT_LOG"
 
 
 def pytest_addoption(parser):
@@ -105,6 +108,13 @@ def _emulated_runtime_reports(request):
     yield
     reports = emu.take_reports()
     if reports:
+        if emu.device_error():  # a kernel faulted: the next test starts on a reset device, as after cudaDeviceReset
+            emu.reset_device_error()
+        log = os.environ.get(REPORT_LOG_ENV)
+        if log:  # the mutation harness reads which kinds of report failed the run
+            with open(log, "a", encoding="utf-8") as handle:
+                for kind, message in reports:
+                    handle.write(json.dumps({"test": request.node.nodeid, "kind": kind, "message": message}) + "\n")
         lines = "\n".join(f"  {kind}: {message}" for kind, message in reports)
         pytest.fail(f"the emulated CUDA runtime reported {len(reports)} problem(s) during the test:\n{lines}")
 

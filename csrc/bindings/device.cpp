@@ -140,7 +140,8 @@ void order_device_array(const DeviceBuffer& buffer, bool written, const ArgParse
     return;
   }
   const cudaStream_t stream = static_cast<cudaStream_t>(args.stream());
-  cudaError_t status = ready ? ready->order_before(stream) : cudaSuccess;
+  const bool skip_ready = ZS_LIBRARY_MUTATED(kLibSkipInputWait);  // emulated mutation: no wait for the producer
+  cudaError_t status = ready && !skip_ready ? ready->order_before(stream) : cudaSuccess;
   for (const auto& reader : readers) {
     if (status == cudaSuccess) status = reader->order_before(stream);
   }
@@ -194,7 +195,9 @@ int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
     stream_buffer(*buffer).set_ready(ready);
     buffer->checks = checks;
   }
-  for (const auto& buffer : read) stream_buffer(*buffer).add_reader(ready);
+  for (const auto& buffer : read) {
+    if (!ZS_LIBRARY_MUTATED(kLibSkipReaderRecord)) stream_buffer(*buffer).add_reader(ready);  // emulated mutation
+  }
   in_use_list().keep_until(ready, std::move(held));
   return 0;
 }

@@ -45,6 +45,8 @@
 #include <utility>
 #include <vector>
 
+#include "emu_hooks.h"  // ZS_LIBRARY_MUTATED: the emulated build's mutations (false in a real build)
+
 namespace zsseg {
 namespace stream_order {
 
@@ -357,11 +359,13 @@ class StreamBuffer {
   bool release_stream_ordered() {
     cudaStream_t release = release_stream(device_);
     if (release == nullptr) return false;
-    if (ready_ && ready_->order_before(release) != cudaSuccess) return false;
+    const bool skip_ready = ZS_LIBRARY_MUTATED(kLibSkipReleaseWait);  // emulated mutation: no wait for the writer
+    if (ready_ && !skip_ready && ready_->order_before(release) != cudaSuccess) return false;
     for (const auto& reader : readers_) {
       if (reader->order_before(release) != cudaSuccess) return false;
     }
     for (cudaStream_t consumer : consumers_) {
+      if (ZS_LIBRARY_MUTATED(kLibSkipConsumerWait)) break;  // emulated mutation: no wait for the consumers
       if (wait_for_stream(release, consumer) != cudaSuccess) return false;
     }
     if (per_thread_consumer_ && cudaDeviceSynchronize() != cudaSuccess) return false;

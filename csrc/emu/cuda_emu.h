@@ -20,7 +20,10 @@
 //   streams: __shared__ memory is one static instance). The runtime API (cuda_emu_runtime.h) runs every stream
 //   as an ordered queue with seeded random delays, with the legacy stream's implicit synchronisation, stream-ordered
 //   pool memory, events, stream capture into graphs that run only when launched, and a happens-before race
-//   detector that reports unordered accesses to the same allocation; see its header comment.
+//   detector that reports unordered accesses to the same allocation; see its header comment. A kernel's accesses
+//   are its pointer arguments, and the pointers inside a struct argument through an emu_accesses overload
+//   (param_accesses below; a struct carrying a tracked pointer without one is reported). An exception thrown by a
+//   kernel is a device fault: reported, and sticky (cudaErrorLaunchFailure) as on a GPU.
 // What it cannot model: device math functions (expf, sqrtf, fmaf contraction as compiled by nvcc), timing,
 // warp scheduling, memory coherence subtleties, kernels of different streams overlapping in time, the driver.
 #pragma once
@@ -156,9 +159,10 @@ inline BlockBarrier*& current_barrier() {
 constexpr const char* kSyncthreadsSite = "__syncthreads()";
 constexpr const char* kKernelEndSite = "end of kernel";
 
-// Runs `body` for every thread of every block: blocks in order, the threads of a block concurrently.
+// Runs `body` for every thread of every block: blocks in order, the threads of a block concurrently. Returns what
+// an exception thrown by the body said ("" when none was thrown).
 template <class Body>
-void run_grid(dim3 grid, dim3 block, const Body& body) {
+std::string run_grid(dim3 grid, dim3 block, const Body& body) {
   const unsigned int threads = block.x * block.y * block.z;
   BlockBarrier barrier(threads);
   std::vector<std::thread> workers;
@@ -180,6 +184,9 @@ void run_grid(dim3 grid, dim3 block, const Body& body) {
             } catch (const std::exception& e) {
               std::lock_guard<std::mutex> lock(error_mutex);
               error = e.what();
+            } catch (...) {
+              std::lock_guard<std::mutex> lock(error_mutex);
+              error = "an exception that is not a std::exception";
             }
             barrier.arrive_and_wait(kKernelEndSite);  // shared memory is reused by the next block
           }
@@ -189,10 +196,7 @@ void run_grid(dim3 grid, dim3 block, const Body& body) {
     });
   }
   for (std::thread& w : workers) w.join();
-  if (!error.empty()) {
-    std::fprintf(stderr, "zs_emu: kernel threw: %s\n", error.c_str());
-    last_error() = cudaErrorLaunchFailure;
-  }
+  return error;
 }
 
 inline bool valid_configuration(dim3 grid, dim3 block) {
@@ -204,7 +208,9 @@ inline bool valid_configuration(dim3 grid, dim3 block) {
 
 // A kernel parameter's accesses: pointers directly; a struct parameter through an overload
 // `void emu_accesses(const Params&, std::vector<zs_emu::Access>&)` found by argument-dependent lookup (declared
-// next to the kernel, under ZS_CUDA_EMULATION); anything else has none.
+// next to the kernel, under ZS_CUDA_EMULATION; e.g. csrc/cuda/preprocess.cu); anything else has none. A struct
+// without an overload that carries a pointer the runtime tracks is reported at the launch (check_untracked_struct):
+// a new struct-parameter kernel cannot go unchecked silently.
 template <class T, class = void>
 struct HasEmuAccesses : std::false_type {};
 template <class T>
@@ -212,17 +218,20 @@ struct HasEmuAccesses<
     T, std::void_t<decltype(emu_accesses(std::declval<const T&>(), std::declval<std::vector<Access>&>()))>>
     : std::true_type {};
 template <class T>
-void param_accesses(const T& value, std::vector<Access>& out) {
+void param_accesses(const char* kernel, std::size_t index, const T& value, std::vector<Access>& out) {
   if constexpr (std::is_pointer<T>::value) {
     using Pointee = std::remove_pointer_t<T>;
     if (value != nullptr) out.push_back(Access{static_cast<const void*>(value), 0, !std::is_const<Pointee>::value});
   } else if constexpr (HasEmuAccesses<T>::value) {
     emu_accesses(value, out);
+  } else if constexpr (std::is_class<T>::value) {
+    static_assert(std::is_trivially_copyable<T>::value, "a kernel parameter is copied as bytes");
+    check_untracked_struct(kernel, index, &value, sizeof(T));
   }
 }
 template <class Tuple, std::size_t... I>
-void tuple_accesses(const Tuple& t, std::vector<Access>& out, std::index_sequence<I...>) {
-  (param_accesses(std::get<I>(t), out), ...);
+void tuple_accesses(const char* kernel, const Tuple& t, std::vector<Access>& out, std::index_sequence<I...>) {
+  (param_accesses(kernel, I, std::get<I>(t), out), ...);
 }
 
 // kernel<<<grid, block, 0, stream>>>(args...): the configuration is checked at once (cudaGetLastError), the
@@ -238,15 +247,17 @@ void launch_named(const char* name, void (*kernel)(Params...), dim3 grid, dim3 b
   using Copied = std::tuple<std::decay_t<Params>...>;
   auto copied = std::make_shared<const Copied>(std::forward<Args>(args)...);
   std::vector<Access> accesses;
-  tuple_accesses(*copied, accesses, std::index_sequence_for<Params...>());
+  tuple_accesses(name, *copied, accesses, std::index_sequence_for<Params...>());
   const cudaError_t status = enqueue_kernel(
       stream, name,
-      [kernel, grid, block, copied] {
+      [name, kernel, grid, block, copied] {
         std::lock_guard<std::mutex> one_kernel_at_a_time(runtime().kernel_mutex);
-        run_grid(grid, block, [&] {
+        if (sticky_error() != cudaSuccess) return;  // enqueued before a fault: a faulted device runs nothing more
+        const std::string error = run_grid(grid, block, [&] {
           Copied local = *copied;
           std::apply(kernel, local);
         });
+        if (!error.empty()) device_fault(name, error);
       },
       std::move(accesses));
   if (status != cudaSuccess) last_error() = status;
@@ -267,10 +278,12 @@ inline void __syncthreads() {
   barrier->arrive_and_wait(zs_emu::kSyncthreadsSite);
 }
 
+// The last error of this thread, cleared; a device fault (sticky) is returned and stays.
 inline cudaError_t cudaGetLastError() {
   const cudaError_t error = zs_emu::last_error();
   zs_emu::last_error() = cudaSuccess;
-  return error;
+  const cudaError_t sticky = zs_emu::sticky_error();
+  return sticky != cudaSuccess ? sticky : error;
 }
 
 #include "cuda_emu_intrinsics.h"  // NOLINT(build/include): device intrinsics beyond the basics (vector types...)

@@ -41,19 +41,33 @@
 // Reports (zs_emu::take_reports(), _C._emulation.take_reports() in Python): what a GPU would not flag but gets
 // wrong. A happens-before race detector: every operation carries a vector clock (its stream's order, the events it
 // waited for, the host's synchronisations), and every access of a kernel (its pointer arguments: const = read,
-// otherwise write), copy, memset, allocation or free to an allocation is checked against the last write and the
-// reads since then: two accesses, at least one a write, with no ordering between them is a "race", whichever runs
-// first. An access to pool memory that was freed is a "use-after-free"; use of a destroyed handle is "misuse".
+// otherwise write; a struct argument's pointers through its emu_accesses overload, see cuda_emu.h), copy, memset,
+// allocation or free to an allocation is checked against the last write and the reads since then: two accesses, at
+// least one a write, with no ordering between them is a "race", whichever runs first. The nodes of one graph launch
+// are checked against each other along the captured graph's edges (unjoined branches of a fork run concurrently),
+// and the host's reads and writes of page-locked memory where the library makes them (host_access) against the
+// device work the host has not synchronised with. An access to pool memory that was freed is a "use-after-free";
+// use of a destroyed handle, or a struct kernel argument carrying a tracked pointer with no emu_accesses overload,
+// is "misuse". An exception thrown by a kernel (the emulation's device fault) is a "kernel-error", and makes
+// cudaErrorLaunchFailure sticky for the process as a fault does for a CUDA context: every later synchronisation,
+// query, launch, copy and memset returns it, and kernels enqueued before it do not run; frees and allocations still
+// work here (so a test can clean up), and reset_device_error() ends it (cudaDeviceReset on a GPU).
 // Reports are printed to stderr as they happen; tests fail on any report (python_tests/conftest.py,
-// cpp_tests/emulation/emu_test_utils.h).
+// cpp_tests/emulation/emu_test_utils.h). Not seen: accesses inside one kernel (blocks run in order), host accesses
+// the library does not declare, allocation-granular overlaps inside one shared slab (PinnedSlots).
 //
-// Mutations (ZS_EMU_MUTATION=name[,name], or set_mutations): the emulator itself makes a class of ordering bug, to
-// prove that the tests see it. drop_event_wait: cudaStreamWaitEvent does nothing. free_before_consumer:
-// cudaFreeAsync frees on a stream of its own, ordered after nothing its stream waits for (readers elsewhere).
-// skip_host_wait: cudaStreamSynchronize / cudaEventSynchronize /
+// Mutations (ZS_EMU_MUTATION=name[,name], or set_mutations): a class of ordering bug made on purpose, to prove that
+// the tests report it (python_tests/test_emulator_mutations.py). By the emulator: drop_event_wait:
+// cudaStreamWaitEvent does nothing. free_before_consumer: cudaFreeAsync frees on a stream of its own, ordered after
+// nothing its stream waits for (readers elsewhere). skip_host_wait: cudaStreamSynchronize / cudaEventSynchronize /
 // cudaDeviceSynchronize return without waiting (and every operation is delayed, so the host reads before the work
 // ran: a result read before a graph replay or a kernel finished). wrong_launch_stream: kernels run on a stream of
-// their own instead of the one they were launched on.
+// their own instead of the one they were launched on. By the library (csrc/cuda/emu_hooks.h, compiled in only
+// here): lib_skip_input_wait: an op does not wait for the launch that wrote its DeviceArray input
+// (csrc/bindings/device.cpp); lib_skip_reader_record: a launch is not recorded as a reader of its DeviceArray
+// inputs, so a later `out=` write or release does not wait for it (device.cpp); lib_skip_release_wait: a
+// DeviceArray's release does not wait for its writer (csrc/cuda/stream_order.h); lib_skip_consumer_wait: nor for
+// the streams it was exported to (stream_order.h).
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -179,12 +193,22 @@ enum Mutation : unsigned {
   kFreeBeforeConsumer = 1u << 1,
   kSkipHostWait = 1u << 2,
   kWrongLaunchStream = 1u << 3,
+  // Mutations of the library (csrc/bindings, csrc/cuda/stream_order.h), read there through ZS_LIBRARY_MUTATED
+  // (csrc/cuda/emu_hooks.h), which only the emulated build compiles in.
+  kLibSkipInputWait = 1u << 4,
+  kLibSkipReaderRecord = 1u << 5,
+  kLibSkipReleaseWait = 1u << 6,
+  kLibSkipConsumerWait = 1u << 7,
 };
 inline const std::vector<std::pair<const char*, Mutation>>& mutation_names() {
   static const std::vector<std::pair<const char*, Mutation>> names{{"drop_event_wait", kDropEventWait},
                                                                    {"free_before_consumer", kFreeBeforeConsumer},
                                                                    {"skip_host_wait", kSkipHostWait},
-                                                                   {"wrong_launch_stream", kWrongLaunchStream}};
+                                                                   {"wrong_launch_stream", kWrongLaunchStream},
+                                                                   {"lib_skip_input_wait", kLibSkipInputWait},
+                                                                   {"lib_skip_reader_record", kLibSkipReaderRecord},
+                                                                   {"lib_skip_release_wait", kLibSkipReleaseWait},
+                                                                   {"lib_skip_consumer_wait", kLibSkipConsumerWait}};
   return names;
 }
 // Parses "a,b" into a mask; unknown names abort (a mistyped mutation must not pass as "no mutation").
@@ -274,6 +298,32 @@ inline std::string hex(const void* ptr) {
   char text[32];
   std::snprintf(text, sizeof(text), "%p", ptr);
   return text;
+}
+
+// A device fault: an exception thrown by a kernel (the emulation's stand-in for a trap or an illegal address).
+// Sticky for the process, as a fault is for a CUDA context: from then on synchronisations, queries, launches,
+// copies and memsets return it, and cudaGetLastError returns it without clearing it (see the header comment).
+inline std::atomic<int>& sticky_error_storage() {
+  static std::atomic<int> error{cudaSuccess};
+  return error;
+}
+inline cudaError_t sticky_error() {
+  return static_cast<cudaError_t>(sticky_error_storage().load());
+}
+// cudaSuccess, or the sticky error (also made this thread's last error).
+inline cudaError_t sticky_status() {
+  const cudaError_t error = sticky_error();
+  return error == cudaSuccess ? error : (last_error() = error);
+}
+inline void device_fault(const char* kernel, const std::string& what) {
+  report("kernel-error", std::string("'") + kernel + "' threw: " + what +
+                             " (a device fault: every later synchronisation and launch returns "
+                             "cudaErrorLaunchFailure)");
+  sticky_error_storage().store(cudaErrorLaunchFailure);
+}
+// What cudaDeviceReset does to a faulted context, for tests (the memory is kept here).
+inline void reset_device_error() {
+  sticky_error_storage().store(cudaSuccess);
 }
 
 // ---- happens-before ---------------------------------------------------------------------------------------------
@@ -475,6 +525,7 @@ struct CUgraph_st {
 };
 struct CUgraphExec_st {
   std::shared_ptr<const std::vector<zs_emu::GraphNode>> nodes;
+  std::shared_ptr<const std::vector<std::vector<bool>>> ancestors;  // [i][k]: node k is ordered before node i
   zs_emu::SignalPtr last_launch;
   std::uint64_t launches = 0;
   bool destroyed = false;
@@ -748,6 +799,45 @@ inline void check_accesses_locked(const std::vector<Access>& accesses, const Sig
   }
 }
 
+// The host's accesses to page-locked or mapped memory where the library makes them (a staging buffer read after
+// a download, a frame written before its upload; zsseg_rt's Memory.host_access, _C._emulation.host_access): each
+// is an operation of the calling thread's own queue (an id of the queues' numbering that no worker runs), ordered
+// after what the host has seen complete (host_clock). Checked like a device access: a host read of memory that a
+// device operation wrote, or a host write of memory a device operation reads or writes, with no synchronisation
+// in between is a race, whichever runs first. Work enqueued after the access is ordered after it.
+inline void host_access(const void* ptr, std::size_t bytes, bool write, const std::string& label) {
+  static thread_local std::uint32_t id = 0;
+  static thread_local std::uint64_t ticks = 0;
+  RuntimeState& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  if (find_allocation(ptr) == nullptr) return;  // memory the runtime does not track (pageable)
+  if (id == 0) id = rt.next_queue++;
+  auto access = std::make_shared<Signal>();
+  access->clock = rt.host_clock;
+  access->epoch = Epoch{id, ++ticks, label};
+  access->clock[id] = ticks;
+  check_accesses_locked({Access{ptr, bytes, write}}, access);
+  rt.host_clock[id] = ticks;
+}
+
+// A kernel parameter that is a struct with no emu_accesses overload (cuda_emu.h, param_accesses) must carry no
+// pointer the detector tracks: one that does would go unchecked, so it is reported ("misuse" of the emulation) and
+// the test fails until the struct gets its overload. Scans the struct's pointer-aligned words.
+inline void check_untracked_struct(const char* kernel, std::size_t index, const void* value, std::size_t size) {
+  std::lock_guard<std::mutex> lock(runtime().mutex);
+  for (std::size_t offset = 0; offset + sizeof(void*) <= size; offset += alignof(void*)) {
+    std::uintptr_t word = 0;
+    std::memcpy(&word, static_cast<const char*>(value) + offset, sizeof(word));
+    if (word == 0 || find_allocation(reinterpret_cast<const void*>(word)) == nullptr) continue;
+    report("misuse", std::string("kernel '") + kernel + "': parameter " + std::to_string(index) + " (a struct of " +
+                         std::to_string(size) + " bytes) carries the address " + hex(reinterpret_cast<void*>(word)) +
+                         " of a tracked allocation at byte " + std::to_string(offset) +
+                         ", but has no emu_accesses overload: the race detector cannot see what the kernel reads "
+                         "and writes through it (declare one next to the kernel, under ZS_CUDA_EMULATION)");
+    return;
+  }
+}
+
 inline void delay(Queue& q) {
   int max_us = options().max_delay_us;
   if (mutated(kSkipHostWait)) max_us = std::max(max_us, 20000);  // the host surely looks before the work ran
@@ -845,6 +935,7 @@ inline cudaError_t submit_locked(cudaStream_t handle, std::shared_ptr<Op> op, Si
     report("misuse", "'" + op->label + "' enqueued on destroyed stream " + hex(s));
     return last_error() = cudaErrorInvalidResourceHandle;
   }
+  if (sticky_error() != cudaSuccess) return sticky_status();  // a faulted device runs nothing more
   if (s->legacy) {
     const cudaError_t legacy = legacy_use_check_locked(s->device);
     if (legacy != cudaSuccess) return legacy;
@@ -1018,10 +1109,10 @@ inline cudaError_t cudaDeviceSynchronize() {
     return zs_emu::last_error() = cudaErrorStreamCaptureUnsupported;
   }
   ++rt.stats.blocking_waits;
-  if (zs_emu::mutated(zs_emu::kSkipHostWait)) return cudaSuccess;
+  if (zs_emu::mutated(zs_emu::kSkipHostWait)) return zs_emu::sticky_status();
   zs_emu::wait_device_locked(lock);
   zs_emu::trim_pools_locked();
-  return cudaSuccess;
+  return zs_emu::sticky_status();
 }
 
 // ---- streams and capture -------------------------------------------------------------------------------------
@@ -1061,7 +1152,7 @@ inline cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   ++rt.stats.blocking_waits;
   zs_emu::wait_stream_locked(lock, s);
   zs_emu::trim_pools_locked();
-  return cudaSuccess;
+  return zs_emu::sticky_status();
 }
 inline cudaError_t cudaStreamQuery(cudaStream_t stream) {
   zs_emu::RuntimeState& rt = zs_emu::runtime();
@@ -1069,6 +1160,7 @@ inline cudaError_t cudaStreamQuery(cudaStream_t stream) {
   CUstream_st* s = zs_emu::stream_of(stream);
   const cudaError_t checked = zs_emu::stream_host_check_locked(s, "cudaStreamQuery of");
   if (checked != cudaSuccess) return checked;
+  if (zs_emu::sticky_error() != cudaSuccess) return zs_emu::sticky_status();
   if (!s->queue || !s->queue->tail || s->queue->tail->done) {
     if (s->queue) zs_emu::host_saw_locked(s->queue->tail);
     return cudaSuccess;
@@ -1204,6 +1296,7 @@ inline cudaError_t cudaEventQuery(cudaEvent_t event) {
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   const cudaError_t checked = zs_emu::event_host_check_locked(event, "cudaEventQuery of");
   if (checked != cudaSuccess) return checked;
+  if (zs_emu::sticky_error() != cudaSuccess) return zs_emu::sticky_status();
   if (!event->signal || event->signal->done) {
     zs_emu::host_saw_locked(event->signal);
     return cudaSuccess;
@@ -1219,7 +1312,7 @@ inline cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   ++rt.stats.blocking_waits;
   if (!zs_emu::mutated(zs_emu::kSkipHostWait)) zs_emu::host_wait_locked(lock, event->signal);
   zs_emu::trim_pools_locked();
-  return cudaSuccess;
+  return zs_emu::sticky_status();
 }
 inline cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags = 0) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
@@ -1661,10 +1754,74 @@ inline cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void
 }
 
 // ---- graphs -------------------------------------------------------------------------------------------------------
+namespace zs_emu {
+
+// [i][k]: node k is an ancestor of node i (a node's dependencies are earlier nodes: captured in order).
+inline std::vector<std::vector<bool>> graph_ancestors(const std::vector<GraphNode>& nodes) {
+  const std::size_t n = nodes.size();
+  std::vector<std::vector<bool>> ancestors(n, std::vector<bool>(n, false));
+  for (std::size_t i = 0; i < n; ++i) {
+    for (int d : nodes[i].deps) {
+      const auto dep = static_cast<std::size_t>(d);
+      ancestors[i][dep] = true;
+      for (std::size_t k = 0; k < dep; ++k)
+        if (ancestors[dep][k]) ancestors[i][k] = true;
+    }
+  }
+  return ancestors;
+}
+
+// Nodes of one graph with no path between them run concurrently on a GPU (unjoined branches of a fork in the
+// capture): two of them accessing overlapping bytes of one allocation, one writing, race at every launch. The
+// launch itself is checked against other operations as one operation (its nodes' accesses merged); this checks its
+// nodes against each other. Caller holds the lock.
+inline void check_graph_nodes_locked(const std::vector<GraphNode>& nodes,
+                                     const std::vector<std::vector<bool>>& ancestors, const std::string& launch) {
+  struct Span {
+    std::size_t node;
+    std::uintptr_t base, lo, hi;
+    std::size_t bytes;
+    bool write;
+  };
+  std::vector<Span> spans;
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    for (const Access& access : nodes[i].accesses) {
+      const auto* found = find_allocation(access.ptr);
+      if (found == nullptr) continue;
+      const auto lo = reinterpret_cast<std::uintptr_t>(access.ptr);
+      const std::uintptr_t end = found->first + std::max<std::size_t>(found->second.bytes, 1);
+      const std::uintptr_t hi = access.bytes > 0 ? std::min(end, lo + access.bytes) : end;
+      spans.push_back(Span{i, found->first, lo, hi, found->second.bytes, access.write});
+    }
+  }
+  std::vector<std::pair<std::size_t, std::size_t>> reported;
+  for (std::size_t x = 0; x < spans.size(); ++x) {
+    for (std::size_t y = x + 1; y < spans.size(); ++y) {
+      const Span& p = spans[x];
+      const Span& q = spans[y];
+      if (p.node == q.node || p.base != q.base || !(p.write || q.write) || p.lo >= q.hi || q.lo >= p.hi) continue;
+      const std::size_t i = std::min(p.node, q.node);
+      const std::size_t j = std::max(p.node, q.node);
+      if (ancestors[j][i]) continue;
+      const auto pair = std::make_pair(i, j);
+      if (std::find(reported.begin(), reported.end(), pair) != reported.end()) continue;
+      reported.push_back(pair);
+      report("race", "'" + launch + "': graph nodes '" + nodes[i].label + "' (node " + std::to_string(i) + ") and '" +
+                         nodes[j].label + "' (node " + std::to_string(j) + ") " +
+                         (p.write && q.write ? "both write " : "write and read ") +
+                         hex(reinterpret_cast<void*>(p.base)) + " (" + std::to_string(p.bytes) +
+                         " bytes) with no dependency between them in the captured graph");
+    }
+  }
+}
+
+}  // namespace zs_emu
+
 inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long /*flags*/ = 0) {
   if (graph == nullptr || graph->destroyed) return zs_emu::last_error() = cudaErrorInvalidValue;
   auto* made = new CUgraphExec_st();
   made->nodes = std::make_shared<const std::vector<zs_emu::GraphNode>>(graph->nodes);
+  made->ancestors = std::make_shared<const std::vector<std::vector<bool>>>(zs_emu::graph_ancestors(graph->nodes));
   *exec = made;
   return cudaSuccess;
 }
@@ -1712,13 +1869,18 @@ inline cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
     return zs_emu::last_error() = cudaErrorInvalidValue;
   }
   auto nodes = exec->nodes;
+  auto ancestors = exec->ancestors;
   const std::uint64_t seed = zs_emu::options().seed ^ (0xD1B54A32D192ED03ULL * ++exec->launches);
   auto op = std::make_shared<zs_emu::Op>();
   op->label = "cudaGraphLaunch (" + std::to_string(nodes->size()) + " nodes)";
   for (const auto& node : *nodes)
     for (const auto& access : node.accesses) op->accesses.push_back(access);
   if (exec->last_launch && !exec->last_launch->done) op->waits.push_back(exec->last_launch);
-  op->run = [nodes, seed] {
+  op->run = [nodes, ancestors, seed, label = op->label] {
+    {
+      std::lock_guard<std::mutex> inner(zs_emu::runtime().mutex);
+      zs_emu::check_graph_nodes_locked(*nodes, *ancestors, label);
+    }
     std::mt19937_64 rng(seed);
     const std::size_t n = nodes->size();
     std::vector<int> pending(n, 0);
@@ -1777,6 +1939,7 @@ inline cudaError_t enqueue_kernel(cudaStream_t stream, std::string label, std::f
                                   std::vector<Access> accesses) {
   RuntimeState& rt = runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
+  if (sticky_error() != cudaSuccess) return sticky_status();  // a faulted device launches nothing more
   auto op = std::make_shared<Op>();
   op->label = std::move(label);
   op->kernel = true;
@@ -1876,6 +2039,7 @@ inline void reset_runtime(const DeviceConfig& config = DeviceConfig()) {
   rt.config = config;
   rt.stats = RuntimeStats();
   current_device() = 0;
+  reset_device_error();
 }
 inline void set_mutations(unsigned mask) {
   mutation_mask().store(mask);

@@ -298,13 +298,16 @@ class FrameGraphs:
                 memory.upload(name, host, buffer)
         memory.synchronize()  # the host arrays above are temporaries
         labels, scores = entry.outputs
+        memory.host_access(labels, True, "labels staging buffer")
         labels.fill(-1)
         if scores is not None:
+            memory.host_access(scores, True, "scores staging buffer")
             scores.fill(np.nan)
 
     def _launch(self, pipe, entry: _Entry, frame: np.ndarray):
         """Copy ``frame`` into the graph's frame buffer, replay it, wait: its ``(labels, scores or None)``."""
         memory = pipe.memory
+        memory.host_access(entry.state["_frame_host"], True, "frame")
         np.copyto(entry.state["_frame_host"], frame)
         memory.activate()
         memory.transfers.paused = True  # the copies were logged at capture: logged once per replay below
@@ -316,8 +319,7 @@ class FrameGraphs:
         memory.transfers.entries.extend(entry.transfers)
         memory.synchronize()
         entry.replays += 1
-        labels, scores = entry.outputs
-        return labels.copy(), (scores.copy() if scores is not None else None)
+        return memory.read_staging(*entry.outputs)
 
     def _replay(self, pipe, entry: _Entry, frame: np.ndarray):
         result = self._launch(pipe, entry, frame)

@@ -129,6 +129,12 @@ class CudaMemory(Memory):
         """The device address of a mapped host buffer (zero-copy), or None."""
         return self._mapped.get((host.__array_interface__["data"][0], host.nbytes))
 
+    def host_access(self, host, write, what):
+        check = getattr(self.driver, "check_host_access", None)  # the emulated runtime's driver stand-in has one
+        if check is not None:
+            label = f"host {'write' if write else 'read'} of {what}"
+            check(host.__array_interface__["data"][0], host.nbytes, bool(write), label)
+
     def _copy_up(self, host, buffer):
         self.driver.copy_to_device(buffer.pointer, host, self.stream)
 

@@ -83,6 +83,20 @@ class Memory:
         (zero-copy on integrated GPUs), else None."""
         return None
 
+    def host_access(self, host: np.ndarray, write: bool, what: str) -> None:
+        """The host is about to read (or write, ``write=True``) ``host``, a buffer from ``host_buffer`` that device
+        work copies into or out of (or reads in place). Nothing to do here; a memory whose device work can be
+        checked (``CudaMemory`` on a driver with ``check_host_access``: the emulated CUDA runtime's) reports a host
+        access not ordered after that work, e.g. a staging buffer read without a synchronize."""
+
+    def read_staging(self, labels: np.ndarray, scores: Optional[np.ndarray]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """Copies of a frame's staging buffers ``(labels, scores or None)``, host buffers the next frame reuses;
+        read once the stream was synchronised (a read before is reported where ``host_access`` can check it)."""
+        self.host_access(labels, False, "labels staging buffer")
+        if scores is not None:
+            self.host_access(scores, False, "scores staging buffer")
+        return labels.copy(), (scores.copy() if scores is not None else None)
+
     def upload(self, name: str, host: np.ndarray, buffer: Buffer) -> None:
         """Make ``buffer`` hold ``host``: a copy, or nothing when ``buffer`` is ``host``'s zero-copy view
         (logged as "mapped")."""
@@ -391,6 +405,7 @@ class DevicePipeline:
         """Upload, enqueue every stage, download, wait: one frame without a CUDA graph."""
         self.memory.activate()
         host, device_frame = self._frame_buffers(frame)
+        self.memory.host_access(host, True, "frame")
         np.copyto(host, frame)
         with self.memory.stream_context():
             labels_host, scores_host = self.enqueue_frame(
@@ -400,7 +415,7 @@ class DevicePipeline:
         if not (self.memory.page_locked or self.static_outputs):
             return labels_host, scores_host
         # the staging buffers are reused by the next frame: the caller gets its own copies
-        return labels_host.copy(), (scores_host.copy() if scores_host is not None else None)
+        return self.memory.read_staging(labels_host, scores_host)
 
     def enqueue_frame(
         self,
@@ -543,7 +558,7 @@ class DevicePipeline:
         memory.release(device_frame)
         memory.release(logits)
         if memory.page_locked or self.static_outputs:  # staging buffers, reused by the next frame
-            return labels_host.copy(), (scores_host.copy() if scores_host is not None else None)
+            return memory.read_staging(labels_host, scores_host)
         return labels_host, scores_host
 
     # ---- the per-frame buffers, handed to a CUDA graph that keeps them (runtime/cuda_graphs.py) ------------
