@@ -730,9 +730,10 @@ __device__ void stage_merged(const T* __restrict__ logits, const WindowTable& ta
                              const SegmentOfThread& t, TileSmem& s) {
   const int32_t tid = static_cast<int32_t>(threadIdx.x);
   if (tid < kChunk) s.chunk_bias[tid] = class_bias != nullptr ? __ldg(class_bias + cls.at(s, tid)) : 0.f;
-  if (s.slots == 0) {
-    __syncthreads();
+  if (s.slots == 0) {  // a footprint in no window (slots is the same for the whole block)
+    __syncthreads();   // chunk_bias
     t.zero_uncovered<Calib>(s);
+    __syncthreads();  // stage 2 reads other threads' merged values
   }
   for (int32_t slot = 0; slot < s.slots; ++slot) {
     if (t.active) stage_blend_rows<Calib>(logits, table, d, cls, slot, 0, t.fc, t.seg, t.segments, s);
