@@ -355,6 +355,7 @@ def check_fused_postprocess(name: str, fn: Function) -> List[str]:
 # ---- segment_windows: the fast path's hot loops, and the cost model built from them --------------------------------
 
 SEGMENT_WINDOWS_SIGMOID = "segment_windows_kernelI"  # + "...Lb1E": the sigmoid instantiations (f32 and f16)
+SEGMENT_WINDOWS_SOURCE = CUDA_DIR / "segment_windows_tiled.cu"  # the file of the sigmoid tiled kernel
 TILE_CODE_ESTIMATE = 800  # warp instructions per tile outside the chunk loop (see segment_windows_fast_costs)
 
 
@@ -747,7 +748,7 @@ def self_test(arch: str = "90") -> List[str]:
         elif not check_local_memory(starved[0], disassemble(cubin)[starved[0]], spills[starved[0]]):
             failures.append("the register-starved kernel's spills were not flagged")
         # segment_windows' fast path: the real kernel passes rule 4, its two-reciprocal mutation fails it
-        source = CUDA_DIR / "segment_windows.cu"
+        source = SEGMENT_WINDOWS_SOURCE
         for mutated in (False, True):
             extra = ["-DZS_SEGMENT_WINDOWS_SASS_SELF_TEST=1"] if mutated else []
             cubin, _ = compile_cubin(source, arch, Path(tmp), extra=extra)
@@ -793,7 +794,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     archs = list(ALL_ARCHS) if args.arch and "all" in args.arch else (args.arch or list(DEFAULT_ARCHS))
     if args.model:
         with tempfile.TemporaryDirectory(prefix="zs_sass_model_") as tmp:
-            cubin, _ = compile_cubin(CUDA_DIR / "segment_windows.cu", "90", Path(tmp))
+            cubin, _ = compile_cubin(SEGMENT_WINDOWS_SOURCE, "90", Path(tmp))
             kernel = next(f for n, f in disassemble(cubin).items() if "segment_windows_kernelIfLb1E" in n)
         print(render_model(segment_windows_fast_costs(kernel), [None, 128, 64, 32, 16, 8]))
         return 0
