@@ -51,7 +51,7 @@ def test_segment_windows_cost_model_reads_the_fast_path_from_the_sass():
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        cubin, _ = sass.compile_cubin(sass.CUDA_DIR / "segment_windows.cu", "90", pathlib.Path(tmp))
+        cubin, _ = sass.compile_cubin(sass.SEGMENT_WINDOWS_SOURCE, "90", pathlib.Path(tmp))
         kernel = next(f for n, f in sass.disassemble(cubin).items() if "segment_windows_kernelIfLb1E" in n)
     costs = sass.segment_windows_fast_costs(kernel)
     assert costs["pair"]["mufu"] == 24 and costs["one"]["mufu"] == 16

@@ -7,7 +7,10 @@
 //   a block are real host threads (one std::thread per CUDA thread), so __syncthreads() is a real barrier and a
 //   data race or a missing barrier shows up as a wrong result (or a sanitizer report). Every barrier arrival is
 //   checked: threads of one block reaching different barriers (one at __syncthreads, another at the end of the
-//   kernel) abort with a message -- divergent __syncthreads is undefined behaviour on a GPU.
+//   kernel) abort with a message -- divergent __syncthreads is undefined behaviour on a GPU. Under a serial
+//   schedule (cuda_emu_block.h: BlockScheduleScope) the threads run one at a time between barriers, in thread
+//   order or in reverse: deterministic, so a missing barrier gives a result that depends on the order.
+// * __shfl_xor_sync of full warps exchanges the lanes' values (cuda_emu_block.h).
 // * blockIdx / threadIdx / blockDim / gridDim are thread-local.
 // * __shared__ variables are function-local statics: one instance, used by one block at a time (blocks do not
 //   overlap), so it behaves as per-block shared memory.
@@ -45,6 +48,7 @@
 #include <utility>
 #include <vector>
 
+#include "cuda_emu_block.h"    // a block's barrier, warp shuffles and thread schedules (serial: deterministic)
 #include "cuda_emu_runtime.h"  // the runtime API (streams, events, memory) the launches below are enqueued on
 #include "cuda_emu_types.h"    // cudaError_t, last_error, Access: shared with the runtime API
 
@@ -117,40 +121,6 @@ struct GridCapScope {
   GridCapScope& operator=(const GridCapScope&) = delete;
 };
 
-// Barrier of the threads of one block. Each arrival names its site (a __syncthreads or the end of the kernel);
-// all threads of one phase must name the same site.
-class BlockBarrier {
- public:
-  explicit BlockBarrier(unsigned int threads) : threads_(threads) {}
-  void arrive_and_wait(const char* site) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    if (arrived_ == 0) {
-      site_ = site;
-    } else if (site_ != site) {
-      std::fprintf(stderr, "zs_emu: divergent barrier in block (%u,%u,%u): '%s' and '%s'\n", blockIdx.x, blockIdx.y,
-                   blockIdx.z, site_, site);
-      std::abort();
-    }
-    const std::uint64_t phase = phase_;
-    if (++arrived_ == threads_) {
-      arrived_ = 0;
-      ++phase_;
-      lock.unlock();
-      wake_.notify_all();
-      return;
-    }
-    wake_.wait(lock, [&] { return phase_ != phase; });
-  }
-
- private:
-  const unsigned int threads_;
-  unsigned int arrived_ = 0;
-  std::uint64_t phase_ = 0;
-  const char* site_ = nullptr;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-};
-
 inline BlockBarrier*& current_barrier() {
   static thread_local BlockBarrier* barrier = nullptr;
   return barrier;
@@ -164,7 +134,7 @@ constexpr const char* kKernelEndSite = "end of kernel";
 template <class Body>
 std::string run_grid(dim3 grid, dim3 block, const Body& body) {
   const unsigned int threads = block.x * block.y * block.z;
-  BlockBarrier barrier(threads);
+  BlockBarrier barrier(threads, block_schedule());
   std::vector<std::thread> workers;
   workers.reserve(threads);
   std::mutex error_mutex;
@@ -175,6 +145,7 @@ std::string run_grid(dim3 grid, dim3 block, const Body& body) {
       blockDim = block;
       gridDim = grid;
       current_barrier() = &barrier;
+      barrier.begin(t);
       for (unsigned int bz = 0; bz < grid.z; ++bz) {
         for (unsigned int by = 0; by < grid.y; ++by) {
           for (unsigned int bx = 0; bx < grid.x; ++bx) {
@@ -188,10 +159,11 @@ std::string run_grid(dim3 grid, dim3 block, const Body& body) {
               std::lock_guard<std::mutex> lock(error_mutex);
               error = "an exception that is not a std::exception";
             }
-            barrier.arrive_and_wait(kKernelEndSite);  // shared memory is reused by the next block
+            barrier.arrive_and_wait(t, kKernelEndSite);  // shared memory is reused by the next block
           }
         }
       }
+      barrier.finish(t);
       current_barrier() = nullptr;
     });
   }
@@ -269,13 +241,40 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t strea
 
 }  // namespace zs_emu
 
-inline void __syncthreads() {
-  zs_emu::BlockBarrier* barrier = zs_emu::current_barrier();
+namespace zs_emu {
+inline unsigned int linear_thread_index() {
+  return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+}
+inline BlockBarrier& barrier_of_kernel(const char* call) {
+  BlockBarrier* barrier = current_barrier();
   if (barrier == nullptr) {
-    std::fprintf(stderr, "zs_emu: __syncthreads() outside a kernel launch\n");
+    std::fprintf(stderr, "zs_emu: %s outside a kernel launch\n", call);
     std::abort();
   }
-  barrier->arrive_and_wait(zs_emu::kSyncthreadsSite);
+  return *barrier;
+}
+}  // namespace zs_emu
+
+inline void __syncthreads() {
+  zs_emu::barrier_of_kernel("__syncthreads()").arrive_and_wait(zs_emu::linear_thread_index(), zs_emu::kSyncthreadsSite);
+}
+// A full warp's butterfly shuffle (the only form the kernels use): every lane of the warp must take part with the
+// full mask (a partial warp or mask aborts: not modelled).
+template <class T>
+inline T __shfl_xor_sync(unsigned int mask, T value, int lane_mask, int width = 32) {
+  static_assert(sizeof(T) <= sizeof(std::uint64_t) && std::is_trivially_copyable<T>::value, "a register value");
+  if (mask != 0xffffffffu || width != 32) {
+    std::fprintf(stderr, "zs_emu: __shfl_xor_sync with mask %#x width %d (only full warps are modelled)\n", mask,
+                 width);
+    std::abort();
+  }
+  const unsigned int t = zs_emu::linear_thread_index();
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof(T));
+  bits = zs_emu::barrier_of_kernel("__shfl_xor_sync")
+             .warp_exchange(t, bits, (t % 32) ^ static_cast<unsigned int>(lane_mask));
+  std::memcpy(&value, &bits, sizeof(T));
+  return value;
 }
 
 // The last error of this thread, cleared; a device fault (sticky) is returned and stays.

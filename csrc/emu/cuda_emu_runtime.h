@@ -30,7 +30,8 @@
 //   must end on its origin stream with every joined stream joined back. Illegal during capture (the call fails and
 //   invalidates the capture, which cudaStreamEndCapture then reports with a null graph), as the CUDA programming
 //   guide lists: querying or synchronising a capturing stream, a captured event or the device; a wait on an event
-//   recorded outside the capture without cudaEventWaitExternal; any use of the legacy stream while a blocking
+//   recorded outside the capture without cudaEventWaitExternal (cudaEventRecordExternal makes an event record node
+//   that each launch records; the event is not a captured one); any use of the legacy stream while a blocking
 //   stream of its device captures; potentially unsafe calls (cudaMalloc, cudaFree, cudaMallocHost/cudaHostAlloc,
 //   cudaFreeHost, cudaMemcpy, event and stream queries and synchronisations) from a thread whose capture mode
 //   forbids them (cudaThreadExchangeStreamCaptureMode: global, thread-local, relaxed); pageable host memory in a
@@ -153,6 +154,23 @@ enum cudaMemPoolAttr : int {
   cudaMemPoolAttrUsedMemCurrent = 7,
   cudaMemPoolAttrUsedMemHigh = 8,
 };
+// cudaMemPoolCreate's properties, as cuda_runtime_api.h spells them (the emulation reads allocType and location).
+enum cudaMemAllocationType : int { cudaMemAllocationTypeInvalid = 0, cudaMemAllocationTypePinned = 1 };
+enum cudaMemAllocationHandleType : int { cudaMemHandleTypeNone = 0 };
+enum cudaMemLocationType : int { cudaMemLocationTypeInvalid = 0, cudaMemLocationTypeDevice = 1 };
+struct cudaMemLocation {
+  cudaMemLocationType type = cudaMemLocationTypeInvalid;
+  int id = 0;
+};
+struct cudaMemPoolProps {
+  cudaMemAllocationType allocType = cudaMemAllocationTypeInvalid;
+  cudaMemAllocationHandleType handleTypes = cudaMemHandleTypeNone;
+  cudaMemLocation location;
+  void* win32SecurityAttributes = nullptr;
+  std::size_t maxSize = 0;
+  unsigned short usage = 0;
+  unsigned char reserved[54] = {};
+};
 constexpr unsigned int cudaHostAllocDefault = 0x0;
 constexpr unsigned int cudaHostAllocPortable = 0x1;
 constexpr unsigned int cudaHostAllocMapped = 0x2;
@@ -163,6 +181,8 @@ constexpr unsigned int cudaEventDefault = 0x0;
 constexpr unsigned int cudaEventDisableTiming = 0x2;
 constexpr unsigned int cudaEventWaitDefault = 0x0;
 constexpr unsigned int cudaEventWaitExternal = 0x1;
+constexpr unsigned int cudaEventRecordDefault = 0x0;
+constexpr unsigned int cudaEventRecordExternal = 0x1;
 #define cudaStreamLegacy (reinterpret_cast<cudaStream_t>(0x1))
 #define cudaStreamPerThread (reinterpret_cast<cudaStream_t>(0x2))
 struct cudaFuncAttributes {
@@ -417,6 +437,7 @@ struct Allocation {
   int device = 0;
   unsigned int flags = 0;
   CUgraph_st* graph = nullptr;  // a graph's allocation (cudaMallocAsync during capture)
+  int pool = -1;                // pool memory: the pool's key (RuntimeState::pools)
   // Pool memory: a block stays registered until the pool gives it back to the system. `generation` counts its
   // allocations as the host made them (`host_owned` until the host frees it); `device_generation` is the one the
   // streams have reached (0: free as they see it); `cancelled`: an allocation freed by cudaFree before its stream
@@ -435,8 +456,10 @@ struct PoolBlock {
   std::uint32_t freed_on = 0;  // the queue whose cudaFreeAsync returned it
   SignalPtr freed;             // that free's completion
 };
+constexpr int kCreatedPools = 1 << 16;  // keys of created pools (below it: the devices' default pools)
 struct Pool {
   int device = 0;
+  bool destroyed = false;  // cudaMemPoolDestroy: its memory goes back once freed
   std::uint64_t release_threshold = 0;
   std::size_t reserved = 0;  // bytes of every block the pool holds, allocated or free
   std::size_t used = 0;
@@ -452,7 +475,8 @@ struct RuntimeState {
   DeviceConfig config;
   RuntimeStats stats;
   std::map<std::uintptr_t, Allocation> live;  // by address: allocations not yet returned (pending frees included)
-  std::map<int, Pool> pools;
+  std::map<int, Pool> pools;  // by key: a device's default pool is its device index, created pools kCreatedPools + i
+  int next_pool = 0;
   std::vector<std::shared_ptr<Queue>> queues;
   std::uint32_t next_queue = 1;
   Clock host_clock;  // what every host thread has seen completed (synchronisations, successful queries)
@@ -502,8 +526,9 @@ struct GraphNode {
   std::function<void()> run;
   std::vector<Access> accesses;
   std::vector<int> deps;
-  CUevent_st* external_wait = nullptr;  // an event wait node (cudaEventWaitExternal)
-  void* free_ptr = nullptr;             // a free node (cudaFreeAsync during capture)
+  CUevent_st* external_wait = nullptr;    // an event wait node (cudaEventWaitExternal)
+  CUevent_st* external_record = nullptr;  // an event record node (cudaEventRecordExternal): recorded at each launch
+  void* free_ptr = nullptr;               // a free node (cudaFreeAsync during capture)
 };
 struct Capture {
   std::vector<GraphNode> nodes;
@@ -532,6 +557,8 @@ struct CUgraphExec_st {
 };
 struct CUmemPoolHandle_st {
   int device = 0;
+  int key = 0;  // RuntimeState::pools
+  bool destroyed = false;
 };
 
 namespace zs_emu {
@@ -1291,6 +1318,25 @@ inline cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = null
   event->signal = zs_emu::enqueue_locked(zs_emu::queue_of_locked(s), marker);
   return cudaSuccess;
 }
+// cudaEventRecordExternal during a capture: an event record node of the graph; the event itself is untouched (not
+// a captured event: it may be queried and waited for outside the capture), and each launch of the graph records it
+// (conservatively at the launch's end: cudaGraphLaunch). Outside a capture: cudaEventRecord.
+inline cudaError_t cudaEventRecordWithFlags(cudaEvent_t event, cudaStream_t stream = nullptr, unsigned int flags = 0) {
+  if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  {
+    std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+    if (event->destroyed) return zs_emu::destroyed_handle_locked("cudaEventRecordWithFlags of", "event", event);
+    CUstream_st* s = zs_emu::stream_of(stream);
+    if ((flags & cudaEventRecordExternal) != 0 && !s->destroyed && zs_emu::capturing(s)) {
+      auto node = std::make_shared<zs_emu::Op>();
+      node->label = "event record node (external)";
+      const cudaError_t status = zs_emu::capture_node_locked(s, node);
+      if (status == cudaSuccess) s->capture->nodes.back().external_record = event;
+      return status;
+    }
+  }
+  return cudaEventRecord(event, stream);
+}
 inline cudaError_t cudaEventQuery(cudaEvent_t event) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
@@ -1384,9 +1430,9 @@ inline cudaError_t allocate_locked(void** ptr, std::size_t bytes, MemoryKind kin
   runtime().live[reinterpret_cast<std::uintptr_t>(*ptr)] = a;
   return cudaSuccess;
 }
-inline Pool& pool_of_locked(int device) {
-  Pool& pool = runtime().pools[device];
-  pool.device = device;
+inline Pool& pool_of_locked(int key) {  // a device index: its default pool
+  Pool& pool = runtime().pools[key];
+  if (key < kCreatedPools) pool.device = key;
   return pool;
 }
 // What a free does to the memory once it happens: filled with 0xFF bytes (NaN as float, -1 as int: a stale read
@@ -1412,7 +1458,7 @@ inline void free_pool_block_now_locked(void* ptr, Allocation& a, const char* wha
 // out again as its rules say, ordered after `freed` (null: at once).
 inline void pool_free_locked(void* ptr, Allocation& a, std::uint32_t queue, const SignalPtr& freed) {
   a.host_owned = false;
-  Pool& pool = pool_of_locked(a.device);
+  Pool& pool = pool_of_locked(a.pool >= 0 ? a.pool : a.device);
   pool.used -= std::min(pool.used, a.bytes);
   pool.free_blocks.push_back(PoolBlock{ptr, a.bytes, queue, freed});
 }
@@ -1421,7 +1467,8 @@ inline void trim_pools_locked() {
   RuntimeState& rt = runtime();
   for (auto& entry : rt.pools) {
     Pool& pool = entry.second;
-    for (auto it = pool.free_blocks.begin(); it != pool.free_blocks.end() && pool.reserved > pool.release_threshold;) {
+    const std::uint64_t keep = pool.destroyed ? 0 : pool.release_threshold;
+    for (auto it = pool.free_blocks.begin(); it != pool.free_blocks.end() && pool.reserved > keep;) {
       auto found = rt.live.find(reinterpret_cast<std::uintptr_t>(it->ptr));
       const bool idle = (!it->freed || it->freed->done) &&
                         (found == rt.live.end() || (found->second.device_generation == 0 && !found->second.host_owned));
@@ -1458,12 +1505,18 @@ inline cudaError_t cudaMallocManaged(void** ptr, std::size_t bytes, unsigned int
   if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
   return zs_emu::allocate_locked(ptr, bytes, zs_emu::MemoryKind::Managed, flags);
 }
-// Stream-ordered allocation from the device's default pool (see the rules at the top).
-inline cudaError_t cudaMallocAsync(void** ptr, std::size_t bytes, cudaStream_t stream) {
+namespace zs_emu {
+// Stream-ordered allocation (see the rules at the top) from `pool` (nullptr: the default pool of the stream's
+// device): cudaMallocAsync, cudaMallocFromPoolAsync.
+inline cudaError_t malloc_async(void** ptr, std::size_t bytes, cudaMemPool_t from, cudaStream_t stream) {
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
   *ptr = nullptr;
   if (!rt.config.memory_pools) return zs_emu::last_error() = cudaErrorInvalidValue;
+  if (from != nullptr && from->destroyed) {
+    zs_emu::report("misuse", "cudaMallocFromPoolAsync from destroyed pool " + zs_emu::hex(from));
+    return zs_emu::last_error() = cudaErrorInvalidValue;
+  }
   CUstream_st* s = zs_emu::stream_of(stream);
   const cudaError_t checked = zs_emu::stream_work_check_locked(s, "cudaMallocAsync on");
   if (checked != cudaSuccess) return checked;
@@ -1478,7 +1531,8 @@ inline cudaError_t cudaMallocAsync(void** ptr, std::size_t bytes, cudaStream_t s
     return zs_emu::capture_node_locked(s, node);
   }
   zs_emu::Queue& q = zs_emu::queue_of_locked(s);
-  zs_emu::Pool& pool = zs_emu::pool_of_locked(s->device);
+  const int key = from != nullptr ? from->key : s->device;
+  zs_emu::Pool& pool = zs_emu::pool_of_locked(key);
   // The best free block of bytes..2*bytes: on this stream first (stream order covers the free), then one whose
   // free has completed, then one freed on another stream (a dependency on that free is inserted).
   int best = -1;
@@ -1509,6 +1563,8 @@ inline cudaError_t cudaMallocAsync(void** ptr, std::size_t bytes, cudaStream_t s
     if (status != cudaSuccess) return status;
     rt.live[reinterpret_cast<std::uintptr_t>(*ptr)].generation = 0;
     rt.live[reinterpret_cast<std::uintptr_t>(*ptr)].device_generation = 0;  // until its stream reaches it
+    rt.live[reinterpret_cast<std::uintptr_t>(*ptr)].pool = key;
+    rt.live[reinterpret_cast<std::uintptr_t>(*ptr)].device = pool.device;
     ++rt.stats.pool_os_allocations;
     pool.reserved += bytes;
   }
@@ -1521,6 +1577,14 @@ inline cudaError_t cudaMallocAsync(void** ptr, std::size_t bytes, cudaStream_t s
   op->accesses.push_back(zs_emu::Access{memory, 0, true, zs_emu::Access::kAllocate, generation});
   zs_emu::enqueue_locked(q, op);
   return cudaSuccess;
+}
+}  // namespace zs_emu
+inline cudaError_t cudaMallocAsync(void** ptr, std::size_t bytes, cudaStream_t stream) {
+  return zs_emu::malloc_async(ptr, bytes, nullptr, stream);
+}
+inline cudaError_t cudaMallocFromPoolAsync(void** ptr, std::size_t bytes, cudaMemPool_t pool, cudaStream_t stream) {
+  if (pool == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
+  return zs_emu::malloc_async(ptr, bytes, pool, stream);
 }
 // cudaFree: memory from cudaMalloc / cudaMallocManaged waits for the whole device first; pool memory is returned
 // at once (pending work may still use it: the caller must have ordered it, e.g. with cudaFreeAsync).
@@ -1590,13 +1654,52 @@ inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) 
   if (!zs_emu::device_config().memory_pools) return zs_emu::last_error() = cudaErrorNotSupported;
   static CUmemPoolHandle_st handles[64];
   handles[device].device = device;
+  handles[device].key = device;
   *pool = &handles[device];
+  return cudaSuccess;
+}
+// A pool of its own (pinned device memory of props->location.id): release threshold 0, the default reuse rules, as
+// cudaMemPoolCreate makes one; stream-ordered allocations come from it with cudaMallocFromPoolAsync.
+inline cudaError_t cudaMemPoolCreate(cudaMemPool_t* pool, const cudaMemPoolProps* props) {
+  if (pool == nullptr || props == nullptr || props->allocType != cudaMemAllocationTypePinned ||
+      props->location.type != cudaMemLocationTypeDevice) {
+    return zs_emu::last_error() = cudaErrorInvalidValue;
+  }
+  const int device = props->location.id;
+  if (device < 0 || device >= zs_emu::device_config().device_count)
+    return zs_emu::last_error() = cudaErrorInvalidDevice;
+  if (!zs_emu::device_config().memory_pools) return zs_emu::last_error() = cudaErrorNotSupported;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  auto* made = new CUmemPoolHandle_st();
+  made->device = device;
+  made->key = zs_emu::kCreatedPools + zs_emu::runtime().next_pool++;
+  zs_emu::pool_of_locked(made->key).device = device;
+  *pool = made;
+  return cudaSuccess;
+}
+// Returns at once; memory still allocated from the pool (or freed with the free still pending) goes back to the
+// system once freed and idle (at the next host synchronisation), as the driver releases a destroyed pool's memory
+// once there are no outstanding allocations. A device's default pool cannot be destroyed; a destroyed pool's handle
+// is never reused, and allocating from it is a reported misuse.
+inline cudaError_t cudaMemPoolDestroy(cudaMemPool_t pool) {
+  if (pool == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  if (pool->key < zs_emu::kCreatedPools) return zs_emu::last_error() = cudaErrorInvalidValue;
+  if (pool->destroyed) {
+    zs_emu::report("misuse", "cudaMemPoolDestroy of pool " + zs_emu::hex(pool) + ", already destroyed");
+    return zs_emu::last_error() = cudaErrorInvalidValue;
+  }
+  pool->destroyed = true;
+  zs_emu::pool_of_locked(pool->key).destroyed = true;
+  zs_emu::zombies().push_back(pool);
+  zs_emu::trim_pools_locked();
   return cudaSuccess;
 }
 inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
   if (pool == nullptr || value == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
-  zs_emu::Pool& p = zs_emu::pool_of_locked(pool->device);
+  if (pool->destroyed) return zs_emu::destroyed_handle_locked("cudaMemPoolSetAttribute of", "pool", pool);
+  zs_emu::Pool& p = zs_emu::pool_of_locked(pool->key);
   if (attr == cudaMemPoolAttrReleaseThreshold) {
     p.release_threshold = *static_cast<std::uint64_t*>(value);
     return cudaSuccess;
@@ -1610,7 +1713,8 @@ inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr a
 inline cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
   if (pool == nullptr || value == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
-  zs_emu::Pool& p = zs_emu::pool_of_locked(pool->device);
+  if (pool->destroyed) return zs_emu::destroyed_handle_locked("cudaMemPoolGetAttribute of", "pool", pool);
+  zs_emu::Pool& p = zs_emu::pool_of_locked(pool->key);
   switch (attr) {
     case cudaMemPoolAttrReleaseThreshold:
       *static_cast<std::uint64_t*>(value) = p.release_threshold;
@@ -1928,6 +2032,17 @@ inline cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   if (status == cudaSuccess) {
     ++rt.stats.graph_launches;
     if (done) exec->last_launch = done;
+    for (const auto& node : *nodes) {  // event record nodes: recorded by this launch (complete with it)
+      if (node.external_record == nullptr || !done) continue;
+      if (node.external_record->destroyed) {
+        zs_emu::report("misuse", "cudaGraphLaunch of a graph whose event record node records destroyed event " +
+                                     zs_emu::hex(node.external_record));
+        continue;
+      }
+      node.external_record->signal = done;
+      node.external_record->capture = nullptr;
+      node.external_record->capture_nodes.clear();
+    }
   }
   return status;
 }
