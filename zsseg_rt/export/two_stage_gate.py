@@ -119,7 +119,7 @@ def run_two_stage_gate(
     crops per CLIP encoder call)."""
     from zsseg_rt.runtime.engine import Engine
 
-    reference_side = GateRunner({role: reference for role in TwoStageGraphs.roles}, "onnxruntime")
+    reference_side = GateRunner({role: reference for role in TwoStageGraphs.roles}, str(reference.name))
     candidate_side = GateRunner(
         {role: candidate if role in roles else reference for role in TwoStageGraphs.roles},
         str(getattr(candidate, "name", "candidate")),
