@@ -173,3 +173,23 @@ def test_the_device_pipeline_stays_windowed(bundle):
     """Two-stage bundles run the host path on TensorRT: the device-resident pipeline is refused, not faked."""
     with pytest.raises(ValueError, match="no device-resident pipeline"):
         Engine(bundle, CLASSES, backend="tensorrt", device_pipeline=True)
+
+
+def test_a_pipeline_whose_roles_tensorrt_does_not_open_is_refused_in_one_line():
+    """A registered pipeline with a graph no TensorRT engine is built for: a ValueError naming the backends that do
+    serve it (on c6058e0 an AttributeError: the message read a ``backends`` attribute pipelines no longer have)."""
+    from types import SimpleNamespace
+
+    from zsseg_rt.runtime import pipelines
+
+    class DepthPipeline(pipelines.Pipeline):
+        kind = "toy_depth"
+        description = "a toy pipeline"
+        roles = ("mask", "depth")
+
+    pipelines.register_pipeline(DepthPipeline)
+    try:
+        with pytest.raises(ValueError, match="toy_depth pipeline.*TensorRT engines are not built for it"):
+            trt_build.refuse_unsupported_family(SimpleNamespace(pipeline="toy_depth", path="bundle"))
+    finally:
+        pipelines._PIPELINES.pop("toy_depth", None)

@@ -294,8 +294,7 @@ def refuse_unsupported_family(meta: BundleMeta) -> None:
     if not pipeline.supports("tensorrt"):
         raise ValueError(
             f"{meta.path!r} is a bundle of the {kind} pipeline ({pipeline.description}): TensorRT engines are not "
-            f"built for it (it runs with {', '.join(b for b in pipeline.backends if b != 'auto')}); run it with ONNX "
-            "Runtime (Engine(..., backend='onnxruntime'))"
+            f"built for it (it runs with {', '.join(pipeline.backend_names())})"
         )
 
 
