@@ -72,7 +72,9 @@ def _build_engine(args) -> int:
         )
         return 2
     try:
-        max_batch = args.max_batch if args.max_batch is not None else trt_build.frame_windows(load_meta(args.bundle))
+        max_batch = (
+            args.max_batch if args.max_batch is not None else trt_build.default_max_batch(load_meta(args.bundle))
+        )
         report = trt_build.build_engine_set(
             args.bundle,
             precision=args.precision or row.prepare_precisions[0],
@@ -117,7 +119,11 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         "int8: explicitly quantised (Q/DQ) bundles only",
     )
     p.add_argument(
-        "--max-batch", type=whole_number(1), default=None, help="windows per encoder call (default: a 4:3 frame's)"
+        "--max-batch",
+        type=whole_number(1),
+        default=None,
+        help="windows per encoder call (default: a 4:3 frame's); two-stage bundles: crops per CLIP encoder call "
+        "(default 32)",
     )
     p.add_argument("--opt-classes", type=whole_number(1), default=20, help="class count the head engine is tuned for")
     p.add_argument(

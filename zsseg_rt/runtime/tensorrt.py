@@ -18,11 +18,11 @@ from zsseg_rt.runtime.cuda_driver import CudaDriver, DeviceInfo
 from zsseg_rt.runtime.engine_cache import (
     BUILD_RECIPE_VERSION,
     ENGINE_SUFFIX,
-    GRAPH_FILES,
     PRECISIONS,
     EngineKey,
     EngineMismatchError,
     Shape,
+    bundle_graph_files,
     check_engine,
     check_engine_platform,
     graph_precision,
@@ -157,11 +157,15 @@ def engine_root(meta: BundleMeta, cache_dir: Optional[str]) -> str:
 
 
 def graph_roles(meta: BundleMeta, graphs: Optional[Sequence[str]]) -> List[str]:
+    """The roles of ``graphs`` (default: every graph the bundle holds), checked against the bundle's pipeline
+    (windowed: image, head, text; two-stage: mask, clip_image, text)."""
+    files = bundle_graph_files(meta)
     if graphs is None:
-        return [role for role, name in GRAPH_FILES.items() if name in meta.files]
-    unknown = [role for role in graphs if role not in GRAPH_FILES]
+        return [role for role, name in files.items() if name in meta.files]
+    unknown = [role for role in graphs if role not in files]
     if unknown:
-        raise ValueError(f"graphs must be among {sorted(GRAPH_FILES)}, got {unknown}")
+        kind = getattr(meta, "pipeline", "windowed")
+        raise ValueError(f"graphs of a {kind} bundle must be among {sorted(files)}, got {unknown}")
     return list(graphs)
 
 
@@ -197,7 +201,7 @@ def find_engines(
 
 
 def _find_engine(root: str, meta: BundleMeta, role: str, precision: str, version: str, device: DeviceInfo) -> str:
-    graph = GRAPH_FILES[role]
+    graph = bundle_graph_files(meta)[role]
     wanted = {
         "graph": graph,
         "onnx_sha256": meta.files.get(graph),
