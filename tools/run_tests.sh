@@ -102,7 +102,7 @@ python_tests() {
   export ZSSEG_REQUIRE_OPENVINO=1
   # the web page's headless-browser test fails instead of skipping where setup_env.sh installed Chromium (apt machines)
   if [ "${ZSSEG_NEED_BROWSER:-1}" = 1 ] && command -v apt-get >/dev/null 2>&1; then export ZSSEG_REQUIRE_BROWSER=1; fi
-  "$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider --durations=15 "${XDIST[@]}" "$@"
+  "$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider --durations=30 "${XDIST[@]}" "$@"
 }
 
 stage "set-up (venv, requirements, build)" bash "$ROOT/tools/setup_env.sh"
