@@ -7,7 +7,7 @@ import os
 import shutil
 
 import pytest
-from support import export_tiny_bundle
+from support import GOLDEN, build_once, export_tiny_bundle
 
 # cuBLAS's deterministic workspace for every test on a GPU (read when cuBLAS starts, so before any test runs; the
 # resume test's rule on CUDA, python_tests/train/test_training.py, relies on it); nothing changes without a GPU
@@ -121,10 +121,11 @@ def _emulated_runtime_reports(request):
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
-    """A bundle exported once per session from the golden tiny ZegCLIP model (64 px input, 4x4 patch grid, max 32
-    classes). Its native checkpoint is saved next to it and recorded in meta.json, so the torch backend can load
-    it too. Returns the bundle directory. Needs torch (skips without it), unless $ZSSEG_TEST_TINY_BUNDLE names
-    such a bundle exported beforehand: then a copy of it is returned (tests may write into their bundle)."""
+    """A bundle exported once per test session (shared by the pytest-xdist workers) from the golden tiny ZegCLIP
+    model (64 px input, 4x4 patch grid, max 32 classes). Its native checkpoint is saved next to the export and
+    recorded in meta.json, so the torch backend can load it too. Returns this process's copy of the bundle
+    directory (tests may write into their bundle). Needs torch (skips without it), unless $ZSSEG_TEST_TINY_BUNDLE
+    names such a bundle exported beforehand: then that is copied."""
     root = tmp_path_factory.mktemp("tiny_bundle")
     prebuilt = os.environ.get(PREBUILT_BUNDLE_ENV)
     if prebuilt:
@@ -132,7 +133,14 @@ def tiny_bundle(tmp_path_factory):
             raise FileNotFoundError(f"${PREBUILT_BUNDLE_ENV}={prebuilt!r} is not a bundle (no meta.json in it)")
         return shutil.copytree(prebuilt, os.path.join(root, "bundle"))
     pytest.importorskip("torch", reason="exporting the tiny test bundle needs torch")
-    return export_tiny_bundle(root)
+    # exported once per session, shared by the pytest-xdist workers; each process gets its own copy (bundle and
+    # native checkpoint beside it, where tests look for it), as it had its own export before; the copied meta.json
+    # still records the shared native checkpoint as its source (signed: not rewritten), which no test writes into
+    golden = GOLDEN / "zegclip_tiny" / "official_tiny.safetensors"
+    shared = build_once(tmp_path_factory, "tiny_bundle", [golden], export_tiny_bundle)
+    for name in ("native", "bundle"):
+        shutil.copytree(shared / name, root / name)
+    return str(root / "bundle")
 
 
 @pytest.fixture(scope="session")

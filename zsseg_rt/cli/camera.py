@@ -290,8 +290,10 @@ def _build_sinks(args, inputs, runner_stats, vocabulary=None):
 
 
 def _progress_bar_class():
-    """tqdm whose closing line is not a second copy of the line already on screen: ``close()`` prints the bar once
-    more unless the last line it drew (an update, or a redraw under a log line) already shows the final count."""
+    """tqdm that prints its last line once, however fast the frames come: the line of the full count (``total``
+    known) is drawn by ``close()`` only, not also by the last update (drawn when tqdm's ``mininterval`` had passed,
+    so on a slow or loaded machine) and again when a log line after it (the video file written) moves the bar down.
+    Without a total, ``close()`` prints the bar once more unless the last line drawn already shows the final count."""
     from tqdm import tqdm
 
     class ProgressBar(tqdm):
@@ -300,6 +302,8 @@ def _progress_bar_class():
 
         def display(self, msg=None, pos=None):
             if msg is None:
+                if not self._closing and self.total is not None and self.n >= self.total:
+                    return True  # the full count: close() draws it, once
                 if self._closing and self._shown_n == self.n:
                     return True  # close(): the final count is on screen already; close() only ends the line
                 self._shown_n = self.n
