@@ -174,7 +174,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = args.pop(0) if args else ""
     try:
-        if command == "list" and not args:
+        if command in ("-h", "--help") and not args:
+            print(__doc__.split("\n\n")[1])
+            print(
+                "commands: list | steps STAGE | budget STAGE | pytest-targets STAGE... | workers [--sanitized] | "
+                "carried-python | check"
+            )
+        elif command == "list" and not args:
             for s in STAGES:
                 print(f"{s.name}\t{s.budget_s}\t{s.what}")
         elif command == "steps" and len(args) == 1:
@@ -193,6 +199,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 1 if problems() else 0
         else:
             print(__doc__.split("\n\n")[1], file=sys.stderr)
+            print(f"gpu_stages: unknown command {' '.join([command] + args)!r} (--help lists them)", file=sys.stderr)
             return 2
     except KeyError as exc:
         print(f"gpu_stages: {exc.args[0]}", file=sys.stderr)

@@ -1274,6 +1274,17 @@ COVERAGE = {
     "zsseg camera --allow-partial-images": (_M + "test_camera_max_pixels_and_allow_partial_images",),
     "zsseg camera --no-legend": (_CAMERA_ENGINE,),
     "zsseg camera --stats-json": (_M + "test_camera_loop_max_frames_and_progress",),
+    "zsseg camera --labels-out": (
+        "stream/test_labels_out.py::test_camera_writes_labels_and_video_metrics",
+        "stream/test_labels_out.py::test_camera_video_options_are_checked",
+    ),
+    "zsseg camera --stabilize": ("stream/test_labels_out.py::test_camera_writes_labels_and_video_metrics",),
+    "zsseg camera --keyframe-every": ("stream/test_labels_out.py::test_camera_writes_labels_and_video_metrics",),
+    "zsseg camera --adaptive-keyframes": (
+        "stream/test_labels_out.py::test_camera_video_options_are_checked",
+        "stream/test_labels_out.py::test_camera_video_options_reach_the_video_segmenter",
+    ),
+    "zsseg camera --temporal-consistency": ("stream/test_labels_out.py::test_camera_writes_labels_and_video_metrics",),
     "zsseg camera --verbose": (_CAMERA_PROCESS,),
     # train
     "zsseg train --set": (_RECIPE, _TRAIN_RUN),

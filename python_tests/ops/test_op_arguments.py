@@ -27,6 +27,7 @@ OPS = {
     "preprocess": lambda stream=0: ops.preprocess(
         np.zeros((4, 4, 3), np.uint8), (4, 4), [(0, 4, 0, 4)], 4, (0, 0, 0), (1, 1, 1), stream=stream
     ),
+    "warp": lambda stream=0: ops.warp(_logits(), np.zeros((1, 4, 4, 2), np.float32), stream=stream),
 }
 
 

@@ -21,6 +21,7 @@ WEIGHT = RNG.standard_normal((5, 16)).astype(np.float32)
 WIN_LOGITS = RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)
 WINDOWS = [(0, 8, 0, 8), (0, 8, 4, 12)]
 IMAGE = RNG.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+FLOW = (RNG.standard_normal((2, 5, 7, 2)) * 2.0).astype(np.float32)
 
 
 # op -> (call(out=...), [(shape, dtype) of each output]); single-output ops take an array, two-output ops a pair
@@ -43,6 +44,10 @@ SINGLE = {
     ),
     "pamr": (
         lambda out=None: ops.pamr(LOGITS, LOGITS[:, :2] * 2.0, 3, (1, 2), out=out),
+        ((2, 3, 5, 7), np.float32),
+    ),
+    "warp": (
+        lambda out=None: ops.warp(LOGITS, FLOW, out=out),
         ((2, 3, 5, 7), np.float32),
     ),
 }

@@ -102,3 +102,31 @@ def test_camera_video_options_are_checked(tmp_path, tiny_bundle):
     assert out.returncode != 0 and "--adaptive-keyframes needs --keyframe-every K >= 2" in out.stderr
     out = _camera([clip, clip, "--bundle", tiny_bundle, "--classes", "a,b", "--labels-out", str(tmp_path / "l")])
     assert out.returncode != 0 and "put {source}" in out.stderr, out.stderr
+
+
+def test_camera_video_options_reach_the_video_segmenter():
+    """What ``zsseg camera``'s video options build (``video_segmenter``): --adaptive-keyframes alone is the adaptive
+    mode with the longest gap 8; with --keyframe-every K that gap; --stabilize the blend; none of them the Engine
+    itself (the control). The adaptive mode's behaviour: test_video_filter.py::
+    test_adaptive_keyframes_follow_the_flows_confidence."""
+    import argparse
+
+    from zsseg_rt.cli.camera import add_command
+    from zsseg_rt.stream.video_cli import video_segmenter
+
+    parser = argparse.ArgumentParser()
+    add_command(parser.add_subparsers())
+    engine = SimpleNamespace()  # no pipeline: no --stabilize class-scores check needed for the keyframe modes
+
+    def options(*flags):
+        args = parser.parse_args(["camera", "clip.avi", "--bundle", "b", "--classes", "a", *flags])
+        made = video_segmenter(args, engine)
+        return None if made is engine else made.options
+
+    assert options() is None
+    adaptive = options("--adaptive-keyframes")
+    assert adaptive.adaptive and adaptive.keyframe_every == 8 and not adaptive.stabilize
+    adaptive = options("--adaptive-keyframes", "--keyframe-every", "4")
+    assert adaptive.adaptive and adaptive.keyframe_every == 4
+    fixed = options("--keyframe-every", "4")
+    assert not fixed.adaptive and fixed.keyframe_every == 4

@@ -304,3 +304,22 @@ def test_the_native_warp_samples_as_the_filters_warp():
     labels = rng.integers(0, 27, (36, 48)).astype(np.uint16)
     native_labels = ops.warp(labels[None, None].astype(np.float32), flow[None], nearest=True)[0, 0]
     assert np.array_equal(warp(labels, flow, nearest=True), native_labels.astype(np.uint16))
+
+
+def test_adaptive_keyframes_follow_the_flows_confidence():
+    """--adaptive-keyframes: a keyframe as soon as less of the frame than ``min_confidence`` (0.85) has a valid flow,
+    before the interval is due. At frame 3 an occluder covers a quarter of the frame (new texture: no valid flow
+    there, about 75 % valid, above the scene-cut threshold of 0.6): the adaptive mode makes it a keyframe ("low
+    confidence"), the fixed interval (the control, same K) propagates over it."""
+    frames, truths = moving_square(frames=6, size=SIZE, side=SIDE, step=STEP)
+    frames = [frame.copy() for frame in frames]
+    occluder = texture(SIZE[0], SIZE[1] // 4, seed=77)
+    for frame in frames[3:]:
+        frame[:, -(SIZE[1] // 4) :] = occluder  # appears at frame 3 and stays
+    adaptive = VideoSegmenter(ScoreEngine(frames, truths), keyframe_every=8, adaptive=True)
+    results = [adaptive(frame) for frame in frames]
+    assert [r.keyframe for r in results[:3]] == [True, False, False]
+    assert results[3].keyframe and results[3].reason == "low confidence", [r.reason for r in results]
+    assert adaptive.stats()["keyframe_reasons"]["low confidence"] >= 1
+    fixed = VideoSegmenter(ScoreEngine(frames, truths), keyframe_every=8)
+    assert [fixed(frame).keyframe for frame in frames] == [True] + [False] * 5  # the control

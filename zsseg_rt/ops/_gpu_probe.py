@@ -9,7 +9,6 @@ loads the library with :func:`load_driver_library`.)
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -25,13 +24,13 @@ _NVCC_RELEASE = re.compile(rb"Cuda compilation tools, release (\d+)\.(\d+)")
 
 
 def load_driver_library() -> ctypes.CDLL:
-    """``libcuda`` (it comes with the NVIDIA driver); OSError naming every name tried when it is not there."""
-    candidates = list(LIBRARY_NAMES)
-    found = ctypes.util.find_library("cuda")
-    if found:
-        candidates.append(found)
+    """``libcuda`` (it comes with the NVIDIA driver); OSError naming every name tried when it is not there.
+
+    By its sonames only, through the dynamic loader (which reads the ldconfig cache): ``ctypes.util.find_library``
+    would add nothing the loader does not search and runs ``gcc`` / ``ld`` when the library is missing (a bare GPU
+    machine's acceptance run refuses build tools)."""
     errors = []
-    for name in candidates:
+    for name in LIBRARY_NAMES:
         try:
             return ctypes.CDLL(name)
         except OSError as exc:
