@@ -175,11 +175,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     command = args.pop(0) if args else ""
     try:
         if command in ("-h", "--help") and not args:
-            print(__doc__.split("\n\n")[1])
             print(
-                "commands: list | steps STAGE | budget STAGE | pytest-targets STAGE... | workers [--sanitized] | "
-                "carried-python | check"
+                "usage: python -m checks gpu_stages {list | steps STAGE | budget STAGE | pytest-targets STAGE... | "
+                "workers [--sanitized] | carried-python | check}"
             )
+            print(__doc__.split("\n\n")[1])
         elif command == "list" and not args:
             for s in STAGES:
                 print(f"{s.name}\t{s.budget_s}\t{s.what}")
