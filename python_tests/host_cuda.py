@@ -263,6 +263,7 @@ class StandInTensorRTBackend(Backend):
     alters what the stand-in engines return (to model an engine that differs from ONNX Runtime)."""
 
     name = "tensorrt"
+    runs_on_gpu = True  # as the TensorRT runner: the device pipeline takes it
 
     def __init__(
         self, meta: BundleMeta, max_batch: int, driver: Optional[HostCudaDriver] = None, device_transform=None

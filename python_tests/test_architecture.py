@@ -156,6 +156,7 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
             "zsseg_rt.errors",
             "zsseg_rt.cli_errors",
             "zsseg_rt.image_io",
+            "zsseg_rt.io_safety",
             "zsseg_rt.system_info",
             "zsseg_rt.assets",
         ),

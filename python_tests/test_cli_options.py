@@ -38,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -748,7 +749,7 @@ def test_camera_class_file_loop_preview_host_and_verbose(tiny_bundle, frames_fol
             proc.kill()
             proc.communicate()
     text = "".join(lines) + err
-    assert proc.returncode == 0, text[-3000:]
+    assert proc.returncode == 143, text[-3000:]  # SIGTERM: 128 + 15, once the outputs are finalised
     assert _stats(stats)["processed"] > 4  # looped: 2 images, more than twice round
     debug = [line for line in text.splitlines() if " DEBUG " in line]
     if verbose:
@@ -764,7 +765,7 @@ def test_camera_loop_max_frames_and_progress(tiny_bundle, frames_folder, tmp_pat
     base = ["camera", frames_folder, "--bundle", tiny_bundle, "--classes", "a,b", "-o", tmp_path / "out"]
     _, err = _ok(capsys, *base, "--stats-json", stats, "--max-frames", "5")
     assert _stats(stats)["processed"] == 2 and "2/2" in err, err  # the bar: 2 of the folder's 2 frames
-    _, err = _ok(capsys, *base, "--stats-json", stats, "--max-frames", "5", "--loop", "--no-progress")
+    _, err = _ok(capsys, *base, "--stats-json", stats, "--max-frames", "5", "--loop", "--no-progress", "--overwrite")
     assert _stats(stats)["processed"] == 5 and "frame/s" not in err and "5/5" not in err, err
 
 
@@ -802,10 +803,12 @@ def test_camera_max_pixels_and_allow_partial_images(tiny_bundle, tmp_path, capsy
     stats = tmp_path / "s.json"
     base = ["camera", folder, "--bundle", tiny_bundle, "--classes", "a,b", "-o", tmp_path / "out", "--no-progress"]
     _ok(capsys, *base, "--stats-json", stats)
-    assert _stats(stats)["processed"] == 2  # the truncated one skipped
-    _ok(capsys, *base, "--stats-json", stats, "--allow-partial-images")
+    assert _stats(stats)["processed"] == 2 and _stats(stats)["decode_errors"] == 1  # the truncated one skipped
+    _ok(capsys, *base, "--stats-json", stats, "--allow-partial-images", "--overwrite")
     assert _stats(stats)["processed"] == 3
-    _ok(capsys, *base, "--stats-json", stats, "--max-pixels", "2000")  # 40x30 = 1200 fits, 80x60 = 4800 does not
+    _ok(
+        capsys, *base, "--stats-json", stats, "--max-pixels", "2000", "--overwrite"
+    )  # 40x30 = 1200 fits, 80x60 does not
     assert _stats(stats)["processed"] == 1
 
 
@@ -846,13 +849,16 @@ class _FakeCamera:
 
 @pytest.fixture()
 def fake_camera(monkeypatch):
-    """``/dev/video0`` answered by ``_FakeCamera``; returns the real ``cv2.VideoCapture`` (to read outputs)."""
+    """``/dev/video0`` answered by ``_FakeCamera``; returns the real ``cv2.VideoCapture`` (to read outputs). A file is
+    still opened by the real one (the video sink reads back what OpenCV wrote)."""
     from zsseg_rt.stream import sources
 
     real = cv2.VideoCapture
     _FakeCamera.opened = []
     monkeypatch.setattr(sources, "check_v4l2_device", lambda target: None)
-    monkeypatch.setattr(cv2, "VideoCapture", _FakeCamera)
+    monkeypatch.setattr(
+        cv2, "VideoCapture", lambda *args: _FakeCamera(*args) if isinstance(args[0], int) else real(*args)
+    )
     return real
 
 
@@ -885,7 +891,7 @@ def test_camera_width_height_fps_and_every_frame_on_a_live_camera(tiny_bundle, t
     assert "(every frame)" in caplog.text
     caplog.clear()
     _FakeCamera.opened = []
-    _run(capsys, *argv)
+    _run(capsys, *argv, "--overwrite")
     assert "(newest frame; stale frames dropped)" in caplog.text
     assert cv2.CAP_PROP_FRAME_WIDTH not in _FakeCamera.opened[0].settings  # not asked for: not set
 
@@ -1002,7 +1008,7 @@ def test_serve_options_reach_the_deployment(tiny_bundle, capsys, monkeypatch):
 
     def run_server(bundle, classes, **kwargs):
         seen.update(bundle=bundle, classes=classes, **kwargs)
-        raise _Stop("SIGTERM")
+        raise _Stop("SIGTERM", signal.SIGTERM)
 
     monkeypatch.setattr(serving, "run_server", run_server)
     monkeypatch.setattr(ray_serve, "shutdown", lambda: seen.update(serve_shutdown=True))
@@ -1019,7 +1025,8 @@ def test_serve_options_reach_the_deployment(tiny_bundle, capsys, monkeypatch):
     argv += ["--max-pixels", "9000", "--address", "ray://head:10001", "--num-cpus", "4"]
     code, _, err = _run(capsys, *argv, "--bundle-digest", "sha256:" + "0" * 64)
     assert code != 0 and "not the pinned one" in err and "ray" not in seen, err
-    out, _ = _ok(capsys, *argv, "--bundle-digest", digest)
+    code, out, err = _run(capsys, *argv, "--bundle-digest", digest)
+    assert code == 143, (code, out, err)  # stopped by SIGTERM: 128 + 15
     assert "zsseg serve: SIGTERM: shutting down" in out and seen["serve_shutdown"]  # --address: Serve shut down there
     assert seen["ray"] == ("ray://head:10001", 4)
     got = {k: seen[k] for k in ("host", "port", "replicas", "gpus_per_replica", "cpus_per_replica", "max_batch_size")}
@@ -1241,6 +1248,9 @@ COVERAGE = {
     "zsseg camera --output": (
         "stream/test_camera_cli.py::test_video_file_every_frame_same_fps_with_progress",
         _CAMERA_ENGINE,
+    ),
+    "zsseg camera --overwrite": (
+        "stream/test_video_output_safety.py::test_camera_refuses_to_replace_outputs_without_overwrite",
     ),
     "zsseg camera --preview": (_CAMERA_PROCESS,),
     "zsseg camera --preview-host": (_CAMERA_PROCESS,),

@@ -296,3 +296,55 @@ def test_happy_path_prints_no_warning(tmp_path, tiny_bundle):
     )
     assert out.returncode == 0 and out.stderr == "", out.stderr
     assert "p_overlay.png" in out.stdout and os.path.isfile(tmp_path / "runs" / "segment" / "exp" / "p_overlay.png")
+
+
+# ---- issue 51, defect 7: nothing claimed when nothing was segmented; no truncated file on a full disk ----------------
+def test_nothing_is_written_or_claimed_when_every_image_fails(tmp_path, tiny_bundle, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = []
+    for name in ("a.jpg", "b.png"):
+        (tmp_path / name).write_bytes(b"not an image")
+        bad.append(name)
+    code, out = _segment([*bad, "--bundle", tiny_bundle, "--classes", "cat,dog"], capsys)
+    assert code == 1 and "results in" not in out.out, out  # was: classes.json written and "results in runs/..."
+    assert out.err.strip().splitlines()[-1] == (
+        "zsseg segment: error: all 2 images failed (see above): no results, no classes.json"
+    )
+    assert os.listdir(tmp_path / "runs" / "segment") == []  # no empty exp folder
+    code, out = _segment([bad[0], "--bundle", tiny_bundle, "--classes", "cat", "-o", "out", "--json"], capsys)
+    assert code == 1 and json.loads(out.out)[0]["image"] == "a.jpg" and "error" in json.loads(out.out)[0]
+    assert "the image failed" in out.err and not os.path.exists("out")
+
+
+def test_a_full_disk_leaves_no_truncated_class_map(tmp_path, tiny_bundle, capsys):
+    from disk_faults import fill, small_tmpfs
+
+    photo = _image(tmp_path / "p.png", 40, 40)
+    with small_tmpfs(tmp_path / "disk", size_kib=64) as disk:
+        fill(disk)
+        out_dir = os.path.join(disk, "out")
+        code, out = _segment([photo, "--bundle", tiny_bundle, "--classes", "cat,dog", "-o", out_dir], capsys)
+        assert code == 1, out
+        overlay = os.path.join(out_dir, "p_overlay.png")
+        assert f"cannot write {overlay!r}: No space left on device" in out.err, out.err
+        assert not os.path.exists(out_dir)  # was: a 0-byte classes.json in it (its new folder goes too)
+
+
+def test_a_class_map_that_cannot_be_written_is_an_error_naming_it(tmp_path, tiny_bundle, capsys, monkeypatch):
+    """Without a mountable tmpfs too: the file system says ENOSPC for classes.json only, after the images."""
+    from disk_faults import FullDiskOs
+
+    from zsseg_rt import io_safety
+
+    monkeypatch.setattr(io_safety, "os", FullDiskOs(budget=0, matches=lambda path: "classes.json" in path))
+    photo = _image(tmp_path / "p.png", 20, 20)
+    out_dir = tmp_path / "out"
+    code, out = _segment([photo, "--bundle", tiny_bundle, "--classes", "cat,dog", "-o", str(out_dir)], capsys)
+    class_map = str(out_dir / "classes.json")
+    assert code == 1 and "results in" not in out.out, out
+    assert (
+        out.err.strip()
+        .splitlines()[-1]
+        .startswith(f"zsseg segment: error: cannot write {class_map!r}: No space left on device (0 of ")
+    ), out.err
+    assert sorted(os.listdir(out_dir)) == ["p_overlay.png"]  # no classes.json at all, no temporary file

@@ -269,18 +269,87 @@ def test_demo_runs_end_to_end_writes_the_overlay_and_reuses_its_bundle(tiny_nati
     assert load_meta(str(bundle)).raw["source_checkpoint"] == str(other)
 
 
-def test_bundle_matches_needs_the_same_checkpoint_and_demo_config(tmp_path):
-    """`_bundle_matches`: no meta.json, another checkpoint or another demo config is no match."""
+def test_bundle_matches_needs_the_same_checkpoint_demo_config_and_weights(tmp_path):
+    """`_bundle_matches`: no meta.json, another checkpoint, another demo config or other weights (a checkpoint changed
+    in place, an older demo's unseeded random weights: no recorded hash) is no match."""
     import json
 
     bundle = tmp_path / "b"
-    assert not demo._bundle_matches(str(bundle), "ckpt", "ckpt")
+    assert not demo._bundle_matches(str(bundle), "ckpt", "ckpt", "w1")
     bundle.mkdir()
     source = str(tmp_path / "ckpt")
-    (bundle / "meta.json").write_text(json.dumps({"source_checkpoint": source, "demo_config": "ckpt"}))
-    assert demo._bundle_matches(str(bundle), source, "ckpt")
-    assert not demo._bundle_matches(str(bundle), source, "ckpt-other")
-    assert not demo._bundle_matches(str(bundle), str(tmp_path / "other"), "ckpt")
+    meta = {"source_checkpoint": source, "demo_config": "ckpt", demo.WEIGHTS_FIELD: "w1"}
+    (bundle / "meta.json").write_text(json.dumps(meta))
+    assert demo._bundle_matches(str(bundle), source, "ckpt", "w1")
+    assert not demo._bundle_matches(str(bundle), source, "ckpt-other", "w1")
+    assert not demo._bundle_matches(str(bundle), str(tmp_path / "other"), "ckpt", "w1")
+    assert not demo._bundle_matches(str(bundle), source, "ckpt", "w2")
+    (bundle / "meta.json").write_text(json.dumps(dict(meta, source_checkpoint=None)))
+    assert demo._bundle_matches(str(bundle), None, "ckpt", "w1")  # random weights: no checkpoint, reused too
+    del meta[demo.WEIGHTS_FIELD]
+    (bundle / "meta.json").write_text(json.dumps(meta))
+    assert not demo._bundle_matches(str(bundle), source, "ckpt", "w1")
+    (bundle / "meta.json").write_text("{not json")
+    assert not demo._bundle_matches(str(bundle), source, "ckpt", "w1")
+
+
+def test_random_weights_are_drawn_from_a_fixed_seed():
+    """The random-weights model is the same on every run (and the caller's random state is left as it was)."""
+    import torch
+
+    from zsseg_rt.models import create_model
+
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    first = demo.weights_sha256(demo._seeded_model(create_model, "zegclip_tiny_test"))
+    assert torch.equal(torch.rand(1), expected_next)  # fork_rng: the global state untouched
+    second = demo.weights_sha256(demo._seeded_model(create_model, "zegclip_tiny_test"))
+    unseeded = demo.weights_sha256(create_model("zegclip_tiny_test", pretrained=None))
+    assert first == second != unseeded
+
+
+def test_the_random_weights_demo_reuses_its_bundle_shows_progress_and_is_reproducible(tmp_path, monkeypatch, capsys):
+    """`zsseg demo --allow-random-weights` exported its bundle again on every run (47-104 s for ViT-B/16) though its
+    help says it reuses it, with new random weights each time, so the bundle the README points at changed and its
+    labels with it. Now: the second run reuses it (no export, files untouched, the same labels); a run in another
+    folder exports the same weights and the same graphs (byte for byte); the export says its stages and draws
+    progress bars on its long ones (their names appear: no timing involved)."""
+    import json
+
+    from zsseg_rt.bundle import load_meta
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the stock CLIP tag cannot be had: the random-weights path
+    monkeypatch.delenv("ZSSEG_CHECKPOINT", raising=False)
+    exports = _ExportCounter(monkeypatch)
+    photo, _ = _photo(tmp_path / "photo.png")
+    argv = ["--method", "training-free-tiny-test", "--config", "zegclip_tiny_test", "--allow-random-weights"]
+    argv += ["--image", photo, "--classes", "cat,dog,grass"]
+    work = tmp_path / "work"
+    code, out, err = _demo(capsys, *argv, "--workdir", str(work))
+    assert code == 0, out + err
+    bundle = work / "bundles" / "zegclip_tiny_test-random"
+    assert exports.calls == 1 and "RANDOM WEIGHTS" in out
+    for stage in ("exporting the ONNX graphs", "verifying the bundle against PyTorch with ONNX Runtime"):
+        assert f"[demo] {stage}" in out, out
+    assert "ONNX graphs:" in err and "verifying against PyTorch:" in err, err[-2000:]  # the bars (stderr)
+    pixels = out.split("[demo] pixels: ")[1].splitlines()[0]
+    before = _file_times(bundle)
+    meta = load_meta(str(bundle)).raw
+    assert meta["weights"]["random"] and len(meta[demo.WEIGHTS_FIELD]) == 64
+
+    code, out, err = _demo(capsys, *argv, "--workdir", str(work))
+    assert code == 0, out + err
+    assert exports.calls == 1 and f"[demo] reusing bundle {bundle}" in out and "exporting" not in out, out
+    assert _file_times(bundle) == before  # reused as it was
+    assert out.split("[demo] pixels: ")[1].splitlines()[0] == pixels  # the same labels
+
+    other = tmp_path / "other"
+    code, out, err = _demo(capsys, *argv, "--workdir", str(other))
+    assert code == 0 and exports.calls == 2, out + err
+    again = json.loads((other / "bundles" / "zegclip_tiny_test-random" / "meta.json").read_text())
+    assert again[demo.WEIGHTS_FIELD] == meta[demo.WEIGHTS_FIELD]
+    assert again["files"] == meta["files"]  # every graph file the same, byte for byte (sha256)
 
 
 def test_demo_method_picks_the_model_family_with_local_clip_weights(tiny_clip_weights, tmp_path, capsys):

@@ -147,19 +147,25 @@ def test_image_folder_source_skips_images_over_the_limit(tmp_path, hostile_pngs)
     assert source.read() is None and source.ended
 
 
-def test_video_source_over_the_limit_is_refused_before_reading_frames(tmp_path):
-    from zsseg_rt.stream.sources import OpenCVSource, SourceError, parse_source
+@pytest.mark.parametrize("reader", ["opencv", "pyav"])
+def test_video_source_over_the_limit_is_refused_before_reading_frames(tmp_path, reader):
+    from zsseg_rt.stream.sources import OpenCVSource, PyAVFileSource, SourceError, parse_source
 
+    if reader == "pyav":
+        pytest.importorskip("av")  # the reader of video files when PyAV is installed
     path = str(tmp_path / "clip.avi")
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (64, 48))
     assert writer.isOpened()
     for value in range(3):
         writer.write(np.full((48, 64, 3), value * 40, np.uint8))
     writer.release()
-    source = OpenCVSource(parse_source(path), max_pixels=64 * 48 - 1)
+
+    def source(limit):
+        return OpenCVSource(parse_source(path), max_pixels=limit) if reader == "opencv" else PyAVFileSource(path, limit)
+
     with pytest.raises(SourceError, match="64x48 .* over the"):
-        source.open()
-    allowed = OpenCVSource(parse_source(path), max_pixels=64 * 48)
+        source(64 * 48 - 1).open()
+    allowed = source(64 * 48)
     allowed.open()
     frame = allowed.read()
     allowed.close()

@@ -254,3 +254,17 @@ def test_native_module_message_names_a_shadowing_checkout():
 
     in_checkout = os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(zsseg_rt.__file__)), "CMakeLists.txt"))
     assert ("source checkout" in message) == in_checkout
+
+
+def test_each_configuration_shows_a_progress_bar_unless_quiet(tiny_bundle, tmp_path, capsys):
+    """`zsseg profile` was silent for minutes per configuration at its defaults (50 calls + 5 warm-up of a ViT-B/16
+    on a CPU): each configuration and each class count's text encoding now draw a tqdm bar on stderr named after
+    them; --quiet draws none. Only the names are checked (written when a bar starts), never redraws or timing."""
+    argv = ["--bundle", tiny_bundle, "--classes", "3", "--resolutions", "64x48", "--batch-sizes", "1,2"]
+    argv += ["--iters", "2", "--warmup", "1", "--text-iters", "1", "--no-plot", "--out", str(tmp_path / "p")]
+    assert profile_tool.main(argv) == 0
+    err = capsys.readouterr().err
+    for name in ("onnxruntime text encoder C=3:", "onnxruntime 64x48 B=1 C=3:", "onnxruntime 64x48 B=2 C=3:"):
+        assert name in err, (name, err[-2000:])
+    assert profile_tool.main([*argv, "--quiet"]) == 0
+    assert "64x48 B=1" not in capsys.readouterr().err

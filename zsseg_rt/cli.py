@@ -291,6 +291,13 @@ def _add_segment_command(sub) -> None:
 
 
 def _cmd_build_engine(args) -> int:
+    from zsseg_rt.export.progress import shown
+
+    with shown():  # progress bars on the long stages: quantisation, the engine builds, the accuracy gate
+        return _build_engine(args)
+
+
+def _build_engine(args) -> int:
     from zsseg_rt.bundle import BundleError, load_meta
     from zsseg_rt.export import tensorrt as trt_build
     from zsseg_rt.export.accuracy_gate import EngineAccuracyError

@@ -1,26 +1,88 @@
-"""One-line error messages for every ``zsseg`` subcommand (``--debug`` shows the traceback instead).
+"""One-line error messages for every ``zsseg`` subcommand (``--debug`` shows the traceback instead), and the one
+rule for signals.
 
 ``run_command(args)`` calls the subcommand and turns an exception into one line on stderr,
 ``zsseg <command>: error: <what was wrong and what to do>``, and a non-zero exit code.
+
+Signals: while a command runs, SIGTERM (what ``docker stop``, systemd, Kubernetes and CI runners send) is handled as
+Ctrl-C (SIGINT) is: it raises :class:`Terminated`, a ``KeyboardInterrupt``, in the main thread, so every cleanup that
+runs on Ctrl-C runs on SIGTERM too (an export's staging folder and lock removed, output files finalised, Ray shut
+down). A command ended by a signal exits with ``128 + the signal's number`` (:func:`exit_code_for_signal`), the
+shell's convention: 130 after Ctrl-C, 143 after SIGTERM, whatever the command (``zsseg camera`` and ``zsseg serve``,
+which stop cleanly on their own handlers, return the same codes).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import re
+import signal
 import sys
+import threading
 import traceback
-from typing import Callable
+from typing import Callable, Iterator
 
-__all__ = ["CliError", "EXIT_ERROR", "EXIT_INTERRUPTED", "command_line_advice", "format_error", "run_command"]
+__all__ = [
+    "CliError",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "Terminated",
+    "command_line_advice",
+    "exit_code_for_signal",
+    "format_error",
+    "interrupted",
+    "run_command",
+    "sigterm_interrupts",
+]
 
 EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130
+
+
+def exit_code_for_signal(signum: int) -> int:
+    """The exit code of a command ended by signal ``signum``: ``128 + signum`` (130 SIGINT, 143 SIGTERM), as a shell
+    reports a process a signal ended."""
+    return 128 + int(signum)
+
+
+EXIT_INTERRUPTED = exit_code_for_signal(signal.SIGINT)  # 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises ``KeyboardInterrupt`` (it is one: the same cleanup runs); ``signum`` is
+    the signal's number."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
+def _raise_terminated(signum, _frame) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While in this block, SIGTERM raises :class:`Terminated` in the main thread (as SIGINT raises
+    ``KeyboardInterrupt``); the previous handler is put back after it. Elsewhere than in the main thread (where no
+    handler can be set) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 MAX_MESSAGE_CHARS = 600
 
 # Built-in exception types whose messages are meant for the user (raised by the package for bad input or by the
 # system for missing/unwritable files). Exceptions defined in zsseg_rt are user-facing too.
 _USER_FACING = (OSError, ValueError, ImportError, MemoryError, LookupError, RuntimeError)
 
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}  # the disk or the user's quota is full
 _HINTS = {
     MemoryError: "not enough memory for this input: use a smaller image (--max-pixels), fewer classes, or --mode fast",
     PermissionError: "check that you may read the input and write the output path",
@@ -84,24 +146,36 @@ def format_error(exc: BaseException) -> str:
     for kind, hint in _HINTS.items():
         if isinstance(exc, kind):
             message = f"{message} ({hint})" if str(exc) else hint
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        message = f"{message} (free space there, or write to another disk)"
     if not _is_user_facing(exc):
         message = f"unexpected {type(exc).__name__}: {message} (rerun with --debug for the traceback and report it)"
     return message
 
 
+def interrupted(exc: KeyboardInterrupt, command: str, debug: bool = False) -> int:
+    """Say that ``zsseg command`` was interrupted (Ctrl-C, or SIGTERM: :class:`Terminated`) and return its exit code
+    (128 + the signal); ``debug``: its traceback first."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    if debug:
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    print(f"zsseg {command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+    return exit_code_for_signal(signum)
+
+
 def run_command(func: Callable, args) -> int:
     """Run ``func(args)``; return its exit code, or print one line and return non-zero if it raised.
 
-    ``args.debug`` (``--debug``) lets the exception propagate with its traceback instead.
+    SIGTERM is handled as Ctrl-C while it runs (:func:`sigterm_interrupts`); either returns ``128 + signal``.
+    ``args.debug`` (``--debug``) lets an error propagate with its traceback instead (an interruption prints its
+    traceback and returns its code).
     """
     command = getattr(args, "command", None) or "zsseg"
     try:
-        return int(func(args) or 0)
-    except KeyboardInterrupt:
-        if getattr(args, "debug", False):
-            raise
-        print(f"zsseg {command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        with sigterm_interrupts():
+            return int(func(args) or 0)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the command's cleanup has run
+        return interrupted(exc, command, bool(getattr(args, "debug", False)))
     except SystemExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one line (or a traceback with --debug)

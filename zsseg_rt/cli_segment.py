@@ -23,6 +23,7 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from .cli_errors import CliError, format_error
+from .io_safety import atomic_write_text
 
 __all__ = [
     "expand_inputs",
@@ -201,19 +202,22 @@ def check_outputs(images: Sequence[str], plan: Dict, overwrite: bool) -> None:
             raise CliError(f"the output {path!r} exists and is not writable")
 
 
-def _write_class_map(path: str, class_names: Sequence[str], overwrite: bool) -> None:
-    """``classes.json``: label id -> class name. An identical existing file is fine; a different one needs
-    ``overwrite`` (it describes label maps written before)."""
-    content = json.dumps({str(i): name for i, name in enumerate(class_names)}, indent=1) + "\n"
+def _class_map_text(class_names: Sequence[str]) -> str:
+    return json.dumps({str(i): name for i, name in enumerate(class_names)}, indent=1) + "\n"
+
+
+def _check_class_map(path: str, class_names: Sequence[str], overwrite: bool) -> bool:
+    """Before any image: may ``classes.json`` (label id -> class name) be written? An identical existing file is
+    fine (returns False: nothing to write); a different one needs ``overwrite`` (it describes label maps written
+    before). Returns True when it is to be written."""
     if os.path.exists(path) and not overwrite:
         with open(path, encoding="utf-8") as handle:
-            if handle.read() == content:
-                return
+            if handle.read() == _class_map_text(class_names):
+                return False
         raise CliError(
             f"{path!r} exists with another vocabulary: pass --overwrite, or another -o (its label maps use it)"
         )
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(content)
+    return True
 
 
 # ---- the run -----------------------------------------------------------------------------------------------------------
@@ -228,8 +232,15 @@ def _segment_one(engine, path: str, files: Dict[str, str], args) -> Dict:
     result = engine(image)
     elapsed = time.perf_counter() - start
     result.path = path
-    for kind, out_path in files.items():
-        result.write_view(kind, out_path, alpha=args.alpha, legend=not args.no_legend)
+    new = [out_path for out_path in files.values() if not os.path.lexists(out_path)]
+    try:
+        for kind, out_path in files.items():
+            result.write_view(kind, out_path, alpha=args.alpha, legend=not args.no_legend)
+    except BaseException:  # e.g. a full disk at its label map: no half result (an overlay without its label map)
+        for out_path in new:
+            if os.path.lexists(out_path):
+                os.unlink(out_path)
+        raise
     summary: Dict = {"image": path, **files, "seconds": round(elapsed, 3), "backend": engine.backend.name}
     summary["precision"] = getattr(engine.backend, "precision", None)
     # "areas": class -> fraction of the pixels, most frequent first: the key Result.to_json(), photo.json and the
@@ -290,7 +301,7 @@ def run_segment(args) -> int:
         raise
     if engine.weights_banner:
         print(f"zsseg segment: note: {args.bundle}: {engine.weights_banner}", file=sys.stderr)
-    _write_class_map(plan["class_map"], engine.class_names, args.overwrite)
+    write_class_map = _check_class_map(plan["class_map"], engine.class_names, args.overwrite)
     summaries = []
     failed = 0
     for path, files in zip(images, plan["files"]):
@@ -305,6 +316,16 @@ def run_segment(args) -> int:
         if not args.json:
             shares = ", ".join(f"{k} {v:.1%}" for k, v in summary["areas"].items())
             print(f"{path}: {summary['seconds']:.2f}s -> {next(iter(files.values()))}  {shares}")
+    if failed == len(images):  # nothing to describe: no classes.json, no "results in", no empty run folder
+        if fresh and os.path.isdir(plan["directory"]) and not os.listdir(plan["directory"]):
+            os.rmdir(plan["directory"])
+        if args.json:
+            print(json.dumps(summaries, indent=1))
+        what = "the image" if len(images) == 1 else f"all {len(images)} images"
+        print(f"zsseg segment: error: {what} failed (see above): no results, no {CLASS_MAP}", file=sys.stderr)
+        return 1
+    if write_class_map:  # after the label maps it describes: a run that wrote none leaves none
+        atomic_write_text(plan["class_map"], _class_map_text(engine.class_names))
     if args.json:
         print(json.dumps(summaries, indent=1))
     else:

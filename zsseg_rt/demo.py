@@ -6,7 +6,12 @@ Which model runs, in order of preference:
    tag ``openai`` (downloaded when a network exists) or a local file given with ``--clip-weights``;
 3. with no weights reachable at all it says so plainly, and ``--allow-random-weights`` still runs every stage
    (export, ONNX verification, tokenizer, Engine, native post-processing) with random weights, labelled as a
-   pipeline check on the overlay and in the output.
+   pipeline check on the overlay and in the output. They are drawn from a fixed seed (``RANDOM_SEED``, as is the
+   untrained head of a trained family given stock CLIP weights): every run builds the same model, so the bundle is
+   reused and its labels do not change from one run to the next.
+
+The bundle is exported once and reused while the model is the one it was exported from: its ``meta.json`` records
+the sha256 of the model's weights (``demo_weights_sha256``) and the demo's name for it (``demo_config``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ To see real segmentations, give the demo weights:
 
 RANDOM_LABEL = RANDOM_BANNER  # the banner every output of a random-weight bundle carries
 DEFAULT_RANDOM_CONFIG = "zegclip_vitb16_voc_inductive"  # the random-weights check's model when --config is not given
+RANDOM_SEED = 0  # the random-weights model's: the same weights on every run (a reusable, reproducible bundle)
 
 
 def _first_sentence(exc: BaseException, most: int = 240) -> str:
@@ -79,7 +85,7 @@ def _resolve_model(args):
 
     cache_only_when_offline(tag, say=lambda line: print(f"[demo] {line}", flush=True))
     try:
-        model = create_model(args.method, pretrained=tag)
+        model = _seeded_model(create_model, args.method, tag)  # a trained family's head: random, seeded
         source = tag if os.path.exists(tag) else None
         return model, source, f"{args.method} (training-free, CLIP weights {tag})", f"{args.method}-{_stem(tag)}"
     except Exception as exc:  # noqa: BLE001 - any failure to get weights is reported, never hidden
@@ -93,7 +99,32 @@ def _resolve_model(args):
         raise SystemExit(2)
     print(f"\n*** {RANDOM_LABEL} ***\n", flush=True)
     config = args.config or DEFAULT_RANDOM_CONFIG
-    return create_model(config, pretrained=None), None, RANDOM_LABEL, f"{config}-random"
+    return _seeded_model(create_model, config), None, RANDOM_LABEL, f"{config}-random"
+
+
+def _seeded_model(create_model, config: str, pretrained=None):
+    """``create_model(config, pretrained=pretrained)`` with whatever it initialises at random (everything without
+    ``pretrained``; a trained family's head with stock CLIP weights) drawn from ``RANDOM_SEED``, the caller's random
+    state untouched."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        return create_model(config, pretrained=pretrained)
+
+
+def weights_sha256(model) -> str:
+    """sha256 over a model's state dict (names, dtypes, shapes, values): which weights a bundle was exported from."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _weights(args, model, source, title):
@@ -113,14 +144,28 @@ def _stem(path: str) -> str:
     return os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
 
 
-def _bundle_matches(bundle_dir: str, source, config: str) -> bool:
+def _bundle_matches(bundle_dir: str, source, config: str, weights: str) -> bool:
+    """Whether the bundle at ``bundle_dir`` was exported by the demo from this model: the same checkpoint path (None:
+    none), the same demo config name, and the same weights (``weights_sha256``; a checkpoint changed in place, or an
+    older demo's unseeded random weights, is exported again)."""
     meta_path = os.path.join(bundle_dir, "meta.json")
     if not os.path.isfile(meta_path):
         return False
-    with open(meta_path, "r", encoding="utf-8") as handle:
-        meta = json.load(handle)
+    try:
+        with open(meta_path, "r", encoding="utf-8") as handle:
+            meta = json.load(handle)
+    except (OSError, ValueError):
+        return False  # unreadable: exported again (replaced only when it is a bundle: check_export_destination)
     wanted = os.path.abspath(source) if source else None
-    return meta.get("source_checkpoint") == wanted and meta.get("demo_config") == config
+    return (
+        isinstance(meta, dict)
+        and meta.get("source_checkpoint") == wanted
+        and meta.get("demo_config") == config
+        and meta.get(WEIGHTS_FIELD) == weights
+    )
+
+
+WEIGHTS_FIELD = "demo_weights_sha256"  # meta.json: weights_sha256 of the model the demo exported
 
 
 def run_demo(args) -> int:
@@ -133,7 +178,8 @@ def run_demo(args) -> int:
     image = read_image_bgr(image_path)  # ImageReadError (one line from the CLI) if unreadable or over the limit
     model, source, title, bundle_name = _resolve_model(args)
     bundle_dir = os.path.join(args.workdir, "bundles", bundle_name)
-    if source is not None and _bundle_matches(bundle_dir, source, bundle_name):
+    weights = weights_sha256(model)
+    if _bundle_matches(bundle_dir, source, bundle_name, weights):
         print(f"[demo] reusing bundle {bundle_dir}")
     else:
         from zsseg_rt.assets import verification_images
@@ -147,8 +193,9 @@ def run_demo(args) -> int:
             source=source,
             overwrite=True,
             verify_images=verification_images(None, count=1),
-            extra_meta={"demo_config": bundle_name},
+            extra_meta={"demo_config": bundle_name, WEIGHTS_FIELD: weights},
             weights=_weights(args, model, source, title),
+            progress=lambda line: print(f"[demo] {line}", flush=True),  # stage lines, and bars on the long stages
         )
         print(f"[demo] bundle ready in {time.perf_counter() - start:.1f}s", flush=True)
     classes = args.classes or ",".join(model.config.class_names)
@@ -159,7 +206,8 @@ def run_demo(args) -> int:
     os.makedirs(args.workdir, exist_ok=True)
     out_path = os.path.join(args.workdir, "demo_overlay.png")
     # a random-weight bundle's overlay carries its banner already (Result.overlay): no second copy as the title
-    cv2.imwrite(out_path, result.overlay(image, alpha=0.5, title="" if result.banner == title else title))
+    if not cv2.imwrite(out_path, result.overlay(image, alpha=0.5, title="" if result.banner == title else title)):
+        raise OSError(f"OpenCV could not write the overlay {out_path!r} (disk full, or the folder was removed)")
     share = {result.class_names[i]: float((result.labels == i).mean()) for i in result.present_classes()}
     print(f"[demo] {title}")
     print(

@@ -1,9 +1,45 @@
-"""Exception types shared by layers that must not import each other. A leaf module: it imports nothing."""
+"""Exception types shared by layers that must not import each other, and the one rule for failed writes. A leaf
+module: it imports nothing of the package."""
 
 from __future__ import annotations
 
-__all__ = ["BundleError"]
+import contextlib
+import errno
+import os
+from typing import Iterator, Union
+
+__all__ = ["BundleError", "WRITE_FAILURES", "naming_path", "with_path"]
 
 
 class BundleError(RuntimeError):
     """A bundle is missing, incomplete, corrupted or incompatible (``zsseg_rt.bundle.BundleError``)."""
+
+
+# The errors of a write that the disk refused (full, over quota, file too large, read-only, I/O error): Python raises
+# them from write() / flush() / close() without the file's name, so "[Errno 28] No space left on device" named no path.
+WRITE_FAILURES = frozenset(
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG, errno.EROFS, errno.EIO) if code
+)
+
+
+def with_path(exc: BaseException, path: Union[str, "os.PathLike[str]"], what: str = "") -> BaseException:
+    """``exc``, or for a refused write (:data:`WRITE_FAILURES`) that names no file an ``OSError`` naming ``path``:
+    ``No space left on device (writing the bundle): '/data/bundles/.zsseg-export-x'`` (``what`` in the parentheses).
+    Other errors, and those that name their file already, are returned unchanged."""
+    code = getattr(exc, "errno", None)
+    if not isinstance(exc, OSError) or exc.filename is not None or code is None or code not in WRITE_FAILURES:
+        return exc
+    reason = exc.strerror or os.strerror(code)
+    return OSError(code, f"{reason} ({what})" if what else reason, os.fspath(path))
+
+
+@contextlib.contextmanager
+def naming_path(path: Union[str, "os.PathLike[str]"], what: str = "") -> Iterator[None]:
+    """Re-raise a refused write raised in the block without a file name as one naming ``path`` (:func:`with_path`)."""
+    try:
+        yield
+    except OSError as exc:
+        named = with_path(exc, path, what)
+        if named is exc:
+            raise
+        raise named from exc

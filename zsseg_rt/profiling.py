@@ -25,7 +25,8 @@ What is measured
 
 Outputs (in --out): profile.json, profile.csv, profile.png (stage breakdown + latency histogram; matplotlib,
 Agg backend), and a table on the terminal. The JSON records the system (CPU/GPU, Jetson power mode, ONNX
-Runtime / TensorRT / CUDA versions), precision, input size and class count.
+Runtime / TensorRT / CUDA versions), precision, input size and class count. While it runs, a progress bar per
+configuration on stderr (none with --quiet), updated between calls, outside the timed spans.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -266,7 +267,9 @@ def class_names(count: int, tag: str = "") -> List[str]:
     return [f"{name} {tag}".strip() for name in names]
 
 
-def profile_text(engine, count: int, iters: int, timer) -> dict:
+def profile_text(engine, count: int, iters: int, timer, on_step: Optional[Callable[[], Any]] = None) -> dict:
+    """A warm-up vocabulary, then ``iters`` fresh vocabularies of ``count`` classes timed through the text encoder;
+    ``on_step()`` after each (a progress bar's ``update``)."""
     samples: List[float] = []
     device: List[float] = []
     templates = len(engine.meta.templates)
@@ -279,6 +282,8 @@ def profile_text(engine, count: int, iters: int, timer) -> dict:
             device.append(timer.collect().get("text_encoder", 0.0))
         if rep > 0:  # the first vocabulary is warm-up
             samples.append(seen["text_encoder"])
+        if on_step is not None:
+            on_step()
     result = {
         "stage": "text_encoder",
         "classes": count,
@@ -291,14 +296,19 @@ def profile_text(engine, count: int, iters: int, timer) -> dict:
     return result
 
 
-def profile_config(engine, image: np.ndarray, batch: int, warmup: int, iters: int, timer) -> dict:
-    """Warm-up then ``iters`` timed calls of ``engine([image] * batch)``; per-stage and end-to-end samples."""
+def profile_config(
+    engine, image: np.ndarray, batch: int, warmup: int, iters: int, timer, on_call: Optional[Callable[[], Any]] = None
+) -> dict:
+    """Warm-up then ``iters`` timed calls of ``engine([image] * batch)``; per-stage and end-to-end samples.
+    ``on_call()`` after each call, outside the timed span (a progress bar's ``update``)."""
     import cv2
 
+    step = on_call if on_call is not None else (lambda: None)
     images = [image] * batch if batch > 1 else image
     engine.max_batch = max(batch, 1)
     for _ in range(warmup):
         engine(images)
+        step()
     if timer is not None:
         timer.collect()
     stages = stages_of(engine)
@@ -320,6 +330,7 @@ def profile_config(engine, image: np.ndarray, batch: int, warmup: int, iters: in
                 measured = timer.collect()
                 for stage in device:
                     device[stage].append(measured.get(stage, 0.0))
+            step()
     finally:
         engine.stage_hook = None
     stage_sum = np.sum([per_stage[s] for s in stages], axis=0)
@@ -344,6 +355,14 @@ def profile_config(engine, image: np.ndarray, batch: int, warmup: int, iters: in
         out["device_stages"] = {stage: percentiles(vals) for stage, vals in device.items()}
     del cv2
     return out
+
+
+def _bar(args, total: int, desc: str, unit: str):
+    """The progress bar of one configuration (stderr; none with --quiet): minutes each at the defaults on a CPU. It is
+    updated between calls, never inside a timed one."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=bool(args.quiet), leave=False, dynamic_ncols=True)
 
 
 def run_profile(args) -> dict:
@@ -402,13 +421,16 @@ def run_profile(args) -> dict:
         for count in args.classes:
             if count > meta.max_classes:
                 raise CliError(f"--classes {count} exceeds the bundle's max_classes {meta.max_classes}")
-            text = profile_text(engine, count, args.text_iters, timer)
+            with _bar(args, args.text_iters + 1, f"{spec['label']} text encoder C={count}", "vocabulary") as bar:
+                text = profile_text(engine, count, args.text_iters, timer, on_step=bar.update)
             report["text_encoder"].append({"backend": spec["label"], **text})
             engine.set_classes(class_names(count))
             for width, height in args.resolutions:
                 image = cv2.resize(base_image, (width, height), interpolation=cv2.INTER_AREA)
                 for batch in args.batch_sizes:
-                    result = profile_config(engine, image, batch, args.warmup, args.iters, timer)
+                    desc = f"{spec['label']} {width}x{height} B={batch} C={count}"
+                    with _bar(args, args.warmup + args.iters, desc, "call") as bar:
+                        result = profile_config(engine, image, batch, args.warmup, args.iters, timer, bar.update)
                     result.update(
                         {
                             "backend": spec["label"],
@@ -642,14 +664,20 @@ def write_plot(report: dict, path: str) -> None:
 
 
 def write_outputs(report: dict, out_dir: str, plot: bool = True) -> Dict[str, str]:
+    """profile.json, profile.csv and (``plot``) profile.png in ``out_dir``; a write the disk refuses (full) raises an
+    ``OSError`` naming the file."""
+    from zsseg_rt.errors import naming_path
+
     os.makedirs(out_dir, exist_ok=True)
     paths = {"json": os.path.join(out_dir, "profile.json"), "csv": os.path.join(out_dir, "profile.csv")}
-    with open(paths["json"], "w", encoding="utf-8") as handle:
+    with naming_path(paths["json"], "writing the report"), open(paths["json"], "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=1)
-    write_csv(report, paths["csv"])
+    with naming_path(paths["csv"], "writing the report"):
+        write_csv(report, paths["csv"])
     if plot:
         paths["png"] = os.path.join(out_dir, "profile.png")
-        write_plot(report, paths["png"])
+        with naming_path(paths["png"], "writing the plot"):
+            write_plot(report, paths["png"])
     return paths
 
 

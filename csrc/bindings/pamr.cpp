@@ -34,12 +34,12 @@ std::vector<std::int32_t> parse_dilations(const ArgParser& args, py::handle obj)
     bool overflow = false;
     if (!index_int64(item, &d, &overflow)) {  // Python or NumPy integers, never bool or float
       args.fail_type("argument 'dilations' must hold ints, got " + type_name_of(item) + " at position " +
-                     std::to_string(i));
+                     std::to_string(i + 1));  // counted from 1, as a person counts
     }
     if (overflow || d < 1 || d > kMaxDilation) {
       args.fail_value("argument 'dilations' values must be in 1.." + std::to_string(kMaxDilation) + ", got " +
                       (overflow ? std::string("a value outside int64") : std::to_string(d)) + " at position " +
-                      std::to_string(i));
+                      std::to_string(i + 1));
     }
     out.push_back(static_cast<std::int32_t>(d));
     ++i;

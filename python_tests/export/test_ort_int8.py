@@ -161,8 +161,10 @@ def test_the_cli_prepares_int8_ahead_and_segment_runs_it(tiny_bundle, tmp_path, 
     assert cli.main(["build-engine", bundle, "--backend", "onnxruntime", "--precision", "fp16"]) == 2
     assert "one of ('fp32', 'int8', 'bf16', 'auto'), got 'fp16'" in capsys.readouterr().err
     assert cli.main(["build-engine", bundle, "--backend", "onnxruntime", "--accept-below-gate"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert out.startswith("onnxruntime int8: ") and "accuracy gate FAILED" in out  # accepted explicitly, said
+    # progress on the long stages (issue 51, defect 6): the bars' names, written when each bar starts (no timing)
+    assert "int8 quantisation of the image encoder:" in err and "accuracy gate (int8):" in err, err[-2000:]
     assert len(os.listdir(os.path.join(bundle, "engines"))) == 1
     photo = str(tmp_path / "frame.png")
     import cv2

@@ -15,11 +15,11 @@ def test_strings_are_comma_separated_and_stripped():
     "names, error, match",
     [
         ([], ValueError, "class list is empty"),
-        (["cat", " "], ValueError, r"positions \[1\] are empty"),
-        ("cat,,dog", ValueError, r"positions \[1\] are empty"),
-        (["cat", "dog", "Cat"], ValueError, r"duplicate class name 'Cat' \(positions 0 and 2"),
+        (["cat", " "], ValueError, r"positions \[2\] are empty"),  # counted from 1, as a person counts
+        ("cat,,dog", ValueError, r"positions \[2\] are empty"),
+        (["cat", "dog", "Cat"], ValueError, r"duplicate class name 'Cat' \(positions 1 and 3"),
         (["big  dog", "Big dog"], ValueError, "duplicate class name"),
-        (["cat", 3], TypeError, "class name #1 is int, expected str"),
+        (["cat", 3], TypeError, "class name #2 is int, expected str"),
     ],
 )
 def test_bad_vocabularies(names, error, match):

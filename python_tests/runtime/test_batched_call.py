@@ -148,7 +148,7 @@ def test_a_bad_item_is_named_by_its_index_with_the_single_calls_message(bundle, 
     items = [rng.integers(0, 255, (30, 30, 3), dtype=np.uint8), rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)]
     with pytest.raises(type(single.value)) as batched:
         engine(items + [bad])
-    assert str(batched.value) == f"image 2 of the list: {single.value}"
+    assert str(batched.value) == f"image 3 of the list (index 2): {single.value}"
     assert recorder.sizes == [], "an item is checked before any image of the list runs"
 
 
@@ -159,7 +159,7 @@ def test_an_image_over_the_pixel_limit_is_named_by_its_index(bundle):
         engine(big)
     with pytest.raises(type(single.value)) as batched:
         engine([np.zeros((20, 20, 3), np.uint8), big])
-    assert str(batched.value) == f"image 1 of the list: {single.value}"
+    assert str(batched.value) == f"image 2 of the list (index 1): {single.value}"
 
 
 def test_an_empty_list_gives_an_empty_list(bundle):
@@ -275,4 +275,4 @@ def test_a_truncated_file_in_a_list_is_named_by_its_index(bundle, tmp_path):
         engine(path)
     with pytest.raises(type(single.value)) as batched:
         engine([os.path.join(SAMPLES, "2011_000003.jpg"), path])
-    assert str(batched.value) == f"image 1 of the list: {single.value}"
+    assert str(batched.value) == f"image 2 of the list (index 1): {single.value}"

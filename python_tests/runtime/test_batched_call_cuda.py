@@ -46,6 +46,6 @@ def test_a_list_on_the_device_pipeline_equals_per_image_device_calls(tiny_bundle
             engine(np.zeros((4, 4), np.float32))
         with pytest.raises(TypeError) as listed:
             engine([images[0], np.zeros((4, 4), np.float32)])
-        assert str(listed.value) == f"image 1 of the list: {single.value}"
+        assert str(listed.value) == f"image 2 of the list (index 1): {single.value}"
     finally:
         memory.close()

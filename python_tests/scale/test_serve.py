@@ -79,6 +79,28 @@ def test_bad_requests_get_4xx_with_a_reason(server, tmp_path):
     assert connection.getresponse().status == 404
 
 
+def test_a_foreign_host_and_a_form_body_are_refused_through_the_proxy(server):
+    """Through Ray Serve's proxy on 127.0.0.1 (the probe's case: `Host: evil.example` got 200): a foreign Host gets
+    403 on every path, a body posted as text/plain (what a form of another site can send) 415."""
+    port = int(server.rsplit(":", 1)[1])
+    ok, png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
+    for method, path, body, headers, status in (
+        ("GET", "/info", None, {"Host": "evil.example"}, 403),
+        ("GET", "/", None, {"Host": f"evil.example:{port}"}, 403),
+        ("POST", "/segment", png.tobytes(), {"Host": "evil.example", "Content-Type": "image/png"}, 403),
+        ("POST", "/segment", png.tobytes(), {"Content-Type": "text/plain"}, 415),
+        ("POST", "/segment", png.tobytes(), {"Content-Type": "image/png", "Host": f"localhost:{port}"}, 200),
+    ):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            assert response.status == status, (method, path, headers, response.status, response.read()[:300])
+            response.read()
+        finally:
+            connection.close()
+
+
 def _rss_of_replica(server):
     from zsseg_rt.scale.loadtest import get_json
 
@@ -98,6 +120,7 @@ def test_bodies_are_refused_while_they_are_read(server):
     connection = http.client.HTTPConnection(host, port, timeout=30)
     connection.putrequest("POST", "/segment")
     connection.putheader("Content-Length", str(200 << 20))
+    connection.putheader("Content-Type", "application/octet-stream")
     connection.endheaders()
     connection.send(b"\x00" * 65536)  # 64 KB of the announced 200 MB
     response = connection.getresponse()
@@ -114,7 +137,9 @@ def test_bodies_are_refused_while_they_are_read(server):
 
     connection = http.client.HTTPConnection(host, port, timeout=60)
     try:
-        connection.request("POST", "/segment", body=endless(), encode_chunked=True)
+        connection.request(
+            "POST", "/segment", body=endless(), encode_chunked=True, headers={"Content-Type": "image/png"}
+        )
         response = connection.getresponse()
         status, text = response.status, response.read()
     except (BrokenPipeError, ConnectionResetError):  # the server closed the stream (after its 413) mid-body

@@ -32,19 +32,25 @@ def replica(tiny_bundle):
     return SegmentationServer(tiny_bundle, VOCAB, backend="onnxruntime", max_pixels=2_000_000)
 
 
-def _request(body: bytes, query: str = ""):
-    """A Starlette request for ``POST /segment?query`` with ``body``, as the HTTP proxy hands it to the replica."""
+def _request(body: bytes, query: str = "", headers=(("content-type", "image/png"),), method="POST", path="/segment"):
+    """A Starlette request for ``METHOD PATH?query`` with ``body`` and ``headers`` (a ``Content-Length`` added), as the
+    HTTP proxy hands it to the replica; a ``body`` of None: the client disconnects after sending half of a 1000-byte
+    body it announced."""
     from starlette.requests import Request
 
+    length = 1000 if body is None else len(body)
     scope = {
         "type": "http",
-        "method": "POST",
-        "path": "/segment",
+        "method": method,
+        "path": path,
         "root_path": "",
         "query_string": query.encode(),
-        "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"image/png")],
+        "headers": [(b"content-length", str(length).encode())] + [(k.encode(), v.encode()) for k, v in headers],
     }
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    if body is None:  # half the body, then the client is gone
+        messages = [{"type": "http.request", "body": b"\0" * 500, "more_body": True}, {"type": "http.disconnect"}]
+    else:
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def receive():
         return messages.pop(0) if messages else {"type": "http.disconnect"}
@@ -154,3 +160,98 @@ def test_limit_refusals_tell_the_client_what_it_can_do(tmp_path):
     for message in messages:
         assert "send a smaller image" in message, message
         assert "--max-pixels" not in message and "ZSSEG_MAX_PIXELS" not in message, message
+
+
+def _answer(replica, *args, **kwargs):
+    response = asyncio.run(replica(_request(*args, **kwargs)))
+    return response.status_code, (json.loads(response.body) if response.body else None)
+
+
+def test_a_foreign_host_gets_403_on_a_loopback_server(replica, monkeypatch):
+    """On 127.0.0.1 the server answers only requests addressed to a loopback name, on every path (the camera's
+    preview answered 403, `zsseg serve` 200: a page of another site that re-points its own name at 127.0.0.1, DNS
+    rebinding, could use it and read the answers). Bound elsewhere (0.0.0.0), its names are not known: every Host."""
+    monkeypatch.setattr(replica, "host", "127.0.0.1", raising=False)  # (raising=False: c783dbf had no host)
+    good = _png(np.full((24, 32, 3), 120, np.uint8))
+    before = dict(replica.stats)
+    for method, path in (("POST", "/segment"), ("GET", "/"), ("GET", "/info"), ("GET", "/stats")):
+        status, answer = _answer(
+            replica, good, headers=(("host", "evil.example"), ("content-type", "image/png")), method=method, path=path
+        )
+        assert status == 403 and "Host 'evil.example' is refused" in answer["error"], (path, status, answer)
+    assert replica.stats["forbidden"] - before["forbidden"] == 4
+    assert replica.stats["requests"] == before["requests"]  # refused before it counts as a segmentation request
+    for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "LOCALHOST"):
+        status, _ = _answer(
+            replica, None, headers=(("host", host), ("content-type", "image/png")), method="GET", path="/info"
+        )
+        assert status == 200, host
+    monkeypatch.setattr(replica, "host", "0.0.0.0")
+    status, _ = _answer(replica, None, headers=(("host", "evil.example"),), method="GET", path="/info")
+    assert status == 200
+
+
+def test_a_body_not_sent_as_an_image_gets_415(replica):
+    """A web form of another site can post text/plain (and form data, or a script no type at all) to a server on
+    this machine without a CORS preflight: refused with 415 and what to send; image/* and application/octet-stream
+    are taken."""
+    good = _png(np.full((24, 32, 3), 120, np.uint8))
+    before = dict(replica.stats)
+    for kind in (
+        "text/plain",
+        "text/plain; charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        None,
+    ):
+        headers = (("content-type", kind),) if kind else ()
+        status, answer = _answer(replica, good, headers=headers)
+        assert status == 415, (kind, status, answer)
+        assert answer["error"].startswith("send the image's bytes with Content-Type image/jpeg, image/png, ..."), answer
+        assert repr(kind.split(";")[0] if kind else "no Content-Type") in answer["error"], answer
+    assert replica.stats["bad_requests"] - before["bad_requests"] == 5 and replica.stats["images"] == before["images"]
+    for kind in ("image/png", "image/jpeg", "application/octet-stream", "IMAGE/PNG"):
+        assert _refusal_before_the_batch(replica, good, headers=(("content-type", kind),)) is None, kind
+
+
+def _refusal_before_the_batch(replica, body, query="", headers=(("content-type", "image/png"),)):
+    """The (status, answer) of a request refused before it joins a batch, or None when it reached the batch."""
+    reached = []
+
+    async def no_batch(item):  # an empty answer: the request got this far
+        reached.append(item)
+        return {}, 0.0
+
+    original = replica.segment_batch
+    replica.segment_batch = no_batch
+    try:
+        status, answer = _answer(replica, body, query, headers=headers)
+    finally:
+        replica.segment_batch = original
+    return None if reached else (status, answer)
+
+
+def test_classes_given_empty_or_twice_are_refused(replica):
+    """`?classes=` empty silently used the default vocabulary, and `?classes=a&classes=b` silently kept `b`; the
+    command line and the camera's preview refuse both: 400, saying how to give classes."""
+    good = _png(np.full((24, 32, 3), 120, np.uint8))
+    for query, message in (
+        ("classes=", "?classes= is empty: give class names separated by commas"),
+        ("classes=%20", "?classes= is empty"),
+        ("classes=cat&classes=dog", "?classes= is given 2 times ('cat' and 'dog'): give it once"),
+        ("classes=cat&classes=", "?classes= is given 2 times"),
+    ):
+        status, answer = _refusal_before_the_batch(replica, good, query)
+        assert status == 400 and message in answer["error"], (query, status, answer)
+    assert _refusal_before_the_batch(replica, good, "classes=cat,dog") is None
+    assert _refusal_before_the_batch(replica, good, "") is None  # no ?classes=: the default vocabulary
+
+
+def test_an_aborted_upload_is_counted_as_aborted_not_as_a_server_error(replica):
+    """A client that closes the connection mid-upload was counted in /stats as a server error (500)."""
+    before = dict(replica.stats)
+    status, _ = _answer(replica, None)
+    assert status == 499  # nginx's "client closed request": nobody is there to get it
+    stats = replica._stats()
+    assert stats["aborted"] - before["aborted"] == 1 and stats["errors"] == before["errors"], stats
+    assert stats["bad_requests"] == before["bad_requests"] and stats["requests"] - before["requests"] == 1

@@ -187,7 +187,7 @@ def test_a_class_may_have_synonyms():
     assert validate_class_names(["person;man", "cat"]) == ["person; man", "cat"]
     assert Vocabulary.parse(["person; man", VocabularyEntry("feline", ("cat", "kitty"))]).labels == ["person", "feline"]
     # every name counts: a name may appear once in the whole vocabulary
-    for bad, match in (("cat; Cat", "twice in position 0"), ("person; man, Man", "positions 0 and 1")):
+    for bad, match in (("cat; Cat", "twice in position 1"), ("person; man, Man", "positions 1 and 2")):
         with pytest.raises(ValueError, match=match):
             Vocabulary.parse(bad)
     with pytest.raises(ValueError, match="empty synonym"):

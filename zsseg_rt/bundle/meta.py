@@ -222,6 +222,11 @@ def load_meta(bundle_dir: str) -> BundleMeta:
         BundleError naming the file and every malformed field.
     """
     meta_path = os.path.join(bundle_dir, Files.META)
+    if os.path.exists(bundle_dir) and not os.path.isdir(bundle_dir):
+        raise BundleError(
+            f"{bundle_dir!r} is a file, not a bundle: a bundle is a directory (meta.json, the ONNX graphs and the "
+            "tokenizer) written by `zsseg export`; give that directory"
+        )
     if not os.path.isdir(bundle_dir):
         raise BundleError(f"bundle directory not found: {bundle_dir!r}; create one with `zsseg export`")
     if not os.path.lexists(meta_path):

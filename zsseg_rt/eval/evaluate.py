@@ -519,5 +519,8 @@ def _check_settings(settings: str) -> None:
 
 
 def save_json(metrics: Dict[str, Any], path: Union[str, Path]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+    """``metrics`` as JSON at ``path``; a write the disk refuses (full) raises an ``OSError`` naming ``path``."""
+    from zsseg_rt.errors import naming_path
+
+    with naming_path(path, "writing the metrics"), open(path, "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=1)

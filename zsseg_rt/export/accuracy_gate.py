@@ -26,6 +26,8 @@ import numpy as np
 from zsseg_rt.bundle import BundleMeta, Files
 from zsseg_rt.runtime.backends import Backend
 
+from .progress import stage_bar
+
 # one gate for every backend: TensorRT builds, torch fp16/bf16 (export/torch_backend.py), ONNX Runtime int8/bf16 on the
 # CPU (export/ort_quantize.py); the fraction of sample-photo pixels whose label must equal ONNX Runtime fp32's
 MIN_LABEL_AGREEMENT = {"fp32": 0.999, "fp16": 0.995, "fp16-pinned": 0.995, "bf16": 0.995, "int8": 0.995}
@@ -237,11 +239,13 @@ def run_accuracy_gate(
     recorded = [_record_head_logits(cand_engine), _record_head_logits(ref_engine)]
     agree, pixels, finite = 0, 0, bool(random["finite"])
     photos = _read_photos(images)
-    for photo in photos:
-        cand, ref = cand_engine(photo), ref_engine(photo)
-        agree += int(np.count_nonzero(cand.labels == ref.labels))
-        pixels += int(cand.labels.size)
-        finite &= _all_finite(cand.scores)
+    with stage_bar(len(photos), f"accuracy gate ({precision})", unit="photo") as bar:  # shown by zsseg build-engine
+        for photo in photos:
+            cand, ref = cand_engine(photo), ref_engine(photo)
+            agree += int(np.count_nonzero(cand.labels == ref.labels))
+            pixels += int(cand.labels.size)
+            finite &= _all_finite(cand.scores)
+            bar.update()
     cand_logits, ref_logits = _by_window(recorded[0]), _by_window(recorded[1])
     logit_error = max((_max_abs(c, r) for c, r in zip(cand_logits, ref_logits)), default=0.0)
     finite &= _all_finite(*cand_logits)
@@ -272,7 +276,8 @@ def _by_window(chunks: Sequence[np.ndarray]) -> List[np.ndarray]:
 class MixedBackend(Backend):
     """The candidate's graphs where engines were built (``roles``), the reference's elsewhere. When the image encoder
     and the head are both the candidate's, it also offers the candidate's device executor (so the gate's Engine
-    runs the device pipeline exactly as a user's Engine on those engines does)."""
+    runs the device pipeline exactly as a user's Engine on those engines does: its executor, where it runs, its
+    CUDA graphs)."""
 
     name = "tensorrt+onnxruntime"
 
@@ -281,6 +286,9 @@ class MixedBackend(Backend):
         if {"image", "head"} <= set(roles) and hasattr(candidate, "device_executor"):
             self.name = candidate.name
             self.device_executor = candidate.device_executor
+            self.runs_on_gpu = bool(getattr(candidate, "runs_on_gpu", False))
+            if hasattr(candidate, "frame_graphs"):
+                self.frame_graphs = candidate.frame_graphs
 
     def encode_image(self, images):
         return self._pick["image"].encode_image(images)

@@ -26,10 +26,12 @@ from zsseg_rt.bundle import (
     weights_record,
     write_meta,
 )
+from zsseg_rt.errors import with_path
 from zsseg_rt.vocabulary import build_tokenizer_json
 
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph, family_of, image_output_names
 from .overwrite import ExportStaging, check_export_destination, remove_stale_staging, replace_directory
+from .progress import shown, stage_bar
 from .verify import verify_bundle
 
 DEFAULT_OPSET = 18
@@ -114,15 +116,18 @@ def dummy_tokens() -> torch.Tensor:
 def export_graph_jobs(jobs, io: Dict[str, Any], files: Dict[str, str], out_dir: str, opset: int) -> None:
     """Export each ``(role, module, example args)`` of ``jobs`` to ``out_dir/files[role]`` with the I/O names and
     dynamic axes of ``io[role]`` (the text encoder through torch's dynamo exporter), then check each graph
-    (``onnx.checker`` and the opset asked). Every bundle layout's graphs are written by this one loop."""
-    for role, module, args in jobs:
-        entry = io[role]
-        path = os.path.join(out_dir, files[role])
-        export_graph(
-            module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset, dynamo=(role == "text")
-        )
-        check_graph(path)
-        _check_opset(path, opset)
+    (``onnx.checker`` and the opset asked). Every bundle layout's graphs are written by this one loop (a progress
+    bar over the graphs while an export shows bars: ``export.progress``)."""
+    with stage_bar(len(jobs), "ONNX graphs", unit="graph") as bar:
+        for role, module, args in jobs:
+            bar.set_postfix_str(role)
+            entry = io[role]
+            path = os.path.join(out_dir, files[role])
+            dynamo = role == "text"
+            export_graph(module, args, path, entry["inputs"], entry["outputs"], entry["dynamic_axes"], opset, dynamo)
+            check_graph(path)
+            _check_opset(path, opset)
+            bar.update()
 
 
 def _check_opset(path: str, opset: int) -> None:
@@ -278,45 +283,52 @@ def export_bundle(
     staging = ExportStaging(parent, out_dir)  # owned (locked) by this process until released
     tmp = staging.path
     try:
-        if exporter is not None:  # the family writes its bundle itself (e.g. the two-stage pipeline's graphs)
-            step("exporting the ONNX graphs and verifying them against PyTorch with ONNX Runtime")
-            report = exporter(model, tmp, max_classes, opset, source, verify_images, extra_meta)
-            step.done()
-            _make_readable(tmp)
-            if not report["passed"]:
-                raise ExportError(f"ONNX Runtime does not reproduce PyTorch: {json.dumps(report, indent=1)}")
-            check_export_destination(out_dir, overwrite, sources)
-            replace_directory(tmp, out_dir)
-            staging.release()
-            return out_dir
-        step("exporting the ONNX graphs (image encoder, head, text encoder)")
-        export_graphs(model, tmp, max_classes, opset)
-        tok = model.text_encoder.tokenizer
-        build_tokenizer_json(tok.encoder, tok.bpe_ranks, os.path.join(tmp, Files.TOKENIZER))
-        step.done()
-        step("checking the graphs against TensorRT 10's operator list")
-        meta = build_meta(model, max_classes, opset, source, extra_meta)
-        meta["tensorrt_compatibility"] = tensorrt_compatibility(tmp)
-        meta["files"] = hash_bundle_files(tmp)  # every file, ONNX external data included
-        write_meta(os.path.join(tmp, Files.META), meta)  # with meta_sha256 over meta.json itself
-        step.done()
-        step("verifying the bundle against PyTorch with ONNX Runtime")
-        report = family.export.verify(model, tmp, verify_images)  # a family's own check (e.g. the Engine end to end)
-        if report is None:
-            report = verify_bundle(tmp, model, verify_images)
-        step.done()
-        meta["verification"] = report
-        write_meta(os.path.join(tmp, Files.META), meta)
+        with shown(progress is not None):  # bars on the long stages when the stages are said
+            report = _write_bundle(
+                model, family, exporter, tmp, max_classes, opset, source, verify_images, extra_meta, step
+            )
         _make_readable(tmp)
         if not report["passed"]:
             raise ExportError(f"ONNX Runtime does not reproduce PyTorch: {json.dumps(report, indent=1)}")
         check_export_destination(out_dir, overwrite, sources)  # again: the destination may have changed meanwhile
         replace_directory(tmp, out_dir)
-    except BaseException:
+    except BaseException as exc:
         staging.release()  # the staging folder, then its lock
-        raise
+        named = with_path(exc, tmp, f"writing the bundle {out_dir} into its staging folder")  # a full disk: where
+        if named is exc:
+            raise
+        raise named from exc
     staging.release()  # only the lock: the folder is the bundle now
     return out_dir
+
+
+def _write_bundle(model, family, exporter, folder, max_classes, opset, source, verify_images, extra_meta, step):
+    """Write the bundle's files into ``folder`` (the staging folder) and verify them; returns the verification report
+    (meta.json records it, except a family's own writer's, ``exporter``, which writes its meta.json itself)."""
+    if exporter is not None:  # the family writes its bundle itself (e.g. the two-stage pipeline's graphs)
+        step("exporting the ONNX graphs and verifying them against PyTorch with ONNX Runtime")
+        report = exporter(model, folder, max_classes, opset, source, verify_images, extra_meta)
+        step.done()
+        return report
+    step("exporting the ONNX graphs (image encoder, head, text encoder)")
+    export_graphs(model, folder, max_classes, opset)
+    tok = model.text_encoder.tokenizer
+    build_tokenizer_json(tok.encoder, tok.bpe_ranks, os.path.join(folder, Files.TOKENIZER))
+    step.done()
+    step("checking the graphs against TensorRT 10's operator list")
+    meta = build_meta(model, max_classes, opset, source, extra_meta)
+    meta["tensorrt_compatibility"] = tensorrt_compatibility(folder)
+    meta["files"] = hash_bundle_files(folder)  # every file, ONNX external data included
+    write_meta(os.path.join(folder, Files.META), meta)  # with meta_sha256 over meta.json itself
+    step.done()
+    step("verifying the bundle against PyTorch with ONNX Runtime")
+    report = family.export.verify(model, folder, verify_images)  # a family's own check (e.g. the Engine end to end)
+    if report is None:
+        report = verify_bundle(folder, model, verify_images)
+    step.done()
+    meta["verification"] = report
+    write_meta(os.path.join(folder, Files.META), meta)
+    return report
 
 
 class _Progress:

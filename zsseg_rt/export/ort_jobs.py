@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,8 +24,9 @@ Job = Tuple[str, Dict[str, np.ndarray]]  # (path of an .onnx file, {input name: 
 Runner = Callable[[Sequence[Job]], List[List[np.ndarray]]]
 
 
-def run_in_process(jobs: Sequence[Job]) -> List[List[np.ndarray]]:
-    """Every output of every job, in order (one CPU session per graph file, reused across jobs)."""
+def run_in_process(jobs: Sequence[Job], on_done: Optional[Callable[[], Any]] = None) -> List[List[np.ndarray]]:
+    """Every output of every job, in order (one CPU session per graph file, reused across jobs); ``on_done()`` is
+    called after each job (a progress bar's ``update``)."""
     import onnxruntime as ort
 
     sessions: Dict[str, "ort.InferenceSession"] = {}
@@ -34,6 +35,8 @@ def run_in_process(jobs: Sequence[Job]) -> List[List[np.ndarray]]:
         if path not in sessions:
             sessions[path] = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         out.append(list(sessions[path].run(None, feeds)))
+        if on_done is not None:
+            on_done()
     return out
 
 

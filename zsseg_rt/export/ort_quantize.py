@@ -25,6 +25,7 @@ from zsseg_rt.runtime.cpu_features import cpu_features
 from zsseg_rt.runtime.ort_precision import int8_recipe, precision_key, validate_ort_precision
 
 from .gated_precision import prepare_gated_record, quieter
+from .progress import stage_bar
 
 INT8_FILE = "image_encoder.int8.onnx"
 
@@ -149,9 +150,11 @@ def prepare_onnxruntime_precision(
             artefact = os.path.join(folder, INT8_FILE)
             with tempfile.TemporaryDirectory(dir=folder) as scratch:  # the artefact appears complete or not at all
                 partial = os.path.join(scratch, INT8_FILE)
-                extra["quantisation"] = quantize_image_encoder(
-                    meta.file(Files.IMAGE_ENCODER), partial, bool(int8_recipe(cpu_features())["reduce_range"])
-                )
+                with stage_bar(1, "int8 quantisation of the image encoder", unit="graph") as bar:  # one long call
+                    extra["quantisation"] = quantize_image_encoder(
+                        meta.file(Files.IMAGE_ENCODER), partial, bool(int8_recipe(cpu_features())["reduce_range"])
+                    )
+                    bar.update()
                 os.replace(partial, artefact)
         extra["prepare_seconds"] = round(time.perf_counter() - start, 1)
         return artefact, _gate(meta, precision, artefact, threads, accept_below_gate, gate_images)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 from zsseg_rt.bundle import BundleMeta, load_meta
+from zsseg_rt.export.progress import stage_bar
 from zsseg_rt.export.trt_memory import PeakMemory, default_workspace_bytes, summarize_memory
 from zsseg_rt.export.trt_precision import (  # noqa: F401  (re-exported: the precision recipes' public API)
     inspect_pins,
@@ -390,10 +391,13 @@ def build_engine_set(
     workspace = _workspace_bytes(workspace_gb, toolchain, device)
     start = time.perf_counter()
     with PeakMemory(getattr(toolchain, "device_memory_used", None)) as peak:
-        for role in roles:
-            key = make_engine_key(meta, role, precision, ranges, version, device)
-            job = _build_job(meta, role, key, engine_path_for(root, key), ranges, workspace, root, device)
-            _build_or_reuse(toolchain, meta, job, force, report)
+        with stage_bar(len(roles), f"TensorRT {precision} engines", unit="engine") as bar:  # zsseg build-engine's
+            for role in roles:
+                bar.set_postfix_str(role)
+                key = make_engine_key(meta, role, precision, ranges, version, device)
+                job = _build_job(meta, role, key, engine_path_for(root, key), ranges, workspace, root, device)
+                _build_or_reuse(toolchain, meta, job, force, report)
+                bar.update()
         report.seconds = time.perf_counter() - start
         if report.built and accuracy_gate:
             report.gate = _gate(meta, toolchain, report, max_batch, accept_below_gate, gate_images)

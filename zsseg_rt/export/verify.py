@@ -21,6 +21,7 @@ from zsseg_rt.vocabulary import ClipTokenizer, expand_templates
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph
 from .numeric_bounds import BOUND_MODEL, fp32_error_case
 from .ort_jobs import Runner, run_in_process
+from .progress import stage_bar
 
 LABEL_AGREEMENT = 0.999  # >= 99.9 % identical labels after the shared post-processing
 
@@ -97,7 +98,10 @@ def verify_bundle(
     tokens = tokenizer(expand_templates(names, meta.templates[:2]))
     jobs: List[Any] = [(graph["text"], {Names.TOKENS: tokens})]
     pending: List[Dict[str, Any]] = []  # per job: the case fields and the PyTorch references
-    with torch.inference_mode():
+    batches = _window_batch(images, meta, rng)
+    class_counts = sorted({1, len(names), meta.max_classes})
+    cases = 1 + len(batches) * (1 + len(class_counts))  # each: a PyTorch reference (fp32 + fp64), an ONNX Runtime run
+    with stage_bar(2 * cases, "verifying against PyTorch", unit="run") as bar, torch.inference_mode():
         text_ref = text32(torch.from_numpy(tokens)).numpy()
         pending.append(
             {
@@ -105,16 +109,18 @@ def verify_bundle(
                 "refs": [(text_ref, text64(torch.from_numpy(tokens)).numpy())],
             }
         )
+        bar.update()
         text = text_ref[: len(names)]
-        for source, whole_image, batch in _window_batch(images, meta, rng):
+        for source, whole_image, batch in batches:
             feats32 = [t.numpy() for t in image32(torch.from_numpy(batch))]
             feats64 = [t.numpy() for t in image64(as_float64(batch))]
             jobs.append((graph["image"], {Names.IMAGE: batch}))
             shape = [int(v) for v in batch.shape[2:]]
             case = {"graph": "image_encoder", "input": source, "input_size": shape, "whole_image": whole_image}
             pending.append({"case": case, "refs": list(zip(feats32, feats64))})
+            bar.update()
             feeds = dict(zip(io["image"]["outputs"], feats32))
-            for classes in sorted({1, len(names), meta.max_classes}):
+            for classes in class_counts:
                 t = text if classes == len(names) else _random_text(rng, classes, meta.embed_dim)
                 ref = head32(torch.from_numpy(t), *(torch.from_numpy(a) for a in feats32)).numpy()
                 ref64 = head64(as_float64(t), *(as_float64(a) for a in feats32)).numpy()
@@ -126,7 +132,12 @@ def verify_bundle(
                         "size": tuple(batch.shape[2:]),
                     }
                 )
-    outputs = (runner or run_in_process)(jobs)
+                bar.update()
+        if runner is None:
+            outputs = run_in_process(jobs, on_done=bar.update)
+        else:  # (another process: done all at once)
+            outputs = runner(jobs)
+            bar.update(len(jobs))
     return verification_report([_judge(p, got, meta) for p, got in zip(pending, outputs)])
 
 

@@ -425,8 +425,8 @@ class Engine:
     def _segment_many(
         self, items: Sequence[Any], color_order: Optional[str], vocab: PreparedVocabulary
     ) -> List[Result]:
-        """A list: every item read and checked first (an error names the item: "image 2 of the list: ..."), then the
-        pipeline's ``segment_many`` packs the windows of all images into encoder/head calls of at most
+        """A list: every item read and checked first (an error names the item, counted from 1: "image 2 of the list
+        (index 1): ..."), then the pipeline's ``segment_many`` packs the windows of all images into encoder/head calls of at most
         ``max_batch`` (see the Engine docstring). Timing: an image's own stages (read, rescale, post-processing) are
         its own; a stage run for several images is split among them by their share of its windows; ``total`` is the
         sum of an image's stages."""

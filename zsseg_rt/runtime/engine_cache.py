@@ -10,6 +10,7 @@ alike); the multiprocessor count and memory do.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from zsseg_rt.bundle import GRAPH_FILES as SPEC_GRAPH_FILES
 from zsseg_rt.bundle import BundleMeta, Names
+from zsseg_rt.errors import naming_path
 from zsseg_rt.runtime.cuda_driver import DeviceInfo
 from zsseg_rt.runtime.file_verification import cached_sha256
 
@@ -397,10 +399,17 @@ def cached_engine_problem(engine_path: str, key: EngineKey) -> Optional[str]:
 
 
 def atomic_write(path: str, data: bytes) -> None:
+    """``data`` into ``path`` through a temporary name beside it (removed if the write fails); a write the disk
+    refuses (full) raises an ``OSError`` naming ``path``."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}-{threading.get_ident()}"  # unique per process AND thread
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with naming_path(path, "writing it"), open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from zsseg_rt.io_safety import atomic_write_bytes, atomic_write_json
+
 __all__ = ["Result", "SegmentationResult", "palette", "label_image", "VIEWS"]
 
 VIEWS = ("overlay", "mask", "labels")  # the files Result.save can write (see its docstring)
@@ -227,17 +229,18 @@ class Result:
             if view != "json":
                 self.write_view(view, path, alpha=alpha, legend=legend)
         summary = dict(self.to_dict(), files={view: path for view, path in paths.items() if view != "json"})
-        with open(paths["json"], "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=1)
+        atomic_write_json(paths["json"], summary)
         return paths
 
     def write_view(self, view: str, path: str, alpha: float = 0.5, legend: bool = True) -> None:
         """Write one view to an image file (OpenCV picks the format from the extension): "overlay" (needs the
         input image), "mask" (colour labels) or "labels" (label ids: 8-bit up to 256 classes, else 16-bit; use a
-        lossless format such as .png). Replaces an existing file.
+        lossless format such as .png). Replaces an existing file, only once the new one is complete (written through a
+        temporary name: ``zsseg_rt.io_safety``).
 
         Raises:
-            ValueError: an unknown view, or "overlay" without an input image. OSError: the file was not written.
+            ValueError: an unknown view, or "overlay" without an input image. OSError: the file was not written
+            (``OutputWriteError`` naming the path and the bytes written: a full disk; the old file is kept).
         """
         import cv2
 
@@ -251,8 +254,16 @@ class Result:
             raise ValueError(f"unknown view {view!r}; choose from {list(VIEWS)}")
         if view != "labels" and self.color_order == "rgb":
             pixels = pixels[:, :, ::-1]  # OpenCV writes BGR
-        if not cv2.imwrite(path, np.ascontiguousarray(pixels)):
-            raise OSError(f"OpenCV could not write {path!r} (disk full, path removed, or no writer for its extension)")
+        extension = os.path.splitext(path)[1]
+        try:
+            ok, encoded = cv2.imencode(extension, np.ascontiguousarray(pixels)) if extension else (False, None)
+        except cv2.error:
+            ok, encoded = False, None
+        if not ok:
+            raise OSError(
+                f"OpenCV could not write {path!r}: no image writer for {extension or 'a name without extension'!r}"
+            )
+        atomic_write_bytes(path, encoded.tobytes())  # the old file stays until the new one is complete
 
     def __repr__(self) -> str:
         height, width = self.labels.shape

@@ -4,7 +4,8 @@ Ray set-up they and ``zsseg eval --ray`` (:mod:`zsseg_rt.eval.parallel`) share. 
 
 from __future__ import annotations
 
-from typing import List, Optional
+import contextlib
+from typing import Iterator, List, Optional
 
 RAY_MISSING = (
     "this needs Ray (the 'scale' extra): pip install 'zsseg_rt[scale]' or pip install 'ray[data,serve]==2.60.0'"
@@ -117,6 +118,25 @@ def _tell_reaper_the_session(ray) -> None:
         pass
 
 
+@contextlib.contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """Put back this process's SIGTERM handler after the block: ``ray.init`` replaces it with ``sys.exit(15)``, which
+    would end a ``zsseg`` command with exit code 15 and skip the cleanup its Ctrl-C path does (the command line's
+    handler, ``cli_errors.sigterm_interrupts``, raises ``KeyboardInterrupt`` instead: exit 143 after cleanup)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler not set from Python, which cannot be put back
+            signal.signal(signal.SIGTERM, previous)
+
+
 def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
     """Connect to a Ray cluster, or start a local one that only this machine can reach (127.0.0.1).
 
@@ -140,11 +160,13 @@ def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> N
         return
     options = {"log_to_driver": False, "logging_level": logging.ERROR if quiet else logging.INFO}
     if not local:
-        ray.init(address=address, **options)
+        with _sigterm_kept():
+            ray.init(address=address, **options)
         return
     token = _start_cluster_reaper()
     try:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
+        with _sigterm_kept():
+            ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
     finally:  # only the cluster's processes carry the mark, not what this process starts later
         if token is not None:
             os.environ.pop(REAPER_TOKEN_ENV, None)

@@ -246,11 +246,19 @@ def plan_batch(input_path: str, output_dir: str, resume: bool = True, max_pixels
 
 
 def _write_atomic(path: str, data: bytes) -> None:
+    """``data`` into ``path`` through a temporary name (removed if the write fails; a refused write names ``path``)."""
+    from zsseg_rt.errors import naming_path
+
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    try:
+        with naming_path(path, "writing it"), open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 class SegmentWorker:
@@ -320,7 +328,9 @@ def _check_vocabulary(output_dir: str, classes: List[str], resume: bool) -> None
                 f"{output_dir!r} holds labels for the vocabulary {previous} but this run has {classes}: label values "
                 "would mean different classes. Use another output folder, or the same --classes to resume."
             )
-    with open(path, "w", encoding="utf-8") as handle:
+    from zsseg_rt.errors import naming_path
+
+    with naming_path(path, "writing it"), open(path, "w", encoding="utf-8") as handle:
         json.dump({"class_names": classes}, handle, indent=1)
 
 
@@ -478,9 +488,12 @@ def _rejected_rows(job: BatchJob) -> List[Dict[str, Any]]:
 def run_batch(job: BatchJob) -> Iterator[Dict[str, Any]]:
     """Run a prepared job on the current Ray cluster; yield each manifest row as it lands (also appended to
     ``manifest.jsonl`` before it is yielded). Files refused from their size come first."""
+    from zsseg_rt.errors import naming_path
+
     ray = import_ray()
     plan = job.plan
-    with open(os.path.join(job.output_dir, MANIFEST), "a", encoding="utf-8") as manifest:
+    manifest_path = os.path.join(job.output_dir, MANIFEST)
+    with naming_path(manifest_path, "appending a row"), open(manifest_path, "a", encoding="utf-8") as manifest:
         for row in _rejected_rows(job):
             manifest.write(json.dumps(row) + "\n")
             manifest.flush()

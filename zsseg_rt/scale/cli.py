@@ -177,7 +177,12 @@ def add_batch_command(subparsers) -> argparse.ArgumentParser:
 
 
 class _Stop(BaseException):
-    """Raised by the SIGTERM / SIGINT handler of ``zsseg serve``: leave the serving loop and shut down cleanly."""
+    """Raised by the SIGTERM / SIGINT handler of ``zsseg serve``: leave the serving loop and shut down cleanly
+    (``signum``: the signal, for the exit code)."""
+
+    def __init__(self, name: str, signum: int = signal.SIGTERM):
+        super().__init__(name)
+        self.signum = int(signum)
 
 
 def _check_serve_args(args: argparse.Namespace) -> None:
@@ -226,10 +231,11 @@ def _run_serve(args: argparse.Namespace) -> int:
     def stop(signum, _frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one clean shutdown; further signals wait for it
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise _Stop(signal.Signals(signum).name)
+        raise _Stop(signal.Signals(signum).name, signum)
 
     # replace Ray's own handlers (which print a native stack dump on SIGTERM) with a clean shutdown
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stopped_by = None
     try:
         # twin (by shape): the prepare_batch call of _run_batch, train/trainer.py's TrainAugmentation call - keyword
         # arguments passed on
@@ -254,6 +260,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             signal.pause()
     except _Stop as reason:
         print(f"zsseg serve: {reason}: shutting down", flush=True)
+        stopped_by = reason.signum
     finally:
         try:
             # On the private local cluster: the application is deleted (its replicas finish the requests they hold,
@@ -273,7 +280,11 @@ def _run_serve(args: argparse.Namespace) -> int:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     print("zsseg serve: stopped", flush=True)
-    return 0
+    if stopped_by is None:
+        return 0
+    from zsseg_rt.cli_errors import exit_code_for_signal
+
+    return exit_code_for_signal(stopped_by)  # the one rule: 143 after SIGTERM, 130 after Ctrl-C
 
 
 def add_serve_command(subparsers) -> argparse.ArgumentParser:

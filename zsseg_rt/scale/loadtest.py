@@ -131,7 +131,8 @@ def run_load_test(
                 continue
             sent = time.perf_counter()
             try:
-                connection.request("POST", path, body=images[index % len(images)])
+                body = images[index % len(images)]
+                connection.request("POST", path, body=body, headers={"Content-Type": "application/octet-stream"})
                 response = connection.getresponse()
                 body = response.read()
                 if response.status != 200:

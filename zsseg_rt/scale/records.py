@@ -16,8 +16,21 @@ import numpy as np
 
 __all__ = ["image_record", "random_weights", "milliseconds", "label_png_bytes", "STAT_COUNTERS"]
 
-# the counters of ``zsseg serve``'s GET /stats (besides mean_batch_size, pid and rss_bytes), all 0 on a fresh replica
-STAT_COUNTERS = ("requests", "images", "batches", "batched_requests", "bad_requests", "refused_images", "errors")
+# the counters of ``zsseg serve``'s GET /stats (besides mean_batch_size, pid and rss_bytes), all 0 on a fresh replica:
+# "bad_requests" 4xx answers, "refused_images" images the Engine refused in a batch, "errors" failures of the server
+# itself (5xx), "aborted" uploads the client gave up before the body arrived, "forbidden" requests addressed to a
+# foreign host name (403, DNS rebinding)
+STAT_COUNTERS = (
+    "requests",
+    "images",
+    "batches",
+    "batched_requests",
+    "bad_requests",
+    "refused_images",
+    "errors",
+    "aborted",
+    "forbidden",
+)
 
 
 def random_weights(meta: Any) -> Optional[bool]:

@@ -48,7 +48,9 @@ from zsseg_rt.system_info import current_rss_bytes
 
 from . import import_ray
 from .serve_http import (
+    CLIENT_CLOSED,
     RequestError,
+    check_content_type,
     decode_labels,
     decode_request_image,
     decode_scores,
@@ -56,6 +58,7 @@ from .serve_http import (
     encode_scores,
     error_status,
     parse_flag,
+    query_classes,
     read_body,
 )
 
@@ -73,6 +76,10 @@ __all__ = [
 ]
 
 APP_NAME = "zsseg"
+_FOREIGN_HOST = (
+    "this server listens on {} (this machine only) and answers requests addressed to 127.0.0.1, localhost or [::1]; "
+    "Host {!r} is refused (a page of another site re-pointing its name here: DNS rebinding)"
+)
 VocabularyKey = Union[str, Tuple[str, ...]]  # a named vocabulary's name, or the class texts
 BatchItem = Tuple[np.ndarray, VocabularyKey, bool, bool]  # image, vocabulary, with scores, raw labels
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
@@ -121,7 +128,11 @@ class SegmentationServer:
         batch_wait_s=0.005,
         max_pixels=None,
         expected_digest=None,
+        host=None,
     ):
+        """``host``: the address the HTTP proxy listens on; a loopback one answers only requests addressed to a
+        loopback name (DNS rebinding: ``zsseg_rt.stream.loopback``); None: no such check (a replica behind a proxy
+        of its own)."""
         from ray.serve.metrics import Counter, Histogram
 
         from zsseg_rt.image_io import max_encoded_bytes
@@ -130,6 +141,7 @@ class SegmentationServer:
         from .records import STAT_COUNTERS
 
         _keep_replica_grpc_on_node_address()
+        self.host = host
         self.engine, self.max_pixels = open_engine(bundle, classes, backend, device, mode, max_pixels, expected_digest)
         self.max_bytes = max_encoded_bytes(self.max_pixels)
         self.max_classes = self.engine.meta.max_classes
@@ -146,9 +158,15 @@ class SegmentationServer:
         )
 
     async def __call__(self, request):
+        from starlette.requests import ClientDisconnect
         from starlette.responses import JSONResponse, Response
 
+        from zsseg_rt.stream.loopback import host_header_allowed
+
         path = request.url.path.rstrip("/") or "/"
+        if self.host is not None and not host_header_allowed(self.host, request.headers.get("host")):
+            self.stats["forbidden"] += 1  # a foreign page whose name was re-pointed at 127.0.0.1 (DNS rebinding)
+            return JSONResponse({"error": _FOREIGN_HOST.format(self.host, request.headers.get("host"))}, 403)
         if request.method == "GET" and path in WEB_FILES:
             name, media = WEB_FILES[path]
             with open(os.path.join(WEB_DIR, name), "rb") as handle:
@@ -168,6 +186,9 @@ class SegmentationServer:
         self.stats["requests"] += 1
         try:
             return JSONResponse(await self._segment_request(request))
+        except ClientDisconnect:  # the client went away mid-upload: its doing, no answer reaches it
+            self.stats["aborted"] += 1
+            return Response(status_code=CLIENT_CLOSED)
         except RequestError as exc:
             self.stats["bad_requests" if exc.status < 500 else "errors"] += 1
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
@@ -179,12 +200,14 @@ class SegmentationServer:
 
     async def _segment_request(self, request) -> Dict[str, Any]:
         start = time.perf_counter()
+        check_content_type(request.headers.get("content-type"))
         query = request.query_params
         with_scores = parse_flag(query.get("scores"), True, "scores")
         labels_format = query.get("labels", "png")
         if labels_format not in ("png", "raw"):
             raise RequestError(400, f"?labels= takes png or raw, got {labels_format!r}")
-        vocabulary = self._vocabulary(query["classes"]) if query.get("classes") else self.default_vocabulary
+        classes = query_classes(query.getlist("classes"))
+        vocabulary = self._vocabulary(classes) if classes is not None else self.default_vocabulary
         body = await read_body(request.headers, request.stream(), self.max_bytes)
         read = time.perf_counter()
         loop = asyncio.get_running_loop()  # decoding can take a while: off the event loop
@@ -338,6 +361,7 @@ def build_app(
     mode: str = "exact",
     max_pixels: Optional[int] = None,
     expected_digest: Optional[str] = None,
+    host: Optional[str] = None,
 ):
     """The Ray Serve application (deployment bound to its arguments), for ``serve.run``.
 
@@ -350,6 +374,7 @@ def build_app(
         max_pixels: the pixel limit of a request (None: ``$ZSSEG_MAX_PIXELS`` of this process or 40 MP; 0: none);
             the body limit follows from it (``image_io.max_encoded_bytes``).
         expected_digest: the pinned bundle digest (``Engine(expected_digest=...)``).
+        host: the HTTP proxy's listening address (a loopback one: only requests addressed to a loopback name).
     Returns:
         a bound ``ray.serve`` application.
     """
@@ -371,6 +396,7 @@ def build_app(
         batch_wait_s,
         max_pixels_limit(max_pixels),  # resolved here: the replica's environment may differ from this process's
         expected_digest,
+        host,
     )
 
 
@@ -433,6 +459,6 @@ def run_server(bundle: str, classes, host: str = "127.0.0.1", port: int = 8000, 
     """
     _quiet_serve_logger()
     serve.start(http_options={"host": host, "port": int(port)})
-    handle = serve.run(build_app(bundle, classes, **kwargs), name=APP_NAME, route_prefix="/", blocking=False)
+    handle = serve.run(build_app(bundle, classes, host=host, **kwargs), name=APP_NAME, route_prefix="/", blocking=False)
     wait_until_answering(host, port)
     return handle

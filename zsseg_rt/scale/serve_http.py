@@ -2,7 +2,13 @@
 under the pixel limit (header first), the answer's encodings, and the HTTP status of each failure.
 
 One request is the unit of failure: everything here raises :class:`RequestError` carrying the status the client gets
-(400 a malformed request, 413 too large), never an exception that would take the other requests of a batch down.
+(400 a malformed request, 413 too large, 415 a body that is not sent as an image), never an exception that would take
+the other requests of a batch down.
+
+``POST /segment`` takes the body as ``Content-Type: image/...`` (``image/jpeg``, ``image/png``, ...) or
+``application/octet-stream``: a web form of another site can post ``text/plain``, ``multipart/form-data`` or
+``application/x-www-form-urlencoded`` (or, from a script, no type at all) to a server on this machine without asking
+(no CORS preflight), so those are refused (415); the two accepted types need a preflight this server never grants.
 
 Answer of ``POST /segment`` (JSON)::
 
@@ -22,12 +28,15 @@ Answer of ``POST /segment`` (JSON)::
 from __future__ import annotations
 
 import base64
-from typing import Any, AsyncIterator, Dict, Optional, Tuple
+from typing import Any, AsyncIterator, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 __all__ = [
     "RequestError",
+    "CLIENT_CLOSED",
+    "check_content_type",
+    "query_classes",
     "read_body",
     "decode_request_image",
     "parse_flag",
@@ -38,7 +47,8 @@ __all__ = [
     "error_status",
 ]
 
-BAD_REQUEST, TOO_LARGE = 400, 413
+BAD_REQUEST, TOO_LARGE, UNSUPPORTED_TYPE = 400, 413, 415
+CLIENT_CLOSED = 499  # the client closed the connection before its request was read (nginx's code; nobody gets it)
 
 
 class RequestError(ValueError):
@@ -131,6 +141,41 @@ def decode_request_image(body: bytes, max_pixels: int) -> np.ndarray:
         raise RequestError(
             BAD_REQUEST, f"{exc}; POST the complete encoded bytes of an image (JPEG, PNG, ...)"
         ) from None
+
+
+def check_content_type(value: Optional[str]) -> None:
+    """Refuse (415) a ``POST /segment`` body not sent as an image: only ``image/*`` and ``application/octet-stream``
+    are taken, the types a page of another site cannot send without a CORS preflight (see the module docstring)."""
+    kind = (value or "").split(";", 1)[0].strip().lower()
+    if kind.startswith("image/") or kind == "application/octet-stream":
+        return
+    raise RequestError(
+        UNSUPPORTED_TYPE,
+        f"send the image's bytes with Content-Type image/jpeg, image/png, ... or application/octet-stream; got "
+        f"{kind or 'no Content-Type'!r} (what a web form of another site can send, so it is refused; with curl: "
+        "-H 'Content-Type: image/jpeg')",
+    )
+
+
+def query_classes(values: Sequence[str]) -> Optional[str]:
+    """The ``?classes=`` of a request: None when it is not given (the server's default vocabulary); refused (400)
+    when given empty or more than once (the command line and the camera's preview refuse both too)."""
+    if not values:
+        return None
+    if len(values) > 1:
+        shown = " and ".join(repr(v) for v in values[:3]) + (" ..." if len(values) > 3 else "")
+        raise RequestError(
+            BAD_REQUEST,
+            f"?classes= is given {len(values)} times ({shown}): give it once, the classes separated by commas "
+            "(?classes=cat,dog)",
+        )
+    if not values[0].strip():
+        raise RequestError(
+            BAD_REQUEST,
+            "?classes= is empty: give class names separated by commas (?classes=cat,dog), or leave ?classes= out for "
+            "the server's default vocabulary",
+        )
+    return values[0]
 
 
 def parse_flag(value: Optional[str], default: bool, name: str) -> bool:

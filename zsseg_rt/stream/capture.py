@@ -212,7 +212,12 @@ class FrameGrabber:
                 return
             next_due = time.monotonic()
             while not self._stop.is_set():
-                image = self.source.read()
+                try:
+                    image = self.source.read()
+                except SourceError as exc:  # a file that cannot be read on (damaged beyond resynchronising)
+                    self.error = exc  # the consumer reports it (the runner: "source NAME stopped: ...")
+                    log.debug("%s", exc)
+                    return
                 if image is not None:
                     attempt = 0
                     if not self._publish(image, time.monotonic()):  # the time of capture: e2e latency

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -59,6 +58,13 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         help="display:// (window), a video file (.mp4/.m4v/.mov: H.264, which web browsers play, when PyAV is "
         "installed; .avi/.mkv: Motion JPEG), or a folder for images; repeatable. With several sources the name "
         "holds {source} (the source's name) or {index} (its position, from 0): -o out/{source}.mp4",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs (a video file, an image folder's frames, --stats-json); without it they are "
+        "refused before anything runs. A video is written as NAME.partial.EXT and replaces the old file only once "
+        "complete",
     )
     p.add_argument(
         "--preview",
@@ -124,7 +130,8 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--stats-json",
         help='write the final stream statistics to this JSON file (with "outputs": each video file\'s codec, '
-        'frames and fps; "sources": per source fps, latency p50/p99, drops, reconnects, state and error)',
+        'frames and fps; "sources": per source fps, latency p50/p99, drops, reconnects, damaged packets skipped '
+        "(decode_errors), state and error)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_camera_command)
@@ -188,12 +195,52 @@ def output_names(spec: str, names: Sequence[str]) -> List[str]:
     return per_source
 
 
-def _open_output(spec: str, fps: float, name: str, several: bool):
+def _open_output(spec: str, fps: float, name: str, several: bool, replace: bool):
     from .sinks import WindowSink, open_sink
 
     if several and spec.strip().lower() in ("display", "display://", "window", "screen"):
         return WindowSink(title=f"zsseg {name}")  # one window per source, titled with its name
-    return open_sink(spec, fps=fps)
+    return open_sink(spec, fps=fps, replace=replace)
+
+
+def refuse_existing(paths: Sequence[str], overwrite: bool) -> None:
+    """The ``--overwrite`` rule of ``zsseg segment``, for camera: an output that exists already is refused without it.
+
+    Raises:
+        CliError: naming the first existing file (and how many more).
+    """
+    from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.io_safety import existing_outputs
+
+    existing = existing_outputs(paths)
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise CliError(
+            f"{existing[0]!r}{more} exists already: pass --overwrite to replace it (a video is replaced only once the "
+            "new one is complete), or choose another -o"
+        )
+
+
+def _check_outputs(args, inputs, specs: Sequence[Sequence[str]]) -> None:
+    """Before anything is opened: no output replaces an input file, and none replaces an existing file without
+    ``--overwrite`` (a video file, an image folder's frames, ``--stats-json``)."""
+    from zsseg_rt.cli_errors import CliError
+
+    from .sinks import output_kind, replaced_files
+
+    sources = set()
+    for item in inputs:  # a video file's or an image folder's path
+        spec = getattr(item.source, "spec", None)
+        path = getattr(item.source, "path", None) or getattr(item.source, "folder", None)
+        path = path or (spec.target if spec is not None and spec.kind == "file" else None)
+        if path:
+            sources.add(os.path.realpath(path))
+    replaced = []
+    for spec in (spec for expanded in specs for spec in expanded):
+        if output_kind(spec) and os.path.realpath(spec.strip().rstrip("/" + os.sep)) in sources:
+            raise CliError(f"-o {spec} is an input of this run: choose another output")
+        replaced.extend(replaced_files(spec))
+    refuse_existing(replaced + ([args.stats_json] if args.stats_json else []), args.overwrite)
 
 
 def _build_sinks(args, inputs, runner_stats, vocabulary=None):
@@ -208,6 +255,7 @@ def _build_sinks(args, inputs, runner_stats, vocabulary=None):
         raise CliError(NO_OUTPUT_MESSAGE)
     names = [item.name for item in inputs]
     specs = [output_names(spec, names) for spec in args.output]  # every refusal before anything is opened
+    _check_outputs(args, inputs, specs)
     several = len(inputs) > 1
     per_source: List[list] = [[] for _ in inputs]
     shared: list = []
@@ -215,7 +263,7 @@ def _build_sinks(args, inputs, runner_stats, vocabulary=None):
         for expanded in specs:
             for index, item in enumerate(inputs):
                 fps = args.fps or item.source.fps or 30.0  # a file keeps its rate; --fps overrides; else 30
-                per_source[index].append(_open_output(expanded[index], fps, item.name, several))
+                per_source[index].append(_open_output(expanded[index], fps, item.name, several, args.overwrite))
         if args.preview is not None:
             shared.append(
                 MjpegSink(
@@ -228,7 +276,7 @@ def _build_sinks(args, inputs, runner_stats, vocabulary=None):
             )
         if not args.output and not shared:
             for index, item in enumerate(inputs):
-                per_source[index].append(_open_output("display://", 30.0, item.name, several))
+                per_source[index].append(_open_output("display://", 30.0, item.name, several, False))
     except BaseException:  # e.g. StreamCapabilityError: close what was opened; the CLI prints one line
         for sink in [sink for sinks in per_source for sink in sinks] + shared:
             sink.close()
@@ -453,20 +501,22 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
     failed = [stream for stream in runner.streams if stream.grabber.error is not None]
     if len(inputs) == 1:
         stats = runner.stats
-        log.info(
-            "stopped: %d frames processed, %d captured, %d dropped, %d reconnects, %.1f FPS",
+        log.log(
+            logging.WARNING if stats.decode_errors else logging.INFO,
+            "stopped: %d frames processed, %d captured, %d dropped, %d reconnects, %.1f FPS%s",
             stats.processed,
             stats.captured,
             stats.dropped,
             stats.reconnects,
             stats.fps,
+            _damage_note(summary["sources"][0]),
         )
     else:
         for entry in summary["sources"]:
             log.log(
                 logging.ERROR if entry["state"] == "failed" else logging.INFO,
                 "%s: %s, %d frames processed, %d captured, %d dropped, %d reconnects, %.1f FPS, latency p50 %.0f ms "
-                "p99 %.0f ms%s",
+                "p99 %.0f ms%s%s",
                 entry["name"],
                 entry["state"],
                 entry["processed"],
@@ -476,6 +526,7 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
                 entry["fps"],
                 entry["latency_p50_ms"],
                 entry["latency_p99_ms"],
+                _damage_note(entry),
                 f" ({entry['error']})" if entry["error"] else "",
             )
         log.info(
@@ -487,9 +538,24 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
             summary["mean_batch"],
         )
     if args.stats_json:
-        with open(args.stats_json, "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=1)
+        from zsseg_rt.io_safety import atomic_write_json
+
+        atomic_write_json(args.stats_json, summary)
+    if runner.signalled is not None:  # stopped by Ctrl-C / SIGTERM, outputs finalised: the one rule (cli_errors)
+        from zsseg_rt.cli_errors import exit_code_for_signal
+
+        return exit_code_for_signal(runner.signalled)
     return 1 if failed else 0
+
+
+def _damage_note(entry: dict) -> str:
+    """ ", 4 damaged packets skipped (296 of the 300 frames the file declares)" for a source's stats, else ""."""
+    if not entry.get("decode_errors"):
+        return ""
+    declared = entry.get("frames_declared")
+    ended = declared and entry.get("state") == "ended"
+    of = f" ({entry['captured']} of the {declared} frames the file declares)" if ended else ""
+    return f", {entry['decode_errors']} damaged packets or images skipped{of}"
 
 
 def main(argv=None) -> int:

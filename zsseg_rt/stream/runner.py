@@ -60,6 +60,9 @@ class SourceStats:
     ``latency_p99_ms`` over its last ``PERCENTILE_WINDOW`` frames; ``e2e_latency_*``: from capture to its sinks
     written. ``state``: the capture thread's ("streaming", "reconnecting", "ended", "failed", "stopped", ...);
     ``error``: why it failed or last could not open; ``failed_opens``: open attempts that failed.
+    ``decode_errors``: damaged packets or images of a file or folder that were skipped; ``frames_declared``: the
+    frame count a video file's container declares (None: it declares none, or not a file), which a file that ends
+    before it falls short of (the log says so).
     """
 
     name: str = ""
@@ -72,6 +75,8 @@ class SourceStats:
     dropped: int = 0
     reconnects: int = 0
     failed_opens: int = 0
+    decode_errors: int = 0
+    frames_declared: Optional[int] = None
     fps: float = 0.0
     latency_ms: float = 0.0
     latency_p50_ms: float = 0.0
@@ -111,6 +116,7 @@ class StreamStats:
     captured: int = 0
     dropped: int = 0
     reconnects: int = 0
+    decode_errors: int = 0  # damaged packets / images skipped, all sources
     fps: float = 0.0
     latency_ms: float = 0.0
     latency_p50_ms: float = 0.0
@@ -305,7 +311,8 @@ class MultiStreamRunner:
         and written, and every sink closed (video files finalised), before it returns. Returns the final stats.
 
         Raises:
-            the first exception of a writer thread (e.g. a ``SinkError``: the disk is full), after that cleanup.
+            the first exception of a writer thread (e.g. an ``OutputWriteError``: the disk is full), else the first of
+            a sink's ``close()`` (a video that could not be finalised), after that cleanup.
         """
         if handle_signals is None:
             handle_signals = threading.current_thread() is threading.main_thread()
@@ -339,16 +346,28 @@ class MultiStreamRunner:
                     stream.writer.join()
             self._ended, self._cpu_end = time.monotonic(), time.process_time()
             self._sync_counters()
-            for sink in [sink for stream in self.streams for sink in stream.sinks] + self.shared_sinks:
-                try:
-                    sink.close()
-                except Exception:  # noqa: BLE001 - close every sink even if one fails
-                    log.exception("closing sink %s failed", sink.name)
+            close_error = self._close_sinks()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if self._writer_error is not None:
             raise self._writer_error
+        if close_error is not None:  # e.g. a video whose last fragment met a full disk: no success reported
+            raise close_error
         return self.stats
+
+    def _close_sinks(self) -> Optional[BaseException]:
+        """Close every sink, even after one fails; returns the first failure that ``run()`` raises (the others, and
+        every one after a writer failure, which ``run()`` raises instead, are logged on one line each)."""
+        first: Optional[BaseException] = None
+        for sink in self._all_sinks():
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001 - close every sink even if one fails
+                if first is None and self._writer_error is None:
+                    first = exc
+                else:
+                    log.error("closing %s failed too: %s", sink.name, exc)
+        return first
 
     def _install_signals(self) -> dict:
         previous = {}
@@ -367,6 +386,11 @@ class MultiStreamRunner:
         # waits for ever (a CI run hung so after SIGTERM). The loop's wait on ``_ready`` is at most 0.2 s; then it
         # sees the flag, and run() logs the signal.
         self._signalled = signum
+
+    @property
+    def signalled(self) -> Optional[int]:
+        """The signal (SIGINT / SIGTERM) that stopped :meth:`run`, or None."""
+        return self._signalled
 
     def _stopping(self) -> bool:
         return self._stop.is_set() or self._signalled is not None
@@ -446,7 +470,7 @@ class MultiStreamRunner:
                 for sink in self.shared_sinks:
                     sink.write_stream(stream.index, image)
             except BaseException as exc:  # noqa: BLE001 - re-raised by run() in the caller's thread
-                log.error("writing %s's frame failed: %s", stream.name, exc)
+                log.debug("writing %s's frame failed: %s", stream.name, exc)  # run() raises it: one message
                 self._writer_error = exc
                 self.stop()
                 continue
@@ -512,6 +536,8 @@ class MultiStreamRunner:
                 stats.captured, stats.dropped, stats.reconnects = grabber.captured, grabber.dropped, grabber.reconnects
                 stats.failed_opens, stats.state = grabber.failed_opens, grabber.state
                 stats.error = str(grabber.error) if grabber.error is not None else grabber.last_error
+                stats.decode_errors = int(getattr(stream.source, "decode_errors", 0))
+                stats.frames_declared = getattr(stream.source, "frames_declared", None)
             if self._started is not None:
                 self.stats.elapsed_s = (self._ended or time.monotonic()) - self._started
                 self.stats.cpu_s = (self._cpu_end if self._ended else time.process_time()) - self._cpu_start
@@ -519,6 +545,7 @@ class MultiStreamRunner:
             self.stats.captured = sum(s.captured for s in sources)
             self.stats.dropped = sum(s.dropped for s in sources)
             self.stats.reconnects = sum(s.reconnects for s in sources)
+            self.stats.decode_errors = sum(s.decode_errors for s in sources)
 
     def _update_stats(self, stream: _Stream, latency: float, now: float) -> None:
         self._sync_counters()

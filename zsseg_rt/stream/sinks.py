@@ -1,7 +1,9 @@
 """Frame sinks: an on-screen window, a video file, an image folder, and an MJPEG-over-HTTP preview.
 
 Each sink has ``write(frame_bgr_uint8)`` and ``close()``; ``open_sink(spec)`` builds one from a user string
-(``display://``, ``out.mp4``, ``frames/``, ``http://127.0.0.1:8080``).
+(``display://``, ``out.mp4``, ``frames/``, ``http://127.0.0.1:8080``). A file is never left half written under its
+name: a video is written as ``out.partial.mp4`` and renamed when complete, each image through a temporary name
+(``zsseg_rt.io_safety``); a failed write raises ``OutputWriteError`` naming the path and what was written.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import http.server
 import json
 import logging
 import os
+import re
 import socketserver
 import threading
 import urllib.parse
@@ -17,8 +20,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from zsseg_rt.io_safety import AtomicFile, OutputWriteError, atomic_write_bytes, write_failure
+
 from .capabilities import require_window
+from .loopback import LOOPBACK_HOSTS, host_header_allowed
 from .sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from .video_writers import VIDEO_EXTRA_INSTALL, OpenCVWriter, PyAVWriter, h264_encoder
 
 log = logging.getLogger("zsseg_rt.stream")
 
@@ -26,10 +33,6 @@ log = logging.getLogger("zsseg_rt.stream")
 # it is installed (BROWSER_EXTENSIONS), else with this OpenCV fallback (MPEG-4 Part 2, which browsers do not play).
 _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 BROWSER_EXTENSIONS = (".mp4", ".m4v", ".mov")
-# Software H.264 encoders PyAV may have, in order (its PyPI wheels ship libx264); hardware ones (h264_v4l2m2m,
-# h264_nvenc) are not tried: they exist in a build without a device behind them
-H264_ENCODERS = ("libx264", "libopenh264")
-VIDEO_EXTRA_INSTALL = 'pip install "zsseg_rt[video]"'  # pyproject.toml: PyAV
 
 
 class SinkError(RuntimeError):
@@ -79,71 +82,20 @@ class WindowSink(FrameSink):
         cv2.destroyWindow(self.title)
 
 
-def h264_encoder() -> Optional[str]:
-    """The name of an H.264 encoder PyAV (``av``) has here, or None (PyAV missing, or built without one)."""
-    try:
-        import av
-    except ImportError:
-        return None
-    for name in H264_ENCODERS:
-        try:
-            codec = av.codec.Codec(name, "w")
-        except Exception:  # noqa: BLE001 - PyAV raises its own error types for an unknown encoder
-            continue
-        if codec.name == name:
-            return name
-    return None
-
-
-class _PyAVWriter:
-    """H.264 (yuv420p, CRF 20, every frame kept at ``fps``) in an MP4/MOV container through PyAV, with the index at
-    the front of the file (``movflags=+faststart``) so a browser starts playing before it has the whole file."""
-
-    def __init__(self, path: str, encoder: str, fps: float, size: Tuple[int, int]):
-        from fractions import Fraction
-
-        import av
-
-        self.rate = Fraction(fps).limit_denominator(1001)  # 29.97 -> 30000/1001, 25.0 -> 25
-        self.size = size
-        self._container = av.open(path, mode="w", options={"movflags": "+faststart"})
-        try:
-            stream = self._container.add_stream(encoder, rate=self.rate)
-            stream.width, stream.height = size
-            stream.pix_fmt = "yuv420p"  # 4:2:0: what browsers decode
-            stream.options = {"crf": "20", "preset": "veryfast"} if encoder == "libx264" else {}
-        except BaseException:
-            self._container.close()
-            raise
-        self._stream: Any = stream  # a VideoStream (PyAV types add_stream's result as a union)
-        self._count = 0
-
-    def write(self, frame: np.ndarray) -> None:
-        import av
-
-        video_frame = av.VideoFrame.from_ndarray(frame, format="bgr24")
-        video_frame.pts = self._count
-        video_frame.time_base = 1 / self.rate
-        self._count += 1
-        for packet in self._stream.encode(video_frame):
-            self._container.mux(packet)
-
-    def close(self) -> None:
-        try:
-            for packet in self._stream.encode(None):  # the frames the encoder still holds (B-frames, look-ahead)
-                self._container.mux(packet)
-        finally:
-            self._container.close()
-
-
 class VideoFileSink(FrameSink):
     """A video file, opened at the first frame's size (later frames of another size are resized to it).
 
-    Codec: ``.mp4`` / ``.m4v`` / ``.mov`` are H.264 (libx264 through PyAV, the ``video`` extra), which web browsers
-    play; without PyAV they are MPEG-4 Part 2 (OpenCV's mp4v), which browsers do not play (a warning says so when the
-    sink is created). ``.avi`` / ``.mkv`` are Motion JPEG (OpenCV). ``codec`` (e.g. "h264") and ``encoder`` (e.g.
-    "libx264 via PyAV") say what is written. Every frame is written, at ``fps``. H.264 needs even sizes: an odd width
-    or height gets one replicated column or row. ``close()`` finalises the container so the file stays playable.
+    Codec: ``.mp4`` / ``.m4v`` / ``.mov`` are H.264 (libx264 through PyAV, the ``video`` extra) in a fragmented MP4,
+    which web browsers play; without PyAV they are MPEG-4 Part 2 (OpenCV's mp4v), which browsers do not play (a warning
+    says so when the sink is created). ``.avi`` / ``.mkv`` are Motion JPEG (OpenCV). ``codec`` (e.g. "h264") and
+    ``encoder`` (e.g. "libx264 via PyAV") say what is written. Every frame is written, at ``fps``. H.264 needs even
+    sizes: an odd width or height gets one replicated column or row (a log line names both sizes).
+
+    The file is written as ``partial`` (``out.partial.mp4``) and renamed onto ``path`` by ``close()`` once finalised:
+    until then ``path`` keeps what it held. A killed run leaves ``out.partial.mp4``, which plays up to its last
+    fragment (H.264 through PyAV; MJPEG ``.avi`` / ``.mkv`` play as far as written too; OpenCV's mp4v MP4 does not).
+    A failed write (a full disk) raises ``OutputWriteError`` naming the partial file, the frames and bytes written;
+    the partial file is kept and ``path`` is not replaced.
 
     Args:
         path: the video file.
@@ -160,8 +112,9 @@ class VideoFileSink(FrameSink):
         self.fourcc = fourcc or _FOURCC[ext]
         self.name = f"file:{path}"
         self.frames = 0
-        self._writer: Any = None  # cv2.VideoWriter
-        self._av: Optional[_PyAVWriter] = None
+        self._writer: Any = None  # PyAVWriter or OpenCVWriter, from the first frame
+        self._file: Optional[AtomicFile] = None
+        self._failed = False
         self._size: Optional[Tuple[int, int]] = None
         self._pyav_encoder = h264_encoder() if fourcc is None and ext in BROWSER_EXTENSIONS else None
         if self._pyav_encoder is not None:
@@ -178,6 +131,11 @@ class VideoFileSink(FrameSink):
                 VIDEO_EXTRA_INSTALL,
             )
 
+    @property
+    def partial(self) -> str:
+        """Where the video is written until it is complete (``out.partial.mp4``)."""
+        return self._file.partial if self._file is not None else AtomicFile(self.path).partial
+
     def describe(self) -> dict:
         """What was written: ``{"path", "codec", "encoder", "frames", "fps", "browser_playable"}`` (stats JSON)."""
         return {
@@ -190,64 +148,122 @@ class VideoFileSink(FrameSink):
         }
 
     def _open(self, width: int, height: int) -> None:
-        import cv2
-
-        parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._file = AtomicFile(self.path)
+        if self._file.leftover:
+            log.info("replacing %s, left by an interrupted run", self._file.partial)
+        target = self._file.partial
         if self._pyav_encoder is not None:
             size = (width + width % 2, height + height % 2)  # yuv420p: even sizes
             try:
-                self._av = _PyAVWriter(self.path, self._pyav_encoder, self.fps, size)
+                self._writer = PyAVWriter(target, self._pyav_encoder, self.fps, size)
             except Exception as exc:  # noqa: BLE001 - PyAV / FFmpeg raise their own error types
-                raise SinkError(f"cannot write video {self.path!r} with {self.encoder}: {exc}") from None
+                raise SinkError(f"cannot write video {target!r} with {self.encoder}: {exc}") from None
             self._size = size
-            log.info("writing %s as H.264 (%s), %g fps: plays in web browsers", self.path, self.encoder, self.fps)
+            if size != (width, height):
+                log.info(
+                    "%s: the frames are %dx%d; H.264 (4:2:0) needs even sizes, so they are written as %dx%d (the last "
+                    "column/row repeated)",
+                    self.path,
+                    width,
+                    height,
+                    *size,
+                )
+            log.info("writing %s as H.264 (%s), %g fps: plays in web browsers", target, self.encoder, self.fps)
             return
-        writer = cv2.VideoWriter(self.path, cv2.VideoWriter.fourcc(*self.fourcc), self.fps, (width, height))
-        if not writer.isOpened():
+        writer = OpenCVWriter(target, self.fourcc, self.fps, (width, height))
+        if not writer.opened:
             raise SinkError(
-                f"cannot write video {self.path!r} with codec {self.fourcc} (OpenCV has no encoder "
+                f"cannot write video {target!r} with codec {self.fourcc} (OpenCV has no encoder "
                 "for it; try an .avi path, which uses MJPG)"
             )
         self._writer = writer
         self._size = (width, height)
+        log.info("writing %s (%s, %s), %g fps", target, self.codec, self.encoder, self.fps)
+
+    def _failure(self, exc: BaseException) -> OutputWriteError:
+        assert self._file is not None
+        return write_failure(
+            self._file.partial,
+            exc,
+            f"after {self.frames} frames, {self._file.size()} bytes on disk; {self.path!r} was not replaced, and "
+            f"{self._file.partial!r} keeps what was written",
+        )
 
     def write(self, frame):
         import cv2
 
+        if self._failed:
+            raise SinkError(f"{self.partial!r} failed already; nothing more is written to it")
         height, width = frame.shape[:2]
         if self._size is None:
             self._open(width, height)
         assert self._size is not None
         frame = np.ascontiguousarray(frame, dtype=np.uint8)
-        if self._av is not None:
+        if self._pyav_encoder is not None and (width, height) != self._size:
             if (width + width % 2, height + height % 2) != self._size:
                 frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
-            elif width % 2 or height % 2:  # one replicated column / row: H.264 (4:2:0) needs even sizes
+            else:  # one replicated column / row: H.264 (4:2:0) needs even sizes
                 frame = cv2.copyMakeBorder(frame, 0, height % 2, 0, width % 2, cv2.BORDER_REPLICATE)
-            self._av.write(frame)
-        else:
-            if (width, height) != self._size:
-                frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
+        elif (width, height) != self._size:
+            frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
+        try:
             self._writer.write(frame)
+        except OSError as exc:  # a full disk, an I/O error: the stream stops and says what was written
+            self._failed = True
+            raise self._failure(exc) from None
         self.frames += 1
 
     def close(self):
-        if self._av is not None:
-            writer, self._av = self._av, None
+        """Finalise the file (the last fragment, the trailer) and rename it onto ``path``; after a failed write, only
+        close it (the partial file is kept; the failure was raised by ``write``).
+
+        Raises:
+            OutputWriteError: finalising or renaming failed (``path`` is not replaced; the partial file is kept).
+        """
+        writer, self._writer = self._writer, None
+        if writer is None or self._file is None:
+            return
+        if self._failed:
+            writer.abandon()
+            return
+        try:
             writer.close()
-            log.info("wrote %d frames to %s (%s, %s)", self.frames, self.path, self.codec, self.encoder)
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-            playable = "" if self.browser_playable or self.codec == "mjpeg" else "; web browsers do not play it"
-            log.info("wrote %d frames to %s (%s, %s%s)", self.frames, self.path, self.codec, self.encoder, playable)
+        except OSError as exc:
+            self._failed = True
+            raise self._failure(exc) from None
+        self._file.commit()
+        playable = "" if self.browser_playable or self.codec == "mjpeg" else "; web browsers do not play it"
+        log.info("wrote %d frames to %s (%s, %s%s)", self.frames, self.path, self.codec, self.encoder, playable)
+
+
+FRAME_NAME = "frame_{index:06d}{extension}"
+_FRAME_PATTERN = re.compile(r"^frame_(\d{6,})(\.[A-Za-z0-9]+)$")
+
+
+def existing_frames(folder: str, extension: str = ".jpg") -> List[Tuple[int, str]]:
+    """``(index, path)`` of the frame files ``ImageFolderSink`` writes (``frame_000000.jpg``, ...) that ``folder``
+    holds already, in order."""
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for name in os.listdir(folder):
+        match = _FRAME_PATTERN.match(name)
+        if match and match.group(2).lower() == extension.lower():
+            found.append((int(match.group(1)), os.path.join(folder, name)))
+    return sorted(found)
 
 
 class ImageFolderSink(FrameSink):
-    """One image per frame, ``frame_000000.jpg`` ... in ``folder`` (created)."""
+    """One image per frame, ``frame_000000.jpg`` ... in ``folder`` (created), each written through a temporary name
+    (no truncated image at a kill; not fsynced: a stream at camera rate).
 
-    def __init__(self, folder: str, extension: str = ".jpg"):
+    ``replace``: frames of an earlier run beyond this run's last are removed by ``close()`` (the folder then holds
+    this run's frames only; ``zsseg camera --overwrite``). A failed write raises ``OutputWriteError`` naming the file
+    and the frames written before it.
+    """
+
+    def __init__(self, folder: str, extension: str = ".jpg", replace: bool = False):
         if not extension.startswith("."):
             extension = "." + extension
         if extension.lower() not in IMAGE_EXTENSIONS:
@@ -257,14 +273,32 @@ class ImageFolderSink(FrameSink):
         self.extension = extension
         self.name = f"folder:{folder}"
         self.frames = 0
+        self._earlier = existing_frames(folder, extension) if replace else []
 
     def write(self, frame):
         import cv2
 
-        path = os.path.join(self.folder, f"frame_{self.frames:06d}{self.extension}")
-        if not cv2.imwrite(path, frame):
-            raise SinkError(f"cannot write {path!r}")
+        path = os.path.join(self.folder, FRAME_NAME.format(index=self.frames, extension=self.extension))
+        ok, encoded = cv2.imencode(self.extension, frame)
+        if not ok:
+            raise SinkError(f"OpenCV could not encode frame {self.frames} as {self.extension} for {path!r}")
+        try:
+            atomic_write_bytes(path, encoded.tobytes(), fsync=False)
+        except OutputWriteError as exc:
+            written = f"{exc}; {self.frames} frames were written to {self.folder!r} before it"
+            raise OutputWriteError(written, path, exc.errno) from None
         self.frames += 1
+
+    def close(self):
+        stale = [path for index, path in self._earlier if index >= self.frames]
+        self._earlier = []
+        for path in stale:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        if stale:
+            log.info("removed %d frames of an earlier run from %s (%s ...)", len(stale), self.folder, stale[0])
 
 
 _PAGE_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>zsseg preview</title>
@@ -371,7 +405,7 @@ poll();
 </script></body></html>"""
 
 MAX_VOCABULARY_BODY = 64 * 1024  # bytes of a POST /classes body (a few thousand class names)
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_LOOPBACK = LOOPBACK_HOSTS
 
 
 def preview_page(editable: bool, classes: Optional[List[str]] = None, streams: Optional[Sequence[str]] = None) -> bytes:
@@ -508,15 +542,9 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
 
     def _host_allowed(self) -> bool:
         """On a loopback-bound preview, only requests addressed to a loopback name are answered: a page of another site
-        that re-points its own host name at 127.0.0.1 (DNS rebinding) sends its own name as Host."""
-        if self.server.sink.host not in _LOOPBACK:
-            return True  # bound to an interface (--preview-host): its names are not known here
-        host = (self.headers.get("Host") or "").strip().lower()
-        if host.startswith("["):  # [::1]:8080
-            name = host[1 : host.find("]")] if "]" in host else host
-        else:
-            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-        return name in _LOOPBACK
+        that re-points its own host name at 127.0.0.1 (DNS rebinding) sends its own name as Host (.loopback's rule,
+        shared with ``zsseg serve``)."""
+        return host_header_allowed(self.server.sink.host, self.headers.get("Host"))
 
     def _stream(self, sink: "MjpegSink", stream: int = 0) -> None:
         self.send_response(200)
@@ -690,9 +718,38 @@ class NullSink(FrameSink):
         self.frames += 1
 
 
-def open_sink(spec: str, fps: float = 30.0) -> FrameSink:
+def output_kind(spec: str) -> Optional[str]:
+    """ "video" or "folder" for an ``open_sink`` spec that names a file output, else None (a window, a URL, null)."""
+    text = str(spec).strip()
+    lower = text.lower()
+    if lower in ("display", "display://", "window", "screen", "null") or lower.startswith("http://"):
+        return None
+    ext = os.path.splitext(text)[1].lower()
+    if ext in VIDEO_EXTENSIONS:
+        return "video"
+    if text.endswith(("/", os.sep)) or os.path.isdir(text) or not ext:
+        return "folder"
+    return None
+
+
+def replaced_files(spec: str) -> List[str]:
+    """The existing files the output ``spec`` of ``open_sink`` would replace: a video file that exists, or the frame
+    images (``frame_000000.jpg`` ...) an image folder holds already; none for a window, a URL or ``null``. What
+    ``zsseg camera`` refuses to replace without ``--overwrite``."""
+    kind = output_kind(spec)
+    text = str(spec).strip()
+    if kind == "video":
+        return [text] if os.path.lexists(text) else []
+    if kind == "folder":
+        return [path for _, path in existing_frames(text)]
+    return []
+
+
+def open_sink(spec: str, fps: float = 30.0, replace: bool = False) -> FrameSink:
     """Sink for a user string: ``display://`` / ``window`` (on-screen), ``http://HOST:PORT`` (MJPEG preview),
-    a video path (``.mp4``, ``.avi``, ...), or a folder (existing, ending in ``/``, or without extension)."""
+    a video path (``.mp4``, ``.avi``, ...), or a folder (existing, ending in ``/``, or without extension).
+    ``replace``: an image folder's frames of an earlier run beyond this run's are removed at the end
+    (``ImageFolderSink``); whether existing files may be replaced at all is the caller's rule (``replaced_files``)."""
     text = str(spec).strip()
     lower = text.lower()
     if lower in ("display", "display://", "window", "screen"):
@@ -705,11 +762,11 @@ def open_sink(spec: str, fps: float = 30.0) -> FrameSink:
         return MjpegSink(int(port), host or "127.0.0.1")
     if lower == "null":
         return NullSink()
-    ext = os.path.splitext(text)[1].lower()
-    if ext in VIDEO_EXTENSIONS:
+    kind = output_kind(text)
+    if kind == "video":
         return VideoFileSink(text, fps=fps)
-    if text.endswith(("/", os.sep)) or os.path.isdir(text) or not ext:
-        return ImageFolderSink(text)
+    if kind == "folder":
+        return ImageFolderSink(text, replace=replace)
     raise SinkError(
         f"output {spec!r} is not a window (display://), an MJPEG URL (http://127.0.0.1:8080), a video "
         f"file ({', '.join(VIDEO_EXTENSIONS)}) or a folder"

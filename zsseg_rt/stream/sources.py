@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import urllib.parse
-from typing import Callable, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -188,6 +188,8 @@ class FrameSource:
     live = False
     fps: Optional[float] = None
     frame_count: Optional[int] = None  # frames of a finite source when known (progress bars), after ``open()``
+    frames_declared: Optional[int] = None  # the frame count a video file's container declares (None: none declared)
+    decode_errors = 0  # damaged packets / images skipped (a file or folder), over every open()
 
     def __init__(self):
         self.ended = False
@@ -243,6 +245,7 @@ class OpenCVSource(FrameSource):
         self.max_pixels = max_pixels
         self.fps = fps
         self._cap = None
+        self._read = 0  # frames read since the last open()
 
     def _capture(self):
         import cv2
@@ -294,6 +297,8 @@ class OpenCVSource(FrameSource):
             self.fps = float(reported)
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT) if self.spec.kind == "file" else 0
         self.frame_count = int(count) if count and 0 < count < 1e9 else None  # containers may not say, or guess
+        self.frames_declared = self.frame_count  # OpenCV does not tell a declared count from an estimate
+        self._read = 0
         self._cap = cap
 
     def _check_frame_size(self, cap) -> None:
@@ -316,7 +321,17 @@ class OpenCVSource(FrameSource):
         if not ok or frame is None:
             if not self.live:
                 self.ended = True
+                if self.frames_declared and self._read < self.frames_declared:  # OpenCV stops at the first bad packet
+                    log.warning(
+                        "%s ended at frame %d of the %d it declares: OpenCV stops at a damaged packet it cannot decode "
+                        "(with PyAV installed, %s, damaged packets are skipped and counted)",
+                        self.name,
+                        self._read,
+                        self.frames_declared,
+                        'pip install "zsseg_rt[video]"',
+                    )
             return None
+        self._read += 1
         if frame.ndim == 2:
             frame = np.repeat(frame[:, :, None], 3, axis=2)
         return frame
@@ -325,6 +340,189 @@ class OpenCVSource(FrameSource):
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+MAX_DAMAGED_IN_A_ROW = 100  # damaged packets without one good frame between them: the file is given up
+
+
+def ffmpeg_logs_to_python() -> None:
+    """FFmpeg's messages (PyAV) to Python's logging, loggers ``libav.<component>`` (``libav.h264``), at ERROR and
+    above, instead of nowhere (PyAV's default) or straight to stderr; a level set by the application is kept."""
+    import av.logging
+
+    if av.logging.get_level() is None:
+        av.logging.set_level(av.logging.ERROR)
+
+
+class PyAVFileSource(FrameSource):
+    """A video file decoded with PyAV (FFmpeg), every frame in order: what ``open_source`` uses for a file when PyAV
+    is installed (the ``video`` extra; else ``OpenCVSource``, which stops at the first packet it cannot decode).
+
+    A damaged packet is skipped and counted (``decode_errors``), with a warning for the first ones, and decoding goes
+    on where the decoder resynchronises (the next packet it can decode; for H.264 the frames after it may be
+    concealed); after ``MAX_DAMAGED_IN_A_ROW`` damaged packets with no good frame between them the file is given up
+    (``read`` raises ``SourceError``). A file that ends before the frame count its container declares
+    (``frames_declared``) says so in the log. FFmpeg's own messages go to Python logging (``ffmpeg_logs_to_python``).
+    A rotated video (a phone's) is turned upright, as OpenCV does.
+
+    Args:
+        path: the video file.
+        max_pixels: refuse a file whose frame size (from the container, before decoding) exceeds this (None:
+            ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: no limit).
+        fps: the frame rate to report instead of the container's.
+    """
+
+    live = False
+
+    def __init__(self, path: str, max_pixels: Optional[int] = None, fps: Optional[float] = None):
+        super().__init__()
+        self.path = path
+        self.name = f"file:{path}"
+        self.max_pixels = max_pixels
+        self.requested_fps = fps
+        self.fps = fps
+        self._container: Any = None
+        self._frames: Optional[Iterator[Any]] = None
+        self._reformatter: Any = None
+        self._read = 0  # frames delivered since the last open()
+        self._damaged_in_a_row = 0
+
+    def open(self) -> None:
+        import av
+        from av.video.reformatter import VideoReformatter
+
+        from zsseg_rt.image_io import ImageTooLargeError, check_frame_size
+
+        self.close()
+        self.ended = False
+        ffmpeg_logs_to_python()
+        try:
+            container = av.open(self.path)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SourceError(f"cannot open {self.name}: not a video FFmpeg can read ({exc})") from None
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"cannot open {self.name}: it holds no video stream")
+        # PyAV's default threads (slices): frame threads would log from threads of their own, which take the GIL in
+        # PyAV's log callback and can deadlock against a close() holding it (av.logging's warning)
+        stream = container.streams.video[0]
+        try:
+            check_frame_size(
+                stream.codec_context.width, stream.codec_context.height, self.max_pixels, f"{self.name}'s frame"
+            )
+        except ImageTooLargeError as exc:
+            container.close()
+            raise SourceError(str(exc)) from None
+        rate = stream.average_rate or stream.guessed_rate
+        if self.requested_fps is None and rate and 0 < float(rate) < 1000:
+            self.fps = float(rate)
+        self.frames_declared = int(stream.frames) if stream.frames and stream.frames > 0 else None
+        self.frame_count = self.frames_declared or self._estimated_frames(container, stream)
+        self._container, self._read, self._damaged_in_a_row = container, 0, 0
+        self._frames = self._decode(stream)
+        self._reformatter = VideoReformatter()  # kept: its conversion context is built once, not per frame
+
+    def _estimated_frames(self, container, stream) -> Optional[int]:
+        """Duration x frame rate (what OpenCV reports for a container that declares no count), for progress bars."""
+        if stream.duration is not None and stream.time_base is not None and self.fps:
+            return max(1, int(round(float(stream.duration * stream.time_base) * self.fps)))
+        if container.duration and self.fps:
+            return max(1, int(round(container.duration / 1_000_000 * self.fps)))
+        return None
+
+    def _decode(self, stream) -> Iterator[Any]:
+        """The decoded frames of ``stream``, damaged packets skipped (``_damaged``)."""
+        import av
+
+        packets = self._container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.error.EOFError:
+                return
+            except av.error.FFmpegError as exc:  # the container itself is damaged here: read on past it
+                self._damaged(exc, "reading")
+                packets = self._container.demux(stream)
+                continue
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as exc:
+                self._damaged(exc, f"decoding the packet at {_seconds(packet)}")
+                continue
+            for frame in frames:
+                self._damaged_in_a_row = 0
+                yield frame
+
+    def _damaged(self, exc: BaseException, where: str) -> None:
+        self.decode_errors += 1
+        self._damaged_in_a_row += 1
+        if self._damaged_in_a_row > MAX_DAMAGED_IN_A_ROW:
+            raise SourceError(
+                f"{self.name} is unreadable after frame {self._read}: {self._damaged_in_a_row} damaged packets in a "
+                f"row ({_reason(exc)})"
+            )
+        if self.decode_errors <= 10:
+            log.warning(
+                "%s: damaged data skipped, %s (%s)%s",
+                self.name,
+                where,
+                _reason(exc),
+                "; further ones are counted, not logged" if self.decode_errors == 10 else "",
+            )
+
+    def read(self) -> Optional[np.ndarray]:
+        if self._frames is None:
+            return None
+        frame = next(self._frames, None)
+        if frame is None:
+            self._frames = None
+            self.ended = True
+            self._say_if_short()
+            return None
+        self._read += 1
+        image = self._reformatter.reformat(frame, format="bgr24").to_ndarray()
+        turns = (int(getattr(frame, "rotation", 0) or 0) // 90) % 4  # counter-clockwise quarter turns to upright
+        return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+    def _say_if_short(self) -> None:
+        declared = self.frames_declared
+        if declared and self._read < declared:
+            log.warning(
+                "%s ended at frame %d of the %d its container declares (%d damaged packets skipped)",
+                self.name,
+                self._read,
+                declared,
+                self.decode_errors,
+            )
+        elif self.decode_errors:
+            log.warning("%s: %d damaged packets skipped", self.name, self.decode_errors)
+
+    def close(self) -> None:
+        self._frames = None
+        if self._container is not None:
+            container, self._container = self._container, None
+            container.close()
+
+
+def _seconds(packet) -> str:
+    if packet.pts is None or packet.time_base is None:
+        return "an unknown time"
+    return f"{float(packet.pts * packet.time_base):.2f} s"
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def pyav_available() -> bool:
+    """True when PyAV (``av``) can be imported (the ``video`` extra)."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class ImageFolderSource(FrameSource):
@@ -359,7 +557,7 @@ class ImageFolderSource(FrameSource):
         self.ended = False
 
     def read(self) -> Optional[np.ndarray]:
-        from zsseg_rt.image_io import ImageReadError, read_image_bgr
+        from zsseg_rt.image_io import ImageReadError, ImageTooLargeError, read_image_bgr
 
         while self._index < len(self._paths):
             path = self._paths[self._index]
@@ -367,6 +565,8 @@ class ImageFolderSource(FrameSource):
             try:
                 return read_image_bgr(path, self.max_pixels, allow_partial=self.allow_partial)
             except ImageReadError as exc:
+                if not isinstance(exc, ImageTooLargeError):
+                    self.decode_errors += 1  # a damaged image (one over the pixel limit is not)
                 log.warning("skipped %s", exc)
         self.ended = True
         return None
@@ -438,4 +638,6 @@ def open_source(
     parsed = spec if isinstance(spec, SourceSpec) else parse_source(spec)
     if parsed.kind == "folder":
         return ImageFolderSource(parsed.target, fps=fps, max_pixels=max_pixels, allow_partial=allow_partial)
+    if parsed.kind == "file" and pyav_available():  # damaged packets skipped and counted; FFmpeg's log to logging
+        return PyAVFileSource(parsed.target, max_pixels=max_pixels, fps=fps)
     return OpenCVSource(parsed, width=width, height=height, fps=fps, max_pixels=max_pixels)

@@ -23,6 +23,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from zsseg_rt.errors import naming_path
+
 FORMAT = "zsseg_rt.train.v1"
 POINTER = "last_checkpoint"
 
@@ -41,18 +43,44 @@ __all__ = [
 ]
 
 
+class _KeptWriteError:
+    """A binary file for ``torch.save`` that keeps the ``OSError`` a write raised: torch reports a failed write as
+    "unexpected pos N vs M", the disk's reason (full) is what to say."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.error: Optional[OSError] = None
+
+    def write(self, data: Any) -> Any:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def _atomic_write(path: Path, write, text: bool = False) -> None:
     """``write(f)`` into ``<path>.tmp-<pid>``, flushed + fsynced, then ``os.replace``d onto ``path`` (a crash leaves
     the old file intact, never a truncated one). ``f`` is binary, or with ``text`` UTF-8 text with ``newline=""``
-    (as the csv module wants)."""
+    (as the csv module wants). A write the disk refuses (full) raises an ``OSError`` naming ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") if text else open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with naming_path(path, "writing it"):
+            with open(tmp, "w", newline="", encoding="utf-8") if text else open(tmp, "wb") as f:
+                sink = f if text else _KeptWriteError(f)
+                try:
+                    write(sink)
+                except RuntimeError:
+                    if isinstance(sink, _KeptWriteError) and sink.error is not None:
+                        raise sink.error from None
+                    raise
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()

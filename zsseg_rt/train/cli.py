@@ -150,5 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m zsseg_rt.train`` (and ``torchrun ... -m zsseg_rt.train``, which stops its workers with SIGTERM):
+    errors are Python's, signals follow the rule of every command (``cli_errors``: SIGTERM as Ctrl-C, exit code
+    128 + the signal)."""
+    from zsseg_rt.cli_errors import interrupted, sigterm_interrupts
+
     args = build_parser().parse_args(argv)
-    return _run(args)
+    try:
+        with sigterm_interrupts():
+            return _run(args)
+    except KeyboardInterrupt as exc:
+        return interrupted(exc, "train")

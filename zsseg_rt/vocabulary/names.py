@@ -122,11 +122,11 @@ def validate_class_names(names: Union[str, Sequence[str]], max_classes: Optional
     entries: List[Tuple[str, ...]] = []
     for i, name in enumerate(names):
         if not isinstance(name, str):
-            raise TypeError(f"class name #{i} is {type(name).__name__}, expected str")
+            raise TypeError(f"class name #{i + 1} is {type(name).__name__}, expected str")
         entries.append(split_synonyms(name))
     if not entries:
         raise ValueError("the class list is empty: give at least one class name, e.g. classes=['cat', 'floor']")
-    empty = [i for i, parts in enumerate(entries) if not all(parts)]
+    empty = [i for i, parts in enumerate(entries, 1) if not all(parts)]  # counted from 1, as a person counts
     if empty:
         raise ValueError(
             f"class names at positions {empty} are empty strings (or hold an empty synonym between "
@@ -144,7 +144,7 @@ def validate_class_names(names: Union[str, Sequence[str]], max_classes: Optional
 def _check_distinct_names(entries: Sequence[Sequence[str]]) -> None:
     """Refuse a name that appears twice (by :func:`name_key`), within one class or across classes."""
     seen: Dict[str, int] = {}
-    for i, parts in enumerate(entries):
+    for i, parts in enumerate(entries, 1):  # positions counted from 1, as a person counts
         for name in parts:
             key = name_key(name)
             if not key:
@@ -285,7 +285,7 @@ class Vocabulary:
     ) -> "Vocabulary":
         """``Vocabulary(...)`` after the checks of :func:`validate_class_names` (names; ``distinct_names=False``
         keeps names that repeat, as an official class file may) and distinct labels."""
-        for i, entry in enumerate(entries):
+        for i, entry in enumerate(entries, 1):  # counted from 1 in the messages, as a person counts
             if not isinstance(entry, VocabularyEntry):
                 raise TypeError(f"vocabulary entry #{i} is {type(entry).__name__}, expected VocabularyEntry")
             if not isinstance(entry.label, str) or not entry.label.strip():
@@ -297,7 +297,7 @@ class Vocabulary:
         elif max_classes is not None and len(entries) > max_classes:
             validate_class_names([str(i) for i in range(len(entries))], max_classes)  # its message
         labels: Dict[str, int] = {}
-        for i, entry in enumerate(entries):
+        for i, entry in enumerate(entries, 1):
             key = name_key(entry.label)
             if key in labels:
                 raise ValueError(f"classes {labels[key]} and {i} have the same label {entry.label!r}")

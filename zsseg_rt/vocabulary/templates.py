@@ -31,7 +31,7 @@ def validate_templates(templates: Union[str, Sequence[str]]) -> Tuple[str, ...]:
     checked = tuple(templates)
     if not checked:
         raise ValueError("templates is empty: give at least one prompt template such as 'a photo of a {}.'")
-    for i, template in enumerate(checked):
+    for i, template in enumerate(checked, 1):  # template #1 is the first: counted as a person counts
         if not isinstance(template, str):
             raise TypeError(f"template #{i} is {type(template).__name__}, expected str such as 'a photo of a {{}}.'")
         try:

@@ -112,7 +112,7 @@ def check_distinct_prompts(names: Sequence[str], templates: Sequence[str], token
             key = ("name", ids)
         if key in seen:
             raise ValueError(
-                f"class names {names[seen[key]]!r} (position {seen[key]}) and {name!r} (position {i}) give "
+                f"class names {names[seen[key]]!r} (position {seen[key] + 1}) and {name!r} (position {i + 1}) give "
                 "identical prompts once tokenised (CLIP ignores case, spacing around punctuation and text past "
                 f"{tokenizer.context_length} tokens), so {name!r} could never win: rename or drop one"
             )

@@ -19,6 +19,7 @@ import torch
 
 __all__ = [
     "WeightsError",
+    "checkpoint_file_problem",
     "read_state_dict",
     "check_finite",
     "describe_keys",
@@ -86,12 +87,16 @@ def read_official_state(
         from safetensors.torch import load_file
 
         return {str(k): v for k, v in load_file(str(path)).items()}, {}
+    problem = checkpoint_file_problem(path)
+    if problem is not None:  # torch.load's own error would advise weights_only=False for a photo
+        raise WeightsError(
+            f"{path} is not a PyTorch checkpoint: it is {problem}. Expected an official {family} checkpoint: a .pth "
+            f"file written by torch.save (the releases are linked from the README of {releases}), or .safetensors"
+        )
     try:
         ck = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
-        raise WeightsError(
-            f"{path}: refused to load ({type(e).__name__}: {str(e).splitlines()[0][:300]}). {refused}"
-        ) from e
+        raise WeightsError(f"{path}: refused to load ({_load_refusal(e)}). {refused}") from e
     if not isinstance(ck, dict):
         raise WeightsError(f"{path}: expected {container} checkpoint dict, got {type(ck).__name__}")
     sd: Any = ck
@@ -162,6 +167,68 @@ def check_finite(state: Mapping[str, torch.Tensor], source: str = "checkpoint") 
     ]
     if bad:
         raise WeightsError(f"{source}: weights contain NaN or inf in {describe_keys('tensor', bad)}")
+
+
+# What a file that is no checkpoint is, from its first bytes (the formats a user is likely to pass by mistake)
+_NOT_CHECKPOINTS = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "a gzip file"),
+    (b"\x08\x01\x12", "an ONNX model"),
+)
+
+
+def _load_refusal(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it with
+    ``weights_only=False`` (arbitrary code execution) or its terminal colour codes: the object it does not load."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it holds a pickled {found.group(1)}, which a tensors-only load does not run"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first[:300]}"
+
+
+def checkpoint_file_problem(path: Union[str, os.PathLike]) -> Optional[str]:
+    """What ``path`` is when its first bytes show that ``torch.save`` did not write it ("a PNG image", "an empty
+    file", "a zip archive without data.pkl", ...); None when it may be a checkpoint (a zip archive holding
+    ``data.pkl``, or a pickle: the two formats ``torch.save`` writes; or a damaged zip archive, which torch.load
+    describes)."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if not head:
+        return "an empty file (0 bytes)"
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return None  # a damaged or cut checkpoint: torch.load says what is wrong with it
+        if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            return None
+        return "a zip archive that torch.save did not write (no data.pkl in it)"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return None  # a pickle: torch.save's legacy format
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    for magic, what in _NOT_CHECKPOINTS:
+        if head.startswith(magic):
+            return what
+    if len(head) >= 9 and int.from_bytes(head[:8], "little") < (1 << 27) and head[8:9] == b"{":
+        return "a safetensors file (give it the .safetensors extension)"
+    try:
+        head.decode("utf-8")
+        text = b"\x00" not in head
+    except UnicodeDecodeError:
+        text = False
+    return "a text file" if text else "neither a zip archive (what torch.save writes) nor a pickle"
 
 
 def _is_torchscript_archive(path: Path) -> bool:
@@ -251,6 +318,12 @@ def read_state_dict(path: Union[str, os.PathLike], trust_torchscript: Optional[b
         except Exception as e:  # pragma: no cover - corrupt archive
             raise WeightsError(f"{src}: could not read the TorchScript archive ({e})") from e
         return {k: v for k, v in module.state_dict().items()}
+    problem = checkpoint_file_problem(path)
+    if problem is not None:
+        raise WeightsError(
+            f"{src} is not a weight file: it is {problem}. Expected CLIP weights: a .pt/.pth/.bin state dict written "
+            "by torch.save, OpenAI's ViT-B-16.pt archive, or .safetensors"
+        )
     try:
         obj = torch.load(src, map_location="cpu", weights_only=True)
     except Exception as e:

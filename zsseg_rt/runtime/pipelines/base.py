@@ -25,12 +25,13 @@ Focus = Callable[[Dict[int, float]], None]
 
 @contextlib.contextmanager
 def image_index(index: int) -> Iterator[None]:
-    """Name the list item at fault in an error raised inside: ``"image 2 of the list: <the single call's message>"``,
-    the exception's type and attributes kept (an error without a message string gets the index as a note)."""
+    """Name the list item at fault in an error raised inside: ``"image 3 of the list (index 2): <the single call's
+    message>"`` (counted from 1, as a person counts, with the Python index), the exception's type and attributes
+    kept (an error without a message string gets that as a note)."""
     try:
         yield
     except Exception as exc:
-        where = f"image {index} of the list"
+        where = f"image {index + 1} of the list (index {index})"
         if not getattr(exc, "_zsseg_image_index", False):
             if exc.args and isinstance(exc.args[0], str) and not isinstance(exc, OSError):
                 exc.args = (f"{where}: {exc.args[0]}",) + tuple(exc.args[1:])

@@ -164,7 +164,9 @@ async function segment() {
   setStatus("segmenting...", "busy");
   try {
     const query = new URLSearchParams({ classes: classes, labels: "raw", scores: "0" });
-    const response = await fetch("segment?" + query, { method: "POST", body: state.file });
+    // an image type: the server refuses the types a form of another site could send (415)
+    const type = (state.file.type || "").startsWith("image/") ? state.file.type : "application/octet-stream";
+    const response = await fetch("segment?" + query, { method: "POST", body: state.file, headers: { "Content-Type": type } });
     const text = await response.text();
     let answer;
     try {

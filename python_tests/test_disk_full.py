@@ -1,0 +1,135 @@
+"""A write the disk refuses names the file (issue 51, defect 9): on a full disk `zsseg export` said only
+`error: [Errno 28] No space left on device`, and a training checkpoint `unexpected pos 704 vs 598` (torch's words for
+a failed write). Every writer of the commands' outputs now raises an OSError naming its path, leaves no temporary
+file, and the command line adds what to do.
+
+The disk is really full: a small tmpfs mounted in a user namespace of a child process (`unshare -rm`), filled up
+first. Where user namespaces are not allowed the tests skip, saying so."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from support import subprocess_env
+
+FILL = textwrap.dedent(
+    """
+    import os, sys
+    disk = sys.argv[1]
+    with open(os.path.join(disk, "filler"), "wb", buffering=0) as handle:  # the disk full to the last block
+        try:
+            while True:
+                handle.write(b"\\0" * 4096)
+        except OSError:
+            pass
+    """
+)
+
+# Every writer, each on the full disk; per writer: the error's type, errno, filename and message, and what is left.
+WRITERS = FILL + textwrap.dedent(
+    """
+    import json, errno
+    from pathlib import Path
+    from zsseg_rt.cli_errors import format_error
+
+    def attempt(name, write, target):
+        try:
+            write(target)
+            found = {"error": None}
+        except Exception as exc:
+            found = {"error": type(exc).__name__, "errno": getattr(exc, "errno", None),
+                     "filename": getattr(exc, "filename", None), "message": format_error(exc)}
+        found["left"] = sorted(n for n in os.listdir(disk) if n != "filler")
+        print(json.dumps(dict(found, writer=name, target=target)), flush=True)
+
+    def checkpoint(path):
+        import torch
+        from zsseg_rt.train.checkpoint import atomic_save
+        atomic_save({"weights": torch.zeros(50000)}, path)
+
+    def engine_file(path):
+        from zsseg_rt.runtime.engine_cache import atomic_write
+        atomic_write(path, b"x" * 100000)
+
+    def label_png(path):
+        from zsseg_rt.scale.batch import _write_atomic
+        _write_atomic(path, b"x" * 100000)
+
+    def metrics(path):
+        from zsseg_rt.eval.evaluate import save_json
+        save_json({"mIoU": 0.5, "per_class": list(range(20000))}, path)
+
+    def profile(path):
+        from zsseg_rt.profiling import write_outputs
+        write_outputs({"results": [], "rows": list(range(20000))}, path, plot=False)
+
+    attempt("checkpoint", checkpoint, os.path.join(disk, "iter_10.pth"))
+    attempt("engine", engine_file, os.path.join(disk, "engines", "image_encoder.engine"))
+    attempt("label_png", label_png, os.path.join(disk, "a", "cat.jpg.png"))
+    attempt("metrics", metrics, os.path.join(disk, "metrics.json"))
+    attempt("profile", profile, os.path.join(disk, "profile"))
+    """
+)
+
+
+def _on_a_full_disk(tmp_path, argv, disk_kb=512):
+    """Run ``argv`` (its ``DISK`` items replaced by the mount point) in a child whose ``tmp_path/disk`` is a tmpfs of
+    ``disk_kb`` KiB; skip where user namespaces (or tmpfs in them) are not allowed."""
+    unshare = shutil.which("unshare")
+    if unshare is None or not sys.platform.startswith("linux"):
+        pytest.skip("a full disk is a tmpfs in a user namespace: needs Linux and unshare (util-linux)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    probe = subprocess.run([unshare, "-rm", "mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=False)
+    if probe.returncode != 0:
+        pytest.skip("user namespaces (unshare -rm) or tmpfs mounts in them are not allowed here")
+    argv = [str(disk) + item[4:] if item.startswith("DISK") else item for item in argv]
+    script = f'mount -t tmpfs -o size={disk_kb}k tmpfs "$1" && shift && exec "$@"'
+    return subprocess.run(
+        [unshare, "-rm", "sh", "-c", script, "sh", str(disk), *argv],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(OMP_NUM_THREADS="1"),
+        timeout=600,
+        check=False,
+    )
+
+
+def test_every_writer_names_the_file_the_full_disk_refused(tmp_path):
+    pytest.importorskip("torch")
+    done = _on_a_full_disk(tmp_path, [sys.executable, "-c", WRITERS, "DISK"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["writer"] for row in rows] == ["checkpoint", "engine", "label_png", "metrics", "profile"], rows
+    for row in rows:
+        expected = row["target"] if row["writer"] != "profile" else os.path.join(row["target"], "profile.json")
+        assert row["error"] == "OSError" and row["errno"] == 28, row
+        assert row["filename"] == expected, row
+        assert row["message"].startswith("No space left on device (writ"), row
+        assert row["message"].endswith(f"{expected!r} (free space there, or write to another disk)"), row
+        assert not [name for name in row["left"] if ".tmp" in name], row  # no temporary file left behind
+
+
+def test_export_on_a_full_disk_names_where_it_wrote(tiny_bundle, tmp_path):
+    pytest.importorskip("torch")
+    with open(os.path.join(tiny_bundle, "meta.json"), encoding="utf-8") as handle:
+        native = json.load(handle).get("source_checkpoint")
+    if not native or not os.path.isdir(native):
+        pytest.skip("the tiny bundle was prebuilt elsewhere: its native checkpoint is not here")
+    argv = [sys.executable, "-m", "zsseg_rt.cli", "export", "DISK/b", "--native", native, "--max-classes", "4"]
+    done = _on_a_full_disk(tmp_path, [*argv, "--verify-images"], disk_kb=2048)
+    lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("ONNX graphs:")]
+    assert done.returncode == 1 and len(lines) == 1, done.stderr[-3000:]  # one line after the progress bar
+    disk = str(tmp_path / "disk")
+    assert lines[0].startswith(
+        f"zsseg export: error: No space left on device (writing the bundle {disk}/b into its staging folder): "
+        f"'{disk}/.zsseg-export-"
+    ), lines[0]
+    assert lines[0].endswith("(free space there, or write to another disk)"), lines[0]
+    assert os.listdir(disk) == []  # nothing left on the (real, unmounted) folder; the tmpfs went with its namespace
