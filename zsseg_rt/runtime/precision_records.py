@@ -31,6 +31,7 @@ __all__ = [
     "PrecisionGateRefused",
     "PrecisionKey",
     "PrecisionRecordError",
+    "SPEED_FIELD",
     "find_record",
     "gated_choice",
     "precision_root",
@@ -41,7 +42,7 @@ __all__ = [
     "write_record",
 ]
 
-SPEED_FIELD = "speed"  # the record's measured image-encoder time against the gate's reference (export/gated_precision)
+SPEED_FIELD = "speed"  # the record's measured image-encoder time against the gate's reference (export/auto_precision)
 
 
 class PrecisionRecordError(RuntimeError):
@@ -194,6 +195,8 @@ class GatedChoice:
     status: str
     reason: str = ""
     record: Optional[Dict[str, Any]] = None
+    root: str = ""  # where its record is (or goes), and its key: None for "cannot"
+    key: Optional[PrecisionKey] = None
 
     @property
     def usable(self) -> bool:
@@ -226,16 +229,17 @@ class GatedChoice:
 def gated_choice(root: str, key: PrecisionKey) -> GatedChoice:
     """The :class:`GatedChoice` of ``key`` from the records under ``root`` (nothing is prepared)."""
     if not os.path.isfile(os.path.join(record_dir(root, key), ENGINE_RECORD)):
-        return GatedChoice(key.backend, key.precision, "missing", "no record for this CPU yet")
+        return GatedChoice(key.backend, key.precision, "missing", "no record for this CPU yet", None, root, key)
     try:
         record, _ = find_record(root, key)
     except PrecisionGateRefused as exc:
         summary = read_record(record_dir(root, key)).get(GATE_FIELD, {}).get("summary", str(exc))
-        return GatedChoice(key.backend, key.precision, "refused", str(summary).splitlines()[0])
+        return GatedChoice(key.backend, key.precision, "refused", str(summary).splitlines()[0], None, root, key)
     except PrecisionRecordError as exc:
-        return GatedChoice(key.backend, key.precision, "unusable", str(exc).splitlines()[0])
+        return GatedChoice(key.backend, key.precision, "unusable", str(exc).splitlines()[0], None, root, key)
     gate = record.get(GATE_FIELD, {})
-    return GatedChoice(key.backend, key.precision, "passed" if gate.get("passed") else "accepted", "", record)
+    status = "passed" if gate.get("passed") else "accepted"
+    return GatedChoice(key.backend, key.precision, status, "", record, root, key)
 
 
 def rank_choices(choices: Sequence[GatedChoice]) -> List[GatedChoice]:

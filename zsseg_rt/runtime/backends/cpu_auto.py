@@ -28,11 +28,22 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from ..precision_records import GatedChoice, load_preparer, precision_root, rank_choices
 from .table import AUTO, AUTO_PREPARER, REFERENCE_BACKEND, BackendSpec, backend_row, backend_rows, load_reference
 
-__all__ = ["AutoChoice", "BackgroundUpgrade", "PREPARE_MODES", "cpu_candidates", "cpu_policy", "prepare_now"]
+__all__ = [
+    "AutoChoice",
+    "BackgroundUpgrade",
+    "MIN_SPEEDUP",
+    "PREPARE_MODES",
+    "cpu_candidates",
+    "cpu_policy",
+    "prepare_now",
+]
 
 LOG = logging.getLogger("zsseg_rt")
 PREPARE_MODES = (None, "now", "background")
 PREPARE_LOG = "auto-prepare.log"  # beside the records: what the background preparation printed
+# A reduced precision replaces the exact fp32 path only when its record measured it at least this much faster: the
+# speed is measured once, when gated, often on a busy machine; a gain within that noise is not worth exactness.
+MIN_SPEEDUP = 1.10
 
 
 @dataclass
@@ -65,9 +76,9 @@ class AutoChoice:
         return text
 
 
-def cpu_candidates(meta, roles: Sequence[str], cache_dir: Optional[str] = None) -> Tuple[List[Tuple[BackendSpec,
-                                                                                                   GatedChoice]],
-                                                                                         List[str]]:
+def cpu_candidates(
+    meta, roles: Sequence[str], cache_dir: Optional[str] = None
+) -> Tuple[List[Tuple[BackendSpec, GatedChoice]], List[str]]:
     """``([(row, choice)], notes)``: every CPU row with ``gated_choices`` that serves ``roles`` and is installed,
     with each of its choices; ``notes`` say which rows are not installed."""
     found: List[Tuple[BackendSpec, GatedChoice]] = []
@@ -100,10 +111,15 @@ def cpu_policy(
     choices = [choice for _, choice in found]
     rows = {(row.name, choice.precision): row for row, choice in found}
     wanted = [c for c in choices if precision in (None, AUTO) or c.precision == precision]
-    ranked = [c for c in rank_choices(wanted) if c.speedup is not None and c.speedup > 1.0]
+    ranked = [c for c in rank_choices(wanted) if c.speedup is not None and c.speedup >= MIN_SPEEDUP]
+    notes += [
+        f"{c.backend} {c.precision}: {c.speedup:.2f}x is below the {MIN_SPEEDUP:.2f}x that replaces exact fp32"
+        for c in rank_choices(wanted)
+        if c.speedup is not None and 1.0 <= c.speedup < MIN_SPEEDUP
+    ]
     unmeasured = [c for c in rank_choices(wanted) if c.speedup is None]
     notes += [f"{c.backend} {c.precision}: gated before speeds were recorded (not ranked)" for c in unmeasured]
-    plan = []
+    plan: List[Tuple[BackendSpec, Optional[str], AutoChoice]] = []
     for choice in ranked:
         why = (
             f"the fastest path that passed the accuracy gate here (image encoder {choice.speedup:.2f}x ONNX Runtime "
@@ -197,7 +213,9 @@ class BackgroundUpgrade:
                 self.backend = backend
         except Exception as exc:  # noqa: BLE001 - a failed preparation leaves the exact path running, said once
             self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            LOG.warning("backend='auto': the background preparation failed (%s); the exact fp32 path goes on", self.error)
+            LOG.warning(
+                "backend='auto': the background preparation failed (%s); the exact fp32 path goes on", self.error
+            )
         finally:
             self._done.set()
 
