@@ -232,7 +232,9 @@ MODE_HELP = (
     "`zsseg eval --mode slide|whole`, which chooses the windows of PyTorch checkpoints"
 )
 BACKEND_HELP = (
-    "auto (TensorRT when engines were built with `zsseg build-engine` and TensorRT imports, else ONNX Runtime), "
+    "auto (TensorRT when engines were built with `zsseg build-engine` and TensorRT imports; on a CPU the fastest "
+    "path that passed the accuracy gate here, prepared by `zsseg build-engine BUNDLE --backend auto`, else ONNX "
+    "Runtime fp32), "
     "tensorrt, onnxruntime, openvino (CPU; pip install openvino), or torch (needs the checkpoint the bundle was "
     "exported from)"
 )
@@ -470,6 +472,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         choices=_PREPARED,
         help="what to prepare ahead of use: "
         + "; ".join(f"{row.name}: {row.prepare_help}" for row in _prepared_rows())
+        + f"; {_AUTO}: every gated CPU path this CPU can run, measured (what --backend auto chooses among)"
         + " (docs/precision.md)",
     )
     p.add_argument(

@@ -171,6 +171,12 @@ def test_the_camera_prepares_in_the_background_only_for_a_live_source_on_auto():
     assert _auto_prepare(Namespace(prepare=None, backend="auto"), [clip]) is None
     assert _auto_prepare(Namespace(prepare="none", backend="auto"), [live]) is None
     assert _auto_prepare(Namespace(prepare=None, backend="onnxruntime"), [live]) is None
+    from zsseg_rt.cli import build_parser
+
+    parse = build_parser("camera").parse_args
+    assert _auto_prepare(parse(["camera", "0", "--bundle", "b"]), [live]) == "background"
+    assert _auto_prepare(parse(["camera", "0", "--bundle", "b", "--prepare", "none"]), [live]) is None
+    assert _auto_prepare(parse(["camera", "0", "--bundle", "b", "--prepare", "background"]), [clip]) == "background"
 
 
 def test_build_engine_auto_prepares_gates_and_measures_every_cpu_path(bundle, capsys):
