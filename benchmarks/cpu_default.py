@@ -54,7 +54,9 @@ engine = Engine(sys.argv[1], classes=json.loads(sys.argv[4]), verify=False, **kw
 built = time.perf_counter()
 engine(cv2.imread(sys.argv[2], cv2.IMREAD_COLOR))
 done = time.perf_counter()
+choice = getattr(engine.backend, "auto_choice", None)
 print(json.dumps({"path": f"{engine.backend.name} {engine.backend.precision}", "start_s": built - start,
+                  "why": "; ".join(choice.notes) if choice else "",
                   "first_frame_s": done - start, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -160,6 +162,7 @@ def run(args) -> List[str]:
                 f"| {name} | {row['path']} | {row['start_s']:.1f} | {row['first_frame_s']:.1f} | "
                 f"{row['peak_rss_mb']:.0f} |"
             )
+        lines += [f"- {name}: {row['why']}" for name, row in (("warm", warm_first), ("cold", cold_first)) if row["why"]]
     return lines
 
 
