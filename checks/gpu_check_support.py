@@ -1,16 +1,16 @@
-"""The Python side of ``tools/gpu_check.sh``: its Python prerequisites, the ``--wheels`` installer, the import check
-and the report that its stages build up over several invocations.
+"""The Python side of ``tools/gpu_check.sh``: its Python prerequisites, the installer of the carried wheels, the
+import check and the verdicts of the C++ tests and compute-sanitizer runs (the run record: checks/gpu_record.py).
 
 Usage (tools/gpu_check.sh runs these; standard library only, so they work on a bare machine before anything is
-built or installed):
-    python -m checks gpu_check_support python-deps --group all                    # what is missing, one line each
-    python -m checks gpu_check_support python-deps --group all --wheels DIR --site SITE   # install only that
+installed):
+    python -m checks gpu_check_support python-deps --group acceptance             # what is missing, one line each
+    python -m checks gpu_check_support python-deps --group acceptance --wheels DIR --site SITE   # install only that
     python -m checks gpu_check_support import-check --build DIR [--require-cuda]
-    python -m checks gpu_check_support record --out OUT --stages LIST --stage NAME --steps FILE --missing FILE ...
-    python -m checks gpu_check_support report --out OUT --stages LIST
+    python -m checks gpu_check_support gtest-verdict --xml REPORT [--cuda]
+    python -m checks gpu_check_support sanitizer-verdict --log LOG [--xml REPORT --cuda]
 
-Python dependencies: the requirements of pyproject.toml (build system, project, the torch/export/opencv extras)
-and the test tools, with every distribution they require in turn (what ``pip check`` walks, read from the installed
+Python dependencies: the requirements of pyproject.toml (group acceptance: the project's, the torch/export/opencv
+extras and the test tools; all: the build system's too) with every distribution they require in turn (what ``pip check`` walks, read from the installed
 distributions' metadata). A requirement counts as present when a distribution of that name is installed, or, for a
 package installed without metadata (a distribution's OpenCV, a vendor's torch), when its module can be found. The
 versions the machine has are used as they are (pyproject's pins are the development set): a version outside a
@@ -27,13 +27,10 @@ from __future__ import annotations
 
 import argparse
 import ast
-import datetime
 import email.parser
 import importlib.metadata
 import importlib.util
-import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -44,7 +41,7 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 # Test tools the acceptance run needs beside pyproject's requirements (requirements.txt pins them for development)
-TEST_REQUIREMENTS = ["pytest", "hypothesis"]
+TEST_REQUIREMENTS = ["pytest", "hypothesis", "pytest-xdist"]
 # pyproject extras the acceptance run imports (models, export, images); not scale (Ray: its tests skip without it)
 EXTRAS = ("torch", "export", "opencv")
 # Never installed from --wheels: they must match the machine's CUDA driver and are what everything else links to
@@ -151,8 +148,9 @@ def _strip_comment(line: str) -> str:
 
 
 def project_requirements(group: str, pyproject: Path = REPO / "pyproject.toml") -> List[str]:
-    """The requirement strings of ``group``: build (the build system), runtime (the project's dependencies) or all
-    (both, the extras the acceptance run imports and the test tools). Self-references (``zsseg_rt[...]``) dropped."""
+    """The requirement strings of ``group``: build (the build system), runtime (the project's dependencies),
+    acceptance (runtime, the extras the acceptance run imports and the test tools: what a machine that installs the
+    built wheel needs) or all (acceptance and build). Self-references (``zsseg_rt[...]``) dropped."""
     arrays = _toml_arrays(pyproject.read_text(encoding="utf-8"))
     build = arrays.get("build-system", {}).get("requires", [])
     runtime = arrays.get("project", {}).get("dependencies", [])
@@ -160,11 +158,12 @@ def project_requirements(group: str, pyproject: Path = REPO / "pyproject.toml") 
         found = list(build)
     elif group == "runtime":
         found = list(runtime)
-    elif group == "all":
+    elif group in ("acceptance", "all"):
         extras = arrays.get("project.optional-dependencies", {})
-        found = list(build) + list(runtime) + [r for e in EXTRAS for r in extras.get(e, [])] + TEST_REQUIREMENTS
+        found = list(runtime) + [r for e in EXTRAS for r in extras.get(e, [])] + TEST_REQUIREMENTS
+        found = (list(build) if group == "all" else []) + found
     else:
-        raise ValueError(f"unknown group {group!r} (build, runtime, all)")
+        raise ValueError(f"unknown group {group!r} (build, runtime, acceptance, all)")
     return [r for r in found if canonical(re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0]) != "zsseg-rt"]
 
 
@@ -282,7 +281,7 @@ def resolve(requirements: List[str], wheel_folder: Optional[Path] = None) -> Res
             result.missing[name] = (
                 f"MISSING Python: {req.name} (needed by {parent}): install the build for this machine's CUDA "
                 "(the image's, or pip/conda with network); gpu_check never installs numpy, torch or NVIDIA's "
-                "libraries from --wheels"
+                "libraries from the carried wheels"
             )
         else:
             candidates = [w for w in wheels.get(name, []) if not req.specifier or req.specifier.contains(w.version)]
@@ -291,10 +290,11 @@ def resolve(requirements: List[str], wheel_folder: Optional[Path] = None) -> Res
                 result.install[name] = candidates[0]
                 requires = candidates[0].requires()
             else:
-                where = f"not in --wheels {wheel_folder}" if wheel_folder else "pass --wheels DIR with its wheel"
+                where = f"not among the carried wheels ({wheel_folder})" if wheel_folder else "no wheels given"
                 result.missing[name] = (
-                    f"MISSING Python: {req} (needed by {parent}): {where}; on a machine with network: "
-                    f"pip download --no-deps --dest DIR '{req.name}{req.specifier}'"
+                    f"MISSING Python: {req} (needed by {parent}): {where}; add it to CARRIED_PYTHON in "
+                    "checks/gpu_stages.py and rebuild the artefacts (tools/gpu_artifacts.sh), or by hand on a machine "
+                    f"with network: pip download --no-deps --dest DIR '{req.name}{req.specifier}'"
                 )
         for sub in requires:
             try:
@@ -325,7 +325,8 @@ def install_missing(resolution: Resolution, site: Path, python: str = sys.execut
     site.mkdir(parents=True, exist_ok=True)
     before = set(os.listdir(site))
     files = [str(w.path) for w in resolution.install.values()]
-    cmd = [python, "-m", "pip", "install", "--no-index", "--no-deps", "--no-compile", "--target", str(site), *files]
+    cmd = [python, "-m", "pip", "install", "--no-index", "--no-deps", "--only-binary=:all:", "--no-compile"]
+    cmd += ["--no-cache-dir", "--target", str(site), *files]
     subprocess.run(cmd, check=True, stdout=sys.stdout, stderr=sys.stderr)
     lines = [f"wheels: installed {w.path.name} into {site}" for w in resolution.install.values()]
     # Nothing in SITE may shadow a module the system already has (SITE is on PYTHONPATH, ahead of site-packages)
@@ -410,230 +411,84 @@ def import_check(args) -> int:
     return 0
 
 
-# ---- the report ----------------------------------------------------------------------------------------------------
-def _first_line(cmd: List[str], last: bool = False) -> str:
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()
-        return (out[-1] if last else out[0]).strip() if out else "unavailable"
-    except Exception as exc:  # report what failed rather than stop the report
-        return f"unavailable ({type(exc).__name__})"
+# ---- verdicts from what a step wrote -----------------------------------------------------------------------------
+def _gtest_cases(xml: Path) -> List[dict]:
+    """The test cases of a GoogleTest XML report: suite.name, failed, skipped and the skip message."""
+    import xml.etree.ElementTree as ElementTree
+
+    cases = []
+    for case in ElementTree.parse(xml).getroot().iter("testcase"):
+        skipped, failure = case.find("skipped"), case.find("failure")
+        message = skipped.get("message", "") if skipped is not None else ""
+        cases.append(
+            {
+                "suite": case.get("classname", ""),
+                "name": f"{case.get('classname')}.{case.get('name')}",
+                "skipped": skipped is not None or case.get("result") == "skipped",
+                "why": " ".join(line.strip() for line in message.splitlines()[1:] or message.splitlines()),
+                "failed": failure is not None,
+            }
+        )
+    return cases
 
 
-def _nvcc_release(nvcc: str) -> str:
-    if not os.path.exists(nvcc):
-        return "nvcc absent"
-    try:
-        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except Exception as exc:
-        return f"nvcc unavailable ({type(exc).__name__})"
-    release = [line.strip() for line in out.splitlines() if "release" in line]
-    return release[0] if release else (out.strip().splitlines() or ["nvcc (no version)"])[-1]
+CUDA_SUITE = re.compile(r"^(?!BuildWithoutCuda$).*Cuda$")  # PamrCuda, SegmentCuda, ...: the CUDA kernels' tests
+NO_DEVICE = "no CUDA device"  # their GTEST_SKIP message without a usable device (cpp_tests/test_*.cpp)
 
 
-def environment() -> dict:
-    if shutil.which("nvidia-smi"):
-        gpu = _first_line(["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"])
-    else:
-        gpu = "no GPU (nvidia-smi not found)"
-    parts = [p.strip() for p in gpu.split(",")] if "," in gpu else [gpu, "", ""]
-    try:
-        torch_version = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
-        torch_version = "absent"
-    nvcc = os.environ.get("CUDACXX") or shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
-    return {
-        "gpu": parts[0],
-        "compute_capability": parts[1] if len(parts) > 1 else "",
-        "driver": parts[2] if len(parts) > 2 else "",
-        "nvcc": _nvcc_release(nvcc),
-        "torch": torch_version,
-        "python": platform.python_version(),
-    }
-
-
-def _read_lines(path: Optional[str]) -> List[str]:
-    if not path or not os.path.exists(path):
+def gtest_verdict(xml: Optional[str], cuda: bool) -> List[str]:
+    """What is wrong with a GoogleTest run: no report, failures, and with ``cuda`` a CUDA test that skipped for want
+    of a device (GTEST_SKIP exits 0: on the GPU machine that is a failure) or no CUDA test run at all."""
+    if not xml:
         return []
-    return [line.rstrip("\n") for line in open(path, encoding="utf-8", errors="replace") if line.strip()]
+    path = Path(xml)
+    if not path.is_file():
+        return [f"no GoogleTest report {path} (the binary did not run to its end)"]
+    try:
+        cases = _gtest_cases(path)
+    except Exception as exc:  # a report cut off by a crash or a timeout
+        return [f"the GoogleTest report {path} is unreadable ({type(exc).__name__}: {exc})"]
+    problems = [f"failed: {c['name']}" for c in cases if c["failed"]]
+    print(f"{len(cases)} tests, {sum(c['failed'] for c in cases)} failed, {sum(c['skipped'] for c in cases)} skipped")
+    if cuda:
+        problems += [f"did not run: {c['name']} ({c['why']})" for c in cases if c["skipped"] and NO_DEVICE in c["why"]]
+        ran = [c for c in cases if CUDA_SUITE.search(c["suite"]) and not c["skipped"]]
+        print(f"CUDA tests that ran on the device: {len(ran)}")
+        if not ran:
+            problems.append("no CUDA test (suite *Cuda) ran on the device")
+    return problems
 
 
-def stage_status(steps: List[dict], missing: List[str]) -> str:
-    if missing:
-        return "missing prerequisite"
-    if any(s["rc"] in (124, 137) for s in steps):
-        return "timeout"
-    if not steps or any(s["rc"] != 0 for s in steps):
-        return "fail"
-    return "pass"
+SANITIZER_SUMMARY = re.compile(r"^=+ (?:\w+ )?SUMMARY: (\d+) (error|hazard)", re.M)
 
 
-def load_report(out: Path) -> dict:
-    path = out / "report.json"
-    if path.exists():
-        try:
-            return json.loads(path.read_text())
-        except ValueError:
-            pass
-    return {"stages": []}
+def sanitizer_verdict(log: str) -> List[str]:
+    """compute-sanitizer's summaries in its log (one per process it followed): every one must say 0; none at all
+    means the process died before it could report (a crash is not a clean run)."""
+    path = Path(log)
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    found = SANITIZER_SUMMARY.findall(text)
+    if not found:
+        return [f"no compute-sanitizer summary in {path.name}: the program did not run to its end"]
+    print(f"{len(found)} sanitizer summaries: " + ", ".join(f"{n} {kind}s" for n, kind in found))
+    return [f"compute-sanitizer reported {n} {kind}(s)" for n, kind in found if n != "0"]
 
 
-def write_report(out: Path, report: dict, stages: List[str]) -> None:
-    """report.json and report.md: every known stage in order, the ones never run marked so."""
-    by_name = {s["name"]: s for s in report.get("stages", []) if s.get("status") != "not run"}
-    ordered = [by_name.pop(name, {"name": name, "status": "not run"}) for name in stages]
-    ordered += list(by_name.values())  # a stage an older checkout knew: kept, after the known ones
-    report["stages"] = ordered
-    for name, key in (("bench_cuda.json", "bench_cuda"), ("engine_check.json", "engine_check")):
-        path = out / name
-        report.pop(key, None)
-        if path.exists():
-            try:
-                report[key] = json.loads(path.read_text())
-            except ValueError:
-                report[key] = {"error": f"{name} is not valid JSON (the step was cut off?)"}
-    report["complete"] = all(s["status"] != "not run" for s in ordered)
-    report["pass"] = all(s["status"] == "pass" for s in ordered)
-    tmp = out / "report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(out / "report.json")
-    (out / "report.md").write_text(render_markdown(report))
-
-
-def _ms(value) -> str:
-    return "" if value is None else f"{value:.3f}"
-
-
-def _ratio(value) -> str:
-    return "" if value is None else f"{value:.2f}"
-
-
-def render_markdown(report: dict) -> str:
-    env = report.get("environment", {})
-    stages = report["stages"]
-    counts = {k: sum(s["status"] == k for s in stages) for k in STATUS_ORDER}
-    md = [
-        f"# zsseg_rt GPU check: {env.get('gpu', '?')} (sm {env.get('compute_capability', '?')})",
-        "",
-        f"driver {env.get('driver', '?')}, {env.get('nvcc', '?')}, torch {env.get('torch', '?')}, "
-        f"Python {env.get('python', '?')}",
-        "",
-        "Overall: "
-        + ("PASS" if report["pass"] else "not passed")
-        + " ("
-        + ", ".join(f"{n} {k}" for k, n in counts.items() if n)
-        + "). Each stage's entry is from its latest run; "
-        "`bash tools/gpu_check.sh --only STAGE` runs one again and replaces it (docs/gpu.md).",
-        "",
-        "| stage | status | seconds | finished | logs |",
-        "|---|---|---:|---|---|",
-    ]
-    for s in stages:
-        logs = ", ".join(sorted({st["log"] for st in s.get("steps", []) if st.get("log")}))
-        md.append(f"| {s['name']} | {s['status']} | {s.get('seconds', '')} | {s.get('finished', '')} | {logs} |")
-    missing = [(s["name"], line) for s in stages for line in s.get("missing", [])]
-    if missing:
-        md += ["", "## Missing prerequisites (what is missing and how to get it)", ""]
-        md += [f"- **{name}**: {line}" for name, line in missing]
-    failed = [(s, st) for s in stages for st in s.get("steps", []) if st["rc"] not in (0, MISSING_RC)]
-    if failed:
-        md += ["", "## Failed steps", ""]
-        for s, st in failed:
-            why = "timed out (the stage's time bound)" if st["rc"] in (124, 137) else f"exit {st['rc']}"
-            md.append(f"- {s['name']} / {st['name']}: {why}, {st['seconds']} s, log {st.get('log', '')}")
-            md += [f"  > {line}" for line in st.get("tail", [])]
-    notes = [(s["name"], line) for s in stages for line in s.get("notes", [])]
-    if notes:
-        md += ["", "## Notes", ""] + [f"- {name}: {line}" for name, line in notes]
-    bench = report.get("bench_cuda")
-    if bench and bench.get("rows"):
-        md += [
-            "",
-            "## CUDA ops vs torch on the same GPU",
-            "",
-            "Pass/fail: zsseg_rt within 2x of torch **eager** (issue 25). torch.compile beside it, for information.",
-            "",
-            "| case | zsseg_rt ms | torch eager ms | ratio vs eager | first H100 run | target <= 2x eager "
-            "| torch.compile ms | ratio vs compile |",
-            "|---|---:|---:|---:|---:|---|---:|---:|",
-        ]
-        for r in bench["rows"]:
-            compile_ms = (r.get("torch_ms") or {}).get("compile")
-            compile_cell = _ms(compile_ms) if compile_ms is not None else (r.get("compile_error") or "")
-            ratio = r.get("ratio_vs_eager")
-            before = r.get("h100_first_run_ratio")
-            md.append(
-                f"| {r['description']} | {_ms(r.get('zsseg_rt_ms'))} | {_ms((r.get('torch_ms') or {}).get('eager'))} "
-                f"| {_ratio(ratio)} | {_ratio(before)} "
-                f"| {'PASS' if r.get('pass') else 'MISS' if ratio is not None else 'ERROR: ' + str(r.get('error'))} "
-                f"| {compile_cell} | {_ratio(r.get('ratio_vs_compile'))} |"
-            )
-        if not bench.get("complete", True):
-            md.append(f"\n{len(bench['rows'])} of {len(bench.get('cases', bench['rows']))} cases measured (cut off).")
-    engine = report.get("engine_check")
-    if engine and "labels" in engine:
-        md += [
-            "",
-            "## Engine: torch on CUDA vs ONNX Runtime CPU",
-            "",
-            f"worst share of equal labels over the sample photos: {engine['labels']['worst_labels_equal']:.5f} "
-            f"(target >= 0.999: {'PASS' if engine['labels']['pass'] else 'FAIL'})",
-        ]
-        for t in engine.get("timing", []):
-            stages_ms = ", ".join(f"{k} {v:.2f} ms" for k, v in t["ms_per_frame_by_stage"].items())
-            md.append(
-                f"- C={t['classes']}: {stages_ms}; copies {t.get('copies_ms_per_frame', float('nan')):.2f} ms; "
-                f"post/encoder {100 * t['post_over_encoder']:.2f} % (target <= 3 % at C=171)"
-            )
-    return "\n".join(md) + "\n"
-
-
-def record(args) -> int:
-    """Adds (or replaces) one stage's entry and rewrites the report. Exit 0 when the stage passed."""
-    out = Path(args.out)
-    steps = []
-    for line in _read_lines(args.steps):
-        name, rc, seconds, log = (line.split("\t") + ["", "", "", ""])[:4]
-        step = {"name": name, "rc": int(rc), "seconds": int(seconds), "log": log}
-        if step["rc"] not in (0, MISSING_RC) and log and (out / log).exists():
-            tail = [t for t in _read_lines(str(out / log)) if t.strip()][-6:]
-            step["tail"] = [t[:300] for t in tail]
-        steps.append(step)
-    missing = list(dict.fromkeys(_read_lines(args.missing)))  # two checks can name the same thing
-    notes = _read_lines(args.notes)
-    entry = {
-        "name": args.stage,
-        "status": stage_status(steps, missing),
-        "seconds": args.seconds,
-        "finished": datetime.datetime.now().isoformat(timespec="seconds"),
-        "command": args.command,
-        "steps": steps,
-        "missing": missing,
-        "notes": notes,
-    }
-    report = load_report(out)
-    report["environment"] = environment()
-    report["stages"] = [s for s in report.get("stages", []) if s.get("name") != args.stage] + [entry]
-    write_report(out, report, args.stages.split(","))
-    print(f"== {args.stage}: {entry['status']} ({args.seconds} s)")
-    for line in missing:
-        print(f"   {line}")
-    return 0 if entry["status"] == "pass" else 1
-
-
-def report_cmd(args) -> int:
-    out = Path(args.out)
-    report = load_report(out)
-    report.setdefault("environment", environment())
-    write_report(out, report, args.stages.split(","))
-    print((out / "report.md").read_text(), end="")
-    return 0
+def verdict(args) -> int:
+    problems = gtest_verdict(getattr(args, "xml", None), getattr(args, "cuda", False))
+    if args.command == "sanitizer-verdict":
+        problems = sanitizer_verdict(args.log) + problems
+    for line in problems:
+        print(f"FAIL: {line}")
+    print("verdict: " + ("pass" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     deps = sub.add_parser("python-deps", help="the Python prerequisites: what is missing (and --wheels installs it)")
-    deps.add_argument("--group", choices=("build", "runtime", "all"), default="all")
+    deps.add_argument("--group", choices=("build", "runtime", "acceptance", "all"), default="all")
     deps.add_argument("--wheels", help="a folder of wheels to install the missing distributions from")
     deps.add_argument("--site", help="where --wheels installs (pip --target)")
     deps.add_argument("--also", action="append", help="one more requirement (a build tool the system lacks: cmake)")
@@ -642,21 +497,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     imp.add_argument("--build", required=True)
     imp.add_argument("--require-cuda", action="store_true")
     imp.set_defaults(func=import_check)
-    report_args = argparse.ArgumentParser(add_help=False)  # the report both commands write
-    report_args.add_argument("--out", required=True)
-    report_args.add_argument("--stages", required=True, help="every stage, comma-separated, in report order")
-    rec = sub.add_parser(
-        "record", parents=[report_args], help="add or replace one stage's entry of report.json / report.md"
-    )
-    rec.add_argument("--stage", required=True)
-    rec.add_argument("--seconds", type=int, default=0)
-    rec.add_argument("--steps", help="TSV: name, exit code, seconds, log file (relative to --out)")
-    rec.add_argument("--missing", help="one missing prerequisite per line")
-    rec.add_argument("--notes", help="one note per line")
-    rec.add_argument("--command", default="", help="the invocation, for the record")
-    rec.set_defaults(func=record)
-    rep = sub.add_parser("report", parents=[report_args], help="rewrite report.md from report.json and print it")
-    rep.set_defaults(func=report_cmd)
+    gtest = sub.add_parser("gtest-verdict", help="a GoogleTest XML report: failures, tests that did not run")
+    gtest.add_argument("--xml", required=True)
+    gtest.add_argument("--cuda", action="store_true", help="the CUDA tests must have run (not skipped: no device)")
+    gtest.set_defaults(func=verdict)
+    san = sub.add_parser("sanitizer-verdict", help="compute-sanitizer's summaries in a log (and the test report)")
+    san.add_argument("--log", required=True)
+    san.add_argument("--xml")
+    san.add_argument("--cuda", action="store_true")
+    san.set_defaults(func=verdict)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -32,6 +32,9 @@ loop is [target, branch]). The assertions:
    and one for columns in one window with 8 EX2 and 8 RCP; both inside the same chunk loop, with its stage-0 loop
    and a straight-line stage-2 block (32 LDS, 8 compares). A loop that takes two reciprocals per pair (the
    self-test compiles one) fails the check.
+5. similarity's normalisation prologue is parallel: no innermost loop of similarity_kernel both loads from global
+   memory and takes a reciprocal (MUFU.RCP: a division per element, the serial prologue c783dbf had; the
+   self-test compiles it).
 
     python -m checks sass --model               # also: segment_windows' cost model for the photo case on an H100,
                                                 #   read from the compiled SASS (see segment_windows_model)
@@ -352,9 +355,26 @@ def check_fused_postprocess(name: str, fn: Function) -> List[str]:
     return problems
 
 
+def check_similarity_prologue(name: str, fn: Function) -> List[str]:
+    """Rule 5: similarity's normalisation prologue is spread over the block, not a loop per row with a division per
+    element (review c783dbf #10: a MUFU.RCP in the loop that loads the row's elements)."""
+    if "similarity_kernel" not in name:
+        return []
+    problems = []
+    for loop in fn.innermost_loops():
+        body = fn.body(loop)
+        if any(i.opcode.startswith("MUFU.RCP") for i in body) and any(i.base == "LDG" for i in body):
+            problems.append(
+                f"{short_name(name)}: loop {loop[0]:#06x}-{loop[1]:#06x} loads and divides (MUFU.RCP): a division per "
+                "element (the serial normalise prologue)"
+            )
+    return problems
+
+
 # ---- segment_windows: the fast path's hot loops, and the cost model built from them --------------------------------
 
 SEGMENT_WINDOWS_SIGMOID = "segment_windows_kernelI"  # + "...Lb1E": the sigmoid instantiations (f32 and f16)
+SEGMENT_WINDOWS_SOURCE = CUDA_DIR / "segment_windows_tiled.cu"  # the file of the sigmoid tiled kernel
 TILE_CODE_ESTIMATE = 800  # warp instructions per tile outside the chunk loop (see segment_windows_fast_costs)
 
 
@@ -623,6 +643,7 @@ def check_cubin(cubin: Path, ptxas_text: str, report: Report, label: str) -> Non
         problems += check_tile_loads(name, fn)
         problems += check_fused_postprocess(name, fn)
         problems += check_segment_windows_fast_path(name, fn)
+        problems += check_similarity_prologue(name, fn)
         report.kernels.append(
             {
                 "source": label,
@@ -653,80 +674,20 @@ def check_sources(sources: Iterable[Path], archs: Sequence[str], jobs: int = 2) 
 
 # ---- self-test: the check must be able to fail ----------------------------------------------------------------------
 
-_SELF_TEST_SOURCE = r"""
-// A 64x64 shared-memory tile GEMM step, loads of one tile per thread: `per_thread` (a run-time value) or 4 (a
-// constant, fully unrolled into registers). And a kernel that indexes a local array at run time (local memory).
-#include <cstdint>
-template <bool RuntimeTrip>
-__global__ void __launch_bounds__(256) tile_gemm(const float* __restrict__ a, const float* __restrict__ b,
-                                                 float* __restrict__ c, int k, int per_thread) {
-  __shared__ float ta[16][68], tb[16][68];
-  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-  float acc[4][4] = {};
-  for (int k0 = 0; k0 < k; k0 += 16) {
-    if (RuntimeTrip) {
-      for (int i = 0; i < per_thread; ++i) {
-        const int e = threadIdx.x + i * 256;
-        ta[e % 16][e / 16] = a[(blockIdx.y * 64 + e / 16) * k + k0 + e % 16];
-        tb[e % 16][e / 16] = b[(blockIdx.x * 64 + e / 16) * k + k0 + e % 16];
-      }
-    } else {
-      float ra[4], rb[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int e = threadIdx.x + i * 256;
-        ra[i] = a[(blockIdx.y * 64 + e / 16) * k + k0 + e % 16];
-        rb[i] = b[(blockIdx.x * 64 + e / 16) * k + k0 + e % 16];
-      }
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int e = threadIdx.x + i * 256;
-        ta[e % 16][e / 16] = ra[i];
-        tb[e % 16][e / 16] = rb[i];
-      }
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < 16; ++kk) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(ta[kk][ty * 4 + i], tb[kk][tx * 4 + j], acc[i][j]);
-    }
-    __syncthreads();
-  }
-  for (int i = 0; i < 4; ++i)
-    for (int j = 0; j < 4; ++j) c[(blockIdx.y * 64 + ty * 4 + i) * 64 + blockIdx.x * 64 + tx * 4 + j] = acc[i][j];
-}
-template __global__ void tile_gemm<true>(const float*, const float*, float*, int, int);
-template __global__ void tile_gemm<false>(const float*, const float*, float*, int, int);
-
-__global__ void local_array_kernel(const float* __restrict__ in, float* __restrict__ out, int pick, int n) {
-  float v[64];
-#pragma unroll
-  for (int i = 0; i < 64; ++i) v[i] = in[threadIdx.x] * static_cast<float>(i + 1);
-  for (int i = 0; i < n; ++i) v[(i * pick) & 63] += in[i];  // run-time indices in a loop: local memory
-  float sum = 0.f;
-#pragma unroll
-  for (int i = 0; i < 64; ++i) sum += v[i] * v[(i * 7) & 63];
-  out[threadIdx.x] = sum;
-}
-"""
+SELF_TEST_SOURCE = Path(__file__).resolve().parent / "sass_self_test.cu"  # the deliberately bad kernels (and good ones)
 
 
 def self_test(arch: str = "90") -> List[str]:
     """Compile deliberately bad kernels and a good one; return what did not come out as expected (empty: ok)."""
     failures = []
     with tempfile.TemporaryDirectory(prefix="zs_sass_self_") as tmp:
-        source = Path(tmp) / "sass_self_test.cu"
-        source.write_text(_SELF_TEST_SOURCE)
-        cubin, text = compile_cubin(source, arch, Path(tmp))
+        cubin, text = compile_cubin(SELF_TEST_SOURCE, arch, Path(tmp))
         functions = disassemble(cubin)
         ptxas = parse_ptxas(text)
         verdicts = {}
         for name, fn in functions.items():
             problems = check_local_memory(name, fn, ptxas.get(name, {})) + check_tile_loads(name, fn)
-            verdicts[name] = problems
+            verdicts[name] = problems + check_similarity_prologue(name, fn)
         runtime = [n for n in verdicts if "tile_gemm" in n and "ILb1E" in n]
         constant = [n for n in verdicts if "tile_gemm" in n and "ILb0E" in n]
         local = [n for n in verdicts if "local_array_kernel" in n]
@@ -738,8 +699,11 @@ def self_test(arch: str = "90") -> List[str]:
             failures.append("no K loop found in the unrolled tile GEMM (the K-loop criterion found nothing to check)")
         if not local or not any("local-memory" in p for p in verdicts[local[0]]):
             failures.append(f"the local-array kernel was not flagged: {verdicts.get(local[0] if local else '', 'missing')}")
+        serial = [n for n in verdicts if "similarity_kernel_serial_prologue" in n]
+        if not serial or not any("division per element" in p for p in verdicts[serial[0]]):
+            failures.append(f"the serial normalise prologue was not flagged: {verdicts.get(serial[0] if serial else '', 'missing')}")
         # register-starved (-maxrregcount=24; the GEMM's launch bounds take precedence): ptxas reports spills
-        cubin, text = compile_cubin(source, arch, Path(tmp), extra=["-maxrregcount=24"])
+        cubin, text = compile_cubin(SELF_TEST_SOURCE, arch, Path(tmp), extra=["-maxrregcount=24"])
         spills = parse_ptxas(text)
         starved = [n for n in spills if "local_array_kernel" in n]
         if not starved or not spills[starved[0]].get("spill_stores"):
@@ -747,7 +711,7 @@ def self_test(arch: str = "90") -> List[str]:
         elif not check_local_memory(starved[0], disassemble(cubin)[starved[0]], spills[starved[0]]):
             failures.append("the register-starved kernel's spills were not flagged")
         # segment_windows' fast path: the real kernel passes rule 4, its two-reciprocal mutation fails it
-        source = CUDA_DIR / "segment_windows.cu"
+        source = SEGMENT_WINDOWS_SOURCE
         for mutated in (False, True):
             extra = ["-DZS_SEGMENT_WINDOWS_SASS_SELF_TEST=1"] if mutated else []
             cubin, _ = compile_cubin(source, arch, Path(tmp), extra=extra)
@@ -793,7 +757,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     archs = list(ALL_ARCHS) if args.arch and "all" in args.arch else (args.arch or list(DEFAULT_ARCHS))
     if args.model:
         with tempfile.TemporaryDirectory(prefix="zs_sass_model_") as tmp:
-            cubin, _ = compile_cubin(CUDA_DIR / "segment_windows.cu", "90", Path(tmp))
+            cubin, _ = compile_cubin(SEGMENT_WINDOWS_SOURCE, "90", Path(tmp))
             kernel = next(f for n, f in disassemble(cubin).items() if "segment_windows_kernelIfLb1E" in n)
         print(render_model(segment_windows_fast_costs(kernel), [None, 128, 64, 32, 16, 8]))
         return 0

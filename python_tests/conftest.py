@@ -7,11 +7,56 @@ import os
 import shutil
 
 import pytest
-from support import export_tiny_bundle
+from support import GOLDEN, build_once, export_tiny_bundle
+
+# cuBLAS's deterministic workspace for every test on a GPU (read when cuBLAS starts, so before any test runs; the
+# resume test's rule on CUDA, python_tests/train/test_training.py, relies on it); nothing changes without a GPU
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 # A bundle exported elsewhere (tools/runtime_only_tests.sh exports it with torch, then runs the runtime tests in a
 # venv without torch): the tiny_bundle fixture copies it instead of exporting.
 PREBUILT_BUNDLE_ENV = "ZSSEG_TEST_TINY_BUNDLE"
+# Where the reports that failed a test on the emulated CUDA runtime are appended (JSON lines: test, kind, message),
+# when set: python_tests/test_emulator_mutations.py reads which kinds of report caught a mutation.
+REPORT_LOG_ENV = "ZS_EMU_REPORT_LOG"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fake-cuda",
+        action="store_true",
+        help="the device-placement guard: run the tests under python_tests/{train,models} (not those marked `cuda`) "
+        "with a fake CUDA device that computes on the CPU and refuses mixed devices as CUDA does "
+        "(python_tests/fake_cuda.py); other tests are deselected",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--fake-cuda"):
+        return
+    from fake_cuda import GUARDED_DIRS
+
+    root = config.rootpath / "python_tests"
+    kept, dropped = [], []
+    for item in items:
+        parts = item.path.relative_to(root).parts if item.path.is_relative_to(root) else ()
+        guarded = bool(parts) and parts[0] in GUARDED_DIRS and item.get_closest_marker("cuda") is None
+        (kept if guarded else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fake_cuda_device(request):
+    """``--fake-cuda``: the whole session (its session fixtures too) runs on the fake CUDA device."""
+    if not request.config.getoption("--fake-cuda"):
+        yield
+        return
+    from fake_cuda import fake_cuda
+
+    with fake_cuda():
+        yield
 
 
 def pytest_configure(config):
@@ -63,16 +108,24 @@ def _emulated_runtime_reports(request):
     yield
     reports = emu.take_reports()
     if reports:
+        if emu.device_error():  # a kernel faulted: the next test starts on a reset device, as after cudaDeviceReset
+            emu.reset_device_error()
+        log = os.environ.get(REPORT_LOG_ENV)
+        if log:  # the mutation harness reads which kinds of report failed the run
+            with open(log, "a", encoding="utf-8") as handle:
+                for kind, message in reports:
+                    handle.write(json.dumps({"test": request.node.nodeid, "kind": kind, "message": message}) + "\n")
         lines = "\n".join(f"  {kind}: {message}" for kind, message in reports)
         pytest.fail(f"the emulated CUDA runtime reported {len(reports)} problem(s) during the test:\n{lines}")
 
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
-    """A bundle exported once per session from the golden tiny ZegCLIP model (64 px input, 4x4 patch grid, max 32
-    classes). Its native checkpoint is saved next to it and recorded in meta.json, so the torch backend can load
-    it too. Returns the bundle directory. Needs torch (skips without it), unless $ZSSEG_TEST_TINY_BUNDLE names
-    such a bundle exported beforehand: then a copy of it is returned (tests may write into their bundle)."""
+    """A bundle exported once per test session (shared by the pytest-xdist workers) from the golden tiny ZegCLIP
+    model (64 px input, 4x4 patch grid, max 32 classes). Its native checkpoint is saved next to the export and
+    recorded in meta.json, so the torch backend can load it too. Returns this process's copy of the bundle
+    directory (tests may write into their bundle). Needs torch (skips without it), unless $ZSSEG_TEST_TINY_BUNDLE
+    names such a bundle exported beforehand: then that is copied."""
     root = tmp_path_factory.mktemp("tiny_bundle")
     prebuilt = os.environ.get(PREBUILT_BUNDLE_ENV)
     if prebuilt:
@@ -80,7 +133,14 @@ def tiny_bundle(tmp_path_factory):
             raise FileNotFoundError(f"${PREBUILT_BUNDLE_ENV}={prebuilt!r} is not a bundle (no meta.json in it)")
         return shutil.copytree(prebuilt, os.path.join(root, "bundle"))
     pytest.importorskip("torch", reason="exporting the tiny test bundle needs torch")
-    return export_tiny_bundle(root)
+    # exported once per session, shared by the pytest-xdist workers; each process gets its own copy (bundle and
+    # native checkpoint beside it, where tests look for it), as it had its own export before; the copied meta.json
+    # still records the shared native checkpoint as its source (signed: not rewritten), which no test writes into
+    golden = GOLDEN / "zegclip_tiny" / "official_tiny.safetensors"
+    shared = build_once(tmp_path_factory, "tiny_bundle", [golden], export_tiny_bundle)
+    for name in ("native", "bundle"):
+        shutil.copytree(shared / name, root / name)
+    return str(root / "bundle")
 
 
 @pytest.fixture(scope="session")

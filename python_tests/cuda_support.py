@@ -149,6 +149,12 @@ class RuntimeDriver:
     def stream_synchronize(self, stream):
         self.t.stream_synchronize(stream)
 
+    def check_host_access(self, pointer, nbytes, write, what):
+        """CudaMemory.host_access: on the emulated runtime, the host's access is checked against the device work on
+        that memory it has not synchronised with (a race report); nothing to check on a GPU."""
+        if EMULATED:
+            cuda_emulation().host_access(pointer, nbytes, write, what)
+
     def make_current(self):
         pass
 

@@ -23,7 +23,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from zsseg_rt import ops as real_ops
-from zsseg_rt.bundle import GRAPH_FILES, BundleMeta
+from zsseg_rt.bundle import BundleMeta, graph_files
 from zsseg_rt.runtime.backends import Backend
 from zsseg_rt.runtime.cuda_memory import CudaBuffer
 
@@ -50,6 +50,12 @@ class HostCudaDriver:
     def stream_create(self, flags: int = 1) -> int:
         self.stream_flags.append(flags)
         return 7
+
+    def stream_destroy(self, stream: int) -> None:
+        pass
+
+    def release_primary_context(self) -> None:
+        pass
 
     def device_attribute(self, attribute: int, index: int = 0) -> int:
         return int(self.integrated)
@@ -154,7 +160,8 @@ class OrtEngine:
         )
 
         self.role = role
-        self.session = onnxruntime.InferenceSession(meta.file(GRAPH_FILES[role]), providers=["CPUExecutionProvider"])
+        graph = graph_files(getattr(meta, "pipeline", "windowed"))[role]
+        self.session = onnxruntime.InferenceSession(meta.file(graph), providers=["CPUExecutionProvider"])
         self.inputs = list(meta.io[role]["inputs"])
         self.outputs = list(meta.io[role]["outputs"])
         kinds = {i.name: i for i in self.session.get_inputs()}
@@ -175,6 +182,9 @@ class OrtEngine:
         ]
         self.profile = self.profiles[0]
         self.num_optimization_profiles = len(self.profiles)
+        # execution contexts made: TensorRT allocates each one's activation memory (sized for the largest profile)
+        # when it is made, so this counts the engine's activation memories
+        self.contexts_made = 0
         self.num_io_tensors = len(self.inputs) + len(self.outputs)
         self.transform: Optional[Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]] = None
 
@@ -191,6 +201,7 @@ class OrtEngine:
         return [list(shape) for shape in self.profiles[profile_index][name]]
 
     def create_execution_context(self) -> "OrtContext":
+        self.contexts_made += 1
         return OrtContext(self)
 
 
@@ -294,6 +305,87 @@ class StandInTensorRTBackend(Backend):
             for role, context in self.contexts.items():
                 context.engine.transform = (lambda r: lambda outputs: self.device_transform(r, outputs))(role)
         return TensorRTExecutor(self.contexts, CudaMemory(self.driver, zero_copy=False))
+
+
+def tensorrt_backend_on_stand_ins(monkeypatch, meta: BundleMeta, max_batch: int, driver, **kwargs):
+    """The real ``TensorRTBackend`` (``kwargs``: its own, e.g. ``cuda_graphs``) whose ``TensorRTRunner``s are real too,
+    on ``OrtEngine`` stand-ins built for ``max_batch`` and ``driver`` (each runner with a stream of its own); returns
+    ``(backend, {role: its OrtEngine})``."""
+    from zsseg_rt.runtime import tensorrt as trt_run
+    from zsseg_rt.runtime.backends import TensorRTBackend
+    from zsseg_rt.runtime.engine_cache import axis_ranges
+
+    engines = {}
+    _keep_real_runner()
+
+    def runner(role: str):
+        engine = engines[role] = OrtEngine(meta, role, axis_ranges(meta, max_batch, opt_classes=8))
+        return stand_in_runner(engine, driver, role)
+
+    monkeypatch.setattr(trt_run, "TensorRTRunner", runner)
+    backend = TensorRTBackend(meta, engine_paths={role: role for role in ("image", "head", "text")}, **kwargs)
+    return backend, engines
+
+
+def stand_in_runner(engine: OrtEngine, driver, engine_path: str):
+    """A real ``TensorRTRunner`` (its ``run``, ``select_profile``...) whose constructor's state is set on the stand-in
+    ``engine`` and ``driver`` (a stream of its own)."""
+    from zsseg_rt.runtime.tensorrt import TensorRTRunner
+
+    runner_class = TensorRTRunner if isinstance(TensorRTRunner, type) else _REAL_RUNNER[0]
+    made = object.__new__(runner_class)  # what its constructor sets, on the stand-ins
+    made._cuda, made._stream, made._buffers, made.engine_path = driver, driver.stream_create(), {}, engine_path
+    made.engine, made.context = engine, engine.create_execution_context()
+    made.input_names, made.output_names = list(engine.inputs), list(engine.outputs)
+    made.dtypes = {name: np.dtype(TRT_DTYPES[engine.dtypes[name]]) for name in engine.inputs + engine.outputs}
+    made.profiles, made._profile = engine.num_optimization_profiles, 0
+    return made
+
+
+_REAL_RUNNER: list = []  # the real TensorRTRunner class, kept before a test replaces it
+
+
+def _keep_real_runner() -> None:
+    from zsseg_rt.runtime.tensorrt import TensorRTRunner
+
+    if not _REAL_RUNNER and isinstance(TensorRTRunner, type):
+        _REAL_RUNNER.append(TensorRTRunner)
+
+
+def engine_files_on_stand_ins(monkeypatch, meta: BundleMeta, tensorrt_version: str, device, transform=None):
+    """Make ``zsseg_rt.runtime.tensorrt`` (``find_engines``, ``TensorRTRunner``) take the engine files a fake
+    toolchain wrote for ``meta``'s bundle as TensorRT engines of this machine (``tensorrt_version``, ``device``): each
+    runs as an ``OrtEngine`` of the graph its ``engine.json`` names, with the optimisation profiles recorded there
+    (what the builder asked TensorRT for). ``transform(role, engine bytes, outputs) -> outputs`` models an engine
+    that computes something else. Returns the ``OrtEngine``s opened, in order."""
+    import types as _types
+
+    from zsseg_rt.runtime import tensorrt as trt_run
+    from zsseg_rt.runtime.engine_cache import read_engine_record
+
+    _keep_real_runner()
+    driver, opened = HostCudaDriver(), []
+    roles = {name: role for role, name in graph_files(getattr(meta, "pipeline", "windowed")).items()}
+
+    def runner(engine_path: str, expected_key=None, device_index: int = 0):
+        key, _ = read_engine_record(engine_path)
+        role = roles[key.graph]
+        engine = OrtEngine(meta, role, dict(key.profile))
+        if transform is not None:
+            with open(engine_path, "rb") as handle:
+                data = handle.read()
+            engine.transform = lambda outputs: transform(role, data, outputs)
+        opened.append(engine)
+        return stand_in_runner(engine, driver, engine_path)
+
+    class Driver:
+        def device_info(self, index: int = 0):
+            return device
+
+    monkeypatch.setattr(trt_run, "TensorRTRunner", runner)
+    monkeypatch.setattr(trt_run, "import_tensorrt", lambda: _types.SimpleNamespace(__version__=tensorrt_version))
+    monkeypatch.setattr(trt_run, "CudaDriver", Driver)
+    return opened
 
 
 def install_host_gpu(monkeypatch) -> None:

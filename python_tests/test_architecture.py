@@ -166,12 +166,16 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("the runtime (Engine, backends; no torch)", ("zsseg_rt.runtime",)),
     (
         "runtime applications (Ray, camera, profiler, zsseg segment)",
-        ("zsseg_rt.scale", "zsseg_rt.stream", "zsseg_rt.profiling", "zsseg_rt.cli_segment", "zsseg_rt.cli_types"),
+        ("zsseg_rt.scale", "zsseg_rt.stream", "zsseg_rt.profiling", "zsseg_rt.cli_types"),
     ),
     ("the family contract (protocol, registry, shared blocks)", ("zsseg_rt.contract",)),
     ("toolkits the families call (export, eval, train)", ("zsseg_rt.export", "zsseg_rt.eval", "zsseg_rt.train")),
     ("the families (plugins)", ("zsseg_rt.models",)),
-    ("commands", ("zsseg_rt.cli", "zsseg_rt.demo")),
+    # the `zsseg` command line, and the `python -m` entry points of packages below (each runs one of its commands)
+    (
+        "commands",
+        ("zsseg_rt.cli", "zsseg_rt.eval.__main__", "zsseg_rt.train.__main__", "zsseg_rt.profiling.__main__"),
+    ),
 )
 
 

@@ -12,7 +12,7 @@ Each test has its control: the same check on a passing measurement passes (so a 
 Mutations run when these tests were written, each failing the tests named: ``gpu_engine.judge`` returning 0 for an
 unchecked target, as the former ``report.get("post_target", {}).get("pass", True)`` did (``test_skip_full_*``);
 ``targets_met`` exiting 0 on a NOT CHECKED target, or not reading the rows (``test_targets_met_*``); the
-engine_targets step removed from ``stage_engine`` (``test_the_stage_functions_*``, ``test_the_bench_and_engine_*``);
+engine_targets step removed from ``do_engine`` (``test_the_stage_functions_*``, ``test_the_bench_and_engine_*``);
 ``postprocess.targets`` without the labels condition (``test_postprocess_*``); ``precision.REFERENCE`` back to "the
 PyTorch pipeline" (``test_precision_*``).
 """
@@ -34,7 +34,7 @@ SCRIPT = ROOT / "tools" / "gpu_check.sh"
 
 
 gpu_engine: Any = None  # the checkout's checks/ and benchmarks/ modules (the _modules fixture imports them)
-gpu_check_support: Any = None
+gpu_record: Any = None
 postprocess: Any = None
 precision: Any = None
 
@@ -44,11 +44,11 @@ def _modules():
     """Imports the checkout's benchmarks/ and checks/ modules with the checkout at the END of sys.path, only while
     importing (as tools/gpu_check.sh's launcher has it: there the suite runs against a build of zsseg_rt, from
     another folder, and nothing of the checkout may shadow it)."""
-    global gpu_engine, gpu_check_support, postprocess, precision
+    global gpu_engine, gpu_record, postprocess, precision
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "path", [*sys.path, str(ROOT)])
         gpu_engine = importlib.import_module("checks.gpu_engine")
-        gpu_check_support = importlib.import_module("checks.gpu_check_support")
+        gpu_record = importlib.import_module("checks.gpu_record")
         postprocess = importlib.import_module("benchmarks.postprocess")
         precision = importlib.import_module("benchmarks.precision")
 
@@ -161,9 +161,9 @@ def test_targets_met_decides_from_what_the_step_found(tmp_path, data, code, says
 
 
 def test_the_bench_and_engine_stages_are_judged_by_their_json():
-    bench, engine = _function("stage_bench"), _function("stage_engine")
-    assert 'step bench_targets "$OUT/bench_targets.log" targets_met "$OUT/bench_cuda.json"' in bench
-    assert 'step engine_targets "$OUT/engine_targets.log" targets_met "$OUT/engine_check.json"' in engine
+    bench, engine = _function("do_bench"), _function("do_engine")
+    assert 'step bench_targets "$WORK/logs/bench_targets.log" targets_met "$WORK/bench_cuda.json"' in bench
+    assert 'step engine_targets "$WORK/logs/engine_targets.log" targets_met "$WORK/engine_check.json"' in engine
     assert "--check" in bench  # and the benchmark's own exit code still counts (a MISS exits 1)
     assert "export -f targets_met" in SCRIPT.read_text()  # step runs it through bash -c
 
@@ -183,9 +183,9 @@ elif args[:2] == ["benchmarks", "cuda"]:  # a benchmark run that forgot --check'
 
 
 @pytest.mark.parametrize("stage, quick, expected", [
-    ("stage_engine", 1, [("engine", 0), ("engine_targets", 4)]),
-    ("stage_engine", 0, [("engine", 0), ("engine_targets", 0)]),  # the control: everything checked and met
-    ("stage_bench", 0, [("bench_cuda", 0), ("bench_targets", 1)]),
+    ("do_engine", 1, [("engine", 0), ("engine_targets", 4)]),
+    ("do_engine", 0, [("engine", 0), ("engine_targets", 0)]),  # the control: everything checked and met
+    ("do_bench", 0, [("bench", 0), ("bench_targets", 1)]),
 ])  # fmt: skip
 def test_the_stage_functions_fail_on_what_the_step_found(tmp_path, stage, quick, expected):
     """The script's own step/targets_met/stage functions, with a program that exits 0 (run_module stubbed):
@@ -193,10 +193,9 @@ def test_the_stage_functions_fail_on_what_the_step_found(tmp_path, stage, quick,
     (tmp_path / "stub.py").write_text(STUB_PROGRAM)
     script = "\n".join(
         [
-            f'OUT="{tmp_path}"; STAGE_TIMEOUT=60; STAGE_DEADLINE=$(( $(date +%s) + 60 )); QUICK={quick}',
-            'STAGE_STEPS="$OUT/steps"; : >"$STAGE_STEPS"',
-            "need() { return 0; }",
-            'run_module() { "$PY" "$OUT/stub.py" "$@"; }',
+            f'WORK="{tmp_path}"; STAGE_BUDGET=60; STAGE_DEADLINE=$(( $(date +%s) + 60 )); QUICK={quick}',
+            'mkdir -p "$WORK/logs"; STAGE_STEPS="$WORK/steps"; : >"$STAGE_STEPS"',
+            'run_module() { "$PY" "$WORK/stub.py" "$@"; }',
             "export -f run_module",
             _function("step"),
             _function("targets_met"),
@@ -205,24 +204,25 @@ def test_the_stage_functions_fail_on_what_the_step_found(tmp_path, stage, quick,
             f"{stage} || true",
         ]
     )
-    env = {"PY": sys.executable, "PATH": "/usr/bin:/bin", "OUT": str(tmp_path)}
+    env = {"PY": sys.executable, "PATH": "/usr/bin:/bin", "WORK": str(tmp_path)}
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
     steps = [line.split("\t") for line in (tmp_path / "steps").read_text().splitlines()]
     assert [(name, int(rc)) for name, rc, *_ in steps] == expected, out.stdout + out.stderr
 
 
 def test_a_not_checked_step_makes_the_stage_not_passed(tmp_path):
-    """What the report records for an engine stage whose program exited 0 but whose targets step said 4."""
-    steps = tmp_path / "steps"
-    steps.write_text("engine\t0\t5\tengine.log\nengine_targets\t4\t0\tengine_targets.log\n")
-    (tmp_path / "engine_targets.log").write_text("NOT CHECKED: post-processing\ntargets not checked: not a pass\n")
-    args = ["record", "--out", str(tmp_path), "--stages", "engine", "--stage", "engine", "--steps", str(steps)]
-    assert gpu_check_support.main(args) == 1
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["stages"][0]["status"] == "fail" and report["pass"] is False
-    assert "NOT CHECKED: post-processing" in (tmp_path / "report.md").read_text()
-    steps.write_text("engine\t0\t5\tengine.log\nengine_targets\t0\t0\tengine_targets.log\n")  # the control
-    assert gpu_check_support.main(args) == 0
+    """What the run record says of an engine stage whose program exited 0 but whose targets step said 4."""
+    work, records = tmp_path / "work", tmp_path / "records"
+    (work / "logs").mkdir(parents=True)
+    steps = work / "steps.tsv"
+    steps.write_text("engine\t0\t5\tlogs/engine.log\nengine_targets\t4\t0\tlogs/engine_targets.log\n")
+    (work / "logs" / "engine_targets.log").write_text("NOT CHECKED: post-processing\ntargets not checked: not a pass\n")
+    args = ["write", "--work", str(work), "--stage", "engine", "--budget", "60", "--record-dir", str(records)]
+    assert gpu_record.main(args) == 1
+    record = json.loads(next(records.glob("*_engine.json")).read_text())
+    assert record["status"] == "fail" and "NOT CHECKED: post-processing" in record["steps"][1]["tail"]
+    steps.write_text("engine\t0\t5\tlogs/engine.log\nengine_targets\t0\t0\tlogs/engine_targets.log\n")  # control
+    assert gpu_record.main(args) == 0
 
 
 # ---- benchmarks/postprocess.py ---------------------------------------------------------------------------------------

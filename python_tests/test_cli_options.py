@@ -1001,7 +1001,7 @@ def test_serve_options_reach_the_deployment(tiny_bundle, capsys, monkeypatch):
     import zsseg_rt.scale as scale
     import zsseg_rt.scale.serve as serving
     from zsseg_rt.bundle import bundle_digest
-    from zsseg_rt.scale.cli import _Stop
+    from zsseg_rt.cli.serve import _Stop
 
     seen = {}
     monkeypatch.setattr(scale, "init_ray", lambda address=None, num_cpus=None: seen.update(ray=(address, num_cpus)))

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from zsseg_rt import demo  # noqa: E402
+from zsseg_rt.cli import demo  # noqa: E402
 
 
 def _args(**over):
@@ -81,7 +81,8 @@ def test_explicit_clip_file_that_fails_is_an_error_not_a_fallback(monkeypatch, t
 
 
 def test_no_network_is_detected_quickly_and_said_once(monkeypatch, capsys):
-    import time
+    import socket
+    import threading
 
     from zsseg_rt.contract.common import weights
 
@@ -91,9 +92,23 @@ def test_no_network_is_detected_quickly_and_said_once(monkeypatch, capsys):
     import huggingface_hub.constants as hub_constants
 
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", hub_constants.HF_HUB_OFFLINE)  # restored afterwards
-    start = time.perf_counter()
+    # "quickly" without a clock (a wall-time bound fails on a loaded machine): one connection attempt, given the
+    # timeout; and an attempt that never returns (a hanging name lookup) does not hold the caller
+    attempts, hanging = [], threading.Event()
+    real_connect = socket.create_connection
+
+    def connect(address, timeout=None, *args, **kwargs):
+        attempts.append((address, timeout))
+        if hanging.is_set():
+            threading.Event().wait()  # never returns (the daemon thread hub_reachable left behind)
+        return real_connect(address, timeout, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", connect)
     assert weights.hub_reachable(timeout=1.5) is False
-    assert time.perf_counter() - start < 2.0
+    assert attempts == [(("127.0.0.1", 9), 1.5)]
+    hanging.set()
+    assert weights.hub_reachable(timeout=0.1) is False  # back after its timeout, the attempt still hanging
+    monkeypatch.setattr(socket, "create_connection", real_connect)
     seen = {}
 
     def offline_create(name, pretrained=None, **_):

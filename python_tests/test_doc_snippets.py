@@ -65,7 +65,8 @@ CATEGORIES: Dict[str, str] = {
     "installs": r"\bpip install\b|tools/setup_\w+\.sh",
     # a test command tools/run_tests.sh runs
     "test suite": r"\bpytest\b|tools/(run_tests|build_emulated|lint|runtime_only_tests)\.sh",
-    "needs a GPU": r"tools/gpu_check\.sh|--precision (fp16|bf16)|--backend torch|\bcuda\b|--nproc_per_node",
+    "needs a GPU": r"tools/gpu_check\.sh|--precision (fp16|bf16)|--backend torch|\bcuda\b|--nproc_per_node"
+    r"|\bgpu_record add\b",
     "needs TensorRT": r"\bbuild-engine\b(?!.*--backend (onnxruntime|torch))|\btensorrt\b",
     "needs a camera": r"/dev/video|csi://|rtsp://|display://",
     # a dataset download or the user's own data folder
@@ -76,7 +77,7 @@ CATEGORIES: Dict[str, str] = {
     r"|out/bundles/voc\b|\bopenai\b",
     "runs until stopped": r"\bzsseg serve\b|--preview\b|\bcurl\b",
     # minutes to days: profiling, training, a cluster
-    "slow": r"\bzsseg (profile|train|batch)\b|\btorchrun\b|\bprecompute\b",
+    "slow": r"\bzsseg (profile|train|batch)\b|\btorchrun\b|\bprecompute\b|tools/gpu_artifacts\.sh",
 }
 
 # Markers for snippets of documents other sessions own, until those documents carry them (keyed by the document

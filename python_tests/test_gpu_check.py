@@ -1,11 +1,14 @@
-"""tools/gpu_check.sh without a GPU: the whole script's plumbing on a fake bare machine (a fake ``nvidia-smi``, an
-``nvcc`` that rejects the host compiler, GTest invisible to CMake, a fake ``compute-sanitizer``, a Python lacking
-ftfy and wcwidth with their wheels in ``--wheels``), run in separate invocations that build up one report; the
-launcher of its benchmark and Engine steps (on the first GPU run they imported the checkout instead of the build, and
-tools/profile.py as ``profile``); the Python side (checks/gpu_check_support.py: requirements, the wheel choice); the
-benchmark's torch.compile errors; and the test helper that keeps PYTHONPATH (the --wheels packages) in subprocesses.
-That tools/profile.py cannot shadow the standard library: python_tests/test_entry_points.py."""
+"""tools/gpu_check.sh and its Python side without a GPU, piece by piece: the stage table (checks/gpu_stages.py:
+budgets within the lent machine's limits, every test file in one stage), the script's arguments and its step time
+bound, the verdicts of the C++ tests and compute-sanitizer, the run record and BENCHMARKS.md's table generated from
+docs/gpu_runs/ (checks/gpu_record.py), the launcher of its benchmark and Engine steps (on the first GPU run they
+imported the checkout instead of the build, and tools/profile.py as ``profile``), the Python requirements and the
+choice of carried wheels (checks/gpu_check_support.py), the benchmark's torch.compile errors, the test helper that
+keeps PYTHONPATH in subprocesses, and CMake's default CUDA architectures. The whole run of every stage on a fake bare
+machine from built artefacts: python_tests/test_gpu_rehearsal.py. That tools/profile.py cannot shadow the standard
+library: python_tests/test_entry_points.py."""
 
+import fnmatch
 import importlib.metadata
 import importlib.util
 import json
@@ -14,262 +17,283 @@ import re
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
-from support import package_import_root, subprocess_env
+from gpu_fakes import bare_python, fake_wheel
+from support import NO_BUILD, NO_BUILD_REASON, package_import_root, subprocess_env
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "tools" / "gpu_check.sh"
-STATUSES = {"pass", "fail", "timeout", "missing prerequisite", "not run"}
 
-FAKE_NVIDIA_SMI = """#!/bin/sh
-case "$*" in
-  *name,compute_cap,driver_version*) echo "Fake GPU (python_tests/test_gpu_check.py), {cc}, 000.00 (fake)" ;;
-  *compute_cap*) echo "{cc}" ;;
-  *driver_version*) echo "000.00 (fake)" ;;
-  *) echo "fake nvidia-smi: no GPU here (python_tests/test_gpu_check.py)" ;;
-esac
-"""
-# An nvcc that compiles nothing but makes the output file (CMake never calls it in a build without CUDA)
-FAKE_NVCC_ACCEPTS = """#!/bin/sh
-case "$*" in *--version*) echo "Cuda compilation tools, release 0.0, V0.0 (fake nvcc)"; exit 0 ;; esac
-while [ $# -gt 0 ]; do if [ "$1" = "-o" ]; then : >"$2"; fi; shift; done
-"""
-# nvcc 12.x next to a newer g++: what a bare machine with the distribution's compiler gives
-FAKE_NVCC_REJECTS = """#!/bin/sh
-case "$*" in *--version*) echo "Cuda compilation tools, release 0.0, V0.0 (fake nvcc)"; exit 0 ;; esac
-echo "/usr/include/crt/host_config.h(143): error: #error -- unsupported GNU version! gcc versions later than 13 are \
-not supported! The nvcc flag '-allow-unsupported-compiler' can be used to override this version check" >&2
-exit 1
-"""
-# Passes every tool at once, except racecheck, which hangs (the stage's time bound must stop it)
-FAKE_SANITIZER = """#!/bin/sh
-case "$*" in *racecheck*) sleep 300 ;; esac
-echo "========= COMPUTE-SANITIZER (fake: python_tests/test_gpu_check.py)"
-echo "========= ERROR SUMMARY: 0 errors"
-"""
+
+def _load(name: str):
+    """checks/NAME.py as the package module checks.NAME, the checkout at the END of sys.path while importing (as the
+    launcher of tools/gpu_check.sh has it: nothing of the checkout may shadow the installed zsseg_rt)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "path", [*sys.path, str(REPO)])
+        return importlib.import_module(f"checks.{name}")
 
 
 def _load_support():
-    spec = importlib.util.spec_from_file_location("gpu_check_support", REPO / "checks" / "gpu_check_support.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("gpu_check_support")
 
 
-# ---- the fake bare machine ------------------------------------------------------------------------------------------
-def _tools(folder: Path, cc: str = "9.0", nvcc: str = FAKE_NVCC_REJECTS) -> Path:
-    folder.mkdir()
-    for name, text in (
-        ("nvidia-smi", FAKE_NVIDIA_SMI.format(cc=cc)),
-        ("nvcc", nvcc),
-        ("compute-sanitizer", FAKE_SANITIZER),
-    ):
-        (folder / name).write_text(text)
-        (folder / name).chmod(0o755)
-    return folder
-
-
-def _site_packages() -> list:
-    return [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
-
-
-def _bare_python(root: Path, hide=()) -> Path:
-    """A Python with this environment's dependencies but not its editable zsseg_rt (whose import hook would win over
-    any build): what a bare GPU machine with the project's wheels looks like. ``hide``: distributions it lacks (their
-    packages and metadata left out of a mirror of the site-packages)."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
-    site = next((root / "lib").glob("python3*/site-packages"))
-    deps = _site_packages()
-    if hide:
-        hidden = {"zsseg_rt", "_editable_skbc_zsseg_rt"}
-        for name in hide:
-            dist = importlib.metadata.distribution(name)
-            hidden.update(str(f).split("/")[0] for f in dist.files or [] if not str(f).startswith(".."))
-        mirror = root / "mirror"
-        mirror.mkdir()
-        for folder in deps:
-            for entry in Path(folder).iterdir():
-                stem = entry.name.split(".", 1)[0].split("-", 1)[0]
-                if entry.name in hidden or stem in hidden or (mirror / entry.name).exists():
-                    continue
-                (mirror / entry.name).symlink_to(entry)
-        deps = [str(mirror)]
-    (site / "zsseg_test_deps.pth").write_text("\n".join(deps) + "\n")  # paths only: their .pth hooks do not run
-    return root / "bin" / "python"
-
-
-def _repack(name: str, folder: Path) -> Path:
-    """A wheel of an installed pure-Python distribution (its files and metadata as installed)."""
-    dist = importlib.metadata.distribution(name)
-    base = Path(str(dist.locate_file("")))
-    wheel = folder / f"{dist.metadata['Name']}-{dist.version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for file in dist.files or []:
-            text = str(file)
-            if text.startswith("..") or "__pycache__" in text or text.endswith(("INSTALLER", "REQUESTED")):
-                continue
-            archive.write(base / text, text)
-    return wheel
-
-
-def _fake_wheel(folder: Path, name: str, version: str, requires=()) -> Path:
-    """A wheel whose module refuses to import: installing it where the system has the real one would break it."""
-    info = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}/__init__.py": f"raise ImportError('the fake {name} wheel of python_tests/test_gpu_check.py')\n",
-        f"{info}/METADATA": "Metadata-Version: 2.1\nName: {}\nVersion: {}\n{}".format(
-            name, version, "".join(f"Requires-Dist: {r}\n" for r in requires)
-        ),
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    files[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in files) + f"{info}/RECORD,,\n"
-    wheel = folder / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path, text in files.items():
-            archive.writestr(path, text)
-    return wheel
-
-
-def _copy_build(pkg: Path) -> None:
-    """What the build stage leaves in OUT/build/pkg: this checkout's package with its built native module."""
-    native = importlib.util.find_spec("zsseg_rt._C").origin
-    shutil.copytree(
-        REPO / "zsseg_rt", pkg / "zsseg_rt", ignore=shutil.ignore_patterns("__pycache__", "_C*.so", "_C_emulated*")
-    )
-    shutil.copy2(native, pkg / "zsseg_rt" / os.path.basename(native))
-    (pkg / ".gpu_check_build").write_text("")
-
-
-def _env(tools: Path, python: Path, **extra) -> dict:
-    env = dict(os.environ, PATH=f"{tools}:{os.environ['PATH']}", PYTHON=str(python), **extra)
-    for var in ("ZSSEG_CUDA_EMULATION", "ZSSEG_NATIVE_MODULE", "LD_PRELOAD", "PYTHONPATH", "CMAKE_PREFIX_PATH"):
-        env.pop(var, None)
-    return env
-
-
-def _gpu_check(env: dict, *args, timeout: int = 300) -> subprocess.CompletedProcess:
+def _gpu_check(*args, env=None, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ if env is None else env, PYTHON=sys.executable)
     return subprocess.run(
         ["bash", str(SCRIPT), *map(str, args)], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
-def _stages(out: Path) -> dict:
-    report = json.loads((out / "report.json").read_text())
-    return {s["name"]: s for s in report["stages"]}
+def _function(name: str) -> str:
+    text = SCRIPT.read_text()
+    found = re.search(rf"^{name}\(\) {{.*?^}}$", text, flags=re.S | re.M)
+    assert found, f"tools/gpu_check.sh has no {name}()"
+    return found.group(0)
 
 
-def test_gpu_check_on_a_fake_bare_machine(tmp_path):
-    """Separate invocations (as on a machine rented for 10 minutes a command) build up ONE report: every stage has an
-    entry with a status; a missing prerequisite fails its stage with what is missing and how to get it; --wheels
-    installs only what the machine lacks; a stage run again replaces its entry; a hanging step is stopped."""
-    tools = _tools(tmp_path / "bin")
-    python = _bare_python(tmp_path / "py", hide=("ftfy", "wcwidth"))
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    for name in ("ftfy", "wcwidth"):
-        _repack(name, wheels)
-    _fake_wheel(wheels, "numpy", "99.0")  # present on the machine: must never be installed from the wheels
-    _fake_wheel(wheels, "torch", "99.0")
-    out = tmp_path / "report"
-    nothing = tmp_path / "no_cmake_packages"
-    nothing.mkdir()
-    # GTest invisible to every CMake configure of the script (libgtest-dev IS installed on this machine)
-    env = _env(
-        tools,
-        python,
-        ZSSEG_GPU_CHECK_CMAKE_DEFINES=f"CMAKE_FIND_ROOT_PATH={nothing};CMAKE_FIND_ROOT_PATH_MODE_PACKAGE=ONLY",
+# ---- the stage table ----------------------------------------------------------------------------------------------
+def test_the_stage_table_fits_the_lent_machine(monkeypatch):
+    """One command per stage: each budget within 8 minutes, all of them plus a cold start each within 25 GPU
+    minutes, ordered by value (the Engine and the ops first, the sanitizers last), every test file in one stage."""
+    stages = _load("gpu_stages")
+    assert stages.problems() == []
+    names = [s.name for s in stages.STAGES]
+    assert names[:2] == ["engine", "ops"] and names[-1] == "sanitizers"
+    total = sum(s.budget_s for s in stages.STAGES) + stages.START_ALLOWANCE_S * len(stages.STAGES)
+    assert total <= 25 * 60 and max(s.budget_s for s in stages.STAGES) <= 8 * 60
+    files = sorted(p for p in (REPO / "python_tests").rglob("test_*.py"))
+    runs = []  # the test files each stage's pytest arguments select (a folder, less what they ignore)
+    for stage in stages.STAGES:
+        folder, *ignores = stages.pytest_targets(stages.pieces_of(stage)) if stages.pieces_of(stage) else [""]
+        ignored = [i.split("=", 1)[1] for i in ignores]
+        runs += [
+            f
+            for f in files
+            if folder and not any(fnmatch.fnmatch(str(f), g) or str(f).startswith(g + os.sep) for g in ignored)
+        ]
+    assert sorted(runs) == files  # every test file in exactly one stage
+    # the controls: a stage over its limit, the budgets over the acceptance's, a piece left out, an unknown step
+    bad = (
+        stages.Stage("big", 481, ("engine",), ""),
+        *(stages.Stage(f"s{i}", 400, ("cpp",), "") for i in range(3)),
+        stages.Stage("odd", 10, ("pytest ops runtime pipeline", "compile everything"), ""),
+    )
+    monkeypatch.setattr(stages, "STAGES", bad)
+    found = "\n".join(stages.problems())
+    assert "big: budget 481 s" in found and "over the acceptance's 1500 s" in found
+    assert "unknown step kind 'compile'" in found and "pytest piece 'models' is in 0 stages" in found
+
+
+def test_the_script_lists_the_table_and_refuses_bad_arguments():
+    stages = _load("gpu_stages")
+    listed = [line.split("\t")[:2] for line in _gpu_check("--list").stdout.splitlines()]
+    assert listed == [[s.name, str(s.budget_s)] for s in stages.STAGES]
+    for args in (["--stage", "pytest:ops"], ["--only", "ops"], ["--stage", "ops", "--budget", "soon"], []):
+        run = _gpu_check(*args)
+        assert run.returncode == 2 and run.stderr.startswith("gpu_check: "), (args, run.stderr)
+
+
+def test_a_step_past_the_budget_is_stopped_and_the_next_not_started(tmp_path):
+    """The stage's budget bounds its steps: a hanging step is stopped at the bound (exit 124, or 137 after the
+    kill), a step after it does not start, and the stage is a timeout."""
+    script = "\n".join(
+        [
+            f'WORK="{tmp_path}"; STAGE_BUDGET=2; STAGE_DEADLINE=$(( $(date +%s) + 2 ))',
+            'mkdir -p "$WORK/logs"; STAGE_STEPS="$WORK/steps.tsv"; : >"$STAGE_STEPS"',
+            _function("step"),
+            'step hang "$WORK/logs/hang.log" sleep 300 || true',
+            'step after "$WORK/logs/after.log" true || true',
+        ]
+    )
+    subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    steps = [line.split("\t") for line in (tmp_path / "steps.tsv").read_text().splitlines()]
+    assert [(name, int(rc) in (124, 137)) for name, rc, *_ in steps] == [("hang", True), ("after", True)]
+    assert "not started: the stage's budget (2s) was used up" in (tmp_path / "logs" / "after.log").read_text()
+    record = _load("gpu_record")
+    assert record.stage_status(record.read_steps(tmp_path), []) == "timeout"
+
+
+# ---- verdicts of the C++ tests and compute-sanitizer ----------------------------------------------------------------
+GTEST_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<testsuites tests="3" failures="0" disabled="0" errors="0" name="AllTests">
+  <testsuite name="SegmentCpu" tests="1"><testcase name="Matches" status="run" result="completed" classname="SegmentCpu"/>
+  </testsuite>
+  <testsuite name="BuildWithoutCuda" tests="1"><testcase name="Reports" status="run" result="skipped"
+    classname="BuildWithoutCuda"><skipped message="x.cpp:13&#x0A;this build compiled the CUDA kernels"/></testcase>
+  </testsuite>
+  <testsuite name="SegmentCuda" tests="1"><testcase name="MatchesNaiveFp32" status="run" result="{result}"
+    classname="SegmentCuda">{skip}</testcase></testsuite>
+</testsuites>
+"""
+
+
+def test_the_cuda_tests_must_have_run_and_the_sanitizer_must_have_reported(tmp_path, capsys):
+    support = _load_support()
+    xml = tmp_path / "cpp.xml"
+    skip = '<skipped message="x.cpp:303&#x0A;no CUDA device: CUDA driver version is insufficient"/>'
+    xml.write_text(GTEST_XML.format(result="skipped", skip=skip))
+    problems = support.gtest_verdict(str(xml), cuda=True)
+    assert problems == [
+        "did not run: SegmentCuda.MatchesNaiveFp32 (no CUDA device: CUDA driver version is insufficient)",
+        "no CUDA test (suite *Cuda) ran on the device",
+    ]
+    assert support.gtest_verdict(str(xml), cuda=False) == []  # off the device a skip is what it is
+    xml.write_text(GTEST_XML.format(result="completed", skip=""))  # the control: the CUDA test ran
+    assert support.gtest_verdict(str(xml), cuda=True) == []
+    assert "no GoogleTest report" in support.gtest_verdict(str(tmp_path / "absent.xml"), cuda=True)[0]
+    log = tmp_path / "sanitizer.log"
+    for text, expected in (
+        ("tests ran\n", ["no compute-sanitizer summary in sanitizer.log: the program did not run to its end"]),
+        (
+            "========= ERROR SUMMARY: 0 errors\n========= ERROR SUMMARY: 2 errors\n",
+            ["compute-sanitizer reported 2 error(s)"],
+        ),
+        (
+            "========= RACECHECK SUMMARY: 1 hazard displayed (1 error, 0 warnings)\n",
+            ["compute-sanitizer reported 1 hazard(s)"],
+        ),
+        ("========= ERROR SUMMARY: 0 errors\n========= ERROR SUMMARY: 0 errors\n", []),  # the control
+    ):
+        log.write_text(text)
+        assert support.sanitizer_verdict(str(log)) == expected, text
+
+
+# ---- the run record and BENCHMARKS.md's table ---------------------------------------------------------------------------
+JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="4">
+<testcase classname="python_tests.ops.test_a" name="test_one"/><testcase classname="python_tests.ops.test_a" name="test_two"/>
+<testcase classname="python_tests.ops.test_b" name="test_three"/>
+<testcase classname="python_tests.ops.test_b" name="test_four"><skipped message="needs TensorRT">x</skipped></testcase>
+</testsuite></testsuites>"""
+
+
+def _work(tmp_path: Path, pytest_rc: int = 0, missing: str = "") -> Path:
+    work = tmp_path / "work"
+    (work / "logs").mkdir(parents=True)
+    steps = ["artifacts\t0\t1\tlogs/artifacts.log", "install\t0\t3\tlogs/install.log"]
+    steps.append(f"pytest:ops,runtime,pipeline\t{pytest_rc}\t90\tlogs/pytest_ops.log")
+    (work / "steps.tsv").write_text("\n".join(steps) + "\n")
+    (work / "pytest_ops.xml").write_text(JUNIT)
+    (work / "logs" / "pytest_ops.log").write_text("....s\nFAILED python_tests/ops/test_b.py::test_three\n")
+    (work / "missing.txt").write_text(missing)
+    facts = {"artifacts": {"commit": "c0ffee" * 7, "dirty": [], "manifest_sha256": "ab" * 32}, "tree": None}
+    (work / "artifacts.json").write_text(json.dumps(facts))
+    return work
+
+
+def test_a_stage_writes_its_record(tmp_path, capsys):
+    record = _load("gpu_record")
+    args = ["--stage", "ops", "--budget", "210", "--seconds", "95", "--record-dir", str(tmp_path / "records")]
+    assert record.main(["write", "--work", str(_work(tmp_path)), *args]) == 0
+    written = json.loads(next((tmp_path / "records").glob("*_ops.json")).read_text())
+    assert written["status"] == "pass" and written["rehearsal"] is None and written["budget_s"] == 210
+    tests = written["steps"][2]["tests"]
+    assert (tests["passed"], tests["failed"], tests["skipped"], tests["skip_reasons"]) == (
+        3,
+        0,
+        1,
+        {"needs TensorRT": 1},
+    )
+    assert written["artifacts"]["commit"].startswith("c0ffee") and "python" in written["machine"]
+    assert (tmp_path / "records").glob("*_ops.logs.tar.gz")
+    # the controls: a failed step, a missing prerequisite
+    for rc, missing, status in ((1, "", "fail"), (0, "GPU: nvidia-smi not found\n", "missing prerequisite")):
+        shutil.rmtree(tmp_path / "work")
+        shutil.rmtree(tmp_path / "records")
+        assert record.main(["write", "--work", str(_work(tmp_path, rc, missing)), *args]) == 1
+        written = json.loads(next((tmp_path / "records").glob("*_ops.json")).read_text())
+        assert written["status"] == status
+    assert written["steps"][2].get("tail") is None and written["missing"] == ["GPU: nvidia-smi not found"]
+
+
+def _gpu_record(stage="ops", status="pass", **changes) -> dict:
+    record = {
+        "schema": "zsseg_rt.gpu_run.v1",
+        "stage": stage,
+        "status": status,
+        "seconds": 180,
+        "finished": "2026-12-01T10:00:00+00:00",
+        "rehearsal": None,
+        "machine": {"gpu": "NVIDIA H100 80GB HBM3", "driver": "580.159.04", "compute_capability": "9.0"},
+        "artifacts": {"commit": "0123456789abcdef" * 2 + "01234567", "dirty": []},
+        "tree": {"build_inputs_match": True, "tests_match": True, "tests_differing": []},
+    }
+    record.update(changes)
+    return record
+
+
+def test_only_runs_on_a_gpu_may_be_committed():
+    record = _load("gpu_record")
+    assert record.refusal(_gpu_record()) is None  # the control
+    assert record.refusal(_gpu_record(rehearsal="fake machine")).startswith("a rehearsal")
+    assert record.refusal(_gpu_record(machine={"gpu": "no GPU (nvidia-smi not found)", "driver": ""}))
+    assert "differed from" in record.refusal(_gpu_record(artifacts={"commit": "0" * 40, "dirty": ["csrc/x.cu"]}))
+    assert "unknown stage" in record.refusal(_gpu_record(stage="ctest"))
+
+
+def test_benchmarks_md_agrees_with_docs_gpu_runs(tmp_path, monkeypatch):
+    """BENCHMARKS.md's table is docs/gpu_runs/ rendered (each stage's latest record, the others "never run"), and
+    every committed record is a GPU run."""
+    record, stages = _load("gpu_record"), _load("gpu_stages")
+    text = (REPO / "BENCHMARKS.md").read_text()
+    runs = record.load_runs()
+    assert record.table_text(text, runs) == text, "python -m checks gpu_record table --write"
+    assert [r["_file"] for r in runs if record.refusal(r)] == []
+    ran = {r["stage"] for r in runs}
+    for stage in stages.STAGES:
+        assert (f"| {stage.name} | {stage.budget_s} s | never run |" in text) == (stage.name not in ran)
+    # the control: one GPU record more, and the check fails until the table is rewritten
+    runs_dir = tmp_path / "gpu_runs"
+    runs_dir.mkdir()
+    for old in record.RUNS.glob("*.json"):
+        shutil.copy(old, runs_dir)
+    (runs_dir / "2026-12-01T100000_nvidia-h100_ops.json").write_text(json.dumps(_gpu_record()))
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    benchmarks.write_text(text)
+    monkeypatch.setattr(record, "RUNS", runs_dir)
+    monkeypatch.setattr(record, "BENCHMARKS", benchmarks)
+    assert record.main(["table", "--check"]) == 1
+    assert record.main(["table", "--write"]) == 0 and record.main(["table", "--check"]) == 0
+    assert "| ops | 210 s | pass | NVIDIA H100 80GB HBM3, driver 580.159.04 | 2026-12-01 | 0123456789 |" in (
+        benchmarks.read_text()
     )
 
-    # 1. prerequisites, build and ctest, with the wheels
-    first = _gpu_check(env, "--only", "prereqs,build,ctest", "--wheels", wheels, "--out", out)
-    assert first.returncode == 1, first.stdout[-3000:] + first.stderr[-3000:]
-    site = out / "site"
-    assert (site / "ftfy").is_dir() and (site / "wcwidth").is_dir(), (out / "wheels.log").read_text()
-    assert not list(site.glob("numpy*")) and not list(site.glob("torch*")), sorted(os.listdir(site))
-    stages = _stages(out)
-    prereqs = "\n".join(stages["prereqs"]["missing"])
-    assert stages["prereqs"]["status"] == "missing prerequisite"
-    assert "host compiler:" in prereqs and "unsupported GNU version" in prereqs and "CUDAHOSTCXX" in prereqs
-    assert "GTest:" in prereqs and "apt-get install libgtest-dev" in prereqs
-    assert "ftfy" not in prereqs and "wcwidth" not in prereqs  # installed from the wheels
-    assert "GPU:" not in prereqs and "cmake:" not in prereqs and "Python headers" not in prereqs, prereqs
-    # a stage whose prerequisite is missing fails with it, and leaves no stale build behind
-    assert stages["build"]["status"] == "missing prerequisite" and not (out / "build" / "pkg").exists()
-    assert any(line.startswith("host compiler:") for line in stages["build"]["missing"])
-    assert stages["ctest"]["status"] == "missing prerequisite"
-    assert [line for line in stages["ctest"]["missing"] if "GTest" in line and "libgtest-dev" in line]
-    assert stages["build"]["steps"] == [] and stages["ctest"]["steps"] == []  # nothing ran
 
-    # 2. the Python stages on an earlier build (a copy of this checkout's build), in another invocation
-    _copy_build(out / "build" / "pkg")
-    second = _gpu_check(
-        env,
-        "--only",
-        "import,pytest:top,sanitizers:memcheck,bench,engine",
-        "--out",
-        out,
-        "--pytest-args",
-        "-k subprocess_env_keeps",
-    )
-    assert second.returncode == 1, second.stdout[-3000:] + second.stderr[-3000:]
-    stages = _stages(out)
-    assert stages["import"]["status"] == "fail"
-    log = (out / "import.log").read_text()
-    pkg = os.path.realpath(out / "build" / "pkg")
-    # the build is what the tests import, not the checkout's zsseg_rt/ (which has no _C) ...
-    assert f"zsseg_rt from {pkg}/zsseg_rt/__init__.py" in log and f"native module {pkg}/zsseg_rt/_C" in log
-    assert "CUDA is not usable by this build" in log  # ... and no GPU here
-    assert stages["pytest:top"]["status"] == "pass", (out / "pytest_top.log").read_text()[-3000:]
-    assert re.search(r'tests="[1-9]', (out / "pytest_top.xml").read_text())
-    assert "passed" in (out / "pytest_top.log").read_text()
-    memcheck = stages["sanitizers:memcheck"]
-    assert memcheck["status"] == "missing prerequisite"  # no C++ test binaries: ctest never built them
-    assert any("run the ctest stage first" in line for line in memcheck["missing"])
-    assert [(s["name"], s["rc"]) for s in memcheck["steps"]] == [("memcheck_pytest", 0)]
-    assert stages["bench"]["status"] == "fail" and "no usable CUDA device" in (out / "bench_cuda.log").read_text()
-    assert stages["engine"]["status"] == "fail" and "no usable CUDA device" in (out / "engine.log").read_text()
-
-    # 3. a stage run again replaces its entry (no --wheels now: the site installed before is still used); a C++ test
-    # binary under a hanging sanitizer is stopped by the stage's time bound
-    cpp = out / "build" / "cpp"
-    cpp.mkdir(parents=True)
-    (cpp / "zsseg_cpp_tests").write_text("#!/bin/sh\nexit 0\n")
-    (cpp / "zsseg_cpp_tests").chmod(0o755)
-    third = _gpu_check(env, "--only", "prereqs,sanitizers:racecheck", "--out", out, "--quick", "--stage-timeout", "4")
-    assert third.returncode == 1, third.stdout[-3000:] + third.stderr[-3000:]
-    report = json.loads((out / "report.json").read_text())
-    names = [s["name"] for s in report["stages"]]
-    listed = _gpu_check(env, "--list").stdout.split()
-    assert names == listed and len(set(names)) == len(names)  # one entry per stage, in order
-    assert "pytest:ops" in listed and "pytest:top" in listed and "sanitizers:synccheck" in listed
-    stages = {s["name"]: s for s in report["stages"]}
-    assert all(s["status"] in STATUSES for s in stages.values())
-    assert "--stage-timeout 4" in stages["prereqs"]["command"] and "ftfy" not in "\n".join(stages["prereqs"]["missing"])
-    assert stages["build"]["status"] == "missing prerequisite" and stages["pytest:top"]["status"] == "pass"  # kept
-    racecheck = stages["sanitizers:racecheck"]
-    assert racecheck["status"] == "timeout" and racecheck["steps"][0]["rc"] in (124, 137), racecheck
-    assert racecheck["seconds"] < 60
-    assert stages["pytest:ops"]["status"] == "not run" and report["complete"] is False and report["pass"] is False
-    md = (out / "report.md").read_text()
-    assert "| ctest | missing prerequisite |" in md and "apt-get install libgtest-dev" in md
-    assert "| sanitizers:racecheck | timeout |" in md and "| pytest:ops | not run |" in md
+def test_add_refuses_a_rehearsal_and_commits_a_gpu_run(tmp_path, monkeypatch):
+    record = _load("gpu_record")
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    benchmarks.write_text("before\n" + record.BEGIN + "\n" + record.END + "\nafter\n")
+    monkeypatch.setattr(record, "RUNS", tmp_path / "gpu_runs")
+    monkeypatch.setattr(record, "BENCHMARKS", benchmarks)
+    fake = tmp_path / "rehearsal_x_engine.json"
+    fake.write_text(json.dumps(_gpu_record("engine", rehearsal="fake machine")))
+    real = tmp_path / "2026-12-01T100000_nvidia-h100_engine.json"
+    real.write_text(json.dumps(_gpu_record("engine", "fail")))
+    assert record.main(["add", str(fake), str(real)]) == 1  # the rehearsal refused, the GPU run added
+    assert sorted(p.name for p in (tmp_path / "gpu_runs").iterdir()) == [real.name]
+    table = benchmarks.read_text()
+    assert "| engine | 270 s | fail | NVIDIA H100" in table and "| ops | 210 s | never run |" in table
+    assert "Acceptance on a GPU: 0 of 5 stages passed (at 0123456789); never run on a GPU: ops," in table
 
 
-def test_gpu_check_refuses_unknown_stages_and_arguments(tmp_path):
-    for args in (["--only", "pytest:nowhere"], ["--bogus"], ["--stage-timeout", "soon"]):
-        run = _gpu_check(dict(os.environ), *args, "--out", tmp_path / "out", timeout=60)
-        assert run.returncode == 2 and "gpu_check:" in run.stderr, (args, run.stderr)
-
-
-def test_the_pytest_pieces_cover_every_test_file():
-    stages = _gpu_check(dict(os.environ), "--list", timeout=60).stdout.split()
-    pieces = [s.split(":", 1)[1] for s in stages if s.startswith("pytest:")]
-    files = sorted(str(p.relative_to(REPO / "python_tests")) for p in (REPO / "python_tests").rglob("test_*.py"))
-    covered = [f for f in files if ("/" not in f and "top" in pieces) or f.split("/", 1)[0] in pieces]
-    assert covered == files
+# ---- CMake's default CUDA architectures -------------------------------------------------------------------------------
+def test_the_default_cuda_architectures_include_rtx_50(tmp_path):
+    """RTX 50 (sm_120) is in the default list wherever nvcc knows it (CUDA >= 12.8): on c783dbf it was missing."""
+    if NO_BUILD:
+        pytest.skip(NO_BUILD_REASON)
+    nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    if not os.path.exists(nvcc) or shutil.which("cmake") is None:
+        pytest.skip("needs nvcc and cmake")
+    codes = subprocess.run([nvcc, "--list-gpu-code"], capture_output=True, text=True).stdout.split()
+    if "sm_120" not in codes:
+        pytest.skip(f"this nvcc has no sm_120 ({' '.join(codes)})")
+    command = ["cmake", "-S", str(REPO), "-B", str(tmp_path), "-DZS_BUILD_PYTHON=OFF", "-DZS_BUILD_TESTS=OFF"]
+    run = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, CUDACXX=nvcc), timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    archs = re.search(r"zsseg_rt: CUDA kernels ON \(archs: ([0-9;]+)\)", run.stdout).group(1).split(";")
+    assert {"90", "120"} <= set(archs) and archs == sorted(archs, key=int), archs
+    assert all(f"sm_{a}" in codes for a in archs)  # restricted to what this nvcc supports
 
 
 # ---- the launcher ---------------------------------------------------------------------------------------------------
@@ -288,7 +312,7 @@ def test_gpu_check_runs_the_benchmarks_and_checks_through_the_launcher():
 
 def test_the_launcher_imports_the_build_first_and_the_checkout_last(tmp_path):
     """run_module from tools/gpu_check.sh: zsseg_rt from the build on PYTHONPATH, benchmarks/checks from the
-    checkout (appended to the end of sys.path), run from the report folder."""
+    checkout (appended to the end of sys.path), run from the stage's work folder."""
     script = SCRIPT.read_text()
     start = script.index("run_module() {")
     function = script[start : script.index("\n}\n", start) + 3]
@@ -303,7 +327,7 @@ def test_the_launcher_imports_the_build_first_and_the_checkout_last(tmp_path):
     out = tmp_path / "report"
     out.mkdir()
     env = dict(os.environ, PYTHONPATH=str(build), PYTHONSAFEPATH="1", OUT=str(out), ROOT=str(REPO))
-    env["PY"] = str(_bare_python(tmp_path / "py"))  # this venv's editable zsseg_rt would win over any path
+    env["PY"] = str(bare_python(tmp_path / "py"))  # this venv's editable zsseg_rt would win over any path
     run = subprocess.run(
         ["bash", "-c", f'{function}\nrun_module probe --flag "two words"'],
         cwd=out,
@@ -336,12 +360,12 @@ def test_wheels_fill_only_what_is_missing_transitively(tmp_path):
     """The choice --wheels makes: a missing distribution and what its wheel requires in turn; never numpy/torch or
     a distribution the machine has, whatever the wheel folder holds."""
     support = _load_support()
-    _fake_wheel(tmp_path, "numpy", "99.0")
-    _fake_wheel(tmp_path, "torch", "99.0")
-    _fake_wheel(tmp_path, "pytest", "99.0")  # installed here: not taken
-    _fake_wheel(tmp_path, "zsseg_fake_top", "1.0", requires=["zsseg_fake_dep>=2", "numpy", "torch"])
-    _fake_wheel(tmp_path, "zsseg_fake_dep", "1.0")
-    _fake_wheel(tmp_path, "zsseg_fake_dep", "2.0", requires=['zsseg_fake_never; extra == "unused"'])
+    fake_wheel(tmp_path, "numpy", "99.0")
+    fake_wheel(tmp_path, "torch", "99.0")
+    fake_wheel(tmp_path, "pytest", "99.0")  # installed here: not taken
+    fake_wheel(tmp_path, "zsseg_fake_top", "1.0", requires=["zsseg_fake_dep>=2", "numpy", "torch"])
+    fake_wheel(tmp_path, "zsseg_fake_dep", "1.0")
+    fake_wheel(tmp_path, "zsseg_fake_dep", "2.0", requires=['zsseg_fake_never; extra == "unused"'])
     resolution = support.resolve(["zsseg_fake_top", "numpy", "pytest", "zsseg_fake_absent>=1"], tmp_path)
     assert {name: str(w.version) for name, w in resolution.install.items()} == {
         "zsseg-fake-top": "1.0",
@@ -429,30 +453,3 @@ def test_no_test_replaces_pythonpath_by_hand():
         if re.search(r"PYTHONPATH\s*=|\[\s*['\"]PYTHONPATH['\"]\s*\]\s*=", line)
     ]
     assert offenders == []
-
-
-# ---- a real build without CUDA (slow: compiles the native module) --------------------------------------------------
-@pytest.mark.slow
-def test_gpu_check_build_and_import_with_a_fake_nvidia_smi(tmp_path):
-    tools = _tools(tmp_path / "bin", cc="7.5", nvcc=FAKE_NVCC_ACCEPTS)
-    out = tmp_path / "report"
-    env = _env(
-        tools,
-        _bare_python(tmp_path / "py"),
-        ZSSEG_GPU_CHECK_CMAKE_DEFINES="ZS_WITH_CUDA=OFF;ZS_QUICK_BUILD=ON;CMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF",
-        CMAKE_BUILD_PARALLEL_LEVEL="2",
-    )
-    run = _gpu_check(env, "--only", "build,import", "--out", out, timeout=1200)
-    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]  # no GPU: the import check must fail
-    report = json.loads((out / "report.json").read_text())
-    stages = {s["name"]: s["status"] for s in report["stages"] if s["status"] != "not run"}
-    assert stages == {"build": "pass", "import": "fail"}, stages
-    assert report["pass"] is False and report["environment"]["driver"] == "000.00 (fake)"
-    log = (out / "import.log").read_text()
-    pkg = os.path.realpath(out / "build" / "pkg")
-    # the build made here is what the tests import, not the checkout's zsseg_rt/ (which has no _C) ...
-    assert f"zsseg_rt from {pkg}/zsseg_rt/__init__.py" in log
-    assert f"native module {pkg}/zsseg_rt/_C" in log
-    # ... and a build that cannot use CUDA stops the check with the reason
-    assert "CUDA is not usable by this build: zsseg_rt was built without CUDA" in log
-    assert "| build | pass |" in (out / "report.md").read_text()

@@ -15,6 +15,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
 import zsseg_rt.profiling as profile_tool  # noqa: E402 - the implementation behind tools/profile.py
+from zsseg_rt.cli.profile import main as profile_main  # noqa: E402 - its command line
 
 # Stages are timed back to back inside Engine.__call__; only array stacking / result construction / the hook
 # itself fall outside them. On the 64 px tiny model that glue is a few percent of a call; 85% leaves room for a
@@ -47,7 +48,7 @@ def profile_run(tiny_bundle, tmp_path_factory):
         str(out),
         "--quiet",
     ]
-    assert profile_tool.main(argv) == 0
+    assert profile_main(argv) == 0
     with open(out / "profile.json", encoding="utf-8") as handle:
         return out, json.load(handle)
 
@@ -153,7 +154,10 @@ def test_argument_parsing_errors():
     for bad in ("640", "x480"):
         with pytest.raises(argparse.ArgumentTypeError):
             profile_tool.parse_resolution(bad)
-    for bad in ("openvino", "tensorrt:fp8", "onnxruntime:tpu"):
+    # every backend of the table is profiled (openvino too, on the CPU: its row's only device); a name outside the
+    # table, a precision or a device its row lacks is refused
+    assert profile_tool.parse_backend("openvino")["backend"] == "openvino"
+    for bad in ("tvm", "tensorrt:fp8", "onnxruntime:tpu", "openvino:cuda"):
         with pytest.raises(argparse.ArgumentTypeError):
             profile_tool.parse_backend(bad)
     with pytest.raises(argparse.ArgumentTypeError):
@@ -229,7 +233,7 @@ def _tiny_run(bundle, out, *extra):
 
 def test_compare_skips_a_backend_that_cannot_run_with_one_line(bundle_without_checkpoint, tmp_path, capsys):
     argv = _tiny_run(bundle_without_checkpoint, tmp_path / "p", "--compare", "onnxruntime,torch")
-    assert profile_tool.main(argv) == 0
+    assert profile_main(argv) == 0
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("skipping torch: ") and "checkpoint" in lines[0], err
@@ -238,8 +242,19 @@ def test_compare_skips_a_backend_that_cannot_run_with_one_line(bundle_without_ch
     assert [b["label"] for b in report["backends"]] == ["onnxruntime"] and report["skipped"][0]["backend"] == "torch"
 
 
+def test_openvino_is_profiled_beside_onnxruntime(tiny_bundle, tmp_path, capsys):
+    """The backend table makes every backend profileable: openvino (a row, CPU only) runs end to end beside
+    onnxruntime and is not skipped (before the table, the profiler refused it by name)."""
+    pytest.importorskip("openvino")
+    assert profile_main(_tiny_run(tiny_bundle, tmp_path / "p", "--compare", "onnxruntime,openvino")) == 0
+    with open(tmp_path / "p" / "profile.json", encoding="utf-8") as handle:
+        report = json.load(handle)
+    assert [b["label"] for b in report["backends"]] == ["onnxruntime", "openvino"], capsys.readouterr().err
+    assert not report.get("skipped") and {r["backend"] for r in report["results"]} == {"onnxruntime", "openvino"}
+
+
 def test_bad_bundle_is_one_line(tmp_path, capsys):
-    assert profile_tool.main(_tiny_run(str(tmp_path / "nope"), tmp_path / "p")) != 0
+    assert profile_main(_tiny_run(str(tmp_path / "nope"), tmp_path / "p")) != 0
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("zsseg profile: error: bundle directory not found"), err
@@ -262,9 +277,9 @@ def test_each_configuration_shows_a_progress_bar_unless_quiet(tiny_bundle, tmp_p
     them; --quiet draws none. Only the names are checked (written when a bar starts), never redraws or timing."""
     argv = ["--bundle", tiny_bundle, "--classes", "3", "--resolutions", "64x48", "--batch-sizes", "1,2"]
     argv += ["--iters", "2", "--warmup", "1", "--text-iters", "1", "--no-plot", "--out", str(tmp_path / "p")]
-    assert profile_tool.main(argv) == 0
+    assert profile_main(argv) == 0
     err = capsys.readouterr().err
     for name in ("onnxruntime text encoder C=3:", "onnxruntime 64x48 B=1 C=3:", "onnxruntime 64x48 B=2 C=3:"):
         assert name in err, (name, err[-2000:])
-    assert profile_tool.main([*argv, "--quiet"]) == 0
+    assert profile_main([*argv, "--quiet"]) == 0
     assert "64x48 B=1" not in capsys.readouterr().err

@@ -10,6 +10,7 @@ import pathlib
 import sys
 
 import pytest
+from support import NO_BUILD, NO_BUILD_REASON
 
 # checks/ is not a package of the install: load the module from the checkout beside this test (tools/gpu_check.sh
 # runs pytest from its report folder, where `import checks` finds nothing)
@@ -21,6 +22,8 @@ _spec.loader.exec_module(sass)
 
 
 def _tools_or_skip() -> None:
+    if NO_BUILD:
+        pytest.skip(NO_BUILD_REASON)
     try:
         sass.find_nvcc()
         sass.find_cuobjdump()
@@ -48,7 +51,7 @@ def test_segment_windows_cost_model_reads_the_fast_path_from_the_sass():
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        cubin, _ = sass.compile_cubin(sass.CUDA_DIR / "segment_windows.cu", "90", pathlib.Path(tmp))
+        cubin, _ = sass.compile_cubin(sass.SEGMENT_WINDOWS_SOURCE, "90", pathlib.Path(tmp))
         kernel = next(f for n, f in sass.disassemble(cubin).items() if "segment_windows_kernelIfLb1E" in n)
     costs = sass.segment_windows_fast_costs(kernel)
     assert costs["pair"]["mufu"] == 24 and costs["one"]["mufu"] == 16

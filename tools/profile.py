@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """``python tools/profile.py --bundle B ...``: the per-stage latency profiler of a bundle (``--help`` for the
-options). The code is the importable module :mod:`zsseg_rt.profiling` (``python -m zsseg_rt.profiling`` is the same
-command); this file only forwards to it.
+options). The code is the importable package: the profiler :mod:`zsseg_rt.profiling`, the command
+:mod:`zsseg_rt.cli.profile` (``python -m zsseg_rt.profiling`` and ``zsseg profile`` are the same command); this file
+only forwards to it.
 
 This file is named like the standard library's ``profile`` module, and running a script puts its directory first
 on ``sys.path``: when something in the same process imports ``profile`` (``cProfile`` does, and torch's compiler
@@ -13,7 +14,7 @@ file in tools/ (the rest are shell scripts; benchmarks and checks are the packag
 if __name__ == "__main__":
     import sys
 
-    from zsseg_rt.profiling import main
+    from zsseg_rt.cli.profile import main
 
     sys.exit(main())
 elif __name__ == "profile":  # imported as the standard library's module: be that module

@@ -6,6 +6,6 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ZSSEG_VENV:-$ROOT/.venv}"
-ZSSEG_NEED_GTEST=0 ZSSEG_NEED_BROWSER=0 bash "$ROOT/tools/setup_env.sh"
+ZSSEG_NEED_GTEST=0 ZSSEG_NEED_BROWSER=0 ZSSEG_NEED_VIDEO_CLIPS=0 bash "$ROOT/tools/setup_env.sh"
 cd "$ROOT"
 exec "$VENV/bin/zsseg" demo --allow-random-weights "$@"

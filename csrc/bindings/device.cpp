@@ -124,11 +124,12 @@ bool ArgParser::check_bias_on_device(const ArrayArg& bias) const {
 void order_device_array(const DeviceBuffer& buffer, bool written, const ArgParser& args, const char* name) {
   so::StreamBuffer& sb = stream_buffer(buffer);
   const auto ready = sb.ready();
+  const auto graph = sb.graph_ready();  // replays of a graph that writes it
   const auto readers = written ? sb.readers() : std::vector<std::shared_ptr<so::ReadyEvent>>();
   if (args.capturing()) {
     // No wait can be captured on an event recorded outside the capture (cudaErrorStreamCaptureIsolation): the
     // array must be complete already (queried in the relaxed capture mode, which a capture allows).
-    const bool pending_write = ready && !ready->done();
+    const bool pending_write = (ready && !ready->done()) || (graph && !graph->done());
     bool pending_read = false;
     for (const auto& reader : readers) pending_read = pending_read || !reader->done();
     if (pending_write || pending_read) {
@@ -140,7 +141,9 @@ void order_device_array(const DeviceBuffer& buffer, bool written, const ArgParse
     return;
   }
   const cudaStream_t stream = static_cast<cudaStream_t>(args.stream());
-  cudaError_t status = ready ? ready->order_before(stream) : cudaSuccess;
+  const bool skip_ready = ZS_LIBRARY_MUTATED(kLibSkipInputWait);  // emulated mutation: no wait for the producer
+  cudaError_t status = ready && !skip_ready ? ready->order_before(stream) : cudaSuccess;
+  if (status == cudaSuccess && graph) status = graph->order_before(stream);
   for (const auto& reader : readers) {
     if (status == cudaSuccess) status = reader->order_before(stream);
   }
@@ -164,8 +167,9 @@ int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
   if (so::capturing(so::as_stream(stream))) {
     // Captured into a CUDA graph: the work runs when the graph is launched, so an event recorded now could
     // never be queried (cudaErrorCapturedEvent); what the graph reads is its owner's to keep alive. A DeviceArray
-    // the graph writes is filled by replays this library cannot see: its host reads wait for the device.
-    for (const auto& buffer : written) stream_buffer(*buffer).set_graph_written();
+    // the graph writes is filled by replays: an external event node after this launch is recorded by each replay,
+    // and the array's reads, consumers and release wait for it (StreamBuffer::set_graph_written).
+    for (const auto& buffer : written) stream_buffer(*buffer).set_graph_written(so::as_stream(stream));
     return 0;
   }
   int device = 0;
@@ -194,7 +198,9 @@ int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
     stream_buffer(*buffer).set_ready(ready);
     buffer->checks = checks;
   }
-  for (const auto& buffer : read) stream_buffer(*buffer).add_reader(ready);
+  for (const auto& buffer : read) {
+    if (!ZS_LIBRARY_MUTATED(kLibSkipReaderRecord)) stream_buffer(*buffer).add_reader(ready);  // emulated mutation
+  }
   in_use_list().keep_until(ready, std::move(held));
   return 0;
 }
@@ -301,19 +307,24 @@ py::capsule make_capsule(const DeviceArray& arr, const char* name) {
   return py::reinterpret_steal<py::capsule>(capsule);
 }
 
-// Wait (without the GIL) until the DeviceArray's content is complete: its producing launch, or the whole device
-// when a CUDA graph writes it. Throws RuntimeError naming `what` on a CUDA error.
+// Wait (without the GIL) until the DeviceArray's content is complete: its producing launch and the latest launched
+// replay of a CUDA graph that writes it (events only, waited for in the relaxed capture mode: legal while another
+// thread captures a graph, which is left valid). Only when a graph's event could not be recorded: the whole device
+// (refused by CUDA while a stream of it captures: then the error). Throws RuntimeError naming `what` on a CUDA error.
 void wait_for_content(const DeviceArray& arr, const char* what) {
 #ifdef ZSSEG_WITH_CUDA
   so::StreamBuffer& sb = stream_buffer(*arr.buffer);
   const auto ready = sb.ready();
-  const bool graph = sb.graph_written();
-  if (!graph && (!ready || ready->done())) return;
-  cudaError_t status;
+  const auto graph = sb.graph_ready();
+  const bool unordered = sb.graph_written_unordered();
+  if (!unordered && (!ready || ready->done()) && (!graph || graph->done())) return;
+  cudaError_t status = cudaSuccess;
   {
     py::gil_scoped_release release;  // other Python threads run while this one waits for the GPU
     CudaDeviceGuard guard(Placement{Device::CUDA, arr.buffer->device_id()});
-    status = graph ? cudaDeviceSynchronize() : ready->synchronize();
+    if (ready) status = ready->synchronize();
+    if (status == cudaSuccess && graph) status = graph->synchronize();
+    if (status == cudaSuccess && unordered) status = cudaDeviceSynchronize();
   }
   if (status != cudaSuccess) {
     cudaGetLastError();
@@ -345,9 +356,11 @@ void order_for_consumer(const DeviceArray& arr, const py::object& stream) {
   const cudaStream_t consumer_stream = consumer == 1   ? cudaStreamLegacy
                                        : consumer == 2 ? cudaStreamPerThread
                                                        : so::as_stream(consumer);
-  if (stream_buffer(*arr.buffer).graph_written()) wait_for_content(arr, "DeviceArray.__dlpack__");
+  if (stream_buffer(*arr.buffer).graph_written_unordered()) wait_for_content(arr, "DeviceArray.__dlpack__");
   const auto ready = stream_buffer(*arr.buffer).ready();
-  const cudaError_t status = ready ? ready->order_before(consumer_stream) : cudaSuccess;
+  const auto graph = stream_buffer(*arr.buffer).graph_ready();  // the latest replay of a graph that writes it
+  cudaError_t status = ready ? ready->order_before(consumer_stream) : cudaSuccess;
+  if (status == cudaSuccess && graph) status = graph->order_before(consumer_stream);
   // The release of the buffer waits for what the consumer enqueues on its stream (see stream_order.h).
   stream_buffer(*arr.buffer).add_consumer(consumer_stream);
   if (status != cudaSuccess) {
@@ -417,8 +430,9 @@ py::array to_numpy(const DeviceArray& arr) {
   {
     py::gil_scoped_release release;  // other Python threads run while this one waits for the GPU
     // The copy runs on this library's own non-blocking stream, in the relaxed capture mode: legal while another
-    // thread captures a graph (cudaMemcpy would use the legacy stream, illegal then). It comes after the producer,
-    // which the host waited for above.
+    // thread captures a graph (cudaMemcpy would use the legacy stream, illegal then). It comes after the producer
+    // and the latest graph replay writing the array, which the host waited for above, also in the relaxed capture
+    // mode (wait_for_content): numpy() leaves another thread's capture valid.
     so::RelaxedCaptureScope relaxed;
     cudaStream_t copy_stream = so::release_stream(arr.buffer->device_id());
     if (copy_stream == nullptr) status = cudaErrorInvalidResourceHandle;
@@ -514,14 +528,15 @@ void register_device(py::module_& m) {
           [](const DeviceArray& a) {
 #ifdef ZSSEG_WITH_CUDA
             const auto ready = stream_buffer(*a.buffer).ready();
-            return !ready || ready->done();
+            const auto graph = stream_buffer(*a.buffer).graph_ready();
+            return (!ready || ready->done()) && (!graph || graph->done());
 #else
             (void)a;
             return true;
 #endif
           },
-          "True when the launch that last wrote it has finished (never blocks). Writes by a replayed CUDA graph are "
-          "not tracked: numpy() and the exports of such an array wait for the whole device.")
+          "True when the launch that last wrote it, and the latest launched replay of a CUDA graph that writes it, "
+          "have finished (never blocks).")
       .def_property_readonly("__cuda_array_interface__", &cuda_array_interface)
       .def("__dlpack__", &dlpack_export, py::kw_only(), py::arg("stream") = py::none(),
            py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(), py::arg("copy") = py::none())

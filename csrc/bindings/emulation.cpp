@@ -63,6 +63,11 @@ py::list take_reports() {
   return out;
 }
 
+// A kernel that throws: the emulation's stand-in for a device fault (a trap, an illegal address).
+void faulting_kernel(int /*unused*/) {
+  throw std::runtime_error("emulated device fault (testing hook)");
+}
+
 unsigned mutation_mask(const std::vector<std::string>& names) {
   unsigned mask = 0;
   for (const std::string& name : names) {
@@ -96,8 +101,37 @@ void register_emulation(py::module_& m) {
   e.def("set_memory_pools", [](bool enabled) { zs_emu::device_config().memory_pools = enabled; });
   e.def("take_reports", &take_reports,
         "Wait for the streams to settle, then return and clear what the emulated runtime reported: (kind, message) "
-        "pairs; kind is 'race' (unordered accesses to one allocation), 'use-after-free' (freed pool memory) or "
-        "'misuse' (a destroyed handle, a bad free).");
+        "pairs; kind is 'race' (unordered accesses to one allocation, by operations, graph nodes or the host), "
+        "'use-after-free' (freed pool memory), 'misuse' (a destroyed handle, a bad free, a kernel's struct "
+        "parameter carrying a pointer the detector cannot see) or 'kernel-error' (a kernel threw: a device fault).");
+  e.def(
+      "host_access",
+      [](std::intptr_t ptr, std::size_t bytes, bool write, const std::string& what) {
+        zs_emu::host_access(reinterpret_cast<void*>(ptr), bytes, write, what);
+      },
+      py::arg("ptr"), py::arg("nbytes"), py::arg("write"), py::arg("what"),
+      "The host reads (write=False) or writes `nbytes` at `ptr` now: checked against the device operations on that "
+      "memory that the host has not synchronised with (a 'race' report); untracked memory is ignored.");
+  e.def(
+      "launch_faulting_kernel",
+      [](std::int64_t stream) {
+        zs_emu::launch_named("faulting_kernel", &faulting_kernel, dim3(1), dim3(1), to_stream(stream), 0);
+        const cudaError_t status = cudaGetLastError();
+        if (status != cudaSuccess)
+          throw std::runtime_error(std::string("launch_faulting_kernel: ") + cudaGetErrorString(status));
+      },
+      py::arg("stream"),
+      "Enqueue a kernel that throws when it runs (a device fault): a 'kernel-error' report, and "
+      "cudaErrorLaunchFailure from every later synchronisation and launch until reset_device_error().");
+  e.def(
+      "device_error",
+      [] {
+        const cudaError_t error = zs_emu::sticky_error();
+        return error == cudaSuccess ? std::string() : std::string(cudaGetErrorString(error));
+      },
+      "The sticky device error after a fault ('' when none).");
+  e.def("reset_device_error", &zs_emu::reset_device_error,
+        "End a device fault (what cudaDeviceReset does on a GPU; the memory is kept here).");
   e.def(
       "settle",
       [] {
@@ -122,8 +156,9 @@ void register_emulation(py::module_& m) {
   e.def(
       "set_mutations", [](const std::vector<std::string>& names) { zs_emu::set_mutations(mutation_mask(names)); },
       py::arg("names"),
-      "Make the emulator commit a class of ordering bug: drop_event_wait, free_before_consumer, skip_host_wait, "
-      "wrong_launch_stream (see csrc/emu/cuda_emu_runtime.h). [] turns them off.");
+      "Make the emulator (drop_event_wait, free_before_consumer, skip_host_wait, wrong_launch_stream) or the "
+      "library (lib_skip_input_wait, lib_skip_reader_record, lib_skip_release_wait, lib_skip_consumer_wait) "
+      "commit a class of ordering bug (see csrc/emu/cuda_emu_runtime.h). [] turns them off.");
   e.def("mutation_names", [] {
     std::vector<std::string> names;
     for (const auto& entry : zs_emu::mutation_names()) names.emplace_back(entry.first);

@@ -18,4 +18,5 @@ PYBIND11_MODULE(ZS_PYTHON_MODULE_NAME, m) {
   zsseg_py::register_testing(m);
   zsseg_py::register_emulation(m);
   zsseg_py::register_pamr(m);
+  zsseg_py::register_warp(m);
 }

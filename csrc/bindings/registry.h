@@ -13,4 +13,5 @@ void register_segment_windows(pybind11::module_& m);      // segment_windows.cpp
 void register_testing(pybind11::module_& m);              // testing.cpp: _C._testing (CUDA builds)
 void register_emulation(pybind11::module_& m);            // emulation.cpp: _C._emulation (emulated build)
 void register_pamr(pybind11::module_& m);                 // pamr.cpp
+void register_warp(pybind11::module_& m);                 // warp.cpp
 }  // namespace zsseg_py

@@ -394,6 +394,24 @@ void register_testing(py::module_& m) {
     check(cudaDeviceGetAttribute(&value, attr, device), "cudaDeviceGetAttribute");
     return value;
   });
+  t.def(
+      "default_pool_attribute",
+      [](const std::string& name, int device) {
+        const cudaMemPoolAttr attr = name == "release_threshold"  ? cudaMemPoolAttrReleaseThreshold
+                                     : name == "reserved_current" ? cudaMemPoolAttrReservedMemCurrent
+                                     : name == "used_current"     ? cudaMemPoolAttrUsedMemCurrent
+                                                                  : throw py::value_error(
+                                                                        "name: release_threshold, reserved_current or "
+                                                                        "used_current, got '" +
+                                                                        name + "'");
+        cudaMemPool_t pool = nullptr;
+        check(cudaDeviceGetDefaultMemPool(&pool, device), "cudaDeviceGetDefaultMemPool");
+        std::uint64_t value = 0;
+        check(cudaMemPoolGetAttribute(pool, attr, &value), "cudaMemPoolGetAttribute");
+        return value;
+      },
+      py::arg("name"), py::arg("device") = 0,
+      "An attribute of the device's DEFAULT memory pool (the one torch's cudaMallocAsync backend shares).");
 }
 
 }  // namespace zsseg_py

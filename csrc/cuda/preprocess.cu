@@ -4,6 +4,19 @@
 #include "zsseg/preprocess.h"
 
 namespace zsseg {
+
+#if defined(ZS_CUDA_EMULATION)
+// The emulated runtime's race detector sees the pointers a kernel is given, not those inside a struct parameter:
+// what preprocess_kernel reads and writes through its PreprocessParams (csrc/emu/cuda_emu.h, param_accesses).
+inline void emu_accesses(const PreprocessParams& p, std::vector<zs_emu::Access>& out) {
+  const auto frame = static_cast<std::size_t>(p.in_height) * p.in_width * p.in_channels;
+  const std::size_t element = p.dtype == DType::Float16 ? 2 : 4;
+  const auto batch = static_cast<std::size_t>(p.num_windows) * 3 * p.crop * p.crop * element;
+  out.push_back(zs_emu::Access{p.image, frame, false});
+  out.push_back(zs_emu::Access{p.output, batch, true});
+}
+#endif
+
 namespace {
 
 using cuda_detail::store_from_float;

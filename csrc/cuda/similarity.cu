@@ -1,5 +1,5 @@
-// CUDA similarity: tiled shared-memory GEMM text [C, D] x patches [N, D]^T per batch item. The row sums
-// of squares for normalisation are gathered from the same shared tiles, so no extra pass or buffer.
+// CUDA similarity: tiled shared-memory GEMM text [C, D] x patches [N, D]^T per batch item. With normalize, the
+// block's inverse row norms come first (all its warps, a row per warp at a time) and scale the tile stores.
 #include "tile_gemm.cuh"
 #include "zsseg/similarity.h"
 
@@ -8,8 +8,9 @@ namespace {
 using namespace dense_cuda;
 
 // grid.x = B * n_tiles, grid.y strides over class tiles. With normalize, the inverse L2 norms of the block's
-// rows are computed first (scaled, so no fp32 overflow/underflow) and folded into the tile loads, as the CPU
-// folds them into its operand packing: the products are of unit-length rows and cannot overflow either.
+// rows are computed first by the whole block (block_inverse_row_norms: a warp per row, scaled so no fp32 overflow or
+// underflow) and folded into the tile loads, as the CPU folds them into its operand packing: the products are of
+// unit-length rows and cannot overflow either.
 template <class T, int Tile>
 __global__ void __launch_bounds__(kThreads, 1)
     similarity_kernel(const T* __restrict__ patches, const T* __restrict__ text, T* __restrict__ out,
@@ -25,17 +26,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
   const bool text_vectors = vector_loads_ok<Tile>(text_rows, dim),
              patch_vectors = vector_loads_ok<Tile>(patch_rows, dim);
-  if (normalize && threadIdx.x >= Tile && threadIdx.x < 2 * Tile) {
-    const std::int64_t n = n0 + (threadIdx.x - Tile);
-    patch_inverse[threadIdx.x - Tile] = n < num_patches ? inverse_row_norm_scaled(patch_rows + n * dim, dim) : 0.0f;
-  }
+  if (normalize) block_inverse_row_norms(patch_rows + n0 * dim, dim, num_patches - n0, Tile, patch_inverse);
   for (std::int64_t c_tile = blockIdx.y; c_tile < c_tiles; c_tile += gridDim.y) {
     const std::int64_t c0 = c_tile * Tile;
     float acc[P][P] = {};
-    if (normalize && threadIdx.x < Tile) {
-      const std::int64_t c = c0 + threadIdx.x;
-      text_inverse[threadIdx.x] = c < num_classes ? inverse_row_norm_scaled(text_rows + c * dim, dim) : 0.0f;
-    }
+    if (normalize) block_inverse_row_norms(text_rows + c0 * dim, dim, num_classes - c0, Tile, text_inverse);
     __syncthreads();  // the inverse norms are read by every thread's tile loads
     prefetched_k_loop<Tile, T>(
         tiles, acc, dim, ty, tx,

@@ -3,16 +3,19 @@
 // the emulated Python build) and the emulation tests (cpp_tests/emulation) compile this same header.
 //
 // The rules it implements:
-//   * An output is allocated with cudaMallocAsync on the launch stream (no implicit device-wide synchronisation).
-//     Devices without memory pools (cudaDevAttrMemoryPoolsSupported == 0) fall back to cudaMalloc / cudaFree.
+//   * An output is allocated stream-ordered on the launch stream (no implicit device-wide synchronisation), from a
+//     memory pool of this library's own (cudaMemPoolCreate + cudaMallocFromPoolAsync; the device's default pool if
+//     that cannot be created). Devices without memory pools (cudaDevAttrMemoryPoolsSupported == 0) fall back to
+//     cudaMalloc / cudaFree.
 //   * A ReadyEvent is recorded on the launch stream right after the allocation and again after the launch.
 //     Nothing keeps the caller's stream handle: consumers are ordered after the event (cudaStreamWaitEvent), host
 //     reads wait for the event, and the buffer is released with cudaFreeAsync on a stream of this library's own
 //     (release_stream(), one per device, never destroyed) after waiting for the event. So a caller may destroy its
 //     stream right after the call.
-//   * The device's default pool keeps up to kPoolReleaseThreshold bytes of freed memory (its release threshold,
-//     0 by default, would return freed memory to the system at every synchronisation: the next allocation then
-//     maps it again).
+//   * This library's pool keeps up to kPoolReleaseThreshold bytes of freed memory (a pool's release threshold, 0 by
+//     default, would return freed memory to the system at every synchronisation: the next allocation then maps it
+//     again). The device's default pool, which torch's cudaMallocAsync backend and other libraries share, is never
+//     changed (on a Jetson, memory a pool keeps is the board's CPU RAM).
 //   * An output passed back to a later op (a DeviceArray input, or `out=`) is ordered by its events: a read after
 //     the write that produced it, a write (`out=`) after that write, after every read of it by this library's
 //     launches (add_reader) and after the streams it was exported to.
@@ -29,7 +32,10 @@
 //     they are dropped only once the event has completed (polled without blocking at every op call, drained on
 //     exit), so an input freed by its owner right after the call is still alive while the kernel reads it.
 //   * Stream capture (CUDA graphs): no query or host synchronisation is made on a capturing stream, and queries
-//     run in the relaxed capture mode, so a capture elsewhere in the process (global mode) is not invalidated.
+//     and host waits run in the relaxed capture mode, so a capture elsewhere in the process (global mode) is not
+//     invalidated: they only wait for events recorded outside any capture. A buffer a captured launch writes gets
+//     an event recorded as an external node of the graph (cudaEventRecordExternal): every replay records it, so host
+//     reads, consumers and the release wait for the latest replay that was launched, never for the whole device.
 //   * Nothing here blocks except ReadyEvent::synchronize() and DeferredRelease::drain(); callers release the GIL
 //     around those.
 #pragma once
@@ -44,6 +50,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "emu_hooks.h"  // ZS_LIBRARY_MUTATED: the emulated build's mutations (false in a real build)
 
 namespace zsseg {
 namespace stream_order {
@@ -146,32 +154,39 @@ inline cudaStream_t release_stream(int device) {
   return streams[device];
 }
 
-// The release threshold this library gives the device's default memory pool: memory freed to the pool is kept
-// (not returned to the system at every synchronisation and mapped again by the next allocation, which the
-// runtime's default threshold of 0 does) up to this many bytes.
+// The release threshold of this library's own memory pool: memory freed to the pool is kept (not returned to the
+// system at every synchronisation and mapped again by the next allocation, which a threshold of 0 does) up to this
+// many bytes.
 constexpr std::uint64_t kPoolReleaseThreshold = 256ull << 20;
 
-// Raise the default pool's release threshold of `device` to kPoolReleaseThreshold, once per device (a larger
-// threshold set by the application or another library is kept).
-inline void configure_pool(int device) {
+// This library's own memory pool on `device` (pinned device memory, the default reuse rules, release threshold
+// kPoolReleaseThreshold), created on first use and never destroyed (a process-wide resource, like the release
+// stream); nullptr when it cannot be created (then the device's default pool is used, left as it is).
+inline cudaMemPool_t library_pool(int device) {
   constexpr int kMaxDevices = 64;
-  static std::once_flag once[kMaxDevices];
-  if (device < 0 || device >= kMaxDevices) return;
-  std::call_once(once[device], [device] {
+  static std::mutex mutex;
+  static cudaMemPool_t pools[kMaxDevices] = {};
+  static bool tried[kMaxDevices] = {};
+  if (device < 0 || device >= kMaxDevices) return nullptr;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!tried[device]) {
+    tried[device] = true;
+    RelaxedCaptureScope relaxed;  // legal while another thread captures a graph in the global mode
+    cudaMemPoolProps props = {};
+    props.allocType = cudaMemAllocationTypePinned;
+    props.handleTypes = cudaMemHandleTypeNone;
+    props.location.type = cudaMemLocationTypeDevice;
+    props.location.id = device;
     cudaMemPool_t pool = nullptr;
-    if (cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess) {
+    if (cudaMemPoolCreate(&pool, &props) != cudaSuccess) {
       cudaGetLastError();
-      return;
+      return nullptr;
     }
-    std::uint64_t current = 0;
-    if (cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &current) != cudaSuccess) {
-      cudaGetLastError();
-      return;
-    }
-    if (current >= kPoolReleaseThreshold) return;
-    std::uint64_t wanted = kPoolReleaseThreshold;
-    if (cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &wanted) != cudaSuccess) cudaGetLastError();
-  });
+    std::uint64_t threshold = kPoolReleaseThreshold;
+    if (cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold) != cudaSuccess) cudaGetLastError();
+    pools[device] = pool;
+  }
+  return pools[device];
 }
 
 inline bool memory_pools_supported(int device) {
@@ -180,7 +195,6 @@ inline bool memory_pools_supported(int device) {
     cudaGetLastError();
     return false;
   }
-  if (value != 0) configure_pool(device);
   return value != 0;
 }
 
@@ -235,8 +249,28 @@ class ReadyEvent {
     if (status != cudaSuccess) cudaGetLastError();
     return true;
   }
-  // Block the calling thread until the recorded work has finished.
-  cudaError_t synchronize() const { return event_ == nullptr ? cudaSuccess : cudaEventSynchronize(event_); }
+  // Block the calling thread until the recorded work has finished. In the relaxed capture mode: legal while another
+  // thread captures a graph in the global mode (the event is never one recorded inside a capture).
+  cudaError_t synchronize() const {
+    if (event_ == nullptr) return cudaSuccess;
+    RelaxedCaptureScope relaxed;
+    return cudaEventSynchronize(event_);
+  }
+  // Record on the capturing `stream` as an external event node of the graph being captured: each launch of the
+  // graph records the event after the captured work before it (the event itself stays an ordinary one, recorded by
+  // replays; a wait for it waits for the latest replay launched; never recorded: complete).
+  cudaError_t record_in_capture(cudaStream_t stream, int device) {
+    DeviceScope scope(device);
+    if (event_ == nullptr) {
+      const cudaError_t status = cudaEventCreateWithFlags(&event_, cudaEventDisableTiming);
+      if (status != cudaSuccess) {
+        event_ = nullptr;
+        return status;
+      }
+    }
+    device_ = device;
+    return cudaEventRecordWithFlags(event_, stream, cudaEventRecordExternal);
+  }
 
  private:
   void reset() {
@@ -262,8 +296,10 @@ class StreamBuffer {
     buffer->bytes_ = bytes;
     buffer->device_ = device;
     buffer->pooled_ = memory_pools_supported(device);
-    const cudaError_t status =
-        buffer->pooled_ ? cudaMallocAsync(&buffer->data_, bytes, stream) : cudaMalloc(&buffer->data_, bytes);
+    cudaMemPool_t pool = buffer->pooled_ ? library_pool(device) : nullptr;
+    const cudaError_t status = !buffer->pooled_  ? cudaMalloc(&buffer->data_, bytes)
+                               : pool != nullptr ? cudaMallocFromPoolAsync(&buffer->data_, bytes, pool, stream)
+                                                 : cudaMallocAsync(&buffer->data_, bytes, stream);
     if (status != cudaSuccess) {
       buffer->data_ = nullptr;
       return status;
@@ -329,10 +365,24 @@ class StreamBuffer {
     std::lock_guard<std::mutex> lock(mutex_);
     return readers_;
   }
-  // Written by a launch captured into a CUDA graph: its content comes from replays this library cannot see, so
-  // host reads and exports wait for the whole device first.
-  void set_graph_written() { graph_written_ = true; }
-  bool graph_written() const { return graph_written_; }
+  // Written by a launch captured into a CUDA graph (on the capturing `stream`): its content comes from replays, so
+  // an event recorded by each replay (ReadyEvent::record_in_capture) orders host reads, consumers and the release
+  // after the latest one launched. If that record fails, host reads and exports wait for the whole device
+  // (graph_written_unordered; illegal while another stream captures: the caller reports the error).
+  void set_graph_written(cudaStream_t stream) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!graph_ready_) graph_ready_ = std::make_shared<ReadyEvent>();
+    if (graph_ready_->record_in_capture(stream, device_) != cudaSuccess) {
+      cudaGetLastError();
+      graph_written_unordered_ = true;
+    }
+  }
+  // The event the replays of the graphs that write the buffer record (nullptr: none does).
+  std::shared_ptr<ReadyEvent> graph_ready() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return graph_ready_;
+  }
+  bool graph_written_unordered() const { return graph_written_unordered_; }
   // Exported to another library that works on `consumer` (cudaStreamLegacy for the legacy default stream,
   // cudaStreamPerThread for the per-thread default stream of the exporting thread): the release waits for the
   // work enqueued there until then.
@@ -357,11 +407,14 @@ class StreamBuffer {
   bool release_stream_ordered() {
     cudaStream_t release = release_stream(device_);
     if (release == nullptr) return false;
-    if (ready_ && ready_->order_before(release) != cudaSuccess) return false;
+    const bool skip_ready = ZS_LIBRARY_MUTATED(kLibSkipReleaseWait);  // emulated mutation: no wait for the writer
+    if (ready_ && !skip_ready && ready_->order_before(release) != cudaSuccess) return false;
+    if (graph_ready_ && graph_ready_->order_before(release) != cudaSuccess) return false;
     for (const auto& reader : readers_) {
       if (reader->order_before(release) != cudaSuccess) return false;
     }
     for (cudaStream_t consumer : consumers_) {
+      if (ZS_LIBRARY_MUTATED(kLibSkipConsumerWait)) break;  // emulated mutation: no wait for the consumers
       if (wait_for_stream(release, consumer) != cudaSuccess) return false;
     }
     if (per_thread_consumer_ && cudaDeviceSynchronize() != cudaSuccess) return false;
@@ -376,7 +429,8 @@ class StreamBuffer {
   std::vector<cudaStream_t> consumers_;
   std::shared_ptr<ReadyEvent> ready_;
   std::vector<std::shared_ptr<ReadyEvent>> readers_;
-  std::atomic<bool> graph_written_{false};
+  std::shared_ptr<ReadyEvent> graph_ready_;
+  std::atomic<bool> graph_written_unordered_{false};
 };
 
 // Objects kept alive until the work recorded in their event has completed. `Payload` is destroyed outside the

@@ -183,28 +183,65 @@ __device__ __forceinline__ void for_each_result(const float (&acc)[P][P], std::i
   }
 }
 
-// 1 / max(||row||, eps) of row [dim] without fp32 overflow or underflow: the sum of squares of row / max|row|
-// (in [1, dim]) times max|row|, as torch/the CPU (which sums in double) up to fp32 rounding. NaN in the row gives
-// NaN, an infinite entry 0 (the CPU's 1 / inf), an all-zero row 1 / eps.
+// The warp's max / sum of `v` over its 32 lanes (butterfly: every lane gets it).
+__device__ __forceinline__ int warp_max(int v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const int other = __shfl_xor_sync(0xffffffffu, v, offset);
+    v = other > v ? other : v;
+  }
+  return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// out[r] = 1 / max(||row r||, eps) for the `rows` rows of x [rows, dim] (row r at x + r * dim; rows r >= valid get
+// 0), computed by all kThreads threads of the block together (every thread must call it; no barrier inside): warp w
+// takes rows w, w + kThreads / 32, ...; its lanes stride over the row (coalesced loads) and combine by butterfly
+// shuffles. The largest magnitude is the largest of the values' bits without their sign (as integers they order as
+// the magnitudes do, a NaN above infinity: one maximum finds both). No fp32 overflow or underflow: it sets a power
+// of two 2^-e that brings it into [0.5, 1) (e from frexpf, kept in the normal range), the row times 2^-e is exact,
+// its squares are summed, and the norm is sqrt(sum) 2^e -- torch's / the CPU's (which sums in double) up to fp32
+// rounding. One reciprocal per row (the IEEE 1 / norm), none per element. NaN in the row gives NaN, an infinite
+// entry (or a norm beyond fp32) 0 (the CPU's 1 / inf), an all-zero row 1 / eps.
 template <class T>
-__device__ __forceinline__ float inverse_row_norm_scaled(const T* row, std::int64_t dim) {
-  float largest = 0.0f;
-  bool has_nan = false;
-  for (std::int64_t d = 0; d < dim; ++d) {
-    const float a = fabsf(to_float(row[d]));
-    has_nan = has_nan || a != a;
-    largest = a > largest ? a : largest;
+__device__ __forceinline__ void block_inverse_row_norms(const T* __restrict__ x, std::int64_t dim, std::int64_t valid,
+                                                        int rows, float* out) {
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  for (int r = warp; r < rows; r += kThreads / 32) {  // r is the same for the whole warp: uniform branches below
+    float inverse = 0.0f;
+    if (r < valid) {
+      const T* row = x + r * dim;
+      int magnitude = 0;  // the bits of |x| (sign cleared)
+      for (std::int64_t d = lane; d < dim; d += 32) {
+        const int bits = __float_as_int(to_float(row[d])) & 0x7fffffff;
+        magnitude = bits > magnitude ? bits : magnitude;
+      }
+      magnitude = warp_max(magnitude);
+      const float largest = __int_as_float(magnitude);
+      if (magnitude > 0x7f800000) {  // a NaN
+        inverse = __int_as_float(0x7fc00000);
+      } else if (largest == 0.0f) {
+        inverse = 1.0f / kNormEps;
+      } else if (!(largest > 3.0e38f)) {  // else an infinite entry (or a norm beyond fp32): 0
+        int e = 0;
+        frexpf(largest, &e);  // largest = m 2^e, m in [0.5, 1)
+        e = e < -126 ? -126 : (e > 126 ? 126 : e);
+        const float down = ldexpf(1.0f, -e), up = ldexpf(1.0f, e);  // normal powers of two: exact products
+        float sum = 0.0f;
+        for (std::int64_t d = lane; d < dim; d += 32) {
+          const float v = to_float(row[d]) * down;
+          sum = fmaf(v, v, sum);
+        }
+        const float norm = sqrtf(warp_sum(sum)) * up;
+        inverse = 1.0f / (norm > kNormEps ? norm : kNormEps);
+      }
+    }
+    if (lane == 0) out[r] = inverse;
   }
-  if (has_nan) return __int_as_float(0x7fc00000);
-  if (largest == 0.0f) return 1.0f / kNormEps;
-  if (largest > 3.0e38f) return 0.0f;  // an infinite entry (or a norm beyond fp32)
-  float sum = 0.0f;
-  for (std::int64_t d = 0; d < dim; ++d) {
-    const float r = to_float(row[d]) / largest;
-    sum = fmaf(r, r, sum);
-  }
-  const float norm = largest * sqrtf(sum);
-  return 1.0f / (norm > kNormEps ? norm : kNormEps);
 }
 
 inline unsigned int grid_dim_capped(std::int64_t tiles) {

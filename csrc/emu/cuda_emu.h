@@ -7,7 +7,10 @@
 //   a block are real host threads (one std::thread per CUDA thread), so __syncthreads() is a real barrier and a
 //   data race or a missing barrier shows up as a wrong result (or a sanitizer report). Every barrier arrival is
 //   checked: threads of one block reaching different barriers (one at __syncthreads, another at the end of the
-//   kernel) abort with a message -- divergent __syncthreads is undefined behaviour on a GPU.
+//   kernel) abort with a message -- divergent __syncthreads is undefined behaviour on a GPU. Under a serial
+//   schedule (cuda_emu_block.h: BlockScheduleScope) the threads run one at a time between barriers, in thread
+//   order or in reverse: deterministic, so a missing barrier gives a result that depends on the order.
+// * __shfl_xor_sync of full warps exchanges the lanes' values (cuda_emu_block.h).
 // * blockIdx / threadIdx / blockDim / gridDim are thread-local.
 // * __shared__ variables are function-local statics: one instance, used by one block at a time (blocks do not
 //   overlap), so it behaves as per-block shared memory.
@@ -20,7 +23,10 @@
 //   streams: __shared__ memory is one static instance). The runtime API (cuda_emu_runtime.h) runs every stream
 //   as an ordered queue with seeded random delays, with the legacy stream's implicit synchronisation, stream-ordered
 //   pool memory, events, stream capture into graphs that run only when launched, and a happens-before race
-//   detector that reports unordered accesses to the same allocation; see its header comment.
+//   detector that reports unordered accesses to the same allocation; see its header comment. A kernel's accesses
+//   are its pointer arguments, and the pointers inside a struct argument through an emu_accesses overload
+//   (param_accesses below; a struct carrying a tracked pointer without one is reported). An exception thrown by a
+//   kernel is a device fault: reported, and sticky (cudaErrorLaunchFailure) as on a GPU.
 // What it cannot model: device math functions (expf, sqrtf, fmaf contraction as compiled by nvcc), timing,
 // warp scheduling, memory coherence subtleties, kernels of different streams overlapping in time, the driver.
 #pragma once
@@ -42,6 +48,7 @@
 #include <utility>
 #include <vector>
 
+#include "cuda_emu_block.h"    // a block's barrier, warp shuffles and thread schedules (serial: deterministic)
 #include "cuda_emu_runtime.h"  // the runtime API (streams, events, memory) the launches below are enqueued on
 #include "cuda_emu_types.h"    // cudaError_t, last_error, Access: shared with the runtime API
 
@@ -114,40 +121,6 @@ struct GridCapScope {
   GridCapScope& operator=(const GridCapScope&) = delete;
 };
 
-// Barrier of the threads of one block. Each arrival names its site (a __syncthreads or the end of the kernel);
-// all threads of one phase must name the same site.
-class BlockBarrier {
- public:
-  explicit BlockBarrier(unsigned int threads) : threads_(threads) {}
-  void arrive_and_wait(const char* site) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    if (arrived_ == 0) {
-      site_ = site;
-    } else if (site_ != site) {
-      std::fprintf(stderr, "zs_emu: divergent barrier in block (%u,%u,%u): '%s' and '%s'\n", blockIdx.x, blockIdx.y,
-                   blockIdx.z, site_, site);
-      std::abort();
-    }
-    const std::uint64_t phase = phase_;
-    if (++arrived_ == threads_) {
-      arrived_ = 0;
-      ++phase_;
-      lock.unlock();
-      wake_.notify_all();
-      return;
-    }
-    wake_.wait(lock, [&] { return phase_ != phase; });
-  }
-
- private:
-  const unsigned int threads_;
-  unsigned int arrived_ = 0;
-  std::uint64_t phase_ = 0;
-  const char* site_ = nullptr;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-};
-
 inline BlockBarrier*& current_barrier() {
   static thread_local BlockBarrier* barrier = nullptr;
   return barrier;
@@ -156,11 +129,12 @@ inline BlockBarrier*& current_barrier() {
 constexpr const char* kSyncthreadsSite = "__syncthreads()";
 constexpr const char* kKernelEndSite = "end of kernel";
 
-// Runs `body` for every thread of every block: blocks in order, the threads of a block concurrently.
+// Runs `body` for every thread of every block: blocks in order, the threads of a block concurrently. Returns what
+// an exception thrown by the body said ("" when none was thrown).
 template <class Body>
-void run_grid(dim3 grid, dim3 block, const Body& body) {
+std::string run_grid(dim3 grid, dim3 block, const Body& body) {
   const unsigned int threads = block.x * block.y * block.z;
-  BlockBarrier barrier(threads);
+  BlockBarrier barrier(threads, block_schedule());
   std::vector<std::thread> workers;
   workers.reserve(threads);
   std::mutex error_mutex;
@@ -171,6 +145,7 @@ void run_grid(dim3 grid, dim3 block, const Body& body) {
       blockDim = block;
       gridDim = grid;
       current_barrier() = &barrier;
+      barrier.begin(t);
       for (unsigned int bz = 0; bz < grid.z; ++bz) {
         for (unsigned int by = 0; by < grid.y; ++by) {
           for (unsigned int bx = 0; bx < grid.x; ++bx) {
@@ -180,19 +155,20 @@ void run_grid(dim3 grid, dim3 block, const Body& body) {
             } catch (const std::exception& e) {
               std::lock_guard<std::mutex> lock(error_mutex);
               error = e.what();
+            } catch (...) {
+              std::lock_guard<std::mutex> lock(error_mutex);
+              error = "an exception that is not a std::exception";
             }
-            barrier.arrive_and_wait(kKernelEndSite);  // shared memory is reused by the next block
+            barrier.arrive_and_wait(t, kKernelEndSite);  // shared memory is reused by the next block
           }
         }
       }
+      barrier.finish(t);
       current_barrier() = nullptr;
     });
   }
   for (std::thread& w : workers) w.join();
-  if (!error.empty()) {
-    std::fprintf(stderr, "zs_emu: kernel threw: %s\n", error.c_str());
-    last_error() = cudaErrorLaunchFailure;
-  }
+  return error;
 }
 
 inline bool valid_configuration(dim3 grid, dim3 block) {
@@ -204,7 +180,9 @@ inline bool valid_configuration(dim3 grid, dim3 block) {
 
 // A kernel parameter's accesses: pointers directly; a struct parameter through an overload
 // `void emu_accesses(const Params&, std::vector<zs_emu::Access>&)` found by argument-dependent lookup (declared
-// next to the kernel, under ZS_CUDA_EMULATION); anything else has none.
+// next to the kernel, under ZS_CUDA_EMULATION; e.g. csrc/cuda/preprocess.cu); anything else has none. A struct
+// without an overload that carries a pointer the runtime tracks is reported at the launch (check_untracked_struct):
+// a new struct-parameter kernel cannot go unchecked silently.
 template <class T, class = void>
 struct HasEmuAccesses : std::false_type {};
 template <class T>
@@ -212,17 +190,20 @@ struct HasEmuAccesses<
     T, std::void_t<decltype(emu_accesses(std::declval<const T&>(), std::declval<std::vector<Access>&>()))>>
     : std::true_type {};
 template <class T>
-void param_accesses(const T& value, std::vector<Access>& out) {
+void param_accesses(const char* kernel, std::size_t index, const T& value, std::vector<Access>& out) {
   if constexpr (std::is_pointer<T>::value) {
     using Pointee = std::remove_pointer_t<T>;
     if (value != nullptr) out.push_back(Access{static_cast<const void*>(value), 0, !std::is_const<Pointee>::value});
   } else if constexpr (HasEmuAccesses<T>::value) {
     emu_accesses(value, out);
+  } else if constexpr (std::is_class<T>::value) {
+    static_assert(std::is_trivially_copyable<T>::value, "a kernel parameter is copied as bytes");
+    check_untracked_struct(kernel, index, &value, sizeof(T));
   }
 }
 template <class Tuple, std::size_t... I>
-void tuple_accesses(const Tuple& t, std::vector<Access>& out, std::index_sequence<I...>) {
-  (param_accesses(std::get<I>(t), out), ...);
+void tuple_accesses(const char* kernel, const Tuple& t, std::vector<Access>& out, std::index_sequence<I...>) {
+  (param_accesses(kernel, I, std::get<I>(t), out), ...);
 }
 
 // kernel<<<grid, block, 0, stream>>>(args...): the configuration is checked at once (cudaGetLastError), the
@@ -238,15 +219,17 @@ void launch_named(const char* name, void (*kernel)(Params...), dim3 grid, dim3 b
   using Copied = std::tuple<std::decay_t<Params>...>;
   auto copied = std::make_shared<const Copied>(std::forward<Args>(args)...);
   std::vector<Access> accesses;
-  tuple_accesses(*copied, accesses, std::index_sequence_for<Params...>());
+  tuple_accesses(name, *copied, accesses, std::index_sequence_for<Params...>());
   const cudaError_t status = enqueue_kernel(
       stream, name,
-      [kernel, grid, block, copied] {
+      [name, kernel, grid, block, copied] {
         std::lock_guard<std::mutex> one_kernel_at_a_time(runtime().kernel_mutex);
-        run_grid(grid, block, [&] {
+        if (sticky_error() != cudaSuccess) return;  // enqueued before a fault: a faulted device runs nothing more
+        const std::string error = run_grid(grid, block, [&] {
           Copied local = *copied;
           std::apply(kernel, local);
         });
+        if (!error.empty()) device_fault(name, error);
       },
       std::move(accesses));
   if (status != cudaSuccess) last_error() = status;
@@ -258,19 +241,48 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t strea
 
 }  // namespace zs_emu
 
-inline void __syncthreads() {
-  zs_emu::BlockBarrier* barrier = zs_emu::current_barrier();
+namespace zs_emu {
+inline unsigned int linear_thread_index() {
+  return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+}
+inline BlockBarrier& barrier_of_kernel(const char* call) {
+  BlockBarrier* barrier = current_barrier();
   if (barrier == nullptr) {
-    std::fprintf(stderr, "zs_emu: __syncthreads() outside a kernel launch\n");
+    std::fprintf(stderr, "zs_emu: %s outside a kernel launch\n", call);
     std::abort();
   }
-  barrier->arrive_and_wait(zs_emu::kSyncthreadsSite);
+  return *barrier;
+}
+}  // namespace zs_emu
+
+inline void __syncthreads() {
+  zs_emu::barrier_of_kernel("__syncthreads()").arrive_and_wait(zs_emu::linear_thread_index(), zs_emu::kSyncthreadsSite);
+}
+// A full warp's butterfly shuffle (the only form the kernels use): every lane of the warp must take part with the
+// full mask (a partial warp or mask aborts: not modelled).
+template <class T>
+inline T __shfl_xor_sync(unsigned int mask, T value, int lane_mask, int width = 32) {
+  static_assert(sizeof(T) <= sizeof(std::uint64_t) && std::is_trivially_copyable<T>::value, "a register value");
+  if (mask != 0xffffffffu || width != 32) {
+    std::fprintf(stderr, "zs_emu: __shfl_xor_sync with mask %#x width %d (only full warps are modelled)\n", mask,
+                 width);
+    std::abort();
+  }
+  const unsigned int t = zs_emu::linear_thread_index();
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof(T));
+  bits = zs_emu::barrier_of_kernel("__shfl_xor_sync")
+             .warp_exchange(t, bits, (t % 32) ^ static_cast<unsigned int>(lane_mask));
+  std::memcpy(&value, &bits, sizeof(T));
+  return value;
 }
 
+// The last error of this thread, cleared; a device fault (sticky) is returned and stays.
 inline cudaError_t cudaGetLastError() {
   const cudaError_t error = zs_emu::last_error();
   zs_emu::last_error() = cudaSuccess;
-  return error;
+  const cudaError_t sticky = zs_emu::sticky_error();
+  return sticky != cudaSuccess ? sticky : error;
 }
 
 #include "cuda_emu_intrinsics.h"  // NOLINT(build/include): device intrinsics beyond the basics (vector types...)

@@ -30,7 +30,8 @@
 //   must end on its origin stream with every joined stream joined back. Illegal during capture (the call fails and
 //   invalidates the capture, which cudaStreamEndCapture then reports with a null graph), as the CUDA programming
 //   guide lists: querying or synchronising a capturing stream, a captured event or the device; a wait on an event
-//   recorded outside the capture without cudaEventWaitExternal; any use of the legacy stream while a blocking
+//   recorded outside the capture without cudaEventWaitExternal (cudaEventRecordExternal makes an event record node
+//   that each launch records; the event is not a captured one); any use of the legacy stream while a blocking
 //   stream of its device captures; potentially unsafe calls (cudaMalloc, cudaFree, cudaMallocHost/cudaHostAlloc,
 //   cudaFreeHost, cudaMemcpy, event and stream queries and synchronisations) from a thread whose capture mode
 //   forbids them (cudaThreadExchangeStreamCaptureMode: global, thread-local, relaxed); pageable host memory in a
@@ -41,19 +42,33 @@
 // Reports (zs_emu::take_reports(), _C._emulation.take_reports() in Python): what a GPU would not flag but gets
 // wrong. A happens-before race detector: every operation carries a vector clock (its stream's order, the events it
 // waited for, the host's synchronisations), and every access of a kernel (its pointer arguments: const = read,
-// otherwise write), copy, memset, allocation or free to an allocation is checked against the last write and the
-// reads since then: two accesses, at least one a write, with no ordering between them is a "race", whichever runs
-// first. An access to pool memory that was freed is a "use-after-free"; use of a destroyed handle is "misuse".
+// otherwise write; a struct argument's pointers through its emu_accesses overload, see cuda_emu.h), copy, memset,
+// allocation or free to an allocation is checked against the last write and the reads since then: two accesses, at
+// least one a write, with no ordering between them is a "race", whichever runs first. The nodes of one graph launch
+// are checked against each other along the captured graph's edges (unjoined branches of a fork run concurrently),
+// and the host's reads and writes of page-locked memory where the library makes them (host_access) against the
+// device work the host has not synchronised with. An access to pool memory that was freed is a "use-after-free";
+// use of a destroyed handle, or a struct kernel argument carrying a tracked pointer with no emu_accesses overload,
+// is "misuse". An exception thrown by a kernel (the emulation's device fault) is a "kernel-error", and makes
+// cudaErrorLaunchFailure sticky for the process as a fault does for a CUDA context: every later synchronisation,
+// query, launch, copy and memset returns it, and kernels enqueued before it do not run; frees and allocations still
+// work here (so a test can clean up), and reset_device_error() ends it (cudaDeviceReset on a GPU).
 // Reports are printed to stderr as they happen; tests fail on any report (python_tests/conftest.py,
-// cpp_tests/emulation/emu_test_utils.h).
+// cpp_tests/emulation/emu_test_utils.h). Not seen: accesses inside one kernel (blocks run in order), host accesses
+// the library does not declare, allocation-granular overlaps inside one shared slab (PinnedSlots).
 //
-// Mutations (ZS_EMU_MUTATION=name[,name], or set_mutations): the emulator itself makes a class of ordering bug, to
-// prove that the tests see it. drop_event_wait: cudaStreamWaitEvent does nothing. free_before_consumer:
-// cudaFreeAsync frees on a stream of its own, ordered after nothing its stream waits for (readers elsewhere).
-// skip_host_wait: cudaStreamSynchronize / cudaEventSynchronize /
+// Mutations (ZS_EMU_MUTATION=name[,name], or set_mutations): a class of ordering bug made on purpose, to prove that
+// the tests report it (python_tests/test_emulator_mutations.py). By the emulator: drop_event_wait:
+// cudaStreamWaitEvent does nothing. free_before_consumer: cudaFreeAsync frees on a stream of its own, ordered after
+// nothing its stream waits for (readers elsewhere). skip_host_wait: cudaStreamSynchronize / cudaEventSynchronize /
 // cudaDeviceSynchronize return without waiting (and every operation is delayed, so the host reads before the work
 // ran: a result read before a graph replay or a kernel finished). wrong_launch_stream: kernels run on a stream of
-// their own instead of the one they were launched on.
+// their own instead of the one they were launched on. By the library (csrc/cuda/emu_hooks.h, compiled in only
+// here): lib_skip_input_wait: an op does not wait for the launch that wrote its DeviceArray input
+// (csrc/bindings/device.cpp); lib_skip_reader_record: a launch is not recorded as a reader of its DeviceArray
+// inputs, so a later `out=` write or release does not wait for it (device.cpp); lib_skip_release_wait: a
+// DeviceArray's release does not wait for its writer (csrc/cuda/stream_order.h); lib_skip_consumer_wait: nor for
+// the streams it was exported to (stream_order.h).
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -139,6 +154,23 @@ enum cudaMemPoolAttr : int {
   cudaMemPoolAttrUsedMemCurrent = 7,
   cudaMemPoolAttrUsedMemHigh = 8,
 };
+// cudaMemPoolCreate's properties, as cuda_runtime_api.h spells them (the emulation reads allocType and location).
+enum cudaMemAllocationType : int { cudaMemAllocationTypeInvalid = 0, cudaMemAllocationTypePinned = 1 };
+enum cudaMemAllocationHandleType : int { cudaMemHandleTypeNone = 0 };
+enum cudaMemLocationType : int { cudaMemLocationTypeInvalid = 0, cudaMemLocationTypeDevice = 1 };
+struct cudaMemLocation {
+  cudaMemLocationType type = cudaMemLocationTypeInvalid;
+  int id = 0;
+};
+struct cudaMemPoolProps {
+  cudaMemAllocationType allocType = cudaMemAllocationTypeInvalid;
+  cudaMemAllocationHandleType handleTypes = cudaMemHandleTypeNone;
+  cudaMemLocation location;
+  void* win32SecurityAttributes = nullptr;
+  std::size_t maxSize = 0;
+  unsigned short usage = 0;
+  unsigned char reserved[54] = {};
+};
 constexpr unsigned int cudaHostAllocDefault = 0x0;
 constexpr unsigned int cudaHostAllocPortable = 0x1;
 constexpr unsigned int cudaHostAllocMapped = 0x2;
@@ -149,6 +181,8 @@ constexpr unsigned int cudaEventDefault = 0x0;
 constexpr unsigned int cudaEventDisableTiming = 0x2;
 constexpr unsigned int cudaEventWaitDefault = 0x0;
 constexpr unsigned int cudaEventWaitExternal = 0x1;
+constexpr unsigned int cudaEventRecordDefault = 0x0;
+constexpr unsigned int cudaEventRecordExternal = 0x1;
 #define cudaStreamLegacy (reinterpret_cast<cudaStream_t>(0x1))
 #define cudaStreamPerThread (reinterpret_cast<cudaStream_t>(0x2))
 struct cudaFuncAttributes {
@@ -179,12 +213,22 @@ enum Mutation : unsigned {
   kFreeBeforeConsumer = 1u << 1,
   kSkipHostWait = 1u << 2,
   kWrongLaunchStream = 1u << 3,
+  // Mutations of the library (csrc/bindings, csrc/cuda/stream_order.h), read there through ZS_LIBRARY_MUTATED
+  // (csrc/cuda/emu_hooks.h), which only the emulated build compiles in.
+  kLibSkipInputWait = 1u << 4,
+  kLibSkipReaderRecord = 1u << 5,
+  kLibSkipReleaseWait = 1u << 6,
+  kLibSkipConsumerWait = 1u << 7,
 };
 inline const std::vector<std::pair<const char*, Mutation>>& mutation_names() {
   static const std::vector<std::pair<const char*, Mutation>> names{{"drop_event_wait", kDropEventWait},
                                                                    {"free_before_consumer", kFreeBeforeConsumer},
                                                                    {"skip_host_wait", kSkipHostWait},
-                                                                   {"wrong_launch_stream", kWrongLaunchStream}};
+                                                                   {"wrong_launch_stream", kWrongLaunchStream},
+                                                                   {"lib_skip_input_wait", kLibSkipInputWait},
+                                                                   {"lib_skip_reader_record", kLibSkipReaderRecord},
+                                                                   {"lib_skip_release_wait", kLibSkipReleaseWait},
+                                                                   {"lib_skip_consumer_wait", kLibSkipConsumerWait}};
   return names;
 }
 // Parses "a,b" into a mask; unknown names abort (a mistyped mutation must not pass as "no mutation").
@@ -274,6 +318,32 @@ inline std::string hex(const void* ptr) {
   char text[32];
   std::snprintf(text, sizeof(text), "%p", ptr);
   return text;
+}
+
+// A device fault: an exception thrown by a kernel (the emulation's stand-in for a trap or an illegal address).
+// Sticky for the process, as a fault is for a CUDA context: from then on synchronisations, queries, launches,
+// copies and memsets return it, and cudaGetLastError returns it without clearing it (see the header comment).
+inline std::atomic<int>& sticky_error_storage() {
+  static std::atomic<int> error{cudaSuccess};
+  return error;
+}
+inline cudaError_t sticky_error() {
+  return static_cast<cudaError_t>(sticky_error_storage().load());
+}
+// cudaSuccess, or the sticky error (also made this thread's last error).
+inline cudaError_t sticky_status() {
+  const cudaError_t error = sticky_error();
+  return error == cudaSuccess ? error : (last_error() = error);
+}
+inline void device_fault(const char* kernel, const std::string& what) {
+  report("kernel-error", std::string("'") + kernel + "' threw: " + what +
+                             " (a device fault: every later synchronisation and launch returns "
+                             "cudaErrorLaunchFailure)");
+  sticky_error_storage().store(cudaErrorLaunchFailure);
+}
+// What cudaDeviceReset does to a faulted context, for tests (the memory is kept here).
+inline void reset_device_error() {
+  sticky_error_storage().store(cudaSuccess);
 }
 
 // ---- happens-before ---------------------------------------------------------------------------------------------
@@ -367,6 +437,7 @@ struct Allocation {
   int device = 0;
   unsigned int flags = 0;
   CUgraph_st* graph = nullptr;  // a graph's allocation (cudaMallocAsync during capture)
+  int pool = -1;                // pool memory: the pool's key (RuntimeState::pools)
   // Pool memory: a block stays registered until the pool gives it back to the system. `generation` counts its
   // allocations as the host made them (`host_owned` until the host frees it); `device_generation` is the one the
   // streams have reached (0: free as they see it); `cancelled`: an allocation freed by cudaFree before its stream
@@ -385,8 +456,10 @@ struct PoolBlock {
   std::uint32_t freed_on = 0;  // the queue whose cudaFreeAsync returned it
   SignalPtr freed;             // that free's completion
 };
+constexpr int kCreatedPools = 1 << 16;  // keys of created pools (below it: the devices' default pools)
 struct Pool {
   int device = 0;
+  bool destroyed = false;  // cudaMemPoolDestroy: its memory goes back once freed
   std::uint64_t release_threshold = 0;
   std::size_t reserved = 0;  // bytes of every block the pool holds, allocated or free
   std::size_t used = 0;
@@ -402,7 +475,8 @@ struct RuntimeState {
   DeviceConfig config;
   RuntimeStats stats;
   std::map<std::uintptr_t, Allocation> live;  // by address: allocations not yet returned (pending frees included)
-  std::map<int, Pool> pools;
+  std::map<int, Pool> pools;  // by key: a device's default pool is its device index, created pools kCreatedPools + i
+  int next_pool = 0;
   std::vector<std::shared_ptr<Queue>> queues;
   std::uint32_t next_queue = 1;
   Clock host_clock;  // what every host thread has seen completed (synchronisations, successful queries)
@@ -452,8 +526,9 @@ struct GraphNode {
   std::function<void()> run;
   std::vector<Access> accesses;
   std::vector<int> deps;
-  CUevent_st* external_wait = nullptr;  // an event wait node (cudaEventWaitExternal)
-  void* free_ptr = nullptr;             // a free node (cudaFreeAsync during capture)
+  CUevent_st* external_wait = nullptr;    // an event wait node (cudaEventWaitExternal)
+  CUevent_st* external_record = nullptr;  // an event record node (cudaEventRecordExternal): recorded at each launch
+  void* free_ptr = nullptr;               // a free node (cudaFreeAsync during capture)
 };
 struct Capture {
   std::vector<GraphNode> nodes;
@@ -475,12 +550,15 @@ struct CUgraph_st {
 };
 struct CUgraphExec_st {
   std::shared_ptr<const std::vector<zs_emu::GraphNode>> nodes;
+  std::shared_ptr<const std::vector<std::vector<bool>>> ancestors;  // [i][k]: node k is ordered before node i
   zs_emu::SignalPtr last_launch;
   std::uint64_t launches = 0;
   bool destroyed = false;
 };
 struct CUmemPoolHandle_st {
   int device = 0;
+  int key = 0;  // RuntimeState::pools
+  bool destroyed = false;
 };
 
 namespace zs_emu {
@@ -748,6 +826,45 @@ inline void check_accesses_locked(const std::vector<Access>& accesses, const Sig
   }
 }
 
+// The host's accesses to page-locked or mapped memory where the library makes them (a staging buffer read after
+// a download, a frame written before its upload; zsseg_rt's Memory.host_access, _C._emulation.host_access): each
+// is an operation of the calling thread's own queue (an id of the queues' numbering that no worker runs), ordered
+// after what the host has seen complete (host_clock). Checked like a device access: a host read of memory that a
+// device operation wrote, or a host write of memory a device operation reads or writes, with no synchronisation
+// in between is a race, whichever runs first. Work enqueued after the access is ordered after it.
+inline void host_access(const void* ptr, std::size_t bytes, bool write, const std::string& label) {
+  static thread_local std::uint32_t id = 0;
+  static thread_local std::uint64_t ticks = 0;
+  RuntimeState& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  if (find_allocation(ptr) == nullptr) return;  // memory the runtime does not track (pageable)
+  if (id == 0) id = rt.next_queue++;
+  auto access = std::make_shared<Signal>();
+  access->clock = rt.host_clock;
+  access->epoch = Epoch{id, ++ticks, label};
+  access->clock[id] = ticks;
+  check_accesses_locked({Access{ptr, bytes, write}}, access);
+  rt.host_clock[id] = ticks;
+}
+
+// A kernel parameter that is a struct with no emu_accesses overload (cuda_emu.h, param_accesses) must carry no
+// pointer the detector tracks: one that does would go unchecked, so it is reported ("misuse" of the emulation) and
+// the test fails until the struct gets its overload. Scans the struct's pointer-aligned words.
+inline void check_untracked_struct(const char* kernel, std::size_t index, const void* value, std::size_t size) {
+  std::lock_guard<std::mutex> lock(runtime().mutex);
+  for (std::size_t offset = 0; offset + sizeof(void*) <= size; offset += alignof(void*)) {
+    std::uintptr_t word = 0;
+    std::memcpy(&word, static_cast<const char*>(value) + offset, sizeof(word));
+    if (word == 0 || find_allocation(reinterpret_cast<const void*>(word)) == nullptr) continue;
+    report("misuse", std::string("kernel '") + kernel + "': parameter " + std::to_string(index) + " (a struct of " +
+                         std::to_string(size) + " bytes) carries the address " + hex(reinterpret_cast<void*>(word)) +
+                         " of a tracked allocation at byte " + std::to_string(offset) +
+                         ", but has no emu_accesses overload: the race detector cannot see what the kernel reads "
+                         "and writes through it (declare one next to the kernel, under ZS_CUDA_EMULATION)");
+    return;
+  }
+}
+
 inline void delay(Queue& q) {
   int max_us = options().max_delay_us;
   if (mutated(kSkipHostWait)) max_us = std::max(max_us, 20000);  // the host surely looks before the work ran
@@ -845,6 +962,7 @@ inline cudaError_t submit_locked(cudaStream_t handle, std::shared_ptr<Op> op, Si
     report("misuse", "'" + op->label + "' enqueued on destroyed stream " + hex(s));
     return last_error() = cudaErrorInvalidResourceHandle;
   }
+  if (sticky_error() != cudaSuccess) return sticky_status();  // a faulted device runs nothing more
   if (s->legacy) {
     const cudaError_t legacy = legacy_use_check_locked(s->device);
     if (legacy != cudaSuccess) return legacy;
@@ -1018,10 +1136,10 @@ inline cudaError_t cudaDeviceSynchronize() {
     return zs_emu::last_error() = cudaErrorStreamCaptureUnsupported;
   }
   ++rt.stats.blocking_waits;
-  if (zs_emu::mutated(zs_emu::kSkipHostWait)) return cudaSuccess;
+  if (zs_emu::mutated(zs_emu::kSkipHostWait)) return zs_emu::sticky_status();
   zs_emu::wait_device_locked(lock);
   zs_emu::trim_pools_locked();
-  return cudaSuccess;
+  return zs_emu::sticky_status();
 }
 
 // ---- streams and capture -------------------------------------------------------------------------------------
@@ -1061,7 +1179,7 @@ inline cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   ++rt.stats.blocking_waits;
   zs_emu::wait_stream_locked(lock, s);
   zs_emu::trim_pools_locked();
-  return cudaSuccess;
+  return zs_emu::sticky_status();
 }
 inline cudaError_t cudaStreamQuery(cudaStream_t stream) {
   zs_emu::RuntimeState& rt = zs_emu::runtime();
@@ -1069,6 +1187,7 @@ inline cudaError_t cudaStreamQuery(cudaStream_t stream) {
   CUstream_st* s = zs_emu::stream_of(stream);
   const cudaError_t checked = zs_emu::stream_host_check_locked(s, "cudaStreamQuery of");
   if (checked != cudaSuccess) return checked;
+  if (zs_emu::sticky_error() != cudaSuccess) return zs_emu::sticky_status();
   if (!s->queue || !s->queue->tail || s->queue->tail->done) {
     if (s->queue) zs_emu::host_saw_locked(s->queue->tail);
     return cudaSuccess;
@@ -1199,11 +1318,31 @@ inline cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = null
   event->signal = zs_emu::enqueue_locked(zs_emu::queue_of_locked(s), marker);
   return cudaSuccess;
 }
+// cudaEventRecordExternal during a capture: an event record node of the graph; the event itself is untouched (not
+// a captured event: it may be queried and waited for outside the capture), and each launch of the graph records it
+// (conservatively at the launch's end: cudaGraphLaunch). Outside a capture: cudaEventRecord.
+inline cudaError_t cudaEventRecordWithFlags(cudaEvent_t event, cudaStream_t stream = nullptr, unsigned int flags = 0) {
+  if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  {
+    std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+    if (event->destroyed) return zs_emu::destroyed_handle_locked("cudaEventRecordWithFlags of", "event", event);
+    CUstream_st* s = zs_emu::stream_of(stream);
+    if ((flags & cudaEventRecordExternal) != 0 && !s->destroyed && zs_emu::capturing(s)) {
+      auto node = std::make_shared<zs_emu::Op>();
+      node->label = "event record node (external)";
+      const cudaError_t status = zs_emu::capture_node_locked(s, node);
+      if (status == cudaSuccess) s->capture->nodes.back().external_record = event;
+      return status;
+    }
+  }
+  return cudaEventRecord(event, stream);
+}
 inline cudaError_t cudaEventQuery(cudaEvent_t event) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   const cudaError_t checked = zs_emu::event_host_check_locked(event, "cudaEventQuery of");
   if (checked != cudaSuccess) return checked;
+  if (zs_emu::sticky_error() != cudaSuccess) return zs_emu::sticky_status();
   if (!event->signal || event->signal->done) {
     zs_emu::host_saw_locked(event->signal);
     return cudaSuccess;
@@ -1219,7 +1358,7 @@ inline cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   ++rt.stats.blocking_waits;
   if (!zs_emu::mutated(zs_emu::kSkipHostWait)) zs_emu::host_wait_locked(lock, event->signal);
   zs_emu::trim_pools_locked();
-  return cudaSuccess;
+  return zs_emu::sticky_status();
 }
 inline cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags = 0) {
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
@@ -1291,9 +1430,9 @@ inline cudaError_t allocate_locked(void** ptr, std::size_t bytes, MemoryKind kin
   runtime().live[reinterpret_cast<std::uintptr_t>(*ptr)] = a;
   return cudaSuccess;
 }
-inline Pool& pool_of_locked(int device) {
-  Pool& pool = runtime().pools[device];
-  pool.device = device;
+inline Pool& pool_of_locked(int key) {  // a device index: its default pool
+  Pool& pool = runtime().pools[key];
+  if (key < kCreatedPools) pool.device = key;
   return pool;
 }
 // What a free does to the memory once it happens: filled with 0xFF bytes (NaN as float, -1 as int: a stale read
@@ -1319,7 +1458,7 @@ inline void free_pool_block_now_locked(void* ptr, Allocation& a, const char* wha
 // out again as its rules say, ordered after `freed` (null: at once).
 inline void pool_free_locked(void* ptr, Allocation& a, std::uint32_t queue, const SignalPtr& freed) {
   a.host_owned = false;
-  Pool& pool = pool_of_locked(a.device);
+  Pool& pool = pool_of_locked(a.pool >= 0 ? a.pool : a.device);
   pool.used -= std::min(pool.used, a.bytes);
   pool.free_blocks.push_back(PoolBlock{ptr, a.bytes, queue, freed});
 }
@@ -1328,7 +1467,8 @@ inline void trim_pools_locked() {
   RuntimeState& rt = runtime();
   for (auto& entry : rt.pools) {
     Pool& pool = entry.second;
-    for (auto it = pool.free_blocks.begin(); it != pool.free_blocks.end() && pool.reserved > pool.release_threshold;) {
+    const std::uint64_t keep = pool.destroyed ? 0 : pool.release_threshold;
+    for (auto it = pool.free_blocks.begin(); it != pool.free_blocks.end() && pool.reserved > keep;) {
       auto found = rt.live.find(reinterpret_cast<std::uintptr_t>(it->ptr));
       const bool idle = (!it->freed || it->freed->done) &&
                         (found == rt.live.end() || (found->second.device_generation == 0 && !found->second.host_owned));
@@ -1365,12 +1505,18 @@ inline cudaError_t cudaMallocManaged(void** ptr, std::size_t bytes, unsigned int
   if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
   return zs_emu::allocate_locked(ptr, bytes, zs_emu::MemoryKind::Managed, flags);
 }
-// Stream-ordered allocation from the device's default pool (see the rules at the top).
-inline cudaError_t cudaMallocAsync(void** ptr, std::size_t bytes, cudaStream_t stream) {
+namespace zs_emu {
+// Stream-ordered allocation (see the rules at the top) from `pool` (nullptr: the default pool of the stream's
+// device): cudaMallocAsync, cudaMallocFromPoolAsync.
+inline cudaError_t malloc_async(void** ptr, std::size_t bytes, cudaMemPool_t from, cudaStream_t stream) {
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
   *ptr = nullptr;
   if (!rt.config.memory_pools) return zs_emu::last_error() = cudaErrorInvalidValue;
+  if (from != nullptr && from->destroyed) {
+    zs_emu::report("misuse", "cudaMallocFromPoolAsync from destroyed pool " + zs_emu::hex(from));
+    return zs_emu::last_error() = cudaErrorInvalidValue;
+  }
   CUstream_st* s = zs_emu::stream_of(stream);
   const cudaError_t checked = zs_emu::stream_work_check_locked(s, "cudaMallocAsync on");
   if (checked != cudaSuccess) return checked;
@@ -1385,7 +1531,8 @@ inline cudaError_t cudaMallocAsync(void** ptr, std::size_t bytes, cudaStream_t s
     return zs_emu::capture_node_locked(s, node);
   }
   zs_emu::Queue& q = zs_emu::queue_of_locked(s);
-  zs_emu::Pool& pool = zs_emu::pool_of_locked(s->device);
+  const int key = from != nullptr ? from->key : s->device;
+  zs_emu::Pool& pool = zs_emu::pool_of_locked(key);
   // The best free block of bytes..2*bytes: on this stream first (stream order covers the free), then one whose
   // free has completed, then one freed on another stream (a dependency on that free is inserted).
   int best = -1;
@@ -1416,6 +1563,8 @@ inline cudaError_t cudaMallocAsync(void** ptr, std::size_t bytes, cudaStream_t s
     if (status != cudaSuccess) return status;
     rt.live[reinterpret_cast<std::uintptr_t>(*ptr)].generation = 0;
     rt.live[reinterpret_cast<std::uintptr_t>(*ptr)].device_generation = 0;  // until its stream reaches it
+    rt.live[reinterpret_cast<std::uintptr_t>(*ptr)].pool = key;
+    rt.live[reinterpret_cast<std::uintptr_t>(*ptr)].device = pool.device;
     ++rt.stats.pool_os_allocations;
     pool.reserved += bytes;
   }
@@ -1428,6 +1577,14 @@ inline cudaError_t cudaMallocAsync(void** ptr, std::size_t bytes, cudaStream_t s
   op->accesses.push_back(zs_emu::Access{memory, 0, true, zs_emu::Access::kAllocate, generation});
   zs_emu::enqueue_locked(q, op);
   return cudaSuccess;
+}
+}  // namespace zs_emu
+inline cudaError_t cudaMallocAsync(void** ptr, std::size_t bytes, cudaStream_t stream) {
+  return zs_emu::malloc_async(ptr, bytes, nullptr, stream);
+}
+inline cudaError_t cudaMallocFromPoolAsync(void** ptr, std::size_t bytes, cudaMemPool_t pool, cudaStream_t stream) {
+  if (pool == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
+  return zs_emu::malloc_async(ptr, bytes, pool, stream);
 }
 // cudaFree: memory from cudaMalloc / cudaMallocManaged waits for the whole device first; pool memory is returned
 // at once (pending work may still use it: the caller must have ordered it, e.g. with cudaFreeAsync).
@@ -1497,13 +1654,52 @@ inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) 
   if (!zs_emu::device_config().memory_pools) return zs_emu::last_error() = cudaErrorNotSupported;
   static CUmemPoolHandle_st handles[64];
   handles[device].device = device;
+  handles[device].key = device;
   *pool = &handles[device];
+  return cudaSuccess;
+}
+// A pool of its own (pinned device memory of props->location.id): release threshold 0, the default reuse rules, as
+// cudaMemPoolCreate makes one; stream-ordered allocations come from it with cudaMallocFromPoolAsync.
+inline cudaError_t cudaMemPoolCreate(cudaMemPool_t* pool, const cudaMemPoolProps* props) {
+  if (pool == nullptr || props == nullptr || props->allocType != cudaMemAllocationTypePinned ||
+      props->location.type != cudaMemLocationTypeDevice) {
+    return zs_emu::last_error() = cudaErrorInvalidValue;
+  }
+  const int device = props->location.id;
+  if (device < 0 || device >= zs_emu::device_config().device_count)
+    return zs_emu::last_error() = cudaErrorInvalidDevice;
+  if (!zs_emu::device_config().memory_pools) return zs_emu::last_error() = cudaErrorNotSupported;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  auto* made = new CUmemPoolHandle_st();
+  made->device = device;
+  made->key = zs_emu::kCreatedPools + zs_emu::runtime().next_pool++;
+  zs_emu::pool_of_locked(made->key).device = device;
+  *pool = made;
+  return cudaSuccess;
+}
+// Returns at once; memory still allocated from the pool (or freed with the free still pending) goes back to the
+// system once freed and idle (at the next host synchronisation), as the driver releases a destroyed pool's memory
+// once there are no outstanding allocations. A device's default pool cannot be destroyed; a destroyed pool's handle
+// is never reused, and allocating from it is a reported misuse.
+inline cudaError_t cudaMemPoolDestroy(cudaMemPool_t pool) {
+  if (pool == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  if (pool->key < zs_emu::kCreatedPools) return zs_emu::last_error() = cudaErrorInvalidValue;
+  if (pool->destroyed) {
+    zs_emu::report("misuse", "cudaMemPoolDestroy of pool " + zs_emu::hex(pool) + ", already destroyed");
+    return zs_emu::last_error() = cudaErrorInvalidValue;
+  }
+  pool->destroyed = true;
+  zs_emu::pool_of_locked(pool->key).destroyed = true;
+  zs_emu::zombies().push_back(pool);
+  zs_emu::trim_pools_locked();
   return cudaSuccess;
 }
 inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
   if (pool == nullptr || value == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
-  zs_emu::Pool& p = zs_emu::pool_of_locked(pool->device);
+  if (pool->destroyed) return zs_emu::destroyed_handle_locked("cudaMemPoolSetAttribute of", "pool", pool);
+  zs_emu::Pool& p = zs_emu::pool_of_locked(pool->key);
   if (attr == cudaMemPoolAttrReleaseThreshold) {
     p.release_threshold = *static_cast<std::uint64_t*>(value);
     return cudaSuccess;
@@ -1517,7 +1713,8 @@ inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr a
 inline cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
   if (pool == nullptr || value == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
-  zs_emu::Pool& p = zs_emu::pool_of_locked(pool->device);
+  if (pool->destroyed) return zs_emu::destroyed_handle_locked("cudaMemPoolGetAttribute of", "pool", pool);
+  zs_emu::Pool& p = zs_emu::pool_of_locked(pool->key);
   switch (attr) {
     case cudaMemPoolAttrReleaseThreshold:
       *static_cast<std::uint64_t*>(value) = p.release_threshold;
@@ -1661,10 +1858,74 @@ inline cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void
 }
 
 // ---- graphs -------------------------------------------------------------------------------------------------------
+namespace zs_emu {
+
+// [i][k]: node k is an ancestor of node i (a node's dependencies are earlier nodes: captured in order).
+inline std::vector<std::vector<bool>> graph_ancestors(const std::vector<GraphNode>& nodes) {
+  const std::size_t n = nodes.size();
+  std::vector<std::vector<bool>> ancestors(n, std::vector<bool>(n, false));
+  for (std::size_t i = 0; i < n; ++i) {
+    for (int d : nodes[i].deps) {
+      const auto dep = static_cast<std::size_t>(d);
+      ancestors[i][dep] = true;
+      for (std::size_t k = 0; k < dep; ++k)
+        if (ancestors[dep][k]) ancestors[i][k] = true;
+    }
+  }
+  return ancestors;
+}
+
+// Nodes of one graph with no path between them run concurrently on a GPU (unjoined branches of a fork in the
+// capture): two of them accessing overlapping bytes of one allocation, one writing, race at every launch. The
+// launch itself is checked against other operations as one operation (its nodes' accesses merged); this checks its
+// nodes against each other. Caller holds the lock.
+inline void check_graph_nodes_locked(const std::vector<GraphNode>& nodes,
+                                     const std::vector<std::vector<bool>>& ancestors, const std::string& launch) {
+  struct Span {
+    std::size_t node;
+    std::uintptr_t base, lo, hi;
+    std::size_t bytes;
+    bool write;
+  };
+  std::vector<Span> spans;
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    for (const Access& access : nodes[i].accesses) {
+      const auto* found = find_allocation(access.ptr);
+      if (found == nullptr) continue;
+      const auto lo = reinterpret_cast<std::uintptr_t>(access.ptr);
+      const std::uintptr_t end = found->first + std::max<std::size_t>(found->second.bytes, 1);
+      const std::uintptr_t hi = access.bytes > 0 ? std::min(end, lo + access.bytes) : end;
+      spans.push_back(Span{i, found->first, lo, hi, found->second.bytes, access.write});
+    }
+  }
+  std::vector<std::pair<std::size_t, std::size_t>> reported;
+  for (std::size_t x = 0; x < spans.size(); ++x) {
+    for (std::size_t y = x + 1; y < spans.size(); ++y) {
+      const Span& p = spans[x];
+      const Span& q = spans[y];
+      if (p.node == q.node || p.base != q.base || !(p.write || q.write) || p.lo >= q.hi || q.lo >= p.hi) continue;
+      const std::size_t i = std::min(p.node, q.node);
+      const std::size_t j = std::max(p.node, q.node);
+      if (ancestors[j][i]) continue;
+      const auto pair = std::make_pair(i, j);
+      if (std::find(reported.begin(), reported.end(), pair) != reported.end()) continue;
+      reported.push_back(pair);
+      report("race", "'" + launch + "': graph nodes '" + nodes[i].label + "' (node " + std::to_string(i) + ") and '" +
+                         nodes[j].label + "' (node " + std::to_string(j) + ") " +
+                         (p.write && q.write ? "both write " : "write and read ") +
+                         hex(reinterpret_cast<void*>(p.base)) + " (" + std::to_string(p.bytes) +
+                         " bytes) with no dependency between them in the captured graph");
+    }
+  }
+}
+
+}  // namespace zs_emu
+
 inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long /*flags*/ = 0) {
   if (graph == nullptr || graph->destroyed) return zs_emu::last_error() = cudaErrorInvalidValue;
   auto* made = new CUgraphExec_st();
   made->nodes = std::make_shared<const std::vector<zs_emu::GraphNode>>(graph->nodes);
+  made->ancestors = std::make_shared<const std::vector<std::vector<bool>>>(zs_emu::graph_ancestors(graph->nodes));
   *exec = made;
   return cudaSuccess;
 }
@@ -1712,13 +1973,18 @@ inline cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
     return zs_emu::last_error() = cudaErrorInvalidValue;
   }
   auto nodes = exec->nodes;
+  auto ancestors = exec->ancestors;
   const std::uint64_t seed = zs_emu::options().seed ^ (0xD1B54A32D192ED03ULL * ++exec->launches);
   auto op = std::make_shared<zs_emu::Op>();
   op->label = "cudaGraphLaunch (" + std::to_string(nodes->size()) + " nodes)";
   for (const auto& node : *nodes)
     for (const auto& access : node.accesses) op->accesses.push_back(access);
   if (exec->last_launch && !exec->last_launch->done) op->waits.push_back(exec->last_launch);
-  op->run = [nodes, seed] {
+  op->run = [nodes, ancestors, seed, label = op->label] {
+    {
+      std::lock_guard<std::mutex> inner(zs_emu::runtime().mutex);
+      zs_emu::check_graph_nodes_locked(*nodes, *ancestors, label);
+    }
     std::mt19937_64 rng(seed);
     const std::size_t n = nodes->size();
     std::vector<int> pending(n, 0);
@@ -1766,6 +2032,17 @@ inline cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   if (status == cudaSuccess) {
     ++rt.stats.graph_launches;
     if (done) exec->last_launch = done;
+    for (const auto& node : *nodes) {  // event record nodes: recorded by this launch (complete with it)
+      if (node.external_record == nullptr || !done) continue;
+      if (node.external_record->destroyed) {
+        zs_emu::report("misuse", "cudaGraphLaunch of a graph whose event record node records destroyed event " +
+                                     zs_emu::hex(node.external_record));
+        continue;
+      }
+      node.external_record->signal = done;
+      node.external_record->capture = nullptr;
+      node.external_record->capture_nodes.clear();
+    }
   }
   return status;
 }
@@ -1777,6 +2054,7 @@ inline cudaError_t enqueue_kernel(cudaStream_t stream, std::string label, std::f
                                   std::vector<Access> accesses) {
   RuntimeState& rt = runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
+  if (sticky_error() != cudaSuccess) return sticky_status();  // a faulted device launches nothing more
   auto op = std::make_shared<Op>();
   op->label = std::move(label);
   op->kernel = true;
@@ -1876,6 +2154,7 @@ inline void reset_runtime(const DeviceConfig& config = DeviceConfig()) {
   rt.config = config;
   rt.stats = RuntimeStats();
   current_device() = 0;
+  reset_device_error();
 }
 inline void set_mutations(unsigned mask) {
   mutation_mask().store(mask);

@@ -11,6 +11,7 @@
 #include "zsseg/segment_windows.h"
 #include "zsseg/similarity.h"
 #include "zsseg/upsample.h"
+#include "zsseg/warp.h"
 
 namespace zsseg {
 
@@ -22,5 +23,6 @@ CudaStatus segment_cuda_emulated(const SegmentParams& params, Stream stream);
 CudaStatus segment_windows_cuda_emulated(const SegmentWindowsParams& params, Stream stream);
 CudaStatus similarity_cuda_emulated(const SimilarityParams& params, Stream stream);
 CudaStatus upsample_cuda_emulated(const UpsampleParams& params, Stream stream);
+CudaStatus warp_cuda_emulated(const WarpParams& params, Stream stream);
 
 }  // namespace zsseg

@@ -18,7 +18,6 @@ MOVED = {
     "zsseg_rt.models.common": "zsseg_rt.contract.common",
     "zsseg_rt.models.common.text": "zsseg_rt.contract.common.text",
     "zsseg_rt.models.common.official": "zsseg_rt.contract.common.official",
-    "zsseg_rt.models.common.convert_cli": "zsseg_rt.contract.common.convert_cli",
 }
 
 

@@ -8,9 +8,10 @@ from typing import Any, Sequence
 
 import pytest
 
+from zsseg_rt.cli.eval import add_command as add_eval_command
+from zsseg_rt.cli.eval import family_evaluation_arguments
 from zsseg_rt.contract import registry
 from zsseg_rt.contract.family import Evaluation, FamilyArgument, ModelFamily
-from zsseg_rt.eval.cli import add_eval_command, family_evaluation_arguments
 from zsseg_rt.eval.evaluate import evaluate
 
 

@@ -147,6 +147,48 @@ def test_a_given_model_is_not_converted_in_place(tiny_bundle):
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
+def _modes(model):
+    return [m.training for m in model.modules()]
+
+
+def test_a_given_model_keeps_its_mode(tiny_bundle):
+    """fp32 too: a given model runs as it is only when it is ready (eval mode on the backend's device); one in
+    training mode stays in training mode, the backend runs an eval copy (c783dbf switched it to eval in place)."""
+    import copy
+
+    meta = load_meta(tiny_bundle)
+    model = tb.source_model(meta).train()
+    modes = _modes(model)
+    assert any(modes)
+    backend = tb.TorchBackend(meta, device="cpu", model=model)
+    assert _modes(model) == modes and backend._image.model is not model
+    ready = copy.deepcopy(model).eval()
+    as_is = tb.TorchBackend(meta, device="cpu", model=ready)
+    assert as_is._image.model is ready  # nothing to change: no copy
+    image = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    got, want = backend.encode_image(image), as_is.encode_image(image)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+
+
+def test_a_given_model_is_not_moved_to_the_backend_s_device(tiny_bundle):
+    """On a GPU the backend runs a copy on CUDA (here on the fake CUDA device, python_tests/fake_cuda.py, which
+    computes on the CPU): the caller's model stays where it was (c783dbf moved it in place)."""
+    from fake_cuda import fake_cuda
+
+    meta = load_meta(tiny_bundle)
+    model = tb.source_model(meta).eval()
+    image = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    want = tb.TorchBackend(meta, device="cpu", model=model).encode_image(image)
+    with fake_cuda():
+        backend = tb.TorchBackend(meta, device="cuda", model=model)
+        assert {p.device.type for p in model.parameters()} == {"cpu"}
+        assert {p.device.type for p in backend._image.parameters()} == {"cuda"}
+        got = backend.encode_image(image)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+
+
 def test_the_cli_gates_a_torch_precision_ahead(tiny_bundle, tmp_path, capsys, monkeypatch):
     import shutil
 

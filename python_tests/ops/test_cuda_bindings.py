@@ -228,6 +228,25 @@ def test_an_exported_output_waits_for_the_consumers_stream_not_the_whole_device(
 
 
 @requires_emulation
+def test_a_consumers_read_on_its_stream_comes_before_the_release_with_no_report(stream):
+    # What the consumer enqueued on the stream it named to __dlpack__ still reads the output when the output is
+    # dropped: the release waits for that stream. Without the wait, the free runs first and the read is a
+    # use-after-free report (the mutation lib_skip_consumer_wait; the emulated runtime's reports fail the test).
+    consumer = Stream()
+    try:
+        out, ptr = _exported_output(int(stream), "dlpack", consumer=int(consumer))
+        expected = to_host(out)
+        sink = device(np.zeros(out.shape, F32))
+        with held(consumer):  # the consumer's copy out of the output is still pending
+            cuda_testing().memcpy_async(sink.ptr, ptr, out.nbytes, int(consumer))
+            del out
+        ops.native_module().check_pending_errors(wait=True)
+        np.testing.assert_array_equal(to_host(sink), expected)
+    finally:
+        consumer.close()
+
+
+@requires_emulation
 def test_the_class_bias_stays_alive_while_its_device_check_may_still_read_it(stream):
     logits = device(np.zeros((1, 3, 4, 4), F32))
     bias = device(np.zeros(3, F32))

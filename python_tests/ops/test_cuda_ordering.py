@@ -277,3 +277,23 @@ def test_freed_output_memory_stays_in_the_pool_across_synchronisations():
     stats = emu.stats()
     assert stats["pool_os_allocations"] == 0, stats  # ... and mapped it again for every output
     assert stats["pool_reuses"] == 4 and stats["pool_os_releases"] == 0, stats
+
+
+def test_the_device_default_pool_is_left_as_it_is():
+    """Review c783dbf #11a: c783dbf raised the DEFAULT pool's release threshold to 256 MiB for the whole process
+    (torch's cudaMallocAsync backend shares that pool; on a Jetson, memory it keeps is CPU RAM) and took its outputs
+    from it. Outputs now come from a pool of the library's own (cudaMemPoolCreate), threshold set there only."""
+    testing = cuda_testing()
+    threshold = testing.default_pool_attribute("release_threshold")
+    p, t = _inputs(19)
+    inputs = device(p), device(t)
+    used = testing.default_pool_attribute("used_current")
+    out = ops.similarity(*inputs)
+    to_host(out)
+    assert testing.default_pool_attribute("used_current") == used  # c783dbf: + the output's bytes
+    del out
+    gc.collect()
+    ops.native_module().check_pending_errors(wait=True)
+    testing.device_synchronize()
+    assert testing.default_pool_attribute("release_threshold") == threshold
+    assert threshold != 256 << 20  # c783dbf: raised on the process's first output (or by an earlier test's)

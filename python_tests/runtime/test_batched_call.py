@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -225,7 +226,7 @@ def test_tensorrt_host_path_batched_call_stays_within_the_engine_profile(bundle)
     engine = Engine(bundle, classes=VOCAB10, backend="onnxruntime", max_batch=4)
     ort = engine.backend.runner
     trt = object.__new__(TrtRunner)  # the real runner's run / batch_limit, on stand-in engines
-    trt._lock, trt.cuda_graphs = threading.Lock(), False
+    trt._lock, trt.cuda_graphs, trt._sharing = threading.Lock(), False, weakref.WeakSet()
     trt._runners = {
         role: _ProfileRunner(ort._sessions[role], engine.meta.io[role]["outputs"], 3) for role in ort._sessions
     }

@@ -164,7 +164,7 @@ def test_the_camera_prepares_in_the_background_only_for_a_live_source_on_auto():
     from argparse import Namespace
     from types import SimpleNamespace
 
-    from zsseg_rt.stream.cli import _auto_prepare
+    from zsseg_rt.cli.camera import _auto_prepare
 
     live, clip = SimpleNamespace(source=SimpleNamespace(live=True)), SimpleNamespace(source=SimpleNamespace(live=False))
     assert _auto_prepare(Namespace(prepare=None, backend="auto"), [clip, live]) == "background"

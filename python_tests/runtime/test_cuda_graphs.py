@@ -3,6 +3,8 @@
 every graph before its buffers go; graphs own their frame kind's buffers; a failing capture goes eager, loudly.
 THE REAL CAPTURE HAS NEVER RUN ON A GPU: the last test runs it where CUDA exists and skips here."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -99,7 +101,9 @@ def test_each_kind_of_frame_is_captured_once_then_replayed(engine, max_windows):
     pipe, eager, stand_in = _pipes(engine, max_windows=max_windows)
     wide, gray = _frames()
     first, _ = _same(pipe, eager, wide)
-    assert pipe.graphs.stats == {"eager": 1, "captured": 1, "replayed": 0, "dropped": 0, "capture_failed": 0}
+    assert pipe.graphs.stats == {
+        "eager": 1, "captured": 1, "replayed": 0, "dropped": 0, "capture_failed": 0, "checked": 1, "check_failed": 0
+    }  # fmt: skip
     _same(pipe, eager, gray)
     replay_log, labels = _same(pipe, eager, wide)
     _same(pipe, eager, gray)
@@ -108,9 +112,15 @@ def test_each_kind_of_frame_is_captured_once_then_replayed(engine, max_windows):
     _, new_labels = _same(pipe, eager, changed)
     assert not np.array_equal(new_labels, labels)
     assert pipe.graphs.stats["captured"] == 2 and pipe.graphs.stats["replayed"] == 3
-    assert [e[0] for e in stand_in.events] == ["capture", "capture", "replay", "replay", "replay"]
-    assert replay_log == first  # a replay logs the copies it makes: one frame up, labels and scores down
+    assert pipe.graphs.stats["checked"] == 2  # each graph's first replay, on its capture frame
+    kinds = [e[0] for e in stand_in.events]
+    assert kinds == ["capture", "replay", "capture", "replay", "replay", "replay", "replay"]
     assert [(d, n) for d, n, _ in replay_log] == [("up", "frame"), ("down", "labels"), ("down", "scores")]
+    # a replay logs the copies it makes: the capture frame's eager run, the check's overwrites and its replay
+    check = [("up", "graph_check_frame"), ("up", "graph_check_labels"), ("up", "graph_check_scores")]
+    assert [(d, n) for d, n, _ in first] == [(d, n) for d, n, _ in replay_log] + check + [
+        (d, n) for d, n, _ in replay_log
+    ]
 
 
 def test_returned_arrays_are_the_callers_own(engine):
@@ -131,6 +141,7 @@ def test_scores_and_colour_order_are_kinds_of_their_own(engine):
     _same(pipe, eager, wide, color_order="rgb")
     _same(pipe, eager, wide, with_scores=False)
     assert pipe.graphs.stats["captured"] == 3 and pipe.graphs.stats["replayed"] == 1
+    assert pipe.graphs.stats["checked"] == 3
     log, _ = _same(pipe, eager, wide, with_scores=False)
     assert [n for _, n, _ in log] == ["frame", "labels"]
 
@@ -147,9 +158,9 @@ def test_a_new_vocabulary_drops_every_graph_before_its_buffers_go(engine):
     assert len(pipe.graphs) == 0 and pipe.graphs.stats["dropped"] == len(handles)
     assert [e[0] for e in stand_in.events[-2:]] == ["release", "release"]
     _, labels = _same(pipe, eager, wide)  # captured again: a stale graph would have failed in the stand-in
-    assert labels.max() < 3 and pipe.graphs.stats["captured"] == 3
+    assert labels.max() < 3 and pipe.graphs.stats["captured"] == 3 and pipe.graphs.stats["checked"] == 3
     _same(pipe, eager, wide)
-    assert stand_in.events[-1][0] == "replay"
+    assert [e[0] for e in stand_in.events[-3:]] == ["capture", "replay", "replay"]  # the check, then the frame
 
 
 def test_at_most_max_graphs_are_kept_and_the_dropped_ones_release_their_buffers(engine):
@@ -194,6 +205,110 @@ def test_a_capture_that_would_write_into_new_buffers_is_refused(engine, monkeypa
     assert len(pipe.graphs) == 0
 
 
+class MisreplayingGraphs(StandInGraphs):
+    """A stand-in whose replays give another result than the run it captured: ``change(labels, scores)`` alters the
+    staging buffers a replay wrote, or ``skip`` leaves out the replay's work entirely (a graph that lost its
+    kernels and copies)."""
+
+    def __init__(self, change=None, skip=False):
+        super().__init__()
+        self.change, self.skip = change, skip
+
+    def replay(self, handle):
+        if self.skip:
+            self.events.append(("replay", handle["id"]))
+            return
+        super().replay(handle)
+        entry = next(e for e in self.pipe.graphs._entries.values() if e.handle is handle)
+        self.change(*entry.outputs)
+
+
+def _shift_scores(delta):
+    def change(labels, scores):
+        scores += delta
+
+    return change
+
+
+def _run_frames(pipe, eager, frames):
+    """Each frame through ``pipe`` (compared with the eager pipeline); the RuntimeWarnings they raised."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for frame in frames:
+            _same(pipe, eager, frame)
+    return [w for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+@pytest.mark.parametrize(
+    "stand_in, why",
+    [
+        (lambda: MisreplayingGraphs(_shift_scores(0.05)), r"scores differ by up to 0\.05 \(bound 0\.0001 at fp32\)"),
+        (lambda: MisreplayingGraphs(skip=True), r"307200 of 307200 labels differ"),  # the check's overwrites stay
+    ],
+    ids=["scores off", "work skipped"],
+)
+def test_a_graph_whose_first_replay_differs_is_dropped_with_one_warning(engine, stand_in, why):
+    pipe, eager, graphs = _pipes(engine, stand_in=stand_in())
+    wide, gray = _frames()
+    warned = _run_frames(pipe, eager, [wide, gray, wide, gray, wide])  # every result the eager one
+    assert len(warned) == 1, [str(w.message) for w in warned]
+    message = str(warned[0].message)
+    assert re.search(
+        r"first replay of a CUDA graph differs from the eager run of the same frame \[480, 640, 3\] \(" + why, message
+    )
+    assert "CUDA graphs are off for this pipeline" in message
+    stats = pipe.graphs.stats
+    assert not pipe.graphs.enabled and len(pipe.graphs) == 0
+    assert (stats["captured"], stats["check_failed"], stats["checked"], stats["dropped"]) == (1, 1, 0, 1)
+    assert (stats["replayed"], stats["eager"]) == (0, 5)
+    assert [e[0] for e in graphs.events] == ["capture", "replay", "release"]  # released, never replayed again
+
+
+def test_a_graph_whose_first_replay_is_within_the_bound_is_kept(engine):
+    from zsseg_rt.runtime.cuda_graphs import REPLAY_SCORE_ATOL
+
+    pipe, eager, _ = _pipes(engine, stand_in=MisreplayingGraphs(_shift_scores(REPLAY_SCORE_ATOL["fp32"] / 2)))
+    wide, gray = _frames()
+    assert _run_frames(pipe, eager, [wide]) == []
+    assert pipe.graphs.enabled and len(pipe.graphs) == 1 and pipe.graphs.stats["checked"] == 1
+    labels, scores = pipe(wide)  # the replay serves the next frame of the kind (with its shift)
+    want_labels, want_scores = eager(wide)
+    np.testing.assert_array_equal(labels, want_labels)
+    np.testing.assert_allclose(scores, want_scores + REPLAY_SCORE_ATOL["fp32"] / 2, rtol=0, atol=1e-7)
+    assert pipe.graphs.stats["replayed"] == 1
+
+
+def test_the_replay_bound():
+    from zsseg_rt.runtime.cuda_graphs import (
+        REPLAY_LABEL_FRACTION,
+        REPLAY_SCORE_ATOL,
+        REPLAY_SCORE_ATOL_REDUCED,
+        replay_mismatch,
+    )
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, (100, 100)).astype(np.int32)
+    scores = rng.random((100, 100)).astype(np.float32)
+    assert replay_mismatch((labels, scores), (labels.copy(), scores.copy())) is None
+    flipped = labels.copy()
+    flipped.flat[: int(REPLAY_LABEL_FRACTION * labels.size)] += 1  # 10 of 10000: allowed
+    assert replay_mismatch((labels, None), (flipped, None)) is None
+    flipped.flat[int(REPLAY_LABEL_FRACTION * labels.size)] += 1
+    assert replay_mismatch((labels, None), (flipped, None)) == "11 of 10000 labels differ (at most 10 may)"
+    assert replay_mismatch((labels, scores), (labels, scores + 0.9 * REPLAY_SCORE_ATOL["fp32"])) is None
+    assert "bound 0.0001 at fp32" in replay_mismatch((labels, scores), (labels, scores + 2e-4))
+    assert replay_mismatch((labels, scores), (labels, scores + 2e-4), "fp16") is None  # a reduced precision's bound
+    assert f"bound {REPLAY_SCORE_ATOL_REDUCED:g} at bf16" in replay_mismatch(
+        (labels, scores), (labels, scores + 0.1), "bf16"
+    )
+    nan = scores.copy()
+    nan[0, 0] = np.nan
+    assert replay_mismatch((labels, nan), (labels, nan.copy())) is None
+    assert replay_mismatch((labels, scores), (labels, nan)) == "1 scores are NaN in one run only"
+
+
 def test_graphs_need_cuda(tiny_bundle):
     pytest.importorskip("torch")
     from zsseg_rt.runtime.device_pipeline import TorchMemory
@@ -227,7 +342,8 @@ def test_real_cuda_graphs_match_the_eager_pipeline(tiny_bundle):  # GPU only: ha
         a, b = graphs(frame), eager(frame)
         np.testing.assert_array_equal(a.labels, b.labels)
         np.testing.assert_allclose(a.scores, b.scores, rtol=0, atol=1e-6)
-    assert graphs.pipeline.device.graphs.stats["replayed"] == 2
+    stats = graphs.pipeline.device.graphs.stats
+    assert stats["replayed"] == 2 and stats["checked"] == 2 and stats["check_failed"] == 0
 
 
 def test_the_accuracy_gate_records_every_head_run_eagerly(tiny_bundle):

@@ -11,7 +11,7 @@ the text embedding's first column per class (so the vocabulary matters); 3 class
 
 import numpy as np
 import pytest
-from cuda_support import RuntimeDriver, requires_cuda
+from cuda_support import RuntimeDriver, cuda_emulation, requires_cuda, requires_emulation
 
 from zsseg_rt import ops
 from zsseg_rt.bundle import Names
@@ -104,3 +104,34 @@ def test_replayed_frames_equal_the_eager_pipeline_frame_after_frame(meta, zero_c
             if pipe.graphs is not None:
                 pipe.graphs.clear(pipe)
             pipe.memory.close()
+
+
+@requires_emulation
+@pytest.mark.parametrize("graphs", [True, False])
+def test_results_read_before_the_frame_is_synchronised_are_a_reported_race(meta, graphs, monkeypatch):
+    """Review experiment D: the staging buffers read on the host without the synchronize that orders them after the
+    replay (or the eager frame's downloads) are a race report naming the staging buffer (CudaMemory.host_access),
+    not only wrong labels; the same frame with the synchronize reports nothing."""
+    emu = cuda_emulation()
+    pipes = _pipelines(meta, zero_copy=False)
+    pipe = pipes[0] if graphs else pipes[1]
+    pipe.set_vocabulary(*_vocabulary(0))
+    frame = np.random.default_rng(3).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    try:
+        pipe(frame)  # eager (and captured, with graphs), synchronised
+        pipe(frame)  # replayed (or eager again), synchronised
+        assert emu.take_reports() == []
+        with monkeypatch.context() as patched:
+            patched.setattr(pipe.memory, "synchronize", lambda: None)  # the missing synchronize
+            pipe(frame)
+        pipe.memory.synchronize()
+        reports = emu.take_reports()
+    finally:
+        for each in pipes:
+            each.memory.synchronize()
+            if each.graphs is not None:
+                each.graphs.clear(each)
+            each.memory.close()
+    assert pipe.graphs is None or pipe.graphs.stats["replayed"] == 2
+    assert reports and {kind for kind, _ in reports} == {"race"}, reports
+    assert any("host read of labels staging buffer" in message for _, message in reports), reports

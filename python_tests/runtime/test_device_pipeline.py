@@ -181,3 +181,28 @@ def test_the_engine_reports_the_device_pipelines_stages(tiny_bundle):
     seen.clear()
     pipe(_frames()[0], stage_hook=lambda stage, seconds: seen.append((stage, seconds)))
     assert [s for s, _ in seen].count("image_encoder") == 2  # once per chunk of max_windows
+
+
+def test_torch_memory_follows_torch_s_current_stream(monkeypatch):
+    """Without a stream of its own, the ops go to torch's current stream as it is at each call: work under a later
+    ``with torch.cuda.stream(s):`` is ordered with torch's kernels on ``s`` (c783dbf froze the stream current when
+    the memory was made). torch's CUDA streams are stood in for (no GPU here)."""
+    torch = pytest.importorskip("torch")
+    import types
+
+    from zsseg_rt.runtime.device_pipeline import TorchMemory
+
+    current = {"handle": 0x11}
+    asked = []
+
+    def current_stream(device=None):
+        asked.append(torch.device(device))
+        return types.SimpleNamespace(cuda_stream=current["handle"])
+
+    monkeypatch.setattr(torch.cuda, "current_stream", current_stream)
+    memory = TorchMemory("cuda")
+    assert memory.stream == 0x11
+    current["handle"] = 0x22  # the caller entered `with torch.cuda.stream(s):`
+    assert memory.stream == 0x22
+    assert set(asked) == {torch.device("cuda")}
+    assert TorchMemory("cpu").stream == 0

@@ -12,21 +12,27 @@ runs. Each test here failed before the fix it guards:
 * the vocabulary upload (``set_vocabulary``, on the first frame after ``set_classes``) ran without making the CUDA
   context current, so from a thread that had not run a frame yet the driver refused it (issue 36);
 * the device executor used the host path's execution contexts, whose scratch memory the host path's calls then
-  shared with device work still running (issue 36).
+  shared with device work still running (issue 36); its fix, a second context per engine, then held TensorRT's
+  activation memory twice (issue 50): the contexts are shared again, the two paths taking turns on them.
 """
 
 from __future__ import annotations
 
 import inspect
-import types
 
 import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime", reason="the stand-in engines run the graphs with ONNX Runtime")
-from host_cuda import HostCudaDriver, OrtEngine, StandInTensorRTBackend, install_host_gpu  # noqa: E402
+from host_cuda import (  # noqa: E402
+    HostCudaDriver,
+    StandInTensorRTBackend,
+    install_host_gpu,
+    tensorrt_backend_on_stand_ins,
+)
 
 from zsseg_rt import pipeline  # noqa: E402
+from zsseg_rt.bundle import Names  # noqa: E402
 from zsseg_rt.export import tensorrt as trt_build  # noqa: E402
 from zsseg_rt.runtime import Engine, device_pipeline  # noqa: E402
 from zsseg_rt.runtime.cuda_memory import TensorRTExecutor  # noqa: E402
@@ -222,24 +228,80 @@ def test_a_vocabulary_is_uploaded_from_a_thread_that_ran_no_frame_before(tiny_bu
     _assert_same_segmentation(results[0], expected)
 
 
-def test_the_device_executor_has_execution_contexts_of_its_own(tiny_bundle, host_gpu):
-    from zsseg_rt.runtime.backends import TrtRunner
-    from zsseg_rt.runtime.engine_cache import axis_ranges
+class StreamRecordingDriver(HostCudaDriver):
+    """``HostCudaDriver`` with a handle of its own per stream, recording stream synchronisations in ``events``."""
 
-    meta = Engine(tiny_bundle, backend="onnxruntime").meta
-    driver = HostCudaDriver()
-    engines = {role: OrtEngine(meta, role, axis_ranges(meta, 4, opt_classes=8)) for role in ("image", "head")}
-    runners = {}
-    for role, trt_engine in engines.items():  # what TensorRTRunner holds: its engine, its context, the driver
-        runners[role] = types.SimpleNamespace(
-            engine=trt_engine, context=trt_engine.create_execution_context(), _cuda=driver
-        )
-    backend = object.__new__(TrtRunner)  # the real device_executor, on stand-in runners
-    backend._runners = runners
+    def __init__(self):
+        super().__init__()
+        self.events = []
+
+    def stream_create(self, flags: int = 1) -> int:
+        self.stream_flags.append(flags)
+        return 100 + len(self.stream_flags)
+
+    def stream_synchronize(self, stream: int) -> None:
+        self.events.append(("sync", stream))
+
+
+def _record_executions(backend, driver, roles=("image", "head")):
+    """Log each execution of the backend's runners' contexts, with its stream, into ``driver.events``."""
+    for role in roles:
+        context = backend._runners[role].context
+        original = context.execute_async_v3
+
+        def execute(stream_handle, original=original, role=role):
+            driver.events.append(("execute", role, stream_handle))
+            return original(stream_handle)
+
+        context.execute_async_v3 = execute
+
+
+def test_the_device_path_runs_the_host_path_s_execution_contexts(tiny_bundle, host_gpu, monkeypatch, reference):
+    """One execution context per engine, so TensorRT's activation memory for it is held once (c783dbf made a second
+    context per engine for the device path: twice the activation memory, on an 8 GB Jetson too); the device and
+    host paths of one backend take turns on it with the right results."""
+    driver = StreamRecordingDriver()
+    backend, engines = tensorrt_backend_on_stand_ins(monkeypatch, reference.meta, 4, driver)
+    device = Engine(tiny_bundle, classes=CLASSES, backend=backend, device_pipeline=True)
+    host = Engine(tiny_bundle, classes=CLASSES, backend=backend, device_pipeline=False)
+    executor = device.pipeline.device.executor
+    assert isinstance(executor, TensorRTExecutor) and host.pipeline.device is None
+    for role in ("image", "head"):
+        assert executor.contexts[role] is backend._runners[role].context
+    for seed in (7, 8):
+        frame = _frame(480, 640, seed=seed)
+        _assert_same_segmentation(device(frame), reference(frame))
+        _assert_same_segmentation(host(frame), reference(frame))
+    assert {role: engine.contexts_made for role, engine in engines.items()} == {"image": 1, "head": 1, "text": 1}
+
+
+def test_the_host_path_waits_for_device_work_on_a_shared_context(tiny_bundle, host_gpu, monkeypatch, reference):
+    """Device work is enqueued and not waited for; the host path's next run on the same context first synchronises
+    the device pipeline's stream (a context's scratch memory must not serve two streams at once)."""
+    driver = StreamRecordingDriver()
+    backend, _ = tensorrt_backend_on_stand_ins(monkeypatch, reference.meta, 4, driver)
+    executor = backend.device_executor()
+    _record_executions(backend, driver)
+    size = reference.meta.image_size
+    executor.run("image", {Names.IMAGE: executor.memory.empty((1, 3, size, size), np.float32)})  # enqueued
+    assert driver.events[-1] == ("execute", "image", executor.memory.stream)
+    mark = len(driver.events)
+    backend.encode_image(np.zeros((1, 3, size, size), np.float32))
+    runner_stream = backend._runners["image"]._stream
+    assert driver.events[mark] == ("sync", executor.memory.stream)  # before the host path touches the context
+    assert ("execute", "image", runner_stream) in driver.events[mark + 1 :]
+
+
+def test_with_cuda_graphs_the_device_path_has_contexts_of_its_own(monkeypatch, reference, host_gpu):
+    """A CUDA graph replays the state its context had at the capture, which the host path must not change: with
+    ``cuda_graphs=True`` the executor makes a second context per engine (the documented cost: a second activation
+    memory)."""
+    backend, engines = tensorrt_backend_on_stand_ins(monkeypatch, reference.meta, 4, HostCudaDriver(), cuda_graphs=True)
     executor = backend.device_executor()
     for role in ("image", "head"):
-        assert executor.contexts[role] is not runners[role].context  # e66ca60: the host path's own contexts
-        assert executor.contexts[role].engine is runners[role].engine
+        assert executor.contexts[role] is not backend._runners[role].context
+        assert executor.contexts[role].engine is backend._runners[role].engine
+    assert {role: engine.contexts_made for role, engine in engines.items()} == {"image": 2, "head": 2, "text": 1}
 
 
 def test_the_driver_graph_api_is_declared_on_first_use_and_explains_an_old_driver():

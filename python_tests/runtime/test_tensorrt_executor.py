@@ -175,3 +175,28 @@ def test_zero_copy_frame_on_integrated_gpus():
     memory.upload("frame", host, device)
     assert memory.transfers.entries == [("mapped", "frame", frame.nbytes)]
     assert not [c for c in driver.calls if c[0] == "htod"]  # nothing crossed a bus
+
+
+def test_shared_contexts_are_set_up_under_the_lock_on_the_profile_their_inputs_need(fake_trt):
+    """A context shared with the host path (TensorRTBackend.device_executor): the executor holds the host path's lock
+    while it sets the context up and enqueues, and first has it put on a profile that holds its inputs, on its own
+    stream (the host path may have left it on another profile)."""
+    log = []
+
+    class Lock:
+        def __enter__(self):
+            log.append(("lock",))
+
+        def __exit__(self, *exc):
+            log.append(("unlock",))
+
+    image = FakeContext(FakeEngine([Names.IMAGE], [Names.PATCHES]), {Names.PATCHES: (2, 16, 32)}.get, log)
+    memory = CudaMemory(FakeDriver(), zero_copy=False)
+    executor = TensorRTExecutor(
+        {"image": image}, memory, lock=Lock(), select_profile=lambda *args: log.append(("select_profile",) + args)
+    )
+    batch = memory.empty((2, 3, 64, 64), np.float32)
+    executor.run("image", {Names.IMAGE: batch})
+    assert log[0] == ("lock",) and log[1] == ("select_profile", "image", {Names.IMAGE: (2, 3, 64, 64)}, 77)
+    assert log[2] == ("set_input_shape", Names.IMAGE, (2, 3, 64, 64))
+    assert log[-2:] == [("execute_async_v3", 77), ("unlock",)]

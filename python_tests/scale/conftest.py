@@ -11,6 +11,15 @@ import pytest
 from zsseg_rt.assets import sample_images
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test of this folder in one pytest-xdist group (tools/run_tests.sh runs ``--dist loadgroup``): one worker
+    starts the session's Ray cluster and server, not each worker its own on a 2-core machine."""
+    here = os.path.dirname(__file__)
+    for item in items:
+        if os.path.dirname(str(item.path)) == here:
+            item.add_marker(pytest.mark.xdist_group("ray_cluster"))
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A local Ray cluster for the session: 2 CPUs, every service on 127.0.0.1, no dashboard."""

@@ -169,7 +169,8 @@ def test_serve_and_batch_help_show_defaults():
     --max-batch-size and --batch-wait-ms did not)."""
     import argparse
 
-    from zsseg_rt.scale.cli import add_batch_command, add_serve_command
+    from zsseg_rt.cli.batch import add_command as add_batch_command
+    from zsseg_rt.cli.serve import add_command as add_serve_command
 
     parser = argparse.ArgumentParser(prog="zsseg")
     commands = parser.add_subparsers()

@@ -98,9 +98,8 @@ def test_mjpeg_close_ends_open_streams(thread_guard):
     conn.request("GET", "/stream.mjpg")
     response = conn.getresponse()
     assert response.status == 200
-    start = time.monotonic()
-    sink.close()
-    assert time.monotonic() - start < 5.0
+    sink.close()  # thread_guard checks that no server thread is left, the open client's included
+    response.read()  # and the stream ended: EOF (a stream left open fails here on the connection's timeout)
     conn.close()
 
 

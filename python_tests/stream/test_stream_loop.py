@@ -145,13 +145,24 @@ def test_parse_class_text():
 
 
 def test_stop_from_another_thread(thread_guard):
-    runner = StreamRunner(FakeEngine(), live_counter(0.005), [NullSink()])
-    timer = threading.Timer(0.3, runner.stop)
-    timer.start()
-    start = time.monotonic()
+    """stop() from another thread, once 6 frames are processed, ends run(). No clock in it (it was a 0.3 s timer,
+    more than 5 frames by then and run() back within 3 s, which a loaded machine can miss): the source is finite,
+    so a stop that did not work shows as every frame captured, not as a hang."""
+    limit = 2000
+    six = threading.Event()
+
+    def count(_frame, _result, stats):
+        if stats.processed >= 6:
+            six.set()
+
+    source = live_counter(0.005, limit=limit)  # no reconnect: a live source that ends ends the run
+    runner = StreamRunner(FakeEngine(), source, [NullSink()], on_result=count, max_reconnects=0)
+    stopper = threading.Thread(target=lambda: six.wait() and runner.stop())
+    stopper.start()
     stats = runner.run()
-    timer.join()
-    assert time.monotonic() - start < 3.0 and stats.processed > 5
+    six.set()  # releases the stopper if run() ended before 6 frames (the assertion below then says so)
+    stopper.join()
+    assert stats.processed >= 6 and stats.captured < limit, (stats.processed, stats.captured)
 
 
 def test_grabber_stop_closes_the_source(thread_guard):

@@ -28,7 +28,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from zsseg_rt.train.cli import main as train_main  # noqa: E402
+from zsseg_rt.cli.train import main as train_main  # noqa: E402
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 # The bfloat16 run's mIoU(seen) gain may fall short of the fp32 run's by at most this many points (measured: 28.2

@@ -45,6 +45,7 @@ from zsseg_rt.pipeline.preprocess import rescaled_size, sliding_windows
 from zsseg_rt.runtime.cuda_driver import CudaDriver, DeviceInfo
 from zsseg_rt.runtime.engine_cache import (  # noqa: F401  (re-exported: the engine-cache API lives here too)
     BUILD_RECIPE_VERSION,
+    DEFAULT_MAX_CROPS,
     DEFAULT_MAX_PROMPTS,
     ENGINE_RECORD,
     ENGINE_SUFFIX,
@@ -58,6 +59,7 @@ from zsseg_rt.runtime.engine_cache import (  # noqa: F401  (re-exported: the eng
     accuracy_gate_problem,
     atomic_write,
     axis_ranges,
+    bundle_graph_files,
     cached_engine_problem,
     check_engine,
     check_engine_platform,
@@ -65,6 +67,7 @@ from zsseg_rt.runtime.engine_cache import (  # noqa: F401  (re-exported: the eng
     engine_path_for,
     graph_precision,
     graph_profile,
+    is_two_stage,
     make_engine_key,
     profile_count,
     profile_ranges,
@@ -134,9 +137,12 @@ class TensorRTToolchain:
         return self.cuda.device_info(self.device_index)
 
     def backend(self, meta: BundleMeta, engine_paths: Dict[str, str]):
-        """A runtime backend running these freshly built engines (for the accuracy gate)."""
-        from zsseg_rt.runtime.backends import TensorRTBackend
+        """A runtime backend running these freshly built engines (for the accuracy gate): the windowed pipeline's
+        ``TensorRTBackend``, or for a two-stage bundle the :class:`TrtRunner` of the roles built."""
+        from zsseg_rt.runtime.backends import TensorRTBackend, TrtRunner
 
+        if is_two_stage(meta):
+            return TrtRunner(meta, engine_paths=engine_paths, roles=list(engine_paths))
         return TensorRTBackend(meta, engine_paths=engine_paths)
 
     @property
@@ -288,9 +294,15 @@ def refuse_unsupported_family(meta: BundleMeta) -> None:
     if not pipeline.supports("tensorrt"):
         raise ValueError(
             f"{meta.path!r} is a bundle of the {kind} pipeline ({pipeline.description}): TensorRT engines are not "
-            f"built for it (it runs with {', '.join(b for b in pipeline.backends if b != 'auto')}); run it with ONNX "
-            "Runtime (Engine(..., backend='onnxruntime'))"
+            f"built for it (it runs with {', '.join(pipeline.backend_names())})"
         )
+
+
+def default_max_batch(meta: BundleMeta) -> int:
+    """``zsseg build-engine``'s default ``max_batch``: a windowed bundle's :func:`frame_windows`; a two-stage bundle's
+    crops per CLIP encoder call, ``DEFAULT_MAX_CROPS`` (32, the Engine's default ``max_batch`` for that pipeline)."""
+    refuse_unsupported_family(meta)
+    return DEFAULT_MAX_CROPS if is_two_stage(meta) else frame_windows(meta)
 
 
 def frame_windows(meta: BundleMeta, width: int = 640, height: int = 480) -> int:
@@ -360,14 +372,17 @@ def build_engine_set(
         precision: "fp16" (plain fp16, L2-norm sums of squares in fp32), "fp16-pinned" (LayerNorm/Softmax/
             normalisation obeyed in fp32), "fp32", or "int8" (explicitly quantised image encoder only; the head
             and text encoder are then fp16).
-        max_batch: batch profile 1..max_batch (opt = max_batch) of the image encoder and head.
+        max_batch: batch profile 1..max_batch (opt = max_batch) of the image encoder and head; for a two-stage
+            bundle the crops per CLIP encoder call (``num_crops``; the mask branch's profile takes one image of any
+            size the pipeline makes, :func:`~zsseg_rt.runtime.engine_cache.two_stage_ranges`).
         opt_classes: class-count profile of the head: 1 / opt_classes / meta.max_classes.
         workspace_gb: builder workspace limit (default: on an integrated-memory GPU (Jetson) min(memory / 8, 2 GiB),
             elsewhere TensorRT's, i.e. the device memory).
         cache_dir: engine root (default ``<bundle>/engines``).
         force: rebuild even when a matching engine is cached.
         max_prompts: prompt-count profile max of the text encoder (callers chunk larger vocabularies).
-        graphs: subset of ("image", "head", "text"); default: every graph in the bundle.
+        graphs: subset of the bundle's roles (windowed: "image", "head", "text"; two-stage: "mask", "clip_image",
+            "text"); default: every graph in the bundle.
         toolchain: a ``TensorRTToolchain`` (default: a new one; tests pass a fake).
         accuracy_gate: run the gate after a build. False skips it and records ``SKIPPED_GATE`` in engine.json (for
             tests of the cache logic on fake bundles; the CLI always runs the gate).
@@ -382,6 +397,11 @@ def build_engine_set(
     validate_precision(precision)
     meta = load_meta(bundle_dir)
     refuse_unsupported_family(meta)
+    if precision == "int8" and is_two_stage(meta):
+        raise ValueError(
+            "precision='int8' quantises a windowed bundle's image encoder; two-stage bundles build fp16, "
+            "fp16-pinned or fp32 engines"
+        )
     ranges = axis_ranges(meta, max_batch, opt_classes, max_prompts)
     roles = graph_roles(meta, graphs)
     toolchain = toolchain if toolchain is not None else TensorRTToolchain()
@@ -449,23 +469,14 @@ SKIPPED_GATE = {
 
 def _gate(meta, toolchain, report: EngineBuildReport, max_batch, accept_below_gate, gate_images) -> Dict:
     """Run the accuracy gate on a fresh build, record it in every engine.json of the set, raise when refused."""
-    from zsseg_rt.export.accuracy_gate import EngineAccuracyError, MixedBackend, run_accuracy_gate
-    from zsseg_rt.runtime.backends import OnnxRuntimeBackend
+    from zsseg_rt.export.accuracy_gate import EngineAccuracyError
 
-    verify_bundle_files(meta, sorted(GRAPH_FILES.values()))  # the reference opens every graph
-    reference = OnnxRuntimeBackend(meta, "cpu")
-    roles = list(report.paths)
-    candidate = MixedBackend(toolchain.backend(meta, report.paths), reference, roles)
-    result = run_accuracy_gate(
-        meta,
-        candidate,
-        reference,
-        report.precision,
-        roles=roles,
-        images=gate_images,
-        max_batch=max_batch,
-        accept_below_gate=accept_below_gate,
-    ).as_dict()
+    verify_bundle_files(meta, sorted(bundle_graph_files(meta).values()))  # the reference opens every graph
+    options = dict(images=gate_images, max_batch=max_batch, accept_below_gate=accept_below_gate)
+    if is_two_stage(meta):
+        result = _two_stage_gate(meta, toolchain, report, options)
+    else:
+        result = _windowed_gate(meta, toolchain, report, options)
     for path in report.paths.values():
         record_accuracy_gate(path, result)
     if not result["accepted"]:
@@ -474,6 +485,30 @@ def _gate(meta, toolchain, report: EngineBuildReport, max_batch, accept_below_ga
             "build with --precision fp16-pinned or fp32, or accept them with --accept-below-gate"
         )
     return result
+
+
+def _windowed_gate(meta, toolchain, report: EngineBuildReport, options) -> Dict:
+    """The gate of a windowed bundle's engines: the built engines' graphs, ONNX Runtime's elsewhere."""
+    from zsseg_rt.export.accuracy_gate import MixedBackend, run_accuracy_gate
+    from zsseg_rt.runtime.backends import OnnxRuntimeBackend
+
+    reference = OnnxRuntimeBackend(meta, "cpu")
+    roles = list(report.paths)
+    candidate = MixedBackend(toolchain.backend(meta, report.paths), reference, roles)
+    return run_accuracy_gate(meta, candidate, reference, report.precision, roles=roles, **options).as_dict()
+
+
+def _two_stage_gate(meta, toolchain, report: EngineBuildReport, options) -> Dict:
+    """The gate of a two-stage bundle's engines: the built engines' graphs, ONNX Runtime's elsewhere (one runner of
+    the pipeline's roles each), through the two-stage pipeline as ``Engine`` runs it on TensorRT (the host path)."""
+    from zsseg_rt.export.two_stage_gate import run_two_stage_gate
+    from zsseg_rt.runtime.backends import OrtRunner, TwoStageGraphs
+
+    reference = OrtRunner(meta, TwoStageGraphs.roles, "cpu")
+    made = toolchain.backend(meta, report.paths)
+    candidate = getattr(made, "runner", made)  # a role object's runner, or the runner itself
+    roles = list(report.paths)
+    return run_two_stage_gate(meta, candidate, reference, report.precision, roles=roles, **options).as_dict()
 
 
 def _build_job(meta, role, key, engine_path, ranges, workspace_bytes, root, device) -> BuildJob:

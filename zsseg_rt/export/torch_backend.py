@@ -79,8 +79,10 @@ class TorchBackend(Backend):
     Args:
         meta: the bundle.
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
-        model: the PyTorch model to run (default: the bundle's source checkpoint). At a reduced precision a given
-            model is copied, never converted in place.
+        model: the PyTorch model to run (default: the bundle's source checkpoint). A given model is never changed:
+            it runs as it is when it is already in eval mode on ``device`` at fp32; otherwise the backend runs a copy
+            (moved to ``device``, in eval mode, converted at a reduced precision), and the caller's model keeps its
+            device, mode and dtype.
         precision: "fp32" (exact), "fp16" or "bf16".
         fp32_parts: parts kept in fp32 at a reduced precision (default ``torch_precision.DEFAULT_FP32_PARTS``).
         gate: check the accuracy-gate record of a reduced precision (running the gate when there is none); False
@@ -118,14 +120,14 @@ class TorchBackend(Backend):
         spec = TorchPrecision(precision, tuple(DEFAULT_FP32_PARTS if fp32_parts is None else fp32_parts))
         given = model is not None
         model = source_model(meta, model)
-        if spec.reduced and given:
-            model = copy.deepcopy(model)  # the caller's model keeps its dtype
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if cuda_graphs not in ("auto", True, False):
             raise ValueError(f"cuda_graphs must be 'auto', True or False, got {cuda_graphs!r}")
         self._torch = torch
         self.device = torch.device(device)
+        if given and (spec.reduced or not _ready_to_run(model, self.device)):
+            model = copy.deepcopy(model)  # the caller's model keeps its device, mode and dtype
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs == "auto" else bool(cuda_graphs)
         if self.cuda_graphs and self.device.type != "cuda":
             raise ValueError(f"cuda_graphs=True needs a CUDA device, got device={device!r}")
@@ -232,6 +234,14 @@ class TorchBackend(Backend):
         with self._torch.inference_mode():
             out = self._text(self._tensor(tokens, np.int32))
         return self._np(out)
+
+
+def _ready_to_run(model, device) -> bool:
+    """Whether ``model`` runs here as it is: in eval mode throughout, every parameter and buffer on ``device``."""
+    if any(module.training for module in model.modules()):
+        return False
+    tensors = list(model.parameters()) + list(model.buffers())
+    return all(t.device.type == device.type and device.index in (None, t.device.index) for t in tensors)
 
 
 def _declared_layout(name: str, tensor):

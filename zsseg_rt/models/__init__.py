@@ -28,7 +28,6 @@ _SHARED: Dict[str, str] = {
     "convert_official": "zsseg_rt.contract.common.official:convert_official",
     "load_native": "zsseg_rt.contract.common.convert:load_native",
     "save_native": "zsseg_rt.contract.common.convert:save_native",
-    "add_convert_command": "zsseg_rt.contract.common.convert_cli:add_convert_command",
     "VocabularyCache": "zsseg_rt.contract.common.text:VocabularyCache",
     "load_text_embeddings": "zsseg_rt.contract.common.text:load_text_embeddings",
     "WeightsError": "zsseg_rt.contract.common.weights:WeightsError",

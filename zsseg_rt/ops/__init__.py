@@ -22,6 +22,7 @@ from .dense import relation_descriptor, similarity
 from .image import preprocess
 from .masks import segment, upsample
 from .refine import pamr
+from .warp import warp
 from .windows import segment_windows
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "preprocess",
     "segment_windows",
     "pamr",
+    "warp",
     "reference",
 ]

@@ -78,13 +78,39 @@ def _not_built_message() -> str:
 def cuda_available() -> bool:
     """True when the CUDA kernels were compiled in and at least one CUDA device is usable.
 
-    Never raises: no driver, no GPU or a CPU-only build all give False.
+    Never raises: no driver, no GPU or a CPU-only build all give False. Where a GPU is visible but the CUDA build
+    cannot use it (a driver too old for the CUDA runtime it was built with: the warning names the driver it needs;
+    a GPU architecture the build has no code for), the first call warns once (RuntimeWarning), instead of a silent
+    CPU run.
     """
     try:
         mod = native_module()
     except ImportError:
         return False
-    return bool(mod.cuda_available())
+    available = bool(mod.cuda_available())
+    if not available and mod.cuda_compiled():
+        _warn_unusable_gpu(mod)
+    return available
+
+
+_WARNED_UNUSABLE: list = []  # the warning below, once per process
+
+
+def _warn_unusable_gpu(mod) -> None:
+    """Warn (once) when a GPU is visible that ``mod``'s CUDA kernels cannot run on (``ops/_gpu_probe.py``)."""
+    if _WARNED_UNUSABLE:
+        return
+    import warnings
+
+    from . import _gpu_probe
+
+    _WARNED_UNUSABLE.append(True)
+    path = getattr(mod, "__file__", None)
+    message = _gpu_probe.unusable_gpu_message(
+        str(mod.cuda_status()), _gpu_probe.probe_driver(), _gpu_probe.built_cuda_version(path)
+    )
+    if message:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def cuda_unavailable_reason() -> str:

@@ -24,7 +24,16 @@ import numpy as np
 
 NORM_EPS = 1e-12
 
-__all__ = ["similarity", "relation_descriptor", "upsample", "segment", "bilinear_taps", "argmax_torch", "pamr"]
+__all__ = [
+    "similarity",
+    "relation_descriptor",
+    "upsample",
+    "segment",
+    "bilinear_taps",
+    "argmax_torch",
+    "pamr",
+    "warp",
+]
 
 
 def _l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -377,3 +386,49 @@ def pamr(mask: np.ndarray, image: np.ndarray, iterations: int = 10, dilations: S
     for _ in range(int(iterations)):
         m = sum(weights[:, n : n + 1] * _shifted(m, dy, dx) for n, (dy, dx) in enumerate(offsets))
     return np.asarray(m, dtype=np.float32)
+
+
+def warp(values: np.ndarray, flow: np.ndarray, nearest: bool = False) -> np.ndarray:
+    """Every value plane sampled along a dense flow (the temporal filter's warp; kernels: csrc/include/zsseg/warp.h):
+    ``out[b, c, y, x] = sample(values[b, c], x + flow[b, y, x, 0], y + flow[b, y, x, 1])``.
+
+    The source coordinate is computed in float32 as the kernels do (``x + dx``), clamped to ``[-1, W] x [-1, H]``;
+    bilinear: ``x0 = floor(sx)``, ``ax = sx - x0``, the taps ``(x0, x0 + 1) x (y0, y0 + 1)`` each clamped to the map
+    (the border replicated), weights ``(1 - ay)(1 - ax), (1 - ay) ax, ay (1 - ax), ay ax`` (a NaN in any tap reaches
+    the result); nearest: the tap ``floor(sx + 0.5), floor(sy + 0.5)`` clamped. A displacement that is not finite
+    gives NaN in every channel of that pixel.
+
+    Args:
+        values: ``[B, C, H, W]``; flow: ``[B, H, W, 2]`` (dx, dy) in pixels.
+    Returns:
+        ``[B, C, H, W]`` float32 (computed in float64 from the float32 coordinates).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    f = np.asarray(flow, dtype=np.float32)
+    if v.ndim != 4 or f.shape != (v.shape[0], v.shape[2], v.shape[3], 2):
+        raise ValueError(f"need values [B, C, H, W] and flow [B, H, W, 2] of their B, H, W, got {v.shape}, {f.shape}")
+    batch, _, height, width = v.shape
+    sx = np.arange(width, dtype=np.float32)[None, None, :] + f[..., 0]
+    sy = np.arange(height, dtype=np.float32)[None, :, None] + f[..., 1]
+    finite = np.isfinite(sx) & np.isfinite(sy)
+    sx = np.clip(np.where(finite, sx, np.float32(0)), np.float32(-1), np.float32(width)).astype(np.float32)
+    sy = np.clip(np.where(finite, sy, np.float32(0)), np.float32(-1), np.float32(height)).astype(np.float32)
+    b = np.arange(batch)[:, None, None]
+
+    def tap(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:  # [B, H, W, C]
+        return v[b, :, np.clip(yy, 0, height - 1).astype(np.intp), np.clip(xx, 0, width - 1).astype(np.intp)]
+
+    if nearest:
+        out = tap(np.floor(sy + np.float32(0.5)), np.floor(sx + np.float32(0.5)))
+    else:
+        fx, fy = np.floor(sx), np.floor(sy)
+        ax = (sx - fx).astype(np.float64)[..., None]
+        ay = (sy - fy).astype(np.float64)[..., None]
+        out = (
+            (1 - ay) * (1 - ax) * tap(fy, fx)
+            + (1 - ay) * ax * tap(fy, fx + 1)
+            + ay * (1 - ax) * tap(fy + 1, fx)
+            + ay * ax * tap(fy + 1, fx + 1)
+        )
+    out = np.where(finite[..., None], out, np.nan)
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2), dtype=np.float32)

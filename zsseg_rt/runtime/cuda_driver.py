@@ -8,13 +8,13 @@ The tests without a GPU only check that a missing driver gives a clear error (th
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
 
-_LIBRARY_NAMES = ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
+from zsseg_rt.ops._gpu_probe import load_driver_library
+
 _ATTR_COMPUTE_CAPABILITY_MAJOR = 75  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
 _ATTR_COMPUTE_CAPABILITY_MINOR = 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
 ATTR_MULTIPROCESSOR_COUNT = 16  # CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
@@ -45,20 +45,13 @@ class DeviceInfo:
 
 
 def _load_library() -> ctypes.CDLL:
-    candidates = list(_LIBRARY_NAMES)
-    found = ctypes.util.find_library("cuda")
-    if found:
-        candidates.append(found)
-    errors = []
-    for name in candidates:
-        try:
-            return ctypes.CDLL(name)
-        except OSError as exc:
-            errors.append(f"{name}: {exc}")
-    raise CudaError(
-        "the CUDA driver library (libcuda) was not found: TensorRT needs an NVIDIA GPU with its driver installed "
-        "(on Jetson it comes with JetPack). Tried: " + "; ".join(errors)
-    )
+    try:
+        return load_driver_library()
+    except OSError as exc:
+        raise CudaError(
+            "the CUDA driver library (libcuda) was not found: TensorRT needs an NVIDIA GPU with its driver installed "
+            f"(on Jetson it comes with JetPack). Tried: {exc}"
+        ) from None
 
 
 class CudaDriver:

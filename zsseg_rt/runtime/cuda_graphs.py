@@ -13,12 +13,18 @@ buffers holding it) and the precision the graphs run at. That is the key of a gr
 * ``set_vocabulary`` drops every graph before the vocabulary buffers they read are replaced (captured again on
   the next frame of each kind); at most ``max_graphs`` graphs are kept (least recently used dropped first);
 * a capture that fails (e.g. an operation that cannot be captured) turns graphs off for this pipeline with a
-  warning; frames then run eagerly, with the same results.
+  warning; frames then run eagerly, with the same results;
+* the first replay of every graph is checked against the eager run of the same frame, right after the capture:
+  the graph's device frame buffer, device results and host staging buffers are overwritten first (an inverted
+  frame, -1 labels, NaN scores), so the replay must upload, compute and download everything itself. A replay that
+  differs beyond ``replay_mismatch``'s bound drops that graph and turns graphs off for this pipeline, with one
+  warning; the frame's result is the eager one.
 
 ``TorchCudaGraphs`` captures with ``torch.cuda.CUDAGraph`` on the memory's own stream (the torch backend's
 executor); ``DriverCudaGraphs`` with the CUDA driver's stream capture on a ``CudaMemory``'s stream (the TensorRT
 device path, opt-in: ``TensorRTBackend(..., cuda_graphs=True)``). Neither has run on a GPU yet (no GPU was
-available while they were written). ``DriverCudaGraphs`` with the whole ``DevicePipeline`` is tested in CI on the
+available while they were written): the first-replay check is what stands between that and a silently wrong
+result. ``DriverCudaGraphs`` with the whole ``DevicePipeline`` is tested in CI on the
 emulated CUDA runtime, whose capture records a graph that runs only when launched (python_tests/runtime/
 test_device_graphs_cuda.py); ``TorchCudaGraphs`` needs torch's CUDA build, so its bookkeeping is tested on the CPU
 with a recording stand-in and the capture itself by ``tools/gpu_check.sh`` on the next GPU run.
@@ -112,6 +118,43 @@ def _same_buffers(a, b) -> bool:
     return a is b
 
 
+# The first replay of a graph against the eager run of the same frame (``FrameGraphs`` checks it once per graph). The
+# replay launches the kernels the eager run launched, on the same inputs, so it is bitwise equal unless a library
+# picked another algorithm while capturing (cuBLAS chooses its GEMM algorithm per call; under capture its workspace
+# comes from the graph's pool): that changes the summation order of a dot product, a few ulps of each encoder
+# output, so scores (sigmoid of the logits) move by about 1e-6 in fp32 and by the format's own rounding (fp16
+# ~1e-3, bf16 ~8e-3 relative on logits up to ~10) at a reduced precision, and a label flips only where two classes
+# tie within that. What a wrong replay gives (stale or missing buffers, a missed upload or download, another
+# vocabulary) is labels wrong over whole windows and scores off by O(0.1) or NaN: far beyond these bounds.
+REPLAY_LABEL_FRACTION = 1e-3  # at most this share of the pixels may get another label
+REPLAY_SCORE_ATOL = {"fp32": 1e-4}  # largest |score difference|; any other precision: REPLAY_SCORE_ATOL_REDUCED
+REPLAY_SCORE_ATOL_REDUCED = 2e-2
+
+
+def replay_mismatch(eager, replayed, precision: str = "fp32") -> Optional[str]:
+    """Why a graph's replay ``(labels, scores or None)`` is not the eager run's of the same frame (beyond the bound
+    above), or None when it agrees."""
+    labels, scores = eager
+    got_labels, got_scores = replayed
+    if got_labels.shape != labels.shape:
+        return f"labels of shape {list(got_labels.shape)} instead of {list(labels.shape)}"
+    differ = int(np.count_nonzero(got_labels != labels))
+    allowed = int(REPLAY_LABEL_FRACTION * labels.size)
+    if differ > allowed:
+        return f"{differ} of {labels.size} labels differ (at most {allowed} may)"
+    if scores is None:
+        return None
+    atol = REPLAY_SCORE_ATOL.get(precision, REPLAY_SCORE_ATOL_REDUCED)
+    nan_differs = np.isnan(scores) != np.isnan(got_scores)
+    if nan_differs.any():
+        return f"{int(np.count_nonzero(nan_differs))} scores are NaN in one run only"
+    finite = np.isfinite(scores) & np.isfinite(got_scores)
+    worst = float(np.max(np.abs(scores[finite] - got_scores[finite]), initial=0.0))
+    if worst > atol:
+        return f"scores differ by up to {worst:.3g} (bound {atol:g} at {precision})"
+    return None
+
+
 @dataclass
 class _Entry:
     handle: Any  # the captured graph
@@ -139,7 +182,9 @@ class FrameGraphs:
         self.enabled = True
         self._entries: "collections.OrderedDict[tuple, _Entry]" = collections.OrderedDict()
         self.vocabulary_version = 0
+        # "checked": first replays that matched the eager run; "check_failed": one that did not (graphs then off)
         self.stats = {"eager": 0, "captured": 0, "replayed": 0, "dropped": 0, "capture_failed": 0}
+        self.stats.update(checked=0, check_failed=0)
 
     def key(self, pipe, frame: np.ndarray, color_order: str, with_scores: bool) -> tuple:
         return (tuple(frame.shape), color_order, bool(with_scores), int(pipe._num_classes), self.vocabulary_version,
@@ -163,12 +208,16 @@ class FrameGraphs:
             result = pipe._segment_eagerly(frame, color_order, with_scores)  # fresh buffers for this kind
             self.stats["eager"] += 1
             state = pipe.take_frame_state()  # the buffers the eager run used: the graph's from now on
-            self._capture(pipe, key, state, frame.shape[:2], color_order, with_scores)
+            entry = self._capture(pipe, key, state, frame.shape[:2], color_order, with_scores)
+            if entry is not None:
+                self._check_first_replay(pipe, key, entry, frame, result)
         finally:
             pipe.put_frame_state(saved)
         return result
 
-    def _capture(self, pipe, key: tuple, state: Dict[str, Any], out_hw, color_order: str, with_scores: bool) -> None:
+    def _capture(self, pipe, key: tuple, state: Dict[str, Any], out_hw, color_order: str, with_scores: bool):
+        """Capture this frame kind's graph over ``state``'s buffers: its entry, or None when the capture failed
+        (graphs are then off, with a warning)."""
         memory = pipe.memory
         outputs: List[Any] = []
 
@@ -198,17 +247,67 @@ class FrameGraphs:
             del memory.transfers.entries[start:]
             memory.synchronize()
             pipe.release_frame_state(state)
-            return
+            return None
         transfers = list(memory.transfers.entries[start:])  # logged while capturing: what each replay copies
         del memory.transfers.entries[start:]  # a capture moves no data
-        self._entries[key] = _Entry(handle, state, (outputs[0], outputs[1]), transfers)
+        entry = self._entries[key] = _Entry(handle, state, (outputs[0], outputs[1]), transfers)
         self.stats["captured"] += 1
         LOG.info("captured a CUDA graph for frames %s (%d kept)", key[:4], len(self._entries))
         while len(self._entries) > self.max_graphs:
             self._drop(pipe, *self._entries.popitem(last=False))
+        return entry
 
-    def _replay(self, pipe, entry: _Entry, frame: np.ndarray):
+    def _check_first_replay(self, pipe, key: tuple, entry: _Entry, frame: np.ndarray, eager) -> None:
+        """Replay a new graph on the frame it was captured from, with its buffers overwritten first (see the module
+        docstring), and compare with that frame's eager result: beyond ``replay_mismatch``'s bound the graph is
+        dropped and graphs are off for this pipeline (one warning)."""
+        self._poison(pipe, entry)
+        why = replay_mismatch(eager, self._launch(pipe, entry, frame), self.precision)
+        if why is None:
+            self.stats["checked"] += 1
+            return
+        self.enabled = False
+        self.stats["check_failed"] += 1
+        self._entries.pop(key, None)
+        self._drop(pipe, key, entry)
+        warnings.warn(
+            f"the first replay of a CUDA graph differs from the eager run of the same frame {list(frame.shape)} "
+            f"({why}): CUDA graphs are off for this pipeline from now on (frames run eagerly; this frame's result is "
+            "the eager one)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+    @staticmethod
+    def _poison(pipe, entry: _Entry) -> None:
+        """Overwrite what a replay must write: the device frame (an inverted frame; nothing where the device reads
+        the host buffer itself, zero-copy), the device results (-1 labels, NaN scores) and the host staging
+        buffers, so that a replay that skips its upload, its post-processing or a download cannot match."""
+        memory, state = pipe.memory, entry.state
+        host_frame, device_frame = state["_frame_host"], state["_frame"]
+        uploads = []
+        if memory.device_view(host_frame) is None:
+            uploads.append(("graph_check_frame", 255 - host_frame, device_frame))
+        if state["_result"] is not None:
+            hw = state["_result"][0]
+            uploads.append(("graph_check_labels", np.full(hw, -1, np.int32), state["_result"][1]))
+            uploads.append(("graph_check_scores", np.full(hw, np.nan, np.float32), state["_result"][2]))
+        memory.activate()
+        with memory.stream_context():
+            for name, host, buffer in uploads:
+                memory.upload(name, host, buffer)
+        memory.synchronize()  # the host arrays above are temporaries
+        labels, scores = entry.outputs
+        memory.host_access(labels, True, "labels staging buffer")
+        labels.fill(-1)
+        if scores is not None:
+            memory.host_access(scores, True, "scores staging buffer")
+            scores.fill(np.nan)
+
+    def _launch(self, pipe, entry: _Entry, frame: np.ndarray):
+        """Copy ``frame`` into the graph's frame buffer, replay it, wait: its ``(labels, scores or None)``."""
         memory = pipe.memory
+        memory.host_access(entry.state["_frame_host"], True, "frame")
         np.copyto(entry.state["_frame_host"], frame)
         memory.activate()
         memory.transfers.paused = True  # the copies were logged at capture: logged once per replay below
@@ -220,9 +319,12 @@ class FrameGraphs:
         memory.transfers.entries.extend(entry.transfers)
         memory.synchronize()
         entry.replays += 1
+        return memory.read_staging(*entry.outputs)
+
+    def _replay(self, pipe, entry: _Entry, frame: np.ndarray):
+        result = self._launch(pipe, entry, frame)
         self.stats["replayed"] += 1
-        labels, scores = entry.outputs
-        return labels.copy(), (scores.copy() if scores is not None else None)
+        return result
 
     def _drop(self, pipe, key: tuple, entry: _Entry) -> None:
         pipe.memory.synchronize()  # nothing enqueued may still use the buffers

@@ -8,8 +8,9 @@ Written against the CUDA driver API and TensorRT 10; never run in this project's
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -128,6 +129,12 @@ class CudaMemory(Memory):
         """The device address of a mapped host buffer (zero-copy), or None."""
         return self._mapped.get((host.__array_interface__["data"][0], host.nbytes))
 
+    def host_access(self, host, write, what):
+        check = getattr(self.driver, "check_host_access", None)  # the emulated runtime's driver stand-in has one
+        if check is not None:
+            label = f"host {'write' if write else 'read'} of {what}"
+            check(host.__array_interface__["data"][0], host.nbytes, bool(write), label)
+
     def _copy_up(self, host, buffer):
         self.driver.copy_to_device(buffer.pointer, host, self.stream)
 
@@ -192,12 +199,23 @@ class TensorRTExecutor(Executor):
     output buffers ARE the head's inputs), outputs go to buffers this executor owns (grown on demand), and every
     graph is enqueued with ``execute_async_v3`` on the memory's stream: no host round trip between graphs.
 
-    ``contexts`` maps a graph role ("image", "head") to a TensorRT ``IExecutionContext`` of its engine.
+    ``contexts`` maps a graph role ("image", "head") to a TensorRT ``IExecutionContext`` of its engine. Contexts
+    shared with the host path (``TensorRTBackend.device_executor``) come with that path's ``lock``, held while a graph
+    is set up and enqueued, and ``select_profile(role, shapes, stream)``, which puts the context on a profile that
+    holds the input shapes (the host path may have left it on another).
     """
 
-    def __init__(self, contexts: Dict[str, Any], memory: CudaMemory):
+    def __init__(
+        self,
+        contexts: Dict[str, Any],
+        memory: CudaMemory,
+        lock: Optional[Any] = None,
+        select_profile: Optional[Callable[[str, Dict[str, Tuple[int, ...]], int], None]] = None,
+    ):
         self.contexts = contexts
         self.memory = memory
+        self.lock = lock if lock is not None else contextlib.nullcontext()
+        self._select_profile = select_profile
         self._outputs: Dict[Tuple[str, str], Tuple[CudaBuffer, int]] = {}
 
     def batch_limit(self) -> Optional[int]:
@@ -232,17 +250,23 @@ class TensorRTExecutor(Executor):
         return CudaBuffer(current[0].pointer, shape, dtype, self.memory.stream)
 
     def run(self, role, inputs):
+        with self.lock:
+            return self._run(role, inputs)
+
+    def _run(self, role, inputs):
         context = self.contexts[role]
         engine = context.engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         import tensorrt as trt  # the executor exists only where TensorRT does
 
         outputs = {}
-        for name in names:
-            if engine.get_tensor_mode(name) != trt.TensorIOMode.INPUT:
-                continue
-            if name not in inputs:
-                raise KeyError(f"graph {role!r} needs input {name!r}; got {sorted(inputs)}")
+        wanted = [name for name in names if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT]
+        missing = [name for name in wanted if name not in inputs]
+        if missing:
+            raise KeyError(f"graph {role!r} needs input {missing[0]!r}; got {sorted(inputs)}")
+        if self._select_profile is not None:
+            self._select_profile(role, {name: tuple(inputs[name].shape) for name in wanted}, self.memory.stream)
+        for name in wanted:
             buffer = inputs[name]
             if not context.set_input_shape(name, buffer.shape):
                 low, _, high = (list(d) for d in engine.get_tensor_profile_shape(name, 0))

@@ -83,6 +83,20 @@ class Memory:
         (zero-copy on integrated GPUs), else None."""
         return None
 
+    def host_access(self, host: np.ndarray, write: bool, what: str) -> None:
+        """The host is about to read (or write, ``write=True``) ``host``, a buffer from ``host_buffer`` that device
+        work copies into or out of (or reads in place). Nothing to do here; a memory whose device work can be
+        checked (``CudaMemory`` on a driver with ``check_host_access``: the emulated CUDA runtime's) reports a host
+        access not ordered after that work, e.g. a staging buffer read without a synchronize."""
+
+    def read_staging(self, labels: np.ndarray, scores: Optional[np.ndarray]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """Copies of a frame's staging buffers ``(labels, scores or None)``, host buffers the next frame reuses;
+        read once the stream was synchronised (a read before is reported where ``host_access`` can check it)."""
+        self.host_access(labels, False, "labels staging buffer")
+        if scores is not None:
+            self.host_access(scores, False, "scores staging buffer")
+        return labels.copy(), (scores.copy() if scores is not None else None)
+
     def upload(self, name: str, host: np.ndarray, buffer: Buffer) -> None:
         """Make ``buffer`` hold ``host``: a copy, or nothing when ``buffer`` is ``host``'s zero-copy view
         (logged as "mapped")."""
@@ -157,7 +171,8 @@ class HostMemory(Memory):
 
 class TorchMemory(Memory):
     """Buffers are torch tensors on ``device`` (CUDA or CPU); the native ops take them through DLPack and are
-    enqueued on torch's current stream, or on a stream of this memory's own (``own_stream``: what CUDA graphs are
+    enqueued on torch's current stream at the time of the call (a caller's ``with torch.cuda.stream(s):`` puts them
+    on ``s``, with torch's own kernels), or on a stream of this memory's own (``own_stream``: what CUDA graphs are
     captured on; the legacy default stream cannot be captured). Host buffers are pinned when the device is CUDA."""
 
     kind = "torch"
@@ -171,10 +186,14 @@ class TorchMemory(Memory):
         self.cuda = self.device.type == "cuda"
         self.page_locked = self.cuda
         self.torch_stream = torch.cuda.Stream(self.device) if self.cuda and own_stream else None
+
+    @property
+    def stream(self) -> int:  # type: ignore[override]  # Memory.stream is a plain attribute elsewhere
+        """The stream of the next op: this memory's own, else torch's current stream of the device now (never the
+        one current when the memory was made)."""
         if self.torch_stream is not None:
-            self.stream = self.torch_stream.cuda_stream
-        else:
-            self.stream = torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
+            return self.torch_stream.cuda_stream
+        return self.torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
 
     def empty(self, shape, dtype):
         return self.torch.empty(tuple(shape), dtype=_torch_dtype(self.torch, dtype), device=self.device)
@@ -386,6 +405,7 @@ class DevicePipeline:
         """Upload, enqueue every stage, download, wait: one frame without a CUDA graph."""
         self.memory.activate()
         host, device_frame = self._frame_buffers(frame)
+        self.memory.host_access(host, True, "frame")
         np.copyto(host, frame)
         with self.memory.stream_context():
             labels_host, scores_host = self.enqueue_frame(
@@ -395,7 +415,7 @@ class DevicePipeline:
         if not (self.memory.page_locked or self.static_outputs):
             return labels_host, scores_host
         # the staging buffers are reused by the next frame: the caller gets its own copies
-        return labels_host.copy(), (scores_host.copy() if scores_host is not None else None)
+        return self.memory.read_staging(labels_host, scores_host)
 
     def enqueue_frame(
         self,
@@ -538,7 +558,7 @@ class DevicePipeline:
         memory.release(device_frame)
         memory.release(logits)
         if memory.page_locked or self.static_outputs:  # staging buffers, reused by the next frame
-            return labels_host.copy(), (scores_host.copy() if scores_host is not None else None)
+            return memory.read_staging(labels_host, scores_host)
         return labels_host, scores_host
 
     # ---- the per-frame buffers, handed to a CUDA graph that keeps them (runtime/cuda_graphs.py) ------------

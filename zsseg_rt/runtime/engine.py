@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from zsseg_rt import ops
 from zsseg_rt.bundle import BundleMeta, Files, Names, check_bundle_digest, load_meta
 from zsseg_rt.pipeline.limits import InputLimits
 from zsseg_rt.pipeline.postprocessor import MODES
@@ -160,6 +161,8 @@ class Engine:
                 "expected_digest pins the bundle through the file hashes that verify=True checks; verify=False "
                 "would skip them: drop one of the two"
             )
+        if device != "cpu":  # says once why a visible GPU is not used (a driver too old for the CUDA runtime, ...)
+            ops.cuda_available()
         self.meta: BundleMeta = load_meta(os.fspath(bundle))
         if expected_digest is not None:
             check_bundle_digest(self.meta, expected_digest)
@@ -422,8 +425,38 @@ class Engine:
             return self._segment_many(image, color_order, vocab)
         return self._segment_one(image, color_order, vocab)
 
+    def segment_with_class_scores(
+        self, images: Sequence[Any], stride: int = 4, color_order: Optional[str] = None
+    ) -> List[Result]:
+        """``self(list(images))`` whose results also hold every class's scores at ``1/stride`` of their size
+        (``Result.class_scores``, a ``zsseg_rt.pipeline.class_scores.ClassScores``): what a video filter blends from
+        one frame to the next (``zsseg_rt.stream.VideoSegmenter``). The labels and scores are the plain call's
+        (on the host path: a device pipeline keeps no per-class scores, so it is not used for this call).
+
+        Raises:
+            ClassScoresUnavailable (a ValueError): the bundle's pipeline or post-processing gives no per-class scores
+                (the two-stage pipeline, PAMR, an area threshold).
+        """
+        from zsseg_rt.pipeline.class_scores import ClassScoresUnavailable
+
+        if not getattr(self.pipeline, "class_scores", False):
+            raise ClassScoresUnavailable(
+                f"the {self.pipeline.kind} pipeline of {self.meta.path!r} gives no per-class scores: video filtering "
+                "(stabilize / keyframes) needs a windowed bundle"
+            )
+        if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+            raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+        vocab = self._vocab
+        if vocab is None:
+            raise RuntimeError("no vocabulary: call engine.set_classes(['cat', 'floor', ...]) first")
+        return self._segment_many(list(images), color_order, vocab, int(stride))
+
     def _segment_many(
-        self, items: Sequence[Any], color_order: Optional[str], vocab: PreparedVocabulary
+        self,
+        items: Sequence[Any],
+        color_order: Optional[str],
+        vocab: PreparedVocabulary,
+        score_stride: Optional[int] = None,
     ) -> List[Result]:
         """A list: every item read and checked first (an error names the item, counted from 1: "image 2 of the list
         (index 1): ..."), then the pipeline's ``segment_many`` packs the windows of all images into encoder/head calls of at most
@@ -447,7 +480,12 @@ class Engine:
             def focus(shares: Dict[int, float]) -> None:
                 self._calls.times = [(times[i], share) for i, share in shares.items()]
 
-            results = self.pipeline.segment_many([(image, order) for image, order, _ in inputs], vocab, focus)
+            pairs = [(image, order) for image, order, _ in inputs]
+            if score_stride is None:
+                results = self.pipeline.segment_many(pairs, vocab, focus)
+            else:
+                pipeline: Any = self.pipeline  # a pipeline whose ``class_scores`` is True (segment_with_class_scores)
+                results = pipeline.segment_many(pairs, vocab, focus, score_stride=score_stride)
         finally:
             self._calls.times = None
         for result, (image, _, path), stages in zip(results, inputs, times):

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from zsseg_rt.bundle import GRAPH_FILES as SPEC_GRAPH_FILES
-from zsseg_rt.bundle import BundleMeta, Names
+from zsseg_rt.bundle import BundleMeta, Names, graph_files
 from zsseg_rt.errors import naming_path
 from zsseg_rt.runtime.cuda_driver import DeviceInfo
 from zsseg_rt.runtime.file_verification import cached_sha256
@@ -34,10 +34,33 @@ BUILD_RECIPE_VERSION = 3
 ENGINE_RECORD = "engine.json"
 ENGINE_SUFFIX = ".engine"
 DEFAULT_MAX_PROMPTS = 256
+# Two-stage bundles: the crops per CLIP image-encoder call an engine takes (`zsseg build-engine`'s default
+# --max-batch for them): the Engine's default max_batch for that pipeline (TwoStagePipeline.default_max_batch), so
+# one call of the default Engine is one engine run; a larger Engine max_batch is split into calls of this many.
+DEFAULT_MAX_CROPS = 32
+CROPS_AXIS = "num_crops"  # the CLIP crop encoder's dynamic batch (zsseg_rt.bundle.spec.two_stage_graph_io)
 
 # Which graphs exist (role -> file) and which of their input axes are dynamic: both come from the bundle
-# (zsseg_rt.bundle.spec.GRAPH_FILES and meta.json's "io" table), so every model family is covered.
+# (zsseg_rt.bundle.spec.graph_files(meta.pipeline) and meta.json's "io" table), so every model family is covered.
+# GRAPH_FILES: the windowed pipeline's (kept for callers of zsseg_rt 0.1); graph_file() reads the bundle's pipeline.
 GRAPH_FILES: Dict[str, str] = dict(SPEC_GRAPH_FILES)
+
+
+def bundle_graph_files(meta: BundleMeta) -> Dict[str, str]:
+    """Role -> ONNX file of the bundle's pipeline (windowed: image, head, text; two-stage: mask, clip_image, text)."""
+    return graph_files(getattr(meta, "pipeline", "windowed"))  # stand-ins without one (tests) are windowed
+
+
+def graph_file(meta: BundleMeta, role: str) -> str:
+    """The ONNX file of graph ``role`` of the bundle's pipeline (ValueError naming the roles it has)."""
+    files = bundle_graph_files(meta)
+    if role not in files:
+        raise ValueError(f"graph role must be one of {sorted(files)} for this bundle's pipeline, got {role!r}")
+    return files[role]
+
+
+def is_two_stage(meta: BundleMeta) -> bool:
+    return getattr(meta, "pipeline", "windowed") == "two_stage"
 
 
 def dynamic_input_axes(meta: BundleMeta, role: str) -> Dict[str, Dict[int, str]]:
@@ -95,14 +118,40 @@ def axis_ranges(
     if int(max_prompts) < 1:
         raise ValueError(f"max_prompts must be >= 1, got {max_prompts}")
     opt_prompts = min(int(max_prompts), int(opt_classes) * max(1, len(meta.templates)))
+    if is_two_stage(meta):  # max_batch: crops per CLIP encoder call; the mask branch runs one image per call
+        image_axes = {Names.BATCH: (1, 1, 1), CROPS_AXIS: (1, int(max_batch), int(max_batch)), **two_stage_ranges(meta)}
+    else:
+        image_axes = {Names.BATCH: (1, int(max_batch), int(max_batch)), **whole_image_ranges(meta)}
     return {
-        Names.BATCH: (1, int(max_batch), int(max_batch)),
+        **image_axes,
         Names.NUM_CLASSES: (1, int(opt_classes), int(meta.max_classes)),
         Names.NUM_PROMPTS: (1, opt_prompts, int(max_prompts)),
         # text sequence length (bundles with a dynamic token axis): the runtime trims padding to multiples of 8
         Names.TOKEN_LENGTH: (1, min(16, int(meta.context_length)), int(meta.context_length)),
-        **whole_image_ranges(meta),
     }
+
+
+def two_stage_ranges(meta: BundleMeta) -> Dict[str, AxisRange]:
+    """The mask branch's image axes of a two-stage bundle: the pipeline resizes an image's shorter side to
+    ``test_short_side`` with the longer side at most ``test_max_size`` and pads both up to ``size_divisibility``,
+    so two profiles hold every input: wide (height up to the padded short side, width up to the padded cap) and tall
+    (``"height@1"``...: the other way round); sides from one padding step up (a thin image's). Opt: a 4:3 image."""
+    params = meta.section("two_stage")
+    div = max(1, int(params["size_divisibility"]))
+
+    def padded(value: float) -> int:
+        return max(div, -(-int(round(value)) // div) * div)
+
+    short, long = padded(int(params["test_short_side"])), padded(int(params["test_max_size"]))
+    short = min(short, long)
+    opt = (short, min(long, padded(int(params["test_short_side"]) * 4 / 3)))
+    ranges: Dict[str, AxisRange] = {}
+    profiles = [((short, long), opt)] + ([((long, short), opt[::-1])] if long != short else [])
+    for index, ((high_h, high_w), (opt_h, opt_w)) in enumerate(profiles):
+        mark = f"{PROFILE_MARK}{index}" if index else ""
+        ranges[Names.HEIGHT + mark] = (div, opt_h, high_h)
+        ranges[Names.WIDTH + mark] = (div, opt_w, high_w)
+    return ranges
 
 
 def whole_image_ranges(meta: BundleMeta) -> Dict[str, AxisRange]:
@@ -236,8 +285,9 @@ def make_engine_key(
     tensorrt_version: str,
     device: DeviceInfo,
 ) -> EngineKey:
-    """The key of graph ``role`` ("image", "head", "text") for this bundle, request and platform."""
-    graph = GRAPH_FILES[role]
+    """The key of graph ``role`` (windowed: "image", "head", "text"; two-stage: "mask", "clip_image", "text") for
+    this bundle, request and platform."""
+    graph = graph_file(meta, role)
     if graph not in meta.files:
         raise EngineMismatchError(f"meta.json of {meta.path!r} records no {graph!r}; re-export the bundle")
     own_precision = graph_precision(precision, role)

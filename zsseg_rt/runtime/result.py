@@ -55,6 +55,8 @@ class Result:
         backend: the backend that ran the graphs ("onnxruntime", "tensorrt", "torch").
         inference: how the windowed pipeline ran the image: "whole" (one pass over the whole rescaled image) or
             "windows" (sliding windows); "" for pipelines without that choice.
+        class_scores: every class's scores at a low resolution (a ``zsseg_rt.pipeline.class_scores.ClassScores``)
+            when the call asked for them (``Engine.segment_with_class_scores``: video filtering); None otherwise.
     """
 
     labels: np.ndarray
@@ -67,6 +69,7 @@ class Result:
     banner: str = ""
     backend: str = ""
     inference: str = ""
+    class_scores: Optional[Any] = None
 
     # ---- what the labels say ------------------------------------------------------------------------------------
     @property

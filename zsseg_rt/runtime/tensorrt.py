@@ -18,11 +18,11 @@ from zsseg_rt.runtime.cuda_driver import CudaDriver, DeviceInfo
 from zsseg_rt.runtime.engine_cache import (
     BUILD_RECIPE_VERSION,
     ENGINE_SUFFIX,
-    GRAPH_FILES,
     PRECISIONS,
     EngineKey,
     EngineMismatchError,
     Shape,
+    bundle_graph_files,
     check_engine,
     check_engine_platform,
     graph_precision,
@@ -157,11 +157,15 @@ def engine_root(meta: BundleMeta, cache_dir: Optional[str]) -> str:
 
 
 def graph_roles(meta: BundleMeta, graphs: Optional[Sequence[str]]) -> List[str]:
+    """The roles of ``graphs`` (default: every graph the bundle holds), checked against the bundle's pipeline
+    (windowed: image, head, text; two-stage: mask, clip_image, text)."""
+    files = bundle_graph_files(meta)
     if graphs is None:
-        return [role for role, name in GRAPH_FILES.items() if name in meta.files]
-    unknown = [role for role in graphs if role not in GRAPH_FILES]
+        return [role for role, name in files.items() if name in meta.files]
+    unknown = [role for role in graphs if role not in files]
     if unknown:
-        raise ValueError(f"graphs must be among {sorted(GRAPH_FILES)}, got {unknown}")
+        kind = getattr(meta, "pipeline", "windowed")
+        raise ValueError(f"graphs of a {kind} bundle must be among {sorted(files)}, got {unknown}")
     return list(graphs)
 
 
@@ -197,7 +201,7 @@ def find_engines(
 
 
 def _find_engine(root: str, meta: BundleMeta, role: str, precision: str, version: str, device: DeviceInfo) -> str:
-    graph = GRAPH_FILES[role]
+    graph = bundle_graph_files(meta)[role]
     wanted = {
         "graph": graph,
         "onnx_sha256": meta.files.get(graph),
@@ -303,14 +307,16 @@ class TensorRTRunner:
         low, _, high = self.input_profile(name, profile)
         return len(shape) == len(low) and all(lo <= d <= hi for d, lo, hi in zip(shape, low, high))
 
-    def _select_profile(self, shapes: Mapping[str, Tuple[int, ...]]) -> None:
+    def select_profile(self, shapes: Mapping[str, Tuple[int, ...]], stream: Optional[int] = None) -> None:
         """Switch the execution context to the first profile that holds every input shape (the current one when it
-        does). Raises ValueError naming the shapes and the profiles when none does."""
+        does), enqueued on ``stream`` (default: this runner's; the device pipeline's executor, which shares this
+        context, passes its own). Raises ValueError naming the shapes and the profiles when none does."""
         order = [self._profile] + [p for p in range(self.profiles) if p != self._profile]
+        stream = self._stream if stream is None else stream
         for profile in order:
             if all(self._fits(name, shape, profile) for name, shape in shapes.items()):
                 if profile != self._profile:
-                    if not self.context.set_optimization_profile_async(profile, self._stream):
+                    if not self.context.set_optimization_profile_async(profile, stream):
                         raise RuntimeError(f"TensorRT could not switch {self.engine_path!r} to profile {profile}")
                     self._profile = profile
                 return
@@ -355,7 +361,7 @@ class TensorRTRunner:
                 f"engine {self.engine_path!r} takes inputs {self.input_names}; missing "
                 f"{sorted(missing)}, unexpected {sorted(extra)}"
             )
-        self._select_profile({name: tuple(np.shape(inputs[name])) for name in self.input_names})
+        self.select_profile({name: tuple(np.shape(inputs[name])) for name in self.input_names})
         host = {name: self._prepare_input(name, inputs[name]) for name in self.input_names}
         for name, array in host.items():
             pointer = self._device_buffer(name, array.nbytes)

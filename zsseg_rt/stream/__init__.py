@@ -18,6 +18,13 @@ Several sources, one model (their frames segmented together, one ``engine([...])
     runner = MultiStreamRunner(engine, sources, [[VideoFileSink(f"{n}.mp4")] for n in ("front", "back", "dock")],
                                shared_sinks=[preview], names=["front", "back", "dock"])
     runner.run()
+
+Frames one by one with stable labels, without the loop (an application that owns its capture)::
+
+    from zsseg_rt.stream import VideoSegmenter
+
+    video = VideoSegmenter(engine, stabilize=True, keyframe_every=4)
+    result = video(frame)   # per frame: a Result with .keyframe (the encoder ran) and .reason
 """
 
 from .capabilities import (
@@ -29,6 +36,7 @@ from .capabilities import (
     require_window,
 )
 from .capture import Backoff, Frame, FrameGrabber
+from .labels import LabelFolderSink
 from .runner import MultiStreamRunner, SourceStats, StreamRunner, StreamStats
 from .sinks import FrameSink, ImageFolderSink, MjpegSink, NullSink, SinkError, VideoFileSink, WindowSink, open_sink
 from .sources import (
@@ -43,6 +51,9 @@ from .sources import (
     open_source,
     parse_source,
 )
+from .temporal import TemporalOptions
+from .video import VideoResult, VideoSegmenter
+from .video_metrics import VideoMetrics
 from .vocabulary import ClassFileWatcher, parse_class_text
 
 __all__ = [
@@ -55,6 +66,7 @@ __all__ = [
     "FrameSource",
     "ImageFolderSink",
     "ImageFolderSource",
+    "LabelFolderSink",
     "MjpegSink",
     "MultiStreamRunner",
     "NullSink",
@@ -67,7 +79,11 @@ __all__ = [
     "StreamCapabilityError",
     "StreamRunner",
     "StreamStats",
+    "TemporalOptions",
     "VideoFileSink",
+    "VideoMetrics",
+    "VideoResult",
+    "VideoSegmenter",
     "WindowSink",
     "csi_pipeline",
     "display_available",

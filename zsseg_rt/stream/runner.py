@@ -35,6 +35,7 @@ from zsseg_rt.vocabulary import validate_class_names
 from .capture import Backoff, Frame, FrameGrabber
 from .sinks import FrameSink
 from .sources import FrameSource
+from .video_metrics import VideoMetrics
 from .vocabulary import ClassFileWatcher
 
 log = logging.getLogger("zsseg_rt.stream")
@@ -84,6 +85,9 @@ class SourceStats:
     e2e_latency_ms: float = 0.0
     e2e_latency_p50_ms: float = 0.0
     e2e_latency_p99_ms: float = 0.0
+    # video label metrics (zsseg_rt.stream.video_metrics: flicker_pct, changed_pct, tc_pct, fps_end_to_end, keyframes)
+    # and the temporal filter's counters (VideoSegmenter.stats)
+    video: dict = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -143,8 +147,18 @@ class StreamStats:
 class _Stream:
     """One source of a runner: its capture thread, sinks, statistics and writer thread."""
 
-    def __init__(self, index: int, name: str, source: FrameSource, sinks: Sequence[FrameSink], grabber, window: int):
+    def __init__(
+        self,
+        index: int,
+        name: str,
+        source: FrameSource,
+        sinks: Sequence[FrameSink],
+        grabber,
+        window: int,
+        consistency: bool = False,
+    ):
         self.index, self.name, self.source, self.grabber = index, name, source, grabber
+        self.metrics = VideoMetrics(consistency=consistency)  # updated by its writer thread
         self.sinks: List[FrameSink] = list(sinks)
         self.stats = SourceStats(name=name, source=source.name, live=bool(source.live))
         self.times: Deque[float] = collections.deque(maxlen=max(2, int(window)))
@@ -178,6 +192,8 @@ class MultiStreamRunner:
         on_result: optional callback ``(frame: Frame, result, stats: StreamStats)`` after each frame is segmented
             (in the inference thread, before it is drawn and written; ``frame.stream`` says which source).
         window: frames averaged for the FPS / latency figures.
+        temporal_consistency: also measure each source's flow-warped temporal consistency (a DIS flow per frame in
+            its writer thread; flicker and the end-to-end frame rate are always measured): ``SourceStats.video``.
 
     The run ends when every source is done (a file or folder at its end, a source that gave up reconnecting, or
     ``max_frames``), or at ``stop()`` / SIGINT / SIGTERM / a sink's stop request. Live sources never end by
@@ -203,6 +219,7 @@ class MultiStreamRunner:
         on_result: Optional[Callable] = None,
         window: int = 30,
         opened: Union[bool, Sequence[bool]] = False,
+        temporal_consistency: bool = False,
     ):
         sources = list(sources)
         if not sources:
@@ -232,7 +249,7 @@ class MultiStreamRunner:
                 opened=bool(opens[index]),
                 notify=self._ready,
             )
-            self.streams.append(_Stream(index, str(name), source, own_sinks, grabber, window))
+            self.streams.append(_Stream(index, str(name), source, own_sinks, grabber, window, temporal_consistency))
         self.alpha = float(alpha)
         self.legend = bool(legend)
         self.max_frames = max_frames
@@ -433,7 +450,9 @@ class MultiStreamRunner:
 
     def _process(self, batch: List[Tuple[_Stream, Frame]]) -> None:
         start = time.perf_counter()
-        if len(batch) == 1:
+        if hasattr(self.segment, "segment_streams"):  # state per source (zsseg_rt.stream.video.VideoSegmenter)
+            results = list(self.segment.segment_streams([f.stream for _, f in batch], [f.image for _, f in batch]))
+        elif len(batch) == 1:
             results = [self.segment(batch[0][1].image)]
         else:
             results = list(self.segment([frame.image for _, frame in batch]))
@@ -466,7 +485,10 @@ class MultiStreamRunner:
             try:
                 image = self.render(frame.image, result, title)
                 for sink in stream.sinks:
-                    sink.write(image)
+                    if hasattr(sink, "write_result"):  # label maps (zsseg_rt.stream.labels.LabelFolderSink)
+                        sink.write_result(frame, result)
+                    else:
+                        sink.write(image)
                 for sink in self.shared_sinks:
                     sink.write_stream(stream.index, image)
             except BaseException as exc:  # noqa: BLE001 - re-raised by run() in the caller's thread
@@ -474,6 +496,7 @@ class MultiStreamRunner:
                 self._writer_error = exc
                 self.stop()
                 continue
+            self._measure(stream, frame, result)
             e2e = time.monotonic() - frame.timestamp
             with self._stats_lock:
                 stream.e2e.append(e2e)
@@ -482,6 +505,23 @@ class MultiStreamRunner:
                 stream.stats.e2e_latency_ms = 1000.0 * float(np.mean(stream.e2e_window))
                 stream.stats.e2e_latency_p50_ms, stream.stats.e2e_latency_p99_ms = _percentiles(stream.e2e)
                 self.stats.e2e_latency_ms = 1000.0 * float(np.mean(self._e2e_all))
+
+    def _measure(self, stream: _Stream, frame: Frame, result) -> None:
+        """The source's video metrics after a frame was written (never fatal to the stream: a segment callable whose
+        results have no labels of the frame's size is logged once and not measured)."""
+        try:
+            stream.metrics.update(frame.image, result.labels, getattr(result, "keyframe", True), frame.timestamp)
+        except (AttributeError, TypeError, ValueError) as exc:
+            if stream.metrics.frames == 0 and not getattr(stream, "_metrics_warned", False):
+                stream._metrics_warned = True  # type: ignore[attr-defined]
+                log.warning("video metrics of %s not measured: %s", stream.name, exc)
+            return
+        video = stream.metrics.summary()
+        stats_of = getattr(self.segment, "stats", None)
+        if callable(stats_of) and hasattr(self.segment, "segment_streams"):
+            video.update(stats_of(stream.index))
+        with self._stats_lock:
+            stream.stats.video = video
 
     def render(self, image: np.ndarray, result, title: Optional[str] = None) -> np.ndarray:
         """The overlay written to the sinks: class colours, legend, and the live FPS / latency line (``title``;

@@ -2,7 +2,7 @@
 
 import sys
 
-from .cli import main
+from zsseg_rt.cli.train import main  # the command line (zsseg_rt.cli: the commands layer)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,10 +16,10 @@ from test_cliprc_helpers import (
     save_mmcv,
 )
 
+from zsseg_rt.cli.convert import add_command as add_convert_command
 from zsseg_rt.models import (
     CLIPRC,
     WeightsError,
-    add_convert_command,
     convert_official,
     create_model,
     load_cliprc_config,

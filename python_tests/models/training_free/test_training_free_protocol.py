@@ -136,8 +136,8 @@ def test_apply_official_settings_to_an_engine(naclip_bundle):
 
 def test_zsseg_eval_runs_a_training_free_bundle_with_the_official_settings(naclip_bundle, tmp_path, capsys):
     from zsseg_rt import Engine
+    from zsseg_rt.cli.eval import main as eval_main
     from zsseg_rt.data import build_dataset
-    from zsseg_rt.eval.cli import main as eval_main
     from zsseg_rt.eval.evaluate import evaluate
 
     out = tmp_path / "m.json"

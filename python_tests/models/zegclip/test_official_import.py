@@ -10,10 +10,10 @@ import pytest
 import torch
 from zeg_helpers import TINY, randomize_
 
+from zsseg_rt.cli.convert import add_command as add_convert_command
 from zsseg_rt.models import (
     WeightsError,
     ZegCLIP,
-    add_convert_command,
     convert_official,
     create_model,
     load_config,

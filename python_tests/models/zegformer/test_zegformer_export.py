@@ -20,6 +20,7 @@ from zsseg_rt.image_io import read_image_bgr  # noqa: E402
 from zsseg_rt.models import create_model  # noqa: E402
 from zsseg_rt.models.zegformer.export import flips_beyond_ties  # noqa: E402
 from zsseg_rt.models.zegformer.predict import predict_zegformer  # noqa: E402
+from zsseg_rt.runtime.engine_cache import EngineMismatchError  # noqa: E402
 from zsseg_rt.runtime.pipelines import TwoStagePipeline  # noqa: E402
 
 SAMPLES = sorted(
@@ -118,7 +119,9 @@ def test_run_time_vocabulary_with_synonyms_and_unseen_classes(bundle, model):
 
 
 def test_bad_use_is_refused_clearly(bundle):
-    with pytest.raises(ValueError, match="does not open the mask branch"):
+    # TensorRT serves two-stage bundles once `zsseg build-engine` built their engines: here none are (and no
+    # TensorRT may be installed); python_tests/export/test_tensorrt_two_stage.py builds and runs them
+    with pytest.raises((ImportError, EngineMismatchError), match="(?i)tensorrt"):
         Engine(bundle, backend="tensorrt")
     with pytest.raises(ValueError, match="mode must be 'exact'"):
         Engine(bundle, mode="fast")
@@ -129,11 +132,11 @@ def test_bad_use_is_refused_clearly(bundle):
         engine(np.zeros((40, 50, 3), np.uint8), color_order="hsv")
     from zsseg_rt.export import tensorrt as trt_build
 
-    with pytest.raises(ValueError, match="two_stage pipeline.*not built"):
-        trt_build.build_engine_set(bundle)
+    with pytest.raises(ValueError, match="two-stage bundles build fp16, fp16-pinned or fp32"):
+        trt_build.build_engine_set(bundle, "int8")
     from zsseg_rt import cli
 
-    assert cli.main(["build-engine", bundle]) == 2  # one line on stderr, no traceback
+    assert cli.main(["build-engine", bundle, "--precision", "int8"]) == 2  # one line on stderr, no traceback
 
 
 def test_tampered_bundle_is_refused(bundle, tmp_path):
@@ -175,7 +178,7 @@ def test_cli_segment_runs_a_zegformer_bundle(bundle, tmp_path, capsys):
     code = cli.main(["segment", SAMPLES[0], "--bundle", bundle, "--classes", "cat,dog,person,sofa", "-o", str(out)])
     assert code == 0 and out.is_file()
     assert cli.main(["segment", SAMPLES[0], "--bundle", bundle, "--classes", "cat", "--backend", "tensorrt"]) != 0
-    assert "does not open the mask branch" in capsys.readouterr().err
+    assert "tensorrt" in capsys.readouterr().err.lower()  # not installed here, or no engines built
 
 
 @pytest.mark.slow  # a second export (~15 s)

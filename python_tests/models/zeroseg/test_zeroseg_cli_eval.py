@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import zsseg_rt
+from zsseg_rt.cli.eval import main as eval_main
 from zsseg_rt.contract.common.convert import save_native
 from zsseg_rt.data import build_dataset
-from zsseg_rt.eval.cli import main as eval_main
 from zsseg_rt.eval.evaluate import evaluate
 from zsseg_rt.models import create_model
 from zsseg_rt.models.zeroseg.evaluate import evaluate_zeroseg

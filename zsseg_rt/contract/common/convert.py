@@ -15,7 +15,7 @@ from zsseg_rt.contract.common.native_files import CONFIG_FILE, WEIGHTS_FILE, imp
 from zsseg_rt.contract.common.official import convert_official
 from zsseg_rt.contract.common.weights import WeightsError, check_finite, require_fit
 
-# add_convert_command (the command's arguments) is in .convert_cli: torch-free, for `zsseg convert --help`
+# the command's arguments are zsseg_rt.cli.convert's: torch-free, for `zsseg convert --help`
 __all__ = ["convert_official", "save_native", "load_native"]
 
 

@@ -285,7 +285,8 @@ class ZegFormer(nn.Module):
         """Official test-time inference on images already resized for testing.
 
         Args:
-            images: ``[B, 3, H, W]`` float RGB on the 0-255 scale (not normalised, not padded).
+            images: ``[B, 3, H, W]`` float RGB on the 0-255 scale (not normalised, not padded), on any device:
+                moved to the model's (a host batch for a model on CUDA).
             class_names: vocabulary (default: the config's).
             seen: ``[C]`` bool seen-class mask (default: :meth:`seen_mask` by name).
             out_size: ``(height, width)`` of the returned maps (default ``(H, W)``); official
@@ -295,7 +296,7 @@ class ZegFormer(nn.Module):
                 computed from ``class_names`` with the CLIP text tower).
 
         Returns:
-            ``[B, C, out_h, out_w]`` class scores (argmax over C gives the labels).
+            ``[B, C, out_h, out_w]`` class scores (argmax over C gives the labels), on the model's device.
         """
         c = self.config
         names = c.class_names if class_names is None else list(class_names)
@@ -306,6 +307,7 @@ class ZegFormer(nn.Module):
         style = c.clip_cls_style if clip_cls_style is None else clip_cls_style
         bias = c.calibration_bias if calibration_bias is None else float(calibration_bias)
         h, w = images.shape[-2:]
+        images = images.to(self.pixel_mean.device)
         padded = self.pad((images - self.pixel_mean) / self.pixel_std)
         text = self.text_embeddings(names) if text is None else text
         out = self.forward(padded, text.to(padded))

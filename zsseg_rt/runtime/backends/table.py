@@ -103,8 +103,9 @@ _ROWS: Tuple[BackendSpec, ...] = (
         devices=("cuda",),
         precisions=("fp32", "fp16", "fp16-pinned", "int8"),
         default_precision="fp16",
-        roles=_WINDOWED,
-        summary="TensorRT 10 engines built on the device by `zsseg build-engine` (NVIDIA GPUs, Jetson)",
+        roles=_WINDOWED + _TWO_STAGE[:2],
+        summary="TensorRT 10 engines built on the device by `zsseg build-engine` (NVIDIA GPUs, Jetson); two-stage "
+        "bundles run the host path (no device-resident pipeline) and take no int8",
         prepare_precisions=("fp16", "fp16-pinned", "fp32", "int8"),
         prepare_help="build engines for this GPU",
         builds_engines=True,

@@ -5,7 +5,7 @@ import no torch.
 * ``"windowed"`` (:class:`WindowedPipeline`): an image encoder and a head per sliding window, the shared
   post-processing; ONNX Runtime, TensorRT or torch.
 * ``"two_stage"`` (:class:`TwoStagePipeline`): mask proposals classified against the text, then CLIP's image tower
-  on every proposal's crop; ONNX Runtime.
+  on every proposal's crop; ONNX Runtime, OpenVINO or TensorRT (host path).
 """
 
 from __future__ import annotations

@@ -77,6 +77,9 @@ class Pipeline:
     roles: ClassVar[Tuple[str, ...]] = ()
     modes: ClassVar[Tuple[str, ...]] = ("exact",)
     default_max_batch: ClassVar[int] = 1
+    # whether ``segment`` / ``segment_many`` take ``score_stride`` and give ``Result.class_scores`` (the per-class
+    # scores a video filter blends: ``zsseg_rt.pipeline.class_scores``)
+    class_scores: ClassVar[bool] = False
 
     backend: Any
     mode: str

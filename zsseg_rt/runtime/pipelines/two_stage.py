@@ -18,9 +18,10 @@ What runs where (ZegFormer's official test pipeline, as its PyTorch ``predict_ze
 
 Two text-embedding sets come from the same text graph: the query classifier's (the bundle's ``templates``, the
 official prompt ensemble) and the CLIP branch's (``two_stage.clip_templates``, the official 32). Backends: ONNX
-Runtime (CPU, or CUDA for the graphs with onnxruntime-gpu) and OpenVINO (CPU), or any backend whose runner opens the
-pipeline's roles ("mask", "clip_image", "text": ``runtime/backends/table.py``); the others refuse these bundles with
-a message.
+Runtime (CPU, or CUDA for the graphs with onnxruntime-gpu), OpenVINO (CPU) and TensorRT (engines of the three roles
+built by ``zsseg build-engine``; the host path: this pipeline has no device-resident one), or any backend whose
+runner opens the pipeline's roles ("mask", "clip_image", "text": ``runtime/backends/table.py``); the others refuse
+these bundles with a message.
 """
 
 from __future__ import annotations
@@ -232,8 +233,8 @@ class TwoStagePipeline(Pipeline):
     replace the query classifier's prompt ensemble only (the CLIP branch always uses the bundle's
     ``clip_templates``, as the official code); a class counts as seen (fusion and calibration) when its name is one
     of the bundle's seen training classes; a name may hold ``", "``-separated synonyms, whose prompts are averaged
-    (official); ``max_batch`` is the number of crops per CLIP encoder call; only ``mode="exact"`` and the ONNX
-    Runtime backend exist (``set_text_embeddings`` is refused: two sets are needed).
+    (official); ``max_batch`` is the number of crops per CLIP encoder call; only ``mode="exact"`` exists
+    (``set_text_embeddings`` is refused: two sets are needed).
     """
 
     kind = "two_stage"

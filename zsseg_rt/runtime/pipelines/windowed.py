@@ -26,6 +26,7 @@ import numpy as np
 
 from zsseg_rt import pipeline
 from zsseg_rt.bundle import BundleMeta, WholeImage
+from zsseg_rt.pipeline.class_scores import whole_class_scores, window_class_scores
 from zsseg_rt.pipeline.limits import InputLimitError, estimate_bytes
 from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
 from zsseg_rt.pipeline.preprocess import Window, rescaled_size, whole_input_size
@@ -56,6 +57,7 @@ class WindowedPipeline(Pipeline):
     """
 
     kind = "windowed"
+    class_scores = True  # segment / segment_many(score_stride=...) give Result.class_scores
     description = "image encoder + head per sliding window, the shared post-processing"
     roles = WindowedGraphs.roles
     modes = MODES
@@ -200,20 +202,25 @@ class WindowedPipeline(Pipeline):
         self.limits.check((height, width), scaled, len(windows), estimate)
         return (height, width), scaled, windows
 
-    def segment(self, image: Any, color_order: str, vocab: PreparedVocabulary) -> SegmentationResult:
+    def segment(
+        self, image: Any, color_order: str, vocab: PreparedVocabulary, score_stride: Optional[int] = None
+    ) -> SegmentationResult:
         if color_order not in ("bgr", "rgb"):
             raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
         if self.inference_for(vocab) == "whole":
             whole = self.plan_whole(image, vocab)
             if whole is not None:
-                return self._whole_chunk([(image, color_order)], [whole], vocab, lambda shares: None)[0]
-        return self._segment_windows(image, color_order, vocab)
+                return self._whole_chunk([(image, color_order)], [whole], vocab, lambda shares: None, score_stride)[0]
+        return self._segment_windows(image, color_order, vocab, score_stride)
 
-    def _segment_windows(self, image: Any, color_order: str, vocab: PreparedVocabulary) -> SegmentationResult:
-        """One image in sliding windows (the device pipeline's when there is one)."""
+    def _segment_windows(
+        self, image: Any, color_order: str, vocab: PreparedVocabulary, score_stride: Optional[int] = None
+    ) -> SegmentationResult:
+        """One image in sliding windows (the device pipeline's when there is one and no class scores are asked
+        for: it keeps the window logits on the device)."""
         names, text, bias = vocab.names, vocab.text, vocab.bias
         orig_hw, scaled_hw, windows = self.plan(image, bias, len(text))
-        if self.device is not None and self.mode == "exact":
+        if self.device is not None and self.mode == "exact" and score_stride is None:
             with self._device_lock:  # the device pipeline reports its own stages (upload, ..., postprocess, download)
                 if self._device_vocab is not vocab:  # first frame after set_classes: upload text + bias once
                     with self.stage("vocabulary_upload"):
@@ -223,7 +230,7 @@ class WindowedPipeline(Pipeline):
             return SegmentationResult(labels, scores, list(names), color_order, inference="windows")
         scaled = self._rescale(image, color_order)
         logits = self.window_logits(scaled, windows, text)  # [n, C, h, w]
-        return self._finish(vocab, logits, (orig_hw, scaled_hw, windows), scaled, color_order)
+        return self._finish(vocab, logits, (orig_hw, scaled_hw, windows), scaled, color_order, score_stride)
 
     def _rescale(self, image: Any, color_order: str) -> np.ndarray:
         """The official keep-ratio rescale of one image to ``[H', W', 3]`` uint8 RGB (the "preprocess" stage)."""
@@ -232,17 +239,35 @@ class WindowedPipeline(Pipeline):
             return pipeline.rescale_keep_ratio(rgb, self.test_scale, max_pixels=None)
 
     def _finish(
-        self, vocab: PreparedVocabulary, logits: np.ndarray, plan: Tuple[Any, Any, List[Window]], scaled, order: str
+        self,
+        vocab: PreparedVocabulary,
+        logits: np.ndarray,
+        plan: Tuple[Any, Any, List[Window]],
+        scaled,
+        order: str,
+        score_stride: Optional[int] = None,
     ) -> SegmentationResult:
-        """Post-process one image's window logits ``[n, C, h, w]`` into its result (the "postprocess" stage)."""
+        """Post-process one image's window logits ``[n, C, h, w]`` into its result (the "postprocess" stage; with
+        ``score_stride`` also its per-class scores at ``1/score_stride`` of its size, the "class_scores" stage)."""
         orig_hw, scaled_hw, windows = plan
         with self.stage("postprocess"):
             post = self.postprocessor_for(vocab)
             labels, scores = post(logits, windows, scaled_hw, orig_hw, vocab.bias, image=scaled)
-        return SegmentationResult(labels[0], scores[0], self.label_names(vocab.names), order, inference="windows")
+        result = SegmentationResult(labels[0], scores[0], self.label_names(vocab.names), order, inference="windows")
+        if score_stride is not None:
+            with self.stage("class_scores"):
+                result.class_scores = window_class_scores(
+                    post, logits, windows, scaled_hw, orig_hw, score_stride, vocab.bias
+                )
+        return result
 
     def _whole_chunk(
-        self, images: Sequence[Tuple[Any, str]], plans: Sequence[WholePlan], vocab: PreparedVocabulary, focus: Focus
+        self,
+        images: Sequence[Tuple[Any, str]],
+        plans: Sequence[WholePlan],
+        vocab: PreparedVocabulary,
+        focus: Focus,
+        score_stride: Optional[int] = None,
     ) -> List[SegmentationResult]:
         """Whole-image passes of images whose graph inputs have one size: one encoder and one head call on all of
         them, then each one's post-processing (``focus`` times the stages per image, as ``segment_many``)."""
@@ -276,10 +301,25 @@ class WindowedPipeline(Pipeline):
                 )
             names = self.label_names(vocab.names)
             results.append(SegmentationResult(labels[0], scores[0], names, order, inference="whole"))
+            if score_stride is not None:
+                with self.stage("class_scores"):
+                    results[-1].class_scores = whole_class_scores(
+                        post,
+                        logits[index : index + 1],
+                        plan.scaled,
+                        plan.original,
+                        whole["logits_to"],
+                        score_stride,
+                        vocab.bias,
+                    )
         return results
 
     def _segment_many_whole(
-        self, images: Sequence[Tuple[Any, str]], vocab: PreparedVocabulary, focus: Focus
+        self,
+        images: Sequence[Tuple[Any, str]],
+        vocab: PreparedVocabulary,
+        focus: Focus,
+        score_stride: Optional[int] = None,
     ) -> List[SegmentationResult]:
         """``segment_many`` in whole-image inference: every image planned first (an error names it), then runs of
         consecutive images whose graph inputs have the same size go through the graphs together (at most
@@ -307,7 +347,7 @@ class WindowedPipeline(Pipeline):
                 focus({run[0]: 1.0})
                 with image_index(run[0]):
                     image, order = images[run[0]]
-                    results[run[0]] = self._segment_windows(image, order, vocab)
+                    results[run[0]] = self._segment_windows(image, order, vocab, score_stride)
                 continue
 
             def shares(part: Dict[int, float], run: List[int] = run) -> None:
@@ -315,13 +355,17 @@ class WindowedPipeline(Pipeline):
 
             with image_index(run[0]) if len(run) == 1 else contextlib.nullcontext():
                 whole = [plan for plan in (plans[i] for i in run) if plan is not None]
-                chunk = self._whole_chunk([images[i] for i in run], whole, vocab, shares)
+                chunk = self._whole_chunk([images[i] for i in run], whole, vocab, shares, score_stride)
             for i, result in zip(run, chunk):
                 results[i] = result
         return [r for r in results if r is not None]
 
     def segment_many(
-        self, images: Sequence[Tuple[Any, str]], vocab: PreparedVocabulary, focus: Focus
+        self,
+        images: Sequence[Tuple[Any, str]],
+        vocab: PreparedVocabulary,
+        focus: Focus,
+        score_stride: Optional[int] = None,
     ) -> List[SegmentationResult]:
         """Every image checked and planned first (an error names the image, before any work), then the windows of
         all images, in order, packed into encoder/head calls of at most ``max_batch`` windows: a call may hold the
@@ -329,16 +373,17 @@ class WindowedPipeline(Pipeline):
         post-processed as soon as its last window ran, so at most the images of one chunk are held rescaled, with
         their window logits, whatever the number of images. Shared stages are timed to the images of the chunk in
         proportion to their windows in it. The device pipeline packs the windows the same way on the GPU
-        (``DevicePipeline.segment_many``), timed as one "device_pipeline" stage split by windows."""
+        (``DevicePipeline.segment_many``), timed as one "device_pipeline" stage split by windows. ``score_stride``:
+        also each image's per-class scores (``Result.class_scores``; the host path)."""
         if self.inference_for(vocab) == "whole":
-            return self._segment_many_whole(images, vocab, focus)
+            return self._segment_many_whole(images, vocab, focus, score_stride)
         plans = []
         for index, (image, order) in enumerate(images):
             with image_index(index):
                 if order not in ("bgr", "rgb"):
                     raise ValueError(f"color_order must be 'bgr' or 'rgb', got {order!r}")
                 plans.append(self.plan(image, vocab.bias, len(vocab.text)))
-        if self.device is not None and self.mode == "exact":
+        if self.device is not None and self.mode == "exact" and score_stride is None:
             return self._segment_many_on_device(images, vocab, focus, [len(p[2]) for p in plans])
         results: List[Optional[SegmentationResult]] = [None] * len(images)
         scaled: Dict[int, np.ndarray] = {}  # the rescaled images with windows still to run (at most one chunk's)
@@ -358,7 +403,9 @@ class WindowedPipeline(Pipeline):
                     focus({index: 1.0})
                     with image_index(index):
                         merged = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
-                        results[index] = self._finish(vocab, merged, plans[index], scaled.pop(index), images[index][1])
+                        results[index] = self._finish(
+                            vocab, merged, plans[index], scaled.pop(index), images[index][1], score_stride
+                        )
                     del logits[index]
         return [r for r in results if r is not None]
 

@@ -1,4 +1,5 @@
-"""``zsseg eval CHECKPOINT|BUNDLE --dataset ...``: metrics table + JSON (``add_eval_command``)."""
+"""``zsseg eval CHECKPOINT|BUNDLE --dataset ...``: metrics table + JSON (``add_command``; ``python -m zsseg_rt.eval``);
+the evaluation is :mod:`zsseg_rt.eval`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import os
 import sys
 from typing import Any, List, Optional, Tuple
 
+from zsseg_rt.cli import command_parser
 from zsseg_rt.cli_types import BACKEND_CHOICES, PRECISION_CHOICES, real_number, whole_number
 from zsseg_rt.contract.family import EVALUATION_SETTINGS, FamilyArgument
 
-__all__ = ["add_eval_command", "family_evaluation_arguments", "main"]
+__all__ = ["add_command", "family_evaluation_arguments", "main"]
 
 
 def family_evaluation_arguments() -> List[Tuple[Any, FamilyArgument]]:
@@ -29,8 +31,7 @@ def _split_list(text: Optional[str]):
 
 def _run(args: argparse.Namespace) -> int:
     from zsseg_rt.data import build_dataset
-
-    from .evaluate import evaluate
+    from zsseg_rt.eval.evaluate import evaluate
 
     if args.dataset_config:
         with open(args.dataset_config, "r", encoding="utf-8") as f:
@@ -90,8 +91,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(metrics, args: argparse.Namespace) -> int:
-    from .evaluate import save_json
-    from .metrics import format_table
+    from zsseg_rt.eval.evaluate import save_json
+    from zsseg_rt.eval.metrics import format_table
 
     path = args.save_json
     if isinstance(args.json, str):  # the old spelling `--json PATH`: still writes the file, says the new one
@@ -113,13 +114,12 @@ def _report(metrics, args: argparse.Namespace) -> int:
     return 0
 
 
-# twin (by shape): scale/cli.py add_serve_command / add_batch_command, stream/cli.py add_camera_command - the
-# add_<command>_command idiom of every command module
-def add_eval_command(subparsers) -> argparse.ArgumentParser:
+# twin (by shape): cli/batch.py's add_command - the add_command idiom of every command module
+def add_command(subparsers) -> argparse.ArgumentParser:
     """Register ``eval`` on an argparse subparsers object (``zsseg eval``)."""
-    p = subparsers.add_parser(
+    p = command_parser(
+        subparsers,
         "eval",
-        help="evaluate a checkpoint or bundle: per-class IoU, mIoU(seen/unseen), hIoU, pAcc",
         description="Evaluate a training checkpoint (.pt), a native checkpoint directory or an export bundle on "
         "a labelled dataset, with all classes predicted jointly (generalized zero-shot).",
     )
@@ -198,7 +198,7 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zsseg_rt.eval")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_eval_command(sub)
+    add_command(sub)
     args = parser.parse_args(["eval"] + list(argv if argv is not None else __import__("sys").argv[1:]))
     from zsseg_rt.cli_errors import run_command
 

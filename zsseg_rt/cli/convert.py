@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 from typing import Any, List, Tuple
 
-__all__ = ["add_convert_command", "family_conversion_arguments", "convert_help", "converting_families"]
+from zsseg_rt.cli import command_parser, converting_families
 
-TORCH_SIDE_INSTALL = 'pip install "zsseg_rt[torch,export]"'  # as zsseg_rt.cli says it
+__all__ = ["add_command", "family_conversion_arguments"]
 
 
 def family_conversion_arguments() -> List[Tuple[Any, Any]]:
@@ -20,38 +20,18 @@ def family_conversion_arguments() -> List[Tuple[Any, Any]]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        from zsseg_rt.contract.common.convert import run_convert
-    except ImportError as exc:  # the runtime-only install: no torch
-        from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.contract.common.convert import run_convert  # torch: the row's needs are checked before
 
-        raise CliError(
-            f"zsseg convert needs the PyTorch side of zsseg_rt, which this environment lacks ({exc}): "
-            f"{TORCH_SIDE_INSTALL}"
-        ) from None
     return run_convert(
         args, {argument.dest: getattr(args, argument.dest) for _, argument in family_conversion_arguments()}
     )
 
 
-def converting_families() -> str:
-    """The families whose official checkpoints ``zsseg convert`` takes, as prose ("A, B or C"; registry)."""
-    from zsseg_rt.contract.registry import families, get_family
-
-    labels = [get_family(name).label for name in families() if get_family(name).checkpoints.converts_official]
-    return " or ".join([", ".join(labels[:-1]), labels[-1]]) if len(labels) > 1 else "".join(labels)
-
-
-def convert_help() -> str:
-    """``zsseg convert``'s one-line help (also ``zsseg -h``'s line when the command is not built in full)."""
-    return f"convert an official {converting_families()} checkpoint to a native one"
-
-
-def add_convert_command(subparsers) -> argparse.ArgumentParser:
+def add_command(subparsers) -> argparse.ArgumentParser:
     """Register ``convert SRC DST`` on an argparse subparsers object (``zsseg convert``)."""
-    p = subparsers.add_parser(
+    p = command_parser(
+        subparsers,
         "convert",
-        help=convert_help(),
         description=f"Convert an official {converting_families()} checkpoint (the family is detected from the "
         "keys) into a native checkpoint directory "
         "(model.safetensors + config.json). The file is read with torch.load(weights_only=True).",

@@ -1,4 +1,5 @@
-"""``zsseg train CONFIG``: argparse wiring for the training loop (``add_train_command``) and the torchrun entry."""
+"""``zsseg train CONFIG``: argparse wiring for the training loop (``add_command``) and the torchrun entry
+(``python -m zsseg_rt.train``); the loop is :mod:`zsseg_rt.train`."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import argparse
 import json
 from typing import List, Optional
 
+from zsseg_rt.cli import command_parser
 from zsseg_rt.cli_types import whole_number
 
-__all__ = ["add_train_command", "build_parser", "main"]
+__all__ = ["add_command", "build_parser", "main"]
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,7 +68,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .config import load_train_config
+    from zsseg_rt.train.config import load_train_config
 
     kw = {}
     for key in (
@@ -96,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=1))
         return 0
-    from .trainer import train
+    from zsseg_rt.train.trainer import train
 
     resume = None if args.no_resume else args.resume
     summary = train(
@@ -131,13 +133,9 @@ def _description() -> str:
     )
 
 
-def add_train_command(subparsers) -> argparse.ArgumentParser:
+def add_command(subparsers) -> argparse.ArgumentParser:
     """Register ``train`` on an argparse subparsers object (``zsseg train``)."""
-    p = subparsers.add_parser(
-        "train",
-        help="train a model of a trainable family (inductive / transductive / fully supervised recipes)",
-        description=_description(),
-    )
+    p = command_parser(subparsers, "train", description=_description())
     _add_arguments(p)
     p.set_defaults(func=_run)
     return p

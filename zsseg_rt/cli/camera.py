@@ -1,7 +1,7 @@
 """``zsseg camera SOURCE [SOURCE ...]``: live segmentation of cameras / streams / video files / image folders, all
 sources through one Engine (one model in memory), their frames batched into one call per step.
 
-Wire it into the main CLI with ``add_camera_command(subparsers)``.
+Registered by its row in ``zsseg_rt.cli.COMMANDS`` (``add_command``); the streaming itself is :mod:`zsseg_rt.stream`.
 """
 
 from __future__ import annotations
@@ -14,20 +14,22 @@ import sys
 import time
 from typing import TYPE_CHECKING, List, Optional, Sequence
 
+from zsseg_rt.cli import command_parser
 from zsseg_rt.cli_types import BACKEND_CHOICES, add_engine_arguments, port_number, real_number, whole_number
 from zsseg_rt.runtime.backends.table import AUTO
+from zsseg_rt.stream.video_cli import add_video_arguments, label_sinks, video_segmenter
 
 if TYPE_CHECKING:
-    from .sources import FrameSource
+    from zsseg_rt.stream.sources import FrameSource
 
 log = logging.getLogger("zsseg_rt.stream")
 
 
-def add_camera_command(subparsers) -> argparse.ArgumentParser:
+def add_command(subparsers) -> argparse.ArgumentParser:
     """Add the ``camera`` subcommand to an ``argparse`` subparsers object; returns its parser."""
-    p = subparsers.add_parser(
+    p = command_parser(
+        subparsers,
         "camera",
-        help="segment a live camera, RTSP/HTTP stream, video file or image folder",
         description="Segment a live camera or stream (the newest frame is always processed, stale frames dropped) "
         "or a video file / image folder (every frame processed, with a progress bar; the output video keeps the "
         "file's frame rate). Sources: 0 or /dev/video0 (V4L2), csi://0 (Jetson CSI via GStreamer), rtsp://... / "
@@ -136,6 +138,7 @@ def add_camera_command(subparsers) -> argparse.ArgumentParser:
         "with a warning (the default)",
     )
     p.add_argument("--no-legend", action="store_true", help="no legend / FPS text on the overlay")
+    add_video_arguments(p)  # --labels-out, --stabilize, --keyframe-every, ... (zsseg_rt.stream.video_cli)
     p.add_argument(
         "--stats-json",
         help='write the final stream statistics to this JSON file (with "outputs": each video file\'s codec, '
@@ -153,7 +156,7 @@ def _initial_classes(args):
     if args.classes:
         return args.classes
     if args.class_file:
-        from .vocabulary import ClassFileWatcher
+        from zsseg_rt.stream.vocabulary import ClassFileWatcher
 
         names = ClassFileWatcher(args.class_file).read()
         if names:
@@ -205,7 +208,7 @@ def output_names(spec: str, names: Sequence[str]) -> List[str]:
 
 
 def _open_output(spec: str, fps: float, name: str, several: bool, replace: bool):
-    from .sinks import WindowSink, open_sink
+    from zsseg_rt.stream.sinks import WindowSink, open_sink
 
     if several and spec.strip().lower() in ("display", "display://", "window", "screen"):
         return WindowSink(title=f"zsseg {name}")  # one window per source, titled with its name
@@ -234,8 +237,7 @@ def _check_outputs(args, inputs, specs: Sequence[Sequence[str]]) -> None:
     """Before anything is opened: no output replaces an input file, and none replaces an existing file without
     ``--overwrite`` (a video file, an image folder's frames, ``--stats-json``)."""
     from zsseg_rt.cli_errors import CliError
-
-    from .sinks import output_kind, replaced_files
+    from zsseg_rt.stream.sinks import output_kind, replaced_files
 
     sources = set()
     for item in inputs:  # a video file's or an image folder's path
@@ -256,15 +258,16 @@ def _build_sinks(args, inputs, runner_stats, vocabulary=None):
     """The sinks ``-o`` and ``--preview`` ask for: a list per source and the shared ones (the preview); with neither, a
     window per source when one can open, else an error (an MJPEG server is started only when asked for)."""
     from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.stream.capabilities import display_available, opencv_has_gui
+    from zsseg_rt.stream.sinks import MjpegSink
 
-    from .capabilities import display_available, opencv_has_gui
-    from .sinks import MjpegSink
-
-    if not args.output and args.preview is None and not (opencv_has_gui() and display_available()):
+    labels_out = getattr(args, "labels_out", None)
+    if not args.output and args.preview is None and not labels_out and not (opencv_has_gui() and display_available()):
         raise CliError(NO_OUTPUT_MESSAGE)
     names = [item.name for item in inputs]
     specs = [output_names(spec, names) for spec in args.output]  # every refusal before anything is opened
     _check_outputs(args, inputs, specs)
+    label_folders = output_names(labels_out, names) if labels_out else []
     several = len(inputs) > 1
     per_source: List[list] = [[] for _ in inputs]
     shared: list = []
@@ -273,6 +276,8 @@ def _build_sinks(args, inputs, runner_stats, vocabulary=None):
             for index, item in enumerate(inputs):
                 fps = args.fps or item.source.fps or 30.0  # a file keeps its rate; --fps overrides; else 30
                 per_source[index].append(_open_output(expanded[index], fps, item.name, several, args.overwrite))
+        for index, sink in enumerate(label_sinks(label_folders)):
+            per_source[index].append(sink)
         if args.preview is not None:
             shared.append(
                 MjpegSink(
@@ -283,7 +288,7 @@ def _build_sinks(args, inputs, runner_stats, vocabulary=None):
                     streams=names if several else None,
                 )
             )
-        if not args.output and not shared:
+        if not args.output and not shared and not labels_out:
             for index, item in enumerate(inputs):
                 per_source[index].append(_open_output("display://", 30.0, item.name, several, False))
     except BaseException:  # e.g. StreamCapabilityError: close what was opened; the CLI prints one line
@@ -294,8 +299,10 @@ def _build_sinks(args, inputs, runner_stats, vocabulary=None):
 
 
 def _progress_bar_class():
-    """tqdm whose closing line is not a second copy of the line already on screen: ``close()`` prints the bar once
-    more unless the last line it drew (an update, or a redraw under a log line) already shows the final count."""
+    """tqdm that prints its last line once, however fast the frames come: the line of the full count (``total``
+    known) is drawn by ``close()`` only, not also by the last update (drawn when tqdm's ``mininterval`` had passed,
+    so on a slow or loaded machine) and again when a log line after it (the video file written) moves the bar down.
+    Without a total, ``close()`` prints the bar once more unless the last line drawn already shows the final count."""
     from tqdm import tqdm
 
     class ProgressBar(tqdm):
@@ -304,6 +311,8 @@ def _progress_bar_class():
 
         def display(self, msg=None, pos=None):
             if msg is None:
+                if not self._closing and self.total is not None and self.n >= self.total:
+                    return True  # the full count: close() draws it, once
                 if self._closing and self._shown_n == self.n:
                     return True  # close(): the final count is on screen already; close() only ends the line
                 self._shown_n = self.n
@@ -351,15 +360,21 @@ class _ProgressUpdate:
 
     def __call__(self, _frame, _result, stats) -> None:
         now = time.monotonic()
-        if self.several and now - self._last >= self.interval:
+        if now - self._last >= self.interval:
             self._last = now
             self.show(stats, refresh=False)
         self.bar.update(1)
 
     def show(self, stats, refresh: bool = True) -> None:
-        """Put each source's statistics after the count (several sources)."""
+        """Put each source's statistics after the count (several sources); one source: its frame rate (and its
+        flicker once measured)."""
         if self.several:
             self.bar.set_postfix_str(" | ".join(s.line() for s in stats.sources), refresh=refresh)
+        elif stats.sources:
+            source = stats.sources[0]
+            flicker = source.video.get("flicker_pct")
+            text = f"{source.fps:.2f} fps" + (f" flicker {flicker:.2f}%" if flicker is not None else "")
+            self.bar.set_postfix_str(text, refresh=refresh)
 
 
 @dataclasses.dataclass
@@ -377,8 +392,7 @@ def _open_inputs(args, max_pixels: int) -> List[_Input]:
     a source lost while streaming). A camera or stream among several: opened by its capture thread, which reports
     it and retries with backoff while the other sources go on."""
     from zsseg_rt.cli_errors import CliError
-
-    from .sources import open_source, parse_source, source_label, split_source_name, unique_labels
+    from zsseg_rt.stream.sources import open_source, parse_source, source_label, split_source_name, unique_labels
 
     partial = bool(getattr(args, "allow_partial_images", False))
     given = [split_source_name(text) for text in args.sources]
@@ -406,7 +420,7 @@ def _open_inputs(args, max_pixels: int) -> List[_Input]:
 
 
 def run_camera_command(args) -> int:
-    """Entry point of ``zsseg camera`` (argparse namespace from ``add_camera_command``)."""
+    """Entry point of ``zsseg camera`` (argparse namespace from ``add_command``)."""
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
@@ -437,8 +451,7 @@ def _auto_prepare(args, inputs) -> Optional[str]:
 
 def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
     from zsseg_rt.runtime import Engine
-
-    from .runner import MultiStreamRunner
+    from zsseg_rt.stream.runner import MultiStreamRunner
 
     holder: dict = {}
 
@@ -484,7 +497,7 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
     bar = _progress(inputs, args)
     progress = _ProgressUpdate(bar, len(inputs) > 1) if bar is not None else None
     runner = MultiStreamRunner(
-        engine,
+        video_segmenter(args, engine),  # the Engine itself without --stabilize / --keyframe-every
         [item.source for item in inputs],
         sinks,
         shared_sinks=shared,
@@ -498,6 +511,7 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
         max_frames=args.max_frames,
         on_result=progress,
         opened=[item.opened for item in inputs],
+        temporal_consistency=args.temporal_consistency,
     )
     holder["runner"] = runner
     if bar is None:
@@ -578,9 +592,9 @@ def _damage_note(entry: dict) -> str:
 
 
 def main(argv=None) -> int:
-    """Standalone entry: ``python -m zsseg_rt.stream.cli camera SOURCE ...``."""
+    """Standalone entry: ``python -m zsseg_rt.cli.camera camera SOURCE ...``."""
     parser = argparse.ArgumentParser(prog="zsseg")
-    add_camera_command(parser.add_subparsers(dest="command", required=True))
+    add_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     from zsseg_rt.cli_errors import run_command
 

@@ -14,6 +14,7 @@ A photo over the pixel limit is segmented resized to fit it, with a note (``imag
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import os
@@ -22,10 +23,13 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
-from .cli_errors import CliError, format_error
-from .io_safety import atomic_write_text
+from zsseg_rt.cli import command_parser
+from zsseg_rt.cli_errors import CliError, format_error
+from zsseg_rt.cli_types import add_engine_arguments
+from zsseg_rt.io_safety import atomic_write_text
 
 __all__ = [
+    "add_command",
     "expand_inputs",
     "next_run_directory",
     "plan_outputs",
@@ -222,7 +226,7 @@ def _check_class_map(path: str, class_names: Sequence[str], overwrite: bool) -> 
 
 # ---- the run -----------------------------------------------------------------------------------------------------------
 def _segment_one(engine, path: str, files: Dict[str, str], args) -> Dict:
-    from .image_io import read_image_fitted
+    from zsseg_rt.image_io import read_image_fitted
 
     partial = bool(getattr(args, "allow_partial_images", False))
     image, resized = read_image_fitted(path, args.max_pixels, resize=args.resize, allow_partial=partial)
@@ -265,9 +269,9 @@ def _views(text: str) -> List[str]:
 
 
 def run_segment(args) -> int:
-    """Entry point of ``zsseg segment`` (argparse namespace from ``zsseg_rt.cli``). Returns the exit code: 0 when
+    """Entry point of ``zsseg segment`` (argparse namespace from ``add_command``). Returns the exit code: 0 when
     every image was segmented, 1 when any failed (the others are still written and reported)."""
-    from .image_io import MAX_PIXELS_ENV, max_pixels_limit
+    from zsseg_rt.image_io import MAX_PIXELS_ENV, max_pixels_limit
 
     if not 0.0 <= args.alpha <= 1.0:
         raise CliError(f"--alpha is the overlay opacity, between 0 and 1; got {args.alpha}")
@@ -333,3 +337,113 @@ def run_segment(args) -> int:
     if failed:
         print(f"zsseg segment: {failed} of {len(images)} images failed (see above)", file=sys.stderr)
     return 1 if failed else 0
+
+
+# ---- the command line -------------------------------------------------------------------------------------------
+MODE_HELP = (
+    "post-processing order: exact (default; the papers' order: calibrate every window at crop resolution, average "
+    "the windows, resize, argmax) or fast (single-window images: one fused upsample+calibration+argmax straight to "
+    "the output size, less memory; multi-window images as exact). Windows always slide; this is not "
+    "`zsseg eval --mode slide|whole`, which chooses the windows of PyTorch checkpoints"
+)
+BACKEND_HELP = (
+    "auto (TensorRT when engines were built with `zsseg build-engine` and TensorRT imports; on a CPU the fastest "
+    "path that passed the accuracy gate here, prepared by `zsseg build-engine BUNDLE --backend auto`, else ONNX "
+    "Runtime fp32), "
+    "tensorrt, onnxruntime, openvino (CPU; pip install openvino), or torch (needs the checkpoint the bundle was "
+    "exported from)"
+)
+DEVICE_HELP = "auto (a GPU when the backend can use one), cpu or cuda (ONNX Runtime and torch backends)"
+
+
+def add_command(subparsers) -> argparse.ArgumentParser:
+    """Register ``segment`` on an argparse subparsers object (``zsseg segment``)."""
+    p = command_parser(
+        subparsers,
+        "segment",
+        description="Segment images with a bundle and the class names you give. IMAGES are files, folders (their "
+        "images) or quoted globs ('photos/*.jpg'). Results go to a new numbered folder runs/segment/exp, exp2, ... "
+        "(or -o DIR, or -o FILE.png for one image); an existing file is never replaced without --overwrite.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders of images, or quoted globs")
+    p.add_argument("--bundle", required=True, help="bundle directory written by `zsseg export`")
+    p.add_argument(
+        "--classes",
+        required=True,
+        help='comma-separated class names, e.g. "cat,sofa,floor" (a trailing comma is ignored); synonyms of one '
+        'class with ";" ("person; man; woman, sofa"); or a named vocabulary: the standard benchmarks\' official '
+        "class files with their synonyms and background class (" + ", ".join(_named_vocabularies()) + ")",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        help="output folder (default: a new runs/segment/expN), or an image file such as out.png for one image",
+    )
+    p.add_argument(
+        "--visualize",
+        default="overlay",
+        metavar="VIEWS",
+        help="views to write, comma-separated: overlay (labels blended on the photo), mask (colour labels only); "
+        "default overlay",
+    )
+    p.add_argument(
+        "--save-labels",
+        action="store_true",
+        help="also write the label ids (STEM_labels.png: 8-bit up to 256 classes, else 16-bit) with their colour "
+        "view (STEM_mask.png); classes.json maps the ids to class names",
+    )
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default 0.5)")
+    p.add_argument("--no-legend", action="store_true", help="no legend of the classes on the overlay and mask")
+    p.add_argument("--overwrite", action="store_true", help="replace files that exist already in -o")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print the results as JSON on stdout (per image: output paths, "areas": class -> fraction of the '
+        'pixels, "timing_ms") instead of lines',
+    )
+    add_engine_arguments(
+        p,
+        backend_help=BACKEND_HELP,
+        device_help=DEVICE_HELP,
+        mode_help=MODE_HELP,
+        precision_help="default: the backend's (TensorRT fp16, else fp32). onnxruntime: int8 (CPU) or bf16 (Arm64); "
+        "openvino: bf16 (AMX / AVX-512-BF16) or int8 (VNNI / AMX-INT8); auto on both: the fastest precision that "
+        "passed the gate on this CPU, else fp32; "
+        "torch: fp16/bf16; a reduced precision runs only after its accuracy gate passed (docs/precision.md)",
+    )
+    p.add_argument(
+        "--inference",
+        default="auto",
+        choices=["auto", "whole", "windows"],
+        help="whole: one pass over the whole rescaled image at its own size; windows: sliding windows of the "
+        "bundle's input size; auto (default): the bundle's choice, its model's official test mode for the "
+        "vocabulary; windows for bundles whose image graph has a fixed size",
+    )
+    p.add_argument(
+        "--whole-fallback",
+        default=None,
+        choices=["windows"],
+        help="whole-image inference of an image larger than the bundle's image graph was exported for: run it in "
+        "windows instead of refusing it (default: refuse)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="pixel limit, read from the file header before decoding. Not given (and $ZSSEG_MAX_PIXELS unset): a "
+        "photo over 40 MP is segmented resized to fit it, with a note. Given: larger images are refused; 0 = no limit",
+    )
+    p.add_argument(
+        "--allow-partial-images",
+        action="store_true",
+        help="segment what a truncated or damaged image file holds (the missing part filled) instead of "
+        "refusing it (the default, as every zsseg command and the Engine do)",
+    )
+    p.set_defaults(func=run_segment)
+    return p
+
+
+def _named_vocabularies():
+    from zsseg_rt.vocabulary import named_vocabularies
+
+    return named_vocabularies()

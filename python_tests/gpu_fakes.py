@@ -1,0 +1,186 @@
+"""A fake bare GPU machine for the tests of tools/gpu_check.sh and tools/gpu_artifacts.sh: a fake ``nvidia-smi``
+and ``compute-sanitizer``, build tools that refuse and log every call (the acceptance run builds nothing), a Python
+with this environment's packages but not its editable zsseg_rt (and without the distributions the GPU image lacks),
+wheels repacked from installed distributions, and the copy of the checkout the device tool sends (tracked and
+untracked-not-ignored files, no .git)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+REHEARSAL = "fake bare machine (python_tests/test_gpu_rehearsal.py)"
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+case "$*" in
+  *name,compute_cap,driver_version*) echo "Fake GPU (python_tests/gpu_fakes.py), {cc}, 000.00 (fake), 1 MiB" ;;
+  *compute_cap*) echo "{cc}" ;;
+  *driver_version*) echo "000.00 (fake)" ;;
+  *) echo "fake nvidia-smi: no GPU here (python_tests/gpu_fakes.py)" ;;
+esac
+"""
+# Runs the program it is given (after its own options) and reports a clean summary, as compute-sanitizer does
+FAKE_SANITIZER = """#!/bin/sh
+while [ $# -gt 0 ]; do
+  case "$1" in --tool|--error-exitcode|--target-processes) shift 2 ;; *) break ;; esac
+done
+echo "========= COMPUTE-SANITIZER (fake: python_tests/gpu_fakes.py)"
+"$@"
+rc=$?
+echo "========= ERROR SUMMARY: 0 errors"
+exit $rc
+"""
+# Every build tool of the fake machine: logs the call and fails (the acceptance run must not build)
+GUARD = """#!/bin/sh
+echo "$(basename "$0") $*" >>"{log}"
+echo "fake bare machine: $(basename "$0") called, but the acceptance run builds nothing" >&2
+exit 97
+"""
+BUILD_TOOLS = ("cmake", "nvcc", "ninja", "make", "cc", "gcc", "g++", "c++", "ptxas")
+
+
+def fake_tools(folder: Path, cc: str = "9.0") -> Path:
+    """nvidia-smi, compute-sanitizer and the refusing build tools in ``folder`` (put first on PATH)."""
+    folder.mkdir(parents=True)
+    scripts = {"nvidia-smi": FAKE_NVIDIA_SMI.format(cc=cc), "compute-sanitizer": FAKE_SANITIZER}
+    scripts.update({name: GUARD.format(log=folder / "build_calls.log") for name in BUILD_TOOLS})
+    for name, text in scripts.items():
+        (folder / name).write_text(text)
+        (folder / name).chmod(0o755)
+    return folder
+
+
+def build_calls(folder: Path) -> list:
+    log = folder / "build_calls.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def _site_packages() -> list:
+    return [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+
+
+def bare_python(root: Path, hide=()) -> Path:
+    """A Python with this environment's dependencies but not its editable zsseg_rt (whose import hook would win over
+    any install): what a bare GPU machine looks like. ``hide``: distributions it lacks (their packages and metadata
+    left out of a mirror of the site-packages)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
+    site = next((root / "lib").glob("python3*/site-packages"))
+    deps = _site_packages()
+    hidden = {"zsseg_rt", "_editable_skbc_zsseg_rt"}
+    for name in hide:
+        dist = importlib.metadata.distribution(name)
+        hidden.update(str(f).split("/")[0] for f in dist.files or [] if not str(f).startswith(".."))
+    mirror = root / "mirror"
+    mirror.mkdir()
+    for folder in deps:
+        for entry in Path(folder).iterdir():
+            stem = entry.name.split(".", 1)[0].split("-", 1)[0]
+            if entry.name in hidden or stem in hidden or (mirror / entry.name).exists() or entry.suffix == ".pth":
+                continue
+            (mirror / entry.name).symlink_to(entry)
+    (site / "zsseg_test_deps.pth").write_text(str(mirror) + "\n")  # paths only: their .pth hooks do not run
+    return root / "bin" / "python"
+
+
+def repack(name: str, folder: Path) -> Path:
+    """A wheel of an installed distribution (its files and metadata as installed)."""
+    dist = importlib.metadata.distribution(name)
+    base = Path(str(dist.locate_file("")))
+    wheel = folder / f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for file in dist.files or []:
+            text = str(file)
+            if text.startswith("..") or "__pycache__" in text or text.endswith(("INSTALLER", "REQUESTED")):
+                continue
+            archive.write(base / text, text)
+    return wheel
+
+
+def fake_wheel(folder: Path, name: str, version: str, requires=()) -> Path:
+    """A wheel whose module refuses to import: installing it where the system has the real one would break it."""
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f"raise ImportError('the fake {name} wheel of python_tests/gpu_fakes.py')\n",
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: {}\nVersion: {}\n{}".format(
+            name, version, "".join(f"Requires-Dist: {r}\n" for r in requires)
+        ),
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in files) + f"{info}/RECORD,,\n"
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return wheel
+
+
+def device_copy(target: Path, carried: Path = None) -> Path:
+    """What the device tool sends: the tracked and untracked-not-ignored files (no .git), and ``carried``."""
+    names = subprocess.run(
+        ["git", "ls-files", "-z", "-c", "-o", "--exclude-standard"], cwd=REPO, capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, names.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    if carried is not None:
+        shutil.copytree(carried, target / "gpu_artifacts")
+    return target
+
+
+def machine_env(tools: Path, python: Path, **extra) -> dict:
+    env = dict(os.environ, PATH=f"{tools}:{os.environ['PATH']}", PYTHON=str(python), **extra)
+    for var in ("ZSSEG_CUDA_EMULATION", "ZSSEG_NATIVE_MODULE", "LD_PRELOAD", "PYTHONPATH", "ZSSEG_NO_BUILD"):
+        env.pop(var, None)
+    return env
+
+
+def env_wheel(folder: Path) -> Path:
+    """A wheel of this environment's zsseg_rt without building one: the checkout's package files (as git tracks
+    them) and the native module this process imports (CI's build of it, with CUDA where CI's nvcc made one)."""
+    import importlib.util
+
+    native = Path(importlib.util.find_spec("zsseg_rt._C").origin)
+    version = importlib.metadata.version("zsseg_rt")
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    wheel = folder / f"zsseg_rt-{version}-{tag}-{tag}-linux_x86_64.whl"
+    names = subprocess.run(["git", "ls-files", "-z", "zsseg_rt"], cwd=REPO, capture_output=True, check=True).stdout
+    info = f"zsseg_rt-{version}.dist-info"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        members = [name for name in names.decode().split("\0") if name and (REPO / name).is_file()]
+        for name in members:
+            archive.write(REPO / name, name)
+        archive.write(native, f"zsseg_rt/{native.name}")
+        meta = {
+            f"{info}/METADATA": f"Metadata-Version: 2.1\nName: zsseg_rt\nVersion: {version}\n",
+            f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: gpu_fakes\nRoot-Is-Purelib: false\nTag: {tag}-{tag}-linux_x86_64\n",
+        }
+        for name, text in meta.items():
+            archive.writestr(name, text)
+        listed = [*members, f"zsseg_rt/{native.name}", *meta, f"{info}/RECORD"]
+        archive.writestr(f"{info}/RECORD", "".join(f"{name},,\n" for name in listed))
+    return wheel
+
+
+# A stand-in for the C++ tests (the project's are built by CI's ctest step): CPU tests that pass and a CUDA suite
+# whose tests skip without a device, as cpp_tests/test_*.cpp do; GoogleTest linked statically (Debian's libgtest.a)
+STANDIN_TESTS = """#include <gtest/gtest.h>
+TEST(StandInCpu, Adds) { EXPECT_EQ(1 + 1, 2); }
+TEST(StandInCpu, Multiplies) { EXPECT_EQ(2 * 3, 6); }
+TEST(StandInCuda, MatchesCpu) { GTEST_SKIP() << "no CUDA device: fake bare machine (python_tests/gpu_fakes.py)"; }
+"""
+
+
+def standin_cpp_tests(folder: Path) -> Path:
+    source, binary = folder / "standin_tests.cpp", folder / "zsseg_cpp_tests"
+    source.write_text(STANDIN_TESTS)
+    command = ["g++", "-O0", str(source), "-o", str(binary), "-lgtest", "-lgtest_main", "-pthread"]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    return binary

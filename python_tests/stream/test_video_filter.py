@@ -1,0 +1,306 @@
+"""The temporal filter (``zsseg_rt.stream.video.VideoSegmenter`` / ``temporal``) on synthetic scenes whose true labels
+are known, with an engine-like fake whose class scores are those labels plus noise (no model): moving objects are not
+trailed, propagation follows the motion, a scene cut / a vocabulary change / a frame of another size / a failed flow
+each give a keyframe that starts afresh, and bad frames are clear errors."""
+
+import logging
+import re
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+from video_fakes import ScoreEngine, moving_square, texture  # noqa: E402
+
+from zsseg_rt.stream import VideoSegmenter  # noqa: E402
+from zsseg_rt.stream.temporal import TemporalOptions, warp  # noqa: E402
+from zsseg_rt.stream.video_metrics import flicker, grey  # noqa: E402
+
+SIZE, SIDE, STEP = (240, 320), 64, 4  # a 64 px square moving 4 px a frame: what DIS at half resolution follows
+NOISE = 0.15  # score noise on a gap of 0.5: a few per-frame labels flip anywhere in the frame
+
+
+def _distance_to_boundary(truth: np.ndarray) -> np.ndarray:
+    """Each pixel's distance (px) to the nearest pixel on the true square's boundary."""
+    edge = cv2.morphologyEx(truth.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    return cv2.distanceTransform((1 - edge).astype(np.uint8), cv2.DIST_L2, 5)
+
+
+def _worst_error_distance(results, truths) -> float:
+    worst = 0.0
+    for result, truth in zip(results, truths):
+        wrong = result.labels != truth
+        if wrong.any():
+            worst = max(worst, float(_distance_to_boundary(truth)[wrong].max()))
+    return worst
+
+
+def _mean_flicker(frames, results) -> float:
+    values = [
+        flicker(grey(a), grey(b), r.labels, s.labels) for a, b, r, s in zip(frames, frames[1:], results, results[1:])
+    ]
+    return float(np.mean([v for v in values if v is not None]))
+
+
+def test_stabilized_moving_square_is_not_trailed():
+    """The bound: with --stabilize every mislabelled pixel lies within 2 px of the square's true boundary in every
+    frame from the third on. The class scores live at 1/4 of the frame (``score_stride`` 4), so a boundary is placed to within half a
+    state pixel (2 px); a trail would leave wrong labels a whole step (4 px a frame) and more behind the square. The
+    scene's noise (0.15 on a score gap of 0.5) flips pixels far from the square in per-frame labels: the filter must
+    remove those without dragging the square's old position along."""
+    frames, truths = moving_square(frames=12, size=SIZE, side=SIDE, step=STEP)
+    per_frame = ScoreEngine(frames, truths, noise=NOISE)(list(frames))
+    assert _worst_error_distance(per_frame, truths) > 10  # the noise does flip pixels far from the square
+    video = VideoSegmenter(ScoreEngine(frames, truths, noise=NOISE), stabilize=True)
+    stabilized = [video(frame) for frame in frames]
+    assert all(r.keyframe for r in stabilized)
+    # from the third frame on: the first is the Engine's own, and a noise flip of the first may be held one more frame
+    assert _worst_error_distance(stabilized[2:], truths[2:]) <= 2.0
+
+
+def test_stabilize_cuts_the_flicker_of_near_ties_on_a_still_scene():
+    """A still scene (the same frame, sensor noise aside) whose per-frame scores are near-tied (noise 0.3 on a gap of
+    0.5: a pixel's class flips from frame to frame): --stabilize keeps at most a third of the per-frame flicker (the
+    target on the real clips), without moving the labels off the truth on average."""
+    base, truths = moving_square(frames=1, size=SIZE, side=SIDE, step=0)
+    rng = np.random.default_rng(3)
+    frames = [np.clip(base[0] + rng.integers(-2, 3, base[0].shape), 0, 255).astype(np.uint8) for _ in range(12)]
+    truths = truths * 12
+    per_frame = ScoreEngine(frames, truths, noise=0.3)(list(frames))
+    video = VideoSegmenter(ScoreEngine(frames, truths, noise=0.3), stabilize=True)
+    stabilized = [video(frame) for frame in frames]
+    assert _mean_flicker(frames, per_frame) > 0.01  # the scene does flicker
+    assert _mean_flicker(frames, stabilized) <= _mean_flicker(frames, per_frame) / 3
+    wrong = np.mean([(r.labels != t).mean() for r, t in zip(stabilized[4:], truths)])
+    assert wrong <= np.mean([(r.labels != t).mean() for r, t in zip(per_frame[4:], truths)])
+
+
+def test_stabilize_without_motion_handling_would_trail():
+    """Control for the test above: the same blend and hysteresis with the motion ignored (no flow, and every pixel
+    taken as valid) leave wrong labels behind the moving square, farther than the bound."""
+    frames, truths = moving_square(frames=12, size=SIZE, side=SIDE, step=STEP)
+    engine = ScoreEngine(frames, truths, noise=NOISE)
+    video = VideoSegmenter(engine, stabilize=True, flow_function=_zero_flow, photometric_tolerance=255.0)
+    results = [video(frame) for frame in frames]
+    assert _worst_error_distance(results[2:], truths[2:]) > 2.0
+
+
+def _zero_flow(current, previous):
+    return np.zeros(current.shape + (2,), np.float32)
+
+
+def test_keyframe_propagation_follows_the_motion():
+    """--keyframe-every 4: the encoder runs on frames 0, 4, 8 only; in between the labels are moved along the flow.
+    Without motion compensation the square's labels would be up to 12 px (3 frames x 4 px) off; propagated, every
+    mislabelled pixel stays within 10 px of the true boundary (measured: 7 px with DIS at half resolution; the rest of
+    the bound is DIS's smoothing of the flow across the square's edge, what occlusions cost a flow method)."""
+    frames, truths = moving_square(frames=12, size=SIZE, side=SIDE, step=STEP)
+    engine = ScoreEngine(frames, truths)
+    video = VideoSegmenter(engine, keyframe_every=4)
+    results = [video(frame) for frame in frames]
+    assert engine.calls == 3 and [r.keyframe for r in results] == [k % 4 == 0 for k in range(12)]
+    assert [r.reason for r in results[:5]] == ["first", "", "", "", "interval"]
+    assert _worst_error_distance(results, truths) <= 10.0
+    no_flow = VideoSegmenter(ScoreEngine(frames, truths), keyframe_every=4, flow_function=_zero_flow)
+    assert _worst_error_distance([no_flow(frame) for frame in frames], truths) >= 12.0  # the control
+
+
+def test_keyframes_are_the_engines_own_results():
+    """Without --stabilize a keyframe's labels are exactly the Engine's on that frame."""
+    frames, truths = moving_square(frames=9, size=SIZE, side=SIDE, step=STEP)
+    engine = ScoreEngine(frames, truths, noise=0.1)
+    reference = ScoreEngine(frames, truths, noise=0.1)  # same seed: the same noise, frame for frame
+    video = VideoSegmenter(engine, keyframe_every=4)
+    for index, frame in enumerate(frames):
+        result = video(frame)
+        if index % 4 == 0:
+            expected = reference([frame])[0]
+            assert result.keyframe and np.array_equal(result.labels, expected.labels)
+
+
+def _cut_scene():
+    """Frames 0-3 one textured scene, frames 4-6 another (a scene cut at 4), each frame with its own labels."""
+    first, truths = moving_square(frames=4, size=SIZE, side=SIDE, step=STEP, seed=0)
+    second = [texture(SIZE[0], SIZE[1], seed=50 + k // 10) for k in range(3)]
+    other = np.zeros(SIZE, np.int32)
+    other[:, SIZE[1] // 2 :] = 1
+    return first + second, truths + [other] * 3
+
+
+@pytest.mark.parametrize(
+    "options", [dict(stabilize=True), dict(keyframe_every=8), dict(stabilize=True, keyframe_every=8)]
+)
+def test_a_scene_cut_is_a_keyframe_that_starts_afresh(options):
+    frames, truths = _cut_scene()
+    engine = ScoreEngine(frames, truths, noise=0.1)
+    reference = ScoreEngine(frames, truths, noise=0.1)
+    video = VideoSegmenter(engine, **options)
+    results = [video(frame) for frame in frames]
+    assert results[4].keyframe and results[4].reason == "scene cut"
+    expected = reference(list(frames))[4]  # the cut frame's own labels: nothing of the first scene blended in
+    assert np.array_equal(results[4].labels, expected.labels)
+    assert video.stats()["keyframe_reasons"]["scene cut"] == 1
+
+
+def test_a_vocabulary_change_is_a_keyframe_at_once():
+    frames, truths = moving_square(frames=6, size=SIZE, side=SIDE, step=STEP)
+    engine = ScoreEngine(frames, truths)
+    video = VideoSegmenter(engine, keyframe_every=8)
+    assert [video(frame).keyframe for frame in frames[:3]] == [True, False, False]
+    video.set_classes("floor,box")
+    result = video(frames[3])
+    assert result.keyframe and result.reason == "vocabulary" and result.class_names == ["floor", "box"]
+    assert not video(frames[4]).keyframe
+    engine.set_classes("wall,crate")  # changed on the Engine itself (e.g. by another part of the application)
+    result = video(frames[5])
+    assert result.keyframe and result.reason == "vocabulary" and result.class_names == ["wall", "crate"]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param(lambda c, p: (_ for _ in ()).throw(cv2.error("injected OpenCV failure")), id="raises"),
+        pytest.param(lambda c, p: np.full(c.shape + (2,), np.nan, np.float32), id="nan"),
+        pytest.param(lambda c, p: np.zeros((3, 3, 2), np.float32), id="wrong-shape"),
+    ],
+)
+@pytest.mark.parametrize("options", [dict(stabilize=True), dict(keyframe_every=4)])
+def test_a_flow_that_fails_gives_a_keyframe_never_a_crash(broken, options, caplog):
+    frames, truths = moving_square(frames=6, size=SIZE, side=SIDE, step=STEP)
+    calls = []
+
+    def flow(current, previous):
+        calls.append(1)
+        if len(calls) == 2:  # the second flow fails
+            return broken(current, previous)
+        return cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(current, previous, None)
+
+    engine = ScoreEngine(frames, truths)
+    video = VideoSegmenter(engine, flow_function=flow, **options)
+    with caplog.at_level(logging.WARNING, logger="zsseg_rt.stream"):
+        results = [video(frame) for frame in frames]
+    assert results[2].keyframe and results[2].reason == "flow failed"
+    assert np.array_equal(results[2].labels, ScoreEngine(frames, truths)([frames[2]])[0].labels)
+    assert [r.reason for r in results].count("flow failed") == 1 and len(results) == 6
+    warnings = [r.getMessage() for r in caplog.records if "keyframe" in r.getMessage()]
+    assert len(warnings) == 1 and "flow" in warnings[0].lower()
+    assert video.stats()["flow_error"]
+
+
+@pytest.mark.parametrize("options", [dict(stabilize=True), dict(keyframe_every=4)])
+def test_a_frame_of_another_size_mid_stream_is_a_keyframe(options):
+    frames, truths = moving_square(frames=3, size=SIZE, side=SIDE, step=STEP)
+    small, small_truths = moving_square(frames=2, size=(120, 160), side=32, step=STEP)
+    engine = ScoreEngine(frames + small, truths + small_truths)
+    video = VideoSegmenter(engine, **options)
+    results = [video(frame) for frame in frames + small + frames[:1]]
+    assert [r.reason for r in results][2:] == (["interval", "size"] if options.get("stabilize") else ["", "size"]) + [
+        "interval" if options.get("stabilize") else "",
+        "size",
+    ]
+    assert results[3].labels.shape == (120, 160) and results[5].labels.shape == SIZE
+
+
+@pytest.mark.parametrize(
+    "frame, expected",
+    [
+        (None, "NoneType"),
+        (np.zeros((24, 32), np.uint8), "uint8 [24, 32]"),
+        (np.zeros((24, 32, 3), np.float32), "float32 [24, 32, 3]"),
+        (np.zeros((24, 32, 4), np.uint8), "uint8 [24, 32, 4]"),
+    ],
+)
+def test_bad_frames_are_one_clear_error_and_lose_nothing(frame, expected):
+    frames, truths = moving_square(frames=3, size=SIZE, side=SIDE, step=STEP)
+    video = VideoSegmenter(ScoreEngine(frames, truths), keyframe_every=4)
+    assert video(frames[0]).keyframe
+    with pytest.raises(
+        ValueError, match=r"expected a video frame as a \[H, W, 3\] uint8 array, got " + re.escape(expected)
+    ):
+        video(frame)
+    result = video(frames[1])  # the stream goes on from where it was
+    assert not result.keyframe and result.reason == ""
+
+
+def test_without_options_every_frame_is_the_engines_result():
+    frames, truths = moving_square(frames=4, size=SIZE, side=SIDE, step=STEP)
+    engine = ScoreEngine(frames, truths, noise=0.1)
+    reference = ScoreEngine(frames, truths, noise=0.1)
+    video = VideoSegmenter(engine)
+    for frame, expected in zip(frames, reference(list(frames))):
+        result = video(frame)
+        assert result.keyframe and np.array_equal(result.labels, expected.labels)
+    assert engine.calls == 4
+
+
+def test_streams_keep_their_own_state_and_share_the_engine_call():
+    frames, truths = moving_square(frames=4, size=SIZE, side=SIDE, step=STEP)
+    other, other_truths = _cut_scene()
+    engine = ScoreEngine(frames + other, truths + other_truths)
+    video = VideoSegmenter(engine, keyframe_every=2)
+    batches = []
+    original = engine.segment_with_class_scores
+
+    def counted(images, stride=4, color_order=None):
+        batches.append(len(images))
+        return original(images, stride)
+
+    engine.segment_with_class_scores = counted
+    for index in range(4):
+        results = video.segment_streams([0, 3], [frames[index], other[index]])
+        assert [r.stream for r in results] == [0, 3]
+        assert all(r.keyframe == (index % 2 == 0) for r in results)
+    assert batches == [2, 2]  # the keyframes of both streams in one Engine call
+    with pytest.raises(ValueError, match="one frame per distinct stream"):
+        video.segment_streams([1, 1], [frames[0], frames[1]])
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(keyframe_every=0), "keyframe_every must be >= 1"),
+        (dict(keyframe_every=1, adaptive=True), "adaptive mode needs keyframe_every >= 2"),
+        (dict(blend=0.0), "blend"),
+        (dict(flow_preset="slow"), "flow_preset"),
+        (dict(min_confidence=0.2, cut_confidence=0.5), "cut_confidence"),
+    ],
+)
+def test_bad_options_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        TemporalOptions(**options)
+
+
+def test_warp_moves_values_along_the_flow():
+    """``warp`` reads each output pixel at ``x + flow(x)`` (bilinear for scores, nearest for labels), border
+    replicated; a flow of one pixel to the right shifts the values one pixel left."""
+    values = np.arange(2 * 4 * 5, dtype=np.float32).reshape(2, 4, 5)
+    flow = np.zeros((4, 5, 2), np.float32)
+    flow[..., 0] = 1.0
+    moved = warp(values, flow)
+    assert np.array_equal(moved[:, :, :4], values[:, :, 1:]) and np.array_equal(moved[:, :, 4], values[:, :, 4])
+    flow[..., 0] = 0.5
+    assert np.allclose(warp(values, flow)[:, :, :4], (values[:, :, :4] + values[:, :, 1:]) / 2)
+    labels = np.arange(20, dtype=np.uint16).reshape(4, 5)
+    flow[..., 0], flow[..., 1] = 0.0, -1.4
+    assert np.array_equal(warp(labels, flow, nearest=True)[1:], labels[:3])
+    with pytest.raises(ValueError, match=r"the flow must be \[4, 5, 2\]"):
+        warp(values, np.zeros((4, 4, 2), np.float32))
+
+
+def test_the_native_warp_samples_as_the_filters_warp():
+    """The filter's warp (OpenCV ``remap``, CPU) and the library's own op (``ops.warp``, CPU and CUDA) take the same
+    sampling rule, so the seam can move to the device: bilinear values agree within OpenCV's fixed-point weights
+    (1/32 of a pixel: 1/32 of the largest step between neighbours, 8 here, plus rounding), nearest labels exactly
+    away from half-pixel positions (OpenCV rounds a half to even, the op up)."""
+    from zsseg_rt import ops
+
+    rng = np.random.default_rng(9)
+    values = rng.uniform(0, 4, (27, 36, 48)).astype(np.float32)
+    flow = rng.uniform(-6, 6, (36, 48, 2)).astype(np.float32)
+    flow[np.abs(np.abs(flow % 1.0) - 0.5) < 1e-3] += 0.01  # no displacement right at a half pixel
+    opencv = warp(values, flow)
+    native = ops.warp(values[None], flow[None])[0]
+    assert np.abs(opencv - native).max() <= 4.0 * 2 / 32 + 1e-5
+    labels = rng.integers(0, 27, (36, 48)).astype(np.uint16)
+    native_labels = ops.warp(labels[None, None].astype(np.float32), flow[None], nearest=True)[0, 0]
+    assert np.array_equal(warp(labels, flow, nearest=True), native_labels.astype(np.uint16))

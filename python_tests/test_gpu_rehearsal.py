@@ -1,0 +1,229 @@
+"""CI's rehearsal of the acceptance run: every stage of checks/gpu_stages.py on a fake bare machine, from artefacts
+made once by tools/gpu_artifacts.sh (in its cheap form for CI, seconds instead of minutes: it packs this
+environment's zsseg_rt as the wheel, a small GoogleTest stand-in for the C++ tests and wheels repacked from this
+environment, then checks sizes and libraries and writes the manifest as for a real build), in a copy of the checkout
+as the device tool sends it (no .git) with only the carried folder beside it. It proves that no stage builds anything (cmake, nvcc, ninja, make and the compilers refuse and log
+every call; pip installs only wheels), that each stage installs and imports the carried wheel (not the checkout, not
+this environment's zsseg_rt), runs its steps and writes its run record, that stale or tampered artefacts are refused
+before anything runs, and that the 64 MiB limit refuses an oversized carry (the session's build is the control).
+
+No GPU here: every step that needs CUDA fails, with its reason, and so does every stage; what passes is the plumbing.
+Skipped on the GPU machine itself (ZSSEG_NO_BUILD: it would build the artefacts there)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gpu_fakes
+import pytest
+from support import NO_BUILD, NO_BUILD_REASON
+
+pytestmark = pytest.mark.skipif(NO_BUILD, reason=NO_BUILD_REASON)
+
+REPO = gpu_fakes.REPO
+HIDDEN = ("ftfy", "wcwidth", "open_clip_torch")  # what the GPU image lacks: carried as wheels
+
+
+def _artifacts_command(out: Path, prebuilt: dict, pywheels: Path, build: Path) -> list:
+    command = ["bash", str(REPO / "tools" / "gpu_artifacts.sh"), "--out", str(out), "--python", sys.executable]
+    command += ["--wheel", str(prebuilt["wheel"]), "--cpp-tests", str(prebuilt["cpp"])]
+    return command + ["--pywheels", str(pywheels), "--build-dir", str(build), "--allow-dirty"]
+
+
+def _run(command, env=None, timeout=1500) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory):
+    """The artefacts (built once: the real script, cheap configuration), the device copy and the fake machine."""
+    root = tmp_path_factory.mktemp("gpu_rehearsal")
+    if shutil.which("g++") is None or not Path("/usr/lib/x86_64-linux-gnu/libgtest.a").is_file():
+        pytest.skip("the C++ stand-in needs g++ and Debian's libgtest-dev (tools/setup_env.sh installs it)")
+    prebuilt = {"wheel": gpu_fakes.env_wheel(root), "cpp": gpu_fakes.standin_cpp_tests(root)}
+    pywheels = root / "pywheels"
+    pywheels.mkdir()
+    for name in HIDDEN:
+        gpu_fakes.repack(name, pywheels)
+    gpu_fakes.fake_wheel(pywheels, "numpy", "99.0")  # the machine has these: never to be installed from the carry
+    gpu_fakes.fake_wheel(pywheels, "torch", "99.0")
+    env = dict(os.environ, ZSSEG_VENV=str(Path(sys.executable).parent.parent))
+    t0 = time.monotonic()
+    built = _run(_artifacts_command(root / "artifacts", prebuilt, pywheels, root / "build"), env=env)
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
+    print(f"artefacts built in {time.monotonic() - t0:.0f} s")
+    tree = gpu_fakes.device_copy(root / "tree", root / "artifacts")
+    tools = gpu_fakes.fake_tools(root / "bin")
+    python = gpu_fakes.bare_python(root / "py", hide=HIDDEN)
+    return {"root": root, "tree": tree, "tools": tools, "python": python, "built": built, "pywheels": pywheels,
+            "prebuilt": prebuilt, "env": env}  # fmt: skip
+
+
+def _stage(machine, stage: str, *args: str, tree: Path = None) -> tuple:
+    """Runs one stage on the fake machine from the device copy; returns (process, its record)."""
+    tree = tree or machine["tree"]
+    records = machine["root"] / "records" / stage
+    env = gpu_fakes.machine_env(machine["tools"], machine["python"], ZSSEG_GPU_CHECK_REHEARSAL=gpu_fakes.REHEARSAL)
+    command = [
+        "bash",
+        str(tree / "tools" / "gpu_check.sh"),
+        "--stage",
+        stage,
+        "--artifacts",
+        str(tree / "gpu_artifacts"),
+    ]
+    command += ["--out", str(machine["root"] / "out"), "--record-dir", str(records), *args]
+    run = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=900)
+    found = sorted(records.glob(f"rehearsal_*_{stage}.json"))
+    assert found, f"no record of {stage}:\n{run.stdout[-4000:]}\n{run.stderr[-3000:]}"
+    return run, json.loads(found[-1].read_text())
+
+
+def _only(tree: Path, keep: str) -> list:
+    """pytest arguments that collect nothing of python_tests but ``keep`` (a folder, a top-level test file or a
+    folder's test file): the rehearsal runs each stage's pytest command as the GPU machine would, on cheap tests."""
+    tests = tree / "python_tests"
+    top, _, inner = keep.partition("/")
+    children = [e for e in sorted(tests.iterdir()) if e.is_dir() or (e.name.startswith("test_") and e.suffix == ".py")]
+    args = [f"--ignore={e}" for e in children if e.name != top]
+    if inner:
+        args += [f"--ignore={e}" for e in sorted((tests / top).glob("test_*.py")) if e.name != inner]
+    return args
+
+
+def _steps(record: dict) -> dict:
+    return {s["name"]: s for s in record["steps"]}
+
+
+def _setup_ran(record: dict, machine) -> None:
+    steps = _steps(record)
+    assert steps["artifacts"]["rc"] == 0 and steps["install"]["rc"] == 0 and steps["python_deps"]["rc"] == 0, record
+    # no CUDA on this machine: the import check fails, naming the wheel it imported (not the checkout's zsseg_rt)
+    assert steps["import"]["rc"] == 1 and "CUDA is not usable by this build" in "\n".join(steps["import"]["tail"])
+    manifest = machine["tree"] / "gpu_artifacts" / "manifest.json"
+    assert record["artifacts"]["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert record["rehearsal"] == gpu_fakes.REHEARSAL and record["machine"]["gpu"].startswith("Fake GPU")
+    assert record["tree"] == {"build_inputs_match": True, "tests_match": True, "tests_differing": []}
+
+
+def test_every_stage_runs_from_the_carried_artefacts(machine):
+    """Each stage of the table, one invocation each (one command each on the lent machine), from a bare work
+    folder: the record says what ran, what failed for want of a GPU, and nothing was built."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from checks import gpu_record, gpu_stages
+    finally:
+        sys.path.remove(str(REPO))
+    tree = machine["tree"]
+    pytest_args = {
+        "ops": ["-n", "2", "-k", "test_rescaled_size_matches_mmcv_formula", *_only(tree, "pipeline")],
+        "models": ["-n", "0", "-k", "test_one_rule_for_the_same_name", *_only(tree, "vocabulary")],
+        "suite": [
+            "-n",
+            "0",
+            "-k",
+            "test_subprocess_env_keeps_an_existing_pythonpath",
+            *_only(tree, "test_gpu_check.py"),
+        ],
+        "sanitizers": ["-n", "0", *_only(tree, "ops/test_stream_order_cuda.py")],
+    }
+    records = {}
+    for stage in gpu_stages.STAGES:
+        extra = pytest_args.get(stage.name, [])
+        run, record = _stage(machine, stage.name, *(["--pytest-args", " ".join(extra)] if extra else []))
+        assert run.returncode == 1, run.stdout[-3000:]  # no GPU: no stage passes
+        assert record["stage"] == stage.name and record["budget_s"] == stage.budget_s and record["status"] == "fail"
+        _setup_ran(record, machine)
+        records[stage.name] = record
+        assert gpu_record.refusal(record).startswith("a rehearsal"), "a rehearsal must never be committed"
+    assert gpu_fakes.build_calls(machine["tools"]) == [], "a stage called a build tool"
+    engine = _steps(records["engine"])
+    assert "no usable CUDA device" in "\n".join(engine["engine"]["tail"]) and engine["engine_targets"]["rc"] == 1
+    assert engine["cpp"]["rc"] == 0 and engine["cpp"]["tests"]["passed"] == 2  # the carried C++ tests ran ...
+    assert "FAIL: did not run: StandInCuda.MatchesCpu (no CUDA device" in "\n".join(engine["cpp_cuda_ran"]["tail"])
+    assert engine["bench"]["rc"] != 0 and engine["bench_targets"]["rc"] == 1
+    for stage, piece in (("ops", "ops"), ("models", "models"), ("suite", "export")):
+        step = _steps(records[stage])[f"pytest:{','.join(gpu_stages.pieces_of(gpu_stages.stage(stage)))}"]
+        assert step["rc"] == 0 and step["tests"]["passed"] == 1, step
+    sanitizers = _steps(records["sanitizers"])
+    assert [n for n in sanitizers if n not in ("artifacts", "install", "python_deps", "import")] == [
+        "memcheck_cpp", "memcheck_cpp_verdict", "racecheck_cpp", "racecheck_cpp_verdict",
+        "synccheck_cpp", "synccheck_cpp_verdict", "memcheck_pytest", "memcheck_pytest_verdict",
+    ]  # fmt: skip
+    assert sanitizers["memcheck_cpp_verdict"]["rc"] == 1  # the CUDA tests did not run under it
+    assert sanitizers["memcheck_pytest"]["rc"] == 0 and sanitizers["memcheck_pytest_verdict"]["rc"] == 0
+    tarball = sorted((machine["root"] / "records" / "engine").glob("*.logs.tar.gz"))
+    assert tarball and tarball[0].stat().st_size > 0
+
+
+def test_stale_or_tampered_artefacts_stop_a_stage_before_it_runs(machine, tmp_path):
+    """A build input changed after the build (the wheel would test other code) and a carried file changed: the stage
+    records what is missing and runs none of its steps. The control is the test above (the same copy verifies)."""
+    tree = gpu_fakes.device_copy(tmp_path / "tree", machine["tree"] / "gpu_artifacts")
+    source = tree / "csrc" / "cuda" / "upsample.cu"
+    source.write_text(source.read_text() + "\n// changed after the build\n")
+    (tree / "gpu_artifacts" / "pywheels" / "numpy-99.0-py3-none-any.whl").write_bytes(b"tampered")
+    run, record = _stage(machine, "ops", tree=tree)
+    assert run.returncode == 1 and record["status"] == "missing prerequisite"
+    missing = "\n".join(record["missing"])
+    assert "build inputs differ" in missing and "changed: csrc/cuda/upsample.cu" in missing
+    assert "pywheels/numpy-99.0-py3-none-any.whl differs from its manifest entry" in missing
+    assert [s["name"] for s in record["steps"]] == ["artifacts"]
+
+
+def test_the_size_limit_refuses_an_oversized_carry(machine, tmp_path):
+    """64 MiB for the working tree and the carry together: 40 MiB more of wheels is refused before anything is
+    built, with the sizes, and the artefacts folder is left as it was. The control: the session's build passed the
+    same check (its sizes are printed, under the limit)."""
+    assert "of the device tool's 64 MiB" in machine["built"].stdout
+    heavy = tmp_path / "pywheels"
+    heavy.mkdir()
+    for wheel in machine["pywheels"].iterdir():
+        (heavy / wheel.name).write_bytes(wheel.read_bytes())
+    (heavy / "ballast-1.0-py3-none-any.whl").write_bytes(os.urandom(40 * 1024 * 1024))
+    out = tmp_path / "artifacts"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"the previous artefacts": true}')
+    refused = _run(_artifacts_command(out, machine["prebuilt"], heavy, tmp_path / "build"), env=machine["env"])
+    assert refused.returncode == 1, refused.stdout[-3000:] + refused.stderr[-3000:]
+    assert (
+        "exceed the device tool's 64 MiB" in refused.stderr
+        and "ballast-1.0-py3-none-any.whl 40.0 MiB" in refused.stderr
+    )
+    assert "refused before building" in refused.stderr and "== the manifest" not in refused.stdout
+    assert [p.name for p in out.iterdir()] == ["manifest.json"] and "previous" in (out / "manifest.json").read_text()
+    # a folder that is not earlier artefacts is never replaced (--out docs would have deleted docs/)
+    (out / "manifest.json").unlink()
+    (out / "notes.md").write_text("not artefacts")
+    kept = _run(
+        _artifacts_command(out, machine["prebuilt"], machine["pywheels"], tmp_path / "build"), env=machine["env"]
+    )
+    assert kept.returncode == 1 and "holds no manifest.json: not replacing" in kept.stderr
+    assert [p.name for p in out.iterdir()] == ["notes.md"]
+
+
+def test_the_carried_binaries_need_only_system_libraries(machine):
+    """Debian's libgtest is static and the CUDA runtime static: the manifest lists each binary's libraries."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from checks import gpu_artifacts
+    finally:
+        sys.path.remove(str(REPO))
+    manifest = json.loads((machine["tree"] / "gpu_artifacts" / "manifest.json").read_text())
+    needed = {lib for facts in manifest["binaries"].values() for elf in facts.values() for lib in elf["needed"]}
+    assert needed and needed <= gpu_artifacts.ALLOWED_NEEDED, needed
+    assert any(name.startswith("cpp/") for name in manifest["binaries"])
+    # the control: a binary that needs a library beyond the system's is refused (Python's own _ssl: libssl)
+    ssl = Path(__import__("_ssl").__file__)
+    target = machine["root"] / "control" / "cpp"
+    target.mkdir(parents=True)
+    (target / "zsseg_cpp_tests").write_bytes(ssl.read_bytes())
+    facts, problems = gpu_artifacts.binary_facts(target.parent, "cpp/zsseg_cpp_tests")
+    assert problems and "libssl" in problems[0] and "may lack" in problems[0]

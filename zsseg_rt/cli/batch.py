@@ -1,0 +1,126 @@
+"""``zsseg batch INPUT OUTPUT``: segmentation of many images on a Ray Data actor pool (:mod:`zsseg_rt.scale.batch`;
+Ray is imported when it runs)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from zsseg_rt.cli import command_parser
+
+# twin: cli/serve.py's imports - both commands use all of what they share
+from zsseg_rt.cli.scale_options import (
+    BACKEND_HELP,
+    CLASSES_HELP,
+    DEVICE_HELP,
+    MODE_HELP,
+    add_cluster_arguments,
+    add_limit_arguments,
+    engine_options,
+    local_cluster,
+    local_cpus,
+)
+from zsseg_rt.cli_types import add_engine_arguments, real_number, whole_number
+
+__all__ = ["add_command"]
+
+
+def _workers(text: str):
+    """argparse type of --workers: N or MIN:MAX (whole numbers >= 1)."""
+    try:
+        if ":" in text:
+            low, high = text.split(":", 1)
+            value: Any = (int(low), int(high))
+            ok = 1 <= value[0] <= value[1]
+        else:
+            value = int(text)
+            ok = value >= 1
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"expected N or MIN:MAX with 1 <= MIN <= MAX, got {text!r}")
+    return value
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from zsseg_rt.scale import import_ray, init_ray
+    from zsseg_rt.scale.batch import check_pool_fits, prepare_batch, summarize_batch
+
+    job = prepare_batch(  # every argument checked before Ray starts (a Ray start takes 10-20 s)
+        args.input,
+        args.output,
+        args.bundle,
+        args.classes,
+        precision=args.precision,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        cpus_per_worker=args.cpus_per_worker,
+        batch_size=args.batch_size,
+        resume=not args.no_resume,
+        **engine_options(args),
+    )
+    local = local_cluster(args.address)
+    if local:
+        check_pool_fits(job, cpus=local_cpus(args), gpus=float("inf"))  # GPUs: known once Ray has looked
+    init_ray(args.address, num_cpus=args.num_cpus)
+    if local:
+        resources = import_ray().cluster_resources()
+        check_pool_fits(job, cpus=resources.get("CPU", 0.0), gpus=resources.get("GPU", 0.0))
+    summary = summarize_batch(job, progress=not args.no_progress)
+    print(
+        f"{summary['ok']} segmented, {summary['skipped']} already done, {summary['error']} failed; "
+        f"manifest: {summary['manifest']}"
+    )
+    if summary["worker_peak_rss_bytes"] is not None:
+        growth = summary["worker_peak_growth_bytes"]
+        print(
+            f"worker memory: peak RSS {summary['worker_peak_rss_bytes'] / 2**20:.0f} MB"
+            + (f" ({growth / 2**20:.0f} MB over the loaded Engine)" if growth is not None else "")
+        )
+    for row in summary["errors"]:
+        print(f"  error: {row['image']}: {row['error']}")
+    return 1 if summary["error"] else 0
+
+
+def add_command(subparsers) -> argparse.ArgumentParser:
+    """Register ``batch`` on an argparse subparsers object (``zsseg batch``)."""
+    p = command_parser(
+        subparsers,
+        "batch",
+        description="Batch segmentation on Ray Data: an actor pool (one Engine per actor) segments every image; "
+        "label PNGs (8-bit, 16-bit above 256 classes) and a JSON-lines manifest (class areas, timings) go to "
+        "OUTPUT. Re-running resumes: images already done are skipped.",
+    )
+    p.add_argument("input", help="image folder (recursive), list file (.txt: one path per line), image, or URI/glob")
+    p.add_argument(
+        "output",
+        help="output folder: a label PNG per image named after its path relative to INPUT, extension kept "
+        "(a/cat.jpg -> OUTPUT/a/cat.jpg.png), and manifest.jsonl",
+    )
+    p.add_argument("--bundle", required=True, help="bundle directory (the same path on every node)")
+    p.add_argument("--classes", required=True, help=CLASSES_HELP)
+    p.add_argument(
+        "--workers", type=_workers, default=1, help="actors in the pool: N, or MIN:MAX to autoscale (default 1)"
+    )
+    p.add_argument(
+        "--gpus-per-worker",
+        type=real_number(0),
+        default=0.0,
+        help="GPUs per actor (0: CPU actors; 0.5 shares one GPU between two; default 0)",
+    )
+    p.add_argument("--cpus-per-worker", type=real_number(above=0), default=1.0, help="CPUs per actor (default 1)")
+    p.add_argument("--batch-size", type=whole_number(1), default=4, help="images per actor call (default 4)")
+    add_engine_arguments(
+        p,
+        backend_help=BACKEND_HELP,
+        device_help=DEVICE_HELP,
+        mode_help=MODE_HELP,
+        precision_help="the Engine's precision (default: the backend's); openvino: auto runs the fastest precision "
+        "that passed the accuracy gate on each worker's CPU (docs/precision.md)",
+    )
+    p.add_argument("--no-resume", action="store_true", help="redo images whose outputs exist")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_limit_arguments(p)
+    add_cluster_arguments(p)
+    p.set_defaults(func=_run_batch)
+    return p

@@ -1,0 +1,478 @@
+"""Labels that hold still and follow the scene: optical flow between frames, the one ``warp``, the stabilising filter
+and keyframe propagation of one stream (NumPy + OpenCV; no torch). ``zsseg_rt.stream.video`` puts them around an
+Engine (``VideoSegmenter``); docs/video.md explains the method and its numbers.
+
+Per frame (``StreamFilter``):
+
+1. The frame is reduced to a grey image at ``1/flow_stride`` of its size, and the dense flow from it to the *anchor*
+   (the last keyframe; with ``keyframe_every=1`` the previous frame) is computed with OpenCV's DIS
+   (:class:`FlowEstimator`). Where the anchor, warped along the flow, matches the frame (the flow-compensated grey
+   error, averaged over 5x5 pixels, under ``photometric_tolerance``) and the flow stays inside the anchor, the flow
+   is *valid*; its share of the frame is the flow's *confidence*.
+2. A keyframe is due on the first frame, a frame of another size, a vocabulary change, a flow that failed, a scene
+   cut (confidence under ``cut_confidence``), every ``keyframe_every``-th frame, and in the adaptive mode also when
+   the confidence drops under ``min_confidence``. The encoder runs on keyframes only.
+3. A keyframe's result is the Engine's own; with ``stabilize`` its per-class scores ``S`` (at ``1/score_stride``,
+   ``zsseg_rt.pipeline.class_scores``) are blended with the anchor's filtered scores warped along the flow, ``P``:
+   ``F = P + blend * (S - P)`` where the flow is valid, ``F = S`` elsewhere (occlusions, the frame's new border) and
+   after a reset (first frame, size, vocabulary, scene cut, failed flow). Hysteresis against near-ties: the class
+   the anchor gave a pixel (warped along the flow) gets ``hysteresis * noise`` added before the argmax, ``noise``
+   being the frame-to-frame change of the scores measured on this frame's valid pixels (the median over pixels and
+   classes of ``|(S - P) - mean_c(S - P)|``), so the margin scales with the scores of whatever weights are loaded.
+   The labels are the argmax of ``F`` plus that margin, bilinear to the frame's size.
+4. Between keyframes, the anchor's labels (nearest) and winning scores (bilinear) are warped along the flow to the
+   frame (its class scores too, for the next keyframe's blend): no encoder call.
+
+``warp`` is the one place values are moved along a flow (OpenCV ``remap`` on the CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+from typing import Any, Dict, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from .video_metrics import grey
+
+log = logging.getLogger("zsseg_rt.stream")
+
+__all__ = ["FLOW_PRESETS", "FlowError", "FlowEstimator", "Motion", "TemporalOptions", "StreamFilter", "warp"]
+
+FLOW_PRESETS = ("ultrafast", "fast", "medium")  # OpenCV DISOpticalFlow presets
+NOISE_SAMPLES = 100_000  # values the score noise's median is taken over (every n-th valid pixel, all classes)
+REASONS = ("first", "size", "vocabulary", "flow failed", "scene cut", "low confidence", "interval")
+
+
+class FlowError(RuntimeError):
+    """The optical flow of a frame could not be computed (an OpenCV error, or values that are not finite)."""
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The pixel coordinates ``(x [h, w], y [h, w])`` float32 of a grid (cached: read-only)."""
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    grid_x.flags.writeable = grid_y.flags.writeable = False
+    return grid_x, grid_y
+
+
+def warp(values: np.ndarray, flow: np.ndarray, nearest: bool = False) -> np.ndarray:
+    """``values`` sampled at ``x + flow(x)``: the one warp of the filter (CPU: OpenCV ``remap``, border replicated).
+
+    Args:
+        values: ``[C, h, w]`` float32 (class scores), or ``[h, w]`` float32 / uint16 (winning scores, labels).
+        flow: ``[h, w, 2]`` float32 displacements ``(dx, dy)`` in pixels of ``values``' grid, from each output pixel
+            to where it is read.
+        nearest: nearest neighbour (labels) instead of bilinear.
+    Returns:
+        an array of ``values``' shape and dtype.
+    """
+    import cv2
+
+    height, width = values.shape[-2:]
+    if flow.shape != (height, width, 2):
+        raise ValueError(f"the flow must be [{height}, {width}, 2] for values {list(values.shape)}, got {flow.shape}")
+    grid_x, grid_y = _grid(height, width)
+    map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
+    mode = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    if values.ndim == 2:
+        return cv2.remap(values, map_x, map_y, mode, borderMode=cv2.BORDER_REPLICATE)
+    out = np.empty_like(values)
+    for start in range(0, values.shape[0], 64):  # [h, w, c] chunks: remap takes the channels last
+        chunk = np.ascontiguousarray(values[start : start + 64].transpose(1, 2, 0))
+        moved = cv2.remap(chunk, map_x, map_y, mode, borderMode=cv2.BORDER_REPLICATE)
+        out[start : start + 64] = moved.reshape(height, width, -1).transpose(2, 0, 1)
+    return out
+
+
+def resize_flow(flow: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """A flow field ``[h, w, 2]`` resized to ``size`` (H, W), its displacements scaled with the grid."""
+    import cv2
+
+    height, width = flow.shape[:2]
+    if (height, width) == tuple(size):
+        return flow
+    moved = cv2.resize(flow, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
+    moved[..., 0] *= size[1] / width
+    moved[..., 1] *= size[0] / height
+    return moved
+
+
+def _resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """A boolean mask resized to ``size``: a pixel is set where most of what it covers is."""
+    import cv2
+
+    if mask.shape == tuple(size):
+        return mask
+    share = cv2.resize(mask.astype(np.float32), (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
+    return share > 0.5
+
+
+def _fill_invalid(labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Propagated ``labels [H, W]`` (uint16) where the flow is not valid (``valid`` at the flow's resolution: what the
+    anchor did not see, e.g. the background an object uncovered) take the label of the nearest valid pixel (found at
+    the flow's resolution), instead of what the flow dragged there from the anchor (a trail behind moving objects)."""
+    import cv2
+
+    if valid.all() or not valid.any():
+        return labels
+    height, width = valid.shape
+    small = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+    _, nearest = cv2.distanceTransformWithLabels(
+        (~valid).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )  # the number of the nearest valid pixel, counted in raster order from 1
+    filled = small.reshape(-1)[np.flatnonzero(valid)[nearest.reshape(-1) - 1]].reshape(height, width)
+    size = (labels.shape[1], labels.shape[0])
+    invalid = cv2.resize((~valid).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    out = labels.copy()
+    out[invalid] = cv2.resize(filled, size, interpolation=cv2.INTER_NEAREST)[invalid]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class TemporalOptions:
+    """What the filter does (``VideoSegmenter`` and ``zsseg camera`` take the same; docs/video.md).
+
+    Attributes:
+        stabilize: blend each keyframe's class scores with the previous ones warped along the flow, with
+            hysteresis (needs per-class scores: a windowed bundle without PAMR).
+        keyframe_every: run the encoder on every K-th frame and propagate its result along the flow in between
+            (1: every frame). With ``adaptive``: the longest gap between keyframes.
+        adaptive: also a keyframe as soon as the flow's confidence drops under ``min_confidence``.
+        blend: the weight of the current scores in the stabilised ones, in (0, 1].
+        hysteresis: the margin the previous class keeps, in units of the measured frame-to-frame score noise (0: none).
+        score_stride: the class scores are kept at 1/score_stride of the frame (``zsseg_rt.pipeline.class_scores``).
+        flow_stride: the flow is computed on the frame reduced by this factor.
+        flow_preset: OpenCV DIS preset: "ultrafast", "fast" or "medium".
+        photometric_tolerance: grey levels (0-255): the flow is valid where the warped anchor is within this of the
+            frame (mean absolute error over 5x5 pixels).
+        min_confidence: adaptive mode: a keyframe when less of the frame than this has a valid flow.
+        cut_confidence: a scene cut (the filter starts afresh, a keyframe) when less of the frame than this has one.
+    """
+
+    stabilize: bool = False
+    keyframe_every: int = 1
+    adaptive: bool = False
+    blend: float = 0.5
+    hysteresis: float = 2.0
+    score_stride: int = 4
+    flow_stride: int = 2
+    flow_preset: str = "medium"
+    photometric_tolerance: float = 12.0
+    min_confidence: float = 0.85
+    cut_confidence: float = 0.6
+
+    def __post_init__(self) -> None:
+        checks = [
+            (isinstance(self.keyframe_every, int) and not isinstance(self.keyframe_every, bool), "keyframe_every"),
+            (isinstance(self.score_stride, int) and self.score_stride >= 1, "score_stride (an integer >= 1)"),
+            (isinstance(self.flow_stride, int) and self.flow_stride >= 1, "flow_stride (an integer >= 1)"),
+            (0.0 < float(self.blend) <= 1.0, "blend (in (0, 1])"),
+            (0.0 <= float(self.hysteresis) < 1e6, "hysteresis (>= 0)"),
+            (0.0 < float(self.photometric_tolerance) <= 255.0, "photometric_tolerance (in (0, 255])"),
+            (
+                0.0 <= float(self.cut_confidence) <= float(self.min_confidence) <= 1.0,
+                "0 <= cut_confidence <= min_confidence <= 1",
+            ),
+            (self.flow_preset in FLOW_PRESETS, f"flow_preset (one of {FLOW_PRESETS})"),
+        ]
+        for ok, what in checks:
+            if not ok:
+                raise ValueError(f"bad temporal option {what}: got {dataclasses.asdict(self)}")
+        if self.keyframe_every < 1:
+            raise ValueError(f"keyframe_every must be >= 1 (1: the encoder on every frame), got {self.keyframe_every}")
+        if self.adaptive and self.keyframe_every < 2:
+            raise ValueError("the adaptive mode needs keyframe_every >= 2 (the longest gap between keyframes)")
+
+    @property
+    def active(self) -> bool:
+        """Whether anything is filtered or propagated (else every frame is the Engine's own result)."""
+        return self.stabilize or self.keyframe_every > 1
+
+
+class Motion(NamedTuple):
+    """The flow from a frame to its anchor: ``flow [h, w, 2]`` at the flow's resolution (the frame-to-frame flows
+    since the anchor, composed), ``valid [h, w]`` where it can be trusted, ``confidence`` (the valid share),
+    ``step_confidence`` (the same for the flow to the previous frame alone: what a scene cut is judged by) and what it
+    cost (``ms``)."""
+
+    flow: np.ndarray
+    valid: np.ndarray
+    confidence: float
+    step_confidence: float
+    ms: float
+
+
+class FlowEstimator:
+    """OpenCV DIS optical flow on frames reduced by ``stride``, with the photometric check of ``Motion.valid``.
+
+    ``flow_function`` (tests): replaces ``cv2.DISOpticalFlow.calc``, ``(current, previous) -> [h, w, 2]``.
+    """
+
+    def __init__(self, preset: str = "medium", stride: int = 2, tolerance: float = 12.0, flow_function: Any = None):
+        import cv2
+
+        if preset not in FLOW_PRESETS:
+            raise ValueError(f"flow preset must be one of {FLOW_PRESETS}, got {preset!r}")
+        code = {
+            "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+        }[preset]
+        self.stride, self.tolerance = int(stride), float(tolerance)
+        dis: Any = cv2.DISOpticalFlow.create(code)  # Any: OpenCV's stubs refuse calc's flow=None
+        self._calc = flow_function or (lambda current, previous: dis.calc(current, previous, None))
+
+    def prepare(self, frame: np.ndarray, color_order: str = "bgr") -> np.ndarray:
+        """The grey frame the flow is computed on (``[ceil(H/stride), ceil(W/stride)]`` uint8)."""
+        import cv2
+
+        image = grey(frame, color_order)
+        if self.stride == 1:
+            return image
+        height, width = image.shape
+        size = (max(1, -(-width // self.stride)), max(1, -(-height // self.stride)))
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+    def flow(self, current: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """``[h, w, 2]`` float32: the flow from ``current`` to ``previous`` (prepared frames of one size).
+
+        Raises:
+            FlowError: OpenCV failed, or the flow is not ``[h, w, 2]`` finite values.
+        """
+        import cv2
+
+        try:
+            flow = self._calc(current, previous)
+        except cv2.error as exc:
+            raise FlowError(f"DIS optical flow failed: {str(exc).strip().splitlines()[-1]}") from None
+        flow = np.asarray(flow)
+        if flow.shape != current.shape + (2,) or not np.isfinite(flow).all():
+            raise FlowError(
+                f"the optical flow is not {list(current.shape) + [2]} finite values (got {list(flow.shape)}, "
+                f"{int(np.size(flow) - np.isfinite(flow).sum())} not finite)"
+            )
+        return np.ascontiguousarray(flow, dtype=np.float32)
+
+    def check(self, current: np.ndarray, target: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        """``[h, w]`` bool: where ``flow`` (from ``current`` to ``target``) stays inside ``target`` and ``target``,
+        warped along it, is within the tolerance of ``current`` (mean absolute grey error over 5x5 pixels)."""
+        import cv2
+
+        height, width = current.shape
+        grid_x, grid_y = _grid(height, width)
+        map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
+        inside = (map_x >= -0.5) & (map_x <= width - 0.5) & (map_y >= -0.5) & (map_y <= height - 0.5)
+        moved = cv2.remap(target, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        error = cv2.blur(cv2.absdiff(moved, current).astype(np.float32), (5, 5))
+        return inside & (error < self.tolerance)
+
+    def estimate(
+        self, current: np.ndarray, previous: np.ndarray, anchor: np.ndarray, to_anchor: Optional[np.ndarray]
+    ) -> Motion:
+        """The motion from ``current`` to ``anchor`` through ``previous``: the flow to the previous frame composed
+        with ``to_anchor`` (the previous frame's flow to the anchor; None when the previous frame is the anchor).
+        Small steps are what DIS follows well; one flow over several frames loses small, fast objects.
+
+        Raises:
+            FlowError: see :meth:`flow`.
+        """
+        start = time.perf_counter()
+        step = self.flow(current, previous)
+        step_valid = self.check(current, previous, step)
+        if to_anchor is None:
+            flow, valid = step, step_valid
+        else:
+            flow = step + warp(to_anchor.transpose(2, 0, 1).copy(), step).transpose(1, 2, 0)
+            valid = self.check(current, anchor, flow)
+        ms = 1000.0 * (time.perf_counter() - start)
+        return Motion(np.ascontiguousarray(flow), valid, float(valid.mean()), float(step_valid.mean()), ms)
+
+
+def _same_vocabulary(before: Any, now: Any) -> bool:
+    """Whether two vocabulary tokens are one vocabulary: the same snapshot object (an Engine's, new at every
+    ``set_classes``), or equal tuples of class names (an engine-like object without snapshots)."""
+    return before is now or (isinstance(before, tuple) and before == now)
+
+
+class _Anchor(NamedTuple):
+    """The last keyframe of a stream (or its last frame, when every frame is one): its prepared grey frame, output
+    labels ``[H, W]`` and winning scores, and with ``stabilize`` its filtered class scores ``[C, h, w]``."""
+
+    small: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    state: Optional[np.ndarray]
+    vocabulary: Any
+
+
+def _noise(change: np.ndarray, valid: np.ndarray) -> float:
+    """The frame-to-frame score noise: the median over valid pixels and classes of ``|change - mean_c(change)|``
+    (``change = S - P``, ``[C, h, w]``; a change shared by every class moves no argmax, so it is taken out). 0 with
+    no valid pixel."""
+    if not valid.any():
+        return 0.0
+    moved = change[:, valid]
+    step = max(1, moved.size // NOISE_SAMPLES)  # a median needs no more values than this
+    moved = moved[:, :: max(1, step)]
+    moved = moved - moved.mean(axis=0, keepdims=True)
+    return float(np.median(np.abs(moved)))
+
+
+def _bilinear_at(state: np.ndarray, classes: np.ndarray, rows: np.ndarray, cols: np.ndarray, size) -> np.ndarray:
+    """``state[classes[i]]`` resized bilinearly to ``size`` (H, W) (``align_corners=False``, as ``ops.segment``),
+    read at pixel ``(rows[i], cols[i])`` only: ``[n]`` float32."""
+    _, height, width = state.shape
+    y = np.maximum((rows + 0.5) * (height / size[0]) - 0.5, 0.0)
+    x = np.maximum((cols + 0.5) * (width / size[1]) - 0.5, 0.0)
+    y0, x0 = np.minimum(y.astype(np.intp), height - 1), np.minimum(x.astype(np.intp), width - 1)
+    y1, x1 = np.minimum(y0 + 1, height - 1), np.minimum(x0 + 1, width - 1)
+    wy, wx = (y - y0).astype(np.float32), (x - x0).astype(np.float32)
+    top = state[classes, y0, x0] * (1 - wx) + state[classes, y0, x1] * wx
+    bottom = state[classes, y1, x0] * (1 - wx) + state[classes, y1, x1] * wx
+    return (top * (1 - wy) + bottom * wy).astype(np.float32)
+
+
+class Plan(NamedTuple):
+    """What a frame gets: ``keyframe`` (the encoder runs), ``reason`` (why a keyframe: one of ``REASONS``; "" for a
+    propagated frame), the prepared grey frame and the motion to the anchor (None without one)."""
+
+    keyframe: bool
+    reason: str
+    small: np.ndarray
+    motion: Optional[Motion]
+    error: str = ""
+
+
+class StreamFilter:
+    """The temporal state of one stream: :meth:`plan` a frame, then :meth:`keyframe` with the Engine's result when it
+    is one, else :meth:`propagate`. Each returns ``(labels [H, W] int32, scores [H, W] float32)``."""
+
+    def __init__(self, options: TemporalOptions, flow: Optional[FlowEstimator] = None):
+        self.options = options
+        self.flow = flow or FlowEstimator(options.flow_preset, options.flow_stride, options.photometric_tolerance)
+        self.anchor: Optional[_Anchor] = None
+        self.previous: Optional[np.ndarray] = None  # the last frame, prepared
+        self.to_anchor: Optional[np.ndarray] = None  # its flow to the anchor (None: it is the anchor)
+        self.since_keyframe = 0
+        self.counts: Dict[str, int] = {reason: 0 for reason in REASONS}
+        self.counts["propagated"] = 0
+        self.flow_ms = 0.0
+        self.flow_calls = 0
+        self.last_error = ""
+
+    def reset(self) -> None:
+        """Forget the past: the next frame is a keyframe that starts afresh."""
+        self.anchor, self.previous, self.to_anchor = None, None, None
+
+    def plan(self, frame: np.ndarray, vocabulary: Any, color_order: str = "bgr") -> Plan:
+        """Decide whether ``frame`` (``[H, W, 3]`` uint8) is a keyframe, computing its flow to the anchor when the
+        decision or the blend needs it. ``vocabulary``: a token that changes when the classes change."""
+        small = self.flow.prepare(frame, color_order)
+        anchor = self.anchor
+        if anchor is None:
+            return Plan(True, "first", small, None)
+        if anchor.small.shape != small.shape or anchor.labels.shape != frame.shape[:2]:
+            return Plan(True, "size", small, None)
+        if not _same_vocabulary(anchor.vocabulary, vocabulary):
+            return Plan(True, "vocabulary", small, None)
+        options = self.options
+        interval = self.since_keyframe + 1 >= options.keyframe_every
+        if interval and not options.stabilize:
+            return Plan(True, "interval", small, None)  # nothing needs the flow
+        previous = self.previous if self.previous is not None else anchor.small
+        try:
+            motion = self.flow.estimate(small, previous, anchor.small, self.to_anchor)
+        except FlowError as exc:
+            if not self.last_error:
+                log.warning("%s: this frame is a keyframe (and the filter starts afresh)", exc)
+            self.last_error = str(exc)
+            return Plan(True, "flow failed", small, None, str(exc))
+        self.flow_ms += motion.ms
+        self.flow_calls += 1
+        if motion.step_confidence < options.cut_confidence:
+            return Plan(True, "scene cut", small, None)
+        if options.adaptive and motion.confidence < options.min_confidence:
+            return Plan(True, "low confidence", small, motion)
+        if interval:
+            return Plan(True, "interval", small, motion)
+        return Plan(False, "", small, motion)
+
+    def keyframe(
+        self, plan: Plan, labels: np.ndarray, scores: np.ndarray, class_scores: Any, vocabulary: Any
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """A keyframe's output from the Engine's result (``labels``, ``scores``; with ``stabilize`` its
+        ``class_scores``), the new anchor."""
+        self.counts[plan.reason] += 1
+        self.since_keyframe = 0
+        self.previous, self.to_anchor = plan.small, None
+        if not self.options.stabilize:
+            self.anchor = _Anchor(plan.small, labels, scores, None, vocabulary)
+            return labels, scores
+        if class_scores is None:
+            raise ValueError("stabilize needs the keyframe's class scores (Engine.segment_with_class_scores)")
+        current = class_scores.scores
+        anchor, motion = self.anchor, plan.motion
+        if anchor is None or motion is None or anchor.state is None or anchor.state.shape != current.shape:
+            state = np.ascontiguousarray(current, dtype=np.float32)
+            out_labels, out_scores = class_scores.finalize(state)
+        else:
+            flow = resize_flow(motion.flow, current.shape[1:])
+            valid = _resize_mask(motion.valid, current.shape[1:])
+            previous = warp(anchor.state, flow)
+            blended = previous + np.float32(self.options.blend) * (current - previous)
+            state = np.ascontiguousarray(np.where(valid[None], blended, current), dtype=np.float32)
+            out_labels, out_scores = class_scores.finalize(state)
+            margin = self.options.hysteresis * _noise(current - previous, valid)
+            if margin > 0:
+                self._hold(out_labels, out_scores, state, anchor.labels, motion, margin)
+        self.anchor = _Anchor(plan.small, out_labels, out_scores, state, vocabulary)
+        return out_labels, out_scores
+
+    @staticmethod
+    def _hold(
+        labels: np.ndarray, scores: np.ndarray, state: np.ndarray, before: np.ndarray, motion: Motion, margin: float
+    ) -> None:
+        """Hysteresis, in place at the frame's size: where the flow is valid and the label changed from the anchor's
+        (warped along the flow), the anchor's label stays unless the new winner's score beats its score (both from
+        the bilinearly resized state) by more than ``margin``."""
+        import cv2
+
+        flow = resize_flow(motion.flow, labels.shape)
+        held = warp(before.astype(np.uint16), flow, nearest=True)
+        size = (labels.shape[1], labels.shape[0])
+        valid = cv2.resize(motion.valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+        rows, cols = np.nonzero((held != labels) & valid & (held < state.shape[0]))
+        if not len(rows):
+            return
+        classes = held[rows, cols].astype(np.intp)
+        kept_score = _bilinear_at(state, classes, rows, cols, labels.shape)
+        keep = scores[rows, cols] - kept_score < np.float32(margin)
+        labels[rows[keep], cols[keep]] = classes[keep]
+        scores[rows[keep], cols[keep]] = kept_score[keep]
+
+    def propagate(self, plan: Plan) -> Tuple[np.ndarray, np.ndarray]:
+        """A frame between keyframes: the anchor's labels and scores warped along the flow to it."""
+        anchor, motion = self.anchor, plan.motion
+        assert anchor is not None and motion is not None
+        self.counts["propagated"] += 1
+        self.since_keyframe += 1
+        self.previous, self.to_anchor = plan.small, motion.flow
+        flow = resize_flow(motion.flow, anchor.labels.shape)
+        labels = warp(anchor.labels.astype(np.uint16), flow, nearest=True)
+        scores = warp(anchor.scores, flow)
+        return _fill_invalid(labels, motion.valid).astype(np.int32), scores
+
+    def stats(self) -> Dict[str, Any]:
+        """Keyframes by reason, propagated frames and the flow's mean cost (ms)."""
+        keyframes = sum(self.counts[reason] for reason in REASONS)
+        return {
+            "keyframes": keyframes,
+            "propagated": self.counts["propagated"],
+            "keyframe_reasons": {reason: self.counts[reason] for reason in REASONS if self.counts[reason]},
+            "flow_ms_mean": round(self.flow_ms / self.flow_calls, 3) if self.flow_calls else None,
+            "flow_error": self.last_error or None,
+        }

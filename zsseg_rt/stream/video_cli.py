@@ -1,0 +1,84 @@
+"""The video options of ``zsseg camera`` (``--labels-out``, ``--stabilize``, ``--keyframe-every``,
+``--adaptive-keyframes``, ``--temporal-consistency``) and what they build: the label folders and the
+:class:`~zsseg_rt.stream.video.VideoSegmenter` around the Engine. Light at import (the CLI's ``--help``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, List, Sequence
+
+from zsseg_rt.cli_types import whole_number
+
+__all__ = ["add_video_arguments", "label_sinks", "video_segmenter"]
+
+
+def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the video options to the ``camera`` parser."""
+    group = parser.add_argument_group("video labels (docs/video.md)")
+    group.add_argument(
+        "--labels-out",
+        metavar="DIR",
+        help="write each frame's class-index map as a 16-bit PNG named by its frame number (DIR/000042.png), with "
+        "the class list in DIR/classes.json; several sources: put {source} in DIR",
+    )
+    group.add_argument(
+        "--stabilize",
+        action="store_true",
+        help="stable labels: each frame's class scores blended with the previous ones warped along the optical flow, "
+        "with hysteresis against near-ties, reset on a scene cut (a windowed bundle without PAMR)",
+    )
+    group.add_argument(
+        "--keyframe-every",
+        type=whole_number(1),
+        metavar="K",
+        help="run the encoder on every K-th frame only and propagate its labels along the optical flow in between "
+        "(also a keyframe on a scene cut, a vocabulary change or a failed flow); with --adaptive-keyframes the "
+        "longest gap (default 8)",
+    )
+    group.add_argument(
+        "--adaptive-keyframes",
+        action="store_true",
+        help="a keyframe also as soon as the flow's confidence drops (fast motion, occlusions)",
+    )
+    group.add_argument(
+        "--temporal-consistency",
+        action="store_true",
+        help="also measure each source's flow-warped temporal consistency in --stats-json (a DIS flow per frame: "
+        "costs CPU time; flicker and the end-to-end frame rate are always measured)",
+    )
+
+
+def label_sinks(folders: Sequence[str]) -> List[Any]:
+    """A :class:`~zsseg_rt.stream.labels.LabelFolderSink` per source (``folders``: one per source, placeholders
+    expanded by ``cli.output_names``)."""
+    from .labels import LabelFolderSink
+
+    return [LabelFolderSink(folder) for folder in folders]
+
+
+def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:
+    """What the stream loop segments with: the Engine itself, or a ``VideoSegmenter`` around it when
+    ``--stabilize`` / ``--keyframe-every`` / ``--adaptive-keyframes`` ask for one.
+
+    Raises:
+        CliError: an option the bundle cannot do (``--stabilize`` without per-class scores).
+    """
+    from zsseg_rt.cli_errors import CliError
+
+    stabilize = bool(getattr(args, "stabilize", False))
+    adaptive = bool(getattr(args, "adaptive_keyframes", False))
+    every = getattr(args, "keyframe_every", None)
+    if adaptive and every == 1:
+        raise CliError(
+            "--adaptive-keyframes needs --keyframe-every K >= 2 (the longest gap), or no --keyframe-every (8)"
+        )
+    if not stabilize and not adaptive and (every or 1) == 1:
+        return engine
+    from zsseg_rt.pipeline.class_scores import ClassScoresUnavailable
+
+    from .video import VideoSegmenter
+
+    try:
+        return VideoSegmenter(engine, stabilize=stabilize, keyframe_every=every, adaptive=adaptive)
+    except ClassScoresUnavailable as exc:
+        raise CliError(f"--stabilize: {exc}") from None
