@@ -1139,6 +1139,7 @@ _SEGMENT = "test_cli_segment.py::"
 _WHOLE = "models/training_free/test_training_free_whole_engine.py::"
 _CAMERA_FAKE = _M + "test_camera_width_height_fps_and_every_frame_on_a_live_camera"
 _CAMERA_PROCESS = _M + "test_camera_class_file_loop_preview_host_and_verbose"
+_LABELS = "stream/test_labels_out.py::"
 _CAMERA_ENGINE = _M + "test_camera_backend_device_mode_alpha_and_legend"
 _RECIPE = _M + "test_train_print_config_shows_the_recipe_the_options_make"
 _TRAIN_RUN = _M + "test_train_stop_after_resume_no_resume_device_and_progress"
@@ -1278,6 +1279,14 @@ COVERAGE = {
     "zsseg camera --no-legend": (_CAMERA_ENGINE,),
     "zsseg camera --stats-json": (_M + "test_camera_loop_max_frames_and_progress",),
     "zsseg camera --verbose": (_CAMERA_PROCESS,),
+    "zsseg camera --labels-out": (_LABELS + "test_camera_writes_labels_and_video_metrics",),
+    "zsseg camera --stabilize": (_LABELS + "test_camera_writes_labels_and_video_metrics",),
+    "zsseg camera --keyframe-every": (
+        _LABELS + "test_camera_writes_labels_and_video_metrics",
+        _LABELS + "test_camera_video_options_are_checked",
+    ),
+    "zsseg camera --temporal-consistency": (_LABELS + "test_camera_writes_labels_and_video_metrics",),
+    "zsseg camera --adaptive-keyframes": (_LABELS + "test_camera_video_options_are_checked",),
     # train
     "zsseg train --set": (_RECIPE, _TRAIN_RUN),
     "zsseg train --data-root": (_RECIPE,),
