@@ -145,6 +145,30 @@ def test_a_live_camera_never_waits_for_quantisation(bundle, monkeypatch):
     engine.close()
 
 
+def test_a_video_filter_switches_to_the_prepared_path_too(bundle, monkeypatch):
+    """zsseg camera --stabilize / --keyframe-every call ``engine.segment_with_class_scores``, not ``engine(...)``: a
+    background preparation that has finished is taken there too (it was not: the stream kept the exact path for good).
+    No timing: the preparation is held by an Event."""
+    meta = load_meta(bundle)
+    release = threading.Event()
+
+    def preparation(meta_, stop):
+        release.wait()
+        _record(meta, "openvino", "bf16", 2.5)
+        return 0
+
+    monkeypatch.setattr(cpu_auto, "run_preparation", preparation)
+    engine = Engine(bundle, classes=VOCAB10, backend="auto", device="cpu", prepare="background")
+    exact = engine.segment_with_class_scores([IMAGE])
+    assert (engine.backend.name, engine.backend.precision) == ("onnxruntime", "fp32")
+    release.set()
+    engine._upgrade.wait()
+    upgraded = engine.segment_with_class_scores([IMAGE])
+    assert (engine.backend.name, engine.backend.precision) == ("openvino", "bf16")
+    assert upgraded[0].labels.shape == exact[0].labels.shape and upgraded[0].class_scores is not None
+    engine.close()
+
+
 def test_a_gain_within_measurement_noise_does_not_replace_the_exact_path(bundle):
     """A record measured 1.05x (below MIN_SPEEDUP): auto runs exact fp32 and says why; at MIN_SPEEDUP it runs."""
     meta = load_meta(bundle)

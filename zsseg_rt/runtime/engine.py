@@ -446,6 +446,8 @@ class Engine:
             )
         if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
             raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+        if self._upgrade is not None:  # between frames of a video filter too, as in __call__
+            self._take_upgrade()
         vocab = self._vocab
         if vocab is None:
             raise RuntimeError("no vocabulary: call engine.set_classes(['cat', 'floor', ...]) first")
