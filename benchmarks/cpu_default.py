@@ -56,7 +56,7 @@ engine(cv2.imread(sys.argv[2], cv2.IMREAD_COLOR))
 done = time.perf_counter()
 choice = getattr(engine.backend, "auto_choice", None)
 print(json.dumps({"path": f"{engine.backend.name} {engine.backend.precision}", "start_s": built - start,
-                  "why": "; ".join(choice.notes) if choice else "",
+                  "why": choice.line() if choice else "",
                   "first_frame_s": done - start, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -162,7 +162,13 @@ def run(args) -> List[str]:
                 f"| {name} | {row['path']} | {row['start_s']:.1f} | {row['first_frame_s']:.1f} | "
                 f"{row['peak_rss_mb']:.0f} |"
             )
-        lines += [f"- {name}: {row['why']}" for name, row in (("warm", warm_first), ("cold", cold_first)) if row["why"]]
+        # the whole auto line of each fresh process: every path looked at with its status (a record it saw as
+        # missing or of another setup) and why a candidate did not open or a row did not import
+        lines += [
+            f"- {name} fresh process: {row['why']}"
+            for name, row in (("warm", warm_first), ("cold", cold_first))
+            if row["why"]
+        ]
     return lines
 
 

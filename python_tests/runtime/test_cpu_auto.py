@@ -169,6 +169,22 @@ def test_a_video_filter_switches_to_the_prepared_path_too(bundle, monkeypatch):
     engine.close()
 
 
+def test_a_row_that_does_not_import_says_why_in_the_log_line(bundle, monkeypatch):
+    """A CPU row whose library fails to import (missing, or installed but broken here) is left out of the choice
+    with the import error's own words in the line (the benchmark's fresh processes print it: a path that a fresh
+    process did not choose must say why)."""
+    real = cpu_auto.load_reference
+
+    def load(reference):
+        if reference.startswith("zsseg_rt.runtime.openvino_backend:"):
+            raise ImportError("libopenvino.so.2026: cannot open shared object file")
+        return real(reference)
+
+    monkeypatch.setattr(cpu_auto, "load_reference", load)
+    plan = cpu_policy(load_meta(bundle), ROLES)
+    assert "openvino: not installed (libopenvino.so.2026: cannot open shared object file)" in plan[-1][2].line()
+
+
 def test_a_gain_within_measurement_noise_does_not_replace_the_exact_path(bundle):
     """A record measured 1.05x (below MIN_SPEEDUP): auto runs exact fp32 and says why; at MIN_SPEEDUP it runs."""
     meta = load_meta(bundle)

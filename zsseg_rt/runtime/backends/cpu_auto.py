@@ -89,7 +89,9 @@ def cpu_candidates(
         try:
             choices = load_reference(row.gated_choices)(meta, cache_dir)
         except ImportError as exc:
-            notes.append(f"{row.name}: not installed")
+            # why, in the note: "not installed" also covers an installed library that failed to import here
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            notes.append(f"{row.name}: not installed ({reason})")
             LOG.debug("backend='auto': %s is not installed (%s)", row.name, exc)
             continue
         found += [(row, choice) for choice in choices]
