@@ -12,7 +12,8 @@ Rows, all measured in the same process and run:
   over their summed time);
 * the image encoder's effective GFLOP/s per backend and precision on the photo's two windows (ONNX Runtime fp32 and
   dynamic int8, OpenVINO fp32 and bf16 = the bundle's encoder ONNX compiled with INFERENCE_PRECISION_HINT, torch
-  fp32 and bf16 as the reference) and its % of that precision's GEMM peak. FLOPs counted analytically
+  fp32 and bf16 as the reference; OpenVINO int8 = the runtime's NNCF recipe, gated) and its % of that precision's
+  measured peak (``honest_peaks``: the best of every path of this run, never above 100 %). FLOPs counted analytically
   (``encoder_flops``; cross-checked against torch's FlopCounterMode on the model);
 * the Engine vs zsseg_rt's own torch ``predict`` (``benchmarks.precision.REFERENCE``) at C = 20 and C = 171 on the
   VOC photo, label agreement with the Engine fp32 labels (the rows and the timing code are ``benchmarks.precision``'s);
@@ -109,6 +110,42 @@ def gemm_peaks(shapes, threads: int, repeats: int) -> Dict[str, float]:
     except RuntimeError as exc:  # no CPU kernel in this torch
         print(f"torch._int_mm: {exc}")
     out["int8 onnxruntime MatMulInteger"] = _ort_int8_mix(shapes, threads, repeats)
+    try:
+        out.update(_openvino_mixes(shapes, threads, repeats))
+    except ImportError as exc:
+        print(f"openvino GEMMs: not measured ({exc})")
+    return out
+
+
+def _openvino_mixes(shapes, threads: int, repeats: int) -> Dict[str, float]:
+    """OpenVINO's CPU plugin on the same GEMMs (a constant weight, as in the encoder): f32 and bf16 by
+    ``INFERENCE_PRECISION_HINT``, int8 as NNCF's IR has it (FakeQuantize on the activation and on the weight in
+    front of the MatMul: the plugin runs it as an int8 GEMM on VNNI / AMX-INT8)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    core, out = ov.Core(), {}
+    config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+
+    def fq(node, limit: float):
+        low, high = ops.constant(np.float32(-limit)), ops.constant(np.float32(limit))
+        return ops.fake_quantize(node, low, high, low, high, 256)
+
+    for name, hint, quantised in (("fp32", "f32", False), ("bf16", "bf16", False), ("int8", "f32", True)):
+        calls = []
+        for m, k, n in shapes:
+            a = ops.parameter([m, k], np.float32, name="A")
+            weight = ops.constant(rng.standard_normal((k, n)).astype(np.float32))
+            left, right = (fq(a, 4.0), fq(weight, 4.0)) if quantised else (a, weight)
+            model = ov.Model([ops.matmul(left, right, False, False)], [a])
+            request = core.compile_model(model, "CPU", {**config, "INFERENCE_PRECISION_HINT": hint})
+            infer = request.create_infer_request()
+            x = rng.standard_normal((m, k)).astype(np.float32)
+            calls.append(((lambda r=infer, x=x: r.infer([x])), 2.0 * m * k * n))
+        out[f"{name} openvino MatMul" + (" (FakeQuantize int8)" if quantised else f" ({hint})")] = _mix_gflops(
+            calls, repeats
+        )
     return out
 
 
@@ -178,6 +215,12 @@ def encoder_runs(bundle: str, model, crops: np.ndarray, threads: int, tmp: str) 
             )
             request = compiled.create_infer_request()
             runs[f"openvino {precision} (INFERENCE_PRECISION_HINT={hint})"] = lambda r=request: r.infer([crops])
+        int8_ir = _openvino_int8_ir(bundle, threads)
+        if int8_ir is not None:
+            config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
+            config.update(PERFORMANCE_HINT="LATENCY", DYNAMIC_QUANTIZATION_GROUP_SIZE="0")  # as the backend compiles
+            request = core.compile_model(int8_ir[0], "CPU", config).create_infer_request()
+            runs[f"openvino int8 (NNCF, the runtime's recipe; gate {int8_ir[1]})"] = lambda r=request: r.infer([crops])
     except ImportError as exc:
         print(f"openvino: not installed ({exc})")
     x = torch.from_numpy(crops)
@@ -195,6 +238,43 @@ def encoder_runs(bundle: str, model, crops: np.ndarray, threads: int, tmp: str) 
     runs["torch fp32"] = torch_fp32
     runs["torch bf16 (model in bf16)"] = torch_bf16
     return runs
+
+
+def _openvino_int8_ir(bundle: str, threads: int) -> Optional[Tuple[str, str]]:
+    """``(path, gate verdict)`` of the NNCF int8 image encoder the runtime runs (prepared and gated as
+    ``zsseg build-engine --backend openvino --precision int8`` does; a refused one is timed too, its row says so),
+    or None where this CPU or installation cannot make it (printed)."""
+    from zsseg_rt.bundle import load_meta
+    from zsseg_rt.export.accuracy_gate import EngineAccuracyError
+    from zsseg_rt.export.openvino_precision import INT8_XML, prepare_openvino_precision
+    from zsseg_rt.runtime.openvino_backend import gate_key
+    from zsseg_rt.runtime.precision_records import precision_root, record_dir
+
+    verdict = "passed"
+    try:
+        prepare_openvino_precision(bundle, "int8", threads=threads)
+    except EngineAccuracyError as exc:
+        verdict = "FAILED, timed anyway"
+        print(f"openvino int8: {str(exc).splitlines()[0]}")
+    except (ImportError, ValueError) as exc:
+        print(f"openvino int8: not measured ({str(exc).splitlines()[0]})")
+        return None
+    meta = load_meta(bundle)
+    return os.path.join(record_dir(precision_root(meta), gate_key(meta, "int8")), INT8_XML), verdict
+
+
+def honest_peaks(r: dict) -> None:
+    """``r["peak"][p]``: the best GFLOP/s of precision ``p`` over every path measured in this run, the GEMM
+    microbenchmarks at the encoder's shapes and the encoders themselves (their analytic FLOPs over their time), so
+    no row exceeds 100 %; ``r["peak_from"][p]`` names the path. The theoretical peak is not used: the FMA pipes per
+    core and the AVX-512 / AMX clock are not readable from the kernel on every CPU (the table says so)."""
+    rates = {n: g for n, g in r["gemm"].items()}
+    rates.update({n: r["windows"] * r["flops"] / (ms * 1e6) for n, ms in r["encoders"].items()})
+    r["peak"], r["peak_from"] = {}, {}
+    for precision in ("fp32", "bf16", "int8"):
+        mine = {n: g for n, g in rates.items() if _precision_of(n) == precision}
+        best = max(mine, key=lambda n: mine[n]) if mine else ""
+        r["peak"][precision], r["peak_from"][precision] = (mine[best] if best else float("nan")), best
 
 
 def _precision_of(name: str) -> str:
@@ -274,7 +354,13 @@ def render(r: dict, args) -> str:
         f"the attention term 4 N^2 D L = {_attention(r) / 1e9:.2f} GFLOP added: "
         f"{(r['counted'] + _attention(r)) / 1e9:.2f} GFLOP.",
         "",
-        "| backend, precision | ms | GFLOP/s | % of the precision's GEMM peak |",
+        "Peak of a precision: the best GFLOP/s of every path measured in this run (the GEMM rows above and the "
+        "encoders below), so no row exceeds 100 %; the theoretical peak (FMA pipes x width x clock) is not used: "
+        "the kernel does not expose the FMA-pipe count or the AVX-512 / AMX clock. Peaks used: "
+        + "; ".join(f"{p} {r['peak'][p]:.0f} GFLOP/s ({r['peak_from'][p]})" for p in r["peak"] if r["peak_from"][p])
+        + ".",
+        "",
+        "| backend, precision | ms | GFLOP/s | % of the precision's measured peak |",
         "|---|---:|---:|---:|",
     ]
     for name, ms in r["encoders"].items():
@@ -328,9 +414,16 @@ def targets(r: dict) -> List[str]:
             continue
         name = min(rows, key=lambda n: rows[n])
         share = r["windows"] * r["flops"] / (rows[name] * 1e6) / r["peak"][precision]
+        if r.get("peak_from", {}).get(precision) in rows:
+            out.append(
+                f"- Encoder >= 60 % of the {precision} measured peak (best: {name}): **UNJUDGED** (no GEMM "
+                f"microbenchmark of {precision} reached the encoder's own rate, so the peak is the encoder's: the "
+                "ratio says nothing about the hardware's limit)"
+            )
+            continue
         out.append(
-            f"- Encoder >= 60 % of the {precision} GEMM peak (best: {name}): {100 * share:.0f} %, "
-            + _verdict(share >= 0.6, _encoder_reason(r, precision, rows[name]))
+            f"- Encoder >= 60 % of the {precision} measured peak (best: {name}): {100 * share:.0f} %, "
+            + _verdict(share >= 0.6, _encoder_reason(r, precision, rows[name], name))
         )
     share = r["post_ms"] / r["fastest_ms"]
     out.append(
@@ -349,12 +442,17 @@ def _attention(r: dict) -> float:
     return float(r["layers"] * 4 * r["tokens"] ** 2 * r["width"])
 
 
-def _encoder_reason(r: dict, precision: str, ms: float) -> str:
+def _encoder_reason(r: dict, precision: str, ms: float, name: str = "") -> str:
     """What the measured gap is made of, in numbers from this run."""
     ideal = r["windows"] * r["flops"] / (r["peak"][precision] * 1e6)
     attention = _attention(r) / r["flops"]
-    text = f"its FLOPs at the GEMM peak would take {ideal:.0f} ms, measured {ms:.0f} ms"
-    if precision == "int8":
+    text = f"its FLOPs at the measured peak would take {ideal:.0f} ms, measured {ms:.0f} ms"
+    if precision == "int8" and "openvino" in name:
+        text += (
+            f"; NNCF's recipe quantises the weight GEMMs' inputs (SmoothQuant); the attention GEMMs ({100 * attention:.0f}"
+            " % of the FLOPs), softmax, LayerNorm and GELU run in f32, with a quantise step before every int8 GEMM"
+        )
+    elif precision == "int8":
         text += (
             f"; the dynamic-int8 recipe quantises only the weight MatMuls: the attention GEMMs ({100 * attention:.0f} %"
             " of the FLOPs) stay fp32 and every activation is quantised at run time"
@@ -438,9 +536,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     r["shapes"] = gemm_shapes(tokens, width)
     r["gemm"] = {} if args.post else gemm_peaks(r["shapes"], args.threads, args.repeats)
     print(r["gemm"], flush=True)
-    r["peak"] = {
-        p: max([g for n, g in r["gemm"].items() if n.startswith(p)] or [0.0]) for p in ("fp32", "bf16", "int8")
-    }
     r["flops"] = encoder_flops(tokens, width, layers, grid, patch)
     r["counted"] = counted_flops(model, r["size"])
     image = cv2.imread(str(PHOTO), cv2.IMREAD_COLOR)
@@ -453,6 +548,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         encoders = interleaved(encoder_runs(bundle, model, crops, args.threads, tmp), args.iters, 1)
         r["encoders"] = {name: ms for name, (ms, _) in encoders.items()}
         print(r["encoders"], flush=True)
+        honest_peaks(r)
         if args.post:
             post_rows(r, built["Engine onnxruntime fp32"], model, image, crops, args)
             return

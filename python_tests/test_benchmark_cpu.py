@@ -103,3 +103,20 @@ def test_targets_miss_with_a_reason_below_the_goals():
     assert "5.00x" in lines[0] and "50 %" in lines[1] and "7.5 %" in lines[2]
     good = cpu.targets(_run(encoder_ms=1200.0, engine_ms=100.0, post_ms=50.0))
     assert all("**PASS**" in line for line in good), good
+
+
+def test_no_encoder_row_shows_more_than_the_measured_peak():
+    """Issue 54 item 3: an encoder faster than the GEMM microbenchmark of its precision (OpenVINO fp32 at 199 % of
+    torch's GEMM peak on c783dbf) sets that precision's peak itself, named; every row is then <= 100 %."""
+    cpu = _cpu()
+    r = {
+        "gemm": {"fp32 torch (oneDNN)": 100.0, "int8 ONNX Runtime MatMulInteger": 300.0},
+        "encoders": {"onnxruntime fp32": 1000.0, "openvino fp32 (INFERENCE_PRECISION_HINT=f32)": 500.0},
+        "windows": 2,
+        "flops": 50e9,  # 100 GFLOP per photo: 1000 ms = 100 GFLOP/s, 500 ms = 200 GFLOP/s
+    }
+    cpu.honest_peaks(r)
+    assert r["peak"]["fp32"] == 200.0 and r["peak_from"]["fp32"].startswith("openvino fp32")
+    assert r["peak"]["int8"] == 300.0 and r["peak_from"]["int8"].startswith("int8 ONNX Runtime")
+    for name, ms in r["encoders"].items():
+        assert r["windows"] * r["flops"] / (ms * 1e6) <= r["peak"][cpu._precision_of(name)]

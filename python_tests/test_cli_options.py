@@ -1266,6 +1266,9 @@ COVERAGE = {
     "zsseg camera --fps": (_CAMERA_FAKE,),
     "zsseg camera --loop": (_M + "test_camera_loop_max_frames_and_progress", _CAMERA_PROCESS),
     "zsseg camera --every-frame": (_CAMERA_FAKE,),
+    "zsseg camera --prepare": (
+        "runtime/test_cpu_auto.py::test_the_camera_prepares_in_the_background_only_for_a_live_source_on_auto",
+    ),
     "zsseg camera --no-progress": (_M + "test_camera_loop_max_frames_and_progress",),
     "zsseg camera --max-frames": (_M + "test_camera_loop_max_frames_and_progress",),
     "zsseg camera --max-reconnects": (_M + "test_camera_max_reconnects_gives_up_after_that_many_tries",),

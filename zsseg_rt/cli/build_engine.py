@@ -9,12 +9,13 @@ import sys
 
 from zsseg_rt.cli import command_parser
 from zsseg_rt.cli_types import PRECISION_CHOICES, real_number, whole_number
+from zsseg_rt.runtime.backends.table import AUTO as _AUTO
 from zsseg_rt.runtime.backends.table import prepared_rows as _prepared_rows
 
 __all__ = ["add_command"]
 
 # zsseg build-engine --backend: the table's rows that prepare something; the default is the one that builds engines
-_PREPARED = [row.name for row in _prepared_rows()]
+_PREPARED = [row.name for row in _prepared_rows()] + [_AUTO]
 _ENGINE_BUILDER = next(row.name for row in _prepared_rows() if row.builds_engines)
 
 
@@ -48,6 +49,39 @@ def _prepare_precision(args) -> int:
     return 0
 
 
+def _prepare_auto(args) -> int:
+    """``zsseg build-engine --backend auto``: prepare, gate and measure every reduced precision the CPU rows can run
+    here (what ``backend="auto"`` chooses among on a CPU), then say what auto runs."""
+    from zsseg_rt.bundle import BundleError, graph_files, load_meta
+    from zsseg_rt.runtime.backends.cpu_auto import cpu_policy
+
+    if args.precision is not None:
+        print(
+            "zsseg build-engine: error: --backend auto prepares every gated CPU precision: give no --precision",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        from zsseg_rt.export.auto_precision import prepare_auto
+
+        results = prepare_auto(args.bundle, force=args.force)
+        meta = load_meta(args.bundle)
+        plan = cpu_policy(meta, tuple(graph_files(meta.pipeline)))
+    except (ImportError, ValueError, BundleError) as exc:
+        if getattr(args, "debug", False):
+            raise
+        from zsseg_rt.cli_errors import format_error
+
+        print(f"zsseg build-engine: error: {format_error(exc)}", file=sys.stderr)
+        return 2
+    for result in results:
+        speed = f" {result['speedup']:.2f}x" if result["speedup"] is not None else ""
+        reason = f" ({result['reason']})" if result["reason"] else ""
+        print(f"{result['backend']} {result['precision']}: {result['status']}{speed}{reason}")
+    print(plan[0][2].line())
+    return 0
+
+
 def _cmd_build_engine(args) -> int:
     from zsseg_rt.export.progress import shown
 
@@ -61,6 +95,8 @@ def _build_engine(args) -> int:
     from zsseg_rt.export.accuracy_gate import EngineAccuracyError
     from zsseg_rt.runtime.backends.table import backend_row
 
+    if args.backend == _AUTO:
+        return _prepare_auto(args)
     row = backend_row(args.backend)
     if not row.builds_engines:
         return _prepare_precision(args)
@@ -107,6 +143,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         choices=_PREPARED,
         help="what to prepare ahead of use: "
         + "; ".join(f"{row.name}: {row.prepare_help}" for row in _prepared_rows())
+        + f"; {_AUTO}: every gated CPU path this CPU can run, measured (what --backend auto chooses among)"
         + " (docs/precision.md)",
     )
     p.add_argument(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from zsseg_rt.cli import command_parser
 from zsseg_rt.cli_types import BACKEND_CHOICES, add_engine_arguments, port_number, real_number, whole_number
+from zsseg_rt.runtime.backends.table import AUTO
 from zsseg_rt.stream.video_cli import add_video_arguments, label_sinks, video_segmenter
 
 if TYPE_CHECKING:
@@ -87,12 +88,20 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     )
     add_engine_arguments(
         p,
-        backend_help="auto (TensorRT when engines were built, else ONNX Runtime) or a backend of the table: "
-        + ", ".join(BACKEND_CHOICES[1:]),
+        backend_help="auto (TensorRT when engines were built; on a CPU the fastest path that passed the accuracy "
+        "gate here, else ONNX Runtime fp32) or a backend of the table: " + ", ".join(BACKEND_CHOICES[1:]),
         device_help="auto, cpu or cuda",
         mode_help="post-processing order: fast (default here: fused, less latency) or exact (the papers' order); "
         "see `zsseg segment --help`",
         mode="fast",
+    )
+    p.add_argument(
+        "--prepare",
+        choices=["background", "none"],
+        default=None,
+        help="--backend auto on a CPU, faster paths not prepared yet: background (default with a live camera: a "
+        "niced process quantises and gates them while the exact path runs; the stream switches when ready; never "
+        "waits) or none (run what is recorded; `zsseg build-engine BUNDLE --backend auto` prepares them)",
     )
     p.add_argument("--width", type=whole_number(1), help="requested capture width (V4L2 / CSI)")
     p.add_argument("--height", type=whole_number(1), help="requested capture height (V4L2 / CSI)")
@@ -432,6 +441,14 @@ def run_camera_command(args) -> int:
             item.source.close()
 
 
+def _auto_prepare(args, inputs) -> Optional[str]:
+    """``Engine(prepare=)`` of the stream: --prepare, else "background" where --backend auto meets a live source
+    (a camera never waits for quantisation; a file or folder runs what is recorded)."""
+    if args.prepare is not None:
+        return None if args.prepare == "none" else args.prepare
+    return "background" if args.backend == AUTO and any(item.source.live for item in inputs) else None
+
+
 def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
     from zsseg_rt.runtime import Engine
     from zsseg_rt.stream.runner import MultiStreamRunner
@@ -457,6 +474,7 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
             device=args.device,
             mode=args.mode,
             max_pixels=max_pixels,  # the frames' limit (0: none), as the source checks it
+            prepare=_auto_prepare(args, inputs),
         )
     except BaseException:
         for sink in [sink for own in sinks for sink in own] + shared:
@@ -507,6 +525,7 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
             finally:
                 runner.snapshot()  # the final counters and states
                 progress.show(runner.stats)
+    engine.close()  # a background preparation (--prepare background) goes on in its own process, unwatched
     summary = runner.snapshot()
     summary["backend"] = engine.backend.name
     summary["outputs"] = [sink.describe() for own in sinks for sink in own if hasattr(sink, "describe")]

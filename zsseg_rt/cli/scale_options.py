@@ -22,7 +22,8 @@ __all__ = [
 ]
 
 BACKEND_HELP = (
-    "auto (TensorRT when engines were built, else ONNX Runtime), tensorrt, onnxruntime, openvino (CPU) or torch "
+    "auto (TensorRT when engines were built; on a CPU the fastest path that passed the accuracy gate here, else "
+    "ONNX Runtime fp32), tensorrt, onnxruntime, openvino (CPU) or torch "
     "(default auto)"
 )
 DEVICE_HELP = "auto, cpu or cuda (default auto)"

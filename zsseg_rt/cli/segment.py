@@ -347,7 +347,9 @@ MODE_HELP = (
     "`zsseg eval --mode slide|whole`, which chooses the windows of PyTorch checkpoints"
 )
 BACKEND_HELP = (
-    "auto (TensorRT when engines were built with `zsseg build-engine` and TensorRT imports, else ONNX Runtime), "
+    "auto (TensorRT when engines were built with `zsseg build-engine` and TensorRT imports; on a CPU the fastest "
+    "path that passed the accuracy gate here, prepared by `zsseg build-engine BUNDLE --backend auto`, else ONNX "
+    "Runtime fp32), "
     "tensorrt, onnxruntime, openvino (CPU; pip install openvino), or torch (needs the checkpoint the bundle was "
     "exported from)"
 )

@@ -48,7 +48,9 @@ class Engine:
     Args:
         bundle: a bundle directory written by ``zsseg export`` (str or path).
         classes: initial class names (list, or a comma-separated string), or None to set later.
-        backend: "auto" (TensorRT when its engines exist and import, else ONNX Runtime), "tensorrt",
+        backend: "auto" (TensorRT when its engines exist and import; on a CPU the fastest path that passed the
+            accuracy gate on this CPU, OpenVINO or ONNX Runtime, by the speed its gate record measured, else ONNX
+            Runtime fp32; one INFO line on the "zsseg_rt" logger says which and why), "tensorrt",
             "onnxruntime", "openvino" (CPU, fp32; docs/openvino.md) or "torch" (or a ready ``Backend`` object, e.g.
             the accuracy gate's).
         device: "auto", "cpu" or "cuda" (ONNX Runtime / torch backends).
@@ -82,6 +84,8 @@ class Engine:
             OpenVINO (CPU): "fp32", "bf16" (AMX / AVX-512-BF16), "int8" (NNCF, VNNI / AMX-INT8) or "auto" (the
             fastest precision that passed the gate on this CPU, else fp32; ``engine.backend.precision`` says which).
             A reduced precision without a gate record is prepared and gated on first use (docs/precision.md).
+            backend="auto" on a CPU: None runs the fastest path that passed the accuracy gate on this CPU (a gate
+            record's measured speed ranks it), else the exact fp32 graphs; "fp32" always runs the exact graphs.
         threads: (ONNX Runtime backend) intra-op threads; 0 lets ONNX Runtime choose. (OpenVINO backend)
             ``INFERENCE_NUM_THREADS``; 0 lets OpenVINO choose.
         device_pipeline: "auto" keeps a frame's data on the GPU where it can (TensorRT, torch on CUDA): one upload
@@ -93,6 +97,11 @@ class Engine:
             ``$ZSSEG_MAX_PIXELS`` or 40 MP, the limit of the CLI, ``zsseg batch`` and ``zsseg serve``; 0: none),
             2^25 rescaled pixels, 4096 windows, 2048 MiB estimated working memory per image. Sides longer than
             ``pipeline.limits.MAX_SIDE`` (262144) are always refused.
+        prepare: (backend="auto" on a CPU) what to do about the gated paths this CPU could run that are not
+            prepared yet: None (default: run what is recorded; ``zsseg build-engine BUNDLE --backend auto`` prepares
+            them), "now" (quantise, gate and measure them before returning, once, with a progress bar) or
+            "background" (a niced process prepares them while the exact path runs; the Engine switches between
+            frames when the faster path is ready: ``zsseg camera``'s default). Records go to ``<bundle>/engines``.
         allow_partial_images: (file paths) decode what a truncated or damaged image file holds, the missing part
             filled, instead of refusing it (``zsseg_rt.image_io``: by default such a file is refused with
             ``CorruptImageError``, one line naming what is wrong, as every command refuses it; CLI:
@@ -139,6 +148,7 @@ class Engine:
         max_memory_mb: int = InputLimits.max_memory_mb,
         expected_digest: Optional[str] = None,
         allow_partial_images: bool = False,
+        prepare: Optional[str] = None,
     ):
         self.allow_partial_images = bool(allow_partial_images)
         self.limits = InputLimits.resolve(
@@ -176,7 +186,10 @@ class Engine:
             whole_fallback=whole_fallback,
             limits=self.limits,
             stage=self._stage,
+            prepare=prepare,
         )
+        # backend="auto", prepare="background": the faster gated path being prepared; switched to between frames
+        self._upgrade = getattr(self.pipeline.backend, "auto_upgrade", None)
         self.tokenizer = ClipTokenizer(self.meta.file(Files.TOKENIZER), self.meta.context_length)
         self._lock = threading.Lock()
         # Per-class text-embedding cache: (name, templates) -> [D]. Editing a vocabulary encodes only new names.
@@ -200,6 +213,33 @@ class Engine:
     @property
     def mode(self) -> str:
         return self.pipeline.mode
+
+    def _take_upgrade(self) -> None:
+        """Between frames: once a background preparation (``prepare="background"``) has finished, run the path it
+        made ready (opened by its own thread: nothing here waits for quantisation or compilation)."""
+        upgrade = self._upgrade
+        if upgrade is None or not upgrade.ready():
+            return
+        with self._lock:
+            if self._upgrade is not upgrade:
+                return
+            self._upgrade = None
+            if upgrade.backend is not None:
+                import logging
+
+                self.pipeline.backend = upgrade.backend
+                logging.getLogger("zsseg_rt").info(
+                    "backend='auto': switched to %s %s, prepared and gated in the background",
+                    upgrade.backend.name,
+                    getattr(upgrade.backend, "precision", ""),
+                )
+
+    def close(self) -> None:
+        """Stop watching a background preparation (``prepare="background"``); the preparation process itself goes
+        on and writes its records for the next start. The Engine keeps running the path it runs."""
+        upgrade, self._upgrade = self._upgrade, None
+        if upgrade is not None:
+            upgrade.stop()
 
     @property
     def max_batch(self) -> int:
@@ -376,6 +416,8 @@ class Engine:
             a :class:`Result` (a list of them for a list input) holding the input image, its path, per-stage
             ``timing`` in milliseconds, and the bundle's random-weights ``banner`` ("" for trained weights).
         """
+        if self._upgrade is not None:
+            self._take_upgrade()
         vocab = self._vocab
         if vocab is None:
             raise RuntimeError("no vocabulary: call engine.set_classes(['cat', 'floor', ...]) first")
@@ -404,6 +446,8 @@ class Engine:
             )
         if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
             raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+        if self._upgrade is not None:  # between frames of a video filter too, as in __call__
+            self._take_upgrade()
         vocab = self._vocab
         if vocab is None:
             raise RuntimeError("no vocabulary: call engine.set_classes(['cat', 'floor', ...]) first")

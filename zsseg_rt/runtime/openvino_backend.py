@@ -35,6 +35,8 @@ Nothing here imports torch; ``openvino`` is imported when the backend is built (
 from __future__ import annotations
 
 import fcntl
+import functools
+import importlib.util
 import json
 import logging
 import os
@@ -50,9 +52,11 @@ from .cpu_features import CpuFeatures, cpu_features
 from .engine_cache import atomic_write
 from .file_verification import cached_sha256, unreadable_graph_error
 from .precision_records import (
+    GatedChoice,
     PrecisionKey,
     PrecisionRecordError,
     find_or_prepare,
+    gated_choice,
     load_preparer,
     pick_gated_precision,
     precision_root,
@@ -63,6 +67,7 @@ __all__ = [
     "OPENVINO_PRECISIONS",
     "OpenVinoGraphs",
     "gate_key",
+    "gated_choices",
     "openvino_precision_record",
     "resolve_openvino_precision",
     "check_openvino_device",
@@ -71,9 +76,9 @@ __all__ = [
 ]
 
 OPENVINO_PRECISIONS = ("fp32", "bf16", "int8", "auto")
-# the reduced precisions "auto" tries, fastest first. Measured on the ViT-B/16 image encoder (2 threads, AMX Xeon;
-# docs/openvino.md): fp32 3835 ms, bf16 800 ms, NNCF int8 1244 ms (its unquantised operations f32). A CPU without
-# bf16 skips it and tries int8 (VNNI / AMX-INT8).
+# the reduced precisions "auto" tries. Among those with a gate record, the fastest by the speed measured when they
+# were gated goes first (precision_records.rank_choices); without records they are gated on first use in this order
+# (bf16 first: cheap to gate, no quantisation). A CPU without bf16 skips it and tries int8 (VNNI / AMX-INT8).
 AUTO_ORDER = ("bf16", "int8")
 INT8_INSTRUCTIONS = ("amx-int8", "avx512-vnni", "avx-vnni")
 COMPILE_RECIPE_VERSION = 1
@@ -88,6 +93,7 @@ REDUCED_ROLES = ("image",)
 # the export side that gates a reduced precision (found by name: the runtime never imports the exporter)
 PREPARER = "zsseg_rt.export.openvino_precision:prepare_openvino_precision"
 LOG = logging.getLogger("zsseg_rt.precision")
+NAME = "openvino"  # this module's backend row
 
 
 def _ov():
@@ -192,7 +198,13 @@ def openvino_cache_key(
 
 def _device_class(features: Optional[CpuFeatures] = None) -> str:
     features = features or cpu_features()
-    return f"cpu {_cpu_name(_ov().Core())} {features.machine} int8 {features.int8_dot_product} bf16 {features.bf16}"
+    return f"cpu {_core_cpu_name()} {features.machine} int8 {features.int8_dot_product} bf16 {features.bf16}"
+
+
+@functools.lru_cache(maxsize=1)
+def _core_cpu_name() -> str:
+    """The CPU's name as OpenVINO reports it (read once per process: the CPU does not change under it)."""
+    return _cpu_name(_ov().Core())
 
 
 def gate_key(meta: BundleMeta, precision: str, ov_version: Optional[str] = None, device: Optional[str] = None):
@@ -288,10 +300,40 @@ def resolve_openvino_precision(
         validate_openvino_precision(candidate, features)
         return openvino_precision_record(meta, candidate, cache_dir, prepare)
 
-    chosen, found = pick_gated_precision(AUTO_ORDER, try_one, "OpenVINO", LOG)
+    def existing(candidate: str) -> GatedChoice:
+        validate_openvino_precision(candidate, features)
+        return gated_choice(precision_root(meta, cache_dir), gate_key(meta, candidate))
+
+    chosen, found = pick_gated_precision(AUTO_ORDER, try_one, "OpenVINO", LOG, existing)
     if found is None:
         return "fp32", None, None
     return (chosen, *found)
+
+
+def gated_choices(
+    meta: BundleMeta, cache_dir: Optional[str] = None, features: Optional[CpuFeatures] = None
+) -> List[GatedChoice]:
+    """The backend table row's ``gated_choices`` (the CPU ``auto`` policy, ``runtime/backends/cpu_auto.py``): bf16
+    and int8 for this bundle, CPU and OpenVINO version, from their records (nothing is prepared or compiled); a
+    windowed bundle's image encoder only. Raises ImportError without OpenVINO."""
+    _ov()
+    if getattr(meta, "pipeline", "windowed") != "windowed":
+        return []
+    features = features or cpu_features()
+    root = precision_root(meta, cache_dir)
+    choices = []
+    for precision in AUTO_ORDER:
+        try:
+            validate_openvino_precision(precision, features)
+        except ValueError as exc:
+            choices.append(GatedChoice(NAME, precision, "cannot", str(exc).split(". Use ")[0].splitlines()[0]))
+            continue
+        choice = gated_choice(root, gate_key(meta, precision, device=_device_class(features)))
+        if choice.status == "missing" and precision == "int8" and importlib.util.find_spec("nncf") is None:
+            why = "quantising needs NNCF (pip install 'zsseg_rt[openvino-int8]')"
+            choice = GatedChoice(NAME, precision, "cannot", why)
+        choices.append(choice)
+    return choices
 
 
 class OpenVinoGraphs:

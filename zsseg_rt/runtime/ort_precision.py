@@ -18,21 +18,25 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from zsseg_rt.bundle import BundleMeta, Files
 
 from .cpu_features import CpuFeatures, cpu_features
 from .precision_records import (
+    GatedChoice,
     PrecisionKey,
     find_or_prepare,
+    gated_choice,
     load_preparer,
     pick_gated_precision,
     precision_root,
 )
 
 LOG = logging.getLogger("zsseg_rt.precision")
+NAME = "onnxruntime"  # this module's backend row
 ORT_PRECISIONS = ("fp32", "int8", "bf16", "auto")
 # the reduced precisions "auto" tries, fastest first: bf16 where ONNX Runtime has it (Arm64 CPUs with bf16), then
 # int8 (the weight MatMuls dynamically quantised: any x86-64 or Arm64 CPU). Each runs only after its gate passed.
@@ -46,6 +50,7 @@ PREPARER = "zsseg_rt.export.ort_quantize:prepare_onnxruntime_precision"
 __all__ = [
     "ORT_PRECISIONS",
     "ORT_AUTO_ORDER",
+    "gated_choices",
     "image_encoder_graph",
     "resolve_ort_auto",
     "int8_recipe",
@@ -152,4 +157,35 @@ def resolve_ort_auto(
         validate_ort_precision(candidate)
         return image_encoder_graph(meta, candidate, cache_dir, prepare)
 
-    return pick_gated_precision(ORT_AUTO_ORDER, try_one, "ONNX Runtime", LOG)
+    def existing(candidate: str) -> GatedChoice:
+        validate_ort_precision(candidate)
+        return gated_choice(precision_root(meta, cache_dir), precision_key(meta, candidate))
+
+    return pick_gated_precision(ORT_AUTO_ORDER, try_one, "ONNX Runtime", LOG, existing)
+
+
+def gated_choices(
+    meta: BundleMeta, cache_dir: Optional[str] = None, features: Optional[CpuFeatures] = None
+) -> List[GatedChoice]:
+    """The backend table row's ``gated_choices`` (the CPU ``auto`` policy, ``runtime/backends/cpu_auto.py``): each
+    reduced precision of ``ORT_AUTO_ORDER`` for this bundle, CPU and ONNX Runtime, from its record (nothing is
+    prepared); a windowed bundle's image encoder only (other pipelines: none). Raises ImportError without ONNX
+    Runtime."""
+    import onnxruntime
+
+    if getattr(meta, "pipeline", "windowed") != "windowed":
+        return []
+    features = features or cpu_features()
+    root = precision_root(meta, cache_dir)
+    choices = []
+    for precision in ORT_AUTO_ORDER:
+        try:
+            validate_ort_precision(precision, features)
+        except ValueError as exc:
+            choices.append(GatedChoice(NAME, precision, "cannot", str(exc).split(". Use ")[0].splitlines()[0]))
+            continue
+        choice = gated_choice(root, precision_key(meta, precision, features, str(onnxruntime.__version__)))
+        if choice.status == "missing" and precision == "int8" and importlib.util.find_spec("onnx") is None:
+            choice = GatedChoice(NAME, precision, "cannot", "quantising needs the onnx package (pip install onnx)")
+        choices.append(choice)
+    return choices

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from zsseg_rt.bundle import BundleMeta, Files
 
@@ -27,15 +27,22 @@ from .engine_cache import ENGINE_RECORD, GATE_FIELD, atomic_write
 from .file_verification import cached_sha256
 
 __all__ = [
+    "GatedChoice",
     "PrecisionGateRefused",
     "PrecisionKey",
     "PrecisionRecordError",
+    "SPEED_FIELD",
     "find_record",
+    "gated_choice",
     "precision_root",
+    "rank_choices",
     "read_record",
     "record_dir",
+    "update_record",
     "write_record",
 ]
+
+SPEED_FIELD = "speed"  # the record's measured image-encoder time against the gate's reference (export/auto_precision)
 
 
 class PrecisionRecordError(RuntimeError):
@@ -166,16 +173,110 @@ def find_record(root: str, key: PrecisionKey, check_artefact: bool = True) -> Tu
     return record, artefact
 
 
+def update_record(root: str, key: PrecisionKey, field_name: str, value: Any) -> Dict[str, Any]:
+    """Set one field of the record of ``key`` (a measurement added after the gate: :data:`SPEED_FIELD`), written
+    atomically; returns the record. The key and the gate's result are not changed."""
+    folder = record_dir(root, key)
+    record = read_record(folder)
+    record[field_name] = value
+    atomic_write(os.path.join(folder, ENGINE_RECORD), json.dumps(record, indent=2, sort_keys=True).encode())
+    return record
+
+
+@dataclass
+class GatedChoice:
+    """What one (backend, reduced precision) is on this CPU for a bundle, read from its records without preparing
+    anything: ``status`` "passed" / "accepted" (below the gate, by the user) with its ``record``; "refused" (the gate
+    failed), "missing" (this CPU can run it; no record yet: preparing it is worth trying), "unusable" (a record of
+    another setup, a modified artefact) or "cannot" (this CPU or installation cannot run it); ``reason`` says why."""
+
+    backend: str
+    precision: str
+    status: str
+    reason: str = ""
+    record: Optional[Dict[str, Any]] = None
+    root: str = ""  # where its record is (or goes), and its key: None for "cannot"
+    key: Optional[PrecisionKey] = None
+
+    @property
+    def usable(self) -> bool:
+        return self.status in ("passed", "accepted")
+
+    @property
+    def speedup(self) -> Optional[float]:
+        """The image encoder's speed over the gate's reference (ONNX Runtime fp32) measured on this CPU when it was
+        gated (``record["speed"]``), or None (not measured: a record written before speeds were)."""
+        speed = (self.record or {}).get(SPEED_FIELD)
+        try:
+            return float(speed["speedup"]) if isinstance(speed, Mapping) else None
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @property
+    def gate_summary(self) -> str:
+        gate = (self.record or {}).get(GATE_FIELD)
+        return str(gate.get("summary", "")) if isinstance(gate, Mapping) else ""
+
+    def describe(self) -> str:
+        """``"openvino int8 2.91x"``, ``"onnxruntime int8: refused (accuracy gate FAILED: ...)"``, ..."""
+        name = f"{self.backend} {self.precision}"
+        if self.usable:
+            speed = self.speedup
+            return f"{name} {speed:.2f}x" if speed is not None else f"{name} (speed not measured)"
+        return f"{name}: {self.status} ({self.reason})" if self.reason else f"{name}: {self.status}"
+
+
+def gated_choice(root: str, key: PrecisionKey) -> GatedChoice:
+    """The :class:`GatedChoice` of ``key`` from the records under ``root`` (nothing is prepared)."""
+    if not os.path.isfile(os.path.join(record_dir(root, key), ENGINE_RECORD)):
+        return GatedChoice(key.backend, key.precision, "missing", "no record for this CPU yet", None, root, key)
+    try:
+        record, _ = find_record(root, key)
+    except PrecisionGateRefused as exc:
+        summary = read_record(record_dir(root, key)).get(GATE_FIELD, {}).get("summary", str(exc))
+        return GatedChoice(key.backend, key.precision, "refused", str(summary).splitlines()[0], None, root, key)
+    except PrecisionRecordError as exc:
+        return GatedChoice(key.backend, key.precision, "unusable", str(exc).splitlines()[0], None, root, key)
+    gate = record.get(GATE_FIELD, {})
+    status = "passed" if gate.get("passed") else "accepted"
+    return GatedChoice(key.backend, key.precision, status, "", record, root, key)
+
+
+def rank_choices(choices: Sequence[GatedChoice]) -> List[GatedChoice]:
+    """The usable choices, fastest first: those with a measured speed by it (highest first; ties keep the given
+    order), then those without one in the given order."""
+    usable = [choice for choice in choices if choice.usable]
+    measured = [choice for choice in usable if choice.speedup is not None]
+    measured.sort(key=lambda choice: -float(choice.speedup or 0.0))  # stable: ties keep their order
+    return measured + [choice for choice in usable if choice.speedup is None]
+
+
 def pick_gated_precision(
-    candidates: Tuple[str, ...], try_one: Callable[[str], Any], label: str, log: logging.Logger
+    candidates: Tuple[str, ...],
+    try_one: Callable[[str], Any],
+    label: str,
+    log: logging.Logger,
+    existing: Optional[Callable[[str], GatedChoice]] = None,
 ) -> Tuple[str, Any]:
-    """``precision="auto"`` on a CPU backend: the first of ``candidates`` (fastest first) that this CPU can run and
-    whose accuracy-gate record passed or was accepted below the gate by the user (``--accept-below-gate``: the log
-    line then carries the gate's FAILED summary), as ``(precision, try_one(precision))``, else ``("fp32", None)``; logs which
-    and why at INFO on ``log``. ``try_one`` returns what the backend needs to run a candidate (its record) and
-    raises ValueError (the CPU cannot run it), ImportError (what prepares it is missing) or a gate error
+    """``precision="auto"`` on a CPU backend: the first of ``candidates`` that this CPU can run and whose
+    accuracy-gate record passed or was accepted below the gate by the user (``--accept-below-gate``: the log line
+    then carries the gate's FAILED summary), as ``(precision, try_one(precision))``, else ``("fp32", None)``; logs
+    which and why at INFO on ``log``. ``existing(precision)`` (the records there are, nothing prepared): candidates
+    with a usable record go first, fastest first by the speed measured when they were gated (:func:`rank_choices`),
+    so a faster gated precision wins over the order of ``candidates``, which is kept among the rest (gated on first
+    use in that order). ``try_one`` returns what the backend needs to run a candidate (its record) and raises
+    ValueError (the CPU cannot run it), ImportError (what prepares it is missing) or a gate error
     (PrecisionRecordError: refused, or no record and not prepared; the exporter's EngineAccuracyError: the first-use
     gate failed); any other error propagates."""
+    if existing is not None:
+        found = []
+        for candidate in candidates:
+            try:
+                found.append(existing(candidate))
+            except (ValueError, ImportError):
+                continue  # said by try_one below
+        ranked = [choice.precision for choice in rank_choices(found)]
+        candidates = tuple(ranked) + tuple(c for c in candidates if c not in ranked)
     reasons = []
     for candidate in candidates:
         try:

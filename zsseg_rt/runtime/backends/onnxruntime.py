@@ -26,6 +26,7 @@ __all__ = [
     "open_onnxruntime",
     "open_ort_session",
     "ort_providers",
+    "runs_on_gpu",
     "session_options",
 ]
 
@@ -56,6 +57,15 @@ def ort_providers(device: str) -> List[str]:
     if device != "auto":
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+def runs_on_gpu(device: str) -> bool:
+    """Whether ONNX Runtime would run the bundle's graphs on a GPU for ``device`` (the table row's ``gpu_check``:
+    "auto" on a machine whose onnxruntime has the CUDA execution provider)."""
+    try:
+        return device != "cpu" and ort_providers(device)[0] == "CUDAExecutionProvider"
+    except (ImportError, RuntimeError, ValueError):
+        return False
 
 
 def session_options(threads: int = 0, extra: Optional[Mapping[str, str]] = None) -> Any:

@@ -18,6 +18,7 @@ from .table import (
     backend_names,
     backend_row,
     legacy_row,
+    load_reference,
     row_factory,
     rows_serving,
 )
@@ -86,10 +87,11 @@ def _open(row: BackendSpec, meta, roles, adapter, device, model, precision, thre
     return adapter(made, meta) if isinstance(made, GraphRunner) and not isinstance(made, RoleGraphs) else made
 
 
-def _auto(meta, roles, adapter, device, model, precision, threads, verify) -> Any:
+def _auto(meta, roles, adapter, device, model, precision, threads, verify, prepare, cache_dir) -> Any:
     """backend='auto': TensorRT when its row serves the pipeline and its engines exist and import (not on
-    device='cpu'), else ONNX Runtime: said with a warning when TensorRT is installed but cannot be used, at debug level
-    when it is not installed (the normal state of a CPU machine)."""
+    device='cpu'), else, where ONNX Runtime would run on the CPU, the CPU policy (:func:`_cpu_auto`: the fastest path
+    that passed the accuracy gate on this CPU), else ONNX Runtime on its GPU. A GPU row that is installed but cannot
+    be used is said with a warning; one that is not installed at debug level (the normal state of a CPU machine)."""
     gpu_rows = [backend_row(name) for name in BUILTIN_BACKENDS if backend_row(name).devices == ("cuda",)]
     for row in gpu_rows if device != "cpu" else []:
         if not row.serves(roles):
@@ -109,9 +111,53 @@ def _auto(meta, roles, adapter, device, model, precision, threads, verify) -> An
                 RuntimeWarning,
                 stacklevel=5,
             )
-    # fp32: ONNX Runtime's reduced precisions are asked for explicitly
     cpu = backend_row(REFERENCE_BACKEND)
-    return _open(cpu, meta, roles, adapter, device, model, None, threads, verify, {})
+    on_gpu = device == "cuda" or (device != "cpu" and cpu.gpu_check and load_reference(cpu.gpu_check)(device))
+    if on_gpu:  # fp32 on its GPU: the CPU's reduced precisions are CPU ones
+        return _open(cpu, meta, roles, adapter, device, model, None, threads, verify, {})
+    return _cpu_auto(meta, roles, adapter, model, precision, threads, verify, prepare, cache_dir)
+
+
+def _cpu_auto(meta, roles, adapter, model, precision, threads, verify, prepare, cache_dir) -> Any:
+    """The CPU policy (``cpu_auto.py``): open the fastest gated path recorded for this CPU (a candidate that will not
+    open gives way to the next, its reason in the log line), else the exact fp32 reference; one INFO line says what
+    runs, why and the gate it passed. ``prepare`` (what is missing): None, "now" (prepared first) or "background"
+    (``runner.auto_upgrade``: a :class:`~.cpu_auto.BackgroundUpgrade` the Engine switches to when ready)."""
+    from .cpu_auto import PREPARE_MODES, BackgroundUpgrade, cpu_policy, prepare_now, run_preparation
+
+    if prepare not in PREPARE_MODES:
+        raise ValueError(f"prepare must be one of {PREPARE_MODES}, got {prepare!r}")
+    anything = precision in (None, AUTO)
+    plan = cpu_policy(meta, roles, precision, cache_dir)
+    if prepare == "now" and anything and plan[0][2].missing:
+        prepare_now(meta, cache_dir, threads)
+        plan = cpu_policy(meta, roles, precision, cache_dir)
+    for index, (row, chosen_precision, chosen) in enumerate(plan):
+        options: dict = {"cache_dir": cache_dir} if cache_dir else {}
+        if chosen.gate:  # a recorded path: run it from its record, never prepare here
+            options["prepare"] = False
+        try:
+            made = _open(row, meta, roles, adapter, "cpu", model, chosen_precision, threads, verify, options)
+        except Exception as exc:  # noqa: BLE001 - the next of the plan, the reason in its log line
+            if index == len(plan) - 1:
+                raise
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            for _, _, later in plan[index + 1 :]:
+                later.notes = later.notes + [f"{row.name} {chosen_precision}: could not be opened ({reason})"]
+            continue
+        runner = getattr(made, "runner", made)
+        runner.auto_choice = chosen
+        LOG.info("%s", chosen.line())
+        if prepare == "background" and anything and chosen.missing:
+
+            def rebuild() -> Any:
+                return _cpu_auto(meta, roles, adapter, model, precision, threads, verify, None, cache_dir)
+
+            runner.auto_upgrade = BackgroundUpgrade(
+                lambda stop: run_preparation(meta, stop), rebuild, (chosen.backend, chosen.precision)
+            )
+        return made
+    raise AssertionError("the CPU policy's plan ends with the exact reference")  # pragma: no cover
 
 
 def make_backend(
@@ -125,13 +171,16 @@ def make_backend(
     *,
     roles: Sequence[str] = WindowedGraphs.roles,
     adapter: RoleAdapter = WindowedGraphs,
+    auto_prepare: Optional[str] = None,
     **options: Any,
 ) -> Any:
     """The backend running a bundle's graphs of ``roles``, as the pipeline's role object (``adapter(runner, meta)``).
 
     ``backend``: a name of the table (``backend_names()``), "auto" (see :func:`_auto`), a ready :class:`Backend` or
     role object (used as it is), or a :class:`GraphRunner` (wrapped in ``adapter``). ``precision``: None for the
-    backend's default (its row's: TensorRT fp16, else fp32).
+    backend's default (its row's: TensorRT fp16, else fp32). ``auto_prepare`` (backend "auto" on a CPU only): what
+    to do about gated paths not prepared yet: None, "now" or "background" (``cpu_auto.py``); ``options`` of "auto":
+    ``cache_dir`` (where the records are; default ``<bundle>/engines``).
     """
     if isinstance(backend, (Backend, RoleGraphs)):
         return backend
@@ -140,5 +189,14 @@ def make_backend(
     if not isinstance(backend, str):
         raise ValueError(f"backend must be one of {backend_names()} or a Backend object, got {backend!r}")
     if backend == AUTO:
-        return _auto(meta, roles, adapter, device, model, precision, threads, verify)
+        unknown = sorted(set(options) - {"cache_dir"})
+        if unknown:
+            raise ValueError(f"backend='auto' takes no options {unknown} (name a backend to pass its own options)")
+        cache_dir = options.get("cache_dir")
+        return _auto(meta, roles, adapter, device, model, precision, threads, verify, auto_prepare, cache_dir)
+    if auto_prepare is not None:
+        raise ValueError(
+            f"prepare={auto_prepare!r} applies to backend='auto' (it prepares the CPU paths auto chooses among); "
+            f"backend={backend!r} prepares its own reduced precision on first use"
+        )
     return _open(backend_row(backend), meta, roles, adapter, device, model, precision, threads, verify, options)

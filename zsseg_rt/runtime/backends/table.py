@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 __all__ = [
     "AUTO",
+    "AUTO_PREPARER",
     "BACKEND_ENTRY_POINTS",
     "BUILTIN_BACKENDS",
     "BackendSpec",
@@ -37,6 +38,9 @@ __all__ = [
 AUTO = "auto"  # the policy, not a row: zsseg_rt.runtime.backends.make_backend
 # The exact fp32 reference every accuracy gate and export check compares with, and what "auto" falls back to
 REFERENCE_BACKEND = "onnxruntime"
+# What `zsseg build-engine --backend auto` (and Engine(prepare="now" / "background")) runs: every CPU row's gated
+# reduced precisions this CPU can run, prepared and gated with their speed measured (export side, found by name)
+AUTO_PREPARER = "zsseg_rt.export.auto_precision:prepare_auto"
 BACKEND_ENTRY_POINTS = "zsseg_rt.backends"
 
 # The graph roles of the two pipelines (zsseg_rt.bundle.graph_files)
@@ -64,6 +68,12 @@ class BackendSpec:
         prepare_help: what ``zsseg build-engine --backend NAME`` does, for its help.
         builds_engines: ``zsseg build-engine`` builds engines for it (TensorRT), with engine options.
         own_modules: modules that implement this backend (they may spell its name).
+        gated_choices: ``"module:attr"`` of ``gated_choices(meta, cache_dir) -> [GatedChoice]``: its reduced
+            precisions on this CPU from their gate records, nothing prepared (``runtime/precision_records.py``). A
+            row with it is a candidate of the ``auto`` policy on a CPU (``cpu_auto.py``), which runs the fastest
+            gated one by the speed each record measured; ImportError: the backend is not installed here.
+        gpu_check: ``"module:attr"`` of ``check(device) -> bool``: whether the row would run on a GPU for
+            ``device`` ("auto": the CPU ``auto`` policy applies only where the reference row runs on the CPU).
     """
 
     name: str
@@ -78,6 +88,8 @@ class BackendSpec:
     prepare_help: str = ""
     builds_engines: bool = False
     own_modules: Tuple[str, ...] = ()
+    gated_choices: Optional[str] = None
+    gpu_check: Optional[str] = None
 
     def serves(self, roles: Iterable[str]) -> bool:
         """Whether its runner opens every one of ``roles`` (a pipeline's)."""
@@ -111,6 +123,8 @@ _ROWS: Tuple[BackendSpec, ...] = (
         prepare_precisions=("int8", "bf16"),
         prepare_help="quantise the image encoder for this CPU (int8) or gate bf16 (Arm64)",
         own_modules=("zsseg_rt.runtime.ort_precision", "zsseg_rt.export.ort_quantize"),
+        gated_choices="zsseg_rt.runtime.ort_precision:gated_choices",
+        gpu_check="zsseg_rt.runtime.backends.onnxruntime:runs_on_gpu",
     ),
     BackendSpec(
         name="openvino",
@@ -124,6 +138,7 @@ _ROWS: Tuple[BackendSpec, ...] = (
         prepare_precisions=("bf16", "int8"),
         prepare_help="gate bf16 (AMX / AVX-512-BF16) or NNCF int8 (VNNI / AMX-INT8) on this CPU",
         own_modules=("zsseg_rt.runtime.openvino_backend", "zsseg_rt.export.openvino_precision"),
+        gated_choices="zsseg_rt.runtime.openvino_backend:gated_choices",
     ),
     BackendSpec(
         name="torch",

@@ -105,6 +105,7 @@ class Pipeline:
         stage: Stage,
         inference: str = "auto",
         whole_fallback: Optional[str] = None,
+        prepare: Optional[str] = None,
     ):
         self.meta = meta
         self.mode = mode

@@ -281,6 +281,7 @@ class TwoStagePipeline(Pipeline):
             options["precision"],
             options["threads"],
             options["verify"],
+            auto_prepare=options.get("prepare"),
             roles=self.roles,
             adapter=TwoStageGraphs,
         )

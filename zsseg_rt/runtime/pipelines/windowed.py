@@ -81,6 +81,7 @@ class WindowedPipeline(Pipeline):
             options["precision"],
             options["threads"],
             options["verify"],
+            auto_prepare=options.get("prepare"),
         )
         from ..device_pipeline import make_device_pipeline
 

@@ -1,0 +1,208 @@
+#!/usr/bin/env python
+"""What a new user gets on a CPU (issue 54): ``Engine(bundle)`` (backend "auto") against c783dbf's default, side by
+side in one process on the VOC photo, the rows taking turns frame by frame (ratios compare like with like on a
+loaded machine). c783dbf's ``auto`` ran ONNX Runtime fp32 on a CPU: that row is ``Engine(bundle,
+backend="onnxruntime")``, the same graphs and session options.
+
+Phases, in one run:
+
+1. cold: ``Engine(bundle)`` with no record (what auto picks then, and its start-up time);
+2. ``zsseg build-engine BUNDLE --backend auto`` (``export.auto_precision.prepare_auto``): every reduced precision
+   the CPU rows can run here quantised, gated and measured; each row's gate summary and measured speed;
+3. warm: ``Engine(bundle)`` again (the record cached: what auto picks now, the log line, start-up time) and the
+   frames, interleaved with the c783dbf default, labels compared with it;
+4. resident memory (peak RSS) and time to the first frame of each default in a fresh process of its own, cold
+   (no record: ``Engine(bundle)`` runs ONNX Runtime fp32) and warm (records cached).
+
+    .venv/bin/python -m benchmarks cpu_default --write        # exports a random ViT-B/16 bundle first
+    .venv/bin/python -m benchmarks cpu_default --bundle B
+    .venv/bin/python -m benchmarks cpu_default --quick        # tiny model: that the program runs, no numbers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .common import PHOTO, section_head, show_section
+from .precision import interleaved
+
+SECTION = "## CPU default: `Engine(bundle)` (backend auto) vs c783dbf's default (ONNX Runtime fp32)"
+OLD_DEFAULT = "c783dbf default: Engine(bundle, backend='onnxruntime') fp32"
+NEW_DEFAULT = "Engine(bundle) (backend auto)"
+CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow"]
+CLASSES += ["table", "dog", "horse", "motorbike", "person", "plant", "sheep", "sofa", "train", "tv"]
+
+# one fresh process: start-up and the first frame, then peak RSS (what an edge CPU has to hold)
+_FIRST_FRAME = """
+import json, resource, sys, time
+import cv2
+start = time.perf_counter()
+from zsseg_rt.runtime import Engine
+kwargs = json.loads(sys.argv[3])
+engine = Engine(sys.argv[1], classes=json.loads(sys.argv[4]), verify=False, **kwargs)
+built = time.perf_counter()
+engine(cv2.imread(sys.argv[2], cv2.IMREAD_COLOR))
+done = time.perf_counter()
+choice = getattr(engine.backend, "auto_choice", None)
+print(json.dumps({"path": f"{engine.backend.name} {engine.backend.precision}", "start_s": built - start,
+                  "why": choice.line() if choice else "",
+                  "first_frame_s": done - start, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def first_frame(bundle: str, threads: int, **kwargs) -> Dict[str, object]:
+    """Start-up, time to the first frame and peak RSS of an Engine in a fresh process (imports included)."""
+    argv = [sys.executable, "-c", _FIRST_FRAME, bundle, str(PHOTO), json.dumps({"threads": threads, **kwargs})]
+    argv.append(json.dumps(CLASSES))
+    out = subprocess.run(argv, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _engine(bundle: str, threads: int, log: List[str], **kwargs):
+    from zsseg_rt.runtime import Engine
+
+    handler = _ListHandler(log)
+    logger = logging.getLogger("zsseg_rt")
+    logger.addHandler(handler)
+    before = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        start = time.perf_counter()
+        engine = Engine(bundle, classes=CLASSES, threads=threads, verify=False, **kwargs)
+        return engine, time.perf_counter() - start
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, into: List[str]):
+        super().__init__(logging.INFO)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "backend='auto'" in record.getMessage():
+            self.into.append(record.getMessage())
+
+
+def run(args) -> List[str]:
+    import cv2
+
+    from zsseg_rt.export.auto_precision import prepare_auto
+
+    image = cv2.imread(str(PHOTO), cv2.IMREAD_COLOR)
+    r: Dict[str, object] = {}
+    cold_log: List[str] = []
+    cold, cold_s = _engine(args.bundle, args.threads, cold_log)
+    r["cold"] = (f"{cold.backend.name} {cold.backend.precision}", cold_s, cold_log)
+    cold_first = {} if args.quick else first_frame(args.bundle, args.threads)
+    del cold
+    start = time.perf_counter()
+    prepared = prepare_auto(args.bundle, threads=args.threads)
+    prepare_s = time.perf_counter() - start
+    warm_log: List[str] = []
+    new, warm_s = _engine(args.bundle, args.threads, warm_log)
+    old, old_s = _engine(args.bundle, args.threads, [], backend="onnxruntime")
+    runs = {OLD_DEFAULT: lambda: np.asarray(old(image).labels), NEW_DEFAULT: lambda: np.asarray(new(image).labels)}
+    frames = interleaved(runs, args.iters, args.warmup)
+    warm_first = {} if args.quick else first_frame(args.bundle, args.threads)
+    old_first = {} if args.quick else first_frame(args.bundle, args.threads, backend="onnxruntime")
+    choice = new.backend.auto_choice
+    lines = section_head(SECTION, "cpu_default --write", args.threads)
+    lines += [
+        f"- Bundle: {args.what}; photo {PHOTO.name} ({image.shape[1]}x{image.shape[0]}), {len(CLASSES)} VOC classes; "
+        f"load average at the end {', '.join(f'{v:.1f}' for v in os.getloadavg())} (a shared machine: ratios, "
+        "not absolute times).",
+        f"- Cold (no record): `Engine(bundle)` ran **{r['cold'][0]}** ({r['cold'][1]:.1f} s to build); log: "
+        f"{' | '.join(cold_log) or '(none)'}",
+        f"- `zsseg build-engine BUNDLE --backend auto` took {prepare_s:.0f} s:",
+    ]
+    for row in prepared:
+        speed = f", image encoder {row['speedup']:.2f}x ONNX Runtime fp32's" if row["speedup"] is not None else ""
+        lines.append(f"  - {row['backend']} {row['precision']}: {row['status']}{speed} {row['reason']}".rstrip())
+    lines += [
+        f"- Warm (records cached): `Engine(bundle)` runs **{choice.backend} {choice.precision}** "
+        f"({warm_s:.1f} s to build); its log line: {' | '.join(warm_log)}",
+        "",
+        f"| row | path | ms/photo (median of {args.iters}, rows taking turns) | speed vs c783dbf default | "
+        "labels = c783dbf default's |",
+        "|---|---|---:|---:|---:|",
+    ]
+    old_ms, old_labels = frames[OLD_DEFAULT]
+    for name, engine in ((OLD_DEFAULT, old), (NEW_DEFAULT, new)):
+        ms, labels = frames[name]
+        agree = 100 * float((labels == old_labels).mean())
+        path = f"{engine.backend.name} {engine.backend.precision}"
+        lines.append(f"| {name} | {path} | {ms:.0f} | {old_ms / ms:.2f}x | {agree:.2f} % |")
+    if not args.quick:
+        lines += [
+            "",
+            "Fresh process each (imports, Engine, first frame of the photo; peak RSS of the process):",
+            "",
+            "| default | path | Engine built (s) | first frame (s) | peak RSS (MiB) |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for name, row in (
+            ("c783dbf default", old_first),
+            ("Engine(bundle), cold (no record)", cold_first),
+            ("Engine(bundle), warm (records cached)", warm_first),
+        ):
+            lines.append(
+                f"| {name} | {row['path']} | {row['start_s']:.1f} | {row['first_frame_s']:.1f} | "
+                f"{row['peak_rss_mb']:.0f} |"
+            )
+        # the whole auto line of each fresh process: every path looked at with its status (a record it saw as
+        # missing or of another setup) and why a candidate did not open or a row did not import
+        lines += [
+            f"- {name} fresh process: {row['why']}"
+            for name, row in (("warm", warm_first), ("cold", cold_first))
+            if row["why"]
+        ]
+    return lines
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", default=None, help="a ViT-B/16 bundle (default: export one, random weights)")
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny model: that the program runs")
+    parser.add_argument("--write", action="store_true", help="update the section in BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    if args.quick and args.write:
+        parser.error("--quick measures nothing worth writing")
+    if args.quick:
+        args.iters, args.warmup = 1, 0
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.bundle:  # records are written beside it: a copy keeps the user's bundle as it was
+            args.what = f"{args.bundle} (a copy)"
+            args.bundle = shutil.copytree(args.bundle, os.path.join(tmp, "bundle"))
+        else:
+            import torch
+
+            from zsseg_rt.export.onnx_export import export_bundle
+            from zsseg_rt.models import create_model
+
+            torch.manual_seed(0)
+            name = "zegclip_tiny_test" if args.quick else "zegclip_vitb16_voc_inductive"
+            args.what = f"{name}, random weights (seed 0), exported by the benchmark"
+            model = create_model(name).eval()
+            args.bundle = export_bundle(model, os.path.join(tmp, "bundle"), max_classes=256, overwrite=True)
+            del model
+        show_section(SECTION, "\n".join(run(args)), args.write)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""backend="auto" on a CPU (issue 54): the fastest path whose accuracy gate passed on this CPU, by the speed its record
+measured; said in one log line; a refused gate falls back with its reason; an explicit choice is never overridden;
+with ``prepare="background"`` frames never wait for the preparation, and the Engine switches once it is ready.
+
+The records are written here as the preparers write them (``write_record`` at the key the row computes on this
+CPU), with speeds chosen by the test: what is checked is the choice, not the preparers (test_openvino_precision.py
+and export/test_ort_int8.py gate real ones). OpenVINO bf16 records carry no artefact (bf16 is compiled at load), so
+they open for real on a CPU with bf16; the tests that open one skip elsewhere."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+
+import numpy as np
+import pytest
+from support import VOCAB10, require_backend
+
+from zsseg_rt.bundle import load_meta
+from zsseg_rt.runtime import Engine
+from zsseg_rt.runtime.backends import cpu_auto
+from zsseg_rt.runtime.backends.cpu_auto import cpu_candidates, cpu_policy
+from zsseg_rt.runtime.cpu_features import cpu_features
+from zsseg_rt.runtime.precision_records import SPEED_FIELD, write_record
+
+ROLES = ("image", "head", "text")
+HAS_BF16 = cpu_features().x86 and cpu_features().bf16 in ("amx-bf16", "avx512-bf16")
+needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason=f"this CPU has no bf16 arithmetic ({cpu_features().summary()})")
+IMAGE = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def bundle(tiny_bundle, tmp_path):
+    require_backend("openvino")
+    return shutil.copytree(tiny_bundle, str(tmp_path / "bundle"))
+
+
+def _record(meta, backend: str, precision: str, speedup: float, passed: bool = True) -> None:
+    """A gate record for ``backend`` ``precision`` where the row's ``gated_choices`` looks (no artefact)."""
+    found, _ = cpu_candidates(meta, ROLES)
+    (choice,) = [c for row, c in found if (row.name, c.precision) == (backend, precision)]
+    assert choice.key is not None, choice.describe()  # this CPU can run it
+    verdict = "passed" if passed else "FAILED"
+    gate = {"passed": passed, "accepted": passed, "summary": f"accuracy gate {verdict}: 99.70% labels agree (test)"}
+    write_record(choice.root, choice.key, gate, extra={SPEED_FIELD: {"speedup": speedup}})
+
+
+@needs_bf16
+def test_the_fastest_gated_record_runs_and_a_fake_slower_one_does_not(bundle, caplog):
+    """OpenVINO bf16 recorded 2.5x: auto runs it and the log line says what, why and the gate. The same record faked
+    at 0.9x (slower than the exact path): auto runs ONNX Runtime fp32. Control: the ranking is the records' doing."""
+    meta = load_meta(bundle)
+    _record(meta, "openvino", "bf16", 2.5)
+    with caplog.at_level(logging.INFO, logger="zsseg_rt"):
+        engine = Engine(bundle, classes=VOCAB10, backend="auto", device="cpu")
+    assert (engine.backend.name, engine.backend.precision) == ("openvino", "bf16")
+    chosen = engine.backend.auto_choice
+    assert (chosen.backend, chosen.precision, chosen.speedup) == ("openvino", "bf16", 2.5)
+    assert "backend='auto' runs openvino bf16 on this CPU" in caplog.text and "2.50x" in caplog.text
+    assert "accuracy gate passed: 99.70%" in caplog.text and "precision='fp32'" in caplog.text
+    engine(IMAGE)
+
+    _record(meta, "openvino", "bf16", 0.9)
+    slower = Engine(bundle, classes=VOCAB10, backend="auto", device="cpu")
+    assert (slower.backend.name, slower.backend.precision) == ("onnxruntime", "fp32")
+    assert "openvino bf16 0.90x" in slower.backend.auto_choice.line()
+
+
+def test_the_ranking_follows_the_measured_speed(bundle):
+    """Two gated records: the faster by its measured speed goes first, whatever the rows' order; the exact
+    reference is always last."""
+    meta = load_meta(bundle)
+    found, _ = cpu_candidates(meta, ROLES)
+    runnable = [(row.name, c.precision) for row, c in found if c.key is not None]
+    if len(runnable) < 2:
+        pytest.skip(f"needs two reduced precisions this CPU can run, has {runnable}")
+    for speed, (backend, precision) in zip((1.5, 3.0), runnable[:2]):
+        _record(meta, backend, precision, speed)
+    plan = cpu_policy(meta, ROLES)
+    assert [(c.backend, c.precision) for _, _, c in plan] == [runnable[1], runnable[0], ("onnxruntime", "fp32")]
+    for speed, (backend, precision) in zip((3.0, 1.5), runnable[:2]):
+        _record(meta, backend, precision, speed)
+    assert [(c.backend, c.precision) for _, _, c in cpu_policy(meta, ROLES)][0] == runnable[0]
+
+
+def test_a_refused_gate_falls_back_with_its_reason_in_the_log(bundle, caplog):
+    """Every precision this CPU can run recorded refused (at a speed that would win): auto runs ONNX Runtime fp32
+    and its log line names each refusal and the gate's summary."""
+    meta = load_meta(bundle)
+    found, _ = cpu_candidates(meta, ROLES)
+    runnable = [(row.name, c.precision) for row, c in found if c.key is not None]
+    assert runnable, "this CPU runs some reduced precision (ONNX Runtime int8 runs on any x86-64 / Arm64 CPU)"
+    for backend, precision in runnable:
+        _record(meta, backend, precision, 4.0, passed=False)
+    with caplog.at_level(logging.INFO, logger="zsseg_rt"):
+        engine = Engine(bundle, classes=VOCAB10, backend="auto", device="cpu")
+    assert (engine.backend.name, engine.backend.precision) == ("onnxruntime", "fp32")
+    assert "no faster path has passed the accuracy gate" in caplog.text
+    for backend, precision in runnable:
+        assert f"{backend} {precision}: refused (accuracy gate FAILED" in caplog.text
+
+
+@needs_bf16
+def test_an_explicit_choice_is_never_overridden(bundle):
+    """A faster gated record is there; backend='onnxruntime' and backend='auto', precision='fp32' still run the
+    exact ONNX Runtime fp32 graphs (control: backend='auto' alone runs the record's path)."""
+    meta = load_meta(bundle)
+    _record(meta, "openvino", "bf16", 2.5)
+    named = Engine(bundle, classes=VOCAB10, backend="onnxruntime", device="cpu")
+    assert (named.backend.name, named.backend.precision) == ("onnxruntime", "fp32")
+    exact = Engine(bundle, classes=VOCAB10, backend="auto", device="cpu", precision="fp32")
+    assert (exact.backend.name, exact.backend.precision) == ("onnxruntime", "fp32")
+    control = Engine(bundle, classes=VOCAB10, backend="auto", device="cpu")
+    assert (control.backend.name, control.backend.precision) == ("openvino", "bf16")
+    with pytest.raises(ValueError, match="applies to backend='auto'"):
+        Engine(bundle, classes=VOCAB10, backend="onnxruntime", prepare="background")
+
+
+@needs_bf16
+def test_a_live_camera_never_waits_for_quantisation(bundle, monkeypatch):
+    """prepare='background' with a preparation that blocks until the test lets it go (the quantisation): frames
+    run on the exact path meanwhile (they could not if anything waited for it); once it has written its record the
+    next frame runs the prepared path. No timing: the preparation is held by an Event, not a delay."""
+    meta = load_meta(bundle)
+    release, started = threading.Event(), threading.Event()
+
+    def preparation(meta_, stop):
+        started.set()
+        release.wait()
+        _record(meta, "openvino", "bf16", 2.5)
+        return 0
+
+    monkeypatch.setattr(cpu_auto, "run_preparation", preparation)
+    engine = Engine(bundle, classes=VOCAB10, backend="auto", device="cpu", prepare="background")
+    assert (engine.backend.name, engine.backend.precision) == ("onnxruntime", "fp32")
+    started.wait()
+    exact = [engine(IMAGE).labels for _ in range(3)]  # the preparation is still held: nothing waits for it
+    assert (engine.backend.name, engine.backend.precision) == ("onnxruntime", "fp32")
+    release.set()
+    engine._upgrade.wait()
+    upgraded = engine(IMAGE)
+    assert (engine.backend.name, engine.backend.precision) == ("openvino", "bf16")
+    assert upgraded.labels.shape == exact[0].shape
+    engine.close()
+
+
+def test_a_video_filter_switches_to_the_prepared_path_too(bundle, monkeypatch):
+    """zsseg camera --stabilize / --keyframe-every call ``engine.segment_with_class_scores``, not ``engine(...)``: a
+    background preparation that has finished is taken there too (it was not: the stream kept the exact path for good).
+    No timing: the preparation is held by an Event."""
+    meta = load_meta(bundle)
+    release = threading.Event()
+
+    def preparation(meta_, stop):
+        release.wait()
+        _record(meta, "openvino", "bf16", 2.5)
+        return 0
+
+    monkeypatch.setattr(cpu_auto, "run_preparation", preparation)
+    engine = Engine(bundle, classes=VOCAB10, backend="auto", device="cpu", prepare="background")
+    exact = engine.segment_with_class_scores([IMAGE])
+    assert (engine.backend.name, engine.backend.precision) == ("onnxruntime", "fp32")
+    release.set()
+    engine._upgrade.wait()
+    upgraded = engine.segment_with_class_scores([IMAGE])
+    assert (engine.backend.name, engine.backend.precision) == ("openvino", "bf16")
+    assert upgraded[0].labels.shape == exact[0].labels.shape and upgraded[0].class_scores is not None
+    engine.close()
+
+
+def test_a_row_that_does_not_import_says_why_in_the_log_line(bundle, monkeypatch):
+    """A CPU row whose library fails to import (missing, or installed but broken here) is left out of the choice
+    with the import error's own words in the line (the benchmark's fresh processes print it: a path that a fresh
+    process did not choose must say why)."""
+    real = cpu_auto.load_reference
+
+    def load(reference):
+        if reference.startswith("zsseg_rt.runtime.openvino_backend:"):
+            raise ImportError("libopenvino.so.2026: cannot open shared object file")
+        return real(reference)
+
+    monkeypatch.setattr(cpu_auto, "load_reference", load)
+    plan = cpu_policy(load_meta(bundle), ROLES)
+    assert "openvino: not installed (libopenvino.so.2026: cannot open shared object file)" in plan[-1][2].line()
+
+
+def test_a_gain_within_measurement_noise_does_not_replace_the_exact_path(bundle):
+    """A record measured 1.05x (below MIN_SPEEDUP): auto runs exact fp32 and says why; at MIN_SPEEDUP it runs."""
+    meta = load_meta(bundle)
+    found, _ = cpu_candidates(meta, ROLES)
+    (backend, precision) = next((row.name, c.precision) for row, c in found if c.key is not None)
+    _record(meta, backend, precision, 1.05)
+    plan = cpu_policy(meta, ROLES)
+    assert [(c.backend, c.precision) for _, _, c in plan] == [("onnxruntime", "fp32")]
+    assert f"{backend} {precision}: 1.05x is below the {cpu_auto.MIN_SPEEDUP:.2f}x" in plan[0][2].line()
+    _record(meta, backend, precision, cpu_auto.MIN_SPEEDUP)
+    assert (cpu_policy(meta, ROLES)[0][2].backend, cpu_policy(meta, ROLES)[0][2].precision) == (backend, precision)
+
+
+def test_the_camera_prepares_in_the_background_only_for_a_live_source_on_auto():
+    """zsseg camera: --backend auto with a live camera prepares in the background by default; a file does not;
+    --prepare none / a named backend never do."""
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from zsseg_rt.cli.camera import _auto_prepare
+
+    live, clip = SimpleNamespace(source=SimpleNamespace(live=True)), SimpleNamespace(source=SimpleNamespace(live=False))
+    assert _auto_prepare(Namespace(prepare=None, backend="auto"), [clip, live]) == "background"
+    assert _auto_prepare(Namespace(prepare=None, backend="auto"), [clip]) is None
+    assert _auto_prepare(Namespace(prepare="none", backend="auto"), [live]) is None
+    assert _auto_prepare(Namespace(prepare=None, backend="onnxruntime"), [live]) is None
+    from zsseg_rt.cli import build_parser
+
+    parse = build_parser("camera").parse_args
+    assert _auto_prepare(parse(["camera", "0", "--bundle", "b"]), [live]) == "background"
+    assert _auto_prepare(parse(["camera", "0", "--bundle", "b", "--prepare", "none"]), [live]) is None
+    assert _auto_prepare(parse(["camera", "0", "--bundle", "b", "--prepare", "background"]), [clip]) == "background"
+
+
+def test_build_engine_auto_prepares_gates_and_measures_every_cpu_path(bundle, capsys):
+    """`zsseg build-engine BUNDLE --backend auto` on the tiny bundle: every precision this CPU can run gets a record
+    (passed or refused, as its gate decides) and each usable one a measured speed; the last line is what auto runs.
+    --precision with it is refused."""
+    from zsseg_rt import cli
+
+    assert cli.main(["build-engine", bundle, "--backend", "auto", "--precision", "int8"]) == 2
+    assert "give no --precision" in capsys.readouterr().err
+    assert cli.main(["build-engine", bundle, "--backend", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert "backend='auto' runs" in out.splitlines()[-1]
+    found, _ = cpu_candidates(load_meta(bundle), ROLES)
+    runnable = [c for _, c in found if c.key is not None]
+    assert runnable and all(c.status in ("passed", "accepted", "refused") for c in runnable), [
+        c.describe() for c in runnable
+    ]
+    assert all(c.speedup is not None and c.speedup > 0 for c in runnable if c.usable)
