@@ -124,6 +124,12 @@ class FakeCudaTensor(torch.Tensor):
             "first."
         )
 
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):  # type: ignore[override]
+        # a factory with no tensor argument does not reach __torch_dispatch__: on a real device `x.new_tensor(v)` is on
+        # x's device, so here it is on the fake one (unless a device is given)
+        made = self.elem.new_tensor(data, dtype=dtype, requires_grad=requires_grad)
+        return made if device is not None and not _is_cuda(device) else FakeCudaTensor(made)
+
     def tolist(self):  # type: ignore[override]
         return self.elem.tolist()
 
@@ -362,8 +368,23 @@ def _patches() -> List[Tuple[Any, str, Any]]:
         (torch.Tensor, "pin_memory", lambda self, device=None: self),
         (torch, "tensor", _make_factory(torch.tensor, to)),
         (torch, "as_tensor", _make_factory(torch.as_tensor, to)),
+        (torch.utils, "swap_tensors", _swap_tensors),
     ]
     return patches
+
+
+_ORIGINAL_SWAP = torch.utils.swap_tensors
+
+
+def _swap_tensors(t1, t2) -> None:
+    """``Module.to`` swaps a parameter with its converted tensor (the fake sets that flag, see :func:`fake_cuda`): a
+    conversion that involves the fake device swaps; one that does not (a CPU model moved to the CPU, a dtype change on
+    the CPU) does what torch does without the flag, ``param.data = converted``, which a parameter holding a weakref (a
+    model ``torch.export`` / dynamo traced) survives, as on a real GPU machine."""
+    if isinstance(t1, FakeCudaTensor) or isinstance(t2, FakeCudaTensor) or isinstance(t2.data, FakeCudaTensor):
+        return _ORIGINAL_SWAP(t1, t2)
+    t1.data = t2.data
+    return None
 
 
 @contextlib.contextmanager

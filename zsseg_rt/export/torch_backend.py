@@ -134,6 +134,8 @@ class TorchBackend(Backend):
         model = model.eval().to(self.device)
         fingerprint = _fingerprint(model) if spec.reduced and gate else ""
         image, head, text = ImageEncoderGraph(model), HeadGraph(model, meta.grid), TextEncoderGraph(model)
+        for graph in (image, head, text):  # buffers the wrappers make themselves (the text graph's positions, mask)
+            graph.to(self.device)
         convert_for_precision([image, head], spec, keep_fp32=text)
         self.precision = spec.name
         self.precision_spec = spec
