@@ -19,7 +19,7 @@ cluster) and what is checked instead.
 
 Mutation record (each was run and made the named test fail):
 * the "zsseg eval --split" entry removed from ``COVERAGE``: the guard names it as an option without a test;
-* ``spec["split"] = args.split`` dropped in ``eval/cli.py``: test_eval_split_and_dataset_config (4 images, not 2);
+* ``spec["split"] = args.split`` dropped in ``eval/cli.py`` (now ``cli/eval.py``): test_eval_split_and_dataset_config (4 images, not 2);
 * ``--ignore-bad-labels`` not mapped to ``on_bad_label``: test_eval_ignore_bad_labels;
 * the ``--ray`` refusal of ZeroSeg's protocol options removed: test_eval_ray_options_reach_the_actor_pool;
 * ``onnx_export._check_opset`` not called: test_export_opset_clip_weights_and_config (`--opset 17` exported);

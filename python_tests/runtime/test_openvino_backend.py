@@ -223,8 +223,8 @@ def test_zsseg_segment_runs_with_backend_openvino(bundle, tmp_path):
 
 
 def test_the_cli_offers_every_known_backend():
-    """zsseg_rt/cli.py writes the --backend choices out (importing the runtime would slow `zsseg -h`): they must be
-    the registry's ``KNOWN_BACKENDS``."""
+    """`zsseg segment`'s --backend choices (from the backend table, zsseg_rt/runtime/backends/table.py) are the
+    registry's ``KNOWN_BACKENDS``."""
     from zsseg_rt.cli import build_parser
     from zsseg_rt.runtime.backends import KNOWN_BACKENDS
 
