@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -43,12 +43,14 @@ NEW_DEFAULT = "Engine(bundle) (backend auto)"
 CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow"]
 CLASSES += ["table", "dog", "horse", "motorbike", "person", "plant", "sheep", "sofa", "train", "tv"]
 
-# one fresh process: start-up and the first frame, then peak RSS (what an edge CPU has to hold)
+# one fresh process: start-up and the first frame, then peak RSS (what an edge CPU has to hold): VmHWM of the process's
+# own memory (getrusage's ru_maxrss would carry the parent's peak over the exec: every row the benchmark's own 1.6 GB)
 _FIRST_FRAME = """
-import json, resource, sys, time
+import json, sys, time
 import cv2
 start = time.perf_counter()
 from zsseg_rt.runtime import Engine
+from zsseg_rt.system_info import peak_rss_bytes
 kwargs = json.loads(sys.argv[3])
 engine = Engine(sys.argv[1], classes=json.loads(sys.argv[4]), verify=False, **kwargs)
 built = time.perf_counter()
@@ -57,13 +59,17 @@ done = time.perf_counter()
 choice = getattr(engine.backend, "auto_choice", None)
 print(json.dumps({"path": f"{engine.backend.name} {engine.backend.precision}", "start_s": built - start,
                   "why": choice.line() if choice else "",
-                  "first_frame_s": done - start, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "first_frame_s": done - start, "peak_rss_mb": peak_rss_bytes() / 2**20}))
 """
+# every Engine here: no background preparation (Engine's prepare default may start one where no record is: it would
+# race phase 2's records and load the machine under the timings); warm, nothing is left to prepare anyway
+NO_PREPARE: Dict[str, Any] = {"prepare": None}
 
 
 def first_frame(bundle: str, threads: int, **kwargs) -> Dict[str, object]:
     """Start-up, time to the first frame and peak RSS of an Engine in a fresh process (imports included)."""
-    argv = [sys.executable, "-c", _FIRST_FRAME, bundle, str(PHOTO), json.dumps({"threads": threads, **kwargs})]
+    options = {"threads": threads, **NO_PREPARE, **kwargs}
+    argv = [sys.executable, "-c", _FIRST_FRAME, bundle, str(PHOTO), json.dumps(options)]
     argv.append(json.dumps(CLASSES))
     out = subprocess.run(argv, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -79,7 +85,7 @@ def _engine(bundle: str, threads: int, log: List[str], **kwargs):
     logger.setLevel(logging.INFO)
     try:
         start = time.perf_counter()
-        engine = Engine(bundle, classes=CLASSES, threads=threads, verify=False, **kwargs)
+        engine = Engine(bundle, classes=CLASSES, threads=threads, verify=False, **NO_PREPARE, **kwargs)
         return engine, time.perf_counter() - start
     finally:
         logger.removeHandler(handler)
@@ -124,6 +130,9 @@ def run(args) -> List[str]:
         f"- Bundle: {args.what}; photo {PHOTO.name} ({image.shape[1]}x{image.shape[0]}), {len(CLASSES)} VOC classes; "
         f"load average at the end {', '.join(f'{v:.1f}' for v in os.getloadavg())} (a shared machine: ratios, "
         "not absolute times).",
+        "- Every Engine here is built with `prepare=None`: no background preparation (the default may start one "
+        "where no record is; it would race phase 2 and load the machine under the timings; warm, nothing is left "
+        "to prepare).",
         f"- Cold (no record): `Engine(bundle)` ran **{r['cold'][0]}** ({r['cold'][1]:.1f} s to build); log: "
         f"{' | '.join(cold_log) or '(none)'}",
         f"- `zsseg build-engine BUNDLE --backend auto` took {prepare_s:.0f} s:",
@@ -148,7 +157,7 @@ def run(args) -> List[str]:
     if not args.quick:
         lines += [
             "",
-            "Fresh process each (imports, Engine, first frame of the photo; peak RSS of the process):",
+            "Fresh process each (imports, Engine, first frame of the photo; peak RSS of the process, VmHWM):",
             "",
             "| default | path | Engine built (s) | first frame (s) | peak RSS (MiB) |",
             "|---|---|---:|---:|---:|",
