@@ -16,6 +16,8 @@ Rows, all measured in the same process and run:
   measured peak (``honest_peaks``: the best of every path of this run, never above 100 %) and of the theoretical
   peak (``cpu_peak``: cores x clock x the features' operations per cycle); the peak used is the larger. FLOPs counted
   analytically (``encoder_flops``; cross-checked against torch's FlopCounterMode on the model);
+* where the int8 encoder's time goes per layer kind (``cpu_peak.int8_profiles``: OpenVINO's PERF_COUNT, ONNX
+  Runtime's profiler);
 * the Engine vs zsseg_rt's own torch ``predict`` (``benchmarks.precision.REFERENCE``) at C = 20 and C = 171 on the
   VOC photo, label agreement with the Engine fp32 labels (the rows and the timing code are ``benchmarks.precision``'s);
 * the Engine's exact post-processing at C = 171 (its "postprocess" stage) against the fastest encoder (item 4);
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import os
 import pickle
 import tempfile
@@ -39,12 +42,13 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .common import PHOTO, encoder_crops, median_ms, save_window_logits, section_head, show_section
-from .cpu_peak import render_peaks, theory_cell, theory_of_this_machine, use_theory
+from .cpu_peak import int8_profiles, render_peaks, render_profile, theory_cell, theory_of_this_machine, use_theory
 from .precision import REFERENCE, _engine_run, _torch_run, _vocabularies, interleaved
 
 SECTION = "## CPU at the hardware's limit: GEMM peak, encoder GFLOP/s, Engine vs PyTorch, post-processing"
 GROUND_TRUTH = PHOTO.parent.parent / "SegmentationClass" / (PHOTO.stem + ".png")  # the photo's VOC label map
 TORCH_ROW = "torch fp32 (PyTorch pipeline)"
+INT8_ONNX = "image_encoder_int8.onnx"  # ONNX Runtime's dynamic int8 encoder, in the run's temporary folder
 
 
 # ---- FLOPs -------------------------------------------------------------------------------------------------------
@@ -190,7 +194,7 @@ def encoder_runs(bundle: str, model, crops: np.ndarray, threads: int, tmp: str) 
 
     meta = load_meta(bundle)
     source = meta.file(Files.IMAGE_ENCODER)
-    int8 = os.path.join(tmp, "image_encoder_int8.onnx")
+    int8 = os.path.join(tmp, INT8_ONNX)
     quantize_image_encoder(source, int8, reduce_range=cpu_features().int8_saturates)
     runs: Dict[str, Callable[[], object]] = {}
     for name, path in (("onnxruntime fp32", source), ("onnxruntime int8 (dynamic, the runtime's recipe)", int8)):
@@ -242,6 +246,7 @@ def encoder_runs(bundle: str, model, crops: np.ndarray, threads: int, tmp: str) 
     return runs
 
 
+@functools.lru_cache(maxsize=None)  # encoder_runs and the profile use the same IR
 def _openvino_int8_ir(bundle: str, threads: int) -> Optional[Tuple[str, str]]:
     """``(path, gate verdict)`` of the NNCF int8 image encoder the runtime runs (prepared and gated as
     ``zsseg build-engine --backend openvino --precision int8`` does; a refused one is timed too, its row says so),
@@ -369,7 +374,7 @@ def render(r: dict, args) -> str:
         lines.append(
             f"| {name} | {ms:.0f} | {g:.0f} | {100 * g / measured[precision]:.0f} % | {theory_cell(r, precision, g)} |"
         )
-    lines += [""] + render_peaks(r)
+    lines += [""] + render_peaks(r) + render_profile(r)
     lines += [
         f"### Engine vs {REFERENCE}, {PHOTO.name} as it is (two 512x512 windows), median of {args.iters} frames after "
         f"{args.warmup} warm-up, the rows taking turns (the timing code of `benchmarks.precision`)",
@@ -559,6 +564,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         if args.post:
             post_rows(r, built["Engine onnxruntime fp32"], model, image, crops, args)
             return
+        ir = lambda: (_openvino_int8_ir(bundle, args.threads) or (None,))[0]  # noqa: E731
+        r["profile"] = int8_profiles(ir, os.path.join(tmp, INT8_ONNX), crops, args.threads, args.iters, tmp)
         stages: Dict[str, List[float]] = {}
         rows: List[tuple] = []
         text = not args.quick  # the tiny model's text width is not the official embeddings'

@@ -1,4 +1,4 @@
-"""The theoretical peak per precision (issue 54 item 3), for
+"""The theoretical peak per precision and where the int8 encoder's time goes (issue 54 items 2 and 3), for
 ``python -m benchmarks cpu`` (``benchmarks/cpu.py``; not a program of its own).
 
 **Theoretical peak** = cores x clock x operations per cycle per core (one multiply-add counted as 2):
@@ -40,12 +40,22 @@
 
 ``use_theory`` then makes each precision's peak the larger of the measured best (``cpu.honest_peaks``) and the
 theory: no row exceeds 100 %, and the table names the peak used.
+
+**Where the int8 encoder's time goes**: the OpenVINO NNCF int8 encoder compiled again with ``PERF_COUNT``
+(``request.get_profiling_info()``: node, type, kernel, time per executed node) and ONNX Runtime's dynamic int8
+encoder run with ``SessionOptions.enable_profiling`` (its JSON trace), each node's time put into a kind (``KINDS``).
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
-from typing import Dict, List, Optional, Tuple
+import time
+from collections import defaultdict
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 PRECISIONS = ("fp32", "bf16", "int8")
 CPUFREQ = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"
@@ -223,3 +233,272 @@ def render_peaks(r: dict) -> List[str]:
             used = f"measured: {used} ({r['peak'][precision]:.0f}){below}"
         lines.append(f"| {precision} | {best} | {cell} | {how} | {used} |")
     return lines + [""]
+
+
+# ---- where the int8 encoder's time goes --------------------------------------------------------------------------
+WEIGHT, ATTENTION, SOFTMAX, NORM, QUANT, ELTWISE, LAYOUT, OTHER = KINDS = (
+    "weight GEMMs (FullyConnected / MatMul or Conv with a constant weight)",
+    "attention GEMMs (activation x activation MatMul, MHA)",
+    "softmax",
+    "layer norm (MVN)",
+    "quantise / dequantise",
+    "GELU and element-wise",
+    "layout (Reorder, Transpose, Reshape, Split, Concat, ...)",
+    "other",
+)
+_LAYOUT = {"Reorder", "Transpose", "Reshape", "Split", "VariadicSplit", "Concatenation", "Concat", "Gather"}
+_LAYOUT |= {"StridedSlice", "Slice", "Broadcast", "Expand", "Squeeze", "Unsqueeze", "Shape", "ShapeOf", "Flatten"}
+_QUANT = {"FakeQuantize", "Convert", "Cast", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+_ELTWISE = {"Eltwise", "Gelu", "BiasGelu", "FastGelu", "Erf", "Add", "Mul", "Multiply", "Sub", "Subtract", "Div"}
+_ELTWISE |= {"Divide", "Sqrt", "Pow", "Power", "Tanh", "Sigmoid", "Relu", "Clip", "Where", "Select", "QuickGelu"}
+
+
+def openvino_kind(
+    node_type: str, originals: FrozenSet[str] = frozenset(), constant_input: bool = False, kernel: str = ""
+) -> str:
+    """The kind of one executed OpenVINO CPU node: ``node_type`` its type (``ProfilingInfo.node_type``),
+    ``originals`` the types of the model's layers fused into it (``originalLayersNames``: a ``Subgraph`` with a
+    MatMul is the snippets MHA, its softmax inside; a Multiply with a FakeQuantize is NNCF's SmoothQuant scale and
+    the activation's quantisation), ``constant_input`` whether its second input is a constant (a MatMul with a
+    constant weight), ``kernel`` its ``exec_type`` (a Convert of int32 is shape arithmetic, not quantisation)."""
+    if node_type.startswith("FullyConnected") or node_type in ("Convolution", "Deconvolution"):
+        return WEIGHT
+    if node_type == "MatMul":
+        return WEIGHT if constant_input else ATTENTION
+    if node_type in ("ScaledDotProductAttention", "MHA") or (node_type == "Subgraph" and "MatMul" in originals):
+        return ATTENTION
+    if node_type == "Softmax" or (node_type == "Subgraph" and "Softmax" in originals):
+        return SOFTMAX
+    if node_type in ("MVN", "LayerNorm", "RMS", "NormalizeL2") or "MVN" in originals:
+        return NORM
+    if node_type == "Convert" and kernel.lower().endswith(("_i32", "_i64")):
+        return OTHER
+    if node_type in _QUANT or (originals and originals <= _QUANT | {"Subtract", "Multiply"} and originals & _QUANT):
+        return QUANT
+    if node_type in _ELTWISE or node_type == "Subgraph":
+        return ELTWISE
+    return LAYOUT if node_type in _LAYOUT else OTHER
+
+
+def onnxruntime_kind(op_type: str, weight_matmul: bool = False) -> str:
+    """The kind of one ONNX Runtime node (its trace's ``args.op_name``); ``weight_matmul``: a float MatMul whose
+    second input is a constant (the dynamic recipe quantises those: one left float is still a weight GEMM)."""
+    if op_type in ("MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "ConvInteger", "Conv", "Gemm"):
+        return WEIGHT
+    if op_type in ("MatMul", "FusedMatMul"):
+        return WEIGHT if weight_matmul else ATTENTION
+    if op_type in ("Attention", "MultiHeadAttention"):
+        return ATTENTION
+    if op_type == "Softmax":
+        return SOFTMAX
+    if op_type in ("LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization"):
+        return NORM
+    if op_type in _QUANT:
+        return QUANT
+    if op_type in _ELTWISE:
+        return ELTWISE
+    return LAYOUT if op_type in _LAYOUT else OTHER
+
+
+def _precision_word(kernel: str) -> str:
+    return kernel.rsplit("_", 1)[-1] if "_" in kernel else kernel
+
+
+def group_times(entries: Iterable[Tuple[str, float, str]], calls: int) -> List[dict]:
+    """``entries``: ``(kind, ms, kernel)`` of every executed node over ``calls`` calls. Returns one row per kind,
+    largest first: ``{"kind", "ms"`` (per call), ``"share"`` (of the summed node times), ``"kernels"`` (the kernels
+    by their share of the kind's time, e.g. ``brgemm_avx512_amx_I8 96 %``)}."""
+    ms: Dict[str, float] = defaultdict(float)
+    kernels: Dict[str, Dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for kind, t, kernel in entries:
+        ms[kind] += t
+        kernels[kind][kernel or "?"] += t
+    total = sum(ms.values()) or 1.0
+    rows = []
+    for kind in sorted(ms, key=lambda k: -ms[k]):
+        mine = sorted(kernels[kind].items(), key=lambda kv: -kv[1])
+        seen = ", ".join(f"{k} {100 * t / (ms[kind] or 1.0):.0f} %" for k, t in mine[:3])
+        rows.append({"kind": kind, "ms": ms[kind] / calls, "share": ms[kind] / total, "kernels": seen})
+    return rows
+
+
+def _seconds(value) -> float:
+    return value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
+
+
+def openvino_entries(
+    infos: Sequence, runtime_model=None, original_model=None, mean_of: int = 1, minus: Optional[Dict[str, float]] = None
+) -> List[Tuple[str, float, str]]:
+    """``(kind, ms, kernel)`` of each executed ``ProfilingInfo`` (``real_time``: a ``datetime.timedelta``), the
+    kinds refined by the compiled model's runtime graph (fused layers, constant inputs) where given. The CPU
+    plugin's ``real_time`` is each node's mean over every call since the compile (OpenVINO 2026.4, measured: it
+    falls as calls add up): ``mean_of`` calls so far, ``minus`` the seconds per node of calls to leave out."""
+    fused, constant = _runtime_graph(runtime_model, original_model)
+    out = []
+    for info in infos:
+        name = info.node_name
+        seconds = _seconds(info.real_time) * mean_of - (minus or {}).get(name, 0.0)
+        if seconds <= 0:
+            continue
+        kind = openvino_kind(info.node_type, fused.get(name, frozenset()), name in constant, str(info.exec_type))
+        out.append((kind, 1e3 * seconds, str(info.exec_type)))
+    return out
+
+
+def _runtime_graph(runtime_model, original_model) -> Tuple[Dict[str, FrozenSet[str]], set]:
+    """(runtime node -> types of the original layers fused into it, runtime nodes with a constant input)."""
+    if runtime_model is None:
+        return {}, set()
+    types = {op.get_friendly_name(): op.get_type_name() for op in original_model.get_ops()} if original_model else {}
+    fused, constant, layer = {}, set(), {}
+    for op in runtime_model.get_ordered_ops():
+        info = op.get_rt_info()
+        layer[op.get_friendly_name()] = str(info["layerType"].astype(str)) if "layerType" in info else ""
+        names = str(info["originalLayersNames"].astype(str)) if "originalLayersNames" in info else ""
+        fused[op.get_friendly_name()] = frozenset(types.get(n, "") for n in names.split(",") if n) - {""}
+        sources = [i.get_source_output().get_node().get_friendly_name() for i in op.inputs()]
+        if any(_is_constant(s, runtime_model, layer) for s in sources[1:2]):
+            constant.add(op.get_friendly_name())
+    return fused, constant
+
+
+def _is_constant(name: str, model, layer: Dict[str, str], depth: int = 0) -> bool:
+    """Whether a runtime node is a constant, or a layout / convert node of constants only (the weight's path)."""
+    kind = layer.get(name, "")
+    if kind == "Const":
+        return True
+    if depth > 3 or kind not in _LAYOUT | _QUANT:
+        return False
+    op = next(o for o in model.get_ordered_ops() if o.get_friendly_name() == name)
+    inputs = [i.get_source_output().get_node().get_friendly_name() for i in op.inputs()]
+    return bool(inputs) and all(_is_constant(n, model, layer, depth + 1) for n in inputs)
+
+
+def profile_openvino(ir: str, crops: np.ndarray, threads: int, calls: int) -> dict:
+    """The NNCF int8 IR compiled as the benchmark's row is, with ``PERF_COUNT`` on; one warm-up call, then
+    ``calls`` calls on the photo's windows ``crops`` ``[n, 3, S, S]`` float32, their node times grouped."""
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(ir)
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
+    config.update(PERFORMANCE_HINT="LATENCY", DYNAMIC_QUANTIZATION_GROUP_SIZE="0")  # as cpu.encoder_runs compiles
+    compiled = core.compile_model(model, "CPU", {**config, ov.properties.enable_profiling(): True})
+    request = compiled.create_infer_request()
+    request.infer([crops])
+    warm = {info.node_name: _seconds(info.real_time) for info in request.get_profiling_info()}
+    wall = 0.0
+    for _ in range(calls):
+        start = time.perf_counter()
+        request.infer([crops])
+        wall += time.perf_counter() - start
+    infos = request.get_profiling_info()  # each node's mean over the warm-up and the calls: the warm-up taken out
+    entries = openvino_entries(infos, compiled.get_runtime_model(), model, calls + 1, warm)
+    return {
+        "rows": group_times(entries, calls),
+        "calls": calls,
+        "wall_ms": 1e3 * wall / calls,
+        "tool": "PERF_COUNT",
+        "note": "A fused node counts as its kind: a FullyConnected with its dequantisation and bias, the snippets MHA "
+        "subgraph with its softmax; the plugin's counters are each node's mean since the compile (the warm-up is "
+        "taken out)",
+    }
+
+
+def profile_onnxruntime(path: str, crops: np.ndarray, threads: int, calls: int, tmp: str) -> dict:
+    """ONNX Runtime's dynamic int8 encoder ``path`` with ``enable_profiling``: one warm-up call, then ``calls``
+    calls; the trace's node events (``cat == "Node"``) grouped by ``args.op_name``."""
+    import onnx
+    import onnxruntime as ort
+
+    from zsseg_rt.export.ort_quantize import weight_matmuls
+
+    _, float_weights = weight_matmuls(onnx.load(path))  # MatMuls the recipe left float with a constant weight
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(tmp, "ort_int8_profile")
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: crops}
+    session.run(None, feed)  # the warm-up: its events end with the trace's first "model_run"
+    wall = 0.0
+    for _ in range(calls):
+        start = time.perf_counter()
+        session.run(None, feed)
+        wall += time.perf_counter() - start
+    with open(session.end_profiling(), encoding="utf-8") as handle:
+        trace = json.load(handle)
+    return {
+        "rows": group_times(onnxruntime_entries(trace, set(float_weights)), calls),
+        "calls": calls,
+        "wall_ms": 1e3 * wall / calls,
+        "tool": "SessionOptions.enable_profiling",
+        "note": "ONNX Runtime's optimiser fuses each activation's quantisation, MatMulInteger and the dequantisation "
+        "into DynamicQuantizeMatMul: counted as a weight GEMM",
+    }
+
+
+def onnxruntime_entries(trace: List[dict], float_weights: set) -> List[Tuple[str, float, str]]:
+    """``(kind, ms, kernel)`` of the trace's node kernel events (``"cat": "Node"``, ``"dur"`` in microseconds) after
+    its first ``model_run`` (the warm-up call), ``kernel`` = op type and execution provider."""
+    runs = sorted(float(e["ts"]) + float(e.get("dur", 0)) for e in trace if e.get("name") == "model_run")
+    after = runs[0] if len(runs) > 1 else float("-inf")
+    out = []
+    for event in trace:
+        if event.get("cat") != "Node" or not str(event.get("name", "")).endswith("_kernel_time"):
+            continue
+        if float(event.get("ts", 0)) < after:
+            continue
+        node = str(event["name"])[: -len("_kernel_time")]
+        args = event.get("args", {})
+        op_type = str(args.get("op_name", ""))
+        kernel = f"{op_type} ({str(args.get('provider', '')).replace('ExecutionProvider', '')})"
+        out.append((onnxruntime_kind(op_type, node in float_weights), float(event.get("dur", 0)) / 1e3, kernel))
+    return out
+
+
+def int8_profiles(ir: Callable[[], Optional[str]], ort_int8: str, crops, threads: int, calls: int, tmp: str) -> dict:
+    """``r["profile"]``: ``{"runs": {row name: profile}, "notes": [why a runtime was not profiled]}``. ``ir``: the
+    OpenVINO NNCF int8 IR's path (None: not made here, the reason printed when it was tried), ``ort_int8``: ONNX
+    Runtime's dynamic int8 encoder; ``crops``: the photo's windows ``[n, 3, S, S]`` float32."""
+    runs: Dict[str, dict] = {}
+    notes: List[str] = []
+    jobs: List[Tuple[str, Callable[[], Optional[str]], Callable[[str], dict]]] = [
+        ("openvino int8 (NNCF)", ir, lambda p: profile_openvino(p, crops, threads, calls)),
+        ("onnxruntime int8 (dynamic)", lambda: ort_int8, lambda p: profile_onnxruntime(p, crops, threads, calls, tmp)),
+    ]
+    for name, where, job in jobs:
+        try:
+            path = where()
+            if path is None or not os.path.isfile(path):
+                notes.append(f"{name}: not profiled (its int8 encoder could not be prepared here: see the log)")
+                continue
+            runs[name] = job(path)
+        except Exception as exc:  # a profile is a side table: the run goes on, the reason is printed
+            notes.append(f"{name}: not profiled ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+    for note in notes:
+        print(note, flush=True)
+    return {"runs": runs, "notes": notes}
+
+
+def render_profile(r: dict) -> List[str]:
+    """The "### Where the int8 encoder's time goes" subsection (absent from runs that predate it: said so)."""
+    profile = r.get("profile")
+    lines = ["### Where the int8 encoder's time goes (per layer kind, the photo's windows, a profiled run)", ""]
+    if profile is None:
+        return lines + ["Not recorded in this run (it predates the profile).", ""]
+    for name, run in profile["runs"].items():
+        node_ms = sum(row["ms"] for row in run["rows"])
+        lines += [
+            f"{name}: {run['tool']}, mean of {run['calls']} calls after a warm-up; the nodes' times sum to "
+            f"{node_ms:.1f} ms of {run['wall_ms']:.1f} ms per call (profiling on: may be slower than the table above; "
+            f"the rest is the runtime between nodes). {run.get('note', '')}",
+            "",
+            "| kind | ms per call | % of the encoder's node time | kernels seen (share of the kind's time) |",
+            "|---|---:|---:|---|",
+        ]
+        lines += [f"| {w['kind']} | {w['ms']:.1f} | {100 * w['share']:.1f} % | {w['kernels']} |" for w in run["rows"]]
+        lines.append("")
+    lines += [f"- {note}" for note in profile["notes"]]
+    return lines + ([""] if profile["notes"] else [])

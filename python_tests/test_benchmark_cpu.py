@@ -4,6 +4,7 @@ asserted: speed goals live in BENCHMARKS.md."""
 
 from __future__ import annotations
 
+import datetime
 import re
 import subprocess
 import sys
@@ -45,7 +46,7 @@ def test_quick_run_renders_every_section(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    headings = ("### GEMM peak", "### Image encoder", "### Peak per precision")
+    headings = ("### GEMM peak", "### Image encoder", "### Peak per precision", "### Where the int8 encoder's time")
     for heading in headings + ("### Engine vs", "### Post-processing", "### Targets"):
         assert heading in out, heading
     assert "% of the theoretical peak |" in out and "| peak used |" in out
@@ -61,7 +62,7 @@ def test_quick_run_renders_every_section(tmp_path):
         timeout=120,
     )
     assert rendered.returncode == 0, rendered.stderr[-3000:]
-    assert "### Targets" in rendered.stdout and "### Peak per precision" in rendered.stdout
+    assert "### Targets" in rendered.stdout and "### Where the int8 encoder's time" in rendered.stdout
 
 
 def test_encoder_flops_match_torch_count_on_vit_b16():
@@ -255,12 +256,103 @@ def test_peak_used_is_the_larger_of_measured_and_theoretical_and_named():
 
 
 def test_a_run_saved_before_the_theory_still_renders():
-    """--render of a pickle from before the theory (no "theory", "peak_measured")."""
+    """--render of a pickle from before the theory and the profile (no "theory", "peak_measured", "profile")."""
     cpu = _cpu()
     r = _full_run({})
     del r["theory"]
     cpu.honest_peaks(r)
     text = _render(cpu, r)
-    assert "Theoretical peak: not recorded in this run" in text
+    assert "Theoretical peak: not recorded in this run" in text and "Not recorded in this run" in text
     assert all(v <= 100 for v in _encoder_percents(text))
     assert "| measured: openvino fp32 (x) (200) |" in text
+
+
+# ---- where the int8 encoder's time goes (issue 54 item 2) --------------------------------------------------------
+def _info(name: str, node_type: str, kernel: str, ms: float):
+    """A stand-in for openvino's ProfilingInfo (its real_time is a datetime.timedelta)."""
+    return SimpleNamespace(
+        node_name=name, node_type=node_type, exec_type=kernel, real_time=datetime.timedelta(milliseconds=ms)
+    )
+
+
+def test_openvino_nodes_are_grouped_into_kinds():
+    peak = _peak()
+    infos = [
+        _info("qkv", "FullyConnected", "brgemm_avx512_amx_I8", 6.0),
+        _info("fc1", "FullyConnectedQuantizedLegacy", "brgemm_avx512_amx_i8", 1.0),
+        _info("patch", "Convolution", "brgconv_avx512_amx_I8", 1.0),
+        _info("scores", "MatMul", "brgemm_avx512_amx_I8", 2.0),
+        _info("softmax", "Softmax", "jit_avx512_f32", 1.0),
+        _info("ln", "MVN", "jit_avx512_f32", 1.0),
+        _info("fq", "FakeQuantize", "jit_avx512_f32", 1.0),
+        _info("gelu", "Multiply", "jit_avx512_f32", 1.0),
+        _info("reorder", "Reorder", "jit_uni_I8", 1.0),
+        _info("odd", "ReduceL2", "jit_avx512_f32", 1.0),
+        _info("input", "Parameter", "unknown_f32", 0.0),  # not executed: left out
+    ]
+    entries = peak.openvino_entries(infos)
+    assert len(entries) == 10
+    rows = {row["kind"]: row for row in peak.group_times(entries, calls=1)}
+    assert rows[peak.WEIGHT]["ms"] == 8.0 and abs(rows[peak.WEIGHT]["share"] - 0.5) < 1e-9
+    assert rows[peak.WEIGHT]["kernels"].startswith("brgemm_avx512_amx_I8 75 %")  # int8 ran on AMX: shown
+    assert rows[peak.ATTENTION]["ms"] == 2.0  # a MatMul without a constant input: activation x activation
+    for kind in (peak.SOFTMAX, peak.NORM, peak.QUANT, peak.ELTWISE, peak.LAYOUT, peak.OTHER):
+        assert rows[kind]["ms"] == 1.0, kind
+    assert abs(sum(row["share"] for row in rows.values()) - 1.0) < 1e-9
+    # fused nodes (the runtime graph's originalLayersNames) and constant inputs
+    assert peak.openvino_kind("MatMul", constant_input=True) == peak.WEIGHT
+    assert peak.openvino_kind("Subgraph", frozenset({"MatMul", "Softmax"})) == peak.ATTENTION  # snippets MHA
+    assert peak.openvino_kind("Subgraph", frozenset({"Divide", "Sqrt"})) == peak.ELTWISE
+    assert peak.openvino_kind("Multiply", frozenset({"FakeQuantize", "Multiply"})) == peak.QUANT  # SmoothQuant + FQ
+    assert peak.openvino_kind("Convert", kernel="ref_i32") == peak.OTHER  # shape arithmetic
+    assert peak.openvino_kind("Convert", kernel="jit_avx512_f32") == peak.QUANT
+    # the plugin's counters are means since the compile: 3 calls at a mean of 2 ms, a 4 ms warm-up taken out
+    entries = peak.openvino_entries([_info("qkv", "FullyConnected", "k", 2.0)], mean_of=3, minus={"qkv": 0.004})
+    assert peak.group_times(entries, calls=2)[0]["ms"] == pytest.approx(1.0)
+
+
+def test_onnxruntime_trace_is_grouped_into_kinds_after_the_warm_up():
+    peak = _peak()
+
+    def node(name, op, ts, dur):
+        return {
+            "cat": "Node",
+            "name": f"{name}_kernel_time",
+            "ts": ts,
+            "dur": dur,
+            "args": {"op_name": op, "provider": "CPUExecutionProvider"},
+        }
+
+    trace = [
+        {"cat": "Session", "name": "model_run", "ts": 0, "dur": 100},
+        node("warm", "DynamicQuantizeMatMul", 10, 50_000),  # the warm-up call: dropped
+        {"cat": "Session", "name": "model_run", "ts": 200, "dur": 100},
+        node("qkv_quant", "DynamicQuantizeMatMul", 210, 3000),
+        node("proj", "MatMul", 220, 1000),  # left float with a constant weight: a weight GEMM
+        node("scores", "MatMul", 230, 2000),
+        node("sm", "Softmax", 240, 1000),
+        node("ln", "LayerNormalization", 250, 1000),
+        node("q", "DynamicQuantizeLinear", 260, 1000),
+        node("gelu", "QuickGelu", 270, 1000),
+        node("t", "Transpose", 280, 1000),
+        node("x", "ReduceL2", 290, 1000),
+        {"cat": "Node", "name": "sm_fence_before", "ts": 241, "dur": 5},  # not a kernel event
+    ]
+    rows = {row["kind"]: row for row in peak.group_times(peak.onnxruntime_entries(trace, {"proj"}), calls=1)}
+    assert rows[peak.WEIGHT]["ms"] == 4.0 and "DynamicQuantizeMatMul (CPU) 75 %" in rows[peak.WEIGHT]["kernels"]
+    assert rows[peak.ATTENTION]["ms"] == 2.0
+    for kind in (peak.SOFTMAX, peak.NORM, peak.QUANT, peak.ELTWISE, peak.LAYOUT, peak.OTHER):
+        assert rows[kind]["ms"] == 1.0, kind
+
+
+def test_profile_subsection_renders_and_says_why_a_runtime_was_skipped():
+    peak = _peak()
+    row = {"kind": peak.WEIGHT, "ms": 9.0, "share": 0.9, "kernels": "brgemm_avx512_amx_I8 100 %"}
+    run = {"rows": [row], "calls": 3, "wall_ms": 12.0, "tool": "PERF_COUNT", "note": "n"}
+    text = "\n".join(
+        peak.render_profile({"profile": {"runs": {"openvino int8 (NNCF)": run}, "notes": ["x: not profiled (why)"]}})
+    )
+    assert "### Where the int8 encoder's time goes" in text and "brgemm_avx512_amx_I8 100 %" in text
+    assert "| 9.0 | 90.0 % |" in text and "- x: not profiled (why)" in text
+    skipped = peak.int8_profiles(lambda: None, "/nonexistent.onnx", None, 1, 1, "/tmp")
+    assert skipped["runs"] == {} and len(skipped["notes"]) == 2 and all("not profiled" in n for n in skipped["notes"])
