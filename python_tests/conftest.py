@@ -13,6 +13,12 @@ from support import GOLDEN, build_once, export_tiny_bundle
 # resume test's rule on CUDA, python_tests/train/test_training.py, relies on it); nothing changes without a GPU
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
+# Engine(bundle)'s default on a CPU (prepare="auto") starts a niced background preparation of the faster gated paths
+# (quantise + gate, minutes for a real bundle) and switches to one when ready: a test's labels would then depend on
+# when it finished. Every test and every command a test starts runs what is recorded; the tests of the default
+# itself (runtime/test_cpu_auto.py) set or remove the variable.
+os.environ["ZSSEG_AUTO_PREPARE"] = "none"
+
 # A bundle exported elsewhere (tools/runtime_only_tests.sh exports it with torch, then runs the runtime tests in a
 # venv without torch): the tiny_bundle fixture copies it instead of exporting.
 PREBUILT_BUNDLE_ENV = "ZSSEG_TEST_TINY_BUNDLE"

@@ -1267,7 +1267,7 @@ COVERAGE = {
     "zsseg camera --loop": (_M + "test_camera_loop_max_frames_and_progress", _CAMERA_PROCESS),
     "zsseg camera --every-frame": (_CAMERA_FAKE,),
     "zsseg camera --prepare": (
-        "runtime/test_cpu_auto.py::test_the_camera_prepares_in_the_background_only_for_a_live_source_on_auto",
+        "runtime/test_cpu_auto.py::test_the_camera_takes_the_engines_default_on_auto_and_none_turns_it_off",
     ),
     "zsseg camera --no-progress": (_M + "test_camera_loop_max_frames_and_progress",),
     "zsseg camera --max-frames": (_M + "test_camera_loop_max_frames_and_progress",),

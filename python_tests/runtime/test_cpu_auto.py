@@ -198,25 +198,128 @@ def test_a_gain_within_measurement_noise_does_not_replace_the_exact_path(bundle)
     assert (cpu_policy(meta, ROLES)[0][2].backend, cpu_policy(meta, ROLES)[0][2].precision) == (backend, precision)
 
 
-def test_the_camera_prepares_in_the_background_only_for_a_live_source_on_auto():
-    """zsseg camera: --backend auto with a live camera prepares in the background by default; a file does not;
-    --prepare none / a named backend never do."""
+def test_the_camera_takes_the_engines_default_on_auto_and_none_turns_it_off():
+    """zsseg camera: --backend auto leaves the choice to the Engine's default ("auto": background where the records
+    can be written), for a live camera and a file alike; --prepare none / a named backend never prepare."""
     from argparse import Namespace
     from types import SimpleNamespace
 
     from zsseg_rt.cli.camera import _auto_prepare
 
     live, clip = SimpleNamespace(source=SimpleNamespace(live=True)), SimpleNamespace(source=SimpleNamespace(live=False))
-    assert _auto_prepare(Namespace(prepare=None, backend="auto"), [clip, live]) == "background"
-    assert _auto_prepare(Namespace(prepare=None, backend="auto"), [clip]) is None
+    assert _auto_prepare(Namespace(prepare=None, backend="auto"), [clip, live]) == "auto"
+    assert _auto_prepare(Namespace(prepare=None, backend="auto"), [clip]) == "auto"
     assert _auto_prepare(Namespace(prepare="none", backend="auto"), [live]) is None
     assert _auto_prepare(Namespace(prepare=None, backend="onnxruntime"), [live]) is None
     from zsseg_rt.cli import build_parser
 
     parse = build_parser("camera").parse_args
-    assert _auto_prepare(parse(["camera", "0", "--bundle", "b"]), [live]) == "background"
+    assert _auto_prepare(parse(["camera", "0", "--bundle", "b"]), [live]) == "auto"
     assert _auto_prepare(parse(["camera", "0", "--bundle", "b", "--prepare", "none"]), [live]) is None
     assert _auto_prepare(parse(["camera", "0", "--bundle", "b", "--prepare", "background"]), [clip]) == "background"
+
+
+def test_the_engines_default_prepares_in_the_background_once(bundle, monkeypatch):
+    """``Engine(bundle)`` with nothing asked (prepare="auto") and no $ZSSEG_AUTO_PREPARE starts the background
+    preparation where the records' folder can be written (what a user who reads no docs gets: the faster path from
+    the next frame it is ready on); the variable set to none / now / background decides instead; another value is
+    refused. Control: the test suite's own setting (none) starts nothing."""
+    started = []
+
+    def preparation(meta_, stop):
+        started.append(meta_.path)
+        return 0
+
+    monkeypatch.setattr(cpu_auto, "run_preparation", preparation)
+    monkeypatch.setenv(cpu_auto.PREPARE_ENV, "none")  # control: as conftest sets it
+    engine = Engine(bundle, classes=VOCAB10, device="cpu")
+    assert engine._upgrade is None and not started
+    monkeypatch.delenv(cpu_auto.PREPARE_ENV)
+    engine = Engine(bundle, classes=VOCAB10, device="cpu")
+    assert engine._upgrade is not None
+    engine._upgrade.wait()
+    assert started == [load_meta(bundle).path]
+    engine.close()
+    monkeypatch.setenv(cpu_auto.PREPARE_ENV, "later")
+    with pytest.raises(
+        ValueError, match=r"ZSSEG_AUTO_PREPARE must be one of \['background', 'none', 'now'\], got 'later'"
+    ):
+        Engine(bundle, classes=VOCAB10, device="cpu")
+
+
+def test_a_bundle_that_cannot_be_written_is_not_prepared(bundle, monkeypatch, caplog):
+    """prepare="auto" where ``<bundle>/engines`` cannot be made (a read-only install): the exact path runs, nothing
+    is started, and the INFO line says where to prepare them. Control: the same bundle writable prepares."""
+    meta = load_meta(bundle)
+    monkeypatch.delenv(cpu_auto.PREPARE_ENV, raising=False)
+    monkeypatch.setattr(cpu_auto, "_writable", lambda path: False)
+    with caplog.at_level(logging.INFO, logger="zsseg_rt"):
+        assert cpu_auto.resolve_prepare("auto", meta) is None
+    assert "cannot be written" in caplog.text and "zsseg build-engine BUNDLE --backend auto" in caplog.text
+    monkeypatch.undo()
+    monkeypatch.delenv(cpu_auto.PREPARE_ENV, raising=False)
+    assert cpu_auto.resolve_prepare("auto", meta) == "background"
+    assert cpu_auto.resolve_prepare(None, meta) is None and cpu_auto.resolve_prepare("now", meta) == "now"
+
+
+def test_one_background_preparation_per_bundle(bundle, monkeypatch):
+    """Two Engines (or processes) on one bundle: the second finds the lock held by the first preparation and waits
+    for its records instead of quantising again; once the first has ended it returns 0 without a process. Control:
+    with the lock free a preparation process is started. No timing: the first preparation is a process the test
+    holds until it has seen the second wait."""
+    import subprocess
+    import sys
+
+    meta = load_meta(bundle)
+    root = cpu_auto.precision_root(meta)
+    shutil.os.makedirs(root, exist_ok=True)
+    holder = subprocess.Popen(  # the first preparation: holds the lock until told to go
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); "
+            "sys.stdin.readline()",
+            str(shutil.os.path.join(root, cpu_auto.PREPARE_LOCK)),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    started = []
+    real_popen = cpu_auto.subprocess.Popen
+    monkeypatch.setattr(cpu_auto.subprocess, "Popen", lambda *a, **k: started.append(a) or real_popen(*a, **k))
+    waiting, stop = threading.Event(), threading.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record):
+            if "another process is preparing" in record.getMessage():
+                waiting.set()
+
+    handler = Seen()
+    logging.getLogger("zsseg_rt").addHandler(handler)
+    logging.getLogger("zsseg_rt").setLevel(logging.INFO)
+    result = []
+    second = threading.Thread(target=lambda: result.append(cpu_auto.run_preparation(meta, stop)))
+    try:
+        second.start()
+        assert waiting.wait(60), "the second preparation did not find the lock held"
+        assert not started  # it waits: no second quantisation
+        holder.communicate("go\n", timeout=60)
+        second.join(60)
+        assert result == [0] and not started
+    finally:
+        stop.set()
+        logging.getLogger("zsseg_rt").removeHandler(handler)
+        if holder.poll() is None:
+            holder.kill()
+    # control: the lock is free now, so a preparation process is started (stopped at once: no quantisation here)
+    monkeypatch.setattr(
+        cpu_auto.subprocess,
+        "Popen",
+        lambda *a, **k: started.append(a) or real_popen([sys.executable, "-c", "pass"], **k),
+    )
+    assert cpu_auto.run_preparation(meta, threading.Event()) == 0 and len(started) == 1
 
 
 def test_build_engine_auto_prepares_gates_and_measures_every_cpu_path(bundle, capsys):
@@ -236,3 +339,36 @@ def test_build_engine_auto_prepares_gates_and_measures_every_cpu_path(bundle, ca
         c.describe() for c in runnable
     ]
     assert all(c.speedup is not None and c.speedup > 0 for c in runnable if c.usable)
+
+
+@pytest.mark.parametrize(
+    "flags, runnable",
+    [
+        ("fp asimd asimddp", {("onnxruntime", "int8")}),  # Jetson Orin's Cortex-A78AE: SDOT, no bf16
+        ("fp asimd asimddp i8mm bf16", {("onnxruntime", "int8"), ("onnxruntime", "bf16")}),  # Neoverse V1/V2
+    ],
+)
+def test_the_choice_on_an_arm64_cpu(bundle, monkeypatch, tmp_path, flags, runnable):
+    """Issue 54 item 5: the same policy on Jetson's CPU path and other Arm64 CPUs (their /proc/cpuinfo faked: no Arm
+    CPU here): OpenVINO's reduced precisions are x86-only ("cannot", with the reason), ONNX Runtime's int8 (SDOT /
+    I8MM) and, with the bf16 extension, bf16 are candidates; a passing int8 record measured faster runs, and a
+    refused one falls back to exact fp32 with its reason in the line."""
+    from zsseg_rt.runtime import openvino_backend, ort_precision
+    from zsseg_rt.runtime.cpu_features import cpu_features as read
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nFeatures\t: {flags}\n")
+    arm = read(str(info), "aarch64")
+    for module in (ort_precision, openvino_backend):
+        monkeypatch.setattr(module, "cpu_features", lambda arm=arm: arm)
+    meta = load_meta(bundle)
+    found, _ = cpu_candidates(meta, ROLES)
+    status = {(row.name, c.precision): c.status for row, c in found}
+    assert {k for k, v in status.items() if v == "missing"} == runnable, status
+    assert all(v == "cannot" for k, v in status.items() if k[0] == "openvino"), status
+    _record(meta, "onnxruntime", "int8", 1.8, passed=False)
+    line = cpu_policy(meta, ROLES)[0][2].line()
+    assert line.startswith("backend='auto' runs onnxruntime fp32 on this CPU: exact") and "FAILED" in line
+    _record(meta, "onnxruntime", "int8", 1.8)
+    chosen = cpu_policy(meta, ROLES)[0][2]
+    assert (chosen.backend, chosen.precision, chosen.speedup) == ("onnxruntime", "int8", 1.8)

@@ -99,9 +99,10 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         "--prepare",
         choices=["background", "none"],
         default=None,
-        help="--backend auto on a CPU, faster paths not prepared yet: background (default with a live camera: a "
-        "niced process quantises and gates them while the exact path runs; the stream switches when ready; never "
-        "waits) or none (run what is recorded; `zsseg build-engine BUNDLE --backend auto` prepares them)",
+        help="--backend auto on a CPU, faster paths not prepared yet: background (the default where the bundle's "
+        "engines/ folder can be written, as for every command: a niced process quantises and gates them once "
+        "while the exact path runs; the stream switches when ready; never waits) or none (run what is recorded; "
+        "`zsseg build-engine BUNDLE --backend auto` prepares them)",
     )
     p.add_argument("--width", type=whole_number(1), help="requested capture width (V4L2 / CSI)")
     p.add_argument("--height", type=whole_number(1), help="requested capture height (V4L2 / CSI)")
@@ -442,11 +443,11 @@ def run_camera_command(args) -> int:
 
 
 def _auto_prepare(args, inputs) -> Optional[str]:
-    """``Engine(prepare=)`` of the stream: --prepare, else "background" where --backend auto meets a live source
-    (a camera never waits for quantisation; a file or folder runs what is recorded)."""
+    """``Engine(prepare=)`` of the stream: --prepare, else the Engine's default with --backend auto ("auto":
+    background where the bundle's records can be written; a camera never waits for quantisation)."""
     if args.prepare is not None:
         return None if args.prepare == "none" else args.prepare
-    return "background" if args.backend == AUTO and any(item.source.live for item in inputs) else None
+    return "auto" if args.backend == AUTO else None
 
 
 def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:

@@ -98,10 +98,13 @@ class Engine:
             2^25 rescaled pixels, 4096 windows, 2048 MiB estimated working memory per image. Sides longer than
             ``pipeline.limits.MAX_SIDE`` (262144) are always refused.
         prepare: (backend="auto" on a CPU) what to do about the gated paths this CPU could run that are not
-            prepared yet: None (default: run what is recorded; ``zsseg build-engine BUNDLE --backend auto`` prepares
-            them), "now" (quantise, gate and measure them before returning, once, with a progress bar) or
-            "background" (a niced process prepares them while the exact path runs; the Engine switches between
-            frames when the faster path is ready: ``zsseg camera``'s default). Records go to ``<bundle>/engines``.
+            prepared yet: "auto" (default: "background" where ``<bundle>/engines`` can be written, else None;
+            ``$ZSSEG_AUTO_PREPARE=none|now|background`` sets it for every Engine of a process tree), None (run what
+            is recorded; ``zsseg build-engine BUNDLE --backend auto`` prepares them), "now" (quantise, gate and
+            measure them before returning, once, with a progress bar) or "background" (a niced process prepares
+            them, once per bundle and CPU, while the exact path runs; the Engine switches between frames when the
+            faster path is ready; the process finishes its records after the Engine is gone). Records go to
+            ``<bundle>/engines``.
         allow_partial_images: (file paths) decode what a truncated or damaged image file holds, the missing part
             filled, instead of refusing it (``zsseg_rt.image_io``: by default such a file is refused with
             ``CorruptImageError``, one line naming what is wrong, as every command refuses it; CLI:
@@ -148,7 +151,7 @@ class Engine:
         max_memory_mb: int = InputLimits.max_memory_mb,
         expected_digest: Optional[str] = None,
         allow_partial_images: bool = False,
-        prepare: Optional[str] = None,
+        prepare: Optional[str] = "auto",
     ):
         self.allow_partial_images = bool(allow_partial_images)
         self.limits = InputLimits.resolve(

@@ -9,14 +9,17 @@ passed. A refused record, one of another setup, or a row that is not installed i
 says why); a candidate that cannot be opened (e.g. its artefact was modified) gives way to the next.
 
 Where no faster path is recorded yet the exact fp32 path runs and :func:`cpu_policy` lists what is missing;
-``prepare`` decides what happens then (``Engine(prepare=...)``): None (run fp32; ``zsseg build-engine BUNDLE
---backend auto`` prepares them), "now" (prepare them before returning: quantise + gate + measure, with a progress
-bar) or "background" (:class:`BackgroundUpgrade`: a niced process prepares them while the fp32 path runs, and the
-Engine switches at a frame boundary once the new path is open: a live camera never waits for quantisation).
+``prepare`` decides what happens then (``Engine(prepare=...)``): "auto" (the default, :func:`resolve_prepare`:
+"background" where the records' folder is writable, unless ``$ZSSEG_AUTO_PREPARE`` says otherwise), None (run fp32;
+``zsseg build-engine BUNDLE --backend auto`` prepares them), "now" (prepare them before returning: quantise + gate +
+measure, with a progress bar) or "background" (:class:`BackgroundUpgrade`: a niced process prepares them while the
+fp32 path runs, and the Engine switches at a frame boundary once the new path is open: a live camera never waits for
+quantisation). One preparation per records folder runs at a time (a lock file held by the preparing process).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import subprocess
@@ -36,11 +39,15 @@ __all__ = [
     "cpu_candidates",
     "cpu_policy",
     "prepare_now",
+    "resolve_prepare",
 ]
 
 LOG = logging.getLogger("zsseg_rt")
-PREPARE_MODES = (None, "now", "background")
+PREPARE_AUTO = "auto"  # Engine(prepare=)'s default: resolve_prepare decides
+PREPARE_MODES = (None, "now", "background", PREPARE_AUTO)
+PREPARE_ENV = "ZSSEG_AUTO_PREPARE"  # none | now | background: what prepare="auto" means here (tests: none)
 PREPARE_LOG = "auto-prepare.log"  # beside the records: what the background preparation printed
+PREPARE_LOCK = "auto-prepare.lock"  # beside the records: held (flock) by the process that prepares them
 # A reduced precision replaces the exact fp32 path only when its record measured it at least this much faster: the
 # speed is measured once, when gated, often on a busy machine; a gain within that noise is not worth exactness.
 MIN_SPEEDUP = 1.10
@@ -161,17 +168,86 @@ def prepare_now(meta, cache_dir: Optional[str] = None, threads: int = 0) -> None
     prepare(meta.path, cache_dir=cache_dir, threads=threads)
 
 
+def resolve_prepare(prepare: Optional[str], meta, cache_dir: Optional[str] = None) -> Optional[str]:
+    """What ``prepare="auto"`` (the Engine's default) means here: ``$ZSSEG_AUTO_PREPARE`` when set ("none", "now" or
+    "background"; anything else is refused), else "background" where the records' folder can be written (a bundle
+    on a read-only disk runs what is recorded: said at INFO). Any other value is returned as it is."""
+    if prepare != PREPARE_AUTO:
+        return prepare
+    wanted = os.environ.get(PREPARE_ENV, "").strip().lower()
+    if wanted:
+        modes = {"none": None, "now": "now", "background": "background"}
+        if wanted not in modes:
+            raise ValueError(f"${PREPARE_ENV} must be one of {sorted(modes)}, got {wanted!r}")
+        return modes[wanted]
+    root = precision_root(meta, cache_dir)
+    if not _writable(root):
+        LOG.info(
+            "backend='auto': %s cannot be written, so the faster paths of this CPU are not prepared in the "
+            "background; prepare them where it can (`zsseg build-engine BUNDLE --backend auto`)",
+            root,
+        )
+        return None
+    return "background"
+
+
+def _writable(path: str) -> bool:
+    """Whether ``path`` (a folder, made if missing) can be written: its nearest existing ancestor is writable."""
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
+def _try_lock(fd: int) -> bool:
+    """An exclusive flock on ``fd`` without waiting (True: taken). Where flock does not exist, always True."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock, a second preparation only costs time
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
 def run_preparation(meta, stop: threading.Event) -> int:
     """The background preparation: ``zsseg build-engine BUNDLE --backend auto`` in a niced process of its own
     session (it goes on, and writes its records, after the Engine is gone), its output in ``auto-prepare.log``
-    beside the records (``<bundle>/engines``). Returns its exit status, or -1 when ``stop`` was set first."""
+    beside the records (``<bundle>/engines``). One at a time per records folder: the process holds
+    ``auto-prepare.lock``; an Engine that finds it held waits (never a frame: this runs in the upgrade's thread) for
+    the other preparation, then reads what it wrote. Returns the exit status (0 after waiting for another), or -1
+    when ``stop`` was set first."""
     root = precision_root(meta)
     os.makedirs(root, exist_ok=True)
-    # niced: the live path keeps the cores' priority
-    code = "import os, sys\nos.nice(10)\nfrom zsseg_rt.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    argv = [sys.executable, "-c", code, "build-engine", meta.path, "--backend", AUTO]
-    with open(os.path.join(root, PREPARE_LOG), "ab") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    lock = os.open(os.path.join(root, PREPARE_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if not _try_lock(lock):
+            LOG.info(
+                "backend='auto': another process is preparing this bundle's CPU paths (%s held); waiting for its "
+                "records while the exact fp32 path runs",
+                os.path.join(root, PREPARE_LOCK),
+            )
+            while not _try_lock(lock):
+                if stop.wait(0.5):
+                    return -1
+            return 0
+        # niced: the live path keeps the cores' priority
+        code = "import os, sys\nos.nice(10)\nfrom zsseg_rt.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+        argv = [sys.executable, "-c", code, "build-engine", meta.path, "--backend", AUTO]
+        with open(os.path.join(root, PREPARE_LOG), "ab") as log:
+            # the child inherits the locked descriptor: the lock is held until the preparation ends, also after
+            # this process has gone
+            process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(lock,)
+            )
+    finally:
+        os.close(lock)
     LOG.info(
         "backend='auto': preparing the faster gated paths of this CPU in the background (pid %d, log %s); the exact "
         "fp32 path runs until they are ready",

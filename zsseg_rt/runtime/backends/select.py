@@ -121,12 +121,15 @@ def _auto(meta, roles, adapter, device, model, precision, threads, verify, prepa
 def _cpu_auto(meta, roles, adapter, model, precision, threads, verify, prepare, cache_dir) -> Any:
     """The CPU policy (``cpu_auto.py``): open the fastest gated path recorded for this CPU (a candidate that will not
     open gives way to the next, its reason in the log line), else the exact fp32 reference; one INFO line says what
-    runs, why and the gate it passed. ``prepare`` (what is missing): None, "now" (prepared first) or "background"
+    runs, why and the gate it passed. ``prepare`` (what is missing): "auto" (``cpu_auto.resolve_prepare``), None,
+    "now" (prepared first) or "background"
     (``runner.auto_upgrade``: a :class:`~.cpu_auto.BackgroundUpgrade` the Engine switches to when ready)."""
-    from .cpu_auto import PREPARE_MODES, BackgroundUpgrade, cpu_policy, prepare_now, run_preparation
+    from . import cpu_auto
+    from .cpu_auto import PREPARE_MODES, BackgroundUpgrade, cpu_policy, prepare_now
 
     if prepare not in PREPARE_MODES:
         raise ValueError(f"prepare must be one of {PREPARE_MODES}, got {prepare!r}")
+    prepare = cpu_auto.resolve_prepare(prepare, meta, cache_dir)
     anything = precision in (None, AUTO)
     plan = cpu_policy(meta, roles, precision, cache_dir)
     if prepare == "now" and anything and plan[0][2].missing:
@@ -154,7 +157,7 @@ def _cpu_auto(meta, roles, adapter, model, precision, threads, verify, prepare, 
                 return _cpu_auto(meta, roles, adapter, model, precision, threads, verify, None, cache_dir)
 
             runner.auto_upgrade = BackgroundUpgrade(
-                lambda stop: run_preparation(meta, stop), rebuild, (chosen.backend, chosen.precision)
+                lambda stop: cpu_auto.run_preparation(meta, stop), rebuild, (chosen.backend, chosen.precision)
             )
         return made
     raise AssertionError("the CPU policy's plan ends with the exact reference")  # pragma: no cover
@@ -179,7 +182,7 @@ def make_backend(
     ``backend``: a name of the table (``backend_names()``), "auto" (see :func:`_auto`), a ready :class:`Backend` or
     role object (used as it is), or a :class:`GraphRunner` (wrapped in ``adapter``). ``precision``: None for the
     backend's default (its row's: TensorRT fp16, else fp32). ``auto_prepare`` (backend "auto" on a CPU only): what
-    to do about gated paths not prepared yet: None, "now" or "background" (``cpu_auto.py``); ``options`` of "auto":
+    to do about gated paths not prepared yet: "auto", None, "now" or "background" (``cpu_auto.py``); ``options`` of "auto":
     ``cache_dir`` (where the records are; default ``<bundle>/engines``).
     """
     if isinstance(backend, (Backend, RoleGraphs)):
@@ -194,7 +197,7 @@ def make_backend(
             raise ValueError(f"backend='auto' takes no options {unknown} (name a backend to pass its own options)")
         cache_dir = options.get("cache_dir")
         return _auto(meta, roles, adapter, device, model, precision, threads, verify, auto_prepare, cache_dir)
-    if auto_prepare is not None:
+    if auto_prepare not in (None, "auto"):  # "auto": the Engine's default, nothing asked for
         raise ValueError(
             f"prepare={auto_prepare!r} applies to backend='auto' (it prepares the CPU paths auto chooses among); "
             f"backend={backend!r} prepares its own reduced precision on first use"
