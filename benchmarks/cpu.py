@@ -453,15 +453,26 @@ def _attention(r: dict) -> float:
 
 
 def _encoder_reason(r: dict, precision: str, ms: float, name: str = "") -> str:
-    """What the measured gap is made of, in numbers from this run."""
+    """What the measured gap is made of, in numbers from this run: the GEMMs' own best against the peak used, and,
+    where the row was profiled (``cpu_peak.int8_profiles``), its largest layer kinds with the kernels they ran."""
     ideal = r["windows"] * r["flops"] / (r["peak"][precision] * 1e6)
     attention = _attention(r) / r["flops"]
     text = f"its FLOPs at the peak used would take {ideal:.0f} ms, measured {ms:.0f} ms"
-    if precision == "int8" and "openvino" in name:
+    measured = r.get("peak_measured", {}).get(precision)
+    if measured and r["peak"][precision] > measured:
         text += (
-            f"; NNCF's recipe quantises the weight GEMMs' inputs (SmoothQuant); the attention GEMMs ({100 * attention:.0f}"
-            " % of the FLOPs), softmax, LayerNorm and GELU run in f32, with a quantise step before every int8 GEMM"
+            f"; the best GEMM path measured here ({r.get('peak_measured_from', {}).get(precision, '')}) reaches "
+            f"{measured:.0f} GFLOP/s on the encoder's own shapes, {100 * measured / r['peak'][precision]:.0f} % of the "
+            "theory: the kernels are far from it before the encoder's other work is counted"
         )
+    profiled = _profile_of(r, name)
+    if profiled:
+        text += "; where its time goes (profiled, below): " + ", ".join(
+            f"{row['kind'].split(' (')[0]} {100 * row['share']:.0f} % ({row['kernels'].split(',')[0]})"
+            for row in profiled[:4]
+        )
+    elif precision == "int8" and "openvino" in name:
+        text += f"; the attention GEMMs are {100 * attention:.0f} % of the FLOPs (not profiled in this run)"
     elif precision == "int8":
         text += (
             f"; the dynamic-int8 recipe quantises only the weight MatMuls: the attention GEMMs ({100 * attention:.0f} %"
@@ -472,6 +483,13 @@ def _encoder_reason(r: dict, precision: str, ms: float, name: str = "") -> str:
             f"; attention GEMMs (N x N, {100 * attention:.0f} % of the FLOPs), softmax, LayerNorm and GELU run below it"
         )
     return text
+
+
+def _profile_of(r: dict, name: str) -> List[dict]:
+    """The profile rows of the encoder row ``name`` (its backend and precision, e.g. "openvino int8"), or []."""
+    runs = (r.get("profile") or {}).get("runs", {})
+    key = " ".join(name.split()[:2])
+    return next((run["rows"] for profiled, run in runs.items() if profiled.startswith(key)), [])
 
 
 # ---- main --------------------------------------------------------------------------------------------------------
