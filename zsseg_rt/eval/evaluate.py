@@ -457,8 +457,10 @@ def segment_dataset(
     plus ``images`` (segmented), ``skipped`` and ``skipped_files`` (the first 20); a progress bar named ``desc``
     when ``progress`` and tqdm is installed."""
     try:
-        from tqdm import tqdm
-    except ImportError:  # a runtime-only install (no torch extra) has no tqdm: no progress bar
+        import tqdm as _tqdm  # noqa: F401 - installed? (a runtime-only install has no tqdm: no progress bar)
+
+        from zsseg_rt.progress import progress_bar as tqdm
+    except ImportError:
 
         def tqdm(iterable, **_kwargs):  # type: ignore[no-redef]
             return iterable

@@ -110,11 +110,10 @@ def evaluate_parallel(  # the arguments of evaluate() (its serial twin), plus th
     Returns:
         the metrics dict of ``evaluate`` (``images``, ``skipped``, ``mode``, ``dataset``, ``source`` included).
     """
-    from tqdm import tqdm
-
     from zsseg_rt.data import build_dataset
     from zsseg_rt.eval.evaluate import checkpoint_kind, evaluation_settings
     from zsseg_rt.eval.metrics import ConfusionMatrix, summarize
+    from zsseg_rt.progress import progress_bar
     from zsseg_rt.scale.batch import pool_size
 
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -146,7 +145,7 @@ def evaluate_parallel(  # the arguments of evaluate() (its serial twin), plus th
     )
     matrix = ConfusionMatrix(dataset.num_classes)
     done, skipped = 0, []
-    bar = tqdm(total=count, desc=f"eval {dataset.name}", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=count, desc=f"eval {dataset.name}", disable=not progress, dynamic_ncols=True)
     for batch in pipeline.iter_batches(batch_size=None, batch_format="numpy"):
         matrix.counts += batch["counts"].sum(axis=0).reshape(matrix.counts.shape)
         done += int(batch["done"].sum())

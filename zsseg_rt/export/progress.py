@@ -27,6 +27,8 @@ def shown(enabled: bool = True) -> Iterator[None]:
 def stage_bar(total: int, desc: str, unit: str = "step") -> Any:
     """A tqdm bar of ``total`` steps named ``desc`` (disabled outside :func:`shown`); use it as a context manager and
     call ``update()`` per step. It leaves no line behind: the stage's own line says when it is done."""
-    from tqdm import tqdm
+    from zsseg_rt.progress import progress_bar
 
-    return tqdm(total=int(total), desc=desc, unit=unit, disable=not _SHOWN.get(), leave=False, dynamic_ncols=True)
+    return progress_bar(
+        total=int(total), desc=desc, unit=unit, disable=not _SHOWN.get(), leave=False, dynamic_ncols=True
+    )

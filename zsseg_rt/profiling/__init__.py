@@ -360,9 +360,9 @@ def profile_config(
 def _bar(args, total: int, desc: str, unit: str):
     """The progress bar of one configuration (stderr; none with --quiet): minutes each at the defaults on a CPU. It is
     updated between calls, never inside a timed one."""
-    from tqdm import tqdm
+    from zsseg_rt.progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=bool(args.quiet), leave=False, dynamic_ncols=True)
+    return progress_bar(total=total, desc=desc, unit=unit, disable=bool(args.quiet), leave=False, dynamic_ncols=True)
 
 
 def run_profile(args) -> dict:

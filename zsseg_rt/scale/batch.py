@@ -550,7 +550,7 @@ def summarize_batch(job: BatchJob, progress: bool = True) -> Dict[str, Any]:
         "worker_peak_rss_bytes": the largest peak RSS of any worker (None when no worker ran),
         "worker_peak_growth_bytes": the largest rise of a worker's peak RSS over its RSS after loading the Engine}``.
     """
-    from tqdm import tqdm
+    from zsseg_rt.progress import progress_bar
 
     plan = job.plan
     todo = len(plan.sources) + len(plan.rejected) if isinstance(plan.sources, list) else None
@@ -558,7 +558,7 @@ def summarize_batch(job: BatchJob, progress: bool = True) -> Dict[str, Any]:
     errors: List[Dict[str, Any]] = []
     peak: Optional[int] = None
     growth: Optional[int] = None
-    for row in tqdm(run_batch(job), total=todo, desc="zsseg batch", unit="img", disable=not progress):
+    for row in progress_bar(run_batch(job), total=todo, desc="zsseg batch", unit="img", disable=not progress):
         counts[row["status"]] += 1
         if row["status"] == "error" and len(errors) < 20:
             errors.append(row)

@@ -481,7 +481,7 @@ class Trainer:
         Returns:
             summary dict: ``iteration``, ``last_loss``, ``checkpoint``, ``native`` (final model dir or None).
         """
-        from tqdm import tqdm
+        from zsseg_rt.progress import progress_bar
 
         cfg = self.cfg
         resumed = self.resume(resume)
@@ -493,7 +493,7 @@ class Trainer:
         self.net.train()
         log_file, writer = self._open_log()
         tb = self._tensorboard()
-        bar = tqdm(
+        bar = progress_bar(
             total=cfg.iterations,
             initial=self.iteration,
             disable=not self.progress,

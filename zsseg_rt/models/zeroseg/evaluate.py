@@ -213,7 +213,8 @@ def evaluate_zeroseg(
     (mIoU in percent, NaN classes absent from the ground truth and the prediction skipped).
     """
     import torch
-    from tqdm import tqdm
+
+    from zsseg_rt.progress import progress_bar
 
     from .predict import predict_image
 
@@ -226,7 +227,7 @@ def evaluate_zeroseg(
     cm = ConfusionMatrix(n_cls, ignore_index=255)
     n = len(data) if limit is None else min(len(data), int(limit))
     with torch.no_grad():
-        for i in tqdm(range(n), desc="zeroseg eval", disable=not progress, dynamic_ncols=True):
+        for i in progress_bar(range(n), desc="zeroseg eval", disable=not progress, dynamic_ncols=True):
             rgb, gt = data.load(i)
             labels, _ = predict_image(model, rgb, text, thr, mode)
             cm.update(labels.numpy(), gt)

@@ -39,12 +39,12 @@ def precompute_teacher_features(
     progress: bool = True,
 ) -> Dict[str, int]:
     """Encode every image of ``dataset`` not yet in ``cache``. Returns ``{"computed": n, "cached": m}``."""
-    from tqdm import tqdm
+    from zsseg_rt.progress import progress_bar
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
     teacher = teacher.to(device)
     computed = cached = 0
-    for batch in tqdm(loader, desc="teacher features", disable=not progress, dynamic_ncols=True):
+    for batch in progress_bar(loader, desc="teacher features", disable=not progress, dynamic_ncols=True):
         missing = [j for j, k in enumerate(batch["key"]) if k not in cache]
         cached += len(batch["key"]) - len(missing)
         if not missing:
