@@ -11,9 +11,13 @@ The metrics are then computed from the label maps it wrote (docs/video.md, "Metr
 labels changed, TC with DIS MEDIUM flow, agreement with the per-frame run's labels. The clips' frames are first
 written losslessly (PNG) into a folder, so every mode reads the same pixels.
 
-The bundle is ZegCLIP ViT-B/16 with RANDOM weights (``zegclip_vitb16_voc_inductive``, exported once into
-``out/bench_video/``), 27 VOC-like classes: the labels mean nothing, and the numbers that depend on what the labels
-are (flicker, TC, agreement) will change with trained weights; the frame rates and their ratios will not.
+The bundle is ZegCLIP ViT-B/16 with RANDOM weights (``zegclip_vitb16_voc_inductive``, exported once after
+``torch.manual_seed(0)`` into ``out/bench_video/zegclip_vitb16_voc_inductive-seed0``), 27 VOC-like classes: the labels
+mean nothing, and the numbers that depend on what the labels are (flicker, TC, agreement) will change with trained
+weights, and with another random draw; the frame rates and their ratios will not. The table also reports
+the flicker within the still pixels that the flow does not move, and a missed flicker target gets the same ratio
+there and an oracle's (the per-frame labels voted over 9 frames), which say why it is missed (docs/video.md, "When
+the flicker target is missed").
 
     .venv/bin/python -m benchmarks video            # print the section (needs: apt-get install opencv-doc)
     .venv/bin/python -m benchmarks video --write    # also put it into BENCHMARKS.md
@@ -49,18 +53,24 @@ MODES: List[Tuple[str, Dict[str, Any]]] = [
 ]
 FLICKER_TARGET = 1 / 3  # --stabilize: at most a third of the per-frame flicker
 SPEED_TARGET, AGREEMENT_TARGET = 2.5, 95.0  # --keyframe-every 4: >= 2.5x the per-frame fps, >= 95 % agreement
+VOTE_RADIUS = 4  # the oracle of the verdict: a vote over 9 frames (video_metrics.voted)
+SEED = 0  # torch.manual_seed of the random-weight export (as the other benchmarks)
 
 
 def bundle_path(args) -> str:
-    """``--bundle``, else the ``--config`` bundle under out/bench_video (exported with random weights once)."""
+    """``--bundle``, else the ``--config`` bundle under out/bench_video (exported once with random weights drawn
+    after ``torch.manual_seed(SEED)``: with random weights the flicker ratios depend on the draw)."""
     if args.bundle:
         return args.bundle
-    path = REPO / "out" / "bench_video" / args.config
+    path = REPO / "out" / "bench_video" / f"{args.config}-seed{SEED}"
     if not (path / "meta.json").is_file():
+        import torch
+
         from zsseg_rt.export.onnx_export import export_bundle
         from zsseg_rt.models import create_model
 
-        print(f"exporting {path} ({args.config}, random weights) ...", flush=True)
+        print(f"exporting {path} ({args.config}, random weights, seed {SEED}) ...", flush=True)
+        torch.manual_seed(SEED)  # one draw for every run: the flicker ratios depend on it (docs/video.md)
         export_bundle(create_model(args.config).eval(), str(path), max_classes=64, overwrite=True, progress=print)
     return str(path)
 
@@ -106,20 +116,72 @@ def run_mode(engine: Any, folder: Path, out: Path, options: Dict[str, Any]) -> D
     return dict(stats.sources[0].video, processed=stats.processed)
 
 
-def measure(frames: List[Any], out: Path, reference: Optional[Path]) -> Dict[str, float]:
-    """Flicker, changed, TC (DIS MEDIUM) and agreement with ``reference``'s label maps (docs/video.md), in %."""
+class ClipMotion:
+    """The clip's grey frames and, for each pair, the pixels that the metric's flow moves by more than 1 px
+    (``video_metrics.moved``) and whether the filter takes it as a scene cut (its own test: under
+    ``cut_confidence`` of the frame has a valid flow to the previous one): computed once per clip, for every mode.
+    A pair across a cut is left out of the diagnostics (its "still" pixels merely have the same grey level in two
+    scenes); the flicker column keeps it (the target's metric)."""
+
+    def __init__(self, frames: List[Any]):
+        import cv2
+        import numpy as np
+
+        from zsseg_rt.stream.temporal import FlowEstimator, TemporalOptions
+        from zsseg_rt.stream.video_metrics import STILL_THRESHOLD, grey, moved
+
+        self.greys = [grey(frame) for frame in frames]
+        options = TemporalOptions()
+        estimator = FlowEstimator(options.flow_preset, options.flow_stride, options.photometric_tolerance)
+        small = [estimator.prepare(frame) for frame in frames]
+        dis: Any = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self.cuts: List[int] = []  # k: the pair (k - 1, k) is a scene cut
+        self.moved: List[Any] = [None]
+        shares = []
+        for k in range(1, len(frames)):
+            step = estimator.flow(small[k], small[k - 1])
+            if float(estimator.check(small[k], small[k - 1], step).mean()) < options.cut_confidence:
+                self.cuts.append(k)
+                self.moved.append(None)
+                continue
+            self.moved.append(moved(self.greys[k - 1], self.greys[k], dis))
+            still = np.abs(self.greys[k].astype(np.int16) - self.greys[k - 1].astype(np.int16)) < STILL_THRESHOLD
+            if still.any():
+                shares.append(float((still & self.moved[k]).sum()) / float(still.sum()))
+        self.moved_share = 100.0 * sum(shares) / len(shares) if shares else None  # % of the still pixels
+
+    def unmoved_flicker(self, labels: List[Any]) -> Optional[float]:
+        """Flicker (%) within the still pixels that the flow does not move, the pairs across a cut left out (mean
+        over pairs, as ``flicker_pct``)."""
+        from zsseg_rt.stream.video_metrics import flicker
+
+        values = [
+            flicker(self.greys[k - 1], self.greys[k], labels[k - 1], labels[k], within=~self.moved[k])
+            for k in range(1, len(labels))
+            if self.moved[k] is not None
+        ]
+        kept = [value for value in values if value is not None]
+        return 100.0 * sum(kept) / len(kept) if kept else None
+
+
+def measure(frames: List[Any], out: Path, reference: Optional[Path], motion: ClipMotion) -> Dict[str, Any]:
+    """Flicker, changed, TC (DIS MEDIUM) and agreement with ``reference``'s label maps (docs/video.md), in %; the
+    flicker within the still pixels that the flow does not move (``unmoved``); for the reference itself
+    (``reference`` None: the per-frame run) also the same for the vote oracle's labels (``vote_unmoved``)."""
     import numpy as np
 
     from zsseg_rt.stream.labels import read_labels
-    from zsseg_rt.stream.video_metrics import VideoMetrics, agreement
+    from zsseg_rt.stream.video_metrics import VideoMetrics, agreement, voted
 
     metrics = VideoMetrics(consistency=True)
     agree = []
+    maps = []
     for index, frame in enumerate(frames):
         labels = read_labels(str(out), index)
         if labels is None:
             raise RuntimeError(f"{out} has no label map for frame {index}")
         metrics.update(frame, labels.astype(np.int32))
+        maps.append(labels)
         if reference is not None:
             agree.append(agreement(labels, read_labels(str(reference), index)))
     summary = metrics.summary()
@@ -128,6 +190,8 @@ def measure(frames: List[Any], out: Path, reference: Optional[Path]) -> Dict[str
         "changed": summary["changed_pct"],
         "tc": summary["tc_pct"],
         "agreement": 100.0 * float(np.mean(agree)) if agree else 100.0,
+        "unmoved": motion.unmoved_flicker(maps),
+        "vote_unmoved": motion.unmoved_flicker(voted(maps, VOTE_RADIUS)) if reference is None else None,
     }
 
 
@@ -135,20 +199,29 @@ def run_clip(engine: Any, name: str, args, work: Path) -> Dict[str, Any]:
     folder = work / name / "frames"
     folder.mkdir(parents=True)
     frames = clip_frames(name, args.frames, folder)
+    motion = ClipMotion(frames)
     rows = []
     reference: Optional[Path] = None
     for label, options in MODES:
         out = work / name / label.replace(" ", "_").replace("-", "")
         stats = run_mode(engine, folder, out, options)
-        row = dict(mode=label, **stats, **measure(frames, out, reference))
+        row = dict(mode=label, **stats, **measure(frames, out, reference, motion))
         reference = reference or out
         rows.append(row)
         print(
             f"{name} {label}: {row['fps_end_to_end']:.3f} fps, keyframes {row['keyframes']}, flicker "
-            f"{row['flicker']:.3f} % (loop: {row['flicker_pct']}), TC {row['tc']:.2f} %, agreement {row['agreement']:.2f} %",
+            f"{row['flicker']:.3f} % (loop: {row['flicker_pct']}; unmoved still px {row['unmoved']:.3f} %), "
+            f"TC {row['tc']:.2f} %, agreement {row['agreement']:.2f} %",
             flush=True,
         )
-    return {"name": name, "size": frames[0].shape[:2], "frames": len(frames), "rows": rows}
+    return {
+        "name": name,
+        "size": frames[0].shape[:2],
+        "frames": len(frames),
+        "rows": rows,
+        "moved_share": motion.moved_share,
+        "cuts": len(motion.cuts),
+    }
 
 
 def render(result: Dict[str, Any], args) -> str:
@@ -174,7 +247,9 @@ def render(result: Dict[str, Any], args) -> str:
         "boundaries, so their per-frame flicker is higher and the agreement of propagated frames lower (the issue's "
         "reference: real CLIP weights flicker more). These change with real weights: flicker, changed, TC, "
         "agreement. These do not: the frame rates and their ratios, the flow's cost, the keyframe counts of the "
-        "fixed intervals (the adaptive mode's and the scene cuts' depend on the video only).",
+        "fixed intervals (the adaptive mode's and the scene cuts' depend on the video only). Another random draw "
+        "changes them too: which clips meet the flicker target depends on the draw, hence one seeded draw "
+        '(docs/video.md, "When the flicker target is missed").',
         "",
     ]
     for clip in result["clips"]:
@@ -183,21 +258,22 @@ def render(result: Dict[str, Any], args) -> str:
         lines += [
             f"### {clip['name']} ({clip['size'][1]}x{clip['size'][0]}, {clip['frames']} frames)",
             "",
-            "| mode | encoder runs | flicker (still px) % | changed % | TC % | agreement with per frame % | fps end to end "
-            "| x per frame | flow ms / frame | keyframes by reason |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| mode | encoder runs | flicker (still px) % | flicker (still px the flow does not move, no cut) % | changed % "
+            "| TC % | agreement with per frame % | fps end to end | x per frame | flow ms / frame | keyframes by reason |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in rows:
             reasons = ", ".join(f"{k} {v}" for k, v in (row.get("keyframe_reasons") or {}).items()) or "every frame"
             flow = row.get("flow_ms_mean")
             lines.append(
-                f"| {row['mode']} | {row['keyframes']} | {row['flicker']:.3f} | {row['changed']:.3f} | {row['tc']:.2f} "
+                f"| {row['mode']} | {row['keyframes']} | {row['flicker']:.3f} | {_pct(row['unmoved'])} "
+                f"| {row['changed']:.3f} | {row['tc']:.2f} "
                 f"| {row['agreement']:.2f} | {row['fps_end_to_end']:.3f} | "
                 f"{row['fps_end_to_end'] / base['fps_end_to_end']:.2f} | {'-' if flow is None else f'{flow:.0f}'} "
                 f"| {reasons} |"
             )
         lines.append("")
-        lines += verdicts(rows)
+        lines += verdicts(rows, clip.get("moved_share"), clip.get("cuts", 0))
         lines.append("")
     lines += [
         "Flow: OpenCV DIS (preset MEDIUM) from each frame to the previous one at half the frame's size, chained to the "
@@ -209,17 +285,55 @@ def render(result: Dict[str, Any], args) -> str:
     return "\n".join(lines)
 
 
-def verdicts(rows: List[Dict[str, Any]]) -> List[str]:
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def verdicts(rows: List[Dict[str, Any]], moved_share: Optional[float] = None, cuts: int = 0) -> List[str]:
+    """The targets' lines. A missed flicker target also gets the flicker ratio within the still pixels that the flow
+    does not move (``moved_share``: the % of still pixels it does move; the ``cuts`` pairs across a scene cut left
+    out), the vote oracle's there, and what they mean (docs/video.md, "When the flicker target is missed")."""
+
     def met(ok: bool) -> str:
         return "met" if ok else "**missed**"
 
     base = {row["mode"]: row for row in rows}
-    stable, k4 = base["--stabilize"], base["--keyframe-every 4"]
-    ratio = stable["flicker"] / base["per frame"]["flicker"] if base["per frame"]["flicker"] else 0.0
-    speed = k4["fps_end_to_end"] / base["per frame"]["fps_end_to_end"]
+    stable, k4, single = base["--stabilize"], base["--keyframe-every 4"], base["per frame"]
+    ratio = stable["flicker"] / single["flicker"] if single["flicker"] else 0.0
+    speed = k4["fps_end_to_end"] / single["fps_end_to_end"]
+    why = ""
+    unmoved, vote = single.get("unmoved"), single.get("vote_unmoved")
+    if ratio > FLICKER_TARGET and unmoved and stable.get("unmoved") is not None and vote is not None:
+        still = stable["unmoved"] / unmoved
+        oracle = vote / unmoved
+        moved = "" if moved_share is None else f" (all still pixels but the {moved_share:.0f} % that the flow moves)"
+        cut = f", the {'pair' if cuts == 1 else f'{cuts} pairs'} across a scene cut left out," if cuts else ""
+        why = (
+            f" by {ratio - FLICKER_TARGET:.2f}. Where the flow moves nothing{moved}{cut} the ratio is {still:.2f}, and "
+            f"{oracle:.2f} for the per-frame labels voted over {2 * VOTE_RADIUS + 1} frames (`voted`, an oracle that "
+            f"sees {VOTE_RADIUS} frames ahead): "
+        )
+        if still <= FLICKER_TARGET:
+            why += (
+                "the target is met where nothing moves; the rest is on the still pixels that move: labels that follow "
+                "surfaces whose grey level hardly changes, as they must (no trail), and where the flow fails its "
+                "photometric check there, the per-frame labels (no past to blend with)"
+            )
+        elif oracle > FLICKER_TARGET:
+            why += (
+                "even the oracle misses there: over a third of that flicker is label changes that last about "
+                f"{VOTE_RADIUS + 1} frames or more, which a filter faithful to per-frame inference (agreement "
+                f"{stable['agreement']:.2f} %) follows"
+            )
+        else:
+            why += (
+                f"the oracle meets it there: the filter keeps changes of a few frames that the vote removes by "
+                f"looking {VOTE_RADIUS} frames ahead (a live filter would have to delay every change as long)"
+            )
+        why += ' (docs/video.md, "When the flicker target is missed")'
     return [
         f"- `--stabilize` flicker / per-frame flicker: {ratio:.2f} (target <= {FLICKER_TARGET:.2f}): "
-        f"{met(ratio <= FLICKER_TARGET)}",
+        f"{met(ratio <= FLICKER_TARGET)}{why}",
         f"- `--keyframe-every 4`: {speed:.2f}x the per-frame fps (target >= {SPEED_TARGET}x): {met(speed >= SPEED_TARGET)}; "
         f"agreement {k4['agreement']:.2f} % (target >= {AGREEMENT_TARGET} %): {met(k4['agreement'] >= AGREEMENT_TARGET)}",
     ]
@@ -250,7 +364,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     clips = [run_clip(engine, name, args, work) for name in names]
     result = {
         "clips": clips,
-        "bundle": f"{args.config}" if not args.bundle else args.bundle,
+        "bundle": f"{args.config} (drawn after torch.manual_seed({SEED}))" if not args.bundle else args.bundle,
         "load": (load_before, os.getloadavg()[0]),
         "seconds": time.perf_counter() - begin,
     }

@@ -1,6 +1,7 @@
 """The video label metrics (``zsseg_rt.stream.video_metrics``) against hand-made frames whose answers are known: the
 still-pixel threshold (|I_k - I_{k-1}| < 6), flicker over still pixels only, changed over all, flow-warped TC on a
-translation, agreement, and the per-stream accumulator (pairs, sizes, keyframes, fps end to end from given times)."""
+translation, agreement, still pixels that move, the vote over frames (the benchmark's oracle), and the per-stream
+accumulator (pairs, sizes, keyframes, fps end to end from given times)."""
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from zsseg_rt.stream.video_metrics import (  # noqa: E402
     changed,
     flicker,
     grey,
+    moved,
     temporal_consistency,
+    voted,
 )
 
 
@@ -76,3 +79,59 @@ def test_video_metrics_accumulate_per_stream():
     with pytest.raises(ValueError, match=r"labels \[2, 2\] are not the frame's size \[30, 40\]"):
         metrics.update(frame, np.zeros((2, 2), np.int32))
     assert VideoMetrics().summary()["tc_pct"] is None  # not measured without consistency
+
+
+def test_the_vote_removes_short_changes_and_keeps_lasting_ones():
+    """``voted`` (the benchmark's oracle): each pixel's most frequent label over the 2r+1 frames around, ties to the
+    frame's own label, then to the smallest. A one-frame blip goes, a change that lasts stays where it happened."""
+    columns = [
+        [0, 0, 0, 1, 0, 0, 0],  # a blip of one frame
+        [0, 0, 0, 1, 1, 1, 1],  # a change that lasts
+        [5, 2, 2, 2, 2, 2, 2],  # the first frame's window (5, 2) is a tie: its own label stays
+        [4, 6, 9, 6, 4, 4, 4],
+    ]
+    sequence = [np.array([[column[k] for column in columns]], np.int32) for k in range(7)]
+    out = voted(sequence, 1)
+    assert [[int(m[0, i]) for m in out] for i in range(4)] == [
+        [0] * 7,
+        [0, 0, 0, 1, 1, 1, 1],
+        [5, 2, 2, 2, 2, 2, 2],
+        [4, 6, 6, 6, 4, 4, 4],  # frames 1 and 3: three labels once each, the frame's own wins
+    ]
+    assert int(voted(sequence, 2)[2][0, 3]) == 4  # window 4 6 9 6 4: 4 and 6 twice each, the smallest wins
+    assert all(np.array_equal(a, b) for a, b in zip(voted(sequence, 0), sequence))
+    still = [np.full((1, 4), 100, np.uint8)] * 7
+    per_frame = [flicker(a, b, x, y) for a, b, x, y in zip(still, still[1:], sequence, sequence[1:])]
+    oracle = [flicker(a, b, x, y) for a, b, x, y in zip(still, still[1:], out, out[1:])]
+    assert sum(per_frame) == pytest.approx(8 / 4) and sum(oracle) == pytest.approx(4 / 4)  # changes over 4 pixels
+    with pytest.raises(ValueError, match="radius must be >= 0"):
+        voted(sequence, -1)
+    with pytest.raises(ValueError, match="voted labels"):
+        voted([sequence[0], np.zeros((2, 4), np.int32)], 1)
+
+
+def test_still_pixels_that_move_are_found_and_can_be_left_out():
+    """A smoothly shaded square (1.2 grey levels a pixel) sliding 4 px over a static texture: its pixels change by
+    less than 6 grey levels, still to the flicker metric, but the flow moves them by about 4 px (``moved``); flicker
+    ``within`` the pixels not moved leaves out a label boundary that moves with the square."""
+    background = grey(texture(120, 160, seed=2))
+    ramp = (60 + 1.2 * np.arange(60)).astype(np.uint8)
+
+    def frame(left):
+        image = background.copy()
+        image[30:90, left : left + 60] = ramp[None]
+        return image
+
+    before, after = frame(40), frame(44)
+    still = np.abs(after.astype(int) - before.astype(int)) < 6
+    inside = np.zeros(still.shape, bool)
+    inside[34:86, 48:96] = True  # the square's inside, away from its edges
+    assert still[inside].all()  # the flicker metric takes them as still
+    mask = moved(before, after)
+    assert mask[inside].mean() > 0.8 and not mask[:, :24].any() and not mask[:, 120:].any()
+    assert not moved(background, background).any()
+    labels_before, labels_after = np.zeros(still.shape, np.int32), np.zeros(still.shape, np.int32)
+    labels_before[34:86, :70], labels_after[34:86, :74] = 1, 1  # a boundary inside the square, moving with it
+    assert flicker(before, after, labels_before, labels_after) > 0
+    assert flicker(before, after, labels_before, labels_after, within=~mask) == 0.0
+    assert flicker(before, after, labels_before, labels_after, within=np.zeros(still.shape, bool)) is None

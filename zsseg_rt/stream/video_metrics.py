@@ -14,6 +14,12 @@ at the frame's size:
 * **agreement**: the share of pixels whose label equals the per-frame Engine's label on the same frame, mean over
   frames (keyframes included), in %.
 * **fps end to end**: frames over the wall time from the first frame read to the last result written.
+* **moved** (a diagnostic of flicker): the pixels of ``k`` that the TC flow moves by more than 1 px. A smoothly
+  shaded surface that moves stays under 6 grey levels of change: still to flicker, which counts labels that move
+  with it as flicker; flicker ``within`` the pixels not moved leaves them out.
+* **voted** (an oracle for the benchmark, not a filter): each ``L_k`` replaced pixel by pixel by the most frequent
+  label of ``L_{k-r} .. L_{k+r}``; its flicker is what is left once every label change that lasts fewer than about
+  ``r + 1`` frames is removed, knowing the future.
 
 A frame of another size than the previous one starts a new sequence (nothing is compared across the change).
 """
@@ -22,22 +28,26 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 __all__ = [
     "STILL_THRESHOLD",
+    "MOVING_PX",
     "grey",
     "flicker",
     "changed",
     "temporal_consistency",
+    "moved",
     "tc_flow",
     "agreement",
+    "voted",
     "VideoMetrics",
 ]
 
 STILL_THRESHOLD = 6  # grey levels: a pixel is still when |I_k - I_{k-1}| < 6
+MOVING_PX = 1.0  # moved: a pixel the flow moves by more than this (px)
 
 
 def grey(frame: np.ndarray, color_order: str = "bgr") -> np.ndarray:
@@ -59,14 +69,22 @@ def _check_pair(previous: np.ndarray, current: np.ndarray, what: str) -> None:
 
 
 def flicker(
-    previous_grey: np.ndarray, current_grey: np.ndarray, previous_labels: np.ndarray, current_labels: np.ndarray
+    previous_grey: np.ndarray,
+    current_grey: np.ndarray,
+    previous_labels: np.ndarray,
+    current_labels: np.ndarray,
+    within: Optional[np.ndarray] = None,
 ) -> Optional[float]:
-    """The share (0..1) of still pixels (``|I_k - I_{k-1}| < 6``) whose label changed; None when no pixel is still."""
+    """The share (0..1) of still pixels (``|I_k - I_{k-1}| < 6``) whose label changed; None when no pixel is still.
+    ``within``: a boolean ``[H, W]`` mask, only the still pixels inside it count (e.g. ``~moved(...)``)."""
     _check_pair(previous_grey, current_grey, "flicker frames")
     _check_pair(previous_labels, current_labels, "flicker labels")
     _check_pair(previous_grey, current_labels, "flicker frame and labels")
     diff = np.abs(current_grey.astype(np.int16) - previous_grey.astype(np.int16))
     still = diff < STILL_THRESHOLD
+    if within is not None:
+        _check_pair(previous_grey, within, "flicker frame and mask")
+        still &= within
     count = int(still.sum())
     if not count:
         return None
@@ -115,10 +133,50 @@ def temporal_consistency(
     return float(np.count_nonzero(warped.astype(np.int64) == current_labels)) / max(1, current_labels.size)
 
 
+def moved(previous_grey: np.ndarray, current_grey: np.ndarray, dis: Any = None) -> np.ndarray:
+    """``[H, W]`` bool: the pixels that the flow from the current frame to the previous one (:func:`tc_flow`) moves by
+    more than ``MOVING_PX``. Among the still pixels of :func:`flicker` they are surfaces whose grey level hardly
+    changes as they move (smooth shading, flat colour), where labels that follow the motion count as flicker."""
+    flow = tc_flow(current_grey, previous_grey, dis)
+    return np.hypot(flow[..., 0], flow[..., 1]) > MOVING_PX
+
+
 def agreement(labels: np.ndarray, reference: np.ndarray) -> float:
     """The share (0..1) of pixels whose label equals ``reference``'s (the per-frame Engine's on the same frame)."""
     _check_pair(reference, labels, "agreement labels")
     return float(np.count_nonzero(labels == reference)) / max(1, labels.size)
+
+
+def voted(labels: Sequence[np.ndarray], radius: int) -> List[np.ndarray]:
+    """Each label map of a sequence replaced, pixel by pixel, by the label it has most often over the frames
+    ``k - radius .. k + radius`` (the window clipped at the sequence's ends); a tie goes to frame ``k``'s own label,
+    then to the smallest one. An oracle, not a filter: it sees ``radius`` frames ahead and ignores motion.
+    ``python -m benchmarks video`` reports the flicker it leaves on the per-frame labels: the flicker of the label
+    changes that last (about ``radius + 1`` frames and more), which a filter faithful to per-frame inference has
+    to follow.
+
+    Args:
+        labels: ``[H, W]`` integer label maps of one size, in frame order.
+        radius: frames on each side (0: the labels as they are).
+    Returns:
+        one ``[H, W]`` int64 map per frame.
+    """
+    if int(radius) < 0:
+        raise ValueError(f"the vote's radius must be >= 0, got {radius}")
+    maps = [np.asarray(item) for item in labels]
+    for item in maps[1:]:
+        _check_pair(maps[0], item, "voted labels")
+    out = []
+    for k, own in enumerate(maps):
+        window = np.stack(maps[max(0, k - radius) : k + radius + 1]).astype(np.int64)
+        best = np.zeros(own.shape, np.int64)  # 2 x count + 1 for the frame's own label: it wins ties
+        winner = own.astype(np.int64)
+        for label in np.unique(window):
+            score = 2 * np.count_nonzero(window == label, axis=0) + (own == label)
+            better = score > best
+            best[better], winner[better] = score[better], label
+        out.append(winner)
+    return out
 
 
 def _mean_pct(values: List[float]) -> Optional[float]:
