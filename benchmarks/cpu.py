@@ -14,9 +14,9 @@ Rows, all measured in the same process and run:
   dynamic int8, OpenVINO fp32 and bf16 = the bundle's encoder ONNX compiled with INFERENCE_PRECISION_HINT, torch
   fp32 and bf16 as the reference; OpenVINO int8 = the runtime's NNCF recipe, gated) and its % of that precision's
   measured peak (``honest_peaks``: the best of every path of this run, never above 100 %) and of the theoretical
-  peak (``cpu_peak``: cores x clock x the features' operations per cycle); the peak used is the larger. FLOPs counted
+  peak (``_cpu_peak``: cores x clock x the features' operations per cycle); the peak used is the larger. FLOPs counted
   analytically (``encoder_flops``; cross-checked against torch's FlopCounterMode on the model);
-* where the int8 encoder's time goes per layer kind (``cpu_peak.int8_profiles``: OpenVINO's PERF_COUNT, ONNX
+* where the int8 encoder's time goes per layer kind (``_cpu_peak.int8_profiles``: OpenVINO's PERF_COUNT, ONNX
   Runtime's profiler);
 * the Engine vs zsseg_rt's own torch ``predict`` (``benchmarks.precision.REFERENCE``) at C = 20 and C = 171 on the
   VOC photo, label agreement with the Engine fp32 labels (the rows and the timing code are ``benchmarks.precision``'s);
@@ -41,8 +41,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ._cpu_peak import int8_profiles, render_peaks, render_profile, theory_cell, theory_of_this_machine, use_theory
 from .common import PHOTO, encoder_crops, median_ms, save_window_logits, section_head, show_section
-from .cpu_peak import int8_profiles, render_peaks, render_profile, theory_cell, theory_of_this_machine, use_theory
 from .precision import REFERENCE, _engine_run, _torch_run, _vocabularies, interleaved
 
 SECTION = "## CPU at the hardware's limit: GEMM peak, encoder GFLOP/s, Engine vs PyTorch, post-processing"
@@ -273,7 +273,7 @@ def _openvino_int8_ir(bundle: str, threads: int) -> Optional[Tuple[str, str]]:
 def honest_peaks(r: dict) -> None:
     """``r["peak"][p]``: the best GFLOP/s of precision ``p`` over every path measured in this run, the GEMM
     microbenchmarks at the encoder's shapes and the encoders themselves (their analytic FLOPs over their time), so
-    no row exceeds 100 %; ``r["peak_from"][p]`` names the path. ``cpu_peak.use_theory`` then raises it to the
+    no row exceeds 100 %; ``r["peak_from"][p]`` names the path. ``_cpu_peak.use_theory`` then raises it to the
     theoretical peak where that is known and larger."""
     rates = {n: g for n, g in r["gemm"].items()}
     rates.update({n: r["windows"] * r["flops"] / (ms * 1e6) for n, ms in r["encoders"].items()})
@@ -454,7 +454,7 @@ def _attention(r: dict) -> float:
 
 def _encoder_reason(r: dict, precision: str, ms: float, name: str = "") -> str:
     """What the measured gap is made of, in numbers from this run: the GEMMs' own best against the peak used, and,
-    where the row was profiled (``cpu_peak.int8_profiles``), its largest layer kinds with the kernels they ran."""
+    where the row was profiled (``_cpu_peak.int8_profiles``), its largest layer kinds with the kernels they ran."""
     ideal = r["windows"] * r["flops"] / (r["peak"][precision] * 1e6)
     attention = _attention(r) / r["flops"]
     text = f"its FLOPs at the peak used would take {ideal:.0f} ms, measured {ms:.0f} ms"

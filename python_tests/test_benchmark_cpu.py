@@ -30,7 +30,7 @@ def _cpu():
 
 
 def _peak():
-    return sys.modules[_cpu().__name__.rsplit(".", 1)[0] + ".cpu_peak"]
+    return sys.modules[_cpu().__name__.rsplit(".", 1)[0] + "._cpu_peak"]
 
 
 def test_quick_run_renders_every_section(tmp_path):

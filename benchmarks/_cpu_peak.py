@@ -204,7 +204,7 @@ def render_peaks(r: dict) -> List[str]:
         lines += ["Theoretical peak: not recorded in this run (it predates it); the peaks are the measured ones.", ""]
     else:
         lines += [
-            f"Theoretical peak = cores x clock x operations per cycle per core (`benchmarks/cpu_peak.py`, `PER_CYCLE`; "
+            f"Theoretical peak = cores x clock x operations per cycle per core (`benchmarks/_cpu_peak.py`, `PER_CYCLE`; "
             f"a multiply-add counts 2). Cores counted: {theory['cores']}. Clock: "
             + (f"{theory['ghz']:.2f} GHz from {theory['clock']}." if theory.get("ghz") else f"{theory['clock']}.")
             + " The FMA-pipe count is not readable from the kernel: each row's assumption is printed.",
