@@ -37,7 +37,35 @@ def pytest_addoption(parser):
     )
 
 
+# The longest tests of a full run (its --durations table), started first: pytest-xdist's loadgroup scheduler hands
+# the workers one work unit at a time in collection order, so a long test collected last runs alone at the end while
+# the other cores idle (a fresh-clone CI run: the docs snippets, ~150 s, ended the run). Longest first is the classic
+# list schedule; only the order changes, never what runs. A prefix that matches nothing costs nothing.
+LONGEST_FIRST = (
+    "python_tests/test_doc_snippets.py::test_snippets_run_as_written[docs/usage.md]",
+    "python_tests/export/test_fullsize.py::",
+    "python_tests/test_doc_snippets.py::",
+    "python_tests/export/test_numeric_bounds.py::test_golden_bundle_verifies_on_an_emulated_avx2_machine",
+    "python_tests/test_every_family_bundle.py::",
+    "python_tests/export/test_trt_static_checks.py::",
+    "python_tests/test_gpu_rehearsal.py::",
+    "python_tests/runtime/test_batched_call.py::test_two_stage_batched_call_equals_per_image_calls",
+    "python_tests/pipeline/test_preprocess.py::test_sliding_windows_cover_the_image",
+    "python_tests/test_benchmark_cpu_default.py::",
+    "python_tests/test_benchmark_cpu.py::test_quick_run_renders_every_section",
+)
+
+
+def _longest_first(items) -> None:
+    def rank(item) -> int:
+        nodeid = item.nodeid if item.nodeid.startswith("python_tests/") else "python_tests/" + item.nodeid
+        return next((i for i, prefix in enumerate(LONGEST_FIRST) if nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+    items[:] = sorted(items, key=rank)  # stable: the rest keeps pytest's order
+
+
 def pytest_collection_modifyitems(config, items):
+    _longest_first(items)
     if not config.getoption("--fake-cuda"):
         return
     from fake_cuda import GUARDED_DIRS
