@@ -32,7 +32,9 @@ rm -rf "$RVENV"
 pip_q install -q -U pip
 # Test and build tools at the development pins (requirements.txt); the runtime set itself resolves from
 # pyproject.toml's ranges, as a user's `pip install .[runtime]` does.
-mapfile -t TOOLS < <(grep -E '^(pytest|pytest-xdist|execnet|hypothesis|scikit-build-core|pybind11|cmake|ninja)==' requirements.txt)
+# (the pins only: a line's trailing comment is no requirement pip can read)
+mapfile -t TOOLS < <(grep -E '^(pytest|pytest-xdist|execnet|filelock|hypothesis|scikit-build-core|pybind11|cmake|ninja)==' \
+  requirements.txt | sed -E 's/[[:space:]]*#.*$//')
 pip_q install -q "$NUMPY_PIN" "${TOOLS[@]}"
 echo "[runtime-only] tools installed (${SECONDS}s); installing .[runtime,openvino] and building the package (CUDA off)"
 pip_q install -q --no-build-isolation -C build-dir=build/runtime-only \
