@@ -353,6 +353,7 @@ def test_the_choice_on_an_arm64_cpu(bundle, monkeypatch, tmp_path, flags, runnab
     CPU here): OpenVINO's reduced precisions are x86-only ("cannot", with the reason), ONNX Runtime's int8 (SDOT /
     I8MM) and, with the bf16 extension, bf16 are candidates; a passing int8 record measured faster runs, and a
     refused one falls back to exact fp32 with its reason in the line."""
+    pytest.importorskip("onnx", reason="ONNX Runtime int8 is prepared by quantising, which needs the onnx package")
     from zsseg_rt.runtime import openvino_backend, ort_precision
     from zsseg_rt.runtime.cpu_features import cpu_features as read
 
