@@ -53,6 +53,11 @@ LONGEST_FIRST = (
     "python_tests/pipeline/test_preprocess.py::test_sliding_windows_cover_the_image",
     "python_tests/test_benchmark_cpu_default.py::",
     "python_tests/test_benchmark_cpu.py::test_quick_run_renders_every_section",
+    # the --fake-cuda session's (python_tests/train, python_tests/models)
+    "python_tests/models/zegformer/test_zegformer_training.py::test_tiny_zegformer_learns_seen_classes",
+    "python_tests/models/training_free/test_training_free_whole_engine.py::",
+    "python_tests/models/training_free/test_scclip.py::",
+    "python_tests/train/test_amp_training.py::",
 )
 
 

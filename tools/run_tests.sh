@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite from scratch: environment + build, static checks (tools/lint.sh), C++ tests
-# (GoogleTest/ctest; the CUDA kernels on the emulated runtime under ASan; also cross-compiled for aarch64 and run
-# under qemu), the Python CUDA tests on the emulated CUDA runtime under ASan (tools/build_emulated.sh), _C with a
-# static C++ runtime (tools/static_runtime_check.sh), Python tests (pytest, on every core with pytest-xdist; the
-# training and model tests on a fake CUDA device, pytest --fake-cuda), and the runtime tests once more in a torch-free
-# venv holding only the runtime install (tools/runtime_only_tests.sh).
+# (GoogleTest/ctest; also cross-compiled for aarch64 and run under qemu), the CUDA kernels on the emulated runtime under
+# ASan (ctest) alongside the Python CUDA tests on the emulated runtime under ASan (tools/build_emulated.sh), _C with a
+# static C++ runtime (tools/static_runtime_check.sh), Python tests (pytest, on every core with pytest-xdist) alongside
+# the training and model tests on a fake CUDA device (pytest --fake-cuda), and the runtime tests once more in a
+# torch-free venv holding only the runtime install (tools/runtime_only_tests.sh).
 # GPU- and TensorRT-only tests skip with a reason when those are absent. Exits non-zero on any failure; ends with a
 # table of the stages and their times (wall clock, and the CPU time of their processes), printed after a failure too.
+# Two suites that run "alongside" share a stage: both start together, the second's output follows the first's, and
+# the stage fails if either fails (the cores one suite leaves idle at its end, the other uses).
 # Arguments are passed to the main pytest run.
 #   ZSSEG_TEST_WORKERS  pytest-xdist workers of the pytest stages (default: the cores there are; 0 = no xdist)
 #   CCACHE_DIR          compiler cache of the builds (default build/ccache: empty in a fresh clone, so it only shares
@@ -37,18 +39,23 @@ stage() {  # stage NAME COMMAND...: runs COMMAND (errexit on inside it) and reco
   set -e
   cpu_now
   STAGE_ROWS+=("$name|$((SECONDS - t0))|$((CPU_NOW - c0))|$rc")
+  local suite wall status
+  while IFS='|' read -r suite wall status; do  # its suites that ran alongside: their own wall time, no CPU share
+    STAGE_ROWS+=("  alongside: $suite|$wall|-|$status")
+  done <"$SUITES_FILE"
+  : >"$SUITES_FILE"
   [ "$rc" = 0 ] || exit "$rc"
 }
 stage_table() {
   local rc=$? row name wall cpu status
   cpu_now
-  rm -f "$TIMES_FILE"
+  rm -f "$TIMES_FILE" "$SUITES_FILE"
   echo
   echo "== stages (wall s: what the run took; CPU s: user+sys of its processes, steadier on a shared machine) =="
   printf '%-48s %7s %7s  %s\n' stage "wall s" "CPU s" result
   for row in "${STAGE_ROWS[@]}"; do
     IFS='|' read -r name wall cpu status <<<"$row"
-    printf '%-48s %7d %7d  %s\n' "$name" "$wall" "$cpu" "$([ "$status" = 0 ] && echo ok || echo "FAILED ($status)")"
+    printf '%-48s %7s %7s  %s\n' "$name" "$wall" "$cpu" "$([ "$status" = 0 ] && echo ok || echo "FAILED ($status)")"
   done
   printf '%-48s %7d %7d  %s\n' "total" "$SECONDS" "$CPU_NOW" "$([ "$rc" = 0 ] && echo ok || echo "FAILED ($rc)")"
   exit "$rc"
@@ -63,6 +70,37 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDACXX=/usr/local/cuda/bin/nvcc; fi
 WORKERS="${ZSSEG_TEST_WORKERS:-$(nproc)}"
 XDIST=(); [ "$WORKERS" -gt 1 ] && XDIST=(-n "$WORKERS" --dist loadgroup)
+# One intra-op thread per pytest process when xdist gives each core a worker: two workers with two OpenMP threads
+# each on two cores spin at every barrier against each other (python_tests/models/training_free: 184 s -> 123 s
+# wall, 353 -> 236 s CPU, OMP_NUM_THREADS 2 -> 1 at -n 2 on 2 cores). The multi-threaded native paths keep their
+# checks: ctest runs with OMP_NUM_THREADS above, and the tests that need threads set them (test_segment.py's 2).
+TEST_THREADS=$(( WORKERS > 1 ? ($(nproc) / WORKERS > 0 ? $(nproc) / WORKERS : 1) : OMP_NUM_THREADS ))
+
+SUITES_FILE="$(mktemp)"  # the rows of the suites that ran alongside a stage's own (written in the stage's subshell)
+ALONGSIDE=()
+alongside() {  # alongside NAME COMMAND...: COMMAND in the background, its output kept for joined
+  local name="$1" log
+  shift
+  log="$(mktemp)"
+  "$@" >"$log" 2>&1 &
+  ALONGSIDE+=("$!|$name|$log|$SECONDS")
+}
+joined() {  # joined STATUS-OF-THE-FOREGROUND-SUITE: waits for the background suites, shows their output and records
+  # their wall times; returns non-zero when any suite failed
+  local fg="$1" failed=0 entry pid name log t0 rc
+  for entry in "${ALONGSIDE[@]}"; do
+    IFS='|' read -r pid name log t0 <<<"$entry"
+    rc=0
+    wait "$pid" || rc=$?
+    echo "$name|$((SECONDS - t0))|$rc" >>"$SUITES_FILE"
+    echo "== $name (ran alongside; exit $rc) =="
+    cat "$log"
+    rm -f "$log"
+    [ "$rc" = 0 ] || failed=1
+  done
+  ALONGSIDE=()
+  [ "$fg" = 0 ] && [ "$failed" = 0 ]
+}
 
 cmake_build() {  # cmake_build DIR CONFIGURE-ARGS...: configure + build, the log shown only on failure
   local dir="$1" log
@@ -79,22 +117,30 @@ cpp_tests() {
   "$VENV/bin/ctest" --test-dir build-tests --output-on-failure -j"$(nproc)"
 }
 
-emulated_kernels() {
+# The CUDA kernels on the host (csrc/emu) and the binding layer (DeviceArray, DLPack/CAI parsing, out=, streams,
+# events, exports, capture, the device pipeline) on emulated device memory, both under ASan + UBSan at -O1 with line
+# tables (-g1: symbolised reports; RelWithDebInfo's -O2 -g took 190 s against 111 s to build here, and the tests ran
+# no faster). Both are built first, then the kernels' ctest runs alongside the Python tests. For the Python tests
+# ASan's runtime (and libstdc++, for its __cxa_throw interceptor) must be loaded first; detect_leaks=0 there because
+# CPython's own allocations at exit are not leaks of ours (every other check stays on).
+emulation() {
   cmake_build build-emu-asan -DZS_WITH_CUDA=OFF -DZS_BUILD_PYTHON=OFF -DZS_BUILD_TESTS=OFF \
-    -DZS_BUILD_CUDA_EMULATION_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$VENV/bin/ctest" --test-dir build-emu-asan --output-on-failure -j"$(nproc)"
-}
-
-# The binding layer (DeviceArray, DLPack/CAI parsing, out=, streams, events, exports, capture, the device pipeline)
-# on emulated device memory. ASan's runtime (and libstdc++, for its __cxa_throw interceptor) must be loaded first;
-# detect_leaks=0 because CPython's own allocations at exit are not leaks of ours (every other check stays on).
-emulated_python() {
+    -DZS_BUILD_CUDA_EMULATION_TESTS=ON -DCMAKE_BUILD_TYPE=None \
+    "-DCMAKE_CXX_FLAGS=-O1 -g1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
   bash "$ROOT/tools/build_emulated.sh"
+  local rc=0
+  alongside "CUDA kernels on the host (csrc/emu, ctest)" env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    "$VENV/bin/ctest" --test-dir build-emu-asan --output-on-failure -j"$(nproc)"
   ZSSEG_CUDA_EMULATION=1 LD_PRELOAD="$(bash "$ROOT/tools/build_emulated.sh" --preload)" ASAN_OPTIONS=detect_leaks=0 \
-    UBSAN_OPTIONS=print_stacktrace=1 "$VENV/bin/python" -m pytest python_tests -m cuda -q -p no:cacheprovider "${XDIST[@]}"
+    UBSAN_OPTIONS=print_stacktrace=1 OMP_NUM_THREADS="$TEST_THREADS" \
+    "$VENV/bin/python" -m pytest python_tests -m cuda -q -p no:cacheprovider "${XDIST[@]}" || rc=$?
+  joined "$rc"
 }
 
+# The training and model tests run once, on a fake CUDA device (python_tests/fake_cuda.py: torch.cuda.is_available()
+# is True there, so "CUDA when available" picks it, and a CPU tensor mixed with one on "cuda" raises as on a GPU),
+# alongside the rest of the suite: they are not run twice, the guard only moves them (its cost: the wrappers'
+# dispatch). The runtime-only install (a torch-free venv, its own build dir) runs alongside them too.
 python_tests() {
   # qemu-user-static (installed for the aarch64 tests) also runs ONNX Runtime with AVX2 kernels: the numeric
   # checks' AVX2 test (python_tests/export/test_numeric_bounds.py) fails here instead of skipping when it is missing.
@@ -103,17 +149,14 @@ python_tests() {
   export ZSSEG_REQUIRE_OPENVINO=1
   # the web page's headless-browser test fails instead of skipping where setup_env.sh installed Chromium (apt machines)
   if [ "${ZSSEG_NEED_BROWSER:-1}" = 1 ] && command -v apt-get >/dev/null 2>&1; then export ZSSEG_REQUIRE_BROWSER=1; fi
-  # the training and model tests run in the next stage only, on the fake CUDA device
+  export OMP_NUM_THREADS="$TEST_THREADS"
+  local rc=0
+  alongside "training and model tests on a fake CUDA device" "$VENV/bin/python" -m pytest python_tests/train \
+    python_tests/models -q -p no:cacheprovider --durations=10 "${XDIST[@]}" --fake-cuda
+  alongside "runtime-only install (no torch, NumPy 1.26)" bash "$ROOT/tools/runtime_only_tests.sh" "${XDIST[@]}"
   "$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider --durations=30 "${XDIST[@]}" \
-    --ignore=python_tests/train --ignore=python_tests/models "$@"
-}
-
-# The training and model tests run once, on a fake CUDA device (python_tests/fake_cuda.py: torch.cuda.is_available()
-# is True there, so "CUDA when available" picks it, and a CPU tensor mixed with one on "cuda" raises as on a GPU):
-# they are not run twice, the guard only moves them (its cost: the wrappers' dispatch).
-fake_cuda_tests() {
-  "$VENV/bin/python" -m pytest python_tests/train python_tests/models -q -p no:cacheprovider --durations=10 \
-    "${XDIST[@]}" --fake-cuda
+    --ignore=python_tests/train --ignore=python_tests/models "$@" || rc=$?
+  joined "$rc"
 }
 
 stage "set-up (venv, requirements, build)" bash "$ROOT/tools/setup_env.sh"
@@ -122,10 +165,7 @@ if [ "$ZSSEG_CCACHE" = 1 ] && command -v ccache >/dev/null 2>&1; then
 fi
 stage "static checks (ruff, mypy, clang-format)" bash "$ROOT/tools/lint.sh"
 stage "C++ tests (GoogleTest via ctest)" cpp_tests
-stage "CUDA kernels on the host (csrc/emu), ASan+UBSan" emulated_kernels
-stage "Python CUDA tests, emulated runtime, ASan" emulated_python
+stage "CUDA emulation, ASan: csrc/emu kernels + Python" emulation
 stage "_C with a static C++ runtime" bash "$ROOT/tools/static_runtime_check.sh"
 stage "C++ tests on aarch64 (cross, qemu)" bash "$ROOT/tools/cross_test_aarch64.sh"
 stage "Python tests (pytest)" python_tests "$@"
-stage "training and model tests on a fake CUDA device" fake_cuda_tests
-stage "runtime-only install (no torch, NumPy 1.26)" bash "$ROOT/tools/runtime_only_tests.sh" "${XDIST[@]}"
