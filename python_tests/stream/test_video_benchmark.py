@@ -55,6 +55,21 @@ def test_the_flicker_verdict_says_why_it_is_missed():
     assert unmeasured.endswith("(target <= 0.33): **missed**")
 
 
+def test_a_missed_keyframe_agreement_gets_the_keyframe_oracles():
+    """A missed ``--keyframe-every 4`` agreement also gets the keyframe oracle's (``carried``: the per-frame keyframe
+    labels moved by the metric's flow), and when that misses too, why: out of any propagation's reach."""
+    rows = _rows(0.5, 0.15)
+    rows[2]["agreement"] = 92.31
+    rows[0]["carried_agreement"] = 92.36
+    line = bench.verdicts(rows)[1]
+    assert "agreement 92.31 % (target >= 95.0 %): **missed**; the keyframe oracle" in line
+    assert "agrees 92.36 %: the per-frame labels change between keyframes more than motion explains" in line
+    rows[0]["carried_agreement"] = 97.0
+    assert bench.verdicts(rows)[1].endswith("`carried`) agrees 97.00 %")
+    rows[2]["agreement"] = 99.0
+    assert bench.verdicts(rows)[1].endswith("(target >= 95.0 %): met")
+
+
 def test_the_random_weights_are_one_draw(tmp_path, monkeypatch):
     """The bundle is exported after ``torch.manual_seed(SEED)`` into a folder named by the seed: two fresh exports
     hold the same weights (here: the first values the model draws), and an unseeded bundle left in

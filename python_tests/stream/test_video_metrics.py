@@ -1,7 +1,7 @@
 """The video label metrics (``zsseg_rt.stream.video_metrics``) against hand-made frames whose answers are known: the
 still-pixel threshold (|I_k - I_{k-1}| < 6), flicker over still pixels only, changed over all, flow-warped TC on a
-translation, agreement, still pixels that move, the vote over frames (the benchmark's oracle), and the per-stream
-accumulator (pairs, sizes, keyframes, fps end to end from given times)."""
+translation, agreement, still pixels that move, the vote over frames and the keyframe oracle (the benchmark's
+oracles), and the per-stream accumulator (pairs, sizes, keyframes, fps end to end from given times)."""
 
 import numpy as np
 import pytest
@@ -12,6 +12,7 @@ from video_fakes import texture  # noqa: E402
 from zsseg_rt.stream.video_metrics import (  # noqa: E402
     VideoMetrics,
     agreement,
+    carried,
     changed,
     flicker,
     grey,
@@ -135,3 +136,29 @@ def test_still_pixels_that_move_are_found_and_can_be_left_out():
     assert flicker(before, after, labels_before, labels_after) > 0
     assert flicker(before, after, labels_before, labels_after, within=~mask) == 0.0
     assert flicker(before, after, labels_before, labels_after, within=np.zeros(still.shape, bool)) is None
+
+
+def test_carried_moves_each_keyframes_labels_along_the_flow_to_the_frames_between():
+    """``carried`` (the benchmark's keyframe oracle): on a pan of a texture by 3 px a frame, the keyframes (0 and 4 at
+    an interval of 4) keep their own labels and the frames between take their keyframe's labels shifted with the
+    pan, so labels that move with the texture agree with per frame everywhere but the strip the pan brings in; labels
+    that change where nothing explains it (a frame's own noise) are out of its reach."""
+    big = texture(60, 140, seed=3)[:, :, 0]
+    stripes = (np.arange(140) // 10 % 3).astype(np.int64)[None, :].repeat(60, axis=0)  # labels fixed to the texture
+    shift = 3
+    greys = [np.ascontiguousarray(big[:, 20 - shift * k : 20 - shift * k + 100]) for k in range(6)]
+    labels = [np.ascontiguousarray(stripes[:, 20 - shift * k : 20 - shift * k + 100]) for k in range(6)]
+    out = carried(greys, labels, 4)
+    assert all(np.array_equal(out[k], labels[k]) for k in (0, 4))  # keyframes: their own labels
+    for k in (1, 2, 3, 5):
+        inner = slice(shift * (k % 4) + 2, 98)  # the strip the pan brought in since the keyframe is not in it
+        assert agreement(out[k][:, inner], labels[k][:, inner]) > 0.97, k
+        assert agreement(out[k][:, inner], labels[k - k % 4][:, inner]) < 0.9  # they moved: not the keyframe's
+    noisy = [item.copy() for item in labels]
+    noisy[2][:, ::2] = 7  # labels frame 2 alone has: no flow brings them
+    assert agreement(carried(greys, noisy, 4)[2], noisy[2]) < 0.6
+    assert np.array_equal(carried(greys, labels, 1)[3], labels[3])
+    with pytest.raises(ValueError, match="keyframe interval must be >= 1"):
+        carried(greys, labels, 0)
+    with pytest.raises(ValueError, match="6 frames but 5 label maps"):
+        carried(greys, labels[:5], 4)

@@ -43,6 +43,7 @@ __all__ = [
     "tc_flow",
     "agreement",
     "voted",
+    "carried",
     "VideoMetrics",
 ]
 
@@ -176,6 +177,50 @@ def voted(labels: Sequence[np.ndarray], radius: int) -> List[np.ndarray]:
             better = score > best
             best[better], winner[better] = score[better], label
         out.append(winner)
+    return out
+
+
+def carried(greys: Sequence[np.ndarray], labels: Sequence[np.ndarray], every: int, dis: Any = None) -> List[np.ndarray]:
+    """The keyframe oracle: every ``every``-th frame keeps its own labels (the keyframes: frames 0, every, 2 every,
+    ...), each frame between takes its keyframe's labels carried by the metric's flow from that frame straight to the
+    keyframe (:func:`tc_flow`, DIS MEDIUM at full size; ``cv2.remap`` nearest, border replicated). What propagation can
+    agree with per-frame inference when the flow is as good as the metric's and nothing else is known: the per-frame
+    labels' changes between keyframes that motion does not explain (new scores, near-ties) are out of its reach.
+    ``python -m benchmarks video`` reports its agreement with the per-frame labels beside ``--keyframe-every 4``'s.
+
+    Args:
+        greys: the grey frames (``grey``), in order.
+        labels: their per-frame ``[H, W]`` integer label maps, one size.
+        every: the keyframe interval (>= 1; 1: the labels as they are).
+    Returns:
+        one ``[H, W]`` int64 map per frame.
+    """
+    import cv2
+
+    if int(every) < 1:
+        raise ValueError(f"the keyframe interval must be >= 1, got {every}")
+    if len(greys) != len(labels):
+        raise ValueError(f"{len(greys)} frames but {len(labels)} label maps")
+    maps = [np.asarray(item) for item in labels]
+    flow_of: Any = dis if dis is not None else cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    out = []
+    for k, own in enumerate(maps):
+        _check_pair(greys[k], own, "carried frame and labels")
+        key = k - k % int(every)
+        if key == k:
+            out.append(own.astype(np.int64))
+            continue
+        flow = tc_flow(greys[k], greys[key], flow_of)
+        height, width = own.shape
+        grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+        moved_labels = cv2.remap(
+            np.ascontiguousarray(maps[key], dtype=np.float32),
+            grid_x + flow[..., 0],
+            grid_y + flow[..., 1],
+            cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        out.append(moved_labels.astype(np.int64))
     return out
 
 
