@@ -47,7 +47,6 @@ LONGEST_FIRST = (
     "python_tests/test_doc_snippets.py::",
     "python_tests/export/test_numeric_bounds.py::test_golden_bundle_verifies_on_an_emulated_avx2_machine",
     "python_tests/test_every_family_bundle.py::",
-    "python_tests/export/test_trt_static_checks.py::",
     "python_tests/test_gpu_rehearsal.py::",
     "python_tests/runtime/test_batched_call.py::test_two_stage_batched_call_equals_per_image_calls",
     "python_tests/pipeline/test_preprocess.py::test_sliding_windows_cover_the_image",

@@ -78,24 +78,34 @@ TEST_THREADS=$(( WORKERS > 1 ? ($(nproc) / WORKERS > 0 ? $(nproc) / WORKERS : 1)
 
 SUITES_FILE="$(mktemp)"  # the rows of the suites that ran alongside a stage's own (written in the stage's subshell)
 ALONGSIDE=()
-alongside() {  # alongside NAME COMMAND...: COMMAND in the background, its output kept for joined
+alongside() {  # alongside NAME COMMAND...: COMMAND in the background, its output kept for joined, its own wall time
+  # and status written by it when it ends
   local name="$1" log
   shift
   log="$(mktemp)"
-  "$@" >"$log" 2>&1 &
-  ALONGSIDE+=("$!|$name|$log|$SECONDS")
+  (
+    t0=$SECONDS
+    set +e
+    "$@" >"$log" 2>&1
+    rc=$?
+    echo "$((SECONDS - t0)) $rc" >"$log.end"
+    exit "$rc"
+  ) &
+  ALONGSIDE+=("$!|$name|$log")
 }
 joined() {  # joined STATUS-OF-THE-FOREGROUND-SUITE: waits for the background suites, shows their output and records
   # their wall times; returns non-zero when any suite failed
-  local fg="$1" failed=0 entry pid name log t0 rc
+  local fg="$1" failed=0 entry pid name log rc wall
   for entry in "${ALONGSIDE[@]}"; do
-    IFS='|' read -r pid name log t0 <<<"$entry"
+    IFS='|' read -r pid name log <<<"$entry"
     rc=0
     wait "$pid" || rc=$?
-    echo "$name|$((SECONDS - t0))|$rc" >>"$SUITES_FILE"
+    wall="?"
+    [ -f "$log.end" ] && read -r wall _ <"$log.end"
+    echo "$name|$wall|$rc" >>"$SUITES_FILE"
     echo "== $name (ran alongside; exit $rc) =="
     cat "$log"
-    rm -f "$log"
+    rm -f "$log" "$log.end"
     [ "$rc" = 0 ] || failed=1
   done
   ALONGSIDE=()
@@ -140,7 +150,7 @@ emulation() {
 # The training and model tests run once, on a fake CUDA device (python_tests/fake_cuda.py: torch.cuda.is_available()
 # is True there, so "CUDA when available" picks it, and a CPU tensor mixed with one on "cuda" raises as on a GPU),
 # alongside the rest of the suite: they are not run twice, the guard only moves them (its cost: the wrappers'
-# dispatch). The runtime-only install (a torch-free venv, its own build dir) runs alongside them too.
+# dispatch). The runtime-only install's tests (its venv was made in the set-up stage) run alongside them too.
 python_tests() {
   # qemu-user-static (installed for the aarch64 tests) also runs ONNX Runtime with AVX2 kernels: the numeric
   # checks' AVX2 test (python_tests/export/test_numeric_bounds.py) fails here instead of skipping when it is missing.
@@ -153,13 +163,22 @@ python_tests() {
   local rc=0
   alongside "training and model tests on a fake CUDA device" "$VENV/bin/python" -m pytest python_tests/train \
     python_tests/models -q -p no:cacheprovider --durations=10 "${XDIST[@]}" --fake-cuda
-  alongside "runtime-only install (no torch, NumPy 1.26)" bash "$ROOT/tools/runtime_only_tests.sh" "${XDIST[@]}"
+  alongside "runtime-only install: its tests" bash "$ROOT/tools/runtime_only_tests.sh" --prepared "${XDIST[@]}"
   "$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider --durations=30 "${XDIST[@]}" \
     --ignore=python_tests/train --ignore=python_tests/models "$@" || rc=$?
   joined "$rc"
 }
 
-stage "set-up (venv, requirements, build)" bash "$ROOT/tools/setup_env.sh"
+# The runtime-only venv (tools/runtime_only_tests.sh --prepare: a clean venv, the runtime install, the package built
+# with CUDA off) needs nothing of the development venv: it is made alongside it, its tests run in the pytest stage.
+set_up() {
+  local rc=0
+  alongside "runtime-only install (no torch, NumPy 1.26): venv + build" bash "$ROOT/tools/runtime_only_tests.sh" --prepare
+  bash "$ROOT/tools/setup_env.sh" || rc=$?
+  joined "$rc"
+}
+
+stage "set-up (venv, requirements, build)" set_up
 if [ "$ZSSEG_CCACHE" = 1 ] && command -v ccache >/dev/null 2>&1; then
   export CMAKE_CXX_COMPILER_LAUNCHER=ccache CMAKE_CUDA_COMPILER_LAUNCHER=ccache
 fi

@@ -5,7 +5,10 @@
 # against the installed package.
 # The tiny test bundle is exported beforehand with the development venv (which has torch) and handed over through
 # $ZSSEG_TEST_TINY_BUNDLE, so the bundle-based tests run instead of skipping.
-# Called by tools/run_tests.sh after setup_env.sh; standalone:  bash tools/runtime_only_tests.sh [pytest args]
+# Standalone:  bash tools/runtime_only_tests.sh [pytest args]   (the venv, then the tests)
+# tools/run_tests.sh splits it in two: `--prepare` (the venv and the package build, which need nothing of the
+# development venv) alongside setup_env.sh, and `--prepared [pytest args]` (the bundle export and the tests) later;
+# --prepared refuses a venv that --prepare did not finish for this commit.
 #   ZSSEG_VENV          the development venv (default .venv), used only to export the test bundle
 #   ZSSEG_RUNTIME_VENV  the runtime-only venv (default .venv-runtime; recreated from scratch every run)
 # twin (by shape): tools/setup_jetson.sh and the other tools/ scripts - the standalone preamble (repository root,
@@ -19,6 +22,13 @@ NUMPY_PIN="numpy==1.26.4"
 # Runtime test directories; the files listed in TORCH_ONLY compare kernels against torch at import time.
 RUNTIME_TESTS=(python_tests/runtime python_tests/pipeline python_tests/ops python_tests/stream python_tests/vocabulary)
 TORCH_ONLY=(python_tests/ops/test_segment.py python_tests/ops/test_segment_windows.py python_tests/ops/test_upsample.py)
+MODE=all
+case "${1:-}" in
+  --prepare) MODE=prepare; shift ;;
+  --prepared) MODE=prepared; shift ;;
+esac
+MARKER="$RVENV/.zsseg-runtime-only-prepared"  # what --prepare finished: the commit it built
+HEAD_NOW="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo "no git")"
 cd "$ROOT"
 # pip, minus one harmless warning this machine's pip configuration repeats for every package
 pip_q() { "$RVENV/bin/pip" "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
@@ -26,6 +36,13 @@ unset PYTHONPATH  # the tests must import the installed package, not the source 
 # no selenium in a runtime install: the browser tests skip here (they run, required, in the development venv)
 unset ZSSEG_REQUIRE_BROWSER
 
+if [ "$MODE" = prepared ]; then
+  if [ ! -f "$MARKER" ] || [ "$(cat "$MARKER")" != "$HEAD_NOW" ]; then
+    echo "[runtime-only] no venv prepared for commit $HEAD_NOW at $RVENV ($MARKER: $(cat "$MARKER" 2>/dev/null || echo missing)): run tools/runtime_only_tests.sh --prepare first, or without --prepared" >&2
+    exit 1
+  fi
+  echo "[runtime-only] the venv $RVENV prepared for $HEAD_NOW (--prepare)"
+else
 echo "[runtime-only] clean venv $RVENV ($("$PY" --version)), $NUMPY_PIN, .[runtime,openvino], no torch"
 rm -rf "$RVENV"
 "$PY" -m venv "$RVENV"
@@ -62,11 +79,14 @@ print("[runtime-only]", ", ".join(f"{k} {v}" for k, v in versions.items()),
       "| torch, open_clip: not importable | _C CUDA compiled:", ops.native_module().cuda_compiled())
 PY
 )
+echo "$HEAD_NOW" >"$MARKER"
+echo "[runtime-only] venv ready in ${SECONDS}s"
+if [ "$MODE" = prepare ]; then exit 0; fi
+fi
 
 BUNDLE_DIR="$(mktemp -d)"
 JUNIT="$BUNDLE_DIR/junit.xml"
 trap 'rm -rf "$BUNDLE_DIR"' EXIT
-echo "[runtime-only] venv ready in ${SECONDS}s"
 echo "[runtime-only] exporting the tiny test bundle with the development venv"
 PYTHONPATH="$ROOT:$ROOT/python_tests" "$VENV/bin/python" -c \
   "import sys; from support import export_tiny_bundle; export_tiny_bundle(sys.argv[1])" "$BUNDLE_DIR" >/dev/null
