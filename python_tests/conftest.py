@@ -49,7 +49,6 @@ LONGEST_FIRST = (
     "python_tests/test_every_family_bundle.py::",
     "python_tests/test_gpu_rehearsal.py::",
     "python_tests/runtime/test_batched_call.py::test_two_stage_batched_call_equals_per_image_calls",
-    "python_tests/pipeline/test_preprocess.py::test_sliding_windows_cover_the_image",
     "python_tests/test_benchmark_cpu_default.py::",
     "python_tests/test_benchmark_cpu.py::test_quick_run_renders_every_section",
     # the --fake-cuda session's (python_tests/train, python_tests/models)

@@ -23,7 +23,10 @@ def test_full_size_bundle_onnxruntime_matches_pytorch(tmp_path):
     torch.manual_seed(0)
     model = create_model("zegclip_vitb16_voc_inductive").eval()
     photo = str(sample_image("2011_000006.jpg"))
-    bundle = export_bundle(model, str(tmp_path / "vitb16"), max_classes=32, verify_images=[photo])
+    # the export's own verification of this model on a photo runs in the same session: the docs snippets' set-up
+    # (`zsseg demo --allow-random-weights`, test_doc_snippets.py) exports and verifies this config; the checks below
+    # hold ONNX Runtime to the float64 error model instead
+    bundle = export_bundle(model, str(tmp_path / "vitb16"), max_classes=32, verify_images=())
     engine = Engine(bundle, classes=VOCAB10, backend="onnxruntime")
     assert engine.meta.image_size == 512 and engine.meta.embed_dim == 512
     image = cv2.imread(photo, cv2.IMREAD_COLOR)
