@@ -44,6 +44,8 @@ def pytest_addoption(parser):
 LONGEST_FIRST = (
     "python_tests/test_doc_snippets.py::test_snippets_run_as_written[docs/usage.md]",
     "python_tests/export/test_fullsize.py::",
+    # one xdist_group (one Ray cluster): minutes of tests on one worker, the tail of a run when handed out late
+    "python_tests/scale/",
     "python_tests/test_doc_snippets.py::",
     "python_tests/export/test_numeric_bounds.py::test_golden_bundle_verifies_on_an_emulated_avx2_machine",
     "python_tests/test_every_family_bundle.py::",

@@ -7,7 +7,6 @@ signal is sent from inside tqdm's first ``refresh`` (where it struck), with the 
 from __future__ import annotations
 
 import gc
-import os
 import signal
 import sys
 
@@ -29,7 +28,7 @@ def signal_in_first_refresh(monkeypatch):
         result = real(self, *args, **kwargs)
         if not sent:
             sent.append(True)
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)  # to this thread, before it returns (os.kill: any thread, maybe later)
         return result
 
     monkeypatch.setattr(tqdm.tqdm, "refresh", refresh)
@@ -68,8 +67,8 @@ def test_held_signals_are_acted_on_at_the_end_of_the_block():
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
         with signals_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
             reached = True  # not interrupted: held
     assert reached
     with signals_deferred():

@@ -11,7 +11,6 @@ again where the default action applies) as soon as the bar is whole.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -50,7 +49,7 @@ def signals_deferred() -> Iterator[None]:
             if callable(handler):
                 handler(first, None)
             elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), first)
+                signal.raise_signal(first)  # the default action, in this thread now (os.kill: any thread)
 
 
 def progress_bar(*args: Any, **kwargs: Any) -> Any:

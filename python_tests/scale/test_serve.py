@@ -242,3 +242,19 @@ def test_bounded_load_test_batches_without_errors(server, tiny_bundle, photos):
     batches = after["batches"] - before["batches"]
     assert batches < 24, "6 concurrent clients never shared a batch"
     assert summary["p99_ms"] >= summary["p50_ms"] > 0
+
+
+def test_a_new_http_proxy_gets_time_to_start_on_a_busy_machine(ray_cluster):
+    """Ray Serve's controller kills an HTTP proxy not ready within RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S (Ray: 5 s),
+    and serve.start fails: with every core of this 2-core machine busy it did (ActorDiedError at the server's start).
+    init_ray's local cluster gives the proxy serve.start's own overall bound: its processes (the controller's too)
+    see the variable."""
+    from zsseg_rt.scale import PROXY_READY_CHECK_S
+
+    @ray_cluster.remote
+    def seen() -> object:
+        import os
+
+        return os.environ.get("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S")
+
+    assert ray_cluster.get(seen.remote()) == PROXY_READY_CHECK_S == "60"

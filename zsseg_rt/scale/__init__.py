@@ -137,6 +137,9 @@ def _sigterm_kept() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+PROXY_READY_CHECK_S = "60"  # RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S of a local cluster (init_ray); Ray's default: 5
+
+
 def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
     """Connect to a Ray cluster, or start a local one that only this machine can reach (127.0.0.1).
 
@@ -163,6 +166,11 @@ def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> N
         with _sigterm_kept():
             ray.init(address=address, **options)
         return
+    # Ray Serve's controller gives a new HTTP proxy 5 s to report ready, then kills it (serve.start fails with
+    # ActorDiedError "killed by ray.kill ... cancelled before it started running"): on a 2-core machine with every core
+    # busy a proxy's process takes longer to start. A local cluster's processes inherit this environment; the bound
+    # becomes serve.start's own overall one (60 s), unless the user set it.
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", PROXY_READY_CHECK_S)
     token = _start_cluster_reaper()
     try:
         with _sigterm_kept():
