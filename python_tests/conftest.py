@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 from support import GOLDEN, build_once, export_tiny_bundle
+from test_doc_snippets import set_up_root  # noqa: F401 - a session fixture: the demo set-up, exported once
 
 # cuBLAS's deterministic workspace for every test on a GPU (read when cuBLAS starts, so before any test runs; the
 # resume test's rule on CUDA, python_tests/train/test_training.py, relies on it); nothing changes without a GPU

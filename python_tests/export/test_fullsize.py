@@ -1,7 +1,12 @@
 """The full-size ViT-B/16 ZegCLIP bundle: exported, verified and run by ONNX Runtime against PyTorch (slow: a few
 minutes on 2 cores; tools/run_tests.sh runs it, `-m "not slow"` deselects it). Random weights: the exporter and
-ONNX Runtime do not care what the weights are, and no pretrained weights can be downloaded in CI."""
+ONNX Runtime do not care what the weights are, and no pretrained weights can be downloaded in CI.
 
+The bundle is the one `zsseg demo --allow-random-weights` exports and verifies on a photo (the docs snippets'
+session set-up, ``set_up_root``: exported once per session, not twice): the same config from the demo's seeded
+random weights, which the test draws again and matches to the bundle by the weights' sha256 the demo records."""
+
+import json
 import os
 
 import numpy as np
@@ -11,22 +16,25 @@ from support import VOCAB10
 pytestmark = pytest.mark.slow
 
 
-def test_full_size_bundle_onnxruntime_matches_pytorch(tmp_path):
+def test_full_size_bundle_onnxruntime_matches_pytorch(set_up_root):
     torch = pytest.importorskip("torch")
     import cv2
+    from test_doc_snippets import DEMO_BUNDLE
 
     from zsseg_rt import Engine
     from zsseg_rt.assets import sample_image
-    from zsseg_rt.export.onnx_export import export_bundle
+    from zsseg_rt.cli.demo import DEFAULT_RANDOM_CONFIG, WEIGHTS_FIELD, _seeded_model, weights_sha256
     from zsseg_rt.models import create_model
 
-    torch.manual_seed(0)
-    model = create_model("zegclip_vitb16_voc_inductive").eval()
+    assert DEMO_BUNDLE.endswith(f"/{DEFAULT_RANDOM_CONFIG}-random")
+    model = _seeded_model(create_model, DEFAULT_RANDOM_CONFIG).eval()  # the weights the demo exported
     photo = str(sample_image("2011_000006.jpg"))
-    # the export's own verification of this model on a photo runs in the same session: the docs snippets' set-up
-    # (`zsseg demo --allow-random-weights`, test_doc_snippets.py) exports and verifies this config; the checks below
-    # hold ONNX Runtime to the float64 error model instead
-    bundle = export_bundle(model, str(tmp_path / "vitb16"), max_classes=32, verify_images=())
+    # exported and verified on a photo by the demo; the checks below hold ONNX Runtime to the float64 error model
+    bundle = str(set_up_root / DEMO_BUNDLE)
+    with open(os.path.join(bundle, "meta.json"), encoding="utf-8") as handle:
+        meta = json.load(handle)
+    assert meta[WEIGHTS_FIELD] == weights_sha256(model), "the bundle is not of these weights"
+    assert meta["verification"], "the demo's export records its verification"
     engine = Engine(bundle, classes=VOCAB10, backend="onnxruntime")
     assert engine.meta.image_size == 512 and engine.meta.embed_dim == 512
     image = cv2.imread(photo, cv2.IMREAD_COLOR)
