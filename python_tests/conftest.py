@@ -184,6 +184,26 @@ def tiny_bundle(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def family_bundles(tiny_bundle, tmp_path_factory):
+    """Every registered family's tiny bundle (ZegCLIP: this process's copy of ``tiny_bundle``) and the family members
+    with graphs of their own (``family_bundles.VARIANTS``: SC-CLIP), name -> bundle directory. Exported once per test
+    session (``build_once``: shared by the pytest-xdist workers, the costliest set-up of the suite when each module
+    exported its own). Shared, so read-only: a test that writes into a bundle (a change, or OpenVINO's compiled-model
+    cache in its engines/ folder) copies it first."""
+    pytest.importorskip("torch", reason="exporting the families' tiny bundles needs torch")
+    from family_bundles import TINY_CONFIGS, VARIANTS, export_family_bundle, export_variant_bundle
+
+    def build(target) -> None:
+        paths = {family: export_family_bundle(family, str(target)) for family in TINY_CONFIGS}
+        for name in VARIANTS:
+            paths[name] = export_variant_bundle(name, str(target))
+        (target / "paths.json").write_text(json.dumps(paths), encoding="utf-8")
+
+    root = build_once(tmp_path_factory, "family_bundles", [*TINY_CONFIGS.items(), *VARIANTS.items()], build)
+    return {"zegclip": tiny_bundle, **json.loads((root / "paths.json").read_text(encoding="utf-8"))}
+
+
+@pytest.fixture(scope="session")
 def random_bundle(tiny_bundle, tmp_path_factory):
     """A copy of the tiny bundle whose meta.json says what it is, random weights (``weights.random``; re-signed with
     ``write_meta`` as a deliberate edit): every output of it must carry the random-weights banner."""

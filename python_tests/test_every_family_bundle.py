@@ -19,7 +19,7 @@ from support import backend_available, subprocess_env  # noqa: E402
 
 from zsseg_rt.bundle import load_meta  # noqa: E402
 from zsseg_rt.bundle.schema import write_meta  # noqa: E402
-from zsseg_rt.models import create_model, families, get_family, list_configs  # noqa: E402
+from zsseg_rt.models import families, get_family  # noqa: E402
 
 BLOCKER = """
 import sys
@@ -67,29 +67,13 @@ print(json.dumps(out))
 """
 
 
-def _tiny_config(family: str) -> str:
-    tiny = [name for name in list_configs(family=family) if name.endswith("tiny_test")]
-    assert tiny, f"family {family!r} ships no *_tiny_test config"
-    return tiny[0]
-
-
-def _export(family: str, out: str) -> str:
-    """A tiny random bundle of ``family`` through its own export route."""
-    from zsseg_rt.export.onnx_export import export_bundle
-
-    torch.manual_seed(0)
-    model = create_model(_tiny_config(family))
-    if family == "zeroseg":  # a student needs its teacher's text tower (random here)
-        from zsseg_rt.models.zeroseg.export import build_bundle_model
-
-        model = build_bundle_model(model, None, 0.5)
-    return export_bundle(model, out, max_classes=8, verify_images=())
-
-
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
+def bundles(family_bundles, tmp_path_factory):
+    """This module's copies of the session's tiny bundles, one per registered family, each exported by its own
+    family's route (a ZeroSeg student with its teacher's text tower): OpenVINO writes its compiled-model cache into a
+    bundle's engines/ folder, which the shared bundles must not get."""
     root = tmp_path_factory.mktemp("family_bundles")
-    return {family: _export(family, str(root / family)) for family in families()}
+    return {family: shutil.copytree(family_bundles[family], str(root / family)) for family in families()}
 
 
 def _legacy_copy(bundle: str, dst: str) -> str:
@@ -120,7 +104,6 @@ def _run(bundles: dict, other_backends=()) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.slow  # five tiny exports with their checks (~1 min on 2 cores)
 def test_engine_runs_every_family_bundle_with_torch_and_models_blocked(bundles, tmp_path):
     assert set(bundles) == set(families())
     legacy = {f"legacy-{name}": _legacy_copy(path, str(tmp_path / name)) for name, path in bundles.items()}

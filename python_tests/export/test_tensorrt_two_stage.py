@@ -20,7 +20,6 @@ pytest.importorskip("onnx", reason="the fake importer reads the exported graphs 
 pytest.importorskip("torch", reason="the tiny two-stage bundle is exported from its PyTorch model")
 from fake_onnx_importer import lower_bundle  # noqa: E402
 from fake_tensorrt import make_module  # noqa: E402
-from family_bundles import export_family_bundle  # noqa: E402
 from host_cuda import engine_files_on_stand_ins  # noqa: E402
 
 from zsseg_rt import Engine  # noqa: E402
@@ -55,8 +54,8 @@ class FakeCuda:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    return export_family_bundle("zegformer", str(tmp_path_factory.mktemp("two_stage")))
+def exported(family_bundles):
+    return family_bundles["zegformer"]  # the session's: each test copies it (the bundle fixture)
 
 
 @pytest.fixture()

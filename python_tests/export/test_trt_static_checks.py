@@ -22,9 +22,8 @@ import pytest
 
 onnx = pytest.importorskip("onnx", reason="the static TensorRT checks read graphs with onnx")
 import trt_api_surface as surface  # noqa: E402
-from family_bundles import TINY_CONFIGS, VARIANTS, export_family_bundle, export_variant_bundle  # noqa: E402
+from family_bundles import VARIANTS  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
-from support import build_once  # noqa: E402
 
 from zsseg_rt.bundle import Files, load_meta, sha256_file, write_meta  # noqa: E402
 from zsseg_rt.export.trt_compat import check_trt_compatibility  # noqa: E402
@@ -33,22 +32,6 @@ from zsseg_rt.export.trt_profile_check import check_bundle_profiles  # noqa: E40
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRT_FAMILIES_WITHOUT_ENGINES = {"zegformer"}  # two-stage pipeline: no TensorRT engines
-
-
-@pytest.fixture(scope="module")
-def family_bundles(tiny_bundle, tmp_path_factory):
-    """Every family's tiny bundle, exported once per session (``build_once``: the module's tests run on several
-    pytest-xdist workers, which would each export them); tests copy one before changing it."""
-    pytest.importorskip("torch", reason="exporting the families' tiny bundles needs torch")
-
-    def build(target) -> None:
-        paths = {family: export_family_bundle(family, str(target)) for family in TINY_CONFIGS}
-        for name in VARIANTS:  # family members with graphs of their own (SC-CLIP)
-            paths[name] = export_variant_bundle(name, str(target))
-        (target / "paths.json").write_text(json.dumps(paths), encoding="utf-8")
-
-    root = build_once(tmp_path_factory, "trt-family-bundles", ["trt_static_checks", *TINY_CONFIGS, *VARIANTS], build)
-    return {"zegclip": tiny_bundle, **json.loads((root / "paths.json").read_text(encoding="utf-8"))}
 
 
 def test_every_registered_family_has_a_bundle_here(family_bundles):
