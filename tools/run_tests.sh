@@ -11,8 +11,9 @@
 # the stage fails if either fails (the cores one suite leaves idle at its end, the other uses).
 # Arguments are passed to the main pytest run.
 #   ZSSEG_TEST_WORKERS  pytest-xdist workers of the pytest stages (default: the cores there are; 0 = no xdist)
-#   CCACHE_DIR          compiler cache of the builds (default build/ccache: empty in a fresh clone, so it only shares
-#                       objects between the builds of one run, e.g. the kernels of the pip build and of the C++ tests)
+#   CCACHE_DIR          compiler cache of the builds (default ~/.cache/zsseg_rt/ccache, at most 2 GB: a fresh clone
+#                       reuses the objects of earlier runs on this machine, and one run's builds share theirs, e.g. the
+#                       kernels of the pip build and of the C++ tests; ZSSEG_CCACHE=0 compiles everything)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ZSSEG_VENV:-$ROOT/.venv}"
@@ -58,14 +59,28 @@ stage_table() {
     printf '%-48s %7s %7s  %s\n' "$name" "$wall" "$cpu" "$([ "$status" = 0 ] && echo ok || echo "FAILED ($status)")"
   done
   printf '%-48s %7d %7d  %s\n' "total" "$SECONDS" "$CPU_NOW" "$([ "$rc" = 0 ] && echo ok || echo "FAILED ($rc)")"
+  if [ "${OWN_STATSLOG:-0}" = 1 ] && [ -s "$CCACHE_STATSLOG" ]; then  # the cache's own counters span every run
+    echo "compiler cache ($CCACHE_DIR): hits $(ccache --show-log-stats 2>/dev/null | awk '/^ *Hits:/ { $1 = ""; print; exit }' \
+      | sed 's/^ *//') of this run's compilations"
+  fi
+  [ "${OWN_STATSLOG:-0}" = 1 ] && rm -f "$CCACHE_STATSLOG"
   exit "$rc"
 }
 trap stage_table EXIT
 
-# ---- the compiler cache (ccache, installed by setup_env.sh): it only speeds up (it checks the compiler, its
-# flags and the preprocessed sources); CMake takes the launchers from the environment at configure time ----
+# ---- the compiler cache (ccache, installed by setup_env.sh): it only speeds up (an object is reused only when the
+# compiler, its flags and the preprocessed sources with every header are the same); CMake takes the launchers from
+# the environment at configure time. The cache is the user's, outside the clone, so a fresh clone reuses what an
+# earlier run on this machine compiled: CCACHE_BASEDIR rewrites the clone's absolute paths to relative ones before
+# hashing and CCACHE_NOHASHDIR leaves the build directory out of the hash (the one cost: the debug line tables of a
+# reused object name the directory of the clone that compiled it). ----
 export ZSSEG_CCACHE="${ZSSEG_CCACHE:-1}" ZSSEG_NEED_TEST_TOOLS=1
-export CCACHE_DIR="${CCACHE_DIR:-$ROOT/build/ccache}"
+export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/zsseg_rt/ccache}"
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$ROOT}" CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
+export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-2G}"
+OWN_STATSLOG=0  # the hit rate of this run's compilations (the table's last line), unless the caller logs them
+[ -n "${CCACHE_STATSLOG:-}" ] || { CCACHE_STATSLOG="$(mktemp)"; OWN_STATSLOG=1; }
+export CCACHE_STATSLOG
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDACXX=/usr/local/cuda/bin/nvcc; fi
 WORKERS="${ZSSEG_TEST_WORKERS:-$(nproc)}"
