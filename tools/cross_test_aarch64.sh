@@ -51,4 +51,4 @@ arch="$(file -b "$BIN" 2>/dev/null | cut -d, -f2 | sed 's/^ *//')"
 [ -n "$arch" ] || arch="$(od -An -t x1 -j 18 -N 2 "$BIN" | tr -d ' ')"  # e_machine: b7 00 = aarch64
 echo "[aarch64] test binary: $arch; running it under $(qemu-aarch64-static --version | head -1)"
 case "$arch" in *aarch64* | b700) ;; *) echo "[aarch64] expected an aarch64 binary, got: $arch"; exit 1 ;; esac
-OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" "$CTEST" --test-dir "$OUT/zsseg" --output-on-failure -j"$(nproc)"
+OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" bash "$(dirname "${BASH_SOURCE[0]}")/quiet_ctest.sh" "$CTEST" --test-dir "$OUT/zsseg" --output-on-failure -j"$(nproc)"

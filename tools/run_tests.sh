@@ -139,7 +139,7 @@ cmake_build() {  # cmake_build DIR CONFIGURE-ARGS...: configure + build, the log
 cpp_tests() {
   cmake_build build-tests -DZS_BUILD_TESTS=ON -DZS_BUILD_PYTHON=OFF \
     ${CMAKE_CUDA_ARCHITECTURES:+-DCMAKE_CUDA_ARCHITECTURES=$CMAKE_CUDA_ARCHITECTURES}
-  "$VENV/bin/ctest" --test-dir build-tests --output-on-failure -j"$(nproc)"
+  bash "$ROOT/tools/quiet_ctest.sh" "$VENV/bin/ctest" --test-dir build-tests --output-on-failure -j"$(nproc)"
 }
 
 # The CUDA kernels on the host (csrc/emu) and the binding layer (DeviceArray, DLPack/CAI parsing, out=, streams,
@@ -155,7 +155,7 @@ emulation() {
   bash "$ROOT/tools/build_emulated.sh"
   local rc=0
   alongside "CUDA kernels on the host (csrc/emu, ctest)" env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$VENV/bin/ctest" --test-dir build-emu-asan --output-on-failure -j"$(nproc)"
+    bash "$ROOT/tools/quiet_ctest.sh" "$VENV/bin/ctest" --test-dir build-emu-asan --output-on-failure -j"$(nproc)"
   ZSSEG_CUDA_EMULATION=1 LD_PRELOAD="$(bash "$ROOT/tools/build_emulated.sh" --preload)" ASAN_OPTIONS=detect_leaks=0 \
     UBSAN_OPTIONS=print_stacktrace=1 OMP_NUM_THREADS="$TEST_THREADS" \
     "$VENV/bin/python" -m pytest python_tests -m cuda -q -p no:cacheprovider "${XDIST[@]}" || rc=$?
