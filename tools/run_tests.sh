@@ -90,11 +90,6 @@ XDIST=(); [ "$WORKERS" -gt 1 ] && XDIST=(-n "$WORKERS" --dist loadgroup)
 # wall, 353 -> 236 s CPU, OMP_NUM_THREADS 2 -> 1 at -n 2 on 2 cores). The multi-threaded native paths keep their
 # checks: ctest runs with OMP_NUM_THREADS above, and the tests that need threads set them (test_segment.py's 2).
 TEST_THREADS=$(( WORKERS > 1 ? ($(nproc) / WORKERS > 0 ? $(nproc) / WORKERS : 1) : OMP_NUM_THREADS ))
-# The main pytest session gets one worker more than the cores: its last minutes, when it runs alone, are mostly tests
-# that wait (Ray clusters starting, servers, subprocesses), and a third worker computes meanwhile (a fresh-clone run's
-# pytest stage at -n 2 left 394 of its 2 x 1191 core-seconds idle). ZSSEG_TEST_WORKERS sets every session alike.
-MAIN_XDIST=("${XDIST[@]}")
-[ -z "${ZSSEG_TEST_WORKERS:-}" ] && [ "$WORKERS" -gt 1 ] && MAIN_XDIST=(-n "$((WORKERS + 1))" --dist loadgroup)
 
 SUITES_FILE="$(mktemp)"  # the rows of the suites that ran alongside a stage's own (written in the stage's subshell)
 ALONGSIDE=()
@@ -185,7 +180,7 @@ python_tests() {
   alongside "training and model tests on a fake CUDA device" "$VENV/bin/python" -m pytest python_tests/train \
     python_tests/models -q -p no:cacheprovider --durations=10 "${XDIST[@]}" --fake-cuda
   alongside "runtime-only install: its tests" bash "$ROOT/tools/runtime_only_tests.sh" --prepared "${XDIST[@]}"
-  "$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider --durations=30 "${MAIN_XDIST[@]}" \
+  "$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider --durations=30 "${XDIST[@]}" \
     --ignore=python_tests/train --ignore=python_tests/models "$@" || rc=$?
   joined "$rc"
 }

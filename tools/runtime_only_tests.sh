@@ -99,10 +99,11 @@ echo "[runtime-only] pytest ${RUNTIME_TESTS[*]} (torch-only files ignored: ${TOR
 # and must import the installed package, not the source tree (which has no built _C in a clean clone).
 (cd "$BUNDLE_DIR" && ZSSEG_TEST_TINY_BUNDLE="$BUNDLE_DIR/bundle" "$RVENV/bin/pytest" \
   "${RUNTIME_TESTS[@]/#/$ROOT/}" "${IGNORES[@]/#--ignore=/--ignore=$ROOT/}" \
-  --rootdir="$ROOT" -c "$ROOT/pyproject.toml" -q -p no:cacheprovider --junitxml="$JUNIT" "$@")
+  --rootdir="$ROOT" -c "$ROOT/pyproject.toml" -q -p no:cacheprovider -rfE --junitxml="$JUNIT" "$@")
 # Tests must have run, and none may have skipped for want of the bundle.
 "$RVENV/bin/python" - "$JUNIT" <<'PY'
 import sys, xml.etree.ElementTree as ET
+from collections import Counter
 cases = list(ET.parse(sys.argv[1]).getroot().iter("testcase"))
 skips = [s.get("message", "") for c in cases for s in c.findall("skipped")]
 passed = len(cases) - len(skips) - sum(1 for c in cases if c.find("failure") is not None or c.find("error") is not None)
@@ -111,5 +112,8 @@ if passed == 0:
 if any("tiny test bundle needs torch" in s for s in skips):
     sys.exit("[runtime-only] bundle tests skipped: the prebuilt bundle was not used")
 print(f"[runtime-only] {passed} passed, {len(skips)} skipped (GPU / TensorRT / torch comparisons) of {len(cases)}")
+# the skips by reason (pytest's -ra listed them one line per test: 114 lines, a third of a CI run's output)
+for reason, count in Counter(skips).most_common():
+    print(f"[runtime-only]   {count:4d} skipped: {reason}")
 PY
 echo "[runtime-only] done in ${SECONDS}s"
