@@ -102,7 +102,7 @@ echo "[runtime-only] pytest ${RUNTIME_TESTS[*]} (torch-only files ignored: ${TOR
   --rootdir="$ROOT" -c "$ROOT/pyproject.toml" -q -p no:cacheprovider -rfE --junitxml="$JUNIT" "$@")
 # Tests must have run, and none may have skipped for want of the bundle.
 "$RVENV/bin/python" - "$JUNIT" <<'PY'
-import sys, xml.etree.ElementTree as ET
+import ast, sys, xml.etree.ElementTree as ET
 from collections import Counter
 cases = list(ET.parse(sys.argv[1]).getroot().iter("testcase"))
 skips = [s.get("message", "") for c in cases for s in c.findall("skipped")]
@@ -113,7 +113,14 @@ if any("tiny test bundle needs torch" in s for s in skips):
     sys.exit("[runtime-only] bundle tests skipped: the prebuilt bundle was not used")
 print(f"[runtime-only] {passed} passed, {len(skips)} skipped (GPU / TensorRT / torch comparisons) of {len(cases)}")
 # the skips by reason (pytest's -ra listed them one line per test: 114 lines, a third of a CI run's output)
-for reason, count in Counter(skips).most_common():
+def why(element):  # a module skipped at collection: its reason is in the text, "(path, line, 'Skipped: ...')"
+    if element.get("message") == "collection skipped":
+        try:
+            return "(a whole module) " + str(ast.literal_eval(element.text)[2]).removeprefix("Skipped: ")
+        except (ValueError, SyntaxError, TypeError, IndexError):
+            pass
+    return element.get("message", "")
+for reason, count in Counter(why(s) for c in cases for s in c.findall("skipped")).most_common():
     print(f"[runtime-only]   {count:4d} skipped: {reason}")
 PY
 echo "[runtime-only] done in ${SECONDS}s"
