@@ -72,6 +72,8 @@ def bundles(family_bundles, tmp_path_factory):
     """This module's copies of the session's tiny bundles, one per registered family, each exported by its own
     family's route (a ZeroSeg student with its teacher's text tower): OpenVINO writes its compiled-model cache into a
     bundle's engines/ folder, which the shared bundles must not get."""
+    missing = sorted(set(families()) - set(family_bundles))
+    assert not missing, f"no tiny bundle for the registered families {missing}: add them to family_bundles.TINY_CONFIGS"
     root = tmp_path_factory.mktemp("family_bundles")
     return {family: shutil.copytree(family_bundles[family], str(root / family)) for family in families()}
 
