@@ -56,7 +56,8 @@ def _area(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
 
 class ScoreEngine:
     """Engine-like: each known frame's class scores are its true labels (one-hot, area-averaged to the state size)
-    plus noise of ``noise`` seeded by the frame (a near-tie per pixel when ``noise`` is comparable to the gap, ``gap``). Its labels
+    plus noise of ``noise`` seeded by the frame (a near-tie per pixel when ``noise`` is comparable to the gap, ``gap``),
+    everywhere or only where ``noise_where`` is set (a confident model that hesitates at its boundaries). Its labels
     are the argmax of those scores at the frame's size (as an Engine's are, up to the state's resolution).
 
     ``frames`` / ``truths``: the frames it knows and their labels; unknown frames get class 0 everywhere. ``calls``
@@ -71,12 +72,14 @@ class ScoreEngine:
         noise: float = 0.0,
         gap: float = 0.5,
         seed: int = 0,
+        noise_where: Optional[np.ndarray] = None,
     ):
         self._truth: Dict[str, np.ndarray] = {self._key(f): t for f, t in zip(frames, truths)}
         self.class_names = list(classes)
         self.vocabulary: object = object()
         self.noise, self.gap = float(noise), float(gap)
         self.seed = int(seed)
+        self.noise_where = noise_where  # [H, W] bool: the noise only there (a confident model elsewhere)
         self.calls = 0
 
     @staticmethod
@@ -96,7 +99,10 @@ class ScoreEngine:
         scores = np.stack([_area(truth == c, size) * self.gap for c in range(classes)]).astype(np.float32)
         if self.noise:  # the same frame always gets the same noise (whatever else was encoded before it)
             rng = np.random.default_rng([self.seed, int(self._key(frame)[:12], 16)])
-            scores += rng.normal(0.0, self.noise, scores.shape).astype(np.float32)
+            noise = rng.normal(0.0, self.noise, scores.shape).astype(np.float32)
+            if self.noise_where is not None:
+                noise *= _area(self.noise_where, size) > 0
+            scores += noise
         return scores
 
     def segment_with_class_scores(self, frames, stride: int = 4, color_order=None) -> List[Result]:

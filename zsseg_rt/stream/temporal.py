@@ -16,10 +16,15 @@ Per frame (``StreamFilter``):
    ``zsseg_rt.pipeline.class_scores``) are blended with the anchor's filtered scores warped along the flow, ``P``:
    ``F = P + blend * (S - P)`` where the flow is valid, ``F = S`` elsewhere (occlusions, the frame's new border) and
    after a reset (first frame, size, vocabulary, scene cut, failed flow). Hysteresis against near-ties: the class
-   the anchor gave a pixel (warped along the flow) gets ``hysteresis * noise`` added before the argmax, ``noise``
-   being the frame-to-frame change of the scores measured on this frame's valid pixels (the median over pixels and
-   classes of ``|(S - P) - mean_c(S - P)|``), so the margin scales with the scores of whatever weights are loaded.
-   The labels are the argmax of ``F`` plus that margin, bilinear to the frame's size.
+   the anchor gave a pixel (warped along the flow) is kept unless the new winner beats it by ``hysteresis * noise``,
+   ``noise`` being *that pixel's* jitter measured on the frames before: a running mean (weight ``blend``, carried
+   along the flow with the scores) of the squared change of its top-2 margin ``S_a - S_b`` against ``P``'s, as the
+   deviation of the filtered margin it gives (a label that changes where the scores were quiet changes at once; one
+   that oscillates is held). So the margin
+   scales with the scores of whatever weights are loaded, and where they are: a trained model is confident on most
+   of the frame and jitters at its boundaries, random weights jitter everywhere. (A single noise figure for the
+   frame, a median over its pixels, is 0 for a confident model: the hysteresis did nothing on trained scores.)
+   The labels are the argmax of ``F`` with that hysteresis, bilinear to the frame's size.
 4. Between keyframes, the anchor's labels (nearest) and winning scores (bilinear) are warped along the flow to the
    frame (its class scores too, for the next keyframe's blend): no encoder call.
 
@@ -43,7 +48,6 @@ log = logging.getLogger("zsseg_rt.stream")
 __all__ = ["FLOW_PRESETS", "FlowError", "FlowEstimator", "Motion", "TemporalOptions", "StreamFilter", "warp"]
 
 FLOW_PRESETS = ("ultrafast", "fast", "medium")  # OpenCV DISOpticalFlow presets
-NOISE_SAMPLES = 100_000  # values the score noise's median is taken over (every n-th valid pixel, all classes)
 REASONS = ("first", "size", "vocabulary", "flow failed", "scene cut", "low confidence", "interval")
 
 
@@ -143,7 +147,8 @@ class TemporalOptions:
             (1: every frame). With ``adaptive``: the longest gap between keyframes.
         adaptive: also a keyframe as soon as the flow's confidence drops under ``min_confidence``.
         blend: the weight of the current scores in the stabilised ones, in (0, 1].
-        hysteresis: the margin the previous class keeps, in units of the measured frame-to-frame score noise (0: none).
+        hysteresis: the margin the previous class keeps, in units of the pixel's measured frame-to-frame jitter of its
+            top-2 margin (0: none).
         score_stride: the class scores are kept at 1/score_stride of the frame (``zsseg_rt.pipeline.class_scores``).
         flow_stride: the flow is computed on the frame reduced by this factor.
         flow_preset: OpenCV DIS preset: "ultrafast", "fast" or "medium".
@@ -300,26 +305,28 @@ def _same_vocabulary(before: Any, now: Any) -> bool:
 
 class _Anchor(NamedTuple):
     """The last keyframe of a stream (or its last frame, when every frame is one): its prepared grey frame, output
-    labels ``[H, W]`` and winning scores, and with ``stabilize`` its filtered class scores ``[C, h, w]``."""
+    labels ``[H, W]`` and winning scores, and with ``stabilize`` its filtered class scores ``[C, h, w]`` and each
+    state pixel's mean squared margin change ``jitter [h, w]`` (the hysteresis' noise, squared)."""
 
     small: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
     state: Optional[np.ndarray]
     vocabulary: Any
+    jitter: Optional[np.ndarray] = None
 
 
-def _noise(change: np.ndarray, valid: np.ndarray) -> float:
-    """The frame-to-frame score noise: the median over valid pixels and classes of ``|change - mean_c(change)|``
-    (``change = S - P``, ``[C, h, w]``; a change shared by every class moves no argmax, so it is taken out). 0 with
-    no valid pixel."""
-    if not valid.any():
-        return 0.0
-    moved = change[:, valid]
-    step = max(1, moved.size // NOISE_SAMPLES)  # a median needs no more values than this
-    moved = moved[:, :: max(1, step)]
-    moved = moved - moved.mean(axis=0, keepdims=True)
-    return float(np.median(np.abs(moved)))
+def _margin_change(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """``[h, w]`` float32: how much each pixel's top-2 margin moved, ``|(S_a - S_b) - (P_a - P_b)|`` with ``a, b`` the
+    two best classes of ``current`` (``S``; ``previous``: ``P``, both ``[C, h, w]``). What a near-tie's flip comes
+    from; 0 where the scores did not move (a change shared by every class moves no margin)."""
+    if current.shape[0] < 2:
+        return np.zeros(current.shape[1:], np.float32)
+    top = np.argpartition(-current, 1, axis=0)[:2]
+    first, second = top[0][None], top[1][None]
+    now = np.take_along_axis(current, first, 0) - np.take_along_axis(current, second, 0)
+    before = np.take_along_axis(previous, first, 0) - np.take_along_axis(previous, second, 0)
+    return np.abs(now - before)[0].astype(np.float32)
 
 
 def _bilinear_at(state: np.ndarray, classes: np.ndarray, rows: np.ndarray, cols: np.ndarray, size) -> np.ndarray:
@@ -416,29 +423,50 @@ class StreamFilter:
             raise ValueError("stabilize needs the keyframe's class scores (Engine.segment_with_class_scores)")
         current = class_scores.scores
         anchor, motion = self.anchor, plan.motion
-        if anchor is None or motion is None or anchor.state is None or anchor.state.shape != current.shape:
+        if (
+            anchor is None
+            or motion is None
+            or anchor.state is None
+            or anchor.jitter is None
+            or anchor.state.shape != current.shape
+        ):
             state = np.ascontiguousarray(current, dtype=np.float32)
+            jitter = np.zeros(current.shape[1:], np.float32)  # nothing measured yet: no hysteresis
             out_labels, out_scores = class_scores.finalize(state)
         else:
             flow = resize_flow(motion.flow, current.shape[1:])
             valid = _resize_mask(motion.valid, current.shape[1:])
             previous = warp(anchor.state, flow)
-            blended = previous + np.float32(self.options.blend) * (current - previous)
+            weight = np.float32(self.options.blend)
+            blended = previous + weight * (current - previous)
             state = np.ascontiguousarray(np.where(valid[None], blended, current), dtype=np.float32)
+            # the jitter measured up to the anchor, moved along the flow (0 where the flow is not valid: unmeasured)
+            before = np.where(valid, warp(anchor.jitter, flow), 0.0).astype(np.float32)
             out_labels, out_scores = class_scores.finalize(state)
-            margin = self.options.hysteresis * _noise(current - previous, valid)
-            if margin > 0:
-                self._hold(out_labels, out_scores, state, anchor.labels, motion, margin)
-        self.anchor = _Anchor(plan.small, out_labels, out_scores, state, vocabulary)
+            if self.options.hysteresis > 0:
+                # the deviation of the filtered margin: a margin change of variance J comes from per-frame margins of
+                # variance J / 2, which the running mean of weight w keeps w / (2 - w) of
+                noise = np.sqrt(before * (weight / (2.0 * (2.0 - weight))))
+                self._hold(out_labels, out_scores, state, anchor.labels, motion, self.options.hysteresis, noise)
+            change = np.square(_margin_change(current, previous))  # this frame's, for the frames after it
+            jitter = np.ascontiguousarray(np.where(valid, before + weight * (change - before), 0.0), dtype=np.float32)
+        self.anchor = _Anchor(plan.small, out_labels, out_scores, state, vocabulary, jitter)
         return out_labels, out_scores
 
     @staticmethod
     def _hold(
-        labels: np.ndarray, scores: np.ndarray, state: np.ndarray, before: np.ndarray, motion: Motion, margin: float
+        labels: np.ndarray,
+        scores: np.ndarray,
+        state: np.ndarray,
+        before: np.ndarray,
+        motion: Motion,
+        hysteresis: float,
+        noise: np.ndarray,
     ) -> None:
         """Hysteresis, in place at the frame's size: where the flow is valid and the label changed from the anchor's
         (warped along the flow), the anchor's label stays unless the new winner's score beats its score (both from
-        the bilinearly resized state) by more than ``margin``."""
+        the bilinearly resized state) by more than ``hysteresis`` times the pixel's ``noise`` (``[h, w]`` at the
+        state's resolution, read bilinearly)."""
         import cv2
 
         flow = resize_flow(motion.flow, labels.shape)
@@ -450,7 +478,8 @@ class StreamFilter:
             return
         classes = held[rows, cols].astype(np.intp)
         kept_score = _bilinear_at(state, classes, rows, cols, labels.shape)
-        keep = scores[rows, cols] - kept_score < np.float32(margin)
+        margin = np.float32(hysteresis) * _bilinear_at(noise[None], np.zeros_like(classes), rows, cols, labels.shape)
+        keep = scores[rows, cols] - kept_score < margin
         labels[rows[keep], cols[keep]] = classes[keep]
         scores[rows[keep], cols[keep]] = kept_score[keep]
 
