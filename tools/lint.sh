@@ -8,7 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ZSSEG_VENV:-$ROOT/.venv}"
 BIN="$VENV/bin"
 cd "$ROOT"
-PY_PATHS=(zsseg_rt python_tests tools setup.py)
+PY_PATHS=(zsseg_rt python_tests tools benchmarks setup.py)
 mapfile -t CXX_FILES < <(git ls-files 'csrc/*.cpp' 'csrc/*.h' 'csrc/*.cu' 'csrc/*.cuh' 'cpp_tests/*.cpp' 'cpp_tests/*.h')
 
 if [ "${1:-}" = "--fix" ]; then

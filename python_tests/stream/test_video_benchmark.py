@@ -129,3 +129,25 @@ def test_the_per_frame_run_is_measured_with_its_oracle(tmp_path):
     assert with_cut.cuts == [9] and with_cut.moved_share == motion.moved_share
     after = bench.measure(frames, tmp_path, None, with_cut)
     assert after["flicker"] > measured["flicker"] and after["unmoved"] == measured["unmoved"]
+
+
+def test_the_trained_scores_proxy_replays_the_filters(tmp_path):
+    """``python -m benchmarks video_proxy --scores DIR`` on scores written as ``--dump`` writes them (a still scene
+    whose person probability hesitates along a band): a row per mode, the per-frame row at 1.00, the filters' own
+    ratios below it (the hysteresis doing its share on such scores); a missing clip's scores are a one-line error naming the file and the first step."""
+    from benchmarks import video_proxy
+
+    rng = np.random.default_rng(0)
+    frame = texture(96, 128, seed=1)
+    frames = np.stack([np.clip(frame + rng.integers(-2, 3, frame.shape), 0, 255).astype(np.uint8) for _ in range(8)])
+    person = np.zeros((8, 96, 128), np.float32)
+    person[:, :, 64:] = 1.0
+    person[:, :, 56:72] = rng.uniform(0.2, 0.8, (8, 96, 16))  # a hesitating boundary
+    np.savez_compressed(tmp_path / "vtest.npz", frames=frames, person=person)
+    rows = video_proxy.measure("vtest", tmp_path / "vtest.npz")
+    assert [row.split(" | ")[1] for row in rows] == ["per frame"] + [mode for mode, _ in video_proxy.MODES]
+    ratios = {row.split(" | ")[1]: float(row.split(" | ")[3]) for row in rows}
+    assert ratios["per frame"] == 1.0 and ratios["--stabilize"] < 1.0
+    assert ratios["--stabilize"] < ratios["--stabilize, hysteresis 0 (the blend alone)"] / 2  # measured 0.09, 0.64
+    with pytest.raises(SystemExit, match=r"no scores at .*tree\.npz.*run --dump first"):
+        video_proxy.main(["--scores", str(tmp_path)])
