@@ -145,7 +145,9 @@ def test_the_trained_scores_proxy_replays_the_filters(tmp_path):
     person[:, :, 56:72] = rng.uniform(0.2, 0.8, (8, 96, 16))  # a hesitating boundary
     np.savez_compressed(tmp_path / "vtest.npz", frames=frames, person=person)
     rows = video_proxy.measure("vtest", tmp_path / "vtest.npz")
-    assert [row.split(" | ")[1] for row in rows] == ["per frame"] + [mode for mode, _ in video_proxy.MODES]
+    names = [row.split(" | ")[1] for row in rows]
+    assert names[: len(video_proxy.MODES) + 1] == ["per frame"] + [mode for mode, _ in video_proxy.MODES]
+    assert [name.split(":")[0] for name in names[len(video_proxy.MODES) + 1 :]] == ["oracle"] * 2
     ratios = {row.split(" | ")[1]: float(row.split(" | ")[3]) for row in rows}
     assert ratios["per frame"] == 1.0 and ratios["--stabilize"] < 1.0
     assert ratios["--stabilize"] < ratios["--stabilize, hysteresis 0 (the blend alone)"] / 2  # measured 0.09, 0.64

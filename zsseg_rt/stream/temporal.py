@@ -20,10 +20,10 @@ Per frame (``StreamFilter``):
    ``noise`` being *that pixel's* jitter measured on the frames before: a running mean (weight ``blend``, carried
    along the flow with the scores) of the squared change of its top-2 margin ``S_a - S_b`` against ``P``'s, as the
    deviation of the filtered margin it gives (a label that changes where the scores were quiet changes at once; one
-   that oscillates is held). So the margin
-   scales with the scores of whatever weights are loaded, and where they are: a trained model is confident on most
-   of the frame and jitters at its boundaries, random weights jitter everywhere. (A single noise figure for the
-   frame, a median over its pixels, is 0 for a confident model: the hysteresis did nothing on trained scores.)
+   that oscillates is held). So the margin scales with the scores of whatever weights are loaded, and where they
+   hesitate: a trained model is confident on most of the frame and jitters at its boundaries, random weights jitter
+   everywhere. (A single noise figure for the frame, a median over its pixels, is 0 for a confident model: the
+   hysteresis did nothing on trained scores.)
    The labels are the argmax of ``F`` with that hysteresis, bilinear to the frame's size.
 4. Between keyframes, the anchor's labels (nearest) and winning scores (bilinear) are warped along the flow to the
    frame (its class scores too, for the next keyframe's blend): no encoder call.
