@@ -19,6 +19,7 @@ from zsseg_rt.stream import Backoff, CallableSource, FrameSink, MjpegSink, Multi
 from zsseg_rt.stream.runner import QUEUE_SIZE
 
 FAST = Backoff(initial=0.01, maximum=0.05)
+HANG = 300.0  # s: how long a test waits before it calls a wait a hang (a guard, never a measured time)
 
 
 class RecordingSink(FrameSink):
@@ -35,7 +36,7 @@ class RecordingSink(FrameSink):
     def write(self, frame):
         self.entered.set()
         if self.block is not None:
-            assert self.block.wait(30), "the test never released the sink"
+            assert self.block.wait(HANG), "the test never released the sink"
         if self.fail_at is not None and len(self.numbers) == self.fail_at:
             raise SinkError("disk full (test)")
         self.numbers.append(frame_number(frame))
@@ -134,9 +135,12 @@ def test_a_source_that_gives_up_is_reported_and_the_others_finish(caplog, thread
 
 
 def test_inference_goes_on_while_a_writer_is_stuck_and_waits_only_when_its_queue_is_full(thread_guard):
-    """The pipeline: while source 0's sink blocks in its first write, the engine keeps segmenting (the frames wait in
-    a queue of QUEUE_SIZE) and then waits for that writer; the other source's frames are still written meanwhile.
-    Before the pipelined loop, segment() and the sinks ran one after the other: one call, then nothing."""
+    """Back-pressure per source: while source 0's sink blocks in its first write, source 0 is segmented until its
+    writer is QUEUE_SIZE results behind and then left out, and the other source is segmented and written to its end
+    meanwhile. Before the pipelined loop, segment() and the sinks ran one after the other: one call, then nothing.
+    Before back-pressure per source, the loop itself waited for room in source 0's queue, and the other source got
+    only what was written before that (nothing, when its capture thread started late on a loaded machine: a CI
+    failure of this test)."""
     release = threading.Event()
     engine = FakeEngine()
     sources = [file_source(0, 40, "slow"), file_source(100, 40, "fast")]
@@ -145,19 +149,18 @@ def test_inference_goes_on_while_a_writer_is_stuck_and_waits_only_when_its_queue
     worker = threading.Thread(target=runner.run, kwargs={"handle_signals": False})
     worker.start()
     try:
-        assert stuck.entered.wait(30)
-        slow = runner.streams[0].stats
-        deadline = time.monotonic() + 30
-        while (slow.processed < 2 + QUEUE_SIZE or not free.numbers) and time.monotonic() < deadline:
+        assert stuck.entered.wait(HANG)
+        deadline = time.monotonic() + HANG  # a guard against a hang, not a time the test measures
+        while len(free.numbers) < 40 and time.monotonic() < deadline:
             time.sleep(0.01)
-        # went on past the stuck write: the frame in it, QUEUE_SIZE queued, one segmented and waiting for room
-        assert slow.processed == 2 + QUEUE_SIZE and engine.calls >= 2 + QUEUE_SIZE
-        assert free.numbers  # the other source's writer was not held up by the stuck one
+        assert free.numbers == [100 + i for i in range(40)]  # all of it, while the other writer is stuck
+        slow = runner.streams[0].stats
+        assert slow.processed == 1 + QUEUE_SIZE  # the frame in the stuck write and QUEUE_SIZE queued: no more
         time.sleep(0.3)  # no timing assertion: only that the bound holds while the writer stays stuck
-        assert slow.processed == 2 + QUEUE_SIZE  # back-pressure: memory bounded by the queue, not by the stream
+        assert slow.processed == 1 + QUEUE_SIZE and stuck.numbers == []
     finally:
         release.set()
-        worker.join(30)
+        worker.join(HANG)
     assert not worker.is_alive()
     assert stuck.numbers == list(range(40)) and free.numbers == [100 + i for i in range(40)]
 

@@ -13,8 +13,10 @@ The pipeline (every stage in its own thread, joined by bounded queues, frames pa
     segment() call per step for the frames of all sources that are ready) --(queue of QUEUE_SIZE per source)-->
     writer thread per source (overlay, video encoding, file writes, the preview)
 
-so decoding, inference and drawing/encoding/writing overlap, and inference waits only when a writer is
-``QUEUE_SIZE`` frames behind (back-pressure: memory stays bounded; a file source then runs at the writer's pace).
+so decoding, inference and drawing/encoding/writing overlap. Back-pressure is per source: a source whose writer is
+``QUEUE_SIZE`` results behind takes no part in the next steps until its writer catches up (its frames wait in its
+capture: every frame of a file, the newest of a camera), so memory stays bounded, a file source runs at its writer's
+pace, and a stuck writer never holds up the other sources' inference or writing.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from .vocabulary import ClassFileWatcher
 
 log = logging.getLogger("zsseg_rt.stream")
 
-QUEUE_SIZE = 2  # results waiting for a source's writer thread; a full queue makes inference wait for it
+QUEUE_SIZE = 2  # results waiting for a source's writer thread; a full queue leaves the source out of the next steps
 PERCENTILE_WINDOW = 1000  # latencies kept per source for p50 / p99 (the most recent frames)
 
 
@@ -418,7 +420,7 @@ class MultiStreamRunner:
             self._ready.clear()  # a frame published after the polls below sets it again: no lost wake-up
             batch: List[Tuple[_Stream, Frame]] = []
             for stream in self.streams:
-                if stream.done:
+                if stream.done or stream.queue.full():  # its writer is QUEUE_SIZE behind: the others go on
                     continue
                 frame = stream.grabber.get(timeout=0)
                 if frame is not None:
@@ -465,7 +467,7 @@ class MultiStreamRunner:
             self.stats.engine_calls += 1
         for (stream, frame), result in zip(batch, results):
             self._update_stats(stream, latency, now)
-            stream.queue.put((frame, result, stream.stats.title()))  # waits while its writer is QUEUE_SIZE behind
+            stream.queue.put((frame, result, stream.stats.title()))  # room: only this thread puts, after full()
             if self.on_result is not None:
                 self.on_result(frame, result, self.stats)
             if self.max_frames is not None and stream.stats.processed >= self.max_frames:
@@ -477,6 +479,7 @@ class MultiStreamRunner:
         taken and dropped (so inference never waits on a dead writer) and ``run()`` raises the failure."""
         while True:
             item = stream.queue.get()
+            self._ready.set()  # room in the queue: the loop takes this source's frames again
             if item is None:
                 return
             if self._writer_error is not None:
