@@ -75,10 +75,10 @@ def test_stabilize_cuts_the_flicker_of_near_ties_on_a_still_scene():
     assert wrong <= np.mean([(r.labels != t).mean() for r, t in zip(per_frame[4:], truths)])
 
 
-def _band_scene(hysteresis: float):
+def _band_scene(hysteresis=None):
     """A still scene (sensor noise aside) of two halves, scored by a confident model: exact scores everywhere but in a
     16 px band along the boundary, where noise 0.3 on the gap of 0.5 makes the labels flip. The per-frame labels and
-    the stabilised ones (``hysteresis``) of its 12 frames."""
+    the stabilised ones (``hysteresis``; None: the default) of its 12 frames."""
     base, _ = moving_square(frames=1, size=SIZE, side=SIDE, step=0)
     rng = np.random.default_rng(4)
     frames = [np.clip(base[0] + rng.integers(-2, 3, base[0].shape), 0, 255).astype(np.uint8) for _ in range(12)]
@@ -88,7 +88,8 @@ def _band_scene(hysteresis: float):
     band[:, SIZE[1] // 2 - 8 : SIZE[1] // 2 + 8] = True
     engine = ScoreEngine(frames, [truth] * 12, noise=0.3, noise_where=band)
     per_frame = ScoreEngine(frames, [truth] * 12, noise=0.3, noise_where=band)(list(frames))
-    video = VideoSegmenter(engine, stabilize=True, hysteresis=hysteresis)
+    options = {} if hysteresis is None else {"hysteresis": hysteresis}
+    video = VideoSegmenter(engine, stabilize=True, **options)
     return frames, per_frame, [video(frame) for frame in frames]
 
 
@@ -98,7 +99,7 @@ def test_stabilize_holds_a_confident_models_boundary():
     there, and the hysteresis does its share: at most half of what the blend alone (``hysteresis=0``) keeps. With one
     noise figure for the whole frame (its median change: 0 for such a model) both were the same (measured: 0.315 of
     the per-frame flicker either way; now 0.09)."""
-    frames, per_frame, stabilized = _band_scene(hysteresis=2.0)
+    frames, per_frame, stabilized = _band_scene()
     _, _, blend_only = _band_scene(hysteresis=0.0)
     assert _mean_flicker(frames, per_frame) > 0.003  # the band does flicker
     assert _mean_flicker(frames, stabilized) <= _mean_flicker(frames, per_frame) / 3

