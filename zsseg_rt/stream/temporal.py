@@ -14,10 +14,14 @@ Per frame (``StreamFilter``):
    the confidence drops under ``min_confidence``. The encoder runs on keyframes only.
 3. A keyframe's result is the Engine's own; with ``stabilize`` its per-class scores ``S`` (at ``1/score_stride``,
    ``zsseg_rt.pipeline.class_scores``) are blended with the anchor's filtered scores warped along the flow, ``P``:
-   ``F = P + blend * (S - P)`` where the flow is valid, ``F = S`` elsewhere (occlusions, the frame's new border) and
-   after a reset (first frame, size, vocabulary, scene cut, failed flow). Hysteresis against near-ties: the class
+   ``F = P + w * (S - P)`` where the flow is valid, ``F = S`` elsewhere (occlusions, the frame's new border) and
+   after a reset (first frame, size, vocabulary, scene cut, failed flow). The weight ``w`` is each pixel's: ``blend``
+   where the anchor's grey frame, warped along the flow, equals this one, rising with their difference (averaged
+   over the state pixel) to 1 at ``photometric_tolerance``: the past steadies the scores where the flow explains the
+   image, and gives way at once where the image changed or the flow is in doubt (a moving edge: no trail).
+   Hysteresis against near-ties: the class
    the anchor gave a pixel (warped along the flow) is kept unless the new winner beats it by ``hysteresis * noise``,
-   ``noise`` being *that pixel's* jitter measured on the frames before: a running mean (weight ``blend``, carried
+   ``noise`` being *that pixel's* jitter measured on the frames before: a running mean (weight ``w``, carried
    along the flow with the scores) of the squared change of its top-2 margin ``S_a - S_b`` against ``P``'s, as the
    deviation of the filtered margin it gives (a label that changes where the scores were quiet changes at once; one
    that oscillates is held). So the margin scales with the scores of whatever weights are loaded, and where they
@@ -146,7 +150,8 @@ class TemporalOptions:
         keyframe_every: run the encoder on every K-th frame and propagate its result along the flow in between
             (1: every frame). With ``adaptive``: the longest gap between keyframes.
         adaptive: also a keyframe as soon as the flow's confidence drops under ``min_confidence``.
-        blend: the weight of the current scores in the stabilised ones, in (0, 1].
+        blend: the weight of the current scores in the stabilised ones where the flow explains the image exactly,
+            in (0, 1]; it rises with the flow-compensated grey error to 1 at ``photometric_tolerance``.
         hysteresis: the margin the previous class keeps, in units of the pixel's measured frame-to-frame jitter of its
             top-2 margin (0: none).
         score_stride: the class scores are kept at 1/score_stride of the frame (``zsseg_rt.pipeline.class_scores``).
@@ -161,7 +166,7 @@ class TemporalOptions:
     stabilize: bool = False
     keyframe_every: int = 1
     adaptive: bool = False
-    blend: float = 0.5
+    blend: float = 0.2
     hysteresis: float = 1.5
     score_stride: int = 4
     flow_stride: int = 2
@@ -201,14 +206,16 @@ class TemporalOptions:
 class Motion(NamedTuple):
     """The flow from a frame to its anchor: ``flow [h, w, 2]`` at the flow's resolution (the frame-to-frame flows
     since the anchor, composed), ``valid [h, w]`` where it can be trusted, ``confidence`` (the valid share),
-    ``step_confidence`` (the same for the flow to the previous frame alone: what a scene cut is judged by) and what it
-    cost (``ms``)."""
+    ``step_confidence`` (the same for the flow to the previous frame alone: what a scene cut is judged by), what it
+    cost (``ms``) and each pixel's ``error [h, w]`` float32: the absolute grey difference between the frame and the
+    anchor warped along the flow (the blend's confidence in the flow)."""
 
     flow: np.ndarray
     valid: np.ndarray
     confidence: float
     step_confidence: float
     ms: float
+    error: Optional[np.ndarray] = None
 
 
 class FlowEstimator:
@@ -265,6 +272,11 @@ class FlowEstimator:
     def check(self, current: np.ndarray, target: np.ndarray, flow: np.ndarray) -> np.ndarray:
         """``[h, w]`` bool: where ``flow`` (from ``current`` to ``target``) stays inside ``target`` and ``target``,
         warped along it, is within the tolerance of ``current`` (mean absolute grey error over 5x5 pixels)."""
+        return self.compare(current, target, flow)[0]
+
+    def compare(self, current: np.ndarray, target: np.ndarray, flow: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """:meth:`check`'s mask and each pixel's own absolute grey error ``[h, w]`` float32 (``target`` warped along
+        ``flow`` against ``current``; the tolerance where the flow leaves ``target``)."""
         import cv2
 
         height, width = current.shape
@@ -272,8 +284,9 @@ class FlowEstimator:
         map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
         inside = (map_x >= -0.5) & (map_x <= width - 0.5) & (map_y >= -0.5) & (map_y <= height - 0.5)
         moved = cv2.remap(target, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        error = cv2.blur(cv2.absdiff(moved, current).astype(np.float32), (5, 5))
-        return inside & (error < self.tolerance)
+        error = cv2.absdiff(moved, current).astype(np.float32)
+        valid = inside & (cv2.blur(error, (5, 5)) < self.tolerance)
+        return valid, np.where(inside, error, np.float32(self.tolerance)).astype(np.float32)
 
     def estimate(
         self, current: np.ndarray, previous: np.ndarray, anchor: np.ndarray, to_anchor: Optional[np.ndarray]
@@ -287,14 +300,14 @@ class FlowEstimator:
         """
         start = time.perf_counter()
         step = self.flow(current, previous)
-        step_valid = self.check(current, previous, step)
-        if to_anchor is None:
-            flow, valid = step, step_valid
+        step_valid, step_error = self.compare(current, previous, step)
+        if to_anchor is None:  # the previous frame is the anchor
+            flow, valid, error = step, step_valid, step_error
         else:
             flow = step + warp(to_anchor.transpose(2, 0, 1).copy(), step).transpose(1, 2, 0)
-            valid = self.check(current, anchor, flow)
+            valid, error = self.compare(current, anchor, flow)
         ms = 1000.0 * (time.perf_counter() - start)
-        return Motion(np.ascontiguousarray(flow), valid, float(valid.mean()), float(step_valid.mean()), ms)
+        return Motion(np.ascontiguousarray(flow), valid, float(valid.mean()), float(step_valid.mean()), ms, error)
 
 
 def _same_vocabulary(before: Any, now: Any) -> bool:
@@ -439,7 +452,7 @@ class StreamFilter:
             flow = resize_flow(motion.flow, current.shape[1:])
             valid = _resize_mask(motion.valid, current.shape[1:])
             previous = warp(anchor.state, flow)
-            weight = np.float32(self.options.blend)
+            weight = self._weight(motion, current.shape[1:])
             blended = previous + weight * (current - previous)
             state = np.ascontiguousarray(np.where(valid[None], blended, current), dtype=np.float32)
             # the jitter measured up to the anchor, moved along the flow (0 where the flow is not valid: unmeasured)
@@ -456,6 +469,19 @@ class StreamFilter:
             jitter = np.ascontiguousarray(np.where(valid, before + weight * (change - before), 0.0), dtype=np.float32)
         self.anchor = _Anchor(plan.small, out_labels, out_scores, state, vocabulary, jitter)
         return out_labels, out_scores
+
+    def _weight(self, motion: Motion, size: Tuple[int, int]) -> np.ndarray:
+        """``[h, w]`` float32 at the state's ``size``: the weight of the current scores, ``blend`` where the anchor
+        warped along the flow matches the frame exactly, rising with the grey error (area-averaged) to 1 at the
+        photometric tolerance (a flow that may be wrong there: the current scores, no trail)."""
+        import cv2
+
+        blend = np.float32(self.options.blend)
+        if motion.error is None:
+            return np.full(size, blend, np.float32)
+        error = cv2.resize(motion.error, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
+        doubt = np.clip(error / np.float32(self.options.photometric_tolerance), 0.0, 1.0)
+        return (blend + (1.0 - blend) * doubt).astype(np.float32)
 
     @staticmethod
     def _hold(
