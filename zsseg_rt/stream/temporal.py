@@ -20,7 +20,9 @@ Per frame (``StreamFilter``):
    over the state pixel) to 1 at ``photometric_tolerance``: the past steadies the scores where the flow explains the
    image, and gives way at once where the image changed or the flow is in doubt (a moving edge: no trail).
    Hysteresis against near-ties: the class
-   the anchor gave a pixel (warped along the flow) is kept unless the new winner beats it by ``hysteresis * noise``,
+   the anchor gave a pixel (warped along the flow) is kept unless the new winner beats it by ``hysteresis * noise``
+   (a margin that shrinks where that grey difference passes half the tolerance, to none at the tolerance: no hold
+   where the image changed),
    ``noise`` being *that pixel's* jitter measured on the frames before: a running mean (weight ``w``, carried
    along the flow with the scores) of the squared change of its top-2 margin ``S_a - S_b`` against ``P``'s, as the
    deviation of the filtered margin it gives (a label that changes where the scores were quiet changes at once; one
@@ -52,6 +54,7 @@ log = logging.getLogger("zsseg_rt.stream")
 __all__ = ["FLOW_PRESETS", "FlowError", "FlowEstimator", "Motion", "TemporalOptions", "StreamFilter", "warp"]
 
 FLOW_PRESETS = ("ultrafast", "fast", "medium")  # OpenCV DISOpticalFlow presets
+HOLD_DOUBT = 0.5  # the hysteresis' margin is whole up to this doubt in the flow (StreamFilter._doubt), 0 at 1
 REASONS = ("first", "size", "vocabulary", "flow failed", "scene cut", "low confidence", "interval")
 
 
@@ -158,7 +161,8 @@ class TemporalOptions:
         flow_stride: the flow is computed on the frame reduced by this factor.
         flow_preset: OpenCV DIS preset: "ultrafast", "fast" or "medium".
         photometric_tolerance: grey levels (0-255): the flow is valid where the warped anchor is within this of the
-            frame (mean absolute error over 5x5 pixels).
+            frame (mean absolute error over 5x5 pixels); with ``stabilize`` the blend's weight reaches 1 and the
+            hysteresis' margin 0 at this error (each state pixel's mean).
         min_confidence: adaptive mode: a keyframe when less of the frame than this has a valid flow.
         cut_confidence: a scene cut (the filter starts afresh, a keyframe) when less of the frame than this has one.
     """
@@ -208,7 +212,7 @@ class Motion(NamedTuple):
     since the anchor, composed), ``valid [h, w]`` where it can be trusted, ``confidence`` (the valid share),
     ``step_confidence`` (the same for the flow to the previous frame alone: what a scene cut is judged by), what it
     cost (``ms``) and each pixel's ``error [h, w]`` float32: the absolute grey difference between the frame and the
-    anchor warped along the flow (the blend's confidence in the flow)."""
+    anchor warped along the flow, the tolerance where the flow leaves the anchor (the blend's doubt in the flow)."""
 
     flow: np.ndarray
     valid: np.ndarray
@@ -452,7 +456,8 @@ class StreamFilter:
             flow = resize_flow(motion.flow, current.shape[1:])
             valid = _resize_mask(motion.valid, current.shape[1:])
             previous = warp(anchor.state, flow)
-            weight = self._weight(motion, current.shape[1:])
+            doubt = self._doubt(motion, current.shape[1:])
+            weight = (self.options.blend + (1.0 - self.options.blend) * doubt).astype(np.float32)
             blended = previous + weight * (current - previous)
             state = np.ascontiguousarray(np.where(valid[None], blended, current), dtype=np.float32)
             # the jitter measured up to the anchor, moved along the flow (0 where the flow is not valid: unmeasured)
@@ -462,7 +467,8 @@ class StreamFilter:
                 # the deviation of the filtered margin: per-frame margins of variance v leave the running mean of
                 # weight w a variance of w v / (2 - w); their change against it, J = v + w v / (2 - w) = 2 v / (2 - w),
                 # so the filtered margin's variance is w J / 2
-                noise = np.sqrt(before * (weight / 2.0))
+                # and no hold where the image changed (see _doubt)
+                noise = np.sqrt(before * (weight / 2.0)) * np.clip((1.0 - doubt) / (1.0 - HOLD_DOUBT), 0.0, 1.0)
                 self._hold(out_labels, out_scores, state, anchor.labels, motion, self.options.hysteresis, noise)
             change = np.square(_margin_change(current, previous))  # this frame's, for the frames after it
             # (a running mean from 0: after a reset the hysteresis starts weak and grows with what is measured)
@@ -470,18 +476,20 @@ class StreamFilter:
         self.anchor = _Anchor(plan.small, out_labels, out_scores, state, vocabulary, jitter)
         return out_labels, out_scores
 
-    def _weight(self, motion: Motion, size: Tuple[int, int]) -> np.ndarray:
-        """``[h, w]`` float32 at the state's ``size``: the weight of the current scores, ``blend`` where the anchor
-        warped along the flow matches the frame exactly, rising with the grey error (area-averaged) to 1 at the
-        photometric tolerance (a flow that may be wrong there: the current scores, no trail)."""
+    def _doubt(self, motion: Motion, size: Tuple[int, int]) -> np.ndarray:
+        """``[h, w]`` float32 in [0, 1] at the state's ``size``: the blend's doubt in the flow, the flow-compensated
+        grey error (``motion.error`` resized to the state, an area average when it is smaller) over the photometric
+        tolerance. The weight of the
+        current scores is ``blend + (1 - blend) * doubt`` (``blend`` where the anchor warped along the flow matches
+        the frame exactly, 1 at the tolerance: no trail where the flow may be wrong), and the hysteresis' margin is
+        whole up to a doubt of ``HOLD_DOUBT`` and falls linearly to 0 at 1 (no hold where the image changed: the
+        jitter measured before a real change would otherwise hold the old class)."""
         import cv2
 
-        blend = np.float32(self.options.blend)
         if motion.error is None:
-            return np.full(size, blend, np.float32)
+            return np.zeros(size, np.float32)
         error = cv2.resize(motion.error, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
-        doubt = np.clip(error / np.float32(self.options.photometric_tolerance), 0.0, 1.0)
-        return (blend + (1.0 - blend) * doubt).astype(np.float32)
+        return np.clip(error / np.float32(self.flow.tolerance), 0.0, 1.0).astype(np.float32)
 
     @staticmethod
     def _hold(
