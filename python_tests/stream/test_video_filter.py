@@ -96,14 +96,16 @@ def _band_scene(hysteresis=None):
 def test_stabilize_holds_a_confident_models_boundary():
     """The hysteresis scales with each pixel's own jitter, so it works for a model that is sure of most of the frame
     (a trained one) and hesitates along its boundaries: --stabilize keeps at most a third of the per-frame flicker
-    there, and the hysteresis does its share: at most half of what the blend alone (``hysteresis=0``) keeps. With one
-    noise figure for the whole frame (its median change: 0 for such a model) both were the same (measured: 0.315 of
-    the per-frame flicker either way; 0.09 with a fixed blend of 0.5, and 0.07 now, the blend alone 0.14)."""
+    there, and the hysteresis does its share: at most two thirds of what the blend alone (``hysteresis=0``) keeps.
+    With one noise figure for the whole frame (its median change: 0 for such a model) both were the same (measured:
+    0.315 of the per-frame flicker either way; 0.09 with a fixed blend of 0.5, and 0.07 now, the blend alone 0.14:
+    the per-pixel blend removes more by itself, so the bound is two thirds, not half, and an inert hysteresis, a
+    ratio of 1, still fails it)."""
     frames, per_frame, stabilized = _band_scene()
     _, _, blend_only = _band_scene(hysteresis=0.0)
     assert _mean_flicker(frames, per_frame) > 0.003  # the band does flicker
     assert _mean_flicker(frames, stabilized) <= _mean_flicker(frames, per_frame) / 3
-    assert _mean_flicker(frames, stabilized) <= _mean_flicker(frames, blend_only) / 2
+    assert _mean_flicker(frames, stabilized) <= _mean_flicker(frames, blend_only) * 2 / 3
 
 
 def _lamp_scene(sensor_noise: bool = False):
@@ -157,7 +159,8 @@ def test_the_hysteresis_does_not_hold_what_the_image_shows_changed():
     results = [video(frame) for frame in frames]
     assert (per_frame[6].labels[LAMP] == 1).mean() > 0.95  # the per-frame answer does change
     assert (results[5].labels[LAMP] == 1).mean() < 0.05  # nothing before the change
-    assert (results[6].labels[LAMP] == 1).mean() > 0.75 and (results[7].labels[LAMP] == 1).mean() > 0.75
+    # halfway between the margin at full strength (0.41, 0.46) and now (0.79, 0.80): robust to small flow changes
+    assert (results[6].labels[LAMP] == 1).mean() > 0.6 and (results[7].labels[LAMP] == 1).mean() > 0.6
 
 
 def test_stabilize_without_motion_handling_would_trail():
