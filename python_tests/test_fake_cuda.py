@@ -110,3 +110,27 @@ def test_the_guard_fails_c783dbfs_zegformer_learning_check(tmp_path):
         with pytest.raises(TypeError, match="numpy"):
             scores[0].argmax(0).numpy()  # c783dbf's line
         assert scores[0].argmax(0).cpu().numpy().shape == (64, 64)  # the fixed one
+
+
+@pytest.mark.parametrize("device, backend", [("cpu", "gloo"), ("auto", "nccl")])
+def test_the_default_process_group_backend_follows_the_training_device(tmp_path, monkeypatch, device, backend):
+    """Under torchrun with no --dist-backend: nccl only when the model trains on CUDA. With `--device cpu` on a
+    machine that has a GPU, 13c668e took nccl (which cannot reduce CPU tensors): found by the first H200 run."""
+    import torch.distributed as dist
+
+    from zsseg_rt.train import Trainer, load_train_config
+
+    seen = []
+
+    def init_process_group(backend=None, **kwargs):
+        seen.append(backend)
+        raise RuntimeError("process group recorded")
+
+    monkeypatch.setattr(dist, "init_process_group", init_process_group)
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    with fake_cuda():
+        cfg = load_train_config("tiny_test", work_dir=str(tmp_path), iterations=1, batch_size=2, save_native=False)
+        with pytest.raises(RuntimeError, match="process group recorded"):
+            Trainer(cfg, device=device, progress=False)
+    assert seen == [backend]

@@ -110,9 +110,11 @@ class _Dist:
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.enabled = self.world > 1
 
-    def init(self, backend: Optional[str]) -> None:
+    def init(self, backend: Optional[str], device: torch.device) -> None:
         if self.enabled and not dist.is_initialized():
-            backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+            # the training device's, not the machine's: `--device cpu` on a GPU machine took nccl, which cannot
+            # reduce CPU tensors (found on the first H200 run)
+            backend = backend or ("nccl" if device.type == "cuda" else "gloo")
             dist.init_process_group(backend=backend)
 
     def all_sum(self, x: float, device) -> float:
@@ -131,7 +133,7 @@ class Trainer:
         cfg: the recipe.
         device: "auto" (cuda:LOCAL_RANK when available, else cpu), "cpu", "cuda", ...
         progress: show a tqdm bar (rank 0 only).
-        dist_backend: torch.distributed backend under torchrun (default nccl on GPU, gloo on CPU).
+        dist_backend: torch.distributed backend under torchrun (default nccl when training on CUDA, else gloo).
     """
 
     def __init__(
@@ -139,12 +141,12 @@ class Trainer:
     ):
         self.cfg = cfg.validate()
         self.dist = _Dist()
-        self.dist.init(dist_backend)
         if device == "auto":
             device = f"cuda:{self.dist.local_rank}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+        self.dist.init(dist_backend, self.device)
         self.progress = progress and self.dist.rank == 0
         self.work_dir = Path(cfg.work_dir)
         self.iteration = 0
