@@ -110,9 +110,14 @@ mkdir -p "$RECORD_DIR"
 RECORD_DIR="$(cd "$RECORD_DIR" && pwd)"
 PYTEST_EXTRA=()
 read -r -a PYTEST_EXTRA <<<"$PYTEST_ARGS" || true
-PYTEST_COMMON=(-q -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pyproject.toml" -rs)
+# -rfEs: the summary names every failure and error (a bare -rs hid them: the first H200 run printed only counts)
+PYTEST_COMMON=(-q -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pyproject.toml" -rfEs)
 WORKERS="$(run_module checks gpu_stages workers)"
 SANITIZED_WORKERS="$(run_module checks gpu_stages workers --sanitized)"
+# Threads per pytest worker, as tools/run_tests.sh gives them (cores / workers): with torch's and ONNX Runtime's
+# default of one thread per core, 16 workers ran 16 x 16 threads on 16 cores (the first H200 run: the models stage
+# timed out at its 240 s budget, ops took 166 s where the first H100 run took 42 s).
+pytest_threads() { local cores; cores="$(nproc)"; echo $((cores / $1 > 0 ? cores / $1 : 1)); }
 
 # A step's verdict from what it FOUND, not only from its exit code: the benchmark and the Engine check write a JSON
 # report (rows with "pass", or "failed"/"not_checked" targets, and a top-level "pass"); targets_met JSON exits 0
@@ -162,7 +167,10 @@ step() {  # step NAME LOG COMMAND...: run COMMAND from $WORK within what is left
   if declare -F "$1" >/dev/null; then  # a function of this script (run_module): timeout runs programs only
     set -- bash -c '"$@"' bash "$@"
   fi
-  (cd "$WORK" && exec timeout --kill-after=15 "$left" "$@") >"$log" 2>&1 || rc=$?
+  # At the bound SIGINT first: pytest then prints its summary (which tests failed so far, which were running) and
+  # writes its XML report, as a KeyboardInterrupt; 20 s later SIGKILL. (SIGTERM left nothing: the first H200 run's
+  # models stage timed out with 4 failures and no name.) The exit code is still timeout's 124.
+  (cd "$WORK" && exec timeout --signal=INT --kill-after=20 "$left" "$@") >"$log" 2>&1 || rc=$?
   printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$(($(date +%s) - t0))" "${log#"$WORK"/}" >>"$STAGE_STEPS"
   tail -n 3 "$log" | sed 's/^/   /' || true
   return "$rc"
@@ -229,7 +237,8 @@ do_pytest() {  # do_pytest PIECE...: those pieces of python_tests in one pytest 
   name="pytest:$(IFS=,; echo "$*")"
   mapfile -t targets < <(run_module checks gpu_stages pytest-targets "$@")
   # Everything, not only the CUDA tests: a GPU changes which paths run
-  step "$name" "$WORK/logs/pytest_${1}.log" "$PY" -m pytest "${targets[@]}" "${PYTEST_COMMON[@]}" \
+  step "$name" "$WORK/logs/pytest_${1}.log" env OMP_NUM_THREADS="$(pytest_threads "$WORKERS")" \
+    "$PY" -m pytest "${targets[@]}" "${PYTEST_COMMON[@]}" \
     "--junitxml=$WORK/pytest_${1}.xml" -n "$WORKERS" --dist loadfile ${PYTEST_EXTRA[@]+"${PYTEST_EXTRA[@]}"} || true
 }
 
@@ -249,7 +258,8 @@ do_sanitizer() {  # do_sanitizer TOOL cpp|pytest: compute-sanitizer over the C++
     step "${tool}_cpp_verdict" "$WORK/logs/sanitizer_${tool}_cpp_verdict.log" run_module checks gpu_check_support \
       sanitizer-verdict --log "$log" --xml "$WORK/sanitizer_${tool}_cpp.xml" --cuda || true
   else
-    step "${tool}_pytest" "$log" "$san" --tool "$tool" --error-exitcode 99 --target-processes all "$PY" -m pytest \
+    step "${tool}_pytest" "$log" env OMP_NUM_THREADS="$(pytest_threads "$SANITIZED_WORKERS")" \
+      "$san" --tool "$tool" --error-exitcode 99 --target-processes all "$PY" -m pytest \
       "$ROOT/python_tests" -m cuda "${PYTEST_COMMON[@]}" "--junitxml=$WORK/sanitizer_${tool}_pytest.xml" \
       -n "$SANITIZED_WORKERS" --dist loadfile ${PYTEST_EXTRA[@]+"${PYTEST_EXTRA[@]}"} || true
     step "${tool}_pytest_verdict" "$WORK/logs/sanitizer_${tool}_pytest_verdict.log" run_module checks \
@@ -266,7 +276,7 @@ run_stage() {  # run_stage NAME: from a bare work folder, its steps within its b
   SITE="$WORK/site"
   # The wheel, then the carried distributions the machine lacked; the system's site-packages after them
   export PYTHONPATH="$SITE/pkg:$SITE/deps"
-  export PATH="$SITE/deps/bin:$PATH"
+  export PATH="$SITE/pkg/bin:$SITE/deps/bin:$PATH"  # the wheel's console script (zsseg) first
   export ZSSEG_NO_BUILD=1  # tests that would build something (nvcc, cmake) skip: nothing is built here
   STAGE_STEPS="$WORK/steps.tsv"
   STAGE_MISSING="$WORK/missing.txt"
