@@ -5,9 +5,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 
 import pytest
-from support import GOLDEN, build_once, export_tiny_bundle
+from support import GOLDEN, REPO, build_once, export_tiny_bundle
+
+# The checkout's benchmarks/ and checks/ packages for the tests that import them, appended LAST: an installed
+# zsseg_rt (tools/gpu_check.sh runs pytest from another folder with PYTHONSAFEPATH=1 and the wheel on PYTHONPATH)
+# stays the one imported, never the source tree before it. (CI runs from the checkout: it is there already.)
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))
 from test_doc_snippets import set_up_root  # noqa: F401 - a session fixture: the demo set-up, exported once
 
 # cuBLAS's deterministic workspace for every test on a GPU (read when cuBLAS starts, so before any test runs; the

@@ -313,6 +313,19 @@ def _unsupported(what: str) -> Callable:
     return refuse
 
 
+def _unsupported_class(what: str) -> type:
+    """A stand-in for a class of torch.cuda (Stream, Event, CUDAGraph) that refuses to be made: a class, so that
+    annotations such as transformers' ``torch.cuda.CUDAGraph | None`` (evaluated at import) still work."""
+    refuse = _unsupported(what)
+
+    class Unsupported:
+        def __new__(cls, *args, **kwargs):
+            refuse()
+
+    Unsupported.__name__ = Unsupported.__qualname__ = f"FakeCuda{what.title().replace(' ', '')}Unsupported"
+    return Unsupported
+
+
 def _empty(size, dtype=None, layout=None, device=None, pin_memory=None, memory_format=None):
     return FakeCudaTensor(torch.empty(size, dtype=dtype, layout=layout, device="cpu", memory_format=memory_format))
 
@@ -353,10 +366,10 @@ def _patches() -> List[Tuple[Any, str, Any]]:
         (cuda, "empty_cache", lambda: None),
         (cuda, "current_stream", _unsupported("streams")),
         (cuda, "default_stream", _unsupported("streams")),
-        (cuda, "Stream", _unsupported("streams")),
+        (cuda, "Stream", _unsupported_class("streams")),
         (cuda, "stream", _unsupported("streams")),
-        (cuda, "Event", _unsupported("events")),
-        (cuda, "CUDAGraph", _unsupported("CUDA graphs")),
+        (cuda, "Event", _unsupported_class("events")),
+        (cuda, "CUDAGraph", _unsupported_class("CUDA graphs")),
         (cuda, "graph", _unsupported("CUDA graphs")),
         # torch's accelerator API reports no device: the DataLoader then does not pin (it needs a driver) and the
         # optimizer asks no stream whether it is capturing

@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parent.parent  # the checkout (its benchmarks/ and checks/ packages)
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
 # A vocabulary for which the tiny test models give several labels per sample photo (>= 3; asserted by the tests)
 VOCAB10 = ["person", "cat", "dog", "car", "chair", "sofa", "table", "plant", "bottle", "tv"]
@@ -161,15 +163,31 @@ def package_import_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(zsseg_rt.__file__)))
 
 
-def subprocess_env(*first: str, **overrides: str) -> dict:
+def console_script(name: str = "zsseg") -> str:
+    """The installed console script ``name``: beside this Python (a venv), else on PATH (``pip install --target``
+    puts it in TARGET/bin, which tools/gpu_check.sh puts on PATH); a clear error when neither has it."""
+    import shutil
+
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    found = beside if os.path.isfile(beside) else shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"no {name!r} console script beside {sys.executable} nor on PATH: install the package")
+    return found
+
+
+def subprocess_env(*first: str, checkout: bool = False, **overrides: str) -> dict:
     """The environment for a Python subprocess of a test: this process's, with ``first`` (paths) and then
     ``package_import_root()`` put at the front of PYTHONPATH and every entry already on it KEPT after them, so the
     subprocess imports the same zsseg_rt and still sees what the caller's PYTHONPATH provides (tools/gpu_check.sh
     puts the packages it installed from ``--wheels`` there: replacing PYTHONPATH dropped them, issue 36).
     Duplicates and empty entries (an empty one would put the current directory on ``sys.path``) are dropped.
-    ``overrides`` are further variables (``OMP_NUM_THREADS="2"``)."""
+    ``overrides`` are further variables (``OMP_NUM_THREADS="2"``). ``checkout=True`` appends the repository LAST,
+    for its ``benchmarks``/``checks`` packages: first it would shadow an installed zsseg_rt with the source tree
+    (no ``_C``: the first H200 run's ``python -m benchmarks`` tests failed so)."""
     env = dict(os.environ, **overrides)
     paths = [*first, package_import_root(), *env.get("PYTHONPATH", "").split(os.pathsep)]
+    if checkout:
+        paths.append(str(REPO))
     kept: list = []
     for path in paths:
         if path and path not in kept:

@@ -34,7 +34,7 @@ def _peak():
 
 
 def test_quick_run_renders_every_section(tmp_path):
-    env = subprocess_env(str(REPO), OMP_NUM_THREADS="1")  # the checkout's benchmarks/, PYTHONPATH kept
+    env = subprocess_env(checkout=True, OMP_NUM_THREADS="1")  # the checkout's benchmarks/ (last), PYTHONPATH kept
     saved = tmp_path / "run.pkl"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "cpu", "--quick", "--threads", "1", "--save", str(saved)],

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_quick_run_renders_every_part(tmp_path):
-    env = subprocess_env(str(REPO), OMP_NUM_THREADS="1")  # the checkout's benchmarks/, PYTHONPATH kept
+    env = subprocess_env(checkout=True, OMP_NUM_THREADS="1")  # the checkout's benchmarks/ (last), PYTHONPATH kept
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "cpu_default", "--quick", "--threads", "1"],
         cwd=tmp_path,

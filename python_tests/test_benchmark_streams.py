@@ -31,7 +31,7 @@ def test_quick_run_renders_every_row(tmp_path, tiny_bundle):
         [sys.executable, "-m", "benchmarks", "streams", "--bundle", tiny_bundle, "--frames", "2", "--rounds", "1"]
         + ["--images", "2"],
         cwd=tmp_path,
-        env=subprocess_env(str(REPO), OMP_NUM_THREADS="1"),
+        env=subprocess_env(checkout=True, OMP_NUM_THREADS="1"),
         capture_output=True,
         text=True,
         timeout=600,

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import pytest
-from support import subprocess_env
+from support import console_script, subprocess_env
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = ["README.md", *sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))]
@@ -350,7 +350,10 @@ def _snippet_env(root: Path) -> dict:
         MPLBACKEND="Agg",
         PYTHONDONTWRITEBYTECODE="1",
     )
-    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])  # zsseg, python: the venv's
+    # zsseg and python: the venv's (the console script's folder first where pip put it elsewhere: --target)
+    env["PATH"] = os.pathsep.join(
+        dict.fromkeys([os.path.dirname(console_script()), os.path.dirname(sys.executable), env.get("PATH", "")])
+    )
     for name in ("ZSSEG_CHECKPOINT", "ZSSEG_MAX_PIXELS"):
         env.pop(name, None)
     return env
@@ -391,7 +394,7 @@ def set_up_root(tmp_path_factory) -> Path:
             _mirror(root)
             start, cpu = time.perf_counter(), _children_cpu()
             proc = subprocess.run(
-                [os.path.join(os.path.dirname(sys.executable), "zsseg"), "demo", "--allow-random-weights"],
+                [console_script(), "demo", "--allow-random-weights"],
                 cwd=root,
                 env=_snippet_env(root),
                 capture_output=True,

@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 import pytest
-
-from python_tests.support import subprocess_env
+from support import subprocess_env
 
 MOVED = {
     "zsseg_rt.models.family": "zsseg_rt.contract.family",

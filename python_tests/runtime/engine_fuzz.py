@@ -1,11 +1,12 @@
 """Hypothesis fuzz of ``Engine`` inputs (run by ``test_engine_fuzz.py`` in a subprocess under a memory ceiling).
 
-Usage: ``python engine_fuzz.py BUNDLE MAX_EXAMPLES``. Random images (sizes and aspect ratios up to past the
+Usage: ``python engine_fuzz.py BUNDLE MAX_EXAMPLES HEADROOM_BYTES``: once the Engine is made, RLIMIT_AS is set to the
+address space the process then holds plus HEADROOM_BYTES (the ceiling is on what the calls add). Random images (sizes and aspect ratios up to past the
 limits, 2-D / 1 / 3 / 4 channels and wrong ones, uint8 and refused dtypes, non-contiguous views), random
 vocabularies (unicode names, templates with and without ``{}``, class biases) and colour orders. Every call
 must either succeed with a well-formed result or raise one of the package's documented exception types
 (TypeError, ValueError, of which InputLimitError is one); anything else, a crash or a hang fails the run.
-Prints one JSON line with the counts and the peak RSS.
+Prints one JSON line with the counts, the peak RSS and the address-space limit.
 """
 
 from __future__ import annotations
@@ -97,7 +98,14 @@ def _peak_rss_kib() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def main(bundle: str, max_examples: int) -> None:
+def _address_space_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmSize:"))
+
+
+def main(bundle: str, max_examples: int, headroom: int) -> None:
+    import numpy.random  # noqa: F401 - hypothesis seeds it at the first example: mapped before the ceiling
+
     from zsseg_rt import Engine
 
     engine = Engine(
@@ -109,6 +117,8 @@ def main(bundle: str, max_examples: int) -> None:
         max_windows=256,
         max_memory_mb=512,
     )
+    at_limit = _address_space_kib() << 10
+    resource.setrlimit(resource.RLIMIT_AS, (at_limit + headroom, at_limit + headroom))
     outcomes: collections.Counter = collections.Counter()
 
     @settings(
@@ -146,8 +156,11 @@ def main(bundle: str, max_examples: int) -> None:
 
     one_call()
     peak_mib = _peak_rss_kib() / 1024
-    print(json.dumps({"outcomes": dict(sorted(outcomes.items())), "peak_rss_mib": round(peak_mib, 1)}))
+    report = {"outcomes": dict(sorted(outcomes.items())), "peak_rss_mib": round(peak_mib, 1)}
+    report["address_space_at_limit_mib"] = at_limit >> 20
+    report["address_space_limit_mib"] = resource.getrlimit(resource.RLIMIT_AS)[0] >> 20
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -65,6 +65,30 @@ class _Recorder:
         return getattr(self._backend, name)
 
 
+class _ExecutorRecorder:
+    """The same for the device pipeline (torch on CUDA, TensorRT), whose executor runs the image graph itself."""
+
+    def __init__(self, executor, sizes):
+        self._executor, self.sizes = executor, sizes
+
+    def run(self, role, inputs):
+        if role == "image":
+            self.sizes.append(len(inputs["image"]))
+        return self._executor.run(role, inputs)
+
+    def __getattr__(self, name):
+        return getattr(self._executor, name)
+
+
+def _record(engine):
+    """The batch sizes of the image encoder's calls from now on, on whichever path the engine takes."""
+    engine.backend = recorder = _Recorder(engine.backend)
+    device = getattr(engine.pipeline, "device", None)  # a DevicePipeline where the frame stays on the GPU
+    if device is not None:
+        device.executor = _ExecutorRecorder(device.executor, recorder.sizes)
+    return recorder
+
+
 def _windows(engine, items):
     return [len(engine.pipeline.plan(np.asarray(r.image), engine.pipeline.class_bias(VOCAB10, None))[2]) for r in items]
 
@@ -74,7 +98,7 @@ def _windows(engine, items):
 def test_windowed_batched_call_equals_per_image_calls(bundle, backend, max_batch):
     engine = _engine(bundle, backend, max_batch)
     singles = [engine(item) for item in _inputs()]
-    engine.backend = recorder = _Recorder(engine.backend)
+    recorder = _record(engine)
     batched = engine(_inputs())
     windows = _windows(engine, singles)
     assert max(windows) > 1 and min(windows) == 1, f"the inputs must mix one- and many-window images: {windows}"
@@ -140,7 +164,7 @@ def test_a_bad_item_is_named_by_its_index_with_the_single_calls_message(bundle, 
     engine = Engine(bundle, classes=VOCAB10, backend="onnxruntime")
     with pytest.raises(error) as single:
         engine(bad)
-    engine.backend = recorder = _Recorder(engine.backend)
+    recorder = _record(engine)
     rng = np.random.default_rng(1)
     items = [rng.integers(0, 255, (30, 30, 3), dtype=np.uint8), rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)]
     with pytest.raises(type(single.value)) as batched:

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from support import console_script
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
@@ -21,9 +23,8 @@ def _tiny_run(bundle, out):
 def test_profile_runs_from_anywhere_through_every_entry_point(tiny_bundle, tmp_path):
     """`zsseg profile`, `python -m zsseg_rt.profiling` and `python tools/profile.py`, each started from a directory
     outside the checkout: the installed package is imported (its native module built), never the source tree."""
-    zsseg = os.path.join(os.path.dirname(sys.executable), "zsseg")
     commands = {
-        "zsseg": [zsseg, "profile"] if os.path.isfile(zsseg) else [sys.executable, "-m", "zsseg_rt.cli", "profile"],
+        "zsseg": [console_script(), "profile"],
         "module": [sys.executable, "-m", "zsseg_rt.profiling"],
         "script": [sys.executable, os.path.join(REPO, "tools", "profile.py")],
     }

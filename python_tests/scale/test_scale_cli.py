@@ -20,7 +20,10 @@ from zsseg_rt import cli
 
 @pytest.fixture()
 def no_ray(monkeypatch):
-    """Fail the test if a command gets as far as starting (or joining) a Ray cluster."""
+    """Fail the test if a command gets as far as starting (or joining) a Ray cluster. Where Ray is not installed the
+    commands refuse for that first (every command checks what it needs before its arguments: cli.Needs), so their
+    argument checks cannot be reached there (the GPU image has no Ray; CI's environment has it)."""
+    pytest.importorskip("ray", reason="without Ray, batch and serve refuse for it before checking their arguments")
     import zsseg_rt.scale as scale
 
     def refuse(*_args, **_kwargs):
@@ -94,6 +97,7 @@ def test_serve_is_ready_when_it_says_so_and_stops_cleanly_on_sigterm(tiny_bundle
     import numpy as np
     from support import write_bilevel_png
 
+    pytest.importorskip("ray", reason="the scale tests need the 'scale' extra (ray[data,serve])")
     from zsseg_rt.image_io import DEFAULT_MAX_PIXELS
     from zsseg_rt.scale.loadtest import get_json, post_image
     from zsseg_rt.scale.records import STAT_COUNTERS  # (not .serve: Ray must not be imported before the cluster)

@@ -47,6 +47,10 @@ def export_graph(module, args, path, input_names, output_names, dynamic_axes, op
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        # torch 2.11's exporter (the GPU image's) trips its own pytree deprecation (a LeafSpec copied): not the user's
+        warnings.filterwarnings(
+            "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+        )
         if dynamo:  # symbolic dimensions for the dynamic axes of the inputs; the exporter prints progress lines
             dims: Dict[str, Any] = {}
             shapes = {
