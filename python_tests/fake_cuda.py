@@ -218,6 +218,18 @@ def _check_index(device) -> None:
         raise FakeCudaUnsupported(f"the fake CUDA device is cuda:0 only, {device} was asked for")
 
 
+def _set_device(device) -> None:
+    """As torch.cuda.set_device: a device needs its index (``torch.device("cuda")`` raises torch's ValueError: the
+    first H200 run found ``Trainer(device="cuda")`` failing so)."""
+    if (
+        isinstance(device, (str, torch.device))
+        and torch.device(device).type == "cuda"
+        and torch.device(device).index is None
+    ):
+        raise ValueError(f"Expected a torch.device with a specified index or an integer, but got:{device}")
+    _check_index(device)
+
+
 class _ToFakeCuda(torch.autograd.Function):
     """``.to("cuda")`` of a tensor that requires grad: the gradient goes back to the CPU tensor."""
 
@@ -346,7 +358,7 @@ def _patches() -> List[Tuple[Any, str, Any]]:
         (cuda, "is_available", lambda: True),
         (cuda, "device_count", lambda: 1),
         (cuda, "current_device", lambda: 0),
-        (cuda, "set_device", _check_index),
+        (cuda, "set_device", _set_device),
         (cuda, "_lazy_init", lambda: None),
         (cuda, "init", lambda: None),
         (cuda, "synchronize", lambda device=None: None),

@@ -145,6 +145,8 @@ class Trainer:
             device = f"cuda:{self.dist.local_rank}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         if self.device.type == "cuda":
+            if self.device.index is None:  # "cuda": this process's GPU (set_device refuses a device without index)
+                self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
         self.dist.init(dist_backend, self.device)
         self.progress = progress and self.dist.rank == 0
