@@ -292,7 +292,9 @@ class Engine:
         )
 
     @contextlib.contextmanager
-    def _stage(self, name: str):
+    def _stage(self, name: str, hook: bool = True):
+        """Times a stage into the call's Result.timing and, with ``hook``, for ``stage_hook``: False for an
+        umbrella stage whose parts the hook already gets (the device pipeline reports its own stages to it)."""
         start = time.perf_counter()
         yield
         elapsed = time.perf_counter() - start
@@ -302,9 +304,8 @@ class Engine:
         elif times is not None:  # a batched call's shared stage: [(an image's times, its share)]
             for image_times, share in times:
                 image_times[name] = image_times.get(name, 0.0) + share * elapsed
-        hook = self.stage_hook
-        if hook is not None:
-            hook(name, elapsed)
+        if hook and self.stage_hook is not None:
+            self.stage_hook(name, elapsed)
 
     # ---- vocabulary -------------------------------------------------------------------------------------
     @property

@@ -16,7 +16,8 @@ from ..result import SegmentationResult
 __all__ = ["Pipeline", "PreparedVocabulary", "Embed", "Stage", "StageHook", "Focus", "image_index"]
 
 Embed = Callable[[Tuple[str, ...], Tuple[str, ...]], np.ndarray]  # (names, templates) -> [C, D], cached per name
-Stage = Callable[[str], ContextManager[None]]  # the Engine's per-stage timer: ``with stage("head"): ...``
+# the Engine's per-stage timer: ``with stage("head"): ...``; ``stage(name, hook=False)``: into Result.timing only
+Stage = Callable[..., ContextManager[None]]
 StageHook = Callable[[str, float], None]  # the Engine's ``stage_hook``: ``hook(stage, seconds)``
 # ``segment_many``: which images the stages timed next belong to, ``{index: share}`` (shares sum to 1): a stage run
 # for several images at once (one encoder call on the windows of three images) is split among them by these shares.
