@@ -107,7 +107,11 @@ def _worker(case: str, side: str, threads: int, warmup: int, repeats: int) -> di
 
 
 def run_side(case: str, side: str, args) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(REPO))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(args.threads),
+        PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p),
+    )
     cmd = [
         sys.executable,
         "-m",

@@ -95,7 +95,11 @@ def _worker(case: str, side: str, threads: int, warmup: int, repeats: int, save:
 
 
 def run_side(case: str, side: str, args, save: str) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(REPO))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(args.threads),
+        PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p),
+    )
     cmd = [sys.executable, "-m", "benchmarks.pamr", "--worker", case, side, "--save", save]
     cmd += ["--threads", str(args.threads), "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=1800)

@@ -172,7 +172,9 @@ def main() -> None:
             save_window_logits(npz, engine, logits, image, scaled, windows)
             sides = {}
             for side in [side for pair in PAIRS for side in pair]:
-                env = dict(os.environ, PYTHONPATH=str(REPO))
+                env = dict(
+                    os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p)
+                )
                 proc = subprocess.run(
                     [
                         sys.executable,

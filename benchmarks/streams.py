@@ -310,7 +310,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     bundle = bundle_path(args)
     work = Path(tempfile.mkdtemp(prefix="zsseg-bench-streams-"))
     clips = make_clips(work, args.frames)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    # the checkout LAST: an installed zsseg_rt (the GPU machine's wheel on PYTHONPATH) must not be shadowed by its
+    # unbuilt source tree (the first H200 run's `zsseg camera` children failed so)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p))
     rounds: Dict[str, List[Dict]] = {"multi": [], "separate": [], "single": []}
     for index in range(args.rounds):
         order = ["multi", "separate", "single"]
