@@ -255,7 +255,8 @@ def test_benchmarks_md_agrees_with_docs_gpu_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(record, "BENCHMARKS", benchmarks)
     assert record.main(["table", "--check"]) == 1
     assert record.main(["table", "--write"]) == 0 and record.main(["table", "--check"]) == 0
-    assert "| ops | 210 s | pass | NVIDIA H100 80GB HBM3, driver 580.159.04 | 2026-12-01 | 0123456789 |" in (
+    ops = stages.stage("ops").budget_s
+    assert f"| ops | {ops} s | pass | NVIDIA H100 80GB HBM3, driver 580.159.04 | 2026-12-01 | 0123456789 |" in (
         benchmarks.read_text()
     )
 
@@ -273,7 +274,9 @@ def test_add_refuses_a_rehearsal_and_commits_a_gpu_run(tmp_path, monkeypatch):
     assert record.main(["add", str(fake), str(real)]) == 1  # the rehearsal refused, the GPU run added
     assert sorted(p.name for p in (tmp_path / "gpu_runs").iterdir()) == [real.name]
     table = benchmarks.read_text()
-    assert "| engine | 270 s | fail | NVIDIA H100" in table and "| ops | 210 s | never run |" in table
+    budget = {s.name: s.budget_s for s in _load("gpu_stages").STAGES}
+    assert f"| engine | {budget['engine']} s | fail | NVIDIA H100" in table
+    assert f"| ops | {budget['ops']} s | never run |" in table
     assert "Acceptance on a GPU: 0 of 5 stages passed (at 0123456789); never run on a GPU: ops," in table
 
 

@@ -183,9 +183,11 @@ def test_training_checkpoint_of_either_family_evaluates(tmp_path, model):
     for k, v in tr.model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k].cpu(), v.cpu()), k
     ds = SyntheticDataset(length=3, size=(64, 64), num_classes=6, seed=5, unseen=["cyan checker"])
-    text = tr.text_all.numpy()
-    a = evaluate(str(ckpt), ds, mode="whole", text_embeddings=text, progress=False)
-    b = evaluate(tr.model.eval(), ds, mode="whole", text_embeddings=text, progress=False)
+    text = tr.text_all.cpu().numpy()  # on the trainer's device (CUDA where one is)
+    # both on the CPU: equal metrics mean the same model, not the same numerics of two devices (the trainer's model
+    # is on CUDA where one is)
+    a = evaluate(str(ckpt), ds, mode="whole", text_embeddings=text, progress=False, device="cpu")
+    b = evaluate(tr.model.cpu().eval(), ds, mode="whole", text_embeddings=text, progress=False, device="cpu")
     assert a["source"] == "train" and a["images"] == 3
     for key in ("pAcc", "mIoU", "mIoU_seen", "mIoU_unseen"):
         assert a[key] == b[key], key
