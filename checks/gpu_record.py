@@ -260,8 +260,10 @@ def render_table(records: List[dict]) -> str:
             continue
         machine = r["machine"]
         tests_changed = " (tests changed)" if not (r.get("tree") or {}).get("tests_match", True) else ""
+        ran_under = r.get("budget_s", stage.budget_s)
+        budget = f"{stage.budget_s} s" + (f" (ran under {ran_under} s)" if ran_under != stage.budget_s else "")
         rows.append(
-            f"| {stage.name} | {stage.budget_s} s | {r['status']} | {machine['gpu']}, driver {machine['driver']} "
+            f"| {stage.name} | {budget} | {r['status']} | {machine['gpu']}, driver {machine['driver']} "
             f"| {r['finished'][:10]} | {r['artifacts']['commit'][:10]}{tests_changed} | {r['seconds']} "
             f"| docs/gpu_runs/{r['_file']} |"
         )

@@ -39,7 +39,7 @@ def pytest_addoption(parser):
     parser.addoption(
         "--fake-cuda",
         action="store_true",
-        help="the device-placement guard: run the tests under python_tests/{train,models} (not those marked `cuda`) "
+        help="the device-placement guard: run the tests under python_tests/{train,models,eval} (not those marked `cuda`) "
         "with a fake CUDA device that computes on the CPU and refuses mixed devices as CUDA does "
         "(python_tests/fake_cuda.py); other tests are deselected",
     )
@@ -61,7 +61,7 @@ LONGEST_FIRST = (
     "python_tests/runtime/test_batched_call.py::test_two_stage_batched_call_equals_per_image_calls",
     "python_tests/test_benchmark_cpu_default.py::",
     "python_tests/test_benchmark_cpu.py::test_quick_run_renders_every_section",
-    # the --fake-cuda session's (python_tests/train, python_tests/models)
+    # the --fake-cuda session's (python_tests/train, python_tests/models, python_tests/eval)
     "python_tests/models/zegformer/test_zegformer_training.py::test_tiny_zegformer_learns_seen_classes",
     "python_tests/models/training_free/test_training_free_whole_engine.py::",
     "python_tests/models/training_free/test_scclip.py::",

@@ -31,7 +31,7 @@ from torch.utils._python_dispatch import return_and_correct_aliasing
 
 # the test folders whose tests run under the guard (python_tests/conftest.py): the model and training code, where
 # "CUDA when available" device choices are made
-GUARDED_DIRS = ("train", "models")
+GUARDED_DIRS = ("train", "models", "eval")
 FAKE_DEVICE = torch.device("cuda", 0)
 FAKE_NAME = "fake CUDA device (python_tests/fake_cuda.py)"
 aten = torch.ops.aten

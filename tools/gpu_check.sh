@@ -114,8 +114,8 @@ read -r -a PYTEST_EXTRA <<<"$PYTEST_ARGS" || true
 PYTEST_COMMON=(-q -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pyproject.toml" -rfEs)
 WORKERS="$(run_module checks gpu_stages workers)"
 SANITIZED_WORKERS="$(run_module checks gpu_stages workers --sanitized)"
-# Threads per pytest worker, as tools/run_tests.sh gives them (cores / workers): with torch's and ONNX Runtime's
-# default of one thread per core, 16 workers ran 16 x 16 threads on 16 cores (the first H200 run: the models stage
+# Threads per pytest worker, as tools/run_tests.sh gives them (cores / workers; torch's and the OpenMP ops' threads,
+# not ONNX Runtime's): with torch's default of one thread per core, 16 workers ran 16 x 16 threads on 16 cores (the first H200 run: the models stage
 # timed out at its 240 s budget, ops took 166 s where the first H100 run took 42 s).
 pytest_threads() { local cores; cores="$(nproc)"; echo $((cores / $1 > 0 ? cores / $1 : 1)); }
 

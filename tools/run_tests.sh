@@ -177,11 +177,12 @@ python_tests() {
   if [ "${ZSSEG_NEED_BROWSER:-1}" = 1 ] && command -v apt-get >/dev/null 2>&1; then export ZSSEG_REQUIRE_BROWSER=1; fi
   export OMP_NUM_THREADS="$TEST_THREADS"
   local rc=0
-  alongside "training and model tests on a fake CUDA device" "$VENV/bin/python" -m pytest python_tests/train \
-    python_tests/models -q -p no:cacheprovider --durations=10 "${XDIST[@]}" --fake-cuda
+  alongside "training, model and evaluation tests on a fake CUDA device" "$VENV/bin/python" -m pytest \
+    python_tests/train python_tests/models python_tests/eval -q -p no:cacheprovider --durations=10 "${XDIST[@]}" \
+    --fake-cuda
   alongside "runtime-only install: its tests" bash "$ROOT/tools/runtime_only_tests.sh" --prepared "${XDIST[@]}"
   "$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider --durations=30 "${XDIST[@]}" \
-    --ignore=python_tests/train --ignore=python_tests/models "$@" || rc=$?
+    --ignore=python_tests/train --ignore=python_tests/models --ignore=python_tests/eval "$@" || rc=$?
   joined "$rc"
 }
 

@@ -105,7 +105,11 @@ def test_windowed_batched_call_equals_per_image_calls(bundle, backend, max_batch
     engine = _engine(bundle, backend, max_batch)
     singles = [engine(item) for item in _inputs()]
     recorder = _record(engine)
+    hooked: list = []
+    engine.stage_hook = lambda stage, seconds: hooked.append(stage)
     batched = engine(_inputs())
+    if engine.pipeline.device is not None:  # the hook gets the pipeline's own stages, never the umbrella around them
+        assert "image_encoder" in hooked and "device_pipeline" not in hooked, hooked
     windows = _windows(engine, singles)
     assert max(windows) > 1 and min(windows) == 1, f"the inputs must mix one- and many-window images: {windows}"
     # packed across images: every call full but the last, never over the limit

@@ -146,7 +146,8 @@ class Trainer:
         self.device = torch.device(device)
         if self.device.type == "cuda":
             if self.device.index is None:  # "cuda": this process's GPU (set_device refuses a device without index)
-                self.device = torch.device("cuda", self.dist.local_rank)
+                index = self.dist.local_rank if self.dist.enabled else torch.cuda.current_device()
+                self.device = torch.device("cuda", index)
             torch.cuda.set_device(self.device)
         self.dist.init(dist_backend, self.device)
         self.progress = progress and self.dist.rank == 0
