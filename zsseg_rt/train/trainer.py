@@ -145,6 +145,11 @@ class Trainer:
             device = f"cuda:{self.dist.local_rank}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         if self.device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise RuntimeError(
+                    f"device {str(device)!r} asked for, but torch sees no CUDA device here (torch {torch.__version__}, "
+                    "built for CUDA " + str(torch.version.cuda) + "): use --device cpu or auto"
+                )
             if self.device.index is None:  # "cuda": this process's GPU (set_device refuses a device without index)
                 index = self.dist.local_rank if self.dist.enabled else torch.cuda.current_device()
                 self.device = torch.device("cuda", index)
