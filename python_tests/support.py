@@ -163,6 +163,23 @@ def package_import_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(zsseg_rt.__file__)))
 
 
+def record_process_groups(monkeypatch) -> list:
+    """Pretend to run under torchrun as rank 0 of 2 and replace ``torch.distributed.init_process_group`` by a
+    recorder that raises "process group recorded" (a real group needs two ranks): returns the backends asked for."""
+    import torch.distributed as dist
+
+    seen: list = []
+
+    def init_process_group(backend=None, **kwargs):
+        seen.append(backend)
+        raise RuntimeError("process group recorded")
+
+    monkeypatch.setattr(dist, "init_process_group", init_process_group)
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    return seen
+
+
 def console_script(name: str = "zsseg") -> str:
     """The installed console script ``name``: beside this Python (a venv), else on PATH (``pip install --target``
     puts it in TARGET/bin, which tools/gpu_check.sh puts on PATH); a clear error when neither has it."""

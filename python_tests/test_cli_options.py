@@ -636,17 +636,9 @@ def test_train_dist_backend_reaches_the_process_group(tmp_path, capsys, monkeypa
     process group needs torchrun with two ranks (nccl: GPUs): here init_process_group is replaced by a recorder.
     The option used to be parsed and dropped (zsseg_rt.train.cli never passed it on: found by this test)."""
     pytest.importorskip("torch")
-    import torch.distributed as dist
+    from support import record_process_groups
 
-    seen = []
-
-    def init_process_group(backend=None, **kwargs):
-        seen.append(backend)
-        raise RuntimeError("process group recorded")
-
-    monkeypatch.setattr(dist, "init_process_group", init_process_group)
-    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
-        monkeypatch.setenv(name, value)
+    seen = record_process_groups(monkeypatch)
     base = ["train", "tiny_test", "--work-dir", tmp_path, "--device", "cpu", "--no-progress"]
     for backend in ("gloo", "mpi"):
         code, _, err = _run(capsys, *base, "--dist-backend", backend)

@@ -116,19 +116,11 @@ def test_the_guard_fails_c783dbfs_zegformer_learning_check(tmp_path):
 def test_the_default_process_group_backend_follows_the_training_device(tmp_path, monkeypatch, device, backend):
     """Under torchrun with no --dist-backend: nccl only when the model trains on CUDA. With `--device cpu` on a
     machine that has a GPU, 13c668e took nccl (which cannot reduce CPU tensors): found by the first H200 run."""
-    import torch.distributed as dist
+    from support import record_process_groups
 
     from zsseg_rt.train import Trainer, load_train_config
 
-    seen = []
-
-    def init_process_group(backend=None, **kwargs):
-        seen.append(backend)
-        raise RuntimeError("process group recorded")
-
-    monkeypatch.setattr(dist, "init_process_group", init_process_group)
-    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
-        monkeypatch.setenv(name, value)
+    seen = record_process_groups(monkeypatch)
     with fake_cuda():
         cfg = load_train_config("tiny_test", work_dir=str(tmp_path), iterations=1, batch_size=2, save_native=False)
         with pytest.raises(RuntimeError, match="process group recorded"):
