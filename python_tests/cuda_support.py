@@ -176,3 +176,19 @@ class RuntimeDriver:
 
     def graph_destroy(self, graph):
         self.t.graph_destroy(graph)
+
+    # timing events (in-graph stage timing): what cuda_driver.CudaDriver offers over cuEvent*
+    def event_create(self, timing=True):
+        return self.t.event_create(timing)
+
+    def event_record(self, event, stream, external=False):
+        self.t.event_record(event, stream, external)
+
+    def event_elapsed_ms(self, start, end):
+        return self.t.event_elapsed_ms(start, end)
+
+    def event_synchronize(self, event):
+        self.t.event_synchronize(event)
+
+    def event_destroy(self, event):
+        self.t.event_destroy(event)

@@ -95,10 +95,20 @@ void register_emulation(py::module_& m) {
   e.def("stats", &stats, "Counters of the emulated runtime since reset_stats().");
   e.def("reset_stats", [] { zs_emu::runtime_stats() = zs_emu::RuntimeStats(); });
   e.def(
+      "api_calls", [] { return zs_emu::api_calls(); },
+      "The runtime API calls made since reset_api_calls(), by name ({'cudaEventRecord': 3, ...}; kernel launches "
+      "as 'cudaLaunchKernel' and 'kernel NAME'; see csrc/emu/cuda_emu_api_calls.h). Waits for nothing: calls are "
+      "counted when made, not when their work runs.");
+  e.def("reset_api_calls", &zs_emu::reset_api_calls, "Set every API call count to 0.");
+  e.def(
       "is_live", [](std::intptr_t ptr) { return zs_emu::is_live(reinterpret_cast<void*>(ptr)); },
       "True while the allocation at `ptr` has not been returned (a pending cudaFreeAsync still counts).");
   e.def("live_allocations", [] { return zs_emu::live_allocations(); });
   e.def("set_memory_pools", [](bool enabled) { zs_emu::device_config().memory_pools = enabled; });
+  e.def(
+      "set_event_pool", [](bool enabled) { zs_emu::device_config().library_event_pool = enabled; },
+      "Whether the library reuses its completion events (on by default, as on a GPU); off: a new event per launch, "
+      "as before the pool (the control of the per-frame API-call test).");
   e.def("take_reports", &take_reports,
         "Wait for the streams to settle, then return and clear what the emulated runtime reported: (kind, message) "
         "pairs; kind is 'race' (unordered accesses to one allocation, by operations, graph nodes or the host), "

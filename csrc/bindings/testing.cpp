@@ -305,16 +305,40 @@ void register_testing(py::module_& m) {
   });
   t.def("graph_destroy",
         [](std::intptr_t graph) { check(cudaGraphDestroy(reinterpret_cast<cudaGraph_t>(graph)), "cudaGraphDestroy"); });
-  t.def("event_create", [] {
-    cudaEvent_t event = nullptr;
-    check(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreateWithFlags");
-    return to_int(event);
-  });
+  t.def(
+      "event_create",
+      [](bool timing) {
+        cudaEvent_t event = nullptr;
+        check(cudaEventCreateWithFlags(&event, timing ? cudaEventDefault : cudaEventDisableTiming),
+              "cudaEventCreateWithFlags");
+        return to_int(event);
+      },
+      py::arg("timing") = false, "A new event (timing=True: cudaEventElapsedTime can measure between two).");
   t.def("event_destroy",
         [](std::intptr_t e) { check(cudaEventDestroy(reinterpret_cast<cudaEvent_t>(e)), "cudaEventDestroy"); });
-  t.def("event_record", [](std::intptr_t e, std::int64_t s) {
-    check(cudaEventRecord(reinterpret_cast<cudaEvent_t>(e), to_stream(s)), "cudaEventRecord");
+  t.def(
+      "event_record",
+      [](std::intptr_t e, std::int64_t s, bool external) {
+        check(cudaEventRecordWithFlags(reinterpret_cast<cudaEvent_t>(e), to_stream(s),
+                                       external ? cudaEventRecordExternal : cudaEventRecordDefault),
+              "cudaEventRecordWithFlags");
+      },
+      py::arg("event"), py::arg("stream"), py::arg("external") = false,
+      "Record the event on the stream; external=True during a capture: an event record node that each launch of "
+      "the graph records (cudaEventRecordExternal).");
+  t.def("event_synchronize", [](std::intptr_t e) {
+    py::gil_scoped_release release;
+    check(cudaEventSynchronize(reinterpret_cast<cudaEvent_t>(e)), "cudaEventSynchronize");
   });
+  t.def(
+      "event_elapsed_ms",
+      [](std::intptr_t start, std::intptr_t end) {
+        float ms = 0.0f;
+        check(cudaEventElapsedTime(&ms, reinterpret_cast<cudaEvent_t>(start), reinterpret_cast<cudaEvent_t>(end)),
+              "cudaEventElapsedTime");
+        return ms;
+      },
+      py::arg("start"), py::arg("end"), "Milliseconds between two completed records of timing events.");
   t.def(
       "event_query",
       [](std::intptr_t e) {

@@ -7,8 +7,14 @@
 #pragma once
 #include <cuda_runtime.h>
 
+//
+// ZS_LIBRARY_EVENT_POOL(): whether completion events are reused (stream_order::EventPool). Always true on a GPU; the
+// emulated build can turn it off (_C._emulation.set_event_pool(False)) to show what a frame cost before the pool:
+// the control of python_tests/runtime/test_frame_api_calls.py.
 #if defined(ZS_CUDA_EMULATION)
 #define ZS_LIBRARY_MUTATED(name) (::zs_emu::mutated(::zs_emu::name))
+#define ZS_LIBRARY_EVENT_POOL() (::zs_emu::device_config().library_event_pool)
 #else
 #define ZS_LIBRARY_MUTATED(name) false
+#define ZS_LIBRARY_EVENT_POOL() true
 #endif

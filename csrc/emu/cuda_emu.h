@@ -212,6 +212,7 @@ void tuple_accesses(const char* kernel, const Tuple& t, std::vector<Access>& out
 template <class... Params, class... Args>
 void launch_named(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
                   Args&&... args) {
+  count_kernel_launch(name);
   if (!valid_configuration(grid, block)) {
     last_error() = cudaErrorInvalidConfiguration;
     return;

@@ -89,6 +89,7 @@
 #include <utility>
 #include <vector>
 
+#include "cuda_emu_api_calls.h"
 #include "cuda_emu_types.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -373,6 +374,11 @@ struct Signal {
   Epoch epoch;  // the operation it completes (invalid for a gate)
 };
 using SignalPtr = std::shared_ptr<Signal>;
+// The steady clock in ns, never 0 (0 marks "not recorded yet": CUevent_st::stamp).
+inline std::int64_t now_ns() {
+  const auto since = std::chrono::steady_clock::now().time_since_epoch();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(since).count() + 1;
+}
 inline SignalPtr done_signal() {
   auto s = std::make_shared<Signal>();
   s->done = true;
@@ -411,6 +417,7 @@ struct DeviceConfig {
   bool integrated = false;                // cudaDevAttrIntegrated (a Jetson: one DRAM for CPU and GPU)
   int multiprocessors = 16;               // cudaDevAttrMultiProcessorCount (0: unknown)
   std::vector<cudaError_t> kernel_image;  // per device; missing entries = cudaSuccess
+  bool library_event_pool = true;         // the library reuses its completion events (ZS_LIBRARY_EVENT_POOL)
 };
 struct RuntimeStats {
   int sync_malloc = 0;     // cudaMalloc: may synchronise the device
@@ -514,7 +521,10 @@ struct CUstream_st {
 struct CUevent_st {
   unsigned int flags = 0;
   bool destroyed = false;
-  zs_emu::SignalPtr signal;                  // the last record's operation (null: never recorded)
+  zs_emu::SignalPtr signal;  // the last record's operation (null: never recorded)
+  // cudaEventElapsedTime: when the last record ran on its stream (steady clock, ns; 0 until then): the record's own
+  // operation, or for an event record node of a graph (cudaEventRecordExternal) the node, at each launch
+  std::shared_ptr<std::atomic<std::int64_t>> stamp;
   std::shared_ptr<zs_emu::Capture> capture;  // the last record was in this capture (a node of its graph)
   std::vector<int> capture_nodes;
 };
@@ -1092,21 +1102,25 @@ inline const char* cudaGetErrorString(cudaError_t error) {
 
 // ---- devices -----------------------------------------------------------------------------------------------
 inline cudaError_t cudaGetDeviceCount(int* count) {
+  ZS_EMU_API();
   const int n = zs_emu::device_config().device_count;
   *count = n < 0 ? 0 : n;
   return n <= 0 ? cudaErrorNoDevice : cudaSuccess;
 }
 inline cudaError_t cudaGetDevice(int* device) {
+  ZS_EMU_API();
   *device = zs_emu::current_device();
   return cudaSuccess;
 }
 inline cudaError_t cudaSetDevice(int device) {
+  ZS_EMU_API();
   if (device < 0 || device >= zs_emu::device_config().device_count)
     return zs_emu::last_error() = cudaErrorInvalidDevice;
   zs_emu::current_device() = device;
   return cudaSuccess;
 }
 inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  ZS_EMU_API();
   if (device < 0 || device >= zs_emu::device_config().device_count)
     return zs_emu::last_error() = cudaErrorInvalidDevice;
   const zs_emu::DeviceConfig& config = zs_emu::device_config();
@@ -1120,6 +1134,7 @@ inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d
 // The emulated "module" has code for a device unless device_config().kernel_image says otherwise.
 template <class Function>
 inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attributes, Function* /*function*/) {
+  ZS_EMU_API();
   const auto& images = zs_emu::device_config().kernel_image;
   const int device = zs_emu::current_device();
   if (device < static_cast<int>(images.size()) && images[static_cast<std::size_t>(device)] != cudaSuccess) {
@@ -1129,6 +1144,7 @@ inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attributes, Functio
   return cudaSuccess;
 }
 inline cudaError_t cudaDeviceSynchronize() {
+  ZS_EMU_API();
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::unique_lock<std::mutex> lock(rt.mutex);
   if (!rt.captures.empty()) {  // synchronising the device encompasses every capturing stream: illegal
@@ -1144,6 +1160,7 @@ inline cudaError_t cudaDeviceSynchronize() {
 
 // ---- streams and capture -------------------------------------------------------------------------------------
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
+  ZS_EMU_API();
   auto* created = new CUstream_st();
   created->flags = flags;
   created->device = zs_emu::current_device();
@@ -1153,9 +1170,11 @@ inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int 
   return cudaSuccess;
 }
 inline cudaError_t cudaStreamCreate(cudaStream_t* stream) {
+  ZS_EMU_API();
   return cudaStreamCreateWithFlags(stream, cudaStreamDefault);
 }
 inline cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  ZS_EMU_API();
   if (stream == nullptr || stream == cudaStreamLegacy || stream == cudaStreamPerThread) {
     return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   }
@@ -1171,6 +1190,7 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   return cudaSuccess;
 }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  ZS_EMU_API();
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::unique_lock<std::mutex> lock(rt.mutex);
   CUstream_st* s = zs_emu::stream_of(stream);
@@ -1182,6 +1202,7 @@ inline cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   return zs_emu::sticky_status();
 }
 inline cudaError_t cudaStreamQuery(cudaStream_t stream) {
+  ZS_EMU_API();
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
   CUstream_st* s = zs_emu::stream_of(stream);
@@ -1195,6 +1216,7 @@ inline cudaError_t cudaStreamQuery(cudaStream_t stream) {
   return cudaErrorNotReady;
 }
 inline cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
+  ZS_EMU_API();
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   CUstream_st* s = zs_emu::stream_of(stream);
   if (s->destroyed) return zs_emu::destroyed_handle_locked("cudaStreamIsCapturing of", "stream", s);
@@ -1204,10 +1226,12 @@ inline cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureS
   return cudaSuccess;
 }
 inline cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode* mode) {
+  ZS_EMU_API();
   std::swap(*mode, zs_emu::thread_capture_mode());
   return cudaSuccess;
 }
 inline cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+  ZS_EMU_API();
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   CUstream_st* s = zs_emu::stream_of(stream);
   if (s->legacy) return zs_emu::last_error() = cudaErrorStreamCaptureUnsupported;
@@ -1224,6 +1248,7 @@ inline cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCapture
   return cudaSuccess;
 }
 inline cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  ZS_EMU_API();
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   *graph = nullptr;
   CUstream_st* s = zs_emu::stream_of(stream);
@@ -1278,15 +1303,18 @@ inline cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph)
 
 // ---- events ----------------------------------------------------------------------------------------------------
 inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
+  ZS_EMU_API();
   auto* created = new CUevent_st();
   created->flags = flags;
   *event = created;
   return cudaSuccess;
 }
 inline cudaError_t cudaEventCreate(cudaEvent_t* event) {
+  ZS_EMU_API();
   return cudaEventCreateWithFlags(event, cudaEventDefault);
 }
 inline cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  ZS_EMU_API();
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   if (event->destroyed) {
@@ -1298,6 +1326,7 @@ inline cudaError_t cudaEventDestroy(cudaEvent_t event) {
   return cudaSuccess;
 }
 inline cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr) {
+  ZS_EMU_API();
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   if (event->destroyed) return zs_emu::destroyed_handle_locked("cudaEventRecord of", "event", event);
@@ -1313,6 +1342,8 @@ inline cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = null
   }
   auto marker = std::make_shared<zs_emu::Op>();
   marker->label = "cudaEventRecord";
+  event->stamp = std::make_shared<std::atomic<std::int64_t>>(0);
+  marker->run = [stamp = event->stamp] { stamp->store(zs_emu::now_ns()); };
   event->capture = nullptr;
   event->capture_nodes.clear();
   event->signal = zs_emu::enqueue_locked(zs_emu::queue_of_locked(s), marker);
@@ -1322,6 +1353,7 @@ inline cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = null
 // a captured event: it may be queried and waited for outside the capture), and each launch of the graph records it
 // (conservatively at the launch's end: cudaGraphLaunch). Outside a capture: cudaEventRecord.
 inline cudaError_t cudaEventRecordWithFlags(cudaEvent_t event, cudaStream_t stream = nullptr, unsigned int flags = 0) {
+  ZS_EMU_API();
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   {
     std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
@@ -1338,6 +1370,7 @@ inline cudaError_t cudaEventRecordWithFlags(cudaEvent_t event, cudaStream_t stre
   return cudaEventRecord(event, stream);
 }
 inline cudaError_t cudaEventQuery(cudaEvent_t event) {
+  ZS_EMU_API();
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   const cudaError_t checked = zs_emu::event_host_check_locked(event, "cudaEventQuery of");
@@ -1350,6 +1383,7 @@ inline cudaError_t cudaEventQuery(cudaEvent_t event) {
   return cudaErrorNotReady;
 }
 inline cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  ZS_EMU_API();
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::unique_lock<std::mutex> lock(rt.mutex);
@@ -1360,7 +1394,30 @@ inline cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   zs_emu::trim_pools_locked();
   return zs_emu::sticky_status();
 }
+// The milliseconds between two completed records (as on a GPU: both events made without cudaEventDisableTiming and
+// recorded outside a capture, or by an event record node of a launched graph; cudaErrorNotReady until both ran).
+// The emulation's times are the host's steady clock when the stream workers reached the records: their differences
+// have no meaning for speed, only for order and presence.
+inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  ZS_EMU_API();
+  if (ms == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
+  if (start == nullptr || end == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  for (CUevent_st* e : {start, end}) {
+    const cudaError_t checked = zs_emu::event_host_check_locked(e, "cudaEventElapsedTime of");
+    if (checked != cudaSuccess) return checked;
+    if ((e->flags & cudaEventDisableTiming) != 0 || !e->stamp || e->capture)
+      return zs_emu::last_error() = cudaErrorInvalidResourceHandle;  // no timing, never recorded, or captured
+  }
+  if (zs_emu::sticky_error() != cudaSuccess) return zs_emu::sticky_status();
+  const std::int64_t t0 = start->stamp->load(), t1 = end->stamp->load();
+  if (t0 == 0 || t1 == 0 || (start->signal && !start->signal->done) || (end->signal && !end->signal->done))
+    return cudaErrorNotReady;
+  *ms = static_cast<float>(static_cast<double>(t1 - t0) / 1.0e6);
+  return cudaSuccess;
+}
 inline cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags = 0) {
+  ZS_EMU_API();
   if (event == nullptr) return zs_emu::last_error() = cudaErrorInvalidResourceHandle;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   if (event->destroyed) return zs_emu::destroyed_handle_locked("cudaStreamWaitEvent on", "event", event);
@@ -1495,12 +1552,14 @@ inline Allocation* host_pool_allocation_locked(const void* ptr) {
 }  // namespace zs_emu
 
 inline cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
+  ZS_EMU_API();
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
   ++zs_emu::runtime_stats().sync_malloc;
   return zs_emu::allocate_locked(ptr, bytes, zs_emu::MemoryKind::Device);
 }
 inline cudaError_t cudaMallocManaged(void** ptr, std::size_t bytes, unsigned int flags = cudaMemAttachGlobal) {
+  ZS_EMU_API();
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
   return zs_emu::allocate_locked(ptr, bytes, zs_emu::MemoryKind::Managed, flags);
@@ -1580,15 +1639,18 @@ inline cudaError_t malloc_async(void** ptr, std::size_t bytes, cudaMemPool_t fro
 }
 }  // namespace zs_emu
 inline cudaError_t cudaMallocAsync(void** ptr, std::size_t bytes, cudaStream_t stream) {
+  ZS_EMU_API();
   return zs_emu::malloc_async(ptr, bytes, nullptr, stream);
 }
 inline cudaError_t cudaMallocFromPoolAsync(void** ptr, std::size_t bytes, cudaMemPool_t pool, cudaStream_t stream) {
+  ZS_EMU_API();
   if (pool == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
   return zs_emu::malloc_async(ptr, bytes, pool, stream);
 }
 // cudaFree: memory from cudaMalloc / cudaMallocManaged waits for the whole device first; pool memory is returned
 // at once (pending work may still use it: the caller must have ordered it, e.g. with cudaFreeAsync).
 inline cudaError_t cudaFree(void* ptr) {
+  ZS_EMU_API();
   if (ptr == nullptr) return cudaSuccess;
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::unique_lock<std::mutex> lock(rt.mutex);
@@ -1617,6 +1679,7 @@ inline cudaError_t cudaFree(void* ptr) {
   return cudaSuccess;
 }
 inline cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) {
+  ZS_EMU_API();
   if (ptr == nullptr) return cudaSuccess;
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
@@ -1649,6 +1712,7 @@ inline cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) {
   return cudaSuccess;
 }
 inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
+  ZS_EMU_API();
   if (device < 0 || device >= zs_emu::device_config().device_count)
     return zs_emu::last_error() = cudaErrorInvalidDevice;
   if (!zs_emu::device_config().memory_pools) return zs_emu::last_error() = cudaErrorNotSupported;
@@ -1661,6 +1725,7 @@ inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) 
 // A pool of its own (pinned device memory of props->location.id): release threshold 0, the default reuse rules, as
 // cudaMemPoolCreate makes one; stream-ordered allocations come from it with cudaMallocFromPoolAsync.
 inline cudaError_t cudaMemPoolCreate(cudaMemPool_t* pool, const cudaMemPoolProps* props) {
+  ZS_EMU_API();
   if (pool == nullptr || props == nullptr || props->allocType != cudaMemAllocationTypePinned ||
       props->location.type != cudaMemLocationTypeDevice) {
     return zs_emu::last_error() = cudaErrorInvalidValue;
@@ -1682,6 +1747,7 @@ inline cudaError_t cudaMemPoolCreate(cudaMemPool_t* pool, const cudaMemPoolProps
 // once there are no outstanding allocations. A device's default pool cannot be destroyed; a destroyed pool's handle
 // is never reused, and allocating from it is a reported misuse.
 inline cudaError_t cudaMemPoolDestroy(cudaMemPool_t pool) {
+  ZS_EMU_API();
   if (pool == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   if (pool->key < zs_emu::kCreatedPools) return zs_emu::last_error() = cudaErrorInvalidValue;
@@ -1696,6 +1762,7 @@ inline cudaError_t cudaMemPoolDestroy(cudaMemPool_t pool) {
   return cudaSuccess;
 }
 inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
+  ZS_EMU_API();
   if (pool == nullptr || value == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   if (pool->destroyed) return zs_emu::destroyed_handle_locked("cudaMemPoolSetAttribute of", "pool", pool);
@@ -1711,6 +1778,7 @@ inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr a
   return zs_emu::last_error() = cudaErrorInvalidValue;
 }
 inline cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
+  ZS_EMU_API();
   if (pool == nullptr || value == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   if (pool->destroyed) return zs_emu::destroyed_handle_locked("cudaMemPoolGetAttribute of", "pool", pool);
@@ -1736,14 +1804,17 @@ inline cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr a
 }
 // Page-locked host memory; with unified addressing it is mapped (the device uses the same address).
 inline cudaError_t cudaHostAlloc(void** ptr, std::size_t bytes, unsigned int flags) {
+  ZS_EMU_API();
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
   return zs_emu::allocate_locked(ptr, bytes, zs_emu::MemoryKind::Host, flags);
 }
 inline cudaError_t cudaMallocHost(void** ptr, std::size_t bytes) {
+  ZS_EMU_API();
   return cudaHostAlloc(ptr, bytes, cudaHostAllocDefault);
 }
 inline cudaError_t cudaFreeHost(void* ptr) {
+  ZS_EMU_API();
   if (ptr == nullptr) return cudaSuccess;
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::unique_lock<std::mutex> lock(rt.mutex);
@@ -1759,6 +1830,7 @@ inline cudaError_t cudaFreeHost(void* ptr) {
   return cudaSuccess;
 }
 inline cudaError_t cudaHostGetDevicePointer(void** device_ptr, void* host_ptr, unsigned int /*flags*/) {
+  ZS_EMU_API();
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   auto* found = zs_emu::find_allocation(host_ptr);
   if (found == nullptr || found->second.kind != zs_emu::MemoryKind::Host) {
@@ -1768,6 +1840,7 @@ inline cudaError_t cudaHostGetDevicePointer(void** device_ptr, void* host_ptr, u
   return cudaSuccess;
 }
 inline cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attributes, const void* ptr) {
+  ZS_EMU_API();
   *attributes = cudaPointerAttributes();
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   auto* found = zs_emu::find_allocation(ptr);
@@ -1815,6 +1888,7 @@ inline std::shared_ptr<Op> copy_op(void* dst, const void* src, std::size_t bytes
 
 inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind /*kind*/,
                                    cudaStream_t stream = nullptr) {
+  ZS_EMU_API();
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::unique_lock<std::mutex> lock(rt.mutex);
   CUstream_st* s = zs_emu::stream_of(stream);
@@ -1831,6 +1905,7 @@ inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes
   return cudaSuccess;
 }
 inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind /*kind*/) {
+  ZS_EMU_API();
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::unique_lock<std::mutex> lock(rt.mutex);
   if (zs_emu::unsafe_call_check_locked() != cudaSuccess) return cudaErrorStreamCaptureUnsupported;
@@ -1842,6 +1917,7 @@ inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cud
   return cudaSuccess;
 }
 inline cudaError_t cudaMemsetAsync(void* ptr, int value, std::size_t bytes, cudaStream_t stream = nullptr) {
+  ZS_EMU_API();
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   auto op = std::make_shared<zs_emu::Op>();
   op->label = "cudaMemsetAsync";
@@ -1850,6 +1926,7 @@ inline cudaError_t cudaMemsetAsync(void* ptr, int value, std::size_t bytes, cuda
   return zs_emu::submit_locked(stream, op);
 }
 inline cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void* user_data) {
+  ZS_EMU_API();
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   auto op = std::make_shared<zs_emu::Op>();
   op->label = "cudaLaunchHostFunc";
@@ -1922,6 +1999,7 @@ inline void check_graph_nodes_locked(const std::vector<GraphNode>& nodes,
 }  // namespace zs_emu
 
 inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long /*flags*/ = 0) {
+  ZS_EMU_API();
   if (graph == nullptr || graph->destroyed) return zs_emu::last_error() = cudaErrorInvalidValue;
   auto* made = new CUgraphExec_st();
   made->nodes = std::make_shared<const std::vector<zs_emu::GraphNode>>(graph->nodes);
@@ -1930,6 +2008,7 @@ inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph
   return cudaSuccess;
 }
 inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  ZS_EMU_API();
   if (exec == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   if (exec->destroyed) {
@@ -1941,6 +2020,7 @@ inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
   return cudaSuccess;
 }
 inline cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  ZS_EMU_API();
   if (graph == nullptr) return cudaSuccess;
   std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
   if (graph->destroyed) {
@@ -1954,6 +2034,7 @@ inline cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
   return cudaSuccess;
 }
 inline cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, std::size_t* count) {
+  ZS_EMU_API();
   if (graph == nullptr || count == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
   if (nodes != nullptr) {
     for (std::size_t i = 0; i < std::min(*count, graph->nodes.size()); ++i)
@@ -1965,6 +2046,7 @@ inline cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, 
 // Launch: one operation on `stream` that runs the graph's nodes in a seeded random order that respects their
 // dependencies (ordered after the exec's previous launch, as CUDA orders launches of one exec).
 inline cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  ZS_EMU_API();
   if (exec == nullptr) return zs_emu::last_error() = cudaErrorInvalidValue;
   zs_emu::RuntimeState& rt = zs_emu::runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
@@ -1980,7 +2062,11 @@ inline cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   for (const auto& node : *nodes)
     for (const auto& access : node.accesses) op->accesses.push_back(access);
   if (exec->last_launch && !exec->last_launch->done) op->waits.push_back(exec->last_launch);
-  op->run = [nodes, ancestors, seed, label = op->label] {
+  // this launch's times of its event record nodes (cudaEventElapsedTime), stamped as each node runs
+  auto stamps = std::make_shared<std::vector<std::shared_ptr<std::atomic<std::int64_t>>>>(nodes->size());
+  for (std::size_t i = 0; i < nodes->size(); ++i)
+    if ((*nodes)[i].external_record != nullptr) (*stamps)[i] = std::make_shared<std::atomic<std::int64_t>>(0);
+  op->run = [nodes, ancestors, seed, stamps, label = op->label] {
     {
       std::lock_guard<std::mutex> inner(zs_emu::runtime().mutex);
       zs_emu::check_graph_nodes_locked(*nodes, *ancestors, label);
@@ -2023,6 +2109,7 @@ inline cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
         }
       }
       if (node.run) node.run();
+      if ((*stamps)[i]) (*stamps)[i]->store(zs_emu::now_ns());
       for (std::size_t user : users[i])
         if (--pending[user] == 0) ready.push_back(user);
     }
@@ -2032,7 +2119,8 @@ inline cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   if (status == cudaSuccess) {
     ++rt.stats.graph_launches;
     if (done) exec->last_launch = done;
-    for (const auto& node : *nodes) {  // event record nodes: recorded by this launch (complete with it)
+    for (std::size_t i = 0; i < nodes->size(); ++i) {  // event record nodes: recorded by this launch (done with it)
+      const zs_emu::GraphNode& node = (*nodes)[i];
       if (node.external_record == nullptr || !done) continue;
       if (node.external_record->destroyed) {
         zs_emu::report("misuse", "cudaGraphLaunch of a graph whose event record node records destroyed event " +
@@ -2040,6 +2128,7 @@ inline cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
         continue;
       }
       node.external_record->signal = done;
+      node.external_record->stamp = (*stamps)[i];
       node.external_record->capture = nullptr;
       node.external_record->capture_nodes.clear();
     }
