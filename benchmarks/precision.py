@@ -14,8 +14,9 @@ Rows:
 * the image encoder alone at one 512x512 window per precision (the floor the Engine cannot beat on this CPU).
 
 Label agreement is against the Engine's fp32 labels (the exact path) and, for the Engine fp32 row, against PyTorch.
-CPU only: the GPU rows of issue 27 (torch fp16/bf16, CUDA graphs) are measured by ``benchmarks/cuda.py`` /
-``tools/gpu_check.sh`` on a GPU, which this benchmark has never had.
+The GPU rows of issue 27 (``--backend torch --device cuda``: fp16/bf16 with CUDA graphs) have not been measured yet:
+the GPU leases so far ran no precision benchmark. ``checks/gpu_engine.py`` (the deployed fp16/bf16 frame, timed by
+events inside its graph) and ``checks/gpu_probe.py`` (parts P3, P4) measure them on the next lease.
 
     .venv/bin/python -m benchmarks precision --bundle B --native N --write   # updates BENCHMARKS.md
 """
@@ -135,7 +136,10 @@ def encoder_floors(args, engines, model, iters: int, warmup: int) -> Dict[str, f
     return floors
 
 
-def _graph_floor(model, size: int, iters: int, warmup: int) -> float:  # CUDA only: HAS NOT RUN (no GPU so far)
+def _graph_floor(model, size: int, iters: int, warmup: int) -> float:
+    """The bare fp16 encoder graph's host time per replay + synchronise (ms; the Engine rows are host times too).
+    CUDA only, and not run on a GPU yet: the H200 leases ran no precision benchmark. ``checks/gpu_engine.py``'s
+    ``encoder_floor`` times the same graph by timing events inside it (device time), as its targets need."""
     import copy
 
     import torch

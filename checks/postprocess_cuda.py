@@ -10,6 +10,11 @@ an explicit stream; the same for torch's interpolate + sigmoid + max (the peer);
 and the host time per call with 100 calls enqueued back to back. Measured there: kernel 47 us (C=20) and 209 us
 (C=171, i.i.d. random logits: nothing to prune); 110-150 us of host time per call besides. Nothing is checked: a
 diagnosis for the Engine check's post-processing target (checks/gpu_engine.py), not a test.
+
+Every call here is on the legacy default stream (``stream`` = torch's current stream, 0), not on the pipeline's own
+stream as the Engine runs it (review b991c98 section 3.1: DLPack exports on another stream add an event per tensor).
+``python -m checks gpu_probe --parts P1`` measures both, with the profiler's CUDA API calls per call, and the
+Engine's post-processing inside its frame graph (P4; ``checks/gpu_engine.py`` judges it).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """CUDA-graph bookkeeping of the device pipeline (runtime/cuda_graphs.py), on the CPU with a stand-in for
 ``torch.cuda.CUDAGraph``: each kind of frame runs eagerly once and is captured, then replayed; a new vocabulary drops
 every graph before its buffers go; graphs own their frame kind's buffers; a failing capture goes eager, loudly.
-THE REAL CAPTURE HAS NEVER RUN ON A GPU: the last test runs it where CUDA exists and skips here."""
+The real capture runs where torch has CUDA (skipped here): ``test_real_cuda_graphs_match_the_eager_pipeline`` ran
+on the H200 (2026-11-26, ops stage: tiny bundle, fp32, 2 replays checked); the timed graph's test (stage events
+inside the graph) has not run on a GPU yet."""
 
 import re
 
@@ -329,7 +331,7 @@ def _torch_backend(bundle, device="cpu", **kwargs):
     return TorchBackend(load_meta(bundle), device=device, **kwargs)
 
 
-def test_real_cuda_graphs_match_the_eager_pipeline(tiny_bundle):  # GPU only: has not run yet
+def test_real_cuda_graphs_match_the_eager_pipeline(tiny_bundle):  # GPU only: ran on the H200 (2026-11-26)
     torch = pytest.importorskip("torch")
     from zsseg_rt import ops
 
@@ -344,6 +346,37 @@ def test_real_cuda_graphs_match_the_eager_pipeline(tiny_bundle):  # GPU only: ha
         np.testing.assert_allclose(a.scores, b.scores, rtol=0, atol=1e-6)
     stats = graphs.pipeline.device.graphs.stats
     assert stats["replayed"] == 2 and stats["checked"] == 2 and stats["check_failed"] == 0
+
+
+def test_real_cuda_graphs_time_the_stages_inside_the_graph(tiny_bundle):  # GPU only: has not run yet
+    """A timed frame on torch CUDA with graphs is replayed (its own graph, with external timing events as nodes),
+    synchronised once, and every stage reaches the hook from the events the replay recorded; labels as eager."""
+    torch = pytest.importorskip("torch")
+    from zsseg_rt import ops
+
+    if not (torch.cuda.is_available() and ops.cuda_available()):
+        pytest.skip("needs a CUDA GPU and zsseg_rt's CUDA ops (never run here: no GPU)")
+    graphs = Engine(tiny_bundle, classes=CLASSES, backend=_torch_backend(tiny_bundle, "cuda"))
+    eager = Engine(tiny_bundle, classes=CLASSES, backend=_torch_backend(tiny_bundle, "cuda", cuda_graphs=False))
+    device = graphs.pipeline.device
+    seen, synced = [], []
+    original = device.memory.synchronize
+    device.memory.synchronize = lambda: (synced.append(1), original())[1]
+    wide, _ = _frames()
+    graphs(wide)  # untimed: the vocabulary's upload (a host stage of its own) and the untimed graph
+    graphs.stage_hook = lambda stage, seconds: seen.append((stage, seconds))
+    want = ["upload", "preprocess", "image_encoder", "head", "postprocess", "download"]
+    for index in range(3):  # the timed kind: eager, captured and checked, then replayed twice
+        seen.clear()
+        synced.clear()
+        a, b = graphs(wide), eager(wide)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert [stage for stage, _ in seen] == want, index
+        assert all(np.isfinite(s) and s >= 0 for _, s in seen), seen
+        if index > 0:
+            assert synced == [1], (index, synced)  # the replay's own: none per stage
+    stats = device.graphs.stats
+    assert (stats["captured"], stats["replayed"], stats["checked"], stats["check_failed"]) == (2, 2, 2, 0)
 
 
 def test_the_accuracy_gate_records_every_head_run_eagerly(tiny_bundle):

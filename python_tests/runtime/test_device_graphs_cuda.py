@@ -11,7 +11,7 @@ the text embedding's first column per class (so the vocabulary matters); 3 class
 
 import numpy as np
 import pytest
-from cuda_support import RuntimeDriver, cuda_emulation, requires_cuda, requires_emulation
+from cuda_support import RuntimeDriver, cuda_emulation, cuda_testing, held, requires_cuda, requires_emulation
 
 from zsseg_rt import ops
 from zsseg_rt.bundle import Names
@@ -135,3 +135,105 @@ def test_results_read_before_the_frame_is_synchronised_are_a_reported_race(meta,
     assert pipe.graphs is None or pipe.graphs.stats["replayed"] == 2
     assert reports and {kind for kind, _ in reports} == {"race"}, reports
     assert any("host read of labels staging buffer" in message for _, message in reports), reports
+
+
+# ---- stage timing inside the graph (stage_timing.EventClock over the driver's timing events) ----------------------
+class NoEventsDriver(RuntimeDriver):
+    """A driver without timing events: CudaMemory's stage clock is then the former, synchronising one."""
+
+    event_create = event_record = event_elapsed_ms = event_destroy = None
+
+
+def _stage_names(pipe, frame):
+    windows = len(pipe.frame_plan(frame)[1])
+    chunks = -(-windows // pipe.max_windows)
+    return ["upload"] + ["preprocess", "image_encoder", "head"] * chunks + ["postprocess", "download"]
+
+
+def _hooked(pipe, frame):
+    """One timed frame: (labels, scores, [(stage, seconds)], synchronisations of the pipeline's stream)."""
+    seen, synced = [], []
+    original = pipe.memory.synchronize
+    pipe.memory.synchronize = lambda: (synced.append(1), original())[1]
+    try:
+        labels, scores = pipe(frame, stage_hook=lambda stage, seconds: seen.append((stage, seconds)))
+    finally:
+        del pipe.memory.synchronize
+    return labels, scores, seen, len(synced)
+
+
+def _close(pipes):
+    for pipe in pipes:
+        pipe.memory.synchronize()
+        if pipe.graphs is not None:
+            pipe.graphs.clear(pipe)
+        pipe.memory.close()
+
+
+@pytest.mark.parametrize("zero_copy", [False, True])
+def test_timed_frames_are_replayed_with_their_stage_events(meta, zero_copy):
+    """A timed frame runs as deployed: captured with its stage boundaries as event-record nodes, replayed, one
+    synchronisation per replayed frame, every stage handed to the hook from the events the replay recorded; its
+    results equal the eager pipeline's."""
+    graphed, eager = _pipelines(meta, zero_copy)
+    for pipe in (graphed, eager):
+        pipe.set_vocabulary(*_vocabulary(0))
+    rng = np.random.default_rng(5)
+    small = [rng.integers(0, 256, (60, 90, 3), dtype=np.uint8) for _ in range(2)]
+    large = rng.integers(0, 256, (70, 150, 3), dtype=np.uint8)  # two chunks of windows
+    try:
+        for index, frame in enumerate([small[0], small[0], small[1], large, large]):
+            labels, scores, seen, syncs = _hooked(graphed, frame)
+            expected_labels, expected_scores = eager(frame)
+            np.testing.assert_array_equal(labels, expected_labels, err_msg=f"frame {index}")
+            np.testing.assert_array_equal(scores, expected_scores, err_msg=f"frame {index}")
+            assert [stage for stage, _ in seen] == _stage_names(graphed, frame), index
+            assert all(np.isfinite(seconds) and seconds >= 0 for _, seconds in seen), seen  # start before end
+            if index in (1, 2, 4):  # replays: the replay's own synchronisation only
+                assert syncs == 1, (index, syncs)
+        stats = graphed.graphs.stats
+        assert (stats["captured"], stats["replayed"], stats["checked"], stats["check_failed"]) == (2, 3, 2, 0)
+    finally:
+        _close((graphed, eager))
+
+
+def test_without_timing_events_timed_frames_run_eagerly_synchronised(meta):
+    """The control: a driver without events keeps the former measure (two synchronisations per stage, no graph)."""
+    memory = CudaMemory(NoEventsDriver(), zero_copy=False)
+    graphs = FrameGraphs(DriverCudaGraphs(memory))
+    pipe = DevicePipeline(meta, CudaOpsModel(memory, meta.grid), max_windows=2, graphs=graphs)
+    pipe.set_vocabulary(*_vocabulary(0))
+    frame = np.random.default_rng(6).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    try:
+        for _ in range(2):
+            _, _, seen, syncs = _hooked(pipe, frame)
+            assert [stage for stage, _ in seen] == _stage_names(pipe, frame)
+            assert syncs == 2 * len(seen) + 1
+        assert pipe.graphs.stats["captured"] == 0 and pipe.graphs.stats["replayed"] == 0
+    finally:
+        _close((pipe,))
+
+
+@requires_emulation
+def test_the_stage_events_are_nodes_that_each_launch_records(meta):
+    """The timed graph's events are recorded by its launches (event-record nodes), not once at capture: launched on a
+    held stream, they stay pending until the stream runs; then they are complete and readable."""
+    testing = cuda_testing()
+    graphed, _ = _pipelines(meta, zero_copy=False)
+    graphed.set_vocabulary(*_vocabulary(0))
+    frame = np.random.default_rng(7).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    try:
+        _hooked(graphed, frame)  # eager, captured, checked
+        entry = next(iter(graphed.graphs._entries.values()))
+        events = entry.clock._events
+        assert entry.clock.marks == len(events) == len(_stage_names(graphed, frame)) + 1
+        graphed.memory.synchronize()
+        assert all(testing.event_query(e) for e in events)
+        with held(graphed.memory.stream):
+            graphed.graphs.backend.replay(entry.handle)
+            assert not any(testing.event_query(e) for e in events)  # recorded by this launch: pending with it
+        graphed.memory.synchronize()
+        assert all(testing.event_query(e) for e in events)
+        assert [stage for stage, _ in entry.clock.times()] == _stage_names(graphed, frame)
+    finally:
+        _close((graphed,))

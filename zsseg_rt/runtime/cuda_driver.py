@@ -1,8 +1,10 @@
 """A minimal ctypes binding of the CUDA driver API (``libcuda``): device name / compute capability, device memory,
-copies and streams for the TensorRT runner. No cuda-python, pycuda or torch needed; ``libcuda`` ships with the
-NVIDIA driver (and with JetPack), so it is present wherever TensorRT can run.
+copies, streams, stream capture and timing events for the TensorRT runner. No cuda-python, pycuda or torch needed;
+``libcuda`` ships with the NVIDIA driver (and with JetPack), so it is present wherever TensorRT can run.
 
-The tests without a GPU only check that a missing driver gives a clear error (the README says what was verified where).
+The tests without a GPU only check that a missing driver gives a clear error; ``CudaMemory`` and ``DriverCudaGraphs``
+run in CI over a CUDA-runtime stand-in with the same methods. This binding itself has not run on a GPU yet:
+``checks/gpu_probe.py`` (part P6) runs it with mapped memory, driver capture and timing events.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ ATTR_CAN_MAP_HOST_MEMORY = 19  # CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY
 STREAM_NON_BLOCKING = 0x1  # CU_STREAM_NON_BLOCKING: no implicit synchronisation with the legacy default stream
 _MEMHOSTALLOC_PORTABLE = 0x01
 _MEMHOSTALLOC_DEVICEMAP = 0x02
+_EVENT_DEFAULT = 0x0  # CU_EVENT_DEFAULT: a timing event
+_EVENT_DISABLE_TIMING = 0x2  # CU_EVENT_DISABLE_TIMING
+_EVENT_RECORD_DEFAULT = 0x0  # CU_EVENT_RECORD_DEFAULT
+_EVENT_RECORD_EXTERNAL = 0x1  # CU_EVENT_RECORD_EXTERNAL: an event-record node when recorded during a capture
 
 
 class CudaError(RuntimeError):
@@ -276,3 +282,48 @@ class CudaDriver:
 
     def stream_destroy(self, stream: int) -> None:
         self._check(self._lib.cuStreamDestroy_v2(stream), "cuStreamDestroy")
+
+    # ---- timing events (stage_timing.EventClock through CudaMemory) -------------------------------------------
+    def _event_api(self):
+        """The event entry points, declared on first use (cuEventRecordWithFlags needs a CUDA 11.1 driver)."""
+        lib, c_ptr = self._lib, ctypes.c_void_p
+        if not getattr(self, "_events_declared", False):
+            try:
+                lib.cuEventCreate.argtypes = [ctypes.POINTER(c_ptr), ctypes.c_uint]
+                lib.cuEventRecordWithFlags.argtypes = [c_ptr, c_ptr, ctypes.c_uint]
+                # CUDA 13's cuda.h names cuEventElapsedTime_v2 (12.8+); older drivers have only the first
+                self._elapsed = getattr(lib, "cuEventElapsedTime_v2", None) or lib.cuEventElapsedTime
+                self._elapsed.argtypes = [ctypes.POINTER(ctypes.c_float), c_ptr, c_ptr]
+                lib.cuEventSynchronize.argtypes = [c_ptr]
+                lib.cuEventDestroy_v2.argtypes = [c_ptr]
+            except AttributeError as exc:
+                raise CudaError(f"this CUDA driver has no event API ({exc}); it needs CUDA 11.1 or newer") from exc
+            self._events_declared = True
+        return lib
+
+    def event_create(self, timing: bool = True) -> int:
+        """A new event (``cuEventCreate``); ``timing``: CU_EVENT_DEFAULT (``event_elapsed_ms`` can measure between
+        two), else CU_EVENT_DISABLE_TIMING. Free with ``event_destroy``."""
+        event = ctypes.c_void_p()
+        flags = _EVENT_DEFAULT if timing else _EVENT_DISABLE_TIMING
+        self._check(self._event_api().cuEventCreate(ctypes.byref(event), flags), "cuEventCreate")
+        return int(event.value or 0)
+
+    def event_record(self, event: int, stream: int, external: bool = False) -> None:
+        """Record ``event`` on ``stream`` (``cuEventRecordWithFlags``); ``external`` only while ``stream`` is being
+        captured: an event-record node that every launch of the graph records (CU_EVENT_RECORD_EXTERNAL)."""
+        flags = _EVENT_RECORD_EXTERNAL if external else _EVENT_RECORD_DEFAULT
+        self._check(self._event_api().cuEventRecordWithFlags(event, stream, flags), "cuEventRecordWithFlags")
+
+    def event_elapsed_ms(self, start: int, end: int) -> float:
+        """Milliseconds between two completed records of timing events (``cuEventElapsedTime``)."""
+        ms = ctypes.c_float()
+        self._event_api()
+        self._check(self._elapsed(ctypes.byref(ms), start, end), "cuEventElapsedTime")
+        return float(ms.value)
+
+    def event_synchronize(self, event: int) -> None:
+        self._check(self._event_api().cuEventSynchronize(event), "cuEventSynchronize")
+
+    def event_destroy(self, event: int) -> None:
+        self._check(self._event_api().cuEventDestroy_v2(event), "cuEventDestroy")

@@ -3,7 +3,7 @@
 A frame's device work (``DevicePipeline.enqueue_frame``: upload into page-locked memory's device twin, preprocess,
 image encoder, head, fused post-processing, labels (and scores) copied into page-locked staging buffers) depends on
 the frame's size and channels, the colour order, whether scores are wanted, the vocabulary (its size C and the
-buffers holding it) and the precision the graphs run at. That is the key of a graph:
+buffers holding it), the precision the graphs run at and whether its stages are timed. That is the key of a graph:
 
 * a frame whose key has no graph yet runs eagerly (which also warms up cuBLAS/cuDNN before any capture), then the
   same work is captured into a graph that owns that frame kind's buffers (frame, merged logits, results, staging):
@@ -18,16 +18,23 @@ buffers holding it) and the precision the graphs run at. That is the key of a gr
   the graph's device frame buffer, device results and host staging buffers are overwritten first (an inverted
   frame, -1 labels, NaN scores), so the replay must upload, compute and download everything itself. A replay that
   differs beyond ``replay_mismatch``'s bound drops that graph and turns graphs off for this pipeline, with one
-  warning; the frame's result is the eager one.
+  warning; the frame's result is the eager one;
+* a timed frame (a ``stage_hook``) is a kind of its own: its graph is captured with the stage clock's timing
+  events as event-record nodes (``stage_timing.EventClock``), each replay records them, and after the replay's
+  synchronisation the stage times go to the hook. The untimed graph of the same frame has no such nodes.
 
 ``TorchCudaGraphs`` captures with ``torch.cuda.CUDAGraph`` on the memory's own stream (the torch backend's
 executor); ``DriverCudaGraphs`` with the CUDA driver's stream capture on a ``CudaMemory``'s stream (the TensorRT
-device path, opt-in: ``TensorRTBackend(..., cuda_graphs=True)``). Neither has run on a GPU yet (no GPU was
-available while they were written): the first-replay check is what stands between that and a silently wrong
-result. ``DriverCudaGraphs`` with the whole ``DevicePipeline`` is tested in CI on the
-emulated CUDA runtime, whose capture records a graph that runs only when launched (python_tests/runtime/
-test_device_graphs_cuda.py); ``TorchCudaGraphs`` needs torch's CUDA build, so its bookkeeping is tested on the CPU
-with a recording stand-in and the capture itself by ``tools/gpu_check.sh`` on the next GPU run.
+device path, opt-in: ``TensorRTBackend(..., cuda_graphs=True)``). What ran on a GPU (the H200 lease of 2026-11-26,
+ops stage): ``TorchCudaGraphs`` capture and replay of the tiny fp32 bundle (python_tests/runtime/
+test_cuda_graphs.py::test_real_cuda_graphs_match_the_eager_pipeline: 2 replays, both first-replay checks passed),
+and ``DriverCudaGraphs`` with ``CudaMemory`` over the CUDA-runtime stand-in driver (python_tests/runtime/
+test_device_graphs_cuda.py). What has not: the full-size encoder's graph, fp16/bf16 graphs, timed graphs (event
+nodes), and ``DriverCudaGraphs`` over the real ctypes ``cuda_driver.CudaDriver`` (``checks/gpu_engine.py`` and
+``checks/gpu_probe.py`` run them on the next lease). In CI, ``DriverCudaGraphs`` with the whole
+``DevicePipeline`` runs on the emulated CUDA runtime, whose capture records a graph that runs only when launched;
+``TorchCudaGraphs``' bookkeeping is tested on the CPU with a recording stand-in. The first-replay check is what
+stands between a wrong capture and a silently wrong result.
 """
 
 from __future__ import annotations
@@ -162,6 +169,7 @@ class _Entry:
     outputs: Tuple[np.ndarray, Optional[np.ndarray]]  # the staging buffers the graph downloads into
     transfers: List[Tuple[str, str, int]] = field(default_factory=list)  # the copies one replay makes
     replays: int = 0
+    clock: Any = None  # a timed graph's stage clock (stage_timing.EventClock): its events are nodes of the graph
 
 
 class FrameGraphs:
@@ -186,45 +194,54 @@ class FrameGraphs:
         self.stats = {"eager": 0, "captured": 0, "replayed": 0, "dropped": 0, "capture_failed": 0}
         self.stats.update(checked=0, check_failed=0)
 
-    def key(self, pipe, frame: np.ndarray, color_order: str, with_scores: bool) -> tuple:
+    def key(self, pipe, frame: np.ndarray, color_order: str, with_scores: bool, timed: bool = False) -> tuple:
         return (tuple(frame.shape), color_order, bool(with_scores), int(pipe._num_classes), self.vocabulary_version,
-                self.precision)  # fmt: skip
+                self.precision, bool(timed))  # fmt: skip
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def segment(self, pipe, frame: np.ndarray, color_order: str, with_scores: bool):
-        """One frame: replayed when its kind has a graph, else run eagerly and captured (see the module docstring)."""
-        key = self.key(pipe, frame, color_order, with_scores)
+    def segment(self, pipe, frame: np.ndarray, color_order: str, with_scores: bool, stage_hook=None):
+        """One frame: replayed when its kind has a graph, else run eagerly and captured (see the module docstring).
+        ``stage_hook(stage, seconds)``: the frame's stage times, after its synchronisation (a timed graph's from
+        the events each replay records; the eager frame's from the pipeline's clock)."""
+        key = self.key(pipe, frame, color_order, with_scores, stage_hook is not None)
         entry = self._entries.get(key)
         if entry is not None:
             self._entries.move_to_end(key)
-            return self._replay(pipe, entry, frame)
+            return self._replay(pipe, entry, frame, stage_hook)
         if not self.enabled:
             self.stats["eager"] += 1
-            return pipe._segment_eagerly(frame, color_order, with_scores)
+            return pipe._segment_eagerly(frame, color_order, with_scores, stage_hook)
         saved = pipe.take_frame_state()  # the buffers of the other kinds stay untouched
         try:
-            result = pipe._segment_eagerly(frame, color_order, with_scores)  # fresh buffers for this kind
+            result = pipe._segment_eagerly(frame, color_order, with_scores, stage_hook)  # fresh buffers for this kind
             self.stats["eager"] += 1
             state = pipe.take_frame_state()  # the buffers the eager run used: the graph's from now on
-            entry = self._capture(pipe, key, state, frame.shape[:2], color_order, with_scores)
+            clock = None
+            if stage_hook is not None:  # its events made now, outside the capture, as many as the eager run took
+                clock = pipe.memory.stage_clock()
+                clock.reserve(pipe.stage_clock().marks)
+            entry = self._capture(pipe, key, state, frame.shape[:2], color_order, with_scores, clock)
             if entry is not None:
                 self._check_first_replay(pipe, key, entry, frame, result)
         finally:
             pipe.put_frame_state(saved)
         return result
 
-    def _capture(self, pipe, key: tuple, state: Dict[str, Any], out_hw, color_order: str, with_scores: bool):
-        """Capture this frame kind's graph over ``state``'s buffers: its entry, or None when the capture failed
-        (graphs are then off, with a warning)."""
+    def _capture(
+        self, pipe, key: tuple, state: Dict[str, Any], out_hw, color_order: str, with_scores: bool, clock=None
+    ):
+        """Capture this frame kind's graph over ``state``'s buffers (with ``clock``'s timing events as nodes when
+        it is timed): its entry, or None when the capture failed (graphs are then off, with a warning)."""
         memory = pipe.memory
         outputs: List[Any] = []
 
         def frame_work() -> None:  # the graph's body: this frame kind's buffers, bound at capture
             pipe.put_frame_state(state)
             try:
-                outputs[:] = pipe.enqueue_frame(state["_frame_host"], state["_frame"], out_hw, color_order, with_scores)
+                host, device_frame = state["_frame_host"], state["_frame"]
+                outputs[:] = pipe.enqueue_frame(host, device_frame, out_hw, color_order, with_scores, clock)
             finally:
                 after = pipe.take_frame_state()
                 moved = [name for name in state if not _same_buffers(after[name], state[name])]
@@ -234,7 +251,11 @@ class FrameGraphs:
         start = len(memory.transfers.entries)
         try:
             memory.activate()
-            handle = self.backend.capture(frame_work)
+            memory.capturing = True  # e.g. CudaMemory records timing events as event-record nodes now
+            try:
+                handle = self.backend.capture(frame_work)
+            finally:
+                memory.capturing = False
         except Exception as exc:  # noqa: BLE001 - the frame's result is already computed eagerly: say it, go eager
             self.enabled = False
             self.stats["capture_failed"] += 1
@@ -247,10 +268,12 @@ class FrameGraphs:
             del memory.transfers.entries[start:]
             memory.synchronize()
             pipe.release_frame_state(state)
+            if clock is not None:
+                clock.close()
             return None
         transfers = list(memory.transfers.entries[start:])  # logged while capturing: what each replay copies
         del memory.transfers.entries[start:]  # a capture moves no data
-        entry = self._entries[key] = _Entry(handle, state, (outputs[0], outputs[1]), transfers)
+        entry = self._entries[key] = _Entry(handle, state, (outputs[0], outputs[1]), transfers, clock=clock)
         self.stats["captured"] += 1
         LOG.info("captured a CUDA graph for frames %s (%d kept)", key[:4], len(self._entries))
         while len(self._entries) > self.max_graphs:
@@ -321,15 +344,19 @@ class FrameGraphs:
         entry.replays += 1
         return memory.read_staging(*entry.outputs)
 
-    def _replay(self, pipe, entry: _Entry, frame: np.ndarray):
+    def _replay(self, pipe, entry: _Entry, frame: np.ndarray, stage_hook=None):
         result = self._launch(pipe, entry, frame)
         self.stats["replayed"] += 1
+        if stage_hook is not None and entry.clock is not None:  # the events this replay recorded, now complete
+            entry.clock.report(stage_hook)
         return result
 
     def _drop(self, pipe, key: tuple, entry: _Entry) -> None:
         pipe.memory.synchronize()  # nothing enqueued may still use the buffers
         self.backend.release(entry.handle)
         pipe.release_frame_state(entry.state)
+        if entry.clock is not None:  # after the graph: its event-record nodes name these events
+            entry.clock.close()
         self.stats["dropped"] += 1
 
     def clear(self, pipe) -> None:

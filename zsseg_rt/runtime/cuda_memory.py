@@ -3,7 +3,10 @@ page-locked host buffers, and on integrated GPUs (Jetson: one DRAM shared by CPU
 memory instead of copies. Buffers expose ``__cuda_array_interface__`` so the native ops read and write them in
 place; the TensorRT executor binds them as engine inputs/outputs.
 
-Written against the CUDA driver API and TensorRT 10; never run in this project's CI (no GPU there).
+Written against the CUDA driver API and TensorRT 10. In CI ``CudaMemory`` runs over a CUDA-runtime stand-in of its
+driver (python_tests/cuda_support.py ``RuntimeDriver``) on the emulated CUDA runtime, and ran so on the H200; over
+the real ctypes ``cuda_driver.CudaDriver`` (mapped memory, driver stream capture, timing events) it has not run yet
+(``checks/gpu_probe.py`` part P6 runs it); ``TensorRTExecutor`` has never run (no TensorRT on the lent GPUs).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 from zsseg_rt.bundle import Names
 
 from .device_pipeline import Executor, Memory
+from .stage_timing import EventClock, StageClock, SyncClock
 
 _TYPESTR = {
     np.dtype(np.float32): "<f4",
@@ -103,6 +107,7 @@ class CudaMemory(Memory):
         self._host: List[int] = []
         self._host_sizes: Dict[int, int] = {}
         self._mapped: Dict[Tuple[int, int], CudaBuffer] = {}  # (host address, nbytes) -> device view (zero-copy)
+        self._events: List[int] = []  # timing events (stage_clock), destroyed by release_timing_event or close
 
     def empty(self, shape, dtype):
         dtype = np.dtype(dtype)
@@ -185,13 +190,43 @@ class CudaMemory(Memory):
     def activate(self):
         self.driver.make_current()
 
+    # ---- stage timing (stage_timing.EventClock): driver timing events on the stream --------------------------
+    TIMING_EVENT_API = ("event_create", "event_record", "event_elapsed_ms", "event_destroy")
+
+    def stage_clock(self) -> StageClock:
+        """Timing events when the driver has them (``CudaDriver``: cuEventCreate / cuEventRecordWithFlags /
+        cuEventElapsedTime); else the stream synchronised around each stage (frames then timed eagerly)."""
+        if all(callable(getattr(self.driver, name, None)) for name in self.TIMING_EVENT_API):
+            return EventClock(self)
+        return SyncClock(self)
+
+    def timing_event(self) -> int:
+        event = self.driver.event_create(timing=True)
+        self._events.append(event)
+        return event
+
+    def record_timing_event(self, event: int) -> None:
+        """Recorded on the stream; while a graph is captured on it, as an event-record node that every launch
+        records (CU_EVENT_RECORD_EXTERNAL, which CUDA allows only during a capture)."""
+        self.driver.event_record(event, self.stream, external=self.capturing)
+
+    def elapsed_ms(self, start: int, end: int) -> float:
+        return float(self.driver.event_elapsed_ms(start, end))
+
+    def release_timing_event(self, event: int) -> None:
+        if event in self._events:
+            self._events.remove(event)
+            self.driver.event_destroy(event)
+
     def close(self) -> None:
         self.synchronize()
         for pointer in self._device:
             self.driver.mem_free(pointer)
         for pointer in self._host:
             self.driver.host_free(pointer)
-        self._device, self._host, self._mapped, self._host_sizes = [], [], {}, {}
+        for event in self._events:
+            self.driver.event_destroy(event)
+        self._device, self._host, self._mapped, self._host_sizes, self._events = [], [], {}, {}, []
 
 
 class TensorRTExecutor(Executor):

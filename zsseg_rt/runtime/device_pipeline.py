@@ -14,8 +14,11 @@ Every host<->device copy goes through ``Memory.upload`` / ``Memory.download`` an
 ``Memory.transfers``, so tests can prove the count per frame with a recording memory.
 
 Per-stage timing (the Engine's ``stage_hook``): when a hook is given, each stage ("upload", "preprocess",
-"image_encoder", "head", "postprocess", "download") is timed between two synchronisations of the pipeline's stream,
-so a stage's time is its device work, not the time to enqueue it. Without a hook nothing is synchronised.
+"image_encoder", "head", "postprocess", "download") is timed by the memory's ``stage_clock`` (``stage_timing.py``):
+on a GPU by timing events recorded on the pipeline's stream at the stage boundaries, inside the frame's CUDA graph
+when it has one (a timed frame is replayed as deployed), read after the frame's one synchronisation: each stage's
+device time, with no synchronisation added. On the host, ``perf_counter`` around each stage. Without a hook nothing
+is recorded.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import BundleMeta, Names
+
+from .stage_timing import EventClock, HostClock, StageClock, StageHook, SyncClock, stage
 
 Buffer = Any  # an array of the Memory's kind (np.ndarray, torch.Tensor, CudaBuffer)
 
@@ -61,6 +65,7 @@ class Memory:
     kind = "abstract"
     stream = 0  # the stream every op of the pipeline is enqueued on (CUDA handle as int; 0 elsewhere)
     page_locked = False  # host_buffer gives page-locked memory (worth reusing, instead of one per frame)
+    capturing = False  # True while a CUDA graph is being captured on ``stream`` (set by ``FrameGraphs``)
 
     def __init__(self) -> None:
         self.transfers = TransferLog()
@@ -146,6 +151,11 @@ class Memory:
         kernels and the native ops land on the same stream; a no-op where there is only one."""
         return contextlib.nullcontext()
 
+    def stage_clock(self) -> StageClock:
+        """A clock for the pipeline's ``stage_hook`` (``stage_timing.py``): here the stream synchronised around each
+        stage (a memory with timing events gives an ``EventClock``, whose marks a CUDA graph captures)."""
+        return SyncClock(self)
+
 
 def _same_address(a, b) -> bool:
     return getattr(a, "pointer", None) is not None and a.pointer == getattr(b, "pointer", None)
@@ -167,6 +177,9 @@ class HostMemory(Memory):
 
     def copy_into(self, destination, offset, source):
         np.copyto(destination[offset : offset + len(source)], source)
+
+    def stage_clock(self) -> StageClock:
+        return HostClock()  # the stages run on the calling thread
 
 
 class TorchMemory(Memory):
@@ -222,6 +235,30 @@ class TorchMemory(Memory):
             return contextlib.nullcontext()
         return self.torch.cuda.stream(self.torch_stream)
 
+    # ---- stage timing (stage_timing.EventClock): torch CUDA events on the pipeline's stream ------------------
+    def stage_clock(self) -> StageClock:
+        return EventClock(self) if self.cuda else HostClock()  # torch on the CPU runs each op on this thread
+
+    def _current_stream(self):
+        return self.torch_stream or self.torch.cuda.current_stream(self.device)
+
+    def timing_event(self):
+        """A timing event that becomes an event-record node when recorded in a capture (``external=True``). It is
+        recorded once here, outside any capture, so that torch creates its CUDA event now and not inside one."""
+        event = self.torch.cuda.Event(enable_timing=True, external=True)
+        if not self.torch.cuda.is_current_stream_capturing():
+            event.record(self._current_stream())
+        return event
+
+    def record_timing_event(self, event) -> None:
+        event.record(self._current_stream())
+
+    def elapsed_ms(self, start, end) -> float:
+        return float(start.elapsed_time(end))
+
+    def release_timing_event(self, event) -> None:
+        """Nothing to do: torch destroys the CUDA event with the object."""
+
 
 def _torch_dtype(torch, dtype):
     return {
@@ -230,23 +267,6 @@ def _torch_dtype(torch, dtype):
         np.dtype(np.int32): torch.int32,
         np.dtype(np.uint8): torch.uint8,
     }[np.dtype(dtype)]
-
-
-StageHook = Callable[[str, float], None]
-
-
-@contextlib.contextmanager
-def _stage(memory: Memory, hook: Optional[StageHook], name: str) -> Iterator[None]:
-    """Times one stage for ``hook`` (seconds), between synchronisations of ``memory``'s stream; free without a
-    hook."""
-    if hook is None:
-        yield
-        return
-    memory.synchronize()  # what came before is finished: the time below is this stage's work
-    start = time.perf_counter()
-    yield
-    memory.synchronize()
-    hook(name, time.perf_counter() - start)
 
 
 class Executor:
@@ -313,6 +333,7 @@ class DevicePipeline:
         # then always come through staging buffers that the graph writes into
         self.graphs = graphs
         self.static_outputs = graphs is not None
+        self._clock: Optional[StageClock] = None  # the eager frames' stage clock (memory.stage_clock), made once
 
     # ---- vocabulary: uploaded once per set_classes ------------------------------------------------------
     def set_vocabulary(self, text: np.ndarray, class_bias: np.ndarray) -> None:
@@ -377,8 +398,10 @@ class DevicePipeline:
     ):
         """Segment one ``[H, W, C]`` uint8 frame (C = 1, 3 or 4; ``[H, W]`` gray too).
 
-        ``stage_hook(stage, seconds)``, when given, receives the time of each stage (see the module docstring);
-        "preprocess", "image_encoder" and "head" once per chunk of ``max_windows`` windows.
+        ``stage_hook(stage, seconds)``, when given, receives the time of each stage (see the module docstring),
+        after the frame's synchronisation; "preprocess", "image_encoder" and "head" once per chunk of
+        ``max_windows`` windows. With CUDA graphs a timed frame is replayed too (a graph of its own: the untimed
+        graph has no timing events), unless the memory's clock cannot be captured (``SyncClock``): then eagerly.
 
         Returns:
             ``(labels [H, W] int32, scores [H, W] float32 or None)`` on the host.
@@ -390,10 +413,19 @@ class DevicePipeline:
                 f"frame must be a uint8 numpy array [H, W, C] or [H, W], got "
                 f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}"
             )
-        if self.graphs is not None and stage_hook is None:  # replayed as a CUDA graph (captured on its first frame)
-            return self.graphs.segment(self, frame, color_order, with_scores)
-        # eager: per-stage timing synchronises between stages, which a capture cannot contain (timed frames run eagerly)
+        if self.graphs is not None and (stage_hook is None or self.stage_clock().in_graph):
+            return self.graphs.segment(self, frame, color_order, with_scores, stage_hook)  # captured once, replayed
+        # eager: graphs off, or a clock that synchronises between stages (which a capture cannot contain)
         return self._segment_eagerly(frame, color_order, with_scores, stage_hook)
+
+    def stage_clock(self) -> StageClock:
+        """The clock of eager frames with a ``stage_hook`` (the memory's ``stage_clock``; its events are reused)."""
+        if self._clock is None:
+            self._clock = self.memory.stage_clock()
+        return self._clock
+
+    def _clock_for(self, stage_hook: Optional[StageHook]) -> Optional[StageClock]:
+        return None if stage_hook is None else self.stage_clock()
 
     def frame_plan(self, frame: np.ndarray):
         """``(rescaled (H', W'), windows)`` of a frame at the bundle's test scale, crop and stride."""
@@ -402,16 +434,20 @@ class DevicePipeline:
         return scaled, pipeline.sliding_windows(scaled[0], scaled[1], meta.crop_size, meta.stride)
 
     def _segment_eagerly(self, frame: np.ndarray, color_order: str, with_scores: bool, stage_hook=None):
-        """Upload, enqueue every stage, download, wait: one frame without a CUDA graph."""
+        """Upload, enqueue every stage, download, wait: one frame without a CUDA graph (its stage times, if a hook
+        is given, handed over after the one synchronisation)."""
         self.memory.activate()
+        clock = self._clock_for(stage_hook)
         host, device_frame = self._frame_buffers(frame)
         self.memory.host_access(host, True, "frame")
         np.copyto(host, frame)
         with self.memory.stream_context():
             labels_host, scores_host = self.enqueue_frame(
-                host, device_frame, frame.shape[:2], color_order, with_scores, stage_hook
+                host, device_frame, frame.shape[:2], color_order, with_scores, clock
             )
         self.memory.synchronize()
+        if clock is not None:
+            clock.report(stage_hook)  # type: ignore[arg-type]  # a clock only with a hook
         if not (self.memory.page_locked or self.static_outputs):
             return labels_host, scores_host
         # the staging buffers are reused by the next frame: the caller gets its own copies
@@ -424,28 +460,31 @@ class DevicePipeline:
         out_hw,
         color_order: str,
         with_scores: bool,
-        stage_hook: Optional[StageHook] = None,
+        clock: Optional[StageClock] = None,
     ):
         """Everything a frame does on the device, enqueued on ``memory.stream`` without waiting for it (what a CUDA
         graph captures): upload of ``host`` into ``device_frame``, preprocess, encoder and head per chunk of
         windows, the fused post-processing, downloads into the staging buffers. Returns those host buffers
-        ``(labels, scores or None)``, valid once the stream is synchronised."""
+        ``(labels, scores or None)``, valid once the stream is synchronised. ``clock`` (a ``StageClock``, restarted
+        here) marks the stage boundaries: in a capture its events are nodes of the graph."""
         height, width = int(out_hw[0]), int(out_hw[1])
-        memory, hook = self.memory, stage_hook  # a hook times stages between synchronisations: never in a capture
+        memory = self.memory
+        if clock is not None:
+            clock.restart()
         scaled, windows = self.frame_plan(host)
-        with _stage(memory, hook, "upload"):
+        with stage(clock, "upload"):
             memory.upload("frame", host, device_frame)
-        logits = self._window_logits(device_frame, scaled, windows, color_order, hook)
-        return self._postprocess_download(logits, windows, scaled, (height, width), with_scores, hook)
+        logits = self._window_logits(device_frame, scaled, windows, color_order, clock)
+        return self._postprocess_download(logits, windows, scaled, (height, width), with_scores, clock)
 
-    def _postprocess_download(self, logits: Buffer, windows, scaled, out_hw, with_scores: bool, hook):
+    def _postprocess_download(self, logits: Buffer, windows, scaled, out_hw, with_scores: bool, clock):
         """The fused post-processing of a frame's window logits and the downloads of its labels (and scores) into
         the host staging buffers, enqueued on ``memory.stream``; returns those buffers ``(labels, scores or None)``,
         valid once the stream is synchronised."""
         memory = self.memory
-        with _stage(memory, hook, "postprocess"):
+        with stage(clock, "postprocess"):
             labels, scores = self._postprocess(logits, windows, scaled, out_hw)
-        with _stage(memory, hook, "download"):
+        with stage(clock, "download"):
             labels_host = self._host_output("labels", out_hw, np.int32)
             memory.download("labels", labels, labels_host)
             scores_host = None
@@ -454,7 +493,7 @@ class DevicePipeline:
                 memory.download("scores", scores, scores_host)
         return labels_host, scores_host
 
-    def _window_logits(self, device_frame: Buffer, scaled, windows, color_order: str, hook=None) -> Buffer:
+    def _window_logits(self, device_frame: Buffer, scaled, windows, color_order: str, clock=None) -> Buffer:
         """Mask logits ``[n, C, h, w]`` of every window, on the device: preprocess, image encoder and head per chunk
         of ``max_windows`` windows (each chunk's logits copied into one frame-wide buffer when there are several,
         timed as part of "head": the executor reuses its output buffer on the next head run)."""
@@ -463,7 +502,7 @@ class DevicePipeline:
         logits = None
         for index, chunk in enumerate(chunks):
             batch = memory.leading(self._image, len(chunk))
-            with _stage(memory, hook, "preprocess"):
+            with stage(clock, "preprocess"):
                 ops.preprocess(
                     device_frame,
                     scaled,
@@ -475,9 +514,9 @@ class DevicePipeline:
                     out=batch,
                     stream=memory.stream,
                 )
-            with _stage(memory, hook, "image_encoder"):
+            with stage(clock, "image_encoder"):
                 features = self.executor.run("image", {Names.IMAGE: batch})
-            with _stage(memory, hook, "head"):
+            with stage(clock, "head"):
                 head_inputs = dict(features, **{Names.TEXT_EMBEDDINGS: self._text})
                 chunk_logits = self.executor.run("head", head_inputs)[Names.MASK_LOGITS]
                 if len(chunks) == 1:
@@ -505,6 +544,9 @@ class DevicePipeline:
                 raise TypeError(f"frames must be uint8 numpy arrays [H, W, C] or [H, W], got {type(frame).__name__}")
         memory, meta = self.memory, self.meta
         memory.activate()
+        clock = self._clock_for(stage_hook)  # reported after each frame's synchronisation, then restarted
+        if clock is not None:
+            clock.restart()
         plans = [self.frame_plan(frame) for frame in frames]
         live: Dict[int, List[Any]] = {}  # frame -> [device frame, its window logits, windows done]
         results: List[Any] = [None] * len(frames)
@@ -516,10 +558,10 @@ class DevicePipeline:
                 for i, first, count, row in runs:
                     if i not in live:
                         device_frame = memory.empty(frames[i].shape, np.uint8)
-                        with _stage(memory, stage_hook, "upload"):
+                        with stage(clock, "upload"):
                             memory.upload("frame", np.ascontiguousarray(frames[i]), device_frame)
                         live[i] = [device_frame, None, 0]
-                    with _stage(memory, stage_hook, "preprocess"):
+                    with stage(clock, "preprocess"):
                         ops.preprocess(
                             live[i][0],
                             plans[i][0],
@@ -531,9 +573,9 @@ class DevicePipeline:
                             out=memory.rows(batch, row, count),
                             stream=memory.stream,
                         )
-                with _stage(memory, stage_hook, "image_encoder"):
+                with stage(clock, "image_encoder"):
                     features = self.executor.run("image", {Names.IMAGE: batch})
-                with _stage(memory, stage_hook, "head"):
+                with stage(clock, "head"):
                     logits = self.executor.run("head", dict(features, **{Names.TEXT_EMBEDDINGS: self._text}))
                     logits = logits[Names.MASK_LOGITS]
                     for i, first, count, row in runs:  # copied out before the next head run reuses its output
@@ -545,16 +587,21 @@ class DevicePipeline:
                         state[2] += count
                 for i, _, _, _ in runs:
                     if i in live and live[i][2] == len(plans[i][1]):
-                        results[i] = self._finish_frame(frames[i], live.pop(i), plans[i], with_scores, stage_hook)
+                        state = live.pop(i)
+                        results[i] = self._finish_frame(frames[i], state, plans[i], with_scores, clock, stage_hook)
         return results
 
-    def _finish_frame(self, frame: np.ndarray, state: List[Any], plan, with_scores: bool, hook):
-        """Post-process and download one frame of :meth:`segment_many`, then free its device buffers."""
+    def _finish_frame(self, frame: np.ndarray, state: List[Any], plan, with_scores: bool, clock, hook):
+        """Post-process and download one frame of :meth:`segment_many`, then free its device buffers; the stages
+        timed since the last synchronisation go to ``hook`` after this one."""
         memory = self.memory
         device_frame, logits, _ = state
         out_hw = (int(frame.shape[0]), int(frame.shape[1]))
-        labels_host, scores_host = self._postprocess_download(logits, plan[1], plan[0], out_hw, with_scores, hook)
+        labels_host, scores_host = self._postprocess_download(logits, plan[1], plan[0], out_hw, with_scores, clock)
         memory.synchronize()
+        if clock is not None:
+            clock.report(hook)
+            clock.restart()
         memory.release(device_frame)
         memory.release(logits)
         if memory.page_locked or self.static_outputs:  # staging buffers, reused by the next frame

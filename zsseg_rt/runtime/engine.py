@@ -269,10 +269,12 @@ class Engine:
     def stage_hook(self) -> Optional[StageHook]:
         """Optional per-stage timing hook: a callable ``(stage: str, seconds: float) -> None`` called after each
         stage ("text_encoder", "preprocess", "image_encoder", "head", "postprocess"; with the device pipeline also
-        "upload", "download" and "vocabulary_upload", the copies). Used by tools/profile.py. Wall-clock on the
-        host; GPU backends synchronise before returning NumPy arrays, and the device pipeline synchronises its
-        stream around each stage while a hook is set, so stage times are complete. Set it to a function, or None
-        (default, no overhead beyond one check per stage)."""
+        "upload", "download" and "vocabulary_upload", the copies). Used by tools/profile.py. On the host path,
+        wall-clock (GPU backends synchronise before returning NumPy arrays). The device pipeline's stages on a GPU
+        are device time from timing events recorded on its stream at the stage boundaries, inside the frame's CUDA
+        graph when it has one (a timed frame is replayed as deployed, nothing extra synchronised), handed to the hook
+        after the frame's synchronisation (docs/gpu.md, "The device pipeline's stages"). Set it to a function, or
+        None (default, no overhead beyond one check per stage)."""
         return self._stage_hook
 
     @stage_hook.setter

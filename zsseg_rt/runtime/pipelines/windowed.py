@@ -221,7 +221,7 @@ class WindowedPipeline(Pipeline):
         names, text, bias = vocab.names, vocab.text, vocab.bias
         orig_hw, scaled_hw, windows = self.plan(image, bias, len(text))
         if self.device is not None and self.mode == "exact" and score_stride is None:
-            with self._device_lock:  # the device pipeline reports its own stages (upload, ..., postprocess, download)
+            with self._device_lock:  # the device pipeline reports its own stages (upload, ..., download) to the hook
                 if self._device_vocab is not vocab:  # first frame after set_classes: upload text + bias once
                     with self.stage("vocabulary_upload"):
                         self.device.set_vocabulary(text, bias)
@@ -423,7 +423,7 @@ class WindowedPipeline(Pipeline):
                     self.device.set_vocabulary(vocab.text, vocab.bias)
                 self._device_vocab = vocab
             focus({i: n / sum(windows) for i, n in enumerate(windows)})
-            with self.stage("device_pipeline", hook=False):  # stage_hook gets the pipeline's own stages
+            with self.stage("device_pipeline", hook=False):  # stage_hook gets the pipeline's own (event-timed) stages
                 outs = self.device.segment_many(
                     [np.ascontiguousarray(image) for image, _ in images],
                     [order for _, order in images],
