@@ -133,7 +133,19 @@ def host_ops() -> types.SimpleNamespace:
         )
         return out
 
-    return types.SimpleNamespace(preprocess=preprocess, segment_windows=segment_windows, cuda_available=lambda: True)
+    class SegmentWindowsPlan:  # the prepared launch (runtime/postprocess_plans.py) over the same host views
+        def __init__(self, logits, windows, head_size, scaled_size, output_size, out, class_bias=None, sigmoid=True,
+                     stream=None, bias_checked=False):  # fmt: skip
+            self._plan = real_ops.SegmentWindowsPlan(
+                host_view(logits), windows, head_size, scaled_size, output_size,
+                out=tuple(host_view(b) for b in out), class_bias=host_view(class_bias), sigmoid=sigmoid,
+            )  # fmt: skip
+
+        def launch(self, stream=-1):
+            self._plan.launch()
+
+    return types.SimpleNamespace(preprocess=preprocess, segment_windows=segment_windows,
+                                 SegmentWindowsPlan=SegmentWindowsPlan, cuda_available=lambda: True)  # fmt: skip
 
 
 def fake_tensorrt_module() -> types.SimpleNamespace:

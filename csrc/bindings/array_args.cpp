@@ -3,8 +3,12 @@
 
 #include <climits>
 
+#include <pybind11/gil_safe_call_once.h>
+
 #ifdef ZSSEG_WITH_CUDA
 #include <cuda_runtime.h>
+
+#include "cuda/stream_order.h"
 #endif
 
 namespace zsseg_py {
@@ -372,11 +376,7 @@ void wait_for_producer(std::int64_t producer, const ArgParser& p, const char* na
   if (theirs == ours || (producer == 1 && p.stream_int() == 0)) return;
   if (p.capturing()) return;  // captured into a graph: inputs must be ready before the capture began
   CudaDeviceGuard guard(Placement{Device::CUDA, device_id});
-  cudaEvent_t ready = nullptr;
-  cudaError_t err = cudaEventCreateWithFlags(&ready, cudaEventDisableTiming);
-  if (err == cudaSuccess) err = cudaEventRecord(ready, theirs);
-  if (err == cudaSuccess) err = cudaStreamWaitEvent(ours, ready, 0);
-  if (ready != nullptr) cudaEventDestroy(ready);
+  const cudaError_t err = zsseg::stream_order::wait_for_stream(ours, theirs);  // a pooled event
   if (err != cudaSuccess) {
     cudaGetLastError();
     p.fail_value(std::string("argument '") + name +
@@ -752,11 +752,28 @@ py::tuple sequence_items(py::handle obj) {
   return py::reinterpret_steal<py::tuple>(items);
 }
 
+py::handle numpy_bool_type() {
+  // Looked up once: importing numpy and reading the attribute on every integer cost ~0.9 us each, 14 of them per
+  // segment_windows call (the GPU review of b991c98, Appendix A). Kept for the process's life (never released).
+  PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> storage;
+  return storage.call_once_and_store_result([] { return py::module_::import("numpy").attr("bool_"); }).get_stored();
+}
+
 bool index_int64(py::handle obj, std::int64_t* value, bool* overflow) {
   *overflow = false;
   if (PyBool_Check(obj.ptr())) return false;
-  const py::object np_bool = py::module_::import("numpy").attr("bool_");
-  if (py::isinstance(obj, np_bool)) return false;
+  if (PyLong_CheckExact(obj.ptr())) {  // the common case (a Python int): no numpy type check needed
+    int over = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(obj.ptr(), &over);
+    if (over != 0 || (v == -1 && PyErr_Occurred())) {
+      PyErr_Clear();
+      *overflow = true;
+      return true;
+    }
+    *value = static_cast<std::int64_t>(v);
+    return true;
+  }
+  if (py::isinstance(obj, numpy_bool_type())) return false;
   PyObject* index = PyNumber_Index(obj.ptr());  // int, NumPy integers; TypeError for floats and the rest
   if (index == nullptr) {
     PyErr_Clear();

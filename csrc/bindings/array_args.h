@@ -203,6 +203,8 @@ class ArgParser {
 // the int64 range. Take a sequence's items with sequence_items (a tuple that owns them): a py::handle to a NumPy
 // row or scalar made by a live iteration dangles once the iterator moves on.
 bool index_int64(py::handle obj, std::int64_t* value, bool* overflow);
+// numpy.bool_ (looked up once per process).
+py::handle numpy_bool_type();
 
 // The items of a Python sequence, taken once by iterating it (PySequence_Tuple). Check counts on the result, never
 // on len(obj) before iterating: a list subclass may answer __len__ one way and iterate another (a count checked
@@ -274,6 +276,12 @@ struct DeviceArray {
 // Drop the owners of finished launches' arguments (never blocks; GIL held). Called by every ArgParser. Raises
 // ValueError for a finished launch whose device-side check failed (a non-finite CUDA class_bias), once.
 void sweep_in_use();
+// A prepared launch's completion marker (a stream_order::ReadyEvent, pooled): re-recorded after each launch outside a
+// capture (record_launch_marker: a CUDA status; on failure the stream was synchronised instead), and when the plan
+// goes its arrays' owners are kept until the last record has passed (keep_until_marker; `stream`: the last one).
+std::shared_ptr<void> launch_marker();
+int record_launch_marker(const std::shared_ptr<void>& marker, std::int64_t stream, int device);
+void keep_until_marker(std::vector<py::object>&& owners, const std::shared_ptr<void>& marker, std::int64_t stream);
 // True while `stream` is being captured into a CUDA graph (always false without CUDA).
 bool stream_is_capturing(std::int64_t stream);
 // After a launch on `stream` (current device = the launch's): record the completion event, attach it to

@@ -82,6 +82,26 @@ void sweep_in_use() {
   in_use_list().sweep(&report_finished_checks);
 }
 
+std::shared_ptr<void> launch_marker() {
+  return std::make_shared<so::ReadyEvent>();
+}
+
+int record_launch_marker(const std::shared_ptr<void>& marker, std::int64_t stream, int device) {
+  const cudaError_t status = static_cast<so::ReadyEvent*>(marker.get())->record(so::as_stream(stream), device);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    py::gil_scoped_release release;
+    cudaStreamSynchronize(so::as_stream(stream));  // cannot track the launch: wait for it (error paths only)
+    cudaGetLastError();
+  }
+  return static_cast<int>(status);
+}
+
+void keep_until_marker(std::vector<py::object>&& owners, const std::shared_ptr<void>& marker, std::int64_t stream) {
+  in_use_list().keep_until(std::static_pointer_cast<so::ReadyEvent>(marker), InUse{std::move(owners), {}},
+                           so::as_stream(stream));
+}
+
 bool stream_is_capturing(std::int64_t stream) {
   return so::capturing(so::as_stream(stream));
 }
@@ -116,7 +136,7 @@ bool ArgParser::check_bias_on_device(const ArrayArg& bias) const {
   check->set_event(ran);
   // The check kernel reads the bias: its owner stays alive until that kernel has run, even when the op fails
   // before its own launch (then nothing else holds it).
-  in_use_list().keep_until(ran, InUse{{bias.keep_alive}, {check}});
+  in_use_list().keep_until(ran, InUse{{bias.keep_alive}, {check}}, ran ? stream_order_stream(stream_int()) : nullptr);
   checks_.push_back(std::move(check));
   return true;
 }
@@ -201,11 +221,18 @@ int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
   for (const auto& buffer : read) {
     if (!ZS_LIBRARY_MUTATED(kLibSkipReaderRecord)) stream_buffer(*buffer).add_reader(ready);  // emulated mutation
   }
-  in_use_list().keep_until(ready, std::move(held));
+  in_use_list().keep_until(ready, std::move(held), so::as_stream(stream));
   return 0;
 }
 #else
 void sweep_in_use() {}
+std::shared_ptr<void> launch_marker() {
+  return nullptr;
+}
+int record_launch_marker(const std::shared_ptr<void>&, std::int64_t, int) {
+  return 0;
+}
+void keep_until_marker(std::vector<py::object>&&, const std::shared_ptr<void>&, std::int64_t) {}
 bool stream_is_capturing(std::int64_t) {
   return false;
 }

@@ -100,8 +100,13 @@ void read_back(const ArgParser& args, const char* name, const ArrayArg& array, s
 // `logits` is the op's [.., C, ..] input: the bias must have its C entries and live on its device (checked here,
 // before any device-side work, so a bias on another GPU gets the one-line mixed-device error).
 // `classes` (segment_windows with a name -> class map): the bias has one entry per class, not per logits row.
+// How a CUDA class_bias is checked: on the device after the launch (an op call), read back to the host now (a plan,
+// once), or not at all (the caller checked it on the host where it made it: a plan with bias_checked=True). A host
+// bias is always checked here.
+enum class BiasCheck { Device, ReadBack, Caller };
+
 inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handle obj, const ArrayArg& logits,
-                                                std::int64_t classes = -1) {
+                                                std::int64_t classes = -1, BiasCheck check = BiasCheck::Device) {
   const bool per_row = classes < 0;
   if (per_row) classes = logits.dim(1);
   std::optional<ArrayArg> bias = args.optional_array("class_bias", obj);
@@ -118,7 +123,13 @@ inline std::optional<ArrayArg> parse_class_bias(const ArgParser& args, py::handl
   const float* values = bias->ptr<float>();
   if (bias->place.is_cuda()) {
 #ifdef ZSSEG_WITH_CUDA
-    if (args.check_bias_on_device(*bias)) return bias;  // reported after the launch, without a host wait
+    if (check == BiasCheck::Caller) return bias;
+    if (check == BiasCheck::ReadBack && args.capturing()) {
+      args.fail_value(
+          "argument 'class_bias' on CUDA is read back to the host to be checked, which a CUDA graph capture cannot "
+          "contain; make the plan outside the capture, or pass bias_checked=True for a bias checked on the host");
+    }
+    if (check == BiasCheck::Device && args.check_bias_on_device(*bias)) return bias;  // reported after the launch
     // Fallback: read back on the launch stream (ordered after the bias' producer), without the GIL while waiting.
     host.resize(static_cast<std::size_t>(classes));
     read_back(args, "class_bias", *bias, host);

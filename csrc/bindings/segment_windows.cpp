@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -46,26 +47,9 @@ std::int64_t positive(const ArgParser& args, std::int64_t v, const std::string& 
   return v;
 }
 
-py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::handle head_size, py::handle scaled_size,
-                          py::handle output_size, py::handle class_bias_obj, bool apply_sigmoid, bool softmax,
-                          double logit_scale, py::handle class_drop_obj, py::handle class_of_obj, py::handle out_obj,
-                          std::int64_t stream) {
-  ArgParser args("segment_windows", stream);
-  const ArrayArg logits = args.array("logits", logits_obj);  // [n, C, h, w]
-  if (logits.ndim() != 4) args.fail_shape(logits, "[n_windows, C, h, w] (4 dimensions)");
-  if (!class_of_obj.is_none() && !softmax) args.fail_value("class_of applies with softmax=True only");
-  const auto [class_of, labels_count] = parse_class_map(args, class_of_obj, logits);  // [N] name -> class
-  const std::optional<ArrayArg> bias =
-      parse_class_bias(args, class_bias_obj, logits, class_of ? labels_count : std::int64_t{-1});
-  const Placement where = args.placement({&logits, bias ? &*bias : nullptr, class_of ? &*class_of : nullptr});
-  const auto head = parse_int_tuple(args, head_size, "head_size", 2, "(height, width)");
-  const auto scaled = parse_int_tuple(args, scaled_size, "scaled_size", 2, "(height, width)");
-  const auto out = parse_int_tuple(args, output_size, "output_size", 2, "(height, width)");
-  for (int i = 0; i < 2; ++i) {
-    positive(args, head[i], "head_size");
-    positive(args, scaled[i], "scaled_size");
-    positive(args, out[i], "output_size");
-  }
+std::vector<zsseg::WindowPlacement> parse_windows(const ArgParser& args, py::handle windows_obj,
+                                                  const std::vector<std::int64_t>& scaled,
+                                                  const std::vector<std::int64_t>& head) {
   if (!py::isinstance<py::sequence>(windows_obj) || py::isinstance<py::str>(windows_obj)) {
     args.fail_type("windows must be a sequence of (y1, y2, x1, x2), got " +
                    py::str(py::type::of(windows_obj).attr("__name__")).cast<std::string>());
@@ -82,6 +66,77 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
     windows.push_back({static_cast<std::int32_t>(w[0]), static_cast<std::int32_t>(w[1]),
                        static_cast<std::int32_t>(w[2]), static_cast<std::int32_t>(w[3])});
   }
+  return windows;
+}
+
+std::vector<std::uint8_t> parse_class_drop(const ArgParser& args, py::handle class_drop_obj, bool softmax,
+                                           std::int64_t labels_count) {
+  std::vector<std::uint8_t> class_drop;
+  if (class_drop_obj.is_none()) return class_drop;
+  if (!softmax) args.fail_value("class_drop applies with softmax=True only");
+  if (!py::isinstance<py::sequence>(class_drop_obj) || py::isinstance<py::str>(class_drop_obj)) {
+    args.fail_type("class_drop must be a sequence of C booleans, got " +
+                   py::str(py::type::of(class_drop_obj).attr("__name__")).cast<std::string>());
+  }
+  const py::handle np_bool = numpy_bool_type();
+  for (py::handle item : sequence_items(class_drop_obj)) {  // the tuple lives until the loop ends
+    if (!py::isinstance<py::bool_>(item) && !py::isinstance<py::int_>(item) && !py::isinstance(item, np_bool)) {
+      args.fail_type("class_drop[" + std::to_string(class_drop.size()) + "] must be a bool, got " +
+                     py::str(py::type::of(item).attr("__name__")).cast<std::string>());
+    }
+    class_drop.push_back(item.cast<bool>() ? 1 : 0);
+  }
+  if (static_cast<std::int64_t>(class_drop.size()) != labels_count) {
+    args.fail_value("class_drop has " + std::to_string(class_drop.size()) + " entries, there are " +
+                    std::to_string(labels_count) + " classes");
+  }
+  return class_drop;
+}
+
+// A validated segment_windows call: its arrays (the owners kept by the parser), the windows and the kernel's params.
+struct SegmentWindowsCall {
+  ArrayArg logits;
+  std::optional<ArrayArg> bias, class_of;
+  Placement where;
+  std::vector<zsseg::WindowPlacement> windows;
+  std::vector<std::uint8_t> class_drop;
+  Output labels, scores;
+  zsseg::SegmentWindowsParams p;
+  // p's host pointers into this object's own vectors (again after a move)
+  void bind() {
+    p.windows = windows.data();
+    p.class_drop = class_drop.empty() ? nullptr : class_drop.data();
+  }
+};
+
+// Everything segment_windows checks before it runs (see zsseg_rt.ops.segment_windows), in its order.
+SegmentWindowsCall parse_call(const ArgParser& args, py::handle logits_obj, py::handle windows_obj,
+                              py::handle head_size, py::handle scaled_size, py::handle output_size,
+                              py::handle class_bias_obj, bool apply_sigmoid, bool softmax, double logit_scale,
+                              py::handle class_drop_obj, py::handle class_of_obj, py::handle out_obj,
+                              BiasCheck bias_check) {
+  SegmentWindowsCall c;
+  c.logits = args.array("logits", logits_obj);  // [n, C, h, w]
+  const ArrayArg& logits = c.logits;
+  if (logits.ndim() != 4) args.fail_shape(logits, "[n_windows, C, h, w] (4 dimensions)");
+  if (!class_of_obj.is_none() && !softmax) args.fail_value("class_of applies with softmax=True only");
+  std::int64_t labels_count = 0;
+  std::tie(c.class_of, labels_count) = parse_class_map(args, class_of_obj, logits);  // [N] name -> class
+  c.bias = parse_class_bias(args, class_bias_obj, logits, c.class_of ? labels_count : std::int64_t{-1}, bias_check);
+  const std::optional<ArrayArg>& bias = c.bias;
+  const std::optional<ArrayArg>& class_of = c.class_of;
+  c.where = args.placement({&logits, bias ? &*bias : nullptr, class_of ? &*class_of : nullptr});
+  const Placement where = c.where;
+  const auto head = parse_int_tuple(args, head_size, "head_size", 2, "(height, width)");
+  const auto scaled = parse_int_tuple(args, scaled_size, "scaled_size", 2, "(height, width)");
+  const auto out = parse_int_tuple(args, output_size, "output_size", 2, "(height, width)");
+  for (int i = 0; i < 2; ++i) {
+    positive(args, head[i], "head_size");
+    positive(args, scaled[i], "scaled_size");
+    positive(args, out[i], "output_size");
+  }
+  c.windows = parse_windows(args, windows_obj, scaled, head);
+  const std::vector<zsseg::WindowPlacement>& windows = c.windows;
   if (static_cast<std::int64_t>(windows.size()) != logits.dim(0)) {
     args.fail_value("logits has " + std::to_string(logits.dim(0)) + " windows but " + std::to_string(windows.size()) +
                     " window placements were given");
@@ -93,32 +148,13 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
   if (!std::isfinite(logit_scale) || std::fabs(logit_scale) > 3.0e38)
     args.fail_value("logit_scale must be a finite float32 number, got " + std::to_string(logit_scale));
   if (!softmax && logit_scale != 1.0) args.fail_value("logit_scale applies with softmax=True only");
-  std::vector<std::uint8_t> class_drop;
-  if (!class_drop_obj.is_none()) {
-    if (!softmax) args.fail_value("class_drop applies with softmax=True only");
-    if (!py::isinstance<py::sequence>(class_drop_obj) || py::isinstance<py::str>(class_drop_obj)) {
-      args.fail_type("class_drop must be a sequence of C booleans, got " +
-                     py::str(py::type::of(class_drop_obj).attr("__name__")).cast<std::string>());
-    }
-    const py::object np_bool = py::module_::import("numpy").attr("bool_");
-    for (py::handle item : sequence_items(class_drop_obj)) {  // the tuple lives until the loop ends
-      if (!py::isinstance<py::bool_>(item) && !py::isinstance<py::int_>(item) && !py::isinstance(item, np_bool)) {
-        args.fail_type("class_drop[" + std::to_string(class_drop.size()) + "] must be a bool, got " +
-                       py::str(py::type::of(item).attr("__name__")).cast<std::string>());
-      }
-      class_drop.push_back(item.cast<bool>() ? 1 : 0);
-    }
-    if (static_cast<std::int64_t>(class_drop.size()) != labels_count) {
-      args.fail_value("class_drop has " + std::to_string(class_drop.size()) + " entries, there are " +
-                      std::to_string(labels_count) + " classes");
-    }
-  }
+  c.class_drop = parse_class_drop(args, class_drop_obj, softmax, labels_count);
   if (where.is_cuda()) {  // CUDA-only refusals before any output is allocated
     if (windows.size() > 64) {
       args.fail_value("the CUDA path takes at most 64 windows (an image more elongated than ~25:1), got " +
                       std::to_string(windows.size()) + "; run it on the CPU");
     }
-    if (!class_drop.empty()) {
+    if (!c.class_drop.empty()) {
       args.fail_value("class_drop (the area filter) runs on the CPU only; pass CPU logits, or no class_drop");
     }
   }
@@ -127,18 +163,17 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
   const auto outs = args.out_pair(out_obj, "labels", "scores");
   const ArrayArg* bias_arg = bias ? &*bias : nullptr;
   const ArrayArg* map_arg = class_of ? &*class_of : nullptr;
-  Output labels =
+  c.labels =
       args.output_or("labels", "out[0]", outs.first, out_shape, ElemType::Int32, where, {&logits, bias_arg, map_arg});
-  Output scores = args.output_or("scores", "out[1]", outs.second, out_shape, ElemType::Float32, where,
-                                 {&logits, bias_arg, map_arg});
-  args.require_disjoint(labels, "out[0]", scores, "out[1]");
-  zsseg::SegmentWindowsParams p;
+  c.scores = args.output_or("scores", "out[1]", outs.second, out_shape, ElemType::Float32, where,
+                            {&logits, bias_arg, map_arg});
+  args.require_disjoint(c.labels, "out[0]", c.scores, "out[1]");
+  zsseg::SegmentWindowsParams& p = c.p;
   p.logits = logits.data;
   p.num_windows = logits.dim(0);
   p.classes = logits.dim(1);
   p.in_height = logits.dim(2);
   p.in_width = logits.dim(3);
-  p.windows = windows.data();
   p.head_height = head[0], p.head_width = head[1];
   p.scaled_height = scaled[0], p.scaled_width = scaled[1];
   p.out_height = out[0], p.out_width = out[1];
@@ -146,29 +181,139 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
   p.apply_sigmoid = apply_sigmoid;
   p.softmax = softmax;
   p.logit_scale = static_cast<float>(logit_scale);
-  p.class_drop = class_drop.empty() ? nullptr : class_drop.data();
   p.class_of = class_of ? class_of->ptr<std::int32_t>() : nullptr;
   p.labels_count = labels_count;
-  p.labels = labels.ptr<std::int32_t>();
-  p.scores = scores.ptr<float>();
-  if (where.is_cuda()) {
-    p.dtype = to_kernel_dtype(logits.type);
-    CudaDeviceGuard guard(where);
-    args.check_launch(zsseg::segment_windows_cuda(p, args.stream()));
-  } else {
-    bool covered = true;
-    {
-      py::gil_scoped_release release;
-      covered = zsseg::segment_windows_cpu(p);
-    }
-    if (!covered) args.fail_value("the windows do not cover the whole rescaled image");
-  }
-  return py::make_tuple(labels.array, scores.array);
+  p.labels = c.labels.ptr<std::int32_t>();
+  p.scores = c.scores.ptr<float>();
+  if (where.is_cuda()) p.dtype = to_kernel_dtype(logits.type);
+  c.bind();
+  return c;
 }
+
+// Runs a parsed call: the CUDA launch (its status checked by `args` when given: an op call's completion event and
+// owners; a plan checks the status itself) or the CPU kernel without the GIL.
+zsseg::CudaStatus run_call(const SegmentWindowsCall& c, const ArgParser& args, zsseg::Stream stream) {
+  if (c.where.is_cuda()) {
+    CudaDeviceGuard guard(c.where);
+    return zsseg::segment_windows_cuda(c.p, stream);
+  }
+  bool covered = true;
+  {
+    py::gil_scoped_release release;
+    covered = zsseg::segment_windows_cpu(c.p);
+  }
+  if (!covered) args.fail_value("the windows do not cover the whole rescaled image");
+  return 0;
+}
+
+py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::handle head_size, py::handle scaled_size,
+                          py::handle output_size, py::handle class_bias_obj, bool apply_sigmoid, bool softmax,
+                          double logit_scale, py::handle class_drop_obj, py::handle class_of_obj, py::handle out_obj,
+                          std::int64_t stream) {
+  ArgParser args("segment_windows", stream);
+  const SegmentWindowsCall c =
+      parse_call(args, logits_obj, windows_obj, head_size, scaled_size, output_size, class_bias_obj, apply_sigmoid,
+                 softmax, logit_scale, class_drop_obj, class_of_obj, out_obj, BiasCheck::Device);
+  const zsseg::CudaStatus status = run_call(c, args, args.stream());
+  if (c.where.is_cuda()) {
+    CudaDeviceGuard guard(c.where);
+    args.check_launch(status);
+  }
+  return py::make_tuple(c.labels.array, c.scores.array);
+}
+
+// A prepared segment_windows launch (zsseg_rt.ops.SegmentWindowsPlan): the arguments validated once, the kernel's
+// params kept, and launch() one call into the launcher: no parsing, no DLPack export, no device-side bias check, no
+// completion event, no keep-alive list. Ordering is the caller's: every producer and consumer of the plan's arrays
+// works on the launch stream (a pipeline's one stream), which is why DeviceArrays (ordered by their own events) are
+// refused. The plan owns its arrays' references; when it goes, they are kept until its last launch has run (one
+// pooled event, re-recorded after each launch: the stream may be gone by then).
+class SegmentWindowsPlan {
+ public:
+  SegmentWindowsPlan(py::handle logits, py::handle windows, py::handle head_size, py::handle scaled_size,
+                     py::handle output_size, py::handle class_bias, bool apply_sigmoid, py::handle out,
+                     std::int64_t stream, bool bias_checked)
+      : args_("SegmentWindowsPlan", stream), stream_(stream) {
+    for (py::handle arg : {logits, class_bias}) refuse_device_array(arg);
+    if (out.is_none()) args_.fail_value("argument 'out' must be given: a plan writes into (labels, scores) it keeps");
+    if (py::isinstance<py::tuple>(out) || py::isinstance<py::list>(out)) {
+      const py::tuple items = sequence_items(out);
+      for (py::handle item : items) {
+        if (item.is_none())
+          args_.fail_value(
+              "argument 'out' must hold both arrays (labels, scores): a plan allocates "
+              "nothing");
+        refuse_device_array(item);
+      }
+    }
+    call_ = parse_call(args_, logits, windows, head_size, scaled_size, output_size, class_bias, apply_sigmoid, false,
+                       1.0, py::none(), py::none(), out, bias_checked ? BiasCheck::Caller : BiasCheck::ReadBack);
+    owners_ = {call_.logits.keep_alive, call_.labels.array, call_.scores.array};
+    if (call_.bias) owners_.push_back(call_.bias->keep_alive);
+  }
+  ~SegmentWindowsPlan() {
+    if (marked_) keep_until_marker(std::move(owners_), marker_, last_stream_);
+  }
+  SegmentWindowsPlan(const SegmentWindowsPlan&) = delete;
+  SegmentWindowsPlan& operator=(const SegmentWindowsPlan&) = delete;
+
+  // Enqueue the kernel on `stream` (-1: the plan's own), or run it on the CPU. Captured like any launch when the
+  // stream is being captured into a CUDA graph.
+  void launch(std::int64_t stream) {
+    if (stream < -1) args_.fail_value("stream must be a cudaStream_t as an int, or -1 for the plan's own stream");
+    if (stream == -1) stream = stream_;
+    if (!call_.where.is_cuda() && stream != 0) args_.fail_value("stream must be 0 for a plan on the CPU");
+    const bool cuda = call_.where.is_cuda();
+    const bool captured = cuda && stream_is_capturing(stream);  // then the graph's owner keeps what it reads
+    zsseg::CudaStatus status =
+        run_call(call_, args_, reinterpret_cast<zsseg::Stream>(static_cast<std::uintptr_t>(stream)));
+    if (cuda && !captured) {  // the marker the plan's arrays are kept until, when it goes (one pooled event)
+      if (!marker_) marker_ = launch_marker();
+      CudaDeviceGuard guard(call_.where);
+      const int recorded = record_launch_marker(marker_, stream, call_.where.device_id);
+      if (status == 0) status = recorded;
+      marked_ = true;
+      last_stream_ = stream;
+    }
+    if (status != 0) {
+      throw std::runtime_error("SegmentWindowsPlan.launch: CUDA error " + std::to_string(status) + " (" +
+                               zsseg::cuda_error_string(status) + ")");
+    }
+  }
+  py::tuple out() const { return py::make_tuple(call_.labels.array, call_.scores.array); }
+  std::int64_t stream() const { return stream_; }
+
+ private:
+  void refuse_device_array(py::handle arg) const {
+    if (!arg.is_none() && py::isinstance<DeviceArray>(arg)) {
+      args_.fail_type(
+          "a plan takes arrays its caller orders on the launch stream (torch tensors, CUDA buffers, NumPy "
+          "arrays), not a DeviceArray (ordered by its own events): pass it to zsseg_rt.ops.segment_windows");
+    }
+  }
+  ArgParser args_;
+  std::int64_t stream_;
+  SegmentWindowsCall call_;
+  std::vector<py::object> owners_;
+  std::shared_ptr<void> marker_;  // stream_order::ReadyEvent, recorded after each launch outside a capture
+  bool marked_ = false;
+  std::int64_t last_stream_ = 0;
+};
 
 }  // namespace
 
 void register_segment_windows(py::module_& m) {
+  py::class_<SegmentWindowsPlan>(m, "SegmentWindowsPlan",
+                                 "A prepared segment_windows launch (sigmoid family); see "
+                                 "zsseg_rt.ops.SegmentWindowsPlan.")
+      .def(py::init<py::handle, py::handle, py::handle, py::handle, py::handle, py::handle, bool, py::handle,
+                    std::int64_t, bool>(),
+           py::arg("logits"), py::arg("windows"), py::arg("head_size"), py::arg("scaled_size"), py::arg("output_size"),
+           py::arg("class_bias") = py::none(), py::arg("sigmoid") = true, py::arg("out") = py::none(),
+           py::arg("stream") = 0, py::arg("bias_checked") = false)
+      .def("launch", &SegmentWindowsPlan::launch, py::arg("stream") = -1)
+      .def_property_readonly("out", &SegmentWindowsPlan::out)
+      .def_property_readonly("stream", &SegmentWindowsPlan::stream);
   m.def("segment_windows", &segment_windows, py::arg("logits"), py::arg("windows"), py::arg("head_size"),
         py::arg("scaled_size"), py::arg("output_size"), py::arg("class_bias") = py::none(), py::arg("sigmoid") = true,
         py::arg("softmax") = false, py::arg("logit_scale") = 1.0, py::arg("class_drop") = py::none(),

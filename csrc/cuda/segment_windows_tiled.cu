@@ -395,8 +395,9 @@ template <typename T>
 void launch_tiled(const T* logits, const WindowTable& table, const Dims& d, const SegmentWindowsParams& p, dim3 grid,
                   cudaStream_t stream) {
   // (a template-id with a comma cannot be a macro argument)
-  auto* const kernel = d.sigmoid ? &segment_windows_kernel<T, true> : &segment_windows_kernel<T, false>;
-  ZS_LAUNCH(kernel, grid, kThreads, stream, logits, table, d, p.class_bias, p.labels, p.scores);
+  auto* const segment_windows_tiled_kernel =
+      d.sigmoid ? &segment_windows_kernel<T, true> : &segment_windows_kernel<T, false>;
+  ZS_LAUNCH(segment_windows_tiled_kernel, grid, kThreads, stream, logits, table, d, p.class_bias, p.labels, p.scores);
 }
 
 template void launch_tiled<float>(const float*, const WindowTable&, const Dims&, const SegmentWindowsParams&, dim3,

@@ -41,6 +41,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -96,15 +97,7 @@ class RelaxedCaptureScope {
 
 // Make `waiter` wait for everything enqueued on `stream` so far (an event recorded now). Never blocks the host.
 // A capturing `stream` is skipped (its work runs when the graph is launched, which its owner orders).
-inline cudaError_t wait_for_stream(cudaStream_t waiter, cudaStream_t stream) {
-  if (capturing(stream)) return cudaSuccess;
-  cudaEvent_t event = nullptr;
-  cudaError_t status = cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
-  if (status == cudaSuccess) status = cudaEventRecord(event, stream);
-  if (status == cudaSuccess) status = cudaStreamWaitEvent(waiter, event, 0);
-  if (event != nullptr) cudaEventDestroy(event);  // released by CUDA once the recorded work completes
-  return status;
-}
+inline cudaError_t wait_for_stream(cudaStream_t waiter, cudaStream_t stream);  // below ReadyEvent
 
 // Restores the current device on scope exit.
 class DeviceScope {
@@ -198,19 +191,67 @@ inline bool memory_pools_supported(int device) {
   return value != 0;
 }
 
-// An event recorded after the work that produces (or reads) something; owns the cudaEvent_t.
+// The library's completion events (cudaEventDisableTiming), reused: a launch takes one from its device's free list
+// and its last owner gives it back, so a steady stream of op calls creates no event after warm-up (creating one per
+// launch cost a cudaEventCreate + cudaEventDestroy each: host time in every eager call, found by the GPU review of
+// b991c98). Re-recording a reused event is safe: a cudaStreamWaitEvent waits for the record the event held when it
+// was called, never for a later one, and the host only queries or waits through a live owner. Events recorded into
+// a CUDA graph (ReadyEvent::record_in_capture) are never given back: each replay records them again.
+class EventPool {
+ public:
+  static constexpr int kMaxDevices = 64;
+  static constexpr std::size_t kMaxFree = 4096;  // per device; beyond it a returned event is destroyed
+  static EventPool& instance() {
+    static auto* pool = new EventPool();  // never destroyed: owners may give events back during exit
+    return *pool;
+  }
+  // A free event of `device` (the current device), or a new one.
+  cudaError_t acquire(int device, cudaEvent_t* event) {
+    if (ZS_LIBRARY_EVENT_POOL() && device >= 0 && device < kMaxDevices) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!free_[device].empty()) {
+        *event = free_[device].back();
+        free_[device].pop_back();
+        return cudaSuccess;
+      }
+    }
+    return cudaEventCreateWithFlags(event, cudaEventDisableTiming);
+  }
+  // Give back an event of `device` made by acquire() (the current device is `device`).
+  void release(int device, cudaEvent_t event) {
+    if (ZS_LIBRARY_EVENT_POOL() && device >= 0 && device < kMaxDevices) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (free_[device].size() < kMaxFree) {
+        free_[device].push_back(event);
+        return;
+      }
+    }
+    cudaEventDestroy(event);  // CUDA releases it once the recorded work completes
+  }
+
+ private:
+  EventPool() = default;
+  std::mutex mutex_;
+  std::vector<cudaEvent_t> free_[kMaxDevices];
+};
+
+// An event recorded after the work that produces (or reads) something; owns the cudaEvent_t (from the EventPool,
+// given back when it goes; one recorded into a graph is destroyed instead).
 class ReadyEvent {
  public:
   ReadyEvent() = default;
   ~ReadyEvent() { reset(); }
   ReadyEvent(const ReadyEvent&) = delete;
   ReadyEvent& operator=(const ReadyEvent&) = delete;
-  ReadyEvent(ReadyEvent&& other) noexcept : event_(other.event_), device_(other.device_) { other.event_ = nullptr; }
+  ReadyEvent(ReadyEvent&& other) noexcept : event_(other.event_), device_(other.device_), in_graph_(other.in_graph_) {
+    other.event_ = nullptr;
+  }
   ReadyEvent& operator=(ReadyEvent&& other) noexcept {
     if (this != &other) {
       reset();
       event_ = other.event_;
       device_ = other.device_;
+      in_graph_ = other.in_graph_;
       other.event_ = nullptr;
     }
     return *this;
@@ -220,13 +261,13 @@ class ReadyEvent {
   cudaError_t record(cudaStream_t stream, int device) {
     DeviceScope scope(device);
     if (event_ == nullptr) {
-      const cudaError_t status = cudaEventCreateWithFlags(&event_, cudaEventDisableTiming);
+      const cudaError_t status = EventPool::instance().acquire(device, &event_);
       if (status != cudaSuccess) {
         event_ = nullptr;
         return status;
       }
+      device_ = device;
     }
-    device_ = device;
     return cudaEventRecord(event_, stream);
   }
   bool recorded() const { return event_ != nullptr; }
@@ -262,13 +303,14 @@ class ReadyEvent {
   cudaError_t record_in_capture(cudaStream_t stream, int device) {
     DeviceScope scope(device);
     if (event_ == nullptr) {
-      const cudaError_t status = cudaEventCreateWithFlags(&event_, cudaEventDisableTiming);
+      const cudaError_t status = EventPool::instance().acquire(device, &event_);
       if (status != cudaSuccess) {
         event_ = nullptr;
         return status;
       }
+      device_ = device;
     }
-    device_ = device;
+    in_graph_ = true;  // a node of a graph now: its replays record it, so it never goes back to the pool
     return cudaEventRecordWithFlags(event_, stream, cudaEventRecordExternal);
   }
 
@@ -276,13 +318,28 @@ class ReadyEvent {
   void reset() {
     if (event_ != nullptr) {
       DeviceScope scope(device_);
-      cudaEventDestroy(event_);  // CUDA releases it once the recorded work completes
+      if (in_graph_) {
+        cudaEventDestroy(event_);  // CUDA releases it once the recorded work completes
+      } else {
+        EventPool::instance().release(device_, event_);
+      }
       event_ = nullptr;
     }
   }
   cudaEvent_t event_ = nullptr;
   int device_ = 0;
+  bool in_graph_ = false;
 };
+
+inline cudaError_t wait_for_stream(cudaStream_t waiter, cudaStream_t stream) {
+  if (capturing(stream)) return cudaSuccess;
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) cudaGetLastError();
+  ReadyEvent marker;  // a pooled event: given back at once (the wait holds the record it saw)
+  cudaError_t status = marker.record(stream, device);
+  if (status == cudaSuccess) status = marker.order_before(waiter);
+  return status;
+}
 
 // One device allocation, stream-ordered: made on the launch stream, released after its ReadyEvent and after the
 // streams of the libraries it was exported to (see the rules at the top) on release_stream(). Shared
@@ -435,12 +492,16 @@ class StreamBuffer {
 
 // Objects kept alive until the work recorded in their event has completed. `Payload` is destroyed outside the
 // lock (it may run arbitrary code, e.g. a Python destructor that calls back into an op).
+// Entries are kept in the order they came with the stream their event was recorded on: events of one stream complete
+// in that order, so a sweep queries each stream's entries only up to its first unfinished one (one query per busy
+// stream, however long the backlog: querying every pending entry on every op call grew with the backlog).
 template <class Payload>
 class DeferredRelease {
  public:
-  void keep_until(std::shared_ptr<ReadyEvent> event, Payload payload) {
+  // `stream`: where `event` was recorded (entries of one stream complete in order); nullptr keeps no order.
+  void keep_until(std::shared_ptr<ReadyEvent> event, Payload payload, cudaStream_t stream = nullptr) {
     std::lock_guard<std::mutex> lock(mutex_);
-    entries_.emplace_back(std::move(event), std::move(payload));
+    entries_.push_back(Entry{std::move(event), std::move(payload), stream});
   }
   // Drop the payloads whose work is done (never blocks); returns how many are still pending.
   std::size_t sweep() {
@@ -455,10 +516,14 @@ class DeferredRelease {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       std::vector<Entry> keep;
+      std::vector<cudaStream_t> busy;  // streams with an unfinished entry: their later entries are not done either
       for (Entry& entry : entries_) {
-        if (entry.first == nullptr || entry.first->done()) {
+        const bool ordered = entry.stream != nullptr;
+        const bool behind = ordered && std::find(busy.begin(), busy.end(), entry.stream) != busy.end();
+        if (!behind && (entry.event == nullptr || entry.event->done())) {
           finished.push_back(std::move(entry));
         } else {
+          if (ordered && !behind) busy.push_back(entry.stream);
           keep.push_back(std::move(entry));
         }
       }
@@ -468,7 +533,7 @@ class DeferredRelease {
     std::exception_ptr first_error;
     for (Entry& entry : finished) {
       try {
-        visit(entry.second);
+        visit(entry.payload);
       } catch (...) {
         if (!first_error) first_error = std::current_exception();
       }
@@ -481,7 +546,7 @@ class DeferredRelease {
   std::vector<std::shared_ptr<ReadyEvent>> pending_events() const {
     std::lock_guard<std::mutex> lock(mutex_);
     std::vector<std::shared_ptr<ReadyEvent>> events;
-    for (const Entry& entry : entries_) events.push_back(entry.first);
+    for (const Entry& entry : entries_) events.push_back(entry.event);
     return events;
   }
   std::size_t size() const {
@@ -490,7 +555,11 @@ class DeferredRelease {
   }
 
  private:
-  using Entry = std::pair<std::shared_ptr<ReadyEvent>, Payload>;
+  struct Entry {
+    std::shared_ptr<ReadyEvent> event;
+    Payload payload;
+    cudaStream_t stream;
+  };
   mutable std::mutex mutex_;
   std::vector<Entry> entries_;
 };

@@ -28,7 +28,14 @@ OPS = {
         np.zeros((4, 4, 3), np.uint8), (4, 4), [(0, 4, 0, 4)], 4, (0, 0, 0), (1, 1, 1), stream=stream
     ),
     "warp": lambda stream=0: ops.warp(_logits(), np.zeros((1, 4, 4, 2), np.float32), stream=stream),
+    "SegmentWindowsPlan": lambda stream=0: ops.SegmentWindowsPlan(
+        _logits(), [(0, 4, 0, 4)], (4, 4), (4, 4), (4, 4), out=_pair(), stream=stream
+    ),
 }
+
+
+def _pair():
+    return np.empty((4, 4), np.int32), np.empty((4, 4), np.float32)
 
 
 def test_every_public_op_is_covered():

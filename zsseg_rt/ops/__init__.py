@@ -14,6 +14,10 @@ Two arguments mean the same in every op:
   C-contiguous, writable, not overlapping any input (for a ``(labels, scores)`` pair: distinct, either entry None
   to allocate that one). No allocation happens then (on CUDA: no ``cudaMalloc``, so the call can be captured in a
   CUDA graph).
+
+A pipeline that calls one op with the same arrays frame after frame prepares it once: ``SegmentWindowsPlan``
+validates the arguments when it is made, and its ``launch()`` is one call into the kernel's launcher (no argument
+parsing, no completion event), with the ordering left to the caller's one stream.
 """
 
 from . import reference
@@ -23,7 +27,7 @@ from .image import preprocess
 from .masks import segment, upsample
 from .refine import pamr
 from .warp import warp
-from .windows import segment_windows
+from .windows import SegmentWindowsPlan, segment_windows
 
 __all__ = [
     "cuda_available",
@@ -35,6 +39,7 @@ __all__ = [
     "segment",
     "preprocess",
     "segment_windows",
+    "SegmentWindowsPlan",
     "pamr",
     "warp",
     "reference",

@@ -86,6 +86,69 @@ def segment_windows(
     )
 
 
+class SegmentWindowsPlan:
+    """A prepared :func:`segment_windows` launch (the sigmoid family's post-processing), for a caller that runs it
+    with the same arrays frame after frame (the device pipeline): every argument is validated once, here, and
+    :meth:`launch` is one call into the kernel's launcher: no argument parsing, no DLPack export, no device-side
+    ``class_bias`` check, no completion event, nothing kept alive per call.
+
+    The ordering is the caller's: every producer and consumer of the plan's arrays must work on the launch stream
+    (or be ordered with it by the caller), as in a pipeline that enqueues everything on one stream. So
+    ``DeviceArray`` arguments, which carry their own events, are refused (use :func:`segment_windows`). The plan
+    holds references to its arrays; when it goes, a launched plan keeps them until its last stream has run what was
+    enqueued (one event then). A launch while the stream is being captured is captured into the graph like any
+    other; the arrays must then outlive the graph (their owner's job).
+
+    Args:
+        logits, windows, head_size, scaled_size, output_size, class_bias, sigmoid: as :func:`segment_windows`.
+        out: ``(labels [H, W] int32, scores [H, W] float32)`` on the logits' device: required (a plan never
+            allocates).
+        stream: the launch stream of :meth:`launch` (:mod:`zsseg_rt.ops`, "stream"; None: torch's current stream for
+            torch CUDA tensors, else 0).
+        bias_checked: the caller checked ``class_bias`` on the host (finite; where it made it): a CUDA bias is then
+            not checked here. False: a CUDA bias is read back and checked once, now (one synchronisation).
+    Raises:
+        TypeError / ValueError: as :func:`segment_windows` would for these arguments, plus a missing ``out`` or a
+            ``DeviceArray`` argument.
+    """
+
+    def __init__(
+        self,
+        logits: Any,
+        windows: Sequence[Sequence[int]],
+        head_size: Sequence[int],
+        scaled_size: Sequence[int],
+        output_size: Sequence[int],
+        out: Sequence[Any],
+        class_bias: Any = None,
+        sigmoid: bool = True,
+        stream: Optional[int] = None,
+        bias_checked: bool = False,
+    ):
+        op = "SegmentWindowsPlan"
+        if not isinstance(out, (tuple, list)):
+            raise TypeError(
+                f"{op}: argument 'out' must be a tuple (labels, scores) of two arrays, got {type(out).__name__}"
+            )
+        outs = tuple(as_native_array(item, op, f"out[{i}]") for i, item in enumerate(out))
+        self._plan = native_module().SegmentWindowsPlan(
+            as_native_array(logits, op, "logits"),
+            windows.tolist() if hasattr(windows, "tolist") else windows,
+            head_size,
+            scaled_size,
+            output_size,
+            class_bias=as_native_array(class_bias, op, "class_bias"),
+            sigmoid=bool(sigmoid),
+            out=outs,
+            stream=resolve_stream(stream, op, logits, class_bias, out),
+            bias_checked=bool(bias_checked),
+        )
+        #: ``launch(stream=-1)``: enqueue the kernel (or run it on the CPU); -1 = the plan's stream.
+        self.launch = self._plan.launch
+        self.out = tuple(out)
+        self.stream = self._plan.stream
+
+
 def _plain_flags(flags: Any) -> Any:
     """``class_drop`` as Python objects for the binding (a NumPy array, or a sequence holding NumPy scalars such as
     ``np.bool_``, becomes a list of Python bools/ints); anything else is passed on for the binding to refuse."""

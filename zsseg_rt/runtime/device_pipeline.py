@@ -23,6 +23,7 @@ is recorded.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import itertools
@@ -33,6 +34,7 @@ import numpy as np
 from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import BundleMeta, Names
 
+from .postprocess_plans import PostprocessPlans
 from .stage_timing import EventClock, HostClock, StageClock, StageHook, SyncClock, stage
 
 Buffer = Any  # an array of the Memory's kind (np.ndarray, torch.Tensor, CudaBuffer)
@@ -654,17 +656,24 @@ class DevicePipeline:
                 self.memory.release(self._result[1])
                 self.memory.release(self._result[2])
             self._result = (out_hw, self.memory.empty(out_hw, np.int32), self.memory.empty(out_hw, np.float32))
-        return ops.segment_windows(
-            merged,
-            [tuple(w) for w in windows],
-            size,
-            tuple(scaled_hw),
-            tuple(out_hw),
-            class_bias=bias,
-            sigmoid=True,
-            stream=self.memory.stream,
-            out=self._result[1:],
-        )
+        if self.memory.kind == "host" or not getattr(self.memory, "cuda", True):  # host buffers: a call per frame
+            return ops.segment_windows(
+                merged,
+                [tuple(w) for w in windows],
+                size,
+                tuple(scaled_hw),
+                tuple(out_hw),
+                class_bias=bias,
+                sigmoid=True,
+                stream=self.memory.stream,
+                out=self._result[1:],
+            )
+        # on the device: a prepared launch per frame kind (runtime/postprocess_plans.py; the bias was checked on the
+        # host by set_vocabulary), one call into the launcher per frame
+        plans = self.__dict__.get("_post_plans")
+        if plans is None:
+            plans = self._post_plans = PostprocessPlans(ops=ops)
+        return plans.run(merged, windows, size, tuple(scaled_hw), out_hw, bias, self._result[1:], self.memory.stream)
 
 
 class OnnxRuntimeExecutor(Executor):
@@ -702,8 +711,26 @@ class TorchExecutor(Executor):
             if role == "head":
                 names = io["head"]["inputs"][1:]
                 out = self.backend.head_graph(inputs[Names.TEXT_EMBEDDINGS], *(inputs[n] for n in names))
-                return {Names.MASK_LOGITS: out.float().contiguous()}
+                if not self.memory.cuda:
+                    return {Names.MASK_LOGITS: out.float().contiguous()}
+                return {Names.MASK_LOGITS: self._owned_logits(out)}
         raise ValueError(f"unknown graph role {role!r}")
+
+    def _owned_logits(self, out):
+        """The head's logits as float32 in a buffer this executor owns and reuses per shape (the Executor contract:
+        valid until the next head run), so that the post-processing prepared on that buffer is launched again
+        frame after frame (runtime/postprocess_plans.py); a fresh tensor per frame would need a new plan each time.
+        One device copy (which is also the fp16/bf16 -> fp32 conversion); at most 4 shapes kept."""
+        shape = tuple(int(d) for d in out.shape)
+        owned = self.__dict__.setdefault("_logits", collections.OrderedDict())
+        buffer = owned.pop(shape, None)
+        if buffer is None:
+            buffer = self.memory.torch.empty(shape, dtype=self.memory.torch.float32, device=out.device)
+        owned[shape] = buffer
+        while len(owned) > 4:
+            owned.popitem(last=False)
+        buffer.copy_(out)
+        return buffer
 
 
 def make_device_pipeline(meta: BundleMeta, backend, setting="auto", max_windows: int = 4) -> Optional[DevicePipeline]:
