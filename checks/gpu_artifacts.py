@@ -34,6 +34,8 @@ import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from . import gpu_stages
+
 MIB = 1024 * 1024
 LIMIT_MIB = 64  # the device tool: working tree + carried paths per command
 MANIFEST = "manifest.json"
@@ -146,6 +148,48 @@ def differing(expected: Dict[str, str], found: Dict[str, str]) -> List[str]:
     return lines
 
 
+# ---- what each stage covers ---------------------------------------------------------------------------------------
+NOT_SENT = (
+    "gpu_artifacts",
+    "out",
+    ".git",
+)  # top-level folders of a tree without .git that the device tool did not send
+
+
+def tree_files(root: Path) -> List[str]:
+    """The tree's files as the device tool sends them: git's tracked and untracked-not-ignored files where there is
+    a .git (here), else every file (the GPU machine's copy, which holds only those) less the carried folder, the
+    work folder and caches."""
+    if (root / ".git").exists():
+        return travelling_files(root)
+    found = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if not path.is_file() or rel.parts[0] in NOT_SENT or path.suffix == ".pyc":
+            continue
+        if not any(part in SKIPPED_PARTS for part in rel.parts):
+            found.append(rel.as_posix())
+    return found
+
+
+def coverage(root: Path, names: Optional[Iterable[str]] = None) -> Dict[str, dict]:
+    """Each stage's coverage hash over the tree at ``root`` (gpu_stages.coverage): what a pass of it proved. A pass
+    counts at a later tree only while this hash is the same (checks/gpu_record.py)."""
+    files = tree_files(root)
+    hashes: Dict[str, str] = {}
+
+    def sha(path: str) -> str:
+        if path not in hashes:
+            hashes[path] = sha256(root / path)
+        return hashes[path]
+
+    def read(path: str) -> bytes:
+        return (root / path).read_bytes()
+
+    wanted = list(names) if names is not None else [s.name for s in gpu_stages.STAGES]
+    return {name: gpu_stages.coverage(gpu_stages.stage(name), files, read, sha) for name in wanted}
+
+
 # ---- ELF facts ---------------------------------------------------------------------------------------------------
 def elf_facts(path: Path) -> dict:
     """NEEDED libraries and the newest GLIBC_/GLIBCXX_/CXXABI_ versions a binary asks for (readelf)."""
@@ -239,6 +283,7 @@ def write_manifest(artifacts: Path, root: Path, info: dict, limit_mib: float, al
         "limit_mib": limit_mib,
         "build_inputs": input_hashes(root, names, BUILD_INPUTS),
         "test_inputs": input_hashes(root, names, TEST_INPUTS),
+        "coverage": coverage(root),
     }
     (artifacts / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
@@ -247,7 +292,9 @@ def write_manifest(artifacts: Path, root: Path, info: dict, limit_mib: float, al
 def manifest_summary(manifest: dict, manifest_sha: str) -> dict:
     """What a run record keeps of the artefacts it ran from."""
     keys = ("commit", "dirty", "built", "nvcc", "wheel_archs", "test_archs", "python_tag", "cuda", "prebuilt")
-    return {"manifest_sha256": manifest_sha, **{k: manifest.get(k) for k in keys}, "bytes": manifest.get("bytes")}
+    summary = {"manifest_sha256": manifest_sha, **{k: manifest.get(k) for k in keys}, "bytes": manifest.get("bytes")}
+    summary["coverage"] = {name: entry.get("sha256") for name, entry in (manifest.get("coverage") or {}).items()}
+    return summary
 
 
 # ---- on the GPU machine ------------------------------------------------------------------------------------------
@@ -337,10 +384,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     ver.add_argument("--artifacts", required=True)
     ver.add_argument("--root", required=True)
     ver.add_argument("--json", help="write the facts for the run record here")
+    cov = sub.add_parser("coverage", help="each stage's coverage hash over the tree at --root (JSON)")
+    cov.add_argument("--root", required=True)
+    cov.add_argument("--json", help="write it here (else print it)")
     args = parser.parse_args(argv)
     root = Path(args.root).resolve()
     try:
-        if args.command == "size":
+        if args.command == "coverage":
+            text = json.dumps(coverage(root), indent=1, sort_keys=True)
+            if args.json:
+                Path(args.json).write_text(text + "\n")
+            else:
+                print(text)
+        elif args.command == "size":
             for line in size_report(root, [Path(p) for p in args.paths], args.limit_mib)[2]:
                 print(line)
         elif args.command == "manifest":

@@ -8,6 +8,7 @@ installed):
     python -m checks gpu_check_support import-check --build DIR [--require-cuda]
     python -m checks gpu_check_support gtest-verdict --xml REPORT [--cuda]
     python -m checks gpu_check_support sanitizer-verdict --log LOG [--xml REPORT --cuda]
+    python -m checks gpu_check_support probe-verdict --json PROBE.json
 
 Python dependencies: the requirements of pyproject.toml (group acceptance: the project's, the torch/export/opencv
 extras and the test tools; all: the build system's too) with every distribution they require in turn (what ``pip check`` walks, read from the installed
@@ -459,6 +460,118 @@ def gtest_verdict(xml: Optional[str], cuda: bool) -> List[str]:
     return problems
 
 
+# ---- the pytest (JUnit) reports: counts, failures, skips, the must-run tests --------------------------------------------
+FAILURE_HEAD_LINES = 15  # of a failure's traceback in the record (its head: the test's own frame and assertion)
+FAILURE_LINE_CHARS = 240
+MAX_FAILURES = 20  # failures kept per step with their heads (every failed id is listed up to MAX_FAILED_IDS)
+MAX_FAILED_IDS = 50
+SKIP_REASON_CHARS = 500
+
+
+def _skip_reason(mark) -> str:
+    """A skip's whole reason: the message, or for a module skipped at collection the reason in its text (pytest
+    writes "('/path/test_x.py', 2, 'Skipped: REASON')" there and only "collection skipped" as the message)."""
+    message, text = (mark.get("message") or "").strip(), (mark.text or "").strip()
+    if message == "collection skipped":
+        found = re.search(r"'Skipped: (.*)'\)\s*$", text, re.S) or re.search(r'"Skipped: (.*)"\)\s*$', text, re.S)
+        message = f"collection skipped: {found.group(1) if found else text or 'no reason given'}"
+    elif not message:
+        message = re.sub(r"^.*?\.py:\d+: ", "", text) or "skipped"
+    return " ".join(message.split())[:SKIP_REASON_CHARS]
+
+
+def junit_cases(xml: Path) -> List[dict]:
+    """The test cases of a JUnit XML report (pytest's or GoogleTest's): id, module, name, outcome and, for a failure
+    or error, its message and text (the traceback); for a skip, its reason. Raises on an unreadable report."""
+    import xml.etree.ElementTree as ElementTree
+
+    cases = []
+    for case in ElementTree.parse(xml).getroot().iter("testcase"):
+        module, name = case.get("classname") or "", case.get("name") or ""
+        entry = {"id": f"{module}::{name}" if module else name, "module": module, "name": name, "outcome": "passed"}
+        bad = case.find("failure") if case.find("failure") is not None else case.find("error")
+        mark = case.find("skipped")
+        if bad is not None:
+            entry.update(outcome="failed", message=bad.get("message") or "", text=bad.text or "")
+        elif mark is not None or case.get("result") == "skipped":
+            entry.update(outcome="skipped", reason=_skip_reason(mark) if mark is not None else "skipped")
+        cases.append(entry)
+    return cases
+
+
+def failure_head(case: dict) -> List[str]:
+    """The head of a failure: its message's first line, then the first lines of its traceback (capped)."""
+    lines = [line for line in (case.get("message") or "").splitlines()[:1]]
+    lines += [line for line in (case.get("text") or "").splitlines() if line.strip()]
+    return [line[:FAILURE_LINE_CHARS] for line in lines[:FAILURE_HEAD_LINES]]
+
+
+def gpu_skip_allowed(reason: str, allowed: Iterable[Tuple[str, str]]) -> bool:
+    """A skip that mentions CUDA or a GPU is allowed on the GPU machine only when it matches the allow-list."""
+    from . import gpu_stages
+
+    return not gpu_stages.GPU_WORDS.search(reason) or any(re.search(p, reason) for p, _ in allowed)
+
+
+def junit_summary(xml: Path, gpu_skips: bool = False) -> Optional[dict]:
+    """What a step's report says: counts, every failed id, each failure's head, the skip reasons (whole), and with
+    ``gpu_skips`` (pytest on the GPU machine) the skips that mention CUDA or a GPU outside the allow-list (each
+    fails the stage). None without a report."""
+    from . import gpu_stages
+
+    if not xml.is_file():
+        return None
+    try:
+        cases = junit_cases(xml)
+    except Exception as exc:  # a report cut off by a crash or a timeout
+        return {"unreadable": f"{xml.name}: {type(exc).__name__}"}
+    failed = [c for c in cases if c["outcome"] == "failed"]
+    skipped: Dict[str, int] = {}
+    for case in cases:
+        if case["outcome"] == "skipped":
+            skipped[case["reason"]] = skipped.get(case["reason"], 0) + 1
+    summary = {
+        "tests": len(cases),
+        "passed": sum(c["outcome"] == "passed" for c in cases),
+        "failed": len(failed),
+        "skipped": sum(skipped.values()),
+        "failed_tests": [c["id"] for c in failed[:MAX_FAILED_IDS]],
+        "failures": [{"id": c["id"], "head": failure_head(c)} for c in failed[:MAX_FAILURES]],
+        "skip_reasons": dict(sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+    if gpu_skips:
+        summary["gpu_skips"] = {
+            why: n
+            for why, n in summary["skip_reasons"].items()
+            if not gpu_skip_allowed(why, gpu_stages.GPU_SKIP_ALLOWED)
+        }
+    return summary
+
+
+def _test_id_parts(test: str) -> Tuple[str, str]:
+    """("python_tests.ops.test_x[.Class]", "test_name[param]") of a node id "python_tests/ops/test_x.py[::Class]::
+    test_name[param]", as pytest's JUnit report names the case (classname, name)."""
+    path, *rest = test.split("::")
+    module = path[: -len(".py")].replace("/", ".") if path.endswith(".py") else path.replace("/", ".")
+    return ".".join([module] + rest[:-1]), rest[-1] if rest else ""
+
+
+def must_run_outcomes(cases: Iterable[dict], tests: Iterable[str]) -> Dict[str, str]:
+    """Each must-run test's outcome over the cases of its reports: "absent" (no case), "failed" (any), "skipped"
+    (any), else "passed". A test id without [params] stands for every parametrisation."""
+    cases = list(cases)
+    found: Dict[str, str] = {}
+    for test in tests:
+        module, name = _test_id_parts(test)
+        outcomes = {
+            c["outcome"]
+            for c in cases
+            if c["module"] == module and (c["name"] == name or ("[" not in name and c["name"].startswith(name + "[")))
+        }
+        found[test] = next((o for o in ("failed", "skipped") if o in outcomes), "passed" if outcomes else "absent")
+    return found
+
+
 SANITIZER_SUMMARY = re.compile(r"^=+ (?:\w+ )?SUMMARY: (\d+) (error|hazard)", re.M)
 
 
@@ -474,8 +587,33 @@ def sanitizer_verdict(log: str) -> List[str]:
     return [f"compute-sanitizer reported {n} {kind}(s)" for n, kind in found if n != "0"]
 
 
+def probe_verdict(path: str) -> List[str]:
+    """The probe's report (checks/gpu_probe.py writes it after every part): it must exist, be JSON and not say it
+    is incomplete (a probe cut at its budget measured only part: not a pass, though what it has is kept)."""
+    import json
+
+    report = Path(path)
+    if not report.is_file():
+        return [f"no probe report {report}: the probe wrote nothing"]
+    try:
+        data = json.loads(report.read_text())
+    except ValueError:
+        return [f"the probe report {report.name} is not valid JSON (cut off?)"]
+    if not isinstance(data, dict):
+        return [f"the probe report {report.name} is no JSON object"]
+    print(f"probe report: {', '.join(sorted(data)) or 'empty'}")
+    return (
+        [f"the probe report says it is incomplete: {data.get('not_run') or 'parts did not run'}"]
+        if data.get("complete") is False
+        else []
+    )
+
+
 def verdict(args) -> int:
-    problems = gtest_verdict(getattr(args, "xml", None), getattr(args, "cuda", False))
+    if args.command == "probe-verdict":
+        problems = probe_verdict(args.json)
+    else:
+        problems = gtest_verdict(getattr(args, "xml", None), getattr(args, "cuda", False))
     if args.command == "sanitizer-verdict":
         problems = sanitizer_verdict(args.log) + problems
     for line in problems:
@@ -506,6 +644,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     san.add_argument("--xml")
     san.add_argument("--cuda", action="store_true")
     san.set_defaults(func=verdict)
+    probe = sub.add_parser("probe-verdict", help="the probe's JSON report: there, whole, complete")
+    probe.add_argument("--json", required=True)
+    probe.set_defaults(func=verdict)
     args = parser.parse_args(argv)
     return args.func(args)
 

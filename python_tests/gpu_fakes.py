@@ -7,6 +7,7 @@ untracked-not-ignored files, no .git)."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import shutil
 import subprocess
@@ -184,3 +185,77 @@ def standin_cpp_tests(folder: Path) -> Path:
     command = ["g++", "-O0", str(source), "-o", str(binary), "-lgtest", "-lgtest_main", "-pthread"]
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     return binary
+
+
+# ---- run records without a GPU: a stage's work folder as tools/gpu_check.sh leaves it ------------------------------------
+def load_check(name: str):
+    """checks/NAME.py as the package module checks.NAME, the checkout at the END of sys.path while importing (as the
+    launcher of tools/gpu_check.sh has it: nothing of the checkout may shadow the installed zsseg_rt)."""
+    import importlib
+
+    added = str(REPO) not in sys.path
+    if added:
+        sys.path.append(str(REPO))
+    try:
+        return importlib.import_module(f"checks.{name}")
+    finally:
+        if added:
+            sys.path.remove(str(REPO))
+
+
+def junit(cases) -> str:
+    """A pytest JUnit report of ``cases``: (node id, outcome[, text]) with outcome passed, failed or skipped (text:
+    the failure's traceback or the skip's reason); a node id without "::" is a module skipped at collection."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    rows = []
+    for node, outcome, *text in cases:
+        body = text[0] if text else ""
+        if "::" not in node:  # pytest's form of a module skipped at collection
+            module = node[: -len(".py")].replace("/", ".")
+            detail = escape(f"('/machine/{node}', 2, 'Skipped: {body}')")
+            rows.append(f'<testcase classname="" name="{module}"><skipped message="collection skipped">{detail}'
+                        "</skipped></testcase>")  # fmt: skip
+            continue
+        path, name = node.split("::", 1)
+        head = f'<testcase classname="{path[: -len(".py")].replace("/", ".")}" name={quoteattr(name)}'
+        if outcome == "passed":
+            rows.append(head + "/>")
+        elif outcome == "failed":
+            first = body.splitlines()[-1] if body else "AssertionError"
+            rows.append(f"{head}><failure message={quoteattr(first)}>{escape(body)}</failure></testcase>")
+        else:
+            rows.append(f'{head}><skipped type="pytest.skip" message={quoteattr(body)}>/machine/{path}:9: '
+                        f"{escape(body)}</skipped></testcase>")  # fmt: skip
+    return ('<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">'
+            + "".join(rows) + "</testsuite></testsuites>")  # fmt: skip
+
+
+def must_run_cases(stage: str) -> list:
+    """Each must-run test of ``stage`` as a passed case (a parametrised id stands for its cases)."""
+    stages = load_check("gpu_stages")
+    return [(test if "[" in test else f"{test}[x]", "passed") for test, _ in stages.stage(stage).must_run]
+
+
+def stage_work(folder: Path, stage: str = "ops", cases=None, rc: int = 0, missing: str = "", log: str = "") -> Path:
+    """A work folder of ``stage`` (a pytest stage) as its steps leave it: the set-up steps, one pytest step with
+    ``rc`` and a report of ``cases`` (default: the must-run tests and two more, all passed), what it lacked."""
+    stages = load_check("gpu_stages")
+    work = folder / "work"
+    (work / "logs").mkdir(parents=True)
+    pieces = stages.pieces_of(stages.stage(stage))
+    steps = ["artifacts\t0\t1\tlogs/artifacts.log", "install\t0\t3\tlogs/install.log"]
+    steps.append(f"pytest:{','.join(pieces)}\t{rc}\t90\tlogs/pytest_{pieces[0]}.log")
+    (work / "steps.tsv").write_text("\n".join(steps) + "\n")
+    if cases is None:
+        cases = must_run_cases(stage) + [
+            (f"python_tests/{pieces[0]}/test_a.py::test_one", "passed"),
+            (f"python_tests/{pieces[0]}/test_b.py::test_two", "skipped", "needs TensorRT"),
+        ]
+    (work / f"pytest_{pieces[0]}.xml").write_text(junit(cases))
+    (work / "logs" / f"pytest_{pieces[0]}.log").write_text(log or "....s\nSKIPPED [1] x.py:3: needs TensorRT\n"
+                                                            "1 passed, 1 skipped, 5 deselected in 9.0s\n")  # fmt: skip
+    (work / "missing.txt").write_text(missing)
+    facts = {"artifacts": {"commit": "c0ffee" * 7, "dirty": [], "manifest_sha256": "ab" * 32}, "tree": None}
+    (work / "artifacts.json").write_text(json.dumps(facts))
+    return work

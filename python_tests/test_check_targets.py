@@ -58,11 +58,18 @@ def _labels(ok: bool = True) -> dict:
     return {"rows": [], "worst_labels_equal": 1.0 if ok else 0.95, "pass": ok}
 
 
-def _timing(post_over_encoder: float) -> list:
+def _timing(post_over_encoder: float, frame_ms: float = 1.0, frames: int = 30, replayed: bool = True) -> list:
+    """Rows of the deployed frame as ``gpu_engine.time_deployed`` writes them (fp16 and bf16, C=20 and 171)."""
     return [
-        {"classes": c, "post_over_encoder": post_over_encoder, "ms_per_frame_by_stage": {}, "frames": 1}
-        for c in (20, 171)
-    ]
+        {"precision": p, "classes": c, "post_over_encoder": post_over_encoder, "frame_median_ms": frame_ms,
+         "frames": frames, "timed_replays": frames if replayed else 0, "replayed_all": replayed,
+         "graphs": {"captured": 2, "checked": 2, "check_failed": 0, "replayed": frames + 3}}
+        for p in ("fp16", "bf16") for c in (20, 171)
+    ]  # fmt: skip
+
+
+def _deployed(post: float, frame_ms: float = 1.0, floor_ms: float = 1.0, **kwargs) -> dict:
+    return {"timing": _timing(post, frame_ms, **kwargs), "floor": {"median_ms": floor_ms, "frames": 30}}
 
 
 def test_skip_full_is_not_checked_never_passed():
@@ -75,14 +82,33 @@ def test_skip_full_is_not_checked_never_passed():
 
 
 @pytest.mark.parametrize(
-    "labels_ok, post, code",
-    [(True, 0.02, 0), (True, 0.05, 1), (False, 0.02, 1), (True, float("nan"), 1)],
-)
-def test_measured_targets_pass_only_when_met(labels_ok, post, code):
-    """Control for the test above: with every target measured and met the verdict is 0; each miss is 1."""
-    report = {"labels": _labels(labels_ok), "timing": _timing(post)}
+    "labels_ok, post, frame_ms, code",
+    [(True, 0.02, 1.2, 0), (True, 0.05, 1.2, 1), (False, 0.02, 1.2, 1), (True, float("nan"), 1.2, 1),
+     (True, 0.02, 1.4, 1), (True, 0.02, float("nan"), 1)],
+)  # fmt: skip
+def test_measured_targets_pass_only_when_met(labels_ok, post, frame_ms, code):
+    """Control for the test above: with every target measured and met the verdict is 0; each miss is 1 (post
+    <= 3 % of the encoder; the frame <= 1.3x the bare encoder graph, here 1.0 ms)."""
+    report = {"labels": _labels(labels_ok), **_deployed(post, frame_ms)}
     assert gpu_engine.judge(report) == code
     assert report["pass"] is (code == 0) and report["not_checked"] == []
+
+
+@pytest.mark.parametrize(
+    "change, fails",
+    [({"replayed": False}, "timed frames were graph replays"), ({"frames": 10}, None)],
+    ids=["not replayed", "too few frames"],
+)
+def test_a_deployed_frame_that_was_not_replayed_or_too_short_never_passes(change, fails):
+    """Timed frames that were not graph replays fail their row; fewer than 30 frames leave the targets unchecked;
+    the control (every frame replayed, 30 of them) is the first case of the test above."""
+    report = {"labels": _labels(), **_deployed(0.02, **change)}
+    code = gpu_engine.judge(report)
+    assert report["pass"] is False
+    if fails:
+        assert code == 1 and any(fails in what for what in report["failed"])
+    else:
+        assert code == gpu_engine.NOT_CHECKED_RC and "10 frames < 30" in report["not_checked"][0]
 
 
 def _run_main(monkeypatch, tmp_path, *argv, post=0.02):
@@ -90,7 +116,9 @@ def _run_main(monkeypatch, tmp_path, *argv, post=0.02):
     monkeypatch.setattr(gpu_engine, "sample_images", lambda: [Path(gpu_engine.PHOTO)])
     monkeypatch.setattr(gpu_engine, "_export", lambda config, *a, **k: config)
     monkeypatch.setattr(gpu_engine, "check_labels", lambda bundle, device, images: _labels())
-    monkeypatch.setattr(gpu_engine, "time_stages", lambda bundle, device, photo, c, frames: _timing(post)[c == 171])
+    monkeypatch.setattr(gpu_engine, "deployed_unavailable", lambda device: None)
+    monkeypatch.setattr(gpu_engine, "export_full", lambda work: {"bundle": "full", "seconds": 0.0, "reused": True})
+    monkeypatch.setattr(gpu_engine, "deployed_report", lambda bundle, frames: _deployed(post))
     monkeypatch.setattr(sys, "argv", ["gpu_engine", "--device", "cpu", "--out", str(tmp_path), *argv])
     with pytest.raises(SystemExit) as exit_info:
         gpu_engine.main()
@@ -217,7 +245,8 @@ def test_a_not_checked_step_makes_the_stage_not_passed(tmp_path):
     steps = work / "steps.tsv"
     steps.write_text("engine\t0\t5\tlogs/engine.log\nengine_targets\t4\t0\tlogs/engine_targets.log\n")
     (work / "logs" / "engine_targets.log").write_text("NOT CHECKED: post-processing\ntargets not checked: not a pass\n")
-    args = ["write", "--work", str(work), "--stage", "engine", "--budget", "60", "--record-dir", str(records)]
+    budget = str(gpu_record.gpu_stages.stage("engine").budget_s)  # the table's: another budget is a partial run
+    args = ["write", "--work", str(work), "--stage", "engine", "--budget", budget, "--record-dir", str(records)]
     assert gpu_record.main(args) == 1
     record = json.loads(next(records.glob("*_engine.json")).read_text())
     assert record["status"] == "fail" and "NOT CHECKED: post-processing" in record["steps"][1]["tail"]

@@ -1,11 +1,14 @@
-"""CI's rehearsal of the acceptance run: every stage of checks/gpu_stages.py on a fake bare machine, from artefacts
+"""CI's rehearsal of the acceptance run: the plan's commands (checks/gpu_stages.py: PLAN, each a `--stage A,B,C`
+call as the device tool makes it) on a fake bare machine, from artefacts
 made once by tools/gpu_artifacts.sh (in its cheap form for CI, seconds instead of minutes: it packs this
 environment's zsseg_rt as the wheel, a small GoogleTest stand-in for the C++ tests and wheels repacked from this
 environment, then checks sizes and libraries and writes the manifest as for a real build), in a copy of the checkout
 as the device tool sends it (no .git) with only the carried folder beside it. It proves that no stage builds anything (cmake, nvcc, ninja, make and the compilers refuse and log
 every call; pip installs only wheels), that each stage installs and imports the carried wheel (not the checkout, not
-this environment's zsseg_rt), runs its steps and writes its run record, that stale or tampered artefacts are refused
-before anything runs, and that the 64 MiB limit refuses an oversized carry (the session's build is the control).
+this environment's zsseg_rt), runs its steps and writes its run record with the coverage hash of the tree it ran on,
+that each command leaves at most the 8 files the device tool brings back, that stale or tampered artefacts are
+refused before anything runs, and that the 64 MiB limit refuses an oversized carry (the session's build is the
+control).
 
 No GPU here: every step that needs CUDA fails, with its reason, and so does every stage; what passes is the plumbing.
 Skipped on the GPU machine itself (ZSSEG_NO_BUILD: it would build the artefacts there)."""
@@ -60,41 +63,50 @@ def machine(tmp_path_factory):
     assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
     print(f"artefacts built in {time.monotonic() - t0:.0f} s")
     tree = gpu_fakes.device_copy(root / "tree", root / "artifacts")
+    coverage = gpu_fakes.load_check("gpu_artifacts").coverage(tree)  # the copy's, before anything ran in it
     tools = gpu_fakes.fake_tools(root / "bin")
     python = gpu_fakes.bare_python(root / "py", hide=HIDDEN)
     return {"root": root, "tree": tree, "tools": tools, "python": python, "built": built, "pywheels": pywheels,
-            "prebuilt": prebuilt, "env": env}  # fmt: skip
+            "prebuilt": prebuilt, "env": env, "coverage": coverage}  # fmt: skip
 
 
-def _stage(machine, stage: str, *args: str, tree: Path = None) -> tuple:
-    """Runs one stage on the fake machine from the device copy; returns (process, its record)."""
+def _command(machine, stages: str, *args: str, tree: Path = None, name: str = "") -> tuple:
+    """Runs one command (``stages``: "A,B,C", as `--stage` takes them) on the fake machine from the device copy;
+    returns (process, {stage: its record}, every file left in the record folder: what the device tool brings back)."""
     tree = tree or machine["tree"]
-    records = machine["root"] / "records" / stage
+    records = machine["root"] / "records" / (name or stages.replace(",", "_"))
     env = gpu_fakes.machine_env(machine["tools"], machine["python"], ZSSEG_GPU_CHECK_REHEARSAL=gpu_fakes.REHEARSAL)
     command = [
         "bash",
         str(tree / "tools" / "gpu_check.sh"),
         "--stage",
-        stage,
+        stages,
         "--artifacts",
         str(tree / "gpu_artifacts"),
     ]
     command += ["--out", str(machine["root"] / "out"), "--record-dir", str(records), *args]
-    run = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=900)
-    found = sorted(records.glob(f"rehearsal_*_{stage}.json"))
-    assert found, f"no record of {stage}:\n{run.stdout[-4000:]}\n{run.stderr[-3000:]}"
-    return run, json.loads(found[-1].read_text())
+    run = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=1200)
+    found = {}
+    for stage in stages.split(","):
+        written = sorted(records.glob(f"rehearsal_*_{stage}.json"))
+        assert written, f"no record of {stage}:\n{run.stdout[-4000:]}\n{run.stderr[-3000:]}"
+        found[stage] = json.loads(written[-1].read_text())
+    return run, found, sorted(p.relative_to(records).as_posix() for p in records.rglob("*") if p.is_file())
 
 
-def _only(tree: Path, keep: str) -> list:
-    """pytest arguments that collect nothing of python_tests but ``keep`` (a folder, a top-level test file or a
-    folder's test file): the rehearsal runs each stage's pytest command as the GPU machine would, on cheap tests."""
+def _only(tree: Path, *keep: str) -> list:
+    """pytest arguments that collect nothing of python_tests but ``keep`` (folders, top-level test files or a
+    folder's test files): the rehearsal runs each stage's pytest command as the GPU machine would, on cheap tests."""
     tests = tree / "python_tests"
-    top, _, inner = keep.partition("/")
+    tops = {k.partition("/")[0] for k in keep}
+    inner = {k.partition("/")[0]: [] for k in keep if "/" in k}
+    for k in keep:
+        if "/" in k:
+            inner[k.partition("/")[0]].append(k.partition("/")[2])
     children = [e for e in sorted(tests.iterdir()) if e.is_dir() or (e.name.startswith("test_") and e.suffix == ".py")]
-    args = [f"--ignore={e}" for e in children if e.name != top]
-    if inner:
-        args += [f"--ignore={e}" for e in sorted((tests / top).glob("test_*.py")) if e.name != inner]
+    args = [f"--ignore={e}" for e in children if e.name not in tops]
+    for top, files in inner.items():
+        args += [f"--ignore={e}" for e in sorted((tests / top).glob("test_*.py")) if e.name not in files]
     return args
 
 
@@ -113,45 +125,64 @@ def _setup_ran(record: dict, machine) -> None:
     assert record["tree"] == {"build_inputs_match": True, "tests_match": True, "tests_differing": []}
 
 
-def test_every_stage_runs_from_the_carried_artefacts(machine):
-    """Each stage of the table, one invocation each (one command each on the lent machine), from a bare work
-    folder: the record says what ran, what failed for want of a GPU, and nothing was built."""
-    sys.path.insert(0, str(REPO))
-    try:
-        from checks import gpu_record, gpu_stages
-    finally:
-        sys.path.remove(str(REPO))
+# The cheap tests each pytest stage runs here, by command of the plan (one --pytest-args per command: it is appended
+# to every pytest step of the command; each stage's own targets already leave out the other stages' pieces)
+CHEAP = {
+    "ops": ("pipeline", "test_rescaled_size_matches_mmcv_formula"),
+    "models": ("vocabulary", "test_one_rule_for_the_same_name"),
+    "suite": ("test_cli_help.py", "test_version"),
+    "sanitizers": (
+        "ops/test_stream_order_cuda.py",
+        "test_out_on_cuda_is_written_in_place_and_equals_the_allocating_call",
+    ),
+}
+
+
+def test_the_plans_commands_run_from_the_carried_artefacts(machine):
+    """Each command of the plan, its stages in one invocation as the device tool runs them, from a bare work folder
+    per stage: the records say what ran, what failed for want of a GPU, the coverage hash of the tree they ran on
+    (computed once, before the first stage); nothing was built; each command left at most 8 files."""
+    gpu_record, gpu_stages = gpu_fakes.load_check("gpu_record"), gpu_fakes.load_check("gpu_stages")
     tree = machine["tree"]
-    pytest_args = {
-        "ops": ["-n", "2", "-k", "test_rescaled_size_matches_mmcv_formula", *_only(tree, "pipeline")],
-        "models": ["-n", "0", "-k", "test_one_rule_for_the_same_name", *_only(tree, "vocabulary")],
-        "suite": [
-            "-n",
-            "0",
-            "-k",
-            "test_subprocess_env_keeps_an_existing_pythonpath",
-            *_only(tree, "test_gpu_check.py"),
-        ],
-        "sanitizers": ["-n", "0", *_only(tree, "ops/test_stream_order_cuda.py")],
-    }
     records = {}
-    for stage in gpu_stages.STAGES:
-        extra = pytest_args.get(stage.name, [])
-        run, record = _stage(machine, stage.name, *(["--pytest-args", " ".join(extra)] if extra else []))
+    calls = gpu_stages.lease_plan()
+    assert [c["stages"] for c in calls] == [list(c) for c in gpu_stages.PLAN]
+    for call in calls:
+        cheap = [CHEAP[s] for s in call["stages"] if s in CHEAP]
+        selection = " or ".join(name for _, name in cheap)
+        args = ["-n", "0", "-k", f"'{selection}'", *_only(tree, *(keep for keep, _ in cheap))]
+        run, found, files = _command(machine, ",".join(call["stages"]), "--pytest-args", " ".join(args))
         assert run.returncode == 1, run.stdout[-3000:]  # no GPU: no stage passes
+        assert len(files) <= gpu_stages.FILES_PER_COMMAND and len(files) <= call["files"], files
+        assert len(files) == 2 * len(call["stages"]), files  # each stage's record and logs (the probe's packed)
+        records.update(found)
+    assert gpu_fakes.build_calls(machine["tools"]) == [], "a stage called a build tool"
+    for stage in gpu_stages.STAGES:
+        record = records[stage.name]
         assert record["stage"] == stage.name and record["budget_s"] == stage.budget_s and record["status"] == "fail"
         _setup_ran(record, machine)
-        records[stage.name] = record
         assert gpu_record.refusal(record).startswith("a rehearsal"), "a rehearsal must never be committed"
-    assert gpu_fakes.build_calls(machine["tools"]) == [], "a stage called a build tool"
+        assert record["coverage"]["sha256"] == machine["coverage"][stage.name]["sha256"], stage.name
+        assert record["coverage"]["built_sha256"] and record["logs"]["sha256"]
     engine = _steps(records["engine"])
     assert "no usable CUDA device" in "\n".join(engine["engine"]["tail"]) and engine["engine_targets"]["rc"] == 1
     assert engine["cpp"]["rc"] == 0 and engine["cpp"]["tests"]["passed"] == 2  # the carried C++ tests ran ...
     assert "FAIL: did not run: StandInCuda.MatchesCpu (no CUDA device" in "\n".join(engine["cpp_cuda_ran"]["tail"])
     assert engine["bench"]["rc"] != 0 and engine["bench_targets"]["rc"] == 1
+    probe = _steps(records["probe"])
+    if not (REPO / "checks" / "gpu_probe.py").is_file():  # until the probe lands: a failed step that says why
+        assert probe["probe"]["rc"] == 1 and "NO PROBE: checks/gpu_probe.py" in "\n".join(probe["probe"]["tail"])
+    else:  # its stand-in parts here: its JSON into the record, its files into the logs (the folder is gone)
+        assert probe["probe"]["rc"] == 0 and probe["probe_report"]["rc"] == 0, probe
+        assert records["probe"]["probe"]["dry_run"] is True and records["probe"]["probe"]["complete"] is True
+        assert "probe/probe.json" in records["probe"]["probe_files"]
+    assert records["probe"]["status"] == "fail"  # no GPU: the import check failed
     for stage, piece in (("ops", "ops"), ("models", "models"), ("suite", "export")):
         step = _steps(records[stage])[f"pytest:{','.join(gpu_stages.pieces_of(gpu_stages.stage(stage)))}"]
         assert step["rc"] == 0 and step["tests"]["passed"] == 1, step
+        assert any(f.startswith("pytest -k ") for f in records[stage]["filters"])  # a rehearsal's selection: partial
+        assert all(v == "absent" for v in records[stage]["must_run"].values())
+    assert records["models"]["deselected"]["marker"] == "not host_only"
     sanitizers = _steps(records["sanitizers"])
     assert [n for n in sanitizers if n not in ("artifacts", "install", "python_deps", "import")] == [
         "memcheck_cpp", "memcheck_cpp_verdict", "racecheck_cpp", "racecheck_cpp_verdict",
@@ -159,8 +190,8 @@ def test_every_stage_runs_from_the_carried_artefacts(machine):
     ]  # fmt: skip
     assert sanitizers["memcheck_cpp_verdict"]["rc"] == 1  # the CUDA tests did not run under it
     assert sanitizers["memcheck_pytest"]["rc"] == 0 and sanitizers["memcheck_pytest_verdict"]["rc"] == 0
-    tarball = sorted((machine["root"] / "records" / "engine").glob("*.logs.tar.gz"))
-    assert tarball and tarball[0].stat().st_size > 0
+    # ... but its one test skipped for want of a GPU: that fails the stage on a GPU machine
+    assert sanitizers["memcheck_pytest"]["tests"]["gpu_skips"], sanitizers["memcheck_pytest"]["tests"]
 
 
 def test_stale_or_tampered_artefacts_stop_a_stage_before_it_runs(machine, tmp_path):
@@ -170,7 +201,8 @@ def test_stale_or_tampered_artefacts_stop_a_stage_before_it_runs(machine, tmp_pa
     source = tree / "csrc" / "cuda" / "upsample.cu"
     source.write_text(source.read_text() + "\n// changed after the build\n")
     (tree / "gpu_artifacts" / "pywheels" / "numpy-99.0-py3-none-any.whl").write_bytes(b"tampered")
-    run, record = _stage(machine, "ops", tree=tree)
+    run, found, _ = _command(machine, "ops", tree=tree, name="stale")
+    record = found["ops"]
     assert run.returncode == 1 and record["status"] == "missing prerequisite"
     missing = "\n".join(record["missing"])
     assert "build inputs differ" in missing and "changed: csrc/cuda/upsample.cu" in missing

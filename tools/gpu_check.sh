@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# The acceptance run on a lent CUDA GPU machine: one stage per command, from a bare start, from artefacts built on
+# The acceptance run on a lent CUDA GPU machine: the stages of one command of the plan (checks/gpu_stages.py: PLAN;
+# `python -m checks gpu_stages plan` prints the device tool's calls), each from a bare start, from artefacts built on
 # the development machine (tools/gpu_artifacts.sh: the wheel, the C++ tests, the Python wheels the image lacks).
 # NOTHING is built here: no cmake, no nvcc, no pip build. Each stage writes a run record (a JSON file, committed into
 # docs/gpu_runs/ with `python -m checks gpu_record add`, which also regenerates BENCHMARKS.md's table of stages).
 #
-#   bash tools/gpu_check.sh --stage NAME [--artifacts DIR] [--record-dir DIR] [--out DIR] [--budget S]
-#                           [--pytest-args "ARGS"] [--quick] [--list]
-#     --stage NAME       one stage of `--list` (the table: checks/gpu_stages.py), or "all" (every stage, one after
-#                        the other: a machine without a 10-minute limit per command)
+#   bash tools/gpu_check.sh (--stage NAME[,NAME...] | --command N) [--artifacts DIR] [--record-dir DIR] [--out DIR]
+#                           [--budget S] [--pytest-args "ARGS"] [--quick] [--list]
+#     --stage NAMES      stages of `--list` (the table: checks/gpu_stages.py), comma-separated, run one after the
+#                        other in this command; or "all" (every stage: more files than the device tool brings back)
+#     --command N        the stages of the plan's command N (1-based)
 #     --artifacts DIR    the carried artefacts (default gpu_artifacts)
 #     --record-dir DIR   where the run record goes: DATE_MACHINE_STAGE.json and .logs.tar.gz beside it (default
 #                        OUT/records; on a lent machine "$OUT", which the device tool brings back)
 #     --out DIR          the work folder: the installed packages and every log (default out/gpu_check; a stage's
 #                        folder is emptied first, so each stage starts bare even on a machine still warm)
-#     --budget S         the stage's time bound instead of the table's (recorded in the record)
-#     --pytest-args ARGS more pytest arguments after the stage's own (e.g. "-x", or "-n 4" instead of 16)
+#     --budget S         each stage's time bound instead of the table's (a run under another bound is "partial")
+#     --pytest-args ARGS more pytest arguments after the stage's own, shell-quoted (e.g. "-n 4" instead of 16, or
+#                        "-k 'a or b'"); any beyond reporting and the worker count makes the record "partial", never
+#                        a pass: -k, -m, --deselect, --ignore*, -x/--maxfail, --lf/--ff, test paths, ...
 #     --quick            the engine step without the full-size ViT-B/16 timing (its target is then not checked:
 #                        the stage cannot pass; for finding breakage fast)
 #     --list             the stages: name, budget in seconds, what it checks
 #   PYTHON               the Python to use (default python3: on the GPU image, /opt/torch/.venv's 3.12 with torch)
 #   ZSSEG_GPU_CHECK_REHEARSAL  a fake machine (CI): the record says "rehearsal: TEXT" and gpu_record refuses it
+#
+# Every pytest step runs with `--dist loadgroup` (as CI) and the stage definition's own `-m "not host_only"` (the
+# tests pinned to the CPU are CI's; the record names them); `probe` runs `python -m checks gpu_probe --out DIR`, DIR
+# a folder of the record folder, so that its files come back even when the command is cut during it.
 #
 # Every stage first checks the artefacts (each file's SHA-256, the Python they were built for, the checkout's build
 # inputs against theirs, every shared library resolvable: checks/gpu_artifacts.py verify), installs the carried
@@ -41,7 +49,8 @@ BUDGET=""
 PYTEST_ARGS=""
 QUICK=0
 LIST=0
-COMMAND="tools/gpu_check.sh $*"
+COMMAND_NUMBER=""
+COMMAND="tools/gpu_check.sh$(printf ' %q' "$@")"  # shell-quoted: gpu_record reads the filters back from it
 
 usage_error() {
   echo "gpu_check: $1 (see the header of tools/gpu_check.sh, or --list)" >&2
@@ -49,10 +58,11 @@ usage_error() {
 }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --stage | --artifacts | --record-dir | --out | --budget | --pytest-args)
+    --stage | --command | --artifacts | --record-dir | --out | --budget | --pytest-args)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
       case "$1" in
         --stage) STAGE="$2" ;;
+        --command) [[ "$2" =~ ^[0-9]+$ ]] || usage_error "--command needs the number of a command of the plan, got '$2'"; COMMAND_NUMBER="$2" ;;
         --artifacts) ARTIFACTS="$2" ;;
         --record-dir) RECORD_DIR="$2" ;;
         --out) OUT="$2" ;;
@@ -92,15 +102,28 @@ if [ "$LIST" = 1 ]; then
   printf '%s\n' "${STAGE_LINES[@]}"
   exit 0
 fi
-[ -n "$STAGE" ] || usage_error "--stage NAME is needed (stages: ${ALL_STAGES[*]}, or all)"
+if [ -n "$COMMAND_NUMBER" ]; then
+  [ -z "$STAGE" ] || usage_error "--stage and --command exclude each other (got both)"
+  STAGE="$(run_module checks gpu_stages command "$COMMAND_NUMBER" 2>&1 | paste -sd, -)" \
+    && [ -n "$STAGE" ] || usage_error "$STAGE"
+fi
+[ -n "$STAGE" ] || usage_error "--stage NAME[,NAME...] or --command N is needed (stages: ${ALL_STAGES[*]}, or all)"
 SELECTED=()
 if [ "$STAGE" = all ]; then
   SELECTED=("${ALL_STAGES[@]}")
 else
-  case " ${ALL_STAGES[*]} " in
-    *" $STAGE "*) SELECTED=("$STAGE") ;;
-    *) usage_error "unknown stage '$STAGE'; stages: ${ALL_STAGES[*]} (or all)" ;;
-  esac
+  IFS=, read -r -a NAMES <<<"$STAGE"
+  for name in "${NAMES[@]}"; do
+    case " ${ALL_STAGES[*]} ${SELECTED[*]:-} " in
+      *" $name "*" $name "*) usage_error "stage '$name' is named twice in '$STAGE'" ;;
+      *" $name "*) SELECTED+=("$name") ;;
+      *) usage_error "unknown stage '$name' in '$STAGE'; stages: ${ALL_STAGES[*]} (or all)" ;;
+    esac
+  done
+fi
+FILES="$(run_module checks gpu_stages files "${SELECTED[@]}")"
+if [ "$FILES" -gt 8 ]; then
+  echo "gpu_check: note: ${SELECTED[*]} may leave $FILES files in the record folder; the device tool brings back 8" >&2
 fi
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
@@ -108,12 +131,25 @@ OUT="$(cd "$OUT" && pwd)"
 RECORD_DIR="${RECORD_DIR:-$OUT/records}"
 mkdir -p "$RECORD_DIR"
 RECORD_DIR="$(cd "$RECORD_DIR" && pwd)"
-PYTEST_EXTRA=()
-read -r -a PYTEST_EXTRA <<<"$PYTEST_ARGS" || true
+PYTEST_EXTRA=()  # split as a shell would (quotes kept together), not at every space
+if [ -n "$PYTEST_ARGS" ]; then
+  SPLIT="$("$PY" -c 'import shlex, sys
+try:
+    print("\n".join(shlex.split(sys.argv[1])))
+except ValueError as exc:
+    print(f"--pytest-args cannot be split as a shell would ({exc}): got {sys.argv[1]!r}")
+    sys.exit(1)' "$PYTEST_ARGS")" || usage_error "$SPLIT"
+  mapfile -t PYTEST_EXTRA <<<"$SPLIT"
+fi
 # -rfEs: the summary names every failure and error (a bare -rs hid them: the first H200 run printed only counts)
 PYTEST_COMMON=(-q -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pyproject.toml" -rfEs)
 WORKERS="$(run_module checks gpu_stages workers)"
 SANITIZED_WORKERS="$(run_module checks gpu_stages workers --sanitized)"
+# The stage definition's own pytest arguments (not a user's filter): -m "not host_only" (-m cuda under the sanitizer)
+# and --dist loadgroup, as CI schedules (xdist_group marks hold there)
+mapfile -t PYTEST_OWN < <(run_module checks gpu_stages pytest-options)
+mapfile -t SANITIZED_OWN < <(run_module checks gpu_stages pytest-options --sanitized)
+PROBE_RESERVE=10  # of what is left of the probe stage's budget when the probe starts: its own --budget ends before
 # Threads per pytest worker, as tools/run_tests.sh gives them (cores / workers; torch's and the OpenMP ops' threads,
 # not ONNX Runtime's): with torch's default of one thread per core, 16 workers ran 16 x 16 threads on 16 cores (the first H200 run: the models stage
 # timed out at its 240 s budget, ops took 166 s where the first H100 run took 42 s).
@@ -207,7 +243,8 @@ setup() {  # the artefacts checked, the wheel and the missing Python distributio
 }
 
 do_engine() {
-  local args=(--out "$WORK")
+  # the full-size export kept in one folder for the command, which the probe reuses (~40-60 s of export once)
+  local args=(--out "$WORK" --work "$OUT/shared_exports")
   if [ "$QUICK" = 1 ]; then args+=(--skip-full); fi
   step engine "$WORK/logs/engine.log" run_module checks gpu_engine "${args[@]}" || true
   # the targets it checked and met: --quick leaves the post-processing target unchecked (not passed: exit 4)
@@ -238,8 +275,27 @@ do_pytest() {  # do_pytest PIECE...: those pieces of python_tests in one pytest 
   mapfile -t targets < <(run_module checks gpu_stages pytest-targets "$@")
   # Everything, not only the CUDA tests: a GPU changes which paths run
   step "$name" "$WORK/logs/pytest_${1}.log" env OMP_NUM_THREADS="$(pytest_threads "$WORKERS")" \
-    "$PY" -m pytest "${targets[@]}" "${PYTEST_COMMON[@]}" \
-    "--junitxml=$WORK/pytest_${1}.xml" -n "$WORKERS" --dist loadfile ${PYTEST_EXTRA[@]+"${PYTEST_EXTRA[@]}"} || true
+    "$PY" -m pytest "${targets[@]}" "${PYTEST_COMMON[@]}" "${PYTEST_OWN[@]}" \
+    "--junitxml=$WORK/pytest_${1}.xml" -n "$WORKERS" ${PYTEST_EXTRA[@]+"${PYTEST_EXTRA[@]}"} || true
+}
+
+do_probe() {  # the probe (checks/gpu_probe.py): its files straight under the record folder, kept when a command is cut
+  local left
+  PROBE_DIR="$RECORD_DIR/$(date +%Y-%m-%dT%H%M%S)_probe"
+  mkdir -p "$PROBE_DIR"
+  if [ ! -f "$ROOT/checks/gpu_probe.py" ]; then
+    step probe "$WORK/logs/probe.log" bash -c 'echo "NO PROBE: checks/gpu_probe.py is not in this checkout, so the \
+probe did not run (it is not a pass: nothing was measured)"; exit 1' || true
+    return 0
+  fi
+  left=$((STAGE_DEADLINE - $(date +%s) - PROBE_RESERVE))
+  # CI's fake machine rehearses the plumbing (the probe's files under the record folder, into the record and its
+  # logs): the probe's stand-in parts, seconds instead of minutes of CPU export there (the record says rehearsal)
+  step probe "$WORK/logs/probe.log" run_module checks gpu_probe --out "$PROBE_DIR" --budget "$((left > 1 ? left : 1))" \
+    --work "$OUT/shared_exports" ${ZSSEG_GPU_CHECK_REHEARSAL:+--dry-run} || true
+  # its report must be there, whole, and say it finished (a probe cut at its budget measured only part)
+  step probe_report "$WORK/logs/probe_report.log" run_module checks gpu_check_support probe-verdict \
+    --json "$PROBE_DIR/probe.json" || true
 }
 
 do_sanitizer() {  # do_sanitizer TOOL cpp|pytest: compute-sanitizer over the C++ CUDA tests or the Python ones
@@ -260,8 +316,8 @@ do_sanitizer() {  # do_sanitizer TOOL cpp|pytest: compute-sanitizer over the C++
   else
     step "${tool}_pytest" "$log" env OMP_NUM_THREADS="$(pytest_threads "$SANITIZED_WORKERS")" \
       "$san" --tool "$tool" --error-exitcode 99 --target-processes all "$PY" -m pytest \
-      "$ROOT/python_tests" -m cuda "${PYTEST_COMMON[@]}" "--junitxml=$WORK/sanitizer_${tool}_pytest.xml" \
-      -n "$SANITIZED_WORKERS" --dist loadfile ${PYTEST_EXTRA[@]+"${PYTEST_EXTRA[@]}"} || true
+      "$ROOT/python_tests" "${SANITIZED_OWN[@]}" "${PYTEST_COMMON[@]}" "--junitxml=$WORK/sanitizer_${tool}_pytest.xml" \
+      -n "$SANITIZED_WORKERS" ${PYTEST_EXTRA[@]+"${PYTEST_EXTRA[@]}"} || true
     step "${tool}_pytest_verdict" "$WORK/logs/sanitizer_${tool}_pytest_verdict.log" run_module checks \
       gpu_check_support sanitizer-verdict --log "$log" || true
   fi
@@ -281,6 +337,7 @@ run_stage() {  # run_stage NAME: from a bare work folder, its steps within its b
   STAGE_STEPS="$WORK/steps.tsv"
   STAGE_MISSING="$WORK/missing.txt"
   STAGE_NOTES="$WORK/notes.txt"
+  PROBE_DIR=""
   : >"$STAGE_STEPS"
   : >"$STAGE_MISSING"
   : >"$STAGE_NOTES"
@@ -296,11 +353,17 @@ run_stage() {  # run_stage NAME: from a bare work folder, its steps within its b
     done < <(run_module checks gpu_stages steps "$name")
   fi
   if ! (cd "$WORK" && run_module checks gpu_record write --work "$WORK" --stage "$name" --budget "$STAGE_BUDGET" \
-    --seconds "$(($(date +%s) - t0))" --command "$COMMAND" --record-dir "$RECORD_DIR"); then
+    --seconds "$(($(date +%s) - t0))" --command "$COMMAND" --record-dir "$RECORD_DIR" \
+    --coverage "$OUT/coverage.json" ${PROBE_DIR:+--probe-dir "$PROBE_DIR"}); then
     FAILED=1
   fi
 }
 
+# What each stage covers, hashed once for the whole command before any stage runs (a test that writes into the tree
+# cannot change a later stage's hash): a pass counts at a later tree only while its stage's hash is the same
+rm -f "$OUT/coverage.json"
+run_module checks gpu_artifacts coverage --root "$ROOT" --json "$OUT/coverage.json" \
+  || echo "gpu_check: the coverage hashes could not be computed: these records' passes will not count" >&2
 for name in "${SELECTED[@]}"; do
   run_stage "$name"
 done

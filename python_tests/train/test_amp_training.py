@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+# Every test here trains with --device cpu and compares with the CPU fp32 fixture: CI's, not the GPU lease's
+pytestmark = pytest.mark.host_only
 
 from zsseg_rt.cli.train import main as train_main  # noqa: E402
 

@@ -105,6 +105,7 @@ def test_unknown_config_keys_are_named(tmp_path):
         Trainer(_cfg(tmp_path, model_overrides={"bogus": 1}), progress=False)
 
 
+@pytest.mark.host_only  # the zegclip_fp32_learning fixture trains on the CPU on every machine (conftest.py)
 def test_tiny_model_learns_seen_classes(zegclip_fp32_learning, capsys):
     """300 iterations on synthetic shapes must clearly beat the untrained model on seen-class mIoU (the run is
     the ``zegclip_fp32_learning`` fixture of conftest.py, shared with the mixed-precision test)."""
@@ -407,6 +408,7 @@ def test_transductive_init_from_inductive_checkpoint(tmp_path):
     assert st.iteration == 0
 
 
+@pytest.mark.host_only  # DDP on the CPU (gloo, --device cpu)
 def test_torchrun_two_process_gloo_matches_single_process(tmp_path):
     """DDP on the CPU (gloo, 2 processes): same data partition and loss normalisation as one process."""
     import json

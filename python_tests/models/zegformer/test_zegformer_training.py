@@ -173,6 +173,7 @@ def _report(run: dict) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.host_only  # trains on the CPU on every machine (see _learning_run): CI's, not the GPU lease's
 def test_tiny_zegformer_learns_seen_classes(tmp_path, capsys):
     """The query classifier + masks learn the seen classes of synthetic shapes: seen-class mIoU (the seen
     vocabulary, as in training) at least +20 points over the untrained model on average over three seeds and at
@@ -205,6 +206,7 @@ def test_tiny_zegformer_learns_seen_classes(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.host_only  # the learning test's control, on the CPU as it is
 def test_the_learning_check_fails_without_learning(tmp_path, capsys):
     """The control: the same recipe and seed with lr = 0 (every step computed, nothing moves) must fail the
     learning check, on both its mIoU gain and its loss decrease. With lr = 0 the weights stay where they started
@@ -245,6 +247,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.host_only  # DDP on the CPU (gloo, --device cpu)
 def test_torchrun_two_process_gloo(tmp_path):
     """DDP on the CPU (gloo, 2 processes) through ``python -m zsseg_rt.train``: it trains, checkpoints both ranks'
     RNG states and moves the weights, and its first iteration (same weights, same global batch split over the
