@@ -34,8 +34,15 @@ def test_no_weights_says_so_and_refuses_without_the_random_flag(monkeypatch, cap
     with pytest.raises(SystemExit) as exit_info:
         demo._resolve_model(_args())
     assert exit_info.value.code == 2
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "No model weights are available" in out and "--official" in out and "--clip-weights" in out
+    # N12 (issue 64): the README's `zsseg demo` without weights never named the flag tools/run_demo.sh passes
+    assert "zsseg demo --allow-random-weights" in out, out
+    assert captured.err.strip().splitlines() == [
+        "zsseg demo: error: no model weights (see above): give a checkpoint (--official, --native) or CLIP weights "
+        "(--clip-weights), or pass --allow-random-weights to run the pipeline on random weights"
+    ]
 
 
 def test_a_long_reason_is_cut_at_a_sentence_end_not_mid_word():

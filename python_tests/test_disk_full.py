@@ -133,3 +133,120 @@ def test_export_on_a_full_disk_names_where_it_wrote(tiny_bundle, tmp_path):
     ), lines[0]
     assert lines[0].endswith("(free space there, or write to another disk)"), lines[0]
     assert os.listdir(disk) == []  # nothing left on the (real, unmounted) folder; the tmpfs went with its namespace
+
+
+# ---- issue 64: N17 (segment on a full disk), D11 (export's and build-engine's words) -------------------------------
+def _images(folder, count):
+    import numpy as np
+
+    cv2 = pytest.importorskip("cv2")
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for index in range(count):
+        path = os.path.join(folder, f"img{index}.png")
+        cv2.imwrite(path, np.random.default_rng(index).integers(0, 255, (20, 30, 3), dtype=np.uint8))
+        paths.append(path)
+    return paths
+
+
+def test_segment_stops_at_the_first_write_the_disk_refuses(tiny_bundle, tmp_path, capsys, monkeypatch):
+    """N17 (probe D7b): with 4 photos on a full disk `segment` computed every image, then skipped each with the same
+    error (4 lines and "all 4 images failed"). Now the first refused write stops the run: one line, the count."""
+    from zsseg_rt import cli
+
+    images, out = _images(tmp_path / "in", 4), tmp_path / "out"
+    real_replace, refused = os.replace, []
+
+    def full_disk(source, target, *args, **kwargs):  # the disk takes the first image's outputs, then nothing
+        if str(target).startswith(str(out)) and not str(target).startswith(str(out / "img0")):
+            refused.append(target)
+            raise OSError(28, os.strerror(28))
+        return real_replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    argv = ["segment", *images, "--bundle", tiny_bundle, "--classes", "cat,dog", "-o", str(out)]
+    code = cli.main([*argv, "--backend", "onnxruntime"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 1 and len(refused) == 1 and len(err) == 1, err  # was: 3 "skipped" lines, each image segmented
+    first = str(out / "img1_overlay.png")
+    assert err[0].startswith(f"zsseg segment: error: cannot write {first!r}: No space left on device"), err
+    stopped = "; stopped at image 2 of 4 (the results of 1 images before it are kept; the others were not segmented)"
+    assert stopped in err[0], err
+    assert err[0].endswith("(free space there, or write to another disk)"), err
+
+
+def test_segment_refuses_a_full_disk_before_loading_the_model(tiny_bundle, tmp_path, capsys, monkeypatch):
+    from zsseg_rt import cli
+
+    images, out = _images(tmp_path / "in", 2), tmp_path / "out"
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=0))
+    code = cli.main(["segment", *images, "--bundle", tiny_bundle, "--classes", "cat,dog", "-o", str(out)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 1 and err == [
+        f"zsseg segment: error: cannot write -o {str(out)!r}: its disk is full (0 bytes free at {str(tmp_path)!r}); "
+        "nothing was written (free space there, or write to another disk)"
+    ], err
+    assert not out.exists()
+
+
+def test_export_refusals_say_the_flag_in_the_users_words(tmp_path, capsys):
+    """D11 (probe D11d): `zsseg export` said "pass overwrite=True (CLI: --overwrite)" on the command line."""
+    from zsseg_rt import cli
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    assert cli.main(["export", str(taken)]) == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert line == (
+        f"zsseg export: error: {str(taken)!r} exists already: pass --overwrite to replace the bundle (only a bundle "
+        "`zsseg export` wrote is replaced, once the new one is verified), or choose another output"
+    ), line
+    assert cli.main(["export", str(taken), "--overwrite"]) == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert line.startswith(f"zsseg export: error: --overwrite refused: {str(taken)!r} is not a zsseg_rt bundle"), line
+    from zsseg_rt.export.overwrite import OverwriteRefused, check_export_destination
+
+    with pytest.raises(OverwriteRefused, match="pass overwrite=True to replace the bundle"):  # Python's words
+        check_export_destination(str(taken), False)
+
+
+def test_export_on_a_disk_full_to_the_last_block_names_the_folder(tmp_path, monkeypatch):
+    """D11 (probe D11e): on a disk filled up with dd, `zsseg export full/b` said "error: [Errno 28] No space left on
+    device (free space there, ...)": the record of the staging folder's lock file could not be written (an OSError
+    naming no file), before the bundle's own writes (which name it: the test above)."""
+    from disk_faults import FullDiskOs
+
+    from zsseg_rt.cli_errors import format_error
+    from zsseg_rt.export import overwrite
+
+    full = tmp_path / "full"
+    full.mkdir()
+    monkeypatch.setattr(overwrite, "os", FullDiskOs(budget=0))
+    with pytest.raises(OSError) as caught:
+        overwrite.ExportStaging(str(full), str(full / "b"))
+    assert format_error(caught.value) == (
+        f"No space left on device (preparing the staging folder of the bundle {full / 'b'}): {str(full)!r} (free "
+        "space there, or write to another disk)"
+    )
+    assert os.listdir(full) == []  # no staging folder, no lock left
+
+
+def test_build_engine_on_a_full_disk_names_the_engines_folder(tiny_bundle, capsys, monkeypatch):
+    """D11 (probe A15, D11e): `zsseg build-engine BUNDLE --backend auto` on a full disk said "[Errno 28] No space left
+    on device (free space there, ...)" with no path: a writer that names no file (onnx.save, a compiled cache)."""
+    from zsseg_rt import cli
+    from zsseg_rt.export import auto_precision
+
+    def full_disk(bundle, force=False):
+        raise OSError(28, os.strerror(28))
+
+    monkeypatch.setattr(auto_precision, "prepare_auto", full_disk)
+    assert cli.main(["build-engine", tiny_bundle, "--backend", "auto"]) == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    engines = os.path.join(tiny_bundle, "engines")
+    assert line == (
+        f"zsseg build-engine: error: No space left on device (writing the bundle's engines and records): {engines!r} "
+        "(free space there, or write to another disk)"
+    ), line

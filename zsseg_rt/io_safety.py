@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno as errno_codes
 import json
 import os
+import re
 import secrets
 from typing import Any, Iterable, List, Optional
 
@@ -35,6 +36,9 @@ __all__ = [
     "existing_outputs",
     "fsync_directory",
     "partial_path",
+    "replace_with",
+    "temporaries_of",
+    "write_temporary",
 ]
 
 PARTIAL_TAG = ".partial"  # out.mp4 -> out.partial.mp4: a streamed output until it is complete
@@ -98,15 +102,26 @@ def _temporary_path(path: str) -> str:
     return os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
 
 
-def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed onto it when complete (see the module).
+def temporaries_of(path: str) -> List[str]:
+    """The temporary files of ``path`` that a killed write left beside it (``.NAME.<8 hex digits>.tmp``, what
+    :func:`atomic_write_bytes` writes before its rename), in name order."""
+    folder, name = os.path.split(os.path.abspath(path))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    pattern = re.compile(r"^\." + re.escape(name) + r"\.[0-9a-f]{8}\.tmp$")
+    return [os.path.join(os.path.dirname(path), entry) for entry in sorted(names) if pattern.match(entry)]
 
-    The new file gets the usual permissions (0666 less the umask). ``fsync=False`` skips the two fsyncs (a stream of
-    frame images at camera rate): a killed process still never leaves a truncated file; a power loss might.
+
+def write_temporary(path: str, data: bytes, *, fsync: bool = True) -> str:
+    """Write ``data`` into a new hidden temporary file beside ``path`` (``.NAME.<random>.tmp``, same folder, so the
+    rename onto ``path`` is atomic) and return its path; ``path`` itself is not touched. The file gets the usual
+    permissions (0666 less the umask), as every output does.
 
     Raises:
-        OutputWriteError: the write failed (``path`` keeps its old content, or stays absent; no temporary file is
-            left); its message names ``path`` and the bytes written of the total.
+        OutputWriteError: the write failed (no temporary file is left); its message names ``path`` and the bytes
+            written of the total.
     """
     view = memoryview(data).cast("B")
     temporary = _temporary_path(path)
@@ -126,7 +141,6 @@ def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True) -> None:
                 os.fsync(handle)  # a full disk may only show here (delayed allocation)
         finally:
             os.close(handle)
-        os.replace(temporary, path)
     except OSError as exc:
         _remove_quietly(temporary)
         kept = "the old file is unchanged" if os.path.lexists(path) else "no file was written"
@@ -134,8 +148,41 @@ def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True) -> None:
     except BaseException:
         _remove_quietly(temporary)
         raise
+    return temporary
+
+
+def replace_with(temporary: str, path: str, *, fsync: bool = True) -> None:
+    """Rename ``temporary`` (written by :func:`write_temporary`) onto ``path``, then fsync the folder.
+
+    Raises:
+        OutputWriteError: the rename failed (``path`` keeps its old content; the temporary file is removed).
+    """
+    try:
+        os.replace(temporary, path)
+    except OSError as exc:
+        _remove_quietly(temporary)
+        kept = "the old file is unchanged" if os.path.lexists(path) else "no file was written"
+        raise write_failure(path, exc, f"the complete file could not be renamed into place; {kept}") from None
     if fsync:
         fsync_directory(path)
+
+
+def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed onto it when complete (see the module).
+
+    The new file gets the usual permissions (0666 less the umask). ``fsync=False`` skips the two fsyncs (a stream of
+    frame images at camera rate): a killed process still never leaves a truncated file; a power loss might.
+
+    Raises:
+        OutputWriteError: the write failed (``path`` keeps its old content, or stays absent; no temporary file is
+            left); its message names ``path`` and the bytes written of the total.
+    """
+    temporary = write_temporary(path, data, fsync=fsync)
+    try:
+        replace_with(temporary, path, fsync=fsync)
+    except BaseException:
+        _remove_quietly(temporary)
+        raise
 
 
 def atomic_write_text(path: str, text: str, *, encoding: str = "utf-8", fsync: bool = True) -> None:

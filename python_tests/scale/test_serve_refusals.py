@@ -260,3 +260,20 @@ def test_an_aborted_upload_is_counted_as_aborted_not_as_a_server_error(replica):
     stats = replica._stats()
     assert stats["aborted"] - before["aborted"] == 1 and stats["errors"] == before["errors"], stats
     assert stats["bad_requests"] == before["bad_requests"] and stats["requests"] - before["requests"] == 1
+
+
+def test_unknown_or_repeated_query_parameters_are_refused(replica):
+    """N15 (issue 64, probe U7): `?clases=cat,dog` and `?Classes=cat` were answered 200 with the server's default
+    vocabulary, and `?scores=0&scores=1` kept one of them silently: 400 naming what POST /segment reads."""
+    good = _png(np.full((24, 32, 3), 120, np.uint8))
+    known = "POST /segment reads ?classes=, ?scores=, ?labels= (names are case-sensitive)"
+    for query, message in (
+        ("clases=cat,dog", f"unknown query parameter 'clases': {known}"),
+        ("Classes=cat", f"unknown query parameter 'Classes': {known}"),
+        ("classes=cat&Scores=0&lables=raw", f"unknown query parameters 'Scores', 'lables': {known}"),
+        ("scores=0&scores=1", "?scores= is given 2 times ('0', '1'): give it once"),
+        ("labels=raw&labels=png", "?labels= is given 2 times ('raw', 'png'): give it once"),
+    ):
+        status, answer = _refusal_before_the_batch(replica, good, query)
+        assert status == 400 and answer["error"] == message, (query, status, answer)
+    assert _refusal_before_the_batch(replica, good, "classes=cat&scores=0&labels=raw") is None  # the web page's

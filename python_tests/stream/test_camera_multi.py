@@ -66,7 +66,7 @@ def test_four_files_and_a_missing_camera(tmp_path, tiny_bundle):
     summary = json.loads(stats.read_text())
     names = [entry["name"] for entry in summary["sources"]]
     assert names == ["left", "clip1", "clip2", "clip3", "video9"]
-    for name, frames, entry in zip(names, FRAMES, summary["sources"]):
+    for index, (name, frames, entry) in enumerate(zip(names, FRAMES, summary["sources"])):
         assert (entry["processed"], entry["captured"], entry["dropped"]) == (frames, frames, 0), entry
         assert entry["state"] == "ended" and entry["error"] is None and entry["live"] is False
         for key in ("fps", "latency_p50_ms", "latency_p99_ms", "e2e_latency_p99_ms"):
@@ -80,6 +80,8 @@ def test_four_files_and_a_missing_camera(tmp_path, tiny_bundle):
                 "frames": frames,
                 "fps": 10.0,
                 "browser_playable": False,
+                "size": [64 + 16 * index, 48],
+                "rescaled_frames": 0,
             }
         ]
         assert _count(out / f"{name}.avi") == frames

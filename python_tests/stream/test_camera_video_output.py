@@ -53,6 +53,8 @@ def test_mp4_output_is_h264_with_every_frame_at_the_input_rate(tmp_path, tiny_bu
             "frames": FRAMES,
             "fps": FPS,
             "browser_playable": True,
+            "size": list(SIZE),
+            "rescaled_frames": 0,
         }
     ]
     assert "as H.264" in out.stderr and f"wrote {FRAMES} frames to {output} (h264" in out.stderr, out.stderr

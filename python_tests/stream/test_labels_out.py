@@ -1,7 +1,7 @@
 """``zsseg camera --labels-out DIR``: a 16-bit PNG of class indices per frame named by its frame number, the class list
-in classes.json (with the frame each vocabulary starts at), every file replaced whole (a failed write leaves the old
-file and no temporary behind), and the camera command end to end with --stabilize / --keyframe-every and the video
-metrics in --stats-json."""
+in classes.json (with the frame each vocabulary starts at), staged until the run ends well (a failed write leaves the
+folder as it was, with no temporary behind; the camera's whole policy: test_output_policy.py), and the camera command
+end to end with --stabilize / --keyframe-every and the video metrics in --stats-json."""
 
 import errno
 import json
@@ -16,7 +16,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 from stream_fakes import write_band_clip  # noqa: E402
 
-from zsseg_rt.stream import LabelFolderSink, SinkError  # noqa: E402
+from zsseg_rt.stream import LabelFolderSink  # noqa: E402
 from zsseg_rt.stream.labels import read_labels  # noqa: E402
 
 
@@ -31,7 +31,9 @@ def test_label_pngs_are_16_bit_named_by_frame_with_the_classes_beside(tmp_path):
     sink.write_result(SimpleNamespace(index=0), _result(first, names))
     sink.write_result(SimpleNamespace(index=7), _result(first[::-1], names))  # frames 1-6 dropped (a live camera)
     sink.write_result(SimpleNamespace(index=8), _result(np.ones((3, 4), np.int32), ["wall", "floor"]))
-    assert sorted(os.listdir(tmp_path / "labels")) == ["000000.png", "000007.png", "000008.png", "classes.json"]
+    assert _visible(tmp_path / "labels") == []  # staged until the sink is closed (the run ended well)
+    sink.close()
+    assert _visible(tmp_path / "labels") == ["000000.png", "000007.png", "000008.png", "classes.json"]
     raw = cv2.imread(str(tmp_path / "labels" / "000000.png"), cv2.IMREAD_UNCHANGED)
     assert raw.dtype == np.uint16 and np.array_equal(raw, first) and raw.max() == 275
     assert (
@@ -42,29 +44,42 @@ def test_label_pngs_are_16_bit_named_by_frame_with_the_classes_beside(tmp_path):
     assert classes["classes"] == ["wall", "floor"] and classes["class_map"] == {"0": "wall", "1": "floor"}
     assert [(v["first_frame"], len(v["classes"])) for v in classes["vocabularies"]] == [(0, 301), (8, 2)]
     assert sink.describe() == {"path": str(tmp_path / "labels"), "kind": "labels", "frames": 3, "format": "16-bit PNG"}
+    with pytest.raises(OSError, match=r"'.*000000.png' \(and 3 more\) exists already: pass overwrite=True"):
+        LabelFolderSink(str(tmp_path / "labels"))  # Python's words for the flag
 
 
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+def _visible(folder) -> list:
+    return sorted(name for name in os.listdir(folder) if not name.startswith(".")) if os.path.isdir(folder) else []
+
+
+def test_a_failed_write_keeps_the_old_maps_and_leaves_no_temporary(tmp_path, monkeypatch):
     folder = tmp_path / "labels"
     sink = LabelFolderSink(str(folder))
     sink.write_result(SimpleNamespace(index=3), _result(np.zeros((2, 2), np.int32), ["a", "b"]))
-    before = (folder / "000003.png").read_bytes()
+    sink.close()
+    before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    sink = LabelFolderSink(str(folder), overwrite=True)
+    sink.write_result(SimpleNamespace(index=0), _result(np.ones((2, 2), np.int32), ["a", "b", "c"]))
+    real_replace = os.replace
 
     def disk_full(source, target):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        if str(target).endswith("000003.png"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", disk_full)
-    with pytest.raises(SinkError, match=r"cannot write '.*000003.png': No space left on device"):
-        sink.write_result(SimpleNamespace(index=3), _result(np.ones((2, 2), np.int32), ["a", "b"]))
+    message = r"cannot write '.*labels/000003.png': No space left on device \(2 files staged before it; nothing in"
+    with pytest.raises(OSError, match=message):
+        sink.write_result(SimpleNamespace(index=3), _result(np.ones((2, 2), np.int32), ["a", "b", "c"]))
     monkeypatch.undo()
-    assert (folder / "000003.png").read_bytes() == before
-    assert sorted(os.listdir(folder)) == ["000003.png", "classes.json"]
+    sink.abort()
+    assert {name: (folder / name).read_bytes() for name in os.listdir(folder)} == before  # no staging folder left
 
 
 def test_a_labels_folder_that_is_a_file_is_refused(tmp_path):
     target = tmp_path / "taken"
     target.write_text("x")
-    with pytest.raises(SinkError, match="cannot create the labels folder"):
+    with pytest.raises(OSError, match="is a file, not a folder"):
         LabelFolderSink(str(target))
 
 
@@ -82,7 +97,7 @@ def test_camera_writes_labels_and_video_metrics(tmp_path, tiny_bundle):
         + ["--stabilize", "--keyframe-every", "2", "--temporal-consistency"]
     )
     assert out.returncode == 0, out.stderr
-    assert sorted(os.listdir(labels)) == [f"{i:06d}.png" for i in range(8)] + ["classes.json"]
+    assert _visible(labels) == [f"{i:06d}.png" for i in range(8)] + ["classes.json"]
     assert read_labels(str(labels), 5).shape == (120, 160)
     with open(stats, encoding="utf-8") as handle:
         video = json.load(handle)["sources"][0]["video"]

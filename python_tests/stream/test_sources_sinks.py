@@ -135,6 +135,6 @@ def test_image_folder_source_to_image_folder_sink(tmp_path):
         FakeEngine(), ImageFolderSource(str(src_dir)), [ImageFolderSink(str(out_dir))], drop_stale=False
     ).run()
     assert stats.processed == 4
-    assert sorted(os.listdir(out_dir)) == [f"frame_{i:06d}.jpg" for i in range(4)]
+    assert sorted(os.listdir(out_dir)) == [".zsseg-outputs.json"] + [f"frame_{i:06d}.jpg" for i in range(4)]
     with pytest.raises(SourceError, match="no images"):
         ImageFolderSource(str(tmp_path)).open()  # holds only sub-folders

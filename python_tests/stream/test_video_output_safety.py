@@ -76,19 +76,20 @@ def test_camera_refuses_to_replace_outputs_without_overwrite(tmp_path, tiny_bund
     argv += ["--stats-json", str(stats), "--no-progress"]
     assert _camera(argv).returncode == 0
     before = {path: path.read_bytes() for path in [video, stats, *frames.iterdir()]}
-    assert len(before) == 2 + 6
+    assert len(before) == 2 + 6 + 1  # the frames and the folder's manifest (.zsseg-outputs.json)
     again = _camera(argv)
     lines = [line for line in again.stderr.splitlines() if line.strip()]
     assert again.returncode == 1 and len(lines) == 1, again.stderr  # was: 0, every file replaced
     assert lines[0] == (
-        f"zsseg camera: error: {str(video)!r} (and 7 more) exists already: pass --overwrite to replace it (a video is "
-        "replaced only once the new one is complete), or choose another -o"
+        f"zsseg camera: error: {str(video)!r} (and 7 more) exists already: pass --overwrite to replace it (outputs "
+        "are replaced only once the run has ended well), or choose another -o"
     )
     assert {path: path.read_bytes() for path in before} == before
     replaced = _camera([*argv, "--overwrite", "--max-frames", "3"])
     assert replaced.returncode == 0, replaced.stderr
     assert _opencv_frames(video) == 3 and json.loads(stats.read_text())["processed"] == 3
-    assert sorted(os.listdir(frames)) == [f"frame_00000{i}.jpg" for i in range(3)]  # the earlier run's 3-5 removed
+    visible = sorted(name for name in os.listdir(frames) if not name.startswith("."))
+    assert visible == [f"frame_00000{i}.jpg" for i in range(3)]  # the earlier run's 3-5 removed
     assert not os.path.exists(tmp_path / "out.partial.mp4")
     for source in (clip, f"{frames}/"):  # an input of the run is never an output, --overwrite or not
         into_input = _camera([source, "--bundle", tiny_bundle, "--classes", "a,b", "-o", source, "--overwrite"])

@@ -83,9 +83,14 @@ def _prepare_auto(args) -> int:
 
 
 def _cmd_build_engine(args) -> int:
+    import os
+
+    from zsseg_rt.errors import naming_path
     from zsseg_rt.export.progress import shown
 
-    with shown():  # progress bars on the long stages: quantisation, the engine builds, the accuracy gate
+    engines = os.path.join(args.bundle, "engines")  # where every engine, graph and record of the bundle is written
+    # a full disk raised by a writer that names no file (onnx.save, a compiled cache) names the engines folder
+    with shown(), naming_path(engines, "writing the bundle's engines and records"):
         return _build_engine(args)
 
 

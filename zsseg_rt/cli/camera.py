@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence
 from zsseg_rt.cli import command_parser
 from zsseg_rt.cli_types import BACKEND_CHOICES, add_engine_arguments, port_number, real_number, whole_number
 from zsseg_rt.runtime.backends.table import AUTO
-from zsseg_rt.stream.video_cli import add_video_arguments, label_sinks, video_segmenter
+from zsseg_rt.stream.video_cli import add_video_arguments, video_segmenter
 
 if TYPE_CHECKING:
     from zsseg_rt.stream.sources import FrameSource
@@ -65,9 +65,10 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace existing outputs (a video file, an image folder's frames, --stats-json); without it they are "
-        "refused before anything runs. A video is written as NAME.partial.EXT and replaces the old file only once "
-        "complete",
+        help="replace existing outputs (a video file, an image folder's frames, a --labels-out folder's maps, "
+        "--stats-json) and remove what an interrupted run left (NAME.partial.EXT, a staging folder); without it "
+        "they are refused before anything runs. Every output is staged (a video as NAME.partial.EXT) and put in "
+        "place only when the run has ended well: a failed run replaces nothing",
     )
     p.add_argument(
         "--preview",
@@ -154,6 +155,11 @@ def add_command(subparsers) -> argparse.ArgumentParser:
 def _initial_classes(args):
     from zsseg_rt.cli_errors import CliError
 
+    if args.classes and args.class_file:
+        raise CliError(
+            f"give the vocabulary once: --classes {args.classes!r} or --class-file {args.class_file!r} (a watched "
+            "file, to change it while streaming), not both"
+        )
     if args.classes:
         return args.classes
     if args.class_file:
@@ -208,67 +214,39 @@ def output_names(spec: str, names: Sequence[str]) -> List[str]:
     return per_source
 
 
-def _open_output(spec: str, fps: float, name: str, several: bool, replace: bool):
+def _open_output(spec: str, fps: float, name: str, several: bool, outputs):
     from zsseg_rt.stream.sinks import WindowSink, open_sink
 
     if several and spec.strip().lower() in ("display", "display://", "window", "screen"):
         return WindowSink(title=f"zsseg {name}")  # one window per source, titled with its name
-    return open_sink(spec, fps=fps, replace=replace)
+    return open_sink(spec, fps=fps, output=outputs.video(spec), staged=outputs.frames(spec))
 
 
-def refuse_existing(paths: Sequence[str], overwrite: bool) -> None:
-    """The ``--overwrite`` rule of ``zsseg segment``, for camera: an output that exists already is refused without it.
+def _plan_outputs(args, inputs, specs: Sequence[Sequence[str]], label_folders: Sequence[str]):
+    """Every file output (``-o`` videos and folders, ``--labels-out``, ``--stats-json``) checked before anything is
+    opened or loaded (``zsseg_rt.output_plan``): no two name the same file, none is an input, none replaces an
+    existing file without ``--overwrite`` nor a file zsseg_rt did not write, an interrupted run's leftovers are
+    refused without ``--overwrite``, and the disk is not full. Returns the ``CameraOutputs``.
 
     Raises:
-        CliError: naming the first existing file (and how many more).
+        OutputRefused: one line naming the path and what to do.
     """
-    from zsseg_rt.cli_errors import CliError
-    from zsseg_rt.io_safety import existing_outputs
+    from zsseg_rt.stream.camera_outputs import CameraOutputs
 
-    existing = existing_outputs(paths)
-    if existing and not overwrite:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise CliError(
-            f"{existing[0]!r}{more} exists already: pass --overwrite to replace it (a video is replaced only once the "
-            "new one is complete), or choose another -o"
-        )
+    every = [spec for expanded in specs for spec in expanded]
+    return CameraOutputs.plan_for(
+        every, label_folders, args.stats_json, args.overwrite, [item.source for item in inputs]
+    )
 
 
-def _check_outputs(args, inputs, specs: Sequence[Sequence[str]]) -> None:
-    """Before anything is opened: no output replaces an input file, and none replaces an existing file without
-    ``--overwrite`` (a video file, an image folder's frames, ``--stats-json``)."""
-    from zsseg_rt.cli_errors import CliError
-    from zsseg_rt.stream.sinks import output_kind, replaced_files
-
-    sources = set()
-    for item in inputs:  # a video file's or an image folder's path
-        spec = getattr(item.source, "spec", None)
-        path = getattr(item.source, "path", None) or getattr(item.source, "folder", None)
-        path = path or (spec.target if spec is not None and spec.kind == "file" else None)
-        if path:
-            sources.add(os.path.realpath(path))
-    replaced = []
-    for spec in (spec for expanded in specs for spec in expanded):
-        if output_kind(spec) and os.path.realpath(spec.strip().rstrip("/" + os.sep)) in sources:
-            raise CliError(f"-o {spec} is an input of this run: choose another output")
-        replaced.extend(replaced_files(spec))
-    refuse_existing(replaced + ([args.stats_json] if args.stats_json else []), args.overwrite)
-
-
-def _build_sinks(args, inputs, runner_stats, vocabulary=None):
-    """The sinks ``-o`` and ``--preview`` ask for: a list per source and the shared ones (the preview); with neither, a
-    window per source when one can open, else an error (an MJPEG server is started only when asked for)."""
-    from zsseg_rt.cli_errors import CliError
-    from zsseg_rt.stream.capabilities import display_available, opencv_has_gui
+def _build_sinks(args, inputs, runner_stats, outputs, label_folders, vocabulary=None):
+    """The sinks ``-o``, ``--labels-out`` and ``--preview`` ask for (``outputs``: the checked ``CameraOutputs``): a
+    list per source and the shared ones (the preview); with none, a window per source (``_check_output_given``)."""
+    from zsseg_rt.stream.labels import LabelFolderSink
     from zsseg_rt.stream.sinks import MjpegSink
 
-    labels_out = getattr(args, "labels_out", None)
-    if not args.output and args.preview is None and not labels_out and not (opencv_has_gui() and display_available()):
-        raise CliError(NO_OUTPUT_MESSAGE)
     names = [item.name for item in inputs]
-    specs = [output_names(spec, names) for spec in args.output]  # every refusal before anything is opened
-    _check_outputs(args, inputs, specs)
-    label_folders = output_names(labels_out, names) if labels_out else []
+    specs = [output_names(spec, names) for spec in args.output]
     several = len(inputs) > 1
     per_source: List[list] = [[] for _ in inputs]
     shared: list = []
@@ -276,9 +254,9 @@ def _build_sinks(args, inputs, runner_stats, vocabulary=None):
         for expanded in specs:
             for index, item in enumerate(inputs):
                 fps = args.fps or item.source.fps or 30.0  # a file keeps its rate; --fps overrides; else 30
-                per_source[index].append(_open_output(expanded[index], fps, item.name, several, args.overwrite))
-        for index, sink in enumerate(label_sinks(label_folders)):
-            per_source[index].append(sink)
+                per_source[index].append(_open_output(expanded[index], fps, item.name, several, outputs))
+        for index, folder in enumerate(label_folders):
+            per_source[index].append(LabelFolderSink(folder, staged=outputs.labels(folder)))
         if args.preview is not None:
             shared.append(
                 MjpegSink(
@@ -289,14 +267,23 @@ def _build_sinks(args, inputs, runner_stats, vocabulary=None):
                     streams=names if several else None,
                 )
             )
-        if not args.output and not shared and not labels_out:
+        if not args.output and not shared and not label_folders:
             for index, item in enumerate(inputs):
-                per_source[index].append(_open_output("display://", 30.0, item.name, several, False))
+                per_source[index].append(_open_output("display://", 30.0, item.name, several, outputs))
     except BaseException:  # e.g. StreamCapabilityError: close what was opened; the CLI prints one line
         for sink in [sink for sinks in per_source for sink in sinks] + shared:
-            sink.close()
+            sink.abort()
         raise
     return per_source, shared
+
+
+def _check_output_given(args) -> None:
+    from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.stream.capabilities import display_available, opencv_has_gui
+
+    labels_out = getattr(args, "labels_out", None)
+    if not args.output and args.preview is None and not labels_out and not (opencv_has_gui() and display_available()):
+        raise CliError(NO_OUTPUT_MESSAGE)
 
 
 def _progress_bar_class():
@@ -455,6 +442,26 @@ def _auto_prepare(args, inputs) -> Optional[str]:
 
 
 def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
+    """Plan and check every output, run the stream, and put the outputs in place only when it ended well (a failed
+    run replaces nothing: ``zsseg_rt.output_plan``)."""
+    _check_output_given(args)
+    names = [item.name for item in inputs]
+    specs = [output_names(spec, names) for spec in args.output]  # every refusal before anything is opened
+    labels_out = getattr(args, "labels_out", None)
+    label_folders = output_names(labels_out, names) if labels_out else []
+    outputs = _plan_outputs(args, inputs, specs, label_folders)
+    outputs.prepare()
+    try:
+        code, summary = _run_stream(args, inputs, classes, max_pixels, outputs, label_folders)
+        outputs.commit(summary)
+    except BaseException:
+        outputs.abort()
+        raise
+    return code
+
+
+def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, label_folders):
+    """The model and the stream loop; returns ``(exit code, the --stats-json summary)``."""
     from zsseg_rt.runtime import Engine
     from zsseg_rt.stream.runner import MultiStreamRunner
 
@@ -465,12 +472,8 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
             raise RuntimeError("the stream is still starting (loading the model); try again in a moment")
         return holder["runner"].request_classes(names)
 
-    sinks, shared = _build_sinks(
-        args,
-        inputs,
-        lambda: holder["runner"].snapshot() if "runner" in holder else {},
-        vocabulary=request_classes,
-    )
+    snapshot = lambda: holder["runner"].snapshot() if "runner" in holder else {}  # noqa: E731
+    sinks, shared = _build_sinks(args, inputs, snapshot, outputs, label_folders, vocabulary=request_classes)
     try:
         engine = Engine(
             args.bundle,
@@ -483,7 +486,7 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
         )
     except BaseException:
         for sink in [sink for own in sinks for sink in own] + shared:
-            sink.close()
+            sink.abort()
         raise
     if engine.weights_banner:
         log.warning("%s: %s (the overlay says so too)", args.bundle, engine.weights_banner)
@@ -499,8 +502,6 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
             ", ".join(sink.name for sink in own + shared),
             " (every frame)" if every else " (newest frame; stale frames dropped)",
         )
-    bar = _progress(inputs, args)
-    progress = _ProgressUpdate(bar, len(inputs) > 1) if bar is not None else None
     runner = MultiStreamRunner(
         video_segmenter(args, engine),  # the Engine itself without --stabilize / --keyframe-every
         [item.source for item in inputs],
@@ -514,22 +515,11 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
         alpha=args.alpha,
         legend=not args.no_legend,
         max_frames=args.max_frames,
-        on_result=progress,
         opened=[item.opened for item in inputs],
         temporal_consistency=args.temporal_consistency,
     )
     holder["runner"] = runner
-    if bar is None:
-        runner.run()
-    else:
-        from tqdm.contrib.logging import logging_redirect_tqdm
-
-        with bar, logging_redirect_tqdm():  # log lines above the bar, not through it
-            try:
-                runner.run()
-            finally:
-                runner.snapshot()  # the final counters and states
-                progress.show(runner.stats)
+    _run_with_progress(runner, inputs, args)
     engine.close()  # a background preparation (--prepare background) goes on in its own process, unwatched
     summary = runner.snapshot()
     summary["backend"] = engine.backend.name
@@ -537,7 +527,35 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
     for entry, own in zip(summary["sources"], sinks):
         entry["outputs"] = [sink.describe() for sink in own if hasattr(sink, "describe")]  # video files: codec
     failed = [stream for stream in runner.streams if stream.grabber.error is not None]
-    if len(inputs) == 1:
+    _log_summary(runner, summary, len(failed))
+    if runner.signalled is not None:  # stopped by Ctrl-C / SIGTERM, outputs finalised: the one rule (cli_errors)
+        from zsseg_rt.cli_errors import exit_code_for_signal
+
+        return exit_code_for_signal(runner.signalled), summary
+    return (1 if failed else 0), summary
+
+
+def _run_with_progress(runner, inputs: List[_Input], args) -> None:
+    """``runner.run()``, with a progress bar over the frames when there is one to show."""
+    bar = _progress(inputs, args)
+    if bar is None:
+        runner.run()
+        return
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    progress = _ProgressUpdate(bar, len(inputs) > 1)
+    runner.on_result = progress
+    with bar, logging_redirect_tqdm():  # log lines above the bar, not through it
+        try:
+            runner.run()
+        finally:
+            runner.snapshot()  # the final counters and states
+            progress.show(runner.stats)
+
+
+def _log_summary(runner, summary: dict, failed: int) -> None:
+    """The closing lines: one source's counters, or each source's and the total."""
+    if len(summary["sources"]) == 1:
         stats = runner.stats
         log.log(
             logging.WARNING if stats.decode_errors else logging.INFO,
@@ -549,41 +567,32 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
             stats.fps,
             _damage_note(summary["sources"][0]),
         )
-    else:
-        for entry in summary["sources"]:
-            log.log(
-                logging.ERROR if entry["state"] == "failed" else logging.INFO,
-                "%s: %s, %d frames processed, %d captured, %d dropped, %d reconnects, %.1f FPS, latency p50 %.0f ms "
-                "p99 %.0f ms%s%s",
-                entry["name"],
-                entry["state"],
-                entry["processed"],
-                entry["captured"],
-                entry["dropped"],
-                entry["reconnects"],
-                entry["fps"],
-                entry["latency_p50_ms"],
-                entry["latency_p99_ms"],
-                _damage_note(entry),
-                f" ({entry['error']})" if entry["error"] else "",
-            )
-        log.info(
-            "stopped: %d sources (%d failed), %d frames processed in %d engine calls (%.2f frames a call)",
-            len(inputs),
-            len(failed),
-            summary["processed"],
-            summary["engine_calls"],
-            summary["mean_batch"],
+        return
+    for entry in summary["sources"]:
+        log.log(
+            logging.ERROR if entry["state"] == "failed" else logging.INFO,
+            "%s: %s, %d frames processed, %d captured, %d dropped, %d reconnects, %.1f FPS, latency p50 %.0f ms "
+            "p99 %.0f ms%s%s",
+            entry["name"],
+            entry["state"],
+            entry["processed"],
+            entry["captured"],
+            entry["dropped"],
+            entry["reconnects"],
+            entry["fps"],
+            entry["latency_p50_ms"],
+            entry["latency_p99_ms"],
+            _damage_note(entry),
+            f" ({entry['error']})" if entry["error"] else "",
         )
-    if args.stats_json:
-        from zsseg_rt.io_safety import atomic_write_json
-
-        atomic_write_json(args.stats_json, summary)
-    if runner.signalled is not None:  # stopped by Ctrl-C / SIGTERM, outputs finalised: the one rule (cli_errors)
-        from zsseg_rt.cli_errors import exit_code_for_signal
-
-        return exit_code_for_signal(runner.signalled)
-    return 1 if failed else 0
+    log.info(
+        "stopped: %d sources (%d failed), %d frames processed in %d engine calls (%.2f frames a call)",
+        len(summary["sources"]),
+        failed,
+        summary["processed"],
+        summary["engine_calls"],
+        summary["mean_batch"],
+    )
 
 
 def _damage_note(entry: dict) -> str:

@@ -34,7 +34,9 @@ To see real segmentations, give the demo weights:
   * or a native checkpoint written by `zsseg convert`:  --native /path/to/dir
   * or stock CLIP ViT-B/16 weights for training-free segmentation: a local file (OpenAI ViT-B-16.pt archive,
     open_clip state_dict or .safetensors):  --clip-weights /path/to/ViT-B-16.pt
-    (on a machine with internet the open_clip tag 'openai' is downloaded automatically)"""
+    (on a machine with internet the open_clip tag 'openai' is downloaded automatically)
+  * or check the pipeline only, on random weights (meaningless labels, clearly marked):
+        zsseg demo --allow-random-weights   (what bash tools/run_demo.sh runs when it finds no weights)"""
 
 RANDOM_LABEL = RANDOM_BANNER  # the banner every output of a random-weight bundle carries
 DEFAULT_RANDOM_CONFIG = "zegclip_vitb16_voc_inductive"  # the random-weights check's model when --config is not given
@@ -98,7 +100,14 @@ def _resolve_model(args):
         message = NO_WEIGHTS_MESSAGE.format(family=default_family().label, tag=tag, error=_first_sentence(exc))
         print(message, flush=True)
     if not args.allow_random_weights:
-        raise SystemExit(2)
+        import sys
+
+        print(
+            "zsseg demo: error: no model weights (see above): give a checkpoint (--official, --native) or CLIP weights "
+            "(--clip-weights), or pass --allow-random-weights to run the pipeline on random weights",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)  # a usage error, as argparse's
     print(f"\n*** {RANDOM_LABEL} ***\n", flush=True)
     config = args.config or DEFAULT_RANDOM_CONFIG
     return _seeded_model(create_model, config), None, RANDOM_LABEL, f"{config}-random"

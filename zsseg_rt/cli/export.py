@@ -19,7 +19,7 @@ def run(args) -> int:
 
     source_path = args.official or args.native or args.clip_weights
     # before loading anything: refuse a destination that is not a bundle of ours or that holds the source
-    check_export_destination(os.path.abspath(args.output), args.overwrite, [source_path, args.config])
+    check_export_destination(os.path.abspath(args.output), args.overwrite, [source_path, args.config], "--overwrite")
 
     from zsseg_rt.bundle import weights_banner
     from zsseg_rt.export.onnx_export import export_bundle
@@ -38,6 +38,7 @@ def run(args) -> int:
         verify_images=_sample_images(args.verify_images),
         weights=weights,
         progress=lambda line: print(line, flush=True),
+        overwrite_flag="--overwrite",
     )
     from zsseg_rt.bundle import bundle_digest
 

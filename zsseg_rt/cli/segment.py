@@ -26,7 +26,8 @@ from typing import Dict, List, Optional, Sequence
 from zsseg_rt.cli import command_parser
 from zsseg_rt.cli_errors import CliError, format_error
 from zsseg_rt.cli_types import add_engine_arguments
-from zsseg_rt.io_safety import atomic_write_text
+from zsseg_rt.io_safety import OutputWriteError, atomic_write_text, temporaries_of
+from zsseg_rt.output_plan import check_free_space
 
 __all__ = [
     "add_command",
@@ -200,10 +201,27 @@ def check_outputs(images: Sequence[str], plan: Dict, overwrite: bool) -> None:
             f"new numbered folder under {RUNS_DIR}"
         )
     for directory in sorted({os.path.dirname(os.path.abspath(path)) for path in targets + [plan["class_map"]]}):
+        check_free_space(directory, "-o")  # a full disk: one line now, not one per image after segmenting each
         _check_directory(directory)
     for path in targets:
         if os.path.exists(path) and not os.access(path, os.W_OK):
             raise CliError(f"the output {path!r} exists and is not writable")
+    _check_leftovers(targets + [plan["class_map"]], overwrite)
+
+
+def _check_leftovers(targets: Sequence[str], overwrite: bool) -> None:
+    """The temporary files a killed run left beside its outputs (``.NAME.xxxxxxxx.tmp``): refused without
+    ``overwrite`` (named), removed with it (said)."""
+    left = [temporary for path in targets for temporary in temporaries_of(path)]
+    if left and not overwrite:
+        more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
+        raise CliError(
+            f"{left[0]!r}{more} is left by an interrupted run: pass --overwrite to remove it and write anew, or move "
+            "it away"
+        )
+    for temporary in left:
+        os.unlink(temporary)
+        print(f"zsseg segment: note: removed {temporary}, left by an interrupted run (--overwrite)", file=sys.stderr)
 
 
 def _class_map_text(class_names: Sequence[str]) -> str:
@@ -260,6 +278,16 @@ def _segment_one(engine, path: str, files: Dict[str, str], args) -> Dict:
     return summary
 
 
+def _stopped(exc: OutputWriteError, number: int, total: int, written: int, summaries: List[Dict], as_json: bool):
+    """The error that stops a run at a failed write (a full disk): the write's one line, and how far the run got
+    (``--json``: the results so far are printed first)."""
+    if as_json:
+        print(json.dumps(summaries, indent=1))
+    done = f"the results of {written} images before it are kept" if written else "no image was written"
+    message = f"{exc}; stopped at image {number} of {total} ({done}; the others were not segmented)"
+    return OutputWriteError(message, exc.path, exc.errno)
+
+
 def _views(text: str) -> List[str]:
     views = [part.strip() for part in text.split(",") if part.strip()]
     unknown = [view for view in views if view not in VIEWS]
@@ -306,11 +334,13 @@ def run_segment(args) -> int:
     if engine.weights_banner:
         print(f"zsseg segment: note: {args.bundle}: {engine.weights_banner}", file=sys.stderr)
     write_class_map = _check_class_map(plan["class_map"], engine.class_names, args.overwrite)
-    summaries = []
+    summaries: List[Dict] = []
     failed = 0
-    for path, files in zip(images, plan["files"]):
+    for number, (path, files) in enumerate(zip(images, plan["files"]), 1):
         try:
             summary = _segment_one(engine, path, files, args)
+        except OutputWriteError as exc:  # the disk, not this image: every later one would fail alike, so stop
+            raise _stopped(exc, number, len(images), len(summaries) - failed, summaries, args.json) from None
         except (ValueError, OSError, MemoryError) as exc:  # this image only: report, skip, go on with the others
             failed += 1
             summaries.append({"image": path, "error": format_error(exc)})

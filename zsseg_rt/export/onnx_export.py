@@ -242,6 +242,7 @@ def export_bundle(
     extra_meta: Optional[Dict[str, Any]] = None,
     weights: Optional[Dict[str, Any]] = None,
     progress: Optional[Callable[[str], None]] = None,
+    overwrite_flag: str = "overwrite=True",
 ) -> str:
     """Export ``model`` to a verified bundle directory and return its path.
 
@@ -262,6 +263,7 @@ def export_bundle(
             e.g. for a model trained in this process: ``weights_record("my run", "checkpoint")``).
         progress: called with one line per stage ("exporting the ONNX graphs", "verifying ...", with the
             seconds each took), e.g. ``print``; None: silent.
+        overwrite_flag: how a refusal names ``overwrite``: ``overwrite=True``, or ``--overwrite`` (``zsseg export``).
     Raises:
         ExportError when a check fails; the destination is left untouched.
         OverwriteRefused (a FileExistsError) when the destination may not be written.
@@ -274,7 +276,7 @@ def export_bundle(
         raise ValueError(f"max_classes must be >= 1, got {max_classes}")
     out_dir = os.path.abspath(out_dir)
     sources = [source, *verify_images]
-    check_export_destination(out_dir, overwrite, sources)  # before any work: refuse what must not be replaced
+    check_export_destination(out_dir, overwrite, sources, overwrite_flag)  # before any work: refuse what must not be
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     model = model.eval().float().cpu()
@@ -294,7 +296,7 @@ def export_bundle(
         _make_readable(tmp)
         if not report["passed"]:
             raise ExportError(f"ONNX Runtime does not reproduce PyTorch: {json.dumps(report, indent=1)}")
-        check_export_destination(out_dir, overwrite, sources)  # again: the destination may have changed meanwhile
+        check_export_destination(out_dir, overwrite, sources, overwrite_flag)  # again: it may have changed meanwhile
         replace_directory(tmp, out_dir)
     except BaseException as exc:
         staging.release()  # the staging folder, then its lock

@@ -37,6 +37,7 @@ from typing import Callable, Iterable, List, Optional, Set, Tuple
 
 from zsseg_rt.bundle import PIPELINE_GRAPH_FILES, Files, canonical_meta_sha256, sha256_file
 from zsseg_rt.bundle.schema import META_HASH_FIELD
+from zsseg_rt.errors import naming_path
 
 __all__ = [
     "OverwriteRefused",
@@ -150,7 +151,9 @@ def _foreign_in_engine_folder(folder: str) -> List[str]:
     return foreign
 
 
-def check_export_destination(out_dir: str, overwrite: bool, sources: Iterable[Optional[str]] = ()) -> None:
+def check_export_destination(
+    out_dir: str, overwrite: bool, sources: Iterable[Optional[str]] = (), flag: str = "overwrite=True"
+) -> None:
     """Refuse an export destination that must not be written (before any work is done).
 
     Args:
@@ -158,6 +161,8 @@ def check_export_destination(out_dir: str, overwrite: bool, sources: Iterable[Op
         overwrite: whether an existing bundle there may be replaced.
         sources: paths the export reads (checkpoint file or directory, images); None entries and strings that
             are not existing paths (e.g. an open_clip tag) are ignored. No source may lie inside ``out_dir``.
+        flag: how the caller says ``overwrite`` in the messages: ``overwrite=True`` (Python) or ``--overwrite``
+            (``zsseg export``), so that a refusal names the flag in the user's words.
     Raises:
         OverwriteRefused (a FileExistsError) with what was found and what to do; nothing is changed.
     """
@@ -182,11 +187,14 @@ def check_export_destination(out_dir: str, overwrite: bool, sources: Iterable[Op
     if not os.listdir(out_dir):
         return  # an empty directory: nothing can be lost
     if not overwrite:
-        raise OverwriteRefused(f"{out_dir!r} exists; pass overwrite=True (CLI: --overwrite) to replace the bundle")
+        raise OverwriteRefused(
+            f"{out_dir!r} exists already: pass {flag} to replace the bundle (only a bundle `zsseg export` wrote is "
+            "replaced, once the new one is verified), or choose another output"
+        )
     allowed = _bundle_entries(out_dir)
     if allowed is None:
         raise OverwriteRefused(
-            f"--overwrite refused: {out_dir!r} is not a zsseg_rt bundle (no meta.json with {_FORMAT_MARKER!r}, 'files' "
+            f"{flag} refused: {out_dir!r} is not a zsseg_rt bundle (no meta.json with {_FORMAT_MARKER!r}, 'files' "
             f"and a matching {META_HASH_FIELD!r}); only a bundle written by `zsseg export` is replaced. Choose another "
             "path or empty it yourself"
         )
@@ -195,7 +203,7 @@ def check_export_destination(out_dir: str, overwrite: bool, sources: Iterable[Op
     if foreign or links:
         shown = ", ".join(repr(n) for n in (foreign or links)[:5])
         raise OverwriteRefused(
-            f"--overwrite refused: bundle {out_dir!r} also holds "
+            f"{flag} refused: bundle {out_dir!r} also holds "
             f"{'files that are not part of the bundle' if foreign else 'symbolic links'} ({shown}); "
             "move them out first or choose another path"
         )
@@ -205,15 +213,15 @@ def check_export_destination(out_dir: str, overwrite: bool, sources: Iterable[Op
     if modified:
         shown = ", ".join(repr(n) for n in modified[:5])
         raise OverwriteRefused(
-            f"--overwrite refused: {out_dir!r} holds {shown}, which meta.json lists but with another sha256 than it "
-            "records (changed since the export, or not written by it): --overwrite deletes only files the bundle "
+            f"{flag} refused: {out_dir!r} holds {shown}, which meta.json lists but with another sha256 than it "
+            f"records (changed since the export, or not written by it): {flag} deletes only files the bundle "
             "wrote. Move them out first or choose another path"
         )
     engines = _foreign_engine_entries(os.path.join(out_dir, Files.ENGINE_DIR))
     if engines:
         shown = ", ".join(repr(n) for n in engines[:5])
         raise OverwriteRefused(
-            f"--overwrite refused: the engine cache of {out_dir!r} holds {shown}, which `zsseg build-engine` did not "
+            f"{flag} refused: the engine cache of {out_dir!r} holds {shown}, which `zsseg build-engine` did not "
             "write (or which differ from what it recorded); move them out first or choose another path"
         )
 
@@ -287,19 +295,21 @@ class ExportStaging:
     """
 
     def __init__(self, parent: str, destination: str = ""):
-        self.path = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent)
-        self.lock_path = self.path + LOCK_SUFFIX
-        self._fd: Optional[int] = None
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            self._fd = fd
-            _lock(fd, blocking=True)  # blocking: a cleaner that opened the empty file first lets go at once
-            record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-            record["destination"] = destination
-            os.write(fd, json.dumps(record).encode())
-        except BaseException:
-            self.release()
-            raise
+        # a disk full to the last block refuses the lock file's record, an OSError naming no file: name the folder
+        with naming_path(parent, f"preparing the staging folder of the bundle {destination or parent}"):
+            self.path = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent)
+            self.lock_path = self.path + LOCK_SUFFIX
+            self._fd: Optional[int] = None
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                self._fd = fd
+                _lock(fd, blocking=True)  # blocking: a cleaner that opened the empty file first lets go at once
+                record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+                record["destination"] = destination
+                os.write(fd, json.dumps(record).encode())
+            except BaseException:
+                self.release()
+                raise
 
     def release(self) -> None:
         """Remove the staging folder (if it is still there: after a successful export it has become the bundle, or

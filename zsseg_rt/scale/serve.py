@@ -51,6 +51,7 @@ from .serve_http import (
     CLIENT_CLOSED,
     RequestError,
     check_content_type,
+    check_query,
     decode_labels,
     decode_request_image,
     decode_scores,
@@ -202,6 +203,7 @@ class SegmentationServer:
         start = time.perf_counter()
         check_content_type(request.headers.get("content-type"))
         query = request.query_params
+        check_query(query.multi_items())  # a misspelt ?clases= is refused, not answered with the default vocabulary
         with_scores = parse_flag(query.get("scores"), True, "scores")
         labels_format = query.get("labels", "png")
         if labels_format not in ("png", "raw"):

@@ -36,6 +36,8 @@ __all__ = [
     "RequestError",
     "CLIENT_CLOSED",
     "check_content_type",
+    "QUERY_KEYS",
+    "check_query",
     "query_classes",
     "read_body",
     "decode_request_image",
@@ -155,6 +157,30 @@ def check_content_type(value: Optional[str]) -> None:
         f"{kind or 'no Content-Type'!r} (what a web form of another site can send, so it is refused; with curl: "
         "-H 'Content-Type: image/jpeg')",
     )
+
+
+QUERY_KEYS = ("classes", "scores", "labels")  # what POST /segment reads from its query
+
+
+def check_query(items: Sequence[Tuple[str, str]]) -> None:
+    """Refuse (400) a ``POST /segment`` query with a key it does not read (``?clases=`` or ``?Classes=`` would otherwise
+    fall back, silently, to the server's default vocabulary) or with ``?scores=`` / ``?labels=`` given more than once
+    (``?classes=`` twice has its own message: ``query_classes``). ``items``: the query's (key, value) pairs."""
+    keys = [key for key, _ in items]
+    unknown = sorted({key for key in keys if key not in QUERY_KEYS})
+    if unknown:
+        known = ", ".join(f"?{key}=" for key in QUERY_KEYS)
+        raise RequestError(
+            BAD_REQUEST,
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}: "
+            f"POST /segment reads {known} (names are case-sensitive)",
+        )
+    for key in ("scores", "labels"):
+        if keys.count(key) > 1:
+            values = [value for name, value in items if name == key]
+            raise RequestError(
+                BAD_REQUEST, f"?{key}= is given {len(values)} times ({', '.join(map(repr, values))}): give it once"
+            )
 
 
 def query_classes(values: Sequence[str]) -> Optional[str]:

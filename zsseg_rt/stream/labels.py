@@ -8,60 +8,57 @@ uint16, one class index per pixel; ``DIR/classes.json`` the class names they ind
      "vocabularies": [{"first_frame": 0, "classes": [...]}, {"first_frame": 57, "classes": [...]}]}
 
 ``classes`` / ``class_map`` are the current vocabulary; ``vocabularies`` says which list each frame's labels index when
-the vocabulary changed while streaming (a frame uses the last entry whose ``first_frame`` is not after it). Every file
-is written under a temporary name in ``DIR`` and renamed over its final name (``os.replace``), so a reader never
-sees half a file and a failed write (disk full) leaves the previous file whole and stops the stream with an error.
+the vocabulary changed while streaming (a frame uses the last entry whose ``first_frame`` is not after it).
+
+The folder follows the output policy of :mod:`zsseg_rt.output_plan`: the maps are staged in
+``DIR/.zsseg-staging-XXXXXXXX`` while the run goes on and moved into ``DIR`` when it ends well, the maps of an earlier
+run there are removed then (``DIR`` holds this run's maps only, with a ``classes.json`` that describes them), a failed
+run leaves ``DIR`` as it was, and files zsseg_rt did not write (a user's own ``000001.png``) are refused, never
+replaced. Every file gets 0666 less the umask, as the other outputs.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import re
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .sinks import FrameSink, SinkError
+from zsseg_rt.output_plan import PYTHON_FLAG, FolderKind, OutputPlan, StagedFolder
 
-__all__ = ["LabelFolderSink", "read_labels"]
+from .sink_base import FrameSink, SinkError
+
+__all__ = ["LABELS", "LabelFolderSink", "read_labels"]
 
 MAX_LABEL = 65535  # uint16
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    """``data`` into ``path`` through a temporary file in the same folder and ``os.replace`` (SinkError on failure;
-    the temporary file is removed and ``path`` keeps what it held)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise SinkError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+LABELS = FolderKind("labels", "label maps", re.compile(r"^(\d{6,}\.png|classes\.json)$"))
 
 
 class LabelFolderSink(FrameSink):
-    """Writes each frame's labels as ``FOLDER/{frame:06d}.png`` (16-bit) and the classes as ``FOLDER/classes.json``.
+    """Writes each frame's labels as ``FOLDER/{frame:06d}.png`` (16-bit) and the classes as ``FOLDER/classes.json``,
+    staged until ``close()`` (see the module).
 
     It takes results, not overlays: the stream loop calls ``write_result(frame, result)`` (``frame.index``: the
     frame number; ``result.labels``, ``result.class_names``).
+
+    Args:
+        folder: the label folder (created when the first map is put in place).
+        overwrite: the maps of an earlier run there may be replaced; without it a folder holding label maps is
+            refused (``OutputRefused``, a ``FileExistsError``-like ``OSError``; nothing written).
+        staged: the ``StagedFolder`` of an ``OutputPlan`` (``zsseg camera``) that checked the folder and puts the
+            maps in place itself once every output is complete; ``close()`` then only finishes.
     """
 
-    def __init__(self, folder: str):
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except OSError as exc:
-            raise SinkError(f"cannot create the labels folder {folder!r}: {exc.strerror or exc}") from None
-        if not os.path.isdir(folder):
-            raise SinkError(f"--labels-out {folder!r} is not a folder")
+    def __init__(self, folder: str, overwrite: bool = False, staged: Optional[StagedFolder] = None):
+        self._plan: Optional[OutputPlan] = None
+        if staged is None:  # standing alone: the policy of one output, in Python's words
+            self._plan = OutputPlan(overwrite, flag=PYTHON_FLAG)
+            staged = self._plan.folder("folder", folder, LABELS)
+            self._plan.check()
+            self._plan.prepare()
+        self.staged = staged
         self.folder = folder
         self.name = f"labels:{folder}"
         self.frames = 0
@@ -85,7 +82,7 @@ class LabelFolderSink(FrameSink):
         ok, encoded = cv2.imencode(".png", np.ascontiguousarray(labels, dtype=np.uint16))
         if not ok:
             raise SinkError(f"OpenCV could not encode frame {index}'s labels as a PNG")
-        _write_atomic(os.path.join(self.folder, f"{index:06d}.png"), encoded.tobytes())
+        self.staged.write_bytes(f"{index:06d}.png", encoded.tobytes(), fsync=True)
         self.frames += 1
 
     def _write_classes(self) -> None:
@@ -95,7 +92,17 @@ class LabelFolderSink(FrameSink):
             "class_map": {str(i): name for i, name in enumerate(names)},
             "vocabularies": self.vocabularies,
         }
-        _write_atomic(os.path.join(self.folder, "classes.json"), (json.dumps(document, indent=1) + "\n").encode())
+        self.staged.write_bytes("classes.json", (json.dumps(document, indent=1) + "\n").encode(), fsync=True)
+
+    def close(self) -> None:
+        """Put the maps in place (standing alone; given an ``OutputPlan``'s folder, the plan does)."""
+        if self._plan is not None:
+            self._plan.commit()
+
+    def abort(self) -> None:
+        """After a failed run: the staged maps are removed, the folder keeps what it held."""
+        if self._plan is not None:
+            self._plan.abort()
 
     def describe(self) -> Dict[str, Any]:
         """What was written (``--stats-json`` "outputs")."""

@@ -65,7 +65,8 @@ class SourceStats:
     ``error``: why it failed or last could not open; ``failed_opens``: open attempts that failed.
     ``decode_errors``: damaged packets or images of a file or folder that were skipped; ``frames_declared``: the
     frame count a video file's container declares (None: it declares none, or not a file), which a file that ends
-    before it falls short of (the log says so).
+    before it falls short of (the log says so); ``ffmpeg_messages``: FFmpeg's own lines about the file (logged at
+    WARNING, the first ten; the rest counted).
     """
 
     name: str = ""
@@ -80,6 +81,7 @@ class SourceStats:
     failed_opens: int = 0
     decode_errors: int = 0
     frames_declared: Optional[int] = None
+    ffmpeg_messages: int = 0
     fps: float = 0.0
     latency_ms: float = 0.0
     latency_p50_ms: float = 0.0
@@ -375,13 +377,25 @@ class MultiStreamRunner:
         return self.stats
 
     def _close_sinks(self) -> Optional[BaseException]:
-        """Close every sink, even after one fails; returns the first failure that ``run()`` raises (the others, and
-        every one after a writer failure, which ``run()`` raises instead, are logged on one line each)."""
+        """End every sink, in two steps so that a failed run replaces no output: every sink is finished first (a
+        video's last fragment written); only when every write and every finish succeeded are they closed (their
+        outputs put in place). After a failure every sink is aborted instead (nothing put in place: a failing label
+        folder leaves the old video as it was). Returns the first failure, which ``run()`` raises unless a writer's
+        failure comes first; the others are logged on one line each."""
         first: Optional[BaseException] = None
-        for sink in self._all_sinks():
+        sinks = self._all_sinks()
+        if self._writer_error is None:
+            for sink in sinks:
+                try:
+                    getattr(sink, "finish", lambda: None)()  # a sink of its own may have none (then close() does it)
+                except Exception as exc:  # noqa: BLE001 - the run failed: every sink is aborted below
+                    first = exc
+                    break
+        failed = self._writer_error is not None or first is not None
+        for sink in sinks:
             try:
-                sink.close()
-            except Exception as exc:  # noqa: BLE001 - close every sink even if one fails
+                (getattr(sink, "abort", sink.close) if failed else sink.close)()
+            except Exception as exc:  # noqa: BLE001 - end every sink even if one fails
                 if first is None and self._writer_error is None:
                     first = exc
                 else:
@@ -581,6 +595,7 @@ class MultiStreamRunner:
                 stats.error = str(grabber.error) if grabber.error is not None else grabber.last_error
                 stats.decode_errors = int(getattr(stream.source, "decode_errors", 0))
                 stats.frames_declared = getattr(stream.source, "frames_declared", None)
+                stats.ffmpeg_messages = int(getattr(stream.source, "ffmpeg_messages", 0))
             if self._started is not None:
                 self.stats.elapsed_s = (self._ended or time.monotonic()) - self._started
                 self.stats.cpu_s = (self._cpu_end if self._ended else time.process_time()) - self._cpu_start

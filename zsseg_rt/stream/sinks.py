@@ -1,9 +1,10 @@
 """Frame sinks: an on-screen window, a video file, an image folder, and an MJPEG-over-HTTP preview.
 
-Each sink has ``write(frame_bgr_uint8)`` and ``close()``; ``open_sink(spec)`` builds one from a user string
-(``display://``, ``out.mp4``, ``frames/``, ``http://127.0.0.1:8080``). A file is never left half written under its
-name: a video is written as ``out.partial.mp4`` and renamed when complete, each image through a temporary name
-(``zsseg_rt.io_safety``); a failed write raises ``OutputWriteError`` naming the path and what was written.
+Each sink has ``write(frame_bgr_uint8)`` and ``close()`` (``finish()`` / ``abort()``: ``FrameSink``); ``open_sink(spec)``
+builds one from a user string (``display://``, ``out.mp4``, ``frames/``, ``http://127.0.0.1:8080``). The file sinks
+(:mod:`zsseg_rt.stream.file_sinks`) follow the output policy of :mod:`zsseg_rt.output_plan`: nothing is written under
+an output's name until it is complete, and a failed write raises ``OutputWriteError`` naming the path and what was
+written.
 """
 
 from __future__ import annotations
@@ -12,51 +13,39 @@ import http.server
 import json
 import logging
 import os
-import re
 import socketserver
 import threading
 import urllib.parse
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from zsseg_rt.io_safety import AtomicFile, OutputWriteError, atomic_write_bytes, write_failure
+from zsseg_rt.io_safety import AtomicFile
+from zsseg_rt.output_plan import StagedFolder
 
 from .capabilities import require_window
+from .file_sinks import BROWSER_EXTENSIONS, FRAMES, ImageFolderSink, VideoFileSink, existing_frames, h264_encoder
 from .loopback import LOOPBACK_HOSTS, host_header_allowed
-from .sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from .video_writers import VIDEO_EXTRA_INSTALL, OpenCVWriter, PyAVWriter, h264_encoder
+from .sink_base import FrameSink, SinkError
+from .sources import VIDEO_EXTENSIONS
+
+__all__ = [
+    "BROWSER_EXTENSIONS",
+    "FRAMES",
+    "FrameSink",
+    "ImageFolderSink",
+    "MjpegSink",
+    "NullSink",
+    "SinkError",
+    "VideoFileSink",
+    "WindowSink",
+    "existing_frames",
+    "h264_encoder",
+    "open_sink",
+    "output_kind",
+]
 
 log = logging.getLogger("zsseg_rt.stream")
-
-# Extensions written by OpenCV's VideoWriter, with its codec. .mp4/.m4v/.mov are written as H.264 through PyAV when
-# it is installed (BROWSER_EXTENSIONS), else with this OpenCV fallback (MPEG-4 Part 2, which browsers do not play).
-_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
-BROWSER_EXTENSIONS = (".mp4", ".m4v", ".mov")
-
-
-class SinkError(RuntimeError):
-    """A sink could not be created or written."""
-
-
-class FrameSink:
-    """Interface: ``write(frame)`` (BGR uint8 ``[H, W, 3]``), ``close()``; ``stop_requested`` when the sink asks
-    the stream to stop (e.g. the window's q / Esc key)."""
-
-    name = "sink"
-    stop_requested = False
-
-    def write(self, frame: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def write_stream(self, index: int, frame: np.ndarray) -> None:
-        """A frame of source ``index`` of several (a sink shared by the sources of a multi-source stream, such as
-        the preview grid); a sink that shows one stream takes only source 0's."""
-        if index == 0:
-            self.write(frame)
-
-    def close(self) -> None:
-        pass
 
 
 class WindowSink(FrameSink):
@@ -80,225 +69,6 @@ class WindowSink(FrameSink):
         import cv2
 
         cv2.destroyWindow(self.title)
-
-
-class VideoFileSink(FrameSink):
-    """A video file, opened at the first frame's size (later frames of another size are resized to it).
-
-    Codec: ``.mp4`` / ``.m4v`` / ``.mov`` are H.264 (libx264 through PyAV, the ``video`` extra) in a fragmented MP4,
-    which web browsers play; without PyAV they are MPEG-4 Part 2 (OpenCV's mp4v), which browsers do not play (a warning
-    says so when the sink is created). ``.avi`` / ``.mkv`` are Motion JPEG (OpenCV). ``codec`` (e.g. "h264") and
-    ``encoder`` (e.g. "libx264 via PyAV") say what is written. Every frame is written, at ``fps``. H.264 needs even
-    sizes: an odd width or height gets one replicated column or row (a log line names both sizes).
-
-    The file is written as ``partial`` (``out.partial.mp4``) and renamed onto ``path`` by ``close()`` once finalised:
-    until then ``path`` keeps what it held. A killed run leaves ``out.partial.mp4``, which plays up to its last
-    fragment (H.264 through PyAV; MJPEG ``.avi`` / ``.mkv`` play as far as written too; OpenCV's mp4v MP4 does not).
-    A failed write (a full disk) raises ``OutputWriteError`` naming the partial file, the frames and bytes written;
-    the partial file is kept and ``path`` is not replaced.
-
-    Args:
-        path: the video file.
-        fps: frames per second written in the file.
-        fourcc: an OpenCV codec to use instead (e.g. "mp4v"), which also skips PyAV.
-    """
-
-    def __init__(self, path: str, fps: float = 30.0, fourcc: Optional[str] = None):
-        ext = os.path.splitext(path)[1].lower()
-        if fourcc is None and ext not in _FOURCC:
-            raise SinkError(f"unknown video extension {ext!r} for {path!r}: use one of {sorted(_FOURCC)}")
-        self.path = path
-        self.fps = float(fps)
-        self.fourcc = fourcc or _FOURCC[ext]
-        self.name = f"file:{path}"
-        self.frames = 0
-        self._writer: Any = None  # PyAVWriter or OpenCVWriter, from the first frame
-        self._file: Optional[AtomicFile] = None
-        self._failed = False
-        self._size: Optional[Tuple[int, int]] = None
-        self._pyav_encoder = h264_encoder() if fourcc is None and ext in BROWSER_EXTENSIONS else None
-        if self._pyav_encoder is not None:
-            self.codec, self.encoder = "h264", f"{self._pyav_encoder} via PyAV"
-        else:
-            self.codec = {"mp4v": "mpeg4", "MJPG": "mjpeg"}.get(self.fourcc, self.fourcc)
-            self.encoder = f"OpenCV {self.fourcc}"
-        self.browser_playable = self.codec == "h264"
-        if fourcc is None and ext in BROWSER_EXTENSIONS and self._pyav_encoder is None:
-            log.warning(
-                "%s will be MPEG-4 Part 2 (OpenCV mp4v), which web browsers do not play: PyAV with an H.264 encoder "
-                "is not installed (%s writes H.264)",
-                path,
-                VIDEO_EXTRA_INSTALL,
-            )
-
-    @property
-    def partial(self) -> str:
-        """Where the video is written until it is complete (``out.partial.mp4``)."""
-        return self._file.partial if self._file is not None else AtomicFile(self.path).partial
-
-    def describe(self) -> dict:
-        """What was written: ``{"path", "codec", "encoder", "frames", "fps", "browser_playable"}`` (stats JSON)."""
-        return {
-            "path": self.path,
-            "codec": self.codec,
-            "encoder": self.encoder,
-            "frames": self.frames,
-            "fps": self.fps,
-            "browser_playable": self.browser_playable,
-        }
-
-    def _open(self, width: int, height: int) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self._file = AtomicFile(self.path)
-        if self._file.leftover:
-            log.info("replacing %s, left by an interrupted run", self._file.partial)
-        target = self._file.partial
-        if self._pyav_encoder is not None:
-            size = (width + width % 2, height + height % 2)  # yuv420p: even sizes
-            try:
-                self._writer = PyAVWriter(target, self._pyav_encoder, self.fps, size)
-            except Exception as exc:  # noqa: BLE001 - PyAV / FFmpeg raise their own error types
-                raise SinkError(f"cannot write video {target!r} with {self.encoder}: {exc}") from None
-            self._size = size
-            if size != (width, height):
-                log.info(
-                    "%s: the frames are %dx%d; H.264 (4:2:0) needs even sizes, so they are written as %dx%d (the last "
-                    "column/row repeated)",
-                    self.path,
-                    width,
-                    height,
-                    *size,
-                )
-            log.info("writing %s as H.264 (%s), %g fps: plays in web browsers", target, self.encoder, self.fps)
-            return
-        writer = OpenCVWriter(target, self.fourcc, self.fps, (width, height))
-        if not writer.opened:
-            raise SinkError(
-                f"cannot write video {target!r} with codec {self.fourcc} (OpenCV has no encoder "
-                "for it; try an .avi path, which uses MJPG)"
-            )
-        self._writer = writer
-        self._size = (width, height)
-        log.info("writing %s (%s, %s), %g fps", target, self.codec, self.encoder, self.fps)
-
-    def _failure(self, exc: BaseException) -> OutputWriteError:
-        assert self._file is not None
-        return write_failure(
-            self._file.partial,
-            exc,
-            f"after {self.frames} frames, {self._file.size()} bytes on disk; {self.path!r} was not replaced, and "
-            f"{self._file.partial!r} keeps what was written",
-        )
-
-    def write(self, frame):
-        import cv2
-
-        if self._failed:
-            raise SinkError(f"{self.partial!r} failed already; nothing more is written to it")
-        height, width = frame.shape[:2]
-        if self._size is None:
-            self._open(width, height)
-        assert self._size is not None
-        frame = np.ascontiguousarray(frame, dtype=np.uint8)
-        if self._pyav_encoder is not None and (width, height) != self._size:
-            if (width + width % 2, height + height % 2) != self._size:
-                frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
-            else:  # one replicated column / row: H.264 (4:2:0) needs even sizes
-                frame = cv2.copyMakeBorder(frame, 0, height % 2, 0, width % 2, cv2.BORDER_REPLICATE)
-        elif (width, height) != self._size:
-            frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
-        try:
-            self._writer.write(frame)
-        except OSError as exc:  # a full disk, an I/O error: the stream stops and says what was written
-            self._failed = True
-            raise self._failure(exc) from None
-        self.frames += 1
-
-    def close(self):
-        """Finalise the file (the last fragment, the trailer) and rename it onto ``path``; after a failed write, only
-        close it (the partial file is kept; the failure was raised by ``write``).
-
-        Raises:
-            OutputWriteError: finalising or renaming failed (``path`` is not replaced; the partial file is kept).
-        """
-        writer, self._writer = self._writer, None
-        if writer is None or self._file is None:
-            return
-        if self._failed:
-            writer.abandon()
-            return
-        try:
-            writer.close()
-        except OSError as exc:
-            self._failed = True
-            raise self._failure(exc) from None
-        self._file.commit()
-        playable = "" if self.browser_playable or self.codec == "mjpeg" else "; web browsers do not play it"
-        log.info("wrote %d frames to %s (%s, %s%s)", self.frames, self.path, self.codec, self.encoder, playable)
-
-
-FRAME_NAME = "frame_{index:06d}{extension}"
-_FRAME_PATTERN = re.compile(r"^frame_(\d{6,})(\.[A-Za-z0-9]+)$")
-
-
-def existing_frames(folder: str, extension: str = ".jpg") -> List[Tuple[int, str]]:
-    """``(index, path)`` of the frame files ``ImageFolderSink`` writes (``frame_000000.jpg``, ...) that ``folder``
-    holds already, in order."""
-    if not os.path.isdir(folder):
-        return []
-    found = []
-    for name in os.listdir(folder):
-        match = _FRAME_PATTERN.match(name)
-        if match and match.group(2).lower() == extension.lower():
-            found.append((int(match.group(1)), os.path.join(folder, name)))
-    return sorted(found)
-
-
-class ImageFolderSink(FrameSink):
-    """One image per frame, ``frame_000000.jpg`` ... in ``folder`` (created), each written through a temporary name
-    (no truncated image at a kill; not fsynced: a stream at camera rate).
-
-    ``replace``: frames of an earlier run beyond this run's last are removed by ``close()`` (the folder then holds
-    this run's frames only; ``zsseg camera --overwrite``). A failed write raises ``OutputWriteError`` naming the file
-    and the frames written before it.
-    """
-
-    def __init__(self, folder: str, extension: str = ".jpg", replace: bool = False):
-        if not extension.startswith("."):
-            extension = "." + extension
-        if extension.lower() not in IMAGE_EXTENSIONS:
-            raise SinkError(f"image extension {extension!r} is not one of {IMAGE_EXTENSIONS}")
-        os.makedirs(folder, exist_ok=True)
-        self.folder = folder
-        self.extension = extension
-        self.name = f"folder:{folder}"
-        self.frames = 0
-        self._earlier = existing_frames(folder, extension) if replace else []
-
-    def write(self, frame):
-        import cv2
-
-        path = os.path.join(self.folder, FRAME_NAME.format(index=self.frames, extension=self.extension))
-        ok, encoded = cv2.imencode(self.extension, frame)
-        if not ok:
-            raise SinkError(f"OpenCV could not encode frame {self.frames} as {self.extension} for {path!r}")
-        try:
-            atomic_write_bytes(path, encoded.tobytes(), fsync=False)
-        except OutputWriteError as exc:
-            written = f"{exc}; {self.frames} frames were written to {self.folder!r} before it"
-            raise OutputWriteError(written, path, exc.errno) from None
-        self.frames += 1
-
-    def close(self):
-        stale = [path for index, path in self._earlier if index >= self.frames]
-        self._earlier = []
-        for path in stale:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-        if stale:
-            log.info("removed %d frames of an earlier run from %s (%s ...)", len(stale), self.folder, stale[0])
 
 
 _PAGE_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>zsseg preview</title>
@@ -732,24 +502,19 @@ def output_kind(spec: str) -> Optional[str]:
     return None
 
 
-def replaced_files(spec: str) -> List[str]:
-    """The existing files the output ``spec`` of ``open_sink`` would replace: a video file that exists, or the frame
-    images (``frame_000000.jpg`` ...) an image folder holds already; none for a window, a URL or ``null``. What
-    ``zsseg camera`` refuses to replace without ``--overwrite``."""
-    kind = output_kind(spec)
-    text = str(spec).strip()
-    if kind == "video":
-        return [text] if os.path.lexists(text) else []
-    if kind == "folder":
-        return [path for _, path in existing_frames(text)]
-    return []
-
-
-def open_sink(spec: str, fps: float = 30.0, replace: bool = False) -> FrameSink:
+def open_sink(
+    spec: str,
+    fps: float = 30.0,
+    replace: bool = False,
+    output: Optional[AtomicFile] = None,
+    staged: Optional[StagedFolder] = None,
+) -> FrameSink:
     """Sink for a user string: ``display://`` / ``window`` (on-screen), ``http://HOST:PORT`` (MJPEG preview),
     a video path (``.mp4``, ``.avi``, ...), or a folder (existing, ending in ``/``, or without extension).
-    ``replace``: an image folder's frames of an earlier run beyond this run's are removed at the end
-    (``ImageFolderSink``); whether existing files may be replaced at all is the caller's rule (``replaced_files``)."""
+
+    A file output follows ``zsseg_rt.output_plan``: ``output`` (a video's) or ``staged`` (a folder's) come from the
+    run's ``OutputPlan``, which checked them and puts them in place at the end; without them the sink checks its
+    own output (``replace``: an image folder's frames of an earlier run may be replaced)."""
     text = str(spec).strip()
     lower = text.lower()
     if lower in ("display", "display://", "window", "screen"):
@@ -764,9 +529,9 @@ def open_sink(spec: str, fps: float = 30.0, replace: bool = False) -> FrameSink:
         return NullSink()
     kind = output_kind(text)
     if kind == "video":
-        return VideoFileSink(text, fps=fps)
+        return VideoFileSink(text, fps=fps, output=output)
     if kind == "folder":
-        return ImageFolderSink(text, replace=replace)
+        return ImageFolderSink(text, replace=replace, staged=staged)
     raise SinkError(
         f"output {spec!r} is not a window (display://), an MJPEG URL (http://127.0.0.1:8080), a video "
         f"file ({', '.join(VIDEO_EXTENSIONS)}) or a folder"

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 import numpy as np
 
 from .capabilities import require_gstreamer
+from .ffmpeg_log import FFmpegMessages
 
 log = logging.getLogger("zsseg_rt.stream")
 
@@ -346,8 +347,9 @@ MAX_DAMAGED_IN_A_ROW = 100  # damaged packets without one good frame between the
 
 
 def ffmpeg_logs_to_python() -> None:
-    """FFmpeg's messages (PyAV) to Python's logging, loggers ``libav.<component>`` (``libav.h264``), at ERROR and
-    above, instead of nowhere (PyAV's default) or straight to stderr; a level set by the application is kept."""
+    """FFmpeg's messages (PyAV) of ERROR and above to Python's logging instead of nowhere (PyAV's default) or straight
+    to stderr; a level set by the application is kept. A source re-logs those its reads cause at WARNING, counted
+    and capped (``zsseg_rt.stream.ffmpeg_log``)."""
     import av.logging
 
     if av.logging.get_level() is None:
@@ -386,6 +388,12 @@ class PyAVFileSource(FrameSource):
         self._reformatter: Any = None
         self._read = 0  # frames delivered since the last open()
         self._damaged_in_a_row = 0
+        self.ffmpeg = FFmpegMessages(self.name)  # FFmpeg's own lines: WARNING, counted, capped
+
+    @property
+    def ffmpeg_messages(self) -> int:
+        """FFmpeg's messages so far (``--stats-json``; the first ``MESSAGE_CAP`` were logged)."""
+        return self.ffmpeg.count
 
     def open(self) -> None:
         import av
@@ -397,7 +405,8 @@ class PyAVFileSource(FrameSource):
         self.ended = False
         ffmpeg_logs_to_python()
         try:
-            container = av.open(self.path)
+            with self.ffmpeg.captured():
+                container = av.open(self.path)
         except (av.error.FFmpegError, OSError) as exc:
             raise SourceError(f"cannot open {self.name}: not a video FFmpeg can read ({exc})") from None
         if not container.streams.video:
@@ -475,7 +484,8 @@ class PyAVFileSource(FrameSource):
     def read(self) -> Optional[np.ndarray]:
         if self._frames is None:
             return None
-        frame = next(self._frames, None)
+        with self.ffmpeg.captured():  # the demuxer's and decoder's lines of this read
+            frame = next(self._frames, None)
         if frame is None:
             self._frames = None
             self.ended = True
@@ -488,22 +498,25 @@ class PyAVFileSource(FrameSource):
 
     def _say_if_short(self) -> None:
         declared = self.frames_declared
+        said = f"; {self.ffmpeg.summary()}" if self.ffmpeg.count else ""
         if declared and self._read < declared:
             log.warning(
-                "%s ended at frame %d of the %d its container declares (%d damaged packets skipped)",
+                "%s ended at frame %d of the %d its container declares (%d damaged packets skipped)%s",
                 self.name,
                 self._read,
                 declared,
                 self.decode_errors,
+                said,
             )
-        elif self.decode_errors:
-            log.warning("%s: %d damaged packets skipped", self.name, self.decode_errors)
+        elif self.decode_errors or self.ffmpeg.count:
+            log.warning("%s: %d damaged packets skipped%s", self.name, self.decode_errors, said)
 
     def close(self) -> None:
         self._frames = None
         if self._container is not None:
             container, self._container = self._container, None
-            container.close()
+            with self.ffmpeg.captured():
+                container.close()
 
 
 def _seconds(packet) -> str:

@@ -180,22 +180,32 @@ class TemporalOptions:
     cut_confidence: float = 0.6
 
     def __post_init__(self) -> None:
-        checks = [
-            (isinstance(self.keyframe_every, int) and not isinstance(self.keyframe_every, bool), "keyframe_every"),
-            (isinstance(self.score_stride, int) and self.score_stride >= 1, "score_stride (an integer >= 1)"),
-            (isinstance(self.flow_stride, int) and self.flow_stride >= 1, "flow_stride (an integer >= 1)"),
-            (0.0 < float(self.blend) <= 1.0, "blend (in (0, 1])"),
-            (0.0 <= float(self.hysteresis) < 1e6, "hysteresis (>= 0)"),
-            (0.0 < float(self.photometric_tolerance) <= 255.0, "photometric_tolerance (in (0, 255])"),
+        whole = lambda value: isinstance(value, int) and not isinstance(value, bool)  # noqa: E731
+        number = lambda value: isinstance(value, (int, float)) and not isinstance(value, bool)  # noqa: E731
+        checks = [  # (the option, passes, what it expects): one line naming the first that fails
+            ("keyframe_every", whole(self.keyframe_every), "a whole number >= 1"),
+            ("score_stride", whole(self.score_stride) and self.score_stride >= 1, "a whole number >= 1"),
+            ("flow_stride", whole(self.flow_stride) and self.flow_stride >= 1, "a whole number >= 1"),
+            ("blend", number(self.blend) and 0.0 < self.blend <= 1.0, "a number in (0, 1]"),
+            ("hysteresis", number(self.hysteresis) and 0.0 <= self.hysteresis < 1e6, "a number >= 0"),
             (
-                0.0 <= float(self.cut_confidence) <= float(self.min_confidence) <= 1.0,
-                "0 <= cut_confidence <= min_confidence <= 1",
+                "photometric_tolerance",
+                number(self.photometric_tolerance) and 0.0 < self.photometric_tolerance <= 255.0,
+                "a number in (0, 255]",
             ),
-            (self.flow_preset in FLOW_PRESETS, f"flow_preset (one of {FLOW_PRESETS})"),
+            ("min_confidence", number(self.min_confidence) and 0.0 <= self.min_confidence <= 1.0, "a number in [0, 1]"),
+            ("cut_confidence", number(self.cut_confidence) and 0.0 <= self.cut_confidence <= 1.0, "a number in [0, 1]"),
+            ("flow_preset", self.flow_preset in FLOW_PRESETS, f"one of {', '.join(map(repr, FLOW_PRESETS))}"),
         ]
-        for ok, what in checks:
+        for name, ok, expected in checks:
             if not ok:
-                raise ValueError(f"bad temporal option {what}: got {dataclasses.asdict(self)}")
+                value = getattr(self, name)
+                raise ValueError(f"temporal option {name}: expected {expected}, got {value!r} ({type(value).__name__})")
+        if self.cut_confidence > self.min_confidence:
+            raise ValueError(
+                f"temporal options: cut_confidence ({self.cut_confidence}) must not exceed min_confidence "
+                f"({self.min_confidence})"
+            )
         if self.keyframe_every < 1:
             raise ValueError(f"keyframe_every must be >= 1 (1: the encoder on every frame), got {self.keyframe_every}")
         if self.adaptive and self.keyframe_every < 2:

@@ -127,7 +127,8 @@ class VideoSegmenter:
 
     # ---- frames ---------------------------------------------------------------------------------------------------
     def __call__(self, frame: np.ndarray, stream: int = 0) -> VideoResult:
-        """One frame (``[H, W, 3]`` uint8, ``color_order``) of ``stream``: a :class:`VideoResult`."""
+        """One frame (``[H, W, 3]`` uint8 in ``color_order``; grey ``[H, W]`` and ``[H, W, 4]`` with alpha are taken
+        as the Engine takes them) of ``stream``: a :class:`VideoResult`."""
         return self.segment_streams([stream], [frame])[0]
 
     def segment_streams(self, streams: Sequence[int], frames: Sequence[np.ndarray]) -> List[VideoResult]:
@@ -208,9 +209,17 @@ class VideoSegmenter:
 
     @staticmethod
     def _checked(frame: Any) -> np.ndarray:
-        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            what = f"{frame.dtype} {list(frame.shape)}" if isinstance(frame, np.ndarray) else type(frame).__name__
-            raise ValueError(f"expected a video frame as a [H, W, 3] uint8 array, got {what}")
+        """A frame as the Engine takes it (``[H, W, 3]`` uint8; a grey ``[H, W]`` / ``[H, W, 1]`` frame expanded to 3
+        channels, an alpha channel dropped), refused with the Engine's own one-line reason otherwise."""
+        from zsseg_rt.pipeline.preprocess import check_image
+
+        _, _, channels = check_image(frame)  # TypeError / ValueError: what was expected, what was given
+        if frame.ndim == 2:
+            frame = frame[:, :, None]
+        if channels == 1:
+            frame = np.repeat(frame, 3, axis=2)
+        elif channels == 4:
+            frame = frame[:, :, :3]  # the colour channels, in the frame's own order (color_order)
         return np.ascontiguousarray(frame)  # a crop of a larger image is a view: OpenCV wants rows in one block
 
     def _engine_call(self, frames: List[np.ndarray], scores: bool) -> List[Result]:

@@ -1,15 +1,15 @@
 """The video options of ``zsseg camera`` (``--labels-out``, ``--stabilize``, ``--keyframe-every``,
-``--adaptive-keyframes``, ``--temporal-consistency``) and what they build: the label folders and the
+``--adaptive-keyframes``, ``--temporal-consistency``) and what they build: the
 :class:`~zsseg_rt.stream.video.VideoSegmenter` around the Engine. Light at import (the CLI's ``--help``)."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any, List, Sequence
+from typing import Any
 
 from zsseg_rt.cli_types import whole_number
 
-__all__ = ["add_video_arguments", "label_sinks", "video_segmenter"]
+__all__ = ["add_video_arguments", "video_segmenter"]
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +19,9 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
         "--labels-out",
         metavar="DIR",
         help="write each frame's class-index map as a 16-bit PNG named by its frame number (DIR/000042.png), with "
-        "the class list in DIR/classes.json; several sources: put {source} in DIR",
+        "the class list in DIR/classes.json; several sources: put {source} in DIR. Staged while the run goes on and "
+        "put in place when it ends well; DIR then holds this run's maps only (--overwrite: an earlier run's are "
+        "replaced; files zsseg_rt did not write are never touched)",
     )
     group.add_argument(
         "--stabilize",
@@ -46,14 +48,6 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
         help="also measure each source's flow-warped temporal consistency in --stats-json (a DIS flow per frame: "
         "costs CPU time; flicker and the end-to-end frame rate are always measured)",
     )
-
-
-def label_sinks(folders: Sequence[str]) -> List[Any]:
-    """A :class:`~zsseg_rt.stream.labels.LabelFolderSink` per source (``folders``: one per source, placeholders
-    expanded by ``cli.output_names``)."""
-    from .labels import LabelFolderSink
-
-    return [LabelFolderSink(folder) for folder in folders]
 
 
 def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:

@@ -1,0 +1,591 @@
+"""One policy for every file a command writes: declared and checked before the first frame, written under a staged
+name, and put in place only when the run has ended well (``zsseg camera``'s videos, frame and label folders and
+``--stats-json``; the Python sinks ``LabelFolderSink`` / ``ImageFolderSink`` standing alone; ``zsseg segment``'s
+checks). The writing itself is :mod:`zsseg_rt.io_safety`'s (whole files, renamed into place).
+
+The rules, in :class:`OutputPlan`:
+
+1. **Checked before anything runs** (:meth:`OutputPlan.check`, which writes nothing): two outputs naming the same file
+   or folder (``-o out.mp4 -o out.mp4``, ``--stats-json out.mp4 -o out.mp4``, a file inside a folder output under a
+   name that folder writes), an output that is an input, a folder output that is a file, a folder that cannot be
+   written, a disk that is full already; an output that would replace an existing file without ``--overwrite``; a
+   file in a folder output that zsseg_rt did not write (refused even with ``--overwrite``: it is never removed); the
+   leftovers of an interrupted run (``out.partial.mp4``, a staging folder, a ``.NAME.xxxxxxxx.tmp``): refused
+   without ``--overwrite`` and named, removed with it (a log line names each), never silently.
+2. **A failed run replaces nothing.** A video is written as ``out.partial.mp4``, a folder's files into a staging
+   folder inside it (``DIR/.zsseg-staging-XXXXXXXX``, locked by the writing process), a JSON file under a temporary
+   name; :meth:`OutputPlan.commit` renames them all into place once every write has succeeded, and
+   :meth:`OutputPlan.abort` (after a failure) removes what was staged (a partial video is kept and named: it plays up
+   to its last fragment).
+3. **A folder holds only this run's files of its kind.** The folder's manifest (``DIR/.zsseg-outputs.json``) names
+   the files each kind of output (label maps, frame images) wrote there, with their sizes; the commit removes those
+   of an earlier run that this run did not rewrite, and ``--overwrite`` replaces only files the manifest names
+   unchanged. A user's files (``notes.txt``, or a ``000001.png`` of their own) are never removed.
+4. **One file mode**: every file is created with 0666 less the umask, as other programs create theirs.
+
+Refusals name the path and the flag in the user's words: ``flag`` is ``--overwrite`` for the command line and
+``overwrite=True`` for the Python sinks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno as errno_codes
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from zsseg_rt.io_safety import (
+    AtomicFile,
+    OutputWriteError,
+    atomic_write_bytes,
+    fsync_directory,
+    partial_path,
+    replace_with,
+    temporaries_of,
+    write_failure,
+    write_temporary,
+)
+
+__all__ = [
+    "CLI_FLAG",
+    "FolderKind",
+    "MANIFEST",
+    "OutputPlan",
+    "OutputRefused",
+    "PYTHON_FLAG",
+    "STAGING_PREFIX",
+    "StagedFile",
+    "StagedFolder",
+    "check_free_space",
+]
+
+log = logging.getLogger("zsseg_rt.outputs")
+
+CLI_FLAG = "--overwrite"
+PYTHON_FLAG = "overwrite=True"
+MANIFEST = ".zsseg-outputs.json"  # in a folder output: which files each kind of output wrote there
+STAGING_PREFIX = ".zsseg-staging-"  # a folder output's files until the run has ended well
+_LOCK = ".lock"  # in a staging folder: flock-ed by the writing process, its pid inside
+MIN_FREE_BYTES = 4096  # less than one block free: the disk is full, refused before the first frame
+
+
+class OutputRefused(OSError):
+    """An output may not be written as asked; nothing was written. ``path``: the file or folder refused;
+    ``errno``: ``errno.ENOSPC`` when its disk is full (the CLI then adds what to do)."""
+
+    def __init__(self, message: str, path: str, error_number: Optional[int] = None):
+        super().__init__(message)
+        self.path = path
+        self.errno = error_number  # type: ignore[misc]  # OSError's attribute, set without its (errno, text) form
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderKind:
+    """What a folder output writes: ``name`` (its key in the manifest: "labels", "frames"), ``what`` (words for
+    messages: "label maps") and ``pattern`` (the file names it writes, e.g. ``000042.png`` and ``classes.json``)."""
+
+    name: str
+    what: str
+    pattern: "re.Pattern[str]"
+
+    def owns(self, name: str) -> bool:
+        return bool(self.pattern.match(name))
+
+
+def _same(path: str) -> str:
+    return os.path.normcase(os.path.realpath(os.path.abspath(path)))
+
+
+def _existing_ancestor(path: str) -> str:
+    current = os.path.abspath(path)
+    while not os.path.lexists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return current
+
+
+def check_free_space(path: str, option: str) -> None:
+    """Refuse (OutputRefused, errno ENOSPC) an output whose disk is full already: less than one block free where it
+    would be written. A disk that fills up while writing is each writer's error (``OutputWriteError``)."""
+    where = _existing_ancestor(path)
+    try:
+        free = shutil.disk_usage(where if os.path.isdir(where) else os.path.dirname(where)).free
+    except OSError:
+        return
+    if free < MIN_FREE_BYTES:
+        raise OutputRefused(
+            f"cannot write {option} {path!r}: its disk is full ({free} bytes free at {where!r}); nothing was written",
+            path,
+            errno_codes.ENOSPC,
+        )
+
+
+def _check_writable(path: str, option: str, folder: bool) -> None:
+    """The output can be created: the nearest existing ancestor is a folder this process may write into; a folder
+    output is not a file."""
+    if folder and os.path.lexists(path) and not os.path.isdir(path):
+        raise OutputRefused(f"{option} {path!r} is a file, not a folder: give a folder (or another name)", path)
+    if not folder and os.path.isdir(path):
+        raise OutputRefused(f"{option} {path!r} is a folder: give a file name", path)
+    target = path if folder and os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    where = _existing_ancestor(target)
+    if not os.path.isdir(where):
+        raise OutputRefused(f"cannot create {option} {path!r}: {where!r} is a file, not a folder", path)
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise OutputRefused(f"cannot write {option} {path!r}: {where!r} is not writable (Permission denied)", path)
+
+
+# ---- a folder's staging folders: owned (flock) by the process that writes them ---------------------------------------
+def _lock(fd: int) -> Optional[bool]:
+    """Try to ``flock`` an open file: True locked, False held by another process, None where locks are unavailable."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no owner can be told; a staging folder is then taken as left over
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:  # e.g. ENOLCK on a network file system
+        return None
+
+
+def _staging_owner(staging: str) -> Tuple[bool, str]:
+    """``(running, who)`` of a staging folder: running while its writer holds the lock; ``who`` names the process."""
+    lock = os.path.join(staging, _LOCK)
+    try:
+        with open(lock, encoding="utf-8") as handle:
+            pid = handle.read().strip()
+    except OSError:
+        pid = ""
+    who = f"process {pid}" if pid.isdigit() else "an unknown process"
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return False, who
+    try:
+        return _lock(fd) is False, who
+    finally:
+        os.close(fd)  # releases a lock taken here
+
+
+class StagedFolder:
+    """A folder output written whole at the end (rule 2 and 3 of the module): ``write_bytes(name, data)`` writes into
+    ``DIR/.zsseg-staging-XXXXXXXX`` (made at the first write, locked by this process); :meth:`commit` moves the files
+    into ``DIR``, removes the files of ``kind`` an earlier run wrote there that this run did not rewrite (as the
+    manifest names them) and records this run's in the manifest; :meth:`abort` removes the staging folder (and ``DIR``
+    when this run made it and it is empty)."""
+
+    def __init__(self, folder: str, kind: FolderKind, option: str = "folder"):
+        self.folder = str(folder)
+        self.kind = kind
+        self.option = option
+        self.staging: Optional[str] = None
+        self.written: Dict[str, int] = {}  # name -> size, this run's files
+        self._lock_fd: Optional[int] = None
+        self._made_folder = False
+
+    # ---- what is there (nothing written) ----------------------------------------------------------------------------
+    def _manifest_document(self) -> Dict[str, Any]:
+        try:
+            with open(os.path.join(self.folder, MANIFEST), encoding="utf-8") as handle:
+                document = json.load(handle)
+        except (OSError, ValueError):
+            return {}
+        return document if isinstance(document, dict) and isinstance(document.get("outputs"), dict) else {}
+
+    def manifest(self) -> Dict[str, int]:
+        """The files of this folder's kind that the last run recorded (name -> size); {} when none."""
+        files = self._manifest_document().get("outputs", {}).get(self.kind.name, {})
+        if not isinstance(files, dict):
+            return {}
+        return {str(name): int(size) for name, size in files.items() if isinstance(size, int)}
+
+    def existing(self) -> List[str]:
+        """Names of the files of this kind the folder holds now (what this run would replace or remove)."""
+        try:
+            names = os.listdir(self.folder)
+        except OSError:
+            return []
+        return sorted(name for name in names if self.kind.owns(name))
+
+    def foreign(self) -> List[str]:
+        """Files of this kind in the folder that zsseg_rt did not write there (not in the manifest, or with another
+        size since): never replaced nor removed."""
+        recorded = self.manifest()
+        foreign = []
+        for name in self.existing():
+            path = os.path.join(self.folder, name)
+            if not os.path.isfile(path) or os.path.islink(path) or recorded.get(name) != os.path.getsize(path):
+                foreign.append(name)
+        return foreign
+
+    def leftovers(self) -> Tuple[List[str], List[Tuple[str, str]]]:
+        """``(left, running)``: staging folders and temporary files an interrupted run left in the folder, and the
+        staging folders of runs writing into it now (with the process)."""
+        try:
+            names = sorted(os.listdir(self.folder))
+        except OSError:
+            return [], []
+        left: List[str] = []
+        running: List[Tuple[str, str]] = []
+        for name in names:
+            path = os.path.join(self.folder, name)
+            if name.startswith(STAGING_PREFIX) and os.path.isdir(path) and not os.path.islink(path):
+                alive, who = _staging_owner(path)
+                (running.append((path, who)) if alive else left.append(path))
+        left += temporaries_of(os.path.join(self.folder, MANIFEST))
+        return left, running
+
+    # ---- writing ----------------------------------------------------------------------------------------------------
+    def _open(self) -> str:
+        if self.staging is not None:
+            return self.staging
+        try:
+            if not os.path.isdir(self.folder):
+                os.makedirs(self.folder, exist_ok=True)
+                self._made_folder = True
+            staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.folder)
+            fd = os.open(os.path.join(staging, _LOCK), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:
+            raise write_failure(self.folder, exc, f"the {self.option} folder could not be prepared") from None
+        self.staging, self._lock_fd = staging, fd
+        _lock(fd)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+        except OSError as exc:
+            self.abort()
+            raise write_failure(self.folder, exc, "its staging folder could not be prepared") from None
+        return staging
+
+    def write_bytes(self, name: str, data: bytes, *, fsync: bool = False) -> None:
+        """``data`` as the folder's file ``name``, staged until :meth:`commit`.
+
+        Raises:
+            OutputWriteError: naming ``DIR/name``, the files written before it, and that nothing in DIR was replaced.
+        """
+        staging = self._open()
+        try:
+            atomic_write_bytes(os.path.join(staging, name), data, fsync=fsync)
+        except OutputWriteError as exc:
+            final = os.path.join(self.folder, name)
+            detail = str(exc).split(": ", 1)[-1]  # "No space left on device (5 of 10 bytes written; ...)"
+            reason = detail.split(" (", 1)[0]
+            raise OutputWriteError(
+                f"cannot write {final!r}: {reason} ({len(self.written)} files staged before it; nothing in "
+                f"{self.folder!r} was replaced)",
+                final,
+                exc.errno,
+            ) from None
+        self.written[name] = len(data)
+
+    def _write_manifest(self, files: Dict[str, int]) -> None:
+        document = self._manifest_document() or {"written_by": "zsseg_rt", "outputs": {}}
+        document["outputs"][self.kind.name] = dict(sorted(files.items()))
+        atomic_write_bytes(os.path.join(self.folder, MANIFEST), (json.dumps(document, indent=1) + "\n").encode())
+
+    def commit(self) -> List[str]:
+        """Move this run's files into the folder and remove the earlier run's files of this kind that this run did
+        not rewrite (only those the manifest names, unchanged). Nothing to do when nothing was written. Returns the
+        names removed.
+
+        The manifest names the union of both runs' files while the files move, so a run killed meanwhile leaves
+        nothing that the next ``--overwrite`` would take for a user's file.
+
+        Raises:
+            OutputWriteError: a rename or the manifest failed (the staging folder is kept and named).
+        """
+        if self.staging is None:
+            return []
+        earlier = self.manifest()
+        stale = [name for name in earlier if name not in self.written and self._unchanged(name, earlier[name])]
+        try:
+            self._write_manifest({**earlier, **self.written})
+            for name in sorted(self.written):
+                os.replace(os.path.join(self.staging, name), os.path.join(self.folder, name))
+            for name in stale:
+                os.unlink(os.path.join(self.folder, name))
+            self._write_manifest(self.written)
+        except OSError as exc:
+            raise write_failure(
+                self.folder, exc, f"moving the {self.kind.what} into place; what is left is in {self.staging!r}"
+            ) from None
+        fsync_directory(os.path.join(self.folder, MANIFEST))
+        self._remove_staging()
+        if stale:
+            log.info(
+                "removed %d %s of an earlier run from %s (%s ...)", len(stale), self.kind.what, self.folder, stale[0]
+            )
+        return stale
+
+    def _unchanged(self, name: str, size: int) -> bool:
+        path = os.path.join(self.folder, name)
+        return os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) == size
+
+    def _remove_staging(self) -> None:
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def abort(self) -> None:
+        """Remove what was staged; the folder keeps what it held (and goes when this run made it and it is empty)."""
+        self._remove_staging()
+        self.written = {}
+        if self._made_folder:
+            try:
+                os.rmdir(self.folder)
+            except OSError:
+                pass
+
+
+class StagedFile:
+    """A file written in one go at the end (``--stats-json``): :meth:`write_bytes` writes a temporary file beside it,
+    :meth:`commit` renames it into place, :meth:`abort` removes it."""
+
+    def __init__(self, path: str):
+        self.path = str(path)
+        self.temporary: Optional[str] = None
+
+    def write_bytes(self, data: bytes) -> None:
+        self.abort()
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self.temporary = write_temporary(self.path, data)
+
+    def write_json(self, value: Any) -> None:
+        """``value`` as JSON (serialised first: a value JSON cannot hold raises before anything is written)."""
+        self.write_bytes((json.dumps(value, indent=1) + "\n").encode())
+
+    def commit(self) -> None:
+        if self.temporary is not None:
+            temporary, self.temporary = self.temporary, None
+            replace_with(temporary, self.path)
+
+    def abort(self) -> None:
+        if self.temporary is not None:
+            try:
+                os.unlink(self.temporary)
+            except OSError:
+                pass
+            self.temporary = None
+
+
+@dataclasses.dataclass
+class _Entry:
+    option: str  # the user's words for it: "-o", "--labels-out", "--stats-json", "folder"
+    path: str
+    output: Any  # AtomicFile (a streamed file), StagedFile or StagedFolder
+
+    @property
+    def is_folder(self) -> bool:
+        return isinstance(self.output, StagedFolder)
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.output, AtomicFile)
+
+
+class OutputPlan:
+    """Every output of one run (see the module): declare them (:meth:`stream`, :meth:`file`, :meth:`folder`), then
+    :meth:`check` (refuses; writes nothing) and :meth:`prepare` (removes the leftovers ``overwrite`` allows), run,
+    and :meth:`commit` or, after a failure, :meth:`abort`.
+
+    Args:
+        overwrite: whether existing outputs and an interrupted run's leftovers may be replaced.
+        flag: how the user says so, for the messages: ``--overwrite`` (the CLI) or ``overwrite=True`` (Python).
+        inputs: the run's input files and folders (an output may not be one of them).
+    """
+
+    def __init__(self, overwrite: bool, flag: str = CLI_FLAG, inputs: Iterable[str] = ()):
+        self.overwrite = bool(overwrite)
+        self.flag = flag
+        self.inputs = [str(path) for path in inputs if path]
+        self.entries: List[_Entry] = []
+        self._leftovers: List[str] = []
+
+    def stream(self, option: str, path: str) -> AtomicFile:
+        """A file written as it goes (a video): ``out.partial.mp4`` until the commit."""
+        output = AtomicFile(path)
+        self.entries.append(_Entry(option, str(path), output))
+        return output
+
+    def file(self, option: str, path: str) -> StagedFile:
+        """A file written in one go at the end (``--stats-json``)."""
+        output = StagedFile(path)
+        self.entries.append(_Entry(option, str(path), output))
+        return output
+
+    def folder(self, option: str, path: str, kind: FolderKind) -> StagedFolder:
+        """A folder of files of ``kind`` (label maps, frame images)."""
+        output = StagedFolder(path, kind, option)
+        self.entries.append(_Entry(option, str(path), output))
+        return output
+
+    # ---- the checks ---------------------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Refuse, before anything is written, what may not or cannot be written (the module's rule 1).
+
+        Raises:
+            OutputRefused: one line naming the path, and the flag or option that changes it.
+        """
+        self._check_collisions()
+        for entry in self.entries:
+            _check_writable(entry.path, entry.option, entry.is_folder)
+        self._check_running()
+        if self.overwrite:
+            self._check_foreign()
+        else:
+            self._check_existing()
+        leftovers = self._find_leftovers()
+        self._leftovers = [path for _, path in leftovers]
+        if leftovers and not self.overwrite:
+            owner, first = leftovers[0]
+            more = f" (and {len(leftovers) - 1} more)" if len(leftovers) > 1 else ""
+            raise OutputRefused(
+                f"{first!r}{more} is left by an interrupted run writing {owner.option} {owner.path}: pass "
+                f"{self.flag} to remove it and write anew, or move it away",
+                first,
+            )
+        for entry in self.entries:
+            check_free_space(entry.path, entry.option)
+
+    def _check_collisions(self) -> None:
+        seen: Dict[str, _Entry] = {}
+        for entry in self.entries:
+            names = [entry.path] + ([partial_path(entry.path)] if entry.streamed else [])
+            for name in names:
+                key = _same(name)
+                other = seen.get(key)
+                if other is not None:
+                    if other.option == entry.option and other.path == entry.path:
+                        raise OutputRefused(f"{entry.option} {entry.path} is given twice: give it once", entry.path)
+                    raise OutputRefused(
+                        f"{other.option} {other.path} and {entry.option} {entry.path} name the same "
+                        f"{'folder' if entry.is_folder else 'file'}: give each output its own path",
+                        entry.path,
+                    )
+                seen[key] = entry
+        folders = [entry for entry in self.entries if entry.is_folder]
+        for entry in self.entries:
+            for folder in folders:
+                inside = _same(os.path.dirname(os.path.abspath(entry.path))) == _same(folder.path)
+                name = os.path.basename(entry.path)
+                if entry is not folder and inside and (folder.output.kind.owns(name) or name == MANIFEST):
+                    raise OutputRefused(
+                        f"{entry.option} {entry.path} is a file that {folder.option} {folder.path} writes: choose "
+                        "another path for it",
+                        entry.path,
+                    )
+        inputs = {_same(path) for path in self.inputs}
+        for entry in self.entries:
+            if _same(entry.path) in inputs:
+                raise OutputRefused(
+                    f"{entry.option} {entry.path} is an input of this run: choose another output", entry.path
+                )
+
+    def _check_running(self) -> None:
+        for entry in self.entries:
+            if entry.is_folder:
+                _, running = entry.output.leftovers()
+                if running:
+                    path, who = running[0]
+                    raise OutputRefused(
+                        f"{entry.option} {entry.path!r} is being written by another run now ({who}, staging in "
+                        f"{path!r}): wait for it to end, or choose another {entry.option}",
+                        entry.path,
+                    )
+
+    def _replaced(self, entry: _Entry) -> List[str]:
+        if entry.is_folder:
+            return [os.path.join(entry.path, name) for name in entry.output.existing()]
+        return [entry.path] if os.path.lexists(entry.path) else []
+
+    def _check_existing(self) -> None:
+        existing = [(entry, path) for entry in self.entries for path in self._replaced(entry)]
+        if not existing:
+            return
+        entry, first = existing[0]
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise OutputRefused(
+            f"{first!r}{more} exists already: pass {self.flag} to replace it (outputs are replaced only once the "
+            f"run has ended well), or choose another {entry.option}",
+            first,
+        )
+
+    def _check_foreign(self) -> None:
+        for entry in self.entries:
+            if entry.is_folder:
+                foreign = entry.output.foreign()
+                if foreign:
+                    first = os.path.join(entry.path, foreign[0])
+                    more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+                    raise OutputRefused(
+                        f"{first!r}{more} was not written there by zsseg_rt (not in {MANIFEST}, or changed since): "
+                        f"{self.flag} replaces only the {entry.output.kind.what} an earlier run wrote; move it away, "
+                        f"or choose another {entry.option}",
+                        first,
+                    )
+
+    def _find_leftovers(self) -> List[Tuple[_Entry, str]]:
+        found: List[Tuple[_Entry, str]] = []
+        for entry in self.entries:
+            if entry.is_folder:
+                found += [(entry, path) for path in entry.output.leftovers()[0]]
+                continue
+            if entry.streamed and os.path.lexists(entry.output.partial):
+                found.append((entry, entry.output.partial))
+            found += [(entry, path) for path in temporaries_of(entry.path)]
+        return found
+
+    # ---- the run ------------------------------------------------------------------------------------------------
+    def prepare(self, say: Optional[Callable[[str], None]] = None) -> None:
+        """Remove the leftovers of an interrupted run that :meth:`check` found (only with ``overwrite``: without it
+        ``check`` refused them), each named by ``say`` (default: a log line)."""
+        say = say or log.warning
+        for path in self._leftovers:
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                message = f"cannot remove {path!r}, left by an interrupted run: {exc.strerror or exc}"
+                raise OutputRefused(message, path) from None
+            say(f"removed {path}, left by an interrupted run ({self.flag})")
+        self._leftovers = []
+
+    def commit(self) -> None:
+        """Put every staged output in place (after every write succeeded): folders, then files; a streamed file that
+        received nothing is not written (its old content stays).
+
+        Raises:
+            OutputWriteError: a rename failed (the outputs not yet committed keep their old content).
+        """
+        for entry in sorted(self.entries, key=lambda e: not e.is_folder):
+            if entry.streamed:
+                if os.path.lexists(entry.output.partial) and not entry.output.committed:
+                    entry.output.commit()
+            else:
+                entry.output.commit()
+
+    def abort(self) -> None:
+        """After a failure: remove what was staged, replace nothing (a partial video is kept: it plays)."""
+        for entry in self.entries:
+            if not entry.streamed:
+                entry.output.abort()
+
+    def outputs(self, option: Optional[str] = None) -> Sequence[Any]:
+        """The staged outputs declared (of ``option`` only, when given), in order."""
+        return [entry.output for entry in self.entries if option is None or entry.option == option]

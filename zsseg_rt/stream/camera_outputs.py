@@ -1,0 +1,130 @@
+"""The file outputs of ``zsseg camera`` under the output policy of :mod:`zsseg_rt.output_plan`: every ``-o`` video or
+image folder, every ``--labels-out`` folder and ``--stats-json`` declared and checked before the model loads (the
+first frame), staged while the stream runs, and put in place together when it has ended well.
+
+    outputs = CameraOutputs.plan(args, specs, label_folders, inputs)   # refuses: OutputRefused, nothing written
+    outputs.prepare()                                                   # leftovers --overwrite allows, named
+    sink = open_sink(spec, output=outputs.video(spec), staged=outputs.frames(spec))
+    ...
+    outputs.commit(summary)   # or outputs.abort() after a failure: nothing replaced
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from zsseg_rt.io_safety import AtomicFile
+from zsseg_rt.output_plan import CLI_FLAG, OutputPlan, StagedFile, StagedFolder
+
+from .file_sinks import FRAMES
+from .labels import LABELS
+from .sinks import output_kind
+
+__all__ = ["CameraOutputs", "input_paths"]
+
+log = logging.getLogger("zsseg_rt.stream")
+
+
+def input_paths(sources: Iterable[Any]) -> List[str]:
+    """The files and folders the run reads (a video file's path, an image folder's): no output may be one."""
+    paths = []
+    for source in sources:
+        spec = getattr(source, "spec", None)
+        path = getattr(source, "path", None) or getattr(source, "folder", None)
+        path = path or (spec.target if spec is not None and spec.kind == "file" else None)
+        if path:
+            paths.append(str(path))
+    return paths
+
+
+class CameraOutputs:
+    """The ``OutputPlan`` of one ``zsseg camera`` run and what each sink writes into."""
+
+    def __init__(self, plan: OutputPlan):
+        self.plan = plan
+        self._videos: Dict[str, AtomicFile] = {}
+        self._folders: Dict[str, StagedFolder] = {}
+        self._labels: Dict[str, StagedFolder] = {}
+        self.stats: Optional[StagedFile] = None
+
+    @classmethod
+    def plan_for(
+        cls, specs: Sequence[str], label_folders: Sequence[str], stats_json: Optional[str], overwrite: bool, inputs
+    ) -> "CameraOutputs":
+        """Every file output of the run, checked (see ``OutputPlan.check``): ``specs``, the ``-o`` of every source
+        (placeholders expanded); ``label_folders``, the ``--labels-out`` of every source.
+
+        Raises:
+            OutputRefused: one line naming the path and what to do; nothing was written.
+        """
+        outputs = cls(OutputPlan(overwrite, CLI_FLAG, inputs=input_paths(inputs)))
+        for spec in specs:
+            text = str(spec).strip()
+            kind = output_kind(text)
+            if kind == "video":
+                outputs._videos[text] = outputs.plan.stream("-o", text)
+            elif kind == "folder":
+                outputs._folders[text] = outputs.plan.folder("-o", text, FRAMES)
+        for folder in label_folders:
+            outputs._labels[folder] = outputs.plan.folder("--labels-out", folder, LABELS)
+        if stats_json:
+            outputs.stats = outputs.plan.file("--stats-json", stats_json)
+        outputs.plan.check()
+        return outputs
+
+    def prepare(self) -> None:
+        """Remove what an interrupted run left (only with ``--overwrite``; ``check`` refused it otherwise), each named
+        in a warning."""
+        self.plan.prepare(say=log.warning)
+
+    def video(self, spec: str) -> Optional[AtomicFile]:
+        return self._videos.get(str(spec).strip())
+
+    def frames(self, spec: str) -> Optional[StagedFolder]:
+        return self._folders.get(str(spec).strip())
+
+    def labels(self, folder: str) -> StagedFolder:
+        return self._labels[folder]
+
+    def commit(self, summary: Optional[dict] = None) -> None:
+        """Write ``--stats-json`` (``summary``) and put every output in place.
+
+        Raises:
+            OutputWriteError: a write or a rename failed (the outputs not yet in place keep their old content).
+        """
+        from zsseg_rt.progress import signals_deferred
+
+        if self.stats is not None and summary is not None:
+            self.stats.write_json(summary)
+        with signals_deferred():  # the renames as one step: a Ctrl-C meanwhile is acted on after the last
+            self.plan.commit()
+        for output in (summary or {}).get("outputs", []):
+            _say_written(output)
+
+    def abort(self) -> None:
+        """After a failure: nothing is put in place; the staged files are removed (a partial video is kept)."""
+        self.plan.abort()
+        for video in self._videos.values():
+            if os.path.lexists(video.partial):
+                log.info("%s was not replaced; %s keeps what was written", video.path, video.partial)
+
+
+def _say_written(output: Dict[str, Any]) -> None:
+    """The log line of an output put in place (``describe()`` of its sink)."""
+    if "codec" in output:
+        playable = (
+            "" if output.get("browser_playable") or output["codec"] == "mjpeg" else "; web browsers do not play it"
+        )
+        log.info(
+            "wrote %d frames to %s (%s, %s%s)",
+            output["frames"],
+            output["path"],
+            output["codec"],
+            output["encoder"],
+            playable,
+        )
+    elif output.get("kind") in ("labels", "frames") and output.get("frames"):
+        what = "label maps" if output["kind"] == "labels" else "frame images"
+        log.info("wrote %d %s to %s", output["frames"], what, output["path"])
