@@ -119,7 +119,7 @@ def test_the_quoted_command_is_how_gpu_check_records_it(record):
     quoted = "tools/gpu_check.sh --stage ops --pytest-args -k\\ \\'a\\ or\\ b\\'"  # what printf %q writes
     assert record.filters(quoted, 180, 180) == ["pytest -k a or b"]
     assert (
-        record.filters("tools/gpu_check.sh --stage ops --record-dir /root/out --pytest-args --durations=12", 180, 180)
+        record.filters("tools/gpu_check.sh --stage ops --record-dir out/records --pytest-args --durations=12", 180, 180)
         == []
     )
 

@@ -14,9 +14,11 @@ What is measured
     around the image-encoder, head and text-encoder calls (the device timeline between the call's start and the
     moment its outputs are back on the host); pre/post-processing run on the host (NumPy) and stay wall-clock.
   * stream-sync (whenever the Engine runs the device-resident pipeline: TensorRT, torch on CUDA, or
-    ``device_pipeline=True``): the pipeline's own stages, each timed between two synchronisations of its stream
-    (so each is its device work): upload (the frame), preprocess, image_encoder, head, postprocess, download
-    (labels and scores); "copies" in the table is upload + download.
+    ``device_pipeline=True``): the pipeline's own stages as device time, from timing events recorded on its stream
+    at each stage boundary (inside the frame's CUDA graph when graphs are on, so a timed frame runs as deployed;
+    read after the frame's one synchronisation; a host pipeline times them with perf_counter): upload (the frame),
+    preprocess, image_encoder, head, postprocess, download (labels and scores); "copies" in the table is upload +
+    download. The name is kept for the JSON's readers; nothing is synchronised per stage any more.
   * end-to-end: wall time of ``engine(images)``; ``other`` = end-to-end minus the sum of the stages (array
     stacking, result construction, the hook itself). The JSON records the stage-sum coverage.
   * memory: peak host RSS per configuration (VmHWM, reset through /proc/self/clear_refs where allowed, else the

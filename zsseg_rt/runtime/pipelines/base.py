@@ -86,7 +86,8 @@ class Pipeline:
     mode: str
     max_batch: int
     # The Engine's stage_hook (set by the Engine), for a pipeline that times stages the ``stage`` timer cannot see
-    # (the device pipeline's stages are device work: timed between synchronisations, only while a hook is set).
+    # (the device pipeline's stages are device work: timed by events recorded on its stream, inside the frame's CUDA
+    # graph when it has one, read after the frame's one synchronisation; only while a hook is set).
     stage_hook: Optional[StageHook] = None
 
     def __init__(
