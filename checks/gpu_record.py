@@ -188,12 +188,14 @@ def stage_status(steps: List[dict], missing: List[str]) -> str:
 
 def verdict_problems(steps: List[dict], must_run: Dict[str, str]) -> List[str]:
     """What fails a stage whose steps all exited 0: a must-run test that did not pass, a skip for want of CUDA or a
-    GPU outside the allow-list, an unreadable report."""
+    GPU outside the allow-list, an unreadable report, a report listing a failed or errored test."""
     found = [f"must-run {test}: {outcome}" for test, outcome in must_run.items() if outcome != "passed"]
     for step in steps:
         tests = step.get("tests") or {}
         if tests.get("unreadable"):
             found.append(f"{step['name']}: unreadable report {tests['unreadable']}")
+        if tests.get("failed"):  # a failure or an error (<error>: a set-up that raised) in the report, whatever the exit
+            found.append(f"{step['name']}: {tests['failed']} failed or errored in its report")
         found += [
             f"{step['name']}: skipped for want of a GPU: {why} ({n})" for why, n in tests.get("gpu_skips", {}).items()
         ]

@@ -274,6 +274,7 @@ CI_ONLY: Dict[str, str] = {
     "test_gpu_check.py": "the acceptance tooling's own tests, on fakes and the CPU",
     "test_gpu_evidence.py": "the acceptance tooling's own tests, on fakes and the CPU",
     "test_gpu_probe.py": "the probe's plumbing on stand-in parts (the lease runs the probe itself)",
+    "test_mutants_table.py": _STATIC,
     "test_benchmark_cuda.py": "the CUDA benchmark's statistic on a simulated GPU clock (the lease runs it for real)",
     "runtime/test_stage_timing.py": "stage timing's bookkeeping on CPU stand-ins (its GPU tests are in test_cuda_graphs.py "
     "and test_device_graphs_cuda.py, on the must-run list)",

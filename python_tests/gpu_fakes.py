@@ -204,7 +204,7 @@ def load_check(name: str):
 
 
 def junit(cases) -> str:
-    """A pytest JUnit report of ``cases``: (node id, outcome[, text]) with outcome passed, failed or skipped (text:
+    """A pytest JUnit report of ``cases``: (node id, outcome[, text]) with outcome passed, failed, error or skipped (text:
     the failure's traceback or the skip's reason); a node id without "::" is a module skipped at collection."""
     from xml.sax.saxutils import escape, quoteattr
 
@@ -221,9 +221,10 @@ def junit(cases) -> str:
         head = f'<testcase classname="{path[: -len(".py")].replace("/", ".")}" name={quoteattr(name)}'
         if outcome == "passed":
             rows.append(head + "/>")
-        elif outcome == "failed":
+        elif outcome in ("failed", "error"):  # error: pytest's <error> of a fixture or set-up that raised
             first = body.splitlines()[-1] if body else "AssertionError"
-            rows.append(f"{head}><failure message={quoteattr(first)}>{escape(body)}</failure></testcase>")
+            tag = "failure" if outcome == "failed" else "error"
+            rows.append(f"{head}><{tag} message={quoteattr(first)}>{escape(body)}</{tag}></testcase>")
         else:
             rows.append(f'{head}><skipped type="pytest.skip" message={quoteattr(body)}>/machine/{path}:9: '
                         f"{escape(body)}</skipped></testcase>")  # fmt: skip

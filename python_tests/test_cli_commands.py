@@ -231,3 +231,25 @@ def test_a_command_whose_module_cannot_be_imported_says_what_it_needs(capsys, mo
     line = capsys.readouterr().err.strip()
     assert line.startswith("zsseg zz-gone: error: this command needs X: ") and "zz_no_such_module" in line, line
     assert 'pip install "zsseg_rt[zz]"' in line and "\n" not in line
+
+
+# What each command cannot run without, written out here (not read from the table under test): a row that loses a
+# requirement (serve without Ray) would otherwise pass every test generated from the table itself.
+EXPECTED_MODULES = {
+    "export": {"torch", "open_clip", "onnx"},
+    "segment": {"cv2"},
+    "build-engine": set(),
+    "convert": {"torch", "open_clip"},
+    "camera": {"cv2"},
+    "train": {"torch", "open_clip"},
+    "eval": set(),
+    "batch": {"ray"},
+    "serve": {"ray"},
+    "profile": {"cv2"},
+    "demo": {"torch", "open_clip", "onnx", "cv2"},
+}
+
+
+def test_each_command_needs_what_it_imports():
+    found = {row.name: {m for needs in row.needs for m in needs.modules} for row in COMMANDS}
+    assert found == EXPECTED_MODULES

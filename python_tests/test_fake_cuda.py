@@ -35,6 +35,10 @@ def test_the_fake_device_refuses_a_mixed_device_call_as_cuda_does():
             model(image)  # the control: a CPU batch into a model on CUDA
         with pytest.raises(RuntimeError, match=MIXED):
             torch.cat([image.to("cuda"), image])
+        with pytest.raises(RuntimeError, match=MIXED):  # a 1-D CPU bias with CUDA operands (not only 4-D images)
+            torch.nn.functional.conv2d(image.to("cuda"), model[0].weight, torch.zeros(4))
+        with pytest.raises(RuntimeError, match=MIXED):
+            model[0].weight.flatten() + torch.zeros(4 * 3 * 3 * 3)
         out = model(image.to("cuda"))
         with pytest.raises(TypeError, match="can't convert cuda:0 device type tensor to numpy"):
             out.numpy()

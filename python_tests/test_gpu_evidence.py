@@ -79,6 +79,11 @@ def test_a_stage_writes_its_record_with_its_evidence(record, tmp_path, capsys):
     assert failure["head"][:4] == ["python_tests/ops/test_b.py:7: AssertionError", "def test_two():",
                                    "    value = compute()", ">   assert value == 2"]  # fmt: skip
     assert "FAILED python_tests.ops.test_b::test_two: python_tests/ops/test_b.py:7" in capsys.readouterr().out
+    # a set-up that raised (JUnit <error>, not <failure>) fails the stage too, even with the step's exit 0
+    cases = must_run_cases("ops") + [("python_tests/ops/test_c.py::test_three", "error", "E   fixture raised")]
+    rc, written, _ = _write(record, tmp_path / "error", stage_work(tmp_path / "error", cases=cases))
+    assert rc == 1 and written["status"] == "fail", written["status"]
+    assert written["steps"][2]["tests"]["failed_tests"] == ["python_tests.ops.test_c::test_three"]
     rc, written, _ = _write(record, tmp_path / "m", stage_work(tmp_path / "m", missing="GPU: nvidia-smi not found\n"))
     assert (
         rc == 1 and written["status"] == "missing prerequisite" and written["missing"] == ["GPU: nvidia-smi not found"]

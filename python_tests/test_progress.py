@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import gc
 import signal
+import subprocess
 import sys
 
 import pytest
-from support import REPO
+from support import REPO, subprocess_env
 
 from zsseg_rt.cli_errors import Terminated, sigterm_interrupts
 from zsseg_rt.progress import progress_bar, signals_deferred
@@ -81,14 +82,48 @@ def test_control_plain_tqdm_leaves_a_half_made_bar(signal_in_first_refresh):
 
 def test_held_signals_are_acted_on_at_the_end_of_the_block():
     """Inside the block a signal only records; at its end the handler installed before runs once (SIGINT: the
-    default KeyboardInterrupt); a block with no signal leaves the handlers as they were."""
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt):
+    default KeyboardInterrupt); a block with no signal leaves the handlers as they were. Python's own SIGINT handler
+    is installed for the test: a pytest started with SIGINT ignored (nohup, `&` in a script) inherits SIG_IGN, under
+    which a held SIGINT is rightly dropped (the next test)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt):
+            with signals_deferred():
+                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)
+                reached = True  # not interrupted: held
+        assert reached
+        with signals_deferred():
+            pass
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_held_signal_whose_disposition_was_ignore_stays_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
         with signals_deferred():
             signal.raise_signal(signal.SIGINT)
-            signal.raise_signal(signal.SIGINT)
-            reached = True  # not interrupted: held
-    assert reached
-    with signals_deferred():
-        pass
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # put back, and nothing raised
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_held_signal_with_its_default_action_takes_it_at_the_end_of_the_block():
+    """SIGTERM with its default disposition (a process that installed no handler): held inside the block, then its
+    default action at the end: the process ends by that signal, after the block's work and before what follows."""
+    script = (
+        "import signal, os, sys\n"
+        "from zsseg_rt.progress import signals_deferred\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+        "with signals_deferred():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    print('inside, after the signal', flush=True)\n"
+        "print('after the block', flush=True)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env=subprocess_env())  # fmt: skip
+    assert run.returncode == -signal.SIGTERM, (run.returncode, run.stdout, run.stderr)
+    assert run.stdout.splitlines() == ["inside, after the signal"], run.stdout

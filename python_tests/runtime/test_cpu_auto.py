@@ -145,6 +145,7 @@ def test_a_live_camera_never_waits_for_quantisation(bundle, monkeypatch):
     engine.close()
 
 
+@needs_bf16  # the recorded path is OpenVINO bf16: a CPU without bf16 arithmetic never takes it (it failed there)
 def test_a_video_filter_switches_to_the_prepared_path_too(bundle, monkeypatch):
     """zsseg camera --stabilize / --keyframe-every call ``engine.segment_with_class_scores``, not ``engine(...)``: a
     background preparation that has finished is taken there too (it was not: the stream kept the exact path for good).

@@ -23,8 +23,14 @@ def host_header_allowed(bound_host: str, host_header: Optional[str]) -> bool:
     if bound_host not in LOOPBACK_HOSTS:
         return True
     host = (host_header or "").strip().lower()
-    if host.startswith("["):  # [::1]:8080
-        name = host[1 : host.find("]")] if "]" in host else host
+    if host.startswith("["):  # [::1] or [::1]:8080; anything else after the bracket ([::1].evil.example) is refused
+        name, _, rest = host[1:].partition("]")
+        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+            return False
+    elif host.count(":") == 1:  # name:port
+        name, port = host.split(":")
+        if not port.isdigit():
+            return False
     else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        name = host
     return name in LOOPBACK_HOSTS

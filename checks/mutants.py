@@ -1,0 +1,168 @@
+"""A mutation sample of the features that came with issues 62 and 64: each mutant is a one-line change of the source
+that the tests named beside it must catch (fail). A mutant that survives is a behaviour no test protects.
+
+Usage (from the repository root, the development venv):
+    python -m checks mutants                 # every Python mutant: applied, its tests run, restored
+    python -m checks mutants --list          # the table
+    python -m checks mutants --only ID ...   # some of them
+    python -m checks mutants --native        # also the native ones (each rebuilds the emulated module: minutes)
+
+A mutant is applied in place (the editable install imports the checkout) and always restored: the original is
+kept under .mutants/ first, restored on any exit (an exception, Ctrl-C, SIGTERM), and a later run restores what a
+killed run left there before it starts. Its tests run in a subprocess (``pytest -x -q -n 0``); the mutant is
+killed when they fail (exit 1), survives when they pass (exit 0), and the run is an error when they cannot run
+(exit 2..5: an interrupted or broken collection proves nothing). Exit code: 0 when every mutant was killed, 1 when
+one survived, 2 for an error. Native mutants rebuild ``zsseg_rt._C_emulated`` (tools/build_emulated.sh) and run their
+tests on the emulated CUDA runtime; the module is rebuilt from the restored source at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+REPO = Path(__file__).resolve().parent.parent
+BACKUP = REPO / ".mutants"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    path: str  # relative to the repository
+    old: str  # must occur exactly once in the file
+    new: str
+    tests: Tuple[str, ...]
+    native: bool = False  # csrc/: needs the emulated module rebuilt, its tests run on the emulated runtime
+
+
+MUTANTS: Tuple[Mutant, ...] = (
+    Mutant("loopback-prefix", "zsseg_rt/stream/loopback.py", "    return name in LOOPBACK_HOSTS",
+           "    return any(host.startswith(n) for n in LOOPBACK_HOSTS)", ("python_tests/stream/test_loopback.py",)),
+    Mutant("loopback-missing-host", "zsseg_rt/stream/loopback.py", "    if bound_host not in LOOPBACK_HOSTS:",
+           "    if bound_host not in LOOPBACK_HOSTS or not host_header:", ("python_tests/stream/test_loopback.py",)),
+    Mutant("progress-default-action", "zsseg_rt/progress.py", "                signal.raise_signal(first)",
+           "                pass", ("python_tests/test_progress.py",)),
+    Mutant("fake-cuda-1d", "python_tests/fake_cuda.py", "        if check and value.dim() > 0:",
+           "        if check and value.dim() > 1:", ("python_tests/test_fake_cuda.py",)),
+    Mutant("serve-without-ray", "zsseg_rt/cli/__init__.py",
+           '        "serve a bundle over HTTP on Ray Serve (request batching, metrics)",\n        (RAY,),',
+           '        "serve a bundle over HTTP on Ray Serve (request batching, metrics)",\n        (),',
+           ("python_tests/test_cli_commands.py",)),
+    Mutant("junit-error-ignored", "checks/gpu_check_support.py",
+           '        bad = case.find("failure") if case.find("failure") is not None else case.find("error")',
+           '        bad = case.find("failure")', ("python_tests/test_gpu_evidence.py",)),
+    Mutant("filters-ignored", "checks/gpu_record.py", '            found += [f"pytest {f}" for f in pytest_filters(value)]',
+           "            pass", ("python_tests/test_gpu_evidence.py",)),
+    Mutant("post-plan-not-launched", "zsseg_rt/runtime/postprocess_plans.py", "        plan.launch(stream)\n",
+           "", ("python_tests/runtime/test_tensorrt_device_path.py",)),
+    Mutant("post-plan-kept-across-vocabularies", "zsseg_rt/runtime/postprocess_plans.py",
+           "        if bias_address != self._bias_address:", "        if self._bias_address is None:",
+           ("python_tests/runtime/test_tensorrt_device_path.py",)),
+    Mutant("metrics-not-the-written-maps", "zsseg_rt/stream/video_metrics.py",
+           "                changed(previous[1], labels),", "                changed(previous[1], previous[1]),",
+           ("python_tests/stream/test_labels_out.py::test_camera_writes_labels_and_video_metrics",)),
+    Mutant("event-pool-off", "csrc/cuda/stream_order.h", "    if (ZS_LIBRARY_EVENT_POOL() && device >= 0 && device < kMaxDevices) {\n      std::lock_guard<std::mutex> lock(mutex_);\n      if (!free_[device].empty()) {",
+           "    if (false) {\n      std::lock_guard<std::mutex> lock(mutex_);\n      if (!free_[device].empty()) {",
+           ("python_tests/runtime/test_frame_api_calls.py::test_a_warm_frame_allocates_nothing_creates_no_event_and_synchronises_once",),
+           native=True),
+    Mutant("plan-owners-dropped", "csrc/bindings/segment_windows.cpp",
+           "    if (marked_) keep_until_marker(std::move(owners_), marker_, last_stream_);", "    (void)marked_;",
+           ("python_tests/ops/test_segment_windows_plan.py",), native=True),
+)  # fmt: skip
+
+
+def restore_leftovers() -> List[str]:
+    """Put back what a killed run left mutated (the originals under .mutants/); returns the files restored."""
+    restored = []
+    if BACKUP.is_dir():
+        for saved in sorted(p for p in BACKUP.rglob("*") if p.is_file()):
+            target = REPO / saved.relative_to(BACKUP)
+            shutil.copyfile(saved, target)
+            restored.append(str(target.relative_to(REPO)))
+        shutil.rmtree(BACKUP)
+    return restored
+
+
+def _test_env(native: bool) -> dict:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    if native:
+        preload = subprocess.run(["bash", str(REPO / "tools" / "build_emulated.sh"), "--preload"], capture_output=True,
+                                 text=True, check=True).stdout.strip()  # fmt: skip
+        env.update(ZSSEG_CUDA_EMULATION="1", LD_PRELOAD=preload, ASAN_OPTIONS="detect_leaks=0")
+    return env
+
+
+def _build_emulated() -> None:
+    subprocess.run(["bash", str(REPO / "tools" / "build_emulated.sh")], cwd=REPO, check=True, capture_output=True)
+
+
+def run_one(mutant: Mutant) -> Tuple[str, str]:
+    """Apply, test, restore: ("killed" | "survived" | "error", a line saying how)."""
+    path = REPO / mutant.path
+    text = path.read_text(encoding="utf-8")
+    if text.count(mutant.old) != 1:
+        return "error", f"the mutant's line occurs {text.count(mutant.old)} times in {mutant.path} (expected once)"
+    saved = BACKUP / mutant.path
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, saved)
+    try:
+        path.write_text(text.replace(mutant.old, mutant.new), encoding="utf-8")
+        if mutant.native:
+            _build_emulated()
+        command = [sys.executable, "-m", "pytest", *mutant.tests, "-x", "-q", "-n", "0", "-p", "no:cacheprovider"]
+        run = subprocess.run(command, cwd=REPO, env=_test_env(mutant.native), capture_output=True, text=True)
+    finally:
+        shutil.copyfile(saved, path)
+        saved.unlink()
+    tail = (run.stdout.strip().splitlines() or [""])[-1]
+    if run.returncode == 1:
+        return "killed", tail
+    if run.returncode == 0:
+        return "survived", tail
+    return "error", f"pytest exit {run.returncode}: {tail}"
+
+
+def _interrupted(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", metavar="ID", help="run these mutants only")
+    parser.add_argument("--native", action="store_true", help="also the native mutants (rebuild the emulated module)")
+    parser.add_argument("--list", action="store_true", help="print the table and stop")
+    args = parser.parse_args(argv)
+    known = {m.id for m in MUTANTS}
+    unknown = sorted(set(args.only or ()) - known)
+    if unknown:
+        parser.error(f"unknown mutant {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    chosen = [m for m in MUTANTS if (not args.only or m.id in args.only) and (args.native or not m.native or args.only)]
+    if args.list:
+        for m in MUTANTS:
+            print(f"{m.id}\t{m.path}\t{'native' if m.native else 'python'}\t{' '.join(m.tests)}")
+        return 0
+    for name in restore_leftovers():
+        print(f"restored {name}, left mutated by an interrupted run")
+    signal.signal(signal.SIGTERM, _interrupted)  # the finally clauses restore on SIGTERM too
+    verdicts = []
+    try:
+        for mutant in chosen:
+            verdict, how = run_one(mutant)
+            verdicts.append(verdict)
+            print(f"{mutant.id}: {verdict.upper()} ({how})", flush=True)
+    finally:
+        if any(m.native for m in chosen):
+            _build_emulated()  # the module of the restored source
+    print(f"{verdicts.count('killed')} of {len(verdicts)} mutants killed")
+    return 2 if "error" in verdicts else (1 if "survived" in verdicts else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
