@@ -219,7 +219,13 @@ def source_coordinates(in_size, out_size, contracted):
     24-bit factors, then 0.5), rounded once to float32."""
     scale = np.float32(in_size) / np.float32(out_size)
     t = np.arange(out_size, dtype=np.float32) + np.float32(0.5)
-    src = (np.float64(scale) * t - 0.5).astype(np.float32) if contracted else scale * t - np.float32(0.5)
+    # float64 arrays on both sides: NumPy 1.x's value-based casting would compute a float64 scalar times a float32
+    # array in float32 (the runtime-only venv's NumPy 1.26 then saw no contraction at all)
+    src = (
+        (np.float64(scale) * t.astype(np.float64) - 0.5).astype(np.float32)
+        if contracted
+        else scale * t - np.float32(0.5)
+    )
     return np.maximum(src, np.float32(0))
 
 
