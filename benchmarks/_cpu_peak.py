@@ -411,7 +411,7 @@ def profile_onnxruntime(path: str, crops: np.ndarray, threads: int, calls: int, 
     import onnx
     import onnxruntime as ort
 
-    from zsseg_rt.export.ort_quantize import weight_matmuls
+    from zsseg_rt.prepare.onnxruntime import weight_matmuls
 
     _, float_weights = weight_matmuls(onnx.load(path))  # MatMuls the recipe left float with a constant weight
     options = ort.SessionOptions()

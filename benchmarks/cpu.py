@@ -189,7 +189,7 @@ def encoder_runs(bundle: str, model, crops: np.ndarray, threads: int, tmp: str) 
 
     from zsseg_rt.bundle import load_meta
     from zsseg_rt.bundle.meta import Files
-    from zsseg_rt.export.ort_quantize import quantize_image_encoder
+    from zsseg_rt.prepare.onnxruntime import quantize_image_encoder
     from zsseg_rt.runtime.cpu_features import cpu_features
 
     meta = load_meta(bundle)
@@ -252,9 +252,9 @@ def _openvino_int8_ir(bundle: str, threads: int) -> Optional[Tuple[str, str]]:
     ``zsseg build-engine --backend openvino --precision int8`` does; a refused one is timed too, its row says so),
     or None where this CPU or installation cannot make it (printed)."""
     from zsseg_rt.bundle import load_meta
-    from zsseg_rt.export.accuracy_gate import EngineAccuracyError
-    from zsseg_rt.export.openvino_precision import INT8_XML, prepare_openvino_precision
-    from zsseg_rt.runtime.openvino_backend import gate_key
+    from zsseg_rt.prepare.gate import EngineAccuracyError
+    from zsseg_rt.prepare.openvino import INT8_XML, prepare_openvino_precision
+    from zsseg_rt.runtime.backends.openvino import gate_key
     from zsseg_rt.runtime.precision_records import precision_root, record_dir
 
     verdict = "passed"
@@ -304,7 +304,7 @@ def engines(bundle: str, model, threads: int, notes: List[str], fp32_only: bool 
             bundle, backend="onnxruntime", threads=threads, verify=False, precision="int8"
         )
     except Exception as exc:  # the gate's refusal: measured anyway, the row says so
-        from zsseg_rt.export.ort_quantize import prepare_onnxruntime_precision
+        from zsseg_rt.prepare.onnxruntime import prepare_onnxruntime_precision
 
         notes.append(f"ONNX Runtime int8: the accuracy gate refused it ({str(exc).splitlines()[0][:160]})")
         prepare_onnxruntime_precision(bundle, "int8", force=True, accept_below_gate=True, threads=threads)

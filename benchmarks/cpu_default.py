@@ -7,7 +7,7 @@ backend="onnxruntime")``, the same graphs and session options.
 Phases, in one run:
 
 1. cold: ``Engine(bundle)`` with no record (what auto picks then, and its start-up time);
-2. ``zsseg build-engine BUNDLE --backend auto`` (``export.auto_precision.prepare_auto``): every reduced precision
+2. ``zsseg build-engine BUNDLE --backend auto`` (``prepare.auto.prepare_auto``): every reduced precision
    the CPU rows can run here quantised, gated and measured; each row's gate summary and measured speed;
 3. warm: ``Engine(bundle)`` again (the record cached: what auto picks now, the log line, start-up time) and the
    frames, interleaved with the c783dbf default, labels compared with it;
@@ -63,7 +63,7 @@ engine = Engine(sys.argv[1], classes=json.loads(sys.argv[4]), verify=False, **kw
 built = time.perf_counter()
 engine(cv2.imread(sys.argv[2], cv2.IMREAD_COLOR))
 done = time.perf_counter()
-choice = getattr(engine.backend, "auto_choice", None)
+choice = getattr(engine, "auto_choice", None)
 print(json.dumps({"path": f"{engine.backend.name} {engine.backend.precision}", "start_s": built - start,
                   "why": choice.line() if choice else "",
                   "first_frame_s": done - start, "peak_rss_mb": peak_rss_bytes() / 2**20}))
@@ -171,7 +171,7 @@ class _ListHandler(logging.Handler):
 def run(args) -> List[str]:
     import cv2
 
-    from zsseg_rt.export.auto_precision import prepare_auto
+    from zsseg_rt.prepare.auto import prepare_auto
 
     image = cv2.imread(str(PHOTO), cv2.IMREAD_COLOR)
     cold_log: List[str] = []
@@ -180,7 +180,7 @@ def run(args) -> List[str]:
     del cold
     cold_first = first_frame(args.bundle, args.threads)
     start = time.perf_counter()
-    prepared = prepare_auto(args.bundle, threads=args.threads)
+    prepared = prepare_auto(args.bundle, threads=args.threads, keep_all=True)  # every path: each is run
     prepare_s = time.perf_counter() - start
     warm_log: List[str] = []
     new, warm_s = _engine(args.bundle, args.threads, warm_log)
@@ -188,7 +188,7 @@ def run(args) -> List[str]:
     runs = {OLD_DEFAULT: lambda: np.asarray(old(image).labels), NEW_DEFAULT: lambda: np.asarray(new(image).labels)}
     frames = interleaved(runs, args.iters, args.warmup)
     paths = {name: f"{e.backend.name} {e.backend.precision}" for name, e in ((OLD_DEFAULT, old), (NEW_DEFAULT, new))}
-    choice = new.backend.auto_choice
+    choice = new.auto_choice
     del runs
     new = old = None  # their memory back before the fresh processes
     warm_first = first_frame(args.bundle, args.threads)

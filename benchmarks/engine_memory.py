@@ -40,7 +40,9 @@ def measure(
 
     height, width = (int(v) for v in shape.lower().split("x"))
     names = [f"class {chr(97 + i % 26)}{i}" for i in range(classes)]
-    engine = Engine(bundle, classes=names, backend=backend, device="cpu", mode=mode, inference=inference, **limits)
+    engine = Engine(
+        bundle, classes=names, backend=backend, device="cpu", mode=mode, inference=inference, prepare=None, **limits
+    )
     engine(np.zeros((engine.meta.image_size, engine.meta.image_size, 3), np.uint8))  # warm up the sessions
     meta = engine.meta
     scaled = rescaled_size(height, width, meta.test_scale, max_pixels=None)

@@ -181,7 +181,7 @@ def engine_batch(bundle: str, clips: List[str], args) -> Dict:
                 frames.append(frame)
         capture.release()
     frames = frames[: args.images]
-    engine = Engine(bundle, classes=CLASSES, backend=args.backend, device=args.device)
+    engine = Engine(bundle, classes=CLASSES, backend=args.backend, device=args.device, prepare=None)
     windows = [len(encoder_crops(frame, engine.meta)[1]) for frame in frames]
     engine(frames[0])  # warm-up: sessions, text embeddings
     batched, loop, same = [], [], True

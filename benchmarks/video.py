@@ -376,7 +376,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     begin, load_before = time.perf_counter(), os.getloadavg()[0]
     bundle = bundle_path(args)
-    engine = Engine(bundle, classes=CLASSES, backend=args.backend, device=args.device, mode="fast")
+    engine = Engine(bundle, classes=CLASSES, backend=args.backend, device=args.device, mode="fast", prepare=None)
     work = Path(tempfile.mkdtemp(prefix="zsseg-bench-video-"))
     warm = clip_frames(names[0], 1, Path(tempfile.mkdtemp(dir=work)))[0]
     engine.segment_with_class_scores([warm])  # warm-up: sessions, allocations (not timed)

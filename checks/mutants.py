@@ -75,6 +75,23 @@ MUTANTS: Tuple[Mutant, ...] = (
     Mutant("plan-owners-dropped", "csrc/bindings/segment_windows.cpp",
            "    if (marked_) keep_until_marker(std::move(owners_), marker_, last_stream_);", "    (void)marked_;",
            ("python_tests/ops/test_segment_windows_plan.py",), native=True),
+    # issue 64 item 2: signals at every phase of a start-up (zsseg_rt.signal_phases; the Ray sweep: scale/)
+    Mutant("held-signal-raised-inside", "zsseg_rt/signal_phases.py", "        caught.append(signum)\n",
+           "        caught.append(signum)\n        raise KeyboardInterrupt\n",
+           ("python_tests/test_signal_phases.py::test_a_held_signal_raises_nothing_in_the_block_and_interrupts_right_after",)),
+    Mutant("ray-handler-let-in", "zsseg_rt/signal_phases.py", "            return hold\n",
+           "            return _set_handler(signum, handler)\n",
+           ("python_tests/test_signal_phases.py::test_handlers_set_in_the_block_are_kept_out_and_the_commands_set_again",)),
+    Mutant("handlers-not-set-again", "zsseg_rt/signal_phases.py",
+           "        for signum, handler in previous.items():\n            _set_handler(signum, handler)",
+           "        for signum, handler in previous.items():\n            pass",
+           ("python_tests/test_signal_phases.py::test_a_native_handler_set_in_the_block_is_replaced_after_it",)),
+    Mutant("sigterm-read-as-sigint", "zsseg_rt/cli_errors.py",
+           "        signum = _received[0] if _received else signal.SIGINT", "        signum = signal.SIGINT",
+           ("python_tests/test_signal_phases.py::test_a_sigterm_that_ray_reraises_as_a_plain_keyboard_interrupt_still_exits_143",)),
+    Mutant("serve-stop-not-an-interrupt", "zsseg_rt/cli/serve.py", "    interrupt_handler(signum, frame)\n",
+           "    raise SystemExit(signum)\n",
+           ("python_tests/test_signal_phases.py::test_serve_stops_on_a_keyboard_interrupt_and_ignores_further_signals",)),
 )  # fmt: skip
 
 

@@ -156,8 +156,8 @@ class _Wrapped(Backend):
 def measure(bundle: str, precisions: Sequence[str], configs: Optional[Sequence[str]] = None) -> Dict:
     """Run every configuration; returns the JSON-able report."""
     from zsseg_rt.bundle import load_meta
-    from zsseg_rt.export import accuracy_gate
     from zsseg_rt.export.torch_backend import TorchBackend
+    from zsseg_rt.prepare import gate as accuracy_gate
 
     Emulate, Magnitudes = _modes()
     meta = load_meta(bundle)

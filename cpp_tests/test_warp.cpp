@@ -1,6 +1,6 @@
 // GoogleTest: CPU warp (and, with a GPU, CUDA warp) vs a scalar fp64 loop written here from the definition in
-// zsseg/warp.h (float32 source coordinate, clamp to [-1, size], floor taps clamped to the map, nearest rounds a
-// half up, NaN for a displacement that is not finite).
+// zsseg/warp.h (OpenCV remap's rule: float32 source coordinate, a 1/32-pixel grid rounded half to even, taps clamped
+// to the map, nearest rounds a half to even, NaN for a displacement that is not finite).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -58,16 +58,18 @@ std::vector<double> naive_warp(const std::vector<float>& values, const std::vect
         const size_t f = static_cast<size_t>(((b * k.h + y) * k.w + x) * 2);
         float sx = static_cast<float>(x) + flow[f], sy = static_cast<float>(y) + flow[f + 1];
         const bool finite = std::isfinite(sx) && std::isfinite(sy);
-        sx = std::min(std::max(sx, -1.f), static_cast<float>(k.w));
-        sy = std::min(std::max(sy, -1.f), static_cast<float>(k.h));
+        sx = std::min(std::max(sx, -1048576.f), 1048576.f);
+        sy = std::min(std::max(sy, -1048576.f), 1048576.f);
         for (int64_t c = 0; c < k.c; ++c) {
           double v;
           if (!finite) {
             v = std::numeric_limits<double>::quiet_NaN();
           } else if (nearest) {
-            v = at(b, c, static_cast<int64_t>(std::floor(sy + 0.5f)), static_cast<int64_t>(std::floor(sx + 0.5f)));
+            v = at(b, c, static_cast<int64_t>(std::nearbyint(sy)), static_cast<int64_t>(std::nearbyint(sx)));
           } else {
-            const double fx = std::floor(sx), fy = std::floor(sy), ax = sx - fx, ay = sy - fy;
+            const double qx = std::nearbyint(static_cast<double>(sx) * 32),
+                         qy = std::nearbyint(static_cast<double>(sy) * 32);
+            const double fx = std::floor(qx / 32), fy = std::floor(qy / 32), ax = qx / 32 - fx, ay = qy / 32 - fy;
             const int64_t x0 = static_cast<int64_t>(fx), y0 = static_cast<int64_t>(fy);
             v = (1 - ay) * (1 - ax) * at(b, c, y0, x0) + (1 - ay) * ax * at(b, c, y0, x0 + 1) +
                 ay * (1 - ax) * at(b, c, y0 + 1, x0) + ay * ax * at(b, c, y0 + 1, x0 + 1);

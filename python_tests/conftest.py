@@ -69,6 +69,27 @@ LONGEST_FIRST = (
 )
 
 
+def _xdist_groups_in_test_ids(config, items) -> None:
+    """``--dist loadgroup``: the ``xdist_group`` of a test in its id (``...::test@group``), which is what
+    pytest-xdist's scheduler reads. pytest-xdist 3.8's worker writes it into ``item._nodeid``, which pytest 9 no longer
+    reads (a node's id is ``item._id``), so its groups were lost: the scale tests (python_tests/scale/conftest.py) ran
+    on both workers, each starting a Ray cluster and a server of its own. Done here, after every other hook (the
+    scale tests' conftest marks them in its own), for a worker whose ids lack the group; a no-op where xdist did it."""
+    # (xdist sets option.loadgroup for --dist loadgroup; a child pytest that inherited PYTEST_XDIST_WORKER from a
+    # worker has no such option: test_emulator_mutations.py's runs)
+    if not (os.environ.get("PYTEST_XDIST_WORKER") and getattr(config.option, "loadgroup", False)):
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        groups = sorted(
+            {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+        )
+        suffix = "@" + "_".join(groups)
+        if groups and not item.nodeid.endswith(suffix):
+            item._id = coerce_node_id(item.nodeid + suffix)
+
+
 def _longest_first(items) -> None:
     def rank(item) -> int:
         nodeid = item.nodeid if item.nodeid.startswith("python_tests/") else "python_tests/" + item.nodeid
@@ -77,7 +98,9 @@ def _longest_first(items) -> None:
     items[:] = sorted(items, key=rank)  # stable: the rest keeps pytest's order
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
+    _xdist_groups_in_test_ids(config, items)
     _longest_first(items)
     if not config.getoption("--fake-cuda"):
         return
@@ -92,6 +115,28 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+# Session fixtures that cost CPU while idle, finished once this process has run the last test of the folder that
+# defines them (its tests are contiguous: one xdist group, one rank of LONGEST_FIRST) instead of at the session's end:
+# the scale tests' Ray cluster (python_tests/scale/conftest.py), whose daemons polled for the remaining half hour of a
+# CI run (85 s CPU, counted when they were reaped at the session's end). A later test that asks for one again gets
+# a new one (the fixture's cached value is cleared), so this only moves the clean-up.
+FINISHED_WHEN_LEFT = ("ray_cluster",)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    if nextitem is None:  # the session's end finishes every fixture anyway
+        return
+    for name in FINISHED_WHEN_LEFT:
+        if name not in item.fixturenames:
+            continue
+        for fixturedef in item.session._fixturemanager.getfixturedefs(name, item) or ():
+            folder = fixturedef.baseid
+            if folder and not nextitem.nodeid.startswith(folder + "/"):
+                fixturedef.finish(item._request)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -157,7 +157,7 @@ def fake_tensorrt_module() -> types.SimpleNamespace:
 
 class OrtEngine:
     """``ICudaEngine`` of one bundle graph: I/O names from meta.json, dtypes from the ONNX graph, the optimisation
-    profiles as built by ``zsseg_rt.export.tensorrt`` for ``ranges`` (``axis_ranges(meta, max_batch, ...)``: one, or
+    profiles as built by ``zsseg_rt.prepare.tensorrt.build`` for ``ranges`` (``axis_ranges(meta, max_batch, ...)``: one, or
     two for the graphs of an image graph of any size)."""
 
     def __init__(self, meta: BundleMeta, role: str, ranges: Mapping[str, Tuple[int, int, int]]):
@@ -291,9 +291,9 @@ class StandInTensorRTBackend(Backend):
     def __init__(
         self, meta: BundleMeta, max_batch: int, driver: Optional[HostCudaDriver] = None, device_transform=None
     ):
-        from zsseg_rt.runtime.backends import OnnxRuntimeBackend
+        from zsseg_rt.runtime.backends import open_reference
 
-        self.inner = OnnxRuntimeBackend(meta, "cpu")
+        self.inner = open_reference(meta)
         self.meta, self.max_batch = meta, int(max_batch)
         self.driver = driver if driver is not None else HostCudaDriver()
         self.device_transform = device_transform
@@ -320,11 +320,13 @@ class StandInTensorRTBackend(Backend):
 
 
 def tensorrt_backend_on_stand_ins(monkeypatch, meta: BundleMeta, max_batch: int, driver, **kwargs):
-    """The real ``TensorRTBackend`` (``kwargs``: its own, e.g. ``cuda_graphs``) whose ``TensorRTRunner``s are real too,
+    """The real TensorRT backend (a ``TrtRunner`` in its role object; ``kwargs``: its own, e.g. ``cuda_graphs``) whose
+    ``TensorRTRunner``s are real too,
     on ``OrtEngine`` stand-ins built for ``max_batch`` and ``driver`` (each runner with a stream of its own); returns
     ``(backend, {role: its OrtEngine})``."""
-    from zsseg_rt.runtime import tensorrt as trt_run
-    from zsseg_rt.runtime.backends import TensorRTBackend
+    from zsseg_rt.runtime.backends import WindowedGraphs
+    from zsseg_rt.runtime.backends.tensorrt import TrtRunner
+    from zsseg_rt.runtime.backends.tensorrt import engines as trt_run
     from zsseg_rt.runtime.engine_cache import axis_ranges
 
     engines = {}
@@ -335,14 +337,15 @@ def tensorrt_backend_on_stand_ins(monkeypatch, meta: BundleMeta, max_batch: int,
         return stand_in_runner(engine, driver, role)
 
     monkeypatch.setattr(trt_run, "TensorRTRunner", runner)
-    backend = TensorRTBackend(meta, engine_paths={role: role for role in ("image", "head", "text")}, **kwargs)
+    paths = {role: role for role in WindowedGraphs.roles}
+    backend = WindowedGraphs(TrtRunner(meta, engine_paths=paths, roles=WindowedGraphs.roles, **kwargs), meta)
     return backend, engines
 
 
 def stand_in_runner(engine: OrtEngine, driver, engine_path: str):
     """A real ``TensorRTRunner`` (its ``run``, ``select_profile``...) whose constructor's state is set on the stand-in
     ``engine`` and ``driver`` (a stream of its own)."""
-    from zsseg_rt.runtime.tensorrt import TensorRTRunner
+    from zsseg_rt.runtime.backends.tensorrt.engines import TensorRTRunner
 
     runner_class = TensorRTRunner if isinstance(TensorRTRunner, type) else _REAL_RUNNER[0]
     made = object.__new__(runner_class)  # what its constructor sets, on the stand-ins
@@ -358,21 +361,21 @@ _REAL_RUNNER: list = []  # the real TensorRTRunner class, kept before a test rep
 
 
 def _keep_real_runner() -> None:
-    from zsseg_rt.runtime.tensorrt import TensorRTRunner
+    from zsseg_rt.runtime.backends.tensorrt.engines import TensorRTRunner
 
     if not _REAL_RUNNER and isinstance(TensorRTRunner, type):
         _REAL_RUNNER.append(TensorRTRunner)
 
 
 def engine_files_on_stand_ins(monkeypatch, meta: BundleMeta, tensorrt_version: str, device, transform=None):
-    """Make ``zsseg_rt.runtime.tensorrt`` (``find_engines``, ``TensorRTRunner``) take the engine files a fake
+    """Make ``zsseg_rt.runtime.backends.tensorrt.engines`` (``find_engines``, ``TensorRTRunner``) take the engine files a fake
     toolchain wrote for ``meta``'s bundle as TensorRT engines of this machine (``tensorrt_version``, ``device``): each
     runs as an ``OrtEngine`` of the graph its ``engine.json`` names, with the optimisation profiles recorded there
     (what the builder asked TensorRT for). ``transform(role, engine bytes, outputs) -> outputs`` models an engine
     that computes something else. Returns the ``OrtEngine``s opened, in order."""
     import types as _types
 
-    from zsseg_rt.runtime import tensorrt as trt_run
+    from zsseg_rt.runtime.backends.tensorrt import engines as trt_run
     from zsseg_rt.runtime.engine_cache import read_engine_record
 
     _keep_real_runner()

@@ -164,6 +164,9 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("native ops and the vocabulary unit", ("zsseg_rt.ops", "zsseg_rt.vocabulary")),
     ("formats: bundles, datasets, pre/post-processing", ("zsseg_rt.bundle", "zsseg_rt.data", "zsseg_rt.pipeline")),
     ("the runtime (Engine, backends; no torch)", ("zsseg_rt.runtime",)),
+    # one layer above the runtime, which it drives: gates, quantisers, TensorRT builds, records written, the auto
+    # preparation. The runtime reaches it only as a child process (python -m zsseg_rt.prepare.auto), never by import
+    ("preparing a bundle for this machine (no torch)", ("zsseg_rt.prepare",)),
     (
         "runtime applications (Ray, camera, profiler, zsseg segment)",
         ("zsseg_rt.scale", "zsseg_rt.stream", "zsseg_rt.profiling", "zsseg_rt.cli_types"),
@@ -677,89 +680,6 @@ def test_no_module_imports_a_private_name_of_another_package():
     packages is made public where it lives, or moved."""
     found = [line for module, (_, pkg) in MODULES.items() for line in private_imports(module, _tree(module), pkg)]
     assert not found, "private names imported across packages:\n" + "\n".join(found)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Deliberate twins (issue 38): the pairs that `duplicates` still reports are listed in docs/development.md, each
-# with a comment at its first place naming the twin and why.
-
-DEVELOPMENT = ROOT / "docs" / "development.md"
-
-
-def deliberate_twins(text: str) -> List[Tuple[str, str, str]]:
-    """``(place, twin, why)`` of every row of the "Deliberate twins" table: the first backticked path of the first
-    two cells, and the third cell."""
-    section = text.split("## Deliberate twins", 1)[1].split("\n## ", 1)[0]
-    rows = []
-    for line in section.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        paths = [re.match(r"`([^`]+)`", cell) for cell in cells[:2]]
-        if len(cells) == 3 and all(paths):
-            rows.append((paths[0].group(1), paths[1].group(1), cells[2]))  # type: ignore[union-attr]
-    return rows
-
-
-def _comment_blocks(path: Path) -> List[str]:
-    """The file's comments, consecutive comment lines joined (``#`` or ``//``)."""
-    blocks: List[str] = []
-    previous = False
-    for line in path.read_text(encoding="utf-8").splitlines():
-        stripped = line.strip()
-        is_comment = stripped.startswith(("#", "//"))
-        if is_comment and previous:
-            blocks[-1] += " " + stripped.lstrip("#/ ")
-        elif is_comment:
-            blocks.append(stripped.lstrip("#/ "))
-        previous = is_comment
-    return blocks
-
-
-def twin_problems(root: Path, rows: List[Tuple[str, str, str]]) -> List[str]:
-    """What is wrong with the listed twins: a file that does not exist, or a first place without a comment naming
-    its twin (the word "twin" and the twin's file: its name, ``folder/stem`` or ``folder.stem``; a family's
-    ``__init__.py`` by its folder). Rows whose reason starts with "pending:" (areas being changed) need files only."""
-    problems = []
-    for place, twin, why in rows:
-        missing = [path for path in (place, twin) if not (root / path).is_file()]
-        problems += [f"{path}: listed as a deliberate twin but there is no such file" for path in missing]
-        if missing or why.startswith("pending:"):
-            continue
-        other = Path(twin)
-        names = {other.name, f"{other.parent.name}/{other.stem}", f"{other.parent.name}.{other.stem}"}
-        if other.name == "__init__.py":
-            names.add(other.parent.name)
-        if place == twin:
-            names = {""}
-        if not any("twin" in block and any(name in block for name in names) for block in _comment_blocks(root / place)):
-            problems.append(f"{place}: no comment naming its twin {twin} ({why})")
-    return problems
-
-
-def test_twin_checker_flags_a_missing_file_and_a_missing_comment(tmp_path):
-    """Control: a row whose twin file is gone, and a place without the comment, are both reported; a place with
-    the comment and a pending row are not."""
-    (tmp_path / "a.py").write_text("x = 1  # no word for the other file here\n")
-    (tmp_path / "c.py").write_text("# twin: a.py - the same table on purpose\nx = 1\n")
-    doc = (
-        "## Deliberate twins\n\n| place | twin | why |\n|---|---|---|\n"
-        "| `a.py` `x` | `gone.py` `x` | reason |\n| `a.py` `x` | `c.py` `x` | reason |\n"
-        "| `c.py` `x` | `a.py` `x` | reason |\n| `gone.py` `x` | `a.py` `x` | pending: elsewhere |\n\n## Next\n"
-    )
-    rows = deliberate_twins(doc)
-    assert len(rows) == 4
-    assert twin_problems(tmp_path, rows) == [
-        "gone.py: listed as a deliberate twin but there is no such file",
-        "a.py: no comment naming its twin c.py (reason)",
-        "gone.py: listed as a deliberate twin but there is no such file",
-    ]
-
-
-def test_every_deliberate_twin_is_named_at_its_site():
-    """Every pair docs/development.md lists as a deliberate twin exists and carries the comment that explains it."""
-    rows = deliberate_twins(DEVELOPMENT.read_text(encoding="utf-8"))
-    assert len(rows) >= 10, "the Deliberate twins table of docs/development.md was not found"
-    problems = twin_problems(ROOT, rows)
-    assert not problems, "\n".join(problems)
 
 
 # ------------------------------------------------------------------------- nothing in the test tree shadows a module

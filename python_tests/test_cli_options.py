@@ -385,16 +385,16 @@ class _FakeToolchain:
             handle.write(f"engine {job.key.digest()}".encode())
 
     def backend(self, meta, engine_paths):
-        from zsseg_rt.runtime.backends import OnnxRuntimeBackend
+        from zsseg_rt.runtime.backends import open_reference
 
-        return OnnxRuntimeBackend(meta, "cpu")
+        return open_reference(meta)
 
 
 def test_build_engine_max_batch_opt_classes_workspace_precision_and_force(tiny_bundle, tmp_path, capsys, monkeypatch):
     """`zsseg build-engine` (TensorRT; a fake toolchain here, as no GPU is): `--max-batch 3` is the image engine's
     batch range, `--opt-classes 8` the head's tuned class count, `--workspace 2` the builder's 2 GiB, `--precision
     fp16-pinned` the engines' precision; a second run reuses the cached engines, `--force` builds them again."""
-    from zsseg_rt.export import tensorrt as trt_build
+    from zsseg_rt.prepare.tensorrt import build as trt_build
 
     toolchain = _FakeToolchain()
     monkeypatch.setattr(trt_build, "TensorRTToolchain", lambda: toolchain)
@@ -993,18 +993,19 @@ def test_serve_options_reach_the_deployment(tiny_bundle, capsys, monkeypatch):
     import zsseg_rt.scale as scale
     import zsseg_rt.scale.serve as serving
     from zsseg_rt.bundle import bundle_digest
-    from zsseg_rt.cli.serve import _Stop
+    from zsseg_rt.cli_errors import Terminated
 
     seen = {}
     monkeypatch.setattr(scale, "init_ray", lambda address=None, num_cpus=None: seen.update(ray=(address, num_cpus)))
 
     def run_server(bundle, classes, **kwargs):
         seen.update(bundle=bundle, classes=classes, **kwargs)
-        raise _Stop("SIGTERM", signal.SIGTERM)
+        raise Terminated(signal.SIGTERM)  # what the command line's SIGTERM handler raises
 
     monkeypatch.setattr(serving, "run_server", run_server)
     monkeypatch.setattr(ray_serve, "shutdown", lambda: seen.update(serve_shutdown=True))
     monkeypatch.setattr(ray, "shutdown", lambda: seen.update(ray_shutdown=True))
+    monkeypatch.setattr(ray, "is_initialized", lambda: "ray" in seen)  # the recorder stands in for a started Ray
     import socket
 
     digest = bundle_digest(tiny_bundle)
@@ -1014,7 +1015,7 @@ def test_serve_options_reach_the_deployment(tiny_bundle, capsys, monkeypatch):
     argv = ["serve", "--bundle", tiny_bundle, "--classes", "cat,dog", "--host", "127.0.0.1", "--port", port]
     argv += ["--replicas", "2", "--gpus-per-replica", "0.25", "--cpus-per-replica", "1.5", "--max-batch-size", "3"]
     argv += ["--batch-wait-ms", "20", "--backend", "onnxruntime", "--device", "cpu", "--mode", "fast"]
-    argv += ["--max-pixels", "9000", "--address", "ray://head:10001", "--num-cpus", "4"]
+    argv += ["--max-pixels", "9000", "--address", "ray://head:10001", "--num-cpus", "4", "--max-queued", "5"]
     code, _, err = _run(capsys, *argv, "--bundle-digest", "sha256:" + "0" * 64)
     assert code != 0 and "not the pinned one" in err and "ray" not in seen, err
     code, out, err = _run(capsys, *argv, "--bundle-digest", digest)
@@ -1024,6 +1025,7 @@ def test_serve_options_reach_the_deployment(tiny_bundle, capsys, monkeypatch):
     got = {k: seen[k] for k in ("host", "port", "replicas", "gpus_per_replica", "cpus_per_replica", "max_batch_size")}
     wanted = dict(host="127.0.0.1", port=port, replicas=2, gpus_per_replica=0.25, cpus_per_replica=1.5)
     assert got == dict(wanted, max_batch_size=3)
+    assert seen["max_queued"] == 5  # the replica's bound: 3 + 5 requests at once (default None: twice the batch)
     assert seen["batch_wait_s"] == pytest.approx(0.02) and seen["expected_digest"] == digest
     assert (seen["backend"], seen["device"], seen["mode"], seen["max_pixels"]) == ("onnxruntime", "cpu", "fast", 9000)
     assert seen["classes"] == "cat,dog" and os.path.samefile(seen["bundle"], tiny_bundle)
@@ -1274,6 +1276,7 @@ COVERAGE = {
         "stream/test_labels_out.py::test_camera_video_options_are_checked",
     ),
     "zsseg camera --stabilize": ("stream/test_labels_out.py::test_camera_writes_labels_and_video_metrics",),
+    "zsseg camera --stabilize-delay": ("stream/test_labels_out.py::test_camera_stabilize_delay_is_for_recorded_video",),
     "zsseg camera --keyframe-every": ("stream/test_labels_out.py::test_camera_writes_labels_and_video_metrics",),
     "zsseg camera --adaptive-keyframes": (
         "stream/test_labels_out.py::test_camera_video_options_are_checked",
@@ -1373,6 +1376,7 @@ COVERAGE = {
     ),
     "zsseg serve --max-batch-size": (_SERVE,),
     "zsseg serve --batch-wait-ms": (_SERVE,),
+    "zsseg serve --max-queued": (_SERVE,),
     "zsseg serve --backend": (
         _SERVE,
         "scale/test_scale_cli.py::test_serve_is_ready_when_it_says_so_and_stops_cleanly_on_sigterm",
@@ -1422,6 +1426,7 @@ COVERAGE = {
     "zsseg demo --allow-random-weights": (
         _DEMO + "test_demo_config_names_the_official_checkpoints_config_and_the_random_model",
     ),
+    "zsseg demo --no-prepare": (_DEMO + "test_demo_prepares_the_faster_cpu_paths_in_view_and_leaves_nothing_running",),
     # every subcommand's own --help and --debug (FAILING lists the subcommands; a new one must be added there)
     **{
         f"zsseg {command} {flag}": (_M + "test_every_command_takes_help_and_debug",)

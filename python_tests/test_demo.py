@@ -442,3 +442,36 @@ def test_demo_config_names_the_official_checkpoints_config_and_the_random_model(
     assert "No model weights are available" in out and "RANDOM WEIGHTS" in out
     meta = load_meta(str(work / "bundles" / "zegclip_tiny_test-random"))
     assert meta.architecture["config"]["name"] == "zegclip_tiny_test" and meta.raw["weights"]["random"]
+
+
+def test_demo_prepares_the_faster_cpu_paths_in_view_and_leaves_nothing_running(
+    tiny_native, tmp_path, monkeypatch, capsys
+):
+    """Issue 63 item 4 (probe N1, N2): after the overlay the demo prepares the faster CPU paths in the foreground
+    (the step and its cost said first, a progress bar), then says what it prepared, how long it took and what it
+    added on disk; it starts no process and leaves no thread of a preparation behind (the Engine's own preparation,
+    a child process, is never started). Control: --no-prepare prepares nothing and names the command for later."""
+    import os
+    import threading
+
+    from zsseg_rt.runtime import upgrade
+
+    monkeypatch.delenv(upgrade.PREPARE_ENV)
+    started = []
+    monkeypatch.setattr(upgrade, "run_preparation", lambda *a, **k: started.append(a) or 1)
+    work = tmp_path / "work"
+    argv = ["--native", tiny_native, "--workdir", str(work), "--classes", "cat,dog,grass"]
+    code, out, _ = _demo(capsys, *argv, "--no-prepare")  # control
+    bundle = work / "bundles" / "native"
+    assert code == 0 and f"are not prepared: `zsseg build-engine {bundle} --backend auto`" in out, out
+    assert not os.path.exists(bundle / "engines")
+    code, out, _ = _demo(capsys, *argv)
+    assert code == 0, out
+    lines = [line for line in out.splitlines() if line.startswith("[demo] ")]
+    step = next(i for i, line in enumerate(lines) if line.startswith("[demo] preparing the faster CPU paths ("))
+    assert "--no-prepare skips this" in lines[step] and "of CPU time" in lines[step] and "MB kept" in lines[step]
+    summary = lines[step + 1]
+    assert summary.startswith("[demo] prepared in ") and "backend='auto' runs " in summary, out
+    assert "the bundle's engines/ folder holds " in summary and " MB (+" in summary, out
+    assert os.path.isdir(bundle / "engines") and not started  # in view, in this process: no child
+    assert not any(thread.name == "zsseg-auto-prepare" for thread in threading.enumerate())

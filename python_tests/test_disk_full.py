@@ -237,12 +237,12 @@ def test_build_engine_on_a_full_disk_names_the_engines_folder(tiny_bundle, capsy
     """D11 (probe A15, D11e): `zsseg build-engine BUNDLE --backend auto` on a full disk said "[Errno 28] No space left
     on device (free space there, ...)" with no path: a writer that names no file (onnx.save, a compiled cache)."""
     from zsseg_rt import cli
-    from zsseg_rt.export import auto_precision
+    from zsseg_rt.prepare import auto as auto_precision
 
     def full_disk(bundle, force=False):
         raise OSError(28, os.strerror(28))
 
-    monkeypatch.setattr(auto_precision, "prepare_auto", full_disk)
+    monkeypatch.setattr(auto_precision, "prepare_and_keep", full_disk)
     assert cli.main(["build-engine", tiny_bundle, "--backend", "auto"]) == 1
     (line,) = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     engines = os.path.join(tiny_bundle, "engines")

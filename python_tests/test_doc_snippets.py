@@ -27,6 +27,15 @@ set-up's, so what one page writes (``runs/segment/exp``, ``out/photo``) never me
 ``ZSSEG_DOC_SNIPPETS_SET_UP=DIR`` names a directory where that demo ran already (it holds ``DEMO_BUNDLE``) and
 skips the demo: for iterating on the docs by hand.
 
+The documents in ``ON_TINY_BUNDLE`` run their blocks with the tiny test bundle (``tiny_bundle``, 64 px) in the
+demo bundle's place (``out/bundles`` holds it under ``DEMO_BUNDLE``'s name), without waiting for the demo: what they
+show (the API calls and commands as written, their options, their outputs) holds for any bundle, and the full-size
+ViT-B/16 made their run 10 times costlier (docs/usage.md: 208 s CPU of full-size inference in its 20 commands,
+against about 20 s on the tiny bundle). What only the full size shows stays on it: the demo itself (the set-up: its
+export, verification and overlay of the photo), README.md's first block (the Engine on the demo's bundle, end to
+end), docs/openvino.md (OpenVINO on the full-size graphs) and export/test_fullsize.py (ONNX Runtime against PyTorch
+on the full-size tower).
+
 Documents whose snippets a colleague still has to mark carry their markers in ``PENDING_MARKERS`` until the
 document has them (then an entry is stale and refused). The vocabulary is described in docs/development.md too.
 """
@@ -427,6 +436,14 @@ def _workdir(set_up: Path, target: Path) -> Path:
     return target
 
 
+def _tiny_workdir(bundle: str, target: Path) -> Path:
+    """A document's working directory for ``ON_TINY_BUNDLE``: the repository mirror, the tiny bundle (this test's own
+    copy: a block may write into its bundle) under ``DEMO_BUNDLE``'s name, no runs/."""
+    _mirror(target)
+    shutil.copytree(bundle, target / DEMO_BUNDLE)
+    return target
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -454,6 +471,12 @@ def run_snippet(snippet: Snippet, cwd: Path, scripts: Path, env: dict) -> Tuple[
 
 
 RUN_DOCS = [doc for doc, snippets in SNIPPETS.items() if any(s.kind in ("run", "xfail") for s in snippets)]
+# Documents run with the tiny test bundle in the demo bundle's place (see the module's docstring): their claims are the
+# API and the commands, not the model; each entry says why the tiny bundle shows the same.
+ON_TINY_BUNDLE: Dict[str, str] = {
+    "docs/usage.md": "the Engine API, VideoSegmenter and the segment/camera commands with their options: the same "
+    "code for a 64 px and a 512 px bundle (the full-size Engine runs in README.md, export/test_fullsize.py, the demo)",
+}
 # A document about an optional backend runs where its library is installed (CI's environment; the GPU image has no
 # OpenVINO)
 DOC_NEEDS = {"docs/openvino.md": "openvino"}
@@ -461,17 +484,22 @@ DOC_NEEDS = {"docs/openvino.md": "openvino"}
 
 @pytest.mark.slow
 @pytest.mark.parametrize("doc", RUN_DOCS)
-def test_snippets_run_as_written(doc, set_up_root, tmp_path):
-    """The document's snippets, in order, in a fresh working directory after the set-up: each runs (exit status 0)
-    or, marked xfail, fails."""
+def test_snippets_run_as_written(doc, request, tmp_path):
+    """The document's snippets, in order, in a fresh working directory after the set-up (or, ``ON_TINY_BUNDLE``,
+    with the tiny bundle in the demo bundle's place): each runs (exit status 0) or, marked xfail, fails."""
     if PROBLEMS:
         pytest.fail("fix the markers first (test_every_snippet_runs_or_says_why)")
     if doc in DOC_NEEDS:
         require_backend(DOC_NEEDS[doc])  # a skip naming why; CI (ZSSEG_REQUIRE_OPENVINO=1) fails instead
-    cwd = _workdir(set_up_root, tmp_path / "root")
+    if doc in ON_TINY_BUNDLE and not os.environ.get(SET_UP_ENV):  # a given set-up: its bundle, as before
+        cwd = _tiny_workdir(request.getfixturevalue("tiny_bundle"), tmp_path / "root")
+        env = _snippet_env(tmp_path / "root")
+    else:
+        set_up_root = request.getfixturevalue("set_up_root")
+        cwd = _workdir(set_up_root, tmp_path / "root")
+        env = _snippet_env(set_up_root)
     scripts = tmp_path / "scripts"
     scripts.mkdir()
-    env = _snippet_env(set_up_root)
     failures, times = [], []
     for snippet in SNIPPETS[doc]:
         if snippet.kind not in ("run", "xfail"):

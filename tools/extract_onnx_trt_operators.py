@@ -1,10 +1,10 @@
 """Turn onnx-tensorrt's ONNX operator support matrix (``docs/operators.md``) into the JSON table zsseg_rt's static
-TensorRT check reads (``zsseg_rt/export/data/onnx_tensorrt_operators.json``, used by
-``zsseg_rt.export.trt_compat``). Run once per TensorRT target; the output records where the table came from:
+TensorRT check reads (``zsseg_rt/prepare/tensorrt/data/onnx_tensorrt_operators.json``, used by
+``zsseg_rt.prepare.tensorrt.compat``). Run once per TensorRT target; the output records where the table came from:
 
     git clone https://github.com/onnx/onnx-tensorrt && cd onnx-tensorrt
     python tools/extract_onnx_trt_operators.py --repo /path/to/onnx-tensorrt --ref release/10.1-GA \
-        --target 10.3 -o zsseg_rt/export/data/onnx_tensorrt_operators.json
+        --target 10.3 -o zsseg_rt/prepare/tensorrt/data/onnx_tensorrt_operators.json
 
 Only the table's facts are kept: per operator whether it is supported, its supported types and the restriction text
 (the per-op restrictions the check enforces are coded in ``trt_compat`` from that text, with their source named).

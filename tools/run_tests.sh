@@ -40,9 +40,10 @@ stage() {  # stage NAME COMMAND...: runs COMMAND (errexit on inside it) and reco
   set -e
   cpu_now
   STAGE_ROWS+=("$name|$((SECONDS - t0))|$((CPU_NOW - c0))|$rc")
-  local suite wall status
-  while IFS='|' read -r suite wall status; do  # its suites that ran alongside: their own wall time, no CPU share
-    STAGE_ROWS+=("  alongside: $suite|$wall|-|$status")
+  local suite wall cpu status
+  while IFS='|' read -r suite wall cpu status; do  # its suites that ran alongside: their own wall and CPU time (a
+    # part of the stage's CPU s above, which counts every process of the stage)
+    STAGE_ROWS+=("  alongside: $suite|$wall|$cpu|$status")
   done <"$SUITES_FILE"
   : >"$SUITES_FILE"
   [ "$rc" = 0 ] || exit "$rc"
@@ -93,8 +94,9 @@ TEST_THREADS=$(( WORKERS > 1 ? ($(nproc) / WORKERS > 0 ? $(nproc) / WORKERS : 1)
 
 SUITES_FILE="$(mktemp)"  # the rows of the suites that ran alongside a stage's own (written in the stage's subshell)
 ALONGSIDE=()
-alongside() {  # alongside NAME COMMAND...: COMMAND in the background, its output kept for joined, its own wall time
-  # and status written by it when it ends
+alongside() {  # alongside NAME COMMAND...: COMMAND in the background, its output kept for joined, its own wall time,
+  # CPU time and status written by it when it ends (the CPU time: `times` in the background subshell, whose only
+  # children are the suite's processes)
   local name="$1" log
   shift
   log="$(mktemp)"
@@ -103,24 +105,27 @@ alongside() {  # alongside NAME COMMAND...: COMMAND in the background, its outpu
     set +e
     "$@" >"$log" 2>&1
     rc=$?
-    echo "$((SECONDS - t0)) $rc" >"$log.end"
+    times >"$log.times"
+    cpu=$(awk 'END { n = split($0, f, /[ ms]+/); s = 0; for (i = 1; i + 1 <= n; i += 2) s += f[i] * 60 + f[i + 1]
+      printf "%.0f", s }' "$log.times")
+    echo "$((SECONDS - t0)) $rc $cpu" >"$log.end"
     exit "$rc"
   ) &
   ALONGSIDE+=("$!|$name|$log")
 }
 joined() {  # joined STATUS-OF-THE-FOREGROUND-SUITE: waits for the background suites, shows their output and records
   # their wall times; returns non-zero when any suite failed
-  local fg="$1" failed=0 entry pid name log rc wall
+  local fg="$1" failed=0 entry pid name log rc wall cpu
   for entry in "${ALONGSIDE[@]}"; do
     IFS='|' read -r pid name log <<<"$entry"
     rc=0
     wait "$pid" || rc=$?
-    wall="?"
-    [ -f "$log.end" ] && read -r wall _ <"$log.end"
-    echo "$name|$wall|$rc" >>"$SUITES_FILE"
+    wall="?" cpu="?"
+    [ -f "$log.end" ] && read -r wall _ cpu <"$log.end"
+    echo "$name|$wall|${cpu:-?}|$rc" >>"$SUITES_FILE"
     echo "== $name (ran alongside; exit $rc) =="
     cat "$log"
-    rm -f "$log" "$log.end"
+    rm -f "$log" "$log.end" "$log.times"
     [ "$rc" = 0 ] || failed=1
   done
   ALONGSIDE=()

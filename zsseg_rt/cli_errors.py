@@ -9,7 +9,9 @@ Ctrl-C (SIGINT) is: it raises :class:`Terminated`, a ``KeyboardInterrupt``, in t
 runs on Ctrl-C runs on SIGTERM too (an export's staging folder and lock removed, output files finalised, Ray shut
 down). A command ended by a signal exits with ``128 + the signal's number`` (:func:`exit_code_for_signal`), the
 shell's convention: 130 after Ctrl-C, 143 after SIGTERM, whatever the command (``zsseg camera`` and ``zsseg serve``,
-which stop cleanly on their own handlers, return the same codes).
+which stop cleanly on their own handlers, return the same codes). Each signal the handlers raise for is recorded
+(:func:`signal_of`): Ray's ``ray.get``, inside which a handler may run, re-raises its own plain ``KeyboardInterrupt``
+in place of a ``Terminated``. Inside calls into Ray a command holds the signals instead (``zsseg_rt.signal_phases``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Callable, Iterator
+from typing import Callable, Iterator, List
 
 __all__ = [
     "CliError",
@@ -31,8 +33,10 @@ __all__ = [
     "command_line_advice",
     "exit_code_for_signal",
     "format_error",
+    "interrupt_handler",
     "interrupted",
     "run_command",
+    "signal_of",
     "sigterm_interrupts",
 ]
 
@@ -57,23 +61,46 @@ class Terminated(KeyboardInterrupt):
         self.signum = int(signum)
 
 
-def _raise_terminated(signum, _frame) -> None:
+_received: List[int] = []  # the signals interrupt_handler raised for, first first (signal_of)
+
+
+def interrupt_handler(signum, _frame) -> None:
+    """The command line's handler of SIGINT and SIGTERM: records the signal (:func:`signal_of`) and raises
+    ``KeyboardInterrupt`` (SIGINT) or :class:`Terminated` (SIGTERM; one too: the same cleanup runs)."""
+    _received.append(int(signum))
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise Terminated(signum)
+
+
+def signal_of(exc: KeyboardInterrupt) -> int:
+    """The signal that interrupted the command: the exception's own (:class:`Terminated`), else the first one the
+    command's handler raised for (a plain ``KeyboardInterrupt`` may stand in for it: Ray re-raises its own when a
+    handler raised inside ``ray.get``), else SIGINT (Python's own Ctrl-C)."""
+    signum = getattr(exc, "signum", None)
+    if signum is None:
+        signum = _received[0] if _received else signal.SIGINT
+    return int(signum)
 
 
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """While in this block, SIGTERM raises :class:`Terminated` in the main thread (as SIGINT raises
-    ``KeyboardInterrupt``); the previous handler is put back after it. Elsewhere than in the main thread (where no
-    handler can be set) it does nothing."""
+    """While in this block, SIGTERM raises :class:`Terminated` in the main thread and SIGINT ``KeyboardInterrupt``,
+    each recorded (:func:`interrupt_handler`; SIGINT only where Python's own handler was set: an ignored Ctrl-C, as
+    under ``nohup`` or ``&`` in a script, stays ignored); the previous handlers are put back after it. Elsewhere than
+    in the main thread (where no handler can be set) it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    del _received[:]
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, interrupt_handler)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt_handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 MAX_MESSAGE_CHARS = 600
@@ -156,7 +183,7 @@ def format_error(exc: BaseException) -> str:
 def interrupted(exc: KeyboardInterrupt, command: str, debug: bool = False) -> int:
     """Say that ``zsseg command`` was interrupted (Ctrl-C, or SIGTERM: :class:`Terminated`) and return its exit code
     (128 + the signal); ``debug``: its traceback first."""
-    signum = getattr(exc, "signum", signal.SIGINT)
+    signum = signal_of(exc)
     if debug:
         traceback.print_exception(type(exc), exc, exc.__traceback__)
     print(f"zsseg {command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)

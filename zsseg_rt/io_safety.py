@@ -142,13 +142,19 @@ def write_temporary(path: str, data: bytes, *, fsync: bool = True) -> str:
         finally:
             os.close(handle)
     except OSError as exc:
-        _remove_quietly(temporary)
-        kept = "the old file is unchanged" if os.path.lexists(path) else "no file was written"
-        raise write_failure(path, exc, f"{written} of {len(view)} bytes written; {kept}") from None
+        raise _given_up(temporary, path, exc, f"{written} of {len(view)} bytes written") from None
     except BaseException:
         _remove_quietly(temporary)
         raise
     return temporary
+
+
+def _given_up(temporary: str, path: str, exc: OSError, done: str) -> Exception:
+    """The error of a write that failed (``done``: how far it got): the temporary file removed, the message saying
+    whether ``path`` keeps its old content."""
+    _remove_quietly(temporary)
+    kept = "the old file is unchanged" if os.path.lexists(path) else "no file was written"
+    return write_failure(path, exc, f"{done}; {kept}")
 
 
 def replace_with(temporary: str, path: str, *, fsync: bool = True) -> None:
@@ -160,9 +166,7 @@ def replace_with(temporary: str, path: str, *, fsync: bool = True) -> None:
     try:
         os.replace(temporary, path)
     except OSError as exc:
-        _remove_quietly(temporary)
-        kept = "the old file is unchanged" if os.path.lexists(path) else "no file was written"
-        raise write_failure(path, exc, f"the complete file could not be renamed into place; {kept}") from None
+        raise _given_up(temporary, path, exc, "the complete file could not be renamed into place") from None
     if fsync:
         fsync_directory(path)
 

@@ -446,6 +446,7 @@ class OutputPlan:
             self._check_foreign()
         else:
             self._check_existing()
+        # twin (by shape): _check_existing below - each refusal names the first path and counts the others, in its words
         leftovers = self._find_leftovers()
         self._leftovers = [path for _, path in leftovers]
         if leftovers and not self.overwrite:

@@ -7,16 +7,22 @@ draws the bar before it sets its last attributes) it leaves a half-made bar whos
 command's one-line message (found by CI: ``zsseg train`` signalled just as its bar appeared). :func:`progress_bar`
 makes the bar with both signals held: one that arrives meanwhile is acted on (its handler called, or the signal sent
 again where the default action applies) as soon as the bar is whole.
+
+Long stages that report steps (an export's graphs and verification, a preparation's quantisation, gate and
+measurement) draw their bars with :func:`stage_bar`, which draws only inside :func:`shown` (``zsseg export``,
+``zsseg demo``, ``zsseg build-engine``): library calls and tests stay quiet, and the functions that report steps need
+no argument for it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import signal
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, List
 
-__all__ = ["progress_bar", "signals_deferred"]
+__all__ = ["progress_bar", "shown", "signals_deferred", "stage_bar"]
 
 _HELD = (signal.SIGINT, signal.SIGTERM)
 
@@ -58,3 +64,24 @@ def progress_bar(*args: Any, **kwargs: Any) -> Any:
 
     with signals_deferred():
         return tqdm(*args, **kwargs)
+
+
+_SHOWN: "contextvars.ContextVar[bool]" = contextvars.ContextVar("zsseg_export_progress_bars", default=False)
+
+
+@contextmanager
+def shown(enabled: bool = True) -> Iterator[None]:
+    """Within the block, :func:`stage_bar` draws its bars (``enabled``) or not."""
+    token = _SHOWN.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _SHOWN.reset(token)
+
+
+def stage_bar(total: int, desc: str, unit: str = "step") -> Any:
+    """A tqdm bar of ``total`` steps named ``desc`` (disabled outside :func:`shown`); use it as a context manager and
+    call ``update()`` per step. It leaves no line behind: the stage's own line says when it is done."""
+    return progress_bar(
+        total=int(total), desc=desc, unit=unit, disable=not _SHOWN.get(), leave=False, dynamic_ncols=True
+    )

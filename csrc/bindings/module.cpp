@@ -19,4 +19,5 @@ PYBIND11_MODULE(ZS_PYTHON_MODULE_NAME, m) {
   zsseg_py::register_emulation(m);
   zsseg_py::register_pamr(m);
   zsseg_py::register_warp(m);
+  zsseg_py::register_temporal(m);
 }

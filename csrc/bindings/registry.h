@@ -14,4 +14,5 @@ void register_testing(pybind11::module_& m);              // testing.cpp: _C._te
 void register_emulation(pybind11::module_& m);            // emulation.cpp: _C._emulation (emulated build)
 void register_pamr(pybind11::module_& m);                 // pamr.cpp
 void register_warp(pybind11::module_& m);                 // warp.cpp
+void register_temporal(pybind11::module_& m);             // temporal.cpp
 }  // namespace zsseg_py

@@ -5,13 +5,7 @@
 
 namespace zsseg {
 namespace sw_cuda {
-// The emulated build and a CUDA build are both linked into the emulation tests of a GPU machine: what crosses the
-// files of this op gets different symbols in each (as segment_windows_testing.cuh's hooks).
-#if defined(ZS_CUDA_EMULATION)
-inline namespace emulated {
-#else
-inline namespace device {
-#endif
+inline namespace ZS_SW_BUILD {  // emulated / device: segment_windows_tiles.cuh
 namespace {
 
 // ---- the direct form -----------------------------------------------------------------------------------------
@@ -96,6 +90,6 @@ template void launch_direct<float>(const float*, const WindowTable&, const Dims&
 template void launch_direct<__half>(const __half*, const WindowTable&, const Dims&, const SegmentWindowsParams&,
                                     unsigned int, cudaStream_t);
 
-}  // inline namespace
+}  // namespace ZS_SW_BUILD
 }  // namespace sw_cuda
 }  // namespace zsseg

@@ -4,13 +4,7 @@
 
 namespace zsseg {
 namespace sw_cuda {
-// The emulated build and a CUDA build are both linked into the emulation tests of a GPU machine: what crosses the
-// files of this op gets different symbols in each (as segment_windows_testing.cuh's hooks).
-#if defined(ZS_CUDA_EMULATION)
-inline namespace emulated {
-#else
-inline namespace device {
-#endif
+inline namespace ZS_SW_BUILD {  // emulated / device: segment_windows_tiles.cuh
 namespace {
 
 // ---- 2: output blends and argmax -------------------------------------------------------------------------------
@@ -116,11 +110,12 @@ void launch_softmax(const T* logits, const WindowTable& table, const Dims& d, co
             p.labels, p.scores);
 }
 
+// twin (by shape): segment_windows_tiled.cu - each launcher instantiated for float and __half logits
 template void launch_softmax<float>(const float*, const WindowTable&, const Dims&, const SegmentWindowsParams&, dim3,
                                     cudaStream_t);
 template void launch_softmax<__half>(const __half*, const WindowTable&, const Dims&, const SegmentWindowsParams&, dim3,
                                      cudaStream_t);
 
-}  // inline namespace
+}  // namespace ZS_SW_BUILD
 }  // namespace sw_cuda
 }  // namespace zsseg

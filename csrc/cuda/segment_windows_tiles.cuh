@@ -16,16 +16,18 @@
 #else
 #define ZS_SW_NOINLINE __attribute__((noinline))
 #endif
+// The emulated build and a CUDA build are both linked into the emulation tests of a GPU machine: what crosses the
+// files of this op gets different symbols in each (as segment_windows_testing.cuh's hooks). Every file of the op
+// opens its code in `inline namespace ZS_SW_BUILD {`.
+#if defined(ZS_CUDA_EMULATION)
+#define ZS_SW_BUILD emulated
+#else
+#define ZS_SW_BUILD device
+#endif
 
 namespace zsseg {
 namespace sw_cuda {
-// The emulated build and a CUDA build are both linked into the emulation tests of a GPU machine: what crosses the
-// files of this op gets different symbols in each (as segment_windows_testing.cuh's hooks).
-#if defined(ZS_CUDA_EMULATION)
-inline namespace emulated {
-#else
-inline namespace device {
-#endif
+inline namespace ZS_SW_BUILD {  // emulated / device: segment_windows_tiles.cuh
 
 constexpr int kMaxWindowsCuda = 64;
 constexpr int kThreads = 256;
@@ -545,6 +547,6 @@ __device__ __forceinline__ Tile tile_at(const Dims& d, int32_t tile_y, int32_t t
 }
 
 }  // namespace
-}  // inline namespace
+}  // namespace ZS_SW_BUILD
 }  // namespace sw_cuda
 }  // namespace zsseg

@@ -260,15 +260,8 @@ class ReadyEvent {
   // Record on `stream` (current device = `device`); replaces an earlier record.
   cudaError_t record(cudaStream_t stream, int device) {
     DeviceScope scope(device);
-    if (event_ == nullptr) {
-      const cudaError_t status = EventPool::instance().acquire(device, &event_);
-      if (status != cudaSuccess) {
-        event_ = nullptr;
-        return status;
-      }
-      device_ = device;
-    }
-    return cudaEventRecord(event_, stream);
+    const cudaError_t status = ensure_event(device);
+    return status != cudaSuccess ? status : cudaEventRecord(event_, stream);
   }
   bool recorded() const { return event_ != nullptr; }
   cudaEvent_t get() const { return event_; }
@@ -302,19 +295,24 @@ class ReadyEvent {
   // replays; a wait for it waits for the latest replay launched; never recorded: complete).
   cudaError_t record_in_capture(cudaStream_t stream, int device) {
     DeviceScope scope(device);
-    if (event_ == nullptr) {
-      const cudaError_t status = EventPool::instance().acquire(device, &event_);
-      if (status != cudaSuccess) {
-        event_ = nullptr;
-        return status;
-      }
-      device_ = device;
-    }
+    const cudaError_t status = ensure_event(device);
+    if (status != cudaSuccess) return status;
     in_graph_ = true;  // a node of a graph now: its replays record it, so it never goes back to the pool
     return cudaEventRecordWithFlags(event_, stream, cudaEventRecordExternal);
   }
 
  private:
+  // The event of `device` from the pool, once (current device = `device`); a failed acquire leaves none.
+  cudaError_t ensure_event(int device) {
+    if (event_ != nullptr) return cudaSuccess;
+    const cudaError_t status = EventPool::instance().acquire(device, &event_);
+    if (status != cudaSuccess) {
+      event_ = nullptr;
+      return status;
+    }
+    device_ = device;
+    return cudaSuccess;
+  }
   void reset() {
     if (event_ != nullptr) {
       DeviceScope scope(device_);

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from zsseg_rt.bundle import load_meta
-from zsseg_rt.export import tensorrt as trt_build
-from zsseg_rt.export.accuracy_gate import MIN_LABEL_AGREEMENT, EngineAccuracyError, run_accuracy_gate
-from zsseg_rt.runtime.backends import Backend, OnnxRuntimeBackend
+from zsseg_rt.prepare.gate import MIN_LABEL_AGREEMENT, EngineAccuracyError, run_accuracy_gate
+from zsseg_rt.prepare.tensorrt import build as trt_build
+from zsseg_rt.runtime.backends import Backend, open_reference
 from zsseg_rt.runtime.cuda_driver import DeviceInfo
 from zsseg_rt.runtime.engine_cache import EngineMismatchError
 
@@ -27,7 +27,7 @@ class PerturbedBackend(Backend):
     name = "fake-tensorrt"
 
     def __init__(self, meta, perturb=None):
-        self.inner, self.perturb = OnnxRuntimeBackend(meta, "cpu"), perturb or (lambda role, out: out)
+        self.inner, self.perturb = open_reference(meta), perturb or (lambda role, out: out)
 
     def encode_image(self, images):
         return self.perturb("image", self.inner.encode_image(images))
@@ -135,14 +135,14 @@ def test_non_finite_outputs_fail(bundle):
         return out
 
     meta = load_meta(bundle)
-    reference = OnnxRuntimeBackend(meta, "cpu")
+    reference = open_reference(meta)
     report = run_accuracy_gate(meta, PerturbedBackend(meta, overflow), reference, "fp16", images=[_photo()])
     assert not report.finite and not report.passed and not report.accepted
 
 
 def test_threshold_depends_on_precision_and_is_applied(bundle):
     meta = load_meta(bundle)
-    reference = OnnxRuntimeBackend(meta, "cpu")
+    reference = open_reference(meta)
     candidate = PerturbedBackend(meta, _boost_class(50.0, where=(0, 0)))
     report = run_accuracy_gate(meta, candidate, reference, "fp16", images=[_photo()])
     assert 0.5 < report.label_agreement < MIN_LABEL_AGREEMENT["fp16"] and not report.passed

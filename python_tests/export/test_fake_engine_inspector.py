@@ -23,7 +23,7 @@ import pytest
 import trt_inspector_format as documented
 from fake_tensorrt import BuilderFlag, encoder_layers, make_module
 
-from zsseg_rt.export.trt_precision import _precision_of, pins_as_built
+from zsseg_rt.prepare.tensorrt.precision import _precision_of, pins_as_built
 
 DOC = documented.load_format()
 FP32_WORDS, FP16_WORDS = {"FP32", "Float"}, {"FP16", "Half"}

@@ -8,8 +8,8 @@ torch = pytest.importorskip("torch")
 
 from zsseg_rt.bundle import Files, Names, load_meta, verify_files  # noqa: E402
 from zsseg_rt.export import onnx_export  # noqa: E402
-from zsseg_rt.export.trt_compat import check_trt_compatibility  # noqa: E402
 from zsseg_rt.models import create_model  # noqa: E402
+from zsseg_rt.prepare.tensorrt.compat import check_trt_compatibility  # noqa: E402
 
 
 def test_bundle_contents_and_verification(tiny_bundle):

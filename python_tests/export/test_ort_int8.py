@@ -1,4 +1,4 @@
-"""ONNX Runtime int8 on the CPU (export/ort_quantize.py, runtime/ort_precision.py, runtime/precision_records.py):
+"""ONNX Runtime int8 on the CPU (prepare/onnxruntime.py, runtime/backends/onnxruntime/precision.py, runtime/precision_records.py):
 the quantised graph, the accuracy gate that decides whether it runs, the record kept beside the bundle and the
 refusals (failed gate, modified artefact, another setup's record, nothing prepared and prepare=False).
 
@@ -17,10 +17,11 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime.quantization")
 
 from zsseg_rt.bundle import load_meta  # noqa: E402
-from zsseg_rt.export.accuracy_gate import EngineAccuracyError  # noqa: E402
-from zsseg_rt.export.ort_quantize import INT8_FILE, prepare_onnxruntime_precision  # noqa: E402
-from zsseg_rt.runtime import Engine, ort_precision  # noqa: E402
-from zsseg_rt.runtime.backends import OnnxRuntimeBackend  # noqa: E402
+from zsseg_rt.prepare.gate import EngineAccuracyError  # noqa: E402
+from zsseg_rt.prepare.onnxruntime import INT8_FILE, prepare_onnxruntime_precision  # noqa: E402
+from zsseg_rt.runtime import Engine
+from zsseg_rt.runtime.backends import open_backend  # noqa: E402
+from zsseg_rt.runtime.backends.onnxruntime import precision as ort_precision  # noqa: E402
 from zsseg_rt.runtime.precision_records import (  # noqa: E402
     PrecisionGateRefused,
     PrecisionRecordError,
@@ -49,7 +50,9 @@ def _never_prepare(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("prepared again although a record exists")
 
-    monkeypatch.setattr(ort_precision, "_preparer", lambda: fail)
+    from zsseg_rt.runtime import precision_records
+
+    monkeypatch.setattr(precision_records, "load_preparer", lambda spec, hint: fail)  # the row's preparer, by name
 
 
 def test_a_failed_gate_is_recorded_refused_and_not_prepared_again(prepared, tmp_path, monkeypatch):
@@ -65,7 +68,7 @@ def test_a_failed_gate_is_recorded_refused_and_not_prepared_again(prepared, tmp_
         json.dump(record, handle)
     _never_prepare(monkeypatch)
     with pytest.raises(PrecisionGateRefused, match="failed the accuracy gate.*--accept-below-gate"):
-        OnnxRuntimeBackend(meta, "cpu", 1, "int8", cache_dir=root)
+        open_backend(meta, "onnxruntime", threads=1, precision="int8", cache_dir=root)
 
 
 def test_the_int8_graph_quantises_the_weight_matmuls_only(prepared):
@@ -88,7 +91,11 @@ def test_the_int8_graph_quantises_the_weight_matmuls_only(prepared):
 def test_the_engine_runs_the_accepted_int8_encoder_without_preparing_again(prepared, monkeypatch):
     meta, root, _, record = prepared
     _never_prepare(monkeypatch)
-    int8 = Engine(meta.path, classes=CLASSES, backend=OnnxRuntimeBackend(meta, "cpu", 1, "int8", cache_dir=root))
+    int8 = Engine(
+        meta.path,
+        classes=CLASSES,
+        backend=open_backend(meta, "onnxruntime", threads=1, precision="int8", cache_dir=root),
+    )
     fp32 = Engine(meta.path, classes=CLASSES, backend="onnxruntime", device="cpu")
     assert int8.backend.precision_record["digest"] == record["digest"]
     image = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
@@ -114,7 +121,7 @@ def test_a_modified_int8_graph_is_refused(prepared, tmp_path):
         handle.seek(os.path.getsize(artefact) // 2)
         handle.write(b"\x00\x01\x02\x03")
     with pytest.raises(PrecisionRecordError, match="does not match the sha256"):  # prepare=True: made again
-        OnnxRuntimeBackend(meta, "cpu", 1, "int8", cache_dir=copy, prepare=False)
+        open_backend(meta, "onnxruntime", threads=1, precision="int8", cache_dir=copy, prepare=False)
 
 
 def test_a_record_of_another_setup_is_refused(prepared, tmp_path):
@@ -132,7 +139,9 @@ def test_a_record_of_another_setup_is_refused(prepared, tmp_path):
 
 def test_nothing_prepared_and_prepare_false_is_refused(tiny_bundle, tmp_path):
     with pytest.raises(PrecisionRecordError, match="no onnxruntime int8 record"):
-        OnnxRuntimeBackend(load_meta(tiny_bundle), "cpu", 1, "int8", cache_dir=str(tmp_path), prepare=False)
+        open_backend(
+            load_meta(tiny_bundle), "onnxruntime", threads=1, precision="int8", cache_dir=str(tmp_path), prepare=False
+        )
     assert os.listdir(tmp_path) == []
 
 
@@ -195,13 +204,13 @@ def test_auto_runs_fp32_where_int8_was_refused_and_int8_where_it_was_accepted(pr
     with open(os.path.join(record_dir(only_refused, key), "engine.json"), "w") as handle:
         json.dump(refused_record, handle)
     with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
-        backend = OnnxRuntimeBackend(meta, "cpu", 1, "auto", cache_dir=only_refused)
+        backend = open_backend(meta, "onnxruntime", threads=1, precision="auto", cache_dir=only_refused)
     assert backend.precision == "fp32" and backend.requested_precision == "auto"
     assert backend.precision_record is None
     assert "ONNX Runtime precision='auto' runs fp32" in caplog.text and "failed the accuracy gate" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
-        accepted = OnnxRuntimeBackend(meta, "cpu", 1, "auto", cache_dir=root)
+        accepted = open_backend(meta, "onnxruntime", threads=1, precision="auto", cache_dir=root)
     assert accepted.precision == "int8" and accepted.precision_record["accuracy_gate"]["accepted"]
     assert "ONNX Runtime precision='auto' runs int8" in caplog.text and "FAILED" in caplog.text
 
@@ -210,18 +219,18 @@ def test_auto_runs_int8_once_its_gate_passed(tiny_bundle, tmp_path, monkeypatch,
     """With the int8 bound lowered below the tiny model's agreement, ``auto`` gates int8 on first use and runs it
     (the quantised encoder graph, its passing record), says so, and equals an explicit ``precision="int8"`` Engine;
     a second backend takes the record without preparing again."""
-    from zsseg_rt.export import accuracy_gate
+    from zsseg_rt.prepare import gate as accuracy_gate
 
     monkeypatch.setitem(accuracy_gate.MIN_LABEL_AGREEMENT, "int8", 0.5)
     meta = load_meta(tiny_bundle)
     root = str(tmp_path / "records")
     with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
-        backend = OnnxRuntimeBackend(meta, "cpu", 1, "auto", cache_dir=root)
+        backend = open_backend(meta, "onnxruntime", threads=1, precision="auto", cache_dir=root)
     assert backend.precision == "int8" and backend.requested_precision == "auto"
     assert backend.precision_record["accuracy_gate"]["passed"]
     assert "ONNX Runtime precision='auto' runs int8" in caplog.text
     _never_prepare(monkeypatch)
-    explicit = OnnxRuntimeBackend(meta, "cpu", 1, "int8", cache_dir=root)
+    explicit = open_backend(meta, "onnxruntime", threads=1, precision="int8", cache_dir=root)
     image = np.random.default_rng(3).integers(0, 256, (48, 80, 3), dtype=np.uint8)
     auto_result = Engine(tiny_bundle, classes=CLASSES, backend=backend)(image)
     int8_result = Engine(tiny_bundle, classes=CLASSES, backend=explicit)(image)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, Files, Names, load_meta, sha256_file, write_meta
-from zsseg_rt.export import tensorrt as trt_build
-from zsseg_rt.runtime import tensorrt as trt_run
+from zsseg_rt.prepare.tensorrt import build as trt_build
+from zsseg_rt.runtime.backends.tensorrt import engines as trt_run
 from zsseg_rt.runtime.cuda_driver import CudaDriver, CudaError, DeviceInfo
 from zsseg_rt.runtime.engine_cache import EngineKey, EngineMismatchError
 
@@ -232,7 +232,7 @@ def test_import_does_not_import_tensorrt():
         "        if name.split('.')[0] == 'tensorrt': Spy.seen.append(name)\n"
         "        return None\n"
         "sys.meta_path.insert(0, Spy())\n"
-        "import zsseg_rt.export.tensorrt, zsseg_rt.runtime.tensorrt, zsseg_rt.runtime.engine_cache\n"
+        "import zsseg_rt.prepare.tensorrt.build, zsseg_rt.runtime.backends.tensorrt.engines, zsseg_rt.runtime.engine_cache\n"
         "import zsseg_rt.runtime.cuda_driver\n"
         "print('seen', Spy.seen)\n"
     )

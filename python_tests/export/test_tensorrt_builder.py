@@ -11,7 +11,7 @@ from fake_tensorrt import BuilderFlag, MemoryPoolType, encoder_layers, make_modu
 from test_tensorrt import ORIN, _write_bundle
 
 from zsseg_rt.bundle import Files, Names, load_meta
-from zsseg_rt.export import tensorrt as trt_build
+from zsseg_rt.prepare.tensorrt import build as trt_build
 
 
 class FakeCuda:

@@ -25,10 +25,10 @@ from host_cuda import engine_files_on_stand_ins  # noqa: E402
 from zsseg_rt import Engine  # noqa: E402
 from zsseg_rt.assets import sample_images  # noqa: E402
 from zsseg_rt.bundle import TWO_STAGE_GRAPH_FILES, Names, load_meta  # noqa: E402
-from zsseg_rt.export import tensorrt as trt_build  # noqa: E402
-from zsseg_rt.export.accuracy_gate import EngineAccuracyError  # noqa: E402
-from zsseg_rt.runtime import tensorrt as trt_run  # noqa: E402
+from zsseg_rt.prepare.gate import EngineAccuracyError  # noqa: E402
+from zsseg_rt.prepare.tensorrt import build as trt_build  # noqa: E402
 from zsseg_rt.runtime.backends import TrtRunner  # noqa: E402
+from zsseg_rt.runtime.backends.tensorrt import engines as trt_run  # noqa: E402
 from zsseg_rt.runtime.cuda_driver import DeviceInfo  # noqa: E402
 from zsseg_rt.runtime.engine_cache import DEFAULT_MAX_CROPS, EngineMismatchError  # noqa: E402
 from zsseg_rt.runtime.pipelines import TwoStagePipeline  # noqa: E402

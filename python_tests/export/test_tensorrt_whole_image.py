@@ -23,8 +23,8 @@ from host_cuda import HostCudaDriver, OrtEngine  # noqa: E402
 from test_tensorrt_builder_real_graphs import FakeCuda  # noqa: E402
 
 from zsseg_rt.bundle import GRAPH_FILES, Names, load_meta  # noqa: E402
-from zsseg_rt.export import tensorrt as trt_build  # noqa: E402
-from zsseg_rt.runtime import tensorrt as trt_run  # noqa: E402
+from zsseg_rt.prepare.tensorrt import build as trt_build  # noqa: E402
+from zsseg_rt.runtime.backends.tensorrt import engines as trt_run  # noqa: E402
 from zsseg_rt.runtime.engine_cache import axis_ranges, profile_count, profile_ranges, read_engine_record  # noqa: E402
 
 
@@ -110,9 +110,9 @@ def test_the_runner_switches_to_the_profile_that_holds_each_input(whole_bundle):
     runner = _runner(meta)
     assert runner.profiles == 2
     rng = np.random.default_rng(0)
-    from zsseg_rt.runtime.backends import OnnxRuntimeBackend
+    from zsseg_rt.runtime.backends import open_reference
 
-    reference = OnnxRuntimeBackend(meta, "cpu")
+    reference = open_reference(meta)
     for height, width, profile in ((64, 96, 0), (560, 32, 1), (48, 2048, 0), (64, 64, 0), (2048, 16, 1)):
         image = rng.standard_normal((1, 3, height, width)).astype(np.float32)
         out = runner.run({Names.IMAGE: image})[Names.PATCH_GRID]
@@ -131,7 +131,7 @@ def test_the_runner_switches_to_the_profile_that_holds_each_input(whole_bundle):
 
 
 def test_the_static_profile_check_covers_both_profiles(whole_bundle):
-    from zsseg_rt.export.trt_profile_check import check_bundle_profiles, check_grid_follows_image
+    from zsseg_rt.prepare.tensorrt.profile_check import check_bundle_profiles, check_grid_follows_image
 
     meta = load_meta(whole_bundle)
     assert check_bundle_profiles(meta) == []

@@ -14,13 +14,13 @@ torch = pytest.importorskip("torch")
 
 from zsseg_rt.bundle import load_meta  # noqa: E402
 from zsseg_rt.export import torch_backend as tb  # noqa: E402
-from zsseg_rt.export.accuracy_gate import EngineAccuracyError  # noqa: E402
 from zsseg_rt.export.torch_precision import (  # noqa: E402
     Fp32LayerNorm,
     PrecisionGraph,
     TorchPrecision,
 )
 from zsseg_rt.models.zegclip.head import CrossAttention  # noqa: E402
+from zsseg_rt.prepare.gate import EngineAccuracyError  # noqa: E402
 from zsseg_rt.runtime.precision_records import record_dir  # noqa: E402
 
 CLASSES = ["person", "bottle", "chair", "sofa", "tv", "cat"]

@@ -1,5 +1,5 @@
 """The TensorRT Python API that zsseg_rt and its test fakes use, held to EVERY minor version the package accepts
-(issue 40, item 6), without TensorRT: ``zsseg_rt.runtime.tensorrt`` accepts 10.0 <= version < 11.0, and
+(issue 40, item 6), without TensorRT: ``zsseg_rt.runtime.backends.tensorrt.engines`` accepts 10.0 <= version < 11.0, and
 ``test_trt_static_checks.py`` checks 10.3 (JetPack 6) only.
 
 ``python_tests/data/trt_reference/python_api_used_by_version.json`` is generated data (``trt_api_versions.py`` says how;
@@ -27,7 +27,7 @@ import pytest
 import trt_api_surface as surface
 import trt_api_versions as versions
 
-from zsseg_rt.runtime.tensorrt import MAX_TENSORRT, MIN_TENSORRT, check_tensorrt_version
+from zsseg_rt.runtime.backends.tensorrt.engines import MAX_TENSORRT, MIN_TENSORRT, check_tensorrt_version
 
 TABLE = versions.load_table()
 ROOT = versions.ROOT

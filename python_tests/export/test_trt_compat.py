@@ -8,7 +8,7 @@ import pytest
 onnx = pytest.importorskip("onnx", reason="the TensorRT compatibility check reads graphs with onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from zsseg_rt.export.trt_compat import (  # noqa: E402
+from zsseg_rt.prepare.tensorrt.compat import (  # noqa: E402
     TRT10_SUPPORTED_OPS,
     TrtCompatibilityError,
     assert_trt_compatible,

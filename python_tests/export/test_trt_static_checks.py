@@ -26,9 +26,9 @@ from family_bundles import VARIANTS  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from zsseg_rt.bundle import Files, load_meta, sha256_file, write_meta  # noqa: E402
-from zsseg_rt.export.trt_compat import check_trt_compatibility  # noqa: E402
-from zsseg_rt.export.trt_op_rules import load_operator_table, table_source  # noqa: E402
-from zsseg_rt.export.trt_profile_check import check_bundle_profiles  # noqa: E402
+from zsseg_rt.prepare.tensorrt.compat import check_trt_compatibility  # noqa: E402
+from zsseg_rt.prepare.tensorrt.op_rules import load_operator_table, table_source  # noqa: E402
+from zsseg_rt.prepare.tensorrt.profile_check import check_bundle_profiles  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRT_FAMILIES_WITHOUT_ENGINES = {"zegformer"}  # two-stage pipeline: no TensorRT engines
@@ -269,7 +269,7 @@ def test_a_planted_misspelt_fake_member_is_caught():
 
 
 def test_the_layer_types_named_by_string_exist():
-    from zsseg_rt.export.trt_precision import VALUE_INPUTS  # looked up with getattr(trt.LayerType, name)
+    from zsseg_rt.prepare.tensorrt.precision import VALUE_INPUTS  # looked up with getattr(trt.LayerType, name)
 
     members = surface.load_api()["classes"]["LayerType"]["members"]
     assert set(VALUE_INPUTS) | {"SHAPE", "CONSTANT"} <= set(members)
@@ -288,7 +288,7 @@ def test_the_fp16_recipes_on_every_familys_real_graphs(family_bundles):
     from fake_onnx_importer import lower_onnx
     from fake_tensorrt import make_module
 
-    from zsseg_rt.export import trt_precision
+    from zsseg_rt.prepare.tensorrt import precision as trt_precision
 
     for family, path in _graphs(family_bundles):
         fake = make_module("10.3.0", {path: lower_onnx(path)})

@@ -1,6 +1,6 @@
 """TensorRT's Python API per minor version the package accepts, restricted to the names zsseg_rt and its fakes use.
 
-zsseg_rt accepts every TensorRT 10.x (``zsseg_rt.runtime.tensorrt``: ``MIN_TENSORRT`` = (10, 0) <= version <
+zsseg_rt accepts every TensorRT 10.x (``zsseg_rt.runtime.backends.tensorrt.engines``: ``MIN_TENSORRT`` = (10, 0) <= version <
 ``MAX_TENSORRT`` = (11, 0)), while ``python_api_10.3.json`` is TensorRT 10.3's alone (JetPack 6). The table
 ``python_tests/data/trt_reference/python_api_used_by_version.json`` holds, for the newest release tag of every 10.x minor
 version in NVIDIA/TensorRT, the part of its Python API that the package and its test fakes name: the classes and
@@ -43,7 +43,7 @@ def used_names(api: surface.Api) -> Set[str]:
     """The TensorRT names the package (``check_source`` over its files and tools/) and the fakes (``check_fake``)
     look up, as "Class", "Class.member", "function" or "attribute"; plus the LayerType members the package names by
     string (``trt_precision.VALUE_INPUTS``, SHAPE, CONSTANT)."""
-    from zsseg_rt.export.trt_precision import VALUE_INPUTS
+    from zsseg_rt.prepare.tensorrt.precision import VALUE_INPUTS
 
     checked: Set[str] = set()
     surface.check_everything(ROOT, api, checked=checked)

@@ -28,6 +28,28 @@ OPS = {
         np.zeros((4, 4, 3), np.uint8), (4, 4), [(0, 4, 0, 4)], 4, (0, 0, 0), (1, 1, 1), stream=stream
     ),
     "warp": lambda stream=0: ops.warp(_logits(), np.zeros((1, 4, 4, 2), np.float32), stream=stream),
+    "temporal_blend": lambda stream=0: ops.temporal_blend(
+        *(np.zeros((2, 4, 4), np.float32),) * 2,
+        *(np.zeros((4, 4), np.float32),) * 2,
+        np.ones((4, 4), np.uint8),
+        0.2,
+        0.5,
+        stream=stream,
+    ),
+    "temporal_hold": lambda stream=0: ops.temporal_hold(
+        *_pair(),
+        np.zeros((2, 2, 2), np.float32),
+        np.zeros((2, 2), np.float32),
+        np.zeros((4, 4), np.int32),
+        np.zeros((4, 4, 2), np.float32),
+        np.ones((4, 4), np.uint8),
+        1.5,
+        stream=stream,
+    ),
+    "temporal_propagate": lambda stream=0: ops.temporal_propagate(
+        np.zeros((4, 4), np.int32), np.zeros((4, 4), np.float32), np.zeros((4, 4, 2), np.float32), stream=stream
+    ),
+    "class_state": lambda stream=0: ops.class_state(_logits(), [(0, 4, 0, 4)], (4, 4), (4, 4), (2, 2), stream=stream),
     "SegmentWindowsPlan": lambda stream=0: ops.SegmentWindowsPlan(
         _logits(), [(0, 4, 0, 4)], (4, 4), (4, 4), (4, 4), out=_pair(), stream=stream
     ),

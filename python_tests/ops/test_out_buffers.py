@@ -22,6 +22,7 @@ WIN_LOGITS = RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)
 WINDOWS = [(0, 8, 0, 8), (0, 8, 4, 12)]
 IMAGE = RNG.integers(0, 256, (9, 11, 3), dtype=np.uint8)
 FLOW = (RNG.standard_normal((2, 5, 7, 2)) * 2.0).astype(np.float32)
+RNG_LABELS = RNG.integers(0, 3, (5, 7)).astype(np.int32)
 
 
 # op -> (call(out=...), [(shape, dtype) of each output]); single-output ops take an array, two-output ops a pair
@@ -50,6 +51,10 @@ SINGLE = {
         lambda out=None: ops.warp(LOGITS, FLOW, out=out),
         ((2, 3, 5, 7), np.float32),
     ),
+    "class_state": (
+        lambda out=None: ops.class_state(WIN_LOGITS, WINDOWS, (8, 8), (8, 12), (3, 5), class_bias=BIAS, out=out),
+        ((3, 3, 5), np.float32),
+    ),
 }
 PAIR = {
     "segment": (
@@ -61,6 +66,11 @@ PAIR = {
         lambda out=None: ops.segment_windows(WIN_LOGITS, WINDOWS, (8, 8), (8, 12), (10, 13), class_bias=BIAS, out=out),
         ((10, 13), np.int32),
         ((10, 13), np.float32),
+    ),
+    "temporal_propagate": (
+        lambda out=None: ops.temporal_propagate(RNG_LABELS, LOGITS[0, 0], FLOW[0], out=out),
+        ((5, 7), np.int32),
+        ((5, 7), np.float32),
     ),
 }
 
@@ -77,6 +87,8 @@ def test_every_array_returning_op_is_covered():
         "native_module",
         "reference",
         "SegmentWindowsPlan",  # returns no array: it writes into its required out= (test_segment_windows_plan.py)
+        "temporal_hold",  # returns no array: it changes its labels and scores in place (test_temporal_ops.py)
+        "temporal_blend",  # four outputs, out= a 4-tuple (test_temporal_ops.py)
     }
 
 

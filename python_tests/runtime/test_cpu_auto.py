@@ -18,11 +18,11 @@ import pytest
 from support import VOCAB10, require_backend
 
 from zsseg_rt.bundle import load_meta
-from zsseg_rt.runtime import Engine
+from zsseg_rt.runtime import Engine, upgrade
 from zsseg_rt.runtime.backends import cpu_auto
 from zsseg_rt.runtime.backends.cpu_auto import cpu_candidates, cpu_policy
 from zsseg_rt.runtime.cpu_features import cpu_features
-from zsseg_rt.runtime.precision_records import SPEED_FIELD, write_record
+from zsseg_rt.runtime.precision_records import PER_PHOTO_FIELD, SPEED_FIELD, write_record
 
 ROLES = ("image", "head", "text")
 HAS_BF16 = cpu_features().x86 and cpu_features().bf16 in ("amx-bf16", "avx512-bf16")
@@ -42,7 +42,12 @@ def _record(meta, backend: str, precision: str, speedup: float, passed: bool = T
     (choice,) = [c for row, c in found if (row.name, c.precision) == (backend, precision)]
     assert choice.key is not None, choice.describe()  # this CPU can run it
     verdict = "passed" if passed else "FAILED"
-    gate = {"passed": passed, "accepted": passed, "summary": f"accuracy gate {verdict}: 99.70% labels agree (test)"}
+    gate = {
+        "passed": passed,
+        "accepted": passed,
+        "summary": f"accuracy gate {verdict}: 99.70% labels agree (test)",
+        PER_PHOTO_FIELD: True,
+    }
     write_record(choice.root, choice.key, gate, extra={SPEED_FIELD: {"speedup": speedup}})
 
 
@@ -55,7 +60,7 @@ def test_the_fastest_gated_record_runs_and_a_fake_slower_one_does_not(bundle, ca
     with caplog.at_level(logging.INFO, logger="zsseg_rt"):
         engine = Engine(bundle, classes=VOCAB10, backend="auto", device="cpu")
     assert (engine.backend.name, engine.backend.precision) == ("openvino", "bf16")
-    chosen = engine.backend.auto_choice
+    chosen = engine.auto_choice
     assert (chosen.backend, chosen.precision, chosen.speedup) == ("openvino", "bf16", 2.5)
     assert "backend='auto' runs openvino bf16 on this CPU" in caplog.text and "2.50x" in caplog.text
     assert "accuracy gate passed: 99.70%" in caplog.text and "precision='fp32'" in caplog.text
@@ -64,7 +69,7 @@ def test_the_fastest_gated_record_runs_and_a_fake_slower_one_does_not(bundle, ca
     _record(meta, "openvino", "bf16", 0.9)
     slower = Engine(bundle, classes=VOCAB10, backend="auto", device="cpu")
     assert (slower.backend.name, slower.backend.precision) == ("onnxruntime", "fp32")
-    assert "openvino bf16 0.90x" in slower.backend.auto_choice.line()
+    assert "openvino bf16 0.90x" in slower.auto_choice.line()
 
 
 def test_the_ranking_follows_the_measured_speed(bundle):
@@ -131,7 +136,7 @@ def test_a_live_camera_never_waits_for_quantisation(bundle, monkeypatch):
         _record(meta, "openvino", "bf16", 2.5)
         return 0
 
-    monkeypatch.setattr(cpu_auto, "run_preparation", preparation)
+    monkeypatch.setattr(upgrade, "run_preparation", preparation)
     engine = Engine(bundle, classes=VOCAB10, backend="auto", device="cpu", prepare="background")
     assert (engine.backend.name, engine.backend.precision) == ("onnxruntime", "fp32")
     started.wait()
@@ -158,7 +163,7 @@ def test_a_video_filter_switches_to_the_prepared_path_too(bundle, monkeypatch):
         _record(meta, "openvino", "bf16", 2.5)
         return 0
 
-    monkeypatch.setattr(cpu_auto, "run_preparation", preparation)
+    monkeypatch.setattr(upgrade, "run_preparation", preparation)
     engine = Engine(bundle, classes=VOCAB10, backend="auto", device="cpu", prepare="background")
     exact = engine.segment_with_class_scores([IMAGE])
     assert (engine.backend.name, engine.backend.precision) == ("onnxruntime", "fp32")
@@ -177,7 +182,7 @@ def test_a_row_that_does_not_import_says_why_in_the_log_line(bundle, monkeypatch
     real = cpu_auto.load_reference
 
     def load(reference):
-        if reference.startswith("zsseg_rt.runtime.openvino_backend:"):
+        if reference.startswith("zsseg_rt.runtime.backends.openvino."):
             raise ImportError("libopenvino.so.2026: cannot open shared object file")
         return real(reference)
 
@@ -220,28 +225,41 @@ def test_the_camera_takes_the_engines_default_on_auto_and_none_turns_it_off():
     assert _auto_prepare(parse(["camera", "0", "--bundle", "b", "--prepare", "background"]), [clip]) == "background"
 
 
-def test_the_engines_default_prepares_in_the_background_once(bundle, monkeypatch):
-    """``Engine(bundle)`` with nothing asked (prepare="auto") and no $ZSSEG_AUTO_PREPARE starts the background
-    preparation where the records' folder can be written (what a user who reads no docs gets: the faster path from
-    the next frame it is ready on); the variable set to none / now / background decides instead; another value is
-    refused. Control: the test suite's own setting (none) starts nothing."""
+def test_the_engines_default_starts_nothing_and_names_the_step(bundle, monkeypatch, caplog):
+    """``Engine(bundle)`` with nothing asked (prepare="auto") and no $ZSSEG_AUTO_PREPARE starts no preparation (no
+    process, no thread): one line, once per bundle and process, names the missing paths, what preparing them costs
+    and the command that does it. The variable set to background starts it (announced in one line with its cost and
+    how to decline); none / now decide as asked; another value is refused. Control: the suite's own setting (none)
+    says nothing."""
     started = []
 
     def preparation(meta_, stop):
         started.append(meta_.path)
         return 0
 
-    monkeypatch.setattr(cpu_auto, "run_preparation", preparation)
-    monkeypatch.setenv(cpu_auto.PREPARE_ENV, "none")  # control: as conftest sets it
-    engine = Engine(bundle, classes=VOCAB10, device="cpu")
+    monkeypatch.setattr(upgrade, "run_preparation", preparation)
+    monkeypatch.setattr(upgrade, "_said", set())
+    with caplog.at_level(logging.INFO, logger="zsseg_rt"):
+        engine = Engine(bundle, classes=VOCAB10, device="cpu")  # control: as conftest sets it (none)
+    assert engine._upgrade is None and not started and "not prepared yet" not in caplog.text
+    monkeypatch.delenv(upgrade.PREPARE_ENV)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="zsseg_rt"):
+        engine = Engine(bundle, classes=VOCAB10, device="cpu")
+        Engine(bundle, classes=VOCAB10, device="cpu")  # once per bundle and process
     assert engine._upgrade is None and not started
-    monkeypatch.delenv(cpu_auto.PREPARE_ENV)
-    engine = Engine(bundle, classes=VOCAB10, device="cpu")
-    assert engine._upgrade is not None
-    engine._upgrade.wait()
+    notices = [r.getMessage() for r in caplog.records if "not prepared yet" in r.getMessage()]
+    assert len(notices) == 1 and f"`zsseg build-engine {bundle} --backend auto` prepares them" in notices[0]
+    assert "of CPU time" in notices[0] and "MB kept on disk" in notices[0] and "2-3x faster" in notices[0]
+    monkeypatch.setenv(upgrade.PREPARE_ENV, "background")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="zsseg_rt"), Engine(bundle, classes=VOCAB10, device="cpu") as engine:
+        assert engine._upgrade is not None
+        engine._upgrade.wait()
     assert started == [load_meta(bundle).path]
-    engine.close()
-    monkeypatch.setenv(cpu_auto.PREPARE_ENV, "later")
+    (line,) = [r.getMessage() for r in caplog.records if "in the background on idle CPU" in r.getMessage()]
+    assert "of CPU time" in line and "prepare=None (`--prepare none`" in line and "declines" in line
+    monkeypatch.setenv(upgrade.PREPARE_ENV, "later")
     with pytest.raises(
         ValueError, match=r"ZSSEG_AUTO_PREPARE must be one of \['background', 'none', 'now'\], got 'later'"
     ):
@@ -249,78 +267,138 @@ def test_the_engines_default_prepares_in_the_background_once(bundle, monkeypatch
 
 
 def test_a_bundle_that_cannot_be_written_is_not_prepared(bundle, monkeypatch, caplog):
-    """prepare="auto" where ``<bundle>/engines`` cannot be made (a read-only install): the exact path runs, nothing
-    is started, and the INFO line says where to prepare them. Control: the same bundle writable prepares."""
+    """prepare="background" where ``<bundle>/engines`` cannot be made (a read-only install): the exact path runs,
+    nothing is started, and the INFO line says where to prepare them. Control: the same bundle writable prepares."""
     meta = load_meta(bundle)
-    monkeypatch.delenv(cpu_auto.PREPARE_ENV, raising=False)
-    monkeypatch.setattr(cpu_auto, "_writable", lambda path: False)
+    plan = Engine(bundle, device="cpu", prepare=None).plan
+    monkeypatch.setattr(upgrade, "_said", set())
+    monkeypatch.setattr(upgrade, "_writable", lambda path: False)
     with caplog.at_level(logging.INFO, logger="zsseg_rt"):
-        assert cpu_auto.resolve_prepare("auto", meta) is None
+        assert upgrade.decide(meta, plan, "background") is None
     assert "cannot be written" in caplog.text and "zsseg build-engine BUNDLE --backend auto" in caplog.text
     monkeypatch.undo()
-    monkeypatch.delenv(cpu_auto.PREPARE_ENV, raising=False)
-    assert cpu_auto.resolve_prepare("auto", meta) == "background"
-    assert cpu_auto.resolve_prepare(None, meta) is None and cpu_auto.resolve_prepare("now", meta) == "now"
+    assert upgrade.decide(meta, plan, "background") == "background"
+    assert upgrade.decide(meta, plan, None) is None and upgrade.decide(meta, plan, "now") == "now"
 
 
-def test_one_background_preparation_per_bundle(bundle, monkeypatch):
-    """Two Engines (or processes) on one bundle: the second finds the lock held by the first preparation and waits
-    for its records instead of quantising again; once the first has ended it returns 0 without a process. Control:
-    with the lock free a preparation process is started. No timing: the first preparation is a process the test
-    holds until it has seen the second wait."""
+def test_a_failed_preparation_says_why_and_where_its_log_is_and_is_not_retried(bundle, monkeypatch, caplog):
+    """N14: a background preparation that fails (here: the real one, its quantiser made to raise) records why and
+    its log; the Engine's warning carries both, and the next Engine(prepare="background") starts nothing, saying the
+    same once. Control: `zsseg build-engine --backend auto` retries (and, ending well, removes the record), after
+    which a background preparation is started again."""
+    import json
+    import os
+
+    from zsseg_rt.prepare import auto
+
+    meta = load_meta(bundle)
+    root = os.path.join(bundle, "engines")
+    monkeypatch.setattr(upgrade, "_said", set())
+
+    def failing(stop):  # the child's doing, in process: the preparation raises, main() records it
+        monkeypatch.setattr(auto, "prepare_and_keep", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space")))
+        return auto.main([bundle, "--threads", "1"])
+
+    with caplog.at_level(logging.WARNING, logger="zsseg_rt"):
+        engine = Engine(bundle, classes=VOCAB10, device="cpu", prepare=None)
+        held = upgrade.BackgroundUpgrade(meta, engine.plan, failing)
+        held.wait()
+    failed = json.load(open(os.path.join(root, upgrade.PREPARE_FAILED)))
+    assert "No space" in failed["reason"] and failed["log"].endswith(upgrade.PREPARE_LOG)
+    assert f"the background preparation failed ({failed['reason']}" in caplog.text and failed["log"] in caplog.text
+    started = []
+    monkeypatch.setattr(upgrade, "run_preparation", lambda meta_, stop: started.append(1) or 0)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="zsseg_rt"):
+        again = Engine(bundle, classes=VOCAB10, device="cpu", prepare="background")
+    assert again._upgrade is None and not started
+    assert "not tried again at each start" in caplog.text and failed["log"] in caplog.text
+    monkeypatch.undo()
+    from zsseg_rt import cli
+
+    assert cli.main(["build-engine", bundle, "--backend", "auto"]) == 0  # control: retried on request
+    assert not os.path.exists(os.path.join(root, upgrade.PREPARE_FAILED))
+
+
+def test_one_preparation_per_bundle(bundle, caplog):
+    """Two preparations of one bundle (two Engines, two processes): the second finds the lock held by the first and
+    waits for it instead of quantising again; once the first has ended it goes on. Control: with the lock free it
+    goes on at once. No timing: the first preparation is a process the test holds until it has seen the second
+    wait."""
+    import os
     import subprocess
     import sys
 
-    meta = load_meta(bundle)
-    root = cpu_auto.precision_root(meta)
-    shutil.os.makedirs(root, exist_ok=True)
+    from zsseg_rt.prepare.auto import PREPARE_LOCK, preparation_lock
+
+    root = os.path.join(bundle, "engines")
+    os.makedirs(root, exist_ok=True)
     holder = subprocess.Popen(  # the first preparation: holds the lock until told to go
         [
             sys.executable,
             "-c",
             "import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); "
             "sys.stdin.readline()",
-            str(shutil.os.path.join(root, cpu_auto.PREPARE_LOCK)),
+            os.path.join(root, PREPARE_LOCK),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert holder.stdout.readline().strip() == "held"
-    started = []
-    real_popen = cpu_auto.subprocess.Popen
-    monkeypatch.setattr(cpu_auto.subprocess, "Popen", lambda *a, **k: started.append(a) or real_popen(*a, **k))
-    waiting, stop = threading.Event(), threading.Event()
+    waiting, entered = threading.Event(), threading.Event()
 
     class Seen(logging.Handler):
         def emit(self, record):
             if "another process is preparing" in record.getMessage():
                 waiting.set()
 
+    def second():
+        with preparation_lock(root):
+            entered.set()
+
     handler = Seen()
-    logging.getLogger("zsseg_rt").addHandler(handler)
-    logging.getLogger("zsseg_rt").setLevel(logging.INFO)
-    result = []
-    second = threading.Thread(target=lambda: result.append(cpu_auto.run_preparation(meta, stop)))
+    logger = logging.getLogger("zsseg_rt.precision")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    thread = threading.Thread(target=second)
     try:
-        second.start()
+        thread.start()
         assert waiting.wait(60), "the second preparation did not find the lock held"
-        assert not started  # it waits: no second quantisation
+        assert not entered.is_set()  # it waits: no second quantisation
         holder.communicate("go\n", timeout=60)
-        second.join(60)
-        assert result == [0] and not started
+        thread.join(60)
+        assert entered.is_set()
     finally:
-        stop.set()
-        logging.getLogger("zsseg_rt").removeHandler(handler)
+        logger.removeHandler(handler)
         if holder.poll() is None:
             holder.kill()
-    # control: the lock is free now, so a preparation process is started (stopped at once: no quantisation here)
-    monkeypatch.setattr(
-        cpu_auto.subprocess,
-        "Popen",
-        lambda *a, **k: started.append(a) or real_popen([sys.executable, "-c", "pass"], **k),
-    )
-    assert cpu_auto.run_preparation(meta, threading.Event()) == 0 and len(started) == 1
+    entered.clear()
+    second()  # control: the lock is free now
+    assert entered.is_set()
+
+
+def test_closing_the_engine_ends_its_preparation_process(bundle, monkeypatch):
+    """N1: no process outlives the Engine's program: ``with Engine(..., prepare="background")`` ends the
+    preparation process when the block ends (``close()``). The process stands in for ``python -m
+    zsseg_rt.prepare.auto`` (it would run for 10 minutes); control: it runs while the Engine is open."""
+    import sys
+
+    processes = []
+    real = upgrade.subprocess.Popen
+
+    def popen(argv, **kwargs):
+        assert argv[1:3] == ["-m", upgrade.PREPARER_MODULE] and "--background" in argv
+        process = real([sys.executable, "-c", "import time; time.sleep(600)"], **kwargs)
+        processes.append(process)
+        return process
+
+    monkeypatch.setattr(upgrade.subprocess, "Popen", popen)
+    with Engine(bundle, classes=VOCAB10, device="cpu", prepare="background") as engine:
+        while not processes:
+            engine._upgrade.wait(0.05)
+        assert processes[0].poll() is None  # control: it runs while the Engine is open
+    assert processes[0].poll() is not None and engine._upgrade is None
 
 
 def test_build_engine_auto_prepares_gates_and_measures_every_cpu_path(bundle, capsys):
@@ -355,7 +433,8 @@ def test_the_choice_on_an_arm64_cpu(bundle, monkeypatch, tmp_path, flags, runnab
     I8MM) and, with the bf16 extension, bf16 are candidates; a passing int8 record measured faster runs, and a
     refused one falls back to exact fp32 with its reason in the line."""
     pytest.importorskip("onnx", reason="ONNX Runtime int8 is prepared by quantising, which needs the onnx package")
-    from zsseg_rt.runtime import openvino_backend, ort_precision
+    from zsseg_rt.runtime.backends.onnxruntime import precision as ort_precision
+    from zsseg_rt.runtime.backends.openvino import precision as openvino_backend
     from zsseg_rt.runtime.cpu_features import cpu_features as read
 
     info = tmp_path / "cpuinfo"

@@ -1,10 +1,10 @@
 """What the CPU offers for int8 / bf16 (runtime/cpu_features.py) and what the ONNX Runtime backend makes of it
-(runtime/ort_precision.py): read from cpuinfo files written here, so every CPU kind is covered on any machine."""
+(runtime/backends/onnxruntime/precision.py): read from cpuinfo files written here, so every CPU kind is covered on any machine."""
 
 import pytest
 
+from zsseg_rt.runtime.backends.onnxruntime.precision import int8_recipe, validate_ort_precision
 from zsseg_rt.runtime.cpu_features import cpu_features
-from zsseg_rt.runtime.ort_precision import int8_recipe, validate_ort_precision
 
 HASWELL = "fpu sse2 avx avx2 fma"
 SKYLAKE_X = HASWELL + " avx512f avx512dq avx512bw avx512vl"

@@ -383,7 +383,7 @@ def test_the_accuracy_gate_records_every_head_run_eagerly(tiny_bundle):
     """The gate keeps the head's logits per run (a download + synchronise after each head call): impossible inside a
     capture and skipped by a replay, so an engine with graphs is gated eagerly, one record per head run."""
     pytest.importorskip("torch")  # the gate lives in the export layer
-    from zsseg_rt.export.accuracy_gate import _record_head_logits
+    from zsseg_rt.prepare.gate import _record_head_logits
 
     engine = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device_pipeline=True)
     device = engine.pipeline.device

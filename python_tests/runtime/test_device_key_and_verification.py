@@ -96,7 +96,7 @@ class FakeToolchain:
 
 
 def test_jetson_modules_with_one_name_get_separate_engines(bundle_copy):
-    from zsseg_rt.export import tensorrt as trt_build
+    from zsseg_rt.prepare.tensorrt import build as trt_build
     from zsseg_rt.runtime.engine_cache import EngineMismatchError
 
     agx = CudaDriver(library=FakeLibcuda(multiprocessors=16, total_bytes=64 << 30)).device_info()
@@ -180,7 +180,7 @@ def test_engine_restart_hashes_nothing_and_a_tampered_graph_is_caught(bundle_cop
 def test_tensorrt_backend_does_not_hash_the_onnx_graphs(bundle_copy, hashes, monkeypatch):
     from zsseg_rt import Engine
     from zsseg_rt.runtime.backends import Backend
-    from zsseg_rt.runtime.backends import tensorrt as tensorrt_runner
+    from zsseg_rt.runtime.backends.tensorrt import runner as tensorrt_runner
 
     class EnginesOnly(Backend):  # stands in for TensorRTBackend, which opens engine files only
         name = "tensorrt-fake"

@@ -1,4 +1,4 @@
-"""The OpenVINO backend (``backend="openvino"``, ``runtime/openvino_backend.py``) beyond the Engine tests it shares
+"""The OpenVINO backend (``backend="openvino"``, ``runtime/backends/openvino/``) beyond the Engine tests it shares
 with ONNX Runtime (test_engine.py's ``BACKENDS``; every family's bundle: test_every_family_bundle.py): exact fp32
 parity with ONNX Runtime fp32 on a photo, fp32 asked for explicitly (OpenVINO computes in bf16 by default on a bf16
 CPU), threads and streams, the compiled-model cache and its key, and the messages for what it refuses.
@@ -20,12 +20,13 @@ from support import VOCAB10, assert_segmentations_agree, distinct_labels, pertur
 from zsseg_rt.assets import SAMPLES_DIR
 from zsseg_rt.bundle import BundleError, load_meta
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.backends import OpenVinoBackend
+from zsseg_rt.runtime.backends import open_backend
 from zsseg_rt.runtime.cpu_features import cpu_features
 
 require_backend("openvino")
 
-from zsseg_rt.runtime import openvino_backend as ovb  # noqa: E402  (imports nothing of OpenVINO by itself)
+from zsseg_rt.runtime.backends import openvino as ovb  # noqa: E402  (imports nothing of OpenVINO by itself)
+from zsseg_rt.runtime.backends.openvino import graphs as ovb_graphs  # noqa: E402
 
 
 def _photo(name="2011_000025.jpg"):
@@ -82,14 +83,14 @@ def test_fp32_is_asked_for_and_checked(bundle, monkeypatch, tmp_path):
     meta = load_meta(bundle)
     graphs = ovb.OpenVinoGraphs(meta, "fp32", threads=1, cache_dir=str(tmp_path / "f32"))
     assert {graphs.inference_precision(role) for role in ("image", "head", "text")} == {"f32"}
-    original = ovb.openvino_config
+    original = ovb_graphs.openvino_config
 
     def without_hint(precision, threads):
         config = original(precision, threads)
         del config["INFERENCE_PRECISION_HINT"], config["EXECUTION_MODE_HINT"]
         return config
 
-    monkeypatch.setattr(ovb, "openvino_config", without_hint)
+    monkeypatch.setattr(ovb_graphs, "openvino_config", without_hint)  # where the graphs read it
     with pytest.raises(RuntimeError, match="inference precision 'bf16', not the requested 'f32'"):
         ovb.OpenVinoGraphs(meta, "fp32", threads=1, cache_dir=str(tmp_path / "default"))
 
@@ -116,7 +117,7 @@ def test_compiled_models_are_cached_per_bundle_cpu_version_and_settings(bundle, 
     """The first Engine compiles and writes the cache (``engines/<key digest>/``, ``openvino.json`` naming the key);
     the second loads every graph from it. Another thread count, another cache directory (tmp) and another key."""
     cache = str(tmp_path / "cache")
-    first = OpenVinoBackend(load_meta(bundle), threads=1, cache_dir=cache)
+    first = open_backend(load_meta(bundle), "openvino", threads=1, cache_dir=cache)
     folder = first.graphs.cache_dir
     assert os.path.dirname(folder) == cache and os.path.basename(folder) == first.graphs.key.digest()
     assert not any(first.graphs.loaded_from_cache(role) for role in ("image", "head", "text"))
@@ -126,10 +127,10 @@ def test_compiled_models_are_cached_per_bundle_cpu_version_and_settings(bundle, 
     assert record["digest"] == first.graphs.key.digest()
     assert record["key"]["source_sha256"] == load_meta(bundle).digest
     assert record["key"]["library"].startswith("openvino 20")
-    second = OpenVinoBackend(load_meta(bundle), threads=1, cache_dir=cache)
+    second = open_backend(load_meta(bundle), "openvino", threads=1, cache_dir=cache)
     assert all(second.graphs.loaded_from_cache(role) for role in ("image", "head", "text"))
     assert sorted(name for name in os.listdir(folder) if name not in (ovb.CACHE_RECORD, ovb.COMPILE_LOCK)) == blobs
-    other = OpenVinoBackend(load_meta(bundle), threads=2, cache_dir=cache)
+    other = open_backend(load_meta(bundle), "openvino", threads=2, cache_dir=cache)
     assert other.graphs.cache_dir != folder and not other.graphs.loaded_from_cache("image")
 
 
@@ -188,7 +189,7 @@ def test_without_openvino_the_backend_says_what_to_install(bundle):
 import sys
 sys.modules['openvino'] = None  # `import openvino` now raises ImportError
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.backends import OpenVinoBackend
+from zsseg_rt.runtime.backends import open_backend, open_reference
 try:
     Engine({bundle!r}, classes=['cat'], backend='openvino')
 except ImportError as exc:

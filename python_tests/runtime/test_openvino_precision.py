@@ -1,4 +1,4 @@
-"""OpenVINO's reduced precision through the one accuracy gate (runtime/openvino_backend.py, export/openvino_precision.py,
+"""OpenVINO's reduced precision through the one accuracy gate (runtime/backends/openvino/, prepare/openvino.py,
 runtime/precision_records.py): bf16 for the image encoder on a CPU with AMX-BF16 / AVX-512-BF16 (head and text
 encoder f32), int8 from NNCF on a CPU with VNNI / AMX-INT8, the records beside the bundle, ``precision="auto"`` and
 the refusals (a failed gate, a CPU without the instructions, a modified int8 model, NNCF missing).
@@ -28,16 +28,17 @@ from support import VOCAB10, require_backend, subprocess_env
 
 from zsseg_rt.bundle import load_meta
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.backends import OpenVinoBackend
+from zsseg_rt.runtime.backends import open_backend
 from zsseg_rt.runtime.cpu_features import CpuFeatures, cpu_features
 from zsseg_rt.runtime.precision_records import PrecisionGateRefused, PrecisionRecordError, record_dir
 
 require_backend("openvino")
 
-from zsseg_rt.export import accuracy_gate  # noqa: E402
-from zsseg_rt.export.accuracy_gate import EngineAccuracyError  # noqa: E402
-from zsseg_rt.export.openvino_precision import prepare_openvino_precision  # noqa: E402
-from zsseg_rt.runtime import openvino_backend as ovb  # noqa: E402
+from zsseg_rt.prepare import gate as accuracy_gate  # noqa: E402
+from zsseg_rt.prepare.gate import EngineAccuracyError  # noqa: E402
+from zsseg_rt.prepare.openvino import prepare_openvino_precision  # noqa: E402
+from zsseg_rt.runtime.backends import openvino as ovb  # noqa: E402
+from zsseg_rt.runtime.backends.openvino import precision as ovb_precision  # noqa: E402  (where cpu_features is read)
 
 ROLES = ("image", "head", "text")
 HAS_BF16 = cpu_features().x86 and cpu_features().bf16 in ("amx-bf16", "avx512-bf16")
@@ -78,7 +79,9 @@ def _never_gate(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("gated again although a record exists")
 
-    monkeypatch.setattr(ovb, "_preparer", lambda: fail)
+    from zsseg_rt.runtime import precision_records
+
+    monkeypatch.setattr(precision_records, "load_preparer", lambda spec, hint: fail)  # the row's preparer, by name
 
 
 @needs_bf16
@@ -97,7 +100,7 @@ def test_a_failed_bf16_gate_is_recorded_refused_and_not_gated_again(refused, mon
     assert record["key"]["backend"] == "openvino" and record["key"]["source"] == "image_encoder.onnx"
     _never_gate(monkeypatch)
     with pytest.raises(PrecisionGateRefused, match="failed the accuracy gate.*--backend openvino --precision bf16"):
-        OpenVinoBackend(meta, "cpu", 1, "bf16", cache_dir=root)
+        open_backend(meta, "openvino", threads=1, precision="bf16", cache_dir=root)
 
 
 @needs_bf16
@@ -105,7 +108,9 @@ def test_auto_runs_fp32_where_bf16_was_refused_and_says_so(refused, monkeypatch,
     meta, root, _, _ = refused
     _never_gate(monkeypatch)
     with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
-        backend = OpenVinoBackend(meta, "cpu", 1, "auto", cache_dir=root, prepare=False)  # int8: no record, not made
+        backend = open_backend(
+            meta, "openvino", threads=1, precision="auto", cache_dir=root, prepare=False
+        )  # int8: no record, not made
     assert backend.precision == "fp32" and backend.requested_precision == "auto"
     assert backend.precision_record is None
     assert all(backend.graphs.inference_precision(role) == "f32" for role in ROLES)
@@ -114,15 +119,17 @@ def test_auto_runs_fp32_where_bf16_was_refused_and_says_so(refused, monkeypatch,
 
 @needs_bf16
 def test_auto_picks_bf16_once_its_gate_passed(bundle, tmp_path, monkeypatch, caplog):
-    """With the bf16 bound lowered to 95 % the same tiny model passes (97.16 %): ``auto`` gates it on first use,
-    runs bf16 (image encoder bf16, head and text f32), says so in the log, and a second Engine takes the record and
+    """With the bf16 bound lowered to 90 % the same tiny model passes (AMX here: 97.2 % over the 4 photos, 94.2 % on
+    the worst one; the gate holds on every photo, issue 63): ``auto`` gates it on first use, runs bf16 (image encoder bf16, head and text f32), says so in the log, and a second Engine takes the record and
     the compiled models from the cache without gating again. Control: at the gate's own bound the same gate fails
     (test_a_failed_bf16_gate_is_recorded_refused_and_not_gated_again)."""
-    monkeypatch.setitem(accuracy_gate.MIN_LABEL_AGREEMENT, "bf16", 0.95)
+    monkeypatch.setitem(accuracy_gate.MIN_LABEL_AGREEMENT, "bf16", 0.90)
     root = str(tmp_path / "records")
     with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
         first = Engine(
-            bundle, classes=VOCAB10, backend=OpenVinoBackend(load_meta(bundle), "cpu", 1, "auto", cache_dir=root)
+            bundle,
+            classes=VOCAB10,
+            backend=open_backend(load_meta(bundle), "openvino", threads=1, precision="auto", cache_dir=root),
         )
     backend = first.backend
     assert backend.precision == "bf16" and backend.requested_precision == "auto"
@@ -136,7 +143,7 @@ def test_auto_picks_bf16_once_its_gate_passed(bundle, tmp_path, monkeypatch, cap
     image = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
     labels = first(image).labels
     _never_gate(monkeypatch)
-    second = OpenVinoBackend(load_meta(bundle), "cpu", 1, "auto", cache_dir=root)
+    second = open_backend(load_meta(bundle), "openvino", threads=1, precision="auto", cache_dir=root)
     assert second.precision == "bf16" and all(second.graphs.loaded_from_cache(role) for role in ROLES)
     assert np.array_equal(Engine(bundle, classes=VOCAB10, backend=second)(image).labels, labels)
 
@@ -150,17 +157,17 @@ def test_a_cpu_without_bf16_is_refused_and_auto_runs_fp32(bundle, tmp_path, monk
     with pytest.raises(ValueError, match="needs an x86 CPU with VNNI or AMX-INT8.*int8 avx2, bf16 none"):
         ovb.validate_openvino_precision("int8", AVX2)
     ovb.validate_openvino_precision("int8", NO_BF16)
-    monkeypatch.setattr(ovb, "cpu_features", lambda: AVX2)
+    monkeypatch.setattr(ovb_precision, "cpu_features", lambda: AVX2)
     with pytest.raises(ValueError, match="needs an x86 CPU with VNNI or AMX-INT8"):
-        OpenVinoBackend(load_meta(bundle), "cpu", 1, "int8", cache_dir=str(tmp_path / "records"))
-    monkeypatch.setattr(ovb, "cpu_features", lambda: NO_BF16)
+        open_backend(load_meta(bundle), "openvino", threads=1, precision="int8", cache_dir=str(tmp_path / "records"))
+    monkeypatch.setattr(ovb_precision, "cpu_features", lambda: NO_BF16)
     root = str(tmp_path / "records")
     with pytest.raises(ValueError, match="needs an x86 CPU with AMX-BF16 or AVX-512-BF16.*int8 avx512-vnni, bf16 none"):
-        OpenVinoBackend(load_meta(bundle), "cpu", 1, "bf16", cache_dir=root)
+        open_backend(load_meta(bundle), "openvino", threads=1, precision="bf16", cache_dir=root)
     assert not os.path.exists(root)
-    monkeypatch.setattr(ovb, "cpu_features", lambda: AVX2)
+    monkeypatch.setattr(ovb_precision, "cpu_features", lambda: AVX2)
     with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
-        backend = OpenVinoBackend(load_meta(bundle), "cpu", 1, "auto", cache_dir=root)
+        backend = open_backend(load_meta(bundle), "openvino", threads=1, precision="auto", cache_dir=root)
     assert backend.precision == "fp32" and "precision='auto' runs fp32" in caplog.text and "bf16 none" in caplog.text
     assert "int8: precision='int8' on the openvino backend needs an x86 CPU with VNNI" in caplog.text
     arm = CpuFeatures("aarch64", frozenset({"bf16", "asimddp"}))
@@ -170,11 +177,13 @@ def test_a_cpu_without_bf16_is_refused_and_auto_runs_fp32(bundle, tmp_path, monk
 
 
 def test_nothing_gated_and_prepare_false_is_refused(bundle, tmp_path, monkeypatch):
-    monkeypatch.setattr(ovb, "cpu_features", lambda: CpuFeatures("x86_64", frozenset({"amx_bf16"})))
+    monkeypatch.setattr(ovb_precision, "cpu_features", lambda: CpuFeatures("x86_64", frozenset({"amx_bf16"})))
     _never_gate(monkeypatch)
     with pytest.raises(PrecisionRecordError, match="no openvino bf16 record"):
-        OpenVinoBackend(load_meta(bundle), "cpu", 1, "bf16", cache_dir=str(tmp_path), prepare=False)
-    backend = OpenVinoBackend(load_meta(bundle), "cpu", 1, "auto", cache_dir=str(tmp_path), prepare=False)
+        open_backend(load_meta(bundle), "openvino", threads=1, precision="bf16", cache_dir=str(tmp_path), prepare=False)
+    backend = open_backend(
+        load_meta(bundle), "openvino", threads=1, precision="auto", cache_dir=str(tmp_path), prepare=False
+    )
     assert backend.precision == "fp32"
 
 
@@ -193,10 +202,10 @@ def test_the_gate_key_follows_the_cpu_and_the_compile_key_the_precision(bundle):
 _COMPILE = """
 import sys
 from zsseg_rt.bundle import load_meta
-from zsseg_rt.runtime.backends import OpenVinoBackend
+from zsseg_rt.runtime.backends import open_backend, open_reference
 meta = load_meta(sys.argv[1])
 print("ready", flush=True)
-backend = OpenVinoBackend(meta, "cpu", 1, cache_dir=sys.argv[2])
+backend = open_backend(meta, "openvino", threads=1, cache_dir=sys.argv[2])
 print("cached", *[int(backend.graphs.loaded_from_cache(r)) for r in ("image", "head", "text")], flush=True)
 """
 
@@ -225,9 +234,9 @@ def test_concurrent_first_compiles_take_turns_and_share_the_cache(bundle, tmp_pa
     outputs = [proc.communicate(timeout=120)[0].split() for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), outputs
     assert sorted(out[1:] for out in outputs) == [["0", "0", "0"], ["1", "1", "1"]], outputs
-    third = OpenVinoBackend(meta, "cpu", 1, cache_dir=cache)
+    third = open_backend(meta, "openvino", threads=1, cache_dir=cache)
     assert all(third.graphs.loaded_from_cache(role) for role in ROLES)
-    fresh = OpenVinoBackend(meta, "cpu", 1, cache_dir=str(tmp_path / "fresh"))
+    fresh = open_backend(meta, "openvino", threads=1, cache_dir=str(tmp_path / "fresh"))
     image = np.random.default_rng(1).standard_normal((1, 3, meta.image_size, meta.image_size)).astype(np.float32)
     a, b = third.encode_image(image), fresh.encode_image(image)
     assert all(np.array_equal(a[name], b[name]) for name in a)
@@ -292,7 +301,7 @@ def test_a_failed_int8_gate_is_recorded_refused_and_not_quantised_again(int8, tm
         json.dump(record, handle)
     _never_gate(monkeypatch)
     with pytest.raises(PrecisionGateRefused, match="failed the accuracy gate"):
-        OpenVinoBackend(meta, "cpu", 1, "int8", cache_dir=root)
+        open_backend(meta, "openvino", threads=1, precision="int8", cache_dir=root)
 
 
 @needs_int8
@@ -303,9 +312,9 @@ def test_the_accepted_int8_encoder_runs_quantised(int8, monkeypatch):
     not garbage."""
     meta, root, _, accepted = int8
     _never_gate(monkeypatch)
-    backend = OpenVinoBackend(meta, "cpu", 1, "int8", cache_dir=root)
+    backend = open_backend(meta, "openvino", threads=1, precision="int8", cache_dir=root)
     assert backend.precision == "int8" and backend.precision_record["digest"] == accepted["digest"]
-    fp32 = OpenVinoBackend(meta, "cpu", 1, "fp32", cache_dir=root)
+    fp32 = open_backend(meta, "openvino", threads=1, precision="fp32", cache_dir=root)
     images = np.random.default_rng(2).standard_normal((2, 3, meta.image_size, meta.image_size)).astype(np.float32)
     a, b = backend.encode_image(images), fp32.encode_image(images)
     assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
@@ -318,7 +327,7 @@ def test_auto_runs_int8_where_bf16_was_refused(int8, monkeypatch, caplog):
     """auto tries bf16 first (the faster here: docs/openvino.md), which the tiny model fails, then the accepted int8."""
     meta, root, _, _ = int8
     with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
-        backend = OpenVinoBackend(meta, "cpu", 1, "auto", cache_dir=root)
+        backend = open_backend(meta, "openvino", threads=1, precision="auto", cache_dir=root)
     assert backend.precision == "int8" and "precision='auto' runs int8" in caplog.text
     if HAS_BF16:  # bf16 gated on first use here, at the gate's bound: refused, so auto went on to int8
         assert "accuracy gate FAILED" in caplog.text
@@ -335,17 +344,17 @@ def test_a_modified_int8_model_is_refused(int8, tmp_path):
         handle.seek(100)
         handle.write(b"\x7f\x7f\x7f\x7f")
     with pytest.raises(PrecisionRecordError, match="does not match the sha256"):
-        OpenVinoBackend(meta, "cpu", 1, "int8", cache_dir=copy, prepare=False)
+        open_backend(meta, "openvino", threads=1, precision="int8", cache_dir=copy, prepare=False)
 
 
 def test_without_nncf_int8_says_what_to_install_and_auto_runs_fp32(bundle, tmp_path, monkeypatch, caplog):
     """NNCF missing (import blocked) on a VNNI CPU without bf16 (faked): int8 is refused with the install command,
     auto runs fp32 and names the reason. Control: with NNCF present the same call quantises (the int8 fixture)."""
     monkeypatch.setitem(sys.modules, "nncf", None)
-    monkeypatch.setattr(ovb, "cpu_features", lambda: NO_BF16)
+    monkeypatch.setattr(ovb_precision, "cpu_features", lambda: NO_BF16)
     root = str(tmp_path / "records")
     with pytest.raises(ImportError, match=r"pip install 'zsseg_rt\[openvino-int8\]'"):
-        OpenVinoBackend(load_meta(bundle), "cpu", 1, "int8", cache_dir=root)
+        open_backend(load_meta(bundle), "openvino", threads=1, precision="int8", cache_dir=root)
     with caplog.at_level(logging.INFO, logger="zsseg_rt.precision"):
-        backend = OpenVinoBackend(load_meta(bundle), "cpu", 1, "auto", cache_dir=root)
+        backend = open_backend(load_meta(bundle), "openvino", threads=1, precision="auto", cache_dir=root)
     assert backend.precision == "fp32" and "needs NNCF" in caplog.text

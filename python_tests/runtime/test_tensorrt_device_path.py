@@ -33,7 +33,7 @@ from host_cuda import (  # noqa: E402
 
 from zsseg_rt import pipeline  # noqa: E402
 from zsseg_rt.bundle import Names  # noqa: E402
-from zsseg_rt.export import tensorrt as trt_build  # noqa: E402
+from zsseg_rt.prepare.tensorrt import build as trt_build  # noqa: E402
 from zsseg_rt.runtime import Engine, device_pipeline  # noqa: E402
 from zsseg_rt.runtime.cuda_memory import TensorRTExecutor  # noqa: E402
 

@@ -61,12 +61,14 @@ def image_folder(tmp_path_factory):
 
 
 SERVER_MAX_PIXELS = 2_000_000  # the test server's pixel limit (its body limit follows: 3 bytes/pixel + 1 MiB)
+SERVER_MAX_QUEUED = 4  # the test server admits 8 + 4 POST /segment requests at once (its replica's bound)
 
 
 @pytest.fixture(scope="session")
 def server(ray_cluster, tiny_bundle):
     """``zsseg serve``'s deployment on the shared cluster, HTTP on a free 127.0.0.1 port, with a 2 MP pixel limit
-    (so over-limit bodies are small to send); yields its base URL; shut down at the end of the session."""
+    (so over-limit bodies are small to send) and a bound of 12 requests (so a burst over it is small to send);
+    yields its base URL; shut down at the end of the session."""
     import socket
 
     from ray import serve
@@ -87,6 +89,7 @@ def server(ray_cluster, tiny_bundle):
         batch_wait_s=0.05,
         backend="onnxruntime",
         max_pixels=SERVER_MAX_PIXELS,
+        max_queued=SERVER_MAX_QUEUED,
     )
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()

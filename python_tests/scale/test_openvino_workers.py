@@ -22,7 +22,7 @@ from zsseg_rt.runtime.cpu_features import cpu_features
 
 require_backend("openvino")
 
-from zsseg_rt.runtime import openvino_backend as ovb  # noqa: E402
+from zsseg_rt.runtime.backends import openvino as ovb  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a Ray actor pool (the session's cluster)
 HAS_BF16 = cpu_features().x86 and cpu_features().bf16 in ("amx-bf16", "avx512-bf16")
@@ -33,7 +33,7 @@ def bundle(tiny_bundle, tmp_path_factory):
     """A copy (the gate record and the compiled models go into its engines/), bf16 accepted where the CPU has it."""
     path = shutil.copytree(tiny_bundle, str(tmp_path_factory.mktemp("ovw") / "bundle"))
     if HAS_BF16:
-        from zsseg_rt.export.openvino_precision import prepare_openvino_precision
+        from zsseg_rt.prepare.openvino import prepare_openvino_precision
 
         prepare_openvino_precision(path, "bf16", accept_below_gate=True, threads=1)
     return path

@@ -126,7 +126,9 @@ def test_serve_is_ready_when_it_says_so_and_stops_cleanly_on_sigterm(tiny_bundle
         info = get_json(f"http://127.0.0.1:{port}/info", timeout=5)
         assert info["classes"] == ["cat", "dog", "grass"]
         fresh = get_json(f"http://127.0.0.1:{port}/stats", timeout=5)  # every counter there, at 0 (they were missing)
-        assert {name: fresh[name] for name in STAT_COUNTERS} == dict.fromkeys(STAT_COUNTERS, 0), fresh
+        pages = fresh["pages"]  # GET /info and /stats (this one, ours and the start-up's polls) are counted too
+        assert {name: fresh[name] for name in STAT_COUNTERS} == dict.fromkeys(STAT_COUNTERS, 0) | {"pages": pages}
+        assert pages >= 2 and fresh["in_flight"] == 0, fresh
         ok, png = cv2.imencode(".png", np.full((20, 30, 3), 120, np.uint8))
         status, answer = post_image(f"http://127.0.0.1:{port}/segment", png.tobytes(), timeout=60)
         assert status == 200 and answer["height"] == 20, answer

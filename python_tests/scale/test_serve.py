@@ -285,3 +285,101 @@ def test_the_local_clusters_workers_run_at_the_commands_priority(ray_cluster):
         assert ray_cluster.get(probe.niceness.remote()) == os.nice(0)
     finally:
         ray_cluster.kill(probe)
+
+
+class _StatsWatch:
+    """``GET /stats`` of the test server, read until a condition holds (each read is a request the server counts:
+    ``reads``); bounded by a deadline, so a server that never gets there fails the test instead of hanging it."""
+
+    def __init__(self, server):
+        self.url, self.reads = server + "/stats", 0
+
+    def read(self):
+        from zsseg_rt.scale.loadtest import get_json
+
+        self.reads += 1
+        return get_json(self.url)
+
+    def until(self, condition, what, timeout_s=120.0):
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            stats = self.read()
+            if condition(stats):
+                return stats
+            assert time.monotonic() < deadline, f"{what} not reached: {stats}"
+            time.sleep(0.05)  # a poll interval: what is asserted does not depend on it
+
+
+def _stalled_upload(server, body: bytes, sent: int):
+    """A POST /segment announcing ``body`` whole (Content-Length) that sends its first ``sent`` bytes only."""
+    connection = http.client.HTTPConnection("127.0.0.1", int(server.rsplit(":", 1)[1]), timeout=120)
+    connection.putrequest("POST", "/segment")
+    connection.putheader("Content-Length", str(len(body)))
+    connection.putheader("Content-Type", "image/png")
+    connection.endheaders()
+    connection.send(body[:sent])
+    return connection
+
+
+def _outcomes(after, before):
+    from zsseg_rt.scale.records import OUTCOME_COUNTERS
+
+    changed = {name: after[name] - before[name] for name in OUTCOME_COUNTERS + ("requests",)}
+    return {name: value for name, value in changed.items() if value}
+
+
+def test_uploads_their_clients_closed_are_counted_as_aborted_through_the_proxy(server, photos):
+    """D10 (probe: of 12 stalled uploads closed by their clients, 6 were counted as aborted, 1 as a server error, 5
+    nowhere): through Ray Serve's proxy, 6 uploads that stall mid-body and are closed are 6 aborted, no error, and
+    the counters add up to the requests sent (the /stats reads included)."""
+    from zsseg_rt.scale.records import counted_requests
+
+    watch = _StatsWatch(server)
+    before = watch.read()
+    uploads = [_stalled_upload(server, photos[0][0], 40) for _ in range(6)]
+    watch.until(lambda s: s["in_flight"] == 6, "6 uploads in flight")
+    for connection in uploads:
+        connection.close()
+    after = watch.until(lambda s: s["in_flight"] == 0, "the closed uploads answered")
+    assert _outcomes(after, before) == {"aborted": 6, "requests": 6, "pages": watch.reads - 1}, after
+    assert counted_requests(after) - counted_requests(before) == 6 + watch.reads - 1
+
+
+def test_a_burst_over_the_bound_gets_503_with_retry_after_through_the_proxy(server, photos):
+    """The replica's bound (8 + 4 here) held by uploads in progress; 3 more requests get 503 with Retry-After at
+    once (no time-out), /stats answers meanwhile; the held ones end with 200; the counters add up."""
+    from zsseg_rt.scale.loadtest import post_image
+    from zsseg_rt.scale.records import counted_requests
+
+    watch = _StatsWatch(server)
+    before = watch.read()
+    limit, body = before["in_flight_limit"], photos[1][0]
+    assert limit == 12
+    held = [_stalled_upload(server, body, 100) for _ in range(limit)]
+    watch.until(lambda s: s["in_flight"] == limit, f"{limit} uploads in flight")
+    port = int(server.rsplit(":", 1)[1])
+    for _ in range(3):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            connection.request("POST", "/segment", body=body, headers={"Content-Type": "image/png"})
+            response = connection.getresponse()
+            answer = response.read()
+            assert response.status == 503 and int(response.getheader("Retry-After")) >= 1, (response.status, answer)
+            assert b"the server is busy: 12 requests are being segmented or waiting" in answer, answer
+        finally:
+            connection.close()
+    for connection in held:
+        connection.send(body[100:])
+    for connection in held:
+        response = connection.getresponse()
+        assert response.status == 200, (response.status, response.read()[:300])
+        response.read()
+        connection.close()
+    status, _ = post_image(server + "/segment", body)  # room again
+    assert status == 200
+    after = watch.until(lambda s: s["in_flight"] == 0, "every request answered")
+    expected = {"ok": limit + 1, "overloaded": 3, "requests": limit + 4, "pages": watch.reads - 1}
+    assert _outcomes(after, before) == expected, after
+    assert counted_requests(after) - counted_requests(before) == limit + 4 + watch.reads - 1

@@ -156,3 +156,31 @@ def test_camera_video_options_reach_the_video_segmenter():
     assert adaptive.adaptive and adaptive.keyframe_every == 4
     fixed = options("--keyframe-every", "4")
     assert not fixed.adaptive and fixed.keyframe_every == 4
+
+
+def test_camera_stabilize_delay_is_for_recorded_video():
+    """``--stabilize-delay N`` (issue 65, item 4) builds the look-ahead VideoSegmenter (the blend on, N frames of
+    delay) for recorded sources; a live source and keyframes are refused before the model loads, each in one line
+    naming the option. Control: the same options without the delay build no look-ahead and refuse nothing."""
+    import argparse
+
+    from zsseg_rt.cli.camera import add_command
+    from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.stream.video_cli import check_video_sources, video_segmenter
+
+    parser = argparse.ArgumentParser()
+    add_command(parser.add_subparsers())
+
+    def args(*flags):
+        return parser.parse_args(["camera", "clip.avi", "--bundle", "b", "--classes", "a", *flags])
+
+    recorded, live = SimpleNamespace(live=False, name="clip.avi"), SimpleNamespace(live=True, name="camera 0")
+    made = video_segmenter(args("--stabilize-delay", "3"), SimpleNamespace())
+    assert made.delay == 3 and made.options.stabilize and made.options.keyframe_every == 1
+    check_video_sources(args("--stabilize-delay", "3"), [recorded])  # a file: accepted
+    with pytest.raises(CliError, match=r"--stabilize-delay 3: camera 0 is live"):
+        check_video_sources(args("--stabilize-delay", "3"), [recorded, live])
+    with pytest.raises(CliError, match="does not combine with --keyframe-every"):
+        check_video_sources(args("--stabilize-delay", "3", "--keyframe-every", "4"), [recorded])
+    check_video_sources(args("--stabilize"), [live])  # control: the causal filter on a camera
+    assert video_segmenter(args("--stabilize"), SimpleNamespace()).delay == 0

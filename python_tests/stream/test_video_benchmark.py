@@ -132,9 +132,10 @@ def test_the_per_frame_run_is_measured_with_its_oracle(tmp_path):
 
 
 def test_the_trained_scores_proxy_replays_the_filters(tmp_path):
-    """``python -m benchmarks video_proxy --scores DIR`` on scores written as ``--dump`` writes them (a still scene
-    whose person probability hesitates along a band): a row per mode, the per-frame row at 1.00, the filters' own
-    ratios below it (the hysteresis doing its share on such scores); a missing clip's scores are a one-line error naming the file and the first step."""
+    """``benchmarks video_proxy``'s replay of one clip's scores as its MediaPipe step writes them (a still scene whose
+    person probability hesitates along a band): a row per mode, the per-frame row at 1.00, the filters' own ratios
+    below it (the hysteresis doing its share on such scores), the verdict lines; without scores or MediaPipe,
+    ``--no-install`` stops in one line before creating anything."""
     from benchmarks import video_proxy
 
     rng = np.random.default_rng(0)
@@ -144,14 +145,19 @@ def test_the_trained_scores_proxy_replays_the_filters(tmp_path):
     person[:, :, 64:] = 1.0
     person[:, :, 56:72] = rng.uniform(0.2, 0.8, (8, 96, 16))  # a hesitating boundary
     np.savez_compressed(tmp_path / "vtest.npz", frames=frames, person=person)
-    rows = video_proxy.measure("vtest", tmp_path / "vtest.npz")
+    rows, verdicts = video_proxy.measure("vtest", tmp_path / "vtest.npz")
+    assert verdicts and all(line.startswith("- vtest") or "vtest" in line for line in verdicts), verdicts
     names = [row.split(" | ")[1] for row in rows]
     assert names[: len(video_proxy.MODES) + 1] == ["per frame"] + [mode for mode, _ in video_proxy.MODES]
-    assert [name.split(":")[0] for name in names[len(video_proxy.MODES) + 1 :]] == ["oracle"] * 2
+    assert [name.split(":")[0] for name in names[len(video_proxy.MODES) + 1 :]] == ["oracle"] * len(
+        video_proxy.VOTE_RADII
+    )
     ratios = {row.split(" | ")[1]: float(row.split(" | ")[3]) for row in rows}
     assert ratios["per frame"] == 1.0 and ratios["--stabilize"] < 1.0
     assert ratios["--stabilize"] < ratios["--stabilize, hysteresis 0 (the blend alone)"] / 2  # measured 0.04, 0.32
     # no scene cut in this scene: the column that leaves the pairs across one out is the flicker ratio
     assert all(row.split(" | ")[3] == row.split(" | ")[4] for row in rows)
-    with pytest.raises(SystemExit, match=r"no scores at .*tree\.npz.*run --dump first"):
-        video_proxy.main(["--scores", str(tmp_path)])
+    # no scores of these clips and no MediaPipe: --no-install stops before making an environment, in one line
+    with pytest.raises(SystemExit, match=r"need MediaPipe in a virtual environment .* --no-install refuses"):
+        video_proxy.main(["--scores", str(tmp_path), "--env", str(tmp_path / "env"), "--no-install"])
+    assert not (tmp_path / "env").exists()

@@ -374,23 +374,38 @@ def test_warp_moves_values_along_the_flow():
         warp(values, np.zeros((4, 4, 2), np.float32))
 
 
-def test_the_native_warp_samples_as_the_filters_warp():
-    """The filter's warp (OpenCV ``remap``, CPU) and the library's own op (``ops.warp``, CPU and CUDA) take the same
-    sampling rule, so the seam can move to the device: bilinear values agree within OpenCV's fixed-point weights
-    (1/32 of a pixel: 1/32 of the largest step between neighbours, 8 here, plus rounding), nearest labels exactly
-    away from half-pixel positions (OpenCV rounds a half to even, the op up)."""
-    from zsseg_rt import ops
-
+def test_the_filters_warp_is_opencvs_remap():
+    """The filter's one warp (``ops.warp``, on either device) against what the filter computed before it, OpenCV's
+    ``remap`` (float maps, ``BORDER_REPLICATE``): class scores within 2 ulp (OpenCV 4.14 sums the four taps in
+    another order inside the map; the rule, a 1/32-pixel grid rounded half to even, is the same), the border exactly,
+    labels exactly, half-pixel displacements included (both round a half to even), 8-bit grey frames exactly (the
+    photometric check rounds the float value half up, as an 8-bit remap does). The control: the exact bilinear
+    sampling (no 1/32 grid) differs from remap by far more."""
     rng = np.random.default_rng(9)
     values = rng.uniform(0, 4, (27, 36, 48)).astype(np.float32)
     flow = rng.uniform(-6, 6, (36, 48, 2)).astype(np.float32)
-    flow[np.abs(np.abs(flow % 1.0) - 0.5) < 1e-3] += 0.01  # no displacement right at a half pixel
-    opencv = warp(values, flow)
-    native = ops.warp(values[None], flow[None])[0]
-    assert np.abs(opencv - native).max() <= 4.0 * 2 / 32 + 1e-5
+    flow[::4] = np.round(flow[::4] * 2) / 2  # half pixels
+    grid_x, grid_y = np.meshgrid(np.arange(48, dtype=np.float32), np.arange(36, dtype=np.float32))
+    map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
+    opencv = np.stack([cv2.remap(v, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for v in values])
+    moved = warp(values, flow)
+    assert np.abs(moved - opencv).max() <= 2 * np.spacing(np.float32(4))
+    border = (map_x < 0) | (map_x > 47) | (map_y < 0) | (map_y > 35)
+    assert border.any() and np.array_equal(moved[:, border], opencv[:, border])
+    exact = (map_x - np.floor(map_x), map_y - np.floor(map_y))
+    x0, y0 = np.clip(np.floor(map_x).astype(int), 0, 47), np.clip(np.floor(map_y).astype(int), 0, 35)
+    x1, y1 = np.clip(x0 + 1, 0, 47), np.clip(y0 + 1, 0, 35)
+    bilinear = (values[:, y0, x0] * (1 - exact[0]) + values[:, y0, x1] * exact[0]) * (1 - exact[1]) + (
+        values[:, y1, x0] * (1 - exact[0]) + values[:, y1, x1] * exact[0]
+    ) * exact[1]
+    assert np.abs(bilinear - opencv).max() > 100 * np.spacing(np.float32(4))  # the control
     labels = rng.integers(0, 27, (36, 48)).astype(np.uint16)
-    native_labels = ops.warp(labels[None, None].astype(np.float32), flow[None], nearest=True)[0, 0]
-    assert np.array_equal(warp(labels, flow, nearest=True), native_labels.astype(np.uint16))
+    opencv_labels = cv2.remap(labels, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+    assert np.array_equal(warp(labels, flow, nearest=True), opencv_labels)
+    grey_frame = rng.integers(0, 256, (36, 48)).astype(np.uint8)
+    opencv_grey = cv2.remap(grey_frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    ours = np.floor(warp(grey_frame.astype(np.float32), flow) + np.float32(0.5)).astype(np.uint8)
+    assert np.array_equal(ours, opencv_grey)
 
 
 def test_adaptive_keyframes_follow_the_flows_confidence():

@@ -62,7 +62,10 @@ def _run_batch(args: argparse.Namespace) -> int:
     local = local_cluster(args.address)
     if local:
         check_pool_fits(job, cpus=local_cpus(args), gpus=float("inf"))  # GPUs: known once Ray has looked
-    init_ray(args.address, num_cpus=args.num_cpus)
+    from zsseg_rt.signal_phases import phase
+
+    phase("batch:checked")  # (a test hook: python_tests/scale/test_ray_signal_phases.py)
+    init_ray(args.address, num_cpus=args.num_cpus)  # holds a signal while Ray starts; raises it with Ray shut down
     if local:
         resources = import_ray().cluster_resources()
         check_pool_fits(job, cpus=resources.get("CPU", 0.0), gpus=resources.get("GPU", 0.0))

@@ -1,6 +1,7 @@
-"""``zsseg build-engine BUNDLE``: TensorRT 10 engines (:mod:`zsseg_rt.export.tensorrt`), or a reduced precision of
-ONNX Runtime / OpenVINO / torch prepared and gated ahead of use (:mod:`zsseg_rt.export.ort_quantize`,
-:mod:`zsseg_rt.export.openvino_precision`, :class:`zsseg_rt.export.torch_backend.TorchBackend`)."""
+"""``zsseg build-engine BUNDLE``: TensorRT 10 engines (:mod:`zsseg_rt.prepare.tensorrt.build`), or a reduced
+precision of ONNX Runtime / OpenVINO / torch prepared and gated ahead of use (:mod:`zsseg_rt.prepare.onnxruntime`,
+:mod:`zsseg_rt.prepare.openvino`, :class:`zsseg_rt.export.torch_backend.TorchBackend`), or every CPU path
+``backend="auto"`` chooses among (:mod:`zsseg_rt.prepare.auto`)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _prepare_precision(args) -> int:
     """``zsseg build-engine --backend NAME`` of a backend whose row prepares a reduced precision (ONNX Runtime,
     OpenVINO, torch): prepare and gate it ahead of use."""
     from zsseg_rt.bundle import BundleError
-    from zsseg_rt.export.accuracy_gate import EngineAccuracyError
+    from zsseg_rt.prepare.gate import EngineAccuracyError
     from zsseg_rt.runtime.backends.table import backend_row, load_reference
     from zsseg_rt.runtime.precision_records import PrecisionRecordError
 
@@ -62,9 +63,9 @@ def _prepare_auto(args) -> int:
         )
         return 2
     try:
-        from zsseg_rt.export.auto_precision import prepare_auto
+        from zsseg_rt.prepare.auto import prepare_and_keep
 
-        results = prepare_auto(args.bundle, force=args.force)
+        report = prepare_and_keep(args.bundle, force=args.force)
         meta = load_meta(args.bundle)
         plan = cpu_policy(meta, tuple(graph_files(meta.pipeline)))
     except (ImportError, ValueError, BundleError) as exc:
@@ -74,10 +75,11 @@ def _prepare_auto(args) -> int:
 
         print(f"zsseg build-engine: error: {format_error(exc)}", file=sys.stderr)
         return 2
-    for result in results:
+    for result in report.results:
         speed = f" {result['speedup']:.2f}x" if result["speedup"] is not None else ""
         reason = f" ({result['reason']})" if result["reason"] else ""
         print(f"{result['backend']} {result['precision']}: {result['status']}{speed}{reason}")
+    print(report.summary())
     print(plan[0][2].line())
     return 0
 
@@ -86,7 +88,7 @@ def _cmd_build_engine(args) -> int:
     import os
 
     from zsseg_rt.errors import naming_path
-    from zsseg_rt.export.progress import shown
+    from zsseg_rt.progress import shown
 
     engines = os.path.join(args.bundle, "engines")  # where every engine, graph and record of the bundle is written
     # a full disk raised by a writer that names no file (onnx.save, a compiled cache) names the engines folder
@@ -96,8 +98,8 @@ def _cmd_build_engine(args) -> int:
 
 def _build_engine(args) -> int:
     from zsseg_rt.bundle import BundleError, load_meta
-    from zsseg_rt.export import tensorrt as trt_build
-    from zsseg_rt.export.accuracy_gate import EngineAccuracyError
+    from zsseg_rt.prepare.gate import EngineAccuracyError
+    from zsseg_rt.prepare.tensorrt import build as trt_build
     from zsseg_rt.runtime.backends.table import backend_row
 
     if args.backend == _AUTO:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence
 from zsseg_rt.cli import command_parser
 from zsseg_rt.cli_types import BACKEND_CHOICES, add_engine_arguments, port_number, real_number, whole_number
 from zsseg_rt.runtime.backends.table import AUTO
-from zsseg_rt.stream.video_cli import add_video_arguments, video_segmenter
+from zsseg_rt.stream.video_cli import add_video_arguments, check_video_sources, video_segmenter
 
 if TYPE_CHECKING:
     from zsseg_rt.stream.sources import FrameSource
@@ -100,10 +100,10 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         "--prepare",
         choices=["background", "none"],
         default=None,
-        help="--backend auto on a CPU, faster paths not prepared yet: background (the default where the bundle's "
-        "engines/ folder can be written, as for every command: a niced process quantises and gates them once "
-        "while the exact path runs; the stream switches when ready; never waits) or none (run what is recorded; "
-        "`zsseg build-engine BUNDLE --backend auto` prepares them)",
+        help="--backend auto on a CPU, faster paths not prepared yet: background (announced with its cost: they are "
+        "quantised and gated on idle CPU while the exact path runs, and the stream switches when one is ready; "
+        "stopped with the stream) or none (run what is recorded, say nothing). Default: run what is recorded and "
+        "name the step that prepares them, `zsseg build-engine BUNDLE --backend auto`",
     )
     p.add_argument("--width", type=whole_number(1), help="requested capture width (V4L2 / CSI)")
     p.add_argument("--height", type=whole_number(1), help="requested capture height (V4L2 / CSI)")
@@ -434,8 +434,8 @@ def run_camera_command(args) -> int:
 
 
 def _auto_prepare(args, inputs) -> Optional[str]:
-    """``Engine(prepare=)`` of the stream: --prepare, else the Engine's default with --backend auto ("auto":
-    background where the bundle's records can be written; a camera never waits for quantisation)."""
+    """``Engine(prepare=)`` of the stream: --prepare, else the Engine's default with --backend auto ("auto": nothing
+    started, the step named; ``$ZSSEG_AUTO_PREPARE`` may ask for more); a camera never waits for quantisation."""
     if args.prepare is not None:
         return None if args.prepare == "none" else args.prepare
     return "auto" if args.backend == AUTO else None
@@ -445,12 +445,16 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
     """Plan and check every output, run the stream, and put the outputs in place only when it ended well (a failed
     run replaces nothing: ``zsseg_rt.output_plan``)."""
     _check_output_given(args)
+    check_video_sources(args, [item.source for item in inputs])  # --stabilize-delay: recorded video only
     names = [item.name for item in inputs]
     specs = [output_names(spec, names) for spec in args.output]  # every refusal before anything is opened
     labels_out = getattr(args, "labels_out", None)
     label_folders = output_names(labels_out, names) if labels_out else []
     outputs = _plan_outputs(args, inputs, specs, label_folders)
     outputs.prepare()
+    from zsseg_rt.signal_phases import phase
+
+    phase("camera:outputs-planned")  # (the phases: test hooks, python_tests/test_signal_phases.py)
     try:
         code, summary = _run_stream(args, inputs, classes, max_pixels, outputs, label_folders)
         outputs.commit(summary)
@@ -474,7 +478,10 @@ def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, l
 
     snapshot = lambda: holder["runner"].snapshot() if "runner" in holder else {}  # noqa: E731
     sinks, shared = _build_sinks(args, inputs, snapshot, outputs, label_folders, vocabulary=request_classes)
+    from zsseg_rt.signal_phases import phase
+
     try:
+        phase("camera:model-load")
         engine = Engine(
             args.bundle,
             classes=classes,
@@ -519,8 +526,9 @@ def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, l
         temporal_consistency=args.temporal_consistency,
     )
     holder["runner"] = runner
+    phase("camera:stream-start")
     _run_with_progress(runner, inputs, args)
-    engine.close()  # a background preparation (--prepare background) goes on in its own process, unwatched
+    engine.close()  # a background preparation (--prepare background) ends with the stream; what it finished stays
     summary = runner.snapshot()
     summary["backend"] = engine.backend.name
     summary["outputs"] = [sink.describe() for own in sinks for sink in own if hasattr(sink, "describe")]

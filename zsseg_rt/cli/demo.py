@@ -210,7 +210,7 @@ def run_demo(args) -> int:
         )
         print(f"[demo] bundle ready in {time.perf_counter() - start:.1f}s", flush=True)
     classes = args.classes or ",".join(model.config.class_names)
-    engine = Engine(bundle_dir, classes=classes, backend="auto")
+    engine = Engine(bundle_dir, classes=classes, backend="auto", prepare=None)  # the demo prepares below, in view
     start = time.perf_counter()
     result = engine(image)
     elapsed = time.perf_counter() - start
@@ -227,7 +227,43 @@ def run_demo(args) -> int:
     )
     print("[demo] pixels: " + ", ".join(f"{name} {frac:.1%}" for name, frac in list(share.items())[:8]))
     print(f"[demo] overlay written to {out_path}")
+    _prepare_cpu_paths(args, engine, image)
     return 0
+
+
+def _prepare_cpu_paths(args, engine, image) -> None:
+    """The faster CPU paths the Engine could run, prepared here in the foreground with a progress bar (quantise,
+    gate, measure: ``zsseg build-engine BUNDLE --backend auto``), saying what it prepared, how long it took and the
+    disk it added, then the photo again on the path chosen; nothing runs after the demo (docs/precision.md).
+    ``--no-prepare`` or ``$ZSSEG_AUTO_PREPARE=none`` skip it, saying how to do it later."""
+    from zsseg_rt.runtime.upgrade import PREPARE_ENV, preparation_cost
+
+    plan, bundle = engine.plan, engine.meta.path
+    if not plan.missing:
+        return
+    paths = ", ".join(f"{c.backend} {c.precision}" for c in plan.missing)
+    if args.no_prepare or os.environ.get(PREPARE_ENV, "").strip().lower() == "none":
+        print(f"[demo] the faster CPU paths ({paths}) are not prepared: `zsseg build-engine {bundle} --backend auto`")
+        return
+    from zsseg_rt.prepare.auto import prepare_and_keep
+    from zsseg_rt.progress import shown
+    from zsseg_rt.runtime import Engine
+
+    cost = preparation_cost(engine.meta, plan.missing)
+    print(f"[demo] preparing the faster CPU paths ({paths}; --no-prepare skips this): {cost}", flush=True)
+    start = time.perf_counter()
+    engine(image)  # warm: the time the faster path is compared with
+    exact = time.perf_counter() - start
+    with shown():
+        report = prepare_and_keep(bundle)
+    print(f"[demo] {report.summary()}")
+    faster = Engine(bundle, classes=engine.class_names, backend="auto", prepare=None)
+    if faster.plan.path != plan.path:
+        faster(image)  # its first call warms it up
+        start = time.perf_counter()
+        faster(image)
+        again = time.perf_counter() - start
+        print(f"[demo] the photo again on {' '.join(faster.plan.path)}: {again:.2f}s (was {exact:.2f}s)")
 
 
 # twin (by shape): cli/eval.py's add_command - the add_command idiom of every command module
@@ -267,6 +303,13 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         "--allow-random-weights",
         action="store_true",
         help="when no weights can be had, run a clearly labelled random-weights pipeline check",
+    )
+    p.add_argument(
+        "--no-prepare",
+        action="store_true",
+        help="leave the faster CPU paths unprepared (by default the demo prepares them after the overlay, in the "
+        "foreground with a progress bar: minutes for a full-size model; `zsseg build-engine BUNDLE --backend auto` "
+        "does it later)",
     )
     p.set_defaults(func=run_demo)
     return p

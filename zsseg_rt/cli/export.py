@@ -23,8 +23,10 @@ def run(args) -> int:
 
     from zsseg_rt.bundle import weights_banner
     from zsseg_rt.export.onnx_export import export_bundle
+    from zsseg_rt.signal_phases import phase
 
     start = time.perf_counter()
+    phase("export:model-load")  # (a test hook: python_tests/test_signal_phases.py)
     model, source, weights = _export_model(args)
     print(f"model ready in {time.perf_counter() - start:.1f} s", flush=True)
     model = _prepare_export(model, args)

@@ -24,15 +24,6 @@ from zsseg_rt.cli_types import add_engine_arguments, port_number, real_number, w
 __all__ = ["add_command"]
 
 
-class _Stop(BaseException):
-    """Raised by the SIGTERM / SIGINT handler of ``zsseg serve``: leave the serving loop and shut down cleanly
-    (``signum``: the signal, for the exit code)."""
-
-    def __init__(self, name: str, signum: int = signal.SIGTERM):
-        super().__init__(name)
-        self.signum = int(signum)
-
-
 def _check_serve_args(args: argparse.Namespace) -> None:
     """Everything ``zsseg serve`` can check before Ray starts: the bundle (and its pinned digest), the vocabulary,
     the listening address and port, the replicas against the local cluster's CPUs."""
@@ -66,72 +57,114 @@ def _check_serve_args(args: argparse.Namespace) -> None:
         )
 
 
+def _stop_once(signum, frame) -> None:
+    """``zsseg serve``'s SIGINT / SIGTERM handler, set before anything starts: one clean shutdown (further signals
+    are ignored until it is done), raising what the command line's handler raises (``KeyboardInterrupt`` /
+    ``Terminated``, the signal recorded). Raised inside ``ray.get`` (where Ray runs the handler while it waits for
+    the deployment) that comes out as Ray's own ``KeyboardInterrupt``; the exception class of before, not one,
+    became "SystemError: ... returned a result with an exception set" there, or was dropped: the signal swallowed,
+    and every later one ignored by then (issue 64, N5)."""
+    from zsseg_rt.cli_errors import interrupt_handler
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    interrupt_handler(signum, frame)
+
+
 def _run_serve(args: argparse.Namespace) -> int:
-    from zsseg_rt.scale import import_ray, init_ray
+    """``zsseg serve``: start, serve until SIGINT / SIGTERM, shut down. A signal at any phase (checks, Ray's start,
+    Ray Serve's, the replicas' model load, serving) stops it the same way: "shutting down", what started is shut
+    down, "stopped", 128 + the signal. Calls into Ray that cannot be left midway (``ray.init``, Ray Serve's import and
+    ``serve.start``) hold a signal until they return (``zsseg_rt.signal_phases.held_signals``)."""
+    from zsseg_rt.cli_errors import exit_code_for_signal, signal_of
+    from zsseg_rt.signal_phases import held_signals
 
-    _check_serve_args(args)
-    init_ray(args.address, num_cpus=args.num_cpus)  # before Ray Serve's import: a local cluster stays on loopback
-    from ray import serve
-    from ray.serve.exceptions import RayServeException
-
-    from zsseg_rt.scale.serve import APP_NAME, run_server
-
-    def stop(signum, _frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one clean shutdown; further signals wait for it
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise _Stop(signal.Signals(signum).name, signum)
-
-    # replace Ray's own handlers (which print a native stack dump on SIGTERM) with a clean shutdown
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {
+        sig: signal.signal(sig, _stop_once)
+        for sig in (signal.SIGTERM, signal.SIGINT)
+        if signal.getsignal(sig) != signal.SIG_IGN  # an ignored Ctrl-C (nohup) stays ignored
+    }
+    started: dict = {}
     stopped_by = None
     try:
-        # twin (by shape): train/trainer.py's TrainAugmentation call - keyword arguments passed on
-        run_server(
-            args.bundle,
-            args.classes,
-            host=args.host,
-            port=args.port,
-            replicas=args.replicas,
-            gpus_per_replica=args.gpus_per_replica,
-            cpus_per_replica=args.cpus_per_replica,
-            max_batch_size=args.max_batch_size,
-            batch_wait_s=args.batch_wait_ms / 1000.0,
-            **engine_options(args),
-        )
-        print(
-            f"serving on http://{args.host}:{args.port}/ (web page; POST /segment for the API); "
-            "Ctrl-C or SIGTERM stops",
-            flush=True,
-        )
-        while True:
-            signal.pause()
-    except _Stop as reason:
-        print(f"zsseg serve: {reason}: shutting down", flush=True)
-        stopped_by = reason.signum
-    finally:
         try:
-            # On the private local cluster: the application is deleted (its replicas finish the requests they hold,
-            # as in serve.shutdown()), then the cluster goes as a whole, the controller and proxy with it.
-            # serve.shutdown() would only add Ray's noise there: the controller's graceful_shutdown call ends by
-            # design with the controller's own ray.kill, which the raylet reports to the terminal as a failed call
-            # "to be retried". On a cluster of its own (--address), Serve is shut down there.
-            if local_cluster(args.address):
-                try:
-                    serve.delete(APP_NAME)
-                except RayServeException:  # stopped before Serve started: nothing to delete
-                    pass
-            else:
-                serve.shutdown()
-            import_ray().shutdown()
+            _start_and_serve(args, started)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (Terminated), at whatever phase
+            stopped_by = signal_of(exc)
+            print(f"zsseg serve: {signal.Signals(stopped_by).name}: shutting down", flush=True)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            with held_signals(act=False):  # one clean shutdown; further signals wait for it
+                _shut_down(args, started)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print("zsseg serve: stopped", flush=True)
-    if stopped_by is None:
-        return 0
-    from zsseg_rt.cli_errors import exit_code_for_signal
+    return 0 if stopped_by is None else exit_code_for_signal(stopped_by)  # 143 after SIGTERM, 130 after Ctrl-C
 
-    return exit_code_for_signal(stopped_by)  # the one rule: 143 after SIGTERM, 130 after Ctrl-C
+
+def _start_and_serve(args: argparse.Namespace, started: dict) -> None:
+    """The start-up, then serving until a signal (``started["serve"]``: Ray Serve was asked to start). The
+    ``phase`` calls are a test hook (python_tests/scale/test_ray_signal_phases.py)."""
+    from zsseg_rt.scale import init_ray
+    from zsseg_rt.signal_phases import held_signals, phase
+
+    _check_serve_args(args)
+    phase("serve:checked")
+    init_ray(args.address, num_cpus=args.num_cpus)  # before Ray Serve's import: a local cluster stays on loopback
+    phase("serve:ray-ready")
+    with held_signals():  # Ray Serve's modules (seconds): a signal meanwhile is acted on once they are in
+        from zsseg_rt.scale.serve import run_server
+    started["serve"] = True
+    # twin (by shape): train/trainer.py's TrainAugmentation call - keyword arguments passed on
+    run_server(
+        args.bundle,
+        args.classes,
+        host=args.host,
+        port=args.port,
+        replicas=args.replicas,
+        gpus_per_replica=args.gpus_per_replica,
+        cpus_per_replica=args.cpus_per_replica,
+        max_batch_size=args.max_batch_size,
+        batch_wait_s=args.batch_wait_ms / 1000.0,
+        max_queued=args.max_queued,
+        **engine_options(args),
+    )
+    print(
+        f"serving on http://{args.host}:{args.port}/ (web page; POST /segment for the API); Ctrl-C or SIGTERM stops",
+        flush=True,
+    )
+    phase("serve:serving")
+    while True:
+        signal.pause()
+
+
+def _shut_down(args: argparse.Namespace, started: dict) -> None:
+    """End what the start-up started, whatever phase it reached.
+
+    On the private local cluster: the application is deleted (its replicas finish the requests they hold, as in
+    serve.shutdown()), then the cluster goes as a whole, the controller and proxy with it. serve.shutdown() would only
+    add Ray's noise there: the controller's graceful_shutdown call ends by design with the controller's own ray.kill,
+    which the raylet reports to the terminal as a failed call "to be retried". On a cluster of its own (--address),
+    Serve is shut down there (if this command started it). Ray is left explicitly, not at the interpreter's exit."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return  # stopped before Ray started (init_ray leaves no Ray running when it is interrupted)
+    if started.get("serve"):
+        from ray import serve
+        from ray.serve.exceptions import RayServeException
+
+        from zsseg_rt.scale.serve import APP_NAME
+
+        if local_cluster(args.address):
+            try:
+                serve.delete(APP_NAME)
+            except RayServeException:  # stopped before Serve started: nothing to delete
+                pass
+        else:
+            serve.shutdown()
+    ray.shutdown()
 
 
 def add_command(subparsers) -> argparse.ArgumentParser:
@@ -166,6 +199,13 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         type=real_number(0),
         default=5.0,
         help="how long a batch waits for more requests once the first arrived, in ms (default 5)",
+    )
+    p.add_argument(
+        "--max-queued",
+        type=whole_number(0),
+        default=None,
+        help="requests a replica admits beyond the batch it runs (default: twice --max-batch-size, 16); more at once "
+        "get HTTP 503 with Retry-After at once, so a burst costs neither unbounded memory nor time-outs",
     )
     add_engine_arguments(p, backend_help=BACKEND_HELP, device_help=DEVICE_HELP, mode_help=MODE_HELP)
     add_limit_arguments(p)

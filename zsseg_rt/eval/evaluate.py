@@ -184,7 +184,11 @@ def load_for_eval(
             raise ValueError(
                 f"bundles are evaluated with the official sliding-window order (mode 'slide'); got mode {mode!r}"
             )
-        return kind, Engine(str(path), backend=backend, device=device or "auto", mode="exact", precision=precision)
+        # prepare=None: one path from the first image to the last (no background preparation switching it)
+        engine = Engine(
+            str(path), backend=backend, device=device or "auto", mode="exact", precision=precision, prepare=None
+        )
+        return kind, engine
     from zsseg_rt.contract.common.convert import load_native
 
     if kind == "native":
@@ -311,7 +315,11 @@ def evaluate(
         settings=settings,
         **own,
     )
-    return run_prepared(prepared, limit, progress)
+    out = run_prepared(prepared, limit, progress)
+    plan = getattr(obj, "plan", None) if kind == "bundle" else None
+    if plan is not None:  # the path every image ran on (an Engine switches only when a preparation was asked for)
+        out["path"] = " ".join(plan.path)
+    return out
 
 
 @dataclass

@@ -44,6 +44,8 @@ class EvalWorker:
         self.segmenter = Segmenter(
             kind, obj, self.dataset.class_names, text_embeddings, mode, device, seen_classes, named
         )
+        plan = getattr(obj, "plan", None) if kind == "bundle" else None
+        self.path = " ".join(plan.path) if plan is not None else ""  # the path this actor's images ran on
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         from zsseg_rt.eval.metrics import ConfusionMatrix
@@ -62,6 +64,7 @@ class EvalWorker:
             "counts": matrix.counts.reshape(1, -1),
             "done": np.array([done], np.int64),
             "skipped": np.array([json.dumps(skipped)], dtype=object),
+            "path": np.array([self.path], dtype=object),
         }
 
 
@@ -144,12 +147,13 @@ def evaluate_parallel(  # the arguments of evaluate() (its serial twin), plus th
         batch_format="numpy",
     )
     matrix = ConfusionMatrix(dataset.num_classes)
-    done, skipped = 0, []
+    done, skipped, paths = 0, [], set()
     bar = progress_bar(total=count, desc=f"eval {dataset.name}", disable=not progress, dynamic_ncols=True)
     for batch in pipeline.iter_batches(batch_size=None, batch_format="numpy"):
         matrix.counts += batch["counts"].sum(axis=0).reshape(matrix.counts.shape)
         done += int(batch["done"].sum())
         skipped += [message for text in batch["skipped"] for message in json.loads(str(text))]
+        paths.update(str(path) for path in batch["path"] if str(path))
         bar.update(int(batch["done"].sum()) + sum(len(json.loads(str(t))) for t in batch["skipped"]))
     bar.close()
     out = summarize(matrix, dataset.class_names, split.unseen)
@@ -163,6 +167,8 @@ def evaluate_parallel(  # the arguments of evaluate() (its serial twin), plus th
             "source": kind,
         }
     )
+    if paths:  # the path the actors' images ran on, as `evaluate` records it (more than one: each, sorted)
+        out["path"] = " | ".join(sorted(paths))
     if kind == "bundle":  # what the actors applied, recorded as `evaluate` does
         from zsseg_rt.bundle import load_meta
 

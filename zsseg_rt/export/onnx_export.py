@@ -27,11 +27,11 @@ from zsseg_rt.bundle import (
     write_meta,
 )
 from zsseg_rt.errors import with_path
+from zsseg_rt.progress import shown, stage_bar
 from zsseg_rt.vocabulary import build_tokenizer_json
 
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph, family_of, image_output_names
 from .overwrite import ExportStaging, check_export_destination, remove_stale_staging, replace_directory
-from .progress import shown, stage_bar
 from .verify import verify_bundle
 
 DEFAULT_OPSET = 18
@@ -121,7 +121,7 @@ def export_graph_jobs(jobs, io: Dict[str, Any], files: Dict[str, str], out_dir: 
     """Export each ``(role, module, example args)`` of ``jobs`` to ``out_dir/files[role]`` with the I/O names and
     dynamic axes of ``io[role]`` (the text encoder through torch's dynamo exporter), then check each graph
     (``onnx.checker`` and the opset asked). Every bundle layout's graphs are written by this one loop (a progress
-    bar over the graphs while an export shows bars: ``export.progress``)."""
+    bar over the graphs while an export shows bars: ``zsseg_rt.progress``)."""
     with stage_bar(len(jobs), "ONNX graphs", unit="graph") as bar:
         for role, module, args in jobs:
             bar.set_postfix_str(role)
@@ -153,9 +153,9 @@ def tensorrt_compatibility(out_dir: str) -> Dict[str, Any]:
     Findings do not fail the export (the bundle still runs with ONNX Runtime); ``zsseg build-engine`` is where
     TensorRT itself decides.
     """
-    from .trt_compat import check_trt_compatibility
+    from zsseg_rt.prepare.tensorrt.compat import check_trt_compatibility
 
-    result: Dict[str, Any] = {"checker": "zsseg_rt.export.trt_compat (onnx-tensorrt 10.x operator list)"}
+    result: Dict[str, Any] = {"checker": "zsseg_rt.prepare.tensorrt.compat (onnx-tensorrt 10.x operator list)"}
     for role, name in GRAPH_FILES.items():
         report = check_trt_compatibility(os.path.join(out_dir, name))
         result[role] = {

@@ -5,7 +5,7 @@ It lives on the torch side: the runtime finds it by name (``backend="torch"``) t
 entry point of the installed package, and never imports this module itself.
 
 Precision: "fp32" (default, exact), "fp16" or "bf16" (``export/torch_precision.py``: which parts stay fp32). A
-reduced precision is used only after the accuracy gate (``export/accuracy_gate.py``, the one TensorRT builds pass)
+reduced precision is used only after the accuracy gate (``prepare/gate.py``, the one TensorRT builds pass)
 has compared it with ONNX Runtime fp32 for this model, device and torch version: the result is recorded under
 ``<bundle>/engines/`` (``runtime/precision_records.py``) and the gate runs on first use when there is no record.
 On CUDA the device pipeline replays each frame as a CUDA graph (``cuda_graphs``; ``runtime/cuda_graphs.py``).
@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from zsseg_rt.bundle import BundleMeta, Names
-from zsseg_rt.runtime.backends import Backend
+from zsseg_rt.runtime.backends import Backend, OpenRequest, runner_factory
 from zsseg_rt.runtime.precision_records import (
     PrecisionGateRefused,
     PrecisionKey,
@@ -156,7 +156,7 @@ class TorchBackend(Backend):
                 raise PrecisionRecordError("--force: the gate runs again")
             return find_record(root, key)[0]
         except PrecisionGateRefused as exc:
-            from .accuracy_gate import EngineAccuracyError
+            from zsseg_rt.prepare.gate import EngineAccuracyError
 
             raise EngineAccuracyError(str(exc)) from None
         except PrecisionRecordError as exc:
@@ -170,7 +170,7 @@ class TorchBackend(Backend):
         gate = run_torch_gate(meta, self, key.precision, accept_below_gate, images)
         write_record(root, key, gate, extra={"torch_precision": self.precision_spec.recipe()})
         if not gate["accepted"]:
-            from .accuracy_gate import EngineAccuracyError
+            from zsseg_rt.prepare.gate import EngineAccuracyError
 
             raise EngineAccuracyError(
                 f"{gate['summary']}. torch precision={key.precision!r} is refused on {key.device} (recorded in "
@@ -264,13 +264,12 @@ def run_torch_gate(meta: BundleMeta, backend: TorchBackend, precision: str, acce
     """The accuracy gate of a torch backend at a reduced precision against ONNX Runtime fp32 on the CPU (the path
     users run: on CUDA the device pipeline, CUDA graphs included). Returns the gate's record."""
     from zsseg_rt.bundle import GRAPH_FILES
-    from zsseg_rt.runtime.backends import OnnxRuntimeBackend
+    from zsseg_rt.prepare.gate import run_accuracy_gate
+    from zsseg_rt.runtime.backends import open_reference
     from zsseg_rt.runtime.file_verification import verify_bundle_files
 
-    from .accuracy_gate import run_accuracy_gate
-
     verify_bundle_files(meta, sorted(GRAPH_FILES.values()))  # the reference opens every graph
-    reference = OnnxRuntimeBackend(meta, "cpu")
+    reference = open_reference(meta)
     report = run_accuracy_gate(meta, backend, reference, precision, images=images, accept_below_gate=accept_below_gate)
     return report.as_dict()
 
@@ -293,22 +292,16 @@ def check_source_checkpoint(meta: BundleMeta) -> None:
     )
 
 
-def open_torch(
-    meta: BundleMeta,
-    roles: Sequence[str],
-    *,
-    device: str = "auto",
-    threads: int = 0,
-    precision: str = "fp32",
-    verify: bool = True,
-    model: Any = None,
-    **options: Any,
-) -> TorchBackend:
+@runner_factory
+def open_torch(request: OpenRequest) -> TorchBackend:
     """The torch row's factory (``zsseg_rt/runtime/backends/table.py``): the bundle's PyTorch model behind the
-    windowed roles (``threads`` and ``verify`` concern graph files, which it does not open)."""
-    if model is None:
-        check_source_checkpoint(meta)
-    return TorchBackend(meta, device=device, model=model, precision=precision, **options)
+    windowed roles (the request's ``threads`` and ``verify`` concern graph files, which it does not open)."""
+    if request.model is None:
+        check_source_checkpoint(request.meta)
+    precision = request.precision or "fp32"
+    return TorchBackend(
+        request.meta, device=request.device, model=request.model, precision=precision, **request.options
+    )
 
 
 def prepare_torch_precision(

@@ -30,10 +30,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from zsseg_rt.runtime.backends.table import check_precision
+
 __all__ = [
     "DEFAULT_FP32_PARTS",
     "FP32_PARTS",
-    "TORCH_PRECISIONS",
     "Fp32LayerNorm",
     "PrecisionGraph",
     "TorchPrecision",
@@ -41,7 +42,7 @@ __all__ = [
     "model_fingerprint",
 ]
 
-TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
+NAME = "torch"  # this module's backend row: its precisions are the row's (fp32, fp16, bf16)
 FP32_PARTS = ("mask_logits", "layernorm", "softmax", "l2norm")
 # decided by the measurement in docs/precision.md ("Which parts stay fp32 on the torch backend")
 DEFAULT_FP32_PARTS: Tuple[str, ...] = ("mask_logits",)
@@ -58,8 +59,7 @@ class TorchPrecision:
     fused_attention: bool = True
 
     def __post_init__(self) -> None:
-        if self.name not in TORCH_PRECISIONS:
-            raise ValueError(f"the torch backend's precision must be one of {TORCH_PRECISIONS}, got {self.name!r}")
+        check_precision(NAME, self.name)
         unknown = sorted(set(self.fp32_parts) - set(FP32_PARTS))
         if unknown:
             raise ValueError(f"fp32_parts must be among {FP32_PARTS}, got {unknown}")

@@ -16,12 +16,12 @@ import torch
 
 from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import GRAPH_FILES, Files, Names, load_meta
+from zsseg_rt.progress import stage_bar
 from zsseg_rt.vocabulary import ClipTokenizer, expand_templates
 
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph
 from .numeric_bounds import BOUND_MODEL, fp32_error_case
 from .ort_jobs import Runner, run_in_process
-from .progress import stage_bar
 
 LABEL_AGREEMENT = 0.999  # >= 99.9 % identical labels after the shared post-processing
 

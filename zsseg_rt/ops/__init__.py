@@ -26,6 +26,7 @@ from .dense import relation_descriptor, similarity
 from .image import preprocess
 from .masks import segment, upsample
 from .refine import pamr
+from .temporal import class_state, temporal_blend, temporal_hold, temporal_propagate
 from .warp import warp
 from .windows import SegmentWindowsPlan, segment_windows
 
@@ -42,5 +43,9 @@ __all__ = [
     "SegmentWindowsPlan",
     "pamr",
     "warp",
+    "temporal_blend",
+    "temporal_hold",
+    "temporal_propagate",
+    "class_state",
     "reference",
 ]

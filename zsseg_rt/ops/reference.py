@@ -390,40 +390,45 @@ def pamr(mask: np.ndarray, image: np.ndarray, iterations: int = 10, dilations: S
 
 def warp(values: np.ndarray, flow: np.ndarray, nearest: bool = False) -> np.ndarray:
     """Every value plane sampled along a dense flow (the temporal filter's warp; kernels: csrc/include/zsseg/warp.h):
-    ``out[b, c, y, x] = sample(values[b, c], x + flow[b, y, x, 0], y + flow[b, y, x, 1])``.
+    ``out[b, c, y, x] = sample(values[b, c], x + flow[b, y, x, 0], y + flow[b, y, x, 1])``, with OpenCV's ``remap``
+    rule (float maps, ``BORDER_REPLICATE``), which the filter was measured with.
 
-    The source coordinate is computed in float32 as the kernels do (``x + dx``), clamped to ``[-1, W] x [-1, H]``;
-    bilinear: ``x0 = floor(sx)``, ``ax = sx - x0``, the taps ``(x0, x0 + 1) x (y0, y0 + 1)`` each clamped to the map
-    (the border replicated), weights ``(1 - ay)(1 - ax), (1 - ay) ax, ay (1 - ax), ay ax`` (a NaN in any tap reaches
-    the result); nearest: the tap ``floor(sx + 0.5), floor(sy + 0.5)`` clamped. A displacement that is not finite
+    The source coordinate is computed in float32 as the kernels do (``x + dx``), clamped to ``[-2^20, 2^20]``;
+    bilinear: on a grid of 1/32 pixel, ``X = rint(32 sx)`` (a half to even), ``x0 = floor(X / 32)``,
+    ``ax = (X mod 32) / 32``, the taps ``(x0, x0 + 1) x (y0, y0 + 1)`` each clamped to the map (the border
+    replicated), weights ``(1 - ay)(1 - ax), (1 - ay) ax, ay (1 - ax), ay ax`` (a NaN in any tap reaches the
+    result); nearest: the tap ``rint(sx), rint(sy)`` (a half to even) clamped. A displacement that is not finite
     gives NaN in every channel of that pixel.
 
     Args:
         values: ``[B, C, H, W]``; flow: ``[B, H, W, 2]`` (dx, dy) in pixels.
     Returns:
-        ``[B, C, H, W]`` float32 (computed in float64 from the float32 coordinates).
+        ``[B, C, H, W]`` float32 (computed in float64 from the grid coordinates).
     """
     v = np.asarray(values, dtype=np.float64)
     f = np.asarray(flow, dtype=np.float32)
     if v.ndim != 4 or f.shape != (v.shape[0], v.shape[2], v.shape[3], 2):
         raise ValueError(f"need values [B, C, H, W] and flow [B, H, W, 2] of their B, H, W, got {v.shape}, {f.shape}")
     batch, _, height, width = v.shape
-    sx = np.arange(width, dtype=np.float32)[None, None, :] + f[..., 0]
-    sy = np.arange(height, dtype=np.float32)[None, :, None] + f[..., 1]
+    with np.errstate(invalid="ignore"):
+        sx = np.arange(width, dtype=np.float32)[None, None, :] + f[..., 0]
+        sy = np.arange(height, dtype=np.float32)[None, :, None] + f[..., 1]
     finite = np.isfinite(sx) & np.isfinite(sy)
-    sx = np.clip(np.where(finite, sx, np.float32(0)), np.float32(-1), np.float32(width)).astype(np.float32)
-    sy = np.clip(np.where(finite, sy, np.float32(0)), np.float32(-1), np.float32(height)).astype(np.float32)
+    reach = np.float32(2**20)
+    sx = np.clip(np.where(finite, sx, np.float32(0)), -reach, reach).astype(np.float32)
+    sy = np.clip(np.where(finite, sy, np.float32(0)), -reach, reach).astype(np.float32)
     b = np.arange(batch)[:, None, None]
 
     def tap(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:  # [B, H, W, C]
         return v[b, :, np.clip(yy, 0, height - 1).astype(np.intp), np.clip(xx, 0, width - 1).astype(np.intp)]
 
     if nearest:
-        out = tap(np.floor(sy + np.float32(0.5)), np.floor(sx + np.float32(0.5)))
+        out = tap(np.rint(sy).astype(np.int64), np.rint(sx).astype(np.int64))
     else:
-        fx, fy = np.floor(sx), np.floor(sy)
-        ax = (sx - fx).astype(np.float64)[..., None]
-        ay = (sy - fy).astype(np.float64)[..., None]
+        qx, qy = np.rint(sx * np.float32(32)).astype(np.int64), np.rint(sy * np.float32(32)).astype(np.int64)
+        fx, fy = np.floor_divide(qx, 32), np.floor_divide(qy, 32)
+        ax = ((qx - 32 * fx) / 32.0)[..., None]
+        ay = ((qy - 32 * fy) / 32.0)[..., None]
         out = (
             (1 - ay) * (1 - ax) * tap(fy, fx)
             + (1 - ay) * ax * tap(fy, fx + 1)

@@ -219,7 +219,10 @@ def make_engine(bundle: str, spec: Dict[str, str], mode: str, verify: bool):
     from zsseg_rt.runtime import Engine
     from zsseg_rt.runtime.backends.table import AUTO, backend_row
 
-    kwargs: Dict[str, Any] = dict(backend=spec["backend"], device=spec["device"], mode=mode, verify=verify)
+    # prepare=None: one path from the first call to the last (no background preparation switching it)
+    kwargs: Dict[str, Any] = dict(
+        backend=spec["backend"], device=spec["device"], mode=mode, verify=verify, prepare=None
+    )
     if spec["backend"] != AUTO and backend_row(spec["backend"]).devices == ("cuda",):  # GPU-only: its precision
         kwargs.pop("device")
         kwargs["precision"] = spec["precision"]
@@ -414,6 +417,7 @@ def run_profile(args) -> dict:
             {
                 **spec,
                 "name": engine.backend.name,
+                "runs": " ".join(engine.plan.path),  # the path every timed call ran on
                 "timing": timing,
                 "providers": getattr(engine.backend, "providers", None),
                 "load_seconds": load_s,

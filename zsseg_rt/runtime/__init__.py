@@ -6,6 +6,18 @@ names the command line offers) costs no NumPy, no ONNX Runtime and no Engine.
 
 from __future__ import annotations
 
+from zsseg_rt.aliases import install_moved
+
+# deprecated 2026-11-26 (0.1.x), removed in 0.2.0: each backend's modules moved into its folder (issue 63)
+install_moved(
+    {
+        "zsseg_rt.runtime.ort_precision": "zsseg_rt.runtime.backends.onnxruntime.precision",
+        "zsseg_rt.runtime.openvino_backend": "zsseg_rt.runtime.backends.openvino",
+        "zsseg_rt.runtime.tensorrt": "zsseg_rt.runtime.backends.tensorrt.engines",
+    },
+    "deprecated since 2026-11-26, removed in 0.2.0",
+)
+
 _LAZY = {
     "Engine": "engine",
     "validate_class_names": "engine",

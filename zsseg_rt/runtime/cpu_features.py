@@ -1,6 +1,6 @@
 """What this CPU offers for reduced-precision inference, read from ``/proc/cpuinfo`` (Linux; no dependency).
 
-The CPU int8 and bf16 paths of zsseg_rt depend on it (``runtime/ort_precision.py``):
+The CPU int8 and bf16 paths of zsseg_rt depend on it (``runtime/backends/onnxruntime/precision.py``):
 
 * int8 (ONNX Runtime dynamic quantisation, uint8 activations x int8 weights, MLAS kernels): AVX-512 VNNI / AVX-VNNI
   (``vpdpbusd``) and AMX-INT8 add u8 x s8 products in int32 exactly; plain AVX2 / AVX-512 without VNNI use

@@ -237,6 +237,8 @@ class CudaDriver:
     # ---- CUDA graphs (runtime/cuda_graphs.DriverCudaGraphs) ---------------------------------------------------
     CAPTURE_MODES = {"global": 0, "thread_local": 1, "relaxed": 2}  # CUstreamCaptureMode
 
+    # twin (by shape): _event_api below - each driver API group declared on first use, its own entry points and the
+    # driver version it needs
     def _graph_api(self):
         """The stream-capture and graph entry points, declared on first use (cuGraphInstantiateWithFlags needs a
         CUDA 11.4 driver: an older one still runs everything else)."""

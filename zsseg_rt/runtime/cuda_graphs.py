@@ -25,7 +25,7 @@ buffers holding it), the precision the graphs run at and whether its stages are 
 
 ``TorchCudaGraphs`` captures with ``torch.cuda.CUDAGraph`` on the memory's own stream (the torch backend's
 executor); ``DriverCudaGraphs`` with the CUDA driver's stream capture on a ``CudaMemory``'s stream (the TensorRT
-device path, opt-in: ``TensorRTBackend(..., cuda_graphs=True)``). What ran on a GPU (the H200 lease of 2026-11-26,
+device path, opt-in: ``backend="tensorrt"`` with ``cuda_graphs=True``). What ran on a GPU (the H200 lease of 2026-11-26,
 ops stage): ``TorchCudaGraphs`` capture and replay of the tiny fp32 bundle (python_tests/runtime/
 test_cuda_graphs.py::test_real_cuda_graphs_match_the_eager_pipeline: 2 replays, both first-replay checks passed),
 and ``DriverCudaGraphs`` with ``CudaMemory`` over the CUDA-runtime stand-in driver (python_tests/runtime/

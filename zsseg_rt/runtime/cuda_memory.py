@@ -235,7 +235,7 @@ class TensorRTExecutor(Executor):
     graph is enqueued with ``execute_async_v3`` on the memory's stream: no host round trip between graphs.
 
     ``contexts`` maps a graph role ("image", "head") to a TensorRT ``IExecutionContext`` of its engine. Contexts
-    shared with the host path (``TensorRTBackend.device_executor``) come with that path's ``lock``, held while a graph
+    shared with the host path (``TrtRunner.device_executor``) come with that path's ``lock``, held while a graph
     is set up and enqueued, and ``select_profile(role, shapes, stream)``, which puts the context on a profile that
     holds the input shapes (the host path may have left it on another).
     """

@@ -290,7 +290,7 @@ class Executor:
 
 def windows_per_call(requested: int, executor: Executor) -> int:
     """Windows per encoder call: ``requested`` (``Engine.max_batch``) capped by the executor's batch limit (the
-    engine's profile), as the host path splits its batches (``TensorRTBackend.encode_image``)."""
+    engine's profile), as the host path splits its batches (``WindowedGraphs.encode_image`` over a ``TrtRunner``)."""
     requested = int(requested)
     if requested < 1:
         raise ValueError(f"max_windows must be >= 1, got {requested}")

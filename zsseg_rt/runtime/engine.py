@@ -6,9 +6,11 @@ the runtime pipeline that meta.json names (``runtime/pipelines/``); it knows no 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
+import weakref
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -28,6 +30,7 @@ from zsseg_rt.vocabulary import (
     validate_templates,
 )
 
+from . import upgrade
 from .file_verification import verify_bundle_files
 from .pipelines import Pipeline, PreparedVocabulary, pipeline_class
 from .pipelines.base import StageHook, image_index
@@ -35,6 +38,7 @@ from .result import Result
 
 _MODES = MODES
 __all__ = ["Engine", "TOKEN_BUCKET", "validate_class_names"]
+LOG = logging.getLogger("zsseg_rt")
 
 
 class Engine:
@@ -97,13 +101,13 @@ class Engine:
             ``$ZSSEG_MAX_PIXELS`` or 40 MP, the limit of the CLI, ``zsseg batch`` and ``zsseg serve``; 0: none),
             2^25 rescaled pixels, 4096 windows, 2048 MiB estimated working memory per image. Sides longer than
             ``pipeline.limits.MAX_SIDE`` (262144) are always refused.
-        prepare: (backend="auto" on a CPU) what to do about the gated paths this CPU could run that are not
-            prepared yet: "auto" (default: "background" where ``<bundle>/engines`` can be written, else None;
-            ``$ZSSEG_AUTO_PREPARE=none|now|background`` sets it for every Engine of a process tree), None (run what
-            is recorded; ``zsseg build-engine BUNDLE --backend auto`` prepares them), "now" (quantise, gate and
-            measure them before returning, once, with a progress bar) or "background" (a niced process prepares
-            them, once per bundle and CPU, while the exact path runs; the Engine switches between frames when the
-            faster path is ready; the process finishes its records after the Engine is gone). Records go to
+        prepare: (backend="auto" on a CPU) what to do about the faster gated paths this CPU could run that are not
+            prepared yet (``runtime/upgrade.py``, docs/precision.md): "auto" (default: ``$ZSSEG_AUTO_PREPARE=none|now|
+            background`` when set; else nothing is started, and one line names them, what preparing costs and buys,
+            and the command that prepares them: ``zsseg build-engine BUNDLE --backend auto``), None (run what is
+            recorded, silently), "now" (prepare them before returning, the progress shown) or "background"
+            (announced in one line with its cost; prepared on idle CPU while the current path runs, switched to
+            between frames; ``close()`` or leaving ``with Engine(...)`` stops it, what finished is kept). Records go to
             ``<bundle>/engines``.
         allow_partial_images: (file paths) decode what a truncated or damaged image file holds, the missing part
             filled, instead of refusing it (``zsseg_rt.image_io``: by default such a file is refused with
@@ -127,7 +131,7 @@ class Engine:
     backends serialise their execution contexts / infer requests with a lock.
     """
 
-    # twin (by shape): export/openvino_precision.py and export/ort_quantize.py prepare_*_precision - keyword parameters
+    # twin (by shape): prepare/openvino.py and prepare/onnxruntime.py prepare_*_precision - keyword parameters
     # with defaults; eval/evaluate.py's keyword call
     def __init__(
         self,
@@ -164,6 +168,7 @@ class Engine:
                 "expected_digest pins the bundle through the file hashes that verify=True checks; verify=False "
                 "would skip them: drop one of the two"
             )
+        upgrade.check_request(prepare, backend)
         if device != "cpu":  # says once why a visible GPU is not used (a driver too old for the CUDA runtime, ...)
             ops.cuda_available()
         self.meta: BundleMeta = load_meta(os.fspath(bundle))
@@ -191,8 +196,10 @@ class Engine:
             stage=self._stage,
             prepare=prepare,
         )
-        # backend="auto", prepare="background": the faster gated path being prepared; switched to between frames
-        self._upgrade = getattr(self.pipeline.backend, "auto_upgrade", None)
+        prepare_mode = upgrade.decide(self.meta, self.pipeline.backend_plan, prepare)
+        if prepare_mode == "now":
+            self._prepare_now()
+        self._upgrade: Optional[upgrade.BackgroundUpgrade] = None  # backend="auto", prepare="background" (below)
         self.tokenizer = ClipTokenizer(self.meta.file(Files.TOKENIZER), self.meta.context_length)
         self._lock = threading.Lock()
         # Per-class text-embedding cache: (name, templates) -> [D]. Editing a vocabulary encodes only new names.
@@ -202,6 +209,9 @@ class Engine:
         self._vocab: Optional[PreparedVocabulary] = None
         if classes is not None:
             self.set_classes(classes)
+        if prepare_mode == "background":  # last: an Engine whose construction failed starts nothing
+            self._upgrade = upgrade.BackgroundUpgrade(self.meta, self.pipeline.backend_plan)
+            weakref.finalize(self, self._upgrade.stop)
 
     # ---- what the pipeline holds ------------------------------------------------------------------------
     @property
@@ -217,9 +227,45 @@ class Engine:
     def mode(self) -> str:
         return self.pipeline.mode
 
+    @property
+    def plan(self):
+        """What runs and why: the backend's :class:`~zsseg_rt.runtime.backends.cpu_auto.BackendPlan` (``path``: the
+        (backend, precision) every frame from now on runs; ``choice``: why, where ``backend="auto"`` chose on a CPU;
+        ``missing``: the faster paths this CPU could run, not prepared yet)."""
+        return self.pipeline.backend_plan
+
+    @property
+    def auto_choice(self):
+        """What ``backend="auto"`` chose on a CPU and why (``plan.choice``; None for a named backend)."""
+        return self.pipeline.backend_plan.choice
+
+    def _next_frame(self) -> PreparedVocabulary:
+        """Between frames: the path a finished background preparation made ready (:meth:`_take_upgrade`), then the
+        vocabulary snapshot the frame runs with."""
+        if self._upgrade is not None:
+            self._take_upgrade()
+        vocab = self._vocab
+        if vocab is None:
+            raise RuntimeError("no vocabulary: call engine.set_classes(['cat', 'floor', ...]) first")
+        return vocab
+
+    def _prepare_now(self) -> None:
+        """``prepare="now"``: prepare the missing paths in the foreground (their progress on the terminal), then run
+        the fastest; a failure is said with its reason and log, and the current path runs."""
+        if upgrade.run_preparation(self.meta, foreground=True) != 0:
+            failed = upgrade.last_failure(self.meta) or {}
+            LOG.warning(
+                "backend='auto': preparing the faster CPU paths failed (%s; log %s); the exact fp32 path runs",
+                failed.get("reason", "see its output above"),
+                failed.get("log", ""),
+            )
+            return
+        self.pipeline.replace_backend(*self.pipeline.backend_plan.reopen())
+
     def _take_upgrade(self) -> None:
         """Between frames: once a background preparation (``prepare="background"``) has finished, run the path it
-        made ready (opened by its own thread: nothing here waits for quantisation or compilation)."""
+        made ready (opened by its own thread: nothing here waits for quantisation or compilation); the pipeline
+        rebuilds what it built over the old backend (``Pipeline.replace_backend``)."""
         upgrade = self._upgrade
         if upgrade is None or not upgrade.ready():
             return
@@ -227,22 +273,29 @@ class Engine:
             if self._upgrade is not upgrade:
                 return
             self._upgrade = None
-            if upgrade.backend is not None:
-                import logging
-
-                self.pipeline.backend = upgrade.backend
-                logging.getLogger("zsseg_rt").info(
-                    "backend='auto': switched to %s %s, prepared and gated in the background",
-                    upgrade.backend.name,
-                    getattr(upgrade.backend, "precision", ""),
+            if upgrade.backend is None:
+                return
+            try:
+                self.pipeline.replace_backend(upgrade.backend, upgrade.plan)
+            except Exception as exc:  # noqa: BLE001 - the new path cannot run here: the current one goes on
+                LOG.warning(
+                    "backend='auto': cannot switch to %s (%s); the current path goes on", upgrade.plan.path, exc
                 )
+                return
+            LOG.info("backend='auto': switched to %s %s, prepared and gated in the background", *upgrade.plan.path)
 
     def close(self) -> None:
-        """Stop watching a background preparation (``prepare="background"``); the preparation process itself goes
-        on and writes its records for the next start. The Engine keeps running the path it runs."""
+        """Stop a background preparation (``prepare="background"``): its process ends, what it finished is kept for
+        the next start. The Engine keeps running the path it runs. ``with Engine(...) as engine:`` closes it."""
         upgrade, self._upgrade = self._upgrade, None
         if upgrade is not None:
             upgrade.stop()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     @property
     def max_batch(self) -> int:
@@ -422,11 +475,7 @@ class Engine:
             a :class:`Result` (a list of them for a list input) holding the input image, its path, per-stage
             ``timing`` in milliseconds, and the bundle's random-weights ``banner`` ("" for trained weights).
         """
-        if self._upgrade is not None:
-            self._take_upgrade()
-        vocab = self._vocab
-        if vocab is None:
-            raise RuntimeError("no vocabulary: call engine.set_classes(['cat', 'floor', ...]) first")
+        vocab = self._next_frame()
         if isinstance(image, (list, tuple)):
             return self._segment_many(image, color_order, vocab)
         return self._segment_one(image, color_order, vocab)
@@ -452,12 +501,27 @@ class Engine:
             )
         if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
             raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
-        if self._upgrade is not None:  # between frames of a video filter too, as in __call__
-            self._take_upgrade()
-        vocab = self._vocab
-        if vocab is None:
-            raise RuntimeError("no vocabulary: call engine.set_classes(['cat', 'floor', ...]) first")
+        vocab = self._next_frame()  # between frames of a video filter too, as in __call__
         return self._segment_many(list(images), color_order, vocab, int(stride))
+
+    def segment_on_device(
+        self, images: Sequence[Any], arrays: Any, stride: Optional[int] = None, color_order: Optional[str] = None
+    ) -> List[Result]:
+        """The video filter's keyframes on the device pipeline (``zsseg_rt.stream.VideoSegmenter`` with ``device``):
+        like :meth:`segment_with_class_scores` (``stride``; None: the labels and scores instead), but what the
+        filter needs stays on the device, in ``arrays`` (a ``stream.filter_arrays.DeviceArrays``), and nothing is
+        copied down (``runtime/device_video.py``). NumPy ``[H, W, 3]`` uint8 frames only.
+
+        Raises:
+            ValueError: the Engine has no device path for this (``device_video.device_unavailable`` says why).
+        """
+        from .device_video import device_keyframes, device_unavailable
+
+        reason = device_unavailable(self)
+        if reason is not None:
+            raise ValueError(f"segment_on_device: {reason}")
+        vocab = self._next_frame()  # between frames of a video filter too, as in __call__
+        return device_keyframes(self, list(images), arrays, stride, color_order or "bgr", vocab)
 
     def _segment_many(
         self,

@@ -27,7 +27,7 @@ from zsseg_rt.runtime.file_verification import cached_sha256
 # fp32: reference numerics (TF32 off). fp16: plain fp16, only each L2 normalisation's sum of squares kept in fp32.
 # fp16-pinned: the former recipe (LayerNorm/Softmax/reductions and two hops after them pinned to fp32 with
 # OBEY_PRECISION_CONSTRAINTS). int8: explicitly quantised graphs only (QuantizeLinear/DequantizeLinear nodes).
-PRECISIONS = ("fp32", "fp16", "fp16-pinned", "int8")
+NAME = "tensorrt"  # this module's backend row: its precisions are the row's (fp32, fp16, fp16-pinned, int8)
 # bump when the TensorRT build settings change, so cached engines are rebuilt. 3: fp16-pinned skips shape-only chains,
 # pinned builds carry ProfilingVerbosity.DETAILED (pins checked with the engine inspector), workspace capped on Jetson
 BUILD_RECIPE_VERSION = 3
@@ -84,11 +84,14 @@ class EngineBuildError(RuntimeError):
 # ---------------------------------------------------------------------------------------------- profiles and keys
 def validate_precision(precision: str) -> None:
     """Raise ValueError for an unknown precision."""
-    if precision not in PRECISIONS:
-        raise ValueError(
-            f"precision must be one of {PRECISIONS}, got {precision!r} (int8 needs an explicitly quantised "
-            "bundle: QuantizeLinear/DequantizeLinear nodes in its image encoder; implicit calibration is not offered)"
-        )
+    from zsseg_rt.runtime.backends.table import check_precision
+
+    check_precision(
+        NAME,
+        precision,
+        " (int8 needs an explicitly quantised bundle: QuantizeLinear/DequantizeLinear nodes in its image encoder; "
+        "implicit calibration is not offered)",
+    )
 
 
 def graph_precision(precision: str, role: str) -> str:
@@ -145,13 +148,7 @@ def two_stage_ranges(meta: BundleMeta) -> Dict[str, AxisRange]:
     short, long = padded(int(params["test_short_side"])), padded(int(params["test_max_size"]))
     short = min(short, long)
     opt = (short, min(long, padded(int(params["test_short_side"]) * 4 / 3)))
-    ranges: Dict[str, AxisRange] = {}
-    profiles = [((short, long), opt)] + ([((long, short), opt[::-1])] if long != short else [])
-    for index, ((high_h, high_w), (opt_h, opt_w)) in enumerate(profiles):
-        mark = f"{PROFILE_MARK}{index}" if index else ""
-        ranges[Names.HEIGHT + mark] = (div, opt_h, high_h)
-        ranges[Names.WIDTH + mark] = (div, opt_w, high_w)
-    return ranges
+    return _wide_and_tall(short, long, opt, div)
 
 
 def whole_image_ranges(meta: BundleMeta) -> Dict[str, AxisRange]:
@@ -170,14 +167,22 @@ def whole_image_ranges(meta: BundleMeta) -> Dict[str, AxisRange]:
     else:
         test_short = int(meta.test_scale[1] or size)
         opt = (to_patch(test_short, patch, short), to_patch(test_short * 4 / 3, patch, long))
+    return _wide_and_tall(short, long, opt, patch, patch)
+
+
+def _wide_and_tall(short: int, long: int, opt: Tuple[int, int], low: int, patch: int = 0) -> Dict[str, AxisRange]:
+    """The image axes in two profiles: wide (height up to ``short``, width up to ``long``) and, unless the two are
+    equal, tall (``"height@1"``...: the other way round), sides from ``low``, ``opt`` the wide one's; ``patch``: the
+    patch-grid axes too (a whole-image graph's)."""
     ranges: Dict[str, AxisRange] = {}
     profiles = [((short, long), opt)] + ([((long, short), opt[::-1])] if long != short else [])
     for index, ((high_h, high_w), (opt_h, opt_w)) in enumerate(profiles):
         mark = f"{PROFILE_MARK}{index}" if index else ""
-        ranges[Names.HEIGHT + mark] = (patch, opt_h, high_h)
-        ranges[Names.WIDTH + mark] = (patch, opt_w, high_w)
-        ranges[Names.GRID_HEIGHT + mark] = (1, opt_h // patch, high_h // patch)
-        ranges[Names.GRID_WIDTH + mark] = (1, opt_w // patch, high_w // patch)
+        ranges[Names.HEIGHT + mark] = (low, opt_h, high_h)
+        ranges[Names.WIDTH + mark] = (low, opt_w, high_w)
+        if patch:
+            ranges[Names.GRID_HEIGHT + mark] = (1, opt_h // patch, high_h // patch)
+            ranges[Names.GRID_WIDTH + mark] = (1, opt_w // patch, high_w // patch)
     return ranges
 
 

@@ -1,6 +1,6 @@
 """Records of reduced-precision runs on the ONNX Runtime and torch backends, beside the TensorRT engines.
 
-A reduced precision other than TensorRT's is used only after the accuracy gate (``export/accuracy_gate.py``) has
+A reduced precision other than TensorRT's is used only after the accuracy gate (``prepare/gate.py``) has
 compared it with ONNX Runtime fp32 on this kind of machine, and its result is kept like a TensorRT engine's:
 ``<bundle>/engines/<digest>/engine.json`` (the same root, the same ``accuracy_gate`` field). What the result depends on
 is the :class:`PrecisionKey`: backend, precision, the graph or model it ran (sha256), the library version, the
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -31,9 +32,14 @@ __all__ = [
     "PrecisionGateRefused",
     "PrecisionKey",
     "PrecisionRecordError",
+    "PER_PHOTO_FIELD",
+    "PRUNED_FIELD",
     "SPEED_FIELD",
     "find_record",
     "gated_choice",
+    "gated_choices_of",
+    "gated_record",
+    "pick_recorded",
     "precision_root",
     "rank_choices",
     "read_record",
@@ -42,7 +48,11 @@ __all__ = [
     "write_record",
 ]
 
-SPEED_FIELD = "speed"  # the record's measured image-encoder time against the gate's reference (export/auto_precision)
+SPEED_FIELD = "speed"  # the record's measured image-encoder time against the gate's reference (prepare/auto)
+# the gate result's field saying its threshold held on every photo (prepare/gate.py); a record that passed without it
+# was gated on the photos' sum only, and the auto policy has it gated again
+PER_PHOTO_FIELD = "every_photo"
+PRUNED_FIELD = "pruned"  # the record's artefact was removed: another path was chosen (prepare/auto.py keeps one)
 
 
 class PrecisionRecordError(RuntimeError):
@@ -187,7 +197,8 @@ def update_record(root: str, key: PrecisionKey, field_name: str, value: Any) -> 
 class GatedChoice:
     """What one (backend, reduced precision) is on this CPU for a bundle, read from its records without preparing
     anything: ``status`` "passed" / "accepted" (below the gate, by the user) with its ``record``; "refused" (the gate
-    failed), "missing" (this CPU can run it; no record yet: preparing it is worth trying), "unusable" (a record of
+    failed), "missing" (this CPU can run it; no record yet, or one gated under an older rule: preparing it is worth
+    trying), "pruned" (it passed, another path was faster and only that one was kept), "unusable" (a record of
     another setup, a modified artefact) or "cannot" (this CPU or installation cannot run it); ``reason`` says why."""
 
     backend: str
@@ -230,6 +241,9 @@ def gated_choice(root: str, key: PrecisionKey) -> GatedChoice:
     """The :class:`GatedChoice` of ``key`` from the records under ``root`` (nothing is prepared)."""
     if not os.path.isfile(os.path.join(record_dir(root, key), ENGINE_RECORD)):
         return GatedChoice(key.backend, key.precision, "missing", "no record for this CPU yet", None, root, key)
+    pruned = read_record(record_dir(root, key)).get(PRUNED_FIELD)
+    if pruned:
+        return GatedChoice(key.backend, key.precision, "pruned", str(pruned), None, root, key)
     try:
         record, _ = find_record(root, key)
     except PrecisionGateRefused as exc:
@@ -238,8 +252,43 @@ def gated_choice(root: str, key: PrecisionKey) -> GatedChoice:
     except PrecisionRecordError as exc:
         return GatedChoice(key.backend, key.precision, "unusable", str(exc).splitlines()[0], None, root, key)
     gate = record.get(GATE_FIELD, {})
+    if gate.get("passed") and not gate.get(PER_PHOTO_FIELD):
+        why = "gated on its photos' sum only, before every photo had to pass: to be gated again"
+        return GatedChoice(key.backend, key.precision, "missing", why, None, root, key)
     status = "passed" if gate.get("passed") else "accepted"
     return GatedChoice(key.backend, key.precision, status, "", record, root, key)
+
+
+def gated_choices_of(
+    backend: str,
+    meta: BundleMeta,
+    cache_dir: Optional[str],
+    order: Sequence[str],
+    validate: Callable[[str], None],
+    key_of: Callable[[str], PrecisionKey],
+    needs: Optional[Mapping[str, Tuple[str, str]]] = None,
+) -> List[GatedChoice]:
+    """A CPU row's ``gated_choices`` (the ``auto`` policy's candidates, ``runtime/backends/cpu_auto.py``): each reduced
+    precision of ``order`` for a windowed bundle's image encoder (other pipelines: none), read from its record under
+    ``key_of(precision)``, nothing prepared. ``validate(precision)`` raises ValueError where this CPU cannot run it
+    (the choice is then "cannot", with the reason); ``needs[precision] = (module, why)``: what preparing it imports,
+    a missing record being "cannot" (``why``) where that module is not installed."""
+    if getattr(meta, "pipeline", "windowed") != "windowed":
+        return []
+    root = precision_root(meta, cache_dir)
+    choices = []
+    for precision in order:
+        try:
+            validate(precision)
+        except ValueError as exc:
+            choices.append(GatedChoice(backend, precision, "cannot", str(exc).split(". Use ")[0].splitlines()[0]))
+            continue
+        choice = gated_choice(root, key_of(precision))
+        module, why = (needs or {}).get(precision, ("", ""))
+        if module and choice.status == "missing" and importlib.util.find_spec(module) is None:
+            choice = GatedChoice(backend, precision, "cannot", why)
+        choices.append(choice)
+    return choices
 
 
 def rank_choices(choices: Sequence[GatedChoice]) -> List[GatedChoice]:
@@ -298,6 +347,60 @@ def pick_gated_precision(
         return candidate, found
     log.info("%s precision='auto' runs fp32 on this CPU (%s)", label, "; ".join(reasons) or "no reduced precision")
     return "fp32", None
+
+
+def pick_recorded(
+    meta: BundleMeta,
+    cache_dir: Optional[str],
+    order: Tuple[str, ...],
+    validate: Callable[[str], None],
+    key_of: Callable[[str], PrecisionKey],
+    record_of: Callable[[str], Any],
+    label: str,
+    log: logging.Logger,
+) -> Tuple[str, Any]:
+    """A CPU backend's ``precision="auto"``: :func:`pick_gated_precision` over ``order``, each candidate checked by
+    ``validate`` (ValueError: this CPU cannot run it), read by ``key_of`` (its record, nothing prepared) and opened
+    by ``record_of`` (what the backend runs it from, prepared on first use where the backend may)."""
+
+    def try_one(candidate: str) -> Any:
+        validate(candidate)
+        return record_of(candidate)
+
+    def existing(candidate: str) -> GatedChoice:
+        validate(candidate)
+        return gated_choice(precision_root(meta, cache_dir), key_of(candidate))
+
+    return pick_gated_precision(order, try_one, label, log, existing)
+
+
+def gated_record(
+    meta: BundleMeta, key: PrecisionKey, cache_dir: Optional[str], prepare: bool, label: str, doing: str, hint: str
+) -> Tuple[Dict[str, Any], Optional[str]]:
+    """``(record, artefact)`` of ``key`` (a CPU backend's reduced precision) for ``meta``'s bundle: its passing
+    record, or, with none yet and ``prepare``, the one its row's preparer (``BackendSpec.prepare``, found by name:
+    the runtime never imports ``zsseg_rt.prepare``) makes and gates now, said in a warning (``label`` the library,
+    ``doing`` what preparing is: "quantising", "compiling"); ``hint`` says what to do where the preparer cannot be
+    imported (``{exc}``: why)."""
+    from .backends.table import backend_row
+
+    def make() -> None:
+        preparer = load_preparer(str(backend_row(key.backend).prepare), hint)
+        preparer(meta.path, precision=key.precision, cache_dir=cache_dir)
+
+    def announce(why: str) -> None:
+        logging.getLogger("zsseg_rt.precision").warning(
+            "%s precision=%r has no gated record for this CPU yet (%s): %s it now and gating it against ONNX Runtime "
+            "fp32 (once; `zsseg build-engine BUNDLE --backend %s --precision %s` does it ahead)",
+            label,
+            key.precision,
+            why,
+            doing,
+            key.backend,
+            key.precision,
+        )
+
+    return find_or_prepare(precision_root(meta, cache_dir), key, prepare, make, announce)
 
 
 def load_preparer(spec: str, hint: str) -> Callable[..., Any]:

@@ -4,8 +4,7 @@ Ray set-up they and ``zsseg eval --ray`` (:mod:`zsseg_rt.eval.parallel`) share. 
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 RAY_MISSING = (
     "this needs Ray (the 'scale' extra): pip install 'zsseg_rt[scale]' or pip install 'ray[data,serve]==2.60.0'"
@@ -118,25 +117,6 @@ def _tell_reaper_the_session(ray) -> None:
         pass
 
 
-@contextlib.contextmanager
-def _sigterm_kept() -> Iterator[None]:
-    """Put back this process's SIGTERM handler after the block: ``ray.init`` replaces it with ``sys.exit(15)``, which
-    would end a ``zsseg`` command with exit code 15 and skip the cleanup its Ctrl-C path does (the command line's
-    handler, ``cli_errors.sigterm_interrupts``, raises ``KeyboardInterrupt`` instead: exit 143 after cleanup)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        yield
-    finally:
-        if previous is not None:  # None: a handler not set from Python, which cannot be put back
-            signal.signal(signal.SIGTERM, previous)
-
-
 PROXY_READY_CHECK_S = "60"  # RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S of a local cluster (init_ray); Ray's default: 5
 WORKER_NICENESS = "0"  # RAY_worker_niceness of a local cluster (init_ray); Ray's default: 15
 
@@ -155,18 +135,48 @@ def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> N
     import logging
     import os
 
+    from zsseg_rt.signal_phases import held_signals
+
     local = address is None and not os.environ.get("RAY_ADDRESS")
     quiet = not ray_logs_wanted()
     if quiet:
         _quiet_ray_environment()
-    ray = import_ray(loopback=local)
-    if ray.is_initialized():
-        return
-    options = {"log_to_driver": False, "logging_level": logging.ERROR if quiet else logging.INFO}
-    if not local:
-        with _sigterm_kept():
-            ray.init(address=address, **options)
-        return
+    # SIGINT / SIGTERM while Ray starts (10-20 s) are held and acted on once ray.init returned, with Ray shut down
+    # again first: raised inside ray.init they left it half made, Ray's own SIGTERM handler (sys.exit(15)) ended the
+    # command with exit code 15 and no message, and the driver's native handler printed a stack dump
+    with held_signals() as caught:
+        ray = import_ray(loopback=local)
+        if ray.is_initialized():
+            return
+        if (
+            quiet
+        ):  # Ray's noise: the driver's native failure handler prints a stack dump on SIGTERM (workers keep theirs)
+            _no_native_failure_handler(ray)
+        options = {"log_to_driver": False, "logging_level": logging.ERROR if quiet else logging.INFO}
+        try:
+            if local:
+                _start_local_cluster(ray, num_cpus, options)
+            else:
+                ray.init(address=address, **options)
+        finally:
+            if caught and ray.is_initialized():
+                ray.shutdown()
+
+
+def _no_native_failure_handler(ray) -> None:
+    """No native failure handler in this process (``RAY_DISABLE_FAILURE_SIGNAL_HANDLER``, read when Ray's core worker
+    starts). Ray's driver sets absl's: on SIGTERM it printed "*** SIGTERM received at time=... PC: @ ..." and a stack
+    dump before the command's own handler ran (between the core worker's start and ray.init's return, the handler
+    held_signals puts back after it). Ray's workers read the variable themselves: they keep theirs."""
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    if constants is not None and hasattr(constants, "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"):
+        constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+
+
+def _start_local_cluster(ray, num_cpus: Optional[int], options: dict) -> None:
+    """``ray.init`` of a new local cluster on 127.0.0.1, with its watchdog (:mod:`.reaper`)."""
+    import os
+
     # Ray Serve's controller gives a new HTTP proxy 5 s to report ready, then kills it (serve.start fails with
     # ActorDiedError "killed by ray.kill ... cancelled before it started running"): on a 2-core machine with every core
     # busy a proxy's process takes longer to start. A local cluster's processes inherit this environment; the bound
@@ -180,8 +190,7 @@ def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> N
     os.environ.setdefault("RAY_worker_niceness", WORKER_NICENESS)
     token = _start_cluster_reaper()
     try:
-        with _sigterm_kept():
-            ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
     finally:  # only the cluster's processes carry the mark, not what this process starts later
         if token is not None:
             os.environ.pop(REAPER_TOKEN_ENV, None)

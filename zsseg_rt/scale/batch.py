@@ -551,6 +551,7 @@ def summarize_batch(job: BatchJob, progress: bool = True) -> Dict[str, Any]:
         "worker_peak_growth_bytes": the largest rise of a worker's peak RSS over its RSS after loading the Engine}``.
     """
     from zsseg_rt.progress import progress_bar
+    from zsseg_rt.signal_phases import phase
 
     plan = job.plan
     todo = len(plan.sources) + len(plan.rejected) if isinstance(plan.sources, list) else None
@@ -559,6 +560,7 @@ def summarize_batch(job: BatchJob, progress: bool = True) -> Dict[str, Any]:
     peak: Optional[int] = None
     growth: Optional[int] = None
     for row in progress_bar(run_batch(job), total=todo, desc="zsseg batch", unit="img", disable=not progress):
+        phase("batch:row")  # (a test hook: python_tests/scale/test_ray_signal_phases.py)
         counts[row["status"]] += 1
         if row["status"] == "error" and len(errors) < 20:
             errors.append(row)

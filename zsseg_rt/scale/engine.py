@@ -8,6 +8,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 __all__ = ["open_engine"]
 
 
+# twin (by shape): serve.py build_app - the replica's builder takes these Engine arguments and passes them on
 def open_engine(
     bundle: str,
     classes: Union[str, Sequence[str]],
@@ -23,6 +24,9 @@ def open_engine(
     ``$ZSSEG_MAX_PIXELS`` there, else 40 MP; 0: none); the other arguments are the Engine's."""
     from zsseg_rt.image_io import max_pixels_limit
     from zsseg_rt.runtime import Engine
+    from zsseg_rt.signal_phases import phase
+
+    phase("worker:model-load")  # (a test hook: python_tests/scale/test_ray_signal_phases.py)
 
     limit = max_pixels_limit(max_pixels)
     engine = Engine(
@@ -34,5 +38,6 @@ def open_engine(
         max_pixels=limit,
         expected_digest=expected_digest,
         precision=precision,
+        prepare=None,  # one path from the first image to the last: nothing prepared behind a worker's back
     )
     return engine, limit

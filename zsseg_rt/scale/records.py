@@ -14,23 +14,34 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["image_record", "random_weights", "milliseconds", "label_png_bytes", "STAT_COUNTERS"]
+__all__ = [
+    "image_record",
+    "random_weights",
+    "milliseconds",
+    "label_png_bytes",
+    "STAT_COUNTERS",
+    "OUTCOME_COUNTERS",
+    "outcome_of",
+    "counted_requests",
+]
 
-# the counters of ``zsseg serve``'s GET /stats (besides mean_batch_size, pid and rss_bytes), all 0 on a fresh replica:
-# "bad_requests" 4xx answers, "refused_images" images the Engine refused in a batch, "errors" failures of the server
-# itself (5xx), "aborted" uploads the client gave up before the body arrived, "forbidden" requests addressed to a
-# foreign host name (403, DNS rebinding)
+# the counters of ``zsseg serve``'s GET /stats (besides in_flight, in_flight_limit, bad_by_status, mean_batch_size, pid
+# and rss_bytes), all 0 on a fresh replica. Every HTTP request a replica gets lands in exactly one outcome counter
+# (OUTCOME_COUNTERS): a POST /segment ("requests") in "ok" (200), "bad_requests" (4xx; "bad_by_status" splits them by
+# status), "overloaded" (503: more requests than the replica's bound, with Retry-After), "aborted" (the client went
+# away before its answer: a closed upload, or a request Ray Serve's proxy cancelled for that reason) or "errors" (5xx:
+# failures of the server itself), once answered (``requests`` = their sum + ``in_flight``); any request addressed to a
+# foreign host name in "forbidden" (403, DNS rebinding); GET /, /app.js, /info, /stats in "pages"; any other in
+# "not_found" (404). Not outcomes: "images" segmented, "batches", "batched_requests", "refused_images" (of the
+# bad_requests, the images the Engine refused inside a batch).
+OUTCOME_COUNTERS = ("ok", "bad_requests", "overloaded", "aborted", "errors", "forbidden", "pages", "not_found")
 STAT_COUNTERS = (
     "requests",
     "images",
     "batches",
     "batched_requests",
-    "bad_requests",
     "refused_images",
-    "errors",
-    "aborted",
-    "forbidden",
-)
+) + OUTCOME_COUNTERS
 
 
 def random_weights(meta: Any) -> Optional[bool]:
@@ -97,3 +108,21 @@ def label_png_bytes(labels: np.ndarray, num_classes: int) -> bytes:
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a {labels.shape} label map as PNG")
     return encoded.tobytes()
+
+
+def outcome_of(status: int) -> str:
+    """The outcome counter of a POST /segment answered with HTTP ``status`` (see OUTCOME_COUNTERS): 200 "ok", 499
+    (the client closed) "aborted", 503 "overloaded", other 4xx "bad_requests", anything else "errors"."""
+    if status == 200:
+        return "ok"
+    if status == 499:
+        return "aborted"
+    if status == 503:
+        return "overloaded"
+    return "bad_requests" if 400 <= status < 500 else "errors"
+
+
+def counted_requests(stats: Mapping[str, Any]) -> int:
+    """Every HTTP request a replica's ``/stats`` accounts for: the outcome counters plus the requests still in flight
+    (a check of "every request in exactly one counter": it equals the requests sent to the replica)."""
+    return int(sum(stats[name] for name in OUTCOME_COUNTERS) + stats.get("in_flight", 0))

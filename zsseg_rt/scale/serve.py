@@ -11,7 +11,9 @@ HTTP API (the Ray Serve proxy; host and port from :func:`run_server`):
   pixel limit 413 (the limit of every other command: ``--max-pixels``, else ``$ZSSEG_MAX_PIXELS`` or 40 MP), each
   with a message saying what was expected.
 * ``GET /info``: the default vocabulary, the limits and the bundle's random-weights flag (the page reads it).
-* ``GET /stats``: this replica's counters (requests, images, batches, mean batch size, errors, pid, RSS).
+* ``GET /stats``: this replica's counters (:data:`.records.STAT_COUNTERS`: every request it got lands in exactly one
+  outcome counter: ok, bad_requests by status, overloaded, aborted, errors, forbidden, pages, not_found), the
+  requests in flight and their bound, the mean batch size, pid and RSS.
 
 One request is the unit of failure: its body is read within the byte limit, its header checked against the pixel
 limit and the image decoded before it joins a batch (so a decompression bomb gets 413 and costs nothing), and a
@@ -22,9 +24,17 @@ a refusal never waits for a batch.
 
 Batching: ``@serve.batch`` gathers up to ``max_batch_size`` concurrent requests (waiting at most ``batch_wait_s``)
 into one call that groups them by vocabulary and runs the Engine on each group in a worker thread, so the replica
-keeps accepting requests meanwhile. Metrics: the counters above, and Ray's Prometheus metrics (Ray Serve's own
-request counts and latency histograms, plus ``zsseg_images_total`` and ``zsseg_batch_size`` from here) at each
-node's metrics export port.
+keeps accepting requests meanwhile.
+
+Overload: a replica admits at most :func:`in_flight_limit` POST /segment requests at once (one batch plus
+``max_queued`` waiting, 8 + 16 by default; ``zsseg serve --max-queued``); one more is answered 503 with a
+``Retry-After`` (the batches ahead times a batch's mean duration) at once, before its body is read, so a burst costs
+neither unbounded memory nor time-outs that hide the reason. Ray Serve's own ``max_ongoing_requests`` and
+``max_queued_requests`` (each the bound plus :data:`RAY_HEADROOM`; 503 with Retry-After from the proxy past them)
+bound what lies in front of the replica.
+
+Metrics: the counters above, and Ray's Prometheus metrics (Ray Serve's own request counts and latency histograms, plus
+``zsseg_images_total`` and ``zsseg_batch_size`` from here) at each node's metrics export port.
 
 Listening: the HTTP proxy binds ``--host`` only. Ray Serve 2.60 binds each replica's inter-deployment gRPC server
 to all interfaces (``[::]:0``) with no setting to change it; the replica rebinds it to its node's address (127.0.0.1
@@ -81,6 +91,15 @@ _FOREIGN_HOST = (
     "this server listens on {} (this machine only) and answers requests addressed to 127.0.0.1, localhost or [::1]; "
     "Host {!r} is refused (a page of another site re-pointing its name here: DNS rebinding)"
 )
+_BUSY = (
+    "the server is busy: {} requests are being segmented or waiting on this replica, its limit ({}); this request "
+    "was not processed: send it again after {} s (Retry-After)"
+)
+# Ray Serve's own bounds in front of this replica's: the requests routed to a replica at once (the admitted ones plus
+# this many being answered quickly: pages, refusals), and as many waiting at each HTTP proxy for a replica (the
+# router's assignment takes a round trip to the replicas: a burst waits there first); past that the proxy answers
+# 503 with Retry-After itself (counted by Ray's metrics, not by a replica), so no queue is unbounded
+RAY_HEADROOM = 32
 VocabularyKey = Union[str, Tuple[str, ...]]  # a named vocabulary's name, or the class texts
 BatchItem = Tuple[np.ndarray, VocabularyKey, bool, bool]  # image, vocabulary, with scores, raw labels
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
@@ -115,6 +134,19 @@ def _keep_replica_grpc_on_node_address() -> None:
     replica_module.add_port_to_grpc_server = add_port_on_node_address
 
 
+def in_flight_limit(max_batch_size: int, max_queued: Optional[int] = None) -> int:
+    """The bound of a replica's queue: the POST /segment requests it admits at once (reading their body, decoding,
+    waiting for or in a batch) are one batch (``max_batch_size``) plus ``max_queued`` waiting (None: twice
+    ``max_batch_size``, so 8 + 16 = 24 by default); one more gets 503 with Retry-After at once, before its body is
+    read. A replica then holds at most this many requests' bodies and images (plus a batch whose clients left), and a
+    request waits for at most the two batches ahead of its own."""
+    batch = int(max_batch_size)
+    queued = 2 * batch if max_queued is None else int(max_queued)
+    if batch < 1 or queued < 0:
+        raise ValueError(f"max_batch_size must be >= 1 and max_queued >= 0, got {max_batch_size} and {max_queued}")
+    return batch + queued
+
+
 class SegmentationServer:
     """The Ray Serve deployment class (wrapped by :func:`build_app`): one Engine, batched requests."""
 
@@ -130,10 +162,12 @@ class SegmentationServer:
         max_pixels=None,
         expected_digest=None,
         host=None,
+        max_queued=None,
     ):
         """``host``: the address the HTTP proxy listens on; a loopback one answers only requests addressed to a
         loopback name (DNS rebinding: ``zsseg_rt.stream.loopback``); None: no such check (a replica behind a proxy
-        of its own)."""
+        of its own). ``max_queued``: POST /segment requests this replica admits beyond one batch (None: twice
+        ``max_batch_size``); more at once get 503 with Retry-After (see :func:`in_flight_limit`)."""
         from ray.serve.metrics import Counter, Histogram
 
         from zsseg_rt.image_io import max_encoded_bytes
@@ -153,13 +187,18 @@ class SegmentationServer:
         self.stats: Dict[str, float] = defaultdict(float)
         for counter in STAT_COUNTERS:  # every counter present from the start: a fresh replica's /stats is complete
             self.stats[counter] = 0
+        self.bad_by_status: Dict[int, int] = defaultdict(int)
+        self.max_batch_size = int(max_batch_size)
+        self.in_flight = 0  # POST /segment requests admitted and not answered yet (reading, decoding, batched)
+        self.in_flight_limit = in_flight_limit(max_batch_size, max_queued)
+        self.batch_seconds = 0.0  # a running mean of the last batches' durations (for Retry-After)
         self.images_metric = Counter("zsseg_images_total", description="images segmented by this deployment")
         self.batch_metric = Histogram(
             "zsseg_batch_size", description="requests per Engine call", boundaries=[1, 2, 4, 8, 16, 32, 64]
         )
 
     async def __call__(self, request):
-        from starlette.requests import ClientDisconnect
+        """Answer one HTTP request; every request lands in exactly one outcome counter (records.OUTCOME_COUNTERS)."""
         from starlette.responses import JSONResponse, Response
 
         from zsseg_rt.stream.loopback import host_header_allowed
@@ -168,36 +207,77 @@ class SegmentationServer:
         if self.host is not None and not host_header_allowed(self.host, request.headers.get("host")):
             self.stats["forbidden"] += 1  # a foreign page whose name was re-pointed at 127.0.0.1 (DNS rebinding)
             return JSONResponse({"error": _FOREIGN_HOST.format(self.host, request.headers.get("host"))}, 403)
+        if request.method == "POST" and path == "/segment":
+            return await self._admit(request)
         if request.method == "GET" and path in WEB_FILES:
+            self.stats["pages"] += 1
             name, media = WEB_FILES[path]
             with open(os.path.join(WEB_DIR, name), "rb") as handle:
                 return Response(handle.read(), media_type=media, headers={"Cache-Control": "no-cache"})
-        if request.method == "GET" and path == "/stats":
-            return JSONResponse(self._stats())
-        if request.method == "GET" and path == "/info":
-            return JSONResponse(self._info())
-        if request.method != "POST" or path != "/segment":
-            return JSONResponse(
-                {
-                    "error": f"{request.method} {request.url.path}: use POST /segment (image bytes), GET / (the web "
-                    "page), GET /info or GET /stats"
-                },
-                status_code=404,
-            )
+        if request.method == "GET" and path in ("/stats", "/info"):
+            self.stats["pages"] += 1  # counted before the snapshot: /stats accounts for itself
+            return JSONResponse(self._stats() if path == "/stats" else self._info())
+        self.stats["not_found"] += 1
+        return JSONResponse(
+            {
+                "error": f"{request.method} {request.url.path}: use POST /segment (image bytes), GET / (the web "
+                "page), GET /info or GET /stats"
+            },
+            status_code=404,
+        )
+
+    async def _admit(self, request):
+        """A POST /segment: refused at once with 503 and Retry-After when ``in_flight_limit`` requests are admitted
+        already (the bounded queue), else answered; counted once, by the status of its answer (``outcome_of``), or
+        as aborted when the client left first (its upload closed, or the request cancelled by Ray Serve's proxy,
+        which cancels a request whose client disconnected: CancelledError, re-raised)."""
+        from starlette.responses import JSONResponse
+
+        from .records import outcome_of
+
         self.stats["requests"] += 1
+        if self.in_flight >= self.in_flight_limit:
+            retry = self._retry_after_s()
+            self.stats["overloaded"] += 1
+            message = _BUSY.format(self.in_flight, self.in_flight_limit, retry)
+            return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": str(retry)})
+        self.in_flight += 1
+        status = 500  # an exception that escapes the handlers below: a failure of the server
+        try:
+            response = await self._segment_response(request)
+            status = response.status_code
+            return response
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED
+            raise
+        finally:
+            self.in_flight -= 1
+            outcome = outcome_of(status)
+            self.stats[outcome] += 1
+            if outcome == "bad_requests":
+                self.bad_by_status[status] += 1
+
+    async def _segment_response(self, request):
+        """The response to a POST /segment: 200 with the answer, or the refusal or failure with its status."""
+        from starlette.requests import ClientDisconnect
+        from starlette.responses import JSONResponse, Response
+
         try:
             return JSONResponse(await self._segment_request(request))
         except ClientDisconnect:  # the client went away mid-upload: its doing, no answer reaches it
-            self.stats["aborted"] += 1
             return Response(status_code=CLIENT_CLOSED)
         except RequestError as exc:
-            self.stats["bad_requests" if exc.status < 500 else "errors"] += 1
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except Exception as exc:  # noqa: BLE001 - this request fails alone, with a one-line reason
             from zsseg_rt.cli_errors import format_error
 
-            self.stats["errors"] += 1
             return JSONResponse({"error": format_error(exc)}, status_code=error_status(exc))
+
+    def _retry_after_s(self) -> int:
+        """Whole seconds until this replica has room again, as the Retry-After of a 503: the batches ahead of a new
+        request times the running mean of a batch's duration, at least 1."""
+        batches_ahead = -(-(self.in_flight + 1) // max(self.max_batch_size, 1))
+        return max(1, int(np.ceil(batches_ahead * self.batch_seconds)))
 
     async def _segment_request(self, request) -> Dict[str, Any]:
         start = time.perf_counter()
@@ -210,7 +290,7 @@ class SegmentationServer:
             raise RequestError(400, f"?labels= takes png or raw, got {labels_format!r}")
         classes = query_classes(query.getlist("classes"))
         vocabulary = self._vocabulary(classes) if classes is not None else self.default_vocabulary
-        body = await read_body(request.headers, request.stream(), self.max_bytes)
+        body = await self._read_body(request)
         read = time.perf_counter()
         loop = asyncio.get_running_loop()  # decoding can take a while: off the event loop
         image = await loop.run_in_executor(None, decode_request_image, body, self.max_pixels)
@@ -231,6 +311,19 @@ class SegmentationServer:
             "total": round(1000 * (done - start), 3),
         }
         return answer
+
+    async def _read_body(self, request) -> bytes:
+        """The request's body (``read_body``: within the byte limit). Ray Serve's replica fetches it from the HTTP
+        proxy call by call; when the client disconnects, the proxy drops the request and that call is cancelled
+        (TaskCancelledError, raised where the next chunk was awaited): the client's doing, ClientDisconnect as when
+        the disconnect itself arrives first (it was counted as a server error: issue 64, D10)."""
+        from ray.exceptions import TaskCancelledError
+        from starlette.requests import ClientDisconnect
+
+        try:
+            return await read_body(request.headers, request.stream(), self.max_bytes)
+        except TaskCancelledError:
+            raise ClientDisconnect() from None
 
     def _vocabulary(self, text: Union[str, Sequence[str]], what: str = "?classes=") -> Tuple[VocabularyKey, int, int]:
         """``(key, classes, names)`` of a requested vocabulary, checked (RequestError 400 otherwise): the key is what
@@ -291,18 +384,33 @@ class SegmentationServer:
         return info
 
     def _stats(self) -> Dict[str, Any]:
-        stats: Dict[str, Any] = dict(self.stats)
+        stats: Dict[str, Any] = {name: int(value) for name, value in self.stats.items()}
+        stats.update(in_flight=self.in_flight, in_flight_limit=self.in_flight_limit)
+        stats["bad_by_status"] = {str(code): count for code, count in sorted(self.bad_by_status.items())}
         stats["mean_batch_size"] = stats.get("batched_requests", 0) / max(stats.get("batches", 0), 1)
         stats.update(pid=os.getpid(), rss_bytes=current_rss_bytes())
         return stats
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)  # reset from the constructor's arguments
     async def segment_batch(self, items: List[BatchItem]) -> List[Any]:
+        return await self.run_batch(items)
+
+    async def run_batch(self, items: List[BatchItem]) -> List[Any]:
+        """One batch (``segment_batch`` without Ray Serve's batching), run in a worker thread; its counters are
+        updated here, on the event loop's thread, as every other counter (a counter updated from two threads can lose
+        an increment)."""
         self.stats["batches"] += 1
         self.stats["batched_requests"] += len(items)
         self.batch_metric.observe(len(items))
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self._segment_groups, items)
+        start = time.perf_counter()
+        answers = await loop.run_in_executor(None, self._segment_groups, items)
+        seconds = time.perf_counter() - start
+        self.batch_seconds = seconds if not self.batch_seconds else 0.8 * self.batch_seconds + 0.2 * seconds
+        self.stats["images"] += len(items)
+        self.stats["refused_images"] += sum(isinstance(a, RequestError) and a.status < 500 for a in answers)
+        self.images_metric.inc(len(items))
+        return answers
 
     def _segment_groups(self, items: List[BatchItem]) -> List[Any]:
         """Segment a batch, one Engine call per distinct vocabulary (batches run one at a time per replica). A group
@@ -320,8 +428,6 @@ class SegmentationServer:
                 results = [self._segment_one(items[i][0]) for i in indices]
             for i, result in zip(indices, results):
                 answers[i] = result if isinstance(result, RequestError) else self._answer(result, *items[i][2:])
-        self.stats["images"] += len(items)
-        self.images_metric.inc(len(items))
         return answers
 
     def _segment_one(self, image: np.ndarray) -> Any:
@@ -329,10 +435,8 @@ class SegmentationServer:
 
         try:
             return self.engine(image)
-        except Exception as exc:  # noqa: BLE001 - this request's failure, reported to its client only
-            status = error_status(exc)
-            self.stats["errors" if status >= 500 else "refused_images"] += 1
-            return RequestError(status, format_error(exc))
+        except Exception as exc:  # noqa: BLE001 - this request's failure, reported to its client only (and counted
+            return RequestError(error_status(exc), format_error(exc))  # by its status, once, in _admit)
 
     def _answer(self, result, with_scores: bool, raw_labels: bool) -> Tuple[Dict[str, Any], float]:
         """The JSON answer of one result (see :mod:`.serve_http`) and the seconds its encoding took."""
@@ -364,6 +468,7 @@ def build_app(
     max_pixels: Optional[int] = None,
     expected_digest: Optional[str] = None,
     host: Optional[str] = None,
+    max_queued: Optional[int] = None,
 ):
     """The Ray Serve application (deployment bound to its arguments), for ``serve.run``.
 
@@ -377,16 +482,23 @@ def build_app(
             the body limit follows from it (``image_io.max_encoded_bytes``).
         expected_digest: the pinned bundle digest (``Engine(expected_digest=...)``).
         host: the HTTP proxy's listening address (a loopback one: only requests addressed to a loopback name).
+        max_queued: POST /segment requests a replica admits beyond one batch (None: twice ``max_batch_size``); more
+            at once get 503 with Retry-After (:func:`in_flight_limit`).
     Returns:
         a bound ``ray.serve`` application.
     """
+    from ray.serve.config import BackpressureConfig
+
     from zsseg_rt.image_io import max_pixels_limit
 
+    limit = in_flight_limit(max_batch_size, max_queued)
     deployment: Any = serve.deployment(SegmentationServer)  # (mypy picks the decorator-factory overload)
     deployment = deployment.options(
         num_replicas=int(replicas),
         ray_actor_options={"num_cpus": float(cpus_per_replica), "num_gpus": float(gpus_per_replica)},
-        max_ongoing_requests=max(2 * int(max_batch_size), 16),
+        max_ongoing_requests=limit + RAY_HEADROOM,
+        max_queued_requests=limit + RAY_HEADROOM,
+        backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
     )
     return deployment.bind(
         bundle,
@@ -399,6 +511,7 @@ def build_app(
         max_pixels_limit(max_pixels),  # resolved here: the replica's environment may differ from this process's
         expected_digest,
         host,
+        max_queued,
     )
 
 
@@ -459,8 +572,12 @@ def run_server(bundle: str, classes, host: str = "127.0.0.1", port: int = 8000, 
     Returns:
         the deployment handle.
     """
+    from zsseg_rt.signal_phases import held_signals, phase
+
     _quiet_serve_logger()
-    serve.start(http_options={"host": host, "port": int(port)})
+    with held_signals():  # not left midway: a signal while Serve starts is acted on once it has (signal_phases)
+        phase("serve:start")  # (a test hook: python_tests/scale/test_ray_signal_phases.py)
+        serve.start(http_options={"host": host, "port": int(port)})
     handle = serve.run(build_app(bundle, classes, host=host, **kwargs), name=APP_NAME, route_prefix="/", blocking=False)
     wait_until_answering(host, port)
     return handle

@@ -83,6 +83,7 @@ class FrameGrabber:
         self.max_reconnects = max_reconnects
         self.pace = pace
         self.captured = 0
+        self._read = 0  # frames read from the source (the index of the next one)
         self.dropped = 0
         self.reconnects = 0
         self.failed_opens = 0
@@ -113,6 +114,8 @@ class FrameGrabber:
                     return None
                 self._cond.wait(remaining)
             frame, self._latest = self._latest, None
+            if frame is not None and not self.drop_stale:
+                self.captured += 1  # every-frame mode: a frame counts once the consumer has it (see _publish)
             self._cond.notify_all()
             return frame
 
@@ -127,13 +130,12 @@ class FrameGrabber:
         """Stop the thread and close the source (waits up to ``timeout`` for a blocked read to return).
 
         Without ``drop_stale`` (every frame processed) nothing is dropped at a stop either: the frame read ahead
-        and not taken is discarded and not counted as captured (the consumer stopped before it, as for the frames
+        and not taken is discarded, never counted as captured (the consumer stopped before it, as for the frames
         after it), and the thread publishes nothing more."""
         self.request_stop()
         with self._cond:
-            if not self.drop_stale and self._latest is not None:
+            if not self.drop_stale:
                 self._latest = None
-                self.captured -= 1
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -157,7 +159,12 @@ class FrameGrabber:
     def _publish(self, image: np.ndarray, timestamp: float) -> bool:
         """Hand a frame over (replacing, and counting as dropped, one not yet taken when ``drop_stale``; else waiting
         until it is taken). False when it was not handed over: every-frame mode and the grabber is stopping (a
-        frame the consumer will never take is neither captured nor dropped)."""
+        frame the consumer will never take is neither captured nor dropped).
+
+        ``captured`` only grows, and a stop leaves it as it was: with ``drop_stale`` a frame counts when it is read
+        (a camera's frame is captured whether or not it is processed); in every-frame mode when the consumer takes it
+        (``get``), so the one frame read ahead, which a stop discards, is never counted (it was counted here and
+        taken back at the stop: a preview's ``/stats`` said 43 and the final stats 42)."""
         with self._cond:
             if not self.drop_stale:
                 while self._latest is not None and not self._stop.is_set():
@@ -166,8 +173,10 @@ class FrameGrabber:
                     return False
             if self._latest is not None:
                 self.dropped += 1
-            self.captured += 1
-            self._latest = Frame(image, self.captured - 1, timestamp)
+            self._read += 1
+            if self.drop_stale:
+                self.captured += 1
+            self._latest = Frame(image, self._read - 1, timestamp)
             self._cond.notify_all()
         self._wake()
         return True
@@ -231,7 +240,7 @@ class FrameGrabber:
                             next_due = time.monotonic()
                     continue
                 if self.source.ended and not self.loop:
-                    log.info("source %s ended after %d frames", self.source.name, self.captured)
+                    log.info("source %s ended after %d frames", self.source.name, self._read)
                     self.state = "ended"
                     return
                 self.source.close()

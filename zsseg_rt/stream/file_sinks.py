@@ -280,6 +280,8 @@ class ImageFolderSink(FrameSink):
         if extension.lower() not in IMAGE_EXTENSIONS:
             raise SinkError(f"image extension {extension!r} is not one of {IMAGE_EXTENSIONS}")
         self._plan: Optional[OutputPlan] = None
+        # twin (by shape): labels.py LabelFolderSink.__init__ - a folder sink standing alone makes its own one-output
+        # plan the same way, each of its own kind of files
         if staged is None:  # standing alone: the policy of one output, in Python's words
             self._plan = OutputPlan(replace, flag=PYTHON_FLAG)
             staged = self._plan.folder("folder", folder, FRAMES)

@@ -69,6 +69,7 @@ class SourceStats:
     WARNING, the first ten; the rest counted).
     """
 
+    # twin (by shape): the counters below - a table of fields, each its own (a dataclass: one line per statistic)
     name: str = ""
     source: str = ""
     live: bool = False
@@ -173,6 +174,10 @@ class _Stream:
         self.queue: "queue.Queue" = queue.Queue(maxsize=QUEUE_SIZE)
         self.writer: Optional[threading.Thread] = None
         self.done = False  # no more frames from it: ended, failed, or its max_frames reached
+        # a segment callable with a delay (VideoSegmenter(stabilize_delay=N)): the frames whose results are still
+        # held back, oldest first, and whether the end of the stream was flushed
+        self.pending: Deque[Frame] = collections.deque()
+        self.flushed = False
 
 
 class MultiStreamRunner:
@@ -338,6 +343,7 @@ class MultiStreamRunner:
         if handle_signals is None:
             handle_signals = threading.current_thread() is threading.main_thread()
         previous = self._install_signals() if handle_signals else {}
+        looped = False  # the loop ended without an exception (then a delay's held-back results are written)
         self.stats.started_at, self._started, self._cpu_start = time.time(), time.monotonic(), time.process_time()
         try:
             for stream in self.streams:
@@ -348,6 +354,7 @@ class MultiStreamRunner:
             for stream in self.streams:
                 stream.grabber.start()
             self._loop()
+            looped = True
         finally:
             if self._signalled is not None:  # outside the handler (see _on_signal)
                 self._stop.set()
@@ -361,6 +368,9 @@ class MultiStreamRunner:
                 stream.grabber.request_stop()
             for stream in self.streams:
                 stream.grabber.stop()
+            for stream in self.streams:  # the results a delay still holds (a stop before a source's end)
+                if looped and self._writer_error is None:
+                    self._flush(stream)
             for stream in self.streams:  # every frame segmented is drawn and written before the sinks close
                 if stream.writer is not None:
                     stream.queue.put(None)
@@ -456,6 +466,7 @@ class MultiStreamRunner:
         return [sink for stream in self.streams for sink in stream.sinks] + self.shared_sinks
 
     def _finish_stream(self, stream: _Stream) -> None:
+        self._flush(stream)
         stream.done = True
         error = stream.grabber.error
         if error is not None:
@@ -479,13 +490,33 @@ class MultiStreamRunner:
         with self._stats_lock:
             self._calls.append(latency)
             self.stats.engine_calls += 1
+        delayed = bool(getattr(self.segment, "delay", 0))
         for (stream, frame), result in zip(batch, results):
             self._update_stats(stream, latency, now)
-            stream.queue.put((frame, result, stream.stats.title()))  # room: only this thread puts, after full()
-            if self.on_result is not None:
-                self.on_result(frame, result, self.stats)
+            if delayed:  # the result of the oldest frame held back (None while the first frames come in)
+                stream.pending.append(frame)
+                if result is not None:
+                    self._output(stream, stream.pending.popleft(), result)
+            else:
+                self._output(stream, frame, result)
             if self.max_frames is not None and stream.stats.processed >= self.max_frames:
                 self._finish_stream(stream)
+
+    def _output(self, stream: _Stream, frame: Frame, result) -> None:
+        stream.queue.put((frame, result, stream.stats.title()))  # room: only this thread puts, after full()
+        if self.on_result is not None:
+            self.on_result(frame, result, self.stats)
+
+    def _flush(self, stream: _Stream) -> None:
+        """The results a delayed segment callable still holds for ``stream`` (its end, or the run's), each with its
+        frame; once per stream."""
+        flush = getattr(self.segment, "flush", None)
+        if stream.flushed or not callable(flush) or not getattr(self.segment, "delay", 0):
+            return
+        stream.flushed = True
+        for result in flush(stream.index):
+            if stream.pending:
+                self._output(stream, stream.pending.popleft(), result)
 
     # ---- writer threads ---------------------------------------------------------------------------------
     def _write_loop(self, stream: _Stream) -> None:

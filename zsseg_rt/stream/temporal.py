@@ -1,5 +1,5 @@
 """Labels that hold still and follow the scene: optical flow between frames, the one ``warp``, the stabilising filter
-and keyframe propagation of one stream (NumPy + OpenCV; no torch). ``zsseg_rt.stream.video`` puts them around an
+and keyframe propagation of one stream (NumPy, OpenCV for the flow, the native ops; no torch). ``zsseg_rt.stream.video`` puts them around an
 Engine (``VideoSegmenter``); docs/video.md explains the method and its numbers.
 
 Per frame (``StreamFilter``):
@@ -34,7 +34,10 @@ Per frame (``StreamFilter``):
 4. Between keyframes, the anchor's labels (nearest) and winning scores (bilinear) are warped along the flow to the
    frame (its class scores too, for the next keyframe's blend): no encoder call.
 
-``warp`` is the one place values are moved along a flow (OpenCV ``remap`` on the CPU).
+``warp`` is the one place values are moved along a flow: the library's own op, ``zsseg_rt.ops.warp`` (OpenCV
+``remap``'s sampling rule), on the CPU here and on CUDA inside the filter's ops. The filter's arithmetic (steps 3
+and 4) is the native ops of ``zsseg_rt.ops.temporal`` on the arrays of ``filter_arrays``: NumPy on the CPU, the
+device pipeline's buffers on a GPU (the state never leaves the device; the labels come down).
 """
 
 from __future__ import annotations
@@ -71,7 +74,8 @@ def _grid(height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def warp(values: np.ndarray, flow: np.ndarray, nearest: bool = False) -> np.ndarray:
-    """``values`` sampled at ``x + flow(x)``: the one warp of the filter (CPU: OpenCV ``remap``, border replicated).
+    """``values`` sampled at ``x + flow(x)``: the one warp of the filter, ``zsseg_rt.ops.warp`` on the CPU (OpenCV
+    ``remap``'s rule: a 1/32-pixel grid, the border replicated; the filter's ops use the same on either device).
 
     Args:
         values: ``[C, h, w]`` float32 (class scores), or ``[h, w]`` float32 / uint16 (winning scores, labels).
@@ -81,22 +85,14 @@ def warp(values: np.ndarray, flow: np.ndarray, nearest: bool = False) -> np.ndar
     Returns:
         an array of ``values``' shape and dtype.
     """
-    import cv2
+    from zsseg_rt import ops
 
     height, width = values.shape[-2:]
     if flow.shape != (height, width, 2):
         raise ValueError(f"the flow must be [{height}, {width}, 2] for values {list(values.shape)}, got {flow.shape}")
-    grid_x, grid_y = _grid(height, width)
-    map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
-    mode = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    if values.ndim == 2:
-        return cv2.remap(values, map_x, map_y, mode, borderMode=cv2.BORDER_REPLICATE)
-    out = np.empty_like(values)
-    for start in range(0, values.shape[0], 64):  # [h, w, c] chunks: remap takes the channels last
-        chunk = np.ascontiguousarray(values[start : start + 64].transpose(1, 2, 0))
-        moved = cv2.remap(chunk, map_x, map_y, mode, borderMode=cv2.BORDER_REPLICATE)
-        out[start : start + 64] = moved.reshape(height, width, -1).transpose(2, 0, 1)
-    return out
+    planes = np.ascontiguousarray(values, dtype=np.float32).reshape(1, -1, height, width)
+    moved = ops.warp(planes, np.ascontiguousarray(flow, dtype=np.float32)[None], nearest=bool(nearest))
+    return moved.reshape(values.shape).astype(values.dtype, copy=False)
 
 
 def resize_flow(flow: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
@@ -122,25 +118,44 @@ def _resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     return share > 0.5
 
 
-def _fill_invalid(labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Propagated ``labels [H, W]`` (uint16) where the flow is not valid (``valid`` at the flow's resolution: what the
-    anchor did not see, e.g. the background an object uncovered) take the label of the nearest valid pixel (found at
-    the flow's resolution), instead of what the flow dragged there from the anchor (a trail behind moving objects)."""
+def _nearest_index(source: int, target: int) -> np.ndarray:
+    """``[target]`` int32: the source index OpenCV's INTER_NEAREST resize reads for each target index (cached)."""
+    return _nearest_index_cached(int(source), int(target))
+
+
+@functools.lru_cache(maxsize=16)
+def _nearest_index_cached(source: int, target: int) -> np.ndarray:
+    import cv2
+
+    ramp = np.arange(source, dtype=np.float32)[:, None]
+    index = cv2.resize(ramp, (1, target), interpolation=cv2.INTER_NEAREST)[:, 0].astype(np.int32)
+    index.flags.writeable = False
+    return index
+
+
+def _fill_maps(valid: np.ndarray, size: Tuple[int, int]) -> Optional[Dict[str, np.ndarray]]:
+    """Where the flow is not valid (``valid`` at the flow's resolution: what the anchor did not see, e.g. the
+    background an object uncovered), a propagated frame takes the label of the nearest valid pixel (found at the
+    flow's resolution) instead of what the flow dragged there from the anchor (a trail behind moving objects).
+    The maps ``ops.temporal_propagate`` reads for it (None: nothing to fill): ``fill`` (the flat index of each
+    invalid pixel's nearest valid one, -1 where valid) and the nearest-resize index maps between the frame
+    (``size``) and the flow's resolution."""
     import cv2
 
     if valid.all() or not valid.any():
-        return labels
+        return None
     height, width = valid.shape
-    small = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
     _, nearest = cv2.distanceTransformWithLabels(
         (~valid).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )  # the number of the nearest valid pixel, counted in raster order from 1
-    filled = small.reshape(-1)[np.flatnonzero(valid)[nearest.reshape(-1) - 1]].reshape(height, width)
-    size = (labels.shape[1], labels.shape[0])
-    invalid = cv2.resize((~valid).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    out = labels.copy()
-    out[invalid] = cv2.resize(filled, size, interpolation=cv2.INTER_NEAREST)[invalid]
-    return out
+    source = np.flatnonzero(valid)[nearest.reshape(-1) - 1].reshape(height, width)
+    return {
+        "fill": np.where(valid, -1, source).astype(np.int32),
+        "rows_down": _nearest_index(height, size[0]),
+        "cols_down": _nearest_index(width, size[1]),
+        "rows_up": _nearest_index(size[0], height),
+        "cols_up": _nearest_index(size[1], width),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,7 +312,8 @@ class FlowEstimator:
         grid_x, grid_y = _grid(height, width)
         map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
         inside = (map_x >= -0.5) & (map_x <= width - 0.5) & (map_y >= -0.5) & (map_y <= height - 0.5)
-        moved = cv2.remap(target, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        moved = warp(target.astype(np.float32), flow)  # an 8-bit remap's value: the float one, rounded half up
+        moved = np.floor(moved + np.float32(0.5)).astype(np.uint8)
         error = cv2.absdiff(moved, current).astype(np.float32)
         valid = inside & (cv2.blur(error, (5, 5)) < self.tolerance)
         return valid, np.where(inside, error, np.float32(self.tolerance)).astype(np.float32)
@@ -332,44 +348,17 @@ def _same_vocabulary(before: Any, now: Any) -> bool:
 
 class _Anchor(NamedTuple):
     """The last keyframe of a stream (or its last frame, when every frame is one): its prepared grey frame, output
-    labels ``[H, W]`` and winning scores, and with ``stabilize`` its filtered class scores ``[C, h, w]`` and each
-    state pixel's mean squared margin change ``jitter [h, w]`` (the hysteresis' noise, squared)."""
+    labels ``[H, W]`` int32 and winning scores, and with ``stabilize`` its filtered class scores ``[C, h, w]`` and each
+    state pixel's mean squared margin change ``jitter [h, w]`` (the hysteresis' noise, squared). Arrays of the
+    filter's ``arrays`` (NumPy, or device buffers); ``size`` is the frame's ``(H, W)``."""
 
     small: np.ndarray
-    labels: np.ndarray
-    scores: np.ndarray
-    state: Optional[np.ndarray]
+    labels: Any
+    scores: Any
+    state: Any
     vocabulary: Any
-    jitter: Optional[np.ndarray] = None
-
-
-def _margin_change(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """``[h, w]`` float32: how much each pixel's top-2 margin moved, ``|(S_a - S_b) - (P_a - P_b)|`` with ``a, b`` the
-    two best classes of ``current`` (``S``; ``previous``: ``P``, both ``[C, h, w]``). What a near-tie's flip comes
-    from; 0 where the scores did not move (a change shared by every class moves no margin)."""
-    if current.shape[0] < 2:
-        return np.zeros(current.shape[1:], np.float32)
-    first = np.argmax(current, axis=0)[None]  # two argmax passes: 3x faster than a partition over 171 classes
-    others = current.copy()
-    np.put_along_axis(others, first, -np.inf, 0)
-    second = np.argmax(others, axis=0)[None]
-    now = np.take_along_axis(current, first, 0) - np.take_along_axis(current, second, 0)
-    before = np.take_along_axis(previous, first, 0) - np.take_along_axis(previous, second, 0)
-    return np.abs(now - before)[0].astype(np.float32)
-
-
-def _bilinear_at(state: np.ndarray, classes: np.ndarray, rows: np.ndarray, cols: np.ndarray, size) -> np.ndarray:
-    """``state[classes[i]]`` resized bilinearly to ``size`` (H, W) (``align_corners=False``, as ``ops.segment``),
-    read at pixel ``(rows[i], cols[i])`` only: ``[n]`` float32."""
-    _, height, width = state.shape
-    y = np.maximum((rows + 0.5) * (height / size[0]) - 0.5, 0.0)
-    x = np.maximum((cols + 0.5) * (width / size[1]) - 0.5, 0.0)
-    y0, x0 = np.minimum(y.astype(np.intp), height - 1), np.minimum(x.astype(np.intp), width - 1)
-    y1, x1 = np.minimum(y0 + 1, height - 1), np.minimum(x0 + 1, width - 1)
-    wy, wx = (y - y0).astype(np.float32), (x - x0).astype(np.float32)
-    top = state[classes, y0, x0] * (1 - wx) + state[classes, y0, x1] * wx
-    bottom = state[classes, y1, x0] * (1 - wx) + state[classes, y1, x1] * wx
-    return (top * (1 - wy) + bottom * wy).astype(np.float32)
+    jitter: Any = None
+    size: Tuple[int, int] = (0, 0)
 
 
 class Plan(NamedTuple):
@@ -385,10 +374,20 @@ class Plan(NamedTuple):
 
 class StreamFilter:
     """The temporal state of one stream: :meth:`plan` a frame, then :meth:`keyframe` with the Engine's result when it
-    is one, else :meth:`propagate`. Each returns ``(labels [H, W] int32, scores [H, W] float32)``."""
+    is one, else :meth:`propagate`. Each returns ``(labels [H, W] int32, scores [H, W] float32)`` on the host; with
+    device ``arrays`` (``filter_arrays.DeviceArrays``) the state stays on the device and only the labels come back
+    (scores None).
 
-    def __init__(self, options: TemporalOptions, flow: Optional[FlowEstimator] = None):
+    Args:
+        options: what the filter does. flow: the optical flow (default: DIS as ``options`` say).
+        arrays: where the state lives and the ops run (default ``HostArrays``: NumPy, the CPU kernels).
+    """
+
+    def __init__(self, options: TemporalOptions, flow: Optional[FlowEstimator] = None, arrays: Any = None):
+        from .filter_arrays import HostArrays
+
         self.options = options
+        self.arrays = arrays if arrays is not None else HostArrays()
         self.flow = flow or FlowEstimator(options.flow_preset, options.flow_stride, options.photometric_tolerance)
         self.anchor: Optional[_Anchor] = None
         self.previous: Optional[np.ndarray] = None  # the last frame, prepared
@@ -399,6 +398,7 @@ class StreamFilter:
         self.flow_ms = 0.0
         self.flow_calls = 0
         self.last_error = ""
+        self.last_noise: Optional[Tuple[Any, Any]] = None  # the last blended keyframe's (noise, measured)
 
     def reset(self) -> None:
         """Forget the past: the next frame is a keyframe that starts afresh."""
@@ -411,7 +411,7 @@ class StreamFilter:
         anchor = self.anchor
         if anchor is None:
             return Plan(True, "first", small, None)
-        if anchor.small.shape != small.shape or anchor.labels.shape != frame.shape[:2]:
+        if anchor.small.shape != small.shape or tuple(anchor.size) != tuple(frame.shape[:2]):
             return Plan(True, "size", small, None)
         if not _same_vocabulary(anchor.vocabulary, vocabulary):
             return Plan(True, "vocabulary", small, None)
@@ -438,53 +438,112 @@ class StreamFilter:
         return Plan(False, "", small, motion)
 
     def keyframe(
-        self, plan: Plan, labels: np.ndarray, scores: np.ndarray, class_scores: Any, vocabulary: Any
-    ) -> Tuple[np.ndarray, np.ndarray]:
-        """A keyframe's output from the Engine's result (``labels``, ``scores``; with ``stabilize`` its
-        ``class_scores``), the new anchor."""
+        self, plan: Plan, labels: Any, scores: Any, class_scores: Any, vocabulary: Any
+    ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """A keyframe's output from the Engine's result (``labels``, ``scores``: arrays of ``arrays``; with
+        ``stabilize`` its ``class_scores``, whose ``scores`` are too), the new anchor."""
         self.counts[plan.reason] += 1
         self.since_keyframe = 0
         self.previous, self.to_anchor = plan.small, None
+        arrays = self.arrays
         if not self.options.stabilize:
-            self.anchor = _Anchor(plan.small, labels, scores, None, vocabulary)
-            return labels, scores
+            size = (int(labels.shape[0]), int(labels.shape[1]))
+            if not arrays.device:
+                labels = np.ascontiguousarray(labels, dtype=np.int32)
+                scores = np.ascontiguousarray(scores, dtype=np.float32)
+            self.anchor = _Anchor(plan.small, labels, scores, None, vocabulary, None, size)
+            return arrays.to_host(labels), (scores if not arrays.device else None)
         if class_scores is None:
             raise ValueError("stabilize needs the keyframe's class scores (Engine.segment_with_class_scores)")
         current = class_scores.scores
+        if not arrays.device:
+            current = np.ascontiguousarray(current, dtype=np.float32)
         anchor, motion = self.anchor, plan.motion
-        if (
-            anchor is None
-            or motion is None
-            or anchor.state is None
-            or anchor.jitter is None
-            or anchor.state.shape != current.shape
-        ):
-            state = np.ascontiguousarray(current, dtype=np.float32)
-            jitter = np.zeros(current.shape[1:], np.float32)  # nothing measured yet: no hysteresis
-            out_labels, out_scores = class_scores.finalize(state)
+        fresh = anchor is None or motion is None or anchor.state is None or anchor.jitter is None
+        if fresh or tuple(anchor.state.shape) != tuple(current.shape):  # type: ignore[union-attr]
+            state, jitter = (
+                current,
+                arrays.zeros("jitter", tuple(current.shape[1:])),
+            )  # nothing measured yet: no hysteresis
+            with arrays.context():
+                out_labels, out_scores = self._finalize(class_scores, state)
+            self.last_noise = None
         else:
-            flow = resize_flow(motion.flow, current.shape[1:])
-            valid = _resize_mask(motion.valid, current.shape[1:])
-            previous = warp(anchor.state, flow)
-            doubt = self._doubt(motion, current.shape[1:])
-            weight = (self.options.blend + (1.0 - self.options.blend) * doubt).astype(np.float32)
-            blended = previous + weight * (current - previous)
-            state = np.ascontiguousarray(np.where(valid[None], blended, current), dtype=np.float32)
-            # the jitter measured up to the anchor, moved along the flow (0 where the flow is not valid: unmeasured)
-            before = np.where(valid, warp(anchor.jitter, flow), 0.0).astype(np.float32)
-            out_labels, out_scores = class_scores.finalize(state)
-            if self.options.hysteresis > 0 and before.any():  # nothing measured yet (after a reset): no hysteresis
-                # the deviation of the filtered margin: per-frame margins of variance v leave the running mean of
-                # weight w a variance of w v / (2 - w); their change against it, J = v + w v / (2 - w) = 2 v / (2 - w),
-                # so the filtered margin's variance is w J / 2
-                # and no hold where the image changed (see _doubt)
-                noise = np.sqrt(before * (weight / 2.0)) * np.clip((1.0 - doubt) / (1.0 - HOLD_DOUBT), 0.0, 1.0)
-                self._hold(out_labels, out_scores, state, anchor.labels, motion, self.options.hysteresis, noise)
-            change = np.square(_margin_change(current, previous))  # this frame's, for the frames after it
-            # (a running mean from 0: after a reset the hysteresis starts weak and grows with what is measured)
-            jitter = np.ascontiguousarray(np.where(valid, before + weight * (change - before), 0.0), dtype=np.float32)
-        self.anchor = _Anchor(plan.small, out_labels, out_scores, state, vocabulary, jitter)
-        return out_labels, out_scores
+            assert anchor is not None and motion is not None
+            with arrays.context():
+                out_labels, out_scores, state, jitter = self._blend(class_scores, current, anchor, motion)
+        size = (int(class_scores.output_size[0]), int(class_scores.output_size[1]))
+        self.anchor = _Anchor(plan.small, out_labels, out_scores, state, vocabulary, jitter, size)  # type: ignore[arg-type]
+        return arrays.to_host(out_labels), (out_scores if not arrays.device else None)
+
+    def _finalize(self, class_scores: Any, state: Any) -> Tuple[Any, Any]:
+        """Labels ``[H, W]`` int32 and winning scores of a ``[C, h, w]`` state where it is: ``ClassScores.finalize``
+        (bilinear to the frame fused with the argmax, ``ops.segment``; then the background threshold)."""
+        from zsseg_rt import ops
+
+        arrays = self.arrays
+        classes, height, width = (int(d) for d in state.shape)
+        size = (int(class_scores.output_size[0]), int(class_scores.output_size[1]))
+        labels = arrays.empty("labels", (1,) + size, np.int32)
+        scores = arrays.empty("scores", (1,) + size, np.float32)
+        ops.segment(arrays.view(state, (1, classes, height, width)), size, None, sigmoid=False,
+                    out=(labels, scores), stream=arrays.stream)  # fmt: skip
+        labels, scores = arrays.view(labels, size), arrays.view(scores, size)
+        threshold = class_scores.background_threshold
+        if threshold is not None:
+            if arrays.device:
+                raise ValueError("a background threshold (softmax post-processing) is applied on the host only")
+            labels[scores < np.float32(threshold)] = np.int32(class_scores.background_index)
+        return labels, scores
+
+    def _blend(self, class_scores: Any, current: Any, anchor: _Anchor, motion: Motion) -> Tuple[Any, Any, Any, Any]:
+        """A keyframe blended with the anchor along the flow, with the hysteresis (steps 3 and 4 of the module
+        docstring): the ops on the filter's arrays, the flow's part computed here on the host and handed over."""
+        import cv2
+
+        from zsseg_rt import ops
+
+        arrays, options = self.arrays, self.options
+        classes, height, width = (int(d) for d in current.shape)
+        small = (height, width)
+        size = (int(class_scores.output_size[0]), int(class_scores.output_size[1]))
+        valid = cv2.resize(motion.valid.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+        host = {
+            "flow": resize_flow(motion.flow, small),
+            "valid": _resize_mask(motion.valid, small).astype(np.uint8),
+            "doubt": self._doubt(motion, small),
+            "frame_flow": np.ascontiguousarray(resize_flow(motion.flow, size)),
+            "frame_valid": valid,
+        }
+        given = arrays.inputs(host)
+        flow = arrays.view(given["flow"], (1, height, width, 2))
+        previous = arrays.empty("previous", (1, classes, height, width), np.float32)
+        ops.warp(arrays.view(anchor.state, (1, classes, height, width)), flow, out=previous, stream=arrays.stream)
+        previous_jitter = arrays.empty("previous_jitter", (1, 1, height, width), np.float32)
+        ops.warp(arrays.view(anchor.jitter, (1, 1, height, width)), flow, out=previous_jitter, stream=arrays.stream)
+        outs = (
+            arrays.empty("state", (classes, height, width), np.float32),
+            arrays.empty("jitter", small, np.float32),
+            arrays.empty("noise", small, np.float32),
+            arrays.empty("measured", (1,), np.int32),
+        )
+        state, jitter, noise, measured = ops.temporal_blend(
+            current,
+            arrays.view(previous, (classes, height, width)),
+            arrays.view(previous_jitter, small),
+            given["doubt"],
+            given["valid"],
+            options.blend,
+            HOLD_DOUBT,
+            out=outs,
+            stream=arrays.stream,
+        )
+        labels, scores = self._finalize(class_scores, state)
+        self.last_noise = (noise, measured)  # the hysteresis' inputs of this frame (the look-ahead's, lookahead.py)
+        if options.hysteresis > 0:  # (nothing measured yet, after a reset: ``measured`` is 0 and nothing is held)
+            ops.temporal_hold(labels, scores, state, noise, anchor.labels, given["frame_flow"], given["frame_valid"],
+                              options.hysteresis, measured, stream=arrays.stream)  # fmt: skip
+        return labels, scores, state, jitter
 
     def _doubt(self, motion: Motion, size: Tuple[int, int]) -> np.ndarray:
         """``[h, w]`` float32 in [0, 1] at the state's ``size``: the blend's doubt in the flow, the flow-compensated
@@ -501,47 +560,33 @@ class StreamFilter:
         error = cv2.resize(motion.error, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
         return np.clip(error / np.float32(self.flow.tolerance), 0.0, 1.0).astype(np.float32)
 
-    @staticmethod
-    def _hold(
-        labels: np.ndarray,
-        scores: np.ndarray,
-        state: np.ndarray,
-        before: np.ndarray,
-        motion: Motion,
-        hysteresis: float,
-        noise: np.ndarray,
-    ) -> None:
-        """Hysteresis, in place at the frame's size: where the flow is valid and the label changed from the anchor's
-        (warped along the flow), the anchor's label stays unless the new winner's score beats its score (both from
-        the bilinearly resized state) by more than ``hysteresis`` times the pixel's ``noise`` (``[h, w]`` at the
-        state's resolution, read bilinearly)."""
-        import cv2
+    def propagate(self, plan: Plan) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """A frame between keyframes: the anchor's labels and scores warped along the flow to it (the labels where the
+        flow is not valid: the nearest valid pixel's)."""
+        from zsseg_rt import ops
 
-        flow = resize_flow(motion.flow, labels.shape)
-        held = warp(before.astype(np.uint16), flow, nearest=True)
-        size = (labels.shape[1], labels.shape[0])
-        valid = cv2.resize(motion.valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-        rows, cols = np.nonzero((held != labels) & valid & (held < state.shape[0]))
-        if not len(rows):
-            return
-        classes = held[rows, cols].astype(np.intp)
-        kept_score = _bilinear_at(state, classes, rows, cols, labels.shape)
-        margin = np.float32(hysteresis) * _bilinear_at(noise[None], np.zeros_like(classes), rows, cols, labels.shape)
-        keep = scores[rows, cols] - kept_score < margin
-        labels[rows[keep], cols[keep]] = classes[keep]
-        scores[rows[keep], cols[keep]] = kept_score[keep]
-
-    def propagate(self, plan: Plan) -> Tuple[np.ndarray, np.ndarray]:
-        """A frame between keyframes: the anchor's labels and scores warped along the flow to it."""
         anchor, motion = self.anchor, plan.motion
         assert anchor is not None and motion is not None
         self.counts["propagated"] += 1
         self.since_keyframe += 1
         self.previous, self.to_anchor = plan.small, motion.flow
-        flow = resize_flow(motion.flow, anchor.labels.shape)
-        labels = warp(anchor.labels.astype(np.uint16), flow, nearest=True)
-        scores = warp(anchor.scores, flow)
-        return _fill_invalid(labels, motion.valid).astype(np.int32), scores
+        arrays, size = self.arrays, anchor.size
+        host = {"flow": np.ascontiguousarray(resize_flow(motion.flow, size))}
+        fill = _fill_maps(motion.valid, size)
+        host.update(fill or {})
+        given = arrays.inputs(host)
+        maps = (
+            None if fill is None else tuple(given[k] for k in ("fill", "rows_down", "cols_down", "rows_up", "cols_up"))
+        )
+        with arrays.context():
+            out = (
+                arrays.empty("propagated_labels", size, np.int32),
+                arrays.empty("propagated_scores", size, np.float32),
+            )
+            labels, scores = ops.temporal_propagate(
+                anchor.labels, anchor.scores, given["flow"], maps, out=out, stream=arrays.stream
+            )
+        return arrays.to_host(labels), (scores if not arrays.device else None)
 
     def stats(self) -> Dict[str, Any]:
         """Keyframes by reason, propagated frames and the flow's mean cost (ms)."""

@@ -27,9 +27,12 @@ import numpy as np
 
 from zsseg_rt.runtime.result import Result
 
+from .filter_arrays import DeviceArrays, HostArrays
+from .lookahead import LookAheadFilter
 from .temporal import FlowEstimator, StreamFilter, TemporalOptions
 
 __all__ = ["VideoResult", "VideoSegmenter"]
+DEVICE_SETTINGS = ("auto", True, False)
 
 
 @dataclasses.dataclass(repr=False)
@@ -38,12 +41,15 @@ class VideoResult(Result):
     keyframe: "first", "size", "vocabulary", "flow failed", "scene cut", "low confidence", "interval"; "" for a
     frame propagated from the last keyframe), ``confidence`` (the share of the frame whose flow to the anchor is
     valid; None when no flow was computed) and ``stream``. Propagated frames carry the keyframe's ``banner``,
-    ``backend`` and ``inference``; their ``timing`` has "flow", "propagate" and "total"."""
+    ``backend`` and ``inference``; their ``timing`` has "flow", "propagate" and "total". ``index``: the frame's number
+    in its stream, from 0 (with ``stabilize_delay`` the result of a call is an earlier frame's). On the device path
+    (``device``) ``scores`` is None: the filter's scores stay on the device, the labels come down."""
 
     keyframe: bool = True
     reason: str = "first"
     confidence: Optional[float] = None
     stream: int = 0
+    index: int = -1
 
     @classmethod
     def from_result(cls, result: Result, **fields: Any) -> "VideoResult":
@@ -53,10 +59,15 @@ class VideoResult(Result):
 
 
 class _Stream:
-    def __init__(self, options: TemporalOptions, flow_function: Any):
+    def __init__(self, options: TemporalOptions, flow_function: Any, delay: int, memory: Any):
         flow = FlowEstimator(options.flow_preset, options.flow_stride, options.photometric_tolerance, flow_function)
-        self.filter = StreamFilter(options, flow)
+        self.arrays = DeviceArrays(memory) if memory is not None else HostArrays()
+        if delay:
+            self.filter: Any = LookAheadFilter(options, delay, flow)
+        else:
+            self.filter = StreamFilter(options, flow, self.arrays)
         self.template: Optional[Result] = None  # the last keyframe's result (class names, banner, backend)
+        self.frames = 0  # frames seen (the next frame's index)
 
 
 class VideoSegmenter:
@@ -71,6 +82,13 @@ class VideoSegmenter:
             every frame). With ``adaptive``: the longest gap (default then 8).
         adaptive: a keyframe also as soon as the flow's confidence drops.
         color_order: the frames' channel order, "bgr" (default, OpenCV) or "rgb".
+        stabilize_delay: look-ahead for recorded video (implies ``stabilize``): each frame's labels use the ``N``
+            frames after it and come out when they have come in (``lookahead.py``); a call then returns an earlier
+            frame's result (None while the first ``N`` frames come in) and :meth:`flush` the last ones. 0: causal.
+        device: where the filter runs: "auto" (default) on the Engine's device pipeline when it has one (a GPU:
+            the class scores made there, the state kept there, the labels copied down; ``scores`` None), True
+            (required: refused with the reason otherwise), False (the host: NumPy and the ops' CPU kernels).
+            Keyframes then go through the device one frame at a time. The look-ahead runs on the host.
         options: the other :class:`~zsseg_rt.stream.temporal.TemporalOptions` (``blend``, ``hysteresis``,
             ``score_stride``, ``flow_stride``, ``flow_preset``, ``photometric_tolerance``, ``min_confidence``,
             ``cut_confidence``), and ``flow_function`` (tests: replaces the DIS flow).
@@ -87,21 +105,51 @@ class VideoSegmenter:
         adaptive: bool = False,
         color_order: str = "bgr",
         flow_function: Any = None,
+        stabilize_delay: int = 0,
+        device: Any = "auto",
         **options: Any,
     ):
         if color_order not in ("bgr", "rgb"):
             raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
+        if isinstance(stabilize_delay, bool) or not isinstance(stabilize_delay, int) or stabilize_delay < 0:
+            raise ValueError(f"stabilize_delay: expected a whole number >= 0, got {stabilize_delay!r}")
+        if stabilize_delay and (adaptive or (keyframe_every or 1) != 1):
+            raise ValueError("stabilize_delay runs the encoder on every frame: it does not combine with keyframes")
+        if device not in DEVICE_SETTINGS:
+            raise ValueError(f"device must be 'auto', True or False, got {device!r}")
         every = keyframe_every if keyframe_every is not None else (8 if adaptive else 1)
         self.options = TemporalOptions(
-            stabilize=bool(stabilize), keyframe_every=every, adaptive=bool(adaptive), **options
+            stabilize=bool(stabilize or stabilize_delay), keyframe_every=every, adaptive=bool(adaptive), **options
         )
         if self.options.stabilize and hasattr(engine, "pipeline"):
             _check_class_scores(engine.pipeline)
         self.engine = engine
         self.color_order = color_order
+        self.delay = int(stabilize_delay)
+        self._memory = self._device_memory(device)
         self._flow_function = flow_function
         self._streams: Dict[int, _Stream] = {}
         self._lock = threading.Lock()
+
+    def _device_memory(self, device: Any) -> Any:
+        """The device pipeline's memory the filter runs on (None: the host), as ``device`` asks."""
+        if device is False or not self.options.active:
+            return None
+        from zsseg_rt.runtime.device_video import device_unavailable
+
+        reason = device_unavailable(self.engine)
+        if reason is None and self.delay:
+            reason = "the look-ahead (stabilize_delay) runs on the host"
+        if reason is not None:
+            if device is True:
+                raise ValueError(f"device=True is not possible: {reason}")
+            return None
+        return self.engine.pipeline.device.memory
+
+    @property
+    def on_device(self) -> bool:
+        """Whether the filter runs on the Engine's device pipeline (``device``)."""
+        return self._memory is not None
 
     # ---- the Engine's face (the camera loop applies vocabularies through it) --------------------------------------
     @property
@@ -119,6 +167,16 @@ class VideoSegmenter:
                 if stream is None or index == stream:
                     state.filter.reset()
 
+    def flush(self, stream: Optional[int] = None) -> List[VideoResult]:
+        """The results still held back by ``stabilize_delay`` (the end of a stream: its last frames, with the future
+        there is), of one stream or of all; nothing without a delay."""
+        with self._lock:
+            out: List[VideoResult] = []
+            for index, state in self._streams.items():
+                if self.delay and (stream is None or index == stream):
+                    out.extend(self._delayed_result(state, index, item) for item in state.filter.flush())
+            return out
+
     def stats(self, stream: int = 0) -> Dict[str, Any]:
         """A stream's keyframes (by reason), propagated frames and the flow's mean cost in ms. Does not wait for a
         frame being segmented (the camera loop's writer threads read it while inference runs)."""
@@ -126,14 +184,16 @@ class VideoSegmenter:
         return state.filter.stats() if state is not None else {}
 
     # ---- frames ---------------------------------------------------------------------------------------------------
-    def __call__(self, frame: np.ndarray, stream: int = 0) -> VideoResult:
+    def __call__(self, frame: np.ndarray, stream: int = 0) -> Optional[VideoResult]:
         """One frame (``[H, W, 3]`` uint8 in ``color_order``; grey ``[H, W]`` and ``[H, W, 4]`` with alpha are taken
-        as the Engine takes them) of ``stream``: a :class:`VideoResult`."""
+        as the Engine takes them) of ``stream``: a :class:`VideoResult` (with ``stabilize_delay``: the frame
+        ``stabilize_delay`` before it, or None while the first frames come in)."""
         return self.segment_streams([stream], [frame])[0]
 
-    def segment_streams(self, streams: Sequence[int], frames: Sequence[np.ndarray]) -> List[VideoResult]:
+    def segment_streams(self, streams: Sequence[int], frames: Sequence[np.ndarray]) -> List[Any]:
         """One frame of each of ``streams`` (distinct indices): the keyframes among them go through the Engine in one
-        batched call, the others are propagated. Returns one result per frame, in order."""
+        batched call (on the device path: one by one), the others are propagated. Returns one result per frame, in
+        order (with ``stabilize_delay``: an earlier frame's, or None)."""
         if len(streams) != len(frames) or len(set(streams)) != len(streams):
             raise ValueError(
                 f"need one frame per distinct stream, got streams {list(streams)} for {len(frames)} frames"
@@ -145,7 +205,7 @@ class VideoSegmenter:
         """A token that changes whenever the Engine's vocabulary does (a new snapshot per ``set_classes``)."""
         return getattr(self.engine, "vocabulary", None) or tuple(self.class_names)
 
-    def _segment(self, streams: List[int], frames: List[np.ndarray]) -> List[VideoResult]:
+    def _segment(self, streams: List[int], frames: List[np.ndarray]) -> List[Any]:
         start = time.perf_counter()
         if not self.options.active:
             results = self._engine_call(frames, scores=False)
@@ -154,12 +214,19 @@ class VideoSegmenter:
             ]
         frames = [self._checked(frame) for frame in frames]
         vocabulary = self._vocabulary()
-        states = [self._streams.setdefault(s, _Stream(self.options, self._flow_function)) for s in streams]
+        states = [self._state(s) for s in streams]
         plans = [state.filter.plan(frame, vocabulary, self.color_order) for state, frame in zip(states, frames)]
+        indices = []
+        for state in states:
+            indices.append(state.frames)
+            state.frames += 1
         planned = time.perf_counter()
         keys = [i for i, plan in enumerate(plans) if plan.keyframe]
-        encoded = self._engine_call([frames[i] for i in keys], scores=self.options.stabilize) if keys else []
+        encoded = self._keyframes([frames[i] for i in keys], [states[i] for i in keys])
         vocabulary = self._vocabulary()  # the call used the vocabulary of now
+        if self.delay:
+            return [self._push(states[i], streams[i], plans[i], result, indices[i], vocabulary)
+                    for i, result in zip(keys, encoded)]  # fmt: skip
         out: List[Optional[VideoResult]] = [None] * len(frames)
         for i, result in zip(keys, encoded):
             state, plan = states[i], plans[i]
@@ -177,35 +244,75 @@ class VideoSegmenter:
                 reason=plan.reason,
                 confidence=None if plan.motion is None else plan.motion.confidence,
                 stream=streams[i],
+                index=indices[i],
                 class_scores=None,
             )
         share = (planned - start) / max(1, len(frames))
         for i, plan in enumerate(plans):
-            if plan.keyframe:
-                continue
-            state = states[i]
-            moved = time.perf_counter()
-            labels, scores = state.filter.propagate(plan)
-            template = state.template
-            assert template is not None and plan.motion is not None
-            flow_ms = plan.motion.ms
-            propagate_ms = 1000.0 * (time.perf_counter() - moved)
-            out[i] = VideoResult(
-                labels,
-                scores,
-                list(template.class_names),
-                self.color_order,
-                image=frames[i],
-                timing={"flow": flow_ms, "propagate": propagate_ms, "total": 1000.0 * share + propagate_ms},
-                banner=template.banner,
-                backend=template.backend,
-                inference=template.inference,
-                keyframe=False,
-                reason="",
-                confidence=plan.motion.confidence,
-                stream=streams[i],
-            )
+            if not plan.keyframe:
+                out[i] = self._propagated(states[i], plan, frames[i], streams[i], indices[i], share)
         return [result for result in out if result is not None]
+
+    def _state(self, stream: int) -> _Stream:
+        state = self._streams.get(stream)
+        if state is None:
+            state = self._streams[stream] = _Stream(self.options, self._flow_function, self.delay, self._memory)
+        return state
+
+    def _keyframes(self, frames: List[np.ndarray], states: List[_Stream]) -> List[Result]:
+        """The Engine's results of the keyframes: one batched call on the host; on the device path, each frame's
+        results and class scores left in its stream's device buffers (``Engine.segment_on_device``)."""
+        if not frames:
+            return []
+        stride = self.options.score_stride if self.options.stabilize else None
+        if self._memory is None:
+            return self._engine_call(frames, scores=self.options.stabilize)
+        order = {} if self.color_order == "bgr" else {"color_order": self.color_order}
+        return [self.engine.segment_on_device([frame], state.arrays, stride, **order)[0]
+                for frame, state in zip(frames, states)]  # fmt: skip
+
+    def _propagated(self, state: _Stream, plan: Any, frame: np.ndarray, stream: int, index: int, share: float):
+        moved = time.perf_counter()
+        labels, scores = state.filter.propagate(plan)
+        template = state.template
+        assert template is not None and plan.motion is not None
+        propagate_ms = 1000.0 * (time.perf_counter() - moved)
+        return VideoResult(
+            labels,
+            scores,
+            list(template.class_names),
+            self.color_order,
+            image=frame,
+            timing={"flow": plan.motion.ms, "propagate": propagate_ms, "total": 1000.0 * share + propagate_ms},
+            banner=template.banner,
+            backend=template.backend,
+            inference=template.inference,
+            keyframe=False,
+            reason="",
+            confidence=plan.motion.confidence,
+            stream=stream,
+            index=index,
+        )
+
+    def _push(self, state: _Stream, stream: int, plan: Any, result: Result, index: int, vocabulary: Any):
+        """A frame into the look-ahead: the result of the frame ``delay`` before it, or None."""
+        payload = (result, plan, index)
+        ready = state.filter.push(plan, result.labels, result.scores, result.class_scores, vocabulary, payload)
+        return self._delayed_result(state, stream, ready[0]) if ready else None
+
+    def _delayed_result(self, state: _Stream, stream: int, item: Any) -> VideoResult:
+        (result, plan, index), labels, scores = item
+        return VideoResult.from_result(
+            result,
+            labels=labels,
+            scores=scores,
+            keyframe=True,
+            reason=plan.reason,
+            confidence=None if plan.motion is None else plan.motion.confidence,
+            stream=stream,
+            index=index,
+            class_scores=None,
+        )
 
     @staticmethod
     def _checked(frame: Any) -> np.ndarray:

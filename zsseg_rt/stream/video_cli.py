@@ -1,5 +1,5 @@
-"""The video options of ``zsseg camera`` (``--labels-out``, ``--stabilize``, ``--keyframe-every``,
-``--adaptive-keyframes``, ``--temporal-consistency``) and what they build: the
+"""The video options of ``zsseg camera`` (``--labels-out``, ``--stabilize``, ``--stabilize-delay``,
+``--keyframe-every``, ``--adaptive-keyframes``, ``--temporal-consistency``) and what they build: the
 :class:`~zsseg_rt.stream.video.VideoSegmenter` around the Engine. Light at import (the CLI's ``--help``)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 from zsseg_rt.cli_types import whole_number
 
-__all__ = ["add_video_arguments", "video_segmenter"]
+__all__ = ["add_video_arguments", "check_video_sources", "video_segmenter"]
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +28,14 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="stable labels: each frame's class scores blended with the previous ones warped along the optical flow, "
         "with hysteresis against near-ties, reset on a scene cut (a windowed bundle without PAMR)",
+    )
+    group.add_argument(
+        "--stabilize-delay",
+        type=whole_number(1),
+        metavar="N",
+        help="recorded video (a file or folder): --stabilize with N frames of look-ahead: each frame's labels also use "
+        "the N frames after it and are written when those have been read (smoother labels, a second optical flow "
+        "per frame, N frames of latency); refused for a live camera",
     )
     group.add_argument(
         "--keyframe-every",
@@ -50,6 +58,28 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_video_sources(args: argparse.Namespace, sources: Any) -> None:
+    """Refuse what the video options cannot do with these sources, before the model loads: ``--stabilize-delay``
+    on a live source (its frames would wait for frames not yet filmed), or with keyframes.
+
+    Raises:
+        CliError: one line naming the option, the source and why.
+    """
+    from zsseg_rt.cli_errors import CliError
+
+    delay = getattr(args, "stabilize_delay", None)
+    if not delay:
+        return
+    live = [source for source in sources if getattr(source, "live", False)]
+    if live:
+        raise CliError(
+            f"--stabilize-delay {delay}: {live[0].name} is live, and a frame's labels would wait for {delay} frames "
+            "not yet filmed; use --stabilize (causal) on a camera, the look-ahead on a recorded file or folder"
+        )
+    if getattr(args, "adaptive_keyframes", False) or (getattr(args, "keyframe_every", None) or 1) != 1:
+        raise CliError("--stabilize-delay runs the encoder on every frame: it does not combine with --keyframe-every")
+
+
 def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:
     """What the stream loop segments with: the Engine itself, or a ``VideoSegmenter`` around it when
     ``--stabilize`` / ``--keyframe-every`` / ``--adaptive-keyframes`` ask for one.
@@ -59,7 +89,8 @@ def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:
     """
     from zsseg_rt.cli_errors import CliError
 
-    stabilize = bool(getattr(args, "stabilize", False))
+    delay = int(getattr(args, "stabilize_delay", None) or 0)
+    stabilize = bool(getattr(args, "stabilize", False)) or delay > 0
     adaptive = bool(getattr(args, "adaptive_keyframes", False))
     every = getattr(args, "keyframe_every", None)
     if adaptive and every == 1:
@@ -73,6 +104,8 @@ def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:
     from .video import VideoSegmenter
 
     try:
-        return VideoSegmenter(engine, stabilize=stabilize, keyframe_every=every, adaptive=adaptive)
+        return VideoSegmenter(
+            engine, stabilize=stabilize, keyframe_every=every, adaptive=adaptive, stabilize_delay=delay
+        )
     except ClassScoresUnavailable as exc:
         raise CliError(f"--stabilize: {exc}") from None

@@ -224,8 +224,9 @@ def carried(greys: Sequence[np.ndarray], labels: Sequence[np.ndarray], every: in
     return out
 
 
-def _mean_pct(values: List[float]) -> Optional[float]:
-    return round(100.0 * float(np.mean(values)), 4) if values else None
+def _mean_pct(total: List[float]) -> Optional[float]:
+    """The mean of a running ``[sum, count]`` in percent (None for no value)."""
+    return round(100.0 * total[0] / total[1], 4) if total[1] else None
 
 
 class VideoMetrics:
@@ -246,9 +247,10 @@ class VideoMetrics:
         self._lock = threading.Lock()
         self._dis: Any = None
         self._previous: Optional[tuple] = None  # (grey, labels) of the last frame
-        self._flicker: List[float] = []
-        self._changed: List[float] = []
-        self._tc: List[float] = []
+        # running [sum, count] per metric, not the per-frame values: a camera that runs for days keeps the same few
+        # numbers and summary() (after every frame) costs the same at frame 10 and at frame 10 million (the lists it
+        # kept made both grow with the run: issue 64, long runs)
+        self._flicker, self._changed, self._tc = [0.0, 0], [0.0, 0], [0.0, 0]
         self.frames = 0
         self.keyframes = 0
         self.first_read: Optional[float] = None
@@ -286,11 +288,10 @@ class VideoMetrics:
             self.first_read = start if self.first_read is None else min(self.first_read, start)
             self.last_written = now if written_at is None else float(written_at)
             if pair is not None:
-                if pair[0] is not None:
-                    self._flicker.append(pair[0])
-                self._changed.append(pair[1])
-                if pair[2] is not None:
-                    self._tc.append(pair[2])
+                for total, value in zip((self._flicker, self._changed, self._tc), pair):
+                    if value is not None:
+                        total[0] += float(value)
+                        total[1] += 1
 
     def _consistency(self, previous: tuple, current: np.ndarray, labels: np.ndarray) -> float:
         if self._dis is None:
@@ -306,7 +307,7 @@ class VideoMetrics:
             return {
                 "frames": self.frames,
                 "keyframes": self.keyframes,
-                "measured_pairs": len(self._changed),
+                "measured_pairs": self._changed[1],
                 "flicker_pct": _mean_pct(self._flicker),
                 "changed_pct": _mean_pct(self._changed),
                 "tc_pct": _mean_pct(self._tc),

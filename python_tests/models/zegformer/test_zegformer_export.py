@@ -130,7 +130,7 @@ def test_bad_use_is_refused_clearly(bundle):
         engine.set_text_embeddings(["cat"], np.zeros((1, 32), np.float32))
     with pytest.raises(ValueError, match="color_order"):
         engine(np.zeros((40, 50, 3), np.uint8), color_order="hsv")
-    from zsseg_rt.export import tensorrt as trt_build
+    from zsseg_rt.prepare.tensorrt import build as trt_build
 
     with pytest.raises(ValueError, match="two-stage bundles build fp16, fp16-pinned or fp32"):
         trt_build.build_engine_set(bundle, "int8")

@@ -3,8 +3,9 @@
 A backend is a row of the backend table (``table.py``: name, runner factory, devices, precisions, the graph roles
 its runner opens) and a :class:`GraphRunner` (``run(role, feeds, outputs)``); a pipeline wires its roles once
 (:class:`WindowedGraphs`, :class:`TwoStageGraphs`), so a backend serves every pipeline whose roles its runner opens.
-ONNX Runtime (``onnxruntime.py``), TensorRT (``tensorrt.py``) and OpenVINO (``openvino.py``) are built in; the torch
-backend's runner lives on the torch side (``zsseg_rt.export.torch_backend``), found through its row; other backends
+ONNX Runtime, TensorRT and OpenVINO are built in, each in one folder (``onnxruntime/``, ``tensorrt/``, ``openvino/``:
+its runner, its precisions, its device specifics); the torch backend's runner lives on the torch side
+(``zsseg_rt.export.torch_backend``), found through its row; other backends
 join through the ``zsseg_rt.backends`` entry points or :func:`register_backend`. Nothing here imports torch, and the
 runtime libraries are imported only when their backend is opened. docs/development.md walks through adding one.
 """
@@ -32,22 +33,26 @@ _LAZY = {
     "Backend": "base",
     "Features": "base",
     "GraphRunner": "base",
+    "OpenRequest": "base",
+    "runner_factory": "base",
     "RoleGraphs": "base",
     "TwoStageGraphs": "base",
     "WindowedGraphs": "base",
     "backend_factory": "select",
     "default_precision": "select",
     "make_backend": "select",
+    "open_backend": "select",
+    "open_reference": "select",
     "register_backend": "select",
-    "OnnxRuntimeBackend": "onnxruntime",
+    "OnnxRuntimeBackend": "legacy",
     "OrtRunner": "onnxruntime",
     "open_ort_session": "onnxruntime",
     "ort_providers": "onnxruntime",
     "session_options": "onnxruntime",
-    "TwoStageOrtBackend": "onnxruntime",
-    "TensorRTBackend": "tensorrt",
+    "TwoStageOrtBackend": "legacy",
+    "TensorRTBackend": "legacy",
     "TrtRunner": "tensorrt",
-    "OpenVinoBackend": "openvino",
+    "OpenVinoBackend": "legacy",
     "OpenVinoRunner": "openvino",
 }
 

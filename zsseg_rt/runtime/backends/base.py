@@ -13,13 +13,24 @@ and pass as ``Engine(backend=obj)``: the windowed pipeline uses such an object a
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import numpy as np
 
 from zsseg_rt.bundle import BundleMeta, Names
 
-__all__ = ["Backend", "Features", "GraphRunner", "RoleGraphs", "TwoStageGraphs", "WindowedGraphs"]
+__all__ = [
+    "Backend",
+    "Features",
+    "GraphRunner",
+    "OpenRequest",
+    "RoleGraphs",
+    "TwoStageGraphs",
+    "WindowedGraphs",
+    "runner_factory",
+]
 
 Features = Dict[str, np.ndarray]
 
@@ -155,3 +166,41 @@ class TwoStageGraphs(RoleGraphs):
 
 # A pipeline's role object for a runner: WindowedGraphs or TwoStageGraphs
 RoleAdapter = Callable[[Any, BundleMeta], Any]
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """What the Engine asks of a row's factory: the bundle, the graph roles to open, the device, threads, precision
+    (the row's default filled in by ``make_backend``), whether to verify the graph files, the torch backend's
+    ``model``, and the backend's own ``options`` (``cache_dir``, ``prepare``, ``engine_paths``, ...)."""
+
+    meta: BundleMeta
+    roles: Tuple[str, ...]
+    device: str = "auto"
+    threads: int = 0
+    precision: Optional[str] = None
+    verify: bool = True
+    model: Any = None
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+def runner_factory(build: Callable[[OpenRequest], Any]) -> Callable[..., Any]:
+    """A row's factory, ``factory(meta, roles, *, device, threads, precision, verify, model, **options)`` (the call
+    ``make_backend`` makes of every row: docs/development.md "Adding a backend"), written as ``build(request)``:
+    the built-in backends' factories take the call's arguments once, here."""
+
+    @functools.wraps(build)
+    def factory(
+        meta: BundleMeta,
+        roles: Sequence[str],
+        *,
+        device: str = "auto",
+        threads: int = 0,
+        precision: Optional[str] = None,
+        verify: bool = True,
+        model: Any = None,
+        **options: Any,
+    ) -> Any:
+        return build(OpenRequest(meta, tuple(roles), device, threads, precision, verify, model, dict(options)))
+
+    return factory

@@ -8,46 +8,24 @@ candidate; the exact fp32 reference counts as 1.0x. The fastest runs; one log li
 passed. A refused record, one of another setup, or a row that is not installed is not a candidate (the log line
 says why); a candidate that cannot be opened (e.g. its artefact was modified) gives way to the next.
 
-Where no faster path is recorded yet the exact fp32 path runs and :func:`cpu_policy` lists what is missing;
-``prepare`` decides what happens then (``Engine(prepare=...)``): "auto" (the default, :func:`resolve_prepare`:
-"background" where the records' folder is writable, unless ``$ZSSEG_AUTO_PREPARE`` says otherwise), None (run fp32;
-``zsseg build-engine BUNDLE --backend auto`` prepares them), "now" (prepare them before returning: quantise + gate +
-measure, with a progress bar) or "background" (:class:`BackgroundUpgrade`: a niced process prepares them while the
-fp32 path runs, and the Engine switches at a frame boundary once the new path is open: a live camera never waits for
-quantisation). One preparation per records folder runs at a time (a lock file held by the preparing process).
+Where no faster path is recorded yet the exact fp32 path runs and :func:`cpu_policy` lists what is missing: the
+:class:`BackendPlan` that ``make_backend`` returns beside the backend carries it, and the Engine decides what to do
+about it (``runtime/upgrade.py``: say how to prepare them, prepare them now, or in the background when asked). This
+module only reads records: nothing here prepares, starts or imports anything of ``zsseg_rt.prepare``.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import subprocess
-import sys
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from ..precision_records import GatedChoice, load_preparer, precision_root, rank_choices
-from .table import AUTO, AUTO_PREPARER, REFERENCE_BACKEND, BackendSpec, backend_row, backend_rows, load_reference
+from ..precision_records import GatedChoice, rank_choices
+from .table import AUTO, REFERENCE_BACKEND, BackendSpec, backend_row, backend_rows, load_reference
 
-__all__ = [
-    "AutoChoice",
-    "BackgroundUpgrade",
-    "MIN_SPEEDUP",
-    "PREPARE_MODES",
-    "cpu_candidates",
-    "cpu_policy",
-    "prepare_now",
-    "resolve_prepare",
-]
+__all__ = ["AutoChoice", "BackendPlan", "MIN_SPEEDUP", "cpu_candidates", "cpu_policy"]
 
 LOG = logging.getLogger("zsseg_rt")
-PREPARE_AUTO = "auto"  # Engine(prepare=)'s default: resolve_prepare decides
-PREPARE_MODES = (None, "now", "background", PREPARE_AUTO)
-PREPARE_ENV = "ZSSEG_AUTO_PREPARE"  # none | now | background: what prepare="auto" means here (tests: none)
-PREPARE_LOG = "auto-prepare.log"  # beside the records: what the background preparation printed
-PREPARE_LOCK = "auto-prepare.lock"  # beside the records: held (flock) by the process that prepares them
 # A reduced precision replaces the exact fp32 path only when its record measured it at least this much faster: the
 # speed is measured once, when gated, often on a busy machine; a gain within that noise is not worth exactness.
 MIN_SPEEDUP = 1.10
@@ -55,7 +33,7 @@ MIN_SPEEDUP = 1.10
 
 @dataclass
 class AutoChoice:
-    """What ``backend="auto"`` chose on a CPU and why (``engine.backend.auto_choice``)."""
+    """What ``backend="auto"`` chose on a CPU and why (``engine.auto_choice``, ``BackendPlan.choice``)."""
 
     backend: str
     precision: str
@@ -157,156 +135,21 @@ def cpu_policy(
     return plan
 
 
-def prepare_now(meta, cache_dir: Optional[str] = None, threads: int = 0) -> None:
-    """Prepare (quantise, gate, measure) every missing reduced precision of the CPU rows now, with a progress bar
-    (the exporter's :data:`~zsseg_rt.runtime.backends.table.AUTO_PREPARER`)."""
-    prepare = load_preparer(
-        AUTO_PREPARER,
-        "preparing the CPU's gated precisions needs the exporter ({exc}); prepare them on another machine of the "
-        "same CPU kind with `zsseg build-engine BUNDLE --backend auto` and copy the bundle's engines/ folder",
-    )
-    prepare(meta.path, cache_dir=cache_dir, threads=threads)
+@dataclass
+class BackendPlan:
+    """What ``make_backend`` opened and what could follow, handed back beside the backend (never planted on it).
 
+    ``path``: the (backend, precision) that runs. ``choice``: why, where the ``auto`` policy chose it on a CPU (None
+    for a named backend, a GPU, a ready object). ``missing``: the faster gated paths this CPU could run that have no
+    record yet (what a preparation would add). ``reopen()``: the same policy again, the records read anew: ``(backend,
+    plan)`` after a preparation has written them (None where nothing can change)."""
 
-def resolve_prepare(prepare: Optional[str], meta, cache_dir: Optional[str] = None) -> Optional[str]:
-    """What ``prepare="auto"`` (the Engine's default) means here: ``$ZSSEG_AUTO_PREPARE`` when set ("none", "now" or
-    "background"; anything else is refused), else "background" where the records' folder can be written (a bundle
-    on a read-only disk runs what is recorded: said at INFO). Any other value is returned as it is."""
-    if prepare != PREPARE_AUTO:
-        return prepare
-    wanted = os.environ.get(PREPARE_ENV, "").strip().lower()
-    if wanted:
-        modes = {"none": None, "now": "now", "background": "background"}
-        if wanted not in modes:
-            raise ValueError(f"${PREPARE_ENV} must be one of {sorted(modes)}, got {wanted!r}")
-        return modes[wanted]
-    root = precision_root(meta, cache_dir)
-    if not _writable(root):
-        LOG.info(
-            "backend='auto': %s cannot be written, so the faster paths of this CPU are not prepared in the "
-            "background; prepare them where it can (`zsseg build-engine BUNDLE --backend auto`)",
-            root,
-        )
-        return None
-    return "background"
+    path: Tuple[str, str]
+    choice: Optional[AutoChoice] = None
+    missing: List[GatedChoice] = field(default_factory=list)
+    reopen: Optional[Callable[[], Tuple[Any, "BackendPlan"]]] = None
 
-
-def _writable(path: str) -> bool:
-    """Whether ``path`` (a folder, made if missing) can be written: its nearest existing ancestor is writable."""
-    while not os.path.exists(path):
-        parent = os.path.dirname(path)
-        if parent == path:
-            return False
-        path = parent
-    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
-
-
-def _try_lock(fd: int) -> bool:
-    """An exclusive flock on ``fd`` without waiting (True: taken). Where flock does not exist, always True."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no lock, a second preparation only costs time
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return False
-        raise
-    return True
-
-
-def run_preparation(meta, stop: threading.Event) -> int:
-    """The background preparation: ``zsseg build-engine BUNDLE --backend auto`` in a niced process of its own
-    session (it goes on, and writes its records, after the Engine is gone), its output in ``auto-prepare.log``
-    beside the records (``<bundle>/engines``). One at a time per records folder: the process holds
-    ``auto-prepare.lock``; an Engine that finds it held waits (never a frame: this runs in the upgrade's thread) for
-    the other preparation, then reads what it wrote. Returns the exit status (0 after waiting for another), or -1
-    when ``stop`` was set first."""
-    root = precision_root(meta)
-    os.makedirs(root, exist_ok=True)
-    lock = os.open(os.path.join(root, PREPARE_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if not _try_lock(lock):
-            LOG.info(
-                "backend='auto': another process is preparing this bundle's CPU paths (%s held); waiting for its "
-                "records while the exact fp32 path runs",
-                os.path.join(root, PREPARE_LOCK),
-            )
-            while not _try_lock(lock):
-                if stop.wait(0.5):
-                    return -1
-            return 0
-        # niced: the live path keeps the cores' priority
-        code = "import os, sys\nos.nice(10)\nfrom zsseg_rt.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-        argv = [sys.executable, "-c", code, "build-engine", meta.path, "--backend", AUTO]
-        with open(os.path.join(root, PREPARE_LOG), "ab") as log:
-            # the child inherits the locked descriptor: the lock is held until the preparation ends, also after
-            # this process has gone
-            process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(lock,)
-            )
-    finally:
-        os.close(lock)
-    LOG.info(
-        "backend='auto': preparing the faster gated paths of this CPU in the background (pid %d, log %s); the exact "
-        "fp32 path runs until they are ready",
-        process.pid,
-        os.path.join(root, PREPARE_LOG),
-    )
-    while process.poll() is None:
-        if stop.wait(0.5):  # the Engine is closing: leave the process to finish its records
-            return -1
-    return int(process.returncode)
-
-
-class BackgroundUpgrade:
-    """A background preparation and, once it has finished, the backend ``rebuild()`` opens (the ``auto`` policy
-    again, now with the records): :attr:`backend` when it differs from what runs (``current``), else None.
-
-    ``work(stop)`` prepares (default :func:`run_preparation`; returns an exit status, non-zero: failed, said in a
-    warning). Everything runs in one daemon thread; :meth:`ready` never blocks; :meth:`stop` ends the thread (not a
-    preparation process, which finishes its records)."""
-
-    def __init__(self, work: Callable[[threading.Event], int], rebuild: Callable[[], Any], current: Tuple[str, str]):
-        self._work, self._rebuild, self._current = work, rebuild, current
-        self._stop, self._done = threading.Event(), threading.Event()
-        self.backend: Any = None
-        self.error: Optional[str] = None
-        self._thread = threading.Thread(target=self._run, name="zsseg-auto-prepare", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            status = self._work(self._stop)
-            if self._stop.is_set():
-                return
-            if status != 0:
-                self.error = f"the background preparation exited with status {status}"
-                LOG.warning("backend='auto': %s; the exact fp32 path goes on", self.error)
-                return
-            backend = self._rebuild()
-            chosen = (str(backend.name), str(getattr(backend, "precision", "")))
-            if chosen != self._current and not self._stop.is_set():
-                self.backend = backend
-        except Exception as exc:  # noqa: BLE001 - a failed preparation leaves the exact path running, said once
-            self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            LOG.warning(
-                "backend='auto': the background preparation failed (%s); the exact fp32 path goes on", self.error
-            )
-        finally:
-            self._done.set()
-
-    def ready(self) -> bool:
-        """Whether it has finished (a backend to switch to, or nothing: :attr:`backend` None)."""
-        return self._done.is_set()
-
-    def wait(self) -> None:
-        """Block until it has finished (tests, ``zsseg build-engine``-like callers; never the frame loop)."""
-        self._done.wait()
-
-    def stop(self) -> None:
-        """End the thread (a preparation process goes on and writes its records for the next start)."""
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+    @classmethod
+    def of(cls, backend: Any) -> "BackendPlan":
+        """The plan of a backend opened as named (or given): it runs what it runs."""
+        return cls((str(getattr(backend, "name", type(backend).__name__)), str(getattr(backend, "precision", ""))))

@@ -4,26 +4,33 @@ and the run-time registration of other backends (:func:`register_backend`)."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 from zsseg_rt.bundle import BundleMeta
 
 from .base import Backend, GraphRunner, RoleAdapter, RoleGraphs, WindowedGraphs
+from .cpu_auto import BackendPlan
 from .table import (
     AUTO,
     BUILTIN_BACKENDS,
     REFERENCE_BACKEND,
     BackendSpec,
-    add_row,
+    add_target,
     backend_names,
     backend_row,
-    legacy_row,
     load_reference,
     row_factory,
     rows_serving,
 )
 
-__all__ = ["backend_factory", "default_precision", "make_backend", "register_backend"]
+__all__ = [
+    "backend_factory",
+    "default_precision",
+    "make_backend",
+    "open_backend",
+    "open_reference",
+    "register_backend",
+]
 
 LOG = logging.getLogger("zsseg_rt")
 
@@ -31,12 +38,7 @@ LOG = logging.getLogger("zsseg_rt")
 def register_backend(name: str, factory: Callable[..., Any]) -> None:
     """Make ``backend=name`` build ``factory(meta, device=..., model=..., **options)`` (a windowed
     :class:`Backend`), or, given a :class:`BackendSpec` as ``factory``, add that row."""
-    if isinstance(factory, BackendSpec):
-        if factory.name != name:
-            raise ValueError(f"register_backend({name!r}, row named {factory.name!r}): the two must agree")
-        add_row(factory)
-    else:
-        add_row(legacy_row(name, factory), factory)
+    add_target(name, factory, f"register_backend({name!r}, ...)")
 
 
 def backend_factory(name: str) -> Callable[..., Any]:
@@ -87,7 +89,35 @@ def _open(row: BackendSpec, meta, roles, adapter, device, model, precision, thre
     return adapter(made, meta) if isinstance(made, GraphRunner) and not isinstance(made, RoleGraphs) else made
 
 
-def _auto(meta, roles, adapter, device, model, precision, threads, verify, prepare, cache_dir) -> Any:
+def open_backend(
+    meta: BundleMeta,
+    name: str,
+    *,
+    device: str = "cpu",
+    precision: Optional[str] = None,
+    threads: int = 0,
+    verify: bool = False,
+    roles: Sequence[str] = WindowedGraphs.roles,
+    adapter: RoleAdapter = WindowedGraphs,
+    **options: Any,
+) -> Any:
+    """Backend ``name`` of the table opened as its row's factory opens it (no ``auto`` policy, nothing planned), as
+    the pipeline's role object: what the preparers and gates run (``zsseg_rt.prepare``). ``options``: the runner's
+    own (``cache_dir``, ``prepare``, ``image_encoder``, ...)."""
+    return _open(backend_row(name), meta, roles, adapter, device, None, precision, threads, verify, options)
+
+
+def open_reference(
+    meta: BundleMeta,
+    threads: int = 0,
+    roles: Sequence[str] = WindowedGraphs.roles,
+    adapter: RoleAdapter = WindowedGraphs,
+) -> Any:
+    """The exact fp32 reference every accuracy gate compares with: :data:`REFERENCE_BACKEND` on the CPU."""
+    return open_backend(meta, REFERENCE_BACKEND, precision="fp32", threads=threads, roles=roles, adapter=adapter)
+
+
+def _auto(meta, roles, adapter, device, model, precision, threads, verify, cache_dir) -> Tuple[Any, BackendPlan]:
     """backend='auto': TensorRT when its row serves the pipeline and its engines exist and import (not on
     device='cpu'), else, where ONNX Runtime would run on the CPU, the CPU policy (:func:`_cpu_auto`: the fastest path
     that passed the accuracy gate on this CPU), else ONNX Runtime on its GPU. A GPU row that is installed but cannot
@@ -97,7 +127,8 @@ def _auto(meta, roles, adapter, device, model, precision, threads, verify, prepa
         if not row.serves(roles):
             continue
         try:
-            return _open(row, meta, roles, adapter, device, model, precision, threads, verify, {})
+            made = _open(row, meta, roles, adapter, device, model, precision, threads, verify, {})
+            return made, BackendPlan.of(made)
         except ImportError as exc:  # not installed here: the normal case on a CPU, said at debug level only
             LOG.debug("backend='auto': %s is not installed (%s); running the bundle on the CPU path", row.name, exc)
         except Exception as exc:  # noqa: BLE001 - installed but unusable here -> the next row, said out loud
@@ -114,52 +145,40 @@ def _auto(meta, roles, adapter, device, model, precision, threads, verify, prepa
     cpu = backend_row(REFERENCE_BACKEND)
     on_gpu = device == "cuda" or (device != "cpu" and cpu.gpu_check and load_reference(cpu.gpu_check)(device))
     if on_gpu:  # fp32 on its GPU: the CPU's reduced precisions are CPU ones
-        return _open(cpu, meta, roles, adapter, device, model, None, threads, verify, {})
-    return _cpu_auto(meta, roles, adapter, model, precision, threads, verify, prepare, cache_dir)
+        made = _open(cpu, meta, roles, adapter, device, model, None, threads, verify, {})
+        return made, BackendPlan.of(made)
+    return _cpu_auto(meta, roles, adapter, model, precision, threads, verify, cache_dir)
 
 
-def _cpu_auto(meta, roles, adapter, model, precision, threads, verify, prepare, cache_dir) -> Any:
+def _cpu_auto(meta, roles, adapter, model, precision, threads, verify, cache_dir) -> Tuple[Any, BackendPlan]:
     """The CPU policy (``cpu_auto.py``): open the fastest gated path recorded for this CPU (a candidate that will not
     open gives way to the next, its reason in the log line), else the exact fp32 reference; one INFO line says what
-    runs, why and the gate it passed. ``prepare`` (what is missing): "auto" (``cpu_auto.resolve_prepare``), None,
-    "now" (prepared first) or "background"
-    (``runner.auto_upgrade``: a :class:`~.cpu_auto.BackgroundUpgrade` the Engine switches to when ready)."""
-    from . import cpu_auto
-    from .cpu_auto import PREPARE_MODES, BackgroundUpgrade, cpu_policy, prepare_now
+    runs, why and the gate it passed. The plan lists the faster paths not prepared yet and reopens the policy once a
+    preparation has written their records (the Engine's doing: ``runtime/upgrade.py``); nothing is prepared here."""
+    from .cpu_auto import cpu_policy
 
-    if prepare not in PREPARE_MODES:
-        raise ValueError(f"prepare must be one of {PREPARE_MODES}, got {prepare!r}")
-    prepare = cpu_auto.resolve_prepare(prepare, meta, cache_dir)
+    policy = cpu_policy(meta, roles, precision, cache_dir)
     anything = precision in (None, AUTO)
-    plan = cpu_policy(meta, roles, precision, cache_dir)
-    if prepare == "now" and anything and plan[0][2].missing:
-        prepare_now(meta, cache_dir, threads)
-        plan = cpu_policy(meta, roles, precision, cache_dir)
-    for index, (row, chosen_precision, chosen) in enumerate(plan):
+    for index, (row, chosen_precision, chosen) in enumerate(policy):
         options: dict = {"cache_dir": cache_dir} if cache_dir else {}
         if chosen.gate:  # a recorded path: run it from its record, never prepare here
             options["prepare"] = False
         try:
             made = _open(row, meta, roles, adapter, "cpu", model, chosen_precision, threads, verify, options)
         except Exception as exc:  # noqa: BLE001 - the next of the plan, the reason in its log line
-            if index == len(plan) - 1:
+            if index == len(policy) - 1:
                 raise
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            for _, _, later in plan[index + 1 :]:
+            for _, _, later in policy[index + 1 :]:
                 later.notes = later.notes + [f"{row.name} {chosen_precision}: could not be opened ({reason})"]
             continue
-        runner = getattr(made, "runner", made)
-        runner.auto_choice = chosen
         LOG.info("%s", chosen.line())
-        if prepare == "background" and anything and chosen.missing:
 
-            def rebuild() -> Any:
-                return _cpu_auto(meta, roles, adapter, model, precision, threads, verify, None, cache_dir)
+        def reopen() -> Tuple[Any, BackendPlan]:
+            return _cpu_auto(meta, roles, adapter, model, precision, threads, verify, cache_dir)
 
-            runner.auto_upgrade = BackgroundUpgrade(
-                lambda stop: cpu_auto.run_preparation(meta, stop), rebuild, (chosen.backend, chosen.precision)
-            )
-        return made
+        path = (row.name, str(getattr(made, "precision", chosen_precision)))
+        return made, BackendPlan(path, chosen, chosen.missing if anything else [], reopen if anything else None)
     raise AssertionError("the CPU policy's plan ends with the exact reference")  # pragma: no cover
 
 
@@ -174,32 +193,28 @@ def make_backend(
     *,
     roles: Sequence[str] = WindowedGraphs.roles,
     adapter: RoleAdapter = WindowedGraphs,
-    auto_prepare: Optional[str] = None,
     **options: Any,
-) -> Any:
-    """The backend running a bundle's graphs of ``roles``, as the pipeline's role object (``adapter(runner, meta)``).
+) -> Tuple[Any, BackendPlan]:
+    """``(backend, plan)``: the backend running a bundle's graphs of ``roles``, as the pipeline's role object
+    (``adapter(runner, meta)``), and its :class:`~.cpu_auto.BackendPlan` (the path it runs; for backend "auto" on a
+    CPU why, the faster paths not prepared yet and how to reopen the policy once they are).
 
     ``backend``: a name of the table (``backend_names()``), "auto" (see :func:`_auto`), a ready :class:`Backend` or
     role object (used as it is), or a :class:`GraphRunner` (wrapped in ``adapter``). ``precision``: None for the
-    backend's default (its row's: TensorRT fp16, else fp32). ``auto_prepare`` (backend "auto" on a CPU only): what
-    to do about gated paths not prepared yet: "auto", None, "now" or "background" (``cpu_auto.py``); ``options`` of "auto":
-    ``cache_dir`` (where the records are; default ``<bundle>/engines``).
+    backend's default (its row's: TensorRT fp16, else fp32). ``options`` of "auto": ``cache_dir`` (where the records
+    are; default ``<bundle>/engines``); of a named backend: its runner's own.
     """
     if isinstance(backend, (Backend, RoleGraphs)):
-        return backend
+        return backend, BackendPlan.of(backend)
     if isinstance(backend, GraphRunner):
-        return adapter(backend, meta)
+        made = adapter(backend, meta)
+        return made, BackendPlan.of(made)
     if not isinstance(backend, str):
         raise ValueError(f"backend must be one of {backend_names()} or a Backend object, got {backend!r}")
     if backend == AUTO:
         unknown = sorted(set(options) - {"cache_dir"})
         if unknown:
             raise ValueError(f"backend='auto' takes no options {unknown} (name a backend to pass its own options)")
-        cache_dir = options.get("cache_dir")
-        return _auto(meta, roles, adapter, device, model, precision, threads, verify, auto_prepare, cache_dir)
-    if auto_prepare not in (None, "auto"):  # "auto": the Engine's default, nothing asked for
-        raise ValueError(
-            f"prepare={auto_prepare!r} applies to backend='auto' (it prepares the CPU paths auto chooses among); "
-            f"backend={backend!r} prepares its own reduced precision on first use"
-        )
-    return _open(backend_row(backend), meta, roles, adapter, device, model, precision, threads, verify, options)
+        return _auto(meta, roles, adapter, device, model, precision, threads, verify, options.get("cache_dir"))
+    made = _open(backend_row(backend), meta, roles, adapter, device, model, precision, threads, verify, options)
+    return made, BackendPlan.of(made)

@@ -19,7 +19,6 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 __all__ = [
     "AUTO",
-    "AUTO_PREPARER",
     "BACKEND_ENTRY_POINTS",
     "BUILTIN_BACKENDS",
     "BackendSpec",
@@ -27,6 +26,7 @@ __all__ = [
     "backend_names",
     "backend_row",
     "backend_rows",
+    "check_precision",
     "load_reference",
     "markdown_table",
     "precision_names",
@@ -38,9 +38,6 @@ __all__ = [
 AUTO = "auto"  # the policy, not a row: zsseg_rt.runtime.backends.make_backend
 # The exact fp32 reference every accuracy gate and export check compares with, and what "auto" falls back to
 REFERENCE_BACKEND = "onnxruntime"
-# What `zsseg build-engine --backend auto` (and Engine(prepare="now" / "background")) runs: every CPU row's gated
-# reduced precisions this CPU can run, prepared and gated with their speed measured (export side, found by name)
-AUTO_PREPARER = "zsseg_rt.export.auto_precision:prepare_auto"
 BACKEND_ENTRY_POINTS = "zsseg_rt.backends"
 
 # The graph roles of the two pipelines (zsseg_rt.bundle.graph_files)
@@ -96,10 +93,11 @@ class BackendSpec:
         return set(roles) <= set(self.roles)
 
 
+# twin (by shape): the rows below, one per backend - a table: the same fields, each row its own values
 _ROWS: Tuple[BackendSpec, ...] = (
     BackendSpec(
         name="tensorrt",
-        factory="zsseg_rt.runtime.backends.tensorrt:open_tensorrt",
+        factory="zsseg_rt.runtime.backends.tensorrt.runner:open_tensorrt",
         devices=("cuda",),
         precisions=("fp32", "fp16", "fp16-pinned", "int8"),
         default_precision="fp16",
@@ -109,36 +107,41 @@ _ROWS: Tuple[BackendSpec, ...] = (
         prepare_precisions=("fp16", "fp16-pinned", "fp32", "int8"),
         prepare_help="build engines for this GPU",
         builds_engines=True,
-        own_modules=("zsseg_rt.runtime.tensorrt", "zsseg_rt.export.tensorrt", "zsseg_rt.runtime.cuda_memory"),
+        own_modules=(
+            "zsseg_rt.runtime.backends.tensorrt",
+            "zsseg_rt.runtime.engine_cache",
+            "zsseg_rt.prepare.tensorrt",
+            "zsseg_rt.runtime.cuda_memory",
+        ),
     ),
     BackendSpec(
         name="onnxruntime",
-        factory="zsseg_rt.runtime.backends.onnxruntime:open_onnxruntime",
+        factory="zsseg_rt.runtime.backends.onnxruntime.runner:open_onnxruntime",
         devices=("cpu", "cuda"),
         precisions=("fp32", "int8", "bf16", "auto"),
         default_precision="fp32",
         roles=_WINDOWED + _TWO_STAGE[:2],
         summary="ONNX Runtime on the bundle's graphs (CPU; CUDA with onnxruntime-gpu)",
-        prepare="zsseg_rt.export.ort_quantize:prepare_onnxruntime_precision",
+        prepare="zsseg_rt.prepare.onnxruntime:prepare_onnxruntime_precision",
         prepare_precisions=("int8", "bf16"),
         prepare_help="quantise the image encoder for this CPU (int8) or gate bf16 (Arm64)",
-        own_modules=("zsseg_rt.runtime.ort_precision", "zsseg_rt.export.ort_quantize"),
-        gated_choices="zsseg_rt.runtime.ort_precision:gated_choices",
-        gpu_check="zsseg_rt.runtime.backends.onnxruntime:runs_on_gpu",
+        own_modules=("zsseg_rt.runtime.backends.onnxruntime", "zsseg_rt.prepare.onnxruntime"),
+        gated_choices="zsseg_rt.runtime.backends.onnxruntime.precision:gated_choices",
+        gpu_check="zsseg_rt.runtime.backends.onnxruntime.runner:runs_on_gpu",
     ),
     BackendSpec(
         name="openvino",
-        factory="zsseg_rt.runtime.backends.openvino:open_openvino",
+        factory="zsseg_rt.runtime.backends.openvino.runner:open_openvino",
         devices=("cpu",),
         precisions=("fp32", "bf16", "int8", "auto"),
         default_precision="fp32",
         roles=_WINDOWED + _TWO_STAGE[:2],
         summary="OpenVINO on the CPU (bf16 / NNCF int8 through the accuracy gate)",
-        prepare="zsseg_rt.export.openvino_precision:prepare_openvino_precision",
+        prepare="zsseg_rt.prepare.openvino:prepare_openvino_precision",
         prepare_precisions=("bf16", "int8"),
         prepare_help="gate bf16 (AMX / AVX-512-BF16) or NNCF int8 (VNNI / AMX-INT8) on this CPU",
-        own_modules=("zsseg_rt.runtime.openvino_backend", "zsseg_rt.export.openvino_precision"),
-        gated_choices="zsseg_rt.runtime.openvino_backend:gated_choices",
+        own_modules=("zsseg_rt.runtime.backends.openvino", "zsseg_rt.prepare.openvino"),
+        gated_choices="zsseg_rt.runtime.backends.openvino.precision:gated_choices",
     ),
     BackendSpec(
         name="torch",
@@ -226,13 +229,28 @@ def backend_row(name: str) -> BackendSpec:
             f"the {name} backend (entry point {found[0].value}) cannot be imported here ({exc}): install what it "
             "needs, or use another backend"
         ) from exc
+    add_target(name, target, f"entry point {name!r}")
+    return _EXTRA[name]
+
+
+def add_target(name: str, target: Any, what: str) -> None:
+    """Add backend ``name`` from what registers it (``register_backend``, an entry point: ``what``): a
+    :class:`BackendSpec` of that name, or a factory of the 0.1 registration (``factory(meta, device=..., model=...,
+    **options)``)."""
     if isinstance(target, BackendSpec):
         if target.name != name:
-            raise ValueError(f"entry point {name!r} names the backend row {target.name!r}: the two must agree")
+            raise ValueError(f"{what} names the backend row {target.name!r}: the two must agree")
         add_row(target)
     else:
         add_row(legacy_row(name, target), target)
-    return _EXTRA[name]
+
+
+def check_precision(name: str, precision: str, hint: str = "") -> None:
+    """Raise ValueError unless ``precision`` is one of backend ``name``'s row's precisions (the one list: a backend
+    checks its own names against its row, never a copy); ``hint`` ends the message (what to use instead)."""
+    row = backend_row(name)
+    if precision not in row.precisions:
+        raise ValueError(f"the {name} backend's precision must be one of {row.precisions}, got {precision!r}{hint}")
 
 
 def backend_rows() -> List[BackendSpec]:

@@ -3,9 +3,11 @@ bundles get it from ``zsseg_rt.bundle.migrate``). Pipelines are named for what t
 import no torch.
 
 * ``"windowed"`` (:class:`WindowedPipeline`): an image encoder and a head per sliding window, the shared
-  post-processing; ONNX Runtime, TensorRT or torch.
+  post-processing.
 * ``"two_stage"`` (:class:`TwoStagePipeline`): mask proposals classified against the text, then CLIP's image tower
-  on every proposal's crop; ONNX Runtime, OpenVINO or TensorRT (host path).
+  on every proposal's crop (TensorRT on its host path).
+
+The backends that serve each are the table's rows whose roles cover the pipeline's (``Pipeline.backend_names()``).
 """
 
 from __future__ import annotations

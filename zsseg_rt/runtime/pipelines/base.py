@@ -68,9 +68,10 @@ class Pipeline:
     backend whose runner opens them serves it, :meth:`supports`), ``modes`` (post-processing modes),
     ``default_max_batch``.
 
-    An instance holds ``backend`` (with ``name`` and ``encode_text``), ``mode`` and ``max_batch``; the Engine owns
-    the tokenizer, the per-name text cache and the current vocabulary, and calls :meth:`encode_classes`,
-    :meth:`prepare` and :meth:`segment`.
+    An instance holds ``backend`` (with ``name`` and ``encode_text``) and its ``backend_plan`` (``make_backend``'s: the path
+    it runs, what could follow), ``mode`` and ``max_batch``; the Engine owns the tokenizer, the per-name text cache
+    and the current vocabulary, and calls :meth:`encode_classes`, :meth:`prepare` and :meth:`segment`, and
+    :meth:`replace_backend` between frames to run another path (a preparation it asked for has finished).
     """
 
     kind: ClassVar[str] = ""
@@ -83,6 +84,7 @@ class Pipeline:
     class_scores: ClassVar[bool] = False
 
     backend: Any
+    backend_plan: Any  # the backend's BackendPlan (runtime/backends/cpu_auto.py)
     mode: str
     max_batch: int
     # The Engine's stage_hook (set by the Engine), for a pipeline that times stages the ``stage`` timer cannot see
@@ -114,6 +116,29 @@ class Pipeline:
         self.max_batch = int(max_batch)
         self.limits = limits
         self.stage = stage
+
+    def open_backend(self, options: Dict[str, Any], adapter: Any) -> None:
+        """Open the backend the Engine's options name (``make_backend``: the backend table, the ``auto`` policy) as
+        this pipeline's role object, with its plan."""
+        from ..backends import make_backend
+
+        self.backend, self.backend_plan = make_backend(
+            self.meta,
+            options["backend"],
+            options["device"],
+            options["model"],
+            options["precision"],
+            options["threads"],
+            options["verify"],
+            roles=self.roles,
+            adapter=adapter,
+        )
+
+    def replace_backend(self, backend: Any, plan: Any) -> None:
+        """Run ``backend`` from the next frame on (the Engine's upgrade, between frames). A pipeline that built
+        something over the old backend builds it again over the new one (the windowed pipeline's device pipeline and
+        its graphs)."""
+        self.backend, self.backend_plan = backend, plan
 
     @classmethod
     def supports(cls, backend: str) -> bool:

@@ -34,7 +34,7 @@ import numpy as np
 from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import BundleMeta
 from zsseg_rt.pipeline.resize import pil_resize_bilinear, shortest_edge_shape
-from zsseg_rt.runtime.backends import Backend, TwoStageGraphs, make_backend
+from zsseg_rt.runtime.backends import Backend, TwoStageGraphs
 from zsseg_rt.runtime.result import SegmentationResult
 from zsseg_rt.vocabulary import ClipTokenizer, Vocabulary, split_synonyms, token_batches, validate_templates
 
@@ -273,18 +273,7 @@ class TwoStagePipeline(Pipeline):
             )
         super().__init__(meta, **options)
         self.params = meta.section(self.kind)
-        self.backend: Any = make_backend(
-            meta,
-            backend,
-            options["device"],
-            options["model"],
-            options["precision"],
-            options["threads"],
-            options["verify"],
-            auto_prepare=options.get("prepare"),
-            roles=self.roles,
-            adapter=TwoStageGraphs,
-        )
+        self.open_backend(options, TwoStageGraphs)
         self.device = None
         self.clip_templates = tuple(validate_templates(self.params["clip_templates"]))
         # the resize the bundle names (meta.json schema: TWO_STAGE_RESIZES); bundles written before name none and

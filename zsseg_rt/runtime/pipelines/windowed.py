@@ -31,7 +31,7 @@ from zsseg_rt.pipeline.limits import InputLimitError, estimate_bytes
 from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
 from zsseg_rt.pipeline.preprocess import Window, rescaled_size, whole_input_size
 
-from ..backends import WindowedGraphs, make_backend
+from ..backends import WindowedGraphs
 from ..result import SegmentationResult
 from .base import Focus, Pipeline, PreparedVocabulary, image_index
 
@@ -73,26 +73,33 @@ class WindowedPipeline(Pipeline):
         # may set another for an evaluation (``Family.apply_evaluation_settings``). The device pipeline keeps the
         # bundle's.
         self.test_scale = list(meta.test_scale)
-        self.backend = make_backend(
-            meta,
-            options["backend"],
-            options["device"],
-            options["model"],
-            options["precision"],
-            options["threads"],
-            options["verify"],
-            auto_prepare=options.get("prepare"),
-        )
-        from ..device_pipeline import make_device_pipeline
-
-        self.device = make_device_pipeline(meta, self.backend, options["device_pipeline"], self.max_batch)
+        self.open_backend(options, WindowedGraphs)
         self._device_lock = threading.Lock()
-        self._device_vocab: Any = None  # the vocabulary snapshot uploaded to the device pipeline (once per set_classes)
+        self._device_setting = options["device_pipeline"]
+        self._build_device()
         self.inference = options.get("inference", "auto")
         fallback = options.get("whole_fallback")
         if fallback not in WHOLE_FALLBACKS:
             raise ValueError(f"whole_fallback must be None (refuse) or 'windows', got {fallback!r}")
         self.whole_fallback: Optional[str] = fallback
+
+    def _build_device(self) -> None:
+        """The device pipeline over the current backend (None: the host path), its vocabulary not uploaded yet."""
+        from ..device_pipeline import make_device_pipeline
+
+        self.device = make_device_pipeline(self.meta, self.backend, self._device_setting, self.max_batch)
+        self._device_vocab: Any = None  # the vocabulary snapshot uploaded to the device pipeline (once per set_classes)
+
+    def replace_backend(self, backend: Any, plan: Any) -> None:
+        """Run ``backend`` from the next frame on, the device pipeline (its executor, buffers and CUDA graphs) built
+        again over it first: nothing of the old backend keeps running, and a new path that cannot be built changes
+        nothing (``Pipeline.replace_backend``)."""
+        from ..device_pipeline import make_device_pipeline
+
+        device = make_device_pipeline(self.meta, backend, self._device_setting, self.max_batch)  # raises: no change
+        with self._device_lock:
+            super().replace_backend(backend, plan)
+            self.device, self._device_vocab = device, None
 
     @property
     def inference(self) -> str:
@@ -317,6 +324,7 @@ class WindowedPipeline(Pipeline):
                     )
         return results
 
+    # twin (by shape): segment_many below - the whole-image form takes segment_many's arguments, as it stands for it
     def _segment_many_whole(
         self,
         images: Sequence[Tuple[Any, str]],

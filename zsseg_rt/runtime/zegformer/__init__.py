@@ -10,7 +10,7 @@ A package rather than a module so that version control sees the former ``runtime
 
 import warnings
 
-from zsseg_rt.runtime.backends.onnxruntime import TwoStageOrtBackend as ZegFormerOrtBackend
+from zsseg_rt.runtime.backends.legacy import TwoStageOrtBackend as ZegFormerOrtBackend
 from zsseg_rt.runtime.engine import Engine as ZegFormerEngine
 from zsseg_rt.runtime.pipelines.two_stage import (
     clip_crops,

@@ -1,0 +1,212 @@
+"""The "Deliberate twins" table of docs/development.md, generated from the duplicate finder's report.
+
+    python -m checks twins            # the table, from a run of the finder (`duplicates`, on PATH), on stdout
+    python -m checks twins --write    # the same, written between the table's markers in docs/development.md
+    python -m checks twins --check    # exit 1, listing the differences, when the table is not the finder's list
+
+Every pair of places the finder reports with both places in production code (``zsseg_rt/``, ``csrc/``) is one row
+(one per pair of files): the place whose comment names its twin (a comment with the word "twin" and the other file's
+name), the twin, and that comment's reason (what follows " - "). A pair whose places carry no such comment is a row
+that says so: the pair is merged, or it gets its comment. ``python_tests/test_architecture.py`` runs ``--check``'s
+comparison where the finder is installed, and checks every row's comment everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "development.md"
+BEGIN, END = "<!-- twins:begin -->", "<!-- twins:end -->"
+PRODUCTION = ("zsseg_rt/", "csrc/")
+FINDER = ["duplicates", "--most", "200", "--seconds", "300"]
+MISSING = "MISSING: no comment at either place names the other; merge the two, or say why at the first"
+# pairs in code being written in this checkout by other work (its owners name them when it lands): a row whose reason
+# starts with "pending:" needs its files only (python_tests/test_architecture.py)
+PENDING: Dict[Tuple[str, str], str] = {
+    ("csrc/cpu/temporal.cpp", "csrc/cuda/temporal.cu"): "the temporal filter's native op, being written (camera work)",
+    ("csrc/include/zsseg/temporal.h", "csrc/include/zsseg/warp.h"): "the temporal filter's native op, being written",
+    ("csrc/bindings/segment_windows.cpp", "csrc/bindings/temporal.cpp"): "the temporal op's binding, being written",
+    ("zsseg_rt/ops/temporal.py", "zsseg_rt/ops/windows.py"): "the temporal op's Python face, being written",
+    ("csrc/bindings/module.cpp", "csrc/bindings/module.cpp"): "the op registrations, being changed (camera work)",
+}
+_ROW = re.compile(r"^(D\d+) (\S+?):(\d+)-(\d+) ~ (\S+?):(\d+)-(\d+)")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One pair the finder reports: two places (file, first line, last line)."""
+
+    a: Tuple[str, int, int]
+    b: Tuple[str, int, int]
+
+    @property
+    def files(self) -> Tuple[str, str]:
+        return tuple(sorted((self.a[0], self.b[0])))  # type: ignore[return-value]
+
+
+def production_pairs(report: str) -> List[Pair]:
+    """The finder's pairs with both places in production code, one per pair of files (the first the finder lists)."""
+    found: Dict[Tuple[str, str], Pair] = {}
+    for line in report.splitlines():
+        match = _ROW.match(line.strip())
+        if not match:
+            continue
+        a = (match.group(2), int(match.group(3)), int(match.group(4)))
+        b = (match.group(5), int(match.group(6)), int(match.group(7)))
+        pair = Pair(a, b)
+        if all(place[0].startswith(PRODUCTION) for place in (a, b)):
+            found.setdefault(pair.files, pair)
+    return [found[key] for key in sorted(found)]
+
+
+def run_finder(root: Path = ROOT) -> str:
+    """The finder's report of ``root`` (raises FileNotFoundError where it is not installed)."""
+    if shutil.which(FINDER[0]) is None:
+        raise FileNotFoundError(f"the duplicate finder `{FINDER[0]}` is not on PATH")
+    done = subprocess.run(FINDER, cwd=root, capture_output=True, text=True, check=False)
+    if "incomplete:" in done.stdout:
+        raise RuntimeError(f"the finder did not read everything: {done.stdout.splitlines()[-1]}")
+    return done.stdout
+
+
+def _comments(path: Path) -> List[Tuple[int, str]]:
+    """``(first line, text)`` of each comment block of ``path`` (consecutive ``//`` lines in C/C++, ``#`` elsewhere,
+    joined)."""
+    blocks: List[Tuple[int, str]] = []
+    previous = False
+    marks = ("//",) if path.suffix in (".c", ".cc", ".cpp", ".cu", ".cuh", ".h", ".hpp") else ("#",)
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        stripped = line.strip()
+        comment = stripped.startswith(marks)
+        if comment and previous:
+            blocks[-1] = (blocks[-1][0], blocks[-1][1] + " " + stripped.lstrip("#/ "))
+        elif comment:
+            blocks.append((number, stripped.lstrip("#/ ")))
+        previous = comment
+    return blocks
+
+
+def names_of(twin: str) -> Iterable[str]:
+    """How a comment may name the file ``twin``: its name, ``folder/stem``, ``folder.stem``; a package's face by its
+    folder."""
+    other = Path(twin)
+    names = {other.name, f"{other.parent.name}/{other.stem}", f"{other.parent.name}.{other.stem}"}
+    if other.name == "__init__.py":
+        names.add(other.parent.name)
+    return names
+
+
+def twin_comment(root: Path, place: Tuple[str, int, int], twin: str) -> Optional[str]:
+    """The comment at ``place``'s file naming ``twin`` (the one nearest the place), or None."""
+    names = {""} if place[0] == twin else set(names_of(twin))
+    found = [
+        (abs(line - place[1]), text)
+        for line, text in _comments(root / place[0])
+        if "twin" in text and any(name in text for name in names)
+    ]
+    return min(found)[1] if found else None
+
+
+def symbol_at(root: Path, place: Tuple[str, int, int]) -> str:
+    """The definition that holds ``place`` (``Class.method``, ``function``, ``NAME =``), or its lines."""
+    path, first, last = place
+    if path.endswith(".py"):
+        tree = ast.parse((root / path).read_text(encoding="utf-8"))
+        best: Optional[str] = None
+        stack: List[Tuple[ast.AST, str]] = [(tree, "")]
+        while stack:
+            node, prefix = stack.pop()
+            for child in ast.iter_child_nodes(node):
+                end = getattr(child, "end_lineno", None)
+                if end is None or not (child.lineno <= first <= end):
+                    continue
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    best = f"{prefix}{child.name}"
+                    stack.append((child, best + "."))
+                elif isinstance(child, ast.Assign) and isinstance(child.targets[0], ast.Name) and best is None:
+                    best = child.targets[0].id
+        if best:
+            return f"`{best}`"
+    return f"lines {first}-{last}"
+
+
+def rows(root: Path, pairs: Sequence[Pair]) -> List[Tuple[str, str, str]]:
+    """``(place cell, twin cell, why)`` per pair: the place is the side whose comment names the other."""
+    out = []
+    for pair in pairs:
+        for place, twin in ((pair.a, pair.b), (pair.b, pair.a)):
+            comment = twin_comment(root, place, twin[0])
+            if comment is not None:
+                said = comment[comment.index("twin") :]
+                why = said.split(" - ", 1)[1] if " - " in said else said
+                break
+        else:
+            pending = PENDING.get(pair.files)
+            place, twin, why = pair.a, pair.b, f"pending: {pending}" if pending else MISSING
+        out.append(
+            (f"`{place[0]}` {symbol_at(root, place)}", f"`{twin[0]}` {symbol_at(root, twin)}", why.replace("|", "/"))
+        )
+    return sorted(out)
+
+
+def table(found: Sequence[Tuple[str, str, str]]) -> str:
+    lines = ["| place (with the comment) | twin | why |", "|---|---|---|"]
+    return "\n".join(lines + [f"| {a} | {b} | {why} |" for a, b, why in found])
+
+
+def documented(text: str) -> str:
+    """The table between the markers of docs/development.md's text."""
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+
+
+def table_pairs(text: str) -> List[Tuple[str, str]]:
+    """The pairs of files (sorted) a table's rows name (the first backticked path of its first two cells)."""
+    found = []
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        paths = [re.match(r"`([^`]+)`", cell) for cell in cells[:2]]
+        if len(cells) == 3 and all(paths):
+            found.append(tuple(sorted(match.group(1) for match in paths if match)))
+    return sorted(found)  # type: ignore[arg-type]
+
+
+def differences(doc_text: str, pairs: Sequence[Pair]) -> List[str]:
+    """What differs between the documented table and the finder's pairs of files (each way)."""
+    listed, reported = set(table_pairs(documented(doc_text))), {pair.files for pair in pairs}
+    return [f"reported by the finder, not in the table: {a} ~ {b}" for a, b in sorted(reported - listed)] + [
+        f"in the table, no longer reported by the finder: {a} ~ {b}" for a, b in sorted(listed - reported)
+    ]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true", help="write the table into docs/development.md")
+    parser.add_argument("--check", action="store_true", help="exit 1 when the table is not the finder's list")
+    args = parser.parse_args(argv)
+    pairs = production_pairs(run_finder())
+    text = DOC.read_text(encoding="utf-8")
+    if args.check:
+        found = differences(text, pairs)
+        print("\n".join(found) or f"the table is the finder's list ({len(pairs)} pairs of files)")
+        return 1 if found else 0
+    generated = table(rows(ROOT, pairs))
+    if args.write:
+        head, rest = text.split(BEGIN, 1)
+        DOC.write_text(f"{head}{BEGIN}\n{generated}\n{END}{rest.split(END, 1)[1]}", encoding="utf-8")
+        print(f"wrote {len(pairs)} rows into {DOC.relative_to(ROOT)}")
+    else:
+        print(generated)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""The accuracy gate every reduced precision passes before it is used: TensorRT builds, the torch backend's fp16/bf16
+and ONNX Runtime's int8/bf16 on the CPU.
+
+The candidate (the built engines) and the reference (ONNX Runtime, fp32, CPU) run the same inputs:
+
+* random inputs per graph: a random-normal image batch (image encoder), random unit-norm class embeddings with the
+  reference's image features (head) and tokenised random words (text encoder): max |difference| per graph;
+* the sample photos shipped in ``zsseg_rt/assets`` (or given ones), segmented end to end with the VOC class names
+  by two ``Engine`` objects that differ only in their backend: the fraction of pixels with the same label, and the
+  max |difference| of the mask logits.
+
+The gate passes when every output is finite and the label agreement reaches the precision's threshold
+(``MIN_LABEL_AGREEMENT``: fp16, bf16, int8 99.5 %) on every photo of its set, not only on their sum (a path that
+agrees 99.9 % on three photos and 99.2 % on the fourth fails: ``worst_photo_agreement``). The result goes into each engine's ``engine.json`` (for the
+torch and ONNX Runtime backends: the record under ``<bundle>/engines/`` of ``runtime/precision_records.py``); what
+failed is refused at load time unless it was explicitly accepted (``accept_below_gate``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from zsseg_rt.bundle import BundleMeta, Files
+from zsseg_rt.progress import stage_bar
+from zsseg_rt.runtime.backends import Backend
+from zsseg_rt.runtime.precision_records import PER_PHOTO_FIELD
+
+# one gate for every backend: TensorRT builds, torch fp16/bf16 (export/torch_backend.py), ONNX Runtime int8/bf16 on the
+# CPU (prepare/onnxruntime.py); the fraction of sample-photo pixels whose label must equal ONNX Runtime fp32's
+MIN_LABEL_AGREEMENT = {"fp32": 0.999, "fp16": 0.995, "fp16-pinned": 0.995, "bf16": 0.995, "int8": 0.995}
+REDUCED_AGREEMENT = 0.995  # a precision the table above does not name (a plugin's): a reduced precision's threshold
+VOC_CLASSES = (
+    "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person "
+    "pottedplant sheep sofa train tvmonitor"
+).split()
+RANDOM_WORDS = ("zebra", "lamp post", "ceiling", "a red kite", "sand", "keyboard", "glacier", "traffic cone")
+
+
+class EngineAccuracyError(RuntimeError):
+    """A built engine set failed the accuracy gate (and the failure was not explicitly accepted)."""
+
+
+@dataclass
+class GateReport:
+    """What the gate measured and decided (stored in ``engine.json`` under ``accuracy_gate``)."""
+
+    precision: str
+    label_agreement: float  # fraction of sample-photo pixels where candidate and reference labels agree
+    min_label_agreement: float  # the threshold, which every photo must reach
+    photo_agreement: List[float]  # each photo's fraction, in order
+    max_abs_logit_error: float  # mask logits on the sample photos, end to end (text and image through the engines)
+    random_max_abs_error: Dict[str, float]  # per graph ("image", "head", "text"), random inputs
+    photos: int
+    pixels: int
+    finite: bool
+    passed: bool
+    accepted: bool = False  # passed, or explicitly accepted below the gate
+    reference: str = "onnxruntime fp32 (CPU)"
+    candidate_path: str = "host"  # "device pipeline" when the photos ran through the path users run on a GPU
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def worst_photo_agreement(self) -> float:
+        return min(self.photo_agreement, default=self.label_agreement)
+
+    @property
+    def summary(self) -> str:
+        verdict = "passed" if self.passed else ("FAILED (accepted by override)" if self.accepted else "FAILED")
+        finite = "" if self.finite else ", non-finite outputs"
+        worst = self.photo_agreement.index(self.worst_photo_agreement) + 1 if self.photo_agreement else 0
+        return (
+            f"accuracy gate {verdict}: {100 * self.label_agreement:.2f}% labels agree with ONNX Runtime fp32 on "
+            f"{self.photos} photo(s), {100 * self.worst_photo_agreement:.2f}% on the worst (photo {worst}) (every "
+            f"photo needs >= {100 * self.min_label_agreement:.1f}%, {self.candidate_path} path), max |logit error| "
+            f"{self.max_abs_logit_error:.3g}{finite}"
+        )
+
+    def as_dict(self) -> Dict:
+        data = asdict(self)
+        data["summary"] = self.summary
+        data[PER_PHOTO_FIELD] = True  # records gated before this rule hold their photos' sum only
+        return data
+
+
+class _RecordingBackend(Backend):
+    """Delegates to ``inner`` and keeps every head output (the mask logits), in call order."""
+
+    def __init__(self, inner: Backend):
+        self.inner, self.name = inner, f"recording-{inner.name}"
+        self.logits: List[np.ndarray] = []
+
+    def encode_image(self, images):
+        return self.inner.encode_image(images)
+
+    def head(self, text, features):
+        logits = np.asarray(self.inner.head(text, features))
+        self.logits.append(logits)
+        return logits
+
+    def encode_text(self, tokens):
+        return self.inner.encode_text(tokens)
+
+
+def _record_head_logits(engine) -> List[np.ndarray]:
+    """Keep every mask-logit output of ``engine``'s head, in call order, on the host. On the device pipeline the
+    executor's head outputs are downloaded right after each head run (an extra copy, for the gate only); on the
+    host path the backend's head output is kept."""
+    logits: List[np.ndarray] = []
+    device = _device_pipeline(engine)
+    if device is None:
+        engine.backend = _RecordingBackend(engine.backend)
+        return engine.backend.logits
+    from zsseg_rt.bundle import Names
+
+    graphs = getattr(device, "graphs", None)
+    if graphs is not None:  # a replayed CUDA graph runs no Python: the head's logits could not be recorded per run
+        graphs.clear(device)  # (and a download + synchronise inside a capture is illegal): the gate runs eagerly,
+        graphs.enabled = False  # the same kernels a graph replays
+    executor, memory = device.executor, device.memory
+    run = executor.run
+
+    def recording_run(role, inputs):
+        outputs = run(role, inputs)
+        if role == "head":
+            buffer = outputs[Names.MASK_LOGITS]
+            host = np.empty(tuple(buffer.shape), np.float32)
+            memory.download("accuracy_gate_logits", buffer, host)
+            memory.synchronize()
+            logits.append(host)
+        return outputs
+
+    executor.run = recording_run
+    return logits
+
+
+def _device_pipeline(engine):
+    """The device pipeline ``engine`` runs frames through, or None (host path; pipelines without one)."""
+    return getattr(getattr(engine, "pipeline", None), "device", None)
+
+
+def _max_abs(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"candidate output shape {list(a.shape)} != reference {list(b.shape)}")
+    return float(np.max(np.abs(a - b), initial=0.0))
+
+
+def _all_finite(*arrays) -> bool:
+    return all(np.isfinite(np.asarray(a)).all() for a in arrays)
+
+
+def random_input_errors(
+    meta: BundleMeta, candidate: Backend, reference: Backend, roles: Sequence[str], seed: int = 0
+) -> Dict[str, object]:
+    """Max |candidate - reference| per graph in ``roles`` on random inputs, and whether all outputs were finite."""
+    from zsseg_rt.vocabulary import ClipTokenizer
+
+    rng = np.random.default_rng(seed)
+    size = int(meta.image_size)
+    images = rng.standard_normal((2, 3, size, size)).astype(np.float32)  # [2, 3, S, S]
+    ref_features = reference.encode_image(images)
+    errors: Dict[str, float] = {}
+    finite = True
+    if "image" in roles:
+        cand_features = candidate.encode_image(images)
+        errors["image"] = max(_max_abs(cand_features[k], ref_features[k]) for k in ref_features)
+        finite &= _all_finite(*cand_features.values())
+    if "head" in roles:
+        classes = min(8, int(meta.max_classes))
+        text = rng.standard_normal((classes, int(meta.embed_dim))).astype(np.float32)  # [C, D]
+        text /= np.linalg.norm(text, axis=1, keepdims=True)
+        cand_logits = candidate.head(text, ref_features)
+        errors["head"] = _max_abs(cand_logits, reference.head(text, ref_features))
+        finite &= _all_finite(cand_logits)
+    if "text" in roles:
+        tokenizer = ClipTokenizer(meta.file(Files.TOKENIZER), meta.context_length)
+        tokens = tokenizer([f"a photo of a {word}." for word in RANDOM_WORDS])  # [P, L] int32
+        cand_text = candidate.encode_text(tokens)
+        errors["text"] = _max_abs(cand_text, reference.encode_text(tokens))
+        finite &= _all_finite(cand_text)
+    return {"errors": errors, "finite": bool(finite)}
+
+
+def _read_photos(images: Optional[Sequence]) -> List[np.ndarray]:
+    """``[H, W, 3]`` uint8 BGR photos: the given paths/arrays, or the sample photos shipped with zsseg_rt."""
+    import cv2
+
+    if images is None:
+        from zsseg_rt.assets import sample_images
+
+        images = [str(path) for path in sample_images()]
+    photos = []
+    for image in images:
+        if isinstance(image, np.ndarray):
+            photos.append(image)
+            continue
+        bgr = cv2.imread(os.fspath(image), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"accuracy gate: cannot read photo {os.fspath(image)!r}")
+        photos.append(bgr)
+    if not photos:
+        raise ValueError("the accuracy gate needs at least one photo")
+    return photos
+
+
+def run_accuracy_gate(
+    meta: BundleMeta,
+    candidate: Backend,
+    reference: Backend,
+    precision: str,
+    roles: Sequence[str] = ("image", "head", "text"),
+    images: Optional[Sequence] = None,
+    classes: Optional[Sequence[str]] = None,
+    max_batch: int = 1,
+    accept_below_gate: bool = False,
+    device_pipeline="auto",
+) -> GateReport:
+    """Compare ``candidate`` with ``reference`` on random inputs and photos and decide.
+
+    Args:
+        meta: the bundle both backends run.
+        candidate: the engines under test (graphs outside ``roles`` should be the reference's).
+        reference: ONNX Runtime fp32.
+        precision: the build's precision (selects ``MIN_LABEL_AGREEMENT``).
+        roles: the graphs that were built (random-input errors are measured for these).
+        images: photo paths or ``[H, W, 3]`` uint8 BGR arrays (default: the shipped sample photos).
+        classes: vocabulary for the photos (default: the 20 VOC classes, capped at ``meta.max_classes``).
+        max_batch: windows per encoder call (``Engine.max_batch``; the device pipeline caps it at the engine's
+            profile).
+        accept_below_gate: mark a failing result as accepted (explicit override).
+        device_pipeline: the candidate Engine's ``device_pipeline`` setting; default "auto", what users run (the
+            device-resident pipeline where the candidate is TensorRT and CUDA ops are usable).
+    Returns:
+        the ``GateReport``.
+    """
+    from zsseg_rt.runtime.engine import Engine
+
+    random = random_input_errors(meta, candidate, reference, roles)
+    names = list(classes) if classes else VOC_CLASSES[: int(meta.max_classes)]
+    # the candidate runs the path users run: Engine's default device_pipeline="auto" (on a GPU with TensorRT: the
+    # device-resident pipeline, with its chunking and buffers); the reference is ONNX Runtime's host path
+    cand_engine = Engine(
+        meta.path, names, backend=candidate, verify=False, max_batch=max_batch, device_pipeline=device_pipeline
+    )
+    ref_engine = Engine(meta.path, names, backend=reference, verify=False, max_batch=max_batch, device_pipeline=False)
+    recorded = [_record_head_logits(cand_engine), _record_head_logits(ref_engine)]
+    tally = compare_photos(_read_photos(images), cand_engine, ref_engine, precision)
+    cand_logits, ref_logits = _by_window(recorded[0]), _by_window(recorded[1])
+    logit_error = max((_max_abs(c, r) for c, r in zip(cand_logits, ref_logits)), default=0.0)
+    finite = bool(random["finite"]) and _all_finite(*cand_logits)
+    return decide(
+        precision,
+        tally,
+        random,
+        logit_error,
+        finite,
+        accept_below_gate,
+        candidate_path="device pipeline" if _device_pipeline(cand_engine) is not None else "host",
+    )
+
+
+@dataclass
+class PhotoTally:
+    """The photos' side of a gate: each photo's label agreement (candidate vs reference), pixels, finite scores."""
+
+    agreement: List[float] = field(default_factory=list)
+    agree: int = 0
+    pixels: int = 0
+    finite: bool = True
+
+
+def compare_photos(photos: Sequence[np.ndarray], candidate, reference, precision: str) -> PhotoTally:
+    """Segment each photo with the ``candidate`` and ``reference`` Engines (same vocabulary) and tally where their
+    labels agree, photo by photo (the windowed and the two-stage gates alike)."""
+    tally = PhotoTally()
+    with stage_bar(len(photos), f"accuracy gate ({precision})", unit="photo") as bar:  # shown by zsseg build-engine
+        for photo in photos:
+            cand, ref = candidate(photo), reference(photo)
+            same = int(np.count_nonzero(cand.labels == ref.labels))
+            tally.agreement.append(same / max(int(cand.labels.size), 1))
+            tally.agree += same
+            tally.pixels += int(cand.labels.size)
+            tally.finite &= _all_finite(cand.scores)
+            bar.update()
+    return tally
+
+
+def decide(
+    precision: str,
+    tally: PhotoTally,
+    random: Dict[str, object],
+    logit_error: float,
+    finite: bool,
+    accept_below_gate: bool,
+    **extra,
+) -> GateReport:
+    """The gate's verdict: every output finite and every photo's label agreement at the precision's threshold
+    (``MIN_LABEL_AGREEMENT``: each photo, not only their sum); ``extra``: the report's other fields."""
+    threshold = MIN_LABEL_AGREEMENT.get(precision, REDUCED_AGREEMENT)
+    finite = bool(finite and tally.finite)
+    passed = bool(finite and tally.agreement and min(tally.agreement) >= threshold)
+    return GateReport(
+        precision=precision,
+        label_agreement=tally.agree / max(tally.pixels, 1),
+        min_label_agreement=threshold,
+        photo_agreement=[round(value, 6) for value in tally.agreement],
+        max_abs_logit_error=logit_error,
+        random_max_abs_error=dict(random["errors"]),  # type: ignore[call-overload]
+        photos=len(tally.agreement),
+        pixels=tally.pixels,
+        finite=finite,
+        passed=passed,
+        accepted=passed or bool(accept_below_gate),
+        **extra,
+    )
+
+
+def _by_window(chunks: Sequence[np.ndarray]) -> List[np.ndarray]:
+    """Per-window ``[C, h, w]`` logits from head outputs of any batch split (the two sides may chunk differently:
+    the device pipeline's windows per call are capped by the engine's profile)."""
+    return [window for chunk in chunks for window in np.asarray(chunk)]
+
+
+class MixedBackend(Backend):
+    """The candidate's graphs where engines were built (``roles``), the reference's elsewhere. When the image encoder
+    and the head are both the candidate's, it also offers the candidate's device executor (so the gate's Engine
+    runs the device pipeline exactly as a user's Engine on those engines does: its executor, where it runs, its
+    CUDA graphs)."""
+
+    name = "tensorrt+onnxruntime"
+
+    def __init__(self, candidate: Backend, reference: Backend, roles: Sequence[str]):
+        self._pick = {role: candidate if role in roles else reference for role in ("image", "head", "text")}
+        if {"image", "head"} <= set(roles) and hasattr(candidate, "device_executor"):
+            self.name = candidate.name
+            self.device_executor = candidate.device_executor
+            self.runs_on_gpu = bool(getattr(candidate, "runs_on_gpu", False))
+            if hasattr(candidate, "frame_graphs"):
+                self.frame_graphs = candidate.frame_graphs
+
+    def encode_image(self, images):
+        return self._pick["image"].encode_image(images)
+
+    def head(self, text, features):
+        return self._pick["head"].head(text, features)
+
+    def encode_text(self, tokens):
+        return self._pick["text"].encode_text(tokens)
+
+
+__all__ = [
+    "EngineAccuracyError",
+    "GateReport",
+    "MIN_LABEL_AGREEMENT",
+    "MixedBackend",
+    "PhotoTally",
+    "compare_photos",
+    "decide",
+    "random_input_errors",
+    "run_accuracy_gate",
+]
