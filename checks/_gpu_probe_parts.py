@@ -224,8 +224,8 @@ def part_precisions(ctx) -> dict:
 
 def _gate(meta, model, precision: str, cache_dir: Path) -> dict:
     """The torch accuracy gate of ``precision`` on this GPU against ONNX Runtime fp32 (run now: ``force``)."""
-    from zsseg_rt.export.accuracy_gate import EngineAccuracyError
     from zsseg_rt.export.torch_backend import TorchBackend
+    from zsseg_rt.prepare.gate import EngineAccuracyError
 
     start = time.perf_counter()
     try:

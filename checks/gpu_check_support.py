@@ -602,11 +602,22 @@ def probe_verdict(path: str) -> List[str]:
     if not isinstance(data, dict):
         return [f"the probe report {report.name} is no JSON object"]
     print(f"probe report: {', '.join(sorted(data)) or 'empty'}")
-    return (
+    problems = (
         [f"the probe report says it is incomplete: {data.get('not_run') or 'parts did not run'}"]
         if data.get("complete") is False
         else []
     )
+    parts = data.get("parts") if not data.get("dry_run") else None  # the dry run's stand-ins fail by design
+    for part in parts if isinstance(parts, list) else []:
+        if not isinstance(part, dict):
+            continue
+        status = part.get("status")
+        line = f"probe part {part.get('id')} ({part.get('title')}): {status}: {part.get('reason', '')}".rstrip(": ")
+        if status in ("failed", "crashed", "timeout"):
+            problems.append(line)
+        elif status != "ok":  # skipped (budget, a tool absent): the stage is partial (gpu_record), not failed
+            print(f"not measured: {line}")
+    return problems
 
 
 def verdict(args) -> int:

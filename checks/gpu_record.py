@@ -264,7 +264,16 @@ def status_of(record: dict) -> str:
         return "fail"
     if filters(record.get("command", ""), record.get("budget_s"), record.get("table_budget_s")):
         return "partial"
+    if probe_not_measured(record):
+        return "partial"
     return "pass"
+
+
+def probe_not_measured(record: dict) -> List[str]:
+    """The probe's parts that measured nothing (skipped for want of budget or of a tool): a probe that left parts
+    out is partial, never a pass, so the next lease's plan runs it again (a failed part fails the probe_report step)."""
+    parts = (record.get("probe") or {}).get("parts") or []
+    return [f"{p.get('id')}: {p.get('status')} ({p.get('reason', '')})" for p in parts if p.get("status") != "ok"]
 
 
 def _json(path: Path) -> Optional[dict]:
@@ -348,11 +357,11 @@ def write(args) -> int:
         "deselected": deselected(work, derived["steps"], args.stage),
         "notes": list(dict.fromkeys(_lines(work / "notes.txt"))),
     }
-    record["status"] = status_of(record)
     for key, name in (("engine_check", "engine_check.json"), ("bench_cuda", "bench_cuda.json")):
         if (work / name).is_file():
             record[key] = _json(work / name) or {"error": f"{name} is not valid JSON (the step was cut off?)"}
     extra = _probe(record, args.probe_dir)
+    record["status"] = status_of(record)  # after the probe's report is in: its parts not measured make it partial
     prefix = "rehearsal_" if record["rehearsal"] else ""
     stem = f"{prefix}{now.strftime('%Y-%m-%dT%H%M%S')}_{slug(str(record['machine']['gpu']))}_{args.stage}"
     out = Path(args.record_dir)
@@ -385,6 +394,7 @@ def summary_lines(record: dict) -> List[str]:
     lines += [f"   MISSING: {line}" for line in record["missing"]]
     lines += [f"   FAILS: {line}" for line in record.get("problems", [])]
     lines += [f"   PARTIAL: {line}" for line in record.get("filters", [])]
+    lines += [f"   PARTIAL: probe part {line}" for line in probe_not_measured(record)]
     if record["rehearsal"]:
         lines.append(f"   rehearsal: {record['rehearsal']} (not a GPU run: never committed)")
     return lines

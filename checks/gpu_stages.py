@@ -118,6 +118,14 @@ OPS_MUST_RUN = (
      "relation_descriptor on torch CUDA tensors in fp16"),
     ("python_tests/ops/test_preprocess_op.py::test_cuda_matches_cpu", "the preprocessing kernel against the CPU op"),
     ("python_tests/ops/test_warp.py::test_cuda_matches_cpu", "the warp kernel (the video filter) against the CPU op"),
+    ("python_tests/ops/test_temporal_ops.py::test_cuda_matches_cpu",
+     "the video filter's blend, hysteresis, propagation and class-state kernels against the CPU ops (issue 65: "
+     "never ran on a device; equal bit for bit there only if __fmul_rn / __fadd_rn keep nvcc from contracting)"),
+    ("python_tests/runtime/test_video_device_cuda.py::test_the_device_filter_is_the_cpu_filter",
+     "the video filter with its state on the device against the CPU filter, frame by frame, and its copies per "
+     "frame (the flow up, the labels down): the product's device filter (issue 65), emulator-tested only"),
+    ("python_tests/runtime/test_video_device_cuda.py::test_video_segmenter_on_the_device_pipeline",
+     "VideoSegmenter on a device pipeline (CudaMemory): class scores made on the device, the filter there"),
     ("python_tests/runtime/test_cuda_graphs.py::test_real_cuda_graphs_time_the_stages_inside_the_graph",
      "a timed frame replayed as a real CUDA graph with its stage events inside (torch external events)"),
     ("python_tests/runtime/test_device_graphs_cuda.py::test_timed_frames_are_replayed_with_their_stage_events",
@@ -152,9 +160,9 @@ STAGES: Tuple[Stage, ...] = (
         "the Engine end to end (torch on CUDA vs ONNX Runtime on the CPU: labels; the full-size ViT-B/16's "
         "per-stage times, post-processing <= 3 % of the encoder), the C++ tests (every CUDA kernel against the CPU "
         "op), every CUDA op against torch eager on the same GPU (within 2x)",
-        66,
-        "its record: 66 s (57 s at 13c668e)",
-        measured="2026-11-26T082932_nvidia-h200_engine.json",
+        95,
+        "its record: 95 s on an H100 at cf77cf4 (the full-size export 34 s of it; 66 s on the H200 at dc8fdc0)",
+        measured="2026-11-26T174205_nvidia-h100-80gb-hbm3_engine.json",
         covers=(
             "checks/gpu_engine.py",
             "benchmarks/__init__.py",
@@ -169,9 +177,9 @@ STAGES: Tuple[Stage, ...] = (
         180,
         ("pytest ops runtime pipeline",),
         "the CUDA ops and their bindings, the device pipeline, the Engine and its backends (CUDA graphs) in pytest",
-        99,
-        "its record: 99 s (under loadfile; loadgroup spreads the long files)",
-        measured="2026-11-26T081843_nvidia-h200_ops.json",
+        102,
+        "its record: 102 s on an H100 at cf77cf4 (99 s on the H200 at dc8fdc0)",
+        measured="2026-11-26T174347_nvidia-h100-80gb-hbm3_ops.json",
         must_run=OPS_MUST_RUN,
     ),
     Stage(
@@ -181,8 +189,9 @@ STAGES: Tuple[Stage, ...] = (
         "what never ran on a device (checks/gpu_probe.py, its JSON after every part): fp16/bf16 graphs of the "
         "full-size encoder, post-processing inside the graph, ncu of segment_windows, the ctypes CudaDriver, batched "
         "and multi-source throughput, CUDA AMP training, the video filter",
-        165,
-        "est.: never ran; its budget, which bounds it (the probe gets what is left of it less 10 s)",
+        145,
+        "its record: 145 s on an H100 at cf77cf4 (the probe used 140 s of its 150; its budget bounds it)",
+        measured="2026-11-26T174613_nvidia-h100-80gb-hbm3_probe.json",
         # the probe, its parts, what they import of checks/ (the Engine check's helpers) and run of benchmarks/
         covers=("checks/gpu_probe.py", "checks/_gpu_probe_parts.py", "checks/gpu_engine.py", "benchmarks/**"),
     ),
@@ -192,11 +201,9 @@ STAGES: Tuple[Stage, ...] = (
         ("pytest models train contract eval data vocabulary",),
         "the model families, CUDA training and evaluation in pytest (on a GPU the models go to CUDA); the training "
         "pinned to the CPU is CI's (host_only)",
-        115,
-        "est.: 220 s in its record, whose tail was test_zegformer_training.py on one loadfile worker (the learning "
-        "test alone 153 s); without the host_only tests (that test, its control, the CPU DDP runs, the ZegCLIP fp32 "
-        "learning fixture and the AMP comparisons) and with loadgroup the review's 100-130 s (section 2)",
-        measured="2026-11-26T082223_nvidia-h200_models.json",
+        124,
+        "its record: 124 s on an H100 at cf77cf4 (220 s on the H200 at dc8fdc0, before the host_only tests left it)",
+        measured="2026-11-26T174830_nvidia-h100-80gb-hbm3_models.json",
         must_run=MODELS_MUST_RUN,
     ),
     Stage(
@@ -205,10 +212,9 @@ STAGES: Tuple[Stage, ...] = (
         ("pytest export stream top",),
         "the rest of pytest that a GPU can change: streams and the video filter, torch precision, the CLI's device "
         "options, profiling; the rest is CI's (CI_ONLY)",
-        90,
-        "est.: 199 s in its record; without the CI-only files (the docs' snippets and the full-size export among "
-        "them) the review's 60-90 s for the GPU-relevant part (section 2)",
-        measured="2026-11-26T082542_nvidia-h200_suite.json",
+        92,
+        "its record: 92 s on an H100 at cf77cf4 (199 s on the H200 at dc8fdc0, before the CI-only files left it)",
+        measured="2026-11-26T175003_nvidia-h100-80gb-hbm3_suite.json",
     ),
     Stage(
         "sanitizers",
@@ -221,9 +227,9 @@ STAGES: Tuple[Stage, ...] = (
         ),
         "compute-sanitizer memcheck, racecheck and synccheck over the C++ CUDA tests, memcheck over the Python CUDA "
         "tests",
-        137,
-        "its record: 137 s (130 s at 13c668e)",
-        measured="2026-11-26T082808_nvidia-h200_sanitizers.json",
+        100,
+        "its record: 100 s on an H100 at cf77cf4 (137 s on the H200 at dc8fdc0)",
+        measured="2026-11-26T175143_nvidia-h100-80gb-hbm3_sanitizers.json",
         must_run=SANITIZERS_MUST_RUN,
     ),
 )
@@ -247,6 +253,8 @@ _NO_BUILD = "compiles with nvcc/cmake: skips on the GPU machine (ZSSEG_NO_BUILD=
 _STATIC = "reads the source and the tools (no device, no runtime)"
 CI_ONLY: Dict[str, str] = {
     "scale": _RAY,
+    "prepare": "preparing a bundle for this CPU: quantisers, the accuracy gate, the auto policy (ONNX Runtime and "
+    "OpenVINO on the CPU; the TensorRT build's tests are export/'s)",
     "export/test_tensorrt.py": _TRT,
     "export/test_tensorrt_builder.py": _TRT,
     "export/test_tensorrt_builder_real_graphs.py": _TRT,

@@ -281,6 +281,28 @@ def test_only_runs_on_a_gpu_may_be_committed(record):
     )
 
 
+def test_a_probe_that_left_parts_out_is_partial(record, tmp_path):
+    """The H100 lease of 2026-11-26: the probe skipped P7 and P9 for want of budget and its stage said pass, so the
+    next plan would have left the never-measured parts out for good. Now such a record is partial (and a part that
+    failed, crashed or was cut fails the probe's verdict step); the control: every part measured."""
+    ok = {"id": "P1", "title": "host cost", "status": "ok"}
+    cut = {"id": "P7", "title": "batched", "status": "skipped", "reason": "budget: 5 s left"}
+    measured = _gpu_record(stage="probe", status="pass", probe={"parts": [ok], "complete": True})
+    assert record.status_of(measured) == "pass" and record.refusal(measured) is None  # the control
+    left_out = _gpu_record(stage="probe", status="pass", probe={"parts": [ok, cut], "complete": True})
+    assert record.status_of(left_out) == "partial"
+    assert record.refusal(left_out) == "its status says 'pass', its steps say 'partial'"
+    assert any(
+        "P7" in line and "PARTIAL" in line
+        for line in record.summary_lines({**left_out, "status": "partial", "budget_s": 165, "filters": []})
+    )
+    support = load_check("gpu_check_support")
+    report = tmp_path / "probe.json"
+    for parts, problems in (([ok], 0), ([ok, cut], 0), ([ok, {**cut, "status": "crashed"}], 1)):
+        report.write_text(json.dumps({"parts": parts, "complete": True}))
+        assert len(support.probe_verdict(str(report))) == problems, parts
+
+
 def test_benchmarks_md_agrees_with_docs_gpu_runs(record, tmp_path, monkeypatch):
     """BENCHMARKS.md's table is docs/gpu_runs/ rendered (each stage's latest record, the others "never run"), every
     committed record is a GPU run whose status its content gives, and the records of schema v1 still load and render
