@@ -138,7 +138,7 @@ def test_camera_video_options_reach_the_video_segmenter():
     import argparse
 
     from zsseg_rt.cli.camera import add_command
-    from zsseg_rt.stream.video_cli import video_segmenter
+    from zsseg_rt.cli.camera_video import video_segmenter
 
     parser = argparse.ArgumentParser()
     add_command(parser.add_subparsers())
@@ -165,8 +165,8 @@ def test_camera_stabilize_delay_is_for_recorded_video():
     import argparse
 
     from zsseg_rt.cli.camera import add_command
+    from zsseg_rt.cli.camera_video import check_video_sources, video_segmenter
     from zsseg_rt.cli_errors import CliError
-    from zsseg_rt.stream.video_cli import check_video_sources, video_segmenter
 
     parser = argparse.ArgumentParser()
     add_command(parser.add_subparsers())

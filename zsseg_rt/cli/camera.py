@@ -15,9 +15,9 @@ import time
 from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from zsseg_rt.cli import command_parser
+from zsseg_rt.cli.camera_video import add_video_arguments, check_video_sources, video_segmenter
 from zsseg_rt.cli_types import BACKEND_CHOICES, add_engine_arguments, port_number, real_number, whole_number
 from zsseg_rt.runtime.backends.table import AUTO
-from zsseg_rt.stream.video_cli import add_video_arguments, check_video_sources, video_segmenter
 
 if TYPE_CHECKING:
     from zsseg_rt.stream.sources import FrameSource
@@ -140,7 +140,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         "with a warning (the default)",
     )
     p.add_argument("--no-legend", action="store_true", help="no legend / FPS text on the overlay")
-    add_video_arguments(p)  # --labels-out, --stabilize, --keyframe-every, ... (zsseg_rt.stream.video_cli)
+    add_video_arguments(p)  # --labels-out, --stabilize, --keyframe-every, ... (zsseg_rt.cli.camera_video)
     p.add_argument(
         "--stats-json",
         help='write the final stream statistics to this JSON file (with "outputs": each video file\'s codec, '

@@ -1,6 +1,8 @@
 """The video options of ``zsseg camera`` (``--labels-out``, ``--stabilize``, ``--stabilize-delay``,
 ``--keyframe-every``, ``--adaptive-keyframes``, ``--temporal-consistency``) and what they build: the
-:class:`~zsseg_rt.stream.video.VideoSegmenter` around the Engine. Light at import (the CLI's ``--help``)."""
+:class:`~zsseg_rt.stream.video.VideoSegmenter` around the Engine. The command's side (issue 63, item 5): here the
+parsed arguments become the library's typed options (``VideoSegmenter``'s keywords); nothing under ``stream/``
+reads an argparse Namespace. Light at import (the CLI's ``--help``)."""
 
 from __future__ import annotations
 
@@ -100,8 +102,7 @@ def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:
     if not stabilize and not adaptive and (every or 1) == 1:
         return engine
     from zsseg_rt.pipeline.class_scores import ClassScoresUnavailable
-
-    from .video import VideoSegmenter
+    from zsseg_rt.stream.video import VideoSegmenter
 
     try:
         return VideoSegmenter(
