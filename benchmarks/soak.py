@@ -9,7 +9,7 @@
 * **serve**: ``zsseg serve`` (tiny bundle, one replica, batches of 8, the default bound of 8 + 16 requests) on a
   local Ray cluster, ``--rounds`` rounds (10) of mixed requests (``_soak_serve.Mix``: 400 good images, 40 bodies of
   the wrong type, 20 misspelt queries, 20 bodies that are no image, 10 uploads closed mid-body, a burst of 48 good
-  requests at once: over the bound, 503 with Retry-After): 5,380 requests. After each round the replica's outcome
+  requests at once: over the bound, 503 with Retry-After): 5,380 POST /segment requests, and the pages. After each round the replica's outcome
   counters must equal what the clients saw (every request in exactly one counter), and the replica's and the HTTP
   proxy's RSS, files and threads are sampled.
 
@@ -331,7 +331,8 @@ def render(result: Dict[str, Any], args) -> str:
             lines.append(f"  - HTTP proxy RSS MiB: {_series(proxy, 'rss_mib')}; open files: {_series(proxy, 'fds')}")
             lines.append(
                 f"  - RSS slope: replica {slope_kib(sent, replica):.0f}, HTTP proxy {slope_kib(sent, proxy):.0f} KiB "
-                "per 1,000 requests (Ray Serve's processes)"
+                "per 1,000 requests (not explained: the replica runs this project's SegmentationServer; a growth "
+                "of ~1 KiB a request would stay under the 32 MiB bound for ~30,000 requests)"
             )
             verdicts += _verdict_rows("serve HTTP proxy", judge(proxy, 0, RSS_BOUND_MIB["proxy"]))
     return "\n".join(lines + verdicts) + "\n"

@@ -33,6 +33,7 @@ from .common import REPO, machine_description, show_section
 SECTION = "## Live video on a trained network's scores (issue 53, a proxy)"  # (issue 65: one command, every clip)
 FRAMES = 30
 STRIDE = 4  # the filter's class-score stride (TemporalOptions.score_stride)
+MARKER = ".zsseg-video-proxy-env"  # in an environment this benchmark made: the only kind it may clear and refill
 MEDIAPIPE = "mediapipe==0.10.21"  # the legacy solutions API (SelfieSegmentation); the numbers of issue 53 used it
 COST = (
     f"{MEDIAPIPE} and what it depends on (jax, jaxlib, matplotlib, opencv-contrib-python, NumPy < 2, protobuf < 5, "
@@ -76,7 +77,14 @@ def ensure_scores(folder: Path, env: Path, install: bool) -> None:
         print(f"video_proxy: the proxy's scores need {COST}.", flush=True)
         print(f"video_proxy: creating a throwaway virtual environment at {env} and installing {MEDIAPIPE} there with "
               "pip (--no-install refuses; --env DIR reuses another; delete the folder to reclaim the space)", flush=True)  # fmt: skip
-        venv.EnvBuilder(with_pip=True, clear=env.exists()).create(str(env))
+        marker = env / MARKER
+        if env.exists() and any(env.iterdir()) and not marker.is_file():  # never clear a folder it did not make
+            raise SystemExit(
+                f"video_proxy: {env} exists and is not an environment this benchmark made (no {MARKER}); it is "
+                "left as it is: pass --env with a new folder, or one with MediaPipe installed"
+            )
+        venv.EnvBuilder(with_pip=True, clear=marker.is_file()).create(str(env))
+        marker.write_text("made by python -m benchmarks video_proxy; delete the folder to reclaim the space\n")
         command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", MEDIAPIPE]
         print("video_proxy: " + " ".join(command), flush=True)
         subprocess.run(command, check=True)

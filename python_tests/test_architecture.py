@@ -165,7 +165,8 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("formats: bundles, datasets, pre/post-processing", ("zsseg_rt.bundle", "zsseg_rt.data", "zsseg_rt.pipeline")),
     ("the runtime (Engine, backends; no torch)", ("zsseg_rt.runtime",)),
     # one layer above the runtime, which it drives: gates, quantisers, TensorRT builds, records written, the auto
-    # preparation. The runtime reaches it only as a child process (python -m zsseg_rt.prepare.auto), never by import
+    # preparation. The runtime reaches it as a child process (python -m zsseg_rt.prepare.auto) and by name at run time
+    # (a table row's preparer, importlib in precision_records.load_preparer, on first use): never by an import statement
     ("preparing a bundle for this machine (no torch)", ("zsseg_rt.prepare",)),
     (
         "runtime applications (Ray, camera, profiler, zsseg segment)",

@@ -161,3 +161,23 @@ def test_the_trained_scores_proxy_replays_the_filters(tmp_path):
     with pytest.raises(SystemExit, match=r"need MediaPipe in a virtual environment .* --no-install refuses"):
         video_proxy.main(["--scores", str(tmp_path), "--env", str(tmp_path / "env"), "--no-install"])
     assert not (tmp_path / "env").exists()
+
+
+def test_the_proxy_never_clears_a_folder_it_did_not_make(tmp_path, monkeypatch):
+    """``--env DIR`` names an environment to reuse: a folder without MediaPipe that the benchmark did not make (a
+    project's own .venv, say) is refused and left as it is, never cleared to install MediaPipe into. Control: an
+    empty folder is accepted (the environment's creation, stubbed, is reached)."""
+    from benchmarks import video_proxy
+
+    own = tmp_path / "own-venv"
+    (own / "bin").mkdir(parents=True)
+    (own / "bin" / "python").symlink_to("/bin/false")  # a Python without MediaPipe, as far as the check can tell
+    (own / "pyvenv.cfg").write_text("the user's own\n")
+    with pytest.raises(SystemExit, match="is not an environment this benchmark made"):
+        video_proxy.ensure_scores(tmp_path / "scores", own, install=True)
+    assert (own / "pyvenv.cfg").read_text() == "the user's own\n" and (own / "bin" / "python").is_symlink()
+    made = []
+    monkeypatch.setattr(video_proxy.venv, "EnvBuilder", lambda **kw: made.append(kw) or pytest.fail("created"))
+    with pytest.raises(pytest.fail.Exception, match="created"):
+        video_proxy.ensure_scores(tmp_path / "scores", tmp_path / "new-env", install=True)
+    assert made == [{"with_pip": True, "clear": False}]

@@ -379,7 +379,7 @@ def gated_record(
 ) -> Tuple[Dict[str, Any], Optional[str]]:
     """``(record, artefact)`` of ``key`` (a CPU backend's reduced precision) for ``meta``'s bundle: its passing
     record, or, with none yet and ``prepare``, the one its row's preparer (``BackendSpec.prepare``, found by name:
-    the runtime never imports ``zsseg_rt.prepare``) makes and gates now, said in a warning (``label`` the library,
+    imported by name here on first use: no import statement of the runtime names ``zsseg_rt.prepare``) makes and gates now, said in a warning (``label`` the library,
     ``doing`` what preparing is: "quantising", "compiling"); ``hint`` says what to do where the preparer cannot be
     imported (``{exc}``: why)."""
     from .backends.table import backend_row
