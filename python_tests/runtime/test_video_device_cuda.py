@@ -190,6 +190,12 @@ def test_video_segmenter_on_the_device_pipeline(device_engine, options):
         elif not got.keyframe:
             expected.append(("up", "flow"))
         assert copies == expected + [("down", "labels")], (k, copies)
+    held = len(memory._host)  # the pipeline's pinned buffers and the device filter's staging ones
+    on_host.close()  # control: the host filter holds no pinned memory
+    assert len(memory._host) == held
+    on_device.close()  # the filter's device and pinned buffers go with it (a review found them never freed)
+    assert len(memory._host) < held
+    on_device.close()  # twice: nothing left, nothing raised
 
 
 def test_device_true_without_a_device_pipeline_is_refused(tiny_bundle):

@@ -509,8 +509,9 @@ def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, l
             ", ".join(sink.name for sink in own + shared),
             " (every frame)" if every else " (newest frame; stale frames dropped)",
         )
+    segment = video_segmenter(args, engine)  # the Engine itself without --stabilize / --keyframe-every
     runner = MultiStreamRunner(
-        video_segmenter(args, engine),  # the Engine itself without --stabilize / --keyframe-every
+        segment,
         [item.source for item in inputs],
         sinks,
         shared_sinks=shared,
@@ -527,7 +528,11 @@ def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, l
     )
     holder["runner"] = runner
     phase("camera:stream-start")
-    _run_with_progress(runner, inputs, args)
+    try:
+        _run_with_progress(runner, inputs, args)
+    finally:
+        if segment is not engine:
+            segment.close()  # the video filter's buffers (device ones on a device pipeline)
     engine.close()  # a background preparation (--prepare background) ends with the stream; what it finished stays
     summary = runner.snapshot()
     summary["backend"] = engine.backend.name

@@ -160,6 +160,23 @@ class VideoSegmenter:
         """``engine.set_classes``; the next frame of every stream is a keyframe that starts afresh."""
         self.engine.set_classes(names, *args, **kwargs)
 
+    def close(self) -> None:
+        """Free what the streams hold (on a device pipeline: each stream's device and pinned host buffers, once the
+        device has run what uses them); the next frame of a stream starts afresh. Also ``with VideoSegmenter(...)``."""
+        with self._lock:
+            streams = list(self._streams.values())
+            self._streams.clear()
+        for state in streams:
+            close = getattr(state.arrays, "close", None)
+            if close is not None:
+                close()
+
+    def __enter__(self) -> "VideoSegmenter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     def reset(self, stream: Optional[int] = None) -> None:
         """Forget the past of one stream (or of all): its next frame is a keyframe that starts afresh."""
         with self._lock:
