@@ -198,6 +198,20 @@ def test_video_segmenter_on_the_device_pipeline(device_engine, options):
     on_device.close()  # twice: nothing left, nothing raised
 
 
+def test_segment_on_device_takes_one_frame_a_call(device_engine):
+    """The stream's buffers alternate two a name: two or three frames in one call would have the third's results
+    overwrite the first's (a review's finding); refused in one line before anything runs. Control: one frame."""
+    from zsseg_rt.stream.filter_arrays import DeviceArrays
+
+    engine, memory = device_engine
+    frames, _ = moving_square(frames=3, size=(72, 88), side=24, step=3)
+    arrays = DeviceArrays(memory)
+    with pytest.raises(ValueError, match="expected one frame a call .* got 3"):
+        engine.segment_on_device(list(frames), arrays, 8)
+    assert len(engine.segment_on_device([frames[0]], arrays, 8)) == 1
+    arrays.close()
+
+
 def test_device_true_without_a_device_pipeline_is_refused(tiny_bundle):
     from zsseg_rt.runtime import Engine
     from zsseg_rt.stream import VideoSegmenter

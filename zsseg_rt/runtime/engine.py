@@ -513,15 +513,23 @@ class Engine:
         copied down (``runtime/device_video.py``). NumPy ``[H, W, 3]`` uint8 frames only.
 
         Raises:
-            ValueError: the Engine has no device path for this (``device_video.device_unavailable`` says why).
+            ValueError: the Engine has no device path for this (``device_video.device_unavailable`` says why), or
+                more than one image is given (``arrays`` alternates two buffers a name: a third image's results
+                would overwrite the first's; one frame a call, as a stream's filter takes them).
         """
         from .device_video import device_keyframes, device_unavailable
 
+        images = list(images)
+        if len(images) != 1:
+            raise ValueError(
+                f"segment_on_device: expected one frame a call (its results stay in the stream's buffers, two a "
+                f"name, alternating), got {len(images)}"
+            )
         reason = device_unavailable(self)
         if reason is not None:
             raise ValueError(f"segment_on_device: {reason}")
         vocab = self._next_frame()  # between frames of a video filter too, as in __call__
-        return device_keyframes(self, list(images), arrays, stride, color_order or "bgr", vocab)
+        return device_keyframes(self, images, arrays, stride, color_order or "bgr", vocab)
 
     def _segment_many(
         self,
