@@ -273,7 +273,12 @@ def probe_not_measured(record: dict) -> List[str]:
     """The probe's parts that measured nothing (skipped for want of budget or of a tool): a probe that left parts
     out is partial, never a pass, so the next lease's plan runs it again (a failed part fails the probe_report step)."""
     parts = (record.get("probe") or {}).get("parts") or []
-    return [f"{p.get('id')}: {p.get('status')} ({p.get('reason', '')})" for p in parts if p.get("status") != "ok"]
+    found = [f"{p.get('id')}: {p.get('status')} ({p.get('reason', '')})" for p in parts if p.get("status") != "ok"]
+    for p in parts:  # a part that ran, one of whose runs was cut (P5's ncu of an Engine frame on the H100)
+        measured = p.get("measured") if p.get("status") == "ok" else None
+        cut = [k for k, v in (measured or {}).items() if isinstance(v, dict) and v.get("exit_code") == "timeout"]
+        found += [f"{p.get('id')}: its run {k!r} was cut at its time bound" for k in cut]
+    return found
 
 
 def _json(path: Path) -> Optional[dict]:

@@ -291,6 +291,8 @@ def test_a_probe_that_left_parts_out_is_partial(record, tmp_path):
     assert record.status_of(measured) == "pass" and record.refusal(measured) is None  # the control
     left_out = _gpu_record(stage="probe", status="pass", probe={"parts": [ok, cut], "complete": True})
     assert record.status_of(left_out) == "partial"
+    half = {**ok, "measured": {"iid": {"exit_code": 0}, "engine": {"exit_code": "timeout"}}}  # a run cut in a part
+    assert record.status_of(_gpu_record(stage="probe", status="pass", probe={"parts": [half]})) == "partial"
     assert record.refusal(left_out) == "its status says 'pass', its steps say 'partial'"
     assert any(
         "P7" in line and "PARTIAL" in line
