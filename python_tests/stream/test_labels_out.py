@@ -184,3 +184,67 @@ def test_camera_stabilize_delay_is_for_recorded_video():
         check_video_sources(args("--stabilize-delay", "3", "--keyframe-every", "4"), [recorded])
     check_video_sources(args("--stabilize"), [live])  # control: the causal filter on a camera
     assert video_segmenter(args("--stabilize"), SimpleNamespace()).delay == 0
+
+
+def test_camera_live_option_is_one_window_keyframes_and_a_cheaper_flow():
+    """``--live`` (issue 65): the Engine gets ``test_scale="window"`` (one window a frame) and the filter a keyframe
+    every 4 with the cheaper flow (DIS fast at 1/4); a keyframe interval given keeps its value; the look-ahead is
+    refused with it in one line. Control: without ``--live`` the official resize (None) and the default flow."""
+    import argparse
+
+    from zsseg_rt.cli.camera import add_command
+    from zsseg_rt.cli.camera_video import check_video_sources, engine_test_scale, video_segmenter
+    from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.stream.temporal import TemporalOptions
+
+    parser = argparse.ArgumentParser()
+    add_command(parser.add_subparsers())
+
+    def args(*flags):
+        return parser.parse_args(["camera", "clip.avi", "--bundle", "b", "--classes", "a", *flags])
+
+    live = video_segmenter(args("--live"), SimpleNamespace()).options
+    assert engine_test_scale(args("--live")) == "window"
+    assert (live.keyframe_every, live.flow_preset, live.flow_stride, live.stabilize) == (4, "fast", 4, False)
+    assert video_segmenter(args("--live", "--keyframe-every", "2"), SimpleNamespace()).options.keyframe_every == 2
+    adaptive = video_segmenter(args("--live", "--adaptive-keyframes"), SimpleNamespace()).options
+    assert adaptive.adaptive and adaptive.keyframe_every == 8 and adaptive.flow_preset == "fast"
+    stable = video_segmenter(args("--live", "--stabilize"), SimpleNamespace()).options
+    assert stable.stabilize and stable.keyframe_every == 4
+    with pytest.raises(CliError, match=r"--stabilize-delay 2 waits for frames ahead, --live is for camera rate"):
+        check_video_sources(args("--live", "--stabilize-delay", "2"), [SimpleNamespace(live=False, name="c")])
+    # the control
+    assert engine_test_scale(args()) is None
+    plain = video_segmenter(args("--keyframe-every", "4"), SimpleNamespace()).options
+    defaults = TemporalOptions()
+    assert (plain.flow_preset, plain.flow_stride) == (defaults.flow_preset, defaults.flow_stride) != ("fast", 4)
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "control"])
+def test_camera_live_runs_one_window_a_keyframe_every_4(tmp_path, tiny_bundle, monkeypatch, live):
+    """``zsseg camera CLIP --live`` (in this process): the stream's Engine fits each frame in one window (its test
+    resize is the graph's size both ways), 2 keyframes of 8 frames, the label maps at the frame's size. Control:
+    without ``--live`` the bundle's resize and every frame a keyframe."""
+    import zsseg_rt.runtime as runtime
+    from zsseg_rt import cli
+
+    made = []
+
+    class Recorded(runtime.Engine):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(runtime, "Engine", Recorded)
+    clip = write_band_clip(tmp_path / "clip.avi", frames=8, fps=10.0, size=(160, 120))
+    labels, stats = tmp_path / "labels", tmp_path / "stats.json"
+    argv = [clip, "--bundle", tiny_bundle, "--classes", "a,b,c", "--labels-out", str(labels)]
+    assert cli.main(["camera", *argv, "--stats-json", str(stats), *(["--live"] if live else [])]) == 0
+    size = made[0].meta.crop_size
+    assert len(made) == 1 and (made[0].pipeline.test_scale == [size, size]) is live
+    assert read_labels(str(labels), 7).shape == (120, 160)
+    if not live:
+        return
+    with open(stats, encoding="utf-8") as handle:
+        video = json.load(handle)["sources"][0]["video"]
+    assert video["frames"] == 8 and video["keyframes"] == 2 and video["propagated"] == 6

@@ -70,6 +70,28 @@ def test_a_missed_keyframe_agreement_gets_the_keyframe_oracles():
     assert bench.verdicts(rows)[1].endswith("(target >= 95.0 %): met")
 
 
+def test_the_live_verdicts_judge_rate_and_flow_share():
+    """``--live`` rows (issue 65): >= 5 fps end to end and the flow <= 10 % of the frame time (ms a frame over
+    1000 / fps), each judged; the every-frame row says what the resolution and precision cost in agreement."""
+    live = dict(live=True, path="openvino int8", agreement=91.5)
+    rows = [
+        *_rows(0.5, 0.15),
+        dict(live, mode="--live", fps_end_to_end=6.3, flow_ms_mean=7.6),
+        dict(live, mode="--live --stabilize", fps_end_to_end=4.0, flow_ms_mean=30.0),
+        dict(live, mode="--live --keyframe-every 1", fps_end_to_end=2.0, flow_ms_mean=None, agreement=91.6),
+    ]
+    lines = bench.live_verdicts(rows)
+    assert lines[0] == (
+        "- `--live` (openvino int8): 6.30 fps end to end (target >= 5): met; the flow 7.6 ms a frame = 4.8 % of the "
+        "frame time (target <= 10 %): met; labels agree 91.50 % with the full-size per-frame labels"
+    )
+    assert "4.00 fps end to end (target >= 5): **missed**" in lines[1]
+    assert "30.0 ms a frame = 12.0 % of the frame time (target <= 10 %): **missed**" in lines[1]
+    assert lines[2].startswith("- `--live --keyframe-every 1` (the encoder on every frame, one window, openvino int8)")
+    assert "agree 91.60 %" in lines[2] and len(lines) == 3
+    assert bench.live_verdicts(_rows(0.5, 0.15)) == []  # no --live rows: no lines
+
+
 def test_the_random_weights_are_one_draw(tmp_path, monkeypatch):
     """The bundle is exported after ``torch.manual_seed(SEED)`` into a folder named by the seed: two fresh exports
     hold the same weights (here: the first values the model draws), and an unseeded bundle left in

@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli.camera_video import add_video_arguments, check_video_sources, video_segmenter
+from zsseg_rt.cli.camera_video import add_video_arguments, check_video_sources, engine_test_scale, video_segmenter
 from zsseg_rt.cli_types import BACKEND_CHOICES, add_engine_arguments, port_number, real_number, whole_number
 from zsseg_rt.runtime.backends.table import AUTO
 
@@ -490,6 +490,7 @@ def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, l
             mode=args.mode,
             max_pixels=max_pixels,  # the frames' limit (0: none), as the source checks it
             prepare=_auto_prepare(args, inputs),
+            test_scale=engine_test_scale(args),  # --live: one window per frame
         )
     except BaseException:
         for sink in [sink for own in sinks for sink in own] + shared:

@@ -11,7 +11,12 @@ from typing import Any
 
 from zsseg_rt.cli_types import whole_number
 
-__all__ = ["add_video_arguments", "check_video_sources", "video_segmenter"]
+__all__ = ["add_video_arguments", "check_video_sources", "engine_test_scale", "live_options", "video_segmenter"]
+
+# --live: the encoder on every 4th frame; the flow (DIS preset, 1/stride of the frame) cheaper than the default
+# (medium at 1/2): BENCHMARKS.md "Live video" measures its share of the frame time (the issue's bound: 10 %)
+LIVE_KEYFRAME_EVERY = 4
+LIVE_FLOW = ("fast", 4)
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +58,16 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
         help="a keyframe also as soon as the flow's confidence drops (fast motion, occlusions)",
     )
     group.add_argument(
+        "--live",
+        action="store_true",
+        help='camera rate, NOT faithful to per-frame inference (docs/video.md, "Live video"): each frame fitted '
+        f"in one window of the encoder's size (a 768x576 frame runs at 512x384 in one encoder call instead of "
+        f"683x512 in two), the encoder on every {LIVE_KEYFRAME_EVERY}th frame (unless --keyframe-every says) with "
+        f"the labels propagated along a cheaper optical flow (DIS '{LIVE_FLOW[0]}' at 1/{LIVE_FLOW[1]} of the "
+        "frame) in between; with the default --backend auto, the fastest precision that passed the accuracy gate "
+        "on this CPU (prepare it once: zsseg build-engine BUNDLE --backend auto)",
+    )
+    group.add_argument(
         "--temporal-consistency",
         action="store_true",
         help="also measure each source's flow-warped temporal consistency in --stats-json (a DIS flow per frame: "
@@ -70,6 +85,11 @@ def check_video_sources(args: argparse.Namespace, sources: Any) -> None:
     from zsseg_rt.cli_errors import CliError
 
     delay = getattr(args, "stabilize_delay", None)
+    if delay and getattr(args, "live", False):
+        raise CliError(
+            f"--stabilize-delay {delay} waits for frames ahead, --live is for camera rate: choose one (--live "
+            "--stabilize for stable live labels)"
+        )
     if not delay:
         return
     live = [source for source in sources if getattr(source, "live", False)]
@@ -82,9 +102,22 @@ def check_video_sources(args: argparse.Namespace, sources: Any) -> None:
         raise CliError("--stabilize-delay runs the encoder on every frame: it does not combine with --keyframe-every")
 
 
+def live_options(keyframe_every: Any = None, adaptive: bool = False) -> dict:
+    """``VideoSegmenter``'s keywords of ``--live`` (``benchmarks video`` measures the same): the encoder on every
+    ``LIVE_KEYFRAME_EVERY``-th frame unless a keyframe interval is given, the cheaper flow."""
+    every = keyframe_every if keyframe_every is not None or adaptive else LIVE_KEYFRAME_EVERY
+    return {"keyframe_every": every, "flow_preset": LIVE_FLOW[0], "flow_stride": LIVE_FLOW[1]}
+
+
+def engine_test_scale(args: argparse.Namespace) -> Any:
+    """``Engine(test_scale=)`` of the stream: ``"window"`` (one window per frame) with ``--live``, else None (the
+    bundle's, the official resize)."""
+    return "window" if getattr(args, "live", False) else None
+
+
 def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:
     """What the stream loop segments with: the Engine itself, or a ``VideoSegmenter`` around it when
-    ``--stabilize`` / ``--keyframe-every`` / ``--adaptive-keyframes`` ask for one.
+    ``--stabilize`` / ``--keyframe-every`` / ``--adaptive-keyframes`` / ``--live`` ask for one.
 
     Raises:
         CliError: an option the bundle cannot do (``--stabilize`` without per-class scores).
@@ -95,6 +128,10 @@ def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:
     stabilize = bool(getattr(args, "stabilize", False)) or delay > 0
     adaptive = bool(getattr(args, "adaptive_keyframes", False))
     every = getattr(args, "keyframe_every", None)
+    flow: dict = {}
+    if getattr(args, "live", False):
+        flow = live_options(every, adaptive)
+        every = flow.pop("keyframe_every")
     if adaptive and every == 1:
         raise CliError(
             "--adaptive-keyframes needs --keyframe-every K >= 2 (the longest gap), or no --keyframe-every (8)"
@@ -106,7 +143,7 @@ def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:
 
     try:
         return VideoSegmenter(
-            engine, stabilize=stabilize, keyframe_every=every, adaptive=adaptive, stabilize_delay=delay
+            engine, stabilize=stabilize, keyframe_every=every, adaptive=adaptive, stabilize_delay=delay, **flow
         )
     except ClassScoresUnavailable as exc:
         raise CliError(f"--stabilize: {exc}") from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -119,6 +119,30 @@ def rescaled_size(
             f"(more than {max_pixels} pixels): its aspect ratio is too extreme; crop it into parts first"
         )
     return new_h, new_w
+
+
+def check_test_scale(value: Any, window: int) -> List[Optional[int]]:
+    """A test resize ``(long_max or None, short)`` given by a caller (``Engine(test_scale=...)``), as a list;
+    ``"window"``: ``(window, window)``, an image fitted in one window of the graph's size ``window``.
+
+    Raises:
+        ValueError: one line naming what was expected and what was given.
+    """
+    if isinstance(value, str) and value == "window":
+        return [int(window), int(window)]
+    side = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= 65536  # noqa: E731
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, Sequence)
+        or len(value) != 2
+        or not side(value[1])
+        or not (value[0] is None or side(value[0]))
+    ):
+        raise ValueError(
+            f"test_scale: expected (long_max or None, short) with sides in [1, 65536], or 'window' (an image fitted "
+            f"in one window: ({window}, {window}) here), got {value!r}"
+        )
+    return [None if value[0] is None else int(value[0]), int(value[1])]
 
 
 def rescale_keep_ratio(

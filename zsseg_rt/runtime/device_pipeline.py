@@ -310,13 +310,14 @@ class DevicePipeline:
         graphs: a ``cuda_graphs.FrameGraphs`` to capture each kind of frame once and replay it (None: eager).
     """
 
-    def __init__(self, meta: BundleMeta, executor: Executor, max_windows: int = 4, graphs=None):
+    def __init__(self, meta: BundleMeta, executor: Executor, max_windows: int = 4, graphs=None, test_scale=None):
         activation = meta.postprocess.get("activation", "sigmoid")
         if activation != "sigmoid":
             raise ValueError(
                 f"the device pipeline runs bundles whose activation is 'sigmoid'; this one uses {activation!r}"
             )
         self.meta = meta
+        self.test_scale = list(meta.test_scale if test_scale is None else test_scale)  # [long_max, short]
         self.executor = executor
         self.memory = executor.memory
         self.max_windows = windows_per_call(max_windows, executor)
@@ -430,9 +431,10 @@ class DevicePipeline:
         return None if stage_hook is None else self.stage_clock()
 
     def frame_plan(self, frame: np.ndarray):
-        """``(rescaled (H', W'), windows)`` of a frame at the bundle's test scale, crop and stride."""
+        """``(rescaled (H', W'), windows)`` of a frame at the test scale (the bundle's or the Engine's), crop and
+        stride."""
         meta = self.meta
-        scaled = pipeline.preprocess.rescaled_size(frame.shape[0], frame.shape[1], meta.test_scale)
+        scaled = pipeline.preprocess.rescaled_size(frame.shape[0], frame.shape[1], self.test_scale)
         return scaled, pipeline.sliding_windows(scaled[0], scaled[1], meta.crop_size, meta.stride)
 
     def _segment_eagerly(self, frame: np.ndarray, color_order: str, with_scores: bool, stage_hook=None):
@@ -733,13 +735,16 @@ class TorchExecutor(Executor):
         return buffer
 
 
-def make_device_pipeline(meta: BundleMeta, backend, setting="auto", max_windows: int = 4) -> Optional[DevicePipeline]:
+def make_device_pipeline(
+    meta: BundleMeta, backend, setting="auto", max_windows: int = 4, test_scale=None
+) -> Optional[DevicePipeline]:
     """The device pipeline for ``backend``, or None where the host path is used.
 
     ``setting``: "auto" (on where the data can stay on a GPU: a backend that ``runs_on_gpu`` and has a
     ``device_executor`` (TensorRT, torch on CUDA), with a sigmoid bundle and CUDA native ops), True (required: refuse
     with the reason when impossible; a host backend's executor runs it on host buffers), False (host path). A
-    backend's ``frame_graphs(executor)`` gives the frame's CUDA graphs, or None.
+    backend's ``frame_graphs(executor)`` gives the frame's CUDA graphs, or None. ``test_scale``: the frames' test
+    resize (None: the bundle's; ``Engine(test_scale=...)``).
     """
     if setting not in ("auto", True, False):
         raise ValueError(f"device_pipeline must be 'auto', True or False, got {setting!r}")
@@ -764,7 +769,7 @@ def make_device_pipeline(meta: BundleMeta, backend, setting="auto", max_windows:
     executor: Executor = executor_of()
     graphs_of = getattr(backend, "frame_graphs", None)
     graphs = graphs_of(executor) if graphs_of is not None else None
-    return DevicePipeline(meta, executor, max_windows=max_windows, graphs=graphs)
+    return DevicePipeline(meta, executor, max_windows=max_windows, graphs=graphs, test_scale=test_scale)
 
 
 def _runs(chunk: Sequence[Tuple[int, int]]) -> List[Tuple[int, int, int, int]]:

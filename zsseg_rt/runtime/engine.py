@@ -113,6 +113,12 @@ class Engine:
             filled, instead of refusing it (``zsseg_rt.image_io``: by default such a file is refused with
             ``CorruptImageError``, one line naming what is wrong, as every command refuses it; CLI:
             ``--allow-partial-images``). A header that declares more pixels than the data can hold is always refused.
+        test_scale: (windowed pipeline) the keep-ratio test resize ``(long_max or None, short)`` instead of the
+            bundle's (meta.json ``test_scale``; ZegCLIP: ``(None, 512)``, the short side 512 whatever the long side).
+            **Not the official resize**: an option for speed. ``"window"`` (or ``(S, S)`` with S the graph size)
+            fits an image in one window of S x S (a 768x576 frame: 512x384 in one window, zero-padded, instead of
+            683x512 in two): about half the encoder's work, at a lower resolution (``zsseg camera --live``). The
+            input limits follow it.
         expected_digest: pin the bundle: ``"sha256:<64 hex>"`` (or the bare hex) of its meta.json
             (``zsseg_rt.bundle.bundle_digest``; ``zsseg export`` prints it). meta.json records the sha256 of every
             other file, which the Engine checks, so the pin covers the whole bundle. A bundle whose digest differs is
@@ -156,6 +162,7 @@ class Engine:
         expected_digest: Optional[str] = None,
         allow_partial_images: bool = False,
         prepare: Optional[str] = "auto",
+        test_scale: Union[None, str, Sequence[Optional[int]]] = None,
     ):
         self.allow_partial_images = bool(allow_partial_images)
         self.limits = InputLimits.resolve(
@@ -195,6 +202,7 @@ class Engine:
             limits=self.limits,
             stage=self._stage,
             prepare=prepare,
+            test_scale=test_scale,
         )
         prepare_mode = upgrade.decide(self.meta, self.pipeline.backend_plan, prepare)
         if prepare_mode == "now":

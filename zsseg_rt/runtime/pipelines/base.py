@@ -110,6 +110,7 @@ class Pipeline:
         inference: str = "auto",
         whole_fallback: Optional[str] = None,
         prepare: Optional[str] = None,
+        test_scale: Any = None,
     ):
         self.meta = meta
         self.mode = mode

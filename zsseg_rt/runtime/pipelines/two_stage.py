@@ -250,6 +250,12 @@ class TwoStagePipeline(Pipeline):
                 "bundles of the two-stage pipeline run the whole image through the mask branch and CLIP on the "
                 "proposals' crops: inference and whole_fallback are windowed-pipeline options (leave them unset)"
             )
+        if options.get("test_scale") is not None:
+            raise ValueError(
+                "test_scale (zsseg camera --live) is a windowed-pipeline option: bundles of the two-stage pipeline "
+                "resize for their mask branch and crop for CLIP as the official code does (leave it unset), got "
+                f"{options['test_scale']!r}"
+            )
         if mode not in self.modes:
             raise ValueError(
                 f"bundles of the two-stage pipeline have one post-processing (the official): mode must be 'exact', "

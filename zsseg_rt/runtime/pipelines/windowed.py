@@ -69,10 +69,14 @@ class WindowedPipeline(Pipeline):
             raise ValueError(f"mode must be one of {self.modes}, got {mode!r}")
         super().__init__(meta, **options)
         self.postprocessor = Postprocessor.from_meta(meta, mode=mode)  # windows, exact/fast, activation
-        # The keep-ratio test rescale [long_max, short] of the host path: the bundle's; a family's evaluation settings
-        # may set another for an evaluation (``Family.apply_evaluation_settings``). The device pipeline keeps the
-        # bundle's.
-        self.test_scale = list(meta.test_scale)
+        # The keep-ratio test rescale [long_max, short]: the bundle's, or the Engine's test_scale (the device pipeline
+        # takes it too); a family's evaluation settings may set another on the host path for an evaluation
+        # (``Family.apply_evaluation_settings``).
+        given = options.get("test_scale")
+        self.test_scale = (
+            list(meta.test_scale) if given is None else pipeline.preprocess.check_test_scale(given, meta.crop_size)
+        )
+        self._device_scale = list(self.test_scale)
         self.open_backend(options, WindowedGraphs)
         self._device_lock = threading.Lock()
         self._device_setting = options["device_pipeline"]
@@ -87,7 +91,9 @@ class WindowedPipeline(Pipeline):
         """The device pipeline over the current backend (None: the host path), its vocabulary not uploaded yet."""
         from ..device_pipeline import make_device_pipeline
 
-        self.device = make_device_pipeline(self.meta, self.backend, self._device_setting, self.max_batch)
+        self.device = make_device_pipeline(
+            self.meta, self.backend, self._device_setting, self.max_batch, test_scale=self._device_scale
+        )
         self._device_vocab: Any = None  # the vocabulary snapshot uploaded to the device pipeline (once per set_classes)
 
     def replace_backend(self, backend: Any, plan: Any) -> None:
