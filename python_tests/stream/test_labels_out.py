@@ -213,6 +213,13 @@ def test_camera_live_option_is_one_window_keyframes_and_a_cheaper_flow():
     assert stable.stabilize and stable.keyframe_every == 4
     with pytest.raises(CliError, match=r"--stabilize-delay 2 waits for frames ahead, --live is for camera rate"):
         check_video_sources(args("--live", "--stabilize-delay", "2"), [SimpleNamespace(live=False, name="c")])
+    # the help says what the option sets (its text is not made from zsseg_rt.stream.live: --help stays light)
+    from zsseg_rt.cli.camera_video import LIVE_HELP
+    from zsseg_rt.stream.live import LIVE_FLOW, LIVE_KEYFRAME_EVERY
+
+    assert (
+        f"every {LIVE_KEYFRAME_EVERY}th frame" in LIVE_HELP and f"DIS '{LIVE_FLOW[0]}' at 1/{LIVE_FLOW[1]}" in LIVE_HELP
+    )
     # the control
     assert engine_test_scale(args()) is None
     plain = video_segmenter(args("--keyframe-every", "4"), SimpleNamespace()).options

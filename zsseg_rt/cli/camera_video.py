@@ -11,12 +11,16 @@ from typing import Any
 
 from zsseg_rt.cli_types import whole_number
 
-__all__ = ["add_video_arguments", "check_video_sources", "engine_test_scale", "live_options", "video_segmenter"]
+__all__ = ["LIVE_HELP", "add_video_arguments", "check_video_sources", "engine_test_scale", "video_segmenter"]
 
-# --live: the encoder on every 4th frame; the flow (DIS preset, 1/stride of the frame) cheaper than the default
-# (medium at 1/2): BENCHMARKS.md "Live video" measures its share of the frame time (the issue's bound: 10 %)
-LIVE_KEYFRAME_EVERY = 4
-LIVE_FLOW = ("fast", 4)
+# --live's settings are zsseg_rt.stream.live's (not imported here: --help stays light; a test checks this text)
+LIVE_HELP = (
+    'camera rate, NOT faithful to per-frame inference (docs/video.md, "Live video"): each frame fitted in one window '
+    "of the encoder's size (a 768x576 frame runs at 512x384 in one encoder call instead of 683x512 in two), the "
+    "encoder on every 4th frame (unless --keyframe-every says) with the labels propagated along a cheaper optical "
+    "flow (DIS 'fast' at 1/4 of the frame) in between; with the default --backend auto, the fastest precision that "
+    "passed the accuracy gate on this CPU (prepare it once: zsseg build-engine BUNDLE --backend auto)"
+)
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,12 +64,7 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--live",
         action="store_true",
-        help='camera rate, NOT faithful to per-frame inference (docs/video.md, "Live video"): each frame fitted '
-        f"in one window of the encoder's size (a 768x576 frame runs at 512x384 in one encoder call instead of "
-        f"683x512 in two), the encoder on every {LIVE_KEYFRAME_EVERY}th frame (unless --keyframe-every says) with "
-        f"the labels propagated along a cheaper optical flow (DIS '{LIVE_FLOW[0]}' at 1/{LIVE_FLOW[1]} of the "
-        "frame) in between; with the default --backend auto, the fastest precision that passed the accuracy gate "
-        "on this CPU (prepare it once: zsseg build-engine BUNDLE --backend auto)",
+        help=LIVE_HELP,
     )
     group.add_argument(
         "--temporal-consistency",
@@ -102,17 +101,14 @@ def check_video_sources(args: argparse.Namespace, sources: Any) -> None:
         raise CliError("--stabilize-delay runs the encoder on every frame: it does not combine with --keyframe-every")
 
 
-def live_options(keyframe_every: Any = None, adaptive: bool = False) -> dict:
-    """``VideoSegmenter``'s keywords of ``--live`` (``benchmarks video`` measures the same): the encoder on every
-    ``LIVE_KEYFRAME_EVERY``-th frame unless a keyframe interval is given, the cheaper flow."""
-    every = keyframe_every if keyframe_every is not None or adaptive else LIVE_KEYFRAME_EVERY
-    return {"keyframe_every": every, "flow_preset": LIVE_FLOW[0], "flow_stride": LIVE_FLOW[1]}
-
-
 def engine_test_scale(args: argparse.Namespace) -> Any:
-    """``Engine(test_scale=)`` of the stream: ``"window"`` (one window per frame) with ``--live``, else None (the
-    bundle's, the official resize)."""
-    return "window" if getattr(args, "live", False) else None
+    """``Engine(test_scale=)`` of the stream: ``zsseg_rt.stream.live.LIVE_TEST_SCALE`` (one window per frame) with
+    ``--live``, else None (the bundle's, the official resize)."""
+    if not getattr(args, "live", False):
+        return None
+    from zsseg_rt.stream.live import LIVE_TEST_SCALE
+
+    return LIVE_TEST_SCALE
 
 
 def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:
@@ -130,6 +126,8 @@ def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:
     every = getattr(args, "keyframe_every", None)
     flow: dict = {}
     if getattr(args, "live", False):
+        from zsseg_rt.stream.live import live_options
+
         flow = live_options(every, adaptive)
         every = flow.pop("keyframe_every")
     if adaptive and every == 1:

@@ -37,6 +37,7 @@ from .capabilities import (
 )
 from .capture import Backoff, Frame, FrameGrabber
 from .labels import LabelFolderSink
+from .live import LIVE_TEST_SCALE, live_options
 from .runner import MultiStreamRunner, SourceStats, StreamRunner, StreamStats
 from .sinks import FrameSink, ImageFolderSink, MjpegSink, NullSink, SinkError, VideoFileSink, WindowSink, open_sink
 from .sources import (
@@ -57,6 +58,8 @@ from .video_metrics import VideoMetrics
 from .vocabulary import ClassFileWatcher, parse_class_text
 
 __all__ = [
+    "LIVE_TEST_SCALE",
+    "live_options",
     "Backoff",
     "CallableSource",
     "ClassFileWatcher",
