@@ -77,24 +77,64 @@ def _time(engine: Any, frames: List[Any], while_alive: bool = False) -> List[flo
 
 
 def run(args) -> str:
+    source = Path(args.bundle) if args.bundle else REPO / "out" / "bench_video" / "zegclip_vitb16_voc_inductive-seed0"
+    if not (source / "meta.json").is_file():
+        raise SystemExit(f"{source} is not a bundle: run `python -m benchmarks video` first (it exports it)")
+    frames = _frames(args.frames)
+    rows = [measure(source, frames, threads, args.settle) for threads in (0, 1)]
+    lines = [
+        SECTION,
+        "",
+        f"Regenerate: `.venv/bin/python -m benchmarks prepare_load --write` (about {args.frames * 3 * 6 // 60 + 3} "
+        "min: a copy of the video benchmark's bundle without its records for each row, removed at the end).",
+        "",
+        *[line for line in machine_description(0) if not line.startswith("- Threads")],
+        f"- App: `Engine(bundle, threads=T)` (backend auto, nothing prepared: {rows[0]['path']}) on vtest.avi's first "
+        f"{args.frames} frames (768x576, ZegCLIP ViT-B/16, RANDOM WEIGHTS), one after another. T=0: ONNX Runtime's "
+        "own choice (every core: no idle CPU while a frame runs); T=1: one core left idle, where the preparation "
+        "runs at full speed beside the app (the case where it can slow the app most: shared caches and memory)",
+        '- Preparation: `Engine(bundle, prepare="background")`: `python -m zsseg_rt.prepare.auto BUNDLE '
+        "--background` in a child process (SCHED_IDLE, nice 19, one thread), stopped by `Engine.close()` after the "
+        f"frames; {args.settle:.0f} s after its start before the first frame counted (past its imports)",
+        "",
+        "| app threads | median s / frame before | while preparing | after | while / without | target <= "
+        f"{TARGET}x | the preparation's CPU s in the window | load (1 min) at its start |",
+        "|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for row in rows:
+        ratio = row["ratio"]
+        lines.append(
+            f"| {row['threads'] or 'ONNX Runtime default'} | {statistics.median(row['before']):.3f} | "
+            f"{statistics.median(row['during']):.3f} ({len(row['during'])} frames) | "
+            f"{statistics.median(row['after']):.3f} | **{ratio:.2f}x** | {'met' if ratio <= TARGET else '**missed**'} "
+            f"| {row['child_cpu']:.1f} of {row['window']:.1f} | {row['load']:.1f} |"
+        )
+    lines += [
+        "",
+        'Medians of the frames before and after the preparation ran make the "without"; the frames while it runs '
+        "count only when the child was alive at their start and end.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def measure(source: Path, frames: List[Any], threads: int, settle: float) -> dict:
+    """One row: the app's frames before, while and after a background preparation of a fresh copy of the bundle."""
     from zsseg_rt import Engine
 
     from .video import CLASSES
 
-    source = Path(args.bundle) if args.bundle else REPO / "out" / "bench_video" / "zegclip_vitb16_voc_inductive-seed0"
-    if not (source / "meta.json").is_file():
-        raise SystemExit(f"{source} is not a bundle: run `python -m benchmarks video` first (it exports it)")
     work = Path(tempfile.mkdtemp(prefix="zsseg-prepare-load-"))
     bundle = work / "bundle"
     try:
         shutil.copytree(source, bundle, ignore=shutil.ignore_patterns("engines"))
-        frames = _frames(args.frames)
-        app = Engine(str(bundle), classes=CLASSES, backend="auto", mode="fast", prepare=None)
+        options = dict(classes=CLASSES, backend="auto", mode="fast", threads=threads)
+        app = Engine(str(bundle), prepare=None, **options)
         path = f"{app.backend.name} {getattr(app.backend, 'precision', None) or 'fp32'}"
         app(frames[0])  # warm-up
         before = _time(app, frames)
         load = os.getloadavg()[0]
-        preparing = Engine(str(bundle), classes=CLASSES, backend="auto", mode="fast", prepare="background")
+        preparing = Engine(str(bundle), prepare="background", **options)
         deadline = time.monotonic() + 60
         while not _children() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -102,7 +142,7 @@ def run(args) -> str:
         if not children:
             raise SystemExit("the background preparation did not start (see BUNDLE/engines/auto-prepare.log)")
         pid = children[0].pid
-        time.sleep(args.settle)  # past its start-up (imports), into the quantisation
+        time.sleep(settle)  # past its start-up (imports), into the quantisation
         cpu_start, begin = _cpu_seconds(pid), time.perf_counter()
         during = _time(preparing, frames, while_alive=True)
         child_cpu, window = _cpu_seconds(pid) - cpu_start, time.perf_counter() - begin
@@ -112,38 +152,18 @@ def run(args) -> str:
         shutil.rmtree(work, ignore_errors=True)
     if len(during) < 3:
         raise SystemExit(f"only {len(during)} frames ran while the preparation ran: too few to judge")
-    base = statistics.median(before + after)
-    ratio = statistics.median(during) / base
-    lines = [
-        SECTION,
-        "",
-        f"Regenerate: `.venv/bin/python -m benchmarks prepare_load --write` (about {args.frames * 3 * 3 // 60 + 2} "
-        "min: a copy of the video benchmark's bundle without its records, removed at the end).",
-        "",
-        *[line for line in machine_description(0) if not line.startswith("- Threads")],
-        f"- App: `Engine(bundle)` (backend auto, nothing prepared: {path}) on vtest.avi's first {args.frames} frames "
-        "(768x576, ZegCLIP ViT-B/16, RANDOM WEIGHTS), one after another; load average (1 min) when the preparation "
-        f"started: {load:.1f}",
-        '- Preparation: `Engine(bundle, prepare="background")`: `python -m zsseg_rt.prepare.auto BUNDLE '
-        "--background` in a child process (SCHED_IDLE, nice 19, one thread), stopped by `Engine.close()` after the "
-        f"frames below; {args.settle:.0f} s after its start before the first frame counted",
-        "",
-        "| frames | count | median s / frame | min | max |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for name, times in (("before the preparation", before), ("while it runs", during), ("after it stopped", after)):
-        lines.append(
-            f"| {name} | {len(times)} | {statistics.median(times):.3f} | {min(times):.3f} | {max(times):.3f} |"
-        )
-    lines += [
-        "",
-        f"- While preparing / without: **{ratio:.2f}x** (target <= {TARGET}x): "
-        f"{'met' if ratio <= TARGET else '**missed**'}",
-        f"- The preparation's CPU time in that window: {child_cpu:.1f} s of {window:.1f} s (what the app's frames "
-        "left idle: it gets on, slowly, while the app runs, and at full speed when the app is idle)",
-        "",
-    ]
-    return "\n".join(lines)
+    ratio = statistics.median(during) / statistics.median(before + after)
+    return dict(
+        threads=threads,
+        path=path,
+        before=before,
+        during=during,
+        after=after,
+        ratio=ratio,
+        child_cpu=child_cpu,
+        window=window,
+        load=load,
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> int:
