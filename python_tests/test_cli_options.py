@@ -1278,6 +1278,10 @@ COVERAGE = {
     "zsseg camera --stabilize": ("stream/test_labels_out.py::test_camera_writes_labels_and_video_metrics",),
     "zsseg camera --stabilize-delay": ("stream/test_labels_out.py::test_camera_stabilize_delay_is_for_recorded_video",),
     "zsseg camera --keyframe-every": ("stream/test_labels_out.py::test_camera_writes_labels_and_video_metrics",),
+    "zsseg camera --live": (
+        "stream/test_labels_out.py::test_camera_live_option_is_one_window_keyframes_and_a_cheaper_flow",
+        "stream/test_labels_out.py::test_camera_live_runs_one_window_a_keyframe_every_4",
+    ),
     "zsseg camera --adaptive-keyframes": (
         "stream/test_labels_out.py::test_camera_video_options_are_checked",
         "stream/test_labels_out.py::test_camera_video_options_reach_the_video_segmenter",
