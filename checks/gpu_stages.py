@@ -209,7 +209,7 @@ STAGES: Tuple[Stage, ...] = (
     Stage(
         "suite",
         150,
-        ("pytest export stream top",),
+        ("pytest export stream cli top",),
         "the rest of pytest that a GPU can change: streams and the video filter, torch precision, the CLI's device "
         "options, profiling; the rest is CI's (CI_ONLY)",
         92,
@@ -267,13 +267,13 @@ CI_ONLY: Dict[str, str] = {
     "export/test_fullsize.py": "PyTorch on the CPU against ONNX Runtime on the CPU (the full-size export, slow)",
     "export/test_numeric_bounds.py": "ONNX Runtime's CPU kernels, some under qemu (not on the GPU image)",
     "export/test_overwrite.py": _CPU_EXPORT,
-    "export/test_export_cli.py": _CPU_EXPORT,
+    "cli/test_cli_export.py": _CPU_EXPORT,
     "export/test_export_progress.py": _CPU_EXPORT,
     "export/test_export_signals.py": _CPU_EXPORT,
     "export/test_staging_cleanup.py": _CPU_EXPORT,
     "test_doc_snippets.py": "the docs' shell snippets: the CLI on ONNX Runtime bundles on the CPU, the tools' own "
     "commands (the lease runs docs/gpu.md's for real); its session fixture exports the full-size demo bundle",
-    "test_demo.py": f"zsseg demo: {_CPU_EXPORT}; its run is backend='auto' on an ONNX Runtime bundle ({_ORT_CPU})",
+    "cli/test_cli_demo.py": f"zsseg demo: {_CPU_EXPORT}; its run is backend='auto' on an ONNX Runtime bundle ({_ORT_CPU})",
     "test_every_family_bundle.py": "the runtime with torch blocked: ONNX Runtime on the CPU only",
     "test_benchmark_cpu.py": f"the CPU benchmark: {_ORT_CPU}",
     "test_benchmark_cpu_default.py": f"the CPU default's benchmark: {_ORT_CPU}",

@@ -119,7 +119,7 @@ def test_every_test_file_is_in_one_stage_or_on_the_ci_only_list(monkeypatch):
     monkeypatch.setitem(stages.CI_ONLY, "test_nothing_here.py", "a reason")
     found = stages.problems()
     assert (
-        "python_tests/test_cli_help.py is in 0 stages or lists (every test file in exactly one stage, or on "
+        "python_tests/cli/test_cli_help.py is in 0 stages or lists (every test file in exactly one stage, or on "
         "CI_ONLY with a reason)" in found
     )
     assert "python_tests/test_gpu_check.py" not in "\n".join(found)  # on the list: in no stage, as it should

@@ -130,7 +130,7 @@ def _setup_ran(record: dict, machine) -> None:
 CHEAP = {
     "ops": ("pipeline", "test_rescaled_size_matches_mmcv_formula"),
     "models": ("vocabulary", "test_one_rule_for_the_same_name"),
-    "suite": ("test_cli_help.py", "test_version"),
+    "suite": ("cli/test_cli_help.py", "test_version"),
     "sanitizers": (
         "ops/test_stream_order_cuda.py",
         "test_out_on_cuda_is_written_in_place_and_equals_the_allocating_call",

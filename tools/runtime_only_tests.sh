@@ -20,7 +20,9 @@ RVENV="${ZSSEG_RUNTIME_VENV:-$ROOT/.venv-runtime}"
 PY="${PYTHON:-python3}"
 NUMPY_PIN="numpy==1.26.4"
 # Runtime test directories; the files listed in TORCH_ONLY compare kernels against torch at import time.
-RUNTIME_TESTS=(python_tests/runtime python_tests/pipeline python_tests/ops python_tests/stream python_tests/vocabulary)
+RUNTIME_TESTS=(python_tests/runtime python_tests/pipeline python_tests/ops python_tests/stream python_tests/vocabulary
+  python_tests/cli/test_cli_camera.py python_tests/cli/test_cli_camera_multi.py python_tests/cli/test_cli_camera_video.py
+  python_tests/cli/test_cli_camera_video_output.py)  # zsseg camera: the runtime-only install's command
 TORCH_ONLY=(python_tests/ops/test_segment.py python_tests/ops/test_segment_windows.py python_tests/ops/test_upsample.py)
 MODE=all
 case "${1:-}" in

@@ -1,6 +1,6 @@
 """`zsseg export` shows progress on its long stages (issue 51, defect 6): the verification against PyTorch ran
 30-60 s (ViT-B/16, 2 cores) after one line and nothing else. The graphs' export and the verification draw tqdm bars
-on stderr ("ONNX graphs", "verifying against PyTorch": test_export_cli.py checks them in a real `zsseg export`),
+on stderr ("ONNX graphs", "verifying against PyTorch": cli/test_cli_export.py checks them in a real `zsseg export`),
 only while an export says its stages (``export_bundle(progress=...)``: the CLI, the demo); a library call draws none.
 Only whether a bar is drawn is checked, never its redraws or timing."""
 

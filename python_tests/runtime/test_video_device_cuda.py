@@ -18,9 +18,9 @@ from zsseg_rt.stream.temporal import StreamFilter, TemporalOptions
 
 
 def _video_fakes():
-    """python_tests/stream/video_fakes.py (the video tests' scenes and score engine), loaded by its path: this file
+    """python_tests/video_fakes.py (the video tests' scenes and score engine), loaded by its path: this file
     lives with the device pipeline's tests, which the GPU acceptance's ops stage runs."""
-    path = Path(__file__).resolve().parents[1] / "stream" / "video_fakes.py"
+    path = Path(__file__).resolve().parents[1] / "video_fakes.py"
     spec = importlib.util.spec_from_file_location("stream_video_fakes", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

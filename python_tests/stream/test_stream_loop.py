@@ -20,7 +20,7 @@ from support import subprocess_env
 from zsseg_rt.stream import Backoff, CallableSource, FrameGrabber, NullSink, StreamRunner, parse_class_text
 
 FAST = Backoff(initial=0.01, maximum=0.05)
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # python_tests: stream_fakes.py
 
 
 def live_counter(period: float = 0.002, limit: int = 100000):

@@ -7,7 +7,6 @@ and counted it as dropped) and the progress bar prints its last line once."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -123,7 +122,6 @@ def test_a_stopped_file_drops_nothing_and_writes_every_frame_it_processed(tmp_pa
 
 
 def test_every_frame_grabber_counts_nothing_dropped_when_stopped():
-    sys.path.insert(0, os.path.dirname(__file__))
     from stream_fakes import numbered_frame
 
     from zsseg_rt.stream import CallableSource

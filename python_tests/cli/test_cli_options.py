@@ -52,7 +52,7 @@ cv2 = pytest.importorskip("cv2")
 from zsseg_rt import cli  # noqa: E402
 from zsseg_rt.assets import SAMPLES_DIR  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent  # python_tests: COVERAGE names its tests relative to it
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -1127,9 +1127,9 @@ def test_every_command_takes_help_and_debug(tiny_bundle, tmp_path, capsys, monke
 
 # ------------------------------------------------------------------------------------------------ the coverage table
 
-_M = "test_cli_options.py::"
-_DEMO = "test_demo.py::"
-_SEGMENT = "test_cli_segment.py::"
+_M = "cli/test_cli_options.py::"
+_DEMO = "cli/test_cli_demo.py::"
+_SEGMENT = "cli/test_cli_segment.py::"
 _WHOLE = "models/training_free/test_training_free_whole_engine.py::"
 _CAMERA_FAKE = _M + "test_camera_width_height_fps_and_every_frame_on_a_live_camera"
 _CAMERA_PROCESS = _M + "test_camera_class_file_loop_preview_host_and_verbose"
@@ -1149,13 +1149,13 @@ _EXPORT = _M + "test_export_opset_clip_weights_and_config"
 # what it does. Every test named here must pass one of the option's spellings in its own source (or in a function of
 # its file it requests as a fixture or calls): checked by test_every_cli_option_is_in_the_coverage_table.
 COVERAGE = {
-    "zsseg --help": ("test_cli_errors.py::test_help_lists_every_command_without_importing_torch",),
-    "zsseg --version": ("test_cli_help.py::test_version",),
-    "zsseg --debug": ("test_cli_errors.py::test_debug_shows_the_traceback",),
+    "zsseg --help": ("cli/test_cli_errors.py::test_help_lists_every_command_without_importing_torch",),
+    "zsseg --version": ("cli/test_cli_help.py::test_version",),
+    "zsseg --debug": ("cli/test_cli_errors.py::test_debug_shows_the_traceback",),
     # export
     "zsseg export --config": (
         _EXPORT,
-        "export/test_export_cli.py::test_random_export_shows_progress_and_says_what_it_holds",
+        "cli/test_cli_export.py::test_random_export_shows_progress_and_says_what_it_holds",
     ),
     "zsseg export --official": (
         "models/zegclip/test_cli_official_export.py::test_export_official_checkpoint_then_segment",
@@ -1163,7 +1163,7 @@ COVERAGE = {
     "zsseg export --native": ("models/zegformer/test_zegformer_export.py::test_cli_export_from_a_native_checkpoint",),
     "zsseg export --clip-weights": (
         _EXPORT,
-        "export/test_export_cli.py::test_offline_clip_weights_fail_fast_in_plain_words",
+        "cli/test_cli_export.py::test_offline_clip_weights_fail_fast_in_plain_words",
     ),
     "zsseg export --max-classes": (
         _EXPORT,
@@ -1190,11 +1190,11 @@ COVERAGE = {
     "zsseg segment --json": (_SEGMENT + "test_labels_masks_class_map_and_views",),
     "zsseg segment --backend": (
         _M + "test_segment_mode_and_backend_build_that_engine",
-        "test_cli_errors.py::test_unavailable_backend_and_device_are_one_line",
+        "cli/test_cli_errors.py::test_unavailable_backend_and_device_are_one_line",
     ),
     "zsseg segment --device": (
         "export/test_ort_int8.py::test_the_cli_prepares_int8_ahead_and_segment_runs_it",
-        "test_cli_errors.py::test_unavailable_cuda_device_is_one_line",
+        "cli/test_cli_errors.py::test_unavailable_cuda_device_is_one_line",
     ),
     "zsseg segment --mode": (_M + "test_segment_mode_and_backend_build_that_engine",),
     "zsseg segment --precision": ("export/test_ort_int8.py::test_the_cli_prepares_int8_ahead_and_segment_runs_it",),
@@ -1236,11 +1236,11 @@ COVERAGE = {
     "zsseg convert --allow-missing-text-encoder": (_M + "test_convert_allow_missing_text_encoder_and_overwrite",),
     "zsseg convert --clip-pretrained": (_M + "test_convert_clip_pretrained_fills_a_zegformer_checkpoint_without_clip",),
     # camera
-    "zsseg camera --bundle": ("stream/test_camera_cli.py::test_video_file_every_frame_same_fps_with_progress",),
+    "zsseg camera --bundle": ("cli/test_cli_camera.py::test_video_file_every_frame_same_fps_with_progress",),
     "zsseg camera --classes": (_CAMERA_ENGINE,),
     "zsseg camera --class-file": (_CAMERA_PROCESS,),
     "zsseg camera --output": (
-        "stream/test_camera_cli.py::test_video_file_every_frame_same_fps_with_progress",
+        "cli/test_cli_camera.py::test_video_file_every_frame_same_fps_with_progress",
         _CAMERA_ENGINE,
     ),
     "zsseg camera --overwrite": (
@@ -1272,21 +1272,25 @@ COVERAGE = {
     "zsseg camera --no-legend": (_CAMERA_ENGINE,),
     "zsseg camera --stats-json": (_M + "test_camera_loop_max_frames_and_progress",),
     "zsseg camera --labels-out": (
-        "stream/test_labels_out.py::test_camera_writes_labels_and_video_metrics",
-        "stream/test_labels_out.py::test_camera_video_options_are_checked",
+        "cli/test_cli_camera_video.py::test_camera_writes_labels_and_video_metrics",
+        "cli/test_cli_camera_video.py::test_camera_video_options_are_checked",
     ),
-    "zsseg camera --stabilize": ("stream/test_labels_out.py::test_camera_writes_labels_and_video_metrics",),
-    "zsseg camera --stabilize-delay": ("stream/test_labels_out.py::test_camera_stabilize_delay_is_for_recorded_video",),
-    "zsseg camera --keyframe-every": ("stream/test_labels_out.py::test_camera_writes_labels_and_video_metrics",),
+    "zsseg camera --stabilize": ("cli/test_cli_camera_video.py::test_camera_writes_labels_and_video_metrics",),
+    "zsseg camera --stabilize-delay": (
+        "cli/test_cli_camera_video.py::test_camera_stabilize_delay_is_for_recorded_video",
+    ),
+    "zsseg camera --keyframe-every": ("cli/test_cli_camera_video.py::test_camera_writes_labels_and_video_metrics",),
     "zsseg camera --live": (
-        "stream/test_labels_out.py::test_camera_live_option_is_one_window_keyframes_and_a_cheaper_flow",
-        "stream/test_labels_out.py::test_camera_live_runs_one_window_a_keyframe_every_4",
+        "cli/test_cli_camera_video.py::test_camera_live_option_is_one_window_keyframes_and_a_cheaper_flow",
+        "cli/test_cli_camera_video.py::test_camera_live_runs_one_window_a_keyframe_every_4",
     ),
     "zsseg camera --adaptive-keyframes": (
-        "stream/test_labels_out.py::test_camera_video_options_are_checked",
-        "stream/test_labels_out.py::test_camera_video_options_reach_the_video_segmenter",
+        "cli/test_cli_camera_video.py::test_camera_video_options_are_checked",
+        "cli/test_cli_camera_video.py::test_camera_video_options_reach_the_video_segmenter",
     ),
-    "zsseg camera --temporal-consistency": ("stream/test_labels_out.py::test_camera_writes_labels_and_video_metrics",),
+    "zsseg camera --temporal-consistency": (
+        "cli/test_cli_camera_video.py::test_camera_writes_labels_and_video_metrics",
+    ),
     "zsseg camera --verbose": (_CAMERA_PROCESS,),
     # train
     "zsseg train --set": (_RECIPE, _TRAIN_RUN),
@@ -1325,15 +1329,17 @@ COVERAGE = {
     "zsseg eval --background-threshold": (_ZEROSEG_EVAL,),
     "zsseg eval --thresholds": (_ZEROSEG_EVAL, _EVAL_RAY),
     "zsseg eval --settings": (_M + "test_eval_settings_official_or_the_bundles_own",),
-    "zsseg eval --json": ("test_cli_help.py::test_eval_json_is_a_flag_and_the_old_path_spelling_still_writes",),
-    "zsseg eval --save-json": ("test_cli_help.py::test_eval_json_is_a_flag_and_the_old_path_spelling_still_writes",),
-    "zsseg eval --limit": ("test_cli_help.py::test_eval_json_is_a_flag_and_the_old_path_spelling_still_writes",),
+    "zsseg eval --json": ("cli/test_cli_help.py::test_eval_json_is_a_flag_and_the_old_path_spelling_still_writes",),
+    "zsseg eval --save-json": (
+        "cli/test_cli_help.py::test_eval_json_is_a_flag_and_the_old_path_spelling_still_writes",
+    ),
+    "zsseg eval --limit": ("cli/test_cli_help.py::test_eval_json_is_a_flag_and_the_old_path_spelling_still_writes",),
     "zsseg eval --device": (_ZEROSEG_EVAL,),
     "zsseg eval --backend": (_M + "test_eval_backend_per_class_and_progress",),
     "zsseg eval --precision": (_EVAL_RAY, "scale/test_openvino_workers.py::test_eval_workers_run_openvino_auto"),
     "zsseg eval --skip-corrupt": (_M + "test_eval_skip_corrupt",),
     "zsseg eval --ignore-bad-labels": (_M + "test_eval_ignore_bad_labels",),
-    "zsseg eval --max-pixels": ("test_cli_errors.py::test_eval_refuses_dataset_images_over_the_limit",),
+    "zsseg eval --max-pixels": ("cli/test_cli_errors.py::test_eval_refuses_dataset_images_over_the_limit",),
     "zsseg eval --no-per-class": (_M + "test_eval_backend_per_class_and_progress",),
     "zsseg eval --no-progress": (_M + "test_eval_backend_per_class_and_progress",),
     "zsseg eval --ray": ("scale/test_parallel_eval.py::test_parallel_eval_equals_serial", _EVAL_RAY),
