@@ -604,3 +604,17 @@ def test_no_test_replaces_pythonpath_by_hand():
         if re.search(r"PYTHONPATH\s*=|\[\s*['\"]PYTHONPATH['\"]\s*\]\s*=", line)
     ]
     assert offenders == []
+
+
+def test_every_cuda_test_is_in_a_file_the_emulation_stage_collects(request):
+    """tools/run_tests.sh's emulation stage collects only the test files that say ``mark.cuda`` (grep): every test of
+    this session that carries the ``cuda`` mark must be in such a file, or that stage would never run it. (This
+    session's items: CI's main run holds every folder but train/models/eval, which have no CUDA tests.)"""
+    import re
+
+    marked = {Path(str(item.fspath)) for item in request.session.items if item.get_closest_marker("cuda")}
+    said = re.compile(r"mark\.cuda")
+    missed = sorted(str(path) for path in marked if not said.search(path.read_text(encoding="utf-8")))
+    assert missed == []
+    if not request.config.option.markexpr and len(request.session.items) > 1000:
+        assert len(marked) >= 15  # the whole tree: the CUDA tests' files are there (not a vacuous pass)

@@ -162,9 +162,14 @@ emulation() {
   local rc=0
   alongside "CUDA kernels on the host (csrc/emu, ctest)" env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     bash "$ROOT/tools/quiet_ctest.sh" "$VENV/bin/ctest" --test-dir build-emu-asan --output-on-failure -j"$(nproc)"
+  # only the files that hold CUDA tests are collected (every one says pytest.mark.cuda; the conftests add no such
+  # mark; python_tests/test_gpu_check.py checks it): collecting the whole tree costs each process ~25 CPU-s, more
+  # under ASan, for a tenth of its files
+  local cuda_files
+  mapfile -t cuda_files < <(grep -rlE 'mark\.cuda' python_tests --include='test_*.py' | sort)
   ZSSEG_CUDA_EMULATION=1 LD_PRELOAD="$(bash "$ROOT/tools/build_emulated.sh" --preload)" ASAN_OPTIONS=detect_leaks=0 \
     UBSAN_OPTIONS=print_stacktrace=1 OMP_NUM_THREADS="$TEST_THREADS" \
-    "$VENV/bin/python" -m pytest python_tests -m cuda -q -p no:cacheprovider "${XDIST[@]}" || rc=$?
+    "$VENV/bin/python" -m pytest "${cuda_files[@]}" -m cuda -q -p no:cacheprovider "${XDIST[@]}" || rc=$?
   joined "$rc"
 }
 
