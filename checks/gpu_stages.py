@@ -16,7 +16,6 @@ Usage:
     python -m checks gpu_stages pytest-options [--sanitized]   # pytest's scheduling and marker arguments
     python -m checks gpu_stages workers [--sanitized] # pytest-xdist workers (under compute-sanitizer: fewer)
     python -m checks gpu_stages carried-python        # the requirements of the carried wheels, one per line
-    python -m checks gpu_stages plan [--all] [--json] # the device tool's calls for the next lease (current passes skipped)
     python -m checks gpu_stages check                 # what is wrong with the table or the plan, if anything
 
 The lease (the device tool's README, docs/gpu.md): 15 minutes of device time per session (``LEASE_S``), machine
@@ -593,67 +592,6 @@ def calibration_problems(runs: Optional[Path] = None) -> List[str]:
     return found
 
 
-def current_passes() -> Dict[str, str]:
-    """Stage -> the record whose pass counts at this tree (gpu_record: same coverage hash). Imported late:
-    gpu_record imports this module."""
-    from . import gpu_record
-
-    return gpu_record.current_passes()
-
-
-def lease_plan(skip: Optional[Dict[str, str]] = None) -> List[dict]:
-    """The device tool's calls: the plan's commands less the stages in ``skip`` (stage -> why), empty ones dropped."""
-    skip = skip or {}
-    calls = []
-    for command in PLAN:
-        stages = [stage(n) for n in command if n not in skip]
-        if not stages:
-            continue
-        calls.append(
-            {
-                "stages": [s.name for s in stages],
-                "command": f'bash tools/gpu_check.sh --stage {",".join(s.name for s in stages)} --record-dir "$OUT"',
-                "carry": ["gpu_artifacts"],
-                "timeout_s": command_timeout(stages),
-                "files": sum(files_of(s) for s in stages),
-                "expected_s": {s.name: s.expected_s for s in stages},
-            }
-        )
-    return calls
-
-
-def plan_text(calls: List[dict], skip: Dict[str, str]) -> str:
-    total = plan_seconds([c["stages"] for c in calls])
-    lines = [
-        f"# {len(calls)} command(s), expected {total} s of the plan's {PLAN_LIMIT_S} s with the start "
-        f"({START_ALLOWANCE_S} s, then {COMMAND_GAP_S} s per later command) in a {LEASE_S} s lease; issue each call "
-        "within 30 s of the last one's reply, then give_back"
-    ]
-    lines += [f"# skipped: {name} ({why})" for name, why in skip.items()]
-    for number, call in enumerate(calls, 1):
-        lines.append(f"# command {number}: " + ", ".join(
-            f"{n} {s} s ({stage(n).expected_from.split(':')[0]})" for n, s in call["expected_s"].items())
-            + f"; up to {call['files']} files back")  # fmt: skip
-        lines.append(f"run  carry: {json.dumps(call['carry'])}   timeout_s: {call['timeout_s']}")
-        lines.append(f"     command: {call['command']}")
-    return "\n".join(lines)
-
-
-def plan_main(args: List[str]) -> int:
-    if any(a not in ("--all", "--json") for a in args):
-        raise KeyError(f"plan takes --all and --json, got {' '.join(args)!r}")
-    skip = {} if "--all" in args else {
-        name: f"its latest record {record} passed with the same coverage hash: unchanged since"
-        for name, record in current_passes().items()
-    }  # fmt: skip
-    calls = lease_plan(skip)
-    if "--json" in args:
-        print(json.dumps({"calls": calls, "skipped": skip, "expected_s": plan_seconds([c["stages"] for c in calls])}))
-    else:
-        print(plan_text(calls, skip))
-    return 0
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = args.pop(0) if args else ""
@@ -662,7 +600,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(
                 "usage: python -m checks gpu_stages {list | steps STAGE | budget STAGE | command N | files STAGE... | "
                 "pytest-targets PIECE... | pytest-options [--sanitized] | workers [--sanitized] | carried-python | "
-                "plan [--all] [--json] | check}"
+                "check} (the lease's calls: python -m checks gpu_plan)"
             )
             print(__doc__.split("\n\n")[1])
         elif command == "list" and not args:
@@ -686,8 +624,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(SANITIZED_PYTEST_WORKERS if args else PYTEST_WORKERS)
         elif command == "carried-python" and not args:
             print("\n".join(CARRIED_PYTHON))
-        elif command == "plan":
-            return plan_main(args)
+        elif command == "plan":  # the plan reads the records too: checks/gpu_plan.py (no import back from here)
+            print("gpu_stages: the plan is `python -m checks gpu_plan [--all] [--json]`", file=sys.stderr)
+            return 2
         elif command == "check" and not args:
             found = problems() + calibration_problems()
             for line in found:

@@ -141,19 +141,19 @@ def test_must_run_tests_are_tests_of_their_stage():
 
 
 def test_the_plan_prints_the_device_tool_calls_and_skips_current_passes(monkeypatch, capsys):
-    """`gpu_stages plan`: one `run` per command (its command line, carry, timeout_s) with the stages in the plan's
-    order; a stage whose latest record is a pass at this tree's coverage hash is left out and named."""
-    stages = _load("gpu_stages")
-    assert stages.main(["plan", "--all", "--json"]) == 0
+    """`gpu_plan`: one `run` per command (its command line, carry, timeout_s) with the stages in the plan's
+    order; a stage whose latest record is a pass at this tree's coverage hash is left out and named. The plan is its
+    own module: gpu_stages (the table) imports nothing of the records (gpu_record imports it)."""
+    stages, plan = _load("gpu_stages"), _load("gpu_plan")
+    assert "gpu_record" not in (REPO / "checks" / "gpu_stages.py").read_text().split('"""', 2)[2]
+    assert plan.main(["--all", "--json"]) == 0
     calls = json.loads(capsys.readouterr().out)["calls"]
     assert [c["stages"] for c in calls] == [list(c) for c in stages.PLAN]
     for call in calls:
         assert call["carry"] == ["gpu_artifacts"] and 0 < call["timeout_s"] <= 600 and call["files"] <= 8
         assert call["command"] == f'bash tools/gpu_check.sh --stage {",".join(call["stages"])} --record-dir "$OUT"'
-    monkeypatch.setattr(
-        stages, "current_passes", lambda: {"sanitizers": "2026-12-01T100000_nvidia-h100_sanitizers.json"}
-    )
-    assert stages.main(["plan"]) == 0
+    monkeypatch.setattr(plan, "current_passes", lambda: {"sanitizers": "2026-12-01T100000_nvidia-h100_sanitizers.json"})
+    assert plan.main([]) == 0
     text = capsys.readouterr().out
     assert "# skipped: sanitizers (its latest record 2026-12-01T100000_nvidia-h100_sanitizers.json passed" in text
     assert 'command: bash tools/gpu_check.sh --stage models,suite --record-dir "$OUT"' in text
@@ -161,18 +161,15 @@ def test_the_plan_prints_the_device_tool_calls_and_skips_current_passes(monkeypa
         'run  carry: ["gpu_artifacts"]   timeout_s: 570\n     command: bash tools/gpu_check.sh --stage engine,ops'
         in text
     )
-    assert stages.main(["plan", "--all"]) == 0 and "--stage models,suite,sanitizers " in capsys.readouterr().out
-    assert (
-        stages.main(["plan", "--every"]) == 2
-        and "plan takes --all and --json, got '--every'" in capsys.readouterr().err
-    )
+    assert plan.main(["--all"]) == 0 and "--stage models,suite,sanitizers " in capsys.readouterr().out
+    assert plan.main(["--every"]) == 2 and "gpu_plan: takes --all and --json, got '--every'" in capsys.readouterr().err
 
 
 def test_docs_gpu_md_shows_the_plan_as_it_is():
     """docs/gpu.md's plan (the device tool's calls, the stages' budgets, expected seconds and files) is the table's."""
-    stages = _load("gpu_stages")
+    stages, plan = _load("gpu_stages"), _load("gpu_plan")
     text = (REPO / "docs" / "gpu.md").read_text()
-    calls = [line for line in stages.plan_text(stages.lease_plan(), {}).splitlines() if not line.startswith("#")]
+    calls = [line for line in plan.plan_text(plan.lease_plan(), {}).splitlines() if not line.startswith("#")]
     assert "```text\n" + "\n".join(calls) + "\n```" in text
     for s in stages.STAGES:
         expected = f"{s.expected_s} s" + (" (est.)" if s.expected_from.startswith("est.") and s.name != "probe" else "")

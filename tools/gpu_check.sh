@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The acceptance run on a lent CUDA GPU machine: the stages of one command of the plan (checks/gpu_stages.py: PLAN;
-# `python -m checks gpu_stages plan` prints the device tool's calls), each from a bare start, from artefacts built on
+# `python -m checks gpu_plan` prints the device tool's calls), each from a bare start, from artefacts built on
 # the development machine (tools/gpu_artifacts.sh: the wheel, the C++ tests, the Python wheels the image lacks).
 # NOTHING is built here: no cmake, no nvcc, no pip build. Each stage writes a run record (a JSON file, committed into
 # docs/gpu_runs/ with `python -m checks gpu_record add`, which also regenerates BENCHMARKS.md's table of stages).
