@@ -82,7 +82,15 @@ def test_nothing_is_carried_across_a_scene_cut():
     assert first[4].reason == "scene cut"
     for a, b in zip(first[:4], second[:4]):
         assert np.array_equal(a.labels, b.labels)
-    assert not np.array_equal(first[4].labels, second[4].labels)  # the control: after the cut they differ
+    assert not np.array_equal(first[4].labels, second[4].labels)  # after the cut they differ
+    # the control: a change of the future without a cut (a moving square, other scores from frame 4 on) does reach
+    # the frames before it: the equality above is the cut's doing, not a look-ahead too weak to matter
+    scene, labels = moving_square(frames=7, size=SIZE, side=SIDE, step=STEP, seed=0)
+    flipped = labels[:4] + [1 - truth for truth in labels[4:]]
+    _, kept = delayed(VideoSegmenter(ScoreEngine(scene, labels, noise=0.1), stabilize_delay=2), scene)
+    _, changed = delayed(VideoSegmenter(ScoreEngine(scene, flipped, noise=0.1), stabilize_delay=2), scene)
+    assert all(result.reason != "scene cut" for result in kept + changed)
+    assert any(not np.array_equal(a.labels, b.labels) for a, b in zip(kept[2:4], changed[2:4]))
 
 
 @pytest.mark.parametrize(
