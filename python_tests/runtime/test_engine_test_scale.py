@@ -75,6 +75,18 @@ def test_the_device_pipeline_resizes_as_the_host_path(tiny_bundle, engines, scal
     assert not np.array_equal(on_host.scores, engines[None](frame).scores)
 
 
+def test_a_switched_backend_keeps_the_test_scale(tiny_bundle):
+    """The Engine's upgrade between frames (``replace_backend``) builds the device pipeline again: with the Engine's
+    test_scale, not the bundle's (the device pipeline's labels stay the host path's after the switch)."""
+    device = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device_pipeline=True, test_scale="window")
+    host = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device_pipeline=False, test_scale="window")
+    device.pipeline.replace_backend(device.backend, device.pipeline.backend_plan)
+    size = device.meta.crop_size
+    assert device.pipeline.device.test_scale == [size, size]
+    frame = _frame()
+    np.testing.assert_allclose(device(frame).scores, host(frame).scores, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("value", ["whole", (64,), (0, 64), (64, None), (True, 64), 64, [64.0, 64], "64,64"], ids=repr)
 def test_a_bad_test_scale_is_refused_in_one_line(tiny_bundle, value):
     with pytest.raises(ValueError) as caught:

@@ -102,7 +102,9 @@ class WindowedPipeline(Pipeline):
         nothing (``Pipeline.replace_backend``)."""
         from ..device_pipeline import make_device_pipeline
 
-        device = make_device_pipeline(self.meta, backend, self._device_setting, self.max_batch)  # raises: no change
+        device = make_device_pipeline(  # raises: no change
+            self.meta, backend, self._device_setting, self.max_batch, test_scale=self._device_scale
+        )
         with self._device_lock:
             super().replace_backend(backend, plan)
             self.device, self._device_vocab = device, None
