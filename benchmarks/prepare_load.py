@@ -141,8 +141,9 @@ def measure(source: Path, frames: List[Any], threads: int, settle: float) -> dic
         children = _children()
         if not children:
             raise SystemExit("the background preparation did not start (see BUNDLE/engines/auto-prepare.log)")
-        pid = children[0].pid
-        time.sleep(settle)  # past its start-up (imports), into the quantisation
+        pid, started = children[0].pid, time.monotonic()
+        preparing(frames[0])  # warm (its sessions' first run), then the rest of the settling time
+        time.sleep(max(0.0, settle - (time.monotonic() - started)))  # past its start-up, into the quantisation
         cpu_start, begin = _cpu_seconds(pid), time.perf_counter()
         during = _time(preparing, frames, while_alive=True)
         child_cpu, window = _cpu_seconds(pid) - cpu_start, time.perf_counter() - begin

@@ -388,7 +388,8 @@ def live_verdicts(rows: List[Dict[str, Any]]) -> List[str]:
         lines.append(
             f"- `--live --keyframe-every 1` (the encoder on every frame, one window, {every['path']}): its labels agree "
             f"{every['agreement']:.2f} % with the full-size per-frame labels: the share of the disagreement above that "
-            "the resolution and the precision make; the propagation between keyframes makes the rest"
+            "the resolution and the precision make together (not separated here); the propagation between keyframes "
+            "makes the rest"
         )
     return lines
 

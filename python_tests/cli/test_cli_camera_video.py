@@ -146,7 +146,7 @@ def test_camera_live_option_is_one_window_keyframes_and_a_cheaper_flow():
     assert (live.keyframe_every, live.flow_preset, live.flow_stride, live.stabilize) == (4, "fast", 4, False)
     assert video_segmenter(args("--live", "--keyframe-every", "2"), SimpleNamespace()).options.keyframe_every == 2
     adaptive = video_segmenter(args("--live", "--adaptive-keyframes"), SimpleNamespace()).options
-    assert adaptive.adaptive and adaptive.keyframe_every == 8 and adaptive.flow_preset == "fast"
+    assert adaptive.adaptive and adaptive.keyframe_every == 4 and adaptive.flow_preset == "fast"  # the longest gap
     stable = video_segmenter(args("--live", "--stabilize"), SimpleNamespace()).options
     assert stable.stabilize and stable.keyframe_every == 4
     with pytest.raises(CliError, match=r"--stabilize-delay 2 waits for frames ahead, --live is for camera rate"):

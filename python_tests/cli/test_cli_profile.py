@@ -11,9 +11,6 @@ import os
 import numpy as np
 import pytest
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-
-
 import zsseg_rt.profiling as profile_tool  # noqa: E402 - the implementation behind tools/profile.py
 from zsseg_rt.cli.profile import main as profile_main  # noqa: E402 - its command line
 

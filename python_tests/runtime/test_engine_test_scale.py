@@ -100,3 +100,22 @@ def test_a_two_stage_bundle_refuses_test_scale(family_bundles):
     bundle = family_bundles["zegformer"]
     with pytest.raises(ValueError, match=r"test_scale \(zsseg camera --live\) is a windowed-pipeline option"):
         Engine(bundle, classes=CLASSES, backend="onnxruntime", test_scale="window")
+
+
+def test_whole_image_inference_takes_the_test_scale(family_bundles):
+    """A whole-image bundle (the training-free family's) plans its one pass at the Engine's test_scale: a limit on the
+    rescaled pixels that the bundle's resize passes over is met at a smaller test_scale (the control: refused at the
+    bundle's)."""
+    from zsseg_rt.pipeline.limits import InputLimitError
+    from zsseg_rt.pipeline.preprocess import rescaled_size
+
+    bundle = family_bundles["training_free"]
+    frame = _frame()
+    official = Engine(bundle, classes=CLASSES, backend="onnxruntime", inference="whole")
+    scaled = rescaled_size(*frame.shape[:2], official.pipeline.test_scale)
+    limit = scaled[0] * scaled[1] - 1
+    options = dict(classes=CLASSES, backend="onnxruntime", inference="whole", max_rescaled_pixels=limit)
+    with pytest.raises(InputLimitError):
+        Engine(bundle, **options)(frame)
+    small = Engine(bundle, test_scale=(64, 48), **options)(frame)
+    assert small.inference == "whole" and small.labels.shape == frame.shape[:2]

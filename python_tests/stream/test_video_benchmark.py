@@ -88,7 +88,8 @@ def test_the_live_verdicts_judge_rate_and_flow_share():
     assert "4.00 fps end to end (target >= 5): **missed**" in lines[1]
     assert "30.0 ms a frame = 12.0 % of the frame time (target <= 10 %): **missed**" in lines[1]
     assert lines[2].startswith("- `--live --keyframe-every 1` (the encoder on every frame, one window, openvino int8)")
-    assert "agree 91.60 %" in lines[2] and len(lines) == 3
+    assert "agree 91.60 %" in lines[2] and "the resolution and the precision make together" in lines[2]
+    assert len(lines) == 3
     assert bench.live_verdicts(_rows(0.5, 0.15)) == []  # no --live rows: no lines
 
 

@@ -17,7 +17,8 @@ __all__ = ["LIVE_HELP", "add_video_arguments", "check_video_sources", "engine_te
 LIVE_HELP = (
     'camera rate, NOT faithful to per-frame inference (docs/video.md, "Live video"): each frame fitted in one window '
     "of the encoder's size (a 768x576 frame runs at 512x384 in one encoder call instead of 683x512 in two), the "
-    "encoder on every 4th frame (unless --keyframe-every says) with the labels propagated along a cheaper optical "
+    "encoder on every 4th frame (unless --keyframe-every says; with --adaptive-keyframes the longest gap) with the "
+    "labels propagated along a cheaper optical "
     "flow (DIS 'fast' at 1/4 of the frame) in between; with the default --backend auto, the fastest precision that "
     "passed the accuracy gate on this CPU (prepare it once: zsseg build-engine BUNDLE --backend auto)"
 )

@@ -22,6 +22,7 @@ LIVE_FLOW = ("fast", 4)  # (DIS preset, flow stride); the default filter's: ("me
 
 def live_options(keyframe_every: Optional[int] = None, adaptive: bool = False) -> Dict[str, Any]:
     """``VideoSegmenter``'s keywords of the live option: a keyframe every ``LIVE_KEYFRAME_EVERY`` frames unless an
-    interval is given (or ``adaptive``, whose longest gap stays the segmenter's default), and the cheaper flow."""
-    every = keyframe_every if keyframe_every is not None or adaptive else LIVE_KEYFRAME_EVERY
+    interval is given (with ``adaptive`` that is the longest gap: earlier when the flow's confidence drops), and the
+    cheaper flow. ``adaptive`` itself is the caller's keyword (``VideoSegmenter(adaptive=True)``)."""
+    every = keyframe_every if keyframe_every is not None else LIVE_KEYFRAME_EVERY
     return {"keyframe_every": every, "flow_preset": LIVE_FLOW[0], "flow_stride": LIVE_FLOW[1]}
