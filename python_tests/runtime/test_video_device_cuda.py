@@ -198,6 +198,39 @@ def test_video_segmenter_on_the_device_pipeline(device_engine, options):
     on_device.close()  # twice: nothing left, nothing raised
 
 
+def test_the_live_options_on_the_device_pipeline(tiny_bundle):
+    """``zsseg camera --live`` on a device pipeline: the Engine's one-window test_scale in the device pipeline and the
+    live filter (a keyframe every 4, the flow at 1/4) on the device give the host filter's labels; a keyframe's
+    frame goes up once and runs one window (the frame is 72x88: two windows at the bundle's scale)."""
+    from test_device_pipeline_cuda import HostGraphExecutor
+
+    from zsseg_rt.runtime import Engine
+    from zsseg_rt.runtime.cuda_memory import CudaMemory
+    from zsseg_rt.runtime.device_pipeline import DevicePipeline
+    from zsseg_rt.stream import LIVE_TEST_SCALE, VideoSegmenter, live_options
+
+    engine = Engine(tiny_bundle, classes=["person", "bottle", "cat"], backend="onnxruntime", test_scale=LIVE_TEST_SCALE)
+    memory = CudaMemory(RuntimeDriver())
+    try:
+        engine.pipeline.device = DevicePipeline(
+            engine.meta, HostGraphExecutor(engine.backend, memory), test_scale=engine.pipeline.test_scale
+        )
+        engine.pipeline._device_vocab = None
+        frames, _ = moving_square(frames=6, size=(72, 88), side=24, step=3)
+        assert len(engine.pipeline.device.frame_plan(frames[0])[1]) == 1
+        on_device = VideoSegmenter(engine, device=True, **live_options())
+        on_host = VideoSegmenter(engine, device=False, **live_options())
+        assert on_device.on_device and on_device.options.flow_stride == 4
+        for k, frame in enumerate(frames):
+            got, want = on_device(frame), on_host(frame)
+            assert got.keyframe == want.keyframe == (k % 4 == 0), k
+            assert (got.labels == want.labels).mean() >= 0.995, k
+        on_device.close()
+        on_host.close()
+    finally:
+        memory.close()
+
+
 def test_segment_on_device_takes_one_frame_a_call(device_engine):
     """The stream's buffers alternate two a name: two or three frames in one call would have the third's results
     overwrite the first's (a review's finding); refused in one line before anything runs. Control: one frame."""
