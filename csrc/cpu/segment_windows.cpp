@@ -21,21 +21,7 @@
 // 3. streaming (this file, the dense form; also the identity and softmax paths): every class at every pixel.
 // What the forms share is in segment_windows_cpu.h. segment_windows_cpu_testing (zsseg/segment_windows_cpu_testing.h)
 // forces a form and counts which ran, for tests.
-// twin: segment_windows_bounded.cpp, segment_windows_pruned.cpp - every form of the op opens with the same
-// numerics pragma and includes
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
-#include <algorithm>
-#include <atomic>
-#include <cmath>
-#include <limits>
-#include <utility>
-#include <vector>
-
-#include <omp.h>
-
-#include "segment_windows_cpu.h"
+#include "segment_windows_cpu.h"  // first: its numerics pragma covers all that follows
 #include "zsseg/segment_windows_cpu_testing.h"
 
 namespace zsseg {

@@ -1,20 +1,7 @@
 // The bounded path of the CPU segment_windows' sigmoid form (see segment_windows.cpp): per-pixel class bounds for
 // windows on a grid and tame logits; the classes left are evaluated exactly by the tile path's run_tile. Built
 // without FMA contraction, as the other forms (CMakeLists.txt).
-// twin: segment_windows_pruned.cpp - every form of the op opens with the same numerics pragma and includes
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
-#include <algorithm>
-#include <atomic>
-#include <cmath>
-#include <limits>
-#include <utility>
-#include <vector>
-
-#include <omp.h>
-
-#include "segment_windows_cpu.h"
+#include "segment_windows_cpu.h"  // first: its numerics pragma covers all that follows
 
 namespace zsseg {
 namespace sw_cpu {

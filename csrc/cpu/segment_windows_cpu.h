@@ -2,8 +2,20 @@
 // geometry, the tile path's tiles and its exact evaluation of a tile (run_tile, which the bounded path reuses), and
 // each form's entry. Not part of any API.
 #pragma once
+// Every form is built with the same numerics: this header comes first in each (csrc/cpu/segment_windows*.cpp), so
+// the pragma covers the standard headers and all the code after it (and CMakeLists.txt adds -ffp-contract=off).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+#include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdint>
+#include <limits>
+#include <utility>
 #include <vector>
+
+#include <omp.h>
 
 #include "bilinear_taps.h"
 #include "cpu_dispatch.h"

@@ -8,19 +8,7 @@
 // tile's list; when more than half of the (tile, class) pairs remain, the streaming path runs instead (footprints of
 // neighbouring tiles overlap by a row or two: recomputing them only pays with pruning). Built without FMA
 // contraction, as the streaming path (CMakeLists.txt).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
-#include <algorithm>
-#include <atomic>
-#include <cmath>
-#include <limits>
-#include <utility>
-#include <vector>
-
-#include <omp.h>
-
-#include "segment_windows_cpu.h"
+#include "segment_windows_cpu.h"  // first: its numerics pragma covers all that follows
 
 namespace zsseg {
 namespace sw_cpu {
