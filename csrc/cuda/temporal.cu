@@ -93,55 +93,23 @@ __global__ void temporal_propagate_kernel(TemporalPropagateParams p) {
   }
 }
 
-// class_state: the window placements by value (host memory in the params), the sizes without pointers.
+// class_state: the window placements by value (host memory in the params).
 struct StateWindows {
   WindowPlacement w[kMaxStateWindows];
 };
 
-struct StateDims {
-  int64_t num_windows, classes, in_h, in_w, head_h, head_w, scaled_h, scaled_w, state_h, state_w;
-  bool sigmoid;
-};
-
 template <typename T>
-__device__ float merged_at(const T* __restrict__ logits, const StateWindows& table, const StateDims& d, int64_t c,
-                           float bias, int64_t r, int64_t q) {
-  const float scale_y = bilinear_scale(d.in_h, d.head_h), scale_x = bilinear_scale(d.in_w, d.head_w);
-  const int64_t plane = d.in_h * d.in_w;
-  float total = 0.f, count = 0.f;
-  for (int64_t k = 0; k < d.num_windows; ++k) {
-    const WindowPlacement& w = table.w[k];
-    if (r < w.y1 || r >= w.y2 || q < w.x1 || q >= w.x2) continue;
-    const BilinearTap ty = bilinear_tap(scale_y, r - w.y1, d.in_h);
-    const BilinearTap tx = bilinear_tap(scale_x, q - w.x1, d.in_w);
-    float v = cuda_detail::bilinear_at(logits + (k * d.classes + c) * plane, d.in_w, ty, tx);
-    if (d.sigmoid) v = logistic(v);
-    total += v - bias;
-    count += 1.f;
-  }
-  return count > 1.f ? total / count : total;
-}
-
-template <typename T>
-__global__ void class_state_kernel(const T* __restrict__ logits, StateWindows table, StateDims d,
+__global__ void class_state_kernel(const T* __restrict__ logits, StateWindows table, ClassStateDims d,
                                    const float* __restrict__ class_bias, float* __restrict__ state) {
-  const int64_t total = d.classes * d.state_h * d.state_w;
+  const int64_t total = d.classes * d.state_h * d.state_w, plane = d.in_h * d.in_w;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t j = i % d.state_w, row = (i / d.state_w) % d.state_h, c = i / (d.state_w * d.state_h);
     const float bias = class_bias != nullptr ? class_bias[c] : 0.f;
-    const AreaSpan rows = area_span(row, d.scaled_h, d.state_h), cols = area_span(j, d.scaled_w, d.state_w);
-    float value = 0.f;
-    for (int64_t a = 0; a < rows.count; ++a) {
-      const int64_t r = rows.first + a;
-      float sum = 0.f;
-      for (int64_t b = 0; b < cols.count; ++b) {
-        const int64_t q = cols.first + b;
-        sum = warp_add(sum, warp_mul(merged_at(logits, table, d, c, bias, r, q), area_weight(cols, q)));
-      }
-      value = a == 0 ? warp_mul(area_weight(rows, r), sum) : warp_add(value, warp_mul(area_weight(rows, r), sum));
-    }
-    state[i] = value;
+    const auto read = [&](int64_t k, const BilinearTap& ty, const BilinearTap& tx) {
+      return cuda_detail::bilinear_at(logits + (k * d.classes + c) * plane, d.in_w, ty, tx);
+    };
+    state[i] = class_state_pixel(d, table.w, bias, row, j, read);
   }
 }
 
@@ -149,10 +117,9 @@ template <typename T>
 CudaStatus launch_class_state(const ClassStateParams& p, cudaStream_t s) {
   StateWindows table{};
   for (int64_t k = 0; k < p.num_windows; ++k) table.w[k] = p.windows[k];
-  const StateDims d{p.num_windows,   p.classes,      p.in_height,    p.in_width,    p.head_height,  p.head_width,
-                    p.scaled_height, p.scaled_width, p.state_height, p.state_width, p.apply_sigmoid};
   ZS_LAUNCH(class_state_kernel<T>, cuda_detail::blocks_for(p.classes * p.state_height * p.state_width),
-            cuda_detail::kThreadsPerBlock, s, static_cast<const T*>(p.logits), table, d, p.class_bias, p.state);
+            cuda_detail::kThreadsPerBlock, s, static_cast<const T*>(p.logits), table, class_state_dims(p), p.class_bias,
+            p.state);
   return static_cast<CudaStatus>(cudaGetLastError());
 }
 

@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "zsseg/bilinear.h"
 #include "zsseg/common.h"
 #include "zsseg/segment_windows.h"  // WindowPlacement
 #include "zsseg/warp.h"
@@ -229,6 +230,48 @@ ZS_HD float area_weight(const AreaSpan& s, int64_t i) {
   double part = hi - lo;
   part = part < s.cell ? part : s.cell;
   return static_cast<float>(part / s.cell);
+}
+
+// class_state's sizes, without pointers (a CUDA kernel takes them by value).
+struct ClassStateDims {
+  int64_t num_windows, classes, in_h, in_w, head_h, head_w, scaled_h, scaled_w, state_h, state_w;
+  bool sigmoid;
+};
+
+inline ClassStateDims class_state_dims(const ClassStateParams& p) {
+  return ClassStateDims{p.num_windows,   p.classes,      p.in_height,    p.in_width,    p.head_height,  p.head_width,
+                        p.scaled_height, p.scaled_width, p.state_height, p.state_width, p.apply_sigmoid};
+}
+
+// One state pixel (row i, column j) of class_state for one class: the merged (window-averaged) calibrated values
+// at the rescaled pixels it covers, as segment_windows merges, area-averaged. `read(k, ty, tx)` is the class's
+// logits plane of window k read bilinearly at taps (ty, tx) (float logits on the CPU; float or half on CUDA).
+template <typename Read>
+ZS_HD float class_state_pixel(const ClassStateDims& d, const WindowPlacement* windows, float bias, int64_t i, int64_t j,
+                              const Read& read) {
+  const float scale_y = bilinear_scale(d.in_h, d.head_h), scale_x = bilinear_scale(d.in_w, d.head_w);
+  const AreaSpan rows = area_span(i, d.scaled_h, d.state_h), cols = area_span(j, d.scaled_w, d.state_w);
+  float value = 0.f;
+  for (int64_t a = 0; a < rows.count; ++a) {
+    const int64_t r = rows.first + a;
+    float sum = 0.f;
+    for (int64_t b = 0; b < cols.count; ++b) {
+      const int64_t q = cols.first + b;
+      float total = 0.f, count = 0.f;
+      for (int64_t k = 0; k < d.num_windows; ++k) {
+        const WindowPlacement& w = windows[k];
+        if (r < w.y1 || r >= w.y2 || q < w.x1 || q >= w.x2) continue;
+        float v = read(k, bilinear_tap(scale_y, r - w.y1, d.in_h), bilinear_tap(scale_x, q - w.x1, d.in_w));
+        if (d.sigmoid) v = logistic(v);
+        total += v - bias;
+        count += 1.f;
+      }
+      const float merged = count > 1.f ? total / count : total;
+      sum = warp_add(sum, warp_mul(merged, area_weight(cols, q)));
+    }
+    value = a == 0 ? warp_mul(area_weight(rows, r), sum) : warp_add(value, warp_mul(area_weight(rows, r), sum));
+  }
+  return value;
 }
 
 // CPU kernels (OpenMP). The caller validates the sizes.
