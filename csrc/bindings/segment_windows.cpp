@@ -74,14 +74,7 @@ SegmentWindowsCall parse_call(const ArgParser& args, py::handle logits_obj, py::
   const std::optional<ArrayArg>& class_of = c.class_of;
   c.where = args.placement({&logits, bias ? &*bias : nullptr, class_of ? &*class_of : nullptr});
   const Placement where = c.where;
-  const auto head = parse_int_tuple(args, head_size, "head_size", 2, "(height, width)");
-  const auto scaled = parse_int_tuple(args, scaled_size, "scaled_size", 2, "(height, width)");
-  const auto out = parse_int_tuple(args, output_size, "output_size", 2, "(height, width)");
-  for (int i = 0; i < 2; ++i) {
-    positive(args, head[i], "head_size");
-    positive(args, scaled[i], "scaled_size");
-    positive(args, out[i], "output_size");
-  }
+  const auto [head, scaled, out] = parse_window_sizes(args, head_size, scaled_size, output_size, "output_size");
   c.windows = parse_windows(args, windows_obj, scaled, head);
   const std::vector<zsseg::WindowPlacement>& windows = c.windows;
   if (static_cast<std::int64_t>(windows.size()) != logits.dim(0)) {

@@ -178,14 +178,7 @@ py::object class_state(py::handle logits_obj, py::handle windows_obj, py::handle
   const std::optional<ArrayArg> bias = parse_class_bias(args, class_bias_obj, logits);
   const Placement where = args.placement({&logits, bias ? &*bias : nullptr});
   if (!where.is_cuda() && logits.type != ElemType::Float32) args.fail_type("logits on the CPU must be float32");
-  const auto head = parse_int_tuple(args, head_size, "head_size", 2, "(height, width)");
-  const auto scaled = parse_int_tuple(args, scaled_size, "scaled_size", 2, "(height, width)");
-  const auto size = parse_int_tuple(args, state_size, "state_size", 2, "(height, width)");
-  for (int i = 0; i < 2; ++i) {
-    positive(args, head[i], "head_size");
-    positive(args, scaled[i], "scaled_size");
-    positive(args, size[i], "state_size");
-  }
+  const auto [head, scaled, size] = parse_window_sizes(args, head_size, scaled_size, state_size, "state_size");
   if (size[0] > scaled[0] || size[1] > scaled[1]) {
     args.fail_value("the state " + tuple_str(size) + " must not be larger than the rescaled image " +
                     tuple_str(scaled) + " (an area average)");

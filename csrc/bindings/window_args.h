@@ -44,6 +44,25 @@ inline std::int64_t positive(const ArgParser& args, std::int64_t v, const std::s
   return v;
 }
 
+// The sizes the multi-window ops take: head_size, scaled_size and the op's own (`size_name`: output_size,
+// state_size), each (height, width), then every side checked in 1..kMaxSide.
+struct WindowSizes {
+  std::vector<std::int64_t> head, scaled, size;
+};
+
+inline WindowSizes parse_window_sizes(const ArgParser& args, py::handle head_size, py::handle scaled_size,
+                                      py::handle size, const char* size_name) {
+  WindowSizes s{parse_int_tuple(args, head_size, "head_size", 2, "(height, width)"),
+                parse_int_tuple(args, scaled_size, "scaled_size", 2, "(height, width)"),
+                parse_int_tuple(args, size, size_name, 2, "(height, width)")};
+  for (int i = 0; i < 2; ++i) {
+    positive(args, s.head[i], "head_size");
+    positive(args, s.scaled[i], "scaled_size");
+    positive(args, s.size[i], size_name);
+  }
+  return s;
+}
+
 inline std::vector<zsseg::WindowPlacement> parse_windows(const ArgParser& args, py::handle windows_obj,
                                                          const std::vector<std::int64_t>& scaled,
                                                          const std::vector<std::int64_t>& head) {
