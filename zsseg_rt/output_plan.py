@@ -395,6 +395,15 @@ class _Entry:
         return isinstance(self.output, AtomicFile)
 
 
+def _refuse_found(found: Sequence[Tuple[_Entry, str]], says: Callable[[_Entry], str]) -> None:
+    """Refuse the paths ``found`` (each with its entry), if any: the first named, the others counted, then what
+    ``says`` of the first's entry."""
+    if found:
+        entry, first = found[0]
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise OutputRefused(f"{first!r}{more} {says(entry)}", first)
+
+
 class OutputPlan:
     """Every output of one run (see the module): declare them (:meth:`stream`, :meth:`file`, :meth:`folder`), then
     :meth:`check` (refuses; writes nothing) and :meth:`prepare` (removes the leftovers ``overwrite`` allows), run,
@@ -431,6 +440,16 @@ class OutputPlan:
         self.entries.append(_Entry(option, str(path), output))
         return output
 
+    @classmethod
+    def standing_alone(cls, overwrite: bool, path: str, kind: FolderKind) -> Tuple["OutputPlan", StagedFolder]:
+        """A Python folder sink standing alone (no plan of a command around it): the policy of its one output, in
+        Python's words (option ``folder``, flag ``overwrite=True``), checked and prepared; the plan and the folder."""
+        plan = cls(overwrite, flag=PYTHON_FLAG)
+        staged = plan.folder("folder", path, kind)
+        plan.check()
+        plan.prepare()
+        return plan, staged
+
     # ---- the checks ---------------------------------------------------------------------------------------------
     def check(self) -> None:
         """Refuse, before anything is written, what may not or cannot be written (the module's rule 1).
@@ -446,16 +465,15 @@ class OutputPlan:
             self._check_foreign()
         else:
             self._check_existing()
-        # twin (by shape): _check_existing below - each refusal names the first path and counts the others, in its words
         leftovers = self._find_leftovers()
         self._leftovers = [path for _, path in leftovers]
-        if leftovers and not self.overwrite:
-            owner, first = leftovers[0]
-            more = f" (and {len(leftovers) - 1} more)" if len(leftovers) > 1 else ""
-            raise OutputRefused(
-                f"{first!r}{more} is left by an interrupted run writing {owner.option} {owner.path}: pass "
-                f"{self.flag} to remove it and write anew, or move it away",
-                first,
+        if not self.overwrite:
+            _refuse_found(
+                leftovers,
+                lambda owner: (
+                    f"is left by an interrupted run writing {owner.option} {owner.path}: pass {self.flag} to "
+                    "remove it and write anew, or move it away"
+                ),
             )
         for entry in self.entries:
             check_free_space(entry.path, entry.option)
@@ -512,15 +530,12 @@ class OutputPlan:
         return [entry.path] if os.path.lexists(entry.path) else []
 
     def _check_existing(self) -> None:
-        existing = [(entry, path) for entry in self.entries for path in self._replaced(entry)]
-        if not existing:
-            return
-        entry, first = existing[0]
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise OutputRefused(
-            f"{first!r}{more} exists already: pass {self.flag} to replace it (outputs are replaced only once the "
-            f"run has ended well), or choose another {entry.option}",
-            first,
+        _refuse_found(
+            [(entry, path) for entry in self.entries for path in self._replaced(entry)],
+            lambda entry: (
+                f"exists already: pass {self.flag} to replace it (outputs are replaced only once the run has "
+                f"ended well), or choose another {entry.option}"
+            ),
         )
 
     def _check_foreign(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 
 from zsseg_rt.io_safety import AtomicFile, OutputWriteError, write_failure
-from zsseg_rt.output_plan import PYTHON_FLAG, FolderKind, OutputPlan, StagedFolder
+from zsseg_rt.output_plan import FolderKind, OutputPlan, StagedFolder
 
 from .sink_base import FrameSink, SinkError
 from .sources import IMAGE_EXTENSIONS
@@ -280,13 +280,8 @@ class ImageFolderSink(FrameSink):
         if extension.lower() not in IMAGE_EXTENSIONS:
             raise SinkError(f"image extension {extension!r} is not one of {IMAGE_EXTENSIONS}")
         self._plan: Optional[OutputPlan] = None
-        # twin (by shape): labels.py LabelFolderSink.__init__ - a folder sink standing alone makes its own one-output
-        # plan the same way, each of its own kind of files
-        if staged is None:  # standing alone: the policy of one output, in Python's words
-            self._plan = OutputPlan(replace, flag=PYTHON_FLAG)
-            staged = self._plan.folder("folder", folder, FRAMES)
-            self._plan.check()
-            self._plan.prepare()
+        if staged is None:
+            self._plan, staged = OutputPlan.standing_alone(replace, folder, FRAMES)
         self.staged = staged
         self.folder = folder
         self.extension = extension

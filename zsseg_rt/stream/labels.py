@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from zsseg_rt.output_plan import PYTHON_FLAG, FolderKind, OutputPlan, StagedFolder
+from zsseg_rt.output_plan import FolderKind, OutputPlan, StagedFolder
 
 from .sink_base import FrameSink, SinkError
 
@@ -53,11 +53,8 @@ class LabelFolderSink(FrameSink):
 
     def __init__(self, folder: str, overwrite: bool = False, staged: Optional[StagedFolder] = None):
         self._plan: Optional[OutputPlan] = None
-        if staged is None:  # standing alone: the policy of one output, in Python's words
-            self._plan = OutputPlan(overwrite, flag=PYTHON_FLAG)
-            staged = self._plan.folder("folder", folder, LABELS)
-            self._plan.check()
-            self._plan.prepare()
+        if staged is None:
+            self._plan, staged = OutputPlan.standing_alone(overwrite, folder, LABELS)
         self.staged = staged
         self.folder = folder
         self.name = f"labels:{folder}"
