@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Set, Tuple
 
 import numpy as np
 
@@ -65,6 +65,7 @@ class CudaDriver:
 
     def __init__(self, library: Optional[ctypes.CDLL] = None):
         self._lib = library if library is not None else _load_library()
+        self._declared_groups: Set[str] = set()  # the API groups declared on first use (_declared_api)
         self._declare()
         self._check(self._lib.cuInit(0), "cuInit")
         self._context: Optional[ctypes.c_void_p] = None
@@ -237,24 +238,31 @@ class CudaDriver:
     # ---- CUDA graphs (runtime/cuda_graphs.DriverCudaGraphs) ---------------------------------------------------
     CAPTURE_MODES = {"global": 0, "thread_local": 1, "relaxed": 2}  # CUstreamCaptureMode
 
-    # twin (by shape): _event_api below - each driver API group declared on first use, its own entry points and the
-    # driver version it needs
     def _graph_api(self):
         """The stream-capture and graph entry points, declared on first use (cuGraphInstantiateWithFlags needs a
         CUDA 11.4 driver: an older one still runs everything else)."""
-        lib, c_ptr = self._lib, ctypes.c_void_p
-        if not getattr(self, "_graphs_declared", False):
+        return self._declared_api("CUDA graph", "11.4", self._declare_graphs)
+
+    @staticmethod
+    def _declare_graphs(lib) -> None:
+        c_ptr = ctypes.c_void_p
+        lib.cuStreamBeginCapture_v2.argtypes = [c_ptr, ctypes.c_int]
+        lib.cuStreamEndCapture.argtypes = [c_ptr, ctypes.POINTER(c_ptr)]
+        lib.cuGraphInstantiateWithFlags.argtypes = [ctypes.POINTER(c_ptr), c_ptr, ctypes.c_ulonglong]
+        lib.cuGraphLaunch.argtypes = [c_ptr, c_ptr]
+        lib.cuGraphExecDestroy.argtypes = [c_ptr]
+        lib.cuGraphDestroy.argtypes = [c_ptr]
+
+    def _declared_api(self, group: str, needs: str, declare):
+        """The driver library, with the entry points of API ``group`` declared by ``declare(lib)`` the first time; a
+        driver without one of them raises CudaError naming the CUDA version the group ``needs``."""
+        if group not in self._declared_groups:
             try:
-                lib.cuStreamBeginCapture_v2.argtypes = [c_ptr, ctypes.c_int]
-                lib.cuStreamEndCapture.argtypes = [c_ptr, ctypes.POINTER(c_ptr)]
-                lib.cuGraphInstantiateWithFlags.argtypes = [ctypes.POINTER(c_ptr), c_ptr, ctypes.c_ulonglong]
-                lib.cuGraphLaunch.argtypes = [c_ptr, c_ptr]
-                lib.cuGraphExecDestroy.argtypes = [c_ptr]
-                lib.cuGraphDestroy.argtypes = [c_ptr]
+                declare(self._lib)
             except AttributeError as exc:
-                raise CudaError(f"this CUDA driver has no CUDA graph API ({exc}); it needs CUDA 11.4 or newer") from exc
-            self._graphs_declared = True
-        return lib
+                raise CudaError(f"this CUDA driver has no {group} API ({exc}); it needs CUDA {needs} or newer") from exc
+            self._declared_groups.add(group)
+        return self._lib
 
     def begin_capture(self, stream: int, mode: str = "global") -> None:
         """Start capturing ``stream`` into a graph (the legacy default stream cannot be captured)."""
@@ -288,20 +296,17 @@ class CudaDriver:
     # ---- timing events (stage_timing.EventClock through CudaMemory) -------------------------------------------
     def _event_api(self):
         """The event entry points, declared on first use (cuEventRecordWithFlags needs a CUDA 11.1 driver)."""
-        lib, c_ptr = self._lib, ctypes.c_void_p
-        if not getattr(self, "_events_declared", False):
-            try:
-                lib.cuEventCreate.argtypes = [ctypes.POINTER(c_ptr), ctypes.c_uint]
-                lib.cuEventRecordWithFlags.argtypes = [c_ptr, c_ptr, ctypes.c_uint]
-                # CUDA 13's cuda.h names cuEventElapsedTime_v2 (12.8+); older drivers have only the first
-                self._elapsed = getattr(lib, "cuEventElapsedTime_v2", None) or lib.cuEventElapsedTime
-                self._elapsed.argtypes = [ctypes.POINTER(ctypes.c_float), c_ptr, c_ptr]
-                lib.cuEventSynchronize.argtypes = [c_ptr]
-                lib.cuEventDestroy_v2.argtypes = [c_ptr]
-            except AttributeError as exc:
-                raise CudaError(f"this CUDA driver has no event API ({exc}); it needs CUDA 11.1 or newer") from exc
-            self._events_declared = True
-        return lib
+        return self._declared_api("event", "11.1", self._declare_events)
+
+    def _declare_events(self, lib) -> None:
+        c_ptr = ctypes.c_void_p
+        lib.cuEventCreate.argtypes = [ctypes.POINTER(c_ptr), ctypes.c_uint]
+        lib.cuEventRecordWithFlags.argtypes = [c_ptr, c_ptr, ctypes.c_uint]
+        # CUDA 13's cuda.h names cuEventElapsedTime_v2 (12.8+); older drivers have only the first
+        self._elapsed = getattr(lib, "cuEventElapsedTime_v2", None) or lib.cuEventElapsedTime
+        self._elapsed.argtypes = [ctypes.POINTER(ctypes.c_float), c_ptr, c_ptr]
+        lib.cuEventSynchronize.argtypes = [c_ptr]
+        lib.cuEventDestroy_v2.argtypes = [c_ptr]
 
     def event_create(self, timing: bool = True) -> int:
         """A new event (``cuEventCreate``); ``timing``: CU_EVENT_DEFAULT (``event_elapsed_ms`` can measure between
