@@ -22,7 +22,7 @@ from zsseg_rt.bundle import GRAPH_FILES as SPEC_GRAPH_FILES
 from zsseg_rt.bundle import BundleMeta, Names, graph_files
 from zsseg_rt.errors import naming_path
 from zsseg_rt.runtime.cuda_driver import DeviceInfo
-from zsseg_rt.runtime.file_verification import cached_sha256
+from zsseg_rt.runtime.file_verification import cached_sha256, check_recorded_file
 
 # fp32: reference numerics (TF32 off). fp16: plain fp16, only each L2 normalisation's sum of squares kept in fp32.
 # fp16-pinned: the former recipe (LayerNorm/Softmax/reductions and two hops after them pinned to fp32 with
@@ -374,14 +374,15 @@ def check_engine(
             + "\n  - ".join(diffs)
             + "\nRebuild it on this machine with `zsseg build-engine <bundle>`"
         )
-    # twin: precision_records.py find_record - each record's artefact check, with its own message and remedy
-    if not os.path.isfile(engine_path):
-        raise EngineMismatchError(f"engine file {engine_path!r} is missing; rebuild with `zsseg build-engine <bundle>`")
-    if check_file_hash and cached_sha256(engine_path) != record.get("engine_sha256"):
-        raise EngineMismatchError(
-            f"engine file {engine_path!r} does not match the sha256 in its engine.json (truncated or modified); "
-            "rebuild with `zsseg build-engine <bundle> --force`"
-        )
+    check_recorded_file(
+        engine_path,
+        record.get("engine_sha256"),
+        check_file_hash,
+        EngineMismatchError,
+        missing=f"engine file {engine_path!r} is missing; rebuild with `zsseg build-engine <bundle>`",
+        modified=f"engine file {engine_path!r} does not match the sha256 in its engine.json (truncated or modified); "
+        "rebuild with `zsseg build-engine <bundle> --force`",
+    )
     problem = accuracy_gate_problem(record) if require_gate else None
     if problem:
         raise EngineMismatchError(f"refusing TensorRT engine {engine_path!r}: {problem}")

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import threading
-from typing import Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from zsseg_rt.bundle import BundleError, BundleMeta, bundle_file, check_bundle_integrity, sha256_file
 
@@ -93,6 +93,17 @@ def cached_sha256(path: str) -> str:
         entries[real] = dict(before, sha256=digest)
         _store(entries)
     return digest
+
+
+def check_recorded_file(
+    path: str, sha256: Any, check_hash: bool, error: Callable[[str], Exception], missing: str, modified: str
+) -> None:
+    """The check of a file a record names (an engine, a prepared precision's artefact): ``error(missing)`` when it is
+    not there, ``error(modified)`` when ``check_hash`` and its sha256 is not the recorded ``sha256``."""
+    if not os.path.isfile(path):
+        raise error(missing)
+    if check_hash and cached_sha256(path) != sha256:
+        raise error(modified)
 
 
 def forget(path: Optional[str] = None) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from zsseg_rt.bundle import BundleMeta, Files
 
 from .engine_cache import ENGINE_RECORD, GATE_FIELD, atomic_write
-from .file_verification import cached_sha256
+from .file_verification import cached_sha256, check_recorded_file
 
 __all__ = [
     "GatedChoice",
@@ -172,14 +172,15 @@ def find_record(root: str, key: PrecisionKey, check_artefact: bool = True) -> Tu
     artefact = None
     if record.get("artefact"):
         artefact = os.path.join(folder, str(record["artefact"]))
-        # twin: engine_cache.py check_engine - each record's artefact check, with its own message and remedy
-        if not os.path.isfile(artefact):
-            raise PrecisionRecordError(f"{artefact!r}, recorded in {folder!r}, is missing")
-        if check_artefact and cached_sha256(artefact) != record.get("artefact_sha256"):
-            raise PrecisionRecordError(
-                f"{artefact!r} does not match the sha256 in its record (truncated or modified); delete {folder!r} "
-                "to have it made again"
-            )
+        check_recorded_file(
+            artefact,
+            record.get("artefact_sha256"),
+            check_artefact,
+            PrecisionRecordError,
+            missing=f"{artefact!r}, recorded in {folder!r}, is missing",
+            modified=f"{artefact!r} does not match the sha256 in its record (truncated or modified); delete "
+            f"{folder!r} to have it made again",
+        )
     return record, artefact
 
 
