@@ -85,10 +85,7 @@ void launch_direct(const T* logits, const WindowTable& table, const Dims& d, con
             p.softmax, p.labels, p.scores);
 }
 
-template void launch_direct<float>(const float*, const WindowTable&, const Dims&, const SegmentWindowsParams&,
-                                   unsigned int, cudaStream_t);
-template void launch_direct<__half>(const __half*, const WindowTable&, const Dims&, const SegmentWindowsParams&,
-                                    unsigned int, cudaStream_t);
+ZS_SW_INSTANTIATE_LAUNCH(launch_direct, unsigned int);
 
 }  // namespace ZS_SW_BUILD
 }  // namespace sw_cuda

@@ -110,11 +110,7 @@ void launch_softmax(const T* logits, const WindowTable& table, const Dims& d, co
             p.labels, p.scores);
 }
 
-// twin (by shape): segment_windows_tiled.cu - each launcher instantiated for float and __half logits
-template void launch_softmax<float>(const float*, const WindowTable&, const Dims&, const SegmentWindowsParams&, dim3,
-                                    cudaStream_t);
-template void launch_softmax<__half>(const __half*, const WindowTable&, const Dims&, const SegmentWindowsParams&, dim3,
-                                     cudaStream_t);
+ZS_SW_INSTANTIATE_LAUNCH(launch_softmax, dim3);
 
 }  // namespace ZS_SW_BUILD
 }  // namespace sw_cuda

@@ -394,10 +394,7 @@ void launch_tiled(const T* logits, const WindowTable& table, const Dims& d, cons
   ZS_LAUNCH(segment_windows_tiled_kernel, grid, kThreads, stream, logits, table, d, p.class_bias, p.labels, p.scores);
 }
 
-template void launch_tiled<float>(const float*, const WindowTable&, const Dims&, const SegmentWindowsParams&, dim3,
-                                  cudaStream_t);
-template void launch_tiled<__half>(const __half*, const WindowTable&, const Dims&, const SegmentWindowsParams&, dim3,
-                                   cudaStream_t);
+ZS_SW_INSTANTIATE_LAUNCH(launch_tiled, dim3);
 
 }  // namespace ZS_SW_BUILD
 }  // namespace sw_cuda

@@ -77,6 +77,13 @@ void launch_tiled(const T* logits, const WindowTable& table, const Dims& d, cons
 template <typename T>
 void launch_softmax(const T* logits, const WindowTable& table, const Dims& d, const SegmentWindowsParams& p, dim3 grid,
                     cudaStream_t stream);  // segment_windows_softmax.cu
+// A launcher's explicit instantiations, for float and __half logits, in the file that defines it (`Grid`: its
+// grid's type).
+#define ZS_SW_INSTANTIATE_LAUNCH(launch, Grid)                                                                    \
+  template void launch<float>(const float*, const WindowTable&, const Dims&, const SegmentWindowsParams&, Grid,   \
+                              cudaStream_t);                                                                      \
+  template void launch<__half>(const __half*, const WindowTable&, const Dims&, const SegmentWindowsParams&, Grid, \
+                               cudaStream_t)
 
 namespace {
 
