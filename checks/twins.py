@@ -31,13 +31,7 @@ FINDER = ["duplicates", "--most", "200", "--seconds", "300"]
 MISSING = "MISSING: no comment at either place names the other; merge the two, or say why at the first"
 # pairs in code being written in this checkout by other work (its owners name them when it lands): a row whose reason
 # starts with "pending:" needs its files only (python_tests/test_architecture.py)
-PENDING: Dict[Tuple[str, str], str] = {
-    ("csrc/cpu/temporal.cpp", "csrc/cuda/temporal.cu"): "the temporal filter's native op, being written (camera work)",
-    ("csrc/include/zsseg/temporal.h", "csrc/include/zsseg/warp.h"): "the temporal filter's native op, being written",
-    ("csrc/bindings/segment_windows.cpp", "csrc/bindings/temporal.cpp"): "the temporal op's binding, being written",
-    ("zsseg_rt/ops/temporal.py", "zsseg_rt/ops/windows.py"): "the temporal op's Python face, being written",
-    ("csrc/bindings/module.cpp", "csrc/bindings/module.cpp"): "the op registrations, being changed (camera work)",
-}
+PENDING: Dict[Tuple[str, str], str] = {}
 _ROW = re.compile(r"^(D\d+) (\S+?):(\d+)-(\d+) ~ (\S+?):(\d+)-(\d+)")
 
 

@@ -109,6 +109,8 @@ def temporal_propagate(
     )
 
 
+# twin (by shape): windows.py segment_windows - class_state takes segment_windows' window geometry (logits, windows,
+# head_size, scaled_size, its own size, class_bias), whose merge it computes
 def class_state(
     logits: Any,
     windows: Sequence[Sequence[int]],

@@ -141,6 +141,8 @@ ZS_HD bool temporal_measured(const TemporalBlendParams& q, int64_t p) {
   return q.valid[p] != 0 && q.previous_jitter[p] != 0.f;
 }
 
+// twin (by shape): warp.h warp_mul - the double product rounded once (__dmul_rn on the device), as warp_mul
+// rounds the float one; a product of another type, with its own intrinsic
 ZS_HD double tf_dmul(double a, double b) {
 #if defined(__CUDA_ARCH__)
   return __dmul_rn(a, b);
