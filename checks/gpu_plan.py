@@ -8,6 +8,7 @@ Usage:
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Dict, List, Optional
@@ -70,16 +71,16 @@ def plan_text(calls: List[dict], skip: Dict[str, str]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(a not in ("--all", "--json") for a in args):
-        print(f"gpu_plan: takes --all and --json, got {' '.join(args)!r}", file=sys.stderr)
-        return 2
-    skip = {} if "--all" in args else {
+    parser = argparse.ArgumentParser(prog="python -m checks gpu_plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--all", action="store_true", help="every stage, current passes included")
+    parser.add_argument("--json", action="store_true", help="the calls as JSON")
+    options = parser.parse_args(argv)
+    skip = {} if options.all else {
         name: f"its latest record {record} passed with the same coverage hash: unchanged since"
         for name, record in current_passes().items()
     }  # fmt: skip
     calls = lease_plan(skip)
-    if "--json" in args:
+    if options.json:
         print(json.dumps({"calls": calls, "skipped": skip, "expected_s": plan_seconds([c["stages"] for c in calls])}))
     else:
         print(plan_text(calls, skip))

@@ -237,7 +237,9 @@ def test_exported_bundle_is_signed_complete_and_readable_by_others(tiny_bundle):
     verify_files(meta)
     assert "meta_sha256" in meta.raw and set(meta.files) >= set(FILES)
     assert stat.S_IMODE(os.stat(tiny_bundle).st_mode) == 0o755
-    for name in os.listdir(tiny_bundle):
+    # engines/: what build-engine and the preparation add later (tests of this process may have made it: the export
+    # writes none)
+    for name in sorted(set(os.listdir(tiny_bundle)) - {"engines"}):
         assert stat.S_IMODE(os.stat(os.path.join(tiny_bundle, name)).st_mode) == 0o644, name
 
 
