@@ -7,6 +7,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -243,7 +244,8 @@ def test_openvino_is_profiled_beside_onnxruntime(tiny_bundle, tmp_path, capsys):
     """The backend table makes every backend profileable: openvino (a row, CPU only) runs end to end beside
     onnxruntime and is not skipped (before the table, the profiler refused it by name)."""
     pytest.importorskip("openvino")
-    assert profile_main(_tiny_run(tiny_bundle, tmp_path / "p", "--compare", "onnxruntime,openvino")) == 0
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")  # OpenVINO caches its compiled model in engines/
+    assert profile_main(_tiny_run(str(bundle), tmp_path / "p", "--compare", "onnxruntime,openvino")) == 0
     with open(tmp_path / "p" / "profile.json", encoding="utf-8") as handle:
         report = json.load(handle)
     assert [b["label"] for b in report["backends"]] == ["onnxruntime", "openvino"], capsys.readouterr().err
