@@ -66,7 +66,11 @@ fi
 UV_PIN="uv==0.13.9"
 "$VENV/bin/uv" --version 2>/dev/null | grep -qx "uv ${UV_PIN#uv==}.*" || pip_q install -q "$UV_PIN"
 echo "[setup] installing pinned dependencies (requirements.txt, with $UV_PIN)"
-"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -r "$ROOT/requirements.txt"
+# --compile-bytecode: the modules' bytecode written at install, as pip does (uv's default leaves it out). Without it a
+# process under PYTHONDONTWRITEBYTECODE=1 (set on the CI machine) compiles every module it imports, every time:
+# `import torch, numpy, cv2, onnxruntime, zsseg_rt.cli` took 4.0 CPU-s against 1.7 with the bytecode there, in each
+# of the test run's hundreds of Python processes (workers, commands, Ray workers); compiling once costs ~50 CPU-s.
+"$VENV/bin/uv" pip install -q --compile-bytecode --python "$VENV/bin/python" -r "$ROOT/requirements.txt"
 
 echo "[setup] building zsseg_rt (native ops; CUDA kernels too when nvcc is found)"
 ARGS=()
