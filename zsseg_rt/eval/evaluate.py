@@ -27,6 +27,9 @@ from .metrics import ConfusionMatrix, summarize
 
 __all__ = [
     "evaluate",
+    "evaluate_arguments",
+    "check_limit",
+    "load_text",
     "load_for_eval",
     "Segmenter",
     "HookedSegmenter",
@@ -227,7 +230,27 @@ def model_from_config(config: Dict[str, Any]):
     return from_training_config(config)
 
 
-# twin: parallel.py evaluate_parallel takes these arguments too (the same evaluation on Ray)
+def check_limit(limit: Optional[int]) -> None:
+    """``limit``: None (every image) or a whole number of images >= 1."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a whole number of images >= 1 (or None for all), got {limit!r}")
+
+
+def load_text(text_embeddings: Union[None, str, Path, np.ndarray], num_classes: int) -> Optional[np.ndarray]:
+    """``text_embeddings`` (None, a file or an array) as ``[num_classes, D]`` float32, or None."""
+    if text_embeddings is None:
+        return None
+    if isinstance(text_embeddings, (str, Path)):
+        from zsseg_rt.contract.common.text import load_text_embeddings
+
+        text = np.asarray(load_text_embeddings(str(text_embeddings)), dtype=np.float32)
+    else:
+        text = np.asarray(text_embeddings, dtype=np.float32)
+    if text.shape[0] != num_classes:
+        raise ValueError(f"text embeddings have {text.shape[0]} rows for {num_classes} dataset classes")
+    return text
+
+
 def evaluate(
     checkpoint,
     dataset: Union[SegmentationDataset, Dict[str, Any]],
@@ -270,8 +293,7 @@ def evaluate(
         from zsseg_rt.contract.registry import family_options as _own_options
 
         _own_options(default_family(), family_options, lambda f: f.evaluation.arguments(), "evaluate()")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a whole number of images >= 1 (or None for all), got {limit!r}")
+    check_limit(limit)
     ds = build_dataset(dataset) if isinstance(dataset, dict) else dataset
     split = ds.split.with_unseen(unseen)
     if isinstance(checkpoint, (str, Path)):
@@ -281,15 +303,7 @@ def evaluate(
 
         kind = "bundle" if isinstance(checkpoint, Engine) else "torch"  # ZegFormerEngine is an Engine too
         obj = checkpoint
-    text = None
-    if isinstance(text_embeddings, (str, Path)):
-        from zsseg_rt.contract.common.text import load_text_embeddings
-
-        text = np.asarray(load_text_embeddings(str(text_embeddings)), dtype=np.float32)
-    elif text_embeddings is not None:
-        text = np.asarray(text_embeddings, dtype=np.float32)
-    if text is not None and text.shape[0] != ds.num_classes:
-        raise ValueError(f"text embeddings have {text.shape[0]} rows for {ds.num_classes} dataset classes")
+    text = load_text(text_embeddings, ds.num_classes)
     from zsseg_rt.contract.registry import family_of_object, protocol_family
     from zsseg_rt.contract.registry import family_options as _own_options
 
@@ -320,6 +334,28 @@ def evaluate(
     if plan is not None:  # the path every image ran on (an Engine switches only when a preparation was asked for)
         out["path"] = " ".join(plan.path)
     return out
+
+
+_NOT_SHARED = ("checkpoint", "dataset", "family_options")  # evaluate_parallel's own, or the serial path's only
+
+
+def evaluate_arguments(options: Dict[str, Any], caller: str) -> Dict[str, Any]:
+    """The arguments of :func:`evaluate` that another form of it takes as keywords (``evaluate_parallel``: all but
+    ``checkpoint``, ``dataset`` and a family's own options), read from its signature: ``options`` completed with
+    evaluate's defaults, in its order. A keyword evaluate does not take is refused, as a call would refuse it."""
+    import inspect
+
+    shared = [
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for name, parameter in inspect.signature(evaluate).parameters.items()
+        if name not in _NOT_SHARED
+    ]
+    try:
+        bound = inspect.Signature(shared).bind(**options)
+    except TypeError as exc:
+        raise TypeError(f"{caller}: {exc}") from None
+    bound.apply_defaults()
+    return dict(bound.arguments)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Tuple, Union
 
 import numpy as np
 
@@ -68,37 +68,15 @@ class EvalWorker:
         }
 
 
-def _load_text(text_embeddings, num_classes: int) -> Optional[np.ndarray]:
-    if text_embeddings is None:
-        return None
-    if isinstance(text_embeddings, (str, Path)):
-        from zsseg_rt.contract.common.text import load_text_embeddings
-
-        text = np.asarray(load_text_embeddings(str(text_embeddings)), dtype=np.float32)
-    else:
-        text = np.asarray(text_embeddings, dtype=np.float32)
-    if text.shape[0] != num_classes:
-        raise ValueError(f"text embeddings have {text.shape[0]} rows for {num_classes} dataset classes")
-    return text
-
-
-def evaluate_parallel(  # the arguments of evaluate() (its serial twin), plus the actor pool's
+def evaluate_parallel(
     checkpoint: Union[str, Path],
     dataset_spec: Dict[str, Any],
-    mode: str = "slide",
-    text_embeddings: Union[None, str, np.ndarray] = None,
-    unseen: Optional[Sequence] = None,
-    device: Optional[str] = None,
-    backend: str = "auto",
-    limit: Optional[int] = None,
-    seen_classes: Optional[Sequence[int]] = None,
+    *,
     workers: Union[int, Tuple[int, int]] = 1,
     gpus_per_worker: float = 0.0,
     cpus_per_worker: float = 1.0,
     batch_size: int = 8,
-    progress: bool = True,
-    settings: str = "official",
-    precision: Optional[str] = None,
+    **options: Any,
 ) -> Dict[str, Any]:
     """:func:`zsseg_rt.eval.evaluate.evaluate` on the current Ray cluster; same arguments and the same result.
 
@@ -108,23 +86,32 @@ def evaluate_parallel(  # the arguments of evaluate() (its serial twin), plus th
             every actor; its files must be readable at the same paths on every node.
         workers, gpus_per_worker, cpus_per_worker: the actor pool (see :func:`zsseg_rt.scale.batch.prepare_batch`).
         batch_size: image indices per actor call.
-        progress: a tqdm bar over batches.
-        (the others: see ``evaluate``)
+        options: ``evaluate``'s keyword arguments (``mode``, ``text_embeddings``, ``unseen``, ``device``,
+            ``backend``, ``limit``, ``progress``, ``seen_classes``, ``settings``, ``precision``), with its defaults
+            (read from its signature: :func:`~zsseg_rt.eval.evaluate.evaluate_arguments`); a family's own protocol
+            options are not taken (the actor pool runs the generic evaluation).
     Returns:
         the metrics dict of ``evaluate`` (``images``, ``skipped``, ``mode``, ``dataset``, ``source`` included).
     """
     from zsseg_rt.data import build_dataset
-    from zsseg_rt.eval.evaluate import checkpoint_kind, evaluation_settings
+    from zsseg_rt.eval.evaluate import (
+        check_limit,
+        checkpoint_kind,
+        evaluate_arguments,
+        evaluation_settings,
+        load_text,
+    )
     from zsseg_rt.eval.metrics import ConfusionMatrix, summarize
     from zsseg_rt.progress import progress_bar
     from zsseg_rt.scale.batch import pool_size
 
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a whole number of images >= 1 (or None for all), got {limit!r}")
+    options = evaluate_arguments(options, "evaluate_parallel()")
+    mode, limit, settings = options["mode"], options["limit"], options["settings"]
+    check_limit(limit)
     ray = import_ray()
     dataset = build_dataset(dict(dataset_spec))
-    split = dataset.split.with_unseen(unseen)
-    text = _load_text(text_embeddings, dataset.num_classes)
+    split = dataset.split.with_unseen(options["unseen"])
+    text = load_text(options["text_embeddings"], dataset.num_classes)
     kind = checkpoint_kind(checkpoint)
     count = len(dataset) if limit is None else min(len(dataset), int(limit))
     pipeline = ray.data.range(count).map_batches(
@@ -134,11 +121,11 @@ def evaluate_parallel(  # the arguments of evaluate() (its serial twin), plus th
             dataset_spec=dict(dataset_spec),
             mode=mode,
             text_embeddings=text,
-            device=device,
-            backend=backend,
-            seen_classes=seen_classes,
+            device=options["device"],
+            backend=options["backend"],
+            seen_classes=options["seen_classes"],
             settings=settings,
-            precision=precision,
+            precision=options["precision"],
         ),
         batch_size=int(batch_size),
         compute=ray.data.ActorPoolStrategy(**pool_size(workers)),
@@ -148,7 +135,7 @@ def evaluate_parallel(  # the arguments of evaluate() (its serial twin), plus th
     )
     matrix = ConfusionMatrix(dataset.num_classes)
     done, skipped, paths = 0, [], set()
-    bar = progress_bar(total=count, desc=f"eval {dataset.name}", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=count, desc=f"eval {dataset.name}", disable=not options["progress"], dynamic_ncols=True)
     for batch in pipeline.iter_batches(batch_size=None, batch_format="numpy"):
         matrix.counts += batch["counts"].sum(axis=0).reshape(matrix.counts.shape)
         done += int(batch["done"].sum())
