@@ -10,7 +10,9 @@ The schedule is a pure function of the iteration (mmcv ``PolyLrUpdaterHook`` wit
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable
+import inspect
+import typing
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence
 
 import torch
 
@@ -42,13 +44,23 @@ class LrSchedule:
     Args:
         optimizer: whose param groups are set.
         lr_fn: ``lr_fn(iteration, **lr_args) -> float`` (a pure function of the iteration, e.g. :func:`poly_lr`).
-        lr_args: ``lr_fn``'s other arguments; kept in :meth:`state_dict` beside ``last_iter``.
+        args, lr_args: ``lr_fn``'s other arguments, positional in its order or by name, checked against its
+            signature (:func:`lr_arguments`: its defaults filled in, ``int`` / ``float`` ones as annotated); kept in
+            :meth:`state_dict` beside ``last_iter``.
+        defaults: defaults of this schedule that replace ``lr_fn``'s own (a recipe's, e.g. its warm-up).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, lr_fn: Callable[..., float], **lr_args: Any):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        lr_fn: Callable[..., float],
+        *args: Any,
+        defaults: Optional[Dict[str, Any]] = None,
+        **lr_args: Any,
+    ):
         self.optimizer = optimizer
         self.lr_fn = lr_fn
-        self.kw: Dict[str, Any] = dict(lr_args)
+        self.kw: Dict[str, Any] = lr_arguments(lr_fn, args, lr_args, defaults or {})
         self.last_iter = -1
 
     def lr_at(self, iteration: int) -> float:
@@ -68,31 +80,44 @@ class LrSchedule:
         self.last_iter = int(state["last_iter"])
 
 
-# twin: poly_lr above (its arguments, with the recipe's defaults), models/zeroseg/trainer.py CosineWarmupSchedule (a
-# schedule names its lr function's arguments, typed, for LrSchedule)
-class PolyWarmupSchedule(LrSchedule):
-    """:func:`poly_lr` with linear warm-up, the official recipe's schedule (an :class:`LrSchedule`)."""
+def lr_arguments(
+    lr_fn: Callable[..., float], args: Sequence[Any], lr_args: Dict[str, Any], defaults: Dict[str, Any]
+) -> Dict[str, Any]:
+    """``lr_fn``'s arguments after the iteration, by name in its order: ``args`` and ``lr_args`` bound to its
+    signature (a name it does not take, or one missing, is refused now rather than at the first step), then
+    ``defaults``, then its own defaults; a parameter annotated ``int`` or ``float`` is made one."""
+    signature = inspect.signature(lr_fn)
+    try:
+        bound = signature.bind(0, *args, **lr_args)  # 0: the iteration, given at each step
+    except TypeError as exc:
+        raise TypeError(f"{getattr(lr_fn, '__name__', lr_fn)}: {exc}") from None
+    for name, value in defaults.items():
+        bound.arguments.setdefault(name, value)
+    bound.apply_defaults()  # (in the signature's order)
+    try:
+        hints = typing.get_type_hints(lr_fn)
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve: the values as given
+        hints = {}
+    out: Dict[str, Any] = {}
+    for name, parameter in list(signature.parameters.items())[1:]:
+        value = bound.arguments.get(name, parameter.default)
+        if parameter.kind is parameter.VAR_KEYWORD:  # an lr function's **options: passed on as given
+            out.update(value or {})
+        elif parameter.kind is parameter.VAR_POSITIONAL:
+            if value:
+                raise TypeError(f"{lr_fn.__name__}: the schedule passes its arguments by name, not {value!r}")
+        else:
+            out[name] = hints[name](value) if hints.get(name) in (int, float) else value
+    return out
 
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        base_lr: float,
-        max_iters: int,
-        power: float = 0.9,
-        min_lr: float = 1e-6,
-        warmup_iters: int = 1500,
-        warmup_ratio: float = 1e-6,
-    ):
-        super().__init__(
-            optimizer,
-            poly_lr,
-            base_lr=float(base_lr),
-            max_iters=int(max_iters),
-            power=float(power),
-            min_lr=float(min_lr),
-            warmup_iters=int(warmup_iters),
-            warmup_ratio=float(warmup_ratio),
-        )
+
+class PolyWarmupSchedule(LrSchedule):
+    """:func:`poly_lr` with linear warm-up, the official recipe's schedule (an :class:`LrSchedule`): its arguments
+    (``base_lr``, ``max_iters``, ``power``, ``min_lr``, ``warmup_iters``, ``warmup_ratio``), positional in that order
+    or by name, with its defaults but the recipe's warm-up (``warmup_iters=1500``)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, *args: Any, **lr_args: Any):
+        super().__init__(optimizer, poly_lr, *args, defaults={"warmup_iters": 1500}, **lr_args)
 
 
 def build_optimizer(

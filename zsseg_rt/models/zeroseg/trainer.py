@@ -50,19 +50,12 @@ def cosine_lr(iteration: int, base_lr: float, max_iters: int, warmup_iters: int,
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-# twin: train/optim.py PolyWarmupSchedule - a schedule names its lr function's arguments (typed) for LrSchedule
 class CosineWarmupSchedule(LrSchedule):
-    """:func:`cosine_lr` as an :class:`~zsseg_rt.train.optim.LrSchedule` (state = the iteration)."""
+    """:func:`cosine_lr` as an :class:`~zsseg_rt.train.optim.LrSchedule` (state = the iteration): its arguments
+    (``base_lr``, ``max_iters``, ``warmup_iters``, ``min_lr``), positional in that order or by name."""
 
-    def __init__(self, optimizer, base_lr: float, max_iters: int, warmup_iters: int, min_lr: float = 0.0):
-        super().__init__(
-            optimizer,
-            cosine_lr,
-            base_lr=float(base_lr),
-            max_iters=int(max_iters),
-            warmup_iters=int(warmup_iters),
-            min_lr=float(min_lr),
-        )
+    def __init__(self, optimizer, *args: Any, **lr_args: Any):
+        super().__init__(optimizer, cosine_lr, *args, **lr_args)
 
 
 class _ArrayImages:
