@@ -332,26 +332,35 @@ class WindowedPipeline(Pipeline):
                     )
         return results
 
-    # twin (by shape): segment_many below - the whole-image form takes segment_many's arguments, as it stands for it
-    def _segment_many_whole(
-        self,
-        images: Sequence[Tuple[Any, str]],
-        vocab: PreparedVocabulary,
-        focus: Focus,
-        score_stride: Optional[int] = None,
-    ) -> List[SegmentationResult]:
-        """``segment_many`` in whole-image inference: every image planned first (an error names it), then runs of
-        consecutive images whose graph inputs have the same size go through the graphs together (at most
-        ``max_batch`` per call); images of different sizes take one call each. An image that falls back to windows
-        (``whole_fallback``) runs alone, as ``segment`` runs it."""
-        plans: List[Optional[WholePlan]] = []
+    def _plan_each(self, images: Sequence[Tuple[Any, str]], vocab: PreparedVocabulary, whole: bool) -> List[Any]:
+        """``segment_many``'s first step: every image checked and planned before any work (an error names the
+        image): its window plan (:meth:`plan`), or in whole-image inference its :class:`WholePlan` (None: it falls
+        back to windows, whose window plan is checked now too)."""
+        plans: List[Any] = []
         for index, (image, order) in enumerate(images):
             with image_index(index):
                 if order not in ("bgr", "rgb"):
                     raise ValueError(f"color_order must be 'bgr' or 'rgb', got {order!r}")
+                if not whole:
+                    plans.append(self.plan(image, vocab.bias, len(vocab.text)))
+                    continue
                 plans.append(self.plan_whole(image, vocab))
-                if plans[-1] is None:  # falls back to windows: its window plan is checked now too
+                if plans[-1] is None:
                     self.plan(image, vocab.bias, len(vocab.text))
+        return plans
+
+    def _segment_many_whole(
+        self,
+        images: Sequence[Tuple[Any, str]],
+        plans: List[Optional[WholePlan]],
+        vocab: PreparedVocabulary,
+        focus: Focus,
+        score_stride: Optional[int] = None,
+    ) -> List[SegmentationResult]:
+        """``segment_many`` in whole-image inference, every image planned (``plans``, :meth:`_plan_each`): runs of
+        consecutive images whose graph inputs have the same size go through the graphs together (at most
+        ``max_batch`` per call); images of different sizes take one call each. An image that falls back to windows
+        (``whole_fallback``) runs alone, as ``segment`` runs it."""
         runs: List[List[int]] = []
         for index, plan in enumerate(plans):
             previous = runs[-1] if runs else []
@@ -394,14 +403,10 @@ class WindowedPipeline(Pipeline):
         proportion to their windows in it. The device pipeline packs the windows the same way on the GPU
         (``DevicePipeline.segment_many``), timed as one "device_pipeline" stage split by windows. ``score_stride``:
         also each image's per-class scores (``Result.class_scores``; the host path)."""
-        if self.inference_for(vocab) == "whole":
-            return self._segment_many_whole(images, vocab, focus, score_stride)
-        plans = []
-        for index, (image, order) in enumerate(images):
-            with image_index(index):
-                if order not in ("bgr", "rgb"):
-                    raise ValueError(f"color_order must be 'bgr' or 'rgb', got {order!r}")
-                plans.append(self.plan(image, vocab.bias, len(vocab.text)))
+        whole = self.inference_for(vocab) == "whole"
+        plans = self._plan_each(images, vocab, whole)
+        if whole:
+            return self._segment_many_whole(images, plans, vocab, focus, score_stride)
         if self.device is not None and self.mode == "exact" and score_stride is None:
             return self._segment_many_on_device(images, vocab, focus, [len(p[2]) for p in plans])
         results: List[Optional[SegmentationResult]] = [None] * len(images)
