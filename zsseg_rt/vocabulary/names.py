@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
@@ -269,22 +269,23 @@ class Vocabulary:
             return cls([VocabularyEntry.parse(text) for text in validate_class_names(texts, max_classes)])
         official = _is_shipped(vocabulary)  # kept as the official file is, duplicate names included
         return cls.checked(
-            vocabulary.entries, vocabulary.background, vocabulary.name, vocabulary.source, max_classes, not official
+            vocabulary.entries,
+            vocabulary.background,
+            vocabulary.name,
+            vocabulary.source,
+            max_classes=max_classes,
+            distinct_names=not official,
         )
 
     @classmethod
-    # twin: __init__ above - checked takes the constructor's arguments, then its checks' (max_classes, distinct_names)
     def checked(
-        cls,
-        entries: Sequence[VocabularyEntry],
-        background: Optional[int] = None,
-        name: Optional[str] = None,
-        source: str = "",
-        max_classes: Optional[int] = None,
-        distinct_names: bool = True,
+        cls, *args: Any, max_classes: Optional[int] = None, distinct_names: bool = True, **kwargs: Any
     ) -> "Vocabulary":
-        """``Vocabulary(...)`` after the checks of :func:`validate_class_names` (names; ``distinct_names=False``
-        keeps names that repeat, as an official class file may) and distinct labels."""
+        """``Vocabulary(*args, **kwargs)`` (the constructor's arguments) after the checks of
+        :func:`validate_class_names` (names; ``distinct_names=False`` keeps names that repeat, as an official class
+        file may) and distinct labels."""
+        vocabulary = cls(*args, **kwargs)
+        entries = vocabulary.entries
         for i, entry in enumerate(entries, 1):  # counted from 1 in the messages, as a person counts
             if not isinstance(entry, VocabularyEntry):
                 raise TypeError(f"vocabulary entry #{i} is {type(entry).__name__}, expected VocabularyEntry")
@@ -302,7 +303,7 @@ class Vocabulary:
             if key in labels:
                 raise ValueError(f"classes {labels[key]} and {i} have the same label {entry.label!r}")
             labels[key] = i
-        return cls(entries, background, name, source)
+        return vocabulary
 
     @property
     def labels(self) -> List[str]:
