@@ -227,4 +227,4 @@ def test_ray_serve_bounds_the_queue_in_front_of_the_replica(tiny_bundle):
         deployment = build_app(tiny_bundle, VOCAB, max_batch_size=batch, max_queued=queued)._bound_deployment
         assert deployment.max_ongoing_requests == deployment.max_queued_requests == limit + RAY_HEADROOM
         assert (deployment.backpressure_config.status_code, deployment.backpressure_config.retry_after_s) == (503, 1)
-        assert deployment.init_args[-1] == queued  # the replica gets the same bound
+        assert deployment.init_kwargs["max_queued"] == queued  # the replica gets the same bound

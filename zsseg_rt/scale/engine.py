@@ -3,12 +3,11 @@ Ray-free (the workers call it inside Ray; nothing here imports Ray)."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
-__all__ = ["open_engine"]
+__all__ = ["open_engine", "checked_engine_options"]
 
 
-# twin (by shape): serve.py build_app - the replica's builder takes these Engine arguments and passes them on
 def open_engine(
     bundle: str,
     classes: Union[str, Sequence[str]],
@@ -41,3 +40,17 @@ def open_engine(
         prepare=None,  # one path from the first image to the last: nothing prepared behind a worker's back
     )
     return engine, limit
+
+
+def checked_engine_options(options: Dict[str, Any], caller: str, leave_out: Sequence[str] = ()) -> Dict[str, Any]:
+    """``options`` for :func:`open_engine` (its keywords after ``bundle`` and ``classes``, but ``leave_out``), checked
+    where a worker's builder is called, not in the worker: a keyword it does not take is refused (TypeError)."""
+    import inspect
+
+    taken = [name for name in list(inspect.signature(open_engine).parameters)[2:] if name not in leave_out]
+    unknown = [name for name in options if name not in taken]
+    if unknown:
+        raise TypeError(
+            f"{caller} got an unexpected keyword argument {unknown[0]!r} (the Engine's: {', '.join(taken)})"
+        )
+    return dict(options)

@@ -154,20 +154,19 @@ class SegmentationServer:
         self,
         bundle,
         classes,
-        backend="auto",
-        device="auto",
-        mode="exact",
+        *,
         max_batch_size=8,
         batch_wait_s=0.005,
-        max_pixels=None,
-        expected_digest=None,
         host=None,
         max_queued=None,
+        **engine_options,
     ):
         """``host``: the address the HTTP proxy listens on; a loopback one answers only requests addressed to a
         loopback name (DNS rebinding: ``zsseg_rt.stream.loopback``); None: no such check (a replica behind a proxy
         of its own). ``max_queued``: POST /segment requests this replica admits beyond one batch (None: twice
-        ``max_batch_size``); more at once get 503 with Retry-After (see :func:`in_flight_limit`)."""
+        ``max_batch_size``); more at once get 503 with Retry-After (see :func:`in_flight_limit`).
+        ``engine_options``: the replica's Engine's (:func:`zsseg_rt.scale.engine.open_engine`: ``backend``,
+        ``device``, ``mode``, ``max_pixels``, ``expected_digest``)."""
         from ray.serve.metrics import Counter, Histogram
 
         from zsseg_rt.image_io import max_encoded_bytes
@@ -177,7 +176,7 @@ class SegmentationServer:
 
         _keep_replica_grpc_on_node_address()
         self.host = host
-        self.engine, self.max_pixels = open_engine(bundle, classes, backend, device, mode, max_pixels, expected_digest)
+        self.engine, self.max_pixels = open_engine(bundle, classes, **engine_options)
         self.max_bytes = max_encoded_bytes(self.max_pixels)
         self.max_classes = self.engine.meta.max_classes
         self.default_classes = tuple(self.engine.class_names)
@@ -462,13 +461,10 @@ def build_app(
     cpus_per_replica: float = 1.0,
     max_batch_size: int = 8,
     batch_wait_s: float = 0.005,
-    backend: str = "auto",
-    device: str = "auto",
-    mode: str = "exact",
-    max_pixels: Optional[int] = None,
-    expected_digest: Optional[str] = None,
+    *,
     host: Optional[str] = None,
     max_queued: Optional[int] = None,
+    **engine_options: Any,
 ):
     """The Ray Serve application (deployment bound to its arguments), for ``serve.run``.
 
@@ -478,12 +474,14 @@ def build_app(
         replicas: Engine replicas (Ray places them on the cluster's nodes; the proxies spread requests).
         gpus_per_replica, cpus_per_replica: resources each replica reserves (0 GPUs: CPU replicas).
         max_batch_size, batch_wait_s: request batching (see the module docstring).
-        max_pixels: the pixel limit of a request (None: ``$ZSSEG_MAX_PIXELS`` of this process or 40 MP; 0: none);
-            the body limit follows from it (``image_io.max_encoded_bytes``).
-        expected_digest: the pinned bundle digest (``Engine(expected_digest=...)``).
         host: the HTTP proxy's listening address (a loopback one: only requests addressed to a loopback name).
         max_queued: POST /segment requests a replica admits beyond one batch (None: twice ``max_batch_size``); more
             at once get 503 with Retry-After (:func:`in_flight_limit`).
+        engine_options: each replica's Engine's, as :func:`zsseg_rt.scale.engine.open_engine` takes them (checked
+            here) and with its defaults: ``backend``, ``device``, ``mode``, ``max_pixels`` (the pixel limit of a
+            request; None: ``$ZSSEG_MAX_PIXELS`` of this process or 40 MP; 0: none; the body limit follows from it,
+            ``image_io.max_encoded_bytes``), ``expected_digest`` (the pinned bundle digest); not ``precision``
+            (replicas run their backend's default precision, as ``zsseg serve`` has no ``--precision``).
     Returns:
         a bound ``ray.serve`` application.
     """
@@ -491,6 +489,11 @@ def build_app(
 
     from zsseg_rt.image_io import max_pixels_limit
 
+    from .engine import checked_engine_options
+
+    options = checked_engine_options(engine_options, "build_app()", leave_out=("precision",))
+    # resolved here: the replica's environment may differ from this process's
+    options["max_pixels"] = max_pixels_limit(options.get("max_pixels"))
     limit = in_flight_limit(max_batch_size, max_queued)
     deployment: Any = serve.deployment(SegmentationServer)  # (mypy picks the decorator-factory overload)
     deployment = deployment.options(
@@ -503,15 +506,11 @@ def build_app(
     return deployment.bind(
         bundle,
         list(classes) if not isinstance(classes, str) else classes,
-        backend,
-        device,
-        mode,
-        max_batch_size,
-        batch_wait_s,
-        max_pixels_limit(max_pixels),  # resolved here: the replica's environment may differ from this process's
-        expected_digest,
-        host,
-        max_queued,
+        max_batch_size=max_batch_size,
+        batch_wait_s=batch_wait_s,
+        host=host,
+        max_queued=max_queued,
+        **options,
     )
 
 
