@@ -72,7 +72,7 @@ def measure(
     except Exception as exc:  # noqa: BLE001 - reported, not hidden: the outcome is part of the measurement
         outcome = f"{type(exc).__name__}: {exc}"
     peak = peak_rss_bytes()
-    # twin (by shape only): zsseg_rt/eval/parallel.py evaluate_parallel - a dict of named fields, each its own
+    # twin (by shape only): python_tests/train/conftest.py zegclip_fp32_learning - a dict of named fields, each its own
     return dict(
         shape=shape,
         classes=classes,
