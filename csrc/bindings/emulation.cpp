@@ -124,15 +124,24 @@ void register_emulation(py::module_& m) {
       "memory that the host has not synchronised with (a 'race' report); untracked memory is ignored.");
   e.def(
       "launch_faulting_kernel",
-      [](std::int64_t stream) {
+      [](std::int64_t stream, bool ran_first) {
         zs_emu::launch_named("faulting_kernel", &faulting_kernel, dim3(1), dim3(1), to_stream(stream), 0);
-        const cudaError_t status = cudaGetLastError();
+        if (ran_first) {  // the order a loaded machine may give: the stream's worker faults before the check below
+          py::gil_scoped_release release;
+          zs_emu::settle();
+        }
+        // The launch's own error only: the fault is the kernel's, and its stream's worker may already have run it
+        // (the sticky error set before this line), as a GPU may fault before cudaGetLastError is called.
+        const cudaError_t status = zs_emu::last_error();
+        zs_emu::last_error() = cudaSuccess;
         if (status != cudaSuccess)
           throw std::runtime_error(std::string("launch_faulting_kernel: ") + cudaGetErrorString(status));
       },
-      py::arg("stream"),
+      py::arg("stream"), py::arg("ran_first") = false,
       "Enqueue a kernel that throws when it runs (a device fault): a 'kernel-error' report, and "
-      "cudaErrorLaunchFailure from every later synchronisation and launch until reset_device_error().");
+      "cudaErrorLaunchFailure from every later synchronisation and launch until reset_device_error(). Raises only "
+      "for an error of the launch itself, never for the fault, whenever the stream runs it (ran_first=True: the "
+      "kernel has run before the launch's error is read).");
   e.def(
       "device_error",
       [] {

@@ -104,14 +104,17 @@ def test_unordered_writers_in_two_nodes_of_one_captured_graph_are_reported(order
         assert "(node 0) and 'cudaMemsetAsync' (node 1) both write" in reports[0][1], reports
 
 
-def test_a_kernel_fault_is_a_sticky_error_the_host_sees():
+@pytest.mark.parametrize("ran_first", [False, True], ids=["launch-then-fault", "fault-before-the-check"])
+def test_a_kernel_fault_is_a_sticky_error_the_host_sees(ran_first):
     """A kernel that throws (the emulation's device fault) is reported as a kernel-error, and the next
-    synchronisation raises, on any stream, as do later launches, until the device is reset."""
+    synchronisation raises, on any stream, as do later launches, until the device is reset. The launch itself
+    succeeds whether or not the stream's worker has already run the kernel when the launch's error is read (a CI run
+    on a loaded machine once saw the fault there: "launch_faulting_kernel: unspecified launch failure")."""
     t, emu = cuda_testing(), cuda_emulation()
     s1, s2 = Stream(), Stream()
     x = device(np.ones((1, 2, 4, 4), np.float32))
     try:
-        emu.launch_faulting_kernel(int(s1))
+        emu.launch_faulting_kernel(int(s1), ran_first=ran_first)
         with pytest.raises(RuntimeError, match="cudaStreamSynchronize: unspecified launch failure"):
             t.stream_synchronize(int(s1))
         with pytest.raises(RuntimeError, match="unspecified launch failure"):
