@@ -73,6 +73,30 @@ TEST(EmulationLayer, DivergentSyncthreadsAborts) {
       "divergent barrier");
 }
 
+// A warp that skips the barrier the others wait at (each warp on a host thread of its own in the concurrent
+// schedule, all of a block's threads on one in the serial ones): found in every schedule.
+__global__ void warp_skips_the_barrier(int* unused) {
+  if (threadIdx.x >= 32) return;
+  __syncthreads();
+  unused[threadIdx.x] = 1;
+}
+
+TEST(EmulationLayer, AWarpSkippingABarrierAbortsInEverySchedule) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  std::vector<int> unused(96, 0);
+  for (zs_emu::BlockSchedule schedule : {zs_emu::BlockSchedule::kConcurrent, zs_emu::BlockSchedule::kSerialForward,
+                                         zs_emu::BlockSchedule::kSerialReverse}) {
+    EXPECT_DEATH(
+        {
+          zs_emu::BlockScheduleScope scope(schedule);
+          ZS_LAUNCH(warp_skips_the_barrier, dim3(1), dim3(96), nullptr, unused.data());
+          cudaDeviceSynchronize();
+        },
+        "divergent barrier in block: '(__syncthreads\\(\\)|end of kernel)' and '(__syncthreads\\(\\)|end of kernel)'")
+        << static_cast<int>(schedule);
+  }
+}
+
 TEST(EmulationLayer, HalfRoundsToNearestEven) {
   EXPECT_EQ(__half2float(__float2half_rn(1.0f + 1.0f / 2048.0f)), 1.0f);                   // tie -> even (1.0)
   EXPECT_EQ(__half2float(__float2half_rn(1.0f + 3.0f / 2048.0f)), 1.0f + 2.0f / 1024.0f);  // tie -> even

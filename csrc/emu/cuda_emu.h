@@ -4,14 +4,15 @@
 // What it models:
 // * __global__ / __device__ / __host__ / __forceinline__ / __launch_bounds__ are plain host functions.
 // * A launch (ZS_LAUNCH in csrc/cuda/launch.cuh) runs the blocks of the grid one after another; the threads of
-//   a block are real host threads (one std::thread per CUDA thread), so __syncthreads() is a real barrier and a
-//   data race or a missing barrier shows up as a wrong result (or a sanitizer report). Every barrier arrival is
-//   checked: threads of one block reaching different barriers (one at __syncthreads, another at the end of the
-//   kernel) abort with a message -- divergent __syncthreads is undefined behaviour on a GPU. Under a serial
+//   a block are fibers, each warp's on its own host thread (cuda_emu_block.h), so __syncthreads() is a real
+//   barrier between the warps and a data race or a missing barrier shows up as a wrong result (or a sanitizer
+//   report). Every barrier arrival is checked: threads of one block reaching different barriers (one at
+//   __syncthreads, another at the end of the kernel) abort with a message -- divergent __syncthreads is undefined
+//   behaviour on a GPU. Under a serial
 //   schedule (cuda_emu_block.h: BlockScheduleScope) the threads run one at a time between barriers, in thread
 //   order or in reverse: deterministic, so a missing barrier gives a result that depends on the order.
 // * __shfl_xor_sync of full warps exchanges the lanes' values (cuda_emu_block.h).
-// * blockIdx / threadIdx / blockDim / gridDim are thread-local.
+// * blockIdx / threadIdx / blockDim / gridDim are thread-local, set for each fiber when it runs.
 // * __shared__ variables are function-local statics: one instance, used by one block at a time (blocks do not
 //   overlap), so it behaves as per-block shared memory.
 // * The launch configuration is checked as the driver does (block <= 1024 threads, grid.y/z <= 65535, no zero
@@ -129,46 +130,62 @@ inline BlockBarrier*& current_barrier() {
 constexpr const char* kSyncthreadsSite = "__syncthreads()";
 constexpr const char* kKernelEndSite = "end of kernel";
 
-// Runs `body` for every thread of every block: blocks in order, the threads of a block concurrently. Returns what
-// an exception thrown by the body said ("" when none was thrown).
+// Runs `body` for every thread of every block: blocks in order, the threads of a block on fibers (cuda_emu_block.h:
+// each warp on its own host thread, or one thread at a time under a serial schedule). Returns what an exception
+// thrown by the body said ("" when none was thrown).
+template <class Body>
+struct GridRun {
+  dim3 grid, block;
+  const Body* body;
+  BlockBarrier* barrier;
+  std::vector<dim3> block_of;  // each thread's blockIdx while it is switched out (blockIdx is per host thread)
+  std::mutex error_mutex;
+  std::string error;
+
+  static void lane_main(void* arg, unsigned int t) {
+    GridRun& run = *static_cast<GridRun*>(arg);
+    const dim3 grid_ = run.grid;
+    for (unsigned int bz = 0; bz < grid_.z; ++bz) {
+      for (unsigned int by = 0; by < grid_.y; ++by) {
+        for (unsigned int bx = 0; bx < grid_.x; ++bx) {
+          blockIdx = dim3(bx, by, bz);
+          try {
+            (*run.body)();
+          } catch (const std::exception& e) {
+            std::lock_guard<std::mutex> lock(run.error_mutex);
+            run.error = e.what();
+          } catch (...) {
+            std::lock_guard<std::mutex> lock(run.error_mutex);
+            run.error = "an exception that is not a std::exception";
+          }
+          run.barrier->arrive_and_wait(t, kKernelEndSite);  // shared memory is reused by the next block
+        }
+      }
+    }
+  }
+  static void on_switch(void* arg, unsigned int t, bool resume) {
+    GridRun& run = *static_cast<GridRun*>(arg);
+    if (!resume) {
+      run.block_of[t] = blockIdx;
+      return;
+    }
+    const dim3 b = run.block;
+    threadIdx = dim3(t % b.x, (t / b.x) % b.y, t / (b.x * b.y));
+    blockIdx = run.block_of[t];
+    blockDim = b;
+    gridDim = run.grid;
+    current_barrier() = run.barrier;
+  }
+};
+
 template <class Body>
 std::string run_grid(dim3 grid, dim3 block, const Body& body) {
   const unsigned int threads = block.x * block.y * block.z;
   BlockBarrier barrier(threads, block_schedule());
-  std::vector<std::thread> workers;
-  workers.reserve(threads);
-  std::mutex error_mutex;
-  std::string error;
-  for (unsigned int t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      threadIdx = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
-      blockDim = block;
-      gridDim = grid;
-      current_barrier() = &barrier;
-      barrier.begin(t);
-      for (unsigned int bz = 0; bz < grid.z; ++bz) {
-        for (unsigned int by = 0; by < grid.y; ++by) {
-          for (unsigned int bx = 0; bx < grid.x; ++bx) {
-            blockIdx = dim3(bx, by, bz);
-            try {
-              body();
-            } catch (const std::exception& e) {
-              std::lock_guard<std::mutex> lock(error_mutex);
-              error = e.what();
-            } catch (...) {
-              std::lock_guard<std::mutex> lock(error_mutex);
-              error = "an exception that is not a std::exception";
-            }
-            barrier.arrive_and_wait(t, kKernelEndSite);  // shared memory is reused by the next block
-          }
-        }
-      }
-      barrier.finish(t);
-      current_barrier() = nullptr;
-    });
-  }
-  for (std::thread& w : workers) w.join();
-  return error;
+  GridRun<Body> run{grid, block, &body, &barrier, std::vector<dim3>(threads, dim3(0, 0, 0)), {}, {}};
+  barrier.run(&GridRun<Body>::lane_main, &GridRun<Body>::on_switch, &run);
+  current_barrier() = nullptr;
+  return run.error;
 }
 
 inline bool valid_configuration(dim3 grid, dim3 block) {
