@@ -33,15 +33,8 @@
 #include <thread>
 #include <vector>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ZS_EMU_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ZS_EMU_ASAN 1
-#endif
-#endif
+#include "cuda_emu_types.h"  // ZS_EMU_ASAN, ZS_EMU_UNPOISON
 #ifdef ZS_EMU_ASAN
-#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -105,10 +98,8 @@ inline FiberStack acquire_stack() {
   return s;
 }
 inline void release_stack(const FiberStack& s) {
-#ifdef ZS_EMU_ASAN
   // a finished fiber leaves its last frames' redzones poisoned: the next fiber on this stack starts clean
-  ASAN_UNPOISON_MEMORY_REGION(s.bottom(), s.size);
-#endif
+  ZS_EMU_UNPOISON(s.bottom(), s.size);
   std::lock_guard<std::mutex> lock(stack_pool_mutex());
   stack_pool().push_back(s);
 }

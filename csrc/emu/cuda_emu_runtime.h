@@ -92,22 +92,6 @@
 #include "cuda_emu_api_calls.h"
 #include "cuda_emu_types.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ZS_EMU_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ZS_EMU_ASAN 1
-#endif
-#endif
-#if defined(ZS_EMU_ASAN)
-#include <sanitizer/asan_interface.h>
-#define ZS_EMU_POISON(addr, size) ASAN_POISON_MEMORY_REGION(addr, size)
-#define ZS_EMU_UNPOISON(addr, size) ASAN_UNPOISON_MEMORY_REGION(addr, size)
-#else
-#define ZS_EMU_POISON(addr, size) ((void)(addr), (void)(size))
-#define ZS_EMU_UNPOISON(addr, size) ((void)(addr), (void)(size))
-#endif
-
 // twins (by shape): these enums and cudaError_t in cuda_emu_types.h - CUDA's runtime enums as cuda_runtime_api.h
 // spells them
 enum cudaDeviceAttr : int {

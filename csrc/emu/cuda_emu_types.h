@@ -4,6 +4,23 @@
 #include <cstddef>
 #include <cstdint>
 
+// ---- AddressSanitizer: pool memory is poisoned while free; fibers' stacks are announced (cuda_emu_block.h) ----
+#if defined(__SANITIZE_ADDRESS__)
+#define ZS_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ZS_EMU_ASAN 1
+#endif
+#endif
+#if defined(ZS_EMU_ASAN)
+#include <sanitizer/asan_interface.h>
+#define ZS_EMU_POISON(addr, size) ASAN_POISON_MEMORY_REGION(addr, size)
+#define ZS_EMU_UNPOISON(addr, size) ASAN_UNPOISON_MEMORY_REGION(addr, size)
+#else
+#define ZS_EMU_POISON(addr, size) ((void)(addr), (void)(size))
+#define ZS_EMU_UNPOISON(addr, size) ((void)(addr), (void)(size))
+#endif
+
 // ---- runtime API subset ------------------------------------------------------------------------------------
 enum cudaError_t : int {
   cudaSuccess = 0,
