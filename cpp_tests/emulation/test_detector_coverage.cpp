@@ -224,9 +224,22 @@ TEST_F(DetectorCoverage, AHostReadOfMappedMemoryBeforeTheWriterIsSynchronisedIsA
 }
 
 // ---- a kernel that throws: a sticky device fault ---------------------------------------------------------------
-TEST_F(DetectorCoverage, AKernelThatThrowsIsReportedAndItsFaultIsSticky) {
-  ZS_LAUNCH(coverage::fault, dim3(1), dim3(1), a, 0);
-  ASSERT_EQ(cudaGetLastError(), cudaSuccess);  // the launch itself is fine: the fault comes when it runs
+// Both orders a machine may give: the stream's worker runs the kernel after the launch's check (held here until the
+// check is made), or before it (settled here before it; as a GPU may fault before cudaGetLastError is called, that
+// call then returns the fault: it is sticky).
+class KernelFault : public DetectorCoverage, public ::testing::WithParamInterface<bool> {};
+TEST_P(KernelFault, AKernelThatThrowsIsReportedAndItsFaultIsSticky) {
+  const bool ran_first = GetParam();
+  if (ran_first) {
+    ZS_LAUNCH(coverage::fault, dim3(1), dim3(1), a, 0);
+    zs_emu::settle();
+    EXPECT_EQ(zs_emu::last_error(), cudaSuccess);           // the launch's own error: the launch itself was fine
+    EXPECT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);  // the fault that already happened
+  } else {
+    zs_emu::StreamHold held(a);
+    ZS_LAUNCH(coverage::fault, dim3(1), dim3(1), a, 0);
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);  // the launch itself is fine: the fault comes when it runs
+  }
   EXPECT_EQ(cudaStreamSynchronize(a), cudaErrorLaunchFailure);
   EXPECT_EQ(cudaStreamSynchronize(b), cudaErrorLaunchFailure);  // the whole device, not the stream
   EXPECT_EQ(cudaDeviceSynchronize(), cudaErrorLaunchFailure);
@@ -248,6 +261,8 @@ TEST_F(DetectorCoverage, AKernelThatThrowsIsReportedAndItsFaultIsSticky) {
   ASSERT_EQ(cudaStreamSynchronize(b), cudaSuccess);
   EXPECT_EQ(x[0], 9.0f);
 }
+INSTANTIATE_TEST_SUITE_P(Orders, KernelFault, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "RanFirst" : "CheckedFirst"; });
 
 // ---- the library's mutation hooks ------------------------------------------------------------------------------
 TEST_F(DetectorCoverage, TheLibrarysMutationHooksFollowTheEmulatorsMutations) {
