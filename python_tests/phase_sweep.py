@@ -224,8 +224,10 @@ def signal_at_phase(argv: List[str], phase: str, sig: int, ray: bool = False, re
             os.kill(proc.pid, sig)  # the driver (a worker that says it waits is not the one a user signals)
             if phase == "ray:get":  # the call the driver waits in returns once the driver's handler has run there
                 handled = _accept(listener, proc, 240)
-                if handled is not None:
-                    handled.close()
+                if handled is not None:  # read before it is closed: the handler's write must not meet a closed
+                    with handled:  # socket (its BrokenPipeError, raised inside ray.get, was a SystemError there)
+                        said = handled.makefile().readline().split()
+                        assert said and said[0] == "handled", said
                 connection.close()
             try:
                 code = proc.wait(timeout=240)
