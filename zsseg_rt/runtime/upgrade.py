@@ -58,10 +58,12 @@ PREPARE_ENV = "ZSSEG_AUTO_PREPARE"  # none | now | background: what prepare="aut
 PREPARE_LOG = "auto-prepare.log"  # beside the records: what a background preparation printed
 PREPARE_FAILED = "auto-prepare.failed.json"  # beside the records: why the last preparation failed, and its log
 PREPARER_MODULE = "zsseg_rt.prepare.auto"  # run as ``python -m``: the preparation side, one layer above the runtime
-# What preparing costs, from ViT-B/16 (image encoder 345 MB) on a 2-core AMD EPYC: 3 paths (ONNX Runtime int8,
-# OpenVINO bf16 and int8) took 11 min of wall time on both cores; the tiny test model a few seconds per path.
+# What preparing costs, from ViT-B/16 (image encoder 345 MB) on a 2-core AMD EPYC (AVX-512 VNNI and bf16), measured
+# at ba6927d with `/usr/bin/time python -m zsseg_rt.prepare.auto BUNDLE` on the demo's bundle: 3 paths (ONNX Runtime
+# int8, OpenVINO bf16 and int8) took 335 CPU-s (5.6 min; 202 s wall); the tiny test model a few seconds per path.
+# (The constants said 21 min for it before: 4x what it took.) A CPU without those instructions may take longer.
 CPU_MINUTES_PER_PATH = 0.1  # fixed part (open, compile, gate the photos)
-CPU_MINUTES_PER_MB = 0.02  # per MB of image encoder (quantise or compile it, run the gate's photos on both sides)
+CPU_MINUTES_PER_MB = 0.005  # per MB of image encoder (quantise or compile it, run the gate's photos on both sides)
 _said: Set[Tuple[str, str]] = set()  # (bundle, what): the once-per-process lines already said
 _children: "weakref.WeakSet[subprocess.Popen]" = weakref.WeakSet()  # running preparations (stopped at exit)
 
