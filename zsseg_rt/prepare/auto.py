@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from zsseg_rt.bundle import graph_files, load_meta
-from zsseg_rt.prepare.gate import EngineAccuracyError
+from zsseg_rt.prepare.gate import EngineAccuracyError, shared_reference
 from zsseg_rt.progress import stage_bar
 from zsseg_rt.runtime.backends.table import load_reference
 from zsseg_rt.runtime.precision_records import (
@@ -168,7 +168,8 @@ def prepare_and_keep(
     with preparation_lock(root):
         before = _folder_bytes(root)
         found, notes = cpu_candidates(meta, tuple(graph_files(meta.pipeline)), cache_dir)
-        results = _prepare_found(meta, found, cache_dir, threads, force)
+        with shared_reference():  # the paths' gates share the fp32 reference's outputs (computed once)
+            results = _prepare_found(meta, found, cache_dir, threads, force)
         results += [
             {"backend": note.split(":")[0], "precision": "", "status": "cannot", "speedup": None, "reason": note}
             for note in notes

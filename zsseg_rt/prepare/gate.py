@@ -18,9 +18,11 @@ failed is refused at load time unless it was explicitly accepted (``accept_below
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -325,6 +327,97 @@ def _by_window(chunks: Sequence[np.ndarray]) -> List[np.ndarray]:
     return [window for chunk in chunks for window in np.asarray(chunk)]
 
 
+class RememberingReference(Backend):
+    """The fp32 reference, remembering what it computed: a call with the same inputs (bytes, dtype and shape) as an
+    earlier one returns a copy of that call's outputs instead of running the graph again. The gates of one
+    preparation (one per path: ONNX Runtime int8, OpenVINO bf16 and int8) run the same random inputs and the same
+    photos' windows through the same reference, so each is computed once (:func:`shared_reference`). Inputs that
+    are not NumPy arrays run every time. ``computed``: the calls that ran the graphs."""
+
+    def __init__(self, inner: Backend):
+        self.inner, self.name = inner, getattr(inner, "name", "reference")
+        self._memo: Dict[str, Any] = {}
+        self.computed = 0
+
+    def __getattr__(self, name: str) -> Any:  # precision, runner attributes...: the reference's own
+        if name == "inner" or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def _call(self, role: str, run, *inputs):
+        key = _inputs_key(role, inputs)
+        if key is None:
+            self.computed += 1
+            return run(*inputs)
+        if key not in self._memo:
+            self.computed += 1
+            self._memo[key] = _copied(run(*inputs))
+        return _copied(self._memo[key])
+
+    def encode_image(self, images):
+        return self._call("image", self.inner.encode_image, images)
+
+    def head(self, text, features):
+        return self._call("head", self.inner.head, text, features)
+
+    def encode_text(self, tokens):
+        return self._call("text", self.inner.encode_text, tokens)
+
+
+def _inputs_key(role: str, inputs: Sequence[Any]) -> Optional[str]:
+    """A digest of ``inputs`` (arrays, or dicts of arrays: image features), or None where one is neither."""
+    digest = hashlib.sha256(role.encode())
+    arrays: List[Tuple[str, Any]] = []
+    for index, value in enumerate(inputs):
+        items = sorted(value.items()) if isinstance(value, dict) else [("", value)]
+        arrays += [(f"{index}:{name}", array) for name, array in items]
+    for name, array in arrays:
+        if not isinstance(array, np.ndarray):
+            return None
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _copied(outputs):
+    if isinstance(outputs, dict):
+        return {name: np.array(value, copy=True) for name, value in outputs.items()}
+    return np.array(outputs, copy=True)
+
+
+_shared: Optional[Dict[Tuple[str, int], RememberingReference]] = None  # open while a shared_reference block runs
+
+
+@contextlib.contextmanager
+def shared_reference() -> Iterator[None]:
+    """While in this block, :func:`gate_reference` returns one :class:`RememberingReference` per (bundle, threads):
+    the gates run in it (a preparation's paths, one after another) compute the reference's side once. Its memory
+    (the photos' windows' features and logits) is freed when the block ends. A nested block shares the outer one."""
+    global _shared
+    if _shared is not None:
+        yield
+        return
+    _shared = {}
+    try:
+        yield
+    finally:
+        _shared = None
+
+
+def gate_reference(meta: BundleMeta, threads: int = 0) -> Backend:
+    """The fp32 reference of an accuracy gate on a windowed bundle: ONNX Runtime on the CPU (``open_reference``),
+    shared and remembering inside a :func:`shared_reference` block, a new one elsewhere."""
+    from zsseg_rt.runtime.backends import open_reference
+
+    if _shared is None:
+        return open_reference(meta, threads)
+    key = (os.path.realpath(meta.path), int(threads))
+    if key not in _shared:
+        _shared[key] = RememberingReference(open_reference(meta, threads))
+    return _shared[key]
+
+
 class MixedBackend(Backend):
     """The candidate's graphs where engines were built (``roles``), the reference's elsewhere. When the image encoder
     and the head are both the candidate's, it also offers the candidate's device executor (so the gate's Engine
@@ -358,8 +451,11 @@ __all__ = [
     "MIN_LABEL_AGREEMENT",
     "MixedBackend",
     "PhotoTally",
+    "RememberingReference",
     "compare_photos",
     "decide",
+    "gate_reference",
     "random_input_errors",
     "run_accuracy_gate",
+    "shared_reference",
 ]

@@ -172,11 +172,11 @@ def prepare_onnxruntime_precision(
 
 def _gate(meta, precision: str, artefact: Optional[str], threads: int, accept_below_gate: bool, images) -> Dict:
     """The accuracy gate of the reduced-precision image encoder against the bundle's fp32 graphs."""
-    from zsseg_rt.prepare.gate import run_accuracy_gate
-    from zsseg_rt.runtime.backends import open_backend, open_reference
+    from zsseg_rt.prepare.gate import gate_reference, run_accuracy_gate
+    from zsseg_rt.runtime.backends import open_backend
     from zsseg_rt.runtime.backends.onnxruntime.precision import NAME, bf16_recipe
 
-    reference = open_reference(meta, threads)
+    reference = gate_reference(meta, threads)
     options = dict(bf16_recipe()["session_config"]) if precision == "bf16" else {}  # type: ignore[call-overload]
     candidate = open_backend(meta, NAME, threads=threads, image_encoder=artefact, image_config=options)
     candidate.precision = precision

@@ -72,8 +72,8 @@ def prepare_openvino_precision(
         ValueError (precision impossible here), EngineAccuracyError (the gate failed, not accepted; the record is
         written, marked refused).
     """
-    from zsseg_rt.prepare.gate import run_accuracy_gate
-    from zsseg_rt.runtime.backends import open_backend, open_reference
+    from zsseg_rt.prepare.gate import gate_reference, run_accuracy_gate
+    from zsseg_rt.runtime.backends import open_backend
 
     if precision in ("fp32", "auto"):
         raise ValueError(
@@ -94,7 +94,7 @@ def prepare_openvino_precision(
         candidate = open_backend(
             meta, NAME, precision=precision, threads=threads, cache_dir=cache_dir, gated=False, image_model=artefact
         )
-        reference = open_reference(meta, threads)
+        reference = gate_reference(meta, threads)
         report = run_accuracy_gate(
             meta,
             candidate,
