@@ -8,6 +8,8 @@
 # with LD_PRELOAD="$(bash tools/build_emulated.sh --preload)" ASAN_OPTIONS=detect_leaks=0 (CPython's own
 # allocations at exit are not leaks of ours; use-after-free, overflows and UB are all still reported).
 # The module goes to zsseg_rt/ (next to _C), where `import zsseg_rt._C_emulated` finds it.
+#   --tests   also the kernels' GoogleTest suite (cpp_tests/emulation: ctest --test-dir BUILD), in the same build:
+#             the kernels and the CPU code are one object library that both link (compiled once; tools/run_tests.sh)
 #   ZSSEG_VENV  the venv with pybind11 and cmake (default .venv)   ZSSEG_EMU_BUILD  build dir (default build-emu-py)
 #   ZSSEG_EMU_GLUE_FLAGS  flags of the binding layer's own files (default -O0: under ASan + UBSan they compile in two
 #               thirds of -O1's time; the kernels and the CPU code they run stay at -O1; empty: -O1 everywhere)
@@ -19,6 +21,8 @@ if [ "${1:-}" = "--preload" ]; then
   echo "$("$CXX_BIN" -print-file-name=libasan.so) $("$CXX_BIN" -print-file-name=libstdc++.so)"
   exit 0
 fi
+TESTS=OFF TARGETS=(_C_emulated)
+if [ "${1:-}" = "--tests" ]; then TESTS=ON TARGETS+=(zsseg_cuda_emulation_tests); fi
 BUILD="${ZSSEG_EMU_BUILD:-$ROOT/build-emu-py}"
 FLAGS="-O1 -g1"  # line tables: symbolised ASan reports at a fraction of -g's compile time
 if [ "${ZSSEG_EMU_SANITIZE:-1}" = 1 ]; then
@@ -26,11 +30,11 @@ if [ "${ZSSEG_EMU_SANITIZE:-1}" = 1 ]; then
 fi
 LOG="$(mktemp)"
 "$VENV/bin/cmake" -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_MAKE_PROGRAM="$VENV/bin/ninja" -DCMAKE_CXX_COMPILER="$CXX_BIN" \
-  -DZS_WITH_CUDA=OFF -DZS_BUILD_PYTHON=OFF -DZS_BUILD_TESTS=OFF -DZS_BUILD_EMULATED_PYTHON=ON -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF \
+  -DZS_WITH_CUDA=OFF -DZS_BUILD_PYTHON=OFF -DZS_BUILD_TESTS=OFF -DZS_BUILD_EMULATED_PYTHON=ON -DZS_BUILD_CUDA_EMULATION_TESTS=$TESTS -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF \
   -DCMAKE_BUILD_TYPE=None "-DCMAKE_CXX_FLAGS=$FLAGS -DZS_NO_CPU_CLONES" "-DZS_EMU_GLUE_FLAGS=${ZSSEG_EMU_GLUE_FLAGS--O0}" \
   -DPython_EXECUTABLE="$VENV/bin/python" -Dpybind11_DIR="$("$VENV/bin/python" -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
   >"$LOG" 2>&1 || { cat "$LOG"; exit 1; }
-"$VENV/bin/cmake" --build "$BUILD" --target _C_emulated -j"${ZSSEG_BUILD_JOBS:-2}" >>"$LOG" 2>&1 || { tail -60 "$LOG"; exit 1; }
+"$VENV/bin/cmake" --build "$BUILD" --target "${TARGETS[@]}" -j"${ZSSEG_BUILD_JOBS:-2}" >>"$LOG" 2>&1 || { tail -60 "$LOG"; exit 1; }
 rm -f "$LOG"
 rm -f "$ROOT"/zsseg_rt/_C_emulated*.so
 cp "$BUILD"/_C_emulated*.so "$ROOT/zsseg_rt/"

@@ -152,14 +152,13 @@ cpp_tests() {  # build/tests: as deep as pip's build/<wheel tag>, so the relativ
 # events, exports, capture, the device pipeline) on emulated device memory, both under ASan + UBSan at -O1 with line
 # tables (-g1: symbolised reports; RelWithDebInfo's -O2 -g took 190 s against 111 s to build here, and the tests ran
 # no faster; the GoogleTest files and the binding layer, glue that runs little, at -O0: a third less compile time,
-# every check the same). Both are built first, then the kernels' ctest runs alongside the Python tests. For the
+# every check the same). One build (tools/build_emulated.sh --tests): the kernels and the CPU code they are checked
+# against are compiled once, into an object library that the module and the ctest suite both link (two builds
+# compiled them twice: ~125 of ~520 CPU-s), then the kernels' ctest runs alongside the Python tests. For the
 # Python tests ASan's runtime (and libstdc++, for its __cxa_throw interceptor) must be loaded first; detect_leaks=0 there because
 # CPython's own allocations at exit are not leaks of ours (every other check stays on).
 emulation() {
-  cmake_build build-emu-asan -DZS_WITH_CUDA=OFF -DZS_BUILD_PYTHON=OFF -DZS_BUILD_TESTS=OFF \
-    -DZS_BUILD_CUDA_EMULATION_TESTS=ON -DCMAKE_BUILD_TYPE=None -DZS_EMU_GLUE_FLAGS=-O0 \
-    "-DCMAKE_CXX_FLAGS=-O1 -g1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-  bash "$ROOT/tools/build_emulated.sh"
+  ZSSEG_EMU_BUILD="$ROOT/build-emu-asan" ZSSEG_BUILD_JOBS="$(nproc)" bash "$ROOT/tools/build_emulated.sh" --tests
   local rc=0
   alongside "CUDA kernels on the host (csrc/emu, ctest)" env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     bash "$ROOT/tools/quiet_ctest.sh" "$VENV/bin/ctest" --test-dir build-emu-asan --output-on-failure -j"$(nproc)"
