@@ -17,32 +17,22 @@
 
 namespace zsseg {
 
-inline CudaStatus bias_check_cuda_emulated(const BiasCheckParams& params, Stream stream) {
-  return bias_check_cuda(params, stream);
-}
-inline CudaStatus pamr_cuda_emulated(const PamrParams& params, Stream stream) {
-  return pamr_cuda(params, stream);
-}
-inline CudaStatus preprocess_cuda_emulated(const PreprocessParams& params, Stream stream) {
-  return preprocess_cuda(params, stream);
-}
-inline CudaStatus relation_descriptor_cuda_emulated(const RelationDescriptorParams& params, Stream stream) {
-  return relation_descriptor_cuda(params, stream);
-}
-inline CudaStatus segment_cuda_emulated(const SegmentParams& params, Stream stream) {
-  return segment_cuda(params, stream);
-}
-inline CudaStatus segment_windows_cuda_emulated(const SegmentWindowsParams& params, Stream stream) {
-  return segment_windows_cuda(params, stream);
-}
-inline CudaStatus similarity_cuda_emulated(const SimilarityParams& params, Stream stream) {
-  return similarity_cuda(params, stream);
-}
-inline CudaStatus upsample_cuda_emulated(const UpsampleParams& params, Stream stream) {
-  return upsample_cuda(params, stream);
-}
-inline CudaStatus warp_cuda_emulated(const WarpParams& params, Stream stream) {
-  return warp_cuda(params, stream);
-}
+// NAME_emulated(params, stream) is NAME(params, stream): the launcher of the emulated build.
+#define ZS_EMULATED_LAUNCHER(NAME, PARAMS)                                 \
+  inline CudaStatus NAME##_emulated(const PARAMS& params, Stream stream) { \
+    return NAME(params, stream);                                           \
+  }
+
+ZS_EMULATED_LAUNCHER(bias_check_cuda, BiasCheckParams)
+ZS_EMULATED_LAUNCHER(pamr_cuda, PamrParams)
+ZS_EMULATED_LAUNCHER(preprocess_cuda, PreprocessParams)
+ZS_EMULATED_LAUNCHER(relation_descriptor_cuda, RelationDescriptorParams)
+ZS_EMULATED_LAUNCHER(segment_cuda, SegmentParams)
+ZS_EMULATED_LAUNCHER(segment_windows_cuda, SegmentWindowsParams)
+ZS_EMULATED_LAUNCHER(similarity_cuda, SimilarityParams)
+ZS_EMULATED_LAUNCHER(upsample_cuda, UpsampleParams)
+ZS_EMULATED_LAUNCHER(warp_cuda, WarpParams)
+
+#undef ZS_EMULATED_LAUNCHER
 
 }  // namespace zsseg
