@@ -206,6 +206,7 @@ def verify_zeroseg_bundle(
     from zsseg_rt import pipeline
     from zsseg_rt.bundle import GRAPH_FILES, Files, load_meta
     from zsseg_rt.export.numeric_bounds import BOUND_MODEL, fp32_error_case
+    from zsseg_rt.export.ort_jobs import cpu_session
     from zsseg_rt.export.verify import float64_twin
     from zsseg_rt.image_io import read_image_bgr
     from zsseg_rt.runtime.engine import Engine
@@ -214,10 +215,7 @@ def verify_zeroseg_bundle(
     model.eval()
     meta = load_meta(bundle_dir)
     rng = np.random.default_rng(seed)
-    sess = {
-        role: ort.InferenceSession(meta.file(name), providers=["CPUExecutionProvider"])
-        for role, name in GRAPH_FILES.items()
-    }
+    sess = {role: cpu_session(meta.file(name)) for role, name in GRAPH_FILES.items()}
     cases: List[Dict[str, Any]] = []
     names = list(meta.training_class_names)[: min(meta.max_classes, 20)] or ["object"]
     tokenizer = ClipTokenizer(meta.file(Files.TOKENIZER), meta.context_length)
@@ -332,12 +330,11 @@ def verify_zeroseg_onnx(path: Union[str, os.PathLike], model, seed: int = 0) -> 
     error model of :mod:`zsseg_rt.export.numeric_bounds`: within 8x PyTorch's own fp32 error), and the fraction
     of patches whose arg-max segment differs; raises ``RuntimeError`` when a bound is exceeded. Returns, per
     output, the largest error against float64 and its bound (``<name>_bound``), and the flip fraction."""
-    import onnxruntime as ort
-
     from zsseg_rt.export.numeric_bounds import BOUND_MODEL, fp32_error_case
+    from zsseg_rt.export.ort_jobs import cpu_session
     from zsseg_rt.export.verify import as_float64, float64_twin
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = cpu_session(str(path))
     twin = float64_twin(model)
     size = model.config.image_size
     rng = np.random.default_rng(seed)
