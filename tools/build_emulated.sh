@@ -13,6 +13,9 @@
 #   ZSSEG_VENV  the venv with pybind11 and cmake (default .venv)   ZSSEG_EMU_BUILD  build dir (default build-emu-py)
 #   ZSSEG_EMU_GLUE_FLAGS  flags of the binding layer's own files (default -O0: under ASan + UBSan they compile in two
 #               thirds of -O1's time; the kernels and the CPU code they run stay at -O1; empty: -O1 everywhere)
+#   ZSSEG_EMU_UNITY_BATCH  the glue (the binding files, the emulation GoogleTest files) as unity sources of this many
+#               files each (default 7: pybind11's and GoogleTest's headers and templates compiled once per batch, the
+#               module's build 244 -> 135 CPU-s here; 0: one file per translation unit, for editing one binding file)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ZSSEG_VENV:-$ROOT/.venv}"
@@ -31,7 +34,7 @@ fi
 LOG="$(mktemp)"
 "$VENV/bin/cmake" -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_MAKE_PROGRAM="$VENV/bin/ninja" -DCMAKE_CXX_COMPILER="$CXX_BIN" \
   -DZS_WITH_CUDA=OFF -DZS_BUILD_PYTHON=OFF -DZS_BUILD_TESTS=OFF -DZS_BUILD_EMULATED_PYTHON=ON -DZS_BUILD_CUDA_EMULATION_TESTS=$TESTS -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF \
-  -DCMAKE_BUILD_TYPE=None "-DCMAKE_CXX_FLAGS=$FLAGS -DZS_NO_CPU_CLONES" "-DZS_EMU_GLUE_FLAGS=${ZSSEG_EMU_GLUE_FLAGS--O0}" \
+  -DCMAKE_BUILD_TYPE=None "-DCMAKE_CXX_FLAGS=$FLAGS -DZS_NO_CPU_CLONES" "-DZS_EMU_GLUE_FLAGS=${ZSSEG_EMU_GLUE_FLAGS--O0}" -DZS_EMU_UNITY_BATCH="${ZSSEG_EMU_UNITY_BATCH:-7}" \
   -DPython_EXECUTABLE="$VENV/bin/python" -Dpybind11_DIR="$("$VENV/bin/python" -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
   >"$LOG" 2>&1 || { cat "$LOG"; exit 1; }
 "$VENV/bin/cmake" --build "$BUILD" --target "${TARGETS[@]}" -j"${ZSSEG_BUILD_JOBS:-2}" >>"$LOG" 2>&1 || { tail -60 "$LOG"; exit 1; }

@@ -60,7 +60,7 @@ __global__ void fault(int /*unused*/) {
 
 namespace {
 
-using coverage::kN;
+constexpr int kCoverageN = coverage::kN;  // its own name: the glue compiles as unity sources (CMakeLists.txt)
 
 class DetectorCoverage : public ::testing::Test {
  protected:
@@ -69,10 +69,10 @@ class DetectorCoverage : public ::testing::Test {
     zs_emu::set_mutations(0);
     ASSERT_EQ(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking), cudaSuccess);
     ASSERT_EQ(cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&x), sizeof(float) * kN), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&y), sizeof(float) * kN), cudaSuccess);
-    std::memset(x, 0, sizeof(float) * kN);
-    std::memset(y, 0, sizeof(float) * kN);
+    ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&x), sizeof(float) * kCoverageN), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&y), sizeof(float) * kCoverageN), cudaSuccess);
+    std::memset(x, 0, sizeof(float) * kCoverageN);
+    std::memset(y, 0, sizeof(float) * kCoverageN);
   }
   void TearDown() override {
     zs_emu::set_mutations(0);
@@ -105,9 +105,9 @@ class DetectorCoverage : public ::testing::Test {
 // ---- struct parameters --------------------------------------------------------------------------------------
 TEST_F(DetectorCoverage, AStructParametersPointersAreTrackedThroughItsOverload) {
   for (bool ordered : {false, true}) {
-    ZS_LAUNCH(coverage::copy_tracked, dim3(1), dim3(32), a, coverage::Tracked{x, y, kN});  // writes y
+    ZS_LAUNCH(coverage::copy_tracked, dim3(1), dim3(32), a, coverage::Tracked{x, y, kCoverageN});  // writes y
     if (ordered) order_b_after_a();
-    ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), b, y, kN, 2.0f);  // writes y too
+    ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), b, y, kCoverageN, 2.0f);  // writes y too
     ASSERT_EQ(cudaGetLastError(), cudaSuccess);
     cudaDeviceSynchronize();
     const auto reports = emu_test::take_reports();
@@ -121,7 +121,7 @@ TEST_F(DetectorCoverage, AStructParametersPointersAreTrackedThroughItsOverload) 
 }
 
 TEST_F(DetectorCoverage, AStructCarryingATrackedPointerWithoutAnOverloadIsReported) {
-  ZS_LAUNCH(coverage::fill_untracked, dim3(1), dim3(32), a, coverage::Untracked{kN, x});
+  ZS_LAUNCH(coverage::fill_untracked, dim3(1), dim3(32), a, coverage::Untracked{kCoverageN, x});
   ASSERT_EQ(cudaGetLastError(), cudaSuccess);
   cudaDeviceSynchronize();
   const auto reports = emu_test::take_reports();
@@ -131,10 +131,10 @@ TEST_F(DetectorCoverage, AStructCarryingATrackedPointerWithoutAnOverloadIsReport
 }
 
 TEST_F(DetectorCoverage, AStructWithoutPointersNeedsNoOverload) {
-  ZS_LAUNCH(coverage::fill_pointer_free, dim3(1), dim3(32), a, coverage::PointerFree{kN, 3.0f, 0.5}, x);
+  ZS_LAUNCH(coverage::fill_pointer_free, dim3(1), dim3(32), a, coverage::PointerFree{kCoverageN, 3.0f, 0.5}, x);
   ASSERT_EQ(cudaGetLastError(), cudaSuccess);
   ASSERT_EQ(cudaStreamSynchronize(a), cudaSuccess);
-  EXPECT_EQ(x[kN - 1], 3.0f);
+  EXPECT_EQ(x[kCoverageN - 1], 3.0f);
   EXPECT_TRUE(emu_test::take_reports().empty());
 }
 
@@ -148,13 +148,13 @@ TEST_F(DetectorCoverage, UnorderedWritersInTwoNodesOfOneGraphAreARaceAndOrderedO
     ASSERT_EQ(cudaStreamBeginCapture(a, cudaStreamCaptureModeGlobal), cudaSuccess);
     cudaEventRecord(fork, a);
     cudaStreamWaitEvent(b, fork, 0);  // b joins the capture: a fork
-    ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), a, x, kN, 3.0f);
+    ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), a, x, kCoverageN, 3.0f);
     if (ordered) {  // b's write after a's
       cudaEventRecord(middle, a);
       cudaStreamWaitEvent(b, middle, 0);
     }
-    ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), b, x, kN, 4.0f);
-    ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), b, y, kN, 5.0f);  // y: one writer, never a race
+    ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), b, x, kCoverageN, 4.0f);
+    ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), b, y, kCoverageN, 5.0f);  // y: one writer, never a race
     cudaEventRecord(join_back, b);
     cudaStreamWaitEvent(a, join_back, 0);  // joined back before the capture ends
     cudaGraph_t graph = nullptr;
@@ -183,15 +183,16 @@ TEST_F(DetectorCoverage, UnorderedWritersInTwoNodesOfOneGraphAreARaceAndOrderedO
 // ---- host accesses to page-locked memory ------------------------------------------------------------------------
 TEST_F(DetectorCoverage, AHostReadOfMappedMemoryBeforeTheWriterIsSynchronisedIsARace) {
   float* mapped = nullptr;
-  ASSERT_EQ(cudaHostAlloc(reinterpret_cast<void**>(&mapped), sizeof(float) * kN, cudaHostAllocMapped), cudaSuccess);
-  std::memset(mapped, 0, sizeof(float) * kN);
+  ASSERT_EQ(cudaHostAlloc(reinterpret_cast<void**>(&mapped), sizeof(float) * kCoverageN, cudaHostAllocMapped),
+            cudaSuccess);
+  std::memset(mapped, 0, sizeof(float) * kCoverageN);
   for (bool synchronised : {true, false}) {
     {
       zs_emu::StreamHold running(a);  // the kernel has not run when the host reads (the read comes first)
-      ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), a, mapped, kN, 7.0f);
+      ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), a, mapped, kCoverageN, 7.0f);
       if (synchronised) running.release();
       if (synchronised) ASSERT_EQ(cudaStreamSynchronize(a), cudaSuccess);
-      zs_emu::host_access(mapped, sizeof(float) * kN, false, "host read of the results");
+      zs_emu::host_access(mapped, sizeof(float) * kCoverageN, false, "host read of the results");
     }
     ASSERT_EQ(cudaStreamSynchronize(a), cudaSuccess);
     const auto reports = emu_test::take_reports();
@@ -203,21 +204,21 @@ TEST_F(DetectorCoverage, AHostReadOfMappedMemoryBeforeTheWriterIsSynchronisedIsA
     }
   }
   // the other order: the kernel ran, the host did not synchronise before it read
-  ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), a, mapped, kN, 8.0f);
+  ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), a, mapped, kCoverageN, 8.0f);
   zs_emu::settle();
-  zs_emu::host_access(mapped, sizeof(float) * kN, false, "host read of the results");
+  zs_emu::host_access(mapped, sizeof(float) * kCoverageN, false, "host read of the results");
   ASSERT_EQ(kinds(emu_test::take_reports()), std::vector<std::string>{"race"});
   ASSERT_EQ(cudaStreamSynchronize(a), cudaSuccess);
   // a host write of memory a pending copy reads: a race; work enqueued after the write is ordered after it
   {
     zs_emu::StreamHold running(a);
-    cudaMemcpyAsync(x, mapped, sizeof(float) * kN, cudaMemcpyHostToDevice, a);
-    zs_emu::host_access(mapped, sizeof(float) * kN, true, "host write of the next frame");
+    cudaMemcpyAsync(x, mapped, sizeof(float) * kCoverageN, cudaMemcpyHostToDevice, a);
+    zs_emu::host_access(mapped, sizeof(float) * kCoverageN, true, "host write of the next frame");
   }
   ASSERT_EQ(cudaStreamSynchronize(a), cudaSuccess);
   ASSERT_EQ(kinds(emu_test::take_reports()), std::vector<std::string>{"race"});
-  zs_emu::host_access(mapped, sizeof(float) * kN, true, "host write of the next frame");
-  cudaMemcpyAsync(x, mapped, sizeof(float) * kN, cudaMemcpyHostToDevice, a);
+  zs_emu::host_access(mapped, sizeof(float) * kCoverageN, true, "host write of the next frame");
+  cudaMemcpyAsync(x, mapped, sizeof(float) * kCoverageN, cudaMemcpyHostToDevice, a);
   ASSERT_EQ(cudaStreamSynchronize(a), cudaSuccess);
   EXPECT_TRUE(emu_test::take_reports().empty());
   cudaFreeHost(mapped);
@@ -245,9 +246,9 @@ TEST_P(KernelFault, AKernelThatThrowsIsReportedAndItsFaultIsSticky) {
   EXPECT_EQ(cudaDeviceSynchronize(), cudaErrorLaunchFailure);
   EXPECT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);
   EXPECT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);  // sticky: not cleared
-  ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), b, x, kN, 9.0f);
+  ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), b, x, kCoverageN, 9.0f);
   EXPECT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);  // a later launch fails and does not run
-  EXPECT_EQ(cudaMemsetAsync(x, 0, sizeof(float) * kN, b), cudaErrorLaunchFailure);
+  EXPECT_EQ(cudaMemsetAsync(x, 0, sizeof(float) * kCoverageN, b), cudaErrorLaunchFailure);
   const auto reports = emu_test::take_reports();
   ASSERT_EQ(kinds(reports), std::vector<std::string>{"kernel-error"});
   EXPECT_NE(reports[0].message.find("trap"), std::string::npos) << reports[0].message;
@@ -255,8 +256,8 @@ TEST_P(KernelFault, AKernelThatThrowsIsReportedAndItsFaultIsSticky) {
   EXPECT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);  // the memset's failure, this thread's last error
   zs_emu::reset_device_error();
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  EXPECT_EQ(cudaGetLastError(), cudaSuccess);                    // no longer sticky
-  ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), b, x, kN, 9.0f);  // after the reset, kernels run again
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);                            // no longer sticky
+  ZS_LAUNCH(coverage::fill, dim3(1), dim3(32), b, x, kCoverageN, 9.0f);  // after the reset, kernels run again
   ASSERT_EQ(cudaGetLastError(), cudaSuccess);
   ASSERT_EQ(cudaStreamSynchronize(b), cudaSuccess);
   EXPECT_EQ(x[0], 9.0f);

@@ -20,7 +20,7 @@ struct WarpCase {
 
 // Both kernels take the taps from the same per-pixel function and sum them in the same order; only FMA
 // contraction may differ: a few ulp of |values| <= 4.
-constexpr float kTolerance = 4e-6f;
+constexpr float kWarpTolerance = 4e-6f;
 
 TEST(WarpEmulated, MatchesCpu) {
   const std::vector<WarpCase> cases{{1, 1, 1, 1, 2.f}, {1, 3, 7, 9, 0.5f}, {2, 5, 13, 11, 4.f}, {1, 27, 9, 12, 50.f}};
@@ -45,7 +45,7 @@ TEST(WarpEmulated, MatchesCpu) {
         for (size_t i = 0; i < cpu.size(); ++i) {
           ASSERT_EQ(std::isnan(gpu[i]), std::isnan(cpu[i])) << "element " << i << " cap " << cap;
           if (!std::isnan(cpu[i])) {
-            ASSERT_NEAR(gpu[i], cpu[i], nearest ? 0.f : kTolerance) << "element " << i;
+            ASSERT_NEAR(gpu[i], cpu[i], nearest ? 0.f : kWarpTolerance) << "element " << i;
           }
         }
         EXPECT_TRUE(std::isnan(cpu[0]));
