@@ -9,10 +9,12 @@
 # allocations at exit are not leaks of ours; use-after-free, overflows and UB are all still reported).
 # The module goes to zsseg_rt/ (next to _C), where `import zsseg_rt._C_emulated` finds it.
 #   --tests   also the kernels' GoogleTest suite (cpp_tests/emulation: ctest --test-dir BUILD), in the same build:
-#             the kernels and the CPU code are one object library that both link (compiled once; tools/run_tests.sh)
+#             the kernels and the CPU code are object libraries that both link (compiled once; tools/run_tests.sh);
+#             without it an earlier build's test list is removed, so ctest runs no stale suite
 #   ZSSEG_VENV  the venv with pybind11 and cmake (default .venv)   ZSSEG_EMU_BUILD  build dir (default build-emu-py)
-#   ZSSEG_EMU_GLUE_FLAGS  flags of the binding layer's own files (default -O0: under ASan + UBSan they compile in two
-#               thirds of -O1's time; the kernels and the CPU code they run stay at -O1; empty: -O1 everywhere)
+#   ZSSEG_EMU_GLUE_FLAGS  flags of the glue: the binding files and, with --tests, the GoogleTest files (default
+#               -O0: under ASan + UBSan they compile in two thirds of -O1's time; the emulated kernels stay at -O1 and the CPU code at -O3 with its clones, as
+#               the real build compiles it; empty: the glue at -O1 too)
 #   ZSSEG_EMU_UNITY_BATCH  the glue (the binding files, the emulation GoogleTest files) as unity sources of this many
 #               files each (default 7: pybind11's and GoogleTest's headers and templates compiled once per batch, the
 #               module's build 244 -> 135 CPU-s here; 0: one file per translation unit, for editing one binding file)
@@ -31,14 +33,23 @@ FLAGS="-O1 -g1"  # line tables: symbolised ASan reports at a fraction of -g's co
 if [ "${ZSSEG_EMU_SANITIZE:-1}" = 1 ]; then
   FLAGS="$FLAGS -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 fi
+# A build folder configured otherwise (another compiler, or without this module: e.g. the ctest-only emulation build
+# an older tools/run_tests.sh made in build-emu-asan) would make CMake drop the options below: start it afresh.
+CACHED_CXX="$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)"
+if [ -f "$BUILD/CMakeCache.txt" ] && { ! grep -qx "ZS_BUILD_EMULATED_PYTHON:BOOL=ON" "$BUILD/CMakeCache.txt" \
+  || { [ "$CACHED_CXX" != "$CXX_BIN" ] && [ "$CACHED_CXX" != "$(command -v "$CXX_BIN")" ]; }; }; then
+  echo "[build_emulated] $BUILD was configured otherwise: configuring it afresh"
+  rm -rf "$BUILD"
+fi
 LOG="$(mktemp)"
 "$VENV/bin/cmake" -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_MAKE_PROGRAM="$VENV/bin/ninja" -DCMAKE_CXX_COMPILER="$CXX_BIN" \
   -DZS_WITH_CUDA=OFF -DZS_BUILD_PYTHON=OFF -DZS_BUILD_TESTS=OFF -DZS_BUILD_EMULATED_PYTHON=ON -DZS_BUILD_CUDA_EMULATION_TESTS=$TESTS -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF \
-  -DCMAKE_BUILD_TYPE=None "-DCMAKE_CXX_FLAGS=$FLAGS -DZS_NO_CPU_CLONES" "-DZS_EMU_GLUE_FLAGS=${ZSSEG_EMU_GLUE_FLAGS--O0}" -DZS_EMU_UNITY_BATCH="${ZSSEG_EMU_UNITY_BATCH:-7}" \
+  -DCMAKE_BUILD_TYPE=None "-DCMAKE_CXX_FLAGS=$FLAGS" "-DZS_EMU_GLUE_FLAGS=${ZSSEG_EMU_GLUE_FLAGS--O0}" -DZS_EMU_UNITY_BATCH="${ZSSEG_EMU_UNITY_BATCH:-7}" \
   -DPython_EXECUTABLE="$VENV/bin/python" -Dpybind11_DIR="$("$VENV/bin/python" -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
   >"$LOG" 2>&1 || { cat "$LOG"; exit 1; }
 "$VENV/bin/cmake" --build "$BUILD" --target "${TARGETS[@]}" -j"${ZSSEG_BUILD_JOBS:-2}" >>"$LOG" 2>&1 || { tail -60 "$LOG"; exit 1; }
 rm -f "$LOG"
+[ "$TESTS" = ON ] || rm -f "$BUILD/CTestTestfile.cmake" "$BUILD/zsseg_cuda_emulation_tests"
 rm -f "$ROOT"/zsseg_rt/_C_emulated*.so
 cp "$BUILD"/_C_emulated*.so "$ROOT/zsseg_rt/"
 echo "[build_emulated] $(ls "$ROOT"/zsseg_rt/_C_emulated*.so)"

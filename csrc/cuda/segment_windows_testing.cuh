@@ -6,9 +6,9 @@
 
 namespace zsseg {
 namespace segment_windows_testing {
-// The emulated build (csrc/emu, which defines ZS_CUDA_EMULATION before this header) and a CUDA build are both
-// linked into the emulation tests of a GPU machine: their hooks get different symbols. An emulated test includes
-// this header after the emulation's headers (emu/kernels_emulated.h).
+// The emulated build (csrc/emu, which defines ZS_CUDA_EMULATION before this header) and a CUDA build give their
+// hooks different symbols, so one program may link both. An emulated test includes this header after the
+// emulation's headers (emu/kernels_emulated.h).
 #if defined(ZS_CUDA_EMULATION)
 inline namespace emulated {
 #else
