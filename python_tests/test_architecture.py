@@ -155,6 +155,7 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
             "zsseg_rt",
             "zsseg_rt.errors",
             "zsseg_rt.cli_errors",
+            "zsseg_rt.options",
             "zsseg_rt.image_io",
             "zsseg_rt.io_safety",
             "zsseg_rt.system_info",

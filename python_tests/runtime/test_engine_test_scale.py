@@ -98,7 +98,9 @@ def test_a_bad_test_scale_is_refused_in_one_line(tiny_bundle, value):
 
 def test_a_two_stage_bundle_refuses_test_scale(family_bundles):
     bundle = family_bundles["zegformer"]
-    with pytest.raises(ValueError, match=r"test_scale \(zsseg camera --live\) is a windowed-pipeline option"):
+    with pytest.raises(
+        ValueError, match=r"test_scale=.window.: an option of windowed bundles, and this bundle.s pipeline is two_stage"
+    ):
         Engine(bundle, classes=CLASSES, backend="onnxruntime", test_scale="window")
 
 

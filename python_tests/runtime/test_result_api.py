@@ -36,6 +36,9 @@ def test_engine_signature_is_explicit():
         p.kind is inspect.Parameter.KEYWORD_ONLY for name, p in params.items() if name not in ("bundle", "classes")
     )
     assert {"backend", "device", "mode", "max_pixels"} <= set(params)
+    from zsseg_rt.options import ENGINE_OPTIONS  # the signature is the table's (Engine checks **options there)
+
+    assert list(params)[3:] == ENGINE_OPTIONS.names() and params["precision"].default is None
     assert zsseg_rt.Result is Result and SegmentationResult is Result  # the former name keeps working
 
 

@@ -6,6 +6,7 @@ the runtime pipeline that meta.json names (``runtime/pipelines/``); it knows no 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import threading
@@ -17,6 +18,7 @@ import numpy as np
 
 from zsseg_rt import ops
 from zsseg_rt.bundle import BundleMeta, Files, Names, check_bundle_digest, load_meta
+from zsseg_rt.options import ENGINE_OPTIONS, OptionValues, Preset, preset_named
 from zsseg_rt.pipeline.limits import InputLimits
 from zsseg_rt.pipeline.postprocessor import MODES
 from zsseg_rt.vocabulary import (
@@ -39,172 +41,75 @@ from .result import Result
 _MODES = MODES
 __all__ = ["Engine", "TOKEN_BUCKET", "validate_class_names"]
 LOG = logging.getLogger("zsseg_rt")
+LIMIT_OPTIONS = ("max_rescaled_pixels", "max_windows", "max_memory_mb")  # None: pipeline.InputLimits' own
 
 
 class Engine:
     """Segment images with a bundle of any model family; change the vocabulary without re-exporting anything.
 
-    ``engine(image)`` takes a file path (str or ``pathlib.Path``), a NumPy ``[H, W, 3]`` uint8 array (BGR, as
-    OpenCV reads it; ``color_order="rgb"`` for RGB arrays), a PIL image (RGB), or a list of those, and returns a
-    :class:`~zsseg_rt.runtime.result.Result` (a list for a list): ``labels``, ``scores``, ``class_names``,
-    ``areas()``, ``overlay()``, ``save(dir)``, ``to_json()`` and per-stage ``timing`` in milliseconds.
+        ``engine(image)`` takes a file path (str or ``pathlib.Path``), a NumPy ``[H, W, 3]`` uint8 array (BGR, as
+        OpenCV reads it; ``color_order="rgb"`` for RGB arrays), a PIL image (RGB), or a list of those, and returns a
+        :class:`~zsseg_rt.runtime.result.Result` (a list for a list): ``labels``, ``scores``, ``class_names``,
+        ``areas()``, ``overlay()``, ``save(dir)``, ``to_json()`` and per-stage ``timing`` in milliseconds.
 
-    Args:
-        bundle: a bundle directory written by ``zsseg export`` (str or path).
-        classes: initial class names (list, or a comma-separated string), or None to set later.
-        backend: "auto" (TensorRT when its engines exist and import; on a CPU the fastest path that passed the
-            accuracy gate on this CPU, OpenVINO or ONNX Runtime, by the speed its gate record measured, else ONNX
-            Runtime fp32; one INFO line on the "zsseg_rt" logger says which and why), "tensorrt",
-            "onnxruntime", "openvino" (CPU, fp32; docs/openvino.md) or "torch" (or a ready ``Backend`` object, e.g.
-            the accuracy gate's).
-        device: "auto", "cpu" or "cuda" (ONNX Runtime / torch backends).
-        mode: (windowed pipeline) "exact" (the official order: calibrate at crop resolution, average windows, resize, argmax; in
-            fp32, so labels can differ from another fp32 implementation only where two classes tie within
-            ~1e-7) or
-            "fast" (single-window images: fused upsample+sigmoid+bias+argmax straight to the output size, no
-            [C,H,W] buffer; multi-window images are processed as in "exact").
-        max_batch: windows run through the image encoder together (two-stage pipeline: crops per CLIP encoder call);
-            default the pipeline's (4 windows; 32 crops). A list of images packs the windows (crops) of all its
-            images into calls of at most this many, holding at most one call's images at a time (docs/usage.md).
-            In whole-image inference a call holds consecutive images whose rescaled sizes give the same graph input
-            (one image per call otherwise).
-        inference: (windowed pipeline) "auto" (default: the bundle's choice: for a bundle whose image graph takes
-            any size (meta.json ``whole_image``), its method's official test mode for a named vocabulary, else its
-            default; windows for a fixed-size bundle), "whole" (one pass over the whole rescaled image at its own
-            size, padded or cut to the patch grid as the method does) or "windows" (sliding windows of the graph
-            size). ``Result.inference`` says which ran (docs/training_free.md).
-        whole_fallback: (whole-image inference) what an image whose graph input would exceed the sides the bundle
-            declares (``whole_image.max_side`` / ``max_short_side``) gets: None (default) ``InputLimitError``;
-            "windows" runs that image in windows instead (its ``Result.inference`` is "windows").
-        verify: check the sha256 of the bundle files the chosen backend opens (the tokenizer, and the ONNX graphs
-            for ONNX Runtime; TensorRT engines are checked against their engine.json), remembering verified files
-            by (size, mtime, ctime, inode, sha256) so a restart does not hash them again
-            (``runtime/file_verification.py``).
-        model: (torch backend) the PyTorch model to run instead of loading the source checkpoint.
-        precision: None (default) runs each backend's default: TensorRT's fp16 engines, the exact fp32 graphs on
-            ONNX Runtime and torch. TensorRT: which built engines to use ("fp16", "fp16-pinned", "fp32", "int8").
-            torch: "fp32", "fp16" or "bf16" (reduced precision after the accuracy gate for this device passed).
-            ONNX Runtime (CPU): "fp32", "int8" (quantised image encoder) or "bf16" (Arm64 CPUs with bf16).
-            OpenVINO (CPU): "fp32", "bf16" (AMX / AVX-512-BF16), "int8" (NNCF, VNNI / AMX-INT8) or "auto" (the
-            fastest precision that passed the gate on this CPU, else fp32; ``engine.backend.precision`` says which).
-            A reduced precision without a gate record is prepared and gated on first use (docs/precision.md).
-            backend="auto" on a CPU: None runs the fastest path that passed the accuracy gate on this CPU (a gate
-            record's measured speed ranks it), else the exact fp32 graphs; "fp32" always runs the exact graphs.
-        threads: (ONNX Runtime backend) intra-op threads; 0 lets ONNX Runtime choose. (OpenVINO backend)
-            ``INFERENCE_NUM_THREADS``; 0 lets OpenVINO choose.
-        device_pipeline: "auto" keeps a frame's data on the GPU where it can (TensorRT, torch on CUDA): one upload
-            of the frame, pre-processing, encoder, head and the exact post-processing on one stream, one download
-            of labels and scores (``runtime/device_pipeline.py``); True requires it, False uses the host path.
-        max_pixels, max_rescaled_pixels, max_windows, max_memory_mb: input limits (``pipeline.InputLimits``,
-            README "Input limits and memory"): an image over one of them is refused with ``InputLimitError`` (a
-            ValueError) naming the limit, before any work. Defaults: the package's one pixel limit (None:
-            ``$ZSSEG_MAX_PIXELS`` or 40 MP, the limit of the CLI, ``zsseg batch`` and ``zsseg serve``; 0: none),
-            2^25 rescaled pixels, 4096 windows, 2048 MiB estimated working memory per image. Sides longer than
-            ``pipeline.limits.MAX_SIDE`` (262144) are always refused.
-        prepare: (backend="auto" on a CPU) what to do about the faster gated paths this CPU could run that are not
-            prepared yet (``runtime/upgrade.py``, docs/precision.md): "auto" (default: ``$ZSSEG_AUTO_PREPARE=none|now|
-            background`` when set; else nothing is started, and one line names them, what preparing costs and buys,
-            and the command that prepares them: ``zsseg build-engine BUNDLE --backend auto``), None (run what is
-            recorded, silently), "now" (prepare them before returning, the progress shown) or "background"
-            (announced in one line with its cost; prepared on idle CPU while the current path runs, switched to
-            between frames; ``close()`` or leaving ``with Engine(...)`` stops it, what finished is kept). Records go to
-            ``<bundle>/engines``.
-        allow_partial_images: (file paths) decode what a truncated or damaged image file holds, the missing part
-            filled, instead of refusing it (``zsseg_rt.image_io``: by default such a file is refused with
-            ``CorruptImageError``, one line naming what is wrong, as every command refuses it; CLI:
-            ``--allow-partial-images``). A header that declares more pixels than the data can hold is always refused.
-        test_scale: (windowed pipeline) the keep-ratio test resize ``(long_max or None, short)`` instead of the
-            bundle's (meta.json ``test_scale``; ZegCLIP: ``(None, 512)``, the short side 512 whatever the long side).
-            **Not the official resize**: an option for speed. ``"window"`` (or ``(S, S)`` with S the graph size)
-            fits an image in one window of S x S (a 768x576 frame: 512x384 in one window, zero-padded, instead of
-            683x512 in two): about half the encoder's work, at a lower resolution (``zsseg camera --live``). The
-            input limits follow it.
-        expected_digest: pin the bundle: ``"sha256:<64 hex>"`` (or the bare hex) of its meta.json
-            (``zsseg_rt.bundle.bundle_digest``; ``zsseg export`` prints it). meta.json records the sha256 of every
-            other file, which the Engine checks, so the pin covers the whole bundle. A bundle whose digest differs is
-            refused with ``BundleError``. The hashes in a bundle give integrity (nothing changed by accident), not
-            authenticity (whoever can write the bundle can recompute them): pin the digest you exported where the
-            bundle comes from somewhere you do not control.
+        Args:
+            bundle: a bundle directory written by ``zsseg export`` (str or path).
+            classes: initial class names (list, or a comma-separated string), or None to set later.
+            preset: a :class:`~zsseg_rt.options.Preset` (or its name): a named set of options, e.g.
+                ``zsseg_rt.options.LIVE`` (``zsseg camera --live``), whose video part a ``VideoSegmenter`` of this Engine
+                takes; a keyword given here wins over the preset's.
+            options: the Engine's options, each declared once in ``zsseg_rt.options.ENGINE_OPTIONS`` (a misspelt
+                keyword is refused with the closest name); they are:
 
-    Fixed-size graphs (windowed pipeline): a bundle's image encoder has one input size S. Images are rescaled so the short side is S
-    (official test pipeline), so every window is S x S, except for images more than 4:1 elongated, whose short
-    side the (4S, S) rescale bound keeps below S: those windows are zero-padded to S x S and the padding is cut
-    from the scores. The official code (and ``zsseg_rt.contract.common.predict``) runs such a window at its own size
-    instead, so labels can differ slightly there.
+    {OPTIONS}
 
-    Thread safety: one Engine may be shared by threads. ``__call__`` reads an immutable vocabulary snapshot;
-    ``set_classes`` swaps it under a lock; ONNX Runtime sessions are thread-safe and the TensorRT and OpenVINO
-    backends serialise their execution contexts / infer requests with a lock.
+        Fixed-size graphs (windowed pipeline): a bundle's image encoder has one input size S. Images are rescaled so the short side is S
+        (official test pipeline), so every window is S x S, except for images more than 4:1 elongated, whose short
+        side the (4S, S) rescale bound keeps below S: those windows are zero-padded to S x S and the padding is cut
+        from the scores. The official code (and ``zsseg_rt.contract.common.predict``) runs such a window at its own size
+        instead, so labels can differ slightly there.
+
+        Thread safety: one Engine may be shared by threads. ``__call__`` reads an immutable vocabulary snapshot;
+        ``set_classes`` swaps it under a lock; ONNX Runtime sessions are thread-safe and the TensorRT and OpenVINO
+        backends serialise their execution contexts / infer requests with a lock.
     """
 
-    # twin (by shape): prepare/openvino.py and prepare/onnxruntime.py prepare_*_precision - keyword parameters
-    # with defaults; eval/evaluate.py's keyword call
     def __init__(
         self,
         bundle: Union[str, "os.PathLike[str]"],
         classes: Optional[Union[str, Sequence[str]]] = None,
         *,
-        backend: Any = "auto",
-        device: str = "auto",
-        mode: str = "exact",
-        max_batch: Optional[int] = None,
-        verify: bool = True,
-        model: Any = None,
-        precision: Optional[str] = None,
-        threads: int = 0,
-        device_pipeline: Union[str, bool] = "auto",
-        inference: str = "auto",
-        whole_fallback: Optional[str] = None,
-        max_pixels: Optional[int] = None,
-        max_rescaled_pixels: int = InputLimits.max_rescaled_pixels,
-        max_windows: int = InputLimits.max_windows,
-        max_memory_mb: int = InputLimits.max_memory_mb,
-        expected_digest: Optional[str] = None,
-        allow_partial_images: bool = False,
-        prepare: Optional[str] = "auto",
-        test_scale: Union[None, str, Sequence[Optional[int]]] = None,
+        preset: Union[None, str, Preset] = None,
+        **options: Any,
     ):
-        self.allow_partial_images = bool(allow_partial_images)
-        self.limits = InputLimits.resolve(
-            max_pixels, max_rescaled_pixels=max_rescaled_pixels, max_windows=max_windows, max_memory_mb=max_memory_mb
-        )
-        if max_batch is not None and max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        if expected_digest is not None and not verify:
+        values = ENGINE_OPTIONS.resolve(options, "Engine()", preset)
+        self.preset: Optional[Preset] = None if preset is None else preset_named(preset)
+        self.allow_partial_images = bool(values.allow_partial_images)
+        limits = {name: values[name] for name in LIMIT_OPTIONS if values[name] is not None}
+        self.limits = InputLimits.resolve(values.max_pixels, **limits)
+        if values.max_batch is not None and values.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {values.max_batch}")
+        if values.expected_digest is not None and not values.verify:
             raise ValueError(
                 "expected_digest pins the bundle through the file hashes that verify=True checks; verify=False "
                 "would skip them: drop one of the two"
             )
-        upgrade.check_request(prepare, backend)
-        if device != "cpu":  # says once why a visible GPU is not used (a driver too old for the CUDA runtime, ...)
+        upgrade.check_request(values.prepare, values.backend)
+        if values.device != "cpu":  # says once why a visible GPU is not used (a driver too old for CUDA, ...)
             ops.cuda_available()
         self.meta: BundleMeta = load_meta(os.fspath(bundle))
-        if expected_digest is not None:
-            check_bundle_digest(self.meta, expected_digest)
+        if values.expected_digest is not None:
+            check_bundle_digest(self.meta, values.expected_digest)
         kind = pipeline_class(self.meta.pipeline)
-        if verify:
+        ENGINE_OPTIONS.check_kind(kind.kind, values)  # an option of other bundle kinds: refused in one line
+        if values.verify:
             verify_bundle_files(self.meta, [Files.TOKENIZER])
         self._stage_hook: Optional[StageHook] = None  # see the stage_hook property
         self._calls = threading.local()  # per thread: the stage times of the call in progress (Result.timing)
-        self.pipeline: Pipeline = kind(
-            self.meta,
-            backend=backend,
-            device=device,
-            mode=mode,
-            max_batch=kind.default_max_batch if max_batch is None else int(max_batch),
-            verify=verify,
-            model=model,
-            precision=precision,
-            threads=threads,
-            device_pipeline=device_pipeline,
-            inference=inference,
-            whole_fallback=whole_fallback,
-            limits=self.limits,
-            stage=self._stage,
-            prepare=prepare,
-            test_scale=test_scale,
-        )
-        prepare_mode = upgrade.decide(self.meta, self.pipeline.backend_plan, prepare)
+        batch = kind.default_max_batch if values.max_batch is None else int(values.max_batch)
+        self.options: OptionValues = values.replace(max_batch=batch)  # what this Engine runs with
+        self.pipeline: Pipeline = kind(self.meta, self.options, limits=self.limits, stage=self._stage)
+        prepare_mode = upgrade.decide(self.meta, self.pipeline.backend_plan, values.prepare)
         if prepare_mode == "now":
             self._prepare_now()
         self._upgrade: Optional[upgrade.BackgroundUpgrade] = None  # backend="auto", prepare="background" (below)
@@ -627,3 +532,17 @@ def _is_pil_image(item: Any) -> bool:
 
     image_module = sys.modules.get("PIL.Image")
     return image_module is not None and isinstance(item, image_module.Image)
+
+
+def _signature() -> inspect.Signature:
+    """``Engine(bundle, classes=None, *, preset=None, <every row of ENGINE_OPTIONS with its default>)``: what
+    ``inspect.signature(Engine)`` and ``help(Engine)`` show (the keywords themselves are checked by the table)."""
+    here = inspect.Parameter
+    head = [here(name, here.POSITIONAL_OR_KEYWORD) for name in ("self", "bundle")]
+    head += [here("classes", here.POSITIONAL_OR_KEYWORD, default=None), here("preset", here.KEYWORD_ONLY, default=None)]
+    return inspect.Signature(head + [here(row.name, here.KEYWORD_ONLY, default=row.default) for row in ENGINE_OPTIONS])
+
+
+Engine.__init__.__signature__ = _signature()  # type: ignore[attr-defined]
+if Engine.__doc__:  # the option list, from the one table (None under python -OO)
+    Engine.__doc__ = Engine.__doc__.replace("{OPTIONS}", ENGINE_OPTIONS.docstring())

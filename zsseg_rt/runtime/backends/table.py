@@ -29,6 +29,7 @@ __all__ = [
     "check_precision",
     "load_reference",
     "markdown_table",
+    "precision_help",
     "precision_names",
     "prepared_rows",
     "row_factory",
@@ -284,6 +285,16 @@ def precision_names(auto: bool = True) -> List[str]:
             if precision != AUTO and precision not in names:
                 names.append(precision)
     return names + ([AUTO] if auto else [])
+
+
+def precision_help() -> str:
+    """Each backend's precisions, default first, for ``--precision``'s help (``zsseg_rt.options``: the row of
+    ``precision`` names this function): "tensorrt: fp16 (default), fp32, ...; onnxruntime: ..."."""
+    parts = []
+    for row in backend_rows():
+        others = [p for p in row.precisions if p != row.default_precision]
+        parts.append(f"{row.name}: {', '.join([row.default_precision + ' (default)'] + others)}")
+    return "; ".join(parts) + "."
 
 
 def prepared_rows() -> List[BackendSpec]:

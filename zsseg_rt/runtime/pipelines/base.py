@@ -8,6 +8,7 @@ from typing import Any, Callable, ClassVar, ContextManager, Dict, Iterator, List
 import numpy as np
 
 from zsseg_rt.bundle import BundleMeta
+from zsseg_rt.options import OptionValues
 from zsseg_rt.pipeline.limits import InputLimits
 from zsseg_rt.vocabulary import ClipTokenizer, Vocabulary, embed_names, validate_class_bias
 
@@ -68,8 +69,9 @@ class Pipeline:
     backend whose runner opens them serves it, :meth:`supports`), ``modes`` (post-processing modes),
     ``default_max_batch``.
 
-    An instance holds ``backend`` (with ``name`` and ``encode_text``) and its ``backend_plan`` (``make_backend``'s: the path
-    it runs, what could follow), ``mode`` and ``max_batch``; the Engine owns the tokenizer, the per-name text cache
+    An instance holds ``options`` (the Engine's, :class:`~zsseg_rt.options.OptionValues`), ``backend`` (with
+    ``name`` and ``encode_text``) and its ``backend_plan`` (``make_backend``'s: the path it runs, what could follow),
+    ``mode`` and ``max_batch``; the Engine owns the tokenizer, the per-name text cache
     and the current vocabulary, and calls :meth:`encode_classes`, :meth:`prepare` and :meth:`segment`, and
     :meth:`replace_backend` between frames to run another path (a preparation it asked for has finished).
     """
@@ -92,45 +94,30 @@ class Pipeline:
     # graph when it has one, read after the frame's one synchronisation; only while a hook is set).
     stage_hook: Optional[StageHook] = None
 
-    def __init__(
-        self,
-        meta: BundleMeta,
-        *,
-        backend: Any,
-        device: str,
-        mode: str,
-        max_batch: int,
-        verify: bool,
-        model: Any,
-        precision: Optional[str],
-        threads: int,
-        device_pipeline: Any,
-        limits: InputLimits,
-        stage: Stage,
-        inference: str = "auto",
-        whole_fallback: Optional[str] = None,
-        prepare: Optional[str] = None,
-        test_scale: Any = None,
-    ):
+    def __init__(self, meta: BundleMeta, options: OptionValues, *, limits: InputLimits, stage: Stage):
+        """``options``: the Engine's (every row of ``zsseg_rt.options.ENGINE_OPTIONS``, ``max_batch`` resolved),
+        read by attribute; ``limits`` the input limits they make; ``stage`` the Engine's stage timer."""
         self.meta = meta
-        self.mode = mode
-        self.max_batch = int(max_batch)
+        self.options = options
+        self.mode = options.mode
+        self.max_batch = int(options.max_batch)
         self.limits = limits
         self.stage = stage
 
-    def open_backend(self, options: Dict[str, Any], adapter: Any) -> None:
+    def open_backend(self, adapter: Any) -> None:
         """Open the backend the Engine's options name (``make_backend``: the backend table, the ``auto`` policy) as
         this pipeline's role object, with its plan."""
         from ..backends import make_backend
 
+        options = self.options
         self.backend, self.backend_plan = make_backend(
             self.meta,
-            options["backend"],
-            options["device"],
-            options["model"],
-            options["precision"],
-            options["threads"],
-            options["verify"],
+            options.backend,
+            options.device,
+            options.model,
+            options.precision,
+            options.threads,
+            options.verify,
             roles=self.roles,
             adapter=adapter,
         )

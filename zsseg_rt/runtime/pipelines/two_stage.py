@@ -33,6 +33,7 @@ import numpy as np
 
 from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import BundleMeta
+from zsseg_rt.options import OptionValues
 from zsseg_rt.pipeline.resize import pil_resize_bilinear, shortest_edge_shape
 from zsseg_rt.runtime.backends import Backend, TwoStageGraphs
 from zsseg_rt.runtime.result import SegmentationResult
@@ -243,19 +244,10 @@ class TwoStagePipeline(Pipeline):
     modes = ("exact",)
     default_max_batch = 32
 
-    def __init__(self, meta: BundleMeta, **options: Any):
-        mode, backend = options["mode"], options["backend"]
-        if options.get("inference", "auto") != "auto" or options.get("whole_fallback") is not None:
-            raise ValueError(
-                "bundles of the two-stage pipeline run the whole image through the mask branch and CLIP on the "
-                "proposals' crops: inference and whole_fallback are windowed-pipeline options (leave them unset)"
-            )
-        if options.get("test_scale") is not None:
-            raise ValueError(
-                "test_scale (zsseg camera --live) is a windowed-pipeline option: bundles of the two-stage pipeline "
-                "resize for their mask branch and crop for CLIP as the official code does (leave it unset), got "
-                f"{options['test_scale']!r}"
-            )
+    def __init__(self, meta: BundleMeta, options: OptionValues, **engine: Any):
+        # inference, whole_fallback, test_scale: windowed-pipeline options, refused by their rows (the Engine's
+        # ENGINE_OPTIONS.check_kind)
+        mode, backend = options.mode, options.backend
         if mode not in self.modes:
             raise ValueError(
                 f"bundles of the two-stage pipeline have one post-processing (the official): mode must be 'exact', "
@@ -272,14 +264,14 @@ class TwoStagePipeline(Pipeline):
                 f"bundles of the two-stage pipeline run with {', '.join(self.backend_names())} (or 'auto'), got "
                 f"{backend!r}: its runner does not open the mask branch and the CLIP crop encoder (docs/models.md)"
             )
-        if options["device_pipeline"] is True:
+        if options.device_pipeline is True:
             raise ValueError(
                 "device_pipeline=True: bundles of the two-stage pipeline have no device-resident pipeline (use "
                 "'auto' or False)"
             )
-        super().__init__(meta, **options)
+        super().__init__(meta, options, **engine)
         self.params = meta.section(self.kind)
-        self.open_backend(options, TwoStageGraphs)
+        self.open_backend(TwoStageGraphs)
         self.device = None
         self.clip_templates = tuple(validate_templates(self.params["clip_templates"]))
         # the resize the bundle names (meta.json schema: TWO_STAGE_RESIZES); bundles written before name none and

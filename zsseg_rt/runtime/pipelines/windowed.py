@@ -26,6 +26,7 @@ import numpy as np
 
 from zsseg_rt import pipeline
 from zsseg_rt.bundle import BundleMeta, WholeImage
+from zsseg_rt.options import OptionValues
 from zsseg_rt.pipeline.class_scores import whole_class_scores, window_class_scores
 from zsseg_rt.pipeline.limits import InputLimitError, estimate_bytes
 from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
@@ -63,26 +64,25 @@ class WindowedPipeline(Pipeline):
     modes = MODES
     default_max_batch = 4
 
-    def __init__(self, meta: BundleMeta, **options: Any):
-        mode = options["mode"]
-        if mode not in self.modes:
-            raise ValueError(f"mode must be one of {self.modes}, got {mode!r}")
-        super().__init__(meta, **options)
-        self.postprocessor = Postprocessor.from_meta(meta, mode=mode)  # windows, exact/fast, activation
+    def __init__(self, meta: BundleMeta, options: OptionValues, **engine: Any):
+        if options.mode not in self.modes:
+            raise ValueError(f"mode must be one of {self.modes}, got {options.mode!r}")
+        super().__init__(meta, options, **engine)
+        self.postprocessor = Postprocessor.from_meta(meta, mode=options.mode)  # windows, exact/fast, activation
         # The keep-ratio test rescale [long_max, short]: the bundle's, or the Engine's test_scale (the device pipeline
         # takes it too); a family's evaluation settings may set another on the host path for an evaluation
         # (``Family.apply_evaluation_settings``).
-        given = options.get("test_scale")
+        given = options.test_scale
         self.test_scale = (
             list(meta.test_scale) if given is None else pipeline.preprocess.check_test_scale(given, meta.crop_size)
         )
         self._device_scale = list(self.test_scale)
-        self.open_backend(options, WindowedGraphs)
+        self.open_backend(WindowedGraphs)
         self._device_lock = threading.Lock()
-        self._device_setting = options["device_pipeline"]
+        self._device_setting = options.device_pipeline
         self._build_device()
-        self.inference = options.get("inference", "auto")
-        fallback = options.get("whole_fallback")
+        self.inference = options.inference
+        fallback = options.whole_fallback
         if fallback not in WHOLE_FALLBACKS:
             raise ValueError(f"whole_fallback must be None (refuse) or 'windows', got {fallback!r}")
         self.whole_fallback: Optional[str] = fallback
