@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from zsseg_rt.cli import command_parser
+from zsseg_rt.cli.camera_robots import add_robot_arguments, check_output_needs, sink_options
 from zsseg_rt.cli.camera_video import add_video_arguments, check_video_sources, engine_test_scale, video_segmenter
 from zsseg_rt.cli_types import BACKEND_CHOICES, add_engine_arguments, port_number, real_number, whole_number
 from zsseg_rt.runtime.backends.table import AUTO
@@ -59,8 +60,11 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="display:// (window), a video file (.mp4/.m4v/.mov: H.264, which web browsers play, when PyAV is "
-        "installed; .avi/.mkv: Motion JPEG), or a folder for images; repeatable. With several sources the name "
-        "holds {source} (the source's name) or {index} (its position, from 0): -o out/{source}.mp4",
+        "installed; .avi/.mkv: Motion JPEG), a folder for images, out.mcap (ROS 2 messages: the labels as mono16 "
+        "images, the overlay, the classes; what ros2 bag and Foxglove read) or foxglove://HOST:PORT (the same topics "
+        "served live; HOST 127.0.0.1 unless given); repeatable. With several sources the name holds {source} (the "
+        "source's name) or {index} (its position, from 0): -o out/{source}.mp4; an .mcap file or foxglove:// "
+        "without it takes every source, topics per source (/NAME/labels)",
     )
     p.add_argument(
         "--overwrite",
@@ -141,6 +145,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-legend", action="store_true", help="no legend / FPS text on the overlay")
     add_video_arguments(p)  # --labels-out, --stabilize, --keyframe-every, ... (zsseg_rt.cli.camera_video)
+    add_robot_arguments(p)  # --frame-id, --no-overlay-topic (zsseg_rt.cli.camera_robots)
     p.add_argument(
         "--stats-json",
         help='write the final stream statistics to this JSON file (with "outputs": each video file\'s codec, '
@@ -183,7 +188,8 @@ _PER_SOURCE_SPECS = ("display", "display://", "window", "screen", "null")  # one
 def output_names(spec: str, names: Sequence[str]) -> List[str]:
     """The ``-o`` spec of each source: ``{source}`` replaced by its name and ``{index}`` by its position. With several
     sources a spec naming one file or folder is refused (they would all write into it); a window (``display://``,
-    one per source) and ``null`` need no placeholder.
+    one per source) and ``null`` need no placeholder, nor a shared kind (an ``.mcap`` file, ``foxglove://``: one
+    output for every source, topics per source; the same spec for each).
 
     Raises:
         CliError: several sources and a fixed file name, or an MJPEG URL (use ``--preview``).
@@ -200,7 +206,7 @@ def output_names(spec: str, names: Sequence[str]) -> List[str]:
             f"-o {text}: an MJPEG URL shows one stream; with {len(names)} sources use --preview PORT (one page, a grid "
             "of every source)"
         )
-    if lower in _PER_SOURCE_SPECS:
+    if lower in _PER_SOURCE_SPECS or _shared(text):
         return [text] * len(names)
     if not any(placeholder in text for placeholder in PLACEHOLDERS):
         stem, ext = os.path.splitext(text.rstrip("/\\"))
@@ -214,12 +220,20 @@ def output_names(spec: str, names: Sequence[str]) -> List[str]:
     return per_source
 
 
-def _open_output(spec: str, fps: float, name: str, several: bool, outputs):
-    from zsseg_rt.stream.sinks import WindowSink, open_sink
+def _shared(spec: str) -> bool:
+    """An ``-o`` whose one output takes every source (an ``.mcap`` file, ``foxglove://``) when it names none."""
+    from zsseg_rt.stream.output_kinds import output_kind
 
-    if several and spec.strip().lower() in ("display", "display://", "window", "screen"):
-        return WindowSink(title=f"zsseg {name}")  # one window per source, titled with its name
-    return open_sink(spec, fps=fps, output=outputs.video(spec), staged=outputs.frames(spec))
+    kind = output_kind(spec)
+    return kind is not None and kind.shared and not any(p in str(spec) for p in PLACEHOLDERS)
+
+
+def _open_output(args, spec: str, fps: float, names: Sequence[str], several: bool, outputs):
+    """The sink of one ``-o`` (the table of ``zsseg_rt.stream.output_kinds``): ``names``, the sources it shows."""
+    from zsseg_rt.stream.output_kinds import open_output
+
+    title = f"zsseg {names[0]}" if several else "zsseg"  # one window per source, titled with its name
+    return open_output(spec, sink_options(args, fps, names, outputs.staged(spec), title))
 
 
 def _plan_outputs(args, inputs, specs: Sequence[Sequence[str]], label_folders: Sequence[str]):
@@ -233,7 +247,7 @@ def _plan_outputs(args, inputs, specs: Sequence[Sequence[str]], label_folders: S
     """
     from zsseg_rt.stream.camera_outputs import CameraOutputs
 
-    every = [spec for expanded in specs for spec in expanded]
+    every = list(dict.fromkeys(spec for expanded in specs for spec in expanded))  # a shared output: once
     return CameraOutputs.plan_for(
         every, label_folders, args.stats_json, args.overwrite, [item.source for item in inputs]
     )
@@ -251,10 +265,13 @@ def _build_sinks(args, inputs, runner_stats, outputs, label_folders, vocabulary=
     per_source: List[list] = [[] for _ in inputs]
     shared: list = []
     try:
-        for expanded in specs:
+        for given, expanded in zip(args.output, specs):
+            if _shared(given):  # one output, every source in it (topics per source)
+                shared.append(_open_output(args, given, args.fps or 30.0, names, several, outputs))
+                continue
             for index, item in enumerate(inputs):
                 fps = args.fps or item.source.fps or 30.0  # a file keeps its rate; --fps overrides; else 30
-                per_source[index].append(_open_output(expanded[index], fps, item.name, several, outputs))
+                per_source[index].append(_open_output(args, expanded[index], fps, [item.name], several, outputs))
         for index, folder in enumerate(label_folders):
             per_source[index].append(LabelFolderSink(folder, staged=outputs.labels(folder)))
         if args.preview is not None:
@@ -269,7 +286,7 @@ def _build_sinks(args, inputs, runner_stats, outputs, label_folders, vocabulary=
             )
         if not args.output and not shared and not label_folders:
             for index, item in enumerate(inputs):
-                per_source[index].append(_open_output("display://", 30.0, item.name, several, outputs))
+                per_source[index].append(_open_output(args, "display://", 30.0, [item.name], several, outputs))
     except BaseException:  # e.g. StreamCapabilityError: close what was opened; the CLI prints one line
         for sink in [sink for sinks in per_source for sink in sinks] + shared:
             sink.abort()
@@ -448,6 +465,7 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
     check_video_sources(args, [item.source for item in inputs])  # --stabilize-delay: recorded video only
     names = [item.name for item in inputs]
     specs = [output_names(spec, names) for spec in args.output]  # every refusal before anything is opened
+    check_output_needs(args.output)  # a kind whose packages are missing: one line, what to install
     labels_out = getattr(args, "labels_out", None)
     label_folders = output_names(labels_out, names) if labels_out else []
     outputs = _plan_outputs(args, inputs, specs, label_folders)
@@ -537,7 +555,8 @@ def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, l
     engine.close()  # a background preparation (--prepare background) ends with the stream; what it finished stays
     summary = runner.snapshot()
     summary["backend"] = engine.backend.name
-    summary["outputs"] = [sink.describe() for own in sinks for sink in own if hasattr(sink, "describe")]
+    every_sink = [sink for own in sinks for sink in own] + shared  # shared: an MCAP file of every source
+    summary["outputs"] = [sink.describe() for sink in every_sink if hasattr(sink, "describe")]
     for entry, own in zip(summary["sources"], sinks):
         entry["outputs"] = [sink.describe() for sink in own if hasattr(sink, "describe")]  # video files: codec
     failed = [stream for stream in runner.streams if stream.grabber.error is not None]

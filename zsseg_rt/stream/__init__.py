@@ -19,6 +19,9 @@ Several sources, one model (their frames segmented together, one ``engine([...])
                                shared_sinks=[preview], names=["front", "back", "dock"])
     runner.run()
 
+Labels for robots: ROS 2 messages in an MCAP file (``McapSink("out.mcap")``) or served live to Foxglove
+(``FoxgloveSink(8765)``), from the loop or from a loop of your own (``sink.write_result(frame, result)``).
+
 Frames one by one with stable labels, without the loop (an application that owns its capture)::
 
     from zsseg_rt.stream import VideoSegmenter
@@ -36,10 +39,14 @@ from .capabilities import (
     require_window,
 )
 from .capture import Backoff, Frame, FrameGrabber
+from .foxglove_sink import FoxgloveSink
 from .labels import LabelFolderSink
 from .live import LIVE_TEST_SCALE, live_options
+from .mcap_sink import McapSink
+from .output_kinds import OUTPUT_KINDS, OutputKind, open_sink, output_kind
+from .robot_sinks import RobotSink
 from .runner import MultiStreamRunner, SourceStats, StreamRunner, StreamStats
-from .sinks import FrameSink, ImageFolderSink, MjpegSink, NullSink, SinkError, VideoFileSink, WindowSink, open_sink
+from .sinks import FrameSink, ImageFolderSink, MjpegSink, NullSink, SinkError, VideoFileSink, WindowSink
 from .sources import (
     CallableSource,
     FrameSource,
@@ -66,15 +73,20 @@ __all__ = [
     "Frame",
     "FrameGrabber",
     "FrameSink",
+    "FoxgloveSink",
     "FrameSource",
     "ImageFolderSink",
     "ImageFolderSource",
     "LabelFolderSink",
+    "McapSink",
     "MjpegSink",
     "MultiStreamRunner",
     "NullSink",
+    "OUTPUT_KINDS",
     "OpenCVSource",
+    "OutputKind",
     "PyAVFileSource",
+    "RobotSink",
     "SinkError",
     "SourceError",
     "SourceSpec",
@@ -94,6 +106,7 @@ __all__ = [
     "open_source",
     "opencv_has_gstreamer",
     "opencv_has_gui",
+    "output_kind",
     "parse_source",
     "parse_class_text",
     "require_gstreamer",

@@ -1,10 +1,11 @@
-"""The file outputs of ``zsseg camera`` under the output policy of :mod:`zsseg_rt.output_plan`: every ``-o`` video or
-image folder, every ``--labels-out`` folder and ``--stats-json`` declared and checked before the model loads (the
-first frame), staged while the stream runs, and put in place together when it has ended well.
+"""The file outputs of ``zsseg camera`` under the output policy of :mod:`zsseg_rt.output_plan`: every ``-o`` file
+or folder (each kind's entry: :mod:`zsseg_rt.stream.output_kinds`), every ``--labels-out`` folder and ``--stats-json``
+declared and checked before the model loads (the first frame), staged while the stream runs, and put in place
+together when it has ended well.
 
-    outputs = CameraOutputs.plan(args, specs, label_folders, inputs)   # refuses: OutputRefused, nothing written
+    outputs = CameraOutputs.plan_for(specs, label_folders, stats_json, overwrite, inputs)   # refuses: OutputRefused
     outputs.prepare()                                                   # leftovers --overwrite allows, named
-    sink = open_sink(spec, output=outputs.video(spec), staged=outputs.frames(spec))
+    sink = open_sink(spec, staged=outputs.staged(spec))
     ...
     outputs.commit(summary)   # or outputs.abort() after a failure: nothing replaced
 """
@@ -18,9 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 from zsseg_rt.io_safety import AtomicFile
 from zsseg_rt.output_plan import CLI_FLAG, OutputPlan, StagedFile, StagedFolder
 
-from .file_sinks import FRAMES
-from .labels import LABELS
-from .sinks import output_kind
+from .output_kinds import output_kind
 
 __all__ = ["CameraOutputs", "input_paths"]
 
@@ -44,8 +43,7 @@ class CameraOutputs:
 
     def __init__(self, plan: OutputPlan):
         self.plan = plan
-        self._videos: Dict[str, AtomicFile] = {}
-        self._folders: Dict[str, StagedFolder] = {}
+        self._staged: Dict[str, Any] = {}  # an -o spec -> its kind's entry (AtomicFile, StagedFolder)
         self._labels: Dict[str, StagedFolder] = {}
         self.stats: Optional[StagedFile] = None
 
@@ -63,12 +61,12 @@ class CameraOutputs:
         for spec in specs:
             text = str(spec).strip()
             kind = output_kind(text)
-            if kind == "video":
-                outputs._videos[text] = outputs.plan.stream("-o", text)
-            elif kind == "folder":
-                outputs._folders[text] = outputs.plan.folder("-o", text, FRAMES)
+            if kind is not None and kind.plan is not None:
+                outputs._staged[text] = kind.plan(outputs.plan, kind.option, text)
+        labels = output_kind("labels/", "--labels-out")
+        assert labels is not None and labels.plan is not None
         for folder in label_folders:
-            outputs._labels[folder] = outputs.plan.folder("--labels-out", folder, LABELS)
+            outputs._labels[folder] = labels.plan(outputs.plan, labels.option, folder)
         if stats_json:
             outputs.stats = outputs.plan.file("--stats-json", stats_json)
         outputs.plan.check()
@@ -79,11 +77,18 @@ class CameraOutputs:
         in a warning."""
         self.plan.prepare(say=log.warning)
 
+    def staged(self, spec: str) -> Any:
+        """The plan's entry of an ``-o`` spec (a video's or an MCAP file's ``AtomicFile``, a folder's
+        ``StagedFolder``); None for a kind with nothing on disk (a window, a server)."""
+        return self._staged.get(str(spec).strip())
+
     def video(self, spec: str) -> Optional[AtomicFile]:
-        return self._videos.get(str(spec).strip())
+        found = self.staged(spec)
+        return found if isinstance(found, AtomicFile) else None
 
     def frames(self, spec: str) -> Optional[StagedFolder]:
-        return self._folders.get(str(spec).strip())
+        found = self.staged(spec)
+        return found if isinstance(found, StagedFolder) else None
 
     def labels(self, folder: str) -> StagedFolder:
         return self._labels[folder]
@@ -106,9 +111,9 @@ class CameraOutputs:
     def abort(self) -> None:
         """After a failure: nothing is put in place; the staged files are removed (a partial video is kept)."""
         self.plan.abort()
-        for video in self._videos.values():
-            if os.path.lexists(video.partial):
-                log.info("%s was not replaced; %s keeps what was written", video.path, video.partial)
+        for output in self._staged.values():
+            if isinstance(output, AtomicFile) and os.path.lexists(output.partial):
+                log.info("%s was not replaced; %s keeps what was written", output.path, output.partial)
 
 
 def _say_written(output: Dict[str, Any]) -> None:
@@ -124,6 +129,15 @@ def _say_written(output: Dict[str, Any]) -> None:
             output["codec"],
             output["encoder"],
             playable,
+        )
+    elif output.get("kind") == "mcap" and output.get("frames"):
+        log.info(
+            "wrote %d frames to %s (%d ROS 2 messages on %d topics, %s chunks)",
+            output["frames"],
+            output["path"],
+            output["messages"],
+            len(output["topics"]),
+            output["compression"],
         )
     elif output.get("kind") in ("labels", "frames") and output.get("frames"):
         what = "label maps" if output["kind"] == "labels" else "frame images"

@@ -19,12 +19,16 @@ log = logging.getLogger("zsseg_rt.stream")
 @dataclasses.dataclass
 class Frame:
     """One captured frame. ``index``: capture order (gaps = dropped frames); ``timestamp``: time.monotonic() at
-    capture, for end-to-end latency."""
+    capture, for end-to-end latency; ``capture_time``: time.time() at capture (the wall clock: a live frame's time
+    stamp, e.g. ``header.stamp`` of the robot outputs); ``pts``: the frame's presentation time in seconds from the
+    start of a video file (its time stamp there; None for a live source)."""
 
     image: np.ndarray  # [H, W, 3] uint8 BGR
     index: int
     timestamp: float
     stream: int = 0  # which source of a multi-source runner it came from (its position in the list)
+    capture_time: float = 0.0
+    pts: Optional[float] = None
 
 
 @dataclasses.dataclass
@@ -176,7 +180,8 @@ class FrameGrabber:
             self._read += 1
             if self.drop_stale:
                 self.captured += 1
-            self._latest = Frame(image, self._read - 1, timestamp)
+            pts = getattr(self.source, "last_pts", None)  # a file's presentation time of the frame just read
+            self._latest = Frame(image, self._read - 1, timestamp, capture_time=time.time(), pts=pts)
             self._cond.notify_all()
         self._wake()
         return True

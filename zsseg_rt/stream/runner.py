@@ -531,14 +531,7 @@ class MultiStreamRunner:
                 continue
             frame, result, title = item
             try:
-                image = self.render(frame.image, result, title)
-                for sink in stream.sinks:
-                    if hasattr(sink, "write_result"):  # label maps (zsseg_rt.stream.labels.LabelFolderSink)
-                        sink.write_result(frame, result)
-                    else:
-                        sink.write(image)
-                for sink in self.shared_sinks:
-                    sink.write_stream(stream.index, image)
+                self._write_frame(stream, frame, result, title)
             except BaseException as exc:  # noqa: BLE001 - re-raised by run() in the caller's thread
                 log.debug("writing %s's frame failed: %s", stream.name, exc)  # run() raises it: one message
                 self._writer_error = exc
@@ -553,6 +546,30 @@ class MultiStreamRunner:
                 stream.stats.e2e_latency_ms = 1000.0 * float(np.mean(stream.e2e_window))
                 stream.stats.e2e_latency_p50_ms, stream.stats.e2e_latency_p99_ms = _percentiles(stream.e2e)
                 self.stats.e2e_latency_ms = 1000.0 * float(np.mean(self._e2e_all))
+
+    def _write_frame(self, stream: _Stream, frame: Frame, result, title: str) -> None:
+        """One result to the source's sinks and the shared ones. The overlay is drawn once, and only when a sink
+        takes it: a sink of results (``write_result``: label maps, the robot outputs) gets the result, and, when it
+        takes an overlay (``takes_overlay``), a callable that draws it (a live server with no viewer never calls
+        it); the others get the overlay image."""
+        drawn: List[np.ndarray] = []
+
+        def overlay() -> np.ndarray:
+            if not drawn:
+                drawn.append(self.render(frame.image, result, title))
+            return drawn[0]
+
+        own = len(stream.sinks)
+        for place, sink in enumerate([*stream.sinks, *self.shared_sinks]):
+            if not hasattr(sink, "write_result"):
+                if place < own:
+                    sink.write(overlay())
+                else:  # shared by every source (the preview grid)
+                    sink.write_stream(stream.index, overlay())
+            elif getattr(sink, "takes_overlay", False):  # a shared one learns the source from frame.stream
+                sink.write_result(frame, result, overlay)
+            else:
+                sink.write_result(frame, result)
 
     def _measure(self, stream: _Stream, frame: Frame, result) -> None:
         """The source's video metrics after a frame was written (never fatal to the stream: a segment callable whose

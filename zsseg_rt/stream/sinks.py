@@ -1,7 +1,8 @@
 """Frame sinks: an on-screen window, a video file, an image folder, and an MJPEG-over-HTTP preview.
 
-Each sink has ``write(frame_bgr_uint8)`` and ``close()`` (``finish()`` / ``abort()``: ``FrameSink``); ``open_sink(spec)``
-builds one from a user string (``display://``, ``out.mp4``, ``frames/``, ``http://127.0.0.1:8080``). The file sinks
+Each sink has ``write(frame_bgr_uint8)`` and ``close()`` (``finish()`` / ``abort()``: ``FrameSink``);
+``zsseg_rt.stream.open_sink(spec)`` builds one from a user string (``display://``, ``out.mp4``, ``frames/``,
+``http://127.0.0.1:8080``, ``out.mcap``, ``foxglove://``): the table of :mod:`zsseg_rt.stream.output_kinds`. The file sinks
 (:mod:`zsseg_rt.stream.file_sinks`) follow the output policy of :mod:`zsseg_rt.output_plan`: nothing is written under
 an output's name until it is complete, and a failed write raises ``OutputWriteError`` naming the path and what was
 written.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import http.server
 import json
 import logging
-import os
 import socketserver
 import threading
 import urllib.parse
@@ -20,14 +20,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from zsseg_rt.io_safety import AtomicFile
-from zsseg_rt.output_plan import StagedFolder
-
 from .capabilities import require_window
 from .file_sinks import BROWSER_EXTENSIONS, FRAMES, ImageFolderSink, VideoFileSink, existing_frames, h264_encoder
 from .loopback import LOOPBACK_HOSTS, host_header_allowed
 from .sink_base import FrameSink, SinkError
-from .sources import VIDEO_EXTENSIONS
 
 __all__ = [
     "BROWSER_EXTENSIONS",
@@ -41,8 +37,6 @@ __all__ = [
     "WindowSink",
     "existing_frames",
     "h264_encoder",
-    "open_sink",
-    "output_kind",
 ]
 
 log = logging.getLogger("zsseg_rt.stream")
@@ -486,53 +480,3 @@ class NullSink(FrameSink):
 
     def write(self, frame):
         self.frames += 1
-
-
-def output_kind(spec: str) -> Optional[str]:
-    """ "video" or "folder" for an ``open_sink`` spec that names a file output, else None (a window, a URL, null)."""
-    text = str(spec).strip()
-    lower = text.lower()
-    if lower in ("display", "display://", "window", "screen", "null") or lower.startswith("http://"):
-        return None
-    ext = os.path.splitext(text)[1].lower()
-    if ext in VIDEO_EXTENSIONS:
-        return "video"
-    if text.endswith(("/", os.sep)) or os.path.isdir(text) or not ext:
-        return "folder"
-    return None
-
-
-def open_sink(
-    spec: str,
-    fps: float = 30.0,
-    replace: bool = False,
-    output: Optional[AtomicFile] = None,
-    staged: Optional[StagedFolder] = None,
-) -> FrameSink:
-    """Sink for a user string: ``display://`` / ``window`` (on-screen), ``http://HOST:PORT`` (MJPEG preview),
-    a video path (``.mp4``, ``.avi``, ...), or a folder (existing, ending in ``/``, or without extension).
-
-    A file output follows ``zsseg_rt.output_plan``: ``output`` (a video's) or ``staged`` (a folder's) come from the
-    run's ``OutputPlan``, which checked them and puts them in place at the end; without them the sink checks its
-    own output (``replace``: an image folder's frames of an earlier run may be replaced)."""
-    text = str(spec).strip()
-    lower = text.lower()
-    if lower in ("display", "display://", "window", "screen"):
-        return WindowSink()
-    if lower.startswith("http://"):
-        hostport = text[len("http://") :].strip("/")
-        host, _, port = hostport.rpartition(":")
-        if not port.isdigit():
-            raise SinkError(f"MJPEG sink needs http://HOST:PORT, got {spec!r}")
-        return MjpegSink(int(port), host or "127.0.0.1")
-    if lower == "null":
-        return NullSink()
-    kind = output_kind(text)
-    if kind == "video":
-        return VideoFileSink(text, fps=fps, output=output)
-    if kind == "folder":
-        return ImageFolderSink(text, replace=replace, staged=staged)
-    raise SinkError(
-        f"output {spec!r} is not a window (display://), an MJPEG URL (http://127.0.0.1:8080), a video "
-        f"file ({', '.join(VIDEO_EXTENSIONS)}) or a folder"
-    )

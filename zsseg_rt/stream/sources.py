@@ -191,6 +191,9 @@ class FrameSource:
     frame_count: Optional[int] = None  # frames of a finite source when known (progress bars), after ``open()``
     frames_declared: Optional[int] = None  # the frame count a video file's container declares (None: none declared)
     decode_errors = 0  # damaged packets / images skipped (a file or folder), over every open()
+    # the presentation time (seconds) of the frame ``read()`` returned last: a video file's own, an image folder's
+    # place at ``fps`` (30 when not given); None for a live source (its frames are stamped with the time of capture)
+    last_pts: Optional[float] = None
 
     def __init__(self):
         self.ended = False
@@ -333,6 +336,11 @@ class OpenCVSource(FrameSource):
                     )
             return None
         self._read += 1
+        if self.spec.kind == "file":  # the decoder's time of the frame just read (ms); the frame count's otherwise
+            import cv2
+
+            msec = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+            self.last_pts = msec / 1000.0 if msec and msec > 0 else (self._read - 1) / (self.fps or 30.0)
         if frame.ndim == 2:
             frame = np.repeat(frame[:, :, None], 3, axis=2)
         return frame
@@ -492,6 +500,7 @@ class PyAVFileSource(FrameSource):
             self._say_if_short()
             return None
         self._read += 1
+        self.last_pts = float(frame.time) if frame.time is not None else (self._read - 1) / (self.fps or 30.0)
         image = self._reformatter.reformat(frame, format="bgr24").to_ndarray()
         turns = (int(getattr(frame, "rotation", 0) or 0) // 90) % 4  # counter-clockwise quarter turns to upright
         return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
@@ -576,11 +585,14 @@ class ImageFolderSource(FrameSource):
             path = self._paths[self._index]
             self._index += 1
             try:
-                return read_image_bgr(path, self.max_pixels, allow_partial=self.allow_partial)
+                image = read_image_bgr(path, self.max_pixels, allow_partial=self.allow_partial)
             except ImageReadError as exc:
                 if not isinstance(exc, ImageTooLargeError):
                     self.decode_errors += 1  # a damaged image (one over the pixel limit is not)
                 log.warning("skipped %s", exc)
+                continue
+            self.last_pts = (self._index - 1) / (self.fps or 30.0)  # its place in the folder, at fps
+            return image
         self.ended = True
         return None
 

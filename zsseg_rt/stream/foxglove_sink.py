@@ -1,0 +1,192 @@
+"""``zsseg camera -o foxglove://HOST:PORT`` and ``FoxgloveSink``: the robot topics of every source
+(:mod:`zsseg_rt.stream.robot_sinks`) served live over Foxglove's WebSocket protocol (``foxglove-sdk``), for any number
+of viewers (Foxglove's app: "Open connection", ``ws://HOST:PORT``; or any client of the protocol, subprotocol
+``foxglove.sdk.v1``).
+
+Each source's three channels are advertised at once, with their ``ros2msg`` schemas and CDR messages: the same bytes
+an MCAP file holds. A message is encoded only when a viewer subscribes to its channel (``Channel.has_sinks``), so with
+nobody watching the output costs a few checks per frame; a viewer that subscribes to ``/<source>/label_info`` later
+gets the current vocabulary with the source's next frame. The server listens on 127.0.0.1 unless another host is
+given (it has no authentication: on a shared network, an SSH tunnel), and a port in use is refused when the sink is
+made, before ``zsseg camera`` loads the model. ``close()`` stops the server (its threads end with it).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any, Dict, Sequence, Set, Tuple
+
+from . import ros_messages as ros
+from .loopback import LOOPBACK_HOSTS
+from .robot_sinks import JPEG_QUALITY, RobotSink, _Source, require_module
+from .sink_base import SinkError
+
+__all__ = ["DEFAULT_PORT", "FoxgloveSink", "parse_foxglove_url"]
+
+log = logging.getLogger("zsseg_rt.stream")
+
+DEFAULT_PORT = 8765  # Foxglove's own default
+STOP_SECONDS = 5.0  # close(): the longest wait for the server's listener to be gone
+SCHEME = "foxglove://"
+_SCHEMA_OF = {"labels": ros.IMAGE, "overlay": ros.COMPRESSED_IMAGE, "label_info": ros.LABEL_INFO}
+
+
+def parse_foxglove_url(spec: str) -> Tuple[str, int]:
+    """``(host, port)`` of ``foxglove://HOST:PORT``, ``foxglove://PORT`` or ``foxglove://`` (host 127.0.0.1, port
+    8765 unless given; port 0: any free one).
+
+    Raises:
+        SinkError: not such a URL (one line: what was expected, what was given).
+    """
+    text = str(spec).strip()
+    if not text.lower().startswith(SCHEME):
+        raise SinkError(f"a Foxglove output is foxglove://HOST:PORT, got {spec!r}")
+    rest = text[len(SCHEME) :].strip("/")
+    host, _, port = rest.rpartition(":") if ":" in rest else ("", "", rest)
+    host = host.strip("[]") or "127.0.0.1"
+    if port == "":
+        return host, DEFAULT_PORT
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise SinkError(f"a Foxglove output is foxglove://HOST:PORT with a port in 0..65535, got {spec!r}")
+    return host, int(port)
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Whether nothing listens on ``host:port`` any more (a socket can bind it, the closed connections' TIME_WAIT
+    aside)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError:
+        return False
+    return True
+
+
+class _Subscriptions:
+    """The server's listener (with ``foxglove.websocket.ServerListener``'s other callbacks, which do nothing): a
+    viewer that subscribes to a label_info channel gets the vocabulary again."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.label_info: Set[str] = set()  # topics to send LabelInfo on again
+
+    def on_subscribe(self, client: Any, channel: Any) -> None:  # called from the server's threads
+        topic = str(getattr(channel, "topic", ""))
+        if topic.endswith("/label_info"):
+            with self.lock:
+                self.label_info.add(topic)
+
+
+class FoxgloveSink(RobotSink):
+    """The robot topics served live (see the module).
+
+    Args:
+        port: TCP port (0: any free one; read ``port`` afterwards).
+        host: interface to bind: 127.0.0.1 (default, this machine only); "0.0.0.0" serves the network (no
+            authentication: a warning says so).
+        sources, frame_id, overlay, jpeg_quality: see ``RobotSink``.
+        name: the server's name shown to viewers.
+
+    Raises:
+        SinkError: foxglove-sdk is not installed, or the port cannot be bound (in use): one line.
+    """
+
+    def __init__(
+        self,
+        port: int = DEFAULT_PORT,
+        host: str = "127.0.0.1",
+        *,
+        sources: Sequence[str] = ("camera",),
+        frame_id: str = "{source}",
+        overlay: bool = True,
+        jpeg_quality: int = JPEG_QUALITY,
+        name: str = "zsseg",
+    ):
+        foxglove = require_module("foxglove", "a Foxglove output")
+        self._foxglove = foxglove
+        self._context = foxglove.Context()
+        listener = type("Listener", (_Subscriptions, foxglove.websocket.ServerListener), {})
+        self._listener = listener()
+        self._channels: Dict[Tuple[str, str], Any] = {}
+        try:
+            self._server = foxglove.start_server(
+                name=name, host=host, port=int(port), context=self._context, server_listener=self._listener
+            )
+        except (RuntimeError, OSError, ValueError) as exc:
+            reason = str(exc).split(": ", 1)[-1] if "FoxgloveError" in str(exc) else str(exc)
+            raise SinkError(
+                f"cannot serve Foxglove on {host}:{port} ({reason}); choose another port: -o foxglove://{host}:PORT"
+            ) from None
+        self.host, self.port = host, int(self._server.port)
+        self.name = f"foxglove:{self.url}"
+        self.closed = False
+        super().__init__(sources, frame_id, overlay, jpeg_quality)
+        if host not in LOOPBACK_HOSTS:
+            log.warning("Foxglove server on %s:%d serves without authentication", host, self.port)
+        log.info("Foxglove server at %s (%s)", self.url, ", ".join(self.topics()))
+
+    @property
+    def url(self) -> str:
+        """The address a viewer connects to: ``ws://HOST:PORT``."""
+        return f"ws://{self.host}:{self.port}"
+
+    def _source_added(self, source: _Source) -> None:
+        kinds = ["labels", "overlay", "label_info"] if self.overlay else ["labels", "label_info"]
+        for kind in kinds:  # advertised now: a viewer sees the topics before the first frame
+            schema = self._foxglove.Schema(
+                name=_SCHEMA_OF[kind], encoding="ros2msg", data=ros.SCHEMAS[_SCHEMA_OF[kind]]
+            )
+            self._channels[(source.name, kind)] = self._foxglove.Channel(
+                source.topic(kind), schema=schema, message_encoding="cdr", context=self._context
+            )
+
+    def _wanted(self, source: _Source, kind: str) -> bool:
+        channel = self._channels.get((source.name, kind))
+        return channel is not None and not self.closed and channel.has_sinks()
+
+    def _resend(self, source: _Source) -> bool:
+        topic = source.topic("label_info")
+        with self._listener.lock:
+            if topic in self._listener.label_info:
+                self._listener.label_info.discard(topic)
+                return True
+        return False
+
+    def _send(self, source: _Source, kind: str, stamp_ns: int, data: bytes) -> None:
+        self._channels[(source.name, kind)].log(data, log_time=stamp_ns)
+        with self._lock:
+            self.messages += 1
+
+    def close(self) -> None:
+        """Stop the server: viewers are disconnected, and the port is free again when this returns (the SDK stops its
+        listener asynchronously: waited for, at most ``STOP_SECONDS``)."""
+        if self.closed:
+            return
+        self.closed = True
+        for channel in self._channels.values():
+            channel.close()
+        self._server.stop()
+        deadline = time.monotonic() + STOP_SECONDS
+        while not _bindable(self.host, self.port) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def describe(self) -> Dict[str, Any]:
+        """What was served (``--stats-json`` "outputs")."""
+        return {
+            "path": self.url,
+            "kind": "foxglove",
+            "frames": self.frames,
+            "messages": self.messages,
+            "topics": self.topics(),
+        }
+
+    def __del__(self) -> None:  # a sink dropped without close(): its server must not outlive it
+        try:
+            if not getattr(self, "closed", True):
+                self.close()
+        except Exception:  # noqa: BLE001 - at interpreter exit foxglove may be gone already
+            pass
