@@ -162,14 +162,9 @@ STAGES: Tuple[Stage, ...] = (
         95,
         "its record: 95 s on an H100 at cf77cf4 (the full-size export 34 s of it; 66 s on the H200 at dc8fdc0)",
         measured="2026-11-26T174205_nvidia-h100-80gb-hbm3_engine.json",
-        covers=(
-            "checks/gpu_engine.py",
-            "benchmarks/__init__.py",
-            "benchmarks/__main__.py",
-            "benchmarks/common.py",
-            "benchmarks/cuda.py",
-            "cpp_tests/**",
-        ),  # fmt: skip
+        # the Engine check, the benchmark (every module of benchmarks/: its timing method, _cuda_timing.py, is the
+        # verdict's), the C++ tests
+        covers=("checks/gpu_engine.py", "benchmarks/**", "cpp_tests/**"),
     ),
     Stage(
         "ops",
@@ -214,6 +209,7 @@ STAGES: Tuple[Stage, ...] = (
         92,
         "its record: 92 s on an H100 at cf77cf4 (199 s on the H200 at dc8fdc0, before the CI-only files left it)",
         measured="2026-11-26T175003_nvidia-h100-80gb-hbm3_suite.json",
+        covers=("benchmarks/**",),  # test_benchmark_streams.py and the CLI's profiling run benchmarks/ on the GPU
     ),
     Stage(
         "sanitizers",
@@ -387,7 +383,14 @@ def host_only_tests(root: Optional[Path] = None, files: Optional[Iterable[str]] 
 # ---- what a stage covers: its pass counts at a later tree only while these files hash the same -----------------------
 BUILD = ("zsseg_rt/**", "csrc/**", "cmake/**", "CMakeLists.txt", "pyproject.toml")  # the carried wheel's inputs
 # The native code and the Python that makes CUDA calls or launches kernels: what compute-sanitizer can judge
-DEVICE_CODE = ("csrc/**", "cmake/**", "CMakeLists.txt", "pyproject.toml", "zsseg_rt/ops/**", "zsseg_rt/runtime/**")
+DEVICE_CODE = ("csrc/**", "cmake/**", "CMakeLists.txt", "pyproject.toml", "zsseg_rt/ops/**", "zsseg_rt/runtime/**",
+               "zsseg_rt/stream/**")  # the stream's device video filter: its buffers and ops under memcheck
+# Emulator-only files: the host emulation of the CUDA runtime and its GoogleTest suite, in neither the wheel nor the
+# C++ tests a GPU runs (CMakeLists.txt: ZS_BUILD_CUDA_EMULATION*); a change to them proves nothing about a GPU pass
+EMULATOR_ONLY = ("csrc/emu/**", "cpp_tests/emulation/**")
+# Timing stages: what they measure is the GPU's, so their pass counts only on the GPU kind that measured it (a pass
+# on an H200 does not skip an H100's timing: the records' reader keys them by stage, coverage hash and GPU kind)
+PER_GPU_KIND = ("engine", "probe")
 # How every stage runs (the artefacts' check, the verdicts, the step runner); not the record and plan code
 HARNESS = ("tools/gpu_check.sh", "checks/__init__.py", "checks/__main__.py", "checks/gpu_check_support.py",
            "checks/gpu_artifacts.py")  # fmt: skip
@@ -408,7 +411,8 @@ def covered(found: Stage, files: Sequence[str], read: Callable[[str], bytes]) ->
     """The files (of ``files``, repository-relative) whose content a stage's verdict depends on: how it runs
     (HARNESS), what it runs (BUILD, or DEVICE_CODE for the sanitizers), each step's programs (``covers``), and its
     tests: the pytest pieces' test files less the CI-only ones, for memcheck's pytest run the test files holding a
-    ``cuda`` mark (read, so that a file that gains one is covered), and the python_tests helpers and data."""
+    ``cuda`` mark (read, so that a file that gains one is covered), and the python_tests helpers and data; never the
+    emulator's (EMULATOR_ONLY)."""
     kinds = {step.split()[0] for step in found.steps}
     patterns = list(HARNESS) + list(found.covers)
     patterns += list(DEVICE_CODE) if kinds == {"sanitizer"} else list(BUILD)
@@ -419,6 +423,8 @@ def covered(found: Stage, files: Sequence[str], read: Callable[[str], bytes]) ->
     sanitized_pytest = any(step.split()[-1] == "pytest" for step in found.steps if step.startswith("sanitizer"))
     chosen = []
     for path in files:
+        if any(_matches(path, p) for p in EMULATOR_ONLY):
+            continue
         if any(_matches(path, p) for p in patterns):
             chosen.append(path)
         elif path.startswith("python_tests/") and (pieces_of(found) or sanitized_pytest):
