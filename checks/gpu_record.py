@@ -6,24 +6,33 @@ Usage (standard library only):
     python -m checks gpu_record add RECORD.json...                     # into docs/gpu_runs/, then the table
     python -m checks gpu_record table [--write | --check]              # BENCHMARKS.md's rows from docs/gpu_runs/
 
-``write`` makes ``DATE_MACHINE_STAGE.json`` (and ``.logs.tar.gz`` beside it: every log and report of the stage,
-its steps.tsv and what it lacked; the record holds the tarball's SHA-256) in ``--record-dir`` from what the stage's
-steps left in its work folder: each step's exit code and seconds, its test report's counts, every failed test with
-the head of its traceback, the skips with their whole reasons, the must-run tests' outcomes (checks/gpu_stages.py),
-the missing prerequisites, the machine, the artefacts and the stage's coverage hash (what the pass proves). Its
-exit code is the stage's: 0 only for a pass.
+``write`` makes ``DATE_MACHINE_STAGE.json`` and ``DATE_MACHINE_STAGE.logs.tar.gz`` beside it in ``--record-dir``
+from what the stage's steps left in its work folder: each step's exit code and seconds, its test report's counts,
+every failed test with the head of its traceback, the skips with their whole reasons, the must-run tests' outcomes
+(checks/gpu_stages.py), the missing prerequisites, the machine, the artefacts and the stage's coverage hash (what the
+pass proves). The tarball holds every log and report of the stage, its steps.tsv, its verdict files and the record
+itself (record.json: all but ``logs``); the record holds the tarball's SHA-256. Its exit code is the stage's: 0 only
+for a pass.
 
-The status is computed, never taken: "missing prerequisite", "timeout" (a step stopped at the budget), "fail" (a step
-failed, a must-run test skipped or was absent, a test skipped for want of CUDA or a GPU outside the allow-list),
-"partial" (it would have passed, but a user's filter changed what ran: ``--pytest-args`` beyond reporting and worker
-options, a ``--budget`` other than the table's, ``--quick``) or "pass". ``add`` recomputes it from the record's steps
-and from the logs tarball beside it when present (its SHA-256 checked, its reports parsed again) and refuses a record
-whose stored status, steps or counts differ; ``table --check`` recomputes every committed record's status.
+The status is computed on every read, never taken (the record's ``status`` field is the writer's, for people, and
+nothing reads it): "missing prerequisite", "timeout" (a step stopped at the budget), "fail" (a step failed, a report
+lists a failure, a must-run test skipped or was absent, a test skipped for want of CUDA or a GPU outside the
+allow-list, the record's ``problems``, ``engine_check.pass`` or ``bench_cuda.pass`` not true where the stage runs
+them), "partial" (it would have passed, but a user's filter changed what ran: ``--pytest-args`` beyond reporting and
+worker options, a ``--budget`` other than the table's, ``--quick``; a probe part not measured) or "pass".
+
+``add`` and ``table --check`` check each record against its logs tarball (beside it, named after it) and against git
+at its ``artifacts.commit`` (checks/_gpu_evidence.py), and refuse: a record without its tarball, a tarball whose
+SHA-256 is not the record's or which holds another record, a ``must_run`` list other than the stage definition's at
+that commit, a coverage hash other than the one git gives there, steps, counts, must-run outcomes or verdict files
+other than the tarball's. ``add`` copies the record and its tarball into docs/gpu_runs/. The status is then computed
+from the tarball's step list, JUnit reports and verdict files with the record's own verdicts.
 
 A pass counts at a later tree only while the files its stage covers hash the same (the coverage hash of the record
-against the tree's, checks/gpu_artifacts.py): BENCHMARKS.md says "pass (stale: covered files changed)" otherwise, and
-its summary counts current passes only. Records of schema v1 (before issue 62) still load and render; their passes
-have no coverage hash and do not count.
+against the tree's, checks/gpu_artifacts.py), and for a timing stage (gpu_stages.PER_GPU_KIND) only on the GPU kind
+that measured it: BENCHMARKS.md says "pass (stale: covered files changed)" otherwise, and its summary counts current
+passes only. The records committed before their tarballs were (all of 2026-11-26's: schema v1 and v2) are history:
+"unverified (no logs)", never a pass that counts.
 """
 
 from __future__ import annotations
@@ -40,12 +49,11 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from . import gpu_artifacts, gpu_check_support, gpu_stages
+from . import _gpu_evidence, gpu_artifacts, gpu_check_support, gpu_stages
+from ._gpu_evidence import differing_fields, pack_logs, same_json
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "docs" / "gpu_runs"
@@ -57,8 +65,11 @@ STATUSES = ("pass", "partial", "fail", "timeout", "missing prerequisite")
 BEGIN = "<!-- gpu_runs: generated by `python -m checks gpu_record table --write` from docs/gpu_runs/*.json -->"
 END = "<!-- gpu_runs: end -->"
 TIMEOUT_RCS = (124, 137)
-LOG_KEEP_BYTES = 2 * 1024 * 1024  # per log in the tarball (its end): the device tool brings back 16 MiB a file
-KEPT_WHOLE = (".xml", ".tsv", ".txt")  # never cut: the status is recomputed from them
+# The stage's own verdict files (in its work folder and its logs tarball) and the step kind whose pass needs each
+VERDICT_FILES = (("engine_check", "engine_check.json"), ("bench_cuda", "bench_cuda.json"))
+VERDICT_STEPS = (("engine", "engine_check"), ("bench", "bench_cuda"))
+# The device tool's kind names -> the GPU name nvidia-smi gives there (slugged): the key of a timing stage's pass
+DEVICE_KINDS = {"nvidia-h100-x1": "nvidia-h100-80gb-hbm3"}
 TAIL_LINES = 8  # of a failed step's log when it has no test report (a pytest step's failures come from its report)
 
 # pytest options that change neither which tests run nor how a failure counts: reporting and the worker count
@@ -131,8 +142,8 @@ def read_steps(work: Path) -> List[dict]:
     return steps
 
 
-def read_must_run(work: Path, steps: List[dict], stage: str) -> Dict[str, str]:
-    """The stage's must-run tests' outcomes over its pytest reports (absent where no pytest report exists)."""
+def read_must_run(work: Path, steps: List[dict], tests: List[str]) -> Dict[str, str]:
+    """The must-run tests' outcomes over the stage's pytest reports (absent where no pytest report exists)."""
     cases: List[dict] = []
     for step in steps:
         xml = work / (Path(str(step.get("log", ""))).stem + ".xml")
@@ -141,7 +152,7 @@ def read_must_run(work: Path, steps: List[dict], stage: str) -> Dict[str, str]:
                 cases += gpu_check_support.junit_cases(xml)
             except Exception:  # unreadable: its step says so; the must-run tests are then absent
                 pass
-    return gpu_check_support.must_run_outcomes(cases, [t for t, _ in gpu_stages.stage(stage).must_run])
+    return gpu_check_support.must_run_outcomes(cases, tests)
 
 
 def deselected(work: Path, steps: List[dict], stage: str) -> Optional[dict]:
@@ -164,14 +175,21 @@ def deselected(work: Path, steps: List[dict], stage: str) -> Optional[dict]:
     }
 
 
-def derive(work: Path, stage: str) -> dict:
-    """Everything the status is computed from, as the stage's work folder (or its logs tarball) holds it."""
+def derive(work: Path, stage: str, must_run: Optional[List[str]] = None) -> dict:
+    """Everything the status is computed from, as the stage's work folder (or its logs tarball) holds it: the steps,
+    what was missing, the must-run outcomes (``must_run``: the stage definition's list, this checkout's by default),
+    and the stage's own verdict files (the Engine check's and the benchmark's JSON, the probe's report)."""
     steps = read_steps(work)
-    return {
+    tests = [t for t, _ in gpu_stages.stage(stage).must_run] if must_run is None else must_run
+    found = {
         "steps": steps,
         "missing": list(dict.fromkeys(_lines(work / "missing.txt"))),  # two checks can name the same thing
-        "must_run": read_must_run(work, steps, stage),
+        "must_run": read_must_run(work, steps, tests),
     }
+    for key, name in VERDICT_FILES:
+        if (work / name).is_file():
+            found[key] = _json(work / name) or {"error": f"{name} is not valid JSON (the step was cut off?)"}
+    return found
 
 
 # ---- the status ------------------------------------------------------------------------------------------------
@@ -254,13 +272,30 @@ def pytest_filters(text: str) -> List[str]:
     return found
 
 
+def verdicts_against(record: dict) -> List[str]:
+    """What the record's own verdicts say against a pass: its ``problems``, and for a stage with the Engine check or
+    the benchmark among its steps, ``engine_check.pass`` / ``bench_cuda.pass`` not true (or the report absent)."""
+    found = [f"problem: {p}" for p in record.get("problems") or []]
+    try:
+        kinds = {step.split()[0] for step in gpu_stages.stage(str(record.get("stage"))).steps}
+    except KeyError:
+        return found + [f"unknown stage {record.get('stage')!r}"]
+    for kind, key in VERDICT_STEPS:
+        report = record.get(key)
+        if kind in kinds and not (isinstance(report, dict) and report.get("pass") is True):
+            found.append(f"{key}.pass is {report.get('pass') if isinstance(report, dict) else 'absent'}")
+    return found
+
+
 def status_of(record: dict) -> str:
-    """The status a record's own content gives (schema v1: the exit codes and what was missing)."""
+    """The status a record's content gives (schema v1: the exit codes and what was missing). Computed on every read
+    (checks/_gpu_evidence.py: from the logs tarball's steps, reports and verdict files); the record's own ``status``
+    field is the writer's, for people, and is never read."""
     steps, missing = record.get("steps") or [], record.get("missing") or []
     status = stage_status(steps, missing)
     if record.get("schema") == SCHEMA_V1 or status != "pass":
         return status
-    if verdict_problems(steps, record.get("must_run") or {}):
+    if verdict_problems(steps, record.get("must_run") or {}) or verdicts_against(record):
         return "fail"
     if filters(record.get("command", ""), record.get("budget_s"), record.get("table_budget_s")):
         return "partial"
@@ -293,28 +328,6 @@ def _sha256(path: Path) -> str:
 
 
 # ---- writing a record ----------------------------------------------------------------------------------------------
-def pack_logs(work: Path, target: Path, extra: Optional[Dict[str, Path]] = None) -> None:
-    """Every log, report and step list of the stage into one tarball (each log's last LOG_KEEP_BYTES; the reports and
-    lists whole), and ``extra`` (name in the tarball -> file: the probe's files) whole."""
-    with tarfile.open(target, "w:gz") as tar:
-        for path in sorted(work.rglob("*")):
-            rel = path.relative_to(work)
-            wanted = (".log", ".xml", ".json", ".tsv", ".txt")
-            if not path.is_file() or rel.parts[0] in ("site", "bin") or path.suffix not in wanted:
-                continue
-            if path.stat().st_size > LOG_KEEP_BYTES and path.suffix not in KEPT_WHOLE:
-                cut = work / "logs" / f"{path.name}.end"
-                with open(path, "rb") as src:
-                    src.seek(-LOG_KEEP_BYTES, os.SEEK_END)
-                    cut.write_bytes(b"[... cut: its last bytes only ...]\n" + src.read())
-                tar.add(cut, arcname=str(rel))
-                cut.unlink()
-            else:
-                tar.add(path, arcname=str(rel))
-        for name, path in (extra or {}).items():
-            tar.add(path, arcname=name)
-
-
 def _coverage(path: Optional[str], stage: str, facts: dict) -> Optional[dict]:
     """The stage's coverage hash over the tree it ran on (gpu_check computes it once per command, before any stage),
     and the one of the tree the artefacts were built from."""
@@ -333,8 +346,13 @@ def _probe(record: dict, probe_dir: Optional[str]) -> Dict[str, Path]:
     files = {f"probe/{p.name}": p for p in sorted(folder.iterdir()) if p.is_file()}
     record["probe_files"] = {name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for name, p in files.items()}
     if (folder / "probe.json").is_file():
-        record["probe"] = _json(folder / "probe.json") or {"error": "probe.json is not valid JSON (cut off?)"}
+        record["probe"] = _probe_report(folder / "probe.json")
     return files
+
+
+def _probe_report(path: Path) -> Optional[dict]:
+    """The probe's report as a record holds it (None: there is none)."""
+    return (_json(path) or {"error": "probe.json is not valid JSON (cut off?)"}) if path.is_file() else None
 
 
 def write(args) -> int:
@@ -362,17 +380,14 @@ def write(args) -> int:
         "deselected": deselected(work, derived["steps"], args.stage),
         "notes": list(dict.fromkeys(_lines(work / "notes.txt"))),
     }
-    for key, name in (("engine_check", "engine_check.json"), ("bench_cuda", "bench_cuda.json")):
-        if (work / name).is_file():
-            record[key] = _json(work / name) or {"error": f"{name} is not valid JSON (the step was cut off?)"}
     extra = _probe(record, args.probe_dir)
     record["status"] = status_of(record)  # after the probe's report is in: its parts not measured make it partial
     prefix = "rehearsal_" if record["rehearsal"] else ""
     stem = f"{prefix}{now.strftime('%Y-%m-%dT%H%M%S')}_{slug(str(record['machine']['gpu']))}_{args.stage}"
     out = Path(args.record_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tarball = out / f"{stem}.logs.tar.gz"
-    pack_logs(work, tarball, extra)
+    tarball = out / f"{stem}{_gpu_evidence.LOGS_SUFFIX}"
+    pack_logs(work, tarball, extra, record)
     record["logs"] = {"file": tarball.name, "sha256": _sha256(tarball), "bytes": tarball.stat().st_size}
     (out / f"{stem}.json").write_text(json.dumps(record, indent=1) + "\n")
     if args.probe_dir and Path(args.probe_dir).is_dir():
@@ -405,9 +420,10 @@ def summary_lines(record: dict) -> List[str]:
     return lines
 
 
-# ---- committing records and the table ----------------------------------------------------------------------------
+# ---- committing records and the table: each record checked against its logs and git --------------------------------
 def refusal(record: dict) -> Optional[str]:
-    """Why a record may not be in docs/gpu_runs/ (None: it may)."""
+    """Why a record's content alone bars it from docs/gpu_runs/ (None: its content does not; ``evidence`` checks it
+    against its logs tarball and git as well)."""
     if record.get("schema") not in SCHEMAS:
         return f"not a record of {' or '.join(SCHEMAS)}"
     if record.get("rehearsal"):
@@ -420,80 +436,172 @@ def refusal(record: dict) -> Optional[str]:
         return "it names no artefacts (the stage stopped before checking them)"
     if artifacts.get("dirty"):
         return f"its artefacts were built from a tree that differed from {artifacts['commit'][:12]}: rebuild and rerun"
-    if record.get("status") not in STATUSES or record.get("stage") not in [s.name for s in gpu_stages.STAGES]:
-        return f"unknown stage or status ({record.get('stage')!r}, {record.get('status')!r})"
-    recomputed = status_of(record)
-    if recomputed != record["status"]:
-        return f"its status says {record['status']!r}, its steps say {recomputed!r}"
+    if record.get("stage") not in [s.name for s in gpu_stages.STAGES]:
+        return f"unknown stage {record.get('stage')!r}"
     return None
 
 
 def _verdict_view(steps: List[dict], must_run: Dict[str, str], missing: List[str]) -> list:
-    """What a status rests on, to compare a record with its logs."""
+    """What a status rests on that no rule change alters (exit codes, counts, failed tests, must-run outcomes, what
+    was missing), to compare a record with its logs."""
     view = []
     for step in steps:
         tests = step.get("tests") or {}
         counts = tuple(tests.get(k) for k in ("tests", "passed", "failed", "skipped"))
-        view.append((step["name"], step["rc"], counts, sorted(tests.get("failed_tests", [])),
-                     sorted((tests.get("gpu_skips") or {}).items())))  # fmt: skip
+        view.append((step["name"], step["rc"], counts, sorted(tests.get("failed_tests", []))))
     return [view, sorted(must_run.items()), sorted(missing)]
 
 
-def logs_refusal(record: dict, tarball: Path) -> Optional[str]:
-    """Why a record disagrees with the logs tarball beside it: another SHA-256, or steps, counts, must-run outcomes
-    or a status other than its reports and step list give."""
+def logs_evidence(record: dict, path: Path, repo: Path) -> Tuple[Optional[str], Optional[dict]]:
+    """(why the record is refused, or None; what its logs tarball gives: the record with its steps, must-run
+    outcomes, what was missing and its verdict files as the tarball holds them). Refused: no tarball beside it
+    (named after the record, its SHA-256 the record's), a tarball holding another record (``record.json``), a
+    ``must_run`` list other than the stage definition's at ``artifacts.commit``, a coverage hash other than the one
+    git gives there, steps, counts, must-run outcomes or verdict files other than the tarball's."""
+    tarball = _gpu_evidence.tarball_of(path)
+    if not tarball.is_file():
+        return f"no logs tarball beside it ({tarball.name}): a record counts only with its logs", None
     logs = record.get("logs") or {}
+    if logs.get("file") != tarball.name:
+        return f"its logs field names {logs.get('file')!r}, not {tarball.name}", None
     if logs.get("sha256") != _sha256(tarball):
-        return f"{tarball.name}'s SHA-256 is not the one the record holds"
-    with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(tarball) as tar:
-            members = [m for m in tar.getmembers() if m.isfile() and not m.name.startswith(("/", ".."))]
-            members = [m for m in members if ".." not in Path(m.name).parts]
-            try:
-                tar.extractall(tmp, members=members, filter="data")
-            except TypeError:  # a Python without extraction filters (before 3.12 and its backports)
-                tar.extractall(tmp, members=members)  # noqa: S202 - names checked above
-        derived = derive(Path(tmp), record["stage"])
+        return f"{tarball.name}'s SHA-256 is not the one the record holds", None
+    commit, stage = str(record["artifacts"]["commit"]), str(record["stage"])
+    with _gpu_evidence.unpacked(tarball) as tmp:
+        copy = _gpu_evidence.read_json(Path(tmp) / _gpu_evidence.RECORD_IN_LOGS)
+        if copy is None:
+            return f"{tarball.name} holds no {_gpu_evidence.RECORD_IN_LOGS} (not the logs of a record)", None
+        if not same_json(copy, _gpu_evidence.record_in_logs(record)):
+            fields = ", ".join(differing_fields(copy, _gpu_evidence.record_in_logs(record))[:8])
+            holds = f"{copy.get('stage')} at {str((copy.get('artifacts') or {}).get('commit'))[:12]}, {copy.get('finished')}"
+            return f"it differs from the record its tarball holds ({holds}) in: {fields}", None
+        try:
+            wanted = [t for t, _ in _gpu_evidence.definition_at(repo, commit, stage).must_run]
+            recomputed = _gpu_evidence.coverage_at(repo, commit, stage)
+        except _gpu_evidence.Unverifiable as exc:
+            return f"it cannot be checked with git at its commit {commit[:12]}: {exc}", None
+        derived = derive(Path(tmp), stage, wanted)
+        probe = _probe_report(Path(tmp) / "probe" / "probe.json")
+    have = list(record.get("must_run") or {})
+    if sorted(have) != sorted(wanted):
+        missing, extra = sorted(set(wanted) - set(have)), sorted(set(have) - set(wanted))
+        return (f"its must-run tests are not the stage definition's at {commit[:12]} ({len(have)} of {len(wanted)}; "
+                f"missing {missing[:3]}, not in it {extra[:3]})"), None  # fmt: skip
+    coverage = record.get("coverage") or {}
+    if coverage.get("sha256") != recomputed["sha256"]:
+        why = "" if (record.get("tree") or {}).get("tests_match", True) else " (its tree's tests were not that commit's)"
+        return (f"its coverage hash {str(coverage.get('sha256'))[:12]} is not the one git gives at its commit "
+                f"{commit[:12]} ({recomputed['sha256'][:12]}){why}"), None  # fmt: skip
     if _verdict_view(derived["steps"], derived["must_run"], derived["missing"]) != _verdict_view(
         record.get("steps") or [], record.get("must_run") or {}, record.get("missing") or []
     ):
-        return f"its steps, test counts or must-run outcomes differ from those in {tarball.name}"
-    recomputed = status_of({**record, **derived})
-    if recomputed != record.get("status"):
-        return f"its status says {record.get('status')!r}, its logs say {recomputed!r}"
-    return None
+        return f"its steps, test counts or must-run outcomes differ from those in {tarball.name}", None
+    for key, name in VERDICT_FILES:
+        if not same_json(derived.get(key), record.get(key)):
+            return f"its {key} is not the {name} in {tarball.name}", None
+    if not same_json(probe, record.get("probe")):
+        return f"its probe report is not the probe/probe.json in {tarball.name}", None
+    logged = {**record, **derived, "probe": probe}
+    against = failed_facts(logged)
+    if record.get("status") == "pass" and against:  # the writer never says so: an edit
+        return f"its status field says 'pass', its logs say otherwise ({'; '.join(against[:3])})", None
+    return None, logged
+
+
+def failed_facts(record: dict) -> List[str]:
+    """What fails a stage under any rule: what was missing, a step's exit code, a failure or an unreadable report, a
+    must-run test that did not pass, the record's own verdicts (``verdicts_against``). A record whose ``status`` field
+    says pass despite one of them was edited (the field is otherwise never read: rules change, records do not)."""
+    found = [f"missing: {m}" for m in record.get("missing") or []]
+    for step in record.get("steps") or []:
+        tests = step.get("tests") or {}
+        found += [f"{step['name']}: exit {step['rc']}"] if step.get("rc") != 0 else []
+        found += [f"{step['name']}: {tests['failed']} failed in its report"] if tests.get("failed") else []
+        found += [f"{step['name']}: unreadable report"] if tests.get("unreadable") else []
+    found += [f"must-run {t}: {o}" for t, o in (record.get("must_run") or {}).items() if o != "passed"]
+    return found + verdicts_against(record)
+
+
+def evidence(record: dict, path: Optional[Path] = None, repo: Optional[Path] = None) -> dict:
+    """What a record is worth, computed on every read: ``status`` (from its logs tarball's steps, reports and verdict
+    files with the record's own verdicts; never its ``status`` field), ``verified`` (checked against its tarball and
+    git), ``refusal`` (why it may not be in docs/gpu_runs/, or None). The records committed before their tarballs
+    (checks/_gpu_evidence.py: UNVERIFIED, pinned by content) are history: unverified, never a pass that counts."""
+    path = Path(record.get("_path", "")) if path is None else path
+    found = {"status": status_of(record) if record.get("stage") in [s.name for s in gpu_stages.STAGES] else "fail",
+             "verified": False, "refusal": refusal(record)}  # fmt: skip
+    if found["refusal"] is None and not path.name:
+        found["refusal"] = "not read from a file (a record is checked against the tarball beside it)"
+    if found["refusal"] is not None or _gpu_evidence.unverified(path):
+        return found
+    why, logged = logs_evidence(record, path, REPO if repo is None else repo)
+    if why is not None:
+        return {**found, "refusal": why}
+    return {"status": status_of(logged or {}), "verified": True, "refusal": None}
+
+
+def _evidence(record: dict) -> dict:
+    if "_evidence" not in record:
+        record["_evidence"] = evidence(record)
+    return record["_evidence"]
 
 
 def load_runs(runs: Optional[Path] = None) -> List[dict]:
+    """The committed records, each with its file (``_file``, ``_path``) and what it is worth (``_evidence``)."""
     found = []
     for path in sorted((runs or RUNS).glob("*.json")):
         record = json.loads(path.read_text())
-        record["_file"] = path.name
+        record.update(_file=path.name, _path=str(path))
+        record["_evidence"] = evidence(record, path)
         found.append(record)
     return found
 
 
-def latest_records(records: List[dict]) -> Dict[str, dict]:
+def gpu_kind(name: str) -> str:
+    """The GPU kind of a machine (nvidia-smi's name) or of the device tool's kind name, as a key."""
+    return DEVICE_KINDS.get(slug(name), slug(name))
+
+
+def latest_records(records: List[dict], gpu: Optional[str] = None) -> Dict[str, dict]:
+    """Each stage's latest record; with ``gpu``, a timing stage's latest on that GPU kind only (gpu_stages.PER_GPU_KIND)."""
     latest: Dict[str, dict] = {}
     for record in sorted(records, key=lambda r: r["finished"]):
+        if gpu is not None and record["stage"] in gpu_stages.PER_GPU_KIND:
+            if gpu_kind(str((record.get("machine") or {}).get("gpu", ""))) != gpu_kind(gpu):
+                continue
         latest[record["stage"]] = record
     return latest
 
 
-def current(record: dict, tree: Dict[str, dict]) -> bool:
-    """A pass that counts at this tree: its status recomputed is a pass and its stage's coverage hash is this tree's."""
+def current(record: dict, tree: Dict[str, dict], gpu: Optional[str] = None) -> bool:
+    """A pass that counts at this tree: verified against its logs and git, its status computed a pass, its stage's
+    coverage hash this tree's, and for a timing stage (gpu_stages.PER_GPU_KIND) measured on ``gpu``'s kind (``gpu``
+    None: a pass of it counts on no GPU, as the kind of the next machine is not known)."""
+    found = _evidence(record)
     coverage = record.get("coverage") or {}
     wanted = (tree.get(record["stage"]) or {}).get("sha256")
-    return status_of(record) == "pass" and bool(coverage.get("sha256")) and coverage.get("sha256") == wanted
+    if record["stage"] in gpu_stages.PER_GPU_KIND and (
+        gpu is None or gpu_kind(str((record.get("machine") or {}).get("gpu", ""))) != gpu_kind(gpu)
+    ):
+        return False
+    return found["verified"] and found["status"] == "pass" and bool(wanted) and coverage.get("sha256") == wanted
 
 
 def shown_status(record: dict, tree: Dict[str, dict]) -> str:
-    status = record["status"]
+    """The table's status: computed (the record's own ``status`` field is never read), and what keeps it from
+    counting."""
+    found = _evidence(record)
+    status = found["status"]
+    if found["refusal"] is not None:
+        return f"{status} (refused: `table --check` says why)"
+    if not found["verified"]:
+        return f"{status} (unverified: no logs{', not counted' if status == 'pass' else ''})"
     if status != "pass":
         return status
-    if record.get("schema") == SCHEMA_V1:
-        return "pass (v1 record: no coverage hash, not counted)"
-    return "pass" if current(record, tree) else "pass (stale: covered files changed)"
+    gpu = str((record.get("machine") or {}).get("gpu", ""))
+    if not current(record, tree, gpu):
+        return "pass (stale: covered files changed)"
+    return "pass (counts on this GPU kind only)" if record["stage"] in gpu_stages.PER_GPU_KIND else "pass"
 
 
 def render_table(records: List[dict], tree: Optional[Dict[str, dict]] = None) -> str:
@@ -518,24 +626,34 @@ def render_table(records: List[dict], tree: Optional[Dict[str, dict]] = None) ->
             f"| {r['finished'][:10]} | {r['artifacts']['commit'][:10]}{tests_changed} | {r['seconds']} "
             f"| docs/gpu_runs/{r['_file']} |"
         )
-    never = [s.name for s in gpu_stages.STAGES if s.name not in latest]
-    passed = [s.name for s in gpu_stages.STAGES if s.name in latest and current(latest[s.name], tree)]
-    old = [s.name for s in gpu_stages.STAGES if s.name in latest and latest[s.name]["status"] == "pass"
-           and s.name not in passed]  # fmt: skip
+    names = [s.name for s in gpu_stages.STAGES]
+    never = [n for n in names if n not in latest]
+    kind = {n: str(latest[n]["machine"]["gpu"]) for n in names if n in latest}
+    passed = [n for n in names if n in latest and current(latest[n], tree, kind[n])]
+    unverified = [n for n in names if n in latest and not _evidence(latest[n])["verified"]]
+    old = [n for n in names if n in latest and n not in passed and n not in unverified
+           and _evidence(latest[n])["status"] == "pass"]  # fmt: skip
     commits = sorted({latest[s]["artifacts"]["commit"][:10] for s in passed})
     summary = f"Acceptance on a GPU: {len(passed)} of {len(gpu_stages.STAGES)} stages pass at this tree"
     summary += f" (run at {', '.join(commits)})" if commits else ""
+    timed = [n for n in passed if n in gpu_stages.PER_GPU_KIND]
+    summary += "".join(f"; {n} on {kind[n]} only (a timing stage)" for n in timed)
+    summary += f"; passes that no longer count (covered files changed): {', '.join(old)}" if old else ""
     summary += (
-        f"; passes that no longer count (covered files changed, or no coverage hash): {', '.join(old)}" if old else ""
+        f"; latest records unverified (committed without their logs, which are lost: history, never counted): "
+        f"{', '.join(unverified)}" if unverified else ""
     )
     summary += f"; never run on a GPU: {', '.join(never)}." if never else "."
     return "\n".join([BEGIN, "", *rows, "", summary, "", END])
 
 
-def current_passes(runs: Optional[Path] = None, tree: Optional[Dict[str, dict]] = None) -> Dict[str, str]:
-    """Stage -> the record file of its latest record where that is a pass that counts at this tree."""
+def current_passes(runs: Optional[Path] = None, tree: Optional[Dict[str, dict]] = None,
+                   gpu: Optional[str] = None) -> Dict[str, str]:  # fmt: skip
+    """Stage -> the record file of its latest record where that is a pass that counts at this tree; a timing stage's
+    only with ``gpu`` (the next machine's kind: its latest record on that kind)."""
     tree = gpu_artifacts.coverage(REPO) if tree is None else tree
-    return {name: r["_file"] for name, r in latest_records(load_runs(runs)).items() if current(r, tree)}
+    latest = latest_records(load_runs(runs), gpu)
+    return {name: r["_file"] for name, r in latest.items() if current(r, tree, gpu)}
 
 
 def table_text(benchmarks: str, records: List[dict], tree: Optional[Dict[str, dict]] = None) -> str:
@@ -550,14 +668,19 @@ def table(args) -> int:
     records = load_runs()
     wanted = table_text(text, records)
     if args.check:
-        wrong = [f"{r['_file']}: {why}" for r in records for why in [refusal(r)] if why]
+        wrong = [f"{r['_file']}: refused: {r['_evidence']['refusal']}" for r in records if r["_evidence"]["refusal"]]
+        names = {r["_file"][: -len(".json")] for r in records}
+        wrong += [f"{p.name}: logs of no record" for p in sorted(RUNS.glob(f"*{_gpu_evidence.LOGS_SUFFIX}"))
+                  if p.name[: -len(_gpu_evidence.LOGS_SUFFIX)] not in names]  # fmt: skip
         for line in wrong:
             print(line)
         if wanted != text:
             print("BENCHMARKS.md's GPU table differs from docs/gpu_runs/: python -m checks gpu_record table --write")
         if wrong or wanted != text:
             return 1
-        print(f"BENCHMARKS.md's GPU table agrees with docs/gpu_runs/ ({len(records)} records, each status recomputed)")
+        verified = sum(r["_evidence"]["verified"] for r in records)
+        print(f"BENCHMARKS.md's GPU table agrees with docs/gpu_runs/ ({len(records)} records, each status computed; "
+              f"{verified} checked against their logs and git, {len(records) - verified} unverified: no logs)")  # fmt: skip
         return 0
     if args.write:
         BENCHMARKS.write_text(wanted)
@@ -566,28 +689,35 @@ def table(args) -> int:
 
 
 def add(args) -> int:
-    RUNS.mkdir(parents=True, exist_ok=True)
-    problems = []
+    """Copy records and their logs tarballs into docs/gpu_runs/ (each checked: ``evidence``), then the table."""
+    problems, added = [], 0
     for name in args.records:
         path = Path(name)
         record = _json(path)
-        why = "not a JSON record" if record is None else refusal(record)
-        if why is None and record.get("schema") != SCHEMA:
+        found = evidence(record, path) if record is not None else {"refusal": "not a JSON record"}
+        why = found["refusal"]
+        if why is None and (record or {}).get("schema") != SCHEMA:
             why = f"schema {record.get('schema')}: new records are {SCHEMA} (rerun the stage with this checkout)"
-        tarball = path.with_name(path.name[: -len(".json")] + ".logs.tar.gz")
-        if why is None and tarball.is_file():
-            why = logs_refusal(record, tarball)
-        target = RUNS / path.name
-        if why is None and target.exists() and target.read_bytes() != path.read_bytes():
-            why = f"{target} exists with other content"
+        if why is None and not found["verified"]:
+            why = "committed without its logs before (unverified): it is in docs/gpu_runs/ already"
+        tarball = _gpu_evidence.tarball_of(path)
+        targets = [(path, RUNS / path.name), (tarball, RUNS / tarball.name)]
+        for source, target in targets:
+            if why is None and target.exists() and target.read_bytes() != source.read_bytes():
+                why = f"{target} exists with other content"
         if why:
             problems.append(f"{path.name}: refused: {why}")
             continue
-        shutil.copyfile(path, target)
-        checked = f"checked against {tarball.name}" if tarball.is_file() else "no logs beside it: checked on its steps"
-        print(f"added {target} ({record['stage']}: {record['status']}; {checked})")
-    BENCHMARKS.write_text(table_text(BENCHMARKS.read_text(), load_runs()))
-    print("BENCHMARKS.md: the GPU table rewritten from docs/gpu_runs/")
+        RUNS.mkdir(parents=True, exist_ok=True)
+        for source, target in targets:
+            if source.resolve() != target.resolve():
+                shutil.copyfile(source, target)
+        added += 1
+        print(f"added {RUNS / path.name} and {tarball.name} ({record['stage']}: {found['status']}, computed from "
+              "its logs; checked against them and git)")  # fmt: skip
+    if added:
+        BENCHMARKS.write_text(table_text(BENCHMARKS.read_text(), load_runs()))
+        print("BENCHMARKS.md: the GPU table rewritten from docs/gpu_runs/")
     for line in problems:
         print(line, file=sys.stderr)
     return 1 if problems else 0
