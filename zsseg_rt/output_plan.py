@@ -22,6 +22,11 @@ The rules, in :class:`OutputPlan`:
    of an earlier run that this run did not rewrite, and ``--overwrite`` replaces only files the manifest names
    unchanged. A user's files (``notes.txt``, or a ``000001.png`` of their own) are never removed.
 4. **One file mode**: every file is created with 0666 less the umask, as other programs create theirs.
+5. **One owner per output** (:mod:`zsseg_rt.output_owner`): :meth:`OutputPlan.check` claims every output declared
+   (whatever its kind: a kind added later is declared here, so it is claimed too) with an owner lock held until
+   :meth:`OutputPlan.commit` or :meth:`OutputPlan.abort` (or :meth:`OutputPlan.release`); a second run on one of them
+   is refused at its start with the first run's process, ``--overwrite`` included, before any leftover is looked at
+   (a running run's ``out.partial.mp4`` is not an interrupted run's). A killed run's lock is taken over, and said.
 
 Refusals name the path and the flag in the user's words: ``flag`` is ``--overwrite`` for the command line and
 ``overwrite=True`` for the Python sinks.
@@ -50,6 +55,7 @@ from zsseg_rt.io_safety import (
     write_failure,
     write_temporary,
 )
+from zsseg_rt.output_owner import OutputBusy, OwnerLock
 
 __all__ = [
     "CLI_FLAG",
@@ -421,6 +427,7 @@ class OutputPlan:
         self.inputs = [str(path) for path in inputs if path]
         self.entries: List[_Entry] = []
         self._leftovers: List[str] = []
+        self.owners: List[OwnerLock] = []  # rule 5: this run's claim on each output, from check() to its end
 
     def stream(self, option: str, path: str) -> AtomicFile:
         """A file written as it goes (a video): ``out.partial.mp4`` until the commit."""
@@ -451,15 +458,66 @@ class OutputPlan:
         return plan, staged
 
     # ---- the checks ---------------------------------------------------------------------------------------------
-    def check(self) -> None:
-        """Refuse, before anything is written, what may not or cannot be written (the module's rule 1).
+    def check(self, say: Optional[Callable[[str], None]] = None) -> None:
+        """Refuse, before anything is written, what may not or cannot be written (the module's rule 1), and claim
+        every output for this run (rule 5; ``say`` names a killed run's lock taken over, default a log warning): the
+        claim holds until :meth:`commit`, :meth:`abort` or :meth:`release`, and is given up when a check refuses.
 
         Raises:
-            OutputRefused: one line naming the path, and the flag or option that changes it.
+            OutputRefused: one line naming the path, and the flag or option that changes it (another run writing an
+                output now: its process).
         """
         self._check_collisions()
         for entry in self.entries:
             _check_writable(entry.path, entry.option, entry.is_folder)
+        self.claim(say)
+        try:
+            self._check_all()
+        except BaseException:
+            self.release()
+            raise
+
+    def claim(self, say: Optional[Callable[[str], None]] = None) -> None:
+        """Take the owner lock of every output declared (rule 5; :mod:`zsseg_rt.output_owner`), all or none; a no-op
+        for the outputs claimed already.
+
+        Raises:
+            OutputRefused: another run holds one now (named with its process), or its lock file cannot be made.
+        """
+        claimed = {owner.lock_path for owner in self.owners}
+        for entry in self.entries:
+            lock = OwnerLock(entry.path, entry.option, entry.is_folder)
+            if lock.lock_path in claimed:
+                continue
+            try:
+                lock.acquire(say)
+            except OutputBusy as exc:
+                self.release()
+                raise OutputRefused(str(exc), entry.path) from None
+            except OSError as exc:
+                self.release()
+                if exc.errno == errno_codes.ENOSPC:
+                    check_free_space(entry.path, entry.option)  # the usual line, when the disk says so
+                    raise OutputRefused(
+                        f"cannot write {entry.option} {entry.path!r}: its disk is full; nothing was written",
+                        entry.path,
+                        errno_codes.ENOSPC,
+                    ) from None
+                raise OutputRefused(
+                    f"cannot write {entry.option} {entry.path!r}: {exc.strerror or exc} ({lock.lock_path!r})",
+                    entry.path,
+                    exc.errno,
+                ) from None
+            claimed.add(lock.lock_path)
+            self.owners.append(lock)
+
+    def release(self) -> None:
+        """Give up this run's claim on its outputs (rule 5): :meth:`commit` and :meth:`abort` do, at their end."""
+        owners, self.owners = self.owners, []
+        for owner in reversed(owners):
+            owner.release()
+
+    def _check_all(self) -> None:
         self._check_running()
         if self.overwrite:
             self._check_foreign()
@@ -577,6 +635,7 @@ class OutputPlan:
             except FileNotFoundError:
                 continue
             except OSError as exc:
+                self.release()
                 message = f"cannot remove {path!r}, left by an interrupted run: {exc.strerror or exc}"
                 raise OutputRefused(message, path) from None
             say(f"removed {path}, left by an interrupted run ({self.flag})")
@@ -595,12 +654,17 @@ class OutputPlan:
                     entry.output.commit()
             else:
                 entry.output.commit()
+        self.release()
 
     def abort(self) -> None:
-        """After a failure: remove what was staged, replace nothing (a partial video is kept: it plays)."""
-        for entry in self.entries:
-            if not entry.streamed:
-                entry.output.abort()
+        """After a failure: remove what was staged, replace nothing (a partial video is kept: it plays); the claim on
+        the outputs ends."""
+        try:
+            for entry in self.entries:
+                if not entry.streamed:
+                    entry.output.abort()
+        finally:
+            self.release()
 
     def outputs(self, option: Optional[str] = None) -> Sequence[Any]:
         """The staged outputs declared (of ``option`` only, when given), in order."""

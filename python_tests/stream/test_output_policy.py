@@ -155,6 +155,7 @@ def _kill_9_mid_labels(argv, labels):
             process.wait()
         process.stderr.close()
     assert process.returncode == -9
+    return process.pid
 
 
 def test_what_a_killed_run_left_is_named_and_removed_only_with_overwrite(tmp_path, tiny_bundle, clip, capsys, caplog):
@@ -162,11 +163,14 @@ def test_what_a_killed_run_left_is_named_and_removed_only_with_overwrite(tmp_pat
     (and the next run wrote beside them without --overwrite)."""
     labels = tmp_path / "labels"
     argv = [clip, "--bundle", tiny_bundle, "--classes", "a,b", "--labels-out", str(labels)]
-    _kill_9_mid_labels(argv, labels)
-    hidden = sorted(name for name in os.listdir(labels) if name.startswith("."))
+    pid = _kill_9_mid_labels(argv, labels)
+    hidden = sorted(name for name in os.listdir(labels) if name.startswith(".zsseg-staging-"))
     assert _visible(labels) == [] and hidden, os.listdir(labels)  # nothing under a final name; the staging folder
+    assert sorted(os.listdir(labels)) == [".zsseg-owner"] + hidden  # and the killed run's owner lock (issue 75)
     code, err = _camera(capsys, *argv)
     assert code == 1 and len(err) == 1, err  # was: rc 0, the maps written beside the leftovers
+    stale = f"its owner lock ({labels / '.zsseg-owner'}) was left by process {pid}, which no longer runs"
+    assert any(stale in message for message in caplog.messages), caplog.messages
     leftover = str(labels / hidden[0])
     assert err[0].startswith(f"zsseg camera: error: {leftover!r} is left by an interrupted run writing --labels-out")
     assert "pass --overwrite to remove it and write anew" in err[0], err
