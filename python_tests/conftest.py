@@ -9,6 +9,7 @@ import signal
 import sys
 
 import pytest
+import time_bound
 from support import GOLDEN, REPO, build_once, export_tiny_bundle
 
 # The checkout's benchmarks/ and checks/ packages for the tests that import them, appended LAST: an installed
@@ -165,6 +166,7 @@ def _sigint_as_at_a_terminal() -> None:
 
 def pytest_configure(config):
     _sigint_as_at_a_terminal()
+    time_bound.register(config)  # every test phase bounded in time: a hang is a named failure
     config.addinivalue_line(
         "markers", "slow: full-size models (minutes); run by tools/run_tests.sh, deselect with -m 'not slow'"
     )
