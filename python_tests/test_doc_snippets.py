@@ -78,6 +78,8 @@ CATEGORIES: Dict[str, str] = {
     r"|\bgpu_record add\b",
     "needs TensorRT": r"\bbuild-engine\b(?!.*--backend (onnxruntime|torch))|\btensorrt\b",
     "needs a camera": r"/dev/video|csi://|rtsp://|display://",
+    # ros2 bag / ros2 topic: a ROS 2 install (not on PyPI), which CI has not; what it reads is checked by other readers
+    "needs ROS 2": r"\bros2\b",
     # a dataset download or the user's own data folder
     "needs a dataset": r"--data-root\b|--data\b|\bdata/|dataset\.root=",
     # a trained checkpoint or stock CLIP weights (CI has neither: no network); out/bundles/voc is the docs' name
