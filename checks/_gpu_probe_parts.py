@@ -159,64 +159,56 @@ def part_machine(ctx) -> dict:
     return info
 
 
-# ---- P2: the bundles -----------------------------------------------------------------------------------------------
+# ---- P2, P2F: the bundles -------------------------------------------------------------------------------------------
+def _full_present(ctx) -> bool:
+    return (ctx.work / f"{_full_config()}_bundle" / "meta.json").is_file()
+
+
+def _bundle_here(ctx) -> str:
+    """The full-size bundle where this command already has it (an earlier stage's or P2F's export, reused), else
+    the tiny one (P2's, or exported now): the parts that measure the device path, not the encoder, take either and
+    record which."""
+    return _bundle(ctx, "full") if _full_present(ctx) else _bundle(ctx, "tiny")
+
+
 def part_export(ctx) -> dict:
+    """P2: the tiny bundle (exported, or reused); the full-size one only noted when an earlier stage of the command
+    exported it (P2F exports it: 34 s on the H100, too long for the acceptance's probe)."""
     ge = _engine_module()
     start = time.perf_counter()
     reused = (ctx.work / f"{ge.TINY_CONFIG}_bundle" / "meta.json").is_file()
     ctx.record("tiny_bundle", _bundle(ctx, "tiny"))
     ctx.record("tiny_export_s", round(time.perf_counter() - start, 2))
-    ctx.record("tiny_reused", reused)
+    return {"tiny_reused": reused, "full_present": _full_present(ctx), "full_config": _full_config()}
+
+
+def part_full_export(ctx) -> dict:
+    """P2F: the full-size bundle (P3's gates, P5E's Engine frame; P7, P7S and P9 take it when it is there)."""
     start = time.perf_counter()
-    reused = (ctx.work / f"{_full_config()}_bundle" / "meta.json").is_file()
+    reused = _full_present(ctx)
     ctx.record("full_bundle", _bundle(ctx, "full"))
-    ctx.record("full_config", _full_config())
-    ctx.record("full_export_s", round(time.perf_counter() - start, 2))
-    return {"full_reused": reused}
+    return {
+        "full_config": _full_config(),
+        "full_export_s": round(time.perf_counter() - start, 2),
+        "full_reused": reused,
+    }
 
 
-# ---- P3: fp16/bf16 gates and graphs of the full encoder -------------------------------------------------------------
-def _graph_frames(engine, image, reference=None, frames: int = 12) -> dict:
-    """``frames`` untimed frames: the graphs' stats, host ms per call (median after 2), labels equal to ``reference``."""
-    walls, labels = [], None
-    for _ in range(frames):
-        start = time.perf_counter()
-        labels = engine(image).labels
-        walls.append(time.perf_counter() - start)
-    graphs = getattr(engine.pipeline.device, "graphs", None)
-    out = {"graph_stats": dict(graphs.stats) if graphs is not None else None,
-           "host_ms_per_frame_median": 1e3 * _median(walls[2:])}  # fmt: skip
-    if reference is not None:
-        out["labels_equal_fp32"] = float((labels == reference).mean())
-    return out, labels
-
-
+# ---- P3: the fp16/bf16 accuracy gates of the full encoder ------------------------------------------------------------
 def _precisions(torch) -> List[str]:
     return ["fp16", "bf16"] if torch.cuda.is_bf16_supported() else ["fp16"]
 
 
 def part_precisions(ctx) -> dict:
+    """The gates only: the fp16/bf16 CUDA graphs of the full encoder are the engine stage's (checks/gpu_engine.py
+    times fp16 and bf16 frames at C=171 and compares their labels with the CPU's)."""
     import torch
 
     _needs_zsseg_cuda()
-    ge = _engine_module()
     bundle = _bundle(ctx, "full")
     model, meta = _cuda_model(bundle)
-    image = _photo()
     if not torch.cuda.is_bf16_supported():
         ctx.record("bf16", f"not measured: {torch.cuda.get_device_name()} does not support bf16")
-    engine = ge.torch_engine(bundle, model, "fp32")
-    engine.set_classes(_names(171))
-    fp32, reference = _graph_frames(engine, image)
-    ctx.record("fp32_c171", fp32)
-    del engine
-    _free()
-    for precision in _precisions(torch):  # the graphs first (the most wanted), the gates after
-        engine = ge.torch_engine(bundle, model, precision)
-        engine.set_classes(_names(171))
-        ctx.record(f"{precision}_c171", _graph_frames(engine, image, reference)[0])
-        del engine
-        _free()
     for precision in _precisions(torch):
         ctx.record(f"{precision}_gate", _gate(meta, model, precision, ctx.work / "engines"))
     return {}
@@ -236,30 +228,6 @@ def _gate(meta, model, precision: str, cache_dir: Path) -> dict:
         record = {"accepted": False, "refused": str(exc)[:1500]}
     record["seconds"] = round(time.perf_counter() - start, 2)
     return record
-
-
-# ---- P4: post-processing inside the graph --------------------------------------------------------------------------
-def part_post_in_graph(ctx) -> dict:
-    _needs_zsseg_cuda()
-    ge = _engine_module()
-    bundle = _bundle(ctx, "full")
-    model, meta = _cuda_model(bundle)
-    image = _photo()
-    engine = ge.torch_engine(bundle, model, "fp16")
-    for count in (20, 171):
-        engine.set_classes(_names(count))
-        untimed, _ = _graph_frames(engine, image, frames=ge.WARMUP + ge.MIN_FRAMES)
-        timed = ge.time_engine(engine, image, ge.MIN_FRAMES)
-        timed["untimed_host_ms_per_call_median"] = untimed["host_ms_per_frame_median"]
-        timed["timed_minus_untimed_host_ms"] = timed["host_call_median_ms"] - untimed["host_ms_per_frame_median"]
-        ctx.record(f"fp16_c{count}", timed)
-    del engine
-    _free()
-    floor = ge.encoder_floor(model, int(meta.image_size), ge.MIN_FRAMES)
-    ctx.record("floor", floor)
-    c171 = ctx.measured["fp16_c171"]
-    return {"post_over_encoder_c171": c171["post_over_encoder"],
-            "frame_over_floor_c171": c171["frame_median_ms"] / floor["median_ms"]}  # fmt: skip
 
 
 # ---- P6: the ctypes CudaDriver on real libcuda ---------------------------------------------------------------------
@@ -480,45 +448,59 @@ def ncu_target(target: str, work: Path) -> int:
     return 0
 
 
-def part_ncu(ctx) -> dict:
-    _needs_zsseg_cuda()
+def _ncu(ctx, target: str, bound: float) -> dict:
+    """One ncu run of ``target`` (``ncu_target``) within ``bound`` seconds, its text appended to the report."""
     ncu = find_ncu()
     if ncu is None:
         raise Skip("ncu not found (PATH, $CUDA_HOME/bin, /usr/local/cuda/bin): no kernel report")
-    _bundle(ctx, "full")  # the engine target's bundle
     report = ctx.out / "ncu_segment_windows.txt"
-    report.write_text("")
     sections = [arg for name in NCU_SECTIONS for arg in ("--section", name)]
-    for target, bound in (("iid", 45), ("engine", 80)):
-        bound = min(bound, ctx.left() - 5)
-        if bound < 15:
-            ctx.record(target, {"skipped": f"budget: {bound:.0f} s left of the part"})
-            continue
-        command = [ncu, "--target-processes", "all", "-k", "regex:segment_windows", "--launch-skip", "1", "-c", "1",
-                   *sections, sys.executable, "-c", LAUNCHER, str(REPO), "checks.gpu_probe", "--ncu-target", target,
-                   "--work", str(ctx.work)]  # fmt: skip
-        start = time.perf_counter()
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=bound)
-            text, code = done.stdout + done.stderr, done.returncode
-        except subprocess.TimeoutExpired as exc:
-            text, code = f"ncu cut at {bound:.0f} s\n{exc.stdout or ''}", "timeout"
-        with open(report, "a") as stream:
-            stream.write(f"==== {target}: C=171, {'i.i.d. logits' if target == 'iid' else 'an Engine frame'}\n")
-            stream.write(text if isinstance(text, str) else text.decode(errors="replace"))
-        keys = ("Duration", "Throughput", "Occupancy", "Stall", "Warp Cycles", "Registers", "==ERROR==", "==PROF==")
-        lines = [line.strip() for line in str(text).splitlines() if any(k in line for k in keys)][:40]
-        ctx.record(target, {"exit_code": code, "seconds": round(time.perf_counter() - start, 2), "lines": lines})
-    return {"report": report.name}
+    command = [ncu, "--target-processes", "all", "-k", "regex:segment_windows", "--launch-skip", "1", "-c", "1",
+               *sections, sys.executable, "-c", LAUNCHER, str(REPO), "checks.gpu_probe", "--ncu-target", target,
+               "--work", str(ctx.work)]  # fmt: skip
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=bound)
+        text, code = done.stdout + done.stderr, done.returncode
+    except subprocess.TimeoutExpired as exc:
+        text, code = f"ncu cut at {bound:.0f} s\n{exc.stdout or ''}", "timeout"
+    with open(report, "a") as stream:
+        stream.write(f"==== {target}: C=171, {'i.i.d. logits' if target == 'iid' else 'an Engine frame'}\n")
+        stream.write(text if isinstance(text, str) else text.decode(errors="replace"))
+    keys = ("Duration", "Throughput", "Occupancy", "Stall", "Warp Cycles", "Registers", "==ERROR==", "==PROF==")
+    lines = [line.strip() for line in str(text).splitlines() if any(k in line for k in keys)][:40]
+    return {"exit_code": code, "seconds": round(time.perf_counter() - start, 2), "lines": lines, "report": report.name}
 
 
-# ---- P7: batched call and streams --------------------------------------------------------------------------------------
-def part_batch_streams(ctx) -> dict:
+def part_ncu(ctx) -> dict:
+    """P5: ncu of segment_windows at C=171 on i.i.d. logits (9.9 s on the H100)."""
+    _needs_zsseg_cuda()
+    ctx.record("iid", _ncu(ctx, "iid", max(ctx.left() - 3, 1)))
+    return {}
+
+
+def part_ncu_engine(ctx) -> dict:
+    """P5E: ncu of segment_windows within an eager Engine frame (the real encoder's logits); cut at 27 s on the H100
+    (its bound then), never finished: an extra part with a bound of its own."""
+    _needs_zsseg_cuda()
+    _bundle(ctx, "full")  # the Engine target's bundle
+    ctx.record("engine", _ncu(ctx, "engine", max(ctx.left() - 3, 1)))
+    return {}
+
+
+# ---- P7, P7S: batched call, multi-source streams ------------------------------------------------------------------------
+STREAMS_CAP_S = 30  # P7S: the streams benchmark's run is cut here (the review: at most 30 s of the probe)
+
+
+def part_batch(ctx) -> dict:
+    """P7: ``engine([photo] * 4)`` against 4 single calls on the torch CUDA Engine (the bundle P2 left: the tiny one
+    in the acceptance; its images/s are the device path's, not the full encoder's)."""
     import numpy as np
 
     _needs_zsseg_cuda()
     ge = _engine_module()
-    bundle = _bundle(ctx, "full")
+    bundle = _bundle_here(ctx)
+    ctx.record("bundle", Path(bundle).name)
     model, _ = _cuda_model(bundle)
     image = _photo()
     engine = ge.torch_engine(bundle, model, "fp16")
@@ -536,44 +518,21 @@ def part_batch_streams(ctx) -> dict:
     ctx.record("singles_4_ms", 1e3 * _median(singles))
     ctx.record("batched_images_per_s", 4 / _median(batch))
     ctx.record("singles_images_per_s", 4 / _median(singles))
-    ctx.record("labels_equal", all(bool(np.array_equal(a.labels, b.labels)) for a, b in zip(many, ones)))
-    del engine, model
-    _free()
-    left = ctx.left() - 5
-    if left < 40:
-        return {"streams": f"not run: {left:.0f} s left of the part (needs 40)"}
+    return {"labels_equal": all(bool(np.array_equal(a.labels, b.labels)) for a, b in zip(many, ones))}
+
+
+def part_streams(ctx) -> dict:
+    """P7S: ``benchmarks streams`` (multi-source camera) on the torch CUDA Engine, cut at STREAMS_CAP_S."""
+    _needs_zsseg_cuda()
+    bundle = _bundle_here(ctx)
+    cap = min(STREAMS_CAP_S, ctx.left() - 3)
     command = [sys.executable, "-c", LAUNCHER, str(REPO), "benchmarks", "streams", "--bundle", bundle, "--backend",
                "torch", "--device", "cuda", "--frames", "3", "--rounds", "1", "--images", "4"]  # fmt: skip
     start = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=left)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=cap)
         tail, code = (done.stdout + done.stderr).splitlines()[-30:], done.returncode
     except subprocess.TimeoutExpired:
         tail, code = [], "timeout"
-    return {"streams": {"exit_code": code, "seconds": round(time.perf_counter() - start, 2), "output_tail": tail}}
-
-
-# ---- P9: the video filter ----------------------------------------------------------------------------------------------
-def part_video(ctx) -> dict:
-    import cv2
-
-    _needs_zsseg_cuda()
-    from zsseg_rt.stream.video import VideoSegmenter
-
-    ge = _engine_module()
-    bundle = _bundle(ctx, "full")
-    model, _ = _cuda_model(bundle)
-    base = cv2.resize(_photo(), (720, 540))
-    clip = [base[30 : 30 + 480, 2 * i : 2 * i + 640].copy() for i in range(24)]  # a slow pan, 640x480
-    engine = ge.torch_engine(bundle, model, "fp16")
-    engine.set_classes(_names(20))
-    for name, options in (("stabilize", {"stabilize": True}), ("keyframe_every_4", {"keyframe_every": 4})):
-        segmenter = VideoSegmenter(engine, **options)
-        times = []
-        for frame in clip:
-            start = time.perf_counter()
-            segmenter(frame)
-            times.append(time.perf_counter() - start)
-        ctx.record(name, {"frames": len(clip), "first_ms": 1e3 * times[0], "median_ms": 1e3 * _median(times[1:]),
-                          "stats": _compact(segmenter.stats())})  # fmt: skip
-    return {}
+    return {"streams": {"exit_code": code, "seconds": round(time.perf_counter() - start, 2), "cap_s": round(cap, 1),
+                        "bundle": Path(bundle).name, "output_tail": tail}}  # fmt: skip

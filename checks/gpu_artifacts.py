@@ -5,6 +5,7 @@ Usage (standard library only; binutils' readelf for the ELF facts, cuobjdump whe
     python -m checks gpu_artifacts size --root ROOT [--limit-mib 64] [PATH...]          # refuse early: too big
     python -m checks gpu_artifacts manifest --artifacts DIR --root ROOT --info FILE [--limit-mib 64] [--allow-dirty]
     python -m checks gpu_artifacts verify --artifacts DIR --root ROOT [--json FILE]     # on the GPU machine
+    python -m checks gpu_artifacts clip --out DIR [--source VIDEO] [--frames 48]       # the probe's --live clip
 
 The limit is the device tool's: the working tree that travels with a command (tracked files and untracked ones git
 does not ignore) plus the carried folder, at most 64 MiB together. ``manifest`` refuses (exit 1, no manifest
@@ -366,6 +367,59 @@ def unresolved_libraries(artifacts: Path, manifest: dict) -> List[str]:
     return lines
 
 
+# ---- the probe's clip ----------------------------------------------------------------------------------------------
+# The GPU image has no video to run `zsseg camera --live` on (the probe's P9): the artefacts carry the first frames of
+# OpenCV's sample (vtest.avi: people walking, 768x576, 10 fps; about 3.5 MiB for 48 frames as MJPG), or a synthetic
+# clip where the sample is not installed
+CLIP = "clips/live.avi"
+CLIP_SOURCES = ("/usr/share/doc/opencv-doc/examples/data/vtest.avi", "/usr/share/opencv4/samples/data/vtest.avi")
+
+
+def write_clip(out: Path, source: Optional[str] = None, frames: int = 0) -> dict:
+    """``out/live.avi`` (MJPG) and ``out/live.json`` (what it is): ``frames`` frames of ``source`` (default: the first
+    of CLIP_SOURCES there is), else a synthetic clip (checks/_gpu_probe_video.py)."""
+    from ._gpu_probe_video import CLIP_FRAMES, write_synthetic_clip
+
+    frames = frames or CLIP_FRAMES
+    try:
+        import cv2
+    except ImportError as exc:
+        raise Refused(f"OpenCV (cv2) writes the probe's clip and is not importable here ({exc}): use the venv") from exc
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / Path(CLIP).name
+    found = source or next((c for c in CLIP_SOURCES if Path(c).is_file()), None)
+    if found is None:
+        write_synthetic_clip(target, frames)
+        info = {"source": "synthetic (checks/_gpu_probe_video.py: a panning texture, two moving squares)"}
+    else:
+        capture = cv2.VideoCapture(str(found))
+        fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
+        writer, written = None, 0
+        while written < frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if writer is None:
+                size = (frame.shape[1], frame.shape[0])
+                writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+            writer.write(frame)
+            written += 1
+        capture.release()
+        if writer is not None:
+            writer.release()
+        if written == 0:
+            raise Refused(f"{found}: no frame could be read (a video OpenCV decodes is needed)")
+        info = {"source": f"the first {written} frames of {Path(found).name}"}
+    check = cv2.VideoCapture(str(target))
+    info.update(frames=int(check.get(cv2.CAP_PROP_FRAME_COUNT)), width=int(check.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                height=int(check.get(cv2.CAP_PROP_FRAME_HEIGHT)), bytes=target.stat().st_size)  # fmt: skip
+    check.release()
+    if info["frames"] < 1:
+        raise Refused(f"{target}: OpenCV reads no frame back from the clip it wrote")
+    (out / "live.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info
+
+
 # ---- the command line --------------------------------------------------------------------------------------------
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -384,13 +438,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     ver.add_argument("--artifacts", required=True)
     ver.add_argument("--root", required=True)
     ver.add_argument("--json", help="write the facts for the run record here")
+    clip = sub.add_parser("clip", help="the probe's clip for --live (OpenCV's vtest.avi, else synthetic)")
+    clip.add_argument("--out", required=True, help="the folder (the artefacts' clips/)")
+    clip.add_argument("--source", help="a video to take the first frames of (default: OpenCV's vtest.avi if there)")
+    clip.add_argument("--frames", type=int, default=0, help="how many frames (default 48)")
     cov = sub.add_parser("coverage", help="each stage's coverage hash over the tree at --root (JSON)")
     cov.add_argument("--root", required=True)
     cov.add_argument("--json", help="write it here (else print it)")
     args = parser.parse_args(argv)
-    root = Path(args.root).resolve()
+    root = Path(getattr(args, "root", ".")).resolve()
     try:
-        if args.command == "coverage":
+        if args.command == "clip":
+            info = write_clip(Path(args.out), args.source, args.frames)
+            print(f"clip: {Path(args.out) / Path(CLIP).name}: {info['source']}, {info['frames']} frames "
+                  f"{info['width']}x{info['height']}, {info['bytes'] / MIB:.2f} MiB")  # fmt: skip
+        elif args.command == "coverage":
             text = json.dumps(coverage(root), indent=1, sort_keys=True)
             if args.json:
                 Path(args.json).write_text(text + "\n")

@@ -1,7 +1,9 @@
-"""A probe of everything the GPU path has never run (issue 62 item 6; the review's section 4, P1-P8), for one lease.
+"""A probe of what the GPU path has never run (issue 62 item 6; issue 72 item 5: a probe that fits its stage), for
+one lease.
 
 Usage (on the lent GPU, from the checkout, with the wheel installed):
-    python -m checks gpu_probe --out DIR [--budget 280] [--parts P2,P3] [--work DIR] [--device cuda]
+    python -m checks gpu_probe --out DIR [--budget 100] [--parts P10,P9] [--work DIR] [--clip FILE] [--device cuda]
+    python -m checks gpu_probe --out DIR --parts extras   # the parts measured before (EXTRA_ORDER), by hand
     python -m checks gpu_probe --out DIR --dry-run      # the plumbing only: stand-in parts, no torch, seconds
 
 Each part runs in a child process of its own (a CUDA error in one cannot poison the next), under its own time
@@ -13,20 +15,30 @@ output tail) and ``ncu_segment_windows.txt`` (P5's text report). A part's except
 traceback head) and the next part runs. Parts that need CUDA say "skipped: no CUDA ..." where there is none; a
 part is never reported as passed: the probe measures, it does not judge (``checks/gpu_engine.py`` judges).
 
-Parts, in the order they run (by value; ``--parts`` runs the named ones in the order given):
-    P2 export   the full-size ZegCLIP ViT-B/16 bundle and the tiny one (random weights), or reuse from --work
-    P3 gates    torch fp16/bf16 accuracy gates on the GPU; fp16/bf16 CUDA graphs of the full encoder (stats,
-                labels against fp32)
-    P4 post     post-processing inside the frame graph: stage times from in-graph events at C=20/171, fp16; the
-                price of the event nodes (host time per call, timed vs untimed graph)
-    P6 driver   the ctypes CudaDriver on real libcuda: CudaMemory (mapped memory off/on), driver stream capture
-                (DriverCudaGraphs), timing events; replay against eager frame by frame
-    P1 host     ops.segment_windows host cost on the default stream, on an own stream (as the Engine), without a
-                bias; torch profiler counts of cudaEventCreate/Record/StreamWaitEvent per call
-    P8 amp      CUDA AMP training: 10 iterations of tiny_test in float16 with the GradScaler
-    P5 ncu      ncu of segment_windows at C=171 on i.i.d. logits and on an Engine frame's logits (text report)
-    P7 batch    engine([photo] * 4) against 4 single calls; benchmarks streams (multi-source camera) if it fits
-    P9 video    the video filter (--stabilize, keyframes) on the device on a synthetic clip
+A part starts only with at least ``min_s`` of the budget left: its time measured on the H100 (2026-11-26, records
+174613 and 174205 in docs/gpu_runs/) or, for a part never run there, an estimate that says so ("est."), plus 20 %
+(``MIN_S_FACTOR``). A part that starts therefore ends within its bound, and ``schedule`` shows before a lease
+which parts the stage's budget holds (python_tests/test_gpu_plan_room.py). No part re-measures what the engine stage
+measures (its frame graphs, post-processing inside them, each op's host time: P4 and P3's graphs are gone).
+
+The acceptance's parts (``ORDER``: what never ran on a GPU, the riskiest first):
+    P10 temporal    the temporal kernels' must-run tests on the GPU, each op on the device against the CPU kernel
+                    bit for bit, the first divergence where one differs (checks/_gpu_probe_video.py)
+    P2  bundles     the tiny bundle (random weights), exported or reused; the full-size one reused if there
+    P9  video       VideoSegmenter on the torch CUDA Engine, the filter on the device against the host's, and
+                    `zsseg camera --live --device cuda` on a clip (carried: gpu_artifacts/clips), timed
+    P7  batch       engine([photo] * 4) against 4 single calls (the device path's images/s)
+    P6  driver      the ctypes CudaDriver on real libcuda: CudaMemory (mapped memory off/on), driver stream capture
+                    (DriverCudaGraphs), timing events; replay against eager frame by frame
+The extras (``EXTRA_ORDER``, ``--parts extras``): measured on the H100 at cf77cf4, or longer than the acceptance
+has room for; run by hand or when a lease has room:
+    P7S streams     benchmarks streams (multi-source camera) on the torch CUDA Engine, cut at 30 s
+    P1  host        ops.segment_windows host cost per stream and bias; profiler counts of CUDA API calls per call
+    P2F full        the full-size ZegCLIP ViT-B/16 bundle (random weights), exported or reused
+    P3  gates       torch fp16/bf16 accuracy gates of the full encoder on the GPU
+    P8  amp         CUDA AMP training: 10 iterations of tiny_test in float16 with the GradScaler
+    P5  ncu         ncu of segment_windows at C=171 on i.i.d. logits (text report)
+    P5E ncu engine  ncu of segment_windows within an Engine frame (never finished: cut at 27 s on the H100)
 P0 (the machine: torch, CUDA, GPU, driver, ncu) runs first, always.
 """
 
@@ -34,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -54,58 +67,113 @@ LOG_TAIL = 6000  # characters of a part's output kept (probe_log.txt, and the JS
 UNITS = "keys end in their unit: _ms milliseconds, _us microseconds, _s seconds, _mib MiB; others are counts/ratios"
 
 
+MIN_S_FACTOR = 1.2  # a part starts with at least its measured (or estimated) time + 20 % left
+PART_OVERHEAD_S = 1.0  # the parent per part: a child process started, probe.json written twice
+
+
 @dataclass(frozen=True)
 class Part:
     id: str
     title: str
     what: str  # what is measured, with units
     bound_s: int  # the part's own time bound
-    min_s: int  # not started with less budget left than this
+    seconds: float  # its time: measured on the H100, or estimated (``source`` then starts "est.")
+    source: str  # where ``seconds`` comes from
     needs_cuda: bool
-    function: str  # the function in checks/_gpu_probe_parts.py (or in this module for the dry-run parts)
+    function: str  # the function in ``module`` (or in this module for the dry-run parts)
+    module: str = "checks._gpu_probe_parts"
+
+    @property
+    def min_s(self) -> int:
+        """Not started with less budget left than this: its time + 20 %, whole seconds up."""
+        return max(1, math.ceil(round(self.seconds * MIN_S_FACTOR, 6)))
 
 
+_H100 = "H100 2026-11-26, record 174613 (the probe at cf77cf4)"
+_VIDEO = "checks._gpu_probe_video"
 PARTS = {
     p.id: p
     for p in [
-        Part("P0", "machine", "torch/CUDA/GPU/driver/ncu versions and names", 90, 10, False, "part_machine"),
-        Part("P2", "bundle export", "export seconds of the full-size and tiny bundles (or reused)", 150, 20, False,
-             "part_export"),
-        Part("P3", "fp16/bf16 gates and graphs", "gate records (agreement with ONNX Runtime fp32) and the CUDA graphs"
-             " of the full encoder per precision: graph stats, labels equal to fp32, host ms per frame", 120, 40,
-             True, "part_precisions"),
-        Part("P4", "post-processing inside the graph", "fp16, C=20/171: device ms per stage from in-graph events "
-             "(median of 30 replays), post/encoder; host ms per call with and without the event nodes", 75, 25,
-             True, "part_post_in_graph"),
+        Part("P0", "machine", "torch/CUDA/GPU/driver/ncu versions and names", 90, 5.0,
+             f"{_H100}: its 140.3 s less its parts' 135.3 s (P0 and the parent)", False, "part_machine"),
+        Part("P10", "temporal kernels", "the must-run tests of temporal.cu and the device filter on this GPU (JUnit "
+             "outcomes); blend/hold/propagate on the device against the CPU kernels: equal, else the first "
+             "divergence (index, both values and bits, count, inputs there)", 60, 15.0,
+             "est.: pytest on 2 files (~8 s of start and imports) and 12 small comparisons; never run on a GPU",
+             True, "part_temporal_kernels", _VIDEO),
+        Part("P2", "bundles", "export seconds of the tiny bundle (or reused); whether the full-size one is there",
+             90, 17.0, "est.: the tiny export took 13.8 s and 3.5 s of imports on the 2-core development machine (the "
+             "H100 run reused both bundles: 0.57 s)", False, "part_export"),
+        Part("P9", "video filter on the device", "VideoSegmenter (--stabilize, keyframes) with the filter on the device "
+             "and on the host: ms per frame, label agreement; zsseg camera --live --device cuda on the clip: fps, "
+             "latency", 90, 20.0, "est.: 96 frames of the tiny Engine, and the --live command (15 s on the development "
+             "machine's CPU, 48 frames); never run on a GPU", True, "part_video", _VIDEO),
+        Part("P7", "batched call", "engine([photo]*4) vs 4 single calls: ms, images/s, labels equal", 60, 10.0,
+             "est.: the tiny Engine's load and 35 frames; never run on a GPU", True, "part_batch"),
         Part("P6", "ctypes CudaDriver", "real libcuda: CudaMemory (mapped off/on) + DriverCudaGraphs + timing "
-             "events on the CudaOpsModel stand-in: replay == eager per frame, graph stats, stage ms", 60, 10, True,
-             "part_ctypes_driver"),
+             "events on the CudaOpsModel stand-in: replay == eager per frame, graph stats, stage ms", 60, 0.92, _H100,
+             True, "part_ctypes_driver"),
+        # the extras
+        Part("P7S", "multi-source streams", "benchmarks streams on the torch CUDA Engine (frames/s, RSS), cut at "
+             "30 s", 45, 33.0, "est.: its 30-s cap and the start; never run on a GPU", True, "part_streams"),
         Part("P1", "post-processing host cost", "ops.segment_windows C=20/171: host us per call (200 enqueued), "
-             "call+sync median us, profiler CUDA API calls per call, kernel us", 60, 15, True, "part_host_cost"),
+             "call+sync median us, profiler CUDA API calls per call, kernel us", 60, 11.06, _H100, True,
+             "part_host_cost"),
+        Part("P2F", "full-size bundle", "export seconds of the full-size ZegCLIP ViT-B/16 (or reused)", 120, 34.34,
+             "H100 2026-11-26, record 174205 (the engine stage's export)", False, "part_full_export"),
+        Part("P3", "fp16/bf16 gates", "gate records of the full encoder (agreement with ONNX Runtime fp32)", 120, 42.9,
+             f"{_H100}: the whole P3, its graph half (now the engine stage's) included: an upper bound", True,
+             "part_precisions"),
         Part("P8", "CUDA AMP training", "10 iterations of tiny_test, AMP float16 + GradScaler: losses, scale, s",
-             60, 20, True, "part_amp_training"),
-        Part("P5", "ncu of segment_windows", "ncu sections of the C=171 kernel on i.i.d. and Engine-frame logits "
-             "(ncu_segment_windows.txt)", 110, 40, True, "part_ncu"),
-        Part("P7", "batched call and streams", "engine([photo]*4) vs 4 single calls (ms, images/s); benchmarks "
-             "streams (frames/s, RSS)", 100, 30, True, "part_batch_streams"),
-        Part("P9", "video filter on the device", "--stabilize and keyframes on a synthetic 640x480 clip: ms per "
-             "frame", 60, 20, True, "part_video"),
+             60, 18.95, _H100, True, "part_amp_training"),
+        Part("P5", "ncu of segment_windows", "ncu sections of the C=171 kernel on i.i.d. logits "
+             "(ncu_segment_windows.txt)", 45, 10.55, f"{_H100}: its i.i.d. run (9.9 s) and the part's start", True,
+             "part_ncu"),
+        Part("P5E", "ncu within an Engine frame", "ncu sections of the C=171 kernel on an Engine frame's logits "
+             "(ncu_segment_windows.txt)", 120, 80.0, "est.: cut at 26.8 s on the H100, never finished", True,
+             "part_ncu_engine"),
     ]
 }  # fmt: skip
-# by what is still unmeasured: the H100 lease of 2026-11-26 ran P2-P6, P1, P8 and P5 in 140 s of 150 and left P7
-# and P9 out for want of budget, so they come right after the export now, and P5 (ncu, 37 s) last
-ORDER = ["P2", "P7", "P9", "P4", "P3", "P1", "P6", "P8", "P5"]
+# What never ran on a GPU, the riskiest first (the H100 lease left P7 and P9 out for want of budget; P10 is new);
+# P2 before the parts that need a bundle
+ORDER = ["P10", "P2", "P9", "P7", "P6"]
+EXTRA_ORDER = ["P7S", "P1", "P2F", "P3", "P8", "P5", "P5E"]
+
+
+def schedule(order: List[str], budget: float, table: Optional[Dict[str, Part]] = None, pace: float = 1.0) -> List[dict]:
+    """The parts of ``order`` as the probe would run them within ``budget`` when each takes its ``seconds`` times
+    ``pace`` (after P0): each one's start, what is left then, and whether it starts (left >= min_s). The arithmetic
+    of a lease (``pace`` 1.2: every part 20 % slower than its time)."""
+    table = table or PARTS
+    elapsed = table["P0"].seconds * pace + PART_OVERHEAD_S
+    rows = []
+    for name in order:
+        part = table[name]
+        left = budget - elapsed - MARGIN_S
+        starts = left >= part.min_s
+        rows.append({"id": name, "start_s": round(elapsed, 2), "left_s": round(left, 2), "min_s": part.min_s,
+                     "starts": starts})  # fmt: skip
+        if starts:
+            elapsed += part.seconds * pace + PART_OVERHEAD_S
+    return rows
+
+
+def expected_seconds(order: List[str], table: Optional[Dict[str, Part]] = None) -> float:
+    """What the probe takes when every part of ``order`` starts and takes its ``seconds``."""
+    table = table or PARTS
+    return table["P0"].seconds + sum(table[n].seconds for n in order) + PART_OVERHEAD_S * (len(order) + 1)
+
 
 # the --dry-run stand-ins: the same scheduling, time bounds and records, no torch (python_tests/test_gpu_probe.py)
 DRY_PARTS = {
     p.id: p
     for p in [
-        Part("P0", "machine", "stand-in", 10, 1, False, "dry_machine"),
-        Part("D1", "measures", "a value in ms", 10, 1, False, "dry_measures"),
-        Part("D2", "raises", "nothing: raises ValueError", 10, 1, False, "dry_raises"),
-        Part("D3", "overruns", "one value, then sleeps past its 2 s bound", 2, 1, False, "dry_overruns"),
-        Part("D4", "needs CUDA", "nothing without CUDA", 10, 1, True, "dry_measures"),
-        Part("D5", "skips itself", "nothing: a tool it needs is absent", 10, 1, False, "dry_skips"),
+        Part("P0", "machine", "stand-in", 10, 0.5, "stand-in", False, "dry_machine"),
+        Part("D1", "measures", "a value in ms", 10, 0.5, "stand-in", False, "dry_measures"),
+        Part("D2", "raises", "nothing: raises ValueError", 10, 0.5, "stand-in", False, "dry_raises"),
+        Part("D3", "overruns", "one value, then sleeps past its 2 s bound", 2, 0.5, "stand-in", False, "dry_overruns"),
+        Part("D4", "needs CUDA", "nothing without CUDA", 10, 0.5, "stand-in", True, "dry_measures"),
+        Part("D5", "skips itself", "nothing: a tool it needs is absent", 10, 0.5, "stand-in", False, "dry_skips"),
     ]
 }
 DRY_ORDER = ["D1", "D2", "D3", "D4", "D5"]
@@ -116,8 +184,9 @@ class Context:
     """What a part gets: ``record(key, value)`` (written at once: kept if the part is cut), ``work`` (kept between
     parts and runs: the bundles), ``out`` (the probe's output folder), ``device``, ``deadline`` (monotonic)."""
 
-    def __init__(self, result: Path, work: Path, out: Path, device: str, deadline: float):
+    def __init__(self, result: Path, work: Path, out: Path, device: str, deadline: float, clip: Optional[str] = None):
         self.result, self.work, self.out, self.device, self.deadline = result, work, out, device, deadline
+        self.clip = clip  # the clip P9 runs --live on (gpu_artifacts/clips), or None: a synthetic one
         self.measured: Dict[str, Any] = {}
 
     def left(self) -> float:
@@ -141,13 +210,14 @@ def run_child(args) -> int:
     """Run one part (``--child ID``) and write its result to ``--result``."""
     table = DRY_PARTS if args.dry_run else PARTS
     part = table[args.child]
-    ctx = Context(Path(args.result), Path(args.work), Path(args.out), args.device, time.monotonic() + args.bound)
+    ctx = Context(Path(args.result), Path(args.work), Path(args.out), args.device, time.monotonic() + args.bound,
+                  args.clip)  # fmt: skip
     if args.dry_run:
         function: Callable[[Context], Any] = globals()[part.function]
     else:
         import importlib
 
-        function = getattr(importlib.import_module("checks._gpu_probe_parts"), part.function)
+        function = getattr(importlib.import_module(part.module), part.function)
     try:
         returned = function(ctx) or {}
         ctx.measured.update(returned)
@@ -170,7 +240,9 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(temporary, path)
 
 
-def _launch(part: Part, bound: float, work: Path, out: Path, device: str, dry_run: bool, log: Path) -> dict:
+def _launch(
+    part: Part, bound: float, work: Path, out: Path, device: str, dry_run: bool, log: Path, clip: Optional[str] = None
+) -> dict:
     """Run ``part`` in a child process for at most ``bound`` seconds: its result record."""
     result = work / "probe_parts" / f"{part.id}.json"
     result.parent.mkdir(parents=True, exist_ok=True)
@@ -182,6 +254,7 @@ def _launch(part: Part, bound: float, work: Path, out: Path, device: str, dry_ru
     command = [sys.executable, "-c", launcher, str(REPO), "--child", part.id, "--result", str(result)]
     command += ["--work", str(work), "--out", str(out), "--device", device, "--bound", str(bound)]
     command += ["--dry-run"] if dry_run else []
+    command += ["--clip", clip] if clip else []
     start = time.monotonic()
     with open(log, "w") as output:
         child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
@@ -220,10 +293,10 @@ def _machine_name(machine: dict) -> str:
 
 def run_probe(
     out: Path, work: Path, budget: float, device: str, parts: List[str], dry_run: bool = False,
-    machine: Optional[dict] = None,
+    machine: Optional[dict] = None, clip: Optional[str] = None,
 ) -> dict:  # fmt: skip
     """Run ``parts`` (after P0, the machine, unless ``machine`` is given) within ``budget`` seconds; probe.json is
-    rewritten before and after every part. Returns the report."""
+    rewritten before and after every part. ``clip``: P9's (the carried one). Returns the report."""
     table = DRY_PARTS if dry_run else PARTS
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
@@ -233,6 +306,8 @@ def run_probe(
     report: Dict[str, Any] = {"probe": "checks/gpu_probe.py", "dry_run": dry_run, "budget_s": budget,
                               "device": device, "units": UNITS, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                               "parts": [], "complete": False}  # fmt: skip
+    if not dry_run:  # the extras this run leaves out: measured before (their source) or too long for the lease
+        report["extras_not_run"] = {n: table[n].source for n in EXTRA_ORDER if n not in parts}
 
     def run_one(part: Part, cuda_reason: Optional[str]) -> dict:
         left = budget - (time.monotonic() - started) - MARGIN_S
@@ -246,7 +321,8 @@ def run_probe(
         report["parts"].pop()
         child_log = work / "probe_parts" / f"{part.id}.log"
         child_log.parent.mkdir(parents=True, exist_ok=True)
-        record = _launch(part, min(part.bound_s, left), work, out, device, dry_run, child_log)
+        record = _launch(part, min(part.bound_s, left), work, out, device, dry_run, child_log,
+                         **({"clip": clip} if clip else {}))  # fmt: skip
         with open(log_path, "a") as stream:
             stream.write(f"==== {part.id} {part.title}: {record['status']} ({record['seconds']} s)\n")
             stream.write(child_log.read_text(errors="replace")[-LOG_TAIL:] + "\n")
@@ -275,7 +351,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="out/gpu_probe", help="probe.json (and at most 2 other files) go here")
     parser.add_argument("--work", default=None, help="bundles and part files (default: a folder under the temp dir)")
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, help="seconds for every part together")
-    parser.add_argument("--parts", default=None, help=f"comma-separated part ids (default {','.join(ORDER)})")
+    parser.add_argument("--parts", default=None, help=f"comma-separated part ids (default {','.join(ORDER)}), or "
+                        f"'extras' ({','.join(EXTRA_ORDER)})")  # fmt: skip
+    parser.add_argument("--clip", default=None, help="P9's clip (default: a synthetic one written in --work)")
     parser.add_argument("--device", default="cuda", help="cuda (default), or cpu: every CUDA part is skipped")
     parser.add_argument("--dry-run", action="store_true", help="stand-in parts: the plumbing only, no torch")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -290,12 +368,14 @@ def main(argv=None) -> int:
 
         return ncu_target(args.ncu_target, Path(args.work))
     table, order = (DRY_PARTS, DRY_ORDER) if args.dry_run else (PARTS, ORDER)
-    parts = [p.strip() for p in args.parts.split(",") if p.strip()] if args.parts else order
+    named = (args.parts or "").replace("extras", ",".join(EXTRA_ORDER)) if not args.dry_run else (args.parts or "")
+    parts = [p.strip() for p in named.split(",") if p.strip()] or order
     unknown = [p for p in parts if p not in table or p == "P0"]
     if unknown:
-        parser.error(f"unknown part(s) {unknown}: choose among {', '.join(order)}")
+        known = order + ([] if args.dry_run else EXTRA_ORDER)
+        parser.error(f"unknown part(s) {unknown}: choose among {', '.join(known)}")
     work = Path(args.work) if args.work else Path(tempfile.gettempdir()) / "zsseg_gpu_probe"
-    report = run_probe(Path(args.out), work, args.budget, args.device, parts, args.dry_run)
+    report = run_probe(Path(args.out), work, args.budget, args.device, parts, args.dry_run, clip=args.clip)
     for part in report["parts"]:
         why = part.get("reason") or (part.get("error") or {}).get("message", "")
         print(f"{part['id']} {part['title']}: {part['status']} ({part['seconds']} s){': ' + why if why else ''}")

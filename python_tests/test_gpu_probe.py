@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -107,13 +108,32 @@ def test_every_real_part_that_needs_cuda_says_so_without_it_and_never_runs(probe
 
 
 def test_the_real_parts_table(probe):
-    parts = importlib.import_module("checks._gpu_probe_parts")
-    assert sorted(probe.ORDER) == sorted(p for p in probe.PARTS if p != "P0")
+    """Every part once in the acceptance's order or the extras; each one's function there; its min_s its time
+    (measured on the H100, or an estimate that says so) + 20 %, within its bound; P4 and P3's graphs (the engine
+    stage's measurements) gone; the stage's definition names the acceptance's parts."""
+    assert sorted(probe.ORDER + probe.EXTRA_ORDER) == sorted(p for p in probe.PARTS if p != "P0")
+    assert not set(probe.ORDER) & set(probe.EXTRA_ORDER) and "P4" not in probe.PARTS
     for part in probe.PARTS.values():
-        assert callable(getattr(parts, part.function)), part.function
-        assert 0 < part.min_s <= part.bound_s <= 150
+        assert callable(getattr(importlib.import_module(part.module), part.function)), part.function
+        assert part.min_s == math.ceil(round(part.seconds * 1.2, 6)) and 0 < part.min_s <= part.bound_s <= 150, part
+        assert part.source.startswith(("est.", "H100 2026-11-26, record")), part
+    assert probe.PARTS["P3"].min_s >= 52  # the whole P3 measured 42.9 s: below its 40 s min_s then (the review)
+    assert (probe.PARTS["P3"].seconds, probe.PARTS["P6"].seconds, probe.PARTS["P8"].seconds) == (42.9, 0.92, 18.95)
+    assert "_graph_frames" not in (ROOT / "checks" / "_gpu_probe_parts.py").read_text()
+    stages = importlib.import_module("checks.gpu_stages")
+    assert list(stages.stage("probe").probe_parts) == probe.ORDER
     # the default budget is the lease plan's (at most 5 device minutes with the starts of the children)
     assert probe.DEFAULT_BUDGET_S <= 300
+
+
+def test_the_streams_run_is_capped_at_30_s(probe):
+    """P7S (the multi-source streams benchmark) is cut at 30 s whatever its part's bound (the review: P7's streams
+    took what was left of the probe); P7 (the batched call) no longer runs it."""
+    parts = importlib.import_module("checks._gpu_probe_parts")
+    assert parts.STREAMS_CAP_S == 30 and probe.PARTS["P7S"].bound_s <= 45
+    source = (ROOT / "checks" / "_gpu_probe_parts.py").read_text()
+    batch = source.split("def part_batch(", 1)[1].split("\ndef ", 1)[0]
+    assert "benchmarks" not in batch and "min(STREAMS_CAP_S, ctx.left()" in source
 
 
 def test_an_unknown_part_is_refused(tmp_path):
@@ -122,3 +142,110 @@ def test_an_unknown_part_is_refused(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and "unknown part(s) ['P9']" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "checks", "gpu_probe", "--parts", "P4", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "unknown part(s) ['P4']" in done.stderr and "P5E" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def video():
+    """``checks._gpu_probe_video`` (P9, P10) of this checkout, as the probe's child imports it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "path", [*sys.path, str(ROOT)])
+        return importlib.import_module("checks._gpu_probe_video")
+
+
+def test_the_first_divergence_says_where_and_by_how_much(video):
+    """P10's report when a device value differs from the CPU's: how many differ, the first index, both values with
+    their bits, the largest difference in ulps, the inputs there; None when equal (NaN equal to NaN, as
+    assert_array_equal); a shape or dtype mismatch said as such."""
+    import numpy as np
+
+    cpu = np.linspace(0, 1, 2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    cpu[0, 0, 0] = np.nan
+    plane = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert video.first_divergence(cpu.copy(), cpu, {"plane": plane}) is None
+    device = cpu.copy()
+    device[1, 2, 1] = np.nextafter(device[1, 2, 1], np.float32(2))  # one ulp up: what an FMA's single rounding gives
+    device[1, 2, 3] = np.nextafter(device[1, 2, 3], np.float32(2))
+    found = video.first_divergence(device, cpu, {"plane": plane, "same": cpu * 2})
+    assert found["differing"] == 2 and found["of"] == 24 and found["first_index"] == [1, 2, 1]
+    assert found["max_ulps"] == 1 and 0 < found["max_abs_diff"] < 1e-6
+    assert found["device"]["hex"] == float(device[1, 2, 1]).hex() != found["cpu"]["hex"]
+    assert found["inputs_there"] == {"plane": [{"value": "9.0", "hex": float(9).hex()}],
+                                     "same": video._value(cpu[1, 2, 1] * 2)}  # fmt: skip
+    labels = np.zeros((3, 4), np.int32)
+    moved = labels.copy()
+    moved[2, 0] = 5
+    assert video.first_divergence(moved, labels)["first_index"] == [2, 0]
+    assert video.first_divergence(moved, labels)["device"] == 5
+    assert "shape_or_dtype" in video.first_divergence(labels.astype(np.int64), labels)
+
+
+def test_the_cpu_and_device_comparison_of_the_temporal_ops(video):
+    """P10's comparison on the CPU alone (the "device" the CPU kernels again: equal, the control) and with a
+    read-back that changes one value by one ulp (reported: the op, the output, where)."""
+    import numpy as np
+
+    same = video.comparisons(np.array, np.asarray, scales=(1,))
+    assert sorted(same) == ["blend_x1", "hold_x1", "propagate_x1"] and all(c["equal"] for c in same.values())
+
+    def changed(array):
+        out = np.array(np.asarray(array))
+        if out.dtype == np.float32 and out.ndim == 3:  # the blend's state
+            out[2, 3, 4] = np.nextafter(out[2, 3, 4], np.float32(np.inf))
+        return out
+
+    found = video.comparisons(np.array, changed, scales=(1,))
+    assert found["blend_x1"]["equal"] is False and found["hold_x1"]["equal"] and found["propagate_x1"]["equal"]
+    state = found["blend_x1"]["divergences"]["state"]
+    assert state["first_index"] == [2, 3, 4] and state["differing"] == 1 and state["max_ulps"] == 1
+    assert {"current", "previous", "doubt"} <= set(state["inputs_there"])
+
+
+def test_junit_outcomes_name_each_test_as_the_stage_lists_it(video, tmp_path):
+    xml = tmp_path / "r.xml"
+    xml.write_text(
+        '<testsuites><testsuite><testcase classname="python_tests.ops.test_temporal_ops" name="test_cuda_matches_cpu"/>'
+        '<testcase classname="python_tests.runtime.test_video_device_cuda" name="test_x[stabilize]">'
+        '<failure message="AssertionError: frame 3: 12 pixels differ&#10;more">trace</failure></testcase>'
+        '<testcase classname="python_tests.runtime.test_video_device_cuda" name="test_y">'
+        '<skipped message="no usable CUDA device"/></testcase></testsuite></testsuites>'
+    )
+    assert video.junit_outcomes(xml) == {
+        "python_tests/ops/test_temporal_ops.py::test_cuda_matches_cpu": "passed",
+        "python_tests/runtime/test_video_device_cuda.py::test_x[stabilize]": "failed: AssertionError: frame 3: 12 "
+        "pixels differ",
+        "python_tests/runtime/test_video_device_cuda.py::test_y": "skipped: no usable CUDA device",
+    }
+    # what P10 runs: the ops stage's must-run tests of the temporal kernels and the device filter (or their file)
+    ops = {test for test, _ in importlib.import_module("checks.gpu_stages").OPS_MUST_RUN}
+    assert all(t in ops or any(o.startswith(t + "::") for o in ops) for t in video.MUST_RUN)
+    assert {o for o in ops if "temporal" in o or "video_device" in o} <= {
+        o for o in ops if any(o == t or o.startswith(t + "::") for t in video.MUST_RUN)}  # fmt: skip
+
+
+def test_the_clip_the_artefacts_carry_for_live(tmp_path, monkeypatch):
+    """``gpu_artifacts clip``: the first frames of a video (here a synthetic one standing in for OpenCV's vtest.avi)
+    as MJPG with what it is beside it; without the sample, a synthetic clip; a source that decodes to nothing is
+    refused. The probe's P9 reads it back."""
+    cv2 = pytest.importorskip("cv2")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "path", [*sys.path, str(ROOT)])
+        artifacts = importlib.import_module("checks.gpu_artifacts")
+        video = importlib.import_module("checks._gpu_probe_video")
+    source = video.write_synthetic_clip(tmp_path / "source.avi", frames=12, size=(160, 120))
+    info = artifacts.write_clip(tmp_path / "clips", str(source), frames=10)
+    assert info["frames"] == 10 and (info["width"], info["height"]) == (160, 120)
+    assert info["source"] == "the first 10 frames of source.avi"
+    assert json.loads((tmp_path / "clips" / "live.json").read_text()) == info
+    assert len(video._frames(tmp_path / "clips" / "live.avi", 24)) == 10
+    monkeypatch.setattr(artifacts, "CLIP_SOURCES", ())
+    info = artifacts.write_clip(tmp_path / "synthetic", frames=6)
+    assert info["source"].startswith("synthetic") and info["frames"] == 6
+    (tmp_path / "empty.avi").write_bytes(b"not a video")
+    with pytest.raises(artifacts.Refused, match="no frame could be read"):
+        artifacts.write_clip(tmp_path / "bad", str(tmp_path / "empty.avi"))
+    assert cv2.VideoCapture(str(tmp_path / "synthetic" / "live.avi")).isOpened()

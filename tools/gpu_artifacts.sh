@@ -10,6 +10,9 @@
 #                                                 info for compute-sanitizer's reports
 #   gpu_artifacts/pywheels/*.whl                  the Python distributions the image lacks (checks/gpu_stages.py:
 #                                                 CARRIED_PYTHON), for CPython 3.12 on manylinux x86_64
+#   gpu_artifacts/clips/live.avi, live.json      the clip the probe runs `zsseg camera --live --device cuda` on (the
+#                                                 image has no video): the first 48 frames of OpenCV's vtest.avi where
+#                                                 it is installed (3.5 MiB as MJPG), else a synthetic one
 #   gpu_artifacts/manifest.json                   SHA-256 and size of each file, the commit and the build inputs'
 #                                                 hashes, nvcc, the architectures (as cuobjdump lists them), each
 #                                                 binary's shared libraries and newest glibc/libstdc++ versions
@@ -156,7 +159,7 @@ fi
 CPP_BUILD="$BUILD_DIR/cpp-$(spec_key "$TEST_ARCHS" ${DEFINES[@]+"${DEFINES[@]}"})"
 STAGING="$BUILD_DIR/staging"
 rm -rf "$STAGING"
-mkdir -p "$STAGING/wheels" "$STAGING/cpp" "$STAGING/pywheels"
+mkdir -p "$STAGING/wheels" "$STAGING/cpp" "$STAGING/pywheels" "$STAGING/clips"
 LOGS="$BUILD_DIR/logs"
 mkdir -p "$LOGS"
 run_logged() {  # run_logged NAME COMMAND...: the output into LOGS/NAME.log, its tail on failure
@@ -180,6 +183,9 @@ else
     --platform manylinux2014_x86_64 -d "$STAGING/pywheels" "${CARRIED[@]}"
 fi
 T_PYWHEELS=$(($(date +%s) - t0))
+# the probe's clip for --live on CUDA (checks/gpu_artifacts.py clip): counted in the size check below
+run_logged clip bash -c 'cd "$1" && "$2" -m checks gpu_artifacts clip --out "$3"' bash "$ROOT" "$TOOLS_PY" "$STAGING/clips"
+tail -n 1 "$LOGS/clip.log"
 (cd "$ROOT" && "$TOOLS_PY" -m checks gpu_artifacts size --root "$ROOT" --limit-mib "$LIMIT_MIB" "$STAGING") \
   || fail "refused before building: see above"
 

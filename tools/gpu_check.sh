@@ -150,6 +150,7 @@ SANITIZED_WORKERS="$(run_module checks gpu_stages workers --sanitized)"
 mapfile -t PYTEST_OWN < <(run_module checks gpu_stages pytest-options)
 mapfile -t SANITIZED_OWN < <(run_module checks gpu_stages pytest-options --sanitized)
 PROBE_RESERVE=10  # of what is left of the probe stage's budget when the probe starts: its own --budget ends before
+CLIP_NAME="live.avi"  # the clip the artefacts carry for the probe's --live run (checks/gpu_artifacts.py clip)
 # Threads per pytest worker, as tools/run_tests.sh gives them (cores / workers; torch's and the OpenMP ops' threads,
 # not ONNX Runtime's): with torch's default of one thread per core, 16 workers ran 16 x 16 threads on 16 cores (the first H200 run: the models stage
 # timed out at its 240 s budget, ops took 166 s where the first H100 run took 42 s).
@@ -291,8 +292,11 @@ probe did not run (it is not a pass: nothing was measured)"; exit 1' || true
   left=$((STAGE_DEADLINE - $(date +%s) - PROBE_RESERVE))
   # CI's fake machine rehearses the plumbing (the probe's files under the record folder, into the record and its
   # logs): the probe's stand-in parts, seconds instead of minutes of CPU export there (the record says rehearsal)
+  # P9 times --live on the carried clip (gpu_artifacts/clips; without it a synthetic one)
+  local clip=()
+  if [ -f "$ARTIFACTS/clips/$CLIP_NAME" ]; then clip=(--clip "$ARTIFACTS/clips/$CLIP_NAME"); fi
   step probe "$WORK/logs/probe.log" run_module checks gpu_probe --out "$PROBE_DIR" --budget "$((left > 1 ? left : 1))" \
-    --work "$OUT/shared_exports" ${ZSSEG_GPU_CHECK_REHEARSAL:+--dry-run} || true
+    --work "$OUT/shared_exports" ${clip[@]+"${clip[@]}"} ${ZSSEG_GPU_CHECK_REHEARSAL:+--dry-run} || true
   # its report must be there, whole, and say it finished (a probe cut at its budget measured only part)
   step probe_report "$WORK/logs/probe_report.log" run_module checks gpu_check_support probe-verdict \
     --json "$PROBE_DIR/probe.json" || true
