@@ -1291,6 +1291,12 @@ COVERAGE = {
     "zsseg camera --temporal-consistency": (
         "cli/test_cli_camera_video.py::test_camera_writes_labels_and_video_metrics",
     ),
+    "zsseg camera --frame-id": (
+        "cli/test_cli_camera_robots.py::test_one_file_for_several_sources_with_a_frame_id_and_no_overlay",
+    ),
+    "zsseg camera --no-overlay-topic": (
+        "cli/test_cli_camera_robots.py::test_one_file_for_several_sources_with_a_frame_id_and_no_overlay",
+    ),
     "zsseg camera --verbose": (_CAMERA_PROCESS,),
     # train
     "zsseg train --set": (_RECIPE, _TRAIN_RUN),
