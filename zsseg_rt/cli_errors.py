@@ -25,6 +25,8 @@ import threading
 import traceback
 from typing import Callable, Iterator, List
 
+from zsseg_rt.options import ENGINE_OPTIONS
+
 __all__ = [
     "CliError",
     "EXIT_ERROR",
@@ -117,33 +119,25 @@ _HINTS = {
 
 
 # Library messages advise Engine(...) arguments ("raise the limit with Engine(..., max_windows=N)"). On the command
-# line that advice names the flag that sets the argument, or says that no flag does.
+# line that advice names the flag that sets the argument (its row of zsseg_rt.options.ENGINE_OPTIONS), or says that no
+# flag does.
 _ENGINE_ADVICE = re.compile(r"Engine\(\.\.\., (\w+)=([^()]*?)\)")
-# twin (by shape only): models/training_free/weights.py _TOP - an unrelated table of strings
-_CLI_FLAGS = {
-    "max_pixels": "--max-pixels",
-    "backend": "--backend",
-    "device": "--device",
-    "mode": "--mode",
-    "precision": "--precision",
-    "allow_partial_images": "--allow-partial-images",
-    "inference": "--inference",  # zsseg segment
-    "whole_fallback": "--whole-fallback",
-}
 
 
 def command_line_advice(message: str) -> str:
     """``message`` with each ``Engine(..., name=value)`` turned into the command-line flag that sets ``name``
-    (``--max-pixels N``), or, where no flag does, into the Python argument with a note that no flag sets it."""
+    (``--max-pixels N``; a value whose flag text differs written as that text, ``--prepare none``), or, where no flag
+    does, into the Python argument with a note that no flag sets it."""
 
     def flag(match: "re.Match[str]") -> str:
         name, value = match.group(1), match.group(2).strip()
-        option = _CLI_FLAGS.get(name)
+        option = ENGINE_OPTIONS.flag_of(name)
         if option is None:
             return f"the Python argument Engine(..., {name}={value}) (no command-line flag sets {name})"
         if value == "True":
             return option
-        return f"{option} {value.strip(chr(39) + chr(34))}"
+        texts = {repr(value): text for text, value in ENGINE_OPTIONS[name].cli_values}
+        return f"{option} {texts.get(value, value.strip(chr(39) + chr(34)))}"
 
     return _ENGINE_ADVICE.sub(flag, message)
 

@@ -299,7 +299,8 @@ class SegmentWorker:
         from zsseg_rt.image_io import decode_image_bytes
 
         start = time.perf_counter()
-        image = decode_image_bytes(data, self.max_pixels, what=f"image {path!r}")  # header checked first
+        partial = self.engine.allow_partial_images  # --allow-partial-images, as the Engine reads files
+        image = decode_image_bytes(data, self.max_pixels, what=f"image {path!r}", allow_partial=partial)
         decoded = time.perf_counter()
         result = self.engine(image)
         del image
@@ -382,17 +383,12 @@ def prepare_batch(
     output_dir: str,
     bundle: str,
     classes: Union[str, Sequence[str]],
-    backend: str = "auto",
-    device: str = "auto",
-    mode: str = "exact",
     workers: Union[int, Tuple[int, int]] = 1,
     gpus_per_worker: float = 0.0,
     cpus_per_worker: float = 1.0,
     batch_size: int = 4,
     resume: bool = True,
-    max_pixels: Optional[int] = None,
-    expected_digest: Optional[str] = None,
-    precision: Optional[str] = None,
+    **engine_options: Any,
 ) -> BatchJob:
     """Check every argument of a batch run without Ray (seconds, not the 10-20 s of a Ray start): the bundle
     (meta.json, the pinned digest), the vocabulary against it, the pool, OUTPUT, the inputs; then record the
@@ -404,18 +400,18 @@ def prepare_batch(
         bundle: an export bundle directory, readable at the same path on every node.
         classes: the vocabulary (list or comma-separated string; ``;`` joins synonyms), or a named vocabulary
             (``"voc21"``: its official classes; ``vocabulary.json`` records their labels).
-        backend, device, mode: the Engine's (``zsseg_rt.Engine``), for every worker.
         workers: actors in the pool (an int, or ``(min, max)`` for an autoscaling pool).
         gpus_per_worker: GPUs each actor reserves (0: CPU actors; fractions share a GPU).
         cpus_per_worker: CPUs each actor reserves.
         batch_size: images per ``map_batches`` call (a lost actor's whole batch is redone).
         resume: skip images already done (see :func:`plan_batch`); False redoes everything.
-        max_pixels: the pixel limit of every image (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: none).
-        expected_digest: the pinned bundle digest (``Engine(expected_digest=...)``), or None.
-        precision: the Engine's precision (None: the backend's default). With ``backend="openvino"`` and "auto"
-            every worker runs the fastest precision that passed the accuracy gate on its CPU; the gate records and
-            the compiled models under ``<bundle>/engines/`` are shared by the workers of a machine (compiles take
-            turns under a lock; ``zsseg build-engine BUNDLE --backend openvino`` gates ahead, once).
+        engine_options: every worker's Engine's (``zsseg_rt.Engine``: the rows of ``zsseg_rt.options.ENGINE_OPTIONS``
+            a worker takes, :func:`zsseg_rt.scale.engine.checked_engine_options`), checked here. ``max_pixels`` is
+            also the pixel limit of every image read (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: none) and
+            ``expected_digest`` is checked here too. With ``backend="openvino"`` and ``precision="auto"`` every
+            worker runs the fastest precision that passed the accuracy gate on its CPU; the gate records and the
+            compiled models under ``<bundle>/engines/`` are shared by the workers of a machine (compiles take turns
+            under a lock; ``zsseg build-engine BUNDLE --backend openvino`` gates ahead, once).
 
     Raises:
         ValueError / BundleError / FileNotFoundError saying what is wrong.
@@ -424,6 +420,10 @@ def prepare_batch(
     from zsseg_rt.image_io import max_pixels_limit
     from zsseg_rt.vocabulary import Vocabulary, named_vocabularies, validate_class_names
 
+    from .engine import checked_engine_options
+
+    options = checked_engine_options(engine_options, "prepare_batch()")
+    expected_digest = options.get("expected_digest")
     pool = pool_size(workers)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -431,7 +431,8 @@ def prepare_batch(
         raise ValueError(
             f"cpus_per_worker must be > 0 and gpus_per_worker >= 0, got {cpus_per_worker} and {gpus_per_worker}"
         )
-    limit = max_pixels_limit(max_pixels)
+    limit = max_pixels_limit(options.get("max_pixels"))
+    options["max_pixels"] = limit
     meta = load_meta(bundle)  # BundleError naming what is wrong: a missing folder, a malformed meta.json
     if expected_digest is not None:
         check_bundle_digest(meta, expected_digest)
@@ -443,8 +444,6 @@ def prepare_batch(
     plan = plan_batch(input_path, output_dir, resume=resume, max_pixels=limit)
     _check_output_dir(output_dir)
     _check_vocabulary(output_dir, names, resume)
-    options = dict(backend=backend, device=device, mode=mode, max_pixels=limit, expected_digest=expected_digest)
-    options["precision"] = precision
     return BatchJob(
         output_dir=os.path.abspath(output_dir),
         bundle=os.path.abspath(bundle),

@@ -165,8 +165,7 @@ class SegmentationServer:
         loopback name (DNS rebinding: ``zsseg_rt.stream.loopback``); None: no such check (a replica behind a proxy
         of its own). ``max_queued``: POST /segment requests this replica admits beyond one batch (None: twice
         ``max_batch_size``); more at once get 503 with Retry-After (see :func:`in_flight_limit`).
-        ``engine_options``: the replica's Engine's (:func:`zsseg_rt.scale.engine.open_engine`: ``backend``,
-        ``device``, ``mode``, ``max_pixels``, ``expected_digest``)."""
+        ``engine_options``: the replica's Engine's (:func:`zsseg_rt.scale.engine.open_engine`)."""
         from ray.serve.metrics import Counter, Histogram
 
         from zsseg_rt.image_io import max_encoded_bytes
@@ -292,7 +291,8 @@ class SegmentationServer:
         body = await self._read_body(request)
         read = time.perf_counter()
         loop = asyncio.get_running_loop()  # decoding can take a while: off the event loop
-        image = await loop.run_in_executor(None, decode_request_image, body, self.max_pixels)
+        partial = self.engine.allow_partial_images  # --allow-partial-images: the server's choice, not a client's
+        image = await loop.run_in_executor(None, decode_request_image, body, self.max_pixels, partial)
         del body
         self._refuse_before_batching(image, vocabulary)
         decoded = time.perf_counter()
@@ -478,10 +478,10 @@ def build_app(
         max_queued: POST /segment requests a replica admits beyond one batch (None: twice ``max_batch_size``); more
             at once get 503 with Retry-After (:func:`in_flight_limit`).
         engine_options: each replica's Engine's, as :func:`zsseg_rt.scale.engine.open_engine` takes them (checked
-            here) and with its defaults: ``backend``, ``device``, ``mode``, ``max_pixels`` (the pixel limit of a
-            request; None: ``$ZSSEG_MAX_PIXELS`` of this process or 40 MP; 0: none; the body limit follows from it,
-            ``image_io.max_encoded_bytes``), ``expected_digest`` (the pinned bundle digest); not ``precision``
-            (replicas run their backend's default precision, as ``zsseg serve`` has no ``--precision``).
+            here: the rows of ``zsseg_rt.options.ENGINE_OPTIONS`` a worker takes) and with their defaults;
+            ``max_pixels`` is also the pixel limit of a request (None: ``$ZSSEG_MAX_PIXELS`` of this process or 40
+            MP; 0: none; the body limit follows from it, ``image_io.max_encoded_bytes``), ``allow_partial_images``
+            decodes what a truncated or damaged request body holds instead of refusing it.
     Returns:
         a bound ``ray.serve`` application.
     """
@@ -491,7 +491,7 @@ def build_app(
 
     from .engine import checked_engine_options
 
-    options = checked_engine_options(engine_options, "build_app()", leave_out=("precision",))
+    options = checked_engine_options(engine_options, "build_app()")
     # resolved here: the replica's environment may differ from this process's
     options["max_pixels"] = max_pixels_limit(options.get("max_pixels"))
     limit = in_flight_limit(max_batch_size, max_queued)

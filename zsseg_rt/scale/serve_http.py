@@ -106,8 +106,9 @@ def _too_many_pixels(width: int, height: int, limit: int) -> str:
     )
 
 
-def decode_request_image(body: bytes, max_pixels: int) -> np.ndarray:
-    """``[H, W, 3]`` uint8 BGR from a request body, its header checked against the pixel limit before decoding.
+def decode_request_image(body: bytes, max_pixels: int, allow_partial: bool = False) -> np.ndarray:
+    """``[H, W, 3]`` uint8 BGR from a request body, its header checked against the pixel limit before decoding
+    (``allow_partial``: what a truncated or damaged body holds is decoded, the server's ``--allow-partial-images``).
 
     Raises:
         RequestError: 413 past the pixel limit (nothing decoded), 400 for an empty body, a body that is not an
@@ -132,10 +133,10 @@ def decode_request_image(body: bytes, max_pixels: int) -> np.ndarray:
         if width * height > max_pixels:
             raise RequestError(TOO_LARGE, _too_many_pixels(width, height, max_pixels))
     try:
-        return decode_image_bytes(body, max_pixels, what=what)
+        return decode_image_bytes(body, max_pixels, what=what, allow_partial=allow_partial)
     except ImageTooLargeError as exc:  # the decoder found more pixels than the header declared
         raise RequestError(TOO_LARGE, str(exc)) from None
-    except CorruptImageError as exc:  # the shared refusal, without the partial-image opt-in a web client cannot set
+    except CorruptImageError as exc:  # the shared refusal; the opt-in is the server's, a web client cannot set it
         raise RequestError(
             BAD_REQUEST, f"cannot decode {what}: {exc.problem}; POST the complete encoded bytes of the image"
         ) from None
