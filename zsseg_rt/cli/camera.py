@@ -247,7 +247,9 @@ def _plan_outputs(args, inputs, specs: Sequence[Sequence[str]], label_folders: S
     """
     from zsseg_rt.stream.camera_outputs import CameraOutputs
 
-    every = list(dict.fromkeys(spec for expanded in specs for spec in expanded))  # a shared output: once
+    every: List[str] = []
+    for given, expanded in zip(args.output, specs):
+        every += [given] if _shared(given) else list(expanded)  # a shared output (every source in it): once
     return CameraOutputs.plan_for(
         every, label_folders, args.stats_json, args.overwrite, [item.source for item in inputs]
     )
