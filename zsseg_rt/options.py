@@ -282,6 +282,23 @@ class OptionTable:
         """The Engine's option list (one entry per row, in order)."""
         return "\n".join(row.docstring(indent) for row in self)
 
+    def markdown_table(self) -> str:
+        """The rows as the Markdown table docs/usage.md shows ("The Engine's options", checked by
+        ``python_tests/cli/test_cli_engine_flags.py``): option, flag, default, values, bundle kinds, Ray workers."""
+        lines = [
+            "| `Engine(...)` option | flag of every command that opens an Engine | default | values | bundles | Ray "
+            "workers |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in self:
+            values = row.flag_choices() if row.flag else row.values()
+            shown = ", ".join(str(value) for value in values) if values else row.type
+            flag = f"`{row.flag}`" if row.flag else "(Python only)"
+            kinds = ", ".join(row.kinds) if row.kinds else "all"
+            workers = "yes" if row.workers else "no (fixed)"
+            lines.append(f"| `{row.name}` | {flag} | `{row.default!r}` | {shown} | {kinds} | {workers} |")
+        return "\n".join(lines)
+
 
 _BACKENDS = "zsseg_rt.runtime.backends.table:backend_names"
 _PRECISIONS = "zsseg_rt.runtime.backends.table:precision_names"
@@ -296,7 +313,8 @@ ENGINE_OPTIONS = OptionTable(
             "backend",
             "auto",
             "str or a Backend",
-            "auto: TensorRT when engines were built (`zsseg build-engine`) and TensorRT imports; on a CPU the fastest "
+            "auto (default): TensorRT when engines were built (`zsseg build-engine`) and TensorRT imports; on a CPU "
+            "the fastest "
             "path that passed the accuracy gate here (prepared by `zsseg build-engine BUNDLE --backend auto`), else "
             'ONNX Runtime fp32; or a backend of the table (docs/development.md, "Backends"; openvino: pip install '
             "openvino; torch: the checkpoint the bundle was exported from).",
@@ -309,7 +327,7 @@ ENGINE_OPTIONS = OptionTable(
             "device",
             "auto",
             "str",
-            "auto (a GPU when the backend can use one), cpu or cuda (the ONNX Runtime and torch backends).",
+            "auto (default: a GPU when the backend can use one), cpu or cuda (the ONNX Runtime and torch backends).",
             flag="--device",
             choices=("auto", "cpu", "cuda"),
         ),
@@ -319,7 +337,7 @@ ENGINE_OPTIONS = OptionTable(
             "str",
             "post-processing order: exact (the papers' order: calibrate every window at crop resolution, average the "
             "windows, resize, argmax) or fast (single-window images: one fused upsample+calibration+argmax straight "
-            "to the output size, less memory and latency; multi-window images as exact). Default exact; `zsseg "
+            "to the output size, less memory and latency; multi-window images as exact). The default: exact, `zsseg "
             "camera`: fast. Not `zsseg eval --mode slide|whole`, which chooses the windows of PyTorch checkpoints.",
             doc="exact is in fp32, so labels can differ from another fp32 implementation only where two classes tie "
             "within ~1e-7. Bundles of the two-stage pipeline have the official order only (exact).",
@@ -464,7 +482,8 @@ ENGINE_OPTIONS = OptionTable(
             False,
             "bool",
             "decode what a truncated or damaged image file holds (the missing part filled) instead of refusing it "
-            "(the default, as every zsseg command and the Engine do).",
+            "(the default: refused in one line, or skipped with a warning where a command goes on with the next "
+            "image).",
             doc="``zsseg_rt.image_io``: by default such a file is refused with ``CorruptImageError``, one line naming "
             "what is wrong. A header that declares more pixels than the data can hold is always refused.",
             flag="--allow-partial-images",
@@ -539,9 +558,12 @@ class Preset:
         parts = []
         if window is not None:
             parts.append(f"one window of {window[0]}x{window[1]} a frame instead of the bundle's resize")
-        gap = "at most every" if adaptive else "every"
-        parts.append(f"a keyframe {gap} {keyframe_every} frames, the labels propagated along the flow in between")
-        parts.append(f"the flow's DIS preset '{flow_preset}' at 1/{flow_stride} of the frame")
+        if keyframe_every == 1 and not adaptive:
+            parts.append("the encoder on every frame (nothing propagated)")
+        else:
+            gap = "at most every" if adaptive else "every"
+            parts.append(f"a keyframe {gap} {keyframe_every} frames, the labels propagated along the flow in between")
+            parts.append(f"the flow's DIS preset '{flow_preset}' at 1/{flow_stride} of the frame")
         line = f"preset {self.name!r} trades accuracy for rate (not faithful to per-frame inference): " + "; ".join(
             parts
         )
@@ -556,13 +578,15 @@ class Preset:
         }
 
 
+_LIVE_EVERY, _LIVE_FLOW = 4, ("fast", 4)  # the live preset's keyframe interval and flow (DIS preset, stride)
 LIVE = Preset(
     "live",
     engine=(("test_scale", "window"),),
-    video=(("keyframe_every", 4), ("flow_preset", "fast"), ("flow_stride", 4)),
-    summary="camera rate, not faithful to per-frame inference: each frame fitted in one window of the encoder's "
-    "size, the encoder on every 4th frame with the labels propagated along a cheaper optical flow (DIS 'fast' at 1/4 "
-    'of the frame) in between (docs/video.md, "Live video")',
+    video=(("keyframe_every", _LIVE_EVERY), ("flow_preset", _LIVE_FLOW[0]), ("flow_stride", _LIVE_FLOW[1])),
+    summary='camera rate, NOT faithful to per-frame inference (docs/video.md, "Live video"): each frame fitted in '
+    "one window of the encoder's size (a 768x576 frame runs at 512x384 in one encoder call instead of 683x512 in "
+    f"two), the encoder on every {_LIVE_EVERY}th frame with the labels propagated along a cheaper optical flow (DIS "
+    f"'{_LIVE_FLOW[0]}' at 1/{_LIVE_FLOW[1]} of the frame) in between",
 )
 PRESETS: Dict[str, Preset] = {LIVE.name: LIVE}
 

@@ -41,7 +41,7 @@ from .capabilities import (
 from .capture import Backoff, Frame, FrameGrabber
 from .foxglove_sink import FoxgloveSink
 from .labels import LabelFolderSink
-from .live import LIVE_TEST_SCALE, live_options
+from .live import LIVE, LIVE_TEST_SCALE, live_options
 from .mcap_sink import McapSink
 from .output_kinds import OUTPUT_KINDS, OutputKind, open_sink, output_kind
 from .robot_sinks import RobotSink
@@ -65,6 +65,7 @@ from .video_metrics import VideoMetrics
 from .vocabulary import ClassFileWatcher, parse_class_text
 
 __all__ = [
+    "LIVE",
     "LIVE_TEST_SCALE",
     "live_options",
     "Backoff",

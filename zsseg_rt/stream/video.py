@@ -58,6 +58,25 @@ class VideoResult(Result):
         return cls(**values)
 
 
+def _preset_of(engine: Any, preset: Any) -> Any:
+    """The segmenter's preset: ``preset`` (the Engine must have been opened with it: its Engine options are set then),
+    else the Engine's, else None."""
+    opened = getattr(engine, "preset", None)
+    if preset is None:
+        return opened
+    from zsseg_rt.options import preset_named
+
+    preset = preset_named(preset)
+    if opened is not preset:
+        raise ValueError(
+            f"VideoSegmenter(preset={preset.name!r}): the Engine was opened "
+            + (f"with preset {opened.name!r}" if opened is not None else "without it")
+            + f" (its Engine options are set when the Engine opens): Engine(bundle, preset={preset.name!r}), then "
+            "VideoSegmenter(engine) takes it from the Engine"
+        )
+    return preset
+
+
 class _Stream:
     def __init__(self, options: TemporalOptions, flow_function: Any, delay: int, memory: Any):
         flow = FlowEstimator(options.flow_preset, options.flow_stride, options.photometric_tolerance, flow_function)
@@ -92,6 +111,11 @@ class VideoSegmenter:
         options: the other :class:`~zsseg_rt.stream.temporal.TemporalOptions` (``blend``, ``hysteresis``,
             ``score_stride``, ``flow_stride``, ``flow_preset``, ``photometric_tolerance``, ``min_confidence``,
             ``cut_confidence``), and ``flow_function`` (tests: replaces the DIS flow).
+        preset: a :class:`~zsseg_rt.options.Preset` (or its name), e.g. ``zsseg_rt.options.LIVE``: its keywords
+            (``keyframe_every``, ``flow_preset``, ``flow_stride``) where none is given here. None (default): the
+            Engine's (``Engine(bundle, preset=LIVE)``), so one preset object sets both; a preset the Engine was not
+            opened with is refused (its Engine options are set when the Engine opens). :meth:`trades` says what it
+            trades.
 
     A scene cut, a frame of another size, a vocabulary change (``set_classes`` here or on the Engine) and a flow
     that fails each make the frame a keyframe that starts afresh. Thread-safe (one call at a time).
@@ -107,8 +131,15 @@ class VideoSegmenter:
         flow_function: Any = None,
         stabilize_delay: int = 0,
         device: Any = "auto",
+        preset: Any = None,
         **options: Any,
     ):
+        self.preset = _preset_of(engine, preset)
+        if self.preset is not None:  # its keywords where none is given here
+            video = self.preset.video_options()
+            every = video.pop("keyframe_every", None)
+            keyframe_every = every if keyframe_every is None else keyframe_every
+            options = {**video, **options}
         if color_order not in ("bgr", "rgb"):
             raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
         if isinstance(stabilize_delay, bool) or not isinstance(stabilize_delay, int) or stabilize_delay < 0:
@@ -145,6 +176,20 @@ class VideoSegmenter:
                 raise ValueError(f"device=True is not possible: {reason}")
             return None
         return self.engine.pipeline.device.memory
+
+    def trades(self) -> Optional[Dict[str, Any]]:
+        """What this segmenter's preset trades, as it runs (``zsseg_rt.options.Preset.trades``: the one window of WxH
+        a frame is fitted in, the keyframe interval, the flow's preset and stride; ``"line"``: in one sentence), or
+        None without a preset. ``zsseg camera --live`` prints the line at its start and writes the dict into
+        ``--stats-json`` (``"preset"``)."""
+        if self.preset is None:
+            return None
+        scale = getattr(getattr(self.engine, "pipeline", None), "test_scale", None)
+        window = (int(scale[1]), int(scale[0])) if scale and scale[0] == scale[1] else None  # one window: WxH
+        every = self.options.keyframe_every
+        return self.preset.trades(
+            window, every, self.options.flow_preset, self.options.flow_stride, self.options.adaptive
+        )
 
     @property
     def on_device(self) -> bool:
