@@ -7,11 +7,24 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable, Optional, Sequence, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
+from zsseg_rt.options import ENGINE_OPTIONS, EngineOption
 from zsseg_rt.runtime.backends.table import backend_names, precision_names
 
-__all__ = ["whole_number", "real_number", "port_number", "add_engine_arguments", "BACKEND_CHOICES", "DEMO_METHOD"]
+__all__ = [
+    "whole_number",
+    "real_number",
+    "port_number",
+    "add_engine_arguments",
+    "engine_kwargs",
+    "engine_rows",
+    "BACKEND_CHOICES",
+    "DEMO_METHOD",
+    "ENGINE_COMMANDS",
+    "PARTIAL_ENGINE_COMMANDS",
+    "WORKER_COMMANDS",
+]
 
 T = TypeVar("T")
 
@@ -22,25 +35,58 @@ DEMO_METHOD = "scclip-vitb16"  # zsseg demo --method's default (SC-CLIP); its fa
 BACKEND_CHOICES = tuple(backend_names())
 PRECISION_CHOICES = tuple(precision_names())
 
+# The commands that open an Engine from their flags: each gets every flagged row of zsseg_rt.options.ENGINE_OPTIONS,
+# with the same help everywhere (python_tests/cli/test_cli_engine_flags.py); batch and serve hand them to Ray workers,
+# which take the rows whose ``workers`` is True.
+ENGINE_COMMANDS = ("segment", "camera", "batch", "serve")
+WORKER_COMMANDS = ("batch", "serve")
+# Commands that open an Engine among other things and take some rows only (the same flags, the same help), and why
+# not the others.
+PARTIAL_ENGINE_COMMANDS: Dict[str, Tuple[Tuple[str, ...], str]] = {
+    "eval": (
+        ("backend", "precision"),
+        "it evaluates PyTorch checkpoints too: its --mode (slide or whole windows), --device (a torch device) and "
+        "--max-pixels (the dataset's images, skipped with --skip-corrupt) are the evaluation's",
+    ),
+    "profile": (("mode",), "it profiles several backends side by side: --backends NAME[:device|:precision]"),
+}
 
-def add_engine_arguments(
-    p: argparse.ArgumentParser,
-    *,
-    backend_help: str,
-    device_help: str,
-    mode_help: str,
-    precision_help: Optional[str] = None,
-    backends: Sequence[str] = BACKEND_CHOICES,
-    mode: str = "exact",
-) -> None:
-    """``--backend``, ``--device``, ``--mode`` (and with ``precision_help``, ``--precision``) of a command that runs
-    an Engine: the same choices and defaults everywhere (but ``backends`` and the default ``mode`` given), each
-    command's own help."""
-    p.add_argument("--backend", default="auto", choices=list(backends), help=backend_help)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=device_help)
-    p.add_argument("--mode", default=mode, choices=["exact", "fast"], help=mode_help)
-    if precision_help is not None:
-        p.add_argument("--precision", default=None, choices=list(PRECISION_CHOICES), help=precision_help)
+
+def engine_rows(command: str) -> List[EngineOption]:
+    """The rows of ``zsseg_rt.options.ENGINE_OPTIONS`` whose flags ``zsseg command`` takes (ValueError for a command
+    that opens no Engine from its flags)."""
+    if command in PARTIAL_ENGINE_COMMANDS:
+        return [ENGINE_OPTIONS[name] for name in PARTIAL_ENGINE_COMMANDS[command][0]]
+    if command not in ENGINE_COMMANDS:
+        raise ValueError(f"zsseg {command} opens no Engine from its flags (cli_types.ENGINE_COMMANDS)")
+    return [row for row in ENGINE_OPTIONS.flagged() if row.workers or command not in WORKER_COMMANDS]
+
+
+def add_engine_arguments(p: argparse.ArgumentParser, command: str) -> None:
+    """The Engine's flags of ``zsseg command`` (:func:`engine_rows`), generated from their rows: the same flag,
+    choices (a registry's read now), type and help on every command; a row's default (or its ``cli_defaults`` for
+    this command). They are parsed into the option's name (``args.precision``, ``args.expected_digest``);
+    :func:`engine_kwargs` makes the Engine's keywords of them."""
+    group = p.add_argument_group("Engine options (the same on every command that opens an Engine)")
+    for row in engine_rows(command):
+        if row.is_switch:
+            group.add_argument(row.flag, dest=row.name, action="store_true", help=row.flag_help())
+            continue
+        group.add_argument(
+            row.flag,
+            dest=row.name,
+            default=row.flag_default(command),
+            choices=row.flag_choices(),
+            type=whole_number(row.minimum) if row.minimum is not None else None,
+            metavar=row.metavar,
+            help=row.flag_help(),
+        )
+
+
+def engine_kwargs(args: argparse.Namespace, command: str) -> Dict[str, Any]:
+    """The Engine's keywords that ``zsseg command``'s flags give (every row of :func:`engine_rows`, its flag's text
+    turned into the value: ``--prepare none`` -> ``prepare=None``)."""
+    return {row.name: row.from_flag(getattr(args, row.name)) for row in engine_rows(command)}
 
 
 def _range_text(low, high, above, kind: str) -> str:

@@ -125,14 +125,16 @@ def test_camera_stabilize_delay_is_for_recorded_video():
 
 
 def test_camera_live_option_is_one_window_keyframes_and_a_cheaper_flow():
-    """``--live`` (issue 65): the Engine gets ``test_scale="window"`` (one window a frame) and the filter a keyframe
-    every 4 with the cheaper flow (DIS fast at 1/4); a keyframe interval given keeps its value; the look-ahead is
-    refused with it in one line. Control: without ``--live`` the official resize (None) and the default flow."""
+    """``--live`` (issues 65, 73): the Engine gets the preset ``LIVE`` (its ``test_scale="window"``: one window a
+    frame) and the filter, from that Engine, a keyframe every 4 with the cheaper flow (DIS fast at 1/4); a keyframe
+    interval given keeps its value; the look-ahead is refused with it in one line. Control: without ``--live`` no
+    preset, the official resize (None) and the default flow."""
     import argparse
 
     from zsseg_rt.cli.camera import add_command
-    from zsseg_rt.cli.camera_video import check_video_sources, engine_test_scale, video_segmenter
+    from zsseg_rt.cli.camera_video import check_video_sources, engine_preset, engine_test_scale, video_segmenter
     from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.options import LIVE
     from zsseg_rt.stream.temporal import TemporalOptions
 
     parser = argparse.ArgumentParser()
@@ -141,17 +143,20 @@ def test_camera_live_option_is_one_window_keyframes_and_a_cheaper_flow():
     def args(*flags):
         return parser.parse_args(["camera", "clip.avi", "--bundle", "b", "--classes", "a", *flags])
 
-    live = video_segmenter(args("--live"), SimpleNamespace()).options
-    assert engine_test_scale(args("--live")) == "window"
+    def segmenter(*flags):  # the VideoSegmenter of the Engine the camera opens (its preset: --live's)
+        return video_segmenter(args(*flags), SimpleNamespace(preset=engine_preset(args(*flags))))
+
+    live = segmenter("--live").options
+    assert engine_preset(args("--live")) is LIVE and engine_test_scale(args("--live")) == "window"
     assert (live.keyframe_every, live.flow_preset, live.flow_stride, live.stabilize) == (4, "fast", 4, False)
-    assert video_segmenter(args("--live", "--keyframe-every", "2"), SimpleNamespace()).options.keyframe_every == 2
-    adaptive = video_segmenter(args("--live", "--adaptive-keyframes"), SimpleNamespace()).options
+    assert segmenter("--live", "--keyframe-every", "2").options.keyframe_every == 2
+    adaptive = segmenter("--live", "--adaptive-keyframes").options
     assert adaptive.adaptive and adaptive.keyframe_every == 4 and adaptive.flow_preset == "fast"  # the longest gap
-    stable = video_segmenter(args("--live", "--stabilize"), SimpleNamespace()).options
+    stable = segmenter("--live", "--stabilize").options
     assert stable.stabilize and stable.keyframe_every == 4
     with pytest.raises(CliError, match=r"--stabilize-delay 2 waits for frames ahead, --live is for camera rate"):
         check_video_sources(args("--live", "--stabilize-delay", "2"), [SimpleNamespace(live=False, name="c")])
-    # the help says what the option sets (its text is not made from zsseg_rt.stream.live: --help stays light)
+    # the help says what the option sets (the preset's summary: zsseg_rt.options is standard library only)
     from zsseg_rt.cli.camera_video import LIVE_HELP
     from zsseg_rt.stream.live import LIVE_FLOW, LIVE_KEYFRAME_EVERY
 
@@ -159,17 +164,19 @@ def test_camera_live_option_is_one_window_keyframes_and_a_cheaper_flow():
         f"every {LIVE_KEYFRAME_EVERY}th frame" in LIVE_HELP and f"DIS '{LIVE_FLOW[0]}' at 1/{LIVE_FLOW[1]}" in LIVE_HELP
     )
     # the control
-    assert engine_test_scale(args()) is None
-    plain = video_segmenter(args("--keyframe-every", "4"), SimpleNamespace()).options
+    assert engine_test_scale(args()) is None and engine_preset(args()) is None
+    plain = segmenter("--keyframe-every", "4").options
     defaults = TemporalOptions()
     assert (plain.flow_preset, plain.flow_stride) == (defaults.flow_preset, defaults.flow_stride) != ("fast", 4)
 
 
 @pytest.mark.parametrize("live", [True, False], ids=["live", "control"])
-def test_camera_live_runs_one_window_a_keyframe_every_4(tmp_path, tiny_bundle, monkeypatch, live):
+def test_camera_live_runs_one_window_a_keyframe_every_4(tmp_path, tiny_bundle, monkeypatch, caplog, live):
     """``zsseg camera CLIP --live`` (in this process): the stream's Engine fits each frame in one window (its test
-    resize is the graph's size both ways), 2 keyframes of 8 frames, the label maps at the frame's size. Control:
-    without ``--live`` the bundle's resize and every frame a keyframe."""
+    resize is the graph's size both ways), 2 keyframes of 8 frames, the label maps at the frame's size; the run says
+    at its start what the preset trades (one window of WxH, a keyframe every 4 frames, the flow's preset) and writes
+    it into --stats-json ("preset"). Control: without ``--live`` the bundle's resize, every frame a keyframe and no
+    preset said or written."""
     import zsseg_rt.runtime as runtime
     from zsseg_rt import cli
 
@@ -184,12 +191,19 @@ def test_camera_live_runs_one_window_a_keyframe_every_4(tmp_path, tiny_bundle, m
     clip = write_band_clip(tmp_path / "clip.avi", frames=8, fps=10.0, size=(160, 120))
     labels, stats = tmp_path / "labels", tmp_path / "stats.json"
     argv = [clip, "--bundle", tiny_bundle, "--classes", "a,b,c", "--labels-out", str(labels)]
-    assert cli.main(["camera", *argv, "--stats-json", str(stats), *(["--live"] if live else [])]) == 0
+    with caplog.at_level("INFO", logger="zsseg_rt.stream"):
+        assert cli.main(["camera", *argv, "--stats-json", str(stats), *(["--live"] if live else [])]) == 0
     size = made[0].meta.crop_size
     assert len(made) == 1 and (made[0].pipeline.test_scale == [size, size]) is live
     assert read_labels(str(labels), 7).shape == (120, 160)
-    if not live:
-        return
     with open(stats, encoding="utf-8") as handle:
-        video = json.load(handle)["sources"][0]["video"]
+        summary = json.load(handle)
+    if not live:
+        assert "preset" not in summary and "trades" not in caplog.text
+        return
+    video = summary["sources"][0]["video"]
     assert video["frames"] == 8 and video["keyframes"] == 2 and video["propagated"] == 6
+    preset = summary["preset"]
+    assert preset["name"] == "live" and preset["window"] == [size, size] and preset["keyframe_every"] == 4
+    assert (preset["flow_preset"], preset["flow_stride"]) == ("fast", 4) and preset["line"] in caplog.text
+    assert f"one window of {size}x{size}" in preset["line"] and "a keyframe every 4 frames" in preset["line"]

@@ -51,6 +51,7 @@ cv2 = pytest.importorskip("cv2")
 
 from zsseg_rt import cli  # noqa: E402
 from zsseg_rt.assets import SAMPLES_DIR  # noqa: E402
+from zsseg_rt.cli_types import ENGINE_COMMANDS, engine_rows  # noqa: E402
 
 HERE = Path(__file__).resolve().parent.parent  # python_tests: COVERAGE names its tests relative to it
 
@@ -965,9 +966,8 @@ def test_batch_options_reach_the_job_and_the_cluster(tiny_bundle, tmp_path, caps
     assert seen["ray"] == ("ray://head:10001", 3) and seen["progress"] is False
     assert job.pool == {"min_size": 1, "max_size": 3} and (job.gpus_per_worker, job.cpus_per_worker) == (0.5, 2.0)
     assert job.batch_size == 7 and job.names == ["cat", "dog"]
-    assert job.worker_options == dict(
-        backend="onnxruntime", device="cuda", mode="fast", max_pixels=5000, expected_digest=digest, precision=None
-    )
+    wanted = dict(backend="onnxruntime", device="cuda", mode="fast", max_pixels=5000, expected_digest=digest)
+    assert {name: job.worker_options[name] for name in wanted} == wanted and job.worker_options["precision"] is None
     assert sorted(os.path.basename(p) for p in job.plan.sources) == ["a.png", "b.png"]
     # a previous run did a.png: resumed it is skipped, with --no-resume it is done again
     from zsseg_rt.scale.batch import MANIFEST, labels_name
@@ -1451,6 +1451,15 @@ COVERAGE = {
     },
 }
 
+# The Engine's flags (zsseg_rt.options.ENGINE_OPTIONS, issue 73): every command that opens an Engine takes every
+# flagged row, and one test passes each of them, read from the table, on every such command and checks it reaches the
+# Engine (or every Ray worker's). Its entries are made from the table, beside the tests above that check what a flag
+# does; the guard accepts that test for exactly these keys (it names the flags through the table, not as literals).
+ENGINE_FLAG_TEST = "cli/test_cli_engine_flags.py::test_every_engine_flag_reaches_every_commands_engine"
+ENGINE_FLAG_KEYS = {f"zsseg {command} {row.flag}" for command in ENGINE_COMMANDS for row in engine_rows(command)}
+for _key in sorted(ENGINE_FLAG_KEYS):
+    COVERAGE[_key] = tuple(COVERAGE.get(_key, ())) + (ENGINE_FLAG_TEST,)
+
 # Options whose real effect needs what this machine (2 CPU cores, no GPU) lacks. Each is still in COVERAGE: its
 # tests pass it through the CLI and check it as far as it can be checked here (the value reaching the code that acts
 # on it, behind a recorder or a fake, or a one-line refusal). The reason must be one of NOT_HERE_REASONS (checked by
@@ -1564,6 +1573,8 @@ def _coverage_problems(options, coverage=None, not_here=None):
             problems.append(f"{key}: no test")
         spellings = options[key]
         for test in tests:
+            if test == ENGINE_FLAG_TEST and key in ENGINE_FLAG_KEYS and test in sources:
+                continue  # it passes every Engine flag of the table (ENGINE_FLAG_KEYS)
             if test not in sources:
                 problems.append(f"{key}: {test} does not exist")
             elif not any(re.search(rf"[\"']{re.escape(s)}[\"']", sources[test]) for s in spellings):

@@ -205,24 +205,19 @@ def test_a_gain_within_measurement_noise_does_not_replace_the_exact_path(bundle)
 
 
 def test_the_camera_takes_the_engines_default_on_auto_and_none_turns_it_off():
-    """zsseg camera: --backend auto leaves the choice to the Engine's default ("auto": background where the records
-    can be written), for a live camera and a file alike; --prepare none / a named backend never prepare."""
-    from argparse import Namespace
-    from types import SimpleNamespace
-
-    from zsseg_rt.cli.camera import _auto_prepare
-
-    live, clip = SimpleNamespace(source=SimpleNamespace(live=True)), SimpleNamespace(source=SimpleNamespace(live=False))
-    assert _auto_prepare(Namespace(prepare=None, backend="auto"), [clip, live]) == "auto"
-    assert _auto_prepare(Namespace(prepare=None, backend="auto"), [clip]) == "auto"
-    assert _auto_prepare(Namespace(prepare="none", backend="auto"), [live]) is None
-    assert _auto_prepare(Namespace(prepare=None, backend="onnxruntime"), [live]) is None
+    """zsseg camera: no --prepare leaves the choice to the Engine's default ("auto": background where the records can
+    be written; nothing for a named backend), for a live camera and a file alike; --prepare none never prepares,
+    --prepare background asks for it (the flag of every command that opens an Engine: zsseg_rt.options)."""
     from zsseg_rt.cli import build_parser
+    from zsseg_rt.cli_types import engine_kwargs
+    from zsseg_rt.options import ENGINE_OPTIONS
 
     parse = build_parser("camera").parse_args
-    assert _auto_prepare(parse(["camera", "0", "--bundle", "b"]), [live]) == "auto"
-    assert _auto_prepare(parse(["camera", "0", "--bundle", "b", "--prepare", "none"]), [live]) is None
-    assert _auto_prepare(parse(["camera", "0", "--bundle", "b", "--prepare", "background"]), [clip]) == "background"
+    assert engine_kwargs(parse(["camera", "0", "--bundle", "b"]), "camera")["prepare"] == "auto"
+    assert ENGINE_OPTIONS["prepare"].default == "auto"
+    assert engine_kwargs(parse(["camera", "0", "--bundle", "b", "--prepare", "none"]), "camera")["prepare"] is None
+    background = parse(["camera", "0", "--bundle", "b", "--prepare", "background"])
+    assert engine_kwargs(background, "camera")["prepare"] == "background"
 
 
 def test_the_engines_default_starts_nothing_and_names_the_step(bundle, monkeypatch, caplog):

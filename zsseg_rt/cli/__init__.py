@@ -22,6 +22,8 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
+from zsseg_rt.options import did_you_mean
+
 __all__ = [
     "COMMANDS",
     "Command",
@@ -218,12 +220,39 @@ def _register(subparsers, row: Command) -> None:
     add_command(subparsers)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose "unrecognized arguments" names the closest option of the command run ("did you mean
+    '--precision'?"), on the command's own parser (its usage shown); the subcommands' parsers are of this class too."""
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self._chosen(parsed)
+            known = [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]
+            hints = []
+            for extra in extras:
+                hint = did_you_mean(extra.split("=", 1)[0], known) if extra.startswith("--") else ""
+                hints += [f"{extra.split('=', 1)[0]}: {hint}"] if hint else []
+            more = f" ({'; '.join(hints)})" if hints else ""
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{more}")
+        return parsed
+
+    def _chosen(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        """The parser of the subcommand ``parsed`` ran (this parser when none)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
+                if isinstance(chosen, ArgumentParser):
+                    return chosen._chosen(parsed)
+        return self
+
+
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The ``zsseg`` parser. ``command``: the subcommand about to run, the only one whose module is imported and
     whose parser is built in full (the others are there by name and help); None builds every command in full."""
     import zsseg_rt
 
-    parser = argparse.ArgumentParser(prog="zsseg", description=_description())
+    parser = ArgumentParser(prog="zsseg", description=_description())
     parser.add_argument("--version", action="version", version=f"zsseg_rt {zsseg_rt.__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -7,20 +7,8 @@ import argparse
 from typing import Any
 
 from zsseg_rt.cli import command_parser
-
-# twin: cli/serve.py's imports - both commands use all of what they share
-from zsseg_rt.cli.scale_options import (
-    BACKEND_HELP,
-    CLASSES_HELP,
-    DEVICE_HELP,
-    MODE_HELP,
-    add_cluster_arguments,
-    add_limit_arguments,
-    engine_options,
-    local_cluster,
-    local_cpus,
-)
-from zsseg_rt.cli_types import add_engine_arguments, real_number, whole_number
+from zsseg_rt.cli.scale_options import CLASSES_HELP, add_cluster_arguments, local_cluster, local_cpus
+from zsseg_rt.cli_types import add_engine_arguments, engine_kwargs, real_number, whole_number
 
 __all__ = ["add_command"]
 
@@ -51,13 +39,12 @@ def _run_batch(args: argparse.Namespace) -> int:
         args.output,
         args.bundle,
         args.classes,
-        precision=args.precision,
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
         cpus_per_worker=args.cpus_per_worker,
         batch_size=args.batch_size,
         resume=not args.no_resume,
-        **engine_options(args),
+        **engine_kwargs(args, "batch"),  # every worker's Engine (zsseg_rt.options)
     )
     local = local_cluster(args.address)
     if local:
@@ -113,17 +100,9 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--cpus-per-worker", type=real_number(above=0), default=1.0, help="CPUs per actor (default 1)")
     p.add_argument("--batch-size", type=whole_number(1), default=4, help="images per actor call (default 4)")
-    add_engine_arguments(
-        p,
-        backend_help=BACKEND_HELP,
-        device_help=DEVICE_HELP,
-        mode_help=MODE_HELP,
-        precision_help="the Engine's precision (default: the backend's); openvino: auto runs the fastest precision "
-        "that passed the accuracy gate on each worker's CPU (docs/precision.md)",
-    )
     p.add_argument("--no-resume", action="store_true", help="redo images whose outputs exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_limit_arguments(p)
+    add_engine_arguments(p, "batch")  # --backend, --precision, --max-pixels, --bundle-digest, ... (zsseg_rt.options)
     add_cluster_arguments(p)
     p.set_defaults(func=_run_batch)
     return p

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from zsseg_rt.cli import command_parser
 from zsseg_rt.cli.camera_robots import add_robot_arguments, check_output_needs, sink_options
-from zsseg_rt.cli.camera_video import add_video_arguments, check_video_sources, engine_test_scale, video_segmenter
-from zsseg_rt.cli_types import BACKEND_CHOICES, add_engine_arguments, port_number, real_number, whole_number
-from zsseg_rt.runtime.backends.table import AUTO
+from zsseg_rt.cli.camera_video import add_video_arguments, check_video_sources, engine_preset, video_segmenter
+from zsseg_rt.cli_types import add_engine_arguments, engine_kwargs, port_number, real_number, whole_number
 
 if TYPE_CHECKING:
     from zsseg_rt.stream.sources import FrameSource
@@ -91,24 +90,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="the --preview page shows the stream only (by default it has a box to change the classes live)",
     )
-    add_engine_arguments(
-        p,
-        backend_help="auto (TensorRT when engines were built; on a CPU the fastest path that passed the accuracy "
-        "gate here, else ONNX Runtime fp32) or a backend of the table: " + ", ".join(BACKEND_CHOICES[1:]),
-        device_help="auto, cpu or cuda",
-        mode_help="post-processing order: fast (default here: fused, less latency) or exact (the papers' order); "
-        "see `zsseg segment --help`",
-        mode="fast",
-    )
-    p.add_argument(
-        "--prepare",
-        choices=["background", "none"],
-        default=None,
-        help="--backend auto on a CPU, faster paths not prepared yet: background (announced with its cost: they are "
-        "quantised and gated on idle CPU while the exact path runs, and the stream switches when one is ready; "
-        "stopped with the stream) or none (run what is recorded, say nothing). Default: run what is recorded and "
-        "name the step that prepares them, `zsseg build-engine BUNDLE --backend auto`",
-    )
+    add_engine_arguments(p, "camera")  # --backend, --mode (fast here), --prepare, --max-pixels, ... (zsseg_rt.options)
     p.add_argument("--width", type=whole_number(1), help="requested capture width (V4L2 / CSI)")
     p.add_argument("--height", type=whole_number(1), help="requested capture height (V4L2 / CSI)")
     p.add_argument(
@@ -130,19 +112,6 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         help="give up on a source after this many failed reconnects (default: never); the others go on",
     )
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
-    p.add_argument(
-        "--max-pixels",
-        type=int,
-        default=None,
-        help="refuse frames / folder images with more pixels than this, checked before decoding "
-        "(default: $ZSSEG_MAX_PIXELS or 40000000; 0 = no limit)",
-    )
-    p.add_argument(
-        "--allow-partial-images",
-        action="store_true",
-        help="an image folder's truncated or damaged images: segment what they hold instead of skipping them "
-        "with a warning (the default)",
-    )
     p.add_argument("--no-legend", action="store_true", help="no legend / FPS text on the overlay")
     add_video_arguments(p)  # --labels-out, --stabilize, --keyframe-every, ... (zsseg_rt.cli.camera_video)
     add_robot_arguments(p)  # --frame-id, --no-overlay-topic (zsseg_rt.cli.camera_robots)
@@ -452,14 +421,6 @@ def run_camera_command(args) -> int:
             item.source.close()
 
 
-def _auto_prepare(args, inputs) -> Optional[str]:
-    """``Engine(prepare=)`` of the stream: --prepare, else the Engine's default with --backend auto ("auto": nothing
-    started, the step named; ``$ZSSEG_AUTO_PREPARE`` may ask for more); a camera never waits for quantisation."""
-    if args.prepare is not None:
-        return None if args.prepare == "none" else args.prepare
-    return "auto" if args.backend == AUTO else None
-
-
 def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
     """Plan and check every output, run the stream, and put the outputs in place only when it ended well (a failed
     run replaces nothing: ``zsseg_rt.output_plan``)."""
@@ -502,16 +463,9 @@ def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, l
 
     try:
         phase("camera:model-load")
-        engine = Engine(
-            args.bundle,
-            classes=classes,
-            backend=args.backend,
-            device=args.device,
-            mode=args.mode,
-            max_pixels=max_pixels,  # the frames' limit (0: none), as the source checks it
-            prepare=_auto_prepare(args, inputs),
-            test_scale=engine_test_scale(args),  # --live: one window per frame
-        )
+        options = engine_kwargs(args, "camera")  # every Engine flag (zsseg_rt.options)
+        options["max_pixels"] = max_pixels  # the frames' limit (0: none), as the source checks it
+        engine = Engine(args.bundle, classes=classes, preset=engine_preset(args), **options)  # --live: the preset
     except BaseException:
         for sink in [sink for own in sinks for sink in own] + shared:
             sink.abort()
@@ -531,6 +485,9 @@ def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, l
             " (every frame)" if every else " (newest frame; stale frames dropped)",
         )
     segment = video_segmenter(args, engine)  # the Engine itself without --stabilize / --keyframe-every
+    trades = segment.trades() if hasattr(segment, "trades") else None  # --live: what its preset trades
+    if trades is not None:
+        log.info("%s", trades["line"])
     runner = MultiStreamRunner(
         segment,
         [item.source for item in inputs],
@@ -557,6 +514,8 @@ def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, l
     engine.close()  # a background preparation (--prepare background) ends with the stream; what it finished stays
     summary = runner.snapshot()
     summary["backend"] = engine.backend.name
+    if trades is not None:
+        summary["preset"] = trades
     every_sink = [sink for own in sinks for sink in own] + shared  # shared: an MCAP file of every source
     summary["outputs"] = [sink.describe() for sink in every_sink if hasattr(sink, "describe")]
     for entry, own in zip(summary["sources"], sinks):

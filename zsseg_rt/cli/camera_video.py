@@ -7,20 +7,26 @@ reads an argparse Namespace. Light at import (the CLI's ``--help``)."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Optional
 
 from zsseg_rt.cli_types import whole_number
+from zsseg_rt.options import LIVE, Preset
 
-__all__ = ["LIVE_HELP", "add_video_arguments", "check_video_sources", "engine_test_scale", "video_segmenter"]
+__all__ = [
+    "LIVE_HELP",
+    "add_video_arguments",
+    "check_video_sources",
+    "engine_preset",
+    "engine_test_scale",
+    "video_segmenter",
+]
 
-# --live's settings are zsseg_rt.stream.live's (not imported here: --help stays light; a test checks this text)
+# --live is the preset zsseg_rt.options.LIVE (the Engine and the VideoSegmenter take it; standard library only, so
+# --help stays light): its help is the preset's summary
 LIVE_HELP = (
-    'camera rate, NOT faithful to per-frame inference (docs/video.md, "Live video"): each frame fitted in one window '
-    "of the encoder's size (a 768x576 frame runs at 512x384 in one encoder call instead of 683x512 in two), the "
-    "encoder on every 4th frame (unless --keyframe-every says; with --adaptive-keyframes the longest gap) with the "
-    "labels propagated along a cheaper optical "
-    "flow (DIS 'fast' at 1/4 of the frame) in between; with the default --backend auto, the fastest precision that "
-    "passed the accuracy gate on this CPU (prepare it once: zsseg build-engine BUNDLE --backend auto)"
+    f"{LIVE.summary} (--keyframe-every K: another interval; with --adaptive-keyframes the longest gap); with the "
+    "default --backend auto, the fastest precision that passed the accuracy gate on this CPU (prepare it once: zsseg "
+    'build-engine BUNDLE --backend auto). The run says what it trades at its start and in --stats-json ("preset")'
 )
 
 
@@ -102,14 +108,16 @@ def check_video_sources(args: argparse.Namespace, sources: Any) -> None:
         raise CliError("--stabilize-delay runs the encoder on every frame: it does not combine with --keyframe-every")
 
 
-def engine_test_scale(args: argparse.Namespace) -> Any:
-    """``Engine(test_scale=)`` of the stream: ``zsseg_rt.stream.live.LIVE_TEST_SCALE`` (one window per frame) with
-    ``--live``, else None (the bundle's, the official resize)."""
-    if not getattr(args, "live", False):
-        return None
-    from zsseg_rt.stream.live import LIVE_TEST_SCALE
+def engine_preset(args: argparse.Namespace) -> Optional[Preset]:
+    """``Engine(preset=)`` of the stream: ``zsseg_rt.options.LIVE`` with ``--live`` (the Engine's one window a frame;
+    the ``VideoSegmenter`` of that Engine takes its keyframes and flow), else None."""
+    return LIVE if getattr(args, "live", False) else None
 
-    return LIVE_TEST_SCALE
+
+def engine_test_scale(args: argparse.Namespace) -> Any:
+    """``Engine(test_scale=)`` that ``--live`` means (the :data:`LIVE` preset's), else None (the bundle's resize)."""
+    preset = engine_preset(args)
+    return preset.engine_options()["test_scale"] if preset is not None else None
 
 
 def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:
@@ -125,24 +133,21 @@ def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:
     stabilize = bool(getattr(args, "stabilize", False)) or delay > 0
     adaptive = bool(getattr(args, "adaptive_keyframes", False))
     every = getattr(args, "keyframe_every", None)
-    flow: dict = {}
-    if getattr(args, "live", False):
-        from zsseg_rt.stream.live import live_options
-
-        flow = live_options(every, adaptive)
-        every = flow.pop("keyframe_every")
+    preset = getattr(engine, "preset", None)  # --live: the Engine's preset, whose keyframes the segmenter takes
+    if every is None and preset is not None:
+        every = preset.video_options().get("keyframe_every")
     if adaptive and every == 1:
         raise CliError(
             "--adaptive-keyframes needs --keyframe-every K >= 2 (the longest gap), or no --keyframe-every (8)"
         )
-    if not stabilize and not adaptive and (every or 1) == 1:
-        return engine
+    if not stabilize and not adaptive and (every or 1) == 1 and preset is None:
+        return engine  # (a preset's segmenter, even one that propagates nothing, says what the preset trades)
     from zsseg_rt.pipeline.class_scores import ClassScoresUnavailable
     from zsseg_rt.stream.video import VideoSegmenter
 
     try:
         return VideoSegmenter(
-            engine, stabilize=stabilize, keyframe_every=every, adaptive=adaptive, stabilize_delay=delay, **flow
+            engine, stabilize=stabilize, keyframe_every=every, adaptive=adaptive, stabilize_delay=delay
         )
     except ClassScoresUnavailable as exc:
         raise CliError(f"--stabilize: {exc}") from None

@@ -10,7 +10,7 @@ import sys
 from typing import Any, List, Optional, Tuple
 
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli_types import BACKEND_CHOICES, PRECISION_CHOICES, real_number, whole_number
+from zsseg_rt.cli_types import add_engine_arguments, real_number, whole_number
 from zsseg_rt.contract.family import EVALUATION_SETTINGS, FamilyArgument
 
 __all__ = ["add_command", "family_evaluation_arguments", "main"]
@@ -167,14 +167,6 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--save-json", default=None, metavar="PATH", help="also write the metrics to this JSON file")
     p.add_argument("--limit", type=whole_number(1), default=None, help="evaluate only the first N images (N >= 1)")
     p.add_argument("--device", default=None, help="torch device (default: the checkpoint's / auto for bundles)")
-    p.add_argument("--backend", default="auto", choices=list(BACKEND_CHOICES), help="bundle backend (default auto)")
-    p.add_argument(
-        "--precision",
-        default=None,
-        choices=list(PRECISION_CHOICES),
-        help="bundles: the Engine's precision (default: the backend's); openvino: auto runs the fastest precision "
-        "that passed the accuracy gate on this CPU (docs/precision.md)",
-    )
     p.add_argument("--skip-corrupt", action="store_true", help="skip undecodable files (counted) instead of failing")
     p.add_argument("--ignore-bad-labels", action="store_true", help="treat out-of-range label values as ignore")
     p.add_argument(
@@ -191,6 +183,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-worker", type=real_number(0), default=0.0, help="(--ray) GPUs per actor")
     p.add_argument("--cpus-per-worker", type=real_number(above=0), default=1.0, help="(--ray) CPUs per actor")
     p.add_argument("--address", default=None, help="(--ray) Ray cluster address (default: a local one, 127.0.0.1)")
+    add_engine_arguments(p, "eval")  # a bundle's --backend and --precision (zsseg_rt.options; cli_types says why only)
     p.set_defaults(func=_run)
     return p
 

@@ -10,6 +10,7 @@ from typing import List, Optional
 from zsseg_rt import profiling
 from zsseg_rt.cli import command_parser
 from zsseg_rt.cli_errors import CliError
+from zsseg_rt.cli_types import add_engine_arguments
 from zsseg_rt.runtime.backends.table import REFERENCE_BACKEND
 
 __all__ = ["add_command", "build_parser", "main", "run"]
@@ -70,12 +71,6 @@ def add_profile_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up iterations per configuration (default 5)")
     p.add_argument("--text-iters", type=int, default=3, help="fresh vocabularies timed per class count (default 3)")
     p.add_argument(
-        "--mode",
-        default="exact",
-        choices=["exact", "fast"],
-        help="post-processing order (default exact; see `zsseg segment --help`)",
-    )
-    p.add_argument(
         "--timing",
         default="auto",
         choices=["auto", "wall", "cuda"],
@@ -86,6 +81,7 @@ def add_profile_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
     p.add_argument("--no-verify", action="store_true", help="skip the bundle's sha256 check on load")
     p.add_argument("--quiet", action="store_true", help="only the final table")
+    add_engine_arguments(p, "profile")  # --mode (zsseg_rt.options; cli_types says why only it)
     return p
 
 

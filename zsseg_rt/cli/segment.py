@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence
 
 from zsseg_rt.cli import command_parser
 from zsseg_rt.cli_errors import CliError, format_error
-from zsseg_rt.cli_types import add_engine_arguments
+from zsseg_rt.cli_types import add_engine_arguments, engine_kwargs
 from zsseg_rt.io_safety import OutputWriteError, atomic_write_text, temporaries_of
 from zsseg_rt.output_plan import check_free_space
 
@@ -315,18 +315,9 @@ def run_segment(args) -> int:
     from zsseg_rt.runtime import Engine
 
     try:
-        engine = Engine(
-            args.bundle,
-            classes=args.classes,
-            backend=args.backend,
-            device=args.device,
-            mode=args.mode,
-            precision=getattr(args, "precision", None),
-            inference=getattr(args, "inference", "auto"),
-            whole_fallback=getattr(args, "whole_fallback", None),
-            max_pixels=args.max_pixels,  # the limit the images were read with (0: none), so --max-pixels 0 works
-            allow_partial_images=bool(getattr(args, "allow_partial_images", False)),
-        )
+        options = engine_kwargs(args, "segment")  # every Engine flag (zsseg_rt.options)
+        options["max_pixels"] = args.max_pixels  # the limit the images were read with (0: none): --max-pixels 0 works
+        engine = Engine(args.bundle, classes=args.classes, **options)
     except BaseException:
         if fresh and os.path.isdir(plan["directory"]) and not os.listdir(plan["directory"]):
             os.rmdir(plan["directory"])  # no empty runs/segment/expN left behind by a bad bundle or vocabulary
@@ -370,22 +361,6 @@ def run_segment(args) -> int:
 
 
 # ---- the command line -------------------------------------------------------------------------------------------
-MODE_HELP = (
-    "post-processing order: exact (default; the papers' order: calibrate every window at crop resolution, average "
-    "the windows, resize, argmax) or fast (single-window images: one fused upsample+calibration+argmax straight to "
-    "the output size, less memory; multi-window images as exact). Windows always slide; this is not "
-    "`zsseg eval --mode slide|whole`, which chooses the windows of PyTorch checkpoints"
-)
-BACKEND_HELP = (
-    "auto (TensorRT when engines were built with `zsseg build-engine` and TensorRT imports; on a CPU the fastest "
-    "path that passed the accuracy gate here, prepared by `zsseg build-engine BUNDLE --backend auto`, else ONNX "
-    "Runtime fp32), "
-    "tensorrt, onnxruntime, openvino (CPU; pip install openvino), or torch (needs the checkpoint the bundle was "
-    "exported from)"
-)
-DEVICE_HELP = "auto (a GPU when the backend can use one), cpu or cuda (ONNX Runtime and torch backends)"
-
-
 def add_command(subparsers) -> argparse.ArgumentParser:
     """Register ``segment`` on an argparse subparsers object (``zsseg segment``)."""
     p = command_parser(
@@ -393,7 +368,9 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         "segment",
         description="Segment images with a bundle and the class names you give. IMAGES are files, folders (their "
         "images) or quoted globs ('photos/*.jpg'). Results go to a new numbered folder runs/segment/exp, exp2, ... "
-        "(or -o DIR, or -o FILE.png for one image); an existing file is never replaced without --overwrite.",
+        "(or -o DIR, or -o FILE.png for one image); an existing file is never replaced without --overwrite. A "
+        "photo over the pixel limit is segmented resized to fit it, with a note, unless --max-pixels (or "
+        "$ZSSEG_MAX_PIXELS) sets the limit: then it is refused.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders of images, or quoted globs")
     p.add_argument("--bundle", required=True, help="bundle directory written by `zsseg export`")
@@ -431,44 +408,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         help='print the results as JSON on stdout (per image: output paths, "areas": class -> fraction of the '
         'pixels, "timing_ms") instead of lines',
     )
-    add_engine_arguments(
-        p,
-        backend_help=BACKEND_HELP,
-        device_help=DEVICE_HELP,
-        mode_help=MODE_HELP,
-        precision_help="default: the backend's (TensorRT fp16, else fp32). onnxruntime: int8 (CPU) or bf16 (Arm64); "
-        "openvino: bf16 (AMX / AVX-512-BF16) or int8 (VNNI / AMX-INT8); auto on both: the fastest precision that "
-        "passed the gate on this CPU, else fp32; "
-        "torch: fp16/bf16; a reduced precision runs only after its accuracy gate passed (docs/precision.md)",
-    )
-    p.add_argument(
-        "--inference",
-        default="auto",
-        choices=["auto", "whole", "windows"],
-        help="whole: one pass over the whole rescaled image at its own size; windows: sliding windows of the "
-        "bundle's input size; auto (default): the bundle's choice, its model's official test mode for the "
-        "vocabulary; windows for bundles whose image graph has a fixed size",
-    )
-    p.add_argument(
-        "--whole-fallback",
-        default=None,
-        choices=["windows"],
-        help="whole-image inference of an image larger than the bundle's image graph was exported for: run it in "
-        "windows instead of refusing it (default: refuse)",
-    )
-    p.add_argument(
-        "--max-pixels",
-        type=int,
-        default=None,
-        help="pixel limit, read from the file header before decoding. Not given (and $ZSSEG_MAX_PIXELS unset): a "
-        "photo over 40 MP is segmented resized to fit it, with a note. Given: larger images are refused; 0 = no limit",
-    )
-    p.add_argument(
-        "--allow-partial-images",
-        action="store_true",
-        help="segment what a truncated or damaged image file holds (the missing part filled) instead of "
-        "refusing it (the default, as every zsseg command and the Engine do)",
-    )
+    add_engine_arguments(p, "segment")  # --backend, --precision, --max-pixels, ... (zsseg_rt.options)
     p.set_defaults(func=run_segment)
     return p
 

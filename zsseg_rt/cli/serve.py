@@ -8,18 +8,8 @@ import signal
 import socket
 
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli.scale_options import (
-    BACKEND_HELP,
-    CLASSES_HELP,
-    DEVICE_HELP,
-    MODE_HELP,
-    add_cluster_arguments,
-    add_limit_arguments,
-    engine_options,
-    local_cluster,
-    local_cpus,
-)
-from zsseg_rt.cli_types import add_engine_arguments, port_number, real_number, whole_number
+from zsseg_rt.cli.scale_options import CLASSES_HELP, add_cluster_arguments, local_cluster, local_cpus
+from zsseg_rt.cli_types import add_engine_arguments, engine_kwargs, port_number, real_number, whole_number
 
 __all__ = ["add_command"]
 
@@ -32,8 +22,8 @@ def _check_serve_args(args: argparse.Namespace) -> None:
     from zsseg_rt.vocabulary import Vocabulary
 
     meta = load_meta(args.bundle)
-    if args.bundle_digest is not None:
-        check_bundle_digest(meta, args.bundle_digest)
+    if args.expected_digest is not None:
+        check_bundle_digest(meta, args.expected_digest)
     Vocabulary.parse(args.classes, meta.max_classes)  # a list of names, or a named vocabulary ("voc21")
     max_pixels_limit(args.max_pixels)
     try:
@@ -127,7 +117,7 @@ def _start_and_serve(args: argparse.Namespace, started: dict) -> None:
         max_batch_size=args.max_batch_size,
         batch_wait_s=args.batch_wait_ms / 1000.0,
         max_queued=args.max_queued,
-        **engine_options(args),
+        **engine_kwargs(args, "serve"),  # every replica's Engine (zsseg_rt.options)
     )
     print(
         f"serving on http://{args.host}:{args.port}/ (web page; POST /segment for the API); Ctrl-C or SIGTERM stops",
@@ -207,8 +197,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         help="requests a replica admits beyond the batch it runs (default: twice --max-batch-size, 16); more at once "
         "get HTTP 503 with Retry-After at once, so a burst costs neither unbounded memory nor time-outs",
     )
-    add_engine_arguments(p, backend_help=BACKEND_HELP, device_help=DEVICE_HELP, mode_help=MODE_HELP)
-    add_limit_arguments(p)
+    add_engine_arguments(p, "serve")  # --backend, --precision, --max-pixels, --bundle-digest, ... (zsseg_rt.options)
     add_cluster_arguments(p)
     p.set_defaults(func=_run_serve)
     return p
