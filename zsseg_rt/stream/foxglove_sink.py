@@ -144,6 +144,13 @@ class FoxgloveSink(RobotSink):
                 source.topic(kind), schema=schema, message_encoding="cdr", context=self._context
             )
 
+    def subscribed(self, topic: str) -> bool:
+        """Whether a viewer subscribes to ``topic`` now (its messages are encoded and sent)."""
+        channel = next((c for (name, kind), c in self._channels.items() if f"/{name}/{kind}" == topic), None)
+        if channel is None:
+            raise SinkError(f"{topic!r} is not a topic of this server: {', '.join(self.topics())}")
+        return not self.closed and channel.has_sinks()
+
     def _wanted(self, source: _Source, kind: str) -> bool:
         channel = self._channels.get((source.name, kind))
         return channel is not None and not self.closed and channel.has_sinks()

@@ -1,0 +1,228 @@
+#!/usr/bin/env python
+"""Labels for robots (issue 74): what ``zsseg camera --live -o out.mcap`` and ``-o foxglove://`` cost per frame,
+against ``--live``'s own frame time measured in the same run, and the MCAP file's size per frame.
+
+Every row runs the camera loop as ``zsseg camera CLIP --live`` runs it (``MultiStreamRunner`` over the clip's frames
+with ``VideoSegmenter(engine, **live_options())`` on the ``--live`` Engine: one window a frame, the fastest path that
+passed the accuracy gate on this CPU, prepared first when it is not), every frame processed, in one process with one
+Engine; the rows take turns, round after round:
+
+- ``--live``: no output (the peer: its frame time is the one the outputs are judged against);
+- ``--live -o out.mcap``: labels (mono16 Image), the overlay (JPEG CompressedImage), LabelInfo;
+- ``--live -o out.mcap --no-overlay-topic``: labels and LabelInfo only;
+- ``--live -o foxglove://`` with no viewer connected;
+- ``--live -o foxglove://`` with one viewer (another process, subscribed to every topic and reading).
+
+The cost of an output is the CPU time its writer thread spends on it per frame (``time.thread_time`` around the
+drawing of the overlay and the sink's ``write_result``: encoding, compression, writing); it is judged against the
+peer's frame time (target: at most 5 %). The process's CPU seconds per frame and the end-to-end frame time of every
+row are shown too: on 2 cores the writer thread runs beside inference, so the frame rate moves less than the cost,
+and with other work on the machine it moves by more than 5 % from round to round anyway. The Foxglove server's own
+threads (the SDK's, in Rust) send the messages: with a viewer their CPU shows in the process's column only.
+
+Clip: Debian's opencv-doc ``vtest.avi`` (768x576), its first ``--frames`` frames. The bundle: ``benchmarks video``'s
+(ZegCLIP ViT-B/16, random weights): its labels are large blobs, which zstd shrinks far more than a trained model's
+labels, so the file size per frame is a lower bound for trained weights (the overlay's JPEG is not).
+
+    .venv/bin/python -m benchmarks robots            # print the section (needs: apt-get install opencv-doc)
+    .venv/bin/python -m benchmarks robots --write    # also put it into BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .common import machine_description, show_section
+
+SECTION = "## Labels for robots: the MCAP and Foxglove outputs' cost per frame (issue 74)"
+TARGET_SHARE = 5.0  # % of --live's frame time, per output
+ROWS = [
+    ("--live", None),
+    ("--live -o out.mcap", {"kind": "mcap", "overlay": True}),
+    ("--live -o out.mcap --no-overlay-topic", {"kind": "mcap", "overlay": False}),
+    ("--live -o foxglove:// (no viewer)", {"kind": "foxglove", "viewer": False}),
+    ("--live -o foxglove:// (one viewer)", {"kind": "foxglove", "viewer": True}),
+]
+
+_VIEWER = r"""
+import json, sys
+from websockets.sync.client import connect
+with connect(sys.argv[1], subprotocols=["foxglove.sdk.v1"], max_size=None) as ws:
+    while True:
+        try:
+            frame = ws.recv()
+        except Exception:
+            break
+        if isinstance(frame, str):
+            message = json.loads(frame)
+            if message.get("op") == "advertise":
+                wanted = [{"id": c["id"], "channelId": c["id"]} for c in message["channels"]]
+                ws.send(json.dumps({"op": "subscribe", "subscriptions": wanted}))
+"""
+
+
+class _Timed:
+    """Wraps the runner's overlay drawing and the sink's ``write_result``: the writer thread's CPU and wall time in
+    them, summed."""
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+        self.wall = 0.0
+
+    def wrap(self, function):
+        def timed(*args, **kwargs):
+            cpu, wall = time.thread_time(), time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.cpu += time.thread_time() - cpu
+                self.wall += time.perf_counter() - wall
+
+        return timed
+
+
+def _viewer(url: str):
+    """A viewer in a process of its own (its CPU is not the output's), subscribing to every channel advertised."""
+    return subprocess.Popen([sys.executable, "-c", _VIEWER, url])
+
+
+def run_row(engine: Any, folder: Path, out: Path, spec: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """One row: the loop over the frames in ``folder`` with the output ``spec`` asks for."""
+    from zsseg_rt.stream import FoxgloveSink, ImageFolderSource, McapSink, MultiStreamRunner, VideoSegmenter
+    from zsseg_rt.stream.live import live_options
+
+    segment = VideoSegmenter(engine, **live_options())
+    source = ImageFolderSource(str(folder), max_pixels=0)
+    source.open()
+    sinks: List[Any] = []
+    viewer = None
+    timed = _Timed()
+    if spec is not None and spec["kind"] == "mcap":
+        sinks.append(McapSink(str(out / "out.mcap"), sources=["vtest"], overlay=spec["overlay"], overwrite=True))
+    elif spec is not None:
+        sink = FoxgloveSink(0, sources=["vtest"])
+        sinks.append(sink)
+        if spec["viewer"]:  # its subscriptions in place before the first frame
+            viewer = _viewer(sink.url)
+            deadline = time.monotonic() + 60
+            while not all(sink.subscribed(topic) for topic in sink.topics()):
+                assert viewer.poll() is None and time.monotonic() < deadline, "the viewer did not subscribe"
+                time.sleep(0.01)
+    for sink in sinks:
+        sink.write_result = timed.wrap(sink.write_result)
+    runner = MultiStreamRunner(segment, [source], [sinks], drop_stale=False, opened=True)
+    runner.render = timed.wrap(runner.render)  # type: ignore[method-assign]
+    try:
+        stats = runner.run(handle_signals=False)  # closes the sinks: the server stops, the viewer ends
+    finally:
+        segment.close()
+        if viewer is not None:
+            viewer.wait(60)
+    frames = stats.processed
+    row: Dict[str, Any] = {
+        "frames": frames,
+        "frame_ms": 1000.0 * stats.elapsed_s / frames,
+        "cpu_ms": 1000.0 * stats.cpu_s / frames,
+        "output_cpu_ms": 1000.0 * timed.cpu / frames,
+        "output_wall_ms": 1000.0 * timed.wall / frames,
+    }
+    if spec is not None and spec["kind"] == "mcap":
+        row["bytes_per_frame"] = os.path.getsize(out / "out.mcap") / frames
+    if spec is not None and spec["kind"] == "foxglove":
+        row["messages"] = sinks[0].messages
+    return row
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from . import video
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", help="a ViT-B/16 bundle (default: benchmarks video's, exported once)")
+    parser.add_argument("--config", default="zegclip_vitb16_voc_inductive", help="exported with random weights")
+    parser.add_argument("--frames", type=int, default=60, help="frames of vtest.avi (768x576)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--live-backend", default="auto", help="the --live Engine's backend (default auto)")
+    parser.add_argument("--write", action="store_true", help="update the section in BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    begin, load_before = time.perf_counter(), os.getloadavg()[0]
+    bundle = video.bundle_path(args)
+    engine = video.open_live_engine(bundle, args)
+    work = Path(tempfile.mkdtemp(prefix="zsseg-bench-robots-"))
+    folder = work / "frames"
+    folder.mkdir()
+    frames = video.clip_frames("vtest", args.frames, folder)
+    engine.segment_with_class_scores([frames[0]])  # warm-up (not timed)
+    results: Dict[str, List[Dict[str, Any]]] = {label: [] for label, _ in ROWS}
+    for round_ in range(args.rounds):
+        for label, spec in ROWS:
+            out = work / f"round{round_}_{len(results[label])}_{label.replace(' ', '_').replace('/', '')}"
+            out.mkdir()
+            row = run_row(engine, folder, out, spec)
+            results[label].append(row)
+            print(f"round {round_ + 1}: {label}: {row}", flush=True)
+    path = f"{engine.backend.name} {getattr(engine.backend, 'precision', None) or 'fp32'}"
+    text = render(results, args, path, (load_before, os.getloadavg()[0]), time.perf_counter() - begin)
+    show_section(SECTION, text, args.write)
+    return 0
+
+
+def _median(rows: List[Dict[str, Any]], key: str) -> Optional[float]:
+    values = [row[key] for row in rows if key in row]
+    return statistics.median(values) if values else None
+
+
+def render(results: Dict[str, List[Dict[str, Any]]], args, path: str, load, seconds: float) -> str:
+    peer, peer_cpu = _median(results["--live"], "frame_ms"), _median(results["--live"], "cpu_ms")
+    assert peer is not None and peer_cpu is not None
+    lines = [
+        SECTION,
+        "",
+        f"Regenerate: `.venv/bin/python -m benchmarks robots --write` (needs Debian's `opencv-doc`). This run took "
+        f"{seconds:.0f} s.",
+        "",
+        *machine_description(2)[:1],
+        *machine_description(2)[2:],
+        f"- Load average (1 min) before / after: {load[0]:.1f} / {load[1]:.1f} (other work shares this machine: "
+        "the shares are taken within one run, the rows taking turns)",
+        f"- `--live` on vtest.avi (768x576), its first {args.frames} frames, every frame processed; {path}, one "
+        f"window a frame (512x384), a keyframe every 4; {args.rounds} rounds, the rows taking turns, medians",
+        "",
+        "| row | frame time ms | process CPU ms / frame | output CPU ms / frame (writer thread) | share of `--live`'s "
+        "frame time | share of `--live`'s CPU / frame | file / frame |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    verdicts = []
+    for label, _ in ROWS:
+        rows = results[label]
+        frame, cpu = _median(rows, "frame_ms"), _median(rows, "cpu_ms")
+        output = _median(rows, "output_cpu_ms") if label != "--live" else None
+        size = _median(rows, "bytes_per_frame")
+        share = 100.0 * output / peer if output is not None else None
+        cpu_share = 100.0 * output / peer_cpu if output is not None else None
+        lines.append(
+            f"| {label} | {frame:.1f} | {cpu:.1f} | {'-' if output is None else f'{output:.2f}'} | "
+            f"{'-' if share is None else f'{share:.2f} %'} | {'-' if cpu_share is None else f'{cpu_share:.2f} %'} | "
+            f"{'-' if size is None else f'{size / 1024:.1f} KiB'} |"
+        )
+        if share is not None and label in ("--live -o out.mcap", "--live -o foxglove:// (one viewer)"):
+            verdicts.append(
+                f"- `{label}`: {output:.2f} ms of CPU a frame = {share:.2f} % of `--live`'s frame time ({peer:.1f} ms; "
+                f"target <= {TARGET_SHARE:.0f} %): {'met' if share <= TARGET_SHARE else '**missed**'}; "
+                f"{cpu_share:.2f} % of the CPU time `--live` spends on a frame ({peer_cpu:.1f} ms: the share that does "
+                "not shrink when other work slows the frames down)"
+            )
+    lines += ["", *verdicts]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
