@@ -7,8 +7,16 @@ import argparse
 from typing import Any
 
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli.scale_options import CLASSES_HELP, add_cluster_arguments, local_cluster, local_cpus
-from zsseg_rt.cli_types import add_engine_arguments, engine_kwargs, real_number, whole_number
+
+# twin: cli/serve.py's imports - both commands use all of what they share
+from zsseg_rt.cli.scale_options import (
+    CLASSES_HELP,
+    add_cluster_arguments,
+    add_resource_arguments,
+    local_cluster,
+    local_cpus,
+)
+from zsseg_rt.cli_types import add_engine_arguments, engine_kwargs, whole_number
 
 __all__ = ["add_command"]
 
@@ -92,13 +100,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=_workers, default=1, help="actors in the pool: N, or MIN:MAX to autoscale (default 1)"
     )
-    p.add_argument(
-        "--gpus-per-worker",
-        type=real_number(0),
-        default=0.0,
-        help="GPUs per actor (0: CPU actors; 0.5 shares one GPU between two; default 0)",
-    )
-    p.add_argument("--cpus-per-worker", type=real_number(above=0), default=1.0, help="CPUs per actor (default 1)")
+    add_resource_arguments(p, "worker", "actor")  # --gpus-per-worker, --cpus-per-worker
     p.add_argument("--batch-size", type=whole_number(1), default=4, help="images per actor call (default 4)")
     p.add_argument("--no-resume", action="store_true", help="redo images whose outputs exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -114,7 +114,6 @@ def _report(metrics, args: argparse.Namespace) -> int:
     return 0
 
 
-# twin (by shape): cli/batch.py's add_command - the add_command idiom of every command module
 def add_command(subparsers) -> argparse.ArgumentParser:
     """Register ``eval`` on an argparse subparsers object (``zsseg eval``)."""
     p = command_parser(

@@ -8,14 +8,25 @@ import argparse
 import os
 from typing import Optional
 
-from zsseg_rt.cli_types import whole_number
+from zsseg_rt.cli_types import real_number, whole_number
 
-__all__ = ["CLASSES_HELP", "add_cluster_arguments", "local_cluster", "local_cpus"]
+__all__ = ["CLASSES_HELP", "add_cluster_arguments", "add_resource_arguments", "local_cluster", "local_cpus"]
 
 CLASSES_HELP = (
     'comma-separated class names, e.g. "cat,sofa,floor" ("person; man; woman": one class with synonyms), or a named '
     "vocabulary such as voc21 (a benchmark's official classes)"
 )
+
+
+def add_resource_arguments(p: argparse.ArgumentParser, per: str, unit: str) -> None:
+    """``--gpus-per-PER`` and ``--cpus-per-PER``: what each ``unit`` (batch's actor, serve's replica) reserves."""
+    p.add_argument(
+        f"--gpus-per-{per}",
+        type=real_number(0),
+        default=0.0,
+        help=f"GPUs per {unit} (0: CPU {unit}s; 0.5 shares one GPU between two; default 0)",
+    )
+    p.add_argument(f"--cpus-per-{per}", type=real_number(above=0), default=1.0, help=f"CPUs per {unit} (default 1)")
 
 
 def add_cluster_arguments(p: argparse.ArgumentParser) -> None:

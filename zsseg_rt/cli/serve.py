@@ -8,7 +8,13 @@ import signal
 import socket
 
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli.scale_options import CLASSES_HELP, add_cluster_arguments, local_cluster, local_cpus
+from zsseg_rt.cli.scale_options import (
+    CLASSES_HELP,
+    add_cluster_arguments,
+    add_resource_arguments,
+    local_cluster,
+    local_cpus,
+)
 from zsseg_rt.cli_types import add_engine_arguments, engine_kwargs, port_number, real_number, whole_number
 
 __all__ = ["add_command"]
@@ -171,13 +177,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=port_number(), default=8000, help="HTTP port (default 8000)")
     p.add_argument("--replicas", type=whole_number(1), default=1, help="Engine replicas, one Engine each (default 1)")
-    p.add_argument(
-        "--gpus-per-replica",
-        type=real_number(0),
-        default=0.0,
-        help="GPUs per replica (0: CPU replicas; 0.5 shares one GPU between two; default 0)",
-    )
-    p.add_argument("--cpus-per-replica", type=real_number(above=0), default=1.0, help="CPUs per replica (default 1)")
+    add_resource_arguments(p, "replica", "replica")  # --gpus-per-replica, --cpus-per-replica
     p.add_argument(
         "--max-batch-size",
         type=whole_number(1),
