@@ -69,17 +69,19 @@ def add_engine_arguments(p: argparse.ArgumentParser, command: str) -> None:
     :func:`engine_kwargs` makes the Engine's keywords of them."""
     group = p.add_argument_group("Engine options (the same on every command that opens an Engine)")
     for row in engine_rows(command):
+        flag = str(row.flag)  # (engine_rows: rows with a flag)
         if row.is_switch:
-            group.add_argument(row.flag, dest=row.name, action="store_true", help=row.flag_help())
+            group.add_argument(flag, dest=row.name, action="store_true", help=row.flag_help())
             continue
+        typed: Dict[str, Any] = {"type": whole_number(row.minimum)} if row.minimum is not None else {}
         group.add_argument(
-            row.flag,
+            flag,
             dest=row.name,
             default=row.flag_default(command),
             choices=row.flag_choices(),
-            type=whole_number(row.minimum) if row.minimum is not None else None,
             metavar=row.metavar,
             help=row.flag_help(),
+            **typed,
         )
 
 
