@@ -119,6 +119,11 @@ class RuntimeDriver:
         self.streams.append(Stream())
         return int(self.streams[-1])
 
+    def stream_destroy(self, stream):
+        for made in self.streams:
+            if int(made) == int(stream):
+                made.close()
+
     def device_attribute(self, attribute, index=0):
         return self.t.device_attribute({18: "integrated", 19: "can_map_host_memory"}[attribute], index)
 

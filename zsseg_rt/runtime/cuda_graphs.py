@@ -329,6 +329,11 @@ class FrameGraphs:
 
     def _launch(self, pipe, entry: _Entry, frame: np.ndarray):
         """Copy ``frame`` into the graph's frame buffer, replay it, wait: its ``(labels, scores or None)``."""
+        self._start(pipe, entry, frame)
+        return self._finish(pipe, entry)
+
+    def _start(self, pipe, entry: _Entry, frame: np.ndarray) -> None:
+        """Copy ``frame`` into the graph's frame buffer and launch the replay, without waiting for it."""
         memory = pipe.memory
         memory.host_access(entry.state["_frame_host"], True, "frame")
         np.copyto(entry.state["_frame_host"], frame)
@@ -340,12 +345,35 @@ class FrameGraphs:
         finally:
             memory.transfers.paused = False
         memory.transfers.entries.extend(entry.transfers)
-        memory.synchronize()
+
+    def _finish(self, pipe, entry: _Entry):
+        """Wait for a replay ``_start`` launched: copies of its staging buffers ``(labels, scores or None)``."""
+        pipe.memory.synchronize()
         entry.replays += 1
-        return memory.read_staging(*entry.outputs)
+        return pipe.memory.read_staging(*entry.outputs)
 
     def _replay(self, pipe, entry: _Entry, frame: np.ndarray, stage_hook=None):
-        result = self._launch(pipe, entry, frame)
+        self._start(pipe, entry, frame)
+        return self.wait(pipe, entry, stage_hook)
+
+    # ---- a frame in flight (runtime/in_flight.py): launched now, waited for later ---------------------------------
+    def start(self, pipe, frame: np.ndarray, color_order: str, with_scores: bool, stage_hook=None):
+        """:meth:`segment` without its wait: a frame of a kind with a graph is copied into that graph's frame buffer
+        and its replay launched; returns the graph's entry, whose results :meth:`wait` reads. A frame of a new kind
+        (or with graphs off) runs as :meth:`segment` runs it, waited for: returns its ``(labels, scores)`` instead.
+        Until :meth:`wait`, nothing else may run on ``pipe`` (the graph's frame and staging buffers are in use)."""
+        key = self.key(pipe, frame, color_order, with_scores, stage_hook is not None)
+        entry = self._entries.get(key)
+        if entry is None:
+            return self.segment(pipe, frame, color_order, with_scores, stage_hook)
+        self._entries.move_to_end(key)
+        self._start(pipe, entry, frame)
+        return entry
+
+    def wait(self, pipe, entry: _Entry, stage_hook=None):
+        """The results of a replay :meth:`start` launched (after the stream's one synchronisation), and its stage
+        times to ``stage_hook`` for a timed graph."""
+        result = self._finish(pipe, entry)
         self.stats["replayed"] += 1
         if stage_hook is not None and entry.clock is not None:  # the events this replay recorded, now complete
             entry.clock.report(stage_hook)

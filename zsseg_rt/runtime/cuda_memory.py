@@ -97,6 +97,7 @@ class CudaMemory(Memory):
         from zsseg_rt.runtime.cuda_driver import ATTR_CAN_MAP_HOST_MEMORY, ATTR_INTEGRATED
 
         self.driver = driver
+        self.owns_stream = not stream  # made here: whoever ends the memory for good may destroy it (in_flight.py)
         self.stream = stream or driver.stream_create()
         if zero_copy == "auto":
             zero_copy = bool(driver.device_attribute(ATTR_INTEGRATED, device_index)) and bool(
@@ -250,6 +251,7 @@ class TensorRTExecutor(Executor):
         self.contexts = contexts
         self.memory = memory
         self.lock = lock if lock is not None else contextlib.nullcontext()
+        self.shares_contexts = lock is not None  # the host path's contexts: a second executor must not run beside it
         self._select_profile = select_profile
         self._outputs: Dict[Tuple[str, str], Tuple[CudaBuffer, int]] = {}
 

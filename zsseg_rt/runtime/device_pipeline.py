@@ -278,6 +278,7 @@ class Executor:
     needs a head output after the next head run must copy it out first)."""
 
     memory: Memory
+    shares_contexts = False  # True: it runs contexts another path also runs (no second executor runs beside it)
 
     def run(self, role: str, inputs: Dict[str, Buffer]) -> Dict[str, Buffer]:
         raise NotImplementedError
@@ -440,15 +441,21 @@ class DevicePipeline:
     def _segment_eagerly(self, frame: np.ndarray, color_order: str, with_scores: bool, stage_hook=None):
         """Upload, enqueue every stage, download, wait: one frame without a CUDA graph (its stage times, if a hook
         is given, handed over after the one synchronisation)."""
+        return self.wait_eagerly(self.start_eagerly(frame, color_order, with_scores, stage_hook))
+
+    def start_eagerly(self, frame: np.ndarray, color_order: str, with_scores: bool, stage_hook=None):
+        """The eager frame enqueued, not waited for (runtime/in_flight.py); :meth:`wait_eagerly` waits, reads it."""
         self.memory.activate()
         clock = self._clock_for(stage_hook)
         host, device_frame = self._frame_buffers(frame)
         self.memory.host_access(host, True, "frame")
         np.copyto(host, frame)
         with self.memory.stream_context():
-            labels_host, scores_host = self.enqueue_frame(
-                host, device_frame, frame.shape[:2], color_order, with_scores, clock
-            )
+            outputs = self.enqueue_frame(host, device_frame, frame.shape[:2], color_order, with_scores, clock)
+        return outputs, clock, stage_hook
+
+    def wait_eagerly(self, started):
+        (labels_host, scores_host), clock, stage_hook = started
         self.memory.synchronize()
         if clock is not None:
             clock.report(stage_hook)  # type: ignore[arg-type]  # a clock only with a hook

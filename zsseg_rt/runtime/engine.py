@@ -444,6 +444,24 @@ class Engine:
         vocab = self._next_frame()  # between frames of a video filter too, as in __call__
         return device_keyframes(self, images, arrays, stride, color_order or "bgr", vocab)
 
+    def in_flight(self, depth: int = 2, color_order: Optional[str] = None) -> Any:
+        """Up to ``depth`` frames in flight: ``submit(image)`` returns at once (on a GPU's device pipeline: the frame
+        launched on a lane of its own, not waited for), ``result()`` gives the oldest frame's Result, in submission
+        order, equal to ``engine(image)``'s; ``close()`` (or ``with``) frees its lanes. Where frames cannot be in
+        flight (the host path, a CPU) each frame runs at ``submit`` (``lanes`` 0, ``why_synchronous``). See
+        :class:`~zsseg_rt.runtime.in_flight.InFlight`."""
+        from .in_flight import InFlight
+
+        return InFlight(self, depth, color_order)
+
+    def stream(self, frames: Any, in_flight: int = 2, color_order: Optional[str] = None) -> Any:
+        """The Results of an iterable of images (e.g. a video's frames), in order, with up to ``in_flight`` frames in
+        flight on a GPU's device pipeline (frame N+1 launched before frame N is waited for; :meth:`in_flight`): a
+        generator, whose lanes are freed when it ends or is closed."""
+        from .in_flight import stream
+
+        return stream(self, frames, in_flight, color_order)
+
     def _segment_many(
         self,
         items: Sequence[Any],
