@@ -15,15 +15,27 @@ Usage (on a CUDA machine; tools/gpu_check.sh runs it):
    (eager frame, capture, first-replay check, two replays) ``--frames`` (>= 30) replayed frames are timed, each
    stage's device time from the events the replay recorded. The statistic is the median over those frames. The
    graphs' stats are recorded per row; a timed frame that was not a replay fails the row.
-3. The floor: the model's CLIP image encoder alone in fp16 on the frame's two windows as one CUDA graph with a timing
+   Beside each row's device time, its wall time as a caller sees it: ``host_call_median_ms``, the median host
+   time of one ``engine(image)`` call (perf_counter around it; the call waits for its labels), and
+   ``wall_over_device`` (wall / device time); ``wall_over_floor`` once the floor is known.
+3. Frames in flight (issue 72 item 3): per row, after its timed frames, ``stream_frames`` (>= 60) frames of the same
+   photo through ``engine.in_flight(2)`` (``runtime/in_flight.py``: two lanes, frame N+1 launched before frame N is
+   waited for; untimed graphs, as deployed), after a warm-up in which each lane captures, checks and replays its
+   graph. ``period_ms``: (time of the last result - time of the first) / (results - 1), the steady rate without the
+   pipeline's fill; ``fps`` = 1000 / period_ms. Every measured frame must be a graph replay on a lane, and the last
+   result's labels must equal the synchronous call's (>= 99.9 % of the pixels: lanes capture graphs of their own).
+4. The floor: the model's CLIP image encoder alone in fp16 on the frame's two windows as one CUDA graph with a timing
    event before and after it (``benchmarks/precision.py``'s ``_graph_floor``, timed the same way), median of
    ``--frames`` replays, in the same run.
 
 Targets (fp16, C=171): post-processing <= 3 % of the image encoder (medians of in-graph event times); the Engine's
-frame (upload to download, the sum of its stages) <= 1.3x the floor. Writes ``engine_check.json`` into ``--out``
+frame (upload to download, the sum of its stages) <= 1.3x the floor; a stream with two frames in flight at least
+1 / (1.2 x the floor) frames per second (``period_ms`` <= 1.2x the floor). Writes ``engine_check.json`` into ``--out``
 (``pass``: every target checked and met; ``failed`` and ``not_checked``: the targets that missed or were not
-measured) and prints a summary. Exit code: 0 when every target was checked and met, 1 when one failed,
-``NOT_CHECKED_RC`` (4) when none failed but one was not checked (``--skip-full``, no CUDA, fewer than 30 frames).
+measured) and prints a summary (each row's device and wall time). Exit code: 0 when every target was checked and
+met, 1 when one failed, ``NOT_CHECKED_RC`` (4) when none failed but one was not checked (``--skip-full``, no CUDA,
+fewer than 30 frames). The timing arithmetic takes an injected clock (``time_engine``, ``time_stream``): tested
+without a GPU in python_tests/test_gpu_engine_wall.py.
 """
 
 from __future__ import annotations
@@ -48,7 +60,11 @@ FULL_CONFIG = "zegclip_vitb16_voc_inductive"
 TINY_CONFIG = "zegclip_tiny_test"
 POST_TARGET = 0.03  # post-processing <= 3 % of the fp16 image encoder at C=171 (issue 14, issue 62)
 FRAME_TARGET = 1.3  # the Engine's fp16 frame <= 1.3x the bare fp16 encoder graph of the same run (issue 62)
+STREAM_TARGET = 1.2  # two frames in flight: >= 1 / (1.2 x the bare fp16 encoder graph) frames per second (issue 72)
+IN_FLIGHT = 2  # frames in flight in the stream measurement
 MIN_FRAMES = 30  # the statistic is the median of at least this many replayed frames
+MIN_STREAM_FRAMES = 60  # frames timed in flight at least
+STREAM_LABELS = 0.999  # the stream's labels against the synchronous call's (lanes capture graphs of their own)
 WARMUP = 3  # timed frames before the measured ones: eager + capture + first-replay check, then 2 replays
 NOT_CHECKED_RC = 4  # no target failed, but one was not measured (tools/gpu_check.sh records it as not passed)
 STAGES = ("upload", "preprocess", "image_encoder", "head", "postprocess", "download")
@@ -137,10 +153,11 @@ def _median(values: List[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
-def time_engine(engine, image: np.ndarray, frames: int, warmup: int = WARMUP) -> dict:
+def time_engine(engine, image: np.ndarray, frames: int, warmup: int = WARMUP, clock=time.perf_counter) -> dict:
     """``frames`` timed frames of ``engine`` on ``image`` after ``warmup`` timed ones (and one untimed frame: the
-    vocabulary's upload), each stage's time from the Engine's ``stage_hook`` (on a GPU: in-graph timing events).
-    Medians in ms; ``timed_replays``: how many measured frames were graph replays (all of them, or the row fails)."""
+    vocabulary's upload), each stage's time from the Engine's ``stage_hook`` (on a GPU: in-graph timing events), the
+    call's wall time from ``clock`` (seconds) around it. Medians in ms; ``timed_replays``: how many measured frames
+    were graph replays (all of them, or the row fails)."""
     device = engine.pipeline.device
     graphs = getattr(device, "graphs", None)
     if device is None:
@@ -156,10 +173,10 @@ def time_engine(engine, image: np.ndarray, frames: int, warmup: int = WARMUP) ->
             if index == warmup and graphs is not None:
                 replayed = graphs.stats["replayed"]
             current.clear()
-            start = time.perf_counter()
+            start = clock()
             engine(image)
             if index >= warmup:
-                calls.append(time.perf_counter() - start)
+                calls.append(clock() - start)
                 per_frame.append({k: 1e3 * v for k, v in current.items()})
     finally:
         engine.stage_hook = None
@@ -170,16 +187,76 @@ def time_engine(engine, image: np.ndarray, frames: int, warmup: int = WARMUP) ->
     medians = {k: _median([f.get(k, 0.0) for f in per_frame]) for k in stages}
     frame_ms = [sum(f.values()) for f in per_frame]
     timed_replays = 0 if graphs is None or replayed is None else graphs.stats["replayed"] - replayed
+    device_ms, wall_ms = _median(frame_ms), 1e3 * _median(calls)
     return {
         "frames": frames,
         "stage_median_ms": medians,
-        "frame_median_ms": _median(frame_ms),
+        "frame_median_ms": device_ms,
         "post_over_encoder": medians["postprocess"] / medians["image_encoder"],
-        "host_call_median_ms": 1e3 * _median(calls),
+        "host_call_median_ms": wall_ms,  # the wall time of one call as a caller sees it (it waits for its labels)
+        "wall_over_device": wall_ms / device_ms if device_ms > 0 else float("nan"),
         "graphs": dict(graphs.stats) if graphs is not None else None,
         "timed_replays": timed_replays,
         "replayed_all": bool(graphs is not None and timed_replays == frames),
         "how": _how(device.stage_clock(), graphs is not None and timed_replays == frames),
+    }
+
+
+def time_stream(
+    engine, image: np.ndarray, frames: int = MIN_STREAM_FRAMES, depth: int = IN_FLIGHT, clock=time.perf_counter
+) -> dict:
+    """``frames`` frames of ``image`` through ``engine.in_flight(depth)`` (untimed graphs: no ``stage_hook``, as
+    deployed), each submitted before the oldest result is taken, after a warm-up of ``3 * depth`` frames (each lane
+    captures, checks and replays its graph). ``period_ms``: (``clock`` at the last result - at the first) / (results -
+    1); ``fps``: 1000 / period_ms; ``replayed``: the lanes' graph replays among the measured frames (all of them, or
+    the row fails); ``labels_equal``: the share of the last result's labels equal to the synchronous call's."""
+    hook, engine.stage_hook = engine.stage_hook, None
+    try:
+        with engine.in_flight(depth) as flight:
+            if flight.lanes != depth:
+                raise RuntimeError(f"{depth} frames in flight need {depth} lanes, got {flight.lanes}: "
+                                   f"{flight.why_synchronous}")  # fmt: skip
+            _run_in_flight(flight, image, 3 * depth, depth)
+            before = (flight.graph_stats or {}).get("replayed", 0)
+            done: List[float] = []
+            last = _run_in_flight(flight, image, frames, depth, lambda: done.append(clock()))
+            replayed = (flight.graph_stats or {}).get("replayed", 0) - before
+        want = engine(image).labels
+    finally:
+        engine.stage_hook = hook
+    return stream_row(done, frames, depth, replayed, float((last.labels == want).mean()))
+
+
+def _run_in_flight(flight, image, frames: int, depth: int, on_result=None):
+    """``frames`` submits of ``image``, the oldest result taken whenever ``depth`` are in flight, then the rest;
+    ``on_result()`` after each result; returns the last result."""
+    last = None
+    for _ in range(frames):
+        flight.submit(image)
+        while len(flight) >= depth:
+            last = flight.result()
+            if on_result is not None:
+                on_result()
+    while len(flight):
+        last = flight.result()
+        if on_result is not None:
+            on_result()
+    return last
+
+
+def stream_row(done: List[float], frames: int, depth: int, replayed: int, labels_equal: float) -> dict:
+    """The stream measurement from the clock's readings at each result (seconds), in order (``time_stream``)."""
+    period = 1e3 * (done[-1] - done[0]) / (len(done) - 1) if len(done) > 1 else float("nan")
+    return {
+        "in_flight": depth,
+        "frames": frames,
+        "period_ms": period,
+        "fps": 1e3 / period if period > 0 else float("nan"),
+        "replayed": replayed,
+        "replayed_all": replayed == frames,
+        "labels_equal": labels_equal,
+        "how": f"{depth} frames in flight (Engine.in_flight), untimed graphs; period = (last result - first) / "
+        f"(results - 1), host perf_counter",
     }
 
 
@@ -194,8 +271,9 @@ def _how(clock, replayed: bool) -> str:
 
 
 def time_deployed(bundle: str, model, precision: str, image: np.ndarray, classes, frames: int) -> List[dict]:
-    """One row per vocabulary size in ``classes``: the Engine at ``precision`` with CUDA graphs (``time_engine``);
-    a row whose Engine failed says why (``error``) instead of stopping the others."""
+    """One row per vocabulary size in ``classes``: the Engine at ``precision`` with CUDA graphs (``time_engine``),
+    then in flight (``time_stream``, its ``stream``); a row whose Engine failed says why (``error``) instead of
+    stopping the others, a stream that failed says why in its ``stream``."""
     rows = []
     try:
         engine = torch_engine(bundle, model, precision)
@@ -208,6 +286,11 @@ def time_deployed(bundle: str, model, precision: str, image: np.ndarray, classes
             row.update(time_engine(engine, image, frames))
         except Exception as exc:  # noqa: BLE001
             row["error"] = _error(exc)
+        if "error" not in row:
+            try:
+                row["stream"] = time_stream(engine, image, max(2 * frames, MIN_STREAM_FRAMES))
+            except Exception as exc:  # noqa: BLE001 - the row's device and wall times stand
+                row["stream"] = {"error": _error(exc)}
         rows.append(row)
     del engine
     return rows
@@ -335,7 +418,7 @@ def main() -> None:
         f"labels: worst share equal {report['labels']['worst_labels_equal']:.5f} over {len(images)} photos "
         f"({'PASS' if report['labels']['pass'] else 'FAIL'}, target >= 0.999)"
     )
-    for line in verdict_lines(report):
+    for line in row_lines(report) + verdict_lines(report):
         print(line)
     sys.exit(code)
 
@@ -362,6 +445,7 @@ def judge(report: dict) -> int:
             failed.append(f"{name}: {row.get('timed_replays')} of {row['frames']} timed frames were graph replays")
         elif (row.get("graphs") or {}).get("check_failed"):
             failed.append(f"{name}: a graph's first replay differed from its eager frame (graphs went off)")
+        failed += _stream_failures(name, row.get("stream"))
     c171 = _row(report, "fp16", 171)
     measured = c171 is not None and "error" not in c171
     few = measured and c171["frames"] < MIN_FRAMES
@@ -387,9 +471,74 @@ def judge(report: dict) -> int:
                                   "status": "pass" if met else "fail", "pass": met}  # fmt: skip
         if not met:
             failed.append(f"the Engine's fp16 frame is {ratio:.2f}x the bare fp16 encoder graph > 1.3x at C=171")
+    _judge_stream(report, c171 if measured and not few else None, floor, failed, not_checked)
     report["failed"], report["not_checked"] = failed, not_checked
     report["pass"] = not failed and not not_checked
     return 1 if failed else NOT_CHECKED_RC if not_checked else 0
+
+
+def _stream_failures(name: str, stream: Optional[dict]) -> List[str]:
+    """What fails a row's stream measurement (none measured: nothing here; the target says "not checked")."""
+    if stream is None:
+        return []
+    if "error" in stream:
+        return [f"{name} in flight: {stream['error']['type']}: {stream['error']['message']}"]
+    problems = []
+    if not stream.get("replayed_all"):
+        problems.append(f"{name} in flight: {stream.get('replayed')} of {stream['frames']} frames were graph replays")
+    if not stream.get("labels_equal", 0.0) >= STREAM_LABELS:
+        problems.append(f"{name} in flight: labels {stream.get('labels_equal')} equal to the synchronous call's < "
+                        f"{STREAM_LABELS}")  # fmt: skip
+    return problems
+
+
+def _judge_stream(report: dict, c171: Optional[dict], floor: Optional[float], failed: list, not_checked: list) -> None:
+    """``stream_target``: fp16 C=171 with two frames in flight at least 1 / (1.2 x the floor) frames per second;
+    each row's ``wall_over_floor`` once the floor is known."""
+    for row in report.get("timing", []):
+        if floor and "host_call_median_ms" in row:
+            row["wall_over_floor"] = row["host_call_median_ms"] / floor
+    stream = (c171 or {}).get("stream") or {}
+    what = f"fp16 C=171 with {IN_FLIGHT} frames in flight >= 1 / ({STREAM_TARGET} x the bare fp16 encoder graph) fps"
+    frames = stream.get("frames", 0)
+    if floor is None or "period_ms" not in stream or frames < MIN_STREAM_FRAMES:
+        why = f"{frames} frames < {MIN_STREAM_FRAMES}" if "period_ms" in stream else "not measured"
+        report["stream_target"] = {"target": STREAM_TARGET, "status": "not checked", "pass": None}
+        not_checked.append(f"{what}: {why}")
+        return
+    ratio = stream["period_ms"] / floor
+    met = bool(ratio <= STREAM_TARGET)
+    report["stream_target"] = {
+        "period_ms_c171": stream["period_ms"], "fps_c171": stream["fps"], "floor_ms": floor,
+        "target_fps": 1e3 / (STREAM_TARGET * floor), "period_over_floor": ratio, "target": STREAM_TARGET,
+        "status": "pass" if met else "fail", "pass": met,
+    }  # fmt: skip
+    if not met:
+        failed.append(f"fp16 C=171 with {IN_FLIGHT} frames in flight: {stream['fps']:.1f} fps < "
+                      f"{1e3 / (STREAM_TARGET * floor):.1f} (a frame every {ratio:.3f}x the encoder graph > "
+                      f"{STREAM_TARGET}x)")  # fmt: skip
+
+
+def row_lines(report: dict) -> List[str]:
+    """One line per timed row: its device time per frame, its wall time per call, and in flight (where measured)."""
+    lines = []
+    for row in report.get("timing", []):
+        name = f"{row.get('precision')} C={row['classes']}"
+        if "error" in row:
+            lines.append(f"{name}: {row['error']['type']}: {row['error']['message']}")
+            continue
+        device, wall, floor = row.get("frame_median_ms"), row.get("host_call_median_ms"), row.get("wall_over_floor")
+        if device is None or wall is None:
+            continue
+        line = f"{name}: device {device:.3f} ms a frame, wall {wall:.3f} ms a call ({wall / device:.2f}x device"
+        line += f", {floor:.2f}x the encoder graph)" if floor else ")"
+        stream = row.get("stream") or {}
+        if "period_ms" in stream:
+            line += f"; {stream['in_flight']} in flight: {stream['period_ms']:.3f} ms a frame, {stream['fps']:.1f} fps"
+        elif "error" in stream:
+            line += f"; in flight: {stream['error']['type']}"
+        lines.append(line)
+    return lines
 
 
 def verdict_lines(report: dict) -> list:

@@ -58,12 +58,17 @@ def _labels(ok: bool = True) -> dict:
     return {"rows": [], "worst_labels_equal": 1.0 if ok else 0.95, "pass": ok}
 
 
-def _timing(post_over_encoder: float, frame_ms: float = 1.0, frames: int = 30, replayed: bool = True) -> list:
-    """Rows of the deployed frame as ``gpu_engine.time_deployed`` writes them (fp16 and bf16, C=20 and 171)."""
+def _timing(
+    post_over_encoder: float, frame_ms: float = 1.0, frames: int = 30, replayed: bool = True, stream_ms: float = 1.1
+) -> list:
+    """Rows of the deployed frame as ``gpu_engine.time_deployed`` writes them (fp16 and bf16, C=20 and 171), with
+    their frames in flight (``stream``; test_gpu_engine_wall.py tests its verdict)."""
+    stream = {"in_flight": 2, "frames": 60, "period_ms": stream_ms, "fps": 1e3 / stream_ms, "replayed": 60,
+              "replayed_all": True, "labels_equal": 1.0}  # fmt: skip
     return [
         {"precision": p, "classes": c, "post_over_encoder": post_over_encoder, "frame_median_ms": frame_ms,
          "frames": frames, "timed_replays": frames if replayed else 0, "replayed_all": replayed,
-         "graphs": {"captured": 2, "checked": 2, "check_failed": 0, "replayed": frames + 3}}
+         "graphs": {"captured": 2, "checked": 2, "check_failed": 0, "replayed": frames + 3}, "stream": dict(stream)}
         for p in ("fp16", "bf16") for c in (20, 171)
     ]  # fmt: skip
 

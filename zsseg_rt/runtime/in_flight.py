@@ -164,6 +164,13 @@ class InFlight:
         """Device pipelines this InFlight runs (0: every frame runs synchronously, ``why_synchronous`` says why)."""
         return len(self._lanes)
 
+    @property
+    def graph_stats(self) -> Optional[dict]:
+        """The lanes' CUDA graph counters added up (``FrameGraphs.stats``: captured, replayed, checked, ...), or None
+        when no lane has graphs: ``checks/gpu_engine.py`` counts the replays of the frames it timed in flight."""
+        stats = [lane.pipe.graphs.stats for lane in self._lanes if lane.pipe.graphs is not None]
+        return {key: sum(each[key] for each in stats) for key in stats[0]} if stats else None
+
     def __len__(self) -> int:
         """Frames submitted whose results ``result()`` has not taken yet."""
         return len(self._queue)
