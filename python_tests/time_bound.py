@@ -58,7 +58,10 @@ def _bounded(item, phase: str):
         return
 
     def expired(_signum, _frame):
-        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        try:  # the real stderr (a test's capsys has no file descriptor); pytest shows it with the failure
+            faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+        except (AttributeError, ValueError, OSError):
+            pass
         pytest.fail(f"{item.nodeid}: the {phase} ran past its time bound of {seconds:g} s (a hang?)", pytrace=True)
 
     previous = signal.signal(signal.SIGALRM, expired)

@@ -54,6 +54,10 @@ __all__ = [
     "image_bytes_size",
     "decode_image_bytes",
     "PARTIAL_IMAGES_HINT",
+    "first_frame_note",
+    "frame_count",
+    "pil_image_rgb",
+    "refuse_special_file",
 ]
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -112,6 +116,8 @@ def max_pixels_limit(max_pixels: Optional[int] = None) -> int:
             raise ValueError(
                 f"{MAX_PIXELS_ENV} must be a whole number of pixels (0 = no limit), got {text!r}"
             ) from None
+        if max_pixels < 0:
+            raise ValueError(f"{MAX_PIXELS_ENV} must be a whole number of pixels >= 0 (0 = no limit), got {text!r}")
     if int(max_pixels) < 0:
         raise ValueError(f"the pixel limit must be >= 0 (0 = no limit), got {max_pixels}")
     return int(max_pixels)
@@ -150,6 +156,7 @@ def image_size(path: str) -> Tuple[int, int]:
         ImageReadError: the file is missing, unreadable, or its format is not recognised.
     """
     what = f"image {path!r}"
+    refuse_special_file(path, what)
     try:
         return _header_size(path, what)
     except ImageReadError:
@@ -157,6 +164,63 @@ def image_size(path: str) -> Tuple[int, int]:
             with open(path, "rb") as handle:
                 _raise_if_corrupt(handle.read(), what)
         raise
+
+
+def refuse_special_file(path: str, what: str) -> None:
+    """Refuse a FIFO, a device or a socket given as an image (reading one waits for a writer, or forever): one line.
+
+    Raises:
+        ImageReadError: ``path`` is one (:func:`zsseg_rt.input_files.special_file`).
+    """
+    from zsseg_rt.input_files import special_file
+
+    kind = special_file(path)
+    if kind is not None:
+        raise ImageReadError(f"{what} is {kind}, not an image file: give a regular file (a FIFO is never read)")
+
+
+def frame_count(path: str) -> int:
+    """The frames (pages) of an image file from its header: more than 1 for an animated GIF, APNG or WebP, or a
+    multi-page TIFF (1 when the format has no frames, or the header says nothing)."""
+    from PIL import Image
+
+    try:
+        with _PIL_LIMIT_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            saved_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as image:
+                    return max(1, int(getattr(image, "n_frames", 1) or 1))
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved_limit
+    except Exception:  # noqa: BLE001 - the read itself reports what is wrong with the file
+        return 1
+
+
+def first_frame_note(path: str) -> str:
+    """Empty for a single image, else the line that says only the first of its frames is segmented (issue 75, E14: an
+    animated GIF's first frame was used silently)."""
+    frames = frame_count(path)
+    if frames <= 1:
+        return ""
+    return (
+        f"{path} holds {frames} frames (an animated or multi-page image): only its first is segmented; "
+        f"`zsseg segment` segments every frame of a video file (or `zsseg camera {path}` if OpenCV reads it)"
+    )
+
+
+def pil_image_rgb(image) -> np.ndarray:
+    """``[H, W, 3]`` uint8 RGB of a PIL image, turned upright as its EXIF orientation says (as the file's path would
+    be read: issue 75, E13, a phone photo opened with PIL came out on its side)."""
+    from PIL import ImageOps
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Corrupt EXIF data": the pixels are read all the same
+        try:
+            turned = ImageOps.exif_transpose(image)
+        except Exception:  # noqa: BLE001 - unreadable EXIF: the pixels as they are
+            turned = image
+    return np.asarray((turned if turned is not None else image).convert("RGB"))
 
 
 def image_bytes_size(data: bytes, what: str = "the image") -> Tuple[int, int]:

@@ -145,3 +145,39 @@ def test_a_camera_run_takes_over_the_outputs_of_a_killed_run_and_says_so(
         assert any(message.startswith(said) for message in caplog.messages), caplog.messages
     assert _frames(out) == 6 and sorted(os.listdir(labels))[-1] == "classes.json"
     assert not os.path.lexists(tmp_path / ".out.mp4.zsseg-owner") and not os.path.lexists(labels / ".zsseg-owner")
+
+
+@pytest.mark.time_bound(900)
+def test_a_second_segment_run_on_a_running_runs_folder_is_refused_and_a_killed_ones_taken_over(
+    tmp_path, tiny_bundle, busy_cores, capsys
+):
+    """E1 for ``zsseg segment -o DIR``: run A holds DIR (held once it claimed it); run B, and B with --overwrite
+    (which removes an interrupted run's temporary files there), are refused at their start with A's process; A then
+    writes its results. A run killed while it held DIR: the next run says so and writes."""
+    from zsseg_rt import cli
+
+    photo = str(tmp_path / "p.png")
+    cv2.imwrite(photo, __import__("numpy").full((20, 30, 3), 90, "uint8"))
+    out = tmp_path / "out"
+    argv = [photo, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(out), "--backend", "onnxruntime"]
+    with held_at("segment:outputs-claimed", ["segment", *argv]) as (process, connection, err):
+        for extra in ([], ["--overwrite"]):
+            code = cli.main(["segment", *argv, *extra])
+            lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+            assert code == 1 and lines == [
+                f"zsseg segment: error: -o {str(out)!r} is being written by another run now (process "
+                f"{process.pid}): wait for it to end, or choose another -o (--overwrite never takes an output from a "
+                "running run)"
+            ], lines
+        connection.close()
+        log = _ended(process, err)
+    assert process.returncode == 0, log
+    assert sorted(os.listdir(out)) == ["classes.json", "p_overlay.png"]
+    with held_at("segment:outputs-claimed", ["segment", *argv, "--overwrite"]) as (process, _, _err):
+        process.kill()
+        assert process.wait(timeout=60) == -9
+    assert cli.main(["segment", *argv, "--overwrite"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    said = f"zsseg segment: note: -o {out}: its owner lock ({out / '.zsseg-owner'}) was left by process {process.pid}"
+    assert any(line.startswith(said) for line in lines), lines
+    assert sorted(os.listdir(out)) == ["classes.json", "p_overlay.png"]

@@ -24,9 +24,21 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from zsseg_rt.cli import command_parser
+from zsseg_rt.cli.segment_inputs import (
+    claim_output,
+    existing_frame_files,
+    frame_files,
+    frame_note,
+    is_video,
+    refuse_special_files,
+    release,
+    video_frames,
+)
 from zsseg_rt.cli_errors import CliError, format_error
 from zsseg_rt.cli_types import add_engine_arguments, engine_kwargs
+from zsseg_rt.input_files import expand_glob
 from zsseg_rt.io_safety import OutputWriteError, atomic_write_text, temporaries_of
+from zsseg_rt.output_owner import FOLDER_LOCK
 from zsseg_rt.output_plan import check_free_space
 
 __all__ = [
@@ -44,6 +56,8 @@ __all__ = [
 VIEWS = ("overlay", "mask")  # --visualize (jetson-inference's names); the label ids are --save-labels
 RUNS_DIR = os.path.join("runs", "segment")
 CLASS_MAP = "classes.json"
+MULTI_FRAME_EXTENSIONS = (".gif", ".webp", ".png", ".apng", ".tif", ".tiff")  # an image that may hold frames (E14)
+VIDEO = "video"  # plan_outputs: the files of a video input are NAME_000042_KIND.png, one per frame and kind
 WRITABLE_EXTENSIONS = ".png, .jpg, .bmp, .tif, .webp"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -55,9 +69,11 @@ def labels_path(image_path: str) -> str:
 
 # ---- inputs ----------------------------------------------------------------------------------------------------------
 def expand_inputs(sources: Sequence[str]) -> List[str]:
-    """The image files named by the command line, in order: a file as given, a folder's images (its own files with
-    an image extension, in name order; not its sub-folders), a glob (``"photos/*.jpg"``, ``"**/*.png"``: quoted, so
-    that zsseg and not the shell expands it). A path that does not exist is kept: it is reported as missing.
+    """The image files named by the command line, in order: a file as given (a video file too: its frames are
+    segmented), a folder's images (its own files with an image extension, in name order; not its sub-folders), a
+    glob (``"photos/*.jpg"``, ``"**/*.png"``: quoted, so that zsseg and not the shell expands it; ``**`` enters each
+    real folder once, so a symbolic-link loop ends: ``zsseg_rt.input_files``). A path that does not exist is kept:
+    it is reported as missing.
 
     Raises:
         CliError: a folder without images, or a glob that matches no file.
@@ -74,7 +90,7 @@ def expand_inputs(sources: Sequence[str]) -> List[str]:
                 raise CliError(f"the folder {source!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             images.extend(found)
         elif not os.path.exists(source) and glob.has_magic(source):
-            found = sorted(path for path in glob.glob(source, recursive=True) if os.path.isfile(path))
+            found = [path for path in expand_glob(source) if os.path.isfile(path)]
             if not found:
                 raise CliError(f"no file matches {source!r}")
             images.extend(found)
@@ -123,10 +139,16 @@ def plan_outputs(images: Sequence[str], output: Optional[str], views: Sequence[s
     kinds = [view for view in VIEWS if view in views or (view == "mask" and save_labels)]
     kinds += ["labels"] if save_labels else []
     if output is not None and _is_single_file(output, len(images)):
+        if is_video(images[0]):
+            raise CliError(
+                f"-o {output!r} names one image file, but {images[0]!r} is a video (a file per frame): give a "
+                "folder (-o DIR), or `zsseg camera` for an overlay video"
+            )
         first, rest = kinds[0], kinds[1:]
         stem = os.path.splitext(output)[0]
         single = {first: output, **{kind: f"{stem}_{kind}.png" for kind in rest}}
-        return {"directory": os.path.dirname(output) or ".", "class_map": f"{stem}_classes.json", "files": [single]}
+        directory = os.path.dirname(output) or "."
+        return {"directory": directory, "class_map": f"{stem}_classes.json", "files": [single], "kinds": kinds}
     if output is not None and os.path.exists(output) and not os.path.isdir(output):
         raise CliError(f"-o {output!r} is an existing file but {len(images)} images were given: give a folder")
     if output is not None and len(images) > 1 and not os.path.exists(output) and _has_image_extension(output):
@@ -149,8 +171,8 @@ def plan_outputs(images: Sequence[str], output: Optional[str], views: Sequence[s
         while name.lower() in used or any(os.path.realpath(p) in inputs for p in paths(name).values()):
             name, number = f"{stem}_{number}", number + 1
         used.add(name.lower())
-        files.append(paths(name))
-    return {"directory": directory, "class_map": os.path.join(directory, CLASS_MAP), "files": files}
+        files.append({VIDEO: name} if is_video(image) else paths(name))  # a video: a file per frame and kind
+    return {"directory": directory, "class_map": os.path.join(directory, CLASS_MAP), "files": files, "kinds": kinds}
 
 
 def _check_directory(directory: str) -> None:
@@ -182,7 +204,7 @@ def check_outputs(images: Sequence[str], plan: Dict, overwrite: bool) -> None:
             or one of the inputs, or an existing file without ``overwrite``.
     """
     inputs = {os.path.realpath(path) for path in images}
-    targets = [path for files in plan["files"] for path in files.values()]
+    targets = [path for files in plan["files"] if VIDEO not in files for path in files.values()]
     for path in targets:
         if not _has_image_extension(path):
             raise CliError(
@@ -194,6 +216,9 @@ def check_outputs(images: Sequence[str], plan: Dict, overwrite: bool) -> None:
         if os.path.realpath(path) in inputs:
             raise CliError(f"the output {path!r} is one of the input images; choose another -o")
     existing = [path for path in targets if os.path.exists(path)]
+    for files in plan["files"]:
+        if VIDEO in files:  # an earlier run's frames of a video of this name
+            existing += existing_frame_files(plan["directory"], files[VIDEO], plan.get("kinds", VIEWS))
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise CliError(
@@ -243,17 +268,27 @@ def _check_class_map(path: str, class_names: Sequence[str], overwrite: bool) -> 
 
 
 # ---- the run -----------------------------------------------------------------------------------------------------------
-def _segment_one(engine, path: str, files: Dict[str, str], args) -> Dict:
-    from zsseg_rt.image_io import read_image_fitted
+def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=None, frame=None) -> Dict:
+    """Segment one image (``frame``: ``(index, BGR array)`` of a video's frame instead of the file ``path``) and
+    write its views ``files``; ``before_write()`` runs before the first of them (the class map: E6)."""
+    from zsseg_rt.image_io import first_frame_note, read_image_fitted
 
-    partial = bool(getattr(args, "allow_partial_images", False))
-    image, resized = read_image_fitted(path, args.max_pixels, resize=args.resize, allow_partial=partial)
+    resized = None
+    if frame is not None:
+        image = frame[1]
+    else:
+        partial = bool(getattr(args, "allow_partial_images", False))
+        image, resized = read_image_fitted(path, args.max_pixels, resize=args.resize, allow_partial=partial)
+        if path.lower().endswith(MULTI_FRAME_EXTENSIONS) and first_frame_note(path):  # E14: said, not silent
+            print(f"zsseg segment: note: {first_frame_note(path)}", file=sys.stderr)
     if resized:
         print(f"zsseg segment: note: {resized['note']}", file=sys.stderr)
     start = time.perf_counter()
     result = engine(image)
     elapsed = time.perf_counter() - start
     result.path = path
+    if before_write is not None:
+        before_write()
     new = [out_path for out_path in files.values() if not os.path.lexists(out_path)]
     try:
         for kind, out_path in files.items():
@@ -264,6 +299,8 @@ def _segment_one(engine, path: str, files: Dict[str, str], args) -> Dict:
                 os.unlink(out_path)
         raise
     summary: Dict = {"image": path, **files, "seconds": round(elapsed, 3), "backend": engine.backend.name}
+    if frame is not None:
+        summary["frame"] = frame[0]
     summary["precision"] = getattr(engine.backend, "precision", None)
     # "areas": class -> fraction of the pixels, most frequent first: the key Result.to_json(), photo.json and the
     # zsseg batch manifest use (before, --json called it "classes")
@@ -300,6 +337,7 @@ def run_segment(args) -> int:
     """Entry point of ``zsseg segment`` (argparse namespace from ``add_command``). Returns the exit code: 0 when
     every image was segmented, 1 when any failed (the others are still written and reported)."""
     from zsseg_rt.image_io import MAX_PIXELS_ENV, max_pixels_limit
+    from zsseg_rt.signal_phases import phase
 
     if not 0.0 <= args.alpha <= 1.0:
         raise CliError(f"--alpha is the overlay opacity, between 0 and 1; got {args.alpha}")
@@ -308,49 +346,98 @@ def run_segment(args) -> int:
     args.max_pixels = max_pixels_limit(args.max_pixels)
     views = _views(args.visualize)
     images = expand_inputs(args.images)
-    plan = plan_outputs(images, args.output, views, args.save_labels)
-    fresh = not os.path.exists(plan["directory"])
-    check_outputs(images, plan, args.overwrite)
+    refuse_special_files(images)  # a FIFO, a device, a socket: one line now, not a read that waits forever
+    plan, owner = _claimed_plan(images, args, views)
+    try:  # the output is this run's from here to its end (one owner per output: zsseg_rt.output_owner)
+        check_outputs(images, plan, args.overwrite)
+        if owner is None:
+            raise CliError(f"cannot write -o {plan['directory']!r}: its owner lock cannot be made there")
+        phase("segment:outputs-claimed")  # (a test hook: python_tests/cli/test_cli_segment_inputs.py)
+        return _segment_all(args, images, plan)
+    finally:
+        release(owner)  # and a folder it made that stayed empty (no empty runs/segment/expN after a failure)
 
+
+def _claimed_plan(images: Sequence[str], args, views: Sequence[str]):
+    """``(plan_outputs, the owner lock of its folder or file)``, claimed before any check may remove what an earlier
+    run left there; a new numbered folder taken by a run starting at the same time is passed over for the next."""
+    for _ in range(100):
+        plan = plan_outputs(images, args.output, views, args.save_labels)
+        single = args.output is not None and _is_single_file(args.output, len(images))
+        target = next(iter(plan["files"][0].values())) if single else plan["directory"]
+        check_free_space(plan["directory"], "-o")  # a full disk: said of the folder the user gave, before the lock
+        if args.output is None:
+            os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)  # runs/segment, as before
+        try:
+            return plan, claim_output(target, folder=not single)
+        except CliError:
+            if args.output is not None or os.listdir(target) != [FOLDER_LOCK]:
+                raise
+    raise CliError(f"no free numbered folder under {RUNS_DIR}: another run takes each one first")
+
+
+def _segment_all(args, images: Sequence[str], plan: Dict) -> int:
+    """Load the Engine and segment every image (and every frame of a video), writing each one's views."""
     from zsseg_rt.runtime import Engine
 
-    try:
-        options = engine_kwargs(args, "segment")  # every Engine flag (zsseg_rt.options)
-        options["max_pixels"] = args.max_pixels  # the limit the images were read with (0: none): --max-pixels 0 works
-        engine = Engine(args.bundle, classes=args.classes, **options)
-    except BaseException:
-        if fresh and os.path.isdir(plan["directory"]) and not os.listdir(plan["directory"]):
-            os.rmdir(plan["directory"])  # no empty runs/segment/expN left behind by a bad bundle or vocabulary
-        raise
+    options = engine_kwargs(args, "segment")  # every Engine flag (zsseg_rt.options)
+    options["max_pixels"] = args.max_pixels  # the limit the images were read with (0: none): --max-pixels 0 works
+    engine = Engine(args.bundle, classes=args.classes, **options)
     if engine.weights_banner:
         print(f"zsseg segment: note: {args.bundle}: {engine.weights_banner}", file=sys.stderr)
-    write_class_map = _check_class_map(plan["class_map"], engine.class_names, args.overwrite)
+    class_map_due = [_check_class_map(plan["class_map"], engine.class_names, args.overwrite)]
+
+    def class_map_first() -> None:  # before the first label map it describes (E6): a run stopped later keeps it
+        if class_map_due[0]:
+            atomic_write_text(plan["class_map"], _class_map_text(engine.class_names))
+            class_map_due[0] = False
+
     summaries: List[Dict] = []
     failed = 0
-    for number, (path, files) in enumerate(zip(images, plan["files"]), 1):
+
+    def one(number: int, path: str, files: Dict[str, str], frame=None) -> bool:
         try:
-            summary = _segment_one(engine, path, files, args)
+            summary = _segment_one(engine, path, files, args, before_write=class_map_first, frame=frame)
         except OutputWriteError as exc:  # the disk, not this image: every later one would fail alike, so stop
-            raise _stopped(exc, number, len(images), len(summaries) - failed, summaries, args.json) from None
+            done = sum("error" not in entry for entry in summaries)
+            raise _stopped(exc, number, len(images), done, summaries, args.json) from None
         except (ValueError, OSError, MemoryError) as exc:  # this image only: report, skip, go on with the others
-            failed += 1
-            summaries.append({"image": path, "error": format_error(exc)})
-            print(f"zsseg segment: skipped {path}: {format_error(exc)}", file=sys.stderr)
-            continue
+            what = path if frame is None else f"{path} frame {frame[0]}"
+            summaries.append({"image": path, **({"frame": frame[0]} if frame else {}), "error": format_error(exc)})
+            print(f"zsseg segment: skipped {what}: {format_error(exc)}", file=sys.stderr)
+            return False
         summaries.append(summary)
         if not args.json:
             shares = ", ".join(f"{k} {v:.1%}" for k, v in summary["areas"].items())
-            print(f"{path}: {summary['seconds']:.2f}s -> {next(iter(files.values()))}  {shares}")
+            what = path if frame is None else f"{path} frame {frame[0]}"
+            print(f"{what}: {summary['seconds']:.2f}s -> {next(iter(files.values()))}  {shares}")
+        return True
+
+    for number, (path, files) in enumerate(zip(images, plan["files"]), 1):
+        if VIDEO not in files:
+            failed += not one(number, path, files)
+            continue
+        print(frame_note(path), file=sys.stderr)
+        good = True
+        try:
+            for index, frame in video_frames(path, args.max_pixels):
+                good &= one(
+                    number, path, frame_files(plan["directory"], files[VIDEO], index, plan["kinds"]), (index, frame)
+                )
+        except OutputWriteError:
+            raise
+        except (ValueError, OSError, RuntimeError) as exc:  # the video cannot be opened or decoded further
+            summaries.append({"image": path, "error": format_error(exc)})
+            print(f"zsseg segment: skipped {path}: {format_error(exc)}", file=sys.stderr)
+            good = False
+        failed += not good
     if failed == len(images):  # nothing to describe: no classes.json, no "results in", no empty run folder
-        if fresh and os.path.isdir(plan["directory"]) and not os.listdir(plan["directory"]):
-            os.rmdir(plan["directory"])
         if args.json:
             print(json.dumps(summaries, indent=1))
         what = "the image" if len(images) == 1 else f"all {len(images)} images"
         print(f"zsseg segment: error: {what} failed (see above): no results, no {CLASS_MAP}", file=sys.stderr)
         return 1
-    if write_class_map:  # after the label maps it describes: a run that wrote none leaves none
-        atomic_write_text(plan["class_map"], _class_map_text(engine.class_names))
+    class_map_first()  # written with the first label map; a run whose every map was written before has it already
     if args.json:
         print(json.dumps(summaries, indent=1))
     else:

@@ -539,8 +539,10 @@ class Engine:
             path = os.fspath(item)
             image = read_image_bgr(path, self.limits.max_pixels, allow_partial=self.allow_partial_images)
             return image, "bgr", path
-        if _is_pil_image(item):
-            return np.asarray(item.convert("RGB")), "rgb", getattr(item, "filename", None) or None
+        if _is_pil_image(item):  # turned upright as its EXIF says, as its file would be read
+            from zsseg_rt.image_io import pil_image_rgb
+
+            return pil_image_rgb(item), "rgb", getattr(item, "filename", None) or None
         return item, color_order or "bgr", None
 
 

@@ -1,0 +1,186 @@
+"""``zsseg segment`` with every input a user has (issue 75, item 3 and E3, E6, E8, E14): a video file segmented frame
+by frame with the outputs of a photo, a glob through a symbolic-link loop that ends, a FIFO / device / socket refused
+with one line, an animated GIF's first frame said, a run stopped half-way that keeps ``classes.json`` beside the label
+maps it wrote, and one owner per output folder. In-process runs of the tiny bundle; every test bounded in time (a
+hang, E3's and E8's defect, is a named failure)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+from stream_fakes import write_band_clip  # noqa: E402
+
+
+def _image(path, height=20, width=30, seed=0) -> str:
+    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
+    cv2.imwrite(str(path), np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8))
+    return str(path)
+
+
+def _segment(capsys, *argv):
+    """``zsseg segment ARGV`` in this process: ``(exit code, stdout, stderr lines)``."""
+    from zsseg_rt import cli
+
+    code = cli.main(["segment", *argv, "--backend", "onnxruntime"])
+    captured = capsys.readouterr()
+    return code, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+
+@pytest.mark.time_bound(120)
+def test_a_recursive_glob_through_a_symlink_loop_ends(tmp_path, tiny_bundle, capsys, monkeypatch):
+    """E3 (B45): ``"d/loop/**/*.png"`` with ``up -> ..`` and ``self -> ../loop`` in d/loop ran for minutes, its
+    memory growing 7 MB/s (glob followed the links round). Now each real folder is entered once: the one photo."""
+    from zsseg_rt.input_files import expand_glob
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d" / "loop").mkdir(parents=True)
+    os.symlink("..", tmp_path / "d" / "loop" / "up")
+    os.symlink("../loop", tmp_path / "d" / "loop" / "self")
+    _image(tmp_path / "d" / "loop" / "one.png")
+    _image(tmp_path / "d" / "two.png", seed=1)
+    assert expand_glob("d/loop/**/*.png") == ["d/loop/one.png", "d/loop/up/two.png"]
+    assert expand_glob("d/**/*.png") == ["d/loop/one.png", "d/two.png"]
+    code, out, err = _segment(capsys, "d/loop/**/*.png", "--bundle", tiny_bundle, "--classes", "a,b", "-o", "out")
+    assert code == 0, err
+    assert sorted(os.listdir("out")) == ["classes.json", "one_overlay.png", "two_overlay.png"]
+
+
+@pytest.mark.time_bound(60)
+def test_a_glob_without_a_loop_matches_as_glob_does(tmp_path, monkeypatch):
+    """The control: on a tree without links the loop-safe glob finds what glob.glob(recursive=True) finds."""
+    import glob
+
+    from zsseg_rt.input_files import expand_glob
+
+    monkeypatch.chdir(tmp_path)
+    for path in ("x.png", "a/y.png", "a/b/z.png", "c/w.jpg", ".hidden/q.png", "a/.h.png"):
+        _image(tmp_path / path)
+    for pattern in ("**/*.png", "a/**/*.png", "*/*.png", "**/b/*.png", f"{tmp_path}/**/*.png", "**", "a/**"):
+        assert expand_glob(pattern) == sorted(glob.glob(pattern, recursive=True)), pattern
+
+
+@pytest.mark.time_bound(60)
+@pytest.mark.parametrize("kind", ["fifo", "device", "socket"])
+def test_a_fifo_a_device_or_a_socket_is_refused_with_one_line(tmp_path, tiny_bundle, capsys, kind):
+    """E8 (B46): a FIFO named ``fifo.jpg`` blocked until killed. FIFOs, devices and sockets are refused before the
+    model loads, in one line; the Engine and the image reader refuse them too."""
+    from zsseg_rt.image_io import ImageReadError, read_image_bgr
+
+    listener = None
+    if kind == "fifo":
+        path, words = str(tmp_path / "fifo.jpg"), "a FIFO (named pipe)"
+        os.mkfifo(path)
+    elif kind == "device":
+        path, words = "/dev/null", "a character device"
+    else:
+        path, words = str(tmp_path / "s.jpg"), "a socket"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+    try:
+        code, out, err = _segment(capsys, path, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(tmp_path / "o"))
+        assert code == 1 and err == [
+            f"zsseg segment: error: {path!r} is {words}, not an image or video file: give a regular file"
+        ], err
+        assert not os.path.exists(tmp_path / "o")
+        with pytest.raises(ImageReadError, match=f"image {path!r} is {words.replace('(', '.').replace(')', '.')}"):
+            read_image_bgr(path)
+    finally:
+        if listener is not None:
+            listener.close()
+
+
+@pytest.mark.time_bound(300)
+def test_a_video_file_is_segmented_frame_by_frame_with_a_photos_outputs(tmp_path, tiny_bundle, capsys):
+    """Item 3: ``zsseg segment clip.avi`` was "cannot read image ...: not an image". Its frames are segmented as
+    photos are, each with its views and label map (``clip_000003_overlay.png``), one classes.json; the label maps
+    equal the Engine's on each frame; the JSON names the frame."""
+    from zsseg_rt import Engine
+
+    clip = write_band_clip(tmp_path / "clip.avi", frames=4)
+    photo = _image(tmp_path / "p.png")
+    out = tmp_path / "out"
+    argv = [clip, photo, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(out), "--save-labels", "--json"]
+    code, stdout, err = _segment(capsys, *argv)
+    assert code == 0, err
+    assert any("clip.avi is a video: each of its frames is segmented" in line for line in err), err
+    names = sorted(os.listdir(out))
+    frames = [f"clip_{i:06d}_{view}.png" for i in range(4) for view in ("labels", "mask", "overlay")]
+    assert names == sorted(frames + ["classes.json", "p_labels.png", "p_mask.png", "p_overlay.png"]), names
+    summaries = json.loads(stdout)
+    assert [(s["image"], s.get("frame")) for s in summaries] == [(clip, i) for i in range(4)] + [(photo, None)]
+    engine = Engine(tiny_bundle, classes="a,b", backend="onnxruntime")
+    capture = cv2.VideoCapture(clip)
+    for index in range(4):
+        ok, frame = capture.read()
+        assert ok
+        written = cv2.imread(str(out / f"clip_{index:06d}_labels.png"), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(written, engine(frame).labels), index
+    capture.release()
+    code, _, err = _segment(capsys, clip, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(out))
+    assert code == 1 and len(err) == 1 and "clip_000000_overlay.png' (and 3 more) exists already" in err[0], err
+    code, _, err = _segment(capsys, clip, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(out / "one.png"))
+    assert code == 1 and err == [
+        f"zsseg segment: error: -o {str(out / 'one.png')!r} names one image file, but {clip!r} is a video (a file "
+        "per frame): give a folder (-o DIR), or `zsseg camera` for an overlay video"
+    ], err
+
+
+@pytest.mark.time_bound(120)
+def test_an_animated_gif_says_only_its_first_frame_is_segmented(tmp_path, tiny_bundle, capsys):
+    """E14 (B40): a 2-frame GIF was segmented from its first frame, silently. Control: a still GIF says nothing."""
+    from PIL import Image
+
+    frames = [Image.new("RGB", (24, 16), color) for color in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(tmp_path / "still.gif")
+    for name, said in (("anim.gif", True), ("still.gif", False)):
+        path = str(tmp_path / name)
+        code, _, err = _segment(
+            capsys, path, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(tmp_path / f"o_{name}")
+        )
+        assert code == 0, err
+        note = f"zsseg segment: note: {path} holds 2 frames (an animated or multi-page image): only its first is "
+        assert any(line.startswith(note) for line in err) == said, err
+
+
+@pytest.mark.time_bound(300)
+@pytest.mark.parametrize("stop", ["signal", "full disk"])
+def test_a_stopped_run_keeps_the_class_map_of_its_label_maps(tmp_path, tiny_bundle, capsys, monkeypatch, stop):
+    """E6 (B56, B63-64): a segment run stopped at image 2 of 3 (Ctrl-C, or a full disk) kept image 1's label map
+    without classes.json, which says what its ids mean. Now the class map is written before the first label map;
+    a run that wrote no map still writes none."""
+    from zsseg_rt import cli
+    from zsseg_rt.runtime import Engine
+
+    images = [_image(tmp_path / "in" / f"img{i}.png", seed=i) for i in range(3)]
+    out = tmp_path / "out"
+    if stop == "signal":
+        real, calls = Engine.__call__, []
+
+        def interrupted(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt  # Ctrl-C while image 2 is segmented
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Engine, "__call__", interrupted)
+    else:
+        real_replace = os.replace
+
+        def full_disk(source, target, *args, **kwargs):  # the disk takes classes.json and image 1's files only
+            if os.path.basename(str(target)).startswith(("img1", "img2")):
+                raise OSError(28, os.strerror(28))
+            return real_replace(source, target, *args, **kwargs)
+
+        monkeypatch.setattr(os, "replace", full_disk)
+    argv = ["segment", *images, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(out), "--save-labels"]
+    assert cli.main([*argv, "--backend", "onnxruntime"]) == (130 if stop == "signal" else 1)
+    capsys.readouterr()
+    assert sorted(os.listdir(out)) == ["classes.json", "img0_labels.png", "img0_mask.png", "img0_overlay.png"]
+    assert json.loads((out / "classes.json").read_text()) == {"0": "a", "1": "b"}

@@ -1,0 +1,118 @@
+"""``zsseg segment``'s inputs and its claim on its output (issue 75, item 3 and E1, E3, E8): what a path on its command
+line is (a photo, a folder of photos, a quoted glob, a video file), refused when it is a FIFO, a device or a socket;
+the frames of a video file, each segmented as a photo with the same outputs (``clip_000042_overlay.png``, ...); and
+the owner lock that holds the run's output folder (or file) from its start to its end
+(:mod:`zsseg_rt.output_owner`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from zsseg_rt.cli_errors import CliError
+
+__all__ = ["FRAME_DIGITS", "claim_output", "frame_files", "is_video", "refuse_special_files", "video_frames"]
+
+FRAME_DIGITS = 6  # clip_000042_overlay.png
+
+
+def is_video(path: str) -> bool:
+    """A video file by its extension (the video extensions ``zsseg camera`` reads)."""
+    from zsseg_rt.stream.sources import VIDEO_EXTENSIONS
+
+    return os.path.splitext(str(path))[1].lower() in VIDEO_EXTENSIONS
+
+
+def refuse_special_files(paths: Sequence[str]) -> None:
+    """Refuse a FIFO, a device or a socket among the inputs, before anything is loaded (reading one waits for a
+    writer, or forever: E8).
+
+    Raises:
+        CliError: one line naming the first one and what it is.
+    """
+    from zsseg_rt.input_files import special_file
+
+    for path in paths:
+        kind = special_file(path)
+        if kind is not None:
+            raise CliError(f"{path!r} is {kind}, not an image or video file: give a regular file")
+
+
+def frame_files(directory: str, name: str, index: int, kinds: Sequence[str]) -> Dict[str, str]:
+    """The outputs of frame ``index`` of the video whose outputs are named ``name``: one file per kind."""
+    return {kind: os.path.join(directory, f"{name}_{index:0{FRAME_DIGITS}d}_{kind}.png") for kind in kinds}
+
+
+def existing_frame_files(directory: str, name: str, kinds: Sequence[str]) -> List[str]:
+    """The frame outputs of the video named ``name`` that ``directory`` holds already (an earlier run's)."""
+    pattern = re.compile(
+        re.escape(name) + r"_\d{" + str(FRAME_DIGITS) + r",}_(" + "|".join(map(re.escape, kinds)) + r")\.png$"
+    )
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(os.path.join(directory, entry) for entry in names if pattern.match(entry))
+
+
+def video_frames(path: str, max_pixels: int) -> Iterator[Tuple[int, np.ndarray]]:
+    """``(index, BGR frame)`` of every frame of a video file, in order (decoded as ``zsseg camera`` decodes a file:
+    PyAV when installed, damaged packets skipped and counted; its frame size checked against ``max_pixels`` before
+    decoding).
+
+    Raises:
+        SourceError, ImageTooLargeError: the file cannot be opened or decoded, or its frames are over the limit.
+    """
+    from zsseg_rt.stream.sources import open_source
+
+    source = open_source(path, max_pixels=max_pixels)
+    source.open()
+    try:
+        index = 0
+        while True:
+            frame = source.read()
+            if frame is None:
+                if source.ended:
+                    return
+                continue
+            yield index, frame
+            index += 1
+    finally:
+        source.close()
+
+
+def frame_note(path: str) -> str:
+    return (
+        f"zsseg segment: note: {path} is a video: each of its frames is segmented as a photo (its outputs named "
+        f"STEM_{'0' * FRAME_DIGITS}_overlay.png, ...); `zsseg camera {path} -o out.mp4` writes an overlay video "
+        "instead"
+    )
+
+
+def claim_output(target: str, folder: bool, say=None):
+    """The owner lock of the run's output (its folder, or its one file), taken before any check may remove what an
+    earlier run left there. Returns the ``OwnerLock``, or None when its lock file cannot be made (the output checks
+    then say why, in their words).
+
+    Raises:
+        CliError: another run writes there now (its process named), ``--overwrite`` included.
+    """
+    from zsseg_rt.output_owner import OutputBusy, OwnerLock
+
+    lock = OwnerLock(target, "-o", folder=folder)
+    try:
+        lock.acquire(say or (lambda line: print(f"zsseg segment: note: {line}", file=sys.stderr)))
+    except OutputBusy as exc:
+        raise CliError(str(exc)) from None
+    except OSError:
+        return None
+    return lock
+
+
+def release(lock: Optional[object]) -> None:
+    if lock is not None:
+        lock.release()  # type: ignore[attr-defined]
