@@ -328,3 +328,36 @@ def test_the_robot_kinds_extra_installs_their_modules():
         for module in kind.modules:
             assert re.search(rf"(^| ){distribution[module]}[><=]", wanted), (kind.name, module, wanted)
             assert re.search(rf"^{distribution[module]}==", pinned, re.M), (module, "not pinned in requirements.txt")
+
+
+def test_a_new_output_kind_is_one_row(tmp_path, tiny_bundle, clip, capsys, monkeypatch):
+    """A toy kind (``-o out.count``: the number of frames) added as one row of the table, its sink a few lines: the
+    camera opens it for `-o`, hands it every result, and the output plan takes it as it takes a video (refused
+    without --overwrite, written under its partial name, renamed when the run ends well)."""
+    from zsseg_rt.stream import FrameSink, output_kinds
+
+    class CountSink(FrameSink):
+        def __init__(self, output):
+            self.output, self.frames = output, 0
+
+        def write_result(self, frame, result):
+            self.frames += 1
+
+        def finish(self):
+            with open(self.output.partial, "w", encoding="utf-8") as handle:
+                handle.write(f"{self.frames}\n")
+
+    row = output_kinds.OutputKind(
+        "count",
+        "-o",
+        "out.count (the frames)",
+        lambda spec: spec.endswith(".count"),
+        lambda spec, options: CountSink(options.staged),
+        lambda plan, option, path: plan.stream(option, path),
+    )
+    monkeypatch.setattr(output_kinds, "OUTPUT_KINDS", (row, *output_kinds.OUTPUT_KINDS))
+    out = tmp_path / "out.count"
+    code, err = _main(capsys, clip, "--bundle", tiny_bundle, *ENGINE, "-o", out)
+    assert code == 0 and out.read_text() == "8\n" and not (tmp_path / "out.partial.count").exists(), err
+    code, err = _main(capsys, clip, "--bundle", tiny_bundle, *ENGINE, "-o", out, "--max-frames", "3")
+    assert code == 1 and "exists already: pass --overwrite" in err[0] and out.read_text() == "8\n", err
