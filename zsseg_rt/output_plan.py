@@ -145,7 +145,16 @@ def _check_writable(path: str, option: str, folder: bool) -> None:
     if not os.path.isdir(where):
         raise OutputRefused(f"cannot create {option} {path!r}: {where!r} is a file, not a folder", path)
     if not os.access(where, os.W_OK | os.X_OK):
-        raise OutputRefused(f"cannot write {option} {path!r}: {where!r} is not writable (Permission denied)", path)
+        reason = os.strerror(errno_codes.EROFS if _read_only(where) else errno_codes.EACCES)
+        raise OutputRefused(f"cannot write {option} {path!r}: {where!r} is not writable ({reason})", path)
+
+
+def _read_only(folder: str) -> bool:
+    """``folder`` is on a file system mounted read-only (issue 75, E10: EROFS was said as "Permission denied")."""
+    try:
+        return bool(os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 0))
+    except (OSError, AttributeError):
+        return False
 
 
 # ---- a folder's staging folders: owned (flock) by the process that writes them ---------------------------------------

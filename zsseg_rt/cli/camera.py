@@ -91,6 +91,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         help="the --preview page shows the stream only (by default it has a box to change the classes live)",
     )
     add_engine_arguments(p, "camera")  # --backend, --mode (fast here), --prepare, --max-pixels, ... (zsseg_rt.options)
+    p.set_defaults(mode=None)  # not given: fast where the bundle has it, else its one order (_default_mode: E2)
     p.add_argument("--width", type=whole_number(1), help="requested capture width (V4L2 / CSI)")
     p.add_argument("--height", type=whole_number(1), help="requested capture height (V4L2 / CSI)")
     p.add_argument(
@@ -465,6 +466,7 @@ def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, l
         phase("camera:model-load")
         options = engine_kwargs(args, "camera")  # every Engine flag (zsseg_rt.options)
         options["max_pixels"] = max_pixels  # the frames' limit (0: none), as the source checks it
+        options["mode"] = options["mode"] or _default_mode(args.bundle)
         engine = Engine(args.bundle, classes=classes, preset=engine_preset(args), **options)  # --live: the preset
     except BaseException:
         for sink in [sink for own in sinks for sink in own] + shared:
@@ -527,6 +529,20 @@ def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, l
 
         return exit_code_for_signal(runner.signalled), summary
     return (1 if failed else 0), summary
+
+
+def _default_mode(bundle: str) -> str:
+    """The camera's post-processing when --mode is not given: fast (less latency) where the bundle's pipeline has it,
+    else the pipeline's one order (a ZegFormer bundle: exact; issue 75, E2: it was refused, "mode must be 'exact',
+    got 'fast'", at the camera's defaults). A bundle that cannot be read: fast (the Engine then says what is wrong)."""
+    from zsseg_rt.bundle import load_meta
+    from zsseg_rt.runtime.pipelines import pipeline_class
+
+    try:
+        modes = pipeline_class(load_meta(bundle).pipeline).modes
+    except Exception:  # noqa: BLE001 - the Engine's own load reports it, in its words
+        return "fast"
+    return "fast" if "fast" in modes else modes[0]
 
 
 def _run_with_progress(runner, inputs: List[_Input], args) -> None:
