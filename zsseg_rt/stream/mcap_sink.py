@@ -11,7 +11,7 @@ It follows the output policy of :mod:`zsseg_rt.output_plan` as a video does: ref
 ``overwrite=True``) when it exists; written as ``out.partial.mcap`` while the run goes on and renamed onto
 ``out.mcap`` only when the run has ended well (its end, ``--max-frames``, Ctrl-C, SIGTERM: the file is finished
 first). A run killed meanwhile (``kill -9``, a power cut) leaves ``out.partial.mcap``, readable up to its last
-complete chunk (the MCAP readers' non-seeking mode, ``mcap recover``); a write that fails (a full disk) stops the run
+complete chunk (the MCAP project's non-seeking reader); a write that fails (a full disk) stops the run
 with one line naming the partial file and what was written, and replaces nothing.
 """
 
