@@ -101,8 +101,18 @@ def _report(metrics, args: argparse.Namespace) -> int:
     if args.json is True:  # --json: the metrics as JSON on stdout, nothing else (as `zsseg segment --json`)
         print(json.dumps(metrics, indent=1))
     else:
+        if metrics.get("banner"):  # random weights: said before the numbers, which mean nothing (issue 75, E7)
+            print(metrics["banner"])
         print(format_table(metrics, per_class=not args.no_per_class))
-        print(f"{metrics['images']} images ({metrics['skipped']} skipped), mode {metrics['mode']}, {metrics['source']}")
+        ran = (
+            f", backend {metrics['backend']} {metrics.get('precision') or ''}".rstrip()
+            if metrics.get("backend")
+            else ""
+        )
+        print(
+            f"{metrics['images']} images ({metrics['skipped']} skipped), mode {metrics['mode']}, {metrics['source']}"
+            f"{ran}"
+        )
         record = metrics.get("evaluation_settings")
         if record:  # a bundle whose family has per-dataset settings: which ran, and what the bundle could not follow
             print(record["summary"])

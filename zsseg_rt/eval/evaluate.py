@@ -333,7 +333,20 @@ def evaluate(
     plan = getattr(obj, "plan", None) if kind == "bundle" else None
     if plan is not None:  # the path every image ran on (an Engine switches only when a preparation was asked for)
         out["path"] = " ".join(plan.path)
+    if kind == "bundle":  # what ran, and whether its numbers mean anything (issue 75, N4 and E7)
+        backend = getattr(obj, "backend", None)
+        ran = tuple(plan.path) if plan is not None else (getattr(backend, "name", None), None)
+        out.update(ran_with(ran, getattr(getattr(obj, "meta", None), "weights_banner", "")))
     return out
+
+
+def ran_with(path: Sequence[Optional[str]], banner: str = "") -> Dict[str, Any]:
+    """The metrics' record of what evaluated a bundle: ``backend`` and ``precision`` (its path), and ``banner`` when its
+    weights are random (the report prints it before the numbers)."""
+    record: Dict[str, Any] = {"backend": path[0], "precision": path[1] if len(path) > 1 else None}
+    if banner:
+        record["banner"] = banner
+    return record
 
 
 _NOT_SHARED = ("checkpoint", "dataset", "family_options")  # evaluate_parallel's own, or the serial path's only

@@ -158,8 +158,12 @@ def evaluate_parallel(
         out["path"] = " | ".join(sorted(paths))
     if kind == "bundle":  # what the actors applied, recorded as `evaluate` does
         from zsseg_rt.bundle import load_meta
+        from zsseg_rt.eval.evaluate import ran_with
 
-        record = evaluation_settings(load_meta(str(checkpoint)), dataset.name, settings)
+        meta = load_meta(str(checkpoint))
+        record = evaluation_settings(meta, dataset.name, settings)
         if record is not None:
             out["evaluation_settings"] = record
+        ran = sorted(paths)[0].split(" ") if len(paths) == 1 else [options["backend"], options["precision"]]
+        out.update(ran_with(ran, meta.weights_banner))
     return out
