@@ -35,11 +35,12 @@ def test_top_level_help_summarises_every_command_and_family():
 
 
 @pytest.mark.parametrize(
-    "command", ["segment", "camera", "export", "build-engine", "eval", "batch", "serve", "profile", "demo", "train"]
+    "command",
+    ["segment", "camera", "export", "build-engine", "eval", "batch", "serve", "profile", "demo", "train", "convert"],
 )
 def test_every_option_has_help(command):
     pytest.importorskip("cv2")
-    if command in ("eval", "train", "export"):
+    if command in ("eval", "train", "export", "convert"):
         pytest.importorskip("torch")
     parser = _subparsers(cli.build_parser(command)).choices[command]
     missing = [

@@ -169,10 +169,6 @@ def _files(value: Any) -> str:
     return ""
 
 
-def _dict(value: Any) -> str:
-    return "" if isinstance(value, dict) else f"an object, got {type(value).__name__}"
-
-
 def _test_scale(value: Any) -> str:
     side = _int(1, 1 << 16)
     if not isinstance(value, list) or len(value) != 2 or side(value[1]) or (value[0] is not None and side(value[0])):

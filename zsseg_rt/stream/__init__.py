@@ -1,6 +1,6 @@
 """Camera / video stream segmentation: sources, a newest-frame capture thread, sinks and the stream loop.
 
-No torch import here (runtime layer). Example::
+No torch import here (the runtime applications' layer: above the runtime, below the family contract). Example::
 
     from zsseg_rt import Engine
     from zsseg_rt.stream import MjpegSink, StreamRunner, open_source

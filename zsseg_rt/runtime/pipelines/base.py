@@ -12,7 +12,7 @@ from zsseg_rt.options import OptionValues
 from zsseg_rt.pipeline.limits import InputLimits
 from zsseg_rt.vocabulary import ClipTokenizer, Vocabulary, embed_names, validate_class_bias
 
-from ..result import SegmentationResult
+from ..result import Result
 
 __all__ = ["Pipeline", "PreparedVocabulary", "Embed", "Stage", "StageHook", "Focus", "image_index"]
 
@@ -205,13 +205,11 @@ class Pipeline:
         return validate_class_bias(class_bias, len(names))
 
     # ---- inference
-    def segment(self, image: Any, color_order: str, vocab: PreparedVocabulary) -> SegmentationResult:
+    def segment(self, image: Any, color_order: str, vocab: PreparedVocabulary) -> Result:
         """Segment one ``[H, W, 3]`` uint8 image with the vocabulary snapshot."""
         raise NotImplementedError
 
-    def segment_many(
-        self, images: Sequence[Tuple[Any, str]], vocab: PreparedVocabulary, focus: Focus
-    ) -> List[SegmentationResult]:
+    def segment_many(self, images: Sequence[Tuple[Any, str]], vocab: PreparedVocabulary, focus: Focus) -> List[Result]:
         """Segment ``(image, color order)`` pairs with one vocabulary snapshot: one result per image, equal to
         :meth:`segment` on it. ``focus`` tells the Engine which images the next stages are timed for. This default
         runs the images one after another; pipelines that can pack several images' work into one graph call

@@ -36,7 +36,7 @@ from zsseg_rt.bundle import BundleMeta
 from zsseg_rt.options import OptionValues
 from zsseg_rt.pipeline.resize import pil_resize_bilinear, shortest_edge_shape
 from zsseg_rt.runtime.backends import Backend, TwoStageGraphs
-from zsseg_rt.runtime.result import SegmentationResult
+from zsseg_rt.runtime.result import Result
 from zsseg_rt.vocabulary import ClipTokenizer, Vocabulary, split_synonyms, token_batches, validate_templates
 
 from .base import Embed, Focus, Pipeline, PreparedVocabulary, image_index
@@ -229,7 +229,7 @@ def fuse_scores(
 class TwoStagePipeline(Pipeline):
     """Mask proposals classified against the text, then CLIP on every proposal's crop, fused per class.
 
-    Same user API through ``zsseg_rt.Engine``: ``set_classes``, ``__call__``, ``SegmentationResult`` (labels and
+    Same user API through ``zsseg_rt.Engine``: ``set_classes``, ``__call__``, ``Result`` (labels and
     the winning class's fused score minus its calibration). Differences from the windowed pipeline: ``templates``
     replace the query classifier's prompt ensemble only (the CLIP branch always uses the bundle's
     ``clip_templates``, as the official code); a class counts as seen (fusion and calibration) when its name is one
@@ -324,7 +324,7 @@ class TwoStagePipeline(Pipeline):
         return np.ascontiguousarray(mean, dtype=np.float32)
 
     # ---- inference
-    def segment(self, image: Any, color_order: str, vocab: PreparedVocabulary) -> SegmentationResult:
+    def segment(self, image: Any, color_order: str, vocab: PreparedVocabulary) -> Result:
         plan = self._plan(image, color_order, vocab)
         state = self._masks(image, color_order, vocab, plan)
         if state.clip_img is not None:
@@ -374,7 +374,7 @@ class TwoStagePipeline(Pipeline):
                 clip_img[:, :nh, :nw] = (img - cmean) / cstd
         return _Proposals(plan, class_logits, masks, clip_img, color_order, z)
 
-    def _finish(self, state: "_Proposals", vocab: PreparedVocabulary) -> SegmentationResult:
+    def _finish(self, state: "_Proposals", vocab: PreparedVocabulary) -> Result:
         """Fuse the two class distributions and post-process one image's proposals into its result."""
         z = self.params
         height, width, nh, nw, _, _ = state.plan
@@ -396,11 +396,9 @@ class TwoStagePipeline(Pipeline):
                 sigmoid=False,
                 crop=(0, 0, nh, nw),
             )
-        return SegmentationResult(labels[0], best[0], list(vocab.names), state.order)
+        return Result(labels[0], best[0], list(vocab.names), state.order)
 
-    def segment_many(
-        self, images: Sequence[Tuple[Any, str]], vocab: PreparedVocabulary, focus: Focus
-    ) -> List[SegmentationResult]:
+    def segment_many(self, images: Sequence[Tuple[Any, str]], vocab: PreparedVocabulary, focus: Focus) -> List[Result]:
         """Every image checked first (an error names the image, before any work); then, image by image, the mask
         branch (one call per image: its input size is the image's), and the CLIP crops of all images, in order,
         packed into CLIP encoder calls of at most ``max_batch`` crops (a call may hold the last crops of one image
@@ -410,7 +408,7 @@ class TwoStagePipeline(Pipeline):
         for index, (image, order) in enumerate(images):
             with image_index(index):
                 plans.append(self._plan(image, order, vocab))
-        results: List[SegmentationResult] = []
+        results: List[Result] = []
         waiting: List[Tuple[int, _Proposals]] = []  # images whose crops are (partly) still to encode, in order
         queued: List[Tuple[int, np.ndarray]] = []  # (image, crops) of the next CLIP call
         for index, (image, order) in enumerate(images):

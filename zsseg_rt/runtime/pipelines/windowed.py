@@ -33,7 +33,7 @@ from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
 from zsseg_rt.pipeline.preprocess import Window, rescaled_size, whole_input_size
 
 from ..backends import WindowedGraphs
-from ..result import SegmentationResult
+from ..result import Result
 from .base import Focus, Pipeline, PreparedVocabulary, image_index
 
 __all__ = ["WindowedPipeline", "INFERENCE", "WHOLE_FALLBACKS", "WholePlan"]
@@ -219,7 +219,7 @@ class WindowedPipeline(Pipeline):
 
     def segment(
         self, image: Any, color_order: str, vocab: PreparedVocabulary, score_stride: Optional[int] = None
-    ) -> SegmentationResult:
+    ) -> Result:
         if color_order not in ("bgr", "rgb"):
             raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
         if self.inference_for(vocab) == "whole":
@@ -230,7 +230,7 @@ class WindowedPipeline(Pipeline):
 
     def _segment_windows(
         self, image: Any, color_order: str, vocab: PreparedVocabulary, score_stride: Optional[int] = None
-    ) -> SegmentationResult:
+    ) -> Result:
         """One image in sliding windows (the device pipeline's when there is one and no class scores are asked
         for: it keeps the window logits on the device)."""
         names, text, bias = vocab.names, vocab.text, vocab.bias
@@ -245,7 +245,7 @@ class WindowedPipeline(Pipeline):
                 # time was in no stage: found by the batched-call test on the first H200 run)
                 with self.stage("device_pipeline", hook=False):
                     labels, scores = self.device(np.ascontiguousarray(image), color_order, stage_hook=self.stage_hook)
-            return SegmentationResult(labels, scores, list(names), color_order, inference="windows")
+            return Result(labels, scores, list(names), color_order, inference="windows")
         scaled = self._rescale(image, color_order)
         logits = self.window_logits(scaled, windows, text)  # [n, C, h, w]
         return self._finish(vocab, logits, (orig_hw, scaled_hw, windows), scaled, color_order, score_stride)
@@ -264,14 +264,14 @@ class WindowedPipeline(Pipeline):
         scaled,
         order: str,
         score_stride: Optional[int] = None,
-    ) -> SegmentationResult:
+    ) -> Result:
         """Post-process one image's window logits ``[n, C, h, w]`` into its result (the "postprocess" stage; with
         ``score_stride`` also its per-class scores at ``1/score_stride`` of its size, the "class_scores" stage)."""
         orig_hw, scaled_hw, windows = plan
         with self.stage("postprocess"):
             post = self.postprocessor_for(vocab)
             labels, scores = post(logits, windows, scaled_hw, orig_hw, vocab.bias, image=scaled)
-        result = SegmentationResult(labels[0], scores[0], self.label_names(vocab.names), order, inference="windows")
+        result = Result(labels[0], scores[0], self.label_names(vocab.names), order, inference="windows")
         if score_stride is not None:
             with self.stage("class_scores"):
                 result.class_scores = window_class_scores(
@@ -286,7 +286,7 @@ class WindowedPipeline(Pipeline):
         vocab: PreparedVocabulary,
         focus: Focus,
         score_stride: Optional[int] = None,
-    ) -> List[SegmentationResult]:
+    ) -> List[Result]:
         """Whole-image passes of images whose graph inputs have one size: one encoder and one head call on all of
         them, then each one's post-processing (``focus`` times the stages per image, as ``segment_many``)."""
         whole = self.meta.whole_image
@@ -318,7 +318,7 @@ class WindowedPipeline(Pipeline):
                     logits[index : index + 1], plan.scaled, plan.original, whole["logits_to"], vocab.bias, scaled[index]
                 )
             names = self.label_names(vocab.names)
-            results.append(SegmentationResult(labels[0], scores[0], names, order, inference="whole"))
+            results.append(Result(labels[0], scores[0], names, order, inference="whole"))
             if score_stride is not None:
                 with self.stage("class_scores"):
                     results[-1].class_scores = whole_class_scores(
@@ -356,7 +356,7 @@ class WindowedPipeline(Pipeline):
         vocab: PreparedVocabulary,
         focus: Focus,
         score_stride: Optional[int] = None,
-    ) -> List[SegmentationResult]:
+    ) -> List[Result]:
         """``segment_many`` in whole-image inference, every image planned (``plans``, :meth:`_plan_each`): runs of
         consecutive images whose graph inputs have the same size go through the graphs together (at most
         ``max_batch`` per call); images of different sizes take one call each. An image that falls back to windows
@@ -369,7 +369,7 @@ class WindowedPipeline(Pipeline):
                 previous.append(index)
             else:
                 runs.append([index])
-        results: List[Optional[SegmentationResult]] = [None] * len(images)
+        results: List[Optional[Result]] = [None] * len(images)
         for run in runs:
             if plans[run[0]] is None:
                 focus({run[0]: 1.0})
@@ -394,7 +394,7 @@ class WindowedPipeline(Pipeline):
         vocab: PreparedVocabulary,
         focus: Focus,
         score_stride: Optional[int] = None,
-    ) -> List[SegmentationResult]:
+    ) -> List[Result]:
         """Every image checked and planned first (an error names the image, before any work), then the windows of
         all images, in order, packed into encoder/head calls of at most ``max_batch`` windows: a call may hold the
         last windows of one image and the first of the next. An image is rescaled when its first window is due and
@@ -409,7 +409,7 @@ class WindowedPipeline(Pipeline):
             return self._segment_many_whole(images, plans, vocab, focus, score_stride)
         if self.device is not None and self.mode == "exact" and score_stride is None:
             return self._segment_many_on_device(images, vocab, focus, [len(p[2]) for p in plans])
-        results: List[Optional[SegmentationResult]] = [None] * len(images)
+        results: List[Optional[Result]] = [None] * len(images)
         scaled: Dict[int, np.ndarray] = {}  # the rescaled images with windows still to run (at most one chunk's)
         logits: Dict[int, List[np.ndarray]] = {}  # their window logits so far
         jobs = ((i, w) for i, plan in enumerate(plans) for w in plan[2])  # (image, window), lazily
@@ -435,7 +435,7 @@ class WindowedPipeline(Pipeline):
 
     def _segment_many_on_device(
         self, images: Sequence[Tuple[Any, str]], vocab: PreparedVocabulary, focus: Focus, windows: List[int]
-    ) -> List[SegmentationResult]:
+    ) -> List[Result]:
         """``segment_many`` on the device pipeline: the windows of all images packed into its batches on the GPU."""
         with self._device_lock:
             if self._device_vocab is not vocab:  # first call after set_classes: upload text + bias once
@@ -451,7 +451,7 @@ class WindowedPipeline(Pipeline):
                     stage_hook=self.stage_hook,
                 )
         return [
-            SegmentationResult(labels, scores, list(vocab.names), order, inference="windows")
+            Result(labels, scores, list(vocab.names), order, inference="windows")
             for (labels, scores), (_, order) in zip(outs, images)
         ]
 
