@@ -24,9 +24,11 @@ loop is [target, branch]). The assertions:
       not be issued before the first returns: LDG -> STS -> LDG is the serialized pattern the review found in the
       32-tile GEMMs).
 3. The fused post-processing's inner loops have no global memory and no 64-bit index math: in segment_windows'
-   tiled kernels, every innermost loop that contains MUFU.EX2 (stage 1: the sigmoid) or at least 16 LDS (stage 2:
+   tiled kernels (the default variant; the column-form candidates read logits in their row walk by design),
+   every innermost loop that contains MUFU.EX2 (stage 1: the sigmoid) or at least 16 LDS (stage 2:
    the output blends) has no LDG and no IMAD.WIDE / LEA.HI.X.
-4. segment_windows' fast path is what its cost model (BENCHMARKS.md) counts: in each sigmoid tiled kernel there is
+4. segment_windows' fast path is what its cost model (BENCHMARKS.md) counts: in each sigmoid tiled kernel of the
+   default variant (segment_windows_testing::Variant::kTiled; not the column-form candidates) there is
    a stage-1 loop for footprint columns in two windows whose hot path (one iteration: one footprint position, a
    chunk of 8 classes) issues 16 MUFU.EX2 and 8 MUFU.RCP (3 MUFU per pair of sigmoids: one reciprocal for both),
    and one for columns in one window with 8 EX2 and 8 RCP; both inside the same chunk loop, with its stage-0 loop
@@ -339,8 +341,14 @@ def check_tile_loads(name: str, fn: Function) -> List[str]:
     return problems
 
 
+# The column-form candidates of segment_windows (Variant::kColumns, kColumnsChain: template arguments 1 and 2) read
+# the logits in their row walk by design (from L1/L2: at each head-row interval on the fast path, at every row of the
+# rare generic tiles), instead of staging them in shared memory; rules 3 and 4 describe the default variant.
+COLUMN_FORM = ("Lb1ELi1E", "Lb1ELi2E")
+
+
 def check_fused_postprocess(name: str, fn: Function) -> List[str]:
-    if not any(k in name for k in SEGMENT_WINDOWS_TILED) or is_cold(name):
+    if not any(k in name for k in SEGMENT_WINDOWS_TILED) or is_cold(name) or any(k in name for k in COLUMN_FORM):
         return []
     problems = []
     for loop in fn.innermost_loops():
@@ -491,7 +499,9 @@ def segment_windows_fast_costs(fn: Function) -> dict:
 
 
 def check_segment_windows_fast_path(name: str, fn: Function) -> List[str]:
-    if SEGMENT_WINDOWS_SIGMOID not in name or "Lb1E" not in name:
+    # the sigmoid instantiations of the default variant (Variant::kTiled, template argument 0): the column-form
+    # candidates (1, 2; csrc/cuda/segment_windows_columns.cuh) have no chunk-of-8 stage-1 loops to count
+    if SEGMENT_WINDOWS_SIGMOID not in name or "Lb1ELi0E" not in name:
         return []
     try:
         costs = segment_windows_fast_costs(fn)
@@ -677,7 +687,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.model:
         with tempfile.TemporaryDirectory(prefix="zs_sass_model_") as tmp:
             cubin, _ = compile_cubin(SEGMENT_WINDOWS_SOURCE, "90", Path(tmp))
-            kernel = next(f for n, f in disassemble(cubin).items() if "segment_windows_kernelIfLb1E" in n)
+            kernel = next(f for n, f in disassemble(cubin).items() if "segment_windows_kernelIfLb1ELi0E" in n)
         print(render_model(segment_windows_fast_costs(kernel), [None, 128, 64, 32, 16, 8]))
         return 0
     if args.contraction:

@@ -14,6 +14,7 @@
 
 #include "emu/kernels_emulated.h"
 #include "emu_test_utils.h"
+#include "segment_windows_scopes.h"
 
 #include "cuda/launch.cuh"
 
@@ -124,17 +125,6 @@ Outputs run_segment_windows(zsseg::SegmentWindowsParams p, BlockSchedule schedul
   return out;
 }
 
-class PruningScope {
- public:
-  explicit PruningScope(zsseg::segment_windows_testing::Pruning mode)
-      : old_(zsseg::segment_windows_testing::pruning()) {
-    zsseg::segment_windows_testing::set_pruning(mode);
-  }
-  ~PruningScope() { zsseg::segment_windows_testing::set_pruning(old_); }
-
- private:
-  zsseg::segment_windows_testing::Pruning old_;
-};
 
 // One window over the left half of a 16 x 64 rescaled image, output 12 x 40 (blends with weights in (0, 1):
 // a stale tap counts), tiles of 16 x 8: the tiles at x >= 32 meet no window (slots == 0), the ones before them on
@@ -154,7 +144,7 @@ TEST(BlockSchedule, SegmentWindowsTileWithoutAWindowIsTheSameInBothOrders) {
   zs_emu::GridCapScope one_block(1);  // one block runs every tile, in order: the covered ones first on each row
   for (int variant = 0; variant < 4; ++variant) {  // identity + bias, sigmoid (pruning off) + bias, softmax, sigmoid
     const bool softmax = variant == 2, sigmoid = variant == 1 || variant == 3;
-    PruningScope pruning(variant == 1 ? Pruning::kOff : Pruning::kOn);
+    emu_test::PruningScope pruning(variant == 1 ? Pruning::kOff : Pruning::kOn);
     zsseg::SegmentWindowsParams p;
     p.logits = logits.data();
     p.num_windows = 1;
@@ -198,21 +188,34 @@ TEST(BlockSchedule, SegmentWindowsTileWithoutAWindowIsTheSameInBothOrders) {
 // orders, so no shared-memory read in them races with a write.
 TEST(BlockSchedule, SegmentWindowsKernelsGiveTheSameBitsInBothOrders) {
   using zsseg::segment_windows_testing::Pruning;
-  const int64_t classes = 11, grid = 4;
+  using zsseg::segment_windows_testing::Variant;
+  const int64_t grid = 4;
   const std::vector<zsseg::WindowPlacement> windows{{0, 64, 0, 64}, {0, 64, 21, 85}, {20, 64, 10, 74}};
   std::mt19937 rng(32);
-  const std::vector<float> logits =
-      emu_test::random_floats(static_cast<std::size_t>(3 * classes * grid * grid), rng, -5.f, 5.f);
-  std::vector<float> bias(static_cast<std::size_t>(classes));
-  for (std::size_t k = 0; k < bias.size(); ++k) bias[k] = k % 2 == 0 ? 0.1f : 0.f;
+  // sigmoid pruned (2 windows), same unpruned, identity, softmax, sigmoid over 3 windows (generic: not the fast
+  // path's layout); then the column-form kernel variants on the sigmoid cases with 30 classes (two passes of 22:
+  // what one pass writes while the other is read)
+  struct Case {
+    int mode, kernel;
+    int64_t classes;
+  };
+  std::vector<Case> cases;
+  for (int mode = 0; mode < 5; ++mode) cases.push_back({mode, static_cast<int>(Variant::kTiled), 11});
+  for (int kernel : {static_cast<int>(Variant::kColumns), static_cast<int>(Variant::kColumnsChain)}) {
+    for (int mode : {0, 1, 4}) cases.push_back({mode, kernel, 30});
+  }
   zs_emu::GridCapScope two_blocks(2);
-  for (int variant = 0; variant < 5; ++variant) {  // sigmoid pruned (2 windows), same unpruned, identity, softmax,
-                                                   // sigmoid over 3 windows (generic: not the fast path's layout)
-    PruningScope pruning(variant == 1 ? Pruning::kOff : Pruning::kOn);
+  for (const Case& c : cases) {
+    const std::vector<float> logits =
+        emu_test::random_floats(static_cast<std::size_t>(3 * c.classes * grid * grid), rng, -5.f, 5.f);
+    std::vector<float> bias(static_cast<std::size_t>(c.classes));
+    for (std::size_t k = 0; k < bias.size(); ++k) bias[k] = k % 2 == 0 ? 0.1f : 0.f;
+    emu_test::PruningScope pruning(c.mode == 1 ? Pruning::kOff : Pruning::kOn);
+    emu_test::VariantScope kernel(c.kernel);
     zsseg::SegmentWindowsParams p;
     p.logits = logits.data();
-    p.num_windows = variant == 4 ? 3 : 2;
-    p.classes = classes;
+    p.num_windows = c.mode == 4 ? 3 : 2;
+    p.classes = c.classes;
     p.in_height = p.in_width = grid;
     p.windows = windows.data();
     p.head_height = p.head_width = 64;
@@ -221,12 +224,12 @@ TEST(BlockSchedule, SegmentWindowsKernelsGiveTheSameBitsInBothOrders) {
     p.out_height = 47;
     p.out_width = 63;
     p.class_bias = bias.data();
-    p.apply_sigmoid = variant != 2;
-    p.softmax = variant == 3;
+    p.apply_sigmoid = c.mode != 2;
+    p.softmax = c.mode == 3;
     const Outputs forward = run_segment_windows(p, BlockSchedule::kSerialForward);
     const Outputs reverse = run_segment_windows(p, BlockSchedule::kSerialReverse);
-    EXPECT_TRUE(forward == reverse) << "variant " << variant;
-    EXPECT_EQ(std::count(forward.labels.begin(), forward.labels.end(), -7), 0) << "variant " << variant;
+    EXPECT_TRUE(forward == reverse) << "mode " << c.mode << ", kernel variant " << c.kernel;
+    EXPECT_EQ(std::count(forward.labels.begin(), forward.labels.end(), -7), 0) << "mode " << c.mode;
   }
 }
 

@@ -14,6 +14,7 @@
 
 #include "emu/kernels_emulated.h"
 #include "emu_test_utils.h"
+#include "segment_windows_scopes.h"
 
 // after the emulation's headers (ZS_CUDA_EMULATION selects the emulated build's hooks)
 #include "cuda/segment_windows_testing.cuh"
@@ -218,6 +219,7 @@ struct WindowsCase {
   int64_t classes, grid, head, scaled_h, scaled_w, out_h, out_w;
 };
 
+
 TEST(SegmentWindowsEmulated, MatchesCpu) {
   // The tiled kernel's output tiles are 32 x 8 (fewer when the output is much smaller than the rescaled image);
   // the sizes below give edge tiles in both directions, several tiles, partial class chunks (chunks of 8) and the
@@ -279,14 +281,19 @@ TEST(SegmentWindowsEmulated, MatchesCpu) {
         p.labels = want.labels.data();
         p.scores = want.scores.data();
         ASSERT_TRUE(zsseg::segment_windows_cpu(p));
-        LabelsScores got{std::vector<int32_t>(count, -7), std::vector<float>(count, -7.f)};
-        p.logits = half ? static_cast<const void*>(logits_half.data()) : logits.data();
-        p.dtype = half ? DType::Float16 : DType::Float32;
-        p.labels = got.labels.data();
-        p.scores = got.scores.data();
-        ASSERT_EQ(zsseg::segment_windows_cuda_emulated(p, nullptr), 0);
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
-        expect_same_decisions(got, want, softmax ? "segment_windows softmax" : "segment_windows");
+        // the kernel variants differ on the sigmoid path only (the others run the default kernel)
+        for (int kernel : sigmoid ? emu_test::kernel_variants(cap) : std::vector<int>{0}) {
+          emu_test::VariantScope scope(kernel);
+          SCOPED_TRACE("kernel variant " + std::to_string(kernel));
+          LabelsScores got{std::vector<int32_t>(count, -7), std::vector<float>(count, -7.f)};
+          p.logits = half ? static_cast<const void*>(logits_half.data()) : logits.data();
+          p.dtype = half ? DType::Float16 : DType::Float32;
+          p.labels = got.labels.data();
+          p.scores = got.scores.data();
+          ASSERT_EQ(zsseg::segment_windows_cuda_emulated(p, nullptr), 0);
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
+          expect_same_decisions(got, want, softmax ? "segment_windows softmax" : "segment_windows");
+        }
         if (softmax && with_nan) {  // the NaN spreads to some pixels, which get label 0 on both paths
           EXPECT_TRUE(std::any_of(want.scores.begin(), want.scores.end(), [](float v) { return std::isnan(v); }));
         }
@@ -334,12 +341,16 @@ TEST(SegmentWindowsEmulated, ManyOverlappingWindowsMatchCpu) {
         p.labels = want.labels.data();
         p.scores = want.scores.data();
         ASSERT_TRUE(zsseg::segment_windows_cpu(p));
-        LabelsScores got{std::vector<int32_t>(count, -7), std::vector<float>(count, -7.f)};
-        p.labels = got.labels.data();
-        p.scores = got.scores.data();
-        ASSERT_EQ(zsseg::segment_windows_cuda_emulated(p, nullptr), 0);
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
-        expect_same_decisions(got, want, softmax ? "many windows softmax" : "many windows");
+        for (int kernel : softmax ? std::vector<int>{0} : emu_test::kernel_variants(cap)) {
+          emu_test::VariantScope scope(kernel);
+          SCOPED_TRACE("kernel variant " + std::to_string(kernel));
+          LabelsScores got{std::vector<int32_t>(count, -7), std::vector<float>(count, -7.f)};
+          p.labels = got.labels.data();
+          p.scores = got.scores.data();
+          ASSERT_EQ(zsseg::segment_windows_cuda_emulated(p, nullptr), 0);
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
+          expect_same_decisions(got, want, softmax ? "many windows softmax" : "many windows");
+        }
       }
     }
   }
@@ -350,17 +361,6 @@ TEST(SegmentWindowsEmulated, ManyOverlappingWindowsMatchCpu) {
 // lower bound. It must change nothing: with Pruning::kOn and Pruning::kBoundsOnly (same arithmetic, every class
 // evaluated) labels and scores are bit-identical, and both match the CPU op as the unpruned kernel does.
 
-class PruningScope {
- public:
-  explicit PruningScope(zsseg::segment_windows_testing::Pruning mode)
-      : old_(zsseg::segment_windows_testing::pruning()) {
-    zsseg::segment_windows_testing::set_pruning(mode);
-  }
-  ~PruningScope() { zsseg::segment_windows_testing::set_pruning(old_); }
-
- private:
-  zsseg::segment_windows_testing::Pruning old_;
-};
 
 struct PruneCase {
   const char* what;
@@ -470,24 +470,35 @@ TEST(SegmentWindowsEmulated, PruningIsExact) {
       p.class_bias = bias.data();
       p.logits = logits.data();
       const LabelsScores want = run_windows(p, false, false, logits_half);
+      for (int kernel : emu_test::kernel_variants(cap)) {
+      emu_test::VariantScope variant_scope(kernel);
       zsseg::segment_windows_testing::reset_prune_stats();
       LabelsScores pruned, all;
       {
-        PruningScope on(Pruning::kOn);
+        emu_test::PruningScope on(Pruning::kOn);
         pruned = run_windows(p, true, c.half, logits_half);
       }
       const auto stats = zsseg::segment_windows_testing::prune_stats();
       {
-        PruningScope bounds(Pruning::kBoundsOnly);
+        emu_test::PruningScope bounds(Pruning::kBoundsOnly);
         all = run_windows(p, true, c.half, logits_half);
       }
       LabelsScores off;
       {
-        PruningScope none(Pruning::kOff);
+        emu_test::PruningScope none(Pruning::kOff);
         off = run_windows(p, true, c.half, logits_half);
       }
-      SCOPED_TRACE(std::string(c.what) + ", grid cap " + std::to_string(cap));
+      SCOPED_TRACE(std::string(c.what) + ", grid cap " + std::to_string(cap) + ", kernel variant " +
+                   std::to_string(kernel));
       ASSERT_GT(stats.tiles, 0) << "the bound pass ran";
+      using zsseg::segment_windows_testing::Variant;
+      // chained exponentials: only the chain variant, only with a power-of-two head scale (grid 4 -> head 64) and
+      // logits within +-40 (not kind 6, not the huge/deep or NaN logits' tiles)
+      if (kernel != static_cast<int>(Variant::kColumnsChain) || c.grid * 16 != c.head || c.kind == 6) {
+        EXPECT_EQ(stats.chained_rows, 0) << "no chained rows";
+      } else if (c.kind <= 3) {
+        EXPECT_GT(stats.chained_rows, stats.fast_tiles) << "chained rows in the fast tiles";
+      }
       EXPECT_EQ(pruned.labels, all.labels);
       ASSERT_EQ(pruned.scores.size(), all.scores.size());
       for (size_t i = 0; i < all.scores.size(); ++i) {  // bit-identical (NaN included)
@@ -516,6 +527,7 @@ TEST(SegmentWindowsEmulated, PruningIsExact) {
         EXPECT_TRUE(std::any_of(pruned.scores.begin(), pruned.scores.end(), [](float v) { return std::isnan(v); }));
         EXPECT_EQ(pruned.labels, want.labels);
       }
+      }  // kernel variants
     }
   }
 }

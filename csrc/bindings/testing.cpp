@@ -13,6 +13,8 @@
 #ifdef ZSSEG_WITH_CUDA
 #include <cuda_runtime.h>
 
+#include "cuda/segment_windows_testing.cuh"  // after the runtime: the emulated build's hooks are its own
+
 namespace zsseg_py {
 namespace {
 
@@ -234,6 +236,39 @@ void register_test_array(py::module_& t) {
 
 }  // namespace
 
+// The sigmoid path's kernel candidates of segment_windows (csrc/cuda/segment_windows_testing.cuh), by name, for
+// the GPU lease that times them (checks/postprocess_variants.py) and the emulated tests that check each.
+constexpr const char* kVariantNames[] = {"tiled", "columns", "columns_chain"};
+static_assert(sizeof(kVariantNames) / sizeof(kVariantNames[0]) == zsseg::segment_windows_testing::kVariants,
+              "a name per variant");
+
+void register_segment_windows_variants(py::module_& t) {
+  namespace swt = zsseg::segment_windows_testing;
+  t.def("segment_windows_variants", [] {
+    py::list names;
+    for (const char* name : kVariantNames) names.append(name);
+    return names;
+  });
+  t.def(
+      "segment_windows_variant",
+      [](const py::object& name) {
+        const std::string before = kVariantNames[static_cast<int>(swt::variant())];
+        if (name.is_none()) return before;
+        const std::string wanted = py::cast<std::string>(name);
+        for (int k = 0; k < swt::kVariants; ++k) {
+          if (wanted == kVariantNames[k]) {
+            swt::set_variant(static_cast<swt::Variant>(k));
+            return before;
+          }
+        }
+        throw py::value_error("segment_windows_variant: one of tiled, columns, columns_chain, got '" + wanted +
+                              "'");
+      },
+      py::arg("name") = py::none(),
+      "The sigmoid path's kernel of the next segment_windows calls (process-wide): sets it when a name is given; "
+      "returns the one before.");
+}
+
 void register_testing(py::module_& m) {
   py::module_ t = m.def_submodule("_testing", "CUDA test helpers (not public API); see csrc/bindings/testing.cpp.");
   register_test_array(t);
@@ -437,6 +472,7 @@ void register_testing(py::module_& m) {
       },
       py::arg("name"), py::arg("device") = 0,
       "An attribute of the device's DEFAULT memory pool (the one torch's cudaMallocAsync backend shares).");
+  register_segment_windows_variants(t);
 }
 
 }  // namespace zsseg_py

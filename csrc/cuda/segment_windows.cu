@@ -60,13 +60,21 @@ namespace zsseg {
 namespace sw_cuda {
 #if defined(ZS_CUDA_EMULATION)
 inline namespace emulated {
-std::atomic<int64_t> g_stat_tiles{0}, g_stat_classes{0}, g_stat_kept{0}, g_stat_fast{0};
+std::atomic<int64_t> g_stat_tiles{0}, g_stat_classes{0}, g_stat_kept{0}, g_stat_fast{0}, g_stat_chained{0};
 }  // namespace emulated
 #endif
 namespace {
 
 // The pruning mode of the next launches (segment_windows_testing::set_pruning).
 std::atomic<int> g_pruning{static_cast<int>(segment_windows_testing::Pruning::kOn)};
+// The sigmoid path's kernel of the next launches (segment_windows_testing::set_variant).
+std::atomic<int> g_variant{static_cast<int>(segment_windows_testing::Variant::kTiled)};
+
+// A power of two (the row weights are then exact multiples of it: the chained exponentials' condition).
+bool is_power_of_two(float x) {
+  int exponent = 0;
+  return x > 0.f && std::frexp(x, &exponent) == 0.5f;
+}
 
 // ---- launcher ------------------------------------------------------------------------------------------------
 
@@ -152,6 +160,9 @@ CudaStatus launch(const SegmentWindowsParams& p, cudaStream_t stream) {
   d.prune = d.sigmoid && p.classes <= kMaxPruneClasses && pruning != segment_windows_testing::Pruning::kOff;
   d.drop = pruning == segment_windows_testing::Pruning::kOn;
   d.logit_scale = p.logit_scale;
+  d.variant = g_variant.load();
+  d.chain = d.variant == static_cast<int>(segment_windows_testing::Variant::kColumnsChain) &&
+            is_power_of_two(d.head_scale_y);
   const auto capped = [](int64_t n) {
     return static_cast<unsigned int>(n < 1 ? 1 : (n > ZS_CUDA_GRID_CAP ? ZS_CUDA_GRID_CAP : n));
   };
@@ -188,6 +199,12 @@ void segment_windows_testing::set_pruning(segment_windows_testing::Pruning mode)
 segment_windows_testing::Pruning segment_windows_testing::pruning() {
   return static_cast<Pruning>(g_pruning.load());
 }
+void segment_windows_testing::set_variant(segment_windows_testing::Variant variant) {
+  g_variant.store(static_cast<int>(variant));
+}
+segment_windows_testing::Variant segment_windows_testing::variant() {
+  return static_cast<Variant>(g_variant.load());
+}
 segment_windows_testing::PruneStats segment_windows_testing::prune_stats() {
   PruneStats stats;
 #if defined(ZS_CUDA_EMULATION)
@@ -195,6 +212,7 @@ segment_windows_testing::PruneStats segment_windows_testing::prune_stats() {
   stats.classes = g_stat_classes.load();
   stats.kept = g_stat_kept.load();
   stats.fast_tiles = g_stat_fast.load();
+  stats.chained_rows = g_stat_chained.load();
 #endif
   return stats;
 }
@@ -204,6 +222,7 @@ void segment_windows_testing::reset_prune_stats() {
   g_stat_classes = 0;
   g_stat_kept = 0;
   g_stat_fast = 0;
+  g_stat_chained = 0;
 #endif
 }
 

@@ -25,6 +25,21 @@ enum class Pruning {
 void set_pruning(Pruning mode);
 Pruning pruning();
 
+// The sigmoid path's tiled kernel, one of the candidates that a GPU lease times against each other (issue 72; the
+// winner becomes the default and the others go). Every variant gives the CPU op's labels and scores up to fp32
+// rounding (the emulation tests run each); they differ in how the tame tiles' merged values are made and in the
+// occupancy they ask for. Process-wide, read by the launcher at each call, like the pruning mode.
+enum class Variant {
+  kTiled,         // default: 8 classes per pass, a thread per (column, row segment), __launch_bounds__(256, 2)
+  kColumns,       // a thread per (column, two classes) walks the whole footprint column, rows blended into the output
+                  // rows as it goes (stage 2 blends columns only); 22 classes per pass; __launch_bounds__(256, 4)
+  kColumnsChain,  // kColumns, and within a run of rows whose exponent is affine (a power-of-two head scale, every
+                  // logit of the tile within +-40) 2^t is chained by multiplication: one ex2 per 4 rows
+};
+constexpr int kVariants = 3;
+void set_variant(Variant variant);
+Variant variant();
+
 // What the sigmoid path's bound pass did since the last reset, summed over tiles: counted by the emulated build
 // only (a GPU build returns zeros: counting there would cost an atomic per tile).
 struct PruneStats {
@@ -32,6 +47,7 @@ struct PruneStats {
   int64_t classes = 0;     // classes considered (tiles x C)
   int64_t kept = 0;        // classes evaluated
   int64_t fast_tiles = 0;  // tiles whose logits were all finite and |x| <= 1e30 (the fast arithmetic)
+  int64_t chained_rows = 0;  // Variant::kColumnsChain: footprint rows (per window) whose 2^t was chained
 };
 PruneStats prune_stats();
 void reset_prune_stats();

@@ -1,147 +1,17 @@
 // CUDA segment_windows, the tiled argmax kernel (sigmoid and identity; see segment_windows.cu for the design): the
 // bound pass (class pruning, P), the fast path of tame tiles (stage 1 with one reciprocal per pair of sigmoids) and
 // the generic tiles, then stage 2 (output blends and argmax).
+#include <type_traits>
+
+#include "segment_windows_bounds.cuh"
+#include "segment_windows_columns.cuh"
+#include "segment_windows_testing.cuh"
 #include "segment_windows_tiles.cuh"
 
 namespace zsseg {
 namespace sw_cuda {
 inline namespace ZS_SW_BUILD {  // emulated / device: segment_windows_tiles.cuh
 namespace {
-
-// ---- P: the bound pass ---------------------------------------------------------------------------------------
-
-// threadIdx.x read where it is used: the compiler cannot hoist the values derived from it out of the tile loop
-// (where they would stay live across stages 0-2 and spill to local memory).
-__device__ __forceinline__ int32_t thread_index_here() {
-#if defined(__CUDA_ARCH__)
-  int32_t tid;
-  asm volatile("mov.u32 %0, %%tid.x;" : "=r"(tid));
-  return tid;
-#else
-  return static_cast<int32_t>(threadIdx.x);
-#endif
-}
-
-// Lists in s.listed the classes that can win a pixel of the tile (all classes unless d.drop), in class order, and
-// sets s.listed_count and s.tame. Thread t owns the contiguous classes [t q, t q + q), q = ceil(C / 256) <= 4.
-// Ends with a barrier.
-template <typename T>
-__device__ void bound_pass(const T* __restrict__ logits, const Dims& d, const float* __restrict__ class_bias,
-                           TileSmem& s) {
-  const int32_t tid = thread_index_here(), warp = tid / 32, lane = tid % 32;
-  const int32_t classes = d.classes, per_thread = (classes + kThreads - 1) / kThreads;
-  const int32_t c_begin = tid * per_thread, c_end = c_begin + per_thread < classes ? c_begin + per_thread : classes;
-  const int32_t plane = d.in_h * d.in_w;
-  float* const upper = &s.merged[0][0];               // [classes] upper bound (+inf: wild, always listed)
-  float* const lower_max = upper + kMaxPruneClasses;  // [kThreads] the thread's largest tame lower bound
-  float* const deep = lower_max + kThreads;           // [classes] 1: a logit below kDeepLogit
-  static_assert(2 * kMaxPruneClasses + kThreads <= kChunk * kFootprintCap, "bounds fit in smem.merged");
-  float lower_best = -INFINITY;
-  for (int32_t c = c_begin; c < c_end; ++c) {
-    float lo = INFINITY, hi = -INFINITY;
-    bool tame = true;
-    for (int32_t slot = 0; slot < s.slots; ++slot) {
-      const int32_t rows = s.slot_rows[slot][1], cols = s.slot_cols[slot][1];
-      const T* p = logits + (static_cast<int64_t>(s.slot_window[slot]) * classes + c) * plane +
-                   (s.slot_rows[slot][0] * d.in_w + s.slot_cols[slot][0]);
-      for (int32_t r0 = 0; r0 < rows; r0 += kBoundRows) {
-        for (int32_t q0 = 0; q0 < cols; q0 += kBoundCols) {
-          float v[kBoundRows][kBoundCols];  // a fixed block of predicated loads, all in flight at once
-#pragma unroll
-          for (int r = 0; r < kBoundRows; ++r) {
-#pragma unroll
-            for (int q = 0; q < kBoundCols; ++q) {
-              v[r][q] =
-                  r0 + r < rows && q0 + q < cols ? cuda_detail::load_as_float(p + ((r0 + r) * d.in_w + q0 + q)) : NAN;
-            }
-          }
-#pragma unroll
-          for (int r = 0; r < kBoundRows; ++r) {
-#pragma unroll
-            for (int q = 0; q < kBoundCols; ++q) {
-              if (r0 + r < rows && q0 + q < cols) {
-                tame = tame && fabsf(v[r][q]) <= kTameLogit;  // false for NaN and +-inf
-                lo = fminf(lo, v[r][q]);
-                hi = fmaxf(hi, v[r][q]);
-              }
-            }
-          }
-        }
-      }
-    }
-    const float bias = class_bias != nullptr ? __ldg(class_bias + c) : 0.f;
-    const float slack = kPruneSlack * (1.f + fabsf(bias));
-    float lower = INFINITY, high = -INFINITY;  // no logit read (a footprint in no window): only the zeros below
-    if (lo <= hi) {
-      lower = sigmoid_device(lo) - bias - slack;
-      high = sigmoid_device(hi) - bias + slack;
-    }
-    if (s.uncovered) {  // merged values are 0 where no window covers the footprint
-      lower = fminf(lower, -slack);
-      high = fmaxf(high, slack);
-    }
-    if (tame) {
-      lower_best = fmaxf(lower_best, lower);
-    } else {
-      high = INFINITY;
-    }
-    upper[c] = high;
-    deep[c] = lo < kDeepLogit ? 1.f : 0.f;
-  }
-  lower_max[tid] = lower_best;
-  __syncthreads();
-  if (lane == 0) {
-    float m = -INFINITY;
-#pragma unroll
-    for (int i = 0; i < 32; ++i) m = fmaxf(m, lower_max[warp * 32 + i]);
-    s.warp_max[warp] = m;
-  }
-  __syncthreads();
-  float threshold = -INFINITY;  // the largest lower bound of a tame class: classes below it cannot win
-#pragma unroll
-  for (int w = 0; w < kWarps; ++w) threshold = fmaxf(threshold, s.warp_max[w]);
-  int32_t counts = 0;
-  for (int32_t c = c_begin; c < c_end; ++c) {
-    const float high = upper[c];
-    const bool listed = !d.drop || !(high < threshold);
-    counts += listed ? 1 : 0;
-    counts += listed && (high == INFINITY || deep[c] != 0.f) ? 1 << 16 : 0;  // the fast arithmetic's range
-  }
-  s.scan[tid] = counts;
-  __syncthreads();
-  if (lane == 0) {  // exclusive prefix within the warp, in place, and the warp's total
-    int32_t run = 0;
-    for (int i = 0; i < 32; ++i) {
-      const int32_t v = s.scan[warp * 32 + i];
-      s.scan[warp * 32 + i] = run;
-      run += v;
-    }
-    s.warp_total[warp] = run;
-  }
-  __syncthreads();
-  int32_t at = s.scan[tid], total = 0;
-#pragma unroll
-  for (int w = 0; w < kWarps; ++w) {
-    const int32_t t = s.warp_total[w];
-    at += w < warp ? t : 0;
-    total += t;
-  }
-  at &= 0xffff;
-  for (int32_t c = c_begin; c < c_end; ++c) {
-    if (!d.drop || !(upper[c] < threshold)) s.listed[at++] = static_cast<uint16_t>(c);
-  }
-  if (tid == 0) {
-    s.listed_count = total & 0xffff;
-    s.tame = (total >> 16) == 0 ? 1 : 0;
-#if defined(ZS_CUDA_EMULATION)
-    g_stat_tiles += 1;
-    g_stat_classes += classes;
-    g_stat_kept += total & 0xffff;
-    g_stat_fast += (total >> 16) == 0 ? 1 : 0;
-#endif
-  }
-  __syncthreads();
-}
 
 // The fast arithmetic (see the file comment) for tame tiles of one or two windows covering whole footprint columns
 // (same_rows, slots <= 2: the pipeline's sliding windows side by side or stacked). Both slots' rows are staged
@@ -358,17 +228,41 @@ __device__ __forceinline__ void run_tile_fast(const T* __restrict__ logits, cons
   }
 }
 
-template <typename T, bool Sigmoid>
-__global__ void __launch_bounds__(kThreads, 2)
-    segment_windows_kernel(const T* __restrict__ logits, WindowTable table, Dims d,
+// What each variant (segment_windows_testing::Variant) compiles to: the blocks per SM its register cap is set for,
+// and its shared memory (the column form adds its per-tile tables to TileSmem).
+using segment_windows_testing::Variant;
+template <int V>
+struct VariantTraits {
+  static constexpr bool kColumnForm = V == static_cast<int>(Variant::kColumns) ||
+                                      V == static_cast<int>(Variant::kColumnsChain);
+  static constexpr int kMinBlocks = kColumnForm ? 4 : 2;
+  using Smem = typename std::conditional<kColumnForm, ColumnSmem, TileSmem>::type;
+};
+__device__ __forceinline__ TileSmem& tile_smem(TileSmem& s) {
+  return s;
+}
+__device__ __forceinline__ TileSmem& tile_smem(ColumnSmem& s) {
+  return s.base;
+}
+
+template <typename T, bool Sigmoid, int V>
+__global__ void __launch_bounds__(kThreads, VariantTraits<V>::kMinBlocks)
+    segment_windows_kernel(const T* __restrict__ logits, const __grid_constant__ WindowTable table,
+                           const __grid_constant__ Dims d,
                            const float* __restrict__ class_bias, int32_t* __restrict__ labels,
                            float* __restrict__ scores) {
-  __shared__ TileSmem s;
+  __shared__ typename VariantTraits<V>::Smem smem;
+  TileSmem& s = tile_smem(smem);
   for (int32_t tile_y = static_cast<int32_t>(blockIdx.y); tile_y < d.tiles_y; tile_y += gridDim.y) {
     for (int32_t tile_x = static_cast<int32_t>(blockIdx.x); tile_x < d.tiles_x; tile_x += gridDim.x) {
       const Tile tile = tile_at(d, tile_y, tile_x);
       prepare_tile(table, d, tile.y0, tile.x0, tile.th, tile.tw, s);
-      if (Sigmoid && d.prune) {
+      if constexpr (VariantTraits<V>::kColumnForm) {  // (sigmoid only: the launcher)
+        if (d.prune) bound_pass(logits, d, class_bias, s);
+        const bool fast = d.prune && s.tame && s.same_rows && s.slots <= 2;
+        run_tile_columns(logits, table, d, class_bias, tile, fast, d.prune, d.prune ? s.listed_count : d.classes,
+                         labels, scores, smem);
+      } else if (Sigmoid && d.prune) {
         bound_pass(logits, d, class_bias, s);
         if (s.tame && s.same_rows && s.slots <= 2) {
           run_tile_fast(logits, table, d, class_bias, tile, s.listed_count, labels, scores, s);
@@ -389,8 +283,17 @@ template <typename T>
 void launch_tiled(const T* logits, const WindowTable& table, const Dims& d, const SegmentWindowsParams& p, dim3 grid,
                   cudaStream_t stream) {
   // (a template-id with a comma cannot be a macro argument)
-  auto* const segment_windows_tiled_kernel =
-      d.sigmoid ? &segment_windows_kernel<T, true> : &segment_windows_kernel<T, false>;
+  using Kernel = void (*)(const T*, const WindowTable, const Dims, const float*, int32_t*, float*);
+  constexpr int kTiled = static_cast<int>(Variant::kTiled), kColumns = static_cast<int>(Variant::kColumns);
+  constexpr int kChain = static_cast<int>(Variant::kColumnsChain);
+  Kernel segment_windows_tiled_kernel = &segment_windows_kernel<T, false, kTiled>;  // identity: one kernel
+  if (d.sigmoid) {
+    const Kernel sigmoid_kernels[] = {&segment_windows_kernel<T, true, kTiled>,
+                                      &segment_windows_kernel<T, true, kColumns>,
+                                      &segment_windows_kernel<T, true, kChain>};
+    static_assert(sizeof(sigmoid_kernels) / sizeof(Kernel) == segment_windows_testing::kVariants, "a kernel each");
+    segment_windows_tiled_kernel = sigmoid_kernels[d.variant];
+  }
   ZS_LAUNCH(segment_windows_tiled_kernel, grid, kThreads, stream, logits, table, d, p.class_bias, p.labels, p.scores);
 }
 

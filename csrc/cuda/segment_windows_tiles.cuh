@@ -45,6 +45,7 @@ constexpr int kBoundRows = 3, kBoundCols = 4;  // the bound pass's block of load
 constexpr int32_t kUncoveredBit = 1 << 8;      // in row_mask: some footprint column of the row is in no window
 constexpr float kTameLogit = 1e30f;   // |logit| above this (or non-finite): the class is kept, the tile generic
 constexpr float kDeepLogit = -60.f;   // a listed class with a logit below this: the tile generic (see pair_rows)
+constexpr float kGentleLogit = 40.f;  // every logit of a tile within +-this: chained exponentials allowed (columns)
 constexpr float kPruneSlack = 1e-5f;  // bound slack, times (1 + |bias|): covers every rounding and approximation
 constexpr float kNegLog2e = -1.44269504088896341f;
 
@@ -60,11 +61,13 @@ struct Dims {
   bool prune;         // sigmoid path with classes <= kMaxPruneClasses: run the bound pass (and the fast arithmetic)
   bool drop;          // and skip the classes it rules out (false only in tests: Pruning::kBoundsOnly)
   float logit_scale;  // softmax only
+  int32_t variant;    // the sigmoid path's kernel (segment_windows_testing::Variant)
+  bool chain;         // kColumnsChain and a power-of-two head scale: 2^t may be chained along rows
 };
 
 #if defined(ZS_CUDA_EMULATION)
 // What the bound pass did (emulated build only; defined in segment_windows.cu, read by the testing hooks).
-extern std::atomic<int64_t> g_stat_tiles, g_stat_classes, g_stat_kept, g_stat_fast;
+extern std::atomic<int64_t> g_stat_tiles, g_stat_classes, g_stat_kept, g_stat_fast, g_stat_chained;
 #endif
 
 // The kernels' launches, one per file (errors are read by the caller with cudaGetLastError).
@@ -174,6 +177,7 @@ struct TileSmem {
   float warp_max[kWarps];
   uint16_t listed[kMaxPruneClasses];  // the classes evaluated, in class order
   int32_t listed_count, tame;
+  int32_t steep;  // the bound pass saw a logit beyond +-kGentleLogit (reset per tile by prepare_tile)
 };
 
 // Per tile: footprint, slots, row taps, the logit rectangle each slot reads. Ends with a barrier.
@@ -195,6 +199,7 @@ struct TileSmem {
       s.slot_window[slots++] = k;
     }
     s.slots = slots;
+    s.steep = 0;
   }
   __syncthreads();
   const int32_t e = static_cast<int32_t>(threadIdx.x);  // one thread per footprint row

@@ -1,0 +1,49 @@
+// The segment_windows launcher's process-wide test modes (csrc/cuda/segment_windows_testing.cuh), set for a scope
+// and restored after it: the class pruning mode and the sigmoid path's kernel variant (the candidates a GPU lease
+// times; every one must give the CPU op's decisions). Include after the emulation's headers (emu/kernels_emulated.h).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "cuda/segment_windows_testing.cuh"
+
+namespace emu_test {
+
+class PruningScope {
+ public:
+  explicit PruningScope(zsseg::segment_windows_testing::Pruning mode)
+      : old_(zsseg::segment_windows_testing::pruning()) {
+    zsseg::segment_windows_testing::set_pruning(mode);
+  }
+  ~PruningScope() { zsseg::segment_windows_testing::set_pruning(old_); }
+  PruningScope(const PruningScope&) = delete;
+  PruningScope& operator=(const PruningScope&) = delete;
+
+ private:
+  zsseg::segment_windows_testing::Pruning old_;
+};
+
+class VariantScope {
+ public:
+  explicit VariantScope(int variant) : old_(zsseg::segment_windows_testing::variant()) {
+    zsseg::segment_windows_testing::set_variant(static_cast<zsseg::segment_windows_testing::Variant>(variant));
+  }
+  ~VariantScope() { zsseg::segment_windows_testing::set_variant(old_); }
+  VariantScope(const VariantScope&) = delete;
+  VariantScope& operator=(const VariantScope&) = delete;
+
+ private:
+  zsseg::segment_windows_testing::Variant old_;
+};
+
+
+// The kernel variants a case runs under a grid cap: every one at the real cap; at the tiny cap (grid-stride loops:
+// the same tile loop in every variant) the default and the chained column form.
+inline std::vector<int> kernel_variants(std::int64_t grid_cap) {
+  using zsseg::segment_windows_testing::Variant;
+  std::vector<int> kernels{static_cast<int>(Variant::kTiled), static_cast<int>(Variant::kColumnsChain)};
+  if (grid_cap > 2) kernels.push_back(static_cast<int>(Variant::kColumns));
+  return kernels;
+}
+
+}  // namespace emu_test
