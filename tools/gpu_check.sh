@@ -250,6 +250,12 @@ do_engine() {
   step engine "$WORK/logs/engine.log" run_module checks gpu_engine "${args[@]}" || true
   # the targets it checked and met: --quick leaves the post-processing target unchecked (not passed: exit 4)
   step engine_targets "$WORK/logs/engine_targets.log" targets_met "$WORK/engine_check.json" || true
+  # the post-processing candidates timed against each other on the same GPU, on the Engine's logits too (the
+  # export above, reused): postprocess_variants.json; fails only when the default fails its check or one crashed
+  if [ "$QUICK" != 1 ]; then
+    step variants "$WORK/logs/variants.log" run_module checks postprocess_variants --out "$WORK" \
+      --work "$OUT/shared_exports" || true
+  fi
 }
 
 do_bench() {
