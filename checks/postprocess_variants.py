@@ -55,7 +55,10 @@ def _windows(scale: int):
     from zsseg_rt import pipeline
 
     head = HEAD // scale
-    return [tuple(int(v) for v in w) for w in pipeline.sliding_windows(SCALED[0] // scale, SCALED[1] // scale, head, head * 2 // 3)]
+    return [
+        tuple(int(v) for v in w)
+        for w in pipeline.sliding_windows(SCALED[0] // scale, SCALED[1] // scale, head, head * 2 // 3)
+    ]
 
 
 def synthetic_logits(kind: str, classes: int, windows: int, grid: int, seed: int = 0) -> np.ndarray:
@@ -151,7 +154,11 @@ def measure_case(testing, logits: np.ndarray, windows, scale: int, variants: Seq
     from zsseg_rt import ops
 
     classes = logits.shape[1]
-    head, scaled, out = (HEAD // scale,) * 2, (SCALED[0] // scale, SCALED[1] // scale), (OUT[0] // scale, OUT[1] // scale)
+    head, scaled, out = (
+        (HEAD // scale,) * 2,
+        (SCALED[0] // scale, SCALED[1] // scale),
+        (OUT[0] // scale, OUT[1] // scale),
+    )
     bias = np.where(np.arange(classes) % 3 == 0, 0.1, 0.0).astype(np.float32)
     want = ops.segment_windows(logits, windows, head, scaled, out, class_bias=bias)
     d_logits, d_bias = testing.DeviceMemory(logits), testing.DeviceMemory(bias)

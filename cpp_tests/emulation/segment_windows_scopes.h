@@ -36,7 +36,6 @@ class VariantScope {
   zsseg::segment_windows_testing::Variant old_;
 };
 
-
 // The kernel variants a case runs under a grid cap: every one at the real cap; at the tiny cap (grid-stride loops:
 // the same tile loop in every variant) the default and the chained column form.
 inline std::vector<int> kernel_variants(std::int64_t grid_cap) {

@@ -125,7 +125,6 @@ Outputs run_segment_windows(zsseg::SegmentWindowsParams p, BlockSchedule schedul
   return out;
 }
 
-
 // One window over the left half of a 16 x 64 rescaled image, output 12 x 40 (blends with weights in (0, 1):
 // a stale tap counts), tiles of 16 x 8: the tiles at x >= 32 meet no window (slots == 0), the ones before them on
 // each row hold merged values of the window first (shared memory is one static instance in the emulation, and one

@@ -219,7 +219,6 @@ struct WindowsCase {
   int64_t classes, grid, head, scaled_h, scaled_w, out_h, out_w;
 };
 
-
 TEST(SegmentWindowsEmulated, MatchesCpu) {
   // The tiled kernel's output tiles are 32 x 8 (fewer when the output is much smaller than the rescaled image);
   // the sizes below give edge tiles in both directions, several tiles, partial class chunks (chunks of 8) and the
@@ -361,7 +360,6 @@ TEST(SegmentWindowsEmulated, ManyOverlappingWindowsMatchCpu) {
 // lower bound. It must change nothing: with Pruning::kOn and Pruning::kBoundsOnly (same arithmetic, every class
 // evaluated) labels and scores are bit-identical, and both match the CPU op as the unpruned kernel does.
 
-
 struct PruneCase {
   const char* what;
   int64_t classes, grid, head, scaled_h, scaled_w, out_h, out_w, stride;
@@ -471,62 +469,62 @@ TEST(SegmentWindowsEmulated, PruningIsExact) {
       p.logits = logits.data();
       const LabelsScores want = run_windows(p, false, false, logits_half);
       for (int kernel : emu_test::kernel_variants(cap)) {
-      emu_test::VariantScope variant_scope(kernel);
-      zsseg::segment_windows_testing::reset_prune_stats();
-      LabelsScores pruned, all;
-      {
-        emu_test::PruningScope on(Pruning::kOn);
-        pruned = run_windows(p, true, c.half, logits_half);
-      }
-      const auto stats = zsseg::segment_windows_testing::prune_stats();
-      {
-        emu_test::PruningScope bounds(Pruning::kBoundsOnly);
-        all = run_windows(p, true, c.half, logits_half);
-      }
-      LabelsScores off;
-      {
-        emu_test::PruningScope none(Pruning::kOff);
-        off = run_windows(p, true, c.half, logits_half);
-      }
-      SCOPED_TRACE(std::string(c.what) + ", grid cap " + std::to_string(cap) + ", kernel variant " +
-                   std::to_string(kernel));
-      ASSERT_GT(stats.tiles, 0) << "the bound pass ran";
-      using zsseg::segment_windows_testing::Variant;
-      // chained exponentials: only the chain variant, only with a power-of-two head scale (grid 4 -> head 64) and
-      // logits within +-40 (not kind 6, not the huge/deep or NaN logits' tiles)
-      if (kernel != static_cast<int>(Variant::kColumnsChain) || c.grid * 16 != c.head || c.kind == 6) {
-        EXPECT_EQ(stats.chained_rows, 0) << "no chained rows";
-      } else if (c.kind <= 3) {
-        EXPECT_GT(stats.chained_rows, stats.fast_tiles) << "chained rows in the fast tiles";
-      }
-      EXPECT_EQ(pruned.labels, all.labels);
-      ASSERT_EQ(pruned.scores.size(), all.scores.size());
-      for (size_t i = 0; i < all.scores.size(); ++i) {  // bit-identical (NaN included)
-        ASSERT_EQ(std::memcmp(&pruned.scores[i], &all.scores[i], sizeof(float)), 0) << "pixel " << i;
-      }
-      expect_same_decisions(pruned, want, c.what);
-      expect_same_decisions(off, want, c.what);
-      if ((c.kind == 1 || c.kind == 6) && c.head == 64) {  // the photo-like layouts (16x head upsampling)
-        EXPECT_LT(stats.kept, stats.classes * 3 / 4) << "a dominated map prunes classes";
-      }
-      if (c.kind == 2) {
-        EXPECT_EQ(stats.kept, stats.classes) << "equal classes: nothing can be pruned";
-        EXPECT_EQ(pruned.labels, std::vector<int32_t>(pruned.labels.size(), 0)) << "ties: the lowest index";
-      }
-      if (c.kind == 3) {
-        for (int32_t l : pruned.labels) EXPECT_EQ(l % 2, 0) << "a tie with the class below: the lower index";
-        EXPECT_EQ(pruned.labels, want.labels);
-      }
-      if (c.kind == 4 || c.kind == 5) {
-        EXPECT_LT(stats.fast_tiles, stats.tiles) << "non-finite, huge or deep logits: generic tiles";
-      }
-      if (c.kind == 1 && !c.half && c.grid == 4 && c.scaled_h < c.scaled_w) {
-        EXPECT_EQ(stats.fast_tiles, stats.tiles) << "tame side-by-side windows: every tile fast";
-      }
-      if (c.kind == 4) {
-        EXPECT_TRUE(std::any_of(pruned.scores.begin(), pruned.scores.end(), [](float v) { return std::isnan(v); }));
-        EXPECT_EQ(pruned.labels, want.labels);
-      }
+        emu_test::VariantScope variant_scope(kernel);
+        zsseg::segment_windows_testing::reset_prune_stats();
+        LabelsScores pruned, all;
+        {
+          emu_test::PruningScope on(Pruning::kOn);
+          pruned = run_windows(p, true, c.half, logits_half);
+        }
+        const auto stats = zsseg::segment_windows_testing::prune_stats();
+        {
+          emu_test::PruningScope bounds(Pruning::kBoundsOnly);
+          all = run_windows(p, true, c.half, logits_half);
+        }
+        LabelsScores off;
+        {
+          emu_test::PruningScope none(Pruning::kOff);
+          off = run_windows(p, true, c.half, logits_half);
+        }
+        SCOPED_TRACE(std::string(c.what) + ", grid cap " + std::to_string(cap) + ", kernel variant " +
+                     std::to_string(kernel));
+        ASSERT_GT(stats.tiles, 0) << "the bound pass ran";
+        using zsseg::segment_windows_testing::Variant;
+        // chained exponentials: only the chain variant, only with a power-of-two head scale (grid 4 -> head 64) and
+        // logits within +-40 (not kind 6, not the huge/deep or NaN logits' tiles)
+        if (kernel != static_cast<int>(Variant::kColumnsChain) || c.grid * 16 != c.head || c.kind == 6) {
+          EXPECT_EQ(stats.chained_rows, 0) << "no chained rows";
+        } else if (c.kind <= 3) {
+          EXPECT_GT(stats.chained_rows, stats.fast_tiles) << "chained rows in the fast tiles";
+        }
+        EXPECT_EQ(pruned.labels, all.labels);
+        ASSERT_EQ(pruned.scores.size(), all.scores.size());
+        for (size_t i = 0; i < all.scores.size(); ++i) {  // bit-identical (NaN included)
+          ASSERT_EQ(std::memcmp(&pruned.scores[i], &all.scores[i], sizeof(float)), 0) << "pixel " << i;
+        }
+        expect_same_decisions(pruned, want, c.what);
+        expect_same_decisions(off, want, c.what);
+        if ((c.kind == 1 || c.kind == 6) && c.head == 64) {  // the photo-like layouts (16x head upsampling)
+          EXPECT_LT(stats.kept, stats.classes * 3 / 4) << "a dominated map prunes classes";
+        }
+        if (c.kind == 2) {
+          EXPECT_EQ(stats.kept, stats.classes) << "equal classes: nothing can be pruned";
+          EXPECT_EQ(pruned.labels, std::vector<int32_t>(pruned.labels.size(), 0)) << "ties: the lowest index";
+        }
+        if (c.kind == 3) {
+          for (int32_t l : pruned.labels) EXPECT_EQ(l % 2, 0) << "a tie with the class below: the lower index";
+          EXPECT_EQ(pruned.labels, want.labels);
+        }
+        if (c.kind == 4 || c.kind == 5) {
+          EXPECT_LT(stats.fast_tiles, stats.tiles) << "non-finite, huge or deep logits: generic tiles";
+        }
+        if (c.kind == 1 && !c.half && c.grid == 4 && c.scaled_h < c.scaled_w) {
+          EXPECT_EQ(stats.fast_tiles, stats.tiles) << "tame side-by-side windows: every tile fast";
+        }
+        if (c.kind == 4) {
+          EXPECT_TRUE(std::any_of(pruned.scores.begin(), pruned.scores.end(), [](float v) { return std::isnan(v); }));
+          EXPECT_EQ(pruned.labels, want.labels);
+        }
       }  // kernel variants
     }
   }

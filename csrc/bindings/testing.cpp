@@ -261,8 +261,7 @@ void register_segment_windows_variants(py::module_& t) {
             return before;
           }
         }
-        throw py::value_error("segment_windows_variant: one of tiled, columns, columns_chain, got '" + wanted +
-                              "'");
+        throw py::value_error("segment_windows_variant: one of tiled, columns, columns_chain, got '" + wanted + "'");
       },
       py::arg("name") = py::none(),
       "The sigmoid path's kernel of the next segment_windows calls (process-wide): sets it when a name is given; "

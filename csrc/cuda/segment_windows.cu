@@ -161,8 +161,8 @@ CudaStatus launch(const SegmentWindowsParams& p, cudaStream_t stream) {
   d.drop = pruning == segment_windows_testing::Pruning::kOn;
   d.logit_scale = p.logit_scale;
   d.variant = g_variant.load();
-  d.chain = d.variant == static_cast<int>(segment_windows_testing::Variant::kColumnsChain) &&
-            is_power_of_two(d.head_scale_y);
+  d.chain =
+      d.variant == static_cast<int>(segment_windows_testing::Variant::kColumnsChain) && is_power_of_two(d.head_scale_y);
   const auto capped = [](int64_t n) {
     return static_cast<unsigned int>(n < 1 ? 1 : (n > ZS_CUDA_GRID_CAP ? ZS_CUDA_GRID_CAP : n));
   };

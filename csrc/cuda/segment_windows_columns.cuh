@@ -149,9 +149,9 @@ __device__ __forceinline__ void prepare_columns(const WindowTable& table, const 
 // Blends the merged values of footprint rows (a, b) of every output row whose lower row b is fr into pass A's
 // buffer (m: row fr, prev: row fr - 1), classes [cc, cc + G) of the chunk.
 template <int G>
-__device__ __forceinline__ void emit_output_rows(const ColumnSmem& cs, float* __restrict__ rows, int32_t fr,
-                                                 int32_t fc, int32_t cc, int32_t th, int32_t& next_row,
-                                                 const float (&m)[G], const float (&prev)[G]) {
+__device__ __forceinline__ void emit_output_rows(const ColumnSmem& cs, float* __restrict__ rows, int32_t fr, int32_t fc,
+                                                 int32_t cc, int32_t th, int32_t& next_row, const float (&m)[G],
+                                                 const float (&prev)[G]) {
   while (next_row < th && cs.out_row[next_row].b == fr) {
     const OutputRow o = cs.out_row[next_row];
 #pragma unroll
@@ -186,8 +186,7 @@ __device__ __forceinline__ void load_column_rows(const T* __restrict__ window_lo
 // the code says) after reloading the interval's rows if it changed, or a chained row (times the ratio).
 template <typename T>
 __device__ __forceinline__ void window_exponentials(const T* __restrict__ window_logits, const Dims& d,
-                                                    const ColumnTap& ct,
-                                                    const uint32_t (&class_offset)[kColumnGroup],
+                                                    const ColumnTap& ct, const uint32_t (&class_offset)[kColumnGroup],
                                                     const BilinearTap* __restrict__ row_taps, int32_t fr, int code,
                                                     int32_t& current, float (&h0)[kColumnGroup],
                                                     float (&h1)[kColumnGroup], float (&e)[kColumnGroup],
@@ -217,8 +216,8 @@ __device__ __forceinline__ void window_exponentials(const T* __restrict__ window
 // [c0, c0 + kColumnChunk): per covering window 2^t, then one window 1 / (1 + E), two the one-reciprocal pair
 // (pair_rows). The bias is subtracted in pass B; a column in no window holds the bias (zero_uncovered).
 template <typename T>
-__device__ __forceinline__ void column_pass_fast(const T* __restrict__ logits, const Dims& d, int32_t c0,
-                                                 int32_t last, int32_t th, const float* chunk_bias, ColumnSmem& cs) {
+__device__ __forceinline__ void column_pass_fast(const T* __restrict__ logits, const Dims& d, int32_t c0, int32_t last,
+                                                 int32_t th, const float* chunk_bias, ColumnSmem& cs) {
   TileSmem& s = cs.base;
   float* const rows = column_rows(s);
   const int32_t fw = s.fw, fh = s.fh;

@@ -43,10 +43,10 @@ Variant variant();
 // What the sigmoid path's bound pass did since the last reset, summed over tiles: counted by the emulated build
 // only (a GPU build returns zeros: counting there would cost an atomic per tile).
 struct PruneStats {
-  int64_t tiles = 0;       // tiles that ran the bound pass
-  int64_t classes = 0;     // classes considered (tiles x C)
-  int64_t kept = 0;        // classes evaluated
-  int64_t fast_tiles = 0;  // tiles whose logits were all finite and |x| <= 1e30 (the fast arithmetic)
+  int64_t tiles = 0;         // tiles that ran the bound pass
+  int64_t classes = 0;       // classes considered (tiles x C)
+  int64_t kept = 0;          // classes evaluated
+  int64_t fast_tiles = 0;    // tiles whose logits were all finite and |x| <= 1e30 (the fast arithmetic)
   int64_t chained_rows = 0;  // Variant::kColumnsChain: footprint rows (per window) whose 2^t was chained
 };
 PruneStats prune_stats();

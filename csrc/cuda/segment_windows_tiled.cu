@@ -233,8 +233,8 @@ __device__ __forceinline__ void run_tile_fast(const T* __restrict__ logits, cons
 using segment_windows_testing::Variant;
 template <int V>
 struct VariantTraits {
-  static constexpr bool kColumnForm = V == static_cast<int>(Variant::kColumns) ||
-                                      V == static_cast<int>(Variant::kColumnsChain);
+  static constexpr bool kColumnForm =
+      V == static_cast<int>(Variant::kColumns) || V == static_cast<int>(Variant::kColumnsChain);
   static constexpr int kMinBlocks = kColumnForm ? 4 : 2;
   using Smem = typename std::conditional<kColumnForm, ColumnSmem, TileSmem>::type;
 };
@@ -248,9 +248,8 @@ __device__ __forceinline__ TileSmem& tile_smem(ColumnSmem& s) {
 template <typename T, bool Sigmoid, int V>
 __global__ void __launch_bounds__(kThreads, VariantTraits<V>::kMinBlocks)
     segment_windows_kernel(const T* __restrict__ logits, const __grid_constant__ WindowTable table,
-                           const __grid_constant__ Dims d,
-                           const float* __restrict__ class_bias, int32_t* __restrict__ labels,
-                           float* __restrict__ scores) {
+                           const __grid_constant__ Dims d, const float* __restrict__ class_bias,
+                           int32_t* __restrict__ labels, float* __restrict__ scores) {
   __shared__ typename VariantTraits<V>::Smem smem;
   TileSmem& s = tile_smem(smem);
   for (int32_t tile_y = static_cast<int32_t>(blockIdx.y); tile_y < d.tiles_y; tile_y += gridDim.y) {

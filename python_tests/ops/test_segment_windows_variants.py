@@ -58,8 +58,10 @@ def test_every_variant_gives_the_cpu_decisions(variants, kind, half):
     d_logits, d_bias = device(logits), device(bias)
     for name in names:
         testing.segment_windows_variant(name)
-        labels, scores = (to_host(a) for a in ops.segment_windows(d_logits, windows, HEAD, SCALED, OUT, class_bias=d_bias))
-        np.testing.assert_allclose(scores, want[1], rtol=0, atol=1e-6, err_msg=name)
+        labels, scores = (
+            to_host(a) for a in ops.segment_windows(d_logits, windows, HEAD, SCALED, OUT, class_bias=d_bias)
+        )
+        np.testing.assert_allclose(scores, want[1], rtol=0, atol=2e-6, err_msg=name)  # as the GPU tests of the op
         agree = float((labels == want[0]).mean())
         assert agree >= 0.99, f"{name}: {agree:.4f} of the labels equal the CPU's"
         assert len(np.unique(labels)) > 3, f"{name}: several classes win (not a trivial map)"
