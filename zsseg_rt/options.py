@@ -338,7 +338,8 @@ ENGINE_OPTIONS = OptionTable(
             "post-processing order: exact (the papers' order: calibrate every window at crop resolution, average the "
             "windows, resize, argmax) or fast (single-window images: one fused upsample+calibration+argmax straight "
             "to the output size, less memory and latency; multi-window images as exact). The default: exact; `zsseg "
-            "camera`: fast where the bundle's pipeline has it. Not `zsseg eval --mode slide|whole`, which chooses the windows of PyTorch checkpoints.",
+            "camera`: fast where the bundle's pipeline has it. Not `zsseg eval --mode slide|whole`, which chooses the "
+            "windows of PyTorch checkpoints.",
             doc="exact is in fp32, so labels can differ from another fp32 implementation only where two classes tie "
             "within ~1e-7. Bundles of the two-stage pipeline have the official order only (exact).",
             flag="--mode",
