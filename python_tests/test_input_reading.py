@@ -57,3 +57,24 @@ def test_a_wrong_pixel_limit_in_the_environment_is_named(monkeypatch):
     assert max_pixels_limit() == 1000
     with pytest.raises(ValueError, match=r"^the pixel limit must be >= 0 \(0 = no limit\), got -2$"):
         max_pixels_limit(-2)
+
+
+@pytest.mark.time_bound(120)
+def test_the_memory_limit_cites_the_document_that_holds_its_section(tiny_bundle):
+    """E12 (B35): the working-memory refusal cited "README 'Input limits and memory'", a section of docs/usage.md.
+    The cited document holds the section (the control: the heading is read from it)."""
+    import re
+
+    from support import REPO
+
+    from zsseg_rt import Engine
+    from zsseg_rt.pipeline import InputLimitError
+
+    engine = Engine(tiny_bundle, classes="a,b", backend="onnxruntime", max_memory_mb=1)
+    with pytest.raises(InputLimitError) as refused:
+        engine(np.zeros((900, 1200, 3), np.uint8))
+    cited = re.search(r"\((\S+), '([^']+)'\)", str(refused.value))
+    assert cited is not None and "README" not in str(refused.value), refused.value
+    document, section = cited.groups()
+    headings = [line.lstrip("#").strip() for line in (REPO / document).read_text().splitlines() if line[:1] == "#"]
+    assert (document, section) == ("docs/usage.md", "Input limits and memory") and section in headings

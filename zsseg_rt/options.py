@@ -439,7 +439,7 @@ ENGINE_OPTIONS = OptionTable(
             "pixel limit of an image, read from a file's header before decoding: larger images are refused "
             "(default: $ZSSEG_MAX_PIXELS or 40000000, the package's one limit; 0 = no limit).",
             doc="An image over a limit is refused with ``InputLimitError`` (a ValueError) naming the limit, before "
-            'any work (README "Input limits and memory"). Sides longer than ``pipeline.limits.MAX_SIDE`` (262144) '
+            'any work (docs/usage.md, "Input limits and memory"). Sides longer than ``pipeline.limits.MAX_SIDE`` (262144) '
             "are always refused.",
             flag="--max-pixels",
             metavar="N",

@@ -1,4 +1,4 @@
-"""Input limits of the runtime and the memory formula they enforce (README "Input limits and memory").
+"""Input limits of the runtime and the memory formula they enforce (docs/usage.md, "Input limits and memory").
 
 Segmenting one image of ``H x W`` pixels with ``C`` classes on a bundle of input size ``S`` works on:
 
@@ -160,7 +160,7 @@ class InputLimits:
         if estimate is not None and estimate > self.max_memory_mb * MIB:
             self._fail(
                 what,
-                f"needs ~{estimate / MIB:.0f} MiB of working memory (README 'Input limits and memory')",
+                f"needs ~{estimate / MIB:.0f} MiB of working memory (docs/usage.md, 'Input limits and memory')",
                 "max_memory_mb",
                 self.max_memory_mb,
                 "use fewer classes, mode='fast', or crop it",
