@@ -34,3 +34,19 @@ def test_eval_on_random_weights_shows_the_banner_and_the_backend(random_bundle, 
     metrics = json.loads(out)
     assert metrics["backend"] == "onnxruntime" and metrics["precision"] == "fp32"
     assert metrics["banner"].startswith("RANDOM WEIGHTS"), metrics.get("banner")
+
+
+@pytest.mark.time_bound(120)
+def test_every_commands_help_has_a_description_and_build_engine_says_what_auto_costs(capsys):
+    """E15 (B80): `zsseg build-engine --help` had no description, and nothing on what `--backend auto` costs. Every
+    command's --help now opens with one (the control: the other ten had theirs already)."""
+    from zsseg_rt.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [action for action in parser._actions if action.__class__.__name__ == "_SubParsersAction"]
+    missing = [name for name, command in commands.choices.items() if not (command.description or "").strip()]
+    assert missing == [], missing
+    with pytest.raises(SystemExit):
+        parser.parse_args(["build-engine", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--backend auto" in text and "minutes of CPU" in text and "announced" in text, text

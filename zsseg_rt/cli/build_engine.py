@@ -142,7 +142,17 @@ def _build_engine(args) -> int:
 
 def add_command(subparsers) -> argparse.ArgumentParser:
     """Register ``build-engine`` on an argparse subparsers object (``zsseg build-engine``)."""
-    p = command_parser(subparsers, "build-engine")
+    p = command_parser(
+        subparsers,
+        "build-engine",
+        description="Prepare a bundle for this machine ahead of use, into BUNDLE/engines/ (an engine or path "
+        "prepared before is reused unless --force): TensorRT 10 engines (--backend tensorrt, the default; needs a "
+        "GPU), or a reduced precision of ONNX Runtime, OpenVINO or torch, each kept only if it passes the accuracy "
+        "gate against ONNX Runtime fp32 (docs/precision.md). --backend auto prepares, gates and measures every CPU "
+        "path that `--backend auto` chooses among: quantising and gating take minutes of CPU (about 6 for the "
+        "ViT-B/16 demo bundle's three paths), announced with their cost before they start; the Engine, `zsseg "
+        "segment` and `zsseg camera` then run the fastest path that passed.",
+    )
     p.add_argument("bundle", help="bundle directory written by `zsseg export`")
     p.add_argument(
         "--backend",
