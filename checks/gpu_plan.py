@@ -61,9 +61,10 @@ ENGINE_TRIGGERS = (
 SASS_CHECK = "python -m checks sass --contraction"
 
 
-def current_passes() -> Dict[str, str]:
-    """Stage -> the record whose pass counts at this tree (gpu_record: same coverage hash)."""
-    return gpu_record.current_passes()
+def current_passes(gpu: Optional[str] = None) -> Dict[str, str]:
+    """Stage -> the record whose pass counts at this tree (gpu_record: same coverage hash; a timing stage's only
+    when measured on ``gpu``'s kind, the machine the lease will get)."""
+    return gpu_record.current_passes(gpu=gpu)
 
 
 def _triggered(path: str) -> bool:
@@ -185,6 +186,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--all", action="store_true", help="every stage: current passes and deferred ones included")
     parser.add_argument("--json", action="store_true", help="the calls as JSON")
     parser.add_argument("--sass", action="store_true", help=f"first run the pre-lease check ({SASS_CHECK})")
+    parser.add_argument("--gpu", default=None, help="the kind the lease will get (nvidia-h100-x1, nvidia-h200: the "
+                        "device tool's status): a timing stage's pass on that kind can be skipped (default: none is)")  # fmt: skip
     options = parser.parse_args(argv)
     if options.sass:
         done = subprocess.run([sys.executable, "-m", "checks", "sass", "--contraction"], cwd=REPO)
@@ -195,7 +198,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     skip: Dict[str, str] = {}
     due: Dict[str, str] = {}
     if not options.all:
-        for name, record in current_passes().items():
+        for name, record in current_passes(options.gpu).items():
             skip[name] = f"its latest record {record} passed with the same coverage hash: unchanged since"
         for name, (is_due, why) in deferred_due().items():
             if name in skip:

@@ -191,7 +191,7 @@ def test_the_engine_is_due_only_when_what_it_failed_on_changed(plan, tmp_path):
 def test_the_plan_defers_the_engine_or_runs_it_in_the_room(plan, monkeypatch, capsys):
     """`gpu_plan`: not due, the engine is named as deferred and the acceptance is the two commands; due, it is the
     third command, in the room, with why; the pre-lease SASS check heads the plan either way."""
-    monkeypatch.setattr(plan, "current_passes", lambda: {})
+    monkeypatch.setattr(plan, "current_passes", lambda gpu=None: {})
     monkeypatch.setattr(plan, "deferred_due", lambda: {"engine": (False, "nothing of it changed")})
     assert plan.main([]) == 0
     text = capsys.readouterr().out
