@@ -526,6 +526,7 @@ class PyAVFileSource(FrameSource):
             container, self._container = self._container, None
             with self.ffmpeg.captured():
                 container.close()
+        self.ffmpeg.release()  # FFmpeg's lines from now on are no longer this source's
 
 
 def _seconds(packet) -> str:
