@@ -22,7 +22,7 @@ from test_frame_api_calls import ALLOCATIONS, EVENT_LIFETIME, SYNCHRONISATIONS, 
 from zsseg_rt import ops
 from zsseg_rt.bundle import Names
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.cuda_graphs import DriverCudaGraphs, FrameGraphs
+from zsseg_rt.runtime.cuda_graphs import DriverCudaGraphs, FrameGraphs, replay_mismatch
 from zsseg_rt.runtime.cuda_memory import CudaMemory
 from zsseg_rt.runtime.device_pipeline import DevicePipeline
 from zsseg_rt.runtime.in_flight import InFlight
@@ -314,3 +314,38 @@ def test_a_new_vocabulary_reaches_the_lanes_and_frames_in_flight_keep_theirs(eng
     assert [r.class_names for r in results] == [CLASSES, CLASSES, ["dog", "tree", "car"], ["dog", "tree", "car"]]
     for frame, got in zip(frames[2:], results[2:]):
         np.testing.assert_array_equal(got.labels, engine(frame).labels)
+
+
+def test_real_torch_lanes_equal_the_synchronous_call(tiny_bundle):  # GPU only: has not run yet (no GPU here)
+    """The deployed path: the torch backend on CUDA with graphs, two lanes made by the Engine itself (each a
+    TorchExecutor with its own stream and graphs); results in order, equal to the synchronous call's within the
+    bound a graph's first replay is held to (each lane captures its own graphs, and cuBLAS may pick another GEMM
+    algorithm per capture: ``cuda_graphs.replay_mismatch``), and every warm frame a replay on a lane."""
+    pytest.importorskip("torch")
+    from cuda_support import torch_cuda_available
+
+    from zsseg_rt.bundle import load_meta
+    from zsseg_rt.export.torch_backend import TorchBackend
+
+    if not (torch_cuda_available() and ops.cuda_available()):
+        pytest.skip("needs a CUDA GPU, torch's CUDA build and zsseg_rt's CUDA ops (never run here: no GPU)")
+    engine = Engine(tiny_bundle, classes=CLASSES, backend=TorchBackend(load_meta(tiny_bundle), device="cuda"))
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (60 + 20 * (i // 2 % 2), 90, 3), dtype=np.uint8) for i in range(8)]  # AABBAABB
+    expected = [engine(frame) for frame in frames]
+    with engine.in_flight(2) as flight:
+        assert flight.lanes == 2, flight.why_synchronous
+        streams = {lane.pipe.memory.stream for lane in flight._lanes} | {engine.pipeline.device.memory.stream}
+        assert len(streams) == 3  # each lane on a stream of its own, none the Engine's
+        results = []
+        for frame in frames:
+            flight.submit(frame)
+            if len(flight) == 2:
+                results.append(flight.result())
+        while len(flight):
+            results.append(flight.result())
+        stats = flight.graph_stats
+    for index, (got, want) in enumerate(zip(results, expected)):
+        assert replay_mismatch((want.labels, want.scores), (got.labels, got.scores)) is None, index
+    assert len({r.scores.tobytes() for r in expected}) == len(frames)  # distinct: an out-of-order result shows
+    assert stats["captured"] == 4 and stats["check_failed"] == 0 and stats["replayed"] == len(frames) - 4

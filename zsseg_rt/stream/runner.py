@@ -35,6 +35,7 @@ import numpy as np
 from zsseg_rt.vocabulary import validate_class_names
 
 from .capture import Backoff, Frame, FrameGrabber
+from .flight import FlightSteps, open_flight
 from .sinks import FrameSink
 from .sources import FrameSource
 from .video_metrics import VideoMetrics
@@ -178,6 +179,8 @@ class _Stream:
         # held back, oldest first, and whether the end of the stream was flushed
         self.pending: Deque[Frame] = collections.deque()
         self.flushed = False
+        self.in_flight = 0  # its frames submitted in flight whose results were not output yet (flight.py)
+        self.submitted = 0  # its frames submitted in flight
 
 
 class MultiStreamRunner:
@@ -203,6 +206,8 @@ class MultiStreamRunner:
         window: frames averaged for the FPS / latency figures.
         temporal_consistency: also measure each source's flow-warped temporal consistency (a DIS flow per frame in
             its writer thread; flicker and the end-to-end frame rate are always measured): ``SourceStats.video``.
+        in_flight: frames kept in flight on a GPU's device pipeline (``flight.py``: the next step submitted before the
+            last one's results are taken; 1: each step waited for); used only where ``segment.in_flight`` has lanes.
 
     The run ends when every source is done (a file or folder at its end, a source that gave up reconnecting, or
     ``max_frames``), or at ``stop()`` / SIGINT / SIGTERM / a sink's stop request. Live sources never end by
@@ -229,7 +234,10 @@ class MultiStreamRunner:
         window: int = 30,
         opened: Union[bool, Sequence[bool]] = False,
         temporal_consistency: bool = False,
+        in_flight: int = 2,
     ):
+        if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1:
+            raise ValueError(f"in_flight must be a whole number >= 1, got {in_flight!r}")
         sources = list(sources)
         if not sources:
             raise ValueError("a stream needs at least one source")
@@ -263,6 +271,8 @@ class MultiStreamRunner:
         self.legend = bool(legend)
         self.max_frames = max_frames
         self.on_result = on_result
+        self.in_flight = in_flight
+        self._flight: Optional[FlightSteps] = None  # open while run() runs, where frames can be in flight
         self.stats = StreamStats(sources=[stream.stats for stream in self.streams])
         self._calls: Deque[float] = collections.deque(maxlen=max(1, int(window)))
         self._frame_latencies: Deque[float] = collections.deque(maxlen=PERCENTILE_WINDOW)
@@ -353,6 +363,7 @@ class MultiStreamRunner:
                 stream.writer.start()
             for stream in self.streams:
                 stream.grabber.start()
+            self._flight = open_flight(self.segment, self.in_flight)
             self._loop()
             looped = True
         finally:
@@ -368,6 +379,7 @@ class MultiStreamRunner:
                 stream.grabber.request_stop()
             for stream in self.streams:
                 stream.grabber.stop()
+            self._close_flight(looped)  # the frames still in flight output, the lanes freed
             for stream in self.streams:  # the results a delay still holds (a stop before a source's end)
                 if looped and self._writer_error is None:
                     self._flush(stream)
@@ -444,8 +456,10 @@ class MultiStreamRunner:
             self._ready.clear()  # a frame or freed room after the polls below sets it again: no lost wake-up
             batch: List[Tuple[_Stream, Frame]] = []
             for stream in self.streams:
-                if stream.done or stream.queue.full():  # its writer is QUEUE_SIZE behind: the others go on
-                    continue
+                if stream.done or stream.queue.qsize() + stream.in_flight >= QUEUE_SIZE:  # its writer is behind
+                    continue  # (its frames in flight count: their results are on their way to its queue)
+                if self.max_frames is not None and stream.submitted >= self.max_frames:
+                    continue  # its last frames are in flight (frames in flight only)
                 frame = stream.grabber.get(timeout=0)
                 if frame is not None:
                     frame.stream = stream.index
@@ -453,6 +467,11 @@ class MultiStreamRunner:
                 elif stream.grabber.finished:
                     self._finish_stream(stream)
             if not batch:
+                if self._flight is not None and len(self._flight):  # idle: a new frame until the oldest is due
+                    wait = self._flight.expected_wait()
+                    if not (wait > 0 and self._ready.wait(wait)):
+                        self._deliver_flight(keep=0)  # then what is in flight is output
+                    continue
                 if not all(stream.done for stream in self.streams):
                     self._ready.wait(0.2)
                 continue
@@ -466,6 +485,8 @@ class MultiStreamRunner:
         return [sink for stream in self.streams for sink in stream.sinks] + self.shared_sinks
 
     def _finish_stream(self, stream: _Stream) -> None:
+        if stream.done:  # e.g. its max_frames reached by a frame in flight after its source ended
+            return
         self._flush(stream)
         stream.done = True
         error = stream.grabber.error
@@ -476,6 +497,12 @@ class MultiStreamRunner:
         stream.grabber.request_stop()  # e.g. its max_frames: read nothing more
 
     def _process(self, batch: List[Tuple[_Stream, Frame]]) -> None:
+        if self._flight is not None:  # this step submitted, then the previous step's results taken
+            self._flight.submit(batch)
+            with self._stats_lock:
+                self.stats.engine_calls += 1
+            self._deliver_flight(keep=len(batch))
+            return
         start = time.perf_counter()
         if hasattr(self.segment, "segment_streams"):  # state per source (zsseg_rt.stream.video.VideoSegmenter)
             results = list(self.segment.segment_streams([f.stream for _, f in batch], [f.image for _, f in batch]))
@@ -499,8 +526,33 @@ class MultiStreamRunner:
                     self._output(stream, stream.pending.popleft(), result)
             else:
                 self._output(stream, frame, result)
-            if self.max_frames is not None and stream.stats.processed >= self.max_frames:
-                self._finish_stream(stream)
+            self._check_max_frames(stream)
+
+    def _check_max_frames(self, stream: _Stream) -> None:
+        if self.max_frames is not None and stream.stats.processed >= self.max_frames:
+            self._finish_stream(stream)
+
+    def _deliver_flight(self, keep: int) -> None:
+        """Output the results of the frames in flight, oldest first, until ``keep`` are left (flight.py)."""
+        assert self._flight is not None
+        for stream, frame, result, latency in self._flight.take(keep):
+            with self._stats_lock:
+                self._calls.append(latency)
+            self._update_stats(stream, latency, time.monotonic())
+            self._output(stream, frame, result)
+            self._check_max_frames(stream)
+
+    def _close_flight(self, deliver: bool) -> None:
+        """At the end of run(): the frames still in flight output (``deliver``: the loop ended without an exception
+        and no writer failed), then the lanes freed."""
+        if self._flight is None:
+            return
+        try:
+            if deliver and self._writer_error is None:
+                self._deliver_flight(keep=0)
+        finally:
+            flight, self._flight = self._flight, None
+            flight.close()
 
     def _output(self, stream: _Stream, frame: Frame, result) -> None:
         stream.queue.put((frame, result, stream.stats.title()))  # room: only this thread puts, after full()

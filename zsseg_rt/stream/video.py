@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from zsseg_rt.runtime.result import Result
+from zsseg_rt.runtime.result import Result, mark_unknown
 
 from .filter_arrays import DeviceArrays, HostArrays
 from .lookahead import LookAheadFilter
@@ -56,6 +56,12 @@ class VideoResult(Result):
         values = {field.name: getattr(result, field.name) for field in dataclasses.fields(Result)}
         values.update(fields)
         return cls(**values)
+
+
+def _unknown_below(engine: Any) -> Optional[float]:
+    """The Engine's unknown threshold (``Engine(unknown_below=P)``), or None: off (or not an Engine)."""
+    value = getattr(getattr(engine, "options", None), "unknown_below", None)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _preset_of(engine: Any, preset: Any) -> Any:
@@ -171,6 +177,8 @@ class VideoSegmenter:
         reason = device_unavailable(self.engine)
         if reason is None and self.delay:
             reason = "the look-ahead (stabilize_delay) runs on the host"
+        if reason is None and _unknown_below(self.engine) is not None:
+            reason = "the unknown threshold (unknown_below) reads each frame's scores on the host"
         if reason is not None:
             if device is True:
                 raise ValueError(f"device=True is not possible: {reason}")
@@ -237,7 +245,7 @@ class VideoSegmenter:
             for index, state in self._streams.items():
                 if self.delay and (stream is None or index == stream):
                     out.extend(self._delayed_result(state, index, item) for item in state.filter.flush())
-            return out
+            return self._unknown(out)
 
     def stats(self, stream: int = 0) -> Dict[str, Any]:
         """A stream's keyframes (by reason), propagated frames and the flow's mean cost in ms. Does not wait for a
@@ -261,7 +269,51 @@ class VideoSegmenter:
                 f"need one frame per distinct stream, got streams {list(streams)} for {len(frames)} frames"
             )
         with self._lock:
-            return self._segment(list(streams), list(frames))
+            return self._unknown(self._segment(list(streams), list(frames)))
+
+    def _unknown(self, results: List[Any]) -> List[Any]:
+        """The Engine's unknown threshold (``unknown_below``) on the filter's outputs too (a stabilised keyframe's
+        labels come from its blended scores, a propagated frame's are warped with its scores): a pixel whose score
+        is below it is unknown, as in the Engine's own results."""
+        threshold = _unknown_below(self.engine)
+        if threshold is None or not self.options.active:
+            return results  # the filter off: the Engine's results, marked by the Engine
+        for result in results:
+            if result is not None and result.scores is not None:
+                result.labels = np.array(result.labels, dtype=np.int32)  # a copy: the filter's anchor stays its own
+                mark_unknown(result.labels, result.scores, threshold, len(result.class_names))
+                result.unknown_below = threshold
+        return results
+
+    def in_flight(self, depth: int = 2) -> Any:
+        """Frames of this segmenter in flight (``Engine.in_flight``): ``submit(frame, stream=0)`` returns at once,
+        ``result()`` gives the oldest frame's :class:`VideoResult`, as :meth:`segment_streams` would; the stream loop
+        (``MultiStreamRunner``) uses it. None where frames cannot be in flight: an active filter (each keyframe's
+        result feeds the next frame's), or an engine without ``in_flight``."""
+        opener = getattr(self.engine, "in_flight", None)
+        if self.options.active or not callable(opener):
+            return None
+        return _VideoFlight(opener(depth, self.color_order))
+
+    def stream(self, frames: Any, stream: int = 0, in_flight: int = 2) -> Any:
+        """The :class:`VideoResult` of each frame of an iterable, in order (a generator): with the filter off, up to
+        ``in_flight`` frames in flight on a GPU's device pipeline (:meth:`in_flight`); with it on, one frame at a
+        time (the filter is causal), then what ``stabilize_delay`` still holds (:meth:`flush`)."""
+        flight = self.in_flight(in_flight)
+        if flight is None:
+            for frame in frames:
+                result = self(frame, stream)
+                if result is not None:
+                    yield result
+            yield from self.flush(stream)
+            return
+        with flight:
+            for frame in frames:
+                flight.submit(frame, stream=stream)
+                if len(flight) >= flight.depth:
+                    yield flight.result()
+            while len(flight):
+                yield flight.result()
 
     def _vocabulary(self) -> Any:
         """A token that changes whenever the Engine's vocabulary does (a new snapshot per ``set_classes``)."""
@@ -396,6 +448,43 @@ class VideoSegmenter:
         if scores:
             return list(self.engine.segment_with_class_scores(frames, self.options.score_stride, **order))
         return list(self.engine(frames, **order))
+
+
+class _VideoFlight:
+    """``VideoSegmenter.in_flight``: the Engine's frames in flight, each result a :class:`VideoResult` of its stream
+    (as the filter-off :meth:`VideoSegmenter.segment_streams` makes it)."""
+
+    per_stream = True  # submit(frame, stream=...): the stream loop says which source a frame is of
+
+    def __init__(self, flight: Any):
+        self.flight = flight
+        self.streams: List[int] = []
+
+    depth = property(lambda self: self.flight.depth)
+    lanes = property(lambda self: self.flight.lanes)
+    why_synchronous = property(lambda self: self.flight.why_synchronous)
+
+    def submit(self, frame: Any, stream: int = 0) -> int:
+        number = self.flight.submit(frame)
+        self.streams.append(stream)
+        return number
+
+    def result(self) -> VideoResult:
+        result = self.flight.result()
+        return VideoResult.from_result(result, keyframe=True, reason="interval", stream=self.streams.pop(0))
+
+    def __len__(self) -> int:
+        return len(self.flight)
+
+    def close(self) -> None:
+        self.streams.clear()
+        self.flight.close()
+
+    def __enter__(self) -> "_VideoFlight":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def _check_class_scores(pipeline: Any) -> None:
