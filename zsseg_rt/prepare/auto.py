@@ -40,7 +40,7 @@ from zsseg_rt.runtime.precision_records import (
     record_dir,
     update_record,
 )
-from zsseg_rt.runtime.upgrade import PREPARE_FAILED
+from zsseg_rt.runtime.upgrade import PREPARE_FAILED, clear_failure
 
 __all__ = ["AutoReport", "SPEED_ROUNDS", "keep_chosen", "measure_encoder_speed", "prepare_and_keep", "prepare_auto"]
 
@@ -177,6 +177,7 @@ def prepare_and_keep(
         chosen, removed = keep_chosen(meta, cache_dir, dry_run=keep_all)
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(root, PREPARE_FAILED))
+        clear_failure(meta)  # and the one a full disk sent to the cache folder (issue 75, N14)
         after = _folder_bytes(root)
     return AutoReport(results, chosen, before, after, removed, time.perf_counter() - start)
 

@@ -17,19 +17,25 @@ build TensorRT engines, ONNX Runtime's and OpenVINO's quantisers run as a step o
   no process outlives the Engine's program; the paths it finished are kept, the rest is prepared at a later start.
 
 A preparation that fails writes why and where its log is (``auto-prepare.failed.json`` beside the records); it is
-said once and not tried again at the next start (``zsseg build-engine BUNDLE --backend auto`` retries it). The runtime
-never imports ``zsseg_rt.prepare``: it runs it as a program.
+said once and not tried again at the next start (``zsseg build-engine BUNDLE --backend auto`` retries it). One that
+ends without writing it (its disk full, the process gone) gets it from the Engine that ran it, beside the records or,
+where they cannot be written, in zsseg_rt's cache folder (issue 75, N14: it was silent and tried at every start). A
+disk without the room a preparation takes while it runs is said, and nothing starts. The runtime never imports
+``zsseg_rt.prepare``: it runs it as a program.
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
@@ -45,8 +51,10 @@ __all__ = [
     "PREPARE_MODES",
     "PREPARER_MODULE",
     "check_request",
+    "clear_failure",
     "decide",
     "last_failure",
+    "record_failure",
     "preparation_cost",
     "run_preparation",
 ]
@@ -99,17 +107,70 @@ def preparation_cost(meta, missing: List[Any]) -> str:
     )
 
 
+def _failure_paths(meta) -> List[str]:
+    """Where the failure record of this bundle's preparation is kept: beside its records, else (they could not be
+    written when it failed: a full or read-only disk) in zsseg_rt's cache folder, named after the bundle's path."""
+    from .file_verification import cache_dir
+
+    key = hashlib.sha256(os.path.realpath(meta.path).encode()).hexdigest()[:16]
+    return [
+        os.path.join(precision_root(meta), PREPARE_FAILED),
+        os.path.join(cache_dir(), "auto-prepare", f"{key}.{PREPARE_FAILED}"),
+    ]
+
+
 def last_failure(meta) -> Optional[Dict[str, Any]]:
-    """The failure record of the last preparation of this bundle here (same zsseg_rt), or None."""
-    path = os.path.join(precision_root(meta), PREPARE_FAILED)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            failed = json.load(handle)
-    except (OSError, ValueError):
-        return None
+    """The failure record of the last preparation of this bundle here (same zsseg_rt), or None; ``where``: its file."""
     from zsseg_rt import __version__
 
-    return failed if isinstance(failed, dict) and failed.get("zsseg_rt") == __version__ else None
+    for path in _failure_paths(meta):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                failed = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(failed, dict) and failed.get("zsseg_rt") == __version__:
+            return dict(failed, where=path)
+    return None
+
+
+def record_failure(meta, reason: str, log: str) -> Optional[str]:
+    """Write the failure record (why, the log, the version) where :func:`last_failure` reads it: beside the records,
+    else in the cache folder. Returns the file written, None where neither could be."""
+    from zsseg_rt import __version__
+
+    failed = {"reason": reason, "log": log, "when": time.strftime("%Y-%m-%d %H:%M:%S"), "zsseg_rt": __version__}
+    for path in _failure_paths(meta):
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as handle:
+                json.dump(failed, handle, indent=2)
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def clear_failure(meta) -> None:
+    """Forget the last failure (a preparation that ended well: ``zsseg build-engine BUNDLE --backend auto``)."""
+    for path in _failure_paths(meta):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
+def _room(meta, root: str) -> Tuple[float, float, str]:
+    """``(MB free, MB a preparation takes at most while it runs, where)`` on the disk of ``root``."""
+    where = root
+    while not os.path.exists(where) and os.path.dirname(where) != where:
+        where = os.path.dirname(where)
+    graphs = _megabytes(meta, graph_files(getattr(meta, "pipeline", "windowed")).values())
+    try:
+        free = shutil.disk_usage(where).free / 1e6
+    except OSError:
+        free = float("inf")
+    return free, 3 * graphs, where
 
 
 def _resolve(prepare: Optional[str]) -> Tuple[Optional[str], bool]:
@@ -164,6 +225,16 @@ def decide(meta, plan, prepare: Optional[str]) -> Optional[str]:
                 f"`zsseg build-engine {meta.path} --backend auto` prepares them ({preparation_cost(meta, plan.missing)})"
                 "; the exact fp32 path runs until then.",
             )
+        return None
+    free, needed, where = _room(meta, root)
+    if free < needed:  # a preparation that cannot end well: said, not started (it failed silently at every start)
+        _say_once(
+            meta,
+            "no-room",
+            f"zsseg_rt: {meta.path}'s faster CPU paths ({paths}) are not prepared: preparing them takes up to "
+            f"{needed:.0f} MB while it runs, and its disk has {free:.0f} MB free at {where!r}; free space there, then "
+            f"`zsseg build-engine {meta.path} --backend auto`. The exact fp32 path runs.",
+        )
         return None
     if not _writable(root):
         _say_once(
@@ -264,7 +335,7 @@ class BackgroundUpgrade:
             if self._stop.is_set():
                 return
             if status != 0:
-                failed = last_failure(self._meta) or {}
+                failed = last_failure(self._meta) or self._record(status)
                 self.error = str(failed.get("reason") or f"exit status {status}")
                 LOG.warning(
                     "backend='auto': the background preparation failed (%s; log %s); the exact fp32 path goes on, "
@@ -283,6 +354,22 @@ class BackgroundUpgrade:
             )
         finally:
             self._done.set()
+
+    def _record(self, status: int) -> Dict[str, Any]:
+        """The failure record of a preparation that ended without writing its own (its disk full, the process
+        killed), written here so that the next start does not try again."""
+        log = os.path.join(precision_root(self._meta), PREPARE_LOG)
+        free, _, where = _room(self._meta, precision_root(self._meta))
+        why = f"; its disk is full ({free:.0f} MB free at {where!r})" if free < 1 else ""
+        try:
+            empty = os.path.getsize(log) == 0
+        except OSError:
+            empty = True
+        reason = f"the preparation process ended with exit status {status}{why}" + (
+            "; its log is empty" if empty else ""
+        )
+        where_written = record_failure(self._meta, reason, log)
+        return {"reason": reason, "log": log, "where": where_written}
 
     def ready(self) -> bool:
         """Whether it has finished (a backend to switch to, or nothing: :attr:`backend` None)."""
