@@ -98,8 +98,10 @@ _BUSY = (
 # Ray Serve's own bounds in front of this replica's: the requests routed to a replica at once (the admitted ones plus
 # this many being answered quickly: pages, refusals), and as many waiting at each HTTP proxy for a replica (the
 # router's assignment takes a round trip to the replicas: a burst waits there first); past that the proxy answers
-# 503 with Retry-After itself (counted by Ray's metrics, not by a replica), so no queue is unbounded
-RAY_HEADROOM = 32
+# 503 with Retry-After itself, in plain text, counted by Ray's metrics and not by a replica, so no queue is
+# unbounded. Large, so that a burst meets the replica's own bound, answered in JSON and counted in /stats: with 32, a
+# quarter of the 503s of a 200-request burst were Ray's (issue 75, E9). A refusal reads no body: a few KB each.
+RAY_HEADROOM = 1024
 VocabularyKey = Union[str, Tuple[str, ...]]  # a named vocabulary's name, or the class texts
 BatchItem = Tuple[np.ndarray, VocabularyKey, bool, bool]  # image, vocabulary, with scores, raw labels
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
