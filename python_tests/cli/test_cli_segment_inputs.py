@@ -184,3 +184,16 @@ def test_a_stopped_run_keeps_the_class_map_of_its_label_maps(tmp_path, tiny_bund
     capsys.readouterr()
     assert sorted(os.listdir(out)) == ["classes.json", "img0_labels.png", "img0_mask.png", "img0_overlay.png"]
     assert json.loads((out / "classes.json").read_text()) == {"0": "a", "1": "b"}
+
+
+@pytest.mark.time_bound(60)
+def test_zsseg_batchs_glob_through_a_symlink_loop_ends(tmp_path):
+    """E3 for `zsseg batch "d/loop/**/*.png"` (its plan reads a local glob the same way): the one photo, at once."""
+    from zsseg_rt.scale.batch import plan_batch
+
+    (tmp_path / "d" / "loop").mkdir(parents=True)
+    os.symlink("..", tmp_path / "d" / "loop" / "up")
+    os.symlink("../loop", tmp_path / "d" / "loop" / "self")
+    photo = _image(tmp_path / "d" / "loop" / "one.png")
+    plan = plan_batch(str(tmp_path / "d" / "loop" / "**" / "*.png"), str(tmp_path / "out"))
+    assert plan.sources == [photo], plan

@@ -224,10 +224,10 @@ def plan_batch(input_path: str, output_dir: str, resume: bool = True, max_pixels
     if _is_remote(input_path):  # listed by Ray Data; done images are skipped in the actors
         done = _done_keys(rows, output_dir)
         return BatchPlan(sources=input_path, root=input_path.rstrip("/"), total=None, done_keys=done)
-    if any(ch in input_path for ch in "*?["):  # a local glob ("**" recurses)
-        import glob
+    if any(ch in input_path for ch in "*?["):  # a local glob ("**" recurses, each real folder once: no link loop)
+        from zsseg_rt.input_files import expand_glob
 
-        paths = sorted(os.path.abspath(p) for p in glob.glob(input_path, recursive=True) if os.path.isfile(p))
+        paths = sorted(os.path.abspath(p) for p in expand_glob(input_path) if os.path.isfile(p))
         if not paths:
             raise FileNotFoundError(f"the pattern {input_path!r} matches no file")
         root = os.path.commonpath([os.path.dirname(p) for p in paths])
