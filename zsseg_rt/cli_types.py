@@ -74,6 +74,8 @@ def add_engine_arguments(p: argparse.ArgumentParser, command: str) -> None:
             group.add_argument(flag, dest=row.name, action="store_true", help=row.flag_help())
             continue
         typed: Dict[str, Any] = {"type": whole_number(row.minimum)} if row.minimum is not None else {}
+        if row.bounds is not None:  # a real number in its range (--unknown-below P)
+            typed = {"type": real_number(row.bounds[0], high=row.bounds[1])}
         group.add_argument(
             flag,
             dest=row.name,

@@ -75,6 +75,8 @@ class EngineOption:
             read by name when a parser is built); None: any (the code that uses it checks).
         more_help: ``"module:function"`` returning text appended to the help (the registry's rows), or None.
         minimum: an integer flag's smallest value.
+        bounds: ``(low, high)`` of a real-number option (its flag parses a finite number in that range, and the
+            Engine refuses another value in one line); None: not a real number.
         cli_values: ``(text, value)`` pairs where a flag's text is not the value (``--prepare none`` -> None).
         cli_defaults: ``(command, default)`` pairs: a command whose flag has another default (its help says so).
         kinds: the bundle kinds (runtime pipelines, meta.json ``pipeline``) that take it; () every kind.
@@ -94,6 +96,7 @@ class EngineOption:
     choices: Union[None, Tuple[Any, ...], str] = None
     more_help: Optional[str] = None
     minimum: Optional[int] = None
+    bounds: Optional[Tuple[float, float]] = None
     cli_values: Tuple[Tuple[str, Any], ...] = ()
     cli_defaults: Tuple[Tuple[str, Any], ...] = ()
     kinds: Tuple[str, ...] = ()
@@ -144,6 +147,16 @@ class EngineOption:
         """The command line's help: ``help``, then ``more_help``'s text (the registry's rows)."""
         more = _reference(self.more_help) if self.more_help else ""
         return f"{self.help} {more}".strip()
+
+    def check_value(self, value: Any) -> None:
+        """Refuse, in one line (ValueError), a value of a real-number row (``bounds``) that is not None and not a
+        number in its range."""
+        if self.bounds is None or value is None:
+            return
+        low, high = self.bounds
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not low <= float(value) <= high:  # (NaN is not in any range)
+            raise ValueError(f"{self.name}: expected a number in [{low:g}, {high:g}] or None, got {value!r}")
 
     def accepts(self, kind: str) -> bool:
         """Whether bundles of the runtime pipeline ``kind`` take it."""
@@ -265,6 +278,8 @@ class OptionTable:
         if preset is not None:
             values.update(preset_named(preset).engine_options())
         values.update(given)
+        for row in self:
+            row.check_value(values[row.name])
         return OptionValues(values)
 
     def check_kind(self, kind: str, values: Mapping[str, Any]) -> None:
@@ -345,6 +360,23 @@ ENGINE_OPTIONS = OptionTable(
             flag="--mode",
             choices=("exact", "fast"),
             cli_defaults=(("camera", "fast"),),
+        ),
+        EngineOption(
+            "unknown_below",
+            None,
+            "float or None",
+            "label a pixel unknown when its best class's probability is below P (0 <= P <= 1): the reserved id 255 "
+            "(65535 with more than 255 classes), named 'unknown' in classes.json, the COCO file, the robot outputs' "
+            "LabelInfo and the legend, black in the views. Default: off, every pixel gets its best class (the "
+            'official outputs). The probability of each model family: docs/usage.md, "Unknown pixels".',
+            doc="The probability read: ZegCLIP and CLIP-RC, the best class's calibrated sigmoid score averaged over "
+            "the windows (``Result.scores``); training-free methods, its softmax probability over the vocabulary "
+            "(``Result.scores``); ZeroSeg, its segment's class probability (the background channel's share for "
+            "background pixels; ``Result.scores``); ZegFormer, its semantic score over the proposals' mask mass "
+            "(``Result.probability``). ``Result.unknown_id`` is the id, ``Result.class_map()`` names it.",
+            flag="--unknown-below",
+            metavar="P",
+            bounds=(0.0, 1.0),
         ),
         EngineOption(
             "max_batch",

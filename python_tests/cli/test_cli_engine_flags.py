@@ -32,6 +32,7 @@ FLAG_VALUES = {
     "max_pixels": (["50000000"], 50000000),
     "allow_partial_images": ([], True),
     "prepare": (["none"], None),
+    "unknown_below": (["0.5"], 0.5),
 }
 MODES = {"camera": "exact"}  # --mode: the other one than the command's default (fast on camera)
 

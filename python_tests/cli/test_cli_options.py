@@ -1187,6 +1187,11 @@ COVERAGE = {
     "zsseg segment --alpha": (_SEGMENT + "test_labels_masks_class_map_and_views",),
     "zsseg segment --no-legend": (_SEGMENT + "test_labels_masks_class_map_and_views",),
     "zsseg segment --overwrite": (_SEGMENT + "test_existing_outputs_are_never_replaced_silently",),
+    "zsseg segment --save-json": (
+        "cli/test_cli_segment_coco.py::test_save_json_holds_every_images_label_map_as_pycocotools_reads_it",
+        "cli/test_cli_segment_coco.py::test_save_json_is_refused_when_it_exists_kept_when_the_run_stops_and_replaced_"
+        "with_overwrite",
+    ),
     "zsseg segment --json": (_SEGMENT + "test_labels_masks_class_map_and_views",),
     "zsseg segment --backend": (
         _M + "test_segment_mode_and_backend_build_that_engine",
@@ -1271,6 +1276,10 @@ COVERAGE = {
     "zsseg camera --allow-partial-images": (_M + "test_camera_max_pixels_and_allow_partial_images",),
     "zsseg camera --no-legend": (_CAMERA_ENGINE,),
     "zsseg camera --stats-json": (_M + "test_camera_loop_max_frames_and_progress",),
+    "zsseg camera --save-json": (
+        "stream/test_coco_sink.py::test_the_coco_file_holds_every_frame_of_every_source_as_its_label_map",
+        "stream/test_coco_sink.py::test_the_coco_file_follows_the_output_plan_and_refuses_a_live_source",
+    ),
     "zsseg camera --labels-out": (
         "cli/test_cli_camera_video.py::test_camera_writes_labels_and_video_metrics",
         "cli/test_cli_camera_video.py::test_camera_video_options_are_checked",

@@ -122,6 +122,12 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         'frames and fps; "sources": per source fps, latency p50/p99, drops, reconnects, damaged packets skipped '
         "(decode_errors), state and error)",
     )
+    p.add_argument(
+        "--save-json",
+        metavar="FILE",
+        help="(video files and image folders) also write every frame's labels as COCO masks (pycocotools' RLE "
+        "format; category ids = label ids, image SOURCE/NNNNNN per frame), put in place when the run has ended well",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_camera_command)
     return p
@@ -220,9 +226,17 @@ def _plan_outputs(args, inputs, specs: Sequence[Sequence[str]], label_folders: S
     every: List[str] = []
     for given, expanded in zip(args.output, specs):
         every += [given] if _shared(given) else list(expanded)  # a shared output (every source in it): once
-    return CameraOutputs.plan_for(
-        every, label_folders, args.stats_json, args.overwrite, [item.source for item in inputs]
-    )
+    coco = getattr(args, "save_json", None)
+    if coco and any(item.source.live for item in inputs):
+        from zsseg_rt.cli_errors import CliError
+
+        live = next(item.name for item in inputs if item.source.live)
+        raise CliError(
+            f"--save-json {coco}: the COCO masks of video files and image folders; {live} is a live source, whose "
+            "frames never end: record it first (-o clip.mp4), or use --labels-out DIR"
+        )
+    sources = [item.source for item in inputs]
+    return CameraOutputs.plan_for(every, label_folders, args.stats_json, args.overwrite, sources, coco)
 
 
 def _build_sinks(args, inputs, runner_stats, outputs, label_folders, vocabulary=None):
@@ -246,6 +260,10 @@ def _build_sinks(args, inputs, runner_stats, outputs, label_folders, vocabulary=
                 per_source[index].append(_open_output(args, expanded[index], fps, [item.name], several, outputs))
         for index, folder in enumerate(label_folders):
             per_source[index].append(LabelFolderSink(folder, staged=outputs.labels(folder)))
+        if outputs.coco is not None:  # --save-json: one file, every source's frames
+            from zsseg_rt.stream.coco_sink import CocoSink
+
+            shared.append(CocoSink(outputs.coco, names))
         if args.preview is not None:
             shared.append(
                 MjpegSink(
@@ -256,7 +274,7 @@ def _build_sinks(args, inputs, runner_stats, outputs, label_folders, vocabulary=
                     streams=names if several else None,
                 )
             )
-        if not args.output and not shared and not label_folders:
+        if not args.output and args.preview is None and not label_folders and outputs.coco is None:
             for index, item in enumerate(inputs):
                 per_source[index].append(_open_output(args, "display://", 30.0, [item.name], several, outputs))
     except BaseException:  # e.g. StreamCapabilityError: close what was opened; the CLI prints one line
@@ -270,8 +288,8 @@ def _check_output_given(args) -> None:
     from zsseg_rt.cli_errors import CliError
     from zsseg_rt.stream.capabilities import display_available, opencv_has_gui
 
-    labels_out = getattr(args, "labels_out", None)
-    if not args.output and args.preview is None and not labels_out and not (opencv_has_gui() and display_available()):
+    given = getattr(args, "labels_out", None) or getattr(args, "save_json", None)  # outputs without -o
+    if not args.output and args.preview is None and not given and not (opencv_has_gui() and display_available()):
         raise CliError(NO_OUTPUT_MESSAGE)
 
 
@@ -449,9 +467,11 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
 def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, label_folders):
     """The model and the stream loop; returns ``(exit code, the --stats-json summary)``."""
     from zsseg_rt.runtime import Engine
+    from zsseg_rt.speed import SpeedMeter
     from zsseg_rt.stream.runner import MultiStreamRunner
 
     holder: dict = {}
+    speed = SpeedMeter()  # the "Speed: ..." line at the end, and --stats-json's "speed" (zsseg_rt.speed)
 
     def request_classes(names):  # the preview page's class box (POST /classes)
         if "runner" not in holder:
@@ -505,6 +525,7 @@ def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, l
         max_frames=args.max_frames,
         opened=[item.opened for item in inputs],
         temporal_consistency=args.temporal_consistency,
+        on_result=lambda _frame, result, _stats: speed.add(result.timing, result.labels.shape),
     )
     holder["runner"] = runner
     phase("camera:stream-start")
@@ -516,6 +537,8 @@ def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, l
     engine.close()  # a background preparation (--prepare background) ends with the stream; what it finished stays
     summary = runner.snapshot()
     summary["backend"] = engine.backend.name
+    precision = getattr(engine.backend, "precision", None)
+    summary["speed"] = speed.as_dict(engine.backend.name, precision)  # ms per frame per stage (the line below)
     if trades is not None:
         summary["preset"] = trades
     every_sink = [sink for own in sinks for sink in own] + shared  # shared: an MCAP file of every source
@@ -524,6 +547,8 @@ def _run_stream(args, inputs: List[_Input], classes, max_pixels: int, outputs, l
         entry["outputs"] = [sink.describe() for sink in own if hasattr(sink, "describe")]  # video files: codec
     failed = [stream for stream in runner.streams if stream.grabber.error is not None]
     _log_summary(runner, summary, len(failed))
+    if speed.images:
+        log.info("%s", speed.line(engine.backend.name, precision, unit="frame"))
     if runner.signalled is not None:  # stopped by Ctrl-C / SIGTERM, outputs finalised: the one rule (cli_errors)
         from zsseg_rt.cli_errors import exit_code_for_signal
 
@@ -554,7 +579,14 @@ def _run_with_progress(runner, inputs: List[_Input], args) -> None:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     progress = _ProgressUpdate(bar, len(inputs) > 1)
-    runner.on_result = progress
+    observe = runner.on_result  # the speed meter's
+
+    def on_result(frame, result, stats) -> None:
+        if observe is not None:
+            observe(frame, result, stats)
+        progress(frame, result, stats)
+
+    runner.on_result = on_result
     with bar, logging_redirect_tqdm():  # log lines above the bar, not through it
         try:
             runner.run()

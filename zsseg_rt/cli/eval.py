@@ -118,6 +118,12 @@ def _report(metrics, args: argparse.Namespace) -> int:
             print(record["summary"])
             for line in record.get("deviations", []):
                 print(f"  deviation: {line}")
+    speed = metrics.get("speed")
+    if isinstance(speed, dict) and speed.get("images"):  # ms per image per stage, what ran (zsseg_rt.speed)
+        from zsseg_rt.speed import speed_line
+
+        line = speed_line(speed["ms_per_image"], speed.get("backend"), speed.get("precision"), speed.get("size") or "")
+        print(line, file=sys.stderr if args.json is True else sys.stdout)
     if path:
         save_json(metrics, path)
         print(f"metrics written to {path}", file=sys.stderr if args.json is True else sys.stdout)

@@ -249,17 +249,24 @@ def _check_leftovers(targets: Sequence[str], overwrite: bool) -> None:
         print(f"zsseg segment: note: removed {temporary}, left by an interrupted run (--overwrite)", file=sys.stderr)
 
 
-def _class_map_text(class_names: Sequence[str]) -> str:
-    return json.dumps({str(i): name for i, name in enumerate(class_names)}, indent=1) + "\n"
+def _class_map_text(class_names: Sequence[str], unknown: Optional[int] = None) -> str:
+    """``classes.json``: label id -> class name, and the unknown label's reserved id -> "unknown" when
+    ``--unknown-below`` is on (``unknown``: that id)."""
+    from zsseg_rt.runtime.result import UNKNOWN_NAME
+
+    names = {str(i): name for i, name in enumerate(class_names)}
+    if unknown is not None:
+        names[str(unknown)] = UNKNOWN_NAME
+    return json.dumps(names, indent=1) + "\n"
 
 
-def _check_class_map(path: str, class_names: Sequence[str], overwrite: bool) -> bool:
+def _check_class_map(path: str, class_names: Sequence[str], overwrite: bool, unknown: Optional[int] = None) -> bool:
     """Before any image: may ``classes.json`` (label id -> class name) be written? An identical existing file is
     fine (returns False: nothing to write); a different one needs ``overwrite`` (it describes label maps written
     before). Returns True when it is to be written."""
     if os.path.exists(path) and not overwrite:
         with open(path, encoding="utf-8") as handle:
-            if handle.read() == _class_map_text(class_names):
+            if handle.read() == _class_map_text(class_names, unknown):
                 return False
         raise CliError(
             f"{path!r} exists with another vocabulary: pass --overwrite, or another -o (its label maps use it)"
@@ -268,9 +275,10 @@ def _check_class_map(path: str, class_names: Sequence[str], overwrite: bool) -> 
 
 
 # ---- the run -----------------------------------------------------------------------------------------------------------
-def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=None, frame=None) -> Dict:
+def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=None, frame=None, done=None) -> Dict:
     """Segment one image (``frame``: ``(index, BGR array)`` of a video's frame instead of the file ``path``) and
-    write its views ``files``; ``before_write()`` runs before the first of them (the class map: E6)."""
+    write its views ``files``; ``before_write()`` runs before the first of them (the class map: E6), ``done(result)``
+    after the last (the speed summary, the COCO masks)."""
     from zsseg_rt.image_io import first_frame_note, read_image_fitted
 
     resized = None
@@ -293,6 +301,8 @@ def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=No
     try:
         for kind, out_path in files.items():
             result.write_view(kind, out_path, alpha=args.alpha, legend=not args.no_legend)
+        if done is not None:
+            done(result)
     except BaseException:  # e.g. a full disk at its label map: no half result (an overlay without its label map)
         for out_path in new:
             if os.path.lexists(out_path):
@@ -325,6 +335,14 @@ def _stopped(exc: OutputWriteError, number: int, total: int, written: int, summa
     return OutputWriteError(message, exc.path, exc.errno)
 
 
+def _unknown_id(engine) -> Optional[int]:
+    """The unknown label's id the Engine gives (``--unknown-below``), else None."""
+    from zsseg_rt.runtime.result import unknown_label
+
+    threshold = getattr(getattr(engine, "options", None), "unknown_below", None)
+    return unknown_label(len(engine.class_names)) if threshold is not None else None
+
+
 def _views(text: str) -> List[str]:
     views = [part.strip() for part in text.split(",") if part.strip()]
     unknown = [view for view in views if view not in VIEWS]
@@ -348,13 +366,21 @@ def run_segment(args) -> int:
     images = expand_inputs(args.images)
     refuse_special_files(images)  # a FIFO, a device, a socket: one line now, not a read that waits forever
     plan, owner = _claimed_plan(images, args, views)
+    coco = None
     try:  # the output is this run's from here to its end (one owner per output: zsseg_rt.output_owner)
         check_outputs(images, plan, args.overwrite)
         if owner is None:
             raise CliError(f"cannot write -o {plan['directory']!r}: its owner lock cannot be made there")
+        coco = _coco_output(args, images, plan)  # --save-json: checked and claimed (zsseg_rt.output_plan) now
         phase("segment:outputs-claimed")  # (a test hook: python_tests/cli/test_cli_segment_inputs.py)
-        return _segment_all(args, images, plan)
+        code = _segment_all(args, images, plan, coco)
+        if coco is not None and coco.images:
+            coco.finish()  # the COCO file in place: the run ended (some images may have failed: the others are in it)
+            print(f"COCO masks of {coco.images} images written to {coco.path}", file=sys.stderr)
+        return code
     finally:
+        if coco is not None:
+            coco.abort()  # (a no-op once finished) a stopped or failed run: the file is not put in place
         release(owner)  # and a folder it made that stayed empty (no empty runs/segment/expN after a failure)
 
 
@@ -376,28 +402,47 @@ def _claimed_plan(images: Sequence[str], args, views: Sequence[str]):
     raise CliError(f"no free numbered folder under {RUNS_DIR}: another run takes each one first")
 
 
-def _segment_all(args, images: Sequence[str], plan: Dict) -> int:
+def _coco_output(args, images: Sequence[str], plan: Dict):
+    """``--save-json FILE``'s output (:class:`zsseg_rt.cli.segment_coco.CocoOutput`), checked and claimed, or
+    None."""
+    if not args.save_json:
+        return None
+    from zsseg_rt.cli.segment_coco import CocoOutput
+
+    planned = [path for files in plan["files"] for path in files.values() if VIDEO not in files]
+    return CocoOutput.claimed(args.save_json, args.overwrite, images, planned + [plan["class_map"]])
+
+
+def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
     """Load the Engine and segment every image (and every frame of a video), writing each one's views."""
     from zsseg_rt.runtime import Engine
+    from zsseg_rt.speed import SpeedMeter
 
     options = engine_kwargs(args, "segment")  # every Engine flag (zsseg_rt.options)
     options["max_pixels"] = args.max_pixels  # the limit the images were read with (0: none): --max-pixels 0 works
     engine = Engine(args.bundle, classes=args.classes, **options)
     if engine.weights_banner:
         print(f"zsseg segment: note: {args.bundle}: {engine.weights_banner}", file=sys.stderr)
-    class_map_due = [_check_class_map(plan["class_map"], engine.class_names, args.overwrite)]
+    unknown = _unknown_id(engine)
+    class_map_due = [_check_class_map(plan["class_map"], engine.class_names, args.overwrite, unknown)]
 
     def class_map_first() -> None:  # before the first label map it describes (E6): a run stopped later keeps it
         if class_map_due[0]:
-            atomic_write_text(plan["class_map"], _class_map_text(engine.class_names))
+            atomic_write_text(plan["class_map"], _class_map_text(engine.class_names, unknown))
             class_map_due[0] = False
 
     summaries: List[Dict] = []
     failed = 0
+    speed = SpeedMeter()  # the "Speed: ..." line at the end (zsseg_rt.speed)
 
     def one(number: int, path: str, files: Dict[str, str], frame=None) -> bool:
+        def observe(result) -> None:  # after its views: the speed summary and the COCO masks take it
+            speed.add(result.timing, result.labels.shape)
+            if coco is not None:
+                coco.add(result, path, frame)
+
         try:
-            summary = _segment_one(engine, path, files, args, before_write=class_map_first, frame=frame)
+            summary = _segment_one(engine, path, files, args, class_map_first, frame, observe)
         except OutputWriteError as exc:  # the disk, not this image: every later one would fail alike, so stop
             done = sum("error" not in entry for entry in summaries)
             raise _stopped(exc, number, len(images), done, summaries, args.json) from None
@@ -438,9 +483,12 @@ def _segment_all(args, images: Sequence[str], plan: Dict) -> int:
         print(f"zsseg segment: error: {what} failed (see above): no results, no {CLASS_MAP}", file=sys.stderr)
         return 1
     class_map_first()  # written with the first label map; a run whose every map was written before has it already
+    line = speed.line(engine.backend.name, getattr(engine.backend, "precision", None))
     if args.json:
         print(json.dumps(summaries, indent=1))
+        print(line, file=sys.stderr)  # stdout holds the JSON only
     else:
+        print(line)
         print(f"results in {plan['directory']} (label ids -> class names: {plan['class_map']})")
     if failed:
         print(f"zsseg segment: {failed} of {len(images)} images failed (see above)", file=sys.stderr)
@@ -488,7 +536,15 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default 0.5)")
     p.add_argument("--no-legend", action="store_true", help="no legend of the classes on the overlay and mask")
-    p.add_argument("--overwrite", action="store_true", help="replace files that exist already in -o")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace files that exist already in -o (and --save-json FILE)"
+    )
+    p.add_argument(
+        "--save-json",
+        metavar="FILE",
+        help="also write the labels as COCO masks (pycocotools' RLE format): one annotation per class and image, "
+        "category ids = label ids, with the class names and each image's size; written when the run ends",
+    )
     p.add_argument(
         "--json",
         action="store_true",

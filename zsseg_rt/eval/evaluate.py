@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
@@ -114,6 +115,7 @@ class HookedSegmenter:
         self.seen_classes = seen_classes
         self.text = text
         self.predict = predict
+        self.last_timing: Optional[Dict[str, float]] = None  # the last call's stages (a bundle's Result.timing)
         if kind == "bundle":
             if text is not None:
                 obj.set_text_embeddings(self.class_names, text)
@@ -134,7 +136,9 @@ class HookedSegmenter:
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         if self.kind == "bundle":
-            return self.obj(rgb, color_order="rgb").labels
+            result = self.obj(rgb, color_order="rgb")
+            self.last_timing = result.timing  # its stages, for the speed summary (segment_dataset)
+            return result.labels
         assert self.predict is not None  # checked in __init__
         labels, _ = self.predict(  # the family's PyTorch inference (its own test pipeline)
             self.obj,
@@ -337,6 +341,9 @@ def evaluate(
         backend = getattr(obj, "backend", None)
         ran = tuple(plan.path) if plan is not None else (getattr(backend, "name", None), None)
         out.update(ran_with(ran, getattr(getattr(obj, "meta", None), "weights_banner", "")))
+    if isinstance(out.get("speed"), dict):  # what ran, beside its speed (the "Speed: ..." line)
+        out["speed"].update(backend=out.get("backend") or ("torch" if kind != "bundle" else None))
+        out["speed"].update(precision=out.get("precision"))
     return out
 
 
@@ -522,18 +529,28 @@ def segment_dataset(
         def tqdm(iterable, **_kwargs):  # type: ignore[no-redef]
             return iterable
 
+    from zsseg_rt.speed import SpeedMeter
+
     cm = ConfusionMatrix(len(class_names))
     n = len(ds) if limit is None else min(len(ds), int(limit))
     done = 0
+    speed = SpeedMeter()  # ms per image per stage: the Engine's stages (a bundle), else the call ("predict")
     for i in tqdm(range(n), desc=desc, disable=not progress, dynamic_ncols=True):
         sample = ds.load_safe(i)
         if sample is None:
             continue
         rgb, gt = sample
-        cm.update(segment(rgb), gt)
+        if hasattr(segment, "last_timing"):
+            segment.last_timing = None  # type: ignore[attr-defined]
+        start = time.perf_counter()
+        labels = segment(rgb)
+        elapsed = 1000.0 * (time.perf_counter() - start)
+        speed.add(getattr(segment, "last_timing", None) or {"predict": elapsed}, rgb.shape[:2])
+        cm.update(labels, gt)
         done += 1
     out = summarize(cm, class_names, unseen)
     out.update({"images": done, "skipped": len(ds.skipped), "skipped_files": list(ds.skipped.values())[:20]})
+    out["speed"] = speed.as_dict()  # the backend and precision: evaluate() adds what ran
     return out
 
 

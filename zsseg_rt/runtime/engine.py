@@ -36,7 +36,7 @@ from . import upgrade
 from .file_verification import verify_bundle_files
 from .pipelines import Pipeline, PreparedVocabulary, pipeline_class
 from .pipelines.base import StageHook, image_index
-from .result import Result
+from .result import UNKNOWN_NAME, Result, mark_unknown
 
 _MODES = MODES
 __all__ = ["Engine", "TOKEN_BUCKET", "validate_class_names"]
@@ -311,6 +311,16 @@ class Engine:
         bias = self._class_bias(vocabulary.texts, class_bias)
         self._check_distinct_prompts(list(dict.fromkeys(vocabulary.names)), templates)  # every name, once
         vocab = self.pipeline.prepare(vocabulary, templates, bias, self._embed)
+        self._install(vocab)
+
+    def _install(self, vocab: PreparedVocabulary) -> None:
+        """Make ``vocab`` current; with the unknown threshold on, a class named like the unknown label is refused
+        (its pixels and the unknown ones would share a name in every output)."""
+        if self.options.unknown_below is not None and UNKNOWN_NAME in vocab.names:
+            raise ValueError(
+                f"a class is named {UNKNOWN_NAME!r}, the name of the label unknown_below gives (--unknown-below): "
+                "rename the class, or leave unknown_below unset"
+            )
         with self._lock:
             self._vocab = vocab
 
@@ -351,8 +361,7 @@ class Engine:
             raise ValueError("embeddings contain NaN or inf")
         bias = self._class_bias(vocabulary.texts, class_bias)
         vocab = self.pipeline.prepare_embeddings(vocabulary, np.ascontiguousarray(emb, dtype=np.float32), bias)
-        with self._lock:
-            self._vocab = vocab
+        self._install(vocab)
 
     def _embed(self, names: Tuple[str, ...], templates: Tuple[str, ...]) -> np.ndarray:
         """``[C, D]`` class embeddings; only names not already cached for these templates are encoded."""
@@ -506,6 +515,7 @@ class Engine:
             result.timing["total"] = 1000.0 * sum(stages.values())
             result.image, result.path = image, path
             result.banner, result.backend = self.meta.weights_banner, self.backend.name
+            self.mark_unknown(result)
         return results
 
     def _segment_one(self, item: Any, color_order: Optional[str], vocab: PreparedVocabulary) -> Result:
@@ -528,6 +538,18 @@ class Engine:
         result.timing["total"] = 1000.0 * total
         result.image, result.path = image, path
         result.banner, result.backend = self.meta.weights_banner, self.backend.name
+        return self.mark_unknown(result)
+
+    def mark_unknown(self, result: Result) -> Result:
+        """``result`` with the unknown threshold applied (``unknown_below``, off by default: unchanged): the pixels
+        whose best class's probability is below it labelled :func:`~zsseg_rt.runtime.result.unknown_label` (in
+        place; ``result.unknown_below`` set). A result without host scores is left as it is."""
+        threshold = self.options.unknown_below
+        if threshold is None or result.scores is None or result.labels is None:
+            return result
+        probability = result.probability if result.probability is not None else result.scores
+        mark_unknown(result.labels, probability, float(threshold), len(result.class_names))
+        result.unknown_below = float(threshold)
         return result
 
     def _as_image(self, item: Any, color_order: Optional[str]) -> Tuple[Any, str, Optional[str]]:

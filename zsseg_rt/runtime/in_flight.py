@@ -295,7 +295,8 @@ class InFlight:
         result.timing["total"] = 1000.0 * (now - item.began)
         result.image, result.path = item.image, item.path
         result.banner, result.backend = engine.meta.weights_banner, engine.backend.name
-        return result
+        mark = getattr(engine, "mark_unknown", None)  # the unknown threshold (unknown_below), as engine(image)
+        return mark(result) if mark is not None else result
 
 
 def stream(

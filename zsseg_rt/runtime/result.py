@@ -14,9 +14,44 @@ import numpy as np
 
 from zsseg_rt.io_safety import atomic_write_bytes, atomic_write_json
 
-__all__ = ["Result", "SegmentationResult", "palette", "label_image", "VIEWS"]
+__all__ = [
+    "Result",
+    "SegmentationResult",
+    "UNKNOWN_COLOR",
+    "UNKNOWN_NAME",
+    "VIEWS",
+    "label_image",
+    "mark_unknown",
+    "palette",
+    "unknown_label",
+]
 
 VIEWS = ("overlay", "mask", "labels")  # the files Result.save can write (see its docstring)
+# The unknown label (``Engine(unknown_below=P)``, ``--unknown-below P``): a pixel whose best class's probability is
+# below P gets this name and the reserved id of :func:`unknown_label`, drawn in this colour (RGB) in the mask and the
+# overlay; classes.json, the COCO file's categories and the robot outputs' LabelInfo name it.
+UNKNOWN_NAME = "unknown"
+UNKNOWN_COLOR = (0, 0, 0)
+_UNKNOWN_8BIT, _UNKNOWN_16BIT = 255, 65535
+
+
+def unknown_label(num_classes: int) -> int:
+    """The reserved id of the unknown label for a vocabulary of ``num_classes``: 255 up to 255 classes (it fits the
+    8-bit label PNGs, after the last class id 254), else 65535 (16-bit label PNGs, the robot outputs' mono16 labels
+    and LabelInfo's uint16 ids; at most 65535 classes then). Never a class id."""
+    if num_classes <= _UNKNOWN_8BIT:
+        return _UNKNOWN_8BIT
+    if num_classes <= _UNKNOWN_16BIT:
+        return _UNKNOWN_16BIT
+    raise ValueError(f"the unknown label needs a free 16-bit id: at most {_UNKNOWN_16BIT} classes, got {num_classes}")
+
+
+def mark_unknown(labels: np.ndarray, probability: np.ndarray, threshold: float, num_classes: int) -> int:
+    """Label unknown (in place) every pixel of ``labels`` whose ``probability`` (its best class's) is below
+    ``threshold``, or not a number; returns how many."""
+    below = ~(np.asarray(probability) >= np.float32(threshold))  # NaN: unknown too
+    labels[below] = unknown_label(num_classes)
+    return int(np.count_nonzero(below))
 
 
 def palette(num_classes: int, seed: int = 0) -> np.ndarray:
@@ -32,9 +67,11 @@ def palette(num_classes: int, seed: int = 0) -> np.ndarray:
     return colors[:num_classes]
 
 
-def label_image(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """The label map as written to a PNG: uint8 when every id fits (at most 256 classes), else uint16."""
-    return np.ascontiguousarray(labels.astype(np.uint8 if num_classes <= 256 else np.uint16))
+def label_image(labels: np.ndarray, num_classes: int, unknown: bool = False) -> np.ndarray:
+    """The label map as written to a PNG: uint8 when every id fits (at most 256 classes; 255 with ``unknown``, the
+    reserved id 255 then), else uint16."""
+    fits = num_classes + (1 if unknown else 0) <= 256
+    return np.ascontiguousarray(labels.astype(np.uint8 if fits else np.uint16))
 
 
 @dataclass(repr=False)
@@ -57,6 +94,11 @@ class Result:
             "windows" (sliding windows); "" for pipelines without that choice.
         class_scores: every class's scores at a low resolution (a ``zsseg_rt.pipeline.class_scores.ClassScores``)
             when the call asked for them (``Engine.segment_with_class_scores``: video filtering); None otherwise.
+        unknown_below: the unknown threshold the labels were made with (``Engine(unknown_below=P)``): pixels whose
+            best class's probability is below it hold :attr:`unknown_id` (named "unknown" in ``class_map()``,
+            ``areas()``, the views and the files); None: off, every pixel has a class.
+        probability: the best class's probability where it is not ``scores`` (ZegFormer: the semantic score over
+            the proposals' mask mass, docs/usage.md "Unknown pixels"), when the unknown threshold read it; else None.
     """
 
     labels: np.ndarray
@@ -70,6 +112,8 @@ class Result:
     backend: str = ""
     inference: str = ""
     class_scores: Optional[Any] = None
+    unknown_below: Optional[float] = None
+    probability: Optional[np.ndarray] = None
 
     # ---- what the labels say ------------------------------------------------------------------------------------
     @property
@@ -77,31 +121,64 @@ class Result:
         """Milliseconds per stage (``timing``; the name Ultralytics uses)."""
         return self.timing
 
+    @property
+    def unknown_id(self) -> Optional[int]:
+        """The unknown label's reserved id (:func:`unknown_label`) when the unknown threshold is on, else None."""
+        return unknown_label(len(self.class_names)) if self.unknown_below is not None else None
+
     def _counts(self) -> np.ndarray:
-        return np.bincount(self.labels.ravel(), minlength=len(self.class_names))
+        """Pixels per label id: the classes', then (with the unknown threshold on) the unknown label's last."""
+        counts = np.bincount(self.labels.ravel(), minlength=len(self.class_names))
+        classes = counts[: len(self.class_names)]
+        if self.unknown_id is None:
+            return classes
+        unknown = counts[self.unknown_id] if self.unknown_id < counts.size else 0
+        return np.append(classes, unknown)
+
+    def _name(self, index: int) -> str:
+        return self.class_names[index] if index < len(self.class_names) else UNKNOWN_NAME
+
+    def _label_id(self, index: int) -> int:
+        return index if index < len(self.class_names) else int(self.unknown_id or 0)
 
     def present_classes(self) -> List[int]:
-        """Class indices that label at least one pixel, most frequent first."""
+        """Class indices that label at least one pixel, most frequent first (the unknown label, when the threshold
+        is on and it labels pixels, as ``len(class_names)``)."""
         counts = self._counts()
         order = np.argsort(-counts, kind="stable")
         return [int(i) for i in order if counts[i] > 0]
 
     def areas(self, all_classes: bool = False) -> Dict[str, float]:
         """Fraction of the image's pixels each class labels, most frequent first (classes that label nothing are
-        left out unless ``all_classes``, which lists every class in vocabulary order). The values sum to 1."""
+        left out unless ``all_classes``, which lists every class in vocabulary order). The values sum to 1. With the
+        unknown threshold on, "unknown" is one of them."""
         counts = self._counts()
         total = max(int(self.labels.size), 1)
-        order = range(len(self.class_names)) if all_classes else self.present_classes()
-        return {self.class_names[i]: float(counts[i]) / total for i in order}
+        order = range(len(counts)) if all_classes else self.present_classes()
+        return {self._name(i): float(counts[i]) / total for i in order}
 
     def pixel_counts(self) -> Dict[str, int]:
-        """Pixels each present class labels, most frequent first."""
+        """Pixels each present class labels, most frequent first ("unknown" too, with the threshold on)."""
         counts = self._counts()
-        return {self.class_names[i]: int(counts[i]) for i in self.present_classes()}
+        return {self._name(i): int(counts[i]) for i in self.present_classes()}
 
     def class_map(self) -> Dict[str, str]:
-        """Label id -> class name (JSON keys are strings: ``{"0": "person", ...}``), as in ``classes.json``."""
-        return {str(i): name for i, name in enumerate(self.class_names)}
+        """Label id -> class name (JSON keys are strings: ``{"0": "person", ...}``), as in ``classes.json``; with
+        the unknown threshold on, also the reserved id -> "unknown" (``{"255": "unknown"}``)."""
+        names = {str(i): name for i, name in enumerate(self.class_names)}
+        if self.unknown_id is not None:
+            names[str(self.unknown_id)] = UNKNOWN_NAME
+        return names
+
+    def _color_table(self, rgb: np.ndarray) -> np.ndarray:
+        """``rgb`` (a colour per class) in the input's channel order, with the unknown label's colour at its id."""
+        table = rgb[:, ::-1] if self.color_order == "bgr" else rgb
+        if self.unknown_id is not None:
+            grown = np.zeros((self.unknown_id + 1, 3), dtype=np.uint8)
+            grown[: len(table)] = table
+            grown[self.unknown_id] = UNKNOWN_COLOR
+            table = grown
+        return np.ascontiguousarray(table)
 
     # ---- views --------------------------------------------------------------------------------------------------
     def to_color(self, colors: Optional[np.ndarray] = None) -> np.ndarray:
@@ -109,7 +186,7 @@ class Result:
         rgb = palette(len(self.class_names)) if colors is None else np.asarray(colors, dtype=np.uint8)
         if rgb.shape != (len(self.class_names), 3):
             raise ValueError(f"colors must have shape [{len(self.class_names)}, 3], got {list(rgb.shape)}")
-        table = np.ascontiguousarray(rgb[:, ::-1] if self.color_order == "bgr" else rgb)
+        table = self._color_table(rgb)  # with the unknown label's colour (UNKNOWN_COLOR) when the threshold is on
         return np.take(table, self.labels, axis=0)  # table[labels], 4x faster (768x576: 1.2 ms, was 4.6)
 
     def mask(self, legend: bool = False, banner: bool = True) -> np.ndarray:
@@ -154,11 +231,9 @@ class Result:
     def _draw_legend(self, canvas: np.ndarray, title: str) -> np.ndarray:
         import cv2
 
-        table = palette(len(self.class_names))
-        if self.color_order == "bgr":
-            table = table[:, ::-1]
+        table = self._color_table(palette(len(self.class_names)))
         rows = [(title, None)] if title else []
-        rows += [(self.class_names[i], table[i]) for i in self.present_classes()[:20]]
+        rows += [(self._name(i), table[self._label_id(i)]) for i in self.present_classes()[:20]]
         scale = max(0.4, min(canvas.shape[:2]) / 900.0)
         line = int(22 * scale / 0.5)
         for row, (text, color) in enumerate(rows):
@@ -191,6 +266,7 @@ class Result:
             "random_weights": bool(self.banner),
             "banner": self.banner,
             **({"inference": self.inference} if self.inference else {}),
+            **({"unknown_below": self.unknown_below} if self.unknown_below is not None else {}),
         }
 
     def to_json(self, indent: Optional[int] = None) -> str:
@@ -252,7 +328,7 @@ class Result:
         elif view == "mask":
             pixels = self.mask(legend=legend)
         elif view == "labels":
-            pixels = label_image(self.labels, len(self.class_names))
+            pixels = label_image(self.labels, len(self.class_names), self.unknown_id is not None)
         else:
             raise ValueError(f"unknown view {view!r}; choose from {list(VIEWS)}")
         if view != "labels" and self.color_order == "rgb":

@@ -46,13 +46,21 @@ class CameraOutputs:
         self._staged: Dict[str, Any] = {}  # an -o spec -> its kind's entry (AtomicFile, StagedFolder)
         self._labels: Dict[str, StagedFolder] = {}
         self.stats: Optional[StagedFile] = None
+        self.coco: Optional[StagedFile] = None  # --save-json FILE (zsseg_rt.stream.coco_sink writes it)
 
     @classmethod
     def plan_for(
-        cls, specs: Sequence[str], label_folders: Sequence[str], stats_json: Optional[str], overwrite: bool, inputs
+        cls,
+        specs: Sequence[str],
+        label_folders: Sequence[str],
+        stats_json: Optional[str],
+        overwrite: bool,
+        inputs,
+        coco_json: Optional[str] = None,
     ) -> "CameraOutputs":
         """Every file output of the run, checked (see ``OutputPlan.check``): ``specs``, the ``-o`` of every source
-        (placeholders expanded); ``label_folders``, the ``--labels-out`` of every source.
+        (placeholders expanded); ``label_folders``, the ``--labels-out`` of every source; ``coco_json``, the COCO
+        masks (``--save-json``).
 
         Raises:
             OutputRefused: one line naming the path and what to do; nothing was written.
@@ -69,6 +77,8 @@ class CameraOutputs:
             outputs._labels[folder] = labels.plan(outputs.plan, labels.option, folder)
         if stats_json:
             outputs.stats = outputs.plan.file("--stats-json", stats_json)
+        if coco_json:
+            outputs.coco = outputs.plan.file("--save-json", coco_json)
         outputs.plan.check()
         return outputs
 
@@ -139,6 +149,8 @@ def _say_written(output: Dict[str, Any]) -> None:
             len(output["topics"]),
             output["compression"],
         )
+    elif output.get("kind") == "coco":
+        log.info("wrote the COCO masks of %d frames to %s", output["frames"], output["path"])
     elif output.get("kind") in ("labels", "frames") and output.get("frames"):
         what = "label maps" if output["kind"] == "labels" else "frame images"
         log.info("wrote %d %s to %s", output["frames"], what, output["path"])

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from zsseg_rt.output_plan import FolderKind, OutputPlan, StagedFolder
+from zsseg_rt.runtime.result import UNKNOWN_NAME
 
 from .sink_base import FrameSink, SinkError
 
@@ -73,8 +74,14 @@ class LabelFolderSink(FrameSink):
         if len(names) - 1 > MAX_LABEL:
             raise SinkError(f"{len(names)} classes do not fit a 16-bit label PNG (at most {MAX_LABEL + 1})")
         index = int(frame.index)
-        if not self.vocabularies or self.vocabularies[-1]["classes"] != names:
+        unknown = getattr(result, "unknown_id", None)  # the unknown label's id (--unknown-below), named too
+        if not self.vocabularies or (self.vocabularies[-1]["classes"], self.vocabularies[-1].get("unknown")) != (
+            names,
+            unknown,
+        ):
             self.vocabularies.append({"first_frame": index, "classes": names})
+            if unknown is not None:
+                self.vocabularies[-1].update(unknown=unknown, unknown_below=result.unknown_below)
             self._write_classes()
         ok, encoded = cv2.imencode(".png", np.ascontiguousarray(labels, dtype=np.uint16))
         if not ok:
@@ -84,11 +91,11 @@ class LabelFolderSink(FrameSink):
 
     def _write_classes(self) -> None:
         names = self.vocabularies[-1]["classes"]
-        document = {
-            "classes": names,
-            "class_map": {str(i): name for i, name in enumerate(names)},
-            "vocabularies": self.vocabularies,
-        }
+        class_map = {str(i): name for i, name in enumerate(names)}
+        unknown = self.vocabularies[-1].get("unknown")
+        if unknown is not None:
+            class_map[str(unknown)] = UNKNOWN_NAME
+        document = {"classes": names, "class_map": class_map, "vocabularies": self.vocabularies}
         self.staged.write_bytes("classes.json", (json.dumps(document, indent=1) + "\n").encode(), fsync=True)
 
     def close(self) -> None:

@@ -31,9 +31,11 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from zsseg_rt.runtime.result import UNKNOWN_NAME
 
 from . import ros_messages as ros
 from .sink_base import FrameSink, SinkError
@@ -66,6 +68,7 @@ class _Source:
     step_ns: int = 0  # the last increase of its stamps
     offset_ns: int = 0  # added to its times since a file looped or a clock stepped back
     classes: Optional[List[str]] = None  # the vocabulary of its last LabelInfo
+    unknown: Optional[Tuple[int, str]] = None  # and its unknown label (--unknown-below), when it had one
     frames: int = 0
 
     def topic(self, kind: str) -> str:
@@ -194,13 +197,17 @@ class RobotSink(FrameSink):
         names = [str(name) for name in result.class_names]
         if len(names) > ros.MAX_CLASSES:
             raise SinkError(f"{len(names)} classes do not fit a mono16 label image (at most {ros.MAX_CLASSES})")
+        unknown_id = getattr(result, "unknown_id", None)  # the unknown label (--unknown-below): one more entry
+        unknown = (int(unknown_id), UNKNOWN_NAME) if unknown_id is not None else None
+        threshold = float(getattr(result, "unknown_below", None) or 0.0)
         target = self._source(frame, source)
         with self._lock:
             now = self._stamp(target, self._time_ns(frame, stamp))
-            vocabulary = target.classes != names or self._resend(target)
-            target.classes = names
+            vocabulary = (target.classes, target.unknown) != (names, unknown) or self._resend(target)
+            target.classes, target.unknown = names, unknown
         if vocabulary and self._wanted(target, "label_info"):
-            self._send(target, "label_info", now, ros.label_info(now, target.frame_id, names))
+            info = ros.label_info(now, target.frame_id, names, threshold, unknown)
+            self._send(target, "label_info", now, info)
         if self._wanted(target, "labels"):
             self._send(target, "labels", now, ros.image(now, target.frame_id, labels.astype(np.uint16)))
         if self.overlay and self._wanted(target, "overlay"):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -167,16 +167,24 @@ def compressed_image(stamp_ns: int, frame_id: str, data: bytes, image_format: st
     return message.bytes()
 
 
-def label_info(stamp_ns: int, frame_id: str, class_names: Sequence[str], threshold: float = 0.0) -> bytes:
+def label_info(
+    stamp_ns: int,
+    frame_id: str,
+    class_names: Sequence[str],
+    threshold: float = 0.0,
+    unknown: Optional[Tuple[int, str]] = None,
+) -> bytes:
     """``vision_msgs/msg/LabelInfo``: class id ``i`` -> ``class_names[i]`` (the indices of the labels' image);
-    ``threshold``: the confidence threshold of the inference (0: every pixel gets its best class)."""
-    if len(class_names) > MAX_CLASSES:
-        raise ValueError(f"LabelInfo holds at most {MAX_CLASSES} classes (uint16 ids), got {len(class_names)}")
+    ``threshold``: the confidence threshold of the inference (0: every pixel gets its best class; the unknown
+    threshold, ``--unknown-below``, when it is on); ``unknown``: ``(its reserved id, "unknown")``, one more entry."""
+    entries = list(enumerate(str(name) for name in class_names)) + ([unknown] if unknown is not None else [])
+    if len(entries) > MAX_CLASSES:
+        raise ValueError(f"LabelInfo holds at most {MAX_CLASSES} classes (uint16 ids), got {len(entries)}")
     message = _Cdr()
     message.header(stamp_ns, frame_id)
-    message.u32(len(class_names))
-    for index, name in enumerate(class_names):
-        message.u16(index)
+    message.u32(len(entries))
+    for index, name in entries:
+        message.u16(int(index))
         message.string(str(name))
     message.f32(threshold)
     return message.bytes()

@@ -49,6 +49,7 @@ __all__ = [
     "roi_align",
     "clip_crops",
     "fuse_scores",
+    "semantic_probability",
 ]
 
 
@@ -225,6 +226,22 @@ def fuse_scores(
     return np.where(seen, seen_part, unseen_part).astype(np.float32)
 
 
+def semantic_probability(
+    best: np.ndarray, mask_probabilities: np.ndarray, size: Tuple[int, int], valid: Tuple[int, int]
+) -> np.ndarray:
+    """The best class's probability ZegFormer's unknown threshold reads (``Engine(unknown_below=P)``): its semantic
+    score ``best [H, W]`` (``sum_q p_q(c) sigmoid(m_q)`` minus its calibration) over the proposals' mask mass
+    ``sum_q sigmoid(m_q)`` there, resized as the scores were (``mask_probabilities [Q, h, w]``, its ``valid`` top-left
+    part, bilinear to ``size``): the mask-weighted mean of the proposals' probabilities of that class, in [0, 1]
+    (less its calibration). Where no proposal covers the pixel (mass ~0) it is 0."""
+    mass = np.ascontiguousarray(mask_probabilities.sum(axis=0, dtype=np.float32)[None, None])
+    resized = ops.upsample(mass, tuple(size), crop=(0, 0, int(valid[0]), int(valid[1])))[0, 0]
+    covered = resized > np.float32(1e-6)
+    out = np.zeros_like(best, dtype=np.float32)
+    np.divide(best, resized, out=out, where=covered)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- pipeline
 class TwoStagePipeline(Pipeline):
     """Mask proposals classified against the text, then CLIP on every proposal's crop, fused per class.
@@ -396,7 +413,10 @@ class TwoStagePipeline(Pipeline):
                 sigmoid=False,
                 crop=(0, 0, nh, nw),
             )
-        return Result(labels[0], best[0], list(vocab.names), state.order)
+            result = Result(labels[0], best[0], list(vocab.names), state.order)
+            if self.options.unknown_below is not None:  # the unknown threshold reads a probability (Engine)
+                result.probability = semantic_probability(best[0], _sigmoid(masks), (height, width), (nh, nw))
+        return result
 
     def segment_many(self, images: Sequence[Tuple[Any, str]], vocab: PreparedVocabulary, focus: Focus) -> List[Result]:
         """Every image checked first (an error names the image, before any work); then, image by image, the mask

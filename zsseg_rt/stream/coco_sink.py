@@ -1,0 +1,57 @@
+"""``zsseg camera --save-json FILE`` on video files and image folders: every frame's labels as COCO masks
+(:class:`zsseg_rt.runtime.coco.CocoMasks`) in one file for every source, staged by the run's output plan
+(``zsseg_rt.stream.camera_outputs``) and put in place with the other outputs when the run has ended well."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence
+
+from zsseg_rt.runtime.coco import CocoMasks
+
+from .sink_base import FrameSink
+
+__all__ = ["CocoSink"]
+
+
+class CocoSink(FrameSink):
+    """A sink of results shared by every source: frame ``N`` of source ``front`` is the image ``front/00000N`` (with
+    ``source`` and ``frame`` in its entry). ``finish()`` writes the document into ``staged`` (a ``StagedFile``: its
+    temporary name; the plan's commit puts it in place, its abort removes it)."""
+
+    def __init__(self, staged: Any, names: Sequence[str], path: Optional[str] = None):
+        self.staged = staged
+        self.names = [str(name) for name in names]
+        self.path = path or getattr(staged, "path", "")
+        self.name = f"coco:{self.path}"
+        self.masks = CocoMasks("zsseg camera label maps")
+        self.finished = False
+
+    def write(self, frame: Any) -> None:  # pragma: no cover - the loop gives it results (write_result)
+        raise TypeError("the COCO masks take results (write_result), not overlay images")
+
+    def write_result(self, frame: Any, result: Any) -> None:
+        source = self.names[int(getattr(frame, "stream", 0))] if self.names else "frames"
+        index = int(frame.index)
+        unknown = getattr(result, "unknown_id", None) is not None
+        self.masks.add(result.labels, result.class_names, f"{source}/{index:06d}", unknown, source=source, frame=index)
+
+    def finish(self) -> None:
+        """The document written under its temporary name (not in place yet)."""
+        if not self.finished:
+            self.staged.write_json(self.masks.document())
+            self.finished = True
+
+    def close(self) -> None:
+        self.finish()
+
+    def abort(self) -> None:
+        """After a failed run: nothing written (the plan removes what was staged)."""
+        self.finished = True
+
+    def describe(self) -> Dict[str, Any]:
+        return {
+            "path": self.path,
+            "kind": "coco",
+            "frames": len(self.masks.images),
+            "annotations": len(self.masks.annotations),
+        }
