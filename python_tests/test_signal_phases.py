@@ -216,12 +216,30 @@ def test_serve_stops_on_a_keyboard_interrupt_and_ignores_further_signals(command
             signal.signal(s, handler)
 
 
+@pytest.mark.time_bound(30)  # a hook that waited while unset would hang here: a named failure, not a stalled job
 def test_the_phase_hook_costs_nothing_unset(monkeypatch):
+    """Unset, or set for another phase: ``phase`` makes no socket at all (issue 75, item 8: the test asserted only
+    ``phase(...) is None``, true of any call that returns). Set for this phase with no listener: one connection
+    tried, and on at once. The control: the socket stub does record a connection when one is tried."""
+    import socket
+
+    from zsseg_rt import signal_phases
     from zsseg_rt.signal_phases import PHASE_HOOK_ENV, phase
 
+    made = []
+
+    class Recorded(socket.socket):
+        def __init__(self, *args, **kwargs):
+            if len(args) < 4 and "fileno" not in kwargs:  # a new socket (not one wrapping a descriptor made already)
+                made.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(signal_phases.socket, "socket", Recorded)
     monkeypatch.delenv(PHASE_HOOK_ENV, raising=False)
-    assert phase("serve:checked") is None
+    phase("serve:checked")
     monkeypatch.setenv(PHASE_HOOK_ENV, "another:phase@/nonexistent/socket")
-    assert phase("serve:checked") is None  # not the phase asked for: not even a connection
+    phase("serve:checked")  # not the phase asked for: not even a socket
+    assert made == []
     monkeypatch.setenv(PHASE_HOOK_ENV, "serve:checked@/nonexistent/socket")
-    assert phase("serve:checked") is None  # no listener: on at once
+    phase("serve:checked")  # no listener: one connection tried, and on at once
+    assert made == [(socket.AF_UNIX, socket.SOCK_STREAM)]  # the control

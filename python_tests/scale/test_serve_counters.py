@@ -72,6 +72,19 @@ async def _cancelled_mid_upload(replica):
         await task
 
 
+def _bounded(scenario, what: str, seconds: float = 30.0):
+    """``asyncio.run`` of ``scenario`` (a coroutine), failing with ``what`` past ``seconds`` (issue 75, item 8: a
+    request admitted past the bound waited on the held batch forever; the test hung instead of failing)."""
+
+    async def within():
+        try:
+            return await asyncio.wait_for(scenario, seconds)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"{what} within {seconds:g} s (a request past the bound admitted and held?)") from None
+
+    return asyncio.run(within())
+
+
 def _delta(after, before):
     from zsseg_rt.scale.records import OUTCOME_COUNTERS
 
@@ -167,7 +180,7 @@ def test_more_requests_than_the_bound_get_503_with_retry_after_at_once(replica, 
         return stats, refused, await asyncio.gather(*holding)
 
     before = replica._stats()
-    (status, stats, _), refused, held_answers = asyncio.run(scenario())
+    (status, stats, _), refused, held_answers = _bounded(scenario(), "the requests past the bound were not refused")
     after = replica._stats()
     assert status == 200 and (stats["in_flight"], stats["in_flight_limit"]) == (limit, 3), stats
     for status, answer, headers in refused:
@@ -202,7 +215,7 @@ def test_uploads_hold_their_place_until_they_end(replica, batch_of_one):
         return busy, (await _answer(replica, png_bytes()))[0]
 
     before = replica._stats()
-    assert asyncio.run(scenario()) == (503, 200)
+    assert _bounded(scenario(), "the stalled uploads did not hold their places") == (503, 200)
     after = replica._stats()
     assert {k: v for k, v in _delta(after, before).items() if v} == {
         "aborted": limit,
