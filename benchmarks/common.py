@@ -71,7 +71,7 @@ def machine_description(threads: int) -> List[str]:
 
 def torch_op(case: str, t: Dict[str, Any], size: Any) -> Callable[[], object]:
     """The PyTorch eager side of an op case of ``benchmarks.ops`` (CPU) and ``benchmarks.cuda`` (GPU): segment*,
-    upsample_calibrate*, upsample*, similarity_norm, similarity_scale, else the relation descriptor; ``t``: the
+    upsample_calibrate*, upsample*, similarity_norm*, similarity_scale*, else the relation descriptor; ``t``: the
     case's input tensors, ``size``: the upsampled (H, W) (None for the cases that upsample nothing)."""
     import torch
     import torch.nn.functional as F
@@ -92,9 +92,9 @@ def torch_op(case: str, t: Dict[str, Any], size: Any) -> Callable[[], object]:
         )
     if case.startswith("upsample"):
         return lambda: F.interpolate(t["logits"], size=size, mode="bilinear", align_corners=False)
-    if case == "similarity_norm":
+    if case.startswith("similarity_norm"):  # (the _fp16 cases too: the inputs' dtype makes torch's matmul fp16)
         return lambda: F.normalize(t["text"], dim=-1) @ F.normalize(t["patches"], dim=-1).transpose(1, 2)
-    if case == "similarity_scale":
+    if case.startswith("similarity_scale"):
         return lambda: 100.0 * (t["text"] @ t["patches"].transpose(1, 2))
 
     def relation():

@@ -14,10 +14,13 @@ same way; **end-to-end** is one synchronised call between events, host plus kern
 before issue 62 (informational: the first H100 run's and the second H200 run's end-to-end ratios are printed beside
 it). The sides alternate within each of ``--rounds`` rounds (ours, torch, ours, torch, ...; the graph rounds come
 after the eager ones); each statistic is the median over the rounds.
-Target (issue 62, item 5): every op's **kernel** at least as fast as torch **eager** (``ratio_vs_eager`` = the
-median of the rounds' kernel ratios <= 1.0, ``pass``), over rounds whose kernel samples were saturated on both sides
-(else the case is ``not_checked``, never a pass). The host-time ratio, the graph-time ratio and the old end-to-end
-ratio (with its old 2x line, ``e2e_within_2x``) are reported, not judged. With ``--compile`` the ``torch.compile``
+Target (issue 72, item 2; issue 62 had kernel <= 1.0x and judged nothing else): every op's **kernel** at most 0.9x
+torch **eager**'s (``ratio_vs_eager`` = the median of the rounds' kernel ratios <= KERNEL_LIMIT, ``kernel_pass``), over
+rounds whose kernel samples were saturated on both sides (else the case is ``not_checked``, never a pass), and its
+**host** time per call at most 2x torch eager's (``host_ratio``, the ratio of the rounds' medians, <= HOST_LIMIT,
+``host_pass``); ``pass`` is both. The graph-time ratio and the old end-to-end ratio (with its old 2x line,
+``e2e_within_2x``) are reported, not judged. The cases: every op at the photo case's sizes, the similarity in fp32
+(3xTF32 on the tensor cores on sm_80+) and in fp16 (HMMA; torch's fp16 matmul on the tensor cores too). With ``--compile`` the ``torch.compile``
 variant is timed as a third side and reported (``ratio_vs_compile``), never used for pass/fail; a compile error (or
 ``--compile-budget`` used up) is recorded in that case's row and the run goes on. An error of one case is recorded
 in its row too. ``--json`` is rewritten after every case, so a run cut off keeps what it measured (``complete:
@@ -38,7 +41,9 @@ from . import _cuda_timing as timing
 from .common import torch_op
 
 REPO = Path(__file__).resolve().parent.parent
-TARGET = "kernel time <= 1.0x torch eager (issue 62; was <= 2x end to end, issue 25)"
+KERNEL_LIMIT = 0.9  # kernel time / torch eager's (issue 72, item 2; issue 62: 1.0; issue 25: 2x end to end)
+HOST_LIMIT = 2.0  # host time per call / torch eager's (issue 72, item 2)
+TARGET = "kernel time <= 0.9x torch eager and host time per call <= 2x torch eager's (issue 72 item 2)"
 
 
 def _inputs(case: str, device: str, small: bool):
@@ -87,7 +92,10 @@ def _inputs(case: str, device: str, small: bool):
         bias = torch.where(torch.arange(classes) < seen, 0.1, 0.0).to(device)
         return {"logits": normal(1, classes, grid, grid, std=3.0).contiguous(), "bias": bias, "size": (size, size)}
     if case.startswith("similarity"):
-        return {"patches": normal(1, (grid * grid), 512), "text": normal(classes, 512)}
+        # fp16 inputs: the HMMA kernel against torch's fp16 matmul (fp32 in the CPU smoke test: no fp16 CPU op)
+        half = case.endswith("_fp16") and device == "cuda"
+        patches, text = normal(1, (grid * grid), 512), normal(classes, 512)
+        return {"patches": patches.half() if half else patches, "text": text.half() if half else text}
     return {
         "text": normal(classes, 512),
         "image_global": normal(1, 512),
@@ -117,9 +125,9 @@ def _ours(case: str, x, stream: int, out=None) -> Callable[[], object]:
         return lambda: ops.upsample(x["logits"], x["size"], sigmoid=True, class_bias=x["bias"], stream=stream, out=out)
     if case.startswith("upsample"):
         return lambda: ops.upsample(x["logits"], x["size"], stream=stream, out=out)
-    if case == "similarity_norm":
+    if case.startswith("similarity_norm"):
         return lambda: ops.similarity(x["patches"], x["text"], normalize=True, stream=stream, out=out)
-    if case == "similarity_scale":
+    if case.startswith("similarity_scale"):
         return lambda: ops.similarity(x["patches"], x["text"], normalize=False, scale=100.0, stream=stream, out=out)
     return lambda: ops.relation_descriptor(x["text"], x["image_global"], x["weight"], x["bias"], stream=stream, out=out)
 
@@ -165,6 +173,8 @@ CASES: Dict[str, str] = {
     "upsample_calibrate_c171": "upsample+sigmoid+bias C=171 32x32->512x512",
     "similarity_norm": "similarity N=1024 C=171 D=512 normalize",
     "similarity_scale": "similarity N=1024 C=171 D=512 scale 100",
+    "similarity_norm_fp16": "similarity fp16 N=1024 C=171 D=512 normalize",
+    "similarity_scale_fp16": "similarity fp16 N=1024 C=171 D=512 scale 100",
     "relation_descriptor": "relation_descriptor C=171 D=512 -> 512",
 }
 
@@ -266,6 +276,15 @@ def _new_row(case: str, label: str) -> dict:
     }
 
 
+def judge(verdict: dict) -> dict:
+    """A case's verdict from :func:`benchmarks._cuda_timing.compare`'s (made with ``limit=KERNEL_LIMIT``): the kernel
+    line as it judged it (``kernel_pass``), the host line (``host_pass``: ``host_ratio`` <= HOST_LIMIT), ``pass`` both."""
+    host = verdict.get("host_ratio")
+    judged = dict(verdict, kernel_pass=bool(verdict["pass"]), host_pass=bool(host is not None and host <= HOST_LIMIT))
+    judged["pass"] = judged["kernel_pass"] and judged["host_pass"]
+    return judged
+
+
 def _warm_up(fn: Callable[[], object], warmup: int, clock) -> None:
     for _ in range(max(1, warmup)):  # at least once: first-call costs (allocation, handles, compilation)
         fn()
@@ -344,7 +363,7 @@ def _measure_case(row: dict, case: str, args, clock, started: float) -> None:
     if args.device == "cuda" and _arg(args, "graphs"):  # informational: after the judged rounds
         _attach_graphs(row, case, x, ours, eager)
         timing.run_rounds([ours, eager], row["calls"], _arg(args, "rounds"), clock, timing.measure_graph)
-    verdict = timing.compare(ours, eager)
+    verdict = judge(timing.compare(ours, eager, limit=KERNEL_LIMIT))
     row.update(verdict)
     row["zsseg_rt"], row["torch_eager"] = timing.side_summary(ours), timing.side_summary(eager)
     row["zsseg_rt_ms"], row["torch_ms"]["eager"] = row["zsseg_rt"]["kernel_ms"], row["torch_eager"]["kernel_ms"]
@@ -382,8 +401,8 @@ def render(rows: List[dict], device_name: str) -> str:
     lines = [
         f"Device: {device_name}",
         "",
-        "| case | kernel ms zsseg_rt | kernel ms torch eager | kernel ratio (median of rounds) | target <= 1.0x "
-        "| host us zsseg_rt | host us torch | graph ms zsseg_rt | graph ms torch | end-to-end ratio (old form, "
+        "| case | kernel ms zsseg_rt | kernel ms torch eager | kernel ratio (median of rounds) | target: kernel <= "
+        "0.9x, host <= 2x | host us zsseg_rt | host us torch | graph ms zsseg_rt | graph ms torch | end-to-end ratio (old form, "
         "<= 2x) | old form: first H100 / H200 dc8fdc0 | torch.compile kernel ms | zsseg_rt / compile |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -393,7 +412,8 @@ def render(rows: List[dict], device_name: str) -> str:
         elif not r.get("isolated", False):
             verdict = "NOT CHECKED (kernel time not isolated)"
         else:
-            verdict = "PASS" if r["pass"] else "MISS"
+            missed = [what for what in ("kernel", "host") if r.get(f"{what}_pass") is False]
+            verdict = "PASS" if r["pass"] else "MISS" + (f" ({', '.join(missed)})" if missed else "")
         ours, torch_side = r.get("zsseg_rt") or {}, r.get("torch_eager") or {}
         compile_ms = r["torch_ms"].get("compile")
         compile_cell = _num(compile_ms, 3) if compile_ms is not None else r.get("compile_error", "")
@@ -430,7 +450,9 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="tiny shapes (smoke test of this script)")
     parser.add_argument("--json", help="write the rows here (rewritten after every case)")
     parser.add_argument(
-        "--check", action="store_true", help="exit 1 unless every case's kernel is at least as fast as torch eager"
+        "--check",
+        action="store_true",
+        help="exit 1 unless every case's kernel is at most 0.9x torch eager's and its host time at most 2x",
     )
     args = parser.parse_args()
     import torch
@@ -441,7 +463,10 @@ def main() -> None:
     print(render(rows, name))
     if args.check and not all(r["pass"] for r in rows):
         missed = [r["case"] for r in rows if not r["pass"]]
-        sys.exit(f"bench_cuda: kernel not at least as fast as torch eager, or not measured alone: {', '.join(missed)}")
+        sys.exit(
+            "bench_cuda: kernel over 0.9x or host time over 2x torch eager's, or not measured alone: "
+            + ", ".join(missed)
+        )
 
 
 if __name__ == "__main__":

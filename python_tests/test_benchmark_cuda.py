@@ -258,3 +258,25 @@ def test_the_json_is_what_targets_met_reads(tmp_path):
     table = bench.render(rows, "simulated")
     assert "| kernel ms zsseg_rt |" in table and "| host us zsseg_rt |" in table
     assert "NOT CHECKED (kernel time not isolated)" in table and "| MISS |" in table and "| PASS |" in table
+
+
+@pytest.mark.parametrize(
+    "kernel_ratio, host_ratio, kernel_pass, host_pass",
+    [
+        (0.85, 1.9, True, True),  # both lines met
+        (0.95, 1.0, False, True),  # control: faster than torch but above 0.9x (issue 72 item 2; issue 62 passed it)
+        (0.5, 2.5, True, False),  # control: the kernel is fast, the call costs the host over 2x torch's
+        (0.5, None, True, False),  # no host time: never a pass
+    ],
+)
+def test_a_case_passes_on_both_lines_of_issue_72(kernel_ratio, host_ratio, kernel_pass, host_pass):
+    ours, theirs = _filled("zsseg_rt", [kernel_ratio] * 5), _filled("torch_eager", [1.0] * 5)
+    if host_ratio is None:
+        del ours.samples["host_us"]
+    else:
+        ours.samples["host_us"], theirs.samples["host_us"] = [host_ratio * 10.0] * 5, [10.0] * 5
+    verdict = bench.judge(timing.compare(ours, theirs, limit=bench.KERNEL_LIMIT))
+    assert (verdict["kernel_pass"], verdict["host_pass"]) == (kernel_pass, host_pass)
+    assert verdict["pass"] is (kernel_pass and host_pass)
+    row = {**bench._new_row("case", "case"), **verdict}  # verdict["isolated"]: every round saturated
+    assert ("| PASS |" if verdict["pass"] else "| MISS (") in bench.render([row], "simulated")
