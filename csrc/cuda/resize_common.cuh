@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "launch.cuh"
 #include "zsseg/bilinear.h"
@@ -24,6 +25,28 @@ __device__ __forceinline__ void store_from_float(float* p, float v) {
 }
 __device__ __forceinline__ void store_from_float(__half* p, float v) {
   *p = __float2half_rn(v);
+}
+
+// V consecutive values, each rounded to T, in one V * sizeof(T)-byte store (16 bytes for 4 floats, 8 for 4 halves):
+// `p` must be aligned to it (the launcher checks; the emulation aborts on a misaligned one, as a GPU faults).
+template <typename T, int V>
+struct alignas(V * sizeof(T)) Pack {
+  T v[V];
+};
+template <typename T, int V>
+__device__ __forceinline__ void store_pack(T* p, const float (&v)[V]) {
+  if constexpr (V == 1) {
+    store_from_float(p, v[0]);
+  } else {
+    Pack<T, V> pack;
+#pragma unroll
+    for (int j = 0; j < V; ++j) store_from_float(&pack.v[j], v[j]);
+#if defined(ZS_CUDA_EMULATION)
+    std::memcpy(zs_emu::vector_store_alignment_checked(reinterpret_cast<Pack<T, V>*>(p)), &pack, sizeof(pack));
+#else
+    *reinterpret_cast<Pack<T, V>*>(p) = pack;
+#endif
+  }
 }
 
 inline int blocks_for(int64_t work_items) {

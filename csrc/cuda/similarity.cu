@@ -1,5 +1,7 @@
-// CUDA similarity: tiled shared-memory GEMM text [C, D] x patches [N, D]^T per batch item. With normalize, the
-// block's inverse row norms come first (all its warps, a row per warp at a time) and scale the tile stores.
+// CUDA similarity: text [C, D] x patches [N, D]^T per batch item. On devices with mma.sync (sm_80+) the tensor-core
+// kernel (similarity_mma.cuh); elsewhere (and with params.tensor_cores false) the CUDA-core kernel below: a tiled
+// shared-memory GEMM whose block's inverse row norms (normalize) come first and scale the tile stores.
+#include "similarity_mma.cuh"
 #include "tile_gemm.cuh"
 #include "zsseg/similarity.h"
 
@@ -65,6 +67,7 @@ CudaStatus launch_tiles(const SimilarityParams& p, cudaStream_t stream) {
 
 template <class T>
 CudaStatus launch(const SimilarityParams& p, cudaStream_t stream) {
+  if (p.tensor_cores && tensor_cores_available()) return launch_mma<T>(p, stream);
   const std::int64_t blocks_64 = p.batch * ((p.num_patches + 63) / 64) * ((p.num_classes + 63) / 64);
   return prefer_small_tiles(blocks_64) ? launch_tiles<T, 32>(p, stream) : launch_tiles<T, 64>(p, stream);
 }

@@ -96,6 +96,7 @@
 // spells them
 enum cudaDeviceAttr : int {
   cudaDevAttrMultiProcessorCount = 16,
+  cudaDevAttrComputeCapabilityMajor = 75,
   cudaDevAttrIntegrated = 18,
   cudaDevAttrCanMapHostMemory = 19,
   cudaDevAttrMemoryPoolsSupported = 115,
@@ -400,6 +401,7 @@ struct DeviceConfig {
   bool memory_pools = true;
   bool integrated = false;                // cudaDevAttrIntegrated (a Jetson: one DRAM for CPU and GPU)
   int multiprocessors = 16;               // cudaDevAttrMultiProcessorCount (0: unknown)
+  int compute_capability_major = 9;       // cudaDevAttrComputeCapabilityMajor (an sm_90 device: mma.sync is emulated)
   std::vector<cudaError_t> kernel_image;  // per device; missing entries = cudaSuccess
   bool library_event_pool = true;         // the library reuses its completion events (ZS_LIBRARY_EVENT_POOL)
 };
@@ -490,10 +492,17 @@ inline cudaStreamCaptureMode& thread_capture_mode() {
   static thread_local cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
   return mode;
 }
+// cudaStreamGetId's numbers: one per stream made, never given again (a destroyed stream's handle may be reused on a
+// GPU, its id never is).
+inline unsigned long long next_stream_id() {
+  static std::atomic<unsigned long long> last{0};
+  return ++last;
+}
 
 }  // namespace zs_emu
 
 struct CUstream_st {
+  unsigned long long id = zs_emu::next_stream_id();
   unsigned int flags = 0;
   int device = 0;
   bool legacy = false;
@@ -1108,11 +1117,12 @@ inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d
   if (device < 0 || device >= zs_emu::device_config().device_count)
     return zs_emu::last_error() = cudaErrorInvalidDevice;
   const zs_emu::DeviceConfig& config = zs_emu::device_config();
-  *value = attr == cudaDevAttrMemoryPoolsSupported  ? config.memory_pools
-           : attr == cudaDevAttrIntegrated          ? config.integrated
-           : attr == cudaDevAttrCanMapHostMemory    ? 1
-           : attr == cudaDevAttrMultiProcessorCount ? config.multiprocessors
-                                                    : 0;
+  *value = attr == cudaDevAttrMemoryPoolsSupported     ? config.memory_pools
+           : attr == cudaDevAttrIntegrated             ? config.integrated
+           : attr == cudaDevAttrCanMapHostMemory       ? 1
+           : attr == cudaDevAttrMultiProcessorCount    ? config.multiprocessors
+           : attr == cudaDevAttrComputeCapabilityMajor ? config.compute_capability_major
+                                                       : 0;
   return cudaSuccess;
 }
 // The emulated "module" has code for a device unless device_config().kernel_image says otherwise.
@@ -1156,6 +1166,16 @@ inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int 
 inline cudaError_t cudaStreamCreate(cudaStream_t* stream) {
   ZS_EMU_API();
   return cudaStreamCreateWithFlags(stream, cudaStreamDefault);
+}
+// The stream's unique id (the legacy stream's for 0 / cudaStreamLegacy, this thread's per-thread stream's for
+// cudaStreamPerThread); a destroyed stream is an invalid handle.
+inline cudaError_t cudaStreamGetId(cudaStream_t stream, unsigned long long* id) {
+  ZS_EMU_API();
+  std::lock_guard<std::mutex> lock(zs_emu::runtime().mutex);
+  CUstream_st* s = zs_emu::stream_of(stream);
+  if (s->destroyed) return zs_emu::destroyed_handle_locked("cudaStreamGetId of", "stream", s);
+  *id = s->id;
+  return cudaSuccess;
 }
 inline cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   ZS_EMU_API();

@@ -36,7 +36,7 @@ SYNCHRONISATIONS = ("cudaStreamSynchronize", "cudaEventSynchronize", "cudaDevice
 # The kernels of one eager frame: the pre-processing, the stand-in model (its image encoder resizes, its head resizes
 # with a class bias, which the op checks on the device with a kernel of its own) and the post-processing: one
 # prepared segment_windows launch, whose bias was checked on the host (no check kernel of its own).
-EAGER_KERNELS = {"preprocess_kernel<float>": 1, "upsample_kernel<T>": 2, "bias_check_kernel": 1,
+EAGER_KERNELS = {"preprocess_kernel<float>": 1, "upsample_columns_kernel": 2, "bias_check_kernel": 1,
                  "segment_windows_tiled_kernel": 1}  # fmt: skip
 
 

@@ -45,13 +45,16 @@ ZS_HD float bilinear_scale(int64_t in_size, int64_t out_size) {
   return static_cast<float>(in_size) / static_cast<float>(out_size);
 }
 
-// Source index and weights of output index `out_index` (torch's compute_indices_weights_linear).
-ZS_HD BilinearTap bilinear_tap(float scale, int64_t out_index, int64_t in_size) {
+// Source index and weights of output index `out_index` (torch's compute_indices_weights_linear), in the integer type
+// `Index`: int64_t (bilinear_tap), or int32_t where a kernel's sizes fit it (the same values: the float conversions
+// and the truncation of src, which is at most in_size, give the same results in either type).
+template <typename Index>
+ZS_HD BilinearTap bilinear_tap_in(float scale, Index out_index, Index in_size) {
   float src = scale * (static_cast<float>(out_index) + 0.5f) - 0.5f;
   src = src < 0.f ? 0.f : src;
-  int64_t i0 = static_cast<int64_t>(src);  // src >= 0, so truncation == floor
+  Index i0 = static_cast<Index>(src);  // src >= 0, so truncation == floor
   if (i0 > in_size - 1) i0 = in_size - 1;
-  const int64_t i1 = i0 + 1 < in_size ? i0 + 1 : in_size - 1;
+  const Index i1 = i0 + 1 < in_size ? i0 + 1 : in_size - 1;
   float w1 = src - static_cast<float>(i0);
   w1 = w1 < 0.f ? 0.f : (w1 > 1.f ? 1.f : w1);
   BilinearTap tap;
@@ -60,6 +63,9 @@ ZS_HD BilinearTap bilinear_tap(float scale, int64_t out_index, int64_t in_size) 
   tap.w0 = 1.f - w1;
   tap.w1 = w1;
   return tap;
+}
+ZS_HD BilinearTap bilinear_tap(float scale, int64_t out_index, int64_t in_size) {
+  return bilinear_tap_in<int64_t>(scale, out_index, in_size);
 }
 
 // Linear blend of two values with torch's operation order (w0 * a + w1 * b).

@@ -1,6 +1,7 @@
 // similarity: out[b, c, n] = scale * <t_c, p_n> with optional L2 normalisation of both sides over D.
 //   patches [B, N, D], text [C, D] (shared by the batch) or [B, C, D], out [B, C, N].
-// CPU: float32 only. CUDA: float32 or float16 inputs (fp32 accumulation); out has the inputs' dtype.
+// CPU: float32 only. CUDA: float32 or float16 inputs (fp32 accumulation); out has the inputs' dtype. On sm_80+ the
+// CUDA products run on the tensor cores (fp16: exact products; fp32: 3xTF32, within 3 * 2^-20 |a b| of each product).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -24,6 +25,9 @@ struct SimilarityParams {
   bool normalize = false;
   float scale = 1.0f;
   DType dtype = DType::Float32;
+  // CUDA: the tensor-core kernel where the device has mma.sync (sm_80+); false: the CUDA-core kernel on every device
+  // (its tests, and a comparison of the two).
+  bool tensor_cores = true;
 };
 
 // 1 / max(sqrt(sum_squares), eps): the factor a vector is multiplied by when normalised.
