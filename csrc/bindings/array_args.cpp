@@ -1,4 +1,5 @@
-// Parsing and validation of array arguments; see array_args.h for the contract.
+// Parsing and validation of array arguments; see array_args.h for the contract (the __dlpack__ import:
+// dlpack_import.cpp).
 #include "array_args.h"
 
 #include <climits>
@@ -11,23 +12,25 @@
 #include "cuda/stream_order.h"
 #endif
 
-namespace zsseg_py {
-namespace {
+#include "array_import.h"
 
-// An array as described by its producer, before the op-independent checks.
-struct RawArray {
-  const void* data = nullptr;
-  std::vector<std::int64_t> shape;
-  std::vector<std::int64_t> byte_strides;  // empty = C-contiguous by contract
-  ElemType type = ElemType::Other;
-  std::string type_name;
-  Placement place;
-  py::object keep_alive;
-  bool readonly = false;
-  const char* via = "";                    // "numpy", "__dlpack__", "__cuda_array_interface__"
-  std::optional<std::int64_t> cai_stream;  // stream to order after (CAI "stream" entry; 1 = legacy when absent)
-  bool device_from_pointer = false;        // the device id comes from the pointer (CAI, DLPack kDLCUDAHost)
-};
+namespace zsseg_py {
+namespace detail {
+
+std::string python_type_name(py::handle obj) {
+  return py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>();
+}
+
+std::string error_text(py::error_already_set& err) {
+  return py::str(err.type().attr("__name__")).cast<std::string>() + ": " + py::str(err.value()).cast<std::string>();
+}
+
+}  // namespace detail
+
+namespace {
+using detail::error_text;
+using detail::python_type_name;
+using detail::RawArray;
 
 // "[3, 64]". std::to_string, not an ostringstream: iostream facets crash when a static libstdc++ inside _C meets
 // the process's shared one (the first GPU run, issue 25).
@@ -38,16 +41,6 @@ std::string join_shape(const std::vector<std::int64_t>& shape) {
     text += std::to_string(shape[i]);
   }
   return text + "]";
-}
-
-// "BufferError: message" without pybind11's appended traceback.
-std::string python_type_name(py::handle obj) {
-  return py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>();
-}
-
-// "BufferError: message" without pybind11's appended traceback.
-std::string error_text(py::error_already_set& err) {
-  return py::str(err.type().attr("__name__")).cast<std::string>() + ": " + py::str(err.value()).cast<std::string>();
 }
 
 // Name like numpy's for (kind, bytes): ('f', 8) -> "float64".
@@ -77,13 +70,6 @@ ElemType elem_type_of(char kind, long bytes) {
   return ElemType::Other;
 }
 
-ElemType elem_type_of(const dlpack::DLDataType& dt) {
-  for (const ElemTypeInfo& e : kElemTypes) {
-    if (dt.lanes == 1 && e.dl.code == dt.code && e.dl.bits == dt.bits) return e.type;
-  }
-  return ElemType::Other;
-}
-
 // ---- NumPy ------------------------------------------------------------------------------------------
 RawArray from_numpy(const py::array& arr) {
   RawArray raw;
@@ -99,136 +85,6 @@ RawArray from_numpy(const py::array& arr) {
   raw.data = arr.data();
   raw.readonly = !arr.writeable();
   raw.keep_alive = py::reinterpret_borrow<py::object>(arr);
-  return raw;
-}
-
-// ---- DLPack -----------------------------------------------------------------------------------------
-std::string dlpack_type_name(const dlpack::DLDataType& t) {
-  const char* base = t.code == dlpack::kDLFloat     ? "float"
-                     : t.code == dlpack::kDLInt     ? "int"
-                     : t.code == dlpack::kDLUInt    ? "uint"
-                     : t.code == dlpack::kDLBfloat  ? "bfloat"
-                     : t.code == dlpack::kDLComplex ? "complex"
-                     : t.code == dlpack::kDLBool    ? "bool"
-                                                    : "dltype";
-  std::string name = std::string(base) + std::to_string(t.bits);
-  if (t.lanes != 1) name += "x" + std::to_string(t.lanes);
-  return name;
-}
-
-void fill_from_dltensor(const dlpack::DLTensor& t, RawArray& raw, const ArgParser& p, const char* name) {
-  if (t.ndim < 0 || t.ndim > 32 || (t.ndim > 0 && t.shape == nullptr)) {
-    p.fail_value(std::string("argument '") + name + "' has an invalid DLPack rank " + std::to_string(t.ndim));
-  }
-  const auto& dt = t.dtype;
-  raw.type_name = dlpack_type_name(dt);
-  raw.type = elem_type_of(dt);
-  const std::int64_t item = dt.bits / 8;
-  raw.shape.assign(t.shape, t.shape + t.ndim);
-  if (t.strides != nullptr) {
-    for (int i = 0; i < t.ndim; ++i) raw.byte_strides.push_back(t.strides[i] * item);
-  }
-  raw.data = static_cast<const char*>(t.data) + t.byte_offset;
-  const int kind = t.device.device_type;
-  if (kind == dlpack::kDLCPU) {
-    raw.place = Placement{Device::CPU, 0};
-  } else if (kind == dlpack::kDLCUDA || kind == dlpack::kDLCUDAManaged) {
-    raw.place = Placement{Device::CUDA, t.device.device_id};
-  } else if (kind == dlpack::kDLCUDAHost) {  // page-locked host memory: usable when mapped (checked later)
-    raw.place = Placement{Device::CUDA, t.device.device_id};
-    raw.device_from_pointer = true;
-  } else {
-    p.fail_value(std::string("argument '") + name + "' is on DLPack device type " + std::to_string(kind) +
-                 "; expected CPU (1), CUDA (2), mapped pinned host memory (3) or managed memory (13)");
-  }
-}
-
-template <class Managed>
-py::capsule own_dlpack(PyObject* capsule, const char* name, const char* used_name) {
-  auto* managed = static_cast<Managed*>(PyCapsule_GetPointer(capsule, name));
-  if (managed == nullptr) throw py::error_already_set();
-  PyCapsule_SetName(capsule, used_name);  // we are the consumer now: the deleter is ours to call
-  return py::capsule(managed, [](void* ptr) {
-    auto* m = static_cast<Managed*>(ptr);
-    if (m->deleter != nullptr) m->deleter(m);
-  });
-}
-
-py::object call_dlpack(py::handle obj, bool on_cuda, const ArgParser& p) {
-  const std::int64_t stream = p.stream_int();
-  // DLPack: stream 1 names the legacy default stream on CUDA; CPU producers get no stream.
-  py::dict plain;
-  if (on_cuda) plain["stream"] = py::int_(stream == 0 ? 1 : stream);
-  py::dict with_version = py::reinterpret_steal<py::dict>(PyDict_Copy(plain.ptr()));
-  with_version["max_version"] = py::make_tuple(1, 0);
-  const py::object method = obj.attr("__dlpack__");
-  for (const py::dict* kwargs : {&with_version, &plain}) {
-    try {
-      return method(**(*kwargs));
-    } catch (py::error_already_set& err) {
-      if (!err.matches(PyExc_TypeError)) throw;
-    }
-  }
-  if (on_cuda && p.capturing()) {
-    throw py::value_error(
-        "__dlpack__ takes no stream argument, so it cannot be ordered without a host wait, which "
-        "is illegal while the stream is captured into a CUDA graph");
-  }
-  py::object capsule = method();
-#ifdef ZSSEG_WITH_CUDA
-  // The producer took no stream argument, so its pending work cannot be ordered before ours: wait for it.
-  if (on_cuda) {
-    cudaError_t status;
-    {
-      py::gil_scoped_release release;  // other Python threads run while this one waits for the GPU
-      status = cudaDeviceSynchronize();
-    }
-    if (status != cudaSuccess) {
-      throw py::value_error(std::string("__dlpack__: cudaDeviceSynchronize failed: ") + cudaGetErrorString(status));
-    }
-  }
-#endif
-  return capsule;
-}
-
-RawArray from_dlpack(py::handle obj, const ArgParser& p, const char* name) {
-  RawArray raw;
-  raw.via = "__dlpack__";
-  bool on_cuda = false;
-  try {
-    const py::tuple device = obj.attr("__dlpack_device__")();
-    const int kind = device[0].cast<int>();
-    on_cuda = kind == dlpack::kDLCUDA || kind == dlpack::kDLCUDAManaged;
-  } catch (py::error_already_set& err) {
-    p.fail_value(std::string("argument '") + name + "': __dlpack_device__() failed: " + error_text(err));
-  } catch (const std::exception&) {
-    p.fail_value(std::string("argument '") + name + "': __dlpack_device__() did not return (int, int)");
-  }
-  py::object capsule;
-  try {
-    capsule = call_dlpack(obj, on_cuda, p);
-  } catch (py::error_already_set& err) {
-    p.fail_value(std::string("argument '") + name + "' could not be exported with __dlpack__: " + error_text(err));
-  }
-  PyObject* cap = capsule.ptr();
-  if (PyCapsule_IsValid(cap, "dltensor_versioned")) {
-    raw.keep_alive = own_dlpack<dlpack::DLManagedTensorVersioned>(cap, "dltensor_versioned", "used_dltensor_versioned");
-    const auto* m =
-        static_cast<const dlpack::DLManagedTensorVersioned*>(raw.keep_alive.cast<py::capsule>().get_pointer());
-    if (m->version.major != 1) {
-      p.fail_value(std::string("argument '") + name + "': unsupported DLPack major version " +
-                   std::to_string(m->version.major) + " (expected 1)");
-    }
-    fill_from_dltensor(m->dl_tensor, raw, p, name);
-    raw.readonly = (m->flags & dlpack::kFlagReadOnly) != 0;
-  } else if (PyCapsule_IsValid(cap, "dltensor")) {
-    raw.keep_alive = own_dlpack<dlpack::DLManagedTensor>(cap, "dltensor", "used_dltensor");
-    const auto* m = static_cast<const dlpack::DLManagedTensor*>(raw.keep_alive.cast<py::capsule>().get_pointer());
-    fill_from_dltensor(m->dl_tensor, raw, p, name);
-  } else {
-    p.fail_type(std::string("argument '") + name + "': __dlpack__() returned " + python_type_name(capsule) +
-                ", not an unused DLPack capsule");
-  }
   return raw;
 }
 
@@ -424,6 +280,13 @@ const ElemTypeInfo* elem_type_info(ElemType type) {
   return nullptr;
 }
 
+ElemType elem_type_of_dlpack(const dlpack::DLDataType& dt) {
+  for (const ElemTypeInfo& e : kElemTypes) {
+    if (dt.lanes == 1 && e.dl.code == dt.code && e.dl.bits == dt.bits) return e.type;
+  }
+  return ElemType::Other;
+}
+
 const char* elem_type_name(ElemType type) {
   const ElemTypeInfo* e = elem_type_info(type);
   return e != nullptr ? e->name : "other";
@@ -522,7 +385,7 @@ ArrayArg ArgParser::parse_array(const char* name, py::handle obj, Accept accept,
     raw.place = Placement{Device::CUDA, arr.buffer->device_id()};
     raw.keep_alive = py::reinterpret_borrow<py::object>(obj);
   } else if (!obj.is_none() && py::hasattr(obj, "__dlpack__") && py::hasattr(obj, "__dlpack_device__")) {
-    raw = from_dlpack(obj, *this, name);  // DLPack first: a CAI property is never evaluated for these
+    raw = detail::from_dlpack(obj, *this, name);  // DLPack first: a CAI property is never evaluated for these
   } else if (!obj.is_none() && py::hasattr(obj, "__cuda_array_interface__")) {
     raw = from_cai(obj, *this, name);
   } else {
@@ -734,7 +597,8 @@ void ArgParser::require_disjoint(const Output& a, const char* a_name, const Outp
 
 void ArgParser::check_launch(zsseg::CudaStatus status) const {
   // Recorded even when the launch failed: the outputs' release must still be ordered after the allocations.
-  const int recorded = finish_launch(stream_, std::vector<py::object>(in_use_), allocated_, checks_, read_, written_);
+  const int recorded = finish_launch(stream_, std::vector<py::object>(in_use_), allocated_, checks_, read_, written_,
+                                     capturing() ? 0 : stream_id());
   if (status == 0 && recorded != 0) status = recorded;
   if (status != 0) {
     throw std::runtime_error(op_ + ": CUDA error " + std::to_string(status) + " (" + zsseg::cuda_error_string(status) +

@@ -161,6 +161,10 @@ class ArgParser {
 
   zsseg::Stream stream() const;  // the launch stream as a cudaStream_t handle
   std::int64_t stream_int() const { return stream_; }
+  // The launch stream's unique id (cudaStreamGetId; 0 when it cannot be had), asked at most once per call: work
+  // recorded on the stream with this id needs no wait before the launch (stream order has it). CUDA work only, never
+  // while the stream is captured.
+  unsigned long long stream_id() const;
   // Whether the launch stream is being captured into a CUDA graph. Only for CUDA work: it asks the runtime about
   // the stream handle (once per call).
   bool capturing() const {
@@ -179,6 +183,8 @@ class ArgParser {
   // stream_ is being captured into a CUDA graph; known once the first CUDA argument was parsed (capture_known_)
   mutable bool capturing_ = false;
   mutable bool capture_known_ = false;
+  mutable unsigned long long stream_id_ = 0;  // stream_id(), once known
+  mutable bool stream_id_known_ = false;
   void note_cuda_argument() const;
   // CUDA only: owners of the parsed arguments (kept alive until the launch completes), the outputs allocated
   // here (they get the launch's completion event) and device-side checks to report after it (class_bias).
@@ -285,12 +291,14 @@ void keep_until_marker(std::vector<py::object>&& owners, const std::shared_ptr<v
 // True while `stream` is being captured into a CUDA graph (always false without CUDA).
 bool stream_is_capturing(std::int64_t stream);
 // After a launch on `stream` (current device = the launch's): record the completion event, attach it to
-// `outputs` and keep `in_use` alive until it completes. Returns the CUDA status of the event record.
+// `outputs` and keep `in_use` alive until it completes. Returns the CUDA status of the event record. `stream_id`: the
+// stream's id (ArgParser::stream_id; 0: unknown), kept with the event so that a later call on the same stream does not
+// wait for it.
 int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
                   const std::vector<std::shared_ptr<DeviceBuffer>>& outputs,
                   const std::vector<std::shared_ptr<void>>& checks,
                   const std::vector<std::shared_ptr<DeviceBuffer>>& read = {},
-                  const std::vector<std::shared_ptr<DeviceBuffer>>& written = {});
+                  const std::vector<std::shared_ptr<DeviceBuffer>>& written = {}, unsigned long long stream_id = 0);
 // A DeviceArray argument of an op launched on `stream`: make the launch wait for the work that produced it and, when
 // the op writes it (`written`, an `out=`), for its readers and the streams it was exported to as well. While
 // `stream` is captured into a CUDA graph no wait can be made (it would be on an event recorded outside the capture:
@@ -349,6 +357,7 @@ struct ElemTypeInfo {
   dlpack::DLDataType dl;    // DLPack {code, bits, lanes}
   const char* cai_typestr;  // __cuda_array_interface__ typestr, little-endian where it has an order
 };
-const ElemTypeInfo* elem_type_info(ElemType type);  // nullptr for Other
+const ElemTypeInfo* elem_type_info(ElemType type);           // nullptr for Other
+ElemType elem_type_of_dlpack(const dlpack::DLDataType& dt);  // Other for a DLPack type no row has
 
 }  // namespace zsseg_py

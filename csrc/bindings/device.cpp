@@ -106,6 +106,14 @@ bool stream_is_capturing(std::int64_t stream) {
   return so::capturing(so::as_stream(stream));
 }
 
+unsigned long long ArgParser::stream_id() const {
+  if (!stream_id_known_) {
+    stream_id_known_ = true;
+    stream_id_ = so::stream_id(stream_order_stream(stream_));
+  }
+  return stream_id_;
+}
+
 bool ArgParser::check_bias_on_device(const ArrayArg& bias) const {
   if (capturing()) return true;  // captured into a CUDA graph: no check (see parse_class_bias)
   auto check = so::DeviceCheck::create(zsseg::kBiasNotChecked);
@@ -161,11 +169,12 @@ void order_device_array(const DeviceBuffer& buffer, bool written, const ArgParse
     return;
   }
   const cudaStream_t stream = static_cast<cudaStream_t>(args.stream());
+  const unsigned long long id = args.stream_id();  // a producer or reader on this very stream needs no wait
   const bool skip_ready = ZS_LIBRARY_MUTATED(kLibSkipInputWait);  // emulated mutation: no wait for the producer
-  cudaError_t status = ready && !skip_ready ? ready->order_before(stream) : cudaSuccess;
+  cudaError_t status = ready && !skip_ready ? ready->order_before(stream, id) : cudaSuccess;
   if (status == cudaSuccess && graph) status = graph->order_before(stream);
   for (const auto& reader : readers) {
-    if (status == cudaSuccess) status = reader->order_before(stream);
+    if (status == cudaSuccess) status = reader->order_before(stream, id);
   }
   if (written) {  // what other libraries do with it on the streams it was exported to must come first too
     for (cudaStream_t consumer : sb.consumers()) {
@@ -183,7 +192,7 @@ int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
                   const std::vector<std::shared_ptr<DeviceBuffer>>& outputs,
                   const std::vector<std::shared_ptr<void>>& checks,
                   const std::vector<std::shared_ptr<DeviceBuffer>>& read,
-                  const std::vector<std::shared_ptr<DeviceBuffer>>& written) {
+                  const std::vector<std::shared_ptr<DeviceBuffer>>& written, unsigned long long stream_id) {
   if (so::capturing(so::as_stream(stream))) {
     // Captured into a CUDA graph: the work runs when the graph is launched, so an event recorded now could
     // never be queried (cudaErrorCapturedEvent); what the graph reads is its owner's to keep alive. A DeviceArray
@@ -198,7 +207,7 @@ int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
   held.objects = std::move(in_use);
   for (const auto& check : checks) held.checks.push_back(as_check(check));
   auto ready = std::make_shared<so::ReadyEvent>();
-  const cudaError_t status = ready->record(so::as_stream(stream), device);
+  const cudaError_t status = ready->record(so::as_stream(stream), device, stream_id);
   if (status != cudaSuccess) {
     cudaGetLastError();
     // No event: keep nothing pending on it (the outputs fall back to a synchronising cudaFree; the checks are
@@ -241,7 +250,10 @@ bool ArgParser::check_bias_on_device(const ArrayArg&) const {
 }
 int finish_launch(std::int64_t, std::vector<py::object>&&, const std::vector<std::shared_ptr<DeviceBuffer>>&,
                   const std::vector<std::shared_ptr<void>>&, const std::vector<std::shared_ptr<DeviceBuffer>>&,
-                  const std::vector<std::shared_ptr<DeviceBuffer>>&) {
+                  const std::vector<std::shared_ptr<DeviceBuffer>>&, unsigned long long) {
+  return 0;
+}
+unsigned long long ArgParser::stream_id() const {
   return 0;
 }
 void order_device_array(const DeviceBuffer&, bool, const ArgParser&, const char*) {}
@@ -386,7 +398,9 @@ void order_for_consumer(const DeviceArray& arr, const py::object& stream) {
   if (stream_buffer(*arr.buffer).graph_written_unordered()) wait_for_content(arr, "DeviceArray.__dlpack__");
   const auto ready = stream_buffer(*arr.buffer).ready();
   const auto graph = stream_buffer(*arr.buffer).graph_ready();  // the latest replay of a graph that writes it
-  cudaError_t status = ready ? ready->order_before(consumer_stream) : cudaSuccess;
+  // A consumer on the stream the array was produced on is ordered after it already (torch.from_dlpack(x) on the
+  // stream of the op that made x: no wait per export).
+  cudaError_t status = ready ? ready->order_before(consumer_stream, so::stream_id(consumer_stream)) : cudaSuccess;
   if (status == cudaSuccess && graph) status = graph->order_before(consumer_stream);
   // The release of the buffer waits for what the consumer enqueues on its stream (see stream_order.h).
   stream_buffer(*arr.buffer).add_consumer(consumer_stream);

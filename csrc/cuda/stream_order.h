@@ -8,8 +8,9 @@
 //     that cannot be created). Devices without memory pools (cudaDevAttrMemoryPoolsSupported == 0) fall back to
 //     cudaMalloc / cudaFree.
 //   * A ReadyEvent is recorded on the launch stream right after the allocation and again after the launch.
-//     Nothing keeps the caller's stream handle: consumers are ordered after the event (cudaStreamWaitEvent), host
-//     reads wait for the event, and the buffer is released with cudaFreeAsync on a stream of this library's own
+//     Nothing keeps the caller's stream handle: consumers are ordered after the event (cudaStreamWaitEvent; none
+//     for a consumer on the stream the event was recorded on, known by its cudaStreamGetId), host reads wait for
+//     the event, and the buffer is released with cudaFreeAsync on a stream of this library's own
 //     (release_stream(), one per device, never destroyed) after waiting for the event. So a caller may destroy its
 //     stream right after the call.
 //   * This library's pool keeps up to kPoolReleaseThreshold bytes of freed memory (a pool's release threshold, 0 by
@@ -94,6 +95,18 @@ class RelaxedCaptureScope {
   cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;
   bool restore_ = true;
 };
+
+// The unique id of `stream` (cudaStreamGetId: 0 and cudaStreamLegacy name the legacy stream; a destroyed stream's
+// handle may be reused by a new stream, its id never is), or 0 when it cannot be had (then nothing is taken for the
+// same stream). Asked so that work already on the launch stream is not waited for again (see ReadyEvent).
+inline unsigned long long stream_id(cudaStream_t stream) {
+  unsigned long long id = 0;
+  if (cudaStreamGetId(stream, &id) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return id;
+}
 
 // Make `waiter` wait for everything enqueued on `stream` so far (an event recorded now). Never blocks the host.
 // A capturing `stream` is skipped (its work runs when the graph is launched, which its owner orders).
@@ -243,7 +256,8 @@ class ReadyEvent {
   ~ReadyEvent() { reset(); }
   ReadyEvent(const ReadyEvent&) = delete;
   ReadyEvent& operator=(const ReadyEvent&) = delete;
-  ReadyEvent(ReadyEvent&& other) noexcept : event_(other.event_), device_(other.device_), in_graph_(other.in_graph_) {
+  ReadyEvent(ReadyEvent&& other) noexcept
+      : event_(other.event_), device_(other.device_), in_graph_(other.in_graph_), recorded_on_(other.recorded_on_) {
     other.event_ = nullptr;
   }
   ReadyEvent& operator=(ReadyEvent&& other) noexcept {
@@ -252,23 +266,32 @@ class ReadyEvent {
       event_ = other.event_;
       device_ = other.device_;
       in_graph_ = other.in_graph_;
+      recorded_on_ = other.recorded_on_;
       other.event_ = nullptr;
     }
     return *this;
   }
 
-  // Record on `stream` (current device = `device`); replaces an earlier record.
-  cudaError_t record(cudaStream_t stream, int device) {
+  // Record on `stream` (current device = `device`); replaces an earlier record. `stream_id`: the stream's
+  // stream_id() where the caller has it (0: unknown), so that a consumer on that same stream is not made to wait.
+  cudaError_t record(cudaStream_t stream, int device, unsigned long long stream_id = 0) {
     DeviceScope scope(device);
     const cudaError_t status = ensure_event(device);
-    return status != cudaSuccess ? status : cudaEventRecord(event_, stream);
+    recorded_on_ = 0;
+    if (status != cudaSuccess) return status;
+    const cudaError_t recorded = cudaEventRecord(event_, stream);
+    if (recorded == cudaSuccess) recorded_on_ = stream_id;
+    return recorded;
   }
   bool recorded() const { return event_ != nullptr; }
   cudaEvent_t get() const { return event_; }
   int device() const { return device_; }
-  // Make `consumer` wait for the recorded work (no-op when nothing was recorded). Never blocks the host.
-  cudaError_t order_before(cudaStream_t consumer) const {
+  // Make `consumer` wait for the recorded work (no-op when nothing was recorded). Never blocks the host. When the
+  // record was made on the consumer's own stream (`consumer_id`, its stream_id(); 0: unknown), stream order has it
+  // already: no wait (the hand-off between calls on one stream: a wait per argument and call otherwise).
+  cudaError_t order_before(cudaStream_t consumer, unsigned long long consumer_id = 0) const {
     if (event_ == nullptr) return cudaSuccess;
+    if (consumer_id != 0 && recorded_on_ == consumer_id) return cudaSuccess;
     DeviceScope scope(device_);
     return cudaStreamWaitEvent(consumer, event_, 0);
   }
@@ -298,6 +321,7 @@ class ReadyEvent {
     const cudaError_t status = ensure_event(device);
     if (status != cudaSuccess) return status;
     in_graph_ = true;  // a node of a graph now: its replays record it, so it never goes back to the pool
+    recorded_on_ = 0;  // each replay records it on the stream the graph is launched on
     return cudaEventRecordWithFlags(event_, stream, cudaEventRecordExternal);
   }
 
@@ -327,6 +351,7 @@ class ReadyEvent {
   cudaEvent_t event_ = nullptr;
   int device_ = 0;
   bool in_graph_ = false;
+  unsigned long long recorded_on_ = 0;  // stream_id() of the stream the last record was made on (0: unknown)
 };
 
 inline cudaError_t wait_for_stream(cudaStream_t waiter, cudaStream_t stream) {
