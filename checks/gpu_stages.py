@@ -299,6 +299,7 @@ CI_ONLY: Dict[str, str] = {
     "test_benchmark_cpu.py": f"the CPU benchmark: {_ORT_CPU}",
     "test_benchmark_cpu_default.py": f"the CPU default's benchmark: {_ORT_CPU}",
     "test_sass_check.py": _NO_BUILD,
+    "test_sass_dense.py": _NO_BUILD,
     "test_gpu_rehearsal.py": _NO_BUILD,
     "test_gpu_check.py": "the acceptance tooling's own tests, on fakes and the CPU",
     "test_gpu_evidence.py": "the acceptance tooling's own tests, on fakes and the CPU",

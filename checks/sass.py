@@ -40,6 +40,12 @@ loop is [target, branch]). The assertions:
 6. No FMA contracted by nvcc in the kernels that must equal the CPU bit for bit (temporal.cu: the video filter's
    blend, hold, propagate, measured flag): each one's FFMA/DFMA/HFMA2 are no more than with -fmad=false (division and
    sqrt are FFMA sequences either way). checks/_sass_contraction.py; its self-test compiles a * b + c, reported.
+7. similarity on the tensor cores (sm_80+): each similarity_mma_kernel's K loop multiplies with HMMA of its dtype only
+   (fp32 3xTF32: 96 HMMA.1688.F32.TF32 an iteration; fp16: 32 HMMA.16816.F32), from global loads (no shared memory,
+   no barrier, no FFMA dot product); empty below sm_80. 8. upsample's packed variant: one 16-/8-byte STG a row
+   iteration, 32-bit taps, <= 16 instructions an output on its plain path. checks/_sass_dense.py, with the model:
+
+    python -m checks sass --dense-model         # similarity's and upsample's cost models (sm_90, an H100)
 
     python -m checks sass --contraction         # rule 6 alone: the check before a GPU lease (seconds)
 
@@ -529,6 +535,7 @@ def _sibling(name: str):
 
 # segment_windows' cost model for the photo case (checks/_sass_model.py), from the counts read here
 _MODEL = _sibling("_sass_model")
+_DENSE = _sibling("_sass_dense")  # rules 7 and 8: the dense ops' tensor cores and packed stores (issue 72 item 2)
 PHOTO, H100, TILE = _MODEL.PHOTO, _MODEL.H100, _MODEL.TILE
 segment_windows_model, render_model = _MODEL.segment_windows_model, _MODEL.render_model
 
@@ -567,6 +574,7 @@ def check_cubin(cubin: Path, ptxas_text: str, report: Report, label: str) -> Non
         problems += check_fused_postprocess(name, fn)
         problems += check_segment_windows_fast_path(name, fn)
         problems += check_similarity_prologue(name, fn)
+        problems += _DENSE.check_kernel(name, fn, label)
         report.kernels.append(
             {
                 "source": label,
@@ -651,6 +659,7 @@ def self_test(arch: str = "90") -> List[str]:
             elif not mutated and flagged:
                 failures.append(f"segment_windows' fast path was flagged: {flagged}")
         failures += contraction().self_test(_compiler(arch, Path(tmp)))  # rule 6: a * b + c must be reported
+        failures += _DENSE.self_test(_compiler(arch, Path(tmp)), Path(__file__).with_name("sass_dense_self_test.cu"), arch)
     return failures
 
 
@@ -676,6 +685,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--model", action="store_true", help="print segment_windows' photo-case cost model (sm_90)")
     parser.add_argument("--contraction", action="store_true", help="rule 6 alone: no FMA contracted in temporal.cu")
+    parser.add_argument("--dense-model", action="store_true", help="similarity's and upsample's cost models (sm_90)")
     args = parser.parse_args(argv)
     try:
         find_nvcc()
@@ -689,6 +699,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             cubin, _ = compile_cubin(SEGMENT_WINDOWS_SOURCE, "90", Path(tmp))
             kernel = next(f for n, f in disassemble(cubin).items() if "segment_windows_kernelIfLb1ELi0E" in n)
         print(render_model(segment_windows_fast_costs(kernel), [None, 128, 64, 32, 16, 8]))
+        return 0
+    if args.dense_model:
+        with tempfile.TemporaryDirectory(prefix="zs_sass_dense_") as tmp:
+            compiled = [disassemble(compile_cubin(CUDA_DIR / f, "90", Path(tmp))[0]) for f in ("similarity.cu", "upsample.cu")]
+        print(_DENSE.render({name: fn for functions in compiled for name, fn in functions.items()}))
         return 0
     if args.contraction:
         with tempfile.TemporaryDirectory(prefix="zs_sass_fma_") as tmp:
