@@ -354,9 +354,12 @@ def _attach_graphs(row: dict, case: str, x, ours: timing.Side, eager: timing.Sid
 def _host_with_out(row: dict, case: str, x, stream: int, outs, clock, rounds: int) -> None:
     """Informational: zsseg_rt's host time per call with preallocated outputs (``out=``: no allocation, no release),
     the median of ``rounds`` samples; beside ``host_us`` it says what the output's pool allocation costs the host."""
-    call = _ours(case, x, stream, out=outs)
-    samples = [timing.sample(call, row["calls"], clock, 0.0).host_us for _ in range(rounds)]
-    row["host_us_out"] = statistics.median(samples)
+    try:  # informational: an error here is this statistic's, never the case's
+        call = _ours(case, x, stream, out=outs)
+        samples = [timing.sample(call, row["calls"], clock, 0.0).host_us for _ in range(rounds)]
+        row["host_us_out"] = statistics.median(samples)
+    except Exception as exc:
+        row["host_out_error"] = _error(exc)
 
 
 def _measure_case(row: dict, case: str, args, clock, started: float) -> None:
