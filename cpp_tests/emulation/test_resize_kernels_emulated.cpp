@@ -365,7 +365,8 @@ struct PruneCase {
   int64_t classes, grid, head, scaled_h, scaled_w, out_h, out_w, stride;
   int kind;  // logits: 0 uniform [-5, 5]; 1 one class per region dominates; 2 all classes equal; 3 pairs equal
              // (odd classes copy the even one below); 4 a NaN; 5 one huge (1e31) and one deep (-70) logit;
-             // 6 dominated, with logits around -40 (sums below -88 in both windows' overlap: still fast)
+             // 6 dominated, with logits around -40 (sums below -88 in both windows' overlap: still fast);
+             // 7 uniform [-39.5, 39.5]: steep rows within the chained exponentials' range (their worst case)
   bool half;
 };
 
@@ -424,6 +425,7 @@ TEST(SegmentWindowsEmulated, PruningIsExact) {
       {"a huge and a deep logit", 10, 4, 64, 64, 85, 47, 63, 43, 5, false},
       {"dominated, logits near -40", 16, 4, 64, 64, 85, 47, 63, 43, 6, false},
       {"one window, output larger than the rescaled image (edge tiles)", 7, 5, 32, 32, 32, 45, 41, 32, 1, false},
+      {"steep logits within +-40 (the chained rows' worst case)", 11, 4, 64, 64, 85, 47, 63, 43, 7, false},
   };
   std::mt19937 rng(15);
   for (int64_t cap : emu_test::grid_caps()) {
@@ -435,7 +437,8 @@ TEST(SegmentWindowsEmulated, PruningIsExact) {
       if (c.kind == 1 || c.kind == 6) {
         logits = dominated_logits(n, c.classes, c.grid, rng, c.kind == 6 ? -40.f : 0.f);
       } else {
-        logits = emu_test::random_floats(static_cast<size_t>(n * c.classes * c.grid * c.grid), rng, -5.f, 5.f);
+        const float range = c.kind == 7 ? 39.5f : 5.f;
+        logits = emu_test::random_floats(static_cast<size_t>(n * c.classes * c.grid * c.grid), rng, -range, range);
       }
       const int64_t plane = c.grid * c.grid;
       for (int64_t k = 0; k < n; ++k) {
@@ -494,7 +497,7 @@ TEST(SegmentWindowsEmulated, PruningIsExact) {
         // logits within +-40 (not kind 6, not the huge/deep or NaN logits' tiles)
         if (kernel != static_cast<int>(Variant::kColumnsChain) || c.grid * 16 != c.head || c.kind == 6) {
           EXPECT_EQ(stats.chained_rows, 0) << "no chained rows";
-        } else if (c.kind <= 3) {
+        } else if (c.kind <= 3 || c.kind == 7) {
           EXPECT_GT(stats.chained_rows, stats.fast_tiles) << "chained rows in the fast tiles";
         }
         EXPECT_EQ(pruned.labels, all.labels);

@@ -21,11 +21,14 @@
 // Chained exponentials (kColumnsChain): with a power-of-two head scale (ViT patch grids: 32/512, 40/640 ...) the
 // row weights are exact multiples of the scale, so within one head-row interval the exponent t = -log2(e) v is
 // affine in the row: 2^t(row + 1) = 2^t(row) * 2^(t(row + 1) - t(row)). The walk then takes one ex2 per run of
-// kChainRun rows (the anchor) plus one per interval (the ratio R), and one multiplication per other row. Error:
-// each chained row adds at most one rounding and the ratio's ex2.approx error (2^-22) to 2^t, so after 3 rows the
-// relative error of 2^t is below 1e-6 and the sigmoid's absolute error below 2.5e-7 (the tests' bound on scores
-// is 1e-6; rounding of t itself is as in the tiled path). Only in tiles whose logits are all within +-40
-// (kGentleLogit, seen by the bound pass: 2^t and the ratios stay normal numbers), else every row is an anchor.
+// kChainRun rows (the anchor) plus one per interval (the ratio R = 2^((h1 - h0) * step), the step of the row
+// weights exact for such a scale: its error scales with the step, not with |t|, as a difference of two rounded t
+// would: 1.25e-6 on a score with logits swinging within +-40, measured on the emulator, against 6.6e-7 unchained),
+// and one multiplication per other row. Each chained row adds one rounding and the ratio's error (its argument's
+// rounding, 2^-22 of ex2.approx) to 2^t: at most 3 chained rows keep a score within about 6e-7 of the unchained
+// value at +-40 (a model of the review of 0981ef7; the emulator's ex2 is exact). Only in tiles whose logits are all
+// within +-40 (kGentleLogit, seen by the bound pass: 2^t and the ratios stay normal numbers), else every row is an
+// anchor.
 // The row codes (anchor, anchor with a new ratio, chained) depend on the rows alone, so every lane of a warp takes
 // the same branch; they are made once per tile.
 #pragma once
@@ -40,9 +43,8 @@ inline namespace ZS_SW_BUILD {  // emulated / device: segment_windows_tiles.cuh
 namespace {
 
 constexpr int kColumnGroup = 2;   // classes per thread item of the fast pass
-constexpr int kColumnChunk = 22;  // classes per pass: fw x 11 items fill two rounds of 256 threads up to fw = 46
-constexpr int kColumnGroups = kColumnChunk / kColumnGroup;
-constexpr int kChainRun = 4;  // rows per exact ex2: an anchor and at most 3 chained rows
+constexpr int kColumnChunk = 22;  // classes per pass: fw x 11 items (pairs) fill two rounds of 256 threads to fw = 46
+constexpr int kChainRun = 4;      // rows per exact ex2: an anchor and at most 3 chained rows
 enum RowCode : uint8_t { kAnchor = 0, kAnchorRatio = 1, kChained = 2 };
 
 struct ColumnTap {  // a footprint column in one window: logit column i0, i1 - i0, the weights
@@ -183,15 +185,16 @@ __device__ __forceinline__ void load_column_rows(const T* __restrict__ window_lo
 }
 
 // Fast tiles: one window's 2^t at footprint row fr for the item's classes: an anchor (ex2, and a new ratio where
-// the code says) after reloading the interval's rows if it changed, or a chained row (times the ratio).
-template <typename T>
+// the code says) after reloading the interval's rows if it changed, or a chained row (times the ratio). Chain false
+// (Variant::kColumns): every row an anchor, the codes not read.
+template <bool Chain, typename T>
 __device__ __forceinline__ void window_exponentials(const T* __restrict__ window_logits, const Dims& d,
                                                     const ColumnTap& ct, const uint32_t (&class_offset)[kColumnGroup],
                                                     const BilinearTap* __restrict__ row_taps, int32_t fr, int code,
                                                     int32_t& current, float (&h0)[kColumnGroup],
                                                     float (&h1)[kColumnGroup], float (&e)[kColumnGroup],
                                                     float (&r)[kColumnGroup]) {
-  if (code == kChained) {  // the same interval as the row before (make_row_codes)
+  if (Chain && code == kChained) {  // the same interval as the row before (make_row_codes)
 #pragma unroll
     for (int g = 0; g < kColumnGroup; ++g) e[g] *= r[g];
     return;
@@ -205,9 +208,9 @@ __device__ __forceinline__ void window_exponentials(const T* __restrict__ window
   for (int g = 0; g < kColumnGroup; ++g) {
     const float t = blend2(h0[g], h1[g], tap.w0, tap.w1);
     e[g] = ex2_approx_ftz(t);
-    if (code == kAnchorRatio) {
+    if (Chain && code == kAnchorRatio) {
       const BilinearTap next = row_taps[fr + 1];
-      r[g] = ex2_approx_ftz(blend2(h0[g], h1[g], next.w0, next.w1) - t);
+      r[g] = ex2_approx_ftz((h1[g] - h0[g]) * (next.w1 - tap.w1));  // t(next) - t, the step exact
     }
   }
 }
@@ -215,7 +218,7 @@ __device__ __forceinline__ void window_exponentials(const T* __restrict__ window
 // Pass A of a fast tile (tame, one row of at most two windows: run_tile_fast's tiles) for list positions
 // [c0, c0 + kColumnChunk): per covering window 2^t, then one window 1 / (1 + E), two the one-reciprocal pair
 // (pair_rows). The bias is subtracted in pass B; a column in no window holds the bias (zero_uncovered).
-template <typename T>
+template <bool Chain, typename T>
 __device__ __forceinline__ void column_pass_fast(const T* __restrict__ logits, const Dims& d, int32_t c0, int32_t last,
                                                  int32_t th, const float* chunk_bias, ColumnSmem& cs) {
   TileSmem& s = cs.base;
@@ -224,9 +227,10 @@ __device__ __forceinline__ void column_pass_fast(const T* __restrict__ logits, c
   const uint32_t plane = static_cast<uint32_t>(d.in_h * d.in_w);  // one window's logits hold < 2^31 values
   const T* const logits0 = logits + static_cast<int64_t>(s.slot_window[0]) * d.classes * plane;
   const T* const logits1 = logits + static_cast<int64_t>(s.slot_window[s.slots > 1 ? 1 : 0]) * d.classes * plane;
-  const int32_t row_mask = s.row_mask[0];  // the same on every row (same_rows)
+  const int32_t row_mask = s.row_mask[0];                       // the same on every row (same_rows)
+  const int32_t groups = (last + kColumnGroup) / kColumnGroup;  // the chunk's classes only (a short chunk: fewer)
 #pragma unroll 1
-  for (int32_t item = static_cast<int32_t>(threadIdx.x); item < fw * kColumnGroups; item += kThreads) {
+  for (int32_t item = static_cast<int32_t>(threadIdx.x); item < fw * groups; item += kThreads) {
     const int32_t group = item / fw, fc = item - group * fw, cc = group * kColumnGroup;
     const int32_t covering = cs.col_mask[fc] & row_mask & 3;
     uint32_t class_offset[kColumnGroup];
@@ -244,12 +248,12 @@ __device__ __forceinline__ void column_pass_fast(const T* __restrict__ logits, c
 #pragma unroll 1
     for (int32_t fr = 0; fr < fh; ++fr) {
       if ((covering & 1) != 0) {
-        window_exponentials(logits0, d, ct0, class_offset, s.row_tap[0], fr, cs.code[0][fr], current[0], h0[0], h1[0],
-                            e[0], r[0]);
+        window_exponentials<Chain>(logits0, d, ct0, class_offset, s.row_tap[0], fr, Chain ? cs.code[0][fr] : 0,
+                                   current[0], h0[0], h1[0], e[0], r[0]);
       }
       if ((covering & 2) != 0) {
-        window_exponentials(logits1, d, ct1, class_offset, s.row_tap[1], fr, cs.code[1][fr], current[1], h0[1], h1[1],
-                            e[1], r[1]);
+        window_exponentials<Chain>(logits1, d, ct1, class_offset, s.row_tap[1], fr, Chain ? cs.code[1][fr] : 0,
+                                   current[1], h0[1], h1[1], e[1], r[1]);
       }
 #pragma unroll
       for (int g = 0; g < kColumnGroup; ++g) {
@@ -282,7 +286,7 @@ __device__ __forceinline__ void column_pass_generic(const T* __restrict__ logits
   const int32_t fw = s.fw, fh = s.fh, slots = s.slots;
   const uint32_t plane = static_cast<uint32_t>(d.in_h * d.in_w);
 #pragma unroll 1
-  for (int32_t item = static_cast<int32_t>(threadIdx.x); item < fw * kColumnChunk; item += kThreads) {
+  for (int32_t item = static_cast<int32_t>(threadIdx.x); item < fw * (last + 1); item += kThreads) {
     const int32_t cc = item / fw, fc = item - cc * fw;
     const int32_t col_mask = cs.col_mask[fc];
     const uint32_t class_offset[1] = {static_cast<uint32_t>(chunk_class(s, listed, c0, cc, last)) * plane};
@@ -314,7 +318,7 @@ __device__ __forceinline__ void column_pass_generic(const T* __restrict__ logits
 // Every tile of the sigmoid path in the column form: per chunk the biases, a barrier, pass A, a barrier, pass B
 // (fast tiles: the bias subtracted and a plain ">", as run_tile_fast; other tiles: torch's argmax rules, as
 // run_tile); labels/scores once.
-template <typename T>
+template <bool Chain, typename T>
 __device__ __forceinline__ void run_tile_columns(const T* __restrict__ logits, const WindowTable& table, const Dims& d,
                                                  const float* __restrict__ class_bias, const Tile& tile, bool fast,
                                                  bool listed, int32_t count, int32_t* __restrict__ labels,
@@ -344,15 +348,15 @@ __device__ __forceinline__ void run_tile_columns(const T* __restrict__ logits, c
     }
     __syncthreads();  // the biases; the previous chunk's pass B has read its rows
     if (fast) {
-      column_pass_fast(logits, d, c0, last, tile.th, bias, cs);
+      column_pass_fast<Chain>(logits, d, c0, last, tile.th, bias, cs);
     } else {
       column_pass_generic(logits, d, listed, c0, last, tile.th, bias, cs);
     }
     __syncthreads();
-    if (tile.has(0)) {  // repeated classes of a short chunk never replace the first (">", argmax_update)
+    if (tile.has(0)) {  // a short chunk's classes only (its items and rows end at `last`)
       if (fast) {
 #pragma unroll 2
-        for (int32_t cc = 0; cc < kColumnChunk; ++cc) {
+        for (int32_t cc = 0; cc <= last; ++cc) {
           const float* const at = rows + cc * (kTileH * kFootW);
           const float v = fmaf(at[right], w1, fmaf(at[left], w0, -bias[cc]));
           if (v > best) {
@@ -362,7 +366,7 @@ __device__ __forceinline__ void run_tile_columns(const T* __restrict__ logits, c
         }
       } else {
 #pragma unroll 2
-        for (int32_t cc = 0; cc < kColumnChunk; ++cc) {
+        for (int32_t cc = 0; cc <= last; ++cc) {
           const float* const at = rows + cc * (kTileH * kFootW);
           argmax_update(blend2(at[left], at[right], w0, w1), c0 + cc, best, label);
         }

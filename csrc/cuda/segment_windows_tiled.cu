@@ -247,9 +247,9 @@ __device__ __forceinline__ TileSmem& tile_smem(ColumnSmem& s) {
 
 template <typename T, bool Sigmoid, int V>
 __global__ void __launch_bounds__(kThreads, VariantTraits<V>::kMinBlocks)
-    segment_windows_kernel(const T* __restrict__ logits, const __grid_constant__ WindowTable table,
-                           const __grid_constant__ Dims d, const float* __restrict__ class_bias,
-                           int32_t* __restrict__ labels, float* __restrict__ scores) {
+    segment_windows_kernel(const T* __restrict__ logits, WindowTable table, Dims d,
+                           const float* __restrict__ class_bias, int32_t* __restrict__ labels,
+                           float* __restrict__ scores) {
   __shared__ typename VariantTraits<V>::Smem smem;
   TileSmem& s = tile_smem(smem);
   for (int32_t tile_y = static_cast<int32_t>(blockIdx.y); tile_y < d.tiles_y; tile_y += gridDim.y) {
@@ -259,8 +259,9 @@ __global__ void __launch_bounds__(kThreads, VariantTraits<V>::kMinBlocks)
       if constexpr (VariantTraits<V>::kColumnForm) {  // (sigmoid only: the launcher)
         if (d.prune) bound_pass(logits, d, class_bias, s);
         const bool fast = d.prune && s.tame && s.same_rows && s.slots <= 2;
-        run_tile_columns(logits, table, d, class_bias, tile, fast, d.prune, d.prune ? s.listed_count : d.classes,
-                         labels, scores, smem);
+        run_tile_columns<V == static_cast<int>(Variant::kColumnsChain)>(logits, table, d, class_bias, tile, fast,
+                                                                        d.prune, d.prune ? s.listed_count : d.classes,
+                                                                        labels, scores, smem);
       } else if (Sigmoid && d.prune) {
         bound_pass(logits, d, class_bias, s);
         if (s.tame && s.same_rows && s.slots <= 2) {
@@ -282,7 +283,7 @@ template <typename T>
 void launch_tiled(const T* logits, const WindowTable& table, const Dims& d, const SegmentWindowsParams& p, dim3 grid,
                   cudaStream_t stream) {
   // (a template-id with a comma cannot be a macro argument)
-  using Kernel = void (*)(const T*, const WindowTable, const Dims, const float*, int32_t*, float*);
+  using Kernel = void (*)(const T*, WindowTable, Dims, const float*, int32_t*, float*);
   constexpr int kTiled = static_cast<int>(Variant::kTiled), kColumns = static_cast<int>(Variant::kColumns);
   constexpr int kChain = static_cast<int>(Variant::kColumnsChain);
   Kernel segment_windows_tiled_kernel = &segment_windows_kernel<T, false, kTiled>;  // identity: one kernel

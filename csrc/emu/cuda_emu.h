@@ -2,8 +2,7 @@
 // host compiler and run in CI (under AddressSanitizer and UBSan) although no GPU is there.
 //
 // What it models:
-// * __global__ / __device__ / __host__ / __forceinline__ / __launch_bounds__ are plain host functions
-//   (__grid_constant__: nothing).
+// * __global__ / __device__ / __host__ / __forceinline__ / __launch_bounds__ are plain host functions.
 // * A launch (ZS_LAUNCH in csrc/cuda/launch.cuh) runs the blocks of the grid one after another; the threads of
 //   a block are fibers, each warp's on its own host thread (cuda_emu_block.h), so __syncthreads() is a real
 //   barrier between the warps and a data race or a missing barrier shows up as a wrong result (or a sanitizer
@@ -60,7 +59,6 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __grid_constant__
 #define __shared__ static
 
 struct dim3 {
