@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from cuda_support import cuda_testing, requires_cuda
 
@@ -28,12 +29,12 @@ def test_the_choice_is_the_fastest_that_passed_on_the_slower_of_iid_and_engine()
         "171": {
             "iid": {"tiled": _row(214), "columns": _row(70), "columns_chain": _row(50)},
             "engine": {"tiled": _row(170), "columns": _row(60), "columns_chain": _row(62)},
-            "dominated": {"tiled": _row(30), "columns": _row(999), "columns_chain": _row(999)},  # not judged
+            "dominated": {"tiled": _row(30), "columns": _row(999), "columns_chain": _row(29)},  # not judged: said
         },
     }
     rec = pv.recommend(_report(rows))
     assert rec == {"variant": "columns_chain", "us": 62, "classes": 171, "judged_on": ["iid", "engine"],
-                   "meets_target": False}  # fmt: skip
+                   "meets_target": False, "slower_somewhere": ["columns"]}  # fmt: skip
     rows["171"]["engine"]["columns_chain"] = _row(58)
     rows["171"]["iid"]["columns_chain"] = _row(57)
     assert pv.recommend(_report(rows))["meets_target"] is True  # 58 <= 59 us
@@ -41,10 +42,25 @@ def test_the_choice_is_the_fastest_that_passed_on_the_slower_of_iid_and_engine()
     assert pv.recommend(_report(rows))["variant"] == "columns"
 
 
+def test_a_candidate_within_the_noise_margin_leaves_the_default():
+    rows = {"171": {"iid": {"tiled": _row(100), "columns": _row(96), "columns_chain": _row(97)}}}
+    assert pv.recommend(_report(rows))["variant"] == "tiled"  # 4 % faster: not clearly
+    rows["171"]["iid"]["columns"] = _row(94)
+    assert pv.recommend(_report(rows))["variant"] == "columns"  # 6 %
+
+
 def test_no_candidate_passed_means_no_choice():
     rows = {"171": {"iid": {n: _row(None, ok=False) for n in ("tiled", "columns", "columns_chain")}}}
     assert pv.recommend(_report(rows)) == {"variant": None, "us": None, "classes": 171, "judged_on": ["iid"],
-                                           "meets_target": False}  # fmt: skip
+                                           "meets_target": False, "slower_somewhere": []}  # fmt: skip
+
+
+def test_the_check_wants_nan_where_the_cpu_has_it_and_numbers_elsewhere():
+    want = (np.array([[1, 2]], np.int32), np.array([[0.5, np.nan]], np.float32))
+    assert pv.check((want[0].copy(), want[1].copy()), want)["pass"]
+    assert not pv.check((want[0].copy(), np.array([[0.5, 0.25]], np.float32)), want)["pass"]  # a number for a NaN
+    assert not pv.check((want[0].copy(), np.array([[np.nan, np.nan]], np.float32)), want)["pass"]  # a NaN for one
+    assert not pv.check((want[0].copy(), np.array([[0.5 + 3e-6, np.nan]], np.float32)), want)["pass"]
 
 
 @requires_cuda
@@ -64,5 +80,31 @@ def test_the_program_checks_and_times_every_candidate(tmp_path, capsys):
                 assert row["pass"] and row["us"] is not None and row["us"] > 0, (classes, name, row)
                 assert row["labels_equal"] >= pv.LABELS_MIN and row["max_score_diff"] <= pv.SCORE_TOL
     assert report["recommendation"]["variant"] in report["variants"]
+    assert sorted(p.name for p in (tmp_path / "postprocess_variants_cases").glob("check_*.json")) == sorted(
+        f"check_{n}.json" for n in report["variants"]
+    )  # each variant checked in a process of its own
     out = capsys.readouterr().out
     assert "recommendation:" in out and ("not a measurement" in out) == (not report["measured"])
+
+
+@requires_cuda
+@pytest.mark.cuda
+def test_a_variant_whose_check_process_dies_is_reported_failed_and_not_timed(tmp_path, monkeypatch, capsys):
+    """A candidate that faults on a device takes its check's process with it: reported FAILED with the process's
+    exit, never timed or recommended; the default's results are kept and the run says so (exit 0)."""
+    real = pv.checked_apart
+
+    def dying(names, cases, scale, folder):
+        found = real(names, cases, scale, folder)
+        found["columns"] = {k: {"pass": False, "error": "the check's process ended with -11: "} for k in cases}
+        return found
+
+    monkeypatch.setattr(pv, "checked_apart", dying)
+    rc = pv.main(["--out", str(tmp_path), "--scale", "8", "--calls", "2", "--rounds", "1", "--classes", "20"])
+    report = json.loads((tmp_path / "postprocess_variants.json").read_text())
+    assert rc == 0
+    for rows in report["cases"]["20"].values():
+        assert rows["columns"]["pass"] is False and rows["columns"]["us"] is None
+        assert rows["tiled"]["pass"] and rows["tiled"]["us"] is not None
+    assert report["recommendation"]["variant"] != "columns"
+    assert "FAILED: columns at C=20 on iid: the check's process ended with -11" in capsys.readouterr().out
