@@ -369,11 +369,11 @@ ENGINE_OPTIONS = OptionTable(
             "(65535 with more than 255 classes), named 'unknown' in classes.json, the COCO file, the robot outputs' "
             "LabelInfo and the legend, black in the views. Default: off, every pixel gets its best class (the "
             'official outputs). The probability of each model family: docs/usage.md, "Unknown pixels".',
-            doc="The probability read: ZegCLIP and CLIP-RC, the best class's calibrated sigmoid score averaged over "
-            "the windows (``Result.scores``); training-free methods, its softmax probability over the vocabulary "
-            "(``Result.scores``); ZeroSeg, its segment's class probability (the background channel's share for "
-            "background pixels; ``Result.scores``); ZegFormer, its semantic score over the proposals' mask mass "
-            "(``Result.probability``). ``Result.unknown_id`` is the id, ``Result.class_map()`` names it.",
+            doc="The probability read is ``Result.probability`` where the bundle's pipeline gives one (the "
+            "two-stage pipeline: the semantic score over the proposals' mask mass), else ``Result.scores`` (the "
+            "post-processing's winning score: a calibrated sigmoid score, a softmax probability, a segment's class "
+            "probability); docs/usage.md has each model family's. ``Result.unknown_id`` is the id, "
+            "``Result.class_map()`` names it.",
             flag="--unknown-below",
             metavar="P",
             bounds=(0.0, 1.0),
@@ -538,6 +538,18 @@ ENGINE_OPTIONS = OptionTable(
             workers=False,
             not_in_workers="a worker runs one path from its first image to its last, nothing prepared behind its "
             "back: prepare ahead with `zsseg build-engine BUNDLE --backend auto`",
+        ),
+        EngineOption(
+            "cache_dir",
+            None,
+            "str or None",
+            "the folder of the prepared CPU paths' records (default: the bundle's engines/ folder): where `zsseg "
+            "build-engine BUNDLE --backend auto --cache-dir DIR` prepared them, the bundle left untouched (a "
+            "read-only bundle; one bundle, a folder per machine). backend auto, onnxruntime and openvino read it.",
+            doc="Nothing is prepared into it at run time (``prepare='now'`` / ``'background'`` are refused with it); "
+            "the one line of ``prepare='auto'`` names the step with ``--cache-dir DIR``.",
+            flag="--cache-dir",
+            metavar="DIR",
         ),
         EngineOption(
             "test_scale",

@@ -33,6 +33,7 @@ FLAG_VALUES = {
     "allow_partial_images": ([], True),
     "prepare": (["none"], None),
     "unknown_below": (["0.5"], 0.5),
+    "cache_dir": (["/nonexistent/zsseg-records"], "/nonexistent/zsseg-records"),
 }
 MODES = {"camera": "exact"}  # --mode: the other one than the command's default (fast on camera)
 

@@ -71,4 +71,7 @@ def test_eval_json_is_a_flag_and_the_old_path_spelling_still_writes(tiny_bundle,
     assert json.loads(old.read_text())["images"] == 1
     new = tmp_path / "new.json"
     assert cli.main([*base, "--save-json", str(new)]) == 0
-    assert json.loads(new.read_text()) == json.loads(old.read_text()) and "deprecated" not in capsys.readouterr().err
+    written = [json.loads(path.read_text()) for path in (new, old)]
+    for metrics in written:
+        metrics.pop("speed")  # each run's own ms per image (zsseg_rt.speed): a measurement, not a metric
+    assert written[0] == written[1] and "deprecated" not in capsys.readouterr().err

@@ -144,6 +144,7 @@ def test_eval_split_and_dataset_config(voc_copy, tiny_bundle, tmp_path, capsys):
     spec = tmp_path / "dataset.json"
     spec.write_text(json.dumps({"type": "voc", "root": str(root), "split": "pair"}))
     from_spec = _eval_json(capsys, tiny_bundle, "--dataset-config", spec)
+    assert from_spec.pop("speed")["images"] == pair.pop("speed")["images"] == 2  # a measurement of each run
     assert from_spec == pair
 
 
@@ -1226,6 +1227,18 @@ COVERAGE = {
     "zsseg build-engine --workspace": (
         _BUILD,
         "export/test_accuracy_gate.py::test_cli_build_engine_flags_and_one_line_summary",
+    ),
+    "zsseg build-engine --dry-run": (
+        "prepare/test_preparation_memory.py::test_dry_run_prints_each_paths_time_disk_and_peak_memory_and_prepares_"
+        "nothing",
+    ),
+    "zsseg build-engine --cache-dir": (
+        "prepare/test_preparation_memory.py::test_cache_dir_keeps_the_records_outside_the_bundle_with_their_"
+        "measurement_and_vocabularies",
+    ),
+    "zsseg build-engine --classes": (
+        "prepare/test_preparation_memory.py::test_cache_dir_keeps_the_records_outside_the_bundle_with_their_"
+        "measurement_and_vocabularies",
     ),
     "zsseg build-engine --force": (
         _BUILD,

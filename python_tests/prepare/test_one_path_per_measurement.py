@@ -18,7 +18,7 @@ from zsseg_rt.runtime import Engine, upgrade
 from zsseg_rt.runtime.backends import register_backend
 from zsseg_rt.runtime.backends import table as backend_table
 from zsseg_rt.runtime.backends.cpu_auto import cpu_candidates
-from zsseg_rt.runtime.precision_records import PER_PHOTO_FIELD, SPEED_FIELD, write_record
+from zsseg_rt.runtime.precision_records import PER_PHOTO_FIELD, SPEED_FIELD, VOCABULARIES_FIELD, write_record
 
 
 @pytest.fixture
@@ -40,6 +40,7 @@ def _finish_preparation(bundle: str) -> None:
     meta = load_meta(bundle)
     (choice,) = [c for _, c in cpu_candidates(meta, ("image", "head", "text"))[0]]
     gate = {"passed": True, "accepted": True, "summary": "accuracy gate passed (test)", PER_PHOTO_FIELD: True}
+    gate[VOCABULARIES_FIELD] = [{"name": "voc20", "classes": 20, "of": 20, "agreement": 1.0, "worst_photo": 1.0}]
     write_record(choice.root, choice.key, gate, extra={SPEED_FIELD: {"speedup": 2.0}})
 
 

@@ -22,7 +22,7 @@ from zsseg_rt.runtime import Engine, upgrade
 from zsseg_rt.runtime.backends import cpu_auto
 from zsseg_rt.runtime.backends.cpu_auto import cpu_candidates, cpu_policy
 from zsseg_rt.runtime.cpu_features import cpu_features
-from zsseg_rt.runtime.precision_records import PER_PHOTO_FIELD, SPEED_FIELD, write_record
+from zsseg_rt.runtime.precision_records import PER_PHOTO_FIELD, SPEED_FIELD, VOCABULARIES_FIELD, write_record
 
 ROLES = ("image", "head", "text")
 HAS_BF16 = cpu_features().x86 and cpu_features().bf16 in ("amx-bf16", "avx512-bf16")
@@ -47,6 +47,7 @@ def _record(meta, backend: str, precision: str, speedup: float, passed: bool = T
         "accepted": passed,
         "summary": f"accuracy gate {verdict}: 99.70% labels agree (test)",
         PER_PHOTO_FIELD: True,
+        VOCABULARIES_FIELD: [{"name": "voc20", "classes": 20, "of": 20, "agreement": 0.997, "worst_photo": 0.997}],
     }
     write_record(choice.root, choice.key, gate, extra={SPEED_FIELD: {"speedup": speedup}})
 

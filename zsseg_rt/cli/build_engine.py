@@ -24,7 +24,7 @@ def _prepare_precision(args) -> int:
     """``zsseg build-engine --backend NAME`` of a backend whose row prepares a reduced precision (ONNX Runtime,
     OpenVINO, torch): prepare and gate it ahead of use."""
     from zsseg_rt.bundle import BundleError
-    from zsseg_rt.prepare.gate import EngineAccuracyError
+    from zsseg_rt.prepare.gate import EngineAccuracyError, gate_classes
     from zsseg_rt.runtime.backends.table import backend_row, load_reference
     from zsseg_rt.runtime.precision_records import PrecisionRecordError
 
@@ -36,8 +36,17 @@ def _prepare_precision(args) -> int:
                 f"--precision {precision} is not one the {row.name} backend prepares; it prepares "
                 f"{', '.join(row.prepare_precisions)}"
             )
+        if not _fits_or_said(args, row, precision):
+            return 2
+        if args.dry_run:
+            return 0
         prepare = load_reference(str(row.prepare))
-        record = prepare(args.bundle, precision, force=args.force, accept_below_gate=args.accept_below_gate) or {}
+        where = {"cache_dir": args.cache_dir} if args.cache_dir else {}
+        with gate_classes(_gate_classes(args)):  # the gate judges these names too (VOC, COCO-Stuff: always)
+            record = prepare(
+                args.bundle, precision, force=args.force, accept_below_gate=args.accept_below_gate, **where
+            )
+        record = record or {}
     except (ImportError, ValueError, BundleError, EngineAccuracyError, PrecisionRecordError) as exc:
         if getattr(args, "debug", False):
             raise
@@ -63,11 +72,15 @@ def _prepare_auto(args) -> int:
         )
         return 2
     try:
-        from zsseg_rt.prepare.auto import prepare_and_keep
+        from zsseg_rt.prepare.auto import plan_paths, prepare_and_keep, result_line
+        from zsseg_rt.prepare.gate import gate_classes
 
-        report = prepare_and_keep(args.bundle, force=args.force)
+        if args.dry_run:
+            return _print_plan(plan_paths(args.bundle, args.cache_dir, args.force))
+        with gate_classes(_gate_classes(args)):  # the gates judge these names too (VOC, COCO-Stuff: always)
+            report = prepare_and_keep(args.bundle, args.cache_dir, force=args.force)
         meta = load_meta(args.bundle)
-        plan = cpu_policy(meta, tuple(graph_files(meta.pipeline)))
+        plan = cpu_policy(meta, tuple(graph_files(meta.pipeline)), None, args.cache_dir)
     except (ImportError, ValueError, BundleError) as exc:
         if getattr(args, "debug", False):
             raise
@@ -76,12 +89,70 @@ def _prepare_auto(args) -> int:
         print(f"zsseg build-engine: error: {format_error(exc)}", file=sys.stderr)
         return 2
     for result in report.results:
-        speed = f" {result['speedup']:.2f}x" if result["speedup"] is not None else ""
-        reason = f" ({result['reason']})" if result["reason"] else ""
-        print(f"{result['backend']} {result['precision']}: {result['status']}{speed}{reason}")
+        print(result_line(result))
     print(report.summary())
     print(plan[0][2].line())
     return 0
+
+
+def _gate_classes(args):
+    """``--classes``' names (a named vocabulary: its labels), or None."""
+    if not args.classes:
+        return None
+    from zsseg_rt.vocabulary import Vocabulary
+
+    return list(Vocabulary.parse(args.classes).labels)
+
+
+def _print_plan(plan) -> int:
+    """``--dry-run``: each CPU path with what preparing it costs here (measured before, or estimated) and whether it
+    fits the memory free now; nothing is prepared. Exit status 0."""
+    from zsseg_rt.runtime.preparation_cost import PathCost, total_line
+
+    free = plan["free_mb"]
+    todo = []
+    for path in plan["paths"]:
+        if "cost" not in path:
+            print(f"{path['backend']} {path['precision']}: {path['status']} ({path['reason']})".replace("  ", " "))
+            continue
+        what = "to prepare" if path["will_prepare"] else path["status"]
+        print(f"{path['line']} [{what}]")
+        if path["will_prepare"]:
+            cost = dict(path["cost"])
+            todo.append(PathCost(cost.pop("backend"), cost.pop("precision"), **cost))
+    here = f"{free / 1024:.1f} GiB free memory here" if free is not None else "free memory unknown here"
+    print(f"records: {plan['root']}; {here} (this process holds {plan['resident_mb']:.0f} MiB)")
+    print(f"to prepare: {total_line(todo, free)}" if todo else "nothing to prepare: every path has its record")
+    return 0
+
+
+def _fits_or_said(args, row, precision: str) -> bool:
+    """``--dry-run`` of one CPU backend's precision prints its cost; a preparation whose peak memory would not fit
+    the memory free now is refused in one line (False). Rows without gated CPU records (torch): True, nothing said."""
+    if not row.gated_choices:
+        if args.dry_run:
+            raise ValueError(f"--dry-run estimates the CPU paths (auto, onnxruntime, openvino), not {row.name}")
+        return True
+    from zsseg_rt.bundle import load_meta
+    from zsseg_rt.runtime.backends.table import load_reference
+    from zsseg_rt.runtime.precision_records import read_record, record_dir
+    from zsseg_rt.runtime.preparation_cost import available_memory_mb, path_cost, resident_mb
+
+    meta = load_meta(args.bundle)
+    choices = load_reference(str(row.gated_choices))(meta, args.cache_dir)
+    choice = next((c for c in choices if c.precision == precision), None)
+    record = {}
+    if choice is not None and choice.key is not None and choice.status not in ("missing", "cannot"):
+        record = read_record(record_dir(choice.root, choice.key))
+    cost = path_cost(meta, row.name, precision, record)
+    free, resident = available_memory_mb(), resident_mb()
+    if args.dry_run:
+        print(cost.line(free, resident))
+        return True
+    if cost.fits(free, resident):
+        return True
+    print(f"zsseg build-engine: error: {cost.refusal(free, resident)}", file=sys.stderr)
+    return False
 
 
 def _cmd_build_engine(args) -> int:
@@ -107,6 +178,14 @@ def _build_engine(args) -> int:
     row = backend_row(args.backend)
     if not row.builds_engines:
         return _prepare_precision(args)
+    for given, flag in ((args.dry_run, "--dry-run"), (args.cache_dir, "--cache-dir")):
+        if given:
+            print(
+                f"zsseg build-engine: error: {flag} applies to the CPU paths (--backend auto, onnxruntime, openvino); "
+                f"{row.name} engines are built into the bundle's engines/ folder",
+                file=sys.stderr,
+            )
+            return 2
     if args.precision is not None and args.precision not in row.prepare_precisions:
         print(
             f"zsseg build-engine: error: --precision {args.precision} is not one the {row.name} backend builds "
@@ -185,6 +264,25 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         type=real_number(above=0),
         default=None,
         help="builder workspace limit in GiB (default: TensorRT's)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="(CPU paths) prepare nothing: print each path with what preparing it costs here, CPU time, disk kept "
+        "and the preparing process's peak memory (measured here before, else estimated from the image encoder's "
+        "size), beside the memory free now; a path that would not fit it is not prepared",
+    )
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="(CPU paths) keep the prepared paths' records in DIR instead of BUNDLE/engines (the bundle is left "
+        "untouched); run them with --cache-dir DIR on segment, camera, batch, serve, or Engine(cache_dir=DIR)",
+    )
+    p.add_argument(
+        "--classes",
+        metavar="NAMES",
+        help="the names you will segment with (comma-separated, or a named vocabulary): the accuracy gate judges "
+        "them too, beside the 20 VOC names and the 171 COCO-Stuff classes, and keeps the worst",
     )
     # twin (by shape): cli/demo.py's flags, cli/camera.py's - argparse flags
     p.add_argument("--force", action="store_true", help="rebuild even if a matching engine is cached")

@@ -33,16 +33,30 @@ from zsseg_rt.prepare.gate import EngineAccuracyError, shared_reference
 from zsseg_rt.progress import stage_bar
 from zsseg_rt.runtime.backends.table import load_reference
 from zsseg_rt.runtime.precision_records import (
+    PREPARATION_FIELD,
     PRUNED_FIELD,
     SPEED_FIELD,
     GatedChoice,
     precision_root,
+    read_record,
     record_dir,
     update_record,
 )
+from zsseg_rt.runtime.preparation_cost import PathCost, available_memory_mb, path_cost, resident_mb
 from zsseg_rt.runtime.upgrade import PREPARE_FAILED, clear_failure
 
-__all__ = ["AutoReport", "SPEED_ROUNDS", "keep_chosen", "measure_encoder_speed", "prepare_and_keep", "prepare_auto"]
+from .footprint import measured
+
+__all__ = [
+    "AutoReport",
+    "SPEED_ROUNDS",
+    "keep_chosen",
+    "measure_encoder_speed",
+    "plan_paths",
+    "prepare_and_keep",
+    "prepare_auto",
+    "result_line",
+]
 
 LOG = logging.getLogger("zsseg_rt.precision")
 SPEED_ROUNDS = 5  # interleaved timed calls per side (after one warm-up each)
@@ -133,14 +147,15 @@ class AutoReport:
     bytes_after: int = 0
     removed: List[str] = field(default_factory=list)
     seconds: float = 0.0
+    where: str = "the bundle's engines/ folder"  # the records folder, in words (--cache-dir: "the cache folder DIR")
 
     def summary(self) -> str:
         """One line: what runs, the disk the preparation added, what it removed, how long it took."""
         added = (self.bytes_after - self.bytes_before) / 1e6
         removed = f"; removed {', '.join(self.removed)} (not chosen)" if self.removed else ""
         return (
-            f"prepared in {self.seconds:.0f} s: backend='auto' runs {' '.join(self.chosen)}; the bundle's engines/ "
-            f"folder holds {self.bytes_after / 1e6:.0f} MB ({added:+.0f} MB){removed}"
+            f"prepared in {self.seconds:.0f} s: backend='auto' runs {' '.join(self.chosen)}; "
+            f"{self.where} holds {self.bytes_after / 1e6:.0f} MB ({added:+.0f} MB){removed}"
         )
 
 
@@ -179,28 +194,88 @@ def prepare_and_keep(
             os.remove(os.path.join(root, PREPARE_FAILED))
         clear_failure(meta)  # and the one a full disk sent to the cache folder (issue 75, N14)
         after = _folder_bytes(root)
-    return AutoReport(results, chosen, before, after, removed, time.perf_counter() - start)
+    where = f"the cache folder {root}" if cache_dir else "the bundle's engines/ folder"
+    return AutoReport(results, chosen, before, after, removed, time.perf_counter() - start, where)
 
 
-def _prepare_found(meta, found, cache_dir, threads: int, force: bool) -> List[Dict[str, Any]]:
-    """Prepare the missing choices (and, with ``force``, every one), measure each usable one without a speed."""
-    todo = [(row, c) for row, c in found if c.status != "cannot" and (force or c.status == "missing" or c.usable)]
+def _todo(found, force: bool) -> List[Tuple[Any, GatedChoice]]:
+    """The choices a preparation works on: the missing ones (with ``force`` every one this CPU can run), and the
+    usable ones (a speed to measure)."""
+    return [(row, c) for row, c in found if c.status != "cannot" and (force or c.status == "missing" or c.usable)]
+
+
+def _cost(meta, row, choice: GatedChoice) -> PathCost:
+    """What preparing ``choice`` costs here (its record's measurement, else the estimate)."""
+    folder = record_dir(choice.root, choice.key) if choice.key is not None else ""
+    record = read_record(folder) if folder and os.path.isfile(os.path.join(folder, RECORD_FILES[0])) else {}
+    return path_cost(meta, row.name, choice.precision, record)
+
+
+def plan_paths(bundle_dir: str, cache_dir: Optional[str] = None, force: bool = False) -> Dict[str, Any]:
+    """What :func:`prepare_and_keep` would do, nothing prepared (``zsseg build-engine --backend auto --dry-run``):
+    ``{"paths": [{backend, precision, status, reason, will_prepare, fits, cost: PathCost.as_dict(), line}], "free_mb",
+    "resident_mb", "root"}``, each path's cost measured here before or estimated, and whether it fits the memory free
+    now."""
+    from zsseg_rt.runtime.backends.cpu_auto import cpu_candidates
+
+    meta = load_meta(bundle_dir)
+    found, notes = cpu_candidates(meta, tuple(graph_files(meta.pipeline)), cache_dir)
+    available, resident = available_memory_mb(), resident_mb()
+    todo = {(row.name, c.precision) for row, c in _todo(found, force)}
+    paths = []
+    for row, choice in found:
+        entry: Dict[str, Any] = {"backend": row.name, "precision": choice.precision, "status": choice.status}
+        entry["reason"] = choice.reason
+        if choice.status != "cannot":
+            cost = _cost(meta, row, choice)
+            prepares = (row.name, choice.precision) in todo and (choice.status == "missing" or force)
+            entry.update(will_prepare=prepares, fits=cost.fits(available, resident), cost=cost.as_dict())
+            entry["line"] = cost.line(available, resident)
+        paths.append(entry)
+    paths += [{"backend": note.split(":")[0], "precision": "", "status": "cannot", "reason": note} for note in notes]
+    return {"paths": paths, "free_mb": available, "resident_mb": resident, "root": precision_root(meta, cache_dir)}
+
+
+def _prepare_found(meta, found, cache_dir, threads, force: bool) -> List[Dict[str, Any]]:
+    """Prepare the missing choices (and, with ``force``, every one), measure each usable one without a speed. A path
+    whose peak memory would not fit the memory free now is skipped with one line (``PathCost.refusal``); what each
+    prepared path took is measured (``footprint.measured``) and written into its record."""
+    todo = _todo(found, force)
     reference = None
     results = []
     with stage_bar(len(todo), "CPU paths: quantise, gate, measure", unit="path") as bar:
         for row, choice in todo:
             reason, speedup = "", choice.speedup
-            if choice.status == "missing" or force:
-                again = force or os.path.isfile(os.path.join(record_dir(choice.root, choice.key), RECORD_FILES[0]))
-                reason = _prepare_one(row, meta, choice, cache_dir, threads, again)
-                speedup = None
-            if not reason and speedup is None:
-                reference = reference or _open_reference(meta, threads)
-                candidate = _open(row.name, meta, choice.precision, cache_dir, threads)
-                speed = measure_encoder_speed(candidate, reference, int(meta.image_size))
-                update_record(choice.root, choice.key, SPEED_FIELD, speed)
-                speedup = speed["speedup"]
-                LOG.info("%s %s: %.2fx ONNX Runtime fp32's image encoder", row.name, choice.precision, speedup)
+            prepares = choice.status == "missing" or force
+            cost = _cost(meta, row, choice)
+            available, resident = available_memory_mb(), resident_mb()
+            if prepares and not cost.fits(available, resident):
+                refusal = cost.refusal(available, resident)
+                LOG.warning("%s", refusal)
+                entry = {"backend": row.name, "precision": choice.precision, "status": "skipped"}
+                results.append(dict(entry, speedup=None, reason=refusal))
+                bar.update()
+                continue
+            key = choice.key
+            assert key is not None  # (a choice this CPU cannot run is not to do)
+            folder = record_dir(choice.root, key)
+            with measured(choice.root) as footprint:  # what the records folder gains: artefact, compiled caches
+                if prepares:
+                    again = force or os.path.isfile(os.path.join(folder, RECORD_FILES[0]))
+                    reason = _prepare_one(row, meta, choice, cache_dir, threads, again)
+                    speedup = None
+                if not reason and speedup is None:
+                    reference = reference or _open_reference(meta, threads)
+                    candidate = _open(row.name, meta, choice.precision, cache_dir, threads)
+                    speed = measure_encoder_speed(candidate, reference, int(meta.image_size))
+                    update_record(choice.root, key, SPEED_FIELD, speed)
+                    speedup = speed["speedup"]
+                    LOG.info("%s %s: %.2fx ONNX Runtime fp32's image encoder", row.name, choice.precision, speedup)
+            took = ""
+            if prepares and os.path.isfile(os.path.join(folder, RECORD_FILES[0])):
+                update_record(choice.root, key, PREPARATION_FIELD, footprint.as_dict())
+                took = _footprint_words(footprint.as_dict())
+                LOG.info("%s %s: prepared in %s", row.name, choice.precision, took)
             status = "refused" if reason else "passed" if choice.status != "accepted" else "accepted"
             results.append(
                 {
@@ -209,6 +284,7 @@ def _prepare_found(meta, found, cache_dir, threads: int, force: bool) -> List[Di
                     "status": status,
                     "speedup": speedup,
                     "reason": reason,
+                    "took": took,
                 }
             )
             bar.update()
@@ -219,6 +295,24 @@ def _prepare_found(meta, found, cache_dir, threads: int, force: bool) -> List[Di
         if (row.name, c.precision) not in done
     ]
     return results
+
+
+def result_line(result: Dict[str, Any]) -> str:
+    """A path's line of a preparation's report: ``"openvino int8: passed 2.91x (prepared in 41 s wall, ...)"``."""
+    speed = f" {result['speedup']:.2f}x" if result.get("speedup") is not None else ""
+    notes = [text for text in (result.get("reason"), result.get("took") and f"prepared in {result['took']}") if text]
+    said = f" ({'; '.join(notes)})" if notes else ""
+    return f"{result['backend']} {result['precision']}: {result['status']}{speed}{said}".replace("  ", " ")
+
+
+def _footprint_words(measure: Dict[str, Any]) -> str:
+    """ "41 s wall, 66 CPU-s, 96 MB on disk, a peak of 1.9 GiB resident (15.2 GiB was free)"."""
+    free = measure.get("free_mb_before")
+    peak = float(measure["peak_mb"])
+    return (
+        f"{measure['wall_s']:.0f} s wall, {measure['cpu_s']:.0f} CPU-s, {measure['disk_mb']:.0f} MB on disk, a peak "
+        f"of {peak / 1024:.1f} GiB resident" + (f" ({free / 1024:.1f} GiB was free)" if free is not None else "")
+    )
 
 
 def _open_reference(meta, threads: int) -> Any:
@@ -330,7 +424,7 @@ def _follow_parent() -> None:
     threading.Thread(target=watch, name="zsseg-prepare-parent", daemon=True).start()
 
 
-def _record_failure(meta_path: str, log: str, exc: BaseException) -> str:
+def _record_failure(meta_path: str, log: str, exc: BaseException, cache_dir: Optional[str] = None) -> str:
     """Write ``auto-prepare.failed.json`` (why, the log, the version) and the traceback into the log; the reason."""
     import traceback
 
@@ -338,7 +432,7 @@ def _record_failure(meta_path: str, log: str, exc: BaseException) -> str:
     from zsseg_rt.cli_errors import format_error
 
     reason = format_error(exc)
-    root = precision_root(load_meta(meta_path))
+    root = precision_root(load_meta(meta_path), cache_dir)
     with contextlib.suppress(OSError):
         os.makedirs(root, exist_ok=True)
         with open(log, "a", encoding="utf-8") as handle:
@@ -367,6 +461,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("bundle")
     parser.add_argument("--background", action="store_true", help="idle CPU only, one thread, follow the parent")
     parser.add_argument("--threads", type=int, default=None, help="threads (default: 1 with --background, else all)")
+    parser.add_argument("--cache-dir", default=None, help="where the records go (default: BUNDLE/engines)")
     args = parser.parse_args(argv)
     if args.background:
         _yield_cpu()
@@ -374,17 +469,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     if threading.current_thread() is threading.main_thread():  # (a test calls it in a thread)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: temporary files go, finished records stay
     threads = args.threads if args.threads is not None else (1 if args.background else 0)
-    log = os.path.join(precision_root(load_meta(args.bundle)), PREPARE_LOG)
+    log = os.path.join(precision_root(load_meta(args.bundle), args.cache_dir), PREPARE_LOG)
     try:
         with shown(not args.background):
-            report = prepare_and_keep(args.bundle, threads=threads)
+            report = prepare_and_keep(args.bundle, args.cache_dir, threads=threads)
     except Exception as exc:  # noqa: BLE001 - said in one line, recorded, and the traceback in the log
-        print(f"zsseg_rt.prepare.auto: error: {_record_failure(args.bundle, log, exc)} (log: {log})", file=sys.stderr)
+        reason = _record_failure(args.bundle, log, exc, args.cache_dir)
+        print(f"zsseg_rt.prepare.auto: error: {reason} (log: {log})", file=sys.stderr)
         return 1
     for row in report.results:
-        speed = f" {row['speedup']:.2f}x" if row["speedup"] is not None else ""
-        reason = f" ({row['reason']})" if row["reason"] else ""
-        print(f"{row['backend']} {row['precision']}: {row['status']}{speed}{reason}".replace("  ", " "))
+        print(result_line(row))
     print(report.summary())
     return 0
 

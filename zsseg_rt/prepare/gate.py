@@ -5,13 +5,16 @@ The candidate (the built engines) and the reference (ONNX Runtime, fp32, CPU) ru
 
 * random inputs per graph: a random-normal image batch (image encoder), random unit-norm class embeddings with the
   reference's image features (head) and tokenised random words (text encoder): max |difference| per graph;
-* the sample photos shipped in ``zsseg_rt/assets`` (or given ones), segmented end to end with the VOC class names
-  by two ``Engine`` objects that differ only in their backend: the fraction of pixels with the same label, and the
-  max |difference| of the mask logits.
+* the sample photos shipped in ``zsseg_rt/assets`` (or given ones), segmented end to end by two ``Engine`` objects
+  that differ only in their backend, with each vocabulary judged (:func:`gate_vocabularies`: the 20 VOC names, the
+  171 COCO-Stuff classes, and the names given to ``zsseg build-engine --classes``, each capped at the bundle's
+  ``max_classes``): the fraction of pixels with the same label, and the max |difference| of the mask logits.
 
 The gate passes when every output is finite and the label agreement reaches the precision's threshold
-(``MIN_LABEL_AGREEMENT``: fp16, bf16, int8 99.5 %) on every photo of its set, not only on their sum (a path that
-agrees 99.9 % on three photos and 99.2 % on the fourth fails: ``worst_photo_agreement``). The result goes into each engine's ``engine.json`` (for the
+(``MIN_LABEL_AGREEMENT``: fp16, bf16, int8 99.5 %) on every photo of its set with every vocabulary, not only on their
+sum (a path that agrees 99.9 % on three photos and 99.2 % on the fourth fails: ``worst_photo_agreement``; one that
+passes with the VOC names and agrees 98.2 % with other names fails: the worst vocabulary is kept, and the record
+says which were judged, ``vocabularies``). The result goes into each engine's ``engine.json`` (for the
 torch and ONNX Runtime backends: the record under ``<bundle>/engines/`` of ``runtime/precision_records.py``); what
 failed is refused at load time unless it was explicitly accepted (``accept_below_gate``).
 """
@@ -29,7 +32,7 @@ import numpy as np
 from zsseg_rt.bundle import BundleMeta, Files
 from zsseg_rt.progress import stage_bar
 from zsseg_rt.runtime.backends import Backend
-from zsseg_rt.runtime.precision_records import PER_PHOTO_FIELD
+from zsseg_rt.runtime.precision_records import PER_PHOTO_FIELD, VOCABULARIES_FIELD
 
 # one gate for every backend: TensorRT builds, torch fp16/bf16 (export/torch_backend.py), ONNX Runtime int8/bf16 on the
 # CPU (prepare/onnxruntime.py); the fraction of sample-photo pixels whose label must equal ONNX Runtime fp32's
@@ -40,6 +43,10 @@ VOC_CLASSES = (
     "pottedplant sheep sofa train tvmonitor"
 ).split()
 RANDOM_WORDS = ("zebra", "lamp post", "ceiling", "a red kite", "sand", "keyboard", "glacier", "traffic cone")
+# the vocabularies every gate judges besides the given names: (name in the record, a named vocabulary of
+# zsseg_rt.vocabulary, or None: VOC_CLASSES); each capped at the bundle's max_classes (its first names)
+GATE_VOCABULARIES = (("voc20", None), ("coco_stuff", "coco_stuff"))
+_given_classes: Optional[Tuple[str, ...]] = None  # the names of a gate_classes block (zsseg build-engine --classes)
 
 
 class EngineAccuracyError(RuntimeError):
@@ -64,6 +71,9 @@ class GateReport:
     reference: str = "onnxruntime fp32 (CPU)"
     candidate_path: str = "host"  # "device pipeline" when the photos ran through the path users run on a GPU
     notes: List[str] = field(default_factory=list)
+    # each vocabulary judged: {"name", "classes" (judged), "of" (in the list), "agreement", "worst_photo"}; the
+    # verdict is on the worst (label_agreement and photo_agreement are that vocabulary's)
+    vocabularies: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def worst_photo_agreement(self) -> float:
@@ -74,17 +84,29 @@ class GateReport:
         verdict = "passed" if self.passed else ("FAILED (accepted by override)" if self.accepted else "FAILED")
         finite = "" if self.finite else ", non-finite outputs"
         worst = self.photo_agreement.index(self.worst_photo_agreement) + 1 if self.photo_agreement else 0
+        judged = ""
+        if self.vocabularies:
+            names = ", ".join(f"{v['name']} {v['classes']}" for v in self.vocabularies)
+            judged = f"; vocabularies judged: {names} (the worst kept: {self.worst_vocabulary})"
         return (
             f"accuracy gate {verdict}: {100 * self.label_agreement:.2f}% labels agree with ONNX Runtime fp32 on "
             f"{self.photos} photo(s), {100 * self.worst_photo_agreement:.2f}% on the worst (photo {worst}) (every "
             f"photo needs >= {100 * self.min_label_agreement:.1f}%, {self.candidate_path} path), max |logit error| "
-            f"{self.max_abs_logit_error:.3g}{finite}"
+            f"{self.max_abs_logit_error:.3g}{finite}{judged}"
         )
+
+    @property
+    def worst_vocabulary(self) -> str:
+        """The name of the vocabulary the verdict is on ("" when none was recorded)."""
+        if not self.vocabularies:
+            return ""
+        return min(self.vocabularies, key=lambda v: (v["worst_photo"], v["agreement"]))["name"]
 
     def as_dict(self) -> Dict:
         data = asdict(self)
         data["summary"] = self.summary
         data[PER_PHOTO_FIELD] = True  # records gated before this rule hold their photos' sum only
+        data[VOCABULARIES_FIELD] = list(self.vocabularies)  # (records gated before: the VOC names only)
         return data
 
 
@@ -242,7 +264,10 @@ def run_accuracy_gate(
     from zsseg_rt.runtime.engine import Engine
 
     random = random_input_errors(meta, candidate, reference, roles)
-    names = list(classes) if classes else VOC_CLASSES[: int(meta.max_classes)]
+    vocabularies = gate_vocabularies(meta, classes)
+    if not hasattr(candidate, "device_executor"):  # a host path: its image features once per window, whatever the
+        candidate = RememberingReference(candidate)  # vocabulary (the reference side remembers its own: gate_reference)
+    names = vocabularies[0][1]
     # the candidate runs the path users run: Engine's default device_pipeline="auto" (on a GPU with TensorRT: the
     # device-resident pipeline, with its chunking and buffers); the reference is ONNX Runtime's host path
     cand_engine = Engine(
@@ -250,7 +275,7 @@ def run_accuracy_gate(
     )
     ref_engine = Engine(meta.path, names, backend=reference, verify=False, max_batch=max_batch, device_pipeline=False)
     recorded = [_record_head_logits(cand_engine), _record_head_logits(ref_engine)]
-    tally = compare_photos(_read_photos(images), cand_engine, ref_engine, precision)
+    tally, judged = judge_vocabularies(_read_photos(images), cand_engine, ref_engine, precision, vocabularies)
     cand_logits, ref_logits = _by_window(recorded[0]), _by_window(recorded[1])
     logit_error = max((_max_abs(c, r) for c, r in zip(cand_logits, ref_logits)), default=0.0)
     finite = bool(random["finite"]) and _all_finite(*cand_logits)
@@ -262,7 +287,69 @@ def run_accuracy_gate(
         finite,
         accept_below_gate,
         candidate_path="device pipeline" if _device_pipeline(cand_engine) is not None else "host",
+        vocabularies=judged,
     )
+
+
+@contextlib.contextmanager
+def gate_classes(names: Optional[Sequence[str]]) -> Iterator[None]:
+    """While in this block every gate also judges the vocabulary ``names`` (``zsseg build-engine --classes``: the
+    names a deployment will use), besides :data:`GATE_VOCABULARIES`; None or empty: those only."""
+    global _given_classes
+    previous, _given_classes = _given_classes, (tuple(names) if names else None)
+    try:
+        yield
+    finally:
+        _given_classes = previous
+
+
+def gate_vocabularies(meta: BundleMeta, classes: Optional[Sequence[str]] = None) -> List[Tuple[str, List[str], int]]:
+    """``(name, names judged, names in the list)`` of every vocabulary a gate on ``meta``'s bundle judges: the 20 VOC
+    names, the 171 COCO-Stuff classes (their labels, one name each), and the given names (``classes``, else a
+    :func:`gate_classes` block's), each capped at the bundle's ``max_classes`` (its first names)."""
+    from zsseg_rt.vocabulary import Vocabulary
+
+    most = int(meta.max_classes)
+    found: List[Tuple[str, List[str], int]] = []
+    for name, named in GATE_VOCABULARIES:
+        names = list(VOC_CLASSES) if named is None else list(Vocabulary.parse(named, None).labels)
+        found.append((name, names[:most], len(names)))
+    given = list(classes) if classes else list(_given_classes or ())
+    if given:
+        found.append(("given", given[:most], len(given)))
+    return found
+
+
+def judge_vocabularies(
+    photos: Sequence[np.ndarray],
+    candidate,
+    reference,
+    precision: str,
+    vocabularies: Sequence[Tuple[str, List[str], int]],
+) -> Tuple["PhotoTally", List[Dict[str, Any]]]:
+    """:func:`compare_photos` with each vocabulary set on both Engines (:func:`gate_vocabularies`): the tally of the
+    worst one (its lowest photo agreement, then its overall agreement), and a record of each judged."""
+    tallies: List[PhotoTally] = []
+    judged: List[Dict[str, Any]] = []
+    for name, names, total in vocabularies:
+        candidate.set_classes(names)
+        reference.set_classes(names)
+        tally = compare_photos(photos, candidate, reference, precision, name)
+        tallies.append(tally)
+        judged.append(
+            {
+                "name": name,
+                "classes": len(names),
+                "of": int(total),
+                "agreement": round(tally.agree / max(tally.pixels, 1), 6),
+                "worst_photo": round(min(tally.agreement, default=0.0), 6),
+            }
+        )
+    if not tallies:
+        raise ValueError("the accuracy gate needs at least one vocabulary")
+    worst = min(tallies, key=lambda t: (min(t.agreement, default=0.0), t.agree / max(t.pixels, 1)))
+    worst.finite = all(t.finite for t in tallies)  # a non-finite score with any vocabulary fails the gate
+    return worst, judged
 
 
 @dataclass
@@ -275,11 +362,15 @@ class PhotoTally:
     finite: bool = True
 
 
-def compare_photos(photos: Sequence[np.ndarray], candidate, reference, precision: str) -> PhotoTally:
+def compare_photos(
+    photos: Sequence[np.ndarray], candidate, reference, precision: str, vocabulary: str = ""
+) -> PhotoTally:
     """Segment each photo with the ``candidate`` and ``reference`` Engines (same vocabulary) and tally where their
-    labels agree, photo by photo (the windowed and the two-stage gates alike)."""
+    labels agree, photo by photo (the windowed and the two-stage gates alike); ``vocabulary``: its name, for the
+    progress bar."""
     tally = PhotoTally()
-    with stage_bar(len(photos), f"accuracy gate ({precision})", unit="photo") as bar:  # shown by zsseg build-engine
+    name = f"accuracy gate ({precision})" + (f": {vocabulary}" if vocabulary else "")
+    with stage_bar(len(photos), name, unit="photo") as bar:  # shown by zsseg build-engine
         for photo in photos:
             cand, ref = candidate(photo), reference(photo)
             same = int(np.count_nonzero(cand.labels == ref.labels))
@@ -454,7 +545,10 @@ __all__ = [
     "RememberingReference",
     "compare_photos",
     "decide",
+    "gate_classes",
     "gate_reference",
+    "gate_vocabularies",
+    "judge_vocabularies",
     "random_input_errors",
     "run_accuracy_gate",
     "shared_reference",

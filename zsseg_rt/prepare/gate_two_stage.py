@@ -22,13 +22,13 @@ import numpy as np
 from zsseg_rt.bundle import BundleMeta, Files, Names
 from zsseg_rt.prepare.gate import (
     RANDOM_WORDS,
-    VOC_CLASSES,
     GateReport,
     _all_finite,
     _max_abs,
     _read_photos,
-    compare_photos,
     decide,
+    gate_vocabularies,
+    judge_vocabularies,
 )
 from zsseg_rt.runtime.backends import TwoStageGraphs
 
@@ -126,14 +126,14 @@ def run_two_stage_gate(
     random = two_stage_random_errors(meta, candidate_side, reference_side, roles)
     candidate_side.masks.clear()
     reference_side.masks.clear()
-    names = list(classes) if classes else VOC_CLASSES[: int(meta.max_classes)]
+    vocabularies = gate_vocabularies(meta, classes)  # VOC, COCO-Stuff, the given names: the worst is kept
     engines = [
-        Engine(meta.path, names, backend=TwoStageGraphs(side, meta), verify=False, max_batch=max_batch)
+        Engine(meta.path, vocabularies[0][1], backend=TwoStageGraphs(side, meta), verify=False, max_batch=max_batch)
         for side in (candidate_side, reference_side)
     ]
-    tally = compare_photos(_read_photos(images), engines[0], engines[1], precision)
+    tally, judged = judge_vocabularies(_read_photos(images), engines[0], engines[1], precision, vocabularies)
     pairs = list(zip(candidate_side.masks, reference_side.masks))
     logit_error = max((_max_abs(c[k], r[k]) for c, r in pairs for k in r), default=0.0)
     finite = bool(random["finite"]) and all(_all_finite(*c.values()) for c, _ in pairs)
     notes = ["two-stage pipeline (host path): max |logit error| is the mask branch's class and mask logits"]
-    return decide(precision, tally, random, logit_error, finite, accept_below_gate, notes=notes)
+    return decide(precision, tally, random, logit_error, finite, accept_below_gate, notes=notes, vocabularies=judged)

@@ -94,7 +94,7 @@ class Engine:
                 "expected_digest pins the bundle through the file hashes that verify=True checks; verify=False "
                 "would skip them: drop one of the two"
             )
-        upgrade.check_request(values.prepare, values.backend)
+        upgrade.check_request(values.prepare, values.backend, values.cache_dir)
         if values.device != "cpu":  # says once why a visible GPU is not used (a driver too old for CUDA, ...)
             ops.cuda_available()
         self.meta: BundleMeta = load_meta(os.fspath(bundle))
@@ -109,7 +109,7 @@ class Engine:
         batch = kind.default_max_batch if values.max_batch is None else int(values.max_batch)
         self.options: OptionValues = values.replace(max_batch=batch)  # what this Engine runs with
         self.pipeline: Pipeline = kind(self.meta, self.options, limits=self.limits, stage=self._stage)
-        prepare_mode = upgrade.decide(self.meta, self.pipeline.backend_plan, values.prepare)
+        prepare_mode = upgrade.decide(self.meta, self.pipeline.backend_plan, values.prepare, values.cache_dir)
         if prepare_mode == "now":
             self._prepare_now()
         self._upgrade: Optional[upgrade.BackgroundUpgrade] = None  # backend="auto", prepare="background" (below)

@@ -33,8 +33,10 @@ __all__ = [
     "PrecisionKey",
     "PrecisionRecordError",
     "PER_PHOTO_FIELD",
+    "PREPARATION_FIELD",
     "PRUNED_FIELD",
     "SPEED_FIELD",
+    "VOCABULARIES_FIELD",
     "find_record",
     "gated_choice",
     "gated_choices_of",
@@ -52,6 +54,11 @@ SPEED_FIELD = "speed"  # the record's measured image-encoder time against the ga
 # the gate result's field saying its threshold held on every photo (prepare/gate.py); a record that passed without it
 # was gated on the photos' sum only, and the auto policy has it gated again
 PER_PHOTO_FIELD = "every_photo"
+# the gate result's list of the vocabularies it judged (prepare/gate.py: VOC, COCO-Stuff, the names given to
+# build-engine --classes; the worst kept); a record that passed without it was judged on the VOC names only, and the
+# auto policy has it gated again
+VOCABULARIES_FIELD = "vocabularies"
+PREPARATION_FIELD = "preparation"  # what preparing the path took here, measured (prepare/auto.py; preparation_cost)
 PRUNED_FIELD = "pruned"  # the record's artefact was removed: another path was chosen (prepare/auto.py keeps one)
 
 
@@ -255,6 +262,9 @@ def gated_choice(root: str, key: PrecisionKey) -> GatedChoice:
     gate = record.get(GATE_FIELD, {})
     if gate.get("passed") and not gate.get(PER_PHOTO_FIELD):
         why = "gated on its photos' sum only, before every photo had to pass: to be gated again"
+        return GatedChoice(key.backend, key.precision, "missing", why, None, root, key)
+    if gate.get("passed") and not gate.get(VOCABULARIES_FIELD):
+        why = "gated on the VOC names only, before several vocabularies were judged: to be gated again"
         return GatedChoice(key.backend, key.precision, "missing", why, None, root, key)
     status = "passed" if gate.get("passed") else "accepted"
     return GatedChoice(key.backend, key.precision, status, "", record, root, key)

@@ -97,8 +97,9 @@ class Result:
         unknown_below: the unknown threshold the labels were made with (``Engine(unknown_below=P)``): pixels whose
             best class's probability is below it hold :attr:`unknown_id` (named "unknown" in ``class_map()``,
             ``areas()``, the views and the files); None: off, every pixel has a class.
-        probability: the best class's probability where it is not ``scores`` (ZegFormer: the semantic score over
-            the proposals' mask mass, docs/usage.md "Unknown pixels"), when the unknown threshold read it; else None.
+        probability: the best class's probability where it is not ``scores`` (the two-stage pipeline: the semantic
+            score over the proposals' mask mass, docs/usage.md "Unknown pixels"), when the unknown threshold read it;
+            else None.
     """
 
     labels: np.ndarray

@@ -95,15 +95,29 @@ def _megabytes(meta, names) -> float:
 
 def preparation_cost(meta, missing: List[Any]) -> str:
     """What preparing ``missing`` (gated choices) costs and buys, in words: CPU time, disk kept and at most while it
-    runs, the speed (an estimate from the bundle's graph sizes: docs/precision.md gives the measurements)."""
+    runs, the preparing process's peak memory beside the memory free here (and the paths that would not fit it,
+    which the preparation skips: ``runtime/preparation_cost.py``), the speed (an estimate from the bundle's graph
+    sizes: docs/precision.md gives the measurements)."""
+    from .preparation_cost import available_memory_mb, estimate
+
     image = _megabytes(meta, [Files.IMAGE_ENCODER])
     graphs = _megabytes(meta, graph_files(getattr(meta, "pipeline", "windowed")).values())
     minutes = len(missing) * (CPU_MINUTES_PER_PATH + CPU_MINUTES_PER_MB * image)
     when = f"about {minutes:.0f} min" if minutes >= 1.5 else f"about {max(1, round(60 * minutes))} s"
+    costs = [estimate(meta, choice.backend, choice.precision) for choice in missing]
+    free = available_memory_mb()
+    memory = ""
+    if costs:
+        peak = max(costs, key=lambda cost: cost.peak_mb)
+        here = f"{free / 1024:.1f} GiB free here" if free is not None else "free memory unknown here"
+        memory = f", a peak of {peak.peak_mb / 1024:.1f} GiB memory ({peak.name}; {here})"
+        too_big = [cost.name for cost in costs if not cost.fits(free)]
+        if too_big:
+            memory += f": {', '.join(too_big)} would not fit and would not be prepared"
     return (
         f"{when} of CPU time, at most {graphs:.0f} MB kept on disk (the fastest path only; up to {3 * graphs:.0f} MB "
-        "while it runs), for an image encoder typically 2-3x faster where a path passes its accuracy gate (kept only "
-        "at >= 1.10x)"
+        f"while it runs){memory}, for an image encoder typically 2-3x faster where a path passes its accuracy gate "
+        "(kept only at >= 1.10x)"
     )
 
 
@@ -188,11 +202,17 @@ def _resolve(prepare: Optional[str]) -> Tuple[Optional[str], bool]:
     return modes[wanted], True
 
 
-def check_request(prepare: Optional[str], backend: Any) -> None:
+def check_request(prepare: Optional[str], backend: Any, cache_dir: Optional[str] = None) -> None:
     """Refuse ``prepare`` where it cannot apply: it prepares the CPU paths ``backend="auto"`` chooses among (a named
-    backend prepares its own reduced precision on first use)."""
+    backend prepares its own reduced precision on first use), into the bundle (with ``cache_dir`` they are prepared
+    ahead, by ``zsseg build-engine BUNDLE --backend auto --cache-dir DIR``)."""
     if prepare not in PREPARE_MODES:
         raise ValueError(f"prepare must be one of {PREPARE_MODES}, got {prepare!r}")
+    if cache_dir and prepare in ("now", "background"):
+        raise ValueError(
+            f"prepare={prepare!r} with cache_dir={cache_dir!r}: the Engine prepares into the bundle; prepare ahead "
+            f"into {cache_dir!r} with `zsseg build-engine BUNDLE --backend auto --cache-dir {cache_dir}`"
+        )
     if prepare not in (None, PREPARE_AUTO) and not (isinstance(backend, str) and backend == "auto"):
         raise ValueError(
             f"prepare={prepare!r} applies to backend='auto' (it prepares the CPU paths auto chooses among); "
@@ -200,10 +220,23 @@ def check_request(prepare: Optional[str], backend: Any) -> None:
         )
 
 
-def decide(meta, plan, prepare: Optional[str]) -> Optional[str]:
-    """What to do about ``plan.missing`` (module docstring): None, "now" or "background"; says what it must say."""
+def decide(meta, plan, prepare: Optional[str], cache_dir: Optional[str] = None) -> Optional[str]:
+    """What to do about ``plan.missing`` (module docstring): None, "now" or "background"; says what it must say.
+    ``cache_dir``: the records are kept there (``Engine(cache_dir=DIR)``): the Engine prepares nothing itself then
+    (``check_request``), and the step it names writes there (``--cache-dir DIR``)."""
     mode, asked = _resolve(prepare)
     if plan.reopen is None or not plan.missing:
+        return None
+    if cache_dir:
+        if not asked:
+            _say_once(
+                meta,
+                "missing",
+                f"zsseg_rt: this CPU could run faster paths of {meta.path} that are not prepared yet in {cache_dir} "
+                f"({', '.join(f'{c.backend} {c.precision}' for c in plan.missing)}): `zsseg build-engine {meta.path} "
+                f"--backend auto --cache-dir {cache_dir}` prepares them ({preparation_cost(meta, plan.missing)}); "
+                "the exact fp32 path runs until then.",
+            )
         return None
     root, paths = precision_root(meta), ", ".join(f"{c.backend} {c.precision}" for c in plan.missing)
     failed = last_failure(meta)

@@ -72,6 +72,9 @@ class BackendSpec:
             gated one by the speed each record measured; ImportError: the backend is not installed here.
         gpu_check: ``"module:attr"`` of ``check(device) -> bool``: whether the row would run on a GPU for
             ``device`` ("auto": the CPU ``auto`` policy applies only where the reference row runs on the CPU).
+        prepare_costs: ``(precision, (CPU s fixed, CPU s per MB of image encoder, disk MB kept per MB of it, peak
+            MB fixed, peak MB per MB of it))`` of each gated precision: what preparing it costs, measured
+            (``runtime/preparation_cost.py`` estimates from them; BENCHMARKS.md, "Preparing the CPU paths").
     """
 
     name: str
@@ -88,6 +91,7 @@ class BackendSpec:
     own_modules: Tuple[str, ...] = ()
     gated_choices: Optional[str] = None
     gpu_check: Optional[str] = None
+    prepare_costs: Tuple[Tuple[str, Tuple[float, float, float, float, float]], ...] = ()
 
     def serves(self, roles: Iterable[str]) -> bool:
         """Whether its runner opens every one of ``roles`` (a pipeline's)."""
@@ -129,6 +133,8 @@ _ROWS: Tuple[BackendSpec, ...] = (
         own_modules=("zsseg_rt.runtime.backends.onnxruntime", "zsseg_rt.prepare.onnxruntime"),
         gated_choices="zsseg_rt.runtime.backends.onnxruntime.precision:gated_choices",
         gpu_check="zsseg_rt.runtime.backends.onnxruntime.runner:runs_on_gpu",
+        # measured: int8 on the tiny and the demo bundle (BENCHMARKS.md); bf16 (Arm64 only, never run): int8's
+        prepare_costs=(("int8", (1.2, 0.19, 0.28, 250.0, 4.9)), ("bf16", (1.2, 0.19, 0.55, 250.0, 4.9))),
     ),
     BackendSpec(
         name="openvino",
@@ -143,6 +149,8 @@ _ROWS: Tuple[BackendSpec, ...] = (
         prepare_help="gate bf16 (AMX / AVX-512-BF16) or NNCF int8 (VNNI / AMX-INT8) on this CPU",
         own_modules=("zsseg_rt.runtime.backends.openvino", "zsseg_rt.prepare.openvino"),
         gated_choices="zsseg_rt.runtime.backends.openvino.precision:gated_choices",
+        # measured on the tiny and the demo bundle (BENCHMARKS.md); the disk includes OpenVINO's compiled caches
+        prepare_costs=(("bf16", (1.4, 0.05, 1.75, 320.0, 8.5)), ("int8", (6.0, 0.30, 3.05, 840.0, 8.6))),
     ),
     BackendSpec(
         name="torch",

@@ -61,6 +61,21 @@ class PreparedVocabulary(NamedTuple):
     post_options: Tuple[Tuple[str, Any], ...] = ()
 
 
+def _records_folder(backend: Any, cache_dir: Optional[str]) -> Dict[str, Any]:
+    """``{"cache_dir": DIR}`` for the backends that read gated records (auto, and the table's rows with
+    ``gated_choices``: ONNX Runtime, OpenVINO), {} without one; refused in one line for the others."""
+    if cache_dir is None:
+        return {}
+    from ..backends import AUTO, backend_row
+
+    if isinstance(backend, str) and (backend == AUTO or backend_row(backend).gated_choices):
+        return {"cache_dir": str(cache_dir)}
+    raise ValueError(
+        f"cache_dir={cache_dir!r}: the folder of the prepared CPU paths' records (backend auto, onnxruntime, "
+        f"openvino); backend {getattr(backend, 'name', backend)!r} keeps what it builds elsewhere: leave cache_dir unset"
+    )
+
+
 class Pipeline:
     """The part of ``zsseg_rt.Engine`` that depends on how a bundle's graphs are run; chosen by meta.json's
     ``pipeline`` (:func:`zsseg_rt.runtime.pipelines.pipeline_class`). Pipelines are family-blind and torch-free.
@@ -120,6 +135,7 @@ class Pipeline:
             options.verify,
             roles=self.roles,
             adapter=adapter,
+            **_records_folder(options.backend, options.cache_dir),
         )
 
     def replace_backend(self, backend: Any, plan: Any) -> None:
