@@ -163,3 +163,34 @@ def test_the_labels_folder_and_the_robot_outputs_name_the_unknown_label(tiny_bun
     assert [str(e.class_name) for e in second.class_map] == CLASSES
     labels = [msg for topic, msg in messages if topic.endswith("/labels")][0]
     assert labels.encoding == "mono16" and np.frombuffer(bytes(labels.data), "<u2")[0] == 255
+
+
+@pytest.mark.parametrize(
+    "options", [{"stabilize": True}, {"keyframe_every": 3}, {"stabilize": True, "keyframe_every": 2}], ids=str
+)
+def test_the_video_filters_frames_are_unknown_where_their_own_scores_are_below(tiny_bundle, options):
+    """VideoSegmenter (zsseg camera --stabilize / --keyframe-every / --live) with the threshold on: every output frame
+    (a stabilised keyframe's blend, a propagated frame's warped scores) is unknown exactly where its own score is
+    below P, or where unknown was propagated from its keyframe; every other pixel is the filter's label without the
+    threshold (control: the same frames with it off), and the filter runs on the host."""
+    from zsseg_rt.stream import VideoSegmenter
+
+    photo = _photo()
+    frames = [np.ascontiguousarray(np.roll(photo, 3 * k, axis=1)) for k in range(6)]
+    plain_segmenter = VideoSegmenter(_engine(tiny_bundle), **options)
+    off = [plain_segmenter(frame, 0) for frame in frames]
+    threshold = float(np.median(off[0].scores))
+    segmenter = VideoSegmenter(_engine(tiny_bundle, unknown_below=threshold), **options)
+    assert not segmenter.on_device
+    marked = 0
+    for plain, frame in zip(off, frames):
+        result = segmenter(frame, 0)
+        below = result.scores < np.float32(threshold)
+        assert result.unknown_below == threshold and (result.labels[below] == 255).all()
+        kept = result.labels != 255
+        np.testing.assert_array_equal(result.labels[kept], plain.labels[kept])
+        np.testing.assert_array_equal(result.scores, plain.scores)
+        if result.keyframe and options.get("stabilize"):
+            np.testing.assert_array_equal(result.labels, np.where(below, 255, plain.labels))
+        marked += int(below.sum())
+    assert marked > 0  # control: the threshold marked pixels
