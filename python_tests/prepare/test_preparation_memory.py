@@ -141,7 +141,9 @@ def test_a_path_that_would_not_fit_the_memory_is_not_prepared_and_said_in_one_li
     assert len(err) == 1 and err[0].startswith("zsseg build-engine: error: onnxruntime int8 is not prepared: it needs")
     missing = [c for _, c in found if c.status == "missing"]
     words = upgrade.preparation_cost(meta, missing)
-    assert "a peak of " in words and "10 MiB free" not in words  # GiB: 0.0 GiB free here
+    each = ", ".join(f"{c.backend} {c.precision} " for c in missing)  # the announcement names each path's peak
+    assert "a peak of memory per path (" in words and "0.0 GiB free here" in words, words
+    assert all(f"{c.backend} {c.precision} " in words for c in missing), each
     assert "would not fit and would not be prepared" in words
     monkeypatch.setattr(preparation_cost, "available_memory_mb", lambda: 1e6)
     assert "would not fit" not in upgrade.preparation_cost(meta, missing)  # control

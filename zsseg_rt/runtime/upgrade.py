@@ -108,9 +108,9 @@ def preparation_cost(meta, missing: List[Any]) -> str:
     free = available_memory_mb()
     memory = ""
     if costs:
-        peak = max(costs, key=lambda cost: cost.peak_mb)
+        each = ", ".join(f"{cost.name} {cost.peak_mb / 1024:.1f}" for cost in costs)
         here = f"{free / 1024:.1f} GiB free here" if free is not None else "free memory unknown here"
-        memory = f", a peak of {peak.peak_mb / 1024:.1f} GiB memory ({peak.name}; {here})"
+        memory = f", a peak of memory per path ({each} GiB; {here})"
         too_big = [cost.name for cost in costs if not cost.fits(free)]
         if too_big:
             memory += f": {', '.join(too_big)} would not fit and would not be prepared"
