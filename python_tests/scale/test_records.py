@@ -23,6 +23,20 @@ def test_areas_and_pixels_are_most_frequent_first_and_absent_classes_are_left_ou
     assert "backend" not in record and "random_weights" not in record  # only what is known
 
 
+def test_the_unknown_label_is_named_and_keeps_its_id_in_the_label_png():
+    """``--unknown-below`` on zsseg batch / serve: the reserved id (255) is "unknown" in areas and pixels (it
+    indexed past the classes: an IndexError before), and survives the label PNG (8-bit up to 255 classes, 16-bit
+    when the classes and the unknown label need more than 256 ids)."""
+    labels = np.array([[255, 0], [255, 1]], np.int32)
+    record = image_record(labels, ["cat", "dog"])
+    assert record["pixels"] == {"unknown": 2, "cat": 1, "dog": 1}
+    png = cv2.imdecode(np.frombuffer(label_png_bytes(labels, 3), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert png.dtype == np.uint8 and int(png[0, 0]) == 255
+    wide = np.array([[65535, 255]], np.int32)
+    png = cv2.imdecode(np.frombuffer(label_png_bytes(wide, 257), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert png.dtype == np.uint16 and png.tolist() == [[65535, 255]]
+
+
 def test_ties_keep_class_order_and_milliseconds_round_to_microseconds():
     record = image_record(np.array([[1, 0]], np.uint8), ["a", "b"], backend="onnxruntime")
     assert list(record["pixels"]) == ["a", "b"] and record["backend"] == "onnxruntime"

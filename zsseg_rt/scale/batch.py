@@ -306,7 +306,8 @@ class SegmentWorker:
         del image
         segmented = time.perf_counter()
         names = result.class_names
-        _write_atomic(os.path.join(self.output_dir, labels_name(key)), label_png_bytes(result.labels, len(names)))
+        ids = len(names) + (1 if getattr(result, "unknown_id", None) is not None else 0)  # the unknown label's too
+        _write_atomic(os.path.join(self.output_dir, labels_name(key)), label_png_bytes(result.labels, ids))
         done = time.perf_counter()
         timing = {"decode": decoded - start, "segment": segmented - decoded, "write": done - segmented}
         timing["total"] = done - start
@@ -315,8 +316,9 @@ class SegmentWorker:
         )
 
 
-def _check_vocabulary(output_dir: str, classes: List[str], resume: bool) -> None:
-    """Refuse an OUTPUT whose labels index another vocabulary (when resuming), then record this one."""
+def _check_vocabulary(output_dir: str, classes: List[str], resume: bool, unknown: Optional[int] = None) -> None:
+    """Refuse an OUTPUT whose labels index another vocabulary (when resuming), then record this one (and the unknown
+    label's id, ``--unknown-below``)."""
     path = os.path.join(output_dir, VOCABULARY)
     if os.path.isfile(path):
         try:
@@ -332,7 +334,9 @@ def _check_vocabulary(output_dir: str, classes: List[str], resume: bool) -> None
     from zsseg_rt.errors import naming_path
 
     with naming_path(path, "writing it"), open(path, "w", encoding="utf-8") as handle:
-        json.dump({"class_names": classes}, handle, indent=1)
+        json.dump(
+            {"class_names": classes, **({"unknown_id": unknown} if unknown is not None else {})}, handle, indent=1
+        )
 
 
 def _check_output_dir(output_dir: str) -> None:
@@ -443,7 +447,10 @@ def prepare_batch(
         names = list(validate_class_names(classes, meta.max_classes))
     plan = plan_batch(input_path, output_dir, resume=resume, max_pixels=limit)
     _check_output_dir(output_dir)
-    _check_vocabulary(output_dir, names, resume)
+    from zsseg_rt.runtime.result import unknown_label
+
+    unknown = unknown_label(len(names)) if options.get("unknown_below") is not None else None
+    _check_vocabulary(output_dir, names, resume, unknown)
     return BatchJob(
         output_dir=os.path.abspath(output_dir),
         bundle=os.path.abspath(bundle),

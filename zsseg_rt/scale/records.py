@@ -78,15 +78,21 @@ def image_record(
         ``{"height", "width", "areas", "pixels", "timing_ms", "backend", "random_weights"}`` (the last three only
         when known).
     """
+    from zsseg_rt.runtime.result import UNKNOWN_NAME
+
     height, width = (int(v) for v in labels.shape)
     counts = np.bincount(np.asarray(labels).ravel(), minlength=len(class_names))
     order = [int(i) for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
     total = max(height * width, 1)
+
+    def name(index: int) -> str:  # an id past the classes: the unknown label's (--unknown-below)
+        return str(class_names[index]) if index < len(class_names) else UNKNOWN_NAME
+
     record: Dict[str, Any] = {
         "height": height,
         "width": width,
-        "areas": {class_names[i]: round(float(counts[i]) / total, 6) for i in order},
-        "pixels": {class_names[i]: int(counts[i]) for i in order},
+        "areas": {name(i): round(float(counts[i]) / total, 6) for i in order},
+        "pixels": {name(i): int(counts[i]) for i in order},
     }
     if timing_s is not None:
         record["timing_ms"] = milliseconds(timing_s)

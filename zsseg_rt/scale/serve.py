@@ -448,8 +448,14 @@ class SegmentationServer:
         start = time.perf_counter()
         names = list(result.class_names)
         answer: Dict[str, Any] = {"classes": names, "colors": palette(len(names)).tolist()}
+        unknown = getattr(result, "unknown_id", None)
+        if unknown is not None:  # --unknown-below: its id, threshold and colour (colors[id], as every label's)
+            from zsseg_rt.runtime.result import UNKNOWN_COLOR, UNKNOWN_NAME
+
+            answer["colors"] += [list(UNKNOWN_COLOR)] * (int(unknown) + 1 - len(names))
+            answer["unknown"] = {"id": int(unknown), "name": UNKNOWN_NAME, "below": result.unknown_below}
         answer.update(image_record(result.labels, names, None, self.engine.backend.name, self.engine.meta))
-        answer.update(encode_labels(result.labels, len(names), raw=raw_labels))
+        answer.update(encode_labels(result.labels, len(names) + (unknown is not None), raw=raw_labels))
         if with_scores:
             answer.update(encode_scores(result.scores))
         return answer, time.perf_counter() - start

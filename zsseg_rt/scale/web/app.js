@@ -134,7 +134,8 @@ function showLegend(answer) {
   const legend = $("legend");
   legend.textContent = "";
   for (const [name, share] of Object.entries(answer.areas)) {
-    const color = answer.colors[answer.classes.indexOf(name)];
+    const index = answer.classes.indexOf(name);  // "unknown" (--unknown-below): its reserved id's colour
+    const color = answer.colors[index < 0 && answer.unknown ? answer.unknown.id : index];
     const item = document.createElement("li");
     item.dataset.class = name;
     const swatch = document.createElement("span");
