@@ -239,8 +239,8 @@ def _cuda_ops_model(memory, grid):
 
     from zsseg_rt import ops
     from zsseg_rt.bundle import Names
-    from zsseg_rt.runtime.cuda_memory import CudaBuffer
-    from zsseg_rt.runtime.device_pipeline import Executor
+    from zsseg_rt.runtime.device.cuda_memory import CudaBuffer
+    from zsseg_rt.runtime.device.device_pipeline import Executor
 
     class CudaOpsModel(Executor):
         def __init__(self):
@@ -271,9 +271,9 @@ def _driver_run(driver, meta, zero_copy: bool) -> dict:
     """The 7-frame replay-versus-eager run of the emulation test on the real driver, then 3 timed frames."""
     import numpy as np
 
-    from zsseg_rt.runtime.cuda_graphs import DriverCudaGraphs, FrameGraphs
-    from zsseg_rt.runtime.cuda_memory import CudaMemory
-    from zsseg_rt.runtime.device_pipeline import DevicePipeline
+    from zsseg_rt.runtime.device.cuda_graphs import DriverCudaGraphs, FrameGraphs
+    from zsseg_rt.runtime.device.cuda_memory import CudaMemory
+    from zsseg_rt.runtime.device.device_pipeline import DevicePipeline
 
     pipes = []
     for graphs in (True, False):
@@ -312,7 +312,7 @@ def _driver_run(driver, meta, zero_copy: bool) -> dict:
 def part_ctypes_driver(ctx) -> dict:
     _needs_zsseg_cuda()
     from zsseg_rt.bundle import load_meta
-    from zsseg_rt.runtime.cuda_driver import ATTR_CAN_MAP_HOST_MEMORY, ATTR_INTEGRATED, CudaDriver
+    from zsseg_rt.runtime.device.cuda_driver import ATTR_CAN_MAP_HOST_MEMORY, ATTR_INTEGRATED, CudaDriver
 
     meta = load_meta(_bundle(ctx, "tiny"))
     driver = CudaDriver()

@@ -19,8 +19,8 @@ Usage (on a CUDA machine; tools/gpu_check.sh runs it):
    time of one ``engine(image)`` call (perf_counter around it; the call waits for its labels), and
    ``wall_over_device`` (wall / device time); ``wall_over_floor`` once the floor is known.
 3. Frames in flight (issue 72 item 3): per row, after its timed frames, ``stream_frames`` (>= 60) frames of the same
-   photo through ``engine.in_flight(2)`` (``runtime/in_flight.py``: two lanes, frame N+1 launched before frame N is
-   waited for; untimed graphs, as deployed), after a warm-up in which each lane captures, checks and replays its
+   photo through ``engine.in_flight(2)`` (``runtime/device/in_flight.py``: two lanes, frame N+1 launched before frame N
+   is waited for; untimed graphs, as deployed), after a warm-up in which each lane captures, checks and replays its
    graph. ``period_ms``: (time of the last result - time of the first) / (results - 1), the steady rate without the
    pipeline's fill; ``fps`` = 1000 / period_ms. Every measured frame must be a graph replay on a lane, and the last
    result's labels must equal the synchronous call's (>= 99.9 % of the pixels: lanes capture graphs of their own).

@@ -45,8 +45,8 @@ from .gpu_stages import (
 ENGINE_TRIGGERS = (
     "csrc/cuda/segment_windows*",
     "csrc/include/zsseg/segment_windows*",
-    "zsseg_rt/runtime/postprocess_plans.py",
-    "zsseg_rt/runtime/device_pipeline.py",
+    "zsseg_rt/runtime/device/postprocess_plans.py",
+    "zsseg_rt/runtime/device/device_pipeline.py",
     "csrc/cuda/similarity.cu",
     "csrc/include/zsseg/similarity.h",
     "csrc/cuda/upsample.cu",

@@ -25,7 +25,7 @@ import numpy as np
 from zsseg_rt import ops as real_ops
 from zsseg_rt.bundle import BundleMeta, graph_files
 from zsseg_rt.runtime.backends import Backend
-from zsseg_rt.runtime.cuda_memory import CudaBuffer
+from zsseg_rt.runtime.device.cuda_memory import CudaBuffer
 
 TRT_DTYPES = {"FLOAT": np.float32, "INT32": np.int32, "HALF": np.float16}
 
@@ -133,7 +133,7 @@ def host_ops() -> types.SimpleNamespace:
         )
         return out
 
-    class SegmentWindowsPlan:  # the prepared launch (runtime/postprocess_plans.py) over the same host views
+    class SegmentWindowsPlan:  # the prepared launch (runtime/device/postprocess_plans.py) over the same host views
         def __init__(self, logits, windows, head_size, scaled_size, output_size, out, class_bias=None, sigmoid=True,
                      stream=None, bias_checked=False):  # fmt: skip
             self._plan = real_ops.SegmentWindowsPlan(
@@ -309,7 +309,7 @@ class StandInTensorRTBackend(Backend):
         return self.inner.encode_text(tokens)
 
     def device_executor(self):
-        from zsseg_rt.runtime.cuda_memory import CudaMemory, TensorRTExecutor
+        from zsseg_rt.runtime.device.cuda_memory import CudaMemory, TensorRTExecutor
         from zsseg_rt.runtime.engine_cache import axis_ranges
 
         self.contexts = ort_contexts(self.meta, axis_ranges(self.meta, self.max_batch, opt_classes=8))
@@ -405,7 +405,7 @@ def engine_files_on_stand_ins(monkeypatch, meta: BundleMeta, tensorrt_version: s
 
 def install_host_gpu(monkeypatch) -> None:
     """Make the device pipeline's TensorRT and CUDA-op calls land on the host stand-ins (for one test)."""
-    from zsseg_rt.runtime import device_pipeline
+    from zsseg_rt.runtime.device import device_pipeline
 
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", fake_tensorrt_module())
     monkeypatch.setattr(device_pipeline, "ops", host_ops())

@@ -164,7 +164,9 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ),
     ("native ops and the vocabulary unit", ("zsseg_rt.ops", "zsseg_rt.vocabulary")),
     ("formats: bundles, datasets, pre/post-processing", ("zsseg_rt.bundle", "zsseg_rt.data", "zsseg_rt.pipeline")),
-    ("the runtime (Engine, backends; no torch)", ("zsseg_rt.runtime",)),
+    # runtime.device (the device pipeline: CUDA memory, graphs, frames in flight) is inside the runtime's layer: the
+    # Engine, the pipelines and the backends reach it, it builds the runtime's Results (runtime.result)
+    ("the runtime (Engine, backends, the device pipeline; no torch)", ("zsseg_rt.runtime", "zsseg_rt.runtime.device")),
     # one layer above the runtime, which it drives: gates, quantisers, TensorRT builds, records written, the auto
     # preparation. The runtime reaches it as a child process (python -m zsseg_rt.prepare.auto) and by name at run time
     # (a table row's preparer, importlib in precision_records.load_preparer, on first use): never by an import statement
@@ -400,7 +402,7 @@ BACKEND_LITERALS_ALLOWED: Dict[Tuple[str, str], str] = {
     ("zsseg_rt.models.zeroseg.evaluate", "torch"): "the source of a reference prediction (the PyTorch model)",
     ("zsseg_rt.profiling", "onnxruntime"): "system_info's library versions, printed",
     ("zsseg_rt.profiling", "tensorrt"): "system_info's library versions, printed",
-    ("zsseg_rt.runtime.device_pipeline", "torch"): "a memory kind (TorchMemory: torch tensors), not a backend",
+    ("zsseg_rt.runtime.device.device_pipeline", "torch"): "a memory kind (TorchMemory: torch tensors), not a backend",
     ("zsseg_rt.system_info", "onnxruntime"): "the versions of installed libraries (distribution names)",
     ("zsseg_rt.system_info", "tensorrt"): "the versions of installed libraries (distribution names)",
     ("zsseg_rt.train.checkpoint", "torch"): "the torch version a checkpoint records",

@@ -435,7 +435,7 @@ ENGINE_OPTIONS = OptionTable(
             "str or bool",
             "auto keeps a frame's data on the GPU where it can (TensorRT, torch on CUDA): one upload of the frame, "
             "pre-processing, encoder, head and the exact post-processing on one stream, one download of labels and "
-            "scores (``runtime/device_pipeline.py``); True requires it, False uses the host path.",
+            "scores (``runtime/device/device_pipeline.py``); True requires it, False uses the host path.",
             choices=("auto", True, False),
         ),
         EngineOption(

@@ -375,7 +375,7 @@ class _FakeToolchain:
     version = "10.3.0"
 
     def __init__(self):
-        from zsseg_rt.runtime.cuda_driver import DeviceInfo
+        from zsseg_rt.runtime.device.cuda_driver import DeviceInfo
 
         self.device = DeviceInfo("Orin (nvgpu)", (8, 7), multiprocessors=8, total_memory_mib=7620)
         self.jobs = []

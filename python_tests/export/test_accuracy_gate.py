@@ -15,7 +15,7 @@ from zsseg_rt.bundle import load_meta
 from zsseg_rt.prepare.gate import MIN_LABEL_AGREEMENT, EngineAccuracyError, run_accuracy_gate
 from zsseg_rt.prepare.tensorrt import build as trt_build
 from zsseg_rt.runtime.backends import Backend, open_reference
-from zsseg_rt.runtime.cuda_driver import DeviceInfo
+from zsseg_rt.runtime.device.cuda_driver import DeviceInfo
 from zsseg_rt.runtime.engine_cache import EngineMismatchError
 
 ORIN = DeviceInfo("Orin (nvgpu)", (8, 7), multiprocessors=8, total_memory_mib=7620)

@@ -16,7 +16,7 @@ import pytest
 from zsseg_rt.bundle import BUNDLE_FORMAT_VERSION, Files, Names, load_meta, sha256_file, write_meta
 from zsseg_rt.prepare.tensorrt import build as trt_build
 from zsseg_rt.runtime.backends.tensorrt import engines as trt_run
-from zsseg_rt.runtime.cuda_driver import CudaDriver, CudaError, DeviceInfo
+from zsseg_rt.runtime.device.cuda_driver import CudaDriver, CudaError, DeviceInfo
 from zsseg_rt.runtime.engine_cache import EngineKey, EngineMismatchError
 
 ORIN = DeviceInfo("Orin (nvgpu)", (8, 7), multiprocessors=16, total_memory_mib=62800)  # AGX Orin 64GB
@@ -233,7 +233,7 @@ def test_import_does_not_import_tensorrt():
         "        return None\n"
         "sys.meta_path.insert(0, Spy())\n"
         "import zsseg_rt.prepare.tensorrt.build, zsseg_rt.runtime.backends.tensorrt.engines, zsseg_rt.runtime.engine_cache\n"
-        "import zsseg_rt.runtime.cuda_driver\n"
+        "import zsseg_rt.runtime.device.cuda_driver\n"
         "print('seen', Spy.seen)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -22,7 +22,7 @@ from zsseg_rt.bundle import GRAPH_FILES, Files, load_meta  # noqa: E402
 from zsseg_rt.prepare.tensorrt import build as trt_build  # noqa: E402
 from zsseg_rt.prepare.tensorrt.memory import default_workspace_bytes  # noqa: E402
 from zsseg_rt.runtime.backends.tensorrt import engines as trt_run  # noqa: E402
-from zsseg_rt.runtime.cuda_driver import DeviceInfo  # noqa: E402
+from zsseg_rt.runtime.device.cuda_driver import DeviceInfo  # noqa: E402
 
 ORIN_NANO = DeviceInfo("Orin (nvgpu)", (8, 7), multiprocessors=8, total_memory_mib=7620)
 RTX = DeviceInfo("NVIDIA GeForce RTX 4090", (8, 9), multiprocessors=128, total_memory_mib=24210)

@@ -29,7 +29,7 @@ from zsseg_rt.prepare.gate import EngineAccuracyError  # noqa: E402
 from zsseg_rt.prepare.tensorrt import build as trt_build  # noqa: E402
 from zsseg_rt.runtime.backends import TrtRunner  # noqa: E402
 from zsseg_rt.runtime.backends.tensorrt import engines as trt_run  # noqa: E402
-from zsseg_rt.runtime.cuda_driver import DeviceInfo  # noqa: E402
+from zsseg_rt.runtime.device.cuda_driver import DeviceInfo  # noqa: E402
 from zsseg_rt.runtime.engine_cache import DEFAULT_MAX_CROPS, EngineMismatchError  # noqa: E402
 from zsseg_rt.runtime.pipelines import TwoStagePipeline  # noqa: E402
 

@@ -178,7 +178,7 @@ def test_a_planted_head_encoder_mismatch_is_caught(tiny_bundle, tmp_path):
 
 
 def test_device_windows_follow_the_engine_profile(tiny_bundle, monkeypatch):
-    from zsseg_rt.runtime import device_pipeline
+    from zsseg_rt.runtime.device import device_pipeline
 
     assert check_bundle_profiles(load_meta(tiny_bundle), max_batches=[1, 2, 5]) == []
     monkeypatch.setattr(device_pipeline, "windows_per_call", lambda requested, executor: int(requested))  # the bug

@@ -276,7 +276,7 @@ def test_tensorrt_host_path_batched_call_stays_within_the_engine_profile(bundle)
 def test_device_pipeline_segment_many_on_host_memory_equals_per_frame_calls(bundle, max_windows):
     """``DevicePipeline.segment_many`` with its CPU executor (host memory): the windows of all frames packed into
     batches of ``max_windows``, each frame's result the per-frame call's (bit-identical with one window per call)."""
-    from zsseg_rt.runtime.device_pipeline import DevicePipeline, OnnxRuntimeExecutor
+    from zsseg_rt.runtime.device.device_pipeline import DevicePipeline, OnnxRuntimeExecutor
 
     engine = Engine(bundle, classes=VOCAB10, backend="onnxruntime", device_pipeline=False)
     pipe = DevicePipeline(engine.meta, OnnxRuntimeExecutor(engine.backend), max_windows=max_windows)

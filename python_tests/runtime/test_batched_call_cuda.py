@@ -9,8 +9,8 @@ from support import VOCAB10
 from test_device_pipeline_cuda import HostGraphExecutor
 
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.cuda_memory import CudaMemory
-from zsseg_rt.runtime.device_pipeline import DevicePipeline
+from zsseg_rt.runtime.device.cuda_memory import CudaMemory
+from zsseg_rt.runtime.device.device_pipeline import DevicePipeline
 
 pytestmark = [pytest.mark.cuda, requires_cuda]
 

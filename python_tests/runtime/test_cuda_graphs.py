@@ -1,4 +1,4 @@
-"""CUDA-graph bookkeeping of the device pipeline (runtime/cuda_graphs.py), on the CPU with a stand-in for
+"""CUDA-graph bookkeeping of the device pipeline (runtime/device/cuda_graphs.py), on the CPU with a stand-in for
 ``torch.cuda.CUDAGraph``: each kind of frame runs eagerly once and is captured, then replayed; a new vocabulary drops
 every graph before its buffers go; graphs own their frame kind's buffers; a failing capture goes eager, loudly.
 The real capture runs where torch has CUDA (skipped here): ``test_real_cuda_graphs_match_the_eager_pipeline`` ran
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.cuda_graphs import FrameGraphs, TorchCudaGraphs
-from zsseg_rt.runtime.device_pipeline import DevicePipeline, HostMemory, OnnxRuntimeExecutor
+from zsseg_rt.runtime.device.cuda_graphs import FrameGraphs, TorchCudaGraphs
+from zsseg_rt.runtime.device.device_pipeline import DevicePipeline, HostMemory, OnnxRuntimeExecutor
 
 CLASSES = ["person", "bottle", "chair", "sofa", "tv", "cat"]
 
@@ -269,7 +269,7 @@ def test_a_graph_whose_first_replay_differs_is_dropped_with_one_warning(engine, 
 
 
 def test_a_graph_whose_first_replay_is_within_the_bound_is_kept(engine):
-    from zsseg_rt.runtime.cuda_graphs import REPLAY_SCORE_ATOL
+    from zsseg_rt.runtime.device.cuda_graphs import REPLAY_SCORE_ATOL
 
     pipe, eager, _ = _pipes(engine, stand_in=MisreplayingGraphs(_shift_scores(REPLAY_SCORE_ATOL["fp32"] / 2)))
     wide, gray = _frames()
@@ -283,7 +283,7 @@ def test_a_graph_whose_first_replay_is_within_the_bound_is_kept(engine):
 
 
 def test_the_replay_bound():
-    from zsseg_rt.runtime.cuda_graphs import (
+    from zsseg_rt.runtime.device.cuda_graphs import (
         REPLAY_LABEL_FRACTION,
         REPLAY_SCORE_ATOL,
         REPLAY_SCORE_ATOL_REDUCED,
@@ -313,7 +313,7 @@ def test_the_replay_bound():
 
 def test_graphs_need_cuda(tiny_bundle):
     pytest.importorskip("torch")
-    from zsseg_rt.runtime.device_pipeline import TorchMemory
+    from zsseg_rt.runtime.device.device_pipeline import TorchMemory
 
     with pytest.raises(ValueError, match="own stream"):
         TorchCudaGraphs(TorchMemory("cpu"))

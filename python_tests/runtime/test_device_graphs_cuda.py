@@ -16,9 +16,9 @@ from cuda_support import RuntimeDriver, cuda_emulation, cuda_testing, held, requ
 from zsseg_rt import ops
 from zsseg_rt.bundle import Names
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.cuda_graphs import DriverCudaGraphs, FrameGraphs
-from zsseg_rt.runtime.cuda_memory import CudaBuffer, CudaMemory
-from zsseg_rt.runtime.device_pipeline import DevicePipeline, Executor
+from zsseg_rt.runtime.device.cuda_graphs import DriverCudaGraphs, FrameGraphs
+from zsseg_rt.runtime.device.cuda_memory import CudaBuffer, CudaMemory
+from zsseg_rt.runtime.device.device_pipeline import DevicePipeline, Executor
 
 pytestmark = [pytest.mark.cuda, requires_cuda]
 

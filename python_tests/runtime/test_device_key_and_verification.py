@@ -13,7 +13,7 @@ import pytest
 
 from zsseg_rt.bundle import BundleError, Files, load_meta
 from zsseg_rt.runtime import file_verification
-from zsseg_rt.runtime.cuda_driver import ATTR_MULTIPROCESSOR_COUNT, CudaDriver, DeviceInfo
+from zsseg_rt.runtime.device.cuda_driver import ATTR_MULTIPROCESSOR_COUNT, CudaDriver, DeviceInfo
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.device_pipeline import DevicePipeline, OnnxRuntimeExecutor, TorchExecutor
+from zsseg_rt.runtime.device.device_pipeline import DevicePipeline, OnnxRuntimeExecutor, TorchExecutor
 
 CLASSES = ["person", "bottle", "chair", "sofa", "tv", "cat"]
 
@@ -190,7 +190,7 @@ def test_torch_memory_follows_torch_s_current_stream(monkeypatch):
     torch = pytest.importorskip("torch")
     import types
 
-    from zsseg_rt.runtime.device_pipeline import TorchMemory
+    from zsseg_rt.runtime.device.device_pipeline import TorchMemory
 
     current = {"handle": 0x11}
     asked = []

@@ -9,8 +9,8 @@ import pytest
 from cuda_support import RuntimeDriver, requires_cuda
 
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.cuda_memory import CudaMemory
-from zsseg_rt.runtime.device_pipeline import DevicePipeline, Executor, OnnxRuntimeExecutor
+from zsseg_rt.runtime.device.cuda_memory import CudaMemory
+from zsseg_rt.runtime.device.device_pipeline import DevicePipeline, Executor, OnnxRuntimeExecutor
 
 pytestmark = [pytest.mark.cuda, requires_cuda]
 

@@ -23,9 +23,9 @@ from test_device_graphs_cuda import CudaOpsModel
 
 from zsseg_rt import ops
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.cuda_graphs import DriverCudaGraphs, FrameGraphs
-from zsseg_rt.runtime.cuda_memory import CudaMemory
-from zsseg_rt.runtime.device_pipeline import DevicePipeline
+from zsseg_rt.runtime.device.cuda_graphs import DriverCudaGraphs, FrameGraphs
+from zsseg_rt.runtime.device.cuda_memory import CudaMemory
+from zsseg_rt.runtime.device.device_pipeline import DevicePipeline
 
 pytestmark = [pytest.mark.cuda, requires_emulation]
 
@@ -144,7 +144,7 @@ def test_control_the_generic_post_processing_call_fails_the_rule(meta, monkeypat
     pipe.memory.synchronize()
     try:
         with monkeypatch.context() as patched:
-            from zsseg_rt.runtime import postprocess_plans
+            from zsseg_rt.runtime.device import postprocess_plans
 
             patched.setattr(postprocess_plans.PostprocessPlans, "run", lambda self, *a: generic(*a))
             calls = frame_calls(pipe, frame)

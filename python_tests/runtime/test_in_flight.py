@@ -1,5 +1,5 @@
-"""``Engine.in_flight`` / ``Engine.stream`` where frames cannot be in flight (runtime/in_flight.py): on the host path
-every frame runs at ``submit`` through the Engine's own call, with the same results in the same order, and the
+"""``Engine.in_flight`` / ``Engine.stream`` where frames cannot be in flight (runtime/device/in_flight.py): on the host
+path every frame runs at ``submit`` through the Engine's own call, with the same results in the same order, and the
 reason is said (``why_synchronous``); the arguments are refused in one line. The lanes themselves (two device
 pipelines, frames in flight) are tested on CUDA memory: test_in_flight_cuda.py."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.in_flight import InFlight, lanes_unavailable
+from zsseg_rt.runtime.device.in_flight import InFlight, lanes_unavailable
 
 CLASSES = ["person", "bottle", "chair", "cat"]
 

@@ -1,5 +1,5 @@
-"""Frames in flight (``Engine.in_flight`` / ``Engine.stream``, runtime/in_flight.py) on CUDA memory: two lanes, each a
-device pipeline with its own stream, buffers and CUDA graphs, frame N+1 launched before frame N is waited for.
+"""Frames in flight (``Engine.in_flight`` / ``Engine.stream``, runtime/device/in_flight.py) on CUDA memory: two lanes,
+each a device pipeline with its own stream, buffers and CUDA graphs, frame N+1 launched before frame N is waited for.
 
 Runs on a GPU and, in CI, on the emulated CUDA runtime, where streams run asynchronously to the host and a race
 detector checks every host read of a staging buffer and every host write of a frame buffer against the device work
@@ -22,10 +22,10 @@ from test_frame_api_calls import ALLOCATIONS, EVENT_LIFETIME, SYNCHRONISATIONS, 
 from zsseg_rt import ops
 from zsseg_rt.bundle import Names
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.cuda_graphs import DriverCudaGraphs, FrameGraphs, replay_mismatch
-from zsseg_rt.runtime.cuda_memory import CudaMemory
-from zsseg_rt.runtime.device_pipeline import DevicePipeline
-from zsseg_rt.runtime.in_flight import InFlight
+from zsseg_rt.runtime.device.cuda_graphs import DriverCudaGraphs, FrameGraphs, replay_mismatch
+from zsseg_rt.runtime.device.cuda_memory import CudaMemory
+from zsseg_rt.runtime.device.device_pipeline import DevicePipeline
+from zsseg_rt.runtime.device.in_flight import InFlight
 
 pytestmark = [pytest.mark.cuda, requires_cuda]
 

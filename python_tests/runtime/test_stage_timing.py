@@ -1,6 +1,6 @@
-"""Stage timing of the device pipeline (runtime/stage_timing.py) as deployed, on the CPU: a timed frame is captured
-and replayed like an untimed one, its stage boundaries are timing events recorded on the stream (event-record nodes
-of the graph: recorded while capturing, never created then), the hook gets each stage after the frame's ONE
+"""Stage timing of the device pipeline (runtime/device/stage_timing.py) as deployed, on the CPU: a timed frame is
+captured and replayed like an untimed one, its stage boundaries are timing events recorded on the stream (event-record
+nodes of the graph: recorded while capturing, never created then), the hook gets each stage after the frame's ONE
 synchronisation, and the untimed graph of the same frame has no events. A memory without timing events keeps the
 former measure (a synchronisation around each stage, frames eager): the control showing what the counts catch.
 
@@ -13,10 +13,10 @@ import pytest
 from test_cuda_graphs import CLASSES, StandInGraphs, _frames
 
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.cuda_graphs import FrameGraphs
-from zsseg_rt.runtime.cuda_memory import CudaMemory
-from zsseg_rt.runtime.device_pipeline import DevicePipeline, HostMemory, OnnxRuntimeExecutor
-from zsseg_rt.runtime.stage_timing import EventClock, HostClock, SyncClock
+from zsseg_rt.runtime.device.cuda_graphs import FrameGraphs
+from zsseg_rt.runtime.device.cuda_memory import CudaMemory
+from zsseg_rt.runtime.device.device_pipeline import DevicePipeline, HostMemory, OnnxRuntimeExecutor
+from zsseg_rt.runtime.device.stage_timing import EventClock, HostClock, SyncClock
 
 ONE_WINDOW = ["upload", "preprocess", "image_encoder", "head", "postprocess", "download"]
 
@@ -244,7 +244,7 @@ def test_cuda_memory_times_with_driver_events_external_only_while_capturing():
 
 def test_torch_memory_on_the_cpu_times_on_the_host():
     pytest.importorskip("torch")
-    from zsseg_rt.runtime.device_pipeline import TorchMemory
+    from zsseg_rt.runtime.device.device_pipeline import TorchMemory
 
     assert isinstance(TorchMemory("cpu").stage_clock(), HostClock)
 

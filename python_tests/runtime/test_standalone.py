@@ -62,7 +62,7 @@ def test_runtime_runs_a_bundle_with_export_and_models_blocked(tiny_bundle):
 import numpy as np
 import zsseg_rt.runtime
 from zsseg_rt.runtime import Engine
-import zsseg_rt.runtime.backends.tensorrt.engines, zsseg_rt.runtime.cuda_driver, zsseg_rt.runtime.engine_cache
+import zsseg_rt.runtime.backends.tensorrt.engines, zsseg_rt.runtime.device.cuda_driver, zsseg_rt.runtime.engine_cache
 engine = Engine({tiny_bundle!r}, classes=["cat", "sofa", "floor"], backend="auto")
 result = engine(np.zeros((50, 70, 3), np.uint8))
 assert result.labels.shape == (50, 70) and result.scores.shape == (50, 70)

@@ -34,8 +34,9 @@ from host_cuda import (  # noqa: E402
 from zsseg_rt import pipeline  # noqa: E402
 from zsseg_rt.bundle import Names  # noqa: E402
 from zsseg_rt.prepare.tensorrt import build as trt_build  # noqa: E402
-from zsseg_rt.runtime import Engine, device_pipeline  # noqa: E402
-from zsseg_rt.runtime.cuda_memory import TensorRTExecutor  # noqa: E402
+from zsseg_rt.runtime import Engine  # noqa: E402
+from zsseg_rt.runtime.device import device_pipeline  # noqa: E402
+from zsseg_rt.runtime.device.cuda_memory import TensorRTExecutor  # noqa: E402
 
 CLASSES = ["person", "bottle", "chair", "sofa", "tv", "cat"]
 API_MAX_BATCH = inspect.signature(trt_build.build_engine_set).parameters["max_batch"].default  # 1 today
@@ -172,7 +173,7 @@ class RecordingLibcuda:
 
 
 def test_streams_are_created_non_blocking():
-    from zsseg_rt.runtime.cuda_driver import STREAM_NON_BLOCKING, CudaDriver
+    from zsseg_rt.runtime.device.cuda_driver import STREAM_NON_BLOCKING, CudaDriver
 
     library = RecordingLibcuda()
     CudaDriver(library).stream_create()
@@ -305,7 +306,7 @@ def test_with_cuda_graphs_the_device_path_has_contexts_of_its_own(monkeypatch, r
 
 
 def test_the_driver_graph_api_is_declared_on_first_use_and_explains_an_old_driver():
-    from zsseg_rt.runtime.cuda_driver import CudaDriver, CudaError
+    from zsseg_rt.runtime.device.cuda_driver import CudaDriver, CudaError
 
     class OldDriver(RecordingLibcuda):  # a CUDA 10.2 driver (JetPack 4): no cuGraphInstantiateWithFlags
         def __getattr__(self, name):

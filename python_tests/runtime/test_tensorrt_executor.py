@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from zsseg_rt.bundle import Names
-from zsseg_rt.runtime.cuda_memory import CudaBuffer, CudaMemory, TensorRTExecutor
+from zsseg_rt.runtime.device.cuda_memory import CudaBuffer, CudaMemory, TensorRTExecutor
 
 
 class FakeDriver:
@@ -160,7 +160,7 @@ class FakeIntegratedDriver(FakeDriver):
 
 
 def test_zero_copy_frame_on_integrated_gpus():
-    from zsseg_rt.runtime.device_pipeline import DevicePipeline
+    from zsseg_rt.runtime.device.device_pipeline import DevicePipeline
 
     driver = FakeIntegratedDriver()
     memory = CudaMemory(driver)  # zero_copy="auto": on, since the fake device reports integrated memory

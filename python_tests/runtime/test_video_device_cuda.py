@@ -93,7 +93,7 @@ def run(frames, truths, options, memory=None, noise=0.3):
 def test_the_device_filter_is_the_cpu_filter(options):
     """Every frame's labels equal the CPU filter's, pixel for pixel, and each frame copies: up, the flow's inputs
     once ("flow"; a keyframe that starts afresh uploads its zero jitter instead: "zeros"); down, the labels once."""
-    from zsseg_rt.runtime.cuda_memory import CudaMemory
+    from zsseg_rt.runtime.device.cuda_memory import CudaMemory
 
     frames, truths = moving_square(frames=8, size=SIZE, side=32, step=3)
     host, _ = run(frames, truths, options)
@@ -117,7 +117,7 @@ def test_the_device_filter_is_the_cpu_filter(options):
 def test_the_control_a_wrong_flow_on_the_device_differs():
     """Control for the equality above: the same device filter given another flow (zero motion) gives other labels,
     so the comparison can fail."""
-    from zsseg_rt.runtime.cuda_memory import CudaMemory
+    from zsseg_rt.runtime.device.cuda_memory import CudaMemory
 
     frames, truths = moving_square(frames=6, size=SIZE, side=32, step=3)
     host, _ = run(frames, truths, dict(keyframe_every=3))
@@ -149,8 +149,8 @@ def device_engine(tiny_bundle):
     from test_device_pipeline_cuda import HostGraphExecutor
 
     from zsseg_rt.runtime import Engine
-    from zsseg_rt.runtime.cuda_memory import CudaMemory
-    from zsseg_rt.runtime.device_pipeline import DevicePipeline
+    from zsseg_rt.runtime.device.cuda_memory import CudaMemory
+    from zsseg_rt.runtime.device.device_pipeline import DevicePipeline
 
     engine = Engine(tiny_bundle, classes=["person", "bottle", "chair", "sofa", "tv", "cat"], backend="onnxruntime")
     memory = CudaMemory(RuntimeDriver())
@@ -205,8 +205,8 @@ def test_the_live_options_on_the_device_pipeline(tiny_bundle):
     from test_device_pipeline_cuda import HostGraphExecutor
 
     from zsseg_rt.runtime import Engine
-    from zsseg_rt.runtime.cuda_memory import CudaMemory
-    from zsseg_rt.runtime.device_pipeline import DevicePipeline
+    from zsseg_rt.runtime.device.cuda_memory import CudaMemory
+    from zsseg_rt.runtime.device.device_pipeline import DevicePipeline
     from zsseg_rt.stream import LIVE_TEST_SCALE, VideoSegmenter, live_options
 
     engine = Engine(tiny_bundle, classes=["person", "bottle", "cat"], backend="onnxruntime", test_scale=LIVE_TEST_SCALE)

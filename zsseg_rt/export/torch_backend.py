@@ -8,7 +8,7 @@ Precision: "fp32" (default, exact), "fp16" or "bf16" (``export/torch_precision.p
 reduced precision is used only after the accuracy gate (``prepare/gate.py``, the one TensorRT builds pass)
 has compared it with ONNX Runtime fp32 for this model, device and torch version: the result is recorded under
 ``<bundle>/engines/`` (``runtime/precision_records.py``) and the gate runs on first use when there is no record.
-On CUDA the device pipeline replays each frame as a CUDA graph (``cuda_graphs``; ``runtime/cuda_graphs.py``).
+On CUDA the device pipeline replays each frame as a CUDA graph (``cuda_graphs``; ``runtime/device/cuda_graphs.py``).
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ class TorchBackend(Backend):
             )
         return find_record(root, key)[0]
 
-    # the device-resident pipeline (runtime/device_pipeline.py): where it runs, its executor, its CUDA graphs
+    # the device-resident pipeline (runtime/device/device_pipeline.py): where it runs, its executor, its CUDA graphs
     @property
     def runs_on_gpu(self) -> bool:
         return self.device.type == "cuda"
@@ -191,7 +191,7 @@ class TorchBackend(Backend):
         return {"bytes": int(self._torch.cuda.max_memory_allocated()), "how": "torch.cuda.max_memory_allocated"}
 
     def device_executor(self):
-        from zsseg_rt.runtime.device_pipeline import TorchExecutor
+        from zsseg_rt.runtime.device.device_pipeline import TorchExecutor
 
         return TorchExecutor(self)
 
@@ -199,7 +199,7 @@ class TorchBackend(Backend):
         """The CUDA graphs of a frame (``cuda_graphs``), or None: eager."""
         if not self.cuda_graphs:
             return None
-        from zsseg_rt.runtime.cuda_graphs import FrameGraphs, TorchCudaGraphs
+        from zsseg_rt.runtime.device.cuda_graphs import FrameGraphs, TorchCudaGraphs
 
         return FrameGraphs(TorchCudaGraphs(executor.memory), precision=self.precision)
 

@@ -2,7 +2,7 @@
 ``cuda_available()`` gives when this machine has an NVIDIA GPU that zsseg_rt's CUDA kernels cannot run on -- a driver
 too old for the CUDA runtime they were built with (the CUDA runtime's ``cudaErrorInsufficientDriver``), a GPU whose
 architecture the build has no code for -- instead of a silent CPU run. A machine without an NVIDIA driver or without
-a GPU gets no warning: there is nothing to use. (``runtime/cuda_driver.py`` is the full binding, for TensorRT; it
+a GPU gets no warning: there is nothing to use. (``runtime/device/cuda_driver.py`` is the full binding, for TensorRT; it
 loads the library with :func:`load_driver_library`.)
 """
 

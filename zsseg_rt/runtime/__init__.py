@@ -17,6 +17,24 @@ install_moved(
     },
     "deprecated since 2026-11-26, removed in 0.2.0",
 )
+# deprecated 2026-11-27 (0.1.x), removed in 0.2.0: the device pipeline's modules moved into runtime/device/ (issue 73)
+install_moved(
+    {
+        f"zsseg_rt.runtime.{name}": f"zsseg_rt.runtime.device.{name}"
+        for name in (
+            "buffer_views",
+            "cuda_driver",
+            "cuda_graphs",
+            "cuda_memory",
+            "device_pipeline",
+            "device_video",
+            "in_flight",
+            "postprocess_plans",
+            "stage_timing",
+        )
+    },
+    "deprecated since 2026-11-27, removed in 0.2.0",
+)
 
 _LAZY = {
     "Engine": "engine",

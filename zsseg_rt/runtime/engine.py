@@ -432,14 +432,14 @@ class Engine:
         """The video filter's keyframes on the device pipeline (``zsseg_rt.stream.VideoSegmenter`` with ``device``):
         like :meth:`segment_with_class_scores` (``stride``; None: the labels and scores instead), but what the
         filter needs stays on the device, in ``arrays`` (a ``stream.filter_arrays.DeviceArrays``), and nothing is
-        copied down (``runtime/device_video.py``). NumPy ``[H, W, 3]`` uint8 frames only.
+        copied down (``runtime/device/device_video.py``). NumPy ``[H, W, 3]`` uint8 frames only.
 
         Raises:
             ValueError: the Engine has no device path for this (``device_video.device_unavailable`` says why), or
                 more than one image is given (``arrays`` alternates two buffers a name: a third image's results
                 would overwrite the first's; one frame a call, as a stream's filter takes them).
         """
-        from .device_video import device_keyframes, device_unavailable
+        from .device.device_video import device_keyframes, device_unavailable
 
         images = list(images)
         if len(images) != 1:
@@ -458,8 +458,8 @@ class Engine:
         launched on a lane of its own, not waited for), ``result()`` gives the oldest frame's Result, in submission
         order, equal to ``engine(image)``'s; ``close()`` (or ``with``) frees its lanes. Where frames cannot be in
         flight (the host path, a CPU) each frame runs at ``submit`` (``lanes`` 0, ``why_synchronous``). See
-        :class:`~zsseg_rt.runtime.in_flight.InFlight`."""
-        from .in_flight import InFlight
+        :class:`~zsseg_rt.runtime.device.in_flight.InFlight`."""
+        from .device.in_flight import InFlight
 
         return InFlight(self, depth, color_order)
 
@@ -467,7 +467,7 @@ class Engine:
         """The Results of an iterable of images (e.g. a video's frames), in order, with up to ``in_flight`` frames in
         flight on a GPU's device pipeline (frame N+1 launched before frame N is waited for; :meth:`in_flight`): a
         generator, whose lanes are freed when it ends or is closed."""
-        from .in_flight import stream
+        from .device.in_flight import stream
 
         return stream(self, frames, in_flight, color_order)
 

@@ -21,7 +21,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from zsseg_rt.bundle import GRAPH_FILES as SPEC_GRAPH_FILES
 from zsseg_rt.bundle import BundleMeta, Names, graph_files
 from zsseg_rt.errors import naming_path
-from zsseg_rt.runtime.cuda_driver import DeviceInfo
+from zsseg_rt.runtime.device.cuda_driver import DeviceInfo
 from zsseg_rt.runtime.file_verification import cached_sha256, check_recorded_file
 
 # fp32: reference numerics (TF32 off). fp16: plain fp16, only each L2 normalisation's sum of squares kept in fp32.

@@ -3,8 +3,8 @@ of native ops (``ops.warp``, ``ops.temporal_blend``, ``ops.segment``, ``ops.temp
 ``ops.temporal_propagate``) that run on the device of their arrays, so the same code runs on both devices:
 
 - ``HostArrays``: NumPy arrays, the ops' CPU kernels (the CPU filter, and the camera loop without a GPU).
-- ``DeviceArrays``: buffers of the device pipeline's ``Memory`` (``runtime/device_pipeline.py``): the keyframe's class
-  scores are made there by the pipeline (``ops.class_state``), the state stays there from frame to frame, and what
+- ``DeviceArrays``: buffers of the device pipeline's ``Memory`` (``runtime/device/device_pipeline.py``): the keyframe's
+  class scores are made there by the pipeline (``ops.class_state``), the state stays there from frame to frame, and what
   crosses is one upload per frame of what the CPU computed from the optical flow (the flow resized to the state
   and to the frame, its validity, the blend's doubt, the fill of propagated frames; logged as "flow") and one
   download of the labels ("labels"), in ``memory.transfers``.
@@ -77,7 +77,7 @@ class DeviceArrays:
         """The buffer of ``key`` for this frame: the one the frame before last used (two per key, alternating)."""
         parity = self._parity[key] = 1 - self._parity.get(key, 1)
         current = self._buffers.get((key, parity))
-        from zsseg_rt.runtime.buffer_views import has_dtype
+        from zsseg_rt.runtime.device.buffer_views import has_dtype
 
         if current is None or _shape(current) != tuple(shape) or not has_dtype(self.memory, current, dtype):
             if current is not None:
@@ -153,6 +153,6 @@ def _shape(buffer: Any) -> Shape:
 
 
 def _view(memory: Any, buffer: Any, shape: Shape, offset: int = 0, dtype: Optional[Any] = None) -> Any:
-    from zsseg_rt.runtime.buffer_views import buffer_view
+    from zsseg_rt.runtime.device.buffer_views import buffer_view
 
     return buffer_view(memory, buffer, shape, offset, dtype)

@@ -1,6 +1,6 @@
 """The stream loop's frames in flight (issue 72 item 3): on a GPU's device pipeline the loop submits a step's frames
 and only then takes the previous step's results, so the device works on the next frames while the host waits for,
-copies out and queues the last ones (``Engine.in_flight``, ``zsseg_rt/runtime/in_flight.py``).
+copies out and queues the last ones (``Engine.in_flight``, ``zsseg_rt/runtime/device/in_flight.py``).
 
 ``MultiStreamRunner(in_flight=2)`` (the default) opens one with ``segment.in_flight(depth)`` when the segment callable
 has it (a ``zsseg_rt.Engine``; a ``VideoSegmenter`` whose filter is off) and frames can be in flight there (``lanes``

@@ -172,7 +172,7 @@ class VideoSegmenter:
         """The device pipeline's memory the filter runs on (None: the host), as ``device`` asks."""
         if device is False or not self.options.active:
             return None
-        from zsseg_rt.runtime.device_video import device_unavailable
+        from zsseg_rt.runtime.device.device_video import device_unavailable
 
         reason = device_unavailable(self.engine)
         if reason is None and self.delay:

@@ -56,7 +56,7 @@ from zsseg_rt.runtime.backends.tensorrt.engines import (  # noqa: F401  (re-expo
     parse_version,
     tensorrt_logger,
 )
-from zsseg_rt.runtime.cuda_driver import CudaDriver, DeviceInfo
+from zsseg_rt.runtime.device.cuda_driver import CudaDriver, DeviceInfo
 from zsseg_rt.runtime.engine_cache import (  # noqa: F401  (re-exported: the engine-cache API lives here too)
     BUILD_RECIPE_VERSION,
     DEFAULT_MAX_CROPS,
@@ -148,7 +148,7 @@ class TensorRTToolchain:
     @property
     def integrated(self) -> bool:
         """True on an integrated-memory GPU (Jetson: one DRAM shared by the CPU and the GPU)."""
-        from zsseg_rt.runtime.cuda_driver import ATTR_INTEGRATED
+        from zsseg_rt.runtime.device.cuda_driver import ATTR_INTEGRATED
 
         return bool(self.cuda.device_attribute(ATTR_INTEGRATED, self.device_index))
 

@@ -224,7 +224,7 @@ class _ProfileExecutor:
 def check_device_windows(meta: BundleMeta, engine_batch_max: int) -> List[Finding]:
     """The device pipeline's windows per call fit an engine whose batch profile ends at ``engine_batch_max``, for the
     Engine's default ``max_batch`` and for one call per frame of every shape the CLI default assumes."""
-    from zsseg_rt.runtime.device_pipeline import windows_per_call
+    from zsseg_rt.runtime.device.device_pipeline import windows_per_call
     from zsseg_rt.runtime.engine import Engine
     from zsseg_rt.runtime.pipelines import pipeline_class
 

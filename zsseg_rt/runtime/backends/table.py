@@ -116,7 +116,7 @@ _ROWS: Tuple[BackendSpec, ...] = (
             "zsseg_rt.runtime.backends.tensorrt",
             "zsseg_rt.runtime.engine_cache",
             "zsseg_rt.prepare.tensorrt",
-            "zsseg_rt.runtime.cuda_memory",
+            "zsseg_rt.runtime.device.cuda_memory",
         ),
     ),
     BackendSpec(

@@ -3,7 +3,7 @@
 Bundles hold ``image_encoder.onnx``, ``head.onnx`` (dynamic class count) and ``text_encoder.onnx``; every window is
 the graphs' input size S after the official keep-ratio rescale. Post-processing is the one
 :class:`zsseg_rt.pipeline.Postprocessor` (exact or fast; sigmoid, softmax or the painted class maps of a head that
-draws a background label). On a GPU a frame's data can stay on the device (``runtime/device_pipeline.py``).
+draws a background label). On a GPU a frame's data can stay on the device (``runtime/device/device_pipeline.py``).
 
 Whole-image inference (bundles with a ``whole_image`` section, whose image graph takes any size): one encoder and
 head call on the whole rescaled image, padded or cut to the patch grid (``whole_image.fit``), its grid logits resized
@@ -89,7 +89,7 @@ class WindowedPipeline(Pipeline):
 
     def _build_device(self) -> None:
         """The device pipeline over the current backend (None: the host path), its vocabulary not uploaded yet."""
-        from ..device_pipeline import make_device_pipeline
+        from ..device.device_pipeline import make_device_pipeline
 
         self.device = make_device_pipeline(
             self.meta, self.backend, self._device_setting, self.max_batch, test_scale=self._device_scale
@@ -100,7 +100,7 @@ class WindowedPipeline(Pipeline):
         """Run ``backend`` from the next frame on, the device pipeline (its executor, buffers and CUDA graphs) built
         again over it first: nothing of the old backend keeps running, and a new path that cannot be built changes
         nothing (``Pipeline.replace_backend``)."""
-        from ..device_pipeline import make_device_pipeline
+        from ..device.device_pipeline import make_device_pipeline
 
         device = make_device_pipeline(  # raises: no change
             self.meta, backend, self._device_setting, self.max_batch, test_scale=self._device_scale

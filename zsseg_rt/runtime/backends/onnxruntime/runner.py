@@ -187,7 +187,7 @@ class OrtRunner:
 
     def device_executor(self):
         """The device pipeline's executor on host buffers (``device_pipeline=True`` on the CPU)."""
-        from ...device_pipeline import OnnxRuntimeExecutor
+        from ...device.device_pipeline import OnnxRuntimeExecutor
 
         return OnnxRuntimeExecutor(WindowedGraphs(self, self._meta))
 

@@ -3,7 +3,8 @@
 ``import tensorrt`` happens inside functions, so this module imports anywhere; calls that need TensorRT raise an
 ``ImportError`` with install guidance. ``find_engines`` picks the engines recorded (``engine.json``) for this
 bundle, precision, TensorRT version and GPU; ``TensorRTRunner`` executes one with numpy inputs/outputs through
-the CUDA driver shim (:mod:`zsseg_rt.runtime.cuda_driver`). Engines are built by :mod:`zsseg_rt.prepare.tensorrt.build`.
+the CUDA driver shim (:mod:`zsseg_rt.runtime.device.cuda_driver`). Engines are built by
+:mod:`zsseg_rt.prepare.tensorrt.build`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from zsseg_rt.bundle import BundleMeta, Files, load_meta
 
-from ...cuda_driver import CudaDriver, DeviceInfo
+from ...device.cuda_driver import CudaDriver, DeviceInfo
 from ...engine_cache import (
     BUILD_RECIPE_VERSION,
     ENGINE_SUFFIX,

@@ -24,7 +24,7 @@ class TrtRunner:
 
     ``engine_paths`` (role -> engine file) runs these engines, checked only against this machine's TensorRT and GPU
     (the accuracy gate uses it on a fresh build); default: ``find_engines`` for ``precision``. ``cuda_graphs``: the
-    device pipeline captures each kind of frame as a CUDA graph and replays it (``runtime/cuda_graphs.
+    device pipeline captures each kind of frame as a CUDA graph and replays it (``runtime/device/cuda_graphs.
     DriverCudaGraphs``); off by default: it has not run on a GPU yet, and it costs a second execution context
     (activation memory) per engine (:meth:`device_executor`)."""
 
@@ -78,7 +78,7 @@ class TrtRunner:
         optimisation profile its inputs need. With ``cuda_graphs`` the executor has contexts of its own (a second
         activation memory per engine): a graph replays the state its context had at the capture, which the host
         path must not change in between."""
-        from ...cuda_memory import CudaMemory, TensorRTExecutor
+        from ...device.cuda_memory import CudaMemory, TensorRTExecutor
 
         driver = self._runners["image"]._cuda
         driver.make_current()
@@ -104,7 +104,7 @@ class TrtRunner:
         """The device pipeline's CUDA graphs of a frame (``cuda_graphs=True``), or None: eager."""
         if not self.cuda_graphs:
             return None
-        from ...cuda_graphs import DriverCudaGraphs, FrameGraphs
+        from ...device.cuda_graphs import DriverCudaGraphs, FrameGraphs
 
         return FrameGraphs(DriverCudaGraphs(executor.memory), precision=self.precision)
 

@@ -333,7 +333,7 @@ class DevicePipeline:
         self._result: Optional[Tuple[Tuple[int, int], Buffer, Buffer]] = None  # (H, W), labels, scores
         self._merged: Optional[Buffer] = None  # [windows, C, h, w] logits of a frame of several chunks
         self._staging: Dict[str, np.ndarray] = {}  # "labels"/"scores" -> host buffer (pinned on CUDA), reused
-        # CUDA graphs (runtime/cuda_graphs.FrameGraphs): each kind of frame captured once, then replayed; the results
+        # CUDA graphs (cuda_graphs.FrameGraphs): each kind of frame captured once, then replayed; the results
         # then always come through staging buffers that the graph writes into
         self.graphs = graphs
         self.static_outputs = graphs is not None
@@ -444,7 +444,7 @@ class DevicePipeline:
         return self.wait_eagerly(self.start_eagerly(frame, color_order, with_scores, stage_hook))
 
     def start_eagerly(self, frame: np.ndarray, color_order: str, with_scores: bool, stage_hook=None):
-        """The eager frame enqueued, not waited for (runtime/in_flight.py); :meth:`wait_eagerly` waits, reads it."""
+        """The eager frame enqueued, not waited for (in_flight.py); :meth:`wait_eagerly` waits, reads it."""
         self.memory.activate()
         clock = self._clock_for(stage_hook)
         host, device_frame = self._frame_buffers(frame)
@@ -619,7 +619,7 @@ class DevicePipeline:
             return memory.read_staging(labels_host, scores_host)
         return labels_host, scores_host
 
-    # ---- the per-frame buffers, handed to a CUDA graph that keeps them (runtime/cuda_graphs.py) ------------
+    # ---- the per-frame buffers, handed to a CUDA graph that keeps them (cuda_graphs.py) --------------------
     FRAME_STATE = ("_frame_host", "_frame", "_merged", "_result", "_staging")
 
     def take_frame_state(self) -> Dict[str, Any]:
@@ -677,7 +677,7 @@ class DevicePipeline:
                 stream=self.memory.stream,
                 out=self._result[1:],
             )
-        # on the device: a prepared launch per frame kind (runtime/postprocess_plans.py; the bias was checked on the
+        # on the device: a prepared launch per frame kind (postprocess_plans.py; the bias was checked on the
         # host by set_vocabulary), one call into the launcher per frame
         plans = self.__dict__.get("_post_plans")
         if plans is None:
@@ -728,7 +728,7 @@ class TorchExecutor(Executor):
     def _owned_logits(self, out):
         """The head's logits as float32 in a buffer this executor owns and reuses per shape (the Executor contract:
         valid until the next head run), so that the post-processing prepared on that buffer is launched again
-        frame after frame (runtime/postprocess_plans.py); a fresh tensor per frame would need a new plan each time.
+        frame after frame (postprocess_plans.py); a fresh tensor per frame would need a new plan each time.
         One device copy (which is also the fp16/bf16 -> fp32 conversion); at most 4 shapes kept."""
         shape = tuple(int(d) for d in out.shape)
         owned = self.__dict__.setdefault("_logits", collections.OrderedDict())

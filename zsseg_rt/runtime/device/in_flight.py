@@ -46,7 +46,7 @@ from typing import Any, Deque, Iterable, Iterator, List, Optional
 
 import numpy as np
 
-from .result import Result
+from ..result import Result
 
 __all__ = ["InFlight", "lanes_unavailable", "stream"]
 

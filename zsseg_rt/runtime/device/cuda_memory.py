@@ -94,7 +94,7 @@ class CudaMemory(Memory):
 
     def __init__(self, driver, stream: int = 0, zero_copy="auto", device_index: int = 0):
         super().__init__()
-        from zsseg_rt.runtime.cuda_driver import ATTR_CAN_MAP_HOST_MEMORY, ATTR_INTEGRATED
+        from zsseg_rt.runtime.device.cuda_driver import ATTR_CAN_MAP_HOST_MEMORY, ATTR_INTEGRATED
 
         self.driver = driver
         self.owns_stream = not stream  # made here: whoever ends the memory for good may destroy it (in_flight.py)

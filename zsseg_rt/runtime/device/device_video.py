@@ -47,7 +47,7 @@ def device_keyframes(
     state, ``[C, H / stride, W / stride]`` rounded up) are buffers of ``arrays``, enqueued on the pipeline's stream."""
     from zsseg_rt.pipeline.class_scores import ClassScores, state_size
 
-    from .result import Result
+    from ..result import Result
 
     pipeline = engine.pipeline
     device = pipeline.device

@@ -356,7 +356,7 @@ class FrameGraphs:
         self._start(pipe, entry, frame)
         return self.wait(pipe, entry, stage_hook)
 
-    # ---- a frame in flight (runtime/in_flight.py): launched now, waited for later ---------------------------------
+    # ---- a frame in flight (in_flight.py): launched now, waited for later -----------------------------------------
     def start(self, pipe, frame: np.ndarray, color_order: str, with_scores: bool, stage_hook=None):
         """:meth:`segment` without its wait: a frame of a kind with a graph is copied into that graph's frame buffer
         and its replay launched; returns the graph's entry, whose results :meth:`wait` reads. A frame of a new kind

@@ -235,7 +235,7 @@ class CudaDriver:
     def stream_synchronize(self, stream: int) -> None:
         self._check(self._lib.cuStreamSynchronize(stream), "cuStreamSynchronize")
 
-    # ---- CUDA graphs (runtime/cuda_graphs.DriverCudaGraphs) ---------------------------------------------------
+    # ---- CUDA graphs (cuda_graphs.DriverCudaGraphs) -----------------------------------------------------------
     CAPTURE_MODES = {"global": 0, "thread_local": 1, "relaxed": 2}  # CUstreamCaptureMode
 
     def _graph_api(self):
