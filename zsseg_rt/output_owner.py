@@ -25,7 +25,7 @@ import os
 import weakref
 from typing import Callable, List, Optional, Sequence, Tuple
 
-__all__ = ["FOLDER_LOCK", "OWNER_SUFFIX", "OwnerLock", "OutputBusy", "claim_all", "owner_lock_path"]
+__all__ = ["FOLDER_LOCK", "OWNER_SUFFIX", "OwnerLock", "OutputBusy", "claim_all", "owner_lock_path", "try_flock"]
 
 log = logging.getLogger("zsseg_rt.outputs")
 
@@ -53,8 +53,9 @@ def owner_lock_path(path: str, folder: bool = False) -> str:
     return os.path.join(parent, f".{name}{OWNER_SUFFIX}")
 
 
-def _flock(fd: int) -> Optional[bool]:
-    """Try to ``flock`` an open file: True locked, False held by another open file, None where locks are unavailable."""
+def try_flock(fd: int) -> Optional[bool]:
+    """Try to ``flock`` an open file: True locked, False held by another open file, None where locks are unavailable
+    (not POSIX, or a file system without locks)."""
     try:
         import fcntl
     except ImportError:
@@ -145,7 +146,7 @@ class OwnerLock:
         for _ in range(_ATTEMPTS):
             self._make_folder()
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-            locked = _flock(fd)
+            locked = try_flock(fd)
             owner = _read_owner(fd)
             if locked is False or (locked is None and owner != str(os.getpid()) and _running(owner)):
                 _close(fd)

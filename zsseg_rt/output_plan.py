@@ -55,7 +55,7 @@ from zsseg_rt.io_safety import (
     write_failure,
     write_temporary,
 )
-from zsseg_rt.output_owner import OutputBusy, OwnerLock
+from zsseg_rt.output_owner import OutputBusy, OwnerLock, try_flock
 
 __all__ = [
     "CLI_FLAG",
@@ -158,21 +158,6 @@ def _read_only(folder: str) -> bool:
 
 
 # ---- a folder's staging folders: owned (flock) by the process that writes them ---------------------------------------
-def _lock(fd: int) -> Optional[bool]:
-    """Try to ``flock`` an open file: True locked, False held by another process, None where locks are unavailable."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no owner can be told; a staging folder is then taken as left over
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    except OSError:  # e.g. ENOLCK on a network file system
-        return None
-
-
 def _staging_owner(staging: str) -> Tuple[bool, str]:
     """``(running, who)`` of a staging folder: running while its writer holds the lock; ``who`` names the process."""
     lock = os.path.join(staging, _LOCK)
@@ -187,7 +172,7 @@ def _staging_owner(staging: str) -> Tuple[bool, str]:
     except OSError:
         return False, who
     try:
-        return _lock(fd) is False, who
+        return try_flock(fd) is False, who  # no locks here (None): no owner can be told, taken as left over
     finally:
         os.close(fd)  # releases a lock taken here
 
@@ -273,7 +258,7 @@ class StagedFolder:
         except OSError as exc:
             raise write_failure(self.folder, exc, f"the {self.option} folder could not be prepared") from None
         self.staging, self._lock_fd = staging, fd
-        _lock(fd)
+        try_flock(fd)
         try:
             os.write(fd, str(os.getpid()).encode())
         except OSError as exc:

@@ -45,7 +45,7 @@ from zsseg_rt.runtime.precision_records import (
 from zsseg_rt.runtime.preparation_cost import PathCost, available_memory_mb, path_cost, resident_mb
 from zsseg_rt.runtime.upgrade import PREPARE_FAILED, clear_failure
 
-from .footprint import measured
+from .footprint import folder_bytes, measured
 
 __all__ = [
     "AutoReport",
@@ -181,7 +181,7 @@ def prepare_and_keep(
     meta = load_meta(bundle_dir)
     root = precision_root(meta, cache_dir)
     with preparation_lock(root):
-        before = _folder_bytes(root)
+        before = folder_bytes(root)
         found, notes = cpu_candidates(meta, tuple(graph_files(meta.pipeline)), cache_dir)
         with shared_reference():  # the paths' gates share the fp32 reference's outputs (computed once)
             results = _prepare_found(meta, found, cache_dir, threads, force)
@@ -193,7 +193,7 @@ def prepare_and_keep(
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(root, PREPARE_FAILED))
         clear_failure(meta)  # and the one a full disk sent to the cache folder (issue 75, N14)
-        after = _folder_bytes(root)
+        after = folder_bytes(root)
     where = f"the cache folder {root}" if cache_dir else "the bundle's engines/ folder"
     return AutoReport(results, chosen, before, after, removed, time.perf_counter() - start, where)
 
@@ -343,7 +343,7 @@ def keep_chosen(meta, cache_dir: Optional[str] = None, dry_run: bool = False) ->
         key = _folder_key(folder)
         if key is None or key.get("backend") not in rows or (key.get("backend"), key.get("precision")) == path:
             continue
-        size = _folder_bytes(folder)
+        size = folder_bytes(folder)
         what = f"{key.get('backend')} {key.get('precision')}"
         if name not in ours:  # a compiled cache (or a record of another setup): a cache, made again on demand
             shutil.rmtree(folder, ignore_errors=True)
@@ -355,7 +355,7 @@ def keep_chosen(meta, cache_dir: Optional[str] = None, dry_run: bool = False) ->
             if choice.usable and choice.key is not None:
                 why = f"not kept: {path[0]} {path[1]} runs (the fastest gated path here)"
                 update_record(choice.root, choice.key, PRUNED_FIELD, why)
-        freed = size - _folder_bytes(folder)
+        freed = size - folder_bytes(folder)
         if freed > 0:
             removed.append(f"{what} ({freed / 1e6:.0f} MB)")
     return path, removed
@@ -381,15 +381,6 @@ def _remove(path: str) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
-
-
-def _folder_bytes(folder: str) -> int:
-    total = 0
-    for base, _, files in os.walk(folder):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.path.getsize(os.path.join(base, name))
-    return total
 
 
 # ------------------------------------------------------------------------------------ python -m zsseg_rt.prepare.auto

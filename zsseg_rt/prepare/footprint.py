@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, Optional
 
 from zsseg_rt.runtime.preparation_cost import available_memory_mb
 
-__all__ = ["Footprint", "measured", "peak_resident_mb", "reset_peak"]
+__all__ = ["Footprint", "folder_bytes", "measured", "peak_resident_mb", "reset_peak"]
 
 
 def _status_kib(field: str) -> Optional[float]:
@@ -53,13 +53,18 @@ def peak_resident_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def _folder_mb(folder: str) -> float:
+def folder_bytes(folder: str) -> int:
+    """The bytes of the files under ``folder`` (0 where there is none; a file gone meanwhile counts nothing)."""
     total = 0
     for base, _, files in os.walk(folder):
         for name in files:
             with contextlib.suppress(OSError):
                 total += os.path.getsize(os.path.join(base, name))
-    return total / 1e6
+    return total
+
+
+def _folder_mb(folder: str) -> float:
+    return folder_bytes(folder) / 1e6
 
 
 class Footprint:
