@@ -5,10 +5,13 @@
     python -m checks twins --check    # exit 1, listing the differences, when the table is not the finder's list
 
 Every pair of places the finder reports with both places in production code (``zsseg_rt/``, ``csrc/``) is one row
-(one per pair of files): the place whose comment names its twin (a comment with the word "twin" and the other file's
-name), the twin, and that comment's reason (what follows " - "). A pair whose places carry no such comment is a row
-that says so: the pair is merged, or it gets its comment. ``python_tests/test_architecture.py`` runs ``--check``'s
-comparison where the finder is installed, and checks every row's comment everywhere.
+(one per pair of files). A pair alike in shape only (a list, a table's rows, a declaration's keywords, the idiom every
+module of a kind has) is a row of ``SHAPE_ONLY`` below, its reason kept there: a comment at the code would tell the
+reader nothing. Any other pair shares logic, and the place whose comment names its twin (a comment with the word
+"twin" and the other file's name) says what the reader must know, after " - ": the row is that place, the twin and
+that reason. A pair with neither is a row that says so: the pair is merged, or it gets its comment.
+``python_tests/test_twins.py`` runs ``--check``'s comparison where the finder is installed, and checks every row's
+comment everywhere.
 """
 
 from __future__ import annotations
@@ -32,6 +35,59 @@ MISSING = "MISSING: no comment at either place names the other; merge the two, o
 # pairs in code being written in this checkout by other work (its owners name them when it lands): a row whose reason
 # starts with "pending:" needs its files only (python_tests/test_architecture.py)
 PENDING: Dict[Tuple[str, str], str] = {}
+SHAPE = "shape only:"  # how the table's "why" starts for a SHAPE_ONLY row (test_twins: its files, no comment)
+# The pairs of files (sorted) the finder reports whose places are alike in shape only, and why they stay so. A pair
+# that leaves the finder's list leaves this table too (--check says so).
+SHAPE_ONLY: Dict[Tuple[str, str], str] = {
+    ("csrc/bindings/module.cpp", "csrc/bindings/module.cpp"): "one call per binding file (registry.h declares them), "
+    "each registering its own ops: a list, not a copy",
+    ("csrc/bindings/pamr.cpp", "csrc/bindings/warp.cpp"): "each binding fills its op's params struct from its "
+    "checked arrays",
+    ("csrc/bindings/segment.cpp", "csrc/bindings/upsample.cpp"): "both ops take the same inputs, parsed once by "
+    "parse_resize_inputs; the rest is each binding's call",
+    ("csrc/bindings/testing.cpp", "csrc/bindings/testing.cpp"): "each test helper makes one CUDA object and hands "
+    "back its handle",
+    ("csrc/cuda/mma.cuh", "csrc/cuda/mma.cuh"): "one inline-asm wrapper per mma.sync shape (m16n8k16 f16, m16n8k8 "
+    "tf32): PTX spells each instruction out",
+    ("csrc/emu/cuda_emu_runtime.h", "csrc/emu/cuda_emu_runtime.h"): "CUDA's runtime enums as cuda_runtime_api.h "
+    "spells them",
+    ("csrc/emu/cuda_emu_runtime.h", "csrc/emu/cuda_emu_types.h"): "CUDA's runtime enums as cuda_runtime_api.h "
+    "spells them",
+    ("zsseg_rt/cli/batch.py", "zsseg_rt/cli/serve.py"): "the imports of two commands that use all of what they share",
+    ("zsseg_rt/cli/build_engine.py", "zsseg_rt/cli/eval.py"): "the add_command idiom of every command module",
+    ("zsseg_rt/cli/serve.py", "zsseg_rt/train/trainer.py"): "keyword arguments passed on",
+    ("zsseg_rt/models/cliprc/__init__.py", "zsseg_rt/models/zegformer/__init__.py"): "declare_family's keywords by "
+    "design; the values are each family's own",
+    ("zsseg_rt/models/cliprc/__init__.py", "zsseg_rt/models/zeroseg/__init__.py"): "declare_family's keywords by "
+    "design; the values are each family's own",
+    ("zsseg_rt/models/training_free/__init__.py", "zsseg_rt/models/zegclip/__init__.py"): "declare_family's "
+    "keywords by design; the values are each family's own",
+    ("zsseg_rt/models/zegclip/__init__.py", "zsseg_rt/models/zegformer/__init__.py"): "declare_family's keywords by "
+    "design; the values are each family's own",
+    ("zsseg_rt/models/zegformer/__init__.py", "zsseg_rt/models/zeroseg/__init__.py"): "declare_family's keywords by "
+    "design; the values are each family's own",
+    ("zsseg_rt/models/cliprc/head.py", "zsseg_rt/models/cliprc/model.py"): "decode prepares the text and hands the "
+    "head its arguments",
+    ("zsseg_rt/models/cliprc/official.py", "zsseg_rt/models/zegclip/official.py"): "the importer signature the "
+    "registry calls (load_official_<family>); the work is OfficialLayout's",
+    ("zsseg_rt/models/zegclip/official.py", "zsseg_rt/models/zegformer/official.py"): "the importers' imports of the "
+    "same shared helpers",
+    ("zsseg_rt/models/zegformer/family.py", "zsseg_rt/models/zeroseg/family.py"): "FamilyArgument declarations",
+    ("zsseg_rt/models/zegformer/model.py", "zsseg_rt/models/zegformer/predict.py"): "optional arguments of the same "
+    "inference",
+    ("zsseg_rt/pipeline/postprocessor.py", "zsseg_rt/pipeline/postprocessor.py"): "the post-processing modes take "
+    "one call signature (by mode)",
+    ("zsseg_rt/prepare/onnxruntime.py", "zsseg_rt/prepare/openvino.py"): "the precision preparers' signature",
+    ("zsseg_rt/runtime/backends/table.py", "zsseg_rt/runtime/backends/table.py"): "a table: the same fields, each "
+    "row its own values",
+    ("zsseg_rt/stream/foxglove_sink.py", "zsseg_rt/stream/mcap_sink.py"): "each sink's --stats-json entry: the "
+    "same keys, its own values",
+    ("zsseg_rt/stream/ros_messages.py", "zsseg_rt/stream/ros_messages.py"): "one CDR writer per type: its size, "
+    "alignment and struct code",
+    ("zsseg_rt/stream/runner.py", "zsseg_rt/stream/runner.py"): "a dataclass: one line per statistic",
+    ("zsseg_rt/vocabulary/__init__.py", "zsseg_rt/vocabulary/text_cache.py"): "the package face re-lists the names "
+    "it re-exports (ruff and mypy read literal lists)",
+}
 _ROW = re.compile(r"^(D\d+) (\S+?):(\d+)-(\d+) ~ (\S+?):(\d+)-(\d+)")
 
 
@@ -133,10 +189,17 @@ def symbol_at(root: Path, place: Tuple[str, int, int]) -> str:
     return f"lines {first}-{last}"
 
 
-def rows(root: Path, pairs: Sequence[Pair]) -> List[Tuple[str, str, str]]:
-    """``(place cell, twin cell, why)`` per pair: the place is the side whose comment names the other."""
+def rows(
+    root: Path, pairs: Sequence[Pair], shape_only: Dict[Tuple[str, str], str] = SHAPE_ONLY
+) -> List[Tuple[str, str, str]]:
+    """``(place cell, twin cell, why)`` per pair: a pair of ``shape_only`` with its reason there, else the side whose
+    comment names the other."""
     out = []
     for pair in pairs:
+        if pair.files in shape_only:
+            place, twin, why = pair.a, pair.b, f"{SHAPE} {shape_only[pair.files]}"
+            out.append((f"`{place[0]}` {symbol_at(root, place)}", f"`{twin[0]}` {symbol_at(root, twin)}", why))
+            continue
         for place, twin in ((pair.a, pair.b), (pair.b, pair.a)):
             comment = twin_comment(root, place, twin[0])
             if comment is not None:
@@ -181,6 +244,13 @@ def differences(doc_text: str, pairs: Sequence[Pair]) -> List[str]:
     ]
 
 
+def stale_shapes(pairs: Sequence[Pair], shape_only: Dict[Tuple[str, str], str] = SHAPE_ONLY) -> List[str]:
+    """The pairs ``shape_only`` lists that the finder no longer reports."""
+    reported = {pair.files for pair in pairs}
+    return [f"SHAPE_ONLY lists a pair the finder no longer reports: {a} ~ {b}" for a, b in sorted(shape_only)
+            if (a, b) not in reported]  # fmt: skip
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", action="store_true", help="write the table into docs/development.md")
@@ -189,7 +259,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     pairs = production_pairs(run_finder())
     text = DOC.read_text(encoding="utf-8")
     if args.check:
-        found = differences(text, pairs)
+        found = differences(text, pairs) + stale_shapes(pairs)
         print("\n".join(found) or f"the table is the finder's list ({len(pairs)} pairs of files)")
         return 1 if found else 0
     generated = table(rows(ROOT, pairs))

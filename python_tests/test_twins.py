@@ -1,13 +1,13 @@
-"""The "Deliberate twins" of docs/development.md (issues 38, 63): every pair the duplicate finder reports with both
+"""The "Deliberate twins" of docs/development.md (issues 38, 63, 73): every pair the duplicate finder reports with both
 places in production code is a row of its table (generated: ``python -m checks twins --write``; compared with the
 finder's whole list where the finder is installed), and every row's first place carries the comment that names its
-twin and why."""
+twin and why, but the rows alike in shape only, whose reason ``checks/twins.py`` SHAPE_ONLY keeps (no comment)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import List, Tuple
+from typing import Iterable, List, Tuple
 
 import pytest
 
@@ -48,15 +48,21 @@ def _comment_blocks(path: Path) -> List[str]:
     return blocks
 
 
-def twin_problems(root: Path, rows: List[Tuple[str, str, str]]) -> List[str]:
+def twin_problems(
+    root: Path, rows: List[Tuple[str, str, str]], shape_only: Iterable[Tuple[str, str]] = ()
+) -> List[str]:
     """What is wrong with the listed twins: a file that does not exist, or a first place without a comment naming
     its twin (the word "twin" and the twin's file: its name, ``folder/stem`` or ``folder.stem``; a family's
-    ``__init__.py`` by its folder). Rows whose reason starts with "pending:" (areas being changed) need files only."""
-    problems = []
+    ``__init__.py`` by its folder). Rows whose reason starts with "pending:" (areas being changed) need files only,
+    and so do the rows alike in shape only ("shape only: ...") whose pair ``shape_only`` (SHAPE_ONLY) lists."""
+    problems, shapes = [], set(shape_only)
     for place, twin, why in rows:
         missing = [path for path in (place, twin) if not (root / path).is_file()]
         problems += [f"{path}: listed as a deliberate twin but there is no such file" for path in missing]
-        if missing or why.startswith("pending:"):
+        if why.startswith("shape only:") and tuple(sorted((place, twin))) not in shapes:
+            problems.append(f"{place}: says shape only, but checks/twins.py SHAPE_ONLY does not list it with {twin}")
+            continue
+        if missing or why.startswith(("pending:", "shape only:")):
             continue
         other = Path(twin)
         names = {other.name, f"{other.parent.name}/{other.stem}", f"{other.parent.name}.{other.stem}"}
@@ -70,21 +76,24 @@ def twin_problems(root: Path, rows: List[Tuple[str, str, str]]) -> List[str]:
 
 
 def test_twin_checker_flags_a_missing_file_and_a_missing_comment(tmp_path):
-    """Control: a row whose twin file is gone, and a place without the comment, are both reported; a place with
-    the comment and a pending row are not."""
+    """Control: a row whose twin file is gone, a place without the comment, and a "shape only" row that SHAPE_ONLY
+    does not list are reported; a place with the comment, a pending row and a listed shape-only row are not."""
     (tmp_path / "a.py").write_text("x = 1  # no word for the other file here\n")
     (tmp_path / "c.py").write_text("# twin: a.py - the same table on purpose\nx = 1\n")
+    (tmp_path / "d.py").write_text("x = 1\n")
     doc = (
         "## Deliberate twins\n\n| place | twin | why |\n|---|---|---|\n"
         "| `a.py` `x` | `gone.py` `x` | reason |\n| `a.py` `x` | `c.py` `x` | reason |\n"
-        "| `c.py` `x` | `a.py` `x` | reason |\n| `gone.py` `x` | `a.py` `x` | pending: elsewhere |\n\n## Next\n"
+        "| `c.py` `x` | `a.py` `x` | reason |\n| `gone.py` `x` | `a.py` `x` | pending: elsewhere |\n"
+        "| `d.py` `x` | `a.py` `x` | shape only: a list |\n| `d.py` `x` | `c.py` `x` | shape only: a list |\n\n## Next\n"
     )
     rows = deliberate_twins(doc)
-    assert len(rows) == 4
-    assert twin_problems(tmp_path, rows) == [
+    assert len(rows) == 6
+    assert twin_problems(tmp_path, rows, shape_only={("a.py", "d.py")}) == [
         "gone.py: listed as a deliberate twin but there is no such file",
         "a.py: no comment naming its twin c.py (reason)",
         "gone.py: listed as a deliberate twin but there is no such file",
+        "d.py: says shape only, but checks/twins.py SHAPE_ONLY does not list it with c.py",
     ]
 
 
@@ -92,7 +101,7 @@ def test_every_deliberate_twin_is_named_at_its_site():
     """Every pair docs/development.md lists as a deliberate twin exists and carries the comment that explains it."""
     rows = deliberate_twins(DEVELOPMENT.read_text(encoding="utf-8"))
     assert len(rows) >= 10, "the Deliberate twins table of docs/development.md was not found"
-    problems = twin_problems(ROOT, rows)
+    problems = twin_problems(ROOT, rows, _twins_tool().SHAPE_ONLY)
     assert not problems, "\n".join(problems)
 
 
@@ -107,7 +116,7 @@ def _twins_tool():
     return sys.modules["twins_tool"]
 
 
-def test_the_twin_comparison_finds_a_missing_and_a_stale_row():
+def test_the_twin_comparison_finds_a_missing_and_a_stale_row(tmp_path):
     """Control of the whole-list check: a production pair the finder reports that the table lacks, and a row the
     finder no longer reports, are both named; a pair with one side outside production code is not a row."""
     twins = _twins_tool()
@@ -129,6 +138,17 @@ def test_the_twin_comparison_finds_a_missing_and_a_stale_row():
         twins.differences(doc.replace("gone.py", "b.py").replace("zsseg_rt/b.py` g | ok", "csrc/c.cpp` g | ok"), pairs)
         == []
     )
+    # a SHAPE_ONLY pair the finder no longer reports is named too; one it reports is not
+    shapes = {("zsseg_rt/a.py", "zsseg_rt/b.py"): "a list", ("zsseg_rt/a.py", "zsseg_rt/gone.py"): "a table"}
+    assert twins.stale_shapes(pairs, shapes) == [
+        "SHAPE_ONLY lists a pair the finder no longer reports: zsseg_rt/a.py ~ zsseg_rt/gone.py"
+    ]
+    # and a reported SHAPE_ONLY pair is a row with its reason, whatever the comments say
+    (tmp_path / "zsseg_rt").mkdir()
+    (tmp_path / "zsseg_rt" / "a.py").write_text("\n".join(f"x{i} = {i}" for i in range(40)) + "\n")
+    (tmp_path / "zsseg_rt" / "b.py").write_text("\n".join(f"y{i} = {i}" for i in range(40)) + "\n")
+    assert [row[2] for row in twins.rows(tmp_path, [pairs[1]], shapes)] == [f"{twins.SHAPE} a list"]
+    assert twins.rows(tmp_path, [pairs[1]], {})[0][2] == twins.MISSING
 
 
 def test_the_twin_table_is_the_finders_whole_list():
@@ -139,5 +159,6 @@ def test_the_twin_table_is_the_finders_whole_list():
     if shutil.which("duplicates") is None:
         pytest.skip("the duplicate finder (`duplicates`) is not on PATH here: its list cannot be compared")
     twins = _twins_tool()
-    found = twins.differences(DEVELOPMENT.read_text(encoding="utf-8"), twins.production_pairs(twins.run_finder()))
+    pairs = twins.production_pairs(twins.run_finder())
+    found = twins.differences(DEVELOPMENT.read_text(encoding="utf-8"), pairs) + twins.stale_shapes(pairs)
     assert not found, "\n".join(found) + "\n(python -m checks twins --write writes the table again)"

@@ -8,8 +8,6 @@
 
 PYBIND11_MODULE(ZS_PYTHON_MODULE_NAME, m) {
   m.doc() = "zsseg_rt native ops (CPU/OpenMP and CUDA kernels). Use zsseg_rt.ops, not this module.";
-  // twin (by shape): the registrations below one another - one call per binding file (registry.h declares
-  // them), each registering its own ops: a list, not a copy
   zsseg_py::register_device(m);
   zsseg_py::register_similarity(m);
   zsseg_py::register_relation_descriptor(m);

@@ -72,7 +72,6 @@ py::object pamr(py::handle mask_obj, py::handle image_obj, std::int64_t iteratio
   const std::vector<std::int32_t> dilations = parse_dilations(args, dilations_obj);
   const Placement where = args.placement({&mask, &image});
 
-  // twin (by shape): warp.cpp - each binding fills its op's params struct from its checked arrays
   zsseg::PamrParams p;
   p.mask = mask.ptr<float>();
   p.image = image.ptr<float>();

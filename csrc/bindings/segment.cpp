@@ -8,7 +8,6 @@
 namespace zsseg_py {
 namespace {
 
-// twin: upsample.cpp upsample - both ops take the same inputs (parse_resize_inputs parses them once)
 py::tuple segment(py::handle logits_obj, py::handle size, py::handle class_bias_obj, bool apply_sigmoid,
                   py::handle crop, py::handle out_obj, std::int64_t stream) {
   ArgParser args("segment", stream);

@@ -271,7 +271,6 @@ void register_segment_windows_variants(py::module_& t) {
 void register_testing(py::module_& m) {
   py::module_ t = m.def_submodule("_testing", "CUDA test helpers (not public API); see csrc/bindings/testing.cpp.");
   register_test_array(t);
-  // twin (by shape): the event_create below - each test helper makes one CUDA object and hands back its handle
   t.def(
       "stream_create",
       [](bool non_blocking) {

@@ -8,7 +8,6 @@
 namespace zsseg_py {
 namespace {
 
-// twin: segment.cpp segment - both ops take the same inputs (parse_resize_inputs parses them once)
 py::object upsample(py::handle logits_obj, py::handle size, py::handle crop, bool apply_sigmoid,
                     py::handle class_bias_obj, py::handle out_obj, std::int64_t stream) {
   ArgParser args("upsample", stream);

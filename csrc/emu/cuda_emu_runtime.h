@@ -92,8 +92,7 @@
 #include "cuda_emu_api_calls.h"
 #include "cuda_emu_types.h"
 
-// twins (by shape): these enums and cudaError_t in cuda_emu_types.h - CUDA's runtime enums as cuda_runtime_api.h
-// spells them
+// CUDA's runtime enums as cuda_runtime_api.h spells them (cudaError_t: cuda_emu_types.h)
 enum cudaDeviceAttr : int {
   cudaDevAttrMultiProcessorCount = 16,
   cudaDevAttrComputeCapabilityMajor = 75,

@@ -7,8 +7,6 @@ import argparse
 from typing import Any
 
 from zsseg_rt.cli import command_parser
-
-# twin: cli/serve.py's imports - both commands use all of what they share
 from zsseg_rt.cli.scale_options import (
     CLASSES_HELP,
     add_cluster_arguments,

@@ -284,7 +284,6 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         help="the names you will segment with (comma-separated, or a named vocabulary): the accuracy gate judges "
         "them too, beside the 20 VOC names and the 171 COCO-Stuff classes, and keeps the worst",
     )
-    # twin (by shape): cli/demo.py's flags, cli/camera.py's - argparse flags
     p.add_argument("--force", action="store_true", help="rebuild even if a matching engine is cached")
     p.add_argument(
         "--accept-below-gate",

@@ -266,7 +266,6 @@ def _prepare_cpu_paths(args, engine, image) -> None:
         print(f"[demo] the photo again on {' '.join(faster.plan.path)}: {again:.2f}s (was {exact:.2f}s)")
 
 
-# twin (by shape): cli/eval.py's add_command - the add_command idiom of every command module
 def add_command(subparsers) -> argparse.ArgumentParser:
     """Register ``demo`` on an argparse subparsers object (``zsseg demo``)."""
     p = command_parser(

@@ -111,7 +111,6 @@ def _start_and_serve(args: argparse.Namespace, started: dict) -> None:
     with held_signals():  # Ray Serve's modules (seconds): a signal meanwhile is acted on once they are in
         from zsseg_rt.scale.serve import run_server
     started["serve"] = True
-    # twin (by shape): train/trainer.py's TrainAugmentation call - keyword arguments passed on
     run_server(
         args.bundle,
         args.classes,

@@ -262,7 +262,6 @@ class Postprocessor:
         merged = self._merged(logits, windows, head_size, "sigmoid", class_bias, scaled_size)
         return post.finalize_scores(merged, output_size)
 
-    # twin: softmax_pamr and exact_maps below - the post-processing modes take one call signature (by mode)
     def exact_softmax(
         self,
         logits: np.ndarray,

@@ -44,7 +44,6 @@ __all__ = ["INT8_XML", "calibration_windows", "prepare_openvino_precision", "qua
 INT8_XML = "image_encoder.int8.xml"
 
 
-# twin (by shape only): prepare/onnxruntime.py prepare_onnxruntime_precision - the precision preparers' signature
 def prepare_openvino_precision(
     bundle_dir: str,
     precision: str = "bf16",

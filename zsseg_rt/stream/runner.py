@@ -70,7 +70,6 @@ class SourceStats:
     WARNING, the first ten; the rest counted).
     """
 
-    # twin (by shape): the counters below - a table of fields, each its own (a dataclass: one line per statistic)
     name: str = ""
     source: str = ""
     live: bool = False

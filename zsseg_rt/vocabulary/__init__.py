@@ -41,7 +41,6 @@ from .text_cache import (
 )
 from .tokenizer import ClipTokenizer, build_tokenizer_json, clean_text
 
-# twin: text_cache.py __all__ - the package face re-lists the names it re-exports (ruff and mypy read literal lists)
 __all__ = [
     "SYNONYM_SEPARATOR",
     "split_synonyms",

@@ -9,8 +9,6 @@ from .family import CLIPRCTraining, cliprc_aliases
 
 __all__ = ["FAMILY"]
 
-# twin: the __init__.py of every family (zegclip, zegformer, zeroseg, training_free) - declare_family's keywords by
-# design; the values are each family's own
 FAMILY = declare_family(
     __name__,
     display_name="CLIP-RC",

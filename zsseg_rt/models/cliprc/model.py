@@ -103,7 +103,6 @@ class CLIPRC(ZegCLIP):
                 )
         return self.backbone(images)
 
-    # twin: head.py CLIPRCHead.forward - decode prepares the text and hands the head its arguments
     def decode(  # type: ignore[override]  # CLIP-RC's decoder also takes the region tokens
         self,
         text: torch.Tensor,

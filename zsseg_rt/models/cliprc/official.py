@@ -109,8 +109,6 @@ _OFFICIAL = OfficialLayout(
 )
 
 
-# twin: zegclip/official.py load_official_zegclip - the importer signature the registry calls
-# (load_official_<family>); the work is OfficialLayout's
 def load_official_cliprc(
     path: Union[str, Path],
     config: Optional[Union[str, CLIPRCConfig, dict]] = None,

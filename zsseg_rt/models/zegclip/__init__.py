@@ -12,8 +12,6 @@ from .family import ZegCLIPTraining
 
 __all__ = ["FAMILY"]
 
-# twin: the __init__.py of every family (cliprc, zegformer, zeroseg, training_free) - declare_family's keywords by
-# design; the values are each family's own
 FAMILY = declare_family(
     __name__,
     display_name="ZegCLIP",

@@ -117,8 +117,6 @@ def _infer_config(sd: Dict[str, torch.Tensor], meta: Dict[str, object]) -> str:
     return f"zegclip_vitb16_{dataset}_{setting}"
 
 
-# twin: cliprc/official.py load_official_cliprc - the importer signature the registry calls
-# (load_official_<family>); the work is OfficialLayout's
 def load_official_zegclip(
     path: Union[str, Path],
     config: Optional[Union[str, ZegCLIPConfig, dict]] = None,

@@ -12,8 +12,6 @@ from .family import ZegFormerCheckpoints, ZegFormerEvaluation, ZegFormerExport, 
 
 __all__ = ["ZegFormerConfig", "load_zegformer_config", "FAMILY"]
 
-# twin: the __init__.py of every family (zegclip, cliprc, zeroseg, training_free) - declare_family's keywords by
-# design; the values are each family's own
 FAMILY = declare_family(
     __name__,
     display_name="ZegFormer",

@@ -10,7 +10,6 @@ from zsseg_rt.contract.family import Checkpoints, Evaluation, Export, FamilyArgu
 
 __all__ = ["ZegFormerCheckpoints", "ZegFormerExport", "ZegFormerEvaluation", "ZegFormerTraining"]
 
-# twin (by shape): zeroseg/family.py EXPORT_ARGUMENTS - FamilyArgument declarations
 CONVERSION_ARGUMENTS = (
     FamilyArgument(
         ("--clip-pretrained",),

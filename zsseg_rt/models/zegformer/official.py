@@ -22,8 +22,6 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 
 from zsseg_rt.contract.common.official import OfficialImportReport
-
-# twin (by shape): zegclip/official.py's imports - both importers use the same shared helpers
 from zsseg_rt.contract.common.weights import (
     WeightsError,
     check_finite,

@@ -20,7 +20,6 @@ __all__ = ["shortest_edge_shape", "predict_zegformer"]
 
 
 @torch.no_grad()
-# twin (by shape): model.py ZegFormer.segment - optional arguments of the same inference
 def predict_zegformer(
     model,
     rgb: np.ndarray,

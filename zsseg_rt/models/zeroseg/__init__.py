@@ -10,8 +10,6 @@ from .family import BACKGROUND_THRESHOLD_PROTOCOL, ZeroSegEvaluation, ZeroSegExp
 
 __all__ = ["ZeroSegConfig", "load_zeroseg_config", "DATASET_BACKGROUND_THRESHOLDS", "FAMILY", "FAMILY_ENTRY"]
 
-# twin: the __init__.py of every family (zegclip, cliprc, zegformer, training_free) - declare_family's keywords by
-# design; the values are each family's own
 FAMILY = FAMILY_ENTRY = declare_family(
     __name__,
     display_name="ZeroSeg",

@@ -98,7 +98,6 @@ class BackendSpec:
         return set(roles) <= set(self.roles)
 
 
-# twin (by shape): the rows below, one per backend - a table: the same fields, each row its own values
 _ROWS: Tuple[BackendSpec, ...] = (
     BackendSpec(
         name="tensorrt",

@@ -74,6 +74,8 @@ class _Frame:
     host_s: float = 0.0  # host time spent on it in submit
 
 
+# twin: device_video.py device_unavailable - both first refuse the host path (no device pipeline, a mode other than
+# exact), each in its caller's words: what makes a frame leave the device pipeline changes both
 def lanes_unavailable(engine: Any) -> Optional[str]:
     """Why ``engine``'s frames cannot be in flight (see the module docstring), or None when they can."""
     pipeline = getattr(engine, "pipeline", None)

@@ -116,7 +116,6 @@ class OrtRunner:
 
     name = NAME
 
-    # twin (by shape only): openvino/runner.py OpenVinoRunner.__init__ - the keyword parameters every runner takes, then its own
     def __init__(
         self,
         meta: BundleMeta,
