@@ -265,8 +265,6 @@ SANITIZER_TOOLS = ("memcheck", "racecheck", "synccheck")
 # file of python_tests is in exactly one stage or here (problems()).
 _RAY = ("Ray (the scale extra) is not on the GPU image: its tests skip there (33 skips in 2026-11-26T082542's "
         "record); the others drive ONNX Runtime or OpenVINO workers on the CPU")  # fmt: skip
-_TRT = ("TensorRT is not on the GPU image: these run its fakes (export/fake_tensorrt.py, host_cuda.py) on the CPU "
-        "and static checks; the one real build skips there")  # fmt: skip
 _CPU_EXPORT = "the export command on the CPU (torch.onnx export, ONNX Runtime's CPU verification, file handling)"
 _ORT_CPU = ("ONNX Runtime bundles on the CPU: the image's onnxruntime has no CUDA provider, so backend='auto' takes "
             "the CPU path there as here")  # fmt: skip
@@ -274,17 +272,9 @@ _NO_BUILD = "compiles with nvcc/cmake: skips on the GPU machine (ZSSEG_NO_BUILD=
 _STATIC = "reads the source and the tools (no device, no runtime)"
 CI_ONLY: Dict[str, str] = {
     "scale": _RAY,
-    "prepare": "preparing a bundle for this CPU: quantisers, the accuracy gate, the auto policy (ONNX Runtime and "
-    "OpenVINO on the CPU; the TensorRT build's tests are export/'s)",
-    "export/test_tensorrt.py": _TRT,
-    "export/test_tensorrt_builder.py": _TRT,
-    "export/test_tensorrt_builder_real_graphs.py": _TRT,
-    "export/test_tensorrt_two_stage.py": _TRT,
-    "export/test_tensorrt_whole_image.py": _TRT,
-    "export/test_trt_api_versions.py": _TRT,
-    "export/test_trt_compat.py": _TRT,
-    "export/test_trt_static_checks.py": _TRT,
-    "export/test_fake_engine_inspector.py": _TRT,
+    "prepare": "preparing a bundle: quantisers, the accuracy gate, the auto policy (ONNX Runtime and OpenVINO on the "
+    "CPU); the TensorRT builds and their gate on TensorRT's fakes (prepare/fake_tensorrt.py, host_cuda.py) and static "
+    "checks, as TensorRT is not on the GPU image (the one real build skips there)",
     "export/test_fullsize.py": "PyTorch on the CPU against ONNX Runtime on the CPU (the full-size export, slow)",
     "export/test_numeric_bounds.py": "ONNX Runtime's CPU kernels, some under qemu (not on the GPU image)",
     "export/test_overwrite.py": _CPU_EXPORT,

@@ -1,6 +1,6 @@
 """Extract the names of TensorRT's Python API (classes, methods with their parameter names, properties, enums and
 their members, module functions and attributes) from the pybind11 sources of one TensorRT release, into the JSON list
-the static API-surface check (``python_tests/export/test_trt_api_surface.py``) holds zsseg_rt's code and its test fake
+the static API-surface check (``python_tests/prepare/trt_api_surface.py``) holds zsseg_rt's code and its test fake
 to. The list is checked in (``python_tests/data/trt_reference/python_api_10.3.json``); this script records how it was made
 and regenerates it from a clone of https://github.com/NVIDIA/TensorRT:
 

@@ -19,11 +19,13 @@ VENV="${ZSSEG_VENV:-$ROOT/.venv}"
 RVENV="${ZSSEG_RUNTIME_VENV:-$ROOT/.venv-runtime}"
 PY="${PYTHON:-python3}"
 NUMPY_PIN="numpy==1.26.4"
-# Runtime test directories; the files listed in TORCH_ONLY compare kernels against torch at import time.
-RUNTIME_TESTS=(python_tests/runtime python_tests/pipeline python_tests/ops python_tests/stream python_tests/vocabulary
-  python_tests/cli/test_cli_camera.py python_tests/cli/test_cli_camera_multi.py python_tests/cli/test_cli_camera_video.py
+# Runtime test directories (the runtime and the preparation: both torch-free); the files listed in TORCH_ONLY
+# import torch at import time (kernels compared against torch, a bundle exported).
+RUNTIME_TESTS=(python_tests/runtime python_tests/prepare python_tests/pipeline python_tests/ops python_tests/stream
+  python_tests/vocabulary python_tests/cli/test_cli_camera.py python_tests/cli/test_cli_camera_multi.py python_tests/cli/test_cli_camera_video.py
   python_tests/cli/test_cli_camera_video_output.py)  # zsseg camera: the runtime-only install's command
-TORCH_ONLY=(python_tests/ops/test_segment.py python_tests/ops/test_segment_windows.py python_tests/ops/test_upsample.py)
+TORCH_ONLY=(python_tests/ops/test_segment.py python_tests/ops/test_segment_windows.py python_tests/ops/test_upsample.py
+  python_tests/prepare/test_tensorrt_whole_image.py)  # (this one exports a whole-image bundle with torch)
 MODE=all
 case "${1:-}" in
   --prepare) MODE=prepare; shift ;;

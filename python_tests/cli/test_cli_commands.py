@@ -271,7 +271,7 @@ TESTED_ELSEWHERE = {
     "build_engine": (
         "runtime/test_cpu_auto.py",
         "runtime/test_openvino_precision.py",
-        "export/test_tensorrt_two_stage.py",
+        "prepare/test_tensorrt_two_stage.py",
     ),
 }
 COMMAND_OF = {"scale_options": "serve", "build_engine": "build-engine"}  # the command a module's tests run

@@ -1199,11 +1199,11 @@ COVERAGE = {
         "cli/test_cli_errors.py::test_unavailable_backend_and_device_are_one_line",
     ),
     "zsseg segment --device": (
-        "export/test_ort_int8.py::test_the_cli_prepares_int8_ahead_and_segment_runs_it",
+        "prepare/test_ort_int8.py::test_the_cli_prepares_int8_ahead_and_segment_runs_it",
         "cli/test_cli_errors.py::test_unavailable_cuda_device_is_one_line",
     ),
     "zsseg segment --mode": (_M + "test_segment_mode_and_backend_build_that_engine",),
-    "zsseg segment --precision": ("export/test_ort_int8.py::test_the_cli_prepares_int8_ahead_and_segment_runs_it",),
+    "zsseg segment --precision": ("prepare/test_ort_int8.py::test_the_cli_prepares_int8_ahead_and_segment_runs_it",),
     "zsseg segment --max-pixels": (_SEGMENT + "test_photo_over_the_limit_is_resized_with_a_note",),
     "zsseg segment --inference": (_WHOLE + "test_zsseg_segment_inference_flags",),
     "zsseg segment --whole-fallback": (_WHOLE + "test_zsseg_segment_inference_flags",),
@@ -1212,7 +1212,7 @@ COVERAGE = {
     ),
     # build-engine
     "zsseg build-engine --backend": (
-        "export/test_ort_int8.py::test_the_cli_prepares_int8_ahead_and_segment_runs_it",
+        "prepare/test_ort_int8.py::test_the_cli_prepares_int8_ahead_and_segment_runs_it",
         "export/test_torch_precision.py::test_the_cli_gates_a_torch_precision_ahead",
     ),
     "zsseg build-engine --precision": (
@@ -1222,11 +1222,11 @@ COVERAGE = {
     "zsseg build-engine --max-batch": (_BUILD,),
     "zsseg build-engine --opt-classes": (
         _BUILD,
-        "export/test_accuracy_gate.py::test_cli_build_engine_flags_and_one_line_summary",
+        "prepare/test_accuracy_gate.py::test_cli_build_engine_flags_and_one_line_summary",
     ),
     "zsseg build-engine --workspace": (
         _BUILD,
-        "export/test_accuracy_gate.py::test_cli_build_engine_flags_and_one_line_summary",
+        "prepare/test_accuracy_gate.py::test_cli_build_engine_flags_and_one_line_summary",
     ),
     "zsseg build-engine --dry-run": (
         "prepare/test_preparation_memory.py::test_dry_run_prints_each_paths_time_disk_and_peak_memory_and_prepares_"
@@ -1245,7 +1245,7 @@ COVERAGE = {
         "export/test_torch_precision.py::test_the_cli_gates_a_torch_precision_ahead",
     ),
     "zsseg build-engine --accept-below-gate": (
-        "export/test_ort_int8.py::test_the_cli_prepares_int8_ahead_and_segment_runs_it",
+        "prepare/test_ort_int8.py::test_the_cli_prepares_int8_ahead_and_segment_runs_it",
         "export/test_torch_precision.py::test_the_cli_gates_a_torch_precision_ahead",
     ),
     # convert

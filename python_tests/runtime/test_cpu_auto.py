@@ -4,7 +4,7 @@ with ``prepare="background"`` frames never wait for the preparation, and the Eng
 
 The records are written here as the preparers write them (``write_record`` at the key the row computes on this
 CPU), with speeds chosen by the test: what is checked is the choice, not the preparers (test_openvino_precision.py
-and export/test_ort_int8.py gate real ones). OpenVINO bf16 records carry no artefact (bf16 is compiled at load), so
+and prepare/test_ort_int8.py gate real ones). OpenVINO bf16 records carry no artefact (bf16 is compiled at load), so
 they open for real on a CPU with bf16; the tests that open one skip elsewhere."""
 
 from __future__ import annotations

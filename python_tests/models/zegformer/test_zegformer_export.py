@@ -120,7 +120,7 @@ def test_run_time_vocabulary_with_synonyms_and_unseen_classes(bundle, model):
 
 def test_bad_use_is_refused_clearly(bundle):
     # TensorRT serves two-stage bundles once `zsseg build-engine` built their engines: here none are (and no
-    # TensorRT may be installed); python_tests/export/test_tensorrt_two_stage.py builds and runs them
+    # TensorRT may be installed); python_tests/prepare/test_tensorrt_two_stage.py builds and runs them
     with pytest.raises((ImportError, EngineMismatchError), match="(?i)tensorrt"):
         Engine(bundle, backend="tensorrt")
     with pytest.raises(ValueError, match="mode must be 'exact'"):

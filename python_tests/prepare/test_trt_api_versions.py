@@ -94,6 +94,7 @@ def test_the_known_gap_is_tensorrt_10_0s():
         return versions.version_api(TABLE, version).classes["UnaryOperation"]["members"]
 
     assert "ISNAN" not in unary("10.0") and all("ISNAN" in unary(v) for v in list(TABLE["versions"])[1:])
+    pytest.importorskip("onnx", reason="the fake importer reads graphs with onnx (not in a runtime-only install)")
     from fake_onnx_importer import UNARY
 
     assert UNARY["IsNaN"] == "ISNAN"  # only the fake importer names it

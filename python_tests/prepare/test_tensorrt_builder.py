@@ -1,4 +1,4 @@
-"""TensorRTToolchain against a recording fake of the TensorRT 10 Python API (python_tests/export/fake_tensorrt.py):
+"""TensorRTToolchain against a recording fake of the TensorRT 10 Python API (python_tests/prepare/fake_tensorrt.py):
 call order, builder flags and which layers are pinned to fp32, per precision. This checks calls and arguments only;
 what the engines compute needs real TensorRT on a GPU (test_tensorrt.py::test_real_build_and_run_tiny_graph)."""
 

@@ -10,12 +10,12 @@ up in the package and the fakes when the table was made). Names only, no code: g
 
 How it was made (``generated_by`` in the table), from a clone or bare mirror of https://github.com/NVIDIA/TensorRT:
 
-    .venv/bin/python python_tests/export/trt_api_versions.py --repo /path/to/TensorRT
+    .venv/bin/python python_tests/prepare/trt_api_versions.py --repo /path/to/TensorRT
 
 which, for each minor version, runs ``tools/extract_trt_python_api.py``'s extraction on the pybind11 sources at that
 tag (``python/src/infer/*.cpp``, ``python/src/parsers/pyOnnx.cpp`` and the wheel's ``tensorrt/__init__.py``, whose
 ``##NAME##`` build placeholders other than ``##TENSORRT_MODULE##`` are replaced by bare names so that the 10.11+
-file parses), then keeps the names above (``prune``). ``python_tests/export/test_trt_api_versions.py`` checks the
+file parses), then keeps the names above (``prune``). ``python_tests/prepare/test_trt_api_versions.py`` checks the
 package and the fakes against every version of it.
 """
 
@@ -34,7 +34,7 @@ import trt_api_surface as surface
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 TABLE_PATH = os.path.join(ROOT, "python_tests", "data", "trt_reference", "python_api_used_by_version.json")
-GENERATED_BY = ".venv/bin/python python_tests/export/trt_api_versions.py --repo <a clone of NVIDIA/TensorRT>"
+GENERATED_BY = ".venv/bin/python python_tests/prepare/trt_api_versions.py --repo <a clone of NVIDIA/TensorRT>"
 _TAG = re.compile(r"^v(\d+)\.(\d+)(?:\.(\d+))?(?:\.(\d+))?$")
 
 
@@ -176,7 +176,7 @@ def generate(repo: str) -> Dict:
         "source": {
             "repository": "https://github.com/NVIDIA/TensorRT",
             "files": files,
-            "extracted_by": "tools/extract_trt_python_api.py (extract), python_tests/export/trt_api_versions.py (prune)",
+            "extracted_by": "tools/extract_trt_python_api.py (extract), python_tests/prepare/trt_api_versions.py (prune)",
             "generated_by": GENERATED_BY,
             "what": "per minor version (its newest release tag): the classes, members and parameter names of "
             "TensorRT's Python bindings that `names` reach (names only, from the pybind11 sources)",

@@ -4,7 +4,7 @@
 ``python_tests/data/trt_reference/engine_inspector_format.json`` is generated data (strings and key names only), made from
 NVIDIA/TensorRT at a 10.x release tag by
 
-    .venv/bin/python python_tests/export/trt_inspector_format.py --repo <a clone of NVIDIA/TensorRT> --ref v10.16
+    .venv/bin/python python_tests/prepare/trt_inspector_format.py --repo <a clone of NVIDIA/TensorRT> --ref v10.16
 
 from two of NVIDIA's own sources in that repository:
 
@@ -40,7 +40,7 @@ FORMAT_PATH = os.path.join(HERE, "..", "data", "trt_reference", "engine_inspecto
 TREX = "tools/experimental/trt-engine-explorer"
 FORMATS_FILE = f"{TREX}/trex/activations.py"
 GENERATED_BY = (
-    ".venv/bin/python python_tests/export/trt_inspector_format.py --repo <a clone of NVIDIA/TensorRT> --ref v10.16"
+    ".venv/bin/python python_tests/prepare/trt_inspector_format.py --repo <a clone of NVIDIA/TensorRT> --ref v10.16"
 )
 
 

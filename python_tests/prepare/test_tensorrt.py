@@ -26,7 +26,7 @@ RTX = DeviceInfo("NVIDIA GeForce RTX 4090", (8, 9), multiprocessors=128, total_m
 
 def _build(bundle, **kwargs):
     """build_engines on a fake bundle (fake ONNX bytes): the accuracy gate cannot run there, so it is skipped
-    (and recorded as skipped); python_tests/export/test_accuracy_gate.py tests the gate on a real bundle."""
+    (and recorded as skipped); python_tests/prepare/test_accuracy_gate.py tests the gate on a real bundle."""
     return trt_build.build_engines(bundle, accuracy_gate=False, **kwargs)
 
 
