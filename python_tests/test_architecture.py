@@ -640,11 +640,26 @@ def owner_package(module: str) -> str:
     return ".".join(parts[:2])
 
 
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
 def private_imports(module: str, tree: ast.AST, is_package: bool) -> List[str]:
-    """``from <another package> import _name`` anywhere in ``tree`` (lazy imports included)."""
+    """``from <another package> import _name`` and the imports of another package's ``_private`` module
+    (``from zsseg_rt.ops._probe import name``, ``import zsseg_rt.ops._probe``) anywhere in ``tree`` (lazy imports
+    included)."""
     base = module if is_package else module.rsplit(".", 1)[0]
     found = []
     for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [
+                f"{module}:{node.lineno} imports {alias.name}"
+                for alias in node.names
+                if alias.name.split(".")[0] == "zsseg_rt"
+                and owner_package(alias.name) != owner_package(module)
+                and any(_private(part) for part in alias.name.split(".")[1:])
+            ]
+            continue
         if not isinstance(node, ast.ImportFrom):
             continue
         if node.level:
@@ -654,27 +669,34 @@ def private_imports(module: str, tree: ast.AST, is_package: bool) -> List[str]:
             source = node.module or ""
         if source.split(".")[0] != "zsseg_rt" or owner_package(source) == owner_package(module):
             continue
+        private_module = any(_private(part) for part in source.split(".")[1:])
         found += [
             f"{module}:{node.lineno} imports {source}.{alias.name}"
             for alias in node.names
-            if alias.name.startswith("_") and not alias.name.startswith("__")
+            if private_module or _private(alias.name)
         ]
     return found
 
 
 def test_private_name_finder_finds_one_across_packages():
-    """Control: a private name from another package (or from another family) is caught; from the same package it
-    is not."""
+    """Control: a private name or module from another package (or from another family) is caught; from the same
+    package it is not."""
     tree = ast.parse(
         "from zsseg_rt.export.verify import _f64\n"
         "from zsseg_rt.models.zegclip.model import _make_tokenizer\n"
         "from .head import _private_here\n"
+        "from ._own import public_here\n"
+        "from zsseg_rt.ops._loader import native_module\n"
+        "import zsseg_rt.ops._loader\n"
+        "import zsseg_rt.ops.windows\n"
         "def f():\n    from zsseg_rt.runtime.engine_cache import _atomic_write\n"
     )
     found = private_imports("zsseg_rt.models.zeroseg.export", tree, False)
-    assert [line.split(" imports ")[1] for line in found] == [
+    assert sorted(line.split(" imports ")[1] for line in found) == [
         "zsseg_rt.export.verify._f64",
         "zsseg_rt.models.zegclip.model._make_tokenizer",
+        "zsseg_rt.ops._loader",
+        "zsseg_rt.ops._loader.native_module",
         "zsseg_rt.runtime.engine_cache._atomic_write",
     ]
 
@@ -729,3 +751,33 @@ def test_no_test_folder_shadows_a_module_the_package_imports():
     modules = third_party_imports(PACKAGE)
     assert {"tensorrt", "openvino", "onnxruntime", "torch"} <= modules  # the finder reads the lazy imports too
     assert shadowing_entries(ROOT / "python_tests", modules) == []
+
+
+# ------------------------------------------------------------------------- the layout table names every program
+def programs(package: Path) -> List[str]:
+    """The programs ``python -m PACKAGE NAME`` runs (benchmarks/common.py ``Programs.names``: every module but the
+    ``_private`` ones and ``common``)."""
+    return sorted(p.stem for p in package.glob("*.py") if not p.stem.startswith("_") and p.stem != "common")
+
+
+def unnamed_programs(doc: str, folder: str, names: List[str]) -> List[str]:
+    """The names of ``names`` that the row of ``folder`` in the layout table of ``doc`` does not give in backticks."""
+    rows = [line for line in doc.splitlines() if line.startswith(f"| `{folder}/` |")]
+    named = set(re.findall(r"`([a-z0-9_]+)`", rows[0])) if rows else set()
+    return [name for name in names if name not in named]
+
+
+def test_the_program_finder_finds_an_unnamed_one():
+    doc = "| path | what |\n|---|---|\n| `benchmarks/` | `python -m benchmarks NAME` (`ops`, `cuda`) |\n"
+    assert unnamed_programs(doc, "benchmarks", ["cuda", "ops", "serve"]) == ["serve"]
+    assert unnamed_programs(doc, "checks", ["twins"]) == ["twins"]  # no row at all
+
+
+def test_the_layout_table_names_every_benchmark_and_check():
+    """docs/development.md's layout table names every program of benchmarks/ and checks/ (it named 10 of the 20
+    benchmarks: architecture review 0707000, section 7)."""
+    doc = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
+    for folder in ("benchmarks", "checks"):
+        assert len(programs(ROOT / folder)) >= 10, folder
+        missing = unnamed_programs(doc, folder, programs(ROOT / folder))
+        assert not missing, f"docs/development.md's `{folder}/` row does not name: {missing}"

@@ -48,7 +48,7 @@ def test_unavailable_cuda_has_a_reason():
         assert reason and isinstance(reason, str)
 
 
-# ---- a visible GPU that the CUDA build cannot use says so, once (ops/_gpu_probe.py) ------------------------------
+# ---- a visible GPU that the CUDA build cannot use says so, once (ops/driver_probe.py) ------------------------------
 class FakeLibcuda:
     """``libcuda`` of a driver for CUDA ``cuda_version`` with ``devices`` GPUs (the three entry points the probe
     calls; ctypes passes the out-parameters byref)."""
@@ -87,11 +87,11 @@ class FakeModule:
 def _warnings_of_cuda_available(monkeypatch, module, library, calls=2):
     import warnings
 
-    from zsseg_rt.ops import _gpu_probe, _loader
+    from zsseg_rt.ops import _loader, driver_probe
 
     monkeypatch.setattr(_loader, "native_module", lambda: module)
     monkeypatch.setattr(_loader, "_WARNED_UNUSABLE", [])
-    monkeypatch.setattr(_gpu_probe, "load_driver_library", lambda: library)
+    monkeypatch.setattr(driver_probe, "load_driver_library", lambda: library)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert [_loader.cuda_available() for _ in range(calls)] == [False] * calls
@@ -107,7 +107,7 @@ def cuda13_module(tmp_path):
 
 
 def test_a_driver_too_old_for_the_cuda_runtime_gives_one_warning_naming_the_driver(monkeypatch, cuda13_module):
-    from zsseg_rt.ops._gpu_probe import INSUFFICIENT_DRIVER
+    from zsseg_rt.ops.driver_probe import INSUFFICIENT_DRIVER
 
     module = FakeModule(INSUFFICIENT_DRIVER, cuda13_module)
     messages = _warnings_of_cuda_available(monkeypatch, module, FakeLibcuda(12080, 1))
@@ -126,7 +126,7 @@ def test_a_gpu_the_build_has_no_code_for_is_named_too(monkeypatch, cuda13_module
 
 
 def test_no_driver_or_no_gpu_is_no_warning(monkeypatch, cuda13_module):
-    from zsseg_rt.ops._gpu_probe import INSUFFICIENT_DRIVER
+    from zsseg_rt.ops.driver_probe import INSUFFICIENT_DRIVER
 
     class NoLibrary:  # what the probe gets where libcuda is missing: the CUDA runtime still says "insufficient"
         def __getattr__(self, name):
@@ -139,7 +139,7 @@ def test_no_driver_or_no_gpu_is_no_warning(monkeypatch, cuda13_module):
 
 def test_the_build_s_cuda_version_is_read_from_the_module(cuda13_module, tmp_path):
     from zsseg_rt.ops import native_module
-    from zsseg_rt.ops._gpu_probe import built_cuda_version
+    from zsseg_rt.ops.driver_probe import built_cuda_version
 
     assert built_cuda_version(cuda13_module) == (13, 0)
     plain = tmp_path / "cpu_only.so"

@@ -292,10 +292,10 @@ def evaluate(
     Returns:
         the :func:`summarize` dict plus ``images``, ``skipped`` (corrupt files), ``mode``, ``dataset``.
     """
-    if family_options:  # each must be an option of some family's own protocol (checked before any work)
-        from zsseg_rt.contract.registry import default_family
-        from zsseg_rt.contract.registry import family_options as _own_options
+    from zsseg_rt.contract.registry import default_family, family_of_object, protocol_family
+    from zsseg_rt.contract.registry import family_options as _own_options
 
+    if family_options:  # each must be an option of some family's own protocol (checked before any work)
         _own_options(default_family(), family_options, lambda f: f.evaluation.arguments(), "evaluate()")
     check_limit(limit)
     ds = build_dataset(dataset) if isinstance(dataset, dict) else dataset
@@ -308,9 +308,6 @@ def evaluate(
         kind = "bundle" if isinstance(checkpoint, Engine) else "torch"  # ZegFormerEngine is an Engine too
         obj = checkpoint
     text = load_text(text_embeddings, ds.num_classes)
-    from zsseg_rt.contract.registry import family_of_object, protocol_family
-    from zsseg_rt.contract.registry import family_options as _own_options
-
     evaluation = family_of_object(obj).evaluation  # the checkpoint's family, resolved once
     meta = getattr(obj, "meta", None)
     protocol = str(meta.evaluation_protocol) if hasattr(meta, "evaluation_protocol") else evaluation.protocol

@@ -97,17 +97,17 @@ _WARNED_UNUSABLE: list = []  # the warning below, once per process
 
 
 def _warn_unusable_gpu(mod) -> None:
-    """Warn (once) when a GPU is visible that ``mod``'s CUDA kernels cannot run on (``ops/_gpu_probe.py``)."""
+    """Warn (once) when a GPU is visible that ``mod``'s CUDA kernels cannot run on (``ops/driver_probe.py``)."""
     if _WARNED_UNUSABLE:
         return
     import warnings
 
-    from . import _gpu_probe
+    from . import driver_probe
 
     _WARNED_UNUSABLE.append(True)
     path = getattr(mod, "__file__", None)
-    message = _gpu_probe.unusable_gpu_message(
-        str(mod.cuda_status()), _gpu_probe.probe_driver(), _gpu_probe.built_cuda_version(path)
+    message = driver_probe.unusable_gpu_message(
+        str(mod.cuda_status()), driver_probe.probe_driver(), driver_probe.built_cuda_version(path)
     )
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=3)

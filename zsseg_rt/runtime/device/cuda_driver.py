@@ -15,7 +15,7 @@ from typing import Optional, Set, Tuple
 
 import numpy as np
 
-from zsseg_rt.ops._gpu_probe import load_driver_library
+from zsseg_rt.ops.driver_probe import load_driver_library
 
 _ATTR_COMPUTE_CAPABILITY_MAJOR = 75  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
 _ATTR_COMPUTE_CAPABILITY_MINOR = 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
