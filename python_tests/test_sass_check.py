@@ -54,7 +54,8 @@ def test_segment_windows_cost_model_reads_the_fast_path_from_the_sass():
 
     with tempfile.TemporaryDirectory() as tmp:
         cubin, _ = sass.compile_cubin(sass.SEGMENT_WINDOWS_SOURCE, "90", pathlib.Path(tmp))
-        kernel = next(f for n, f in sass.disassemble(cubin).items() if "segment_windows_kernelIfLb1E" in n)
+        # the default variant's fp32 sigmoid kernel (template argument 0: segment_windows_testing::Variant::kTiled)
+        kernel = next(f for n, f in sass.disassemble(cubin).items() if "segment_windows_kernelIfLb1ELi0E" in n)
     costs = sass.segment_windows_fast_costs(kernel)
     assert costs["pair"]["mufu"] == 24 and costs["one"]["mufu"] == 16
     worst, pruned = sass.segment_windows_model(costs), sass.segment_windows_model(costs, 16)

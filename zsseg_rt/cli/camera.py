@@ -451,11 +451,11 @@ def _stream(args, inputs: List[_Input], classes, max_pixels: int) -> int:
     labels_out = getattr(args, "labels_out", None)
     label_folders = output_names(labels_out, names) if labels_out else []
     outputs = _plan_outputs(args, inputs, specs, label_folders)
-    outputs.prepare()
+    outputs.prepare()  # claims every output (owner locks: zsseg_rt.output_owner), so from here on an abort releases
     from zsseg_rt.signal_phases import phase
 
-    phase("camera:outputs-planned")  # (the phases: test hooks, python_tests/test_signal_phases.py)
     try:
+        phase("camera:outputs-planned")  # (the phases: test hooks, python_tests/test_signal_phases.py)
         code, summary = _run_stream(args, inputs, classes, max_pixels, outputs, label_folders)
         outputs.commit(summary)
     except BaseException:
