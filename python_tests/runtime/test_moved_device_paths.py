@@ -38,4 +38,3 @@ def test_every_old_path_is_the_new_module_and_warns():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env())
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
-
