@@ -240,7 +240,7 @@ def test_build_engine_on_a_full_disk_names_the_engines_folder(tiny_bundle, capsy
     from zsseg_rt import cli
     from zsseg_rt.prepare import auto as auto_precision
 
-    def full_disk(bundle, force=False):
+    def full_disk(bundle, cache_dir=None, force=False, **options):  # (cache_dir: issue 75 item 7)
         raise OSError(28, os.strerror(28))
 
     monkeypatch.setattr(auto_precision, "prepare_and_keep", full_disk)

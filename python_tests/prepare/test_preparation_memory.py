@@ -26,7 +26,11 @@ from zsseg_rt.runtime.preparation_cost import PathCost, available_memory_mb, est
 
 @pytest.fixture
 def bundle(tiny_bundle, tmp_path):
-    return shutil.copytree(tiny_bundle, str(tmp_path / "bundle"))
+    """A copy of the tiny bundle with nothing prepared (the torch-free job's shared bundle may hold records that
+    other tests' preparations left in its engines folder)."""
+    copy = shutil.copytree(tiny_bundle, str(tmp_path / "bundle"))
+    shutil.rmtree(os.path.join(copy, "engines"), ignore_errors=True)
+    return copy
 
 
 def _snapshot(folder):
