@@ -3,6 +3,8 @@ stage, the stages in the pipeline's order, an image without a stage counting 0 f
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from zsseg_rt.speed import SpeedMeter, speed_line
@@ -41,3 +43,19 @@ def test_a_stage_some_images_did_not_run_counts_0_for_them_and_sizes_that_vary_a
 def test_nothing_measured_says_nothing_and_an_unknown_stage_keeps_its_name():
     assert SpeedMeter().line("onnxruntime", "fp32") == "" and SpeedMeter().as_dict()["ms_per_image"] == {}
     assert speed_line({"my_stage": 1.25, "total": 1.25}) == "Speed: 1.2 ms my stage per image"
+
+
+def test_merged_states_equal_one_meter_fed_every_image():
+    """``zsseg eval --ray``'s driver adds its actors' meters (SpeedMeter.state/merge): the same line as one meter."""
+    images = [({"preprocess": 1.0, "image_encoder": 4.0}, (375, 500)), ({"image_encoder": 6.0}, (338, 500))]
+    images += [({"preprocess": 2.0, "image_encoder": 5.0, "total": 9.0}, (375, 500))]
+    whole, first, second = SpeedMeter(), SpeedMeter(), SpeedMeter()
+    for index, (timing, size) in enumerate(images):
+        whole.add(timing, size)
+        (first if index < 2 else second).add(timing, size)
+    merged = SpeedMeter()
+    for part in (first, second):
+        merged.merge(json.loads(json.dumps(part.state())))  # through JSON, as the actors hand it over
+    assert merged.as_dict("onnxruntime", "fp32") == whole.as_dict("onnxruntime", "fp32")
+    assert merged.images == 3 and merged.per_image()["total"] == pytest.approx((5.0 + 6.0 + 9.0) / 3)
+    assert merged.size_text() == "500x375 and 1 other size"

@@ -97,6 +97,25 @@ class SpeedMeter:
             "size": self.size_text() or None,
         }
 
+    def state(self) -> Dict[str, Any]:
+        """The raw sums, JSON-able, for another process's meter to :meth:`merge` (``zsseg eval --ray``'s actors)."""
+        with self._lock:
+            return {
+                "images": self.images,
+                "sums": dict(self._sums),
+                "sizes": [[height, width, count] for (height, width), count in self._sizes.items()],
+            }
+
+    def merge(self, state: Mapping[str, Any]) -> None:
+        """Add another meter's :meth:`state` (its images, stage sums and sizes) to this one's."""
+        with self._lock:
+            self.images += int(state["images"])
+            for name, ms in state["sums"].items():
+                self._sums[str(name)] = self._sums.get(str(name), 0.0) + float(ms)
+            for height, width, count in state["sizes"]:
+                key = (int(height), int(width))
+                self._sizes[key] = self._sizes.get(key, 0) + int(count)
+
     def line(self, backend: Optional[str] = None, precision: Optional[str] = None, unit: str = "image") -> str:
         """The one line (module docstring); "" before the first image."""
         return speed_line(self.per_image(), backend, precision, self.size_text(), unit)

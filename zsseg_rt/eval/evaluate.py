@@ -338,10 +338,15 @@ def evaluate(
         backend = getattr(obj, "backend", None)
         ran = tuple(plan.path) if plan is not None else (getattr(backend, "name", None), None)
         out.update(ran_with(ran, getattr(getattr(obj, "meta", None), "weights_banner", "")))
-    if isinstance(out.get("speed"), dict):  # what ran, beside its speed (the "Speed: ..." line)
+    name_speed(out, kind)
+    return out
+
+
+def name_speed(out: Dict[str, Any], kind: str) -> None:
+    """What ran (backend, precision), written beside the metrics' speed (the "Speed: ..." line), when they have one."""
+    if isinstance(out.get("speed"), dict):
         out["speed"].update(backend=out.get("backend") or ("torch" if kind != "bundle" else None))
         out["speed"].update(precision=out.get("precision"))
-    return out
 
 
 def ran_with(path: Sequence[Optional[str]], banner: str = "") -> Dict[str, Any]:

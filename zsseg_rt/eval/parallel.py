@@ -6,6 +6,7 @@ depend on order, so the metrics are identical to the serial evaluation's."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
 
@@ -18,7 +19,8 @@ __all__ = ["evaluate_parallel"]
 
 class EvalWorker:
     """Ray Data actor: dataset + Segmenter built once; ``__call__`` turns a batch of indices into a confusion
-    matrix ``[1, C*C]`` int64, the number of images done and the indices skipped as corrupt."""
+    matrix ``[1, C*C]`` int64, the number of images done, the indices skipped as corrupt and the milliseconds its images
+    spent per stage (a :class:`~zsseg_rt.speed.SpeedMeter`'s state, timed as the serial loop times them)."""
 
     def __init__(
         self,
@@ -49,22 +51,29 @@ class EvalWorker:
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         from zsseg_rt.eval.metrics import ConfusionMatrix
+        from zsseg_rt.speed import SpeedMeter
 
         matrix = ConfusionMatrix(self.dataset.num_classes)
-        done, skipped = 0, []
+        done, skipped, speed = 0, [], SpeedMeter()
         for index in batch["id"]:
             sample = self.dataset.load_safe(int(index))
             if sample is None:
                 skipped.append(self.dataset.skipped.get(int(index), f"sample #{int(index)}"))
                 continue
             rgb, gt = sample
-            matrix.update(self.segmenter(rgb), gt)
+            self.segmenter.last_timing = None
+            start = time.perf_counter()
+            labels = self.segmenter(rgb)
+            elapsed = 1000.0 * (time.perf_counter() - start)
+            speed.add(self.segmenter.last_timing or {"predict": elapsed}, rgb.shape[:2])  # as segment_dataset
+            matrix.update(labels, gt)
             done += 1
         return {
             "counts": matrix.counts.reshape(1, -1),
             "done": np.array([done], np.int64),
             "skipped": np.array([json.dumps(skipped)], dtype=object),
             "path": np.array([self.path], dtype=object),
+            "speed": np.array([json.dumps(speed.state())], dtype=object),
         }
 
 
@@ -100,10 +109,12 @@ def evaluate_parallel(
         evaluate_arguments,
         evaluation_settings,
         load_text,
+        name_speed,
     )
     from zsseg_rt.eval.metrics import ConfusionMatrix, summarize
     from zsseg_rt.progress import progress_bar
     from zsseg_rt.scale.batch import pool_size
+    from zsseg_rt.speed import SpeedMeter
 
     options = evaluate_arguments(options, "evaluate_parallel()")
     mode, limit, settings = options["mode"], options["limit"], options["settings"]
@@ -134,13 +145,15 @@ def evaluate_parallel(
         batch_format="numpy",
     )
     matrix = ConfusionMatrix(dataset.num_classes)
-    done, skipped, paths = 0, [], set()
+    done, skipped, paths, speed = 0, [], set(), SpeedMeter()  # speed: the actors' ms per image per stage, summed
     bar = progress_bar(total=count, desc=f"eval {dataset.name}", disable=not options["progress"], dynamic_ncols=True)
     for batch in pipeline.iter_batches(batch_size=None, batch_format="numpy"):
         matrix.counts += batch["counts"].sum(axis=0).reshape(matrix.counts.shape)
         done += int(batch["done"].sum())
         skipped += [message for text in batch["skipped"] for message in json.loads(str(text))]
         paths.update(str(path) for path in batch["path"] if str(path))
+        for state in batch["speed"]:
+            speed.merge(json.loads(str(state)))
         bar.update(int(batch["done"].sum()) + sum(len(json.loads(str(t))) for t in batch["skipped"]))
     bar.close()
     out = summarize(matrix, dataset.class_names, split.unseen)
@@ -152,6 +165,7 @@ def evaluate_parallel(
             "mode": mode,
             "dataset": dataset.name,
             "source": kind,
+            "speed": speed.as_dict(),  # ms per image per stage in the actors (the pool's throughput is not this)
         }
     )
     if paths:  # the path the actors' images ran on, as `evaluate` records it (more than one: each, sorted)
@@ -166,4 +180,5 @@ def evaluate_parallel(
             out["evaluation_settings"] = record
         ran = sorted(paths)[0].split(" ") if len(paths) == 1 else [options["backend"], options["precision"]]
         out.update(ran_with(ran, meta.weights_banner))
+    name_speed(out, kind)
     return out
