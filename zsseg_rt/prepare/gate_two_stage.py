@@ -24,6 +24,7 @@ from zsseg_rt.prepare.gate import (
     RANDOM_WORDS,
     GateReport,
     _all_finite,
+    _inputs_key,
     _max_abs,
     _read_photos,
     decide,
@@ -37,9 +38,19 @@ __all__ = ["GateRunner", "run_two_stage_gate", "two_stage_random_errors"]
 MASK_OUTPUTS = (Names.CLASS_LOGITS, Names.QUERY_MASKS)
 
 
+REMEMBERED_ROLES = ("clip_image",)  # roles whose outputs a gate's side computes once per distinct input
+
+
 class GateRunner:
     """A :class:`~zsseg_rt.runtime.backends.GraphRunner` running each role on the runner ``pick[role]``; it keeps
-    the mask branch's outputs of every call (``masks``: ``{output name: array}`` in call order) for the gate."""
+    the mask branch's outputs of every call (``masks``: ``{output name: array}`` in call order) for the gate.
+
+    The CLIP crop encoder's outputs are remembered by their inputs (bytes, dtype and shape, as the windowed gate's
+    :class:`~zsseg_rt.prepare.gate.RememberingReference` does): each vocabulary the gate judges segments the same
+    photos, whose masks and so whose crops do not depend on the vocabulary, and the crop encoder is most of a
+    two-stage pipeline's time (ZegFormer on the CPU: about 90 %, BENCHMARKS.md). With three vocabularies each photo's
+    crops are encoded once per side instead of three times. ``computed``: the role calls that ran a graph, per role;
+    ``remembered``: those answered from memory."""
 
     precision_record: Optional[dict] = None
 
@@ -48,9 +59,19 @@ class GateRunner:
         self.name = name
         self.precision = self.requested_precision = "gate"
         self.masks: List[Dict[str, np.ndarray]] = []
+        self._memo: Dict[str, List[np.ndarray]] = {}
+        self.computed: Dict[str, int] = {}
+        self.remembered: Dict[str, int] = {}
 
     def run(self, role: str, feeds: Mapping[str, np.ndarray], outputs: Sequence[str]) -> List[np.ndarray]:
+        key = _inputs_key(f"{role}->{','.join(outputs)}", [dict(feeds)]) if role in REMEMBERED_ROLES else None
+        if key is not None and key in self._memo:
+            self.remembered[role] = self.remembered.get(role, 0) + 1
+            return [np.array(value, copy=True) for value in self._memo[key]]
         result = self._pick[role].run(role, feeds, outputs)
+        self.computed[role] = self.computed.get(role, 0) + 1
+        if key is not None:
+            self._memo[key] = [np.array(value, copy=True) for value in result]
         if role == "mask":
             self.masks.append({name: np.array(value) for name, value in zip(outputs, result)})
         return result

@@ -1,0 +1,53 @@
+"""The two-stage gate (ZegFormer) judges three vocabularies at the cost of about one for its CLIP crop encoder (issue
+75 item 7: the gate judges several vocabularies; on a two-stage pipeline each vocabulary re-ran the whole pipeline,
+the crop encoder included, which is about 90 % of ZegFormer's time on the CPU): each side encodes a photo's crops
+once, whatever the vocabularies, and the gate's report is the one it gives when every call runs its graph."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch", reason="the tiny two-stage bundle is exported from its PyTorch model")
+
+from zsseg_rt.bundle import load_meta  # noqa: E402
+from zsseg_rt.prepare import gate_two_stage  # noqa: E402
+from zsseg_rt.runtime.backends import TwoStageGraphs, open_reference  # noqa: E402
+
+GIVEN = ["cat", "dog", "person", "sofa", "chair"]  # build-engine --classes: the third vocabulary
+
+
+def _gate(monkeypatch, bundle, remembered):
+    """The gate of an fp32 ONNX Runtime runner against another, with the crop encoder remembered or not; the two
+    sides' runners (candidate first) as they ran."""
+    sides = []
+
+    class Recorded(gate_two_stage.GateRunner):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            sides.append(self)
+
+    monkeypatch.setattr(gate_two_stage, "GateRunner", Recorded)
+    monkeypatch.setattr(gate_two_stage, "REMEMBERED_ROLES", remembered)
+    meta = load_meta(bundle)
+    candidate, reference = (
+        open_reference(meta, roles=TwoStageGraphs.roles, adapter=TwoStageGraphs).runner for _ in range(2)
+    )
+    report = gate_two_stage.run_two_stage_gate(meta, candidate, reference, "fp16", classes=GIVEN, max_batch=4)
+    return report.as_dict(), sides
+
+
+@pytest.mark.time_bound(600)
+def test_each_side_encodes_a_photos_crops_once_whatever_the_vocabularies(monkeypatch, family_bundles):
+    bundle = family_bundles["zegformer"]
+    remembering, sides = _gate(monkeypatch, bundle, ("clip_image",))
+    every_call, control = _gate(monkeypatch, bundle, ())
+    judged = [vocabulary["name"] for vocabulary in remembering["vocabularies"]]
+    assert len(judged) == 3, remembering["vocabularies"]  # VOC, COCO-Stuff and the given names
+    assert remembering == every_call  # the same report, to the last digit
+    for ran, all_ran in zip(sides, control):  # candidate, reference
+        assert all_ran.remembered == {} and ran.computed["mask"] == all_ran.computed["mask"]
+        random_inputs = 1  # the random crops of two_stage_random_errors, once per side
+        photos_calls = all_ran.computed["clip_image"] - random_inputs
+        assert photos_calls > 0 and photos_calls % 3 == 0, all_ran.computed
+        assert ran.computed["clip_image"] - random_inputs == photos_calls // 3, (ran.computed, all_ran.computed)
+        assert ran.remembered["clip_image"] == 2 * photos_calls // 3, ran.remembered
