@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import hashlib
 import importlib.util
 import json
 import os
@@ -238,8 +239,20 @@ def parse_ptxas(text: str) -> Dict[str, dict]:
 # ---- compiling ----------------------------------------------------------------------------------------------------
 
 
+_COMPILED: Dict[Tuple[str, str, str, Tuple[str, ...]], Tuple[bytes, str]] = {}  # this process's compilations
+
+
 def compile_cubin(source: Path, arch: str, out_dir: Path, extra: Sequence[str] = ()) -> Tuple[Path, str]:
+    """``source`` compiled for ``sm_{arch}`` into ``out_dir`` (the cubin, and ptxas's verbose output). A process
+    compiles a source once per arch and flags: the same source (its bytes), arch and flags again get the first
+    compilation's cubin written anew (the rules, the cost model and the tests read the same kernels; the headers
+    are not part of the key: a process does not see them change)."""
     cubin = out_dir / f"{source.stem}.sm_{arch}.cubin"
+    key = (str(source), hashlib.sha256(source.read_bytes()).hexdigest(), arch, tuple(extra))
+    if key in _COMPILED:
+        data, text = _COMPILED[key]
+        cubin.write_bytes(data)
+        return cubin, text
     cmd = [
         find_nvcc(),
         "-std=c++17",
@@ -260,6 +273,7 @@ def compile_cubin(source: Path, arch: str, out_dir: Path, extra: Sequence[str] =
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"nvcc failed for {source.name} (sm_{arch}):\n{result.stderr[-4000:]}")
+    _COMPILED[key] = (cubin.read_bytes(), result.stderr + result.stdout)
     return cubin, result.stderr + result.stdout
 
 

@@ -17,10 +17,15 @@ from support import NO_BUILD, NO_BUILD_REASON
 # checks/ is not a package of the install: load the module from the checkout beside this test (tools/gpu_check.sh
 # runs pytest from its report folder, where `import checks` finds nothing)
 _SASS = pathlib.Path(__file__).resolve().parents[1] / "checks" / "sass.py"
-_spec = importlib.util.spec_from_file_location("zsseg_checks_sass", _SASS)
-sass = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = sass  # dataclasses look the module up while the class is made
-_spec.loader.exec_module(sass)
+# one instance of the module for the SASS tests of a process (test_sass_check.py, test_sass_dense.py: one xdist
+# group), so that a kernel source is compiled once per arch and flags (checks/sass.py's compile_cubin)
+sass = sys.modules.get("zsseg_checks_sass")
+if sass is None:
+    _spec = importlib.util.spec_from_file_location("zsseg_checks_sass", _SASS)
+    sass = importlib.util.module_from_spec(_spec)
+    sys.modules[_spec.name] = sass  # dataclasses look the module up while the class is made
+    _spec.loader.exec_module(sass)
+pytestmark = pytest.mark.xdist_group("sass")
 
 
 def _tools_or_skip() -> None:

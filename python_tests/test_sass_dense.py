@@ -15,10 +15,15 @@ import pytest
 from support import NO_BUILD, NO_BUILD_REASON
 
 _CHECKS = pathlib.Path(__file__).resolve().parents[1] / "checks"
-_spec = importlib.util.spec_from_file_location("zsseg_checks_sass_for_dense", _CHECKS / "sass.py")
-sass = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = sass
-_spec.loader.exec_module(sass)
+# one instance of the module for the SASS tests of a process (test_sass_check.py, test_sass_dense.py: one xdist
+# group), so that a kernel source is compiled once per arch and flags (checks/sass.py's compile_cubin)
+sass = sys.modules.get("zsseg_checks_sass")
+if sass is None:
+    _spec = importlib.util.spec_from_file_location("zsseg_checks_sass", _CHECKS / "sass.py")
+    sass = importlib.util.module_from_spec(_spec)
+    sys.modules[_spec.name] = sass  # dataclasses look the module up while the class is made
+    _spec.loader.exec_module(sass)
+pytestmark = pytest.mark.xdist_group("sass")
 dense = sass._DENSE
 
 # torch eager's kernel time per call on the H100 (bench_cuda of 2026-11-26, docs/gpu_runs/...174205_..._engine.json)
