@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sys
+import warnings
 
 import pytest
 import time_bound
@@ -73,23 +74,46 @@ LONGEST_FIRST = (
 
 def _xdist_groups_in_test_ids(config, items) -> None:
     """``--dist loadgroup``: the ``xdist_group`` of a test in its id (``...::test@group``), which is what
-    pytest-xdist's scheduler reads. pytest-xdist 3.8's worker writes it into ``item._nodeid``, which pytest 9 no longer
-    reads (a node's id is ``item._id``), so its groups were lost: the scale tests (python_tests/scale/conftest.py) ran
-    on both workers, each starting a Ray cluster and a server of its own. Done here, after every other hook (the
-    scale tests' conftest marks them in its own), for a worker whose ids lack the group; a no-op where xdist did it."""
+    pytest-xdist's scheduler reads. pytest-xdist 3.8's worker writes it into ``item._nodeid``, which pytest 9.2 no
+    longer reads (a node's id is ``item._id``), so its groups were lost: the scale tests (python_tests/scale/conftest.py)
+    ran on both workers, each starting a Ray cluster and a server of its own. Done here, after every other hook (the
+    scale tests' conftest marks them in its own), for a worker whose ids lack the group; a no-op where xdist did it
+    (pytest < 9.2). Imports nothing of pytest's private modules (``_pytest.nodeid`` is new in 9.2: the GPU image's
+    pytest 9.1.1 has none, and an import of it here stopped every xdist worker there)."""
     # (xdist sets option.loadgroup for --dist loadgroup; a child pytest that inherited PYTEST_XDIST_WORKER from a
     # worker has no such option: test_emulator_mutations.py's runs)
     if not (os.environ.get("PYTEST_XDIST_WORKER") and getattr(config.option, "loadgroup", False)):
         return
-    from _pytest.nodeid import coerce_node_id
-
+    lost = []
     for item in items:
         groups = sorted(
             {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
         )
         suffix = "@" + "_".join(groups)
         if groups and not item.nodeid.endswith(suffix):
-            item._id = coerce_node_id(item.nodeid + suffix)
+            _set_node_id(item, item.nodeid + suffix)
+            if not item.nodeid.endswith(suffix):
+                lost.append(item.nodeid)
+    if lost:  # a pytest that keeps its ids some third way: said, not fatal (the groups only save work)
+        warnings.warn(
+            pytest.PytestWarning(
+                f"conftest: pytest {pytest.__version__} kept no xdist group in {len(lost)} test ids (e.g. {lost[0]}): "
+                "--dist loadgroup runs those groups' tests on any worker"
+            )
+        )
+
+
+def _set_node_id(item, nodeid: str) -> None:
+    """``item``'s id made ``nodeid`` on either kind of pytest, computed without ``_pytest.*``: pytest >= 9.2 keeps it
+    structured in ``item._id`` (its class parses the string form: ``NodeId.parse``, which is all
+    ``_pytest.nodeid.coerce_node_id`` does with a string), earlier versions as the string ``item._nodeid``."""
+    current = getattr(item, "_id", None)
+    if current is None or isinstance(current, str):
+        item._nodeid = nodeid
+        return
+    parse = getattr(type(current), "parse", None)
+    if parse is not None:
+        item._id = parse(nodeid)
 
 
 def _longest_first(items) -> None:
