@@ -36,7 +36,7 @@ from . import upgrade
 from .file_verification import verify_bundle_files
 from .pipelines import Pipeline, PreparedVocabulary, pipeline_class
 from .pipelines.base import StageHook, image_index
-from .result import UNKNOWN_NAME, Result, mark_unknown
+from .result import Result, check_unknown_name, mark_unknown
 
 _MODES = MODES
 __all__ = ["Engine", "TOKEN_BUCKET", "validate_class_names"]
@@ -316,11 +316,7 @@ class Engine:
     def _install(self, vocab: PreparedVocabulary) -> None:
         """Make ``vocab`` current; with the unknown threshold on, a class named like the unknown label is refused
         (its pixels and the unknown ones would share a name in every output)."""
-        if self.options.unknown_below is not None and UNKNOWN_NAME in vocab.names:
-            raise ValueError(
-                f"a class is named {UNKNOWN_NAME!r}, the name of the label unknown_below gives (--unknown-below): "
-                "rename the class, or leave unknown_below unset"
-            )
+        check_unknown_name(vocab.names, self.options.unknown_below)  # the rule zsseg serve checks before a batch
         with self._lock:
             self._vocab = vocab
 

@@ -20,6 +20,7 @@ __all__ = [
     "UNKNOWN_COLOR",
     "UNKNOWN_NAME",
     "VIEWS",
+    "check_unknown_name",
     "label_image",
     "mark_unknown",
     "palette",
@@ -44,6 +45,18 @@ def unknown_label(num_classes: int) -> int:
     if num_classes <= _UNKNOWN_16BIT:
         return _UNKNOWN_16BIT
     raise ValueError(f"the unknown label needs a free 16-bit id: at most {_UNKNOWN_16BIT} classes, got {num_classes}")
+
+
+def check_unknown_name(labels: Sequence[str], unknown_below: Optional[float]) -> None:
+    """Refuse (ValueError) a vocabulary whose class ``labels`` include the unknown label's name while the unknown
+    threshold is on (``unknown_below`` not None): its pixels and the unknown ones would share a name in every output.
+    The one rule of the Engine (``set_classes``) and of the checks made before it (``zsseg serve``'s request, before
+    it joins a batch); compared as the Engine compares it, name for name."""
+    if unknown_below is not None and UNKNOWN_NAME in labels:
+        raise ValueError(
+            f"a class is named {UNKNOWN_NAME!r}, the name of the label unknown_below gives (--unknown-below): "
+            "rename the class, or leave unknown_below unset"
+        )
 
 
 def mark_unknown(labels: np.ndarray, probability: np.ndarray, threshold: float, num_classes: int) -> int:

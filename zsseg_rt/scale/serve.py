@@ -330,7 +330,10 @@ class SegmentationServer:
         """``(key, classes, names)`` of a requested vocabulary, checked (RequestError 400 otherwise): the key is what
         the batch passes to ``Engine.set_classes`` and groups requests by (a named vocabulary's name, ``"voc21"``, or
         the class texts, synonyms included: ``("cat; kitty", "dog")``); ``classes`` and ``names`` count its classes
-        and its names (a class with synonyms has several)."""
+        and its names (a class with synonyms has several). What ``Engine.set_classes`` refuses of a vocabulary's
+        names is refused here, by the same rule (a class named ``unknown`` with ``--unknown-below``): such a request
+        never reaches a batch (it was answered with the previous request's vocabulary: issue 79, F1)."""
+        from zsseg_rt.runtime.result import check_unknown_name
         from zsseg_rt.vocabulary import Vocabulary, named_vocabularies, validate_class_names
 
         try:
@@ -340,6 +343,7 @@ class SegmentationServer:
             else:
                 key = tuple(validate_class_names(text, self.max_classes))
                 parsed = Vocabulary.parse(list(key), self.max_classes)
+            check_unknown_name(parsed.labels, self.engine.options.unknown_below)
         except (TypeError, ValueError) as exc:
             raise RequestError(400, f"{what}: {exc}") from None
         return key, len(parsed.entries), len(parsed.names)
@@ -414,8 +418,13 @@ class SegmentationServer:
         return answers
 
     def _segment_groups(self, items: List[BatchItem]) -> List[Any]:
-        """Segment a batch, one Engine call per distinct vocabulary (batches run one at a time per replica). A group
-        whose call fails is run again image by image, so only the image at fault gets its error."""
+        """Segment a batch, one Engine call per distinct vocabulary (batches run one at a time per replica). Every
+        image is segmented with the vocabulary its request asked for, or not at all: a vocabulary the Engine refuses
+        (``set_classes`` raised) is its requests' error (400 with the Engine's reason), never a run with the
+        vocabulary the Engine had before (issue 79, F1); a group whose Engine call fails is run again image by image
+        with its own vocabulary, so only the image at fault gets its error."""
+        from zsseg_rt.cli_errors import format_error
+
         groups: Dict[VocabularyKey, List[int]] = defaultdict(list)
         for index, item in enumerate(items):
             groups[item[1]].append(index)
@@ -424,12 +433,40 @@ class SegmentationServer:
             try:
                 # cached per class name: a repeated vocabulary costs nothing; a named one ("voc21") by its name
                 self.engine.set_classes(names if isinstance(names, str) else list(names))
+            except Exception as exc:  # noqa: BLE001 - this vocabulary's requests fail, each with the reason
+                refusal = RequestError(error_status(exc), f"?classes=: {format_error(exc)}")
+                for i in indices:
+                    answers[i] = refusal
+                continue
+            asked = self._labels_of(names)  # what each answer of this group must name
+            try:
                 results = self.engine([items[i][0] for i in indices])
-            except Exception:  # noqa: BLE001 - find the request at fault: one image at a time
+            except Exception:  # noqa: BLE001 - find the request at fault: one image at a time, this vocabulary still
                 results = [self._segment_one(items[i][0]) for i in indices]
             for i, result in zip(indices, results):
+                if not isinstance(result, RequestError):
+                    result = self._checked(result, asked)
                 answers[i] = result if isinstance(result, RequestError) else self._answer(result, *items[i][2:])
         return answers
+
+    def _labels_of(self, key: VocabularyKey) -> Tuple[str, ...]:
+        """The class labels an answer of the vocabulary ``key`` names (what the Engine's results name after
+        ``set_classes(key)``), read from the request's vocabulary itself, not from the Engine."""
+        from zsseg_rt.vocabulary import Vocabulary
+
+        return tuple(Vocabulary.parse(key if isinstance(key, str) else list(key), self.max_classes).labels)
+
+    @staticmethod
+    def _checked(result, asked: Tuple[str, ...]) -> Any:
+        """``result``, or a server error (500) when it names other classes than its request's vocabulary: an answer
+        is never another vocabulary's labels (an Engine whose vocabulary changed behind the batch's back)."""
+        if tuple(result.class_names) == asked:
+            return result
+        return RequestError(
+            500,
+            f"the result names the classes {list(result.class_names)}, not the {list(asked)} asked for: not answered "
+            "(a failure of this server; send the request again)",
+        )
 
     def _segment_one(self, image: np.ndarray) -> Any:
         from zsseg_rt.cli_errors import format_error
