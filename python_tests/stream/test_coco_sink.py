@@ -28,7 +28,7 @@ def _camera(capsys, *argv):
 
 def test_the_coco_file_holds_every_frame_of_every_source_as_its_label_map(tmp_path, tiny_bundle, capsys, caplog):
     """Two clips (8 and 5 frames), `--labels-out out/{source}` and `--save-json masks.json`: the COCO file has one
-    image per frame, named SOURCE/NNNNNN, each decoded by pycocotools equal to that frame's 16-bit label PNG; the
+    image per frame, named SOURCE/frame_NNNNNN.png, each decoded by pycocotools equal to that frame's 16-bit label PNG; the
     stats hold the speed per frame (backend, precision, every stage, within the total) and the run ends with the
     Speed line."""
     clips = [write_band_clip(tmp_path / f"clip{i}.avi", frames=8 - 3 * i) for i in range(2)]
@@ -42,8 +42,9 @@ def test_the_coco_file_holds_every_frame_of_every_source_as_its_label_map(tmp_pa
     images = coco.loadImgs(coco.getImgIds())
     assert len(images) == 13 and {c["name"] for c in coco.loadCats(coco.getCatIds())} == {"a", "b"}
     for image in images:
-        source, frame = image["file_name"].split("/")
-        assert (image["source"], image["frame"]) == (source, int(frame))
+        source, name = image["file_name"].split("/")
+        frame = name[len("frame_") : -len(".png")]  # CVAT's name of a video's frame (F18): frame_000042.png
+        assert (image["source"], image["frame"], name) == (source, int(frame), f"frame_{int(frame):06d}.png")
         painted = np.full((image["height"], image["width"]), -1, np.int64)
         for annotation in coco.loadAnns(coco.getAnnIds(imgIds=image["id"])):
             painted[coco.annToMask(annotation).astype(bool)] = annotation["category_id"]

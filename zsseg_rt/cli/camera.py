@@ -600,7 +600,7 @@ def _log_summary(runner, summary: dict, failed: int) -> None:
     if len(summary["sources"]) == 1:
         stats = runner.stats
         log.log(
-            logging.WARNING if stats.decode_errors else logging.INFO,
+            logging.WARNING if stats.decode_errors or summary["sources"][0].get("frames_missing") else logging.INFO,
             "stopped: %d frames processed, %d captured, %d dropped, %d reconnects, %.1f FPS%s",
             stats.processed,
             stats.captured,
@@ -638,13 +638,18 @@ def _log_summary(runner, summary: dict, failed: int) -> None:
 
 
 def _damage_note(entry: dict) -> str:
-    """ ", 4 damaged packets skipped (296 of the 300 frames the file declares)" for a source's stats, else ""."""
+    """ ", 4 damaged packets skipped (296 of the 300 frames the file declares); 4 frames missing by presentation time
+    (...)" for a source's stats, else ""."""
+    from zsseg_rt.stream.sources import missing_note
+
+    missing = missing_note(entry.get("frames_missing", 0), entry.get("missing_frames", []))
+    missing = f"; {missing}" if missing else ""
     if not entry.get("decode_errors"):
-        return ""
+        return missing
     declared = entry.get("frames_declared")
     ended = declared and entry.get("state") == "ended"
     of = f" ({entry['captured']} of the {declared} frames the file declares)" if ended else ""
-    return f", {entry['decode_errors']} damaged packets or images skipped{of}"
+    return f", {entry['decode_errors']} damaged packets or images skipped{of}{missing}"
 
 
 def main(argv=None) -> int:

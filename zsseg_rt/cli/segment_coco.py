@@ -60,9 +60,12 @@ class CocoOutput:
         return len(self.masks.images)
 
     def add(self, result: Any, path: str, frame: Optional[tuple] = None) -> None:
-        """One image's (or a video frame's: ``frame`` ``(index, image)``) labels."""
+        """One image's (or a video frame's: ``frame`` ``(number, image)``; ``file_name`` ``STEM/frame_000042.png``:
+        :func:`zsseg_rt.runtime.coco.frame_file_name`) labels."""
+        from zsseg_rt.runtime.coco import frame_file_name
+
         extra = {} if frame is None else {"frame": int(frame[0]), "video": path}
-        name = path if frame is None else f"{os.path.splitext(path)[0]}_{int(frame[0]):06d}"
+        name = path if frame is None else frame_file_name(os.path.splitext(path)[0], int(frame[0]))
         unknown = getattr(result, "unknown_id", None) is not None
         self.masks.add(result.labels, result.class_names, name, unknown, **extra)
 

@@ -60,27 +60,29 @@ def existing_frame_files(directory: str, name: str, kinds: Sequence[str]) -> Lis
 
 
 def video_frames(path: str, max_pixels: int) -> Iterator[Tuple[int, np.ndarray]]:
-    """``(index, BGR frame)`` of every frame of a video file, in order (decoded as ``zsseg camera`` decodes a file:
+    """``(number, BGR frame)`` of every frame of a video file, in order (decoded as ``zsseg camera`` decodes a file:
     PyAV when installed, damaged packets skipped and counted; its frame size checked against ``max_pixels`` before
-    decoding).
+    decoding). ``number``: the frame's number from its presentation time, as ``zsseg camera`` names it in every output
+    (``FrameSource.last_number``): a frame lost to damaged data leaves a gap, said once at the end (stderr).
 
     Raises:
         SourceError, ImageTooLargeError: the file cannot be opened or decoded, or its frames are over the limit.
     """
-    from zsseg_rt.stream.sources import open_source
+    from zsseg_rt.stream.sources import missing_note, open_source
 
     source = open_source(path, max_pixels=max_pixels)
     source.open()
     try:
-        index = 0
         while True:
             frame = source.read()
             if frame is None:
                 if source.ended:
-                    return
+                    break
                 continue
-            yield index, frame
-            index += 1
+            yield int(source.last_number), frame
+        note = missing_note(source.missing_count, source.missing)
+        if note:
+            print(f"zsseg segment: note: {path}: {note}", file=sys.stderr)
     finally:
         source.close()
 

@@ -26,7 +26,16 @@ import numpy as np
 
 from .result import UNKNOWN_NAME, unknown_label
 
-__all__ = ["CocoMasks", "encode_rle", "rle_counts"]
+__all__ = ["CocoMasks", "encode_rle", "frame_file_name", "rle_counts"]
+
+
+def frame_file_name(stem: str, frame: int) -> str:
+    """The ``file_name`` of a video's frame: ``STEM/frame_000042.png`` (``stem``: the video's path without its
+    extension, or a source's name; ``frame``: the frame's number by presentation time, the one every output of the
+    run names it by). ``frame_`` and six digits is how CVAT names a video's frames, so a task made from the video
+    matches the image to its frame by that number; the image entry also holds ``frame`` (and ``video`` or
+    ``source``). The frame as a file: ``zsseg camera VIDEO -o STEM/`` writes each frame's overlay, not the frame."""
+    return f"{stem}/frame_{int(frame):06d}.png"
 
 
 def rle_counts(runs: Sequence[int]) -> str:

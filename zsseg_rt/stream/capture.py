@@ -18,7 +18,9 @@ log = logging.getLogger("zsseg_rt.stream")
 
 @dataclasses.dataclass
 class Frame:
-    """One captured frame. ``index``: capture order (gaps = dropped frames); ``timestamp``: time.monotonic() at
+    """One captured frame. ``index``: its number, the name every output gives it: a file's or folder's from its
+    presentation time (``FrameSource.last_number``: a frame lost to damaged data leaves a gap; a ``--loop`` counts on
+    after the last one), a live source's capture order (gaps = dropped frames, in both); ``timestamp``: time.monotonic() at
     capture, for end-to-end latency; ``capture_time``: time.time() at capture (the wall clock: a live frame's time
     stamp, e.g. ``header.stamp`` of the robot outputs); ``pts``: the frame's presentation time in seconds from the
     start of a video file (its time stamp there; None for a live source)."""
@@ -88,6 +90,8 @@ class FrameGrabber:
         self.pace = pace
         self.captured = 0
         self._read = 0  # frames read from the source (the index of the next one)
+        self._offset = 0  # added to a source's frame numbers: a looped file counts on after its last frame
+        self._last_index: Optional[int] = None
         self.dropped = 0
         self.reconnects = 0
         self.failed_opens = 0
@@ -181,10 +185,24 @@ class FrameGrabber:
             if self.drop_stale:
                 self.captured += 1
             pts = getattr(self.source, "last_pts", None)  # a file's presentation time of the frame just read
-            self._latest = Frame(image, self._read - 1, timestamp, capture_time=time.time(), pts=pts)
+            self._latest = Frame(image, self._number(), timestamp, capture_time=time.time(), pts=pts)
             self._cond.notify_all()
         self._wake()
         return True
+
+    def _number(self) -> int:
+        """The frame just read's number: its source's (from its presentation time), counted on after the last one
+        when the source started again (``loop``); a source without numbers (live): its capture order."""
+        number = getattr(self.source, "last_number", None)
+        if number is None:
+            index = self._read - 1
+        else:
+            index = self._offset + int(number)
+            if self._last_index is not None and index <= self._last_index:  # the file started again
+                self._offset += self._last_index + 1 - index
+                index = self._last_index + 1
+        self._last_index = index
+        return index
 
     def _finish(self) -> None:
         with self._cond:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence
 
-from zsseg_rt.runtime.coco import CocoMasks
+from zsseg_rt.runtime.coco import CocoMasks, frame_file_name
 
 from .sink_base import FrameSink
 
@@ -14,8 +14,9 @@ __all__ = ["CocoSink"]
 
 
 class CocoSink(FrameSink):
-    """A sink of results shared by every source: frame ``N`` of source ``front`` is the image ``front/00000N`` (with
-    ``source`` and ``frame`` in its entry). ``finish()`` writes the document into ``staged`` (a ``StagedFile``: its
+    """A sink of results shared by every source: frame ``N`` (its number by presentation time, as the run's other
+    outputs name it) of source ``front`` is the image ``front/frame_00000N.png`` (``frame_file_name``; with ``source``
+    and ``frame`` in its entry). ``finish()`` writes the document into ``staged`` (a ``StagedFile``: its
     temporary name; the plan's commit puts it in place, its abort removes it)."""
 
     def __init__(self, staged: Any, names: Sequence[str], path: Optional[str] = None):
@@ -33,7 +34,8 @@ class CocoSink(FrameSink):
         source = self.names[int(getattr(frame, "stream", 0))] if self.names else "frames"
         index = int(frame.index)
         unknown = getattr(result, "unknown_id", None) is not None
-        self.masks.add(result.labels, result.class_names, f"{source}/{index:06d}", unknown, source=source, frame=index)
+        name = frame_file_name(source, index)
+        self.masks.add(result.labels, result.class_names, name, unknown, source=source, frame=index)
 
     def finish(self) -> None:
         """The document written under its temporary name (not in place yet)."""

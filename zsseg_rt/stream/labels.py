@@ -1,7 +1,9 @@
 """``zsseg camera --labels-out DIR``: each frame's class-index map as a 16-bit PNG, for downstream code (robots do not
 read overlays), with the class list beside it.
 
-``DIR/000042.png`` holds frame 42's labels (the source's frame number: a live source's dropped frames leave gaps),
+``DIR/000042.png`` holds frame 42's labels (``Frame.index``: a file's frame number from its presentation time, the
+number every output of the run gives it, so a frame lost to damaged data leaves a gap; a live source's capture order,
+whose dropped frames leave gaps),
 uint16, one class index per pixel; ``DIR/classes.json`` the class names they index::
 
     {"classes": ["person", "floor", ...], "class_map": {"0": "person", ...},

@@ -67,7 +67,8 @@ class SourceStats:
     ``decode_errors``: damaged packets or images of a file or folder that were skipped; ``frames_declared``: the
     frame count a video file's container declares (None: it declares none, or not a file), which a file that ends
     before it falls short of (the log says so); ``ffmpeg_messages``: FFmpeg's own lines about the file (logged at
-    WARNING, the first ten; the rest counted).
+    WARNING, the first ten; the rest counted); ``frames_missing``: frame numbers of a file or folder, by presentation
+    time, at which no frame was decoded (``missing_frames``: the first of them), which the outputs' names skip.
     """
 
     name: str = ""
@@ -83,6 +84,8 @@ class SourceStats:
     decode_errors: int = 0
     frames_declared: Optional[int] = None
     ffmpeg_messages: int = 0
+    frames_missing: int = 0  # frame numbers (by presentation time) with no frame: the outputs' names skip them
+    missing_frames: List[int] = dataclasses.field(default_factory=list)  # the first of them
     fps: float = 0.0
     latency_ms: float = 0.0
     latency_p50_ms: float = 0.0
@@ -695,6 +698,8 @@ class MultiStreamRunner:
                 stats.decode_errors = int(getattr(stream.source, "decode_errors", 0))
                 stats.frames_declared = getattr(stream.source, "frames_declared", None)
                 stats.ffmpeg_messages = int(getattr(stream.source, "ffmpeg_messages", 0))
+                stats.frames_missing = int(getattr(stream.source, "missing_count", 0) or 0)
+                stats.missing_frames = list(getattr(stream.source, "missing", []) or [])
             if self._started is not None:
                 self.stats.elapsed_s = (self._ended or time.monotonic()) - self._started
                 self.stats.cpu_s = (self._cpu_end if self._ended else time.process_time()) - self._cpu_start

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import urllib.parse
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -181,6 +181,23 @@ def csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: 
     )
 
 
+MISSING_KEPT = 20  # missing frame numbers a source remembers (the summary names the first ones; all are counted)
+
+
+def missing_note(count: int, numbers: Sequence[int]) -> str:
+    """The note "3 frames missing by presentation time (000024, ...): ..." for a source whose frame numbers
+    skipped ``count`` (the first of them: ``numbers``), else ""; said once, in a run's summary."""
+    if not count:
+        return ""
+    named = [f"{int(number):06d}" for number in list(numbers)[:10]]
+    shown = ", ".join(named) + (f" and {count - len(named)} more" if count > len(named) else "")
+    frames = "frame" if count == 1 else "frames"
+    return (
+        f"{count} {frames} missing by presentation time ({shown}: lost to damaged data, or a variable frame rate); "
+        "the outputs are named by presentation time, so the names skip them"
+    )
+
+
 class FrameSource:
     """Interface. ``open()`` (idempotent re-open), ``read()``, ``close()``; ``ended`` after a finite source's
     last frame; ``live`` for real-time sources; ``fps`` when known (used to pace non-live sources)."""
@@ -194,9 +211,40 @@ class FrameSource:
     # the presentation time (seconds) of the frame ``read()`` returned last: a video file's own, an image folder's
     # place at ``fps`` (30 when not given); None for a live source (its frames are stamped with the time of capture)
     last_pts: Optional[float] = None
+    # the number of that frame from its presentation time, round((pts - start) x fps), the name every output of a run
+    # gives it (a label map's 000042.png, a COCO image, a segmented video's clip_000042_*): a frame lost to damaged
+    # data leaves a gap (``missing``) instead of shifting the frames after it; None for a live source (numbered by
+    # capture order)
+    last_number: Optional[int] = None
 
     def __init__(self):
         self.ended = False
+        self.missing: List[int] = []  # the numbers skipped (no frame decoded there), the first MISSING_KEPT of them
+        self.missing_count = 0  # all of them, over every open()
+
+    def _place(self, pts: float, start: float = 0.0, number: Optional[int] = None) -> None:
+        """``pts`` (seconds; ``start``: the stream's own start time) as the frame just read's presentation time, and
+        its number (``number``: given, else from ``pts``). A number at or before the last one (a variable frame
+        rate's rounding) is made the next one: two frames never share a name."""
+        self.last_pts = pts
+        if number is None:
+            number = int(round((pts - start) * (self.fps or 30.0)))
+        last = -1 if self.last_number is None else self.last_number
+        if number <= last:
+            number = last + 1
+        elif number > last + 1:
+            self._skipped(range(last + 1, number))
+        self.last_number = number
+
+    def _skipped(self, numbers: Iterable[int]) -> None:
+        for number in numbers:
+            self.missing_count += 1
+            if len(self.missing) < MISSING_KEPT:
+                self.missing.append(number)
+
+    def _restart_numbers(self) -> None:
+        """At ``open()``: the numbers start again from the file's start (``--loop``: the reader counts on)."""
+        self.last_number = None
 
     def open(self) -> None:
         raise NotImplementedError
@@ -303,6 +351,7 @@ class OpenCVSource(FrameSource):
         self.frame_count = int(count) if count and 0 < count < 1e9 else None  # containers may not say, or guess
         self.frames_declared = self.frame_count  # OpenCV does not tell a declared count from an estimate
         self._read = 0
+        self._restart_numbers()
         self._cap = cap
 
     def _check_frame_size(self, cap) -> None:
@@ -340,7 +389,7 @@ class OpenCVSource(FrameSource):
             import cv2
 
             msec = self._cap.get(cv2.CAP_PROP_POS_MSEC)
-            self.last_pts = msec / 1000.0 if msec and msec > 0 else (self._read - 1) / (self.fps or 30.0)
+            self._place(msec / 1000.0 if msec and msec > 0 else (self._read - 1) / (self.fps or 30.0))
         if frame.ndim == 2:
             frame = np.repeat(frame[:, :, None], 3, axis=2)
         return frame
@@ -396,6 +445,7 @@ class PyAVFileSource(FrameSource):
         self._reformatter: Any = None
         self._read = 0  # frames delivered since the last open()
         self._damaged_in_a_row = 0
+        self._start = 0.0  # the stream's start time (seconds), which frame numbers count from
         self.ffmpeg = FFmpegMessages(self.name)  # FFmpeg's own lines: WARNING, counted, capped
 
     @property
@@ -436,6 +486,9 @@ class PyAVFileSource(FrameSource):
         self.frames_declared = int(stream.frames) if stream.frames and stream.frames > 0 else None
         self.frame_count = self.frames_declared or self._estimated_frames(container, stream)
         self._container, self._read, self._damaged_in_a_row = container, 0, 0
+        start = stream.start_time if stream.start_time is not None and stream.time_base is not None else 0
+        self._start = float(start * stream.time_base) if start else 0.0  # numbers count from the stream's start
+        self._restart_numbers()
         self._frames = self._decode(stream)
         self._reformatter = VideoReformatter()  # kept: its conversion context is built once, not per frame
 
@@ -500,7 +553,11 @@ class PyAVFileSource(FrameSource):
             self._say_if_short()
             return None
         self._read += 1
-        self.last_pts = float(frame.time) if frame.time is not None else (self._read - 1) / (self.fps or 30.0)
+        if frame.time is not None:
+            self._place(float(frame.time), self._start)
+        else:  # no time stamp: the frame after the last one
+            number = 0 if self.last_number is None else self.last_number + 1
+            self._place(self._start + number / (self.fps or 30.0), number=number)
         image = self._reformatter.reformat(frame, format="bgr24").to_ndarray()
         turns = (int(getattr(frame, "rotation", 0) or 0) // 90) % 4  # counter-clockwise quarter turns to upright
         return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
@@ -577,6 +634,7 @@ class ImageFolderSource(FrameSource):
             raise SourceError(f"image folder {self.folder!r} has no images ({', '.join(IMAGE_EXTENSIONS)})")
         self.frame_count = len(self._paths)
         self._index = 0
+        self._restart_numbers()
         self.ended = False
 
     def read(self) -> Optional[np.ndarray]:
@@ -592,7 +650,8 @@ class ImageFolderSource(FrameSource):
                     self.decode_errors += 1  # a damaged image (one over the pixel limit is not)
                 log.warning("skipped %s", exc)
                 continue
-            self.last_pts = (self._index - 1) / (self.fps or 30.0)  # its place in the folder, at fps
+            # its place in the folder, at fps; its number that place (a skipped image leaves a gap)
+            self._place((self._index - 1) / (self.fps or 30.0), number=self._index - 1)
             return image
         self.ended = True
         return None
