@@ -153,3 +153,69 @@ def test_a_named_vocabulary_is_its_official_classes(tmp_path, tiny_bundle):
     assert json.loads((tmp_path / "out" / "vocabulary.json").read_text())["class_names"] == job.names
     plain = prepare_batch(str(folder), str(tmp_path / "out2"), tiny_bundle, "cat; kitty, dog")
     assert plain.vocabulary is None and plain.names == ["cat; kitty", "dog"]
+
+
+def _first_run(tmp_path, bundle, classes="cat,sofa,floor", **options):
+    """An input folder and an OUTPUT as a finished first run leaves it: vocabulary.json, one label map and its ok row
+    (what run_batch writes); returns (input folder, OUTPUT, vocabulary.json's text)."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(folder / name), np.full((8, 8, 3), 90, np.uint8))
+    prepare_batch(str(folder), str(out), bundle, classes, **options)
+    (out / "a.png.png").write_bytes(label_png_bytes(np.full((8, 8), 255, np.int32), 4))
+    row = {"image": str(folder / "a.png"), "key": "a.png", "labels": "a.png.png", "status": "ok"}
+    (out / MANIFEST).write_text(json.dumps(row) + "\n")
+    return str(folder), str(out), (out / "vocabulary.json").read_text()
+
+
+def test_a_resume_that_would_mix_label_meanings_is_refused(tmp_path, tiny_bundle, random_bundle):
+    """Issue 79, F2: a resume with another --unknown-below (or none: the probe's case) kept the first run's maps
+    (255 = unknown), segmented the rest with the new setting and rewrote vocabulary.json without unknown_id; only
+    another --classes was refused. Now every change of what a label value means is refused in one line (what OUTPUT
+    was made with, what this run has, what to do), and vocabulary.json is left as it was."""
+    from zsseg_rt.bundle import load_meta
+
+    folder, out, recorded = _first_run(tmp_path, tiny_bundle, unknown_below=0.5)
+    digest = load_meta(tiny_bundle).digest
+    made = f"'{out}' holds label maps made with "
+    for bundle, classes, options, expected in (
+        (tiny_bundle, "cat,sofa,floor", {}, made + "--unknown-below 0.5 (label 255 = unknown), but this run has no "),
+        (tiny_bundle, "cat,sofa,floor", {"unknown_below": 0.6}, "but this run has --unknown-below 0.6 (label 255 "),
+        (tiny_bundle, "cat,sofa", {"unknown_below": 0.5}, made + "the classes ['cat', 'sofa', 'floor'], but this "),
+        (random_bundle, "cat,sofa,floor", {"unknown_below": 0.5}, f"{made}the bundle {digest}, but this run has the "),
+    ):
+        with pytest.raises(ValueError) as refused:
+            prepare_batch(folder, out, bundle, classes, **options)
+        message = str(refused.value)
+        assert expected in message and "\n" not in message, message
+        assert "label values would mean different things in one folder" in message, message
+        assert message.endswith(
+            "Use another output folder (or empty this one), or the settings it was made with to resume"
+        ), message
+        assert (tmp_path / "out" / "vocabulary.json").read_text() == recorded
+        with pytest.raises(ValueError, match="label values would mean different things"):  # nor redone in part
+            prepare_batch(folder, out, bundle, classes, resume=False, **options)
+    assert json.loads(recorded) == {
+        "class_names": ["cat", "sofa", "floor"],
+        "unknown_id": 255,
+        "unknown_below": 0.5,
+        "bundle_digest": digest,
+    }
+    job = prepare_batch(folder, out, tiny_bundle, "cat,sofa,floor", unknown_below=0.5)  # the same: resumed
+    assert job.plan.done_keys == {"a.png"} and (tmp_path / "out" / "vocabulary.json").read_text() == recorded
+
+
+def test_a_folder_without_label_maps_takes_new_settings(tmp_path, tiny_bundle):
+    """Nothing to mix (the first run wrote no label map: it stopped before its first image) or an older
+    vocabulary.json without a threshold or bundle (not compared: not written down): not refused."""
+    folder, out, _ = _first_run(tmp_path, tiny_bundle, unknown_below=0.5)
+    os.unlink(os.path.join(out, "a.png.png"))
+    prepare_batch(folder, out, tiny_bundle, "cat,sofa,floor")
+    assert json.loads((tmp_path / "out" / "vocabulary.json").read_text())["class_names"] == ["cat", "sofa", "floor"]
+    assert "unknown_id" not in json.loads((tmp_path / "out" / "vocabulary.json").read_text())
+    older = json.dumps({"class_names": ["cat", "sofa", "floor"], "unknown_id": 255})
+    (tmp_path / "out" / "vocabulary.json").write_text(older)
+    (tmp_path / "out" / "a.png.png").write_bytes(b"a label map")
+    prepare_batch(folder, out, tiny_bundle, "cat,sofa,floor", unknown_below=0.7)
+    assert (tmp_path / "out" / "vocabulary.json").read_text() == older  # resumed, the file untouched

@@ -66,6 +66,23 @@ def test_batch_checks_before_ray(no_ray, capsys, tmp_path, folder, tiny_bundle):
         assert stop.value.code == 2 and flag in capsys.readouterr().err
 
 
+def test_batch_refuses_a_resume_with_another_unknown_threshold(no_ray, capsys, tmp_path, folder, tiny_bundle):
+    """Issue 79, F2's probe: a folder made with --unknown-below 0.5 (a label map and its ok row), resumed without
+    it: one line before Ray, naming both settings (it ran: "1 segmented, 4 already done", rc 0)."""
+    import json
+
+    from zsseg_rt.scale.batch import MANIFEST, prepare_batch
+
+    out = tmp_path / "out"
+    prepare_batch(folder, str(out), tiny_bundle, "cat,sofa,floor", unknown_below=0.5)
+    (out / "a.png.png").write_bytes(b"the first run's label map")
+    (out / MANIFEST).write_text(json.dumps({"key": "a.png", "labels": "a.png.png", "status": "ok"}) + "\n")
+    recorded = (out / "vocabulary.json").read_text()
+    base = ["batch", folder, str(out), "--bundle", tiny_bundle, "--classes", "cat,sofa,floor", "--num-cpus", "2"]
+    _one_line(capsys, base, "made with --unknown-below 0.5 (label 255 = unknown), but this run has no --unknown-below")
+    assert (out / "vocabulary.json").read_text() == recorded
+
+
 def test_serve_checks_before_ray(no_ray, capsys, tiny_bundle):
     base = ["serve", "--classes", "cat,dog", "--backend", "onnxruntime"]
     _one_line(capsys, base + ["--bundle", "/nonexistent"], "bundle directory not found: '/nonexistent'")

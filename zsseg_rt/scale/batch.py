@@ -27,7 +27,10 @@ Outputs under ``OUTPUT``:
   image a worker handled, ``worker_loaded_rss_bytes`` (the worker's RSS once its Engine was loaded; None where the
   peak mark cannot be reset, i.e. off Linux) and ``worker_peak_rss_bytes`` (its peak RSS since then, this image
   included; the process's peak where the mark cannot be reset), so a file that costs memory shows in the manifest.
-* ``vocabulary.json``: the class names the label values index. A resumed run must use the same vocabulary.
+* ``vocabulary.json``: what the label values mean: ``class_names`` (the names they index), ``unknown_id`` and
+  ``unknown_below`` with ``--unknown-below``, and ``bundle_digest`` (the bundle that made them). A resumed run must
+  have the same (another vocabulary, threshold or bundle is refused in one line: one folder would hold label values
+  of two meanings); the file is never rewritten to disagree with the label maps it describes.
 
 Resume: an image is done when its label PNG exists and the manifest has an ``ok`` row for it; those are not read
 again. Images that failed (undecodable) get an ``error`` row and are retried by the next run. An OUTPUT written
@@ -316,27 +319,76 @@ class SegmentWorker:
         )
 
 
-def _check_vocabulary(output_dir: str, classes: List[str], resume: bool, unknown: Optional[int] = None) -> None:
-    """Refuse an OUTPUT whose labels index another vocabulary (when resuming), then record this one (and the unknown
-    label's id, ``--unknown-below``)."""
+def _meaning_record(classes: List[str], unknown_below: Optional[float], bundle_digest: str) -> Dict[str, Any]:
+    """``vocabulary.json``: what the label values of OUTPUT mean: the class names they index, the unknown label's id
+    and threshold (``--unknown-below``) and the bundle (its digest) that made them."""
+    from zsseg_rt.runtime.result import unknown_label
+
+    record: Dict[str, Any] = {"class_names": classes}
+    if unknown_below is not None:
+        record.update(unknown_id=unknown_label(len(classes)), unknown_below=float(unknown_below))
+    record["bundle_digest"] = bundle_digest
+    return record
+
+
+def _describe(field_name: str, value: Any) -> str:
+    """Words for what a folder was made with, or what a run has (one of ``_meaning_changes``' fields)."""
+    if field_name == "class_names":
+        return f"the classes {value}" if value is not None else "classes its vocabulary.json does not say (unreadable)"
+    if field_name == "bundle":
+        return f"the bundle {value}"
+    unknown_id, below = value
+    if unknown_id is None:
+        return "no --unknown-below"
+    threshold = f"--unknown-below {below:g}" if below is not None else "an unknown threshold"
+    return f"{threshold} (label {unknown_id} = unknown)"
+
+
+def _meaning_changes(previous: Dict[str, Any], record: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
+    """``(field, what OUTPUT was made with, what this run has)`` for each difference in what label values mean. A
+    threshold or bundle an older vocabulary.json does not record is not compared (it was not written down)."""
+    changes: List[Tuple[str, Any, Any]] = []
+    if previous.get("class_names") != record["class_names"]:
+        changes.append(("class_names", previous.get("class_names"), record["class_names"]))
+    made = (previous.get("unknown_id"), previous.get("unknown_below"))
+    given = (record.get("unknown_id"), record.get("unknown_below"))
+    if made[0] != given[0] or (made[0] is not None and "unknown_below" in previous and made[1] != given[1]):
+        changes.append(("unknown", made, given))
+    if "bundle_digest" in previous and previous["bundle_digest"] != record["bundle_digest"]:
+        changes.append(("bundle", previous["bundle_digest"], record["bundle_digest"]))
+    return changes
+
+
+def _check_vocabulary(output_dir: str, record: Dict[str, Any], resume: bool) -> None:
+    """Refuse to write into an OUTPUT whose label maps mean something else (another vocabulary, unknown threshold or
+    bundle: one folder would hold label values of two meanings; issue 79, F2), in one line: what it was made with,
+    what this run has, what to do; with ``resume`` False too (the maps of images this run is not given would stay).
+    Then record what this run's label values mean in ``vocabulary.json``, unless it is recorded already (an older
+    file is left as it is: it is never rewritten to disagree with the label maps it describes)."""
+    from zsseg_rt.errors import naming_path
+
     path = os.path.join(output_dir, VOCABULARY)
     if os.path.isfile(path):
         try:
             with open(path, encoding="utf-8") as handle:
-                previous = json.load(handle).get("class_names")
-        except (OSError, ValueError, AttributeError):
+                previous = json.load(handle)
+        except (OSError, ValueError):
             previous = None
-        if previous != classes and resume:
+        if not isinstance(previous, dict):
+            previous = {"class_names": None}
+        changes = _meaning_changes(previous, record)
+        if not changes:  # recorded already (what an older file did not record stays unsaid)
+            return
+        if _done_keys(read_manifest(output_dir), output_dir):  # label maps of the earlier meaning are there
+            made = ", ".join(_describe(name, old) for name, old, _ in changes)
+            given = ", ".join(_describe(name, new) for name, _, new in changes)
             raise ValueError(
-                f"{output_dir!r} holds labels for the vocabulary {previous} but this run has {classes}: label values "
-                "would mean different classes. Use another output folder, or the same --classes to resume."
+                f"{output_dir!r} holds label maps made with {made}, but this run has {given}: label values would mean "
+                "different things in one folder (its vocabulary.json describes the earlier ones). Use another output "
+                "folder (or empty this one), or the settings it was made with to resume"
             )
-    from zsseg_rt.errors import naming_path
-
     with naming_path(path, "writing it"), open(path, "w", encoding="utf-8") as handle:
-        json.dump(
-            {"class_names": classes, **({"unknown_id": unknown} if unknown is not None else {})}, handle, indent=1
-        )
+        json.dump(record, handle, indent=1)
 
 
 def _check_output_dir(output_dir: str) -> None:
@@ -447,10 +499,7 @@ def prepare_batch(
         names = list(validate_class_names(classes, meta.max_classes))
     plan = plan_batch(input_path, output_dir, resume=resume, max_pixels=limit)
     _check_output_dir(output_dir)
-    from zsseg_rt.runtime.result import unknown_label
-
-    unknown = unknown_label(len(names)) if options.get("unknown_below") is not None else None
-    _check_vocabulary(output_dir, names, resume, unknown)
+    _check_vocabulary(output_dir, _meaning_record(names, options.get("unknown_below"), meta.digest), resume)
     return BatchJob(
         output_dir=os.path.abspath(output_dir),
         bundle=os.path.abspath(bundle),
