@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 from typing import Callable, Dict, List, Tuple
 
 from .common import REPO, measure_call, section_head, show_section, torch_op
@@ -107,14 +106,9 @@ def _worker(case: str, side: str, threads: int, warmup: int, repeats: int) -> di
 
 
 def run_side(case: str, side: str, args) -> dict:
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS=str(args.threads),
-        PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p),
-    )
-    cmd = [
-        sys.executable,
-        "-m",
+    from checks._launch import checkout_module  # the checkout's launcher: from any cwd, PYTHONSAFEPATH=1 too
+
+    cmd, env = checkout_module(
         "benchmarks.ops",
         "--worker",
         case,
@@ -124,8 +118,9 @@ def run_side(case: str, side: str, args) -> dict:
         "--warmup",
         str(args.warmup),
         "--repeats",
-        str(args.repeats),
-    ]
+        args.repeats,
+        env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)),
+    )
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}

@@ -95,13 +95,11 @@ def _worker(case: str, side: str, threads: int, warmup: int, repeats: int, save:
 
 
 def run_side(case: str, side: str, args, save: str) -> dict:
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS=str(args.threads),
-        PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p),
-    )
-    cmd = [sys.executable, "-m", "benchmarks.pamr", "--worker", case, side, "--save", save]
-    cmd += ["--threads", str(args.threads), "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+    from checks._launch import checkout_module  # the checkout's launcher: from any cwd, PYTHONSAFEPATH=1 too
+
+    cmd, env = checkout_module("benchmarks.pamr", "--worker", case, side, "--save", save, "--threads", args.threads,
+                               "--warmup", args.warmup, "--repeats", args.repeats,
+                               env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=1800)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}

@@ -20,13 +20,12 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-from .common import PHOTO, REPO, encoder_crops, measure_call, save_window_logits, section_head, show_section
+from .common import PHOTO, encoder_crops, measure_call, save_window_logits, section_head, show_section
 
 SECTION = "## Exact post-processing on a real photo (fused multi-window op vs the unfused path)"
 AREA = 0.1  # the softmax rows' area threshold (SCLIP's area_thd form; the value only sets which classes drop)
@@ -144,6 +143,8 @@ def main() -> None:
     import cv2
     import torch
 
+    from checks._launch import checkout_module  # the checkout's launcher: from any cwd, PYTHONSAFEPATH=1 too
+
     torch.set_num_threads(args.threads)
     from zsseg_rt import Engine
     from zsseg_rt.contract.common.config import load_class_names
@@ -172,20 +173,11 @@ def main() -> None:
             save_window_logits(npz, engine, logits, image, scaled, windows)
             sides = {}
             for side in [side for pair in PAIRS for side in pair]:
-                env = dict(
-                    os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p)
+                command, env = checkout_module(
+                    "benchmarks.postprocess", "--worker", npz, side, "--repeats", args.repeats
                 )
                 proc = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "benchmarks.postprocess",
-                        "--worker",
-                        npz,
-                        side,
-                        "--repeats",
-                        str(args.repeats),
-                    ],
+                    command,
                     capture_output=True,
                     text=True,
                     env=env,

@@ -21,14 +21,12 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from checks._launch import checkout_module  # a child from any cwd, PYTHONSAFEPATH=1
+
 REPO = Path(__file__).resolve().parent.parent
 # the tiny ZegCLIP config the probe's tiny bundle comes from; the full-size one (checks/gpu_engine.FULL_CONFIG) can be
 # replaced for a rehearsal on a CPU (never on the lent GPU: the parts then measure a toy)
 FULL_CONFIG_ENV = "ZSSEG_PROBE_FULL_CONFIG"
-LAUNCHER = (
-    "import runpy, sys; sys.path.append(sys.argv[1]); sys.argv = [sys.argv[2]] + sys.argv[3:]; "
-    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
-)
 NCU_SECTIONS = ["SpeedOfLight", "WarpStateStats", "SchedulerStats", "MemoryWorkloadAnalysis", "Occupancy"]
 WINDOWS = [(0, 512, 0, 512), (0, 512, 171, 683)]  # the Engine's photo: 2 windows of the 683x512 rescale
 SIZES = ((512, 512), (512, 683), (375, 500))  # head size, rescaled size, output size (as checks/postprocess_cuda.py)
@@ -455,12 +453,12 @@ def _ncu(ctx, target: str, bound: float) -> dict:
         raise Skip("ncu not found (PATH, $CUDA_HOME/bin, /usr/local/cuda/bin): no kernel report")
     report = ctx.out / "ncu_segment_windows.txt"
     sections = [arg for name in NCU_SECTIONS for arg in ("--section", name)]
+    child, env = checkout_module("checks.gpu_probe", "--ncu-target", target, "--work", ctx.work, repo=REPO)
     command = [ncu, "--target-processes", "all", "-k", "regex:segment_windows", "--launch-skip", "1", "-c", "1",
-               *sections, sys.executable, "-c", LAUNCHER, str(REPO), "checks.gpu_probe", "--ncu-target", target,
-               "--work", str(ctx.work)]  # fmt: skip
+               *sections, *child]  # fmt: skip
     start = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=bound)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=bound, env=env)
         text, code = done.stdout + done.stderr, done.returncode
     except subprocess.TimeoutExpired as exc:
         text, code = f"ncu cut at {bound:.0f} s\n{exc.stdout or ''}", "timeout"
@@ -526,11 +524,11 @@ def part_streams(ctx) -> dict:
     _needs_zsseg_cuda()
     bundle = _bundle_here(ctx)
     cap = min(STREAMS_CAP_S, ctx.left() - 3)
-    command = [sys.executable, "-c", LAUNCHER, str(REPO), "benchmarks", "streams", "--bundle", bundle, "--backend",
-               "torch", "--device", "cuda", "--frames", "3", "--rounds", "1", "--images", "4"]  # fmt: skip
+    command, env = checkout_module("benchmarks", "streams", "--bundle", bundle, "--backend", "torch", "--device",
+                                   "cuda", "--frames", "3", "--rounds", "1", "--images", "4", repo=REPO)  # fmt: skip
     start = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=cap)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=cap, env=env)
         tail, code = (done.stdout + done.stderr).splitlines()[-30:], done.returncode
     except subprocess.TimeoutExpired:
         tail, code = [], "timeout"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from . import gpu_record
+from ._launch import checkout_module
 from .gpu_stages import (
     COMMAND_GAP_S,
     DEFERRED,
@@ -190,7 +191,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "device tool's status): a timing stage's pass on that kind can be skipped (default: none is)")  # fmt: skip
     options = parser.parse_args(argv)
     if options.sass:
-        done = subprocess.run([sys.executable, "-m", "checks", "sass", "--contraction"], cwd=REPO)
+        command, env = checkout_module("checks", "sass", "--contraction")  # from any cwd, PYTHONSAFEPATH=1 too
+        done = subprocess.run(command, env=env, cwd=REPO)
         if done.returncode != 0:
             print(f"gpu_plan: {SASS_CHECK} failed (exit {done.returncode}): fix the kernels before a lease",
                   file=sys.stderr)  # fmt: skip

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from checks._gpu_probe_parts import Skip  # one class for the parts and the dry-run stand-ins (standard library only)
+from checks._launch import checkout_module  # a child from any cwd, PYTHONSAFEPATH=1 (standard library only)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BUDGET_S = 280
@@ -247,18 +248,13 @@ def _launch(
     result = work / "probe_parts" / f"{part.id}.json"
     result.parent.mkdir(parents=True, exist_ok=True)
     result.unlink(missing_ok=True)
-    launcher = (
-        "import runpy, sys; sys.path.append(sys.argv[1]); sys.argv = ['gpu_probe'] + sys.argv[2:]; "
-        "runpy.run_module('checks.gpu_probe', run_name='__main__', alter_sys=True)"
-    )
-    command = [sys.executable, "-c", launcher, str(REPO), "--child", part.id, "--result", str(result)]
-    command += ["--work", str(work), "--out", str(out), "--device", device, "--bound", str(bound)]
-    command += ["--dry-run"] if dry_run else []
-    command += ["--clip", clip] if clip else []
+    args = ["--child", part.id, "--result", result, "--work", work, "--out", out, "--device", device, "--bound", bound]
+    args += ["--dry-run"] if dry_run else []
+    args += ["--clip", clip] if clip else []
+    command, env = checkout_module("checks.gpu_probe", *args, repo=REPO)  # the checkout appended to sys.path
     start = time.monotonic()
     with open(log, "w") as output:
-        child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))  # fmt: skip
+        child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         try:
             rc = child.wait(timeout=bound)
             timed_out = False

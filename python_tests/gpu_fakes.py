@@ -66,15 +66,17 @@ def _site_packages() -> list:
     return [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
 
 
-def bare_python(root: Path, hide=()) -> Path:
+def bare_python(root: Path, hide=(), other=None) -> Path:
     """A Python with this environment's dependencies but not its editable zsseg_rt (whose import hook would win over
     any install): what a bare GPU machine looks like. ``hide``: distributions it lacks (their packages and metadata
-    left out of a mirror of the site-packages)."""
+    left out of a mirror of the site-packages). ``other``: {distribution: version} it has in another version than
+    this environment's, as its package of the same name that refuses to be imported (the image's pytest 9.1.1
+    lacked what CI's 9.2.0 has: only what the stage carries may run)."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
     site = next((root / "lib").glob("python3*/site-packages"))
     deps = _site_packages()
     hidden = {"zsseg_rt", "_editable_skbc_zsseg_rt"}
-    for name in hide:
+    for name in [*hide, *(other or {})]:
         dist = importlib.metadata.distribution(name)
         hidden.update(str(f).split("/")[0] for f in dist.files or [] if not str(f).startswith(".."))
     mirror = root / "mirror"
@@ -85,8 +87,34 @@ def bare_python(root: Path, hide=()) -> Path:
             if entry.name in hidden or stem in hidden or (mirror / entry.name).exists() or entry.suffix == ".pth":
                 continue
             (mirror / entry.name).symlink_to(entry)
+    for name, version in (other or {}).items():
+        module = mirror / name.replace("-", "_")  # its package of the same name
+        module.mkdir()
+        (module / "__init__.py").write_text(f'raise ImportError("the image\'s {name} {version} (a fake)")\n')
+        info = mirror / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     (site / "zsseg_test_deps.pth").write_text(str(mirror) + "\n")  # paths only: their .pth hooks do not run
     return root / "bin" / "python"
+
+
+def package_site(folder: Path) -> Path:
+    """A folder holding this environment's zsseg_rt and nothing else, as the stage's ``$SITE/pkg`` holds the wheel:
+    ``folder/zsseg_rt`` links each entry of the imported package (with an editable install, the checkout's sources)
+    and its native module. With :func:`bare_python` and this folder as PYTHONPATH a child imports zsseg_rt but not
+    the checkout's ``checks``/``benchmarks`` (the editable install's .pth puts the checkout on every path here)."""
+    import importlib.util
+
+    import zsseg_rt
+
+    source = Path(zsseg_rt.__file__).resolve().parent
+    native = Path(importlib.util.find_spec("zsseg_rt._C").origin)
+    package = folder / "zsseg_rt"
+    package.mkdir(parents=True)
+    for entry in [*source.iterdir(), native]:
+        if entry.name != "__pycache__" and not (package / entry.name).exists():
+            (package / entry.name).symlink_to(entry)
+    return folder
 
 
 def repack(name: str, folder: Path) -> Path:
