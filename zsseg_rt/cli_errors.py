@@ -184,6 +184,31 @@ def interrupted(exc: KeyboardInterrupt, command: str, debug: bool = False) -> in
     return exit_code_for_signal(signum)
 
 
+@contextlib.contextmanager
+def cli_warnings(command: str) -> Iterator[None]:
+    """While a command runs, a :class:`~zsseg_rt.errors.CliWarning` is printed in the command line's words, one line
+    ``zsseg CMD: warning: ...`` (or nothing, when it has none), instead of Python's ``file:line: RuntimeWarning: ...``
+    with advice on Python arguments (F5); other warnings as Python shows them."""
+    import warnings
+
+    from zsseg_rt.errors import CliWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if isinstance(message, CliWarning):
+            if message.cli:
+                print(f"zsseg {command}: warning: {message.cli}", file=sys.stderr)
+            return
+        shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def run_command(func: Callable, args) -> int:
     """Run ``func(args)``; return its exit code, or print one line and return non-zero if it raised.
 
@@ -193,7 +218,7 @@ def run_command(func: Callable, args) -> int:
     """
     command = getattr(args, "command", None) or "zsseg"
     try:
-        with sigterm_interrupts():
+        with sigterm_interrupts(), cli_warnings(command):
             return int(func(args) or 0)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the command's cleanup has run
         return interrupted(exc, command, bool(getattr(args, "debug", False)))

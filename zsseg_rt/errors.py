@@ -8,11 +8,21 @@ import errno
 import os
 from typing import Iterator, Union
 
-__all__ = ["BundleError", "WRITE_FAILURES", "naming_path", "with_path"]
+__all__ = ["BundleError", "CliWarning", "WRITE_FAILURES", "naming_path", "with_path"]
 
 
 class BundleError(RuntimeError):
     """A bundle is missing, incomplete, corrupted or incompatible (``zsseg_rt.bundle.BundleError``)."""
+
+
+class CliWarning(RuntimeWarning):
+    """A warning that has its own words on the command line: ``cli``, one line naming flags instead of Python
+    arguments ("" says nothing there). ``zsseg`` prints ``zsseg CMD: warning: <cli>`` instead of Python's
+    ``file:line: RuntimeWarning: ...`` (``zsseg_rt.cli_errors.run_command``); in Python it is a RuntimeWarning."""
+
+    def __init__(self, message: str, cli: str = ""):
+        super().__init__(message)
+        self.cli = cli
 
 
 # The errors of a write that the disk refused (full, over quota, file too large, read-only, I/O error): Python raises

@@ -132,22 +132,45 @@ def _auto(meta, roles, adapter, device, model, precision, threads, verify, cache
         except ImportError as exc:  # not installed here: the normal case on a CPU, said at debug level only
             LOG.debug("backend='auto': %s is not installed (%s); running the bundle on the CPU path", row.name, exc)
         except Exception as exc:  # noqa: BLE001 - installed but unusable here -> the next row, said out loud
-            import warnings
-
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            warnings.warn(
-                f"backend='auto': {row.name} cannot be used ({reason}); running the bundle with ONNX Runtime instead "
-                "(slower, fp32). Build engines with `zsseg build-engine`, or pass backend='onnxruntime' to "
-                "silence this.",
-                RuntimeWarning,
-                stacklevel=5,
-            )
+            _passed_over(row, precision, exc)
     cpu = backend_row(REFERENCE_BACKEND)
     on_gpu = device == "cuda" or (device != "cpu" and cpu.gpu_check and load_reference(cpu.gpu_check)(device))
     if on_gpu:  # fp32 on its GPU: the CPU's reduced precisions are CPU ones
         made = _open(cpu, meta, roles, adapter, device, model, None, threads, verify, {})
         return made, BackendPlan.of(made)
     return _cpu_auto(meta, roles, adapter, model, precision, threads, verify, cache_dir)
+
+
+def _passed_over(row: BackendSpec, precision: Optional[str], exc: BaseException) -> None:
+    """backend='auto' passes over GPU row ``row``, installed here, that could not open: a warning with the reason
+    (:class:`~zsseg_rt.errors.CliWarning`: in Python's words, and in the flags' on the command line). A precision the
+    row does not run is said as such (it was "got 'auto'" with advice on int8)."""
+    import warnings
+
+    from zsseg_rt.errors import CliWarning
+
+    if precision is not None and precision not in row.precisions:
+        runs = ", ".join(row.precisions)
+        python = (
+            f"backend='auto': {row.name} does not run precision={precision!r} (it runs {runs}); ONNX Runtime or "
+            f"OpenVINO runs the bundle instead. For the GPU: backend={row.name!r} with one of its precisions; for the CPU path "
+            "without this warning: backend='onnxruntime' or 'openvino'"
+        )
+        cli = (
+            f"--precision {precision}: {row.name} (installed here) does not run it ({runs}), so --backend auto runs "
+            f"ONNX Runtime or OpenVINO; --backend {row.name} --precision {row.default_precision} runs on the GPU"
+        )
+    else:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        python = (
+            f"backend='auto': {row.name} cannot be used ({reason}); ONNX Runtime runs the bundle instead. Build "
+            f"its engines with `zsseg build-engine`, or pass backend='onnxruntime' to silence this"
+        )
+        cli = (
+            f"--backend auto: {row.name} cannot be used ({reason}), so ONNX Runtime runs; build its engines with "
+            "`zsseg build-engine BUNDLE`, or give --backend onnxruntime"
+        )
+    warnings.warn(CliWarning(python, cli), stacklevel=6)
 
 
 def _cpu_auto(meta, roles, adapter, model, precision, threads, verify, cache_dir) -> Tuple[Any, BackendPlan]:

@@ -188,10 +188,10 @@ def find_engines(
     Raises:
         EngineMismatchError listing the engines found and why each does not fit, and how to build one.
     """
+    if tensorrt_version is None:  # first: a machine without TensorRT is told so, whatever the precision (F5)
+        tensorrt_version = str(import_tensorrt().__version__)
     validate_precision(precision)
     meta = load_meta(bundle_dir)
-    if tensorrt_version is None:
-        tensorrt_version = str(import_tensorrt().__version__)
     if device is None:
         device = CudaDriver().device_info(0)
     root = engine_root(meta, cache_dir)
