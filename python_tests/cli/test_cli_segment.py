@@ -77,21 +77,21 @@ def test_unreadable_images_are_reported_and_skipped(tmp_path, tiny_bundle, capsy
     text.write_text("not an image")
     huge = str(tmp_path / "c.png")
     write_bilevel_png(huge, 40000, 40000, complete=False)
-    missing = str(tmp_path / "d.png")
     last = _image(tmp_path / "e.png", 12, 16, seed=3)
     out = tmp_path / "out"
-    argv = ["segment", good, str(text), huge, missing, last, "--bundle", tiny_bundle, "--classes", "cat,dog"]
+    argv = ["segment", good, str(text), huge, last, "--bundle", tiny_bundle, "--classes", "cat,dog"]
     code = cli.main([*argv, "-o", str(out), "--json", "--backend", "onnxruntime"])
     captured = capsys.readouterr()
     assert code == 1  # something failed
     summary = json.loads(captured.out)
-    assert [s["image"] for s in summary] == [good, str(text), huge, missing, last]
-    assert "overlay" in summary[0] and "overlay" in summary[4]
+    assert [s["image"] for s in summary] == [good, str(text), huge, last]
+    assert "overlay" in summary[0] and "overlay" in summary[3]
     assert "not an image" in summary[1]["error"]
     assert "40000x40000" in summary[2]["error"] and "--max-pixels" in summary[2]["error"]
-    assert "does not exist" in summary[3]["error"]
     assert sorted(os.listdir(out)) == ["a_overlay.png", "classes.json", "e_overlay.png"]
-    assert captured.err.count("skipped") == 3 and "3 of 5 images failed" in captured.err
+    assert captured.err.count("skipped") == 2 and "2 of 4 images failed" in captured.err
+    # a path that does not exist is refused before the model loads (F17; it was a skipped image after it):
+    # python_tests/cli/test_cli_segment_inputs.py
 
 
 def test_out_of_memory_on_one_image_skips_only_that_image(tmp_path, tiny_bundle, capsys, monkeypatch):
@@ -225,6 +225,29 @@ def test_existing_outputs_are_never_replaced_silently(tmp_path, tiny_bundle, cap
         capsys,
     )
     assert code == 1 and "another vocabulary" in out.err  # classes.json of the earlier run stays true
+
+
+def test_overwrite_with_another_vocabulary_leaves_no_label_maps_of_the_earlier_one(tmp_path, tiny_bundle, capsys):
+    """Issue 79, F4's probe: `-o V --overwrite` with another vocabulary kept the earlier run's p001_labels.png ...
+    beside a classes.json naming the new classes. Refused now before the first image, naming the files, V unchanged;
+    a run that writes over every earlier file (the same images) goes on."""
+    first = [_image(tmp_path / f"p00{k}.jpg", 20, 24, seed=k) for k in (1, 2)]
+    out = tmp_path / "V"
+    base = ["--bundle", tiny_bundle, "--save-labels", "-o", str(out)]
+    assert _segment([*first, "--classes", "a,b", *base], capsys)[0] == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    photos = tmp_path / "photos"
+    _image(photos / "q.png", 20, 24, seed=3)
+    code, captured = _segment([str(photos), "--classes", "x,y,z", *base, "--overwrite"], capsys)
+    assert code == 1, captured
+    assert (
+        f"-o {str(out)!r} holds label maps or views of a run with another vocabulary ('p001_labels.png' and 5 more) "
+        "that this run does not write over: they would stay beside a classes.json naming other classes"
+    ) in captured.err, captured.err
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # nothing written, nothing removed
+    assert _segment([*first, "--classes", "x,y,z", *base, "--overwrite"], capsys)[0] == 0
+    assert json.loads((out / "classes.json").read_text()) == {"0": "x", "1": "y", "2": "z"}
+    assert sorted(path.name for path in out.iterdir()) == sorted(before)
 
 
 def test_labels_masks_class_map_and_views(tmp_path, tiny_bundle, capsys):

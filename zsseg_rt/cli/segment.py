@@ -30,6 +30,7 @@ from zsseg_rt.cli.segment_inputs import (
     frame_files,
     frame_note,
     is_video,
+    refuse_missing,
     refuse_special_files,
     release,
     video_frames,
@@ -73,7 +74,7 @@ def expand_inputs(sources: Sequence[str]) -> List[str]:
     segmented), a folder's images (its own files with an image extension, in name order; not its sub-folders), a
     glob (``"photos/*.jpg"``, ``"**/*.png"``: quoted, so that zsseg and not the shell expands it; ``**`` enters each
     real folder once, so a symbolic-link loop ends: ``zsseg_rt.input_files``). A path that does not exist is kept:
-    it is reported as missing.
+    it is refused before the model loads (``refuse_missing``).
 
     Raises:
         CliError: a folder without images, or a glob that matches no file.
@@ -274,6 +275,35 @@ def _check_class_map(path: str, class_names: Sequence[str], overwrite: bool, unk
     return True
 
 
+def _refuse_files_of_another_vocabulary(plan: Dict, class_names: Sequence[str], unknown: Optional[int]) -> None:
+    """``-o DIR --overwrite`` with another vocabulary than ``DIR/classes.json``'s: refused, before the first image,
+    when DIR holds view files (``STEM_labels.png``, ``STEM_mask.png``, ``STEM_overlay.png``, a video's frames) that
+    this run does not write over: they would stay beside a classes.json naming other classes (issue 79, F4). They
+    are not removed: nothing records which run wrote them (a user's ``x_mask.png`` is never taken for ours)."""
+    import re
+
+    path = plan["class_map"]
+    if os.path.basename(path) != CLASS_MAP or not os.path.isfile(path):  # -o FILE.png: its own files only
+        return
+    with open(path, encoding="utf-8") as handle:
+        if handle.read() == _class_map_text(class_names, unknown):
+            return
+    directory = plan["directory"]
+    replaced = {os.path.basename(p) for files in plan["files"] if VIDEO not in files for p in files.values()}
+    for files in plan["files"]:
+        if VIDEO in files:  # an earlier run's frames of a video of this run: written over, frame by frame
+            replaced.update(map(os.path.basename, existing_frame_files(directory, files[VIDEO], plan["kinds"])))
+    views = re.compile(r"^.+_(" + "|".join(VIEWS + ("labels",)) + r")\.png$")
+    left = [name for name in sorted(os.listdir(directory)) if views.match(name) and name not in replaced]
+    if left:
+        more = f" and {len(left) - 1} more" if len(left) > 1 else ""
+        raise CliError(
+            f"-o {directory!r} holds label maps or views of a run with another vocabulary ({left[0]!r}{more}) that "
+            f"this run does not write over: they would stay beside a {CLASS_MAP} naming other classes. Use another "
+            "-o, or move them away first (--overwrite replaces this run's own files only)"
+        )
+
+
 # ---- the run -----------------------------------------------------------------------------------------------------------
 def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=None, frame=None, done=None) -> Dict:
     """Segment one image (``frame``: ``(index, BGR array)`` of a video's frame instead of the file ``path``) and
@@ -364,6 +394,7 @@ def run_segment(args) -> int:
     args.max_pixels = max_pixels_limit(args.max_pixels)
     views = _views(args.visualize)
     images = expand_inputs(args.images)
+    refuse_missing(images)  # a path that does not exist: one line now, not a skipped image once the model loaded
     refuse_special_files(images)  # a FIFO, a device, a socket: one line now, not a read that waits forever
     plan, owner = _claimed_plan(images, args, views)
     coco = None
@@ -425,6 +456,7 @@ def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
         print(f"zsseg segment: note: {args.bundle}: {engine.weights_banner}", file=sys.stderr)
     unknown = _unknown_id(engine)
     class_map_due = [_check_class_map(plan["class_map"], engine.class_names, args.overwrite, unknown)]
+    _refuse_files_of_another_vocabulary(plan, engine.class_names, unknown)  # (F4: no mixed folder with --overwrite)
 
     def class_map_first() -> None:  # before the first label map it describes (E6): a run stopped later keeps it
         if class_map_due[0]:
@@ -458,24 +490,28 @@ def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
             print(f"{what}: {summary['seconds']:.2f}s -> {next(iter(files.values()))}  {shares}")
         return True
 
-    for number, (path, files) in enumerate(zip(images, plan["files"]), 1):
-        if VIDEO not in files:
-            failed += not one(number, path, files)
-            continue
-        print(frame_note(path), file=sys.stderr)
-        good = True
-        try:
-            for index, frame in video_frames(path, args.max_pixels):
-                good &= one(
-                    number, path, frame_files(plan["directory"], files[VIDEO], index, plan["kinds"]), (index, frame)
-                )
-        except OutputWriteError:
-            raise
-        except (ValueError, OSError, RuntimeError) as exc:  # the video cannot be opened or decoded further
-            summaries.append({"image": path, "error": format_error(exc)})
-            print(f"zsseg segment: skipped {path}: {format_error(exc)}", file=sys.stderr)
-            good = False
-        failed += not good
+    try:
+        for number, (path, files) in enumerate(zip(images, plan["files"]), 1):
+            if VIDEO not in files:
+                failed += not one(number, path, files)
+                continue
+            print(frame_note(path), file=sys.stderr)
+            good = True
+            try:
+                for index, frame in video_frames(path, args.max_pixels):
+                    files_of = frame_files(plan["directory"], files[VIDEO], index, plan["kinds"])
+                    good &= one(number, path, files_of, (index, frame))
+            except OutputWriteError:
+                raise
+            except (ValueError, OSError, RuntimeError) as exc:  # the video cannot be opened or decoded further
+                summaries.append({"image": path, "error": format_error(exc)})
+                print(f"zsseg segment: skipped {path}: {format_error(exc)}", file=sys.stderr)
+                good = False
+            failed += not good
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: what was done is said as at the end (F17), then the signal's code
+        if speed.images:
+            _closing_lines(args, plan, engine, speed, summaries)
+        raise
     if failed == len(images):  # nothing to describe: no classes.json, no "results in", no empty run folder
         if args.json:
             print(json.dumps(summaries, indent=1))
@@ -483,6 +519,15 @@ def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
         print(f"zsseg segment: error: {what} failed (see above): no results, no {CLASS_MAP}", file=sys.stderr)
         return 1
     class_map_first()  # written with the first label map; a run whose every map was written before has it already
+    _closing_lines(args, plan, engine, speed, summaries)
+    if failed:
+        print(f"zsseg segment: {failed} of {len(images)} images failed (see above)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _closing_lines(args, plan: Dict, engine, speed, summaries: List[Dict]) -> None:
+    """The end of a run, or of one stopped by a signal (its images so far): ``--json``'s results, the Speed line and
+    where the results are."""
     line = speed.line(engine.backend.name, getattr(engine.backend, "precision", None))
     if args.json:
         print(json.dumps(summaries, indent=1))
@@ -490,9 +535,7 @@ def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
     else:
         print(line)
         print(f"results in {plan['directory']} (label ids -> class names: {plan['class_map']})")
-    if failed:
-        print(f"zsseg segment: {failed} of {len(images)} images failed (see above)", file=sys.stderr)
-    return 1 if failed else 0
+    sys.stdout.flush()
 
 
 # ---- the command line -------------------------------------------------------------------------------------------
