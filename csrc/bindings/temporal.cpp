@@ -179,10 +179,8 @@ py::object class_state(py::handle logits_obj, py::handle windows_obj, py::handle
   const Placement where = args.placement({&logits, bias ? &*bias : nullptr});
   if (!where.is_cuda() && logits.type != ElemType::Float32) args.fail_type("logits on the CPU must be float32");
   const auto [head, scaled, size] = parse_window_sizes(args, head_size, scaled_size, state_size, "state_size");
-  if (size[0] > scaled[0] || size[1] > scaled[1]) {
-    args.fail_value("the state " + tuple_str(size) + " must not be larger than the rescaled image " +
-                    tuple_str(scaled) + " (an area average)");
-  }
+  // a state larger than the rescaled image along either axis: cv::resize(INTER_AREA)'s linear coefficients, as the
+  // host path (zsseg/temporal.h area_linear_span)
   const std::vector<zsseg::WindowPlacement> windows = parse_windows(args, windows_obj, scaled, head);
   if (static_cast<std::int64_t>(windows.size()) != logits.dim(0)) {
     args.fail_value("logits has " + std::to_string(logits.dim(0)) + " windows but " + std::to_string(windows.size()) +

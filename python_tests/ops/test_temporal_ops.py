@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cuda_support import device, requires_cuda, to_host
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zsseg_rt import ops
 from zsseg_rt.ops import reference_temporal as ref
@@ -120,24 +122,75 @@ def test_propagate_is_the_filters_warp_and_fill(frame, flow_size):
     assert (labels != warped).any()  # the fill changed something
 
 
-def test_class_state_is_the_host_paths_scores():
+@pytest.mark.parametrize("out", [(90, 140), (480, 640)], ids=["smaller", "larger"])
+def test_class_state_is_the_host_paths_scores(out):
     """``class_state`` against the float64 reference and against the host path's own class scores
-    (``window_class_scores``: the window average, then OpenCV's INTER_AREA), for overlapping padded windows."""
+    (``window_class_scores``: the window average, then OpenCV's INTER_AREA), for overlapping padded windows; the
+    state smaller than the rescaled image (an area average), and larger (a 480x640 frame at stride 4 on a 64-px
+    bundle, as the H200 probe met it: OpenCV's linear coefficients)."""
     from zsseg_rt.pipeline.class_scores import window_class_scores
     from zsseg_rt.pipeline.postprocessor import Postprocessor
     from zsseg_rt.pipeline.preprocess import Window
 
     rng = np.random.default_rng(3)
-    head, scaled, out = (64, 64), (64, 100), (90, 140)
+    head, scaled = (64, 64), (64, 100)
+    size = (-(-out[0] // 4), -(-out[1] // 4))  # pipeline.class_scores.state_size at stride 4
     windows = [(0, 64, 0, 64), (0, 64, 36, 100)]
     logits = rng.normal(0, 2, (2, 4, 16, 16)).astype(np.float32)
     bias = np.array([0.1, 0.0, 0.1, 0.0], np.float32)
-    state = ops.class_state(logits, windows, head, scaled, (23, 35), class_bias=bias)
-    np.testing.assert_allclose(state, ref.class_state(logits, windows, head, scaled, (23, 35), bias), atol=2e-6)
+    state = ops.class_state(logits, windows, head, scaled, size, class_bias=bias)
+    np.testing.assert_allclose(state, ref.class_state(logits, windows, head, scaled, size, bias), atol=2e-6)
     post = Postprocessor(head_size=head, activation="sigmoid", window_logits="padded")
     host = window_class_scores(post, logits, [Window(*w) for w in windows], scaled, out, 4, bias)
     assert host.scores.shape == state.shape
     np.testing.assert_allclose(state, host.scores, atol=2e-6)
+
+
+def _resize_case(scaled, state):
+    """One window covering the whole rescaled image, the logits already at its size (the bilinear step is the
+    identity) and no sigmoid, no bias: ``class_state`` is then the resize alone, which the host path does with
+    ``cv2.resize(INTER_AREA)`` (``pipeline.class_scores._area_resize``)."""
+    from zsseg_rt.pipeline.class_scores import _area_resize
+
+    rng = np.random.default_rng(scaled[0] * 1000 + scaled[1] * 10 + state[0] + state[1])
+    logits = rng.normal(0, 2, (1, 3) + tuple(scaled)).astype(np.float32)
+    windows = [(0, scaled[0], 0, scaled[1])]
+    got = ops.class_state(logits, windows, scaled, scaled, state, sigmoid=False)
+    return logits, windows, got, _area_resize(logits[0], state)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(h=st.integers(1, 40), w=st.integers(1, 40), sh=st.integers(1, 90), sw=st.integers(1, 90))
+def test_class_state_resizes_as_opencv_inter_area(h, w, sh, sw):
+    """Every state size, smaller or larger than the rescaled image along either axis (cv::resize's area average
+    where neither axis enlarges, its linear coefficients on both axes otherwise): the CPU kernel gives
+    ``cv2.resize(INTER_AREA)`` bit for bit where it enlarges (its float products and sums, in its order), within
+    float rounding where it averages (the kernel's summation order is not OpenCV's), and the float64 reference
+    within float rounding."""
+    logits, windows, got, host = _resize_case((h, w), (sh, sw))
+    if sh > h or sw > w:
+        np.testing.assert_array_equal(got, host)
+    else:
+        np.testing.assert_allclose(got, host, rtol=1e-5, atol=2e-6)
+    want = ref.class_state(logits, windows, (h, w), (h, w), (sh, sw), sigmoid=False)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("scaled, state, other_rule", [((64, 85), (120, 160), False), ((5, 7), (13, 7), False),
+                                                       ((64, 85), (60, 90), False), ((8, 8), (9, 2), True),
+                                                       ((7, 1), (3, 4), True)])  # fmt: skip
+def test_class_state_enlarges_as_the_host_path(scaled, state, other_rule):
+    """The geometry the H200 probe (P9, b235fde) met: the tiny bundle's 480x640 frame rescaled to 64x85, its state at
+    stride 4 120x160, which the binding refused while the host path enlarges; and the mixed cases (one axis
+    enlarges, the other reduces: OpenCV's linear coefficients on both), bit for bit. Control: where a reducing axis
+    of a mixed case takes more than two source pixels a destination (8 -> 2, 7 -> 3), the area average (the
+    kernel's rule for a smaller state) is another result altogether; elsewhere the area overlaps are OpenCV's
+    linear coefficients up to float rounding (an enlarging axis, or 64 -> 60)."""
+    logits, windows, got, host = _resize_case(scaled, state)
+    np.testing.assert_array_equal(got, host)
+    area = np.einsum("iy,cyx,jx->cij", ref._area_matrix(scaled[0], state[0]), logits[0].astype(np.float64),
+                     ref._area_matrix(scaled[1], state[1]))  # fmt: skip
+    assert (np.abs(area - host).max() > 1e-3) == other_rule
 
 
 @pytest.mark.parametrize(
@@ -146,8 +199,8 @@ def test_class_state_is_the_host_paths_scores():
         (lambda a: ops.temporal_blend(a[0][:2], *a[1:], 0.2, 0.5), r"temporal_blend: argument 'previous' must have"),
         (lambda a: ops.temporal_blend(*a[:4], a[4].astype(np.float32), 0.2, 0.5), r"'valid'.*uint8"),
         (lambda a: ops.temporal_blend(*a, 0.0, 0.5), r"temporal_blend: blend must be in \(0, 1\], got 0"),
-        (lambda a: ops.class_state(np.zeros((1, 2, 4, 4), np.float32), [(0, 8, 0, 8)], (8, 8), (8, 8), (9, 2)),
-         r"class_state: the state \(9, 2\) must not be larger than the rescaled image \(8, 8\)"),
+        (lambda a: ops.class_state(np.zeros((1, 2, 4, 4), np.float32), [(0, 8, 0, 8)], (8, 8), (8, 8), (9, 0)),
+         r"class_state: .*state_size"),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_one_clear_error(call, match):
@@ -189,6 +242,12 @@ def test_cuda_matches_cpu():
     state_cpu = ops.class_state(logits, windows, (64, 64), (64, 100), (23, 35), class_bias=bias)
     state_gpu = ops.class_state(device(logits), windows, (64, 64), (64, 100), (23, 35), class_bias=device(bias))
     np.testing.assert_allclose(to_host(state_gpu), state_cpu, atol=1e-6)
+    # a state larger than the rescaled image (the tiny bundle's 480x640 frame at stride 4: P9 on the H200), and one
+    # axis larger: OpenCV's linear coefficients on the device too
+    for size in ((120, 160), (40, 120)):
+        state_cpu = ops.class_state(logits, windows, (64, 64), (64, 100), size, class_bias=bias)
+        state_gpu = ops.class_state(device(logits), windows, (64, 64), (64, 100), size, class_bias=device(bias))
+        np.testing.assert_allclose(to_host(state_gpu), state_cpu, atol=1e-6)
 
 
 def test_blend_writes_into_out_and_returns_it():

@@ -102,7 +102,12 @@ def class_state(logits, windows, head_size, scaled_size, state_size, class_bias=
         total[:, y1:y2, x1:x2] += up[:, : y2 - y1, : x2 - x1]
         count[y1:y2, x1:x2] += 1.0
     merged = total / count
-    rows, cols = _area_matrix(scaled_size[0], state_size[0]), _area_matrix(scaled_size[1], state_size[1])
+    linear = state_size[0] > scaled_size[0] or state_size[1] > scaled_size[1]  # cv::resize enlarging either axis
+    if linear:
+        rows = _linear_matrix(scaled_size[0], state_size[0], columns=False)
+        cols = _linear_matrix(scaled_size[1], state_size[1], columns=True)
+    else:
+        rows, cols = _area_matrix(scaled_size[0], state_size[0]), _area_matrix(scaled_size[1], state_size[1])
     return np.einsum("iy,cyx,jx->cij", rows, merged, cols).astype(np.float32)
 
 
@@ -120,4 +125,25 @@ def _area_matrix(src: int, dst: int) -> np.ndarray:
         out[d, first:last] = 1.0 / cell
         if end - last > 1e-3:
             out[d, last] = min(min(end - last, 1.0), cell) / cell
+    return out
+
+
+def _linear_matrix(src: int, dst: int, columns: bool) -> np.ndarray:
+    """OpenCV INTER_AREA's weights ``[dst, src]`` where cv::resize enlarges either axis (resizeGeneric's
+    ``area_mode``, for both axes): ``sx = floor(d * scale)``, ``f = float32((d + 1) - (sx + 1) * inv_scale)`` (0 where
+    <= 0, else its fractional part), weights ``float32(1 - f)`` and ``f`` at ``sx`` and ``sx + 1``; along the columns
+    a destination whose ``sx + 1`` is past the source reads ``src - 1`` alone (weight 1), along the rows ``sx + 1``
+    is clamped to ``src - 1``."""
+    inv_scale = dst / src
+    scale = 1.0 / inv_scale
+    out = np.zeros((dst, src), np.float64)
+    for d in range(dst):
+        sx = int(np.floor(d * scale))
+        f = np.float32((d + 1) - (sx + 1) * inv_scale)
+        f = np.float32(0) if f <= 0 else np.float32(f - np.float32(np.floor(f)))
+        if columns and sx + 1 >= src:
+            out[d, src - 1] = 1.0
+            continue
+        out[d, min(sx, src - 1)] += float(np.float32(1) - f)
+        out[d, min(sx + 1, src - 1)] += float(f)
     return out

@@ -125,9 +125,10 @@ def class_state(
     """A frame's per-class state from its window logits (``pipeline.class_scores.window_class_scores`` of a sigmoid
     bundle with padded windows, where the logits are): each window's logits bilinear to ``head_size``, calibrated
     (sigmoid, minus ``class_bias``) and cut to the window, averaged where windows overlap (``segment_windows``'
-    merge), then area-averaged to ``state_size`` with OpenCV ``INTER_AREA``'s weights (no larger than
-    ``scaled_size``). ``[C, h, w]`` float32; the host path's values within float rounding (its sigmoid, its
-    summation order)."""
+    merge), then resized to ``state_size`` as ``cv2.resize(INTER_AREA)`` resizes (the host path's
+    ``_area_resize``): an area average where the state is no larger than ``scaled_size`` on both axes, else
+    OpenCV's linear coefficients on both axes (a small-input bundle's frame at a small stride). ``[C, h, w]``
+    float32; the host path's values within float rounding (its sigmoid, its summation order)."""
     return native_module().class_state(
         as_native_array(logits, "class_state", "logits"),
         windows.tolist() if hasattr(windows, "tolist") else [tuple(w) for w in windows],

@@ -89,7 +89,8 @@ class ClassScores:
 
 def _area_resize(maps: np.ndarray, size: Size) -> np.ndarray:
     """``[C, H, W]`` float32 -> ``[C, h, w]`` by area averaging (OpenCV ``INTER_AREA``, four channels a call: its
-    limit for a scale that is not an integer)."""
+    limit for a scale that is not an integer); where ``size`` is larger along either axis, OpenCV's linear
+    coefficients instead (what ``INTER_AREA`` does when it enlarges; ``ops.class_state`` does the same)."""
     import cv2
 
     channels = maps.shape[0]

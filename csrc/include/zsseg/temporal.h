@@ -18,8 +18,10 @@
 //                       warped along the flow; where the flow is not valid, the label of the nearest valid pixel
 //                       (the fill map, computed on the host from the flow's validity).
 //   class_state         a frame's per-class state on the device: the calibrated window scores averaged where
-//                       windows overlap (segment_windows' merge) and area-averaged to the state size (OpenCV
-//                       INTER_AREA's weights), for the device pipeline (the host path: pipeline/class_scores.py).
+//                       windows overlap (segment_windows' merge) and resized to the state size with OpenCV
+//                       INTER_AREA's weights (an area average; cv::resize's linear coefficients where the state is
+//                       larger than the rescaled image along either axis), for the device pipeline (the host path:
+//                       pipeline/class_scores.py).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -205,12 +207,27 @@ ZS_HD void temporal_propagate_pixel(const TemporalPropagateParams& q, int64_t y,
   q.labels[p] = n.finite ? q.anchor_labels[n.offset[0]] : 0;
 }
 
-// OpenCV INTER_AREA's weights along one axis (computeResizeAreaTab): destination index d of a `src` -> `dst`
-// resize reads source indices [first, first + count) with weights `weight(i)`.
+// cv::resize(INTER_AREA)'s weights along one axis, as pipeline/class_scores.py::_area_resize gets them (the host
+// path). Where neither axis enlarges (cv::resize's `scale_x >= 1 && scale_y >= 1`), the area average
+// (computeResizeAreaTab): destination index d reads source indices [first, first + count) with weights
+// `area_weight`. Where either axis enlarges, cv::resize emulates INTER_AREA on BOTH axes with its linear
+// coefficients (resizeGeneric's `area_mode`): source index sx = floor(d * scale), fraction
+// f = float((d + 1) - (sx + 1) * inv_scale) (0 where <= 0, else its fractional part), weights float(1 - f) and f at
+// sx and sx + 1; along the columns a destination with sx + 1 past the source reads sx = src - 1 alone (HResizeLinear
+// past xmax: weight 1), along the rows sx + 1 is clamped to src - 1 (the row pair of resizeGeneric's invoker, both
+// weights kept). `a`-th tap: index `area_index(s, a)`, weight `area_weight(s, a)`.
 struct AreaSpan {
   int64_t first = 0, count = 0;
-  double start = 0.0, end = 0.0, cell = 1.0;  // the source interval [start, end) and its length
+  double start = 0.0, end = 0.0, cell = 1.0;  // area: the source interval [start, end) and its length
+  bool linear = false;                        // the enlarging (linear) coefficients
+  int64_t second = 0;                         // linear: the second tap's index
+  float frac = 0.f;                           // linear: f (the weights 1 - f, f)
 };
+
+// Whether cv::resize takes the linear coefficients for a `src` -> `dst` resize (either axis enlarges).
+ZS_HD bool area_enlarges(int64_t src_h, int64_t src_w, int64_t dst_h, int64_t dst_w) {
+  return dst_h > src_h || dst_w > src_w;
+}
 
 ZS_HD AreaSpan area_span(int64_t d, int64_t src, int64_t dst) {
   const double scale = 1.0 / (static_cast<double>(dst) / static_cast<double>(src));  // as cv::resize
@@ -226,7 +243,31 @@ ZS_HD AreaSpan area_span(int64_t d, int64_t src, int64_t dst) {
   return s;
 }
 
-ZS_HD float area_weight(const AreaSpan& s, int64_t i) {
+// The linear coefficients (see above); `columns`: the horizontal pass (a lone last tap), else the vertical one.
+ZS_HD AreaSpan area_linear_span(int64_t d, int64_t src, int64_t dst, bool columns) {
+  const double inv_scale = static_cast<double>(dst) / static_cast<double>(src), scale = 1.0 / inv_scale;
+  AreaSpan s;
+  s.linear = true;
+  int64_t sx = static_cast<int64_t>(floor(static_cast<double>(d) * scale));
+  float f = static_cast<float>(static_cast<double>(d + 1) - tf_dmul(static_cast<double>(sx + 1), inv_scale));  // no FMA
+  f = f <= 0.f ? 0.f : f - floorf(f);
+  if (columns && sx + 1 >= src) {
+    s.first = s.second = src - 1, s.count = 1, s.frac = 0.f;
+    return s;
+  }
+  s.first = sx < src - 1 ? sx : src - 1;
+  s.second = sx + 1 < src - 1 ? sx + 1 : src - 1;
+  s.count = 2, s.frac = f;
+  return s;
+}
+
+ZS_HD int64_t area_index(const AreaSpan& s, int64_t a) {
+  return s.linear ? (a == 0 ? s.first : s.second) : s.first + a;
+}
+
+ZS_HD float area_weight(const AreaSpan& s, int64_t a) {
+  if (s.linear) return a == 0 ? 1.f - s.frac : s.frac;
+  const int64_t i = s.first + a;
   const double lo = static_cast<double>(i) < s.start ? s.start : static_cast<double>(i);
   double hi = static_cast<double>(i + 1) < s.end ? static_cast<double>(i + 1) : s.end;
   double part = hi - lo;
@@ -252,13 +293,16 @@ template <typename Read>
 ZS_HD float class_state_pixel(const ClassStateDims& d, const WindowPlacement* windows, float bias, int64_t i, int64_t j,
                               const Read& read) {
   const float scale_y = bilinear_scale(d.in_h, d.head_h), scale_x = bilinear_scale(d.in_w, d.head_w);
-  const AreaSpan rows = area_span(i, d.scaled_h, d.state_h), cols = area_span(j, d.scaled_w, d.state_w);
+  const bool linear = area_enlarges(d.scaled_h, d.scaled_w, d.state_h, d.state_w);
+  const AreaSpan rows =
+      linear ? area_linear_span(i, d.scaled_h, d.state_h, false) : area_span(i, d.scaled_h, d.state_h);
+  const AreaSpan cols = linear ? area_linear_span(j, d.scaled_w, d.state_w, true) : area_span(j, d.scaled_w, d.state_w);
   float value = 0.f;
   for (int64_t a = 0; a < rows.count; ++a) {
-    const int64_t r = rows.first + a;
+    const int64_t r = area_index(rows, a);
     float sum = 0.f;
     for (int64_t b = 0; b < cols.count; ++b) {
-      const int64_t q = cols.first + b;
+      const int64_t q = area_index(cols, b);
       float total = 0.f, count = 0.f;
       for (int64_t k = 0; k < d.num_windows; ++k) {
         const WindowPlacement& w = windows[k];
@@ -269,9 +313,9 @@ ZS_HD float class_state_pixel(const ClassStateDims& d, const WindowPlacement* wi
         count += 1.f;
       }
       const float merged = count > 1.f ? total / count : total;
-      sum = warp_add(sum, warp_mul(merged, area_weight(cols, q)));
+      sum = warp_add(sum, warp_mul(merged, area_weight(cols, b)));
     }
-    value = a == 0 ? warp_mul(area_weight(rows, r), sum) : warp_add(value, warp_mul(area_weight(rows, r), sum));
+    value = a == 0 ? warp_mul(area_weight(rows, a), sum) : warp_add(value, warp_mul(area_weight(rows, a), sum));
   }
   return value;
 }
