@@ -169,7 +169,8 @@ def deselected(work: Path, steps: List[dict], stage: str) -> Optional[dict]:
     files = gpu_stages.stage_test_files(found, gpu_stages.test_files())
     return {
         "marker": gpu_stages.DESELECT,
-        "why": "CI's tests, not the lease's: training pinned to the CPU (checks/gpu_stages.py, HOST_ONLY)",
+        "why": "CI's tests, not the lease's: training pinned to the CPU, ONNX Runtime, OpenVINO and the export on the "
+        "CPU (checks/gpu_stages.py, HOST_ONLY; each mark says why)",
         "tests": gpu_stages.host_only_tests(files=files),
         "count": counts,
     }

@@ -116,6 +116,7 @@ def test_every_writer_names_the_file_the_full_disk_refused(tmp_path):
         assert not [name for name in row["left"] if ".tmp" in name], row  # no temporary file left behind
 
 
+@pytest.mark.host_only  # zsseg export on the CPU in a child on a full disk: CI's, not the lease's
 def test_export_on_a_full_disk_names_where_it_wrote(tiny_bundle, tmp_path):
     pytest.importorskip("torch")
     with open(os.path.join(tiny_bundle, "meta.json"), encoding="utf-8") as handle:

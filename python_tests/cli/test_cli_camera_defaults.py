@@ -20,6 +20,7 @@ def _camera(capsys, *argv):
     return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
+@pytest.mark.host_only  # zsseg camera --backend onnxruntime: ONNX Runtime on the CPU (no CUDA provider on the image)
 @pytest.mark.time_bound(900)
 def test_a_zegformer_bundle_runs_at_the_cameras_defaults(tmp_path, family_bundles, capsys):
     """E2 (B27): `zsseg camera clip --bundle ZF --classes a,b -o x.mp4` was rc 1, "bundles of the two-stage pipeline

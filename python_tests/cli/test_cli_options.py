@@ -267,6 +267,7 @@ def training_free_bundle(tmp_path_factory):
     return str(bundle), str(weights), photos
 
 
+@pytest.mark.host_only  # zsseg export on the CPU (torch.onnx and ONNX Runtime's CPU verification): CI's
 def test_export_opset_clip_weights_and_config(training_free_bundle, tmp_path, capsys):
     """The bundle exported with `--config training_free_tiny_test --clip-weights FILE --opset 19 --max-classes 32
     --verify-images A B`: every graph is opset 19 (the default is 18), as meta.json says; the family and config are
@@ -295,6 +296,7 @@ def test_export_opset_clip_weights_and_config(training_free_bundle, tmp_path, ca
     assert not (tmp_path / "b17").exists()
 
 
+@pytest.mark.host_only  # zsseg eval, backend auto and onnxruntime: ONNX Runtime on the CPU there too: CI's
 def test_eval_settings_official_or_the_bundles_own(training_free_bundle, voc_copy, capsys):
     """`--settings official` (default) runs the family's official settings for the dataset, says so and records
     it; `--settings bundle` runs the bundle's own post-processing and records "bundle"."""

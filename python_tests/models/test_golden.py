@@ -176,6 +176,7 @@ def golden_bundle(golden, tmp_path_factory):
     return family, bundle, readme, expected
 
 
+@pytest.mark.host_only  # device="cpu" on every backend, torch's too: CI's, not the lease's
 @pytest.mark.parametrize("backend", ["onnxruntime", "torch", "openvino"])
 def test_engine_on_a_real_photo_matches_official_pipeline(golden_bundle, backend):
     from support import require_backend

@@ -104,6 +104,7 @@ def test_a_toy_runner_from_an_entry_point_runs_the_windowed_pipeline(toy_dist, t
     assert engine.backend.name == "toy" and calls["image"] >= 1 and calls["head"] >= 1 and calls["text"] >= 2
 
 
+@pytest.mark.host_only  # the toy runner and the reference: ONNX Runtime on the CPU (no CUDA provider on the GPU image)
 def test_a_toy_runner_from_an_entry_point_runs_the_two_stage_pipeline(toy_dist, two_stage_bundle):
     engine = _same_labels(two_stage_bundle, "toy", ["cat", "dog", "person", "sofa"])
     calls = sys.modules["toy_zsseg_backend"].CALLS
@@ -124,6 +125,7 @@ def test_zsseg_segment_runs_the_toy_backend(toy_dist, tiny_bundle, tmp_path):
     assert out.is_file()
 
 
+@pytest.mark.host_only  # a refusal before any graph runs (a CPU-only toy row): nothing a GPU changes
 def test_a_row_is_refused_for_a_pipeline_whose_roles_it_does_not_open(toy_dist, two_stage_bundle):
     windowed_only = table.BackendSpec(
         name="toy-windowed",

@@ -204,6 +204,7 @@ def zegformer_bundle(family_bundles, tmp_path_factory):
     return shutil.copytree(family_bundles["zegformer"], str(tmp_path_factory.mktemp("zegformer") / "bundle"))
 
 
+@pytest.mark.host_only  # ONNX Runtime and OpenVINO on the CPU (the GPU image: no CUDA provider, no OpenVINO)
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("max_batch", [1, 3])
 def test_two_stage_batched_call_equals_per_image_calls(zegformer_bundle, backend, max_batch):
@@ -216,6 +217,7 @@ def test_two_stage_batched_call_equals_per_image_calls(zegformer_bundle, backend
         assert many.path == one.path and set(many.timing) == set(one.timing)
 
 
+@pytest.mark.host_only  # ONNX Runtime on the CPU (the GPU image's has no CUDA provider): CI's, not the lease's
 def test_two_stage_packs_the_crops_of_several_images_into_one_clip_call(zegformer_bundle):
     engine = Engine(zegformer_bundle, classes=VOCAB10, backend="onnxruntime", max_batch=7)
     sizes = []

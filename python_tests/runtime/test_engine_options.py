@@ -39,6 +39,7 @@ def test_every_row_is_a_keyword_of_the_engine_and_reaches_the_pipeline(tiny_bund
     assert all(values[row.name] == row.default for row in ENGINE_OPTIONS if row.name not in given)
 
 
+@pytest.mark.host_only  # refusals of ONNX Runtime engines on the CPU (no CUDA provider on the GPU image)
 def test_a_row_of_one_bundle_kind_is_refused_by_the_others(family_bundles):
     """inference / whole_fallback / test_scale are windowed-pipeline rows: a two-stage bundle refuses each, in one
     line naming the option, the value, both kinds and why (the row's refusal)."""

@@ -96,6 +96,7 @@ def test_a_bad_test_scale_is_refused_in_one_line(tiny_bundle, value):
     assert "'window'" in message and f"got {value!r}" in message
 
 
+@pytest.mark.host_only  # a refusal of an ONNX Runtime engine on the CPU (no CUDA provider on the GPU image)
 def test_a_two_stage_bundle_refuses_test_scale(family_bundles):
     bundle = family_bundles["zegformer"]
     with pytest.raises(
@@ -104,6 +105,7 @@ def test_a_two_stage_bundle_refuses_test_scale(family_bundles):
         Engine(bundle, classes=CLASSES, backend="onnxruntime", test_scale="window")
 
 
+@pytest.mark.host_only  # ONNX Runtime on the CPU (no CUDA provider on the GPU image): CI's, not the lease's
 def test_whole_image_inference_takes_the_test_scale(family_bundles):
     """A whole-image bundle (the training-free family's) plans its one pass at the Engine's test_scale: a limit on the
     rescaled pixels that the bundle's resize passes over is met at a smaller test_scale (the control: refused at the

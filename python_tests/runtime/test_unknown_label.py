@@ -34,6 +34,7 @@ def _engine(bundle, **options):
     return Engine(bundle, CLASSES, backend="onnxruntime", device="cpu", prepare=None, **options)
 
 
+@pytest.mark.host_only  # ONNX Runtime with device="cpu" on every family's bundle: CI's, not the lease's
 @pytest.mark.parametrize("family", FAMILIES)
 def test_each_familys_pixels_below_the_threshold_are_unknown_and_the_others_keep_their_class(family_bundles, family):
     """For every family: off (the default) the labels are the official ones (no reserved id, ``unknown_below`` None);
@@ -60,6 +61,7 @@ def test_each_familys_pixels_below_the_threshold_are_unknown_and_the_others_keep
     assert marked.areas()[UNKNOWN_NAME] == pytest.approx(below.mean())
 
 
+@pytest.mark.host_only  # ONNX Runtime with device="cpu" on the families' bundles: CI's, not the lease's
 @pytest.mark.parametrize("family", ["training_free", "zeroseg", "zegformer"])
 def test_the_probability_of_the_softmax_maps_and_two_stage_families_is_within_0_and_1(family_bundles, family):
     """The families whose probability is a probability (softmax over the vocabulary; a segment's class probability;

@@ -33,9 +33,12 @@ from test_training_free_whole import (  # noqa: F401  (module fixtures: the tiny
 from zsseg_rt.assets import sample_images
 
 BACKENDS = ["onnxruntime", "openvino", "torch"]
-# one worker runs the module (pytest-xdist --dist loadgroup): its fixtures (two bundle exports, ~25 s) and the official
-# predictions below are made once, not once per worker that happens to get one of its tests
-pytestmark = pytest.mark.xdist_group("training_free_whole_engine")
+# One worker per method (pytest-xdist --dist loadgroup): the method's bundle export (~12 s, made on first use: see
+# ``bundles``) and, for NACLIP, the official predictions below are made once, not once per worker that happens to get
+# one of its tests; the two methods' tests run on two workers side by side (one group of both was the GPU lease's
+# longest chain: 79 s of the models stage's 104 on the H200)
+MASKCLIP_WORKER = pytest.mark.xdist_group("training_free_whole_engine_maskclip")
+NACLIP_WORKER = pytest.mark.xdist_group("training_free_whole_engine_naclip")
 # the official NACLIP predictions (PAMR in torch: ~2.4 s a photo), computed once per photo and vocabulary for the
 # three backends' runs of a test, not once per backend: the same inputs give the same arrays (read-only here)
 _NACLIP_OFFICIAL: dict = {}
@@ -51,15 +54,27 @@ def _naclip_official_once(naclip, photo: str, vocabulary: str, bgr, text, **opti
     return _NACLIP_OFFICIAL[key]
 
 
-@pytest.fixture(scope="module")
-def bundles(maskclip, naclip, tmp_path_factory):  # noqa: F811
-    from zsseg_rt.export.onnx_export import export_bundle
+class _Bundles(dict):
+    """Method -> its bundle directory, exported when first asked for (from the module fixture of that name): a worker
+    that runs one method's tests exports that method's bundle only."""
 
-    root = tmp_path_factory.mktemp("whole_bundles")
-    return {
-        name: export_bundle(fixture["model"], str(root / name), max_classes=32, verify_images=[str(sample_images()[0])])
-        for name, fixture in (("maskclip", maskclip), ("naclip", naclip))
-    }
+    def __init__(self, request, root):
+        super().__init__()
+        self._request, self._root = request, root
+
+    def __missing__(self, name: str) -> str:
+        from zsseg_rt.export.onnx_export import export_bundle
+
+        model = self._request.getfixturevalue(name)["model"]
+        self[name] = export_bundle(
+            model, str(self._root / name), max_classes=32, verify_images=[str(sample_images()[0])]
+        )
+        return self[name]
+
+
+@pytest.fixture(scope="module")
+def bundles(request, tmp_path_factory):
+    return _Bundles(request, tmp_path_factory.mktemp("whole_bundles"))
 
 
 def _engine(bundles, fixtures, method, backend, **options):
@@ -70,8 +85,17 @@ def _engine(bundles, fixtures, method, backend, **options):
     return Engine(bundles[method], classes=options.pop("classes", NAMES), backend=backend, model=model, **options)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_maskclip_engine_runs_its_official_whole_mode_and_windows(bundles, maskclip, naclip, backend):  # noqa: F811
+@MASKCLIP_WORKER
+@pytest.mark.parametrize(
+    "backend",
+    [  # ONNX Runtime and OpenVINO run on the CPU on every machine (the GPU image's onnxruntime has no CUDA provider,
+        # and it has no OpenVINO): CI's (host_only); the torch backend runs on CUDA where there is one: the lease's
+        pytest.param("onnxruntime", marks=pytest.mark.host_only),
+        pytest.param("openvino", marks=pytest.mark.host_only),
+        "torch",
+    ],
+)
+def test_maskclip_engine_runs_its_official_whole_mode_and_windows(bundles, maskclip, backend):  # noqa: F811
     """MaskCLIP's bundle runs whole images by default (its official ``mode='whole'``) and matches the official whole
     mode on every photo (measured: 100 % of labels, probabilities within 6e-8 on ONNX Runtime, 5e-8 on OpenVINO and
     torch); with ``inference="windows"`` it matches the official 64/43 windows (the config's ``mode='slide'``)."""
@@ -94,7 +118,16 @@ def test_maskclip_engine_runs_its_official_whole_mode_and_windows(bundles, maskc
             assert agreement >= LABELS_MIN and diff <= PROB_ATOL, (backend, name, "windows", agreement, diff)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@NACLIP_WORKER
+@pytest.mark.parametrize(
+    "backend",
+    [  # ONNX Runtime and OpenVINO run on the CPU on every machine (the GPU image's onnxruntime has no CUDA provider,
+        # and it has no OpenVINO): CI's (host_only); the torch backend runs on CUDA where there is one: the lease's
+        pytest.param("onnxruntime", marks=pytest.mark.host_only),
+        pytest.param("openvino", marks=pytest.mark.host_only),
+        "torch",
+    ],
+)
 def test_naclip_engine_runs_whole_images_on_voc_as_its_official_configs(bundles, naclip, backend):  # noqa: F811
     """NACLIP's bundle: windows for a plain vocabulary (its default), whole images for the VOC vocabularies (its
     official ``cfg_voc20.py`` / ``cfg_voc21.py``: ``slide_crop=0``), matching the official predict with PAMR; the
@@ -129,6 +162,8 @@ def test_naclip_engine_runs_whole_images_on_voc_as_its_official_configs(bundles,
     assert checked == 4
 
 
+@MASKCLIP_WORKER
+@pytest.mark.host_only  # ONNX Runtime on the CPU (the GPU image's has no CUDA provider): CI's, not the lease's
 def test_the_bundle_declares_its_sizes_and_refuses_beyond_them_unless_asked(bundles, maskclip):  # noqa: F811
     """An image whose whole-image input would exceed the sides the bundle declares is refused with a message naming
     them and what to do, or runs in windows when ``whole_fallback="windows"`` was asked for (said in the result);
@@ -162,6 +197,8 @@ def test_the_bundle_declares_its_sizes_and_refuses_beyond_them_unless_asked(bund
     assert small(bgr).inference == "windows"
 
 
+@MASKCLIP_WORKER
+@pytest.mark.host_only  # ONNX Runtime on the CPU (the GPU image's has no CUDA provider): CI's, not the lease's
 def test_a_list_of_images_runs_one_encoder_call_per_size(bundles, maskclip):  # noqa: F811
     """``engine([...])`` in whole-image inference: consecutive images whose graph inputs have one size share an
     encoder call (up to ``max_batch``), others take one each; every result equals the single call's."""
@@ -188,6 +225,7 @@ def test_a_list_of_images_runs_one_encoder_call_per_size(bundles, maskclip):  # 
         np.testing.assert_allclose(result.scores, single.scores, rtol=0, atol=1e-6)  # batch 2 vs 1: GEMM blocking
 
 
+@MASKCLIP_WORKER
 def test_a_fixed_size_bundle_runs_windows_and_refuses_whole(bundles, maskclip, tmp_path, monkeypatch):  # noqa: F811
     """A bundle whose image graph has one size (exported before whole-image inference: image graph [B, 3, S, S],
     ``patches [B, N, D]``, no ``whole_image``) still loads and runs windows on every backend, the torch backend too
@@ -215,6 +253,8 @@ def test_a_fixed_size_bundle_runs_windows_and_refuses_whole(bundles, maskclip, t
         Engine(old, backend="onnxruntime", inference="whole")
 
 
+@NACLIP_WORKER
+@pytest.mark.host_only  # zsseg segment --backend onnxruntime: ONNX Runtime on the CPU: CI's, not the lease's
 def test_zsseg_segment_inference_flags(bundles, tmp_path, capsys):
     """``zsseg segment --inference windows|whole|auto`` and ``--whole-fallback windows`` reach the Engine; the JSON
     says which inference ran."""

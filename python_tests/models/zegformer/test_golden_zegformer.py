@@ -143,6 +143,7 @@ def golden_bundle(golden, tmp_path_factory):
     return export_bundle(model, os.path.join(tmp_path_factory.mktemp("golden_zegformer"), "bundle"), max_classes=32)
 
 
+@pytest.mark.host_only  # Engine(device="cpu"): ONNX Runtime on the CPU: CI's, not the lease's
 def test_engine_is_the_official_pipeline_on_real_photos(golden, golden_bundle):
     from zsseg_rt import Engine
 
@@ -266,6 +267,7 @@ def test_the_transcriptions_own_resize_is_pillows_and_the_fixtures(golden):
         assert not np.array_equal(_mapped(readme, mutant), expected["image"]), mutant.__name__
 
 
+@pytest.mark.host_only  # the transcription's imports (a scan and a CPU run in a child): no device
 def test_the_transcription_imports_nothing_of_the_package():
     """The transcription (and the fixture it writes) is independent of zsseg_rt: no import of it in the source,
     and a run of the fixture's first case in a fresh interpreter where importing zsseg_rt raises (the blocker is

@@ -97,6 +97,7 @@ def test_teacher_cache_filled_once_then_read(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.host_only  # DDP on the CPU (gloo, --device cpu)
 def test_torchrun_two_process_gloo(tmp_path):
     """DDP on the CPU (gloo, 2 processes) through ``python -m zsseg_rt.train``: trains, checkpoints both ranks'
     RNG states and moves the weights. (Not compared with one process: masking/Gumbel noise is drawn per rank.)"""
