@@ -5,17 +5,22 @@ Usage (tools/gpu_check.sh runs these; standard library only, so they work on a b
 installed):
     python -m checks gpu_check_support python-deps --group acceptance             # what is missing, one line each
     python -m checks gpu_check_support python-deps --group acceptance --wheels DIR --site SITE   # install only that
+    python -m checks gpu_check_support python-deps ... --harness    # first the test tools, whatever the image has
+    python -m checks gpu_check_support harness-pins                 # the test tools' wheels to carry (pins)
+    python -m checks gpu_check_support pytest-harness               # pytest's plugin arguments (no autoload)
     python -m checks gpu_check_support import-check --build DIR [--require-cuda]
     python -m checks gpu_check_support gtest-verdict --xml REPORT [--cuda]
     python -m checks gpu_check_support sanitizer-verdict --log LOG [--xml REPORT --cuda]
     python -m checks gpu_check_support probe-verdict --json PROBE.json
 
 Python dependencies: the requirements of pyproject.toml (group acceptance: the project's, the torch/export/opencv
-extras and the test tools; all: the build system's too) with every distribution they require in turn (what ``pip check`` walks, read from the installed
-distributions' metadata). A requirement counts as present when a distribution of that name is installed, or, for a
+extras and the test tools at requirements.txt's pins; all: the build system's too) with every distribution they
+require in turn (what ``pip check`` walks, read from the installed distributions' metadata). A requirement counts as present when a distribution of that name is installed, or, for a
 package installed without metadata (a distribution's OpenCV, a vendor's torch), when its module can be found. The
 versions the machine has are used as they are (pyproject's pins are the development set): a version outside a
-requirement's range is reported as a note, not as missing.
+requirement's range is reported as a note, not as missing. Every package the project names (requirements.txt and
+pyproject.toml) gets a ``version:`` line: the image's version beside the pins, and the one the stage runs where it
+carries another (the test tools: checks/_harness.py); tools/gpu_check.sh puts these lines in the record's notes.
 
 ``--wheels DIR`` installs, with ``pip install --no-index --no-deps --target SITE``, only the distributions that are
 missing, and the missing ones that those wheels require in turn (read from the wheels' own metadata): never one the
@@ -41,7 +46,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
-# Test tools the acceptance run needs beside pyproject's requirements (requirements.txt pins them for development)
+REQUIREMENTS = REPO / "requirements.txt"  # the pinned development set
+# Test tools the acceptance run needs beside pyproject's requirements, at requirements.txt's pins
 TEST_REQUIREMENTS = ["pytest", "hypothesis", "pytest-xdist"]
 # pyproject extras the acceptance run imports (models, export, images); not scale (Ray: its tests skip without it)
 EXTRAS = ("torch", "export", "opencv")
@@ -148,11 +154,24 @@ def _strip_comment(line: str) -> str:
     return line
 
 
+def requirement_pins(path: Path = REQUIREMENTS) -> Dict[str, str]:
+    """requirements.txt's lines by canonical name, in its order: "pytest" -> "pytest==9.2.0" (comments dropped)."""
+    pins: Dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = _strip_comment(raw).strip()
+        if line and not line.startswith("-"):
+            pins[canonical(re.split(r"[\s\[<>=!~;]", line, maxsplit=1)[0])] = line
+    return pins
+
+
 def project_requirements(group: str, pyproject: Path = REPO / "pyproject.toml") -> List[str]:
     """The requirement strings of ``group``: build (the build system), runtime (the project's dependencies),
-    acceptance (runtime, the extras the acceptance run imports and the test tools: what a machine that installs the
-    built wheel needs) or all (acceptance and build). Self-references (``zsseg_rt[...]``) dropped."""
+    acceptance (runtime, the extras the acceptance run imports and the test tools at the pins of requirements.txt
+    beside ``pyproject``: what a machine that installs the built wheel needs) or all (acceptance and build).
+    Self-references (``zsseg_rt[...]``) dropped."""
     arrays = _toml_arrays(pyproject.read_text(encoding="utf-8"))
+    pins = requirement_pins(pyproject.with_name("requirements.txt"))
+    tools = [pins.get(canonical(name), name) for name in TEST_REQUIREMENTS]
     build = arrays.get("build-system", {}).get("requires", [])
     runtime = arrays.get("project", {}).get("dependencies", [])
     if group == "build":
@@ -161,7 +180,7 @@ def project_requirements(group: str, pyproject: Path = REPO / "pyproject.toml") 
         found = list(runtime)
     elif group in ("acceptance", "all"):
         extras = arrays.get("project.optional-dependencies", {})
-        found = list(runtime) + [r for e in EXTRAS for r in extras.get(e, [])] + TEST_REQUIREMENTS
+        found = list(runtime) + [r for e in EXTRAS for r in extras.get(e, [])] + tools
         found = (list(build) if group == "all" else []) + found
     else:
         raise ValueError(f"unknown group {group!r} (build, runtime, acceptance, all)")
@@ -249,7 +268,8 @@ def resolve(requirements: List[str], wheel_folder: Optional[Path] = None) -> Res
     installed = installed_distributions()
     wheels = wheels_in(wheel_folder)
     result = Resolution()
-    queue: List[Tuple[str, str, bool]] = [(r, "the acceptance run (pyproject.toml)", True) for r in requirements]
+    queue: List[Tuple[str, str, bool]] = [(r, "the acceptance run (pyproject.toml, requirements.txt)", True)
+                                          for r in requirements]  # fmt: skip
     seen: Set[str] = set()
     while queue:
         text, parent, top = queue.pop(0)
@@ -360,6 +380,21 @@ def install_missing(resolution: Resolution, site: Path, python: str = sys.execut
 def python_deps(args) -> int:
     requirements = project_requirements(args.group) + list(args.also or [])
     wheels = Path(args.wheels) if args.wheels else None
+    from . import _harness
+
+    image = _harness.image_distributions([args.site] if args.site else [])  # before anything is installed
+    if args.harness:
+        try:
+            if wheels is None or not args.site:
+                raise _harness.HarnessMissing("--harness needs --wheels and --site")
+            for line in _harness.install(wheels, Path(args.site)):
+                print(line)
+        except (_harness.HarnessMissing, subprocess.CalledProcessError) as exc:
+            print(f"MISSING harness: {exc}")
+            return 1
+        if args.site not in sys.path:
+            sys.path.insert(0, args.site)
+        importlib.invalidate_caches()
     resolution = resolve(requirements, wheels)
     if wheels is not None and args.site:
         site = Path(args.site)
@@ -375,6 +410,9 @@ def python_deps(args) -> int:
         resolution = resolve(requirements, None)  # what the tests will see now
     for note in resolution.notes:
         print(note)
+    used = {name: str(dist.version) for name, dist in installed_distributions().items()}
+    for line in _harness.version_lines(image, used):
+        print(line)
     for line in resolution.missing.values():
         print(line)
     print(f"python ({args.group}): {len(resolution.present)} distributions present, {len(resolution.missing)} missing")
@@ -633,6 +671,27 @@ def verdict(args) -> int:
     return 1 if problems else 0
 
 
+def harness_pins(args) -> int:
+    from . import _harness
+
+    try:
+        if args.wheels:  # the always-installed ones must be among them, at their pins
+            print("\n".join(str(w.path.name) for w in _harness.carried_harness(Path(args.wheels))))
+        else:
+            print("\n".join(_harness.harness_pins()))
+    except _harness.HarnessMissing as exc:
+        print(f"gpu_check_support: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def pytest_harness(args) -> int:
+    from . import _harness
+
+    print("\n".join(_harness.PYTEST_ARGS))
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -641,7 +700,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     deps.add_argument("--wheels", help="a folder of wheels to install the missing distributions from")
     deps.add_argument("--site", help="where --wheels installs (pip --target)")
     deps.add_argument("--also", action="append", help="one more requirement (a build tool the system lacks: cmake)")
+    deps.add_argument("--harness", action="store_true", help="first install the test tools from --wheels into "
+                      "--site at requirements.txt's pins, whatever the machine has (checks/_harness.py)")  # fmt: skip
     deps.set_defaults(func=python_deps)
+    pins = sub.add_parser("harness-pins", help="the test tools' pins (the wheels tools/gpu_artifacts.sh carries)")
+    pins.add_argument("--wheels", help="instead: check that this folder holds the always-installed ones")
+    pins.set_defaults(func=harness_pins)
+    plugins = sub.add_parser("pytest-harness", help="pytest's plugin arguments for a stage, one a line")
+    plugins.set_defaults(func=pytest_harness)
     imp = sub.add_parser("import-check", help="zsseg_rt and its _C come from this build folder")
     imp.add_argument("--build", required=True)
     imp.add_argument("--require-cuda", action="store_true")

@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -32,6 +33,9 @@ pytestmark = pytest.mark.skipif(NO_BUILD, reason=NO_BUILD_REASON)
 
 REPO = gpu_fakes.REPO
 HIDDEN = ("ftfy", "wcwidth", "open_clip_torch")  # what the GPU image lacks: carried as wheels
+# What the GPU image has in another version than CI (the H200's pytest 9.1.1): here a package that refuses to be
+# imported, so a stage's pytest steps pass only on the test tools the stage carries (checks/_harness.py)
+OTHER = {"pytest": "9.1.1"}
 
 
 def _artifacts_command(out: Path, prebuilt: dict, pywheels: Path, build: Path) -> list:
@@ -53,7 +57,7 @@ def machine(tmp_path_factory):
     prebuilt = {"wheel": gpu_fakes.env_wheel(root), "cpp": gpu_fakes.standin_cpp_tests(root)}
     pywheels = root / "pywheels"
     pywheels.mkdir()
-    for name in HIDDEN:
+    for name in (*HIDDEN, *gpu_fakes.load_check("_harness").HARNESS):  # the test tools too, at their pins
         gpu_fakes.repack(name, pywheels)
     gpu_fakes.fake_wheel(pywheels, "numpy", "99.0")  # the machine has these: never to be installed from the carry
     gpu_fakes.fake_wheel(pywheels, "torch", "99.0")
@@ -65,7 +69,7 @@ def machine(tmp_path_factory):
     tree = gpu_fakes.device_copy(root / "tree", root / "artifacts")
     coverage = gpu_fakes.load_check("gpu_artifacts").coverage(tree)  # the copy's, before anything ran in it
     tools = gpu_fakes.fake_tools(root / "bin")
-    python = gpu_fakes.bare_python(root / "py", hide=HIDDEN)
+    python = gpu_fakes.bare_python(root / "py", hide=HIDDEN, other=OTHER)
     return {"root": root, "tree": tree, "tools": tools, "python": python, "built": built, "pywheels": pywheels,
             "prebuilt": prebuilt, "env": env, "coverage": coverage}  # fmt: skip
 
@@ -114,6 +118,13 @@ def _steps(record: dict) -> dict:
     return {s["name"]: s for s in record["steps"]}
 
 
+def _logged(machine, record: dict, member: str) -> str:
+    """A file of a record's logs tarball (beside the record, in its command's record folder)."""
+    tarball = next((machine["root"] / "records").rglob(record["logs"]["file"]))
+    with tarfile.open(tarball) as tar:
+        return tar.extractfile(member).read().decode(errors="replace")
+
+
 def _setup_ran(record: dict, machine) -> None:
     steps = _steps(record)
     assert steps["artifacts"]["rc"] == 0 and steps["install"]["rc"] == 0 and steps["python_deps"]["rc"] == 0, record
@@ -123,6 +134,14 @@ def _setup_ran(record: dict, machine) -> None:
     assert record["artifacts"]["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
     assert record["rehearsal"] == gpu_fakes.REHEARSAL and record["machine"]["gpu"].startswith("Fake GPU")
     assert record["tree"] == {"build_inputs_match": True, "tests_match": True, "tests_differing": []}
+    # the test tools ahead of the image's other pytest, and each pinned package's version on the image beside its pin
+    notes = "\n".join(record["notes"])
+    assert "harness: installed pytest 9.2.0" in notes and "(ahead of the image's 9.1.1)" in notes, notes
+    assert (
+        "version: pytest 9.1.1 on the image; pinned ==9.2.0 (requirements.txt); the stage runs the carried 9.2.0"
+        in notes
+    )
+    assert "version: torch " in notes and "pinned ==" in notes
 
 
 # The cheap tests each pytest stage runs here, by command of the plan (one --pytest-args per command: it is appended
@@ -150,7 +169,10 @@ def test_the_plans_commands_run_from_the_carried_artefacts(machine):
     for call in calls:
         cheap = [CHEAP[s] for s in call["stages"] if s in CHEAP]
         selection = " or ".join(name for _, name in cheap)
-        args = ["-n", "0", "-k", f"'{selection}'", *_only(tree, *(keep for keep, _ in cheap))]
+        # the ops step on two xdist workers, as every stage runs (--dist loadgroup is the stage's own): what only a
+        # worker runs (conftest.py's groups hook) is exercised here; the other steps in-process (-n 0: cheap)
+        workers = "2" if "ops" in call["stages"] else "0"
+        args = ["-n", workers, "-k", f"'{selection}'", *_only(tree, *(keep for keep, _ in cheap))]
         run, found, files = _command(machine, ",".join(call["stages"]), "--pytest-args", " ".join(args))
         assert run.returncode == 1, run.stdout[-3000:]  # no GPU: no stage passes
         assert len(files) <= gpu_stages.FILES_PER_COMMAND and len(files) <= call["files"], files
@@ -183,6 +205,8 @@ def test_the_plans_commands_run_from_the_carried_artefacts(machine):
         assert any(f.startswith("pytest -k ") for f in records[stage]["filters"])  # a rehearsal's selection: partial
         assert all(v == "absent" for v in records[stage]["must_run"].values())
     assert records["models"]["deselected"]["marker"] == "not host_only"
+    assert "bringing up nodes..." in _logged(machine, records["ops"], "logs/pytest_ops.log")  # xdist's workers ran
+    assert "pytest==9.1.1" in _logged(machine, records["ops"], "logs/pip_freeze.txt")  # the image's, not the stage's
     sanitizers = _steps(records["sanitizers"])
     assert [n for n in sanitizers if n not in ("artifacts", "install", "python_deps", "import")] == [
         "memcheck_cpp", "memcheck_cpp_verdict", "racecheck_cpp", "racecheck_cpp_verdict",

@@ -9,7 +9,11 @@
 #                                                 CUDA code for --test-archs (default 90: the H100/H200), device line
 #                                                 info for compute-sanitizer's reports
 #   gpu_artifacts/pywheels/*.whl                  the Python distributions the image lacks (checks/gpu_stages.py:
-#                                                 CARRIED_PYTHON), for CPython 3.12 on manylinux x86_64
+#                                                 CARRIED_PYTHON), for CPython 3.12 on manylinux x86_64, and the
+#                                                 project's test tools at requirements.txt's pins (pytest, pluggy,
+#                                                 iniconfig, pytest-xdist, execnet; packaging and pygments where the
+#                                                 image lacks them: checks/_harness.py), which every stage installs
+#                                                 ahead of the image's own
 #   gpu_artifacts/clips/live.avi, live.json      the clip the probe runs `zsseg camera --live --device cuda` on (the
 #                                                 image has no video): the first 48 frames of OpenCV's vtest.avi where
 #                                                 it is installed (3.5 MiB as MJPG), else a synthetic one
@@ -27,7 +31,8 @@
 #     --archs LIST       CMAKE_CUDA_ARCHITECTURES of the wheel (default: CMakeLists.txt's list, as this nvcc allows)
 #     --test-archs LIST  CMAKE_CUDA_ARCHITECTURES of the C++ tests (default 90)
 #     --define N=V       one more CMake definition for both builds (CI's rehearsal: ZS_WITH_CUDA=OFF, ZS_QUICK_BUILD=ON)
-#     --pywheels DIR     take the Python wheels from DIR instead of downloading them (offline)
+#     --pywheels DIR     take the Python wheels from DIR instead of downloading them (offline); it must hold the
+#                        test tools' wheels at their pins (`python -m checks gpu_check_support harness-pins`)
 #     --wheel FILE       carry this zsseg_rt wheel instead of building one (CI's rehearsal packs the test
 #                        environment's build; the manifest says "prebuilt")
 #     --cpp-tests FILE   carry this GoogleTest binary instead of building the C++ tests (the same)
@@ -173,10 +178,16 @@ run_logged() {  # run_logged NAME COMMAND...: the output into LOGS/NAME.log, its
 
 # ---- 1. the Python wheels the GPU image lacks, and an early size check ----------------------------------------------
 t0=$(date +%s)
+HARNESS="$(cd "$ROOT" && "$TOOLS_PY" -m checks gpu_check_support harness-pins)" || fail "the test tools' pins: see above"
+mapfile -t HARNESS <<<"$HARNESS"
 if [ -n "$PYWHEELS" ]; then
   cp "$PYWHEELS"/*.whl "$STAGING/pywheels/" 2>/dev/null || fail "--pywheels $PYWHEELS holds no wheel"
+  # the test tools every stage installs must be there, at their pins (packaging, pygments only where the image lacks)
+  (cd "$ROOT" && "$TOOLS_PY" -m checks gpu_check_support harness-pins --wheels "$STAGING/pywheels") \
+    || fail "--pywheels $PYWHEELS: see above"
 else
   mapfile -t CARRIED < <(cd "$ROOT" && "$TOOLS_PY" -m checks gpu_stages carried-python)
+  CARRIED+=("${HARNESS[@]}")
   echo "== Python wheels for $PY_TAG: ${CARRIED[*]}"
   run_logged pywheels "$PY" -m pip download --no-deps --only-binary=:all: --python-version "$PY_VERSION" \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
@@ -192,7 +203,7 @@ tail -n 1 "$LOGS/clip.log"
 # ---- 2. the wheel --------------------------------------------------------------------------------------------------
 build_python() {  # the Python that builds the wheel: --python itself where it has the pinned build requirements
   local venv="$BUILD_DIR/venv-$PY_TAG" requires
-  requires="$(cd "$ROOT" && "$TOOLS_PY" -c 'import sys; sys.path.append("checks"); import gpu_check_support as s; print(" ".join(s.project_requirements("build")))')"
+  requires="$(cd "$ROOT" && "$TOOLS_PY" -c 'import sys; sys.path.append("."); from checks import gpu_check_support as s; print(" ".join(s.project_requirements("build")))')"
   # shellcheck disable=SC2086  # the requirements are words
   if "$PY" -c 'import importlib.metadata as m, sys
 def has(pin):

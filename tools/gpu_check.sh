@@ -26,13 +26,18 @@
 #   ZSSEG_GPU_CHECK_REHEARSAL  a fake machine (CI): the record says "rehearsal: TEXT" and gpu_record refuses it
 #
 # Every pytest step runs with `--dist loadgroup` (as CI) and the stage definition's own `-m "not host_only"` (the
-# tests pinned to the CPU are CI's; the record names them); `probe` runs `python -m checks gpu_probe --out DIR`, DIR
+# tests pinned to the CPU are CI's; the record names them), on the project's test tools: pytest, xdist and what they
+# need, carried as wheels at requirements.txt's pins and installed into the stage's site ahead of the image's
+# (checks/_harness.py; the image's pytest 9.1.1 lacked what CI's 9.2.0 has: the H200 run of b235fde), with no plugin
+# autoloaded (--disable-plugin-autoload -p xdist.plugin -p _hypothesis_pytestplugin: the image's
+# pytest-benchmark, cov, mock and timeout stay out); `probe` runs `python -m checks gpu_probe --out DIR`, DIR
 # a folder of the record folder, so that its files come back even when the command is cut during it.
 #
 # Every stage first checks the artefacts (each file's SHA-256, the Python they were built for, the checkout's build
 # inputs against theirs, every shared library resolvable: checks/gpu_artifacts.py verify), installs the carried
-# wheel and, of the carried Python wheels, only what the machine lacks (pip --no-index --only-binary=:all:), and
-# runs the import check (zsseg_rt from that install, CUDA usable); then its steps, within its budget (a step still
+# wheel, the test tools (above) and, of the other carried Python wheels, only what the machine lacks (pip --no-index
+# --only-binary=:all:), and runs the import check (zsseg_rt from that install, CUDA usable); the record's notes give
+# the image's version of every package the project pins, beside the pin, and its logs the image's `pip freeze`; then its steps, within its budget (a step still
 # running at the bound is stopped: "timeout"; steps not started are listed). Exit code: 0 when the stage passed, 1
 # otherwise (the record says why), 2 for a bad argument. Nothing here needs network access.
 #
@@ -149,6 +154,8 @@ SANITIZED_WORKERS="$(run_module checks gpu_stages workers --sanitized)"
 # and --dist loadgroup, as CI schedules (xdist_group marks hold there)
 mapfile -t PYTEST_OWN < <(run_module checks gpu_stages pytest-options)
 mapfile -t SANITIZED_OWN < <(run_module checks gpu_stages pytest-options --sanitized)
+# No plugin autoloaded, the harness's plugins named (checks/_harness.py PYTEST_ARGS)
+mapfile -t PYTEST_PLUGINS < <(run_module checks gpu_check_support pytest-harness)
 PROBE_RESERVE=10  # of what is left of the probe stage's budget when the probe starts: its own --budget ends before
 CLIP_NAME="live.avi"  # the clip the artefacts carry for the probe's --live run (checks/gpu_artifacts.py clip)
 # Threads per pytest worker, as tools/run_tests.sh gives them (cores / workers; torch's and the OpenMP ops' threads,
@@ -221,6 +228,9 @@ setup() {  # the artefacts checked, the wheel and the missing Python distributio
   if ! command -v nvidia-smi >/dev/null 2>&1; then
     missing "GPU: nvidia-smi not found (no NVIDIA driver here): run this on the GPU machine"
   fi
+  # the image's own packages (without the stage's site), into the logs: versions read, not inferred from tracebacks
+  (cd "$WORK" && env -u PYTHONPATH "$PY" -m pip freeze --all >"$WORK/logs/pip_freeze.txt" 2>&1) \
+    || echo "note: the image's pip freeze failed (logs/pip_freeze.txt)" >>"$STAGE_NOTES"
   if ! step artifacts "$WORK/logs/artifacts.log" run_module checks gpu_artifacts verify --artifacts "$ARTIFACTS" \
     --root "$ROOT" --json "$WORK/artifacts.json"; then
     grep '^MISSING ' "$WORK/logs/artifacts.log" | sed 's/^MISSING //' >>"$STAGE_MISSING" || true
@@ -232,13 +242,16 @@ setup() {  # the artefacts checked, the wheel and the missing Python distributio
   wheel="$(ls "$ARTIFACTS"/wheels/zsseg_rt-*.whl)"
   step install "$WORK/logs/install.log" "$PY" -m pip install --no-index --no-deps --only-binary=:all: --no-compile \
     --no-cache-dir --target "$SITE/pkg" "$wheel" || { missing "the wheel: pip could not install $wheel (logs/install.log)"; return 1; }
-  if ! step python_deps "$WORK/logs/python_deps.log" run_module checks gpu_check_support python-deps \
-    --group acceptance --wheels "$ARTIFACTS/pywheels" --site "$SITE/deps"; then
+  # the test tools first, into $SITE/deps whatever the image has (--harness), then only what the machine lacks
+  local deps_rc=0
+  step python_deps "$WORK/logs/python_deps.log" run_module checks gpu_check_support python-deps \
+    --group acceptance --wheels "$ARTIFACTS/pywheels" --site "$SITE/deps" --harness || deps_rc=$?
+  grep -E '^(note|wheels|harness|version): ' "$WORK/logs/python_deps.log" >>"$STAGE_NOTES" || true
+  if [ "$deps_rc" != 0 ]; then
     grep '^MISSING ' "$WORK/logs/python_deps.log" | sed 's/^MISSING //' >>"$STAGE_MISSING" || true
     [ -s "$STAGE_MISSING" ] || missing "Python: the dependency check failed: see logs/python_deps.log"
     return 1
   fi
-  grep -E '^(note|wheels): ' "$WORK/logs/python_deps.log" >>"$STAGE_NOTES" || true
   step import "$WORK/logs/import.log" run_module checks gpu_check_support import-check --build "$SITE/pkg" \
     --require-cuda || true  # every step still runs: each says for itself what a missing CUDA does to it
 }
@@ -254,7 +267,7 @@ do_engine() {
   # export above, reused): postprocess_variants.json; fails only when the default fails its check or one crashed
   if [ "$QUICK" != 1 ]; then
     step variants "$WORK/logs/variants.log" run_module checks postprocess_variants --out "$WORK" \
-      --work "$OUT/shared_exports" || true
+      --work "$OUT/shared_exports" --engine-check "$WORK/engine_check.json" || true
   fi
 }
 
@@ -282,7 +295,7 @@ do_pytest() {  # do_pytest PIECE...: those pieces of python_tests in one pytest 
   mapfile -t targets < <(run_module checks gpu_stages pytest-targets "$@")
   # Everything, not only the CUDA tests: a GPU changes which paths run
   step "$name" "$WORK/logs/pytest_${1}.log" env OMP_NUM_THREADS="$(pytest_threads "$WORKERS")" \
-    "$PY" -m pytest "${targets[@]}" "${PYTEST_COMMON[@]}" "${PYTEST_OWN[@]}" \
+    "$PY" -m pytest "${targets[@]}" "${PYTEST_COMMON[@]}" "${PYTEST_PLUGINS[@]}" "${PYTEST_OWN[@]}" \
     "--junitxml=$WORK/pytest_${1}.xml" -n "$WORKERS" ${PYTEST_EXTRA[@]+"${PYTEST_EXTRA[@]}"} || true
 }
 
@@ -326,7 +339,8 @@ do_sanitizer() {  # do_sanitizer TOOL cpp|pytest: compute-sanitizer over the C++
   else
     step "${tool}_pytest" "$log" env OMP_NUM_THREADS="$(pytest_threads "$SANITIZED_WORKERS")" \
       "$san" --tool "$tool" --error-exitcode 99 --target-processes all "$PY" -m pytest \
-      "$ROOT/python_tests" "${SANITIZED_OWN[@]}" "${PYTEST_COMMON[@]}" "--junitxml=$WORK/sanitizer_${tool}_pytest.xml" \
+      "$ROOT/python_tests" "${SANITIZED_OWN[@]}" "${PYTEST_COMMON[@]}" "${PYTEST_PLUGINS[@]}" \
+      "--junitxml=$WORK/sanitizer_${tool}_pytest.xml" \
       -n "$SANITIZED_WORKERS" ${PYTEST_EXTRA[@]+"${PYTEST_EXTRA[@]}"} || true
     step "${tool}_pytest_verdict" "$WORK/logs/sanitizer_${tool}_pytest_verdict.log" run_module checks \
       gpu_check_support sanitizer-verdict --log "$log" || true
