@@ -197,3 +197,62 @@ def test_zsseg_batchs_glob_through_a_symlink_loop_ends(tmp_path):
     photo = _image(tmp_path / "d" / "loop" / "one.png")
     plan = plan_batch(str(tmp_path / "d" / "loop" / "**" / "*.png"), str(tmp_path / "out"))
     assert plan.sources == [photo], plan
+
+
+@pytest.mark.time_bound(120)
+def test_a_missing_input_is_refused_before_the_model_loads(tmp_path, tiny_bundle, capsys, monkeypatch):
+    """F17: ``zsseg segment good.png nothere.png`` said "skipped nothere.png: does not exist" once the model had
+    loaded (seconds for ViT-B). Now one line before it loads (the Engine is never made), naming the path."""
+    from zsseg_rt.runtime import Engine
+
+    def loaded(self, *args, **kwargs):
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr(Engine, "__init__", loaded)
+    good = _image(tmp_path / "good.png")
+    missing = [str(tmp_path / "nothere.png"), str(tmp_path / "gone.png")]
+    os.symlink(str(tmp_path / "nowhere.png"), tmp_path / "link.png")
+    for given, said in (
+        ([good, missing[0]], f"{missing[0]!r} does not exist"),
+        ([missing[1], good, missing[0]], f"{missing[1]!r} (and 1 more) does not exist"),
+        ([str(tmp_path / "link.png")], f"{str(tmp_path / 'link.png')!r} is a symbolic link to nothing"),
+    ):
+        code, _, err = _segment(capsys, *given, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(tmp_path / "o"))
+        assert code == 1 and len(err) == 1 and err[0].startswith(f"zsseg segment: error: {said}: give an"), err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.time_bound(300)
+@pytest.mark.parametrize("as_json", [False, True])
+def test_an_interrupted_run_ends_with_its_speed_and_where_its_results_are(
+    tmp_path, tiny_bundle, capsys, monkeypatch, as_json
+):
+    """F17: a segment run stopped by Ctrl-C (or SIGTERM) printed neither the Speed line nor "results in" (camera
+    prints both). Now both, of the images done, then the interruption (exit 130); ``--json``: the results so far on
+    stdout, the Speed line on stderr."""
+    from zsseg_rt import cli
+    from zsseg_rt.runtime import Engine
+
+    images = [_image(tmp_path / "in" / f"img{i}.png", seed=i) for i in range(3)]
+    real, calls = Engine.__call__, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C while image 3 is segmented
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "__call__", interrupted)
+    out = tmp_path / "out"
+    argv = ["segment", *images, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(out), "--backend", "onnxruntime"]
+    assert cli.main([*argv, *(["--json"] if as_json else [])]) == 130
+    said = capsys.readouterr()
+    where = f"results in {out} (label ids -> class names: {out / 'classes.json'})"
+    speed = "(onnxruntime fp32, 30x20)"
+    if as_json:
+        assert [entry["image"] for entry in json.loads(said.out)] == images[:2]
+        assert [line for line in said.err.splitlines() if line.startswith("Speed: ")][0].endswith(speed), said.err
+    else:
+        lines = said.out.splitlines()
+        assert lines[-2].startswith("Speed: ") and lines[-2].endswith(speed) and lines[-1] == where, said.out
+    assert said.err.strip().splitlines()[-1] == "zsseg segment: interrupted (SIGINT)", said.err

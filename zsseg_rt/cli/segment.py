@@ -30,6 +30,7 @@ from zsseg_rt.cli.segment_inputs import (
     frame_files,
     frame_note,
     is_video,
+    refuse_missing,
     refuse_special_files,
     release,
     video_frames,
@@ -73,7 +74,7 @@ def expand_inputs(sources: Sequence[str]) -> List[str]:
     segmented), a folder's images (its own files with an image extension, in name order; not its sub-folders), a
     glob (``"photos/*.jpg"``, ``"**/*.png"``: quoted, so that zsseg and not the shell expands it; ``**`` enters each
     real folder once, so a symbolic-link loop ends: ``zsseg_rt.input_files``). A path that does not exist is kept:
-    it is reported as missing.
+    it is refused before the model loads (``refuse_missing``).
 
     Raises:
         CliError: a folder without images, or a glob that matches no file.
@@ -393,6 +394,7 @@ def run_segment(args) -> int:
     args.max_pixels = max_pixels_limit(args.max_pixels)
     views = _views(args.visualize)
     images = expand_inputs(args.images)
+    refuse_missing(images)  # a path that does not exist: one line now, not a skipped image once the model loaded
     refuse_special_files(images)  # a FIFO, a device, a socket: one line now, not a read that waits forever
     plan, owner = _claimed_plan(images, args, views)
     coco = None
@@ -488,24 +490,28 @@ def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
             print(f"{what}: {summary['seconds']:.2f}s -> {next(iter(files.values()))}  {shares}")
         return True
 
-    for number, (path, files) in enumerate(zip(images, plan["files"]), 1):
-        if VIDEO not in files:
-            failed += not one(number, path, files)
-            continue
-        print(frame_note(path), file=sys.stderr)
-        good = True
-        try:
-            for index, frame in video_frames(path, args.max_pixels):
-                good &= one(
-                    number, path, frame_files(plan["directory"], files[VIDEO], index, plan["kinds"]), (index, frame)
-                )
-        except OutputWriteError:
-            raise
-        except (ValueError, OSError, RuntimeError) as exc:  # the video cannot be opened or decoded further
-            summaries.append({"image": path, "error": format_error(exc)})
-            print(f"zsseg segment: skipped {path}: {format_error(exc)}", file=sys.stderr)
-            good = False
-        failed += not good
+    try:
+        for number, (path, files) in enumerate(zip(images, plan["files"]), 1):
+            if VIDEO not in files:
+                failed += not one(number, path, files)
+                continue
+            print(frame_note(path), file=sys.stderr)
+            good = True
+            try:
+                for index, frame in video_frames(path, args.max_pixels):
+                    files_of = frame_files(plan["directory"], files[VIDEO], index, plan["kinds"])
+                    good &= one(number, path, files_of, (index, frame))
+            except OutputWriteError:
+                raise
+            except (ValueError, OSError, RuntimeError) as exc:  # the video cannot be opened or decoded further
+                summaries.append({"image": path, "error": format_error(exc)})
+                print(f"zsseg segment: skipped {path}: {format_error(exc)}", file=sys.stderr)
+                good = False
+            failed += not good
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: what was done is said as at the end (F17), then the signal's code
+        if speed.images:
+            _closing_lines(args, plan, engine, speed, summaries)
+        raise
     if failed == len(images):  # nothing to describe: no classes.json, no "results in", no empty run folder
         if args.json:
             print(json.dumps(summaries, indent=1))
@@ -513,6 +519,15 @@ def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
         print(f"zsseg segment: error: {what} failed (see above): no results, no {CLASS_MAP}", file=sys.stderr)
         return 1
     class_map_first()  # written with the first label map; a run whose every map was written before has it already
+    _closing_lines(args, plan, engine, speed, summaries)
+    if failed:
+        print(f"zsseg segment: {failed} of {len(images)} images failed (see above)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _closing_lines(args, plan: Dict, engine, speed, summaries: List[Dict]) -> None:
+    """The end of a run, or of one stopped by a signal (its images so far): ``--json``'s results, the Speed line and
+    where the results are."""
     line = speed.line(engine.backend.name, getattr(engine.backend, "precision", None))
     if args.json:
         print(json.dumps(summaries, indent=1))
@@ -520,9 +535,7 @@ def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
     else:
         print(line)
         print(f"results in {plan['directory']} (label ids -> class names: {plan['class_map']})")
-    if failed:
-        print(f"zsseg segment: {failed} of {len(images)} images failed (see above)", file=sys.stderr)
-    return 1 if failed else 0
+    sys.stdout.flush()
 
 
 # ---- the command line -------------------------------------------------------------------------------------------

@@ -15,7 +15,15 @@ import numpy as np
 
 from zsseg_rt.cli_errors import CliError
 
-__all__ = ["FRAME_DIGITS", "claim_output", "frame_files", "is_video", "refuse_special_files", "video_frames"]
+__all__ = [
+    "FRAME_DIGITS",
+    "claim_output",
+    "frame_files",
+    "is_video",
+    "refuse_missing",
+    "refuse_special_files",
+    "video_frames",
+]
 
 FRAME_DIGITS = 6  # clip_000042_overlay.png
 
@@ -40,6 +48,22 @@ def refuse_special_files(paths: Sequence[str]) -> None:
         kind = special_file(path)
         if kind is not None:
             raise CliError(f"{path!r} is {kind}, not an image or video file: give a regular file")
+
+
+def refuse_missing(paths: Sequence[str]) -> None:
+    """Refuse a path that does not exist among the inputs, before the model loads (F17: it was said only after, as
+    a skipped image, seconds later for a large model).
+
+    Raises:
+        CliError: one line naming the first one (and how many more).
+    """
+    missing = [path for path in paths if not os.path.exists(path)]
+    if not missing:
+        return
+    first = missing[0]
+    what = "is a symbolic link to nothing" if os.path.islink(first) else "does not exist"
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    raise CliError(f"{first!r}{more} {what}: give an existing image, folder or video (quote a glob: 'photos/*.jpg')")
 
 
 def frame_files(directory: str, name: str, index: int, kinds: Sequence[str]) -> Dict[str, str]:
