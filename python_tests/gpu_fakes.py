@@ -117,6 +117,18 @@ def package_site(folder: Path) -> Path:
     return folder
 
 
+def stage_env(sites, **extra: str) -> dict:
+    """The environment tools/gpu_check.sh gives a stage's programs (run_stage): PYTHONSAFEPATH=1 and a PYTHONPATH of
+    the stage's sites only (its $SITE/pkg and $SITE/deps: never the checkout, never the caller's entries: that is
+    the point here), without the emulated build or pytest's worker variables; ``extra``: more variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    for var in ("ZSSEG_CUDA_EMULATION", "ZSSEG_NATIVE_MODULE", "LD_PRELOAD", "PYTHONHOME"):
+        env.pop(var, None)
+    env.update(PYTHONSAFEPATH="1", PYTHONUNBUFFERED="1", **extra)
+    env["PYTHONPATH"] = os.pathsep.join(map(str, sites))
+    return env
+
+
 def repack(name: str, folder: Path) -> Path:
     """A wheel of an installed distribution (its files and metadata as installed)."""
     dist = importlib.metadata.distribution(name)

@@ -10,7 +10,6 @@ carried harness installed ahead of it; without it (the old stage) the same comma
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,9 +57,7 @@ def _wheels(folder: Path) -> Path:
 def _stage_pytest(python: Path, tests: Path, sites, workers: str) -> subprocess.CompletedProcess:
     """The stage's pytest command (tools/gpu_check.sh do_pytest): PYTHONSAFEPATH=1, the stage's site on PYTHONPATH,
     no plugin autoloaded, the harness's plugins named, --dist loadgroup, from a work folder."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHON", "ZSSEG_"))}
-    env.update(PYTHONSAFEPATH="1", PYTHONPATH=os.pathsep.join(map(str, sites)))
-    env["ZSSEG_HARNESS_MARKS"] = str(tests)
+    env = gpu_fakes.stage_env(sites, ZSSEG_HARNESS_MARKS=str(tests))
     command = [str(python), "-m", "pytest", str(tests), "-q", "-p", "no:cacheprovider", "--rootdir", str(tests)]
     command += [*harness.PYTEST_ARGS, "-n", workers, "--dist", "loadgroup"]
     return subprocess.run(command, cwd=tests.parent, env=env, capture_output=True, text=True, timeout=300)
@@ -134,7 +131,7 @@ def test_the_test_tools_are_pinned_and_every_pin_is_reported_beside_the_image_ve
 def test_the_stage_installs_the_harness_and_reports_versions_through_one_step(tmp_path):
     """tools/gpu_check.sh's python_deps step (``python-deps --harness``) on this Python: the harness first, then the
     version lines; without the carried tools it fails with one MISSING line (the stage lists it as missing)."""
-    env = dict(os.environ, PYTHONPATH="")
+    env = gpu_fakes.stage_env([])
     command = [sys.executable, "-c", "import sys; sys.path.append(sys.argv[1]); from checks import gpu_check_support "
                "as s; sys.exit(s.main(sys.argv[2:]))", str(REPO), "python-deps", "--group", "build", "--harness",
                "--wheels", str(tmp_path), "--site", str(tmp_path / "site")]  # fmt: skip

@@ -7,7 +7,6 @@ CPU op, the report written, the default restored."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -85,9 +84,7 @@ def test_the_check_children_start_from_a_work_folder_as_on_the_gpu_image(tmp_pat
     site = gpu_fakes.package_site(tmp_path / "site")
     work = tmp_path / "work"
     work.mkdir()
-    env = dict(os.environ, PYTHONSAFEPATH="1", PYTHONPATH=str(site))
-    for name in ("ZSSEG_CUDA_EMULATION", "ZSSEG_NATIVE_MODULE"):
-        env.pop(name, None)
+    env = gpu_fakes.stage_env([site])
     repo = str(Path(pv.__file__).resolve().parent.parent)
     command = [str(python), "-c", "import sys; sys.path.append(sys.argv[1]); exec(sys.argv[2])", repo, PARENT]
     run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300)
