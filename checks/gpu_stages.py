@@ -233,13 +233,13 @@ STAGES: Tuple[Stage, ...] = (
         110,
         ("pytest export stream cli top",),
         "the rest of pytest that a GPU can change: streams and the video filter, torch precision, the CLI's device "
-        "options, profiling; the rest is CI's (CI_ONLY)",
-        72,
+        "options, profiling; the rest is CI's (CI_ONLY, host_only)",
+        69,
         "est.: its run on the H200 at b235fde with the conftest guarded (211827, information: 109 s, pytest 102.9 s "
-        "on 16 workers; its record 211156 died at collection, 18 s) less the 15 tests made CI's since (host_only or "
-        "CI_ONLY: 263 of its 1050 worker-seconds, the ZegFormer camera test on ONNX Runtime 86.2 s of them): "
-        "16.7 s of start and tail (102.9 less that test, started first) + 49.2 s (the 787 worker-seconds left / 16) "
-        "+ 2.1 s (the step beyond pytest's report) + 4 s of setup = 72.0 s",
+        "on 16 workers; its record 211156 died at collection, 18 s) less the 18 tests made CI's since (host_only or "
+        "CI_ONLY: 311 of its 1050 worker-seconds, the ZegFormer camera test on ONNX Runtime 86.2 s of them): "
+        "16.7 s of start and tail (102.9 less that test, started first) + 46.2 s (the 740 worker-seconds left / 16) "
+        "+ 2.1 s (the step beyond pytest's report) + 4 s of setup = 69.0 s",
         measured="2026-11-27T211156_nvidia-h200_suite.json",
         covers=("benchmarks/**",),  # test_benchmark_streams.py and the CLI's profiling run benchmarks/ on the GPU
     ),

@@ -58,6 +58,7 @@ EXPORT_PHASES = [
 
 
 @linux_only
+@pytest.mark.host_only  # zsseg export on the CPU in a child, interrupted (as export/test_export_signals.py, CI's)
 @pytest.mark.parametrize("phase,sig", EXPORT_PHASES, ids=[f"{p}-{signal.Signals(s).name}" for p, s in EXPORT_PHASES])
 def test_export_interrupted_at_each_start_up_phase(tiny_bundle, tmp_path, phase, sig):
     import json

@@ -461,6 +461,7 @@ def test_convert_clip_pretrained_fills_a_zegformer_checkpoint_without_clip(tmp_p
     assert torch.equal(state["predictor.query_embed.weight"], model.state_dict()["predictor.query_embed.weight"])
 
 
+@pytest.mark.host_only  # zsseg convert: a checkpoint read and written on the CPU (no device): CI's
 def test_convert_allow_missing_text_encoder_and_overwrite(tmp_path, capsys):
     """An official ZegCLIP checkpoint without text_encoder.* tensors is refused (missing keys); with
     `--allow-missing-text-encoder` it converts, the checkpoint's own tensors kept. Converting again into the same
