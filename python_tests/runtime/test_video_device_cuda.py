@@ -198,6 +198,39 @@ def test_video_segmenter_on_the_device_pipeline(device_engine, options):
     on_device.close()  # twice: nothing left, nothing raised
 
 
+def test_a_state_larger_than_the_rescaled_image(device_engine):
+    """The H200 probe's P9 (b235fde): a 480x640 frame on the tiny bundle (64-px input: rescaled to 64x85) at the
+    filter's stride 4 has a state (120x160) larger than the rescaled image. The host path enlarges it
+    (``cv2.resize(INTER_AREA)``: OpenCV's linear coefficients); the device refused the frame mid-stream. Now the
+    device's class scores are the host's (within the float rounding of its sigmoid) and the device filter gives the
+    host filter's labels, frame by frame."""
+    from zsseg_rt.stream import VideoSegmenter
+
+    engine, memory = device_engine
+    frames, _ = moving_square(frames=3, size=(480, 640), side=160, step=12)
+    scaled = engine.pipeline.device.frame_plan(frames[0])[0]
+    assert tuple(scaled)[0] < 120 and tuple(scaled)[1] < 160, scaled  # the geometry: the state is larger
+    arrays = DeviceArrays(memory)
+    try:
+        got = engine.segment_on_device([frames[0]], arrays, 4)[0].class_scores
+        want = engine.segment_with_class_scores([frames[0]], 4)[0].class_scores
+        assert want.scores.shape[1:] == (120, 160)
+        state = np.empty(want.scores.shape, np.float32)
+        memory.download("state", got.scores, state)
+        memory.synchronize()
+        np.testing.assert_allclose(state, want.scores, atol=2e-6)
+    finally:
+        arrays.close()
+    on_device = VideoSegmenter(engine, device=True, stabilize=True)
+    on_host = VideoSegmenter(engine, device=False, stabilize=True)
+    assert on_device.on_device and on_device.options.score_stride == 4
+    for k, frame in enumerate(frames):
+        got, want = on_device(frame), on_host(frame)
+        assert (got.labels == want.labels).mean() >= 0.995, k
+    on_device.close()
+    on_host.close()
+
+
 def test_the_live_options_on_the_device_pipeline(tiny_bundle):
     """``zsseg camera --live`` on a device pipeline: the Engine's one-window test_scale in the device pipeline and the
     live filter (a keyframe every 4, the flow at 1/4) on the device give the host filter's labels; a keyframe's
