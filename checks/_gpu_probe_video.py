@@ -15,15 +15,18 @@ Standard library only at import, like checks/_gpu_probe_parts.py (numpy, cv2 and
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+import traceback
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from checks._gpu_probe_parts import (
     REPO,
+    _bundle,
     _bundle_here,
     _compact,
     _cuda_model,
@@ -39,6 +42,10 @@ MUST_RUN = (
     "python_tests/runtime/test_video_device_cuda.py",
 )
 PYTEST_CAP_S = 45
+# python_tests/conftest.py's tiny_bundle fixture copies the bundle this names instead of exporting its own: P10's
+# pytest run takes P2's (the probe runs P2 first), so a lease exports the tiny bundle once (the H200 run of b235fde
+# exported it twice: 27.9 s in P2, again in P10's pytest)
+TINY_BUNDLE_ENV = "ZSSEG_TEST_TINY_BUNDLE"
 CLIP_FRAMES = 48  # the carried clip's (checks/gpu_artifacts.py clip) and the synthetic one's
 CLASSES = "person,car,bicycle,road,building,tree,sky"
 LIVE_CAP_S = 40
@@ -176,14 +183,30 @@ def junit_outcomes(xml: Path) -> Dict[str, str]:
     return found
 
 
-def part_temporal_kernels(ctx) -> dict:
-    """P10: the must-run tests of the temporal kernels and the device filter on this GPU, then each op's first
-    divergence from the CPU kernel (if any)."""
+def _device_io() -> Tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """(put, get): an array to a device copy (the native module's DeviceMemory) and back."""
     import numpy as np
 
-    _needs_zsseg_cuda()
     from zsseg_rt import ops
 
+    testing = ops.native_module()._testing
+    return lambda a: testing.DeviceMemory(np.ascontiguousarray(a)), lambda d: np.asarray(d.numpy())
+
+
+def tiny_bundle_for_tests(ctx) -> Tuple[str, bool]:
+    """(the tiny bundle P10's pytest run copies, whether it was there): P2's in ``ctx.work`` (the probe runs P2
+    first), else exported now (P10 run alone)."""
+    ge = _engine_module()
+    there = (ctx.work / f"{ge.TINY_CONFIG}_bundle" / "meta.json").is_file()
+    return _bundle(ctx, "tiny"), there
+
+
+def part_temporal_kernels(ctx) -> dict:
+    """P10: the must-run tests of the temporal kernels and the device filter on this GPU (their tiny bundle P2's:
+    ``TINY_BUNDLE_ENV``), then each op's first divergence from the CPU kernel (if any)."""
+    _needs_zsseg_cuda()
+    bundle, reused = tiny_bundle_for_tests(ctx)
+    ctx.record("tiny_bundle", {"path": bundle, "reused": reused})
     xml = ctx.work / "p10_junit.xml"
     xml.unlink(missing_ok=True)
     command = [sys.executable, "-m", "pytest", *(str(REPO / t) for t in MUST_RUN), "-q", "-p", "no:cacheprovider",
@@ -191,15 +214,15 @@ def part_temporal_kernels(ctx) -> dict:
     start = time.perf_counter()
     try:
         done = subprocess.run(command, cwd=ctx.work, capture_output=True, text=True,
-                              timeout=max(min(PYTEST_CAP_S, ctx.left() - 10), 1))  # fmt: skip
+                              timeout=max(min(PYTEST_CAP_S, ctx.left() - 10), 1),
+                              env=dict(os.environ, **{TINY_BUNDLE_ENV: bundle}))  # fmt: skip
         code, tail = done.returncode, (done.stdout + done.stderr).splitlines()[-25:]
     except subprocess.TimeoutExpired:
         code, tail = "timeout", []
     tests = junit_outcomes(xml) if xml.is_file() else {}
     ctx.record("must_run_tests", {"exit_code": code, "seconds": round(time.perf_counter() - start, 2),
                                   "outcomes": tests, **({"output_tail": tail} if code != 0 else {})})  # fmt: skip
-    testing = ops.native_module()._testing
-    compared = comparisons(lambda a: testing.DeviceMemory(np.ascontiguousarray(a)), lambda d: np.asarray(d.numpy()))
+    compared = comparisons(*_device_io())
     ctx.record("cpu_vs_device", compared)
     return {"all_equal": all(c["equal"] for c in compared.values()),
             "tests_passed": bool(tests) and all(o == "passed" for o in tests.values())}  # fmt: skip
@@ -248,49 +271,110 @@ def _frames(path: Path, count: int) -> list:
     return frames
 
 
-def part_video(ctx) -> dict:
-    """P9: ``VideoSegmenter`` on the torch CUDA Engine with the filter on the device (``device=True``; a refusal is
-    recorded with its reason), --stabilize and keyframes, against the same filter on the host; then ``zsseg camera
-    --live --device cuda`` on the clip, end to end (its --stats-json)."""
+# VideoSegmenter's modes P9 compares, the filter on the device against the host's
+MODES: Tuple[Tuple[str, Dict[str, Any]], ...] = (("stabilize", {"stabilize": True}),
+                                                 ("keyframe_every_4", {"keyframe_every": 4}))  # fmt: skip
+
+
+def _error(exc: BaseException) -> dict:
+    """An exception as a record: its type, message and the last lines of its traceback (where it was raised)."""
+    lines = "".join(traceback.format_exception(exc)).strip().splitlines()
+    return {"type": type(exc).__name__, "message": str(exc)[:500], "traceback_tail": lines[-6:]}
+
+
+def _says(segmenter) -> dict:
+    """The segmenter's ``on_device`` and ``stats()`` (compact), each "unavailable: ..." where it cannot say."""
+    found = {}
+    for key, value in (("on_device", lambda: segmenter.on_device), ("stats", lambda: _compact(segmenter.stats()))):
+        try:
+            found[key] = value()
+        except Exception as exc:  # noqa: BLE001 - after an error the segmenter may not say
+            found[key] = f"unavailable: {type(exc).__name__}: {str(exc)[:200]}"
+    return found
+
+
+def _one_run(make: Callable[[bool, dict], Any], where: bool, options: dict, frames: Sequence[Any]) -> dict:
+    """One segmenter (``make(device, options)``) over ``frames``: its labels (for the agreement), first and median
+    ms, stats; a refusal (``ValueError`` from ``make``: the filter cannot run on this device) or an error at frame k
+    (``failed_at_frame``, ``error``) recorded with what it made before, never raised."""
+    try:
+        segmenter = make(where, options)
+    except ValueError as refused:  # device=True: the filter cannot run on this Engine's device (the reason)
+        return {"refused": str(refused)[:500], "labels": []}
+    except Exception as exc:  # noqa: BLE001 - recorded; the other side and the other modes still run
+        return {"error": _error(exc), "failed_at_frame": None, "labels": []}
+    labels: List[Any] = []
+    times: List[float] = []
+    found: Dict[str, Any] = {}
+    try:
+        with segmenter:
+            try:
+                for frame in frames:
+                    start = time.perf_counter()
+                    labels.append(segmenter(frame).labels)
+                    times.append(time.perf_counter() - start)
+            finally:  # what it says before it closes, after an error too
+                found.update(_says(segmenter))
+    except Exception as exc:  # noqa: BLE001 - the frame's error (or the close's), with the frames before it kept
+        found["error"] = _error(exc)
+        found["failed_at_frame" if len(labels) < len(frames) else "failed_at_close"] = len(labels)
+    found["frames_done"] = len(labels)
+    if times:
+        found["first_ms"] = 1e3 * times[0]
+        if len(times) > 1:
+            found["median_ms"] = 1e3 * _median(times[1:])
+    return {**found, "labels": labels}
+
+
+def compare_modes(make: Callable[[bool, dict], Any], frames: Sequence[Any], modes=MODES,
+                  record: Optional[Callable[[str, Any], None]] = None) -> Dict[str, dict]:  # fmt: skip
+    """Each mode with the filter on the device and on the host (``make(device, options)``: a VideoSegmenter), one
+    after the other whatever the other did (a refusal, an error at some frame: recorded by ``_one_run``), and their
+    labels' agreement over the frames both made; ``record(name, value)`` as each mode ends."""
     import numpy as np
 
-    _needs_zsseg_cuda()
-    from zsseg_rt.stream.video import VideoSegmenter
+    found: Dict[str, dict] = {}
+    for name, options in modes:
+        device, host = (_one_run(make, where, options, frames) for where in (True, False))
+        agree = [float((a == b).mean()) for a, b in zip(device.pop("labels"), host.pop("labels"))]
+        found[name] = {"frames": len(frames), "device": device, "host": host,
+                       **({"labels_equal_host_min": min(agree), "labels_equal_host_mean": float(np.mean(agree)),
+                           "frames_compared": len(agree)} if agree else {})}  # fmt: skip
+        if record is not None:
+            record(name, found[name])
+    return found
 
-    ge = _engine_module()
+
+def part_video(ctx) -> dict:
+    """P9: ``VideoSegmenter`` on the torch CUDA Engine with the filter on the device (``device=True``; a refusal is
+    recorded with its reason), --stabilize and keyframes, against the same filter on the host (``compare_modes``: an
+    error in one mode or at one frame is recorded and the rest still runs); then ``zsseg camera --live --device
+    cuda`` on the clip, end to end (its --stats-json), whatever the comparisons did."""
+    _needs_zsseg_cuda()
     bundle = _bundle_here(ctx)
     clip = clip_path(ctx)
     ctx.record("bundle", Path(bundle).name)
     about = clip.with_name("live.json")  # what the artefacts say it is (checks/gpu_artifacts.py clip)
     ctx.record("clip", {"path": clip.name, "carried": clip.parent != ctx.work,
                         **(json.loads(about.read_text()) if about.is_file() else {})})  # fmt: skip
+    try:
+        _filter_modes(ctx, bundle, clip)
+    except Exception as exc:  # noqa: BLE001 - the Engine could not be made (or the clip read): --live still runs
+        ctx.record("filter_error", _error(exc))
+    return {"live": _live(ctx, bundle, clip)}
+
+
+def _filter_modes(ctx, bundle: str, clip: Path) -> None:
+    """``compare_modes`` on the bundle's torch CUDA Engine (fp16) and the clip's first 24 frames (the Engine and its
+    model go when this returns, before --live starts its own)."""
+    from zsseg_rt.stream.video import VideoSegmenter
+
+    ge = _engine_module()
     model, _ = _cuda_model(bundle)
     frames = _frames(clip, 24)
     engine = ge.torch_engine(bundle, model, "fp16")
     engine.set_classes(CLASSES.split(","))
-    for name, options in (("stabilize", {"stabilize": True}), ("keyframe_every_4", {"keyframe_every": 4})):
-        runs: Dict[bool, dict] = {}
-        for where in (True, False):
-            try:
-                segmenter = VideoSegmenter(engine, device=where, **options)
-            except ValueError as refused:  # device=True: the filter cannot run on this Engine's device (the reason)
-                runs[where] = {"refused": str(refused)[:500], "labels": []}
-                continue
-            with segmenter:
-                labels, times = [], []
-                for frame in frames:
-                    start = time.perf_counter()
-                    labels.append(segmenter(frame).labels)
-                    times.append(time.perf_counter() - start)
-                runs[where] = {"on_device": segmenter.on_device, "labels": labels, "first_ms": 1e3 * times[0],
-                               "median_ms": 1e3 * _median(times[1:]), "stats": _compact(segmenter.stats())}  # fmt: skip
-        device, host = runs[True], runs[False]
-        agree = [float((a == b).mean()) for a, b in zip(device.pop("labels"), host.pop("labels"))]
-        ctx.record(name, {"frames": len(frames), "device": device, "host": host,
-                          **({"labels_equal_host_min": min(agree), "labels_equal_host_mean": float(np.mean(agree))}
-                             if agree else {})})  # fmt: skip
-    del engine, model
-    return {"live": _live(ctx, bundle, clip)}
+    compare_modes(lambda where, options: VideoSegmenter(engine, device=where, **options), frames, record=ctx.record)
 
 
 def _live(ctx, bundle: str, clip: Path) -> dict:

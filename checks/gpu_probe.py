@@ -16,17 +16,21 @@ traceback head) and the next part runs. Parts that need CUDA say "skipped: no CU
 part is never reported as passed: the probe measures, it does not judge (``checks/gpu_engine.py`` judges).
 
 A part starts only with at least ``min_s`` of the budget left: its time measured on the H100 (2026-11-26, records
-174613 and 174205 in docs/gpu_runs/) or, for a part never run there, an estimate that says so ("est."), plus 20 %
+174613 and 174205 in docs/gpu_runs/) or the H200 (2026-11-27, record 211043) or, for a part never run whole there,
+an estimate that says so ("est."), plus 20 %
 (``MIN_S_FACTOR``). A part that starts therefore ends within its bound, and ``schedule`` shows before a lease
 which parts the stage's budget holds (python_tests/test_gpu_plan_room.py). No part re-measures what the engine stage
 measures (its frame graphs, post-processing inside them, each op's host time: P4 and P3's graphs are gone).
 
-The acceptance's parts (``ORDER``: what never ran on a GPU, the riskiest first):
-    P10 temporal    the temporal kernels' must-run tests on the GPU, each op on the device against the CPU kernel
-                    bit for bit, the first divergence where one differs (checks/_gpu_probe_video.py)
+The acceptance's parts (``ORDER``: P2 first, whose bundle the others take; then what never ran on a GPU, the
+riskiest first):
     P2  bundles     the tiny bundle (random weights), exported or reused; the full-size one reused if there
-    P9  video       VideoSegmenter on the torch CUDA Engine, the filter on the device against the host's, and
-                    `zsseg camera --live --device cuda` on a clip (carried: gpu_artifacts/clips), timed
+    P10 temporal    the temporal kernels' must-run tests on the GPU (their pytest run copies P2's tiny bundle), each
+                    op on the device against the CPU kernel bit for bit, the first divergence where one differs
+                    (checks/_gpu_probe_video.py)
+    P9  video       VideoSegmenter on the torch CUDA Engine, the filter on the device against the host's (an error
+                    in one mode or at one frame recorded, the rest run), and `zsseg camera --live --device cuda` on a
+                    clip (carried: gpu_artifacts/clips), timed
     P7  batch       engine([photo] * 4) against 4 single calls (the device path's images/s)
     P6  driver      the ctypes CudaDriver on real libcuda: CudaMemory (mapped memory off/on), driver stream capture
                     (DriverCudaGraphs), timing events; replay against eager frame by frame
@@ -91,28 +95,33 @@ class Part:
 
 
 _H100 = "H100 2026-11-26, record 174613 (the probe at cf77cf4)"
+_H200 = "H200 2026-11-27, record 211043 (the probe at b235fde)"
 _VIDEO = "checks._gpu_probe_video"
 PARTS = {
     p.id: p
     for p in [
-        Part("P0", "machine", "torch/CUDA/GPU/driver/ncu versions and names", 90, 5.0,
-             f"{_H100}: its 140.3 s less its parts' 135.3 s (P0 and the parent)", False, "part_machine"),
+        Part("P0", "machine", "torch/CUDA/GPU/driver/ncu versions and names", 90, 5.5, f"{_H200}: 5.48 s", False,
+             "part_machine"),
         Part("P10", "temporal kernels", "the must-run tests of temporal.cu and the device filter on this GPU (JUnit "
              "outcomes); blend/hold/propagate on the device against the CPU kernels: equal, else the first "
-             "divergence (index, both values and bits, count, inputs there)", 60, 15.0,
-             "est.: pytest on 2 files (~8 s of start and imports) and 12 small comparisons; never run on a GPU",
+             "divergence (index, both values and bits, count, inputs there)", 60, 10.0,
+             f"est.: 34.6 s in the {_H200}, of which its pytest run's own export of the tiny bundle (the tiny_bundle "
+             "fixture; P2's took 27.9 s) about 25 s: that run now copies P2's ($ZSSEG_TEST_TINY_BUNDLE)",
              True, "part_temporal_kernels", _VIDEO),
         Part("P2", "bundles", "export seconds of the tiny bundle (or reused); whether the full-size one is there",
-             90, 17.0, "est.: the tiny export took 13.8 s and 3.5 s of imports on the 2-core development machine (the "
-             "H100 run reused both bundles: 0.57 s)", False, "part_export"),
+             90, 31.0, f"{_H200}: 30.4 s, the tiny export 27.87 s of it (reused: 0.57 s on the H100)", False,
+             "part_export"),
         Part("P9", "video filter on the device", "VideoSegmenter (--stabilize, keyframes) with the filter on the device "
-             "and on the host: ms per frame, label agreement; zsseg camera --live --device cuda on the clip: fps, "
-             "latency", 90, 20.0, "est.: 96 frames of the tiny Engine, and the --live command (15 s on the development "
-             "machine's CPU, 48 frames); never run on a GPU", True, "part_video", _VIDEO),
-        Part("P7", "batched call", "engine([photo]*4) vs 4 single calls: ms, images/s, labels equal", 60, 10.0,
-             "est.: the tiny Engine's load and 35 frames; never run on a GPU", True, "part_batch"),
+             "and on the host: ms per frame, label agreement (an error per mode and frame recorded, the rest run); "
+             "zsseg camera --live --device cuda on the clip: fps, latency", 90, 42.0,
+             f"est.: 22.5 s in the {_H200} until its first device frame raised (the start, the tiny Engine, the frame "
+             "up to its class scores), about 4.5 s for the 96 frames of the 4 runs and the host path's first calls, "
+             "about 15 s for --live (its own start and Engine, 48 frames)", True, "part_video", _VIDEO),
+        Part("P7", "batched call", "engine([photo]*4) vs 4 single calls: ms, images/s, labels equal", 60, 22.0,
+             "est.: the start and the tiny Engine as P9's (about 20 s of P9's 22.5 s to its first device frame on the "
+             "H200 at b235fde) and 35 frames; never run on a GPU", True, "part_batch"),
         Part("P6", "ctypes CudaDriver", "real libcuda: CudaMemory (mapped off/on) + DriverCudaGraphs + timing "
-             "events on the CudaOpsModel stand-in: replay == eager per frame, graph stats, stage ms", 60, 0.92, _H100,
+             "events on the CudaOpsModel stand-in: replay == eager per frame, graph stats, stage ms", 60, 1.17, _H200,
              True, "part_ctypes_driver"),
         # the extras
         Part("P7S", "multi-source streams", "benchmarks streams on the torch CUDA Engine (frames/s, RSS), cut at "
@@ -135,9 +144,23 @@ PARTS = {
              "part_ncu_engine"),
     ]
 }  # fmt: skip
-# What never ran on a GPU, the riskiest first (the H100 lease left P7 and P9 out for want of budget; P10 is new);
-# P2 before the parts that need a bundle
-ORDER = ["P10", "P2", "P9", "P7", "P6"]
+# What never ran on a GPU, the riskiest first (the H100 lease left P7 and P9 out for want of budget; P10 is new),
+# after P2, whose tiny bundle they take (``NEEDS_BUNDLE``)
+ORDER = ["P2", "P10", "P9", "P7", "P6"]
+# The parts that take P2's bundle: P10's pytest run (the tiny one, through $ZSSEG_TEST_TINY_BUNDLE), P9 and P7 (the
+# full-size one where an earlier stage of the command left it, else the tiny one). One that ran before P2 would
+# export its own (27.9 s on the H200 at b235fde, where P10 ran first).
+NEEDS_BUNDLE = ("P10", "P9", "P7")
+
+
+def order_problems(order: List[str]) -> List[str]:
+    """The parts of ``order`` that take P2's bundle but would run before P2 (empty: none)."""
+    if "P2" not in order:
+        return []
+    early = [p for p in order[: order.index("P2")] if p in NEEDS_BUNDLE]
+    return [f"{p} runs before P2, whose bundle it takes: it would export its own" for p in early]
+
+
 EXTRA_ORDER = ["P7S", "P1", "P2F", "P3", "P8", "P5", "P5E"]
 
 

@@ -208,7 +208,7 @@ STAGES: Tuple[Stage, ...] = (
                 "checks/gpu_engine.py", "benchmarks/**", "python_tests/ops/test_temporal_ops.py",
                 "python_tests/runtime/test_video_device_cuda.py", "python_tests/conftest.py",
                 "python_tests/cuda_support.py", "python_tests/support.py", "python_tests/video_fakes.py"),  # fmt: skip
-        probe_parts=("P10", "P2", "P9", "P7", "P6"),
+        probe_parts=("P2", "P10", "P9", "P7", "P6"),
     ),
     Stage(
         "models",

@@ -116,9 +116,13 @@ def test_the_real_parts_table(probe):
     for part in probe.PARTS.values():
         assert callable(getattr(importlib.import_module(part.module), part.function)), part.function
         assert part.min_s == math.ceil(round(part.seconds * 1.2, 6)) and 0 < part.min_s <= part.bound_s <= 150, part
-        assert part.source.startswith(("est.", "H100 2026-11-26, record")), part
+        assert part.source.startswith(("est.", "H100 2026-11-26, record", "H200 2026-11-27, record")), part
     assert probe.PARTS["P3"].min_s >= 52  # the whole P3 measured 42.9 s: below its 40 s min_s then (the review)
-    assert (probe.PARTS["P3"].seconds, probe.PARTS["P6"].seconds, probe.PARTS["P8"].seconds) == (42.9, 0.92, 18.95)
+    assert (probe.PARTS["P3"].seconds, probe.PARTS["P8"].seconds) == (42.9, 18.95)
+    # refitted to the H200's probe at b235fde: P2 30.4 s (its export), P6 1.17 s; P10 without its own export; P9
+    # (which failed after 22.5 s) and P7 (skipped) at least what P9 took before its first device frame
+    assert (probe.PARTS["P2"].seconds, probe.PARTS["P6"].seconds, probe.PARTS["P10"].seconds) == (31.0, 1.17, 10.0)
+    assert probe.PARTS["P9"].seconds > 22.5 and probe.PARTS["P7"].seconds >= 20
     assert "_graph_frames" not in (ROOT / "checks" / "_gpu_probe_parts.py").read_text()
     stages = importlib.import_module("checks.gpu_stages")
     assert list(stages.stage("probe").probe_parts) == probe.ORDER
@@ -249,3 +253,140 @@ def test_the_clip_the_artefacts_carry_for_live(tmp_path, monkeypatch):
     with pytest.raises(artifacts.Refused, match="no frame could be read"):
         artifacts.write_clip(tmp_path / "bad", str(tmp_path / "empty.avi"))
     assert cv2.VideoCapture(str(tmp_path / "synthetic" / "live.avi")).isOpened()
+
+
+# ---- the bundle once, P9 whatever fails (the H200 run of b235fde, review section 6) ---------------------------------
+def test_p2_runs_before_every_part_that_takes_its_bundle(probe):
+    """P10 ran first on the H200 and its pytest run exported the tiny bundle that P2 exported again. Control: that
+    order is named as a problem."""
+    assert probe.order_problems(probe.ORDER) == [] and probe.ORDER[0] == "P2"
+    assert set(probe.NEEDS_BUNDLE) <= set(probe.ORDER)
+    assert probe.order_problems(["P10", "P2", "P9", "P7", "P6"]) == [
+        "P10 runs before P2, whose bundle it takes: it would export its own"
+    ]
+    assert probe.order_problems(["P10", "P6"]) == []  # no P2 asked for: each exports what it needs
+
+
+def _context(probe, tmp_path):
+    import time
+
+    (tmp_path / "work").mkdir(exist_ok=True)
+    return probe.Context(tmp_path / "part.json", tmp_path / "work", tmp_path / "out", "cuda", time.monotonic() + 60)
+
+
+@pytest.mark.parametrize("p2_ran", [True, False], ids=["after_p2", "alone"])
+def test_p10s_pytest_run_copies_p2s_tiny_bundle(probe, video, tmp_path, monkeypatch, p2_ran):
+    """P10 hands its pytest run P2's tiny bundle through the variable python_tests/conftest.py's tiny_bundle fixture
+    reads, so the fixture copies it instead of exporting its own. Control: without P2's bundle (P10 alone) it is
+    exported once, by P10 itself."""
+    import numpy as np
+
+    ctx = _context(probe, tmp_path)
+    engine = importlib.import_module("checks.gpu_engine")
+    bundle = ctx.work / f"{engine.TINY_CONFIG}_bundle"
+    exported = []
+
+    def export(config, out_dir, max_classes, scale_weights):  # gpu_engine._export's export without torch
+        exported.append(config)
+        (out_dir / f"{config}_bundle").mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{config}_bundle" / "meta.json").write_text("{}")
+        (out_dir / f"{config}_native").mkdir(exist_ok=True)
+        return str(out_dir / f"{config}_bundle")
+
+    if p2_ran:  # what P2 left; the real _export reuses it (it imports torch only to export)
+        export(engine.TINY_CONFIG, ctx.work, 32, True)
+        exported.clear()
+    else:
+        monkeypatch.setattr(engine, "_export", export)
+    ran = []
+    monkeypatch.setattr(video, "_needs_zsseg_cuda", lambda: None)
+    monkeypatch.setattr(video, "_device_io", lambda: (np.array, np.asarray))
+    monkeypatch.setattr(video, "comparisons", lambda put, get: {})
+    monkeypatch.setattr(video.subprocess, "run",
+                        lambda command, **kw: ran.append(kw) or subprocess.CompletedProcess(command, 0, "", ""))  # fmt: skip
+    video.part_temporal_kernels(ctx)
+    assert len(ran) == 1 and ran[0]["env"][video.TINY_BUNDLE_ENV] == str(bundle)
+    assert ctx.measured["tiny_bundle"] == {"path": str(bundle), "reused": p2_ran}
+    assert exported == ([] if p2_ran else [engine.TINY_CONFIG])
+    conftest = (ROOT / "python_tests" / "conftest.py").read_text()
+    assert f'PREBUILT_BUNDLE_ENV = "{video.TINY_BUNDLE_ENV}"' in conftest
+
+
+class _FakeSegmenter:
+    """A VideoSegmenter stand-in: labels = the frame; raises at frame ``fail_at`` (as the device filter raised
+    ``class_state``'s error on the H200)."""
+
+    def __init__(self, device, fail_at=None):
+        self.on_device, self.fail_at, self.seen = device, fail_at, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __call__(self, frame):
+        if self.seen == self.fail_at:
+            raise ValueError("class_state: the state (120, 160) must not be larger than the rescaled image (64, 85)")
+        self.seen += 1
+        return type("Result", (), {"labels": frame})()
+
+    def stats(self):
+        return {"frames": self.seen}
+
+
+def test_p9_records_an_error_per_mode_and_frame_and_runs_the_rest(video):
+    """One exception lost every P9 number on the H200: now an error at a frame of one mode's device run is recorded
+    (which frame, the error) with what it made before, and the host run, the other mode and the agreement over the
+    frames both made still come; a refused device run says why. Control: nothing fails, nothing recorded as such."""
+    import numpy as np
+
+    frames = [np.full((2, 3), k, np.int32) for k in range(4)]
+    recorded = {}
+
+    def make(device, options, fail=True):
+        if device and options.get("keyframe_every") and fail:
+            raise ValueError("device=True is not possible: the Engine runs on the host")
+        return _FakeSegmenter(device, 1 if device and options.get("stabilize") and fail else None)
+
+    found = video.compare_modes(make, frames, record=recorded.__setitem__)
+    assert list(recorded) == ["stabilize", "keyframe_every_4"] and recorded == found
+    device, host = found["stabilize"]["device"], found["stabilize"]["host"]
+    assert device["failed_at_frame"] == 1 and device["frames_done"] == 1 and device["stats"] == {"frames": 1}
+    assert device["error"]["type"] == "ValueError" and "class_state" in device["error"]["message"]
+    assert device["on_device"] is True and "labels" not in device
+    assert "error" not in host and host["frames_done"] == 4 and "median_ms" in host
+    assert found["stabilize"]["frames_compared"] == 1 and found["stabilize"]["labels_equal_host_min"] == 1.0
+    keyframes = found["keyframe_every_4"]
+    assert (
+        keyframes["device"]["refused"].startswith("device=True is not possible")
+        and keyframes["host"]["frames_done"] == 4
+    )
+    assert "frames_compared" not in keyframes
+    clean = video.compare_modes(lambda device, options: make(device, options, fail=False), frames)
+    for mode in clean.values():
+        assert mode["frames_compared"] == 4 and all("error" not in mode[side] for side in ("device", "host"))
+
+
+@pytest.mark.parametrize("fails", [True, False], ids=["engine_fails", "control"])
+def test_p9_runs_live_whatever_the_filter_comparisons_did(probe, video, tmp_path, monkeypatch, fails):
+    """The comparisons' Engine could not be made (or the clip read): recorded, and ``zsseg camera --live`` still
+    runs (its own process). Control: nothing fails, no such record."""
+    ctx = _context(probe, tmp_path)
+    lived = []
+
+    def filter_modes(ctx, bundle, clip):
+        if fails:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        ctx.record("stabilize", {"frames": 24})
+
+    monkeypatch.setattr(video, "_needs_zsseg_cuda", lambda: None)
+    monkeypatch.setattr(video, "_bundle_here", lambda ctx: str(ctx.work / "zegclip_tiny_test_bundle"))
+    monkeypatch.setattr(video, "clip_path", lambda ctx: ctx.work / "synthetic_clip.avi")
+    monkeypatch.setattr(video, "_filter_modes", filter_modes)
+    monkeypatch.setattr(video, "_live", lambda ctx, bundle, clip: lived.append(clip.name) or {"exit_code": 0})
+    assert video.part_video(ctx) == {"live": {"exit_code": 0}} and lived == ["synthetic_clip.avi"]
+    assert ("filter_error" in ctx.measured) == fails and ("stabilize" in ctx.measured) != fails
+    if fails:
+        assert ctx.measured["filter_error"]["type"] == "RuntimeError"
+        assert "illegal memory access" in ctx.measured["filter_error"]["message"]
