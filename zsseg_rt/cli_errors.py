@@ -37,6 +37,7 @@ __all__ = [
     "format_error",
     "interrupt_handler",
     "interrupted",
+    "refuse_stdout",
     "run_command",
     "signal_of",
     "sigterm_interrupts",
@@ -182,6 +183,33 @@ def interrupted(exc: KeyboardInterrupt, command: str, debug: bool = False) -> in
         traceback.print_exception(type(exc), exc, exc.__traceback__)
     print(f"zsseg {command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
     return exit_code_for_signal(signum)
+
+
+STDOUT_OUTPUTS = {
+    "output": "-o",
+    "save_json": "--save-json",
+    "stats_json": "--stats-json",
+    "labels_out": "--labels-out",
+}
+
+
+def refuse_stdout(args, instead: str) -> None:
+    """Refuse ``-`` (standard output, by the usual convention) given to a file or folder output of ``args``: every
+    output is written under a temporary name and put in place when the run ends, which a pipe cannot be (F18: ``-o -``
+    made a folder named ``-``, ``--save-json -`` said "expected a .json file name, got 'none'"). ``instead``: what
+    prints on standard output instead.
+
+    Raises:
+        CliError: one line naming the flag.
+    """
+    for name, flag in STDOUT_OUTPUTS.items():
+        given = getattr(args, name, None)
+        for value in given if isinstance(given, (list, tuple)) else [given]:
+            if value == "-":
+                raise CliError(
+                    f"{flag} -: writing to standard output is not supported (outputs are files, put in place when the "
+                    f"run ends): give a file or folder name ({instead})"
+                )
 
 
 @contextlib.contextmanager

@@ -256,3 +256,34 @@ def test_an_interrupted_run_ends_with_its_speed_and_where_its_results_are(
         lines = said.out.splitlines()
         assert lines[-2].startswith("Speed: ") and lines[-2].endswith(speed) and lines[-1] == where, said.out
     assert said.err.strip().splitlines()[-1] == "zsseg segment: interrupted (SIGINT)", said.err
+
+
+@pytest.mark.time_bound(120)
+def test_a_dash_for_an_output_is_refused_in_one_line(tmp_path, tiny_bundle, capsys, monkeypatch):
+    """F18: ``-o -`` made a folder named ``-``; ``--save-json -`` said "expected a .json file name, got 'none'". A
+    dash (standard output) is refused, naming the flag and what prints on standard output, before the model loads;
+    on camera too. Nothing is made."""
+    from zsseg_rt import cli
+    from zsseg_rt.runtime import Engine
+
+    def loaded(self, *args, **kwargs):
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr(Engine, "__init__", loaded)
+    monkeypatch.chdir(tmp_path)
+    photo = _image(tmp_path / "p.png")
+    clip = write_band_clip(tmp_path / "clip.avi", frames=2)
+    for command, given, flag, instead in (
+        ("segment", [photo, "-o", "-"], "-o", "--json prints the results on standard output"),
+        ("segment", [photo, "--save-json", "-"], "--save-json", "--json prints the results on standard output"),
+        ("camera", [clip, "-o", "-"], "-o", "-o display:// shows the frames, --preview PORT serves them"),
+        ("camera", [clip, "--stats-json", "-"], "--stats-json", "-o display:// shows"),
+    ):
+        code = cli.main([command, *given, "--bundle", tiny_bundle, "--classes", "a,b"])
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert code == 1 and len(err) == 1, err
+        assert err[0].startswith(
+            f"zsseg {command}: error: {flag} -: writing to standard output is not supported (outputs are files, put "
+            f"in place when the run ends): give a file or folder name ({instead}"
+        ), err
+    assert sorted(os.listdir(tmp_path)) == ["clip.avi", "p.png"]

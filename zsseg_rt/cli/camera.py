@@ -423,9 +423,10 @@ def run_camera_command(args) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.cli_errors import CliError, refuse_stdout
     from zsseg_rt.image_io import max_pixels_limit
 
+    refuse_stdout(args, "-o display:// shows the frames, --preview PORT serves them")  # -o -: F18
     if args.preview_readonly and args.preview is None:
         raise CliError("--preview-readonly applies to the --preview page: give --preview PORT too")
     if not 0.0 <= args.alpha <= 1.0:

@@ -35,7 +35,7 @@ from zsseg_rt.cli.segment_inputs import (
     release,
     video_frames,
 )
-from zsseg_rt.cli_errors import CliError, format_error
+from zsseg_rt.cli_errors import CliError, format_error, refuse_stdout
 from zsseg_rt.cli_types import add_engine_arguments, engine_kwargs
 from zsseg_rt.input_files import expand_glob
 from zsseg_rt.io_safety import OutputWriteError, atomic_write_text, temporaries_of
@@ -389,6 +389,7 @@ def run_segment(args) -> int:
 
     if not 0.0 <= args.alpha <= 1.0:
         raise CliError(f"--alpha is the overlay opacity, between 0 and 1; got {args.alpha}")
+    refuse_stdout(args, "--json prints the results on standard output")  # -o -, --save-json -: F18
     # no limit given: a photo over the default is resized to fit it (with a note) instead of refused
     args.resize = args.max_pixels is None and not os.environ.get(MAX_PIXELS_ENV, "").strip()
     args.max_pixels = max_pixels_limit(args.max_pixels)
