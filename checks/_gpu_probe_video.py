@@ -345,11 +345,28 @@ def compare_modes(make: Callable[[bool, dict], Any], frames: Sequence[Any], mode
     return found
 
 
+def run_errors(measured: Dict[str, Any]) -> List[str]:
+    """What raised in P9's comparisons (``filter_error``, a mode's device or host run), one line each."""
+    found = []
+    if "filter_error" in measured:
+        error = measured["filter_error"]
+        found.append(f"the comparisons' Engine: {error['type']}: {error['message']}")
+    for name, _ in MODES:
+        for side in ("device", "host"):
+            run = (measured.get(name) or {}).get(side) or {}
+            if "error" in run:
+                where = (f"at frame {run['failed_at_frame']}" if run.get("failed_at_frame") is not None
+                         else "closing" if "failed_at_close" in run else "making it")  # fmt: skip
+                found.append(f"{name} on the {side} {where}: {run['error']['type']}: {run['error']['message']}")
+    return found
+
+
 def part_video(ctx) -> dict:
     """P9: ``VideoSegmenter`` on the torch CUDA Engine with the filter on the device (``device=True``; a refusal is
     recorded with its reason), --stabilize and keyframes, against the same filter on the host (``compare_modes``: an
     error in one mode or at one frame is recorded and the rest still runs); then ``zsseg camera --live --device
-    cuda`` on the clip, end to end (its --stats-json), whatever the comparisons did."""
+    cuda`` on the clip, end to end (its --stats-json), whatever the comparisons did. Every number recorded, the
+    part then fails (raises) when any run raised: an error is not a measurement."""
     _needs_zsseg_cuda()
     bundle = _bundle_here(ctx)
     clip = clip_path(ctx)
@@ -361,7 +378,11 @@ def part_video(ctx) -> dict:
         _filter_modes(ctx, bundle, clip)
     except Exception as exc:  # noqa: BLE001 - the Engine could not be made (or the clip read): --live still runs
         ctx.record("filter_error", _error(exc))
-    return {"live": _live(ctx, bundle, clip)}
+    ctx.record("live", _live(ctx, bundle, clip))
+    errors = run_errors(ctx.measured)
+    if errors:
+        raise RuntimeError(f"P9: {len(errors)} run(s) raised (each recorded; the rest ran): " + "; ".join(errors))
+    return {}
 
 
 def _filter_modes(ctx, bundle: str, clip: Path) -> None:

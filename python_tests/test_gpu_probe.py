@@ -368,25 +368,35 @@ def test_p9_records_an_error_per_mode_and_frame_and_runs_the_rest(video):
         assert mode["frames_compared"] == 4 and all("error" not in mode[side] for side in ("device", "host"))
 
 
-@pytest.mark.parametrize("fails", [True, False], ids=["engine_fails", "control"])
-def test_p9_runs_live_whatever_the_filter_comparisons_did(probe, video, tmp_path, monkeypatch, fails):
-    """The comparisons' Engine could not be made (or the clip read): recorded, and ``zsseg camera --live`` still
-    runs (its own process). Control: nothing fails, no such record."""
+@pytest.mark.parametrize("fails", ["engine", "frame", None], ids=["engine_fails", "a_frame_fails", "control"])
+def test_p9_runs_live_whatever_the_filter_comparisons_did_and_then_fails(probe, video, tmp_path, monkeypatch, fails):
+    """The comparisons' Engine could not be made (or the clip read), or a device run raised at a frame: recorded,
+    ``zsseg camera --live`` still runs (its own process), and then the part fails naming what raised (an error is
+    not a measurement: the stage's probe verdict fails on it). Control: nothing fails, the part passes."""
     ctx = _context(probe, tmp_path)
     lived = []
 
     def filter_modes(ctx, bundle, clip):
-        if fails:
+        if fails == "engine":
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        ctx.record("stabilize", {"frames": 24})
+        device = {"frames_done": 24}
+        if fails == "frame":
+            device = {"frames_done": 3, "failed_at_frame": 3, "error": {"type": "ValueError", "message": "class_state"}}
+        ctx.record("stabilize", {"frames": 24, "device": device, "host": {"frames_done": 24}})
 
     monkeypatch.setattr(video, "_needs_zsseg_cuda", lambda: None)
     monkeypatch.setattr(video, "_bundle_here", lambda ctx: str(ctx.work / "zegclip_tiny_test_bundle"))
     monkeypatch.setattr(video, "clip_path", lambda ctx: ctx.work / "synthetic_clip.avi")
     monkeypatch.setattr(video, "_filter_modes", filter_modes)
     monkeypatch.setattr(video, "_live", lambda ctx, bundle, clip: lived.append(clip.name) or {"exit_code": 0})
-    assert video.part_video(ctx) == {"live": {"exit_code": 0}} and lived == ["synthetic_clip.avi"]
-    assert ("filter_error" in ctx.measured) == fails and ("stabilize" in ctx.measured) != fails
-    if fails:
+    if fails is None:
+        assert video.part_video(ctx) == {}
+    else:
+        message = ("the comparisons' Engine: RuntimeError: CUDA error: an illegal memory access"
+                   if fails == "engine" else "stabilize on the device at frame 3: ValueError: class_state")  # fmt: skip
+        with pytest.raises(RuntimeError, match="P9: 1 run[(]s[)] raised .*" + message):
+            video.part_video(ctx)
+    assert lived == ["synthetic_clip.avi"] and ctx.measured["live"] == {"exit_code": 0}
+    assert ("filter_error" in ctx.measured) == (fails == "engine")
+    if fails == "engine":
         assert ctx.measured["filter_error"]["type"] == "RuntimeError"
-        assert "illegal memory access" in ctx.measured["filter_error"]["message"]
