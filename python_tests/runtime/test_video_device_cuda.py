@@ -207,7 +207,7 @@ def test_a_state_larger_than_the_rescaled_image(device_engine):
     from zsseg_rt.stream import VideoSegmenter
 
     engine, memory = device_engine
-    frames, _ = moving_square(frames=3, size=(480, 640), side=160, step=12)
+    frames, _ = moving_square(frames=2, size=(480, 640), side=160, step=12)  # a keyframe, then one blended
     scaled = engine.pipeline.device.frame_plan(frames[0])[0]
     assert tuple(scaled)[0] < 120 and tuple(scaled)[1] < 160, scaled  # the geometry: the state is larger
     arrays = DeviceArrays(memory)
