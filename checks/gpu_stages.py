@@ -222,8 +222,9 @@ STAGES: Tuple[Stage, ...] = (
         "on 16 workers, passed; its record 211137 died at collection, 27 s) less contract (CI_ONLY) and the tests "
         "marked host_only since (69 tests, 247 of its 861 worker-seconds): 22.9 s of start and tail (101.6 less "
         "the 78.7 s of the training_free_whole_engine group, started first) + 50 s (the longest chain now, that "
-        "group's NACLIP worker: at most 13.5 s of export, 33.0 s of official predictions and ONNX Runtime, 3.6 s "
-        "of torch; the 614 worker-seconds left / 16 = 38.4 s) + 2.4 s (the step beyond pytest's report) + 4 s of "
+        "group's NACLIP worker: about 13.5 s of its tower and export, half the 27.0 s of the group's first test, "
+        "which made both methods'; 33.0 s of official predictions and ONNX Runtime, an upper bound of the "
+        "predictions alone; 3.6 s of torch; the 614 worker-seconds left / 16 = 38.4 s) + 2.4 s (the step beyond pytest's report) + 4 s of "
         "setup = 79.3 s",
         measured="2026-11-27T211137_nvidia-h200_models.json",
         must_run=MODELS_MUST_RUN,
