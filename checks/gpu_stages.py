@@ -224,8 +224,8 @@ STAGES: Tuple[Stage, ...] = (
         "the 78.7 s of the training_free_whole_engine group, started first) + 50 s (the longest chain now, that "
         "group's NACLIP worker: about 13.5 s of its tower and export, half the 27.0 s of the group's first test, "
         "which made both methods'; 33.0 s of official predictions and ONNX Runtime, an upper bound of the "
-        "predictions alone; 3.6 s of torch; the 614 worker-seconds left / 16 = 38.4 s) + 2.4 s (the step beyond pytest's report) + 4 s of "
-        "setup = 79.3 s",
+        "predictions alone; 3.6 s of torch; the 614 worker-seconds left / 16 = 38.4 s) + 2.4 s (the step beyond "
+        "pytest's report) + 4 s of setup = 79.3 s",
         measured="2026-11-27T211137_nvidia-h200_models.json",
         must_run=MODELS_MUST_RUN,
     ),
