@@ -687,7 +687,8 @@ def calibration_problems(runs: Optional[Path] = None) -> List[str]:
         same = [r for _, r in records if r.get("stage") == s.name
                 and (r.get("coverage") or {}).get("definition_sha256") == definition_sha256(s)]  # fmt: skip
         latest_name, latest = max(
-            ((name, r) for name, r in records if r in same), key=lambda item: item[1].get("finished", ""),
+            ((name, r) for name, r in records if r in same),
+            key=lambda item: item[1].get("finished", ""),
             default=(None, None),
         )
         answered = s.expected_from.startswith("est.") and latest_name is not None and latest_name in s.expected_from
@@ -738,7 +739,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(line)
             if not found:
                 sums = lease_arithmetic()
-                due = f"; with {', '.join(DEFERRED)} due {plan_seconds(acceptance(PLAN, DEFERRED))} s" if DEFERRED else ""
+                due = (
+                    f"; with {', '.join(DEFERRED)} due {plan_seconds(acceptance(PLAN, DEFERRED))} s" if DEFERRED else ""
+                )
                 print(f"the table and the plan fit: the acceptance {sums['seconds']} s of {PLAN_LIMIT_S} s in "
                       f"{len(sums['commands'])} commands; {sums['room_s']} s of room (a rerun of any stage at its "
                       f"budget){due}")  # fmt: skip
