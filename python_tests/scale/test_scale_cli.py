@@ -94,6 +94,9 @@ def test_serve_checks_before_ray(no_ray, capsys, tiny_bundle):
         busy.listen()
         port = str(busy.getsockname()[1])
         _one_line(capsys, base + ["--bundle", tiny_bundle, "--port", port], f"cannot listen on 127.0.0.1:{port}")
+    # issue 79, F6: what the replicas' Engine refuses is refused here, before Ray (it ran 33 s, then "Deploying
+    # application zsseg failed: Failed to update the deployments ['SegmentationServer']", the reason in Ray's logs)
+    _one_line(capsys, base + ["--bundle", tiny_bundle, "--precision", "fp16"], "backend's precision must be one of")
     for port in ("99999", "0", "http"):
         with pytest.raises(SystemExit) as stop:
             cli.main(base + ["--bundle", tiny_bundle, "--port", port])

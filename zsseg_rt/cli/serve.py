@@ -22,7 +22,8 @@ __all__ = ["add_command"]
 
 def _check_serve_args(args: argparse.Namespace) -> None:
     """Everything ``zsseg serve`` can check before Ray starts: the bundle (and its pinned digest), the vocabulary,
-    the listening address and port, the replicas against the local cluster's CPUs."""
+    the listening address and port, the replicas against the local cluster's CPUs, and on a local cluster every
+    value the replicas' Engine would refuse (it is opened once, in a child process: ``check_worker_engine``)."""
     from zsseg_rt.bundle import check_bundle_digest, load_meta
     from zsseg_rt.image_io import max_pixels_limit
     from zsseg_rt.vocabulary import Vocabulary
@@ -51,6 +52,10 @@ def _check_serve_args(args: argparse.Namespace) -> None:
             f"{args.replicas} replicas x {args.cpus_per_replica:g} CPUs need more than the {local_cpus(args)} CPUs of "
             "the local cluster (the deployment would wait forever): lower --replicas or --cpus-per-replica"
         )
+    if local_cluster(args.address):  # the replicas run here: what their Engine refuses is refused now (F6)
+        from zsseg_rt.scale.engine import check_worker_engine
+
+        check_worker_engine(args.bundle, args.classes, **engine_kwargs(args, "serve"))
 
 
 def _stop_once(signum, frame) -> None:

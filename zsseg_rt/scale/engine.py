@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from zsseg_rt.options import ENGINE_OPTIONS
 
-__all__ = ["open_engine", "checked_engine_options", "WORKER_PREPARE"]
+__all__ = ["open_engine", "checked_engine_options", "check_worker_engine", "WORKER_PREPARE"]
 
 WORKER_PREPARE = None  # Engine(prepare=) of every worker: one path from the first image to the last
 
@@ -44,3 +44,60 @@ def checked_engine_options(options: Dict[str, Any], caller: str, leave_out: Sequ
             )
     ENGINE_OPTIONS.check_names(options, caller, taken)
     return dict(options)
+
+
+def check_worker_engine(bundle: str, classes: Union[str, Sequence[str]], **options: Any) -> None:
+    """Open the Engine a worker on this machine would open (:func:`open_engine`, the same arguments) in a child
+    process, and raise here what the Engine raised there: a value the Engine refuses (``--precision fp16`` on ONNX
+    Runtime, an int8 path whose accuracy gate failed, ...) is refused in one line before Ray starts, as ``zsseg
+    camera`` refuses it, not by a deployment that fails 30-40 s later with the reason in Ray's logs only (issue 79,
+    F6). A child, so that neither the model nor an accelerator's context stays in this process; it is killed if
+    this one is interrupted meanwhile. Costs one model load.
+
+    Raises:
+        whatever :func:`open_engine` raised in the child (the exception itself, or a ``ValueError`` with its message
+        when it cannot be passed between processes); RuntimeError when the child ended without an answer.
+    """
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    from zsseg_rt.signal_phases import PHASE_HOOK_ENV
+
+    env = {name: value for name, value in os.environ.items() if name != PHASE_HOOK_ENV}  # not a phase of a worker
+    code = "from zsseg_rt.scale.engine import _check_in_child; _check_in_child()"
+    request = pickle.dumps((bundle, classes, options))
+    done = subprocess.run([sys.executable, "-c", code], input=request, capture_output=True, env=env, check=False)
+    try:
+        outcome = pickle.loads(done.stdout) if done.stdout else RuntimeError("no answer")
+    except Exception as exc:  # noqa: BLE001 - a garbled answer: said as such below
+        outcome = RuntimeError(f"an unreadable answer ({exc})")
+    if outcome is None:
+        return
+    if isinstance(outcome, RuntimeError) and done.returncode != 0 and not done.stdout:
+        last = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError(
+            f"opening the replicas' Engine in a check process failed (exit code {done.returncode}): {last}"
+        )
+    raise outcome
+
+
+def _check_in_child() -> None:
+    """The child of :func:`check_worker_engine`: the request (pickled) on stdin, the answer on stdout: None, or the
+    exception ``open_engine`` raised."""
+    import pickle
+    import sys
+
+    bundle, classes, options = pickle.loads(sys.stdin.buffer.read())
+    answer: Any = None
+    try:
+        open_engine(bundle, classes, **options)
+    except Exception as exc:  # noqa: BLE001 - every refusal goes back to the parent, which raises it
+        answer = exc
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:  # noqa: BLE001 - an exception that does not survive pickling: its message
+            answer = ValueError(str(exc))
+    sys.stdout.buffer.write(pickle.dumps(answer))
+    sys.stdout.flush()
