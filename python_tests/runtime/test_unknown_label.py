@@ -8,6 +8,7 @@ proposals' mask mass (``Result.probability``)."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -132,6 +133,26 @@ def test_a_class_named_unknown_is_refused_with_the_threshold_on(tiny_bundle):
     with pytest.raises(ValueError, match="a class is named 'unknown'"):
         Engine(tiny_bundle, ["cat", "unknown"], backend="onnxruntime", prepare=None, unknown_below=0.5)
     Engine(tiny_bundle, ["cat", "unknown"], backend="onnxruntime", prepare=None)  # off: a class like any other
+
+
+@pytest.mark.parametrize("name", ["Unknown", "UNKNOWN", "unKnown"])
+def test_the_reserved_name_is_refused_whatever_its_case(tiny_bundle, name):
+    """F15: ``--classes Unknown,b`` (or ``"UNKNOWN ,b"``) with the threshold was accepted: a legend "unknown 70.8%,
+    Unknown 18.2%". Names are compared case-insensitively (as the duplicate check does): the Engine, a vocabulary
+    changed later, and the rule ``zsseg serve`` checks before a batch (``check_unknown_name``) refuse it."""
+    from zsseg_rt.runtime.result import check_unknown_name
+
+    said = f"a class is named 'unknown' ('{name}': names are compared case-insensitively), the name of the label"
+    with pytest.raises(ValueError, match=re.escape(said)):
+        Engine(tiny_bundle, f"{name} ,b", backend="onnxruntime", prepare=None, unknown_below=0.5)
+    engine = Engine(tiny_bundle, "a,b", backend="onnxruntime", prepare=None, unknown_below=0.5)
+    with pytest.raises(ValueError, match=re.escape(said)):
+        engine.set_classes(["cat", name])
+    assert engine.class_names == ["a", "b"]  # the vocabulary before it is kept
+    with pytest.raises(ValueError, match=re.escape(said)):
+        check_unknown_name(["cat", name], 0.5)
+    check_unknown_name(["cat", name], None)  # off: a class like any other
+    check_unknown_name(["cat", "unknowns", "an unknown"], 0.5)  # other names that contain it
 
 
 def test_the_labels_folder_and_the_robot_outputs_name_the_unknown_label(tiny_bundle, tmp_path):
