@@ -135,10 +135,10 @@ def host_ops() -> types.SimpleNamespace:
 
     class SegmentWindowsPlan:  # the prepared launch (runtime/device/postprocess_plans.py) over the same host views
         def __init__(self, logits, windows, head_size, scaled_size, output_size, out, class_bias=None, sigmoid=True,
-                     stream=None, bias_checked=False):  # fmt: skip
+                     stream=None, bias_checked=False, kernel=None):  # fmt: skip
             self._plan = real_ops.SegmentWindowsPlan(
                 host_view(logits), windows, head_size, scaled_size, output_size,
-                out=tuple(host_view(b) for b in out), class_bias=host_view(class_bias), sigmoid=sigmoid,
+                out=tuple(host_view(b) for b in out), class_bias=host_view(class_bias), sigmoid=sigmoid, kernel=kernel,
             )  # fmt: skip
 
         def launch(self, stream=-1):

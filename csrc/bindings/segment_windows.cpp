@@ -168,12 +168,15 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
 // works on the launch stream (a pipeline's one stream), which is why DeviceArrays (ordered by their own events) are
 // refused. The plan owns its arrays' references; when it goes, they are kept until its last launch has run (one
 // pooled event, re-recorded after each launch: the stream may be gone by then).
+// `kernel` (None or a name of zsseg::kSegmentWindowsKernels): the CUDA sigmoid path's kernel of every launch of
+// this plan; None: the process-wide one at each launch (segment_windows_testing::set_variant).
 class SegmentWindowsPlan {
  public:
   SegmentWindowsPlan(py::handle logits, py::handle windows, py::handle head_size, py::handle scaled_size,
                      py::handle output_size, py::handle class_bias, bool apply_sigmoid, py::handle out,
-                     std::int64_t stream, bool bias_checked)
+                     std::int64_t stream, bool bias_checked, py::handle kernel)
       : args_("SegmentWindowsPlan", stream), stream_(stream) {
+    const std::int32_t kernel_index = parse_kernel(kernel);
     for (py::handle arg : {logits, class_bias}) refuse_device_array(arg);
     if (out.is_none()) args_.fail_value("argument 'out' must be given: a plan writes into (labels, scores) it keeps");
     if (py::isinstance<py::tuple>(out) || py::isinstance<py::list>(out)) {
@@ -188,6 +191,7 @@ class SegmentWindowsPlan {
     }
     call_ = parse_call(args_, logits, windows, head_size, scaled_size, output_size, class_bias, apply_sigmoid, false,
                        1.0, py::none(), py::none(), out, bias_checked ? BiasCheck::Caller : BiasCheck::ReadBack);
+    call_.p.kernel = kernel_index;
     owners_ = {call_.logits.keep_alive, call_.labels.array, call_.scores.array};
     if (call_.bias) owners_.push_back(call_.bias->keep_alive);
   }
@@ -222,8 +226,29 @@ class SegmentWindowsPlan {
   }
   py::tuple out() const { return py::make_tuple(call_.labels.array, call_.scores.array); }
   std::int64_t stream() const { return stream_; }
+  py::object kernel() const {
+    if (call_.p.kernel < 0) return py::none();
+    return py::str(zsseg::kSegmentWindowsKernels[call_.p.kernel]);
+  }
 
  private:
+  std::int32_t parse_kernel(py::handle kernel) const {
+    if (kernel.is_none()) return -1;
+    std::string names;
+    for (int k = 0; k < zsseg::kSegmentWindowsKernelCount; ++k) {
+      names += (k ? ", " : "") + std::string(zsseg::kSegmentWindowsKernels[k]);
+    }
+    if (!py::isinstance<py::str>(kernel)) {
+      args_.fail_type("kernel must be None or one of " + names + ", got " +
+                      py::str(py::type::of(kernel).attr("__name__")).cast<std::string>());
+    }
+    const std::string wanted = kernel.cast<std::string>();
+    for (int k = 0; k < zsseg::kSegmentWindowsKernelCount; ++k) {
+      if (wanted == zsseg::kSegmentWindowsKernels[k]) return k;
+    }
+    args_.fail_value("kernel must be None or one of " + names + ", got '" + wanted + "'");
+    return -1;
+  }
   void refuse_device_array(py::handle arg) const {
     if (!arg.is_none() && py::isinstance<DeviceArray>(arg)) {
       args_.fail_type(
@@ -247,13 +272,23 @@ void register_segment_windows(py::module_& m) {
                                  "A prepared segment_windows launch (sigmoid family); see "
                                  "zsseg_rt.ops.SegmentWindowsPlan.")
       .def(py::init<py::handle, py::handle, py::handle, py::handle, py::handle, py::handle, bool, py::handle,
-                    std::int64_t, bool>(),
+                    std::int64_t, bool, py::handle>(),
            py::arg("logits"), py::arg("windows"), py::arg("head_size"), py::arg("scaled_size"), py::arg("output_size"),
            py::arg("class_bias") = py::none(), py::arg("sigmoid") = true, py::arg("out") = py::none(),
-           py::arg("stream") = 0, py::arg("bias_checked") = false)
+           py::arg("stream") = 0, py::arg("bias_checked") = false, py::arg("kernel") = py::none())
       .def("launch", &SegmentWindowsPlan::launch, py::arg("stream") = -1)
       .def_property_readonly("out", &SegmentWindowsPlan::out)
-      .def_property_readonly("stream", &SegmentWindowsPlan::stream);
+      .def_property_readonly("stream", &SegmentWindowsPlan::stream)
+      .def_property_readonly("kernel", &SegmentWindowsPlan::kernel);
+  m.def(
+      "segment_windows_kernels",
+      [] {
+        py::list names;
+        for (const char* name : zsseg::kSegmentWindowsKernels) names.append(name);
+        return names;
+      },
+      "The CUDA sigmoid path's kernel candidates of segment_windows by name (the first is the default): what "
+      "SegmentWindowsPlan(kernel=...) takes.");
   m.def("segment_windows", &segment_windows, py::arg("logits"), py::arg("windows"), py::arg("head_size"),
         py::arg("scaled_size"), py::arg("output_size"), py::arg("class_bias") = py::none(), py::arg("sigmoid") = true,
         py::arg("softmax") = false, py::arg("logit_scale") = 1.0, py::arg("class_drop") = py::none(),

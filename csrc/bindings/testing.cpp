@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/segment_windows_testing.cuh"  // after the runtime: the emulated build's hooks are its own
+#include "zsseg/segment_windows.h"
 
 namespace zsseg_py {
 namespace {
@@ -238,9 +239,9 @@ void register_test_array(py::module_& t) {
 
 // The sigmoid path's kernel candidates of segment_windows (csrc/cuda/segment_windows_testing.cuh), by name, for
 // the GPU lease that times them (checks/postprocess_variants.py) and the emulated tests that check each.
-constexpr const char* kVariantNames[] = {"tiled", "columns", "columns_chain"};
-static_assert(sizeof(kVariantNames) / sizeof(kVariantNames[0]) == zsseg::segment_windows_testing::kVariants,
-              "a name per variant");
+// (The names are the library's list, zsseg/segment_windows.h: a prepared plan names its kernel with them.)
+constexpr const auto& kVariantNames = zsseg::kSegmentWindowsKernels;
+static_assert(zsseg::kSegmentWindowsKernelCount == zsseg::segment_windows_testing::kVariants, "a name per variant");
 
 void register_segment_windows_variants(py::module_& t) {
   namespace swt = zsseg::segment_windows_testing;
@@ -266,6 +267,23 @@ void register_segment_windows_variants(py::module_& t) {
       py::arg("name") = py::none(),
       "The sigmoid path's kernel of the next segment_windows calls (process-wide): sets it when a name is given; "
       "returns the one before.");
+  t.def(
+      "segment_windows_counters",
+      [](bool reset) {
+        const swt::PruneStats stats = swt::prune_stats();
+        if (reset) swt::reset_prune_stats();
+        py::dict counters;
+        counters["tiles"] = stats.tiles;
+        counters["classes"] = stats.classes;
+        counters["kept"] = stats.kept;
+        counters["fast_tiles"] = stats.fast_tiles;
+        counters["chained_rows"] = stats.chained_rows;
+        return counters;
+      },
+      py::arg("reset") = false,
+      "What the sigmoid path's launches did since the last reset (emulated build only; zeros on a GPU): tiles, "
+      "classes, kept, fast_tiles, chained_rows (the columns_chain kernel's chained rows: which kernel ran); "
+      "reset=True starts them again after reading.");
 }
 
 void register_testing(py::module_& m) {

@@ -57,6 +57,9 @@
 #include "segment_windows_tiles.cuh"
 
 namespace zsseg {
+static_assert(kSegmentWindowsKernelCount == segment_windows_testing::kVariants &&
+                  sizeof(kSegmentWindowsKernels) / sizeof(kSegmentWindowsKernels[0]) == kSegmentWindowsKernelCount,
+              "a name per kernel variant");
 namespace sw_cuda {
 #if defined(ZS_CUDA_EMULATION)
 inline namespace emulated {
@@ -67,7 +70,8 @@ namespace {
 
 // The pruning mode of the next launches (segment_windows_testing::set_pruning).
 std::atomic<int> g_pruning{static_cast<int>(segment_windows_testing::Pruning::kOn)};
-// The sigmoid path's kernel of the next launches (segment_windows_testing::set_variant).
+// The sigmoid path's kernel of the next launches whose params name none (SegmentWindowsParams::kernel = -1;
+// segment_windows_testing::set_variant).
 std::atomic<int> g_variant{static_cast<int>(segment_windows_testing::Variant::kTiled)};
 
 // A power of two (the row weights are then exact multiples of it: the chained exponentials' condition).
@@ -160,7 +164,8 @@ CudaStatus launch(const SegmentWindowsParams& p, cudaStream_t stream) {
   d.prune = d.sigmoid && p.classes <= kMaxPruneClasses && pruning != segment_windows_testing::Pruning::kOff;
   d.drop = pruning == segment_windows_testing::Pruning::kOn;
   d.logit_scale = p.logit_scale;
-  d.variant = g_variant.load();
+  if (p.kernel < -1 || p.kernel >= kSegmentWindowsKernelCount) return static_cast<CudaStatus>(cudaErrorInvalidValue);
+  d.variant = p.kernel >= 0 ? p.kernel : g_variant.load();  // the call's own kernel, else the process-wide one
   d.chain =
       d.variant == static_cast<int>(segment_windows_testing::Variant::kColumnsChain) && is_power_of_two(d.head_scale_y);
   const auto capped = [](int64_t n) {

@@ -28,7 +28,7 @@ from .masks import segment, upsample
 from .refine import pamr
 from .temporal import class_state, temporal_blend, temporal_hold, temporal_propagate
 from .warp import warp
-from .windows import SegmentWindowsPlan, segment_windows
+from .windows import SegmentWindowsPlan, segment_windows, segment_windows_kernels
 
 __all__ = [
     "cuda_available",
@@ -41,6 +41,7 @@ __all__ = [
     "preprocess",
     "segment_windows",
     "SegmentWindowsPlan",
+    "segment_windows_kernels",
     "pamr",
     "warp",
     "temporal_blend",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from ._arrays import as_native_array, resolve_stream
 from ._loader import native_module
@@ -107,6 +107,10 @@ class SegmentWindowsPlan:
             torch CUDA tensors, else 0).
         bias_checked: the caller checked ``class_bias`` on the host (finite; where it made it): a CUDA bias is then
             not checked here. False: a CUDA bias is read back and checked once, now (one synchronisation).
+        kernel: the CUDA sigmoid path's kernel of every launch, one of :func:`segment_windows_kernels` (the device
+            pipeline's choice: ``Engine(postprocess_kernel=...)``); None (default): the process-wide one at each
+            launch (``_C._testing.segment_windows_variant``, the first name unless a test set another). Every kernel
+            gives the op's results up to fp32 rounding; ignored on the CPU (one kernel there).
     Raises:
         TypeError / ValueError: as :func:`segment_windows` would for these arguments, plus a missing ``out`` or a
             ``DeviceArray`` argument.
@@ -124,6 +128,7 @@ class SegmentWindowsPlan:
         sigmoid: bool = True,
         stream: Optional[int] = None,
         bias_checked: bool = False,
+        kernel: Optional[str] = None,
     ):
         op = "SegmentWindowsPlan"
         if not isinstance(out, (tuple, list)):
@@ -142,11 +147,21 @@ class SegmentWindowsPlan:
             out=outs,
             stream=resolve_stream(stream, op, logits, class_bias, out),
             bias_checked=bool(bias_checked),
+            kernel=kernel,
         )
         #: ``launch(stream=-1)``: enqueue the kernel (or run it on the CPU); -1 = the plan's stream.
         self.launch = self._plan.launch
         self.out = tuple(out)
         self.stream = self._plan.stream
+        #: the kernel it names (None: the process-wide one at each launch)
+        self.kernel: Optional[str] = self._plan.kernel
+
+
+def segment_windows_kernels() -> List[str]:
+    """The CUDA sigmoid path's kernel candidates of :func:`segment_windows` by name, the default first: what
+    ``SegmentWindowsPlan(kernel=...)`` takes and the device pipeline chooses among (``Engine(postprocess_kernel=
+    ...)``; docs/gpu.md, "Post-processing candidates")."""
+    return [str(name) for name in native_module().segment_windows_kernels()]
 
 
 def _plain_flags(flags: Any) -> Any:

@@ -50,7 +50,17 @@ struct SegmentWindowsParams {
   const uint8_t* class_drop = nullptr;  // softmax, CPU only: [labels] HOST flags (1 = probability 0)
   int32_t* labels = nullptr;            // [out_height, out_width]
   float* scores = nullptr;              // [out_height, out_width] winning merged value (NaN if NaN won)
+  // CUDA, sigmoid path: the kernel of this call, an index of kSegmentWindowsKernels; -1: the process-wide one
+  // (segment_windows_testing::set_variant, kSegmentWindowsKernels[0] unless a test or checks/postprocess_variants.py
+  // set another). A prepared plan names its own (the device pipeline's choice, per pipeline: nothing another caller
+  // sets changes it). Every kernel gives the CPU op's results up to fp32 rounding; the CPU path ignores it.
+  int32_t kernel = -1;
 };
+
+// The sigmoid path's CUDA kernel candidates by name, in the order of segment_windows_testing::Variant (csrc/cuda/
+// segment_windows_testing.cuh): SegmentWindowsParams::kernel indexes this list; the first is the default.
+inline constexpr const char* kSegmentWindowsKernels[] = {"tiled", "columns", "columns_chain"};
+inline constexpr int kSegmentWindowsKernelCount = 3;
 
 // CPU (OpenMP over output rows). Returns false when some rescaled pixel is covered by no window (outputs are
 // then unspecified); the caller validates the windows first, so this is a second line of defence.
