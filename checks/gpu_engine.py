@@ -14,7 +14,10 @@ Usage (on a CUDA machine; tools/gpu_check.sh runs it):
    frame is captured once with a timing event at every stage boundary as a node of its graph; after a warm-up
    (eager frame, capture, first-replay check, two replays) ``--frames`` (>= 30) replayed frames are timed, each
    stage's device time from the events the replay recorded. The statistic is the median over those frames. The
-   graphs' stats are recorded per row; a timed frame that was not a replay fails the row.
+   graphs' stats are recorded per row; a timed frame that was not a replay fails the row. The post-processing kernel
+   is the Engine's choice (``postprocess_kernel="auto"``: each candidate checked against the reference and timed on
+   the row's first frame, before its graph is captured), recorded per row (``postprocess_kernel``: the kernel, each
+   candidate's device time per launch, any failed check) and printed beside the row.
    Beside each row's device time, its wall time as a caller sees it: ``host_call_median_ms``, the median host
    time of one ``engine(image)`` call (perf_counter around it; the call waits for its labels), and
    ``wall_over_device`` (wall / device time); ``wall_over_floor`` once the floor is known.
@@ -199,7 +202,18 @@ def time_engine(engine, image: np.ndarray, frames: int, warmup: int = WARMUP, cl
         "timed_replays": timed_replays,
         "replayed_all": bool(graphs is not None and timed_replays == frames),
         "how": _how(device.stage_clock(), graphs is not None and timed_replays == frames),
+        "postprocess_kernel": kernel_entry(engine),
     }
+
+
+def kernel_entry(engine) -> Optional[dict]:
+    """The post-processing kernel the Engine's device pipeline runs at its current class count: how it was chosen
+    (``postprocess_kernel="auto"``: every candidate checked and timed on the first frame, before its graph was
+    captured) and each candidate's time (``Engine.device_stats``; runtime/device/postprocess_choice.py), or None."""
+    report = (getattr(engine, "device_stats", None) or {}).get("postprocess_kernel") or {}
+    classes = len(getattr(engine, "class_names", ()))
+    entries = [entry for entry in report.get("choices", []) if entry.get("classes") == classes]
+    return dict(entries[-1], setting=report.get("setting")) if entries else None
 
 
 def time_stream(
@@ -532,6 +546,10 @@ def row_lines(report: dict) -> List[str]:
             continue
         line = f"{name}: device {device:.3f} ms a frame, wall {wall:.3f} ms a call ({wall / device:.2f}x device"
         line += f", {floor:.2f}x the encoder graph)" if floor else ")"
+        kernel = row.get("postprocess_kernel") or {}
+        if kernel:
+            times = ", ".join(f"{k} {us:.1f} us" for k, us in (kernel.get("us") or {}).items())
+            line += f"; post-processing kernel {kernel['kernel']} ({kernel['how']}{': ' + times if times else ''})"
         stream = row.get("stream") or {}
         if "period_ms" in stream:
             line += f"; {stream['in_flight']} in flight: {stream['period_ms']:.3f} ms a frame, {stream['fps']:.1f} fps"

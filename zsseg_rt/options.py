@@ -39,6 +39,7 @@ __all__ = [
     "LIVE",
     "OptionTable",
     "OptionValues",
+    "POSTPROCESS_KERNELS",
     "PRESETS",
     "Preset",
     "did_you_mean",
@@ -315,6 +316,9 @@ class OptionTable:
         return "\n".join(lines)
 
 
+# the CUDA post-processing's kernels (ops.segment_windows_kernels(), the native list, read here without the native
+# module; python_tests/runtime/test_postprocess_choice.py checks they are the same): the first is the reference
+POSTPROCESS_KERNELS = ("tiled", "columns", "columns_chain")
 _BACKENDS = "zsseg_rt.runtime.backends.table:backend_names"
 _PRECISIONS = "zsseg_rt.runtime.backends.table:precision_names"
 _WINDOWED_ONLY = (
@@ -437,6 +441,22 @@ ENGINE_OPTIONS = OptionTable(
             "pre-processing, encoder, head and the exact post-processing on one stream, one download of labels and "
             "scores (``runtime/device/device_pipeline.py``); True requires it, False uses the host path.",
             choices=("auto", True, False),
+        ),
+        EngineOption(
+            "postprocess_kernel",
+            "auto",
+            "str",
+            "the device pipeline's CUDA post-processing kernel: auto (default) times each exact candidate on the "
+            "first frame of each frame size and class count, before its CUDA graph is captured, and keeps the "
+            "fastest whose labels and scores match the reference kernel's (tiled); a name pins that kernel. Only a "
+            "device pipeline on a GPU (exact mode) launches it: elsewhere one INFO line says it changes nothing.",
+            doc="``Engine.device_stats['postprocess_kernel']`` says which kernel runs for each geometry and, where "
+            "it was timed, each candidate's device time and why any failed its check "
+            "(``runtime/device/postprocess_choice.py``).",
+            flag="--postprocess-kernel",
+            choices=("auto",) + POSTPROCESS_KERNELS,
+            kinds=("windowed",),
+            refusal="bundles of the two-stage pipeline post-process on the host (no device pipeline)",
         ),
         EngineOption(
             "inference",

@@ -32,6 +32,7 @@ def test_video_file_every_frame_same_fps_with_progress(tmp_path, tiny_bundle):
     with open(stats, encoding="utf-8") as handle:
         summary = json.load(handle)
     assert summary["processed"] == 12 and summary["captured"] == 12 and summary["dropped"] == 0
+    assert summary["postprocess_kernel"] is None  # the host path (a CPU): no device pipeline chose a kernel
     written = cv2.VideoCapture(output)
     assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0) and int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
     written.release()

@@ -152,6 +152,21 @@ class Engine:
         """What ``backend="auto"`` chose on a CPU and why (``plan.choice``; None for a named backend)."""
         return self.pipeline.backend_plan.choice
 
+    @property
+    def device_stats(self) -> Optional[Dict[str, Any]]:
+        """What the device pipeline did, or None on the host path: ``postprocess_kernel`` (the post-processing
+        kernel per geometry, pinned or chosen by timing each candidate, with the times and any candidate's failed
+        check: ``runtime/device/postprocess_choice.py``) and ``cuda_graphs`` (``FrameGraphs.stats``, or None)."""
+        device = getattr(self.pipeline, "device", None)
+        if device is None:
+            return None
+        graphs = getattr(device, "graphs", None)
+        kernels = getattr(device, "kernels", None)
+        return {
+            "postprocess_kernel": kernels.report() if kernels is not None else None,
+            "cuda_graphs": dict(graphs.stats) if graphs is not None else None,
+        }
+
     def _next_frame(self) -> PreparedVocabulary:
         """Between frames: the path a finished background preparation made ready (:meth:`_take_upgrade`), then the
         vocabulary snapshot the frame runs with."""

@@ -34,7 +34,8 @@ import numpy as np
 from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import BundleMeta, Names
 
-from .postprocess_plans import PostprocessPlans
+from .postprocess_choice import PostprocessKernels
+from .postprocess_plans import REFERENCE, PostprocessPlans
 from .stage_timing import EventClock, HostClock, StageClock, StageHook, SyncClock, stage
 
 Buffer = Any  # an array of the Memory's kind (np.ndarray, torch.Tensor, CudaBuffer)
@@ -309,9 +310,13 @@ class DevicePipeline:
         max_windows: windows per encoder call, capped by the executor's batch limit (a TensorRT engine's profile);
             larger frames run in chunks, each chunk's mask logits copied out before the next chunk's head run.
         graphs: a ``cuda_graphs.FrameGraphs`` to capture each kind of frame once and replay it (None: eager).
+        postprocess_kernel: the CUDA post-processing's kernel (``postprocess_choice.py``): "auto" (timed on the first
+            frame of each geometry), a candidate's name, or a ``PostprocessKernels`` to share (an in-flight lane
+            shares its Engine's); default: the reference kernel, pinned (the Engine passes its option).
     """
 
-    def __init__(self, meta: BundleMeta, executor: Executor, max_windows: int = 4, graphs=None, test_scale=None):
+    def __init__(self, meta: BundleMeta, executor: Executor, max_windows: int = 4, graphs=None, test_scale=None,
+                 postprocess_kernel: Any = REFERENCE):  # fmt: skip
         activation = meta.postprocess.get("activation", "sigmoid")
         if activation != "sigmoid":
             raise ValueError(
@@ -338,6 +343,8 @@ class DevicePipeline:
         self.graphs = graphs
         self.static_outputs = graphs is not None
         self._clock: Optional[StageClock] = None  # the eager frames' stage clock (memory.stage_clock), made once
+        shared = isinstance(postprocess_kernel, PostprocessKernels)
+        self.kernels = postprocess_kernel if shared else PostprocessKernels(postprocess_kernel)
 
     # ---- vocabulary: uploaded once per set_classes ------------------------------------------------------
     def set_vocabulary(self, text: np.ndarray, class_bias: np.ndarray) -> None:
@@ -681,7 +688,7 @@ class DevicePipeline:
         # host by set_vocabulary), one call into the launcher per frame
         plans = self.__dict__.get("_post_plans")
         if plans is None:
-            plans = self._post_plans = PostprocessPlans(ops=ops)
+            plans = self._post_plans = PostprocessPlans(ops=ops, kernels=self.kernels, memory=self.memory)
         return plans.run(merged, windows, size, tuple(scaled_hw), out_hw, bias, self._result[1:], self.memory.stream)
 
 
@@ -743,7 +750,7 @@ class TorchExecutor(Executor):
 
 
 def make_device_pipeline(
-    meta: BundleMeta, backend, setting="auto", max_windows: int = 4, test_scale=None
+    meta: BundleMeta, backend, setting="auto", max_windows: int = 4, test_scale=None, postprocess_kernel="auto"
 ) -> Optional[DevicePipeline]:
     """The device pipeline for ``backend``, or None where the host path is used.
 
@@ -751,7 +758,7 @@ def make_device_pipeline(
     ``device_executor`` (TensorRT, torch on CUDA), with a sigmoid bundle and CUDA native ops), True (required: refuse
     with the reason when impossible; a host backend's executor runs it on host buffers), False (host path). A
     backend's ``frame_graphs(executor)`` gives the frame's CUDA graphs, or None. ``test_scale``: the frames' test
-    resize (None: the bundle's; ``Engine(test_scale=...)``).
+    resize (None: the bundle's; ``Engine(test_scale=...)``). ``postprocess_kernel``: ``Engine(postprocess_kernel=...)``.
     """
     if setting not in ("auto", True, False):
         raise ValueError(f"device_pipeline must be 'auto', True or False, got {setting!r}")
@@ -776,7 +783,7 @@ def make_device_pipeline(
     executor: Executor = executor_of()
     graphs_of = getattr(backend, "frame_graphs", None)
     graphs = graphs_of(executor) if graphs_of is not None else None
-    return DevicePipeline(meta, executor, max_windows=max_windows, graphs=graphs, test_scale=test_scale)
+    return DevicePipeline(meta, executor, max_windows, graphs, test_scale, postprocess_kernel)
 
 
 def _runs(chunk: Sequence[Tuple[int, int]]) -> List[Tuple[int, int, int, int]]:

@@ -8,9 +8,14 @@ completion event every frame was host time for nothing: 147-168 us per call on a
 section 3.2). The bias was already checked on the host when the vocabulary was set (``set_vocabulary``), so the plans
 are made with ``bias_checked=True``; every buffer is enqueued on the pipeline's one stream, which orders them.
 
-A plan is looked up by what it launches on: the buffers' addresses and shapes, the windows and the sizes. It keeps
-references to its buffers (torch tensors stay allocated while it lives), so at most ``capacity`` plans are kept
-(least recently used dropped first), and a new vocabulary (another bias buffer) drops them all.
+A plan is looked up by what it launches on: the buffers' addresses and shapes, the windows and the sizes, and its
+kernel. It keeps references to its buffers (torch tensors stay allocated while it lives), so at most ``capacity``
+plans are kept (least recently used dropped first), and a new vocabulary (another bias buffer) drops them all.
+
+Every plan names its kernel (``SegmentWindowsPlan(kernel=...)``): the one ``kernels`` (``postprocess_choice.
+PostprocessKernels``, the pipeline's ``postprocess_kernel``) gives for the geometry, pinned or chosen by timing the
+candidates on the first frame of that geometry; without ``kernels``, the reference kernel (``tiled``). No plan reads
+the process-wide testing setting.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ import collections
 from typing import Any, Optional, Sequence, Tuple
 
 from zsseg_rt import ops as native_ops
+
+from .postprocess_choice import CANDIDATES
+
+REFERENCE = CANDIDATES[0]  # the kernel of a pipeline without a choice (the library's default before the choice)
 
 
 def address(buffer: Any) -> int:
@@ -39,9 +48,10 @@ def address(buffer: Any) -> int:
 class PostprocessPlans:
     """The prepared ``segment_windows`` launches of one pipeline (see the module docstring)."""
 
-    def __init__(self, capacity: int = 8, ops: Any = native_ops):
+    def __init__(self, capacity: int = 8, ops: Any = native_ops, kernels: Any = None, memory: Any = None):
         """``ops``: where ``SegmentWindowsPlan`` comes from (``zsseg_rt.ops``; the device pipeline passes the module
-        it calls, which a test's host stand-in replaces)."""
+        it calls, which a test's host stand-in replaces). ``kernels``: the pipeline's ``PostprocessKernels`` (None:
+        the reference kernel), which times candidates on ``memory`` (the pipeline's) when it chooses."""
         if int(capacity) < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = int(capacity)
@@ -49,6 +59,8 @@ class PostprocessPlans:
         self._plans: "collections.OrderedDict[tuple, Any]" = collections.OrderedDict()
         self._bias_address: Optional[int] = None
         self.made = 0  # plans made so far (each one validation; tests count them)
+        self.kernels = kernels
+        self.memory = memory
 
     def __len__(self) -> int:
         return len(self._plans)
@@ -74,14 +86,19 @@ class PostprocessPlans:
             self._plans.clear()
             self._bias_address = bias_address
         windows = tuple(tuple(int(v) for v in w) for w in windows)
-        key = (address(merged), tuple(merged.shape), windows, tuple(head_size), tuple(scaled_hw), tuple(out_hw),
-               address(results[0]), address(results[1]))  # fmt: skip
+        geometry = (tuple(int(d) for d in merged.shape), windows, tuple(head_size), tuple(scaled_hw), tuple(out_hw))
+
+        def make_plan(kernel: str, out: Tuple[Any, Any]) -> Any:
+            return self.ops.SegmentWindowsPlan(
+                merged, windows, head_size, scaled_hw, out_hw, out=out, class_bias=bias, sigmoid=True, stream=stream,
+                bias_checked=True, kernel=kernel,
+            )  # fmt: skip
+
+        kernel = REFERENCE if self.kernels is None else self.kernels.kernel_for(geometry, self.memory, make_plan)
+        key = (address(merged),) + geometry + (address(results[0]), address(results[1]), kernel)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self.ops.SegmentWindowsPlan(
-                merged, windows, head_size, scaled_hw, out_hw, out=results, class_bias=bias, sigmoid=True,
-                stream=stream, bias_checked=True,
-            )  # fmt: skip
+            plan = make_plan(kernel, results)
             self._plans[key] = plan
             self.made += 1
             while len(self._plans) > self.capacity:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import logging
 import threading
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -80,6 +81,7 @@ class WindowedPipeline(Pipeline):
         self.open_backend(WindowedGraphs)
         self._device_lock = threading.Lock()
         self._device_setting = options.device_pipeline
+        self._kernel_setting = options.postprocess_kernel  # the device pipeline's (postprocess_choice.py)
         self._build_device()
         self.inference = options.inference
         fallback = options.whole_fallback
@@ -92,9 +94,19 @@ class WindowedPipeline(Pipeline):
         from ..device.device_pipeline import make_device_pipeline
 
         self.device = make_device_pipeline(
-            self.meta, self.backend, self._device_setting, self.max_batch, test_scale=self._device_scale
+            self.meta, self.backend, self._device_setting, self.max_batch, self._device_scale, self._kernel_setting
         )
+        self._say_where_the_kernel_applies()
         self._device_vocab: Any = None  # the vocabulary snapshot uploaded to the device pipeline (once per set_classes)
+
+    def _say_where_the_kernel_applies(self) -> None:
+        """A pinned ``postprocess_kernel`` where no device pipeline on a GPU post-processes the frames: one INFO line
+        on the "zsseg_rt" logger says it changes nothing here (``postprocess_choice.where_it_applies``)."""
+        from ..device.postprocess_choice import where_it_applies
+
+        note = where_it_applies(self._kernel_setting, self.device, self.mode)
+        if note is not None:
+            logging.getLogger("zsseg_rt").info("%s", note)
 
     def replace_backend(self, backend: Any, plan: Any) -> None:
         """Run ``backend`` from the next frame on, the device pipeline (its executor, buffers and CUDA graphs) built
@@ -103,7 +115,7 @@ class WindowedPipeline(Pipeline):
         from ..device.device_pipeline import make_device_pipeline
 
         device = make_device_pipeline(  # raises: no change
-            self.meta, backend, self._device_setting, self.max_batch, test_scale=self._device_scale
+            self.meta, backend, self._device_setting, self.max_batch, self._device_scale, self._kernel_setting
         )
         with self._device_lock:
             super().replace_backend(backend, plan)
