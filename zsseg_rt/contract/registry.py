@@ -237,8 +237,13 @@ def family_of(spec: Any) -> str:
         return _family_of_data(_read_json(p))
     bundled = bundled_config_path(str(spec))
     if bundled is None:
+        from zsseg_rt.options import did_you_mean
+
+        hint = did_you_mean(str(spec), list_configs())
         raise FileNotFoundError(
-            f"model config {str(spec)!r} is neither a file nor a bundled config; bundled: {list_configs()}"
+            f"model config {str(spec)!r} is neither a file nor a bundled config"
+            + (f" ({hint})" if hint else "")
+            + f"; bundled: {list_configs()}"
         )
     return _family_of_data(_read_json(bundled))
 

@@ -194,8 +194,13 @@ def load_train_config(
         if not p.is_file():
             p = CONFIG_DIR / (str(ref) if str(ref).endswith(".json") else f"{ref}.json")
         if not p.is_file():
+            from zsseg_rt.options import did_you_mean
+
+            hint = did_you_mean(str(ref), list_train_configs())
             raise FileNotFoundError(
-                f"training config {str(ref)!r} is neither a file nor a bundled recipe {list_train_configs()}"
+                f"training config {str(ref)!r} is neither a file nor a bundled recipe"
+                + (f" ({hint})" if hint else "")
+                + f"; bundled: {list_train_configs()}"
             )
         with open(p, "r", encoding="utf-8") as f:
             data = json.load(f)

@@ -255,6 +255,8 @@ class Vocabulary:
         _check_vocabulary_type(names)
         if isinstance(names, str) and _is_named(names):
             names = named_vocabulary(names.strip())
+        elif isinstance(names, str):
+            _refuse_near_named(names)
         if isinstance(names, Vocabulary):
             vocabulary = names
         else:
@@ -378,6 +380,24 @@ def named_vocabulary(name: str) -> Vocabulary:
 def _is_shipped(vocabulary: "Vocabulary") -> bool:
     """Whether ``vocabulary`` is one of the shipped named vocabularies, unchanged."""
     return vocabulary.name in named_vocabularies() and vocabulary == named_vocabulary(str(vocabulary.name))
+
+
+def _refuse_near_named(text: str) -> None:
+    """Refuse one name that is close to a named vocabulary's but is none (F9: ``--classes voc2l`` ran silently as a
+    vocabulary of one class named "voc2l"); a trailing comma says one class is meant (``"voc2l,"``). Close: a typo
+    (difflib's ratio 0.8 or more: ``voc2l``, ``cityscape``, ``context``), not a word a vocabulary's name holds
+    (``object``, ``stuff``, ``voc``: a class of one's own)."""
+    import difflib
+
+    stripped = text.strip()
+    if "," in stripped or SYNONYM_SEPARATOR in stripped:
+        return
+    close = difflib.get_close_matches(stripped, named_vocabularies(), n=1, cutoff=0.8)
+    if close:
+        raise ValueError(
+            f"classes {stripped!r}: no named vocabulary of that name (did you mean {close[0]!r}?); for one class "
+            f"named so, end it with a comma: {stripped + ','!r}"
+        )
 
 
 def _is_named(text: str) -> bool:

@@ -60,7 +60,11 @@ def check_known_keys(cls, data: Dict[str, Any], what: str = "config") -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown {what} keys {unknown}; known keys: {sorted(known)}")
+        from zsseg_rt.options import did_you_mean
+
+        hints = [f"{key!r}: {did_you_mean(key, known)}" for key in unknown if did_you_mean(key, known)]
+        close = f" ({'; '.join(hints)})" if hints else ""
+        raise ValueError(f"unknown {what} keys {unknown}{close}; known keys: {sorted(known)}")
 
 
 def check_choice(what: str, value: Any, choices: Sequence[Any]) -> None:
@@ -117,8 +121,15 @@ def load_config_data(
         if path is None or not path.is_file():
             path = resolve(s) if resolve is not None else bundled_config_file(family, s)
         if path is None or not path.is_file():
+            from zsseg_rt.options import did_you_mean
+
             bundled = sorted(p.stem for p in family_config_dir(family).glob("*.json"))
-            raise FileNotFoundError(f"{label} config {s!r} is neither a file nor a bundled config; bundled: {bundled}")
+            hint = did_you_mean(s, bundled)
+            raise FileNotFoundError(
+                f"{label} config {s!r} is neither a file nor a bundled config"
+                + (f" ({hint})" if hint else "")
+                + f"; bundled: {bundled}"
+            )
         data = _read_json(path)
         if not isinstance(data, dict):
             raise ValueError(f"{label} config {str(path)!r} must hold a JSON object, got {type(data).__name__}")
