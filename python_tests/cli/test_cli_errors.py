@@ -179,3 +179,41 @@ def test_eval_refuses_dataset_images_over_the_limit(tmp_path, tiny_bundle, capsy
     argv = ["eval", tiny_bundle, "--dataset", "folder", "--data-root", str(root), "--backend", "onnxruntime"]
     line = _one_line_error(capsys, [*argv, "--max-pixels", "1000", "--no-progress"], "64x64")
     assert "over the 0.001 MP limit" in line and "--skip-corrupt" in line
+
+
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        # a required flag misspelt: argparse said only "required: --classes", the typo unnamed
+        (
+            ["segment", "x.jpg", "--bundle", "b", "--clases", "a,b"],
+            "the following arguments are required: --classes (--clases: did you mean '--classes'?)",
+        ),
+        # an option of other commands: named with them, not a far "closest" one ("did you mean '--backend'?")
+        (
+            ["eval", "b", "--cache-dir", "/tmp"],
+            "unrecognized arguments: --cache-dir /tmp (--cache-dir is an option of zsseg segment, zsseg build-engine, "
+            "zsseg camera, zsseg batch, zsseg serve, not of zsseg eval)",
+        ),
+        (
+            ["segment", "x.jpg", "--bundle", "b", "--classes", "a", "--live"],
+            "unrecognized arguments: --live (--live is an option of zsseg camera, not of zsseg segment)",
+        ),
+        (
+            ["eval", "b", "--unknown-below", "0.5"],
+            "(--unknown-below is an option of zsseg segment, zsseg camera, zsseg batch, zsseg serve, not of zsseg eval)",
+        ),
+        # a typo of the command's own option: the closest, as before
+        (
+            ["segment", "x.jpg", "--bundle", "b", "--classes", "a", "--precison", "fp32"],
+            "unrecognized arguments: --precison fp32 (--precison: did you mean '--precision'?)",
+        ),
+    ],
+)
+def test_a_misspelt_or_misplaced_flag_is_named_with_its_fix(capsys, argv, said):
+    """F8: the closest-name advice was lost (a misspelt required flag) or misleading (an option of another command
+    answered with a far name of this one). Usage errors: exit 2, the last line says it."""
+    with pytest.raises(SystemExit) as caught:
+        cli.main(argv)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert caught.value.code == 2 and last.startswith(f"zsseg {argv[0]}: error: ") and said in last, last

@@ -17,10 +17,11 @@ A new command is a module with ``add_command`` and a row here.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from zsseg_rt.options import did_you_mean
 
@@ -222,20 +223,42 @@ def _register(subparsers, row: Command) -> None:
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser, whose "unrecognized arguments" names the closest option of the command run ("did you mean
-    '--precision'?"), on the command's own parser (its usage shown); the subcommands' parsers are of this class too."""
+    '--precision'?"), or the commands that have an option this one does not ("--live is an option of zsseg camera"),
+    on the command's own parser (its usage shown); a required option missing because it was misspelt says so too
+    ("--clases: did you mean '--classes'?", F8). The subcommands' parsers are of this class too."""
+
+    _argv: List[str] = []  # the command line being parsed (a subcommand's error reads it)
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        ArgumentParser._argv = list(sys.argv[1:] if args is None else args)
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
             parser = self._chosen(parsed)
-            known = [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]
-            hints = []
-            for extra in extras:
-                hint = did_you_mean(extra.split("=", 1)[0], known) if extra.startswith("--") else ""
-                hints += [f"{extra.split('=', 1)[0]}: {hint}"] if hint else []
+            hints = [hint for hint in map(parser._hint, extras) if hint]
             more = f" ({'; '.join(hints)})" if hints else ""
             parser.error(f"unrecognized arguments: {' '.join(extras)}{more}")
         return parsed
+
+    def error(self, message: str):  # type: ignore[override]
+        if message.startswith("the following arguments are required:"):  # one of them misspelt?
+            own = {flag for action in self._actions for flag in action.option_strings}
+            given = [token.split("=", 1)[0] for token in ArgumentParser._argv if token.startswith("--")]
+            hints = [hint for hint in map(self._hint, [flag for flag in given if flag not in own]) if hint]
+            message += f" ({'; '.join(hints)})" if hints else ""
+        super().error(message)
+
+    def _hint(self, extra: str) -> str:
+        """What to say of an option this parser does not take: the commands that take it, else its closest one."""
+        flag = extra.split("=", 1)[0]
+        if not flag.startswith("--"):
+            return ""
+        command = self.prog.split()[-1]
+        elsewhere = [name for name, flags in _flags_of_commands().items() if flag in flags and name != command]
+        if elsewhere and command in _flags_of_commands():
+            return f"{flag} is an option of {', '.join(f'zsseg {name}' for name in elsewhere)}, not of {self.prog}"
+        known = [option for action in self._actions for option in action.option_strings if option.startswith("--")]
+        hint = did_you_mean(flag, known)
+        return f"{flag}: {hint}" if hint else ""
 
     def _chosen(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
         """The parser of the subcommand ``parsed`` ran (this parser when none)."""
@@ -245,6 +268,18 @@ class ArgumentParser(argparse.ArgumentParser):
                 if isinstance(chosen, ArgumentParser):
                     return chosen._chosen(parsed)
         return self
+
+
+@functools.lru_cache(maxsize=1)
+def _flags_of_commands() -> Dict[str, frozenset]:
+    """Each command's options (every parser built in full: on an error's path only)."""
+    parser = build_parser()
+    found: Dict[str, frozenset] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[name] = frozenset(flag for each in sub._actions for flag in each.option_strings)
+    return found
 
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
