@@ -317,6 +317,8 @@ CI_ONLY: Dict[str, str] = {
     "test_gpu_evidence.py": "the acceptance tooling's own tests, on fakes and the CPU",
     "test_gpu_probe.py": "the probe's plumbing on stand-in parts (the lease runs the probe itself)",
     "test_gpu_plan_room.py": "the lease plan's arithmetic on the table (no device)",
+    "test_image_twin.py": "the image twin's machinery (tools/image_twin.sh) on synthetic cases in venvs of the image's "
+    "versions made from PyPI (no device; the lease runs the stages themselves)",
     "test_mutants_table.py": _STATIC,
     "test_benchmark_cuda.py": "the CUDA benchmark's statistic on a simulated GPU clock (the lease runs it for real)",
     "runtime/test_stage_timing.py": "stage timing's bookkeeping on CPU stand-ins (its GPU tests are in test_cuda_graphs.py "

@@ -15,6 +15,8 @@
 #   ZSSEG_EMU_GLUE_FLAGS  flags of the glue: the binding files and, with --tests, the GoogleTest files (default
 #               -O0: under ASan + UBSan they compile in two thirds of -O1's time; the emulated kernels stay at -O1 and the CPU code at -O3 with its clones, as
 #               the real build compiles it; empty: the glue at -O1 too)
+#   ZSSEG_EMU_COPY  1 (default): the module copied to zsseg_rt/; 0: left in the build folder only (the image twin
+#               builds one for another Python and loads it through ZSSEG_NATIVE_MODULE: tools/image_twin.sh)
 #   ZSSEG_EMU_UNITY_BATCH  the glue (the binding files, the emulation GoogleTest files) as unity sources of this many
 #               files each (default 7: pybind11's and GoogleTest's headers and templates compiled once per batch, the
 #               module's build 244 -> 135 CPU-s here; 0: one file per translation unit, for editing one binding file)
@@ -50,6 +52,10 @@ LOG="$(mktemp)"
 "$VENV/bin/cmake" --build "$BUILD" --target "${TARGETS[@]}" -j"${ZSSEG_BUILD_JOBS:-2}" >>"$LOG" 2>&1 || { tail -60 "$LOG"; exit 1; }
 rm -f "$LOG"
 [ "$TESTS" = ON ] || rm -f "$BUILD/CTestTestfile.cmake" "$BUILD/zsseg_cuda_emulation_tests"
+if [ "${ZSSEG_EMU_COPY:-1}" = 0 ]; then
+  echo "[build_emulated] $(ls "$BUILD"/_C_emulated*.so)"
+  exit 0
+fi
 rm -f "$ROOT"/zsseg_rt/_C_emulated*.so
 cp "$BUILD"/_C_emulated*.so "$ROOT/zsseg_rt/"
 echo "[build_emulated] $(ls "$ROOT"/zsseg_rt/_C_emulated*.so)"
