@@ -6,6 +6,7 @@ precision of ONNX Runtime / OpenVINO / torch prepared and gated ahead of use (:m
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from zsseg_rt.cli import command_parser
@@ -167,12 +168,39 @@ def _cmd_build_engine(args) -> int:
         return _build_engine(args)
 
 
+def _unwritable(args) -> str:
+    """Why the records or engines cannot be written where they go (F12), in one line, or "": ``--cache-dir`` a file;
+    the folder (``--cache-dir DIR``, else the bundle's ``engines/``; a folder still to be made: the one it is made in)
+    on a read-only file system or not writable (the run failed with "Read-only file system: '.../engines'" after its
+    start, and the dry-run planned records there)."""
+    cache_dir = getattr(args, "cache_dir", None)
+    if cache_dir and os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        return f"--cache-dir {cache_dir}: is a file, not a folder for the records"
+    target = cache_dir or os.path.join(args.bundle, "engines")
+    existing = os.path.abspath(target)
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if os.access(existing, os.W_OK | os.X_OK):
+        return ""
+    where = f"--cache-dir {cache_dir}" if cache_dir else f"the bundle's engines folder ({target})"
+    advice = "give another --cache-dir"
+    if not cache_dir:
+        advice = (
+            "give --cache-dir DIR (a writable folder; then --cache-dir DIR on segment, camera, batch, serve runs them)"
+        )
+    return f"{where} cannot be written ({existing!r} is read-only or not writable): {advice}"
+
+
 def _build_engine(args) -> int:
     from zsseg_rt.bundle import BundleError, load_meta
     from zsseg_rt.prepare.gate import EngineAccuracyError
     from zsseg_rt.prepare.tensorrt import build as trt_build
     from zsseg_rt.runtime.backends.table import backend_row
 
+    refused = _unwritable(args)
+    if refused:
+        print(f"zsseg build-engine: error: {refused}", file=sys.stderr)
+        return 2
     if args.backend == _AUTO:
         return _prepare_auto(args)
     row = backend_row(args.backend)

@@ -202,12 +202,33 @@ def _resolve(prepare: Optional[str]) -> Tuple[Optional[str], bool]:
     return modes[wanted], True
 
 
+def check_cache_dir(cache_dir: Optional[str], backend: Any) -> None:
+    """Refuse a ``cache_dir`` that cannot hold records (F12: a file, or with ``backend="auto"`` a folder that does not
+    exist, was accepted and the exact fp32 path ran, as if no record had been prepared). A named backend may write
+    its first record there (it makes the folder), so a missing one is fine for it.
+
+    Raises:
+        ValueError: one line naming the path (``Engine(..., cache_dir=...)``: the flag on the command line).
+    """
+    if not cache_dir:
+        return
+    path = os.fspath(cache_dir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"Engine(..., cache_dir={path!r}) is a file: give the folder of the prepared records")
+    if not os.path.exists(path) and isinstance(backend, str) and backend == "auto":
+        raise ValueError(
+            f"Engine(..., cache_dir={path!r}) does not exist: with backend auto it holds the records that `zsseg "
+            f"build-engine BUNDLE --backend auto --cache-dir {path}` writes (prepare them first, or give their folder)"
+        )
+
+
 def check_request(prepare: Optional[str], backend: Any, cache_dir: Optional[str] = None) -> None:
     """Refuse ``prepare`` where it cannot apply: it prepares the CPU paths ``backend="auto"`` chooses among (a named
     backend prepares its own reduced precision on first use), into the bundle (with ``cache_dir`` they are prepared
     ahead, by ``zsseg build-engine BUNDLE --backend auto --cache-dir DIR``)."""
     if prepare not in PREPARE_MODES:
         raise ValueError(f"prepare must be one of {PREPARE_MODES}, got {prepare!r}")
+    check_cache_dir(cache_dir, backend)
     if cache_dir and prepare in ("now", "background"):
         raise ValueError(
             f"prepare={prepare!r} with cache_dir={cache_dir!r}: the Engine prepares into the bundle; prepare ahead "
@@ -251,12 +272,17 @@ def decide(meta, plan, prepare: Optional[str], cache_dir: Optional[str] = None) 
         return None
     if mode is None:
         if not asked:
+            step = f"`zsseg build-engine {meta.path} --backend auto` prepares them"
+            if not _writable(root):  # a read-only bundle: the records go elsewhere (F12)
+                step = (
+                    f"its {root} cannot be written: `zsseg build-engine {meta.path} --backend auto --cache-dir DIR` "
+                    "prepares them into a writable DIR, which --cache-dir DIR then runs"
+                )
             _say_once(
                 meta,
                 "missing",
                 f"zsseg_rt: this CPU could run faster paths of {meta.path} that are not prepared yet ({paths}): "
-                f"`zsseg build-engine {meta.path} --backend auto` prepares them ({preparation_cost(meta, plan.missing)})"
-                "; the exact fp32 path runs until then.",
+                f"{step} ({preparation_cost(meta, plan.missing)}); the exact fp32 path runs until then.",
             )
         return None
     free, needed, where = _room(meta, root)
@@ -274,7 +300,8 @@ def decide(meta, plan, prepare: Optional[str], cache_dir: Optional[str] = None) 
             meta,
             "read-only",
             f"backend='auto': {root} cannot be written, so the faster paths of this CPU are not prepared; prepare "
-            "them where it can (`zsseg build-engine BUNDLE --backend auto`) and copy the bundle's engines/ folder",
+            "them into a writable folder (`zsseg build-engine BUNDLE --backend auto --cache-dir DIR`, then "
+            "--cache-dir DIR), or where the bundle can be written, and copy its engines/ folder",
             logging.INFO,
         )
         return None
