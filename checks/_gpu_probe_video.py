@@ -27,13 +27,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from checks._gpu_probe_parts import (
     REPO,
     _bundle,
-    _bundle_here,
     _compact,
     _cuda_model,
     _engine_module,
     _median,
     _needs_zsseg_cuda,
+    _tiny_here,
 )
+from checks._harness import PYTEST_ARGS
 
 # The must-run tests of the ops stage that P10 runs again on its own (checks/gpu_stages.py: OPS_MUST_RUN), with the
 # control of the device filter's equality
@@ -209,8 +210,10 @@ def part_temporal_kernels(ctx) -> dict:
     ctx.record("tiny_bundle", {"path": bundle, "reused": reused})
     xml = ctx.work / "p10_junit.xml"
     xml.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "pytest", *(str(REPO / t) for t in MUST_RUN), "-q", "-p", "no:cacheprovider",
-               "--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"), "-rfEs", f"--junitxml={xml}"]  # fmt: skip
+    # the stages' harness options (checks/_harness.PYTEST_ARGS): the image's autoloading plugins stay out here too
+    command = [sys.executable, "-m", "pytest", *PYTEST_ARGS, *(str(REPO / t) for t in MUST_RUN), "-q",
+               "-p", "no:cacheprovider", "--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"), "-rfEs",
+               f"--junitxml={xml}"]  # fmt: skip
     start = time.perf_counter()
     try:
         done = subprocess.run(command, cwd=ctx.work, capture_output=True, text=True,
@@ -368,7 +371,7 @@ def part_video(ctx) -> dict:
     cuda`` on the clip, end to end (its --stats-json), whatever the comparisons did. Every number recorded, the
     part then fails (raises) when any run raised: an error is not a measurement."""
     _needs_zsseg_cuda()
-    bundle = _bundle_here(ctx)
+    bundle = _tiny_here(ctx)
     clip = clip_path(ctx)
     ctx.record("bundle", Path(bundle).name)
     about = clip.with_name("live.json")  # what the artefacts say it is (checks/gpu_artifacts.py clip)

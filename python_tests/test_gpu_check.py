@@ -171,7 +171,7 @@ def test_the_plan_prints_the_device_tool_calls_and_skips_current_passes(monkeypa
     assert "# skipped: sanitizers (its latest record 2026-12-01T100000_nvidia-h100_sanitizers.json passed" in text
     assert 'command: bash tools/gpu_check.sh --stage models,suite --record-dir "$OUT"' in text
     assert (
-        'run  carry: ["gpu_artifacts"]   timeout_s: 455\n     command: bash tools/gpu_check.sh --stage engine,ops,probe'
+        'run  carry: ["gpu_artifacts"]   timeout_s: 460\n     command: bash tools/gpu_check.sh --stage engine,ops,probe'
         in text
     )
     assert plan.main(["--all"]) == 0 and "--stage models,suite,sanitizers " in capsys.readouterr().out

@@ -119,9 +119,11 @@ def test_the_real_parts_table(probe):
         assert part.source.startswith(("est.", "H100 2026-11-26, record", "H200 2026-11-27, record")), part
     assert probe.PARTS["P3"].min_s >= 52  # the whole P3 measured 42.9 s: below its 40 s min_s then (the review)
     assert (probe.PARTS["P3"].seconds, probe.PARTS["P8"].seconds) == (42.9, 18.95)
-    # refitted to the H200's probe at b235fde: P2 30.4 s (its export), P6 1.17 s; P10 without its own export; P9
-    # (which failed after 22.5 s) and P7 (skipped) at least what P9 took before its first device frame
-    assert (probe.PARTS["P2"].seconds, probe.PARTS["P6"].seconds, probe.PARTS["P10"].seconds) == (31.0, 1.17, 10.0)
+    # refitted to the H200's probe at b235fde: P6 1.17 s; P10 without its own export; P9 (which failed after 22.5 s)
+    # and P7 (skipped) at least what P9 took before its first device frame; P2 reuses the engine stage's tiny bundle
+    # (the H100's 0.57 s), as the plan's first command runs the engine stage before the probe
+    assert (probe.PARTS["P2"].seconds, probe.PARTS["P6"].seconds, probe.PARTS["P10"].seconds) == (0.6, 1.17, 10.0)
+    assert probe.ORDER.index("P2") == 0 and "engine" in next(c for c in _plan_commands() if "probe" in c)
     assert probe.PARTS["P9"].seconds > 22.5 and probe.PARTS["P7"].seconds >= 20
     assert "_graph_frames" not in (ROOT / "checks" / "_gpu_probe_parts.py").read_text()
     stages = importlib.import_module("checks.gpu_stages")
@@ -385,7 +387,7 @@ def test_p9_runs_live_whatever_the_filter_comparisons_did_and_then_fails(probe, 
         ctx.record("stabilize", {"frames": 24, "device": device, "host": {"frames_done": 24}})
 
     monkeypatch.setattr(video, "_needs_zsseg_cuda", lambda: None)
-    monkeypatch.setattr(video, "_bundle_here", lambda ctx: str(ctx.work / "zegclip_tiny_test_bundle"))
+    monkeypatch.setattr(video, "_tiny_here", lambda ctx: str(ctx.work / "zegclip_tiny_test_bundle"))
     monkeypatch.setattr(video, "clip_path", lambda ctx: ctx.work / "synthetic_clip.avi")
     monkeypatch.setattr(video, "_filter_modes", filter_modes)
     monkeypatch.setattr(video, "_live", lambda ctx, bundle, clip: lived.append(clip.name) or {"exit_code": 0})
@@ -400,3 +402,49 @@ def test_p9_runs_live_whatever_the_filter_comparisons_did_and_then_fails(probe, 
     assert ("filter_error" in ctx.measured) == (fails == "engine")
     if fails == "engine":
         assert ctx.measured["filter_error"]["type"] == "RuntimeError"
+
+
+def _plan_commands():
+    from checks import gpu_stages
+
+    return [list(command) for command in gpu_stages.PLAN]
+
+
+@pytest.mark.parametrize("part", ["P9", "P7"])
+def test_p9_and_p7_take_the_tiny_bundle_where_the_full_size_one_is_there(probe, video, tmp_path, monkeypatch, part):
+    """In the plan's first command the engine stage has exported both bundles before the probe: P9 and P7 still take
+    the tiny one, whose Engine their times (and so the stage's budget) were estimated on and whose 64-px input is
+    the device filter's enlarging geometry (P9 at b235fde). Control: the extras' choice (``_bundle_here``) takes the
+    full-size one there."""
+    parts = importlib.import_module("checks._gpu_probe_parts")
+    engine = importlib.import_module("checks.gpu_engine")
+    ctx = _context(probe, tmp_path)
+    for config in (engine.TINY_CONFIG, parts._full_config()):
+        (ctx.work / f"{config}_bundle").mkdir(parents=True)
+        (ctx.work / f"{config}_bundle" / "meta.json").write_text("{}")
+    monkeypatch.setattr(engine, "_export", lambda config, out_dir, *a, **k: str(out_dir / f"{config}_bundle"))
+    taken = []
+
+    class Taken(Exception):
+        pass
+
+    def model(bundle):
+        taken.append(Path(bundle).name)
+        raise Taken
+
+    def modes(ctx, bundle, clip):
+        taken.append(Path(bundle).name)
+
+    monkeypatch.setattr(parts, "_needs_zsseg_cuda", lambda: None)
+    monkeypatch.setattr(video, "_needs_zsseg_cuda", lambda: None)
+    monkeypatch.setattr(parts, "_cuda_model", model)
+    monkeypatch.setattr(video, "clip_path", lambda ctx: ctx.work / "synthetic_clip.avi")
+    monkeypatch.setattr(video, "_filter_modes", modes)
+    monkeypatch.setattr(video, "_live", lambda ctx, bundle, clip: {"exit_code": 0})
+    if part == "P7":
+        with pytest.raises(Taken):
+            parts.part_batch(ctx)
+    else:
+        video.part_video(ctx)
+    assert taken == [f"{engine.TINY_CONFIG}_bundle"]
+    assert Path(parts._bundle_here(ctx)).name == f"{parts._full_config()}_bundle"  # the control
