@@ -124,3 +124,28 @@ def test_camera_names_label_maps_coco_images_and_mcap_stamps_by_the_same_number(
     assert [(i["file_name"], i["frame"]) for i in images] == [(f"bad/frame_{n:06d}.png", n) for n in KEPT]
     said = [r.getMessage() for r in caplog.records if "missing by presentation time" in r.getMessage()]
     assert len(said) == 1 and "3 frames missing by presentation time (000024, 000026, 000027" in said[0], said
+
+
+@pytest.mark.time_bound(300)
+def test_an_image_folders_frames_keep_their_place_and_their_files_name(tmp_path, tiny_bundle, capsys, caplog):
+    """An image folder with a damaged image (the third of five): the label maps are 000000, 000001, 000003, 000004
+    (the skipped image's place is a gap, said once), and each COCO image is the file it was read from (a file
+    annotation tools open), its "frame" that place."""
+    from zsseg_rt import cli
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for index in range(5):
+        cv2.imwrite(str(folder / f"s{index}.png"), np.full((24, 32, 3), 40 * index, np.uint8))
+    (folder / "s2.png").write_bytes(b"not a png")
+    labels, masks = tmp_path / "L", tmp_path / "masks.json"
+    argv = [str(folder), "--bundle", tiny_bundle, "--classes", "a,b", "--no-progress", "--backend", "onnxruntime"]
+    with caplog.at_level(logging.INFO, logger="zsseg_rt"):
+        code = cli.main(["camera", *argv, "--labels-out", str(labels), "--save-json", str(masks)])
+    assert code == 0, capsys.readouterr().err
+    maps = sorted(name for name in os.listdir(labels) if name.endswith(".png"))
+    assert maps == ["000000.png", "000001.png", "000003.png", "000004.png"], maps
+    images = json.loads(masks.read_text())["images"]
+    assert [(i["file_name"], i["frame"]) for i in images] == [(str(folder / f"s{n}.png"), n) for n in (0, 1, 3, 4)]
+    said = [r.getMessage() for r in caplog.records if "missing by presentation time" in r.getMessage()]
+    assert len(said) == 1 and "1 frame missing by presentation time (000002:" in said[0], said

@@ -31,6 +31,7 @@ class Frame:
     stream: int = 0  # which source of a multi-source runner it came from (its position in the list)
     capture_time: float = 0.0
     pts: Optional[float] = None
+    path: Optional[str] = None  # the image file it was read from (an image folder's frame), else None
 
 
 @dataclasses.dataclass
@@ -185,7 +186,8 @@ class FrameGrabber:
             if self.drop_stale:
                 self.captured += 1
             pts = getattr(self.source, "last_pts", None)  # a file's presentation time of the frame just read
-            self._latest = Frame(image, self._number(), timestamp, capture_time=time.time(), pts=pts)
+            path = getattr(self.source, "last_path", None)  # an image folder's file of the frame just read
+            self._latest = Frame(image, self._number(), timestamp, capture_time=time.time(), pts=pts, path=path)
             self._cond.notify_all()
         self._wake()
         return True

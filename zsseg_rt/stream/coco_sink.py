@@ -16,7 +16,7 @@ __all__ = ["CocoSink"]
 class CocoSink(FrameSink):
     """A sink of results shared by every source: frame ``N`` (its number by presentation time, as the run's other
     outputs name it) of source ``front`` is the image ``front/frame_00000N.png`` (``frame_file_name``; with ``source``
-    and ``frame`` in its entry). ``finish()`` writes the document into ``staged`` (a ``StagedFile``: its
+    and ``frame`` in its entry); an image folder's frame is its image file's path, a file annotation tools open. ``finish()`` writes the document into ``staged`` (a ``StagedFile``: its
     temporary name; the plan's commit puts it in place, its abort removes it)."""
 
     def __init__(self, staged: Any, names: Sequence[str], path: Optional[str] = None):
@@ -34,7 +34,7 @@ class CocoSink(FrameSink):
         source = self.names[int(getattr(frame, "stream", 0))] if self.names else "frames"
         index = int(frame.index)
         unknown = getattr(result, "unknown_id", None) is not None
-        name = frame_file_name(source, index)
+        name = getattr(frame, "path", None) or frame_file_name(source, index)
         self.masks.add(result.labels, result.class_names, name, unknown, source=source, frame=index)
 
     def finish(self) -> None:

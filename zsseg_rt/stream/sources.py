@@ -621,6 +621,7 @@ class ImageFolderSource(FrameSource):
         self.fps = fps
         self._paths: List[str] = []
         self._index = 0
+        self.last_path: Optional[str] = None  # the file of the frame read last (COCO's file_name)
 
     def open(self) -> None:
         if not os.path.isdir(self.folder):
@@ -652,6 +653,7 @@ class ImageFolderSource(FrameSource):
                 continue
             # its place in the folder, at fps; its number that place (a skipped image leaves a gap)
             self._place((self._index - 1) / (self.fps or 30.0), number=self._index - 1)
+            self.last_path = path
             return image
         self.ended = True
         return None
