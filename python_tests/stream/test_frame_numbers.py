@@ -101,8 +101,8 @@ def test_segment_names_a_videos_frames_and_coco_images_by_presentation_time(tmp_
 
 @pytest.mark.time_bound(300)
 def test_camera_names_label_maps_coco_images_and_mcap_stamps_by_the_same_number(tmp_path, tiny_bundle, capsys, caplog):
-    """``zsseg camera bad.mp4 --labels-out L -o b.mcap --save-json``: L's names, the COCO frames and the MCAP stamps x
-    30 fps are the same numbers, the lost frames missing from each (was: L 000000-000056 while the stamps skipped);
+    """``zsseg camera bad.mp4 --labels-out L -o b.mcap -o frames/ --save-json``: L's names, the overlay images', the
+    COCO frames and the MCAP stamps x 30 fps are the same numbers, the lost frames missing from each (was: L 000000-000056 while the stamps skipped);
     the summary names the missing frames once."""
     pytest.importorskip("mcap_ros2")
     from robot_readers import read_mcap_ros2
@@ -113,11 +113,23 @@ def test_camera_names_label_maps_coco_images_and_mcap_stamps_by_the_same_number(
     folder, mcap, masks = tmp_path / "L", tmp_path / "b.mcap", tmp_path / "masks.json"
     argv = [clip, "--bundle", tiny_bundle, "--classes", "a,b", "--no-progress", "--backend", "onnxruntime"]
     with caplog.at_level(logging.INFO, logger="zsseg_rt"):
-        code = cli.main(["camera", *argv, "--labels-out", str(folder), "-o", str(mcap), "--save-json", str(masks)])
+        outputs = [
+            "--labels-out",
+            str(folder),
+            "-o",
+            str(mcap),
+            "-o",
+            str(tmp_path / "frames"),
+            "--save-json",
+            str(masks),
+        ]
+        code = cli.main(["camera", *argv, *outputs])
     err = capsys.readouterr().err
     assert code == 0, err
     names = sorted(name for name in os.listdir(folder) if name.endswith(".png"))
     assert names == [f"{n:06d}.png" for n in KEPT], names
+    overlays = sorted(name for name in os.listdir(tmp_path / "frames") if name.endswith(".jpg"))
+    assert overlays == [f"frame_{n:06d}.jpg" for n in KEPT], overlays  # -o frames/: the same numbers
     stamps = [m.stamp for m in read_mcap_ros2(mcap) if m.topic.endswith("/labels")]
     assert [round(stamp * 30 / 1e9) for stamp in stamps] == KEPT
     images = json.loads(masks.read_text())["images"]

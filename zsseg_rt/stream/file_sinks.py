@@ -288,13 +288,21 @@ class ImageFolderSink(FrameSink):
         self.name = f"folder:{folder}"
         self.frames = 0
 
+    takes_number = True  # the stream loop gives each overlay with its frame's number (write_numbered)
+
     def write(self, frame):
+        """The next image, named by how many were written before it (a loop of one's own)."""
+        self.write_numbered(frame, self.frames)
+
+    def write_numbered(self, frame, number: int) -> None:
+        """The overlay of frame ``number`` (``Frame.index``: the name every output of the run gives it, so a frame
+        lost to damaged data leaves a gap here too: issue 79, F3)."""
         import cv2
 
-        name = FRAME_NAME.format(index=self.frames, extension=self.extension)
+        name = FRAME_NAME.format(index=int(number), extension=self.extension)
         ok, encoded = cv2.imencode(self.extension, frame)
         if not ok:
-            raise SinkError(f"OpenCV could not encode frame {self.frames} as {self.extension} for {name!r}")
+            raise SinkError(f"OpenCV could not encode frame {number} as {self.extension} for {name!r}")
         self.staged.write_bytes(name, encoded.tobytes(), fsync=False)
         self.frames += 1
 

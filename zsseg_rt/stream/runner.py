@@ -616,7 +616,9 @@ class MultiStreamRunner:
         own = len(stream.sinks)
         for place, sink in enumerate([*stream.sinks, *self.shared_sinks]):
             if not hasattr(sink, "write_result"):
-                if place < own:
+                if place < own and getattr(sink, "takes_number", False):  # named by the frame's number (frames/)
+                    sink.write_numbered(overlay(), frame.index)
+                elif place < own:
                     sink.write(overlay())
                 else:  # shared by every source (the preview grid)
                     sink.write_stream(stream.index, overlay())
