@@ -103,7 +103,10 @@ def video_frames(path: str, max_pixels: int) -> Iterator[Tuple[int, np.ndarray]]
                 if source.ended:
                     break
                 continue
-            yield int(source.last_number), frame
+            number = source.last_number
+            if number is None:  # read() returned a frame: every source numbers what it returns
+                raise RuntimeError(f"{path}: the source returned a frame without its number")
+            yield number, frame
         note = missing_note(source.missing_count, source.missing)
         if note:
             print(f"zsseg segment: note: {path}: {note}", file=sys.stderr)

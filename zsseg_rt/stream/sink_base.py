@@ -18,9 +18,15 @@ class FrameSink:
 
     name = "sink"
     stop_requested = False
+    takes_number = False  # a sink that names what it writes by the frame's number (frames/): write_numbered
 
     def write(self, frame: np.ndarray) -> None:
         raise NotImplementedError
+
+    def write_numbered(self, frame: np.ndarray, number: int) -> None:
+        """``frame``, named by the source's frame ``number`` (its presentation time: a lost frame leaves a gap); a
+        sink that names nothing writes it as any frame."""
+        self.write(frame)
 
     def write_stream(self, index: int, frame: np.ndarray) -> None:
         """A frame of source ``index`` of several (a sink shared by the sources of a multi-source stream, such as
