@@ -241,8 +241,11 @@ def judge_stage(work: Path, stage: str) -> Tuple[List[str], Dict[str, int]]:
         piece = name.split(":", 1)[1].split(",")[0]
         xml = work / f"pytest_{piece}.xml"
         if rc not in (0, 1) or not xml.is_file():
-            tail = (work / log).read_text(errors="replace").strip().splitlines()[-6:] if (work / log).is_file() else []
-            why = next((t for t in tail if "Error" in t), tail[-1] if tail else "no log")
+            lines = (work / log).read_text(errors="replace").strip().splitlines() if (work / log).is_file() else []
+            # the cause first (a worker's import error), else the last error line (xdist's own KeyError follows it)
+            causes = [line for line in lines if re.search(r"(ModuleNotFound|Import)Error", line)]
+            errors = [line for line in lines if "Error" in line]
+            why = (causes or errors[-1:] or lines[-1:] or ["no log"])[0]
             problems.append(f"{stage}: pytest exited {rc} (not a test failure: interrupted, an internal error or a "
                             f"usage error): {why.strip()}")  # fmt: skip
             continue

@@ -55,9 +55,15 @@ twin() { (cd "$HERE" && "$VENV/bin/python" -m checks image_twin "$@"); }
 [ -n "$STAGES" ] || STAGES="$(twin stages | paste -sd, -)"
 PY312="$(twin python)"
 T0=$SECONDS
-say() { echo "[image twin $((SECONDS - T0))s] $*"; }
+say() {  # the wall seconds so far and the CPU seconds (user+sys) of the twin's finished processes
+  local cpu
+  times >"$TWIN/times"  # in this shell: in a $(...) subshell `times` reports the subshell's own, empty, counters
+  cpu="$(awk 'END { n = split($0, f, /[ ms]+/); s = 0; for (i = 1; i + 1 <= n; i += 2) s += f[i] * 60 + f[i + 1]
+    printf "%.0f", s }' "$TWIN/times")"
+  echo "[image twin $((SECONDS - T0)) s, $cpu CPU-s] $*"
+}
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$TREE}" CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
-if command -v ccache >/dev/null 2>&1; then export CMAKE_CXX_COMPILER_LAUNCHER=ccache; fi
+if [ "${ZSSEG_CCACHE:-1}" = 1 ] && command -v ccache >/dev/null 2>&1; then export CMAKE_CXX_COMPILER_LAUNCHER=ccache; fi
 # ZSSEG_BUILD_LOCK: a lock file the builds take (several builds sharing one machine's cores); none by default
 build() { if [ -n "${ZSSEG_BUILD_LOCK:-}" ]; then flock "$ZSSEG_BUILD_LOCK" "$@"; else "$@"; fi; }
 
@@ -79,11 +85,15 @@ mapfile -t BUILD_REQS < <(grep -E '^(scikit-build-core|pybind11|cmake|ninja)==' 
 "$VENV/bin/uv" pip install -q --python "$TWIN/buildenv/bin/python" "${BUILD_REQS[@]}"
 
 # ---- 2. the wheel, the artefacts, the emulated build ----------------------------------------------------------------
-say "the emulated CUDA build for cp312 (tools/build_emulated.sh, in $TREE/build-emu-twin)"
-ZSSEG_VENV="$TWIN/buildenv" ZSSEG_EMU_BUILD="$TREE/build-emu-twin" ZSSEG_EMU_COPY=0 \
+# beside CI's build-emu-asan (the same depth: ccache's relative paths match, so the kernels compile once for both),
+# where the tree ignores it (an older tree does not: then under the twin's folder, or it would travel with the tree)
+EMU_BUILD="$TREE/build-emu-twin"
+git -C "$TREE" check-ignore -q --no-index build-emu-twin/CMakeCache.txt || EMU_BUILD="$TWIN/emu"
+say "the emulated CUDA build for cp312 (tools/build_emulated.sh, in $EMU_BUILD)"
+ZSSEG_VENV="$TWIN/buildenv" ZSSEG_EMU_BUILD="$EMU_BUILD" ZSSEG_EMU_COPY=0 \
   ZSSEG_BUILD_JOBS="$(nproc)" build bash "$TREE/tools/build_emulated.sh" >"$TWIN/emulated.log" 2>&1 \
   || { tail -n 30 "$TWIN/emulated.log"; say "the emulated build failed"; exit 1; }
-EMULATED="$(ls "$TREE"/build-emu-twin/_C_emulated*cpython-312*.so)"
+EMULATED="$(ls "$EMU_BUILD"/_C_emulated*cpython-312*.so)"
 say "the zsseg_rt wheel for cp312 (CUDA off) from $TREE"
 rm -rf "$TWIN/dist"
 (cd "$TREE" && build "$TWIN/buildenv/bin/python" -m pip wheel -q --no-build-isolation --no-deps -w "$TWIN/dist" \
@@ -128,7 +138,7 @@ program() {  # program NAME ARGS...: tools/gpu_check.sh's run_module ARGS (the t
   twin program --tree "$TWIN/tree" --python "$TWIN/venv/bin/python" --site "$SITE" --work "$WORK" --emulated "$EMULATED" \
     --preload "$PRELOAD" -- "$@" >"$WORK/$name.log" 2>&1 || rc=$?
   say "program $name: exit $rc (log $WORK/$name.log)"
-  tail -n 4 "$WORK/$name.log" | sed 's/^/  /'
+  if [ "$rc" = 0 ]; then tail -n 3 "$WORK/$name.log"; else grep -m 4 -E 'FAILED|Error' "$WORK/$name.log"; fi | sed 's/^/  /'
   return "$rc"
 }
 program variants checks postprocess_variants --out "$WORK/variants" --scale 8 --no-engine-logits --classes 20 \

@@ -224,7 +224,15 @@ stage "set-up (venv, requirements, build)" set_up
 if [ "$ZSSEG_CCACHE" = 1 ] && command -v ccache >/dev/null 2>&1; then
   export CMAKE_CXX_COMPILER_LAUNCHER=ccache CMAKE_CUDA_COMPILER_LAUNCHER=ccache
 fi
-stage "static checks (ruff, mypy, clang-format)" bash "$ROOT/tools/lint.sh"
+# The image twin (tools/image_twin.sh: the acceptance run's pytest stages and the engine stage's programs in the GPU
+# image's versions) alongside the static checks, which leave a core mostly idle
+static_checks() {
+  local rc=0
+  alongside "the image twin (tools/image_twin.sh)" bash "$ROOT/tools/image_twin.sh"
+  bash "$ROOT/tools/lint.sh" || rc=$?
+  joined "$rc"
+}
+stage "static checks (ruff, mypy, clang-format)" static_checks
 stage "C++ tests (GoogleTest via ctest)" cpp_tests
 stage "CUDA emulation, ASan: csrc/emu kernels + Python" emulation
 stage "_C with a static C++ runtime" bash "$ROOT/tools/static_runtime_check.sh"
