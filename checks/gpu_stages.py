@@ -318,6 +318,9 @@ CI_ONLY: Dict[str, str] = {
     "test_gpu_evidence.py": "the acceptance tooling's own tests, on fakes and the CPU",
     "test_gpu_probe.py": "the probe's plumbing on stand-in parts (the lease runs the probe itself)",
     "test_gpu_plan_room.py": "the lease plan's arithmetic on the table (no device)",
+    "test_gpu_harness.py": "the acceptance tooling's own tests, on fakes (a bare Python built from the running one's "
+    "site: on the image, whose stage puts the carried pytest on PYTHONPATH, its 'other pytest' is the carried one and "
+    "it fails: the image twin's suite stage, 2026-11-28)",
     "test_image_twin.py": "the image twin's machinery (tools/image_twin.sh) on synthetic cases in venvs of the image's "
     "versions made from PyPI (no device; the lease runs the stages themselves)",
     "test_mutants_table.py": _STATIC,
@@ -326,6 +329,7 @@ CI_ONLY: Dict[str, str] = {
     "and test_device_graphs_cuda.py, on the must-run list)",
     "test_emulator_mutations.py": "the emulated CUDA runtime's mutations: every test skips without that build",
     "test_architecture.py": _STATIC,
+    "test_twins.py": _STATIC + "; the duplicate finder reads git's file list (none in the device's copy)",
     "test_self_contained.py": _STATIC,
     "test_setup_jetson.py": "tools/setup_jetson.sh against a fake /etc, /proc and nvcc",
 }

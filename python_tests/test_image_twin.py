@@ -199,7 +199,7 @@ def _work(tmp_path: Path, stage: str, rc: int, cases) -> Path:
 
 def test_the_verdict_fails_real_failures_and_counts_the_stand_ins_apart(tmp_path):
     """A failure that is a stand-in's (its mark in the traceback) counts as "needs torch"; any other failure, an
-    internal error (no report), or a chosen file that ran nothing fails the stage."""
+    internal error (no report), or a file of RUN none of whose tests passed fails the stage."""
     chosen = [f"python_tests/{path.replace('.py', '')}.py::test_x" for path, _ in image_twin.RUN["ops"]]
     torch_error = f"ModuleNotFoundError: torch 2.11.0 is {image_twin.STAND_IN_MARK}"
     good = [(c, "passed") for c in chosen] + [("python_tests/ops/test_t.py::test_y", "error", torch_error)]

@@ -10,12 +10,12 @@
 #   3. runs each pytest stage of checks/image_twin.py TWIN_STAGES with tools/gpu_check.sh itself (its setup: the
 #      artefacts verified, the wheel and the carried wheels installed into the stage's site, then pytest through its
 #      launcher, PYTHONSAFEPATH=1, the work folder as cwd, --dist loadgroup, -m "not host_only"), with 2 workers
-#      instead of 16, every module of the stage collected and the twin's chosen files run (RUN);
+#      instead of 16, every test of the stage run (a module that needs torch is one collection error among them);
 #   4. runs the engine stage's variants program (checks/postprocess_variants.py) on the emulated CUDA build through
 #      the same launcher (tools/gpu_check.sh's run_module, taken from that file) and environment as the stage, and the
 #      Engine check (checks/gpu_engine.py) as far as it goes without torch (its --help: the launcher finds it);
 #   5. judges: every pytest failure or error that is not a stand-in's fails the twin, as does a pytest run that did
-#      not end (an internal error), a chosen file that ran nothing, or a program that failed.
+#      not end (an internal error), a file of RUN none of whose tests passed, or a program that failed.
 # Why torch is a stand-in (its metadata at 2.11.0, a module that refuses to import): PyPI's torch 2.11.0 is the
 # CUDA 13.0 build with about 3 GB of nvidia-* wheels (no CPU wheel is on PyPI, the one registry CI reaches), while
 # the drift that cost the H200 lease (pytest, OpenCV, the launcher) shows without it; CI's own sessions run the torch
@@ -53,6 +53,10 @@ mkdir -p "$TWIN"
 TWIN="$(cd "$TWIN" && pwd)"
 twin() { (cd "$HERE" && "$VENV/bin/python" -m checks image_twin "$@"); }
 [ -n "$STAGES" ] || STAGES="$(twin stages | paste -sd, -)"
+IFS=, read -r -a STAGE_LIST <<<"$STAGES"
+for stage in "${STAGE_LIST[@]}"; do
+  twin pytest-args "$stage" >/dev/null 2>&1 || usage_error "--stages: '$stage' is not a stage the twin runs ($(twin stages | paste -sd ' ' -))"
+done
 PY312="$(twin python)"
 T0=$SECONDS
 say() {  # the wall seconds so far and the CPU seconds (user+sys) of the twin's finished processes
@@ -113,7 +117,7 @@ twin snapshot "$TREE" "$TWIN/tree"
 
 # ---- 3. the pytest stages, by tools/gpu_check.sh itself -------------------------------------------------------------
 FAILED=0
-IFS=, read -r -a STAGE_LIST <<<"$STAGES"
+rm -rf "$TWIN/records"  # this run's records only (each a rehearsal's, which gpu_record refuses)
 for stage in "${STAGE_LIST[@]}"; do
   say "stage $stage: tools/gpu_check.sh --stage $stage --pytest-args \"$(twin pytest-args "$stage" --workers "$WORKERS")\""
   # no GPU: every stage "fails" its import check and must-run tests; the verdict below reads its pytest run only
