@@ -23,6 +23,7 @@ from pathlib import Path
 
 import gpu_fakes
 import pytest
+from support import subprocess_env
 
 REPO = gpu_fakes.REPO
 image_twin = gpu_fakes.load_check("image_twin")
@@ -222,7 +223,7 @@ def test_a_stand_in_has_the_images_version_and_refuses_to_import(tmp_path):
     probe = ("import importlib.metadata as m, pytest\nprint(m.version('torch'))\ntry:\n    import torch\n"
              "except ModuleNotFoundError as exc:\n    print(exc.name, exc)\n"
              "try:\n    pytest.importorskip('torch')\nexcept pytest.skip.Exception:\n    print('skipped')\n")  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env = subprocess_env(str(tmp_path))  # the scratch site first
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     lines = done.stdout.splitlines()
     assert lines[0] == "2.11.0" and lines[1].startswith("torch ") and image_twin.STAND_IN_MARK in lines[1], done
