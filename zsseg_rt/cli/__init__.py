@@ -21,8 +21,9 @@ import functools
 import os
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
+from zsseg_rt.needs import Needs  # the core's (zsseg_rt/needs.py); zsseg_rt.cli.Needs stays its alias
 from zsseg_rt.options import did_you_mean
 
 __all__ = [
@@ -36,34 +37,6 @@ __all__ = [
     "converting_families",
     "main",
 ]
-
-
-@dataclass(frozen=True)
-class Needs:
-    """What a command cannot run without beyond the core install: Python modules (looked up with
-    ``importlib.util.find_spec``, never imported) and the extras of pyproject.toml that install them."""
-
-    what: str  # how the refusal names it: "zsseg CMD needs <what>, ..."
-    extras: str  # pip install "zsseg_rt[<extras>]"
-    modules: Tuple[str, ...]
-    note: str = ""  # said after the install line
-
-    @property
-    def install(self) -> str:
-        return f'pip install "zsseg_rt[{self.extras}]"'
-
-    def missing(self) -> List[str]:
-        """The modules not installed here."""
-        import importlib.util
-
-        return [name for name in self.modules if importlib.util.find_spec(name) is None]
-
-    def refusal(self, command: str, missing: Sequence[str]) -> str:
-        note = f" ({self.note})" if self.note else ""
-        return (
-            f"zsseg {command} needs {self.what}, which this environment lacks ({', '.join(missing)} not installed): "
-            f"{self.install}{note}"
-        )
 
 
 # pyproject.toml's extras: torch = models, training (torch, open_clip); export = ONNX export and its verification

@@ -36,6 +36,7 @@ from zsseg_rt.vocabulary import validate_class_names
 
 from .capture import Backoff, Frame, FrameGrabber
 from .flight import FlightSteps, open_flight
+from .protocols import ResultSink, StreamSegmenter
 from .sinks import FrameSink
 from .sources import FrameSource
 from .video_metrics import VideoMetrics
@@ -506,7 +507,7 @@ class MultiStreamRunner:
             self._deliver_flight(keep=len(batch))
             return
         start = time.perf_counter()
-        if hasattr(self.segment, "segment_streams"):  # state per source (zsseg_rt.stream.video.VideoSegmenter)
+        if isinstance(self.segment, StreamSegmenter):  # state per source (zsseg_rt.stream.video.VideoSegmenter)
             results = list(self.segment.segment_streams([f.stream for _, f in batch], [f.image for _, f in batch]))
         elif len(batch) == 1:
             results = [self.segment(batch[0][1].image)]
@@ -615,7 +616,7 @@ class MultiStreamRunner:
 
         own = len(stream.sinks)
         for place, sink in enumerate([*stream.sinks, *self.shared_sinks]):
-            if not hasattr(sink, "write_result"):
+            if not isinstance(sink, ResultSink):
                 if place < own and getattr(sink, "takes_number", False):  # named by the frame's number (frames/)
                     sink.write_numbered(overlay(), frame.index)
                 elif place < own:
@@ -638,9 +639,8 @@ class MultiStreamRunner:
                 log.warning("video metrics of %s not measured: %s", stream.name, exc)
             return
         video = stream.metrics.summary()
-        stats_of = getattr(self.segment, "stats", None)
-        if callable(stats_of) and hasattr(self.segment, "segment_streams"):
-            video.update(stats_of(stream.index))
+        if isinstance(self.segment, StreamSegmenter):
+            video.update(self.segment.stats(stream.index))
         with self._stats_lock:
             stream.stats.video = video
 

@@ -1,0 +1,41 @@
+"""What the stream loop (:mod:`zsseg_rt.stream.runner`) asks of what it drives, as typed protocols instead of
+``hasattr`` probes (issue 80, item 1):
+
+* :class:`StreamSegmenter`: a segmenter that keeps state per source (``segment_streams``: the frames of one step, each
+  with its source's index; ``stats(stream)``: that source's figures for ``SourceStats.video``). The
+  :class:`~zsseg_rt.stream.video.VideoSegmenter` declares it; an Engine is a plain segment callable
+  (``frame -> result``, ``[frames] -> [results]``).
+* :class:`ResultSink`: a sink of results rather than overlays (``write_result(frame, result)``: the label folders, the
+  robot outputs, COCO masks); with ``takes_overlay`` it is also handed a callable that draws the overlay.
+
+Both are ``runtime_checkable``: a class of an application's own that has the methods is one (``isinstance`` checks
+the methods' presence), and the loop dispatches on ``isinstance``."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Protocol, Sequence, runtime_checkable
+
+__all__ = ["ResultSink", "StreamSegmenter"]
+
+
+@runtime_checkable
+class StreamSegmenter(Protocol):
+    """A segmenter with state per source: the stream loop hands it each step's frames with their sources."""
+
+    def segment_streams(self, streams: Sequence[int], frames: Sequence[Any]) -> List[Any]:
+        """One result per frame, ``frames[i]`` from source ``streams[i]``."""
+        ...
+
+    def stats(self, stream: int = 0) -> Dict[str, Any]:
+        """Source ``stream``'s figures (keyframes, flow, ...), merged into its ``SourceStats.video``."""
+        ...
+
+
+@runtime_checkable
+class ResultSink(Protocol):
+    """A sink that takes each frame's result (its labels) rather than the drawn overlay."""
+
+    def write_result(self, frame: Any, result: Any, *overlay: Any) -> None:
+        """``frame`` (a ``Frame``: its image, number, source), its ``result``; with ``takes_overlay``, also a
+        callable that draws the overlay (called only when the sink needs it)."""
+        ...
