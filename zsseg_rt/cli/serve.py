@@ -141,9 +141,11 @@ def _start_and_serve(args: argparse.Namespace, started: dict) -> None:
 def _shut_down(args: argparse.Namespace, started: dict) -> None:
     """End what the start-up started, whatever phase it reached.
 
-    On the private local cluster: the application is deleted (its replicas finish the requests they hold, as in
-    serve.shutdown()), then the cluster goes as a whole, the controller and proxy with it. serve.shutdown() would only
-    add Ray's noise there: the controller's graceful_shutdown call ends by design with the controller's own ray.kill,
+    On the private local cluster: the replicas stop admitting (every request after the signal gets 503 with
+    Retry-After) and finish the requests they hold (``serve_stop.stop_accepting``), then the cluster goes as a whole,
+    the controller and proxy with it. The application is not deleted first: that took its route off the proxy while
+    it still listened, so the requests arriving then got Ray's plain-text 404 (issue 79, F7). serve.shutdown() would
+    only add Ray's noise there: the controller's graceful_shutdown call ends by design with the controller's own ray.kill,
     which the raylet reports to the terminal as a failed call "to be retried". On a cluster of its own (--address),
     Serve is shut down there (if this command started it). Ray is left explicitly, not at the interpreter's exit."""
     import sys
@@ -153,15 +155,15 @@ def _shut_down(args: argparse.Namespace, started: dict) -> None:
         return  # stopped before Ray started (init_ray leaves no Ray running when it is interrupted)
     if started.get("serve"):
         from ray import serve
-        from ray.serve.exceptions import RayServeException
-
-        from zsseg_rt.scale.serve import APP_NAME
 
         if local_cluster(args.address):
-            try:
-                serve.delete(APP_NAME)
-            except RayServeException:  # stopped before Serve started: nothing to delete
-                pass
+            from zsseg_rt.scale.serve_stop import stop_accepting
+
+            busy = stop_accepting()
+            if busy:
+                print(
+                    f"zsseg serve: {len(busy)} replica(s) still held requests after 60 s; stopping anyway", flush=True
+                )
         else:
             serve.shutdown()
     ray.shutdown()

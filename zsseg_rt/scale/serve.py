@@ -72,6 +72,7 @@ from .serve_http import (
     query_classes,
     read_body,
 )
+from .serve_stop import STOPPING, STOPPING_RETRY_S
 
 import_ray()  # this module needs Ray Serve: a clear ImportError naming the extra otherwise
 from ray import serve  # noqa: E402
@@ -161,12 +162,14 @@ class SegmentationServer:
         batch_wait_s=0.005,
         host=None,
         max_queued=None,
+        stop_flag=None,
         **engine_options,
     ):
         """``host``: the address the HTTP proxy listens on; a loopback one answers only requests addressed to a
         loopback name (DNS rebinding: ``zsseg_rt.stream.loopback``); None: no such check (a replica behind a proxy
         of its own). ``max_queued``: POST /segment requests this replica admits beyond one batch (None: twice
-        ``max_batch_size``); more at once get 503 with Retry-After (see :func:`in_flight_limit`).
+        ``max_batch_size``); more at once get 503 with Retry-After (see :func:`in_flight_limit`). ``stop_flag``: the
+        name of the driver's stop flag (:mod:`.serve_stop`; None: none), after which every request gets 503.
         ``engine_options``: the replica's Engine's (:func:`zsseg_rt.scale.engine.open_engine`)."""
         from ray.serve.metrics import Counter, Histogram
 
@@ -192,6 +195,7 @@ class SegmentationServer:
         self.in_flight = 0  # POST /segment requests admitted and not answered yet (reading, decoding, batched)
         self.in_flight_limit = in_flight_limit(max_batch_size, max_queued)
         self.batch_seconds = 0.0  # a running mean of the last batches' durations (for Retry-After)
+        self.stop_flag, self.stop_watch = stop_flag, None  # (the watch: made on the first request, in its loop)
         self.images_metric = Counter("zsseg_images_total", description="images segmented by this deployment")
         self.batch_metric = Histogram(
             "zsseg_batch_size", description="requests per Engine call", boundaries=[1, 2, 4, 8, 16, 32, 64]
@@ -204,6 +208,11 @@ class SegmentationServer:
         from zsseg_rt.stream.loopback import host_header_allowed
 
         path = request.url.path.rstrip("/") or "/"
+        if await self._stopping():  # the server stops: 503 with Retry-After, never Ray's 404 once the route is gone
+            for counter in ("requests", "overloaded") if path == "/segment" else ("pages",):  # one outcome each
+                self.stats[counter] += 1
+            retry = STOPPING_RETRY_S
+            return JSONResponse({"error": STOPPING.format(retry)}, status_code=503, headers={"Retry-After": str(retry)})
         if self.host is not None and not host_header_allowed(self.host, request.headers.get("host")):
             self.stats["forbidden"] += 1  # a foreign page whose name was re-pointed at 127.0.0.1 (DNS rebinding)
             return JSONResponse({"error": _FOREIGN_HOST.format(self.host, request.headers.get("host"))}, 403)
@@ -252,10 +261,27 @@ class SegmentationServer:
             raise
         finally:
             self.in_flight -= 1
+            if self.in_flight == 0 and self.stop_watch is not None:
+                self.stop_watch.idle()
             outcome = outcome_of(status)
             self.stats[outcome] += 1
             if outcome == "bad_requests":
                 self.bad_by_status[status] += 1
+
+    async def _stopping(self) -> bool:
+        """Whether the driver's stop flag is set (:mod:`.serve_stop`): read on this replica's first request, then
+        watched, so a request after it is never admitted."""
+        if self.stop_flag is None:
+            return False
+        if self.stop_watch is None:
+            import ray
+
+            from .serve_stop import STOP_NAMESPACE, StopWatch
+
+            flag = ray.get_actor(self.stop_flag, namespace=STOP_NAMESPACE)
+            self.stop_watch = StopWatch(flag, f"{os.getpid()}:{id(self)}")
+            await self.stop_watch.start(lambda: self.in_flight)
+        return self.stop_watch.stopping
 
     async def _segment_response(self, request):
         """The response to a POST /segment: 200 with the answer, or the refusal or failure with its status."""
@@ -509,6 +535,7 @@ def build_app(
     *,
     host: Optional[str] = None,
     max_queued: Optional[int] = None,
+    stop_flag: Optional[str] = None,
     **engine_options: Any,
 ):
     """The Ray Serve application (deployment bound to its arguments), for ``serve.run``.
@@ -522,6 +549,7 @@ def build_app(
         host: the HTTP proxy's listening address (a loopback one: only requests addressed to a loopback name).
         max_queued: POST /segment requests a replica admits beyond one batch (None: twice ``max_batch_size``); more
             at once get 503 with Retry-After (:func:`in_flight_limit`).
+        stop_flag: the name of the stop flag the replicas watch (:mod:`.serve_stop`; :func:`run_server` makes it).
         engine_options: each replica's Engine's, as :func:`zsseg_rt.scale.engine.open_engine` takes them (checked
             here: the rows of ``zsseg_rt.options.ENGINE_OPTIONS`` a worker takes) and with their defaults;
             ``max_pixels`` is also the pixel limit of a request (None: ``$ZSSEG_MAX_PIXELS`` of this process or 40
@@ -555,6 +583,7 @@ def build_app(
         batch_wait_s=batch_wait_s,
         host=host,
         max_queued=max_queued,
+        stop_flag=stop_flag,
         **options,
     )
 
@@ -622,6 +651,9 @@ def run_server(bundle: str, classes, host: str = "127.0.0.1", port: int = 8000, 
     with held_signals():  # not left midway: a signal while Serve starts is acted on once it has (signal_phases)
         phase("serve:start")  # (a test hook: python_tests/scale/test_ray_signal_phases.py)
         serve.start(http_options={"host": host, "port": int(port)})
-    handle = serve.run(build_app(bundle, classes, host=host, **kwargs), name=APP_NAME, route_prefix="/", blocking=False)
+    from .serve_stop import create_stop_flag
+
+    app = build_app(bundle, classes, host=host, stop_flag=create_stop_flag(), **kwargs)  # (serve_stop: F7)
+    handle = serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     wait_until_answering(host, port)
     return handle
