@@ -283,16 +283,30 @@ class OptionTable:
             row.check_value(values[row.name])
         return OptionValues(values)
 
-    def check_kind(self, kind: str, values: Mapping[str, Any]) -> None:
+    def check_kind(
+        self,
+        kind: str,
+        values: Mapping[str, Any],
+        preset: Union[None, str, "Preset"] = None,
+        given: Iterable[str] = (),
+    ) -> None:
         """Refuse, in one line, an option given (not its default) that bundles of the runtime pipeline ``kind`` do
-        not take (its row's ``kinds`` and ``refusal``)."""
+        not take (its row's ``kinds`` and ``refusal``). An option the ``preset`` set (not among the ``given``
+        keywords) is refused naming the preset, ``zsseg camera --live`` for :data:`LIVE` (issue 79, F14: the
+        refusal named test_scale, which a user of ``--live`` never gave)."""
+        from_preset = preset_named(preset).engine_options() if preset is not None else {}
         for row in self:
             value = values.get(row.name, row.default)
             if not row.accepts(kind) and value != row.default:
-                raise ValueError(
-                    f"{row.name}={value!r}: an option of {' and '.join(row.kinds)} bundles, and this bundle's "
-                    f"pipeline is {kind}: {row.refusal} (leave it unset)"
-                )
+                what = f"an option of {' and '.join(row.kinds)} bundles, and this bundle's pipeline is {kind}"
+                if row.name in from_preset and row.name not in set(given):
+                    name = preset_named(preset).name  # type: ignore[arg-type]
+                    flag, drop = (" (zsseg camera --live)", "--live") if name == LIVE.name else ("", "the preset")
+                    raise ValueError(
+                        f"preset {name!r}{flag} sets {row.name}={value!r}, {what}: {row.refusal}; this bundle runs "
+                        f"without it: drop {drop}"
+                    )
+                raise ValueError(f"{row.name}={value!r}: {what}: {row.refusal} (leave it unset)")
 
     def docstring(self, indent: str = "        ") -> str:
         """The Engine's option list (one entry per row, in order)."""

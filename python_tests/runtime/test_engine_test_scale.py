@@ -105,6 +105,17 @@ def test_a_two_stage_bundle_refuses_test_scale(family_bundles):
         Engine(bundle, classes=CLASSES, backend="onnxruntime", test_scale="window")
 
 
+@pytest.mark.host_only  # a refusal of an ONNX Runtime engine on the CPU (no CUDA provider on the GPU image)
+def test_a_two_stage_bundle_refuses_the_live_preset_naming_it(family_bundles):
+    """Issue 79, F14: ``camera --bundle ZF --live`` was refused naming test_scale='window', which the user never
+    gave ("(leave it unset)"): the refusal names the preset and --live."""
+    with pytest.raises(ValueError) as caught:
+        Engine(family_bundles["zegformer"], classes=CLASSES, backend="onnxruntime", preset="live")
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("preset 'live' (zsseg camera --live) sets test_scale='window'")
+    assert "drop --live" in message and "leave it unset" not in message, message
+
+
 @pytest.mark.host_only  # ONNX Runtime on the CPU (no CUDA provider on the GPU image): CI's, not the lease's
 def test_whole_image_inference_takes_the_test_scale(family_bundles):
     """A whole-image bundle (the training-free family's) plans its one pass at the Engine's test_scale: a limit on the

@@ -101,7 +101,7 @@ class Engine:
         if values.expected_digest is not None:
             check_bundle_digest(self.meta, values.expected_digest)
         kind = pipeline_class(self.meta.pipeline)
-        ENGINE_OPTIONS.check_kind(kind.kind, values)  # an option of other bundle kinds: refused in one line
+        ENGINE_OPTIONS.check_kind(kind.kind, values, preset, options)  # of other bundle kinds: one line
         if values.verify:
             verify_bundle_files(self.meta, [Files.TOKENIZER])
         self._stage_hook: Optional[StageHook] = None  # see the stage_hook property
