@@ -54,6 +54,53 @@ def parse_foxglove_url(spec: str) -> Tuple[str, int]:
     return host, int(port)
 
 
+SUBPROTOCOL = "foxglove.sdk.v1"  # the one WebSocket subprotocol foxglove-sdk's server speaks
+_SDK_SERVER_LOG = "foxglove.websocket.server"  # the SDK's logger of the server (its Rust log, through Python's)
+
+
+def url_host(host: str) -> str:
+    """``host`` as the host part of a URL: an IPv6 address in brackets (``ws://[::1]:8765``)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+class _RefusedHandshakes(logging.Filter):
+    """On the SDK server's logger while a sink serves: its "Dropping client ADDR: handshake failed" (an ERROR line
+    per try, with no reason: a viewer of the legacy subprotocol ``foxglove.websocket.v1`` retried 50 times in a
+    probe, issue 79 F11) is said once, as a warning naming the subprotocol this server speaks; the rest are dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "handshake failed" not in message:
+            return True
+        if self.said:
+            return False
+        self.said = True
+        client = message.split("Dropping client ", 1)[-1].split(": handshake failed", 1)[0]
+        record.msg = (
+            "Foxglove: the WebSocket handshake of a viewer at %s was refused: this server speaks the subprotocol %s "
+            "only (a client of the legacy foxglove.websocket.v1 needs a newer Foxglove app or client); further "
+            "refused handshakes are not logged"
+        )
+        record.args = (client, SUBPROTOCOL)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _check_resolvable(host: str, port: int) -> None:
+    """Refuse a host name that does not resolve (it was answered "choose another port")."""
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror as exc:
+        raise SinkError(
+            f"cannot serve Foxglove on {host}:{port}: the host {host!r} cannot be resolved ({exc.strerror}); give "
+            f"an address or name of this machine: -o foxglove://127.0.0.1:{port}"
+        ) from None
+
+
 def _bindable(host: str, port: int) -> bool:
     """Whether nothing listens on ``host:port`` any more (a socket can bind it, the closed connections' TIME_WAIT
     aside)."""
@@ -112,6 +159,7 @@ class FoxgloveSink(RobotSink):
         listener = type("Listener", (_Subscriptions, foxglove.websocket.ServerListener), {})
         self._listener = listener()
         self._channels: Dict[Tuple[str, str], Any] = {}
+        _check_resolvable(host, int(port))
         try:
             self._server = foxglove.start_server(
                 name=name, host=host, port=int(port), context=self._context, server_listener=self._listener
@@ -119,11 +167,14 @@ class FoxgloveSink(RobotSink):
         except (RuntimeError, OSError, ValueError) as exc:
             reason = str(exc).split(": ", 1)[-1] if "FoxgloveError" in str(exc) else str(exc)
             raise SinkError(
-                f"cannot serve Foxglove on {host}:{port} ({reason}); choose another port: -o foxglove://{host}:PORT"
+                f"cannot serve Foxglove on {url_host(host)}:{port} ({reason}); choose another port: "
+                f"-o foxglove://{url_host(host)}:PORT"
             ) from None
         self.host, self.port = host, int(self._server.port)
         self.name = f"foxglove:{self.url}"
         self.closed = False
+        self._refused = _RefusedHandshakes()
+        logging.getLogger(_SDK_SERVER_LOG).addFilter(self._refused)
         super().__init__(sources, frame_id, overlay, jpeg_quality)
         if host not in LOOPBACK_HOSTS:
             log.warning("Foxglove server on %s:%d serves without authentication", host, self.port)
@@ -131,8 +182,8 @@ class FoxgloveSink(RobotSink):
 
     @property
     def url(self) -> str:
-        """The address a viewer connects to: ``ws://HOST:PORT``."""
-        return f"ws://{self.host}:{self.port}"
+        """The address a viewer connects to: ``ws://HOST:PORT`` (an IPv6 host in brackets: ``ws://[::1]:PORT``)."""
+        return f"ws://{url_host(self.host)}:{self.port}"
 
     def _source_added(self, source: _Source) -> None:
         kinds = ["labels", "overlay", "label_info"] if self.overlay else ["labels", "label_info"]
@@ -177,6 +228,7 @@ class FoxgloveSink(RobotSink):
         for channel in self._channels.values():
             channel.close()
         self._server.stop()
+        logging.getLogger(_SDK_SERVER_LOG).removeFilter(self._refused)
         deadline = time.monotonic() + STOP_SECONDS
         while not _bindable(self.host, self.port) and time.monotonic() < deadline:
             time.sleep(0.01)
