@@ -355,6 +355,22 @@ def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=No
     return summary
 
 
+class _Results:
+    """What a run keeps of its images: each one's summary only with ``--json`` (printed at the end), else the count
+    of images written; a run over a large folder then holds nothing per image (issue 79, F16: the summaries of
+    every image were kept without --json, 1.4 KB an image: 1.4 GB for a million)."""
+
+    def __init__(self, keep: bool) -> None:
+        self.keep = keep
+        self.summaries: List[Dict] = []
+        self.written = 0
+
+    def add(self, entry: Dict) -> None:
+        self.written += "error" not in entry
+        if self.keep:
+            self.summaries.append(entry)
+
+
 def _stopped(exc: OutputWriteError, number: int, total: int, written: int, summaries: List[Dict], as_json: bool):
     """The error that stops a run at a failed write (a full disk): the write's one line, and how far the run got
     (``--json``: the results so far are printed first)."""
@@ -464,7 +480,8 @@ def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
             atomic_write_text(plan["class_map"], _class_map_text(engine.class_names, unknown))
             class_map_due[0] = False
 
-    summaries: List[Dict] = []
+    results = _Results(keep=bool(args.json))  # (F16: O(1) per image without --json)
+    summaries = results.summaries
     failed = 0
     speed = SpeedMeter()  # the "Speed: ..." line at the end (zsseg_rt.speed)
 
@@ -477,14 +494,13 @@ def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
         try:
             summary = _segment_one(engine, path, files, args, class_map_first, frame, observe)
         except OutputWriteError as exc:  # the disk, not this image: every later one would fail alike, so stop
-            done = sum("error" not in entry for entry in summaries)
-            raise _stopped(exc, number, len(images), done, summaries, args.json) from None
+            raise _stopped(exc, number, len(images), results.written, summaries, args.json) from None
         except (ValueError, OSError, MemoryError) as exc:  # this image only: report, skip, go on with the others
             what = path if frame is None else f"{path} frame {frame[0]}"
-            summaries.append({"image": path, **({"frame": frame[0]} if frame else {}), "error": format_error(exc)})
+            results.add({"image": path, **({"frame": frame[0]} if frame else {}), "error": format_error(exc)})
             print(f"zsseg segment: skipped {what}: {format_error(exc)}", file=sys.stderr)
             return False
-        summaries.append(summary)
+        results.add(summary)
         if not args.json:
             shares = ", ".join(f"{k} {v:.1%}" for k, v in summary["areas"].items())
             what = path if frame is None else f"{path} frame {frame[0]}"
@@ -505,7 +521,7 @@ def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
             except OutputWriteError:
                 raise
             except (ValueError, OSError, RuntimeError) as exc:  # the video cannot be opened or decoded further
-                summaries.append({"image": path, "error": format_error(exc)})
+                results.add({"image": path, "error": format_error(exc)})
                 print(f"zsseg segment: skipped {path}: {format_error(exc)}", file=sys.stderr)
                 good = False
             failed += not good
