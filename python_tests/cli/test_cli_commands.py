@@ -268,13 +268,16 @@ TESTED_ELSEWHERE = {
     "eval": ("eval/test_family_options.py", "train/test_training.py", "scale/test_parallel_eval.py"),
     "convert": ("models/zegclip/test_official_import.py", "models/cliprc/test_cliprc_official.py"),
     # each precision's preparation with its backend's tests
+    # zsseg camera's progress bar (the Session's progress=): its lines with the camera's runs
+    "camera_progress": ("cli/test_cli_camera.py", "cli/test_cli_camera_multi.py"),
     "build_engine": (
         "runtime/test_cpu_auto.py",
         "runtime/test_openvino_precision.py",
         "prepare/test_tensorrt_two_stage.py",
     ),
 }
-COMMAND_OF = {"scale_options": "serve", "build_engine": "build-engine"}  # the command a module's tests run
+# the command a module's tests run
+COMMAND_OF = {"scale_options": "serve", "build_engine": "build-engine", "camera_progress": "camera"}
 
 
 def test_the_command_tests_mirror_the_cli_package():

@@ -85,15 +85,15 @@ def test_the_coco_file_follows_the_output_plan_and_refuses_a_live_source(tmp_pat
     assert code == 0, err
     assert len(json.loads(masks.read_text())["images"]) == 3
 
-    from zsseg_rt.cli import camera
+    from zsseg_rt.stream import session
 
-    monkeypatch.setattr(camera, "_open_inputs", lambda args, max_pixels: [_live()])
+    monkeypatch.setattr(session, "open_inputs", lambda sources, options, max_pixels: [_live()])
     code, err = _camera(capsys, "0", "--bundle", tiny_bundle, *ENGINE, "--save-json", tmp_path / "live.json")
     assert code != 0 and "--save-json" in err and "is a live source" in err and not (tmp_path / "live.json").exists()
 
 
 def _live():
-    from zsseg_rt.cli.camera import _Input
+    from zsseg_rt.stream.session import SessionInput
 
     class Live:
         live, name, fps, frame_count = True, "camera:0", 30.0, None
@@ -101,4 +101,4 @@ def _live():
         def close(self):
             pass
 
-    return _Input("cam", Live(), True)
+    return SessionInput("cam", Live(), True)

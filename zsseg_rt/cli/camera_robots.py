@@ -1,6 +1,7 @@
 """The robot outputs of ``zsseg camera`` (``-o out.mcap``, ``-o foxglove://HOST:PORT``; docs/usage.md, "For
 robots"): their options (``--frame-id``, ``--no-overlay-topic``), the one-line refusal of an output whose Python
-packages are missing (the ``robots`` extra), and the ``SinkOptions`` an ``-o`` spec is opened with. The kinds
+packages are missing (the ``robots`` extra) and the ``SinkOptions`` an ``-o`` spec is opened with, which are the core's
+(``zsseg_rt.stream.session_options``; kept here by these names for one release). The kinds
 themselves are rows of :mod:`zsseg_rt.stream.output_kinds`. Light at import (the CLI's ``--help``)."""
 
 from __future__ import annotations
@@ -29,36 +30,19 @@ def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_output_needs(specs: Sequence[str]) -> None:
-    """Refuse, in one line that says what to install, an ``-o`` whose kind needs Python packages this environment
-    lacks (an MCAP file: mcap, mcap-ros2-support; Foxglove: foxglove-sdk), before anything runs.
+    """An ``-o`` whose packages are missing, refused in one line (``zsseg_rt.stream.session_options``)."""
+    from zsseg_rt.stream.session_options import check_output_needs as check
 
-    Raises:
-        CliError: ``zsseg camera needs ..., which this environment lacks (...): pip install "zsseg_rt[robots]"``.
-    """
-    from zsseg_rt.cli import Needs
-    from zsseg_rt.cli_errors import CliError
-    from zsseg_rt.stream.output_kinds import output_kind
-
-    for spec in specs:
-        kind = output_kind(spec)
-        if kind is None or not kind.modules:
-            continue
-        needs = Needs(f"{', '.join(kind.modules)} for -o {spec}", kind.extra, kind.modules)
-        missing = needs.missing()
-        if missing:
-            raise CliError(needs.refusal("camera", missing))
+    check(specs, "camera")
 
 
 def sink_options(args: Any, fps: float, names: Sequence[str], staged: Any = None, title: str = "zsseg") -> Any:
-    """The ``SinkOptions`` of one ``-o`` sink: ``names``, the sources it shows (one, or every source of a shared
-    robot output)."""
-    from zsseg_rt.stream.output_kinds import SinkOptions
+    """The ``SinkOptions`` of one ``-o`` sink (``zsseg_rt.stream.session_options.sink_options``)."""
+    from types import SimpleNamespace
 
-    return SinkOptions(
-        fps=fps,
-        staged=staged,
-        sources=list(names),
-        frame_id=getattr(args, "frame_id", "{source}"),
-        overlay=not getattr(args, "no_overlay_topic", False),
-        title=title,
+    from zsseg_rt.stream.session_options import sink_options as options_of
+
+    given = SimpleNamespace(
+        frame_id=getattr(args, "frame_id", "{source}"), overlay_topic=not getattr(args, "no_overlay_topic", False)
     )
+    return options_of(given, fps, names, staged, title)

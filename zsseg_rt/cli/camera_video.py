@@ -1,8 +1,8 @@
 """The video options of ``zsseg camera`` (``--labels-out``, ``--stabilize``, ``--stabilize-delay``,
 ``--keyframe-every``, ``--adaptive-keyframes``, ``--temporal-consistency``) and what they build: the
-:class:`~zsseg_rt.stream.video.VideoSegmenter` around the Engine. The command's side (issue 63, item 5): here the
-parsed arguments become the library's typed options (``VideoSegmenter``'s keywords); nothing under ``stream/``
-reads an argparse Namespace. Light at import (the CLI's ``--help``)."""
+:class:`~zsseg_rt.stream.video.VideoSegmenter` around the Engine. The options are the flags here; what they build
+is the core's (``zsseg_rt.stream.session_options``, which the Session runs; issue 80, item 1): the functions below are
+that module's, kept by these names for one release. Light at import (the CLI's ``--help``)."""
 
 from __future__ import annotations
 
@@ -82,30 +82,10 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_video_sources(args: argparse.Namespace, sources: Any) -> None:
-    """Refuse what the video options cannot do with these sources, before the model loads: ``--stabilize-delay``
-    on a live source (its frames would wait for frames not yet filmed), or with keyframes.
+    """The video options' refusals with these sources (``zsseg_rt.stream.session_options.check_video_sources``)."""
+    from zsseg_rt.stream.session_options import check_video_sources as check
 
-    Raises:
-        CliError: one line naming the option, the source and why.
-    """
-    from zsseg_rt.cli_errors import CliError
-
-    delay = getattr(args, "stabilize_delay", None)
-    if delay and getattr(args, "live", False):
-        raise CliError(
-            f"--stabilize-delay {delay} waits for frames ahead, --live is for camera rate: choose one (--live "
-            "--stabilize for stable live labels)"
-        )
-    if not delay:
-        return
-    live = [source for source in sources if getattr(source, "live", False)]
-    if live:
-        raise CliError(
-            f"--stabilize-delay {delay}: {live[0].name} is live, and a frame's labels would wait for {delay} frames "
-            "not yet filmed; use --stabilize (causal) on a camera, the look-ahead on a recorded file or folder"
-        )
-    if getattr(args, "adaptive_keyframes", False) or (getattr(args, "keyframe_every", None) or 1) != 1:
-        raise CliError("--stabilize-delay runs the encoder on every frame: it does not combine with --keyframe-every")
+    check(args, sources)
 
 
 def engine_preset(args: argparse.Namespace) -> Optional[Preset]:
@@ -121,33 +101,8 @@ def engine_test_scale(args: argparse.Namespace) -> Any:
 
 
 def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:
-    """What the stream loop segments with: the Engine itself, or a ``VideoSegmenter`` around it when
-    ``--stabilize`` / ``--keyframe-every`` / ``--adaptive-keyframes`` / ``--live`` ask for one.
+    """The Engine, or the ``VideoSegmenter`` the video options ask for
+    (``zsseg_rt.stream.session_options.video_segmenter``)."""
+    from zsseg_rt.stream.session_options import video_segmenter as build
 
-    Raises:
-        CliError: an option the bundle cannot do (``--stabilize`` without per-class scores).
-    """
-    from zsseg_rt.cli_errors import CliError
-
-    delay = int(getattr(args, "stabilize_delay", None) or 0)
-    stabilize = bool(getattr(args, "stabilize", False)) or delay > 0
-    adaptive = bool(getattr(args, "adaptive_keyframes", False))
-    every = getattr(args, "keyframe_every", None)
-    preset = getattr(engine, "preset", None)  # --live: the Engine's preset, whose keyframes the segmenter takes
-    if every is None and preset is not None:
-        every = preset.video_options().get("keyframe_every")
-    if adaptive and every == 1:
-        raise CliError(
-            "--adaptive-keyframes needs --keyframe-every K >= 2 (the longest gap), or no --keyframe-every (8)"
-        )
-    if not stabilize and not adaptive and (every or 1) == 1 and preset is None:
-        return engine  # (a preset's segmenter, even one that propagates nothing, says what the preset trades)
-    from zsseg_rt.pipeline.class_scores import ClassScoresUnavailable
-    from zsseg_rt.stream.video import VideoSegmenter
-
-    try:
-        return VideoSegmenter(
-            engine, stabilize=stabilize, keyframe_every=every, adaptive=adaptive, stabilize_delay=delay
-        )
-    except ClassScoresUnavailable as exc:
-        raise CliError(f"--stabilize: {exc}") from None
+    return build(args, engine)

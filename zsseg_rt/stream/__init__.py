@@ -1,4 +1,6 @@
-"""Camera / video stream segmentation: sources, a newest-frame capture thread, sinks and the stream loop.
+"""Camera / video stream segmentation: sources, a newest-frame capture thread, sinks and the stream loop, and the
+``Session`` that assembles them as ``zsseg camera`` does (``Session(sources, bundle, classes, outputs=[...])``: iterate
+it for each frame's result, or ``run()`` it; zsseg_rt/stream/session.py).
 
 No torch import here (the runtime applications' layer: above the runtime, below the family contract). Example::
 
@@ -46,6 +48,8 @@ from .mcap_sink import McapSink
 from .output_kinds import OUTPUT_KINDS, OutputKind, open_sink, output_kind
 from .robot_sinks import RobotSink
 from .runner import MultiStreamRunner, SourceStats, StreamRunner, StreamStats
+from .session import Session, SessionResult
+from .session_options import SessionOptions
 from .sinks import FrameSink, ImageFolderSink, MjpegSink, NullSink, SinkError, VideoFileSink, WindowSink
 from .sources import (
     CallableSource,
@@ -88,6 +92,9 @@ __all__ = [
     "OutputKind",
     "PyAVFileSource",
     "RobotSink",
+    "Session",
+    "SessionOptions",
+    "SessionResult",
     "SinkError",
     "SourceError",
     "SourceSpec",

@@ -1,0 +1,574 @@
+"""``zsseg_rt.stream.Session``: what ``zsseg camera`` runs, for a Python app that wants the camera command in its own
+process (issue 80, item 1). Sources (the command's URIs and files), a model (an Engine, or a bundle the Session opens),
+the vocabulary, and :class:`~zsseg_rt.stream.session_options.SessionOptions` (the command's outputs and video
+options); then either every frame's result in a loop of the app's own, or the run to the end::
+
+    from zsseg_rt.stream import Session
+
+    with Session(["clip.mp4"], "bundle", classes="person,floor", outputs=["out.mcap"]) as session:
+        for item in session:          # the results, as the loop makes them (item.source, item.frame, item.result)
+            print(item.source, item.frame.index, item.result.class_names[item.result.labels[0, 0]])
+    session.summary                   # the statistics --stats-json writes; session.exit_code: the command's
+
+    Session(["0"], engine, classes="person", outputs=["out.mp4"], options=SessionOptions(live=True)).run()
+
+The same files, statistics and signal behaviour as the command: every output is checked before anything opens
+(``zsseg_rt.output_plan``), staged while the run goes on and put in place only when it ended well (a failed run
+replaces nothing); SIGINT / SIGTERM stop the stream cleanly, its outputs finalised (in the main thread, while
+:meth:`Session.run` or the loop runs); a ``break`` out of the loop stops it the same way. Progress is the caller's
+(``progress=``: the command's bar); the command's flags become :class:`SessionOptions` in ``zsseg_rt.cli.camera``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import queue
+import threading
+import weakref
+from typing import Any, Callable, ContextManager, Generator, Iterator, List, Optional, Sequence, Union
+
+from zsseg_rt.cli_errors import CliError
+from zsseg_rt.stream.session_options import (
+    SessionOptions,
+    check_output_needs,
+    check_video_sources,
+    engine_preset,
+    output_names,
+    shared_output,
+    sink_options,
+    video_segmenter,
+)
+
+__all__ = ["NO_OUTPUT_MESSAGE", "Session", "SessionInput", "SessionResult", "open_inputs"]
+
+log = logging.getLogger("zsseg_rt.stream")
+
+NO_OUTPUT_MESSAGE = (
+    "no output given and no window possible here (headless OpenCV or no display): give -o out.mp4 (a video file), "
+    "-o frames/ (a folder of images), or --preview 8080 (watch it in a browser: MJPEG on http://127.0.0.1:8080/)"
+)
+_RESULTS_QUEUE = 4  # results waiting for the app's loop; then the stream loop waits (the app sets the pace)
+
+
+@dataclasses.dataclass
+class SessionInput:
+    """A source of the session: its name (statistics, ``{source}``, the preview), its ``FrameSource``, and whether it
+    was opened already (a camera among several is opened by its capture thread)."""
+
+    name: str
+    source: Any
+    opened: bool
+
+
+@dataclasses.dataclass
+class SessionResult:
+    """One frame's result, as the loop made it: the source's name, the ``Frame`` (``.image``, ``.index``: its number,
+    the name its outputs give it) and the result (``.labels``, ``.class_names``; a ``VideoResult`` with the filter)."""
+
+    source: str
+    frame: Any
+    result: Any
+
+
+# a progress display: called with the started Session, it gives a context manager around the run whose value is
+# None or a callback (frame, result, stats) called after each frame (zsseg_rt.cli.camera_progress: the bar)
+Progress = Callable[["Session"], ContextManager[Optional[Callable[..., None]]]]
+
+
+def open_inputs(sources: Sequence[str], options: SessionOptions, max_pixels: int) -> List[SessionInput]:
+    """Every source parsed and built first (a source string that names nothing is an error at once). One source, or
+    a file / folder among several: opened here, so a missing camera or file is an error at once (reconnecting is for
+    a source lost while streaming). A camera or stream among several: opened by its capture thread, which reports
+    it and retries with backoff while the other sources go on."""
+    from zsseg_rt.stream.sources import open_source, parse_source, source_label, split_source_name, unique_labels
+
+    given = [split_source_name(str(text)) for text in sources]
+    specs = [parse_source(text) for _, text in given]  # SourceError: one line from zsseg_rt.cli_errors
+    chosen = [name for name, _ in given if name]
+    for name in set(chosen):
+        if chosen.count(name) > 1:
+            raise CliError(f"two sources are named {name!r}: give each NAME=SOURCE its own name")
+    labels = unique_labels([name or source_label(spec) for (name, _), spec in zip(given, specs)])
+    inputs: List[SessionInput] = []
+    try:
+        for label, spec in zip(labels, specs):
+            source = open_source(
+                spec,
+                width=options.width,
+                height=options.height,
+                fps=options.fps,
+                max_pixels=max_pixels,
+                allow_partial=bool(options.allow_partial_images),
+            )
+            opened = len(specs) == 1 or not source.live
+            if opened:
+                source.open()
+            inputs.append(SessionInput(label, source, opened))
+    except BaseException:
+        for item in inputs:
+            item.source.close()
+        raise
+    return inputs
+
+
+class Session:
+    """The camera pipeline: see the module's docstring.
+
+    Args:
+        sources: what ``zsseg camera`` takes: ``0``, ``/dev/video0``, ``csi://0``, ``rtsp://...``, a video file, an
+            image folder; ``NAME=SOURCE`` names one.
+        model: an ``Engine`` (the app's; its own classes unless ``classes`` is given, and left open), or a bundle
+            directory (opened with ``engine_options``, closed at the end).
+        classes: the vocabulary (``"a,b,c"`` or a list); None: the Engine's, or ``options.class_file``'s.
+        options: a :class:`SessionOptions`; or its fields as keywords (``outputs=["out.mcap"]``).
+        engine_options: the Engine's keywords when ``model`` is a bundle (``backend``, ``mode``, ...; ``mode``: fast
+            where the bundle's pipeline has it, else its one order).
+        max_pixels: the frames' pixel limit (None: ``$ZSSEG_MAX_PIXELS``, else 40 MP; 0: none).
+        progress: a :data:`Progress` (the command's bar); None: nothing shown.
+        command: how refusals name the program (``zsseg camera``'s "camera").
+
+    Raises:
+        CliError: an option or output refused, in one line (before anything is opened or loaded).
+    """
+
+    def __init__(
+        self,
+        sources: Union[str, Sequence[str]],
+        model: Any,
+        classes: Union[None, str, Sequence[str]] = None,
+        *,
+        options: Optional[SessionOptions] = None,
+        engine_options: Optional[dict] = None,
+        max_pixels: Optional[int] = None,
+        progress: Optional[Progress] = None,
+        command: str = "camera",
+        **option_values: Any,
+    ):
+        if options is not None and option_values:
+            raise TypeError(f"give the options as options= or as keywords, not both: {sorted(option_values)}")
+        self.options = options if options is not None else _options(option_values)
+        self.sources = [sources] if isinstance(sources, str) else [str(s) for s in sources]
+        if not self.sources:
+            raise CliError("a session needs at least one source (a camera, a stream URL, a video file, a folder)")
+        if self.options.preview_readonly and self.options.preview is None:
+            raise CliError("--preview-readonly applies to the --preview page: give --preview PORT too")
+        if not 0.0 <= float(self.options.alpha) <= 1.0:
+            raise CliError(f"--alpha is the overlay opacity, between 0 and 1; got {self.options.alpha}")
+        self.model, self.classes, self.command = model, classes, command
+        self.engine_options = dict(engine_options or {})
+        self.progress = progress
+        self._max_pixels = max_pixels
+        self.inputs: List[SessionInput] = []
+        self.runner: Any = None
+        self.engine: Any = None
+        self.summary: Optional[dict] = None  # the --stats-json statistics, once the run ended
+        self.exit_code: Optional[int] = None  # the command's: 0, 1 (a source failed), 128 + a signal
+        self._used = False
+        self._generator: Optional["weakref.ref[Generator[SessionResult, None, None]]"] = None
+
+    # ---- the two ways to run -----------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run to the end (every source done, ``max_frames``, a window's q, or SIGINT / SIGTERM); returns the
+        command's exit code. The outputs are put in place when it ended well, else none is (the error raised)."""
+        for _ in self._session(iterate=False):
+            pass
+        assert self.exit_code is not None
+        return self.exit_code
+
+    def __iter__(self) -> Iterator[SessionResult]:
+        """Every frame's result as the loop makes it (each frame is drawn and written as well). The stream loop runs
+        in a thread of its own while the app's loop takes the results (when a few wait, the stream waits for the
+        app); SIGINT / SIGTERM, or leaving the loop (a ``break``), stop it as the command stops: its outputs
+        finalised and put in place."""
+        generator = self._session(iterate=True)
+        self._generator = weakref.ref(generator)  # a break drops the loop's reference: the generator closes then
+        return generator
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End a loop left early (the stream stopped, its outputs finalised); nothing to do after a run."""
+        generator = self._generator() if self._generator is not None else None
+        if generator is not None:
+            generator.close()
+
+    # ---- the run ----------------------------------------------------------------------------------------------
+    def _session(self, iterate: bool) -> Generator[SessionResult, None, None]:
+        """Sources opened, every output planned and claimed, the stream run, and the outputs put in place only when
+        it ended well (a failed run replaces nothing: ``zsseg_rt.output_plan``); the sources closed in any case."""
+        from zsseg_rt.image_io import max_pixels_limit
+        from zsseg_rt.signal_phases import phase
+
+        if self._used:
+            raise RuntimeError("a Session runs once: make a new one to run again")
+        self._used = True
+        classes = self._initial_classes()
+        max_pixels = max_pixels_limit(self._max_pixels)
+        self.inputs = open_inputs(self.sources, self.options, max_pixels)
+        try:
+            outputs, label_folders = self._plan()
+            outputs.prepare()  # claims every output (owner locks: zsseg_rt.output_owner): from here an abort releases
+            try:
+                phase("camera:outputs-planned")  # (the phases: test hooks, python_tests/test_signal_phases.py)
+                sinks, shared = self._start(classes, max_pixels, outputs, label_folders)
+                try:
+                    with self._progress() as shown:
+                        if not iterate:
+                            self._chain(shown, None)
+                            self.runner.run()
+                        else:
+                            results: "queue.Queue[SessionResult]" = queue.Queue(maxsize=_RESULTS_QUEUE)
+                            self._chain(shown, results)
+                            stream = self._stream_in_thread(results)
+                            for item in stream:
+                                try:
+                                    yield item
+                                except GeneratorExit:  # the caller left its loop: a stop, outputs finalised
+                                    self.runner.stop()
+                                    for _ in stream:  # the results still on their way, dropped
+                                        pass
+                                    break
+                finally:
+                    if self.segment is not self.engine:
+                        self.segment.close()  # the video filter's buffers (device ones on a device pipeline)
+                self._finish(sinks, shared)
+                outputs.commit(self.summary)
+            except BaseException:
+                outputs.abort()
+                raise
+        finally:
+            for opened in self.inputs:
+                opened.source.close()
+
+    def _stream_in_thread(self, results: "queue.Queue[SessionResult]") -> Iterator[SessionResult]:
+        """The stream loop in a thread, its results handed to the caller's loop; the signals handled in the main
+        thread as the loop handles them (a flag it stops at)."""
+        runner, box = self.runner, {}
+        main = threading.current_thread() is threading.main_thread()
+        previous = runner._install_signals() if main else {}
+
+        def work() -> None:
+            try:
+                runner.run(handle_signals=False)
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+                box["error"] = exc
+
+        worker = threading.Thread(target=work, name="zsseg-session", daemon=True)
+        worker.start()
+        try:
+            while True:
+                try:
+                    item = results.get(timeout=0.1)
+                except queue.Empty:
+                    if worker.is_alive() or not results.empty():
+                        continue
+                    break
+                yield item
+        finally:
+            if worker.is_alive():
+                runner.stop()  # an error in the caller's thread (the stream's own end is waited for above)
+                while worker.is_alive():
+                    with contextlib.suppress(queue.Empty):
+                        results.get(timeout=0.05)
+            worker.join()
+            import signal
+
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if "error" in box:
+            raise box["error"]
+
+    def _chain(self, shown: Optional[Callable[..., None]], results: Optional["queue.Queue[SessionResult]"]) -> None:
+        """The runner's ``on_result``: the speed meter's, the progress display's, the caller's loop's queue."""
+        runner, speed, names = self.runner, self.speed, [item.name for item in self.inputs]
+
+        def on_result(frame: Any, result: Any, stats: Any) -> None:
+            speed.add(result.timing, result.labels.shape)
+            if shown is not None:
+                shown(frame, result, stats)
+            if results is None:
+                return
+            item = SessionResult(names[frame.stream], frame, result)
+            while not runner._stopping():  # the caller's loop sets the pace; a stop never waits for it
+                try:
+                    results.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        runner.on_result = on_result
+
+    @contextlib.contextmanager
+    def _progress(self) -> Iterator[Optional[Callable[..., None]]]:
+        if self.progress is None:
+            yield None
+            return
+        with self.progress(self) as shown:
+            yield shown
+
+    def _initial_classes(self) -> Any:
+        from zsseg_rt.stream.vocabulary import ClassFileWatcher
+
+        class_file = self.options.class_file
+        if self.classes is not None and class_file:
+            raise CliError(
+                f"give the vocabulary once: --classes {self.classes!r} or --class-file {class_file!r} (a watched "
+                "file, to change it while streaming), not both"
+            )
+        if self.classes is not None:
+            return self.classes
+        if class_file:
+            names = ClassFileWatcher(class_file).read()
+            if names:
+                return names
+            raise CliError(f"class file {class_file!r} is empty: put one class name per line")
+        if not isinstance(self.model, (str, bytes)) and getattr(self.model, "class_names", None):
+            return None  # an Engine of the app's: its own vocabulary
+        raise CliError('give the vocabulary with --classes "a,b,c" or --class-file classes.txt')
+
+    def _plan(self) -> Any:
+        """Every refusal before anything is opened or loaded, and every file output (``-o`` videos and folders,
+        ``--labels-out``, ``--stats-json``, ``--save-json``) checked (``zsseg_rt.output_plan``): no two name the
+        same file, none is an input, none replaces an existing file without ``overwrite`` nor a file zsseg_rt did
+        not write, an interrupted run's leftovers are refused without ``overwrite``, the disk is not full. Returns
+        ``(the CameraOutputs, the label folders)``.
+
+        Raises:
+            CliError, OutputRefused: one line naming the path and what to do.
+        """
+        from zsseg_rt.stream.camera_outputs import CameraOutputs
+        from zsseg_rt.stream.capabilities import display_available, opencv_has_gui
+
+        options, names = self.options, [item.name for item in self.inputs]
+        given = options.labels_out or options.save_json  # outputs without -o
+        if not options.outputs and options.preview is None and not given:
+            if not (opencv_has_gui() and display_available()):
+                raise CliError(NO_OUTPUT_MESSAGE)
+        check_video_sources(options, [item.source for item in self.inputs])  # --stabilize-delay: recorded video
+        specs = [output_names(spec, names) for spec in options.outputs]  # every refusal before anything opens
+        check_output_needs(options.outputs, self.command)  # a kind whose packages are missing: what to install
+        label_folders = output_names(options.labels_out, names) if options.labels_out else []
+        every: List[str] = []
+        for given_spec, expanded in zip(options.outputs, specs):
+            every += [given_spec] if shared_output(given_spec) else list(expanded)  # a shared output: once
+        coco = options.save_json
+        if coco and any(item.source.live for item in self.inputs):
+            live = next(item.name for item in self.inputs if item.source.live)
+            raise CliError(
+                f"--save-json {coco}: the COCO masks of video files and image folders; {live} is a live source, whose "
+                "frames never end: record it first (-o clip.mp4), or use --labels-out DIR"
+            )
+        sources = [item.source for item in self.inputs]
+        plan = CameraOutputs.plan_for(every, label_folders, options.stats_json, options.overwrite, sources, coco)
+        return plan, label_folders
+
+    def _start(self, classes: Any, max_pixels: int, outputs: Any, label_folders: Sequence[str]) -> Any:
+        """The sinks, the model and the stream loop (``self.runner``); returns ``(sinks per source, shared)``."""
+        from zsseg_rt.signal_phases import phase
+        from zsseg_rt.speed import SpeedMeter
+        from zsseg_rt.stream.runner import MultiStreamRunner
+
+        self.speed = SpeedMeter()  # the "Speed: ..." line at the end, and --stats-json's "speed" (zsseg_rt.speed)
+
+        def request_classes(names: Any) -> Any:  # the preview page's class box (POST /classes)
+            if self.runner is None:
+                raise RuntimeError("the stream is still starting (loading the model); try again in a moment")
+            return self.runner.request_classes(names)
+
+        snapshot = lambda: self.runner.snapshot() if self.runner is not None else {}  # noqa: E731
+        sinks, shared = build_sinks(self.options, self.inputs, snapshot, outputs, label_folders, request_classes)
+        try:
+            phase("camera:model-load")
+            self.engine = self._engine(classes, max_pixels)
+        except BaseException:
+            for sink in [sink for own in sinks for sink in own] + shared:
+                sink.abort()
+            raise
+        engine, options = self.engine, self.options
+        if engine.weights_banner:
+            log.warning("%s: %s (the overlay says so too)", _model_name(self.model), engine.weights_banner)
+        # a file or folder is not a live camera: nothing is dropped; every_frame: live sources neither
+        every_frame = [options.every_frame or not item.source.live for item in self.inputs]
+        for item, own, every in zip(self.inputs, sinks, every_frame):
+            log.info(
+                "streaming %s%s with %s (%s) -> %s%s",
+                "" if len(self.inputs) == 1 else f"{item.name} = ",
+                item.source.name,
+                engine.backend.name,
+                ", ".join(engine.class_names),
+                ", ".join(sink.name for sink in own + shared),
+                " (every frame)" if every else " (newest frame; stale frames dropped)",
+            )
+        self.segment = video_segmenter(options, engine)  # the Engine itself without the video filter's options
+        trades = getattr(self.segment, "trades", None)  # --live: what its preset trades
+        self.trades = trades() if callable(trades) else None
+        if self.trades is not None:
+            log.info("%s", self.trades["line"])
+        self.runner = MultiStreamRunner(
+            self.segment,
+            [item.source for item in self.inputs],
+            sinks,
+            shared_sinks=shared,
+            names=[item.name for item in self.inputs],
+            class_file=options.class_file,
+            drop_stale=[not every for every in every_frame],
+            loop=options.loop,
+            max_reconnects=options.max_reconnects,
+            alpha=options.alpha,
+            legend=options.legend,
+            max_frames=options.max_frames,
+            opened=[item.opened for item in self.inputs],
+            temporal_consistency=options.temporal_consistency,
+            in_flight=options.in_flight,
+        )
+        phase("camera:stream-start")
+        return sinks, shared
+
+    def _engine(self, classes: Any, max_pixels: int) -> Any:
+        """The app's Engine (its vocabulary set when ``classes`` is given), or the bundle's, opened here."""
+        if not isinstance(self.model, (str, bytes)) and not hasattr(self.model, "__fspath__"):
+            if engine_preset(self.options) is not None and getattr(self.model, "preset", None) is None:
+                raise CliError("live=True sets the Engine's preset: open it with Engine(bundle, preset='live')")
+            if classes is not None:
+                self.model.set_classes(classes)
+            self._owns_engine = False
+            return self.model
+        from zsseg_rt.runtime import Engine
+
+        options = dict(self.engine_options)
+        options["max_pixels"] = max_pixels  # the frames' limit (0: none), as the source checks it
+        options["mode"] = options.get("mode") or default_mode(str(self.model))
+        self._owns_engine = True
+        return Engine(str(self.model), classes=classes, preset=engine_preset(self.options), **options)
+
+    def _finish(self, sinks: Sequence[Sequence[Any]], shared: Sequence[Any]) -> None:
+        """The summary (``self.summary``: what --stats-json writes), its closing lines, and ``self.exit_code``."""
+        from zsseg_rt.stream.session_summary import kernel_line, log_summary
+
+        engine, runner, speed = self.engine, self.runner, self.speed
+        if self._owns_engine:
+            engine.close()  # a background preparation (--prepare background) ends with the stream
+        summary = runner.snapshot()
+        summary["backend"] = engine.backend.name
+        precision = getattr(engine.backend, "precision", None)
+        summary["speed"] = speed.as_dict(engine.backend.name, precision)  # ms per frame per stage (the line below)
+        if self.trades is not None:
+            summary["preset"] = self.trades
+        # the device pipeline's post-processing kernel per geometry, chosen by timing or pinned (None: the host path)
+        summary["postprocess_kernel"] = (engine.device_stats or {}).get("postprocess_kernel")
+        every_sink = [sink for own in sinks for sink in own] + list(shared)  # shared: an MCAP file of every source
+        summary["outputs"] = [_describe(sink) for sink in every_sink if _describe(sink) is not None]
+        for entry, own in zip(summary["sources"], sinks):
+            entry["outputs"] = [_describe(sink) for sink in own if _describe(sink) is not None]  # video files: codec
+        failed = [stream for stream in runner.streams if stream.grabber.error is not None]
+        log_summary(runner, summary, len(failed))
+        if speed.images:
+            log.info("%s", speed.line(engine.backend.name, precision, unit="frame"))
+        line = kernel_line(summary["postprocess_kernel"])
+        if line:
+            log.info("%s", line)
+        self.summary = summary
+        if runner.signalled is not None:  # stopped by Ctrl-C / SIGTERM, outputs finalised: the one rule (cli_errors)
+            from zsseg_rt.cli_errors import exit_code_for_signal
+
+            self.exit_code = exit_code_for_signal(runner.signalled)
+        else:
+            self.exit_code = 1 if failed else 0
+
+
+def build_sinks(
+    options: SessionOptions,
+    inputs: Sequence[SessionInput],
+    runner_stats: Callable[[], dict],
+    outputs: Any,
+    label_folders: Sequence[str],
+    vocabulary: Optional[Callable] = None,
+) -> Any:
+    """The sinks the outputs, the label folders, COCO and the preview ask for (``outputs``: the checked
+    ``CameraOutputs``): a list per source and the shared ones (an MCAP file of every source, the preview); with none,
+    a window per source."""
+    from zsseg_rt.stream.labels import LabelFolderSink
+    from zsseg_rt.stream.output_kinds import open_output
+    from zsseg_rt.stream.sinks import MjpegSink
+
+    names = [item.name for item in inputs]
+    several = len(inputs) > 1
+
+    def open_one(spec: str, fps: float, shown: Sequence[str]) -> Any:  # one window per source, titled with its name
+        title = f"zsseg {shown[0]}" if several else "zsseg"
+        return open_output(spec, sink_options(options, fps, shown, outputs.staged(spec), title))
+
+    per_source: List[list] = [[] for _ in inputs]
+    shared: list = []
+    try:
+        for given, expanded in zip(options.outputs, [output_names(spec, names) for spec in options.outputs]):
+            if shared_output(given):  # one output, every source in it (topics per source)
+                shared.append(open_one(given, options.fps or 30.0, names))
+                continue
+            for index, item in enumerate(inputs):
+                fps = options.fps or item.source.fps or 30.0  # a file keeps its rate; fps overrides; else 30
+                per_source[index].append(open_one(expanded[index], fps, [item.name]))
+        for index, folder in enumerate(label_folders):
+            per_source[index].append(LabelFolderSink(folder, staged=outputs.labels(folder)))
+        if outputs.coco is not None:  # save_json: one file, every source's frames
+            from zsseg_rt.stream.coco_sink import CocoSink
+
+            shared.append(CocoSink(outputs.coco, names))
+        if options.preview is not None:
+            shared.append(
+                MjpegSink(
+                    options.preview,
+                    options.preview_host,
+                    stats_provider=runner_stats,
+                    vocabulary=None if options.preview_readonly else vocabulary,
+                    streams=names if several else None,
+                )
+            )
+        if not options.outputs and options.preview is None and not label_folders and outputs.coco is None:
+            for index, item in enumerate(inputs):
+                per_source[index].append(open_one("display://", 30.0, [item.name]))
+    except BaseException:  # e.g. StreamCapabilityError: close what was opened; the command prints one line
+        for sink in [sink for sinks in per_source for sink in sinks] + shared:
+            sink.abort()
+        raise
+    return per_source, shared
+
+
+def _model_name(model: Any) -> str:
+    return str(model) if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__") else "the Engine"
+
+
+def _describe(sink: Any) -> Optional[dict]:
+    describe = getattr(sink, "describe", None)  # a file sink says what it wrote (a video's codec, frames, fps)
+    return describe() if callable(describe) else None
+
+
+def _options(values: dict) -> SessionOptions:
+    from zsseg_rt.options import did_you_mean
+
+    known = {field.name for field in dataclasses.fields(SessionOptions)}
+    for name in values:
+        if name not in known:
+            hint = did_you_mean(name, sorted(known))
+            raise TypeError(f"Session got an unknown option {name!r}" + (f"; {hint}" if hint else ""))
+    return SessionOptions(**values)
+
+
+def default_mode(bundle: str) -> str:
+    """The camera's post-processing when no mode is given: fast (less latency) where the bundle's pipeline has it,
+    else the pipeline's one order (a ZegFormer bundle: exact; issue 75, E2: it was refused, "mode must be 'exact',
+    got 'fast'", at the camera's defaults). A bundle that cannot be read: fast (the Engine then says what is wrong)."""
+    from zsseg_rt.bundle import load_meta
+    from zsseg_rt.runtime.pipelines import pipeline_class
+
+    try:
+        modes = pipeline_class(load_meta(bundle).pipeline).modes
+    except Exception:  # noqa: BLE001 - the Engine's own load reports it, in its words
+        return "fast"
+    return "fast" if "fast" in modes else modes[0]

@@ -1,0 +1,215 @@
+"""The options of a :class:`~zsseg_rt.stream.session.Session` (what ``zsseg camera``'s flags give) and what they
+build before the model loads: the ``-o`` spec of each source, the refusal of an output whose packages are missing,
+the ``SinkOptions`` an output is opened with, and the video filter (``--live``, ``--stabilize``, keyframes) around
+the Engine. The core's (issue 80, item 1): the command turns its flags into :class:`SessionOptions`; nothing here
+reads an argparse Namespace, though the video functions take any object with the video options' attribute names
+(``SessionOptions``, or the command's parsed arguments, which use the same names)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, List, Optional, Sequence
+
+from zsseg_rt.cli_errors import CliError
+from zsseg_rt.options import LIVE, Preset
+
+__all__ = [
+    "PLACEHOLDERS",
+    "SessionOptions",
+    "check_output_needs",
+    "check_video_sources",
+    "engine_preset",
+    "engine_test_scale",
+    "output_names",
+    "shared_output",
+    "sink_options",
+    "video_segmenter",
+]
+
+
+@dataclasses.dataclass
+class SessionOptions:
+    """Everything a Session runs with beyond its sources, model and vocabulary; each field is the ``zsseg camera``
+    flag of the same name (``outputs``: ``-o``, repeatable; ``legend=False``: ``--no-legend``; ``overlay_topic=False``:
+    ``--no-overlay-topic``). None: the command's default."""
+
+    outputs: Sequence[str] = ()  # -o: display://, out.mp4, frames/, out.mcap, foxglove://HOST:PORT (output_kinds)
+    labels_out: Optional[str] = None  # a folder of 16-bit label PNGs per frame
+    save_json: Optional[str] = None  # COCO masks of every frame (files and folders only)
+    stats_json: Optional[str] = None  # the final statistics
+    overwrite: bool = False
+    preview: Optional[int] = None  # the MJPEG preview page's port
+    preview_host: str = "127.0.0.1"
+    preview_readonly: bool = False
+    class_file: Optional[str] = None  # watched while streaming (the vocabulary's changes)
+    width: Optional[int] = None  # capture size / rate of a camera
+    height: Optional[int] = None
+    fps: Optional[float] = None  # also the output video's rate (default: the file's, else 30)
+    loop: bool = False
+    every_frame: bool = False  # live sources too: every frame instead of the newest
+    max_frames: Optional[int] = None  # of each source
+    max_reconnects: Optional[int] = None
+    alpha: float = 0.5
+    legend: bool = True
+    allow_partial_images: bool = False
+    # the video filter (docs/video.md)
+    live: bool = False  # the LIVE preset: one window a frame, a keyframe every 4, the cheaper flow
+    stabilize: bool = False
+    stabilize_delay: Optional[int] = None
+    keyframe_every: Optional[int] = None
+    adaptive_keyframes: bool = False
+    temporal_consistency: bool = False
+    in_flight: int = 2  # frames in flight on a GPU's device pipeline
+    # the robot outputs (ROS 2 messages of -o out.mcap / foxglove://)
+    frame_id: str = "{source}"
+    overlay_topic: bool = True
+
+
+PLACEHOLDERS = ("{source}", "{index}")
+_PER_SOURCE_SPECS = ("display", "display://", "window", "screen", "null")  # one each without a name to tell apart
+
+
+def output_names(spec: str, names: Sequence[str]) -> List[str]:
+    """The ``-o`` spec of each source: ``{source}`` replaced by its name and ``{index}`` by its position. With several
+    sources a spec naming one file or folder is refused (they would all write into it); a window (``display://``,
+    one per source) and ``null`` need no placeholder, nor a shared kind (an ``.mcap`` file, ``foxglove://``: one
+    output for every source, topics per source; the same spec for each).
+
+    Raises:
+        CliError: several sources and a fixed file name, or an MJPEG URL (use ``--preview``).
+    """
+    text = str(spec)
+    per_source = [text.replace("{source}", name).replace("{index}", str(i)) for i, name in enumerate(names)]
+    if len(names) == 1:
+        return per_source
+    lower = text.strip().lower()
+    if lower.startswith("http://"):
+        raise CliError(
+            f"-o {text}: an MJPEG URL shows one stream; with {len(names)} sources use --preview PORT (one page, a grid "
+            "of every source)"
+        )
+    if lower in _PER_SOURCE_SPECS or shared_output(text):
+        return [text] * len(names)
+    if not any(placeholder in text for placeholder in PLACEHOLDERS):
+        stem, ext = os.path.splitext(text.rstrip("/\\"))
+        example = f"{stem}_{{source}}{ext}" if ext else os.path.join(stem, "{source}") + "/"
+        raise CliError(
+            f"-o {text} names one output, but {len(names)} sources are given ({', '.join(names)}): put {{source}} "
+            f"(each source's name) or {{index}} (its position) in it, e.g. -o {example}"
+        )
+    if len(set(per_source)) != len(per_source):
+        raise CliError(f"-o {text} gives two sources the same output: use {{source}} or {{index}}")
+    return per_source
+
+
+def shared_output(spec: str) -> bool:
+    """An ``-o`` whose one output takes every source (an ``.mcap`` file, ``foxglove://``) when it names none."""
+    from zsseg_rt.stream.output_kinds import output_kind
+
+    kind = output_kind(spec)
+    return kind is not None and kind.shared and not any(p in str(spec) for p in PLACEHOLDERS)
+
+
+def check_output_needs(specs: Sequence[str], command: str = "camera") -> None:
+    """Refuse, in one line that says what to install, an ``-o`` whose kind needs Python packages this environment
+    lacks (an MCAP file: mcap, mcap-ros2-support; Foxglove: foxglove-sdk), before anything runs.
+
+    Raises:
+        CliError: ``zsseg camera needs ..., which this environment lacks (...): pip install "zsseg_rt[robots]"``.
+    """
+    from zsseg_rt.needs import Needs
+    from zsseg_rt.stream.output_kinds import output_kind
+
+    for spec in specs:
+        kind = output_kind(spec)
+        if kind is None or not kind.modules:
+            continue
+        needs = Needs(f"{', '.join(kind.modules)} for -o {spec}", kind.extra, kind.modules)
+        missing = needs.missing()
+        if missing:
+            raise CliError(needs.refusal(command, missing))
+
+
+def sink_options(options: Any, fps: float, names: Sequence[str], staged: Any = None, title: str = "zsseg") -> Any:
+    """The ``SinkOptions`` of one ``-o`` sink: ``names``, the sources it shows (one, or every source of a shared
+    robot output)."""
+    from zsseg_rt.stream.output_kinds import SinkOptions
+
+    return SinkOptions(
+        fps=fps,
+        staged=staged,
+        sources=list(names),
+        frame_id=options.frame_id,
+        overlay=bool(options.overlay_topic),
+        title=title,
+    )
+
+
+# ---- the video filter: any object with the video options' names (SessionOptions, the command's arguments) -------
+def check_video_sources(options: Any, sources: Any) -> None:
+    """Refuse what the video options cannot do with these sources, before the model loads: ``--stabilize-delay``
+    on a live source (its frames would wait for frames not yet filmed), or with keyframes.
+
+    Raises:
+        CliError: one line naming the option, the source and why.
+    """
+    delay = getattr(options, "stabilize_delay", None)
+    if delay and getattr(options, "live", False):
+        raise CliError(
+            f"--stabilize-delay {delay} waits for frames ahead, --live is for camera rate: choose one (--live "
+            "--stabilize for stable live labels)"
+        )
+    if not delay:
+        return
+    live = [source for source in sources if getattr(source, "live", False)]
+    if live:
+        raise CliError(
+            f"--stabilize-delay {delay}: {live[0].name} is live, and a frame's labels would wait for {delay} frames "
+            "not yet filmed; use --stabilize (causal) on a camera, the look-ahead on a recorded file or folder"
+        )
+    if getattr(options, "adaptive_keyframes", False) or (getattr(options, "keyframe_every", None) or 1) != 1:
+        raise CliError("--stabilize-delay runs the encoder on every frame: it does not combine with --keyframe-every")
+
+
+def engine_preset(options: Any) -> Optional[Preset]:
+    """``Engine(preset=)`` of the stream: ``zsseg_rt.options.LIVE`` with ``--live`` (the Engine's one window a frame;
+    the ``VideoSegmenter`` of that Engine takes its keyframes and flow), else None."""
+    return LIVE if getattr(options, "live", False) else None
+
+
+def engine_test_scale(options: Any) -> Any:
+    """``Engine(test_scale=)`` that ``--live`` means (the :data:`LIVE` preset's), else None (the bundle's resize)."""
+    preset = engine_preset(options)
+    return preset.engine_options()["test_scale"] if preset is not None else None
+
+
+def video_segmenter(options: Any, engine: Any) -> Any:
+    """What the stream loop segments with: the Engine itself, or a ``VideoSegmenter`` around it when
+    ``--stabilize`` / ``--keyframe-every`` / ``--adaptive-keyframes`` / ``--live`` ask for one.
+
+    Raises:
+        CliError: an option the bundle cannot do (``--stabilize`` without per-class scores).
+    """
+    delay = int(getattr(options, "stabilize_delay", None) or 0)
+    stabilize = bool(getattr(options, "stabilize", False)) or delay > 0
+    adaptive = bool(getattr(options, "adaptive_keyframes", False))
+    every = getattr(options, "keyframe_every", None)
+    preset = getattr(engine, "preset", None)  # --live: the Engine's preset, whose keyframes the segmenter takes
+    if every is None and preset is not None:
+        every = preset.video_options().get("keyframe_every")
+    if adaptive and every == 1:
+        raise CliError(
+            "--adaptive-keyframes needs --keyframe-every K >= 2 (the longest gap), or no --keyframe-every (8)"
+        )
+    if not stabilize and not adaptive and (every or 1) == 1 and preset is None:
+        return engine  # (a preset's segmenter, even one that propagates nothing, says what the preset trades)
+    from zsseg_rt.pipeline.class_scores import ClassScoresUnavailable
+    from zsseg_rt.stream.video import VideoSegmenter
+
+    try:
+        return VideoSegmenter(
+            engine, stabilize=stabilize, keyframe_every=every, adaptive=adaptive, stabilize_delay=delay
+        )
+    except ClassScoresUnavailable as exc:
+        raise CliError(f"--stabilize: {exc}") from None
