@@ -119,6 +119,7 @@ def test_cache_dir_keeps_the_records_outside_the_bundle_with_their_measurement_a
         record = read_record(record_dir(choice.root, choice.key))
         took = record[PREPARATION_FIELD]
         assert took["peak_mb"] > 50 and took["wall_s"] > 0 and took["cpu_s"] > 0 and took["free_mb_before"] > 0
+        assert 0 < took["held_mb"] <= took["peak_mb"], took
         judged = {v["name"]: (v["classes"], v["of"]) for v in record["accuracy_gate"][VOCABULARIES_FIELD]}
         assert judged == {"voc20": (20, 20), "coco_stuff": (32, 171), "given": (3, 3)}  # capped at max_classes
     assert all(c.status == "missing" for _, c in cpu_candidates(meta, roles)[0] if c.key is not None)  # control
@@ -128,7 +129,8 @@ def test_cache_dir_keeps_the_records_outside_the_bundle_with_their_measurement_a
     without = Engine(bundle, "cat,dog", backend="auto", device="cpu", prepare=None)
     assert not with_cache.pipeline.backend_plan.missing and without.pipeline.backend_plan.missing
     assert cli.main(["build-engine", bundle, "--backend", "auto", "--dry-run", "--cache-dir", cache, "--force"]) == 0
-    assert "(measured here)" in capsys.readouterr().out
+    # what the preparing process held as each path began is said beside its peak (issue 79, F13)
+    assert "(measured here, in a process that held " in capsys.readouterr().out
     assert _snapshot(bundle) == before
 
 

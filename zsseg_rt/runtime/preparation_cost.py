@@ -29,6 +29,7 @@ __all__ = [
     "PathCost",
     "available_memory_mb",
     "cost_ratios",
+    "duration_words",
     "estimate",
     "path_cost",
     "resident_mb",
@@ -68,6 +69,13 @@ class PathCost:
     peak_mb: float
     measured: bool = False
     wall_s: Optional[float] = None
+    held_mb: Optional[float] = None  # measured: what the measuring process held as the path began (None: unknown)
+
+    @property
+    def own_mb(self) -> float:
+        """The memory the path itself takes at its peak: the measured peak less what the measuring process held as
+        the path began, where the record says (else the peak)."""
+        return self.peak_mb - self.held_mb if self.held_mb is not None else self.peak_mb
 
     @property
     def name(self) -> str:
@@ -75,16 +83,19 @@ class PathCost:
 
     def fits(self, available: Optional[float], resident: float = 0.0) -> bool:
         """Whether the peak fits ``available`` MB free now plus ``resident`` MB the preparing process holds (None
-        available: unknown here, taken as fitting)."""
-        return available is None or self.peak_mb <= available + resident
+        available: unknown here, taken as fitting). A measured peak with what its process held then known: the path's
+        own memory against the memory free (the process preparing it now holds ``resident`` already)."""
+        if available is None:
+            return True
+        return self.own_mb <= available if self.held_mb is not None else self.peak_mb <= available + resident
 
     def line(self, available: Optional[float] = None, resident: float = 0.0) -> str:
         """``"openvino int8: about 2.3 min of CPU, 96 MB on disk, 2.9 GiB peak memory (estimated)"`` (and, when it
         does not fit ``available``, why)."""
-        how = "measured here" if self.measured else "estimated"
-        wall = f" ({_duration(self.wall_s)} wall)" if self.wall_s is not None else ""
+        how = self._how()
+        wall = f" ({duration_words(self.wall_s)} wall)" if self.wall_s is not None else ""
         text = (
-            f"{self.name}: {_duration(self.cpu_s)} of CPU{wall}, {self.disk_mb:.0f} MB on disk, "
+            f"{self.name}: {duration_words(self.cpu_s)} of CPU{wall}, {self.disk_mb:.0f} MB on disk, "
             f"{_size(self.peak_mb)} peak memory ({how})"
         )
         if not self.fits(available, resident):
@@ -95,8 +106,19 @@ class PathCost:
         """The one line a preparation skips it with."""
         return (
             f"{self.name} is not prepared: it needs about {_size(self.peak_mb)} of memory at its peak "
-            f"({'measured here' if self.measured else 'estimated'}), and {_size((available or 0.0) + resident)} is "
+            f"({self._how()}), and {_size((available or 0.0) + resident)} is "
             "free here; free memory, or prepare it on a larger machine and copy the records (--cache-dir)"
+        )
+
+    def _how(self) -> str:
+        """Where the peak comes from; a measured one names what its process held already (issue 79, F13)."""
+        if not self.measured:
+            return "estimated"
+        if self.held_mb is None:
+            return "measured here"
+        return (
+            f"measured here, in a process that held {_size(self.held_mb)} as it began: "
+            f"{_size(self.own_mb)} for the path itself"
         )
 
     def as_dict(self) -> Dict[str, Any]:
@@ -108,10 +130,12 @@ class PathCost:
             "disk_mb": round(self.disk_mb, 1),
             "peak_mb": round(self.peak_mb, 1),
             "measured": self.measured,
+            "held_mb": None if self.held_mb is None else round(self.held_mb, 1),
         }
 
 
-def _duration(seconds: float) -> str:
+def duration_words(seconds: float) -> str:
+    """``"about 3.2 min"`` / ``"about 6 s"``: a CPU time as the dry-run's lines and the Engine's note say it."""
     return f"about {seconds / 60:.1f} min" if seconds >= 90 else f"about {max(1, round(seconds))} s"
 
 
@@ -153,6 +177,7 @@ def path_cost(meta: Any, backend: str, precision: str, record: Optional[Mapping[
                 float(measured["peak_mb"]),
                 True,
                 float(measured["wall_s"]) if measured.get("wall_s") is not None else None,
+                float(measured["held_mb"]) if measured.get("held_mb") is not None else None,
             )
         except (TypeError, ValueError):
             pass
@@ -217,7 +242,7 @@ def total_line(costs: Iterable[PathCost], available: Optional[float]) -> str:
     peak = max(costs, key=lambda cost: cost.peak_mb)
     free = f"{_size(available)} free here" if available is not None else "free memory unknown here"
     text = (
-        f"{_duration(cpu)} of CPU time, at most {max(cost.disk_mb for cost in costs):.0f} MB kept on disk (the "
+        f"{duration_words(cpu)} of CPU time, at most {max(cost.disk_mb for cost in costs):.0f} MB kept on disk (the "
         f"fastest path only), a peak of {_size(peak.peak_mb)} memory ({peak.name}; {free})"
     )
     too_big = [cost.name for cost in costs if not cost.fits(available)]

@@ -39,7 +39,7 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from zsseg_rt.bundle import Files, graph_files
+from zsseg_rt.bundle import graph_files
 
 from .precision_records import precision_root
 
@@ -66,12 +66,6 @@ PREPARE_ENV = "ZSSEG_AUTO_PREPARE"  # none | now | background: what prepare="aut
 PREPARE_LOG = "auto-prepare.log"  # beside the records: what a background preparation printed
 PREPARE_FAILED = "auto-prepare.failed.json"  # beside the records: why the last preparation failed, and its log
 PREPARER_MODULE = "zsseg_rt.prepare.auto"  # run as ``python -m``: the preparation side, one layer above the runtime
-# What preparing costs, from ViT-B/16 (image encoder 345 MB) on a 2-core AMD EPYC (AVX-512 VNNI and bf16), measured
-# at ba6927d with `/usr/bin/time python -m zsseg_rt.prepare.auto BUNDLE` on the demo's bundle: 3 paths (ONNX Runtime
-# int8, OpenVINO bf16 and int8) took 335 CPU-s (5.6 min; 202 s wall); the tiny test model a few seconds per path.
-# (The constants said 21 min for it before: 4x what it took.) A CPU without those instructions may take longer.
-CPU_MINUTES_PER_PATH = 0.1  # fixed part (open, compile, gate the photos)
-CPU_MINUTES_PER_MB = 0.005  # per MB of image encoder (quantise or compile it, run the gate's photos on both sides)
 _said: Set[Tuple[str, str]] = set()  # (bundle, what): the once-per-process lines already said
 _children: "weakref.WeakSet[subprocess.Popen]" = weakref.WeakSet()  # running preparations (stopped at exit)
 
@@ -97,14 +91,15 @@ def preparation_cost(meta, missing: List[Any]) -> str:
     """What preparing ``missing`` (gated choices) costs and buys, in words: CPU time, disk kept and at most while it
     runs, the preparing process's peak memory beside the memory free here (and the paths that would not fit it,
     which the preparation skips: ``runtime/preparation_cost.py``), the speed (an estimate from the bundle's graph
-    sizes: docs/precision.md gives the measurements)."""
-    from .preparation_cost import available_memory_mb, estimate
+    sizes: docs/precision.md gives the measurements). CPU time and disk kept are the per-path estimates
+    ``build-engine --dry-run`` prints (``preparation_cost.estimate``: one function, issue 79 F13; the note said 6 s
+    and 14 MB for the tiny bundle where the dry-run said 1 s and 0 MB)."""
+    from .preparation_cost import available_memory_mb, duration_words, estimate
 
-    image = _megabytes(meta, [Files.IMAGE_ENCODER])
     graphs = _megabytes(meta, graph_files(getattr(meta, "pipeline", "windowed")).values())
-    minutes = len(missing) * (CPU_MINUTES_PER_PATH + CPU_MINUTES_PER_MB * image)
-    when = f"about {minutes:.0f} min" if minutes >= 1.5 else f"about {max(1, round(60 * minutes))} s"
     costs = [estimate(meta, choice.backend, choice.precision) for choice in missing]
+    when = duration_words(sum(cost.cpu_s for cost in costs))
+    kept = max((cost.disk_mb for cost in costs), default=0.0)
     free = available_memory_mb()
     memory = ""
     if costs:
@@ -115,7 +110,7 @@ def preparation_cost(meta, missing: List[Any]) -> str:
         if too_big:
             memory += f": {', '.join(too_big)} would not fit and would not be prepared"
     return (
-        f"{when} of CPU time, at most {graphs:.0f} MB kept on disk (the fastest path only; up to {3 * graphs:.0f} MB "
+        f"{when} of CPU time, at most {kept:.0f} MB kept on disk (the fastest path only; up to {3 * graphs:.0f} MB "
         f"while it runs){memory}, for an image encoder typically 2-3x faster where a path passes its accuracy gate "
         "(kept only at >= 1.10x)"
     )
