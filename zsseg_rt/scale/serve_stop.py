@@ -28,7 +28,7 @@ class StopFlag:
     """Set once by the driver; replicas wait on it (:meth:`wait_stopping`) and report when drained. Run as a Ray
     async actor (:func:`create_stop_flag`); plain methods here so that a test can run it without Ray."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._set = asyncio.Event()
         self._watching: set = set()
         self._drained: set = set()
