@@ -101,13 +101,23 @@ def test_the_announced_cost_is_near_the_measured_six_minutes(tmp_path):
 def test_a_preparations_gates_share_one_reference(tiny_bundle, tmp_path, monkeypatch):
     """``prepare_and_keep`` (what `zsseg build-engine --backend auto` runs) gives every gate of the preparation the
     same fp32 reference (shared_reference: its side computed once; the measured speed-up of e48b612, 168 -> 141 s).
-    Control: at least two gates ran (else sharing proves nothing)."""
+    The CPU is faked, so that the same two paths gate on every CPU (issue 79 item 2: on an AVX2 CPU without VNNI only
+    one gated and the test skipped, so the mutant lived there): an x86 CPU with AVX2 and AVX-512 VNNI and no bf16
+    (ONNX Runtime int8 and OpenVINO int8 gate; the bf16 paths are "cannot"). Control: exactly those two gates ran."""
+    from types import SimpleNamespace
+
     from support import require_backend
 
     from zsseg_rt.prepare import gate
     from zsseg_rt.prepare.auto import prepare_and_keep
+    from zsseg_rt.runtime import cpu_features
 
     require_backend("openvino")
+    bf16 = {"avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}
+    flags = (cpu_features._read_flags() - bf16) | {"avx2", "avx512_vnni"}
+    monkeypatch.setattr(cpu_features, "_read_flags", lambda path="/proc/cpuinfo": flags)
+    monkeypatch.setattr(cpu_features, "platform", SimpleNamespace(machine=lambda: "x86_64"))
+    assert (cpu_features.cpu_features().int8_dot_product, cpu_features.cpu_features().bf16) == ("avx512-vnni", "none")
     bundle = shutil.copytree(tiny_bundle, str(tmp_path / "bundle"))
     given = []
     real = gate.gate_reference
@@ -118,8 +128,7 @@ def test_a_preparations_gates_share_one_reference(tiny_bundle, tmp_path, monkeyp
 
     monkeypatch.setattr(gate, "gate_reference", spied)
     prepare_and_keep(bundle, force=True)
-    if len(given) < 2:
-        pytest.skip(f"this CPU gates {len(given)} path(s) of the tiny bundle: nothing to share")
+    assert len(given) == 2, f"{len(given)} gates ran on the faked CPU (ONNX Runtime int8 and OpenVINO int8 expected)"
     assert len({id(reference) for reference in given}) == 1, f"{len(given)} gates, {len(set(map(id, given)))} refs"
 
 

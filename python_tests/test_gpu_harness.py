@@ -137,3 +137,36 @@ def test_the_stage_installs_the_harness_and_reports_versions_through_one_step(tm
                "--wheels", str(tmp_path), "--site", str(tmp_path / "site")]  # fmt: skip
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and run.stdout.startswith("MISSING harness: pytest==9.2.0 is not among"), run.stdout
+
+
+def test_an_image_version_the_harness_refuses_is_replaced_by_the_carried_one(tmp_path):
+    """packaging is taken from the image only where its version is one the carried pytest accepts: an image with
+    packaging 19.0 (pytest 9.2.0 asks for a later one) gets the carried wheel, installed ahead of it, said so (issue
+    79 item 2, mutant harness-takes-any-image-version: every image version was taken). Control: the first test, where
+    the image's own packaging serves."""
+    python = gpu_fakes.bare_python(tmp_path / "py", other={"packaging": "19.0"})
+    wheels = _wheels(tmp_path / "wheels")
+    gpu_fakes.repack("packaging", wheels)
+    text = "\n".join(harness.install(wheels, tmp_path / "site", python=str(python)))
+    assert "harness: installed packaging " in text and "(ahead of the image's 19.0)" in text, text
+    assert "harness: packaging 19.0 of the image serves" not in text, text
+
+
+def test_a_harness_imported_from_elsewhere_than_its_site_is_refused(tmp_path, monkeypatch):
+    """After pip, the stage's Python must import the carried pytest from the stage's site: a pytest found elsewhere
+    first (the image's, put ahead by a .pth of its own, here a probe that answers so) is refused in one line naming
+    both (issue 79 item 2, mutant harness-import-unchecked: only the probe's exit status was read). Control: the
+    first test, where the probe finds it in the site."""
+    python = gpu_fakes.bare_python(tmp_path / "py")
+    site = tmp_path / "site"
+    real = harness.subprocess.run
+
+    def shadowed(command, *args, **kwargs):
+        if len(command) == 3 and command[1] == "-c" and "xdist.plugin" in command[2]:
+            return subprocess.CompletedProcess(command, 0, "9.1.1\n/image/site-packages/pytest/__init__.py\n", "")
+        return real(command, *args, **kwargs)
+
+    monkeypatch.setattr(harness.subprocess, "run", shadowed)
+    with pytest.raises(harness.HarnessMissing, match=r"^the installed harness is not the one imported: pytest 9\.1\.1 "
+                       r"from /image/site-packages/pytest/__init__\.py, not from "):  # fmt: skip
+        harness.install(_wheels(tmp_path / "wheels"), site, python=str(python))

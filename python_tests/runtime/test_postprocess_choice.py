@@ -225,3 +225,36 @@ def test_a_plan_names_its_kernel_or_none():
         make_plan("fast", out)
     with pytest.raises(TypeError, match=r"kernel must be None or one of tiled, columns, columns_chain, got int$"):
         make_plan(1, out)
+
+
+def test_a_candidate_with_a_few_other_labels_fails_the_check_at_the_bound():
+    """At least 99.9 % of a candidate's labels must equal the reference's (checks/postprocess_variants.py's bound):
+    2 of 1000 differing (99.8 %) fails, 1 of 1000 passes. The other test's defect changes every label, so a far
+    looser bound (50 %) passed it (issue 79 item 2, mutant postprocess-labels-unchecked)."""
+    want = (np.zeros((20, 50), np.int32), np.full((20, 50), 0.5, np.float32))
+    one, two = want[0].copy(), want[0].copy()
+    one[3, 7] = 1
+    two[3, 7] = two[11, 40] = 1
+    assert postprocess_choice.mismatch((one, want[1]), want) is None
+    assert postprocess_choice.mismatch((two, want[1]), want) == (
+        "99.800 % of the labels equal the reference's (at least 99.9 % must)"
+    )
+
+
+def test_the_choices_of_the_latest_geometries_are_kept():
+    """postprocess_choice.KEPT (16) geometries are remembered: a 17th drops the least recently chosen (the report
+    holds 16), and that one is timed again when it comes back; the others are not (issue 79 item 2, mutant
+    postprocess-geometries-unbounded)."""
+    kept = postprocess_choice.KEPT
+    timer = ScriptedTimer(TIMES)
+    kernels = PostprocessKernels("auto", timer=timer, repeats=1, rounds=1)
+    memory = HostMemory()
+    cases = [_case(classes=2 + i) for i in range(kept + 1)]
+    for geometry, make_plan, _ in cases:
+        kernels.kernel_for(geometry, memory, make_plan)
+    assert kernels.timed == kept + 1
+    assert [e["classes"] for e in kernels.report()["choices"]] == [3 + i for i in range(kept)]
+    kernels.kernel_for(cases[1][0], memory, cases[1][1])  # remembered: not timed
+    assert kernels.timed == kept + 1
+    kernels.kernel_for(cases[0][0], memory, cases[0][1])  # dropped: timed again
+    assert kernels.timed == kept + 2 and len(kernels.report()["choices"]) == kept
