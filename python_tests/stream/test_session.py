@@ -110,3 +110,23 @@ def test_options_are_checked_by_name():
 
     with pytest.raises(TypeError, match=r"unknown option 'output'; did you mean 'outputs'\?"):
         Session("clip.avi", "bundle", "a", output=["x.mp4"])
+
+
+def test_a_session_runs_the_apps_own_engine_and_leaves_it_open(tmp_path, tiny_bundle):
+    """An Engine the app opened: the session segments with it (its vocabulary set when classes are given), the
+    label maps are its results, and it is still usable afterwards (the session closes only an Engine it opened).
+    ``live=True`` needs the Engine's preset, refused in one line otherwise."""
+    from zsseg_rt import Engine
+    from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.stream import Session
+    from zsseg_rt.stream.sources import open_source
+
+    clip, labels = _clip(tmp_path), tmp_path / "labels"
+    engine = Engine(tiny_bundle, classes="x,y,z", backend="onnxruntime")
+    assert Session(clip, engine, "a,b", labels_out=str(labels)).run() == 0
+    assert engine.class_names == ["a", "b"]
+    with open_source(clip) as source:
+        first = source.read()
+    assert np.array_equal(read_labels(str(labels), 0), engine(first).labels)  # still open, the same maps
+    with pytest.raises(CliError, match=r"live=True sets the Engine's preset"):
+        Session(clip, engine, "a,b", labels_out=str(tmp_path / "l2"), live=True).run()
