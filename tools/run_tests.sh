@@ -225,16 +225,48 @@ if [ "$ZSSEG_CCACHE" = 1 ] && command -v ccache >/dev/null 2>&1; then
   export CMAKE_CXX_COMPILER_LAUNCHER=ccache CMAKE_CUDA_COMPILER_LAUNCHER=ccache
 fi
 # The image twin (tools/image_twin.sh: the acceptance run's pytest stages and the engine stage's programs in the GPU
-# image's versions) alongside the static checks, which leave a core mostly idle
-static_checks() {
-  local rc=0
-  alongside "the image twin (tools/image_twin.sh)" bash "$ROOT/tools/image_twin.sh"
-  bash "$ROOT/tools/lint.sh" || rc=$?
-  joined "$rc"
+# image's versions) runs beside every stage from here on, joined after the last: most of its time is its own set-up
+# (a cp312 wheel, the artefacts: 630 s wall / 342 CPU-s in a fresh clone, cold), which beside the static checks alone
+# (about 30 s) held the run up for ten minutes; beside all of them it costs only its CPU time. Its output, its own wall
+# and CPU time and its status come last. A run that ends early stops it (no process outlives the run).
+TWIN_LOG="$(mktemp)"
+TWIN_PID=""
+start_twin() {
+  (
+    t0=$SECONDS
+    set +e
+    bash "$ROOT/tools/image_twin.sh" >"$TWIN_LOG" 2>&1
+    rc=$?
+    times >"$TWIN_LOG.times"
+    cpu=$(awk 'END { n = split($0, f, /[ ms]+/); s = 0; for (i = 1; i + 1 <= n; i += 2) s += f[i] * 60 + f[i + 1]
+      printf "%.0f", s }' "$TWIN_LOG.times")
+    echo "$((SECONDS - t0)) $rc $cpu" >"$TWIN_LOG.end"
+  ) &
+  TWIN_PID=$!
 }
-stage "static checks (ruff, mypy, clang-format)" static_checks
+kill_tree() {  # kill_tree PID: the process and its descendants, children first
+  local child
+  for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
+stop_twin() {  # on an early end: the twin is stopped, its files removed
+  [ -n "$TWIN_PID" ] && kill -0 "$TWIN_PID" 2>/dev/null && kill_tree "$TWIN_PID"
+  rm -f "$TWIN_LOG" "$TWIN_LOG.end" "$TWIN_LOG.times"
+}
+report_twin() {  # the twin's output; fails with its status
+  local wall rc cpu
+  read -r wall rc cpu <"$TWIN_LOG.end"
+  cat "$TWIN_LOG"
+  echo "  the image twin: its own wall ${wall} s, CPU ${cpu} s, exit $rc"
+  return "$rc"
+}
+trap 'stop_twin; stage_table' EXIT
+start_twin
+stage "static checks (ruff, mypy, clang-format)" bash "$ROOT/tools/lint.sh"
 stage "C++ tests (GoogleTest via ctest)" cpp_tests
 stage "CUDA emulation, ASan: csrc/emu kernels + Python" emulation
 stage "_C with a static C++ runtime" bash "$ROOT/tools/static_runtime_check.sh"
 stage "C++ tests on aarch64 (cross, qemu)" bash "$ROOT/tools/cross_test_aarch64.sh"
 stage "Python tests (pytest)" python_tests "$@"
+wait "$TWIN_PID" || true  # here, in the shell that started it; its time is its own row's
+stage "the image twin (tools/image_twin.sh, beside every stage)" report_twin
