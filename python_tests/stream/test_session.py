@@ -110,6 +110,10 @@ def test_options_are_checked_by_name():
 
     with pytest.raises(TypeError, match=r"unknown option 'output'; did you mean 'outputs'\?"):
         Session("clip.avi", "bundle", "a", output=["x.mp4"])
+    from pathlib import Path
+
+    assert Session(Path("clip.avi"), "bundle", "a").sources == ["clip.avi"]  # a path, or a list of paths and URIs
+    assert Session([Path("a.avi"), "0"], "bundle", "a").sources == ["a.avi", "0"]
 
 
 def test_a_session_runs_the_apps_own_engine_and_leaves_it_open(tmp_path, tiny_bundle):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import queue
 import threading
 import weakref
@@ -135,7 +136,7 @@ class Session:
 
     def __init__(
         self,
-        sources: Union[str, Sequence[str]],
+        sources: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
         model: Any,
         classes: Union[None, str, Sequence[str]] = None,
         *,
@@ -149,7 +150,8 @@ class Session:
         if options is not None and option_values:
             raise TypeError(f"give the options as options= or as keywords, not both: {sorted(option_values)}")
         self.options = options if options is not None else _options(option_values)
-        self.sources = [sources] if isinstance(sources, str) else [str(s) for s in sources]
+        given = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)  # a source, or a list
+        self.sources: List[str] = [os.fspath(source) for source in given]
         if not self.sources:
             raise CliError("a session needs at least one source (a camera, a stream URL, a video file, a folder)")
         if self.options.preview_readonly and self.options.preview is None:
