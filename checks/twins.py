@@ -47,6 +47,8 @@ SHAPE_ONLY: Dict[Tuple[str, str], str] = {
     "parse_resize_inputs; the rest is each binding's call",
     ("csrc/bindings/testing.cpp", "csrc/bindings/testing.cpp"): "each test helper makes one CUDA object and hands "
     "back its handle",
+    ("csrc/bindings/emulation.cpp", "csrc/bindings/testing.cpp"): "each copies another struct's counters into a dict "
+    "by name (the emulated runtime's statistics; segment_windows' pruning counters)",
     ("csrc/cuda/mma.cuh", "csrc/cuda/mma.cuh"): "one inline-asm wrapper per mma.sync shape (m16n8k16 f16, m16n8k8 "
     "tf32): PTX spells each instruction out",
     ("csrc/emu/cuda_emu_runtime.h", "csrc/emu/cuda_emu_runtime.h"): "CUDA's runtime enums as cuda_runtime_api.h "
