@@ -290,6 +290,10 @@ def verdict(out: Path, stages: Sequence[str]) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = args.pop(0) if args else ""
+    if command in ("-h", "--help") and not args:
+        print("usage: python -m checks image_twin COMMAND [ARGS] (tools/image_twin.sh runs them)")
+        print(__doc__.split("\n\n")[2])
+        return 0
     if command == "requirements" and not args:
         print("\n".join(requirements()))
     elif command == "no-deps" and not args:

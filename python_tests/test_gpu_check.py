@@ -315,6 +315,7 @@ def test_the_tests_pinned_to_the_cpu_are_the_stages_deselection_not_a_filter(tmp
         "python_tests/runtime/test_batched_call.py::test_two_stage_packs_the_crops_of_several_images_into_one_clip_call",
         "python_tests/runtime/test_engine_options.py::test_a_row_of_one_bundle_kind_is_refused_by_the_others",
         "python_tests/runtime/test_engine_test_scale.py::test_a_two_stage_bundle_refuses_test_scale",
+        "python_tests/runtime/test_engine_test_scale.py::test_a_two_stage_bundle_refuses_the_live_preset_naming_it",
         "python_tests/runtime/test_engine_test_scale.py::test_whole_image_inference_takes_the_test_scale",
         f"python_tests/{unknown}::test_each_familys_pixels_below_the_threshold_are_unknown_and_the_others_keep_their_class",
         f"python_tests/{unknown}::test_the_probability_of_the_softmax_maps_and_two_stage_families_is_within_0_and_1",

@@ -48,8 +48,8 @@ stage() {  # stage NAME COMMAND...: runs COMMAND (errexit on inside it) and reco
   : >"$SUITES_FILE"
   [ "$rc" = 0 ] || exit "$rc"
 }
-stage_table() {
-  local rc=$? row name wall cpu status
+stage_table() {  # stage_table [STATUS]: the table, then exit with STATUS (default: the last command's)
+  local rc=${1:-$?} row name wall cpu status
   cpu_now
   rm -f "$TIMES_FILE" "$SUITES_FILE"
   echo
@@ -260,7 +260,8 @@ report_twin() {  # the twin's output; fails with its status
   echo "  the image twin: its own wall ${wall} s, CPU ${cpu} s, exit $rc"
   return "$rc"
 }
-trap 'stop_twin; stage_table' EXIT
+# the run's status handed on (a subshell such as (exit N) inside an EXIT trap runs the trap again), the trap cleared
+trap 'status=$?; trap - EXIT; stop_twin || true; stage_table "$status"' EXIT
 start_twin
 stage "static checks (ruff, mypy, clang-format)" bash "$ROOT/tools/lint.sh"
 stage "C++ tests (GoogleTest via ctest)" cpp_tests

@@ -118,7 +118,11 @@ def _taps(in_size: int, out_size: int, fused: bool):
     """zsseg/bilinear.h's taps, the coordinate rounded once (an FFMA: ``fused``) or twice (the CPU)."""
     scale = np.float32(in_size) / np.float32(out_size)
     at = np.arange(out_size, dtype=np.float32) + np.float32(0.5)
-    src = (np.float64(scale) * at - 0.5).astype(np.float32) if fused else scale * at - np.float32(0.5)
+    # the fused product in float64 arrays (a float64 scalar times a float32 array stays float32 under NumPy 1's
+    # value-based casting: the runtime-only venv's NumPy 1.26)
+    src = (
+        (at.astype(np.float64) * np.float64(scale) - 0.5).astype(np.float32) if fused else scale * at - np.float32(0.5)
+    )
     src = np.maximum(src, np.float32(0))
     i0 = np.minimum(src.astype(np.int64), in_size - 1)
     w1 = np.clip(src - i0.astype(np.float32), np.float32(0), np.float32(1))

@@ -17,7 +17,9 @@ from support import VOCAB10
 from zsseg_rt import cli
 from zsseg_rt.runtime import Engine, upgrade
 
-PHOTO = "zsseg_rt/assets/samples/JPEGImages/2011_000006.jpg"
+# absolute: the runtime-only venv's session runs from another folder than the checkout
+PHOTO = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "zsseg_rt", "assets",
+                     "samples", "JPEGImages", "2011_000006.jpg")  # fmt: skip
 
 
 def test_a_cache_dir_that_is_a_file_or_missing_for_auto_is_refused(tiny_bundle, tmp_path, capsys):
