@@ -554,7 +554,9 @@ class Engine:
     def mark_unknown(self, result: Result) -> Result:
         """``result`` with the unknown threshold applied (``unknown_below``, off by default: unchanged): the pixels
         whose best class's probability is below it labelled :func:`~zsseg_rt.runtime.result.unknown_label` (in
-        place; ``result.unknown_below`` set). A result without host scores is left as it is."""
+        place; ``result.unknown_below`` set). A result without host scores is left as it is. The limits of its
+        objects (``object_min_area``, ``max_objects``: ``Result.objects()``) are set on it too."""
+        result.object_min_area, result.max_objects = self.options.object_min_area, self.options.max_objects
         threshold = self.options.unknown_below
         if threshold is None or result.scores is None or result.labels is None:
             return result

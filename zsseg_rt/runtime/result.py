@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from zsseg_rt.io_safety import atomic_write_bytes, atomic_write_json
+
+if TYPE_CHECKING:
+    from .objects import FrameObjects
 
 __all__ = [
     "Result",
@@ -118,6 +121,8 @@ class Result:
         probability: the best class's probability where it is not ``scores`` (the two-stage pipeline: the semantic
             score over the proposals' mask mass, docs/usage.md "Unknown pixels"), when the unknown threshold read it;
             else None.
+        object_min_area, max_objects: the limits :meth:`objects` applies when not given (the Engine's options of
+            those names, set on its results); None: the option table's defaults.
     """
 
     labels: np.ndarray
@@ -133,6 +138,8 @@ class Result:
     class_scores: Optional[Any] = None
     unknown_below: Optional[float] = None
     probability: Optional[np.ndarray] = None
+    object_min_area: Optional[float] = None
+    max_objects: Optional[int] = None
 
     # ---- what the labels say ------------------------------------------------------------------------------------
     @property
@@ -188,6 +195,33 @@ class Result:
         if self.unknown_id is not None:
             names[str(self.unknown_id)] = UNKNOWN_NAME
         return names
+
+    def objects(self, min_area: Optional[float] = None, max_objects: Optional[int] = None) -> "FrameObjects":
+        """Each class's connected regions (8-connectivity, at the output size) as objects, for robots: class id and
+        name, score (the mean of ``scores`` over the region: the class's own score, as every pixel of the region has
+        it as its winner), box ``(x, y, w, h)``, area, centroid and COCO RLE mask, ordered by class, then area
+        (largest first); the unknown label gives none (``zsseg_rt.runtime.objects.find_objects``).
+
+        Args:
+            min_area: the smallest region kept, a fraction of the frame's pixels in [0, 1]; None:
+                :attr:`object_min_area` (the Engine's ``object_min_area``, default 0.001).
+            max_objects: at most this many (the rest counted in ``dropped``); None: :attr:`max_objects` (the
+                Engine's, default 100).
+        """
+        from .objects import DEFAULT_MAX_OBJECTS, DEFAULT_MIN_AREA, find_objects
+
+        if min_area is None:
+            min_area = DEFAULT_MIN_AREA if self.object_min_area is None else self.object_min_area
+        if max_objects is None:
+            max_objects = DEFAULT_MAX_OBJECTS if self.max_objects is None else self.max_objects
+        return find_objects(
+            self.labels,
+            self.class_names,
+            scores=self.scores,
+            unknown_id=self.unknown_id,
+            min_area=min_area,
+            max_objects=max_objects,
+        )
 
     def _color_table(self, rgb: np.ndarray) -> np.ndarray:
         """``rgb`` (a colour per class) in the input's channel order, with the unknown label's colour at its id."""

@@ -401,6 +401,8 @@ class VideoSegmenter:
             banner=template.banner,
             backend=template.backend,
             inference=template.inference,
+            object_min_area=template.object_min_area,
+            max_objects=template.max_objects,
             keyframe=False,
             reason="",
             confidence=plan.motion.confidence,
