@@ -3,8 +3,8 @@
 of viewers (Foxglove's app: "Open connection", ``ws://HOST:PORT``; or any client of the protocol, subprotocol
 ``foxglove.sdk.v1``).
 
-Each source's three channels are advertised at once, with their ``ros2msg`` schemas and CDR messages: the same bytes
-an MCAP file holds. A message is encoded only when a viewer subscribes to its channel (``Channel.has_sinks``), so with
+Each source's channels (three; five with ``objects=True``: its objects and their annotations) are advertised at once,
+with their ``ros2msg`` schemas and CDR messages: the same bytes an MCAP file holds. A message is encoded only when a viewer subscribes to its channel (``Channel.has_sinks``), so with
 nobody watching the output costs a few checks per frame; a viewer that subscribes to ``/<source>/label_info`` later
 gets the current vocabulary with the source's next frame. The server listens on 127.0.0.1 unless another host is
 given (it has no authentication: on a shared network, an SSH tunnel), and a port in use is refused when the sink is
@@ -17,10 +17,11 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Dict, Sequence, Set, Tuple
+from typing import Any, Dict, Optional, Sequence, Set, Tuple
 
 from . import ros_messages as ros
 from .loopback import LOOPBACK_HOSTS
+from .object_messages import DETECTION_2D_ARRAY, IMAGE_ANNOTATIONS, OBJECT_SCHEMAS
 from .robot_sinks import JPEG_QUALITY, RobotSink, _Source, require_module
 from .sink_base import SinkError
 
@@ -31,7 +32,14 @@ log = logging.getLogger("zsseg_rt.stream")
 DEFAULT_PORT = 8765  # Foxglove's own default
 STOP_SECONDS = 5.0  # close(): the longest wait for the server's listener to be gone
 SCHEME = "foxglove://"
-_SCHEMA_OF = {"labels": ros.IMAGE, "overlay": ros.COMPRESSED_IMAGE, "label_info": ros.LABEL_INFO}
+_SCHEMA_OF = {
+    "labels": ros.IMAGE,
+    "overlay": ros.COMPRESSED_IMAGE,
+    "label_info": ros.LABEL_INFO,
+    "objects": DETECTION_2D_ARRAY,
+    "annotations": IMAGE_ANNOTATIONS,
+}
+_DEFINITIONS = {**ros.SCHEMAS, **OBJECT_SCHEMAS}
 
 
 def parse_foxglove_url(spec: str) -> Tuple[str, int]:
@@ -135,7 +143,7 @@ class FoxgloveSink(RobotSink):
         port: TCP port (0: any free one; read ``port`` afterwards).
         host: interface to bind: 127.0.0.1 (default, this machine only); "0.0.0.0" serves the network (no
             authentication: a warning says so).
-        sources, frame_id, overlay, jpeg_quality: see ``RobotSink``.
+        sources, frame_id, overlay, jpeg_quality, objects, min_area, max_objects: see ``RobotSink``.
         name: the server's name shown to viewers.
 
     Raises:
@@ -152,6 +160,9 @@ class FoxgloveSink(RobotSink):
         overlay: bool = True,
         jpeg_quality: int = JPEG_QUALITY,
         name: str = "zsseg",
+        objects: bool = False,
+        min_area: Optional[float] = None,
+        max_objects: Optional[int] = None,
     ):
         foxglove = require_module("foxglove", "a Foxglove output")
         self._foxglove = foxglove
@@ -175,7 +186,7 @@ class FoxgloveSink(RobotSink):
         self.closed = False
         self._refused = _RefusedHandshakes()
         logging.getLogger(_SDK_SERVER_LOG).addFilter(self._refused)
-        super().__init__(sources, frame_id, overlay, jpeg_quality)
+        super().__init__(sources, frame_id, overlay, jpeg_quality, objects, min_area, max_objects)
         if host not in LOOPBACK_HOSTS:
             log.warning("Foxglove server on %s:%d serves without authentication", host, self.port)
         log.info("Foxglove server at %s (%s)", self.url, ", ".join(self.topics()))
@@ -186,10 +197,9 @@ class FoxgloveSink(RobotSink):
         return f"ws://{url_host(self.host)}:{self.port}"
 
     def _source_added(self, source: _Source) -> None:
-        kinds = ["labels", "overlay", "label_info"] if self.overlay else ["labels", "label_info"]
-        for kind in kinds:  # advertised now: a viewer sees the topics before the first frame
+        for kind in self.kinds():  # advertised now: a viewer sees the topics before the first frame
             schema = self._foxglove.Schema(
-                name=_SCHEMA_OF[kind], encoding="ros2msg", data=ros.SCHEMAS[_SCHEMA_OF[kind]]
+                name=_SCHEMA_OF[kind], encoding="ros2msg", data=_DEFINITIONS[_SCHEMA_OF[kind]]
             )
             self._channels[(source.name, kind)] = self._foxglove.Channel(
                 source.topic(kind), schema=schema, message_encoding="cdr", context=self._context
@@ -241,6 +251,7 @@ class FoxgloveSink(RobotSink):
             "frames": self.frames,
             "messages": self.messages,
             "topics": self.topics(),
+            **self.objects_described(),
         }
 
     def __del__(self) -> None:  # a sink dropped without close(): its server must not outlive it

@@ -39,7 +39,8 @@ class SinkOptions:
     """What opening a sink may use besides its spec: ``fps`` (a video's), ``replace`` (an image folder's earlier
     frames may be replaced, standing alone), ``staged`` (the output plan's entry of the spec: an ``AtomicFile`` or a
     ``StagedFolder``; None: the sink checks its own output), ``sources`` (the names of the sources it shows, for the
-    robot outputs' topics), ``frame_id`` and ``overlay`` (robot outputs), ``title`` (a window's)."""
+    robot outputs' topics), ``frame_id``, ``overlay`` and ``objects`` (robot outputs: ``/<source>/objects`` and
+    ``/<source>/annotations`` too), ``title`` (a window's)."""
 
     fps: float = 30.0
     replace: bool = False
@@ -47,6 +48,7 @@ class SinkOptions:
     sources: Sequence[str] = ("camera",)
     frame_id: str = "{source}"
     overlay: bool = True
+    objects: bool = False
     title: str = "zsseg"
 
 
@@ -130,6 +132,7 @@ def _mcap(spec: str, options: SinkOptions) -> FrameSink:
         overlay=options.overlay,
         overwrite=options.replace,
         output=options.staged,
+        objects=options.objects,
     )
 
 
@@ -137,7 +140,14 @@ def _foxglove(spec: str, options: SinkOptions) -> FrameSink:
     from .foxglove_sink import FoxgloveSink, parse_foxglove_url
 
     host, port = parse_foxglove_url(spec)
-    return FoxgloveSink(port, host, sources=options.sources, frame_id=options.frame_id, overlay=options.overlay)
+    return FoxgloveSink(
+        port,
+        host,
+        sources=options.sources,
+        frame_id=options.frame_id,
+        overlay=options.overlay,
+        objects=options.objects,
+    )
 
 
 def _null(spec: str, options: SinkOptions) -> FrameSink:

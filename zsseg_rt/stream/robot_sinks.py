@@ -11,7 +11,11 @@ Topics, for a source named ``front`` (its name as a ROS 2 name token: ``ros_mess
   labels, which a robot computes with, are the lossless ``Image``;
 - ``/front/label_info``: ``vision_msgs/msg/LabelInfo``, class id -> class name (the ROS 2 convention for a label
   image's classes), before the first frame's labels and again before the first labels of every new vocabulary (and,
-  live, to a viewer that subscribes to it later).
+  live, to a viewer that subscribes to it later);
+- with ``objects=True`` (``--objects``), the frame's objects (``Result.objects()``: each class's connected regions):
+  ``/front/objects``, ``vision_msgs/msg/Detection2DArray``, and ``/front/annotations``,
+  ``foxglove_msgs/msg/ImageAnnotations`` (their boxes and class names, drawn by Foxglove over the overlay), every
+  frame, an empty array when it has none (:mod:`zsseg_rt.stream.object_messages`).
 
 ``header.stamp``: the frame's time. A video file's (or an image folder's at ``fps``) presentation time: seconds
 from the file's start, as in the file; a live source's time of capture (the wall clock, ``time.time()``). Per source
@@ -35,8 +39,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from zsseg_rt.runtime.result import UNKNOWN_NAME
+from zsseg_rt.runtime.result import UNKNOWN_NAME, palette
 
+from . import object_messages
 from . import ros_messages as ros
 from .sink_base import FrameSink, SinkError
 
@@ -88,6 +93,10 @@ class RobotSink(FrameSink):
         frame_id: ``header.frame_id``; ``{source}`` is replaced by the source's name.
         overlay: also the overlay, JPEG, on ``/<source>/overlay``.
         jpeg_quality: of the overlay, 1-100.
+        objects: also the frame's objects, on ``/<source>/objects`` and ``/<source>/annotations``: those of
+            ``result.objects(min_area=min_area, max_objects=max_objects)``: the smallest region as a fraction of the
+            frame's pixels, at most this many a frame (None: the result's own, the Engine's ``object_min_area`` and
+            ``max_objects``).
     """
 
     takes_overlay = True  # the stream loop passes its overlay (a callable drawing it when called) to write_result
@@ -98,12 +107,20 @@ class RobotSink(FrameSink):
         frame_id: str = "{source}",
         overlay: bool = True,
         jpeg_quality: int = JPEG_QUALITY,
+        objects: bool = False,
+        min_area: Optional[float] = None,
+        max_objects: Optional[int] = None,
     ):
         if not 1 <= int(jpeg_quality) <= 100:
             raise SinkError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
         self.frame_id = str(frame_id)
         self.overlay = bool(overlay)
         self.jpeg_quality = int(jpeg_quality)
+        self.objects = bool(objects)
+        self._object_options = {"min_area": min_area, "max_objects": max_objects}
+        self.objects_sent = 0  # objects in the Detection2DArrays written
+        self.objects_dropped = 0  # past max_objects in their frames (FrameObjects.dropped)
+        self._palette: Tuple[int, np.ndarray] = (0, palette(0))
         self.sources: List[_Source] = []
         self._lock = threading.RLock()
         self.frames = 0
@@ -138,10 +155,16 @@ class RobotSink(FrameSink):
                 raise SinkError(f"source {source} of a robot output with {len(self.sources)} sources")
             return self.sources[int(source)]
 
+    def kinds(self) -> List[str]:
+        """The topics of a source (``/<source>/<kind>``), in order: labels, overlay (when written), label_info,
+        objects and annotations (when written)."""
+        return ["labels", *(["overlay"] if self.overlay else []), "label_info"] + (
+            ["objects", "annotations"] if self.objects else []
+        )
+
     def topics(self) -> List[str]:
-        """Every topic written, in order: labels, overlay (when written), label_info of each source."""
-        kinds = ["labels", "overlay", "label_info"] if self.overlay else ["labels", "label_info"]
-        return [source.topic(kind) for source in self.sources for kind in kinds]
+        """Every topic written: each source's ``kinds()``."""
+        return [source.topic(kind) for source in self.sources for kind in self.kinds()]
 
     # ---- stamps -------------------------------------------------------------------------------------------------
     @staticmethod
@@ -181,12 +204,14 @@ class RobotSink(FrameSink):
         stamp: Optional[float] = None,
         source: Union[None, int, str] = None,
     ) -> None:
-        """The messages of one frame: its LabelInfo when the vocabulary is new, its labels, its overlay.
+        """The messages of one frame: its LabelInfo when the vocabulary is new, its labels, its objects (with
+        ``objects``), its overlay.
 
         Args:
             frame: the stream loop's ``Frame`` (its stamp, its source: ``frame.stream``), or the image segmented (a
                 loop of your own: ``[H, W, 3]`` BGR; stamped now unless ``stamp`` is given).
-            result: the ``Result`` (``labels``, ``class_names``; ``overlay()`` when ``overlay`` is not given).
+            result: the ``Result`` (``labels``, ``class_names``; ``overlay()`` when ``overlay`` is not given;
+                ``objects()`` with ``objects``).
             overlay: the overlay to send (BGR), or a callable drawing it (called only when it is sent); None: drawn
                 by ``result.overlay`` on the frame's image.
             stamp: the frame's time in seconds (``time.time()`` of its capture, or its time in a video) instead of
@@ -210,12 +235,36 @@ class RobotSink(FrameSink):
             self._send(target, "label_info", now, info)
         if self._wanted(target, "labels"):
             self._send(target, "labels", now, ros.image(now, target.frame_id, labels.astype(np.uint16)))
+        if self.objects:
+            self._write_objects(target, now, result, len(names))
         if self.overlay and self._wanted(target, "overlay"):
             jpeg = self._jpeg(self._overlay_image(frame, result, overlay))
             self._send(target, "overlay", now, ros.compressed_image(now, target.frame_id, jpeg))
         with self._lock:
             target.frames += 1
             self.frames += 1
+
+    def _write_objects(self, target: _Source, now: int, result: Any, classes: int) -> None:
+        """The frame's objects on ``objects`` and ``annotations`` (stamped as its labels), found only when one of the
+        two is taken."""
+        wanted = [kind for kind in ("objects", "annotations") if self._wanted(target, kind)]
+        if not wanted:
+            return
+        find = getattr(result, "objects", None)
+        if not callable(find):
+            raise SinkError(
+                f"objects=True needs results with objects() (zsseg_rt's Result), got a {type(result).__name__}"
+            )
+        found = find(**self._object_options)
+        if "objects" in wanted:
+            self._send(target, "objects", now, object_messages.detection_2d_array(now, target.frame_id, found))
+        if "annotations" in wanted:
+            if self._palette[0] != classes:
+                self._palette = (classes, palette(classes))
+            self._send(target, "annotations", now, object_messages.image_annotations(now, found, self._palette[1]))
+        with self._lock:
+            self.objects_sent += len(found)
+            self.objects_dropped += int(getattr(found, "dropped", 0))
 
     def _overlay_image(self, frame: Any, result: Any, overlay: Overlay) -> np.ndarray:
         if callable(overlay):
@@ -248,7 +297,12 @@ class RobotSink(FrameSink):
         raise NotImplementedError
 
     def describe(self) -> Dict[str, Any]:
-        return {"kind": "robot", "frames": self.frames, "messages": self.messages, "topics": self.topics()}
+        described = {"kind": "robot", "frames": self.frames, "messages": self.messages, "topics": self.topics()}
+        return {**described, **self.objects_described()}
+
+    def objects_described(self) -> Dict[str, int]:
+        """With ``objects``: the objects written and those left out past ``max_objects`` (``describe()``)."""
+        return {"objects": self.objects_sent, "objects_dropped": self.objects_dropped} if self.objects else {}
 
     def __enter__(self) -> "RobotSink":
         return self

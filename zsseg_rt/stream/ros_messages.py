@@ -6,7 +6,10 @@ readers of the MCAP project and ``rosbags`` decode the messages from them, witho
 - ``sensor_msgs/msg/Image``: the labels, encoding ``mono16`` (one class index per pixel, little-endian) and the
   overlay as ``rgb8`` (:func:`image`);
 - ``sensor_msgs/msg/CompressedImage``: the overlay as JPEG (:func:`compressed_image`);
-- ``vision_msgs/msg/LabelInfo``: the vocabulary, class id -> name (:func:`label_info`).
+- ``vision_msgs/msg/LabelInfo``: the vocabulary, class id -> name (:func:`label_info`);
+
+and, with the objects on, :mod:`zsseg_rt.stream.object_messages`'s ``vision_msgs/msg/Detection2DArray`` and
+``foxglove_msgs/msg/ImageAnnotations``.
 
 The encoders are written here (a few lines each: every field of these types is a primitive, a string or a byte
 array) rather than taken from ``mcap_ros2``'s generic encoder, because the same bytes go to the file and to the live
@@ -105,6 +108,11 @@ class _Cdr:
         self._align(4)
         self._put(struct.pack("<f", value))
 
+    def f64s(self, *values: float) -> None:
+        """``float64`` values in a row (fields, or a fixed-size array): aligned to 8 once, then packed together."""
+        self._align(8)
+        self._put(struct.pack(f"<{len(values)}d", *values))
+
     def string(self, text: str) -> None:
         data = text.encode() + b"\0"
         self.u32(len(data))
@@ -114,10 +122,14 @@ class _Cdr:
         self.u32(len(data))
         self._put(data)
 
-    def header(self, stamp_ns: int, frame_id: str) -> None:
+    def time(self, stamp_ns: int) -> None:
+        """``builtin_interfaces/Time``."""
         sec, nanosec = split_stamp(stamp_ns)
         self.i32(sec)
         self.u32(nanosec)
+
+    def header(self, stamp_ns: int, frame_id: str) -> None:
+        self.time(stamp_ns)
         self.string(frame_id)
 
     def bytes(self) -> bytes:
