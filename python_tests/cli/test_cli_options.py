@@ -51,7 +51,7 @@ cv2 = pytest.importorskip("cv2")
 
 from zsseg_rt import cli  # noqa: E402
 from zsseg_rt.assets import SAMPLES_DIR  # noqa: E402
-from zsseg_rt.cli_types import ENGINE_COMMANDS, engine_rows  # noqa: E402
+from zsseg_rt.console.arguments import ENGINE_COMMANDS, engine_rows  # noqa: E402
 
 HERE = Path(__file__).resolve().parent.parent  # python_tests: COVERAGE names its tests relative to it
 
@@ -848,11 +848,11 @@ class _FakeCamera:
 def fake_camera(monkeypatch):
     """``/dev/video0`` answered by ``_FakeCamera``; returns the real ``cv2.VideoCapture`` (to read outputs). A file is
     still opened by the real one (the video sink reads back what OpenCV wrote)."""
-    from zsseg_rt.stream import sources
+    from zsseg_rt.stream.sources import v4l2
 
     real = cv2.VideoCapture
     _FakeCamera.opened = []
-    monkeypatch.setattr(sources, "check_v4l2_device", lambda target: None)
+    monkeypatch.setattr(v4l2, "check_v4l2_device", lambda target: None)
     monkeypatch.setattr(
         cv2, "VideoCapture", lambda *args: _FakeCamera(*args) if isinstance(args[0], int) else real(*args)
     )
@@ -997,7 +997,7 @@ def test_serve_options_reach_the_deployment(tiny_bundle, capsys, monkeypatch):
     import zsseg_rt.scale as scale
     import zsseg_rt.scale.serve as serving
     from zsseg_rt.bundle import bundle_digest
-    from zsseg_rt.cli_errors import Terminated
+    from zsseg_rt.console.errors import Terminated
 
     seen = {}
     monkeypatch.setattr(scale, "init_ray", lambda address=None, num_cpus=None: seen.update(ray=(address, num_cpus)))

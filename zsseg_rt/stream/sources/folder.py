@@ -1,0 +1,89 @@
+"""An image folder: an existing folder of images (``file://`` allowed; not live), read in name order as frames."""
+
+from __future__ import annotations
+
+import os
+from typing import List, Optional
+
+import numpy as np
+
+from .base import IMAGE_EXTENSIONS, FrameSource, OpenOptions, SourceError, SourceKind, SourceSpec, log
+
+
+def strip_file_scheme(text: str) -> str:
+    """``file://PATH`` -> ``PATH``; anything else as given."""
+    return text[len("file://") :] if text.lower().startswith("file://") else text
+
+
+class ImageFolderSource(FrameSource):
+    """The images of a folder, in name order, as frames (unreadable files, truncated or damaged ones, and images
+    over the pixel limit, ``max_pixels`` as in ``zsseg_rt.image_io.read_image_bgr``, are skipped with a warning
+    giving the reason; ``allow_partial`` decodes what a truncated or damaged image holds instead)."""
+
+    def __init__(
+        self, folder: str, fps: Optional[float] = None, max_pixels: Optional[int] = None, allow_partial: bool = False
+    ):
+        super().__init__()
+        self.max_pixels = max_pixels
+        self.allow_partial = bool(allow_partial)
+        self.folder = folder
+        self.name = f"folder:{folder}"
+        self.fps = fps
+        self._paths: List[str] = []
+        self._index = 0
+        self.last_path: Optional[str] = None  # the file of the frame read last (COCO's file_name)
+
+    def open(self) -> None:
+        if not os.path.isdir(self.folder):
+            raise SourceError(f"image folder {self.folder!r} does not exist")
+        self._paths = sorted(
+            os.path.join(self.folder, name)
+            for name in os.listdir(self.folder)
+            if name.lower().endswith(IMAGE_EXTENSIONS)
+        )
+        if not self._paths:
+            raise SourceError(f"image folder {self.folder!r} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        self.frame_count = len(self._paths)
+        self._index = 0
+        self._restart_numbers()
+        self.ended = False
+
+    def read(self) -> Optional[np.ndarray]:
+        from zsseg_rt.image_io import ImageReadError, ImageTooLargeError, read_image_bgr
+
+        while self._index < len(self._paths):
+            path = self._paths[self._index]
+            self._index += 1
+            try:
+                image = read_image_bgr(path, self.max_pixels, allow_partial=self.allow_partial)
+            except ImageReadError as exc:
+                if not isinstance(exc, ImageTooLargeError):
+                    self.decode_errors += 1  # a damaged image (one over the pixel limit is not)
+                log.warning("skipped %s", exc)
+                continue
+            # its place in the folder, at fps; its number that place (a skipped image leaves a gap)
+            self._place((self._index - 1) / (self.fps or 30.0), number=self._index - 1)
+            self.last_path = path
+            return image
+        self.ended = True
+        return None
+
+
+def _parse(text: str) -> Optional[SourceSpec]:
+    path = strip_file_scheme(text)
+    return SourceSpec("folder", path, False) if os.path.isdir(path) else None
+
+
+def _build(spec: SourceSpec, options: OpenOptions) -> FrameSource:
+    return ImageFolderSource(
+        spec.target, fps=options.fps, max_pixels=options.max_pixels, allow_partial=options.allow_partial
+    )
+
+
+ROW = SourceKind(
+    name="folder",
+    example="frames/ (a folder of images)",
+    parse=_parse,
+    label=lambda spec: os.path.basename(os.path.normpath(spec.target)),
+    build=_build,
+)
