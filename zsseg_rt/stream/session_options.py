@@ -142,6 +142,7 @@ def sink_options(options: Any, fps: float, names: Sequence[str], staged: Any = N
         sources=list(names),
         frame_id=options.frame_id,
         overlay=bool(options.overlay_topic),
+        objects=bool(getattr(options, "objects", False)),  # the robot outputs' /<source>/objects and annotations
         title=title,
     )
 
