@@ -122,6 +122,12 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         help="(video files and image folders) also write every frame's labels as COCO masks (pycocotools' RLE "
         "format; category ids = label ids, image SOURCE/NNNNNN per frame), put in place when the run has ended well",
     )
+    p.add_argument(
+        "--objects",
+        action="store_true",
+        help="find each frame's objects: each class's connected regions (box, centroid, area, score, mask; "
+        "--object-min-area, --max-objects), written as COCO instances into --save-json",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_camera_command)
     return p
@@ -132,6 +138,7 @@ _SAME_NAMES = (
     "labels_out", "save_json", "stats_json", "overwrite", "preview", "preview_host", "preview_readonly", "class_file",
     "width", "height", "fps", "loop", "every_frame", "max_frames", "max_reconnects", "alpha", "allow_partial_images",
     "live", "stabilize", "stabilize_delay", "keyframe_every", "adaptive_keyframes", "temporal_consistency", "frame_id",
+    "objects",
 )  # fmt: skip
 
 

@@ -323,6 +323,8 @@ def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=No
         print(f"zsseg segment: note: {resized['note']}", file=sys.stderr)
     start = time.perf_counter()
     result = engine(image)
+    if getattr(args, "objects", False):  # --objects: found once, for the COCO file and --json
+        result.frame_objects = result.objects()
     elapsed = time.perf_counter() - start
     result.path = path
     if before_write is not None:
@@ -352,6 +354,8 @@ def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=No
         summary["resized"] = {"from": resized["from"], "to": resized["to"]}
     if result.banner:
         summary["banner"] = result.banner
+    if result.frame_objects is not None:
+        summary["objects"] = result.frame_objects.to_dict()  # {"objects": [...], "dropped": n}
     return summary
 
 
@@ -503,6 +507,8 @@ def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
         results.add(summary)
         if not args.json:
             shares = ", ".join(f"{k} {v:.1%}" for k, v in summary["areas"].items())
+            if "objects" in summary:
+                shares += f"; {len(summary['objects']['objects'])} objects"
             what = path if frame is None else f"{path} frame {frame[0]}"
             print(f"{what}: {summary['seconds']:.2f}s -> {next(iter(files.values()))}  {shares}")
         return True
@@ -603,7 +609,15 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         "--save-json",
         metavar="FILE",
         help="also write the labels as COCO masks (pycocotools' RLE format): one annotation per class and image, "
-        "category ids = label ids, with the class names and each image's size; written when the run ends",
+        "category ids = label ids, with the class names and each image's size; written when the run ends; with "
+        "--objects also one instance annotation (iscrowd 0, bbox, area, RLE, score) per object",
+    )
+    p.add_argument(
+        "--objects",
+        action="store_true",
+        help="find each image's objects: each class's connected regions (8-connectivity) of at least "
+        "--object-min-area of the image, at most --max-objects, as box [x, y, w, h], centroid, area, score (the "
+        "class's mean score over the region) and RLE mask: in --json ('objects') and --save-json",
     )
     p.add_argument(
         "--json",

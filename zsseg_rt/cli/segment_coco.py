@@ -67,7 +67,8 @@ class CocoOutput:
         extra = {} if frame is None else {"frame": int(frame[0]), "video": path}
         name = path if frame is None else frame_file_name(os.path.splitext(path)[0], int(frame[0]))
         unknown = getattr(result, "unknown_id", None) is not None
-        self.masks.add(result.labels, result.class_names, name, unknown, **extra)
+        found = getattr(result, "frame_objects", None)  # --objects: the image's objects, as instance annotations
+        self.masks.add(result.labels, result.class_names, name, unknown, found, **extra)
 
     def finish(self) -> None:
         """Write the file and put it in place (raises ``OutputWriteError``: the old file stays)."""

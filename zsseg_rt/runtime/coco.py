@@ -14,6 +14,16 @@ every annotation of an image, painted with its ``category_id``, gives the image'
 zeros), so the file needs no pycocotools to be written. ``iscrowd`` is 1: an RLE mask is a "crowd" region in COCO's
 terms (an object detector's evaluation would treat it so; a semantic map's region is not one object).
 
+With objects (``zsseg segment --objects --save-json``, ``zsseg camera --objects --save-json``; ``add(...,
+objects=result.objects())``), each image's objects follow its per-class annotations in the same ``annotations`` list
+(ids go on counting: every id in the file is unique): one instance annotation per connected region
+(``zsseg_rt.runtime.objects``), ``{"id", "image_id", "category_id", "segmentation": {"size", "counts"}, "area",
+"bbox": [x, y, w, h], "iscrowd": 0, "score"}``: what an instance-segmentation model's COCO file holds, the region's
+mask as RLE (``pycocotools.mask.decode`` gives the region back). A reader that wants the objects only keeps
+``iscrowd == 0``; the per-class masks are ``iscrowd == 1``. CVAT's COCO 1.0 import (Datumaro) reads both as masks
+(with ``score`` as an attribute); Label Studio's COCO converter reads the boxes (``bbox``) and polygon
+segmentations only, not RLE.
+
 NumPy only.
 """
 
@@ -134,10 +144,19 @@ class CocoMasks:
         self.unknown: Optional[int] = None  # the unknown label's id, once an image had the unknown threshold on
         self.description = description
 
-    def add(self, labels: np.ndarray, class_names: Sequence[str], file_name: str, unknown: bool = False, **extra):
+    def add(
+        self,
+        labels: np.ndarray,
+        class_names: Sequence[str],
+        file_name: str,
+        unknown: bool = False,
+        objects: Optional[Sequence[Any]] = None,
+        **extra,
+    ):
         """One image's label map ``[H, W]`` (ids into ``class_names``; ``unknown``: the threshold was on, so the
-        reserved id may occur), under ``file_name``; ``extra``: more fields of its image entry (``frame``,
-        ``source``). Returns its image id (1, 2, ...).
+        reserved id may occur), under ``file_name``; ``objects``: its objects (``Result.objects()``, a
+        ``FrameObjects``), written as instance annotations after its per-class ones (``iscrowd`` 0); ``extra``: more
+        fields of its image entry (``frame``, ``source``). Returns its image id (1, 2, ...).
 
         Raises:
             ValueError: another vocabulary than the first image's, or a label that is no class and not unknown.
@@ -182,6 +201,23 @@ class CocoMasks:
                     "iscrowd": 1,
                 }
             )
+        for item in objects or ():
+            if list(item.rle["size"]) != [height, width]:
+                raise ValueError(
+                    f"an object of {file_name!r} has a mask of {item.rle['size']}, the labels are [{height}, {width}]"
+                )
+            self.annotations.append(
+                {
+                    "id": len(self.annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(item.class_id),
+                    "segmentation": {"size": [height, width], "counts": item.rle["counts"]},
+                    "area": int(item.area),
+                    "bbox": [int(value) for value in item.box],
+                    "iscrowd": 0,
+                    "score": round(float(item.score), 6),
+                }
+            )
         return image_id
 
     def categories(self) -> List[Dict[str, Any]]:
@@ -198,6 +234,7 @@ class CocoMasks:
                 "description": self.description,
                 "date_created": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "category_ids": "label ids of the label maps (classes.json)",
+                "iscrowd": "1: a class's pixels in an image; 0: one connected region of a class (an object)",
             },
             "images": self.images,
             "categories": self.categories(),

@@ -140,6 +140,10 @@ class Result:
     probability: Optional[np.ndarray] = None
     object_min_area: Optional[float] = None
     max_objects: Optional[int] = None
+    # The objects found on a stream that asked for them (``zsseg camera --objects``, ``Session(objects=True)``: found
+    # once a frame, before its outputs are written): what :meth:`objects` returns without arguments. Not a field, so
+    # a result made from another (``VideoResult.from_result``, its own labels) does not carry the other's.
+    frame_objects = None  # type: Optional[FrameObjects]
 
     # ---- what the labels say ------------------------------------------------------------------------------------
     @property
@@ -207,9 +211,13 @@ class Result:
                 :attr:`object_min_area` (the Engine's ``object_min_area``, default 0.001).
             max_objects: at most this many (the rest counted in ``dropped``); None: :attr:`max_objects` (the
                 Engine's, default 100).
+
+        Without arguments, the objects the stream found already (:attr:`frame_objects`) when it did.
         """
         from .objects import DEFAULT_MAX_OBJECTS, DEFAULT_MIN_AREA, find_objects
 
+        if min_area is None and max_objects is None and self.frame_objects is not None:
+            return self.frame_objects
         if min_area is None:
             min_area = DEFAULT_MIN_AREA if self.object_min_area is None else self.object_min_area
         if max_objects is None:

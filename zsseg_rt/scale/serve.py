@@ -5,7 +5,10 @@ HTTP API (the Ray Serve proxy; host and port from :func:`run_server`):
 * ``GET /``: the web page (``web/index.html`` + ``web/app.js``, shipped with the package): upload or drop an image,
   type the classes, see the overlay, the legend and each class's area; a new vocabulary needs no restart.
 * ``POST /segment`` with the encoded image (JPEG, PNG, ... bytes) as the body, optionally ``?classes=a,b,c``
-  (``;`` joins synonyms; a named vocabulary, ``?classes=voc21``; else the server's default vocabulary), ``?scores=0`` (leave the scores out) and ``?labels=raw``. The answer is
+  (``;`` joins synonyms; a named vocabulary, ``?classes=voc21``; else the server's default vocabulary), ``?scores=0``
+  (leave the scores out), ``?labels=raw`` and ``?objects=1`` (each class's connected regions as objects: box,
+  centroid, area, score, RLE mask; ``Result.objects()`` with the server's ``--object-min-area`` and
+  ``--max-objects``; the page's "Objects" box draws them). The answer is
   described in :mod:`.serve_http` (labels, scores, class names and colours, per-class areas, timing, the bundle's
   random-weights flag). A body that is not an image or a bad vocabulary gets HTTP 400, a body or image over the
   pixel limit 413 (the limit of every other command: ``--max-pixels``, else ``$ZSSEG_MAX_PIXELS`` or 40 MP), each
@@ -104,7 +107,7 @@ _BUSY = (
 # quarter of the 503s of a 200-request burst were Ray's (issue 75, E9). A refusal reads no body: a few KB each.
 RAY_HEADROOM = 1024
 VocabularyKey = Union[str, Tuple[str, ...]]  # a named vocabulary's name, or the class texts
-BatchItem = Tuple[np.ndarray, VocabularyKey, bool, bool]  # image, vocabulary, with scores, raw labels
+BatchItem = Tuple[np.ndarray, VocabularyKey, bool, bool, bool]  # image, vocabulary, with scores, raw labels, objects
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
 WEB_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8")}
 
@@ -312,6 +315,7 @@ class SegmentationServer:
         check_query(query.multi_items())  # a misspelt ?clases= is refused, not answered with the default vocabulary
         with_scores = parse_flag(query.get("scores"), True, "scores")
         labels_format = query.get("labels", "png")
+        with_objects = parse_flag(query.get("objects"), False, "objects")
         if labels_format not in ("png", "raw"):
             raise RequestError(400, f"?labels= takes png or raw, got {labels_format!r}")
         classes = query_classes(query.getlist("classes"))
@@ -324,7 +328,7 @@ class SegmentationServer:
         del body
         self._refuse_before_batching(image, vocabulary)
         decoded = time.perf_counter()
-        outcome = await self.segment_batch((image, vocabulary[0], with_scores, labels_format == "raw"))
+        outcome = await self.segment_batch((image, vocabulary[0], with_scores, labels_format == "raw", with_objects))
         del image
         if isinstance(outcome, RequestError):
             raise outcome
@@ -502,7 +506,9 @@ class SegmentationServer:
         except Exception as exc:  # noqa: BLE001 - this request's failure, reported to its client only (and counted
             return RequestError(error_status(exc), format_error(exc))  # by its status, once, in _admit)
 
-    def _answer(self, result, with_scores: bool, raw_labels: bool) -> Tuple[Dict[str, Any], float]:
+    def _answer(
+        self, result, with_scores: bool, raw_labels: bool, with_objects: bool = False
+    ) -> Tuple[Dict[str, Any], float]:
         """The JSON answer of one result (see :mod:`.serve_http`) and the seconds its encoding took."""
         from zsseg_rt.runtime.result import palette
 
@@ -521,6 +527,8 @@ class SegmentationServer:
         answer.update(encode_labels(result.labels, len(names) + (unknown is not None), raw=raw_labels))
         if with_scores:
             answer.update(encode_scores(result.scores))
+        if with_objects:  # ?objects=1: the Engine's limits (--object-min-area, --max-objects)
+            answer["objects"] = result.objects().to_dict()
         return answer, time.perf_counter() - start
 
 

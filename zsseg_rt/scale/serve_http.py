@@ -19,6 +19,9 @@ Answer of ``POST /segment`` (JSON)::
      "scores_png": base64 16-bit PNG of the winning scores quantised over "scores_range": [lo, hi]
         (score = lo + value * (hi - lo) / 65535, within (hi - lo) / 131070; omitted with ?scores=0),
      "areas": {class: fraction of the pixels, most frequent first}, "pixels": {class: pixel count},
+     "objects" (only with ?objects=1): {"objects": [{"class_id", "name", "score", "box": [x, y, w, h], "area",
+        "centroid": [x, y], "rle": {"size": [h, w], "counts": COCO RLE}}, ...], "dropped": regions over the cap}
+        (``Result.objects()``: each class's connected regions, with the server's --object-min-area / --max-objects),
      "timing_ms": {"read", "decode", "segment" (queue + batch), "encode", "total"},
      "backend": ..., "random_weights": true/false where the bundle records it}
 
@@ -160,12 +163,13 @@ def check_content_type(value: Optional[str]) -> None:
     )
 
 
-QUERY_KEYS = ("classes", "scores", "labels")  # what POST /segment reads from its query
+QUERY_KEYS = ("classes", "scores", "labels", "objects")  # what POST /segment reads from its query
 
 
 def check_query(items: Sequence[Tuple[str, str]]) -> None:
     """Refuse (400) a ``POST /segment`` query with a key it does not read (``?clases=`` or ``?Classes=`` would otherwise
-    fall back, silently, to the server's default vocabulary) or with ``?scores=`` / ``?labels=`` given more than once
+    fall back, silently, to the server's default vocabulary) or with ``?scores=`` / ``?labels=`` / ``?objects=`` given
+    more than once
     (``?classes=`` twice has its own message: ``query_classes``). ``items``: the query's (key, value) pairs."""
     keys = [key for key, _ in items]
     unknown = sorted({key for key in keys if key not in QUERY_KEYS})
@@ -176,7 +180,7 @@ def check_query(items: Sequence[Tuple[str, str]]) -> None:
             f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}: "
             f"POST /segment reads {known} (names are case-sensitive)",
         )
-    for key in ("scores", "labels"):
+    for key in ("scores", "labels", "objects"):
         if keys.count(key) > 1:
             values = [value for name, value in items if name == key]
             raise RequestError(

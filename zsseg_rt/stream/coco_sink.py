@@ -35,7 +35,8 @@ class CocoSink(FrameSink):
         index = int(frame.index)
         unknown = getattr(result, "unknown_id", None) is not None
         name = getattr(frame, "path", None) or frame_file_name(source, index)
-        self.masks.add(result.labels, result.class_names, name, unknown, source=source, frame=index)
+        found = getattr(result, "frame_objects", None)  # with --objects: the run found them (runner.objects)
+        self.masks.add(result.labels, result.class_names, name, unknown, found, source=source, frame=index)
 
     def finish(self) -> None:
         """The document written under its temporary name (not in place yet)."""
@@ -56,4 +57,5 @@ class CocoSink(FrameSink):
             "kind": "coco",
             "frames": len(self.masks.images),
             "annotations": len(self.masks.annotations),
+            "objects": sum(1 for item in self.masks.annotations if item["iscrowd"] == 0),
         }

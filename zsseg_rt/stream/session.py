@@ -66,11 +66,14 @@ class SessionInput:
 @dataclasses.dataclass
 class SessionResult:
     """One frame's result, as the loop made it: the source's name, the ``Frame`` (``.image``, ``.index``: its number,
-    the name its outputs give it) and the result (``.labels``, ``.class_names``; a ``VideoResult`` with the filter)."""
+    the name its outputs give it) and the result (``.labels``, ``.class_names``; a ``VideoResult`` with the filter);
+    with ``objects=True``, ``objects``: its regions as objects (``zsseg_rt.runtime.objects.FrameObjects``, what
+    ``result.objects()`` gives), else None."""
 
     source: str
     frame: Any
     result: Any
+    objects: Any = None
 
 
 # a progress display: called with the started Session, it gives a context manager around the run whose value is
@@ -296,7 +299,7 @@ class Session:
                 shown(frame, result, stats)
             if results is None:
                 return
-            item = SessionResult(names[frame.stream], frame, result)
+            item = SessionResult(names[frame.stream], frame, result, getattr(result, "frame_objects", None))
             while not runner._stopping():  # the caller's loop sets the pace; a stop never waits for it
                 try:
                     results.put(item, timeout=0.1)
@@ -428,6 +431,7 @@ class Session:
             opened=[item.opened for item in self.inputs],
             temporal_consistency=options.temporal_consistency,
             in_flight=options.in_flight,
+            objects=options.objects,
         )
         phase("camera:stream-start")
         return sinks, shared

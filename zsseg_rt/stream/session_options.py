@@ -37,6 +37,7 @@ class SessionOptions:
     outputs: Sequence[str] = ()  # -o: display://, out.mp4, frames/, out.mcap, foxglove://HOST:PORT (output_kinds)
     labels_out: Optional[str] = None  # a folder of 16-bit label PNGs per frame
     save_json: Optional[str] = None  # COCO masks of every frame (files and folders only)
+    objects: bool = False  # each result carries its objects (Result.objects(): SessionResult.objects); COCO instances
     stats_json: Optional[str] = None  # the final statistics
     overwrite: bool = False
     preview: Optional[int] = None  # the MJPEG preview page's port

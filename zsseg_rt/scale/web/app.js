@@ -128,6 +128,27 @@ function draw() {
     data[o + 2] = Math.round((1 - alpha) * data[o + 2] + alpha * color[2]);
   }
   context.putImageData(pixels, 0, 0);
+  if (answer.objects) drawObjects(context, answer);
+}
+
+// ?objects=1 (the "Objects" box): each object's box [x, y, w, h] in its class's colour, its name and score above it
+function drawObjects(context, answer) {
+  const line = Math.max(2, Math.round(context.canvas.width / 400));
+  context.lineWidth = line;
+  context.font = `${6 * line + 4}px system-ui, sans-serif`;
+  context.textBaseline = "bottom";
+  for (const item of answer.objects.objects) {
+    const [x, y, w, h] = item.box;
+    const color = answer.colors[item.class_id];
+    context.strokeStyle = `rgb(${color[0]}, ${color[1]}, ${color[2]})`;
+    context.strokeRect(x + line / 2, y + line / 2, Math.max(w - line, 1), Math.max(h - line, 1));
+    const text = `${item.name} ${item.score.toFixed(2)}`;
+    const top = Math.max(y, 6 * line + 6);
+    context.fillStyle = "#000";
+    context.fillRect(x, top - 6 * line - 6, context.measureText(text).width + 4, 6 * line + 6);
+    context.fillStyle = "#fff";
+    context.fillText(text, x + 2, top - 1);
+  }
 }
 
 function showLegend(answer) {
@@ -165,6 +186,7 @@ async function segment() {
   setStatus("segmenting...", "busy");
   try {
     const query = new URLSearchParams({ classes: classes, labels: "raw", scores: "0" });
+    if ($("objects").checked) query.set("objects", "1"); // each class's connected regions, drawn as boxes
     // an image type: the server refuses the types a form of another site could send (415)
     const type = (state.file.type || "").startsWith("image/") ? state.file.type : "application/octet-stream";
     const response = await fetch("segment?" + query, { method: "POST", body: state.file, headers: { "Content-Type": type } });
@@ -274,6 +296,7 @@ function wire() {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); segment(); }
   });
   $("alpha").addEventListener("input", draw);
+  $("objects").addEventListener("change", () => { if (state.file && !state.stream) segment(); });
 }
 
 wire();
