@@ -1,5 +1,5 @@
 """The signal sweep's runner (issue 64, N5): a ``zsseg`` command started with the phase test hook
-(``zsseg_rt.signal_phases.phase``) stops at one named start-up phase, the test sends it SIGINT or SIGTERM there, and
+(``zsseg_rt.console.signal_phases.phase``) stops at one named start-up phase, the test sends it SIGINT or SIGTERM there, and
 :func:`signal_at_phase` returns what it did: exit code, stdout, stderr, and the processes it left (Linux /proc).
 
 Events, no sleeps: the command connects to a Unix socket the test listens on when it reaches the phase, and waits
@@ -29,12 +29,12 @@ from typing import Dict, List, Optional
 
 from support import subprocess_env
 
-HOOK_ENV = "ZSSEG_TEST_PHASE_HOOK"  # zsseg_rt.signal_phases.PHASE_HOOK_ENV (read there; written here)
+HOOK_ENV = "ZSSEG_TEST_PHASE_HOOK"  # zsseg_rt.console.signal_phases.PHASE_HOOK_ENV (read there; written here)
 
 # The command line's entry point, with the phases inside libraries marked (only the one the test stops at).
 CHILD = r"""
 import os, sys
-from zsseg_rt.signal_phases import phase
+from zsseg_rt.console.signal_phases import phase
 
 def mark(owner, name, label, after=False):
     original = getattr(owner, name)
@@ -60,7 +60,7 @@ if stop in ("ray:connect", "ray:connected"):
     scale.import_ray = import_ray
 elif stop == "ray:get":  # at serve:start, the driver blocked inside ray.get (as serve.start blocks there)
     import signal, socket
-    import zsseg_rt.signal_phases as phases
+    import zsseg_rt.console.signal_phases as phases
     address = os.environ["ZSSEG_TEST_PHASE_HOOK"].partition("@")[2]
     own = phases.phase
     def tell_handled(handler):

@@ -154,7 +154,8 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
         (
             "zsseg_rt",
             "zsseg_rt.errors",
-            "zsseg_rt.cli_errors",
+            "zsseg_rt.console",  # errors, signal phases, progress, speed (console.arguments: runtime applications)
+            "zsseg_rt.outputs",
             "zsseg_rt.options",
             "zsseg_rt.image_io",
             "zsseg_rt.io_safety",
@@ -173,7 +174,7 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("preparing a bundle for this machine (no torch)", ("zsseg_rt.prepare",)),
     (
         "runtime applications (Ray, camera, profiler, zsseg segment)",
-        ("zsseg_rt.scale", "zsseg_rt.stream", "zsseg_rt.profiling", "zsseg_rt.cli_types"),
+        ("zsseg_rt.scale", "zsseg_rt.stream", "zsseg_rt.profiling", "zsseg_rt.console.arguments"),
     ),
     ("the family contract (protocol, registry, shared blocks)", ("zsseg_rt.contract",)),
     ("toolkits the families call (export, eval, train)", ("zsseg_rt.export", "zsseg_rt.eval", "zsseg_rt.train")),

@@ -18,7 +18,7 @@ CLASSES = ["person", "bottle", "chair", "sofa", "tv", "cat"]
 def test_a_label_map_a_user_changed_since_is_refused_even_with_overwrite(tmp_path, tiny_bundle, capsys):
     """A run wrote --labels-out; the user then rewrites 000001.png (another size: their own picture); the run again
     with --overwrite is refused (rc 1, the manifest's words) and the user's file keeps its bytes (rule 3 of
-    zsseg_rt.output_plan: the manifest records each map's size). Control: the maps unchanged are replaced."""
+    zsseg_rt.outputs.plan: the manifest records each map's size). Control: the maps unchanged are replaced."""
     pytest.importorskip("cv2")
     from stream_fakes import write_band_clip
 

@@ -36,7 +36,7 @@ WRITERS = FILL + textwrap.dedent(
     """
     import json, errno
     from pathlib import Path
-    from zsseg_rt.cli_errors import format_error
+    from zsseg_rt.console.errors import format_error
 
     def attempt(name, write, target):
         try:
@@ -220,7 +220,7 @@ def test_export_on_a_disk_full_to_the_last_block_names_the_folder(tmp_path, monk
     naming no file), before the bundle's own writes (which name it: the test above)."""
     from disk_faults import FullDiskOs
 
-    from zsseg_rt.cli_errors import format_error
+    from zsseg_rt.console.errors import format_error
     from zsseg_rt.export import overwrite
 
     full = tmp_path / "full"

@@ -18,13 +18,13 @@ import sys
 import pytest
 from support import subprocess_env
 
-from zsseg_rt.output_owner import FOLDER_LOCK, OwnerLock, owner_lock_path
-from zsseg_rt.output_plan import FolderKind, OutputPlan, OutputRefused
+from zsseg_rt.outputs.owner import FOLDER_LOCK, OwnerLock, owner_lock_path
+from zsseg_rt.outputs.plan import FolderKind, OutputPlan, OutputRefused
 
 KIND = FolderKind("labels", "label maps", __import__("re").compile(r"^\d{6}\.png$"))
 HOLDER = r"""
 import sys
-from zsseg_rt.output_plan import OutputPlan
+from zsseg_rt.outputs.plan import OutputPlan
 plan = OutputPlan(False)
 plan.stream("-o", sys.argv[1])
 plan.check()

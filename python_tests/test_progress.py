@@ -1,4 +1,4 @@
-"""Progress bars that a signal cannot leave half made (zsseg_rt/progress.py). CI found `zsseg train` signalled with
+"""Progress bars that a signal cannot leave half made (zsseg_rt/console/progress.py). CI found `zsseg train` signalled with
 SIGTERM just as its bar appeared printing "Exception ignored in: <function tqdm.__del__ ...> AttributeError: 'tqdm'
 object has no attribute 'last_print_t'" with a traceback: the signal's exception was raised inside
 ``tqdm.__init__``, after it drew the bar and before it set its last attributes. Reproduced here without timing: the
@@ -14,8 +14,8 @@ import sys
 import pytest
 from support import REPO, subprocess_env
 
-from zsseg_rt.cli_errors import Terminated, sigterm_interrupts
-from zsseg_rt.progress import progress_bar, signals_deferred
+from zsseg_rt.console.errors import Terminated, sigterm_interrupts
+from zsseg_rt.console.progress import progress_bar, signals_deferred
 
 tqdm = pytest.importorskip("tqdm")
 
@@ -116,7 +116,7 @@ def test_a_held_signal_with_its_default_action_takes_it_at_the_end_of_the_block(
     default action at the end: the process ends by that signal, after the block's work and before what follows."""
     script = (
         "import signal, os, sys\n"
-        "from zsseg_rt.progress import signals_deferred\n"
+        "from zsseg_rt.console.progress import signals_deferred\n"
         "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
         "with signals_deferred():\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"

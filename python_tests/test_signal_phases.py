@@ -6,7 +6,7 @@ preview serving, inside the model load, the stream about to start; the export's 
 export) end with 128 + the signal and the one line "zsseg CMD: interrupted (SIGNAME)",
 nothing else, and leave no process and no output behind. The phases are reached by events (phase_sweep.py).
 
-And the rule that makes the Ray phases safe, :func:`zsseg_rt.signal_phases.held_signals`, in-process: a signal
+And the rule that makes the Ray phases safe, :func:`zsseg_rt.console.signal_phases.held_signals`, in-process: a signal
 inside the block is only recorded (no exception raised inside native code that calls the handler), a handler the
 block's code sets for SIGINT / SIGTERM (what ``ray.init`` does) is kept out, and the recorded signal is acted on
 right after the block."""
@@ -80,9 +80,9 @@ def test_export_interrupted_at_each_start_up_phase(tiny_bundle, tmp_path, phase,
 # ------------------------------------------------------------------------------------- held_signals, in-process
 @pytest.fixture()
 def command_handlers():
-    """The command line's handlers for the test (cli_errors.sigterm_interrupts: SIGINT set only where Python's own
+    """The command line's handlers for the test (console.errors.sigterm_interrupts: SIGINT set only where Python's own
     handler is, so it is set here first: pytest may start with Ctrl-C ignored)."""
-    from zsseg_rt.cli_errors import sigterm_interrupts
+    from zsseg_rt.console.errors import sigterm_interrupts
 
     previous = signal.signal(INT, signal.default_int_handler)
     try:
@@ -95,8 +95,8 @@ def command_handlers():
 @pytest.mark.parametrize("sig", [INT, TERM], ids=["SIGINT", "SIGTERM"])
 def test_a_held_signal_raises_nothing_in_the_block_and_interrupts_right_after(command_handlers, sig):
     """Ray runs a Python handler inside ray.get; what it raises there must not be raised inside the block."""
-    from zsseg_rt.cli_errors import signal_of
-    from zsseg_rt.signal_phases import held_signals
+    from zsseg_rt.console.errors import signal_of
+    from zsseg_rt.console.signal_phases import held_signals
 
     done = []
     with pytest.raises(KeyboardInterrupt) as stop:
@@ -111,7 +111,7 @@ def test_a_held_signal_raises_nothing_in_the_block_and_interrupts_right_after(co
 
 def test_handlers_set_in_the_block_are_kept_out_and_the_commands_set_again(command_handlers):
     """What ray.init does (its SIGTERM handler sys.exit(15)) has no effect past the block, nor in it."""
-    from zsseg_rt.signal_phases import held_signals
+    from zsseg_rt.console.signal_phases import held_signals
 
     ours = {s: signal.getsignal(s) for s in (INT, TERM)}
     with pytest.raises(KeyboardInterrupt):
@@ -126,7 +126,7 @@ def test_handlers_set_in_the_block_are_kept_out_and_the_commands_set_again(comma
 
 
 def test_a_nested_block_leaves_the_acting_to_the_outer_one_and_act_false_drops_it(command_handlers):
-    from zsseg_rt.signal_phases import held_signals
+    from zsseg_rt.console.signal_phases import held_signals
 
     with pytest.raises(KeyboardInterrupt):
         with held_signals() as outer:
@@ -142,7 +142,7 @@ def test_a_nested_block_leaves_the_acting_to_the_outer_one_and_act_false_drops_i
 
 
 def test_an_ignored_signal_stays_ignored(command_handlers):
-    from zsseg_rt.signal_phases import held_signals
+    from zsseg_rt.console.signal_phases import held_signals
 
     previous = signal.signal(INT, signal.SIG_IGN)
     try:
@@ -165,8 +165,8 @@ def test_a_native_handler_set_in_the_block_is_replaced_after_it():
 
     program = (
         "import ctypes, signal, sys\n"
-        "from zsseg_rt.cli_errors import sigterm_interrupts\n"
-        "from zsseg_rt.signal_phases import held_signals\n"
+        "from zsseg_rt.console.errors import sigterm_interrupts\n"
+        "from zsseg_rt.console.signal_phases import held_signals\n"
         "with sigterm_interrupts():\n"
         "    with held_signals():\n"
         "        ctypes.CDLL(None).signal(signal.SIGTERM, 0)  # SIG_DFL at the OS level, Python unaware\n"
@@ -184,7 +184,7 @@ def test_a_sigterm_that_ray_reraises_as_a_plain_keyboard_interrupt_still_exits_1
     """Ray's check_signals catches the KeyboardInterrupt a handler raised inside ray.get (``Terminated`` is one)
     and raises a plain one (signal lost): `zsseg batch` stopped by SIGTERM while Ray Data waited said SIGINT, 130.
     A stand-in for Ray here; python_tests/scale/test_ray_signal_phases.py signals a real batch there."""
-    from zsseg_rt.cli_errors import run_command
+    from zsseg_rt.console.errors import run_command
 
     def command(_args):
         try:
@@ -204,7 +204,7 @@ def test_serve_stops_on_a_keyboard_interrupt_and_ignores_further_signals(command
     """`zsseg serve`'s handler raises what Ray's ray.get passes on (a KeyboardInterrupt); the one of before did not
     (SystemError, or a swallowed signal) and the real server is python_tests/scale/test_ray_signal_phases.py's."""
     from zsseg_rt.cli.serve import _stop_once
-    from zsseg_rt.cli_errors import signal_of
+    from zsseg_rt.console.errors import signal_of
 
     ours = {s: signal.getsignal(s) for s in (INT, TERM)}
     try:
@@ -224,8 +224,8 @@ def test_the_phase_hook_costs_nothing_unset(monkeypatch):
     tried, and on at once. The control: the socket stub does record a connection when one is tried."""
     import socket
 
-    from zsseg_rt import signal_phases
-    from zsseg_rt.signal_phases import PHASE_HOOK_ENV, phase
+    from zsseg_rt.console import signal_phases
+    from zsseg_rt.console.signal_phases import PHASE_HOOK_ENV, phase
 
     made = []
 

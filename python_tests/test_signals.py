@@ -21,7 +21,7 @@ from support import subprocess_env
 COMMAND = textwrap.dedent(
     """
     import sys, types
-    from zsseg_rt.cli_errors import run_command
+    from zsseg_rt.console.errors import run_command
 
     def command(args):
         try:
@@ -73,7 +73,7 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code():
 
 
 def test_the_previous_sigterm_handler_is_back_after_the_command():
-    from zsseg_rt.cli_errors import run_command
+    from zsseg_rt.console.errors import run_command
 
     def handler(signum, frame):  # pragma: no cover - never called
         pass
@@ -104,7 +104,7 @@ def test_init_ray_keeps_the_commands_sigterm_handler(monkeypatch):
         def nodes(self):
             return [{"NodeManagerAddress": "127.0.0.1"}]
 
-    def ours(signum, frame):  # pragma: no cover - never called: the command's handler (cli_errors')
+    def ours(signum, frame):  # pragma: no cover - never called: the command's handler (console.errors')
         pass
 
     monkeypatch.setattr(scale, "import_ray", lambda loopback=False: FakeRay())

@@ -1,4 +1,4 @@
-"""The end-of-run speed summary (``zsseg_rt.speed``; issue 75 item 4): the mean milliseconds an image spent in each
+"""The end-of-run speed summary (``zsseg_rt.console.speed``; issue 75 item 4): the mean milliseconds an image spent in each
 stage, the stages in the pipeline's order, an image without a stage counting 0 for it, what ran and the size."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from zsseg_rt.speed import SpeedMeter, speed_line
+from zsseg_rt.console.speed import SpeedMeter, speed_line
 
 
 def test_the_line_holds_each_stages_mean_per_image_what_ran_and_the_size():

@@ -18,7 +18,7 @@ class BundleError(RuntimeError):
 class CliWarning(RuntimeWarning):
     """A warning that has its own words on the command line: ``cli``, one line naming flags instead of Python
     arguments ("" says nothing there). ``zsseg`` prints ``zsseg CMD: warning: <cli>`` instead of Python's
-    ``file:line: RuntimeWarning: ...`` (``zsseg_rt.cli_errors.run_command``); in Python it is a RuntimeWarning."""
+    ``file:line: RuntimeWarning: ...`` (``zsseg_rt.console.errors.run_command``); in Python it is a RuntimeWarning."""
 
     def __init__(self, message: str, cli: str = ""):
         super().__init__(message)

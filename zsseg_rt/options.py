@@ -10,10 +10,10 @@ takes it. Everything else reads the table:
   defaults and hands the pipeline one :class:`OptionValues`; its docstring's option list is generated from the rows;
 * the pipelines read that object by attribute; a row's ``kinds`` refuse it on other bundles (:meth:`OptionTable.
   check_kind`);
-* every command that opens an Engine gets the same flags with the same help (``zsseg_rt.cli_types.
+* every command that opens an Engine gets the same flags with the same help (``zsseg_rt.console.arguments.
   add_engine_arguments``) and turns them back into keywords (``engine_kwargs``);
 * a Ray worker's options are checked against the rows whose ``workers`` is True (``zsseg_rt.scale.engine``);
-* the command line's error advice turns ``Engine(..., name=value)`` into the row's flag (``zsseg_rt.cli_errors``).
+* the command line's error advice turns ``Engine(..., name=value)`` into the row's flag (``zsseg_rt.console.errors``).
 
 Adding an option is one row here plus the code that uses it (docs/development.md, "Engine options").
 
@@ -596,33 +596,6 @@ ENGINE_OPTIONS = OptionTable(
             "a lower resolution (the :data:`LIVE` preset, ``zsseg camera --live``). The input limits follow it.",
             kinds=("windowed",),
             refusal=_WINDOWED_ONLY,
-        ),
-        EngineOption(
-            "object_min_area",
-            0.001,
-            "float",
-            "objects (`Result.objects()`, --objects): the smallest connected region of a class that becomes an "
-            "object, as a fraction of the frame's pixels (0 <= F <= 1, rounded up to whole pixels; 0 keeps every "
-            "region). The default, 0.001 (443 pixels of a 768x576 frame, 308 of 640x480), is a little more than one "
-            "patch of the encoder at the bundle's resize (16x16 at a 512-pixel short side: 18x18 = 324 pixels of a "
-            "576-row frame): smaller regions are below what the model resolves, mostly the argmax's speckle at "
-            "class borders.",
-            doc="``zsseg_rt.runtime.objects`` (``find_objects``); ``Result.objects(min_area=...)`` overrides it.",
-            flag="--object-min-area",
-            metavar="F",
-            bounds=(0.0, 1.0),
-        ),
-        EngineOption(
-            "max_objects",
-            100,
-            "int",
-            "objects (`Result.objects()`, --objects): at most this many a frame, the first in their order (class, "
-            "then area, largest first); the regions over it are counted (`dropped`). The default, 100, is COCO's "
-            "detections per image (maxDets).",
-            doc="``Result.objects(max_objects=...)`` overrides it.",
-            flag="--max-objects",
-            metavar="N",
-            minimum=1,
         ),
     ]
 )

@@ -155,7 +155,7 @@ def test_a_signal_while_a_camera_is_retried_finalises_every_output(tmp_path, tin
             proc.wait()
         reader.join(30)
     err = "".join(lines)
-    assert proc.returncode == 128 + sig, err[-3000:]  # stopped by the signal, outputs finalised (cli_errors' rule)
+    assert proc.returncode == 128 + sig, err[-3000:]  # stopped by the signal, outputs finalised (console.errors' rule)
     summary = json.loads(stats.read_text())
     for index, entry in enumerate(summary["sources"][:4]):
         assert entry["state"] == "stopped" and entry["dropped"] == 0

@@ -104,7 +104,7 @@ def test_camera_stabilize_delay_is_for_recorded_video():
 
     from zsseg_rt.cli.camera import add_command
     from zsseg_rt.cli.camera_video import check_video_sources, video_segmenter
-    from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.console.errors import CliError
 
     parser = argparse.ArgumentParser()
     add_command(parser.add_subparsers())
@@ -133,7 +133,7 @@ def test_camera_live_option_is_one_window_keyframes_and_a_cheaper_flow():
 
     from zsseg_rt.cli.camera import add_command
     from zsseg_rt.cli.camera_video import check_video_sources, engine_preset, engine_test_scale, video_segmenter
-    from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.console.errors import CliError
     from zsseg_rt.options import LIVE
     from zsseg_rt.stream.temporal import TemporalOptions
 

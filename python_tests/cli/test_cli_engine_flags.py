@@ -1,5 +1,5 @@
 """The Engine's flags come from one table (``zsseg_rt.options.ENGINE_OPTIONS``, issue 73): every command that opens an
-Engine shows the same flags with the same help (``zsseg_rt.cli_types.ENGINE_COMMANDS``; eval and profile take the rows
+Engine shows the same flags with the same help (``zsseg_rt.console.arguments.ENGINE_COMMANDS``; eval and profile take the rows
 ``PARTIAL_ENGINE_COMMANDS`` names, for the reason written there), every one of them reaches the Engine the command
 opens (or every Ray worker's), a misspelt flag is answered with the closest one, and an option added as one row is on
 every command, in the Engine's check of its keywords, in a Ray worker's check and in the error advice.
@@ -17,8 +17,8 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from zsseg_rt import cli  # noqa: E402
-from zsseg_rt.cli_errors import command_line_advice  # noqa: E402
-from zsseg_rt.cli_types import ENGINE_COMMANDS, PARTIAL_ENGINE_COMMANDS, engine_kwargs, engine_rows  # noqa: E402
+from zsseg_rt.console.arguments import ENGINE_COMMANDS, PARTIAL_ENGINE_COMMANDS, engine_kwargs, engine_rows  # noqa: E402
+from zsseg_rt.console.errors import command_line_advice  # noqa: E402
 from zsseg_rt.options import ENGINE_OPTIONS, EngineOption  # noqa: E402
 
 # A value of every flagged row that a real run on the tiny bundle on this CPU accepts and that is not the default of
@@ -164,7 +164,7 @@ def _batch_and_serve(tiny_bundle, tmp_path, monkeypatch, digest):
     import zsseg_rt.scale as scale
     import zsseg_rt.scale.batch as batch
     import zsseg_rt.scale.serve as serving
-    from zsseg_rt.cli_errors import Terminated
+    from zsseg_rt.console.errors import Terminated
 
     seen = {}
     monkeypatch.setattr(scale, "init_ray", lambda address=None, num_cpus=None: seen.update(ray=address))

@@ -9,7 +9,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from zsseg_rt import cli  # noqa: E402
-from zsseg_rt.cli_errors import format_error  # noqa: E402
+from zsseg_rt.console.errors import format_error  # noqa: E402
 
 
 @pytest.fixture()
@@ -51,7 +51,7 @@ def test_segment_errors_are_one_line(tmp_path, photo, tiny_bundle, capsys):
     for argv, expect in cases:
         _one_line_error(capsys, argv, expect)
     assert (tmp_path / "afile").read_text() == "x"
-    # a flag's value out of range: argparse's usage error naming the flag, expected and given (cli_types), as every
+    # a flag's value out of range: argparse's usage error naming the flag, expected and given (console.arguments), as every
     # command that opens an Engine has the same --max-pixels (zsseg_rt.options)
     with pytest.raises(SystemExit) as stop:
         cli.main([*seg, "--classes", "a", "--max-pixels", "-1"])

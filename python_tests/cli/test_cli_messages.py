@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from zsseg_rt import cli
-from zsseg_rt.cli_errors import format_error
+from zsseg_rt.console.errors import format_error
 
 
 def _help(command: str) -> str:

@@ -16,7 +16,7 @@ from test_image_limits import write_bilevel_png  # noqa: E402
 from zsseg_rt import cli  # noqa: E402
 from zsseg_rt.assets import SAMPLES_DIR  # noqa: E402
 from zsseg_rt.cli.segment import plan_outputs  # noqa: E402
-from zsseg_rt.cli_errors import CliError  # noqa: E402
+from zsseg_rt.console.errors import CliError  # noqa: E402
 
 
 def _image(path, height, width, seed=0):

@@ -79,7 +79,7 @@ def test_save_json_is_refused_when_it_exists_kept_when_the_run_stops_and_replace
     stopped by a failed write (a full disk) leaves it as it was and no temporary file; --overwrite replaces it once
     the run ends; another run holding it now is named; a file this run writes with -o is refused."""
     from zsseg_rt.io_safety import OutputWriteError
-    from zsseg_rt.output_owner import OwnerLock
+    from zsseg_rt.outputs.owner import OwnerLock
     from zsseg_rt.runtime.result import Result
 
     masks = tmp_path / "masks.json"

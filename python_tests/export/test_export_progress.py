@@ -12,7 +12,7 @@ pytest.importorskip("tqdm")
 
 
 def test_bars_are_drawn_only_inside_shown(capsys):
-    from zsseg_rt.progress import shown, stage_bar
+    from zsseg_rt.console.progress import shown, stage_bar
 
     with stage_bar(2, "outside") as bar:
         bar.update(2)

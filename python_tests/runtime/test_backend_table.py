@@ -163,7 +163,7 @@ def test_the_registration_of_0_1_still_works(tiny_bundle):
 
 
 def test_the_command_line_offers_the_table():
-    from zsseg_rt.cli_types import BACKEND_CHOICES, PRECISION_CHOICES
+    from zsseg_rt.console.arguments import BACKEND_CHOICES, PRECISION_CHOICES
 
     assert list(BACKEND_CHOICES) == table.backend_names()
     assert list(PRECISION_CHOICES) == table.precision_names()

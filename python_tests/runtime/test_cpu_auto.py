@@ -210,7 +210,7 @@ def test_the_camera_takes_the_engines_default_on_auto_and_none_turns_it_off():
     be written; nothing for a named backend), for a live camera and a file alike; --prepare none never prepares,
     --prepare background asks for it (the flag of every command that opens an Engine: zsseg_rt.options)."""
     from zsseg_rt.cli import build_parser
-    from zsseg_rt.cli_types import engine_kwargs
+    from zsseg_rt.console.arguments import engine_kwargs
     from zsseg_rt.options import ENGINE_OPTIONS
 
     parse = build_parser("camera").parse_args

@@ -4,10 +4,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from support import subprocess_env
+from moved_modules import assert_moved
 
 MOVED = (
     "buffer_views",
@@ -23,18 +20,4 @@ MOVED = (
 
 
 def test_every_old_path_is_the_new_module_and_warns():
-    code = (
-        "import importlib, warnings\n"
-        f"for name in {MOVED!r}:\n"
-        "    old, new = f'zsseg_rt.runtime.{name}', f'zsseg_rt.runtime.device.{name}'\n"
-        "    with warnings.catch_warnings(record=True) as caught:\n"
-        "        warnings.simplefilter('always')\n"
-        "        module = importlib.import_module(old)\n"
-        "    assert module is importlib.import_module(new), (old, module)\n"
-        "    assert module.__spec__.name == module.__name__ == new, module.__spec__\n"
-        "    assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message)\n"
-        "               and 'removed in 0.2.0' in str(w.message) for w in caught), [str(w.message) for w in caught]\n"
-        "print('ok')\n"
-    )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env())
-    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+    assert_moved({f"zsseg_rt.runtime.{name}": f"zsseg_rt.runtime.device.{name}" for name in MOVED})

@@ -24,7 +24,7 @@ def test_parallel_eval_equals_serial(ray_cluster, tiny_bundle, tmp_path, capsys)
     )
     assert serial["images"] == parallel["images"] == 4
     assert serial["valid_pixels"] > 0 and sum(c["gt_pixels"] > 0 for c in serial["per_class"].values()) >= 3
-    timed = serial.pop("speed")  # the serial run's ms per image (zsseg_rt.speed): a measurement, not a metric
+    timed = serial.pop("speed")  # the serial run's ms per image (zsseg_rt.console.speed): a measurement, not a metric
     spread = parallel.pop("speed")  # the actors' (issue 75: `eval --ray` had no speed line)
     for speed in (timed, spread):
         assert speed["images"] == 4 and speed["backend"] == "onnxruntime" and speed["precision"] == "fp32", speed

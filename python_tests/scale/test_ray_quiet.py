@@ -57,7 +57,7 @@ def test_settings_the_user_made_are_kept(monkeypatch):
 
 
 def test_debug_flag_asks_for_ray_logs(monkeypatch):
-    import zsseg_rt.cli_errors as cli_errors
+    import zsseg_rt.console.errors as cli_errors
     from zsseg_rt import cli
 
     seen = []

@@ -169,7 +169,7 @@ def test_serve_is_ready_when_it_says_so_and_stops_cleanly_on_sigterm(tiny_bundle
             proc.wait()
     time.sleep(0.5)  # the reader threads drain the pipes
     stdout, stderr = "".join(printed + list(out.queue)), "".join(err.queue)
-    assert code == 143, (code, stdout, stderr[-3000:])  # stopped by SIGTERM: 128 + 15 (cli_errors' rule)
+    assert code == 143, (code, stdout, stderr[-3000:])  # stopped by SIGTERM: 128 + 15 (console.errors' rule)
     assert "zsseg serve: SIGTERM: shutting down" in stdout and stdout.rstrip().endswith("zsseg serve: stopped")
     # Ray prints one C++ line whenever RAY_BACKEND_LOG_LEVEL is set (as init_ray sets it to quiet Ray's C++ logs;
     # nothing turns that line off): it is the only logging.cc line allowed

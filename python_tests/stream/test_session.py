@@ -121,7 +121,7 @@ def test_a_session_runs_the_apps_own_engine_and_leaves_it_open(tmp_path, tiny_bu
     label maps are its results, and it is still usable afterwards (the session closes only an Engine it opened).
     ``live=True`` needs the Engine's preset, refused in one line otherwise."""
     from zsseg_rt import Engine
-    from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.console.errors import CliError
     from zsseg_rt.stream import Session
     from zsseg_rt.stream.sources import open_source
 

@@ -114,7 +114,7 @@ class _Source:
 
 def test_a_live_source_is_refused_in_one_line_and_a_file_is_not():
     from zsseg_rt.cli.camera_video import check_video_sources
-    from zsseg_rt.cli_errors import CliError
+    from zsseg_rt.console.errors import CliError
 
     args = argparse.Namespace(stabilize_delay=4, keyframe_every=None, adaptive_keyframes=False)
     check_video_sources(args, [_Source("clip.avi", False)])  # the control: a recorded file

@@ -185,7 +185,7 @@ def _register(subparsers, row: Command) -> None:
         p = subparsers.add_parser(row.name, help=f"(unavailable: needs {needs})")
 
         def unavailable(_args, _exc=exc, _needs=needs):
-            from zsseg_rt.cli_errors import CliError
+            from zsseg_rt.console.errors import CliError
 
             raise CliError(f"this command needs {_needs} ({_exc})")
 
@@ -283,7 +283,7 @@ def _checked(func: Callable, needs: Tuple[Needs, ...]) -> Callable:
         for each in needs:
             missing = each.missing()
             if missing:
-                from zsseg_rt.cli_errors import CliError
+                from zsseg_rt.console.errors import CliError
 
                 raise CliError(each.refusal(args.command, missing))
         return func(args)
@@ -294,7 +294,7 @@ def _checked(func: Callable, needs: Tuple[Needs, ...]) -> Callable:
 def main(argv: Optional[List[str]] = None) -> int:
     """``zsseg`` entry point. A failing command prints one line (``zsseg CMD: error: ...``) and returns non-zero;
     ``--debug`` shows the traceback instead."""
-    from zsseg_rt.cli_errors import run_command
+    from zsseg_rt.console.errors import run_command
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_command_in(argv)).parse_args(argv)

@@ -14,7 +14,7 @@ from zsseg_rt.cli.scale_options import (
     local_cluster,
     local_cpus,
 )
-from zsseg_rt.cli_types import add_engine_arguments, engine_kwargs, whole_number
+from zsseg_rt.console.arguments import add_engine_arguments, engine_kwargs, whole_number
 
 __all__ = ["add_command"]
 
@@ -55,7 +55,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     local = local_cluster(args.address)
     if local:
         check_pool_fits(job, cpus=local_cpus(args), gpus=float("inf"))  # GPUs: known once Ray has looked
-    from zsseg_rt.signal_phases import phase
+    from zsseg_rt.console.signal_phases import phase
 
     phase("batch:checked")  # (a test hook: python_tests/scale/test_ray_signal_phases.py)
     init_ray(args.address, num_cpus=args.num_cpus)  # holds a signal while Ray starts; raises it with Ray shut down

@@ -10,7 +10,7 @@ import os
 import sys
 
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli_types import PRECISION_CHOICES, real_number, whole_number
+from zsseg_rt.console.arguments import PRECISION_CHOICES, real_number, whole_number
 from zsseg_rt.runtime.backends.table import AUTO as _AUTO
 from zsseg_rt.runtime.backends.table import prepared_rows as _prepared_rows
 
@@ -51,7 +51,7 @@ def _prepare_precision(args) -> int:
     except (ImportError, ValueError, BundleError, EngineAccuracyError, PrecisionRecordError) as exc:
         if getattr(args, "debug", False):
             raise
-        from zsseg_rt.cli_errors import format_error
+        from zsseg_rt.console.errors import format_error
 
         print(f"zsseg build-engine: error: {format_error(exc)}", file=sys.stderr)
         return 2
@@ -85,7 +85,7 @@ def _prepare_auto(args) -> int:
     except (ImportError, ValueError, BundleError) as exc:
         if getattr(args, "debug", False):
             raise
-        from zsseg_rt.cli_errors import format_error
+        from zsseg_rt.console.errors import format_error
 
         print(f"zsseg build-engine: error: {format_error(exc)}", file=sys.stderr)
         return 2
@@ -159,8 +159,8 @@ def _fits_or_said(args, row, precision: str) -> bool:
 def _cmd_build_engine(args) -> int:
     import os
 
+    from zsseg_rt.console.progress import shown
     from zsseg_rt.errors import naming_path
-    from zsseg_rt.progress import shown
 
     engines = os.path.join(args.bundle, "engines")  # where every engine, graph and record of the bundle is written
     # a full disk raised by a writer that names no file (onnx.save, a compiled cache) names the engines folder
@@ -237,7 +237,7 @@ def _build_engine(args) -> int:
     except (ImportError, ValueError, BundleError, trt_build.EngineBuildError, EngineAccuracyError) as exc:
         if getattr(args, "debug", False):
             raise
-        from zsseg_rt.cli_errors import format_error
+        from zsseg_rt.console.errors import format_error
 
         print(f"zsseg build-engine: error: {format_error(exc)}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ from typing import Any, List, Sequence
 from zsseg_rt.cli import command_parser
 from zsseg_rt.cli.camera_robots import add_robot_arguments
 from zsseg_rt.cli.camera_video import add_video_arguments
-from zsseg_rt.cli_types import add_engine_arguments, engine_kwargs, port_number, real_number, whole_number
+from zsseg_rt.console.arguments import add_engine_arguments, engine_kwargs, port_number, real_number, whole_number
 
 
 def add_command(subparsers) -> argparse.ArgumentParser:
@@ -175,7 +175,7 @@ def run_camera_command(args) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
     from zsseg_rt.cli.camera_progress import camera_progress
-    from zsseg_rt.cli_errors import refuse_stdout
+    from zsseg_rt.console.errors import refuse_stdout
     from zsseg_rt.stream.session import Session
 
     refuse_stdout(args, "-o display:// shows the frames, --preview PORT serves them")  # -o -: F18
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="zsseg")
     add_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    from zsseg_rt.cli_errors import run_command
+    from zsseg_rt.console.errors import run_command
 
     return run_command(args.func, args)
 

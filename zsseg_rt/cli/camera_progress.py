@@ -73,14 +73,14 @@ def _progress(inputs, options):
     """A tqdm bar over the frames processed. One source: for a file or folder (every frame is processed), None for a
     live source. Several sources: always, its total the sum of the sources' frames when all are known, and each
     source's statistics (fps, latency p50/p99, drops, reconnects) after the count."""
-    from zsseg_rt.progress import signals_deferred
+    from zsseg_rt.console.progress import signals_deferred
 
     if len(inputs) == 1:
         source = inputs[0].source
         if source.live:
             return None
         name = os.path.basename(os.path.normpath(source.name.split(":", 1)[-1]))
-        with signals_deferred():  # a signal meanwhile would leave a half-made bar (zsseg_rt/progress.py)
+        with signals_deferred():  # a signal meanwhile would leave a half-made bar (zsseg_rt/console/progress.py)
             return _progress_bar_class()(total=_frames_to_process(source, options), unit="frame", desc=name)
     totals = [_frames_to_process(item.source, options) for item in inputs]
     total = None if any(t is None for t in totals) else sum(t for t in totals if t is not None)

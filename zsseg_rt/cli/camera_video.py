@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Optional
 
-from zsseg_rt.cli_types import whole_number
+from zsseg_rt.console.arguments import whole_number
 from zsseg_rt.options import LIVE, Preset
 
 __all__ = [

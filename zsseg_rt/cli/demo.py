@@ -23,7 +23,7 @@ import time
 
 from zsseg_rt.bundle.weights import RANDOM_BANNER
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli_types import DEMO_METHOD
+from zsseg_rt.console.arguments import DEMO_METHOD
 
 NO_WEIGHTS_MESSAGE = """\
 No model weights are available: no trained {family} checkpoint was given, and the stock CLIP weights ({tag!r})
@@ -81,7 +81,7 @@ def _resolve_model(args):
     try:
         family_of(args.method)  # an unknown --method is an error of its own, never reported as missing weights
     except FileNotFoundError:
-        from zsseg_rt.cli_errors import CliError
+        from zsseg_rt.console.errors import CliError
         from zsseg_rt.contract.registry import list_configs
 
         known = ", ".join(list_configs(family_of(DEMO_METHOD)))  # the default method's family: the training-free ones
@@ -245,8 +245,8 @@ def _prepare_cpu_paths(args, engine, image) -> None:
     if args.no_prepare or os.environ.get(PREPARE_ENV, "").strip().lower() == "none":
         print(f"[demo] the faster CPU paths ({paths}) are not prepared: `zsseg build-engine {bundle} --backend auto`")
         return
+    from zsseg_rt.console.progress import shown
     from zsseg_rt.prepare.auto import prepare_and_keep
-    from zsseg_rt.progress import shown
     from zsseg_rt.runtime import Engine
 
     cost = preparation_cost(engine.meta, plan.missing)

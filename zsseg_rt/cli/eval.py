@@ -10,7 +10,7 @@ import sys
 from typing import Any, List, Optional, Tuple
 
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli_types import add_engine_arguments, real_number, whole_number
+from zsseg_rt.console.arguments import add_engine_arguments, real_number, whole_number
 from zsseg_rt.contract.family import EVALUATION_SETTINGS, FamilyArgument
 
 __all__ = ["add_command", "family_evaluation_arguments", "main"]
@@ -119,8 +119,8 @@ def _report(metrics, args: argparse.Namespace) -> int:
             for line in record.get("deviations", []):
                 print(f"  deviation: {line}")
     speed = metrics.get("speed")
-    if isinstance(speed, dict) and speed.get("images"):  # ms per image per stage, what ran (zsseg_rt.speed)
-        from zsseg_rt.speed import speed_line
+    if isinstance(speed, dict) and speed.get("images"):  # ms per image per stage, what ran (zsseg_rt.console.speed)
+        from zsseg_rt.console.speed import speed_line
 
         line = speed_line(speed["ms_per_image"], speed.get("backend"), speed.get("precision"), speed.get("size") or "")
         print(line, file=sys.stderr if args.json is True else sys.stdout)
@@ -198,7 +198,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-worker", type=real_number(0), default=0.0, help="(--ray) GPUs per actor")
     p.add_argument("--cpus-per-worker", type=real_number(above=0), default=1.0, help="(--ray) CPUs per actor")
     p.add_argument("--address", default=None, help="(--ray) Ray cluster address (default: a local one, 127.0.0.1)")
-    add_engine_arguments(p, "eval")  # a bundle's --backend and --precision (zsseg_rt.options; cli_types says why only)
+    add_engine_arguments(p, "eval")  # a bundle's --backend and --precision (zsseg_rt.options; arguments.py says why)
     p.set_defaults(func=_run)
     return p
 
@@ -208,6 +208,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_command(sub)
     args = parser.parse_args(["eval"] + list(argv if argv is not None else __import__("sys").argv[1:]))
-    from zsseg_rt.cli_errors import run_command
+    from zsseg_rt.console.errors import run_command
 
     return run_command(args.func, args)

@@ -9,7 +9,7 @@ import time
 from typing import List, Optional
 
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli_types import whole_number
+from zsseg_rt.console.arguments import whole_number
 
 __all__ = ["add_command", "run"]
 
@@ -22,8 +22,8 @@ def run(args) -> int:
     check_export_destination(os.path.abspath(args.output), args.overwrite, [source_path, args.config], "--overwrite")
 
     from zsseg_rt.bundle import weights_banner
+    from zsseg_rt.console.signal_phases import phase
     from zsseg_rt.export.onnx_export import export_bundle
-    from zsseg_rt.signal_phases import phase
 
     start = time.perf_counter()
     phase("export:model-load")  # (a test hook: python_tests/test_signal_phases.py)

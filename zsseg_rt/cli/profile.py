@@ -9,8 +9,8 @@ from typing import List, Optional
 
 from zsseg_rt import profiling
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli_errors import CliError
-from zsseg_rt.cli_types import add_engine_arguments
+from zsseg_rt.console.arguments import add_engine_arguments
+from zsseg_rt.console.errors import CliError
 from zsseg_rt.runtime.backends.table import REFERENCE_BACKEND
 
 __all__ = ["add_command", "build_parser", "main", "run"]
@@ -81,14 +81,14 @@ def add_profile_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
     p.add_argument("--no-verify", action="store_true", help="skip the bundle's sha256 check on load")
     p.add_argument("--quiet", action="store_true", help="only the final table")
-    add_engine_arguments(p, "profile")  # --mode (zsseg_rt.options; cli_types says why only it)
+    add_engine_arguments(p, "profile")  # --mode (zsseg_rt.options; console.arguments says why only it)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m zsseg_rt.profiling`` / ``python tools/profile.py``: as ``zsseg profile`` (an error is one line;
     ``--debug`` shows the traceback)."""
-    from zsseg_rt.cli_errors import run_command
+    from zsseg_rt.console.errors import run_command
 
     parser = build_parser()
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")

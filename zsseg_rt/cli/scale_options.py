@@ -1,6 +1,6 @@
 """What ``zsseg batch`` and ``zsseg serve`` share: the Ray cluster to run on and the vocabulary's help
 (:mod:`zsseg_rt.cli.batch`, :mod:`zsseg_rt.cli.serve`); the Engine options every actor / replica gets are the
-flags of every command that opens an Engine (``zsseg_rt.cli_types.add_engine_arguments``)."""
+flags of every command that opens an Engine (``zsseg_rt.console.arguments.add_engine_arguments``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 import os
 from typing import Optional
 
-from zsseg_rt.cli_types import real_number, whole_number
+from zsseg_rt.console.arguments import real_number, whole_number
 
 __all__ = ["CLASSES_HELP", "add_cluster_arguments", "add_resource_arguments", "local_cluster", "local_cpus"]
 

@@ -35,12 +35,12 @@ from zsseg_rt.cli.segment_inputs import (
     release,
     video_frames,
 )
-from zsseg_rt.cli_errors import CliError, format_error, refuse_stdout
-from zsseg_rt.cli_types import add_engine_arguments, engine_kwargs
+from zsseg_rt.console.arguments import add_engine_arguments, engine_kwargs
+from zsseg_rt.console.errors import CliError, format_error, refuse_stdout
 from zsseg_rt.input_files import expand_glob
 from zsseg_rt.io_safety import OutputWriteError, atomic_write_text, temporaries_of
-from zsseg_rt.output_owner import FOLDER_LOCK
-from zsseg_rt.output_plan import check_free_space
+from zsseg_rt.outputs.owner import FOLDER_LOCK
+from zsseg_rt.outputs.plan import check_free_space
 
 __all__ = [
     "add_command",
@@ -404,8 +404,8 @@ def _views(text: str) -> List[str]:
 def run_segment(args) -> int:
     """Entry point of ``zsseg segment`` (argparse namespace from ``add_command``). Returns the exit code: 0 when
     every image was segmented, 1 when any failed (the others are still written and reported)."""
+    from zsseg_rt.console.signal_phases import phase
     from zsseg_rt.image_io import MAX_PIXELS_ENV, max_pixels_limit
-    from zsseg_rt.signal_phases import phase
 
     if not 0.0 <= args.alpha <= 1.0:
         raise CliError(f"--alpha is the overlay opacity, between 0 and 1; got {args.alpha}")
@@ -419,11 +419,11 @@ def run_segment(args) -> int:
     refuse_special_files(images)  # a FIFO, a device, a socket: one line now, not a read that waits forever
     plan, owner = _claimed_plan(images, args, views)
     coco = None
-    try:  # the output is this run's from here to its end (one owner per output: zsseg_rt.output_owner)
+    try:  # the output is this run's from here to its end (one owner per output: zsseg_rt.outputs.owner)
         check_outputs(images, plan, args.overwrite)
         if owner is None:
             raise CliError(f"cannot write -o {plan['directory']!r}: its owner lock cannot be made there")
-        coco = _coco_output(args, images, plan)  # --save-json: checked and claimed (zsseg_rt.output_plan) now
+        coco = _coco_output(args, images, plan)  # --save-json: checked and claimed (zsseg_rt.outputs.plan) now
         phase("segment:outputs-claimed")  # (a test hook: python_tests/cli/test_cli_segment_inputs.py)
         code = _segment_all(args, images, plan, coco)
         if coco is not None and coco.images:
@@ -467,8 +467,8 @@ def _coco_output(args, images: Sequence[str], plan: Dict):
 
 def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
     """Load the Engine and segment every image (and every frame of a video), writing each one's views."""
+    from zsseg_rt.console.speed import SpeedMeter
     from zsseg_rt.runtime import Engine
-    from zsseg_rt.speed import SpeedMeter
 
     options = engine_kwargs(args, "segment")  # every Engine flag (zsseg_rt.options)
     options["max_pixels"] = args.max_pixels  # the limit the images were read with (0: none): --max-pixels 0 works
@@ -487,7 +487,7 @@ def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
     results = _Results(keep=bool(args.json))  # (F16: O(1) per image without --json)
     summaries = results.summaries
     failed = 0
-    speed = SpeedMeter()  # the "Speed: ..." line at the end (zsseg_rt.speed)
+    speed = SpeedMeter()  # the "Speed: ..." line at the end (zsseg_rt.console.speed)
 
     def one(number: int, path: str, files: Dict[str, str], frame=None) -> bool:
         def observe(result) -> None:  # after its views: the speed summary and the COCO masks take it

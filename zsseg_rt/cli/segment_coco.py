@@ -1,5 +1,5 @@
 """``zsseg segment --save-json FILE``: the run's label maps as COCO masks (:class:`zsseg_rt.runtime.coco.CocoMasks`)
-in one file that follows the output policy of :mod:`zsseg_rt.output_plan` like the other outputs: checked and claimed
+in one file that follows the output policy of :mod:`zsseg_rt.outputs.plan` like the other outputs: checked and claimed
 (an owner lock) before the bundle loads (an existing file refused without ``--overwrite``, an interrupted run's
 temporary file named), written under a temporary name and put in place only when the run has ended (a run stopped by
 a signal or a full disk leaves the old file as it was)."""
@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any, Optional, Sequence
 
-from zsseg_rt.cli_errors import CliError
-from zsseg_rt.output_plan import CLI_FLAG, OutputPlan, OutputRefused
+from zsseg_rt.console.errors import CliError
+from zsseg_rt.outputs.plan import CLI_FLAG, OutputPlan, OutputRefused
 
 __all__ = ["CocoOutput", "OPTION"]
 

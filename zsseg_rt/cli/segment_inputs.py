@@ -2,7 +2,7 @@
 line is (a photo, a folder of photos, a quoted glob, a video file), refused when it is a FIFO, a device or a socket;
 the frames of a video file, each segmented as a photo with the same outputs (``clip_000042_overlay.png``, ...); and
 the owner lock that holds the run's output folder (or file) from its start to its end
-(:mod:`zsseg_rt.output_owner`)."""
+(:mod:`zsseg_rt.outputs.owner`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from zsseg_rt.cli_errors import CliError
+from zsseg_rt.console.errors import CliError
 
 __all__ = [
     "FRAME_DIGITS",
@@ -130,7 +130,7 @@ def claim_output(target: str, folder: bool, say=None):
     Raises:
         CliError: another run writes there now (its process named), ``--overwrite`` included.
     """
-    from zsseg_rt.output_owner import OutputBusy, OwnerLock
+    from zsseg_rt.outputs.owner import OutputBusy, OwnerLock
 
     lock = OwnerLock(target, "-o", folder=folder)
     try:

@@ -15,7 +15,7 @@ from zsseg_rt.cli.scale_options import (
     local_cluster,
     local_cpus,
 )
-from zsseg_rt.cli_types import add_engine_arguments, engine_kwargs, port_number, real_number, whole_number
+from zsseg_rt.console.arguments import add_engine_arguments, engine_kwargs, port_number, real_number, whole_number
 
 __all__ = ["add_command"]
 
@@ -65,7 +65,7 @@ def _stop_once(signum, frame) -> None:
     the deployment) that comes out as Ray's own ``KeyboardInterrupt``; the exception class of before, not one,
     became "SystemError: ... returned a result with an exception set" there, or was dropped: the signal swallowed,
     and every later one ignored by then (issue 64, N5)."""
-    from zsseg_rt.cli_errors import interrupt_handler
+    from zsseg_rt.console.errors import interrupt_handler
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -76,9 +76,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     """``zsseg serve``: start, serve until SIGINT / SIGTERM, shut down. A signal at any phase (checks, Ray's start,
     Ray Serve's, the replicas' model load, serving) stops it the same way: "shutting down", what started is shut
     down, "stopped", 128 + the signal. Calls into Ray that cannot be left midway (``ray.init``, Ray Serve's import and
-    ``serve.start``) hold a signal until they return (``zsseg_rt.signal_phases.held_signals``)."""
-    from zsseg_rt.cli_errors import exit_code_for_signal, signal_of
-    from zsseg_rt.signal_phases import held_signals
+    ``serve.start``) hold a signal until they return (``zsseg_rt.console.signal_phases.held_signals``)."""
+    from zsseg_rt.console.errors import exit_code_for_signal, signal_of
+    from zsseg_rt.console.signal_phases import held_signals
 
     previous = {
         sig: signal.signal(sig, _stop_once)
@@ -106,8 +106,8 @@ def _run_serve(args: argparse.Namespace) -> int:
 def _start_and_serve(args: argparse.Namespace, started: dict) -> None:
     """The start-up, then serving until a signal (``started["serve"]``: Ray Serve was asked to start). The
     ``phase`` calls are a test hook (python_tests/scale/test_ray_signal_phases.py)."""
+    from zsseg_rt.console.signal_phases import held_signals, phase
     from zsseg_rt.scale import init_ray
-    from zsseg_rt.signal_phases import held_signals, phase
 
     _check_serve_args(args)
     phase("serve:checked")

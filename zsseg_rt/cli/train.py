@@ -8,7 +8,7 @@ import json
 from typing import List, Optional
 
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli_types import whole_number
+from zsseg_rt.console.arguments import whole_number
 
 __all__ = ["add_command", "build_parser", "main"]
 
@@ -149,9 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m zsseg_rt.train`` (and ``torchrun ... -m zsseg_rt.train``, which stops its workers with SIGTERM):
-    errors are Python's, signals follow the rule of every command (``cli_errors``: SIGTERM as Ctrl-C, exit code
+    errors are Python's, signals follow the rule of every command (``zsseg_rt.console.errors``: SIGTERM as Ctrl-C, exit code
     128 + the signal)."""
-    from zsseg_rt.cli_errors import interrupted, sigterm_interrupts
+    from zsseg_rt.console.errors import interrupted, sigterm_interrupts
 
     args = build_parser().parse_args(argv)
     try:

@@ -525,13 +525,13 @@ def segment_dataset(
     try:
         import tqdm as _tqdm  # noqa: F401 - installed? (a runtime-only install has no tqdm: no progress bar)
 
-        from zsseg_rt.progress import progress_bar as tqdm
+        from zsseg_rt.console.progress import progress_bar as tqdm
     except ImportError:
 
         def tqdm(iterable, **_kwargs):  # type: ignore[no-redef]
             return iterable
 
-    from zsseg_rt.speed import SpeedMeter
+    from zsseg_rt.console.speed import SpeedMeter
 
     cm = ConfusionMatrix(len(class_names))
     n = len(ds) if limit is None else min(len(ds), int(limit))

@@ -20,7 +20,7 @@ __all__ = ["evaluate_parallel"]
 class EvalWorker:
     """Ray Data actor: dataset + Segmenter built once; ``__call__`` turns a batch of indices into a confusion
     matrix ``[1, C*C]`` int64, the number of images done, the indices skipped as corrupt and the milliseconds its images
-    spent per stage (a :class:`~zsseg_rt.speed.SpeedMeter`'s state, timed as the serial loop times them)."""
+    spent per stage (a :class:`~zsseg_rt.console.speed.SpeedMeter`'s state, timed as the serial loop times them)."""
 
     def __init__(
         self,
@@ -50,8 +50,8 @@ class EvalWorker:
         self.path = " ".join(plan.path) if plan is not None else ""  # the path this actor's images ran on
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        from zsseg_rt.console.speed import SpeedMeter
         from zsseg_rt.eval.metrics import ConfusionMatrix
-        from zsseg_rt.speed import SpeedMeter
 
         matrix = ConfusionMatrix(self.dataset.num_classes)
         done, skipped, speed = 0, [], SpeedMeter()
@@ -102,6 +102,8 @@ def evaluate_parallel(
     Returns:
         the metrics dict of ``evaluate`` (``images``, ``skipped``, ``mode``, ``dataset``, ``source`` included).
     """
+    from zsseg_rt.console.progress import progress_bar
+    from zsseg_rt.console.speed import SpeedMeter
     from zsseg_rt.data import build_dataset
     from zsseg_rt.eval.evaluate import (
         check_limit,
@@ -112,9 +114,7 @@ def evaluate_parallel(
         name_speed,
     )
     from zsseg_rt.eval.metrics import ConfusionMatrix, summarize
-    from zsseg_rt.progress import progress_bar
     from zsseg_rt.scale.batch import pool_size
-    from zsseg_rt.speed import SpeedMeter
 
     options = evaluate_arguments(options, "evaluate_parallel()")
     mode, limit, settings = options["mode"], options["limit"], options["settings"]

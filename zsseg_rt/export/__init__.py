@@ -24,7 +24,7 @@ install_moved(
         "zsseg_rt.export.trt_profile_check": "zsseg_rt.prepare.tensorrt.profile_check",
         "zsseg_rt.export.trt_precision": "zsseg_rt.prepare.tensorrt.precision",
         "zsseg_rt.export.trt_memory": "zsseg_rt.prepare.tensorrt.memory",
-        "zsseg_rt.export.progress": "zsseg_rt.progress",
+        "zsseg_rt.export.progress": "zsseg_rt.console.progress",
     },
     "deprecated since 2026-11-26, removed in 0.2.0",
 )

@@ -26,8 +26,8 @@ from zsseg_rt.bundle import (
     weights_record,
     write_meta,
 )
+from zsseg_rt.console.progress import shown, stage_bar
 from zsseg_rt.errors import with_path
-from zsseg_rt.progress import shown, stage_bar
 from zsseg_rt.vocabulary import build_tokenizer_json
 
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph, family_of, image_output_names
@@ -121,7 +121,7 @@ def export_graph_jobs(jobs, io: Dict[str, Any], files: Dict[str, str], out_dir: 
     """Export each ``(role, module, example args)`` of ``jobs`` to ``out_dir/files[role]`` with the I/O names and
     dynamic axes of ``io[role]`` (the text encoder through torch's dynamo exporter), then check each graph
     (``onnx.checker`` and the opset asked). Every bundle layout's graphs are written by this one loop (a progress
-    bar over the graphs while an export shows bars: ``zsseg_rt.progress``)."""
+    bar over the graphs while an export shows bars: ``zsseg_rt.console.progress``)."""
     with stage_bar(len(jobs), "ONNX graphs", unit="graph") as bar:
         for role, module, args in jobs:
             bar.set_postfix_str(role)

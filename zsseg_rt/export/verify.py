@@ -16,7 +16,7 @@ import torch
 
 from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import GRAPH_FILES, Files, Names, load_meta
-from zsseg_rt.progress import stage_bar
+from zsseg_rt.console.progress import stage_bar
 from zsseg_rt.vocabulary import ClipTokenizer, expand_templates
 
 from .graphs import HeadGraph, ImageEncoderGraph, TextEncoderGraph

@@ -29,8 +29,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from zsseg_rt.bundle import graph_files, load_meta
+from zsseg_rt.console.progress import stage_bar
 from zsseg_rt.prepare.gate import EngineAccuracyError, shared_reference
-from zsseg_rt.progress import stage_bar
 from zsseg_rt.runtime.backends.table import load_reference
 from zsseg_rt.runtime.precision_records import (
     PREPARATION_FIELD,
@@ -420,7 +420,7 @@ def _record_failure(meta_path: str, log: str, exc: BaseException, cache_dir: Opt
     import traceback
 
     from zsseg_rt import __version__
-    from zsseg_rt.cli_errors import format_error
+    from zsseg_rt.console.errors import format_error
 
     reason = format_error(exc)
     root = precision_root(load_meta(meta_path), cache_dir)
@@ -445,7 +445,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     import sys
     import threading
 
-    from zsseg_rt.progress import shown
+    from zsseg_rt.console.progress import shown
     from zsseg_rt.runtime.upgrade import PREPARE_LOG
 
     parser = argparse.ArgumentParser(prog="python -m zsseg_rt.prepare.auto", description=main.__doc__)

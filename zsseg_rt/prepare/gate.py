@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from zsseg_rt.bundle import BundleMeta, Files
-from zsseg_rt.progress import stage_bar
+from zsseg_rt.console.progress import stage_bar
 from zsseg_rt.runtime.backends import Backend
 from zsseg_rt.runtime.precision_records import PER_PHOTO_FIELD, VOCABULARIES_FIELD
 

@@ -21,8 +21,8 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from zsseg_rt.bundle import Files, load_meta
+from zsseg_rt.console.progress import stage_bar
 from zsseg_rt.prepare.gated import prepare_gated_record, quieter
-from zsseg_rt.progress import stage_bar
 from zsseg_rt.runtime.backends.onnxruntime.precision import int8_recipe, precision_key, validate_ort_precision
 from zsseg_rt.runtime.cpu_features import cpu_features
 

@@ -45,7 +45,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from zsseg_rt.assets import SAMPLES_DIR
-from zsseg_rt.cli_errors import CliError
+from zsseg_rt.console.errors import CliError
 from zsseg_rt.system_info import (
     current_rss_bytes,
     jetson_info,
@@ -365,7 +365,7 @@ def profile_config(
 def _bar(args, total: int, desc: str, unit: str):
     """The progress bar of one configuration (stderr; none with --quiet): minutes each at the defaults on a CPU. It is
     updated between calls, never inside a timed one."""
-    from zsseg_rt.progress import progress_bar
+    from zsseg_rt.console.progress import progress_bar
 
     return progress_bar(total=total, desc=desc, unit=unit, disable=bool(args.quiet), leave=False, dynamic_ncols=True)
 
@@ -404,7 +404,7 @@ def run_profile(args) -> dict:
         except (ImportError, OSError, ValueError, RuntimeError) as exc:
             if len(args.backends) == 1:
                 raise
-            from zsseg_rt.cli_errors import format_error
+            from zsseg_rt.console.errors import format_error
 
             # e.g. the torch backend of a bundle whose checkpoint is not here: the other backends still run
             print(f"skipping {spec['label']}: {format_error(exc)}", file=sys.stderr, flush=True)

@@ -135,7 +135,7 @@ def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> N
     import logging
     import os
 
-    from zsseg_rt.signal_phases import held_signals
+    from zsseg_rt.console.signal_phases import held_signals
 
     local = address is None and not os.environ.get("RAY_ADDRESS")
     quiet = not ray_logs_wanted()

@@ -284,7 +284,7 @@ class SegmentWorker:
         return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
 
     def _one(self, data: bytes, path: str) -> Dict[str, Any]:
-        from zsseg_rt.cli_errors import format_error
+        from zsseg_rt.console.errors import format_error
 
         key = output_key(path, self.root)
         row: Dict[str, Any] = {"image": path, "key": key, "labels": labels_name(key), "worker": os.getpid()}
@@ -605,8 +605,8 @@ def summarize_batch(job: BatchJob, progress: bool = True) -> Dict[str, Any]:
         "worker_peak_rss_bytes": the largest peak RSS of any worker (None when no worker ran),
         "worker_peak_growth_bytes": the largest rise of a worker's peak RSS over its RSS after loading the Engine}``.
     """
-    from zsseg_rt.progress import progress_bar
-    from zsseg_rt.signal_phases import phase
+    from zsseg_rt.console.progress import progress_bar
+    from zsseg_rt.console.signal_phases import phase
 
     plan = job.plan
     todo = len(plan.sources) + len(plan.rejected) if isinstance(plan.sources, list) else None

@@ -18,9 +18,9 @@ def open_engine(bundle: str, classes: Union[str, Sequence[str]], **options: Any)
     and the pixel limit ``max_pixels`` resolved in the worker's process (``image_io.max_pixels_limit``: None reads
     ``$ZSSEG_MAX_PIXELS`` there, else 40 MP; 0: none); ``options`` are the Engine's that a worker takes
     (:func:`checked_engine_options`), nothing prepared behind its back (``prepare=None``)."""
+    from zsseg_rt.console.signal_phases import phase
     from zsseg_rt.image_io import max_pixels_limit
     from zsseg_rt.runtime import Engine
-    from zsseg_rt.signal_phases import phase
 
     options = checked_engine_options(options, "open_engine()")
     phase("worker:model-load")  # (a test hook: python_tests/scale/test_ray_signal_phases.py)
@@ -63,7 +63,7 @@ def check_worker_engine(bundle: str, classes: Union[str, Sequence[str]], **optio
     import subprocess
     import sys
 
-    from zsseg_rt.signal_phases import PHASE_HOOK_ENV
+    from zsseg_rt.console.signal_phases import PHASE_HOOK_ENV
 
     env = {name: value for name, value in os.environ.items() if name != PHASE_HOOK_ENV}  # not a phase of a worker
     code = "from zsseg_rt.scale.engine import _check_in_child; _check_in_child()"

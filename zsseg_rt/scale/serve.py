@@ -298,7 +298,7 @@ class SegmentationServer:
         except RequestError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except Exception as exc:  # noqa: BLE001 - this request fails alone, with a one-line reason
-            from zsseg_rt.cli_errors import format_error
+            from zsseg_rt.console.errors import format_error
 
             return JSONResponse({"error": format_error(exc)}, status_code=error_status(exc))
 
@@ -384,7 +384,7 @@ class SegmentationServer:
         512 x 2560000), its windows and the working memory of its vocabulary's size, checked by the pipeline's own
         ``plan`` (a pipeline without one: the side and pixel limits here, the rest in the batch). A refusal costs
         microseconds; in the batch it waited for the batch (seconds under load)."""
-        from zsseg_rt.cli_errors import format_error
+        from zsseg_rt.console.errors import format_error
 
         _, classes, names = vocabulary
         plan = getattr(self.engine.pipeline, "plan", None)
@@ -453,7 +453,7 @@ class SegmentationServer:
         (``set_classes`` raised) is its requests' error (400 with the Engine's reason), never a run with the
         vocabulary the Engine had before (issue 79, F1); a group whose Engine call fails is run again image by image
         with its own vocabulary, so only the image at fault gets its error."""
-        from zsseg_rt.cli_errors import format_error
+        from zsseg_rt.console.errors import format_error
 
         groups: Dict[VocabularyKey, List[int]] = defaultdict(list)
         for index, item in enumerate(items):
@@ -499,7 +499,7 @@ class SegmentationServer:
         )
 
     def _segment_one(self, image: np.ndarray) -> Any:
-        from zsseg_rt.cli_errors import format_error
+        from zsseg_rt.console.errors import format_error
 
         try:
             return self.engine(image)
@@ -653,7 +653,7 @@ def run_server(bundle: str, classes, host: str = "127.0.0.1", port: int = 8000, 
     Returns:
         the deployment handle.
     """
-    from zsseg_rt.signal_phases import held_signals, phase
+    from zsseg_rt.console.signal_phases import held_signals, phase
 
     _quiet_serve_logger()
     with held_signals():  # not left midway: a signal while Serve starts is acted on once it has (signal_phases)

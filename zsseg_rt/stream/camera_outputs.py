@@ -1,4 +1,4 @@
-"""The file outputs of ``zsseg camera`` under the output policy of :mod:`zsseg_rt.output_plan`: every ``-o`` file
+"""The file outputs of ``zsseg camera`` under the output policy of :mod:`zsseg_rt.outputs.plan`: every ``-o`` file
 or folder (each kind's entry: :mod:`zsseg_rt.stream.output_kinds`), every ``--labels-out`` folder and ``--stats-json``
 declared and checked before the model loads (the first frame), staged while the stream runs, and put in place
 together when it has ended well.
@@ -17,7 +17,7 @@ import os
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from zsseg_rt.io_safety import AtomicFile
-from zsseg_rt.output_plan import CLI_FLAG, OutputPlan, StagedFile, StagedFolder
+from zsseg_rt.outputs.plan import CLI_FLAG, OutputPlan, StagedFile, StagedFolder
 
 from .output_kinds import output_kind
 
@@ -109,7 +109,7 @@ class CameraOutputs:
         Raises:
             OutputWriteError: a write or a rename failed (the outputs not yet in place keep their old content).
         """
-        from zsseg_rt.progress import signals_deferred
+        from zsseg_rt.console.progress import signals_deferred
 
         if self.stats is not None and summary is not None:
             self.stats.write_json(summary)

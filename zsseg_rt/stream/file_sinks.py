@@ -1,5 +1,5 @@
 """The file sinks of the stream loop: a video file (``VideoFileSink``) and a folder of frame images
-(``ImageFolderSink``), both under the output policy of :mod:`zsseg_rt.output_plan` (a video is written as
+(``ImageFolderSink``), both under the output policy of :mod:`zsseg_rt.outputs.plan` (a video is written as
 ``out.partial.mp4`` and renamed when complete; a folder's images are staged and moved in at the end); a failed write
 raises ``OutputWriteError`` naming the path and what was written."""
 
@@ -13,7 +13,7 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 
 from zsseg_rt.io_safety import AtomicFile, OutputWriteError, write_failure
-from zsseg_rt.output_plan import FolderKind, OutputPlan, StagedFolder
+from zsseg_rt.outputs.plan import FolderKind, OutputPlan, StagedFolder
 
 from .sink_base import FrameSink, SinkError
 from .sources import IMAGE_EXTENSIONS
@@ -50,7 +50,7 @@ class VideoFileSink(FrameSink):
         path: the video file.
         fps: frames per second written in the file.
         fourcc: an OpenCV codec to use instead (e.g. "mp4v"), which also skips PyAV.
-        output: the ``AtomicFile`` of an ``OutputPlan`` (``zsseg_rt.output_plan``), which checked the path and
+        output: the ``AtomicFile`` of an ``OutputPlan`` (``zsseg_rt.outputs.plan``), which checked the path and
             renames the partial file itself once every output of the run is complete: ``close()`` then only
             finishes the file. None: ``close()`` renames it (a partial file an earlier run left is replaced).
     """
@@ -262,7 +262,7 @@ def existing_frames(folder: str, extension: str = ".jpg") -> List[Tuple[int, str
 
 class ImageFolderSink(FrameSink):
     """One image per frame, ``frame_000000.jpg`` ... in ``folder`` (created), under the output policy of
-    ``zsseg_rt.output_plan``: the images are staged in ``folder/.zsseg-staging-XXXXXXXX`` and moved into ``folder``
+    ``zsseg_rt.outputs.plan``: the images are staged in ``folder/.zsseg-staging-XXXXXXXX`` and moved into ``folder``
     by ``close()``, which also removes the frames an earlier run wrote there beyond this run's (the folder then holds
     this run's frames only; files zsseg_rt did not write stay). Not fsynced: a stream at camera rate.
 

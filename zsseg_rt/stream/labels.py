@@ -12,7 +12,7 @@ uint16, one class index per pixel; ``DIR/classes.json`` the class names they ind
 ``classes`` / ``class_map`` are the current vocabulary; ``vocabularies`` says which list each frame's labels index when
 the vocabulary changed while streaming (a frame uses the last entry whose ``first_frame`` is not after it).
 
-The folder follows the output policy of :mod:`zsseg_rt.output_plan`: the maps are staged in
+The folder follows the output policy of :mod:`zsseg_rt.outputs.plan`: the maps are staged in
 ``DIR/.zsseg-staging-XXXXXXXX`` while the run goes on and moved into ``DIR`` when it ends well, the maps of an earlier
 run there are removed then (``DIR`` holds this run's maps only, with a ``classes.json`` that describes them), a failed
 run leaves ``DIR`` as it was, and files zsseg_rt did not write (a user's own ``000001.png``) are refused, never
@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from zsseg_rt.output_plan import FolderKind, OutputPlan, StagedFolder
+from zsseg_rt.outputs.plan import FolderKind, OutputPlan, StagedFolder
 from zsseg_rt.runtime.result import UNKNOWN_NAME
 
 from .sink_base import FrameSink, SinkError

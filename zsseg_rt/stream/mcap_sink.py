@@ -7,7 +7,7 @@ play`` and Foxglove read the file without the ROS packages); messages in CDR; zs
 lossless; label maps of large regions shrink 20-100x), a chunk closed at least every ``FLUSH_SECONDS``; the summary
 (schemas, channels, statistics, chunk indexes) and footer written when the file is finished.
 
-It follows the output policy of :mod:`zsseg_rt.output_plan` as a video does: refused without ``--overwrite`` (Python:
+It follows the output policy of :mod:`zsseg_rt.outputs.plan` as a video does: refused without ``--overwrite`` (Python:
 ``overwrite=True``) when it exists; written as ``out.partial.mcap`` while the run goes on and renamed onto
 ``out.mcap`` only when the run has ended well (its end, ``--max-frames``, Ctrl-C, SIGTERM: the file is finished
 first). A run killed meanwhile (``kill -9``, a power cut) leaves ``out.partial.mcap``, readable up to its last
@@ -23,10 +23,9 @@ import time
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from zsseg_rt.io_safety import AtomicFile, OutputWriteError, write_failure
-from zsseg_rt.output_plan import PYTHON_FLAG, OutputPlan
+from zsseg_rt.outputs.plan import PYTHON_FLAG, OutputPlan
 
 from . import ros_messages as ros
-from .object_messages import DETECTION_2D_ARRAY, IMAGE_ANNOTATIONS, OBJECT_SCHEMAS
 from .robot_sinks import JPEG_QUALITY, RobotSink, _Source, require_module
 from .sink_base import SinkError
 from .video_writers import CheckedFile
@@ -37,13 +36,7 @@ log = logging.getLogger("zsseg_rt.stream")
 
 CHUNK_BYTES = 4 * 2**20  # a chunk is closed when its messages pass this (uncompressed) ...
 FLUSH_SECONDS = 1.0  # ... or this long after the chunk's first message: what a killed run can lose at most
-_SCHEMA_OF = {
-    "labels": ros.IMAGE,
-    "overlay": ros.COMPRESSED_IMAGE,
-    "label_info": ros.LABEL_INFO,
-    "objects": DETECTION_2D_ARRAY,
-    "annotations": IMAGE_ANNOTATIONS,
-}
+_SCHEMA_OF = {"labels": ros.IMAGE, "overlay": ros.COMPRESSED_IMAGE, "label_info": ros.LABEL_INFO}
 
 
 class McapSink(RobotSink):
@@ -51,7 +44,7 @@ class McapSink(RobotSink):
 
     Args:
         path: the file (``.mcap``).
-        sources, frame_id, overlay, jpeg_quality, objects, min_area, max_objects: see ``RobotSink``.
+        sources, frame_id, overlay, jpeg_quality: see ``RobotSink``.
         overwrite: an existing file (and what an interrupted run left, ``out.partial.mcap``) may be replaced;
             without it they are refused (``OutputRefused``; nothing written).
         output: the ``AtomicFile`` of an ``OutputPlan`` (``zsseg camera``), which checked the path and renames the
@@ -70,9 +63,6 @@ class McapSink(RobotSink):
         overwrite: bool = False,
         output: Optional[AtomicFile] = None,
         compression: str = "zstd",
-        objects: bool = False,
-        min_area: Optional[float] = None,
-        max_objects: Optional[int] = None,
     ):
         writer_module = require_module("mcap.writer", "an MCAP output")
         kinds = {"zstd": writer_module.CompressionType.ZSTD, "lz4": writer_module.CompressionType.LZ4}
@@ -97,7 +87,7 @@ class McapSink(RobotSink):
         self._chunk_started: Optional[float] = None
         self._failed = False
         self._finished = False
-        super().__init__(sources, frame_id, overlay, jpeg_quality, objects, min_area, max_objects)
+        super().__init__(sources, frame_id, overlay, jpeg_quality)
 
     @property
     def partial(self) -> str:
@@ -115,8 +105,7 @@ class McapSink(RobotSink):
                 _Unbuffered(self._stream), chunk_size=CHUNK_BYTES, compression=self._compression
             )
             self._writer.start(profile="ros2", library=f"zsseg_rt {zsseg_rt.__version__}")
-            schemas = {**ros.SCHEMAS, **(OBJECT_SCHEMAS if self.objects else {})}
-            for name, definition in schemas.items():
+            for name, definition in ros.SCHEMAS.items():
                 self._schemas[name] = self._writer.register_schema(name, "ros2msg", definition)
         except OSError as exc:
             self._failed = True
@@ -219,7 +208,6 @@ class McapSink(RobotSink):
             else self._file.size(),
             "compression": self.compression,
             "topics": self.topics(),
-            **self.objects_described(),
         }
 
 

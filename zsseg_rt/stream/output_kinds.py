@@ -1,5 +1,5 @@
 """The output kinds of the stream loop as one table: each row says how its spec is recognised (the parser), how its
-sink is opened, and what the run's output plan (:mod:`zsseg_rt.output_plan`) holds for it. ``open_sink(spec)`` and
+sink is opened, and what the run's output plan (:mod:`zsseg_rt.outputs.plan`) holds for it. ``open_sink(spec)`` and
 ``zsseg camera -o`` / ``--labels-out`` go through it; a new kind is one module (its sink) and one row here.
 
 | kind | option | spec | sink | output-plan entry |
@@ -25,7 +25,7 @@ import dataclasses
 import os
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from zsseg_rt.output_plan import OutputPlan
+from zsseg_rt.outputs.plan import OutputPlan
 
 from .sink_base import FrameSink, SinkError
 
@@ -244,7 +244,7 @@ def open_sink(
     """Sink for a user string of ``-o`` (the table's kinds): ``display://``, ``http://HOST:PORT``, a video path, a
     folder, ``out.mcap``, ``foxglove://HOST:PORT``, ``null``.
 
-    A file output follows ``zsseg_rt.output_plan``: ``output`` (a video's or an MCAP file's ``AtomicFile``) or
+    A file output follows ``zsseg_rt.outputs.plan``: ``output`` (a video's or an MCAP file's ``AtomicFile``) or
     ``staged`` (a folder's ``StagedFolder``) come from the run's ``OutputPlan``, which checked them and puts them in
     place at the end; without them the sink checks its own output (``replace``: outputs of an earlier run may be
     replaced). ``options``: the other fields of ``SinkOptions`` (``sources``, ``frame_id``, ``overlay``, ``title``)."""

@@ -13,7 +13,7 @@ options); then either every frame's result in a loop of the app's own, or the ru
     Session(["0"], engine, classes="person", outputs=["out.mp4"], options=SessionOptions(live=True)).run()
 
 The same files, statistics and signal behaviour as the command: every output is checked before anything opens
-(``zsseg_rt.output_plan``), staged while the run goes on and put in place only when it ended well (a failed run
+(``zsseg_rt.outputs.plan``), staged while the run goes on and put in place only when it ended well (a failed run
 replaces nothing); SIGINT / SIGTERM stop the stream cleanly, its outputs finalised (in the main thread, while
 :meth:`Session.run` or the loop runs); a ``break`` out of the loop stops it the same way. Progress is the caller's
 (``progress=``: the command's bar); the command's flags become :class:`SessionOptions` in ``zsseg_rt.cli.camera``.
@@ -30,7 +30,7 @@ import threading
 import weakref
 from typing import Any, Callable, ContextManager, Generator, Iterator, List, Optional, Sequence, Union
 
-from zsseg_rt.cli_errors import CliError
+from zsseg_rt.console.errors import CliError
 from zsseg_rt.stream.session_options import (
     SessionOptions,
     check_output_needs,
@@ -89,7 +89,7 @@ def open_inputs(sources: Sequence[str], options: SessionOptions, max_pixels: int
     from zsseg_rt.stream.sources import open_source, parse_source, source_label, split_source_name, unique_labels
 
     given = [split_source_name(str(text)) for text in sources]
-    specs = [parse_source(text) for _, text in given]  # SourceError: one line from zsseg_rt.cli_errors
+    specs = [parse_source(text) for _, text in given]  # SourceError: one line from zsseg_rt.console.errors
     chosen = [name for name, _ in given if name]
     for name in set(chosen):
         if chosen.count(name) > 1:
@@ -206,9 +206,9 @@ class Session:
     # ---- the run ----------------------------------------------------------------------------------------------
     def _session(self, iterate: bool) -> Generator[SessionResult, None, None]:
         """Sources opened, every output planned and claimed, the stream run, and the outputs put in place only when
-        it ended well (a failed run replaces nothing: ``zsseg_rt.output_plan``); the sources closed in any case."""
+        it ended well (a failed run replaces nothing: ``zsseg_rt.outputs.plan``); the sources closed in any case."""
+        from zsseg_rt.console.signal_phases import phase
         from zsseg_rt.image_io import max_pixels_limit
-        from zsseg_rt.signal_phases import phase
 
         if self._used:
             raise RuntimeError("a Session runs once: make a new one to run again")
@@ -218,7 +218,7 @@ class Session:
         self.inputs = open_inputs(self.sources, self.options, max_pixels)
         try:
             outputs, label_folders = self._plan()
-            outputs.prepare()  # claims every output (owner locks: zsseg_rt.output_owner): from here an abort releases
+            outputs.prepare()  # claims every output (owner locks: zsseg_rt.outputs.owner): from here an abort releases
             try:
                 phase("camera:outputs-planned")  # (the phases: test hooks, python_tests/test_signal_phases.py)
                 sinks, shared = self._start(classes, max_pixels, outputs, label_folders)
@@ -339,7 +339,7 @@ class Session:
 
     def _plan(self) -> Any:
         """Every refusal before anything is opened or loaded, and every file output (``-o`` videos and folders,
-        ``--labels-out``, ``--stats-json``, ``--save-json``) checked (``zsseg_rt.output_plan``): no two name the
+        ``--labels-out``, ``--stats-json``, ``--save-json``) checked (``zsseg_rt.outputs.plan``): no two name the
         same file, none is an input, none replaces an existing file without ``overwrite`` nor a file zsseg_rt did
         not write, an interrupted run's leftovers are refused without ``overwrite``, the disk is not full. Returns
         ``(the CameraOutputs, the label folders)``.
@@ -375,11 +375,11 @@ class Session:
 
     def _start(self, classes: Any, max_pixels: int, outputs: Any, label_folders: Sequence[str]) -> Any:
         """The sinks, the model and the stream loop (``self.runner``); returns ``(sinks per source, shared)``."""
-        from zsseg_rt.signal_phases import phase
-        from zsseg_rt.speed import SpeedMeter
+        from zsseg_rt.console.signal_phases import phase
+        from zsseg_rt.console.speed import SpeedMeter
         from zsseg_rt.stream.runner import MultiStreamRunner
 
-        self.speed = SpeedMeter()  # the "Speed: ..." line at the end, and --stats-json's "speed" (zsseg_rt.speed)
+        self.speed = SpeedMeter()  # the "Speed: ..." line at the end, and --stats-json's "speed" (console.speed)
 
         def request_classes(names: Any) -> Any:  # the preview page's class box (POST /classes)
             if self.runner is None:
@@ -480,8 +480,8 @@ class Session:
         if line:
             log.info("%s", line)
         self.summary = summary
-        if runner.signalled is not None:  # stopped by Ctrl-C / SIGTERM, outputs finalised: the one rule (cli_errors)
-            from zsseg_rt.cli_errors import exit_code_for_signal
+        if runner.signalled is not None:  # stopped by Ctrl-C / SIGTERM, outputs finalised: console.errors' rule
+            from zsseg_rt.console.errors import exit_code_for_signal
 
             self.exit_code = exit_code_for_signal(runner.signalled)
         else:

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from typing import Any, List, Optional, Sequence
 
-from zsseg_rt.cli_errors import CliError
+from zsseg_rt.console.errors import CliError
 from zsseg_rt.options import LIVE, Preset
 
 __all__ = [

@@ -3,7 +3,7 @@
 Each sink has ``write(frame_bgr_uint8)`` and ``close()`` (``finish()`` / ``abort()``: ``FrameSink``);
 ``zsseg_rt.stream.open_sink(spec)`` builds one from a user string (``display://``, ``out.mp4``, ``frames/``,
 ``http://127.0.0.1:8080``, ``out.mcap``, ``foxglove://``): the table of :mod:`zsseg_rt.stream.output_kinds`. The file sinks
-(:mod:`zsseg_rt.stream.file_sinks`) follow the output policy of :mod:`zsseg_rt.output_plan`: nothing is written under
+(:mod:`zsseg_rt.stream.file_sinks`) follow the output policy of :mod:`zsseg_rt.outputs.plan`: nothing is written under
 an output's name until it is complete, and a failed write raises ``OutputWriteError`` naming the path and what was
 written.
 """

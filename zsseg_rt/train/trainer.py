@@ -491,7 +491,7 @@ class Trainer:
         Returns:
             summary dict: ``iteration``, ``last_loss``, ``checkpoint``, ``native`` (final model dir or None).
         """
-        from zsseg_rt.progress import progress_bar
+        from zsseg_rt.console.progress import progress_bar
 
         cfg = self.cfg
         resumed = self.resume(resume)

@@ -214,7 +214,7 @@ def evaluate_zeroseg(
     """
     import torch
 
-    from zsseg_rt.progress import progress_bar
+    from zsseg_rt.console.progress import progress_bar
 
     from .predict import predict_image
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
-from zsseg_rt.cli_types import real_number
+from zsseg_rt.console.arguments import real_number
 from zsseg_rt.contract.family import Evaluation, FamilyArgument, ModelExport, Training
 
 from .evaluate import BACKGROUND_THRESHOLD_PROTOCOL, BackgroundThresholdProtocol

@@ -39,7 +39,7 @@ def precompute_teacher_features(
     progress: bool = True,
 ) -> Dict[str, int]:
     """Encode every image of ``dataset`` not yet in ``cache``. Returns ``{"computed": n, "cached": m}``."""
-    from zsseg_rt.progress import progress_bar
+    from zsseg_rt.console.progress import progress_bar
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
     teacher = teacher.to(device)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from zsseg_rt.bundle import BundleMeta, load_meta
+from zsseg_rt.console.progress import stage_bar
 from zsseg_rt.pipeline.preprocess import rescaled_size, sliding_windows
 from zsseg_rt.prepare.tensorrt.memory import PeakMemory, default_workspace_bytes, summarize_memory
 from zsseg_rt.prepare.tensorrt.precision import (  # noqa: F401  (re-exported: the precision recipes' public API)
@@ -41,7 +42,6 @@ from zsseg_rt.prepare.tensorrt.precision import (  # noqa: F401  (re-exported: t
     shape_only_layers,
     summarize_pins,
 )
-from zsseg_rt.progress import stage_bar
 from zsseg_rt.runtime.backends.tensorrt.engines import (  # noqa: F401  (re-exported: the builder's public API includes the runner)
     INSTALL_HINT,
     MAX_TENSORRT,

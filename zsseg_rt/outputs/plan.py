@@ -22,7 +22,7 @@ The rules, in :class:`OutputPlan`:
    of an earlier run that this run did not rewrite, and ``--overwrite`` replaces only files the manifest names
    unchanged. A user's files (``notes.txt``, or a ``000001.png`` of their own) are never removed.
 4. **One file mode**: every file is created with 0666 less the umask, as other programs create theirs.
-5. **One owner per output** (:mod:`zsseg_rt.output_owner`): :meth:`OutputPlan.check` claims every output declared
+5. **One owner per output** (:mod:`zsseg_rt.outputs.owner`): :meth:`OutputPlan.check` claims every output declared
    (whatever its kind: a kind added later is declared here, so it is claimed too) with an owner lock held until
    :meth:`OutputPlan.commit` or :meth:`OutputPlan.abort` (or :meth:`OutputPlan.release`); a second run on one of them
    is refused at its start with the first run's process, ``--overwrite`` included, before any leftover is looked at
@@ -55,7 +55,7 @@ from zsseg_rt.io_safety import (
     write_failure,
     write_temporary,
 )
-from zsseg_rt.output_owner import OutputBusy, OwnerLock, try_flock
+from zsseg_rt.outputs.owner import OutputBusy, OwnerLock, try_flock
 
 __all__ = [
     "CLI_FLAG",
@@ -472,7 +472,7 @@ class OutputPlan:
             raise
 
     def claim(self, say: Optional[Callable[[str], None]] = None) -> None:
-        """Take the owner lock of every output declared (rule 5; :mod:`zsseg_rt.output_owner`), all or none; a no-op
+        """Take the owner lock of every output declared (rule 5; :mod:`zsseg_rt.outputs.owner`), all or none; a no-op
         for the outputs claimed already.
 
         Raises:

@@ -1,6 +1,6 @@
 """One owner per output: the lock a run holds on each output it writes, from its start to its end (issue 75, E1).
 
-Every output an :class:`~zsseg_rt.output_plan.OutputPlan` declares (a video, a folder of frames or label maps, a
+Every output an :class:`~zsseg_rt.outputs.plan.OutputPlan` declares (a video, a folder of frames or label maps, a
 stats file, and any kind added later through the plan) and ``zsseg segment``'s output folder is claimed by its run
 before anything is written: an ``OwnerLock`` on a hidden file, ``.NAME.zsseg-owner`` beside a file output and
 ``DIR/.zsseg-owner`` inside a folder output (made for it: the folder may sit in one the user cannot write into),

@@ -1,6 +1,6 @@
 """Signals at every phase of a command's start-up (issue 64, N5), and the test hook that stops a command at a phase.
 
-The rule (:mod:`zsseg_rt.cli_errors`): SIGINT raises ``KeyboardInterrupt`` and SIGTERM raises ``Terminated`` in the
+The rule (:mod:`zsseg_rt.console.errors`): SIGINT raises ``KeyboardInterrupt`` and SIGTERM raises ``Terminated`` in the
 main thread wherever it is; the command's cleanup runs; it exits with 128 + the signal. That holds in Python code,
 not inside Ray, which a command's start-up spends most of its time in (``zsseg serve`` 10-60 s):
 

@@ -11,7 +11,7 @@ down). A command ended by a signal exits with ``128 + the signal's number`` (:fu
 shell's convention: 130 after Ctrl-C, 143 after SIGTERM, whatever the command (``zsseg camera`` and ``zsseg serve``,
 which stop cleanly on their own handlers, return the same codes). Each signal the handlers raise for is recorded
 (:func:`signal_of`): Ray's ``ray.get``, inside which a handler may run, re-raises its own plain ``KeyboardInterrupt``
-in place of a ``Terminated``. Inside calls into Ray a command holds the signals instead (``zsseg_rt.signal_phases``).
+in place of a ``Terminated``. Inside calls into Ray a command holds the signals instead (``zsseg_rt.console.signal_phases``).
 """
 
 from __future__ import annotations
