@@ -73,10 +73,12 @@ DEVICE_KINDS = {"nvidia-h100-x1": "nvidia-h100-80gb-hbm3"}
 TAIL_LINES = 8  # of a failed step's log when it has no test report (a pytest step's failures come from its report)
 
 # pytest options that change neither which tests run nor how a failure counts: reporting and the worker count
-HARMLESS_WITH_VALUE = ("-n", "--numprocesses", "--durations", "--durations-min", "--tb", "-r", "--color", "-W")
+HARMLESS_WITH_VALUE = ("-n", "--numprocesses", "--durations", "--durations-min", "--cpu-durations", "--tb", "-r", "--color",
+                       "-W")  # fmt: skip
 HARMLESS_FLAGS = ("-q", "--quiet", "-v", "-vv", "-vvv", "--verbose", "-l", "--showlocals", "--full-trace",
                   "--no-header", "-s")  # fmt: skip
-HARMLESS_PREFIXES = ("-n", "--numprocesses=", "--durations=", "--durations-min=", "--tb=", "-r", "--color=", "-W")
+HARMLESS_PREFIXES = ("-n", "--numprocesses=", "--durations=", "--durations-min=", "--cpu-durations=", "--tb=", "-r",
+                     "--color=", "-W")  # fmt: skip
 FILTER_WITH_VALUE = ("-k", "-m", "--deselect", "--ignore", "--ignore-glob", "--maxfail", "-p", "--dist", "-c",
                      "--rootdir", "-o", "--override-ini", "--confcutdir", "--junitxml", "--basetemp")  # fmt: skip
 

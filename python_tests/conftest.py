@@ -9,6 +9,7 @@ import signal
 import sys
 import warnings
 
+import cpu_times
 import pytest
 import time_bound
 from support import GOLDEN, REPO, build_once, export_tiny_bundle
@@ -39,6 +40,7 @@ REPORT_LOG_ENV = "ZS_EMU_REPORT_LOG"
 
 
 def pytest_addoption(parser):
+    cpu_times.addoption(parser)  # --cpu-durations=N: where the run's CPU went, per test
     parser.addoption(
         "--fake-cuda",
         action="store_true",
@@ -191,6 +193,7 @@ def _sigint_as_at_a_terminal() -> None:
 def pytest_configure(config):
     _sigint_as_at_a_terminal()
     time_bound.register(config)  # every test phase bounded in time: a hang is a named failure
+    cpu_times.register(config)  # every test's CPU time (printed with --cpu-durations)
     config.addinivalue_line(
         "markers", "slow: full-size models (minutes); run by tools/run_tests.sh, deselect with -m 'not slow'"
     )
