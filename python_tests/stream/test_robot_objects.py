@@ -130,11 +130,11 @@ def check_detections(message: Any, expected, stamp_ns: int, frame_id: str) -> No
         assert detection.id == str(index)
 
 
-def check_annotations(message: Any, expected, stamp_ns: int) -> None:
+def check_annotations(message: Any, expected, stamp_ns: int, classes: int = len(NAMES)) -> None:
     """A decoded ImageAnnotations against the objects found: per object a closed line along its box's corners in
     its class's overlay colour, and its class name at the box's top-left corner (kept 14 px from the top edge); every
     timestamp the labels'."""
-    colors = palette(len(NAMES))
+    colors = palette(classes)
     assert list(message.circles) == []
     assert len(message.points) == len(expected) and len(message.texts) == len(expected)
     for line, text, found in zip(message.points, message.texts, expected):
@@ -299,3 +299,37 @@ def test_foxglove_advertises_the_object_schemas_and_a_viewer_decodes_them():
     mutant = _x_y_swapped(object_messages.image_annotations)(stamp, _expected(results[0]), palette(len(NAMES)))
     with pytest.raises(AssertionError):
         check_annotations(decode_cdr(channels["/front/annotations"], mutant), _expected(results[0]), stamp)
+
+
+def test_a_session_with_objects_publishes_the_objects_its_loop_hands_out(tmp_path, tiny_bundle):
+    """``Session(..., objects=True, outputs=[out.mcap])`` (``zsseg camera --objects -o out.mcap``): each frame's
+    Detection2DArray and ImageAnnotations equal the objects the app's loop receives (``item.objects``), whose boxes
+    and areas are find_objects' on the label map the file's labels message holds; objects off: no such topic."""
+    from stream_fakes import write_band_clip
+
+    from zsseg_rt.stream import Session
+
+    clip = write_band_clip(tmp_path / "clip.avi", frames=3, fps=10.0, size=(64, 48))
+    handed = []
+    with Session([f"front={clip}"], tiny_bundle, "a,b", outputs=[str(tmp_path / "on.mcap")], objects=True) as session:
+        for item in session:
+            handed.append(item.objects)
+    assert session.exit_code == 0 and len(handed) == 3 and all(found is not None for found in handed)
+    assert sum(len(found) for found in handed) > 0, "the clip's frames gave no object: nothing to compare"
+    messages = read_mcap_ros2_decoder(tmp_path / "on.mcap")
+    labels = [m for topic, _, m in messages if topic == "/front/labels"]
+    arrays = [m for topic, _, m in messages if topic == "/front/objects"]
+    notes = [m for topic, _, m in messages if topic == "/front/annotations"]
+    assert len(labels) == len(arrays) == len(notes) == 3
+    for image, array, note, found in zip(labels, arrays, notes, handed):
+        stamp, frame_labels = _stamp(image.header.stamp), np.frombuffer(bytes(image.data), "<u2")
+        reference = find_objects(frame_labels.reshape(image.height, image.width), ["a", "b"])
+        assert [(o.box, o.area, o.centroid) for o in found] == [(o.box, o.area, o.centroid) for o in reference]
+        check_detections(array, found, stamp, "front")
+        check_annotations(note, found, stamp, classes=2)
+    Session([f"front={clip}"], tiny_bundle, "a,b", outputs=[str(tmp_path / "off.mcap")]).run()
+    assert {topic for topic, _, _ in read_mcap_ros2_decoder(tmp_path / "off.mcap")} == {
+        "/front/labels",
+        "/front/overlay",
+        "/front/label_info",
+    }

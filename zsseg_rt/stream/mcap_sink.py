@@ -26,6 +26,7 @@ from zsseg_rt.io_safety import AtomicFile, OutputWriteError, write_failure
 from zsseg_rt.outputs.plan import PYTHON_FLAG, OutputPlan
 
 from . import ros_messages as ros
+from .object_messages import DETECTION_2D_ARRAY, IMAGE_ANNOTATIONS, OBJECT_SCHEMAS
 from .robot_sinks import JPEG_QUALITY, RobotSink, _Source, require_module
 from .sink_base import SinkError
 from .video_writers import CheckedFile
@@ -36,7 +37,13 @@ log = logging.getLogger("zsseg_rt.stream")
 
 CHUNK_BYTES = 4 * 2**20  # a chunk is closed when its messages pass this (uncompressed) ...
 FLUSH_SECONDS = 1.0  # ... or this long after the chunk's first message: what a killed run can lose at most
-_SCHEMA_OF = {"labels": ros.IMAGE, "overlay": ros.COMPRESSED_IMAGE, "label_info": ros.LABEL_INFO}
+_SCHEMA_OF = {
+    "labels": ros.IMAGE,
+    "overlay": ros.COMPRESSED_IMAGE,
+    "label_info": ros.LABEL_INFO,
+    "objects": DETECTION_2D_ARRAY,
+    "annotations": IMAGE_ANNOTATIONS,
+}
 
 
 class McapSink(RobotSink):
@@ -44,7 +51,7 @@ class McapSink(RobotSink):
 
     Args:
         path: the file (``.mcap``).
-        sources, frame_id, overlay, jpeg_quality: see ``RobotSink``.
+        sources, frame_id, overlay, jpeg_quality, objects, min_area, max_objects: see ``RobotSink``.
         overwrite: an existing file (and what an interrupted run left, ``out.partial.mcap``) may be replaced;
             without it they are refused (``OutputRefused``; nothing written).
         output: the ``AtomicFile`` of an ``OutputPlan`` (``zsseg camera``), which checked the path and renames the
@@ -63,6 +70,9 @@ class McapSink(RobotSink):
         overwrite: bool = False,
         output: Optional[AtomicFile] = None,
         compression: str = "zstd",
+        objects: bool = False,
+        min_area: Optional[float] = None,
+        max_objects: Optional[int] = None,
     ):
         writer_module = require_module("mcap.writer", "an MCAP output")
         kinds = {"zstd": writer_module.CompressionType.ZSTD, "lz4": writer_module.CompressionType.LZ4}
@@ -87,7 +97,7 @@ class McapSink(RobotSink):
         self._chunk_started: Optional[float] = None
         self._failed = False
         self._finished = False
-        super().__init__(sources, frame_id, overlay, jpeg_quality)
+        super().__init__(sources, frame_id, overlay, jpeg_quality, objects, min_area, max_objects)
 
     @property
     def partial(self) -> str:
@@ -105,7 +115,8 @@ class McapSink(RobotSink):
                 _Unbuffered(self._stream), chunk_size=CHUNK_BYTES, compression=self._compression
             )
             self._writer.start(profile="ros2", library=f"zsseg_rt {zsseg_rt.__version__}")
-            for name, definition in ros.SCHEMAS.items():
+            schemas = {**ros.SCHEMAS, **(OBJECT_SCHEMAS if self.objects else {})}
+            for name, definition in schemas.items():
                 self._schemas[name] = self._writer.register_schema(name, "ros2msg", definition)
         except OSError as exc:
             self._failed = True
@@ -208,6 +219,7 @@ class McapSink(RobotSink):
             else self._file.size(),
             "compression": self.compression,
             "topics": self.topics(),
+            **self.objects_described(),
         }
 
 
