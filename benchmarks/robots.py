@@ -11,7 +11,10 @@ Engine; the rows take turns, round after round:
 - ``--live -o out.mcap``: labels (mono16 Image), the overlay (JPEG CompressedImage), LabelInfo;
 - ``--live -o out.mcap --no-overlay-topic``: labels and LabelInfo only;
 - ``--live -o foxglove://`` with no viewer connected;
-- ``--live -o foxglove://`` with one viewer (another process, subscribed to every topic and reading).
+- ``--live -o foxglove://`` with one viewer (another process, subscribed to every topic and reading);
+- ``--live -o out.mcap --objects`` (issue 81): also each frame's objects (``Result.objects()``, found in the inference
+  thread as ``zsseg camera --objects`` finds them) as ``vision_msgs/msg/Detection2DArray`` and
+  ``foxglove_msgs/msg/ImageAnnotations``.
 
 The cost of an output is the CPU time its writer thread spends on it per frame (``time.thread_time`` around the
 drawing of the overlay and the sink's ``write_result``: encoding, compression, writing); it is judged against the
@@ -20,9 +23,17 @@ row are shown too: on 2 cores the writer thread runs beside inference, so the fr
 and with other work on the machine it moves by more than 5 % from round to round anyway. The Foxglove server's own
 threads (the SDK's, in Rust) send the messages: with a viewer their CPU shows in the process's column only.
 
-Clip: Debian's opencv-doc ``vtest.avi`` (768x576), its first ``--frames`` frames. The bundle: ``benchmarks video``'s
+The objects' own cost is measured apart from the loop, on that row's label maps and scores (kept as it ran): finding
+them (``Result.objects()`` with the Engine's limits) and encoding both messages, frame after frame, in this process
+while nothing else runs in it, as its CPU time (``time.process_time``: OpenCV's connected components run on its own
+threads too) and its wall time; judged against the peer's frame time (target: at most 5 %), with the messages' bytes
+per frame and the objects per frame.
+
+Clip: Debian's opencv-doc ``vtest.avi`` (768x576), its first ``--frames`` frames; the vocabulary: the first
+``--classes`` (25) of ``benchmarks video``'s VOC-like classes, every row. The bundle: ``benchmarks video``'s
 (ZegCLIP ViT-B/16, random weights): its labels are large blobs, which zstd shrinks far more than a trained model's
-labels, so the file size per frame is a lower bound for trained weights (the overlay's JPEG is not).
+labels, so the file size per frame is a lower bound for trained weights (the overlay's JPEG is not), and so are the
+objects per frame and their cost (a trained model's finer regions are more objects).
 
     .venv/bin/python -m benchmarks robots            # print the section (needs: apt-get install opencv-doc)
     .venv/bin/python -m benchmarks robots --write    # also put it into BENCHMARKS.md
@@ -38,12 +49,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .common import machine_description, show_section
 
 SECTION = "## Labels for robots: the MCAP and Foxglove outputs' cost per frame (issue 74)"
-TARGET_SHARE = 5.0  # % of --live's frame time, per output
+TARGET_SHARE = 5.0  # % of --live's frame time, per output (and for the objects: finding and encoding them)
+CLASSES = 25  # the vocabulary of every row: the first 25 of benchmarks video's classes (issue 81's objects row)
+OBJECTS_ROW = "--live -o out.mcap --objects"
 IDLE_LIVE_FRAME_MS = 157.0  # --live on vtest, idle (BENCHMARKS.md "Live video": 6.37 fps): the budget's reference
 ROWS = [
     ("--live", None),
@@ -51,6 +64,7 @@ ROWS = [
     ("--live -o out.mcap --no-overlay-topic", {"kind": "mcap", "overlay": False}),
     ("--live -o foxglove:// (no viewer)", {"kind": "foxglove", "viewer": False}),
     ("--live -o foxglove:// (one viewer)", {"kind": "foxglove", "viewer": True}),
+    (OBJECTS_ROW, {"kind": "mcap", "overlay": True, "objects": True}),
 ]
 
 _VIEWER = r"""
@@ -95,6 +109,59 @@ def _viewer(url: str):
     return subprocess.Popen([sys.executable, "-c", _VIEWER, url])
 
 
+class _Kept:
+    """The objects row's sink, watched: each frame's label map and scores (to time the objects on afterwards), and
+    the bytes of the objects' messages it sends."""
+
+    def __init__(self, sink: Any) -> None:
+        self.maps: List[Tuple[Any, Any]] = []
+        self.message_bytes = 0
+        write, send = sink.write_result, sink._send
+
+        def write_result(frame, result, *args, **kwargs):
+            self.maps.append((result.labels.astype("uint8"), result.scores.copy()))
+            return write(frame, result, *args, **kwargs)
+
+        def counted(source, kind, stamp_ns, data):
+            if kind in ("objects", "annotations"):
+                self.message_bytes += len(data)
+            return send(source, kind, stamp_ns, data)
+
+        sink.write_result, sink._send = write_result, counted
+
+
+def time_objects(maps: List[Tuple[Any, Any]], names: List[str]) -> Dict[str, float]:
+    """Per frame of ``maps`` (label map, scores): the CPU and wall milliseconds of finding its objects
+    (``Result.objects()``) and of encoding its Detection2DArray and ImageAnnotations, in this process (nothing else
+    running in it: its CPU time is theirs, OpenCV's threads included); the objects and the messages' bytes."""
+    from zsseg_rt.runtime.result import Result, palette
+    from zsseg_rt.stream import object_messages
+
+    colors = palette(len(names))
+    find_cpu = encode_cpu = wall = 0.0
+    objects = message_bytes = 0
+    for k, (labels, scores) in enumerate(maps):
+        result = Result(labels=labels, scores=scores, class_names=list(names))
+        cpu, start = time.process_time(), time.perf_counter()
+        found = result.objects()
+        middle = time.process_time()
+        detections = object_messages.detection_2d_array(k, "vtest", found)
+        annotations = object_messages.image_annotations(k, found, colors)
+        find_cpu, encode_cpu = find_cpu + middle - cpu, encode_cpu + time.process_time() - middle
+        wall += time.perf_counter() - start
+        objects += len(found)
+        message_bytes += len(detections) + len(annotations)
+    frames = max(len(maps), 1)
+    return {
+        "objects_find_ms": 1000.0 * find_cpu / frames,
+        "objects_encode_ms": 1000.0 * encode_cpu / frames,
+        "objects_ms": 1000.0 * (find_cpu + encode_cpu) / frames,
+        "objects_wall_ms": 1000.0 * wall / frames,
+        "objects_per_frame": objects / frames,
+        "objects_bytes": message_bytes / frames,
+    }
+
+
 def run_row(engine: Any, folder: Path, out: Path, spec: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """One row: the loop over the frames in ``folder`` with the output ``spec`` asks for."""
     from zsseg_rt.stream import FoxgloveSink, ImageFolderSource, McapSink, MultiStreamRunner, VideoSegmenter
@@ -106,8 +173,14 @@ def run_row(engine: Any, folder: Path, out: Path, spec: Optional[Dict[str, Any]]
     sinks: List[Any] = []
     viewer = None
     timed = _Timed()
+    objects = bool(spec is not None and spec.get("objects"))
+    kept: Optional[_Kept] = None
     if spec is not None and spec["kind"] == "mcap":
-        sinks.append(McapSink(str(out / "out.mcap"), sources=["vtest"], overlay=spec["overlay"], overwrite=True))
+        mcap = McapSink(
+            str(out / "out.mcap"), sources=["vtest"], overlay=spec["overlay"], overwrite=True, objects=objects
+        )
+        kept = _Kept(mcap) if objects else None
+        sinks.append(mcap)
     elif spec is not None:
         sink = FoxgloveSink(0, sources=["vtest"])
         sinks.append(sink)
@@ -119,7 +192,7 @@ def run_row(engine: Any, folder: Path, out: Path, spec: Optional[Dict[str, Any]]
                 time.sleep(0.01)
     for sink in sinks:
         sink.write_result = timed.wrap(sink.write_result)
-    runner = MultiStreamRunner(segment, [source], [sinks], drop_stale=False, opened=True)
+    runner = MultiStreamRunner(segment, [source], [sinks], drop_stale=False, opened=True, objects=objects)
     runner.render = timed.wrap(runner.render)  # type: ignore[method-assign]
     try:
         stats = runner.run(handle_signals=False)  # closes the sinks: the server stops, the viewer ends
@@ -139,6 +212,9 @@ def run_row(engine: Any, folder: Path, out: Path, spec: Optional[Dict[str, Any]]
         row["bytes_per_frame"] = os.path.getsize(out / "out.mcap") / frames
     if spec is not None and spec["kind"] == "foxglove":
         row["messages"] = sinks[0].messages
+    if kept is not None:  # the objects' own cost, timed on the maps this row made (see the module)
+        row.update(time_objects(kept.maps, list(engine.class_names)))
+        row["objects_sent_bytes"] = kept.message_bytes / frames
     return row
 
 
@@ -150,6 +226,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--config", default="zegclip_vitb16_voc_inductive", help="exported with random weights")
     parser.add_argument("--frames", type=int, default=60, help="frames of vtest.avi (768x576)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--classes", type=int, default=CLASSES, help="the first N of benchmarks video's classes")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--live-backend", default="auto", help="the --live Engine's backend (default auto)")
     parser.add_argument("--write", action="store_true", help="update the section in BENCHMARKS.md")
@@ -157,6 +234,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     begin, load_before = time.perf_counter(), os.getloadavg()[0]
     bundle = video.bundle_path(args)
     engine = video.open_live_engine(bundle, args)
+    engine.set_classes(video.CLASSES.split(",")[: args.classes])
     work = Path(tempfile.mkdtemp(prefix="zsseg-bench-robots-"))
     folder = work / "frames"
     folder.mkdir()
@@ -221,8 +299,31 @@ def render(results: Dict[str, List[Dict[str, Any]]], args, path: str, load, seco
                 f"{cpu_share:.2f} % of the CPU time `--live` spends on a frame ({peer_cpu:.1f} ms: the share that does "
                 "not shrink when other work slows the frames down)"
             )
-    lines += ["", *verdicts, "", *_reading(results, peer, peer_cpu, load)]
+    lines += [
+        "",
+        *verdicts,
+        *_objects_verdict(results[OBJECTS_ROW], peer),
+        "",
+        *_reading(results, peer, peer_cpu, load),
+    ]
     return "\n".join(lines) + "\n"
+
+
+def _objects_verdict(rows: List[Dict[str, Any]], peer: float) -> List[str]:
+    """The objects' line: their own cost per frame (timed apart, see the module) against ``--live``'s frame time."""
+    cost, wall = _median(rows, "objects_ms"), _median(rows, "objects_wall_ms")
+    if cost is None or wall is None:
+        return []
+    share, idle = 100.0 * cost / peer, 100.0 * cost / IDLE_LIVE_FRAME_MS
+    return [
+        f"- objects (`--objects`: finding them and encoding Detection2DArray + ImageAnnotations, timed apart on the "
+        f"row's {int(_median(rows, 'frames') or 0)} label maps): {cost:.2f} ms of CPU a frame (finding "
+        f"{_median(rows, 'objects_find_ms'):.2f}, encoding {_median(rows, 'objects_encode_ms'):.2f}; wall "
+        f"{wall:.2f} ms) = {share:.2f} % of `--live`'s frame time ({peer:.1f} ms; target <= {TARGET_SHARE:.0f} %): "
+        f"{'met' if share <= TARGET_SHARE else '**missed**'}; {idle:.1f} % of an idle machine's {IDLE_LIVE_FRAME_MS:.0f} "
+        f"ms; {_median(rows, 'objects_per_frame'):.1f} objects a frame, their messages "
+        f"{(_median(rows, 'objects_bytes') or 0) / 1024:.1f} KiB a frame (before the file's compression)"
+    ]
 
 
 def _reading(results: Dict[str, List[Dict[str, Any]]], peer: float, peer_cpu: float, load) -> List[str]:
