@@ -11,40 +11,11 @@ import math
 
 import numpy as np
 import pytest
-from scipy import ndimage
+from objects_reference import reference
 
 pycocotools_mask = pytest.importorskip("pycocotools.mask", reason="pycocotools decodes the masks (requirements.txt)")
 
-EIGHT = np.ones((3, 3), dtype=int)  # scipy.ndimage.label's 8-connectivity structure
 NAMES = ["floor", "door", "person", "chair"]
-
-
-def reference(labels, names, scores=None, unknown_id=None, min_pixels=1, cap=100):
-    """Each class's 8-connected regions, by scipy: ``([dict per object, in the documented order], dropped)``."""
-    found = []
-    for class_id in range(len(names)):
-        regions, count = ndimage.label(labels == class_id, structure=EIGHT)
-        for index in range(1, count + 1):
-            mask = regions == index
-            area = int(mask.sum())
-            if area < min_pixels:
-                continue
-            rows, columns = np.nonzero(mask)
-            first = int(np.min(rows * labels.shape[1] + columns))  # the first pixel in raster order
-            found.append(
-                {
-                    "key": (class_id, -area, first),
-                    "class_id": class_id,
-                    "name": names[class_id],
-                    "box": (int(columns.min()), int(rows.min()), int(np.ptp(columns)) + 1, int(np.ptp(rows)) + 1),
-                    "area": area,
-                    "centroid": (float(columns.mean()), float(rows.mean())),
-                    "score": 1.0 if scores is None else float(np.mean(scores[mask], dtype=np.float64)),
-                    "mask": mask,
-                }
-            )
-    found.sort(key=lambda item: item["key"])
-    return found[:cap], max(0, len(found) - cap)
 
 
 def _compare(labels, names=NAMES, scores=None, unknown_id=None, min_area=0.0, cap=100):
