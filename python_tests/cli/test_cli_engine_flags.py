@@ -35,6 +35,8 @@ FLAG_VALUES = {
     "unknown_below": (["0.5"], 0.5),
     "cache_dir": (["/nonexistent/zsseg-records"], "/nonexistent/zsseg-records"),
     "postprocess_kernel": (["columns"], "columns"),  # on this CPU: accepted, one line says it changes nothing
+    "object_min_area": (["0.005"], 0.005),
+    "max_objects": (["7"], 7),
 }
 MODES = {"camera": "exact"}  # --mode: the other one than the command's default (fast on camera)
 
