@@ -597,6 +597,33 @@ ENGINE_OPTIONS = OptionTable(
             kinds=("windowed",),
             refusal=_WINDOWED_ONLY,
         ),
+        EngineOption(
+            "object_min_area",
+            0.001,
+            "float",
+            "objects (`Result.objects()`, --objects): the smallest connected region of a class that becomes an "
+            "object, as a fraction of the frame's pixels (0 <= F <= 1, rounded up to whole pixels; 0 keeps every "
+            "region). The default, 0.001 (443 pixels of a 768x576 frame, 308 of 640x480), is a little more than one "
+            "patch of the encoder at the bundle's resize (16x16 at a 512-pixel short side: 18x18 = 324 pixels of a "
+            "576-row frame): smaller regions are below what the model resolves, mostly the argmax's speckle at "
+            "class borders.",
+            doc="``zsseg_rt.runtime.objects`` (``find_objects``); ``Result.objects(min_area=...)`` overrides it.",
+            flag="--object-min-area",
+            metavar="F",
+            bounds=(0.0, 1.0),
+        ),
+        EngineOption(
+            "max_objects",
+            100,
+            "int",
+            "objects (`Result.objects()`, --objects): at most this many a frame, the first in their order (class, "
+            "then area, largest first); the regions over it are counted (`dropped`). The default, 100, is COCO's "
+            "detections per image (maxDets).",
+            doc="``Result.objects(max_objects=...)`` overrides it.",
+            flag="--max-objects",
+            metavar="N",
+            minimum=1,
+        ),
     ]
 )
 

@@ -848,11 +848,11 @@ class _FakeCamera:
 def fake_camera(monkeypatch):
     """``/dev/video0`` answered by ``_FakeCamera``; returns the real ``cv2.VideoCapture`` (to read outputs). A file is
     still opened by the real one (the video sink reads back what OpenCV wrote)."""
-    from zsseg_rt.stream import sources
+    from zsseg_rt.stream.sources import v4l2
 
     real = cv2.VideoCapture
     _FakeCamera.opened = []
-    monkeypatch.setattr(sources, "check_v4l2_device", lambda target: None)
+    monkeypatch.setattr(v4l2, "check_v4l2_device", lambda target: None)
     monkeypatch.setattr(
         cv2, "VideoCapture", lambda *args: _FakeCamera(*args) if isinstance(args[0], int) else real(*args)
     )
