@@ -5,6 +5,10 @@ and the date it goes.
 A package whose modules moved installs one :class:`MovedModules` finder for them (``zsseg_rt.export``: the
 preparation modules now in ``zsseg_rt.prepare``; ``zsseg_rt.runtime``: the backend modules now in
 ``zsseg_rt.runtime.backends.<name>``). CHANGELOG.md lists every moved name.
+
+:func:`resolve_reference` is the one reader of a ``"module:attr"`` reference (a table row that names a registry,
+a factory, a preparer or a family's class by string, imported only when asked): the option table, the backend
+table, the precision records and the family contract read theirs with it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sys
 import warnings
 from typing import Any, Dict, Mapping
 
-__all__ = ["MovedModules", "install_moved"]
+__all__ = ["MovedModules", "install_moved", "resolve_reference"]
 
 
 class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -46,3 +50,15 @@ def install_moved(moved: Mapping[str, str], removal: str) -> None:
     """Put a :class:`MovedModules` finder for ``moved`` first on ``sys.meta_path`` (once per set of names)."""
     if not any(isinstance(finder, MovedModules) and finder.moved == dict(moved) for finder in sys.meta_path):
         sys.meta_path.insert(0, MovedModules(moved, removal))
+
+
+def resolve_reference(reference: str) -> Any:
+    """The object ``"package.module:attr[.attr]"`` names, its module imported now (ValueError, in one line, for a
+    reference that does not read ``module:attribute``; the import's own error for a module that is not there)."""
+    module, _, attr = str(reference).partition(":")
+    if not module or not attr:
+        raise ValueError(f"a reference reads 'module:attribute', got {reference!r}")
+    found: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        found = getattr(found, part)
+    return found

@@ -6,12 +6,12 @@ them: the backend table's rows, read when a parser is built, never imported from
 pipelines) that take it and the refusal the others give, and whether a Ray worker (``zsseg batch``, ``zsseg serve``)
 takes it. Everything else reads the table:
 
-* ``Engine(bundle, **options)`` checks its keywords here (a misspelt one: "did you mean 'precision'?"), fills in the
-  defaults and hands the pipeline one :class:`OptionValues`; its docstring's option list is generated from the rows;
-* the pipelines read that object by attribute; a row's ``kinds`` refuse it on other bundles (:meth:`OptionTable.
-  check_kind`);
-* every command that opens an Engine gets the same flags with the same help (``zsseg_rt.console.arguments.
-  add_engine_arguments``) and turns them back into keywords (``engine_kwargs``);
+* ``Engine(bundle, **options)`` checks its keywords here (a misspelt one: "did you mean 'precision'?") and each value
+  by its row before anything opens, fills in the defaults and hands the pipeline one :class:`OptionValues`, which
+  the pipelines and backends read by name; its docstring's option list is generated from the rows; a row's ``kinds``
+  refuse it on other bundles (:meth:`OptionTable.check_kind`);
+* every command that opens an Engine gets the same flags with the same help and value checks
+  (``zsseg_rt.console.arguments.add_engine_arguments``) and turns them back into keywords (``engine_kwargs``);
 * a Ray worker's options are checked against the rows whose ``workers`` is True (``zsseg_rt.scale.engine``);
 * the command line's error advice turns ``Engine(..., name=value)`` into the row's flag (``zsseg_rt.console.errors``).
 
@@ -19,19 +19,21 @@ Adding an option is one row here plus the code that uses it (docs/development.md
 
 A :class:`Preset` is a named set of Engine options and ``VideoSegmenter`` keywords: :data:`LIVE` (``zsseg camera
 --live``) is one object that both take (``Engine(bundle, preset=LIVE)``; the ``VideoSegmenter`` takes it from its
-Engine) and that says what it trades.
-
-Standard library only (the foundation layer: ``python_tests/test_architecture.py``).
+Engine) and that says what it trades. The standard library and ``zsseg_rt.aliases`` only (the foundation layer).
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
-import importlib
+import math
+import numbers
+import re
 import textwrap
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+from zsseg_rt.aliases import resolve_reference
 
 __all__ = [
     "ENGINE_OPTIONS",
@@ -56,8 +58,7 @@ def did_you_mean(given: str, known: Iterable[str]) -> str:
 
 def _reference(reference: str) -> Any:
     """``"module:function"`` -> the function's result: a registry above this layer, read by name when asked."""
-    module, _, attr = reference.partition(":")
-    return getattr(importlib.import_module(module), attr)()
+    return resolve_reference(reference)()
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,12 @@ class EngineOption:
         workers: a Ray worker (``zsseg batch``, ``zsseg serve``) takes it; False: fixed there (``not_in_workers``
             says why).
         not_in_workers: why a worker does not take it.
+        pattern: ``(regex, words)``: values of another form it takes besides its choices (``device``: ``cuda:N``).
+        default_from: a None default's holders, ``"module:attr"`` of the values None stands for, shown where
+            ``help`` or ``doc`` says ``{0}``, ``{1}``, ... (read when the help is written, never copied by hand).
+
+    A value is checked by its row (:meth:`problem`), for Python and the command line (``zsseg_rt.console.arguments``)
+    in the same words: the kinds ``type`` names, then ``choices`` (and ``pattern``), ``minimum`` or ``bounds``.
     """
 
     name: str
@@ -104,8 +111,14 @@ class EngineOption:
     refusal: str = ""
     workers: bool = True
     not_in_workers: str = ""
+    pattern: Optional[Tuple[str, str]] = None
+    default_from: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.default_from and self.default is not None:
+            raise ValueError(f"{self.name}: default_from names what a None default stands for, the default is not None")
+        if self.default_from and "{0}" not in self.help + self.doc:
+            raise ValueError(f"{self.name}: a row with default_from shows its values in help or doc ({{0}}, ...)")
         if not self.name.isidentifier():
             raise ValueError(f"an Engine option's name is a Python keyword, got {self.name!r}")
         if self.flag is not None and not self.flag.startswith("--"):
@@ -145,19 +158,64 @@ class EngineOption:
         return texts.get(default, default) if default is not None or default in texts else default
 
     def flag_help(self) -> str:
-        """The command line's help: ``help``, then ``more_help``'s text (the registry's rows)."""
+        """The command line's help: ``help`` (``default_from``'s values in it), then ``more_help``'s (the registry's)."""
         more = _reference(self.more_help) if self.more_help else ""
-        return f"{self.help} {more}".strip()
+        return f"{self._filled(self.help)} {more}".strip()
+
+    def default_values(self) -> List[Any]:
+        return [resolve_reference(reference) for reference in self.default_from]  # (read from the holders now)
+
+    def _filled(self, text: str) -> str:
+        return text.format(*self.default_values()) if self.default_from else text
+
+    def kinds_of_value(self) -> Optional[Tuple[str, ...]]:
+        """The plain kinds of value ``type`` names (int, float, str, bool, None), or None where it names an object
+        too (then only a string is checked here, against the choices; the object's user checks it)."""
+        words = [word.strip() for word in re.split(r"\bor\b|,", self.type)]
+        return tuple(words) if all(word in _KINDS for word in words) else None
+
+    def expected(self, cli: bool = False) -> str:
+        """What it takes, in words (``"a whole number >= 0 or None"``; ``cli``: its flag's texts, no None)."""
+        kinds = self.kinds_of_value() or ("str",)
+        values = self.flag_choices() if cli else self.values()
+        if values is not None:
+            shown = [repr(value) for value in values] + ([repr(self.pattern[1])] if self.pattern else [])
+            what = "one of " + ", ".join(shown)
+        elif "int" in kinds:
+            what = "a whole number" + (f" >= {self.minimum}" if self.minimum is not None else "")
+        elif "float" in kinds:
+            what = f"a number in [{self.bounds[0]:g}, {self.bounds[1]:g}]" if self.bounds else "a finite number"
+        else:
+            what = "True or False" if kinds == ("bool",) else "a string"
+        none = "None" in kinds and (values is None or None not in values) and not cli
+        return what + (" or None" if none else "")
+
+    def problem(self, value: Any, cli: bool = False) -> Optional[str]:
+        """Why ``value`` is refused (``"expected ..., got ..."``; ``cli``: in the flag's texts), or None: taken."""
+        kinds = self.kinds_of_value()
+        wrong = f"expected {self.expected(cli)}, got {value!r}"
+        kind = _kind_of(value)
+        if kinds is not None and kind not in kinds and not ("float" in kinds and kind == "int"):
+            return wrong
+        if value is None:
+            return None
+        values = self.values()
+        if values is not None and (kinds is not None or isinstance(value, str)):
+            other = self.pattern is not None and isinstance(value, str) and re.fullmatch(self.pattern[0], value)
+            return None if other or any(value == v and type(value) is type(v) for v in values) else wrong
+        if self.minimum is not None and _kind_of(value) == "int" and value < self.minimum:
+            return wrong
+        if _kind_of(value) in ("int", "float") and "float" in (kinds or ()):
+            low, high = self.bounds if self.bounds is not None else (-math.inf, math.inf)
+            if not (math.isfinite(float(value)) and low <= float(value) <= high):  # (NaN is not in any range)
+                return wrong
+        return None
 
     def check_value(self, value: Any) -> None:
-        """Refuse, in one line (ValueError), a value of a real-number row (``bounds``) that is not None and not a
-        number in its range."""
-        if self.bounds is None or value is None:
-            return
-        low, high = self.bounds
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or not low <= float(value) <= high:  # (NaN is not in any range)
-            raise ValueError(f"{self.name}: expected a number in [{low:g}, {high:g}] or None, got {value!r}")
+        """Refuse in one line (ValueError: the option, what it takes, what was given) a value it does not take."""
+        problem = self.problem(value)
+        if problem is not None:
+            raise ValueError(f"{self.name}: {problem}")
 
     def accepts(self, kind: str) -> bool:
         """Whether bundles of the runtime pipeline ``kind`` take it."""
@@ -166,8 +224,21 @@ class EngineOption:
     def docstring(self, indent: str = "        ") -> str:
         """Its entry in the Engine's docstring (``name: help doc``, wrapped)."""
         where = f"CLI: ``{self.flag}``" if self.flag else "Python only"
-        text = f"{self.name}: {self.help} {self.doc}".strip() + f" ({where}; default ``{self.default!r}``.)"
+        text = f"{self.name}: {self._filled(self.help)} {self._filled(self.doc)}".strip()
+        text += f" ({where}; default ``{self.default!r}``.)"
         return textwrap.fill(text, 116, initial_indent=indent, subsequent_indent=indent + "    ")
+
+
+_KINDS = ("int", "float", "str", "bool", "None")
+
+
+def _kind_of(value: Any) -> str:
+    """The plain kind of ``value`` (:data:`_KINDS`; a path is a "str": a folder's name), "object" for the rest."""
+    if value is None or isinstance(value, bool):
+        return "None" if value is None else "bool"
+    if isinstance(value, numbers.Real):
+        return "int" if isinstance(value, numbers.Integral) else "float"
+    return "str" if isinstance(value, str) or hasattr(value, "__fspath__") else "object"
 
 
 class OptionValues(Mapping[str, Any]):
@@ -270,10 +341,15 @@ class OptionTable:
                 hint = did_you_mean(name, known) or f"its options: {', '.join(known)}"
                 raise TypeError(f"{caller} got an unexpected keyword argument {name!r}: {hint}")
 
+    def defaults(self) -> OptionValues:
+        """Every option at its row's default (what a backend opened outside an Engine reads: ``open_backend``)."""
+        return OptionValues({row.name: row.default for row in self})
+
     def resolve(
         self, given: Mapping[str, Any], caller: str = "Engine()", preset: Union[None, str, "Preset"] = None
     ) -> OptionValues:
-        """Every option's value: ``given``, else the preset's, else the row's default (the keywords checked)."""
+        """Every option's value: ``given``, else the preset's, else the row's default; the keywords checked, then
+        each value by its row (:meth:`EngineOption.check_value`), before anything is opened."""
         self.check_names(given, caller)
         values = {row.name: row.default for row in self}
         if preset is not None:
@@ -360,9 +436,12 @@ ENGINE_OPTIONS = OptionTable(
             "device",
             "auto",
             "str",
-            "auto (default: a GPU when the backend can use one), cpu or cuda (the ONNX Runtime and torch backends).",
+            "auto (default: a GPU when the backend can use one, else the CPU, said in one INFO line), cpu, or cuda "
+            "(cuda:N: the torch backend's GPU N): a GPU, refused in one line with the reason where none is usable "
+            "(never a silent CPU run). The ONNX Runtime and torch backends take cuda.",
             flag="--device",
             choices=("auto", "cpu", "cuda"),
+            pattern=(r"cuda:\d+", "cuda:N"),
         ),
         EngineOption(
             "mode",
@@ -401,11 +480,15 @@ ENGINE_OPTIONS = OptionTable(
             None,
             "int or None",
             "windows run through the image encoder together (two-stage pipeline: crops per CLIP encoder call); None: "
-            "the pipeline's (4 windows; 32 crops).",
+            "the pipeline's ({0} windows; {1} crops).",
             doc="A list of images packs the windows (crops) of all its images into calls of at most this many, "
             "holding at most one call's images at a time (docs/usage.md). In whole-image inference a call holds "
             "consecutive images whose rescaled sizes give the same graph input (one image per call otherwise).",
             minimum=1,
+            default_from=(
+                "zsseg_rt.runtime.pipelines.windowed:WindowedPipeline.default_max_batch",
+                "zsseg_rt.runtime.pipelines.two_stage:TwoStagePipeline.default_max_batch",
+            ),
         ),
         EngineOption(
             "verify",
@@ -503,35 +586,39 @@ ENGINE_OPTIONS = OptionTable(
             None,
             "int or None",
             "pixel limit of an image, read from a file's header before decoding: larger images are refused "
-            "(default: $ZSSEG_MAX_PIXELS or 40000000, the package's one limit; 0 = no limit).",
+            "(default: $ZSSEG_MAX_PIXELS or {0}, the package's one limit; 0 = no limit).",
             doc="An image over a limit is refused with ``InputLimitError`` (a ValueError) naming the limit, before "
             'any work (docs/usage.md, "Input limits and memory"). Sides longer than ``pipeline.limits.MAX_SIDE`` (262144) '
             "are always refused.",
             flag="--max-pixels",
             metavar="N",
             minimum=0,
+            default_from=("zsseg_rt.image_io:DEFAULT_MAX_PIXELS",),
         ),
         EngineOption(
             "max_rescaled_pixels",
             None,
             "int or None",
             "input limit: pixels after the keep-ratio test rescale (an elongated image grows); None: "
-            "``pipeline.InputLimits``' (2^25).",
+            "``pipeline.InputLimits``' ({0}).",
             minimum=1,
+            default_from=("zsseg_rt.pipeline.limits:InputLimits.max_rescaled_pixels",),
         ),
         EngineOption(
             "max_windows",
             None,
             "int or None",
-            "input limit: sliding windows per image; None: ``pipeline.InputLimits``' (4096).",
+            "input limit: sliding windows per image; None: ``pipeline.InputLimits``' ({0}).",
             minimum=1,
+            default_from=("zsseg_rt.pipeline.limits:InputLimits.max_windows",),
         ),
         EngineOption(
             "max_memory_mb",
             None,
             "int or None",
-            "input limit: the estimated working memory of one image, in MiB; None: ``pipeline.InputLimits``' (2048).",
+            "input limit: the estimated working memory of one image, in MiB; None: ``pipeline.InputLimits``' ({0}).",
             minimum=1,
+            default_from=("zsseg_rt.pipeline.limits:InputLimits.max_memory_mb",),
         ),
         EngineOption(
             "expected_digest",

@@ -65,26 +65,48 @@ def engine_rows(command: str) -> List[EngineOption]:
 def add_engine_arguments(p: argparse.ArgumentParser, command: str) -> None:
     """The Engine's flags of ``zsseg command`` (:func:`engine_rows`), generated from their rows: the same flag,
     choices (a registry's read now), type and help on every command; a row's default (or its ``cli_defaults`` for
-    this command). They are parsed into the option's name (``args.precision``, ``args.expected_digest``);
-    :func:`engine_kwargs` makes the Engine's keywords of them."""
+    this command). A value is checked by its row (:func:`flag_type`: the words of the Engine's refusal of
+    that value in Python, never argparse's "invalid choice"). They are parsed into the option's name
+    (``args.precision``, ``args.expected_digest``); :func:`engine_kwargs` makes the Engine's keywords of them."""
     group = p.add_argument_group("Engine options (the same on every command that opens an Engine)")
     for row in engine_rows(command):
         flag = str(row.flag)  # (engine_rows: rows with a flag)
         if row.is_switch:
             group.add_argument(flag, dest=row.name, action="store_true", help=row.flag_help())
             continue
-        typed: Dict[str, Any] = {"type": whole_number(row.minimum)} if row.minimum is not None else {}
-        if row.bounds is not None:  # a real number in its range (--unknown-below P)
-            typed = {"type": real_number(row.bounds[0], high=row.bounds[1])}
+        choices, metavar = row.flag_choices(), row.metavar
+        if row.pattern is not None and choices is not None:  # another form too (--device cuda:N): shown, not listed
+            choices, metavar = None, metavar or "{" + ",".join([*map(str, choices), row.pattern[1]]) + "}"
         group.add_argument(
             flag,
             dest=row.name,
             default=row.flag_default(command),
-            choices=row.flag_choices(),
-            metavar=row.metavar,
+            type=flag_type(row),
+            choices=choices,
+            metavar=metavar,
             help=row.flag_help(),
-            **typed,
         )
+
+
+def flag_type(row: EngineOption) -> Callable[[str], Any]:
+    """A row's flag's argparse ``type``: the text parsed as the row's number (an int or float row), and checked by
+    the row (``EngineOption.problem``: argparse prints ``argument --flag: expected ..., got ...``, the words of
+    ``Engine(name=...)``'s refusal in Python); the text itself otherwise (``row.from_flag`` makes it the value)."""
+    kinds = row.kinds_of_value() or ()
+    convert: Callable[[str], Any] = int if "int" in kinds else float if "float" in kinds else str
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {row.expected(cli=True)}, got {text!r}") from None
+        problem = row.problem(row.from_flag(value), cli=True)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(problem.replace(f"got {value!r}", f"got {text!r}"))
+        return value
+
+    parse.__name__ = row.name
+    return parse
 
 
 def engine_kwargs(args: argparse.Namespace, command: str) -> Dict[str, Any]:

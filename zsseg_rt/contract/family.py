@@ -20,7 +20,6 @@ its own ``family.py`` and naming the subclass in its registration (``export=MyEx
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,8 @@ from typing import (
     Tuple,
     runtime_checkable,
 )
+
+from zsseg_rt.aliases import resolve_reference
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     import numpy as np
@@ -67,15 +68,8 @@ EVALUATION_SETTINGS = ("official", "bundle")
 SYNONYM_RULES = ("mean", "max")
 
 
-def resolve_ref(ref: str) -> Any:
-    """``"package.module:attr[.attr]"`` -> the object (imports the module)."""
-    module, _, attr = ref.partition(":")
-    if not module or not attr:
-        raise ValueError(f"a reference must read 'module:attribute', got {ref!r}")
-    obj: Any = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
+# ``"package.module:attr[.attr]"`` -> the object (imports the module): the package's one resolver
+resolve_ref = resolve_reference
 
 
 @dataclass(frozen=True)

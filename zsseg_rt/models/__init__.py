@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Dict, List
 
+from zsseg_rt.aliases import resolve_reference
+
 # name -> "module:attribute" of the names every installation has, whatever families are registered
 _SHARED: Dict[str, str] = {
     "create_model": "zsseg_rt.contract.registry:create_model",
@@ -52,8 +54,7 @@ def __getattr__(name: str) -> Any:  # PEP 562: public names on first use
         raise AttributeError(name)
     ref = _SHARED.get(name) or _public_names().get(name)
     if ref is not None:
-        module, _, attribute = ref.partition(":")
-        value = getattr(importlib.import_module(module), attribute)
+        value = resolve_reference(ref)
         globals()[name] = value
         return value
     try:  # a subpackage (a family, common) or module of this package

@@ -31,13 +31,14 @@ import numpy as np
 
 from zsseg_rt import ops
 from zsseg_rt.bundle.spec import WholeImage
+from zsseg_rt.options import ENGINE_OPTIONS
 
 from . import postprocess as post
 from .preprocess import Window
 
 __all__ = ["Postprocessor", "MODES", "WINDOW_LOGITS", "WHOLE_LOGITS", "MAPS"]
 
-MODES = ("exact", "fast")
+MODES = tuple(ENGINE_OPTIONS["mode"].values())  # Engine(mode=...): its row's values (zsseg_rt.options)
 # "maps" (ZeroSeg / GroupViT): the head already painted each window's class maps at the head size (no activation,
 # no calibration): windows averaged, resized to the output size, argmax. Kept here, apart from the native
 # activations of ``postprocess.ACTIVATIONS``.

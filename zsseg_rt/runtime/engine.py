@@ -41,7 +41,10 @@ from .result import Result, check_unknown_name, mark_unknown
 _MODES = MODES
 __all__ = ["Engine", "TOKEN_BUCKET", "validate_class_names"]
 LOG = logging.getLogger("zsseg_rt")
-LIMIT_OPTIONS = ("max_rescaled_pixels", "max_windows", "max_memory_mb")  # None: pipeline.InputLimits' own
+# the rows whose None stands for a field of pipeline.InputLimits (their default_from names it): the limits given
+LIMIT_OPTIONS = tuple(
+    row.name for row in ENGINE_OPTIONS if any(ref.startswith("zsseg_rt.pipeline.limits:") for ref in row.default_from)
+)
 
 
 class Engine:
@@ -87,8 +90,6 @@ class Engine:
         self.allow_partial_images = bool(values.allow_partial_images)
         limits = {name: values[name] for name in LIMIT_OPTIONS if values[name] is not None}
         self.limits = InputLimits.resolve(values.max_pixels, **limits)
-        if values.max_batch is not None and values.max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {values.max_batch}")
         if values.expected_digest is not None and not values.verify:
             raise ValueError(
                 "expected_digest pins the bundle through the file hashes that verify=True checks; verify=False "

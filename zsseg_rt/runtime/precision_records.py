@@ -14,7 +14,6 @@ Nothing here imports torch or ONNX Runtime.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import importlib.util
 import json
 import logging
@@ -22,6 +21,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from zsseg_rt.aliases import resolve_reference
 from zsseg_rt.bundle import BundleMeta, Files
 
 from .engine_cache import ENGINE_RECORD, GATE_FIELD, atomic_write
@@ -415,11 +415,11 @@ def gated_record(
 
 
 def load_preparer(spec: str, hint: str) -> Callable[..., Any]:
-    """The export-side function ``"module:name"`` that prepares and gates a precision (the runtime never imports
-    the exporter at module level); a missing exporter is an ImportError with ``hint`` (``{exc}``: the cause)."""
-    module, _, name = spec.partition(":")
+    """The preparer ``"module:name"`` (``zsseg_rt.prepare``, a layer above: read by name when a precision is
+    prepared and gated, never imported at module level); a missing preparer is an ImportError with ``hint``
+    (``{exc}``: the cause)."""
     try:
-        return getattr(importlib.import_module(module), name)
+        return resolve_reference(spec)
     except ImportError as exc:
         raise ImportError(hint.format(exc=exc)) from exc
 

@@ -40,6 +40,7 @@ import weakref
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from zsseg_rt.bundle import graph_files
+from zsseg_rt.options import ENGINE_OPTIONS
 
 from .precision_records import precision_root
 
@@ -61,7 +62,7 @@ __all__ = [
 
 LOG = logging.getLogger("zsseg_rt")
 PREPARE_AUTO = "auto"  # Engine(prepare=)'s default
-PREPARE_MODES = (None, "now", "background", PREPARE_AUTO)
+PREPARE_MODES = tuple(ENGINE_OPTIONS["prepare"].values())  # Engine(prepare=...): its row's values
 PREPARE_ENV = "ZSSEG_AUTO_PREPARE"  # none | now | background: what prepare="auto" means here (the test suite: none)
 PREPARE_LOG = "auto-prepare.log"  # beside the records: what a background preparation printed
 PREPARE_FAILED = "auto-prepare.failed.json"  # beside the records: why the last preparation failed, and its log
@@ -184,8 +185,7 @@ def _room(meta, root: str) -> Tuple[float, float, str]:
 
 def _resolve(prepare: Optional[str]) -> Tuple[Optional[str], bool]:
     """``(mode, asked)``: what ``prepare`` means here, and whether someone chose it (an argument or the variable)."""
-    if prepare not in PREPARE_MODES:
-        raise ValueError(f"prepare must be one of {PREPARE_MODES}, got {prepare!r}")
+    ENGINE_OPTIONS["prepare"].check_value(prepare)
     if prepare != PREPARE_AUTO:
         return prepare, True
     wanted = os.environ.get(PREPARE_ENV, "").strip().lower()
@@ -221,8 +221,7 @@ def check_request(prepare: Optional[str], backend: Any, cache_dir: Optional[str]
     """Refuse ``prepare`` where it cannot apply: it prepares the CPU paths ``backend="auto"`` chooses among (a named
     backend prepares its own reduced precision on first use), into the bundle (with ``cache_dir`` they are prepared
     ahead, by ``zsseg build-engine BUNDLE --backend auto --cache-dir DIR``)."""
-    if prepare not in PREPARE_MODES:
-        raise ValueError(f"prepare must be one of {PREPARE_MODES}, got {prepare!r}")
+    ENGINE_OPTIONS["prepare"].check_value(prepare)
     check_cache_dir(cache_dir, backend)
     if cache_dir and prepare in ("now", "background"):
         raise ValueError(

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from zsseg_rt.options import ENGINE_OPTIONS
 from zsseg_rt.runtime.result import Result, mark_unknown
 
 from .filter_arrays import DeviceArrays, HostArrays
@@ -32,7 +33,7 @@ from .lookahead import LookAheadFilter
 from .temporal import FlowEstimator, StreamFilter, TemporalOptions
 
 __all__ = ["VideoResult", "VideoSegmenter"]
-DEVICE_SETTINGS = ("auto", True, False)
+DEVICE_SETTINGS = tuple(ENGINE_OPTIONS["device_pipeline"].values())  # its row's values (zsseg_rt.options)
 
 
 @dataclasses.dataclass(repr=False)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Seque
 import numpy as np
 
 from zsseg_rt.bundle import BundleMeta, Names
+from zsseg_rt.options import ENGINE_OPTIONS, OptionValues
 
 __all__ = [
     "Backend",
@@ -170,24 +171,43 @@ RoleAdapter = Callable[[Any, BundleMeta], Any]
 
 @dataclass(frozen=True)
 class OpenRequest:
-    """What the Engine asks of a row's factory: the bundle, the graph roles to open, the device, threads, precision
-    (the row's default filled in by ``make_backend``), whether to verify the graph files, the torch backend's
-    ``model``, and the backend's own ``options`` (``cache_dir``, ``prepare``, ``engine_paths``, ...)."""
+    """What the Engine asks of a row's factory: the bundle, the graph roles to open, the Engine's options by name
+    (``values``: every row of ``zsseg_rt.options.ENGINE_OPTIONS``, read by attribute, ``request.values.threads``:
+    a row a backend reads is read here, nothing between the Engine and the runner hands it on), and the backend's
+    own ``options`` (``cache_dir``, ``prepare``, ``engine_paths``, ...). ``device``, ``threads``, ``precision`` (the
+    row's default filled in by ``make_backend``), ``verify`` and ``model`` are ``values``'."""
 
     meta: BundleMeta
     roles: Tuple[str, ...]
-    device: str = "auto"
-    threads: int = 0
-    precision: Optional[str] = None
-    verify: bool = True
-    model: Any = None
+    values: OptionValues = field(default_factory=ENGINE_OPTIONS.defaults)
     options: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> str:
+        return str(self.values.device)
+
+    @property
+    def threads(self) -> int:
+        return int(self.values.threads)
+
+    @property
+    def precision(self) -> Optional[str]:
+        return self.values.precision
+
+    @property
+    def verify(self) -> bool:
+        return bool(self.values.verify)
+
+    @property
+    def model(self) -> Any:
+        return self.values.model
 
 
 def runner_factory(build: Callable[[OpenRequest], Any]) -> Callable[..., Any]:
-    """A row's factory, ``factory(meta, roles, *, device, threads, precision, verify, model, **options)`` (the call
-    ``make_backend`` makes of every row: docs/development.md "Adding a backend"), written as ``build(request)``:
-    the built-in backends' factories take the call's arguments once, here."""
+    """A row's factory written as ``build(request)``. ``make_backend`` hands it the Engine's options whole
+    (``factory.from_request(OpenRequest(...))``); called as every row's factory is documented,
+    ``factory(meta, roles, *, device, threads, precision, verify, model, **options)`` (docs/development.md "Adding a
+    backend"), it reads the other options at their rows' defaults."""
 
     @functools.wraps(build)
     def factory(
@@ -201,6 +221,8 @@ def runner_factory(build: Callable[[OpenRequest], Any]) -> Callable[..., Any]:
         model: Any = None,
         **options: Any,
     ) -> Any:
-        return build(OpenRequest(meta, tuple(roles), device, threads, precision, verify, model, dict(options)))
+        named = {"device": device, "threads": threads, "precision": precision, "verify": verify, "model": model}
+        return build(OpenRequest(meta, tuple(roles), ENGINE_OPTIONS.defaults().replace(**named), dict(options)))
 
+    factory.from_request = build  # type: ignore[attr-defined]
     return factory

@@ -4,11 +4,12 @@ and the run-time registration of other backends (:func:`register_backend`)."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from zsseg_rt.bundle import BundleMeta
+from zsseg_rt.options import ENGINE_OPTIONS, OptionValues
 
-from .base import Backend, GraphRunner, RoleAdapter, RoleGraphs, WindowedGraphs
+from .base import Backend, GraphRunner, OpenRequest, RoleAdapter, RoleGraphs, WindowedGraphs
 from .cpu_auto import BackendPlan
 from .table import (
     AUTO,
@@ -62,8 +63,15 @@ def default_precision(backend: str) -> str:
     return backend_row(backend).default_precision or "fp32"
 
 
-def _open(row: BackendSpec, meta, roles, adapter, device, model, precision, threads, verify, options) -> Any:
-    """The row's runner for ``roles``, as the pipeline's role object."""
+def is_cuda(device: Any) -> bool:
+    """Whether ``device`` asks for a GPU ("cuda", "cuda:N"): it runs there or is refused with the reason, never
+    run on the CPU instead."""
+    return isinstance(device, str) and (device == "cuda" or device.startswith("cuda:"))
+
+
+def _open(row: BackendSpec, meta, roles, adapter, values: OptionValues, options) -> Any:
+    """The row's runner for ``roles``, as the pipeline's role object: a factory of ``runner_factory`` takes the
+    Engine's options whole (``OpenRequest``), another the documented keywords, by name."""
     if not row.serves(roles):
         kind = getattr(meta, "pipeline", "windowed")
         raise ValueError(
@@ -73,19 +81,16 @@ def _open(row: BackendSpec, meta, roles, adapter, device, model, precision, thre
         )
     factory, legacy = row_factory(row)
     if legacy:
-        extra = {} if precision is None else {"precision": precision}
-        made = factory(meta, device=device, model=model, **extra, **options)
+        extra = {} if values.precision is None else {"precision": values.precision}
+        made = factory(meta, device=values.device, model=values.model, **extra, **options)
     else:
-        made = factory(
-            meta,
-            tuple(roles),
-            device=device,
-            threads=threads,
-            precision=precision or row.default_precision or "fp32",
-            model=model,
-            verify=verify,
-            **options,
-        )
+        values = values.replace(precision=values.precision or row.default_precision or "fp32")
+        build = getattr(factory, "from_request", None)
+        if build is not None:
+            made = build(OpenRequest(meta, tuple(roles), values, dict(options)))
+        else:
+            named = {name: values[name] for name in ("device", "threads", "precision", "model", "verify")}
+            made = factory(meta, tuple(roles), **named, **options)
     return adapter(made, meta) if isinstance(made, GraphRunner) and not isinstance(made, RoleGraphs) else made
 
 
@@ -104,7 +109,8 @@ def open_backend(
     """Backend ``name`` of the table opened as its row's factory opens it (no ``auto`` policy, nothing planned), as
     the pipeline's role object: what the preparers and gates run (``zsseg_rt.prepare``). ``options``: the runner's
     own (``cache_dir``, ``prepare``, ``image_encoder``, ...)."""
-    return _open(backend_row(name), meta, roles, adapter, device, None, precision, threads, verify, options)
+    values = ENGINE_OPTIONS.defaults().replace(device=device, precision=precision, threads=threads, verify=verify)
+    return _open(backend_row(name), meta, roles, adapter, values, options)
 
 
 def open_reference(
@@ -117,28 +123,31 @@ def open_reference(
     return open_backend(meta, REFERENCE_BACKEND, precision="fp32", threads=threads, roles=roles, adapter=adapter)
 
 
-def _auto(meta, roles, adapter, device, model, precision, threads, verify, cache_dir) -> Tuple[Any, BackendPlan]:
+def _auto(meta, roles, adapter, values: OptionValues) -> Tuple[Any, BackendPlan]:
     """backend='auto': TensorRT when its row serves the pipeline and its engines exist and import (not on
     device='cpu'), else, where ONNX Runtime would run on the CPU, the CPU policy (:func:`_cpu_auto`: the fastest path
     that passed the accuracy gate on this CPU), else ONNX Runtime on its GPU. A GPU row that is installed but cannot
-    be used is said with a warning; one that is not installed at debug level (the normal state of a CPU machine)."""
+    be used is said with a warning; one that is not installed at debug level (the normal state of a CPU machine).
+    A GPU asked for (device "cuda" or "cuda:N") is never the CPU policy: ONNX Runtime opens on it or refuses it with
+    the reason (device "auto" may run on the CPU, and its INFO line says so)."""
+    device, precision = values.device, values.precision
     gpu_rows = [backend_row(name) for name in BUILTIN_BACKENDS if backend_row(name).devices == ("cuda",)]
     for row in gpu_rows if device != "cpu" else []:
         if not row.serves(roles):
             continue
         try:
-            made = _open(row, meta, roles, adapter, device, model, precision, threads, verify, {})
+            made = _open(row, meta, roles, adapter, values, {})
             return made, BackendPlan.of(made)
         except ImportError as exc:  # not installed here: the normal case on a CPU, said at debug level only
             LOG.debug("backend='auto': %s is not installed (%s); running the bundle on the CPU path", row.name, exc)
         except Exception as exc:  # noqa: BLE001 - installed but unusable here -> the next row, said out loud
             _passed_over(row, precision, exc)
     cpu = backend_row(REFERENCE_BACKEND)
-    on_gpu = device == "cuda" or (device != "cpu" and cpu.gpu_check and load_reference(cpu.gpu_check)(device))
+    on_gpu = is_cuda(device) or (device != "cpu" and cpu.gpu_check and load_reference(cpu.gpu_check)(device))
     if on_gpu:  # fp32 on its GPU: the CPU's reduced precisions are CPU ones
-        made = _open(cpu, meta, roles, adapter, device, model, None, threads, verify, {})
+        made = _open(cpu, meta, roles, adapter, values.replace(precision=None), {})
         return made, BackendPlan.of(made)
-    return _cpu_auto(meta, roles, adapter, model, precision, threads, verify, cache_dir)
+    return _cpu_auto(meta, roles, adapter, values)
 
 
 def _passed_over(row: BackendSpec, precision: Optional[str], exc: BaseException) -> None:
@@ -173,21 +182,22 @@ def _passed_over(row: BackendSpec, precision: Optional[str], exc: BaseException)
     warnings.warn(CliWarning(python, cli), stacklevel=6)
 
 
-def _cpu_auto(meta, roles, adapter, model, precision, threads, verify, cache_dir) -> Tuple[Any, BackendPlan]:
+def _cpu_auto(meta, roles, adapter, values: OptionValues) -> Tuple[Any, BackendPlan]:
     """The CPU policy (``cpu_auto.py``): open the fastest gated path recorded for this CPU (a candidate that will not
     open gives way to the next, its reason in the log line), else the exact fp32 reference; one INFO line says what
     runs, why and the gate it passed. The plan lists the faster paths not prepared yet and reopens the policy once a
     preparation has written their records (the Engine's doing: ``runtime/upgrade.py``); nothing is prepared here."""
     from .cpu_auto import cpu_policy
 
+    precision, cache_dir = values.precision, values.cache_dir
     policy = cpu_policy(meta, roles, precision, cache_dir)
     anything = precision in (None, AUTO)
     for index, (row, chosen_precision, chosen) in enumerate(policy):
-        options: dict = {"cache_dir": cache_dir} if cache_dir else {}
+        options: dict = {"cache_dir": str(cache_dir)} if cache_dir else {}
         if chosen.gate:  # a recorded path: run it from its record, never prepare here
             options["prepare"] = False
         try:
-            made = _open(row, meta, roles, adapter, "cpu", model, chosen_precision, threads, verify, options)
+            made = _open(row, meta, roles, adapter, values.replace(device="cpu", precision=chosen_precision), options)
         except Exception as exc:  # noqa: BLE001 - the next of the plan, the reason in its log line
             if index == len(policy) - 1:
                 raise
@@ -198,22 +208,33 @@ def _cpu_auto(meta, roles, adapter, model, precision, threads, verify, cache_dir
         LOG.info("%s", chosen.line())
 
         def reopen() -> Tuple[Any, BackendPlan]:
-            return _cpu_auto(meta, roles, adapter, model, precision, threads, verify, cache_dir)
+            return _cpu_auto(meta, roles, adapter, values)
 
         path = (row.name, str(getattr(made, "precision", chosen_precision)))
         return made, BackendPlan(path, chosen, chosen.missing if anything else [], reopen if anything else None)
     raise AssertionError("the CPU policy's plan ends with the exact reference")  # pragma: no cover
 
 
+def _records_folder(backend: Any, cache_dir: Any) -> Dict[str, Any]:
+    """``{"cache_dir": DIR}`` for the backends that read gated records (auto, and the table's rows with
+    ``gated_choices``: ONNX Runtime, OpenVINO), {} without one; refused in one line for the others."""
+    if cache_dir is None:
+        return {}
+    if isinstance(backend, str) and (backend == AUTO or backend_row(backend).gated_choices):
+        return {"cache_dir": str(cache_dir)}
+    raise ValueError(
+        f"cache_dir={cache_dir!r}: the folder of the prepared CPU paths' records (backend auto, onnxruntime, "
+        f"openvino); backend {getattr(backend, 'name', backend)!r} keeps what it builds elsewhere: leave cache_dir unset"
+    )
+
+
+_POSITIONAL = ("backend", "device", "model", "precision", "threads", "verify")  # make_backend's 0.1 arguments
+
+
 def make_backend(
     meta: BundleMeta,
-    backend: Any,
-    device: str,
-    model: Any,
-    precision: Optional[str],
-    threads: int,
-    verify: bool = True,
-    *,
+    values: Any,
+    *positional: Any,
     roles: Sequence[str] = WindowedGraphs.roles,
     adapter: RoleAdapter = WindowedGraphs,
     **options: Any,
@@ -222,11 +243,21 @@ def make_backend(
     (``adapter(runner, meta)``), and its :class:`~.cpu_auto.BackendPlan` (the path it runs; for backend "auto" on a
     CPU why, the faster paths not prepared yet and how to reopen the policy once they are).
 
-    ``backend``: a name of the table (``backend_names()``), "auto" (see :func:`_auto`), a ready :class:`Backend` or
-    role object (used as it is), or a :class:`GraphRunner` (wrapped in ``adapter``). ``precision``: None for the
-    backend's default (its row's: TensorRT fp16, else fp32). ``options`` of "auto": ``cache_dir`` (where the records
-    are; default ``<bundle>/engines``); of a named backend: its runner's own.
+    ``values``: the Engine's options (:class:`~zsseg_rt.options.OptionValues`), handed on by name to the backend's
+    factory (``OpenRequest.values``). Of them, ``backend``: a name of the table (``backend_names()``), "auto" (see
+    :func:`_auto`), a ready :class:`Backend` or role object (used as it is), or a :class:`GraphRunner` (wrapped in
+    ``adapter``); ``precision``: None for the backend's default (its row's: TensorRT fp16, else fp32);
+    ``cache_dir``: where the records are (backend auto and the gated rows; default ``<bundle>/engines``).
+    ``options``: a named backend's runner's own. The 0.1 call ``make_backend(meta, backend, device, model,
+    precision, threads, verify=True, cache_dir=...)`` still works.
     """
+    if not isinstance(values, OptionValues):  # the 0.1 call, positional
+        given = dict(zip(_POSITIONAL, (values, *positional)))
+        values = ENGINE_OPTIONS.defaults().replace(**given, cache_dir=options.pop("cache_dir", None))
+    if values.cache_dir is not None:
+        values = values.replace(cache_dir=str(values.cache_dir))
+    backend = values.backend
+    options = {**_records_folder(backend, values.cache_dir), **options}
     if isinstance(backend, (Backend, RoleGraphs)):
         return backend, BackendPlan.of(backend)
     if isinstance(backend, GraphRunner):
@@ -238,6 +269,6 @@ def make_backend(
         unknown = sorted(set(options) - {"cache_dir"})
         if unknown:
             raise ValueError(f"backend='auto' takes no options {unknown} (name a backend to pass its own options)")
-        return _auto(meta, roles, adapter, device, model, precision, threads, verify, options.get("cache_dir"))
-    made = _open(backend_row(backend), meta, roles, adapter, device, model, precision, threads, verify, options)
+        return _auto(meta, roles, adapter, values)
+    made = _open(backend_row(backend), meta, roles, adapter, values, options)
     return made, BackendPlan.of(made)

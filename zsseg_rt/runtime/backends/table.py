@@ -13,9 +13,10 @@ any runtime library.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+from zsseg_rt.aliases import resolve_reference
 
 __all__ = [
     "AUTO",
@@ -170,10 +171,8 @@ _EXTRA: Dict[str, BackendSpec] = {}  # rows from register_backend and loaded ent
 _LEGACY: Dict[str, Callable[..., Any]] = {}  # name -> a factory of the 0.1 registration (meta, device=, model=, ...)
 
 
-def load_reference(reference: str) -> Any:
-    """The object a ``"module:attr"`` reference names (imported now)."""
-    module, _, attr = reference.partition(":")
-    return getattr(importlib.import_module(module), attr)
+# the object a row's ``"module:attr"`` reference names (imported now): the package's one resolver
+load_reference = resolve_reference
 
 
 def _entry_points() -> List[Any]:
@@ -284,10 +283,11 @@ def backend_names(auto: bool = True) -> List[str]:
 
 
 def precision_names(auto: bool = True) -> List[str]:
-    """Every precision some built-in backend runs (the one list of precision names), "auto" last (unless
-    ``auto=False``)."""
+    """Every precision some backend runs (the one list of precision names): the built-in rows', then those of the
+    registered and installed ones (a plugin's precision, listed in ``--precision``'s help by
+    :func:`precision_help`, is one of its choices too), "auto" last (unless ``auto=False``)."""
     names: List[str] = []
-    for row in _ROWS:
+    for row in backend_rows():
         for precision in row.precisions:
             if precision != AUTO and precision not in names:
                 names.append(precision)

@@ -33,6 +33,7 @@ import numpy as np
 
 from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import BundleMeta, Names
+from zsseg_rt.options import ENGINE_OPTIONS
 
 from .postprocess_choice import PostprocessKernels
 from .postprocess_plans import REFERENCE, PostprocessPlans
@@ -760,8 +761,7 @@ def make_device_pipeline(
     backend's ``frame_graphs(executor)`` gives the frame's CUDA graphs, or None. ``test_scale``: the frames' test
     resize (None: the bundle's; ``Engine(test_scale=...)``). ``postprocess_kernel``: ``Engine(postprocess_kernel=...)``.
     """
-    if setting not in ("auto", True, False):
-        raise ValueError(f"device_pipeline must be 'auto', True or False, got {setting!r}")
+    ENGINE_OPTIONS["device_pipeline"].check_value(setting)  # its row's values and words
     if setting is False:
         return None
     reason = None

@@ -61,21 +61,6 @@ class PreparedVocabulary(NamedTuple):
     post_options: Tuple[Tuple[str, Any], ...] = ()
 
 
-def _records_folder(backend: Any, cache_dir: Optional[str]) -> Dict[str, Any]:
-    """``{"cache_dir": DIR}`` for the backends that read gated records (auto, and the table's rows with
-    ``gated_choices``: ONNX Runtime, OpenVINO), {} without one; refused in one line for the others."""
-    if cache_dir is None:
-        return {}
-    from ..backends import AUTO, backend_row
-
-    if isinstance(backend, str) and (backend == AUTO or backend_row(backend).gated_choices):
-        return {"cache_dir": str(cache_dir)}
-    raise ValueError(
-        f"cache_dir={cache_dir!r}: the folder of the prepared CPU paths' records (backend auto, onnxruntime, "
-        f"openvino); backend {getattr(backend, 'name', backend)!r} keeps what it builds elsewhere: leave cache_dir unset"
-    )
-
-
 class Pipeline:
     """The part of ``zsseg_rt.Engine`` that depends on how a bundle's graphs are run; chosen by meta.json's
     ``pipeline`` (:func:`zsseg_rt.runtime.pipelines.pipeline_class`). Pipelines are family-blind and torch-free.
@@ -121,22 +106,11 @@ class Pipeline:
 
     def open_backend(self, adapter: Any) -> None:
         """Open the backend the Engine's options name (``make_backend``: the backend table, the ``auto`` policy) as
-        this pipeline's role object, with its plan."""
+        this pipeline's role object, with its plan. The options go whole, by name: a row a backend reads reaches
+        its runner (``OpenRequest.values``) with nothing here."""
         from ..backends import make_backend
 
-        options = self.options
-        self.backend, self.backend_plan = make_backend(
-            self.meta,
-            options.backend,
-            options.device,
-            options.model,
-            options.precision,
-            options.threads,
-            options.verify,
-            roles=self.roles,
-            adapter=adapter,
-            **_records_folder(options.backend, options.cache_dir),
-        )
+        self.backend, self.backend_plan = make_backend(self.meta, self.options, roles=self.roles, adapter=adapter)
 
     def replace_backend(self, backend: Any, plan: Any) -> None:
         """Run ``backend`` from the next frame on (the Engine's upgrade, between frames). A pipeline that built

@@ -26,8 +26,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from zsseg_rt import pipeline
-from zsseg_rt.bundle import BundleMeta, WholeImage
-from zsseg_rt.options import OptionValues
+from zsseg_rt.bundle import BundleMeta
+from zsseg_rt.options import ENGINE_OPTIONS, OptionValues
 from zsseg_rt.pipeline.class_scores import whole_class_scores, window_class_scores
 from zsseg_rt.pipeline.limits import InputLimitError, estimate_bytes
 from zsseg_rt.pipeline.postprocessor import MODES, Postprocessor
@@ -39,8 +39,8 @@ from .base import Focus, Pipeline, PreparedVocabulary, image_index
 
 __all__ = ["WindowedPipeline", "INFERENCE", "WHOLE_FALLBACKS", "WholePlan"]
 
-INFERENCE = ("auto",) + WholeImage.INFERENCE  # Engine(inference=...)
-WHOLE_FALLBACKS = (None, "windows")  # Engine(whole_fallback=...)
+INFERENCE = tuple(ENGINE_OPTIONS["inference"].values())  # Engine(inference=...): its row's values
+WHOLE_FALLBACKS = tuple(ENGINE_OPTIONS["whole_fallback"].values())  # Engine(whole_fallback=...): its row's values
 
 
 class WholePlan(NamedTuple):
@@ -85,8 +85,7 @@ class WindowedPipeline(Pipeline):
         self._build_device()
         self.inference = options.inference
         fallback = options.whole_fallback
-        if fallback not in WHOLE_FALLBACKS:
-            raise ValueError(f"whole_fallback must be None (refuse) or 'windows', got {fallback!r}")
+        ENGINE_OPTIONS["whole_fallback"].check_value(fallback)  # (checked by the Engine already; its row's words)
         self.whole_fallback: Optional[str] = fallback
 
     def _build_device(self) -> None:
@@ -128,8 +127,7 @@ class WindowedPipeline(Pipeline):
 
     @inference.setter
     def inference(self, value: str) -> None:
-        if value not in INFERENCE:
-            raise ValueError(f"inference must be one of {INFERENCE}, got {value!r}")
+        ENGINE_OPTIONS["inference"].check_value(value)  # settable: checked here too, in its row's words
         if value == "whole" and self.meta.whole_image is None:
             raise ValueError(
                 f"inference='whole' needs a bundle whose image graph takes any size (meta.json 'whole_image'); "

@@ -40,20 +40,29 @@ def _ort():
     return onnxruntime
 
 
+def _gpu_index(device: str) -> Optional[int]:
+    """N of "cuda:N", 0 of "cuda", None of any other device."""
+    if device == "cuda":
+        return 0
+    head, _, index = device.partition(":")
+    return int(index) if head == "cuda" and index.isdigit() else None
+
+
 def ort_providers(device: str) -> List[str]:
-    """ONNX Runtime execution providers for ``device`` ("auto", "cpu" or "cuda"); refuses an unusable "cuda"."""
+    """ONNX Runtime execution providers for ``device`` ("auto", "cpu", "cuda" or "cuda:N"); refuses a GPU where
+    this onnxruntime has none (never the CPU instead)."""
     available = _ort().get_available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    if device == "cuda":
+    if _gpu_index(device) is not None:
         if "CUDAExecutionProvider" not in available:
             raise RuntimeError(
-                f"device='cuda' was requested but this onnxruntime has no CUDAExecutionProvider "
+                f"device={device!r} was requested but this onnxruntime has no CUDAExecutionProvider "
                 f"(available: {available}); install onnxruntime-gpu or use device='cpu'"
             )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device != "auto":
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
@@ -82,22 +91,44 @@ def session_options(threads: int = 0, extra: Optional[Mapping[str, str]] = None)
 
 
 def open_ort_session(
-    meta: BundleMeta, role: str, file_name: str, options: Any, providers: List[str], path: Optional[str] = None
+    meta: BundleMeta,
+    role: str,
+    file_name: str,
+    options: Any,
+    providers: List[str],
+    path: Optional[str] = None,
+    device: str = "auto",
 ) -> Any:
     """An ONNX Runtime session of bundle graph ``file_name`` (role ``role`` of meta.json's "io" table), checked to be
     a graph ONNX Runtime loads whose input and output names are the ones meta.json records. ``path``: another file
-    standing for that graph (a reduced-precision image encoder prepared beside the bundle).
+    standing for that graph (a reduced-precision image encoder prepared beside the bundle). ``device``: a GPU
+    asked for ("cuda", "cuda:N": its index) that the session does not run on (ONNX Runtime falls back to the CPU
+    where its CUDA provider cannot start) is refused with the reason, never run on the CPU.
 
     Raises:
         BundleError: the file is not a loadable ONNX graph (e.g. a corrupt protobuf whose hash was recomputed) or
             its tensors are not the recorded ones, with the file named; never ONNX Runtime's raw error.
+        RuntimeError: a GPU asked for that ONNX Runtime could not use.
     """
     ort = _ort()
     path = path or meta.file(file_name)
+    index = _gpu_index(device)
+    entries: List[Any] = list(providers)
+    if index is not None and providers and providers[0] == "CUDAExecutionProvider":
+        entries[0] = ("CUDAExecutionProvider", {"device_id": str(index)})
     try:
-        session = ort.InferenceSession(path, options, providers=providers)
+        session = ort.InferenceSession(path, options, providers=entries)
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own untyped errors (InvalidProtobuf, Fail...)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if index is not None and any(word in reason.lower() for word in ("cuda", "device")):  # the GPU, not the file
+            raise RuntimeError(f"device={device!r}: ONNX Runtime could not start on that GPU ({reason})") from exc
         raise unreadable_graph_error(path, "ONNX Runtime can load", exc) from None
+    if index is not None and "CUDAExecutionProvider" not in session.get_providers():
+        raise RuntimeError(
+            f"device={device!r} was requested but ONNX Runtime's CUDA execution provider did not start here (the "
+            f"session runs on {session.get_providers()}: no usable GPU, or its CUDA/cuDNN libraries are missing); "
+            "use device='cpu' or device='auto'"
+        )
     expected = meta.io.get(role, {})
     got = {"inputs": [i.name for i in session.get_inputs()], "outputs": [o.name for o in session.get_outputs()]}
     for key in ("inputs", "outputs"):
@@ -175,7 +206,13 @@ class OrtRunner:
         for role in roles:
             path = image_path if role == "image" and image_path is not None else meta.file(files[role])
             options = session_options(threads, config if role == "image" else None)
-            self._sessions[role] = open_ort_session(meta, role, files[role], options, providers, path=path)
+            self._sessions[role] = open_ort_session(
+                meta, role, files[role], options, providers, path=path, device=device
+            )
+        started = [getattr(session, "get_providers", lambda: providers)() for session in self._sessions.values()]
+        if self.runs_on_gpu and any("CUDAExecutionProvider" not in names for names in started):  # device "auto"
+            LOG.info("ONNX Runtime device=%r: its CUDA execution provider did not start here; the CPU runs", device)
+            self.runs_on_gpu, self.providers = False, ["CPUExecutionProvider"]
         self._meta = meta
 
     def run(self, role: str, feeds: Mapping[str, np.ndarray], outputs: Sequence[str]) -> List[np.ndarray]:
