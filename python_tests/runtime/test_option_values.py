@@ -301,3 +301,22 @@ def test_a_plugin_precision_is_one_of_the_precision_flags_choices(monkeypatch, c
     args = cli.build_parser().parse_args([*SEGMENT, "--backend", "quarter", "--precision", "q4"])
     assert args.precision == "q4"
     ENGINE_OPTIONS["precision"].check_value("q4")
+
+
+def test_tensorrt_refuses_a_gpu_it_would_not_run_on():
+    """The TensorRT runner opens CUDA device 0: ``cuda:1`` is refused with the way to that GPU (it would have run on
+    GPU 0); checked before TensorRT is imported, so on any machine."""
+    from zsseg_rt.runtime.backends.base import OpenRequest
+    from zsseg_rt.runtime.backends.tensorrt.runner import open_tensorrt
+
+    request = OpenRequest(None, ("image",), ENGINE_OPTIONS.defaults().replace(device="cuda:1"))
+    with pytest.raises(ValueError, match=r"^the tensorrt backend runs on CUDA device 0: device='cuda:1' is not taken"):
+        open_tensorrt.from_request(request)
+
+
+def test_a_ray_workers_options_are_checked_by_the_rows_before_any_worker():
+    from zsseg_rt.scale.engine import checked_engine_options
+
+    assert checked_engine_options({"threads": 2}, "build_app()") == {"threads": 2}
+    with pytest.raises(ValueError, match=r"^threads: expected a whole number >= 0, got 'x'$"):
+        checked_engine_options({"threads": "x"}, "build_app()")

@@ -33,7 +33,8 @@ def open_engine(bundle: str, classes: Union[str, Sequence[str]], **options: Any)
 def checked_engine_options(options: Dict[str, Any], caller: str, leave_out: Sequence[str] = ()) -> Dict[str, Any]:
     """``options`` for :func:`open_engine`, checked where a worker's builder is called, not in the worker: a
     keyword that is no Engine option (the closest one named), one a worker does not take (the row's reason), or one
-    of ``leave_out`` is refused in one line (TypeError)."""
+    of ``leave_out`` is refused in one line (TypeError); a value its row does not take, as the Engine refuses it
+    (ValueError, ``threads: expected a whole number >= 0, got 'x'``), before any worker starts."""
     taken = [name for name in ENGINE_OPTIONS.worker_names() if name not in leave_out]
     for name in options:
         if name in ENGINE_OPTIONS and name not in taken:
@@ -43,6 +44,8 @@ def checked_engine_options(options: Dict[str, Any], caller: str, leave_out: Sequ
                 f"{caller}: {name} is not an option of a Ray worker's Engine ({why}), got {name}={options[name]!r}"
             )
     ENGINE_OPTIONS.check_names(options, caller, taken)
+    for name, value in options.items():
+        ENGINE_OPTIONS[name].check_value(value)
     return dict(options)
 
 

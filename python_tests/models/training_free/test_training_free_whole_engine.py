@@ -187,7 +187,7 @@ def test_the_bundle_declares_its_sizes_and_refuses_beyond_them_unless_asked(bund
     assert got.inference == "windows" and (got.labels == want.labels).all()
     np.testing.assert_array_equal(got.scores, want.scores)
     assert fallback(cv2.resize(bgr, (1000, 30))).inference == "whole"  # 61 x 2048: within the sides, whole
-    with pytest.raises(ValueError, match="whole_fallback must be None"):
+    with pytest.raises(ValueError, match=r"^whole_fallback: expected one of None, 'windows', got 'crop'$"):
         Engine(bundles["maskclip"], backend="onnxruntime", whole_fallback="crop")
     small = Engine(bundles["maskclip"], classes=NAMES, backend="onnxruntime", max_memory_mb=40)
     small.pipeline.test_scale = [2048, 512]  # 512 x 757: 1537 tokens, ~54 MiB of attention maps alone

@@ -115,6 +115,11 @@ def open_tensorrt(request: OpenRequest) -> TrtRunner:
     GPU."""
     if request.device == "cpu":
         raise ValueError("the tensorrt backend runs on a CUDA GPU: device must be 'auto' or 'cuda', got 'cpu'")
+    if request.device not in ("auto", "cuda", "cuda:0"):  # never another GPU than the one asked for
+        raise ValueError(
+            f"the tensorrt backend runs on CUDA device 0: device={request.device!r} is not taken (to run on that GPU: "
+            "CUDA_VISIBLE_DEVICES=N with device='cuda')"
+        )
     options = request.options
     paths, graphs = options.pop("engine_paths", None), options.pop("cuda_graphs", False)
     return TrtRunner(request.meta, request.precision or "fp16", paths, graphs, request.roles)
