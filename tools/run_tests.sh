@@ -6,7 +6,9 @@
 # the training and model tests on a fake CUDA device (pytest --fake-cuda), and the runtime tests once more in a
 # torch-free venv holding only the runtime install (tools/runtime_only_tests.sh).
 # GPU- and TensorRT-only tests skip with a reason when those are absent. Exits non-zero on any failure; ends with a
-# table of the stages and their times (wall clock, and the CPU time of their processes), printed after a failure too.
+# table of the stages and their times (wall clock, and the CPU time of their processes), printed after a failure too,
+# and whether the compiler cache was cold. Each pytest session ends with its tests, files and folders that took the
+# most CPU time (--cpu-durations: python_tests/cpu_times.py; docs/development.md "Where CI's time goes").
 # Two suites that run "alongside" share a stage: both start together, the second's output follows the first's, and
 # the stage fails if either fails (the cores one suite leaves idle at its end, the other uses).
 # Arguments are passed to the main pytest run.
@@ -60,10 +62,11 @@ stage_table() {  # stage_table [STATUS]: the table, then exit with STATUS (defau
     printf '%-48s %7s %7s  %s\n' "$name" "$wall" "$cpu" "$([ "$status" = 0 ] && echo ok || echo "FAILED ($status)")"
   done
   printf '%-48s %7d %7d  %s\n' "total" "$SECONDS" "$CPU_NOW" "$([ "$rc" = 0 ] && echo ok || echo "FAILED ($rc)")"
+  local hits=""
   if [ "${OWN_STATSLOG:-0}" = 1 ] && [ -s "$CCACHE_STATSLOG" ]; then  # the cache's own counters span every run
-    echo "compiler cache ($CCACHE_DIR): hits $(ccache --show-log-stats 2>/dev/null | awk '/^ *Hits:/ { $1 = ""; print; exit }' \
-      | sed 's/^ *//') of this run's compilations"
+    hits="; hits $(ccache --show-log-stats 2>/dev/null | awk '/^ *Hits:/ { $1 = ""; print; exit }' | sed 's/^ *//') of this run's compilations"
   fi
+  echo "compiler cache ($CCACHE_DIR): ${CCACHE_AT_START:-not looked at}$hits"
   [ "${OWN_STATSLOG:-0}" = 1 ] && rm -f "$CCACHE_STATSLOG"
   exit "$rc"
 }
@@ -79,6 +82,12 @@ export ZSSEG_CCACHE="${ZSSEG_CCACHE:-1}" ZSSEG_NEED_TEST_TOOLS=1
 export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/zsseg_rt/ccache}"
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$ROOT}" CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-2G}"
+# cold or warm when the run started (the table's last line): the objects the cache held, before setup_env.sh even
+# installs ccache (a fresh machine's cache is cold); a warm cache's hits can still be few (another commit's objects)
+CCACHE_AT_START="$(find "$CCACHE_DIR" -type f -name '*R' 2>/dev/null | wc -l)"
+if [ "$ZSSEG_CCACHE" != 1 ]; then CCACHE_AT_START="off (ZSSEG_CCACHE=$ZSSEG_CCACHE): every build compiled in full"
+elif [ "$CCACHE_AT_START" = 0 ]; then CCACHE_AT_START="COLD at the start (empty)"
+else CCACHE_AT_START="warm at the start ($CCACHE_AT_START objects)"; fi
 OWN_STATSLOG=0  # the hit rate of this run's compilations (the table's last line), unless the caller logs them
 [ -n "${CCACHE_STATSLOG:-}" ] || { CCACHE_STATSLOG="$(mktemp)"; OWN_STATSLOG=1; }
 export CCACHE_STATSLOG
@@ -170,7 +179,7 @@ emulation() {
   mapfile -t cuda_files < <(grep -rlE 'mark\.cuda' python_tests --include='test_*.py' | sort)
   ZSSEG_CUDA_EMULATION=1 LD_PRELOAD="$(bash "$ROOT/tools/build_emulated.sh" --preload)" ASAN_OPTIONS=detect_leaks=0 \
     UBSAN_OPTIONS=print_stacktrace=1 OMP_NUM_THREADS="$TEST_THREADS" \
-    "$VENV/bin/python" -m pytest "${cuda_files[@]}" -m cuda -q -p no:cacheprovider "${XDIST[@]}" || rc=$?
+    "$VENV/bin/python" -m pytest "${cuda_files[@]}" -m cuda -q -p no:cacheprovider --cpu-durations=10 "${XDIST[@]}" || rc=$?
   joined "$rc"
 }
 
@@ -189,10 +198,11 @@ python_tests() {
   export OMP_NUM_THREADS="$TEST_THREADS"
   local rc=0
   alongside "training, model and evaluation tests on a fake CUDA device" "$VENV/bin/python" -m pytest \
-    python_tests/train python_tests/models python_tests/eval -q -p no:cacheprovider --durations=10 "${XDIST[@]}" \
+    python_tests/train python_tests/models python_tests/eval -q -p no:cacheprovider --cpu-durations=10 "${XDIST[@]}" \
     --fake-cuda
-  alongside "runtime-only install: its tests" bash "$ROOT/tools/runtime_only_tests.sh" --prepared "${XDIST[@]}"
-  "$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider --durations=30 "${XDIST[@]}" \
+  alongside "runtime-only install: its tests" bash "$ROOT/tools/runtime_only_tests.sh" --prepared "${XDIST[@]}" \
+    --cpu-durations=10
+  "$VENV/bin/python" -m pytest python_tests -q -p no:cacheprovider --cpu-durations=30 "${XDIST[@]}" \
     --ignore=python_tests/train --ignore=python_tests/models --ignore=python_tests/eval "$@" || rc=$?
   joined "$rc"
 }

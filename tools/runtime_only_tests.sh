@@ -58,6 +58,9 @@ mapfile -t TOOLS < <(grep -E '^(pytest|pytest-xdist|execnet|filelock|hypothesis|
   requirements.txt | sed -E 's/[[:space:]]*#.*$//')
 pip_q install -q "$NUMPY_PIN" "${TOOLS[@]}"
 echo "[runtime-only] tools installed (${SECONDS}s); installing .[runtime,openvino] and building the package (CUDA off)"
+# ZSSEG_CCACHE=1 (tools/run_tests.sh): through the compiler cache, as setup_env.sh builds (this build ran without it:
+# 75 CPU-s in every CI run, the cache warm or not; its CPU kernels are the image twin's cp312 wheel's, CUDA off both)
+if [ "${ZSSEG_CCACHE:-0}" = 1 ] && command -v ccache >/dev/null 2>&1; then export CMAKE_CXX_COMPILER_LAUNCHER=ccache; fi
 pip_q install -q --no-build-isolation -C build-dir=build/runtime-only \
   -C cmake.define.ZS_WITH_CUDA=OFF ".[runtime,openvino]" "$NUMPY_PIN"
 # the OpenVINO backend's tests fail instead of skipping here: the venv installs it (python_tests/support.py)
