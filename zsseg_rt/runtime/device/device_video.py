@@ -18,17 +18,27 @@ import numpy as np
 
 from zsseg_rt import ops
 
-__all__ = ["device_unavailable", "device_keyframes"]
+__all__ = ["device_unavailable", "device_keyframes", "host_path_reason"]
+
+
+def host_path_reason(engine: Any) -> Optional[str]:
+    """Why ``engine`` runs its frames on the host path rather than its device pipeline (None: the device pipeline
+    runs them): it has none (a CPU backend, ``device_pipeline=False``), or a post-processing mode other than exact.
+    The first refusal of every device-side feature (keyframes on the device, frames in flight)."""
+    pipeline = getattr(engine, "pipeline", None)
+    if getattr(pipeline, "device", None) is None:
+        return "the Engine runs on the host path (no device pipeline: a CPU backend, or device_pipeline=False)"
+    if getattr(pipeline, "mode", "exact") != "exact":
+        return f"mode={pipeline.mode!r} runs on the host path"
+    return None
 
 
 def device_unavailable(engine: Any) -> Optional[str]:
     """Why ``engine``'s keyframes cannot be made on its device pipeline (None: they can)."""
-    pipeline = getattr(engine, "pipeline", None)
-    device = getattr(pipeline, "device", None)
-    if device is None:
-        return "the Engine runs on the host (no device pipeline: a CPU backend, or device_pipeline=False)"
-    if getattr(pipeline, "mode", "exact") != "exact":
-        return f"the {pipeline.mode} post-processing runs on the host"
+    reason = host_path_reason(engine)
+    if reason is not None:
+        return reason
+    pipeline = engine.pipeline
     post = getattr(pipeline, "postprocessor", None)
     if post is not None and (post.activation != "sigmoid" or post.window_logits != "padded"):
         return "the bundle's post-processing (not sigmoid over padded windows) runs on the host"

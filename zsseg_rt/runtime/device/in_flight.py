@@ -47,6 +47,7 @@ from typing import Any, Deque, Iterable, Iterator, List, Optional
 import numpy as np
 
 from ..result import Result
+from .device_video import host_path_reason
 
 __all__ = ["InFlight", "lanes_unavailable", "stream"]
 
@@ -74,16 +75,12 @@ class _Frame:
     host_s: float = 0.0  # host time spent on it in submit
 
 
-# twin: device_video.py device_unavailable - both first refuse the host path (no device pipeline, a mode other than
-# exact), each in its caller's words: what makes a frame leave the device pipeline changes both
 def lanes_unavailable(engine: Any) -> Optional[str]:
     """Why ``engine``'s frames cannot be in flight (see the module docstring), or None when they can."""
-    pipeline = getattr(engine, "pipeline", None)
-    device = getattr(pipeline, "device", None)
-    if device is None:
-        return "the Engine runs its frames on the host path (no device pipeline: a CPU, or device_pipeline=False)"
-    if getattr(pipeline, "mode", "exact") != "exact":
-        return f"mode={pipeline.mode!r} runs on the host path"
+    reason = host_path_reason(engine)  # no device pipeline, or a mode other than exact
+    if reason is not None:
+        return reason
+    device = engine.pipeline.device
     memory = device.memory
     if memory.kind == "host" or not getattr(memory, "cuda", True):
         return "the device pipeline runs on host buffers (nothing to overlap)"
