@@ -1197,6 +1197,7 @@ COVERAGE = {
         "with_overwrite",
     ),
     "zsseg segment --json": (_SEGMENT + "test_labels_masks_class_map_and_views",),
+    "zsseg segment --objects": ("cli/test_cli_objects.py::test_segment_objects_in_json_and_as_coco_instances",),
     "zsseg segment --backend": (
         _M + "test_segment_mode_and_backend_build_that_engine",
         "cli/test_cli_errors.py::test_unavailable_backend_and_device_are_one_line",
@@ -1292,6 +1293,7 @@ COVERAGE = {
     "zsseg camera --allow-partial-images": (_M + "test_camera_max_pixels_and_allow_partial_images",),
     "zsseg camera --no-legend": (_CAMERA_ENGINE,),
     "zsseg camera --stats-json": (_M + "test_camera_loop_max_frames_and_progress",),
+    "zsseg camera --objects": ("cli/test_cli_objects.py::test_camera_objects_as_coco_instances_of_every_frame",),
     "zsseg camera --save-json": (
         "stream/test_coco_sink.py::test_the_coco_file_holds_every_frame_of_every_source_as_its_label_map",
         "stream/test_coco_sink.py::test_the_coco_file_follows_the_output_plan_and_refuses_a_live_source",

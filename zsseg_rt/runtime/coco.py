@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .result import UNKNOWN_NAME, unknown_label
+from .rle import decode_rle, rle_counts_array
 
 __all__ = ["CocoMasks", "decode_rle", "encode_rle", "frame_file_name", "rle_counts", "rle_counts_array"]
 
@@ -64,57 +65,6 @@ def rle_counts(runs: Sequence[int]) -> str:
     return "".join(out)
 
 
-def rle_counts_array(runs: np.ndarray) -> str:
-    """:func:`rle_counts` of a NumPy array of run lengths, vectorised (the same string; a frame's objects hold
-    thousands of runs): each value's 5-bit groups in a row of 7 (35 bits: runs up to 2^34 pixels), the characters of
-    each row up to its last group."""
-    runs = np.asarray(runs, dtype=np.int64).ravel()
-    if not runs.size:
-        return ""
-    values = runs.copy()
-    values[3:] -= runs[1:-2]  # from the third on (index > 2, as rleToString): the difference from the run two before
-    shifts = np.arange(7, dtype=np.int64) * 5
-    groups = (values[:, None] >> shifts) & 0x1F
-    rest = values[:, None] >> (shifts + 5)  # arithmetic: a negative difference ends in -1
-    more = np.where(groups & 0x10, rest != -1, rest != 0)
-    last = np.argmin(more, axis=1)  # the first group after which nothing more is needed
-    if more[np.arange(values.size), last].any():
-        raise ValueError("a run length over 2^34 pixels: no COCO RLE holds it")
-    keep = np.arange(7)[None, :] <= last[:, None]
-    codes = (groups | np.where(more, 0x20, 0)) + 48
-    return codes[keep].astype(np.uint8).tobytes().decode("ascii")
-
-
-def decode_rle(rle: Dict[str, Any]) -> np.ndarray:
-    """The ``[h, w]`` uint8 mask (1 inside) of a COCO RLE ``{"size": [h, w], "counts": str}`` (compressed, as
-    :func:`encode_rle` and pycocotools write it), as ``pycocotools.mask.decode`` gives it (NumPy only)."""
-    height, width = (int(side) for side in rle["size"])
-    counts = rle["counts"]
-    text = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
-    runs: List[int] = []
-    position = 0
-    while position < len(text):
-        value, shift, more = 0, 0, True
-        while more:
-            code = text[position] - 48
-            value |= (code & 0x1F) << shift
-            more = bool(code & 0x20)
-            position += 1
-            shift += 5
-            if not more and code & 0x10:
-                value |= -1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        runs.append(value)
-    flat = np.zeros(height * width, dtype=np.uint8)
-    edges = np.cumsum([0] + runs)
-    if edges[-1] > flat.size:
-        raise ValueError(f"an RLE of {int(edges[-1])} pixels for a {height}x{width} mask")
-    for start, stop in zip(edges[1::2], edges[2::2]):
-        flat[start:stop] = 1
-    return flat.reshape(width, height).T.copy()
-
-
 def _runs(flat: np.ndarray) -> List[int]:
     """Run lengths of a column-major 0/1 mask ``flat`` (bool), the first one of zeros (0 when it starts with a 1)."""
     changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
@@ -130,7 +80,7 @@ def encode_rle(mask: np.ndarray) -> Dict[str, Any]:
     if mask.ndim != 2:
         raise ValueError(f"a mask is [height, width], got shape {list(mask.shape)}")
     flat = np.asarray(mask, dtype=bool).ravel(order="F")
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": rle_counts(_runs(flat))}
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": rle_counts_array(np.asarray(_runs(flat)))}
 
 
 class CocoMasks:
@@ -190,7 +140,7 @@ class CocoMasks:
                     "id": len(self.annotations) + 1,
                     "image_id": image_id,
                     "category_id": int(label),
-                    "segmentation": {"size": [height, width], "counts": rle_counts(_runs(inside))},
+                    "segmentation": {"size": [height, width], "counts": rle_counts_array(np.asarray(_runs(inside)))},
                     "area": int(area),
                     "bbox": [
                         int(columns[0]),

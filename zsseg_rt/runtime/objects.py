@@ -29,7 +29,7 @@ import numpy as np
 
 from zsseg_rt.options import ENGINE_OPTIONS
 
-from .coco import rle_counts_array
+from .rle import rle_counts_array
 
 __all__ = ["DEFAULT_MAX_OBJECTS", "DEFAULT_MIN_AREA", "FrameObjects", "RegionObject", "find_objects", "min_pixels"]
 
@@ -67,7 +67,7 @@ class RegionObject:
 
     def mask(self) -> np.ndarray:
         """The region's ``[h, w]`` uint8 mask (1 inside), decoded from :attr:`rle` (NumPy; no pycocotools)."""
-        from .coco import decode_rle
+        from .rle import decode_rle
 
         return decode_rle(self.rle)
 
