@@ -93,8 +93,12 @@ def test_the_options_module_imports_no_third_party_package():
     }
     imported |= {
         node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    } - {"zsseg_rt"}
+    own = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and "zsseg_rt" in str(node.module)
     }
     assert imported and imported <= set(sys.stdlib_module_names), imported
+    assert own <= {"zsseg_rt.aliases"}, own  # the one "module:attr" resolver, standard library only itself
     code = (
         "import sys; before = set(sys.modules); import zsseg_rt.options; "
         "print('\\n'.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))"
