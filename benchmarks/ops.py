@@ -106,7 +106,7 @@ def _worker(case: str, side: str, threads: int, warmup: int, repeats: int) -> di
 
 
 def run_side(case: str, side: str, args) -> dict:
-    from checks._launch import checkout_module  # the checkout's launcher: from any cwd, PYTHONSAFEPATH=1 too
+    from benchmarks._launch import checkout_module  # the checkout's launcher: from any cwd, PYTHONSAFEPATH=1 too
 
     cmd, env = checkout_module(
         "benchmarks.ops",

@@ -95,7 +95,7 @@ def _worker(case: str, side: str, threads: int, warmup: int, repeats: int, save:
 
 
 def run_side(case: str, side: str, args, save: str) -> dict:
-    from checks._launch import checkout_module  # the checkout's launcher: from any cwd, PYTHONSAFEPATH=1 too
+    from benchmarks._launch import checkout_module  # the checkout's launcher: from any cwd, PYTHONSAFEPATH=1 too
 
     cmd, env = checkout_module("benchmarks.pamr", "--worker", case, side, "--save", save, "--threads", args.threads,
                                "--warmup", args.warmup, "--repeats", args.repeats,

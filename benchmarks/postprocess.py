@@ -143,7 +143,7 @@ def main() -> None:
     import cv2
     import torch
 
-    from checks._launch import checkout_module  # the checkout's launcher: from any cwd, PYTHONSAFEPATH=1 too
+    from benchmarks._launch import checkout_module  # the checkout's launcher: from any cwd, PYTHONSAFEPATH=1 too
 
     torch.set_num_threads(args.threads)
     from zsseg_rt import Engine

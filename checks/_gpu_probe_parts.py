@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from checks._launch import checkout_module  # a child from any cwd, PYTHONSAFEPATH=1
+from benchmarks._launch import checkout_module  # a child from any cwd, PYTHONSAFEPATH=1
 
 REPO = Path(__file__).resolve().parent.parent
 # the tiny ZegCLIP config the probe's tiny bundle comes from; the full-size one (checks/gpu_engine.FULL_CONFIG) can be

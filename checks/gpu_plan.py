@@ -24,8 +24,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from benchmarks._launch import checkout_module
+
 from . import gpu_record
-from ._launch import checkout_module
 from .gpu_stages import (
     COMMAND_GAP_S,
     DEFERRED,

@@ -62,8 +62,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from benchmarks._launch import checkout_module  # a child from any cwd, PYTHONSAFEPATH=1 (standard library only)
 from checks._gpu_probe_parts import Skip  # one class for the parts and the dry-run stand-ins (standard library only)
-from checks._launch import checkout_module  # a child from any cwd, PYTHONSAFEPATH=1 (standard library only)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BUDGET_S = 280

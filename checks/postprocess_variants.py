@@ -191,7 +191,7 @@ def checked_apart(names: Sequence[str], cases: Dict[str, Any], scale: int, folde
     takes its process, not this one (a CUDA context that faulted serves nothing more), and is reported as failed."""
     import subprocess
 
-    from checks._launch import checkout_module
+    from benchmarks._launch import checkout_module
 
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / "cases.npz", **{f"{k}/{part}": v[part] for k, v in cases.items() for part in ("logits", "bias")})
