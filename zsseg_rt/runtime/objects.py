@@ -21,6 +21,7 @@ NumPy and OpenCV only.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union, overload
@@ -135,32 +136,63 @@ def _check_count(max_objects: Any) -> int:
     return int(max_objects)
 
 
-def _labels_checked(labels: Any, classes: int, unknown_id: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
-    """``labels`` as a C-contiguous ``[H, W]`` int32 map and its pixels per class id, refused (ValueError, one line)
-    unless every id is a class or ``unknown_id``."""
+_TILE = 16  # the side of the tiles whose classes bound each class's crop (:func:`_class_tiles`)
+
+
+@functools.lru_cache(maxsize=8)
+def _tile_index(height: int, width: int) -> np.ndarray:
+    """Each pixel's tile (``_TILE`` x ``_TILE``, row-major), for a frame size (cached: a stream has one)."""
+    rows = np.arange(height, dtype=np.int32) // _TILE
+    columns = np.arange(width, dtype=np.int32) // _TILE
+    index = rows[:, None] * np.int32(-(-width // _TILE)) + columns[None, :]
+    index.setflags(write=False)
+    return index
+
+
+def _class_tiles(labels: Any, classes: int, unknown_id: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
+    """``labels`` as a C-contiguous ``[H, W]`` int32 map, and its pixels per tile and class id (``[tiles, classes]``,
+    from one ``bincount``: each class's pixel count, and the tiles that bound its crop), refused (ValueError, one
+    line) unless every id is a class or ``unknown_id``."""
     labels = np.asarray(labels)
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
             f"labels: expected an [H, W] map of integer label ids, got {labels.dtype} {list(labels.shape)}"
         )
     labels = np.ascontiguousarray(labels, dtype=np.int32)
-    if labels.size and int(labels.min()) < 0:
-        raise ValueError(f"labels: label {int(labels.min())} is no class of the {classes} (nor the unknown id)")
-    counts = np.bincount(labels.ravel(), minlength=classes)
-    if unknown_id is not None and unknown_id < counts.size:
-        counts[unknown_id] = 0  # its pixels give no objects
-    stray = np.flatnonzero(counts[classes:])
-    if stray.size:
-        raise ValueError(
-            f"labels: label {int(stray[0]) + classes} is no class of the {classes} (nor the unknown id {unknown_id})"
-        )
-    return labels, counts[:classes]
+    height, width = labels.shape
+    tiles = -(-height // _TILE) * -(-width // _TILE)
+    if not labels.size:
+        return labels, np.zeros((0, classes), np.int64)
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0:
+        raise ValueError(f"labels: label {low} is no class of the {classes} (nor the unknown id {unknown_id})")
+    keyed = labels
+    if high >= classes:  # the unknown id (its pixels: column classes, dropped) or a label that is no class (classes+1)
+        other = np.where(labels >= classes, np.int32(classes + 1), labels)
+        keyed = np.where(labels == (-1 if unknown_id is None else unknown_id), np.int32(classes), other)
+    table = np.bincount(
+        (_tile_index(height, width) * np.int32(classes + 2) + keyed).ravel(), minlength=tiles * (classes + 2)
+    )
+    table = table.reshape(tiles, classes + 2)
+    if table[:, classes + 1].any():
+        stray = int(labels[(labels >= classes) & (labels != (-1 if unknown_id is None else unknown_id))][0])
+        raise ValueError(f"labels: label {stray} is no class of the {classes} (nor the unknown id {unknown_id})")
+    return labels, table[:, :classes]
+
+
+def _crop(table: np.ndarray, class_id: int, height: int, width: int) -> Tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)``: the bounds of the tiles that hold ``class_id`` (every pixel of the class is inside)."""
+    across = -(-width // _TILE)
+    held = np.flatnonzero(table[:, class_id])
+    rows, columns = held // across, held % across
+    y0, x0 = int(rows.min()) * _TILE, int(columns.min()) * _TILE
+    return y0, min(height, (int(rows.max()) + 1) * _TILE), x0, min(width, (int(columns.max()) + 1) * _TILE)
 
 
 def _runs(columns: np.ndarray, rows: np.ndarray, height: int, total: int) -> np.ndarray:
-    """COCO's run lengths (zeros first) of the pixels at (``rows``, ``columns``) of a ``height``-row image of
-    ``total`` pixels, in column-major order."""
-    linear = np.sort(columns.astype(np.int64) * height + rows)
+    """COCO's run lengths (zeros first) of the pixels at (``rows``, ``columns``), given in column-major order, of a
+    ``height``-row image of ``total`` pixels."""
+    linear = columns.astype(np.int64) * height + rows
     breaks = np.flatnonzero(np.diff(linear) != 1) + 1
     starts = linear[np.concatenate(([0], breaks))]
     ends = linear[np.concatenate((breaks - 1, [linear.size - 1]))] + 1
@@ -209,7 +241,7 @@ def find_objects(
     import cv2
 
     names = [str(name) for name in class_names]
-    labels, counts = _labels_checked(labels, len(names), unknown_id)
+    labels, table = _class_tiles(labels, len(names), unknown_id)
     height, width = labels.shape
     if scores is not None:
         scores = np.asarray(scores)
@@ -223,24 +255,26 @@ def find_objects(
     if not labels.size:
         return FrameObjects((), 0)
     found: List[Tuple[Tuple[int, int, int], int, Tuple[int, int, int, int], Tuple[float, float]]] = []
-    components: Dict[int, np.ndarray] = {}
-    for class_id in np.flatnonzero(counts >= smallest).tolist():
-        inside = cv2.compare(labels, class_id, cv2.CMP_EQ)
+    components: Dict[int, Tuple[np.ndarray, int, int]] = {}
+    for class_id in np.flatnonzero(table.sum(axis=0) >= smallest).tolist():
+        y0, y1, x0, x1 = _crop(table, class_id, height, width)  # the class's tiles: OpenCV reads these pixels only
+        inside = cv2.compare(labels[y0:y1, x0:x1], class_id, cv2.CMP_EQ)
         number, component, stats, centroids = cv2.connectedComponentsWithStats(inside, connectivity=8, ltype=cv2.CV_32S)
-        components[class_id] = component
-        for index in range(1, number):  # 0: the background (every other pixel)
-            x, y, w, h, area = (int(value) for value in stats[index])
-            if area < smallest:
-                continue
+        components[class_id] = (component, y0, x0)
+        large = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= smallest) + 1  # 0: the background (every other pixel)
+        for index, (x, y, w, h, area), (cx, cy) in zip(
+            large.tolist(), stats[large].tolist(), centroids[large].tolist()
+        ):
             first = x + int(np.argmax(component[y, x : x + w] == index))  # its first pixel in raster order
-            key = (class_id, -area, y * width + first)
-            found.append((key, index, (x, y, w, h), (float(centroids[index][0]), float(centroids[index][1]))))
+            key = (class_id, -area, (y + y0) * width + first + x0)
+            found.append((key, index, (x + x0, y + y0, w, h), (cx + x0, cy + y0)))
     found.sort(key=lambda item: item[0])
     kept = found[:cap]
     objects = []
     for (class_id, negative_area, _), index, (x, y, w, h), centroid in kept:
-        crop = components[class_id][y : y + h, x : x + w] == index
-        rows, columns = np.nonzero(crop)
+        component, y0, x0 = components[class_id]
+        crop = component[y - y0 : y - y0 + h, x - x0 : x - x0 + w] == index
+        columns, rows = np.nonzero(crop.T)  # column-major order: COCO's
         runs = _runs(columns + x, rows + y, height, labels.size)
         score = 1.0 if scores is None else _score(scores[y : y + h, x : x + w][crop])
         objects.append(
