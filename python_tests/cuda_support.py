@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 
 from zsseg_rt import ops
+from zsseg_rt.bundle import Names
 from zsseg_rt.ops import _loader
+from zsseg_rt.runtime.device.cuda_memory import CudaBuffer
+from zsseg_rt.runtime.device.device_pipeline import Executor
 
 CUDA = ops.cuda_available()
 EMULATED = CUDA and _loader.emulated()
@@ -197,3 +200,35 @@ class RuntimeDriver:
 
     def event_destroy(self, event):
         self.t.event_destroy(event)
+
+
+class CudaOpsModel(Executor):
+    """A capturable stand-in for a bundle's graphs, CUDA ops only (the CUDA-graph and post-processing tests): the
+    image encoder resizes the image to the patch grid (``ops.upsample``), the head resizes that again and subtracts
+    the text embedding's first column per class (the vocabulary matters; 3 classes, one per colour channel). Its
+    output buffers are allocated on the first run of each batch size and reused, as TensorRTExecutor's are (never
+    during a capture)."""
+
+    def __init__(self, memory, grid):
+        self.memory = memory
+        self.grid = tuple(int(g) for g in grid)
+        self.buffers = {}
+
+    def _buffer(self, key, shape):
+        if key not in self.buffers:
+            self.buffers[key] = self.memory.empty(shape, np.float32)
+        return self.buffers[key]
+
+    def run(self, role, inputs):
+        stream = self.memory.stream
+        if role == "image":
+            image = inputs[Names.IMAGE]
+            out = self._buffer(("features", image.shape[0]), (image.shape[0], 3) + self.grid)
+            ops.upsample(image, self.grid, out=out, stream=stream)
+            return {"features": out}
+        features = inputs["features"]
+        text = inputs[Names.TEXT_EMBEDDINGS]
+        bias = CudaBuffer(text.pointer, (text.shape[0],), np.float32, stream)  # row starts: column 0 needs D == 1
+        out = self._buffer(("logits", features.shape[0]), features.shape)
+        ops.upsample(features, self.grid, class_bias=bias, out=out, stream=stream)
+        return {Names.MASK_LOGITS: out}

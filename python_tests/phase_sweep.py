@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 from support import subprocess_env
 
@@ -112,7 +112,19 @@ class Outcome:
         )
 
 
-def _start_time(pid: int) -> Optional[int]:
+def plain_images(folder, count: int, step: int, name: str = "{index}.png"):
+    """``folder`` made with ``count`` small PNGs of one grey each (``step * index``): a command's input that costs
+    nothing to read."""
+    import cv2
+    import numpy as np
+
+    folder.mkdir()
+    for index in range(count):
+        cv2.imwrite(str(folder / name.format(index=index)), np.full((24, 32, 3), step * index, np.uint8))
+    return folder
+
+
+def start_time(pid: int) -> Optional[int]:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
             fields = handle.read().rsplit(")", 1)[1].split()
@@ -121,7 +133,7 @@ def _start_time(pid: int) -> Optional[int]:
     return None if fields[0] == "Z" else int(fields[19])  # a zombie has ended: it only waits to be collected
 
 
-def _command_line(pid: int) -> str:
+def command_line(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
@@ -129,8 +141,8 @@ def _command_line(pid: int) -> str:
         return ""
 
 
-def _descendants(root: int) -> Dict[int, Optional[int]]:
-    """``{pid: start time}`` of every process below ``root`` now (children, their children, ...)."""
+def process_tree(root: int) -> Set[int]:
+    """``root`` and every process below it now (children, their children, ...), read from Linux /proc."""
     parents: Dict[int, int] = {}
     for name in os.listdir("/proc"):
         try:
@@ -142,12 +154,17 @@ def _descendants(root: int) -> Dict[int, Optional[int]]:
     while grown:
         family |= grown
         grown = {pid for pid, parent in parents.items() if parent in grown} - family
-    return {pid: _start_time(pid) for pid in family - {root}}
+    return family
+
+
+def descendants(root: int) -> Dict[int, Optional[int]]:
+    """``{pid: start time}`` of every process below ``root`` now (children, their children, ...)."""
+    return {pid: start_time(pid) for pid in process_tree(root) - {root}}
 
 
 def _names_folder(pid: int, folder: str) -> bool:
     """Whether ``pid``'s command line or one of its open files names ``folder`` (the run's private Ray folder)."""
-    if folder in _command_line(pid):
+    if folder in command_line(pid):
         return True
     try:
         names = os.listdir(f"/proc/{pid}/fd")
@@ -165,15 +182,15 @@ def _names_folder(pid: int, folder: str) -> bool:
 def left_over(seen: Dict[int, Optional[int]], folder: Optional[str]) -> Dict[int, str]:
     """The live processes of the run: one seen below the command (the same process: the same start time), or one
     naming its private Ray folder."""
-    left = {pid: _command_line(pid) for pid, start in seen.items() if start is not None and _start_time(pid) == start}
+    left = {pid: command_line(pid) for pid, start in seen.items() if start is not None and start_time(pid) == start}
     for name in os.listdir("/proc") if folder else ():
-        if name.isdigit() and int(name) not in left and int(name) != os.getpid() and _start_time(int(name)):
+        if name.isdigit() and int(name) not in left and int(name) != os.getpid() and start_time(int(name)):
             if _names_folder(int(name), folder):
-                left[int(name)] = _command_line(int(name))
+                left[int(name)] = command_line(int(name))
     return left
 
 
-def _wait_until_gone(seen: Dict[int, Optional[int]], folder: Optional[str], seconds: float) -> Dict[int, str]:
+def wait_until_gone(seen: Dict[int, Optional[int]], folder: Optional[str], seconds: float) -> Dict[int, str]:
     """Bounded: the Ray cluster's watchdog ends what the driver left within its grace period (2 s, then SIGKILL)."""
     deadline = time.monotonic() + seconds
     left = left_over(seen, folder)
@@ -220,7 +237,7 @@ def signal_at_phase(argv: List[str], phase: str, sig: int, ray: bool = False, re
         with connection:
             said = connection.makefile().readline().split()
             assert said and said[0] == phase, said
-            seen = _descendants(proc.pid)
+            seen = descendants(proc.pid)
             os.kill(proc.pid, sig)  # the driver (a worker that says it waits is not the one a user signals)
             if phase == "ray:get":  # the call the driver waits in returns once the driver's handler has run there
                 handled = _accept(listener, proc, 240)
@@ -233,13 +250,13 @@ def signal_at_phase(argv: List[str], phase: str, sig: int, ray: bool = False, re
                 code = proc.wait(timeout=240)
             except subprocess.TimeoutExpired:
                 code = None  # the signal was swallowed: the command goes on
-        return _outcome(phase, proc, out, err, _wait_until_gone(seen, folder, 60), code)
+        return _outcome(phase, proc, out, err, wait_until_gone(seen, folder, 60), code)
     finally:
         listener.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for pid in left_over({**seen, **_descendants(proc.pid)}, folder):  # a failing run leaves nothing either
+        for pid in left_over({**seen, **descendants(proc.pid)}, folder):  # a failing run leaves nothing either
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:

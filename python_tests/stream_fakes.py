@@ -127,6 +127,18 @@ def write_band_clip(path, frames: int = 12, fps: float = 10.0, size=(64, 48)) ->
     return str(path)
 
 
+def count_frames(path) -> int:
+    """How many frames OpenCV reads from the video at ``path`` (what a player shows: 0 for a file it cannot open)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
 def _preview_sink(box, streams=None):
     """An MjpegSink on 127.0.0.1 (a free port) for the runner that ``box["runner"]`` will hold: its stats, and a
     class box that changes its vocabulary."""

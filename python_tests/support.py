@@ -4,8 +4,10 @@ for parity tests with the means to prove that a comparison can fail."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import struct
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -211,6 +213,43 @@ def subprocess_env(*first: str, checkout: bool = False, **overrides: str) -> dic
             kept.append(path)
     env["PYTHONPATH"] = os.pathsep.join(kept)
     return env
+
+
+def import_from_checkout(name: str):
+    """``NAME`` (``benchmarks.cpu``, ``checks.gpu_artifacts``) of this checkout, its folder on ``sys.path`` for the
+    import only (nothing else of the checkout shadows the installed package afterwards)."""
+    sys.path.insert(0, str(REPO))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO))
+
+
+def run_benchmark(cwd, *args, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m benchmarks ARGS`` of this checkout run in ``cwd`` on one thread, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *(str(a) for a in args)],
+        cwd=cwd,
+        env=subprocess_env(checkout=True, OMP_NUM_THREADS="1"),  # the checkout's benchmarks/ (last), PYTHONPATH kept
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def record_made(monkeypatch, owner, name: str, keep=None) -> list:
+    """``owner.NAME`` (a class) replaced for the test by a subclass that appends each object it makes to the list
+    returned (or ``keep(obj, kwargs)``: the keywords it was made with, say): what the code under test built, as it
+    ran."""
+    made: list = []
+
+    class Recorded(getattr(owner, name)):  # type: ignore[misc]
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self if keep is None else keep(self, kwargs))
+
+    monkeypatch.setattr(owner, name, Recorded)
+    return made
 
 
 def _chunk(tag: bytes, data: bytes) -> bytes:

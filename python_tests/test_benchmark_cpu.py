@@ -6,27 +6,18 @@ from __future__ import annotations
 
 import datetime
 import re
-import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from support import subprocess_env
+from support import import_from_checkout, run_benchmark
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def _cpu():
-    sys.path.insert(0, str(REPO))
-    try:
-        import benchmarks.cpu as cpu
-    finally:
-        sys.path.remove(str(REPO))
-    return cpu
+    return import_from_checkout("benchmarks.cpu")
 
 
 def _peak():
@@ -34,16 +25,8 @@ def _peak():
 
 
 def test_quick_run_renders_every_section(tmp_path):
-    env = subprocess_env(checkout=True, OMP_NUM_THREADS="1")  # the checkout's benchmarks/ (last), PYTHONPATH kept
     saved = tmp_path / "run.pkl"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "cpu", "--quick", "--threads", "1", "--save", str(saved)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_benchmark(tmp_path, "cpu", "--quick", "--threads", "1", "--save", saved)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     headings = ("### GEMM peak", "### Image encoder", "### Peak per precision", "### Where the int8 encoder's time")
@@ -53,14 +36,7 @@ def test_quick_run_renders_every_section(tmp_path):
     assert "| 171 | Engine onnxruntime fp32 |" in out and "| 20 | torch fp32 (PyTorch pipeline) |" in out
     assert "CPU features (`zsseg_rt.runtime.cpu_features`)" in out
     assert out.count("**PASS**") + out.count("**MISS**") >= 3  # speed, encoder per precision, post-processing
-    rendered = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "cpu", "--render", str(saved)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    rendered = run_benchmark(tmp_path, "cpu", "--render", saved, timeout=120)
     assert rendered.returncode == 0, rendered.stderr[-3000:]
     assert "### Targets" in rendered.stdout and "### Where the int8 encoder's time" in rendered.stdout
 

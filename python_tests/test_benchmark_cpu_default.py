@@ -6,30 +6,17 @@ targets. No timing is asserted: speed goals live in BENCHMARKS.md."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from support import subprocess_env
+from support import run_benchmark
 
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
 pytest.importorskip("cv2")
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def test_quick_run_renders_every_part(tmp_path):
-    env = subprocess_env(checkout=True, OMP_NUM_THREADS="1")  # the checkout's benchmarks/ (last), PYTHONPATH kept
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "cpu_default", "--quick", "--threads", "1"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_benchmark(tmp_path, "cpu_default", "--quick", "--threads", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "## CPU default: `Engine(bundle)` (backend auto) vs c783dbf's default" in out

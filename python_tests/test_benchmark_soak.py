@@ -7,20 +7,13 @@ scale tests' server (python_tests/scale/test_serve_soak.py)."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from support import import_from_checkout
 
 
 def _soak():
-    sys.path.insert(0, str(REPO))
-    try:
-        import benchmarks.soak as soak
-    finally:
-        sys.path.remove(str(REPO))
-    return soak
+    return import_from_checkout("benchmarks.soak")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the benchmark samples processes from /proc")

@@ -5,37 +5,20 @@ No timing is asserted: the speed and memory goals live in BENCHMARKS.md."""
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from support import subprocess_env
-
-REPO = Path(__file__).resolve().parent.parent
+from support import import_from_checkout, run_benchmark, subprocess_env
 
 
 def _streams():
-    sys.path.insert(0, str(REPO))
-    try:
-        import benchmarks.streams as streams
-    finally:
-        sys.path.remove(str(REPO))
-    return streams
+    return import_from_checkout("benchmarks.streams")
 
 
 def test_quick_run_renders_every_row(tmp_path, tiny_bundle):
     if not sys.platform.startswith("linux"):
         pytest.skip("the benchmark reads RSS from /proc")
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "streams", "--bundle", tiny_bundle, "--frames", "2", "--rounds", "1"]
-        + ["--images", "2"],
-        cwd=tmp_path,
-        env=subprocess_env(checkout=True, OMP_NUM_THREADS="1"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_benchmark(tmp_path, "streams", "--bundle", tiny_bundle, "--frames", 2, "--rounds", 1, "--images", 2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     for label, frames in (("4 sources, one process", 8), ("4 processes, 1 source each", 8), ("1 source", 2)):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import gpu_fakes
 import pytest
-from support import NO_BUILD, NO_BUILD_REASON
+from support import NO_BUILD, NO_BUILD_REASON, import_from_checkout
 
 pytestmark = pytest.mark.skipif(NO_BUILD, reason=NO_BUILD_REASON)
 
@@ -267,11 +267,7 @@ def test_the_size_limit_refuses_an_oversized_carry(machine, tmp_path):
 
 def test_the_carried_binaries_need_only_system_libraries(machine):
     """Debian's libgtest is static and the CUDA runtime static: the manifest lists each binary's libraries."""
-    sys.path.insert(0, str(REPO))
-    try:
-        from checks import gpu_artifacts
-    finally:
-        sys.path.remove(str(REPO))
+    gpu_artifacts = import_from_checkout("checks.gpu_artifacts")
     manifest = json.loads((machine["tree"] / "gpu_artifacts" / "manifest.json").read_text())
     needed = {lib for facts in manifest["binaries"].values() for elf in facts.values() for lib in elf["needed"]}
     assert needed and needed <= gpu_artifacts.ALLOWED_NEEDED, needed

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 
 import pytest
-from support import subprocess_env
+from processes import popen_text, reaped
 
 from zsseg_rt.outputs.owner import FOLDER_LOCK, OwnerLock, owner_lock_path
 from zsseg_rt.outputs.plan import FolderKind, OutputPlan, OutputRefused
@@ -120,15 +119,8 @@ def test_a_lock_left_by_a_killed_run_is_taken_over_and_said(tmp_path):
     """A run killed with SIGKILL leaves its lock file; the kernel released its lock: the next run takes the output
     over and says whose it was. Control: while that run lived, the same check was refused with its process."""
     out = tmp_path / "out.mp4"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(out)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(),
-    )
-    try:
+    holder = popen_text([sys.executable, "-c", HOLDER, str(out)], stdin=True)
+    with reaped(holder):
         assert _read_line(holder, "'claimed' from the holding run") == "claimed"
         alive = OutputPlan(True)
         alive.stream("-o", str(out))
@@ -136,12 +128,8 @@ def test_a_lock_left_by_a_killed_run_is_taken_over_and_said(tmp_path):
             alive.check()
         holder.send_signal(signal.SIGKILL)
         assert holder.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait()
-        for stream in (holder.stdin, holder.stdout, holder.stderr):
-            stream.close()
+    for stream in (holder.stdin, holder.stdout, holder.stderr):
+        stream.close()
     assert open(owner_lock_path(str(out))).read().split() == [str(holder.pid)]  # left behind by the killed run
     said = []
     plan = OutputPlan(False)

@@ -18,7 +18,7 @@ import signal
 import sys
 
 import pytest
-from phase_sweep import interrupted_cleanly, signal_at_phase
+from phase_sweep import interrupted_cleanly, plain_images, signal_at_phase
 
 INT, TERM = signal.SIGINT, signal.SIGTERM
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
@@ -34,13 +34,7 @@ CAMERA_PHASES = [
 @linux_only
 @pytest.mark.parametrize("phase,sig", CAMERA_PHASES, ids=[f"{p}-{signal.Signals(s).name}" for p, s in CAMERA_PHASES])
 def test_camera_preview_interrupted_at_each_start_up_phase(tiny_bundle, tmp_path, phase, sig):
-    import cv2
-    import numpy as np
-
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for index in range(2):
-        cv2.imwrite(str(frames / f"{index}.png"), np.full((24, 32, 3), 90 * index, np.uint8))
+    frames = plain_images(tmp_path / "frames", 2, 90)
     labels = tmp_path / "labels"
     argv = ["camera", str(frames), "--loop", "--bundle", tiny_bundle, "--classes", "a,b", "--backend", "onnxruntime"]
     argv += ["--preview", "0", "--labels-out", str(labels), "--no-progress"]

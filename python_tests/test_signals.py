@@ -14,6 +14,7 @@ import sys
 import textwrap
 
 import pytest
+from processes import popen_text, says, signalled
 from support import subprocess_env
 
 # A command run as `zsseg` runs every command (cli.main -> run_command): it says READY, then waits on its stdin (never
@@ -37,23 +38,8 @@ COMMAND = textwrap.dedent(
 
 
 def _signalled(argv, sig):
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(),
-    )
-    try:
-        first = proc.stdout.readline()
-        assert first == "READY\n", (first, proc.stderr.read() if proc.poll() is not None else "")
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    proc = popen_text(argv, stdin=True)
+    out, err = signalled(proc, sig, says(proc, "READY"))
     return proc.returncode, out, err
 
 

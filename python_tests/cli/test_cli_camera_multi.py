@@ -12,14 +12,14 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
 import pytest
 
 cv2 = pytest.importorskip("cv2")
-from stream_fakes import write_band_clip  # noqa: E402
+from processes import reading_stderr  # noqa: E402
+from stream_fakes import count_frames, write_band_clip  # noqa: E402
 from support import subprocess_env  # noqa: E402
 
 MISSING = "/dev/video9"
@@ -38,15 +38,6 @@ def _clips(tmp_path, frames=FRAMES):
     folder = tmp_path / "clips"
     folder.mkdir()
     return [write_band_clip(folder / f"clip{i}.avi", n, 10.0, (64 + 16 * i, 48)) for i, n in enumerate(frames)]
-
-
-def _count(path):
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
 
 
 def test_four_files_and_a_missing_camera(tmp_path, tiny_bundle):
@@ -84,7 +75,7 @@ def test_four_files_and_a_missing_camera(tmp_path, tiny_bundle):
                 "rescaled_frames": 0,
             }
         ]
-        assert _count(out / f"{name}.avi") == frames
+        assert count_frames(out / f"{name}.avi") == frames
     missing = summary["sources"][4]
     assert missing["state"] == "failed" and missing["live"] is True and missing["processed"] == 0
     assert missing["error"].startswith(f"no camera at {camera}") and missing["failed_opens"] == 3
@@ -131,10 +122,7 @@ def test_a_signal_while_a_camera_is_retried_finalises_every_output(tmp_path, tin
     proc = subprocess.Popen(
         argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=subprocess_env(OMP_NUM_THREADS="1")
     )
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
-    reader.start()  # read all along: a full pipe would block the camera's logging
-    try:
+    with reading_stderr(proc) as lines:  # read all along: a full pipe would block the camera's logging
         deadline = time.monotonic() + 120
         while not any("MJPEG preview at" in line for line in lines) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -149,11 +137,6 @@ def test_a_signal_while_a_camera_is_retried_finalises_every_output(tmp_path, tin
         assert page.count('class="tile"') == 5 and page.count('id="classes"') == 1
         proc.send_signal(sig)
         proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        reader.join(30)
     err = "".join(lines)
     assert proc.returncode == 128 + sig, err[-3000:]  # stopped by the signal, outputs finalised (console.errors' rule)
     summary = json.loads(stats.read_text())
@@ -161,7 +144,7 @@ def test_a_signal_while_a_camera_is_retried_finalises_every_output(tmp_path, tin
         assert entry["state"] == "stopped" and entry["dropped"] == 0
         path = out / f"{index}_clip{index}.mp4"
         assert entry["outputs"][0]["path"] == str(path) and entry["outputs"][0]["codec"] == "h264"
-        assert _count(path) == entry["processed"] == entry["outputs"][0]["frames"] >= 8  # finalised, every frame
+        assert count_frames(path) == entry["processed"] == entry["outputs"][0]["frames"] >= 8  # finalised, every frame
     missing = summary["sources"][4]
     assert missing["state"] == "stopped" and missing["failed_opens"] >= 1 and "no camera" in missing["error"]
 
@@ -191,4 +174,4 @@ def test_one_source_fills_in_its_name_too(tmp_path, tiny_bundle, capsys):
     (clip,) = _clips(tmp_path, frames=(3,))
     argv = ["camera", clip, "--bundle", tiny_bundle, "--classes", "a,b", "--no-progress"]
     assert cli.main(argv + ["-o", str(tmp_path / "out" / "{source}.avi")]) == 0
-    assert _count(tmp_path / "out" / "clip0.avi") == 3 and not (tmp_path / "out" / "{source}.avi").exists()
+    assert count_frames(tmp_path / "out" / "clip0.avi") == 3 and not (tmp_path / "out" / "{source}.avi").exists()

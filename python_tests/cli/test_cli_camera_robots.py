@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -25,6 +24,7 @@ cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mcap")
 pytest.importorskip("mcap_ros2")
 from disk_faults import FullDiskOs, small_tmpfs  # noqa: E402
+from processes import reading_stderr, signalled  # noqa: E402
 from robot_readers import FoxgloveClient, decode_cdr, read_mcap_ros2, read_partial, read_rosbags  # noqa: E402
 from stream_fakes import write_band_clip  # noqa: E402
 from support import subprocess_env  # noqa: E402
@@ -130,14 +130,8 @@ def test_a_signal_finishes_the_file(tmp_path, tiny_bundle, clip, sig):
     and out.mcap is a finished file (summary and footer: the seeking readers read it) with every processed frame."""
     out, partial, stats = tmp_path / "out.mcap", tmp_path / "out.partial.mcap", tmp_path / "stats.json"
     process = _popen([clip, "--bundle", tiny_bundle, *ENGINE, "--loop", "-o", out, "--stats-json", stats])
-    try:
-        _until(lambda: partial.exists() and partial.stat().st_size > 0, "the partial file is written", process)
-        process.send_signal(sig)
-        _, err = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    written = lambda: partial.exists() and partial.stat().st_size > 0  # noqa: E731
+    _, err = signalled(process, sig, lambda: _until(written, "the partial file is written", process), timeout=300)
     assert process.returncode == 128 + sig, err[-3000:]
     assert not partial.exists()
     processed = json.loads(stats.read_text())["processed"]
@@ -155,14 +149,8 @@ def test_kill_9_leaves_the_old_file_and_a_partial_readable_up_to_its_last_chunk(
     out, partial = tmp_path / "out.mcap", tmp_path / "out.partial.mcap"
     out.write_bytes(b"the old file")
     process = _popen([clip, "--bundle", tiny_bundle, *ENGINE, "--loop", "-o", out, "--overwrite"])
-    try:
-        _until(lambda: partial.exists() and partial.stat().st_size >= 4096, "a chunk is on disk", process)
-        process.kill()
-        process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    chunk = lambda: partial.exists() and partial.stat().st_size >= 4096  # noqa: E731
+    signalled(process, signal.SIGKILL, lambda: _until(chunk, "a chunk is on disk", process), timeout=60)
     assert process.returncode == -9 and out.read_bytes() == b"the old file"
     found, stopped = read_partial(partial)
     frames = _topic(found, "/clip/labels")
@@ -240,10 +228,7 @@ def test_foxglove_serves_the_topics_live_and_stops_with_the_run(tmp_path, tiny_b
     subscribes, and decodes the labels and the classes; SIGTERM ends the run (exit 143) and its server."""
     pytest.importorskip("foxglove")
     process = _popen([clip, "--bundle", tiny_bundle, *ENGINE, "--loop", "-o", "foxglove://127.0.0.1:0"])
-    lines: list = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)
-    reader.start()  # read all along: a full pipe would block the camera's logging
-    try:
+    with reading_stderr(process) as lines:  # read all along: a full pipe would block the camera's logging
         found = {}
 
         def served():
@@ -267,11 +252,6 @@ def test_foxglove_serves_the_topics_live_and_stops_with_the_run(tmp_path, tiny_b
         assert [c.class_name for c in decode_cdr(channels["/clip/label_info"], info).class_map] == ["a", "b"]
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        reader.join(30)
     assert process.returncode == 143, "".join(lines)[-3000:]
 
 

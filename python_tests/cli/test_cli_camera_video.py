@@ -13,6 +13,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 from stream_fakes import write_band_clip  # noqa: E402
+from support import record_made  # noqa: E402
 
 from zsseg_rt.stream.labels import read_labels  # noqa: E402
 from zsseg_rt.stream.sources import open_source  # noqa: E402
@@ -180,14 +181,7 @@ def test_camera_live_runs_one_window_a_keyframe_every_4(tmp_path, tiny_bundle, m
     import zsseg_rt.runtime as runtime
     from zsseg_rt import cli
 
-    made = []
-
-    class Recorded(runtime.Engine):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    monkeypatch.setattr(runtime, "Engine", Recorded)
+    made = record_made(monkeypatch, runtime, "Engine")
     clip = write_band_clip(tmp_path / "clip.avi", frames=8, fps=10.0, size=(160, 120))
     labels, stats = tmp_path / "labels", tmp_path / "stats.json"
     argv = [clip, "--bundle", tiny_bundle, "--classes", "a,b,c", "--labels-out", str(labels)]

@@ -16,6 +16,8 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
+from support import record_made  # noqa: E402
+
 from zsseg_rt import cli  # noqa: E402
 from zsseg_rt.console.arguments import ENGINE_COMMANDS, PARTIAL_ENGINE_COMMANDS, engine_kwargs, engine_rows  # noqa: E402
 from zsseg_rt.console.errors import command_line_advice  # noqa: E402
@@ -132,14 +134,7 @@ def test_every_engine_flag_reaches_every_commands_engine(tiny_bundle, tmp_path, 
         assert engine_kwargs(args, command) == _expected(command, rows, digest), command
     import zsseg_rt.runtime as runtime
 
-    made = []
-
-    class Recorded(runtime.Engine):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            made.append(kwargs)
-
-    monkeypatch.setattr(runtime, "Engine", Recorded)
+    made = record_made(monkeypatch, runtime, "Engine", keep=lambda engine, kwargs: kwargs)
     photo = tmp_path / "p.png"
     cv2.imwrite(str(photo), np.full((40, 40, 3), 90, np.uint8))
     rows = engine_rows("segment")

@@ -22,7 +22,7 @@ from support import subprocess_env
 
 cv2 = pytest.importorskip("cv2")
 from phase_sweep import CHILD, HOOK_ENV, _accept  # noqa: E402
-from stream_fakes import write_band_clip  # noqa: E402
+from stream_fakes import count_frames, write_band_clip  # noqa: E402
 
 REACH_S = 300.0  # a command's start-up under a busy loop on every core (imports, the tiny bundle): well under this
 
@@ -78,15 +78,6 @@ def _camera(capsys, *argv):
     return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
-def _frames(path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
-
-
 def _ended(process, err, seconds: float = REACH_S) -> str:
     try:
         process.wait(timeout=seconds)
@@ -118,7 +109,7 @@ def test_a_second_camera_run_on_a_running_runs_output_is_refused_with_its_proces
         log = _ended(process, err)
     assert process.returncode == 0, log
     assert f"wrote 6 frames to {out}" in log, log
-    assert _frames(out) == 6 and not os.path.lexists(tmp_path / "race.partial.mp4")
+    assert count_frames(out) == 6 and not os.path.lexists(tmp_path / "race.partial.mp4")
     assert sorted(os.listdir(tmp_path)) == ["clip.avi", "race.mp4"]  # no lock file left either
 
 
@@ -143,7 +134,7 @@ def test_a_camera_run_takes_over_the_outputs_of_a_killed_run_and_says_so(
     ):
         said = f"{option} {path}: its owner lock ({lock}) was left by process {process.pid}, which no longer runs"
         assert any(message.startswith(said) for message in caplog.messages), caplog.messages
-    assert _frames(out) == 6 and sorted(os.listdir(labels))[-1] == "classes.json"
+    assert count_frames(out) == 6 and sorted(os.listdir(labels))[-1] == "classes.json"
     assert not os.path.lexists(tmp_path / ".out.mp4.zsseg-owner") and not os.path.lexists(labels / ".zsseg-owner")
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 
 import pytest
+from processes import popen_text, signalled
 from support import subprocess_env
 
 pytest.importorskip("torch", reason="exporting needs torch")
@@ -41,10 +41,9 @@ def test_a_signal_mid_export_removes_the_staging_folder_and_its_lock(tiny_bundle
     os.mkfifo(never_written)  # opening it for reading waits for a writer: the export cannot finish
     argv = [sys.executable, "-m", "zsseg_rt.cli", "export", str(parent / "b"), "--native", _native(tiny_bundle)]
     argv += ["--max-classes", "4", "--verify-images", str(never_written)]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(OMP_NUM_THREADS="1")
-    )
-    try:
+    proc = popen_text(argv, env=subprocess_env(OMP_NUM_THREADS="1"))
+
+    def staged():
         said = []
         for line in proc.stdout:  # the stage line comes once every graph is in the staging folder
             said.append(line)
@@ -55,12 +54,8 @@ def test_a_signal_mid_export_removes_the_staging_folder_and_its_lock(tiny_bundle
         left = sorted(os.listdir(parent))
         assert len(left) == 2 and left[1] == left[0] + ".lock", left  # the staging folder and its lock
         assert os.listdir(parent / left[0]), "nothing written to the staging folder yet: nothing to clean up"
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+
+    out, err = signalled(proc, sig, staged, timeout=120)
     assert proc.returncode == 128 + sig, (proc.returncode, err[-2000:])
     assert f"zsseg export: interrupted ({signal.Signals(sig).name})" in err, err[-2000:]
     assert "Traceback" not in err, err[-2000:]

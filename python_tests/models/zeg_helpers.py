@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 TINY = "zegclip_tiny_test"
@@ -30,3 +31,13 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             else:
                 p.copy_(noise)
     return model
+
+
+def refuses_checkpoint(path, state_dict, save, load, match: str) -> None:
+    """``state_dict`` saved at ``path`` in an official layout (``save(path, state_dict)``); loading that file
+    (``load(path)``) raises a WeightsError whose message matches ``match``."""
+    from zsseg_rt.models import WeightsError
+
+    save(path, state_dict)
+    with pytest.raises(WeightsError, match=match):
+        load(path)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from slide_oracle import torch_slide_logits
 
 from zsseg_rt import ops, pipeline
 from zsseg_rt.ops import reference
@@ -32,14 +33,8 @@ def torch_sclip(logits, windows, head, scaled, out, scale=1.0, bias=None, area=N
     """The official order in torch fp64 (SCLIP forward_slide + postprocess_result, with the area filter)."""
     torch = pytest.importorskip("torch")  # the runtime-only CI job has no torch: the comparisons with it skip
     F = torch.nn.functional
-    t = torch.from_numpy(logits.astype(np.float64))
-    total = torch.zeros((logits.shape[1],) + tuple(scaled), dtype=torch.float64)
-    count = torch.zeros(tuple(scaled), dtype=torch.float64)
-    for i, w in enumerate(windows):
-        up = F.interpolate(t[i : i + 1], size=head, mode="bilinear", align_corners=False)[0]
-        total[:, w.y1 : w.y2, w.x1 : w.x2] += up[:, : w.y2 - w.y1, : w.x2 - w.x1]
-        count[w.y1 : w.y2, w.x1 : w.x2] += 1
-    seg = F.interpolate((total / count * scale)[None], size=out, mode="bilinear", align_corners=False)[0]
+    merged = torch_slide_logits(logits, windows, head, scaled)
+    seg = F.interpolate((merged * scale)[None], size=out, mode="bilinear", align_corners=False)[0]
     probs = seg.softmax(0)
     if area is not None:
         area_c = torch.bincount(probs.argmax(0).flatten(), minlength=len(probs))[1:].double()

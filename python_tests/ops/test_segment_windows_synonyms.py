@@ -10,6 +10,7 @@ import pytest
 from cuda_support import device, requires_cuda, to_host
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from slide_oracle import torch_slide_logits
 
 from zsseg_rt import ops, pipeline
 from zsseg_rt.ops import reference
@@ -77,14 +78,9 @@ def torch_official(logits, windows, head, scaled, out, scale, class_of, area=Non
     """SC-CLIP/SCLIP ``forward_slide`` + ``postprocess_result`` in torch fp64, the one-hot product + max as written."""
     torch = pytest.importorskip("torch")  # the runtime-only CI job has no torch
     F = torch.nn.functional
-    t = torch.from_numpy(logits.astype(np.float64))
-    total = torch.zeros((logits.shape[1],) + tuple(scaled), dtype=torch.float64)
-    count = torch.zeros(tuple(scaled), dtype=torch.float64)
-    for i, w in enumerate(windows):
-        up = F.interpolate(t[i : i + 1], size=head, mode="bilinear", align_corners=False)[0]
-        total[:, w.y1 : w.y2, w.x1 : w.x2] += up[:, : w.y2 - w.y1, : w.x2 - w.x1]
-        count[w.y1 : w.y2, w.x1 : w.x2] += 1
-    seg = F.interpolate((total / count)[None], size=out, mode="bilinear", align_corners=False)[0]
+    seg = F.interpolate(
+        torch_slide_logits(logits, windows, head, scaled)[None], size=out, mode="bilinear", align_corners=False
+    )[0]
     seg = (seg * scale).softmax(0)
     query_idx = torch.from_numpy(class_of.astype(np.int64))
     num_cls, num_queries = int(query_idx.max()) + 1, len(query_idx)

@@ -12,6 +12,8 @@ import pytest
 
 pytest.importorskip("torch", reason="the tiny two-stage bundle is exported from its PyTorch model")
 
+from support import record_made  # noqa: E402
+
 from zsseg_rt.bundle import load_meta  # noqa: E402
 from zsseg_rt.prepare import gate_two_stage  # noqa: E402
 from zsseg_rt.runtime.backends import TwoStageGraphs, open_reference  # noqa: E402
@@ -41,14 +43,7 @@ class _Noisy:
 def _gate(monkeypatch, bundle, remembered):
     """The gate of a noisy fp32 ONNX Runtime runner against a plain one, with the crop encoder remembered or not;
     the two sides' runners (in the order the gate makes them) as they ran."""
-    sides = []
-
-    class Recorded(gate_two_stage.GateRunner):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            sides.append(self)
-
-    monkeypatch.setattr(gate_two_stage, "GateRunner", Recorded)
+    sides = record_made(monkeypatch, gate_two_stage, "GateRunner")
     monkeypatch.setattr(gate_two_stage, "REMEMBERED_ROLES", remembered)
     meta = load_meta(bundle)
     candidate, reference = (

@@ -11,45 +11,22 @@ the text embedding's first column per class (so the vocabulary matters); 3 class
 
 import numpy as np
 import pytest
-from cuda_support import RuntimeDriver, cuda_emulation, cuda_testing, held, requires_cuda, requires_emulation
+from cuda_support import (
+    CudaOpsModel,
+    RuntimeDriver,
+    cuda_emulation,
+    cuda_testing,
+    held,
+    requires_cuda,
+    requires_emulation,
+)
 
-from zsseg_rt import ops
-from zsseg_rt.bundle import Names
 from zsseg_rt.runtime import Engine
 from zsseg_rt.runtime.device.cuda_graphs import DriverCudaGraphs, FrameGraphs
-from zsseg_rt.runtime.device.cuda_memory import CudaBuffer, CudaMemory
-from zsseg_rt.runtime.device.device_pipeline import DevicePipeline, Executor
+from zsseg_rt.runtime.device.cuda_memory import CudaMemory
+from zsseg_rt.runtime.device.device_pipeline import DevicePipeline
 
 pytestmark = [pytest.mark.cuda, requires_cuda]
-
-
-class CudaOpsModel(Executor):
-    """A capturable stand-in for the bundle's graphs (see the module docstring). Its output buffers are allocated
-    on the first run of each batch size and reused, as TensorRTExecutor's are (never during a capture)."""
-
-    def __init__(self, memory: CudaMemory, grid):
-        self.memory = memory
-        self.grid = tuple(int(g) for g in grid)
-        self.buffers = {}
-
-    def _buffer(self, key, shape):
-        if key not in self.buffers:
-            self.buffers[key] = self.memory.empty(shape, np.float32)
-        return self.buffers[key]
-
-    def run(self, role, inputs):
-        stream = self.memory.stream
-        if role == "image":
-            image = inputs[Names.IMAGE]
-            out = self._buffer(("features", image.shape[0]), (image.shape[0], 3) + self.grid)
-            ops.upsample(image, self.grid, out=out, stream=stream)
-            return {"features": out}
-        features = inputs["features"]
-        text = inputs[Names.TEXT_EMBEDDINGS]
-        bias = CudaBuffer(text.pointer, (text.shape[0],), np.float32, stream)  # row starts: column 0 needs D == 1
-        out = self._buffer(("logits", features.shape[0]), features.shape)
-        ops.upsample(features, self.grid, class_bias=bias, out=out, stream=stream)
-        return {Names.MASK_LOGITS: out}
 
 
 @pytest.fixture(scope="module")

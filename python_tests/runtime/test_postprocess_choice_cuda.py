@@ -2,8 +2,8 @@
 item 4; ``runtime/device/postprocess_choice.py``) with the real CUDA kernels: on a GPU and, in CI, on the emulated
 CUDA runtime. A scripted timer stands for the device's clock (no test depends on timing).
 
-The pipeline is ``DevicePipeline`` over ``CudaMemory`` with a capturable stand-in model (CUDA ops only, as in
-test_device_graphs_cuda.py: 3 classes, one per colour channel), its frames captured into CUDA graphs; the Engine
+The pipeline is ``DevicePipeline`` over ``CudaMemory`` with a capturable stand-in model (CUDA ops only,
+cuda_support.CudaOpsModel: 3 classes, one per colour channel), its frames captured into CUDA graphs; the Engine
 test runs the tiny bundle's graphs by ONNX Runtime on host copies (any class count). The emulated build counts the
 rows the ``columns_chain`` kernel chains (``_testing.segment_windows_counters``): which kernel ran, seen from
 outside."""
@@ -12,44 +12,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cuda_support import RuntimeDriver, cuda_testing, requires_cuda, requires_emulation
+from cuda_support import CudaOpsModel, RuntimeDriver, cuda_testing, requires_cuda, requires_emulation
 
 from zsseg_rt import ops
-from zsseg_rt.bundle import Names
 from zsseg_rt.options import POSTPROCESS_KERNELS
 from zsseg_rt.runtime import Engine
 from zsseg_rt.runtime.device.cuda_graphs import DriverCudaGraphs, FrameGraphs
-from zsseg_rt.runtime.device.cuda_memory import CudaBuffer, CudaMemory
+from zsseg_rt.runtime.device.cuda_memory import CudaMemory
 from zsseg_rt.runtime.device.device_pipeline import DevicePipeline, Executor, OnnxRuntimeExecutor
 from zsseg_rt.runtime.device.postprocess_choice import SCORE_TOL, PostprocessKernels
 
 pytestmark = [pytest.mark.cuda, requires_cuda]
-
-
-class CudaOpsModel(Executor):
-    """A capturable stand-in for the bundle's graphs: the encoder resizes the image to the patch grid, the head
-    subtracts the text embedding's first column per class (3 classes)."""
-
-    def __init__(self, memory, grid):
-        self.memory, self.grid, self.buffers = memory, tuple(int(g) for g in grid), {}
-
-    def _buffer(self, key, shape):
-        if key not in self.buffers:
-            self.buffers[key] = self.memory.empty(shape, np.float32)
-        return self.buffers[key]
-
-    def run(self, role, inputs):
-        stream = self.memory.stream
-        if role == "image":
-            image = inputs[Names.IMAGE]
-            out = self._buffer(("features", image.shape[0]), (image.shape[0], 3) + self.grid)
-            ops.upsample(image, self.grid, out=out, stream=stream)
-            return {"features": out}
-        features, text = inputs["features"], inputs[Names.TEXT_EMBEDDINGS]
-        bias = CudaBuffer(text.pointer, (text.shape[0],), np.float32, stream)
-        out = self._buffer(("logits", features.shape[0]), features.shape)
-        ops.upsample(features, self.grid, class_bias=bias, out=out, stream=stream)
-        return {Names.MASK_LOGITS: out}
 
 
 class HostGraphExecutor(Executor):

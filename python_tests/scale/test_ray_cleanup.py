@@ -14,7 +14,7 @@ import tempfile
 import time
 
 import pytest
-from scale_processes import process_tree
+from phase_sweep import command_line, descendants, left_over, start_time, wait_until_gone
 from support import subprocess_env
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads Linux's /proc")
@@ -29,71 +29,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _start_time(pid: int):
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            return int(handle.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _command_line(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def _descendants(root: int) -> dict:
-    """``{pid: start time}`` of every process below ``root`` (now)."""
-    return {pid: _start_time(pid) for pid in process_tree(root) - {root}}
-
-
-def _references(pid: int, folder: str) -> bool:
-    """Whether ``pid``'s command line or one of its open files names ``folder`` (its Ray session's folder)."""
-    if folder in _command_line(pid):
-        return True
-    try:
-        names = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for name in names:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{name}").startswith(folder):
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def _left_over(snapshot: dict, folder: str) -> dict:
-    """``{pid: command line}`` of the live processes of the run: from the snapshot of the driver's descendants (the
-    same process: same start time), or naming the run's private Ray folder."""
-    left = {pid: _command_line(pid) for pid, start in snapshot.items() if _alive(pid) and _start_time(pid) == start}
-    for name in os.listdir("/proc") if folder else ():
-        if name.isdigit() and int(name) not in left and int(name) != os.getpid():
-            pid = int(name)
-            if _alive(pid) and _references(pid, folder):
-                left[pid] = _command_line(pid)
-    return left
-
-
 def _kill_all(pids) -> None:
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
-
-
-def _wait_until_gone(snapshot: dict, folder: str, seconds: float) -> dict:
-    deadline = time.monotonic() + seconds
-    left = _left_over(snapshot, folder)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.25)
-        left = _left_over(snapshot, folder)
-    return left
 
 
 _FAKE_DRIVER = r"""
@@ -137,13 +78,13 @@ def test_watchdog_ends_the_marked_processes_of_a_killed_driver(tmp_path):
         line = driver.stdout.readline()
         assert line.strip(), f"the fake driver failed (exit code {driver.poll()})"
         marked, agent, *spared = (int(v) for v in line.split())
-        family = _descendants(driver.pid)
-        watchdogs = [pid for pid in family if "reaper.py" in _command_line(pid)]
+        family = descendants(driver.pid)
+        watchdogs = [pid for pid in family if "reaper.py" in command_line(pid)]
         assert len(watchdogs) == 1 and all(_alive(pid) for pid in (marked, agent, *spared))
         start = time.monotonic()
         driver.kill()
         driver.wait()
-        left = _wait_until_gone({marked: _start_time(marked), agent: _start_time(agent)}, "", 15)
+        left = wait_until_gone({marked: start_time(marked), agent: start_time(agent)}, "", 15)
         assert not left, f"still running {time.monotonic() - start:.1f} s after the driver's SIGKILL: {left}"
         assert all(_alive(pid) for pid in spared), "the watchdog ended a process that was not the cluster's"
         deadline = time.monotonic() + 15
@@ -153,7 +94,7 @@ def test_watchdog_ends_the_marked_processes_of_a_killed_driver(tmp_path):
     finally:
         if driver.poll() is None:
             driver.kill()
-        _kill_all([*_descendants(driver.pid), *spared])
+        _kill_all([*descendants(driver.pid), *spared])
 
 
 @pytest.mark.slow  # a Ray cluster of its own (~20 s on 2 cores)
@@ -188,15 +129,15 @@ def test_kill_9_of_batch_leaves_no_ray_process(tmp_path, tiny_bundle):
             assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "no manifest row after 240 s"
             time.sleep(0.2)
-        snapshot = _descendants(driver.pid)
-        names = [_command_line(pid) for pid in snapshot]
+        snapshot = descendants(driver.pid)
+        names = [command_line(pid) for pid in snapshot]
         for part in ("gcs_server", "raylet", "ray::"):  # the check below sees the cluster: it can fail
             assert any(part in name for name in names), (part, names)
         assert driver.poll() is None, "the batch ended before it could be killed mid-run"
         start = time.monotonic()
         driver.kill()
         driver.wait()
-        left = _wait_until_gone(snapshot, ray_tmp, 30)
+        left = wait_until_gone(snapshot, ray_tmp, 30)
         assert not left, f"{time.monotonic() - start:.0f} s after kill -9 of the driver these still run: {left}"
         print(f"{len(snapshot)} processes of the run; none left {time.monotonic() - start:.1f} s after kill -9")
     finally:
@@ -204,5 +145,5 @@ def test_kill_9_of_batch_leaves_no_ray_process(tmp_path, tiny_bundle):
         if driver.poll() is None:
             driver.kill()
             driver.wait()
-        _kill_all(_left_over(snapshot, ray_tmp))  # a failing run leaves nothing behind either
+        _kill_all(left_over(snapshot, ray_tmp))  # a failing run leaves nothing behind either
         shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -13,7 +13,7 @@ import signal
 import socket
 
 import pytest
-from phase_sweep import interrupted_cleanly, signal_at_phase
+from phase_sweep import interrupted_cleanly, plain_images, signal_at_phase
 
 # not importorskip: importing Ray at collection would put it in every worker before the session's cluster fixture
 # sets its loopback environment (zsseg_rt.scale refuses a cluster that came up on another address)
@@ -59,13 +59,7 @@ BATCH_PHASES = [
 @pytest.mark.slow  # a Ray cluster of its own per phase but the first
 @pytest.mark.parametrize("phase,sig", BATCH_PHASES, ids=[f"{p}-{signal.Signals(s).name}" for p, s in BATCH_PHASES])
 def test_batch_interrupted_at_each_start_up_phase(tiny_bundle, tmp_path, phase, sig):
-    import cv2
-    import numpy as np
-
-    images = tmp_path / "images"
-    images.mkdir()
-    for index in range(3):
-        cv2.imwrite(str(images / f"im{index}.png"), np.full((24, 32, 3), 40 * index, np.uint8))
+    images = plain_images(tmp_path / "images", 3, 40, "im{index}.png")
     argv = ["batch", str(images), str(tmp_path / "out"), "--bundle", tiny_bundle, "--classes", "cat,dog"]
     argv += ["--workers", "1", "--num-cpus", "1", "--batch-size", "1", "--backend", "onnxruntime", "--no-progress"]
     outcome = signal_at_phase(argv, phase, sig, ray=phase != "batch:checked")

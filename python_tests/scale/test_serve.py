@@ -12,7 +12,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from scale_processes import process_tree
+from phase_sweep import process_tree
 from support import VOCAB10 as VOCAB
 from support import write_bilevel_png
 

@@ -12,6 +12,7 @@ import os
 import cv2
 import numpy as np
 import pytest
+from replica_requests import PNG, request
 from support import VOCAB10 as VOCAB
 
 
@@ -29,30 +30,13 @@ def replica(tiny_bundle):
     return SegmentationServer(tiny_bundle, VOCAB, backend="onnxruntime", max_pixels=2_000_000)
 
 
-def _request(body: bytes, query: str = "", headers=(("content-type", "image/png"),), method="POST", path="/segment"):
+def _request(body: bytes, query: str = "", headers=(PNG,), method="POST", path="/segment"):
     """A Starlette request for ``METHOD PATH?query`` with ``body`` and ``headers`` (a ``Content-Length`` added), as the
     HTTP proxy hands it to the replica; a ``body`` of None: the client disconnects after sending half of a 1000-byte
     body it announced."""
-    from starlette.requests import Request
-
-    length = 1000 if body is None else len(body)
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "root_path": "",
-        "query_string": query.encode(),
-        "headers": [(b"content-length", str(length).encode())] + [(k.encode(), v.encode()) for k, v in headers],
-    }
-    if body is None:  # half the body, then the client is gone
-        messages = [{"type": "http.request", "body": b"\0" * 500, "more_body": True}, {"type": "http.disconnect"}]
-    else:
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive():
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    return Request(scope, receive)
+    if body is None:
+        return request(b"\0" * 1000, query, headers, method, path, mode="closed")[0]
+    return request(body, query, headers, method, path)[0]
 
 
 def _png(image: np.ndarray) -> bytes:

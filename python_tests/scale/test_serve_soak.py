@@ -6,23 +6,15 @@ one that does has a Retry-After, or the run records a problem)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
+from support import import_from_checkout
 
 pytestmark = pytest.mark.slow  # the shared Ray cluster and server (test_serve.py's)
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def test_mixed_rounds_are_counted_request_by_request(server, photos):
-    sys.path.insert(0, str(REPO))
-    try:
-        from benchmarks._soak_serve import Mix, serve_soak
-        from benchmarks.soak import judge, sample_process
-    finally:
-        sys.path.remove(str(REPO))
+    soak_serve, soak = import_from_checkout("benchmarks._soak_serve"), import_from_checkout("benchmarks.soak")
+    Mix, serve_soak, judge, sample_process = soak_serve.Mix, soak_serve.serve_soak, soak.judge, soak.sample_process
     mix = Mix(good=30, wrong_type=5, bad_query=3, garbage=3, aborted=3, burst=24, concurrency=4)
     result = serve_soak(server, photos[2][0], 2, mix, sample_process)
     assert result["mismatches"] == [] and result["problems"] == [], result

@@ -10,14 +10,12 @@ import errno
 import json
 import os
 import stat
-import subprocess
-import sys
-import time
 
 import pytest
 
 cv2 = pytest.importorskip("cv2")
-from stream_fakes import write_band_clip  # noqa: E402
+from processes import killed_when, zsseg_process  # noqa: E402
+from stream_fakes import count_frames, write_band_clip  # noqa: E402
 
 
 @pytest.fixture
@@ -36,15 +34,6 @@ def _camera(capsys, *argv):
 def _visible(folder) -> list:
     """The files of ``folder`` a user sees (``ls``): hidden bookkeeping left out."""
     return sorted(name for name in os.listdir(folder) if not name.startswith("."))
-
-
-def _opencv_frames(path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
 
 
 def test_a_label_folder_never_replaces_a_users_files(tmp_path, tiny_bundle, clip, capsys):
@@ -130,31 +119,12 @@ def test_outputs_are_written_with_the_umask_like_every_other_file(tmp_path, tiny
 def _kill_9_mid_labels(argv, labels):
     """``zsseg camera ARGV --loop`` in a subprocess, killed with SIGKILL once it has written 3 label maps (wherever
     it keeps them: the folder or below it); progress is polled, the deadline only turns a hang into a failure."""
-    code = "import sys\nfrom zsseg_rt.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, "camera", *argv, "--loop", "--no-progress"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = zsseg_process("camera", *argv, "--loop", "--no-progress")
 
     def maps() -> int:
         return sum(name.endswith(".png") for _, _, names in os.walk(labels) for name in names)
 
-    try:
-        deadline = time.monotonic() + 300
-        while maps() < 3:
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "no 3 label maps written"
-            time.sleep(0.05)
-        process.kill()
-        process.wait()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stderr.close()
-    assert process.returncode == -9
+    killed_when(process, lambda: maps() >= 3, "3 label maps written", 300)
     return process.pid
 
 
@@ -199,7 +169,7 @@ def test_a_partial_video_of_an_interrupted_run_needs_overwrite(tmp_path, tiny_bu
     for path in (partial, temporary):
         assert f"removed {path}, left by an interrupted run (--overwrite)" in caplog.messages, caplog.messages
         assert not path.exists()
-    assert _opencv_frames(video) == 6 and json.loads(stats.read_text())["processed"] == 6
+    assert count_frames(video) == 6 and json.loads(stats.read_text())["processed"] == 6
 
 
 @pytest.mark.parametrize(
@@ -281,4 +251,4 @@ def test_the_stream_loop_puts_no_output_in_place_after_a_failure(tmp_path, fake_
     with pytest.raises(OSError, match="No space left on device"):
         runner.run(handle_signals=False)
     assert video.read_bytes() == b"the old video"  # was: the 3 frames written so far, as the video
-    assert _opencv_frames(tmp_path / "out.partial.avi") == 3  # what it was given, kept under its partial name
+    assert count_frames(tmp_path / "out.partial.avi") == 3  # what it was given, kept under its partial name

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -14,8 +13,8 @@ import time
 
 import cv2
 import pytest
+from processes import popen_text, says, signalled
 from stream_fakes import FakeEngine, FlakyCamera, frame_number, numbered_frame
-from support import subprocess_env
 
 from zsseg_rt.stream import Backoff, CallableSource, FrameGrabber, NullSink, StreamRunner, parse_class_text
 
@@ -207,19 +206,8 @@ SIGTERM_SCRIPT = textwrap.dedent("""
 def test_signal_stops_cleanly_and_the_mp4_stays_playable(tmp_path, sig):
     out = str(tmp_path / "live.mp4")
     script = SIGTERM_SCRIPT.format(here=HERE, out=out)
-    env = subprocess_env()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    try:
-        line = proc.stdout.readline()
-        assert line.strip() == "STREAMING", proc.stderr.read() if proc.poll() is not None else line
-        proc.send_signal(sig)
-        out_text, err_text = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc = popen_text([sys.executable, "-c", script])
+    out_text, err_text = signalled(proc, sig, says(proc, "STREAMING"), timeout=20)
     assert proc.returncode == 0, err_text
     processed = int(out_text.split()[-1])
     assert processed >= 20

@@ -13,14 +13,14 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 cv2 = pytest.importorskip("cv2")
 from disk_faults import FullDiskOs, small_tmpfs  # noqa: E402
-from stream_fakes import write_band_clip  # noqa: E402
+from processes import killed_when, zsseg_process  # noqa: E402
+from stream_fakes import count_frames, write_band_clip  # noqa: E402
 
 RAW_FFMPEG_LINE = re.compile(r"^\[[\w,]+ @ 0x[0-9a-f]+\]", re.MULTILINE)  # FFmpeg's own stderr format
 
@@ -60,15 +60,6 @@ def _decodable_frames(path) -> int:
                 continue
 
 
-def _opencv_frames(path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
-
-
 def test_camera_refuses_to_replace_outputs_without_overwrite(tmp_path, tiny_bundle):
     clip = write_band_clip(tmp_path / "clip.avi", frames=6)
     video, frames, stats = tmp_path / "out.mp4", tmp_path / "frames", tmp_path / "stats.json"
@@ -87,7 +78,7 @@ def test_camera_refuses_to_replace_outputs_without_overwrite(tmp_path, tiny_bund
     assert {path: path.read_bytes() for path in before} == before
     replaced = _camera([*argv, "--overwrite", "--max-frames", "3"])
     assert replaced.returncode == 0, replaced.stderr
-    assert _opencv_frames(video) == 3 and json.loads(stats.read_text())["processed"] == 3
+    assert count_frames(video) == 3 and json.loads(stats.read_text())["processed"] == 3
     visible = sorted(name for name in os.listdir(frames) if not name.startswith("."))
     assert visible == [f"frame_00000{i}.jpg" for i in range(3)]  # the earlier run's 3-5 removed
     assert not os.path.exists(tmp_path / "out.partial.mp4")
@@ -108,27 +99,9 @@ def _kill_mid_write(argv, video, partial):
     """Run ``zsseg camera ARGV`` and ``kill -9`` it once 64 KiB of video are on disk, in ``partial`` (or, as before
     the fix, in ``video`` itself): the loop never ends by itself, so progress is polled, not time; the deadline only
     turns a hang into a failure."""
-    code = "import sys\nfrom zsseg_rt.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, "camera", *argv, "--loop", "--no-progress"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 600
-        while _written(video, partial) < 64 * 1024 + len(b"the old video"):
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "no 64 KiB of video written"
-            time.sleep(0.05)
-        process.kill()  # SIGKILL: no handler, no finalising
-        process.wait()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stderr.close()
-    assert process.returncode == -9
+    process = zsseg_process("camera", *argv, "--loop", "--no-progress")
+    written = lambda: _written(video, partial) >= 64 * 1024 + len(b"the old video")  # noqa: E731
+    killed_when(process, written, "64 KiB of video written", 600)
 
 
 def test_kill_9_mid_run_leaves_the_old_video_and_a_playable_partial(tmp_path, tiny_bundle):
@@ -138,7 +111,7 @@ def test_kill_9_mid_run_leaves_the_old_video_and_a_playable_partial(tmp_path, ti
     argv = [clip, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(video)]
     _kill_mid_write(argv, video, partial)
     assert not video.exists()  # was: a 48-byte undecodable out.mp4 (written under its final name)
-    assert _decodable_frames(partial) >= 1 and _opencv_frames(partial) >= 1
+    assert _decodable_frames(partial) >= 1 and count_frames(partial) >= 1
     partial.unlink()
     video.write_bytes(b"the old video")
     _kill_mid_write([*argv, "--overwrite"], video, partial)

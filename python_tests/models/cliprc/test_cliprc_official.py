@@ -15,6 +15,7 @@ from test_cliprc_helpers import (
     official_layout_tiny,
     save_mmcv,
 )
+from zeg_helpers import refuses_checkpoint
 
 from zsseg_rt.cli.convert import add_command as add_convert_command
 from zsseg_rt.models import (
@@ -102,32 +103,25 @@ def test_family_detection_and_cross_family_refusal(tmp_path, official_file):
 
 
 def test_truncated_mismatched_and_nan_checkpoints_fail_clearly(tmp_path, source_model):
+    def load(path):
+        return load_official_cliprc(path, config=CLIPRC_TINY)
+
     sd = official_layout_tiny(source_model)
-    del sd["decode_head.decoder_v.layers.2.linear2.weight"]
-    del sd["backbone.region_level_bridge"]
-    save_mmcv(tmp_path / "trunc.pth", sd)
-    with pytest.raises(
-        WeightsError,
-        match=r"2 missing key\(s\): backbone.region_level_bridge, "
-        r"decode_head.decoder_v.layers.2.linear2.weight.*truncated",
-    ):
-        load_official_cliprc(tmp_path / "trunc.pth", config=CLIPRC_TINY)
+    del sd["decode_head.decoder_v.layers.2.linear2.weight"], sd["backbone.region_level_bridge"]
+    missing = (
+        r"2 missing key\(s\): backbone.region_level_bridge, decode_head.decoder_v.layers.2.linear2.weight.*truncated"
+    )
+    refuses_checkpoint(tmp_path / "trunc.pth", sd, save_mmcv, load, missing)
     sd = official_layout_tiny(source_model)
-    sd["backbone.region_level_bridge"] = torch.zeros(9, 64)
-    sd["decode_head.something_new"] = torch.zeros(1)
-    save_mmcv(tmp_path / "mism.pth", sd)
-    with pytest.raises(
-        WeightsError,
-        match=r"unexpected key\(s\): decode_head.something_new.*"
-        r"shape-mismatched.*region_level_bridge: file \(9, 64\)",
-    ):
-        load_official_cliprc(tmp_path / "mism.pth", config=CLIPRC_TINY)
+    sd["backbone.region_level_bridge"], sd["decode_head.something_new"] = torch.zeros(9, 64), torch.zeros(1)
+    unexpected = (
+        r"unexpected key\(s\): decode_head.something_new.*shape-mismatched.*region_level_bridge: file \(9, 64\)"
+    )
+    refuses_checkpoint(tmp_path / "mism.pth", sd, save_mmcv, load, unexpected)
     sd = official_layout_tiny(source_model)
     sd["decode_head.lateral_proj.bias"] = sd["decode_head.lateral_proj.bias"].clone()
     sd["decode_head.lateral_proj.bias"][0] = float("nan")
-    save_mmcv(tmp_path / "nan.pth", sd)
-    with pytest.raises(WeightsError, match="NaN or inf.*lateral_proj.bias"):
-        load_official_cliprc(tmp_path / "nan.pth", config=CLIPRC_TINY)
+    refuses_checkpoint(tmp_path / "nan.pth", sd, save_mmcv, load, "NaN or inf.*lateral_proj.bias")
     raw = (tmp_path / "nan.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(WeightsError, match="refused to load"):

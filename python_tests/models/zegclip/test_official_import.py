@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from zeg_helpers import TINY, randomize_
+from zeg_helpers import TINY, randomize_, refuses_checkpoint
 
 from zsseg_rt.cli.convert import add_command as add_convert_command
 from zsseg_rt.models import (
@@ -122,26 +122,19 @@ def test_import_is_complete_and_reproduces_outputs(official_file, source_model):
 
 
 def test_truncated_or_mismatched_checkpoints_fail_clearly(tmp_path, source_model):
+    def load(path):
+        return load_official_zegclip(path, config=TINY)
+
     sd = official_layout(source_model)
-    del sd["decode_head.decoder_1.layers.1.linear2.weight"]
-    del sd["backbone.deep_prompt_embeddings"]
-    _save_mmcv(tmp_path / "trunc.pth", sd)
-    with pytest.raises(
-        WeightsError,
-        match=r"2 missing key\(s\): backbone.deep_prompt_embeddings, "
-        r"decode_head.layers.1.linear2.weight.*truncated",
-    ):
-        load_official_zegclip(tmp_path / "trunc.pth", config=TINY)
+    del sd["decode_head.decoder_1.layers.1.linear2.weight"], sd["backbone.deep_prompt_embeddings"]
+    missing = r"2 missing key\(s\): backbone.deep_prompt_embeddings, decode_head.layers.1.linear2.weight.*truncated"
+    refuses_checkpoint(tmp_path / "trunc.pth", sd, _save_mmcv, load, missing)
     sd = official_layout(source_model)
-    sd["backbone.prompt_embeddings"] = torch.zeros(1, 7, 64)
-    sd["decode_head.something_new"] = torch.zeros(1)
-    _save_mmcv(tmp_path / "mism.pth", sd)
-    with pytest.raises(
-        WeightsError,
-        match=r"unexpected key\(s\): decode_head.something_new.*"
-        r"shape-mismatched.*prompt_embeddings: file \(1, 7, 64\)",
-    ):
-        load_official_zegclip(tmp_path / "mism.pth", config=TINY)
+    sd["backbone.prompt_embeddings"], sd["decode_head.something_new"] = torch.zeros(1, 7, 64), torch.zeros(1)
+    unexpected = (
+        r"unexpected key\(s\): decode_head.something_new.*shape-mismatched.*prompt_embeddings: file \(1, 7, 64\)"
+    )
+    refuses_checkpoint(tmp_path / "mism.pth", sd, _save_mmcv, load, unexpected)
     # a byte-truncated file
     raw = (tmp_path / "trunc.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(raw[: len(raw) // 2])
