@@ -88,7 +88,21 @@ def border_map():
     return labels
 
 
-@pytest.mark.parametrize("labels", [touching_map(), hole_map(), border_map()], ids=["touching", "hole", "border"])
+def far_map():
+    """Classes that live away from the top-left tiles (the implementation reads a class's 16 px tiles only): their
+    regions at offsets, across tile borders, one touching the bottom-right corner."""
+    labels = np.zeros((70, 90), np.int32)
+    labels[33:50, 47:70] = 1  # a door across tile borders, far from the origin
+    labels[40:44, 52:58] = 2  # a person inside it (a hole)
+    labels[60:70, 75:90] = 3  # a chair in the bottom-right corner
+    labels[61, 20] = 3  # and a one-pixel chair far to its left
+    labels[17, 17] = 2  # a one-pixel person just past the first tile
+    return labels
+
+
+@pytest.mark.parametrize(
+    "labels", [touching_map(), hole_map(), border_map(), far_map()], ids=["touching", "hole", "border", "far"]
+)
 def test_objects_equal_the_scipy_reference(labels):
     scores = np.random.default_rng(0).random(labels.shape).astype(np.float32)
     got = _compare(labels, scores=scores)
