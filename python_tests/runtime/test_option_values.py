@@ -320,3 +320,28 @@ def test_a_ray_workers_options_are_checked_by_the_rows_before_any_worker():
     assert checked_engine_options({"threads": 2}, "build_app()") == {"threads": 2}
     with pytest.raises(ValueError, match=r"^threads: expected a whole number >= 0, got 'x'$"):
         checked_engine_options({"threads": "x"}, "build_app()")
+
+
+def test_no_module_attr_resolver_but_the_one():
+    """No function of the package splits a ``"module:attr"`` and imports the module itself, but
+    ``aliases.resolve_reference`` (control: the four copies of b235fde, options / backends.table / precision_records /
+    contract.family, and models' and cli's, each did)."""
+    import ast
+    from pathlib import Path
+
+    import zsseg_rt
+
+    root = Path(zsseg_rt.__file__).parent
+    # imports an entry point's module only (to register its families), no attribute resolved
+    allowed = {"aliases.py:resolve_reference", "contract/registry.py:discover"}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            text = ast.unparse(node)
+            splits = any(f"{how}(':')" in text for how in ("partition", "rpartition", "split"))
+            if splits and "import_module(" in text:
+                found.append(f"{path.relative_to(root).as_posix()}:{node.name}")
+    assert set(found) <= allowed, sorted(set(found) - allowed)

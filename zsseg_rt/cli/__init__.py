@@ -175,11 +175,10 @@ def _command_in(argv: List[str]) -> str:
 def _register(subparsers, row: Command) -> None:
     """Build ``row``'s parser in full (its module imported); a module that cannot be imported gives a parser that
     says what the command needs instead."""
-    import importlib
+    from zsseg_rt.aliases import resolve_reference
 
-    module, _, function = row.add.partition(":")
     try:
-        add_command = getattr(importlib.import_module(module), function)
+        add_command = resolve_reference(row.add)
     except ImportError as exc:
         needs = " and ".join(f"{needs.what}: {needs.install}" for needs in row.needs) or "a dependency"
         p = subparsers.add_parser(row.name, help=f"(unavailable: needs {needs})")
