@@ -398,6 +398,7 @@ class OptionTable:
         ]
         for row in self:
             values = row.flag_choices() if row.flag else row.values()
+            values = values + [row.pattern[1]] if values and row.pattern else values
             shown = ", ".join(str(value) for value in values) if values else row.type
             flag = f"`{row.flag}`" if row.flag else "(Python only)"
             kinds = ", ".join(row.kinds) if row.kinds else "all"
