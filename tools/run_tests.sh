@@ -168,7 +168,8 @@ cpp_tests() {  # build/tests: as deep as pip's build/<wheel tag>, so the relativ
 # Python tests ASan's runtime (and libstdc++, for its __cxa_throw interceptor) must be loaded first; detect_leaks=0 there because
 # CPython's own allocations at exit are not leaks of ours (every other check stays on).
 emulation() {
-  ZSSEG_EMU_BUILD="$ROOT/build-emu-asan" ZSSEG_BUILD_JOBS="$(nproc)" bash "$ROOT/tools/build_emulated.sh" --tests
+  ZSSEG_EMU_BUILD="$ROOT/build-emu-asan" ZSSEG_BUILD_JOBS="$(nproc)" flock "$ZSSEG_BUILD_LOCK" \
+    bash "$ROOT/tools/build_emulated.sh" --tests
   local rc=0
   alongside "CUDA kernels on the host (csrc/emu, ctest)" env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     bash "$ROOT/tools/quiet_ctest.sh" "$VENV/bin/ctest" --test-dir build-emu-asan --output-on-failure -j"$(nproc)"
@@ -241,6 +242,13 @@ fi
 # and CPU time and its status come last. A run that ends early stops it (no process outlives the run).
 TWIN_LOG="$(mktemp)"
 TWIN_PID=""
+# The twin's builds and the emulation stage's take turns (image_twin.sh's ZSSEG_BUILD_LOCK): its emulated cp312 build
+# compiles the same kernels and CPU code as build-emu-asan (same flags, same depth: one object each in the compiler
+# cache), but with a cold cache the two ran at the same time and both compiled them (ccache reuses an object only once
+# it is written: 136 CPU-s of the 224 of build-emu-asan, measured with the cache off); in turn, the second reuses them.
+# The one that waits costs no CPU time: the one that holds the lock builds on every core meanwhile.
+mkdir -p "$ROOT/build"
+export ZSSEG_BUILD_LOCK="${ZSSEG_BUILD_LOCK:-$ROOT/build/ci-builds.lock}"
 start_twin() {
   (
     t0=$SECONDS
