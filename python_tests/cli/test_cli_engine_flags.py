@@ -196,12 +196,14 @@ def _batch_and_serve(tiny_bundle, tmp_path, monkeypatch, digest):
     assert code == 143 and {name: seen["serve"][name] for name in expected} == expected
 
 
-def test_a_toy_option_is_one_row(tiny_bundle, capsys):
+def test_a_toy_option_is_one_row(tiny_bundle, capsys, monkeypatch):
     """An option added as one row (a toy: ``toy_level``, flag ``--toy-level``) and nothing else is on every command
     that opens an Engine (its --help, with the row's help; parsed into the Engine's keyword), a keyword of the
-    Engine (its value in the pipeline's options; misspelt: the closest name), of a Ray worker's check (misspelt: the
-    closest name) and in the error advice (its flag). Control: without the row none of them knows it."""
+    Engine (its value in the pipeline's options and in the backend's request, by name: a backend that reads it is
+    the row and that reader, 2 files; misspelt: the closest name), of a Ray worker's check (misspelt: the closest
+    name) and in the error advice (its flag). Control: without the row none of them knows it."""
     from zsseg_rt.runtime import Engine
+    from zsseg_rt.runtime.backends.onnxruntime import runner as ort_runner
     from zsseg_rt.scale.engine import checked_engine_options
 
     toy = EngineOption("toy_level", 0, "int", "how much toy there is (a test's row)", flag="--toy-level", minimum=0)
@@ -217,8 +219,14 @@ def test_a_toy_option_is_one_row(tiny_bundle, capsys):
             assert "--toy-level" in capsys.readouterr().out
             args = cli.build_parser().parse_args(_head(command, tiny_bundle) + ["--toy-level", "3"])
             assert engine_kwargs(args, command)["toy_level"] == 3
+        build, read = ort_runner.open_onnxruntime.from_request, []  # the backend's reader of the row: by name
+        monkeypatch.setattr(
+            ort_runner.open_onnxruntime,
+            "from_request",
+            lambda request: read.append(request.values.toy_level) or build(request),
+        )
         engine = Engine(tiny_bundle, classes=["a", "b"], backend="onnxruntime", toy_level=3)
-        assert engine.options.toy_level == 3 and engine.pipeline.options.toy_level == 3
+        assert engine.options.toy_level == 3 and engine.pipeline.options.toy_level == 3 and read == [3]
         with pytest.raises(TypeError, match=r"unexpected keyword argument 'toy_levl': did you mean 'toy_level'\?"):
             Engine(tiny_bundle, classes=["a", "b"], toy_levl=3)
         assert checked_engine_options({"toy_level": 2}, "build_app()") == {"toy_level": 2}
