@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterable, List
 
-from .gpu_check_support import (
+from ._requirements import (
     REPO,
     REQUIREMENTS,
     Wheel,

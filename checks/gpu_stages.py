@@ -447,9 +447,11 @@ EMULATOR_ONLY = ("csrc/emu/**", "cpp_tests/emulation/**")
 # on an H200 does not skip an H100's timing: the records' reader keys them by stage, coverage hash and GPU kind)
 PER_GPU_KIND = ("engine", "probe")
 # How every stage runs (the artefacts' check, the verdicts, the step runner); not the record and plan code
-# (checks/_harness.py installs the test tools at requirements.txt's pins; benchmarks/_launch.py starts the programs' children)
+# (checks/_harness.py installs the test tools at requirements.txt's pins, read by checks/_requirements.py;
+# benchmarks/_launch.py starts the programs' children)
 HARNESS = ("tools/gpu_check.sh", "checks/__init__.py", "checks/__main__.py", "checks/gpu_check_support.py",
-           "checks/gpu_artifacts.py", "checks/_harness.py", "benchmarks/_launch.py", "requirements.txt")  # fmt: skip
+           "checks/gpu_artifacts.py", "checks/_harness.py", "checks/_requirements.py", "benchmarks/_launch.py",
+           "requirements.txt")  # fmt: skip
 
 
 def _matches(path: str, pattern: str) -> bool:
