@@ -76,7 +76,7 @@ def add_engine_arguments(p: argparse.ArgumentParser, command: str) -> None:
             continue
         choices, metavar = row.flag_choices(), row.metavar
         if row.pattern is not None and choices is not None:  # another form too (--device cuda:N): shown, not listed
-            choices, metavar = None, metavar or "{" + ",".join([*map(str, choices), row.pattern[1]]) + "}"
+            choices, metavar = None, metavar or "{" + ",".join([*map(str, choices or ()), row.pattern[1]]) + "}"
         group.add_argument(
             flag,
             dest=row.name,

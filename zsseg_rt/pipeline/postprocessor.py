@@ -38,7 +38,7 @@ from .preprocess import Window
 
 __all__ = ["Postprocessor", "MODES", "WINDOW_LOGITS", "WHOLE_LOGITS", "MAPS"]
 
-MODES = tuple(ENGINE_OPTIONS["mode"].values())  # Engine(mode=...): its row's values (zsseg_rt.options)
+MODES = tuple(ENGINE_OPTIONS["mode"].values() or ())  # Engine(mode=...): its row's values (zsseg_rt.options)
 # "maps" (ZeroSeg / GroupViT): the head already painted each window's class maps at the head size (no activation,
 # no calibration): windows averaged, resized to the output size, argmax. Kept here, apart from the native
 # activations of ``postprocess.ACTIVATIONS``.

@@ -62,7 +62,7 @@ __all__ = [
 
 LOG = logging.getLogger("zsseg_rt")
 PREPARE_AUTO = "auto"  # Engine(prepare=)'s default
-PREPARE_MODES = tuple(ENGINE_OPTIONS["prepare"].values())  # Engine(prepare=...): its row's values
+PREPARE_MODES = tuple(ENGINE_OPTIONS["prepare"].values() or ())  # Engine(prepare=...): its row's values
 PREPARE_ENV = "ZSSEG_AUTO_PREPARE"  # none | now | background: what prepare="auto" means here (the test suite: none)
 PREPARE_LOG = "auto-prepare.log"  # beside the records: what a background preparation printed
 PREPARE_FAILED = "auto-prepare.failed.json"  # beside the records: why the last preparation failed, and its log

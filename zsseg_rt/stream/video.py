@@ -33,7 +33,7 @@ from .lookahead import LookAheadFilter
 from .temporal import FlowEstimator, StreamFilter, TemporalOptions
 
 __all__ = ["VideoResult", "VideoSegmenter"]
-DEVICE_SETTINGS = tuple(ENGINE_OPTIONS["device_pipeline"].values())  # its row's values (zsseg_rt.options)
+DEVICE_SETTINGS = tuple(ENGINE_OPTIONS["device_pipeline"].values() or ())  # its row's values (zsseg_rt.options)
 
 
 @dataclasses.dataclass(repr=False)

@@ -39,8 +39,8 @@ from .base import Focus, Pipeline, PreparedVocabulary, image_index
 
 __all__ = ["WindowedPipeline", "INFERENCE", "WHOLE_FALLBACKS", "WholePlan"]
 
-INFERENCE = tuple(ENGINE_OPTIONS["inference"].values())  # Engine(inference=...): its row's values
-WHOLE_FALLBACKS = tuple(ENGINE_OPTIONS["whole_fallback"].values())  # Engine(whole_fallback=...): its row's values
+INFERENCE = tuple(ENGINE_OPTIONS["inference"].values() or ())  # Engine(inference=...): its row's values
+WHOLE_FALLBACKS = tuple(ENGINE_OPTIONS["whole_fallback"].values() or ())  # Engine(whole_fallback=...): its row's values
 
 
 class WholePlan(NamedTuple):
