@@ -302,26 +302,28 @@ def render(results: Dict[str, List[Dict[str, Any]]], args, path: str, load, seco
     lines += [
         "",
         *verdicts,
-        *_objects_verdict(results[OBJECTS_ROW], peer),
+        *_objects_verdict(results[OBJECTS_ROW], peer, peer_cpu),
         "",
         *_reading(results, peer, peer_cpu, load),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _objects_verdict(rows: List[Dict[str, Any]], peer: float) -> List[str]:
+def _objects_verdict(rows: List[Dict[str, Any]], peer: float, peer_cpu: float) -> List[str]:
     """The objects' line: their own cost per frame (timed apart, see the module) against ``--live``'s frame time."""
     cost, wall = _median(rows, "objects_ms"), _median(rows, "objects_wall_ms")
     if cost is None or wall is None:
         return []
-    share, idle = 100.0 * cost / peer, 100.0 * cost / IDLE_LIVE_FRAME_MS
+    share, cpu_share, idle = 100.0 * cost / peer, 100.0 * cost / peer_cpu, 100.0 * cost / IDLE_LIVE_FRAME_MS
     return [
         f"- objects (`--objects`: finding them and encoding Detection2DArray + ImageAnnotations, timed apart on the "
         f"row's {int(_median(rows, 'frames') or 0)} label maps): {cost:.2f} ms of CPU a frame (finding "
         f"{_median(rows, 'objects_find_ms'):.2f}, encoding {_median(rows, 'objects_encode_ms'):.2f}; wall "
         f"{wall:.2f} ms) = {share:.2f} % of `--live`'s frame time ({peer:.1f} ms; target <= {TARGET_SHARE:.0f} %): "
-        f"{'met' if share <= TARGET_SHARE else '**missed**'}; {idle:.1f} % of an idle machine's {IDLE_LIVE_FRAME_MS:.0f} "
-        f"ms; {_median(rows, 'objects_per_frame'):.1f} objects a frame, their messages "
+        f"{'met' if share <= TARGET_SHARE else '**missed**'}; {cpu_share:.2f} % of the CPU time `--live` spends on a "
+        f"frame ({peer_cpu:.1f} ms), {idle:.1f} % of an idle machine's {IDLE_LIVE_FRAME_MS:.0f} ms frame time "
+        f"({'within' if idle <= TARGET_SHARE else '**over**'} the target there); "
+        f"{_median(rows, 'objects_per_frame'):.1f} objects a frame, their messages "
         f"{(_median(rows, 'objects_bytes') or 0) / 1024:.1f} KiB a frame (before the file's compression)"
     ]
 

@@ -57,15 +57,21 @@ def test_time_objects_counts_each_frames_objects_and_message_bytes():
     assert all(row[key] >= 0 for key in ("objects_find_ms", "objects_encode_ms", "objects_wall_ms"))
 
 
-@pytest.mark.parametrize("cost, verdict", [(4.9, "met"), (5.1, "**missed**")], ids=["met", "missed-control"])
-def test_the_objects_verdict_judges_against_the_live_frame_time(cost, verdict):
+@pytest.mark.parametrize(
+    "cost, verdict, idle",
+    [(4.9, "met", "within"), (5.1, "**missed**", "within"), (9.0, "**missed**", "**over**")],
+    ids=["met", "missed-control", "over-when-idle"],
+)
+def test_the_objects_verdict_judges_against_the_live_frame_time(cost, verdict, idle):
     robots = _robots()
     rows = [
         {"frames": 60, "objects_ms": cost, "objects_find_ms": cost - 0.5, "objects_encode_ms": 0.5}
         | {"objects_wall_ms": 2 * cost, "objects_per_frame": 12.0, "objects_bytes": 8 * 1024.0}
     ]
-    (line,) = robots._objects_verdict(rows, peer=100.0)
+    (line,) = robots._objects_verdict(rows, peer=100.0, peer_cpu=50.0)
     assert f"{cost:.2f} ms of CPU a frame" in line and f"= {cost:.2f} % of `--live`'s frame time (100.0 ms" in line
     assert line.split("target <= 5 %): ")[1].startswith(verdict + ";")
     assert "12.0 objects a frame, their messages 8.0 KiB a frame" in line
+    assert f"{2 * cost:.2f} % of the CPU time `--live` spends on a frame (50.0 ms)" in line
+    assert f"{100 * cost / 157:.1f} % of an idle machine's 157 ms frame time ({idle} the target there)" in line
     assert robots.OBJECTS_ROW in [label for label, _ in robots.ROWS]
