@@ -127,6 +127,29 @@ def write_band_clip(path, frames: int = 12, fps: float = 10.0, size=(64, 48)) ->
     return str(path)
 
 
+def write_h264(path, images, gop: int, fps: int = 30) -> str:
+    """Write ``images`` (BGR uint8 ``[H, W, 3]``, all one size) as an H.264 stream (libx264, yuv420p, a keyframe every
+    ``gop`` frames, frame ``i`` at ``i / fps`` s) with PyAV; skips the test without PyAV. Returns the path."""
+    from fractions import Fraction
+
+    import pytest
+
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.pix_fmt, stream.options = "yuv420p", {"g": str(gop)}
+        for index, image in enumerate(images):
+            if index == 0:
+                stream.height, stream.width = image.shape[:2]
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return str(path)
+
+
 def count_frames(path) -> int:
     """How many frames OpenCV reads from the video at ``path`` (what a player shows: 0 for a file it cannot open)."""
     import cv2

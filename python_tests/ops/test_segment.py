@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from op_cases import resize_cases
 
 from zsseg_rt.ops import reference, segment
 
@@ -80,15 +81,9 @@ def check(x, size, bias=None, sigmoid=True, crop=None):
 
 @st.composite
 def cases(draw):
-    b, c = draw(st.integers(1, 2)), draw(st.integers(1, 12))
-    h, w = draw(st.integers(1, 20)), draw(st.integers(1, 20))
-    size = (draw(st.integers(1, 70)), draw(st.integers(1, 70)))
-    crop = None
-    if draw(st.booleans()):
-        top, left = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
-        crop = (top, left, draw(st.integers(1, h - top)), draw(st.integers(1, w - left)))
+    shape, size, crop = draw(resize_cases())
     bias_kind = draw(st.sampled_from(["none", "two_values", "random"]))  # grouped / grouped / general path
-    return (b, c, h, w), size, crop, bias_kind, draw(st.booleans())
+    return shape, size, crop, bias_kind, draw(st.booleans())
 
 
 def make_bias(kind: str, classes: int, rng) -> np.ndarray | None:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from op_cases import resize_cases
 
 from zsseg_rt.ops import reference, upsample
 
@@ -76,16 +77,7 @@ def check(x: np.ndarray, size, crop=None) -> None:
     np.testing.assert_allclose(out, torch_upsample(x, size, crop), rtol=0, atol=reference_tolerance(x, crop_hw))
 
 
-@st.composite
-def cases(draw):
-    b, c = draw(st.integers(1, 2)), draw(st.integers(1, 12))
-    h, w = draw(st.integers(1, 20)), draw(st.integers(1, 20))
-    size = (draw(st.integers(1, 70)), draw(st.integers(1, 70)))
-    crop = None
-    if draw(st.booleans()):
-        top, left = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
-        crop = (top, left, draw(st.integers(1, h - top)), draw(st.integers(1, w - left)))
-    return (b, c, h, w), size, crop
+cases = resize_cases
 
 
 @settings(max_examples=120, deadline=None)

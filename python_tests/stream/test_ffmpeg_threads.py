@@ -6,29 +6,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from fractions import Fraction
 
 import numpy as np
 import pytest
+from stream_fakes import write_h264
 
 
 def _clip_with_damaged_spots(path, seed: int) -> str:
     """A 320x240 H.264 clip of 150 frames (a keyframe every 30) with 10 spots of 500 bytes inverted."""
-    av = pytest.importorskip("av")
     rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(30))
-        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
-        stream.options = {"g": "30"}
-        for index in range(150):
-            image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
-            image[:, : (2 * index) % 320] = (40, 200, 90)
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+
+    def image(index):
+        pixels = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+        pixels[:, : (2 * index) % 320] = (40, 200, 90)
+        return pixels
+
+    write_h264(path, (image(index) for index in range(150)), gop=30)
     data = bytearray(open(path, "rb").read())
     spots = np.random.default_rng(seed)
     for _ in range(10):

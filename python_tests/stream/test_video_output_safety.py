@@ -20,7 +20,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 from disk_faults import FullDiskOs, small_tmpfs  # noqa: E402
 from processes import killed_when, zsseg_process  # noqa: E402
-from stream_fakes import count_frames, write_band_clip  # noqa: E402
+from stream_fakes import count_frames, write_band_clip, write_h264  # noqa: E402
 
 RAW_FFMPEG_LINE = re.compile(r"^\[[\w,]+ @ 0x[0-9a-f]+\]", re.MULTILINE)  # FFmpeg's own stderr format
 
@@ -209,21 +209,13 @@ def _damaged_h264_clip(path, frames=60, damaged=(25, 26, 27)):
     """An H.264 MP4 of ``frames`` frames (a keyframe every 10) whose packets ``damaged`` (in file order) are
     overwritten with 0x55 bytes: their NAL length prefixes become impossible, so each is refused whole."""
     av = pytest.importorskip("av")
-    from fractions import Fraction
 
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(30))
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.options = {"g": "10"}
-        for index in range(frames):
-            image = np.zeros((48, 64, 3), np.uint8)
-            image[:, : 4 + index % 60] = (40, 200, 90)
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+    def image(index):
+        pixels = np.zeros((48, 64, 3), np.uint8)
+        pixels[:, : 4 + index % 60] = (40, 200, 90)
+        return pixels
+
+    write_h264(path, (image(index) for index in range(frames)), gop=10)
     with av.open(str(path)) as container:
         places = [(packet.pos, packet.size) for packet in container.demux(video=0) if packet.size]
     assert len(places) == frames
