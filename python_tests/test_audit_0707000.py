@@ -198,9 +198,9 @@ def test_the_upgraded_path_opens_with_the_engines_threads(tiny_bundle, monkeypat
     opened = []
     real = select._open
 
-    def spied(row, meta, roles, adapter, device, model, precision, threads, verify, options):
-        opened.append(threads)
-        return real(row, meta, roles, adapter, device, model, precision, threads, verify, options)
+    def spied(row, meta, roles, adapter, values, options):  # the Engine's options, by name (OpenRequest.values)
+        opened.append(values.threads)
+        return real(row, meta, roles, adapter, values, options)
 
     monkeypatch.setattr(select, "_open", spied)
     engine = Engine(tiny_bundle, classes=CLASSES, device="cpu", threads=1, prepare=None)
