@@ -21,8 +21,8 @@ from typing import Any, Dict, Optional, Sequence, Set, Tuple
 
 from . import ros_messages as ros
 from .loopback import LOOPBACK_HOSTS
-from .object_messages import DETECTION_2D_ARRAY, IMAGE_ANNOTATIONS, OBJECT_SCHEMAS
-from .robot_sinks import JPEG_QUALITY, RobotSink, _Source, require_module
+from .object_messages import OBJECT_SCHEMAS
+from .robot_sinks import JPEG_QUALITY, TOPIC_SCHEMAS, RobotSink, _Source, require_module
 from .sink_base import SinkError
 
 __all__ = ["DEFAULT_PORT", "FoxgloveSink", "parse_foxglove_url"]
@@ -32,13 +32,6 @@ log = logging.getLogger("zsseg_rt.stream")
 DEFAULT_PORT = 8765  # Foxglove's own default
 STOP_SECONDS = 5.0  # close(): the longest wait for the server's listener to be gone
 SCHEME = "foxglove://"
-_SCHEMA_OF = {
-    "labels": ros.IMAGE,
-    "overlay": ros.COMPRESSED_IMAGE,
-    "label_info": ros.LABEL_INFO,
-    "objects": DETECTION_2D_ARRAY,
-    "annotations": IMAGE_ANNOTATIONS,
-}
 _DEFINITIONS = {**ros.SCHEMAS, **OBJECT_SCHEMAS}
 
 
@@ -199,7 +192,7 @@ class FoxgloveSink(RobotSink):
     def _source_added(self, source: _Source) -> None:
         for kind in self.kinds():  # advertised now: a viewer sees the topics before the first frame
             schema = self._foxglove.Schema(
-                name=_SCHEMA_OF[kind], encoding="ros2msg", data=_DEFINITIONS[_SCHEMA_OF[kind]]
+                name=TOPIC_SCHEMAS[kind], encoding="ros2msg", data=_DEFINITIONS[TOPIC_SCHEMAS[kind]]
             )
             self._channels[(source.name, kind)] = self._foxglove.Channel(
                 source.topic(kind), schema=schema, message_encoding="cdr", context=self._context
@@ -245,14 +238,7 @@ class FoxgloveSink(RobotSink):
 
     def describe(self) -> Dict[str, Any]:
         """What was served (``--stats-json`` "outputs")."""
-        return {
-            "path": self.url,
-            "kind": "foxglove",
-            "frames": self.frames,
-            "messages": self.messages,
-            "topics": self.topics(),
-            **self.objects_described(),
-        }
+        return self.described("foxglove", self.url)
 
     def __del__(self) -> None:  # a sink dropped without close(): its server must not outlive it
         try:

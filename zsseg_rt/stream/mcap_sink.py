@@ -26,8 +26,8 @@ from zsseg_rt.io_safety import AtomicFile, OutputWriteError, write_failure
 from zsseg_rt.outputs.plan import PYTHON_FLAG, OutputPlan
 
 from . import ros_messages as ros
-from .object_messages import DETECTION_2D_ARRAY, IMAGE_ANNOTATIONS, OBJECT_SCHEMAS
-from .robot_sinks import JPEG_QUALITY, RobotSink, _Source, require_module
+from .object_messages import OBJECT_SCHEMAS
+from .robot_sinks import JPEG_QUALITY, TOPIC_SCHEMAS, RobotSink, _Source, require_module
 from .sink_base import SinkError
 from .video_writers import CheckedFile
 
@@ -37,13 +37,6 @@ log = logging.getLogger("zsseg_rt.stream")
 
 CHUNK_BYTES = 4 * 2**20  # a chunk is closed when its messages pass this (uncompressed) ...
 FLUSH_SECONDS = 1.0  # ... or this long after the chunk's first message: what a killed run can lose at most
-_SCHEMA_OF = {
-    "labels": ros.IMAGE,
-    "overlay": ros.COMPRESSED_IMAGE,
-    "label_info": ros.LABEL_INFO,
-    "objects": DETECTION_2D_ARRAY,
-    "annotations": IMAGE_ANNOTATIONS,
-}
 
 
 class McapSink(RobotSink):
@@ -126,7 +119,7 @@ class McapSink(RobotSink):
     def _channel(self, source: _Source, kind: str) -> int:
         key = (source.name, kind)
         if key not in self._channels:
-            schema = self._schemas[_SCHEMA_OF[kind]]
+            schema = self._schemas[TOPIC_SCHEMAS[kind]]
             self._channels[key] = self._writer.register_channel(source.topic(kind), "cdr", schema)
         return self._channels[key]
 
@@ -209,18 +202,9 @@ class McapSink(RobotSink):
 
     def describe(self) -> Dict[str, Any]:
         """What was written (``--stats-json`` "outputs")."""
-        return {
-            "path": self.path,
-            "kind": "mcap",
-            "frames": self.frames,
-            "messages": self.messages,
-            "bytes": os.path.getsize(self.path)
-            if os.path.isfile(self.path) and self._file.committed
-            else self._file.size(),
-            "compression": self.compression,
-            "topics": self.topics(),
-            **self.objects_described(),
-        }
+        done = os.path.isfile(self.path) and self._file.committed
+        size = os.path.getsize(self.path) if done else self._file.size()
+        return self.described("mcap", self.path, bytes=size, compression=self.compression)
 
 
 class _Unbuffered:

@@ -45,10 +45,18 @@ from . import object_messages
 from . import ros_messages as ros
 from .sink_base import FrameSink, SinkError
 
-__all__ = ["ROBOTS_INSTALL", "RobotSink", "require_module"]
+__all__ = ["ROBOTS_INSTALL", "TOPIC_SCHEMAS", "RobotSink", "require_module"]
 
 ROBOTS_INSTALL = 'pip install "zsseg_rt[robots]"'  # pyproject.toml's extra: mcap, mcap-ros2-support, foxglove-sdk
 JPEG_QUALITY = 80
+# the ROS 2 message type of each kind of topic a robot output writes (MCAP) or serves (Foxglove)
+TOPIC_SCHEMAS = {
+    "labels": ros.IMAGE,
+    "overlay": ros.COMPRESSED_IMAGE,
+    "label_info": ros.LABEL_INFO,
+    "objects": object_messages.DETECTION_2D_ARRAY,
+    "annotations": object_messages.IMAGE_ANNOTATIONS,
+}
 
 
 def require_module(module: str, what: str) -> Any:
@@ -297,8 +305,14 @@ class RobotSink(FrameSink):
         raise NotImplementedError
 
     def describe(self) -> Dict[str, Any]:
-        described = {"kind": "robot", "frames": self.frames, "messages": self.messages, "topics": self.topics()}
-        return {**described, **self.objects_described()}
+        return self.described("robot")
+
+    def described(self, kind: str, path: Optional[str] = None, **more: Any) -> Dict[str, Any]:
+        """What a robot output says of itself (``--stats-json`` "outputs"): its path and kind, the frames and messages
+        written, ``more`` (the output's own: an MCAP file's bytes), its topics and, with ``objects``, the objects."""
+        where = {} if path is None else {"path": path}
+        counts = {"frames": self.frames, "messages": self.messages}
+        return {**where, "kind": kind, **counts, **more, "topics": self.topics(), **self.objects_described()}
 
     def objects_described(self) -> Dict[str, int]:
         """With ``objects``: the objects written and those left out past ``max_objects`` (``describe()``)."""
