@@ -19,9 +19,10 @@ from collections import defaultdict
 
 import pytest
 
-__all__ = ["CPU_ATTR", "addoption", "format_summary", "register"]
+__all__ = ["CPU_ATTR", "PROCESS_KEY", "addoption", "format_summary", "register"]
 
 CPU_ATTR = "zs_cpu_s"  # the report attribute: CPU seconds of this phase
+PROCESS_KEY = "zs_cpu_process_s"  # a pytest-xdist worker's whole CPU time, in the output it hands the controller
 
 
 def addoption(parser) -> None:
@@ -53,6 +54,7 @@ class _CpuTimes:
         self.mark = clock()
         self.cpu: dict[str, float] = defaultdict(float)
         self.wall: dict[str, float] = defaultdict(float)
+        self.workers: list[float] = []  # each finished pytest-xdist worker's whole CPU time (on the controller)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self, nodeid, location) -> None:
@@ -72,11 +74,24 @@ class _CpuTimes:
         self.cpu[report.nodeid] += float(cpu)
         self.wall[report.nodeid] += float(getattr(report, "duration", 0.0) or 0.0)
 
+    def pytest_sessionfinish(self, session) -> None:
+        workeroutput = getattr(self.config, "workeroutput", None)  # set in a pytest-xdist worker only
+        if workeroutput is not None:  # sent to the controller after every hook has run (xdist's hookwrapper)
+            workeroutput[PROCESS_KEY] = self.clock()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:  # pytest-xdist's, on the controller
+        total = getattr(node, "workeroutput", {}).get(PROCESS_KEY)
+        if total is not None:
+            self.workers.append(float(total))
+
     def pytest_terminal_summary(self, terminalreporter) -> None:
         count = self.config.getoption("--cpu-durations")
         if count is None or not self.cpu:
             return
-        for line in format_summary(self.cpu, self.wall, count):
+        # the processes that ran the tests, whole: the workers', or this process's own without pytest-xdist
+        processes = sum(self.workers) if self.workers else self.clock()
+        for line in format_summary(self.cpu, self.wall, count, processes=processes, workers=len(self.workers)):
             terminalreporter.write_line(line)
 
 
@@ -85,8 +100,12 @@ def _top(totals: dict[str, float], count: int) -> list[tuple[str, float]]:
     return ranked if count == 0 else ranked[:count]
 
 
-def format_summary(cpu: dict[str, float], wall: dict[str, float], count: int) -> list[str]:
-    """The summary's lines: the tests, files and folders that took the most CPU, and the total."""
+def format_summary(
+    cpu: dict[str, float], wall: dict[str, float], count: int, processes: float | None = None, workers: int = 0
+) -> list[str]:
+    """The summary's lines: the tests, files and folders that took the most CPU, the total, and what the processes
+    that ran them took outside the tests (``processes``: their whole CPU time; start-up, imports, collection, the
+    session's end: paid once per worker)."""
     total = sum(cpu.values())
     files: dict[str, float] = defaultdict(float)
     folders: dict[str, float] = defaultdict(float)
@@ -104,4 +123,10 @@ def format_summary(cpu: dict[str, float], wall: dict[str, float], count: int) ->
     lines += [f"{s:8.1f} {100 * s / total if total else 0:7.1f}%  {p}" for p, s in _top(files, count)]
     lines.append(f"{'CPU s':>8} {'share':>8}  folder")
     lines += [f"{s:8.1f} {100 * s / total if total else 0:7.1f}%  {p}" for p, s in _top(folders, count)]
+    if processes is not None:
+        who = f"{workers} pytest-xdist workers" if workers else "the pytest process"
+        lines.append(
+            f"{processes - total:8.1f} CPU-s outside the tests ({who}: start-up, imports, collection, the session's "
+            f"end) of {processes:.1f} in all"
+        )
     return lines

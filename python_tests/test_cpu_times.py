@@ -72,3 +72,21 @@ def test_the_summary_ranks_tests_files_and_folders_by_cpu():
     assert [f.split() for f in folders] == [["51.0", "51.0%", "python_tests/a"], ["49.0", "49.0%", "python_tests/b"]]
     every = cpu_times.format_summary(cpu, {}, count=0)
     assert sum("::" in line for line in every) == 4  # 0: every test
+
+
+def test_what_the_workers_took_outside_the_tests_is_reported(pytestconfig):
+    """A pytest-xdist worker hands the controller its whole CPU time when it ends (its workeroutput); the summary
+    says how much of the workers' time no test took: start-up, imports and collection, paid once per worker."""
+    worker_config = types.SimpleNamespace(workeroutput={})
+    worker = _plugin(worker_config, 0.0, 42.5)
+    worker.pytest_sessionfinish(None)
+    assert worker_config.workeroutput == {cpu_times.PROCESS_KEY: 42.5}
+    controller = _plugin(pytestconfig, 0.0)
+    controller.pytest_testnodedown(types.SimpleNamespace(workeroutput=worker_config.workeroutput), None)
+    controller.pytest_testnodedown(types.SimpleNamespace(workeroutput={cpu_times.PROCESS_KEY: 37.5}), None)
+    controller.pytest_testnodedown(types.SimpleNamespace(), RuntimeError("crashed"))  # a crashed worker says nothing
+    assert controller.workers == [42.5, 37.5]
+    lines = cpu_times.format_summary({"python_tests/test_x.py::t": 60.0}, {}, 5, processes=80.0, workers=2)
+    assert lines[-1].split()[:2] == ["20.0", "CPU-s"] and "2 pytest-xdist workers" in lines[-1]
+    assert lines[-1].endswith("of 80.0 in all")
+    assert "outside the tests" not in "\n".join(cpu_times.format_summary({"a.py::t": 1.0}, {}, 5))
