@@ -33,6 +33,8 @@ class SourceSpec:
     kind: str
     target: str
     live: bool
+    # the row of ``SOURCE_KINDS`` that recognised it (set by ``parse_source``; not part of the spec's value)
+    row: Optional["SourceKind"] = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @contextlib.contextmanager

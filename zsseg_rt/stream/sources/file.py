@@ -22,7 +22,7 @@ def _build(spec: SourceSpec, options: OpenOptions) -> FrameSource:
     if pyav_available():  # damaged packets skipped and counted; FFmpeg's log to logging
         return PyAVFileSource(spec.target, max_pixels=options.max_pixels, fps=options.fps)
     return OpenCVSource(
-        spec, width=options.width, height=options.height, fps=options.fps, max_pixels=options.max_pixels
+        spec, width=options.width, height=options.height, fps=options.fps, max_pixels=options.max_pixels, row=ROW
     )
 
 

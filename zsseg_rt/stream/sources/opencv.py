@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from .base import FrameSource, SourceError, SourceSpec, log
+from .base import FrameSource, SourceError, SourceKind, SourceSpec, log
 
 
 class OpenCVSource(FrameSource):
@@ -21,6 +21,7 @@ class OpenCVSource(FrameSource):
         timeout_s: open/read timeout for network streams (FFmpeg backend), so a dead RTSP server is noticed.
         max_pixels: refuse a stream whose frame size (from the container / device, before any frame is read)
             exceeds this (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: no limit; see ``zsseg_rt.image_io``).
+        row: the spec's row of ``SOURCE_KINDS`` (None: the one ``parse_source`` put on the spec).
     """
 
     def __init__(
@@ -31,11 +32,12 @@ class OpenCVSource(FrameSource):
         fps: Optional[float] = None,
         timeout_s: float = 5.0,
         max_pixels: Optional[int] = None,
+        row: Optional[SourceKind] = None,
     ):
         super().__init__()
-        from .table import source_kind
-
-        row = source_kind(spec.kind)
+        row = row or spec.row
+        if row is None or row.name != spec.kind:
+            raise SourceError(f"OpenCVSource needs the row of its {spec.kind!r} spec: give parse_source's spec")
         if row.capture is None:
             raise SourceError(f"OpenCVSource cannot open a {spec.kind!r} source")
         if row.check is not None:

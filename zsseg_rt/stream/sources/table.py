@@ -18,12 +18,14 @@ as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import Iterable, List, Optional, Tuple
 
 from . import csi, file, folder, gstreamer, network, v4l2
 from .base import FrameSource, OpenOptions, SourceError, SourceKind, SourceSpec
+from .opencv import OpenCVSource
 
 __all__ = [
     "SOURCE_KINDS",
@@ -59,7 +61,7 @@ def parse_source(spec) -> SourceSpec:
     for row in SOURCE_KINDS:
         parsed = row.parse(text)
         if parsed is not None:
-            return parsed
+            return dataclasses.replace(parsed, row=row)
     raise SourceError(
         f"source {spec!r} is neither a camera (0, /dev/video0, csi://0), a URL (rtsp://, http://), an existing video "
         "file nor an existing image folder"
@@ -84,9 +86,7 @@ def open_source(
     row = source_kind(parsed.kind)
     if row.build is not None:
         return row.build(parsed, options)
-    from .opencv import OpenCVSource
-
-    return OpenCVSource(parsed, width=width, height=height, fps=fps, max_pixels=max_pixels)
+    return OpenCVSource(parsed, width=width, height=height, fps=fps, max_pixels=max_pixels, row=row)
 
 
 _NAMED = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})=(?P<source>.+)$")
