@@ -250,7 +250,7 @@ def test_unknown_or_repeated_query_parameters_are_refused(replica):
     """N15 (issue 64, probe U7): `?clases=cat,dog` and `?Classes=cat` were answered 200 with the server's default
     vocabulary, and `?scores=0&scores=1` kept one of them silently: 400 naming what POST /segment reads."""
     good = _png(np.full((24, 32, 3), 120, np.uint8))
-    known = "POST /segment reads ?classes=, ?scores=, ?labels= (names are case-sensitive)"
+    known = "POST /segment reads ?classes=, ?scores=, ?labels=, ?objects= (names are case-sensitive)"
     for query, message in (
         ("clases=cat,dog", f"unknown query parameter 'clases': {known}"),
         ("Classes=cat", f"unknown query parameter 'Classes': {known}"),
