@@ -223,6 +223,36 @@ def test_equal_areas_go_by_their_first_pixel_not_their_box():
     assert [(item.box, item.area) for item in got if item.name == "door"] == [((3, 0, 3, 3), 8), ((2, 0, 8, 8), 8)]
 
 
+def nested_map():
+    """A class read in crops of groups of 16 px tiles: a door shaped like an L (the top rows and the left columns)
+    whose tiles' box holds the tiles of two other door regions apart from it and from each other; two person
+    regions apart, each in one group of tiles."""
+    labels = np.zeros((100, 90), np.int32)
+    labels[0:5, :] = 1  # the L: its tiles' box is the whole map
+    labels[:, 0:5] = 1
+    labels[70:80, 70:82] = 1  # a door region inside the L's box (tiles apart from the L's)
+    labels[36:40, 36:48] = 1  # another, apart from both
+    labels[90:100, 50:60] = 2
+    labels[20:25, 20:24] = 2
+    return labels
+
+
+def test_a_class_read_in_crops_of_its_tile_groups():
+    """Each door region once (the L's crop masked to its own tiles), with every field equal to the reference."""
+    got = _compare(nested_map(), scores=np.random.default_rng(1).random((100, 90)).astype(np.float32))
+    assert [item.area for item in got if item.name == "door"] == [5 * 90 + 5 * 95, 120, 48]
+
+
+def test_control_an_unmasked_group_crop_fails(monkeypatch):
+    """The control: the L's crop not masked to its tiles finds the regions inside its box twice."""
+    from zsseg_rt.runtime import objects
+
+    real = objects._groups
+    monkeypatch.setattr(objects, "_groups", lambda *args: (crop[:-1] + (None,) for crop in real(*args)))
+    with pytest.raises(AssertionError):
+        _compare(nested_map())
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_random_blocky_maps_equal_the_reference(seed):
     """Maps of blocks and single pixels of 4 classes and unknown pixels (nearest-neighbour upsampled noise)."""
@@ -237,6 +267,18 @@ def test_random_blocky_maps_equal_the_reference(seed):
     labels[labels == 4] = 255
     scores = rng.normal(size=labels.shape).astype(np.float32)
     _compare(labels, scores=scores, unknown_id=255, min_area=float(rng.choice([0.0, 0.004, 0.02])), cap=25)
+
+
+def test_a_uint8_map_gives_the_objects_of_its_int32_copy():
+    """A uint8 map (as ``Result.labels`` are) is read as it is given (OpenCV compares uint8 pixels): the same
+    objects as its int32 copy, and the reference's, unknown pixels (255) and several 16 px tiles included."""
+    from zsseg_rt.runtime.objects import find_objects
+
+    rng = np.random.default_rng(11)
+    labels = np.kron(rng.integers(0, 4, size=(6, 7)), np.ones((9, 11), np.int64)).astype(np.uint8)
+    labels[rng.random(labels.shape) < 0.03] = 255
+    got = _compare(labels, unknown_id=255, min_area=0.001)
+    assert list(got) == list(find_objects(labels.astype(np.int32), NAMES, unknown_id=255, min_area=0.001))
 
 
 def test_result_objects_reads_its_scores_unknown_and_limits():
@@ -304,11 +346,15 @@ def test_bad_maps_are_refused_in_one_line():
 
 def test_the_vectorised_rle_string_is_pycocotools():
     from zsseg_rt.runtime.coco import decode_rle, rle_counts, rle_counts_array
+    from zsseg_rt.runtime.rle import rle_counts_arrays
 
     rng = np.random.default_rng(5)
     for _ in range(200):
         runs = rng.integers(0, 3, size=int(rng.integers(1, 30))) * rng.integers(1, 200000)
         assert rle_counts_array(runs) == rle_counts(list(runs))
+    for _ in range(50):  # several arrays encoded together (a frame's objects): each one's string, as if alone
+        arrays = [rng.integers(0, 3, size=int(rng.integers(0, 9))) * rng.integers(1, 2**30) for _ in range(4)]
+        assert rle_counts_arrays(arrays) == [rle_counts(list(runs)) for runs in arrays]
     for _ in range(50):
         mask = rng.random((int(rng.integers(1, 20)), int(rng.integers(1, 20)))) < rng.random()
         encoded = pycocotools_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -319,11 +365,9 @@ def test_the_vectorised_rle_string_is_pycocotools():
 def test_control_four_connectivity_fails(monkeypatch):
     import cv2
 
-    real = cv2.connectedComponentsWithStats
+    real = cv2.connectedComponents  # what find_objects labels each class's pixels with
     monkeypatch.setattr(
-        cv2,
-        "connectedComponentsWithStats",
-        lambda image, connectivity=8, ltype=None: real(image, connectivity=4, ltype=ltype),
+        cv2, "connectedComponents", lambda image, connectivity=8, ltype=None: real(image, connectivity=4, ltype=ltype)
     )
     with pytest.raises(AssertionError):
         _compare(touching_map())

@@ -1,9 +1,10 @@
 """Objects for robots: each class's connected regions of a label map as detections (issue 81).
 
 A robot acts on things, not on pixels: :func:`find_objects` (and ``Result.objects()``) turns a label map into one
-:class:`RegionObject` per connected region of a class (8-connectivity, OpenCV's ``connectedComponentsWithStats`` on
-each present class's pixels), with its class id and name, score, box ``(x, y, w, h)``, area, centroid and mask as
-COCO RLE (``{"size": [h, w], "counts": str}``, what ``pycocotools.mask.decode`` reads), in a deterministic order:
+:class:`RegionObject` per connected region of a class (8-connectivity, OpenCV's ``connectedComponents`` on each
+class's pixels in the crops of its groups of 16 px tiles that hold at least ``min_area`` of them), with its class id
+and name, score, box ``(x, y, w, h)``, area, centroid and mask as COCO RLE (``{"size": [h, w], "counts": str}``,
+what ``pycocotools.mask.decode`` reads), in a deterministic order:
 
 * class id (vocabulary order), then area (largest first), then the region whose first pixel in raster order (top row
   first, then leftmost) comes first (a key of the region itself, so the order does not depend on how OpenCV numbers
@@ -16,7 +17,13 @@ COCO RLE (``{"size": [h, w], "counts": str}``, what ``pycocotools.mask.decode`` 
 The two limits are rows of the Engine's option table (``zsseg_rt.options.ENGINE_OPTIONS``: ``object_min_area``,
 ``max_objects``; flags ``--object-min-area``, ``--max-objects``); their defaults are this module's defaults.
 
-NumPy and OpenCV only.
+Cost (issue 81: at most 5 % of ``--live``'s frame time, ``python -m benchmarks robots``): OpenCV labels the pixels
+without statistics (with them it updates the background's too, every other pixel of the crop, at about seven times
+the cost); the areas are counted by NumPy, a region's box is read by OpenCV (SciPy for many regions of one crop), and
+the first pixels, centroids, scores and masks are read in the boxes of the regions kept only, their RLE strings
+encoded together.
+
+NumPy, SciPy and OpenCV only.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import numpy as np
 
 from zsseg_rt.options import ENGINE_OPTIONS
 
-from .rle import rle_counts_array
+from .rle import rle_counts_arrays
 
 __all__ = ["DEFAULT_MAX_OBJECTS", "DEFAULT_MIN_AREA", "FrameObjects", "RegionObject", "find_objects", "min_pixels"]
 
@@ -136,21 +143,25 @@ def _check_count(max_objects: Any) -> int:
     return int(max_objects)
 
 
-_TILE = 16  # the side of the tiles whose classes bound each class's crop (:func:`_class_tiles`)
+_TILE = 16  # the side of the tiles whose classes bound each class's crops (:func:`_class_tiles`, :func:`_groups`)
+_WITHIN_A_CLASS = np.zeros((3, 3, 3), dtype=bool)  # scipy's structure: 8-connected in a class's plane, not across
+_WITHIN_A_CLASS[1] = True
 
 
 @functools.lru_cache(maxsize=8)
-def _tile_index(height: int, width: int) -> np.ndarray:
-    """Each pixel's tile (``_TILE`` x ``_TILE``, row-major), for a frame size (cached: a stream has one)."""
-    rows = np.arange(height, dtype=np.int32) // _TILE
-    columns = np.arange(width, dtype=np.int32) // _TILE
-    index = rows[:, None] * np.int32(-(-width // _TILE)) + columns[None, :]
+def _tile_keys(height: int, width: int, stride: int) -> np.ndarray:
+    """Each pixel's tile (``_TILE`` x ``_TILE``, row-major) times ``stride``, for a frame size (cached: a stream has
+    one)."""
+    rows = np.arange(height, dtype=np.intp) // _TILE
+    columns = np.arange(width, dtype=np.intp) // _TILE
+    index = (rows[:, None] * (-(-width // _TILE)) + columns[None, :]) * stride
     index.setflags(write=False)
     return index
 
 
 def _class_tiles(labels: Any, classes: int, unknown_id: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
-    """``labels`` as a C-contiguous ``[H, W]`` int32 map, and its pixels per tile and class id (``[tiles, classes]``,
+    """``labels`` as a C-contiguous ``[H, W]`` uint8 (if so given) or int32 map, and its pixels per tile and class id
+    (``[tiles, classes]``,
     from one ``bincount``: each class's pixel count, and the tiles that bound its crop), refused (ValueError, one
     line) unless every id is a class or ``unknown_id``."""
     labels = np.asarray(labels)
@@ -158,7 +169,7 @@ def _class_tiles(labels: Any, classes: int, unknown_id: Optional[int]) -> Tuple[
         raise ValueError(
             f"labels: expected an [H, W] map of integer label ids, got {labels.dtype} {list(labels.shape)}"
         )
-    labels = np.ascontiguousarray(labels, dtype=np.int32)
+    labels = np.ascontiguousarray(labels, dtype=np.uint8 if labels.dtype == np.uint8 else np.int32)
     height, width = labels.shape
     tiles = -(-height // _TILE) * -(-width // _TILE)
     if not labels.size:
@@ -170,9 +181,7 @@ def _class_tiles(labels: Any, classes: int, unknown_id: Optional[int]) -> Tuple[
     if high >= classes:  # the unknown id (its pixels: column classes, dropped) or a label that is no class (classes+1)
         other = np.where(labels >= classes, np.int32(classes + 1), labels)
         keyed = np.where(labels == (-1 if unknown_id is None else unknown_id), np.int32(classes), other)
-    table = np.bincount(
-        (_tile_index(height, width) * np.int32(classes + 2) + keyed).ravel(), minlength=tiles * (classes + 2)
-    )
+    table = np.bincount((_tile_keys(height, width, classes + 2) + keyed).ravel(), minlength=tiles * (classes + 2))
     table = table.reshape(tiles, classes + 2)
     if table[:, classes + 1].any():
         stray = int(labels[(labels >= classes) & (labels != (-1 if unknown_id is None else unknown_id))][0])
@@ -180,31 +189,90 @@ def _class_tiles(labels: Any, classes: int, unknown_id: Optional[int]) -> Tuple[
     return labels, table[:, :classes]
 
 
-def _crop(table: np.ndarray, class_id: int, height: int, width: int) -> Tuple[int, int, int, int]:
-    """``(y0, y1, x0, x1)``: the bounds of the tiles that hold ``class_id`` (every pixel of the class is inside)."""
-    across = -(-width // _TILE)
-    held = np.flatnonzero(table[:, class_id])
-    rows, columns = held // across, held % across
-    y0, x0 = int(rows.min()) * _TILE, int(columns.min()) * _TILE
-    return y0, min(height, (int(rows.max()) + 1) * _TILE), x0, min(width, (int(columns.max()) + 1) * _TILE)
+def _groups(
+    table: np.ndarray, height: int, width: int, smallest: int
+) -> Iterator[Tuple[int, int, int, int, int, int, Optional[np.ndarray]]]:
+    """Each class's crops: one per 8-connected group of the tiles that hold the class with at least ``smallest`` of
+    its pixels (every class's tile grid labelled in one call: ``scipy.ndimage.label`` on ``[class, tile row, tile
+    column]``, connected within a class only), as ``(class_id, y0, y1, x0, x1, pixels, tiles)``: the bounds of the
+    group's tiles, the class's pixels in them and, where other groups' tiles of the class lie within them, the
+    group's tiles there (``[rows, columns]`` bool, to mask the crop with), else None.
+
+    Every region of a class lies in one group's tiles (its 8-connected pixels lie in 8-connected tiles), so the
+    regions of the crops, each masked to its group's tiles, are the class's regions, each once; a group of fewer
+    pixels holds no region of ``smallest``. A class whose regions lie apart is read in small crops, not in one box
+    around all of them, and its specks are not read at all."""
+    from scipy import ndimage
+
+    down, across = -(-height // _TILE), -(-width // _TILE)
+    classes = np.flatnonzero(table.sum(axis=0) >= smallest)  # a class of fewer pixels has no group of smallest
+    if not classes.size:
+        return
+    pixels = np.ascontiguousarray(table[:, classes].T).reshape(-1, down, across)
+    group, count = ndimage.label(pixels > 0, structure=_WITHIN_A_CLASS)
+    sizes = np.bincount(group.ravel(), weights=pixels.ravel(), minlength=count + 1).astype(np.int64)
+    slices = ndimage.find_objects(group)
+    for index in (np.flatnonzero(sizes[1:] >= smallest) + 1).tolist():
+        planes, rows, columns = slices[index - 1]
+        inside = group[planes.start, rows, columns]
+        tiles = inside == index
+        mask = None if np.array_equal(tiles, inside > 0) else tiles  # another group's tiles within its bounds
+        y0, y1 = rows.start * _TILE, min(height, rows.stop * _TILE)
+        x0, x1 = columns.start * _TILE, min(width, columns.stop * _TILE)
+        yield int(classes[planes.start]), y0, y1, x0, x1, int(sizes[index]), mask
 
 
-def _runs(columns: np.ndarray, rows: np.ndarray, height: int, total: int) -> np.ndarray:
-    """COCO's run lengths (zeros first) of the pixels at (``rows``, ``columns``), given in column-major order, of a
-    ``height``-row image of ``total`` pixels."""
-    linear = columns.astype(np.int64) * height + rows
-    breaks = np.flatnonzero(np.diff(linear) != 1) + 1
-    starts = linear[np.concatenate(([0], breaks))]
-    ends = linear[np.concatenate((breaks - 1, [linear.size - 1]))] + 1
+_FEW = 6  # up to this many regions of a crop, each one's box is read by OpenCV (:func:`_boxes`)
+
+
+def _boxes(component: np.ndarray, indices: np.ndarray) -> List[Sequence[int]]:
+    """The boxes ``(x, y, w, h)`` of the regions ``indices`` (ascending) of a label image: for a few, each one's mask
+    and its bounding rectangle (OpenCV: two passes over the image each, about a seventh of SciPy's one for all),
+    else ``scipy.ndimage.find_objects``."""
+    import cv2
+    from scipy import ndimage
+
+    if indices.size <= _FEW:
+        return [cv2.boundingRect(cv2.compare(component, index, cv2.CMP_EQ)) for index in indices.tolist()]
+    slices = ndimage.find_objects(component, max_label=int(indices[-1]))
+    return [
+        (columns.start, rows.start, columns.stop - columns.start, rows.stop - rows.start)
+        for rows, columns in (slices[index - 1] for index in indices.tolist())
+    ]
+
+
+def _runs(inside: np.ndarray, x: int, y: int, height: int, total: int) -> Tuple[np.ndarray, int, int]:
+    """COCO's run lengths (zeros first) of a region given as ``inside`` (bool ``[h, w]``), its box's mask at
+    column ``x``, row ``y`` of a ``height``-row image of ``total`` pixels, and the sums of its pixels' columns and
+    rows (exact integers: the centroid's numerators).
+
+    The runs of each column of the box (a zero row above and below it, so that each column's runs start and end in
+    it), joined where one column's run goes on at the top of the next (a box of the frame's full height)."""
+    import cv2
+
+    rows = inside.shape[0]
+    padded = cv2.copyMakeBorder(cv2.transpose(inside.view(np.uint8)), 0, 0, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    flat = padded.ravel()  # column-major (COCO's order), each column between two zeros
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # starts (even) and ends (odd), in the padded columns
+    column, row = np.divmod(edges, rows + 2)
+    column, first, stop = column[0::2] + x, row[0::2] + (y - 1), row[1::2] + (y - 1)
+    length = stop - first
+    sum_columns, sum_rows = int(column @ length), int((first + stop - 1) @ length) // 2  # each run's rows: a series
+    starts, ends = column * height + first, column * height + stop
+    apart = np.flatnonzero(starts[1:] != ends[:-1]) + 1  # a run that goes on into the next column: one run
+    starts, ends = starts[np.concatenate(([0], apart))], ends[np.concatenate((apart - 1, [ends.size - 1]))]
     runs = np.empty(2 * starts.size + 1, dtype=np.int64)
     runs[0] = starts[0]
     runs[1:-1:2] = ends - starts
     runs[2:-1:2] = starts[1:] - ends[:-1]
     runs[-1] = total - ends[-1]
-    return runs if runs[-1] else runs[:-1]
+    return (runs if runs[-1] else runs[:-1]), sum_columns, sum_rows
 
 
 def _score(values: np.ndarray) -> float:
+    mean = float(np.mean(values, dtype=np.float64)) if values.size else 0.0
+    if math.isfinite(mean):  # every value finite (a float64 sum of them is finite), or none
+        return mean
     finite = values[np.isfinite(values)]
     return float(np.mean(finite, dtype=np.float64)) if finite.size else 0.0
 
@@ -254,38 +322,45 @@ def find_objects(
     smallest = min_pixels(min_area, labels.size)
     if not labels.size:
         return FrameObjects((), 0)
-    found: List[Tuple[Tuple[int, int, int], int, Tuple[int, int, int, int], Tuple[float, float]]] = []
-    components: Dict[int, Tuple[np.ndarray, int, int]] = {}
-    for class_id in np.flatnonzero(table.sum(axis=0) >= smallest).tolist():
-        y0, y1, x0, x1 = _crop(table, class_id, height, width)  # the class's tiles: OpenCV reads these pixels only
-        inside = cv2.compare(labels[y0:y1, x0:x1], class_id, cv2.CMP_EQ)
-        number, component, stats, centroids = cv2.connectedComponentsWithStats(inside, connectivity=8, ltype=cv2.CV_32S)
-        components[class_id] = (component, y0, x0)
-        large = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= smallest) + 1  # 0: the background (every other pixel)
-        for index, (x, y, w, h, area), (cx, cy) in zip(
-            large.tolist(), stats[large].tolist(), centroids[large].tolist()
-        ):
+    # Each class's crops (:func:`_groups`), labelled by OpenCV without statistics (the module's "Cost").
+    found: List[Tuple[Tuple[int, int, int], np.ndarray, int, int, int, Tuple[int, int, int, int]]] = []
+    for class_id, y0, y1, x0, x1, pixels, tiles in _groups(table, height, width, smallest):
+        inside = cv2.compare(labels[y0:y1, x0:x1], class_id, cv2.CMP_EQ)  # type: ignore[call-overload]  # a scalar
+        if tiles is not None:  # the group's tiles only (another group's regions are its own crop's)
+            spread = np.repeat(np.repeat(tiles, _TILE, axis=0), _TILE, axis=1)[: y1 - y0, : x1 - x0]
+            inside &= spread.view(np.uint8) * np.uint8(255)
+        number, component = cv2.connectedComponents(inside, connectivity=8, ltype=cv2.CV_32S)
+        boxes: List[Sequence[int]]
+        if number == 2:  # one region: every pixel of the class in the crop, its box theirs
+            large, areas, boxes = np.array([1]), np.array([0, pixels]), [cv2.boundingRect(inside)]
+        else:
+            areas = np.bincount(component.ravel(), minlength=number)
+            large = np.flatnonzero(areas[1:] >= smallest) + 1  # 0: the background (every other pixel)
+            boxes = _boxes(component, large) if large.size else []
+        for index, area, (x, y, w, h) in zip(large.tolist(), areas[large].tolist(), boxes):
             first = x + int(np.argmax(component[y, x : x + w] == index))  # its first pixel in raster order
             key = (class_id, -area, (y + y0) * width + first + x0)
-            found.append((key, index, (x + x0, y + y0, w, h), (cx + x0, cy + y0)))
+            found.append((key, component, index, y0, x0, (x, y, w, h)))
     found.sort(key=lambda item: item[0])
     kept = found[:cap]
-    objects = []
-    for (class_id, negative_area, _), index, (x, y, w, h), centroid in kept:
-        component, y0, x0 = components[class_id]
-        crop = component[y - y0 : y - y0 + h, x - x0 : x - x0 + w] == index
-        columns, rows = np.nonzero(crop.T)  # column-major order: COCO's
-        runs = _runs(columns + x, rows + y, height, labels.size)
-        score = 1.0 if scores is None else _score(scores[y : y + h, x : x + w][crop])
-        objects.append(
-            RegionObject(
-                class_id=int(class_id),
-                name=names[class_id],
-                score=score,
-                box=(x, y, w, h),
-                area=-negative_area,
-                centroid=centroid,
-                rle={"size": [int(height), int(width)], "counts": rle_counts_array(runs)},
-            )
+    fields, runs = [], []
+    for (class_id, negative_area, _), component, index, y0, x0, (x, y, w, h) in kept:
+        inside = component[y : y + h, x : x + w] == index
+        x, y, area = x + x0, y + y0, -negative_area
+        region_runs, sum_columns, sum_rows = _runs(inside, x, y, height, labels.size)
+        runs.append(region_runs)
+        score = 1.0 if scores is None else _score(scores[y : y + h, x : x + w][inside])
+        fields.append((int(class_id), score, (x, y, w, h), area, (sum_columns / area, sum_rows / area)))
+    objects = tuple(
+        RegionObject(
+            class_id=class_id,
+            name=names[class_id],
+            score=score,
+            box=box,
+            area=area,
+            centroid=centroid,
+            rle={"size": [int(height), int(width)], "counts": counts},
         )
-    return FrameObjects(tuple(objects), len(found) - len(kept))
+        for (class_id, score, box, area, centroid), counts in zip(fields, rle_counts_arrays(runs))
+    )
+    return FrameObjects(objects, len(found) - len(kept))

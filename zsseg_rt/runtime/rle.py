@@ -4,11 +4,11 @@ string of run lengths (``rleToString``) and its decoding. Shared by the COCO fil
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
-__all__ = ["decode_rle", "rle_counts_array"]
+__all__ = ["decode_rle", "rle_counts_array", "rle_counts_arrays"]
 
 
 def rle_counts_array(runs: np.ndarray) -> str:
@@ -17,21 +17,39 @@ def rle_counts_array(runs: np.ndarray) -> str:
     third on as the difference from the run two before, in 5-bit groups, least significant first, each group + 48 as
     a character and bit 0x20 set on all but the last; each value's groups in a row of 7 (35 bits: runs up to 2^34
     pixels), the characters of each row up to its last group."""
-    runs = np.asarray(runs, dtype=np.int64).ravel()
+    return rle_counts_arrays([runs])[0]
+
+
+def rle_counts_arrays(arrays: Sequence[np.ndarray]) -> List[str]:
+    """:func:`rle_counts_array` of each array of run lengths, encoded together (one pass of NumPy for a frame's
+    objects, not one each)."""
+    arrays = [np.asarray(runs, dtype=np.int64).ravel() for runs in arrays]
+    if not arrays:
+        return []
+    sizes = np.array([runs.size for runs in arrays], dtype=np.int64)
+    runs = np.concatenate(arrays)
     if not runs.size:
-        return ""
+        return [""] * len(arrays)
+    position = np.arange(runs.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # each run's index in its array
     values = runs.copy()
-    values[3:] -= runs[1:-2]  # from the third on (index > 2, as rleToString): the difference from the run two before
-    shifts = np.arange(7, dtype=np.int64) * 5
-    groups = (values[:, None] >> shifts) & 0x1F
-    rest = values[:, None] >> (shifts + 5)  # arithmetic: a negative difference ends in -1
-    more = np.where(groups & 0x10, rest != -1, rest != 0)
-    last = np.argmin(more, axis=1)  # the first group after which nothing more is needed
-    if more[np.arange(values.size), last].any():
+    later = np.flatnonzero(position > 2)  # from the third on (index > 2, as rleToString): the difference from the
+    values[later] -= runs[later - 2]  # run two before in the same array
+    magnitude = np.where(values >= 0, values, ~values)  # a value fits n groups where this is under 2^(5n - 1)
+    groups = 1 + np.searchsorted(_GROUP_BOUNDS, magnitude, side="right")
+    if groups.size and groups.max() > 7:
         raise ValueError("a run length over 2^34 pixels: no COCO RLE holds it")
-    keep = np.arange(7)[None, :] <= last[:, None]
-    codes = (groups | np.where(more, 0x20, 0)) + 48
-    return codes[keep].astype(np.uint8).tobytes().decode("ascii")
+    ends = np.cumsum(groups)  # each value's characters end here
+    group = np.arange(int(ends[-1])) - np.repeat(ends - groups, groups)  # each character's group in its value
+    codes = (np.repeat(values, groups) >> (5 * group)) & 0x1F  # arithmetic shift: a negative value's groups
+    codes |= np.where(group < np.repeat(groups - 1, groups), 0x20, 0)  # more groups follow
+    text = (codes + 48).astype(np.uint8).tobytes().decode("ascii")
+    ends = ends[np.cumsum(sizes) - 1]  # each array's characters end after its last value's
+    ends[sizes == 0] = 0
+    ends = np.maximum.accumulate(ends).tolist()
+    return [text[start:end] for start, end in zip([0] + ends[:-1], ends)]
+
+
+_GROUP_BOUNDS = 2 ** (5 * np.arange(1, 8, dtype=np.int64) - 1)  # n groups (5 bits each, signed) hold |v| < 2^(5n-1)
 
 
 def decode_rle(rle: Dict[str, Any]) -> np.ndarray:
