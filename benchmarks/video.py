@@ -134,8 +134,8 @@ class ClipMotion:
         import cv2
         import numpy as np
 
-        from zsseg_rt.stream.temporal import FlowEstimator, TemporalOptions
-        from zsseg_rt.stream.video_metrics import STILL_THRESHOLD, grey, moved
+        from zsseg_rt.stream.video_filter.temporal import FlowEstimator, TemporalOptions
+        from zsseg_rt.stream.video_filter.video_metrics import STILL_THRESHOLD, grey, moved
 
         self.greys = [grey(frame) for frame in frames]
         options = TemporalOptions()
@@ -160,7 +160,7 @@ class ClipMotion:
     def unmoved_flicker(self, labels: List[Any]) -> Optional[float]:
         """Flicker (%) within the still pixels that the flow does not move, the pairs across a cut left out (mean
         over pairs, as ``flicker_pct``)."""
-        from zsseg_rt.stream.video_metrics import flicker
+        from zsseg_rt.stream.video_filter.video_metrics import flicker
 
         values = [
             flicker(self.greys[k - 1], self.greys[k], labels[k - 1], labels[k], within=~self.moved[k])
@@ -178,7 +178,7 @@ def measure(frames: List[Any], out: Path, reference: Optional[Path], motion: Cli
     import numpy as np
 
     from zsseg_rt.stream.labels import read_labels
-    from zsseg_rt.stream.video_metrics import VideoMetrics, agreement, carried, voted
+    from zsseg_rt.stream.video_filter.video_metrics import VideoMetrics, agreement, carried, voted
 
     metrics = VideoMetrics(consistency=True)
     agree = []

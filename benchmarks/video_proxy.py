@@ -106,8 +106,8 @@ def replay(frames, person, options: Optional[Dict[str, Any]]) -> List[Any]:
     import numpy as np
 
     from zsseg_rt.pipeline.class_scores import ClassScores, _area_resize, state_size
-    from zsseg_rt.stream.lookahead import LookAheadFilter
-    from zsseg_rt.stream.temporal import StreamFilter, TemporalOptions
+    from zsseg_rt.stream.video_filter.lookahead import LookAheadFilter
+    from zsseg_rt.stream.video_filter.temporal import StreamFilter, TemporalOptions
 
     options = dict(options or {})
     delay = options.pop("delay", 0)
@@ -141,7 +141,7 @@ def measure(name: str, path: Path) -> Tuple[List[str], List[str]]:
     """The table rows of one clip and its verdict lines."""
     import numpy as np
 
-    from zsseg_rt.stream import video_metrics as vm
+    from zsseg_rt.stream.video_filter import video_metrics as vm
 
     from .video import ClipMotion
 

@@ -101,7 +101,7 @@ def cases(scale: int = 1) -> Dict[str, dict]:
     import numpy as np
 
     from zsseg_rt import ops
-    from zsseg_rt.stream.temporal import _fill_maps
+    from zsseg_rt.stream.video_filter.temporal import _fill_maps
 
     c, h, w = 5 * scale, 18 * scale, 24 * scale
     fh, fw = 4 * h, 4 * w
@@ -391,7 +391,7 @@ def part_video(ctx) -> dict:
 def _filter_modes(ctx, bundle: str, clip: Path) -> None:
     """``compare_modes`` on the bundle's torch CUDA Engine (fp16) and the clip's first 24 frames (the Engine and its
     model go when this returns, before --live starts its own)."""
-    from zsseg_rt.stream.video import VideoSegmenter
+    from zsseg_rt.stream.video_filter.video import VideoSegmenter
 
     ge = _engine_module()
     model, _ = _cuda_model(bundle)

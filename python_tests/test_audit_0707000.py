@@ -140,7 +140,7 @@ class _Flow:
         return np.ascontiguousarray(frame[::2, ::2, 0])
 
     def estimate(self, small, previous, anchor, to_anchor):
-        from zsseg_rt.stream.temporal import Motion
+        from zsseg_rt.stream.video_filter.temporal import Motion
 
         h, w = small.shape
         return Motion(np.zeros((h, w, 2), np.float32), np.ones((h, w), bool), 0.5, 0.95, 0.0)
@@ -152,7 +152,7 @@ def test_a_slow_pan_that_loses_the_anchor_is_no_scene_cut(adaptive):
     """A pan (or a growing occluder): each frame's flow to the one before is confident, the flow composed back to the
     keyframe has lost half the frame. That is no scene cut: the frame is propagated (keyframe_every=8), or with
     `adaptive` a keyframe for "low confidence". Control: a step that loses the frame is a scene cut."""
-    from zsseg_rt.stream.temporal import Motion, StreamFilter, TemporalOptions, _Anchor
+    from zsseg_rt.stream.video_filter.temporal import Motion, StreamFilter, TemporalOptions, _Anchor
 
     frame = np.zeros((32, 48, 3), np.uint8)
     flow = _Flow()

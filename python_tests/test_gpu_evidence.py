@@ -177,7 +177,7 @@ def test_a_must_run_test_that_skips_or_is_absent_fails_the_stage(record, tmp_pat
 # ---- the evidence: a record, its logs tarball and git at its commit ------------------------------------------------------
 TREE_AT_A = {
     "csrc/a.cu": "1", "csrc/emu/cuda_emu.h": "1", "cpp_tests/test_c.cpp": "1", "cpp_tests/emulation/test_e.cpp": "1",
-    "zsseg_rt/__init__.py": "1", "zsseg_rt/stream/filter_arrays.py": "1", "benchmarks/_cuda_timing.py": "1",
+    "zsseg_rt/__init__.py": "1", "zsseg_rt/stream/video_filter/filter_arrays.py": "1", "benchmarks/_cuda_timing.py": "1",
     "tools/gpu_check.sh": "1", "python_tests/conftest.py": "1", "docs/x.md": "1",
     "python_tests/ops/test_o.py": "import pytest\npytestmark = pytest.mark.cuda\n",
 }  # fmt: skip
@@ -588,7 +588,7 @@ def test_coverage_covers_the_benchmarks_and_the_stream_not_the_emulator(tmp_path
 
     assert changed("benchmarks/_cuda_timing.py") == ["engine", "probe", "suite"]
     assert changed("benchmarks/streams.py") == ["engine", "probe", "suite"]
-    assert changed("zsseg_rt/stream/filter_arrays.py") == sorted(base)  # the sanitizers' as well
+    assert changed("zsseg_rt/stream/video_filter/filter_arrays.py") == sorted(base)  # the sanitizers' as well
     assert changed("csrc/emu/cuda_emu.h") == [] and changed("csrc/emu/include/cuda_runtime.h") == []
     assert changed("cpp_tests/emulation/test_e.cpp") == []
     assert changed("csrc/a.cu") == sorted(base) and changed("cpp_tests/test_c.cpp") == ["engine", "sanitizers"]

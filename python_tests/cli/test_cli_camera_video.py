@@ -17,7 +17,7 @@ from support import record_made  # noqa: E402
 
 from zsseg_rt.stream.labels import read_labels  # noqa: E402
 from zsseg_rt.stream.sources import open_source  # noqa: E402
-from zsseg_rt.stream.video_metrics import VideoMetrics  # noqa: E402
+from zsseg_rt.stream.video_filter.video_metrics import VideoMetrics  # noqa: E402
 
 
 def _visible(folder) -> list:
@@ -136,7 +136,7 @@ def test_camera_live_option_is_one_window_keyframes_and_a_cheaper_flow():
     from zsseg_rt.cli.camera_video import check_video_sources, engine_preset, engine_test_scale, video_segmenter
     from zsseg_rt.console.errors import CliError
     from zsseg_rt.options import LIVE
-    from zsseg_rt.stream.temporal import TemporalOptions
+    from zsseg_rt.stream.video_filter.temporal import TemporalOptions
 
     parser = argparse.ArgumentParser()
     add_command(parser.add_subparsers())

@@ -102,7 +102,7 @@ def _fill_with_opencv(labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("frame, flow_size", [((72, 96), (36, 48)), ((75, 101), (38, 51)), ((40, 40), (40, 40))])
 def test_propagate_is_the_filters_warp_and_fill(frame, flow_size):
-    from zsseg_rt.stream.temporal import _fill_maps, warp
+    from zsseg_rt.stream.video_filter.temporal import _fill_maps, warp
 
     rng = np.random.default_rng(sum(frame))
     anchor = rng.integers(0, 7, frame).astype(np.int32)
@@ -226,7 +226,7 @@ def test_cuda_matches_cpu():
     ops.temporal_hold(labels, scores, state, noise, anchor, flow, valid, 1.5)
     np.testing.assert_array_equal(to_host(d_labels), labels)
     np.testing.assert_array_equal(to_host(d_scores), scores)
-    from zsseg_rt.stream.temporal import _fill_maps
+    from zsseg_rt.stream.video_filter.temporal import _fill_maps
 
     valid_small = np.ones((36, 48), bool)
     valid_small[4:20, 10:30] = False

@@ -115,7 +115,7 @@ def test_the_consumers_read_the_rows_values():
     from zsseg_rt.pipeline.postprocessor import MODES
     from zsseg_rt.runtime.pipelines.windowed import INFERENCE, WHOLE_FALLBACKS
     from zsseg_rt.runtime.upgrade import PREPARE_MODES
-    from zsseg_rt.stream.video import DEVICE_SETTINGS
+    from zsseg_rt.stream.video_filter.video import DEVICE_SETTINGS
 
     assert MODES == tuple(ENGINE_OPTIONS["mode"].values())
     assert INFERENCE == tuple(ENGINE_OPTIONS["inference"].values()) == ("auto",) + WholeImage.INFERENCE

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from cuda_support import RuntimeDriver, requires_cuda
 
-from zsseg_rt.stream.filter_arrays import DeviceArrays
-from zsseg_rt.stream.temporal import StreamFilter, TemporalOptions
+from zsseg_rt.stream.video_filter.filter_arrays import DeviceArrays
+from zsseg_rt.stream.video_filter.temporal import StreamFilter, TemporalOptions
 
 
 def _video_fakes():
@@ -267,7 +267,7 @@ def test_the_live_options_on_the_device_pipeline(tiny_bundle):
 def test_segment_on_device_takes_one_frame_a_call(device_engine):
     """The stream's buffers alternate two a name: two or three frames in one call would have the third's results
     overwrite the first's (a review's finding); refused in one line before anything runs. Control: one frame."""
-    from zsseg_rt.stream.filter_arrays import DeviceArrays
+    from zsseg_rt.stream.video_filter.filter_arrays import DeviceArrays
 
     engine, memory = device_engine
     frames, _ = moving_square(frames=3, size=(72, 88), side=24, step=3)

@@ -1,4 +1,4 @@
-"""The temporal filter (``zsseg_rt.stream.video.VideoSegmenter`` / ``temporal``) on synthetic scenes whose true labels
+"""The temporal filter (``zsseg_rt.stream.video_filter.video.VideoSegmenter`` / ``temporal``) on synthetic scenes whose true labels
 are known, with an engine-like fake whose class scores are those labels plus noise (no model): moving objects are not
 trailed, propagation follows the motion, a scene cut / a vocabulary change / a frame of another size / a failed flow
 each give a keyframe that starts afresh, and bad frames are clear errors."""
@@ -13,8 +13,8 @@ cv2 = pytest.importorskip("cv2")
 from video_fakes import ScoreEngine, moving_square, texture  # noqa: E402
 
 from zsseg_rt.stream import VideoSegmenter  # noqa: E402
-from zsseg_rt.stream.temporal import TemporalOptions, warp  # noqa: E402
-from zsseg_rt.stream.video_metrics import flicker, grey  # noqa: E402
+from zsseg_rt.stream.video_filter.temporal import TemporalOptions, warp  # noqa: E402
+from zsseg_rt.stream.video_filter.video_metrics import flicker, grey  # noqa: E402
 
 SIZE, SIDE, STEP = (240, 320), 64, 4  # a 64 px square moving 4 px a frame: what DIS at half resolution follows
 NOISE = 0.15  # score noise on a gap of 0.5: a few per-frame labels flip anywhere in the frame

@@ -1,4 +1,4 @@
-"""The video label metrics (``zsseg_rt.stream.video_metrics``) against hand-made frames whose answers are known: the
+"""The video label metrics (``zsseg_rt.stream.video_filter.video_metrics``) against hand-made frames whose answers are known: the
 still-pixel threshold (|I_k - I_{k-1}| < 6), flicker over still pixels only, changed over all, flow-warped TC on a
 translation, agreement, still pixels that move, the vote over frames and the keyframe oracle (the benchmark's
 oracles), and the per-stream accumulator (pairs, sizes, keyframes, fps end to end from given times)."""
@@ -9,7 +9,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 from video_fakes import texture  # noqa: E402
 
-from zsseg_rt.stream.video_metrics import (  # noqa: E402
+from zsseg_rt.stream.video_filter.video_metrics import (  # noqa: E402
     VideoMetrics,
     agreement,
     carried,

@@ -1,6 +1,6 @@
 """The video options of ``zsseg camera`` (``--labels-out``, ``--stabilize``, ``--stabilize-delay``,
 ``--keyframe-every``, ``--adaptive-keyframes``, ``--temporal-consistency``) and what they build: the
-:class:`~zsseg_rt.stream.video.VideoSegmenter` around the Engine. The options are the flags here; what they build
+:class:`~zsseg_rt.stream.video_filter.video.VideoSegmenter` around the Engine. The options are the flags here; what they build
 is the core's (``zsseg_rt.stream.session_options``, which the Session runs; issue 80, item 1): the functions below are
 that module's, kept by these names for one release. Light at import (the CLI's ``--help``)."""
 

@@ -1,4 +1,4 @@
-"""The video filter's per-frame arithmetic as native ops (``zsseg_rt.stream.temporal``; docs/video.md "The method"),
+"""The video filter's per-frame arithmetic as native ops (``zsseg_rt.stream.video_filter.temporal``; docs/video.md "The method"),
 on the CPU (NumPy arrays) and on CUDA (device arrays: the filter's state never leaves the device). Each is the NumPy
 code the filter ran before, element for element (csrc/include/zsseg/temporal.h): the CPU kernels give its values bit
 for bit, the CUDA kernels the CPU kernels'. NumPy specifications: :mod:`zsseg_rt.ops.reference`

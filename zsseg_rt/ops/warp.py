@@ -1,4 +1,4 @@
-"""Values moved along a dense flow as a native op: the temporal filter's warp (``zsseg_rt.stream.temporal.warp``),
+"""Values moved along a dense flow as a native op: the temporal filter's warp (``zsseg_rt.stream.video_filter.temporal.warp``),
 on the CPU and on CUDA. NumPy specification: :func:`zsseg_rt.ops.reference.warp`."""
 
 from __future__ import annotations

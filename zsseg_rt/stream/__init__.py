@@ -32,6 +32,8 @@ Frames one by one with stable labels, without the loop (an application that owns
     result = video(frame)   # per frame: a Result with .keyframe (the encoder ran) and .reason
 """
 
+from zsseg_rt.aliases import install_moved
+
 from .capabilities import (
     StreamCapabilityError,
     display_available,
@@ -63,10 +65,17 @@ from .sources import (
     open_source,
     parse_source,
 )
-from .temporal import TemporalOptions
-from .video import VideoResult, VideoSegmenter
-from .video_metrics import VideoMetrics
+from .video_filter.temporal import TemporalOptions
+from .video_filter.video import VideoResult, VideoSegmenter
+from .video_filter.video_metrics import VideoMetrics
 from .vocabulary import ClassFileWatcher, parse_class_text
+
+# deprecated 2026-11-28 (0.1.x), removed in 0.2.0: the video filter's modules moved into their room (issue 80, item 1)
+_MOVED = {
+    f"zsseg_rt.stream.{name}": f"zsseg_rt.stream.video_filter.{name}"
+    for name in ("temporal", "video", "video_metrics", "lookahead", "filter_arrays")
+}
+install_moved(_MOVED, "deprecated since 2026-11-28, removed in 0.2.0")
 
 __all__ = [
     "LIVE",

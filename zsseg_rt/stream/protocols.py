@@ -3,7 +3,7 @@
 
 * :class:`StreamSegmenter`: a segmenter that keeps state per source (``segment_streams``: the frames of one step, each
   with its source's index; ``stats(stream)``: that source's figures for ``SourceStats.video``). The
-  :class:`~zsseg_rt.stream.video.VideoSegmenter` declares it; an Engine is a plain segment callable
+  :class:`~zsseg_rt.stream.video_filter.video.VideoSegmenter` declares it; an Engine is a plain segment callable
   (``frame -> result``, ``[frames] -> [results]``).
 * :class:`ResultSink`: a sink of results rather than overlays (``write_result(frame, result)``: the label folders, the
   robot outputs, COCO masks); with ``takes_overlay`` it is also handed a callable that draws the overlay.

@@ -39,7 +39,7 @@ from .flight import FlightSteps, open_flight
 from .protocols import ResultSink, StreamSegmenter
 from .sinks import FrameSink
 from .sources import FrameSource
-from .video_metrics import VideoMetrics
+from .video_filter.video_metrics import VideoMetrics
 from .vocabulary import ClassFileWatcher
 
 log = logging.getLogger("zsseg_rt.stream")
@@ -94,7 +94,7 @@ class SourceStats:
     e2e_latency_ms: float = 0.0
     e2e_latency_p50_ms: float = 0.0
     e2e_latency_p99_ms: float = 0.0
-    # video label metrics (zsseg_rt.stream.video_metrics: flicker_pct, changed_pct, tc_pct, fps_end_to_end, keyframes)
+    # video label metrics (zsseg_rt.stream.video_filter.video_metrics: flicker_pct, changed_pct, tc_pct, fps_end_to_end, keyframes)
     # and the temporal filter's counters (VideoSegmenter.stats)
     video: dict = dataclasses.field(default_factory=dict)
 
@@ -511,7 +511,9 @@ class MultiStreamRunner:
             self._deliver_flight(keep=len(batch))
             return
         start = time.perf_counter()
-        if isinstance(self.segment, StreamSegmenter):  # state per source (zsseg_rt.stream.video.VideoSegmenter)
+        if isinstance(
+            self.segment, StreamSegmenter
+        ):  # state per source (zsseg_rt.stream.video_filter.video.VideoSegmenter)
             results = list(self.segment.segment_streams([f.stream for _, f in batch], [f.image for _, f in batch]))
         elif len(batch) == 1:
             results = [self.segment(batch[0][1].image)]

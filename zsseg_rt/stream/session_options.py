@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from zsseg_rt.console.errors import CliError
 from zsseg_rt.options import LIVE, Preset
@@ -22,6 +22,7 @@ __all__ = [
     "engine_preset",
     "engine_test_scale",
     "output_names",
+    "output_values",
     "shared_output",
     "sink_options",
     "video_segmenter",
@@ -62,35 +63,39 @@ class SessionOptions:
     adaptive_keyframes: bool = False
     temporal_consistency: bool = False
     in_flight: int = 2  # frames in flight on a GPU's device pipeline
-    # the robot outputs (ROS 2 messages of -o out.mcap / foxglove://)
+    # the robot outputs (ROS 2 messages of -o out.mcap / foxglove://): their rows' options frame_id and overlay
     frame_id: str = "{source}"
     overlay_topic: bool = True
+    # the output kinds' own options by name (output_kinds.KindOption: frame_id, overlay, a new kind's); a value here
+    # wins over the field of the same option above
+    output_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 PLACEHOLDERS = ("{source}", "{index}")
-_PER_SOURCE_SPECS = ("display", "display://", "window", "screen", "null")  # one each without a name to tell apart
 
 
 def output_names(spec: str, names: Sequence[str]) -> List[str]:
     """The ``-o`` spec of each source: ``{source}`` replaced by its name and ``{index}`` by its position. With several
-    sources a spec naming one file or folder is refused (they would all write into it); a window (``display://``,
-    one per source) and ``null`` need no placeholder, nor a shared kind (an ``.mcap`` file, ``foxglove://``: one
-    output for every source, topics per source; the same spec for each).
+    sources a spec naming one file or folder is refused (they would all write into it). The rule is the kind's row
+    (``OutputKind.sources``): an ``EACH`` kind (a window, one per source; ``null``) needs no placeholder, nor a
+    ``SHARED`` one (an ``.mcap`` file, ``foxglove://``: one output for every source, topics per source; the same spec
+    for each); a ``SINGLE`` one (an MJPEG URL) is refused with several sources.
 
     Raises:
-        CliError: several sources and a fixed file name, or an MJPEG URL (use ``--preview``).
+        CliError: several sources and a fixed file name, or a kind that shows one source (its row says what to use).
     """
+    from zsseg_rt.stream.output_kinds import EACH, SINGLE, output_kind
+
     text = str(spec)
     per_source = [text.replace("{source}", name).replace("{index}", str(i)) for i, name in enumerate(names)]
     if len(names) == 1:
         return per_source
-    lower = text.strip().lower()
-    if lower.startswith("http://"):
+    kind = output_kind(text)
+    if kind is not None and kind.sources == SINGLE:
         raise CliError(
-            f"-o {text}: an MJPEG URL shows one stream; with {len(names)} sources use --preview PORT (one page, a grid "
-            "of every source)"
+            f"-o {text}: {kind.what} shows one stream; with {len(names)} sources use {kind.several or 'one -o each'}"
         )
-    if lower in _PER_SOURCE_SPECS or shared_output(text):
+    if (kind is not None and kind.sources == EACH) or shared_output(text):
         return [text] * len(names)
     if not any(placeholder in text for placeholder in PLACEHOLDERS):
         stem, ext = os.path.splitext(text.rstrip("/\\"))
@@ -134,18 +139,45 @@ def check_output_needs(specs: Sequence[str], command: str = "camera") -> None:
 
 def sink_options(options: Any, fps: float, names: Sequence[str], staged: Any = None, title: str = "zsseg") -> Any:
     """The ``SinkOptions`` of one ``-o`` sink: ``names``, the sources it shows (one, or every source of a shared
-    robot output)."""
+    robot output); the kinds' own options (``output_values``)."""
     from zsseg_rt.stream.output_kinds import SinkOptions
 
     return SinkOptions(
         fps=fps,
         staged=staged,
         sources=list(names),
-        frame_id=options.frame_id,
-        overlay=bool(options.overlay_topic),
         objects=bool(getattr(options, "objects", False)),  # the robot outputs' /<source>/objects and annotations
         title=title,
+        values=output_values(options),
     )
+
+
+def output_values(options: Any) -> Dict[str, Any]:
+    """The value of every output kind's own option (``output_kinds.KindOption``) ``options`` gives: its
+    ``output_options`` entry, else the older field that holds it (``frame_id``, ``overlay_topic``), else the row's
+    default.
+
+    Raises:
+        TypeError: ``output_options`` names an option no kind has (with the closest name).
+    """
+    from zsseg_rt.options import did_you_mean
+    from zsseg_rt.stream.output_kinds import kind_options
+
+    rows = kind_options()
+    given = dict(getattr(options, "output_options", None) or {})
+    unknown = sorted(set(given) - {row.name for row in rows})
+    if unknown:
+        hint = did_you_mean(unknown[0], sorted(row.name for row in rows))
+        raise TypeError(f"no output kind has the option {unknown[0]!r}" + (f"; {hint}" if hint else ""))
+    values = {}
+    for row in rows:
+        if row.name in given:
+            values[row.name] = given[row.name]
+        elif row.field is not None and hasattr(options, row.field):
+            values[row.name] = getattr(options, row.field)
+        else:
+            values[row.name] = row.default
+    return values
 
 
 # ---- the video filter: any object with the video options' names (SessionOptions, the command's arguments) -------
@@ -207,7 +239,7 @@ def video_segmenter(options: Any, engine: Any) -> Any:
     if not stabilize and not adaptive and (every or 1) == 1 and preset is None:
         return engine  # (a preset's segmenter, even one that propagates nothing, says what the preset trades)
     from zsseg_rt.pipeline.class_scores import ClassScoresUnavailable
-    from zsseg_rt.stream.video import VideoSegmenter
+    from zsseg_rt.stream.video_filter.video import VideoSegmenter
 
     try:
         return VideoSegmenter(

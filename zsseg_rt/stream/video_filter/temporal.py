@@ -1,5 +1,5 @@
 """Labels that hold still and follow the scene: optical flow between frames, the one ``warp``, the stabilising filter
-and keyframe propagation of one stream (NumPy, OpenCV for the flow, the native ops; no torch). ``zsseg_rt.stream.video`` puts them around an
+and keyframe propagation of one stream (NumPy, OpenCV for the flow, the native ops; no torch). ``zsseg_rt.stream.video_filter.video`` puts them around an
 Engine (``VideoSegmenter``); docs/video.md explains the method and its numbers.
 
 Per frame (``StreamFilter``):

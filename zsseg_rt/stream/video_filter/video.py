@@ -115,7 +115,7 @@ class VideoSegmenter:
             the class scores made there, the state kept there, the labels copied down; ``scores`` None), True
             (required: refused with the reason otherwise), False (the host: NumPy and the ops' CPU kernels).
             Keyframes then go through the device one frame at a time. The look-ahead runs on the host.
-        options: the other :class:`~zsseg_rt.stream.temporal.TemporalOptions` (``blend``, ``hysteresis``,
+        options: the other :class:`~zsseg_rt.stream.video_filter.temporal.TemporalOptions` (``blend``, ``hysteresis``,
             ``score_stride``, ``flow_stride``, ``flow_preset``, ``photometric_tolerance``, ``min_confidence``,
             ``cut_confidence``), and ``flow_function`` (tests: replaces the DIS flow).
         preset: a :class:`~zsseg_rt.options.Preset` (or its name), e.g. ``zsseg_rt.options.LIVE``: its keywords
