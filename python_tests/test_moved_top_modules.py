@@ -47,3 +47,22 @@ def test_at_most_ten_loose_modules_and_no_alias_files():
     loose = sorted(p.stem for p in top.glob("*.py") if p.stem != "__init__")
     assert len(loose) <= 10, loose
     assert not set(loose) & {old.rpartition(".")[2] for old in NEW}, loose
+
+
+STREAM_ROOMS = {
+    f"zsseg_rt.stream.{name}": f"zsseg_rt.stream.video_filter.{name}"
+    for name in ("temporal", "video", "video_metrics", "lookahead", "filter_arrays")
+}
+
+
+def test_the_video_filters_old_paths_are_its_room(tmp_path):
+    """stream/'s rooms (issue 80, item 1): the video filter's modules under zsseg_rt/stream/video_filter/, their old
+    paths the very modules with the warning; no module file is left at an old path."""
+    import zsseg_rt.stream
+
+    assert zsseg_rt.stream._MOVED == STREAM_ROOMS
+    assert_moved(STREAM_ROOMS)
+    stream = Path(zsseg_rt.stream.__file__).parent
+    assert [old for old in STREAM_ROOMS if (stream / f"{old.rsplit('.', 1)[1]}.py").exists()] == []
+    rooms = {p.name for p in stream.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert {"sources", "video_filter"} <= rooms
