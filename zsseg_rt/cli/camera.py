@@ -14,7 +14,6 @@ import sys
 from typing import Any, List, Sequence
 
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli.camera_robots import add_robot_arguments
 from zsseg_rt.cli.camera_video import add_video_arguments
 from zsseg_rt.console.arguments import add_engine_arguments, engine_kwargs, port_number, real_number, whole_number
 
@@ -47,18 +46,9 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         help="text file of class names (one per line or comma-separated), watched: "
         "edit it while streaming to change the vocabulary",
     )
-    p.add_argument(
-        "-o",
-        "--output",
-        action="append",
-        default=[],
-        help="display:// (window), a video file (.mp4/.m4v/.mov: H.264, which web browsers play, when PyAV is "
-        "installed; .avi/.mkv: Motion JPEG), a folder for images, out.mcap (ROS 2 messages: the labels as mono16 "
-        "images, the overlay, the classes; what ros2 bag and Foxglove read) or foxglove://HOST:PORT (the same topics "
-        "served live; HOST 127.0.0.1 unless given); repeatable. With several sources the name holds {source} (the "
-        "source's name) or {index} (its position, from 0): -o out/{source}.mp4; an .mcap file or foxglove:// "
-        "without it takes every source, topics per source (/NAME/labels)",
-    )
+    from zsseg_rt.stream.output_kinds import add_output_arguments, output_help
+
+    p.add_argument("-o", "--output", action="append", default=[], help=output_help("-o"))  # from the kinds' rows
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -109,7 +99,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
     p.add_argument("--no-legend", action="store_true", help="no legend / FPS text on the overlay")
     add_video_arguments(p)  # --labels-out, --stabilize, --keyframe-every, ... (zsseg_rt.cli.camera_video)
-    add_robot_arguments(p)  # --frame-id, --no-overlay-topic (zsseg_rt.cli.camera_robots)
+    add_output_arguments(p, "-o")  # the kinds' own options: --frame-id, --no-overlay-topic (their rows)
     p.add_argument(
         "--stats-json",
         help='write the final stream statistics to this JSON file (with "outputs": each video file\'s codec, '
@@ -137,21 +127,18 @@ def add_command(subparsers) -> argparse.ArgumentParser:
 _SAME_NAMES = (
     "labels_out", "save_json", "stats_json", "overwrite", "preview", "preview_host", "preview_readonly", "class_file",
     "width", "height", "fps", "loop", "every_frame", "max_frames", "max_reconnects", "alpha", "allow_partial_images",
-    "live", "stabilize", "stabilize_delay", "keyframe_every", "adaptive_keyframes", "temporal_consistency", "frame_id",
-    "objects",
+    "live", "stabilize", "stabilize_delay", "keyframe_every", "adaptive_keyframes", "temporal_consistency", "objects",
 )  # fmt: skip
 
 
 def session_options(args: argparse.Namespace) -> Any:
     """The :class:`~zsseg_rt.stream.session_options.SessionOptions` of the parsed flags."""
+    from zsseg_rt.stream.output_kinds import output_values
     from zsseg_rt.stream.session_options import SessionOptions
 
     values = {name: getattr(args, name) for name in _SAME_NAMES if hasattr(args, name)}
     return SessionOptions(
-        outputs=list(args.output),
-        legend=not args.no_legend,
-        overlay_topic=not getattr(args, "no_overlay_topic", False),
-        **values,
+        outputs=list(args.output), legend=not args.no_legend, output_options=output_values(args, "-o"), **values
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 from zsseg_rt.io_safety import AtomicFile
 from zsseg_rt.outputs.plan import CLI_FLAG, OutputPlan, StagedFile, StagedFolder
 
-from .output_kinds import output_kind
+from .output_kinds import output_kind, wrote_line
 
 __all__ = ["CameraOutputs", "input_paths"]
 
@@ -78,7 +78,9 @@ class CameraOutputs:
         if stats_json:
             outputs.stats = outputs.plan.file("--stats-json", stats_json)
         if coco_json:
-            outputs.coco = outputs.plan.file("--save-json", coco_json)
+            coco = output_kind(coco_json, "--save-json")
+            assert coco is not None and coco.plan is not None
+            outputs.coco = coco.plan(outputs.plan, coco.option, coco_json)
         outputs.plan.check()
         return outputs
 
@@ -103,8 +105,9 @@ class CameraOutputs:
     def labels(self, folder: str) -> StagedFolder:
         return self._labels[folder]
 
-    def commit(self, summary: Optional[dict] = None) -> None:
-        """Write ``--stats-json`` (``summary``) and put every output in place.
+    def commit(self, summary: Optional[dict] = None, written: Optional[Sequence[Any]] = None) -> None:
+        """Write ``--stats-json`` (``summary``) and put every output in place, then say what was written: ``written``,
+        ``(the row's name or None, describe())`` of each sink (the session's), else ``summary["outputs"]``.
 
         Raises:
             OutputWriteError: a write or a rename failed (the outputs not yet in place keep their old content).
@@ -115,8 +118,10 @@ class CameraOutputs:
             self.stats.write_json(summary)
         with signals_deferred():  # the renames as one step: a Ctrl-C meanwhile is acted on after the last
             self.plan.commit()
-        for output in (summary or {}).get("outputs", []):
-            _say_written(output)
+        if written is None:
+            written = [(None, output) for output in (summary or {}).get("outputs", [])]
+        for kind, output in written:
+            _say_written(output, kind)
 
     def abort(self) -> None:
         """After a failure: nothing is put in place; the staged files are removed (a partial video is kept)."""
@@ -126,31 +131,8 @@ class CameraOutputs:
                 log.info("%s was not replaced; %s keeps what was written", output.path, output.partial)
 
 
-def _say_written(output: Dict[str, Any]) -> None:
-    """The log line of an output put in place (``describe()`` of its sink)."""
-    if "codec" in output:
-        playable = (
-            "" if output.get("browser_playable") or output["codec"] == "mjpeg" else "; web browsers do not play it"
-        )
-        log.info(
-            "wrote %d frames to %s (%s, %s%s)",
-            output["frames"],
-            output["path"],
-            output["codec"],
-            output["encoder"],
-            playable,
-        )
-    elif output.get("kind") == "mcap" and output.get("frames"):
-        log.info(
-            "wrote %d frames to %s (%d ROS 2 messages on %d topics, %s chunks)",
-            output["frames"],
-            output["path"],
-            output["messages"],
-            len(output["topics"]),
-            output["compression"],
-        )
-    elif output.get("kind") == "coco":
-        log.info("wrote the COCO masks of %d frames to %s", output["frames"], output["path"])
-    elif output.get("kind") in ("labels", "frames") and output.get("frames"):
-        what = "label maps" if output["kind"] == "labels" else "frame images"
-        log.info("wrote %d %s to %s", output["frames"], what, output["path"])
+def _say_written(output: Dict[str, Any], kind: Optional[str] = None) -> None:
+    """The log line of an output put in place (``describe()`` of its sink): its row's ``wrote`` (``wrote_line``)."""
+    line = wrote_line(output, kind)
+    if line:
+        log.info("%s", line)

@@ -14,22 +14,43 @@ sink is opened, and what the run's output plan (:mod:`zsseg_rt.outputs.plan`) ho
 | null | -o | ``null`` | ``NullSink`` | none |
 
 A row may need Python modules beyond the core install (``modules``, installed by the pyproject extra ``extra``):
-``zsseg camera`` refuses a spec whose modules are missing in one line, before anything runs. A ``shared`` kind
-writes every source into one output (topics per source) when its spec names no ``{source}``; the others need one
-output per source.
+``zsseg camera`` refuses a spec whose modules are missing in one line, before anything runs. Each row says what it
+does with several sources (``sources``): ``SHARED`` writes every source into one output (topics per source) when its
+spec names no ``{source}``; ``EACH`` opens one per source from the same spec (a window each, ``null``); ``SINGLE``
+shows one stream (refused with several, ``several`` says what to use); ``NAMED`` (the default) needs a ``{source}`` or
+``{index}`` in its name. A row's own options (``options``: :class:`KindOption`, e.g. the robot outputs'
+``--frame-id``) are the command's flags and the ``SinkOptions.values`` its sink is opened with; the ``-o`` help
+(:func:`output_help`), the flags (:func:`add_output_arguments`), the per-source rule
+(``zsseg_rt.stream.session_options.output_names``) and the "wrote ..." line (:func:`wrote_line`) are made from the rows.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from zsseg_rt.outputs.plan import OutputPlan
 
 from .sink_base import FrameSink, SinkError
 
-__all__ = ["OUTPUT_KINDS", "OutputKind", "SinkOptions", "open_output", "open_sink", "output_kind"]
+__all__ = [
+    "EACH",
+    "NAMED",
+    "OUTPUT_KINDS",
+    "SHARED",
+    "SINGLE",
+    "KindOption",
+    "OutputKind",
+    "SinkOptions",
+    "add_output_arguments",
+    "kind_options",
+    "open_output",
+    "open_sink",
+    "output_help",
+    "output_kind",
+    "wrote_line",
+]
 
 _WINDOWS = ("display", "display://", "window", "screen")
 
@@ -39,17 +60,56 @@ class SinkOptions:
     """What opening a sink may use besides its spec: ``fps`` (a video's), ``replace`` (an image folder's earlier
     frames may be replaced, standing alone), ``staged`` (the output plan's entry of the spec: an ``AtomicFile`` or a
     ``StagedFolder``; None: the sink checks its own output), ``sources`` (the names of the sources it shows, for the
-    robot outputs' topics), ``frame_id``, ``overlay`` and ``objects`` (robot outputs: ``/<source>/objects`` and
-    ``/<source>/annotations`` too), ``title`` (a window's)."""
+    robot outputs' topics), ``objects`` (robot outputs: ``/<source>/objects`` and ``/<source>/annotations`` too),
+    ``title`` (a window's), and ``values``: the kinds' own options by name (:class:`KindOption`; ``value(name)``
+    gives a row's default when none was given), e.g. ``frame_id`` and ``overlay`` of the robot outputs."""
 
     fps: float = 30.0
     replace: bool = False
     staged: Any = None
     sources: Sequence[str] = ("camera",)
-    frame_id: str = "{source}"
-    overlay: bool = True
     objects: bool = False
     title: str = "zsseg"
+    values: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def value(self, name: str) -> Any:
+        """The value of a kind's option ``name``: the one given, else its row's default.
+
+        Raises:
+            KeyError: no kind has an option of that name.
+        """
+        if name in self.values:
+            return self.values[name]
+        for option in kind_options():
+            if option.name == name:
+                return option.default
+        raise KeyError(f"no output kind has an option {name!r}; they are {[o.name for o in kind_options()]}")
+
+    @property
+    def frame_id(self) -> str:  # the robot outputs' (their rows' option, ROBOT_OPTIONS)
+        return str(self.value("frame_id"))
+
+    @property
+    def overlay(self) -> bool:
+        return bool(self.value("overlay"))
+
+
+@dataclasses.dataclass(frozen=True)
+class KindOption:
+    """An option of an output kind (a row's ``options``): ``name``, its key in ``SinkOptions.values`` and the
+    command's argument name; ``flag``, the command-line flag; ``default``; ``help`` (the words of the flag's help;
+    the kinds that have it are added); ``type``, what turns the flag's text into the value (a ``store_false`` switch
+    when ``switch_off``: the flag turns a True default off); ``metavar``; ``field``, the older ``SessionOptions``
+    field that holds it (the robot outputs' ``frame_id``, ``overlay_topic``), else None."""
+
+    name: str
+    flag: str
+    default: Any
+    help: str
+    type: Callable[[str], Any] = str
+    switch_off: bool = False
+    metavar: Optional[str] = None
+    field: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +124,29 @@ class OutputKind:
     plan: Optional[Callable[[OutputPlan, str, str], Any]] = None  # (plan, option, path) -> the entry it declares
     modules: Tuple[str, ...] = ()  # Python modules it needs beyond the core install ...
     extra: str = ""  # ... and the extra of pyproject.toml that installs them
-    shared: bool = False  # several sources in one output (topics per source) when the spec has no {source}
+    sources: str = "named"  # several sources: SHARED, EACH, SINGLE or NAMED (see the module)
+    options: Tuple[KindOption, ...] = ()  # its own options: flags, SinkOptions.values
+    words: str = ""  # what the -o help says of it (default: example)
+    wrote: Optional[Callable[[Dict[str, Any]], Optional[str]]] = None  # the "wrote ..." line of its describe()
+    several: str = ""  # SINGLE: what to use with several sources
+
+    @property
+    def shared(self) -> bool:
+        """One output takes every source (topics per source) when the spec names none."""
+        return self.sources == SHARED
+
+    @property
+    def spec(self) -> str:
+        """The example spec without its words: ``out.mp4``."""
+        return self.example.split(" (", 1)[0]
+
+    @property
+    def what(self) -> str:
+        """The example's words without its spec: ``a video file``."""
+        return self.example.split(" (", 1)[-1].rstrip(")")
+
+
+SHARED, EACH, SINGLE, NAMED = "shared", "each", "single", "named"
 
 
 def _lower(spec: str) -> str:
@@ -128,8 +210,8 @@ def _mcap(spec: str, options: SinkOptions) -> FrameSink:
     return McapSink(
         str(spec).strip(),
         sources=options.sources,
-        frame_id=options.frame_id,
-        overlay=options.overlay,
+        frame_id=options.value("frame_id"),
+        overlay=options.value("overlay"),
         overwrite=options.replace,
         output=options.staged,
         objects=options.objects,
@@ -144,8 +226,8 @@ def _foxglove(spec: str, options: SinkOptions) -> FrameSink:
         port,
         host,
         sources=options.sources,
-        frame_id=options.frame_id,
-        overlay=options.overlay,
+        frame_id=options.value("frame_id"),
+        overlay=options.value("overlay"),
         objects=options.objects,
     )
 
@@ -172,40 +254,173 @@ def _labels_entry(plan: OutputPlan, option: str, path: str) -> Any:
     return plan.folder(option, path, LABELS)
 
 
+def _video_wrote(output: Dict[str, Any]) -> str:
+    browser = output.get("browser_playable") or output["codec"] == "mjpeg"
+    playable = "" if browser else "; web browsers do not play it"
+    return f"wrote {output['frames']} frames to {output['path']} ({output['codec']}, {output['encoder']}{playable})"
+
+
+def _mcap_wrote(output: Dict[str, Any]) -> Optional[str]:
+    if not output.get("frames"):
+        return None
+    return (
+        f"wrote {output['frames']} frames to {output['path']} ({output['messages']} ROS 2 messages on "
+        f"{len(output['topics'])} topics, {output['compression']} chunks)"
+    )
+
+
+def _images_wrote(what: str) -> Callable[[Dict[str, Any]], Optional[str]]:
+    def line(output: Dict[str, Any]) -> Optional[str]:
+        return f"wrote {output['frames']} {what} to {output['path']}" if output.get("frames") else None
+
+    return line
+
+
+def _coco(spec: str, options: SinkOptions) -> FrameSink:
+    from .coco_sink import CocoSink
+
+    return CocoSink(options.staged, list(options.sources))
+
+
+def _file_entry(plan: OutputPlan, option: str, path: str) -> Any:
+    return plan.file(option, path)
+
+
 ROBOT_MODULES = ("mcap", "mcap_ros2")
+ROBOT_OPTIONS = (
+    KindOption(
+        "frame_id",
+        "--frame-id",
+        "{source}",
+        "header.frame_id of the ROS 2 messages; {source} is the source's name (default: the source's name)",
+        metavar="ID",
+        field="frame_id",
+    ),
+    KindOption(
+        "overlay",
+        "--no-overlay-topic",
+        True,
+        "leave out /SOURCE/overlay (the overlay as JPEG): labels and label_info only",
+        switch_off=True,
+        field="overlay_topic",
+    ),
+)
 
 OUTPUT_KINDS: Tuple[OutputKind, ...] = (
-    OutputKind("window", "-o", "display:// (a window)", lambda s: _lower(s) in _WINDOWS, _window),
     OutputKind(
-        "mjpeg", "-o", "http://127.0.0.1:8080 (an MJPEG page)", lambda s: _lower(s).startswith("http://"), _mjpeg
+        "window", "-o", "display:// (a window)", lambda s: _lower(s) in _WINDOWS, _window, sources=EACH,
+        words="display:// (a window; one per source)",
     ),
-    OutputKind("video", "-o", "out.mp4 (a video file)", _is_video, _video, _stream_entry),
     OutputKind(
-        "mcap",
-        "-o",
-        "out.mcap (ROS 2 messages)",
-        lambda s: _extension(s) == ".mcap",
-        _mcap,
-        _stream_entry,
-        ROBOT_MODULES,
-        "robots",
-        shared=True,
-    ),  # fmt: skip
+        "mjpeg", "-o", "http://127.0.0.1:8080 (an MJPEG page)", lambda s: _lower(s).startswith("http://"), _mjpeg,
+        sources=SINGLE, several="--preview PORT (one page, a grid of every source)",
+    ),
     OutputKind(
-        "foxglove",
-        "-o",
-        "foxglove://127.0.0.1:8765 (live)",
-        lambda s: _lower(s).startswith("foxglove://"),
-        _foxglove,
-        None,
-        ("foxglove",),
-        "robots",
-        shared=True,
-    ),  # fmt: skip
-    OutputKind("null", "-o", "null (nothing)", lambda s: _lower(s) == "null", _null),
-    OutputKind("frames", "-o", "frames/ (a folder of images)", _is_folder, _frames, _frames_entry),
-    OutputKind("labels", "--labels-out", "labels/ (a folder of label maps)", _is_folder, _labels, _labels_entry),
-)
+        "video", "-o", "out.mp4 (a video file)", _is_video, _video, _stream_entry, wrote=_video_wrote,
+        words="a video file (.mp4/.m4v/.mov: H.264, which web browsers play, when PyAV is installed; .avi/.mkv: "
+        "Motion JPEG)",
+    ),
+    OutputKind(
+        "mcap", "-o", "out.mcap (ROS 2 messages)", lambda s: _extension(s) == ".mcap", _mcap, _stream_entry,
+        ROBOT_MODULES, "robots", sources=SHARED, options=ROBOT_OPTIONS, wrote=_mcap_wrote,
+        words="out.mcap (ROS 2 messages: the labels as mono16 images, the overlay, the classes; what ros2 bag and "
+        "Foxglove read)",
+    ),
+    OutputKind(
+        "foxglove", "-o", "foxglove://127.0.0.1:8765 (live)", lambda s: _lower(s).startswith("foxglove://"),
+        _foxglove, None, ("foxglove",), "robots", sources=SHARED, options=ROBOT_OPTIONS,
+        words="foxglove://HOST:PORT (the same topics served live; HOST 127.0.0.1 unless given)",
+    ),
+    OutputKind("null", "-o", "null (nothing)", lambda s: _lower(s) == "null", _null, sources=EACH),
+    OutputKind(
+        "frames", "-o", "frames/ (a folder of images)", _is_folder, _frames, _frames_entry,
+        wrote=_images_wrote("frame images"), words="a folder for images",
+    ),
+    OutputKind(
+        "labels", "--labels-out", "labels/ (a folder of label maps)", _is_folder, _labels, _labels_entry,
+        wrote=_images_wrote("label maps"),
+    ),
+    OutputKind(
+        "coco", "--save-json", "masks.json (COCO masks)", lambda s: bool(str(s).strip()), _coco, _file_entry,
+        sources=SHARED,
+        wrote=lambda output: f"wrote the COCO masks of {output['frames']} frames to {output['path']}",
+    ),
+)  # fmt: skip
+
+
+def kind_options(option: str = "") -> List[KindOption]:
+    """Every kind's own options (of ``option``'s kinds; all with ""), each once, in the table's order."""
+    found: Dict[str, KindOption] = {}
+    for kind in OUTPUT_KINDS:
+        if not option or kind.option == option:
+            for row in kind.options:
+                found.setdefault(row.name, row)
+    return list(found.values())
+
+
+def _kinds_with(name: str) -> List[OutputKind]:
+    return [kind for kind in OUTPUT_KINDS if any(row.name == name for row in kind.options)]
+
+
+def add_output_arguments(parser: Any, option: str = "-o") -> None:
+    """Add each kind's own options (of ``option``'s kinds) to an argparse ``parser`` as flags: one group per set of
+    kinds sharing them (``robot outputs: -o out.mcap, -o foxglove://HOST:PORT``); the argument name is the
+    option's name (``args.frame_id``, ``args.overlay``)."""
+    groups: Dict[Tuple[str, ...], Any] = {}
+    for row in kind_options(option):
+        kinds = tuple(kind.spec for kind in _kinds_with(row.name))
+        if kinds not in groups:
+            groups[kinds] = parser.add_argument_group(f"options of {', '.join(f'{option} {k}' for k in kinds)}")
+        help_text = f"{row.help} ({' / '.join(kinds)})"
+        if row.switch_off:
+            groups[kinds].add_argument(row.flag, dest=row.name, action="store_false", help=help_text)
+        else:
+            groups[kinds].add_argument(
+                row.flag, dest=row.name, type=row.type, default=row.default, metavar=row.metavar, help=help_text
+            )
+
+
+def output_values(args: Any, option: str = "-o") -> Dict[str, Any]:
+    """The kinds' option values an argparse namespace (from ``add_output_arguments``) holds, by name."""
+    return {row.name: getattr(args, row.name) for row in kind_options(option) if hasattr(args, row.name)}
+
+
+def output_help(option: str = "-o") -> str:
+    """The help of ``option`` (``-o``), from the rows: each kind's words, then what a spec does with several
+    sources (``sources``)."""
+    kinds = kinds_for(option)
+    text = ", ".join(kind.words or kind.example for kind in kinds) + "; repeatable."
+    text += (
+        " With several sources the name holds {source} (the source's name) or {index} (its position, from 0): "
+        f"{option} out/{{source}}.mp4"
+    )
+    shared = [kind.spec for kind in kinds if kind.sources == SHARED]
+    if shared:
+        text += f"; {' or '.join(shared)} without it takes every source, topics per source (/NAME/labels)"
+    each = [kind.spec for kind in kinds if kind.sources == EACH]
+    if each:
+        text += f"; {' and '.join(each)} need none (one per source)"
+    for kind in kinds:
+        if kind.sources == SINGLE:
+            text += f"; {kind.spec} shows one source (with several: {kind.several})"
+    return text
+
+
+def output_kind_named(name: str) -> Optional[OutputKind]:
+    """The row called ``name``, or None."""
+    return next((kind for kind in OUTPUT_KINDS if kind.name == name), None)
+
+
+def wrote_line(output: Dict[str, Any], kind: Optional[str] = None) -> Optional[str]:
+    """The "wrote ..." line of an output put in place (its sink's ``describe()``), by its row's ``wrote``: ``kind``
+    names the row (the sink's ``output_kind``, set when the table opened it), else the description's ``kind``.
+    None: nothing to say (a window, an empty output)."""
+    row = output_kind_named(kind or str(output.get("kind", "")))
+    if row is None and "codec" in output:  # a video sink opened outside the table (its describe() has no kind)
+        row = output_kind_named("video")
+    if row is None or row.wrote is None:
+        return None
+    return row.wrote(output)
 
 
 def output_kind(spec: str, option: str = "-o") -> Optional[OutputKind]:
@@ -230,7 +445,12 @@ def open_output(spec: str, options: Optional[SinkOptions] = None, option: str = 
     if kind is None:
         known = ", ".join(row.example for row in kinds_for(option))
         raise SinkError(f"output {spec!r} is none of the kinds {option} takes: {known}")
-    return kind.open(str(spec), options or SinkOptions())
+    sink = kind.open(str(spec), options or SinkOptions())
+    try:
+        sink.output_kind = kind.name  # the row it came from: its "wrote ..." line (wrote_line)
+    except AttributeError:  # a sink with __slots__ or a read-only attribute: found by its describe()'s kind
+        pass
+    return sink
 
 
 def open_sink(
@@ -247,6 +467,15 @@ def open_sink(
     A file output follows ``zsseg_rt.outputs.plan``: ``output`` (a video's or an MCAP file's ``AtomicFile``) or
     ``staged`` (a folder's ``StagedFolder``) come from the run's ``OutputPlan``, which checked them and puts them in
     place at the end; without them the sink checks its own output (``replace``: outputs of an earlier run may be
-    replaced). ``options``: the other fields of ``SinkOptions`` (``sources``, ``frame_id``, ``overlay``, ``title``)."""
-    chosen = SinkOptions(fps=fps, replace=replace, staged=output if output is not None else staged, **options)
+    replaced). ``options``: the other fields of ``SinkOptions`` (``sources``, ``objects``, ``title``) and the kinds'
+    own options by name (``frame_id``, ``overlay``: ``SinkOptions.values``)."""
+    fields = {field.name for field in dataclasses.fields(SinkOptions)}
+    values = {name: value for name, value in options.items() if name not in fields}
+    known = {row.name for row in kind_options()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TypeError(f"open_sink got unknown options {unknown}; the kinds' own are {sorted(known)}")
+    given = {name: value for name, value in options.items() if name in fields}
+    given["values"] = {**given.get("values", {}), **values}
+    chosen = SinkOptions(fps=fps, replace=replace, staged=output if output is not None else staged, **given)
     return open_output(spec, chosen)

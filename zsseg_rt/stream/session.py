@@ -169,6 +169,7 @@ class Session:
         self.runner: Any = None
         self.engine: Any = None
         self.summary: Optional[dict] = None  # the --stats-json statistics, once the run ended
+        self.written: List[Any] = []  # (the output kind, describe()) of each sink, once the run ended: "wrote ..."
         self.exit_code: Optional[int] = None  # the command's: 0, 1 (a source failed), 128 + a signal
         self._used = False
         self._generator: Optional["weakref.ref[Generator[SessionResult, None, None]]"] = None
@@ -243,7 +244,7 @@ class Session:
                     if self.segment is not self.engine:
                         self.segment.close()  # the video filter's buffers (device ones on a device pipeline)
                 self._finish(sinks, shared)
-                outputs.commit(self.summary)
+                outputs.commit(self.summary, self.written)
             except BaseException:
                 outputs.abort()
                 raise
@@ -469,7 +470,9 @@ class Session:
         # the device pipeline's post-processing kernel per geometry, chosen by timing or pinned (None: the host path)
         summary["postprocess_kernel"] = (engine.device_stats or {}).get("postprocess_kernel")
         every_sink = [sink for own in sinks for sink in own] + list(shared)  # shared: an MCAP file of every source
-        summary["outputs"] = [_describe(sink) for sink in every_sink if _describe(sink) is not None]
+        described = [(getattr(sink, "output_kind", None), _describe(sink)) for sink in every_sink]
+        self.written = [(kind, output) for kind, output in described if output is not None]  # the "wrote" lines
+        summary["outputs"] = [output for _kind, output in self.written]
         for entry, own in zip(summary["sources"], sinks):
             entry["outputs"] = [_describe(sink) for sink in own if _describe(sink) is not None]  # video files: codec
         failed = [stream for stream in runner.streams if stream.grabber.error is not None]
@@ -499,8 +502,7 @@ def build_sinks(
     """The sinks the outputs, the label folders, COCO and the preview ask for (``outputs``: the checked
     ``CameraOutputs``): a list per source and the shared ones (an MCAP file of every source, the preview); with none,
     a window per source."""
-    from zsseg_rt.stream.labels import LabelFolderSink
-    from zsseg_rt.stream.output_kinds import open_output
+    from zsseg_rt.stream.output_kinds import SinkOptions, open_output
     from zsseg_rt.stream.sinks import MjpegSink
 
     names = [item.name for item in inputs]
@@ -521,11 +523,11 @@ def build_sinks(
                 fps = options.fps or item.source.fps or 30.0  # a file keeps its rate; fps overrides; else 30
                 per_source[index].append(open_one(expanded[index], fps, [item.name]))
         for index, folder in enumerate(label_folders):
-            per_source[index].append(LabelFolderSink(folder, staged=outputs.labels(folder)))
+            labels = SinkOptions(staged=outputs.labels(folder), sources=[inputs[index].name])
+            per_source[index].append(open_output(folder, labels, "--labels-out"))
         if outputs.coco is not None:  # save_json: one file, every source's frames
-            from zsseg_rt.stream.coco_sink import CocoSink
-
-            shared.append(CocoSink(outputs.coco, names))
+            coco = SinkOptions(staged=outputs.coco, sources=names)
+            shared.append(open_output(options.save_json, coco, "--save-json"))
         if options.preview is not None:
             shared.append(
                 MjpegSink(

@@ -1,0 +1,81 @@
+"""A new output kind with an option of its own is its module and its row (issue 80, item 2): the toy kind of
+python_tests/toy_output_kind.py (``-o out.count``, ``--count-every N``), put in the table as one row, is taken by
+``zsseg camera -o`` with its flag (from the row: in ``--help`` too), written through the output plan, named in the
+"wrote ..." line (the row's), held to the per-source rule of its row, and reached from Python by the Session's
+``output_options``. Control: on the table before the kinds had options (no ``options``/``wrote`` fields), ``ROW``
+cannot be made and every test here fails."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+pytest.importorskip("cv2")
+from stream_fakes import write_band_clip  # noqa: E402
+from toy_output_kind import ROW  # noqa: E402
+
+from zsseg_rt import cli  # noqa: E402
+from zsseg_rt.stream import output_kinds  # noqa: E402
+
+ENGINE = ["--classes", "a,b", "--no-progress"]
+
+
+@pytest.fixture
+def toy_kind(monkeypatch):
+    monkeypatch.setattr(output_kinds, "OUTPUT_KINDS", (ROW, *output_kinds.OUTPUT_KINDS))
+
+
+@pytest.fixture
+def clip(tmp_path):
+    return write_band_clip(tmp_path / "clip.avi", frames=8, fps=10.0)
+
+
+def _camera(capsys, *argv):
+    code = cli.main(["camera", *[str(a) for a in argv]])
+    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_the_flag_and_the_help_come_from_the_row(toy_kind, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["camera", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "out.count (a frame count)" in text  # the -o help: the rows' words
+    assert "--count-every N count one frame in N (out.count)" in text  # the row's option, in the kind's group
+
+
+def test_camera_writes_through_the_toy_kind_with_its_option(toy_kind, tmp_path, tiny_bundle, clip, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="zsseg_rt.stream")
+    out = tmp_path / "out.count"
+    code, err = _camera(capsys, clip, "--bundle", tiny_bundle, *ENGINE, "-o", out, "--count-every", "3")
+    assert code == 0, err
+    assert out.read_text() == "3\n" and not (tmp_path / "out.partial.count").exists()  # frames 0, 3, 6
+    assert f"wrote a count of 3 of 8 frames to {out}" in caplog.messages
+    code, err = _camera(capsys, clip, "--bundle", tiny_bundle, *ENGINE, "-o", out)  # the output plan's policy
+    assert code == 1 and "exists already: pass --overwrite" in err[-1] and out.read_text() == "3\n", err
+    code, err = _camera(capsys, clip, "--bundle", tiny_bundle, *ENGINE, "-o", out, "--overwrite")
+    assert code == 0 and out.read_text() == "8\n", err  # the row's default: every frame
+    with pytest.raises(SystemExit) as stopped:  # the row's type refuses it, as argparse does
+        _camera(capsys, clip, "--bundle", tiny_bundle, *ENGINE, "-o", out, "--count-every", "0")
+    assert stopped.value.code == 2
+    assert "argument --count-every: expected a whole number >= 1, got '0'" in capsys.readouterr().err
+
+
+def test_the_rows_per_source_rule(toy_kind, tmp_path, tiny_bundle, clip, capsys):
+    other = write_band_clip(tmp_path / "other.avi", frames=4, fps=10.0)
+    argv = [f"a={clip}", f"b={other}", "--bundle", tiny_bundle, *ENGINE]
+    code, err = _camera(capsys, *argv, "-o", tmp_path / "out.count")
+    assert code == 1 and "names one output, but 2 sources are given (a, b)" in err[-1], err  # NAMED: a placeholder
+    code, err = _camera(capsys, *argv, "-o", tmp_path / "out_{source}.count", "--count-every", "2")
+    assert code == 0, err
+    assert (tmp_path / "out_a.count").read_text() == "4\n" and (tmp_path / "out_b.count").read_text() == "2\n"
+
+
+def test_a_python_app_gives_the_kinds_option_by_name(toy_kind, tmp_path, tiny_bundle, clip):
+    from zsseg_rt.stream import Session
+
+    out = tmp_path / "app.count"
+    session = Session(clip, tiny_bundle, "a,b", outputs=[str(out)], output_options={"count_every": 4})
+    assert session.run() == 0 and out.read_text() == "2\n"
+    with pytest.raises(TypeError, match="no output kind has the option 'count_evry'; did you mean 'count_every'"):
+        Session(clip, tiny_bundle, "a,b", outputs=[str(tmp_path / "x.count")], output_options={"count_evry": 4}).run()
