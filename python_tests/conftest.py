@@ -9,6 +9,7 @@ import signal
 import sys
 import warnings
 
+import collection_bytecode
 import cpu_times
 import pytest
 import time_bound
@@ -194,6 +195,8 @@ def pytest_configure(config):
     _sigint_as_at_a_terminal()
     time_bound.register(config)  # every test phase bounded in time: a hang is a named failure
     cpu_times.register(config)  # every test's CPU time (printed with --cpu-durations)
+    if not config.pluginmanager.has_plugin("zsseg_collection_bytecode"):  # collection writes its bytecode: CI's CPU
+        config.pluginmanager.register(collection_bytecode, "zsseg_collection_bytecode")
     config.addinivalue_line(
         "markers", "slow: full-size models (minutes); run by tools/run_tests.sh, deselect with -m 'not slow'"
     )
