@@ -252,13 +252,10 @@ def _check_leftovers(targets: Sequence[str], overwrite: bool) -> None:
 
 def _class_map_text(class_names: Sequence[str], unknown: Optional[int] = None) -> str:
     """``classes.json``: label id -> class name, and the unknown label's reserved id -> "unknown" when
-    ``--unknown-below`` is on (``unknown``: that id)."""
-    from zsseg_rt.runtime.result import UNKNOWN_NAME
+    ``--unknown-below`` is on (``unknown``: that id): the one class map of ``zsseg_rt.runtime.result``."""
+    from zsseg_rt.runtime.result import class_map
 
-    names = {str(i): name for i, name in enumerate(class_names)}
-    if unknown is not None:
-        names[str(unknown)] = UNKNOWN_NAME
-    return json.dumps(names, indent=1) + "\n"
+    return json.dumps(class_map(class_names, unknown), indent=1) + "\n"
 
 
 def _check_class_map(path: str, class_names: Sequence[str], overwrite: bool, unknown: Optional[int] = None) -> bool:

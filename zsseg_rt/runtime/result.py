@@ -24,6 +24,8 @@ __all__ = [
     "UNKNOWN_NAME",
     "VIEWS",
     "check_unknown_name",
+    "class_map",
+    "label_colors",
     "label_image",
     "mark_unknown",
     "palette",
@@ -86,6 +88,29 @@ def palette(num_classes: int, seed: int = 0) -> np.ndarray:
         val = 0.95 - 0.25 * ((idx // 3) % 2)
         colors[idx] = [int(255 * c) for c in colorsys.hsv_to_rgb(hue, sat, val)]
     return colors[:num_classes]
+
+
+def class_map(class_names: Sequence[str], unknown_id: Optional[int] = None) -> Dict[str, str]:
+    """Label id -> class name of label maps (JSON keys are strings: ``{"0": "person", ...}``), and the unknown label's
+    reserved id -> "unknown" when the threshold is on (``unknown_id``). The one class map every saved file uses
+    (``classes.json`` of ``zsseg segment`` and ``--labels-out``, ``Result.class_map``)."""
+    names = {str(i): str(name) for i, name in enumerate(class_names)}
+    if unknown_id is not None:
+        names[str(int(unknown_id))] = UNKNOWN_NAME
+    return names
+
+
+def label_colors(num_classes: int, unknown_id: Optional[int] = None) -> np.ndarray:
+    """RGB ``[N, 3]`` uint8 by label id: :func:`palette` of the classes and, with the unknown threshold on, the
+    unknown label's colour at its reserved id (the ids between, none of which is a label, in that colour too). The
+    one palette every view and answer uses (the mask and overlay views, ``zsseg serve``'s ``colors``)."""
+    colors = palette(num_classes)[:num_classes]
+    if unknown_id is None:
+        return colors
+    grown = np.zeros((int(unknown_id) + 1, 3), dtype=np.uint8)
+    grown[:] = UNKNOWN_COLOR
+    grown[:num_classes] = colors
+    return grown
 
 
 def label_image(labels: np.ndarray, num_classes: int, unknown: bool = False) -> np.ndarray:
@@ -195,10 +220,7 @@ class Result:
     def class_map(self) -> Dict[str, str]:
         """Label id -> class name (JSON keys are strings: ``{"0": "person", ...}``), as in ``classes.json``; with
         the unknown threshold on, also the reserved id -> "unknown" (``{"255": "unknown"}``)."""
-        names = {str(i): name for i, name in enumerate(self.class_names)}
-        if self.unknown_id is not None:
-            names[str(self.unknown_id)] = UNKNOWN_NAME
-        return names
+        return class_map(self.class_names, self.unknown_id)
 
     def objects(self, min_area: Optional[float] = None, max_objects: Optional[int] = None) -> "FrameObjects":
         """Each class's connected regions (8-connectivity, at the output size) as objects, for robots: class id and
@@ -233,12 +255,11 @@ class Result:
 
     def _color_table(self, rgb: np.ndarray) -> np.ndarray:
         """``rgb`` (a colour per class) in the input's channel order, with the unknown label's colour at its id."""
+        if self.unknown_id is not None:  # the unknown label's colour at its id (label_colors' rule)
+            grown = label_colors(len(self.class_names), self.unknown_id)
+            grown[: len(rgb)] = rgb
+            rgb = grown
         table = rgb[:, ::-1] if self.color_order == "bgr" else rgb
-        if self.unknown_id is not None:
-            grown = np.zeros((self.unknown_id + 1, 3), dtype=np.uint8)
-            grown[: len(table)] = table
-            grown[self.unknown_id] = UNKNOWN_COLOR
-            table = grown
         return np.ascontiguousarray(table)
 
     # ---- views --------------------------------------------------------------------------------------------------
@@ -372,15 +393,13 @@ class Result:
         atomic_write_json(paths["json"], summary)
         return paths
 
-    def write_view(self, view: str, path: str, alpha: float = 0.5, legend: bool = True) -> None:
-        """Write one view to an image file (OpenCV picks the format from the extension): "overlay" (needs the
-        input image), "mask" (colour labels) or "labels" (label ids: 8-bit up to 256 classes, else 16-bit; use a
-        lossless format such as .png). Replaces an existing file, only once the new one is complete (written through a
-        temporary name: ``zsseg_rt.io_safety``).
+    def encoded_view(self, view: str, extension: str = ".png", alpha: float = 0.5, legend: bool = True) -> bytes:
+        """One view (see ``write_view``) encoded as an image file of ``extension``: the bytes a saved file holds
+        (``zsseg batch`` writes the "labels" view's so, as ``zsseg segment`` writes its files).
 
         Raises:
-            ValueError: an unknown view, or "overlay" without an input image. OSError: the file was not written
-            (``OutputWriteError`` naming the path and the bytes written: a full disk; the old file is kept).
+            ValueError: an unknown view, or "overlay" without an input image. OSError: no image writer for
+            ``extension``.
         """
         import cv2
 
@@ -394,16 +413,32 @@ class Result:
             raise ValueError(f"unknown view {view!r}; choose from {list(VIEWS)}")
         if view != "labels" and self.color_order == "rgb":
             pixels = pixels[:, :, ::-1]  # OpenCV writes BGR
-        extension = os.path.splitext(path)[1]
         try:
             ok, encoded = cv2.imencode(extension, np.ascontiguousarray(pixels)) if extension else (False, None)
         except cv2.error:
             ok, encoded = False, None
         if not ok:
+            raise OSError(f"OpenCV has no image writer for {extension or 'a name without extension'!r}")
+        return encoded.tobytes()
+
+    def write_view(self, view: str, path: str, alpha: float = 0.5, legend: bool = True) -> None:
+        """Write one view to an image file (OpenCV picks the format from the extension): "overlay" (needs the
+        input image), "mask" (colour labels) or "labels" (label ids: 8-bit up to 256 classes, else 16-bit; use a
+        lossless format such as .png). Replaces an existing file, only once the new one is complete (written through a
+        temporary name: ``zsseg_rt.io_safety``).
+
+        Raises:
+            ValueError: an unknown view, or "overlay" without an input image. OSError: the file was not written
+            (``OutputWriteError`` naming the path and the bytes written: a full disk; the old file is kept).
+        """
+        extension = os.path.splitext(path)[1]
+        try:
+            data = self.encoded_view(view, extension, alpha=alpha, legend=legend)
+        except OSError:
             raise OSError(
                 f"OpenCV could not write {path!r}: no image writer for {extension or 'a name without extension'!r}"
-            )
-        atomic_write_bytes(path, encoded.tobytes())  # the old file stays until the new one is complete
+            ) from None
+        atomic_write_bytes(path, data)  # the old file stays until the new one is complete
 
     def __repr__(self) -> str:
         height, width = self.labels.shape

@@ -309,8 +309,8 @@ class SegmentWorker:
         del image
         segmented = time.perf_counter()
         names = result.class_names
-        ids = len(names) + (1 if getattr(result, "unknown_id", None) is not None else 0)  # the unknown label's too
-        _write_atomic(os.path.join(self.output_dir, labels_name(key)), label_png_bytes(result.labels, ids))
+        # the labels view as zsseg segment writes it (8-bit when every id fits, the unknown label's too; else 16-bit)
+        _write_atomic(os.path.join(self.output_dir, labels_name(key)), result.encoded_view("labels", ".png"))
         done = time.perf_counter()
         timing = {"decode": decoded - start, "segment": segmented - decoded, "write": done - segmented}
         timing["total"] = done - start

@@ -510,18 +510,17 @@ class SegmentationServer:
         self, result, with_scores: bool, raw_labels: bool, with_objects: bool = False
     ) -> Tuple[Dict[str, Any], float]:
         """The JSON answer of one result (see :mod:`.serve_http`) and the seconds its encoding took."""
-        from zsseg_rt.runtime.result import palette
+        from zsseg_rt.runtime.result import label_colors
 
         from .records import image_record
 
         start = time.perf_counter()
         names = list(result.class_names)
-        answer: Dict[str, Any] = {"classes": names, "colors": palette(len(names)).tolist()}
-        unknown = getattr(result, "unknown_id", None)
-        if unknown is not None:  # --unknown-below: its id, threshold and colour (colors[id], as every label's)
-            from zsseg_rt.runtime.result import UNKNOWN_COLOR, UNKNOWN_NAME
+        unknown = getattr(result, "unknown_id", None)  # --unknown-below: its colour at colors[id], as every label's
+        answer: Dict[str, Any] = {"classes": names, "colors": label_colors(len(names), unknown).tolist()}
+        if unknown is not None:  # its id, name and threshold
+            from zsseg_rt.runtime.result import UNKNOWN_NAME
 
-            answer["colors"] += [list(UNKNOWN_COLOR)] * (int(unknown) + 1 - len(names))
             answer["unknown"] = {"id": int(unknown), "name": UNKNOWN_NAME, "below": result.unknown_below}
         answer.update(image_record(result.labels, names, None, self.engine.backend.name, self.engine.meta))
         answer.update(encode_labels(result.labels, len(names) + (unknown is not None), raw=raw_labels))

@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from zsseg_rt.outputs.plan import FolderKind, OutputPlan, StagedFolder
-from zsseg_rt.runtime.result import UNKNOWN_NAME
+from zsseg_rt.runtime.result import class_map
 
 from .sink_base import FrameSink, SinkError
 
@@ -93,11 +93,8 @@ class LabelFolderSink(FrameSink):
 
     def _write_classes(self) -> None:
         names = self.vocabularies[-1]["classes"]
-        class_map = {str(i): name for i, name in enumerate(names)}
-        unknown = self.vocabularies[-1].get("unknown")
-        if unknown is not None:
-            class_map[str(unknown)] = UNKNOWN_NAME
-        document = {"classes": names, "class_map": class_map, "vocabularies": self.vocabularies}
+        labels = class_map(names, self.vocabularies[-1].get("unknown"))  # the one class map (runtime.result)
+        document = {"classes": names, "class_map": labels, "vocabularies": self.vocabularies}
         self.staged.write_bytes("classes.json", (json.dumps(document, indent=1) + "\n").encode(), fsync=True)
 
     def close(self) -> None:
