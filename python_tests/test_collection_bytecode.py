@@ -4,13 +4,13 @@ test imports while it runs; pytest-xdist workers of one run collect in turn."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import collection_bytecode
 import pytest
+from support import subprocess_env
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,7 +28,7 @@ def _project(root: Path) -> Path:
 
 
 def _pytest(root: Path, *plugin: str) -> list:
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=os.pathsep.join([str(HERE), str(root)]))
+    env = subprocess_env(str(HERE), str(root), PYTHONDONTWRITEBYTECODE="1")
     for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_TESTRUNUID", "PYTEST_ADDOPTS"):
         env.pop(name, None)
     run = subprocess.run(
