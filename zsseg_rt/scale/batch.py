@@ -542,7 +542,26 @@ def _rejected_rows(job: BatchJob) -> List[Dict[str, Any]]:
 
 def run_batch(job: BatchJob) -> Iterator[Dict[str, Any]]:
     """Run a prepared job on the current Ray cluster; yield each manifest row as it lands (also appended to
-    ``manifest.jsonl`` before it is yielded). Files refused from their size come first."""
+    ``manifest.jsonl`` before it is yielded). Files refused from their size come first.
+
+    OUTPUT is this run's while it runs: the owner lock of every command's outputs (``zsseg_rt.outputs.owner``, the
+    one ``zsseg segment`` and ``zsseg camera`` take), claimed before the first row and released at the end.
+
+    Raises:
+        OutputBusy: another run (``zsseg batch``, ``segment`` or ``camera``) writes into OUTPUT now (its process
+            named); nothing was written.
+    """
+    from zsseg_rt.outputs.owner import OwnerLock
+
+    owner = OwnerLock(job.output_dir, "OUTPUT", folder=True)
+    owner.acquire()  # a killed run's lock is taken over (a warning says so)
+    try:
+        yield from _run_claimed(job)
+    finally:
+        owner.release()
+
+
+def _run_claimed(job: BatchJob) -> Iterator[Dict[str, Any]]:
     from zsseg_rt.errors import naming_path
 
     ray = import_ray()
