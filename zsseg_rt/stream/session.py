@@ -527,7 +527,7 @@ def build_sinks(
             per_source[index].append(open_output(folder, labels, "--labels-out"))
         if outputs.coco is not None:  # save_json: one file, every source's frames
             coco = SinkOptions(staged=outputs.coco, sources=names)
-            shared.append(open_output(options.save_json, coco, "--save-json"))
+            shared.append(open_output(str(options.save_json), coco, "--save-json"))
         if options.preview is not None:
             shared.append(
                 MjpegSink(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 __all__ = ["FrameSink", "SinkError"]
@@ -19,6 +21,7 @@ class FrameSink:
     name = "sink"
     stop_requested = False
     takes_number = False  # a sink that names what it writes by the frame's number (frames/): write_numbered
+    output_kind: Optional[str] = None  # the output kind's row that opened it (its "wrote ..." line), if any
 
     def write(self, frame: np.ndarray) -> None:
         raise NotImplementedError
