@@ -84,7 +84,7 @@ if [[ "$CV2_INFO" == "not importable"* ]]; then
   EXTRAS="runtime"      # ONNX Runtime + pip's OpenCV (no GStreamer: no CSI cameras)
   NUMPY="numpy>=1.24,<3"
 else
-  EXTRAS="onnxruntime"  # keep JetPack's OpenCV: a pip OpenCV would shadow it and lose GStreamer
+  EXTRAS="onnxruntime,objects"  # keep JetPack's OpenCV: a pip OpenCV would shadow it and lose GStreamer
   NUMPY="numpy>=1.24,<2" # JetPack's OpenCV is built against NumPy 1.x
 fi
 say "installing the runtime dependencies (.[$EXTRAS], $NUMPY; no torch) and the build tools"

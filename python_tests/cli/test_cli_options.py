@@ -1467,7 +1467,7 @@ COVERAGE = {
     "zsseg demo --classes": (_DEMO + "test_demo_runs_end_to_end_writes_the_overlay_and_reuses_its_bundle",),
     "zsseg demo --workdir": (_DEMO + "test_demo_runs_end_to_end_writes_the_overlay_and_reuses_its_bundle",),
     "zsseg demo --allow-random-weights": (
-        _DEMO + "test_demo_config_names_the_official_checkpoints_config_and_the_random_model",
+        _DEMO + "test_the_random_weights_demo_reuses_its_bundle_shows_progress_and_is_reproducible",
     ),
     "zsseg demo --no-prepare": (_DEMO + "test_demo_prepares_the_faster_cpu_paths_in_view_and_leaves_nothing_running",),
     # every subcommand's own --help and --debug (FAILING lists the subcommands; a new one must be added there)

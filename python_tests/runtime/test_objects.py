@@ -404,3 +404,19 @@ def _row_major(mask):
     from zsseg_rt.runtime.coco import encode_rle
 
     return {"size": list(mask.shape), "counts": encode_rle(np.ascontiguousarray(mask.T))["counts"]}  # row-major runs
+
+
+def test_without_scipy_objects_are_refused_in_one_line(monkeypatch):
+    """SciPy is the `objects` extra (part of `runtime`): where it is missing, Result.objects() says which extra
+    installs it instead of a bare ModuleNotFoundError (the runtime-only CI venv had no SciPy)."""
+    import sys
+
+    from zsseg_rt.runtime.objects import find_objects
+
+    labels = np.zeros((32, 32), np.int32)
+    labels[4:20, 4:20] = 1
+    assert len(find_objects(labels, ["a", "b"], min_area=0.01)) == 2  # the control: with SciPy
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    monkeypatch.setitem(sys.modules, "scipy.ndimage", None)
+    with pytest.raises(ImportError, match=r"needs SciPy.*zsseg_rt\[objects\]"):
+        find_objects(labels, ["a", "b"], min_area=0.01)

@@ -202,7 +202,7 @@ def _groups(
     regions of the crops, each masked to its group's tiles, are the class's regions, each once; a group of fewer
     pixels holds no region of ``smallest``. A class whose regions lie apart is read in small crops, not in one box
     around all of them, and its specks are not read at all."""
-    from scipy import ndimage
+    ndimage = _ndimage()
 
     down, across = -(-height // _TILE), -(-width // _TILE)
     classes = np.flatnonzero(table.sum(axis=0) >= smallest)  # a class of fewer pixels has no group of smallest
@@ -222,6 +222,18 @@ def _groups(
         yield int(classes[planes.start]), y0, y1, x0, x1, int(sizes[index]), mask
 
 
+def _ndimage() -> Any:
+    """``scipy.ndimage``, or an ImportError in one line naming the extra that installs it."""
+    try:
+        from scipy import ndimage
+    except ImportError:
+        raise ImportError(
+            "Result.objects() (--objects) needs SciPy, which is not installed: pip install 'zsseg_rt[objects]' "
+            "(part of zsseg_rt[runtime])"
+        ) from None
+    return ndimage
+
+
 _FEW = 6  # up to this many regions of a crop, each one's box is read by OpenCV (:func:`_boxes`)
 
 
@@ -230,7 +242,8 @@ def _boxes(component: np.ndarray, indices: np.ndarray) -> List[Sequence[int]]:
     and its bounding rectangle (OpenCV: two passes over the image each, about a seventh of SciPy's one for all),
     else ``scipy.ndimage.find_objects``."""
     import cv2
-    from scipy import ndimage
+
+    ndimage = _ndimage()
 
     if indices.size <= _FEW:
         return [cv2.boundingRect(cv2.compare(component, index, cv2.CMP_EQ)) for index in indices.tolist()]
