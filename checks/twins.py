@@ -58,7 +58,6 @@ SHAPE_ONLY: Dict[Tuple[str, str], str] = {
     ("zsseg_rt/cli/batch.py", "zsseg_rt/cli/serve.py"): "the imports of two commands that use all of what they share",
     ("zsseg_rt/cli/build_engine.py", "zsseg_rt/cli/eval.py"): "the add_command idiom of every command module",
     ("zsseg_rt/cli/serve.py", "zsseg_rt/train/trainer.py"): "keyword arguments passed on",
-    ("zsseg_rt/stream/output_kinds.py", "zsseg_rt/train/trainer.py"): "keyword arguments passed on",
     ("zsseg_rt/stream/mcap_sink.py", "zsseg_rt/stream/robot_sinks.py"): "each robot output's constructor keywords "
     "(sources, frame id, overlay, JPEG quality, objects): declarations, the writing is each sink's own",
     ("zsseg_rt/models/cliprc/__init__.py", "zsseg_rt/models/zegformer/__init__.py"): "declare_family's keywords by "
