@@ -17,8 +17,9 @@ import pytest
 pytest.importorskip("cv2")
 
 from zsseg_rt import cli  # noqa: E402
+from zsseg_rt.assets import SAMPLES_DIR  # noqa: E402
 
-PHOTO = "zsseg_rt/assets/samples/JPEGImages/2011_000006.jpg"
+PHOTO = str(SAMPLES_DIR / "JPEGImages" / "2011_000006.jpg")  # not cwd-relative: the GPU stages run in a work folder
 
 
 def _segment(capsys, tmp_path, tiny_bundle, precision):
