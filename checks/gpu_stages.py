@@ -185,7 +185,10 @@ STAGES: Tuple[Stage, ...] = (
         "on 16 workers; its record 210904 died at collection, 33 s) less the 18 tests marked host_only since (540 of "
         "its 823 worker-seconds: ONNX Runtime, OpenVINO and toy runners on the CPU on the families' bundles, whose "
         "export they waited on): 30.1 s of start and tail (84.3 less its 54.2-s test started first) + 17.7 s (the "
-        "283 worker-seconds left / 16) + 2.7 s (the step beyond pytest's report) + 4 s of setup = 54.5 s",
+        "283 worker-seconds left / 16) + 2.7 s (the step beyond pytest's report) + 4 s of setup = 54.5 s. Its record "
+        "2026-11-28T063447_nvidia-h200_ops.json (e5aaade) timed out at 95 s before a test ran: its 16 workers "
+        "collected one after another (the collection plugin's lock, dd40119); python_tests/ops alone then passed "
+        "709 tests in 44 s on the same machine",
         measured="2026-11-27T210904_nvidia-h200_ops.json",
         must_run=OPS_MUST_RUN,
     ),
@@ -226,7 +229,8 @@ STAGES: Tuple[Stage, ...] = (
         "group's NACLIP worker: about 13.5 s of its tower and export, half the 27.0 s of the group's first test, "
         "which made both methods'; 33.0 s of official predictions and ONNX Runtime, an upper bound of the "
         "predictions alone; 3.6 s of torch; the 614 worker-seconds left / 16 = 38.4 s) + 2.4 s (the step beyond "
-        "pytest's report) + 4 s of setup = 79.3 s",
+        "pytest's report) + 4 s of setup = 79.3 s. Its record 2026-11-28T063750_nvidia-h200_models.json (e5aaade) "
+        "timed out at 121 s: its 16 workers collected one after another (the collection plugin's lock, dd40119)",
         measured="2026-11-27T211137_nvidia-h200_models.json",
         must_run=MODELS_MUST_RUN,
     ),
@@ -241,7 +245,9 @@ STAGES: Tuple[Stage, ...] = (
         "on 16 workers; its record 211156 died at collection, 18 s) less the 18 tests made CI's since (host_only or "
         "CI_ONLY: 311 of its 1050 worker-seconds, the ZegFormer camera test on ONNX Runtime 86.2 s of them): "
         "16.7 s of start and tail (102.9 less that test, started first) + 46.2 s (the 740 worker-seconds left / 16) "
-        "+ 2.1 s (the step beyond pytest's report) + 4 s of setup = 69.0 s",
+        "+ 2.1 s (the step beyond pytest's report) + 4 s of setup = 69.0 s. Its record "
+        "2026-11-28T063931_nvidia-h200_suite.json (e5aaade) took 101 s (pytest 93.7 s, 2 failures fixed in a54e6c4) "
+        "with its 16 workers collecting one after another (the collection plugin's lock, dd40119)",
         measured="2026-11-27T211156_nvidia-h200_suite.json",
         covers=("benchmarks/**",),  # test_benchmark_streams.py and the CLI's profiling run benchmarks/ on the GPU
     ),
@@ -259,7 +265,9 @@ STAGES: Tuple[Stage, ...] = (
         103,
         "est.: its run on the H200 at b235fde with the conftest guarded (211623, information: 103 s, memcheck's "
         "pytest 94 s, 0 sanitizer errors; its record 211249 died at collection, 53 s); host_only does not apply "
-        "under memcheck (-m cuda)",
+        "under memcheck (-m cuda). Its record 2026-11-28T064202_nvidia-h200_sanitizers.json (e5aaade): the C++ runs "
+        "passed (0 errors, 0 hazards) and memcheck's pytest timed out at 140 s before a test ran: its workers "
+        "collected one after another under memcheck (the collection plugin's lock, dd40119)",
         measured="2026-11-27T211249_nvidia-h200_sanitizers.json",
         must_run=SANITIZERS_MUST_RUN,
     ),
