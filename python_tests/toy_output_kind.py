@@ -1,5 +1,6 @@
-"""A toy output kind for the tests of the output table (python_tests/cli/test_cli_camera_output_kind.py): ``-o
-out.count`` writes how many frames it counted, one in ``--count-every N``. What a new kind is: this module (its sink)
+"""A toy output kind for the tests of the output table (python_tests/cli/test_cli_camera_output_kind.py: camera,
+segment and batch's refusals; python_tests/scale/test_batch_output_kind.py: a batch run): ``-o out.count`` writes how
+many results (frames, images) it counted, one in ``--count-every N``. What a new kind is: this module (its sink)
 and its row, ``ROW`` (in production a line of ``OUTPUT_KINDS`` in ``zsseg_rt/stream/output_kinds.py``; the tests put
 it in the table with ``monkeypatch``). The row's own option gives the command its flag and the Session its
 ``output_options`` entry; the row's ``wrote`` gives the "wrote ..." line."""
@@ -40,6 +41,7 @@ ROW = OutputKind(
     lambda spec, options: CountSink(str(spec).strip(), options.staged, options.value("count_every")),
     lambda plan, option, path: plan.stream(option, path),
     sources=NAMED,
+    commands=("camera", "segment", "batch"),
     options=(KindOption("count_every", "--count-every", 1, "count one frame in N", type=whole_number(1), metavar="N"),),
     wrote=lambda output: f"wrote a count of {output['counted']} of {output['frames']} frames to {output['path']}",
 )

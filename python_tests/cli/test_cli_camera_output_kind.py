@@ -19,6 +19,7 @@ from zsseg_rt import cli  # noqa: E402
 from zsseg_rt.stream import output_kinds  # noqa: E402
 
 ENGINE = ["--classes", "a,b", "--no-progress"]
+SEGMENT = ["--classes", "a,b", "--backend", "onnxruntime"]
 
 
 @pytest.fixture
@@ -79,3 +80,75 @@ def test_a_python_app_gives_the_kinds_option_by_name(toy_kind, tmp_path, tiny_bu
     assert session.run() == 0 and out.read_text() == "2\n"
     with pytest.raises(TypeError, match="no output kind has the option 'count_evry'; did you mean 'count_every'"):
         Session(clip, tiny_bundle, "a,b", outputs=[str(tmp_path / "x.count")], output_options={"count_evry": 4}).run()
+
+
+# ---- the same row on zsseg segment and zsseg batch (their results: zsseg_rt.stream.result_outputs) -------------------
+@pytest.fixture
+def photos(tmp_path):
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(5):
+        cv2.imwrite(str(folder / f"p{index}.png"), rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))
+    return folder
+
+
+def _segment(capsys, *argv):
+    code = cli.main(["segment", *[str(a) for a in argv]])
+    said = capsys.readouterr()
+    return code, said.out, [line for line in said.err.splitlines() if line.strip()]
+
+
+def test_segment_writes_through_the_toy_kind_with_its_option(toy_kind, tmp_path, tiny_bundle, photos, capsys):
+    out, views = tmp_path / "out.count", tmp_path / "views"
+    argv = [photos, "--bundle", tiny_bundle, *SEGMENT, "-o", views, "-o", out]
+    code, printed, err = _segment(capsys, *argv, "--count-every", "2")
+    assert code == 0, err
+    assert out.read_text() == "3\n" and not (tmp_path / "out.partial.count").exists()  # images 0, 2, 4 of 5
+    assert f"zsseg segment: wrote a count of 3 of 5 frames to {out}" in err
+    assert f"results in {views}" in printed and (views / "p0_overlay.png").is_file()  # -o DIR: still the views'
+    code, _, err = _segment(capsys, *argv, "--overwrite")  # the views' policy: --overwrite; the count's: the plan's
+    assert code == 0 and out.read_text() == "5\n", err  # the row's default: every image
+    fresh = tmp_path / "fresh"
+    code, _, err = _segment(capsys, *argv[:-4], "-o", fresh, "-o", out)  # only the count exists: the output plan's
+    assert code == 1 and f"{str(out)!r} exists already: pass --overwrite" in err[-1], err  # refusal, before the model
+    assert out.read_text() == "5\n" and not fresh.exists()
+
+
+def test_segment_takes_the_kinds_flag_and_help_from_the_row(toy_kind, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["segment", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "also (repeatable): out.count (a frame count)" in text  # -o's help: the rows segment takes
+    assert "--count-every N count one frame in N (out.count)" in text
+    assert "--frame-id" not in text  # a row segment does not take: not its flag
+
+
+def test_batch_takes_the_toy_kind_and_checks_it_before_ray(toy_kind, tmp_path, tiny_bundle, photos, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["batch", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "-o SPEC also write the results as out.count (a frame count)" in text
+    assert "--count-every N count one frame in N (out.count)" in text
+    out = tmp_path / "taken.count"
+    out.write_text("7\n")
+    argv = ["batch", photos, tmp_path / "labels", "--bundle", tiny_bundle, *ENGINE, "-o", out]
+    code = cli.main([str(a) for a in argv])  # refused by the output plan before Ray starts (no cluster needed)
+    assert code == 1 and f"{str(out)!r} exists already: pass --overwrite" in capsys.readouterr().err
+    assert out.read_text() == "7\n"
+    with pytest.raises(SystemExit) as stopped:  # a spec of no kind batch takes: argparse's refusal
+        cli.main([str(a) for a in argv[:-1]] + ["out.mp4"])
+    assert stopped.value.code == 2 and "argument -o: expected one of out.count (a frame count), got 'out.mp4'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_without_the_row_segment_and_batch_have_no_count(capsys):
+    """Control: the flags come from the row (the table without it: no --count-every on either command)."""
+    for command in ("segment", "batch"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        assert "--count-every" not in capsys.readouterr().out

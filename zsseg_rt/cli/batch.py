@@ -4,7 +4,9 @@ Ray is imported when it runs)."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import os
+import sys
+from typing import Any, Optional
 
 from zsseg_rt.cli import command_parser
 from zsseg_rt.cli.scale_options import (
@@ -37,8 +39,7 @@ def _workers(text: str):
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from zsseg_rt.scale import import_ray, init_ray
-    from zsseg_rt.scale.batch import check_pool_fits, prepare_batch, summarize_batch
+    from zsseg_rt.scale.batch import prepare_batch
 
     job = prepare_batch(  # every argument checked before Ray starts (a Ray start takes 10-20 s)
         args.input,
@@ -52,6 +53,41 @@ def _run_batch(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         **engine_kwargs(args, "batch"),  # every worker's Engine (zsseg_rt.options)
     )
+    outputs = _result_outputs(args, job)  # -o: the table's kinds batch takes, checked and claimed before Ray starts
+    try:
+        return _run_checked(args, job, outputs)
+    finally:
+        if outputs is not None:
+            outputs.abort()  # (a no-op once finished) a stopped or failed run: nothing is put in place
+
+
+def _result_outputs(args: argparse.Namespace, job) -> Optional[Any]:
+    """The outputs of ``-o`` (kinds whose rows take ``batch``: :mod:`zsseg_rt.stream.result_outputs`), checked,
+    claimed and opened; None without ``-o``.
+
+    Raises:
+        CliError: one line naming the path and what to do; nothing was written.
+    """
+    if not getattr(args, "outputs", None):
+        return None
+    from zsseg_rt.console.errors import CliError
+    from zsseg_rt.outputs.plan import OutputRefused
+    from zsseg_rt.scale.batch import MANIFEST
+    from zsseg_rt.stream.output_kinds import output_values
+    from zsseg_rt.stream.result_outputs import ResultOutputs
+
+    taken = [os.path.join(job.output_dir, name) for name in (MANIFEST, "vocabulary.json")]
+    values = output_values(args, "-o", "batch")
+    try:
+        return ResultOutputs.opened("batch", args.outputs, args.overwrite, values, [args.input], taken)
+    except OutputRefused as exc:
+        raise CliError(str(exc)) from None
+
+
+def _run_checked(args: argparse.Namespace, job, outputs) -> int:
+    from zsseg_rt.scale import import_ray, init_ray
+    from zsseg_rt.scale.batch import check_pool_fits, result_of_row, summarize_batch
+
     local = local_cluster(args.address)
     if local:
         check_pool_fits(job, cpus=local_cpus(args), gpus=float("inf"))  # GPUs: known once Ray has looked
@@ -62,7 +98,15 @@ def _run_batch(args: argparse.Namespace) -> int:
     if local:
         resources = import_ray().cluster_resources()
         check_pool_fits(job, cpus=resources.get("CPU", 0.0), gpus=resources.get("GPU", 0.0))
-    summary = summarize_batch(job, progress=not args.no_progress)
+    each = None
+    if outputs is not None:
+        from zsseg_rt.stream.result_outputs import ResultFrame
+
+        def each(row) -> None:  # an image's result, as the driver receives it, to the -o outputs
+            if row["status"] == "ok":
+                outputs.add(result_of_row(job, row), ResultFrame(outputs.results, path=row["image"]))
+
+    summary = summarize_batch(job, progress=not args.no_progress, each=each)
     print(
         f"{summary['ok']} segmented, {summary['skipped']} already done, {summary['error']} failed; "
         f"manifest: {summary['manifest']}"
@@ -75,6 +119,13 @@ def _run_batch(args: argparse.Namespace) -> int:
         )
     for row in summary["errors"]:
         print(f"  error: {row['image']}: {row['error']}")
+    if outputs is not None:
+        from zsseg_rt.stream.output_kinds import wrote_line
+
+        for kind, output in outputs.finish():
+            line = wrote_line(output, kind)
+            if line:
+                print(f"zsseg batch: {line}", file=sys.stderr)
     return 1 if summary["error"] else 0
 
 
@@ -102,7 +153,23 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=whole_number(1), default=4, help="images per actor call (default 4)")
     p.add_argument("--no-resume", action="store_true", help="redo images whose outputs exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_result_outputs(p)  # -o SPEC, --overwrite and the kinds' own flags: only when a row takes batch
     add_engine_arguments(p, "batch")  # --backend, --precision, --max-pixels, --bundle-digest, ... (zsseg_rt.options)
     add_cluster_arguments(p)
     p.set_defaults(func=_run_batch)
     return p
+
+
+def _add_result_outputs(p: argparse.ArgumentParser) -> None:
+    """``-o SPEC`` (repeatable) for the output kinds whose rows take ``batch`` (with their own flags and
+    ``--overwrite``); none while no row does."""
+    from zsseg_rt.stream.output_kinds import kinds_for
+    from zsseg_rt.stream.result_outputs import add_result_outputs
+
+    kinds = kinds_for("-o", "batch")
+    if not kinds:
+        return
+    gather = add_result_outputs(p, "batch")
+    words = ", ".join(kind.words or kind.example for kind in kinds)
+    p.add_argument("-o", dest="outputs", action=gather, metavar="SPEC", help=f"also write the results as {words}")
+    p.add_argument("--overwrite", action="store_true", help="replace -o outputs that exist already")

@@ -415,21 +415,21 @@ def run_segment(args) -> int:
     refuse_missing(images)  # a path that does not exist: one line now, not a skipped image once the model loaded
     refuse_special_files(images)  # a FIFO, a device, a socket: one line now, not a read that waits forever
     plan, owner = _claimed_plan(images, args, views)
-    coco = None
+    outputs = None
     try:  # the output is this run's from here to its end (one owner per output: zsseg_rt.outputs.owner)
         check_outputs(images, plan, args.overwrite)
         if owner is None:
             raise CliError(f"cannot write -o {plan['directory']!r}: its owner lock cannot be made there")
-        coco = _coco_output(args, images, plan)  # --save-json: checked and claimed (zsseg_rt.outputs.plan) now
+        outputs = _result_outputs(args, images, plan)  # --save-json, the table's -o kinds: checked and claimed now
         phase("segment:outputs-claimed")  # (a test hook: python_tests/cli/test_cli_segment_inputs.py)
-        code = _segment_all(args, images, plan, coco)
-        if coco is not None and coco.images:
-            coco.finish()  # the COCO file in place: the run ended (some images may have failed: the others are in it)
-            print(f"COCO masks of {coco.images} images written to {coco.path}", file=sys.stderr)
+        code = _segment_all(args, images, plan, outputs)
+        if outputs is not None:  # in place: the run ended (some images may have failed: the others are in them)
+            for kind, output in outputs.finish():
+                _say_written(kind, output)
         return code
     finally:
-        if coco is not None:
-            coco.abort()  # (a no-op once finished) a stopped or failed run: the file is not put in place
+        if outputs is not None:
+            outputs.abort()  # (a no-op once finished) a stopped or failed run: nothing is put in place
         release(owner)  # and a folder it made that stayed empty (no empty runs/segment/expN after a failure)
 
 
@@ -451,18 +451,48 @@ def _claimed_plan(images: Sequence[str], args, views: Sequence[str]):
     raise CliError(f"no free numbered folder under {RUNS_DIR}: another run takes each one first")
 
 
-def _coco_output(args, images: Sequence[str], plan: Dict):
-    """``--save-json FILE``'s output (:class:`zsseg_rt.cli.segment_coco.CocoOutput`), checked and claimed, or
-    None."""
-    if not args.save_json:
+def _result_outputs(args, images: Sequence[str], plan: Dict):
+    """The outputs of the table's kinds that take results (:mod:`zsseg_rt.stream.result_outputs`): ``--save-json
+    FILE`` (the coco row) and the ``-o`` specs of kinds ``segment`` takes, checked, claimed and opened; None when
+    there are none.
+
+    Raises:
+        CliError: one line naming the path and what to do; nothing was written.
+    """
+    specs = list(getattr(args, "outputs", None) or [])
+    if not args.save_json and not specs:
         return None
-    from zsseg_rt.cli.segment_coco import CocoOutput
+    from zsseg_rt.outputs.plan import OutputRefused
+    from zsseg_rt.stream.output_kinds import output_values
+    from zsseg_rt.stream.result_outputs import ResultOutputs
 
+    path = args.save_json
+    if path and not path.lower().endswith(".json"):
+        raise CliError(f"--save-json {path!r}: expected a .json file name, got {os.path.splitext(path)[1] or 'none'!r}")
+    if path and os.path.isdir(path):
+        raise CliError(f"--save-json {path!r} is a folder: give a file name such as masks.json")
     planned = [path for files in plan["files"] for path in files.values() if VIDEO not in files]
-    return CocoOutput.claimed(args.save_json, args.overwrite, images, planned + [plan["class_map"]])
+    values = output_values(args, "-o", "segment")
+    try:
+        taken = planned + [plan["class_map"]]
+        return ResultOutputs.opened("segment", specs, args.overwrite, values, images, taken, args.save_json)
+    except OutputRefused as exc:
+        raise CliError(str(exc)) from None
 
 
-def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
+def _say_written(kind: str, output: Dict) -> None:
+    """The line of an output put in place: its row's "wrote ..." line (the COCO masks: as segment said it before)."""
+    from zsseg_rt.stream.output_kinds import wrote_line
+
+    if kind == "coco":
+        print(f"COCO masks of {output['frames']} images written to {output['path']}", file=sys.stderr)
+        return
+    line = wrote_line(output, kind)
+    if line:
+        print(f"zsseg segment: {line}", file=sys.stderr)
+
+
+def _segment_all(args, images: Sequence[str], plan: Dict, outputs=None) -> int:
     """Load the Engine and segment every image (and every frame of a video), writing each one's views."""
     from zsseg_rt.console.speed import SpeedMeter
     from zsseg_rt.runtime import Engine
@@ -487,10 +517,13 @@ def _segment_all(args, images: Sequence[str], plan: Dict, coco=None) -> int:
     speed = SpeedMeter()  # the "Speed: ..." line at the end (zsseg_rt.console.speed)
 
     def one(number: int, path: str, files: Dict[str, str], frame=None) -> bool:
-        def observe(result) -> None:  # after its views: the speed summary and the COCO masks take it
+        def observe(result) -> None:  # after its views: the speed summary and the table's outputs take it
             speed.add(result.timing, result.labels.shape)
-            if coco is not None:
-                coco.add(result, path, frame)
+            if outputs is not None:
+                from zsseg_rt.stream.result_outputs import ResultFrame
+
+                seen = ResultFrame(number - 1, path=path) if frame is None else ResultFrame(frame[0], video=path)
+                outputs.add(result, seen)
 
         try:
             summary = _segment_one(engine, path, files, args, class_map_first, frame, observe)
@@ -579,10 +612,14 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         'class with ";" ("person; man; woman, sofa"); or a named vocabulary: the standard benchmarks\' official '
         "class files with their synonyms and background class (" + ", ".join(_named_vocabularies()) + ")",
     )
+    from zsseg_rt.stream.result_outputs import add_result_outputs, results_help
+
     p.add_argument(
         "-o",
         "--output",
-        help="output folder (default: a new runs/segment/expN), or an image file such as out.png for one image",
+        action=add_result_outputs(p, "segment"),  # the table's kinds segment takes (their rows): args.outputs
+        help="output folder (default: a new runs/segment/expN), or an image file such as out.png for one image"
+        + results_help("segment"),
     )
     p.add_argument(
         "--visualize",

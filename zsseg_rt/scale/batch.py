@@ -616,8 +616,28 @@ def iter_segment_images(
     return run_batch(prepare_batch(input_path, output_dir, bundle, classes, **options))
 
 
-def summarize_batch(job: BatchJob, progress: bool = True) -> Dict[str, Any]:
-    """Run a prepared job to the end with a progress bar.
+def result_of_row(job: BatchJob, row: Dict[str, Any]) -> Any:
+    """The ``Result`` of an ``ok`` manifest row, where the driver receives it: its label map read back from OUTPUT,
+    the job's classes and unknown threshold (the one unknown id, ``Result.unknown_id``), for the output kinds that
+    take results (``zsseg batch -o``: :mod:`zsseg_rt.stream.result_outputs`). No scores (the label PNG holds none).
+
+    Raises:
+        OSError: the label PNG cannot be read back.
+    """
+    import cv2
+
+    from zsseg_rt.runtime.result import Result
+
+    path = os.path.join(job.output_dir, row["labels"])
+    labels = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if labels is None:
+        raise OSError(f"cannot read back the label map {path!r} of {row['image']!r}")
+    below = job.worker_options.get("unknown_below")
+    return Result(labels.astype(np.int32), None, list(job.names), path=row["image"], unknown_below=below)
+
+
+def summarize_batch(job: BatchJob, progress: bool = True, each=None) -> Dict[str, Any]:
+    """Run a prepared job to the end with a progress bar (``each(row)``: called with every row as it lands).
 
     Returns:
         ``{"ok": n, "error": n, "skipped": n, "manifest": path, "errors": [first error rows],
@@ -636,6 +656,8 @@ def summarize_batch(job: BatchJob, progress: bool = True) -> Dict[str, Any]:
     for row in progress_bar(run_batch(job), total=todo, desc="zsseg batch", unit="img", disable=not progress):
         phase("batch:row")  # (a test hook: python_tests/scale/test_ray_signal_phases.py)
         counts[row["status"]] += 1
+        if each is not None:
+            each(row)
         if row["status"] == "error" and len(errors) < 20:
             errors.append(row)
         if row.get("worker_peak_rss_bytes") is not None:

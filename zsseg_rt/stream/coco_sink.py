@@ -1,6 +1,7 @@
-"""``zsseg camera --save-json FILE`` on video files and image folders: every frame's labels as COCO masks
-(:class:`zsseg_rt.runtime.coco.CocoMasks`) in one file for every source, staged by the run's output plan
-(``zsseg_rt.stream.camera_outputs``) and put in place with the other outputs when the run has ended well."""
+"""The one COCO writer: ``zsseg camera --save-json FILE`` on video files and image folders (every frame's labels in
+one file for every source) and ``zsseg segment --save-json FILE`` (every image's and every video frame's:
+:mod:`zsseg_rt.stream.result_outputs`), as COCO masks (:class:`zsseg_rt.runtime.coco.CocoMasks`), staged by the run's
+output plan (:mod:`zsseg_rt.outputs.plan`) and put in place with the other outputs when the run has ended well."""
 
 from __future__ import annotations
 
@@ -19,23 +20,33 @@ class CocoSink(FrameSink):
     and ``frame`` in its entry); an image folder's frame is its image file's path, a file annotation tools open. ``finish()`` writes the document into ``staged`` (a ``StagedFile``: its
     temporary name; the plan's commit puts it in place, its abort removes it)."""
 
-    def __init__(self, staged: Any, names: Sequence[str], path: Optional[str] = None):
+    def __init__(
+        self,
+        staged: Any,
+        names: Sequence[str],
+        path: Optional[str] = None,
+        description: str = "zsseg camera label maps",
+    ):
         self.staged = staged
         self.names = [str(name) for name in names]
         self.path = path or getattr(staged, "path", "")
         self.name = f"coco:{self.path}"
-        self.masks = CocoMasks("zsseg camera label maps")
+        self.masks = CocoMasks(description)
         self.finished = False
 
     def write(self, frame: Any) -> None:  # pragma: no cover - the loop gives it results (write_result)
         raise TypeError("the COCO masks take results (write_result), not overlay images")
 
     def write_result(self, frame: Any, result: Any) -> None:
+        unknown = getattr(result, "unknown_id", None) is not None
+        found = getattr(result, "frame_objects", None)  # with --objects: the run found them (runner.objects)
+        file_name = getattr(frame, "file_name", None)  # a command's image (ResultFrame): its name and details
+        if file_name is not None:
+            self.masks.add(result.labels, result.class_names, file_name, unknown, found, **frame.details)
+            return
         source = self.names[int(getattr(frame, "stream", 0))] if self.names else "frames"
         index = int(frame.index)
-        unknown = getattr(result, "unknown_id", None) is not None
         name = getattr(frame, "path", None) or frame_file_name(source, index)
-        found = getattr(result, "frame_objects", None)  # with --objects: the run found them (runner.objects)
         self.masks.add(result.labels, result.class_names, name, unknown, found, source=source, frame=index)
 
     def finish(self) -> None:

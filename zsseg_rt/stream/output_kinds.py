@@ -71,6 +71,7 @@ class SinkOptions:
     objects: bool = False
     title: str = "zsseg"
     values: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    command: str = "camera"  # the command that writes it (a COCO file's description: "zsseg segment label maps")
 
     def value(self, name: str) -> Any:
         """The value of a kind's option ``name``: the one given, else its row's default.
@@ -129,6 +130,9 @@ class OutputKind:
     words: str = ""  # what the -o help says of it (default: example)
     wrote: Optional[Callable[[Dict[str, Any]], Optional[str]]] = None  # the "wrote ..." line of its describe()
     several: str = ""  # SINGLE: what to use with several sources
+    # the commands that take it: camera (the stream loop), segment and batch (their results: zsseg_rt.stream.
+    # result_outputs, a kind whose sink takes results, write_result)
+    commands: Tuple[str, ...] = ("camera",)
 
     @property
     def shared(self) -> bool:
@@ -279,7 +283,7 @@ def _images_wrote(what: str) -> Callable[[Dict[str, Any]], Optional[str]]:
 def _coco(spec: str, options: SinkOptions) -> FrameSink:
     from .coco_sink import CocoSink
 
-    return CocoSink(options.staged, list(options.sources))
+    return CocoSink(options.staged, list(options.sources), description=f"zsseg {options.command} label maps")
 
 
 def _file_entry(plan: OutputPlan, option: str, path: str) -> Any:
@@ -342,17 +346,18 @@ OUTPUT_KINDS: Tuple[OutputKind, ...] = (
     ),
     OutputKind(
         "coco", "--save-json", "masks.json (COCO masks)", lambda s: bool(str(s).strip()), _coco, _file_entry,
-        sources=SHARED,
+        sources=SHARED, commands=("camera", "segment"),
         wrote=lambda output: f"wrote the COCO masks of {output['frames']} frames to {output['path']}",
     ),
 )  # fmt: skip
 
 
-def kind_options(option: str = "") -> List[KindOption]:
-    """Every kind's own options (of ``option``'s kinds; all with ""), each once, in the table's order."""
+def kind_options(option: str = "", command: str = "") -> List[KindOption]:
+    """Every kind's own options (of ``option``'s kinds, of those ``command`` takes; all with ""), each once, in the
+    table's order."""
     found: Dict[str, KindOption] = {}
     for kind in OUTPUT_KINDS:
-        if not option or kind.option == option:
+        if (not option or kind.option == option) and (not command or command in kind.commands):
             for row in kind.options:
                 found.setdefault(row.name, row)
     return list(found.values())
@@ -362,13 +367,13 @@ def _kinds_with(name: str) -> List[OutputKind]:
     return [kind for kind in OUTPUT_KINDS if any(row.name == name for row in kind.options)]
 
 
-def add_output_arguments(parser: Any, option: str = "-o") -> None:
-    """Add each kind's own options (of ``option``'s kinds) to an argparse ``parser`` as flags: one group per set of
-    kinds sharing them (``robot outputs: -o out.mcap, -o foxglove://HOST:PORT``); the argument name is the
-    option's name (``args.frame_id``, ``args.overlay``)."""
+def add_output_arguments(parser: Any, option: str = "-o", command: str = "") -> None:
+    """Add each kind's own options (of ``option``'s kinds; of those ``command`` takes, when given) to an argparse
+    ``parser`` as flags: one group per set of kinds sharing them (``robot outputs: -o out.mcap, -o
+    foxglove://HOST:PORT``); the argument name is the option's name (``args.frame_id``, ``args.overlay``)."""
     groups: Dict[Tuple[str, ...], Any] = {}
-    for row in kind_options(option):
-        kinds = tuple(kind.spec for kind in _kinds_with(row.name))
+    for row in kind_options(option, command):
+        kinds = tuple(kind.spec for kind in _kinds_with(row.name) if not command or command in kind.commands)
         if kinds not in groups:
             groups[kinds] = parser.add_argument_group(f"options of {', '.join(f'{option} {k}' for k in kinds)}")
         help_text = f"{row.help} ({' / '.join(kinds)})"
@@ -380,9 +385,9 @@ def add_output_arguments(parser: Any, option: str = "-o") -> None:
             )
 
 
-def output_values(args: Any, option: str = "-o") -> Dict[str, Any]:
+def output_values(args: Any, option: str = "-o", command: str = "") -> Dict[str, Any]:
     """The kinds' option values an argparse namespace (from ``add_output_arguments``) holds, by name."""
-    return {row.name: getattr(args, row.name) for row in kind_options(option) if hasattr(args, row.name)}
+    return {row.name: getattr(args, row.name) for row in kind_options(option, command) if hasattr(args, row.name)}
 
 
 def output_help(option: str = "-o") -> str:
@@ -431,8 +436,9 @@ def output_kind(spec: str, option: str = "-o") -> Optional[OutputKind]:
     return None
 
 
-def kinds_for(option: str = "-o") -> List[OutputKind]:
-    return [kind for kind in OUTPUT_KINDS if kind.option == option]
+def kinds_for(option: str = "-o", command: str = "") -> List[OutputKind]:
+    """The rows of ``option``'s kinds (those ``command`` takes, when given), in the table's order."""
+    return [kind for kind in OUTPUT_KINDS if kind.option == option and (not command or command in kind.commands)]
 
 
 def open_output(spec: str, options: Optional[SinkOptions] = None, option: str = "-o") -> FrameSink:
