@@ -88,8 +88,6 @@ SHAPE_ONLY: Dict[Tuple[str, str], str] = {
     "names, its __all__ and its logger",
     ("zsseg_rt/stream/ros_messages.py", "zsseg_rt/stream/ros_messages.py"): "one CDR writer per type: its size, "
     "alignment and struct code",
-    ("zsseg_rt/vocabulary/__init__.py", "zsseg_rt/vocabulary/text_cache.py"): "the package face re-lists the names "
-    "it re-exports (ruff and mypy read literal lists)",
 }
 _ROW = re.compile(r"^(D\d+) (\S+?):(\d+)-(\d+) ~ (\S+?):(\d+)-(\d+)")
 

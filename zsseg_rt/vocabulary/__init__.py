@@ -14,6 +14,7 @@
 The Engine, the stream runner, the server, evaluation and the PyTorch models all use this unit.
 """
 
+from . import text_cache
 from .bias import validate_class_bias
 from .class_lists import VOCAB_DIR, load_class_names
 from .named import describe_named, named_vocabularies
@@ -31,14 +32,7 @@ from .names import (
     validate_class_names,
 )
 from .templates import expand_templates, load_templates, template_sets, validate_templates
-from .text_cache import (
-    TOKEN_BUCKET,
-    TextEmbeddingCache,
-    check_distinct_prompts,
-    embed_names,
-    embed_prompt_groups,
-    token_batches,
-)
+from .text_cache import *  # noqa: F403 - the names of text_cache.__all__, listed there only (added below)
 from .tokenizer import ClipTokenizer, build_tokenizer_json, clean_text
 
 __all__ = [
@@ -65,10 +59,5 @@ __all__ = [
     "ClipTokenizer",
     "build_tokenizer_json",
     "clean_text",
-    "TOKEN_BUCKET",
-    "TextEmbeddingCache",
-    "token_batches",
-    "embed_prompt_groups",
-    "embed_names",
-    "check_distinct_prompts",
 ]
+__all__ += text_cache.__all__  # the text embeddings' names, listed once (in text_cache)
