@@ -183,21 +183,27 @@ class ZegCLIP(nn.Module):
             self.check_images(images)
         return self.backbone(images)
 
-    # twin: head.py ZegCLIPHead.forward (the head's arguments) and decode_native below (the same result through
-    # zsseg_rt.ops)
     def decode(
         self,
         text: torch.Tensor,
         image_global: torch.Tensor,
         patches: torch.Tensor,
         grid: Tuple[int, int],
+        native: bool = False,
     ) -> torch.Tensor:
         """Mask logits ``[B, C, h, w]`` from text ``[C,D]``/``[B,C,D]`` and image features.
 
         The text embeddings are used as given, like the official head (they come L2-normalised from the text
-        encoder or the official .npy files); ``config.renormalize_text`` re-normalises them first.
+        encoder or the official .npy files); ``config.renormalize_text`` re-normalises them first. ``native``: the
+        same result through ``zsseg_rt.ops`` (CPU, NumPy; no autograd) for the relationship descriptor and the last
+        layer's head-averaged logits (:meth:`_native_logits`).
         """
-        return self.decode_head(self.head_text(text, patches.dtype), image_global, patches, grid)
+        if not native:
+            return self.decode_head(self.head_text(text, patches.dtype), image_global, patches, grid)
+        with torch.no_grad():
+            logits = self._native_logits(self.head_text(text, torch.float32), image_global, patches)
+        b, c, _ = logits.shape
+        return logits.reshape(b, c, int(grid[0]), int(grid[1]))
 
     def head_text(self, text: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """The text embeddings the head takes: in ``dtype``, re-normalised when ``config.renormalize_text``."""
@@ -209,26 +215,18 @@ class ZegCLIP(nn.Module):
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         self.check_text(text, images.shape[0] if isinstance(images, torch.Tensor) and images.dim() == 4 else None)
         image_global, patches, grid = self.encode_image(images)
-        if self.use_native_ops and not self.training:
-            return self.decode_native(text, image_global, patches, grid)
-        return self.decode(text, image_global, patches, grid)
+        return self.decode(text, image_global, patches, grid, native=self.use_native_ops and not self.training)
 
     # ------------------------------------------------------------------ native-op inference path
-    @torch.no_grad()
-    def decode_native(
-        self,
-        text: torch.Tensor,
-        image_global: torch.Tensor,
-        patches: torch.Tensor,
-        grid: Tuple[int, int],
-    ) -> torch.Tensor:
-        """Same result as ``decode`` using ``zsseg_rt.ops`` (CPU, NumPy) for the relationship descriptor and
-        the last layer's head-averaged logits (``similarity`` with ``scale = head_dim**-0.5 / num_heads``)."""
+    def _native_logits(self, text: torch.Tensor, image_global: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """``decode(native=True)``'s last-layer logits ``[B, C, h*w]`` (device and dtype of ``patches``) from the
+        head's text (float32): the relationship descriptor and the head-averaged logits through ``zsseg_rt.ops``
+        (``similarity`` with ``scale = head_dim**-0.5 / num_heads``), the other layers in torch."""
         from zsseg_rt import ops
 
         head = self.decode_head
         dev, dtype = patches.device, patches.dtype
-        t_np = self.head_text(text, torch.float32).detach().cpu().numpy()
+        t_np = text.detach().cpu().numpy()
         g_np = image_global.detach().float().cpu().numpy()
         w = head.q_proj.weight.detach().float().cpu().numpy()
         bvec = head.q_proj.bias.detach().float().cpu().numpy()
@@ -245,8 +243,7 @@ class ZegCLIP(nn.Module):
         qq = last.q(q).float().cpu().numpy()
         kk = last.k(patches).float().cpu().numpy()
         logits = ops.similarity(kk, qq, normalize=False, scale=float(last.scale / last.num_heads))
-        b, c, _ = logits.shape
-        return torch.from_numpy(np.ascontiguousarray(logits)).to(dev, dtype).reshape(b, c, int(grid[0]), int(grid[1]))
+        return torch.from_numpy(np.ascontiguousarray(logits)).to(dev, dtype)
 
     # ------------------------------------------------------------------ text
     def text_embeddings(
