@@ -72,8 +72,6 @@ SHAPE_ONLY: Dict[Tuple[str, str], str] = {
     "design; the values are each family's own",
     ("zsseg_rt/models/cliprc/head.py", "zsseg_rt/models/cliprc/model.py"): "decode prepares the text and hands the "
     "head its arguments",
-    ("zsseg_rt/models/cliprc/official.py", "zsseg_rt/models/zegclip/official.py"): "the importer signature the "
-    "registry calls (load_official_<family>); the work is OfficialLayout's",
     ("zsseg_rt/models/zegclip/official.py", "zsseg_rt/models/zegformer/official.py"): "the importers' imports of the "
     "same shared helpers",
     ("zsseg_rt/models/zegformer/family.py", "zsseg_rt/models/zeroseg/family.py"): "FamilyArgument declarations",

@@ -24,7 +24,7 @@ import torch
 from zsseg_rt.contract.common.official import load_official_any, official_checkpoint_family  # noqa: F401 - former home
 from zsseg_rt.contract.common.weights import WeightsError
 from zsseg_rt.models.cliprc.config import CLIPRCConfig, load_cliprc_config
-from zsseg_rt.models.zegclip.official import OfficialLayout, read_official_checkpoint
+from zsseg_rt.models.zegclip.official import OfficialLayout
 
 __all__ = [
     "load_official_cliprc",
@@ -106,36 +106,17 @@ _OFFICIAL = OfficialLayout(
     official_cliprc_to_native_key,
     _infer_config,
     "prompt tokens, bridge tokens, image size, CLIP model",
+    "zsseg_rt.models.cliprc.model:CLIPRC",
+    load_cliprc_config,
+    ("CLIP-RC", "github.com/uyzhang/CLIP-RC"),
+    check=_check_family,
 )
-
-
-def load_official_cliprc(
-    path: Union[str, Path],
-    config: Optional[Union[str, CLIPRCConfig, dict]] = None,
-    allow_missing_text_encoder: bool = False,
-    device: Optional[Union[str, torch.device]] = None,
-    return_report: bool = False,
-    **overrides,
-):
-    """Build a :class:`CLIPRC` and load an official CLIP-RC checkpoint into it.
-
-    Args:
-        path: official ``.pth`` (mmcv checkpoint) or a plain state dict in the official key layout.
-        config: config name/path/object; None infers one of the bundled ViT-B/16 configs from the prompt count
-            (10 VOC / 100 COCO) and the mmcv meta config (``self_training=True`` -> transductive,
-            ``novel_class = []`` -> fully, else inductive).
-        allow_missing_text_encoder: accept checkpoints without ``text_encoder.*``.
-        return_report: also return an :class:`~zsseg_rt.contract.common.official.OfficialImportReport`.
-    """
-    from zsseg_rt.models.cliprc.model import CLIPRC
-
-    p = Path(path)
-    sd, meta = read_official_checkpoint(p, "CLIP-RC", "github.com/uyzhang/CLIP-RC")
-    _check_family(sd, str(p))
-    model, report = _OFFICIAL.load(
-        CLIPRC, load_cliprc_config, sd, meta, str(p), config, overrides, allow_missing_text_encoder, device
-    )
-    return (model, report) if return_report else model
+load_official_cliprc = _OFFICIAL.importer(
+    "cliprc",
+    "Build a :class:`CLIPRC` and load an official CLIP-RC checkpoint into it.",
+    "from the prompt count\n            (10 VOC / 100 COCO) and the mmcv meta config (``self_training=True`` -> transductive,\n"
+    "            ``novel_class = []`` -> fully, else inductive)",
+)
 
 
 def load_native_cliprc(path_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None, **overrides):

@@ -18,6 +18,7 @@ unpickled here. Re-save the trusted file's ``state_dict`` alone (see the error m
 
 from __future__ import annotations
 
+import importlib
 import re
 import warnings
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from zsseg_rt.contract.common.weights import (
     read_official_state,
     require_fit,
 )
-from zsseg_rt.models.zegclip.config import ZegCLIPConfig, load_zegclip_config
+from zsseg_rt.models.zegclip.config import load_zegclip_config
 
 __all__ = [
     "load_official_zegclip",
@@ -117,52 +118,67 @@ def _infer_config(sd: Dict[str, torch.Tensor], meta: Dict[str, object]) -> str:
     return f"zegclip_vitb16_{dataset}_{setting}"
 
 
-def load_official_zegclip(
-    path: Union[str, Path],
-    config: Optional[Union[str, ZegCLIPConfig, dict]] = None,
-    allow_missing_text_encoder: bool = False,
-    device: Optional[Union[str, torch.device]] = None,
-    return_report: bool = False,
-    **overrides,
-):
-    """Build a :class:`ZegCLIP` and load an official checkpoint into it.
+_IMPORTER_DOC = """{summary}
 
     Args:
         path: official ``.pth`` (mmcv checkpoint) or a plain state dict in the official key layout.
-        config: config name/path/object; None infers one of the bundled ViT-B/16 configs from the prompt count
-            (10 VOC / 100 COCO) and the loss buffer / meta config (inductive / transductive / fully).
+        config: config name/path/object; None infers one of the bundled ViT-B/16 configs {inference}.
         allow_missing_text_encoder: accept checkpoints without ``text_encoder.*`` (then use precomputed text
             embeddings or load CLIP text weights separately).
-        return_report: also return an :class:`OfficialImportReport`.
+        device: where to put the model.
+        return_report: also return an :class:`~zsseg_rt.contract.common.official.OfficialImportReport`.
+        overrides: config fields to replace.
 
     Every tensor the model uses must be present with the right shape; anything else is an error, except the
     official-but-unused tensors, which are listed in the report.
     """
-    from zsseg_rt.models.zegclip.model import ZegCLIP
-
-    sd, meta = read_official_checkpoint(path)
-    model, report = _OFFICIAL.load(
-        ZegCLIP, load_zegclip_config, sd, meta, str(path), config, overrides, allow_missing_text_encoder, device
-    )
-    return (model, report) if return_report else model
 
 
 @dataclass(frozen=True)
 class OfficialLayout:
     """What an mmseg-style official importer of a CLIP model family (ZegCLIP, CLIP-RC) has of its own: the label
     of its checkpoints in messages, the key map (official key -> native key, None for a tensor never used), the
-    config inference ``infer_config(sd, meta) -> config name`` and the fields named when a checkpoint does not fit.
+    config inference ``infer_config(sd, meta) -> config name``, the fields named when a checkpoint does not fit,
+    its model class (``"module:Class"``, imported when a checkpoint is), its config loader, the family name and
+    releases page that :func:`read_official_checkpoint` names, and a check of the tensor names (``check(sd,
+    source)``, raising ``WeightsError``) run before anything is built.
     """
 
     family: str
     to_native_key: Callable[[str], Optional[str]]
     infer_config: Callable[[Dict[str, torch.Tensor], Dict[str, object]], str]
     hint: str
+    model_class: str
+    load_config: Callable[..., Any]
+    checkpoint: Tuple[str, str]
+    check: Optional[Callable[[Dict[str, torch.Tensor], str], None]] = None
+
+    def importer(self, name: str, summary: str, inference: str) -> Callable[..., Any]:
+        """The family's ``load_official_<name>`` (the registry's importer), documented by ``summary`` and how a
+        config is inferred (``inference``): one signature for every family of this layout."""
+        layout = self
+
+        def load_official(
+            path: Union[str, Path],
+            config: Any = None,
+            allow_missing_text_encoder: bool = False,
+            device: Optional[Union[str, torch.device]] = None,
+            return_report: bool = False,
+            **overrides: Any,
+        ):
+            sd, meta = read_official_checkpoint(path, *layout.checkpoint)
+            if layout.check is not None:
+                layout.check(sd, str(path))
+            model, report = layout.load(sd, meta, str(path), config, overrides, allow_missing_text_encoder, device)
+            return (model, report) if return_report else model
+
+        load_official.__name__ = load_official.__qualname__ = f"load_official_{name}"
+        load_official.__module__ = self.model_class.rpartition(".")[0] + ".official"
+        load_official.__doc__ = _IMPORTER_DOC.format(summary=summary, inference=inference)
+        return load_official
 
     def load(
         self,
-        model_class: Callable[[Any], Any],
-        load_config: Callable[..., Any],
         sd: Dict[str, torch.Tensor],
         meta: Dict,
         source: str,
@@ -171,10 +187,12 @@ class OfficialLayout:
         allow_missing_text_encoder: bool,
         device,
     ):
-        """``model_class`` of ``config`` (None: the one inferred from the checkpoint) with ``sd`` loaded through
-        :func:`load_mapped_official`: ``(model, OfficialImportReport)``."""
+        """The family's model of ``config`` (None: the one inferred from the checkpoint) with ``sd`` loaded
+        through :func:`load_mapped_official`: ``(model, OfficialImportReport)``."""
+        module, _, class_name = self.model_class.partition(":")
+        model_class = getattr(importlib.import_module(module), class_name)
         inferred = config is None
-        cfg = load_config(self.infer_config(sd, meta) if inferred else config, **overrides)
+        cfg = self.load_config(self.infer_config(sd, meta) if inferred else config, **overrides)
         return load_mapped_official(
             model_class(cfg),
             sd,
@@ -243,4 +261,17 @@ def load_mapped_official(
     return model, report
 
 
-_OFFICIAL = OfficialLayout("official", official_to_native_key, _infer_config, "prompt tokens, image size, CLIP model")
+_OFFICIAL = OfficialLayout(
+    "official",
+    official_to_native_key,
+    _infer_config,
+    "prompt tokens, image size, CLIP model",
+    "zsseg_rt.models.zegclip.model:ZegCLIP",
+    load_zegclip_config,
+    ("ZegCLIP", "github.com/ZiqinZhou66/ZegCLIP"),
+)
+load_official_zegclip = _OFFICIAL.importer(
+    "zegclip",
+    "Build a :class:`ZegCLIP` and load an official checkpoint into it.",
+    "from the prompt count\n            (10 VOC / 100 COCO) and the loss buffer / meta config (inductive / transductive / fully)",
+)
