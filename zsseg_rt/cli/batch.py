@@ -106,7 +106,8 @@ def _run_checked(args: argparse.Namespace, job, outputs) -> int:
             if row["status"] == "ok":
                 outputs.add(result_of_row(job, row), ResultFrame(outputs.results, path=row["image"]))
 
-    summary = summarize_batch(job, progress=not args.no_progress, each=each)
+    more = {} if each is None else {"each": each}  # (without -o: the call as before, which recorders in tests take)
+    summary = summarize_batch(job, progress=not args.no_progress, **more)
     print(
         f"{summary['ok']} segmented, {summary['skipped']} already done, {summary['error']} failed; "
         f"manifest: {summary['manifest']}"
