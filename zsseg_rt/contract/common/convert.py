@@ -13,7 +13,7 @@ import torch
 
 from zsseg_rt.contract.common.native_files import CONFIG_FILE, WEIGHTS_FILE, imported_extra, write_native
 from zsseg_rt.contract.common.official import convert_official
-from zsseg_rt.contract.common.weights import WeightsError, check_finite, require_fit
+from zsseg_rt.contract.common.weights import WeightsError, load_finite, require_fit
 
 # the command's arguments are zsseg_rt.cli.convert's: torch-free, for `zsseg convert --help`
 __all__ = ["convert_official", "save_native", "load_native"]
@@ -101,8 +101,7 @@ def load_native_state(model, directory: Path, label: str, device=None):
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
     require_fit(state, target, missing, unexpected, f"{directory}: {label} checkpoint does not fit its config")
-    check_finite(state, str(directory / WEIGHTS_FILE))
-    model.load_state_dict(state, strict=True)
+    load_finite(model, state, target, str(directory / WEIGHTS_FILE))
     model.text_encoder.cache.clear()
     if device is not None:
         model = model.to(device)

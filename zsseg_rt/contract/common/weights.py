@@ -25,6 +25,7 @@ __all__ = [
     "describe_keys",
     "fit_problems",
     "require_fit",
+    "load_finite",
     "shape_mismatches",
     "HOW_TO_GET_WEIGHTS",
 ]
@@ -167,6 +168,21 @@ def check_finite(state: Mapping[str, torch.Tensor], source: str = "checkpoint") 
     ]
     if bad:
         raise WeightsError(f"{source}: weights contain NaN or inf in {describe_keys('tensor', bad)}")
+
+
+def load_finite(
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], source: str
+) -> Dict[str, torch.Tensor]:
+    """Load ``state``, already found to fit (``require_fit``), into ``model`` (whose ``state_dict()`` is ``target``)
+    once ``check_finite`` (``source``) passes: each tensor in its target's dtype, ``load_state_dict(strict=False)``
+    (a tensor the caller lets the state lack, e.g. CLIP weights a file does not hold, stays as built). Returns the
+    tensors loaded. Shared by the families' official, native and CLIP loaders."""
+    check_finite(state, source)
+    loaded = {k: v.to(target[k].dtype) for k, v in state.items()}
+    result = model.load_state_dict(loaded, strict=False)
+    if result.unexpected_keys:  # pragma: no cover - require_fit refuses them first
+        raise WeightsError(f"{source}: unexpected keys after mapping: {result.unexpected_keys[:5]}")
+    return loaded
 
 
 # What a file that is no checkpoint is, from its first bytes (the formats a user is likely to pass by mistake)

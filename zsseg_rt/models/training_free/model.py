@@ -464,8 +464,8 @@ def load_stock_clip_weights(
         CLIP_UNUSED,
         HOW_TO_GET_WEIGHTS,
         WeightsError,
-        check_finite,
         describe_keys,
+        load_finite,
         normalise_clip_keys,
         read_state_dict,
         require_fit,
@@ -538,8 +538,7 @@ def load_stock_clip_weights(
     missing = [k.replace("text_encoder.", "") for k in target if k not in out]  # named as in CLIP's files
     what = f"{path}: CLIP weights do not fit {model.config.clip_model!r} ({model.config.name})"
     require_fit(out, target, missing, unexpected, what, HOW_TO_GET_WEIGHTS)
-    check_finite(out, str(path))
-    model.load_state_dict({k: v.to(target[k].dtype) for k, v in out.items()}, strict=True)
+    load_finite(model, out, target, str(path))
     model.text_encoder.cache.clear()
     report: Dict[str, object] = {"source": str(path), "loaded": len(out)}
     if image_source is not None:

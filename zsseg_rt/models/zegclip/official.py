@@ -30,7 +30,7 @@ import torch
 from zsseg_rt.contract.common.official import OfficialImportReport
 from zsseg_rt.contract.common.weights import (
     WeightsError,
-    check_finite,
+    load_finite,
     map_keys,
     read_official_state,
     require_fit,
@@ -239,11 +239,7 @@ def load_mapped_official(
         f"The checkpoint looks truncated or belongs to another configuration ({hint}); pass the matching config=..."
     )
     require_fit(mapped, target, missing, unexpected, f"{source}: {family} checkpoint does not fit {cfg.name}", advice)
-    check_finite(mapped, source)
-    mapped = {k: v.to(target[k].dtype) for k, v in mapped.items()}
-    result = model.load_state_dict(mapped, strict=False)
-    if result.unexpected_keys:  # pragma: no cover - guarded above
-        raise WeightsError(f"unexpected keys after mapping: {result.unexpected_keys[:5]}")
+    mapped = load_finite(model, mapped, target, source)
     model.text_encoder.cache.clear()
     if device is not None:
         model = model.to(device)

@@ -24,7 +24,7 @@ import torch
 from zsseg_rt.contract.common.official import OfficialImportReport
 from zsseg_rt.contract.common.weights import (
     WeightsError,
-    check_finite,
+    load_finite,
     map_keys,
     read_official_state,
     require_fit,
@@ -175,8 +175,7 @@ def load_official_zegformer(
             "clip_pretrained='openai' (download) or a local CLIP file (`zsseg convert --clip-pretrained PATH`), or "
             "allow_missing_clip=True to keep CLIP as built"
         )
-    check_finite(mapped, str(path))
-    model.load_state_dict({k: v.to(target[k].dtype) for k, v in mapped.items()}, strict=False)
+    load_finite(model, mapped, target, str(path))
     if not clip_in_file and clip_pretrained is not None:
         load_clip_weights_zegformer(model, clip_pretrained)
     model._text_cache.clear()
