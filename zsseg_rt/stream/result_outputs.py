@@ -140,8 +140,9 @@ class ResultOutputs:
     def open(self, values: Optional[Dict[str, Any]] = None) -> None:
         """Open each output's sink from its row (``values``: the kinds' own options by name, from the flags)."""
         for kind, _, spec, staged in self.entries:
-            options = SinkOptions(staged=staged, sources=(self.command,), values=dict(values or {}))
-            options.command = self.command
+            options = SinkOptions(
+                staged=staged, sources=(self.command,), values=dict(values or {}), command=self.command
+            )
             sink = kind.open(spec, options)
             try:
                 sink.output_kind = kind.name
