@@ -77,8 +77,6 @@ SHAPE_ONLY: Dict[Tuple[str, str], str] = {
     ("zsseg_rt/models/zegformer/family.py", "zsseg_rt/models/zeroseg/family.py"): "FamilyArgument declarations",
     ("zsseg_rt/models/zegformer/model.py", "zsseg_rt/models/zegformer/predict.py"): "optional arguments of the same "
     "inference",
-    ("zsseg_rt/pipeline/postprocessor.py", "zsseg_rt/pipeline/postprocessor.py"): "the post-processing modes take "
-    "one call signature (by mode)",
     ("zsseg_rt/prepare/onnxruntime.py", "zsseg_rt/prepare/openvino.py"): "the precision preparers' signature",
     ("zsseg_rt/runtime/backends/table.py", "zsseg_rt/runtime/backends/table.py"): "a table: the same fields, each "
     "row its own values",

@@ -177,12 +177,10 @@ class Postprocessor:
         output_size = (int(output_size[0]), int(output_size[1]))
         if self.activation == MAPS:  # one order in both modes (nothing to fuse)
             return self.exact_maps(logits, windows, scaled_size, output_size, class_bias)
-        if self.pamr_iterations:
-            return self.softmax_pamr(logits, windows, scaled_size, output_size, class_bias, image)
-        if self.is_fast(windows):
+        if self.is_fast(windows) and not self.pamr_iterations:
             return self.fast(logits, output_size, class_bias)
-        if self.activation == "softmax":
-            return self.exact_softmax(logits, windows, scaled_size, output_size, class_bias)
+        if self.activation == "softmax":  # (PAMR refines softmax only: __post_init__)
+            return self.softmax(logits, windows, scaled_size, output_size, class_bias, image)
         return self.exact_sigmoid(logits, windows, self.head_size, scaled_size, output_size, class_bias)
 
     def whole(
@@ -263,39 +261,45 @@ class Postprocessor:
         merged = self._merged(logits, windows, head_size, "sigmoid", class_bias, scaled_size)
         return post.finalize_scores(merged, output_size)
 
-    def exact_softmax(
+    def softmax(
         self,
         logits: np.ndarray,
         windows: Sequence[Window],
         scaled_size: Size,
         output_size: Size,
         class_bias: Optional[np.ndarray],
+        image: Optional[np.ndarray] = None,
     ) -> Tuple[np.ndarray, np.ndarray]:
-        """The training-free official order: average window logits, resize, softmax, thresholds. Padded windows
-        (the Engine) with finite logits go through the fused native op (``post.segment_windows_softmax``: no
-        ``[C, H, W]`` buffer of either size); fitted windows, and logits holding inf/NaN, through the composition
-        below (its softmax is fused too when the merged logits are finite)."""
-        if self._padded_order(windows, self.head_size) and np.isfinite(logits).all():
+        """The training-free official order: average window logits, resize, softmax, thresholds.
+
+        Without PAMR, padded windows (the Engine) with finite logits go through the fused native op
+        (``post.segment_windows_softmax``: no ``[C, H, W]`` buffer of either size); fitted windows, and logits
+        holding inf/NaN, through the composition (its softmax is fused too when the merged logits are finite).
+        With PAMR (NACLIP ``predict``, SC-CLIP ``forward_slide``): the window logits averaged at the rescaled size
+        are resized to the output size and refined by PAMR, guided by the normalised rescaled ``image`` resized to
+        the output size, before the softmax; fast mode with one whole window resizes the window's logits straight
+        to the output size. Builds ``[C, H', W']`` and ``[C, H, W]`` logit maps."""
+        pamr = self.pamr_iterations > 0
+        if pamr:
+            guide = self._pamr_guide(image, scaled_size, output_size)
+        elif self._padded_order(windows, self.head_size) and np.isfinite(logits).all():
             labels, scores = post.segment_windows_softmax(
                 logits, windows, self.head_size, scaled_size, output_size, **self._softmax_options(class_bias)
             )
             return labels[None], scores[None]
-        merged = self._merged(logits, windows, self.head_size, "softmax", None, scaled_size)
-        return post.softmax_segment(merged, output_size, **self._softmax_options(class_bias))
+        if pamr and self.is_fast(windows):
+            merged = logits
+        else:
+            merged = self._merged(logits, windows, self.head_size, "softmax", None, scaled_size)
+        if not pamr:
+            return post.softmax_segment(merged, output_size, **self._softmax_options(class_bias))
+        dense = ops.upsample(np.ascontiguousarray(merged, dtype=np.float32), output_size)
+        return post.softmax_segment_pamr(
+            dense, guide, self.pamr_iterations, self.pamr_dilations, **self._softmax_options(class_bias)
+        )
 
-    def softmax_pamr(
-        self,
-        logits: np.ndarray,
-        windows: Sequence[Window],
-        scaled_size: Size,
-        output_size: Size,
-        class_bias: Optional[np.ndarray],
-        image: Optional[np.ndarray],
-    ) -> Tuple[np.ndarray, np.ndarray]:
-        """The softmax order with PAMR (NACLIP ``predict``, SC-CLIP ``forward_slide``): window logits averaged at the
-        rescaled size, resized to the output size, refined by PAMR guided by the normalised rescaled image resized
-        to the output size, then softmax, thresholds, argmax. Fast mode with one whole window resizes the window's
-        logits straight to the output size. Builds ``[C, H', W']`` and ``[C, H, W]`` logit maps."""
+    def _pamr_guide(self, image: Optional[np.ndarray], scaled_size: Size, output_size: Size) -> np.ndarray:
+        """PAMR's guide (``post.pamr_guide``) from the rescaled ``image`` the windows were cut from."""
         if image is None or not isinstance(image, np.ndarray) or image.shape[:2] != tuple(scaled_size):
             shape = getattr(image, "shape", None)
             raise ValueError(
@@ -303,15 +307,7 @@ class Postprocessor:
                 f"{tuple(scaled_size)}), got {type(image).__name__} {shape}"
             )
         assert self.image_mean is not None and self.image_std is not None  # (__post_init__)
-        guide = post.pamr_guide(image, self.image_mean, self.image_std, output_size)
-        if self.is_fast(windows):
-            dense = ops.upsample(np.ascontiguousarray(logits, dtype=np.float32), output_size)
-        else:
-            merged = self._merged(logits, windows, self.head_size, "softmax", None, scaled_size)
-            dense = ops.upsample(np.ascontiguousarray(merged, dtype=np.float32), output_size)
-        return post.softmax_segment_pamr(
-            dense, guide, self.pamr_iterations, self.pamr_dilations, **self._softmax_options(class_bias)
-        )
+        return post.pamr_guide(image, self.image_mean, self.image_std, output_size)
 
     def exact_maps(
         self,
