@@ -25,8 +25,7 @@ from zsseg_rt.runtime.backends import Backend, OpenRequest, runner_factory
 from zsseg_rt.runtime.precision_records import (
     PrecisionGateRefused,
     PrecisionKey,
-    PrecisionRecordError,
-    find_record,
+    find_or_prepare,
     precision_root,
     recipe_text,
     write_record,
@@ -150,34 +149,33 @@ class TorchBackend(Backend):
 
     def _gated_record(self, meta, key: PrecisionKey, cache_dir, accept_below_gate: bool, images, force: bool) -> dict:
         """The passing (or accepted) gate record of ``key``; the gate runs now when there is none (or ``force``)."""
-        root = precision_root(meta, cache_dir)
-        try:
-            if force:
-                raise PrecisionRecordError("--force: the gate runs again")
-            return find_record(root, key)[0]
-        except PrecisionGateRefused as exc:
-            from zsseg_rt.prepare.gate import EngineAccuracyError
+        from zsseg_rt.prepare.gate import EngineAccuracyError
 
-            raise EngineAccuracyError(str(exc)) from None
-        except PrecisionRecordError as exc:
+        root = precision_root(meta, cache_dir)
+
+        def announce(why: str) -> None:
             LOG.warning(
                 "torch precision=%r on %s has no gate record for this model yet (%s): running the accuracy gate "
                 "against ONNX Runtime fp32 now (once)",
                 key.precision,
                 key.device,
-                str(exc).splitlines()[0],
+                why,
             )
-        gate = run_torch_gate(meta, self, key.precision, accept_below_gate, images)
-        write_record(root, key, gate, extra={"torch_precision": self.precision_spec.recipe()})
-        if not gate["accepted"]:
-            from zsseg_rt.prepare.gate import EngineAccuracyError
 
-            raise EngineAccuracyError(
-                f"{gate['summary']}. torch precision={key.precision!r} is refused on {key.device} (recorded in "
-                f"{root!r}); use precision='fp32', or accept it with `zsseg build-engine BUNDLE --backend torch "
-                f"--precision {key.precision} --accept-below-gate`"
-            )
-        return find_record(root, key)[0]
+        def make() -> None:
+            gate = run_torch_gate(meta, self, key.precision, accept_below_gate, images)
+            write_record(root, key, gate, extra={"torch_precision": self.precision_spec.recipe()})
+            if not gate["accepted"]:
+                raise EngineAccuracyError(
+                    f"{gate['summary']}. torch precision={key.precision!r} is refused on {key.device} (recorded in "
+                    f"{root!r}); use precision='fp32', or accept it with `zsseg build-engine BUNDLE --backend torch "
+                    f"--precision {key.precision} --accept-below-gate`"
+                )
+
+        try:
+            return find_or_prepare(root, key, True, make, announce, force=force)[0]
+        except PrecisionGateRefused as exc:
+            raise EngineAccuracyError(str(exc)) from None
 
     # the device-resident pipeline (runtime/device/device_pipeline.py): where it runs, its executor, its CUDA graphs
     @property

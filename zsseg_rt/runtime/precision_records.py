@@ -425,11 +425,19 @@ def load_preparer(spec: str, hint: str) -> Callable[..., Any]:
 
 
 def find_or_prepare(
-    root: str, key: PrecisionKey, prepare: bool, make: Callable[[], Any], announce: Callable[[str], None]
+    root: str,
+    key: PrecisionKey,
+    prepare: bool,
+    make: Callable[[], Any],
+    announce: Callable[[str], None],
+    force: bool = False,
 ) -> Tuple[Dict[str, Any], Optional[str]]:
     """:func:`find_record`, or, with no record yet and ``prepare``, ``announce(why)`` then ``make()`` (prepare and
-    gate it; records a refusal) and find it again. A refused record, or none with ``prepare=False``, raises."""
+    gate it; records a refusal) and find it again. A refused record, or none with ``prepare=False``, raises.
+    ``force``: prepare again whatever is recorded (announced as ``"--force: the gate runs again"``)."""
     try:
+        if force:
+            raise PrecisionRecordError("--force: the gate runs again")
         return find_record(root, key)
     except PrecisionRecordError as exc:
         if not prepare or isinstance(exc, PrecisionGateRefused):
