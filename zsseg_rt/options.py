@@ -409,7 +409,7 @@ class OptionTable:
 
 # the CUDA post-processing's kernels (ops.segment_windows_kernels(), the native list, read here without the native
 # module; python_tests/runtime/test_postprocess_choice.py checks they are the same): the first is the reference
-POSTPROCESS_KERNELS = ("tiled", "columns", "columns_chain")
+POSTPROCESS_KERNELS = ("tiled", "columns", "columns_chain", "warps")
 _BACKENDS = "zsseg_rt.runtime.backends.table:backend_names"
 _PRECISIONS = "zsseg_rt.runtime.backends.table:precision_names"
 _WINDOWED_ONLY = (

@@ -471,7 +471,7 @@ TEST(SegmentWindowsEmulated, PruningIsExact) {
       p.class_bias = bias.data();
       p.logits = logits.data();
       const LabelsScores want = run_windows(p, false, false, logits_half);
-      for (int kernel : emu_test::kernel_variants(cap)) {
+      for (int kernel : emu_test::kernel_variants(cap, true)) {
         emu_test::VariantScope variant_scope(kernel);
         zsseg::segment_windows_testing::reset_prune_stats();
         LabelsScores pruned, all;

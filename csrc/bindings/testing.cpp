@@ -262,7 +262,8 @@ void register_segment_windows_variants(py::module_& t) {
             return before;
           }
         }
-        throw py::value_error("segment_windows_variant: one of tiled, columns, columns_chain, got '" + wanted + "'");
+        throw py::value_error("segment_windows_variant: one of tiled, columns, columns_chain, warps, got '" + wanted +
+                              "'");
       },
       py::arg("name") = py::none(),
       "The sigmoid path's kernel of the next segment_windows calls (process-wide): sets it when a name is given; "
@@ -278,11 +279,13 @@ void register_segment_windows_variants(py::module_& t) {
         counters["kept"] = stats.kept;
         counters["fast_tiles"] = stats.fast_tiles;
         counters["chained_rows"] = stats.chained_rows;
+        counters["warp_tiles"] = stats.warp_tiles;
         return counters;
       },
       py::arg("reset") = false,
       "What the sigmoid path's launches did since the last reset (emulated build only; zeros on a GPU): tiles, "
-      "classes, kept, fast_tiles, chained_rows (the columns_chain kernel's chained rows: which kernel ran); "
+      "classes, kept, fast_tiles, chained_rows (the columns_chain kernel's chained rows: which kernel ran), "
+      "warp_tiles (the tiles the warps kernel ran); "
       "reset=True starts them again after reading.");
 }
 

@@ -49,7 +49,9 @@
 // never run on a GPU in this project's CI (cpp_tests/emulation runs both forms on the host).
 //
 // Files: this one (the launcher: tile size, the form, the testing hooks), segment_windows_tiles.cuh (what the
-// kernels share), segment_windows_tiled.cu, segment_windows_softmax.cu, segment_windows_direct.cu (the kernels).
+// kernels share), segment_windows_tiled.cu, segment_windows_softmax.cu, segment_windows_direct.cu,
+// segment_windows_warps.cu (the sigmoid path's `warps` candidate: no pruning, no barrier per class chunk) (the
+// kernels).
 #include <atomic>
 #include <cmath>
 
@@ -64,6 +66,7 @@ namespace sw_cuda {
 #if defined(ZS_CUDA_EMULATION)
 inline namespace emulated {
 std::atomic<int64_t> g_stat_tiles{0}, g_stat_classes{0}, g_stat_kept{0}, g_stat_fast{0}, g_stat_chained{0};
+std::atomic<int64_t> g_stat_warp_tiles{0};
 }  // namespace emulated
 #endif
 namespace {
@@ -132,6 +135,20 @@ int32_t most_windows_per_footprint(const SegmentWindowsParams& p, int32_t fh, in
   return most;
 }
 
+// The `warps` kernel's tile (segment_windows_warps.cu): the widest (<= 32 columns) whose footprint is at most 32
+// rescaled columns (a lane each) and the tallest (<= kWarpRows rows) whose footprint fits kWarpFootRows rows; false
+// when some footprint may meet more than kWarpSlots windows (then the tiled default runs).
+bool choose_warp_tile(const SegmentWindowsParams& p, const Dims& d, int32_t& tile_w, int32_t& tile_h) {
+  int32_t tw = 32, th = kWarpRows;
+  while (tw > 1 && footprint_bound(d.out_scale_x, tw) > 32) --tw;
+  while (th > 1 && footprint_bound(d.out_scale_y, th) > kWarpFootRows) --th;
+  if (footprint_bound(d.out_scale_x, tw) > 32 || footprint_bound(d.out_scale_y, th) > kWarpFootRows) return false;
+  tile_w = tw;
+  tile_h = th;
+  return most_windows_per_footprint(p, footprint_bound(d.out_scale_y, th), footprint_bound(d.out_scale_x, tw)) <=
+         kWarpSlots;
+}
+
 template <typename T>
 CudaStatus launch(const SegmentWindowsParams& p, cudaStream_t stream) {
   if (p.num_windows > kMaxWindowsCuda) return static_cast<CudaStatus>(cudaErrorInvalidValue);
@@ -172,6 +189,17 @@ CudaStatus launch(const SegmentWindowsParams& p, cudaStream_t stream) {
     return static_cast<unsigned int>(n < 1 ? 1 : (n > ZS_CUDA_GRID_CAP ? ZS_CUDA_GRID_CAP : n));
   };
   int32_t tw = 0, th = 0;
+  if (d.sigmoid && d.variant == static_cast<int>(segment_windows_testing::Variant::kWarps)) {
+    if (choose_warp_tile(p, d, tw, th)) {
+      d.tile_w = tw;
+      d.tile_h = th;
+      d.tiles_x = static_cast<int32_t>((p.out_width + tw - 1) / tw);
+      d.tiles_y = static_cast<int32_t>((p.out_height + th - 1) / th);
+      launch_warps(static_cast<const T*>(p.logits), table, d, p, dim3(capped(d.tiles_x), capped(d.tiles_y)), stream);
+      return static_cast<CudaStatus>(cudaGetLastError());
+    }
+    d.variant = static_cast<int>(segment_windows_testing::Variant::kTiled);  // more windows per footprint: the default
+  }
   const bool tiled = choose_tile(d, tw, th) && most_windows_per_footprint(p, footprint_bound(d.out_scale_y, th),
                                                                           footprint_bound(d.out_scale_x, tw)) <= kSlots;
   if (!tiled) {
@@ -218,6 +246,7 @@ segment_windows_testing::PruneStats segment_windows_testing::prune_stats() {
   stats.kept = g_stat_kept.load();
   stats.fast_tiles = g_stat_fast.load();
   stats.chained_rows = g_stat_chained.load();
+  stats.warp_tiles = g_stat_warp_tiles.load();
 #endif
   return stats;
 }
@@ -228,6 +257,7 @@ void segment_windows_testing::reset_prune_stats() {
   g_stat_kept = 0;
   g_stat_fast = 0;
   g_stat_chained = 0;
+  g_stat_warp_tiles = 0;
 #endif
 }
 

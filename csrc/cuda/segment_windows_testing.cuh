@@ -35,8 +35,11 @@ enum class Variant {
                   // rows as it goes (stage 2 blends columns only); 22 classes per pass; __launch_bounds__(256, 4)
   kColumnsChain,  // kColumns, and within a run of rows whose exponent is affine (a power-of-two head scale, every
                   // logit of the tile within +-40) 2^t is chained by multiplication: one ex2 per 4 rows
+  kWarps,         // no pruning, no barrier in the class loop: a block per output tile, its warps splitting the classes,
+                  // a lane per footprint column then per output column (segment_windows_warps.cu); the tiled default
+                  // where a footprint meets more than 4 windows
 };
-constexpr int kVariants = 3;
+constexpr int kVariants = 4;
 void set_variant(Variant variant);
 Variant variant();
 
@@ -48,6 +51,7 @@ struct PruneStats {
   int64_t kept = 0;          // classes evaluated
   int64_t fast_tiles = 0;    // tiles whose logits were all finite and |x| <= 1e30 (the fast arithmetic)
   int64_t chained_rows = 0;  // Variant::kColumnsChain: footprint rows (per window) whose 2^t was chained
+  int64_t warp_tiles = 0;    // Variant::kWarps: output tiles its kernel ran (0: the launcher ran another)
 };
 PruneStats prune_stats();
 void reset_prune_stats();

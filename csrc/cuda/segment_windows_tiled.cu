@@ -291,7 +291,9 @@ void launch_tiled(const T* logits, const WindowTable& table, const Dims& d, cons
     const Kernel sigmoid_kernels[] = {&segment_windows_kernel<T, true, kTiled>,
                                       &segment_windows_kernel<T, true, kColumns>,
                                       &segment_windows_kernel<T, true, kChain>};
-    static_assert(sizeof(sigmoid_kernels) / sizeof(Kernel) == segment_windows_testing::kVariants, "a kernel each");
+    // (Variant::kWarps is segment_windows_warps.cu's: the launcher sets kTiled where that kernel does not run)
+    static_assert(sizeof(sigmoid_kernels) / sizeof(Kernel) == static_cast<int>(Variant::kWarps), "a kernel each");
+    if (d.variant < 0 || d.variant >= static_cast<int>(Variant::kWarps)) return;  // (unreachable: the launcher)
     segment_windows_tiled_kernel = sigmoid_kernels[d.variant];
   }
   ZS_LAUNCH(segment_windows_tiled_kernel, grid, kThreads, stream, logits, table, d, p.class_bias, p.labels, p.scores);

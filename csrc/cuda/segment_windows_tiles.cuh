@@ -48,6 +48,10 @@ constexpr float kDeepLogit = -60.f;   // a listed class with a logit below this:
 constexpr float kGentleLogit = 40.f;  // every logit of a tile within +-this: chained exponentials allowed (columns)
 constexpr float kPruneSlack = 1e-5f;  // bound slack, times (1 + |bias|): covers every rounding and approximation
 constexpr float kNegLog2e = -1.44269504088896341f;
+// The `warps` candidate (segment_windows_warps.cu): a block per output tile of up to 32 columns x kWarpRows rows,
+// kWarpGroups warps splitting the classes, kWarpChunk classes in flight per lane, at most kWarpSlots windows and
+// kWarpFootRows rescaled rows per footprint (the launcher checks both, else the tiled default runs).
+constexpr int kWarpGroups = 8, kWarpRows = 16, kWarpChunk = 4, kWarpSlots = 4, kWarpFootRows = 64;
 
 struct WindowTable {
   WindowPlacement w[kMaxWindowsCuda];
@@ -68,6 +72,7 @@ struct Dims {
 #if defined(ZS_CUDA_EMULATION)
 // What the bound pass did (emulated build only; defined in segment_windows.cu, read by the testing hooks).
 extern std::atomic<int64_t> g_stat_tiles, g_stat_classes, g_stat_kept, g_stat_fast, g_stat_chained;
+extern std::atomic<int64_t> g_stat_warp_tiles;  // tiles the `warps` kernel ran
 #endif
 
 // The kernels' launches, one per file (errors are read by the caller with cudaGetLastError).
@@ -77,6 +82,9 @@ void launch_direct(const T* logits, const WindowTable& table, const Dims& d, con
 template <typename T>
 void launch_tiled(const T* logits, const WindowTable& table, const Dims& d, const SegmentWindowsParams& p, dim3 grid,
                   cudaStream_t stream);  // segment_windows_tiled.cu
+template <typename T>
+void launch_warps(const T* logits, const WindowTable& table, const Dims& d, const SegmentWindowsParams& p, dim3 grid,
+                  cudaStream_t stream);  // segment_windows_warps.cu
 template <typename T>
 void launch_softmax(const T* logits, const WindowTable& table, const Dims& d, const SegmentWindowsParams& p, dim3 grid,
                     cudaStream_t stream);  // segment_windows_softmax.cu

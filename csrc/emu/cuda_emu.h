@@ -11,7 +11,7 @@
 //   behaviour on a GPU. Under a serial
 //   schedule (cuda_emu_block.h: BlockScheduleScope) the threads run one at a time between barriers, in thread
 //   order or in reverse: deterministic, so a missing barrier gives a result that depends on the order.
-// * __shfl_xor_sync of full warps exchanges the lanes' values (cuda_emu_block.h).
+// * __shfl_xor_sync and __shfl_sync of full warps exchange the lanes' values (cuda_emu_block.h).
 // * blockIdx / threadIdx / blockDim / gridDim are thread-local, set for each fiber when it runs.
 // * __shared__ variables are function-local statics: one instance, used by one block at a time (blocks do not
 //   overlap), so it behaves as per-block shared memory.
@@ -291,6 +291,22 @@ inline T __shfl_xor_sync(unsigned int mask, T value, int lane_mask, int width = 
   std::memcpy(&bits, &value, sizeof(T));
   bits = zs_emu::barrier_of_kernel("__shfl_xor_sync")
              .warp_exchange(t, bits, (t % 32) ^ static_cast<unsigned int>(lane_mask));
+  std::memcpy(&value, &bits, sizeof(T));
+  return value;
+}
+
+// A full warp's indexed shuffle: lane gets src_lane's value (the same model as __shfl_xor_sync).
+template <class T>
+inline T __shfl_sync(unsigned int mask, T value, int src_lane, int width = 32) {
+  static_assert(sizeof(T) <= sizeof(std::uint64_t) && std::is_trivially_copyable<T>::value, "a register value");
+  if (mask != 0xffffffffu || width != 32) {
+    std::fprintf(stderr, "zs_emu: __shfl_sync with mask %#x width %d (only full warps are modelled)\n", mask, width);
+    std::abort();
+  }
+  const unsigned int t = zs_emu::linear_thread_index();
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof(T));
+  bits = zs_emu::barrier_of_kernel("__shfl_sync").warp_exchange(t, bits, static_cast<unsigned int>(src_lane) & 31u);
   std::memcpy(&value, &bits, sizeof(T));
   return value;
 }
