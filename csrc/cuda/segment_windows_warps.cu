@@ -85,10 +85,10 @@ __device__ __forceinline__ void merged_row(const WarpSmem& s, int32_t fr, const 
       for (int c = 0; c < kWarpChunk; ++c) {
         const T* r0 = base[slot] + (offset[c] + tap.i0 + col0[slot]);
         const T* r1 = base[slot] + (offset[c] + tap.i1 + col0[slot]);
-        h0[slot][c] = blend2(cuda_detail::load_as_float(r0), cuda_detail::load_as_float(r0 + step[slot]), cw0[slot],
-                             cw1[slot]);
-        h1[slot][c] = blend2(cuda_detail::load_as_float(r1), cuda_detail::load_as_float(r1 + step[slot]), cw0[slot],
-                             cw1[slot]);
+        h0[slot][c] =
+            blend2(cuda_detail::load_as_float(r0), cuda_detail::load_as_float(r0 + step[slot]), cw0[slot], cw1[slot]);
+        h1[slot][c] =
+            blend2(cuda_detail::load_as_float(r1), cuda_detail::load_as_float(r1 + step[slot]), cw0[slot], cw1[slot]);
       }
     }
     if ((col_mask >> slot & 1) != 0) {
@@ -186,11 +186,10 @@ __global__ void __launch_bounds__(kWarpGroups * 32, 2)
         col_mask |= in ? 1 << slot : 0;
       }
       // the lane as an output column: the lanes holding its two column taps
-      const BilinearTap ox_tap =
-          bilinear_tap_in<int32_t>(d.out_scale_x, ox0 + (lane < tw ? lane : tw - 1), d.scaled_w);
+      const BilinearTap ox_tap = bilinear_tap_in<int32_t>(d.out_scale_x, ox0 + (lane < tw ? lane : tw - 1), d.scaled_w);
       const int32_t src0 = ox_tap.i0 - s.fx0, src1 = ox_tap.i1 - s.fx0;  // in [0, 32): the launcher's tile width
-      float(&best)[kWarpRows][32] = s.best[warp];
-      int32_t(&label)[kWarpRows][32] = s.label[warp];
+      float (&best)[kWarpRows][32] = s.best[warp];
+      int32_t (&label)[kWarpRows][32] = s.label[warp];
       for (int32_t j = 0; j < th; ++j) {
         best[j][lane] = -INFINITY;
         label[j][lane] = c_begin;  // an empty range keeps -inf: it never replaces an earlier range's pixel
@@ -270,8 +269,8 @@ __global__ void __launch_bounds__(kWarpGroups * 32, 2)
 template <typename T>
 void launch_warps(const T* logits, const WindowTable& table, const Dims& d, const SegmentWindowsParams& p, dim3 grid,
                   cudaStream_t stream) {
-  const int32_t groups = d.classes >= kWarpGroups * kWarpChunk ? kWarpGroups
-                                                                : (d.classes + kWarpChunk - 1) / kWarpChunk;
+  const int32_t groups =
+      d.classes >= kWarpGroups * kWarpChunk ? kWarpGroups : (d.classes + kWarpChunk - 1) / kWarpChunk;
   const unsigned int threads = static_cast<unsigned int>((groups < 1 ? 1 : groups) * 32);
   auto segment_windows_warps = &segment_windows_warps_kernel<T>;
   ZS_LAUNCH(segment_windows_warps, grid, threads, stream, logits, table, d, p.class_bias, p.labels, p.scores);

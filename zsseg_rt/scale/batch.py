@@ -619,7 +619,7 @@ def iter_segment_images(
 def result_of_row(job: BatchJob, row: Dict[str, Any]) -> Any:
     """The ``Result`` of an ``ok`` manifest row, where the driver receives it: its label map read back from OUTPUT,
     the job's classes and unknown threshold (the one unknown id, ``Result.unknown_id``), for the output kinds that
-    take results (``zsseg batch -o``: :mod:`zsseg_rt.stream.result_outputs`). No scores (the label PNG holds none).
+    take results (``zsseg batch -o``: :mod:`zsseg_rt.stream.result_outputs`). Scores NaN (the label PNG holds none).
 
     Raises:
         OSError: the label PNG cannot be read back.
@@ -633,7 +633,8 @@ def result_of_row(job: BatchJob, row: Dict[str, Any]) -> Any:
     if labels is None:
         raise OSError(f"cannot read back the label map {path!r} of {row['image']!r}")
     below = job.worker_options.get("unknown_below")
-    return Result(labels.astype(np.int32), None, list(job.names), path=row["image"], unknown_below=below)
+    scores = np.full(labels.shape[:2], np.nan, np.float32)  # not known here: NaN, as the type asks for an array
+    return Result(labels.astype(np.int32), scores, list(job.names), path=row["image"], unknown_below=below)
 
 
 def summarize_batch(job: BatchJob, progress: bool = True, each=None) -> Dict[str, Any]:
