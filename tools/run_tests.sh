@@ -24,6 +24,7 @@ cd "$ROOT"
 # ---- stages: each one timed; the table is printed on exit, whatever the exit ----
 STAGE_ROWS=()
 TIMES_FILE="$(mktemp)"
+SUITES_FILE="$(mktemp)"  # the rows of the suites that ran alongside a stage's own (written in the stage's subshell)
 cpu_now() {  # CPU_NOW: user+sys seconds of the finished children of this shell (the builtin times must run in this
   # shell: in a $(...) subshell it reports the subshell's own, empty, counters)
   times >"$TIMES_FILE"
@@ -64,7 +65,7 @@ stage_table() {  # stage_table [STATUS]: the table, then exit with STATUS (defau
   printf '%-48s %7d %7d  %s\n' "total" "$SECONDS" "$CPU_NOW" "$([ "$rc" = 0 ] && echo ok || echo "FAILED ($rc)")"
   local hits=""
   if [ "${OWN_STATSLOG:-0}" = 1 ] && [ -s "$CCACHE_STATSLOG" ]; then  # the cache's own counters span every run
-    hits="; hits $(ccache --show-log-stats 2>/dev/null | awk '/^ *Hits:/ { $1 = ""; print; exit }' | sed 's/^ *//') of this run's compilations"
+    hits="; hits $(ccache --show-log-stats 2>/dev/null | awk '/^ *Hits:/ { $1 = ""; print; exit }' | sed 's/^ *//' || true) of this run's compilations"
   fi
   echo "compiler cache ($CCACHE_DIR): ${CCACHE_AT_START:-not looked at}$hits"
   [ "${OWN_STATSLOG:-0}" = 1 ] && rm -f "$CCACHE_STATSLOG"
@@ -84,7 +85,8 @@ export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$ROOT}" CCACHE_NOHASHDIR="${CCACHE_NOHA
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-2G}"
 # cold or warm when the run started (the table's last line): the objects the cache held, before setup_env.sh even
 # installs ccache (a fresh machine's cache is cold); a warm cache's hits can still be few (another commit's objects)
-CCACHE_AT_START="$(find "$CCACHE_DIR" -type f -name '*R' 2>/dev/null | wc -l)"
+CCACHE_AT_START="$( (find "$CCACHE_DIR" -type f -name '*R' 2>/dev/null || true) | wc -l)"  # no cache folder yet:
+# find fails, and under pipefail + errexit that ended the run in its first second (a cold machine's first CI run)
 if [ "$ZSSEG_CCACHE" != 1 ]; then CCACHE_AT_START="off (ZSSEG_CCACHE=$ZSSEG_CCACHE): every build compiled in full"
 elif [ "$CCACHE_AT_START" = 0 ]; then CCACHE_AT_START="COLD at the start (empty)"
 else CCACHE_AT_START="warm at the start ($CCACHE_AT_START objects)"; fi
@@ -101,7 +103,6 @@ XDIST=(); [ "$WORKERS" -gt 1 ] && XDIST=(-n "$WORKERS" --dist loadgroup)
 # checks: ctest runs with OMP_NUM_THREADS above, and the tests that need threads set them (test_segment.py's 2).
 TEST_THREADS=$(( WORKERS > 1 ? ($(nproc) / WORKERS > 0 ? $(nproc) / WORKERS : 1) : OMP_NUM_THREADS ))
 
-SUITES_FILE="$(mktemp)"  # the rows of the suites that ran alongside a stage's own (written in the stage's subshell)
 ALONGSIDE=()
 alongside() {  # alongside NAME COMMAND...: COMMAND in the background, its output kept for joined, its own wall time,
   # CPU time and status written by it when it ends (the CPU time: `times` in the background subshell, whose only
