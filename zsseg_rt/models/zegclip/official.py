@@ -18,7 +18,6 @@ unpickled here. Re-save the trusted file's ``state_dict`` alone (see the error m
 
 from __future__ import annotations
 
-import importlib
 import re
 import warnings
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 
+from zsseg_rt.aliases import resolve_reference
 from zsseg_rt.contract.common.official import OfficialImportReport
 from zsseg_rt.contract.common.weights import (
     WeightsError,
@@ -189,8 +189,7 @@ class OfficialLayout:
     ):
         """The family's model of ``config`` (None: the one inferred from the checkpoint) with ``sd`` loaded
         through :func:`load_mapped_official`: ``(model, OfficialImportReport)``."""
-        module, _, class_name = self.model_class.partition(":")
-        model_class = getattr(importlib.import_module(module), class_name)
+        model_class = resolve_reference(self.model_class)
         inferred = config is None
         cfg = self.load_config(self.infer_config(sd, meta) if inferred else config, **overrides)
         return load_mapped_official(
