@@ -132,6 +132,23 @@ def backend_available(backend: str) -> bool:
     return True
 
 
+def skip_unless_a_cpu_path_can_be_prepared(bundle: str) -> None:
+    """Skips, naming each path's reason, where no reduced precision of ``bundle`` can be prepared by this installation
+    on this CPU: the runtime-only install has no onnx (ONNX Runtime int8 is quantised with it) and an AVX2 CPU runs
+    neither OpenVINO path (int8 needs VNNI or AMX, bf16 AMX or AVX-512-BF16), so there the ``auto`` policy has nothing
+    to prepare and only the exact path runs (the development venv, with onnx, runs these tests on any x86-64 CPU)."""
+    import pytest
+
+    from zsseg_rt.bundle import graph_files, load_meta
+    from zsseg_rt.runtime.backends.cpu_auto import cpu_candidates
+
+    meta = load_meta(bundle)
+    found, _ = cpu_candidates(meta, tuple(graph_files(meta.pipeline)))
+    if not any(choice.key is not None for _, choice in found):
+        reasons = "; ".join(f"{choice.backend} {choice.precision}: {choice.reason}" for _, choice in found)
+        pytest.skip(f"no reduced precision can be prepared by this installation on this CPU ({reasons})")
+
+
 def require_backend(backend: str) -> None:
     """Skip, with the reason, a test of a backend whose library is not installed (see ``backend_available``)."""
     if not backend_available(backend):

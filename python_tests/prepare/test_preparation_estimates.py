@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import shutil
 
+from support import skip_unless_a_cpu_path_can_be_prepared
+
 from zsseg_rt.bundle import graph_files, load_meta
 from zsseg_rt.prepare.footprint import Footprint
 from zsseg_rt.runtime import upgrade
@@ -19,6 +21,7 @@ from zsseg_rt.runtime.preparation_cost import duration_words, estimate, path_cos
 def test_the_engines_note_says_the_dry_runs_estimates(tiny_bundle, tmp_path):
     bundle = shutil.copytree(tiny_bundle, str(tmp_path / "bundle"))
     shutil.rmtree(str(tmp_path / "bundle" / "engines"), ignore_errors=True)
+    skip_unless_a_cpu_path_can_be_prepared(bundle)
     meta = load_meta(bundle)
     found, _ = cpu_candidates(meta, tuple(graph_files(meta.pipeline)))
     missing = [c for _, c in found if c.status == "missing"]

@@ -13,6 +13,7 @@ import shutil
 
 import numpy as np
 import pytest
+from support import skip_unless_a_cpu_path_can_be_prepared
 
 from zsseg_rt import cli
 from zsseg_rt.bundle import graph_files, load_meta
@@ -84,6 +85,7 @@ def test_a_cost_is_the_records_measurement_else_the_estimate_and_a_peak_over_the
 
 
 def test_dry_run_prints_each_paths_time_disk_and_peak_memory_and_prepares_nothing(bundle, capsys):
+    skip_unless_a_cpu_path_can_be_prepared(bundle)
     before = _snapshot(bundle)
     assert cli.main(["build-engine", bundle, "--backend", "auto", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -103,6 +105,7 @@ def test_cache_dir_keeps_the_records_outside_the_bundle_with_their_measurement_a
     record in DIR with what preparing it took (peak memory, time, disk) and the vocabularies its gate judged (VOC,
     COCO-Stuff, the given names); the Engine with cache_dir reads them (no path missing), without it they are missing
     (control); the dry run then says "measured here"."""
+    skip_unless_a_cpu_path_can_be_prepared(bundle)
     cache = str(tmp_path / "records")
     before = _snapshot(bundle)
     argv = ["build-engine", bundle, "--backend", "auto", "--cache-dir", cache, "--classes", "cat,dog,grass"]
@@ -139,6 +142,7 @@ def test_a_path_that_would_not_fit_the_memory_is_not_prepared_and_said_in_one_li
     path, each with one line naming its peak and the free memory, and writes no record; a named precision is refused
     with exit status 2; the Engine's announcement says which paths would not fit (control: with the memory free
     here each is prepared or gated)."""
+    skip_unless_a_cpu_path_can_be_prepared(bundle)
     monkeypatch.setattr(auto, "available_memory_mb", lambda: 10.0)
     monkeypatch.setattr(auto, "resident_mb", lambda: 0.0)
     monkeypatch.setattr(preparation_cost, "available_memory_mb", lambda: 10.0)
@@ -176,6 +180,7 @@ def test_cache_dir_is_refused_where_it_cannot_apply(bundle, tmp_path, capsys):
 def test_a_record_gated_on_the_voc_names_only_is_gated_again(bundle):
     """A passed record written before several vocabularies were judged is "missing" for the auto policy (it is
     prepared and gated again), as a record gated on the photos' sum only was."""
+    skip_unless_a_cpu_path_can_be_prepared(bundle)
     from zsseg_rt.runtime.precision_records import PER_PHOTO_FIELD, gated_choice, write_record
 
     meta = load_meta(bundle)

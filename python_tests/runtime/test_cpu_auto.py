@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 import pytest
-from support import VOCAB10, require_backend
+from support import VOCAB10, require_backend, skip_unless_a_cpu_path_can_be_prepared
 
 from zsseg_rt.bundle import load_meta
 from zsseg_rt.runtime import Engine, upgrade
@@ -93,6 +93,7 @@ def test_the_ranking_follows_the_measured_speed(bundle):
 def test_a_refused_gate_falls_back_with_its_reason_in_the_log(bundle, caplog):
     """Every precision this CPU can run recorded refused (at a speed that would win): auto runs ONNX Runtime fp32
     and its log line names each refusal and the gate's summary."""
+    skip_unless_a_cpu_path_can_be_prepared(bundle)
     meta = load_meta(bundle)
     found, _ = cpu_candidates(meta, ROLES)
     runnable = [(row.name, c.precision) for row, c in found if c.key is not None]
@@ -194,6 +195,7 @@ def test_a_row_that_does_not_import_says_why_in_the_log_line(bundle, monkeypatch
 
 def test_a_gain_within_measurement_noise_does_not_replace_the_exact_path(bundle):
     """A record measured 1.05x (below MIN_SPEEDUP): auto runs exact fp32 and says why; at MIN_SPEEDUP it runs."""
+    skip_unless_a_cpu_path_can_be_prepared(bundle)
     meta = load_meta(bundle)
     found, _ = cpu_candidates(meta, ROLES)
     (backend, precision) = next((row.name, c.precision) for row, c in found if c.key is not None)
@@ -227,6 +229,7 @@ def test_the_engines_default_starts_nothing_and_names_the_step(bundle, monkeypat
     and the command that does it. The variable set to background starts it (announced in one line with its cost and
     how to decline); none / now decide as asked; another value is refused. Control: the suite's own setting (none)
     says nothing."""
+    skip_unless_a_cpu_path_can_be_prepared(bundle)
     started = []
 
     def preparation(meta_, stop):
@@ -265,6 +268,7 @@ def test_the_engines_default_starts_nothing_and_names_the_step(bundle, monkeypat
 def test_a_bundle_that_cannot_be_written_is_not_prepared(bundle, monkeypatch, caplog):
     """prepare="background" where ``<bundle>/engines`` cannot be made (a read-only install): the exact path runs,
     nothing is started, and the INFO line says where to prepare them. Control: the same bundle writable prepares."""
+    skip_unless_a_cpu_path_can_be_prepared(bundle)
     meta = load_meta(bundle)
     plan = Engine(bundle, device="cpu", prepare=None).plan
     monkeypatch.setattr(upgrade, "_said", set())
@@ -282,6 +286,7 @@ def test_a_failed_preparation_says_why_and_where_its_log_is_and_is_not_retried(b
     its log; the Engine's warning carries both, and the next Engine(prepare="background") starts nothing, saying the
     same once. Control: `zsseg build-engine --backend auto` retries (and, ending well, removes the record), after
     which a background preparation is started again."""
+    skip_unless_a_cpu_path_can_be_prepared(bundle)
     import json
     import os
 
@@ -378,6 +383,7 @@ def test_closing_the_engine_ends_its_preparation_process(bundle, monkeypatch):
     """N1: no process outlives the Engine's program: ``with Engine(..., prepare="background")`` ends the
     preparation process when the block ends (``close()``). The process stands in for ``python -m
     zsseg_rt.prepare.auto`` (it would run for 10 minutes); control: it runs while the Engine is open."""
+    skip_unless_a_cpu_path_can_be_prepared(bundle)
     import sys
 
     processes = []
@@ -401,6 +407,7 @@ def test_build_engine_auto_prepares_gates_and_measures_every_cpu_path(bundle, ca
     """`zsseg build-engine BUNDLE --backend auto` on the tiny bundle: every precision this CPU can run gets a record
     (passed or refused, as its gate decides) and each usable one a measured speed; the last line is what auto runs.
     --precision with it is refused."""
+    skip_unless_a_cpu_path_can_be_prepared(bundle)
     from zsseg_rt import cli
 
     assert cli.main(["build-engine", bundle, "--backend", "auto", "--precision", "int8"]) == 2
