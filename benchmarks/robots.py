@@ -134,8 +134,8 @@ def time_objects(maps: List[Tuple[Any, Any]], names: List[str]) -> Dict[str, flo
     """Per frame of ``maps`` (label map, scores): the CPU and wall milliseconds of finding its objects
     (``Result.objects()``) and of encoding its Detection2DArray and ImageAnnotations, in this process (nothing else
     running in it: its CPU time is theirs, OpenCV's threads included); the objects and the messages' bytes."""
+    from zsseg_rt.outputs import object_messages
     from zsseg_rt.runtime.result import Result, palette
-    from zsseg_rt.stream import object_messages
 
     colors = palette(len(names))
     find_cpu = encode_cpu = wall = 0.0

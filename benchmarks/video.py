@@ -177,7 +177,7 @@ def measure(frames: List[Any], out: Path, reference: Optional[Path], motion: Cli
     (``reference`` None: the per-frame run) also the same for the vote oracle's labels (``vote_unmoved``)."""
     import numpy as np
 
-    from zsseg_rt.stream.labels import read_labels
+    from zsseg_rt.outputs.labels import read_labels
     from zsseg_rt.stream.video_filter.video_metrics import VideoMetrics, agreement, carried, voted
 
     metrics = VideoMetrics(consistency=True)

@@ -43,9 +43,9 @@ class Mutant:
 
 
 MUTANTS: Tuple[Mutant, ...] = (
-    Mutant("loopback-prefix", "zsseg_rt/stream/loopback.py", "    return name in LOOPBACK_HOSTS",
+    Mutant("loopback-prefix", "zsseg_rt/outputs/loopback.py", "    return name in LOOPBACK_HOSTS",
            "    return any(host.startswith(n) for n in LOOPBACK_HOSTS)", ("python_tests/stream/test_loopback.py",)),
-    Mutant("loopback-missing-host", "zsseg_rt/stream/loopback.py", "    if bound_host not in LOOPBACK_HOSTS:",
+    Mutant("loopback-missing-host", "zsseg_rt/outputs/loopback.py", "    if bound_host not in LOOPBACK_HOSTS:",
            "    if bound_host not in LOOPBACK_HOSTS or not host_header:", ("python_tests/stream/test_loopback.py",)),
     Mutant("progress-default-action", "zsseg_rt/console/progress.py", "                signal.raise_signal(first)",
            "                pass", ("python_tests/test_progress.py",)),

@@ -58,7 +58,7 @@ SHAPE_ONLY: Dict[Tuple[str, str], str] = {
     ("zsseg_rt/cli/batch.py", "zsseg_rt/cli/serve.py"): "the imports of two commands that use all of what they share",
     ("zsseg_rt/cli/build_engine.py", "zsseg_rt/cli/eval.py"): "the add_command idiom of every command module",
     ("zsseg_rt/cli/serve.py", "zsseg_rt/train/trainer.py"): "keyword arguments passed on",
-    ("zsseg_rt/stream/mcap_sink.py", "zsseg_rt/stream/robot_sinks.py"): "each robot output's constructor keywords "
+    ("zsseg_rt/outputs/mcap_sink.py", "zsseg_rt/outputs/robot_sinks.py"): "each robot output's constructor keywords "
     "(sources, frame id, overlay, JPEG quality, objects): declarations, the writing is each sink's own",
     ("zsseg_rt/models/cliprc/__init__.py", "zsseg_rt/models/zegformer/__init__.py"): "declare_family's keywords by "
     "design; the values are each family's own",
@@ -82,7 +82,7 @@ SHAPE_ONLY: Dict[Tuple[str, str], str] = {
     "row its own values",
     ("zsseg_rt/export/torch_backend.py", "zsseg_rt/stream/session.py"): "a module's head: a list of imported "
     "names, its __all__ and its logger",
-    ("zsseg_rt/stream/ros_messages.py", "zsseg_rt/stream/ros_messages.py"): "one CDR writer per type: its size, "
+    ("zsseg_rt/outputs/ros_messages.py", "zsseg_rt/outputs/ros_messages.py"): "one CDR writer per type: its size, "
     "alignment and struct code",
 }
 _ROW = re.compile(r"^(D\d+) (\S+?):(\d+)-(\d+) ~ (\S+?):(\d+)-(\d+)")

@@ -155,7 +155,8 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
             "zsseg_rt",
             "zsseg_rt.errors",
             "zsseg_rt.console",  # errors, signal phases, progress, speed (console.arguments: runtime applications)
-            "zsseg_rt.outputs",
+            "zsseg_rt.outputs.plan",  # the output plan and the owner lock (the rest of outputs/: runtime applications)
+            "zsseg_rt.outputs.owner",
             "zsseg_rt.options",
             "zsseg_rt.image_io",
             "zsseg_rt.io_safety",
@@ -174,7 +175,13 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("preparing a bundle for this machine (no torch)", ("zsseg_rt.prepare",)),
     (
         "runtime applications (Ray, camera, profiler, zsseg segment)",
-        ("zsseg_rt.scale", "zsseg_rt.stream", "zsseg_rt.profiling", "zsseg_rt.console.arguments"),
+        (
+            "zsseg_rt.scale",
+            "zsseg_rt.stream",
+            "zsseg_rt.outputs",  # the output kinds and sinks (they take Results, read stream.sources' tables)
+            "zsseg_rt.profiling",
+            "zsseg_rt.console.arguments",
+        ),
     ),
     ("the family contract (protocol, registry, shared blocks)", ("zsseg_rt.contract",)),
     ("toolkits the families call (export, eval, train)", ("zsseg_rt.export", "zsseg_rt.eval", "zsseg_rt.train")),

@@ -36,9 +36,9 @@ def _maps():
 
 
 def test_time_objects_counts_each_frames_objects_and_message_bytes():
+    from zsseg_rt.outputs import object_messages
     from zsseg_rt.runtime.objects import find_objects
     from zsseg_rt.runtime.result import palette
-    from zsseg_rt.stream import object_messages
 
     robots = _robots()
     names = [f"c{i}" for i in range(25)]

@@ -20,10 +20,33 @@ NEW = {
     "zsseg_rt.speed": "zsseg_rt.console.speed",
     "zsseg_rt.signal_phases": "zsseg_rt.console.signal_phases",
 }
+# the output kinds and their sinks: out of zsseg_rt/stream/ into the outputs room (issue 80, item 2)
+OUTPUTS_ROOM = {
+    "zsseg_rt.stream.output_kinds": "zsseg_rt.outputs.kinds",
+    **{
+        f"zsseg_rt.stream.{name}": f"zsseg_rt.outputs.{name}"
+        for name in (
+            "sink_base",
+            "sinks",
+            "file_sinks",
+            "video_writers",
+            "mcap_sink",
+            "foxglove_sink",
+            "coco_sink",
+            "robot_sinks",
+            "ros_messages",
+            "object_messages",
+            "labels",
+            "result_outputs",
+            "camera_outputs",
+            "loopback",
+        )
+    },
+}
 
 
 def test_the_package_installs_these_moves():
-    assert zsseg_rt._MOVED == NEW
+    assert zsseg_rt._MOVED == {**NEW, **OUTPUTS_ROOM}
 
 
 def test_every_old_path_is_the_new_module_and_warns():
@@ -49,15 +72,31 @@ def test_at_most_ten_loose_modules_and_no_alias_files():
     assert not set(loose) & {old.rpartition(".")[2] for old in NEW}, loose
 
 
+def test_the_outputs_old_paths_are_its_room():
+    """The outputs room (issue 80, item 2): every output kind and sink under zsseg_rt/outputs/, their old paths under
+    zsseg_rt.stream the very modules with the warning; no module file is left at an old path, and the room's
+    ``__init__`` imports none of them (the output plan and the owner lock stay in the foundation's reach)."""
+    assert_moved(OUTPUTS_ROOM)
+    stream = Path(zsseg_rt.__file__).parent / "stream"
+    assert [old for old in OUTPUTS_ROOM if (stream / f"{old.rsplit('.', 1)[1]}.py").exists()] == []
+    outputs = Path(zsseg_rt.__file__).parent / "outputs"
+    assert all((outputs / f"{new.rsplit('.', 1)[1]}.py").is_file() for new in OUTPUTS_ROOM.values())
+    assert "import" not in (outputs / "__init__.py").read_text(encoding="utf-8").split('"""')[-1]
+
+
 STREAM_ROOMS = {
-    f"zsseg_rt.stream.{name}": f"zsseg_rt.stream.video_filter.{name}"
-    for name in ("temporal", "video", "video_metrics", "lookahead", "filter_arrays")
+    **{
+        f"zsseg_rt.stream.{name}": f"zsseg_rt.stream.video_filter.{name}"
+        for name in ("temporal", "video", "video_metrics", "lookahead", "filter_arrays")
+    },
+    "zsseg_rt.stream.ffmpeg_log": "zsseg_rt.stream.sources.ffmpeg_log",
 }
 
 
 def test_the_video_filters_old_paths_are_its_room(tmp_path):
-    """stream/'s rooms (issue 80, item 1): the video filter's modules under zsseg_rt/stream/video_filter/, their old
-    paths the very modules with the warning; no module file is left at an old path."""
+    """stream/'s rooms (issue 80, item 1): the video filter's modules under zsseg_rt/stream/video_filter/, FFmpeg's
+    messages of a source under stream/sources/; their old paths the very modules with the warning; no module file is
+    left at an old path."""
     import zsseg_rt.stream
 
     assert zsseg_rt.stream._MOVED == STREAM_ROOMS

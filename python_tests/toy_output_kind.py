@@ -1,15 +1,15 @@
 """A toy output kind for the tests of the output table (python_tests/cli/test_cli_camera_output_kind.py: camera,
 segment and batch's refusals; python_tests/scale/test_batch_output_kind.py: a batch run): ``-o out.count`` writes how
 many results (frames, images) it counted, one in ``--count-every N``. What a new kind is: this module (its sink)
-and its row, ``ROW`` (in production a line of ``OUTPUT_KINDS`` in ``zsseg_rt/stream/output_kinds.py``; the tests put
+and its row, ``ROW`` (in production a line of ``OUTPUT_KINDS`` in ``zsseg_rt/outputs/kinds.py``; the tests put
 it in the table with ``monkeypatch``). The row's own option gives the command its flag and the Session its
 ``output_options`` entry; the row's ``wrote`` gives the "wrote ..." line."""
 
 from __future__ import annotations
 
 from zsseg_rt.console.arguments import whole_number
-from zsseg_rt.stream.output_kinds import NAMED, KindOption, OutputKind
-from zsseg_rt.stream.sink_base import FrameSink
+from zsseg_rt.outputs.kinds import NAMED, KindOption, OutputKind
+from zsseg_rt.outputs.sink_base import FrameSink
 
 
 class CountSink(FrameSink):

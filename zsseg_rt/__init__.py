@@ -18,6 +18,27 @@ _MOVED = {
     "zsseg_rt.progress": "zsseg_rt.console.progress",
     "zsseg_rt.speed": "zsseg_rt.console.speed",
     "zsseg_rt.signal_phases": "zsseg_rt.console.signal_phases",
+    # the output kinds and their sinks left zsseg_rt/stream/ for the outputs room (issue 80, item 2)
+    "zsseg_rt.stream.output_kinds": "zsseg_rt.outputs.kinds",
+    **{
+        f"zsseg_rt.stream.{name}": f"zsseg_rt.outputs.{name}"
+        for name in (
+            "sink_base",
+            "sinks",
+            "file_sinks",
+            "video_writers",
+            "mcap_sink",
+            "foxglove_sink",
+            "coco_sink",
+            "robot_sinks",
+            "ros_messages",
+            "object_messages",
+            "labels",
+            "result_outputs",
+            "camera_outputs",
+            "loopback",
+        )
+    },
 }
 install_moved(_MOVED, "deprecated since 2026-11-28, removed in 0.2.0")
 

@@ -11,7 +11,7 @@ camera``'s video, frame images and ``--stats-json``) goes through this module:
 - A streamed file (a video, written frame by frame over minutes) is written under a name that says it is partial,
   :func:`partial_path` (``out.mp4`` -> ``out.partial.mp4``), and renamed onto its final name when complete
   (:class:`AtomicFile`). A killed run leaves the old ``out.mp4`` untouched and ``out.partial.mp4`` beside it (a
-  fragmented MP4 the writer keeps playable up to its last complete fragment; ``zsseg_rt.stream.sinks``).
+  fragmented MP4 the writer keeps playable up to its last complete fragment; ``zsseg_rt.outputs.sinks``).
 
 Whether an existing output may be replaced at all is the caller's rule (the commands refuse without
 ``--overwrite``: :func:`existing_outputs`).

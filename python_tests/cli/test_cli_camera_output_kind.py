@@ -16,7 +16,7 @@ from stream_fakes import write_band_clip  # noqa: E402
 from toy_output_kind import ROW  # noqa: E402
 
 from zsseg_rt import cli  # noqa: E402
-from zsseg_rt.stream import output_kinds  # noqa: E402
+from zsseg_rt.outputs import kinds  # noqa: E402
 
 ENGINE = ["--classes", "a,b", "--no-progress"]
 SEGMENT = ["--classes", "a,b", "--backend", "onnxruntime"]
@@ -24,7 +24,7 @@ SEGMENT = ["--classes", "a,b", "--backend", "onnxruntime"]
 
 @pytest.fixture
 def toy_kind(monkeypatch):
-    monkeypatch.setattr(output_kinds, "OUTPUT_KINDS", (ROW, *output_kinds.OUTPUT_KINDS))
+    monkeypatch.setattr(kinds, "OUTPUT_KINDS", (ROW, *kinds.OUTPUT_KINDS))
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_a_python_app_gives_the_kinds_option_by_name(toy_kind, tmp_path, tiny_bu
         Session(clip, tiny_bundle, "a,b", outputs=[str(tmp_path / "x.count")], output_options={"count_evry": 4}).run()
 
 
-# ---- the same row on zsseg segment and zsseg batch (their results: zsseg_rt.stream.result_outputs) -------------------
+# ---- the same row on zsseg segment and zsseg batch (their results: zsseg_rt.outputs.result_outputs) -------------------
 @pytest.fixture
 def photos(tmp_path):
     import cv2

@@ -30,7 +30,7 @@ from stream_fakes import write_band_clip  # noqa: E402
 from support import subprocess_env  # noqa: E402
 
 from zsseg_rt import cli  # noqa: E402
-from zsseg_rt.stream.labels import read_labels  # noqa: E402
+from zsseg_rt.outputs.labels import read_labels  # noqa: E402
 
 ENGINE = ["--classes", "a,b", "--no-progress"]
 
@@ -188,7 +188,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_replaces_nothing(tmp_path, ti
     """The file's writes say ENOSPC after 20 kB (every system; a real tmpfs below): exit 1, one line naming the
     partial file and what was written; with --overwrite the old out.mcap and the old label maps stay as they were,
     no stats. The control: the same run with room replaces both."""
-    from zsseg_rt.stream import video_writers
+    from zsseg_rt.outputs import video_writers
 
     clip = _noise_clip(tmp_path / "noise.avi")
     out, labels, stats = tmp_path / "out.mcap", tmp_path / "labels", tmp_path / "stats.json"
@@ -294,7 +294,7 @@ def test_the_robot_kinds_extra_installs_their_modules():
     tomllib = pytest.importorskip("tomllib")
     from pathlib import Path
 
-    from zsseg_rt.stream.output_kinds import OUTPUT_KINDS
+    from zsseg_rt.outputs.kinds import OUTPUT_KINDS
 
     root = Path(__file__).resolve().parents[2]
     with open(root / "pyproject.toml", "rb") as handle:
@@ -314,7 +314,8 @@ def test_a_new_output_kind_is_one_row(tmp_path, tiny_bundle, clip, capsys, monke
     """A toy kind (``-o out.count``: the number of frames) added as one row of the table, its sink a few lines: the
     camera opens it for `-o`, hands it every result, and the output plan takes it as it takes a video (refused
     without --overwrite, written under its partial name, renamed when the run ends well)."""
-    from zsseg_rt.stream import FrameSink, output_kinds
+    from zsseg_rt.outputs import kinds
+    from zsseg_rt.stream import FrameSink
 
     class CountSink(FrameSink):
         def __init__(self, output):
@@ -327,7 +328,7 @@ def test_a_new_output_kind_is_one_row(tmp_path, tiny_bundle, clip, capsys, monke
             with open(self.output.partial, "w", encoding="utf-8") as handle:
                 handle.write(f"{self.frames}\n")
 
-    row = output_kinds.OutputKind(
+    row = kinds.OutputKind(
         "count",
         "-o",
         "out.count (the frames)",
@@ -335,7 +336,7 @@ def test_a_new_output_kind_is_one_row(tmp_path, tiny_bundle, clip, capsys, monke
         lambda spec, options: CountSink(options.staged),
         lambda plan, option, path: plan.stream(option, path),
     )
-    monkeypatch.setattr(output_kinds, "OUTPUT_KINDS", (row, *output_kinds.OUTPUT_KINDS))
+    monkeypatch.setattr(kinds, "OUTPUT_KINDS", (row, *kinds.OUTPUT_KINDS))
     out = tmp_path / "out.count"
     code, err = _main(capsys, clip, "--bundle", tiny_bundle, *ENGINE, "-o", out)
     assert code == 0 and out.read_text() == "8\n" and not (tmp_path / "out.partial.count").exists(), err

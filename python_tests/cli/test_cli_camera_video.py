@@ -15,7 +15,7 @@ cv2 = pytest.importorskip("cv2")
 from stream_fakes import write_band_clip  # noqa: E402
 from support import record_made  # noqa: E402
 
-from zsseg_rt.stream.labels import read_labels  # noqa: E402
+from zsseg_rt.outputs.labels import read_labels  # noqa: E402
 from zsseg_rt.stream.sources import open_source  # noqa: E402
 from zsseg_rt.stream.video_filter.video_metrics import VideoMetrics  # noqa: E402
 

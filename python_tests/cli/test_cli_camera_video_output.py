@@ -79,7 +79,7 @@ def test_without_pyav_the_fallback_says_browsers_will_not_play_it(tmp_path, tiny
 
 def test_chromium_plays_the_mp4_and_refuses_the_old_mp4v(tmp_path, browser):
     pytest.importorskip("av")
-    from zsseg_rt.stream.sinks import VideoFileSink
+    from zsseg_rt.outputs.sinks import VideoFileSink
 
     for name, fourcc in (("h264.mp4", None), ("mp4v.mp4", "mp4v")):  # the sink as zsseg camera uses it; the old codec
         sink = VideoFileSink(str(tmp_path / name), fps=FPS, fourcc=fourcc)

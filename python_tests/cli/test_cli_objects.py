@@ -20,7 +20,7 @@ from stream_fakes import write_band_clip  # noqa: E402
 
 from zsseg_rt import cli  # noqa: E402
 from zsseg_rt.assets import sample_images  # noqa: E402
-from zsseg_rt.stream.labels import read_labels  # noqa: E402
+from zsseg_rt.outputs.labels import read_labels  # noqa: E402
 
 CLASSES = "cat,dog,sky"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' decode under NumPy 2

@@ -1,4 +1,4 @@
-"""``zsseg segment --save-json FILE`` (issue 75 item 5; the coco row, ``zsseg_rt/stream/coco_sink.py``): the labels
+"""``zsseg segment --save-json FILE`` (issue 75 item 5; the coco row, ``zsseg_rt/outputs/coco_sink.py``): the labels
 as COCO masks that pycocotools reads back equal to the label maps, under the output policy of the other outputs
 (refused when it
 exists without ``--overwrite``, claimed by the run, staged, put in place only when the run has ended), and the speed

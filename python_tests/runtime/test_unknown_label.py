@@ -159,9 +159,9 @@ def test_the_labels_folder_and_the_robot_outputs_name_the_unknown_label(tiny_bun
     """``--labels-out``'s classes.json maps 255 to "unknown"; the MCAP file's LabelInfo has the entry (255,
     "unknown") and the threshold, and its mono16 labels hold 255 (read by the MCAP project's ROS 2 reader)."""
     reader = pytest.importorskip("mcap_ros2.reader")
+    from zsseg_rt.outputs.labels import LabelFolderSink
+    from zsseg_rt.outputs.mcap_sink import McapSink
     from zsseg_rt.stream.capture import Frame
-    from zsseg_rt.stream.labels import LabelFolderSink
-    from zsseg_rt.stream.mcap_sink import McapSink
 
     photo = _photo()
     result = _engine(tiny_bundle, unknown_below=0.5)(photo)

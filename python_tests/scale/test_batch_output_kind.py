@@ -11,13 +11,13 @@ from support import VOCAB10 as VOCAB
 from toy_output_kind import ROW
 
 from zsseg_rt import cli
-from zsseg_rt.stream import output_kinds
+from zsseg_rt.outputs import kinds
 
 pytestmark = pytest.mark.slow  # a Ray cluster (python_tests/scale/conftest.py)
 
 
 def test_a_batch_run_writes_the_toy_kind(ray_cluster, tiny_bundle, image_folder, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(output_kinds, "OUTPUT_KINDS", (ROW, *output_kinds.OUTPUT_KINDS))
+    monkeypatch.setattr(kinds, "OUTPUT_KINDS", (ROW, *kinds.OUTPUT_KINDS))
     out, labels = tmp_path / "out.count", tmp_path / "labels"
     argv = ["batch", image_folder, str(labels), "--bundle", tiny_bundle, "--classes", ",".join(VOCAB)]
     argv += ["--workers", "1", "--cpus-per-worker", "0.5", "--backend", "onnxruntime", "--no-progress"]

@@ -1,4 +1,4 @@
-"""``zsseg camera --save-json FILE`` on files (issue 75 item 5; ``zsseg_rt/stream/coco_sink.py``): every frame of every
+"""``zsseg camera --save-json FILE`` on files (issue 75 item 5; ``zsseg_rt/outputs/coco_sink.py``): every frame of every
 source as COCO masks that pycocotools reads back equal to the ``--labels-out`` maps of the same run, put in place with
 the other outputs when the run has ended well (refused without ``--overwrite``; a live source refused in one line);
 and the camera's speed summary (item 4): ``--stats-json``'s "speed" and the closing "Speed: ..." line."""
@@ -16,7 +16,7 @@ coco_api = pytest.importorskip("pycocotools.coco")
 from stream_fakes import write_band_clip  # noqa: E402
 
 from zsseg_rt import cli  # noqa: E402
-from zsseg_rt.stream.labels import read_labels  # noqa: E402
+from zsseg_rt.outputs.labels import read_labels  # noqa: E402
 
 ENGINE = ["--classes", "a,b", "--no-progress", "--backend", "onnxruntime"]
 
@@ -70,7 +70,7 @@ def test_the_coco_file_follows_the_output_plan_and_refuses_a_live_source(tmp_pat
     code, err = _camera(capsys, clip, "--bundle", tiny_bundle, *ENGINE, "--save-json", masks)
     assert code != 0 and "exists already: pass --overwrite" in err and masks.read_text() == "old\n"
 
-    from zsseg_rt.stream import coco_sink
+    from zsseg_rt.outputs import coco_sink
 
     def broken(self, frame, result):
         raise OSError("the sink broke")

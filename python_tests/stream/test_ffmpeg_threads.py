@@ -37,8 +37,7 @@ def test_ffmpegs_decoder_threads_lines_carry_the_sources_name_as_warnings(tmp_pa
     the others counted), whichever thread FFmpeg logged it from. The control: some line came from a decoder thread,
     logged from it or caught from it (else this machine's FFmpeg decoded on the reading thread alone, and the test
     proves nothing: skipped)."""
-    from zsseg_rt.stream import ffmpeg_log
-    from zsseg_rt.stream.sources import PyAVFileSource, ffmpeg_logs_to_python
+    from zsseg_rt.stream.sources import PyAVFileSource, ffmpeg_log, ffmpeg_logs_to_python
 
     caught = []
     if hasattr(ffmpeg_log, "_close_strays"):  # the lines PyAV's global capture held: no reading thread's

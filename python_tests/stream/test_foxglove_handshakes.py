@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from zsseg_rt.stream.sink_base import SinkError
+from zsseg_rt.outputs.sink_base import SinkError
 
 
 def _handshake(port: int, subprotocol: str) -> bytes:
@@ -52,8 +52,8 @@ def test_a_legacy_viewer_is_refused_once_naming_the_subprotocol(caplog):
 
 def test_an_ipv6_host_is_printed_in_brackets():
     pytest.importorskip("foxglove")
+    from zsseg_rt.outputs.foxglove_sink import parse_foxglove_url, url_host
     from zsseg_rt.stream import FoxgloveSink
-    from zsseg_rt.stream.foxglove_sink import parse_foxglove_url, url_host
 
     assert (url_host("::1"), url_host("127.0.0.1"), url_host("[::1]")) == ("[::1]", "127.0.0.1", "[::1]")
     host, port = parse_foxglove_url("foxglove://[::1]:0")

@@ -14,8 +14,8 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 from test_video_output_safety import _damaged_h264_clip  # noqa: E402
 
+from zsseg_rt.outputs.labels import read_labels  # noqa: E402
 from zsseg_rt.stream import VideoSegmenter  # noqa: E402
-from zsseg_rt.stream.labels import read_labels  # noqa: E402
 
 
 @pytest.fixture(scope="module")

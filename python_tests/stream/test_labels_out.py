@@ -13,8 +13,8 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
+from zsseg_rt.outputs.labels import read_labels  # noqa: E402
 from zsseg_rt.stream import LabelFolderSink  # noqa: E402
-from zsseg_rt.stream.labels import read_labels  # noqa: E402
 
 
 def _result(labels, names):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from zsseg_rt.stream.loopback import host_header_allowed
+from zsseg_rt.outputs.loopback import host_header_allowed
 
 ALLOWED = ["127.0.0.1", "127.0.0.1:8000", "localhost", "LOCALHOST:8080", " localhost ", "[::1]", "[::1]:80", "::1"]
 REFUSED = [

@@ -127,7 +127,7 @@ def test_runner_serves_overlays_and_stats(thread_guard):
 def test_mjpeg_caps_simultaneous_clients(thread_guard, monkeypatch):
     import socket
 
-    from zsseg_rt.stream import sinks
+    from zsseg_rt.outputs import sinks
 
     monkeypatch.setattr(sinks._MjpegHTTPServer, "max_clients", 2)
     sink = MjpegSink(port=0, host=HOST)

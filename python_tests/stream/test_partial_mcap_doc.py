@@ -24,7 +24,8 @@ _KILLED_WRITER = f"""
 import os, signal, sys
 from types import SimpleNamespace
 import numpy as np
-from zsseg_rt.stream import McapSink, mcap_sink
+from zsseg_rt.outputs import mcap_sink
+from zsseg_rt.stream import McapSink
 mcap_sink.CHUNK_BYTES = 1
 sink = McapSink(sys.argv[1], overlay=False)
 for k in range({FRAMES}):

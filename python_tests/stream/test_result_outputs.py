@@ -1,5 +1,5 @@
-"""The outputs of the commands without a frame stream (zsseg_rt.stream.result_outputs): the table's kinds a command
-takes, through one output plan; the COCO masks written by the one COCO writer (stream/coco_sink.py's CocoSink) on
+"""The outputs of the commands without a frame stream (zsseg_rt.outputs.result_outputs): the table's kinds a command
+takes, through one output plan; the COCO masks written by the one COCO writer (outputs/coco_sink.py's CocoSink) on
 every command; nothing written when no result came or the run failed."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from zsseg_rt.outputs.plan import OutputRefused
+from zsseg_rt.outputs.result_outputs import ResultFrame, ResultOutputs
 from zsseg_rt.runtime.result import Result
-from zsseg_rt.stream.result_outputs import ResultFrame, ResultOutputs
 
 PACKAGE = os.path.join(os.path.dirname(__file__), "..", "..", "zsseg_rt")
 
@@ -39,7 +39,7 @@ def coco_writers(root: str):
 
 def test_one_coco_writer():
     writers = coco_writers(PACKAGE)
-    assert writers == ["stream/coco_sink.py"], writers  # before: cli/segment_coco.py made its own too
+    assert writers == ["outputs/coco_sink.py"], writers  # before: cli/segment_coco.py made its own too
 
 
 def test_the_writer_finder_finds_a_second_writer(tmp_path):

@@ -22,10 +22,11 @@ pytest.importorskip("mcap")
 pytest.importorskip("mcap_ros2")
 from robot_readers import FoxgloveClient, decode_cdr  # noqa: E402
 
+from zsseg_rt.outputs import object_messages  # noqa: E402
+from zsseg_rt.outputs.object_messages import DETECTION_2D_ARRAY, IMAGE_ANNOTATIONS, OBJECT_SCHEMAS  # noqa: E402
 from zsseg_rt.runtime.objects import find_objects  # noqa: E402
 from zsseg_rt.runtime.result import Result, palette  # noqa: E402
-from zsseg_rt.stream import McapSink, object_messages  # noqa: E402
-from zsseg_rt.stream.object_messages import DETECTION_2D_ARRAY, IMAGE_ANNOTATIONS, OBJECT_SCHEMAS  # noqa: E402
+from zsseg_rt.stream import McapSink  # noqa: E402
 
 NAMES = ["floor", "door", "person", "cup"]
 UNKNOWN = 255  # the unknown label's id with 4 classes (Result.unknown_id when unknown_below is set)

@@ -23,6 +23,8 @@ from robot_readers import FoxgloveClient, decode_cdr, read_mcap_ros2, read_parti
 from stream_fakes import FakeEngine, numbered_frame  # noqa: E402
 
 from zsseg_rt.io_safety import OutputWriteError  # noqa: E402
+from zsseg_rt.outputs.labels import read_labels  # noqa: E402
+from zsseg_rt.outputs.ros_messages import ros_name  # noqa: E402
 from zsseg_rt.stream import (  # noqa: E402
     CallableSource,
     LabelFolderSink,
@@ -33,8 +35,6 @@ from zsseg_rt.stream import (  # noqa: E402
     output_kind,
 )
 from zsseg_rt.stream.capture import Frame  # noqa: E402
-from zsseg_rt.stream.labels import read_labels  # noqa: E402
-from zsseg_rt.stream.ros_messages import ros_name  # noqa: E402
 
 READERS = [read_mcap_ros2, read_rosbags]
 
@@ -186,7 +186,7 @@ def test_a_full_disk_stops_with_one_line_and_keeps_the_complete_chunks(tmp_path,
     """The disk fills up mid-file: the write raises OutputWriteError naming the partial file, the old file is not
     replaced, and the partial file reads up to its last complete chunk (every message there decodes: labels bit for
     bit). The control: the same writes with room finish a whole file."""
-    from zsseg_rt.stream import mcap_sink, video_writers
+    from zsseg_rt.outputs import mcap_sink, video_writers
 
     disk = FullDiskOs(budget=budget or 10**12, matches=lambda p: p.endswith(".partial.mcap"))
     monkeypatch.setattr(video_writers, "os", disk)

@@ -17,7 +17,7 @@ cv2 = pytest.importorskip("cv2")
 from stream_fakes import write_band_clip  # noqa: E402
 
 from zsseg_rt import cli  # noqa: E402
-from zsseg_rt.stream.labels import read_labels  # noqa: E402
+from zsseg_rt.outputs.labels import read_labels  # noqa: E402
 
 FRAMES = 5
 COUNTERS = ("processed", "captured", "dropped", "reconnects", "decode_errors", "frames_missing", "state", "name")

@@ -104,8 +104,8 @@ def toy_kind(tmp_path, monkeypatch):
 
 def test_a_new_kind_is_a_module_and_a_row(toy_kind, tmp_path, tiny_bundle, capsys):
     from zsseg_rt import cli
+    from zsseg_rt.outputs.labels import read_labels
     from zsseg_rt.stream import Session
-    from zsseg_rt.stream.labels import read_labels
 
     assert parse_source("toy://3") == SourceSpec("toy", "3", False)
     assert source_label(parse_source("toy://3")) == "toy3"

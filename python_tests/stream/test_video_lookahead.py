@@ -130,7 +130,7 @@ def test_a_live_source_is_refused_in_one_line_and_a_file_is_not():
 def test_the_camera_loop_writes_every_frame_with_its_own_labels(tmp_path):
     """The camera loop over a delayed segmenter: each written label map is its own frame's (the one the look-ahead
     computed for that index), every frame written, the held-back ones at the end of the source."""
-    from zsseg_rt.stream.labels import LabelFolderSink
+    from zsseg_rt.outputs.labels import LabelFolderSink
     from zsseg_rt.stream.runner import MultiStreamRunner
     from zsseg_rt.stream.sources import CallableSource
 

@@ -141,7 +141,7 @@ def test_an_encoder_write_that_fails_stops_the_run(tmp_path, tiny_bundle, monkey
     """The same without a mountable tmpfs: the file the encoder writes says ENOSPC after 20 kB."""
     pytest.importorskip("av")
     from zsseg_rt import cli
-    from zsseg_rt.stream import video_writers
+    from zsseg_rt.outputs import video_writers
 
     disk = FullDiskOs(budget=20_000, matches=lambda path: path.endswith(".partial.mp4"))
     monkeypatch.setattr(video_writers, "os", disk)
@@ -191,7 +191,7 @@ def test_an_opencv_writer_that_loses_frames_is_caught(tmp_path, tiny_bundle, mon
 
 def test_odd_sized_frames_are_padded_with_a_note(tmp_path, caplog):
     pytest.importorskip("av")
-    from zsseg_rt.stream.sinks import VideoFileSink, h264_encoder
+    from zsseg_rt.outputs.sinks import VideoFileSink, h264_encoder
 
     if h264_encoder() is None:
         pytest.skip("PyAV has no H.264 encoder here: nothing is padded")
@@ -251,8 +251,8 @@ def test_write_errors_keep_their_errno(tmp_path, monkeypatch):
     """The error a sink raises is an OSError with the system's errno (scripts and tests can tell a full disk)."""
     pytest.importorskip("av")
     from zsseg_rt.io_safety import OutputWriteError
-    from zsseg_rt.stream import video_writers
-    from zsseg_rt.stream.sinks import VideoFileSink
+    from zsseg_rt.outputs import video_writers
+    from zsseg_rt.outputs.sinks import VideoFileSink
 
     monkeypatch.setattr(video_writers, "os", FullDiskOs(budget=0, matches=lambda path: path.endswith(".mp4")))
     sink = VideoFileSink(str(tmp_path / "out.mp4"))

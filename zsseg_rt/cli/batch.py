@@ -62,7 +62,7 @@ def _run_batch(args: argparse.Namespace) -> int:
 
 
 def _result_outputs(args: argparse.Namespace, job) -> Optional[Any]:
-    """The outputs of ``-o`` (kinds whose rows take ``batch``: :mod:`zsseg_rt.stream.result_outputs`), checked,
+    """The outputs of ``-o`` (kinds whose rows take ``batch``: :mod:`zsseg_rt.outputs.result_outputs`), checked,
     claimed and opened; None without ``-o``.
 
     Raises:
@@ -71,10 +71,10 @@ def _result_outputs(args: argparse.Namespace, job) -> Optional[Any]:
     if not getattr(args, "outputs", None):
         return None
     from zsseg_rt.console.errors import CliError
+    from zsseg_rt.outputs.kinds import output_values
     from zsseg_rt.outputs.plan import OutputRefused
+    from zsseg_rt.outputs.result_outputs import ResultOutputs
     from zsseg_rt.scale.batch import MANIFEST
-    from zsseg_rt.stream.output_kinds import output_values
-    from zsseg_rt.stream.result_outputs import ResultOutputs
 
     taken = [os.path.join(job.output_dir, name) for name in (MANIFEST, "vocabulary.json")]
     values = output_values(args, "-o", "batch")
@@ -100,7 +100,7 @@ def _run_checked(args: argparse.Namespace, job, outputs) -> int:
         check_pool_fits(job, cpus=resources.get("CPU", 0.0), gpus=resources.get("GPU", 0.0))
     each = None
     if outputs is not None:
-        from zsseg_rt.stream.result_outputs import ResultFrame
+        from zsseg_rt.outputs.result_outputs import ResultFrame
 
         def each(row) -> None:  # an image's result, as the driver receives it, to the -o outputs
             if row["status"] == "ok":
@@ -121,7 +121,7 @@ def _run_checked(args: argparse.Namespace, job, outputs) -> int:
     for row in summary["errors"]:
         print(f"  error: {row['image']}: {row['error']}")
     if outputs is not None:
-        from zsseg_rt.stream.output_kinds import wrote_line
+        from zsseg_rt.outputs.kinds import wrote_line
 
         for kind, output in outputs.finish():
             line = wrote_line(output, kind)
@@ -164,8 +164,8 @@ def add_command(subparsers) -> argparse.ArgumentParser:
 def _add_result_outputs(p: argparse.ArgumentParser) -> None:
     """``-o SPEC`` (repeatable) for the output kinds whose rows take ``batch`` (with their own flags and
     ``--overwrite``); none while no row does."""
-    from zsseg_rt.stream.output_kinds import kinds_for
-    from zsseg_rt.stream.result_outputs import add_result_outputs
+    from zsseg_rt.outputs.kinds import kinds_for
+    from zsseg_rt.outputs.result_outputs import add_result_outputs
 
     kinds = kinds_for("-o", "batch")
     if not kinds:

@@ -46,7 +46,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         help="text file of class names (one per line or comma-separated), watched: "
         "edit it while streaming to change the vocabulary",
     )
-    from zsseg_rt.stream.output_kinds import add_output_arguments, output_help
+    from zsseg_rt.outputs.kinds import add_output_arguments, output_help
 
     p.add_argument("-o", "--output", action="append", default=[], help=output_help("-o"))  # from the kinds' rows
     p.add_argument(
@@ -133,7 +133,7 @@ _SAME_NAMES = (
 
 def session_options(args: argparse.Namespace) -> Any:
     """The :class:`~zsseg_rt.stream.session_options.SessionOptions` of the parsed flags."""
-    from zsseg_rt.stream.output_kinds import output_values
+    from zsseg_rt.outputs.kinds import output_values
     from zsseg_rt.stream.session_options import SessionOptions
 
     values = {name: getattr(args, name) for name in _SAME_NAMES if hasattr(args, name)}

@@ -2,7 +2,7 @@
 robots"): their options (``--frame-id``, ``--no-overlay-topic``: the rows' own options), the one-line refusal of an output whose Python
 packages are missing (the ``robots`` extra) and the ``SinkOptions`` an ``-o`` spec is opened with, which are the core's
 (``zsseg_rt.stream.session_options``; kept here by these names for one release). The kinds
-themselves are rows of :mod:`zsseg_rt.stream.output_kinds`. Light at import (the CLI's ``--help``)."""
+themselves are rows of :mod:`zsseg_rt.outputs.kinds`. Light at import (the CLI's ``--help``)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ __all__ = ["add_robot_arguments", "check_output_needs", "sink_options"]
 
 def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the output kinds' own options (the robot outputs' ``--frame-id``, ``--no-overlay-topic``: rows of
-    ``zsseg_rt.stream.output_kinds``) to the ``camera`` parser."""
-    from zsseg_rt.stream.output_kinds import add_output_arguments
+    ``zsseg_rt.outputs.kinds``) to the ``camera`` parser."""
+    from zsseg_rt.outputs.kinds import add_output_arguments
 
     add_output_arguments(parser, "-o")
 
@@ -31,7 +31,7 @@ def sink_options(args: Any, fps: float, names: Sequence[str], staged: Any = None
     """The ``SinkOptions`` of one ``-o`` sink (``zsseg_rt.stream.session_options.sink_options``)."""
     from types import SimpleNamespace
 
-    from zsseg_rt.stream.output_kinds import output_values
+    from zsseg_rt.outputs.kinds import output_values
     from zsseg_rt.stream.session_options import sink_options as options_of
 
     given = SimpleNamespace(output_options=output_values(args, "-o"), objects=getattr(args, "objects", False))

@@ -452,7 +452,7 @@ def _claimed_plan(images: Sequence[str], args, views: Sequence[str]):
 
 
 def _result_outputs(args, images: Sequence[str], plan: Dict):
-    """The outputs of the table's kinds that take results (:mod:`zsseg_rt.stream.result_outputs`): ``--save-json
+    """The outputs of the table's kinds that take results (:mod:`zsseg_rt.outputs.result_outputs`): ``--save-json
     FILE`` (the coco row) and the ``-o`` specs of kinds ``segment`` takes, checked, claimed and opened; None when
     there are none.
 
@@ -462,9 +462,9 @@ def _result_outputs(args, images: Sequence[str], plan: Dict):
     specs = list(getattr(args, "outputs", None) or [])
     if not args.save_json and not specs:
         return None
+    from zsseg_rt.outputs.kinds import output_values
     from zsseg_rt.outputs.plan import OutputRefused
-    from zsseg_rt.stream.output_kinds import output_values
-    from zsseg_rt.stream.result_outputs import ResultOutputs
+    from zsseg_rt.outputs.result_outputs import ResultOutputs
 
     path = args.save_json
     if path and not path.lower().endswith(".json"):
@@ -482,7 +482,7 @@ def _result_outputs(args, images: Sequence[str], plan: Dict):
 
 def _say_written(kind: str, output: Dict) -> None:
     """The line of an output put in place: its row's "wrote ..." line (the COCO masks: as segment said it before)."""
-    from zsseg_rt.stream.output_kinds import wrote_line
+    from zsseg_rt.outputs.kinds import wrote_line
 
     if kind == "coco":
         print(f"COCO masks of {output['frames']} images written to {output['path']}", file=sys.stderr)
@@ -520,7 +520,7 @@ def _segment_all(args, images: Sequence[str], plan: Dict, outputs=None) -> int:
         def observe(result) -> None:  # after its views: the speed summary and the table's outputs take it
             speed.add(result.timing, result.labels.shape)
             if outputs is not None:
-                from zsseg_rt.stream.result_outputs import ResultFrame
+                from zsseg_rt.outputs.result_outputs import ResultFrame
 
                 seen = ResultFrame(number - 1, path=path) if frame is None else ResultFrame(frame[0], video=path)
                 outputs.add(result, seen)
@@ -612,7 +612,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         'class with ";" ("person; man; woman, sofa"); or a named vocabulary: the standard benchmarks\' official '
         "class files with their synonyms and background class (" + ", ".join(_named_vocabularies()) + ")",
     )
-    from zsseg_rt.stream.result_outputs import add_result_outputs, results_help
+    from zsseg_rt.outputs.result_outputs import add_result_outputs, results_help
 
     p.add_argument(
         "-o",

@@ -619,7 +619,7 @@ def iter_segment_images(
 def result_of_row(job: BatchJob, row: Dict[str, Any]) -> Any:
     """The ``Result`` of an ``ok`` manifest row, where the driver receives it: its label map read back from OUTPUT,
     the job's classes and unknown threshold (the one unknown id, ``Result.unknown_id``), for the output kinds that
-    take results (``zsseg batch -o``: :mod:`zsseg_rt.stream.result_outputs`). Scores NaN (the label PNG holds none).
+    take results (``zsseg batch -o``: :mod:`zsseg_rt.outputs.result_outputs`). Scores NaN (the label PNG holds none).
 
     Raises:
         OSError: the label PNG cannot be read back.

@@ -169,7 +169,7 @@ class SegmentationServer:
         **engine_options,
     ):
         """``host``: the address the HTTP proxy listens on; a loopback one answers only requests addressed to a
-        loopback name (DNS rebinding: ``zsseg_rt.stream.loopback``); None: no such check (a replica behind a proxy
+        loopback name (DNS rebinding: ``zsseg_rt.outputs.loopback``); None: no such check (a replica behind a proxy
         of its own). ``max_queued``: POST /segment requests this replica admits beyond one batch (None: twice
         ``max_batch_size``); more at once get 503 with Retry-After (see :func:`in_flight_limit`). ``stop_flag``: the
         name of the driver's stop flag (:mod:`.serve_stop`; None: none), after which every request gets 503.
@@ -208,7 +208,7 @@ class SegmentationServer:
         """Answer one HTTP request; every request lands in exactly one outcome counter (records.OUTCOME_COUNTERS)."""
         from starlette.responses import JSONResponse, Response
 
-        from zsseg_rt.stream.loopback import host_header_allowed
+        from zsseg_rt.outputs.loopback import host_header_allowed
 
         path = request.url.path.rstrip("/") or "/"
         if await self._stopping():  # the server stops: 503 with Retry-After, never Ray's 404 once the route is gone

@@ -32,6 +32,8 @@ Frames one by one with stable labels, without the loop (an application that owns
     result = video(frame)   # per frame: a Result with .keyframe (the encoder ran) and .reason
 """
 
+from typing import TYPE_CHECKING, Any, List
+
 from zsseg_rt.aliases import install_moved
 
 from .capabilities import (
@@ -43,16 +45,10 @@ from .capabilities import (
     require_window,
 )
 from .capture import Backoff, Frame, FrameGrabber
-from .foxglove_sink import FoxgloveSink
-from .labels import LabelFolderSink
 from .live import LIVE, LIVE_TEST_SCALE, live_options
-from .mcap_sink import McapSink
-from .output_kinds import OUTPUT_KINDS, OutputKind, open_sink, output_kind
-from .robot_sinks import RobotSink
 from .runner import MultiStreamRunner, SourceStats, StreamRunner, StreamStats
 from .session import Session, SessionResult
 from .session_options import SessionOptions
-from .sinks import FrameSink, ImageFolderSink, MjpegSink, NullSink, SinkError, VideoFileSink, WindowSink
 from .sources import (
     CallableSource,
     FrameSource,
@@ -70,10 +66,66 @@ from .video_filter.video import VideoResult, VideoSegmenter
 from .video_filter.video_metrics import VideoMetrics
 from .vocabulary import ClassFileWatcher, parse_class_text
 
-# deprecated 2026-11-28 (0.1.x), removed in 0.2.0: the video filter's modules moved into their room (issue 80, item 1)
+# The outputs room's names, imported on first use (PEP 562): its sinks import stream.sources and stream.capabilities,
+# so an import of them here would be a cycle whenever a program imports an output module (zsseg_rt.outputs.sinks)
+# before this package.
+_FROM_OUTPUTS = {
+    "zsseg_rt.outputs.foxglove_sink": ("FoxgloveSink",),
+    "zsseg_rt.outputs.labels": ("LabelFolderSink",),
+    "zsseg_rt.outputs.mcap_sink": ("McapSink",),
+    "zsseg_rt.outputs.kinds": ("OUTPUT_KINDS", "OutputKind", "open_sink", "output_kind"),
+    "zsseg_rt.outputs.robot_sinks": ("RobotSink",),
+    "zsseg_rt.outputs.sinks": (
+        "FrameSink",
+        "ImageFolderSink",
+        "MjpegSink",
+        "NullSink",
+        "SinkError",
+        "VideoFileSink",
+        "WindowSink",
+    ),
+}
+_LAZY = {name: module for module, names in _FROM_OUTPUTS.items() for name in names}
+
+if TYPE_CHECKING:
+    from zsseg_rt.outputs.foxglove_sink import FoxgloveSink
+    from zsseg_rt.outputs.kinds import OUTPUT_KINDS, OutputKind, open_sink, output_kind
+    from zsseg_rt.outputs.labels import LabelFolderSink
+    from zsseg_rt.outputs.mcap_sink import McapSink
+    from zsseg_rt.outputs.robot_sinks import RobotSink
+    from zsseg_rt.outputs.sinks import (
+        FrameSink,
+        ImageFolderSink,
+        MjpegSink,
+        NullSink,
+        SinkError,
+        VideoFileSink,
+        WindowSink,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+# deprecated 2026-11-28 (0.1.x), removed in 0.2.0: stream/'s modules moved into its rooms (issue 80, item 1); the
+# output modules that left for zsseg_rt/outputs/ are in zsseg_rt._MOVED
 _MOVED = {
-    f"zsseg_rt.stream.{name}": f"zsseg_rt.stream.video_filter.{name}"
-    for name in ("temporal", "video", "video_metrics", "lookahead", "filter_arrays")
+    **{
+        f"zsseg_rt.stream.{name}": f"zsseg_rt.stream.video_filter.{name}"
+        for name in ("temporal", "video", "video_metrics", "lookahead", "filter_arrays")
+    },
+    "zsseg_rt.stream.ffmpeg_log": "zsseg_rt.stream.sources.ffmpeg_log",  # FFmpeg's messages of one source
 }
 install_moved(_MOVED, "deprecated since 2026-11-28, removed in 0.2.0")
 

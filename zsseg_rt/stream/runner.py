@@ -32,12 +32,12 @@ from typing import Callable, Deque, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from zsseg_rt.outputs.sink_base import FrameSink
 from zsseg_rt.vocabulary import validate_class_names
 
 from .capture import Backoff, Frame, FrameGrabber
 from .flight import FlightSteps, open_flight
 from .protocols import ResultSink, StreamSegmenter
-from .sinks import FrameSink
 from .sources import FrameSource
 from .video_filter.video_metrics import VideoMetrics
 from .vocabulary import ClassFileWatcher

@@ -348,7 +348,7 @@ class Session:
         Raises:
             CliError, OutputRefused: one line naming the path and what to do.
         """
-        from zsseg_rt.stream.camera_outputs import CameraOutputs
+        from zsseg_rt.outputs.camera_outputs import CameraOutputs
         from zsseg_rt.stream.capabilities import display_available, opencv_has_gui
 
         options, names = self.options, [item.name for item in self.inputs]
@@ -502,8 +502,8 @@ def build_sinks(
     """The sinks the outputs, the label folders, COCO and the preview ask for (``outputs``: the checked
     ``CameraOutputs``): a list per source and the shared ones (an MCAP file of every source, the preview); with none,
     a window per source."""
-    from zsseg_rt.stream.output_kinds import SinkOptions, open_output
-    from zsseg_rt.stream.sinks import MjpegSink
+    from zsseg_rt.outputs.kinds import SinkOptions, open_output
+    from zsseg_rt.outputs.sinks import MjpegSink
 
     names = [item.name for item in inputs]
     several = len(inputs) > 1

@@ -84,7 +84,7 @@ def output_names(spec: str, names: Sequence[str]) -> List[str]:
     Raises:
         CliError: several sources and a fixed file name, or a kind that shows one source (its row says what to use).
     """
-    from zsseg_rt.stream.output_kinds import EACH, SINGLE, output_kind
+    from zsseg_rt.outputs.kinds import EACH, SINGLE, output_kind
 
     text = str(spec)
     per_source = [text.replace("{source}", name).replace("{index}", str(i)) for i, name in enumerate(names)]
@@ -111,7 +111,7 @@ def output_names(spec: str, names: Sequence[str]) -> List[str]:
 
 def shared_output(spec: str) -> bool:
     """An ``-o`` whose one output takes every source (an ``.mcap`` file, ``foxglove://``) when it names none."""
-    from zsseg_rt.stream.output_kinds import output_kind
+    from zsseg_rt.outputs.kinds import output_kind
 
     kind = output_kind(spec)
     return kind is not None and kind.shared and not any(p in str(spec) for p in PLACEHOLDERS)
@@ -125,7 +125,7 @@ def check_output_needs(specs: Sequence[str], command: str = "camera") -> None:
         CliError: ``zsseg camera needs ..., which this environment lacks (...): pip install "zsseg_rt[robots]"``.
     """
     from zsseg_rt.needs import Needs
-    from zsseg_rt.stream.output_kinds import output_kind
+    from zsseg_rt.outputs.kinds import output_kind
 
     for spec in specs:
         kind = output_kind(spec)
@@ -140,7 +140,7 @@ def check_output_needs(specs: Sequence[str], command: str = "camera") -> None:
 def sink_options(options: Any, fps: float, names: Sequence[str], staged: Any = None, title: str = "zsseg") -> Any:
     """The ``SinkOptions`` of one ``-o`` sink: ``names``, the sources it shows (one, or every source of a shared
     robot output); the kinds' own options (``output_values``)."""
-    from zsseg_rt.stream.output_kinds import SinkOptions
+    from zsseg_rt.outputs.kinds import SinkOptions
 
     return SinkOptions(
         fps=fps,
@@ -161,7 +161,7 @@ def output_values(options: Any) -> Dict[str, Any]:
         TypeError: ``output_options`` names an option no kind has (with the closest name).
     """
     from zsseg_rt.options import did_you_mean
-    from zsseg_rt.stream.output_kinds import kind_options
+    from zsseg_rt.outputs.kinds import kind_options
 
     rows = kind_options()
     given = dict(getattr(options, "output_options", None) or {})

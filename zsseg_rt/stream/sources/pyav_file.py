@@ -6,8 +6,8 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from ..ffmpeg_log import FFmpegMessages
 from .base import FrameSource, SourceError, log
+from .ffmpeg_log import FFmpegMessages
 
 MAX_DAMAGED_IN_A_ROW = 100  # damaged packets without one good frame between them: the file is given up
 
@@ -15,7 +15,7 @@ MAX_DAMAGED_IN_A_ROW = 100  # damaged packets without one good frame between the
 def ffmpeg_logs_to_python() -> None:
     """FFmpeg's messages (PyAV) of ERROR and above to Python's logging instead of nowhere (PyAV's default) or straight
     to stderr; a level set by the application is kept. A source re-logs those its reads cause at WARNING, counted
-    and capped (``zsseg_rt.stream.ffmpeg_log``)."""
+    and capped (``zsseg_rt.stream.sources.ffmpeg_log``)."""
     import av.logging
 
     if av.logging.get_level() is None:

@@ -1,6 +1,6 @@
 """The output kinds of the commands without a frame stream: ``zsseg segment`` (each image, each frame of a video file)
 and ``zsseg batch`` (each image's label map, where the driver receives it) write the kinds of the one table
-(:mod:`zsseg_rt.stream.output_kinds`; a row's ``commands`` names the commands that take it) through the one output
+(:mod:`zsseg_rt.outputs.kinds`; a row's ``commands`` names the commands that take it) through the one output
 plan (:mod:`zsseg_rt.outputs.plan`), as ``zsseg camera`` does: declared, checked and claimed (an owner lock) before
 the bundle loads, staged while the run goes, put in place when it has ended (its abort replaces nothing), with the
 rows' sinks (``write_result``: the COCO masks are the coco row's ``CocoSink`` on every command, the one COCO writer),
@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from zsseg_rt.outputs.plan import CLI_FLAG, OutputPlan, OutputRefused
 
-from .output_kinds import OutputKind, SinkOptions, kinds_for, output_kind
+from .kinds import OutputKind, SinkOptions, kinds_for, output_kind
 
 __all__ = ["ResultFrame", "ResultOutputs", "add_result_outputs", "results_help"]
 
@@ -210,7 +210,7 @@ def add_result_outputs(parser: Any, command: str, option: str = "-o") -> Any:
     batch``): a spec of a kind the command takes is gathered in ``args.outputs``; anything else is the command's
     own value (``args.output``), or refused where the command has none. The kinds' own options become flags.
     Returns the argparse action of ``option`` that gathers them."""
-    from .output_kinds import add_output_arguments
+    from .kinds import add_output_arguments
 
     parser.set_defaults(outputs=None)
     add_output_arguments(parser, option, command)

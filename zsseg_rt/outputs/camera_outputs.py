@@ -1,5 +1,5 @@
 """The file outputs of ``zsseg camera`` under the output policy of :mod:`zsseg_rt.outputs.plan`: every ``-o`` file
-or folder (each kind's entry: :mod:`zsseg_rt.stream.output_kinds`), every ``--labels-out`` folder and ``--stats-json``
+or folder (each kind's entry: :mod:`zsseg_rt.outputs.kinds`), every ``--labels-out`` folder and ``--stats-json``
 declared and checked before the model loads (the first frame), staged while the stream runs, and put in place
 together when it has ended well.
 
@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 from zsseg_rt.io_safety import AtomicFile
 from zsseg_rt.outputs.plan import CLI_FLAG, OutputPlan, StagedFile, StagedFolder
 
-from .output_kinds import output_kind, wrote_line
+from .kinds import output_kind, wrote_line
 
 __all__ = ["CameraOutputs", "input_paths"]
 
@@ -46,7 +46,7 @@ class CameraOutputs:
         self._staged: Dict[str, Any] = {}  # an -o spec -> its kind's entry (AtomicFile, StagedFolder)
         self._labels: Dict[str, StagedFolder] = {}
         self.stats: Optional[StagedFile] = None
-        self.coco: Optional[StagedFile] = None  # --save-json FILE (zsseg_rt.stream.coco_sink writes it)
+        self.coco: Optional[StagedFile] = None  # --save-json FILE (zsseg_rt.outputs.coco_sink writes it)
 
     @classmethod
     def plan_for(

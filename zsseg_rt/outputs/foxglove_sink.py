@@ -1,5 +1,5 @@
 """``zsseg camera -o foxglove://HOST:PORT`` and ``FoxgloveSink``: the robot topics of every source
-(:mod:`zsseg_rt.stream.robot_sinks`) served live over Foxglove's WebSocket protocol (``foxglove-sdk``), for any number
+(:mod:`zsseg_rt.outputs.robot_sinks`) served live over Foxglove's WebSocket protocol (``foxglove-sdk``), for any number
 of viewers (Foxglove's app: "Open connection", ``ws://HOST:PORT``; or any client of the protocol, subprotocol
 ``foxglove.sdk.v1``).
 

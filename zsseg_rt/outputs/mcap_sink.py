@@ -1,6 +1,6 @@
 """``zsseg camera -o out.mcap`` and ``McapSink``: the labels of every frame as ROS 2 messages in an MCAP file, the
 format ``ros2 bag record`` writes by default and Foxglove opens (topics, messages and stamps:
-:mod:`zsseg_rt.stream.robot_sinks`).
+:mod:`zsseg_rt.outputs.robot_sinks`).
 
 The file: profile ``ros2``; one schema per message type, its ``ros2msg`` definition embedded (``ros2 bag info /
 play`` and Foxglove read the file without the ROS packages); messages in CDR; zstd-compressed chunks (the labels are
@@ -40,7 +40,7 @@ FLUSH_SECONDS = 1.0  # ... or this long after the chunk's first message: what a 
 
 
 class McapSink(RobotSink):
-    """The robot topics of every source (:mod:`zsseg_rt.stream.robot_sinks`) in one MCAP file (see the module).
+    """The robot topics of every source (:mod:`zsseg_rt.outputs.robot_sinks`) in one MCAP file (see the module).
 
     Args:
         path: the file (``.mcap``).

@@ -1,5 +1,5 @@
 """A frame's objects (:mod:`zsseg_rt.runtime.objects`: each class's connected regions, their boxes, scores and
-centroids) as ROS 2 messages, in the wire format and with the schemas of :mod:`zsseg_rt.stream.ros_messages`:
+centroids) as ROS 2 messages, in the wire format and with the schemas of :mod:`zsseg_rt.outputs.ros_messages`:
 
 - ``vision_msgs/msg/Detection2DArray`` (vision_msgs 4.x: ROS 2 Humble, Jazzy and later), the robot's objects
   (:func:`detection_2d_array`): one ``Detection2D`` per object, its header the array's (the labels' stamp and

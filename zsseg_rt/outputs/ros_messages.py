@@ -8,7 +8,7 @@ readers of the MCAP project and ``rosbags`` decode the messages from them, witho
 - ``sensor_msgs/msg/CompressedImage``: the overlay as JPEG (:func:`compressed_image`);
 - ``vision_msgs/msg/LabelInfo``: the vocabulary, class id -> name (:func:`label_info`);
 
-and, with the objects on, :mod:`zsseg_rt.stream.object_messages`'s ``vision_msgs/msg/Detection2DArray`` and
+and, with the objects on, :mod:`zsseg_rt.outputs.object_messages`'s ``vision_msgs/msg/Detection2DArray`` and
 ``foxglove_msgs/msg/ImageAnnotations``.
 
 The encoders are written here (a few lines each: every field of these types is a primitive, a string or a byte

@@ -15,7 +15,7 @@ Topics, for a source named ``front`` (its name as a ROS 2 name token: ``ros_mess
 - with ``objects=True`` (``--objects``), the frame's objects (``Result.objects()``: each class's connected regions):
   ``/front/objects``, ``vision_msgs/msg/Detection2DArray``, and ``/front/annotations``,
   ``foxglove_msgs/msg/ImageAnnotations`` (their boxes and class names, drawn by Foxglove over the overlay), every
-  frame, an empty array when it has none (:mod:`zsseg_rt.stream.object_messages`).
+  frame, an empty array when it has none (:mod:`zsseg_rt.outputs.object_messages`).
 
 ``header.stamp``: the frame's time. A video file's (or an image folder's at ``fps``) presentation time: seconds
 from the file's start, as in the file; a live source's time of capture (the wall clock, ``time.time()``). Per source

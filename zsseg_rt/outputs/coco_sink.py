@@ -1,6 +1,6 @@
 """The one COCO writer: ``zsseg camera --save-json FILE`` on video files and image folders (every frame's labels in
 one file for every source) and ``zsseg segment --save-json FILE`` (every image's and every video frame's:
-:mod:`zsseg_rt.stream.result_outputs`), as COCO masks (:class:`zsseg_rt.runtime.coco.CocoMasks`), staged by the run's
+:mod:`zsseg_rt.outputs.result_outputs`), as COCO masks (:class:`zsseg_rt.runtime.coco.CocoMasks`), staged by the run's
 output plan (:mod:`zsseg_rt.outputs.plan`) and put in place with the other outputs when the run has ended well."""
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Each sink has ``write(frame_bgr_uint8)`` and ``close()`` (``finish()`` / ``abort()``: ``FrameSink``);
 ``zsseg_rt.stream.open_sink(spec)`` builds one from a user string (``display://``, ``out.mp4``, ``frames/``,
-``http://127.0.0.1:8080``, ``out.mcap``, ``foxglove://``): the table of :mod:`zsseg_rt.stream.output_kinds`. The file sinks
-(:mod:`zsseg_rt.stream.file_sinks`) follow the output policy of :mod:`zsseg_rt.outputs.plan`: nothing is written under
+``http://127.0.0.1:8080``, ``out.mcap``, ``foxglove://``): the table of :mod:`zsseg_rt.outputs.kinds`. The file sinks
+(:mod:`zsseg_rt.outputs.file_sinks`) follow the output policy of :mod:`zsseg_rt.outputs.plan`: nothing is written under
 an output's name until it is complete, and a failed write raises ``OutputWriteError`` naming the path and what was
 written.
 """
@@ -20,7 +20,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .capabilities import require_window
+from zsseg_rt.stream.capabilities import require_window
+
 from .file_sinks import BROWSER_EXTENSIONS, FRAMES, ImageFolderSink, VideoFileSink, existing_frames, h264_encoder
 from .loopback import LOOPBACK_HOSTS, host_header_allowed
 from .sink_base import FrameSink, SinkError

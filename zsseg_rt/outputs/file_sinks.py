@@ -14,9 +14,9 @@ import numpy as np
 
 from zsseg_rt.io_safety import AtomicFile, OutputWriteError, write_failure
 from zsseg_rt.outputs.plan import FolderKind, OutputPlan, StagedFolder
+from zsseg_rt.stream.sources import IMAGE_EXTENSIONS
 
 from .sink_base import FrameSink, SinkError
-from .sources import IMAGE_EXTENSIONS
 from .video_writers import VIDEO_EXTRA_INSTALL, OpenCVWriter, PyAVWriter, h264_encoder
 
 __all__ = ["BROWSER_EXTENSIONS", "FRAMES", "ImageFolderSink", "VideoFileSink", "existing_frames", "h264_encoder"]

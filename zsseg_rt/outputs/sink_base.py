@@ -1,5 +1,5 @@
 """The sink interface of the stream loop (``FrameSink``) and its error (``SinkError``); the sinks themselves are in
-:mod:`zsseg_rt.stream.sinks` (a window, the MJPEG preview) and :mod:`zsseg_rt.stream.file_sinks` (files)."""
+:mod:`zsseg_rt.outputs.sinks` (a window, the MJPEG preview) and :mod:`zsseg_rt.outputs.file_sinks` (files)."""
 
 from __future__ import annotations
 
