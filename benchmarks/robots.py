@@ -165,7 +165,7 @@ def time_objects(maps: List[Tuple[Any, Any]], names: List[str]) -> Dict[str, flo
 def run_row(engine: Any, folder: Path, out: Path, spec: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """One row: the loop over the frames in ``folder`` with the output ``spec`` asks for."""
     from zsseg_rt.stream import FoxgloveSink, ImageFolderSource, McapSink, MultiStreamRunner, VideoSegmenter
-    from zsseg_rt.stream.live import live_options
+    from zsseg_rt.stream.loop.live import live_options
 
     segment = VideoSegmenter(engine, **live_options())
     source = ImageFolderSource(str(folder), max_pixels=0)

@@ -244,7 +244,7 @@ def open_live_engine(bundle: str, args) -> Any:
 def run_live(engine: Any, folder: Path, work: Path, frames: List[Any], reference: Path, motion) -> List[Dict[str, Any]]:
     """The ``--live`` rows of a clip (``LIVE_MODES``), their agreement against the full-size per-frame labels."""
     from zsseg_rt.pipeline.preprocess import rescaled_size
-    from zsseg_rt.stream.live import live_options
+    from zsseg_rt.stream.loop.live import live_options
 
     height, width = frames[0].shape[:2]
     scaled = rescaled_size(height, width, engine.pipeline.test_scale)

@@ -90,13 +90,28 @@ STREAM_ROOMS = {
         for name in ("temporal", "video", "video_metrics", "lookahead", "filter_arrays")
     },
     "zsseg_rt.stream.ffmpeg_log": "zsseg_rt.stream.sources.ffmpeg_log",
+    **{
+        f"zsseg_rt.stream.{name}": f"zsseg_rt.stream.loop.{name}"
+        for name in (
+            "runner",
+            "flight",
+            "live",
+            "session",
+            "session_options",
+            "session_summary",
+            "protocols",
+            "capture",
+            "vocabulary",
+        )
+    },
 }
 
 
 def test_the_video_filters_old_paths_are_its_room(tmp_path):
-    """stream/'s rooms (issue 80, item 1): the video filter's modules under zsseg_rt/stream/video_filter/, FFmpeg's
-    messages of a source under stream/sources/; their old paths the very modules with the warning; no module file is
-    left at an old path."""
+    """stream/'s rooms (issue 80, item 1): the video filter's modules under zsseg_rt/stream/video_filter/, the loop's
+    (the Session, the runner, the capture threads) under stream/loop/, FFmpeg's messages of a source under
+    stream/sources/; their old paths the very modules with the warning; no module file is left at an old path, and
+    only capabilities.py (which the sources, the loop and the window sink share) stands loose beside the rooms."""
     import zsseg_rt.stream
 
     assert zsseg_rt.stream._MOVED == STREAM_ROOMS
@@ -104,4 +119,21 @@ def test_the_video_filters_old_paths_are_its_room(tmp_path):
     stream = Path(zsseg_rt.stream.__file__).parent
     assert [old for old in STREAM_ROOMS if (stream / f"{old.rsplit('.', 1)[1]}.py").exists()] == []
     rooms = {p.name for p in stream.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
-    assert {"sources", "video_filter"} <= rooms
+    assert {"sources", "video_filter", "loop"} <= rooms
+    assert sorted(p.stem for p in stream.glob("*.py")) == ["__init__", "capabilities"]
+
+
+def test_the_stream_package_keeps_its_public_names():
+    """``zsseg_rt.stream`` exports what it did before the rooms (``Session``, the sinks, the sources, ...), each the
+    object of its module in the room; the outputs' names on first use."""
+    import zsseg_rt.stream
+    from zsseg_rt.outputs.sinks import MjpegSink
+    from zsseg_rt.stream.loop.session import Session
+
+    assert zsseg_rt.stream.Session is Session and zsseg_rt.stream.MjpegSink is MjpegSink
+    assert [name for name in zsseg_rt.stream.__all__ if not hasattr(zsseg_rt.stream, name)] == []
+    assert {"Session", "SessionOptions", "StreamRunner", "McapSink", "OUTPUT_KINDS", "open_source"} <= set(
+        zsseg_rt.stream.__all__
+    )
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchName'"):
+        zsseg_rt.stream.NoSuchName  # noqa: B018 (the attribute lookup is what fails)

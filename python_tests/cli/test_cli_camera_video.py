@@ -159,7 +159,7 @@ def test_camera_live_option_is_one_window_keyframes_and_a_cheaper_flow():
         check_video_sources(args("--live", "--stabilize-delay", "2"), [SimpleNamespace(live=False, name="c")])
     # the help says what the option sets (the preset's summary: zsseg_rt.options is standard library only)
     from zsseg_rt.cli.camera_video import LIVE_HELP
-    from zsseg_rt.stream.live import LIVE_FLOW, LIVE_KEYFRAME_EVERY
+    from zsseg_rt.stream.loop.live import LIVE_FLOW, LIVE_KEYFRAME_EVERY
 
     assert (
         f"every {LIVE_KEYFRAME_EVERY}th frame" in LIVE_HELP and f"DIS '{LIVE_FLOW[0]}' at 1/{LIVE_FLOW[1]}" in LIVE_HELP

@@ -125,7 +125,7 @@ def test_every_frame_grabber_counts_nothing_dropped_when_stopped():
     from stream_fakes import numbered_frame
 
     from zsseg_rt.stream import CallableSource
-    from zsseg_rt.stream.capture import FrameGrabber
+    from zsseg_rt.stream.loop.capture import FrameGrabber
 
     grabber = FrameGrabber(
         CallableSource(lambda: (numbered_frame(i) for i in range(100)), live=False), drop_stale=False

@@ -161,7 +161,7 @@ def test_the_labels_folder_and_the_robot_outputs_name_the_unknown_label(tiny_bun
     reader = pytest.importorskip("mcap_ros2.reader")
     from zsseg_rt.outputs.labels import LabelFolderSink
     from zsseg_rt.outputs.mcap_sink import McapSink
-    from zsseg_rt.stream.capture import Frame
+    from zsseg_rt.stream.loop.capture import Frame
 
     photo = _photo()
     result = _engine(tiny_bundle, unknown_below=0.5)(photo)

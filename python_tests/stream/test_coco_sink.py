@@ -85,7 +85,7 @@ def test_the_coco_file_follows_the_output_plan_and_refuses_a_live_source(tmp_pat
     assert code == 0, err
     assert len(json.loads(masks.read_text())["images"]) == 3
 
-    from zsseg_rt.stream import session
+    from zsseg_rt.stream.loop import session
 
     monkeypatch.setattr(session, "open_inputs", lambda sources, options, max_pixels: [_live()])
     code, err = _camera(capsys, "0", "--bundle", tiny_bundle, *ENGINE, "--save-json", tmp_path / "live.json")
@@ -93,7 +93,7 @@ def test_the_coco_file_follows_the_output_plan_and_refuses_a_live_source(tmp_pat
 
 
 def _live():
-    from zsseg_rt.stream.session import SessionInput
+    from zsseg_rt.stream.loop.session import SessionInput
 
     class Live:
         live, name, fps, frame_count = True, "camera:0", 30.0, None

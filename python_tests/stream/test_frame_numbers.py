@@ -34,7 +34,7 @@ def _number_shown(image: np.ndarray) -> int:
 def test_a_files_frames_are_numbered_by_presentation_time_with_the_lost_ones_missing(tmp_path):
     """The source's numbers, and the capture thread's (``Frame.index``, which the label folder, the COCO file and the
     robot outputs name frames by), skip the lost frames; each numbered frame shows that number; a loop counts on."""
-    from zsseg_rt.stream.capture import FrameGrabber
+    from zsseg_rt.stream.loop.capture import FrameGrabber
     from zsseg_rt.stream.sources import PyAVFileSource, missing_note
 
     clip = _clip(tmp_path)

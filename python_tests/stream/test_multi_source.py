@@ -16,7 +16,7 @@ import pytest
 from stream_fakes import FakeEngine, FlakyCamera, frame_number, numbered_frame
 
 from zsseg_rt.stream import Backoff, CallableSource, FrameSink, MjpegSink, MultiStreamRunner, SinkError
-from zsseg_rt.stream.runner import QUEUE_SIZE
+from zsseg_rt.stream.loop.runner import QUEUE_SIZE
 
 FAST = Backoff(initial=0.01, maximum=0.05)
 HANG = 300.0  # s: how long a test waits before it calls a wait a hang (a guard, never a measured time)

@@ -34,7 +34,7 @@ from zsseg_rt.stream import (  # noqa: E402
     open_sink,
     output_kind,
 )
-from zsseg_rt.stream.capture import Frame  # noqa: E402
+from zsseg_rt.stream.loop.capture import Frame  # noqa: E402
 
 READERS = [read_mcap_ros2, read_rosbags]
 

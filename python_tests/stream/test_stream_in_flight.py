@@ -1,4 +1,4 @@
-"""The stream loop with frames in flight (zsseg_rt/stream/flight.py, issue 72 item 3), on an engine-like fake whose
+"""The stream loop with frames in flight (zsseg_rt/stream/loop/flight.py, issue 72 item 3), on an engine-like fake whose
 ``in_flight`` has lanes (what an Engine on a GPU's device pipeline gives; the lanes themselves are tested on the
 emulated CUDA runtime: python_tests/runtime/test_in_flight_cuda.py): each step is submitted before the previous
 step's results are taken, at most two frames of a source are in flight, results come out in order and each to its
@@ -18,7 +18,7 @@ import pytest
 from stream_fakes import FakeEngine, frame_number, numbered_frame
 
 from zsseg_rt.stream import CallableSource, MultiStreamRunner, NullSink, StreamRunner, VideoSegmenter
-from zsseg_rt.stream.runner import QUEUE_SIZE
+from zsseg_rt.stream.loop.runner import QUEUE_SIZE
 
 SAFETY = 60.0  # seconds a source waits for a result the loop must deliver (reached only by a defect)
 
@@ -176,7 +176,7 @@ def test_frames_in_flight_count_against_the_writers_queue(thread_guard, monkeypa
 def test_max_frames_submits_no_frame_more(thread_guard, monkeypatch):
     """Mutant run when written: without the loop's check of the frames submitted, a sixth frame goes in flight.
     (A long writer queue: the writer's pace never holds a frame back here.)"""
-    from zsseg_rt.stream import runner as runner_module
+    from zsseg_rt.stream.loop import runner as runner_module
 
     monkeypatch.setattr(runner_module, "QUEUE_SIZE", 100)
     engine = FlightEngine()

@@ -131,7 +131,7 @@ def test_the_camera_loop_writes_every_frame_with_its_own_labels(tmp_path):
     """The camera loop over a delayed segmenter: each written label map is its own frame's (the one the look-ahead
     computed for that index), every frame written, the held-back ones at the end of the source."""
     from zsseg_rt.outputs.labels import LabelFolderSink
-    from zsseg_rt.stream.runner import MultiStreamRunner
+    from zsseg_rt.stream.loop.runner import MultiStreamRunner
     from zsseg_rt.stream.sources import CallableSource
 
     frames, truths = moving_square(frames=6, size=SIZE, side=SIDE, step=STEP)

@@ -2,7 +2,7 @@
 sources through one Engine (one model in memory), their frames batched into one call per step.
 
 Registered by its row in ``zsseg_rt.cli.COMMANDS`` (``add_command``). Here the flags become a
-:class:`zsseg_rt.stream.Session` (``zsseg_rt/stream/session.py``: the sources, outputs, video filter, stream loop and
+:class:`zsseg_rt.stream.Session` (``zsseg_rt/stream/loop/session.py``: the sources, outputs, video filter, stream loop and
 summary, which a Python app runs the same way) and its progress bar (``zsseg_rt.cli.camera_progress``).
 """
 
@@ -132,9 +132,9 @@ _SAME_NAMES = (
 
 
 def session_options(args: argparse.Namespace) -> Any:
-    """The :class:`~zsseg_rt.stream.session_options.SessionOptions` of the parsed flags."""
+    """The :class:`~zsseg_rt.stream.loop.session_options.SessionOptions` of the parsed flags."""
     from zsseg_rt.outputs.kinds import output_values
-    from zsseg_rt.stream.session_options import SessionOptions
+    from zsseg_rt.stream.loop.session_options import SessionOptions
 
     values = {name: getattr(args, name) for name in _SAME_NAMES if hasattr(args, name)}
     return SessionOptions(
@@ -143,15 +143,15 @@ def session_options(args: argparse.Namespace) -> Any:
 
 
 def output_names(spec: str, names: Sequence[str]) -> List[str]:
-    """The ``-o`` spec of each source (``zsseg_rt.stream.session_options.output_names``)."""
-    from zsseg_rt.stream.session_options import output_names as expand
+    """The ``-o`` spec of each source (``zsseg_rt.stream.loop.session_options.output_names``)."""
+    from zsseg_rt.stream.loop.session_options import output_names as expand
 
     return expand(spec, names)
 
 
 def _kernel_line(report) -> str:
-    """The summary's post-processing kernel line (``zsseg_rt.stream.session_summary.kernel_line``)."""
-    from zsseg_rt.stream.session_summary import kernel_line
+    """The summary's post-processing kernel line (``zsseg_rt.stream.loop.session_summary.kernel_line``)."""
+    from zsseg_rt.stream.loop.session_summary import kernel_line
 
     return kernel_line(report)
 
@@ -163,7 +163,7 @@ def run_camera_command(args) -> int:
     )
     from zsseg_rt.cli.camera_progress import camera_progress
     from zsseg_rt.console.errors import refuse_stdout
-    from zsseg_rt.stream.session import Session
+    from zsseg_rt.stream.loop.session import Session
 
     refuse_stdout(args, "-o display:// shows the frames, --preview PORT serves them")  # -o -: F18
     session = Session(

@@ -1,5 +1,5 @@
 """The progress bar of ``zsseg camera`` (video files and image folders, and several sources): the ``progress`` a
-:class:`~zsseg_rt.stream.session.Session` is given (a context manager around the run whose value is called after each
+:class:`~zsseg_rt.stream.loop.session.Session` is given (a context manager around the run whose value is called after each
 frame). tqdm; imported when the command runs."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The robot outputs of ``zsseg camera`` (``-o out.mcap``, ``-o foxglove://HOST:PORT``; docs/usage.md, "For
 robots"): their options (``--frame-id``, ``--no-overlay-topic``: the rows' own options), the one-line refusal of an output whose Python
 packages are missing (the ``robots`` extra) and the ``SinkOptions`` an ``-o`` spec is opened with, which are the core's
-(``zsseg_rt.stream.session_options``; kept here by these names for one release). The kinds
+(``zsseg_rt.stream.loop.session_options``; kept here by these names for one release). The kinds
 themselves are rows of :mod:`zsseg_rt.outputs.kinds`. Light at import (the CLI's ``--help``)."""
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_output_needs(specs: Sequence[str]) -> None:
-    """An ``-o`` whose packages are missing, refused in one line (``zsseg_rt.stream.session_options``)."""
-    from zsseg_rt.stream.session_options import check_output_needs as check
+    """An ``-o`` whose packages are missing, refused in one line (``zsseg_rt.stream.loop.session_options``)."""
+    from zsseg_rt.stream.loop.session_options import check_output_needs as check
 
     check(specs, "camera")
 
 
 def sink_options(args: Any, fps: float, names: Sequence[str], staged: Any = None, title: str = "zsseg") -> Any:
-    """The ``SinkOptions`` of one ``-o`` sink (``zsseg_rt.stream.session_options.sink_options``)."""
+    """The ``SinkOptions`` of one ``-o`` sink (``zsseg_rt.stream.loop.session_options.sink_options``)."""
     from types import SimpleNamespace
 
     from zsseg_rt.outputs.kinds import output_values
-    from zsseg_rt.stream.session_options import sink_options as options_of
+    from zsseg_rt.stream.loop.session_options import sink_options as options_of
 
     given = SimpleNamespace(output_options=output_values(args, "-o"), objects=getattr(args, "objects", False))
     return options_of(given, fps, names, staged, title)

@@ -1,7 +1,7 @@
 """The video options of ``zsseg camera`` (``--labels-out``, ``--stabilize``, ``--stabilize-delay``,
 ``--keyframe-every``, ``--adaptive-keyframes``, ``--temporal-consistency``) and what they build: the
 :class:`~zsseg_rt.stream.video_filter.video.VideoSegmenter` around the Engine. The options are the flags here; what they build
-is the core's (``zsseg_rt.stream.session_options``, which the Session runs; issue 80, item 1): the functions below are
+is the core's (``zsseg_rt.stream.loop.session_options``, which the Session runs; issue 80, item 1): the functions below are
 that module's, kept by these names for one release. Light at import (the CLI's ``--help``)."""
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_video_sources(args: argparse.Namespace, sources: Any) -> None:
-    """The video options' refusals with these sources (``zsseg_rt.stream.session_options.check_video_sources``)."""
-    from zsseg_rt.stream.session_options import check_video_sources as check
+    """The video options' refusals with these sources (``zsseg_rt.stream.loop.session_options.check_video_sources``)."""
+    from zsseg_rt.stream.loop.session_options import check_video_sources as check
 
     check(args, sources)
 
@@ -102,7 +102,7 @@ def engine_test_scale(args: argparse.Namespace) -> Any:
 
 def video_segmenter(args: argparse.Namespace, engine: Any) -> Any:
     """The Engine, or the ``VideoSegmenter`` the video options ask for
-    (``zsseg_rt.stream.session_options.video_segmenter``)."""
-    from zsseg_rt.stream.session_options import video_segmenter as build
+    (``zsseg_rt.stream.loop.session_options.video_segmenter``)."""
+    from zsseg_rt.stream.loop.session_options import video_segmenter as build
 
     return build(args, engine)

@@ -21,7 +21,7 @@ shows one stream (refused with several, ``several`` says what to use); ``NAMED``
 ``{index}`` in its name. A row's own options (``options``: :class:`KindOption`, e.g. the robot outputs'
 ``--frame-id``) are the command's flags and the ``SinkOptions.values`` its sink is opened with; the ``-o`` help
 (:func:`output_help`), the flags (:func:`add_output_arguments`), the per-source rule
-(``zsseg_rt.stream.session_options.output_names``) and the "wrote ..." line (:func:`wrote_line`) are made from the rows.
+(``zsseg_rt.stream.loop.session_options.output_names``) and the "wrote ..." line (:func:`wrote_line`) are made from the rows.
 """
 
 from __future__ import annotations

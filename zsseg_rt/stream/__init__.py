@@ -1,6 +1,11 @@
 """Camera / video stream segmentation: sources, a newest-frame capture thread, sinks and the stream loop, and the
 ``Session`` that assembles them as ``zsseg camera`` does (``Session(sources, bundle, classes, outputs=[...])``: iterate
-it for each frame's result, or ``run()`` it; zsseg_rt/stream/session.py).
+it for each frame's result, or ``run()`` it; zsseg_rt/stream/loop/session.py).
+
+Its rooms: ``sources/`` (one module and one table row per kind of source), ``video_filter/`` (stable labels across
+frames), ``loop/`` (the Session, the loop, the capture threads); ``capabilities.py`` (what OpenCV here can open and
+show) serves the sources, the loop and the window sink. The outputs (every ``-o`` kind and its sink) are
+:mod:`zsseg_rt.outputs`'; their names are exported here too.
 
 No torch import here (the runtime applications' layer: above the runtime, below the family contract). Example::
 
@@ -44,11 +49,12 @@ from .capabilities import (
     require_gstreamer,
     require_window,
 )
-from .capture import Backoff, Frame, FrameGrabber
-from .live import LIVE, LIVE_TEST_SCALE, live_options
-from .runner import MultiStreamRunner, SourceStats, StreamRunner, StreamStats
-from .session import Session, SessionResult
-from .session_options import SessionOptions
+from .loop.capture import Backoff, Frame, FrameGrabber
+from .loop.live import LIVE, LIVE_TEST_SCALE, live_options
+from .loop.runner import MultiStreamRunner, SourceStats, StreamRunner, StreamStats
+from .loop.session import Session, SessionResult
+from .loop.session_options import SessionOptions
+from .loop.vocabulary import ClassFileWatcher, parse_class_text
 from .sources import (
     CallableSource,
     FrameSource,
@@ -64,7 +70,6 @@ from .sources import (
 from .video_filter.temporal import TemporalOptions
 from .video_filter.video import VideoResult, VideoSegmenter
 from .video_filter.video_metrics import VideoMetrics
-from .vocabulary import ClassFileWatcher, parse_class_text
 
 # The outputs room's names, imported on first use (PEP 562): its sinks import stream.sources and stream.capabilities,
 # so an import of them here would be a cycle whenever a program imports an output module (zsseg_rt.outputs.sinks)
@@ -126,6 +131,20 @@ _MOVED = {
         for name in ("temporal", "video", "video_metrics", "lookahead", "filter_arrays")
     },
     "zsseg_rt.stream.ffmpeg_log": "zsseg_rt.stream.sources.ffmpeg_log",  # FFmpeg's messages of one source
+    **{
+        f"zsseg_rt.stream.{name}": f"zsseg_rt.stream.loop.{name}"
+        for name in (
+            "runner",
+            "flight",
+            "live",
+            "session",
+            "session_options",
+            "session_summary",
+            "protocols",
+            "capture",
+            "vocabulary",
+        )
+    },
 }
 install_moved(_MOVED, "deprecated since 2026-11-28, removed in 0.2.0")
 

@@ -1,6 +1,6 @@
 """Look-ahead for recorded video (``--stabilize-delay N``, ``VideoSegmenter(stabilize_delay=N)``): each frame's
 labels come out when ``N`` more frames have come in, and use them. An option for files and folders, where nothing
-waits for the labels; a live camera cannot wait, and is refused (``zsseg_rt.stream.session_options``). Not the
+waits for the labels; a live camera cannot wait, and is refused (``zsseg_rt.stream.loop.session_options``). Not the
 default: the causal filter (``--stabilize``) is.
 
 Per frame ``k`` (docs/video.md, "Look-ahead"):

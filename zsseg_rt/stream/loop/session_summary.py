@@ -1,4 +1,4 @@
-"""The closing lines of a :class:`~zsseg_rt.stream.session.Session` (``zsseg camera``'s): each source's counters and
+"""The closing lines of a :class:`~zsseg_rt.stream.loop.session.Session` (``zsseg camera``'s): each source's counters and
 the total, damaged packets skipped, frames missing, and the device pipeline's post-processing kernel."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``zsseg_rt.stream.Session``: what ``zsseg camera`` runs, for a Python app that wants the camera command in its own
 process (issue 80, item 1). Sources (the command's URIs and files), a model (an Engine, or a bundle the Session opens),
-the vocabulary, and :class:`~zsseg_rt.stream.session_options.SessionOptions` (the command's outputs and video
+the vocabulary, and :class:`~zsseg_rt.stream.loop.session_options.SessionOptions` (the command's outputs and video
 options); then either every frame's result in a loop of the app's own, or the run to the end::
 
     from zsseg_rt.stream import Session
@@ -31,7 +31,7 @@ import weakref
 from typing import Any, Callable, ContextManager, Generator, Iterator, List, Optional, Sequence, Union
 
 from zsseg_rt.console.errors import CliError
-from zsseg_rt.stream.session_options import (
+from zsseg_rt.stream.loop.session_options import (
     SessionOptions,
     check_output_needs,
     check_video_sources,
@@ -319,7 +319,7 @@ class Session:
             yield shown
 
     def _initial_classes(self) -> Any:
-        from zsseg_rt.stream.vocabulary import ClassFileWatcher
+        from zsseg_rt.stream.loop.vocabulary import ClassFileWatcher
 
         class_file = self.options.class_file
         if self.classes is not None and class_file:
@@ -378,7 +378,7 @@ class Session:
         """The sinks, the model and the stream loop (``self.runner``); returns ``(sinks per source, shared)``."""
         from zsseg_rt.console.signal_phases import phase
         from zsseg_rt.console.speed import SpeedMeter
-        from zsseg_rt.stream.runner import MultiStreamRunner
+        from zsseg_rt.stream.loop.runner import MultiStreamRunner
 
         self.speed = SpeedMeter()  # the "Speed: ..." line at the end, and --stats-json's "speed" (console.speed)
 
@@ -456,7 +456,7 @@ class Session:
 
     def _finish(self, sinks: Sequence[Sequence[Any]], shared: Sequence[Any]) -> None:
         """The summary (``self.summary``: what --stats-json writes), its closing lines, and ``self.exit_code``."""
-        from zsseg_rt.stream.session_summary import kernel_line, log_summary
+        from zsseg_rt.stream.loop.session_summary import kernel_line, log_summary
 
         engine, runner, speed = self.engine, self.runner, self.speed
         if self._owns_engine:

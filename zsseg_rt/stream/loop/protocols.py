@@ -1,4 +1,4 @@
-"""What the stream loop (:mod:`zsseg_rt.stream.runner`) asks of what it drives, as typed protocols instead of
+"""What the stream loop (:mod:`zsseg_rt.stream.loop.runner`) asks of what it drives, as typed protocols instead of
 ``hasattr`` probes (issue 80, item 1):
 
 * :class:`StreamSegmenter`: a segmenter that keeps state per source (``segment_streams``: the frames of one step, each

@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from .sources import FrameSource, SourceError
+from ..sources import FrameSource, SourceError
 
 log = logging.getLogger("zsseg_rt.stream")
 

@@ -35,11 +35,11 @@ import numpy as np
 from zsseg_rt.outputs.sink_base import FrameSink
 from zsseg_rt.vocabulary import validate_class_names
 
+from ..sources import FrameSource
+from ..video_filter.video_metrics import VideoMetrics
 from .capture import Backoff, Frame, FrameGrabber
 from .flight import FlightSteps, open_flight
 from .protocols import ResultSink, StreamSegmenter
-from .sources import FrameSource
-from .video_filter.video_metrics import VideoMetrics
 from .vocabulary import ClassFileWatcher
 
 log = logging.getLogger("zsseg_rt.stream")

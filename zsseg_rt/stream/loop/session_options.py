@@ -1,4 +1,4 @@
-"""The options of a :class:`~zsseg_rt.stream.session.Session` (what ``zsseg camera``'s flags give) and what they
+"""The options of a :class:`~zsseg_rt.stream.loop.session.Session` (what ``zsseg camera``'s flags give) and what they
 build before the model loads: the ``-o`` spec of each source, the refusal of an output whose packages are missing,
 the ``SinkOptions`` an output is opened with, and the video filter (``--live``, ``--stabilize``, keyframes) around
 the Engine. The core's (issue 80, item 1): the command turns its flags into :class:`SessionOptions`; nothing here
