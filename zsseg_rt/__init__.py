@@ -23,21 +23,9 @@ _MOVED = {
     **{
         f"zsseg_rt.stream.{name}": f"zsseg_rt.outputs.{name}"
         for name in (
-            "sink_base",
-            "sinks",
-            "file_sinks",
-            "video_writers",
-            "mcap_sink",
-            "foxglove_sink",
-            "coco_sink",
-            "robot_sinks",
-            "ros_messages",
-            "object_messages",
-            "labels",
-            "result_outputs",
-            "camera_outputs",
-            "loopback",
-        )
+            "sink_base sinks file_sinks video_writers mcap_sink foxglove_sink coco_sink robot_sinks ros_messages"
+            " object_messages labels result_outputs camera_outputs loopback"
+        ).split()
     },
 }
 install_moved(_MOVED, "deprecated since 2026-11-28, removed in 0.2.0")

@@ -75,22 +75,14 @@ from .video_filter.video_metrics import VideoMetrics
 # so an import of them here would be a cycle whenever a program imports an output module (zsseg_rt.outputs.sinks)
 # before this package.
 _FROM_OUTPUTS = {
-    "zsseg_rt.outputs.foxglove_sink": ("FoxgloveSink",),
-    "zsseg_rt.outputs.labels": ("LabelFolderSink",),
-    "zsseg_rt.outputs.mcap_sink": ("McapSink",),
-    "zsseg_rt.outputs.kinds": ("OUTPUT_KINDS", "OutputKind", "open_sink", "output_kind"),
-    "zsseg_rt.outputs.robot_sinks": ("RobotSink",),
-    "zsseg_rt.outputs.sinks": (
-        "FrameSink",
-        "ImageFolderSink",
-        "MjpegSink",
-        "NullSink",
-        "SinkError",
-        "VideoFileSink",
-        "WindowSink",
-    ),
+    "zsseg_rt.outputs.foxglove_sink": "FoxgloveSink",
+    "zsseg_rt.outputs.labels": "LabelFolderSink",
+    "zsseg_rt.outputs.mcap_sink": "McapSink",
+    "zsseg_rt.outputs.kinds": "OUTPUT_KINDS OutputKind open_sink output_kind",
+    "zsseg_rt.outputs.robot_sinks": "RobotSink",
+    "zsseg_rt.outputs.sinks": "FrameSink ImageFolderSink MjpegSink NullSink SinkError VideoFileSink WindowSink",
 }
-_LAZY = {name: module for module, names in _FROM_OUTPUTS.items() for name in names}
+_LAZY = {name: module for module, names in _FROM_OUTPUTS.items() for name in names.split()}
 
 if TYPE_CHECKING:
     from zsseg_rt.outputs.foxglove_sink import FoxgloveSink
@@ -133,17 +125,7 @@ _MOVED = {
     "zsseg_rt.stream.ffmpeg_log": "zsseg_rt.stream.sources.ffmpeg_log",  # FFmpeg's messages of one source
     **{
         f"zsseg_rt.stream.{name}": f"zsseg_rt.stream.loop.{name}"
-        for name in (
-            "runner",
-            "flight",
-            "live",
-            "session",
-            "session_options",
-            "session_summary",
-            "protocols",
-            "capture",
-            "vocabulary",
-        )
+        for name in "runner flight live session session_options session_summary protocols capture vocabulary".split()
     },
 }
 install_moved(_MOVED, "deprecated since 2026-11-28, removed in 0.2.0")
