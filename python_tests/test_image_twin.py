@@ -258,3 +258,20 @@ def test_no_test_names_a_packaged_file_by_a_path_relative_to_the_checkout():
         if pattern.search(line) and path.name != "test_image_twin.py"
     ]
     assert not found, f"cwd-relative paths to packaged files (use zsseg_rt.assets): {found}"
+
+
+def test_the_twin_runs_each_stage_under_a_bound_of_its_own_not_the_gpu_machines():
+    """A stage's budget (checks/gpu_stages.py) is the 16-core GPU machine's wall time; CI's twin runs it with 2 workers
+    beside CI's other stages, and under that bound a slower CPU cut the ops and suite stages mid-run (exit 124, no test
+    failing; the CI of 2de4fd9). tools/image_twin.sh hands gpu_check.sh a --budget of its own, by default far above
+    every twin stage's GPU budget (90 and 110 s; the twin's pytest took 59 and 80 s of them there)."""
+    import re
+
+    script = (REPO / "tools" / "image_twin.sh").read_text(encoding="utf-8")
+    call = script[script.index('bash "$TWIN/tree/tools/gpu_check.sh"') :].split(">", 1)[0]
+    assert '--budget "$TWIN_STAGE_BUDGET"' in call, call
+    default = re.search(r'^TWIN_STAGE_BUDGET="\$\{ZSSEG_TWIN_STAGE_BUDGET:-(\d+)\}"', script, re.M)
+    assert default, "tools/image_twin.sh sets no default TWIN_STAGE_BUDGET"
+    gpu_stages = gpu_fakes.load_check("gpu_stages")
+    gpu_budgets = {name: gpu_stages.stage(name).budget_s for name in image_twin.TWIN_STAGES}
+    assert int(default.group(1)) >= 10 * max(gpu_budgets.values()), (default.group(1), gpu_budgets)
