@@ -90,6 +90,7 @@ STREAM_ROOMS = {
         for name in ("temporal", "video", "video_metrics", "lookahead", "filter_arrays")
     },
     "zsseg_rt.stream.ffmpeg_log": "zsseg_rt.stream.sources.ffmpeg_log",
+    "zsseg_rt.stream.capabilities": "zsseg_rt.console.opencv_build",
     **{
         f"zsseg_rt.stream.{name}": f"zsseg_rt.stream.loop.{name}"
         for name in (
@@ -110,8 +111,9 @@ STREAM_ROOMS = {
 def test_the_video_filters_old_paths_are_its_room(tmp_path):
     """stream/'s rooms (issue 80, item 1): the video filter's modules under zsseg_rt/stream/video_filter/, the loop's
     (the Session, the runner, the capture threads) under stream/loop/, FFmpeg's messages of a source under
-    stream/sources/; their old paths the very modules with the warning; no module file is left at an old path, and
-    only capabilities.py (which the sources, the loop and the window sink share) stands loose beside the rooms."""
+    stream/sources/, OpenCV's capabilities (shared with the outputs' window sink) in zsseg_rt/console/; their old
+    paths the very modules with the warning; no module file is left at an old path, and none stands loose beside the
+    rooms."""
     import zsseg_rt.stream
 
     assert zsseg_rt.stream._MOVED == STREAM_ROOMS
@@ -120,7 +122,7 @@ def test_the_video_filters_old_paths_are_its_room(tmp_path):
     assert [old for old in STREAM_ROOMS if (stream / f"{old.rsplit('.', 1)[1]}.py").exists()] == []
     rooms = {p.name for p in stream.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
     assert {"sources", "video_filter", "loop"} <= rooms
-    assert sorted(p.stem for p in stream.glob("*.py")) == ["__init__", "capabilities"]
+    assert sorted(p.stem for p in stream.glob("*.py")) == ["__init__"]
 
 
 def test_the_stream_package_keeps_its_public_names():

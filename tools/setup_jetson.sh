@@ -105,7 +105,7 @@ import importlib
 import numpy
 import zsseg_rt
 import zsseg_rt.ops as ops
-from zsseg_rt.stream.capabilities import opencv_has_gstreamer
+from zsseg_rt.console.opencv_build import opencv_has_gstreamer
 found = []
 for name in ("tensorrt", "onnxruntime", "cv2"):
     try:

@@ -16,7 +16,12 @@ import os
 import stat
 from typing import Iterator, List, Optional, Set, Tuple
 
-__all__ = ["expand_glob", "special_file"]
+__all__ = ["IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "expand_glob", "special_file"]
+
+# the files a folder or a glob of inputs is read for, by their extension (zsseg camera's sources, its outputs'
+# checks of what a path names)
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 _SPECIAL = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),

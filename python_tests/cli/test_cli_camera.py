@@ -55,7 +55,7 @@ def test_missing_camera_is_one_clear_error(tmp_path, tiny_bundle, camera):
 
 def test_no_output_on_a_headless_machine_starts_no_server(tmp_path, tiny_bundle, monkeypatch, capsys):
     from zsseg_rt import cli
-    from zsseg_rt.stream import capabilities
+    from zsseg_rt.console import opencv_build as capabilities
 
     monkeypatch.setattr(capabilities, "opencv_has_gui", lambda info=None: False)
     clip = write_band_clip(tmp_path / "clip.avi", frames=2)

@@ -12,9 +12,9 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
+from zsseg_rt.input_files import IMAGE_EXTENSIONS
 from zsseg_rt.io_safety import AtomicFile, OutputWriteError, write_failure
 from zsseg_rt.outputs.plan import FolderKind, OutputPlan, StagedFolder
-from zsseg_rt.stream.sources import IMAGE_EXTENSIONS
 
 from .sink_base import FrameSink, SinkError
 from .video_writers import VIDEO_EXTRA_INSTALL, OpenCVWriter, PyAVWriter, h264_encoder

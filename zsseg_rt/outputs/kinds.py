@@ -162,7 +162,7 @@ def _extension(spec: str) -> str:
 
 
 def _is_video(spec: str) -> bool:
-    from zsseg_rt.stream.sources import VIDEO_EXTENSIONS
+    from zsseg_rt.input_files import VIDEO_EXTENSIONS
 
     return _extension(spec) in VIDEO_EXTENSIONS and not _lower(spec).startswith(("http://", "foxglove://"))
 

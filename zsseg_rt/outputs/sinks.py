@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from zsseg_rt.stream.capabilities import require_window
+from zsseg_rt.console.opencv_build import require_window
 
 from .file_sinks import BROWSER_EXTENSIONS, FRAMES, ImageFolderSink, VideoFileSink, existing_frames, h264_encoder
 from .loopback import LOOPBACK_HOSTS, host_header_allowed

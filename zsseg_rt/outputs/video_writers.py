@@ -199,7 +199,7 @@ class OpenCVWriter:
         cannot (an index lost on a full disk: the frames are counted by reading them)."""
         import cv2
 
-        from zsseg_rt.stream.sources import quiet_opencv
+        from zsseg_rt.console.opencv_build import quiet_opencv
 
         with quiet_opencv():
             capture = cv2.VideoCapture(self.path)

@@ -40,8 +40,7 @@ Frames one by one with stable labels, without the loop (an application that owns
 from typing import TYPE_CHECKING, Any, List
 
 from zsseg_rt.aliases import install_moved
-
-from .capabilities import (
+from zsseg_rt.console.opencv_build import (
     StreamCapabilityError,
     display_available,
     opencv_has_gstreamer,
@@ -49,6 +48,7 @@ from .capabilities import (
     require_gstreamer,
     require_window,
 )
+
 from .loop.capture import Backoff, Frame, FrameGrabber
 from .loop.live import LIVE, LIVE_TEST_SCALE, live_options
 from .loop.runner import MultiStreamRunner, SourceStats, StreamRunner, StreamStats
@@ -71,9 +71,9 @@ from .video_filter.temporal import TemporalOptions
 from .video_filter.video import VideoResult, VideoSegmenter
 from .video_filter.video_metrics import VideoMetrics
 
-# The outputs room's names, imported on first use (PEP 562): its sinks import stream.sources and stream.capabilities,
-# so an import of them here would be a cycle whenever a program imports an output module (zsseg_rt.outputs.sinks)
-# before this package.
+# The outputs room's names, imported on first use (PEP 562): importing the stream package loads no sink (the outputs
+# room sits below it and imports nothing of it: what both use, OpenCV's capabilities and the file extensions, is in
+# zsseg_rt.console.opencv_build and zsseg_rt.input_files).
 _FROM_OUTPUTS = {
     "zsseg_rt.outputs.foxglove_sink": "FoxgloveSink",
     "zsseg_rt.outputs.labels": "LabelFolderSink",
@@ -123,6 +123,7 @@ _MOVED = {
         for name in ("temporal", "video", "video_metrics", "lookahead", "filter_arrays")
     },
     "zsseg_rt.stream.ffmpeg_log": "zsseg_rt.stream.sources.ffmpeg_log",  # FFmpeg's messages of one source
+    "zsseg_rt.stream.capabilities": "zsseg_rt.console.opencv_build",  # shared with the outputs (no arrow up)
     **{
         f"zsseg_rt.stream.{name}": f"zsseg_rt.stream.loop.{name}"
         for name in "runner flight live session session_options session_summary protocols capture vocabulary".split()

@@ -348,8 +348,8 @@ class Session:
         Raises:
             CliError, OutputRefused: one line naming the path and what to do.
         """
+        from zsseg_rt.console.opencv_build import display_available, opencv_has_gui
         from zsseg_rt.outputs.camera_outputs import CameraOutputs
-        from zsseg_rt.stream.capabilities import display_available, opencv_has_gui
 
         options, names = self.options, [item.name for item in self.inputs]
         given = options.labels_out or options.save_json  # outputs without -o

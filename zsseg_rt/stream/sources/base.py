@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from typing import Any, Callable, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-log = logging.getLogger("zsseg_rt.stream")
+# shared with the outputs below the stream (re-exported: the sources and their users import them from here)
+from zsseg_rt.console.opencv_build import quiet_opencv as quiet_opencv
+from zsseg_rt.input_files import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS
+from zsseg_rt.input_files import VIDEO_EXTENSIONS as VIDEO_EXTENSIONS
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+log = logging.getLogger("zsseg_rt.stream")
 
 
 class SourceError(RuntimeError):
@@ -35,24 +36,6 @@ class SourceSpec:
     live: bool
     # the row of ``SOURCE_KINDS`` that recognised it (set by ``parse_source``; not part of the spec's value)
     row: Optional["SourceKind"] = dataclasses.field(default=None, compare=False, repr=False)
-
-
-@contextlib.contextmanager
-def quiet_opencv():
-    """OpenCV's own log silenced while it tries a device (its "[ WARN:0] can't open camera by index" lines repeat on
-    every attempt; our error says the same once). Restored afterwards; ``-v`` on ``zsseg camera`` keeps them."""
-    import cv2
-
-    logging_module = getattr(getattr(cv2, "utils", None), "logging", None)
-    if logging_module is None or log.isEnabledFor(logging.DEBUG):
-        yield
-        return
-    previous = logging_module.getLogLevel()
-    logging_module.setLogLevel(logging_module.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        logging_module.setLogLevel(previous)
 
 
 MISSING_KEPT = 20  # missing frame numbers a source remembers (the summary names the first ones; all are counted)

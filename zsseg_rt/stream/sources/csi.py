@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..capabilities import require_gstreamer
+from zsseg_rt.console.opencv_build import require_gstreamer
+
 from .base import SourceError, SourceKind, SourceSpec
 
 

@@ -1,8 +1,12 @@
-"""What this OpenCV build can do (GStreamer, on-screen windows), with errors that say how to fix it."""
+"""What this OpenCV build can do (GStreamer, on-screen windows), with errors that say how to fix it, and OpenCV's own
+log quieted while a device is tried. Shared by the stream's sources and loop and by the outputs' window sink and
+video writers (was ``zsseg_rt.stream.capabilities``; ``quiet_opencv`` was ``zsseg_rt.stream.sources.base``'s)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import re
 import sys
@@ -74,3 +78,22 @@ def require_window(info: str = None) -> None:
             "unset, e.g. over SSH). Use the MJPEG preview (`--preview 8080`, then browse to the device's port "
             "8080 through an SSH tunnel: `ssh -L 8080:127.0.0.1:8080 device`) or write a file (`-o out.mp4`)."
         )
+
+
+@contextlib.contextmanager
+def quiet_opencv():
+    """OpenCV's own log silenced while it tries a device (its "[ WARN:0] can't open camera by index" lines repeat on
+    every attempt; our error says the same once). Restored afterwards; ``-v`` on ``zsseg camera`` (the
+    ``zsseg_rt.stream`` logger at DEBUG) keeps them."""
+    import cv2
+
+    logging_module = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_module is None or logging.getLogger("zsseg_rt.stream").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    previous = logging_module.getLogLevel()
+    logging_module.setLogLevel(logging_module.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging_module.setLogLevel(previous)
