@@ -71,9 +71,36 @@ def test_ready_frames_of_all_sources_are_one_call_and_each_result_goes_to_its_so
     """Three files of 20, 25 and 30 frames of three sizes: every frame of each is written, in order, to its own sink
     only, each with the result of its own frame, and the engine saw batches of up to three frames (one per
     source), fewer calls than frames."""
-    engine = FakeEngine()
     counts, sizes = (20, 25, 30), ((48, 64), (40, 80), (56, 72))
-    sources = [file_source(1000 * k, n, f"file{k}", size) for k, (n, size) in enumerate(zip(counts, sizes))]
+    asked = [0, 0, 0]  # frames each source's generator was asked for: asked for frame i+1, it has published frame i
+    cond = threading.Condition()
+
+    def gated_source(k, n, size):
+        def frames():
+            for i in range(n):
+                with cond:
+                    asked[k] = i + 1
+                    cond.notify_all()
+                yield numbered_frame(1000 * k + i, size)
+
+        return CallableSource(frames, live=False, name=f"file{k}")
+
+    class FirstCallWaits(FakeEngine):
+        """Its first call returns once every source has a frame waiting (a source of the first batch: its frame 1
+        published, i.e. frame 2 asked for; the others: frame 0, i.e. frame 1 asked for), so the next step takes
+        one frame of each source: the batch of three is made by events, not by how fast the threads ran."""
+
+        def __call__(self, frame):
+            if not self.batches:
+                taken = {frame_number(f) // 1000 for f in (frame if isinstance(frame, list) else [frame])}
+                need = [3 if k in taken else 2 for k in range(3)]  # asked for frame i+1 when asked[k] == i+2
+                with cond:
+                    ready = cond.wait_for(lambda: all(a >= m for a, m in zip(asked, need)), HANG)
+                assert ready, f"the sources never published their frames: {asked}"
+            return super().__call__(frame)
+
+    engine = FirstCallWaits()
+    sources = [gated_source(k, n, size) for k, (n, size) in enumerate(zip(counts, sizes))]
     sinks = [[RecordingSink(f"out{k}")] for k in range(3)]
     pairs = []
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import socket
+import threading
 import time
 from types import SimpleNamespace
 
@@ -89,22 +90,30 @@ def test_a_loop_of_ones_own_writes_messages_both_readers_decode(tmp_path, reader
 
 def test_the_loop_writes_the_maps_of_labels_out_topics_per_source_and_the_vocabulary_change(tmp_path):
     """Two sources through the stream loop into one MCAP file and a --labels-out folder each; the vocabulary changes
-    after source 0's third frame: every frame's labels equal its 16-bit PNG map bit for bit, the LabelInfo in force
-    at each frame names the classes classes.json says its map indexes, and the stamps strictly increase, with both
-    readers."""
+    once both sources have had a result and before either yields its fourth frame (an event, not thread timing, fixes
+    the point): every frame's labels equal its 16-bit PNG map bit for bit, the LabelInfo in force at each frame names
+    the classes classes.json says its map indexes, and the stamps strictly increase, with both readers."""
     engine = FakeEngine(("sky", "road"))
     sizes = {"front": (48, 64), "back": (30, 40)}
-    sources = [
-        CallableSource(lambda size=size: (numbered_frame(i, size) for i in range(7)), live=False, name=name)
-        for name, size in sizes.items()
-    ]
+    changed = threading.Event()
+
+    def frames(size):
+        for i in range(7):
+            if i == 3:  # each source holds its fourth frame until the change is made (a hang guard, not a timing)
+                assert changed.wait(120), "the vocabulary change was never made"
+            yield numbered_frame(i, size)
+
+    sources = [CallableSource(lambda size=size: frames(size), live=False, name=name) for name, size in sizes.items()]
     mcap = McapSink(str(tmp_path / "out.mcap"), sources=list(sizes))
     folders = {name: tmp_path / f"labels_{name}" for name in sizes}
     box = {}
+    seen = set()
 
     def change_after_the_third(frame, _result, _stats):
-        if frame.stream == 0 and frame.index == 2:
+        seen.add(frame.stream)
+        if seen == {0, 1} and not changed.is_set():  # both sources have a frame under the first vocabulary
             box["runner"].set_classes(["sky", "road", "tree"])  # applied before the next step
+            changed.set()
 
     runner = box["runner"] = MultiStreamRunner(
         engine,
