@@ -44,7 +44,7 @@ WRITERS = FILL + textwrap.dedent(
             found = {"error": None}
         except Exception as exc:
             found = {"error": type(exc).__name__, "errno": getattr(exc, "errno", None),
-                     "filename": getattr(exc, "filename", None), "message": format_error(exc)}
+                     "filename": getattr(exc, "filename", None) or getattr(exc, "path", None), "message": format_error(exc)}
         found["left"] = sorted(n for n in os.listdir(disk) if n != "filler")
         print(json.dumps(dict(found, writer=name, target=target)), flush=True)
 
@@ -58,8 +58,8 @@ WRITERS = FILL + textwrap.dedent(
         atomic_write(path, b"x" * 100000)
 
     def label_png(path):
-        from zsseg_rt.scale.batch import _write_atomic
-        _write_atomic(path, b"x" * 100000)
+        from zsseg_rt.outputs.image_files import write_image_file
+        write_image_file(path, b"x" * 100000, fsync=False)  # as zsseg batch writes its label PNGs
 
     def metrics(path):
         from zsseg_rt.eval.evaluate import save_json
@@ -109,10 +109,15 @@ def test_every_writer_names_the_file_the_full_disk_refused(tmp_path):
     assert [row["writer"] for row in rows] == ["checkpoint", "engine", "label_png", "metrics", "profile"], rows
     for row in rows:
         expected = row["target"] if row["writer"] != "profile" else os.path.join(row["target"], "profile.json")
-        assert row["error"] == "OSError" and row["errno"] == 28, row
-        assert row["filename"] == expected, row
-        assert row["message"].startswith("No space left on device (writ"), row
-        assert row["message"].endswith(f"{expected!r} (free space there, or write to another disk)"), row
+        assert row["errno"] == 28 and row["filename"] == expected, row
+        if row["writer"] == "label_png":  # the outputs' one writer (zsseg_rt.io_safety.atomic_write_bytes)
+            assert row["error"] == "OutputWriteError", row
+            assert row["message"].startswith(f"cannot write {expected!r}: No space left on device (0 of "), row
+            assert row["message"].endswith("no file was written) (free space there, or write to another disk)"), row
+        else:
+            assert row["error"] == "OSError", row
+            assert row["message"].startswith("No space left on device (writ"), row
+            assert row["message"].endswith(f"{expected!r} (free space there, or write to another disk)"), row
         assert not [name for name in row["left"] if ".tmp" in name], row  # no temporary file left behind
 
 

@@ -80,8 +80,8 @@ def test_save_json_is_refused_when_it_exists_kept_when_the_run_stops_and_replace
     stopped by a failed write (a full disk) leaves it as it was and no temporary file; --overwrite replaces it once
     the run ends; another run holding it now is named; a file this run writes with -o is refused."""
     from zsseg_rt.io_safety import OutputWriteError
+    from zsseg_rt.outputs import image_files
     from zsseg_rt.outputs.owner import OwnerLock
-    from zsseg_rt.runtime.result import Result
 
     masks = tmp_path / "masks.json"
     masks.write_text("old\n")
@@ -95,11 +95,11 @@ def test_save_json_is_refused_when_it_exists_kept_when_the_run_stops_and_replace
         .startswith(f"zsseg segment: error: '{masks}' exists already: pass --overwrite")
     )
 
-    def full_disk(self, view, path, **kwargs):
+    def full_disk(path, data, **kwargs):
         raise OutputWriteError(f"cannot write {path!r}: No space left on device", path, 28)
 
     with monkeypatch.context() as patched:
-        patched.setattr(Result, "write_view", full_disk)
+        patched.setattr(image_files, "write_image_file", full_disk)  # every file of an image goes through it
         code, said = _segment(capsys, *base, "--overwrite")
     assert code != 0 and "No space left on device" in said.err
     assert masks.read_text() == "old\n" and sorted(os.listdir(tmp_path)) == ["masks.json", "out"]

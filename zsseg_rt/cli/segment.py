@@ -307,6 +307,7 @@ def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=No
     write its views ``files``; ``before_write()`` runs before the first of them (the class map: E6), ``done(result)``
     after the last (the speed summary, the COCO masks)."""
     from zsseg_rt.image_io import first_frame_note, read_image_fitted
+    from zsseg_rt.outputs.image_files import write_views
 
     resized = None
     if frame is not None:
@@ -326,17 +327,7 @@ def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=No
     result.path = path
     if before_write is not None:
         before_write()
-    new = [out_path for out_path in files.values() if not os.path.lexists(out_path)]
-    try:
-        for kind, out_path in files.items():
-            result.write_view(kind, out_path, alpha=args.alpha, legend=not args.no_legend)
-        if done is not None:
-            done(result)
-    except BaseException:  # e.g. a full disk at its label map: no half result (an overlay without its label map)
-        for out_path in new:
-            if os.path.lexists(out_path):
-                os.unlink(out_path)
-        raise
+    write_views(result, files, alpha=args.alpha, legend=not args.no_legend, then=done)  # all of them or none
     summary: Dict = {"image": path, **files, "seconds": round(elapsed, 3), "backend": engine.backend.name}
     if frame is not None:
         summary["frame"] = frame[0]

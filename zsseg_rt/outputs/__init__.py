@@ -7,7 +7,8 @@
   which commands take it, its sink), and the sinks the rows open: :mod:`~zsseg_rt.outputs.sink_base` (the interface),
   :mod:`~zsseg_rt.outputs.sinks` (a window, the MJPEG preview), :mod:`~zsseg_rt.outputs.file_sinks` and
   :mod:`~zsseg_rt.outputs.video_writers` (videos, image folders), :mod:`~zsseg_rt.outputs.labels` (label PNGs),
-  :mod:`~zsseg_rt.outputs.coco_sink` (COCO masks), the robot outputs (:mod:`~zsseg_rt.outputs.robot_sinks`,
+  :mod:`~zsseg_rt.outputs.coco_sink` (COCO masks), :mod:`~zsseg_rt.outputs.image_files` (the files of each image
+  `segment` and `batch` write as it is done: views, label PNGs), the robot outputs (:mod:`~zsseg_rt.outputs.robot_sinks`,
   :mod:`~zsseg_rt.outputs.mcap_sink`, :mod:`~zsseg_rt.outputs.foxglove_sink`, their messages
   :mod:`~zsseg_rt.outputs.ros_messages` and :mod:`~zsseg_rt.outputs.object_messages`), the loopback rule of the
   HTTP servers (:mod:`~zsseg_rt.outputs.loopback`), and the outputs of a command (``zsseg camera``:

@@ -248,22 +248,6 @@ def plan_batch(input_path: str, output_dir: str, resume: bool = True, max_pixels
     return BatchPlan(sources=pending, root=root, total=len(paths), done_keys=done, rejected=rejected)
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    """``data`` into ``path`` through a temporary name (removed if the write fails; a refused write names ``path``)."""
-    from zsseg_rt.errors import naming_path
-
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with naming_path(path, "writing it"), open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class SegmentWorker:
     """The Ray Data actor: one Engine, built once; ``__call__`` segments a batch and writes its label PNGs. Each
     image is handled on its own: whatever goes wrong with one becomes its ``error`` row, the others go on."""
@@ -300,6 +284,7 @@ class SegmentWorker:
 
     def _segment(self, data: bytes, path: str, key: str) -> Dict[str, Any]:
         from zsseg_rt.image_io import decode_image_bytes
+        from zsseg_rt.outputs.image_files import write_views
 
         start = time.perf_counter()
         partial = self.engine.allow_partial_images  # --allow-partial-images, as the Engine reads files
@@ -310,7 +295,7 @@ class SegmentWorker:
         segmented = time.perf_counter()
         names = result.class_names
         # the labels view as zsseg segment writes it (8-bit when every id fits, the unknown label's too; else 16-bit)
-        _write_atomic(os.path.join(self.output_dir, labels_name(key)), result.encoded_view("labels", ".png"))
+        write_views(result, {"labels": os.path.join(self.output_dir, labels_name(key))}, fsync=False, make_folders=True)
         done = time.perf_counter()
         timing = {"decode": decoded - start, "segment": segmented - decoded, "write": done - segmented}
         timing["total"] = done - start
