@@ -299,6 +299,7 @@ _NO_BUILD = "compiles with nvcc/cmake: skips on the GPU machine (ZSSEG_NO_BUILD=
 _STATIC = "reads the source and the tools (no device, no runtime)"
 CI_ONLY: Dict[str, str] = {
     "scale": _RAY,
+    "outputs": "the files of each image (segment's views, batch's label PNGs) written on the host: no device",
     "prepare": "preparing a bundle: quantisers, the accuracy gate, the auto policy (ONNX Runtime and OpenVINO on the "
     "CPU); the TensorRT builds and their gate on TensorRT's fakes (prepare/fake_tensorrt.py, host_cuda.py) and static "
     "checks, as TensorRT is not on the GPU image (the one real build skips there)",
