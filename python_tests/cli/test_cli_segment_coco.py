@@ -70,7 +70,7 @@ def test_save_json_holds_every_images_label_map_as_pycocotools_reads_it(tmp_path
         and " ms encoder, " in speed[0]
         and speed[0].endswith("(onnxruntime fp32, 500x338 and 1 other size)")
     )
-    assert f"COCO masks of 2 images written to {masks}" in said.err
+    assert f"zsseg segment: wrote the COCO masks of 2 images to {masks}" in said.err  # the coco row's line
 
 
 def test_save_json_is_refused_when_it_exists_kept_when_the_run_stops_and_replaced_with_overwrite(

@@ -472,12 +472,9 @@ def _result_outputs(args, images: Sequence[str], plan: Dict):
 
 
 def _say_written(kind: str, output: Dict) -> None:
-    """The line of an output put in place: its row's "wrote ..." line (the COCO masks: as segment said it before)."""
+    """The line of an output put in place: its row's "wrote ..." line."""
     from zsseg_rt.outputs.kinds import wrote_line
 
-    if kind == "coco":
-        print(f"COCO masks of {output['frames']} images written to {output['path']}", file=sys.stderr)
-        return
     line = wrote_line(output, kind)
     if line:
         print(f"zsseg segment: {line}", file=sys.stderr)

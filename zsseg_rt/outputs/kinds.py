@@ -347,7 +347,7 @@ OUTPUT_KINDS: Tuple[OutputKind, ...] = (
     OutputKind(
         "coco", "--save-json", "masks.json (COCO masks)", lambda s: bool(str(s).strip()), _coco, _file_entry,
         sources=SHARED, commands=("camera", "segment"),
-        wrote=lambda output: f"wrote the COCO masks of {output['frames']} frames to {output['path']}",
+        wrote=lambda output: f"wrote the COCO masks of {output['frames']} images to {output['path']}",
     ),
 )  # fmt: skip
 

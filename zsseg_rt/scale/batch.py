@@ -350,7 +350,7 @@ def _check_vocabulary(output_dir: str, record: Dict[str, Any], resume: bool) -> 
     what this run has, what to do; with ``resume`` False too (the maps of images this run is not given would stay).
     Then record what this run's label values mean in ``vocabulary.json``, unless it is recorded already (an older
     file is left as it is: it is never rewritten to disagree with the label maps it describes)."""
-    from zsseg_rt.errors import naming_path
+    from zsseg_rt.io_safety import atomic_write_json
 
     path = os.path.join(output_dir, VOCABULARY)
     if os.path.isfile(path):
@@ -372,8 +372,7 @@ def _check_vocabulary(output_dir: str, record: Dict[str, Any], resume: bool) -> 
                 "different things in one folder (its vocabulary.json describes the earlier ones). Use another output "
                 "folder (or empty this one), or the settings it was made with to resume"
             )
-    with naming_path(path, "writing it"), open(path, "w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=1)
+    atomic_write_json(path, record)  # whole or not at all: a full disk leaves the earlier record (the resume's key)
 
 
 def _check_output_dir(output_dir: str) -> None:

@@ -3,8 +3,8 @@
 it for each frame's result, or ``run()`` it; zsseg_rt/stream/loop/session.py).
 
 Its rooms: ``sources/`` (one module and one table row per kind of source), ``video_filter/`` (stable labels across
-frames), ``loop/`` (the Session, the loop, the capture threads); ``capabilities.py`` (what OpenCV here can open and
-show) serves the sources, the loop and the window sink. The outputs (every ``-o`` kind and its sink) are
+frames), ``loop/`` (the Session, the loop, the capture threads). What OpenCV here can open and show is
+:mod:`zsseg_rt.console.opencv_build` (``stream.capabilities`` is its deprecated alias). The outputs (every ``-o`` kind and its sink) are
 :mod:`zsseg_rt.outputs`'; their names are exported here too.
 
 No torch import here (the runtime applications' layer: above the runtime, below the family contract). Example::

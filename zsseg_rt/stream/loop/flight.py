@@ -76,7 +76,10 @@ def open_flight(segment: Any, depth: int) -> Optional[FlightSteps]:
     """``FlightSteps`` over ``segment.in_flight(depth)`` where frames can be in flight (see the module docstring),
     else None (the loop waits for each step)."""
     opener = getattr(segment, "in_flight", None)
-    delayed = bool(getattr(segment, "delay", None))  # a look-ahead's results are already an earlier frame's
+    from .protocols import DelayedSegmenter
+
+    # a look-ahead's results are already an earlier frame's
+    delayed = isinstance(segment, DelayedSegmenter) and bool(segment.delay)
     if depth <= 1 or not callable(opener) or delayed:
         return None
     flight = opener(depth)

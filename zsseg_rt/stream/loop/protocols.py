@@ -5,17 +5,20 @@
   with its source's index; ``stats(stream)``: that source's figures for ``SourceStats.video``). The
   :class:`~zsseg_rt.stream.video_filter.video.VideoSegmenter` declares it; an Engine is a plain segment callable
   (``frame -> result``, ``[frames] -> [results]``).
+* :class:`DelayedSegmenter`: a segmenter whose result comes ``delay`` frames after its frame (the look-ahead
+  filter, ``--stabilize-delay``): the loop holds each source's frames until their results come, and at a source's
+  end takes the results it still holds (``flush(stream)``).
 * :class:`ResultSink`: a sink of results rather than overlays (``write_result(frame, result)``: the label folders, the
   robot outputs, COCO masks); with ``takes_overlay`` it is also handed a callable that draws the overlay.
 
-Both are ``runtime_checkable``: a class of an application's own that has the methods is one (``isinstance`` checks
+All are ``runtime_checkable``: a class of an application's own that has the methods is one (``isinstance`` checks
 the methods' presence), and the loop dispatches on ``isinstance``."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Protocol, Sequence, runtime_checkable
+from typing import Any, Dict, List, Optional, Protocol, Sequence, runtime_checkable
 
-__all__ = ["ResultSink", "StreamSegmenter"]
+__all__ = ["DelayedSegmenter", "ResultSink", "StreamSegmenter"]
 
 
 @runtime_checkable
@@ -28,6 +31,17 @@ class StreamSegmenter(Protocol):
 
     def stats(self, stream: int = 0) -> Dict[str, Any]:
         """Source ``stream``'s figures (keyframes, flow, ...), merged into its ``SourceStats.video``."""
+        ...
+
+
+@runtime_checkable
+class DelayedSegmenter(Protocol):
+    """A segmenter that gives the result of an earlier frame (None while the first ``delay`` frames come in)."""
+
+    delay: int  # frames between a frame and its result (0: none, the segmenter is then not delayed)
+
+    def flush(self, stream: Optional[int] = None) -> List[Any]:
+        """The results still held for source ``stream`` (every source: None), oldest first."""
         ...
 
 

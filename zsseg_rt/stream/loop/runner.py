@@ -39,7 +39,7 @@ from ..sources import FrameSource
 from ..video_filter.video_metrics import VideoMetrics
 from .capture import Backoff, Frame, FrameGrabber
 from .flight import FlightSteps, open_flight
-from .protocols import ResultSink, StreamSegmenter
+from .protocols import DelayedSegmenter, ResultSink, StreamSegmenter
 from .vocabulary import ClassFileWatcher
 
 log = logging.getLogger("zsseg_rt.stream")
@@ -526,7 +526,7 @@ class MultiStreamRunner:
         with self._stats_lock:
             self._calls.append(latency)
             self.stats.engine_calls += 1
-        delayed = bool(getattr(self.segment, "delay", 0))
+        delayed = isinstance(self.segment, DelayedSegmenter) and bool(self.segment.delay)
         for (stream, frame), result in zip(batch, results):
             self._update_stats(stream, latency, now)
             if delayed:  # the result of the oldest frame held back (None while the first frames come in)
@@ -573,11 +573,10 @@ class MultiStreamRunner:
     def _flush(self, stream: _Stream) -> None:
         """The results a delayed segment callable still holds for ``stream`` (its end, or the run's), each with its
         frame; once per stream."""
-        flush = getattr(self.segment, "flush", None)
-        if stream.flushed or not callable(flush) or not getattr(self.segment, "delay", 0):
+        if stream.flushed or not isinstance(self.segment, DelayedSegmenter) or not self.segment.delay:
             return
         stream.flushed = True
-        for result in flush(stream.index):
+        for result in self.segment.flush(stream.index):
             if stream.pending:
                 self._output(stream, stream.pending.popleft(), result)
 
