@@ -45,8 +45,8 @@ def test_segment_errors_are_one_line(tmp_path, photo, tiny_bundle, capsys):
         ([*seg, "--classes", ","], "empty"),
         ([*seg, "--classes", "a", "--alpha", "1.5"], "--alpha is the overlay opacity"),
         ([*seg, "--classes", "a", "-o", str(tmp_path / "out.xyz")], "no writer for '.xyz'"),
-        ([*seg, "--classes", "a", "-o", str(tmp_path / "afile" / "o.png")], "is a file, not a directory"),
-        ([*seg, "--classes", "a", "-o", photo], "is one of the input images"),
+        ([*seg, "--classes", "a", "-o", str(tmp_path / "afile" / "o.png")], "is a file, not a folder"),
+        ([*seg, "--classes", "a", "-o", photo], "is an input of this run: choose another output"),
     ]
     for argv, expect in cases:
         _one_line_error(capsys, argv, expect)
@@ -85,7 +85,7 @@ def test_output_problems_are_found_before_the_bundle_is_loaded(tmp_path, photo, 
         raise AssertionError("the Engine was built before the output path was checked")
 
     monkeypatch.setattr(runtime, "Engine", engine_must_not_be_built)
-    for output, expect in ((str(tmp_path / "o.xyz"), "no writer"), (photo, "one of the input images")):
+    for output, expect in ((str(tmp_path / "o.xyz"), "no writer"), (photo, "is an input of this run")):
         argv = ["segment", photo, "--bundle", str(tmp_path), "--classes", "a", "-o", output]
         _one_line_error(capsys, argv, expect)
 
@@ -150,12 +150,12 @@ def test_help_lists_every_command_without_importing_torch():
 
 
 def test_unwritable_output_directory_is_found_before_inference(tmp_path, photo, capsys, monkeypatch):
-    import tempfile
+    real_access = os.access
 
-    def read_only(*args, **kwargs):  # as root, chmod cannot make a directory unwritable: simulate the refusal
-        raise PermissionError(13, "Permission denied")
+    def read_only(path, mode, **kwargs):  # as root, chmod cannot make a directory unwritable: simulate the refusal
+        return False if os.path.samefile(path, tmp_path) and mode & os.W_OK else real_access(path, mode, **kwargs)
 
-    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(os, "access", read_only)
     argv = ["segment", photo, "--bundle", str(tmp_path / "nope"), "--classes", "a", "-o", str(tmp_path / "o.png")]
     _one_line_error(capsys, argv, "is not writable")
 

@@ -1,6 +1,7 @@
 """The files of each image that ``zsseg segment`` and ``zsseg batch`` write as it is done
 (``zsseg_rt/outputs/image_files.py``, issue 80 item 2): one writer for both commands, each file whole, an image's
-set of files all or nothing, a batch key's sub-folder made, segment's missing folder an error."""
+set of files all or nothing, a batch key's sub-folder made, segment's missing folder an error; and their checks by
+the output plan's rules (``OutputPlan.in_place``)."""
 
 from __future__ import annotations
 
@@ -124,3 +125,52 @@ def test_segment_and_batch_write_through_the_one_writer(tmp_path, tiny_bundle, m
         row = worker._one(handle.read(), photo)
     assert row["status"] == "ok", row
     assert seen == [os.path.join("batch", labels_name(output_key(photo, os.path.dirname(photo))))]
+
+
+def test_the_plan_checks_files_written_in_place_by_the_rules_of_every_output(tmp_path):
+    """``OutputPlan.in_place`` (segment's views): an existing file refused without the flag (with the command's own
+    alternative), an input refused, an interrupted run's temporary refused then removed with the flag (said), the
+    folder claimed by the plan (or not, when the command holds its lock), and nothing undone by abort or commit."""
+    from zsseg_rt.outputs.owner import OwnerLock, owner_lock_path
+    from zsseg_rt.outputs.plan import CLI_FLAG, OutputPlan, OutputRefused
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    views = [str(folder / "a_overlay.png"), str(folder / "a_mask.png")]
+    (folder / "a_mask.png").write_bytes(b"earlier")
+
+    def plan(overwrite, inputs=(), owner=None):
+        checks = OutputPlan(overwrite, CLI_FLAG, inputs=inputs)
+        checks.in_place("-o", str(folder), views, others=[str(folder / "classes.json")], instead="do X", owner=owner)
+        return checks
+
+    with pytest.raises(OutputRefused, match=r"a_mask.png' exists already: pass --overwrite to replace it, or do X$"):
+        plan(False).check()
+    assert not os.path.exists(owner_lock_path(str(folder), True))  # a refusal leaves no claim
+    with pytest.raises(OutputRefused, match="is an input of this run"):
+        plan(True, inputs=[views[0]]).check()
+    (folder / "a_mask.png").unlink()
+    leftover = folder / ".classes.json.0123abcd.tmp"  # an interrupted write of the class map
+    leftover.write_bytes(b"half")
+    with pytest.raises(
+        OutputRefused, match=r"\.classes\.json\.0123abcd\.tmp' is left by an interrupted run writing -o"
+    ):
+        plan(False).check()
+    said = []
+    checks = plan(True)
+    checks.check()
+    assert os.path.exists(owner_lock_path(str(folder), True))  # claimed by the plan
+    checks.prepare(say=said.append)
+    assert said == [f"removed {leftover}, left by an interrupted run (--overwrite)"] and not leftover.exists()
+    (folder / "a_overlay.png").write_bytes(b"written in place")
+    checks.abort()
+    assert (folder / "a_overlay.png").read_bytes() == b"written in place"  # a stopped run keeps what it wrote
+    assert not os.path.exists(owner_lock_path(str(folder), True))
+    owner = OwnerLock(str(folder), "-o", folder=True)
+    owner.acquire()
+    try:
+        held = plan(True, owner=owner)
+        held.check()  # the command's lock: not taken twice (a second flock of one process would refuse it)
+        assert held.owners == []
+    finally:
+        owner.release()

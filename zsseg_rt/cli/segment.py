@@ -19,7 +19,6 @@ import glob
 import json
 import os
 import sys
-import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -38,7 +37,7 @@ from zsseg_rt.cli.segment_inputs import (
 from zsseg_rt.console.arguments import add_engine_arguments, engine_kwargs
 from zsseg_rt.console.errors import CliError, format_error, refuse_stdout
 from zsseg_rt.input_files import expand_glob
-from zsseg_rt.io_safety import OutputWriteError, atomic_write_text, temporaries_of
+from zsseg_rt.io_safety import OutputWriteError, atomic_write_text
 from zsseg_rt.outputs.owner import FOLDER_LOCK
 from zsseg_rt.outputs.plan import check_free_space
 
@@ -176,78 +175,62 @@ def plan_outputs(images: Sequence[str], output: Optional[str], views: Sequence[s
     return {"directory": directory, "class_map": os.path.join(directory, CLASS_MAP), "files": files, "kinds": kinds}
 
 
-def _check_directory(directory: str) -> None:
-    chain, path = [], os.path.abspath(directory)
-    while True:
-        chain.append(path)
-        if os.path.dirname(path) == path:
-            break
-        path = os.path.dirname(path)
-    blocker = next((p for p in chain if os.path.exists(p) and not os.path.isdir(p)), None)
-    if blocker is not None:
-        raise CliError(f"cannot create the output folder {directory!r}: {blocker!r} is a file, not a directory")
+def _make_directory(directory: str) -> None:
+    """Make an output folder the checks allowed (they write nothing); a failure in one line."""
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as exc:
         raise CliError(f"cannot create the output folder {directory!r}: {exc.strerror or exc}") from None
-    try:
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as exc:
-        raise CliError(f"the output folder {directory!r} is not writable: {exc.strerror or exc}") from None
 
 
-def check_outputs(images: Sequence[str], plan: Dict, overwrite: bool) -> None:
-    """Refuse outputs that cannot or may not be written, before any inference; creates the output folders.
+def check_outputs(images: Sequence[str], plan: Dict, overwrite: bool, owner=None) -> None:
+    """Refuse outputs that cannot or may not be written, before any inference, by the output plan's rules (the files of
+    each image are its in-place entry: :class:`zsseg_rt.outputs.plan.InPlaceFiles`); then make the output folders and
+    remove an interrupted run's temporaries (with ``overwrite``, each said). ``owner``: the run's claim on its folder
+    (or its one file), taken already (``_claimed_plan``); None: the plan claims it.
 
     Raises:
-        CliError: an unsupported extension, a folder that cannot be created or written, an output that is a folder
-            or one of the inputs, or an existing file without ``overwrite``.
+        CliError: an extension OpenCV has no writer for, then the plan's refusals (a folder that cannot be written, an
+            output that is a folder or one of the inputs, an existing file without ``overwrite``, one that cannot be
+            replaced, an interrupted run's temporaries without ``overwrite``, a full disk).
     """
-    inputs = {os.path.realpath(path) for path in images}
+    from zsseg_rt.outputs.plan import CLI_FLAG, OutputPlan, OutputRefused
+
     targets = [path for files in plan["files"] if VIDEO not in files for path in files.values()]
     for path in targets:
-        if not _has_image_extension(path):
+        if not _has_image_extension(path) and not os.path.isdir(path):
             raise CliError(
                 f"cannot write {path!r}: OpenCV has no writer for "
                 f"{os.path.splitext(path)[1] or 'a name without extension'!r}; use one of {WRITABLE_EXTENSIONS}"
             )
-        if os.path.isdir(path):
-            raise CliError(f"the output {path!r} is a folder; give a file name such as out.png")
-        if os.path.realpath(path) in inputs:
-            raise CliError(f"the output {path!r} is one of the input images; choose another -o")
-    existing = [path for path in targets if os.path.exists(path)]
-    for files in plan["files"]:
-        if VIDEO in files:  # an earlier run's frames of a video of this name
-            existing += existing_frame_files(plan["directory"], files[VIDEO], plan.get("kinds", VIEWS))
-    if existing and not overwrite:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise CliError(
-            f"{existing[0]!r}{more} exists already: pass --overwrite to replace it, or leave out -o to write into a "
-            f"new numbered folder under {RUNS_DIR}"
-        )
-    for directory in sorted({os.path.dirname(os.path.abspath(path)) for path in targets + [plan["class_map"]]}):
-        check_free_space(directory, "-o")  # a full disk: one line now, not one per image after segmenting each
-        _check_directory(directory)
-    for path in targets:
-        if os.path.exists(path) and not os.access(path, os.W_OK):
-            raise CliError(f"the output {path!r} exists and is not writable")
-    _check_leftovers(targets + [plan["class_map"]], overwrite)
-
-
-def _check_leftovers(targets: Sequence[str], overwrite: bool) -> None:
-    """The temporary files a killed run left beside its outputs (``.NAME.xxxxxxxx.tmp``): refused without
-    ``overwrite`` (named), removed with it (said)."""
-    left = [temporary for path in targets for temporary in temporaries_of(path)]
-    if left and not overwrite:
-        more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
-        raise CliError(
-            f"{left[0]!r}{more} is left by an interrupted run: pass --overwrite to remove it and write anew, or move "
-            "it away"
-        )
-    for temporary in left:
-        os.unlink(temporary)
-        print(f"zsseg segment: note: removed {temporary}, left by an interrupted run (--overwrite)", file=sys.stderr)
+    found = [
+        path
+        for files in plan["files"]
+        if VIDEO in files  # an earlier run's frames of a video of this name
+        for path in existing_frame_files(plan["directory"], files[VIDEO], plan.get("kinds", VIEWS))
+    ]
+    single = bool(plan.get("single"))
+    checks = OutputPlan(overwrite, CLI_FLAG, inputs=images)
+    checks.in_place(
+        "-o",
+        targets[0] if single else plan["directory"],
+        targets,
+        found=found,
+        others=[plan["class_map"]],
+        instead=f"leave out -o to write into a new numbered folder under {RUNS_DIR}",
+        folder=not single,
+        owner=owner,
+    )
+    try:
+        checks.check()
+        for directory in sorted({os.path.dirname(os.path.abspath(path)) for path in targets + [plan["class_map"]]}):
+            _make_directory(directory)
+        checks.prepare(say=lambda line: print(f"zsseg segment: note: {line}", file=sys.stderr))
+    except OutputRefused as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        if owner is None:
+            checks.release()  # the checks' own claim (no owner taken before) ends with them
 
 
 def _class_map_text(class_names: Sequence[str], unknown: Optional[int] = None) -> str:
@@ -408,7 +391,7 @@ def run_segment(args) -> int:
     plan, owner = _claimed_plan(images, args, views)
     outputs = None
     try:  # the output is this run's from here to its end (one owner per output: zsseg_rt.outputs.owner)
-        check_outputs(images, plan, args.overwrite)
+        check_outputs(images, plan, args.overwrite, owner)
         if owner is None:
             raise CliError(f"cannot write -o {plan['directory']!r}: its owner lock cannot be made there")
         outputs = _result_outputs(args, images, plan)  # --save-json, the table's -o kinds: checked and claimed now
@@ -430,6 +413,7 @@ def _claimed_plan(images: Sequence[str], args, views: Sequence[str]):
     for _ in range(100):
         plan = plan_outputs(images, args.output, views, args.save_labels)
         single = args.output is not None and _is_single_file(args.output, len(images))
+        plan["single"] = single  # -o names the one file: claimed and checked as a file
         target = next(iter(plan["files"][0].values())) if single else plan["directory"]
         check_free_space(plan["directory"], "-o")  # a full disk: said of the folder the user gave, before the lock
         if args.output is None:

@@ -28,6 +28,9 @@ The rules, in :class:`OutputPlan`:
    is refused at its start with the first run's process, ``--overwrite`` included, before any leftover is looked at
    (a running run's ``out.partial.mp4`` is not an interrupted run's). A killed run's lock is taken over, and said.
 
+Files a command writes in place as it goes (``zsseg segment``'s views of each image: :class:`InPlaceFiles`) are not
+staged (rule 2 does not apply: a stopped run keeps the images it finished); every other rule does.
+
 Refusals name the path and the flag in the user's words: ``flag`` is ``--overwrite`` for the command line and
 ``overwrite=True`` for the Python sinks.
 """
@@ -60,6 +63,7 @@ from zsseg_rt.outputs.owner import OutputBusy, OwnerLock, try_flock
 __all__ = [
     "CLI_FLAG",
     "FolderKind",
+    "InPlaceFiles",
     "MANIFEST",
     "OutputPlan",
     "OutputRefused",
@@ -380,15 +384,60 @@ class StagedFile:
             self.temporary = None
 
 
+class InPlaceFiles:
+    """Files written in place while the run goes, each whole (``zsseg segment``'s views of each image:
+    :mod:`zsseg_rt.outputs.image_files`), not staged: a run stopped at its 700th image keeps the 699 before it. The
+    plan checks them as every output (rule 1: an input, a folder, an existing file without the flag, one that cannot
+    be replaced, an interrupted run's temporaries) and claims the folder or file they are written to (rule 5), unless
+    the command holds its owner lock already (``owner``: it took it to pick a new numbered folder). :meth:`commit` and
+    :meth:`abort` have nothing to do.
+
+    Args:
+        paths: the files the run writes there. found: files there the run may replace besides (an earlier run's
+        frames of a video of the same name). others: files the run writes under checks of its own (the class map),
+        whose interrupted temporaries count too. instead: what to do instead of the flag, in the refusal of an
+        existing file ("choose another -o" by default). folder: the claimed path is a folder.
+    """
+
+    def __init__(self, paths, *, found=(), others=(), instead: str = "", folder: bool = True, owner: Any = None):
+        self.paths = [str(path) for path in paths]
+        self.found = [str(path) for path in found]
+        self.others = [str(path) for path in others]
+        self.instead = instead
+        self.folder = bool(folder)
+        self.owner = owner
+
+    def existing(self) -> List[str]:
+        return [path for path in self.paths if os.path.lexists(path)] + self.found
+
+    def temporaries(self) -> List[str]:
+        return [temporary for path in self.paths + self.others for temporary in temporaries_of(path)]
+
+    def commit(self) -> None:
+        """Nothing to put in place: every file was written whole where it goes."""
+
+    def abort(self) -> None:
+        """Nothing to take back: the files of the images done stay (the documented behaviour)."""
+
+
 @dataclasses.dataclass
 class _Entry:
     option: str  # the user's words for it: "-o", "--labels-out", "--stats-json", "folder"
     path: str
-    output: Any  # AtomicFile (a streamed file), StagedFile or StagedFolder
+    output: Any  # AtomicFile (a streamed file), StagedFile, StagedFolder or InPlaceFiles
 
     @property
     def is_folder(self) -> bool:
         return isinstance(self.output, StagedFolder)
+
+    @property
+    def in_place(self) -> bool:
+        return isinstance(self.output, InPlaceFiles)
+
+    @property
+    def claims_folder(self) -> bool:
+        """Its owner lock is a folder's (inside it) rather than a file's (beside it)."""
+        return self.is_folder or (self.in_place and self.output.folder)
 
     @property
     def streamed(self) -> bool:
@@ -441,6 +490,13 @@ class OutputPlan:
         self.entries.append(_Entry(option, str(path), output))
         return output
 
+    def in_place(self, option: str, path: str, paths: Sequence[str], **details: Any) -> InPlaceFiles:
+        """Files written in place as the run goes, into the folder (or as the one file) ``path``
+        (:class:`InPlaceFiles`: ``details`` are its keywords)."""
+        output = InPlaceFiles(paths, **details)
+        self.entries.append(_Entry(option, str(path), output))
+        return output
+
     @classmethod
     def standing_alone(cls, overwrite: bool, path: str, kind: FolderKind) -> Tuple["OutputPlan", StagedFolder]:
         """A Python folder sink standing alone (no plan of a command around it): the policy of its one output, in
@@ -463,7 +519,9 @@ class OutputPlan:
         """
         self._check_collisions()
         for entry in self.entries:
-            _check_writable(entry.path, entry.option, entry.is_folder)
+            _check_writable(entry.path, entry.option, entry.claims_folder)
+            for path in entry.output.paths if entry.in_place else ():
+                _check_writable(path, entry.option, False)
         self.claim(say)
         try:
             self._check_all()
@@ -480,7 +538,9 @@ class OutputPlan:
         """
         claimed = {owner.lock_path for owner in self.owners}
         for entry in self.entries:
-            lock = OwnerLock(entry.path, entry.option, entry.is_folder)
+            if entry.in_place and entry.output.owner is not None:  # the command holds it (and releases it)
+                continue
+            lock = OwnerLock(entry.path, entry.option, entry.claims_folder)
             if lock.lock_path in claimed:
                 continue
             try:
@@ -515,6 +575,7 @@ class OutputPlan:
         self._check_running()
         if self.overwrite:
             self._check_foreign()
+            self._check_replaceable()
         else:
             self._check_existing()
         leftovers = self._find_leftovers()
@@ -559,10 +620,9 @@ class OutputPlan:
                     )
         inputs = {_same(path) for path in self.inputs}
         for entry in self.entries:
-            if _same(entry.path) in inputs:
-                raise OutputRefused(
-                    f"{entry.option} {entry.path} is an input of this run: choose another output", entry.path
-                )
+            for path in entry.output.paths if entry.in_place else [entry.path]:
+                if _same(path) in inputs:
+                    raise OutputRefused(f"{entry.option} {path} is an input of this run: choose another output", path)
 
     def _check_running(self) -> None:
         for entry in self.entries:
@@ -579,16 +639,29 @@ class OutputPlan:
     def _replaced(self, entry: _Entry) -> List[str]:
         if entry.is_folder:
             return [os.path.join(entry.path, name) for name in entry.output.existing()]
+        if entry.in_place:
+            return entry.output.existing()
         return [entry.path] if os.path.lexists(entry.path) else []
 
     def _check_existing(self) -> None:
-        _refuse_found(
-            [(entry, path) for entry in self.entries for path in self._replaced(entry)],
-            lambda entry: (
+        def says(entry: _Entry) -> str:
+            if entry.in_place:  # written in place: replaced as each image is done
+                instead = entry.output.instead or f"choose another {entry.option}"
+                return f"exists already: pass {self.flag} to replace it, or {instead}"
+            return (
                 f"exists already: pass {self.flag} to replace it (outputs are replaced only once the run has "
                 f"ended well), or choose another {entry.option}"
-            ),
-        )
+            )
+
+        _refuse_found([(entry, path) for entry in self.entries for path in self._replaced(entry)], says)
+
+    def _check_replaceable(self) -> None:
+        """With the flag: an in-place file that exists must be one this process may replace (a file is replaced
+        where it is, not staged)."""
+        for entry in self.entries:
+            for path in self._replaced(entry) if entry.in_place else ():
+                if os.path.isfile(path) and not os.access(path, os.W_OK):
+                    raise OutputRefused(f"{entry.option} {path!r} exists and is not writable", path)
 
     def _check_foreign(self) -> None:
         for entry in self.entries:
@@ -609,6 +682,9 @@ class OutputPlan:
         for entry in self.entries:
             if entry.is_folder:
                 found += [(entry, path) for path in entry.output.leftovers()[0]]
+                continue
+            if entry.in_place:
+                found += [(entry, path) for path in entry.output.temporaries()]
                 continue
             if entry.streamed and os.path.lexists(entry.output.partial):
                 found.append((entry, entry.output.partial))
