@@ -46,7 +46,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         help="text file of class names (one per line or comma-separated), watched: "
         "edit it while streaming to change the vocabulary",
     )
-    from zsseg_rt.outputs.kinds import add_output_arguments, output_help
+    from zsseg_rt.outputs.kinds import add_output_arguments, flag_help, output_help
 
     p.add_argument("-o", "--output", action="append", default=[], help=output_help("-o"))  # from the kinds' rows
     p.add_argument(
@@ -109,8 +109,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--save-json",
         metavar="FILE",
-        help="(video files and image folders) also write every frame's labels as COCO masks (pycocotools' RLE "
-        "format; category ids = label ids, image SOURCE/NNNNNN per frame), put in place when the run has ended well",
+        help=flag_help("coco", before="(video files and image folders) "),  # the coco row's
     )
     p.add_argument(
         "--objects",

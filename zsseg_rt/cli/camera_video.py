@@ -32,14 +32,13 @@ LIVE_HELP = (
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the video options to the ``camera`` parser."""
+    from zsseg_rt.outputs.kinds import flag_help
+
     group = parser.add_argument_group("video labels (docs/video.md)")
     group.add_argument(
         "--labels-out",
         metavar="DIR",
-        help="write each frame's class-index map as a 16-bit PNG named by its frame number (DIR/000042.png), with "
-        "the class list in DIR/classes.json; several sources: put {source} in DIR. Staged while the run goes on and "
-        "put in place when it ends well; DIR then holds this run's maps only (--overwrite: an earlier run's are "
-        "replaced; files zsseg_rt did not write are never touched)",
+        help=flag_help("labels"),  # the labels row's (zsseg_rt.outputs.kinds)
     )
     group.add_argument(
         "--stabilize",

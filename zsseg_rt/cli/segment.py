@@ -566,6 +566,8 @@ def _closing_lines(args, plan: Dict, engine, speed, summaries: List[Dict]) -> No
 # ---- the command line -------------------------------------------------------------------------------------------
 def add_command(subparsers) -> argparse.ArgumentParser:
     """Register ``segment`` on an argparse subparsers object (``zsseg segment``)."""
+    from zsseg_rt.outputs.kinds import flag_help
+
     p = command_parser(
         subparsers,
         "segment",
@@ -614,9 +616,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--save-json",
         metavar="FILE",
-        help="also write the labels as COCO masks (pycocotools' RLE format): one annotation per class and image, "
-        "category ids = label ids, with the class names and each image's size; written when the run ends; with "
-        "--objects also one instance annotation (iscrowd 0, bbox, area, RLE, score) per object",
+        help=flag_help("coco"),  # the coco row's (zsseg_rt.outputs.kinds)
     )
     p.add_argument(
         "--objects",

@@ -6,8 +6,9 @@ files of that set this call created: no overlay without its label map).
 
 These files are not staged as the table's kinds are (:mod:`zsseg_rt.outputs.result_outputs`): a run stopped at
 image 700 of 1000 keeps the 699 images before it, which a resume (``zsseg batch``) or the next run skips or
-replaces. The owner lock of their folder (:mod:`zsseg_rt.outputs.owner`) and the overwrite checks are the
-commands' plans' (``cli.segment.check_outputs``, ``scale.batch.plan_batch``)."""
+replaces. Segment's are checked by the output plan's rules as an in-place entry
+(:class:`zsseg_rt.outputs.plan.InPlaceFiles`); batch's OUTPUT resumes (its label maps are skipped, not replaced,
+``scale.batch.plan_batch``); both under the one owner lock (:mod:`zsseg_rt.outputs.owner`)."""
 
 from __future__ import annotations
 

@@ -50,6 +50,7 @@ __all__ = [
     "output_help",
     "output_kind",
     "wrote_line",
+    "flag_help",
 ]
 
 _WINDOWS = ("display", "display://", "window", "screen")
@@ -130,6 +131,7 @@ class OutputKind:
     words: str = ""  # what the -o help says of it (default: example)
     wrote: Optional[Callable[[Dict[str, Any]], Optional[str]]] = None  # the "wrote ..." line of its describe()
     several: str = ""  # SINGLE: what to use with several sources
+    help: str = ""  # a kind with an option of its own (--labels-out, --save-json): that flag's help (flag_help)
     # the commands that take it: camera (the stream loop), segment and batch (their results: zsseg_rt.stream.
     # result_outputs, a kind whose sink takes results, write_result)
     commands: Tuple[str, ...] = ("camera",)
@@ -343,11 +345,19 @@ OUTPUT_KINDS: Tuple[OutputKind, ...] = (
     OutputKind(
         "labels", "--labels-out", "labels/ (a folder of label maps)", _is_folder, _labels, _labels_entry,
         wrote=_images_wrote("label maps"),
+        help="write each frame's class-index map as a 16-bit PNG named by its frame number (DIR/000042.png), with "
+        "the class list in DIR/classes.json; several sources: put {source} in DIR. Staged while the run goes on and "
+        "put in place when it ends well; DIR then holds this run's maps only (--overwrite: an earlier run's are "
+        "replaced; files zsseg_rt did not write are never touched)",
     ),
     OutputKind(
         "coco", "--save-json", "masks.json (COCO masks)", lambda s: bool(str(s).strip()), _coco, _file_entry,
         sources=SHARED, commands=("camera", "segment"),
         wrote=lambda output: f"wrote the COCO masks of {output['frames']} images to {output['path']}",
+        help="also write the labels as COCO masks (pycocotools' RLE format): one annotation per class and image (a "
+        "video's frames: one image each, named by the video and the frame number), category ids = label ids, with "
+        "the class names and each image's size; put in place when the run has ended well; with --objects also one "
+        "instance annotation (iscrowd 0, bbox, area, RLE, score) per object",
     ),
 )  # fmt: skip
 
@@ -409,6 +419,15 @@ def output_help(option: str = "-o") -> str:
         if kind.sources == SINGLE:
             text += f"; {kind.spec} shows one source (with several: {kind.several})"
     return text
+
+
+def flag_help(name: str, before: str = "") -> str:
+    """The help of the option of the row called ``name`` (``--labels-out``, ``--save-json``), from its row;
+    ``before``: what the command says first (where it takes the kind)."""
+    row = output_kind_named(name)
+    if row is None or not row.help:
+        raise KeyError(f"no output kind {name!r} with a flag of its own")
+    return before + row.help
 
 
 def output_kind_named(name: str) -> Optional[OutputKind]:
