@@ -35,11 +35,7 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     from zsseg_rt.outputs.kinds import flag_help
 
     group = parser.add_argument_group("video labels (docs/video.md)")
-    group.add_argument(
-        "--labels-out",
-        metavar="DIR",
-        help=flag_help("labels"),  # the labels row's (zsseg_rt.outputs.kinds)
-    )
+    group.add_argument("--labels-out", metavar="DIR", help=flag_help("labels"))  # the labels row's words
     group.add_argument(
         "--stabilize",
         action="store_true",
