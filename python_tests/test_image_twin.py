@@ -98,7 +98,9 @@ def test_a_conftest_importing_pytest_private_nodeid_fails_under_the_images_pytes
     hook on the public API, each under the same stage-like run."""
     private = _tests(tmp_path / "private", PRIVATE_HOOK)
     run = _stage_pytest(image_python, private, tmp_path / "work", "-n", "2", "--dist", "loadgroup")
-    assert run.returncode not in (0, 1), run.stdout[-2000:]
+    # the run fails and no test runs: xdist's controller exits 3 (internal error) or 1 (its own assertion on the
+    # dead workers), as it races; both are the stage dying at collection
+    assert run.returncode != 0 and " passed" not in run.stdout, run.stdout[-2000:]
     assert "No module named '_pytest.nodeid'" in run.stdout + run.stderr
     ours = _stage_pytest(sys.executable, private, tmp_path / "work", "-n", "2", "--dist", "loadgroup")
     assert ours.returncode == 0 and "2 passed" in ours.stdout, ours.stdout[-2000:]  # CI's pytest: passes
