@@ -33,6 +33,7 @@ install_moved(_MOVED, "deprecated since 2026-11-28, removed in 0.2.0")
 _LAZY = {
     "Engine": ("zsseg_rt.runtime", "Engine"),
     "Result": ("zsseg_rt.runtime", "Result"),
+    "ObjectTracker": ("zsseg_rt.runtime.tracking", "ObjectTracker"),
     "create_model": ("zsseg_rt.models", "create_model"),
 }
 
@@ -46,4 +47,4 @@ def __getattr__(name):  # PEP 562 lazy attributes
     raise AttributeError(f"module 'zsseg_rt' has no attribute {name!r}")
 
 
-__all__ = ["Engine", "Result", "create_model", "__version__"]
+__all__ = ["Engine", "ObjectTracker", "Result", "create_model", "__version__"]

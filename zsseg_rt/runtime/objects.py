@@ -63,6 +63,8 @@ class RegionObject:
         centroid: ``(x, y)``, the mean column and row of its pixels (may lie outside a region with a hole or a bend).
         rle: its mask as COCO RLE, ``{"size": [h, w], "counts": str}`` (column-major runs, compressed as
             pycocotools' ``rleToString``): ``pycocotools.mask.decode(rle)`` is the region's ``[h, w]`` mask.
+        track_id: its identity across frames (``zsseg_rt.ObjectTracker``: ``--track``, ``Session(track=True)``),
+            unique for the tracker's life; None: not tracked.
     """
 
     class_id: int
@@ -72,6 +74,7 @@ class RegionObject:
     area: int
     centroid: Tuple[float, float]
     rle: Dict[str, Any]
+    track_id: Optional[int] = None
 
     def mask(self) -> np.ndarray:
         """The region's ``[h, w]`` uint8 mask (1 inside), decoded from :attr:`rle` (NumPy; no pycocotools)."""
@@ -81,7 +84,8 @@ class RegionObject:
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready: ``class_id``, ``name``, ``score``, ``box`` [x, y, w, h], ``area``, ``centroid`` [x, y],
-        ``rle``."""
+        ``rle``; ``track_id`` when tracked."""
+        tracked = {} if self.track_id is None else {"track_id": int(self.track_id)}
         return {
             "class_id": self.class_id,
             "name": self.name,
@@ -90,6 +94,7 @@ class RegionObject:
             "area": self.area,
             "centroid": list(self.centroid),
             "rle": dict(self.rle),
+            **tracked,
         }
 
 
