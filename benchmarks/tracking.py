@@ -141,7 +141,7 @@ def sequences(frames: int = FRAMES) -> Dict[str, Sequence_]:
         for k in range(frames)
         if 70 + 4 * min(k, 17) - 4 * max(0, k - 17) >= 170 - 4 * min(k, 17) + 4 * max(0, k - 17)
     ]
-    merge.merged = (touching[0], touching[-1] + 1)
+    merge.merged = (touching[0], touching[-1] + 1) if touching else (0, 0)
     made["merge"] = merge
     for name, made_one in made.items():
         made_one.name = name

@@ -34,5 +34,6 @@ def sink_options(args: Any, fps: float, names: Sequence[str], staged: Any = None
     from zsseg_rt.outputs.kinds import output_values
     from zsseg_rt.stream.loop.session_options import sink_options as options_of
 
-    given = SimpleNamespace(output_options=output_values(args, "-o"), objects=getattr(args, "objects", False))
+    tracked = {name: getattr(args, name, False) for name in ("objects", "track", "tracks_out")}  # objects on the topics
+    given = SimpleNamespace(output_options=output_values(args, "-o"), **tracked)
     return options_of(given, fps, names, staged, title)

@@ -57,10 +57,11 @@ class CameraOutputs:
         overwrite: bool,
         inputs,
         coco_json: Optional[str] = None,
+        tracks: Sequence[str] = (),
     ) -> "CameraOutputs":
         """Every file output of the run, checked (see ``OutputPlan.check``): ``specs``, the ``-o`` of every source
         (placeholders expanded); ``label_folders``, the ``--labels-out`` of every source; ``coco_json``, the COCO
-        masks (``--save-json``).
+        masks (``--save-json``); ``tracks``, the ``--tracks-out`` of every source (``staged(path)``: its entry).
 
         Raises:
             OutputRefused: one line naming the path and what to do; nothing was written.
@@ -81,6 +82,10 @@ class CameraOutputs:
             coco = output_kind(coco_json, "--save-json")
             assert coco is not None and coco.plan is not None
             outputs.coco = coco.plan(outputs.plan, coco.option, coco_json)
+        for path in tracks:  # the tracks row's entry (a streamed file), found by staged(path) as an -o's
+            row = output_kind(path, "--tracks-out")
+            assert row is not None and row.plan is not None
+            outputs._staged[str(path).strip()] = row.plan(outputs.plan, row.option, path)
         outputs.plan.check()
         return outputs
 

@@ -12,6 +12,8 @@ sink is opened, and what the run's output plan (:mod:`zsseg_rt.outputs.plan`) ho
 | mcap | -o | ``out.mcap`` | ``McapSink`` | a streamed file (``out.partial.mcap``) |
 | foxglove | -o | ``foxglove://HOST:PORT`` | ``FoxgloveSink`` | none (a port, checked when opened) |
 | null | -o | ``null`` | ``NullSink`` | none |
+| coco | --save-json | ``masks.json`` | ``CocoSink`` | a file written at the end |
+| tracks | --tracks-out | ``tracks.txt`` | ``TracksSink`` (MOTChallenge text) | a streamed file (``tracks.partial.txt``) |
 
 A row may need Python modules beyond the core install (``modules``, installed by the pyproject extra ``extra``):
 ``zsseg camera`` refuses a spec whose modules are missing in one line, before anything runs. Each row says what it
@@ -288,6 +290,12 @@ def _coco(spec: str, options: SinkOptions) -> FrameSink:
     return CocoSink(options.staged, list(options.sources), description=f"zsseg {options.command} label maps")
 
 
+def _tracks(spec: str, options: SinkOptions) -> FrameSink:
+    from .tracks_sink import TracksSink
+
+    return TracksSink(str(spec).strip(), output=options.staged, overwrite=options.replace)
+
+
 def _file_entry(plan: OutputPlan, option: str, path: str) -> Any:
     return plan.file(option, path)
 
@@ -358,6 +366,15 @@ OUTPUT_KINDS: Tuple[OutputKind, ...] = (
         "video's frames: one image each, named by the video and the frame number), category ids = label ids, with "
         "the class names and each image's size; put in place when the run has ended well; with --objects also one "
         "instance annotation (iscrowd 0, bbox, area, RLE, score) per object",
+    ),
+    OutputKind(
+        "tracks", "--tracks-out", "tracks.txt (MOTChallenge tracks)", lambda s: bool(str(s).strip()), _tracks,
+        _stream_entry, commands=("camera", "segment"),
+        wrote=lambda output: f"wrote {output['rows']} rows of {output['tracks']} tracks in {output['frames']} frames to {output['path']}",
+        help="write the objects' tracks (implies --track) as MOTChallenge text, a line per object and frame: "
+        "frame,id,x,y,w,h,score,-1,-1,-1 (frames numbered as the run's other outputs number them, from 0; the box "
+        "in pixels from 0), what py-motmetrics and TrackEval read; several sources: put {source} in FILE. Put in "
+        "place when the run has ended well",
     ),
 )  # fmt: skip
 

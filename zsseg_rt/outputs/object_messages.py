@@ -10,11 +10,13 @@ centroids) as ROS 2 messages, in the wire format and with the schemas of :mod:`z
   ``center.position`` the box's centre and ``size_x`` / ``size_y`` its width and height, in pixels, with pixel
   ``(col, row)`` covering ``[col, col + 1) x [row, row + 1)`` (the box ``x, y, w, h`` of the pixels ``x..x+w-1``
   has its centre at ``(x + w / 2, y + h / 2)``: ``center - size / 2`` is its top-left corner ``(x, y)``), ``theta``
-  0; ``id``: the object's index in the frame ("0", "1", ...; per frame, not a track);
+  0; ``id``: the object's track id with tracking (``--track``: ``RegionObject.track_id``, the same for the same
+  object from frame to frame), else its index in the frame ("0", "1", ...; per frame, not a track);
 - ``foxglove_msgs/msg/ImageAnnotations`` (Foxglove's schema as a ROS 2 message, ``ros_foxglove_msgs``), what
   Foxglove's Image panel draws over ``/<source>/overlay`` (:func:`image_annotations`): per object a closed line
   (``PointsAnnotation``, ``LINE_LOOP``) along its box's four corners in the class's overlay colour, and a
-  ``TextAnnotation`` with the class name at the box's top-left corner; every annotation stamped with the labels'
+  ``TextAnnotation`` with the class name at the box's top-left corner (tracked: coloured by track, one of
+  :data:`TRACK_COLORS` colours, and its text ``person #7``, the name and the track id); every annotation stamped with the labels'
   stamp (Foxglove pairs annotations with the image of the same time). The same schema-and-CDR encoding as every
   other topic of the outputs: a ``ros2``-profile MCAP file holds ROS 2 messages only, and ``ros2 bag`` plays it.
 
@@ -25,6 +27,7 @@ as ``ros2 bag record`` writes them.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -36,6 +39,7 @@ __all__ = [
     "FONT_SIZE",
     "IMAGE_ANNOTATIONS",
     "OBJECT_SCHEMAS",
+    "TRACK_COLORS",
     "box_corners",
     "detection_2d_array",
     "image_annotations",
@@ -46,6 +50,7 @@ IMAGE_ANNOTATIONS = "foxglove_msgs/msg/ImageAnnotations"
 FONT_SIZE = 14.0  # pixels, of the class name
 LINE_WIDTH = 2.0  # pixels, of the box
 LINE_LOOP = 2  # foxglove_msgs/PointsAnnotation.LINE_LOOP
+TRACK_COLORS = 64  # tracked objects' annotations: the overlay's palette of 64 colours, by track id modulo 64
 
 _VISION = [
     ("vision_msgs/Detection2D", "std_msgs/Header header\nObjectHypothesisWithPose[] results\nBoundingBox2D bbox\n"
@@ -88,6 +93,13 @@ _WHITE = (1.0, 1.0, 1.0, 1.0)
 _CLEAR = (0.0, 0.0, 0.0, 0.0)
 
 
+@functools.lru_cache(maxsize=1)
+def _track_colors() -> np.ndarray:
+    from zsseg_rt.runtime.result import palette
+
+    return palette(TRACK_COLORS)
+
+
 def box_corners(box: Sequence[int]) -> List[Tuple[float, float]]:
     """The four corners of the box ``x, y, w, h`` (the pixels ``x..x+w-1``, ``y..y+h-1``) in image coordinates
     whose origin is the top-left corner of the top-left pixel: top-left, top-right, bottom-right, bottom-left."""
@@ -109,7 +121,8 @@ def detection_2d_array(stamp_ns: int, frame_id: str, objects: Sequence[Any]) -> 
         message.f64s(float(found.score))
         message.f64s(float(found.centroid[0]), float(found.centroid[1]), *_POSE_REST)
         message.f64s(x + w / 2.0, y + h / 2.0, 0.0, w, h)  # bbox: center.position x, y; theta; size_x, size_y
-        message.string(str(index))
+        track = getattr(found, "track_id", None)
+        message.string(str(index if track is None else track))
     return message.bytes()
 
 
@@ -118,13 +131,17 @@ def image_annotations(
 ) -> bytes:
     """``foxglove_msgs/msg/ImageAnnotations`` of a frame's ``objects``: per object its box as a closed line and its
     class name (see the module). ``colors``: ``[classes, 3]`` uint8 RGB by class id (the overlay's palette); white
-    without it."""
+    without it. A tracked object (``track_id``) is coloured by its track and named with its id."""
+    tracks = _track_colors()
     message = _Cdr()
     message.u32(0)  # circles
     message.u32(len(objects))
     outlines = []
     for found in objects:
-        outline = _WHITE if colors is None else (*(float(c) / 255.0 for c in colors[int(found.class_id)]), 1.0)
+        track = getattr(found, "track_id", None)
+        color = colors[int(found.class_id)] if track is None and colors is not None else None
+        color = tracks[int(track) % TRACK_COLORS] if track is not None else color
+        outline = _WHITE if color is None else (*(float(c) / 255.0 for c in color), 1.0)
         outlines.append(outline)
         message.time(stamp_ns)
         message.u8(LINE_LOOP)
@@ -138,6 +155,7 @@ def image_annotations(
         x, y = float(found.box[0]), float(found.box[1])
         message.time(stamp_ns)
         message.f64s(x, max(y, float(font_size)))  # the text's bottom-left: on the box's top edge, inside the image
-        message.string(str(found.name))
+        track = getattr(found, "track_id", None)
+        message.string(str(found.name) if track is None else f"{found.name} #{track}")
         message.f64s(float(font_size), *_WHITE, *outline[:3], 0.7)  # font_size, text_color, background_color
     return message.bytes()

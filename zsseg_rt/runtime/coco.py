@@ -19,7 +19,8 @@ objects=result.objects())``), each image's objects follow its per-class annotati
 (ids go on counting: every id in the file is unique): one instance annotation per connected region
 (``zsseg_rt.runtime.objects``), ``{"id", "image_id", "category_id", "segmentation": {"size", "counts"}, "area",
 "bbox": [x, y, w, h], "iscrowd": 0, "score"}``: what an instance-segmentation model's COCO file holds, the region's
-mask as RLE (``pycocotools.mask.decode`` gives the region back). A reader that wants the objects only keeps
+mask as RLE (``pycocotools.mask.decode`` gives the region back); tracked (``--track``), also ``"track_id"``, the
+object's identity across the frames (as video instance annotations, YouTube-VIS and TAO, carry one). A reader that wants the objects only keeps
 ``iscrowd == 0``; the per-class masks are ``iscrowd == 1``. CVAT's COCO 1.0 import (Datumaro) reads both as masks
 (with ``score`` as an attribute); Label Studio's COCO converter reads the boxes (``bbox``) and polygon
 segmentations only, not RLE.
@@ -166,6 +167,7 @@ class CocoMasks:
                     "bbox": [int(value) for value in item.box],
                     "iscrowd": 0,
                     "score": round(float(item.score), 6),
+                    **({} if getattr(item, "track_id", None) is None else {"track_id": int(item.track_id)}),
                 }
             )
         return image_id

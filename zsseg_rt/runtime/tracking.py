@@ -39,7 +39,7 @@ import numpy as np
 
 from .objects import FrameObjects, RegionObject
 
-__all__ = ["DEFAULT_MAX_MISSED", "ObjectTracker", "crop_mask"]
+__all__ = ["DEFAULT_MAX_MISSED", "ObjectTracker", "SourceTrackers", "crop_mask"]
 
 DEFAULT_MAX_MISSED = 5  # read from the option table's row once it has one (tracking.max_missed_default)
 MIN_OVERLAP = 0.1  # a predicted mask overlapping a region by this IoU pairs them whatever the distance
@@ -208,13 +208,14 @@ class ObjectTracker:
                 track.missed += 1
         ids = []
         for column, item in enumerate(found):
-            row = matched.get(column)
-            if row is None:
-                track = _Track(next(self._ids), tuple(float(v) for v in item.box), masks[column], int(item.area))
+            taken = matched.get(column)
+            if taken is None:
+                box = (float(item.box[0]), float(item.box[1]), float(item.box[2]), float(item.box[3]))
+                track = _Track(next(self._ids), box, masks[column], int(item.area))
                 self.started += 1
                 self._tracks.setdefault(item.name, []).append(track)
             else:
-                track = tracks[row]
+                track = tracks[taken]
                 self._follow(track, item, masks[column])
             ids.append(track.track_id)
         return ids
@@ -263,3 +264,23 @@ class ObjectTracker:
         else:
             track.velocity = None
         track.box, track.mask, track.area, track.missed = (x, y, w, h), mask, int(item.area), 0
+
+
+class SourceTrackers:
+    """One :class:`ObjectTracker` per source: ``(source, result) -> its objects, tracked`` (the stream loop's objects
+    with ``--track``, ``Session(track=True)``: ``MultiStreamRunner(objects=SourceTrackers(...))``), each source's
+    tracker made at its first frame. ``max_missed``: every tracker's (None: the default).
+
+    Raises:
+        ValueError: ``max_missed`` is not a whole number >= 0.
+    """
+
+    def __init__(self, max_missed: Optional[int] = None):
+        self.max_missed = DEFAULT_MAX_MISSED if max_missed is None else _check_max_missed(max_missed)
+        self.trackers: Dict[Any, ObjectTracker] = {}
+
+    def __call__(self, source: Any, result: Any) -> FrameObjects:
+        tracker = self.trackers.get(source)
+        if tracker is None:
+            tracker = self.trackers[source] = ObjectTracker(self.max_missed)
+        return tracker.update(result.objects())

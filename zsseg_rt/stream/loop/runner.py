@@ -212,7 +212,7 @@ class MultiStreamRunner:
         in_flight: frames kept in flight on a GPU's device pipeline (``flight.py``: the next step submitted before the
             last one's results are taken; 1: each step waited for); used only where ``segment.in_flight`` has lanes.
         objects: find each result's objects (``Result.objects()``, the Engine's limits) in the inference thread, before
-            ``on_result`` and the sinks see it: ``result.frame_objects`` (``zsseg camera --objects``).
+            ``on_result`` and the sinks see it: ``result.frame_objects``; or a callable ``(source, result)`` (--track).
 
     The run ends when every source is done (a file or folder at its end, a source that gave up reconnecting, or
     ``max_frames``), or at ``stop()`` / SIGINT / SIGTERM / a sink's stop request. Live sources never end by
@@ -240,7 +240,7 @@ class MultiStreamRunner:
         opened: Union[bool, Sequence[bool]] = False,
         temporal_consistency: bool = False,
         in_flight: int = 2,
-        objects: bool = False,
+        objects: Union[bool, Callable] = False,
     ):
         if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1:
             raise ValueError(f"in_flight must be a whole number >= 1, got {in_flight!r}")
@@ -278,7 +278,7 @@ class MultiStreamRunner:
         self.max_frames = max_frames
         self.on_result = on_result
         self.in_flight = in_flight
-        self.objects = bool(objects)
+        self.objects = objects if callable(objects) or not objects else lambda _source, result: result.objects()
         self._flight: Optional[FlightSteps] = None  # open while run() runs, where frames can be in flight
         self.stats = StreamStats(sources=[stream.stats for stream in self.streams])
         self._calls: Deque[float] = collections.deque(maxlen=max(1, int(window)))
@@ -564,8 +564,8 @@ class MultiStreamRunner:
             flight.close()
 
     def _output(self, stream: _Stream, frame: Frame, result) -> None:
-        if self.objects:  # found once, for the app's loop and every sink (the COCO file, the robot outputs)
-            result.frame_objects = result.objects()
+        if self.objects:  # found once (and tracked: --track), for the app's loop and every sink (COCO, robot outputs)
+            result.frame_objects = self.objects(stream.index, result)
         stream.queue.put((frame, result, stream.stats.title()))  # room: only this thread puts, after full()
         if self.on_result is not None:
             self.on_result(frame, result, self.stats)

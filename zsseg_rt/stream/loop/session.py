@@ -68,7 +68,7 @@ class SessionResult:
     """One frame's result, as the loop made it: the source's name, the ``Frame`` (``.image``, ``.index``: its number,
     the name its outputs give it) and the result (``.labels``, ``.class_names``; a ``VideoResult`` with the filter);
     with ``objects=True``, ``objects``: its regions as objects (``zsseg_rt.runtime.objects.FrameObjects``, what
-    ``result.objects()`` gives), else None."""
+    ``result.objects()`` gives; with ``track=True`` each with its ``track_id``, one tracker per source), else None."""
 
     source: str
     frame: Any
@@ -352,7 +352,7 @@ class Session:
         from zsseg_rt.outputs.camera_outputs import CameraOutputs
 
         options, names = self.options, [item.name for item in self.inputs]
-        given = options.labels_out or options.save_json  # outputs without -o
+        given = options.labels_out or options.save_json or options.tracks_out  # outputs without -o
         if not options.outputs and options.preview is None and not given:
             if not (opencv_has_gui() and display_available()):
                 raise CliError(NO_OUTPUT_MESSAGE)
@@ -371,7 +371,10 @@ class Session:
                 "frames never end: record it first (-o clip.mp4), or use --labels-out DIR"
             )
         sources = [item.source for item in self.inputs]
-        plan = CameraOutputs.plan_for(every, label_folders, options.stats_json, options.overwrite, sources, coco)
+        tracks = output_names(options.tracks_out, names) if options.tracks_out else []  # --tracks-out: per source
+        plan = CameraOutputs.plan_for(
+            every, label_folders, options.stats_json, options.overwrite, sources, coco, tracks=tracks
+        )
         return plan, label_folders
 
     def _start(self, classes: Any, max_pixels: int, outputs: Any, label_folders: Sequence[str]) -> Any:
@@ -432,7 +435,7 @@ class Session:
             opened=[item.opened for item in self.inputs],
             temporal_consistency=options.temporal_consistency,
             in_flight=options.in_flight,
-            objects=options.objects,
+            objects=_objects(options, engine),
         )
         phase("camera:stream-start")
         return sinks, shared
@@ -528,6 +531,10 @@ def build_sinks(
         if outputs.coco is not None:  # save_json: one file, every source's frames
             coco = SinkOptions(staged=outputs.coco, sources=names)
             shared.append(open_output(str(options.save_json), coco, "--save-json"))
+        tracks = output_names(options.tracks_out, names) if options.tracks_out else []
+        for index, path in enumerate(tracks):  # --tracks-out: one MOTChallenge file per source
+            track_file = SinkOptions(staged=outputs.staged(path), sources=[inputs[index].name])
+            per_source[index].append(open_output(path, track_file, "--tracks-out"))
         if options.preview is not None:
             shared.append(
                 MjpegSink(
@@ -538,7 +545,8 @@ def build_sinks(
                     streams=names if several else None,
                 )
             )
-        if not options.outputs and options.preview is None and not label_folders and outputs.coco is None:
+        written = label_folders or outputs.coco is not None or tracks  # outputs without -o
+        if not options.outputs and options.preview is None and not written:
             for index, item in enumerate(inputs):
                 per_source[index].append(open_one("display://", 30.0, [item.name]))
     except BaseException:  # e.g. StreamCapabilityError: close what was opened; the command prints one line
@@ -546,6 +554,16 @@ def build_sinks(
             sink.abort()
         raise
     return per_source, shared
+
+
+def _objects(options: SessionOptions, engine: Any) -> Any:
+    """The runner's ``objects``: with ``track`` (or ``tracks_out``) one tracker per source (its ``track_max_missed``
+    the Engine's option), else ``options.objects``."""
+    if not (options.track or options.tracks_out):
+        return options.objects
+    from zsseg_rt.runtime.tracking import SourceTrackers
+
+    return SourceTrackers(getattr(getattr(engine, "options", None), "track_max_missed", None))
 
 
 def _model_name(model: Any) -> str:

@@ -39,6 +39,8 @@ class SessionOptions:
     labels_out: Optional[str] = None  # a folder of 16-bit label PNGs per frame
     save_json: Optional[str] = None  # COCO masks of every frame (files and folders only)
     objects: bool = False  # each result carries its objects (Result.objects(): SessionResult.objects); COCO instances
+    track: bool = False  # objects with track ids, one ObjectTracker per source (runtime.tracking); implies objects
+    tracks_out: Optional[str] = None  # --tracks-out: each source's tracks as MOTChallenge text (implies track)
     stats_json: Optional[str] = None  # the final statistics
     overwrite: bool = False
     preview: Optional[int] = None  # the MJPEG preview page's port
@@ -146,7 +148,7 @@ def sink_options(options: Any, fps: float, names: Sequence[str], staged: Any = N
         fps=fps,
         staged=staged,
         sources=list(names),
-        objects=bool(getattr(options, "objects", False)),  # the robot outputs' /<source>/objects and annotations
+        objects=any(getattr(options, name, False) for name in ("objects", "track", "tracks_out")),  # robot topics
         title=title,
         values=output_values(options),
     )
