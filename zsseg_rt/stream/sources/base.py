@@ -68,11 +68,15 @@ class FrameSource:
     # the presentation time (seconds) of the frame ``read()`` returned last: a video file's own, an image folder's
     # place at ``fps`` (30 when not given); None for a live source (its frames are stamped with the time of capture)
     last_pts: Optional[float] = None
-    # the number of that frame from its presentation time, round((pts - start) x fps), the name every output of a run
-    # gives it (a label map's 000042.png, a COCO image, a segmented video's clip_000042_*): a frame lost to damaged
-    # data leaves a gap (``missing``) instead of shifting the frames after it; None for a live source (numbered by
-    # capture order)
+    # the number of that frame from its presentation time at the SOURCE's own rate, round((pts - start) x rate) (``rate``:
+    # a video file's container rate; never a rate the caller asked for, which sets the output video's rate only), the
+    # name every output of a run gives it (a label map's 000042.png, a COCO image, a segmented video's
+    # clip_000042_*): a frame lost to damaged data leaves a gap (``missing``) instead of shifting the frames after
+    # it; None for a live source (numbered by capture order)
     last_number: Optional[int] = None
+    # the source's own frame rate, which frame numbers count at (a video file's, from its container); None: not known
+    # (then ``fps``, else 30)
+    rate: Optional[float] = None
 
     def __init__(self):
         self.ended = False
@@ -85,13 +89,19 @@ class FrameSource:
         rate's rounding) is made the next one: two frames never share a name."""
         self.last_pts = pts
         if number is None:
-            number = int(round((pts - start) * (self.fps or 30.0)))
+            number = int(round((pts - start) * self.number_rate))
         last = -1 if self.last_number is None else self.last_number
         if number <= last:
             number = last + 1
         elif number > last + 1:
             self._skipped(range(last + 1, number))
         self.last_number = number
+
+    @property
+    def number_rate(self) -> float:
+        """The rate frame numbers count at: the source's own (``rate``), else ``fps``, else 30 (H1 of issue 87: a
+        requested ``fps`` numbered a 10 fps file's frames 0, 2, 5, 8, ... and called the gaps it made damaged data)."""
+        return float(self.rate or self.fps or 30.0)
 
     def _skipped(self, numbers: Iterable[int]) -> None:
         for number in numbers:

@@ -69,7 +69,9 @@ class OpenCVSource(FrameSource):
             self.row.configure(cap, self)
         self._check_frame_size(cap)
         reported = cap.get(cv2.CAP_PROP_FPS)
-        if self.requested_fps is None and reported and 0 < reported < 1000:
+        known = bool(reported and 0 < reported < 1000)
+        self.rate = float(reported) if known and self.spec.kind == "file" else None  # a file's frames count at its own
+        if self.requested_fps is None and known:
             self.fps = float(reported)
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT) if self.spec.kind == "file" else 0
         self.frame_count = int(count) if count and 0 < count < 1e9 else None  # containers may not say, or guess
@@ -113,7 +115,7 @@ class OpenCVSource(FrameSource):
             import cv2
 
             msec = self._cap.get(cv2.CAP_PROP_POS_MSEC)
-            self._place(msec / 1000.0 if msec and msec > 0 else (self._read - 1) / (self.fps or 30.0))
+            self._place(msec / 1000.0 if msec and msec > 0 else (self._read - 1) / self.number_rate)
         if frame.ndim == 2:
             frame = np.repeat(frame[:, :, None], 3, axis=2)
         return frame

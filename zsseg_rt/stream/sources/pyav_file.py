@@ -37,7 +37,8 @@ class PyAVFileSource(FrameSource):
         path: the video file.
         max_pixels: refuse a file whose frame size (from the container, before decoding) exceeds this (None:
             ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: no limit).
-        fps: the frame rate to report instead of the container's.
+        fps: the frame rate to report instead of the container's (the output video's rate); the frames keep the
+            numbers of the container's rate (``rate``).
     """
 
     live = False
@@ -90,8 +91,11 @@ class PyAVFileSource(FrameSource):
             container.close()
             raise SourceError(str(exc)) from None
         rate = stream.average_rate or stream.guessed_rate
-        if self.requested_fps is None and rate and 0 < float(rate) < 1000:
-            self.fps = float(rate)
+        self.rate = (
+            float(rate) if rate and 0 < float(rate) < 1000 else None
+        )  # the file's own: frame numbers count at it
+        if self.requested_fps is None and self.rate is not None:
+            self.fps = self.rate
         self.frames_declared = int(stream.frames) if stream.frames and stream.frames > 0 else None
         self.frame_count = self.frames_declared or self._estimated_frames(container, stream)
         self._container, self._read, self._damaged_in_a_row = container, 0, 0
@@ -166,7 +170,7 @@ class PyAVFileSource(FrameSource):
             self._place(float(frame.time), self._start)
         else:  # no time stamp: the frame after the last one
             number = 0 if self.last_number is None else self.last_number + 1
-            self._place(self._start + number / (self.fps or 30.0), number=number)
+            self._place(self._start + number / self.number_rate, number=number)
         image = self._reformatter.reformat(frame, format="bgr24").to_ndarray()
         turns = (int(getattr(frame, "rotation", 0) or 0) // 90) % 4  # counter-clockwise quarter turns to upright
         return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
