@@ -135,7 +135,7 @@ MUTANTS: Tuple[Mutant, ...] = (
     # issue 79 item 2: the survivors of the audit of b235fde (P04, P09, P11; M06 above, its test now fakes the CPU),
     # each killed by the assertion it lacked (python_tests/test_audit_b235fde.py), and a sample of this wave's code
     # (docs/development.md, "Mutation sample")
-    Mutant("worker-typo-from-every-option", "zsseg_rt/options.py", "hint = did_you_mean(name, known) or",
+    Mutant("worker-typo-from-every-option", "zsseg_rt/options/table.py", "hint = did_you_mean(name, known) or",
            "hint = did_you_mean(name, self.names()) or",
            ("python_tests/test_audit_b235fde.py::test_a_workers_typo_is_matched_against_the_workers_options_only",)),
     Mutant("coco-bbox-y-x", "zsseg_rt/runtime/coco.py",
