@@ -583,11 +583,11 @@ class Engine:
 
 
 def _is_pil_image(item: Any) -> bool:
-    """A PIL image, recognised without importing Pillow when the caller never did."""
-    import sys
-
-    image_module = sys.modules.get("PIL.Image")
-    return image_module is not None and isinstance(item, image_module.Image)
+    """A PIL image, recognised by its own class (``PIL.Image.Image`` or a subclass), without importing Pillow and
+    without reading ``sys.modules``: there ``PIL.Image`` may be a module another thread is still importing, with no
+    ``Image`` yet (issue 87, M1: ``zsseg camera clip.avi photos/`` crashed when the folder's capture thread imported
+    Pillow while the Engine looked)."""
+    return any(klass.__name__ == "Image" and klass.__module__ == "PIL.Image" for klass in type(item).__mro__)
 
 
 def _signature() -> inspect.Signature:
