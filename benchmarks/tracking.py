@@ -231,14 +231,14 @@ def clip_masks(frames: int, scores: Path, env: Path) -> Tuple[np.ndarray, str]:
     """vtest.avi's first ``frames`` frames' person probabilities from MediaPipe (``benchmarks video_proxy``'s
     environment and dump step; made once into ``scores``), and MediaPipe's version."""
     from .video import CLIPS, DATA
-    from .video_proxy import _has_mediapipe
 
     target = scores / "vtest.npz"
     stamp = scores / "made_by.json"
     wanted = {"vtest": [str(DATA / CLIPS["vtest"][0]), 0, frames]}
     if not (target.is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("clips") == wanted):
         python = env / "bin" / "python"
-        if not _has_mediapipe(python):
+        found = python.is_file() and subprocess.run([str(python), "-c", "import mediapipe"]).returncode == 0
+        if not found:
             raise SystemExit(
                 f"tracking: the clip's person masks need MediaPipe's environment ({env}); make it once with "
                 "`python -m benchmarks video_proxy` (it says what it installs), or pass --no-clip"

@@ -317,6 +317,7 @@ def test_the_command_tests_mirror_the_cli_package():
     shared.add("test_cli_output_owner")  # one owner per output across the commands that write (camera, segment)
     shared.add("test_cli_auto_backend_warning")  # backend auto's word on --precision (segment, camera)
     shared.add("test_cli_objects")  # --objects across the commands that write them (segment, camera)
+    shared.add("test_cli_tracks")  # --track and --tracks-out across the commands that write them (camera, segment)
     orphans = [
         s for s in stems - shared if not any(s == f"test_cli_{m}" or s.startswith(f"test_cli_{m}_") for m in modules)
     ]

@@ -1198,6 +1198,11 @@ COVERAGE = {
     ),
     "zsseg segment --json": (_SEGMENT + "test_labels_masks_class_map_and_views",),
     "zsseg segment --objects": ("cli/test_cli_objects.py::test_segment_objects_in_json_and_as_coco_instances",),
+    "zsseg segment --track": ("cli/test_cli_tracks.py::test_segment_track_gives_json_the_ids_the_tracks_file_holds",),
+    "zsseg segment --tracks-out": (
+        "cli/test_cli_tracks.py::test_segment_track_gives_json_the_ids_the_tracks_file_holds",
+        "cli/test_cli_tracks.py::test_tracks_out_over_two_sequences_is_refused",
+    ),
     "zsseg segment --backend": (
         _M + "test_segment_mode_and_backend_build_that_engine",
         "cli/test_cli_errors.py::test_unavailable_backend_and_device_are_one_line",
@@ -1294,6 +1299,8 @@ COVERAGE = {
     "zsseg camera --no-legend": (_CAMERA_ENGINE,),
     "zsseg camera --stats-json": (_M + "test_camera_loop_max_frames_and_progress",),
     "zsseg camera --objects": ("cli/test_cli_objects.py::test_camera_objects_as_coco_instances_of_every_frame",),
+    "zsseg camera --track": ("cli/test_cli_tracks.py::test_camera_tracks_out_holds_the_tracks_of_its_label_maps",),
+    "zsseg camera --tracks-out": ("cli/test_cli_tracks.py::test_camera_tracks_out_holds_the_tracks_of_its_label_maps",),
     "zsseg camera --save-json": (
         "stream/test_coco_sink.py::test_the_coco_file_holds_every_frame_of_every_source_as_its_label_map",
         "stream/test_coco_sink.py::test_the_coco_file_follows_the_output_plan_and_refuses_a_live_source",

@@ -285,10 +285,10 @@ def _refuse_files_of_another_vocabulary(plan: Dict, class_names: Sequence[str], 
 
 
 # ---- the run -----------------------------------------------------------------------------------------------------------
-def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=None, frame=None, done=None) -> Dict:
+def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=None, frame=None, done=None, find=None):
     """Segment one image (``frame``: ``(index, BGR array)`` of a video's frame instead of the file ``path``) and
     write its views ``files``; ``before_write()`` runs before the first of them (the class map: E6), ``done(result)``
-    after the last (the speed summary, the COCO masks)."""
+    after the last (the speed summary, the COCO masks); ``find(result)``: its objects (--track: tracked)."""
     from zsseg_rt.image_io import first_frame_note, read_image_fitted
     from zsseg_rt.outputs.image_files import write_views
 
@@ -304,8 +304,8 @@ def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=No
         print(f"zsseg segment: note: {resized['note']}", file=sys.stderr)
     start = time.perf_counter()
     result = engine(image)
-    if getattr(args, "objects", False):  # --objects: found once, for the COCO file and --json
-        result.frame_objects = result.objects()
+    if find is not None:  # --objects / --track: found once, for the COCO file, --json and --tracks-out
+        result.frame_objects = find(result)
     elapsed = time.perf_counter() - start
     result.path = path
     if before_write is not None:
@@ -388,6 +388,7 @@ def run_segment(args) -> int:
     images = expand_inputs(args.images)
     refuse_missing(images)  # a path that does not exist: one line now, not a skipped image once the model loaded
     refuse_special_files(images)  # a FIFO, a device, a socket: one line now, not a read that waits forever
+    refuse_several_sequences(args, images)
     plan, owner = _claimed_plan(images, args, views)
     outputs = None
     try:  # the output is this run's from here to its end (one owner per output: zsseg_rt.outputs.owner)
@@ -435,7 +436,7 @@ def _result_outputs(args, images: Sequence[str], plan: Dict):
         CliError: one line naming the path and what to do; nothing was written.
     """
     specs = list(getattr(args, "outputs", None) or [])
-    if not args.save_json and not specs:
+    if not args.save_json and not specs and not getattr(args, "tracks_out", None):
         return None
     from zsseg_rt.outputs.kinds import output_values
     from zsseg_rt.outputs.plan import OutputRefused
@@ -450,7 +451,10 @@ def _result_outputs(args, images: Sequence[str], plan: Dict):
     values = output_values(args, "-o", "segment")
     try:
         taken = planned + [plan["class_map"]]
-        return ResultOutputs.opened("segment", specs, args.overwrite, values, images, taken, args.save_json)
+        tracks = getattr(args, "tracks_out", None)
+        return ResultOutputs.opened(
+            "segment", specs, args.overwrite, values, images, taken, args.save_json, tracks=tracks
+        )
     except OutputRefused as exc:
         raise CliError(str(exc)) from None
 
@@ -483,6 +487,7 @@ def _segment_all(args, images: Sequence[str], plan: Dict, outputs=None) -> int:
             atomic_write_text(plan["class_map"], _class_map_text(engine.class_names, unknown))
             class_map_due[0] = False
 
+    finder = _object_finder(args, engine)
     results = _Results(keep=bool(args.json))  # (F16: O(1) per image without --json)
     summaries = results.summaries
     failed = 0
@@ -498,7 +503,7 @@ def _segment_all(args, images: Sequence[str], plan: Dict, outputs=None) -> int:
                 outputs.add(result, seen)
 
         try:
-            summary = _segment_one(engine, path, files, args, class_map_first, frame, observe)
+            summary = _segment_one(engine, path, files, args, class_map_first, frame, observe, finder(path, frame))
         except OutputWriteError as exc:  # the disk, not this image: every later one would fail alike, so stop
             raise _stopped(exc, number, len(images), results.written, summaries, args.json) from None
         except (ValueError, OSError, MemoryError) as exc:  # this image only: report, skip, go on with the others
@@ -548,6 +553,28 @@ def _segment_all(args, images: Sequence[str], plan: Dict, outputs=None) -> int:
     if failed:
         print(f"zsseg segment: {failed} of {len(images)} images failed (see above)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _object_finder(args, engine):
+    """``finder(path, frame)``: the ``find(result)`` of an image or a video's frame: None without --objects and
+    --track; with --track (--tracks-out) each video, and the images of each folder in their order, one tracker."""
+    if not (getattr(args, "track", False) or getattr(args, "tracks_out", None)):
+        return lambda path, frame: (lambda result: result.objects()) if getattr(args, "objects", False) else None
+    from zsseg_rt.runtime.tracking import SourceTrackers
+
+    trackers = SourceTrackers(getattr(engine.options, "track_max_missed", None))
+    return lambda path, frame: lambda result: trackers(path if frame is not None else os.path.dirname(path), result)
+
+
+def refuse_several_sequences(args, images: Sequence[str]) -> None:
+    """--tracks-out FILE holds one sequence: one video file, or the images of one folder."""
+    if getattr(args, "tracks_out", None):
+        sequences = {image if is_video(image) else os.path.dirname(image) for image in images}
+        if len(sequences) > 1:
+            raise CliError(
+                f"--tracks-out {args.tracks_out} holds one sequence of frames, and these inputs are {len(sequences)} "
+                "(each video, and each folder's images, is one): give one video file or one folder"
+            )
 
 
 def _closing_lines(args, plan: Dict, engine, speed, summaries: List[Dict]) -> None:
@@ -625,6 +652,14 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         "--object-min-area of the image, at most --max-objects, as box [x, y, w, h], centroid, area, score (the "
         "class's mean score over the region) and RLE mask: in --json ('objects') and --save-json",
     )
+    p.add_argument(
+        "--track",
+        action="store_true",
+        help="(a video file, or the images of a folder in name order: a sequence of frames) give the objects "
+        "(--objects) a track id that keeps an object's identity from frame to frame: in --json, --save-json and "
+        "--tracks-out; each video and each folder one tracker",
+    )
+    p.add_argument("--tracks-out", metavar="FILE", help=flag_help("tracks"))  # the tracks row's words
     p.add_argument(
         "--json",
         action="store_true",

@@ -82,8 +82,10 @@ class ResultOutputs:
         inputs: Sequence[str] = (),
         taken: Sequence[str] = (),
         coco_json: Optional[str] = None,
+        tracks: Optional[str] = None,
     ) -> "ResultOutputs":
-        """Every output of ``specs`` (``-o``) and ``coco_json`` (``--save-json``), declared and checked
+        """Every output of ``specs`` (``-o``), ``coco_json`` (``--save-json``) and ``tracks`` (``--tracks-out``),
+        declared and checked
         (``OutputPlan.check``: an existing file without ``--overwrite``, an interrupted run's leftovers, another run
         writing it now); ``taken``: the files the command writes itself (none may be one of them).
 
@@ -93,6 +95,7 @@ class ResultOutputs:
         outputs = cls(command, OutputPlan(overwrite, CLI_FLAG, inputs=inputs))
         wanted = [("-o", str(spec).strip()) for spec in specs]
         wanted += [("--save-json", str(coco_json).strip())] if coco_json else []
+        wanted += [("--tracks-out", str(tracks).strip())] if tracks else []
         mine = {_same(path) for path in taken}
         for option, spec in wanted:
             kind = output_kind(spec, option)
@@ -118,13 +121,14 @@ class ResultOutputs:
         inputs: Sequence[str] = (),
         taken: Sequence[str] = (),
         coco_json: Optional[str] = None,
+        tracks: Optional[str] = None,
     ) -> "ResultOutputs":
         """:meth:`plan_for`, :meth:`prepare` and :meth:`open` (``values``): ready for the first result.
 
         Raises:
             OutputRefused: one line naming the path and what to do; nothing was written.
         """
-        outputs = cls.plan_for(command, specs, overwrite, inputs, taken, coco_json)
+        outputs = cls.plan_for(command, specs, overwrite, inputs, taken, coco_json, tracks)
         try:
             outputs.prepare()
             outputs.open(values)
