@@ -67,6 +67,31 @@ def test_a_paths_peak_is_its_own_and_counts_native_memory(tmp_path):
     assert first.as_dict()["free_mb_before"] > 0 and "VmHWM" in first.as_dict()["how"]
 
 
+def test_held_is_never_above_the_peak_when_the_kernels_counters_lag(tmp_path, monkeypatch):
+    """Issue 91: VmRSS and VmHWM are two counters the kernel does not update together; a CI run recorded held 1906.0
+    MiB beside a peak of 1905.8. The counters fed in that order (VmRSS read at the start above the VmHWM read at the
+    end): the record's peak is raised to what was held, and a record written before (held over peak) costs 0, not
+    less, for the path itself."""
+    readings = {"VmRSS": [1906.0 * 1024, 1905.9 * 1024], "VmHWM": [1905.8 * 1024]}
+
+    def counters(field):
+        values = readings.get(field)
+        return values.pop(0) if values else None
+
+    monkeypatch.setattr(footprint_module, "_status_kib", counters)
+    monkeypatch.setattr(footprint_module, "reset_peak", lambda: True)
+    with Footprint(str(tmp_path)) as taken:
+        pass
+    record = taken.as_dict()
+    assert record["held_mb"] == 1906.0 and record["peak_mb"] == 1906.0, record
+    assert 0 < record["held_mb"] <= record["peak_mb"]
+    # the control: without the floor the record would say 1905.8 (what VmHWM read), below what was held
+    readings.update(VmRSS=[1906.0 * 1024], VmHWM=[1905.8 * 1024])
+    assert footprint_module.peak_resident_mb() == pytest.approx(1905.8, abs=1e-9)
+    old = PathCost("openvino", "int8", 30.0, 4.0, 1905.8, True, 12.0, 1906.0)  # such a record, read back
+    assert old.own_mb == 0.0 and old.fits(0.0)
+
+
 def test_a_cost_is_the_records_measurement_else_the_estimate_and_a_peak_over_the_free_memory_does_not_fit(bundle):
     meta = load_meta(bundle)
     guess = estimate(meta, "openvino", "int8")
@@ -205,3 +230,20 @@ def test_every_gated_cpu_path_has_its_measured_cost_ratios():
     assert preparation_cost.cost_ratios("no such backend", "int8") == preparation_cost.DEFAULT_COST
     cost = PathCost("x", "y", 90.0, 1.0, 1.0)
     assert json.loads(json.dumps(cost.as_dict()))["measured"] is False
+
+
+def test_a_workers_peak_is_never_below_the_resident_set_it_was_loaded_with(monkeypatch):
+    """The same lag in zsseg batch's rows (issue 91 item 2, the sweep): worker_loaded_rss_bytes from statm,
+    worker_peak_rss_bytes from VmHWM. system_info.peak_rss_bytes never reads below the resident set now or the
+    reading it is given; the control: the raw high-water mark read lower."""
+    from zsseg_rt import system_info
+
+    monkeypatch.setattr(system_info, "_proc_status_bytes", lambda key: 1000 if key == "VmHWM" else None)
+    monkeypatch.setattr(system_info, "current_rss_bytes", lambda: 990)
+    assert system_info.peak_rss_bytes() == 1000
+    assert system_info.peak_rss_bytes(at_least=1004) == 1004  # loaded at 1004 (statm), VmHWM still 1000
+    monkeypatch.setattr(system_info, "current_rss_bytes", lambda: 1010)
+    assert system_info.peak_rss_bytes(at_least=1004) == 1010
+    monkeypatch.setattr(system_info, "_proc_status_bytes", lambda key: None)
+    monkeypatch.setattr(system_info, "process_max_rss_bytes", lambda: None)
+    assert system_info.peak_rss_bytes() is None and system_info.peak_rss_bytes(at_least=1020) == 1020  # no counter

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mcap")
 pytest.importorskip("mcap_ros2")
 from disk_faults import FullDiskOs  # noqa: E402
+from net_support import listening_addresses  # noqa: E402
 from robot_readers import FoxgloveClient, decode_cdr, read_mcap_ros2, read_partial, read_rosbags, vocabulary_at  # noqa: E402
 from stream_fakes import FakeEngine, numbered_frame  # noqa: E402
 
@@ -241,12 +243,6 @@ def test_without_an_overlay_topic_the_loop_draws_no_overlay(tmp_path):
     assert {m.topic for m in read_mcap_ros2(tmp_path / "out.mcap")} == {"/camera/labels", "/camera/label_info"}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_foxglove_serves_every_viewer_and_encodes_nothing_for_none():
     """Two viewers connect with the protocol's subprotocol: each source's channels are advertised with their ros2msg
     schemas; frames written while nobody subscribes are not encoded (no message sent); after subscribing, each viewer
@@ -290,9 +286,9 @@ def test_foxglove_serves_every_viewer_and_encodes_nothing_for_none():
                 ]
     finally:
         sink.close()
-    with socket.socket() as again:  # the port can be bound again: nothing listens there any more
-        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the closed connections' TIME_WAIT aside
-        again.bind(("127.0.0.1", sink.port))
+    # nothing of this process listens there any more (read from the kernel: binding the port again to show it free
+    # could meet another process of the run that took it meanwhile; issue 91)
+    assert not [a for a in listening_addresses(os.getpid()) if a[1] == sink.port]
 
 
 def test_a_port_in_use_is_refused_in_one_line():
@@ -310,5 +306,6 @@ def test_a_port_in_use_is_refused_in_one_line():
         f"cannot serve Foxglove on 127.0.0.1:{port} (Failed to bind port: Address already in use (os error 98)); "
         "choose another port: -o foxglove://127.0.0.1:PORT"
     ), text
-    free = FoxgloveSink(_free_port())  # the control: a free port is served
+    free = FoxgloveSink(0)  # the control: a free port (the kernel's choice, never one probed earlier) is served
+    assert ("127.0.0.1", free.port) in listening_addresses(os.getpid())
     free.close()

@@ -75,7 +75,8 @@ class PathCost:
     def own_mb(self) -> float:
         """The memory the path itself takes at its peak: the measured peak less what the measuring process held as
         the path began, where the record says (else the peak)."""
-        return self.peak_mb - self.held_mb if self.held_mb is not None else self.peak_mb
+        # (never below 0: a record written before issue 91 may say it held a little more than its peak)
+        return max(0.0, self.peak_mb - self.held_mb) if self.held_mb is not None else self.peak_mb
 
     @property
     def name(self) -> str:

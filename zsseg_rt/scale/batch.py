@@ -279,7 +279,7 @@ class SegmentWorker:
             row.update(self._segment(data, path, key))
         except Exception as exc:  # noqa: BLE001 - one file is the unit of failure: report it, go on with the rest
             row.update(status="error", error=format_error(exc))
-        row.update(worker_loaded_rss_bytes=self.loaded_rss, worker_peak_rss_bytes=peak_rss_bytes())
+        row.update(worker_loaded_rss_bytes=self.loaded_rss, worker_peak_rss_bytes=peak_rss_bytes(self.loaded_rss))
         return row
 
     def _segment(self, data: bytes, path: str, key: str) -> Dict[str, Any]:
