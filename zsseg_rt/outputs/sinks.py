@@ -13,10 +13,9 @@ from __future__ import annotations
 import http.server
 import json
 import logging
-import socketserver
 import threading
 import urllib.parse
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -191,8 +190,11 @@ def preview_page(editable: bool, classes: Optional[List[str]] = None, streams: O
     return (_PAGE_HEAD + (form if editable else _PAGE_READ_ONLY) + view + _PAGE_BODY).encode()
 
 
+MAX_PREVIEW_CLIENTS = 16  # requests served at once (one thread each: a stream watched, a snapshot); more: 503
+
+
 class _MjpegHandler(http.server.BaseHTTPRequestHandler):
-    server: "_MjpegHTTPServer"
+    server: Any  # the PreviewServer, whose ``sink`` is the MjpegSink
     timeout = 5.0  # socket timeout: a client that stops reading cannot hold a handler thread forever
     protocol_version = "HTTP/1.0"
 
@@ -330,27 +332,6 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
             pass  # the client went away
 
 
-class _MjpegHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = False
-    block_on_close = True  # server_close() joins the client threads: no thread outlives the sink
-    allow_reuse_address = True
-    max_clients = 16  # connections served at once; more are refused (one thread each)
-    sink: "MjpegSink"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._clients = threading.BoundedSemaphore(self.max_clients)
-
-    def verify_request(self, request, client_address) -> bool:
-        return self._clients.acquire(blocking=False)  # False: the connection is closed at once
-
-    def process_request_thread(self, request, client_address):
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._clients.release()
-
-
 class MjpegSink(FrameSink):
     """MJPEG-over-HTTP preview for headless devices: ``http://HOST:PORT/`` (page: the stream, live stats and a box to
     change the classes), ``/stream.mjpg`` (the stream), ``/snapshot.jpg`` (newest frame), ``/stats`` (JSON from
@@ -395,23 +376,19 @@ class MjpegSink(FrameSink):
         self._frames: List[Optional[np.ndarray]] = [None] * count  # the newest frame of each stream, not encoded
         self._seqs = [0] * count
         self._jpegs: List[Tuple[int, Optional[bytes]]] = [(0, None)] * count  # (seq, its JPEG) once encoded
-        try:
-            self._server = _MjpegHTTPServer((host, int(port)), _MjpegHandler)
-        except OSError as exc:
+        from .preview_server import PreviewServer
+
+        try:  # a selector reads each request's head: a half-sent request holds no client thread (M7)
+            self._server = PreviewServer((host, int(port)), _MjpegHandler, max_clients=MAX_PREVIEW_CLIENTS)
+        except (OSError, OverflowError) as exc:
             raise SinkError(
                 f"cannot serve the MJPEG preview on {host}:{port} ({exc}); pick another --preview port"
             ) from exc
-        self._server.sink = self
+        self._server.sink = self  # type: ignore[attr-defined]
         host_port = self._server.server_address[:2]
         self.host, self.port = str(host_port[0]), int(host_port[1])
         self.name = f"mjpeg:http://{self.host}:{self.port}/"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name=f"zsseg-mjpeg[{self.port}]",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server.start(f"zsseg-mjpeg[{self.port}]")
         if host not in _LOOPBACK:
             log.warning("MJPEG preview serves %s:%d without authentication", host, self.port)
         log.info("MJPEG preview at http://%s:%d/", self.host, self.port)
@@ -466,9 +443,7 @@ class MjpegSink(FrameSink):
         with self._cond:
             self.closed = True
             self._cond.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5.0)
+        self._server.close()  # the clients being served end (they see the sink closed), then their threads joined
 
 
 class NullSink(FrameSink):
