@@ -239,6 +239,13 @@ def _ndimage() -> Any:
     return ndimage
 
 
+def _equal(image: np.ndarray, value: int) -> np.ndarray:
+    """``image == value`` as a uint8 mask (1 where equal): NumPy's comparison, not ``cv2.compare``, which takes a
+    1x1 image for the scalar and refuses the pair (M3 of issue 87: a one-pixel crop, e.g. a one-pixel region in the
+    bottom-right corner of a 17x17 frame, crashed with "Sizes of input arguments do not match"); as fast or faster."""
+    return np.equal(image, value).view(np.uint8)
+
+
 _FEW = 6  # up to this many regions of a crop, each one's box is read by OpenCV (:func:`_boxes`)
 
 
@@ -251,7 +258,7 @@ def _boxes(component: np.ndarray, indices: np.ndarray) -> List[Sequence[int]]:
     ndimage = _ndimage()
 
     if indices.size <= _FEW:
-        return [cv2.boundingRect(cv2.compare(component, index, cv2.CMP_EQ)) for index in indices.tolist()]
+        return [cv2.boundingRect(_equal(component, index)) for index in indices.tolist()]
     slices = ndimage.find_objects(component, max_label=int(indices[-1]))
     return [
         (columns.start, rows.start, columns.stop - columns.start, rows.stop - rows.start)
@@ -343,10 +350,10 @@ def find_objects(
     # Each class's crops (:func:`_groups`), labelled by OpenCV without statistics (the module's "Cost").
     found: List[Tuple[Tuple[int, int, int], np.ndarray, int, int, int, Tuple[int, int, int, int]]] = []
     for class_id, y0, y1, x0, x1, pixels, tiles in _groups(table, height, width, smallest):
-        inside = cv2.compare(labels[y0:y1, x0:x1], class_id, cv2.CMP_EQ)  # type: ignore[call-overload]  # a scalar
+        inside = _equal(labels[y0:y1, x0:x1], class_id)
         if tiles is not None:  # the group's tiles only (another group's regions are its own crop's)
             spread = np.repeat(np.repeat(tiles, _TILE, axis=0), _TILE, axis=1)[: y1 - y0, : x1 - x0]
-            inside &= spread.view(np.uint8) * np.uint8(255)
+            inside &= spread.view(np.uint8)
         number, component = cv2.connectedComponents(inside, connectivity=8, ltype=cv2.CV_32S)
         boxes: List[Sequence[int]]
         if number == 2:  # one region: every pixel of the class in the crop, its box theirs
