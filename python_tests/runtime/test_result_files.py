@@ -7,6 +7,8 @@ colour padding); these names did not exist and every test here fails."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -61,3 +63,24 @@ def test_a_view_without_an_image_writer_is_refused_in_one_line(tmp_path):
     with pytest.raises(OSError, match=r"OpenCV could not write '.*x\.nope': no image writer for '\.nope'"):
         _result(3, False).write_view("labels", str(tmp_path / "x.nope"))
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["x.jpg", "x.JPEG", "x.webp", "x.bmp"])
+def test_a_label_map_in_another_format_than_png_or_tiff_is_refused(tmp_path, name):
+    """Issue 87, L5 (G90): ``write_view("labels", "x.jpg")`` wrote a JPEG without a word (0.1 % of the ids changed,
+    one became 2, no class). Refused in one line naming PNG, nothing written; PNG and TIFF keep every id (8 and
+    16-bit)."""
+    suffix = name.rsplit(".", 1)[1]
+    said = (
+        f"a label map is written lossless (its values are class ids): give a .png file name (or .tif), got '.{suffix}'"
+    )
+    with pytest.raises(ValueError, match=re.escape(said)):
+        _result(3, False).write_view("labels", str(tmp_path / name))
+    assert not list(tmp_path.iterdir())
+    for classes in (3, 300):
+        for kept in ("x.png", "x.tif", "x.TIFF"):
+            result = _result(classes, False)
+            result.write_view("labels", str(tmp_path / kept))
+            decoded = cv2.imread(str(tmp_path / kept), cv2.IMREAD_UNCHANGED)
+            assert np.array_equal(decoded, result.labels), (classes, kept)
+    _result(3, False).write_view("mask", str(tmp_path / "m.jpg"))  # a picture may be lossy

@@ -21,6 +21,7 @@ __all__ = [
     "Result",
     "SegmentationResult",
     "UNKNOWN_COLOR",
+    "LABEL_EXTENSIONS",
     "UNKNOWN_NAME",
     "VIEWS",
     "check_unknown_name",
@@ -37,6 +38,7 @@ VIEWS = ("overlay", "mask", "labels")  # the files Result.save can write (see it
 # below P gets this name and the reserved id of :func:`unknown_label`, drawn in this colour (RGB) in the mask and the
 # overlay; classes.json, the COCO file's categories and the robot outputs' LabelInfo name it.
 UNKNOWN_NAME = "unknown"
+LABEL_EXTENSIONS = (".png", ".tif", ".tiff")  # lossless, 16-bit too: the formats a label map (class ids) is written in
 UNKNOWN_COLOR = (0, 0, 0)
 _UNKNOWN_8BIT, _UNKNOWN_16BIT = 255, 65535
 
@@ -398,8 +400,9 @@ class Result:
         (``zsseg batch`` writes the "labels" view's so, as ``zsseg segment`` writes its files).
 
         Raises:
-            ValueError: an unknown view, or "overlay" without an input image. OSError: no image writer for
-            ``extension``.
+            OSError: no image writer for ``extension``. ValueError: an unknown view, "overlay" without an input
+            image, or "labels" in a format OpenCV writes other than PNG or TIFF (``LABEL_EXTENSIONS``: a JPEG would
+            change the ids).
         """
         import cv2
 
@@ -419,16 +422,22 @@ class Result:
             ok, encoded = False, None
         if not ok:
             raise OSError(f"OpenCV has no image writer for {extension or 'a name without extension'!r}")
+        if view == "labels" and extension.lower() not in LABEL_EXTENSIONS:  # issue 87, L5: a JPEG changed some ids
+            raise ValueError(
+                f"a label map is written lossless (its values are class ids): give a .png file name (or .tif), "
+                f"got {extension!r}, a format that may change them"
+            )
         return encoded.tobytes()
 
     def write_view(self, view: str, path: str, alpha: float = 0.5, legend: bool = True) -> None:
         """Write one view to an image file (OpenCV picks the format from the extension): "overlay" (needs the
-        input image), "mask" (colour labels) or "labels" (label ids: 8-bit up to 256 classes, else 16-bit; use a
-        lossless format such as .png). Replaces an existing file, only once the new one is complete (written through a
-        temporary name: ``zsseg_rt.io_safety``).
+        input image), "mask" (colour labels) or "labels" (label ids: 8-bit up to 256 classes, else 16-bit; PNG or
+        TIFF only, lossless: another extension is refused). Replaces an existing file, only once the new one is
+        complete (written through a temporary name: ``zsseg_rt.io_safety``).
 
         Raises:
-            ValueError: an unknown view, or "overlay" without an input image. OSError: the file was not written
+            ValueError: an unknown view, "overlay" without an input image, "labels" in another format than PNG or
+            TIFF (nothing written). OSError: the file was not written
             (``OutputWriteError`` naming the path and the bytes written: a full disk; the old file is kept).
         """
         extension = os.path.splitext(path)[1]
