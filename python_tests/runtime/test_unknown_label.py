@@ -138,11 +138,11 @@ def test_a_class_named_unknown_is_refused_with_the_threshold_on(tiny_bundle):
 @pytest.mark.parametrize("name", ["Unknown", "UNKNOWN", "unKnown"])
 def test_the_reserved_name_is_refused_whatever_its_case(tiny_bundle, name):
     """F15: ``--classes Unknown,b`` (or ``"UNKNOWN ,b"``) with the threshold was accepted: a legend "unknown 70.8%,
-    Unknown 18.2%". Names are compared case-insensitively (as the duplicate check does): the Engine, a vocabulary
+    Unknown 18.2%". Names are compared as the duplicate check compares them (name_key): the Engine, a vocabulary
     changed later, and the rule ``zsseg serve`` checks before a batch (``check_unknown_name``) refuse it."""
     from zsseg_rt.runtime.result import check_unknown_name
 
-    said = f"a class is named 'unknown' ('{name}': names are compared case-insensitively), the name of the label"
+    said = f"a class is named 'unknown' ('{name}' reads 'unknown': names are compared as the CLIP tokenizer reads"
     with pytest.raises(ValueError, match=re.escape(said)):
         Engine(tiny_bundle, f"{name} ,b", backend="onnxruntime", prepare=None, unknown_below=0.5)
     engine = Engine(tiny_bundle, "a,b", backend="onnxruntime", prepare=None, unknown_below=0.5)

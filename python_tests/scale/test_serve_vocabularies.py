@@ -70,7 +70,9 @@ def test_a_refused_vocabulary_gets_400_before_the_batch(replica, monkeypatch):
         assert (status, answer) == (400, {"error": REFUSED}), (query, status, answer)
     # the Engine's rule whatever it is (F15: the reserved name in any case), checked by the same function here
     status, answer = _answer(replica, png_bytes(), "classes=Unknown,b")
-    assert status == 400 and answer["error"].startswith("?classes=: a class is named 'unknown' ('Unknown': "), answer
+    assert status == 400 and answer["error"].startswith("?classes=: a class is named 'unknown' ('Unknown' reads "), (
+        answer
+    )
     after = replica._stats()
     assert reached == [("x", "y")], reached  # the refused ones never joined a batch
     refused = len(queries) + 1

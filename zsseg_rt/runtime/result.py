@@ -58,13 +58,17 @@ def check_unknown_name(labels: Sequence[str], unknown_below: Optional[float]) ->
     """Refuse (ValueError) a vocabulary whose class ``labels`` include the unknown label's name while the unknown
     threshold is on (``unknown_below`` not None): its pixels and the unknown ones would share a name in every output.
     The one rule of the Engine (``set_classes``) and of the checks made before it (``zsseg serve``'s request, before
-    it joins a batch); compared case-insensitively, as the duplicate check compares names (CLIP's tokenizer lowers
-    them): ``Unknown`` and ``UNKNOWN`` are the reserved name too (F15: a legend "unknown 70.8%, Unknown 18.2%")."""
+    it joins a batch); compared by the one rule of the same name, the duplicate check's (``vocabulary.name_key``: as
+    the CLIP tokenizer reads a name): ``Unknown``, ``UNKNOWN`` (F15: a legend "unknown 70.8%, Unknown 18.2%") and
+    ``&#117;nknown`` (issue 87, L1: an HTML entity) are the reserved name too."""
+    from zsseg_rt.vocabulary.names import name_key
+
     if unknown_below is None:
         return
     for label in labels:
-        if str(label).strip().lower() == UNKNOWN_NAME:
-            named = "" if label == UNKNOWN_NAME else f" ({str(label)!r}: names are compared case-insensitively)"
+        if name_key(str(label)) == UNKNOWN_NAME:
+            how = "names are compared as the CLIP tokenizer reads them, case, spacing and HTML entities aside"
+            named = "" if label == UNKNOWN_NAME else f" ({str(label)!r} reads {UNKNOWN_NAME!r}: {how})"
             raise ValueError(
                 f"a class is named {UNKNOWN_NAME!r}{named}, the name of the label unknown_below gives "
                 "(--unknown-below): rename the class, or leave unknown_below unset"
