@@ -82,6 +82,30 @@ def test_a_refused_vocabulary_gets_400_before_the_batch(replica, monkeypatch):
     assert status == 200 and answer["classes"] == ["c", "d"] and answer["unknown"]["below"] == BELOW, answer
 
 
+def test_a_named_vocabulary_in_upper_case_and_the_reserved_name_as_an_entity(replica, monkeypatch):
+    """Issue 87, L2 (G67): ``?classes=VOC21`` was answered as one class "VOC21": it is voc21's 21 classes, as
+    ``?classes=voc21``. L1 (G93): ``?classes=b,&#117;nknown`` (URL-encoded) was accepted with the threshold on: 400
+    with the rule's reason, never in a batch."""
+    from zsseg_rt.vocabulary import named_vocabulary
+
+    reached = []
+
+    async def batch_of_one(item):  # (Ray Serve's batching needs a replica context)
+        reached.append(item[1])
+        return (await replica.run_batch([item]))[0]
+
+    monkeypatch.setattr(replica, "segment_batch", batch_of_one)
+    for query in ("classes=VOC21", "classes=voc21"):
+        status, answer = _answer(replica, png_bytes(), query)
+        assert status == 200 and answer["classes"] == list(named_vocabulary("voc21").labels), (query, answer)
+    assert reached == ["voc21", "voc21"]
+    status, answer = _answer(replica, png_bytes(), "classes=b,%26%23117%3Bnknown")
+    assert status == 400 and answer["error"].startswith(
+        "?classes=: a class is named 'unknown' ('&#117;nknown' reads 'unknown': "
+    ), answer
+    assert len(reached) == 2
+
+
 def test_each_request_of_a_batch_gets_its_own_vocabulary(replica, reference):
     """A batch of three vocabularies whose middle one the Engine refuses (one that reached the batch: a refusal only
     the Engine makes): it gets the Engine's reason (400), and the two others their own vocabulary's labels, equal to

@@ -458,7 +458,7 @@ def prepare_batch(
     """
     from zsseg_rt.bundle import check_bundle_digest, load_meta
     from zsseg_rt.image_io import max_pixels_limit
-    from zsseg_rt.vocabulary import Vocabulary, named_vocabularies, validate_class_names
+    from zsseg_rt.vocabulary import Vocabulary, named_vocabulary_name, validate_class_names
 
     from .engine import checked_engine_options
 
@@ -476,7 +476,7 @@ def prepare_batch(
     meta = load_meta(bundle)  # BundleError naming what is wrong: a missing folder, a malformed meta.json
     if expected_digest is not None:
         check_bundle_digest(meta, expected_digest)
-    vocabulary = classes.strip() if isinstance(classes, str) and classes.strip() in named_vocabularies() else None
+    vocabulary = named_vocabulary_name(classes)  # "voc21" (any case) or None
     if vocabulary is not None:  # its official classes (background included): what the label values index
         names = list(Vocabulary.parse(vocabulary, meta.max_classes).labels)
     else:

@@ -364,11 +364,12 @@ class SegmentationServer:
         names is refused here, by the same rule (a class named ``unknown`` with ``--unknown-below``): such a request
         never reaches a batch (it was answered with the previous request's vocabulary: issue 79, F1)."""
         from zsseg_rt.runtime.result import check_unknown_name
-        from zsseg_rt.vocabulary import Vocabulary, named_vocabularies, validate_class_names
+        from zsseg_rt.vocabulary import Vocabulary, named_vocabulary_name, validate_class_names
 
         try:
-            if isinstance(text, str) and text.strip() in named_vocabularies():
-                key: VocabularyKey = text.strip()
+            named = named_vocabulary_name(text)  # "voc21", whatever its case (issue 87, L2)
+            if named is not None:
+                key: VocabularyKey = named
                 parsed = Vocabulary.parse(key, self.max_classes)
             else:
                 key = tuple(validate_class_names(text, self.max_classes))

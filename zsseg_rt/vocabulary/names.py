@@ -19,6 +19,7 @@ __all__ = [
     "entry_text",
     "VocabularySpec",
     "named_vocabulary",
+    "named_vocabulary_name",
     "name_key",
     "same_name",
     "prompt_key",
@@ -253,8 +254,9 @@ class Vocabulary:
             TypeError: ``names`` is none of these (None, a number, bytes, a mapping...), or a name is not a string.
             ValueError: as :func:`validate_class_names`."""
         _check_vocabulary_type(names)
-        if isinstance(names, str) and _is_named(names):
-            names = named_vocabulary(names.strip())
+        named = named_vocabulary_name(names)
+        if named is not None:
+            names = named_vocabulary(named)
         elif isinstance(names, str):
             _refuse_near_named(names)
         if isinstance(names, Vocabulary):
@@ -382,6 +384,19 @@ def _is_shipped(vocabulary: "Vocabulary") -> bool:
     return vocabulary.name in named_vocabularies() and vocabulary == named_vocabulary(str(vocabulary.name))
 
 
+def named_vocabulary_name(text: object) -> Optional[str]:
+    """The shipped named vocabulary that ``text`` names (``"voc21"`` for ``"voc21"``, ``" VOC21 "``, ``"Voc21"``:
+    compared case-insensitively, spaces around aside; issue 87, L2: ``--classes VOC21`` ran as one class named so), or
+    None: ``text`` is no string, holds a comma or a ``;`` (class names), or names none. The one test of whether a
+    vocabulary given as text is a named one (the Engine, ``zsseg batch``, ``zsseg serve``'s ``?classes=``)."""
+    if not isinstance(text, str):
+        return None
+    stripped = text.strip()
+    if "," in stripped or SYNONYM_SEPARATOR in stripped:
+        return None
+    return {name.lower(): name for name in named_vocabularies()}.get(stripped.lower())
+
+
 def _refuse_near_named(text: str) -> None:
     """Refuse one name that is close to a named vocabulary's but is none (F9: ``--classes voc2l`` ran silently as a
     vocabulary of one class named "voc2l"); a trailing comma says one class is meant (``"voc2l,"``). Close: a typo
@@ -392,17 +407,12 @@ def _refuse_near_named(text: str) -> None:
     stripped = text.strip()
     if "," in stripped or SYNONYM_SEPARATOR in stripped:
         return
-    close = difflib.get_close_matches(stripped, named_vocabularies(), n=1, cutoff=0.8)
+    close = difflib.get_close_matches(stripped.lower(), named_vocabularies(), n=1, cutoff=0.8)
     if close:
         raise ValueError(
             f"classes {stripped!r}: no named vocabulary of that name (did you mean {close[0]!r}?); for one class "
             f"named so, end it with a comma: {stripped + ','!r}"
         )
-
-
-def _is_named(text: str) -> bool:
-    stripped = text.strip()
-    return "," not in stripped and SYNONYM_SEPARATOR not in stripped and stripped in named_vocabularies()
 
 
 def seen_mask(class_names: Sequence[str], seen_names: Iterable[str]) -> np.ndarray:
