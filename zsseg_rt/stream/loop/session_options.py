@@ -72,6 +72,14 @@ class SessionOptions:
     # wins over the field of the same option above
     output_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Every field checked by its rule (``session_checks.SESSION_RULES``: one line, a Python caller's words,
+        before anything opens); ``outputs`` a list (a string is one output)."""
+        from zsseg_rt.stream.loop.session_checks import check_session_options, one_or_many_outputs
+
+        self.outputs = one_or_many_outputs(self.outputs)
+        check_session_options(self)
+
 
 PLACEHOLDERS = ("{source}", "{index}")
 
