@@ -96,6 +96,7 @@ class Part:
 
 _H100 = "H100 2026-11-26, record 174613 (the probe at cf77cf4)"
 _H200 = "H200 2026-11-27, record 211043 (the probe at b235fde)"
+_H200_7F = "H200 2026-11-28, record 171349 (the probe at 7f842ed)"
 _VIDEO = "checks._gpu_probe_video"
 PARTS = {
     p.id: p
@@ -104,26 +105,25 @@ PARTS = {
              "part_machine"),
         Part("P10", "temporal kernels", "the must-run tests of temporal.cu and the device filter on this GPU (JUnit "
              "outcomes); blend/hold/propagate on the device against the CPU kernels: equal, else the first "
-             "divergence (index, both values and bits, count, inputs there)", 60, 10.0,
-             f"est.: 34.6 s in the {_H200}, of which its pytest run's own export of the tiny bundle (the tiny_bundle "
-             "fixture; P2's took 27.9 s) about 25 s: that run now copies P2's ($ZSSEG_TEST_TINY_BUNDLE)",
+             "divergence (index, both values and bits, count, inputs there)", 20, 6.7,
+             f"{_H200_7F}: 6.70 s (its pytest run copying P2's bundle; 34.6 s at b235fde, which exported its own)",
              True, "part_temporal_kernels", _VIDEO),
         Part("P2", "bundles", "export seconds of the tiny bundle (or reused); whether the full-size one is there",
-             90, 0.6, f"{_H100}: 0.57 s reused, where the engine stage ran before it in "
+             40, 0.6, f"{_H100}: 0.57 s reused, where the engine stage ran before it in "
              "the command (checks/gpu_engine.py exports the tiny bundle into the command's shared_exports, as the "
              f"plan's first command does now); exported here: 30.4 s in the {_H200}, the export 27.87 s of it",
              False, "part_export"),
         Part("P9", "video filter on the device", "VideoSegmenter (--stabilize, keyframes) with the filter on the device "
              "and on the host: ms per frame, label agreement (an error per mode and frame recorded, the rest run); "
-             "zsseg camera --live --device cuda on the clip: fps, latency", 90, 42.0,
-             f"est.: 22.5 s in the {_H200} until its first device frame raised (the start, the tiny Engine, the frame "
-             "up to its class scores), about 4.5 s for the 96 frames of the 4 runs and the host path's first calls, "
-             "about 15 s for --live (its own start and Engine, 48 frames)", True, "part_video", _VIDEO),
-        Part("P7", "batched call", "engine([photo]*4) vs 4 single calls: ms, images/s, labels equal", 60, 22.0,
-             "est.: the start and the tiny Engine as P9's (about 20 s of P9's 22.5 s to its first device frame on the "
-             "H200 at b235fde) and 35 frames; never run on a GPU", True, "part_batch"),
+             "zsseg camera --live --device cuda on the clip: fps, latency", 60, 25.4,
+             f"{_H200_7F}: 25.4 s (labels equal to the host's in both modes; --live 45.6 fps)", True, "part_video",
+             _VIDEO),
+        Part("P7", "batched call", "engine([photo]*4) vs 4 single calls: ms, images/s, labels equal", 30, 12.0,
+             f"est.: 10.6 s in the {_H200_7F} (4 images in one call 13.5 ms, eager; 4 singles 3.4 ms), plus the "
+             "graphs captured per batch size now (issue 86 item 3)", True, "part_batch"),
         Part("P6", "ctypes CudaDriver", "real libcuda: CudaMemory (mapped off/on) + DriverCudaGraphs + timing "
-             "events on the CudaOpsModel stand-in: replay == eager per frame, graph stats, stage ms", 60, 1.17, _H200,
+             "events on the CudaOpsModel stand-in: replay == eager per frame, graph stats, stage ms", 10, 1.17,
+             f"{_H200}; 0.77 s in the {_H200_7F}",
              True, "part_ctypes_driver"),
         # the extras
         Part("P7S", "multi-source streams", "benchmarks streams on the torch CUDA Engine (frames/s, RSS), cut at "

@@ -1,7 +1,7 @@
 """The image twin (issue 78 item 2): CI runs what the lent GPU image runs, in the image's versions, so that whatever
 the image lacks or has in another version fails here first, not in a 15-minute lease.
 
-tools/image_twin.sh drives it: a CPython 3.12 venv holding the image's versions (``IMAGE``), stand-ins for what the
+tools/image_twin.sh drives it: a CPython 3.12 venv holding the image's versions (``image_versions``: the latest record's pip freeze), stand-ins for what the
 twin leaves out (``STAND_INS``: torch and the packages built on it, see below), the carried wheels installed by
 tools/gpu_check.sh itself, and each pytest stage run by tools/gpu_check.sh (its launcher, PYTHONSAFEPATH=1, the work
 folder as cwd, ``-n``/``--dist loadgroup``) on artefacts built here without CUDA; then the engine stage's programs on
@@ -45,23 +45,59 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 REPO = Path(__file__).resolve().parent.parent
 IMAGE_PYTHON = "3.12"  # the image's CPython 3.12.3 (every record's machine.python); any 3.12 here
 
-# The image's versions of what the stages import and the stage does not carry, with where each version is known
-# from (the records of the H200 run of b235fde: their notes, the review of them, the image's package list).
-IMAGE: Tuple[Tuple[str, str], ...] = (
-    ("numpy==2.5.2", "the image's package list (issue 78)"),
-    ("opencv-python-headless==5.0.0.93", "every record's notes (pyproject pins <5)"),
-    ("onnxruntime==1.30.0", "every record's notes (requirements.txt: 1.31.1)"),
-    ("onnx==1.23.1", "every record's notes (requirements.txt: 1.23.2)"),
-    ("scipy==1.18.1", "every record's notes (requirements.txt: 1.16.3)"),
-    ("pytest==9.1.1", "the review: the tracebacks match 9.1.1 line for line (requirements.txt: 9.2.0)"),
-    ("pytest-xdist==3.8.0", "the review: dsession.py's lines match 3.8.0"),
-)
-# On the image at a version no record gives: the project's pin (requirements.txt) stands for it
-IMAGE_UNRECORDED = ("tokenizers", "pillow", "tqdm", "hypothesis", "filelock", "execnet", "safetensors", "regex",
-                    "huggingface-hub", "pyyaml", "onnxscript")  # fmt: skip
-UNRECORDED_FALLBACK = {"regex": "regex", "huggingface-hub": "huggingface-hub", "pyyaml": "pyyaml"}  # not pinned there
+# What the stages import and the stage does not carry (tools/gpu_check.sh installs only what the machine lacks), each
+# at the image's version: the pip freeze every record's logs carry (logs/pip_freeze.txt, since 7f842ed), of the
+# latest record in docs/gpu_runs/ that has one (issue 86 item 1: the twin had tqdm, pillow, filelock, hypothesis,
+# tokenizers and timm at the project's pins, not the image's). A package the freeze lacks (an older record): the
+# project's pin (requirements.txt), said in ``image_versions``' source column.
+RECORDS = REPO / "docs" / "gpu_runs"
+FREEZE_MEMBER = "logs/pip_freeze.txt"
+TWIN_PACKAGES = ("numpy", "opencv-python-headless", "onnxruntime", "onnx", "scipy", "pytest", "pytest-xdist",
+                 "tokenizers", "pillow", "tqdm", "hypothesis", "filelock", "execnet", "safetensors", "regex",
+                 "huggingface-hub", "pyyaml", "onnxscript")  # fmt: skip
+UNPINNED = {"regex": "regex", "huggingface-hub": "huggingface-hub", "pyyaml": "pyyaml"}  # not pinned there
 # Installed without their dependencies (they would pull torch): on the image they import torch, here they fail to
-NO_DEPS = ("timm==1.0.31",)
+NO_DEPS_PACKAGES = ("timm",)
+
+
+def latest_freeze(records: Path = RECORDS) -> Tuple[Optional[str], Dict[str, str]]:
+    """(the record's logs tarball name, canonical name -> version) of the newest record whose logs hold a pip freeze;
+    (None, {}) when none does."""
+    import tarfile
+
+    for tarball in sorted(records.glob("*.logs.tar.gz"), reverse=True):  # names start with the date: newest first
+        try:
+            with tarfile.open(tarball) as archive:
+                member = next((m for m in archive.getmembers() if m.name.lstrip("./") == FREEZE_MEMBER), None)
+                handle = archive.extractfile(member) if member is not None else None
+                text = handle.read().decode("utf-8", "replace") if handle is not None else ""
+        except (OSError, tarfile.TarError):
+            continue
+        found = {}
+        for line in text.splitlines():
+            name, sep, version = line.strip().partition("==")
+            if sep and name and version:
+                found[canonical(name)] = version.strip()
+        if found:
+            return tarball.name, found
+    return None, {}
+
+
+def image_versions(records: Path = RECORDS) -> List[Tuple[str, str]]:
+    """(requirement, where its version comes from) of every package the twin installs (TWIN_PACKAGES, then
+    NO_DEPS_PACKAGES): the latest record's pip freeze, else the project's pin."""
+    source, frozen = latest_freeze(records)
+    pins = requirement_pins()
+    found = []
+    for name in TWIN_PACKAGES + NO_DEPS_PACKAGES:
+        key = canonical(name)
+        if key in frozen:
+            found.append((f"{name}=={frozen[key]}", f"the image's pip freeze ({source})"))
+        else:
+            found.append((pins.get(key, UNPINNED.get(name, name)), "the project's pin (no record's freeze has it)"))
+    return found
+
+
 # (distribution, version, module): metadata at the image's version, a module that refuses to import
 STAND_INS: Tuple[Tuple[str, str, str], ...] = (
     ("torch", "2.11.0", "torch"),
@@ -83,6 +119,8 @@ RUN: Dict[str, Tuple[Tuple[str, str], ...]] = {
         ("stream/test_video_filter.py", "the video filter: OpenCV's optical flow and remap (the H200's OpenCV 5 "
          "failure)"),
         ("test_postprocess_variants.py", "the post-processing candidates' program and its check children"),
+        ("cli/test_cli_camera_output_kind.py", "tiny-bundle tests (the bundle handed in: tools/image_twin.sh), the "
+         "batch test that assumed Ray among them (the image has none: the H200 run of 7f842ed)"),
     ),
 }  # fmt: skip
 TWIN_STAGES = tuple(RUN)
@@ -102,12 +140,15 @@ def requirement_pins(path: Path = REPO / "requirements.txt") -> Dict[str, str]:
 
 
 def requirements() -> List[str]:
-    """The twin venv's requirements: the image's recorded versions, the project's pins for the rest."""
-    pins = requirement_pins()
-    found = [req for req, _ in IMAGE]
-    for name in IMAGE_UNRECORDED:
-        found.append(pins.get(canonical(name), UNRECORDED_FALLBACK.get(name, name)))
-    return found
+    """The twin venv's requirements (installed with their dependencies): the image's versions."""
+    no_deps = {canonical(name) for name in NO_DEPS_PACKAGES}
+    return [req for req, _ in image_versions() if canonical(re.split(r"[=<>!~]", req)[0]) not in no_deps]
+
+
+def no_deps() -> List[str]:
+    """What is installed without its dependencies (NO_DEPS_PACKAGES), at the image's versions."""
+    wanted = {canonical(name) for name in NO_DEPS_PACKAGES}
+    return [req for req, _ in image_versions() if canonical(re.split(r"[=<>!~]", req)[0]) in wanted]
 
 
 def python312() -> Optional[str]:
@@ -140,14 +181,16 @@ def write_stand_in(site: Path, name: str, version: str, module: str) -> None:
 
 
 def version_problems() -> List[str]:
-    """What this interpreter's environment holds against ``IMAGE`` (run with the twin's Python)."""
+    """What this interpreter's environment holds against ``image_versions`` (run with the twin's Python)."""
     import importlib.metadata as md
 
     found = []
     if "%d.%d" % sys.version_info[:2] != IMAGE_PYTHON:
         found.append(f"Python {sys.version.split()[0]}, the image's is {IMAGE_PYTHON}")
-    for req, _ in IMAGE:
+    for req, _ in image_versions():
         name, _, want = req.partition("==")
+        if not want:
+            continue
         try:
             have = md.version(name)
         except md.PackageNotFoundError:
@@ -297,7 +340,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if command == "requirements" and not args:
         print("\n".join(requirements()))
     elif command == "no-deps" and not args:
-        print("\n".join(NO_DEPS))
+        print("\n".join(no_deps()))
     elif command == "stand-ins" and len(args) == 1:
         for name, version, module in STAND_INS:
             write_stand_in(Path(args[0]), name, version, module)
@@ -306,7 +349,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for line in found:
             print(f"image twin: {line}")
         if not found:
-            print("image twin: " + ", ".join(req for req, _ in IMAGE) + f", Python {sys.version.split()[0]}")
+            print("image twin: " + ", ".join(req for req, _ in image_versions()) + f", Python {sys.version.split()[0]}")
         return 1 if found else 0
     elif command == "pytest-args" and len(args) in (1, 3) and args[0] in RUN:
         workers = int(args[2]) if len(args) == 3 and args[1] == "--workers" else 2
@@ -339,7 +382,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stdout.write(done.stdout + done.stderr)
         return done.returncode
     elif command == "json" and not args:  # the tables, for the docs and the tests
-        print(json.dumps({"image": IMAGE, "stand_ins": STAND_INS, "run": RUN}, indent=1))
+        print(json.dumps({"image": image_versions(), "stand_ins": STAND_INS, "run": RUN}, indent=1))
     else:
         print(__doc__.split("\n\n")[2], file=sys.stderr)
         print(f"image_twin: unknown command {' '.join([command] + args)!r}", file=sys.stderr)

@@ -12,6 +12,7 @@ import warnings
 import collection_bytecode
 import cpu_times
 import pytest
+import stage_order
 import time_bound
 from support import GOLDEN, REPO, build_once, export_tiny_bundle
 
@@ -120,8 +121,13 @@ def _set_node_id(item, nodeid: str) -> None:
 
 
 def _longest_first(items) -> None:
+    first = stage_order.first_prefixes()  # a stage's must-runs ($ZSSEG_TESTS_FIRST) before even the longest
+
     def rank(item) -> int:
         nodeid = item.nodeid if item.nodeid.startswith("python_tests/") else "python_tests/" + item.nodeid
+        must = stage_order.first_rank(nodeid, first)
+        if must is not None:
+            return must - len(first)
         return next((i for i, prefix in enumerate(LONGEST_FIRST) if nodeid.startswith(prefix)), len(LONGEST_FIRST))
 
     items[:] = sorted(items, key=rank)  # stable: the rest keeps pytest's order
@@ -194,6 +200,7 @@ def _sigint_as_at_a_terminal() -> None:
 def pytest_configure(config):
     _sigint_as_at_a_terminal()
     time_bound.register(config)  # every test phase bounded in time: a hang is a named failure
+    stage_order.register(config)  # a stage's must-runs first, its deadline, the not_sanitized mark
     cpu_times.register(config)  # every test's CPU time (printed with --cpu-durations)
     if not config.pluginmanager.has_plugin("zsseg_collection_bytecode"):  # collection writes its bytecode: CI's CPU
         config.pluginmanager.register(collection_bytecode, "zsseg_collection_bytecode")

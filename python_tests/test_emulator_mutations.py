@@ -42,6 +42,7 @@ from support import subprocess_env
 
 pytestmark = [
     pytest.mark.cuda,
+    pytest.mark.not_sanitized("each mutation runs pytest in a child process; the emulated runtime's only"),
     pytest.mark.skipif(not EMULATED, reason="mutations are the emulated CUDA runtime's (ZSSEG_CUDA_EMULATION=1)"),
     pytest.mark.skipif(bool(os.environ.get("ZS_EMU_MUTATION")), reason="already inside a mutated run"),
 ]

@@ -111,7 +111,7 @@ def test_a_stage_writes_its_record_with_its_evidence(record, tmp_path, capsys):
         ("--pytest-args '--ignore=python_tests/ops/test_b.py -x'", ["pytest --ignore=python_tests/ops/test_b.py", "pytest -x"]),
         ("--pytest-args '--maxfail 1 --lf --ff'", ["pytest --maxfail 1", "pytest --lf", "pytest --ff"]),
         ("--pytest-args 'python_tests/ops/test_a.py'", ["pytest a test path python_tests/ops/test_a.py"]),
-        ("--budget 100", ["--budget 100 (the table's is {budget} s)"]),
+        ("--budget 77", ["--budget 77 (the table's is {budget} s)"]),
         ("--quick", ["--quick (the engine's full-size timing not run)"]),
         ("--pytest-args '-n 4 --durations=12 --cpu-durations 9 -rfEs -q'", []),  # the control: reporting and workers only
         ("--budget {budget}", []),  # the control: the table's own budget (the ops stage's, checks/gpu_stages.py)

@@ -9,12 +9,11 @@ failure the H200 lease of b235fde met and CI could not see (issue 78 item 2), ea
     and environment (tools/gpu_check.sh's run_module, PYTHONSAFEPATH=1, a work folder as cwd), passes from the
     checkout as CI runs it, and passes under the launcher when the child is started through the launcher too.
 
-The venv of (a) and (b) holds the image's versions of checks/image_twin.py IMAGE (uv, from PyPI: seconds with its
+The venv of (a) and (b) holds the image's versions of checks/image_twin.py image_versions (uv, from PyPI: seconds with its
 cache). The verdict's rules and the stand-ins are checked on made-up reports and a scratch site."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -32,12 +31,12 @@ UV = Path(sys.executable).parent / "uv"
 
 @pytest.fixture(scope="module")
 def image_python(tmp_path_factory) -> str:
-    """A CPython 3.12 venv with the image's pytest, pytest-xdist, NumPy and OpenCV (IMAGE's versions)."""
+    """A CPython 3.12 venv with the image's pytest, pytest-xdist, NumPy and OpenCV (image_versions')."""
     python = image_twin.python312()
     assert python, "no CPython 3.12 here (tools/image_twin.sh needs one: pyenv's or python3.12 on PATH)"
     assert UV.is_file(), f"uv is not in the development venv ({UV}): tools/setup_env.sh installs it"
     venv = tmp_path_factory.mktemp("image_venv") / "venv"
-    wanted = [req for req, _ in image_twin.IMAGE if req.split("==")[0] in ("numpy", "opencv-python-headless",
+    wanted = [req for req, _ in image_twin.image_versions() if req.split("==")[0] in ("numpy", "opencv-python-headless",
                                                                            "pytest", "pytest-xdist")]  # fmt: skip
     subprocess.run([str(UV), "venv", "-q", "--python", python, str(venv)], check=True, timeout=120)
     subprocess.run([str(UV), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *wanted], check=True,
@@ -232,18 +231,46 @@ def test_a_stand_in_has_the_images_version_and_refuses_to_import(tmp_path):
     assert lines[2] == "skipped", done.stdout + done.stderr
 
 
-def test_the_image_versions_are_the_records_own():
-    """Every version IMAGE takes from the records' notes is what the H200 records of b235fde say the image had."""
-    records = sorted((REPO / "docs" / "gpu_runs").glob("2026-11-27T2*_nvidia-h200_*.json"))
-    assert records, "the H200 records of b235fde are not in docs/gpu_runs/"
-    had = {}
-    for record in records:
-        for note in json.loads(record.read_text()).get("notes", []):
-            if ", this machine has " in note:
-                name, version = note.rsplit(", this machine has ", 1)[1].split()
-                had[name] = version
-    noted = [req for req, source in image_twin.IMAGE if "notes" in source]
-    assert noted and all(had.get(req.split("==")[0]) == req.split("==")[1] for req in noted), (noted, had)
+def test_the_image_versions_are_the_latest_records_pip_freeze():
+    """Every package the twin installs is at the version of the latest record's pip freeze (issue 86 item 1: tqdm,
+    pillow, filelock, hypothesis, tokenizers and timm were the project's pins, not the image's)."""
+    source, frozen = image_twin.latest_freeze()
+    assert source and source.startswith("2026-11-28T17"), source  # the H200 run of 7f842ed, or a later one
+    versions = dict(req.split("==") for req, _ in image_twin.image_versions())
+    assert versions["tqdm"] == frozen["tqdm"] and versions["pillow"] == frozen["pillow"], versions
+    for name in image_twin.TWIN_PACKAGES + image_twin.NO_DEPS_PACKAGES:
+        assert versions[name] == frozen[image_twin.canonical(name)], name
+    assert image_twin.no_deps() == [f"timm=={frozen['timm']}"] and not any(
+        r.startswith("timm") for r in image_twin.requirements()
+    )
+
+
+def test_without_a_freeze_the_twin_takes_the_pins_and_says_so(tmp_path):
+    """The control: records with no pip freeze (older ones), a damaged tarball, and the newest freeze winning."""
+    import io
+    import tarfile
+
+    def record(name, freeze):
+        with tarfile.open(tmp_path / f"{name}.logs.tar.gz", "w:gz") as archive:
+            for member, text in (("logs/pytest.log", "x"), ("logs/pip_freeze.txt", freeze)):
+                if text is None:
+                    continue
+                data = text.encode()
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+
+    record("2026-01-01T000000_m_ops", None)
+    (tmp_path / "2026-01-02T000000_m_ops.logs.tar.gz").write_bytes(b"not a tarball")
+    assert image_twin.latest_freeze(tmp_path) == (None, {})
+    pinned = dict(image_twin.image_versions(tmp_path))
+    assert pinned[image_twin.requirement_pins()["numpy"]].startswith("the project's pin")
+    record("2026-01-03T000000_m_ops", "numpy==9.9.9\nPillow==1.2.3\n")
+    record("2026-01-04T000000_m_ops", "numpy==8.8.8\n")  # newer: it wins, pillow falls back to the pin
+    source, frozen = image_twin.latest_freeze(tmp_path)
+    assert source == "2026-01-04T000000_m_ops.logs.tar.gz" and frozen == {"numpy": "8.8.8"}
+    versions = dict(image_twin.image_versions(tmp_path))
+    assert versions["numpy==8.8.8"].startswith("the image's pip freeze (2026-01-04")
 
 
 def test_no_test_names_a_packaged_file_by_a_path_relative_to_the_checkout():

@@ -117,6 +117,11 @@ def test_the_check_wants_nan_where_the_cpu_has_it_and_numbers_elsewhere():
 
 @requires_cuda
 @pytest.mark.cuda
+@pytest.mark.not_sanitized(
+    "its CUDA work runs in one child process per candidate (pv.checked_apart); the candidates' "
+    "kernels run under memcheck in-process in test_segment_windows_variants.py and "
+    "test_segment_windows_warps.py"
+)
 def test_the_program_checks_and_times_every_candidate(tmp_path, capsys):
     testing = cuda_testing()
     before = testing.segment_windows_variant()
@@ -141,6 +146,11 @@ def test_the_program_checks_and_times_every_candidate(tmp_path, capsys):
 
 @requires_cuda
 @pytest.mark.cuda
+@pytest.mark.not_sanitized(
+    "its CUDA work runs in one child process per candidate (pv.checked_apart); the candidates' "
+    "kernels run under memcheck in-process in test_segment_windows_variants.py and "
+    "test_segment_windows_warps.py"
+)
 def test_a_variant_whose_check_process_dies_is_reported_failed_and_not_timed(tmp_path, monkeypatch, capsys):
     """A candidate that faults on a device takes its check's process with it: reported FAILED with the process's
     exit, never timed or recommended; the default's results are kept and the run says so (exit 0)."""
@@ -160,3 +170,25 @@ def test_a_variant_whose_check_process_dies_is_reported_failed_and_not_timed(tmp
         assert rows["tiled"]["pass"] and rows["tiled"]["us"] is not None
     assert report["recommendation"]["variant"] != "columns"
     assert "FAILED: columns at C=20 on iid: the check's process ended with -11" in capsys.readouterr().out
+
+
+def test_a_check_process_that_never_ends_is_ended_and_reported_failed(tmp_path, monkeypatch):
+    """checked_apart bounds each child (issue 86 item 1: an unbounded child stalled the sanitizers stage): a child that
+    never ends is ended at CHECK_TIMEOUT_S and its candidate reported failed, naming the bound; the next runs."""
+    import sys
+
+    from benchmarks import _launch
+
+    def launcher(package, module, *args):
+        name = str(args[1])
+        code = "import signal; signal.pause()" if name == "hangs" else "import sys; sys.exit(3)"
+        return [sys.executable, "-c", code], None
+
+    monkeypatch.setattr(_launch, "checkout_module", launcher)
+    monkeypatch.setattr(pv, "CHECK_TIMEOUT_S", 1)
+    cases = {"3/iid": {"logits": np.zeros((1, 2, 2, 2), np.float32), "bias": np.zeros(2, np.float32)}}
+    found = pv.checked_apart(["hangs", "exits"], cases, 8, tmp_path / "cases")
+    assert found["hangs"] == {
+        "3/iid": {"pass": False, "error": "the check's process ran past its bound of 1 s and was ended"}
+    }
+    assert found["exits"]["3/iid"]["pass"] is False and "ended with 3" in found["exits"]["3/iid"]["error"]

@@ -337,9 +337,17 @@ do_sanitizer() {  # do_sanitizer TOOL cpp|pytest: compute-sanitizer over the C++
     step "${tool}_cpp_verdict" "$WORK/logs/sanitizer_${tool}_cpp_verdict.log" run_module checks gpu_check_support \
       sanitizer-verdict --log "$log" --xml "$WORK/sanitizer_${tool}_cpp.xml" --cuda || true
   else
+    # the must-runs first, each test bounded, none started past the bound less that bound and the report's time: at
+    # the bound compute-sanitizer ends the tree with no summary and no XML (python_tests/stage_order.py)
+    # only the files that hold CUDA tests are collected (as CI's emulation stage does), not the whole tree per worker
+    local bound report first files
+    read -r bound report < <(run_module checks gpu_stages sanitized-bounds)
+    first="$(run_module checks gpu_stages must-run sanitizers)"
+    mapfile -t files < <(run_module checks gpu_stages cuda-files)
     step "${tool}_pytest" "$log" env OMP_NUM_THREADS="$(pytest_threads "$SANITIZED_WORKERS")" \
+      ZSSEG_TESTS_FIRST="$first" ZSSEG_TEST_TIME_BOUND="$bound" ZSSEG_TEST_DEADLINE="$((STAGE_DEADLINE - bound - report))" \
       "$san" --tool "$tool" --error-exitcode 99 --target-processes all "$PY" -m pytest \
-      "$ROOT/python_tests" "${SANITIZED_OWN[@]}" "${PYTEST_COMMON[@]}" "${PYTEST_PLUGINS[@]}" \
+      "${files[@]/#/$ROOT/}" "${SANITIZED_OWN[@]}" "${PYTEST_COMMON[@]}" "${PYTEST_PLUGINS[@]}" \
       "--junitxml=$WORK/sanitizer_${tool}_pytest.xml" \
       -n "$SANITIZED_WORKERS" ${PYTEST_EXTRA[@]+"${PYTEST_EXTRA[@]}"} || true
     step "${tool}_pytest_verdict" "$WORK/logs/sanitizer_${tool}_pytest_verdict.log" run_module checks \

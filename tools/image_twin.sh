@@ -2,15 +2,16 @@
 # The image twin (issue 78 item 2; docs/gpu.md "The image twin"): CI runs what the lent GPU image runs, in the
 # image's versions, so that whatever the image lacks or has in another version fails here first. It
 #   1. makes a CPython 3.12 venv (the image's Python) holding the image's versions of what the stages import and do
-#      not carry (checks/image_twin.py IMAGE: numpy 2.5.2, OpenCV 5.0.0.93, onnxruntime 1.30.0, pytest 9.1.1,
-#      pytest-xdist 3.8.0, ...) and stand-ins for torch and torchvision (below);
+#      not carry (checks/image_twin.py image_versions: the latest record's pip freeze, e.g. numpy 2.5.2, OpenCV
+#      5.0.0.93, pytest 9.1.1, tqdm 4.70.1) and stand-ins for torch and torchvision (below);
 #   2. builds zsseg_rt's wheel for it (CUDA off: no GPU here, the CUDA tests skip as on any machine without one) and
 #      the artefacts from it with tools/gpu_artifacts.sh (a GoogleTest stand-in for the C++ tests, which the twin
 #      does not run; the carried wheels downloaded as for a lease), and the emulated CUDA build for 3.12;
 #   3. runs each pytest stage of checks/image_twin.py TWIN_STAGES with tools/gpu_check.sh itself (its setup: the
 #      artefacts verified, the wheel and the carried wheels installed into the stage's site, then pytest through its
 #      launcher, PYTHONSAFEPATH=1, the work folder as cwd, --dist loadgroup, -m "not host_only"), with 2 workers
-#      instead of 16, every test of the stage run (a module that needs torch is one collection error among them);
+#      instead of 16, every test of the stage run (a module that needs torch is one collection error among them), with
+#      the tiny test bundle exported here with real torch and handed in (ZSSEG_TEST_TINY_BUNDLE);
 #   4. runs the engine stage's variants program (checks/postprocess_variants.py) on the emulated CUDA build through
 #      the same launcher (tools/gpu_check.sh's run_module, taken from that file) and environment as the stage, and the
 #      Engine check (checks/gpu_engine.py) as far as it goes without torch (its --help: the launcher finds it);
@@ -118,6 +119,14 @@ ZSSEG_VENV="$VENV" bash "$TREE/tools/gpu_artifacts.sh" --out "$TWIN/artifacts" -
 twin snapshot "$TREE" "$TWIN/tree"
 
 # ---- 3. the pytest stages, by tools/gpu_check.sh itself -------------------------------------------------------------
+# The tiny test bundle exported with the development venv's real torch and handed in (ZSSEG_TEST_TINY_BUNDLE, as
+# tools/runtime_only_tests.sh does): torch is a stand-in here, so every test through the tiny_bundle fixture skipped
+# and the twin missed the Ray test that failed on the image (issue 86 item 1: 487 passed in the twin, 696 there).
+say "the tiny test bundle, exported with the development venv's torch ($TWIN/tiny_bundle)"
+rm -rf "$TWIN/tiny_bundle"
+PYTHONPATH="$HERE:$HERE/python_tests" "$VENV/bin/python" -c \
+  "import sys; from support import export_tiny_bundle; export_tiny_bundle(sys.argv[1])" "$TWIN/tiny_bundle" >/dev/null
+export ZSSEG_TEST_TINY_BUNDLE="$TWIN/tiny_bundle/bundle"
 FAILED=0
 rm -rf "$TWIN/records"  # this run's records only (each a rehearsal's, which gpu_record refuses)
 for stage in "${STAGE_LIST[@]}"; do

@@ -8,6 +8,8 @@ cannot be made and every test here fails."""
 from __future__ import annotations
 
 import logging
+import re
+import sys
 
 import pytest
 
@@ -16,6 +18,7 @@ from stream_fakes import write_band_clip  # noqa: E402
 from toy_output_kind import ROW  # noqa: E402
 
 from zsseg_rt import cli  # noqa: E402
+from zsseg_rt.console.errors import CliError  # noqa: E402
 from zsseg_rt.outputs import kinds  # noqa: E402
 
 ENGINE = ["--classes", "a,b", "--no-progress"]
@@ -136,14 +139,31 @@ def test_batch_takes_the_toy_kind_and_checks_it_before_ray(toy_kind, tmp_path, t
     out = tmp_path / "taken.count"
     out.write_text("7\n")
     argv = ["batch", photos, tmp_path / "labels", "--bundle", tiny_bundle, *ENGINE, "-o", out]
-    code = cli.main([str(a) for a in argv])  # refused by the output plan before Ray starts (no cluster needed)
-    assert code == 1 and f"{str(out)!r} exists already: pass --overwrite" in capsys.readouterr().err
+    # the command itself, past cli.main's install check (batch needs Ray, which the GPU image lacks): refused by the
+    # output plan before Ray starts (no cluster needed, nor Ray installed)
+    args = cli.build_parser("batch").parse_args([str(a) for a in argv])
+    with pytest.raises(CliError, match=re.escape(f"{str(out)!r} exists already: pass --overwrite")):
+        args.func(args)
     assert out.read_text() == "7\n"
     with pytest.raises(SystemExit) as stopped:  # a spec of no kind batch takes: argparse's refusal
         cli.main([str(a) for a in argv[:-1]] + ["out.mp4"])
     assert stopped.value.code == 2 and "argument -o: expected one of out.count (a frame count), got 'out.mp4'" in (
         capsys.readouterr().err
     )
+
+
+def test_batch_without_ray_says_so_before_anything_else(toy_kind, monkeypatch, tmp_path, capsys):
+    """The control of the test above: where Ray is not installed (the GPU image), ``zsseg batch`` refuses first, in
+    one line with the install line, before its arguments, the bundle or the output plan are looked at."""
+    monkeypatch.setitem(sys.modules, "ray", None)  # importlib.util.find_spec("ray") is None: not installed
+    out = tmp_path / "taken.count"
+    out.write_text("7\n")
+    argv = ["batch", tmp_path / "no photos", tmp_path / "labels", "--bundle", tmp_path / "no bundle", *ENGINE]
+    code = cli.main([str(a) for a in argv + ["-o", out]])
+    err = capsys.readouterr().err
+    assert code == 1 and "zsseg batch needs Ray" in err and "ray not installed" in err, err
+    assert "no photos" not in err and "no bundle" not in err  # nothing of the arguments was checked first
+    assert out.read_text() == "7\n" and not (tmp_path / "labels").exists()
 
 
 def test_without_the_row_segment_and_batch_have_no_count(capsys):

@@ -207,6 +207,7 @@ def test_raw_native_functions_never_crash_on_arbitrary_arguments():
 
 
 @pytest.mark.cuda
+@pytest.mark.not_sanitized("the fuzz runs in a child process (a crash fails the test); the emulated build's only")
 @pytest.mark.skipif(not _loader.emulated(), reason="the raw fuzz on the emulated CUDA build (ZSSEG_CUDA_EMULATION=1)")
 def test_raw_native_functions_never_crash_on_the_emulated_cuda_build():
     _run(60)  # fake CUDA pointers reach cudaPointerGetAttributes here (no GPU build refuses them earlier)
