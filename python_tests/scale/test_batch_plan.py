@@ -219,3 +219,18 @@ def test_a_folder_without_label_maps_takes_new_settings(tmp_path, tiny_bundle):
     (tmp_path / "out" / "a.png.png").write_bytes(b"a label map")
     prepare_batch(folder, out, tiny_bundle, "cat,sofa,floor", unknown_below=0.7)
     assert (tmp_path / "out" / "vocabulary.json").read_text() == older  # resumed, the file untouched
+
+
+def test_the_threshold_refusal_says_both_values_exactly(tmp_path, tiny_bundle):
+    """Issue 87, L7 (G76): a resume with ``--unknown-below 0.50000001`` over a folder made with 0.5 was refused as
+    "made with --unknown-below 0.5 ..., but this run has --unknown-below 0.5" (both rounded by ``:g``): each value
+    is said as given."""
+    folder, out, recorded = _first_run(tmp_path, tiny_bundle, unknown_below=0.5)
+    with pytest.raises(ValueError) as refused:
+        prepare_batch(folder, out, tiny_bundle, "cat,sofa,floor", unknown_below=0.50000001)
+    assert (
+        f"'{out}' holds label maps made with --unknown-below 0.5 (label 255 = unknown), but this run has "
+        "--unknown-below 0.50000001 (label 255 = unknown): label values would mean"
+    ) in str(refused.value)
+    assert (tmp_path / "out" / "vocabulary.json").read_text() == recorded
+
