@@ -197,6 +197,14 @@ MUTANTS: Tuple[Mutant, ...] = (
            "if run.returncode != 0 or not os.path.realpath(where).startswith(os.path.realpath(site) + os.sep):",
            "if run.returncode != 0:",
            ("python_tests/test_gpu_harness.py::test_a_harness_imported_from_elsewhere_than_its_site_is_refused",)),
+    # issue 88 item 5: the audit of 7f842ed's survivor (N13) and its weakly guarded mutant (N12), each killed by an
+    # assertion now (python_tests/runtime/test_option_values.py)
+    Mutant("cuda-n-prefix-match", "zsseg_rt/options/table.py", "re.fullmatch(self.pattern[0], value)",
+           "re.match(self.pattern[0], value)",
+           ("python_tests/runtime/test_option_values.py::test_every_value_is_checked_by_its_row_before_anything_is_opened",)),
+    Mutant("range-low-end-refused", "zsseg_rt/options/table.py", "low <= float(value) <= high",
+           "low < float(value) <= high",
+           ("python_tests/runtime/test_option_values.py::test_values_the_rows_take_pass",)),
 )  # fmt: skip
 
 

@@ -26,6 +26,11 @@ REFUSED = [
     ("verify", "no", "expected True or False, got 'no'"),
     ("mode", "slow", "expected one of 'exact', 'fast', got 'slow'"),
     ("device", "gpu", "expected one of 'auto', 'cpu', 'cuda', 'cuda:N', got 'gpu'"),
+    # a malformed cuda:N, whole (the audit of 7f842ed, N13: re.match took these, and ONNX Runtime refused them only
+    # after the bundle was read)
+    ("device", "cuda:1x", "expected one of 'auto', 'cpu', 'cuda', 'cuda:N', got 'cuda:1x'"),
+    ("device", "cuda:0,1", "expected one of 'auto', 'cpu', 'cuda', 'cuda:N', got 'cuda:0,1'"),
+    ("device", "cuda:2 ", "expected one of 'auto', 'cpu', 'cuda', 'cuda:N', got 'cuda:2 '"),
     ("max_batch", 0, "expected a whole number >= 1 or None, got 0"),
     ("max_windows", "5", "expected a whole number >= 1 or None, got '5'"),
     ("max_pixels", -1, "expected a whole number >= 0 or None, got -1"),
@@ -57,6 +62,22 @@ def test_values_the_rows_take_pass():
     ENGINE_OPTIONS["cache_dir"].check_value(pathlib.Path("/records"))  # a folder as a path
     ENGINE_OPTIONS["backend"].check_value(object())  # "str or a Backend": an object is its user's to check
     ENGINE_OPTIONS["unknown_below"].check_value(1)  # an int where a number is asked for
+    # both ends of every range are in it (the audit of 7f842ed, N12: `low <` instead of `low <=` was killed only by
+    # crashes of tests that happened to pass 0), and just outside each is refused
+    ranged = [row for row in ENGINE_OPTIONS if row.bounds is not None or row.minimum is not None]
+    assert {"object_min_area", "unknown_below", "threads", "max_pixels"} <= {row.name for row in ranged}
+    for row in ranged:
+        low, high = row.bounds if row.bounds is not None else (row.minimum, getattr(row, "maximum", None))
+        for value in (low, high) if high is not None else (low,):
+            row.check_value(value)
+        whole = isinstance(low, int) and row.type.startswith("int")
+        with pytest.raises(ValueError):
+            row.check_value(low - (1 if whole else 1e-9))
+        if row.flag:  # the command line takes the lower end too
+            from zsseg_rt import cli
+
+            argv = [*SEGMENT, row.flag, f"{low:g}"]
+            assert getattr(cli.build_parser().parse_args(argv), row.name) == low, row.name
 
 
 def test_a_preset_value_is_checked_too():
@@ -81,7 +102,15 @@ def _parse_error(capsys, argv):
 
 @pytest.mark.parametrize(
     "name, text",
-    [("mode", "slow"), ("inference", "tiles"), ("device", "gpu"), ("postprocess_kernel", "fastest"), ("backend", "x")],
+    [
+        ("mode", "slow"),
+        ("inference", "tiles"),
+        ("device", "gpu"),
+        ("device", "cuda:0,1"),
+        ("device", "cuda:1x"),
+        ("postprocess_kernel", "fastest"),
+        ("backend", "x"),
+    ],
 )
 def test_the_command_line_refuses_a_value_in_the_pythons_words(capsys, name, text):
     """``argument --FLAG: <the words of Engine(NAME=...)'s refusal>``, not argparse's "invalid choice"."""
