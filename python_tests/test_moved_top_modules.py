@@ -46,7 +46,11 @@ OUTPUTS_ROOM = {
 
 
 def test_the_package_installs_these_moves():
-    assert zsseg_rt._MOVED == {**NEW, **OUTPUTS_ROOM}
+    """One deprecation map and one finder for the whole package (issue 88 item 4: five finders before)."""
+    from zsseg_rt import aliases
+
+    assert {old: aliases.MOVED[old][0] for old in {**NEW, **OUTPUTS_ROOM}} == {**NEW, **OUTPUTS_ROOM}
+    assert [type(f).__name__ for f in __import__("sys").meta_path].count("MovedModules") == 1
 
 
 def test_every_old_path_is_the_new_module_and_warns():
@@ -115,8 +119,9 @@ def test_the_video_filters_old_paths_are_its_room(tmp_path):
     paths the very modules with the warning; no module file is left at an old path, and none stands loose beside the
     rooms."""
     import zsseg_rt.stream
+    from zsseg_rt import aliases
 
-    assert zsseg_rt.stream._MOVED == STREAM_ROOMS
+    assert {old: aliases.MOVED[old][0] for old in STREAM_ROOMS} == STREAM_ROOMS
     assert_moved(STREAM_ROOMS)
     stream = Path(zsseg_rt.stream.__file__).parent
     assert [old for old in STREAM_ROOMS if (stream / f"{old.rsplit('.', 1)[1]}.py").exists()] == []

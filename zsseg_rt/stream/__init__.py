@@ -39,7 +39,6 @@ Frames one by one with stable labels, without the loop (an application that owns
 
 from typing import TYPE_CHECKING, Any, List
 
-from zsseg_rt.aliases import install_moved
 from zsseg_rt.console.opencv_build import (
     StreamCapabilityError,
     display_available,
@@ -115,21 +114,7 @@ def __dir__() -> List[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-# deprecated 2026-11-28 (0.1.x), removed in 0.2.0: stream/'s modules moved into its rooms (issue 80, item 1); the
-# output modules that left for zsseg_rt/outputs/ are in zsseg_rt._MOVED
-_MOVED = {
-    **{
-        f"zsseg_rt.stream.{name}": f"zsseg_rt.stream.video_filter.{name}"
-        for name in ("temporal", "video", "video_metrics", "lookahead", "filter_arrays")
-    },
-    "zsseg_rt.stream.ffmpeg_log": "zsseg_rt.stream.sources.ffmpeg_log",  # FFmpeg's messages of one source
-    "zsseg_rt.stream.capabilities": "zsseg_rt.console.opencv_build",  # shared with the outputs (no arrow up)
-    **{
-        f"zsseg_rt.stream.{name}": f"zsseg_rt.stream.loop.{name}"
-        for name in "runner flight live session session_options session_summary protocols capture vocabulary".split()
-    },
-}
-install_moved(_MOVED, "deprecated since 2026-11-28, removed in 0.2.0")
+# the old paths of stream/'s modules (now in its rooms and in zsseg_rt/outputs/) are zsseg_rt.aliases.MOVED's
 
 __all__ = [
     "LIVE",
