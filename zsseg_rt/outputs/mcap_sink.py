@@ -191,12 +191,15 @@ class McapSink(RobotSink):
 
     def abort(self) -> None:
         """After a failed run: the partial file is finished when it can be (a complete MCAP file, under its partial
-        name) and kept; ``path`` is not replaced."""
+        name) and kept when it holds a frame (one that holds none is removed: it would refuse the next run for
+        nothing, issue 87, M2); ``path`` is not replaced."""
         try:
             self.finish()
         except OSError as exc:
             log.debug("finishing %s after a failed run: %s", self._file.partial, exc)
         finally:
+            if self.frames == 0:
+                self._file.discard()
             if self._plan is not None:
                 self._plan.abort()  # standing alone: nothing put in place, the claim on the output ends
 

@@ -622,18 +622,21 @@ class MultiStreamRunner:
             return drawn[0]
 
         own = len(stream.sinks)
+        alone = dataclasses.replace(frame, stream=0)  # what a source's own sinks see: it alone, their source 0 (M2)
         for place, sink in enumerate([*stream.sinks, *self.shared_sinks]):
-            if not isinstance(sink, ResultSink):
-                if place < own and getattr(sink, "takes_number", False):  # named by the frame's number (frames/)
-                    sink.write_numbered(overlay(), frame.index)
-                elif place < own:
-                    sink.write(overlay())
-                else:  # shared by every source (the preview grid)
-                    sink.write_stream(stream.index, overlay())
-            elif getattr(sink, "takes_overlay", False):  # a shared one learns the source from frame.stream
-                sink.write_result(frame, result, overlay)
-            else:
-                sink.write_result(frame, result)
+            mine = place < own
+            if isinstance(sink, ResultSink):  # a shared one learns the source from frame.stream
+                shown = alone if mine else frame
+                if getattr(sink, "takes_overlay", False):
+                    sink.write_result(shown, result, overlay)
+                else:
+                    sink.write_result(shown, result)
+            elif mine and getattr(sink, "takes_number", False):  # named by the frame's number (frames/)
+                sink.write_numbered(overlay(), frame.index)
+            elif mine:
+                sink.write(overlay())
+            else:  # shared by every source (the preview grid)
+                sink.write_stream(stream.index, overlay())
 
     def _measure(self, stream: _Stream, frame: Frame, result) -> None:
         """The source's video metrics after a frame was written (never fatal to the stream: a segment callable whose
